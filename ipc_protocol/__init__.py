@@ -1,0 +1,40 @@
+"""Sans-I/O core of the IPC bridge: framing, the envelope, channel patterns,
+error codes and exceptions. Shared by ``ipc_server`` and ``ipc_client``; it
+never imports asyncio or socket, so it is tested and fuzzed on bytes alone."""
+
+from .channels import is_pattern, is_reserved, pattern_matches, validate_channel, validate_pattern
+from .codes import CLIENT_CODES, WIRE_CODES, ErrorCode
+from .constants import LEGACY_PROTOCOL_VERSION, PROTOCOL_VERSION, SERVICES_CHANNEL, SYSTEM_CHANNEL
+from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, new_message_id
+from .exceptions import *  # noqa: F403
+from .exceptions import __all__ as _exceptions_all
+from .framing import FrameDecoder, encode_frame
+from .heartbeat import Heartbeat, HeartbeatAction
+
+__version__ = "2.0.0"
+
+__all__ = [
+    "ErrorCode",
+    "WIRE_CODES",
+    "CLIENT_CODES",
+    "PROTOCOL_VERSION",
+    "LEGACY_PROTOCOL_VERSION",
+    "SYSTEM_CHANNEL",
+    "SERVICES_CHANNEL",
+    "Message",
+    "MessageType",
+    "ErrorInfo",
+    "decode_message",
+    "encode_message",
+    "new_message_id",
+    "FrameDecoder",
+    "encode_frame",
+    "Heartbeat",
+    "HeartbeatAction",
+    "validate_channel",
+    "validate_pattern",
+    "is_pattern",
+    "is_reserved",
+    "pattern_matches",
+    *_exceptions_all,
+]

@@ -1,0 +1,40 @@
+"""JSON in the bridge's profile: UTF-8, no NaN or Infinity (JavaScript cannot
+parse them), strings that are valid Unicode. pydantic-core's parser and
+serialiser are used because they are several times faster than ``json``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic_core
+
+from .exceptions import FrameError, MessageError
+
+__all__ = ["dumps", "loads"]
+
+_strict_encoder = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise ``obj``; raise :class:`MessageError` for values JSON cannot carry."""
+    try:
+        out = pydantic_core.to_json(obj, inf_nan_mode="constants")
+    except pydantic_core.PydanticSerializationError as exc:
+        raise MessageError(f"value is not JSON serialisable: {exc}") from exc
+    if b"NaN" in out or b"Infinity" in out:
+        # Rare: either a real NaN/Infinity, or those letters inside a string.
+        # The strict encoder tells the two apart.
+        try:
+            _strict_encoder.encode(obj)
+        except ValueError as exc:
+            raise MessageError("NaN and Infinity are not valid JSON") from exc
+    return out
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Parse one JSON document; raise :class:`FrameError` when it is not valid."""
+    try:
+        return pydantic_core.from_json(data, allow_inf_nan=False)
+    except ValueError as exc:
+        raise FrameError(f"invalid JSON: {exc}") from exc

@@ -1,0 +1,85 @@
+"""Channel names and subscription patterns (docs/protocol.md, "Channels").
+
+A channel is dot-separated non-empty tokens (``orders.created``). In a pattern,
+the token ``*`` matches exactly one token and a final ``>`` matches one or more
+remaining tokens, as in NATS subjects.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .constants import RESERVED_PREFIXES
+
+__all__ = [
+    "validate_channel",
+    "validate_pattern",
+    "is_pattern",
+    "is_reserved",
+    "pattern_matches",
+]
+
+MAX_CHANNEL_LENGTH = 512
+
+
+def _tokens(name: str, what: str) -> list[str]:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a non-empty string")
+    if len(name) > MAX_CHANNEL_LENGTH:
+        raise ValueError(f"{what} is longer than {MAX_CHANNEL_LENGTH} characters")
+    tokens = name.split(".")
+    if any(not t or t.strip() != t for t in tokens):
+        raise ValueError(f"{what} {name!r} has an empty token or surrounding spaces")
+    return tokens
+
+
+def validate_channel(name: str) -> str:
+    """Return ``name`` if it is a concrete channel (no wildcards), else raise ValueError."""
+    tokens = _tokens(name, "channel")
+    if any(t in ("*", ">") for t in tokens):
+        raise ValueError(f"channel {name!r} contains a wildcard; wildcards are for subscriptions")
+    return name
+
+
+def validate_pattern(pattern: str) -> str:
+    """Return ``pattern`` if it is a valid channel or pattern, else raise ValueError."""
+    tokens = _tokens(pattern, "pattern")
+    for i, t in enumerate(tokens):
+        if t == ">" and i != len(tokens) - 1:
+            raise ValueError(f"pattern {pattern!r}: '>' may only be the last token")
+        if t not in ("*", ">") and ("*" in t or ">" in t):
+            raise ValueError(f"pattern {pattern!r}: wildcards must be whole tokens")
+    return pattern
+
+
+def is_pattern(name: str) -> bool:
+    return "*" in name or ">" in name
+
+
+def is_reserved(channel: str) -> bool:
+    """Channels under ``system`` and ``$sys`` belong to the server."""
+    head = channel.split(".", 1)[0]
+    return head in RESERVED_PREFIXES
+
+
+@lru_cache(maxsize=4096)
+def _split(name: str) -> tuple[str, ...]:
+    return tuple(name.split("."))
+
+
+def pattern_matches(pattern: str, channel: str) -> bool:
+    """Whether ``channel`` matches ``pattern`` (both assumed valid)."""
+    if pattern == channel:
+        return True
+    if "*" not in pattern and ">" not in pattern:
+        return False
+    p = _split(pattern)
+    c = _split(channel)
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(c) > i
+        if i >= len(c):
+            return False
+        if tok != "*" and tok != c[i]:
+            return False
+    return len(p) == len(c)

@@ -1,0 +1,45 @@
+"""The error codes shared by every language.
+
+The list is mirrored in ``interop-tests/spec/error_codes.json``; the Python and
+Node test suites both assert that their enum equals that file, so a code can
+never exist on one side only (docs/protocol.md, "Error codes").
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ErrorCode", "WIRE_CODES", "CLIENT_CODES"]
+
+
+class ErrorCode(StrEnum):
+    """Stable string codes carried in ``error.code`` and on exceptions."""
+
+    # Sent on the wire by the server (or by a responder).
+    BAD_FRAME = "bad_frame"
+    TOO_LARGE = "too_large"
+    BAD_MESSAGE = "bad_message"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NO_RESPONDERS = "no_responders"
+    TIMEOUT = "timeout"
+    RESPONDER_LOST = "responder_lost"
+    HANDLER_ERROR = "handler_error"
+    SLOW_CONSUMER = "slow_consumer"
+    SHUTTING_DOWN = "shutting_down"
+    # Raised by clients only; never sent by the server.
+    NOT_CONNECTED = "not_connected"
+    CONNECTION_LOST = "connection_lost"
+    CIRCUIT_OPEN = "circuit_open"
+    QUEUE_FULL = "queue_full"
+
+
+CLIENT_CODES = frozenset(
+    {
+        ErrorCode.NOT_CONNECTED,
+        ErrorCode.CONNECTION_LOST,
+        ErrorCode.CIRCUIT_OPEN,
+        ErrorCode.QUEUE_FULL,
+    }
+)
+WIRE_CODES = frozenset(ErrorCode) - CLIENT_CODES

@@ -1,0 +1,36 @@
+"""Protocol constants and shared defaults (units are in the names)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "LEGACY_PROTOCOL_VERSION",
+    "SYSTEM_CHANNEL",
+    "SERVICES_CHANNEL",
+    "RESERVED_PREFIXES",
+    "HEADER_SIZE",
+    "MAX_FRAME_LIMIT",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_HEARTBEAT_INTERVAL_S",
+    "DEFAULT_HEARTBEAT_TIMEOUT_S",
+    "DEFAULT_REQUEST_TIMEOUT_S",
+    "DEFAULT_PORT",
+    "DEFAULT_HOST",
+]
+
+PROTOCOL_VERSION = 2
+LEGACY_PROTOCOL_VERSION = 1
+
+SYSTEM_CHANNEL = "system"
+SERVICES_CHANNEL = "$sys.services"
+RESERVED_PREFIXES = ("system", "$sys")
+
+HEADER_SIZE = 4
+MAX_FRAME_LIMIT = 2**32 - 1  # what a uint32 length prefix can express
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8888
+DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
+DEFAULT_HEARTBEAT_INTERVAL_S = 15.0
+DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
+DEFAULT_REQUEST_TIMEOUT_S = 30.0

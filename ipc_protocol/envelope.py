@@ -1,0 +1,165 @@
+"""The message envelope (docs/protocol.md, "Envelope").
+
+One pydantic model describes every frame. Unknown fields are ignored so older
+peers accept newer ones; the seven fields of protocol version 1 are always
+written, the optional version-2 fields only when set, so a legacy
+``ipc-framework`` 1.1.x peer (which rejects unknown fields) can read what it is
+sent as long as the optional fields are left out.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from ._json import dumps, loads
+from .exceptions import FrameError, MessageError
+
+__all__ = [
+    "MessageType",
+    "ErrorInfo",
+    "Message",
+    "decode_message",
+    "encode_message",
+    "new_message_id",
+    "LEGACY_FIELDS",
+]
+
+StrictStr = Annotated[str, Strict()]
+StrictBool = Annotated[bool, Strict()]
+Number = Annotated[float, Strict(False)]
+
+LEGACY_FIELDS = (
+    "message_id",
+    "app_id",
+    "channel_id",
+    "message_type",
+    "payload",
+    "timestamp",
+    "reply_to",
+)
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+class MessageType(StrEnum):
+    REQUEST = "request"
+    RESPONSE = "response"
+    NOTIFICATION = "notification"
+    PUBLISH = "publish"
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+class ErrorInfo(BaseModel):
+    """The ``error`` object of an error response."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    code: StrictStr
+    message: StrictStr = ""
+    details: Any = None
+    remote_type: StrictStr | None = None
+    remote_stack: StrictStr | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            out["details"] = self.details
+        if self.remote_type is not None:
+            out["remote_type"] = self.remote_type
+        if self.remote_stack is not None:
+            out["remote_stack"] = self.remote_stack
+        return out
+
+
+class Message(BaseModel):
+    """One frame's JSON object."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    message_id: StrictStr
+    app_id: StrictStr
+    channel_id: StrictStr
+    message_type: MessageType
+    payload: Any = None
+    timestamp: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    reply_to: StrictStr | None = None
+    headers: dict[StrictStr, StrictStr] | None = None
+    error: ErrorInfo | None = None
+    timeout_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    ack: StrictBool | None = None
+
+    @classmethod
+    def build(
+        cls,
+        message_type: MessageType,
+        app_id: str,
+        channel_id: str,
+        payload: Any = None,
+        *,
+        message_id: str | None = None,
+        **extra: Any,
+    ) -> Message:
+        """Build an outgoing message without re-validating trusted fields."""
+        return cls.model_construct(
+            message_id=message_id or new_message_id(),
+            app_id=app_id,
+            channel_id=channel_id,
+            message_type=message_type,
+            payload=payload,
+            timestamp=time.time(),
+            **extra,
+        )
+
+    def wire_dict(self, *, legacy: bool = False) -> dict[str, Any]:
+        """The JSON object as sent; ``legacy`` keeps only the version-1 fields."""
+        d: dict[str, Any] = {
+            "message_id": self.message_id,
+            "app_id": self.app_id,
+            "channel_id": self.channel_id,
+            "message_type": self.message_type.value,
+            "payload": self.payload,
+            "timestamp": self.timestamp,
+            "reply_to": self.reply_to,
+        }
+        if legacy:
+            return d
+        if self.headers is not None:
+            d["headers"] = self.headers
+        if self.error is not None:
+            d["error"] = self.error.to_wire()
+        if self.timeout_ms is not None:
+            d["timeout_ms"] = self.timeout_ms
+        if self.ack is not None:
+            d["ack"] = self.ack
+        return d
+
+
+def encode_message(message: Message, *, legacy: bool = False) -> bytes:
+    """The frame body (JSON bytes) for ``message``."""
+    return dumps(message.wire_dict(legacy=legacy))
+
+
+def decode_message(body: bytes | bytearray | memoryview) -> Message:
+    """Parse and validate one frame body.
+
+    Raises:
+        FrameError: the body is not valid UTF-8 JSON holding an object.
+        MessageError: the object is not a valid envelope.
+    """
+    obj = loads(body)
+    if not isinstance(obj, dict):
+        raise FrameError(f"a frame must hold a JSON object, not {type(obj).__name__}")
+    try:
+        return Message.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise MessageError(f"invalid envelope: {where}: {first['msg']}") from None

@@ -1,0 +1,231 @@
+"""Every exception the bridge raises, in one place.
+
+Each carries a stable ``code`` from :class:`~ipc_protocol.codes.ErrorCode`;
+match on the class or on ``.code``, never on the message text::
+
+    IPCError                      base class, .code
+    ├── ProtocolError             bytes or JSON that break the protocol
+    │   ├── FrameError            bad_frame: zero length, invalid UTF-8/JSON, not an object
+    │   ├── FrameTooLarge         too_large: length prefix over the limit (.size, .limit)
+    │   └── MessageError          bad_message: valid JSON, invalid envelope or value
+    ├── NotConnected              not_connected: call needs a connection and there is none
+    ├── ConnectionLost            connection_lost: the connection dropped mid-call
+    ├── RequestTimeout            timeout: no response before the deadline (also TimeoutError)
+    ├── CircuitOpen               circuit_open: the breaker fails fast
+    ├── QueueFull                 queue_full: the offline queue is at its limit
+    └── RemoteError               an ``error`` response from the server or a responder
+        ├── NoResponders          no_responders
+        ├── ResponderLost         responder_lost
+        ├── HandlerError          handler_error (.remote_type, .remote_stack)
+        ├── Unauthorized          unauthorized
+        ├── Forbidden             forbidden
+        ├── SlowConsumer          slow_consumer
+        └── ShuttingDown          shutting_down
+
+A remote ``timeout`` error (the server gave up on a forwarded request) is raised
+as :class:`RequestTimeout` too, so one ``except`` covers both.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from .codes import ErrorCode
+
+__all__ = [
+    "IPCError",
+    "ProtocolError",
+    "FrameError",
+    "FrameTooLarge",
+    "MessageError",
+    "NotConnected",
+    "ConnectionLost",
+    "RequestTimeout",
+    "CircuitOpen",
+    "QueueFull",
+    "RemoteError",
+    "NoResponders",
+    "ResponderLost",
+    "HandlerError",
+    "Unauthorized",
+    "Forbidden",
+    "SlowConsumer",
+    "ShuttingDown",
+    "error_from_wire",
+]
+
+
+class IPCError(Exception):
+    """Base class of every error raised by the bridge."""
+
+    code: ErrorCode = ErrorCode.BAD_MESSAGE
+
+    def __init__(self, message: str = "", *, code: ErrorCode | str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or "")
+        if code is not None:
+            self.code = ErrorCode(code) if code in ErrorCode._value2member_map_ else code  # type: ignore[assignment]
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ProtocolError(IPCError):
+    """The peer sent bytes that break the protocol; the connection cannot continue."""
+
+
+class FrameError(ProtocolError):
+    """A frame is malformed: zero length, invalid UTF-8 or JSON, or not a JSON object."""
+
+    code = ErrorCode.BAD_FRAME
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame's length prefix is over the negotiated limit."""
+
+    code = ErrorCode.TOO_LARGE
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class MessageError(ProtocolError):
+    """A frame is valid JSON but not a valid envelope, or a value cannot be sent."""
+
+    code = ErrorCode.BAD_MESSAGE
+
+
+class NotConnected(IPCError):
+    """The call needs a connection and the client has none."""
+
+    code = ErrorCode.NOT_CONNECTED
+
+
+class ConnectionLost(IPCError, builtins.ConnectionError):
+    """The connection dropped before the call completed."""
+
+    code = ErrorCode.CONNECTION_LOST
+
+
+class RequestTimeout(IPCError, builtins.TimeoutError):
+    """No response arrived before the request's deadline."""
+
+    code = ErrorCode.TIMEOUT
+
+
+class CircuitOpen(IPCError):
+    """The circuit breaker is open: the call failed fast without being sent."""
+
+    code = ErrorCode.CIRCUIT_OPEN
+
+
+class QueueFull(IPCError):
+    """The offline queue is full."""
+
+    code = ErrorCode.QUEUE_FULL
+
+
+class RemoteError(IPCError):
+    """The server or a responder answered with an error.
+
+    Attributes:
+        code: the wire error code.
+        details: optional JSON details sent with the error.
+        remote_type: the exception type on the remote side (``ValueError``,
+            ``TypeError``...), for ``handler_error``.
+        remote_stack: the remote stack trace, when the remote side shares it.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: ErrorCode | str | None = None,
+        details: Any = None,
+        remote_type: str | None = None,
+        remote_stack: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.details = details
+        self.remote_type = remote_type
+        self.remote_stack = remote_stack
+
+    def __str__(self) -> str:
+        prefix = f"{self.remote_type}: " if self.remote_type else ""
+        return f"[{self.code}] {prefix}{self.message}"
+
+
+class NoResponders(RemoteError):
+    """Nobody handles the channel: no in-process handler and no responder."""
+
+    code = ErrorCode.NO_RESPONDERS
+
+
+class ResponderLost(RemoteError):
+    """The responder's connection dropped before it answered."""
+
+    code = ErrorCode.RESPONDER_LOST
+
+
+class HandlerError(RemoteError):
+    """The remote handler raised; ``remote_type`` names the exception type."""
+
+    code = ErrorCode.HANDLER_ERROR
+
+
+class Unauthorized(RemoteError):
+    """The server refused the handshake's credentials."""
+
+    code = ErrorCode.UNAUTHORIZED
+
+
+class Forbidden(RemoteError):
+    """The connection may not do this (reserved channel, another app_id)."""
+
+    code = ErrorCode.FORBIDDEN
+
+
+class SlowConsumer(RemoteError):
+    """The connection fell too far behind reading and was closed."""
+
+    code = ErrorCode.SLOW_CONSUMER
+
+
+class ShuttingDown(RemoteError):
+    """The server is shutting down and did not finish the request."""
+
+    code = ErrorCode.SHUTTING_DOWN
+
+
+_REMOTE_CLASSES: dict[str, type[RemoteError]] = {
+    cls.code: cls
+    for cls in (
+        NoResponders,
+        ResponderLost,
+        HandlerError,
+        Unauthorized,
+        Forbidden,
+        SlowConsumer,
+        ShuttingDown,
+    )
+}
+
+
+def error_from_wire(error: dict[str, Any] | Any) -> IPCError:
+    """Turn an envelope's ``error`` object into the matching exception."""
+    get = error.get if isinstance(error, dict) else lambda k, d=None: getattr(error, k, d)
+    code = str(get("code") or ErrorCode.HANDLER_ERROR)
+    message = str(get("message") or "")
+    if code == ErrorCode.TIMEOUT:
+        return RequestTimeout(message or "the request timed out remotely")
+    cls = _REMOTE_CLASSES.get(code, RemoteError)
+    return cls(
+        message,
+        code=code,
+        details=get("details"),
+        remote_type=get("remote_type"),
+        remote_stack=get("remote_stack"),
+    )

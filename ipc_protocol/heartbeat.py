@@ -1,0 +1,70 @@
+"""Heartbeat bookkeeping on an injected clock (docs/protocol.md, "Heartbeats").
+
+Pure state: the caller tells it when frames arrive and when it sent a ping,
+and asks ``poll(now)`` what to do. No timers, no I/O, so it is tested with a
+fake clock and used the same way by the server sweep and the clients.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["HeartbeatAction", "Heartbeat"]
+
+
+class HeartbeatAction(Enum):
+    NONE = "none"
+    PING = "ping"
+    DEAD = "dead"
+
+
+class Heartbeat:
+    """Decides when to ping a silent peer and when to declare it dead.
+
+    Args:
+        interval_s: ping after this long without receiving anything.
+        timeout_s: the peer is dead after this long without receiving anything.
+        now: the current time, the start of the silence.
+    """
+
+    __slots__ = ("interval_s", "timeout_s", "last_received", "last_ping_sent", "_ping_sent_at", "latency_s")
+
+    def __init__(self, interval_s: float, timeout_s: float, now: float) -> None:
+        if interval_s <= 0 or timeout_s <= 0:
+            raise ValueError("heartbeat interval and timeout must be positive")
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.last_received = now
+        self.last_ping_sent: float | None = None
+        self._ping_sent_at: float | None = None
+        self.latency_s: float | None = None
+
+    def received(self, now: float) -> None:
+        """Any frame from the peer proves it is alive."""
+        self.last_received = now
+
+    def pong_received(self, now: float) -> None:
+        self.last_received = now
+        if self._ping_sent_at is not None:
+            self.latency_s = now - self._ping_sent_at
+            self._ping_sent_at = None
+
+    def poll(self, now: float) -> HeartbeatAction:
+        silent = now - self.last_received
+        if silent >= self.timeout_s:
+            return HeartbeatAction.DEAD
+        if silent >= self.interval_s and (
+            self.last_ping_sent is None or self.last_ping_sent < self.last_received or now - self.last_ping_sent >= self.interval_s
+        ):
+            self.last_ping_sent = now
+            if self._ping_sent_at is None:
+                self._ping_sent_at = now
+            return HeartbeatAction.PING
+        return HeartbeatAction.NONE
+
+    def next_check(self, now: float) -> float:
+        """Seconds until ``poll`` may return something new."""
+        due = self.last_received + self.interval_s
+        if self.last_ping_sent is not None and self.last_ping_sent >= self.last_received:
+            due = min(self.last_ping_sent + self.interval_s, self.last_received + self.timeout_s)
+        return max(0.0, due - now)
