@@ -1,0 +1,112 @@
+'use strict';
+
+/**
+ * Channel names and subscription patterns (docs/protocol.md §4).
+ *
+ * A channel is dot-separated non-empty tokens (`orders.created`). In a
+ * pattern the token `*` matches exactly one token and a final `>` matches one
+ * or more remaining tokens, as in NATS subjects. The rules are the Python
+ * package's (`ipc_protocol.channels`), so both sides accept the same names.
+ */
+
+const { MAX_CHANNEL_LENGTH, RESERVED_PREFIXES } = require('./constants');
+const { MessageError } = require('./errors');
+
+/**
+ * Splits a name into tokens, checking the rules shared by channels and patterns.
+ * @param {unknown} name
+ * @param {string} what 'channel' or 'pattern', for the message.
+ * @returns {string[]}
+ * @private
+ */
+function tokens(name, what) {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new MessageError(`${what} must be a non-empty string`);
+  }
+  if (name.length > MAX_CHANNEL_LENGTH) {
+    throw new MessageError(`${what} is longer than ${MAX_CHANNEL_LENGTH} characters`);
+  }
+  const parts = name.split('.');
+  for (const t of parts) {
+    if (t.length === 0 || t.trim() !== t) {
+      throw new MessageError(`${what} ${JSON.stringify(name)} has an empty token or surrounding spaces`);
+    }
+  }
+  return parts;
+}
+
+/**
+ * Checks a concrete channel (no wildcards), as publish/request need (§4.3).
+ * @param {unknown} name
+ * @returns {string} the name.
+ * @throws {MessageError} code bad_message.
+ */
+function validateChannel(name) {
+  for (const t of tokens(name, 'channel')) {
+    if (t === '*' || t === '>') {
+      throw new MessageError(`channel ${JSON.stringify(name)} contains a wildcard; wildcards are for subscriptions`);
+    }
+  }
+  return name;
+}
+
+/**
+ * Checks a channel or pattern, as subscribe and serve accept (§4.2).
+ * @param {unknown} pattern
+ * @returns {string} the pattern.
+ * @throws {MessageError} code bad_message.
+ */
+function validatePattern(pattern) {
+  const parts = tokens(pattern, 'pattern');
+  for (let i = 0; i < parts.length; i++) {
+    const t = parts[i];
+    if (t === '>' && i !== parts.length - 1) {
+      throw new MessageError(`pattern ${JSON.stringify(pattern)}: '>' may only be the last token`);
+    }
+    if (t !== '*' && t !== '>' && (t.includes('*') || t.includes('>'))) {
+      throw new MessageError(`pattern ${JSON.stringify(pattern)}: wildcards must be whole tokens`);
+    }
+  }
+  return pattern;
+}
+
+/**
+ * Whether a (valid) name contains a wildcard.
+ * @param {string} name
+ * @returns {boolean}
+ */
+function isPattern(name) {
+  return name.includes('*') || name.includes('>');
+}
+
+/**
+ * Whether a channel belongs to the server (first token `system` or `$sys`, §4.4).
+ * @param {string} channel
+ * @returns {boolean}
+ */
+function isReserved(channel) {
+  const dot = channel.indexOf('.');
+  return RESERVED_PREFIXES.includes(dot === -1 ? channel : channel.slice(0, dot));
+}
+
+/**
+ * Whether `channel` matches `pattern` (both assumed valid).
+ * @param {string} pattern a channel or pattern.
+ * @param {string} channel a concrete channel.
+ * @returns {boolean}
+ */
+function patternMatches(pattern, channel) {
+  if (pattern === channel) return true;
+  if (!isPattern(pattern)) return false;
+  const p = pattern.split('.');
+  const c = channel.split('.');
+  for (let i = 0; i < p.length; i++) {
+    const tok = p[i];
+    if (tok === '>') return c.length > i;
+    if (i >= c.length) return false;
+    if (tok !== '*' && tok !== c[i]) return false;
+  }
+  return p.length === c.length;
+}
+
+module.exports = { validateChannel, validatePattern, isPattern, isReserved, patternMatches };

@@ -1,0 +1,94 @@
+'use strict';
+
+/**
+ * Protocol constants and the client's default options.
+ *
+ * Every duration is in milliseconds and every size in bytes; the names of the
+ * protocol constants carry their unit. `DEFAULTS` is the single place where a
+ * default lives: `parseOptions()` merges it with the caller's options.
+ */
+
+const PROTOCOL_VERSION = 2;
+const CLIENT_VERSION = '2.0.0';
+const CLIENT_NAME = `ipc-bridge-node/${CLIENT_VERSION}`;
+
+const SYSTEM_CHANNEL = 'system';
+const SERVICES_CHANNEL = '$sys.services';
+const RESERVED_PREFIXES = Object.freeze(['system', '$sys']);
+const MAX_CHANNEL_LENGTH = 512;
+
+const HEADER_SIZE_BYTES = 4;
+const MAX_FRAME_LIMIT_BYTES = 2 ** 32 - 1; // what a uint32 length prefix can express
+const DEFAULT_MAX_FRAME_SIZE_BYTES = 16 * 1024 * 1024; // docs/protocol.md §1 and §12
+
+/** The seven fields of protocol version 1, always written, in canonical order (§1.2). */
+const V1_FIELDS = Object.freeze([
+  'message_id',
+  'app_id',
+  'channel_id',
+  'message_type',
+  'payload',
+  'timestamp',
+  'reply_to'
+]);
+
+const MESSAGE_TYPES = Object.freeze([
+  'request',
+  'response',
+  'notification',
+  'publish',
+  'subscribe',
+  'unsubscribe'
+]);
+
+const DEFAULTS = Object.freeze({
+  host: 'localhost',
+  port: 8888,
+  /** Time allowed for TCP connect plus the handshake. */
+  connectionTimeout: 10_000,
+  /** Reconnect automatically after an unexpected disconnection. */
+  reconnect: true,
+  /** Consecutive failed attempts before giving up; Infinity never gives up. */
+  reconnectAttempts: Infinity,
+  /** First backoff delay; doubles per attempt up to `reconnectDelayMax`. */
+  reconnectDelay: 500,
+  reconnectDelayMax: 30_000,
+  /** Random spread applied to each delay: 0.5 means delay * [0.5, 1.5). */
+  reconnectJitter: 0.5,
+  /** Ping after this much silence; null uses the server's advertised value (§9). */
+  heartbeatInterval: null,
+  /** Declare the connection dead after this much silence; null = 2 x interval. */
+  heartbeatTimeout: null,
+  /** Default per-call deadline for sendRequest/subscribe/publish with ack. */
+  requestTimeout: 30_000,
+  /** Local cap on frame size; null uses the server's advertised max_frame_size. */
+  maxFrameSize: null,
+  /** Shared secret sent in the handshake when the server requires one (§3.3). */
+  token: null,
+  /** Proposed connection id; the server may make it unique. */
+  connectionId: null,
+  /** Calls waiting for a reconnection; past it they reject with queue_full. */
+  maxQueued: 1024,
+  /** Handlers running at once before the socket is paused (inbound backpressure). */
+  highWaterMark: 1024,
+  /** Resume reading once running handlers fall to this many. */
+  lowWaterMark: 256,
+  /** Send stack traces of responder errors in error.remote_stack (§6.3). */
+  exposeStacks: false
+});
+
+module.exports = {
+  PROTOCOL_VERSION,
+  CLIENT_VERSION,
+  CLIENT_NAME,
+  SYSTEM_CHANNEL,
+  SERVICES_CHANNEL,
+  RESERVED_PREFIXES,
+  MAX_CHANNEL_LENGTH,
+  HEADER_SIZE_BYTES,
+  MAX_FRAME_LIMIT_BYTES,
+  DEFAULT_MAX_FRAME_SIZE_BYTES,
+  V1_FIELDS,
+  MESSAGE_TYPES,
+  DEFAULTS
+};

@@ -1,0 +1,283 @@
+'use strict';
+
+/**
+ * Every error the client raises, in one place.
+ *
+ * Each one is an `Error` with a stable string `.code` taken from the shared
+ * list in `interop-tests/spec/error_codes.json` (docs/protocol.md §11). Match
+ * on `.code` or on the class, never on the message text:
+ *
+ *     IpcError                    base class, .code
+ *     ├── ProtocolError           bytes or JSON that break the protocol
+ *     │   ├── FrameError          bad_frame: zero length, invalid UTF-8/JSON, not an object
+ *     │   ├── FrameTooLargeError  too_large: length prefix over the limit (.size, .limit)
+ *     │   └── MessageError        bad_message: valid JSON, invalid envelope or value
+ *     ├── NotConnectedError       not_connected: the call needs a connection and there is none
+ *     ├── ConnectionLostError     connection_lost: the connection dropped mid-call
+ *     ├── RequestTimeoutError     timeout: no answer before the deadline (local or remote)
+ *     ├── CircuitOpenError        circuit_open: the breaker fails fast
+ *     ├── QueueFullError          queue_full: too many calls waiting for a connection
+ *     └── RemoteError             an error response (.remoteType, .remoteStack, .details)
+ *         ├── NoRespondersError   no_responders
+ *         ├── ResponderLostError  responder_lost
+ *         ├── HandlerError        handler_error
+ *         ├── UnauthorizedError   unauthorized
+ *         ├── ForbiddenError      forbidden
+ *         ├── SlowConsumerError   slow_consumer
+ *         └── ShuttingDownError   shutting_down
+ *
+ * The Python package has the same tree (`ipc_protocol.exceptions`), so code
+ * reading `.code` behaves the same in both languages.
+ */
+
+/** The shared error codes; a unit test checks this equals error_codes.json. */
+const ErrorCode = Object.freeze({
+  BAD_FRAME: 'bad_frame',
+  TOO_LARGE: 'too_large',
+  BAD_MESSAGE: 'bad_message',
+  UNAUTHORIZED: 'unauthorized',
+  FORBIDDEN: 'forbidden',
+  NO_RESPONDERS: 'no_responders',
+  TIMEOUT: 'timeout',
+  RESPONDER_LOST: 'responder_lost',
+  HANDLER_ERROR: 'handler_error',
+  SLOW_CONSUMER: 'slow_consumer',
+  SHUTTING_DOWN: 'shutting_down',
+  NOT_CONNECTED: 'not_connected',
+  CONNECTION_LOST: 'connection_lost',
+  CIRCUIT_OPEN: 'circuit_open',
+  QUEUE_FULL: 'queue_full'
+});
+
+/**
+ * Base class of every error raised by the client.
+ */
+class IpcError extends Error {
+  /**
+   * @param {string} code one of `ErrorCode`.
+   * @param {string} [message] human-readable text; not part of the contract.
+   * @param {{cause?: unknown}} [options] the underlying error, if any.
+   */
+  constructor(code, message, options) {
+    super(message || code, options);
+    this.name = this.constructor.name;
+    this.code = code;
+  }
+}
+
+/** The peer sent bytes that break the protocol; the connection cannot continue. */
+class ProtocolError extends IpcError {}
+
+/** A frame is malformed: zero length, invalid UTF-8 or JSON, or not an object. */
+class FrameError extends ProtocolError {
+  /**
+   * @param {string} message what was wrong.
+   * @param {{cause?: unknown}} [options]
+   */
+  constructor(message, options) {
+    super(ErrorCode.BAD_FRAME, message, options);
+  }
+}
+
+/** A frame's length is over the limit; raised on the prefix, before buffering. */
+class FrameTooLargeError extends ProtocolError {
+  /**
+   * @param {number} size the announced (or attempted) body length in bytes.
+   * @param {number} limit the limit in force, in bytes.
+   */
+  constructor(size, limit) {
+    super(ErrorCode.TOO_LARGE, `frame of ${size} bytes exceeds the limit of ${limit} bytes`);
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** Valid JSON that is not a valid envelope, or a value that cannot be sent. */
+class MessageError extends ProtocolError {
+  /**
+   * @param {string} message what was wrong.
+   * @param {{cause?: unknown}} [options]
+   */
+  constructor(message, options) {
+    super(ErrorCode.BAD_MESSAGE, message, options);
+  }
+}
+
+/** The call needs a connection and the client has none (never connected, or closed). */
+class NotConnectedError extends IpcError {
+  /** @param {string} [message] */
+  constructor(message = 'not connected') {
+    super(ErrorCode.NOT_CONNECTED, message);
+  }
+}
+
+/** The connection dropped before the call completed. */
+class ConnectionLostError extends IpcError {
+  /**
+   * @param {string} [message]
+   * @param {{cause?: unknown}} [options]
+   */
+  constructor(message = 'connection lost', options) {
+    super(ErrorCode.CONNECTION_LOST, message, options);
+  }
+}
+
+/** No answer before the deadline, locally or in the server (`.remote` tells which). */
+class RequestTimeoutError extends IpcError {
+  /**
+   * @param {string} [message]
+   * @param {{remote?: boolean}} [options] `remote: true` when the server gave up.
+   */
+  constructor(message = 'request timed out', { remote = false } = {}) {
+    super(ErrorCode.TIMEOUT, message);
+    this.remote = remote;
+  }
+}
+
+/** The circuit breaker is open: the call failed fast without being sent. */
+class CircuitOpenError extends IpcError {
+  /** @param {string} [message] */
+  constructor(message = 'circuit open') {
+    super(ErrorCode.CIRCUIT_OPEN, message);
+  }
+}
+
+/** Too many calls are waiting for a connection. */
+class QueueFullError extends IpcError {
+  /** @param {string} [message] */
+  constructor(message = 'queue full') {
+    super(ErrorCode.QUEUE_FULL, message);
+  }
+}
+
+/**
+ * The server or a responder answered with an error (docs/protocol.md §6).
+ */
+class RemoteError extends IpcError {
+  /**
+   * @param {string} code the wire error code.
+   * @param {string} [message] the remote message.
+   * @param {{remoteType?: string|null, remoteStack?: string|null, details?: unknown}} [info]
+   */
+  constructor(code, message, { remoteType = null, remoteStack = null, details = null } = {}) {
+    super(code, message);
+    /** The exception type on the remote side (`ValueError`, `TypeError`...). */
+    this.remoteType = remoteType;
+    /** The remote stack trace, when the remote side shares it. */
+    this.remoteStack = remoteStack;
+    /** Optional JSON details sent with the error. */
+    this.details = details;
+  }
+}
+
+/**
+ * Builds a RemoteError subclass bound to one code.
+ * @param {string} name the class name.
+ * @param {string} code the code it carries.
+ * @returns {typeof RemoteError}
+ * @private
+ */
+function remoteClass(name, code) {
+  const cls = {
+    [name]: class extends RemoteError {
+      /**
+       * @param {string} [message]
+       * @param {{remoteType?: string|null, remoteStack?: string|null, details?: unknown}} [info]
+       */
+      constructor(message, info) {
+        super(code, message, info);
+      }
+    }
+  }[name];
+  return cls;
+}
+
+const NoRespondersError = remoteClass('NoRespondersError', ErrorCode.NO_RESPONDERS);
+const ResponderLostError = remoteClass('ResponderLostError', ErrorCode.RESPONDER_LOST);
+const HandlerError = remoteClass('HandlerError', ErrorCode.HANDLER_ERROR);
+const UnauthorizedError = remoteClass('UnauthorizedError', ErrorCode.UNAUTHORIZED);
+const ForbiddenError = remoteClass('ForbiddenError', ErrorCode.FORBIDDEN);
+const SlowConsumerError = remoteClass('SlowConsumerError', ErrorCode.SLOW_CONSUMER);
+const ShuttingDownError = remoteClass('ShuttingDownError', ErrorCode.SHUTTING_DOWN);
+
+const REMOTE_CLASSES = new Map([
+  [ErrorCode.NO_RESPONDERS, NoRespondersError],
+  [ErrorCode.RESPONDER_LOST, ResponderLostError],
+  [ErrorCode.HANDLER_ERROR, HandlerError],
+  [ErrorCode.UNAUTHORIZED, UnauthorizedError],
+  [ErrorCode.FORBIDDEN, ForbiddenError],
+  [ErrorCode.SLOW_CONSUMER, SlowConsumerError],
+  [ErrorCode.SHUTTING_DOWN, ShuttingDownError]
+]);
+
+/**
+ * Turns an envelope's `error` object into the matching error instance.
+ *
+ * A remote `timeout` becomes a RequestTimeoutError (with `remote: true`) so
+ * one check covers a local and a server-side deadline, as in Python.
+ *
+ * @param {{code: string, message?: string, details?: unknown, remote_type?: string, remote_stack?: string}} error
+ * @returns {IpcError}
+ */
+function errorFromWire(error) {
+  const code = (error && typeof error.code === 'string' && error.code) || ErrorCode.HANDLER_ERROR;
+  const message = (error && typeof error.message === 'string' && error.message) || '';
+  if (code === ErrorCode.TIMEOUT) {
+    return new RequestTimeoutError(message || 'the request timed out remotely', { remote: true });
+  }
+  const info = {
+    remoteType: error.remote_type ?? null,
+    remoteStack: error.remote_stack ?? null,
+    details: error.details ?? null
+  };
+  const Cls = REMOTE_CLASSES.get(code);
+  return Cls ? new Cls(message, info) : new RemoteError(code, message, info);
+}
+
+/**
+ * Describes an error thrown by a responder handler for the wire (§6.3).
+ *
+ * A bridge error thrown on purpose keeps its code (a handler may throw a
+ * ForbiddenError); anything else is `handler_error` with the error's name as
+ * `remote_type`, so Python sees e.g. `TypeError`.
+ *
+ * @param {unknown} err what the handler threw.
+ * @param {{exposeStacks?: boolean}} [options] include `remote_stack`.
+ * @returns {{code: string, message: string, details?: unknown, remote_type?: string, remote_stack?: string}}
+ */
+function errorToWire(err, { exposeStacks = false } = {}) {
+  const isError = err instanceof Error;
+  const out = {
+    code: err instanceof IpcError ? err.code : ErrorCode.HANDLER_ERROR,
+    message: isError ? String(err.message) : String(err)
+  };
+  if (err instanceof RemoteError && err.details != null) out.details = err.details;
+  const remoteType = (err instanceof RemoteError && err.remoteType) || (isError ? err.name : typeof err);
+  if (remoteType) out.remote_type = String(remoteType);
+  if (exposeStacks && isError && typeof err.stack === 'string') out.remote_stack = err.stack;
+  return out;
+}
+
+module.exports = {
+  ErrorCode,
+  IpcError,
+  ProtocolError,
+  FrameError,
+  FrameTooLargeError,
+  MessageError,
+  NotConnectedError,
+  ConnectionLostError,
+  RequestTimeoutError,
+  CircuitOpenError,
+  QueueFullError,
+  RemoteError,
+  NoRespondersError,
+  ResponderLostError,
+  HandlerError,
+  UnauthorizedError,
+  ForbiddenError,
+  SlowConsumerError,
+  ShuttingDownError,
+  errorFromWire,
+  errorToWire
+};

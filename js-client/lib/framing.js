@@ -1,0 +1,189 @@
+'use strict';
+
+/**
+ * Length-prefixed framing: `uint32 big-endian LENGTH` + LENGTH bytes
+ * (docs/protocol.md §1).
+ *
+ * The decoder keeps the chunks it is fed in a list and hands out views on
+ * them; it copies only when a frame (or a prefix) spans chunks. The length
+ * limit is checked as soon as the 4-byte prefix is complete, before any of
+ * the body is waited for, and an error is sticky: a byte stream cannot be
+ * resynchronised (§1.4).
+ */
+
+const {
+  HEADER_SIZE_BYTES,
+  MAX_FRAME_LIMIT_BYTES,
+  DEFAULT_MAX_FRAME_SIZE_BYTES
+} = require('./constants');
+const { FrameError, FrameTooLargeError } = require('./errors');
+
+/**
+ * Prefixes a frame body with its length, in one Buffer, so the frame goes
+ * out in a single write (§1.5).
+ *
+ * @param {string|Buffer|Uint8Array} body the JSON text or its UTF-8 bytes.
+ * @param {number} [maxFrameSize] refuse bodies longer than this (bytes).
+ * @returns {Buffer} prefix + body.
+ * @throws {FrameError} the body is empty.
+ * @throws {FrameTooLargeError} the body is over `maxFrameSize`.
+ */
+function encodeFrame(body, maxFrameSize = MAX_FRAME_LIMIT_BYTES) {
+  const isText = typeof body === 'string';
+  const n = isText ? Buffer.byteLength(body, 'utf8') : body.length;
+  if (n === 0) throw new FrameError('a frame body cannot be empty');
+  if (n > maxFrameSize) throw new FrameTooLargeError(n, maxFrameSize);
+  const frame = Buffer.allocUnsafe(HEADER_SIZE_BYTES + n);
+  frame.writeUInt32BE(n, 0);
+  if (isText) frame.write(body, HEADER_SIZE_BYTES, n, 'utf8');
+  else frame.set(body, HEADER_SIZE_BYTES);
+  return frame;
+}
+
+/**
+ * Incremental frame decoder: feed it chunks as the socket delivers them, get
+ * back the complete frame bodies.
+ */
+class FrameDecoder {
+  /**
+   * @param {{maxFrameSize?: number|null}} [options] largest body accepted,
+   *   in bytes; null means the protocol maximum (2^32 - 1).
+   */
+  constructor({ maxFrameSize = DEFAULT_MAX_FRAME_SIZE_BYTES } = {}) {
+    /** Largest body accepted, in bytes; may be changed between feeds. */
+    this.maxFrameSize = maxFrameSize == null ? MAX_FRAME_LIMIT_BYTES : maxFrameSize;
+    this._buffers = [];
+    this._head = 0; // index of the first unconsumed chunk in _buffers
+    this._bufferedBytes = 0;
+    this._need = -1; // body length of the frame being assembled; -1 = reading a prefix
+    this._error = null;
+  }
+
+  /**
+   * Bytes received but not yet returned as part of a frame.
+   * @returns {number}
+   */
+  get bufferedBytes() {
+    return this._bufferedBytes;
+  }
+
+  /**
+   * The sticky error, once one was raised.
+   * @returns {Error|null}
+   */
+  get error() {
+    return this._error;
+  }
+
+  /**
+   * Feeds one chunk and returns the frame bodies it completed.
+   *
+   * @param {Buffer} chunk any slice of the stream, possibly empty.
+   * @returns {Buffer[]} complete bodies, in order; possibly views on `chunk`.
+   * @throws {FrameError} a zero length prefix (and on every later call).
+   * @throws {FrameTooLargeError} a length over `maxFrameSize` (and on every later call).
+   */
+  feed(chunk) {
+    if (this._error !== null) throw this._error;
+    if (chunk.length > 0) {
+      this._buffers.push(chunk);
+      this._bufferedBytes += chunk.length;
+    }
+    const frames = [];
+    for (;;) {
+      if (this._need < 0) {
+        if (this._bufferedBytes < HEADER_SIZE_BYTES) break;
+        const n = this._readLength();
+        if (n === 0) this._fail(new FrameError('zero-length frame'));
+        if (n > this.maxFrameSize) this._fail(new FrameTooLargeError(n, this.maxFrameSize));
+        this._need = n;
+      }
+      if (this._bufferedBytes < this._need) break;
+      frames.push(this._consume(this._need));
+      this._need = -1;
+    }
+    return frames;
+  }
+
+  /**
+   * Records and throws a protocol error; later feeds throw it again.
+   * @param {Error} err
+   * @private
+   */
+  _fail(err) {
+    this._error = err;
+    this._buffers = [];
+    this._head = 0;
+    this._bufferedBytes = 0;
+    throw err;
+  }
+
+  /**
+   * Consumes the 4-byte prefix, reading it in place when it sits in one chunk.
+   * @returns {number}
+   * @private
+   */
+  _readLength() {
+    const first = this._buffers[this._head];
+    if (first.length >= HEADER_SIZE_BYTES) {
+      const n = first.readUInt32BE(0);
+      this._advance(HEADER_SIZE_BYTES);
+      return n;
+    }
+    return this._consume(HEADER_SIZE_BYTES).readUInt32BE(0);
+  }
+
+  /**
+   * Drops `n` bytes from the front of the first chunk (n <= its length).
+   * @param {number} n
+   * @private
+   */
+  _advance(n) {
+    const first = this._buffers[this._head];
+    this._bufferedBytes -= n;
+    if (n === first.length) this._shift();
+    else this._buffers[this._head] = first.subarray(n);
+  }
+
+  /**
+   * Removes the first chunk; resets the list when it empties so it never grows.
+   * @private
+   */
+  _shift() {
+    this._buffers[this._head++] = undefined;
+    if (this._head === this._buffers.length) {
+      this._buffers = [];
+      this._head = 0;
+    } else if (this._head >= 1024 && this._head * 2 >= this._buffers.length) {
+      this._buffers = this._buffers.slice(this._head);
+      this._head = 0;
+    }
+  }
+
+  /**
+   * Takes `n` buffered bytes: a view when they sit in one chunk, else a copy.
+   * @param {number} n
+   * @returns {Buffer}
+   * @private
+   */
+  _consume(n) {
+    const first = this._buffers[this._head];
+    if (n <= first.length) {
+      const out = n === first.length ? first : first.subarray(0, n);
+      this._advance(n);
+      return out;
+    }
+    const dst = Buffer.allocUnsafe(n);
+    let offset = 0;
+    while (offset < n) {
+      const buf = this._buffers[this._head];
+      const take = Math.min(buf.length, n - offset);
+      dst.set(take === buf.length ? buf : buf.subarray(0, take), offset);
+      offset += take;
+      this._advance(take);
+    }
+    return dst;
+  }
+}
+
+module.exports = { FrameDecoder, encodeFrame };
