@@ -1,0 +1,12 @@
+"""The bridge's asyncio Python client."""
+
+from ipc_protocol import Message, MessageType
+from ipc_protocol.codes import ErrorCode
+from ipc_protocol.exceptions import *  # noqa: F403
+from ipc_protocol.exceptions import __all__ as _exceptions_all
+
+from .backoff import Backoff
+from .client import IPCClient
+from .state import ConnectionState
+
+__all__ = ["IPCClient", "ConnectionState", "Backoff", "Message", "MessageType", "ErrorCode", *_exceptions_all]

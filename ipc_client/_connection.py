@@ -1,0 +1,85 @@
+"""The client's socket adapter: bytes in -> core -> messages to the client.
+
+It owns the transport and the decoder and nothing else; the client decides
+what messages mean. Requests are written at once (no coalescing): batching on
+both ends made client and server run in lock step in our measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+from ipc_protocol import FrameDecoder, Heartbeat, Message, ProtocolError, decode_message
+
+__all__ = ["ClientConnection"]
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(
+        self,
+        on_message: Callable[[ClientConnection, Message], None],
+        on_lost: Callable[[ClientConnection, BaseException | None], None],
+        max_frame_size: int | None,
+    ) -> None:
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self.decoder = FrameDecoder(max_frame_size)
+        self.transport: asyncio.Transport | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.handshake: asyncio.Future[Message] | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.error: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            except OSError:  # pragma: no cover
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.received(self._loop.time())
+        try:
+            for body in self.decoder.feed(data):
+                msg = decode_message(body)
+                self._on_message(self, msg)
+        except ProtocolError as exc:
+            # The server broke the protocol: nothing after this can be trusted.
+            self.error = exc
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.error is None:
+            self.error = exc
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self.handshake is not None and not self.handshake.done():
+            from ipc_protocol import ConnectionLost
+
+            self.handshake.set_exception(ConnectionLost(f"connection closed during the handshake: {self.error or 'EOF'}"))
+            self.handshake.exception()
+        self._on_lost(self, self.error)
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def write(self, frame: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(frame)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,787 @@
+"""The asyncio Python client (docs/protocol.md).
+
+One TCP connection carries many requests in flight, correlated by
+``message_id``. Every request ends in exactly one result or one exception:
+the response, an error response, its own timeout, or ``ConnectionLost`` at
+the moment the connection drops. The client reconnects with exponential
+backoff and jitter, then restores its subscriptions and responder
+registrations before anything else is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ipc_protocol import (
+    PROTOCOL_VERSION,
+    SYSTEM_CHANNEL,
+    ConnectionLost,
+    ErrorCode,
+    Heartbeat,
+    HeartbeatAction,
+    IPCError,
+    Message,
+    MessageType,
+    NotConnected,
+    RequestTimeout,
+    encode_message,
+    error_from_wire,
+    is_reserved,
+    pattern_matches,
+    validate_channel,
+    validate_pattern,
+)
+from ipc_protocol import Forbidden
+from ipc_protocol import __version__ as _version
+from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
+from ipc_protocol.framing import frame_header
+from ipc_protocol.messages import connect_request, error_info_from_exception, error_response, ping_request, response_to
+
+from ._connection import ClientConnection
+from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
+from .state import TRANSITIONS, ConnectionState, InvalidTransition
+
+__all__ = ["IPCClient", "Handler", "DEFAULT_CONNECT_TIMEOUT_S"]
+
+log = logging.getLogger("ipc_client")
+
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+CLIENT_NAME = f"ipc-bridge-python/{_version}"
+
+Handler = Callable[[Message], Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_EVENTS = (
+    "connecting",
+    "connected",
+    "disconnected",
+    "reconnecting",
+    "reconnected",
+    "reconnect_failed",
+    "heartbeat",
+    "heartbeat_timeout",
+    "error",
+)
+
+
+class IPCClient:
+    """Client for the bridge's server.
+
+    Args:
+        app_id: the application namespace; fixed for the connection.
+        host, port: the server.
+        connect_timeout: seconds for TCP connect plus handshake.
+        request_timeout: default timeout of :meth:`send_request`, seconds.
+        heartbeat_interval: seconds of silence before the client pings;
+            ``None`` uses the server's advertised interval.
+        heartbeat_timeout: seconds of silence after which the connection is
+            declared dead; default twice the interval.
+        reconnect: reconnect automatically after the connection drops.
+        max_retries: reconnection attempts before giving up; ``None`` = unlimited.
+        initial_delay, max_delay, multiplier, jitter: the reconnect backoff,
+            ``min(initial_delay * multiplier**n, max_delay)`` ± ``jitter``.
+        token: shared secret for servers that require one.
+        expose_stacks: send handler stack traces to requesters.
+        on_connected, on_disconnected, on_error: callbacks (sync or async).
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        host: str = "localhost",
+        port: int = 8888,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+        reconnect: bool = True,
+        max_retries: int | None = None,
+        initial_delay: float = DEFAULT_INITIAL_DELAY_S,
+        max_delay: float = DEFAULT_MAX_DELAY_S,
+        multiplier: float = DEFAULT_MULTIPLIER,
+        jitter: float = DEFAULT_JITTER,
+        token: str | None = None,
+        max_frame_size: int | None = None,
+        expose_stacks: bool = False,
+        on_connected: Callable[..., Any] | None = None,
+        on_disconnected: Callable[..., Any] | None = None,
+        on_error: Callable[..., Any] | None = None,
+    ) -> None:
+        if not isinstance(app_id, str) or not app_id:
+            raise ValueError("app_id must be a non-empty string")
+        if connect_timeout <= 0 or request_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if heartbeat_interval is not None and heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        if max_retries is not None and max_retries < 0:
+            raise ValueError("max_retries must be >= 0 or None")
+        self.app_id = app_id
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.reconnect = reconnect
+        self.max_retries = max_retries
+        self.backoff = Backoff(initial_delay=initial_delay, max_delay=max_delay, multiplier=multiplier, jitter=jitter)
+        self.token = token
+        self.max_frame_size = max_frame_size
+        self.expose_stacks = expose_stacks
+        self.connection_id = uuid.uuid4().hex
+        self.legacy = False
+        self.server_info: dict[str, Any] = {}
+
+        self._state = ConnectionState.DISCONNECTED
+        self._conn: ClientConnection | None = None
+        self._pending: dict[str, tuple[asyncio.Future[Message], asyncio.TimerHandle | None]] = {}
+        self._subscriptions: dict[str, list[Handler]] = {}
+        self._sub_cache: dict[str, list[Handler]] = {}
+        self._services: dict[str, Handler] = {}
+        self._service_acks: dict[str, asyncio.Future[None]] = {}
+        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
+        self._state_waiters: list[asyncio.Future[None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected_at: float | None = None
+        self._reconnects = 0
+        for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
+            if cb is not None:
+                self.on(event, cb)
+
+    # -- events -------------------------------------------------------------
+
+    def on(self, event: str, callback: F) -> F:
+        """Register ``callback`` for ``event`` (one of the lifecycle events)."""
+        if event not in self._listeners:
+            raise ValueError(f"unknown event {event!r}; one of {', '.join(_EVENTS)}")
+        self._listeners[event].append(callback)
+        return callback
+
+    def on_connected(self, callback: F) -> F:
+        return self.on("connected", callback)
+
+    def on_disconnected(self, callback: F) -> F:
+        return self.on("disconnected", callback)
+
+    def on_error(self, callback: F) -> F:
+        return self.on("error", callback)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for cb in list(self._listeners[event]):
+            try:
+                result = cb(*args)
+                if inspect.isawaitable(result):
+                    self._spawn(result)
+            except Exception:  # a broken callback must not break the client
+                log.exception("%s callback failed", event)
+
+    def _spawn(self, aw: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        return self._state is ConnectionState.CONNECTED
+
+    def _set_state(self, new: ConnectionState) -> None:
+        if new is self._state:
+            return
+        if new not in TRANSITIONS[self._state]:
+            raise InvalidTransition(f"{self._state.value} -> {new.value}")
+        self._state = new
+        waiters, self._state_waiters = self._state_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _until_connected(self, deadline: float | None) -> None:
+        """Wait while (re)connecting; raise if the client will not be connected."""
+        loop = asyncio.get_running_loop()
+        while self._state is not ConnectionState.CONNECTED:
+            if self._state not in (ConnectionState.RECONNECTING, ConnectionState.CONNECTING):
+                raise NotConnected(f"not connected ({self._state.value})")
+            waiter = loop.create_future()
+            self._state_waiters.append(waiter)
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise RequestTimeout("timed out waiting for the connection to come back")
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise RequestTimeout("timed out waiting for the connection to come back") from None
+
+    # -- connect / disconnect -----------------------------------------------
+
+    async def connect(self) -> bool:
+        """Connect and handshake; returns True. Raises NotConnected on failure."""
+        if self._state is ConnectionState.CONNECTED:
+            return True
+        if self._state is not ConnectionState.DISCONNECTED:
+            await self._until_connected(None)
+            return True
+        self._loop = asyncio.get_running_loop()
+        self._set_state(ConnectionState.CONNECTING)
+        self._emit("connecting")
+        try:
+            await self._open()
+        except BaseException as exc:
+            self._set_state(ConnectionState.DISCONNECTED)
+            if isinstance(exc, IPCError) and not isinstance(exc, (ConnectionLost, RequestTimeout)):
+                raise
+            if isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)):
+                raise NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            raise
+        self._set_state(ConnectionState.CONNECTED)
+        self._emit("connected", self.get_connection_info())
+        return True
+
+    async def disconnect(self) -> None:
+        """Close the connection and stop reconnecting; pending calls fail with ConnectionLost."""
+        if self._state in (ConnectionState.DISCONNECTED, ConnectionState.DISCONNECTING):
+            return
+        self._set_state(ConnectionState.DISCONNECTING)
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+            self._reconnect_task = None
+        conn = self._conn
+        if conn is not None:
+            conn.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.closed), 2.0)
+            except (asyncio.TimeoutError, TimeoutError):
+                conn.abort()
+        self._drop_connection(conn, ConnectionLost("the client disconnected"))
+        self._set_state(ConnectionState.DISCONNECTED)
+        for task in list(self._tasks):
+            task.cancel()
+        self._emit("disconnected", None)
+
+    async def __aenter__(self) -> IPCClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
+
+    async def _open(self) -> None:
+        """One connection attempt: TCP, handshake, then restore registrations (§3)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: ClientConnection(self._on_message, self._on_lost, self.max_frame_size),
+                self.host,
+                self.port,
+            ),
+            self.connect_timeout,
+        )
+        self._conn = conn
+        try:
+            reply = await self._handshake(conn, deadline)
+            payload = reply.payload if isinstance(reply.payload, dict) else {}
+            if payload.get("status") != "connected":
+                raise NotConnected(f"unexpected handshake reply: {payload!r}")
+            self.legacy = "protocol" not in payload
+            self.server_info = dict(payload)
+            self.connection_id = str(payload.get("connection_id") or self.connection_id)
+            if not self.legacy and isinstance(payload.get("max_frame_size"), int) and self.max_frame_size is None:
+                conn.decoder.max_frame_size = payload["max_frame_size"]
+            self._start_heartbeat(conn, payload)
+            await self._restore(conn, deadline)
+        except BaseException:
+            conn.abort()
+            if self._conn is conn:
+                self._conn = None
+            raise
+        self._connected_at = loop.time()
+
+    async def _handshake(self, conn: ClientConnection, deadline: float) -> Message:
+        """Send the connect frame and wait for the first response, whatever its
+        ``reply_to``: a 1.1.x server answers the connect without one (§3, §10)."""
+        loop = asyncio.get_running_loop()
+        hello = connect_request(self.app_id, self.connection_id, client=CLIENT_NAME, token=self.token)
+        conn.handshake = loop.create_future()
+        self._write(conn, hello)
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(conn.handshake), deadline - loop.time())
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RequestTimeout(f"no handshake reply from {self.host}:{self.port}") from None
+        if reply.error is not None:
+            raise error_from_wire(reply.error.model_dump())
+        return reply
+
+    async def _restore(self, conn: ClientConnection, deadline: float) -> None:
+        """Resubscribe and re-register responders before anything else goes out."""
+        calls = [self._subscribe_frame(conn, p, serve=False, deadline=deadline) for p in self._subscriptions]
+        calls += [self._subscribe_frame(conn, c, serve=True, deadline=deadline) for c in self._services]
+        if calls:
+            await asyncio.gather(*calls)
+        for channel in self._services:
+            ack = self._service_acks.get(channel)
+            if ack is not None and not ack.done():
+                ack.set_result(None)
+
+    # -- connection events ---------------------------------------------------
+
+    def _on_lost(self, conn: ClientConnection, exc: BaseException | None) -> None:
+        if conn is not self._conn:
+            return
+        reason = ConnectionLost(f"connection to {self.host}:{self.port} lost" + (f": {exc}" if exc else ""))
+        self._drop_connection(conn, reason)
+        if self._state is ConnectionState.CONNECTED:
+            self._emit("disconnected", reason)
+            if self.reconnect:
+                self._set_state(ConnectionState.RECONNECTING)
+                self._reconnect_task = asyncio.ensure_future(self._reconnect_loop())
+            else:
+                self._set_state(ConnectionState.DISCONNECTED)
+
+    def _drop_connection(self, conn: ClientConnection | None, reason: IPCError) -> None:
+        """Fail everything waiting on ``conn`` at once (never at its timeout)."""
+        if conn is not None and self._conn is conn:
+            self._conn = None
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
+        pending, self._pending = self._pending, {}
+        for fut, timer in pending.values():
+            if timer is not None:
+                timer.cancel()
+            if not fut.done():
+                fut.set_exception(ConnectionLost(str(reason)))
+                fut.exception()  # mark retrieved: a caller may have gone already
+
+    async def _reconnect_loop(self) -> None:
+        attempt = 0
+        started = asyncio.get_running_loop().time()
+        while self._state is ConnectionState.RECONNECTING:
+            if self.max_retries is not None and attempt >= self.max_retries:
+                self._set_state(ConnectionState.DISCONNECTED)
+                self._emit("reconnect_failed", attempt)
+                return
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            self._emit("reconnecting", {"attempt": attempt, "delay": delay})
+            await asyncio.sleep(delay)
+            if self._state is not ConnectionState.RECONNECTING:
+                return
+            try:
+                await self._open()
+            except (OSError, IPCError, asyncio.TimeoutError) as exc:
+                log.debug("reconnect attempt %d failed: %s", attempt, exc)
+                continue
+            self._reconnects += 1
+            self._reconnect_task = None
+            self._set_state(ConnectionState.CONNECTED)
+            elapsed = asyncio.get_running_loop().time() - started
+            self._emit("reconnected", {"attempts": attempt, "elapsed_s": elapsed})
+            self._emit("connected", self.get_connection_info())
+            return
+
+    # -- heartbeat (§9) ------------------------------------------------------
+
+    def _start_heartbeat(self, conn: ClientConnection, handshake: dict[str, Any]) -> None:
+        if self.legacy:
+            return  # a version-1 server does not answer pings (§10)
+        interval = self.heartbeat_interval
+        if interval is None:
+            advertised = handshake.get("heartbeat_interval_ms")
+            interval = advertised / 1000.0 if isinstance(advertised, (int, float)) and advertised > 0 else None
+        if interval is None:
+            return
+        timeout = self.heartbeat_timeout or 2 * interval
+        loop = asyncio.get_running_loop()
+        conn.heartbeat = Heartbeat(interval, timeout, loop.time())
+        self._heartbeat_task = loop.create_task(self._heartbeat(conn, conn.heartbeat))
+
+    async def _heartbeat(self, conn: ClientConnection, hb: Heartbeat) -> None:
+        loop = asyncio.get_running_loop()
+        while conn is self._conn and conn.is_open:
+            await asyncio.sleep(max(hb.next_check(loop.time()), 0.005))
+            action = hb.poll(loop.time())
+            if action is HeartbeatAction.PING:
+                self._write(conn, ping_request(self.app_id))
+            elif action is HeartbeatAction.DEAD:
+                log.warning("no frame from %s:%s for %.1f s: connection declared dead", self.host, self.port, hb.timeout_s)
+                self._emit("heartbeat_timeout", {"silent_s": loop.time() - hb.last_received})
+                conn.error = ConnectionLost(f"heartbeat timeout: nothing received for {hb.timeout_s:g} s")
+                conn.abort()
+                return
+
+    # -- incoming messages -------------------------------------------------
+
+    def _on_message(self, conn: ClientConnection, msg: Message) -> None:
+        mtype = msg.message_type
+        if mtype is MessageType.RESPONSE:
+            if conn.handshake is not None and not conn.handshake.done():
+                conn.handshake.set_result(msg)
+                return
+            entry = self._pending.pop(msg.reply_to, None) if msg.reply_to is not None else None
+            if entry is not None:
+                fut, timer = entry
+                if timer is not None:
+                    timer.cancel()
+                if not fut.done():
+                    fut.set_result(msg)
+                return
+            if isinstance(msg.payload, dict) and msg.payload.get("status") == "pong":
+                if conn.heartbeat is not None:
+                    conn.heartbeat.pong_received(asyncio.get_running_loop().time())
+                    self._emit("heartbeat", {"latency_s": conn.heartbeat.latency_s})
+                return
+            if msg.error is not None:
+                # An error that answers nothing we wait for (§6.4).
+                self._emit("error", error_from_wire(msg.error.model_dump()))
+            return
+        if mtype is MessageType.PUBLISH:
+            self._deliver(msg)
+        elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
+            if msg.channel_id == SYSTEM_CHANNEL:
+                if isinstance(msg.payload, dict) and msg.payload.get("action") == "ping" and mtype is MessageType.REQUEST:
+                    self._write(conn, response_to(msg, {"status": "pong"}))
+                return
+            self._serve_request(conn, msg)
+
+    def _deliver(self, msg: Message) -> None:
+        handlers = self._sub_cache.get(msg.channel_id)
+        if handlers is None:
+            handlers = [h for p, hs in self._subscriptions.items() if pattern_matches(p, msg.channel_id) for h in hs]
+            self._sub_cache[msg.channel_id] = handlers
+        for handler in handlers:
+            try:
+                result = handler(msg)
+                if inspect.isawaitable(result):
+                    self._spawn(self._guard(result, msg))
+            except Exception as exc:
+                log.exception("subscription handler for %r failed", msg.channel_id)
+                self._emit("error", exc)
+
+    async def _guard(self, aw: Awaitable[Any], msg: Message) -> None:
+        try:
+            await aw
+        except Exception as exc:
+            log.exception("subscription handler for %r failed", msg.channel_id)
+            self._emit("error", exc)
+
+    def _serve_request(self, conn: ClientConnection, msg: Message) -> None:
+        fn = self._services.get(msg.channel_id)
+        if fn is None:
+            fn = next((f for p, f in self._services.items() if pattern_matches(p, msg.channel_id)), None)
+        if fn is None:
+            if msg.message_type is MessageType.REQUEST:
+                self._write(conn, error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
+            return
+        self._spawn(self._answer(conn, msg, fn))
+
+    async def _answer(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
+        try:
+            if inspect.iscoroutinefunction(fn):
+                result = await fn(msg)
+            else:
+                result = await asyncio.get_running_loop().run_in_executor(None, fn, msg)
+                if inspect.isawaitable(result):
+                    result = await result
+            reply = response_to(msg, result)
+            encode_message(reply)  # a result JSON cannot carry is the handler's error
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+            info = error_info_from_exception(exc, include_stack=self.expose_stacks)
+            reply = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
+        if msg.message_type is MessageType.REQUEST and conn is self._conn and conn.is_open:
+            self._write(conn, reply)
+
+    # -- outgoing ------------------------------------------------------------
+
+    def _write(self, conn: ClientConnection, msg: Message) -> None:
+        """The one choke point for outgoing frames."""
+        if not conn.is_open:
+            raise ConnectionLost("the connection is closed")
+        body = encode_message(msg, legacy=self.legacy)
+        conn.write(frame_header(len(body)) + body)
+
+    def _send_now(self, msg: Message) -> None:
+        conn = self._conn
+        if conn is None or not conn.is_open or self._state is not ConnectionState.CONNECTED:
+            raise NotConnected(f"not connected ({self._state.value})")
+        self._write(conn, msg)
+
+    async def _call(self, conn: ClientConnection, msg: Message, deadline: float) -> Message:
+        """Write a request-like message and wait for the response answering it."""
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise RequestTimeout(f"request on {msg.channel_id!r} timed out before it was sent")
+        body = encode_message(msg, legacy=self.legacy)
+        fut: asyncio.Future[Message] = loop.create_future()
+        timer = loop.call_later(remaining, self._expire, msg.message_id, msg.channel_id, remaining)
+        self._pending[msg.message_id] = (fut, timer)
+        try:
+            if not conn.is_open:
+                raise ConnectionLost("the connection is closed")
+            conn.write(frame_header(len(body)) + body)
+        except BaseException:
+            self._pending.pop(msg.message_id, None)
+            timer.cancel()
+            raise
+        reply = await fut
+        if reply.error is not None:
+            raise error_from_wire(reply.error.model_dump())
+        if self.legacy and isinstance(reply.payload, dict) and set(reply.payload) == {"error"}:
+            raise error_from_wire(reply.payload["error"])
+        return reply
+
+    def _expire(self, message_id: str, channel: str, timeout: float) -> None:
+        entry = self._pending.pop(message_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(RequestTimeout(f"no response on {channel!r} within {timeout:.3g} s"))
+
+    async def _ready_connection(self, deadline: float | None) -> ClientConnection:
+        if self._state is not ConnectionState.CONNECTED:
+            await self._until_connected(deadline)
+        conn = self._conn
+        if conn is None:
+            raise NotConnected("not connected")
+        return conn
+
+    # -- public API: requests -------------------------------------------------
+
+    async def send_request(
+        self,
+        channel: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Message:
+        """Send a request and return the response message (its ``payload`` is the result).
+
+        Raises:
+            RequestTimeout: no answer within ``timeout`` seconds (default ``request_timeout``).
+            NoResponders, HandlerError, RemoteError: the server or responder answered an error.
+            ConnectionLost: the connection dropped while waiting (raised at once).
+            NotConnected: the client is not connected and not reconnecting.
+        """
+        validate_channel(channel)
+        loop = asyncio.get_running_loop()
+        timeout = self.request_timeout if timeout is None else timeout
+        deadline = loop.time() + timeout
+        conn = await self._ready_connection(deadline)
+        remaining_ms = max(0, round((deadline - loop.time()) * 1000))
+        msg = Message.build(
+            MessageType.REQUEST, self.app_id, channel, payload,
+            headers=headers, timeout_ms=None if self.legacy else remaining_ms,
+        )
+        return await self._call(conn, msg, deadline)
+
+    async def request(self, channel: str, payload: Any = None, **kwargs: Any) -> Any:
+        """Like :meth:`send_request` but returns the response payload only."""
+        return (await self.send_request(channel, payload, **kwargs)).payload
+
+    async def notify(self, channel: str, data: Any = None, *, headers: dict[str, str] | None = None) -> None:
+        """A one-way request: routed like a request, never answered."""
+        validate_channel(channel)
+        await self._ready_connection(asyncio.get_running_loop().time() + self.request_timeout)
+        self._send_now(Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers))
+
+    # -- public API: pub/sub ---------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        data: Any = None,
+        *,
+        ack: bool = False,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> int | None:
+        """Publish ``data`` on ``channel``.
+
+        With ``ack=True``, wait for the server and return how many connections
+        the message was delivered to; otherwise return None once it is written.
+        """
+        validate_channel(channel)
+        if is_reserved(channel):
+            raise Forbidden(f"channel {channel!r} is reserved for the server")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
+        conn = await self._ready_connection(deadline)
+        msg = Message.build(MessageType.PUBLISH, self.app_id, channel, data, headers=headers, ack=True if ack and not self.legacy else None)
+        if not msg.ack:
+            self._write(conn, msg)
+            return None
+        reply = await self._call(conn, msg, deadline)
+        return int(reply.payload.get("delivered", 0)) if isinstance(reply.payload, dict) else 0
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        """Call ``handler(message)`` for every publish matching ``channel`` (``*`` and ``>`` allowed).
+
+        Sync handlers run on the event loop in arrival order, so keep them
+        short; ``async`` handlers run as tasks. Subscriptions survive
+        reconnections. Returns once the server acknowledged.
+        """
+        validate_pattern(channel)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        first = channel not in self._subscriptions
+        self._subscriptions.setdefault(channel, []).append(handler)
+        self._sub_cache.clear()
+        if first and self._state is ConnectionState.CONNECTED and self._conn is not None:
+            try:
+                await self._subscribe_frame(self._conn, channel, serve=False)
+            except BaseException:
+                self._subscriptions.pop(channel, None)
+                self._sub_cache.clear()
+                raise
+
+    async def unsubscribe(self, channel: str, handler: Handler | None = None) -> None:
+        """Remove ``handler`` (or every handler) for ``channel``."""
+        handlers = self._subscriptions.get(channel)
+        if handlers is None:
+            return
+        if handler is not None and handler in handlers:
+            handlers.remove(handler)
+        if handler is None or not handlers:
+            del self._subscriptions[channel]
+            self._sub_cache.clear()
+            if self._state is ConnectionState.CONNECTED and self._conn is not None:
+                await self._subscribe_frame(self._conn, channel, serve=False, subscribe=False)
+        else:
+            self._sub_cache.clear()
+
+    async def _subscribe_frame(
+        self, conn: ClientConnection, channel: str, *, serve: bool, subscribe: bool = True, deadline: float | None = None
+    ) -> None:
+        payload: dict[str, Any] = {"serve": True} if serve else {}
+        if self.legacy:
+            payload["connection_id"] = self.connection_id  # a 1.1.x server reads it here (§10)
+        mtype = MessageType.SUBSCRIBE if subscribe else MessageType.UNSUBSCRIBE
+        msg = Message.build(mtype, self.app_id, channel, payload)
+        if self.legacy:
+            self._write(conn, msg)  # a 1.1.x server sends no acks
+            return
+        loop = asyncio.get_running_loop()
+        await self._call(conn, msg, deadline or loop.time() + self.request_timeout)
+
+    # -- public API: answering requests ---------------------------------------
+
+    def serve(self, channel: str, fn: Handler) -> asyncio.Future[None]:
+        """Answer requests on ``channel`` (or a pattern) from other clients.
+
+        ``fn(message)`` returns the response payload; sync functions run in a
+        worker thread, ``async`` ones on the loop. Raising answers
+        ``handler_error`` with the exception's type and message. The
+        registration survives reconnections. Returns a future that completes
+        when the server has registered it (awaiting it is optional).
+        """
+        validate_pattern(channel)
+        if is_reserved(channel):
+            raise ValueError(f"channel {channel!r} is reserved for the server")
+        if channel in self._services:
+            raise ValueError(f"already serving {channel!r}")
+        self._services[channel] = fn
+        loop = self._loop or asyncio.get_event_loop()
+        ack: asyncio.Future[None] = loop.create_future()
+        self._service_acks[channel] = ack
+        if self._state is ConnectionState.CONNECTED and self._conn is not None:
+            self._spawn(self._register_service(self._conn, channel, ack))
+        return ack
+
+    async def _register_service(self, conn: ClientConnection, channel: str, ack: asyncio.Future[None]) -> None:
+        try:
+            await self._subscribe_frame(conn, channel, serve=True)
+        except Exception as exc:
+            if not ack.done():
+                ack.set_exception(exc)
+                ack.exception()
+            self._emit("error", exc)
+        else:
+            if not ack.done():
+                ack.set_result(None)
+
+    def handler(self, channel: str) -> Callable[[F], F]:
+        """Decorator form of :meth:`serve`."""
+
+        def register(fn: F) -> F:
+            self.serve(channel, fn)
+            return fn
+
+        return register
+
+    async def unserve(self, channel: str) -> None:
+        """Stop answering requests on ``channel``."""
+        if self._services.pop(channel, None) is None:
+            return
+        self._service_acks.pop(channel, None)
+        if self._state is ConnectionState.CONNECTED and self._conn is not None:
+            await self._subscribe_frame(self._conn, channel, serve=True, subscribe=False)
+
+    # -- public API: introspection ----------------------------------------------
+
+    async def health_check(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Ping the server; report whether the connection is healthy and its latency."""
+        info: dict[str, Any] = {"healthy": False, "state": self._state.value, "latency_ms": None, "protocol": 1 if self.legacy else PROTOCOL_VERSION}
+        if self._state is not ConnectionState.CONNECTED or self._conn is None:
+            return info
+        if self.legacy:
+            info["healthy"] = self._conn.is_open  # a 1.1.x server never answers pings
+            return info
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            reply = await self._call(self._conn, ping_request(self.app_id), started + timeout)
+        except IPCError as exc:
+            info["error"] = {"code": str(exc.code), "message": str(exc)}
+            return info
+        info["latency_ms"] = round((loop.time() - started) * 1000, 3)
+        info["healthy"] = isinstance(reply.payload, dict) and reply.payload.get("status") == "pong"
+        return info
+
+    async def system(self, action: str, timeout: float | None = None) -> Any:
+        """Ask the server's ``system`` channel (``stats``, ``channels``, ``services``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
+        conn = await self._ready_connection(deadline)
+        msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {"action": action})
+        return (await self._call(conn, msg, deadline)).payload
+
+    def get_connection_info(self) -> dict[str, Any]:
+        hb = self._conn.heartbeat if self._conn is not None else None
+        return {
+            "app_id": self.app_id,
+            "connection_id": self.connection_id,
+            "host": self.host,
+            "port": self.port,
+            "state": self._state.value,
+            "connected": self.connected,
+            "protocol": 1 if self.legacy else PROTOCOL_VERSION,
+            "server": self.server_info.get("server"),
+            "subscriptions": list(self._subscriptions),
+            "services": list(self._services),
+            "pending_requests": len(self._pending),
+            "reconnects": self._reconnects,
+            "heartbeat_latency_ms": None if hb is None or hb.latency_s is None else round(hb.latency_s * 1000, 3),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<IPCClient {self.app_id!r} {self.host}:{self.port} state={self._state.value}"
+            f" pending={len(self._pending)} subscriptions={len(self._subscriptions)} services={len(self._services)}>"
+        )

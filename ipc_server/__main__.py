@@ -1,0 +1,78 @@
+"""``python -m ipc_server``: run the bridge's server.
+
+Settings come from (lowest to highest) the defaults, a TOML file
+(``--config`` or ``IPC_SERVER_CONFIG``), ``IPC_SERVER_*`` environment
+variables and these flags. The first line on stdout is
+``ipc_server listening on HOST:PORT``, so scripts and tests can start it on
+port 0 and read the port back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from .config import ServerConfig, load_config
+from .server import run
+
+__all__ = ["main"]
+
+
+def _limit(value: str) -> int | None:
+    return None if value.lower() in ("none", "off", "0") else int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ipc_server", description="IPC bridge server (Python <-> Node)")
+    p.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
+    p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port, 0 for any free port (default 8888)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    p.add_argument("--max-frame-size", type=int, help="largest frame body in bytes (default 16 MiB)")
+    p.add_argument("--max-connections", type=_limit, help="connections accepted at once; 'none' for no limit")
+    p.add_argument("--handshake-timeout", type=float, dest="handshake_timeout_s", help="seconds to wait for the connect frame (default 10)")
+    p.add_argument(
+        "--heartbeat-interval",
+        type=lambda v: None if v.lower() in ("none", "off", "0") else float(v),
+        dest="heartbeat_interval_s",
+        help="seconds of silence before the server pings a client; 'off' disables (default 15)",
+    )
+    p.add_argument("--max-outbound-buffer", type=_limit, dest="max_outbound_buffer_bytes", help="bytes queued for one client before it is a slow consumer (default 8 MiB)")
+    p.add_argument("--max-inflight", type=_limit, dest="max_inflight_per_connection", help="requests in flight per connection before reading pauses (default 1024)")
+    p.add_argument("--shutdown-grace", type=float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown (default 5)")
+    p.add_argument("--token", help="shared secret clients must present in the handshake")
+    p.add_argument("--expose-stacks", action="store_true", default=None, help="send handler stack traces to clients")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    path = args.pop("config")
+    overrides: dict[str, Any] = {k: v for k, v in args.items() if v is not None}
+    try:
+        config: ServerConfig = load_config(path=path, overrides=overrides)
+    except (ValueError, OSError) as exc:
+        print(f"ipc_server: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+    def ready(server: Any) -> None:
+        print(f"ipc_server listening on {server.host}:{server.port}", flush=True)
+
+    try:
+        asyncio.run(run(config, ready=ready))
+    except OSError as exc:
+        print(f"ipc_server: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Server settings: defaults, then a TOML file, then environment variables,
+then command-line flags, validated once (docs/protocol.md §12)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ipc_protocol.constants import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_HOST,
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_PORT,
+    MAX_FRAME_LIMIT,
+)
+
+__all__ = ["ServerConfig", "load_config", "ENV_PREFIX"]
+
+ENV_PREFIX = "IPC_SERVER_"
+
+DEFAULT_MAX_CONNECTIONS = 10_000
+DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
+DEFAULT_MAX_OUTBOUND_BUFFER_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT_PER_CONNECTION = 1024
+DEFAULT_SHUTDOWN_GRACE_S = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Every server setting. ``None`` disables a limit where noted."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    log_level: str = "INFO"
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
+    heartbeat_interval_s: float | None = DEFAULT_HEARTBEAT_INTERVAL_S
+    max_outbound_buffer_bytes: int | None = DEFAULT_MAX_OUTBOUND_BUFFER_BYTES
+    max_inflight_per_connection: int | None = DEFAULT_MAX_INFLIGHT_PER_CONNECTION
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    token: str | None = field(default=None, repr=False)
+    expose_stacks: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0-65535, got {self.port}")
+        if not 0 < self.max_frame_size <= MAX_FRAME_LIMIT:
+            raise ValueError(f"max_frame_size must be 1..{MAX_FRAME_LIMIT}")
+        for name in ("max_connections", "max_outbound_buffer_bytes", "max_inflight_per_connection"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None")
+        for name in ("handshake_timeout_s", "shutdown_grace_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.heartbeat_interval_s is not None and self.heartbeat_interval_s <= 0:
+            raise ValueError("heartbeat_interval_s must be positive or None")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {self.log_level!r}")
+
+    def replace(self, **changes: Any) -> ServerConfig:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in fields(ServerConfig)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Convert a TOML or environment value to the field's type."""
+    annotation = str(_FIELDS[name].type)
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw.strip().lower() in ("none", "null", "off") and "None" in annotation:
+        return None
+    if annotation.startswith("bool"):
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).strip().lower() in ("1", "true", "yes", "on")
+    if annotation.startswith("int"):
+        return int(raw)
+    if annotation.startswith("float"):
+        return float(raw)
+    return str(raw)
+
+
+def _from_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in values.items():
+        name = key.replace("-", "_")
+        if name not in _FIELDS:
+            raise ValueError(f"{source}: unknown setting {key!r}")
+        out[name] = _coerce(name, raw)
+    return out
+
+
+def load_config(
+    *,
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServerConfig:
+    """Merge defaults < TOML file < environment < ``overrides`` (CLI flags).
+
+    The TOML file holds the settings at top level or in a ``[server]`` table;
+    ``IPC_SERVER_CONFIG`` names a file when ``path`` is not given.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        values.update(_from_mapping(data.get("server", data), str(path)))
+    env_values = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"
+    }
+    values.update(_from_mapping(env_values, "environment"))
+    values.update({k: v for k, v in (overrides or {}).items()})
+    return ServerConfig(**values)

@@ -1,0 +1,154 @@
+"""Who answers a request (docs/protocol.md §6.1, §7): in-process handlers
+first, then responder clients, chosen round robin among the least busy.
+
+Pure bookkeeping: no I/O. The server asks ``HandlerRegistry.find`` and then
+``ResponderTable.pick``; the load of a responder is whatever the caller's
+``load`` function says (its requests in flight).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ipc_protocol.channels import is_pattern, pattern_matches
+
+__all__ = ["Handler", "HandlerRegistry", "ResponderTable"]
+
+T = TypeVar("T", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A handler registered in the server process."""
+
+    channel: str
+    fn: Callable[..., Any]
+    is_async: bool
+    app_id: str | None = None  # None: answers every app
+
+
+class HandlerRegistry:
+    """Handlers by channel or pattern, optionally limited to one app."""
+
+    def __init__(self) -> None:
+        self._exact: dict[tuple[str | None, str], Handler] = {}
+        self._patterns: list[Handler] = []
+
+    def add(self, channel: str, fn: Callable[..., Any], app_id: str | None = None) -> Handler:
+        if self.get(channel, app_id) is not None:
+            raise ValueError(f"a handler is already registered for {channel!r}")
+        handler = Handler(channel, fn, inspect.iscoroutinefunction(fn) or _is_async_callable(fn), app_id)
+        if is_pattern(channel):
+            self._patterns.append(handler)
+        else:
+            self._exact[(app_id, channel)] = handler
+        return handler
+
+    def get(self, channel: str, app_id: str | None = None) -> Handler | None:
+        if is_pattern(channel):
+            return next((h for h in self._patterns if h.channel == channel and h.app_id == app_id), None)
+        return self._exact.get((app_id, channel))
+
+    def remove(self, channel: str, app_id: str | None = None) -> bool:
+        handler = self.get(channel, app_id)
+        if handler is None:
+            return False
+        if is_pattern(channel):
+            self._patterns.remove(handler)
+        else:
+            del self._exact[(app_id, channel)]
+        return True
+
+    def find(self, app_id: str, channel: str) -> Handler | None:
+        """The handler for a request: exact (this app, then any app), then patterns."""
+        exact = self._exact
+        handler = exact.get((app_id, channel)) or exact.get((None, channel))
+        if handler is not None or not self._patterns:
+            return handler
+        for h in self._patterns:
+            if (h.app_id is None or h.app_id == app_id) and pattern_matches(h.channel, channel):
+                return h
+        return None
+
+    def channels(self, app_id: str) -> list[str]:
+        out = [ch for (app, ch) in self._exact if app in (None, app_id)]
+        out += [h.channel for h in self._patterns if h.app_id in (None, app_id)]
+        return out
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    call = getattr(fn, "__call__", None)
+    return inspect.iscoroutinefunction(call)
+
+
+class ResponderTable(Generic[T]):
+    """Responder registrations of one app."""
+
+    __slots__ = ("_exact", "_patterns", "_next")
+
+    def __init__(self) -> None:
+        self._exact: dict[str, list[T]] = {}
+        self._patterns: dict[str, list[T]] = {}  # registration order
+        self._next: dict[str, int] = {}
+
+    def add(self, pattern: str, responder: T) -> bool:
+        table = self._patterns if is_pattern(pattern) else self._exact
+        members = table.setdefault(pattern, [])
+        if responder in members:
+            return False
+        members.append(responder)
+        return True
+
+    def remove(self, pattern: str, responder: T) -> bool:
+        table = self._patterns if is_pattern(pattern) else self._exact
+        members = table.get(pattern)
+        if not members or responder not in members:
+            return False
+        members.remove(responder)
+        if not members:
+            del table[pattern]
+            self._next.pop(pattern, None)
+        return True
+
+    def count(self, pattern: str) -> int:
+        table = self._patterns if is_pattern(pattern) else self._exact
+        return len(table.get(pattern, ()))
+
+    def find(self, channel: str) -> tuple[str, list[T]] | None:
+        """The registration that serves ``channel``: exact first, then patterns in order."""
+        members = self._exact.get(channel)
+        if members:
+            return channel, members
+        for pattern, members in self._patterns.items():
+            if pattern_matches(pattern, channel):
+                return pattern, members
+        return None
+
+    def pick(self, channel: str, load: Callable[[T], int]) -> T | None:
+        """Round robin among the responders with the fewest requests in flight."""
+        found = self.find(channel)
+        if found is None:
+            return None
+        pattern, members = found
+        n = len(members)
+        if n == 1:
+            return members[0]
+        start = self._next.get(pattern, 0) % n
+        best_i, best_load = start, load(members[start])
+        for step in range(1, n):
+            if best_load == 0:
+                break
+            i = (start + step) % n
+            current = load(members[i])
+            if current < best_load:
+                best_i, best_load = i, current
+        self._next[pattern] = best_i + 1
+        return members[best_i]
+
+    def counts(self) -> dict[str, int]:
+        out = {k: len(v) for k, v in self._exact.items()}
+        out.update({k: len(v) for k, v in self._patterns.items()})
+        return out

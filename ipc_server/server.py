@@ -1,0 +1,672 @@
+"""The asyncio server: accepts connections, performs the handshake, routes
+requests, fans out publishes, sweeps heartbeats and expiries, shuts down
+gracefully (docs/protocol.md §3-§13).
+
+``ServerConnection`` turns bytes into messages; everything here works on
+messages. Routing state (handlers, responders, subscriptions) lives in the
+pure tables of ``router`` and ``topics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ipc_protocol import (
+    ErrorCode,
+    HeartbeatAction,
+    IPCError,
+    Message,
+    MessageType,
+    PROTOCOL_VERSION,
+    SERVICES_CHANNEL,
+    SYSTEM_CHANNEL,
+    encode_message,
+    is_reserved,
+    validate_channel,
+    validate_pattern,
+)
+from ipc_protocol import __version__ as protocol_version
+from ipc_protocol.framing import frame_header
+from ipc_protocol.messages import error_info_from_exception, error_response, ping_request, response_to
+
+from .config import ServerConfig, load_config
+from .connection import ConnState, ServerConnection
+from .router import Handler, HandlerRegistry, ResponderTable
+from .stats import ServerStats
+from .topics import SubscriptionTable
+
+__all__ = ["IPCServer"]
+
+log = logging.getLogger("ipc_server")
+
+SERVER_NAME = f"ipc-bridge/{protocol_version}"
+_SWEEP_INTERVAL_S = 0.25
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class _App:
+    """Everything scoped to one ``app_id`` (§2: apps are isolated)."""
+
+    subscriptions: SubscriptionTable[ServerConnection] = field(default_factory=SubscriptionTable)
+    responders: ResponderTable[ServerConnection] = field(default_factory=ResponderTable)
+    connections: int = 0
+
+
+@dataclass(slots=True)
+class _Forwarded:
+    """A request forwarded to a responder, waiting for its answer (§7.3)."""
+
+    request: Message
+    requester: ServerConnection
+    responder: ServerConnection
+    deadline: float | None
+
+
+class IPCServer:
+    """The bridge's server.
+
+    Use it embedded::
+
+        async with IPCServer("127.0.0.1", 0) as server:
+            @server.handler("math.add")
+            async def add(msg):
+                return msg.payload["a"] + msg.payload["b"]
+            await server.serve_forever()
+
+    Args:
+        host: interface to listen on.
+        port: TCP port; 0 picks a free one (read it back from ``server.port``).
+        config: a full :class:`ServerConfig`; keyword ``overrides`` replace its fields.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        config: ServerConfig | None = None,
+        **overrides: Any,
+    ) -> None:
+        config = config or load_config(env={})
+        if host is not None:
+            overrides["host"] = host
+        if port is not None:
+            overrides["port"] = port
+        self.config = config.replace(**overrides) if overrides else config
+        self.stats = ServerStats()
+        self.handlers = HandlerRegistry()
+        self._apps: dict[str, _App] = {}
+        self._connections: set[ServerConnection] = set()
+        self._by_id: dict[str, ServerConnection] = {}
+        self._forwarded: dict[str, _Forwarded] = {}
+        self._handler_tasks: dict[asyncio.Task[Any], tuple[ServerConnection, Message]] = {}
+        self._ids = itertools.count(1)
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
+        self._closed = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.port: int = self.config.port
+        self.host: str = self.config.host
+
+    # -- public API --------------------------------------------------------
+
+    def handler(self, channel: str, *, app_id: str | None = None) -> Callable[[F], F]:
+        """Decorator: answer requests on ``channel`` (or a pattern) in this process.
+
+        The function gets the request :class:`Message` and returns the response
+        payload. ``async def`` handlers run on the loop; plain functions run in
+        a worker thread, so a slow one never blocks other clients. Raising
+        answers ``handler_error`` with the exception's type and message.
+        """
+
+        def register(fn: F) -> F:
+            self.add_handler(channel, fn, app_id=app_id)
+            return fn
+
+        return register
+
+    def add_handler(self, channel: str, fn: Callable[..., Any], *, app_id: str | None = None) -> None:
+        validate_pattern(channel)
+        if is_reserved(channel):
+            raise ValueError(f"channel {channel!r} is reserved for the server")
+        self.handlers.add(channel, fn, app_id)
+
+    def remove_handler(self, channel: str, *, app_id: str | None = None) -> bool:
+        return self.handlers.remove(channel, app_id)
+
+    async def start(self) -> None:
+        """Bind and start accepting; returns once listening."""
+        if self._server is not None:
+            return
+        self.loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(thread_name_prefix="ipc-handler")
+        self._server = await self.loop.create_server(
+            lambda: ServerConnection(self),
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self.host, self.port = sockname[0], sockname[1]
+        self._sweeper = self.loop.create_task(self._sweep())
+        log.info("listening on %s:%d", self.host, self.port)
+
+    async def serve_forever(self) -> None:
+        """Run until :meth:`close` is called (by a signal handler, say)."""
+        await self.start()
+        await self._closed.wait()
+
+    async def close(self, grace_s: float | None = None) -> None:
+        """Graceful shutdown (§13): stop accepting, let in-flight requests
+        finish within the grace period, answer the rest ``shutting_down``, close."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        if self._server is not None:
+            self._server.close()
+        deadline = self.loop.time() + grace if self.loop else 0.0
+        while (self._handler_tasks or self._forwarded) and self.loop.time() < deadline:
+            waiter = self.loop.create_future()
+            self._drained_waiter = waiter
+            try:
+                await asyncio.wait_for(waiter, deadline - self.loop.time())
+            except (asyncio.TimeoutError, TimeoutError):
+                break
+        for task, (conn, msg) in list(self._handler_tasks.items()):
+            task.cancel()
+            if msg.message_type is MessageType.REQUEST:
+                conn.send(error_response(msg, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
+        self._handler_tasks.clear()
+        for sid, fwd in list(self._forwarded.items()):
+            self._finish_forwarded(sid, error_response(fwd.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self._connections):
+            conn.close()
+        if self._connections:
+            waiter = self.loop.create_future()
+            self._all_closed_waiter = waiter
+            try:
+                await asyncio.wait_for(waiter, 2.0)
+            except (asyncio.TimeoutError, TimeoutError):
+                for conn in list(self._connections):
+                    conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._closed.set()
+        log.info("closed")
+
+    async def __aenter__(self) -> IPCServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def connections(self) -> frozenset[ServerConnection]:
+        return frozenset(self._connections)
+
+    def __repr__(self) -> str:
+        return (
+            f"<IPCServer {self.host}:{self.port} connections={len(self._connections)}"
+            f" forwarded={len(self._forwarded)} handlers_running={len(self._handler_tasks)}"
+            f"{' closing' if self._closing else ''}>"
+        )
+
+    # -- connection lifecycle (called by ServerConnection) ---------------
+
+    _drained_waiter: asyncio.Future[None] | None = None
+    _all_closed_waiter: asyncio.Future[None] | None = None
+
+    def _accept(self, conn: ServerConnection) -> bool:
+        limit = self.config.max_connections
+        if self._closing or (limit is not None and len(self._connections) >= limit):
+            log.warning("refusing connection from %s: %s", conn.peer, "shutting down" if self._closing else "max_connections reached")
+            conn.abort()
+            return False
+        self._connections.add(conn)
+        self.stats.connections = len(self._connections)
+        self.stats.connections_total += 1
+        return True
+
+    def _connection_closed(self, conn: ServerConnection, prev: ConnState) -> None:
+        if conn not in self._connections:
+            return
+        self._connections.discard(conn)
+        self.stats.connections = len(self._connections)
+        if self._by_id.get(conn.connection_id) is conn:
+            del self._by_id[conn.connection_id]
+        app = self._apps.get(conn.app_id)
+        if app is not None and prev is not ConnState.HANDSHAKE:
+            for pattern in conn.subscriptions:
+                app.subscriptions.remove(pattern, conn)
+            for pattern in conn.responder_for:
+                app.responders.remove(pattern, conn)
+                self._announce_service(conn, "removed", pattern)
+            app.connections -= 1
+            if app.connections == 0 and not len(app.subscriptions):
+                del self._apps[conn.app_id]
+        # Requests this connection was answering: the requesters hear at once (§6.2).
+        for sid in list(conn.serving):
+            fwd = self._forwarded.get(sid)
+            if fwd is not None:
+                self._finish_forwarded(
+                    sid, error_response(fwd.request, ErrorCode.RESPONDER_LOST, "the responder disconnected before answering")
+                )
+        # Requests this connection was waiting on: drop them, discard late answers.
+        for sid in list(conn.awaiting):
+            fwd = self._forwarded.pop(sid, None)
+            if fwd is not None:
+                fwd.responder.serving.discard(sid)
+        conn.awaiting.clear()
+        self._maybe_drained()
+        if not self._connections and self._all_closed_waiter is not None and not self._all_closed_waiter.done():
+            self._all_closed_waiter.set_result(None)
+        log.debug("connection %s closed", conn.connection_id or conn.peer)
+
+    def _maybe_drained(self) -> None:
+        w = self._drained_waiter
+        if w is not None and not w.done() and not self._handler_tasks and not self._forwarded:
+            w.set_result(None)
+
+    # -- dispatch ------------------------------------------------------------
+
+    def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
+        """Route one decoded message from ``conn``."""
+        if conn.state is ConnState.HANDSHAKE:
+            self._handshake(conn, msg)
+            return
+        if msg.app_id != conn.app_id:
+            conn.fail(ErrorCode.FORBIDDEN, f"app_id {msg.app_id!r} differs from the handshake's {conn.app_id!r}", reply_to=msg.message_id)
+            return
+        mtype = msg.message_type
+        if mtype is MessageType.PUBLISH:
+            self._publish(conn, msg, body)
+        elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
+            if msg.channel_id == SYSTEM_CHANNEL:
+                self._system(conn, msg)
+            else:
+                self._route(conn, msg)
+        elif mtype is MessageType.RESPONSE:
+            self._response(conn, msg)
+        elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
+            self._subscription(conn, msg)
+
+    def _reply_error(self, conn: ServerConnection, msg: Message, code: ErrorCode, text: str) -> None:
+        self.stats.count_error(code)
+        if msg.message_type is not MessageType.NOTIFICATION:
+            conn.send(error_response(msg, code, text))
+        else:
+            log.info("notification %s on %r from %s dropped: %s: %s", msg.message_id, msg.channel_id, conn.connection_id, code, text)
+
+    # -- handshake (§3) ----------------------------------------------------
+
+    def _handshake(self, conn: ServerConnection, msg: Message) -> None:
+        payload = msg.payload
+        if not (
+            msg.message_type is MessageType.REQUEST
+            and msg.channel_id == SYSTEM_CHANNEL
+            and isinstance(payload, dict)
+            and payload.get("action") == "connect"
+        ):
+            conn.fail(ErrorCode.BAD_MESSAGE, "the first frame must be a connect request on 'system'", reply_to=msg.message_id)
+            return
+        protocol = payload.get("protocol")
+        legacy = protocol is None
+        if not msg.app_id or (not legacy and (not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 2)):
+            conn.fail(ErrorCode.BAD_MESSAGE, "invalid connect: app_id must be set and protocol an integer >= 2", reply_to=msg.message_id)
+            return
+        token = self.config.token
+        if token is not None:
+            offered = payload.get("token")
+            if not isinstance(offered, str) or not hmac.compare_digest(offered.encode(), token.encode()):
+                conn.app_id = msg.app_id
+                conn.fail(ErrorCode.UNAUTHORIZED, "invalid or missing token", reply_to=msg.message_id)
+                return
+        wanted = payload.get("connection_id")
+        connection_id = wanted if isinstance(wanted, str) and wanted else f"conn-{next(self._ids)}"
+        if connection_id in self._by_id:
+            connection_id = f"{connection_id}-{next(self._ids)}"
+        client_name = payload.get("client") if isinstance(payload.get("client"), str) else ""
+        conn.open(msg.app_id, connection_id, legacy=legacy, client_name=client_name or "")
+        self._by_id[connection_id] = conn
+        self._apps.setdefault(msg.app_id, _App()).connections += 1
+        reply: dict[str, Any] = {"status": "connected", "connection_id": connection_id}
+        if not legacy:
+            interval = self.config.heartbeat_interval_s
+            reply.update(
+                protocol=PROTOCOL_VERSION,
+                server=SERVER_NAME,
+                heartbeat_interval_ms=int(interval * 1000) if interval else 0,
+                max_frame_size=self.config.max_frame_size,
+            )
+        conn.send(response_to(msg, reply))
+        log.debug("connection %s from %s: app=%s protocol=%s", connection_id, conn.peer, msg.app_id, 1 if legacy else PROTOCOL_VERSION)
+
+    # -- system channel (§8, §9) -------------------------------------------
+
+    def _system(self, conn: ServerConnection, msg: Message) -> None:
+        payload = msg.payload
+        action = payload.get("action") if isinstance(payload, dict) else None
+        app = self._apps[conn.app_id]
+        if action == "ping":
+            result: Any = {"status": "pong"}
+        elif action == "stats":
+            result = self.stats.snapshot()
+        elif action == "channels":
+            result = {"channels": app.subscriptions.counts()}
+        elif action == "services":
+            services = {ch: 0 for ch in self.handlers.channels(conn.app_id)}
+            services.update(app.responders.counts())
+            result = {"services": services}
+        elif action == "connect":
+            self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, "already connected")
+            return
+        else:
+            self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, f"unknown system action {action!r}")
+            return
+        if msg.message_type is MessageType.REQUEST:
+            conn.send(response_to(msg, result))
+
+    # -- pub/sub (§5) --------------------------------------------------------
+
+    def _subscription(self, conn: ServerConnection, msg: Message) -> None:
+        channel = msg.channel_id
+        subscribe = msg.message_type is MessageType.SUBSCRIBE
+        serve = isinstance(msg.payload, dict) and msg.payload.get("serve") is True
+        try:
+            validate_pattern(channel)
+        except ValueError as exc:
+            self._ack_error(conn, msg, ErrorCode.BAD_MESSAGE, str(exc))
+            return
+        app = self._apps[conn.app_id]
+        if serve:
+            if is_reserved(channel):
+                self._ack_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
+                return
+            if subscribe:
+                if app.responders.add(channel, conn):
+                    conn.responder_for.add(channel)
+                    self._announce_service(conn, "added", channel)
+                status = "serving"
+            else:
+                if app.responders.remove(channel, conn):
+                    conn.responder_for.discard(channel)
+                    self._announce_service(conn, "removed", channel)
+                status = "unserved"
+        elif subscribe:
+            app.subscriptions.add(channel, conn)
+            conn.subscriptions.add(channel)
+            status = "subscribed"
+        else:
+            app.subscriptions.remove(channel, conn)
+            conn.subscriptions.discard(channel)
+            status = "unsubscribed"
+        if not conn.legacy:
+            conn.send(response_to(msg, {"status": status}))
+
+    def _ack_error(self, conn: ServerConnection, msg: Message, code: ErrorCode, text: str) -> None:
+        self.stats.count_error(code)
+        conn.send(error_response(msg, code, text))
+
+    def _publish(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
+        channel = msg.channel_id
+        try:
+            validate_channel(channel)
+        except ValueError as exc:
+            self._ack_error(conn, msg, ErrorCode.BAD_MESSAGE, str(exc))
+            return
+        if is_reserved(channel):
+            self._ack_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
+            return
+        self.stats.publishes += 1
+        delivered = self._fan_out(self._apps[conn.app_id], msg, body)
+        if msg.ack:
+            conn.send(response_to(msg, {"status": "published", "delivered": delivered}))
+
+    def _fan_out(self, app: _App, msg: Message, body: bytes | None) -> int:
+        """Send the same bytes to every matching connection, once each (§5.3)."""
+        targets = app.subscriptions.match(msg.channel_id)
+        if not targets:
+            return 0
+        frame: bytes | None = None
+        legacy_frame: bytes | None = None
+        delivered = 0
+        for target in targets:
+            if target.legacy:
+                if legacy_frame is None:
+                    legacy_body = encode_message(msg, legacy=True)
+                    legacy_frame = frame_header(len(legacy_body)) + legacy_body
+                ok = target.send_frame(legacy_frame)
+            else:
+                if frame is None:
+                    if body is None:
+                        body = encode_message(msg)
+                    frame = frame_header(len(body)) + body
+                ok = target.send_frame(frame)
+            delivered += ok
+        self.stats.deliveries += delivered
+        return delivered
+
+    def _announce_service(self, conn: ServerConnection, event: str, channel: str) -> None:
+        app = self._apps.get(conn.app_id)
+        if app is None:
+            return
+        note = Message.build(
+            MessageType.PUBLISH,
+            conn.app_id,
+            SERVICES_CHANNEL,
+            {"event": event, "channel": channel, "connection_id": conn.connection_id, "responders": app.responders.count(channel)},
+        )
+        self._fan_out(app, note, None)
+
+    # -- requests (§6, §7) -------------------------------------------------
+
+    def _route(self, conn: ServerConnection, msg: Message) -> None:
+        is_request = msg.message_type is MessageType.REQUEST
+        if is_request:
+            self.stats.requests += 1
+        else:
+            self.stats.notifications += 1
+        channel = msg.channel_id
+        try:
+            validate_channel(channel)
+        except ValueError as exc:
+            self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, str(exc))
+            return
+        if is_reserved(channel):
+            self._reply_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
+            return
+        if self._closing:
+            self._reply_error(conn, msg, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+            return
+        handler = self.handlers.find(conn.app_id, channel)
+        if handler is not None:
+            self._run_handler(conn, msg, handler)
+            return
+        responder = self._apps[conn.app_id].responders.pick(channel, _load)
+        if responder is None:
+            self._reply_error(conn, msg, ErrorCode.NO_RESPONDERS, f"no handler or responder for {channel!r}")
+            return
+        self._forward(conn, msg, responder)
+
+    def _run_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
+        conn.request_started()
+        task = self.loop.create_task(self._call_handler(conn, msg, handler))
+        self._handler_tasks[task] = (conn, msg)
+        task.add_done_callback(self._handler_done)
+
+    async def _call_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
+        timeout = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else None
+        try:
+            if handler.is_async:
+                call: Awaitable[Any] = handler.fn(msg)
+            else:
+                call = self.loop.run_in_executor(self._executor, handler.fn, msg)
+            result = await (asyncio.wait_for(call, timeout) if timeout is not None else call)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            if timeout is not None and not isinstance(exc, IPCError):
+                reply = error_response(msg, ErrorCode.TIMEOUT, f"the handler did not finish within {msg.timeout_ms:g} ms")
+            else:
+                reply = self._handler_failure(msg, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error response (§6.3)
+            reply = self._handler_failure(msg, exc)
+        else:
+            if msg.message_type is not MessageType.REQUEST:
+                return
+            reply = response_to(msg, result)
+            try:
+                encode_message(reply)
+            except IPCError as exc:
+                reply = self._handler_failure(msg, exc, prefix="the handler's result cannot be sent: ")
+        if msg.message_type is MessageType.REQUEST:
+            conn.send(reply)
+        elif reply.error is not None:
+            log.warning("notification handler for %r failed: %s", msg.channel_id, reply.error.message)
+
+    def _handler_failure(self, msg: Message, exc: BaseException, prefix: str = "") -> Message:
+        info = error_info_from_exception(exc, include_stack=self.config.expose_stacks)
+        self.stats.count_error(info.code)
+        if info.code == ErrorCode.HANDLER_ERROR:
+            log.info("handler for %r raised %s: %s", msg.channel_id, info.remote_type, info.message)
+        return error_response(
+            msg,
+            info.code,
+            prefix + info.message,
+            details=info.details,
+            remote_type=info.remote_type,
+            remote_stack=info.remote_stack,
+        )
+
+    def _handler_done(self, task: asyncio.Task[Any]) -> None:
+        entry = self._handler_tasks.pop(task, None)
+        if entry is not None:
+            entry[0].request_finished()
+        if not task.cancelled() and task.exception() is not None:  # pragma: no cover - defensive
+            log.error("handler task failed", exc_info=task.exception())
+        self._maybe_drained()
+
+    def _forward(self, conn: ServerConnection, msg: Message, responder: ServerConnection) -> None:
+        is_request = msg.message_type is MessageType.REQUEST
+        sid = f"s{next(self._ids)}"
+        forwarded = Message.build(
+            msg.message_type,
+            msg.app_id,
+            msg.channel_id,
+            msg.payload,
+            message_id=sid,
+            headers=msg.headers,
+            timeout_ms=msg.timeout_ms,
+        )
+        if not responder.send(forwarded):
+            self._reply_error(conn, msg, ErrorCode.RESPONDER_LOST, "the responder disconnected")
+            return
+        if not is_request:
+            return
+        deadline = self.loop.time() + msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else None
+        self._forwarded[sid] = _Forwarded(msg, conn, responder, deadline)
+        responder.serving.add(sid)
+        conn.awaiting.add(sid)
+        conn.request_started()
+
+    def _response(self, conn: ServerConnection, msg: Message) -> None:
+        sid = msg.reply_to
+        fwd = self._forwarded.get(sid) if sid is not None else None
+        if fwd is None:
+            # A pong, or an answer that came too late: nothing waits for it.
+            if conn.heartbeat is not None and isinstance(msg.payload, dict) and msg.payload.get("status") == "pong":
+                conn.heartbeat.pong_received(self.loop.time())
+            return
+        if fwd.responder is not conn:
+            log.warning("connection %s answered a request forwarded to %s; ignored", conn.connection_id, fwd.responder.connection_id)
+            return
+        update: dict[str, Any] = {"reply_to": fwd.request.message_id, "message_id": msg.message_id}
+        relayed = msg.model_copy(update=update)
+        if relayed.error is not None:
+            self.stats.count_error(relayed.error.code)
+        self._finish_forwarded(sid, relayed)  # type: ignore[arg-type]
+
+    def _finish_forwarded(self, sid: str, reply: Message) -> None:
+        fwd = self._forwarded.pop(sid, None)
+        if fwd is None:
+            return
+        fwd.responder.serving.discard(sid)
+        fwd.requester.awaiting.discard(sid)
+        fwd.requester.request_finished()
+        if reply.reply_to != fwd.request.message_id:
+            reply = reply.model_copy(update={"reply_to": fwd.request.message_id})
+        fwd.requester.send(reply)
+        self._maybe_drained()
+
+    # -- periodic sweep: heartbeats (§9) and forwarded deadlines (§6.2) ----
+
+    async def _sweep(self) -> None:
+        interval = self.config.heartbeat_interval_s
+        period = min(_SWEEP_INTERVAL_S, interval / 4) if interval else _SWEEP_INTERVAL_S
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self._sweep_once(self.loop.time())
+            except Exception:  # pragma: no cover - the sweep must never die
+                log.exception("sweep failed")
+
+    def _sweep_once(self, now: float) -> None:
+        for conn in list(self._connections):
+            hb = conn.heartbeat
+            if hb is None or conn.state is not ConnState.OPEN:
+                continue
+            action = hb.poll(now)
+            if action is HeartbeatAction.PING:
+                conn.send(ping_request(conn.app_id))
+            elif action is HeartbeatAction.DEAD:
+                log.info("closing %s (%s): silent for %.1f s", conn.connection_id, conn.peer, now - hb.last_received)
+                conn.abort()
+        expired = [sid for sid, fwd in self._forwarded.items() if fwd.deadline is not None and fwd.deadline <= now]
+        for sid in expired:
+            fwd = self._forwarded[sid]
+            self.stats.count_error(ErrorCode.TIMEOUT)
+            self._finish_forwarded(
+                sid, error_response(fwd.request, ErrorCode.TIMEOUT, f"no answer from the responder within {fwd.request.timeout_ms:g} ms")
+            )
+
+
+def _load(conn: ServerConnection) -> int:
+    return len(conn.serving)
+
+
+async def run(config: ServerConfig, *, ready: Callable[[IPCServer], None] | None = None) -> None:
+    """Run a server until SIGINT/SIGTERM, then shut down gracefully."""
+    import signal
+
+    server = IPCServer(config=config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, lambda: loop.create_task(server.close()))
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    if ready is not None:
+        ready(server)
+    await server.serve_forever()
+
+
