@@ -56,7 +56,7 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as a frame."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + (HEADER_SIZE if self._need else 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         if self._error is not None:

@@ -1,0 +1,178 @@
+"""Pure components on a fake clock: channels, heartbeat, backoff, tables, config, state."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from ipc_client.backoff import Backoff
+from ipc_client.state import TRANSITIONS, ConnectionState
+from ipc_protocol import Heartbeat, HeartbeatAction, is_reserved, pattern_matches, validate_channel, validate_pattern
+from ipc_server.config import ServerConfig, load_config
+from ipc_server.router import HandlerRegistry, ResponderTable
+from ipc_server.topics import SubscriptionTable
+
+
+@pytest.mark.parametrize(
+    "pattern, channel, expected",
+    [
+        ("orders.created", "orders.created", True),
+        ("orders.*", "orders.created", True),
+        ("orders.*", "orders", False),
+        ("orders.*", "orders.eu.created", False),
+        ("orders.>", "orders.eu.created", True),
+        ("orders.>", "orders.created", True),
+        ("orders.>", "orders", False),
+        ("*.created", "orders.created", True),
+        ("*", "orders", True),
+        (">", "a.b.c", True),
+        ("a.*.c", "a.b.c", True),
+        ("a.*.c", "a.b.d", False),
+    ],
+)
+def test_pattern_matching(pattern: str, channel: str, expected: bool) -> None:
+    assert pattern_matches(pattern, channel) is expected
+
+
+@pytest.mark.parametrize("bad", ["", ".", "a..b", "a.", " a", "a.>.b", "ord*", "a.b>"])
+def test_invalid_patterns(bad: str) -> None:
+    with pytest.raises(ValueError):
+        validate_pattern(bad)
+
+
+@pytest.mark.parametrize("bad", ["a.*", "a.>", "*", "x" * 513])
+def test_wildcards_and_long_names_are_not_channels(bad: str) -> None:
+    with pytest.raises(ValueError):
+        validate_channel(bad)
+
+
+def test_reserved_channels() -> None:
+    assert is_reserved("system") and is_reserved("$sys.services") and is_reserved("system.x")
+    assert not is_reserved("systems") and not is_reserved("orders.system")
+
+
+def test_heartbeat_pings_after_interval_then_declares_dead() -> None:
+    hb = Heartbeat(1.0, 3.0, now=0.0)
+    assert hb.poll(0.5) is HeartbeatAction.NONE
+    assert hb.poll(1.0) is HeartbeatAction.PING
+    assert hb.poll(1.5) is HeartbeatAction.NONE  # one ping per interval
+    assert hb.poll(2.0) is HeartbeatAction.PING
+    assert hb.poll(3.0) is HeartbeatAction.DEAD
+
+
+def test_heartbeat_any_frame_resets_and_pong_measures_latency() -> None:
+    hb = Heartbeat(1.0, 3.0, now=0.0)
+    assert hb.poll(1.0) is HeartbeatAction.PING
+    hb.pong_received(1.25)
+    assert hb.latency_s == pytest.approx(0.25)
+    assert hb.poll(2.0) is HeartbeatAction.NONE
+    hb.received(2.1)
+    assert hb.poll(3.0) is HeartbeatAction.NONE
+    assert hb.poll(3.2) is HeartbeatAction.PING
+    assert hb.poll(5.0) is HeartbeatAction.NONE
+    assert hb.poll(5.1) is HeartbeatAction.DEAD
+
+
+def test_heartbeat_next_check() -> None:
+    hb = Heartbeat(2.0, 5.0, now=0.0)
+    assert hb.next_check(0.5) == pytest.approx(1.5)
+    hb.poll(2.0)
+    assert hb.next_check(2.0) == pytest.approx(2.0)
+
+
+def test_backoff_grows_and_caps_without_jitter() -> None:
+    b = Backoff(initial_delay=0.1, max_delay=1.0, multiplier=2.0, jitter=0)
+    assert [round(b.delay(n), 3) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_backoff_jitter_stays_in_bounds() -> None:
+    b = Backoff(initial_delay=1.0, max_delay=100.0, multiplier=2.0, jitter=0.2)
+    rng = random.Random(7)
+    for n in range(5):
+        d = b.delay(n, rng)
+        assert 0.8 * 2**n <= d <= 1.2 * 2**n
+    assert len({b.delay(3, rng) for _ in range(20)}) > 1
+
+
+@pytest.mark.parametrize("kwargs", [{"multiplier": 0.5}, {"jitter": 2}, {"initial_delay": -1}])
+def test_backoff_validates(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        Backoff(**kwargs)
+
+
+def test_state_table_has_every_state() -> None:
+    assert set(TRANSITIONS) == set(ConnectionState)
+    assert ConnectionState.RECONNECTING in TRANSITIONS[ConnectionState.CONNECTED]
+    assert ConnectionState.CONNECTED not in TRANSITIONS[ConnectionState.DISCONNECTED]
+
+
+def test_subscription_table_delivers_once_per_subscriber() -> None:
+    t: SubscriptionTable[str] = SubscriptionTable()
+    t.add("a.b", "x")
+    t.add("a.*", "x")
+    t.add("a.>", "x")
+    t.add("a.*", "y")
+    assert sorted(t.match("a.b")) == ["x", "y"]
+    assert t.match("a.b.c") == ("x",)
+    assert t.add("a.*", "y") is False
+    t.remove("a.*", "y")
+    assert t.match("a.b") == ("x",)  # the cache was invalidated
+    assert t.counts() == {"a.b": 1, "a.*": 1, "a.>": 1}
+
+
+def test_responder_table_round_robin_among_least_busy() -> None:
+    t: ResponderTable[str] = ResponderTable()
+    for r in ("r1", "r2", "r3"):
+        t.add("svc", r)
+    load = {"r1": 0, "r2": 0, "r3": 0}
+    picks = [t.pick("svc", load.__getitem__) for _ in range(6)]
+    assert picks == ["r1", "r2", "r3", "r1", "r2", "r3"]
+    load.update(r1=5, r2=1, r3=3)
+    assert t.pick("svc", load.__getitem__) == "r2"
+
+
+def test_responder_table_exact_before_patterns() -> None:
+    t: ResponderTable[str] = ResponderTable()
+    t.add("svc.>", "wild")
+    t.add("svc.a", "exact")
+    assert t.pick("svc.a", lambda r: 0) == "exact"
+    assert t.pick("svc.b", lambda r: 0) == "wild"
+    assert t.pick("other", lambda r: 0) is None
+    t.remove("svc.a", "exact")
+    assert t.pick("svc.a", lambda r: 0) == "wild"
+
+
+def test_handler_registry_scoping_and_patterns() -> None:
+    reg = HandlerRegistry()
+    reg.add("a.x", lambda m: 1)
+    reg.add("a.x", lambda m: 2, app_id="special")
+    reg.add("b.>", lambda m: 3)
+    assert reg.find("special", "a.x").app_id == "special"
+    assert reg.find("other", "a.x").app_id is None
+    assert reg.find("other", "b.c.d").channel == "b.>"
+    assert reg.find("other", "c") is None
+    with pytest.raises(ValueError):
+        reg.add("a.x", lambda m: 4)
+
+
+def test_config_precedence(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "server.toml"
+    cfg_file.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\nmax_connections = "none"\nheartbeat_interval_s = 3\n')
+    env = {"IPC_SERVER_PORT": "9100", "IPC_SERVER_EXPOSE_STACKS": "true"}
+    cfg = load_config(path=cfg_file, env=env, overrides={"host": "127.0.0.2"})
+    assert (cfg.host, cfg.port, cfg.max_connections, cfg.heartbeat_interval_s, cfg.expose_stacks) == (
+        "127.0.0.2", 9100, None, 3.0, True,
+    )
+
+
+def test_config_rejects_unknown_and_invalid_values(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        load_config(env={"IPC_SERVER_PROT": "1"})
+    with pytest.raises(ValueError):
+        ServerConfig(port=70000)
+    with pytest.raises(ValueError):
+        ServerConfig(max_frame_size=0)
+    with pytest.raises(ValueError):
+        ServerConfig(log_level="LOUD")

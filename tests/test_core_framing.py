@@ -1,0 +1,141 @@
+"""Framing on bytes: every split of the stream, limits on the prefix."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipc_protocol import FrameDecoder, encode_frame
+from ipc_protocol.exceptions import FrameError, FrameTooLarge, ProtocolError
+
+BODIES = [b'{"a":1}', b"{}", b'{"k":"' + b"x" * 1000 + b'"}', bytes(range(1, 200))]
+STREAM = b"".join(encode_frame(b) for b in BODIES)
+
+
+def test_encode_prefixes_big_endian_length() -> None:
+    assert encode_frame(b"{}") == b"\x00\x00\x00\x02{}"
+    assert encode_frame(b"x" * 258)[:4] == b"\x00\x00\x01\x02"
+
+
+def test_encode_refuses_empty_body() -> None:
+    with pytest.raises(FrameError):
+        encode_frame(b"")
+
+
+def test_whole_stream_in_one_chunk() -> None:
+    assert FrameDecoder().feed(STREAM) == BODIES
+
+
+def test_one_byte_at_a_time() -> None:
+    dec = FrameDecoder()
+    out: list[bytes] = []
+    for i in range(len(STREAM)):
+        out += dec.feed(STREAM[i : i + 1])
+    assert out == BODIES
+    assert dec.buffered == 0
+
+
+def test_prefix_split_across_chunks() -> None:
+    frame = encode_frame(b'{"x":1}')
+    dec = FrameDecoder()
+    assert dec.feed(frame[:2]) == []
+    assert dec.feed(frame[2:3]) == []
+    assert dec.feed(frame[3:]) == [b'{"x":1}']
+
+
+def test_trailing_partial_frame_is_kept() -> None:
+    dec = FrameDecoder()
+    tail = encode_frame(b'{"tail":true}')
+    assert dec.feed(STREAM + tail[:6]) == BODIES
+    assert dec.buffered == 6
+    assert dec.feed(tail[6:]) == [b'{"tail":true}']
+
+
+def test_many_frames_in_one_chunk() -> None:
+    frames = [b'{"i":%d}' % i for i in range(1000)]
+    assert FrameDecoder().feed(b"".join(encode_frame(f) for f in frames)) == frames
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_splits(seed: int) -> None:
+    rng = random.Random(seed)
+    dec = FrameDecoder()
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(STREAM):
+        step = rng.randint(1, 64)
+        out += dec.feed(STREAM[pos : pos + step])
+        pos += step
+    assert out == BODIES
+
+
+def test_large_frame_over_many_chunks() -> None:
+    body = b'{"blob":"' + b"z" * (8 * 1024 * 1024) + b'"}'
+    frame = encode_frame(body)
+    dec = FrameDecoder()
+    out: list[bytes] = []
+    for i in range(0, len(frame), 65536):
+        out += dec.feed(frame[i : i + 65536])
+    assert out == [body]
+
+
+def test_limit_checked_on_the_prefix_before_buffering() -> None:
+    dec = FrameDecoder(max_frame_size=100)
+    with pytest.raises(FrameTooLarge) as info:
+        dec.feed((101).to_bytes(4, "big"))  # no body bytes at all yet
+    assert info.value.size == 101 and info.value.limit == 100
+    assert info.value.code == "too_large"
+
+
+def test_limit_exact_size_is_accepted() -> None:
+    body = b"{" + b" " * 98 + b"}"
+    assert FrameDecoder(max_frame_size=100).feed(encode_frame(body)) == [body]
+
+
+def test_zero_length_is_bad_frame() -> None:
+    with pytest.raises(FrameError) as info:
+        FrameDecoder().feed(b"\x00\x00\x00\x00")
+    assert info.value.code == "bad_frame"
+
+
+def test_errors_are_sticky() -> None:
+    dec = FrameDecoder(max_frame_size=10)
+    with pytest.raises(FrameTooLarge):
+        dec.feed(b"\x00\x00\x00\xff")
+    with pytest.raises(FrameTooLarge):
+        dec.feed(encode_frame(b"{}"))
+
+
+def test_no_limit() -> None:
+    dec = FrameDecoder(max_frame_size=None)
+    assert dec.feed(b"\xff\xff\xff\xff") == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=300), max_size=8), st.lists(st.integers(1, 50), min_size=1, max_size=30))
+def test_property_any_split_yields_the_frames(bodies: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(encode_frame(b) for b in bodies)
+    dec = FrameDecoder()
+    out: list[bytes] = []
+    pos = 0
+    i = 0
+    while pos < len(stream):
+        step = cuts[i % len(cuts)]
+        out += dec.feed(stream[pos : pos + step])
+        pos += step
+        i += 1
+    assert out == bodies
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_decodes_or_raises_a_documented_error(data: bytes) -> None:
+    dec = FrameDecoder(max_frame_size=64)
+    try:
+        for body in dec.feed(data):
+            assert 0 < len(body) <= 64
+    except ProtocolError as exc:
+        assert exc.code in ("bad_frame", "too_large")
