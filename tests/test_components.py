@@ -71,7 +71,7 @@ def test_heartbeat_any_frame_resets_and_pong_measures_latency() -> None:
     hb.received(2.1)
     assert hb.poll(3.0) is HeartbeatAction.NONE
     assert hb.poll(3.2) is HeartbeatAction.PING
-    assert hb.poll(5.0) is HeartbeatAction.NONE
+    assert hb.poll(4.0) is HeartbeatAction.NONE
     assert hb.poll(5.1) is HeartbeatAction.DEAD
 
 
