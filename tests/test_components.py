@@ -72,7 +72,7 @@ def test_heartbeat_any_frame_resets_and_pong_measures_latency() -> None:
     assert hb.poll(3.0) is HeartbeatAction.NONE
     assert hb.poll(3.2) is HeartbeatAction.PING
     assert hb.poll(4.0) is HeartbeatAction.NONE
-    assert hb.poll(5.1) is HeartbeatAction.DEAD
+    assert hb.poll(5.2) is HeartbeatAction.DEAD
 
 
 def test_heartbeat_next_check() -> None:
