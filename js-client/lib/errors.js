@@ -105,9 +105,12 @@ class MessageError extends ProtocolError {
 
 /** The call needs a connection and the client has none (never connected, or closed). */
 class NotConnectedError extends IpcError {
-  /** @param {string} [message] */
-  constructor(message = 'not connected') {
-    super(ErrorCode.NOT_CONNECTED, message);
+  /**
+   * @param {string} [message]
+   * @param {{cause?: unknown}} [options]
+   */
+  constructor(message = 'not connected', options) {
+    super(ErrorCode.NOT_CONNECTED, message, options);
   }
 }
 

@@ -1,0 +1,42 @@
+'use strict';
+
+/**
+ * ipc-bridge-client: the Node.js client of the Python <-> Node IPC bridge.
+ *
+ * Only the public API is exported here; the modules in lib/ are internal.
+ */
+
+const { IPCClient, State } = require('./lib/client');
+const { DEFAULTS, PROTOCOL_VERSION, CLIENT_VERSION } = require('./lib/constants');
+const errors = require('./lib/errors');
+const { validateChannel, validatePattern, patternMatches } = require('./lib/channels');
+
+module.exports = {
+  IPCClient,
+  State,
+  DEFAULTS,
+  PROTOCOL_VERSION,
+  VERSION: CLIENT_VERSION,
+  ErrorCode: errors.ErrorCode,
+  IpcError: errors.IpcError,
+  ProtocolError: errors.ProtocolError,
+  FrameError: errors.FrameError,
+  FrameTooLargeError: errors.FrameTooLargeError,
+  MessageError: errors.MessageError,
+  NotConnectedError: errors.NotConnectedError,
+  ConnectionLostError: errors.ConnectionLostError,
+  RequestTimeoutError: errors.RequestTimeoutError,
+  CircuitOpenError: errors.CircuitOpenError,
+  QueueFullError: errors.QueueFullError,
+  RemoteError: errors.RemoteError,
+  NoRespondersError: errors.NoRespondersError,
+  ResponderLostError: errors.ResponderLostError,
+  HandlerError: errors.HandlerError,
+  UnauthorizedError: errors.UnauthorizedError,
+  ForbiddenError: errors.ForbiddenError,
+  SlowConsumerError: errors.SlowConsumerError,
+  ShuttingDownError: errors.ShuttingDownError,
+  validateChannel,
+  validatePattern,
+  patternMatches
+};

@@ -1,0 +1,35 @@
+// ESM entry point: re-exports the CommonJS build so both module systems
+// share one implementation (and one set of error classes for instanceof).
+import cjs from './index.js';
+
+export const {
+  IPCClient,
+  State,
+  DEFAULTS,
+  PROTOCOL_VERSION,
+  VERSION,
+  ErrorCode,
+  IpcError,
+  ProtocolError,
+  FrameError,
+  FrameTooLargeError,
+  MessageError,
+  NotConnectedError,
+  ConnectionLostError,
+  RequestTimeoutError,
+  CircuitOpenError,
+  QueueFullError,
+  RemoteError,
+  NoRespondersError,
+  ResponderLostError,
+  HandlerError,
+  UnauthorizedError,
+  ForbiddenError,
+  SlowConsumerError,
+  ShuttingDownError,
+  validateChannel,
+  validatePattern,
+  patternMatches
+} = cjs;
+
+export default cjs;

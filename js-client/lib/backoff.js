@@ -1,0 +1,26 @@
+'use strict';
+
+/**
+ * Reconnection delays: exponential with jitter, capped. A pure function, so
+ * the policy is tested without timers or sockets.
+ */
+
+/**
+ * The delay before reconnection attempt number `attempt`.
+ *
+ * `initial * 2^(attempt-1)`, capped at `max`, then spread by `jitter`
+ * (0.5 means a factor drawn from [0.5, 1.5)) so that many clients dropped at
+ * once by a server restart do not reconnect in lockstep.
+ *
+ * @param {number} attempt 1 for the first retry.
+ * @param {{initial: number, max: number, jitter: number, random?: () => number}} policy
+ *   milliseconds; `random` is injectable for tests.
+ * @returns {number} milliseconds, never above `max`.
+ */
+function backoffDelay(attempt, { initial, max, jitter, random = Math.random }) {
+  const base = Math.min(max, initial * 2 ** Math.min(attempt - 1, 52));
+  const spread = base * jitter * (2 * random() - 1);
+  return Math.max(0, Math.min(max, base + spread));
+}
+
+module.exports = { backoffDelay };

@@ -1,0 +1,71 @@
+'use strict';
+
+/**
+ * Heartbeat bookkeeping on an injected clock (docs/protocol.md §9).
+ *
+ * Pure state, the same rules as the Python core's `Heartbeat`: the caller
+ * reports when something arrived and asks `poll(now)` what to do. No timers
+ * and no I/O, so it is tested with a fake clock.
+ */
+
+/** What the owner of a connection should do now. */
+const HeartbeatAction = Object.freeze({ NONE: 'none', PING: 'ping', DEAD: 'dead' });
+
+/**
+ * Decides when to ping a silent peer and when to declare it dead.
+ */
+class Heartbeat {
+  /**
+   * @param {number} intervalMs ping after this much silence.
+   * @param {number} timeoutMs the peer is dead after this much silence.
+   * @param {number} now the current time (ms); the start of the silence.
+   */
+  constructor(intervalMs, timeoutMs, now) {
+    if (!(intervalMs > 0) || !(timeoutMs > 0)) throw new RangeError('heartbeat interval and timeout must be positive');
+    this.intervalMs = intervalMs;
+    this.timeoutMs = timeoutMs;
+    this.lastReceived = now;
+    this.lastPingSent = null;
+  }
+
+  /**
+   * Any frame (any byte) from the peer proves it is alive (§9.2).
+   * @param {number} now
+   */
+  received(now) {
+    this.lastReceived = now;
+  }
+
+  /**
+   * What to do at `now`; a PING is reported once per interval of silence.
+   * @param {number} now
+   * @returns {'none'|'ping'|'dead'}
+   */
+  poll(now) {
+    const silent = now - this.lastReceived;
+    if (silent >= this.timeoutMs) return HeartbeatAction.DEAD;
+    if (
+      silent >= this.intervalMs &&
+      (this.lastPingSent === null || this.lastPingSent < this.lastReceived || now - this.lastPingSent >= this.intervalMs)
+    ) {
+      this.lastPingSent = now;
+      return HeartbeatAction.PING;
+    }
+    return HeartbeatAction.NONE;
+  }
+
+  /**
+   * Milliseconds until `poll` may answer something new.
+   * @param {number} now
+   * @returns {number}
+   */
+  nextCheck(now) {
+    let due = this.lastReceived + this.intervalMs;
+    if (this.lastPingSent !== null && this.lastPingSent >= this.lastReceived) {
+      due = Math.min(this.lastPingSent + this.intervalMs, this.lastReceived + this.timeoutMs);
+    }
+    return Math.max(0, due - now);
+  }
+}
+
+module.exports = { Heartbeat, HeartbeatAction };

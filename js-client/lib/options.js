@@ -1,0 +1,109 @@
+'use strict';
+
+/**
+ * Client options: `{...DEFAULTS, ...options}`, validated once, so the rest of
+ * the client can trust every value it reads.
+ */
+
+const { DEFAULTS, MAX_FRAME_LIMIT_BYTES } = require('./constants');
+
+/**
+ * Throws a TypeError naming the option.
+ * @param {string} name
+ * @param {string} expected
+ * @param {unknown} value
+ * @private
+ */
+function typeError(name, expected, value) {
+  let shown;
+  try {
+    shown = JSON.stringify(value);
+  } catch {
+    shown = String(value);
+  }
+  throw new TypeError(`option ${name} must be ${expected}, got ${shown}`);
+}
+
+/**
+ * Checks a number option.
+ * @param {object} o the merged options.
+ * @param {string} name
+ * @param {{min?: number, integer?: boolean, infinite?: boolean, nullable?: boolean, exclusiveMin?: boolean}} rule
+ * @private
+ */
+function checkNumber(o, name, { min = 0, integer = false, infinite = false, nullable = false, exclusiveMin = false }) {
+  const v = o[name];
+  if (nullable && v === null) return;
+  const ok =
+    typeof v === 'number' &&
+    !Number.isNaN(v) &&
+    (Number.isFinite(v) ? !integer || Number.isInteger(v) : infinite && v > 0) &&
+    (exclusiveMin ? v > min : v >= min);
+  if (!ok) {
+    const what = `${integer ? 'an integer' : 'a number'} ${exclusiveMin ? '>' : '>='} ${min}`;
+    typeError(name, `${what}${infinite ? ' or Infinity' : ''}${nullable ? ' or null' : ''}`, v);
+  }
+}
+
+/**
+ * Merges the caller's options over DEFAULTS and validates the result.
+ *
+ * Durations are milliseconds, sizes bytes. Unknown keys are refused: a typo
+ * in an option name would otherwise silently keep the default.
+ *
+ * @param {object} [options] the caller's options.
+ * @returns {Readonly<typeof DEFAULTS>} the frozen, complete options.
+ * @throws {TypeError} an unknown option or a value of the wrong type.
+ * @throws {RangeError} contradictory values (watermarks, heartbeat, backoff).
+ */
+function parseOptions(options = {}) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    typeError('options', 'an object', options);
+  }
+  for (const key of Object.keys(options)) {
+    if (!Object.prototype.hasOwnProperty.call(DEFAULTS, key)) {
+      throw new TypeError(`unknown option ${JSON.stringify(key)}`);
+    }
+  }
+  const o = { ...DEFAULTS };
+  for (const [key, value] of Object.entries(options)) if (value !== undefined) o[key] = value;
+
+  if (typeof o.host !== 'string' || o.host.length === 0) typeError('host', 'a non-empty string', o.host);
+  checkNumber(o, 'port', { min: 1, integer: true });
+  if (o.port > 65535) typeError('port', 'an integer between 1 and 65535', o.port);
+  checkNumber(o, 'connectionTimeout', { exclusiveMin: true });
+  if (typeof o.reconnect !== 'boolean') typeError('reconnect', 'a boolean', o.reconnect);
+  checkNumber(o, 'reconnectAttempts', { integer: true, infinite: true });
+  checkNumber(o, 'reconnectDelay', {});
+  checkNumber(o, 'reconnectDelayMax', {});
+  checkNumber(o, 'reconnectJitter', {});
+  if (o.reconnectJitter > 1) typeError('reconnectJitter', 'a number between 0 and 1', o.reconnectJitter);
+  checkNumber(o, 'heartbeatInterval', { exclusiveMin: true, nullable: true });
+  checkNumber(o, 'heartbeatTimeout', { exclusiveMin: true, nullable: true });
+  checkNumber(o, 'requestTimeout', { exclusiveMin: true });
+  checkNumber(o, 'maxFrameSize', { min: 1, integer: true, nullable: true });
+  if (o.maxFrameSize !== null && o.maxFrameSize > MAX_FRAME_LIMIT_BYTES) {
+    typeError('maxFrameSize', `at most ${MAX_FRAME_LIMIT_BYTES}`, o.maxFrameSize);
+  }
+  if (o.token !== null && typeof o.token !== 'string') typeError('token', 'a string or null', o.token);
+  if (o.connectionId !== null && (typeof o.connectionId !== 'string' || o.connectionId.length === 0)) {
+    typeError('connectionId', 'a non-empty string or null', o.connectionId);
+  }
+  checkNumber(o, 'maxQueued', { integer: true, infinite: true });
+  checkNumber(o, 'highWaterMark', { min: 1, integer: true, infinite: true });
+  checkNumber(o, 'lowWaterMark', { integer: true });
+  if (typeof o.exposeStacks !== 'boolean') typeError('exposeStacks', 'a boolean', o.exposeStacks);
+
+  if (o.reconnectDelayMax < o.reconnectDelay) {
+    throw new RangeError('option reconnectDelayMax must be >= reconnectDelay');
+  }
+  if (o.lowWaterMark >= o.highWaterMark) {
+    throw new RangeError('option lowWaterMark must be lower than highWaterMark');
+  }
+  if (o.heartbeatInterval !== null && o.heartbeatTimeout !== null && o.heartbeatTimeout <= o.heartbeatInterval) {
+    throw new RangeError('option heartbeatTimeout must be greater than heartbeatInterval');
+  }
+  return Object.freeze(o);
+}
+
+module.exports = { parseOptions };
