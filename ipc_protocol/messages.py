@@ -9,7 +9,7 @@ from typing import Any
 from .codes import ErrorCode
 from .constants import PROTOCOL_VERSION, SYSTEM_CHANNEL
 from .envelope import ErrorInfo, Message, MessageType
-from .exceptions import IPCError, RemoteError
+from .exceptions import RemoteError
 
 __all__ = [
     "connect_request",
@@ -95,8 +95,8 @@ def error_response(request: Message, code: ErrorCode | str, message: str, **fiel
 def error_info_from_exception(exc: BaseException, *, include_stack: bool) -> ErrorInfo:
     """Describe a handler's exception for the wire.
 
-    An :class:`IPCError` raised on purpose keeps its code (a handler may raise
-    ``Forbidden``); anything else is ``handler_error`` with the type's name.
+    A :class:`RemoteError` raised on purpose keeps its code (a handler may
+    raise ``Forbidden``); anything else is ``handler_error`` with the type's name.
     """
     stack = "".join(traceback.format_exception(exc)) if include_stack else None
     if isinstance(exc, RemoteError):
@@ -107,9 +107,10 @@ def error_info_from_exception(exc: BaseException, *, include_stack: bool) -> Err
             remote_type=exc.remote_type or type(exc).__name__,
             remote_stack=stack or exc.remote_stack,
         )
-    code = exc.code if isinstance(exc, IPCError) else ErrorCode.HANDLER_ERROR
+    # Anything else, the bridge's own local errors included (a handler whose
+    # downstream call timed out), is the handler's failure, not the caller's.
     return ErrorInfo.model_construct(
-        code=str(code),
+        code=str(ErrorCode.HANDLER_ERROR),
         message=str(exc),
         details=None,
         remote_type=type(exc).__name__,
