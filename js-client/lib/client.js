@@ -193,7 +193,7 @@ class IPCClient extends EventEmitter {
   async sendRequest(channelId, payload = null, timeout = this.options.requestTimeout, { headers } = {}) {
     validateChannel(channelId);
     const deadline = now() + checkTimeout(timeout);
-    await this._ready(deadline);
+    if (this._state !== State.CONNECTED) await this._ready(deadline);
     const msg = buildMessage('request', this.appId, channelId, payload, headers ? { headers } : undefined);
     return this._call(msg, deadline);
   }
@@ -216,7 +216,7 @@ class IPCClient extends EventEmitter {
     if (handlers === undefined) this._subscriptions.set(channelId, (handlers = new Set()));
     handlers.add(handler);
     try {
-      await this._ready(deadline);
+      if (this._state !== State.CONNECTED) await this._ready(deadline);
       await this._register('subscribe', channelId, false, deadline);
     } catch (err) {
       // Refused by the server: forget it. Lost connection: the restore after
@@ -268,7 +268,7 @@ class IPCClient extends EventEmitter {
     const previous = this._responders.get(channelId);
     this._responders.set(channelId, handler);
     try {
-      await this._ready(deadline);
+      if (this._state !== State.CONNECTED) await this._ready(deadline);
       await this._register('subscribe', channelId, true, deadline);
     } catch (err) {
       if (err instanceof RemoteError || err.code === ErrorCode.BAD_MESSAGE || err.code === ErrorCode.NOT_CONNECTED) {
@@ -305,7 +305,7 @@ class IPCClient extends EventEmitter {
   async publish(channelId, data, { ack = false, headers, timeout = this.options.requestTimeout } = {}) {
     validateChannel(channelId);
     const deadline = now() + checkTimeout(timeout);
-    await this._ready(deadline);
+    if (this._state !== State.CONNECTED) await this._ready(deadline);
     const msg = buildMessage('publish', this.appId, channelId, data, headers ? { headers } : undefined);
     if (!ack) return this._sendAndDrain(msg);
     if (this._conn.legacy) {
@@ -328,7 +328,8 @@ class IPCClient extends EventEmitter {
    */
   async notify(channelId, data, { headers, timeout = this.options.requestTimeout } = {}) {
     validateChannel(channelId);
-    await this._ready(now() + checkTimeout(timeout));
+    const deadline = now() + checkTimeout(timeout);
+    if (this._state !== State.CONNECTED) await this._ready(deadline);
     await this._sendAndDrain(buildMessage('notification', this.appId, channelId, data, headers ? { headers } : undefined));
   }
 

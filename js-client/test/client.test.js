@@ -1,0 +1,339 @@
+'use strict';
+
+// IPCClient behaviour on real sockets against a scripted peer (test/helpers.js)
+// that can go silent or drop connections on purpose. The same behaviours
+// against the real Python server are in interop-tests/.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const { once } = require('node:events');
+const { IPCClient, ErrorCode, UnauthorizedError } = require('..');
+const { buildMessage } = require('../lib/envelope');
+const { Peer, waitFor } = require('./helpers');
+
+/**
+ * Starts a peer and a client connected to it.
+ * @param {object} [peerOptions]
+ * @param {object} [clientOptions]
+ */
+async function setup(t, peerOptions = {}, clientOptions = {}) {
+  const peer = new Peer(peerOptions);
+  const port = await peer.listen();
+  const client = new IPCClient('app', { host: '127.0.0.1', port, reconnectDelay: 20, reconnectDelayMax: 50, ...clientOptions });
+  t.after(async () => {
+    await client.disconnect();
+    await peer.close();
+  });
+  return { peer, port, client };
+}
+
+/**
+ * Resolves with the next message the peer receives that satisfies `pred`.
+ */
+function nextReceived(peer, pred, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('timed out waiting for a message')), ms);
+    const onMessage = (msg) => {
+      if (!pred(msg)) return;
+      clearTimeout(timer);
+      peer.events.off('message', onMessage);
+      resolve(msg);
+    };
+    peer.events.on('message', onMessage);
+  });
+}
+
+test('client - calls before connect() reject with not_connected', async () => {
+  const client = new IPCClient('app', { port: 1 });
+  await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.NOT_CONNECTED });
+  await assert.rejects(client.publish('a', 1), { code: ErrorCode.NOT_CONNECTED });
+  await assert.rejects(client.subscribe('a', () => {}), { code: ErrorCode.NOT_CONNECTED });
+  await assert.rejects(client.serve('a', () => {}), { code: ErrorCode.NOT_CONNECTED });
+  assert.deepEqual(client.getConnectionInfo().subscriptions, []);
+  assert.deepEqual((await client.healthCheck()).healthy, false);
+});
+
+test('client - constructor validates the app id and options', () => {
+  assert.throws(() => new IPCClient(''), TypeError);
+  assert.throws(() => new IPCClient('a', { port: -1 }), TypeError);
+  assert.throws(() => new IPCClient('a', { bogus: true }), TypeError);
+});
+
+test('client - connecting to a closed port rejects with not_connected and the socket error', async () => {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  const client = new IPCClient('app', { host: '127.0.0.1', port });
+  await assert.rejects(client.connect(), (err) => err.code === ErrorCode.NOT_CONNECTED && err.cause.code === 'ECONNREFUSED');
+  assert.equal(client.state, 'idle');
+});
+
+test('client - handshake sends protocol 2, the client name and the token (§3)', async (t) => {
+  const { peer, client } = await setup(t, {}, { token: 's3cret', connectionId: 'me' });
+  assert.equal(await client.connect(), true);
+  const hello = peer.received[0];
+  assert.equal(hello.channel_id, 'system');
+  assert.deepEqual(hello.payload, { action: 'connect', connection_id: 'me', protocol: 2, client: 'ipc-bridge-node/2.0.0', token: 's3cret' });
+  const info = client.getConnectionInfo();
+  assert.equal(info.protocol, 2);
+  assert.equal(info.server, 'test-peer/0');
+  assert.equal(info.state, 'connected');
+});
+
+test('client - concurrent connect() calls share one attempt', async (t) => {
+  const { peer, client } = await setup(t);
+  const [a, b] = await Promise.all([client.connect(), client.connect()]);
+  assert.equal(a && b, true);
+  assert.equal(peer.received.filter((m) => m.payload && m.payload.action === 'connect').length, 1);
+});
+
+test('client - an unauthorized handshake rejects with UnauthorizedError', async (t) => {
+  const { peer, client } = await setup(t);
+  peer.silent = true;
+  peer.events.on('message', (msg) => {
+    if (msg.payload && msg.payload.action === 'connect') {
+      peer.sockets.forEach((s) =>
+        s.write(require('../lib/framing').encodeFrame(require('../lib/envelope').encodeMessage(
+          buildMessage('response', 'app', 'system', null, { reply_to: msg.message_id, error: { code: 'unauthorized', message: 'bad token' } })
+        )))
+      );
+    }
+  });
+  await assert.rejects(client.connect(), (err) => err instanceof UnauthorizedError && err.code === 'unauthorized');
+});
+
+test('client - the advertised max_frame_size limits what is sent; the call fails locally', async (t) => {
+  const { client } = await setup(t, { maxFrameSize: 1000, onRequest: (msg, conn, reply) => reply('ok') });
+  await client.connect();
+  assert.equal(client.getConnectionInfo().maxFrameSize, 1000);
+  await assert.rejects(client.sendRequest('big', 'x'.repeat(2000)), { code: ErrorCode.TOO_LARGE });
+  assert.equal((await client.sendRequest('small', 'x')).payload, 'ok');
+});
+
+test('client - requests carry timeout_ms and time out locally; a late answer is dropped', async (t) => {
+  let held;
+  const { client } = await setup(t, { onRequest: (msg, conn, reply) => (held = reply) });
+  await client.connect();
+  const started = Date.now();
+  await assert.rejects(client.sendRequest('slow', null, 150), { code: ErrorCode.TIMEOUT });
+  assert.ok(Date.now() - started >= 140);
+  held('late');
+  const info = client.getConnectionInfo();
+  assert.equal(info.pendingRequests, 0);
+});
+
+test('client - the request envelope has timeout_ms close to the timeout', async (t) => {
+  const { peer, client } = await setup(t, { onRequest: (msg, conn, reply) => reply(msg.timeout_ms) });
+  await client.connect();
+  const res = await client.sendRequest('t', null, 2500);
+  assert.ok(res.payload > 2400 && res.payload <= 2500, String(res.payload));
+  assert.equal(peer.received.at(-1).message_type, 'request');
+});
+
+test('client - bad arguments reject without sending', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  const before = peer.received.length;
+  await assert.rejects(client.sendRequest('orders.*', 1), { code: ErrorCode.BAD_MESSAGE });
+  await assert.rejects(client.publish('a..b', 1), { code: ErrorCode.BAD_MESSAGE });
+  await assert.rejects(client.subscribe('ord*', () => {}), { code: ErrorCode.BAD_MESSAGE });
+  await assert.rejects(client.sendRequest('a', NaN), { code: ErrorCode.BAD_MESSAGE });
+  await assert.rejects(client.sendRequest('a', 1, -5), TypeError);
+  assert.equal(peer.received.length, before);
+});
+
+test('client - pending requests reject at once with connection_lost when the socket drops', async (t) => {
+  const { peer, client } = await setup(t, { onRequest: () => {} }, { requestTimeout: 20000 });
+  await client.connect();
+  const calls = [client.sendRequest('a', 1), client.sendRequest('b', 2), client.publish('c', 3, { ack: true })];
+  await nextReceived(peer, (m) => m.message_type === 'publish');
+  const started = Date.now();
+  peer.drop();
+  const results = await Promise.allSettled(calls);
+  assert.ok(Date.now() - started < 2000);
+  for (const r of results) assert.equal(r.reason.code, ErrorCode.CONNECTION_LOST);
+});
+
+test('client - answers the server ping with a pong (§9.1)', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  const [conn] = await Promise.all([Promise.resolve([...peer.sockets][0])]);
+  const ping = buildMessage('request', 'app', 'system', { action: 'ping' });
+  conn.write(require('../lib/framing').encodeFrame(require('../lib/envelope').encodeMessage(ping)));
+  const pong = await nextReceived(peer, (m) => m.reply_to === ping.message_id);
+  assert.deepEqual(pong.payload, { status: 'pong' });
+  assert.equal(pong.message_type, 'response');
+});
+
+test('client - an error frame that answers no call goes to the error event (§6.4)', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  const errorEvent = waitFor(client, 'error');
+  const frame = buildMessage('response', 'app', 'system', null, { error: { code: 'bad_message', message: 'nope' } });
+  [...peer.sockets][0].write(require('../lib/framing').encodeFrame(require('../lib/envelope').encodeMessage(frame)));
+  const [err] = await errorEvent;
+  assert.equal(err.code, 'bad_message');
+  assert.equal(client.state, 'connected');
+});
+
+test('client - heartbeat: pings a silent server, then declares it dead and reconnects (§9.2)', async (t) => {
+  const { peer, client } = await setup(t, { heartbeatIntervalMs: 100 });
+  await client.connect();
+  assert.equal(client.getConnectionInfo().heartbeatTimeoutMs, 200);
+  peer.silent = true;
+  const started = Date.now();
+  const ping = nextReceived(peer, (m) => m.payload && m.payload.action === 'ping', 2000);
+  const [event] = await waitFor(client, 'disconnected', 2000);
+  await ping;
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed >= 150 && elapsed < 1500, `declared dead after ${elapsed} ms`);
+  assert.equal(event.error.code, ErrorCode.TIMEOUT);
+  peer.silent = false;
+  await waitFor(client, 'reconnected', 3000);
+  assert.equal(client.state, 'connected');
+});
+
+test('client - reconnects, restores subscriptions and responders before anything else', async (t) => {
+  const { peer, client } = await setup(t, { onRequest: (msg, conn, reply) => reply('pong:' + msg.payload) });
+  await client.connect();
+  const got = [];
+  await client.subscribe('news.>', (m) => got.push(m.payload));
+  await client.serve('calc.*', (m) => m.payload * 2);
+  const firstConnection = peer.received.length;
+  peer.drop();
+  await waitFor(client, 'reconnecting', 2000);
+  // Calls made while reconnecting wait for the connection, then go out.
+  const during = client.sendRequest('echo', 'x', 5000);
+  await waitFor(client, 'reconnected', 3000);
+  assert.equal((await during).payload, 'pong:x');
+  const after = peer.received.slice(firstConnection);
+  assert.equal(after[0].payload.action, 'connect');
+  const restored = after.slice(1, 3).map((m) => [m.message_type, m.channel_id, m.payload]);
+  assert.deepEqual(restored.sort(), [['subscribe', 'calc.*', { serve: true }], ['subscribe', 'news.>', null]]);
+  assert.equal(after[3].channel_id, 'echo');
+  assert.deepEqual(client.getConnectionInfo().subscriptions, ['news.>']);
+});
+
+test('client - calls waiting for a reconnection time out on their own deadline', async (t) => {
+  const { peer, client } = await setup(t, {}, { reconnectDelay: 5000, reconnectDelayMax: 5000 });
+  await client.connect();
+  peer.drop();
+  await waitFor(client, 'reconnecting');
+  const started = Date.now();
+  await assert.rejects(client.sendRequest('a', 1, 200), { code: ErrorCode.TIMEOUT });
+  assert.ok(Date.now() - started < 1500);
+});
+
+test('client - the wait queue is bounded (queue_full)', async (t) => {
+  const { peer, client } = await setup(t, {}, { reconnectDelay: 5000, reconnectDelayMax: 5000, maxQueued: 2 });
+  await client.connect();
+  peer.drop();
+  await waitFor(client, 'reconnecting');
+  const waiting = [client.sendRequest('a', 1, 3000), client.sendRequest('a', 2, 3000)];
+  await assert.rejects(client.sendRequest('a', 3, 3000), { code: ErrorCode.QUEUE_FULL });
+  await client.disconnect();
+  for (const r of await Promise.allSettled(waiting)) assert.equal(r.reason.code, ErrorCode.NOT_CONNECTED);
+});
+
+test('client - gives up after reconnectAttempts and closes', async (t) => {
+  const { peer, client } = await setup(t, {}, { reconnectAttempts: 2 });
+  await client.connect();
+  const errors = [];
+  client.on('error', (e) => errors.push(e));
+  await peer.close();
+  await waitFor(client, 'close', 3000);
+  assert.equal(client.state, 'closed');
+  assert.equal(errors.at(-1).code, ErrorCode.CONNECTION_LOST);
+  await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.NOT_CONNECTED });
+});
+
+test('client - disconnect(): pending calls get connection_lost, later calls not_connected', async (t) => {
+  const { client } = await setup(t, { onRequest: () => {} });
+  await client.connect();
+  const pending = assert.rejects(client.sendRequest('a', 1, 10000), { code: ErrorCode.CONNECTION_LOST });
+  await client.disconnect();
+  await pending;
+  await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.NOT_CONNECTED });
+  assert.equal(client.state, 'closed');
+  assert.equal(await client.connect(), true); // a closed client may connect again
+});
+
+test('client - publish handlers: each handler once per message, plus the message event', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  const calls = [];
+  const both = (m) => calls.push(['both', m.channel_id]);
+  await client.subscribe('a.*', both);
+  await client.subscribe('a.>', both);
+  await client.subscribe('a.b', (m) => calls.push(['exact', m.channel_id]));
+  const event = waitFor(client, 'message');
+  [...peer.sockets][0].write(require('../lib/framing').encodeFrame(require('../lib/envelope').encodeMessage(buildMessage('publish', 'app', 'a.b', 1))));
+  await event;
+  assert.deepEqual(calls, [['both', 'a.b'], ['exact', 'a.b']]);
+  await client.unsubscribe('a.*');
+  await client.unsubscribe('a.b');
+  assert.deepEqual(client.getConnectionInfo().subscriptions, ['a.>']);
+});
+
+test('client - responders: sync, async, thrown errors and unencodable results (§6.3)', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  await client.serve('r.sync', (m) => m.payload + 1);
+  await client.serve('r.async', async (m) => ({ doubled: m.payload * 2 }));
+  await client.serve('r.throw', () => {
+    throw new TypeError('wrong type');
+  });
+  await client.serve('r.nan', () => NaN);
+  await client.serve('r.*', () => 'pattern');
+  const socket = [...peer.sockets][0];
+  const ask = async (channel, payload) => {
+    const req = buildMessage('request', 'app', channel, payload);
+    const reply = nextReceived(peer, (m) => m.reply_to === req.message_id);
+    socket.write(require('../lib/framing').encodeFrame(require('../lib/envelope').encodeMessage(req)));
+    return reply;
+  };
+  assert.equal((await ask('r.sync', 1)).payload, 2);
+  assert.deepEqual((await ask('r.async', 4)).payload, { doubled: 8 });
+  assert.deepEqual((await ask('r.throw', 0)).error, { code: 'handler_error', message: 'wrong type', remote_type: 'TypeError' });
+  assert.equal((await ask('r.nan', 0)).error.code, 'bad_message');
+  assert.equal((await ask('r.other', 0)).payload, 'pattern');
+  await client.unserve('r.*');
+  assert.equal((await ask('r.other', 0)).error.code, 'no_responders');
+});
+
+test('client - inbound backpressure: pauses at the high water mark, resumes at the low one', async (t) => {
+  const { peer, client } = await setup(t, {}, { highWaterMark: 4, lowWaterMark: 1 });
+  await client.connect();
+  const release = [];
+  let seen = 0;
+  await client.subscribe('work', () => new Promise((resolve) => release.push(resolve)).finally(() => {}));
+  client.on('message', () => seen++);
+  const socket = [...peer.sockets][0];
+  for (let i = 0; i < 6; i++) {
+    socket.write(require('../lib/framing').encodeFrame(require('../lib/envelope').encodeMessage(buildMessage('publish', 'app', 'work', i))));
+  }
+  while (seen < 4) await waitFor(client, 'message', 2000);
+  assert.equal(client._conn.paused, true);
+  while (release.length < 6) {
+    release.shift()();
+    await new Promise((r) => setImmediate(r));
+    if (seen >= 6) break;
+    if (!client._conn.paused) await waitFor(client, 'message', 2000);
+  }
+  for (const r of release.splice(0)) r();
+  while (seen < 6) await waitFor(client, 'message', 2000);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(client._conn.paused, false);
+  assert.equal(client.getConnectionInfo().runningHandlers, 0);
+});
+
+test('client - healthCheck reports latency', async (t) => {
+  const { client } = await setup(t);
+  await client.connect();
+  const health = await client.healthCheck();
+  assert.equal(health.healthy, true);
+  assert.ok(health.latencyMs >= 0);
+});

@@ -1,0 +1,110 @@
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { buildMessage, decodeMessage, encodeMessage, newMessageId } = require('../lib/envelope');
+const { ErrorCode } = require('../lib/errors');
+
+const BASE = { message_id: 'm', app_id: 'a', channel_id: 'c', message_type: 'publish', payload: null, timestamp: 1, reply_to: null };
+
+test('envelope - optional fields follow the seven v1 fields, in table order (§1.2)', () => {
+  const msg = {
+    ack: true,
+    timeout_ms: 5,
+    error: { remote_type: 'T', message: 'm', code: 'x', details: { d: 1 }, remote_stack: 's' },
+    headers: { h: 'v' },
+    ...BASE
+  };
+  assert.equal(
+    encodeMessage(msg),
+    '{"message_id":"m","app_id":"a","channel_id":"c","message_type":"publish","payload":null,"timestamp":1,"reply_to":null,' +
+      '"headers":{"h":"v"},"error":{"code":"x","message":"m","details":{"d":1},"remote_type":"T","remote_stack":"s"},"timeout_ms":5,"ack":true}'
+  );
+});
+
+test('envelope - legacy encoding keeps only the seven v1 fields (§10)', () => {
+  const text = encodeMessage({ ...BASE, headers: { h: 'v' }, ack: true, timeout_ms: 1 }, { legacy: true });
+  assert.deepEqual(Object.keys(JSON.parse(text)), ['message_id', 'app_id', 'channel_id', 'message_type', 'payload', 'timestamp', 'reply_to']);
+});
+
+test('envelope - NaN and Infinity are refused with bad_message before sending (§1.1)', () => {
+  for (const payload of [NaN, { a: [1, Infinity] }, { deep: { x: -Infinity } }]) {
+    assert.throws(() => encodeMessage({ ...BASE, payload }), { code: ErrorCode.BAD_MESSAGE });
+  }
+  assert.throws(() => encodeMessage({ ...BASE, timestamp: NaN }), { code: ErrorCode.BAD_MESSAGE });
+  assert.throws(() => encodeMessage({ ...BASE, message_type: 'request', timeout_ms: Infinity }), { code: ErrorCode.BAD_MESSAGE });
+});
+
+test('envelope - a null inside the payload is fine', () => {
+  assert.match(encodeMessage({ ...BASE, payload: { a: null, b: [null] } }), /"payload":\{"a":null,"b":\[null\]\}/);
+});
+
+test('envelope - lone surrogates are refused, escaped backslashes are not', () => {
+  assert.throws(() => encodeMessage({ ...BASE, payload: 'a\ud800b' }), { code: ErrorCode.BAD_MESSAGE });
+  assert.throws(() => encodeMessage({ ...BASE, payload: { ['\udc00']: 1 } }), { code: ErrorCode.BAD_MESSAGE });
+  const text = encodeMessage({ ...BASE, payload: '\\ud800 and 😀' });
+  assert.equal(JSON.parse(text).payload, '\\ud800 and 😀');
+});
+
+test('envelope - BigInt, cycles and functions are bad_message', () => {
+  const cyclic = {};
+  cyclic.self = cyclic;
+  for (const payload of [10n, cyclic, () => 1]) {
+    assert.throws(() => encodeMessage({ ...BASE, payload }), { code: ErrorCode.BAD_MESSAGE });
+  }
+});
+
+test('envelope - control characters escaped, non-ASCII raw', () => {
+  const text = encodeMessage({ ...BASE, payload: '\u0000\n\t\u2028é😀' });
+  assert.ok(text.includes('"payload":"\\u0000\\n\\t\u2028é😀"'));
+});
+
+test('envelope - invalid fields are refused on encode', () => {
+  assert.throws(() => encodeMessage({ ...BASE, message_type: 'shout' }), { code: ErrorCode.BAD_MESSAGE });
+  assert.throws(() => encodeMessage({ ...BASE, headers: { k: 1 } }), { code: ErrorCode.BAD_MESSAGE });
+  assert.throws(() => encodeMessage({ ...BASE, app_id: 5 }), { code: ErrorCode.BAD_MESSAGE });
+});
+
+test('envelope - a UTF-8 BOM is bad_frame, as in Python', () => {
+  const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(encodeMessage(BASE))]);
+  assert.throws(() => decodeMessage(body), { code: ErrorCode.BAD_FRAME });
+});
+
+test('envelope - surrogate pairs written as escapes are fine, lone ones in keys are not', () => {
+  const ok = Buffer.from('{"message_id":"\\ud83d\\ude00","app_id":"a","channel_id":"c","message_type":"publish"}');
+  assert.equal(decodeMessage(ok).message_id, '😀');
+  const bad = Buffer.from('{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","payload":{"\\udfff":1}}');
+  assert.throws(() => decodeMessage(bad), { code: ErrorCode.BAD_FRAME });
+});
+
+test('envelope - null optional fields decode as absent', () => {
+  const body = Buffer.from('{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","headers":null,"error":null,"ack":null,"timeout_ms":null}');
+  assert.deepEqual(decodeMessage(body), { ...BASE, message_id: 'x', timestamp: 0 });
+});
+
+test('envelope - error.message defaults to an empty string', () => {
+  const body = Buffer.from('{"message_id":"x","app_id":"a","channel_id":"c","message_type":"response","error":{"code":"timeout"}}');
+  assert.deepEqual(decodeMessage(body).error, { code: 'timeout', message: '' });
+});
+
+test('envelope - invalid envelopes are bad_message', () => {
+  const cases = [
+    '{"app_id":"a","channel_id":"c","message_type":"publish"}',
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","timestamp":-1}',
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","reply_to":3}',
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","headers":[]}',
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"response","error":"boom"}',
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","timeout_ms":"5"}'
+  ];
+  for (const text of cases) assert.throws(() => decodeMessage(Buffer.from(text)), { code: ErrorCode.BAD_MESSAGE }, text);
+});
+
+test('envelope - buildMessage and newMessageId', () => {
+  const a = buildMessage('request', 'app', 'c.d', { x: 1 }, { timeout_ms: 10 });
+  assert.equal(a.message_type, 'request');
+  assert.equal(a.reply_to, null);
+  assert.equal(a.timeout_ms, 10);
+  assert.ok(a.timestamp > 1.6e9);
+  const ids = new Set(Array.from({ length: 10000 }, newMessageId));
+  assert.equal(ids.size, 10000);
+});

@@ -1,0 +1,71 @@
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const errors = require('../lib/errors');
+const pub = require('..');
+const { loadErrorCodes } = require('./helpers');
+
+const { ErrorCode, IpcError, RemoteError, errorFromWire, errorToWire } = errors;
+
+test('errors - the enum equals interop-tests/spec/error_codes.json', () => {
+  const spec = loadErrorCodes().codes.map((c) => c.code);
+  assert.deepEqual(Object.values(ErrorCode), spec);
+  for (const [key, value] of Object.entries(ErrorCode)) assert.equal(key, value.toUpperCase());
+});
+
+test('errors - every class carries its code and name', () => {
+  const cases = [
+    [new errors.FrameError('x'), 'bad_frame'],
+    [new errors.FrameTooLargeError(2, 1), 'too_large'],
+    [new errors.MessageError('x'), 'bad_message'],
+    [new errors.NotConnectedError(), 'not_connected'],
+    [new errors.ConnectionLostError(), 'connection_lost'],
+    [new errors.RequestTimeoutError(), 'timeout'],
+    [new errors.CircuitOpenError(), 'circuit_open'],
+    [new errors.QueueFullError(), 'queue_full'],
+    [new errors.NoRespondersError(), 'no_responders'],
+    [new errors.ResponderLostError(), 'responder_lost'],
+    [new errors.HandlerError(), 'handler_error'],
+    [new errors.UnauthorizedError(), 'unauthorized'],
+    [new errors.ForbiddenError(), 'forbidden'],
+    [new errors.SlowConsumerError(), 'slow_consumer'],
+    [new errors.ShuttingDownError(), 'shutting_down']
+  ];
+  for (const [err, code] of cases) {
+    assert.equal(err.code, code);
+    assert.ok(err instanceof IpcError && err instanceof Error);
+    assert.equal(err.name, err.constructor.name);
+  }
+  assert.deepEqual(new Set(cases.map(([, code]) => code)), new Set(Object.values(ErrorCode)));
+});
+
+test('errors - errorFromWire maps codes to classes with remote details', () => {
+  const err = errorFromWire({ code: 'handler_error', message: 'division by zero', remote_type: 'ZeroDivisionError', remote_stack: 'tb', details: { a: 1 } });
+  assert.ok(err instanceof errors.HandlerError && err instanceof RemoteError);
+  assert.equal(err.message, 'division by zero');
+  assert.equal(err.remoteType, 'ZeroDivisionError');
+  assert.equal(err.remoteStack, 'tb');
+  assert.deepEqual(err.details, { a: 1 });
+  assert.ok(errorFromWire({ code: 'no_responders' }) instanceof errors.NoRespondersError);
+  const timeout = errorFromWire({ code: 'timeout', message: '' });
+  assert.ok(timeout instanceof errors.RequestTimeoutError && timeout.remote === true);
+  const other = errorFromWire({ code: 'bad_message', message: 'm' });
+  assert.ok(other instanceof RemoteError);
+  assert.equal(other.code, 'bad_message');
+});
+
+test('errors - errorToWire describes thrown errors for Python (§6.3)', () => {
+  assert.deepEqual(errorToWire(new TypeError('bad input')), { code: 'handler_error', message: 'bad input', remote_type: 'TypeError' });
+  const custom = new errors.ForbiddenError('no');
+  assert.deepEqual(errorToWire(custom), { code: 'forbidden', message: 'no', remote_type: 'ForbiddenError' });
+  assert.deepEqual(errorToWire('plain string'), { code: 'handler_error', message: 'plain string', remote_type: 'string' });
+  assert.ok(errorToWire(new Error('x'), { exposeStacks: true }).remote_stack.includes('Error: x'));
+});
+
+test('errors - the package exports every error class', () => {
+  for (const name of Object.keys(errors)) {
+    if (name === 'errorFromWire' || name === 'errorToWire') continue;
+    assert.equal(pub[name], errors[name], name);
+  }
+});

@@ -1,0 +1,158 @@
+'use strict';
+
+/**
+ * Test helpers: the shared vectors and spec, and a scripted protocol peer on
+ * a real socket (port 0) for the client behaviours that need a server to
+ * misbehave on purpose (go silent, drop the connection). Cross-language
+ * behaviour against the real Python server lives in interop-tests/.
+ */
+
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const { once } = require('node:events');
+const { FrameDecoder, encodeFrame } = require('../lib/framing');
+const { buildMessage, decodeMessage, encodeMessage } = require('../lib/envelope');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+/**
+ * Loads interop-tests/vectors/frames.json.
+ * @returns {{max_frame_size: number, vectors: Array<{name: string, hex: string, message?: object, error?: string, canonical?: boolean}>}}
+ */
+function loadVectors() {
+  return JSON.parse(fs.readFileSync(path.join(ROOT, 'interop-tests', 'vectors', 'frames.json'), 'utf8'));
+}
+
+/**
+ * Loads interop-tests/spec/error_codes.json.
+ * @returns {{codes: Array<{code: string, side: string}>}}
+ */
+function loadErrorCodes() {
+  return JSON.parse(fs.readFileSync(path.join(ROOT, 'interop-tests', 'spec', 'error_codes.json'), 'utf8'));
+}
+
+/**
+ * Waits for an event with a bounded timeout (tests never sleep blindly).
+ * Unlike events.once(), an 'error' emitted meanwhile does not reject.
+ * @param {import('node:events').EventEmitter} emitter
+ * @param {string} event
+ * @param {number} [ms]
+ * @returns {Promise<unknown[]>}
+ */
+function waitFor(emitter, event, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, listener);
+      reject(new Error(`timed out after ${ms} ms waiting for '${event}'`));
+    }, ms);
+    const listener = (...args) => {
+      clearTimeout(timer);
+      resolve(args);
+    };
+    emitter.once(event, listener);
+  });
+}
+
+/**
+ * A scripted server speaking the bridge protocol on 127.0.0.1, port 0.
+ *
+ * By default it completes handshakes, acks subscribe/unsubscribe, answers
+ * pings and records every message. `silent = true` makes it stop answering
+ * anything (a hung peer); `drop()` closes every connection.
+ */
+class Peer {
+  /**
+   * @param {{heartbeatIntervalMs?: number, maxFrameSize?: number, onRequest?: (msg: object, peerConn: object) => void}} [options]
+   */
+  constructor({ heartbeatIntervalMs = 15000, maxFrameSize = 16 * 1024 * 1024, onRequest } = {}) {
+    this.heartbeatIntervalMs = heartbeatIntervalMs;
+    this.maxFrameSize = maxFrameSize;
+    this.onRequest = onRequest ?? null;
+    this.silent = false;
+    this.received = [];
+    this.sockets = new Set();
+    this.events = new (require('node:events').EventEmitter)();
+    this.server = net.createServer((socket) => this._accept(socket));
+  }
+
+  /**
+   * Starts listening on port 0.
+   * @param {number} [port]
+   * @returns {Promise<number>} the port.
+   */
+  async listen(port = 0) {
+    this.server.listen(port, '127.0.0.1');
+    await once(this.server, 'listening');
+    this.port = this.server.address().port;
+    return this.port;
+  }
+
+  /**
+   * Handles one client connection.
+   * @param {net.Socket} socket
+   * @private
+   */
+  _accept(socket) {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => {});
+    const decoder = new FrameDecoder({ maxFrameSize: this.maxFrameSize });
+    const conn = { socket, send: (msg) => !socket.destroyed && socket.write(encodeFrame(encodeMessage(msg))) };
+    socket.on('data', (chunk) => {
+      for (const body of decoder.feed(chunk)) {
+        const msg = decodeMessage(body);
+        this.received.push(msg);
+        this.events.emit('message', msg);
+        if (!this.silent) this._answer(conn, msg);
+      }
+    });
+    this.events.emit('connection', conn);
+  }
+
+  /**
+   * Default behaviour of a well-behaved server.
+   * @param {{send: Function}} conn
+   * @param {object} msg
+   * @private
+   */
+  _answer(conn, msg) {
+    const reply = (payload, extra = {}) =>
+      conn.send(buildMessage('response', msg.app_id, msg.channel_id, payload, { reply_to: msg.message_id, ...extra }));
+    const action = msg.payload && msg.payload.action;
+    if (msg.message_type === 'request' && msg.channel_id === 'system' && action === 'connect') {
+      reply({
+        status: 'connected',
+        connection_id: msg.payload.connection_id,
+        protocol: 2,
+        server: 'test-peer/0',
+        heartbeat_interval_ms: this.heartbeatIntervalMs,
+        max_frame_size: this.maxFrameSize
+      });
+    } else if (msg.message_type === 'request' && msg.channel_id === 'system' && action === 'ping') {
+      reply({ status: 'pong' });
+    } else if (msg.message_type === 'subscribe' || msg.message_type === 'unsubscribe') {
+      const serve = msg.payload && msg.payload.serve === true;
+      const status = msg.message_type === 'subscribe' ? (serve ? 'serving' : 'subscribed') : serve ? 'unserved' : 'unsubscribed';
+      reply({ status });
+    } else if (msg.message_type === 'request' && this.onRequest) {
+      this.onRequest(msg, conn, reply);
+    }
+  }
+
+  /** Destroys every client connection (the server keeps listening). */
+  drop() {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  /**
+   * Stops listening and drops every connection.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    this.drop();
+    await new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer };
