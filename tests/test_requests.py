@@ -268,3 +268,23 @@ async def test_pending_requests_fail_at_once_when_connection_drops(spawn) -> Non
     assert all(isinstance(r, ConnectionLost) for r in results)
     await worker.disconnect()
     await caller.disconnect()
+
+
+async def test_in_process_handler_overrunning_its_deadline(server, make_client) -> None:
+    cancelled = asyncio.Event()
+
+    @server.handler("overrun")
+    async def overrun(msg):
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    peer = await RawPeer.open(server.port)
+    await peer.handshake()
+    peer.send(frame("request", "overrun", None, message_id="r", timeout_ms=50))
+    resp = await peer.recv()
+    assert resp.reply_to == "r" and resp.error.code == "timeout"
+    await asyncio.wait_for(cancelled.wait(), WAIT_S)
+    await peer.close()
