@@ -80,7 +80,8 @@ function checkTimeout(timeout) {
  *
  * Events: 'connected' (info), 'disconnected' ({error}), 'reconnecting'
  * ({attempt, delay}), 'reconnected' (info), 'message' (publish message),
- * 'error' (err, only emitted when someone listens), 'close'.
+ * 'ping' (the server pinged us and was answered), 'error' (err, only
+ * emitted when someone listens), 'close'.
  */
 class IPCClient extends EventEmitter {
   /**
@@ -787,7 +788,10 @@ class IPCClient extends EventEmitter {
    */
   _onSystemRequest(conn, msg) {
     const action = msg.payload && msg.payload.action;
-    if (action === 'ping') this._reply(conn, msg, { status: 'pong' });
+    if (action === 'ping') {
+      this._reply(conn, msg, { status: 'pong' });
+      this.emit('ping', { messageId: msg.message_id });
+    }
     else this._reply(conn, msg, null, { code: ErrorCode.BAD_MESSAGE, message: `unknown system action ${JSON.stringify(action)}` });
   }
 

@@ -1,0 +1,181 @@
+'use strict';
+
+/**
+ * A Node client driven by the Python tests over JSON lines.
+ *
+ * argv[2] is a JSON object: {host, port, appId, options}. The agent creates
+ * an IPCClient (the real js-client), reports its events on stdout as
+ * {"event": name, ...}, and runs commands read from stdin, one JSON object
+ * per line: {"id": n, "op": "...", ...} -> {"id": n, "ok": true, "result": ...}
+ * or {"id": n, "ok": false, "error": {code, name, message, remoteType}}.
+ *
+ * Responders and subscriptions are described by data (`kind`), since the
+ * Python side cannot send functions; their calls are reported as events.
+ */
+
+const crypto = require('node:crypto');
+const readline = require('node:readline');
+const { IPCClient } = require('../../js-client');
+
+const config = JSON.parse(process.argv[2] || '{}');
+const client = new IPCClient(config.appId || 'app', { host: '127.0.0.1', port: config.port, ...(config.options || {}) });
+
+/**
+ * Writes one JSON line on stdout.
+ * @param {object} obj
+ */
+function out(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+/**
+ * An error as JSON, with the fields the tests assert on.
+ * @param {any} err
+ * @returns {object}
+ */
+function describe(err) {
+  return {
+    code: err && err.code,
+    name: err && err.name,
+    message: err && err.message,
+    remoteType: err && err.remoteType,
+    cause: err && err.cause ? String(err.cause.code || err.cause.message) : null
+  };
+}
+
+/**
+ * The SHA-256 of a value's JSON text, to compare large payloads cheaply.
+ * @param {unknown} value
+ * @returns {string}
+ */
+function digest(value) {
+  return crypto.createHash('sha256').update(JSON.stringify(value)).digest('hex');
+}
+
+/**
+ * Builds a payload from a generator description (large payloads are made
+ * here rather than piped through stdin).
+ * @param {object} cmd
+ * @returns {unknown}
+ */
+function payloadOf(cmd) {
+  if (cmd.big !== undefined) return 'x'.repeat(cmd.big);
+  return cmd.payload === undefined ? null : cmd.payload;
+}
+
+/**
+ * A responder handler described by data.
+ * @param {{kind: string, channel: string, message?: string, errorType?: string, delayMs?: number}} cmd
+ * @returns {(msg: object) => unknown}
+ */
+function responder(cmd) {
+  const report = (msg) => out({ event: 'served', channel: cmd.channel, request: { channel_id: msg.channel_id, timeout_ms: msg.timeout_ms ?? null, headers: msg.headers ?? null } });
+  switch (cmd.kind) {
+    case 'echo':
+      return (msg) => {
+        report(msg);
+        return msg.payload;
+      };
+    case 'add':
+      return (msg) => msg.payload.a + msg.payload.b;
+    case 'digest':
+      return (msg) => ({ sha256: digest(msg.payload), length: typeof msg.payload === 'string' ? msg.payload.length : null });
+    case 'meta':
+      return (msg) => ({ channel: msg.channel_id, timeout_ms: msg.timeout_ms ?? null, headers: msg.headers ?? null, by: 'node' });
+    case 'throw':
+      return () => {
+        const Cls = globalThis[cmd.errorType || 'Error'];
+        throw new Cls(cmd.message || 'failed');
+      };
+    case 'reject':
+      return async () => {
+        await new Promise((r) => setTimeout(r, 1));
+        const Cls = globalThis[cmd.errorType || 'Error'];
+        throw new Cls(cmd.message || 'failed');
+      };
+    case 'slow':
+      return async (msg) => {
+        report(msg);
+        await new Promise((r) => setTimeout(r, cmd.delayMs || 100));
+        return msg.payload;
+      };
+    case 'hang':
+      return (msg) => {
+        report(msg);
+        return new Promise(() => {});
+      };
+    default:
+      throw new TypeError(`unknown responder kind ${cmd.kind}`);
+  }
+}
+
+const ops = {
+  connect: () => client.connect(),
+  disconnect: () => client.disconnect().then(() => null),
+  info: () => client.getConnectionInfo(),
+  health: () => client.healthCheck(),
+  request: async (cmd) => {
+    const started = performance.now();
+    const res = await client.sendRequest(cmd.channel, payloadOf(cmd), cmd.timeoutMs, { headers: cmd.headers });
+    const elapsedMs = performance.now() - started;
+    if (cmd.digest) return { sha256: digest(res.payload), length: typeof res.payload === 'string' ? res.payload.length : null, elapsedMs };
+    return { payload: res.payload, reply_to: res.reply_to, elapsedMs };
+  },
+  // Fire a request without waiting; its outcome is reported as an event.
+  startRequest: (cmd) => {
+    const started = performance.now();
+    client.sendRequest(cmd.channel, payloadOf(cmd), cmd.timeoutMs).then(
+      (res) => out({ event: 'requestDone', tag: cmd.tag, ok: true, payload: res.payload, elapsedMs: performance.now() - started }),
+      (err) => out({ event: 'requestDone', tag: cmd.tag, ok: false, error: describe(err), elapsedMs: performance.now() - started })
+    );
+    return null;
+  },
+  publish: async (cmd) => (await client.publish(cmd.channel, payloadOf(cmd), { ack: !!cmd.ack, headers: cmd.headers })) ?? null,
+  publishMany: async (cmd) => {
+    for (let i = 0; i < cmd.count; i++) await client.publish(cmd.channel, { i });
+    return cmd.count;
+  },
+  notify: (cmd) => client.notify(cmd.channel, payloadOf(cmd)).then(() => null),
+  subscribe: (cmd) =>
+    client.subscribe(cmd.channel, (msg) => {
+      out({
+        event: 'message',
+        sub: cmd.channel,
+        channel: msg.channel_id,
+        message_id: msg.message_id,
+        headers: msg.headers ?? null,
+        ...(cmd.digest ? { sha256: digest(msg.payload), length: typeof msg.payload === 'string' ? msg.payload.length : null } : { payload: msg.payload })
+      });
+    }).then(() => null),
+  unsubscribe: (cmd) => client.unsubscribe(cmd.channel).then(() => null),
+  serve: (cmd) => client.serve(cmd.channel, responder(cmd)).then(() => null),
+  unserve: (cmd) => client.unserve(cmd.channel).then(() => null),
+  exit: () => {
+    setImmediate(() => process.exit(0));
+    return null;
+  }
+};
+
+for (const event of ['connected', 'reconnected', 'reconnecting', 'disconnected', 'close', 'ping']) {
+  client.on(event, (arg) => out({ event, detail: arg && arg.error !== undefined ? { error: arg.error && describe(arg.error) } : arg ?? null }));
+}
+client.on('error', (err) => out({ event: 'error', error: describe(err) }));
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on('line', async (line) => {
+  if (!line.trim()) return;
+  const cmd = JSON.parse(line);
+  try {
+    const fn = ops[cmd.op];
+    if (!fn) throw new TypeError(`unknown op ${cmd.op}`);
+    const result = await fn(cmd);
+    out({ id: cmd.id, ok: true, result: result === undefined ? null : result });
+  } catch (err) {
+    out({ id: cmd.id, ok: false, error: describe(err) });
+  }
+});
+rl.on('close', () => {
+  client.disconnect().finally(() => process.exit(0));
+});
+
+out({ event: 'ready', pid: process.pid });
