@@ -119,13 +119,18 @@ class Message(BaseModel):
         )
 
     def wire_dict(self, *, legacy: bool = False) -> dict[str, Any]:
-        """The JSON object as sent; ``legacy`` keeps only the version-1 fields."""
+        """The JSON object as sent; ``legacy`` keeps only the version-1 fields
+        and moves an error into the payload."""
+        payload = self.payload
+        if legacy and self.error is not None:
+            # Version 1 has no ``error`` field: the error travels in the payload (§10).
+            payload = {"error": self.error.to_wire()}
         d: dict[str, Any] = {
             "message_id": self.message_id,
             "app_id": self.app_id,
             "channel_id": self.channel_id,
             "message_type": self.message_type.value,
-            "payload": self.payload,
+            "payload": payload,
             "timestamp": self.timestamp,
             "reply_to": self.reply_to,
         }

@@ -145,10 +145,7 @@ class ServerConnection(asyncio.Protocol):
         """Encode and queue ``msg`` for this connection's protocol version."""
         if not self.is_open:
             return False
-        if self.legacy:
-            body = encode_message(_legacy_view(msg), legacy=True)
-        else:
-            body = encode_message(msg)
+        body = encode_message(msg, legacy=self.legacy)
         return self.send_frame(frame_header(len(body)) + body)
 
     def send_frame(self, frame: bytes) -> bool:
@@ -262,13 +259,6 @@ class ServerConnection(asyncio.Protocol):
             f"<ServerConnection {self.connection_id or '-'} app={self.app_id!r} state={self.state.value}"
             f" v{'1' if self.legacy else '2'} inflight={self.inflight} serving={len(self.serving)}>"
         )
-
-
-def _legacy_view(msg: Message) -> Message:
-    """A version-1 peer has no ``error`` field: put the error in the payload (§10)."""
-    if msg.error is None:
-        return msg
-    return msg.model_copy(update={"payload": {"error": msg.error.to_wire()}, "error": None})
 
 
 def _peek_message_id(body: bytes) -> str | None:

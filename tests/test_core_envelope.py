@@ -105,3 +105,13 @@ def test_fuzz_decode_message_or_documented_error(data: bytes) -> None:
         decode_message(data)
     except ProtocolError as exc:
         assert exc.code in ("bad_frame", "bad_message")
+
+
+def test_legacy_encoding_moves_the_error_into_the_payload() -> None:
+    from ipc_protocol.messages import error_response
+
+    req = Message.build(MessageType.REQUEST, "a", "c", None)
+    err = error_response(req, "no_responders", "nobody", remote_type="X")
+    legacy = decode_message(encode_message(err, legacy=True))
+    assert legacy.error is None
+    assert legacy.payload == {"error": {"code": "no_responders", "message": "nobody", "remote_type": "X"}}
