@@ -1,0 +1,295 @@
+"""Shared pieces of the benchmark: the payload, process management and the
+/proc readers used to measure the server subprocess (no third-party deps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+
+# Run against the checkout even when the package is not installed.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+HOST = "127.0.0.1"
+APP_ID = "bench"
+ECHO_CHANNEL = "echo"
+FANOUT_CHANNEL = "bench.fanout"
+
+# The same ~100-byte JSON payload in every workload.
+PAYLOAD = {
+    "order_id": 48213,
+    "customer": "ACME Corp",
+    "items": [{"sku": "A-1", "qty": 2}, {"sku": "B-7", "qty": 1}],
+    "total": 99.5,
+}
+PAYLOAD_BYTES = len(json.dumps(PAYLOAD, separators=(",", ":")))
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- /proc readers -----------------------------------------------------------
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time (user + system) used so far by every thread of ``pid``, in ns.
+
+    Uses the per-thread ``schedstat`` (nanosecond resolution) when the kernel
+    has it, else ``stat`` utime + stime (clock-tick resolution).
+    """
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:  # the thread just exited
+                continue
+        if total > 0:
+            return total
+    except (FileNotFoundError, PermissionError, ValueError, IndexError):
+        pass
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        # Fields after the ")" that ends the command name; utime and stime are
+        # fields 14 and 15 of the whole line.
+        fields = f.read().rsplit(b")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks * 1_000_000_000 // _CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of ``pid`` in KiB (``VmRSS`` of /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def self_cpu_ns() -> int:
+    return time.process_time_ns()
+
+
+class LoadMeter:
+    """CPU used on the whole machine by processes other than this benchmark
+    (and its reaped subprocesses), to flag results taken on a busy machine.
+
+    Machine-wide busy time comes from /proc/stat (user, nice, system, and
+    steal: time the hypervisor gave to someone else); ours from
+    ``os.times()``, which counts children once they have been waited for.
+    """
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+        self._busy0 = self._machine_busy_s()
+        self._ours0 = self._ours_s()
+
+    @staticmethod
+    def _machine_busy_s() -> float:
+        try:
+            with open("/proc/stat", "rb") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return 0.0
+        # user nice system idle iowait irq softirq steal [guest guest_nice].
+        # irq and softirq are left out: on loopback they are mostly our own
+        # traffic, and no process is charged for them.
+        busy = sum(fields[:3]) + fields[7]
+        return busy / _CLK_TCK
+
+    @staticmethod
+    def _ours_s() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def other_cores(self) -> float:
+        """Average number of cores busy with other work since construction."""
+        wall = time.monotonic() - self._t0
+        if wall <= 0:
+            return 0.0
+        other = (self._machine_busy_s() - self._busy0) - (self._ours_s() - self._ours0)
+        return max(0.0, other / wall)
+
+
+# -- machine ------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, object]:
+    import platform
+
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 0
+    try:
+        import pydantic_core
+
+        pyd = pydantic_core.__version__
+    except Exception:  # pragma: no cover - reporting only
+        pyd = "?"
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "kernel": platform.release(),
+        "pydantic_core": pyd,
+    }
+
+
+# -- subprocesses -----------------------------------------------------------
+
+
+class Child:
+    """A subprocess of the benchmark: the server or a client worker.
+
+    Its stdin is a pipe it watches: when the benchmark exits (even killed),
+    the pipe closes and the child stops. stderr goes to a temporary file that
+    is shown when something fails.
+    """
+
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self._stderr: IO[bytes] = tempfile.TemporaryFile(prefix=f"bench-{name}-")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            cwd=str(REPO_ROOT),
+        )
+        self._buf = b""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def readline(self, timeout: float) -> str:
+        """The next stdout line, waiting at most ``timeout`` seconds."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name}: no output within {timeout:g} s{self._stderr_tail()}")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                code = self.proc.poll()
+                raise RuntimeError(f"{self.name} exited (code {code}) before it was ready{self._stderr_tail()}")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode("utf-8", "replace").strip()
+
+    def expect(self, prefix: str, timeout: float = 20.0) -> str:
+        """Read lines until one starts with ``prefix``; return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.readline(max(0.0, deadline - time.monotonic()))
+            if line.startswith(prefix):
+                return line
+            if line.startswith("error"):
+                raise RuntimeError(f"{self.name}: {line}{self._stderr_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _stderr_tail(self, limit: int = 2000) -> str:
+        try:
+            self._stderr.seek(0)
+            data = self._stderr.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return f"\n--- {self.name} stderr ---\n{data[-limit:]}" if data else ""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        proc = self.proc
+        if proc.poll() is None:
+            try:
+                if proc.stdin is not None:
+                    proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+            except ProcessLookupError:
+                pass
+        for f in (proc.stdin, proc.stdout):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+        self._stderr.close()
+
+
+class Children:
+    """Every subprocess a workload started; all stopped when the block exits."""
+
+    def __init__(self) -> None:
+        self._children: list[Child] = []
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        while self._children:
+            self._children.pop().stop()
+
+    def server(self, *, handler: bool = True) -> tuple[Child, int]:
+        """Start ``bench/_server.py`` on a free port; return it and the port.
+
+        ``handler=False``: the server has no ``echo`` handler, so requests on
+        ``echo`` go to a responder client (in-process handlers come first, §6.1).
+        """
+        argv = [sys.executable, str(BENCH_DIR / "_server.py"), "--host", HOST, "--port", "0", "--log-level", "WARNING"]
+        if not handler:
+            argv.append("--no-handler")
+        child = self._start("server", argv)
+        line = child.expect("ipc_server listening on ")
+        port = int(line.rsplit(":", 1)[1])
+        return child, port
+
+    def worker(self, name: str, *args: str) -> Child:
+        """Start ``bench/_worker.py`` and wait for its ``ready`` line."""
+        child = self._start(name, [sys.executable, str(BENCH_DIR / "_worker.py"), *args])
+        child.expect("ready")
+        return child
+
+    def _start(self, name: str, argv: list[str]) -> Child:
+        child = Child(name, argv)
+        self._children.append(child)
+        return child

@@ -1,0 +1,66 @@
+"""The benchmark's server process: an ``IPCServer`` with an ``echo`` handler
+(``--no-handler``: none, so a responder client can answer ``echo``).
+
+Prints ``ipc_server listening on HOST:PORT`` first, like ``python -m
+ipc_server``. Stops on SIGINT/SIGTERM or when its stdin reaches EOF (the
+benchmark exited), so it never outlives the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import _common  # noqa: F401 - puts the checkout on sys.path
+
+from ipc_server import IPCServer
+
+
+async def main(host: str, port: int, with_handler: bool) -> None:
+    server = IPCServer(host, port)
+
+    async def echo(msg):  # type: ignore[no-untyped-def]
+        return msg.payload
+
+    if with_handler:
+        server.add_handler("echo", echo)
+
+    await server.start()
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        loop.create_task(server.close(grace_s=1.0))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+    def stdin_ready() -> None:
+        try:
+            data = os.read(0, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(0)
+            stop()
+
+    try:
+        loop.add_reader(0, stdin_ready)
+    except (OSError, ValueError, PermissionError):  # stdin is not a pipe: rely on signals
+        pass
+    print(f"ipc_server listening on {server.host}:{server.port}", flush=True)
+    await server.serve_forever()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description="benchmark server: IPCServer with an 'echo' handler")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--no-handler", dest="handler", action="store_false", help="no in-process 'echo' handler")
+    args = p.parse_args()
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(main(args.host, args.port, args.handler))
