@@ -46,7 +46,7 @@ from ._connection import ClientConnection
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
 from .state import TRANSITIONS, ConnectionState, InvalidTransition
 
-__all__ = ["IPCClient", "Handler", "DEFAULT_CONNECT_TIMEOUT_S"]
+__all__ = ["IPCClient", "Registration", "Handler", "DEFAULT_CONNECT_TIMEOUT_S"]
 
 log = logging.getLogger("ipc_client")
 
@@ -67,6 +67,34 @@ _EVENTS = (
     "heartbeat_timeout",
     "error",
 )
+
+
+class Registration:
+    """Awaitable result of :meth:`IPCClient.serve`: done once the server
+    registered the responder. It can be created before the event loop runs."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self._event = asyncio.Event()
+        self._error: BaseException | None = None
+
+    def _settle(self, error: BaseException | None) -> None:
+        self._error = error
+        self._event.set()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+
+    def __await__(self) -> Any:
+        return self.wait().__await__()
+
+    def __repr__(self) -> str:
+        return f"<Registration {self.channel!r} {'done' if self.done() else 'pending'}>"
 
 
 class IPCClient:
@@ -144,7 +172,7 @@ class IPCClient:
         self._subscriptions: dict[str, list[Handler]] = {}
         self._sub_cache: dict[str, list[Handler]] = {}
         self._services: dict[str, Handler] = {}
-        self._service_acks: dict[str, asyncio.Future[None]] = {}
+        self._service_acks: dict[str, Registration] = {}
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
         self._state_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -334,9 +362,9 @@ class IPCClient:
         if calls:
             await asyncio.gather(*calls)
         for channel in self._services:
-            ack = self._service_acks.get(channel)
-            if ack is not None and not ack.done():
-                ack.set_result(None)
+            registration = self._service_acks.get(channel)
+            if registration is not None:
+                registration._settle(None)
 
     # -- connection events ---------------------------------------------------
 
@@ -682,14 +710,14 @@ class IPCClient:
 
     # -- public API: answering requests ---------------------------------------
 
-    def serve(self, channel: str, fn: Handler) -> asyncio.Future[None]:
+    def serve(self, channel: str, fn: Handler) -> Registration:
         """Answer requests on ``channel`` (or a pattern) from other clients.
 
         ``fn(message)`` returns the response payload; sync functions run in a
         worker thread, ``async`` ones on the loop. Raising answers
         ``handler_error`` with the exception's type and message. The
-        registration survives reconnections. Returns a future that completes
-        when the server has registered it (awaiting it is optional).
+        registration survives reconnections. Returns a :class:`Registration`;
+        awaiting it (optional) waits until the server has registered it.
         """
         validate_pattern(channel)
         if is_reserved(channel):
@@ -697,24 +725,20 @@ class IPCClient:
         if channel in self._services:
             raise ValueError(f"already serving {channel!r}")
         self._services[channel] = fn
-        loop = self._loop or asyncio.get_event_loop()
-        ack: asyncio.Future[None] = loop.create_future()
-        self._service_acks[channel] = ack
+        registration = Registration(channel)
+        self._service_acks[channel] = registration
         if self._state is ConnectionState.CONNECTED and self._conn is not None:
-            self._spawn(self._register_service(self._conn, channel, ack))
-        return ack
+            self._spawn(self._register_service(self._conn, channel, registration))
+        return registration
 
-    async def _register_service(self, conn: ClientConnection, channel: str, ack: asyncio.Future[None]) -> None:
+    async def _register_service(self, conn: ClientConnection, channel: str, registration: Registration) -> None:
         try:
             await self._subscribe_frame(conn, channel, serve=True)
         except Exception as exc:
-            if not ack.done():
-                ack.set_exception(exc)
-                ack.exception()
+            registration._settle(exc)
             self._emit("error", exc)
         else:
-            if not ack.done():
-                ack.set_result(None)
+            registration._settle(None)
 
     def handler(self, channel: str) -> Callable[[F], F]:
         """Decorator form of :meth:`serve`."""

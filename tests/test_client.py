@@ -162,3 +162,23 @@ async def test_max_retries_gives_up(spawn) -> None:
     assert c.state is ConnectionState.DISCONNECTED
     with pytest.raises(NotConnected):
         await c.send_request("x")
+
+
+async def test_serve_before_the_event_loop_runs(server) -> None:
+    """Handlers may be declared in plain setup code, before any loop runs;
+    connect() registers them."""
+    port = server.port
+
+    def setup_then_run() -> str:  # runs in a thread with no event loop
+        worker = IPCClient("app", "127.0.0.1", port)
+        registration = worker.serve("early", lambda m: "registered early")
+        assert not registration.done()
+
+        async def main() -> str:
+            async with worker, IPCClient("app", "127.0.0.1", port) as caller:
+                await registration
+                return await caller.request("early")
+
+        return asyncio.run(main())
+
+    assert await asyncio.wait_for(asyncio.to_thread(setup_then_run), WAIT_S) == "registered early"
