@@ -88,6 +88,7 @@ const modes = {
     }
     const answered = replies.slice(1).map((m) => m.reply_to);
     out({ event: 'done', ok: JSON.stringify(answered) === JSON.stringify(ids), answered: answered.length });
+    socket.end();
   },
   // 1,000 pings in a single write; every one answered, in order.
   async burst() {
@@ -102,6 +103,7 @@ const modes = {
     await all;
     const inOrder = replies.slice(1).every((m, i) => m.reply_to === pings[i].message_id && m.payload.status === 'pong');
     out({ event: 'done', ok: inOrder, answered: replies.length - 1 });
+    socket.end();
   },
   // A length prefix over the server's limit (argv[4]), then a little body.
   async oversize() {
