@@ -1,0 +1,58 @@
+"""Heartbeats across languages (docs/protocol.md §9): the Node client pings
+a silent server and declares it dead within its timeout, against a fake
+peer that goes quiet after the handshake and against the real server
+frozen with SIGSTOP; and the Python server's pings keep an idle Node
+client's connection open."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from conftest import WAIT_S
+
+
+async def test_node_notices_a_peer_that_goes_silent_after_the_handshake(fake_server, node_agent):
+    fake = await fake_server(heartbeat_interval_ms=200, answer_pings=False)
+    started = time.monotonic()
+    agent = await node_agent(fake.port)
+    info = await agent.call("info")
+    # The server's advertised interval is used; the timeout is twice it.
+    assert (info["heartbeatIntervalMs"], info["heartbeatTimeoutMs"]) == (200, 400)
+    ping = await fake.wait_frame(lambda m: isinstance(m.payload, dict) and m.payload.get("action") == "ping")
+    assert ping.channel_id == "system"
+    ev = await agent.wait_event("disconnected")
+    elapsed = time.monotonic() - started
+    assert ev["detail"]["error"]["code"] == "timeout"
+    assert 0.35 < elapsed < 3.0, elapsed
+    await agent.wait_event("reconnecting")
+
+
+async def test_node_notices_a_stopped_server_and_recovers_when_it_continues(handler_server, node_agent):
+    agent = await node_agent(handler_server.port, heartbeatInterval=200, heartbeatTimeout=500, reconnectDelay=50, reconnectDelayMax=200)
+    await agent.call("startRequest", channel="py.slow", payload=3, timeoutMs=20000, tag="frozen")
+    handler_server.signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        ev = await agent.wait_event("disconnected")
+        assert ev["detail"]["error"]["code"] == "timeout"
+        assert time.monotonic() - started < 3.0
+        # The in-flight request failed at once with connection_lost, not at its 20 s timeout.
+        done = await agent.wait_event("requestDone")
+        assert done["error"]["code"] == "connection_lost"
+        assert done["elapsedMs"] < 5000
+    finally:
+        handler_server.signal(signal.SIGCONT)
+    await agent.wait_event("reconnected", timeout=WAIT_S)
+    assert (await agent.call("request", channel="py.echo", payload="back"))["payload"] == "back"
+
+
+async def test_python_server_pings_keep_an_idle_node_client_connected(start_server, node_agent):
+    srv = await start_server("--heartbeat-interval", "0.2")
+    # The client's own interval is long, so only the server pings.
+    agent = await node_agent(srv.port, heartbeatInterval=60000)
+    # The server closes a client silent for twice its interval (0.4 s); three
+    # pings span at least 0.6 s, so the answered pings kept the client alive.
+    await agent.wait_events("ping", 3)
+    assert agent.count("disconnected") == 0
+    assert (await agent.call("health"))["healthy"] is True
