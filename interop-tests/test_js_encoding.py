@@ -1,0 +1,48 @@
+"""Both encoders against the shared vectors (docs/protocol.md §1.2): canonical
+vectors come out byte for byte from Python and from Node, and for every
+vector the two languages produce the same bytes for the same message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ipc_protocol import decode_message, encode_frame, encode_message
+
+from conftest import HERE, run_node
+
+VECTORS = [v for v in json.loads((HERE / "vectors" / "frames.json").read_text())["vectors"] if "message" in v]
+
+# The Python core writes integral floats with a fractional part ("timestamp":1.0,
+# "timeout_ms":2500.0) where JavaScript writes 1 and 2500, so the two clients do
+# not produce the same bytes for these messages, contrary to §1.2.
+FLOAT_FORMAT = pytest.mark.xfail(
+    strict=True, reason="ipc_protocol encodes integral timestamp/timeout_ms as 1.0/2500.0; JS as 1/2500 (§1.2)"
+)
+PYTHON_DIFFERS = {"request with timeout_ms", "deep payload and large integer", "minimal: only the required fields", "unknown fields are ignored"}
+
+
+@pytest.fixture(scope="module")
+def node_frames(node):
+    import asyncio
+
+    lines = asyncio.run(run_node(node, "encode_vectors.js"))
+    return {line["name"]: line["hex"] for line in lines}
+
+
+@pytest.mark.parametrize("vector", [v for v in VECTORS if v["canonical"]], ids=lambda v: v["name"])
+def test_canonical_vectors_encode_exactly_in_both_languages(vector, node_frames):
+    python = encode_frame(encode_message(decode_message(bytes.fromhex(vector["hex"])[4:]))).hex()
+    assert python == vector["hex"]
+    assert node_frames[vector["name"]] == vector["hex"]
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [pytest.param(v, marks=FLOAT_FORMAT) if v["name"] in PYTHON_DIFFERS else v for v in VECTORS],
+    ids=lambda v: v["name"],
+)
+def test_python_and_node_encode_the_same_message_to_the_same_bytes(vector, node_frames):
+    python = encode_frame(encode_message(decode_message(bytes.fromhex(vector["hex"])[4:]))).hex()
+    assert python == node_frames[vector["name"]]
