@@ -81,44 +81,68 @@ def self_cpu_ns() -> int:
 
 
 class LoadMeter:
-    """CPU used on the whole machine by processes other than this benchmark
-    (and its reaped subprocesses), to flag results taken on a busy machine.
+    """CPU used by processes other than this benchmark and its subprocesses,
+    to flag results taken on a busy machine.
 
-    Machine-wide busy time comes from /proc/stat (user, nice, system, and
-    steal: time the hypervisor gave to someone else); ours from
-    ``os.times()``, which counts children once they have been waited for.
+    Sums, over every other user-space process, the growth of utime + stime +
+    cutime + cstime from /proc/<pid>/stat (cutime/cstime catch short-lived
+    processes once their parent reaps them), plus the machine's steal time
+    from /proc/stat (CPU the hypervisor gave to another machine). Kernel
+    threads are left out: they mostly carry our own loopback traffic.
     """
 
     def __init__(self) -> None:
+        self._me = os.getpid()
         self._t0 = time.monotonic()
-        self._busy0 = self._machine_busy_s()
-        self._ours0 = self._ours_s()
+        self._procs0 = self._others()
+        self._steal0 = self._steal_ticks()
 
     @staticmethod
-    def _machine_busy_s() -> float:
+    def _steal_ticks() -> int:
         try:
             with open("/proc/stat", "rb") as f:
-                fields = [int(x) for x in f.readline().split()[1:]]
+                fields = f.readline().split()
+            return int(fields[8]) if len(fields) > 8 else 0
         except (OSError, ValueError):
-            return 0.0
-        # user nice system idle iowait irq softirq steal [guest guest_nice].
-        # irq and softirq are left out: on loopback they are mostly our own
-        # traffic, and no process is charged for them.
-        busy = sum(fields[:3]) + fields[7]
-        return busy / _CLK_TCK
+            return 0
 
-    @staticmethod
-    def _ours_s() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
+    def _others(self) -> dict[tuple[int, int], int]:
+        """CPU ticks of every other process, keyed by (pid, start time)."""
+        stats: dict[int, tuple[int, int, int]] = {}  # pid -> (ppid, start, ticks)
+        try:
+            pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        except OSError:
+            return {}
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            ppid = int(fields[1])
+            if pid == 2 or ppid == 2:  # kthreadd and kernel threads
+                continue
+            ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+            stats[pid] = (ppid, int(fields[19]), ticks)
+        ours = {self._me}
+        changed = True
+        while changed:  # our descendants, however deep
+            changed = False
+            for pid, (ppid, _, _) in stats.items():
+                if ppid in ours and pid not in ours:
+                    ours.add(pid)
+                    changed = True
+        return {(pid, start): ticks for pid, (_, start, ticks) in stats.items() if pid not in ours}
 
     def other_cores(self) -> float:
         """Average number of cores busy with other work since construction."""
         wall = time.monotonic() - self._t0
         if wall <= 0:
             return 0.0
-        other = (self._machine_busy_s() - self._busy0) - (self._ours_s() - self._ours0)
-        return max(0.0, other / wall)
+        now = self._others()
+        ticks = sum(t - self._procs0.get(key, 0) for key, t in now.items())
+        ticks += self._steal_ticks() - self._steal0
+        return max(0.0, ticks / _CLK_TCK / wall)
 
 
 # -- machine ------------------------------------------------------------------
