@@ -1,0 +1,328 @@
+// Type declarations for ipc-bridge-client (the public API of index.js).
+
+import { EventEmitter } from 'node:events';
+
+/** The shared error codes (interop-tests/spec/error_codes.json, docs/protocol.md §11). */
+export declare const ErrorCode: Readonly<{
+  BAD_FRAME: 'bad_frame';
+  TOO_LARGE: 'too_large';
+  BAD_MESSAGE: 'bad_message';
+  UNAUTHORIZED: 'unauthorized';
+  FORBIDDEN: 'forbidden';
+  NO_RESPONDERS: 'no_responders';
+  TIMEOUT: 'timeout';
+  RESPONDER_LOST: 'responder_lost';
+  HANDLER_ERROR: 'handler_error';
+  SLOW_CONSUMER: 'slow_consumer';
+  SHUTTING_DOWN: 'shutting_down';
+  NOT_CONNECTED: 'not_connected';
+  CONNECTION_LOST: 'connection_lost';
+  CIRCUIT_OPEN: 'circuit_open';
+  QUEUE_FULL: 'queue_full';
+}>;
+
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base class of every error the client raises; match on `.code`. */
+export declare class IpcError extends Error {
+  constructor(code: string, message?: string, options?: { cause?: unknown });
+  readonly code: ErrorCodeValue | string;
+}
+export declare class ProtocolError extends IpcError {}
+export declare class FrameError extends ProtocolError {
+  constructor(message: string, options?: { cause?: unknown });
+  readonly code: 'bad_frame';
+}
+export declare class FrameTooLargeError extends ProtocolError {
+  constructor(size: number, limit: number);
+  readonly code: 'too_large';
+  readonly size: number;
+  readonly limit: number;
+}
+export declare class MessageError extends ProtocolError {
+  constructor(message: string, options?: { cause?: unknown });
+  readonly code: 'bad_message';
+}
+export declare class NotConnectedError extends IpcError {
+  constructor(message?: string, options?: { cause?: unknown });
+  readonly code: 'not_connected';
+}
+export declare class ConnectionLostError extends IpcError {
+  constructor(message?: string, options?: { cause?: unknown });
+  readonly code: 'connection_lost';
+}
+export declare class RequestTimeoutError extends IpcError {
+  constructor(message?: string, options?: { remote?: boolean });
+  readonly code: 'timeout';
+  /** True when the server gave up (a `timeout` error response), false for a local deadline. */
+  readonly remote: boolean;
+}
+export declare class CircuitOpenError extends IpcError {
+  constructor(message?: string);
+  readonly code: 'circuit_open';
+}
+export declare class QueueFullError extends IpcError {
+  constructor(message?: string);
+  readonly code: 'queue_full';
+}
+
+export interface RemoteErrorInfo {
+  remoteType?: string | null;
+  remoteStack?: string | null;
+  details?: unknown;
+}
+
+/** An error response from the server or a responder (docs/protocol.md §6). */
+export declare class RemoteError extends IpcError {
+  constructor(code: string, message?: string, info?: RemoteErrorInfo);
+  /** The exception type on the remote side, e.g. `ValueError`, `TypeError`. */
+  readonly remoteType: string | null;
+  /** The remote stack trace, when the remote side shares it. */
+  readonly remoteStack: string | null;
+  /** Optional JSON details sent with the error. */
+  readonly details: unknown;
+}
+export declare class NoRespondersError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+export declare class ResponderLostError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+export declare class HandlerError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+export declare class UnauthorizedError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+export declare class ForbiddenError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+export declare class SlowConsumerError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+export declare class ShuttingDownError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+
+/** The `error` object of an error response (docs/protocol.md §2). */
+export interface WireError {
+  code: string;
+  message: string;
+  details?: unknown;
+  remote_type?: string;
+  remote_stack?: string;
+}
+
+export type MessageType = 'request' | 'response' | 'notification' | 'publish' | 'subscribe' | 'unsubscribe';
+
+/** A message as it travelled: the envelope's wire field names (docs/protocol.md §2). */
+export interface Message<P = unknown> {
+  message_id: string;
+  app_id: string;
+  channel_id: string;
+  message_type: MessageType;
+  payload: P;
+  /** Seconds since the epoch. */
+  timestamp: number;
+  reply_to: string | null;
+  headers?: Record<string, string>;
+  error?: WireError;
+  /** On a request: the requester's remaining time in milliseconds. */
+  timeout_ms?: number;
+  ack?: boolean;
+}
+
+/** Client options; durations in milliseconds, sizes in bytes. */
+export interface IPCClientOptions {
+  /** Default 'localhost'. */
+  host?: string;
+  /** Default 8888. */
+  port?: number;
+  /** TCP connect plus handshake. Default 10000. */
+  connectionTimeout?: number;
+  /** Reconnect after an unexpected disconnection. Default true. */
+  reconnect?: boolean;
+  /** Consecutive failed attempts before giving up. Default Infinity. */
+  reconnectAttempts?: number;
+  /** First backoff delay, doubled per attempt. Default 500. */
+  reconnectDelay?: number;
+  /** Backoff cap. Default 30000. */
+  reconnectDelayMax?: number;
+  /** Spread of each delay: 0.5 means delay * [0.5, 1.5). Default 0.5. */
+  reconnectJitter?: number;
+  /** Ping after this much silence; null = the server's advertised interval. Default null. */
+  heartbeatInterval?: number | null;
+  /** Declare the connection dead after this much silence; null = 2 x interval. Default null. */
+  heartbeatTimeout?: number | null;
+  /** Default deadline of a call. Default 30000. */
+  requestTimeout?: number;
+  /** Local frame size cap; null = the server's advertised max_frame_size. Default null. */
+  maxFrameSize?: number | null;
+  /** Shared secret for servers that require one. Default null. */
+  token?: string | null;
+  /** Proposed connection id; the server may make it unique. Default: generated. */
+  connectionId?: string | null;
+  /** Calls that may wait for a reconnection at once; more reject with queue_full. Default 1024. */
+  maxQueued?: number;
+  /** Async handlers running at once before the socket is paused. Default 1024. */
+  highWaterMark?: number;
+  /** Resume reading when running handlers fall to this. Default 256. */
+  lowWaterMark?: number;
+  /** Send responder stack traces in error.remote_stack. Default false. */
+  exposeStacks?: boolean;
+}
+
+export declare const DEFAULTS: Readonly<Required<IPCClientOptions>>;
+export declare const PROTOCOL_VERSION: 2;
+export declare const VERSION: string;
+
+export declare const State: Readonly<{
+  IDLE: 'idle';
+  CONNECTING: 'connecting';
+  CONNECTED: 'connected';
+  RECONNECTING: 'reconnecting';
+  CLOSED: 'closed';
+}>;
+export type StateValue = (typeof State)[keyof typeof State];
+
+/** The handshake's outcome. */
+export interface HandshakeInfo {
+  connectionId: string;
+  protocol: number;
+  server: string | null;
+  heartbeatIntervalMs: number | null;
+  maxFrameSize: number;
+  /** True for a version-1 (ipc-framework 1.1.x) server. */
+  legacy: boolean;
+}
+
+export interface ConnectionInfo {
+  appId: string;
+  host: string;
+  port: number;
+  state: StateValue;
+  connected: boolean;
+  connectionId: string;
+  protocol: number | null;
+  server: string | null;
+  maxFrameSize: number | null;
+  heartbeatIntervalMs: number | null;
+  heartbeatTimeoutMs: number | null;
+  reconnectAttempt: number;
+  pendingRequests: number;
+  queuedCalls: number;
+  runningHandlers: number;
+  subscriptions: string[];
+  responders: string[];
+}
+
+export interface HealthCheckResult {
+  healthy: boolean;
+  state: StateValue;
+  latencyMs: number | null;
+  connectionId: string | null;
+  server: string | null;
+  /** The error code when unhealthy. */
+  error?: string;
+}
+
+export type MessageHandler<P = any> = (message: Message<P>) => unknown;
+
+export interface IPCClientEvents {
+  connected: [info: HandshakeInfo];
+  reconnected: [info: HandshakeInfo];
+  disconnected: [event: { error: Error | null }];
+  reconnecting: [event: { attempt: number; delay: number }];
+  message: [message: Message];
+  ping: [event: { messageId: string }];
+  error: [error: Error];
+  close: [];
+}
+
+/** The Node.js client of the IPC bridge. */
+export declare class IPCClient extends EventEmitter {
+  constructor(appId: string, options?: IPCClientOptions);
+  readonly appId: string;
+  readonly options: Readonly<Required<IPCClientOptions>>;
+  readonly state: StateValue;
+  readonly connected: boolean;
+
+  connect(): Promise<true>;
+  disconnect(): Promise<void>;
+
+  sendRequest<R = any, P = unknown>(
+    channelId: string,
+    payload?: P,
+    timeout?: number,
+    options?: { headers?: Record<string, string> }
+  ): Promise<Message<R>>;
+
+  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
+
+  serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  unserve(channelId: string): Promise<void>;
+
+  publish(
+    channelId: string,
+    data: unknown,
+    options: { ack: true; headers?: Record<string, string>; timeout?: number }
+  ): Promise<{ delivered: number | null }>;
+  publish(
+    channelId: string,
+    data: unknown,
+    options?: { ack?: false; headers?: Record<string, string>; timeout?: number }
+  ): Promise<undefined>;
+
+  notify(channelId: string, data: unknown, options?: { headers?: Record<string, string>; timeout?: number }): Promise<void>;
+
+  healthCheck(options?: { timeout?: number }): Promise<HealthCheckResult>;
+  getConnectionInfo(): ConnectionInfo;
+
+  onConnected(cb: (info: HandshakeInfo) => void): () => void;
+  onDisconnected(cb: (event: { error: Error | null }) => void): () => void;
+  onError(cb: (error: Error) => void): () => void;
+
+  on<E extends keyof IPCClientEvents>(event: E, listener: (...args: IPCClientEvents[E]) => void): this;
+  once<E extends keyof IPCClientEvents>(event: E, listener: (...args: IPCClientEvents[E]) => void): this;
+  off<E extends keyof IPCClientEvents>(event: E, listener: (...args: IPCClientEvents[E]) => void): this;
+  emit<E extends keyof IPCClientEvents>(event: E, ...args: IPCClientEvents[E]): boolean;
+}
+
+/** Throws MessageError (bad_message) unless `name` is a concrete channel. */
+export declare function validateChannel(name: string): string;
+/** Throws MessageError (bad_message) unless `pattern` is a valid channel or pattern. */
+export declare function validatePattern(pattern: string): string;
+/** Whether `channel` matches `pattern` (`*` one token, `>` one or more trailing tokens). */
+export declare function patternMatches(pattern: string, channel: string): boolean;
+
+declare const _default: {
+  IPCClient: typeof IPCClient;
+  State: typeof State;
+  DEFAULTS: typeof DEFAULTS;
+  PROTOCOL_VERSION: typeof PROTOCOL_VERSION;
+  VERSION: typeof VERSION;
+  ErrorCode: typeof ErrorCode;
+  IpcError: typeof IpcError;
+  ProtocolError: typeof ProtocolError;
+  FrameError: typeof FrameError;
+  FrameTooLargeError: typeof FrameTooLargeError;
+  MessageError: typeof MessageError;
+  NotConnectedError: typeof NotConnectedError;
+  ConnectionLostError: typeof ConnectionLostError;
+  RequestTimeoutError: typeof RequestTimeoutError;
+  CircuitOpenError: typeof CircuitOpenError;
+  QueueFullError: typeof QueueFullError;
+  RemoteError: typeof RemoteError;
+  NoRespondersError: typeof NoRespondersError;
+  ResponderLostError: typeof ResponderLostError;
+  HandlerError: typeof HandlerError;
+  UnauthorizedError: typeof UnauthorizedError;
+  ForbiddenError: typeof ForbiddenError;
+  SlowConsumerError: typeof SlowConsumerError;
+  ShuttingDownError: typeof ShuttingDownError;
+  validateChannel: typeof validateChannel;
+  validatePattern: typeof validatePattern;
+  patternMatches: typeof patternMatches;
+};
+export default _default;
