@@ -251,7 +251,9 @@ class Connection {
    * @private
    */
   _onHandshakeReply(msg) {
-    if (msg.message_type !== 'response' || msg.reply_to !== this._handshake.id) {
+    // A 1.1.x server answers the connect with reply_to null (§10).
+    const answersConnect = msg.reply_to === this._handshake.id || msg.reply_to === null;
+    if (msg.message_type !== 'response' || !answersConnect) {
       this.destroy(new MessageError(`unexpected ${msg.message_type} frame before the handshake reply`));
       return;
     }
@@ -259,6 +261,10 @@ class Connection {
     const legacyError = !msg.error && p.error && typeof p.error === 'object' ? p.error : null;
     if (msg.error || legacyError) {
       this.destroy(errorFromWire(msg.error || legacyError));
+      return;
+    }
+    if (p.status !== 'connected') {
+      this.destroy(new MessageError(`unexpected handshake reply ${JSON.stringify(p).slice(0, 200)}`));
       return;
     }
     const legacy = p.protocol === undefined;

@@ -1,0 +1,85 @@
+"""The Node client and version 1, the legacy ``ipc-framework`` 1.1.2 package
+(docs/protocol.md §10), checked against the real package: the Node client
+against the 1.1.2 server (it falls back to the seven v1 fields, no acks, no
+pings, connection_id in subscribe payloads), and a 1.1.2 Python client
+receiving a Node client's publications through our server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+
+ipc_framework = pytest.importorskip("ipc_framework")
+from ipc_framework import FrameworkClient, FrameworkServer  # noqa: E402
+
+from conftest import WAIT_S  # noqa: E402
+
+LEGACY_KEYS = {"message_id", "app_id", "channel_id", "message_type", "payload", "timestamp", "reply_to"}
+
+
+@pytest.fixture
+def legacy_server():
+    server = FrameworkServer("127.0.0.1", 0)
+    server.start()
+    server.port = server.server_socket.getsockname()[1]
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sent_frames(monkeypatch):
+    """Every frame body the 1.1.2 server receives, as parsed JSON."""
+    frames: list[dict] = []
+    original = FrameworkServer._receive_message
+
+    def spy(self, sock):
+        data = original(self, sock)
+        if data:
+            frames.append(json.loads(data))
+        return data
+
+    monkeypatch.setattr(FrameworkServer, "_receive_message", spy)
+    return frames
+
+
+async def test_node_client_talks_version_1_to_a_legacy_server(sent_frames, legacy_server, node_agent):
+    agent = await node_agent(legacy_server.port, app_id="legacy")
+    info = await agent.call("info")
+    assert info["protocol"] == 1
+    assert info["heartbeatIntervalMs"] is None  # a version-1 server is never pinged
+    await agent.call("subscribe", channel="news")  # no ack to wait for
+    res = await agent.call("publish", channel="news", payload={"héllo": "wörld"}, ack=True, headers={"x": "y"})
+    assert res == {"delivered": None}
+    got = await agent.wait_event("message")  # 1.1.x delivers to the publisher too
+    assert got["payload"] == {"héllo": "wörld"}
+    assert all(set(f) == LEGACY_KEYS for f in sent_frames), sent_frames
+    subscribe = next(f for f in sent_frames if f["message_type"] == "subscribe")
+    assert subscribe["payload"]["connection_id"] == info["connectionId"]
+
+
+async def test_legacy_python_client_receives_node_publications_through_our_server(server, node_agent):
+    received: list = []
+    arrived = threading.Event()
+
+    def on_message(msg):
+        received.append(msg.payload)
+        arrived.set()
+
+    legacy = FrameworkClient("app", "127.0.0.1", server.port)
+    assert await asyncio.to_thread(legacy.connect)
+    try:
+        await asyncio.to_thread(legacy.subscribe, "legacy.news", on_message)
+        agent = await node_agent(server.port)
+        # The subscribe above is fire-and-forget in 1.1.2 (no ack), and reaches
+        # the server on another connection: publish until the server counts it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
+        while (await agent.call("publish", channel="legacy.news", payload={"n": 1}, ack=True, headers={"h": "v"}))["delivered"] != 1:
+            assert loop.time() < deadline, "the legacy subscription never reached the server"
+        assert await asyncio.to_thread(arrived.wait, WAIT_S)
+        assert received[0] == {"n": 1}
+    finally:
+        await asyncio.to_thread(legacy.disconnect)
