@@ -25,6 +25,7 @@ from ipc_protocol import (
     decode_message,
     encode_message,
 )
+from ipc_protocol._json import loads
 from ipc_protocol.framing import frame_header
 from ipc_protocol.messages import error_response
 
@@ -264,8 +265,6 @@ class ServerConnection(asyncio.Protocol):
 def _peek_message_id(body: bytes) -> str | None:
     """Best effort: the message_id of a frame that failed validation."""
     try:
-        from ipc_protocol._json import loads
-
         obj = loads(body)
     except ProtocolError:
         return None

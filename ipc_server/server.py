@@ -197,10 +197,12 @@ class IPCServer:
             await self._closed.wait()
             return
         self._closing = True
+        if self._server is None:  # never started
+            self._closed.set()
+            return
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
-        if self._server is not None:
-            self._server.close()
-        deadline = self.loop.time() + grace if self.loop else 0.0
+        self._server.close()
+        deadline = self.loop.time() + grace
         while (self._handler_tasks or self._forwarded) and self.loop.time() < deadline:
             waiter = self.loop.create_future()
             self._drained_waiter = waiter
@@ -225,8 +227,7 @@ class IPCServer:
             except (asyncio.TimeoutError, TimeoutError):
                 for conn in list(self._connections):
                     conn.abort()
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self._server.wait_closed()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._closed.set()

@@ -94,3 +94,9 @@ async def test_requests_past_the_grace_period_get_shutting_down() -> None:
     assert [type(r) for r in results] == [ShuttingDown, ShuttingDown]
     await worker.disconnect()
     await caller.disconnect()
+
+
+async def test_close_before_start_is_harmless() -> None:
+    server = IPCServer("127.0.0.1", 0)
+    await server.close()
+    await server.close()
