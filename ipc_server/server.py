@@ -10,6 +10,7 @@ pure tables of ``router`` and ``topics``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import itertools
 import logging
@@ -415,12 +416,12 @@ class IPCServer:
         try:
             validate_pattern(channel)
         except ValueError as exc:
-            self._ack_error(conn, msg, ErrorCode.BAD_MESSAGE, str(exc))
+            self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, str(exc))
             return
         app = self._apps[conn.app_id]
         if serve:
             if is_reserved(channel):
-                self._ack_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
+                self._reply_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
                 return
             if subscribe:
                 if app.responders.add(channel, conn):
@@ -443,19 +444,10 @@ class IPCServer:
         if not conn.legacy:
             conn.send(response_to(msg, {"status": status}))
 
-    def _ack_error(self, conn: ServerConnection, msg: Message, code: ErrorCode, text: str) -> None:
-        self.stats.count_error(code)
-        conn.send(error_response(msg, code, text))
-
     def _publish(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
-        channel = msg.channel_id
-        try:
-            validate_channel(channel)
-        except ValueError as exc:
-            self._ack_error(conn, msg, ErrorCode.BAD_MESSAGE, str(exc))
-            return
-        if is_reserved(channel):
-            self._ack_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
+        problem = _target_problem(msg.channel_id)
+        if problem is not None:
+            self._reply_error(conn, msg, *problem)
             return
         self.stats.publishes += 1
         delivered = self._fan_out(self._apps[conn.app_id], msg, body)
@@ -507,13 +499,9 @@ class IPCServer:
         else:
             self.stats.notifications += 1
         channel = msg.channel_id
-        try:
-            validate_channel(channel)
-        except ValueError as exc:
-            self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, str(exc))
-            return
-        if is_reserved(channel):
-            self._reply_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
+        problem = _target_problem(channel)
+        if problem is not None:
+            self._reply_error(conn, msg, *problem)
             return
         if self._closing:
             self._reply_error(conn, msg, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
@@ -672,6 +660,19 @@ class IPCServer:
             self._finish_forwarded(
                 sid, error_response(fwd.request, ErrorCode.TIMEOUT, f"no answer from the responder within {fwd.request.timeout_ms:g} ms")
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def _target_problem(channel: str) -> tuple[ErrorCode, str] | None:
+    """Why ``channel`` cannot be published or requested on (§4.3, §4.4), or None.
+    Cached: the same few channels carry nearly all the traffic."""
+    try:
+        validate_channel(channel)
+    except ValueError as exc:
+        return ErrorCode.BAD_MESSAGE, str(exc)
+    if is_reserved(channel):
+        return ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server"
+    return None
 
 
 def _load(conn: ServerConnection) -> int:
