@@ -157,3 +157,16 @@ async def test_python_responder_timeout_reaches_node(server, node_agent, py_clie
     assert err["code"] == "timeout"
     with pytest.raises(RequestTimeout):
         await py.send_request("py.client.slow", None, timeout=0.2)
+
+
+async def test_node_reads_system_services_and_channels(handler_server, node_agent):
+    agent = await node_agent(handler_server.port)
+    await agent.call("serve", channel="node.svc", kind="echo")
+    await agent.call("subscribe", channel="feed.>")
+    services = (await agent.call("request", channel="system", payload={"action": "services"}))["payload"]["services"]
+    assert services["node.svc"] == 1
+    assert services["py.echo"] == 0  # 0 marks an in-process handler (§8)
+    channels = (await agent.call("request", channel="system", payload={"action": "channels"}))["payload"]["channels"]
+    assert channels == {"feed.>": 1}
+    err = await agent.call_error("request", channel="system", payload={"action": "reboot"})
+    assert err["code"] == "bad_message"
