@@ -22,6 +22,7 @@ const { buildMessage } = require('./envelope');
 const { validateChannel, validatePattern, isPattern, patternMatches } = require('./channels');
 const {
   ErrorCode,
+  IpcError,
   ConnectionLostError,
   NotConnectedError,
   QueueFullError,
@@ -143,13 +144,13 @@ class IPCClient extends EventEmitter {
     }
     const from = this._state;
     this._setState(State.CONNECTING);
-    this._connecting = this._establish().then(
+    const attempt = this._establish().then(
       () => {
-        this._connecting = null;
+        if (this._connecting === attempt) this._connecting = null;
         return true;
       },
       (err) => {
-        this._connecting = null;
+        if (this._connecting === attempt) this._connecting = null;
         if (this._state === State.CONNECTING) {
           this._setState(from === State.CLOSED ? State.CLOSED : State.IDLE);
           this._failWaiters(new NotConnectedError('the connection attempt failed', { cause: err }));
@@ -157,7 +158,8 @@ class IPCClient extends EventEmitter {
         throw err;
       }
     );
-    return this._connecting;
+    this._connecting = attempt;
+    return attempt;
   }
 
   /**
@@ -201,7 +203,8 @@ class IPCClient extends EventEmitter {
 
   /**
    * Subscribes `handler` to a channel or pattern (`*`, `>`, §4.2). Resolves
-   * on the server's ack. The subscription is kept across reconnections.
+   * on the server's ack; a rejected call leaves no subscription behind. The
+   * subscription is kept across reconnections.
    *
    * @param {string} channelId a channel or pattern.
    * @param {(msg: object) => unknown} handler called with each publish message.
@@ -215,17 +218,14 @@ class IPCClient extends EventEmitter {
     const deadline = now() + checkTimeout(timeout);
     let handlers = this._subscriptions.get(channelId);
     if (handlers === undefined) this._subscriptions.set(channelId, (handlers = new Set()));
-    handlers.add(handler);
+    const known = handlers.has(handler);
+    handlers.add(handler); // before sending, so a publish right after the ack finds it
     try {
       if (this._state !== State.CONNECTED) await this._ready(deadline);
       await this._register('subscribe', channelId, false, deadline);
     } catch (err) {
-      // Refused by the server: forget it. Lost connection: the restore after
-      // reconnecting owns it now.
-      if (err instanceof RemoteError || err.code === ErrorCode.BAD_MESSAGE || err.code === ErrorCode.NOT_CONNECTED) {
-        handlers.delete(handler);
-        if (handlers.size === 0 && this._subscriptions.get(channelId) === handlers) this._subscriptions.delete(channelId);
-      }
+      if (!known) handlers.delete(handler);
+      if (handlers.size === 0 && this._subscriptions.get(channelId) === handlers) this._subscriptions.delete(channelId);
       throw err;
     }
   }
@@ -255,7 +255,8 @@ class IPCClient extends EventEmitter {
    * Answers requests on a channel or pattern, from Python or Node (§7).
    * The handler's return value (or resolved value) is the response payload;
    * a thrown error becomes a `handler_error` response with
-   * `remote_type` = `err.name`. Kept across reconnections.
+   * `remote_type` = `err.name`. A rejected call leaves no registration
+   * behind; a registration is kept across reconnections.
    *
    * @param {string} channelId a channel or pattern.
    * @param {(msg: object) => unknown} handler receives the request message.
@@ -272,7 +273,7 @@ class IPCClient extends EventEmitter {
       if (this._state !== State.CONNECTED) await this._ready(deadline);
       await this._register('subscribe', channelId, true, deadline);
     } catch (err) {
-      if (err instanceof RemoteError || err.code === ErrorCode.BAD_MESSAGE || err.code === ErrorCode.NOT_CONNECTED) {
+      if (this._responders.get(channelId) === handler) {
         if (previous === undefined) this._responders.delete(channelId);
         else this._responders.set(channelId, previous);
       }
@@ -542,7 +543,7 @@ class IPCClient extends EventEmitter {
     const reason = new ConnectionLostError(`the connection was lost${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
     this._detach(reason);
     if (this._state !== State.CONNECTED) return; // failed during restore: _establish() rejects
-    if (err instanceof RemoteError || err instanceof RequestTimeoutError) this._emitError(err);
+    if (err instanceof IpcError) this._emitError(err); // a protocol error or a heartbeat timeout
     this.emit('disconnected', { error: err });
     if (this.options.reconnect && !(err instanceof UnauthorizedError)) {
       this._setState(State.RECONNECTING);
@@ -576,11 +577,11 @@ class IPCClient extends EventEmitter {
 
   /**
    * The reconnect loop: backoff with jitter, up to `reconnectAttempts`.
-   * Runs once at a time; `_connecting` is its promise.
+   * Single flight by construction: it starts only on the CONNECTED ->
+   * RECONNECTING transition and runs only while RECONNECTING.
    * @private
    */
   _reconnect() {
-    if (this._connecting !== null) return;
     const run = async () => {
       let lastError = null;
       while (this._state === State.RECONNECTING) {
@@ -606,9 +607,10 @@ class IPCClient extends EventEmitter {
         }
       }
     };
-    this._connecting = run().finally(() => {
-      this._connecting = null;
+    const loop = run().finally(() => {
+      if (this._connecting === loop) this._connecting = null;
     });
+    this._connecting = loop;
   }
 
   /**
@@ -869,14 +871,14 @@ class IPCClient extends EventEmitter {
       if (conn !== null) this._reply(conn, msg, result);
       return;
     }
-    this._track(conn ?? this._conn);
+    const tracked = this._track();
     Promise.resolve(result).then(
       (value) => {
-        this._untrack();
+        this._untrack(tracked);
         if (conn !== null) this._reply(conn, msg, value);
       },
       (err) => {
-        this._untrack();
+        this._untrack(tracked);
         if (conn !== null) this._replyError(conn, msg, err);
         else this._emitError(err);
       }
@@ -885,21 +887,25 @@ class IPCClient extends EventEmitter {
 
   /**
    * One more async handler running: pause reading at the high water mark.
-   * @param {Connection|null} conn
+   * @returns {Connection|null} the connection it counts against.
    * @private
    */
-  _track(conn) {
+  _track() {
+    const conn = this._conn;
     if (++this._running >= this.options.highWaterMark && conn !== null) conn.pause();
+    return conn;
   }
 
   /**
-   * One async handler done: resume reading at the low water mark.
+   * One async handler done: resume reading at the low water mark. Handlers
+   * of an earlier connection no longer count (the count restarts at 0).
+   * @param {Connection|null} conn what _track() returned.
    * @private
    */
-  _untrack() {
-    if (this._running > 0) this._running--;
-    const conn = this._conn;
-    if (conn !== null && conn.paused && this._running <= this.options.lowWaterMark) conn.resume();
+  _untrack(conn) {
+    if (conn !== this._conn || conn === null) return;
+    this._running--;
+    if (conn.paused && this._running <= this.options.lowWaterMark) conn.resume();
   }
 
   /**

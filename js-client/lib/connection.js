@@ -141,7 +141,7 @@ class Connection {
    * @throws {ConnectionLostError} the connection is closed.
    */
   write(frame) {
-    if (this.closed) throw new ConnectionLostError('the connection is closed');
+    if (this.closed || this._socket.destroyed) throw new ConnectionLostError('the connection is closed');
     const socket = this._socket;
     if (!this._corked) {
       this._corked = true;
@@ -161,7 +161,7 @@ class Connection {
    * @throws {ConnectionLostError} the connection is closed.
    */
   send(msg) {
-    if (this.closed) throw new ConnectionLostError('the connection is closed');
+    if (this.closed || this._socket.destroyed) throw new ConnectionLostError('the connection is closed');
     return this.write(encodeFrame(encodeMessage(msg, { legacy: this.legacy }), this.sendLimit));
   }
 

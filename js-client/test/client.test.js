@@ -337,3 +337,36 @@ test('client - healthCheck reports latency', async (t) => {
   assert.equal(health.healthy, true);
   assert.ok(health.latencyMs >= 0);
 });
+
+test('client - a refused subscribe or serve leaves no registration behind', async (t) => {
+  let refuse = false;
+  const { client } = await setup(t, { refuse: () => refuse });
+  await client.connect();
+  const handler = () => {};
+  await client.subscribe('keep', handler);
+  await client.serve('svc', () => 1);
+  refuse = true;
+  await assert.rejects(client.subscribe('new.*', () => {}), { code: ErrorCode.FORBIDDEN });
+  await assert.rejects(client.subscribe('keep', handler), { code: ErrorCode.FORBIDDEN });
+  await assert.rejects(client.serve('svc2', () => 2), { code: ErrorCode.FORBIDDEN });
+  const replacement = () => 3;
+  await assert.rejects(client.serve('svc', replacement), { code: ErrorCode.FORBIDDEN });
+  const info = client.getConnectionInfo();
+  assert.deepEqual(info.subscriptions, ['keep']);
+  assert.deepEqual(info.responders, ['svc']);
+  assert.ok(client._subscriptions.get('keep').has(handler));
+  assert.notEqual(client._responders.get('svc'), replacement);
+});
+
+test('client - a subscribe cut by a lost connection is not restored', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  peer.silent = true; // the ack never comes
+  const pending = assert.rejects(client.subscribe('lost.sub', () => {}), { code: ErrorCode.CONNECTION_LOST });
+  await nextReceived(peer, (m) => m.channel_id === 'lost.sub');
+  peer.silent = false;
+  peer.drop();
+  await pending;
+  await waitFor(client, 'reconnected', 3000);
+  assert.deepEqual(client.getConnectionInfo().subscriptions, []);
+});

@@ -63,9 +63,11 @@ function waitFor(emitter, event, ms = 5000) {
  */
 class Peer {
   /**
-   * @param {{heartbeatIntervalMs?: number, maxFrameSize?: number, onRequest?: (msg: object, peerConn: object) => void}} [options]
+   * @param {{heartbeatIntervalMs?: number, maxFrameSize?: number, onRequest?: Function, refuse?: (msg: object) => boolean}} [options]
+   *   `refuse(msg)` true answers that subscribe/unsubscribe with a `forbidden` error.
    */
-  constructor({ heartbeatIntervalMs = 15000, maxFrameSize = 16 * 1024 * 1024, onRequest } = {}) {
+  constructor({ heartbeatIntervalMs = 15000, maxFrameSize = 16 * 1024 * 1024, onRequest, refuse } = {}) {
+    this.refuse = refuse ?? (() => false);
     this.heartbeatIntervalMs = heartbeatIntervalMs;
     this.maxFrameSize = maxFrameSize;
     this.onRequest = onRequest ?? null;
@@ -131,6 +133,8 @@ class Peer {
       });
     } else if (msg.message_type === 'request' && msg.channel_id === 'system' && action === 'ping') {
       reply({ status: 'pong' });
+    } else if ((msg.message_type === 'subscribe' || msg.message_type === 'unsubscribe') && this.refuse(msg)) {
+      reply(null, { error: { code: 'forbidden', message: 'refused' } });
     } else if (msg.message_type === 'subscribe' || msg.message_type === 'unsubscribe') {
       const serve = msg.payload && msg.payload.serve === true;
       const status = msg.message_type === 'subscribe' ? (serve ? 'serving' : 'subscribed') : serve ? 'unserved' : 'unsubscribed';
