@@ -25,8 +25,8 @@ async def test_js_client_unit_suite(node):
         await proc.wait()
         raise AssertionError("node --test did not finish within 300 s") from None
     text = out.decode(errors="replace")
-    failed = re.search(r"^# fail (\d+)", text, re.M)
-    passed = re.search(r"^# pass (\d+)", text, re.M)
+    failed = re.search(r"^(?:#|ℹ) fail (\d+)", text, re.M)
+    passed = re.search(r"^(?:#|ℹ) pass (\d+)", text, re.M)
     assert proc.returncode == 0 and failed and failed.group(1) == "0", text[-6000:]
     assert passed and int(passed.group(1)) > 100
 
