@@ -166,6 +166,9 @@ function printTable(rows) {
   for (const r of rows.slice(1)) console.log(line(r));
 }
 
+/**
+ * Runs every measurement and prints the table; stops the server it started.
+ */
 async function main() {
   const args = parseArgs();
   const seconds = Number(args.seconds || 3);
