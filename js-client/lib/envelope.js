@@ -156,13 +156,13 @@ function checkHeaders(headers) {
 
 /**
  * Validates an `error` object and returns it with only the known fields,
- * `message` defaulting to '' as in Python.
+ * `message` defaulting to '' when absent, as in Python.
  * @private
  */
 function normaliseError(error) {
   if (!isObject(error)) throw new MessageError('invalid envelope: error: must be an object');
   checkString(error.code, 'error.code');
-  checkString(error.message, 'error.message', true);
+  if (error.message !== undefined) checkString(error.message, 'error.message'); // absent means ''; null is not a string
   checkString(error.remote_type, 'error.remote_type', true);
   checkString(error.remote_stack, 'error.remote_stack', true);
   const out = { code: error.code, message: error.message ?? '' };

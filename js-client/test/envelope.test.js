@@ -94,7 +94,9 @@ test('envelope - invalid envelopes are bad_message', () => {
     '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","reply_to":3}',
     '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","headers":[]}',
     '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"response","error":"boom"}',
-    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","timeout_ms":"5"}'
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","timeout_ms":"5"}',
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","timestamp":true}',
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"response","error":{"code":"x","message":null}}'
   ];
   for (const text of cases) assert.throws(() => decodeMessage(Buffer.from(text)), { code: ErrorCode.BAD_MESSAGE }, text);
 });
