@@ -14,13 +14,6 @@ from conftest import HERE, run_node
 
 VECTORS = [v for v in json.loads((HERE / "vectors" / "frames.json").read_text())["vectors"] if "message" in v]
 
-# The Python core writes integral floats with a fractional part ("timestamp":1.0,
-# "timeout_ms":2500.0) where JavaScript writes 1 and 2500, so the two clients do
-# not produce the same bytes for these messages, contrary to §1.2.
-FLOAT_FORMAT = pytest.mark.xfail(
-    strict=True, reason="ipc_protocol encodes integral timestamp/timeout_ms as 1.0/2500.0; JS as 1/2500 (§1.2)"
-)
-PYTHON_DIFFERS = {"request with timeout_ms", "deep payload and large integer", "minimal: only the required fields", "unknown fields are ignored"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +33,7 @@ def test_canonical_vectors_encode_exactly_in_both_languages(vector, node_frames)
 
 @pytest.mark.parametrize(
     "vector",
-    [pytest.param(v, marks=FLOAT_FORMAT) if v["name"] in PYTHON_DIFFERS else v for v in VECTORS],
+    VECTORS,
     ids=lambda v: v["name"],
 )
 def test_python_and_node_encode_the_same_message_to_the_same_bytes(vector, node_frames):

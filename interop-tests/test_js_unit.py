@@ -1,12 +1,10 @@
 """Runs the js-client unit suite (``npm test``: ``node --test``) under pytest, so one
-command covers both languages; and records what is not covered yet."""
+command covers both languages."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-
-import pytest
 
 from conftest import ROOT
 
@@ -30,7 +28,3 @@ async def test_js_client_unit_suite(node):
     assert proc.returncode == 0 and failed and failed.group(1) == "0", text[-6000:]
     assert passed and int(passed.group(1)) > 100
 
-
-@pytest.mark.skip(reason="the connection pool arrives in a later issue; its interop test comes with it")
-async def test_pool_interop():
-    pass

@@ -34,6 +34,8 @@ _setattr = object.__setattr__
 
 StrictStr = Annotated[str, Strict()]
 StrictBool = Annotated[bool, Strict()]
+# Strict: a number, never a numeric string or a boolean (§2).
+NonNegative = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 
 LEGACY_FIELDS = (
     "message_id",
@@ -96,11 +98,11 @@ class Message(BaseModel):
     channel_id: StrictStr
     message_type: MessageType
     payload: Any = None
-    timestamp: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    timestamp: NonNegative = 0.0
     reply_to: StrictStr | None = None
     headers: dict[StrictStr, StrictStr] | None = None
     error: ErrorInfo | None = None
-    timeout_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    timeout_ms: NonNegative | None = None
     ack: StrictBool | None = None
 
     @classmethod
@@ -152,7 +154,7 @@ class Message(BaseModel):
             "channel_id": self.channel_id,
             "message_type": self.message_type.value,
             "payload": payload,
-            "timestamp": self.timestamp,
+            "timestamp": _number(self.timestamp),
             "reply_to": self.reply_to,
         }
         if legacy:
@@ -162,10 +164,16 @@ class Message(BaseModel):
         if self.error is not None:
             d["error"] = self.error.to_wire()
         if self.timeout_ms is not None:
-            d["timeout_ms"] = self.timeout_ms
+            d["timeout_ms"] = _number(self.timeout_ms)
         if self.ack is not None:
             d["ack"] = self.ack
         return d
+
+
+def _number(value: float) -> float | int:
+    """Integral values are written as integers, as JavaScript writes them, so
+    both languages produce the same bytes for the same message (§1.2)."""
+    return int(value) if type(value) is float and value.is_integer() else value
 
 
 def encode_message(message: Message, *, legacy: bool = False) -> bytes:

@@ -84,6 +84,7 @@ ok(
     '"payload":"x","timestamp":1700000000.5,"reply_to":null,"timeout_ms":2500}',
     msg(message_id="m3", app_id="a", channel_id="c", message_type="request", payload="x",
         timestamp=1700000000.5, timeout_ms=2500),
+    canonical=True,
 )
 ok(
     "subscribe pattern",
