@@ -7,7 +7,6 @@ without sleeping.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 __all__ = ["Backoff", "DEFAULT_INITIAL_DELAY_S", "DEFAULT_MAX_DELAY_S", "DEFAULT_MULTIPLIER", "DEFAULT_JITTER"]
@@ -48,9 +47,3 @@ class Backoff:
             r = (rng or random).uniform(-self.jitter, self.jitter)
             base = base * (1 + r)
         return min(max(base, 0.0), self.max_delay)
-
-    def delays(self, rng: random.Random | None = None) -> Iterator[float]:
-        attempt = 0
-        while True:
-            yield self.delay(attempt, rng)
-            attempt += 1

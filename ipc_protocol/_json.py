@@ -5,6 +5,8 @@ serialiser are used because they are several times faster than ``json``."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 import pydantic_core
@@ -32,9 +34,35 @@ def dumps(obj: Any) -> bytes:
     return out
 
 
+# A number can overflow to infinity only with a 3-digit exponent or 300+ digits.
+_MAYBE_HUGE = re.compile(rb"[eE][+]?\d{3}|\d{300}")
+
+
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """Parse one JSON document; raise :class:`FrameError` when it is not valid."""
+    """Parse one JSON document; raise :class:`FrameError` when it is not valid.
+
+    Numbers that overflow a double (``1e400``) are refused too: they would
+    become infinity, which no peer can re-encode as JSON.
+    """
     try:
-        return pydantic_core.from_json(data, allow_inf_nan=False)
+        obj = pydantic_core.from_json(data, allow_inf_nan=False)
     except ValueError as exc:
         raise FrameError(f"invalid JSON: {exc}") from exc
+    raw = data.encode() if isinstance(data, str) else data
+    if _MAYBE_HUGE.search(raw) and _has_non_finite(obj):
+        raise FrameError("invalid JSON: a number overflows a double")
+    return obj
+
+
+def _has_non_finite(obj: Any) -> bool:
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

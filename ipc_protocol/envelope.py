@@ -27,7 +27,6 @@ __all__ = [
     "decode_message",
     "encode_message",
     "new_message_id",
-    "LEGACY_FIELDS",
 ]
 
 _setattr = object.__setattr__
@@ -36,17 +35,6 @@ StrictStr = Annotated[str, Strict()]
 StrictBool = Annotated[bool, Strict()]
 # Strict: a number, never a numeric string or a boolean (§2).
 NonNegative = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
-
-LEGACY_FIELDS = (
-    "message_id",
-    "app_id",
-    "channel_id",
-    "message_type",
-    "payload",
-    "timestamp",
-    "reply_to",
-)
-
 
 _ID_PREFIX = os.urandom(6).hex()
 _id_counter = itertools.count(1)

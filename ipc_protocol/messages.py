@@ -17,8 +17,6 @@ __all__ = [
     "response_to",
     "error_response",
     "error_info_from_exception",
-    "is_ping",
-    "is_pong",
 ]
 
 
@@ -42,23 +40,6 @@ def connect_request(
 
 def ping_request(app_id: str) -> Message:
     return Message.build(MessageType.REQUEST, app_id, SYSTEM_CHANNEL, {"action": "ping"})
-
-
-def is_ping(msg: Message) -> bool:
-    return (
-        msg.message_type is MessageType.REQUEST
-        and msg.channel_id == SYSTEM_CHANNEL
-        and isinstance(msg.payload, dict)
-        and msg.payload.get("action") == "ping"
-    )
-
-
-def is_pong(msg: Message) -> bool:
-    return (
-        msg.message_type is MessageType.RESPONSE
-        and isinstance(msg.payload, dict)
-        and msg.payload.get("status") == "pong"
-    )
 
 
 def response_to(request: Message, payload: Any, *, headers: dict[str, str] | None = None) -> Message:

@@ -22,7 +22,8 @@ __all__ = ["main"]
 
 
 def _limit(value: str) -> int | None:
-    return None if value.lower() in ("none", "off", "0") else int(value)
+    """A positive number, or ``none``/``off`` for no limit."""
+    return None if value.lower() in ("none", "off") else int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,8 +58,8 @@ class ServerConfig:
         for name in ("handshake_timeout_s", "shutdown_grace_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        if self.heartbeat_interval_s is not None and self.heartbeat_interval_s <= 0:
-            raise ValueError("heartbeat_interval_s must be positive or None")
+        if self.heartbeat_interval_s is not None and self.heartbeat_interval_s < 0:
+            raise ValueError("heartbeat_interval_s must not be negative (0 or None turns heartbeats off)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"unknown log level {self.log_level!r}")
 
@@ -75,7 +75,12 @@ def _coerce(name: str, raw: Any) -> Any:
     annotation = str(_FIELDS[name].type)
     if raw is None:
         return None
-    if isinstance(raw, str) and raw.strip().lower() in ("none", "null", "off") and "None" in annotation:
+    if (
+        isinstance(raw, str)
+        and raw.strip().lower() in ("none", "null", "off")
+        and "None" in annotation
+        and not annotation.startswith("str")  # a token may be any string
+    ):
         return None
     if annotation.startswith("bool"):
         if isinstance(raw, bool):

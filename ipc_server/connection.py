@@ -23,10 +23,10 @@ from ipc_protocol import (
     MessageType,
     ProtocolError,
     decode_message,
+    encode_frame,
     encode_message,
 )
 from ipc_protocol._json import loads
-from ipc_protocol.framing import frame_header
 from ipc_protocol.messages import error_response
 
 if TYPE_CHECKING:
@@ -69,12 +69,16 @@ class ServerConnection(asyncio.Protocol):
         self.serving: set[str] = set()
         # Forwarded requests this connection is waiting on, by server id.
         self.awaiting: set[str] = set()
+        # In-process handler tasks answering this connection's requests.
+        self.handler_tasks: set[asyncio.Task[Any]] = set()
+        self.opened = False  # the handshake completed (routing state exists)
         self.subscriptions: set[str] = set()
         self.responder_for: set[str] = set()
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._reading_paused = False
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._max_out = config.max_outbound_buffer_bytes
         self._max_inflight = config.max_inflight_per_connection
 
@@ -123,18 +127,23 @@ class ServerConnection(asyncio.Protocol):
                 self.fail(exc.code, str(exc), reply_to=_peek_message_id(body))
                 return
             stats.messages_in += 1
-            dispatch(self, msg, body)
+            try:
+                dispatch(self, msg, body)
+            except Exception:  # a bug or an unencodable relay: never crash the loop
+                log.exception("dispatching %s %s from %s failed", msg.message_type.value, msg.message_id, self.connection_id)
+                self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=msg.message_id)
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
-        prev = self.state
         self.state = ConnState.CLOSED
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
+        for timer in (self._handshake_timer, self._abort_timer):
+            if timer is not None:
+                timer.cancel()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._out.clear()
-        self.server._connection_closed(self, prev)
+        self.server._connection_closed(self)
 
     # -- writing -----------------------------------------------------------
 
@@ -146,8 +155,7 @@ class ServerConnection(asyncio.Protocol):
         """Encode and queue ``msg`` for this connection's protocol version."""
         if not self.is_open:
             return False
-        body = encode_message(msg, legacy=self.legacy)
-        return self.send_frame(frame_header(len(body)) + body)
+        return self.send_frame(encode_frame(encode_message(msg, legacy=self.legacy)))
 
     def send_frame(self, frame: bytes) -> bool:
         """Queue an encoded frame; all frames of one loop iteration go out in one write."""
@@ -188,6 +196,7 @@ class ServerConnection(asyncio.Protocol):
             self._handshake_timer.cancel()
             self._handshake_timer = None
         self.state = ConnState.OPEN
+        self.opened = True
         self.app_id = app_id
         self.connection_id = connection_id
         self.legacy = legacy
@@ -225,7 +234,7 @@ class ServerConnection(asyncio.Protocol):
         self._write_pending()
         if self.transport is not None:
             self.transport.close()
-            self.server.loop.call_later(_ABORT_AFTER_CLOSE_S, self.transport.abort)
+            self._abort_timer = self.server.loop.call_later(_ABORT_AFTER_CLOSE_S, self.transport.abort)
 
     def abort(self) -> None:
         if self.transport is not None and self.state is not ConnState.CLOSED:
@@ -240,6 +249,10 @@ class ServerConnection(asyncio.Protocol):
             self.close()
 
     # -- flow control ------------------------------------------------------
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._reading_paused
 
     def request_started(self) -> None:
         self.inflight += 1

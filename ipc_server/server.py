@@ -28,13 +28,13 @@ from ipc_protocol import (
     PROTOCOL_VERSION,
     SERVICES_CHANNEL,
     SYSTEM_CHANNEL,
+    encode_frame,
     encode_message,
     is_reserved,
     validate_channel,
     validate_pattern,
 )
 from ipc_protocol import __version__ as protocol_version
-from ipc_protocol.framing import frame_header
 from ipc_protocol.messages import error_info_from_exception, error_response, ping_request, response_to
 
 from .config import ServerConfig, load_config
@@ -69,7 +69,7 @@ class _Forwarded:
     request: Message
     requester: ServerConnection
     responder: ServerConnection
-    deadline: float | None
+    timer: asyncio.TimerHandle | None = None
 
 
 class _HandlerCall:
@@ -268,7 +268,7 @@ class IPCServer:
         self.stats.connections_total += 1
         return True
 
-    def _connection_closed(self, conn: ServerConnection, prev: ConnState) -> None:
+    def _connection_closed(self, conn: ServerConnection) -> None:
         if conn not in self._connections:
             return
         self._connections.discard(conn)
@@ -276,7 +276,7 @@ class IPCServer:
         if self._by_id.get(conn.connection_id) is conn:
             del self._by_id[conn.connection_id]
         app = self._apps.get(conn.app_id)
-        if app is not None and prev is not ConnState.HANDSHAKE:
+        if app is not None and conn.opened:
             for pattern in conn.subscriptions:
                 app.subscriptions.remove(pattern, conn)
             for pattern in conn.responder_for:
@@ -285,6 +285,9 @@ class IPCServer:
             app.connections -= 1
             if app.connections == 0 and not len(app.subscriptions):
                 del self._apps[conn.app_id]
+        # Handlers answering this connection: nobody will read their answers.
+        for task in list(conn.handler_tasks):
+            task.cancel()
         # Requests this connection was answering: the requesters hear at once (§6.2).
         for sid in list(conn.serving):
             fwd = self._forwarded.get(sid)
@@ -297,6 +300,8 @@ class IPCServer:
             fwd = self._forwarded.pop(sid, None)
             if fwd is not None:
                 fwd.responder.serving.discard(sid)
+                if fwd.timer is not None:
+                    fwd.timer.cancel()
         conn.awaiting.clear()
         self._maybe_drained()
         if not self._connections and self._all_closed_waiter is not None and not self._all_closed_waiter.done():
@@ -359,13 +364,13 @@ class IPCServer:
         if token is not None:
             offered = payload.get("token")
             if not isinstance(offered, str) or not hmac.compare_digest(offered.encode(), token.encode()):
-                conn.app_id = msg.app_id
                 conn.fail(ErrorCode.UNAUTHORIZED, "invalid or missing token", reply_to=msg.message_id)
                 return
         wanted = payload.get("connection_id")
-        connection_id = wanted if isinstance(wanted, str) and wanted else f"conn-{next(self._ids)}"
-        if connection_id in self._by_id:
-            connection_id = f"{connection_id}-{next(self._ids)}"
+        base = wanted if isinstance(wanted, str) and wanted else "conn"
+        connection_id = base if base != "conn" else f"conn-{next(self._ids)}"
+        while connection_id in self._by_id:
+            connection_id = f"{base}-{next(self._ids)}"
         client_name = payload.get("client") if isinstance(payload.get("client"), str) else ""
         conn.open(msg.app_id, connection_id, legacy=legacy, client_name=client_name or "")
         self._by_id[connection_id] = conn
@@ -395,8 +400,10 @@ class IPCServer:
         elif action == "channels":
             result = {"channels": app.subscriptions.counts()}
         elif action == "services":
-            services = {ch: 0 for ch in self.handlers.channels(conn.app_id)}
-            services.update(app.responders.counts())
+            # Responder counts, with 0 marking an in-process handler, which
+            # takes precedence in routing (§6.1) and so wins here too.
+            services = app.responders.counts()
+            services.update({ch: 0 for ch in self.handlers.channels(conn.app_id)})
             result = {"services": services}
         elif action == "connect":
             self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, "already connected")
@@ -465,14 +472,11 @@ class IPCServer:
         for target in targets:
             if target.legacy:
                 if legacy_frame is None:
-                    legacy_body = encode_message(msg, legacy=True)
-                    legacy_frame = frame_header(len(legacy_body)) + legacy_body
+                    legacy_frame = encode_frame(encode_message(msg, legacy=True))
                 ok = target.send_frame(legacy_frame)
             else:
                 if frame is None:
-                    if body is None:
-                        body = encode_message(msg)
-                    frame = frame_header(len(body)) + body
+                    frame = encode_frame(encode_message(msg) if body is None else body)
                 ok = target.send_frame(frame)
             delivered += ok
         self.stats.deliveries += delivered
@@ -525,6 +529,7 @@ class IPCServer:
             # per request, and nearly every v2 request carries a deadline.
             call.timer = self.loop.call_later(msg.timeout_ms / 1000.0, self._handler_expired, task, call)
         self._handler_tasks[task] = call
+        conn.handler_tasks.add(task)
         task.add_done_callback(self._handler_done)
 
     async def _call_handler(self, call: _HandlerCall, handler: Handler) -> None:
@@ -573,6 +578,7 @@ class IPCServer:
         if call is not None:
             if call.timer is not None:
                 call.timer.cancel()
+            call.conn.handler_tasks.discard(task)
             call.conn.request_finished()
         if not task.cancelled() and task.exception() is not None:  # pragma: no cover - defensive
             log.error("handler task failed", exc_info=task.exception())
@@ -595,8 +601,9 @@ class IPCServer:
             return
         if not is_request:
             return
-        deadline = self.loop.time() + msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else None
-        self._forwarded[sid] = _Forwarded(msg, conn, responder, deadline)
+        fwd = self._forwarded[sid] = _Forwarded(msg, conn, responder)
+        if msg.timeout_ms is not None:
+            fwd.timer = self.loop.call_later(msg.timeout_ms / 1000.0, self._forward_expired, sid)
         responder.serving.add(sid)
         conn.awaiting.add(sid)
         conn.request_started()
@@ -618,19 +625,34 @@ class IPCServer:
             self.stats.count_error(relayed.error.code)
         self._finish_forwarded(sid, relayed)  # type: ignore[arg-type]
 
+    def _forward_expired(self, sid: str) -> None:
+        fwd = self._forwarded.get(sid)
+        if fwd is None:
+            return
+        fwd.timer = None
+        self.stats.count_error(ErrorCode.TIMEOUT)
+        self._finish_forwarded(
+            sid, error_response(fwd.request, ErrorCode.TIMEOUT, f"no answer from the responder within {fwd.request.timeout_ms:g} ms")
+        )
+
     def _finish_forwarded(self, sid: str, reply: Message) -> None:
         fwd = self._forwarded.pop(sid, None)
         if fwd is None:
             return
+        if fwd.timer is not None:
+            fwd.timer.cancel()
         fwd.responder.serving.discard(sid)
         fwd.requester.awaiting.discard(sid)
         fwd.requester.request_finished()
         if reply.reply_to != fwd.request.message_id:
             reply = reply.model_copy(update={"reply_to": fwd.request.message_id})
-        fwd.requester.send(reply)
+        try:
+            fwd.requester.send(reply)
+        except IPCError as exc:  # the responder's answer cannot be re-encoded
+            fwd.requester.send(error_response(fwd.request, ErrorCode.HANDLER_ERROR, f"the responder's answer cannot be relayed: {exc}"))
         self._maybe_drained()
 
-    # -- periodic sweep: heartbeats (§9) and forwarded deadlines (§6.2) ----
+    # -- periodic sweep: heartbeats (§9) ------------------------------------
 
     async def _sweep(self) -> None:
         interval = self.config.heartbeat_interval_s
@@ -647,19 +669,15 @@ class IPCServer:
             hb = conn.heartbeat
             if hb is None or conn.state is not ConnState.OPEN:
                 continue
+            if conn.reading_paused:
+                hb.received(now)  # we stopped reading (§12); the peer is not silent
             action = hb.poll(now)
             if action is HeartbeatAction.PING:
                 conn.send(ping_request(conn.app_id))
             elif action is HeartbeatAction.DEAD:
                 log.info("closing %s (%s): silent for %.1f s", conn.connection_id, conn.peer, now - hb.last_received)
                 conn.abort()
-        expired = [sid for sid, fwd in self._forwarded.items() if fwd.deadline is not None and fwd.deadline <= now]
-        for sid in expired:
-            fwd = self._forwarded[sid]
-            self.stats.count_error(ErrorCode.TIMEOUT)
-            self._finish_forwarded(
-                sid, error_response(fwd.request, ErrorCode.TIMEOUT, f"no answer from the responder within {fwd.request.timeout_ms:g} ms")
-            )
+
 
 
 @functools.lru_cache(maxsize=4096)

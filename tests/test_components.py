@@ -176,3 +176,8 @@ def test_config_rejects_unknown_and_invalid_values(tmp_path: Path) -> None:
         ServerConfig(max_frame_size=0)
     with pytest.raises(ValueError):
         ServerConfig(log_level="LOUD")
+
+
+def test_config_token_is_any_string_and_heartbeat_zero_is_off() -> None:
+    cfg = load_config(env={"IPC_SERVER_TOKEN": "none", "IPC_SERVER_HEARTBEAT_INTERVAL_S": "0"})
+    assert cfg.token == "none" and not cfg.heartbeat_interval_s

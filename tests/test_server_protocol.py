@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from ipc_client import IPCClient
 from ipc_protocol import encode_frame
 from ipc_server import IPCServer
 
@@ -257,3 +258,96 @@ async def test_slow_consumer_is_cut_off_others_are_not() -> None:
             assert server.stats.slow_consumers == 1
             assert server.stats.errors["slow_consumer"] == 1
         await slow.close()
+
+
+async def test_refused_login_does_not_disturb_the_apps_clients() -> None:
+    async with IPCServer("127.0.0.1", 0, token="s3cret") as server:
+        good = IPCClient("shop", "127.0.0.1", server.port, token="s3cret", reconnect=False)
+        await good.connect()
+        await good.subscribe("news", lambda m: None)
+        intruder = await RawPeer.open(server.port)
+        intruder.send(frame("request", "system", {"action": "connect", "protocol": 2, "token": "x"}, app_id="shop"))
+        assert (await intruder.closed())[0].error.code == "unauthorized"
+        assert await good.publish("news", 1, ack=True) == 1
+        assert (await good.health_check())["healthy"]
+        await good.disconnect()
+        await intruder.close()
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1E+308000", b"1" + b"0" * 400 + b".5"])
+async def test_numbers_that_overflow_are_bad_frames(raw, make_client, number: bytes) -> None:
+    sub = await make_client()
+    await sub.subscribe("t", lambda m: None)
+    peer = await raw()
+    await peer.handshake()
+    peer.send_raw(encode_frame(b'{"message_id":"x","app_id":"app","channel_id":"t","message_type":"publish","payload":' + number + b"}"))
+    assert [m.error.code for m in await peer.closed()] == ["bad_frame"]
+    assert (await sub.health_check())["healthy"]
+
+
+async def test_big_integers_and_exponents_that_fit_are_fine(make_client) -> None:
+    c = await make_client()
+    inbox: asyncio.Queue = asyncio.Queue()
+    await c.subscribe("n", inbox.put_nowait)
+    await c.publish("n", {"big": 10**400, "small": 1e-300, "e": 1.5e300})
+    got = (await asyncio.wait_for(inbox.get(), 5)).payload
+    assert got == {"big": 10**400, "small": 1e-300, "e": 1.5e300}
+
+
+async def test_connection_ids_stay_unique_when_clients_propose_colliding_names(raw) -> None:
+    ids = []
+    for proposal in ("x", "x", "x-1", "x-2", "x"):
+        peer = await raw()
+        peer.send(frame("request", "system", {"action": "connect", "protocol": 2, "connection_id": proposal}))
+        ids.append((await peer.recv()).payload["connection_id"])
+    assert len(set(ids)) == len(ids)
+
+
+async def test_services_view_shows_the_handler_that_wins(server, make_client) -> None:
+    server.add_handler("calc", lambda m: "server")
+    worker = await make_client()
+    await worker.serve("calc", lambda m: "worker")
+    caller = await make_client()
+    assert (await caller.system("services"))["services"] == {"calc": 0}
+    assert await caller.request("calc") == "server"
+
+
+async def test_reading_paused_at_the_inflight_limit_is_not_silence() -> None:
+    """A client at max_inflight is not read from; the heartbeat must not kill it."""
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=2, heartbeat_interval_s=0.1) as server:
+        release = asyncio.Event()
+
+        @server.handler("slow")
+        async def slow(msg):
+            await release.wait()
+            return "done"
+
+        async with IPCClient("app", "127.0.0.1", server.port, heartbeat_interval=10) as c:
+            calls = [asyncio.ensure_future(c.request("slow", timeout=10)) for _ in range(3)]
+            conn = next(iter(server.connections))
+            while not conn.reading_paused:
+                await asyncio.sleep(0.01)
+            for _ in range(6):  # three times the 2-interval death sentence
+                server._sweep_once(server.loop.time() + 1)
+            release.set()
+            assert await asyncio.gather(*calls) == ["done"] * 3
+
+
+async def test_handlers_are_cancelled_when_their_requester_leaves(server) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    @server.handler("long")
+    async def long(msg):
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    peer = await RawPeer.open(server.port)
+    await peer.handshake(protocol=None)  # a v1 request carries no deadline
+    peer.send(frame("request", "long", None, message_id="r"))
+    await asyncio.wait_for(started.wait(), 5)
+    await peer.close()
+    await asyncio.wait_for(cancelled.wait(), 5)
