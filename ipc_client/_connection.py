@@ -32,6 +32,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
         self._loop = asyncio.get_running_loop()
+        self._drain: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -56,7 +57,24 @@ class ClientConnection(asyncio.Protocol):
             self.error = exc
             self.abort()
 
+    # -- write backpressure: callers await drain() while the buffer is full --
+
+    def pause_writing(self) -> None:
+        if self._drain is None:
+            self._drain = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is over its high-water mark."""
+        if self._drain is not None:
+            await asyncio.shield(self._drain)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()  # release writers; their next write sees the closed connection
         if self.error is None:
             self.error = exc
         if not self.closed.done():

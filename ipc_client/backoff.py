@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 __all__ = ["Backoff", "DEFAULT_INITIAL_DELAY_S", "DEFAULT_MAX_DELAY_S", "DEFAULT_MULTIPLIER", "DEFAULT_JITTER"]
 
-DEFAULT_INITIAL_DELAY_S = 0.1
-DEFAULT_MAX_DELAY_S = 10.0
+# The same defaults as the Node client (reconnectDelay 500 ms, 30 s, x2, ±50 %).
+DEFAULT_INITIAL_DELAY_S = 0.5
+DEFAULT_MAX_DELAY_S = 30.0
 DEFAULT_MULTIPLIER = 2.0
-DEFAULT_JITTER = 0.2
+DEFAULT_JITTER = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,7 +24,7 @@ class Backoff:
     initial_delay: delay before the first retry, seconds.
     max_delay: cap on any delay, seconds.
     multiplier: growth factor per attempt.
-    jitter: fraction of the delay added or removed at random (0.2 = ±20 %),
+    jitter: fraction of the delay added or removed at random (0.5 = ±50 %),
         so clients that lost the same server do not return in lock step.
     """
 

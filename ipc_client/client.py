@@ -11,6 +11,7 @@ registrations before anything else is sent.
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import uuid
@@ -29,6 +30,7 @@ from ipc_protocol import (
     MessageType,
     NotConnected,
     RequestTimeout,
+    encode_frame,
     encode_message,
     error_from_wire,
     is_reserved,
@@ -36,10 +38,9 @@ from ipc_protocol import (
     validate_channel,
     validate_pattern,
 )
-from ipc_protocol import Forbidden
+from ipc_protocol import FrameTooLarge, Forbidden, Unauthorized
 from ipc_protocol import __version__ as _version
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
-from ipc_protocol.framing import frame_header
 from ipc_protocol.messages import connect_request, error_info_from_exception, error_response, ping_request, response_to
 
 from ._connection import ClientConnection
@@ -52,6 +53,8 @@ log = logging.getLogger("ipc_client")
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 CLIENT_NAME = f"ipc-bridge-python/{_version}"
+_EXPIRED_MEMORY = 1024  # timed-out request ids remembered to drop late answers
+_SUB_CACHE_LIMIT = 4096
 
 Handler = Callable[[Message], Any]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -114,6 +117,8 @@ class IPCClient:
         initial_delay, max_delay, multiplier, jitter: the reconnect backoff,
             ``min(initial_delay * multiplier**n, max_delay)`` ± ``jitter``.
         token: shared secret for servers that require one.
+        max_frame_size: largest frame body to send or accept, bytes; the
+            server's advertised limit applies too (the smaller wins).
         expose_stacks: send handler stack traces to requesters.
         on_connected, on_disconnected, on_error: callbacks (sync or async).
     """
@@ -180,6 +185,10 @@ class IPCClient:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected_at: float | None = None
+        # Ids of requests that timed out locally: their late answers are
+        # dropped quietly instead of being reported as stray errors.
+        self._expired: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._max_send: int | None = max_frame_size
         self._reconnects = 0
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
             if cb is not None:
@@ -269,8 +278,12 @@ class IPCClient:
         self._emit("connecting")
         try:
             await self._open()
+            if self._state is not ConnectionState.CONNECTING:  # disconnect() ran meanwhile
+                self._abandon()
+                raise NotConnected("disconnect() was called while connecting")
         except BaseException as exc:
-            self._set_state(ConnectionState.DISCONNECTED)
+            if self._state is ConnectionState.CONNECTING:
+                self._set_state(ConnectionState.DISCONNECTED)
             if isinstance(exc, IPCError) and not isinstance(exc, (ConnectionLost, RequestTimeout)):
                 raise
             if isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)):
@@ -280,10 +293,17 @@ class IPCClient:
         self._emit("connected", self.get_connection_info())
         return True
 
+    def _abandon(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+        self._drop_connection(conn, ConnectionLost("the client disconnected"))
+
     async def disconnect(self) -> None:
         """Close the connection and stop reconnecting; pending calls fail with ConnectionLost."""
         if self._state in (ConnectionState.DISCONNECTED, ConnectionState.DISCONNECTING):
             return
+        was_connected = self._state is ConnectionState.CONNECTED
         self._set_state(ConnectionState.DISCONNECTING)
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
@@ -299,7 +319,8 @@ class IPCClient:
         self._set_state(ConnectionState.DISCONNECTED)
         for task in list(self._tasks):
             task.cancel()
-        self._emit("disconnected", None)
+        if was_connected:  # while reconnecting, "disconnected" was already emitted
+            self._emit("disconnected", None)
 
     async def __aenter__(self) -> IPCClient:
         await self.connect()
@@ -329,8 +350,11 @@ class IPCClient:
             self.legacy = "protocol" not in payload
             self.server_info = dict(payload)
             self.connection_id = str(payload.get("connection_id") or self.connection_id)
-            if not self.legacy and isinstance(payload.get("max_frame_size"), int) and self.max_frame_size is None:
-                conn.decoder.max_frame_size = payload["max_frame_size"]
+            advertised = payload.get("max_frame_size")
+            if not self.legacy and isinstance(advertised, int) and advertised > 0:
+                # Send and accept no more than both sides allow (§1.1).
+                self._max_send = advertised if self.max_frame_size is None else min(advertised, self.max_frame_size)
+                conn.decoder.max_frame_size = self._max_send
             self._start_heartbeat(conn, payload)
             await self._restore(conn, deadline)
         except BaseException:
@@ -356,15 +380,25 @@ class IPCClient:
         return reply
 
     async def _restore(self, conn: ClientConnection, deadline: float) -> None:
-        """Resubscribe and re-register responders before anything else goes out."""
-        calls = [self._subscribe_frame(conn, p, serve=False, deadline=deadline) for p in self._subscriptions]
-        calls += [self._subscribe_frame(conn, c, serve=True, deadline=deadline) for c in self._services]
-        if calls:
-            await asyncio.gather(*calls)
-        for channel in self._services:
-            registration = self._service_acks.get(channel)
-            if registration is not None:
-                registration._settle(None)
+        """Resubscribe and re-register responders before anything else goes out.
+
+        Loops until nothing is left: ``subscribe``/``serve`` calls made while
+        this runs are picked up too, so none is lost to the race.
+        """
+        done: set[tuple[bool, str]] = set()
+        while True:
+            todo = [(False, p) for p in self._subscriptions if (False, p) not in done]
+            todo += [(True, c) for c in self._services if (True, c) not in done]
+            if not todo:
+                return
+            await asyncio.gather(*(self._restore_one(conn, serve, name, deadline) for serve, name in todo))
+            done.update(todo)
+
+    async def _restore_one(self, conn: ClientConnection, serve: bool, name: str, deadline: float) -> None:
+        await self._subscribe_frame(conn, name, serve=serve, deadline=deadline)
+        registration = self._service_acks.get(name) if serve else None
+        if registration is not None:
+            registration._settle(None)
 
     # -- connection events ---------------------------------------------------
 
@@ -412,9 +446,17 @@ class IPCClient:
                 return
             try:
                 await self._open()
+            except Unauthorized as exc:  # retrying cannot fix credentials
+                log.error("reconnect refused: %s", exc)
+                self._set_state(ConnectionState.DISCONNECTED)
+                self._emit("reconnect_failed", attempt)
+                return
             except (OSError, IPCError, asyncio.TimeoutError) as exc:
                 log.debug("reconnect attempt %d failed: %s", attempt, exc)
                 continue
+            if self._state is not ConnectionState.RECONNECTING:  # disconnect() ran meanwhile
+                self._abandon()
+                return
             self._reconnects += 1
             self._reconnect_task = None
             self._set_state(ConnectionState.CONNECTED)
@@ -474,6 +516,8 @@ class IPCClient:
                     conn.heartbeat.pong_received(asyncio.get_running_loop().time())
                     self._emit("heartbeat", {"latency_s": conn.heartbeat.latency_s})
                 return
+            if msg.reply_to is not None and msg.reply_to in self._expired:
+                return  # the answer to a request that already timed out here
             if msg.error is not None:
                 # An error that answers nothing we wait for (§6.4).
                 self._emit("error", error_from_wire(msg.error.model_dump()))
@@ -490,7 +534,11 @@ class IPCClient:
     def _deliver(self, msg: Message) -> None:
         handlers = self._sub_cache.get(msg.channel_id)
         if handlers is None:
-            handlers = [h for p, hs in self._subscriptions.items() if pattern_matches(p, msg.channel_id) for h in hs]
+            # Each handler once, even when several of its patterns match.
+            matching = (h for p, hs in self._subscriptions.items() if pattern_matches(p, msg.channel_id) for h in hs)
+            handlers = list(dict.fromkeys(matching))
+            if len(self._sub_cache) >= _SUB_CACHE_LIMIT:
+                self._sub_cache.clear()
             self._sub_cache[msg.channel_id] = handlers
         for handler in handlers:
             try:
@@ -545,18 +593,18 @@ class IPCClient:
 
     # -- outgoing ------------------------------------------------------------
 
+    def _frame(self, msg: Message) -> bytes:
+        """Encode ``msg``; refuse locally what the server would refuse (§1.1)."""
+        body = encode_message(msg, legacy=self.legacy)
+        if self._max_send is not None and len(body) > self._max_send:
+            raise FrameTooLarge(len(body), self._max_send)
+        return encode_frame(body)
+
     def _write(self, conn: ClientConnection, msg: Message) -> None:
         """The one choke point for outgoing frames."""
         if not conn.is_open:
             raise ConnectionLost("the connection is closed")
-        body = encode_message(msg, legacy=self.legacy)
-        conn.write(frame_header(len(body)) + body)
-
-    def _send_now(self, msg: Message) -> None:
-        conn = self._conn
-        if conn is None or not conn.is_open or self._state is not ConnectionState.CONNECTED:
-            raise NotConnected(f"not connected ({self._state.value})")
-        self._write(conn, msg)
+        conn.write(self._frame(msg))
 
     async def _call(self, conn: ClientConnection, msg: Message, deadline: float) -> Message:
         """Write a request-like message and wait for the response answering it."""
@@ -564,18 +612,19 @@ class IPCClient:
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise RequestTimeout(f"request on {msg.channel_id!r} timed out before it was sent")
-        body = encode_message(msg, legacy=self.legacy)
+        frame = self._frame(msg)
         fut: asyncio.Future[Message] = loop.create_future()
         timer = loop.call_later(remaining, self._expire, msg.message_id, msg.channel_id, remaining)
         self._pending[msg.message_id] = (fut, timer)
         try:
             if not conn.is_open:
                 raise ConnectionLost("the connection is closed")
-            conn.write(frame_header(len(body)) + body)
+            conn.write(frame)
         except BaseException:
             self._pending.pop(msg.message_id, None)
             timer.cancel()
             raise
+        await conn.drain()
         reply = await fut
         if reply.error is not None:
             raise error_from_wire(reply.error.model_dump())
@@ -585,6 +634,9 @@ class IPCClient:
 
     def _expire(self, message_id: str, channel: str, timeout: float) -> None:
         entry = self._pending.pop(message_id, None)
+        self._expired[message_id] = None
+        if len(self._expired) > _EXPIRED_MEMORY:
+            self._expired.popitem(last=False)
         if entry is not None and not entry[0].done():
             entry[0].set_exception(RequestTimeout(f"no response on {channel!r} within {timeout:.3g} s"))
 
@@ -633,8 +685,9 @@ class IPCClient:
     async def notify(self, channel: str, data: Any = None, *, headers: dict[str, str] | None = None) -> None:
         """A one-way request: routed like a request, never answered."""
         validate_channel(channel)
-        await self._ready_connection(asyncio.get_running_loop().time() + self.request_timeout)
-        self._send_now(Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers))
+        conn = await self._ready_connection(asyncio.get_running_loop().time() + self.request_timeout)
+        self._write(conn, Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers))
+        await conn.drain()
 
     # -- public API: pub/sub ---------------------------------------------------
 
@@ -661,6 +714,7 @@ class IPCClient:
         msg = Message.build(MessageType.PUBLISH, self.app_id, channel, data, headers=headers, ack=True if ack and not self.legacy else None)
         if not msg.ack:
             self._write(conn, msg)
+            await conn.drain()  # a fast publisher waits for a slow socket
             return None
         reply = await self._call(conn, msg, deadline)
         return int(reply.payload.get("delivered", 0)) if isinstance(reply.payload, dict) else 0
@@ -678,6 +732,10 @@ class IPCClient:
         first = channel not in self._subscriptions
         self._subscriptions.setdefault(channel, []).append(handler)
         self._sub_cache.clear()
+        if self._state in (ConnectionState.CONNECTING, ConnectionState.RECONNECTING):
+            # The restore in progress picks it up; return once it is registered.
+            await self._until_connected(asyncio.get_running_loop().time() + self.request_timeout)
+            return
         if first and self._state is ConnectionState.CONNECTED and self._conn is not None:
             try:
                 await self._subscribe_frame(self._conn, channel, serve=False)

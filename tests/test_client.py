@@ -182,3 +182,130 @@ async def test_serve_before_the_event_loop_runs(server) -> None:
         return asyncio.run(main())
 
     assert await asyncio.wait_for(asyncio.to_thread(setup_then_run), WAIT_S) == "registered early"
+
+
+async def test_disconnect_while_connecting_leaves_nothing_open(server) -> None:
+    c = IPCClient("app", "127.0.0.1", server.port)
+    connecting = asyncio.ensure_future(c.connect())
+    await asyncio.sleep(0)  # connect() is now waiting on TCP
+    await c.disconnect()
+    with pytest.raises(NotConnected):
+        await connecting
+    assert c.state is ConnectionState.DISCONNECTED
+    while server.connections:  # the server sees the connection go away
+        await asyncio.sleep(0.01)
+
+
+async def test_frames_over_the_advertised_limit_are_refused_locally() -> None:
+    from ipc_protocol import FrameTooLarge
+    from ipc_server import IPCServer
+
+    async with IPCServer("127.0.0.1", 0, max_frame_size=1024) as server:
+        async with IPCClient("app", "127.0.0.1", server.port) as c:
+            with pytest.raises(FrameTooLarge):
+                await c.publish("x", "y" * 2000)
+            with pytest.raises(FrameTooLarge):
+                await c.send_request("x", "y" * 2000)
+            assert (await c.health_check())["healthy"]  # the connection survived
+
+
+async def test_a_handler_on_overlapping_patterns_runs_once(make_client) -> None:
+    sub, pub = await make_client(), await make_client()
+    calls: list[str] = []
+    await sub.subscribe("orders.*", calls.append)
+    await sub.subscribe("orders.>", calls.append)
+    await sub.subscribe("fence", calls.append)
+    await pub.publish("orders.1", 1)
+    await pub.publish("fence", 2)
+    while len(calls) < 2:
+        await asyncio.sleep(0.01)
+    assert [m.channel_id for m in calls] == ["orders.1", "fence"]
+
+
+async def test_late_answers_to_timed_out_requests_are_not_reported_as_errors(server, make_client) -> None:
+    errors: list = []
+    worker = await make_client()
+    await worker.serve("hang", lambda m: asyncio.sleep(3600))
+    c = await make_client(on_error=errors.append)
+    with pytest.raises(RequestTimeout):
+        await c.request("hang", timeout=0.1)
+    while server.stats.errors["timeout"] < 1:  # the server's own timeout answer went out
+        await asyncio.sleep(0.01)
+    await c.health_check()  # a fence: everything sent before it has been read
+    assert errors == []
+
+
+async def test_subscribe_and_serve_during_a_reconnection_are_not_lost(spawn) -> None:
+    srv = await spawn("-m", "ipc_server", "--port", "0")
+    port = srv.port
+    c = IPCClient("app", "127.0.0.1", port, initial_delay=0.05, max_delay=0.1)
+    await c.connect()
+    srv.proc.kill()
+    srv.proc.wait()
+    while c.state is not ConnectionState.RECONNECTING:
+        await asyncio.sleep(0.01)
+    inbox: asyncio.Queue = asyncio.Queue()
+    registration = c.serve("late.svc", lambda m: "served")
+    subscribing = asyncio.ensure_future(c.subscribe("late.news", inbox.put_nowait))
+    await spawn("-m", "ipc_server", "--port", str(port))
+    await asyncio.wait_for(subscribing, WAIT_S)
+    await asyncio.wait_for(registration, WAIT_S)
+    services = await c.system("services")
+    assert services["services"] == {"late.svc": 1}
+    assert await c.request("late.svc") == "served"
+    assert await c.publish("late.news", 1, ack=True) == 1
+    await c.disconnect()
+
+
+async def test_reconnect_gives_up_when_credentials_are_refused(spawn) -> None:
+    srv = await spawn("-m", "ipc_server", "--port", "0", "--token", "old")
+    port = srv.port
+    c = IPCClient("app", "127.0.0.1", port, token="old", initial_delay=0.01, max_delay=0.05)
+    failed = asyncio.get_running_loop().create_future()
+    c.on("reconnect_failed", lambda n: failed.done() or failed.set_result(n))
+    await c.connect()
+    srv.proc.kill()
+    srv.proc.wait()
+    await spawn("-m", "ipc_server", "--port", str(port), "--token", "new")
+    await asyncio.wait_for(failed, WAIT_S)
+    assert c.state is ConnectionState.DISCONNECTED
+
+
+async def test_publish_waits_for_a_socket_that_cannot_drain() -> None:
+    """A peer that stops reading: publish() blocks instead of buffering without bound."""
+    import json
+
+    from ipc_protocol import encode_frame
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        header = await reader.readexactly(4)
+        hello = json.loads(await reader.readexactly(int.from_bytes(header, "big")))
+        reply = {"message_id": "r", "app_id": "app", "channel_id": "system", "message_type": "response",
+                 "payload": {"status": "connected", "connection_id": "c", "protocol": 2, "heartbeat_interval_ms": 0,
+                             "max_frame_size": 1 << 24}, "timestamp": 0, "reply_to": hello["message_id"]}
+        writer.write(encode_frame(json.dumps(reply).encode()))
+        await asyncio.sleep(3600)  # then never read again
+
+    stub = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = stub.sockets[0].getsockname()[1]
+    c = IPCClient("app", "127.0.0.1", port, reconnect=False)
+    await c.connect()
+    sent = 0
+
+    async def flood() -> None:
+        nonlocal sent
+        for _ in range(1000):
+            await c.publish("x", "z" * 65536)
+            sent += 1
+
+    task = asyncio.ensure_future(flood())
+    conn = c._conn
+    while conn._drain is None:  # the transport reported its buffer full
+        await asyncio.sleep(0.01)
+    before = sent
+    await asyncio.sleep(0.1)
+    assert sent == before and not task.done()  # blocked, not buffering on
+    assert conn.transport.get_write_buffer_size() < 2 * 1024 * 1024
+    task.cancel()
+    await c.disconnect()
+    stub.close()
