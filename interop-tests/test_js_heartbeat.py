@@ -47,6 +47,18 @@ async def test_node_notices_a_stopped_server_and_recovers_when_it_continues(hand
     assert (await agent.call("request", channel="py.echo", payload="back"))["payload"] == "back"
 
 
+async def test_node_does_not_ping_a_server_with_heartbeats_off(start_server, node_agent):
+    # The IPCServer with heartbeat_interval_s=0 advertises heartbeat_interval_ms 0.
+    srv = await start_server("--heartbeat-interval", "0", handlers=True)
+    agent = await node_agent(srv.port)
+    info = await agent.call("info")
+    assert (info["heartbeatIntervalMs"], info["heartbeatTimeoutMs"]) == (None, None)
+    # An interval set in the options still applies.
+    explicit = await node_agent(srv.port, heartbeatInterval=100)
+    assert (await explicit.call("info"))["heartbeatIntervalMs"] == 100
+    assert (await explicit.call("health"))["healthy"] is True
+
+
 async def test_python_server_pings_keep_an_idle_node_client_connected(start_server, node_agent):
     srv = await start_server("--heartbeat-interval", "0.2")
     # The client's own interval is long, so only the server pings.

@@ -14,6 +14,7 @@ import pytest
 
 ipc_framework = pytest.importorskip("ipc_framework")
 from ipc_framework import FrameworkClient, FrameworkServer  # noqa: E402
+from ipc_framework.core import MessageType as LegacyType  # noqa: E402
 
 from conftest import WAIT_S  # noqa: E402
 
@@ -83,3 +84,32 @@ async def test_legacy_python_client_receives_node_publications_through_our_serve
         assert received[0] == {"n": 1}
     finally:
         await asyncio.to_thread(legacy.disconnect)
+
+
+async def test_node_client_gets_legacy_error_answers_as_errors_and_checks_health_without_pinging(sent_frames, legacy_server, node_agent):
+    # A 1.1.x handler answers an error the §10 way: a payload that is exactly {"error": {...}}.
+    def reply(msg, payload):
+        conn = legacy_server.connection_manager.get_connection(msg.payload["connection_id"])
+        legacy_server.send_to_connection(conn, msg.create_response(payload))
+
+    app = legacy_server.create_application("legacy")
+    app.create_channel("fail").set_handler(
+        LegacyType.REQUEST, lambda msg: reply(msg, {"error": {"code": "handler_error", "message": "bad value", "remote_type": "ValueError"}})
+    )
+    app.create_channel("gone").set_handler(LegacyType.REQUEST, lambda msg: reply(msg, {"error": {"code": "no_responders", "message": "nobody"}}))
+    app.create_channel("echo").set_handler(LegacyType.REQUEST, lambda msg: reply(msg, {"echo": msg.payload.get("value"), "error": None}))
+    agent = await node_agent(legacy_server.port, app_id="legacy")
+    cid = (await agent.call("info"))["connectionId"]
+
+    err = await agent.call_error("request", channel="fail", payload={"connection_id": cid})
+    assert (err["code"], err["name"], err["remoteType"], err["message"]) == ("handler_error", "HandlerError", "ValueError", "bad value")
+    err = await agent.call_error("request", channel="gone", payload={"connection_id": cid})
+    assert (err["code"], err["name"]) == ("no_responders", "NoRespondersError")
+    # A payload with other keys besides "error" is an ordinary result.
+    res = await agent.call("request", channel="echo", payload={"connection_id": cid, "value": 7})
+    assert res["payload"] == {"echo": 7, "error": None}
+
+    # A 1.1.x server never answers pings: health comes from the connection state.
+    health = await agent.call("health")
+    assert (health["healthy"], health["latencyMs"], health["state"]) == (True, None, "connected")
+    assert not any(isinstance(f["payload"], dict) and f["payload"].get("action") == "ping" for f in sent_frames)

@@ -114,15 +114,17 @@ async def test_apps_are_isolated(server, node_agent, py_client):
     assert (await other.wait_event("message"))["payload"] == 2
 
 
-async def test_publish_on_reserved_channel_is_refused(server, node_agent):
+async def test_node_refuses_reserved_publish_locally(server, node_agent):
+    # As the Python client does: ForbiddenError at once, with or without an
+    # ack, and nothing is sent (§4.4), so no error frame comes back either.
     agent = await node_agent(server.port)
-    err = await agent.call_error("publish", channel="$sys.services", payload=1, ack=True)
-    assert err["code"] == "forbidden"
-    # Without an ack, the refusal still comes back as an error frame (§5.5),
-    # surfaced on the 'error' event; the connection stays open.
-    await agent.call("publish", channel="system.x", payload=1)
-    ev = await agent.wait_event("error")
-    assert ev["error"]["code"] == "forbidden"
+    for channel in ("$sys.services", "system.x", "system"):
+        for ack in (True, False):
+            err = await agent.call_error("publish", channel=channel, payload=1, ack=ack)
+            assert (err["code"], err["name"]) == ("forbidden", "ForbiddenError"), (channel, ack)
+    stats = (await agent.call("request", channel="system", payload={"action": "stats"}))["payload"]
+    assert stats["errors"].get("forbidden", 0) == 0  # the server never saw them
+    assert agent.count("error") == 0
     assert (await agent.call("health"))["healthy"] is True
 
 

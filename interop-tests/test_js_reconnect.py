@@ -79,6 +79,22 @@ async def test_reconnect_attempts_are_bounded(server, node_agent):
     assert (await agent.call("info"))["state"] == "closed"
 
 
+async def test_reconnection_refused_as_unauthorized_gives_up(start_server, node_agent):
+    srv = await start_server("--token", "first")
+    port = srv.port
+    agent = await node_agent(port, token="first", reconnectAttempts=1000, **FAST)
+    await srv.kill()
+    await agent.wait_event("reconnecting")
+    await start_server("--token", "second", port=port)  # the old token is refused now
+    await agent.wait_event("close", timeout=WAIT_S)
+    ev = await agent.wait_event("error", lambda e: e["error"]["cause"] == "unauthorized")
+    assert ev["error"]["code"] == "connection_lost"
+    assert agent.count("reconnected") == 0
+    assert (await agent.call("info"))["state"] == "closed"
+    err = await agent.call_error("request", channel="a.b", payload=1)
+    assert err["code"] == "not_connected"
+
+
 async def test_graceful_shutdown_answers_shutting_down_then_node_reconnects(start_server, node_agent):
     srv = await start_server(handlers=True)
     agent = await node_agent(srv.port, **FAST)

@@ -51,6 +51,32 @@ async def test_node_request_times_out_on_a_slow_python_handler(handler_server, n
     assert err["code"] == "timeout"
 
 
+async def test_server_timeout_arriving_after_the_local_timeout_is_not_an_error_event(handler_server, node_agent):
+    agent = await node_agent(handler_server.port)
+    err = await agent.call_error("request", channel="py.slow", payload=5, timeoutMs=300)
+    assert err["code"] == "timeout"
+    # The server answers `timeout` itself at its own deadline, a little after
+    # the client's. Once its stats count it, that frame was written before
+    # the stats reply, so Node has read it by the time the reply arrives.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while (await agent.call("request", channel="system", payload={"action": "stats"}))["payload"]["errors"].get("timeout", 0) < 1:
+        assert loop.time() < deadline, "the server never answered timeout"
+    assert agent.count("error") == 0, [e for e in agent.events if e["event"] == "error"]
+
+
+async def test_node_serving_a_channel_twice_is_refused_and_keeps_the_first_handler(server, node_agent, py_client):
+    agent = await node_agent(server.port)
+    await agent.call("serve", channel="dup.add", kind="add")
+    err = await agent.call_error("serve", channel="dup.add", kind="echo")
+    assert "already served" in err["message"]
+    py = await py_client(server.port)
+    assert (await py.send_request("dup.add", {"a": 1, "b": 2}, timeout=WAIT_S)).payload == 3
+    await agent.call("unserve", channel="dup.add")
+    await agent.call("serve", channel="dup.add", kind="echo")  # allowed again after unserve
+    assert (await py.send_request("dup.add", "again", timeout=WAIT_S)).payload == "again"
+
+
 async def test_no_responders_reaches_node(server, node_agent):
     agent = await node_agent(server.port)
     err = await agent.call_error("request", channel="nobody.home", payload=1)

@@ -144,13 +144,15 @@ export interface IPCClientOptions {
   reconnect?: boolean;
   /** Consecutive failed attempts before giving up. Default Infinity. */
   reconnectAttempts?: number;
-  /** First backoff delay, doubled per attempt. Default 500. */
+  /** First backoff delay, multiplied by reconnectMultiplier per attempt. Default 500. */
   reconnectDelay?: number;
   /** Backoff cap. Default 30000. */
   reconnectDelayMax?: number;
+  /** Growth factor of the backoff delay per attempt (>= 1). Default 2. */
+  reconnectMultiplier?: number;
   /** Spread of each delay: 0.5 means delay * [0.5, 1.5). Default 0.5. */
   reconnectJitter?: number;
-  /** Ping after this much silence; null = the server's advertised interval. Default null. */
+  /** Ping after this much silence; null = the server's advertised interval (0 there = no pings). Default null. */
   heartbeatInterval?: number | null;
   /** Declare the connection dead after this much silence; null = 2 x interval. Default null. */
   heartbeatTimeout?: number | null;
@@ -164,9 +166,13 @@ export interface IPCClientOptions {
   connectionId?: string | null;
   /** Calls that may wait for a reconnection at once; more reject with queue_full. Default 1024. */
   maxQueued?: number;
-  /** Async handlers running at once before the socket is paused. Default 1024. */
+  /**
+   * Async handlers running at once; further inbound requests and publishes
+   * wait in arrival order (responses and pings never wait). Past 4x this
+   * many waiting, and with no call awaiting its answer, the socket is paused. Default 1024.
+   */
   highWaterMark?: number;
-  /** Resume reading when running handlers fall to this. Default 256. */
+  /** A paused socket resumes when the waiting messages fall to this. Default 256. */
   lowWaterMark?: number;
   /** Send responder stack traces in error.remote_stack. Default false. */
   exposeStacks?: boolean;
@@ -190,6 +196,7 @@ export interface HandshakeInfo {
   connectionId: string;
   protocol: number;
   server: string | null;
+  /** The server's advertised interval; 0 = heartbeats off; null = not advertised. */
   heartbeatIntervalMs: number | null;
   maxFrameSize: number;
   /** True for a version-1 (ipc-framework 1.1.x) server. */
@@ -212,6 +219,8 @@ export interface ConnectionInfo {
   pendingRequests: number;
   queuedCalls: number;
   runningHandlers: number;
+  /** Inbound requests/publishes waiting for a handler slot (highWaterMark). */
+  heldMessages: number;
   subscriptions: string[];
   responders: string[];
 }
@@ -260,9 +269,11 @@ export declare class IPCClient extends EventEmitter {
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
 
+  /** Rejects if `channelId` is already served by this client (unserve() it first). */
   serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
   unserve(channelId: string): Promise<void>;
 
+  /** Rejects with ForbiddenError on a reserved channel (`system...`, `$sys...`) without sending. */
   publish(
     channelId: string,
     data: unknown,

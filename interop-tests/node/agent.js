@@ -65,7 +65,7 @@ function payloadOf(cmd) {
 
 /**
  * A responder handler described by data.
- * @param {{kind: string, channel: string, message?: string, errorType?: string, delayMs?: number}} cmd
+ * @param {{kind: string, channel: string, message?: string, errorType?: string, delayMs?: number, target?: string, timeoutMs?: number}} cmd
  * @returns {(msg: object) => unknown}
  */
 function responder(cmd) {
@@ -99,6 +99,9 @@ function responder(cmd) {
         await new Promise((r) => setTimeout(r, cmd.delayMs || 100));
         return msg.payload;
       };
+    case 'relay':
+      // A handler that itself awaits a request (to another responder).
+      return async (msg) => (await client.sendRequest(cmd.target, msg.payload, cmd.timeoutMs)).payload;
     case 'hang':
       return (msg) => {
         report(msg);

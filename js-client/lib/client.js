@@ -19,11 +19,12 @@ const { backoffDelay } = require('./backoff');
 const { Heartbeat, HeartbeatAction } = require('./heartbeat');
 const { Connection, now } = require('./connection');
 const { buildMessage } = require('./envelope');
-const { validateChannel, validatePattern, isPattern, patternMatches } = require('./channels');
+const { validateChannel, validatePattern, isPattern, isReserved, patternMatches } = require('./channels');
 const {
   ErrorCode,
   IpcError,
   ConnectionLostError,
+  ForbiddenError,
   NotConnectedError,
   QueueFullError,
   RemoteError,
@@ -52,6 +53,10 @@ const TRANSITIONS = Object.freeze({
 });
 
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000; // §9.3, when the server does not say
+/** How many ids of calls that expired locally are remembered, to drop their late answers. */
+const SETTLED_IDS_KEPT = 1024;
+/** Held-back inbound messages beyond `highWaterMark` x this pause the socket. */
+const HELD_PAUSE_FACTOR = 4;
 
 /**
  * Whether a value is a promise-like.
@@ -74,6 +79,21 @@ function checkTimeout(timeout) {
     throw new TypeError(`timeout must be a positive number of milliseconds, got ${String(timeout)}`);
   }
   return timeout;
+}
+
+/**
+ * The error object of a version-1 error answer: a payload that is exactly
+ * `{"error": {...}}` (docs/protocol.md §10), else null.
+ * @param {unknown} payload
+ * @returns {object|null}
+ * @private
+ */
+function legacyError(payload) {
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return null;
+  const keys = Object.keys(payload);
+  if (keys.length !== 1 || keys[0] !== 'error') return null;
+  const error = payload.error;
+  return error !== null && typeof error === 'object' && !Array.isArray(error) ? error : null;
 }
 
 /**
@@ -101,6 +121,7 @@ class IPCClient extends EventEmitter {
     this._info = null;
     this._connectionId = this.options.connectionId ?? `node-${randomBytes(6).toString('hex')}`;
     this._pending = new Map(); // message_id -> {resolve, reject, timer}
+    this._settled = new Set(); // message_ids of calls that expired locally, oldest first (bounded)
     this._subscriptions = new Map(); // pattern -> Set<handler>
     this._responders = new Map(); // pattern -> handler, in registration order
     this._waiters = new Set(); // calls waiting for a connection
@@ -110,6 +131,8 @@ class IPCClient extends EventEmitter {
     this._heartbeat = null;
     this._heartbeatTimer = null;
     this._running = 0; // async handlers in flight, for inbound backpressure
+    this._held = []; // inbound requests/publishes waiting for a handler slot, from _heldHead on
+    this._heldHead = 0;
   }
 
   /**
@@ -256,27 +279,28 @@ class IPCClient extends EventEmitter {
    * The handler's return value (or resolved value) is the response payload;
    * a thrown error becomes a `handler_error` response with
    * `remote_type` = `err.name`. A rejected call leaves no registration
-   * behind; a registration is kept across reconnections.
+   * behind; a registration is kept across reconnections. One handler per
+   * channel or pattern: serving it again rejects until unserve().
    *
    * @param {string} channelId a channel or pattern.
    * @param {(msg: object) => unknown} handler receives the request message.
    * @param {{timeout?: number}} [options]
    * @returns {Promise<void>} resolves on the server's ack.
+   * @throws {Error} the channel is already served by this client.
    */
   async serve(channelId, handler, { timeout = this.options.requestTimeout } = {}) {
     validatePattern(channelId);
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    if (this._responders.has(channelId)) {
+      throw new Error(`channel ${JSON.stringify(channelId)} is already served; call unserve() first`);
+    }
     const deadline = now() + checkTimeout(timeout);
-    const previous = this._responders.get(channelId);
     this._responders.set(channelId, handler);
     try {
       if (this._state !== State.CONNECTED) await this._ready(deadline);
       await this._register('subscribe', channelId, true, deadline);
     } catch (err) {
-      if (this._responders.get(channelId) === handler) {
-        if (previous === undefined) this._responders.delete(channelId);
-        else this._responders.set(channelId, previous);
-      }
+      if (this._responders.get(channelId) === handler) this._responders.delete(channelId);
       throw err;
     }
   }
@@ -303,9 +327,11 @@ class IPCClient extends EventEmitter {
    * @param {unknown} data the payload.
    * @param {{ack?: boolean, headers?: Record<string, string>, timeout?: number}} [options]
    * @returns {Promise<{delivered: number|null}|undefined>}
+   * @throws {ForbiddenError} a reserved channel (`system...`, `$sys...`, §4.4), refused before sending.
    */
   async publish(channelId, data, { ack = false, headers, timeout = this.options.requestTimeout } = {}) {
     validateChannel(channelId);
+    if (isReserved(channelId)) throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
     const deadline = now() + checkTimeout(timeout);
     if (this._state !== State.CONNECTED) await this._ready(deadline);
     const msg = buildMessage('publish', this.appId, channelId, data, headers ? { headers } : undefined);
@@ -336,7 +362,9 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Round-trips a ping to the server (§9.1). Never throws.
+   * Round-trips a ping to the server (§9.1). Never throws. A version-1
+   * server never answers pings (§10): then health is the connection state
+   * and `latencyMs` is null.
    *
    * @param {{timeout?: number}} [options] milliseconds, default min(requestTimeout, 5 s).
    * @returns {Promise<{healthy: boolean, state: string, latencyMs: number|null, connectionId: string|null, server: string|null, error?: string}>}
@@ -344,6 +372,8 @@ class IPCClient extends EventEmitter {
   async healthCheck({ timeout = Math.min(this.options.requestTimeout, 5000) } = {}) {
     const base = { state: this._state, connectionId: this._info?.connectionId ?? null, server: this._info?.server ?? null };
     if (this._state !== State.CONNECTED) return { healthy: false, latencyMs: null, ...base, error: ErrorCode.NOT_CONNECTED };
+    const conn = this._conn;
+    if (conn !== null && conn.legacy) return { healthy: !conn.closed, latencyMs: null, ...base };
     const start = now();
     try {
       await this._call(buildMessage('request', this.appId, SYSTEM_CHANNEL, { action: 'ping' }), start + checkTimeout(timeout));
@@ -375,6 +405,7 @@ class IPCClient extends EventEmitter {
       pendingRequests: this._pending.size,
       queuedCalls: this._waiters.size,
       runningHandlers: this._running,
+      heldMessages: this._heldCount(),
       subscriptions: [...this._subscriptions.keys()],
       responders: [...this._responders.keys()]
     };
@@ -534,6 +565,10 @@ class IPCClient extends EventEmitter {
   /**
    * The connection-dropped path: everything pending fails at once, then the
    * reconnect loop starts (single flight).
+   *
+   * The state changes before any event is emitted, so a listener sees the
+   * new state and may call disconnect() (or connect()): 'disconnected' is
+   * emitted once, and what follows the events re-checks the state.
    * @param {Connection} conn
    * @param {Error|null} err
    * @private
@@ -543,16 +578,15 @@ class IPCClient extends EventEmitter {
     const reason = new ConnectionLostError(`the connection was lost${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
     this._detach(reason);
     if (this._state !== State.CONNECTED) return; // failed during restore: _establish() rejects
-    if (err instanceof IpcError) this._emitError(err); // a protocol error or a heartbeat timeout
+    const retry = this.options.reconnect && !(err instanceof UnauthorizedError);
+    const next = retry ? State.RECONNECTING : State.CLOSED;
+    this._setState(next);
+    if (!retry) this._failWaiters(new NotConnectedError('the connection was lost and reconnection is off', { cause: err ?? undefined }));
     this.emit('disconnected', { error: err });
-    if (this.options.reconnect && !(err instanceof UnauthorizedError)) {
-      this._setState(State.RECONNECTING);
-      this._reconnect();
-    } else {
-      this._setState(State.CLOSED);
-      this._failWaiters(new NotConnectedError('the connection was lost and reconnection is off', { cause: err ?? undefined }));
-      this.emit('close');
-    }
+    if (err instanceof IpcError) this._emitError(err); // a protocol error or a heartbeat timeout
+    if (this._state !== next) return; // a listener called disconnect() or connect()
+    if (retry) this._reconnect();
+    else this.emit('close');
   }
 
   /**
@@ -564,6 +598,8 @@ class IPCClient extends EventEmitter {
   _detach(reason) {
     this._conn = null;
     this._running = 0;
+    this._held = []; // requests the server answers responder_lost; at-most-once publishes (§5.3)
+    this._heldHead = 0;
     clearTimeout(this._heartbeatTimer);
     this._heartbeatTimer = null;
     this._heartbeat = null;
@@ -587,9 +623,10 @@ class IPCClient extends EventEmitter {
       while (this._state === State.RECONNECTING) {
         const attempt = ++this._attempt;
         if (attempt > this.options.reconnectAttempts) return this._giveUp(lastError);
-        const { reconnectDelay: initial, reconnectDelayMax: max, reconnectJitter: jitter } = this.options;
-        const delay = backoffDelay(attempt, { initial, max, jitter });
+        const { reconnectDelay: initial, reconnectDelayMax: max, reconnectMultiplier: multiplier, reconnectJitter: jitter } = this.options;
+        const delay = backoffDelay(attempt, { initial, max, multiplier, jitter });
         this.emit('reconnecting', { attempt, delay });
+        if (this._state !== State.RECONNECTING) return; // a listener called disconnect()
         await new Promise((resolve) => {
           const timer = setTimeout(resolve, delay);
           this._wake = () => {
@@ -701,10 +738,12 @@ class IPCClient extends EventEmitter {
       const id = msg.message_id;
       const timer = setTimeout(() => {
         if (this._pending.delete(id)) {
+          this._rememberSettled(id); // its answer may still come: drop it then
           reject(new RequestTimeoutError(`no answer on ${msg.channel_id} within ${Math.round(remaining)} ms`));
         }
       }, remaining);
       this._pending.set(id, { resolve, reject, timer });
+      if (this._conn !== null && this._conn.paused) this._conn.resume(); // its answer must be readable (_admit())
       try {
         this._send(msg);
       } catch (err) {
@@ -713,6 +752,18 @@ class IPCClient extends EventEmitter {
         reject(err);
       }
     });
+  }
+
+  /**
+   * Remembers the id of a call that ended without its answer (a local
+   * timeout), so that a late answer is dropped instead of being taken for
+   * an unsolicited error frame. Bounded: the oldest ids are forgotten.
+   * @param {string} id
+   * @private
+   */
+  _rememberSettled(id) {
+    this._settled.add(id);
+    if (this._settled.size > SETTLED_IDS_KEPT) this._settled.delete(this._settled.values().next().value);
   }
 
   /**
@@ -747,28 +798,111 @@ class IPCClient extends EventEmitter {
   _onMessage(conn, msg) {
     switch (msg.message_type) {
       case 'response':
-        return this._onResponse(msg);
-      case 'publish':
-        return this._onPublish(msg);
+        return this._onResponse(conn, msg);
       case 'request':
         if (msg.channel_id === SYSTEM_CHANNEL) return this._onSystemRequest(conn, msg);
-        return this._onServed(conn, msg, true);
+        return this._admit(conn, msg);
+      case 'publish':
       case 'notification':
-        return this._onServed(conn, msg, false);
+        return this._admit(conn, msg);
       default:
         return undefined; // subscribe/unsubscribe are never sent to clients
     }
   }
 
   /**
-   * Settles the pending call a response answers, or reports an error frame
-   * that answers none (§6.4). A late answer after a local timeout is dropped.
+   * Inbound backpressure for the messages that run application handlers
+   * (requests to serve, notifications, publishes): dispatched at once while
+   * fewer than `highWaterMark` async handlers run, else held back in
+   * arrival order until running handlers finish. Responses and pings never
+   * wait, so a handler that itself awaits a request still gets its reply.
+   *
+   * Only when the held-back queue passes `HELD_PAUSE_FACTOR` x
+   * `highWaterMark` is the socket paused (TCP backpressure on the server),
+   * and never while a call of ours waits for its answer: a paused socket
+   * would hide that answer (a handler awaiting it could never finish).
+   * A call made while paused resumes reading (see _call()).
+   * @param {Connection} conn
    * @param {object} msg
    * @private
    */
-  _onResponse(msg) {
+  _admit(conn, msg) {
+    if (this._heldCount() === 0 && this._running < this.options.highWaterMark) {
+      this._dispatch(conn, msg);
+      return;
+    }
+    this._held.push(msg);
+    if (this._heldCount() > this.options.highWaterMark * HELD_PAUSE_FACTOR && this._pending.size === 0) conn.pause();
+  }
+
+  /**
+   * How many inbound messages are held back.
+   * @returns {number}
+   * @private
+   */
+  _heldCount() {
+    return this._held.length - this._heldHead;
+  }
+
+  /**
+   * Takes the oldest held-back message (a queue over an array: O(1), the
+   * consumed head is dropped in bulk).
+   * @returns {object}
+   * @private
+   */
+  _takeHeld() {
+    const msg = this._held[this._heldHead];
+    this._held[this._heldHead++] = undefined;
+    if (this._heldHead === this._held.length) {
+      this._held = [];
+      this._heldHead = 0;
+    } else if (this._heldHead >= 1024 && this._heldHead * 2 >= this._held.length) {
+      this._held = this._held.slice(this._heldHead);
+      this._heldHead = 0;
+    }
+    return msg;
+  }
+
+  /**
+   * Runs the handlers of one admitted message.
+   * @param {Connection} conn
+   * @param {object} msg
+   * @private
+   */
+  _dispatch(conn, msg) {
+    if (msg.message_type === 'publish') this._onPublish(msg);
+    else this._onServed(conn, msg, msg.message_type === 'request');
+  }
+
+  /**
+   * Dispatches held-back messages while there is room, and resumes a
+   * paused socket once the held-back queue is down to `lowWaterMark`.
+   * @param {Connection} conn
+   * @private
+   */
+  _drainHeld(conn) {
+    while (this._heldCount() > 0 && this._running < this.options.highWaterMark && this._conn === conn) {
+      this._dispatch(conn, this._takeHeld());
+    }
+    if (conn.paused && this._conn === conn && this._heldCount() <= this.options.lowWaterMark) conn.resume();
+  }
+
+  /**
+   * Settles the pending call a response answers, or reports an error frame
+   * that answers none (§6.4). A late answer to a call that already timed
+   * out locally (typically the server's own `timeout`, a little after ours)
+   * is dropped silently.
+   *
+   * From a version-1 server, a payload that is exactly `{"error": {...}}`
+   * is an error answer (§10), as in the Python client.
+   * @param {Connection} conn
+   * @param {object} msg
+   * @private
+   */
+  _onResponse(conn, msg) {
     const pending = msg.reply_to === null ? undefined : this._pending.get(msg.reply_to);
     if (pending === undefined) {
+      if (msg.reply_to !== null && this._settled.delete(msg.reply_to)) return; // a late answer
       if (msg.error) {
         const err = errorFromWire(msg.error);
         err.replyTo = msg.reply_to;
@@ -778,7 +912,8 @@ class IPCClient extends EventEmitter {
     }
     this._pending.delete(msg.reply_to);
     clearTimeout(pending.timer);
-    if (msg.error) pending.reject(errorFromWire(msg.error));
+    const error = msg.error ?? (conn.legacy ? legacyError(msg.payload) : null);
+    if (error) pending.reject(errorFromWire(error));
     else pending.resolve(msg);
   }
 
@@ -852,7 +987,7 @@ class IPCClient extends EventEmitter {
   /**
    * Calls a handler, sync or async. With `conn`, its result (or error) is
    * the response; without, errors go to the 'error' event. Async handlers
-   * count towards the inbound high water mark.
+   * count towards the inbound high water mark (see _admit()).
    * @param {Function} handler
    * @param {object} msg
    * @param {Connection|null} conn
@@ -886,26 +1021,25 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * One more async handler running: pause reading at the high water mark.
+   * One more async handler running.
    * @returns {Connection|null} the connection it counts against.
    * @private
    */
   _track() {
-    const conn = this._conn;
-    if (++this._running >= this.options.highWaterMark && conn !== null) conn.pause();
-    return conn;
+    this._running++;
+    return this._conn;
   }
 
   /**
-   * One async handler done: resume reading at the low water mark. Handlers
-   * of an earlier connection no longer count (the count restarts at 0).
+   * One async handler done: lets held-back messages in. Handlers of an
+   * earlier connection no longer count (the count restarts at 0).
    * @param {Connection|null} conn what _track() returned.
    * @private
    */
   _untrack(conn) {
     if (conn !== this._conn || conn === null) return;
     this._running--;
-    if (conn.paused && this._running <= this.options.lowWaterMark) conn.resume();
+    this._drainHeld(conn);
   }
 
   /**
@@ -942,13 +1076,17 @@ class IPCClient extends EventEmitter {
 
   /**
    * Starts the heartbeat with the server's advertised interval unless the
-   * options override it (§9.2). A version-1 server is never pinged (§10).
+   * options override it (§9.2). A version-1 server is never pinged (§10),
+   * nor a server advertising `heartbeat_interval_ms: 0` (heartbeats off)
+   * unless `heartbeatInterval` is set.
    * @param {Connection} conn
    * @private
    */
   _startHeartbeat(conn) {
     if (conn.legacy) return;
-    const interval = this.options.heartbeatInterval ?? conn.info.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+    const advertised = conn.info.heartbeatIntervalMs;
+    if (this.options.heartbeatInterval === null && advertised === 0) return;
+    const interval = this.options.heartbeatInterval ?? advertised ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
     const timeout = this.options.heartbeatTimeout ?? Math.max(2 * interval, interval + 1);
     this._heartbeat = new Heartbeat(interval, timeout, now());
     this._scheduleHeartbeat();
@@ -966,8 +1104,8 @@ class IPCClient extends EventEmitter {
 
   /**
    * Pings a silent server, or declares it dead and drops the socket, which
-   * starts a reconnection. Time spent paused by our own backpressure is not
-   * the server's silence.
+   * starts a reconnection. Time spent paused by our own backpressure (past
+   * the held-back bound) is not the server's silence.
    * @private
    */
   _onHeartbeat() {

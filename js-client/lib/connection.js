@@ -47,7 +47,7 @@ function now() {
  * @property {string} connectionId the server's name for the connection.
  * @property {number} protocol 2, or 1 for a legacy server (§10).
  * @property {string|null} server the server's name/version.
- * @property {number|null} heartbeatIntervalMs the server's advertised interval.
+ * @property {number|null} heartbeatIntervalMs the server's advertised interval; 0 = heartbeats off, null = not advertised.
  * @property {number|null} maxFrameSize the server's advertised limit.
  * @property {boolean} legacy true for a version-1 server.
  */
@@ -278,7 +278,10 @@ class Connection {
       connectionId: typeof p.connection_id === 'string' ? p.connection_id : this.options.connectionId,
       protocol: legacy ? 1 : p.protocol,
       server: typeof p.server === 'string' ? p.server : null,
-      heartbeatIntervalMs: typeof p.heartbeat_interval_ms === 'number' && p.heartbeat_interval_ms > 0 ? p.heartbeat_interval_ms : null,
+      heartbeatIntervalMs:
+        typeof p.heartbeat_interval_ms === 'number' && Number.isFinite(p.heartbeat_interval_ms) && p.heartbeat_interval_ms >= 0
+          ? p.heartbeat_interval_ms
+          : null,
       maxFrameSize: limit,
       legacy
     });

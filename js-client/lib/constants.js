@@ -50,9 +50,12 @@ const DEFAULTS = Object.freeze({
   reconnect: true,
   /** Consecutive failed attempts before giving up; Infinity never gives up. */
   reconnectAttempts: Infinity,
-  /** First backoff delay; doubles per attempt up to `reconnectDelayMax`. */
+  /** First backoff delay; grows by `reconnectMultiplier` per attempt up to `reconnectDelayMax`. */
   reconnectDelay: 500,
+  /** Cap on any backoff delay. */
   reconnectDelayMax: 30_000,
+  /** Growth factor of the backoff delay per attempt. */
+  reconnectMultiplier: 2,
   /** Random spread applied to each delay: 0.5 means delay * [0.5, 1.5). */
   reconnectJitter: 0.5,
   /** Ping after this much silence; null uses the server's advertised value (§9). */
@@ -69,9 +72,13 @@ const DEFAULTS = Object.freeze({
   connectionId: null,
   /** Calls waiting for a reconnection; past it they reject with queue_full. */
   maxQueued: 1024,
-  /** Handlers running at once before the socket is paused (inbound backpressure). */
+  /**
+   * Async handlers (responders, subscriptions) running at once; further
+   * inbound requests and publishes wait in arrival order (responses and
+   * pings never wait). Past 4x this many waiting, the socket is paused.
+   */
   highWaterMark: 1024,
-  /** Resume reading once running handlers fall to this many. */
+  /** A paused socket resumes once the waiting messages fall to this many. */
   lowWaterMark: 256,
   /** Send stack traces of responder errors in error.remote_stack (§6.3). */
   exposeStacks: false

@@ -76,6 +76,7 @@ function parseOptions(options = {}) {
   checkNumber(o, 'reconnectAttempts', { integer: true, infinite: true });
   checkNumber(o, 'reconnectDelay', {});
   checkNumber(o, 'reconnectDelayMax', {});
+  checkNumber(o, 'reconnectMultiplier', { min: 1 });
   checkNumber(o, 'reconnectJitter', {});
   if (o.reconnectJitter > 1) typeError('reconnectJitter', 'a number between 0 and 1', o.reconnectJitter);
   checkNumber(o, 'heartbeatInterval', { exclusiveMin: true, nullable: true });

@@ -60,6 +60,40 @@ test('backoff - jitter spreads around the base and never passes the cap', () => 
   assert.equal(backoffDelay(10, { ...p, random: () => 0.999 }), 1000);
 });
 
+test('backoff - the unified defaults: 500 ms, x2 per attempt, capped at 30 s, jitter 0.5', () => {
+  const o = parseOptions();
+  assert.deepEqual(
+    [o.reconnectDelay, o.reconnectMultiplier, o.reconnectDelayMax, o.reconnectJitter],
+    [500, 2, 30000, 0.5]
+  );
+  const p = { initial: o.reconnectDelay, max: o.reconnectDelayMax, multiplier: o.reconnectMultiplier, jitter: 0 };
+  assert.deepEqual([1, 2, 3, 7, 8].map((n) => backoffDelay(n, p)), [500, 1000, 2000, 30000, 30000]);
+});
+
+test('backoff - reconnectMultiplier sets the growth factor', () => {
+  const p = { initial: 100, max: 10000, multiplier: 3, jitter: 0 };
+  assert.deepEqual([1, 2, 3, 4].map((n) => backoffDelay(n, p)), [100, 300, 900, 2700]);
+  assert.equal(backoffDelay(5, { ...p, multiplier: 1 }), 100);
+  assert.equal(parseOptions({ reconnectMultiplier: 1.5 }).reconnectMultiplier, 1.5);
+  assert.throws(() => parseOptions({ reconnectMultiplier: 0.5 }), TypeError);
+  assert.throws(() => parseOptions({ reconnectMultiplier: '2' }), TypeError);
+});
+
+test('README - the options table lists every option with its default', () => {
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const text = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+  const section = text.slice(text.indexOf('## Options'), text.indexOf('\n## ', text.indexOf('## Options') + 1));
+  const rows = new Map();
+  for (const m of section.matchAll(/^\| `(\w+)` \| ([^|]+) \|/gm)) rows.set(m[1], m[2].trim());
+  assert.deepEqual([...rows.keys()].sort(), Object.keys(DEFAULTS).sort());
+  const shown = (v) => (v === null ? '`null`' : typeof v === 'string' ? `\`'${v}'\`` : `\`${v}\``);
+  for (const [name, value] of Object.entries(DEFAULTS)) {
+    if (name === 'connectionId') continue; // generated
+    assert.equal(rows.get(name), shown(value), name);
+  }
+});
+
 test('heartbeat - quiet peer: ping after the interval, once, then dead at the timeout', () => {
   const hb = new Heartbeat(100, 200, 0);
   assert.equal(hb.poll(50), HeartbeatAction.NONE);

@@ -110,3 +110,15 @@ test('envelope - buildMessage and newMessageId', () => {
   const ids = new Set(Array.from({ length: 10000 }, newMessageId));
   assert.equal(ids.size, 10000);
 });
+
+test('envelope - a number that overflows a double is bad_frame (§1.1)', () => {
+  const H = '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish"';
+  const bad = ['1e400', '-1e400', '1E+400', '[1, {"a": 2e308}]', '{"deep": [[9e999]]}', '9'.repeat(400)];
+  for (const v of bad) {
+    assert.throws(() => decodeMessage(Buffer.from(`${H},"payload":${v}}`)), { code: 'bad_frame' }, v);
+  }
+  // Large but finite, tiny exponents, and strings that merely look like numbers are fine.
+  const ok = ['1e308', '1e-400', '"1e400"', '1' + '0'.repeat(299), '{"k1e400": 1}'];
+  for (const v of ok) assert.doesNotThrow(() => decodeMessage(Buffer.from(`${H},"payload":${v}}`)), v);
+  assert.equal(decodeMessage(Buffer.from(`${H},"payload":1e-400}`)).payload, 0);
+});

@@ -63,11 +63,16 @@ function waitFor(emitter, event, ms = 5000) {
  */
 class Peer {
   /**
-   * @param {{heartbeatIntervalMs?: number, maxFrameSize?: number, onRequest?: Function, refuse?: (msg: object) => boolean}} [options]
+   * @param {{heartbeatIntervalMs?: number, maxFrameSize?: number, onRequest?: Function, refuse?: (msg: object) => boolean, legacy?: boolean, onConnect?: (msg: object, conn: object) => boolean}} [options]
    *   `refuse(msg)` true answers that subscribe/unsubscribe with a `forbidden` error.
+   *   `legacy` behaves like a version-1 (1.1.x) server: a connect reply
+   *   without `protocol`, no subscribe acks, pings never answered (§10).
+   *   `onConnect(msg, conn)` returning true means it answered the connect itself.
    */
-  constructor({ heartbeatIntervalMs = 15000, maxFrameSize = 16 * 1024 * 1024, onRequest, refuse } = {}) {
+  constructor({ heartbeatIntervalMs = 15000, maxFrameSize = 16 * 1024 * 1024, onRequest, refuse, legacy = false, onConnect } = {}) {
     this.refuse = refuse ?? (() => false);
+    this.legacy = legacy;
+    this.onConnect = onConnect ?? null;
     this.heartbeatIntervalMs = heartbeatIntervalMs;
     this.maxFrameSize = maxFrameSize;
     this.onRequest = onRequest ?? null;
@@ -123,6 +128,11 @@ class Peer {
       conn.send(buildMessage('response', msg.app_id, msg.channel_id, payload, { reply_to: msg.message_id, ...extra }));
     const action = msg.payload && msg.payload.action;
     if (msg.message_type === 'request' && msg.channel_id === 'system' && action === 'connect') {
+      if (this.onConnect && this.onConnect(msg, conn)) return;
+      if (this.legacy) {
+        reply({ status: 'connected', connection_id: msg.payload.connection_id });
+        return;
+      }
       reply({
         status: 'connected',
         connection_id: msg.payload.connection_id,
@@ -132,7 +142,9 @@ class Peer {
         max_frame_size: this.maxFrameSize
       });
     } else if (msg.message_type === 'request' && msg.channel_id === 'system' && action === 'ping') {
-      reply({ status: 'pong' });
+      if (!this.legacy) reply({ status: 'pong' });
+    } else if ((msg.message_type === 'subscribe' || msg.message_type === 'unsubscribe') && this.legacy) {
+      // a 1.1.x server sends no acks
     } else if ((msg.message_type === 'subscribe' || msg.message_type === 'unsubscribe') && this.refuse(msg)) {
       reply(null, { error: { code: 'forbidden', message: 'refused' } });
     } else if (msg.message_type === 'subscribe' || msg.message_type === 'unsubscribe') {
