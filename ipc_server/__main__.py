@@ -27,7 +27,12 @@ def _limit(value: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ipc_server", description="IPC bridge server (Python <-> Node)")
+    # SUPPRESS: only flags actually given appear, so "none"/"off" (None) can override.
+    p = argparse.ArgumentParser(
+        prog="python -m ipc_server",
+        description="IPC bridge server (Python <-> Node)",
+        argument_default=argparse.SUPPRESS,
+    )
     p.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port, 0 for any free port (default 8888)")
@@ -45,14 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-inflight", type=_limit, dest="max_inflight_per_connection", help="requests in flight per connection before reading pauses (default 1024)")
     p.add_argument("--shutdown-grace", type=float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown (default 5)")
     p.add_argument("--token", help="shared secret clients must present in the handshake")
-    p.add_argument("--expose-stacks", action="store_true", default=None, help="send handler stack traces to clients")
+    p.add_argument("--expose-stacks", action="store_true", help="send handler stack traces to clients")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
-    path = args.pop("config")
-    overrides: dict[str, Any] = {k: v for k, v in args.items() if v is not None}
+    overrides: dict[str, Any] = vars(build_parser().parse_args(argv))
+    path = overrides.pop("config", None)
     try:
         config: ServerConfig = load_config(path=path, overrides=overrides)
     except (ValueError, OSError) as exc:

@@ -100,3 +100,9 @@ async def test_close_before_start_is_harmless() -> None:
     server = IPCServer("127.0.0.1", 0)
     await server.close()
     await server.close()
+
+
+async def test_cli_can_turn_heartbeats_and_limits_off(spawn) -> None:
+    srv = await spawn("-m", "ipc_server", "--port", "0", "--heartbeat-interval", "off", "--max-connections", "none")
+    async with IPCClient("app", "127.0.0.1", srv.port) as c:
+        assert c.server_info["heartbeat_interval_ms"] == 0
