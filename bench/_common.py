@@ -12,7 +12,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -317,3 +321,24 @@ class Children:
         child = Child(name, argv)
         self._children.append(child)
         return child
+
+
+def on_stop(loop: "asyncio.AbstractEventLoop", stop: "Callable[[], object]") -> None:
+    """Call ``stop`` on SIGINT/SIGTERM or when stdin (the parent's pipe) closes,
+    so a child never outlives a benchmark that was killed."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+    def stdin_ready() -> None:
+        try:
+            data = os.read(0, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(0)
+            stop()
+
+    try:
+        loop.add_reader(0, stdin_ready)
+    except (OSError, ValueError, PermissionError):  # stdin is not a pipe: rely on signals
+        pass

@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import sys
 
-import _common  # noqa: F401 - puts the checkout on sys.path
+from _common import on_stop  # first: it also puts the checkout on sys.path
 
 from ipc_server import IPCServer
 
@@ -35,22 +33,7 @@ async def main(host: str, port: int, with_handler: bool) -> None:
     def stop() -> None:
         loop.create_task(server.close(grace_s=1.0))
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
-
-    def stdin_ready() -> None:
-        try:
-            data = os.read(0, 4096)
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(0)
-            stop()
-
-    try:
-        loop.add_reader(0, stdin_ready)
-    except (OSError, ValueError, PermissionError):  # stdin is not a pipe: rely on signals
-        pass
+    on_stop(loop, stop)
     print(f"ipc_server listening on {server.host}:{server.port}", flush=True)
     await server.serve_forever()
 

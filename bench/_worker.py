@@ -21,12 +21,11 @@ import argparse
 import asyncio
 import mmap
 import os
-import signal
 import struct
 import sys
 
 # _common first: it puts the checkout on sys.path.
-from _common import APP_ID, ECHO_CHANNEL, FANOUT_CHANNEL, HOST
+from _common import APP_ID, ECHO_CHANNEL, FANOUT_CHANNEL, HOST, on_stop
 
 from ipc_client import IPCClient
 
@@ -34,22 +33,7 @@ from ipc_client import IPCClient
 def _stop_event() -> asyncio.Event:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, done.set)
-
-    def stdin_ready() -> None:
-        try:
-            data = os.read(0, 4096)
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(0)
-            done.set()
-
-    try:
-        loop.add_reader(0, stdin_ready)
-    except (OSError, ValueError, PermissionError):
-        pass
+    on_stop(loop, done.set)
     return done
 
 
