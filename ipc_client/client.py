@@ -183,8 +183,6 @@ class IPCClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconnect_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connected_at: float | None = None
         # Ids of requests that timed out locally: their late answers are
         # dropped quietly instead of being reported as stray errors.
         self._expired: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -273,7 +271,6 @@ class IPCClient:
         if self._state is not ConnectionState.DISCONNECTED:
             await self._until_connected(None)
             return True
-        self._loop = asyncio.get_running_loop()
         self._set_state(ConnectionState.CONNECTING)
         self._emit("connecting")
         try:
@@ -362,7 +359,6 @@ class IPCClient:
             if self._conn is conn:
                 self._conn = None
             raise
-        self._connected_at = loop.time()
 
     async def _handshake(self, conn: ClientConnection, deadline: float) -> Message:
         """Send the connect frame and wait for the first response, whatever its
