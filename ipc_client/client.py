@@ -1,11 +1,13 @@
-"""The asyncio Python client (docs/protocol.md).
+"""The asyncio Python client (docs/protocol.md, docs/resilience.md).
 
 One TCP connection carries many requests in flight, correlated by
 ``message_id``. Every request ends in exactly one result or one exception:
-the response, an error response, its own timeout, or ``ConnectionLost`` at
-the moment the connection drops. The client reconnects with exponential
-backoff and jitter, then restores its subscriptions and responder
-registrations before anything else is sent.
+the response, an error response, its own timeout, ``ConnectionLost`` at the
+moment the connection drops, or a typed refusal (``QueueFull``,
+``CircuitOpen``, ``NotConnected``). The client reconnects with exponential
+backoff and jitter, restores its subscriptions and responder registrations
+before anything else is sent, then replays the calls that waited in the
+offline queue.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import collections
 import inspect
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,6 +24,7 @@ from typing import Any, TypeVar
 from ipc_protocol import (
     PROTOCOL_VERSION,
     SYSTEM_CHANNEL,
+    CircuitOpen,
     ConnectionLost,
     ErrorCode,
     Heartbeat,
@@ -29,7 +33,9 @@ from ipc_protocol import (
     Message,
     MessageType,
     NotConnected,
+    QueueFull,
     RequestTimeout,
+    decode_message,
     encode_frame,
     encode_message,
     error_from_wire,
@@ -45,6 +51,10 @@ from ipc_protocol.messages import connect_request, error_info_from_exception, er
 
 from ._connection import ClientConnection
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
+from .circuit_breaker import CircuitBreaker, CircuitBreakerOptions, CircuitState
+from .metrics import ClientMetrics
+from .offline_queue import DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_SIZE, OfflineQueue, OverflowPolicy, QueuedCall
+from .queue_store import QueueStore
 from .state import TRANSITIONS, ConnectionState, InvalidTransition
 
 __all__ = ["IPCClient", "Registration", "Handler", "DEFAULT_CONNECT_TIMEOUT_S"]
@@ -68,8 +78,14 @@ _EVENTS = (
     "reconnect_failed",
     "heartbeat",
     "heartbeat_timeout",
+    "queue_dropped",
+    "circuit_open",
+    "circuit_half_open",
+    "circuit_closed",
     "error",
 )
+_DISCONNECT_POLICIES = ("queue", "fail")
+_WAITING_STATES = (ConnectionState.CONNECTING, ConnectionState.RECONNECTING)
 
 
 class Registration:
@@ -116,6 +132,13 @@ class IPCClient:
         max_retries: reconnection attempts before giving up; ``None`` = unlimited.
         initial_delay, max_delay, multiplier, jitter: the reconnect backoff,
             ``min(initial_delay * multiplier**n, max_delay)`` ± ``jitter``.
+        queue_max_size, queue_max_bytes: offline queue bounds (messages, bytes);
+            ``queue_max_size=0`` disables queueing.
+        queue_overflow: ``"reject"``, ``"drop_oldest"`` or ``"drop_lowest_priority"``.
+        queue_path: an SQLite file where queued one-way messages persist.
+        on_disconnect: default per-call policy while not connected,
+            ``"queue"`` or ``"fail"``.
+        circuit_breaker: a :class:`CircuitBreakerOptions`, or True for the defaults.
         token: shared secret for servers that require one.
         max_frame_size: largest frame body to send or accept, bytes; the
             server's advertised limit applies too (the smaller wins).
@@ -139,6 +162,12 @@ class IPCClient:
         max_delay: float = DEFAULT_MAX_DELAY_S,
         multiplier: float = DEFAULT_MULTIPLIER,
         jitter: float = DEFAULT_JITTER,
+        queue_max_size: int = DEFAULT_QUEUE_MAX_SIZE,
+        queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
+        queue_overflow: OverflowPolicy | str = OverflowPolicy.REJECT,
+        queue_path: str | None = None,
+        on_disconnect: str = "queue",
+        circuit_breaker: CircuitBreakerOptions | bool | None = None,
         token: str | None = None,
         max_frame_size: int | None = None,
         expose_stacks: bool = False,
@@ -154,6 +183,8 @@ class IPCClient:
             raise ValueError("heartbeat_interval must be positive")
         if max_retries is not None and max_retries < 0:
             raise ValueError("max_retries must be >= 0 or None")
+        if on_disconnect not in _DISCONNECT_POLICIES:
+            raise ValueError(f"on_disconnect must be one of {', '.join(_DISCONNECT_POLICIES)}")
         self.app_id = app_id
         self.host = host
         self.port = port
@@ -188,6 +219,19 @@ class IPCClient:
         self._expired: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._max_send: int | None = max_frame_size
         self._reconnects = 0
+        self.on_disconnect = on_disconnect
+        self._queue = OfflineQueue(queue_max_size, queue_max_bytes, queue_overflow)
+        self._queue_timer: asyncio.TimerHandle | None = None
+        self._replaying = False
+        self._store = QueueStore(queue_path) if queue_path else None
+        self._store_loaded = False
+        if circuit_breaker is True:
+            circuit_breaker = CircuitBreakerOptions()
+        self._breaker_options: CircuitBreakerOptions | None = circuit_breaker or None
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._metrics = ClientMetrics()
+        self._last_pong: float | None = None  # loop time
+        self._loop: asyncio.AbstractEventLoop | None = None
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
             if cb is not None:
                 self.on(event, cb)
@@ -271,8 +315,10 @@ class IPCClient:
         if self._state is not ConnectionState.DISCONNECTED:
             await self._until_connected(None)
             return True
+        self._loop = asyncio.get_running_loop()
         self._set_state(ConnectionState.CONNECTING)
         self._emit("connecting")
+        self._load_persisted()
         try:
             await self._open()
             if self._state is not ConnectionState.CONNECTING:  # disconnect() ran meanwhile
@@ -288,6 +334,8 @@ class IPCClient:
             raise
         self._set_state(ConnectionState.CONNECTED)
         self._emit("connected", self.get_connection_info())
+        if self._queue and self._conn is not None:
+            await self._replay(self._conn)
         return True
 
     def _abandon(self) -> None:
@@ -313,7 +361,9 @@ class IPCClient:
             except (asyncio.TimeoutError, TimeoutError):
                 conn.abort()
         self._drop_connection(conn, ConnectionLost("the client disconnected"))
+        self._metrics.closed(time.monotonic(), will_reconnect=False)
         self._set_state(ConnectionState.DISCONNECTED)
+        self._give_up_queue(NotConnected("disconnect() was called before the call could be sent"))
         for task in list(self._tasks):
             task.cancel()
         if was_connected:  # while reconnecting, "disconnected" was already emitted
@@ -330,6 +380,7 @@ class IPCClient:
         """One connection attempt: TCP, handshake, then restore registrations (§3)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connect_timeout
+        self._metrics.attempt()
         _, conn = await asyncio.wait_for(
             loop.create_connection(
                 lambda: ClientConnection(self._on_message, self._on_lost, self.max_frame_size),
@@ -354,6 +405,7 @@ class IPCClient:
                 conn.decoder.max_frame_size = self._max_send
             self._start_heartbeat(conn, payload)
             await self._restore(conn, deadline)
+            self._metrics.opened(time.monotonic())
         except BaseException:
             conn.abort()
             if self._conn is conn:
@@ -403,6 +455,7 @@ class IPCClient:
             return
         reason = ConnectionLost(f"connection to {self.host}:{self.port} lost" + (f": {exc}" if exc else ""))
         self._drop_connection(conn, reason)
+        self._metrics.closed(time.monotonic(), will_reconnect=self.reconnect)
         if self._state is ConnectionState.CONNECTED:
             self._emit("disconnected", reason)
             if self.reconnect:
@@ -410,6 +463,7 @@ class IPCClient:
                 self._reconnect_task = asyncio.ensure_future(self._reconnect_loop())
             else:
                 self._set_state(ConnectionState.DISCONNECTED)
+                self._give_up_queue(NotConnected("the connection was lost and reconnect is off"))
 
     def _drop_connection(self, conn: ClientConnection | None, reason: IPCError) -> None:
         """Fail everything waiting on ``conn`` at once (never at its timeout)."""
@@ -432,6 +486,7 @@ class IPCClient:
         while self._state is ConnectionState.RECONNECTING:
             if self.max_retries is not None and attempt >= self.max_retries:
                 self._set_state(ConnectionState.DISCONNECTED)
+                self._give_up_queue(NotConnected(f"gave up reconnecting after {attempt} attempts"))
                 self._emit("reconnect_failed", attempt)
                 return
             delay = self.backoff.delay(attempt)
@@ -445,6 +500,7 @@ class IPCClient:
             except Unauthorized as exc:  # retrying cannot fix credentials
                 log.error("reconnect refused: %s", exc)
                 self._set_state(ConnectionState.DISCONNECTED)
+                self._give_up_queue(NotConnected(f"gave up reconnecting: {exc}"))
                 self._emit("reconnect_failed", attempt)
                 return
             except (OSError, IPCError, asyncio.TimeoutError) as exc:
@@ -457,8 +513,10 @@ class IPCClient:
             self._reconnect_task = None
             self._set_state(ConnectionState.CONNECTED)
             elapsed = asyncio.get_running_loop().time() - started
-            self._emit("reconnected", {"attempts": attempt, "elapsed_s": elapsed})
+            self._emit("reconnected", {"attempts": attempt, "elapsed": elapsed})
             self._emit("connected", self.get_connection_info())
+            if self._queue and self._conn is not None:
+                await self._replay(self._conn)
             return
 
     # -- heartbeat (§9) ------------------------------------------------------
@@ -486,7 +544,7 @@ class IPCClient:
                 self._write(conn, ping_request(self.app_id))
             elif action is HeartbeatAction.DEAD:
                 log.warning("no frame from %s:%s for %.1f s: connection declared dead", self.host, self.port, hb.timeout_s)
-                self._emit("heartbeat_timeout", {"silent_s": loop.time() - hb.last_received})
+                self._emit("heartbeat_timeout", {"silent": loop.time() - hb.last_received})
                 conn.error = ConnectionLost(f"heartbeat timeout: nothing received for {hb.timeout_s:g} s")
                 conn.abort()
                 return
@@ -509,8 +567,9 @@ class IPCClient:
                 return
             if isinstance(msg.payload, dict) and msg.payload.get("status") == "pong":
                 if conn.heartbeat is not None:
-                    conn.heartbeat.pong_received(asyncio.get_running_loop().time())
-                    self._emit("heartbeat", {"latency_s": conn.heartbeat.latency_s})
+                    self._last_pong = asyncio.get_running_loop().time()
+                    conn.heartbeat.pong_received(self._last_pong)
+                    self._emit("heartbeat", {"latency": conn.heartbeat.latency_s})
                 return
             if msg.reply_to is not None and msg.reply_to in self._expired:
                 return  # the answer to a request that already timed out here
@@ -602,26 +661,45 @@ class IPCClient:
             raise ConnectionLost("the connection is closed")
         conn.write(self._frame(msg))
 
-    async def _call(self, conn: ClientConnection, msg: Message, deadline: float) -> Message:
-        """Write a request-like message and wait for the response answering it."""
+    async def _call(self, conn: ClientConnection, msg: Message, deadline: float, *, track: bool = False) -> Message:
+        """Write a request-like message and wait for the response answering it.
+
+        ``track`` counts it in the KPIs (user calls, not pings or acks).
+        """
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        try:
+            self._start_call(conn, msg, deadline, fut)
+        except (RequestTimeout, ConnectionLost):
+            if track:
+                self._metrics.failed()
+            raise
+        if track:
+            self._metrics.sent()
+        await conn.drain()
+        return await self._await_reply(fut, track)
+
+    def _start_call(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message]) -> None:
+        """Register ``fut`` for the answer to ``msg`` and write it; never waits."""
         loop = asyncio.get_running_loop()
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise RequestTimeout(f"request on {msg.channel_id!r} timed out before it was sent")
         frame = self._frame(msg)
-        fut: asyncio.Future[Message] = loop.create_future()
+        if not conn.is_open:
+            raise ConnectionLost("the connection is closed")
         timer = loop.call_later(remaining, self._expire, msg.message_id, msg.channel_id, remaining)
         self._pending[msg.message_id] = (fut, timer)
+        conn.write(frame)
+
+    async def _await_reply(self, fut: asyncio.Future[Message], track: bool) -> Message:
         try:
-            if not conn.is_open:
-                raise ConnectionLost("the connection is closed")
-            conn.write(frame)
-        except BaseException:
-            self._pending.pop(msg.message_id, None)
-            timer.cancel()
+            reply = await fut
+        except IPCError:
+            if track:
+                self._metrics.failed()
             raise
-        await conn.drain()
-        reply = await fut
+        if track:
+            self._metrics.delivered()
         if reply.error is not None:
             raise error_from_wire(reply.error.model_dump())
         if self.legacy and isinstance(reply.payload, dict) and set(reply.payload) == {"error"}:
@@ -644,6 +722,195 @@ class IPCClient:
             raise NotConnected("not connected")
         return conn
 
+    # -- the offline queue (docs/resilience.md §4) -----------------------------
+
+    async def _submit(
+        self, msg: Message, deadline: float, *, reply: bool, priority: int, on_disconnect: str | None
+    ) -> Message | None:
+        """Send ``msg`` now, or queue it while the connection is being (re)made."""
+        conn = self._conn
+        if self._state is ConnectionState.CONNECTED and conn is not None and not self._queue and not self._replaying:
+            return await self._send_now(conn, msg, deadline, reply)
+        policy = self.on_disconnect if on_disconnect is None else on_disconnect
+        if policy not in _DISCONNECT_POLICIES:
+            raise ValueError(f"on_disconnect must be one of {', '.join(_DISCONNECT_POLICIES)}")
+        offline = self._state in _WAITING_STATES
+        if not offline and self._state is not ConnectionState.CONNECTED:
+            self._metrics.failed()
+            raise NotConnected(f"not connected ({self._state.value})")
+        if offline and (policy == "fail" or self._queue.max_size == 0):
+            self._metrics.failed()
+            raise NotConnected(f"not connected ({self._state.value}) and the call asked to fail fast")
+        return await self._enqueue(msg, deadline, reply=reply, priority=priority)
+
+    async def _send_now(self, conn: ClientConnection, msg: Message, deadline: float, reply: bool) -> Message | None:
+        if reply:
+            return await self._call(conn, self._with_budget(msg, deadline), deadline, track=True)
+        try:
+            self._write(conn, msg)
+        except ConnectionLost:
+            self._metrics.failed()
+            raise
+        self._metrics.sent()
+        self._metrics.delivered()
+        await conn.drain()  # a fast publisher waits for a slow socket
+        return None
+
+    def _with_budget(self, msg: Message, deadline: float) -> Message:
+        """The request as sent: ``timeout_ms`` is what is left of its deadline (§6.5)."""
+        if self.legacy or msg.message_type is not MessageType.REQUEST:
+            return msg
+        remaining_ms = max(0, round((deadline - asyncio.get_running_loop().time()) * 1000))
+        return msg.model_copy(update={"timeout_ms": remaining_ms})
+
+    async def _enqueue(self, msg: Message, deadline: float, *, reply: bool, priority: int) -> Message | None:
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            self._metrics.failed()
+            raise RequestTimeout(f"call on {msg.channel_id!r} timed out before it could be queued")
+        body = encode_message(msg, legacy=self.legacy)
+        if self._max_send is not None and len(body) > self._max_send:
+            raise FrameTooLarge(len(body), self._max_send)
+        waiter: asyncio.Future[Message] | None = loop.create_future() if reply else None
+        entry = QueuedCall(priority=priority, deadline=deadline, size=len(body) + 4, message=msg, waiter=waiter)
+        try:
+            evicted = self._queue.push(entry)
+        except QueueFull:
+            self._metrics.failed()
+            raise
+        if waiter is None and self._store is not None:
+            entry.store_id = self._store.add(priority, time.time() + (deadline - loop.time()), body)
+        for victim in evicted:
+            self._drop_entry(victim, QueueFull("evicted from the full offline queue"), "evicted")
+        self._arm_queue_timer()
+        if waiter is None:
+            return None
+        try:
+            return await self._await_reply(waiter, track=True)
+        finally:
+            if self._queue.discard(entry):  # the caller was cancelled while queued
+                self._arm_queue_timer()
+
+    async def _replay(self, conn: ClientConnection) -> None:
+        """Send the queue after a (re)connection: highest priority first, FIFO within one.
+
+        Calls made meanwhile join the queue, so nothing overtakes it."""
+        loop = asyncio.get_running_loop()
+        self._replaying = True
+        try:
+            while conn is self._conn and conn.is_open:
+                for expired in self._queue.expire(loop.time()):
+                    self._drop_entry(expired, None, "expired")
+                entry = self._queue.pop()
+                if entry is None:
+                    break
+                self._send_queued(conn, entry)
+                await conn.drain()
+        finally:
+            self._replaying = False
+            self._arm_queue_timer()
+
+    def _send_queued(self, conn: ClientConnection, entry: QueuedCall) -> None:
+        msg: Message = entry.message
+        if entry.waiter is None:
+            try:
+                self._write(conn, msg)
+            except ConnectionLost:
+                self._queue.push(entry)  # back in line for the next connection
+                return
+            except IPCError as exc:  # e.g. larger than the new server accepts
+                self._drop_entry(entry, exc, "refused")
+                return
+            self._metrics.sent()
+            self._metrics.delivered()
+            if entry.store_id is not None and self._store is not None:
+                self._store.remove(entry.store_id)
+            return
+        if entry.waiter.done():
+            return
+        try:
+            self._start_call(conn, self._with_budget(msg, entry.deadline), entry.deadline, entry.waiter)
+        except IPCError as exc:
+            entry.waiter.set_exception(exc)
+            return
+        self._metrics.sent()
+
+    def _arm_queue_timer(self) -> None:
+        """One timer, at the earliest deadline in the queue."""
+        if self._queue_timer is not None:
+            self._queue_timer.cancel()
+            self._queue_timer = None
+        when = self._queue.next_deadline()
+        if when is not None:
+            self._queue_timer = asyncio.get_running_loop().call_at(when, self._on_queue_timer)
+
+    def _on_queue_timer(self) -> None:
+        self._queue_timer = None
+        # A timer may fire a hair early; the millisecond keeps it from re-arming in a loop.
+        for entry in self._queue.expire(asyncio.get_running_loop().time() + 0.001):
+            self._drop_entry(entry, None, "expired")
+        self._arm_queue_timer()
+
+    def _drop_entry(self, entry: QueuedCall, error: BaseException | None, reason: str) -> None:
+        """End a call that will not be sent: fail its caller, or report the one-way message."""
+        msg: Message = entry.message
+        if entry.waiter is not None:
+            if not entry.waiter.done():
+                if error is None:
+                    error = RequestTimeout(f"request on {msg.channel_id!r} timed out in the offline queue")
+                entry.waiter.set_exception(error)
+            return
+        self._metrics.failed()
+        if entry.store_id is not None and self._store is not None:
+            self._store.remove(entry.store_id)
+        self._emit(
+            "queue_dropped",
+            {"reason": reason, "channel": msg.channel_id, "message_type": msg.message_type.value, "priority": entry.priority},
+        )
+
+    def _give_up_queue(self, error: IPCError) -> None:
+        """Nothing will send the queue: fail its requests; persisted messages stay on disk."""
+        for entry in self._queue.drain():
+            if entry.waiter is None and entry.store_id is not None:
+                continue  # durable: the next start sends it
+            self._drop_entry(entry, error, "gave_up")
+        self._store_loaded = False  # a later connect() reloads what stayed on disk
+        self._arm_queue_timer()
+
+    def _load_persisted(self) -> None:
+        """Put the messages a previous run left on disk back in the queue (once)."""
+        if self._store is None or self._store_loaded:
+            return
+        self._store_loaded = True
+        loop = asyncio.get_running_loop()
+        stored, expired = self._store.load()
+        self._queue.dropped += expired
+        self._metrics.failed(expired)
+        for row in stored:
+            try:
+                msg = decode_message(row.body)
+            except IPCError:
+                self._store.remove(row.id)
+                continue
+            entry = QueuedCall(priority=row.priority, deadline=loop.time() + (row.expires_at - time.time()), size=len(row.body) + 4, message=msg, store_id=row.id)
+            try:
+                evicted = self._queue.push(entry)
+            except QueueFull:
+                self._store.remove(row.id)
+                self._queue.dropped += 1
+                continue
+            for victim in evicted:
+                self._drop_entry(victim, QueueFull("evicted from the full offline queue"), "evicted")
+        self._arm_queue_timer()
+
+    async def _ready_connection(self, deadline: float | None) -> ClientConnection:
+        if self._state is not ConnectionState.CONNECTED:
+            await self._until_connected(deadline)
+        conn = self._conn
+        if conn is None:
+            raise NotConnected("not connected")
+        return conn
+
     # -- public API: requests -------------------------------------------------
 
     async def send_request(
@@ -653,37 +920,95 @@ class IPCClient:
         *,
         timeout: float | None = None,
         headers: dict[str, str] | None = None,
+        priority: int = 0,
+        on_disconnect: str | None = None,
     ) -> Message:
         """Send a request and return the response message (its ``payload`` is the result).
 
+        While the client reconnects the request waits in the offline queue
+        (``priority``: higher first), unless ``on_disconnect="fail"``.
+
         Raises:
-            RequestTimeout: no answer within ``timeout`` seconds (default ``request_timeout``).
+            RequestTimeout: no answer within ``timeout`` seconds (default
+                ``request_timeout``), time in the queue included.
             NoResponders, HandlerError, RemoteError: the server or responder answered an error.
             ConnectionLost: the connection dropped while waiting (raised at once).
-            NotConnected: the client is not connected and not reconnecting.
+            NotConnected: not connected, and not going to be (or ``on_disconnect="fail"``).
+            QueueFull: the offline queue refused or evicted it.
+            CircuitOpen: the circuit breaker is open (and no fallback is set).
         """
         validate_channel(channel)
         loop = asyncio.get_running_loop()
-        timeout = self.request_timeout if timeout is None else timeout
-        deadline = loop.time() + timeout
-        conn = await self._ready_connection(deadline)
-        remaining_ms = max(0, round((deadline - loop.time()) * 1000))
-        msg = Message.build(
-            MessageType.REQUEST, self.app_id, channel, payload,
-            headers=headers, timeout_ms=None if self.legacy else remaining_ms,
-        )
-        return await self._call(conn, msg, deadline)
+        deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
+        msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
+        if self._breaker_options is None:
+            reply = await self._submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)
+            assert reply is not None
+            return reply
+        return await self._guarded(msg, deadline, priority, on_disconnect)
+
+    async def _guarded(self, msg: Message, deadline: float, priority: int, on_disconnect: str | None) -> Message:
+        """A request through its circuit breaker (docs/resilience.md §6)."""
+        options = self._breaker_options
+        assert options is not None
+        breaker = self.circuit_breaker(msg.channel_id)
+        try:
+            token = breaker.before_call()
+        except CircuitOpen as exc:
+            if options.fallback is None:
+                raise
+            result = options.fallback(msg.channel_id, msg.payload, exc)
+            if inspect.isawaitable(result):
+                result = await result
+            return result if isinstance(result, Message) else response_to(msg, result)
+        try:
+            reply = await self._submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)
+        except Exception as exc:
+            breaker.record(token, exc)
+            raise
+        except BaseException:
+            breaker.release(token)
+            raise
+        breaker.record(token, None)
+        assert reply is not None
+        return reply
+
+    def circuit_breaker(self, channel: str) -> CircuitBreaker:
+        """The breaker guarding ``channel`` (created on first use)."""
+        options = self._breaker_options
+        if options is None:
+            raise RuntimeError("this client has no circuit breaker (circuit_breaker=None)")
+        key = channel if options.scope == "channel" else "*"
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = self._breakers[key] = CircuitBreaker(key, options, on_change=self._on_circuit_change)
+        return breaker
+
+    def _on_circuit_change(self, breaker: CircuitBreaker, old: CircuitState) -> None:
+        log.info("circuit %r: %s -> %s", breaker.name, old.value, breaker.state.value)
+        self._emit(f"circuit_{breaker.state.value}", breaker.snapshot())
 
     async def request(self, channel: str, payload: Any = None, **kwargs: Any) -> Any:
         """Like :meth:`send_request` but returns the response payload only."""
         return (await self.send_request(channel, payload, **kwargs)).payload
 
-    async def notify(self, channel: str, data: Any = None, *, headers: dict[str, str] | None = None) -> None:
-        """A one-way request: routed like a request, never answered."""
+    async def notify(
+        self,
+        channel: str,
+        data: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+        on_disconnect: str | None = None,
+    ) -> None:
+        """A one-way request: routed like a request, never answered.
+
+        Returns once written, or once accepted into the offline queue."""
         validate_channel(channel)
-        conn = await self._ready_connection(asyncio.get_running_loop().time() + self.request_timeout)
-        self._write(conn, Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers))
-        await conn.drain()
+        deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
+        msg = Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers)
+        await self._submit(msg, deadline, reply=False, priority=priority, on_disconnect=on_disconnect)
 
     # -- public API: pub/sub ---------------------------------------------------
 
@@ -695,24 +1020,24 @@ class IPCClient:
         ack: bool = False,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        priority: int = 0,
+        on_disconnect: str | None = None,
     ) -> int | None:
         """Publish ``data`` on ``channel``.
 
         With ``ack=True``, wait for the server and return how many connections
-        the message was delivered to; otherwise return None once it is written.
+        the message was delivered to; otherwise return None once it is written
+        or accepted into the offline queue.
         """
         validate_channel(channel)
         if is_reserved(channel):
             raise Forbidden(f"channel {channel!r} is reserved for the server")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
-        conn = await self._ready_connection(deadline)
-        msg = Message.build(MessageType.PUBLISH, self.app_id, channel, data, headers=headers, ack=True if ack and not self.legacy else None)
-        if not msg.ack:
-            self._write(conn, msg)
-            await conn.drain()  # a fast publisher waits for a slow socket
+        deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
+        want_ack = ack and not self.legacy
+        msg = Message.build(MessageType.PUBLISH, self.app_id, channel, data, headers=headers, ack=True if want_ack else None)
+        reply = await self._submit(msg, deadline, reply=want_ack, priority=priority, on_disconnect=on_disconnect)
+        if reply is None:
             return None
-        reply = await self._call(conn, msg, deadline)
         return int(reply.payload.get("delivered", 0)) if isinstance(reply.payload, dict) else 0
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
@@ -846,6 +1171,49 @@ class IPCClient:
         conn = await self._ready_connection(deadline)
         msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {"action": action})
         return (await self._call(conn, msg, deadline)).payload
+
+    def metrics(self) -> dict[str, Any]:
+        """The KPIs of docs/resilience.md §2, with the offline queue's state."""
+        snapshot = self._metrics.snapshot(time.monotonic())
+        snapshot.update(queued=len(self._queue), queued_bytes=self._queue.bytes, queue_dropped=self._queue.dropped)
+        return snapshot
+
+    def queue_stats(self) -> dict[str, Any]:
+        """``{size, bytes, max_size, max_bytes, dropped, by_priority}`` of the offline queue."""
+        return self._queue.stats()
+
+    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
+        """State and counters of every circuit breaker created so far, by channel (or ``*``)."""
+        return {key: breaker.snapshot() for key, breaker in self._breakers.items()}
+
+    def get_connection_health(self) -> dict[str, Any]:
+        """Liveness as the heartbeat sees it (docs/resilience.md §5), without a round trip."""
+        conn = self._conn
+        hb = conn.heartbeat if conn is not None else None
+        connected = self._state is ConnectionState.CONNECTED and conn is not None and conn.is_open
+        health: dict[str, Any] = {
+            "healthy": connected,
+            "state": self._state.value,
+            "last_heartbeat": None,
+            "last_received": None,
+            "latency_ms": None,
+            "heartbeat_interval_ms": None,
+            "heartbeat_timeout_ms": None,
+        }
+        if hb is None or self._loop is None:
+            return health
+        now = self._loop.time()  # the heartbeat's clock; safe to read from any thread
+        wall = time.time()
+        silent = now - hb.last_received
+        health.update(
+            healthy=connected and silent <= hb.interval_s,
+            last_received=wall - silent,
+            last_heartbeat=None if self._last_pong is None else wall - (now - self._last_pong),
+            latency_ms=None if hb.latency_s is None else round(hb.latency_s * 1000, 3),
+            heartbeat_interval_ms=round(hb.interval_s * 1000, 3),
+            heartbeat_timeout_ms=round(hb.timeout_s * 1000, 3),
+        )
+        return health
 
     def get_connection_info(self) -> dict[str, Any]:
         hb = self._conn.heartbeat if self._conn is not None else None

@@ -117,9 +117,17 @@ class RequestTimeout(IPCError, builtins.TimeoutError):
 
 
 class CircuitOpen(IPCError):
-    """The circuit breaker is open: the call failed fast without being sent."""
+    """The circuit breaker is open: the call failed fast without being sent.
+
+    Attributes:
+        retry_after: seconds until the breaker lets a trial call through.
+    """
 
     code = ErrorCode.CIRCUIT_OPEN
+
+    def __init__(self, message: str = "", *, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class QueueFull(IPCError):

@@ -1,0 +1,173 @@
+"""Circuit breaker: stop calling a service that keeps failing, try again later.
+
+CLOSED -> OPEN after ``failure_threshold`` consecutive failures; OPEN fails
+fast with :class:`CircuitOpen` for ``reset_timeout``; then HALF_OPEN lets up
+to ``half_open_max_calls`` trial calls through; ``success_threshold``
+consecutive successes close it, one failure opens it again
+(docs/resilience.md §6). Pure: the clock is injected, so it is tested
+without sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ipc_protocol import CircuitOpen, ErrorCode, IPCError
+
+__all__ = ["CircuitBreaker", "CircuitBreakerOptions", "CircuitState", "FAILURE_CODES", "is_failure"]
+
+# Errors that say the service is unavailable; the others say the call was wrong.
+FAILURE_CODES = frozenset(
+    {
+        ErrorCode.TIMEOUT,
+        ErrorCode.CONNECTION_LOST,
+        ErrorCode.NOT_CONNECTED,
+        ErrorCode.NO_RESPONDERS,
+        ErrorCode.RESPONDER_LOST,
+        ErrorCode.SHUTTING_DOWN,
+        ErrorCode.SLOW_CONSUMER,
+        ErrorCode.QUEUE_FULL,
+    }
+)
+
+
+def is_failure(error: BaseException) -> bool:
+    """The default: bridge errors that mean "unavailable"; any non-bridge error."""
+    if isinstance(error, IPCError):
+        return error.code in FAILURE_CODES
+    return isinstance(error, Exception)
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CircuitBreakerOptions:
+    """Args:
+    failure_threshold: consecutive failures that open the circuit.
+    reset_timeout: seconds OPEN before trial calls are let through.
+    success_threshold: consecutive trial successes that close it again.
+    half_open_max_calls: trial calls allowed at once while HALF_OPEN.
+    scope: ``"channel"`` (one breaker per channel) or ``"client"`` (one for all).
+    fallback: ``fallback(channel, payload, error)``, sync or async; its
+        result is returned instead of raising CircuitOpen.
+    is_failure: which errors count as failures (default :func:`is_failure`).
+    """
+
+    failure_threshold: int = 5
+    reset_timeout: float = 30.0
+    success_threshold: int = 2
+    half_open_max_calls: int = 1
+    scope: str = "channel"
+    fallback: Callable[[str, Any, CircuitOpen], Any] | None = None
+    is_failure: Callable[[BaseException], bool] = is_failure
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1 or self.success_threshold < 1 or self.half_open_max_calls < 1:
+            raise ValueError("failure_threshold, success_threshold and half_open_max_calls must be >= 1")
+        if self.reset_timeout < 0:
+            raise ValueError("reset_timeout must not be negative")
+        if self.scope not in ("channel", "client"):
+            raise ValueError("scope must be 'channel' or 'client'")
+
+
+class CircuitBreaker:
+    """One breaker. ``on_change(breaker, old_state)`` is told of every transition."""
+
+    def __init__(
+        self,
+        name: str,
+        options: CircuitBreakerOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[CircuitBreaker, CircuitState], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.options = options or CircuitBreakerOptions()
+        self._clock = clock
+        self._on_change = on_change
+        self.state = CircuitState.CLOSED
+        self.consecutive_failures = 0
+        self.consecutive_successes = 0
+        self.failures = 0
+        self.successes = 0
+        self.rejected = 0
+        self.opened_at: float | None = None  # clock time
+        self._trials = 0
+        self._generation = 0  # results of calls started before a transition are not trials
+
+    def before_call(self) -> int:
+        """Admit a call or raise CircuitOpen; returns a token for :meth:`record`."""
+        if self.state is CircuitState.OPEN:
+            assert self.opened_at is not None
+            wait = self.opened_at + self.options.reset_timeout - self._clock()
+            if wait > 0:
+                self.rejected += 1
+                raise CircuitOpen(f"circuit {self.name!r} is open; retry in {wait:.3g} s", retry_after=wait)
+            self._transition(CircuitState.HALF_OPEN)
+        if self.state is CircuitState.HALF_OPEN:
+            if self._trials >= self.options.half_open_max_calls:
+                self.rejected += 1
+                raise CircuitOpen(f"circuit {self.name!r} is half-open and its trial calls are in flight", retry_after=0.0)
+            self._trials += 1
+        return self._generation
+
+    def record(self, token: int, error: BaseException | None) -> None:
+        """Report how an admitted call ended (``error`` None for success)."""
+        failed = error is not None and self.options.is_failure(error)
+        if failed:
+            self.failures += 1
+        else:
+            self.successes += 1
+        if token != self._generation:
+            return  # started under another state: it says nothing about this one
+        if self.state is CircuitState.HALF_OPEN:
+            self._trials = max(0, self._trials - 1)
+        if failed:
+            self.consecutive_failures += 1
+            self.consecutive_successes = 0
+            if self.state is CircuitState.HALF_OPEN or self.consecutive_failures >= self.options.failure_threshold:
+                self._transition(CircuitState.OPEN)
+        else:
+            self.consecutive_successes += 1
+            self.consecutive_failures = 0
+            if self.state is CircuitState.HALF_OPEN and self.consecutive_successes >= self.options.success_threshold:
+                self._transition(CircuitState.CLOSED)
+
+    def release(self, token: int) -> None:
+        """An admitted call ended without an outcome (cancelled): free its trial slot."""
+        if token == self._generation and self.state is CircuitState.HALF_OPEN:
+            self._trials = max(0, self._trials - 1)
+
+    def _transition(self, new: CircuitState) -> None:
+        old, self.state = self.state, new
+        self._generation += 1
+        self._trials = 0
+        self.consecutive_successes = 0
+        if new is CircuitState.OPEN:
+            self.opened_at = self._clock()
+        elif new is CircuitState.CLOSED:
+            self.consecutive_failures = 0
+            self.opened_at = None
+        if self._on_change is not None:
+            self._on_change(self, old)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "consecutive_failures": self.consecutive_failures,
+            "consecutive_successes": self.consecutive_successes,
+            "failures": self.failures,
+            "successes": self.successes,
+            "rejected": self.rejected,
+            # wall-clock time, for dashboards
+            "opened_at": None if self.opened_at is None else time.time() - (self._clock() - self.opened_at),
+        }
