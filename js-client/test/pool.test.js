@@ -1,0 +1,254 @@
+'use strict';
+
+// ConnectionPool (docs/resilience.md §7) on real sockets against the scripted
+// peer of test/helpers.js. Every wait is bounded by an event or a deadline.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const { once } = require('node:events');
+const { ConnectionPool, sumMetrics } = require('../lib/pool');
+const { DEFAULTS } = require('../lib/constants');
+const { ErrorCode } = require('../lib/errors');
+const { Peer, waitFor } = require('./helpers');
+
+/** Fast backoff, whichever name the client options give it. */
+const FAST = 'initialDelay' in DEFAULTS ? { initialDelay: 20, maxDelay: 50 } : { reconnectDelay: 20, reconnectDelayMax: 50 };
+
+/**
+ * A peer answering `echo` requests (after `delayMs`) and a pool on it.
+ */
+async function setup(t, poolOptions = {}, { delayMs = 0 } = {}) {
+  const peer = new Peer({
+    onRequest: (msg, conn, reply) => {
+      if (delayMs > 0) setTimeout(() => reply(msg.payload), delayMs);
+      else reply(msg.payload);
+    }
+  });
+  const port = await peer.listen();
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port, ...FAST, ...poolOptions });
+  t.after(async () => {
+    await pool.close();
+    await peer.close();
+  });
+  return { peer, port, pool };
+}
+
+/** A port nothing listens on. */
+async function closedPort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Waits until `pred()` holds, checking on each of the emitter's events. */
+async function until(emitter, events, pred, ms = 3000) {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error('condition not met in time');
+    await Promise.race(events.map((e) => waitFor(emitter, e, left).catch(() => {})));
+  }
+}
+
+test('pool - defaults and option checks', () => {
+  const pool = new ConnectionPool('app');
+  assert.deepEqual(
+    [pool.minConnections, pool.maxConnections, pool.acquireTimeout, pool.idleTimeout],
+    [1, 10, 5000, 30000]
+  );
+  assert.throws(() => new ConnectionPool('app', { maxConnections: 0 }), TypeError);
+  assert.throws(() => new ConnectionPool('app', { minConnections: 3, maxConnections: 2 }), RangeError);
+  assert.throws(() => new ConnectionPool('app', { acquireTimeout: -1 }), TypeError);
+  assert.throws(() => new ConnectionPool('app', { bogus: 1 }), TypeError); // client options are checked too
+  assert.throws(() => new ConnectionPool(''), TypeError);
+});
+
+test('pool - start() opens minConnections; acquire, release and execute', async (t) => {
+  const { pool, peer } = await setup(t, { minConnections: 2, maxConnections: 3 });
+  await pool.start();
+  assert.deepEqual(pool.stats(), { total: 2, available: 2, inUse: 0, pending: 0, totalCreated: 2, totalDestroyed: 0 });
+  const a = await pool.acquire();
+  assert.equal(a.connected, true);
+  assert.equal(a.options.reconnect, false); // the pool replaces members itself
+  assert.equal(pool.stats().inUse, 1);
+  assert.equal((await a.sendRequest('echo', 'x')).payload, 'x');
+  assert.equal(pool.release(a), true);
+  assert.equal(pool.release(a), false); // twice: ignored
+  assert.equal(await pool.execute(async (c) => (await c.sendRequest('echo', 7)).payload), 7);
+  await assert.rejects(pool.execute(async () => { throw new Error('boom'); }), /boom/);
+  assert.deepEqual(pool.stats(), { total: 2, available: 2, inUse: 0, pending: 0, totalCreated: 2, totalDestroyed: 0 });
+  assert.equal(peer.received.filter((m) => m.channel_id === 'system' && m.payload.action === 'connect').length, 2);
+});
+
+test('pool - opens up to maxConnections, then waits FIFO and times out with code timeout', async (t) => {
+  const { pool } = await setup(t, { minConnections: 0, maxConnections: 2, acquireTimeout: 150 });
+  const a = await pool.acquire();
+  const b = await pool.acquire();
+  assert.notEqual(a, b);
+  const order = [];
+  const first = pool.acquire().then((c) => (order.push('first'), c));
+  const second = pool.acquire().then((c) => (order.push('second'), c));
+  assert.equal(pool.stats().pending, 2);
+  pool.release(b);
+  assert.equal(await first, b); // the released client goes to the oldest waiter
+  pool.release(a);
+  assert.equal(await second, a);
+  assert.deepEqual(order, ['first', 'second']);
+  const start = Date.now();
+  await assert.rejects(pool.acquire(), { code: ErrorCode.TIMEOUT });
+  const elapsed = Date.now() - start;
+  assert.ok(elapsed >= 140 && elapsed < 1000, `${elapsed} ms`);
+  assert.deepEqual(pool.stats(), { total: 2, available: 0, inUse: 2, pending: 0, totalCreated: 2, totalDestroyed: 0 });
+});
+
+test('pool - concurrent work never exceeds maxConnections and every call gets its own answer', async (t) => {
+  const { pool } = await setup(t, { minConnections: 1, maxConnections: 4 }, { delayMs: 2 });
+  await pool.start();
+  let busy = 0;
+  let peak = 0;
+  const results = await Promise.all(
+    Array.from({ length: 100 }, (_, i) =>
+      pool.execute(async (c) => {
+        peak = Math.max(peak, ++busy);
+        try {
+          return (await c.sendRequest('echo', i)).payload;
+        } finally {
+          busy--;
+        }
+      })
+    )
+  );
+  assert.deepEqual(results, Array.from({ length: 100 }, (_, i) => i));
+  assert.equal(peak, 4);
+  const s = pool.stats();
+  assert.equal(s.totalCreated, 4);
+  assert.equal(s.total, s.available + s.inUse);
+  assert.deepEqual([s.inUse, s.pending], [0, 0]);
+});
+
+test('pool - a connection that cannot be opened rejects acquire() with not_connected at once', async (t) => {
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port: await closedPort(), minConnections: 0, acquireTimeout: 5000 });
+  t.after(() => pool.close());
+  const start = Date.now();
+  const all = await Promise.allSettled([pool.acquire(), pool.acquire(), pool.acquire()]);
+  for (const r of all) {
+    assert.equal(r.status, 'rejected');
+    assert.equal(r.reason.code, ErrorCode.NOT_CONNECTED);
+    assert.equal(r.reason.cause.code, 'ECONNREFUSED');
+  }
+  assert.ok(Date.now() - start < 1000, 'not at the acquire timeout');
+  assert.deepEqual(pool.stats(), { total: 0, available: 0, inUse: 0, pending: 0, totalCreated: 0, totalDestroyed: 0 });
+  await pool.start(); // minConnections 0: nothing to open
+  const eager = new ConnectionPool('app', { host: '127.0.0.1', port: pool.port, minConnections: 2 });
+  t.after(() => eager.close());
+  await assert.rejects(eager.start(), { code: ErrorCode.NOT_CONNECTED });
+});
+
+test('pool - close() fails waiting acquires with not_connected, and every later call', async (t) => {
+  const { pool } = await setup(t, { minConnections: 1, maxConnections: 1 });
+  await pool.start();
+  const held = await pool.acquire();
+  const waiting = assert.rejects(pool.acquire(), { code: ErrorCode.NOT_CONNECTED });
+  await pool.close();
+  await waiting;
+  await assert.rejects(pool.acquire(), { code: ErrorCode.NOT_CONNECTED });
+  await assert.rejects(pool.start(), { code: ErrorCode.NOT_CONNECTED });
+  assert.equal(held.connected, false);
+  assert.equal(pool.release(held), false);
+  assert.deepEqual(pool.stats(), { total: 0, available: 0, inUse: 0, pending: 0, totalCreated: 1, totalDestroyed: 1 });
+});
+
+test('pool - members whose connection drops are destroyed and replaced up to minConnections', async (t) => {
+  const { pool, peer } = await setup(t, { minConnections: 2, maxConnections: 4 });
+  await pool.start();
+  const lost = [];
+  pool.on('connection_lost', (e) => lost.push(e));
+  const held = await pool.acquire();
+  peer.drop();
+  await until(pool, ['created', 'destroyed'], () => pool.stats().totalCreated === 4 && pool.stats().total === 2);
+  assert.equal(lost.length, 2);
+  assert.ok(lost.every((e) => e.client.connected === false));
+  assert.equal(pool.stats().totalDestroyed, 2);
+  assert.equal(pool.release(held), false); // already destroyed
+  assert.equal(await pool.execute(async (c) => (await c.sendRequest('echo', 'back')).payload), 'back');
+});
+
+test('pool - replacement retries with backoff while the server is down', async (t) => {
+  const peer = new Peer();
+  const port = await peer.listen();
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port, minConnections: 1, ...FAST });
+  t.after(async () => {
+    await pool.close();
+    await peer.close();
+  });
+  await pool.start();
+  const errors = [];
+  pool.on('error', (err) => errors.push(err));
+  await peer.close();
+  await until(pool, ['error'], () => errors.length >= 2);
+  assert.equal(pool.stats().total, 0);
+  assert.equal(errors[0].code, ErrorCode.NOT_CONNECTED);
+  await assert.rejects(pool.acquire(), { code: ErrorCode.NOT_CONNECTED });
+  const again = new Peer();
+  await again.listen(port);
+  t.after(() => again.close());
+  await waitFor(pool, 'created', 3000);
+  assert.deepEqual(pool.stats().total, 1);
+});
+
+test('pool - a released client that is no longer connected is destroyed', async (t) => {
+  const { pool } = await setup(t, { minConnections: 1, maxConnections: 2 });
+  await pool.start();
+  const c = await pool.acquire();
+  c.removeAllListeners('disconnected'); // as if the pool had not heard yet
+  await c.disconnect();
+  assert.equal(pool.release(c), true);
+  assert.equal(pool.stats().totalDestroyed, 1);
+  await until(pool, ['created'], () => pool.stats().total === 1);
+});
+
+test('pool - idle members above minConnections are closed after idleTimeout', async (t) => {
+  const { pool } = await setup(t, { minConnections: 1, maxConnections: 3, idleTimeout: 40 });
+  await pool.start();
+  const clients = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()]);
+  assert.equal(pool.stats().total, 3);
+  for (const c of clients) pool.release(c);
+  await until(pool, ['destroyed'], () => pool.stats().total === 1);
+  assert.deepEqual(pool.stats(), { total: 1, available: 1, inUse: 0, pending: 0, totalCreated: 3, totalDestroyed: 2 });
+});
+
+test('pool - healthCheck() pings on a busy member too, and reports a dead server', async (t) => {
+  const { pool, peer } = await setup(t, { minConnections: 1, maxConnections: 1 });
+  await pool.start();
+  const held = await pool.acquire();
+  const ok = await pool.healthCheck({ timeout: 1000 });
+  assert.equal(ok.healthy, true);
+  assert.equal(typeof ok.latencyMs, 'number');
+  peer.silent = true;
+  const silent = await pool.healthCheck({ timeout: 100 });
+  assert.deepEqual(silent, { healthy: false, latencyMs: null, error: ErrorCode.TIMEOUT });
+  pool.release(held);
+});
+
+test('pool - getMetrics() is null without member KPIs; sums recompute rates and averages', async (t) => {
+  const { pool } = await setup(t);
+  await pool.start();
+  const member = await pool.acquire();
+  if (typeof member.getMetrics !== 'function') assert.equal(pool.getMetrics(), null);
+  else assert.equal(pool.getMetrics().activeConnections, 1);
+  pool.release(member);
+  const sum = sumMetrics([
+    { connectionAttempts: 2, connectionSuccesses: 1, connectionSuccessRate: 0.5, messagesDelivered: 3, messagesFailed: 1, messageDeliveryRate: 0.75, reconnections: 1, averageReconnectionTimeMs: 100, activeConnections: 1, averageConnectionDurationMs: 10 },
+    { connectionAttempts: 2, connectionSuccesses: 2, connectionSuccessRate: 1, messagesDelivered: 4, messagesFailed: 0, messageDeliveryRate: 1, reconnections: 3, averageReconnectionTimeMs: 300, activeConnections: 1, averageConnectionDurationMs: 40 }
+  ]);
+  assert.equal(sum.connectionAttempts, 4);
+  assert.equal(sum.connectionSuccessRate, 0.75);
+  assert.equal(sum.messageDeliveryRate, 7 / 8);
+  assert.equal(sum.averageReconnectionTimeMs, 250);
+  assert.equal(sum.activeConnections, 2);
+  assert.equal(sum.averageConnectionDurationMs, 30);
+});
