@@ -10,3 +10,8 @@ from .client import IPCClient
 from .state import ConnectionState
 
 __all__ = ["IPCClient", "ConnectionState", "Backoff", "Message", "MessageType", "ErrorCode", *_exceptions_all]
+
+# Pool, load balancing, gateway and blocking clients (docs/resilience.md §7-10).
+from .pool import ConnectionPool  # noqa: E402
+
+__all__ += ["ConnectionPool"]

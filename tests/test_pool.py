@@ -1,0 +1,251 @@
+"""ConnectionPool against a real server on loopback (docs/resilience.md §7):
+sizing, FIFO waits with a deadline, dead members replaced, idle eviction,
+registrations that survive the member carrying them."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from ipc_client import ConnectionPool, IPCClient
+from ipc_protocol import HandlerError, Message, NotConnected, RequestTimeout
+
+from .conftest import WAIT_S
+from .faultproxy import FaultProxy
+
+
+async def until(pred: Callable[[], bool], timeout: float = WAIT_S) -> None:
+    """Wait (bounded) for a condition that a background task makes true."""
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.005)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def make_pool(server) -> AsyncIterator[Callable[..., Any]]:
+    pools: list[ConnectionPool] = []
+
+    async def make(port: int | None = None, *, start: bool = True, **kwargs: Any) -> ConnectionPool:
+        pool = ConnectionPool("app", "127.0.0.1", port or server.port, **kwargs)
+        pools.append(pool)
+        if start:
+            await pool.start()
+        return pool
+
+    yield make
+    for p in pools:
+        await p.close()
+
+
+async def test_start_opens_min_connections_and_reuses_idle_members(make_pool) -> None:
+    pool = await make_pool(min_connections=2, max_connections=4)
+    assert pool.stats() == {"total": 2, "available": 2, "in_use": 0, "pending": 0, "total_created": 2, "total_destroyed": 0}
+    a = await pool.acquire()
+    assert a.connected and pool.stats()["in_use"] == 1
+    pool.release(a)
+    b = await pool.acquire()
+    assert b is a  # the most recently used idle member
+    pool.release(b)
+    assert pool.stats()["total_created"] == 2
+    with pytest.raises(ValueError):
+        pool.release(b)  # twice
+    assert "total=2" in repr(pool)
+
+
+async def test_grows_to_max_then_waits_fifo_and_times_out(make_pool) -> None:
+    pool = await make_pool(min_connections=0, max_connections=2, acquire_timeout=5)
+    a, b = await pool.acquire(), await pool.acquire()
+    assert a is not b and pool.stats()["total"] == 2
+    order: list[str] = []
+
+    async def wait(name: str) -> IPCClient:
+        c = await pool.acquire()
+        order.append(name)
+        return c
+
+    first = asyncio.ensure_future(wait("first"))
+    await until(lambda: pool.stats()["pending"] == 1)
+    second = asyncio.ensure_future(wait("second"))
+    await until(lambda: pool.stats()["pending"] == 2)
+    pool.release(a)
+    got_first = await asyncio.wait_for(first, WAIT_S)
+    assert got_first is a and not second.done()
+    pool.release(b)
+    assert await asyncio.wait_for(second, WAIT_S) is b
+    assert order == ["first", "second"]
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RequestTimeout) as info:
+        await pool.acquire(timeout=0.1)
+    assert info.value.code == "timeout"
+    assert 0.09 <= loop.time() - started < 1.0
+    assert pool.stats()["pending"] == 0
+    pool.release(a)
+    pool.release(b)
+    assert pool.stats()["total_created"] == 2
+
+
+async def test_a_failed_open_raises_not_connected_instead_of_waiting(make_pool) -> None:
+    pool = await make_pool(free_port(), start=False, connect_timeout=2, acquire_timeout=30)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(NotConnected):
+        await pool.acquire()
+    with pytest.raises(NotConnected):
+        await pool.start()
+    assert loop.time() - started < 5
+    assert pool.stats()["total"] == 0
+
+
+async def test_a_failed_open_also_fails_the_waiter_given_its_slot(server, make_pool) -> None:
+    proxy = await FaultProxy("127.0.0.1", server.port).start()
+    try:
+        pool = await make_pool(proxy.port, min_connections=1, max_connections=1, acquire_timeout=30)
+        held = await pool.acquire()
+        waiter = asyncio.ensure_future(pool.acquire())
+        await until(lambda: pool.stats()["pending"] == 1)
+        proxy.refuse(True)
+        proxy.cut()  # the held member dies; its slot goes to the waiter, whose open fails
+        await until(lambda: not held.connected)
+        pool.release(held)
+        with pytest.raises(NotConnected):
+            await asyncio.wait_for(waiter, WAIT_S)
+    finally:
+        await proxy.close()
+
+
+async def test_dead_members_are_destroyed_and_replaced(server, make_pool) -> None:
+    proxy = await FaultProxy("127.0.0.1", server.port).start()
+    try:
+        pool = await make_pool(proxy.port, min_connections=2, max_connections=3, initial_delay=0.01)
+        lost: list[Any] = []
+        pool.on("member_lost", lambda client, error: lost.append(error))
+        held = await pool.acquire()
+        proxy.cut()
+        await until(lambda: len(lost) == 2)
+        assert not held.connected
+        pool.release(held)  # dead on release: destroyed
+        await until(lambda: pool.stats()["available"] == 2 and pool.stats()["total"] == 2)
+        s = pool.stats()
+        assert s["total_created"] == 4 and s["total_destroyed"] == 2
+        c = await pool.acquire()
+        assert c.connected and c is not held
+        pool.release(c)
+    finally:
+        await proxy.close()
+
+
+async def test_idle_members_above_min_are_closed(make_pool) -> None:
+    pool = await make_pool(min_connections=1, max_connections=3, idle_timeout=0.05)
+    clients = [await pool.acquire() for _ in range(3)]
+    for c in clients:
+        pool.release(c)
+    await until(lambda: pool.stats()["total"] == 1)
+    assert pool.stats()["total_destroyed"] == 2
+    assert sum(c.connected for c in clients) == 1
+
+
+async def test_close_fails_waiting_and_later_acquires(make_pool) -> None:
+    pool = await make_pool(min_connections=1, max_connections=1)
+    held = await pool.acquire()
+    waiter = asyncio.ensure_future(pool.acquire(timeout=30))
+    await until(lambda: pool.stats()["pending"] == 1)
+    await pool.close()
+    with pytest.raises(NotConnected):
+        await asyncio.wait_for(waiter, WAIT_S)
+    with pytest.raises(NotConnected):
+        await pool.acquire()
+    assert not held.connected
+    pool.release(held)  # harmless after close
+
+
+async def test_execute_and_connection_release_even_on_error(server, make_pool) -> None:
+    server.add_handler("boom", lambda msg: 1 / 0)
+    server.add_handler("echo", lambda msg: msg.payload)
+    pool = await make_pool(min_connections=1, max_connections=1)
+    assert await pool.execute(lambda c: c.request("echo", 7)) == 7
+    with pytest.raises(HandlerError):
+        await pool.execute(lambda c: c.request("boom"))
+    assert pool.stats()["in_use"] == 0
+    with pytest.raises(KeyError):
+        async with pool.connection() as c:
+            assert pool.stats()["in_use"] == 1
+            raise KeyError("x")
+    assert pool.stats()["available"] == 1
+
+
+async def test_convenience_calls_run_on_a_member(server, make_pool) -> None:
+    server.add_handler("echo", lambda msg: msg.payload)
+    pool = await make_pool(min_connections=1, max_connections=4)
+    results = await asyncio.gather(*(pool.request("echo", i) for i in range(20)))
+    assert results == list(range(20))
+    assert isinstance(await pool.send_request("echo", "x"), Message)
+    assert await pool.publish("news", 1, ack=True) == 0
+    await pool.notify("echo", 1)
+    assert 1 <= pool.stats()["total"] <= 4 and pool.stats()["in_use"] == 0
+    metrics = pool.metrics()
+    assert metrics["active_connections"] == pool.stats()["total"]
+    assert metrics["messages_delivered"] >= 22
+    assert metrics["message_delivery_rate"] == 1.0
+
+
+async def test_shared_leases_multiplex_and_grow_to_max(server, make_pool) -> None:
+    release = asyncio.Event()
+
+    async def slow(msg: Message) -> str:
+        await release.wait()
+        return "done"
+
+    server.add_handler("slow", slow)
+    pool = await make_pool(min_connections=1, max_connections=2)
+
+    async def call() -> str:
+        async with pool.lease() as c:
+            return await c.request("slow")
+
+    calls = [asyncio.ensure_future(call()) for _ in range(6)]
+    await until(lambda: pool.stats()["in_use"] == 2)
+    assert pool.stats()["total"] == 2  # six calls on two connections, none waiting
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(*calls), WAIT_S) == ["done"] * 6
+
+
+async def test_subscriptions_and_responders_move_to_the_replacement_member(server, make_client) -> None:
+    proxy = await FaultProxy("127.0.0.1", server.port).start()
+    pool = ConnectionPool("app", "127.0.0.1", proxy.port, min_connections=1, max_connections=2, initial_delay=0.01)
+    try:
+        await pool.start()
+        got: asyncio.Queue[Any] = asyncio.Queue()
+        assert await pool.subscribe("news", lambda msg: got.put_nowait(msg.payload))
+        assert await pool.serve("double", lambda msg: msg.payload * 2)
+        other = await make_client()
+        assert await other.publish("news", 1, ack=True) == 1
+        assert await asyncio.wait_for(got.get(), WAIT_S) == 1
+        assert await other.request("double", 4) == 8
+
+        proxy.cut()
+        await until(lambda: pool.stats()["total_destroyed"] >= 1 and pool.stats()["available"] >= 1)
+
+        async def delivered() -> int:
+            return await other.publish("news", 2, ack=True)
+
+        async with asyncio.timeout(WAIT_S):
+            while await delivered() != 1:  # restored once the replacement registered
+                await asyncio.sleep(0.01)
+        assert await asyncio.wait_for(got.get(), WAIT_S) == 2
+        assert await other.request("double", 5) == 10
+        assert got.empty()  # delivered once, not once per member
+    finally:
+        await pool.close()
+        await proxy.close()
