@@ -143,6 +143,8 @@ class IPCClient:
         max_frame_size: largest frame body to send or accept, bytes; the
             server's advertised limit applies too (the smaller wins).
         expose_stacks: send handler stack traces to requesters.
+        max_concurrent_handlers: served requests and async subscription
+            handlers running at once; more wait in arrival order.
         on_connected, on_disconnected, on_error: callbacks (sync or async).
     """
 
@@ -170,6 +172,7 @@ class IPCClient:
         circuit_breaker: CircuitBreakerOptions | bool | None = None,
         token: str | None = None,
         max_frame_size: int | None = None,
+        max_concurrent_handlers: int = 1024,
         expose_stacks: bool = False,
         on_connected: Callable[..., Any] | None = None,
         on_disconnected: Callable[..., Any] | None = None,
@@ -183,6 +186,8 @@ class IPCClient:
             raise ValueError("heartbeat_interval must be positive")
         if max_retries is not None and max_retries < 0:
             raise ValueError("max_retries must be >= 0 or None")
+        if max_concurrent_handlers < 1:
+            raise ValueError("max_concurrent_handlers must be >= 1")
         if on_disconnect not in _DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect must be one of {', '.join(_DISCONNECT_POLICIES)}")
         self.app_id = app_id
@@ -232,6 +237,10 @@ class IPCClient:
         self._metrics = ClientMetrics()
         self._last_pong: float | None = None  # loop time
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.max_concurrent_handlers = max_concurrent_handlers
+        self._active_handlers = 0
+        self._held: collections.deque[tuple[ClientConnection | None, Callable[[], Awaitable[Any]]]] = collections.deque()
+        self._reading_paused: ClientConnection | None = None
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
             if cb is not None:
                 self.on(event, cb)
@@ -364,6 +373,7 @@ class IPCClient:
         self._metrics.closed(time.monotonic(), will_reconnect=False)
         self._set_state(ConnectionState.DISCONNECTED)
         self._give_up_queue(NotConnected("disconnect() was called before the call could be sent"))
+        self._held.clear()
         for task in list(self._tasks):
             task.cancel()
         if was_connected:  # while reconnecting, "disconnected" was already emitted
@@ -469,6 +479,8 @@ class IPCClient:
         """Fail everything waiting on ``conn`` at once (never at its timeout)."""
         if conn is not None and self._conn is conn:
             self._conn = None
+        if self._reading_paused is conn:
+            self._reading_paused = None
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
@@ -539,6 +551,8 @@ class IPCClient:
         loop = asyncio.get_running_loop()
         while conn is self._conn and conn.is_open:
             await asyncio.sleep(max(hb.next_check(loop.time()), 0.005))
+            if self._reading_paused is conn:
+                hb.received(loop.time())  # we stopped reading: that is not the server's silence
             action = hb.poll(loop.time())
             if action is HeartbeatAction.PING:
                 self._write(conn, ping_request(self.app_id))
@@ -597,12 +611,49 @@ class IPCClient:
             self._sub_cache[msg.channel_id] = handlers
         for handler in handlers:
             try:
+                if inspect.iscoroutinefunction(handler):
+                    self._admit(None, lambda handler=handler: self._guard(handler(msg), msg))
+                    continue
                 result = handler(msg)
                 if inspect.isawaitable(result):
-                    self._spawn(self._guard(result, msg))
+                    self._admit(None, lambda result=result: self._guard(result, msg))
             except Exception as exc:
                 log.exception("subscription handler for %r failed", msg.channel_id)
                 self._emit("error", exc)
+
+    def _admit(self, conn: ClientConnection | None, start: Callable[[], Awaitable[Any]]) -> None:
+        """Run inbound work now, or hold it while ``max_concurrent_handlers`` are busy.
+
+        Past four times that many held, the socket stops being read (TCP
+        backpressure on the server); responses and pings are never held, and
+        reading resumes once the backlog is down to the limit. ``conn`` is set
+        for requests: their answer is useless once that connection is gone.
+        """
+        limit = self.max_concurrent_handlers
+        if self._active_handlers < limit and not self._held:
+            self._run_handler(start)
+            return
+        self._held.append((conn, start))
+        current = self._conn
+        if len(self._held) > 4 * limit and self._reading_paused is None and current is not None and current.transport is not None:
+            current.transport.pause_reading()
+            self._reading_paused = current
+
+    def _run_handler(self, start: Callable[[], Awaitable[Any]]) -> None:
+        self._active_handlers += 1
+        self._spawn(start()).add_done_callback(self._handler_done)
+
+    def _handler_done(self, _task: asyncio.Task[Any]) -> None:
+        self._active_handlers -= 1
+        while self._held and self._active_handlers < self.max_concurrent_handlers:
+            conn, start = self._held.popleft()
+            if conn is None or conn is self._conn:
+                self._run_handler(start)
+        paused = self._reading_paused
+        if paused is not None and len(self._held) <= self.max_concurrent_handlers:
+            self._reading_paused = None
+            if paused.is_open and paused.transport is not None:
+                paused.transport.resume_reading()
 
     async def _guard(self, aw: Awaitable[Any], msg: Message) -> None:
         try:
@@ -619,7 +670,7 @@ class IPCClient:
             if msg.message_type is MessageType.REQUEST:
                 self._write(conn, error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
             return
-        self._spawn(self._answer(conn, msg, fn))
+        self._admit(conn, lambda: self._answer(conn, msg, fn))
 
     async def _answer(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
         try:

@@ -47,6 +47,13 @@ async def via_proxy(proxy: FaultProxy) -> AsyncIterator[Callable[..., Any]]:
         await c.disconnect()
 
 
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait, bounded, for a condition no event announces."""
+    async with asyncio.timeout(WAIT_S):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
 def state_event(client: IPCClient, name: str) -> asyncio.Queue[Any]:
     q: asyncio.Queue[Any] = asyncio.Queue()
     client.on(name, lambda *args: q.put_nowait(args[0] if args else None))
@@ -70,15 +77,13 @@ async def test_requests_queued_during_an_outage_are_delivered_in_priority_order(
     calls = [asyncio.ensure_future(client.request("work", n, priority=p, timeout=WAIT_S)) for n, p in [(1, 0), (2, 5), (3, 0), (4, 9)]]
     note = asyncio.ensure_future(client.notify("work", 5, priority=-1))
     await asyncio.wait_for(note, WAIT_S)  # a one-way call completes once it is queued
-    while client.queue_stats()["size"] < 5:
-        await asyncio.sleep(0)
+    await until(lambda: client.queue_stats()["size"] == 5)
     assert client.queue_stats()["by_priority"] == {9: 1, 5: 1, 0: 2, -1: 1}
     reconnected = state_event(client, "reconnected")
     proxy.refuse(False)
     assert await asyncio.wait_for(asyncio.gather(*calls), WAIT_S) == [10, 20, 30, 40]
     await asyncio.wait_for(reconnected.get(), WAIT_S)
-    while len(seen) < 5:
-        await asyncio.sleep(0.01)
+    await until(lambda: len(seen) == 5)
     assert seen[:4] == [4, 2, 1, 3] and seen[4] == 5
     assert client.queue_stats()["size"] == 0
 
@@ -115,8 +120,7 @@ async def test_full_queue_rejects_or_evicts_by_policy(proxy, via_proxy) -> None:
     rejecting = await via_proxy(queue_max_size=2)
     evicting = await via_proxy(queue_max_size=2, queue_overflow="drop_oldest")
     await outage(proxy, rejecting)
-    while evicting.state.value != "reconnecting":
-        await asyncio.sleep(0.01)
+    await until(lambda: evicting.state.value == "reconnecting")
     r1 = asyncio.ensure_future(rejecting.request("a", timeout=WAIT_S))
     r2 = asyncio.ensure_future(rejecting.request("b", timeout=WAIT_S))
     await asyncio.sleep(0)
@@ -306,3 +310,26 @@ async def test_kpis_after_an_outage(server, proxy, via_proxy) -> None:
     assert m["message_delivery_rate"] == 1.0
     assert m["active_connections"] == 1 and m["average_connection_duration_ms"] > 0
     assert m["queued"] == 0
+
+
+async def test_served_requests_beyond_the_concurrency_bound_wait_their_turn(server, make_client) -> None:
+    worker = await make_client(max_concurrent_handlers=2)
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    async def slow(m: Any) -> Any:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+        return m.payload
+
+    await worker.serve("bounded", slow)
+    caller = await make_client()
+    calls = [asyncio.ensure_future(caller.request("bounded", i, timeout=WAIT_S)) for i in range(12)]
+    await until(lambda: running == 2)
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(*calls), WAIT_S) == list(range(12))
+    assert peak == 2
