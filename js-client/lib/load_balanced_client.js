@@ -1,0 +1,525 @@
+'use strict';
+
+/**
+ * LoadBalancedClient: one app spread over several servers
+ * (docs/resilience.md §8).
+ *
+ * Each server has its own ConnectionPool for calls, and, once something is
+ * subscribed or served, one reconnecting IPCClient that carries the
+ * registrations (a pool member per registration would receive each publish
+ * several times). Which server takes a call is decided by the pure
+ * Balancer; this module only does the I/O: health checks, failover within
+ * the call's deadline, and applying registrations everywhere.
+ */
+
+const { EventEmitter } = require('node:events');
+const { IPCClient } = require('./client');
+const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
+const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
+const { parseOptions } = require('./options');
+const { ErrorCode, NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
+
+/** Balancer defaults (§8); milliseconds. */
+const BALANCER_DEFAULTS = Object.freeze({
+  strategy: Strategy.ROUND_ROBIN,
+  healthCheckInterval: 5000,
+  healthCheckTimeout: 2000,
+  minConnections: 1,
+  maxConnections: 1
+});
+
+/** Errors after which the call is tried on the next healthy server (§8). */
+const FAILOVER_CODES = new Set([
+  ErrorCode.NOT_CONNECTED,
+  ErrorCode.CONNECTION_LOST,
+  ErrorCode.SHUTTING_DOWN,
+  ErrorCode.NO_RESPONDERS,
+  ErrorCode.CIRCUIT_OPEN
+]);
+
+/** Of those, the ones that say the server itself is gone: it leaves the rotation. */
+const SERVER_DOWN_CODES = new Set([ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN]);
+
+/**
+ * Monotonic milliseconds.
+ * @returns {number}
+ * @private
+ */
+function now() {
+  return performance.now();
+}
+
+/**
+ * Checks a positive duration.
+ * @param {string} name
+ * @param {unknown} value
+ * @private
+ */
+function checkDuration(name, value) {
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw new TypeError(`${name} must be a positive number of milliseconds, got ${String(value)}`);
+  }
+}
+
+/**
+ * A client of one app on several servers.
+ *
+ * Events: 'server_down' ({host, port, error}) when a server leaves the
+ * rotation, 'server_up' ({host, port}) when a health check brings it back,
+ * 'error' (err, only when listened to) for registrations a server refused.
+ */
+class LoadBalancedClient extends EventEmitter {
+  /**
+   * @param {string} appId the application namespace.
+   * @param {Array<string|[string, number]|{host?: string, port: number, weight?: number}>} servers
+   *   `"host:port"`, `[host, port]` or `{host, port, weight}`.
+   * @param {object} [options] `strategy` ('round_robin', 'least_connections',
+   *   'weighted', 'random'), `healthCheckInterval` (5000 ms),
+   *   `healthCheckTimeout` (2000 ms), `minConnections` (1) and
+   *   `maxConnections` (1) per server, `acquireTimeout`, `idleTimeout`,
+   *   `random` (a [0, 1) source for 'random'); every other option goes to
+   *   each IPCClient.
+   * @throws {TypeError|RangeError} bad servers or options.
+   */
+  constructor(appId, servers, options = {}) {
+    super();
+    if (typeof appId !== 'string' || appId.length === 0) throw new TypeError('appId must be a non-empty string');
+    if (!Array.isArray(servers) || servers.length === 0) throw new TypeError('servers must be a non-empty array');
+    const own = { ...BALANCER_DEFAULTS, random: Math.random };
+    const poolOptions = {};
+    const clientOptions = {};
+    for (const [key, value] of Object.entries(options ?? {})) {
+      if (value === undefined) continue;
+      if (key in own) own[key] = value;
+      else if (key in POOL_DEFAULTS) poolOptions[key] = value;
+      else clientOptions[key] = value;
+    }
+    checkDuration('healthCheckInterval', own.healthCheckInterval);
+    checkDuration('healthCheckTimeout', own.healthCheckTimeout);
+    if ('host' in clientOptions || 'port' in clientOptions) throw new TypeError('host and port come from the servers list');
+    this.appId = appId;
+    this.healthCheckInterval = own.healthCheckInterval;
+    this.healthCheckTimeout = own.healthCheckTimeout;
+    this._clientOptions = clientOptions;
+    this._requestTimeout = parseOptions(clientOptions).requestTimeout;
+    this._servers = servers.map((spec) => new ServerState(parseServer(spec)));
+    this._balancer = new Balancer(this._servers, { strategy: own.strategy, random: own.random });
+    this._pools = new Map();
+    for (const server of this._servers) {
+      const pool = new ConnectionPool(appId, {
+        ...clientOptions,
+        ...poolOptions,
+        host: server.host,
+        port: server.port,
+        minConnections: own.minConnections,
+        maxConnections: own.maxConnections
+      });
+      pool.on('connection_lost', ({ error }) => this._markDown(server, error));
+      this._pools.set(server, pool);
+    }
+    this._registrations = []; // {kind, channel, handler, applied, refused, pending: Set<ServerState>}
+    this._controls = new Map(); // server -> IPCClient carrying the registrations
+    this._started = false;
+    this._closed = false;
+    this._healthTimer = null;
+  }
+
+  /** The strategy in use. */
+  get strategy() {
+    return this._balancer.strategy;
+  }
+
+  /**
+   * Opens every server's pool and starts the health checks. Servers that
+   * cannot be reached start out of rotation; health checks bring them in.
+   * @returns {Promise<void>}
+   * @throws {NotConnectedError} no server could be reached (the client
+   *   keeps checking until close()).
+   */
+  async start() {
+    if (this._closed) throw new NotConnectedError('the client is closed');
+    if (this._started) return;
+    this._started = true;
+    const errors = [];
+    await Promise.all(
+      this._servers.map(async (server) => {
+        try {
+          await this._pools.get(server).start();
+          this._markUp(server);
+        } catch (err) {
+          errors.push(err);
+          this._markDown(server, err);
+        }
+      })
+    );
+    this._scheduleHealthCheck();
+    if (!this._servers.some((s) => s.healthy)) {
+      throw new NotConnectedError('no server could be reached', { cause: errors[0] });
+    }
+  }
+
+  /**
+   * Sends a request to one healthy server; on not_connected,
+   * connection_lost, shutting_down, no_responders or circuit_open, tries the
+   * next one, all within the call's original deadline.
+   * @param {string} channelId a concrete channel.
+   * @param {unknown} [payload]
+   * @param {number} [timeout] milliseconds, the whole call's deadline.
+   * @param {{headers?: Record<string, string>}} [options]
+   * @returns {Promise<object>} the response message.
+   * @throws {IpcError} the last failure; not_connected when no server is healthy.
+   */
+  sendRequest(channelId, payload = null, timeout = this._requestTimeout, options = {}) {
+    return this._route(timeout, (client, left) => client.sendRequest(channelId, payload, left, options));
+  }
+
+  /**
+   * Publishes on one server (§8), with the same failover as sendRequest().
+   * Subscribers on that server receive it.
+   * @param {string} channelId
+   * @param {unknown} data
+   * @param {{ack?: boolean, headers?: Record<string, string>, timeout?: number}} [options]
+   * @returns {Promise<{delivered: number|null}|undefined>}
+   */
+  publish(channelId, data, options = {}) {
+    const { timeout = this._requestTimeout, ...rest } = options;
+    return this._route(timeout, (client, left) => client.publish(channelId, data, { ...rest, timeout: left }));
+  }
+
+  /**
+   * Sends a one-way request to one server, with failover.
+   * @param {string} channelId
+   * @param {unknown} data
+   * @param {{headers?: Record<string, string>, timeout?: number}} [options]
+   * @returns {Promise<void>}
+   */
+  notify(channelId, data, options = {}) {
+    const { timeout = this._requestTimeout, ...rest } = options;
+    return this._route(timeout, (client, left) => client.notify(channelId, data, { ...rest, timeout: left }));
+  }
+
+  /**
+   * Subscribes on every server. Resolves once at least one server acked;
+   * servers that were unreachable get the subscription when they come back.
+   * @param {string} channelId a channel or pattern.
+   * @param {(msg: object) => unknown} handler
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<void>}
+   * @throws {IpcError} no server took it (then nothing is kept).
+   */
+  subscribe(channelId, handler, { timeout = this._requestTimeout } = {}) {
+    return this._register('subscribe', channelId, handler, timeout);
+  }
+
+  /**
+   * Answers requests on every server (§8), so callers on any server reach
+   * this process. Same rules as subscribe().
+   * @param {string} channelId a channel or pattern.
+   * @param {(msg: object) => unknown} handler returns the response payload.
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<void>}
+   */
+  serve(channelId, handler, { timeout = this._requestTimeout } = {}) {
+    if (this._registrations.some((r) => r.kind === 'serve' && r.channel === channelId)) {
+      return Promise.reject(new Error(`channel ${JSON.stringify(channelId)} is already served; call unserve() first`));
+    }
+    return this._register('serve', channelId, handler, timeout);
+  }
+
+  /**
+   * Removes a subscription (one handler, or all) on every server.
+   * @param {string} channelId
+   * @param {Function} [handler]
+   * @returns {Promise<void>}
+   */
+  async unsubscribe(channelId, handler) {
+    this._registrations = this._registrations.filter(
+      (r) => !(r.kind === 'subscribe' && r.channel === channelId && (handler === undefined || r.handler === handler))
+    );
+    await Promise.allSettled([...this._controls.values()].map((c) => c.unsubscribe(channelId, handler)));
+  }
+
+  /**
+   * Stops answering a channel on every server.
+   * @param {string} channelId
+   * @returns {Promise<void>}
+   */
+  async unserve(channelId) {
+    this._registrations = this._registrations.filter((r) => !(r.kind === 'serve' && r.channel === channelId));
+    await Promise.allSettled([...this._controls.values()].map((c) => c.unserve(channelId)));
+  }
+
+  /**
+   * Runs one round of health checks now (they also run every
+   * `healthCheckInterval`): a server whose ping fails leaves the rotation,
+   * one whose ping passes comes back.
+   * @returns {Promise<object[]>} serverStats() afterwards.
+   */
+  async checkHealth() {
+    await Promise.all(
+      this._servers.map(async (server) => {
+        const res = await this._pools.get(server).healthCheck({ timeout: this.healthCheckTimeout });
+        if (this._closed) return;
+        if (res.healthy) {
+          this._markUp(server);
+          this._syncRegistrations(server);
+        } else {
+          this._markDown(server, new NotConnectedError(`health check failed: ${res.error ?? 'unhealthy'}`));
+        }
+      })
+    );
+    return this.serverStats();
+  }
+
+  /**
+   * Per server: `{host, port, weight, healthy, inFlight, requests, errors,
+   * errorRate, averageLatencyMs}` (§8). Every failed call counts as an error.
+   * @returns {object[]}
+   */
+  serverStats() {
+    return this._servers.map((s) => s.snapshot());
+  }
+
+  /**
+   * Pool counts per server, keyed `host:port`.
+   * @returns {Record<string, ReturnType<ConnectionPool['stats']>>}
+   */
+  poolStats() {
+    const out = {};
+    for (const [server, pool] of this._pools) out[server.address] = pool.stats();
+    return out;
+  }
+
+  /**
+   * The KPIs of every pool summed (§2), or null when the clients have none.
+   * @returns {object|null}
+   */
+  getMetrics() {
+    const parts = [...this._pools.values()].map((p) => p.getMetrics()).filter((m) => m !== null);
+    return parts.length === 0 ? null : sumMetrics(parts);
+  }
+
+  /**
+   * Stops the health checks and closes every connection. Later calls
+   * reject with not_connected.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    if (this._closed) return;
+    this._closed = true;
+    clearTimeout(this._healthTimer);
+    this._healthTimer = null;
+    const controls = [...this._controls.values()];
+    this._controls.clear();
+    await Promise.all([
+      ...[...this._pools.values()].map((p) => p.close()),
+      ...controls.map((c) => c.disconnect().catch(() => {}))
+    ]);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /**
+   * Runs `call` on a pooled client of one healthy server after another
+   * until it succeeds, fails with an error that is not worth another
+   * server, or the deadline passes. Each server is tried at most once.
+   * @template T
+   * @param {number} timeout milliseconds.
+   * @param {(client: IPCClient, left: number) => Promise<T>} call
+   * @returns {Promise<T>}
+   * @private
+   */
+  async _route(timeout, call) {
+    if (this._closed || !this._started) {
+      throw new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called');
+    }
+    checkDuration('timeout', timeout);
+    const deadline = now() + timeout;
+    const tried = new Set();
+    let lastError = null;
+    for (;;) {
+      const left = deadline - now();
+      if (left <= 0) {
+        throw lastError !== null && lastError.code === ErrorCode.TIMEOUT
+          ? lastError
+          : new RequestTimeoutError(`no server answered within ${Math.round(timeout)} ms`);
+      }
+      const server = this._balancer.pick(tried);
+      if (server === null) {
+        if (lastError !== null && !SERVER_DOWN_CODES.has(lastError.code)) throw lastError;
+        throw new NotConnectedError('no healthy server', lastError ? { cause: lastError } : undefined);
+      }
+      tried.add(server);
+      const pool = this._pools.get(server);
+      let client;
+      try {
+        client = await pool.acquire({ timeout: Math.min(left, pool.acquireTimeout) });
+      } catch (err) {
+        if (err.code === ErrorCode.NOT_CONNECTED) this._markDown(server, err);
+        lastError = err; // dead, or every connection busy: the next server may do better
+        continue;
+      }
+      const started = now();
+      server.begin();
+      try {
+        const result = await call(client, Math.max(1, deadline - now()));
+        server.end(true, now() - started);
+        return result;
+      } catch (err) {
+        server.end(false, now() - started);
+        if (!FAILOVER_CODES.has(err && err.code)) throw err;
+        if (SERVER_DOWN_CODES.has(err.code)) this._markDown(server, err);
+        lastError = err;
+      } finally {
+        pool.release(client);
+      }
+    }
+  }
+
+  /**
+   * Takes a server out of the rotation.
+   * @param {ServerState} server
+   * @param {Error|null} error
+   * @private
+   */
+  _markDown(server, error) {
+    if (!server.healthy || this._closed) return;
+    server.healthy = false;
+    this.emit('server_down', { host: server.host, port: server.port, error });
+  }
+
+  /**
+   * Puts a server back in the rotation.
+   * @param {ServerState} server
+   * @private
+   */
+  _markUp(server) {
+    if (server.healthy || this._closed) return;
+    server.healthy = true;
+    this.emit('server_up', { host: server.host, port: server.port });
+  }
+
+  /**
+   * Health checks every `healthCheckInterval`; a round never overlaps the next.
+   * @private
+   */
+  _scheduleHealthCheck() {
+    if (this._closed) return;
+    this._healthTimer = setTimeout(() => {
+      this._healthTimer = null;
+      this.checkHealth().finally(() => this._scheduleHealthCheck());
+    }, this.healthCheckInterval);
+    this._healthTimer.unref();
+  }
+
+  /**
+   * Records a registration and applies it on every server.
+   * @param {'subscribe'|'serve'} kind
+   * @param {string} channel
+   * @param {Function} handler
+   * @param {number} timeout
+   * @returns {Promise<void>}
+   * @private
+   */
+  async _register(kind, channel, handler, timeout) {
+    if (this._closed || !this._started) {
+      throw new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called');
+    }
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    checkDuration('timeout', timeout);
+    const reg = { kind, channel, handler, applied: new Set(), refused: new Set(), pending: new Set() };
+    this._registrations.push(reg);
+    const results = await Promise.allSettled(this._servers.map((server) => this._apply(server, reg, timeout)));
+    if (reg.applied.size > 0) return;
+    this._registrations = this._registrations.filter((r) => r !== reg);
+    const failures = results.filter((r) => r.status === 'rejected').map((r) => r.reason);
+    throw failures.find((e) => e instanceof RemoteError) ?? failures[0] ?? new NotConnectedError('no server took the registration');
+  }
+
+  /**
+   * Applies one registration on one server's registration client.
+   * @param {ServerState} server
+   * @param {object} reg
+   * @param {number} timeout
+   * @returns {Promise<void>}
+   * @private
+   */
+  async _apply(server, reg, timeout) {
+    reg.pending.add(server);
+    const client = this._control(server);
+    try {
+      if (!client.connected) await this._connectControl(server, client, timeout);
+      if (reg.kind === 'serve') await client.serve(reg.channel, reg.handler, { timeout });
+      else await client.subscribe(reg.channel, reg.handler, { timeout });
+      reg.applied.add(server);
+    } catch (err) {
+      if (err instanceof RemoteError) {
+        reg.refused.add(server); // the server said no: asking again would not help
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+      }
+      throw err;
+    } finally {
+      reg.pending.delete(server);
+    }
+  }
+
+  /**
+   * The reconnecting client that carries a server's registrations.
+   * @param {ServerState} server
+   * @returns {IPCClient}
+   * @private
+   */
+  _control(server) {
+    let client = this._controls.get(server);
+    if (client === undefined) {
+      client = new IPCClient(this.appId, { ...this._clientOptions, host: server.host, port: server.port, reconnect: true });
+      client.on('error', () => {}); // failures of calls reach their callers; the rest is health checks' business
+      this._controls.set(server, client);
+    }
+    return client;
+  }
+
+  /**
+   * Connects a registration client, bounded by `timeout`: a client that
+   * is already reconnecting is left to finish on its own.
+   * @param {ServerState} server
+   * @param {IPCClient} client
+   * @param {number} timeout
+   * @returns {Promise<void>}
+   * @private
+   */
+  _connectControl(server, client, timeout) {
+    if (client.state === 'reconnecting') {
+      return Promise.reject(new NotConnectedError(`${server.address} is reconnecting`));
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new RequestTimeoutError(`no connection to ${server.address} within ${timeout} ms`)), timeout);
+      client.connect().then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (err) => {
+          clearTimeout(timer);
+          reject(err);
+        }
+      );
+    });
+  }
+
+  /**
+   * After a passing health check: applies the registrations this server
+   * missed while it was unreachable.
+   * @param {ServerState} server
+   * @private
+   */
+  _syncRegistrations(server) {
+    const missing = this._registrations.filter((r) => !r.applied.has(server) && !r.refused.has(server) && !r.pending.has(server));
+    if (missing.length === 0) return;
+    for (const reg of missing) {
+      this._apply(server, reg, this._requestTimeout).catch(() => {}); // retried at the next check
+    }
+  }
+}
+
+module.exports = { LoadBalancedClient, BALANCER_DEFAULTS, FAILOVER_CODES };
