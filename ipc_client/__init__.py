@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 # Pool, load balancing, gateway and blocking clients (docs/resilience.md §7-10).
+from .load_balanced import LoadBalancedClient  # noqa: E402
 from .pool import ConnectionPool  # noqa: E402
 
-__all__ += ["ConnectionPool"]
+__all__ += ["ConnectionPool", "LoadBalancedClient"]

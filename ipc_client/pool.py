@@ -569,9 +569,11 @@ class ConnectionPool:
             return True
         except (NotConnected, RequestTimeout) as exc:
             log.debug("registration on %s:%s deferred: %s", self.host, self.port, exc)
+            self._schedule_refill()
             return False
         except IPCError as exc:
             if exc.code == "connection_lost":
+                self._schedule_refill()
                 return False  # the registrar died; its replacement replays it
             undo()
             raise

@@ -1,0 +1,381 @@
+"""One client over several servers (docs/resilience.md §8).
+
+A pool per server; each call goes to one healthy server chosen by the
+strategy and moves to the next on errors that say "not here" (the server is
+gone or has nobody to answer), within the call's original deadline. Health
+checks take servers out of rotation and put them back.
+
+Calls share each server's pooled connections (:meth:`ConnectionPool.lease`):
+a client multiplexes, so one connection per server is not one call at a
+time per server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from ipc_protocol import ErrorCode, IPCError, Message, NotConnected, RemoteError, RequestTimeout, validate_pattern
+from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
+
+from .balancing import Balancer, Server, ServerSpec, parse_server
+from .client import Handler, IPCClient
+from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool
+
+__all__ = ["LoadBalancedClient", "FAILOVER_CODES", "SERVER_DOWN_CODES"]
+
+log = logging.getLogger("ipc_client.balancer")
+
+T = TypeVar("T")
+
+DEFAULT_HEALTH_CHECK_INTERVAL_S = 5.0
+DEFAULT_HEALTH_CHECK_TIMEOUT_S = 2.0
+
+# Errors after which a call is tried on the next healthy server (§8).
+FAILOVER_CODES = frozenset(
+    {ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN, ErrorCode.NO_RESPONDERS, ErrorCode.CIRCUIT_OPEN}
+)
+# Of those, the ones that say the server itself is gone: it leaves the rotation.
+SERVER_DOWN_CODES = frozenset({ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN})
+
+_EVENTS = ("server_up", "server_down")
+
+
+class LoadBalancedClient:
+    """Requests, publishes and registrations over a set of servers.
+
+    Args:
+        app_id: the application on every server.
+        servers: ``(host, port)``, ``"host:port"`` or ``{host, port, weight}``.
+        strategy: ``round_robin``, ``least_connections``, ``weighted`` or ``random``.
+        health_check_interval: seconds between health check rounds; None: none.
+        health_check_timeout: seconds a server gets to answer a check.
+        min_connections, max_connections: each server's pool.
+        acquire_timeout, idle_timeout: each server's pool.
+        rng: the random source of the ``random`` strategy.
+        client_options: passed to every pooled :class:`IPCClient`.
+
+    Events (``on(name, cb)``): ``server_down(snapshot, error)``,
+    ``server_up(snapshot)``.
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        servers: Iterable[ServerSpec],
+        *,
+        strategy: str = "round_robin",
+        health_check_interval: float | None = DEFAULT_HEALTH_CHECK_INTERVAL_S,
+        health_check_timeout: float = DEFAULT_HEALTH_CHECK_TIMEOUT_S,
+        min_connections: int = 1,
+        max_connections: int = 1,
+        acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT_S,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        rng: random.Random | None = None,
+        **client_options: Any,
+    ) -> None:
+        if health_check_interval is not None and health_check_interval <= 0:
+            raise ValueError("health_check_interval must be positive or None")
+        if health_check_timeout <= 0:
+            raise ValueError("health_check_timeout must be positive")
+        self.app_id = app_id
+        self.servers: list[Server] = [parse_server(s) for s in servers]
+        self._balancer = Balancer(self.servers, strategy, rng=rng)
+        self.strategy = strategy
+        self.health_check_interval = health_check_interval
+        self.health_check_timeout = health_check_timeout
+        self.request_timeout: float = client_options.get("request_timeout", DEFAULT_REQUEST_TIMEOUT_S)
+        self._pools: dict[Server, ConnectionPool] = {}
+        for server in self.servers:
+            pool = ConnectionPool(
+                app_id, server.host, server.port,
+                min_connections=min_connections, max_connections=max_connections,
+                acquire_timeout=acquire_timeout, idle_timeout=idle_timeout, **client_options,
+            )
+            pool.on("member_lost", lambda client, error, s=server: self._mark_down(s, error))
+            self._pools[server] = pool
+        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
+        self._health_task: asyncio.Task[None] | None = None
+        self._serving: set[str] = set()
+        self._started = False
+        self._closed = False
+
+    # -- events -----------------------------------------------------------------
+
+    def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        if event not in self._listeners:
+            raise ValueError(f"unknown event {event!r}; one of {', '.join(_EVENTS)}")
+        self._listeners[event].append(callback)
+        return callback
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for cb in list(self._listeners[event]):
+            try:
+                cb(*args)
+            except Exception:
+                log.exception("%s listener failed", event)
+
+    def _mark_down(self, server: Server, error: BaseException | None) -> None:
+        if not server.healthy or self._closed:
+            return
+        server.healthy = False
+        log.warning("%s out of rotation: %s", server.address, error)
+        self._emit("server_down", server.snapshot(), error)
+
+    def _mark_up(self, server: Server) -> None:
+        if server.healthy or self._closed:
+            return
+        server.healthy = True
+        log.info("%s back in rotation", server.address)
+        self._emit("server_up", server.snapshot())
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open every server's pool and start the health checks.
+
+        Servers that cannot be reached start out of rotation and the health
+        checks bring them in. Raises NotConnected if none could be reached;
+        the checks keep running until :meth:`close`.
+        """
+        self._check_open()
+        if self._started:
+            return
+        self._started = True
+
+        async def open_one(server: Server) -> BaseException | None:
+            try:
+                await self._pools[server].start()
+            except (IPCError, OSError) as exc:
+                self._mark_down(server, exc)
+                return exc
+            return None
+
+        errors = await asyncio.gather(*(open_one(s) for s in self.servers))
+        if self.health_check_interval is not None:
+            self._health_task = asyncio.ensure_future(self._health_loop(self.health_check_interval))
+        if not any(s.healthy for s in self.servers):
+            raise NotConnected(f"no server could be reached: {next(e for e in errors if e is not None)}")
+
+    async def close(self) -> None:
+        """Stop the health checks and close every pool; later calls raise NotConnected."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._health_task is not None:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in self._pools.values()))
+
+    async def __aenter__(self) -> LoadBalancedClient:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise NotConnected("the client is closed")
+
+    def _check_started(self) -> None:
+        self._check_open()
+        if not self._started:
+            raise NotConnected("start() was not called")
+
+    # -- health ---------------------------------------------------------------------
+
+    async def _health_loop(self, interval: float) -> None:
+        while not self._closed:
+            await asyncio.sleep(interval)
+            await self.check_health()
+
+    async def check_health(self) -> list[dict[str, Any]]:
+        """Ping every server once now; returns :meth:`server_stats` afterwards."""
+        await asyncio.gather(*(self._check(s) for s in self.servers))
+        return self.server_stats()
+
+    async def _check(self, server: Server) -> None:
+        pool = self._pools[server]
+        timeout = self.health_check_timeout
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async with pool.lease(timeout) as client:
+                    report = await client.health_check(timeout)
+            if not report.get("healthy"):
+                error = NotConnected(f"health check failed: {report.get('error') or report.get('state')}")
+        except TimeoutError:
+            error = RequestTimeout(f"no health check answer within {timeout:g} s")
+        except (IPCError, OSError) as exc:
+            error = exc
+        if self._closed:
+            return
+        if error is None:
+            self._mark_up(server)
+        else:
+            self._mark_down(server, error)
+
+    # -- calls ------------------------------------------------------------------------
+
+    async def _route(self, timeout: float | None, call: Callable[[IPCClient, float], Awaitable[T]]) -> T:
+        """Run ``call`` on one healthy server after another until it succeeds,
+        fails with an error another server cannot fix, or the deadline passes.
+        Each server is tried at most once per call."""
+        self._check_started()
+        loop = asyncio.get_running_loop()
+        total = self.request_timeout if timeout is None else timeout
+        deadline = loop.time() + total
+        tried: set[Server] = set()
+        last: IPCError | None = None
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                if last is not None and last.code == ErrorCode.TIMEOUT:
+                    raise last
+                raise RequestTimeout(f"no server answered within {total:g} s")
+            server = self._balancer.pick(exclude=tried)
+            if server is None:
+                if last is not None and last.code not in SERVER_DOWN_CODES:
+                    raise last  # no_responders or circuit_open everywhere: say so
+                raise NotConnected("no healthy server" + (f" (last error: {last})" if last else ""))
+            tried.add(server)
+            started = loop.time()
+            server.started()
+            failed = True
+            try:
+                async with self._pools[server].lease(left) as client:
+                    result = await call(client, max(deadline - loop.time(), 0.001))
+                failed = False
+                return result
+            except IPCError as exc:
+                if exc.code not in FAILOVER_CODES:
+                    raise
+                if exc.code in SERVER_DOWN_CODES:
+                    self._mark_down(server, exc)
+                last = exc
+            finally:
+                ended = loop.time()
+                server.finished(ended - started, failed=failed, ended_at=ended)
+
+    async def send_request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Message:
+        """Send a request to one healthy server, failing over as §8 says.
+
+        ``kwargs`` (``headers``, ``priority``...) go to :meth:`IPCClient.send_request`.
+
+        Raises:
+            NotConnected: no healthy server (or every one failed with a
+                "server gone" error).
+            RequestTimeout: the whole call's deadline passed.
+            NoResponders, CircuitOpen: every healthy server said so.
+            RemoteError and the rest: as the server answered; not retried.
+        """
+        return await self._route(timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs))
+
+    async def request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Like :meth:`send_request` but returns the response payload only."""
+        return (await self.send_request(channel, payload, timeout=timeout, **kwargs)).payload
+
+    async def publish(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> int | None:
+        """Publish on one server (its subscribers receive it), with the same failover."""
+        return await self._route(timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
+
+    async def notify(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> None:
+        """A one-way request to one server, with the same failover."""
+        await self._route(timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
+
+    # -- registrations on every server ---------------------------------------------------
+
+    async def _register(self, apply: Callable[[ConnectionPool], Awaitable[bool]], undo: Callable[[ConnectionPool], Awaitable[None]]) -> int:
+        """Apply on every server. Servers that are down keep it for when they
+        come back; if no server took it, nothing is kept and the call raises."""
+        results = await asyncio.gather(*(apply(p) for p in self._pools.values()), return_exceptions=True)
+        active = sum(1 for r in results if r is True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for exc in failures:
+            if isinstance(exc, asyncio.CancelledError):
+                raise exc
+        if active:
+            for exc in failures:
+                log.warning("registration refused by one server: %s", exc)
+            return active
+        await asyncio.gather(*(undo(p) for p in self._pools.values()), return_exceptions=True)
+        if failures:
+            raise next((e for e in failures if isinstance(e, RemoteError)), failures[0])
+        raise NotConnected("no server could be reached to register on")
+
+    async def subscribe(self, channel: str, handler: Handler) -> int:
+        """Subscribe on every server; servers that are down get it when they
+        come back, and a replaced connection gets it again.
+
+        Returns the number of servers where it is active now. Raises (and
+        keeps nothing) if no server took it.
+        """
+        validate_pattern(channel)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        self._check_started()
+        return await self._register(lambda p: p.subscribe(channel, handler), lambda p: p.unsubscribe(channel, handler))
+
+    async def serve(self, channel: str, fn: Handler) -> int:
+        """Answer requests on ``channel`` from every server; as :meth:`subscribe`."""
+        validate_pattern(channel)
+        self._check_started()
+        if channel in self._serving:
+            raise ValueError(f"already serving {channel!r}")
+        self._serving.add(channel)
+        try:
+            return await self._register(lambda p: p.serve(channel, fn), lambda p: p.unserve(channel))
+        except BaseException:
+            self._serving.discard(channel)
+            raise
+
+    async def unsubscribe(self, channel: str, handler: Handler | None = None) -> None:
+        await asyncio.gather(*(p.unsubscribe(channel, handler) for p in self._pools.values()), return_exceptions=True)
+
+    async def unserve(self, channel: str) -> None:
+        self._serving.discard(channel)
+        await asyncio.gather(*(p.unserve(channel) for p in self._pools.values()), return_exceptions=True)
+
+    # -- introspection ------------------------------------------------------------------
+
+    def server_stats(self) -> list[dict[str, Any]]:
+        """Per server, in the order given: ``{host, port, weight, healthy,
+        in_flight, requests, errors, error_rate, average_latency_ms}``."""
+        return [s.snapshot() for s in self.servers]
+
+    def pools(self) -> dict[str, ConnectionPool]:
+        """Each server's pool, by ``host:port``."""
+        return {s.address: p for s, p in self._pools.items()}
+
+    def metrics(self) -> dict[str, Any]:
+        """The pools' KPIs summed, as :meth:`ConnectionPool.metrics` sums members."""
+        parts = [p.metrics() for p in self._pools.values()]
+        out: dict[str, Any] = {}
+        for part in parts:
+            for key, value in part.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out[key] = out.get(key, 0) + value
+        attempts, successes = out.get("connection_attempts", 0), out.get("connection_successes", 0)
+        out["connection_success_rate"] = successes / attempts if attempts else 1.0
+        delivered, failed = out.get("messages_delivered", 0), out.get("messages_failed", 0)
+        out["message_delivery_rate"] = delivered / (delivered + failed) if delivered + failed else 1.0
+        for avg_key, count_key in (("average_reconnection_time_ms", "reconnections"), ("average_connection_duration_ms", "connection_successes")):
+            count = sum(p.get(count_key, 0) for p in parts)
+            out[avg_key] = sum(p.get(avg_key, 0) * p.get(count_key, 0) for p in parts) / count if count else 0.0
+        return out
+
+    @property
+    def healthy(self) -> bool:
+        return any(s.healthy for s in self.servers)
+
+    def __repr__(self) -> str:
+        up = sum(s.healthy for s in self.servers)
+        return f"<LoadBalancedClient {self.app_id!r} {self.strategy} healthy={up}/{len(self.servers)}{' closed' if self._closed else ''}>"
