@@ -27,5 +27,6 @@ __all__ = [
 # Pool, load balancing, gateway and blocking clients (docs/resilience.md §7-10).
 from .load_balanced import LoadBalancedClient  # noqa: E402
 from .pool import ConnectionPool  # noqa: E402
+from .service_client import ServiceClient  # noqa: E402
 
-__all__ += ["ConnectionPool", "LoadBalancedClient"]
+__all__ += ["ConnectionPool", "LoadBalancedClient", "ServiceClient"]

@@ -1,0 +1,188 @@
+"""A gateway's view of several named services (docs/resilience.md §9).
+
+Each service is one :class:`LoadBalancedClient` (one or more servers, its
+own app). Calls are counted per service, latencies and rate over the last
+1,024 calls, so a status page shows how each backend behaves now rather
+than since the gateway started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ipc_protocol import ErrorCode, IPCError, NotConnected
+
+from .latency import LatencyWindow
+from .load_balanced import LoadBalancedClient
+
+__all__ = ["ServiceClient"]
+
+# A service description's keys (Python names of §9) and the option each sets.
+_OPTION_KEYS = {
+    "strategy": "strategy",
+    "min_connections": "min_connections",
+    "max_connections": "max_connections",
+    "timeout": "request_timeout",
+    "health_check_interval": "health_check_interval",
+    "reconnect_delay": "initial_delay",
+}
+_SERVICE_KEYS = frozenset({"host", "port", "servers", "app_id", *_OPTION_KEYS})
+
+
+class _Service:
+    """One service: its balanced client and its counters."""
+
+    def __init__(self, name: str, spec: Mapping[str, Any], shared: Mapping[str, Any]) -> None:
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"service {name!r} must be a mapping, not {type(spec).__name__}")
+        unknown = set(spec) - _SERVICE_KEYS
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} in service {name!r}")
+        if "servers" in spec:
+            servers = list(spec["servers"])
+        elif "port" in spec:
+            servers = [{"host": spec.get("host", "localhost"), "port": spec["port"]}]
+        else:
+            raise ValueError(f"service {name!r} needs {{host, port}} or {{servers: [...]}}")
+        options = dict(shared)
+        options.update({_OPTION_KEYS[k]: v for k, v in spec.items() if k in _OPTION_KEYS})
+        self.name = name
+        self.client = LoadBalancedClient(spec.get("app_id", name), servers, **options)
+        self.window = LatencyWindow()
+        self.requests = 0
+        self.errors = 0
+        self.timeouts = 0
+
+    def record(self, started: float, error: BaseException | None) -> None:
+        ended = time.monotonic()
+        self.requests += 1
+        if error is not None:
+            self.errors += 1
+            if isinstance(error, IPCError) and error.code == ErrorCode.TIMEOUT:
+                self.timeouts += 1
+        self.window.add(ended - started, ended)
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "requests_per_s": round(self.window.rate(time.monotonic()), 3),
+            "latency_ms": self.window.snapshot(),
+        }
+
+
+class ServiceClient:
+    """Named backend services for a gateway.
+
+    Args:
+        services: name -> ``{host, port}`` or ``{servers: [...]}``, plus
+            optional ``app_id`` (default: the name), ``strategy``,
+            ``min_connections``, ``max_connections``, ``timeout`` (default
+            deadline of its calls, s), ``health_check_interval`` (s) and
+            ``reconnect_delay`` (first backoff delay of its clients, s).
+        app_id: this gateway's name.
+        client_options: passed to every service's clients (``token``...).
+
+    Raises ValueError for a description it cannot read.
+    """
+
+    def __init__(self, services: Mapping[str, Mapping[str, Any]], *, app_id: str = "gateway", **client_options: Any) -> None:
+        if not isinstance(services, Mapping) or not services:
+            raise ValueError("services must map at least one name to a description")
+        if not isinstance(app_id, str) or not app_id:
+            raise ValueError("app_id must be a non-empty string")
+        self.app_id = app_id
+        self._services = {name: _Service(name, spec, client_options) for name, spec in services.items()}
+        self._closed = False
+
+    @property
+    def services(self) -> list[str]:
+        return list(self._services)
+
+    def _service(self, name: str) -> _Service:
+        if self._closed:
+            raise NotConnected("the service client is shut down")
+        try:
+            return self._services[name]
+        except KeyError:
+            raise ValueError(f"unknown service {name!r}; known: {', '.join(self._services)}") from None
+
+    async def start(self) -> None:
+        """Connect to every service.
+
+        Raises NotConnected naming the services none of whose servers could
+        be reached; those keep trying (health checks) and the others work.
+        """
+        if self._closed:
+            raise NotConnected("the service client is shut down")
+        names = list(self._services)
+        results = await asyncio.gather(*(s.client.start() for s in self._services.values()), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, IPCError):
+                raise r
+        down = [n for n, r in zip(names, results) if isinstance(r, BaseException)]
+        if down:
+            raise NotConnected(f"unreachable: {', '.join(down)}")
+
+    async def request(self, service: str, method: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Call ``method`` (a channel in the service's app) and return the payload.
+
+        Raises:
+            ValueError: ``service`` is not one of the names given.
+            NotConnected: after :meth:`shutdown`, or no server of the service is healthy.
+            IPCError: the call's failure, as :meth:`LoadBalancedClient.send_request` raises it.
+        """
+        svc = self._service(service)
+        started = time.monotonic()
+        try:
+            reply = await svc.client.send_request(method, data, timeout=timeout)
+        except Exception as exc:  # a cancelled call is not the service's failure
+            svc.record(started, exc)
+            raise
+        svc.record(started, None)
+        return reply.payload
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Per service ``{requests, errors, timeouts, requests_per_s,
+        latency_ms: {avg, p50, p99}}``. ``errors`` counts every failed call
+        (timeouts included), ``timeouts`` those with code ``timeout``; the
+        rate and latencies cover the last 1,024 calls."""
+        return {name: svc.metrics() for name, svc in self._services.items()}
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per service ``{healthy, servers}``; healthy while one of its servers is."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, svc in self._services.items():
+            servers = svc.client.server_stats()
+            out[name] = {"healthy": not self._closed and any(s["healthy"] for s in servers), "servers": servers}
+        return out
+
+    def client(self, service: str) -> LoadBalancedClient:
+        """The balanced client behind ``service``, for publish, subscribe and serve."""
+        return self._service(service).client
+
+    async def shutdown(self) -> None:
+        """Close every connection; later calls raise NotConnected."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(s.client.close() for s in self._services.values()))
+
+    async def __aenter__(self) -> ServiceClient:
+        try:
+            await self.start()
+        except BaseException:
+            await self.shutdown()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
+    def __repr__(self) -> str:
+        up = sum(1 for s in self._services.values() if s.client.healthy)
+        return f"<ServiceClient {self.app_id!r} services={len(self._services)} healthy={up}{' shut down' if self._closed else ''}>"

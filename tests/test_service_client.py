@@ -1,0 +1,127 @@
+"""ServiceClient for gateways over real servers (docs/resilience.md §9)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ipc_client import ServiceClient
+from ipc_protocol import HandlerError, Message, NotConnected, RequestTimeout
+from ipc_server import IPCServer
+
+from .test_pool import free_port
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[list[IPCServer]]:
+    """Server a hosts the ``users`` app; a and b both host ``shop``."""
+
+    async def never(msg: Message) -> None:
+        await asyncio.Event().wait()
+
+    async with IPCServer("127.0.0.1", 0) as a, IPCServer("127.0.0.1", 0) as b:
+        a.add_handler("get", lambda msg: {"user": msg.payload}, app_id="users")
+        a.add_handler("slow", never, app_id="users")
+        a.add_handler("boom", lambda msg: 1 / 0, app_id="users")
+        for name, srv in (("a", a), ("b", b)):
+            srv.add_handler("where", lambda msg, name=name: name, app_id="shop")
+        yield [a, b]
+
+
+@pytest.fixture
+async def gateway(backends) -> AsyncIterator[ServiceClient]:
+    a, b = backends
+    sc = ServiceClient(
+        {
+            "users": {"host": "127.0.0.1", "port": a.port, "timeout": 2},
+            "orders": {"servers": [("127.0.0.1", a.port), f"127.0.0.1:{b.port}"], "app_id": "shop", "reconnect_delay": 0.05},
+        },
+        connect_timeout=2,
+    )
+    await sc.start()
+    yield sc
+    await sc.shutdown()
+
+
+async def test_requests_reach_each_service_in_its_app(gateway) -> None:
+    assert await gateway.request("users", "get", 7) == {"user": 7}
+    assert sorted([await gateway.request("orders", "where") for _ in range(4)]) == ["a", "a", "b", "b"]
+    assert gateway.services == ["users", "orders"]
+    assert gateway.client("orders").app_id == "shop"
+    pool = next(iter(gateway.client("orders").pools().values()))
+    assert pool.client_options["initial_delay"] == 0.05
+
+
+async def test_unknown_service_is_a_value_error(gateway) -> None:
+    with pytest.raises(ValueError, match="unknown service 'billing'"):
+        await gateway.request("billing", "get")
+
+
+async def test_metrics_count_calls_errors_and_timeouts(gateway) -> None:
+    for i in range(10):
+        await gateway.request("users", "get", i)
+    with pytest.raises(HandlerError):
+        await gateway.request("users", "boom")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RequestTimeout):
+        await gateway.request("users", "slow", timeout=0.1)
+    assert loop.time() - started < 0.5
+    m = gateway.metrics()
+    users = m["users"]
+    assert (users["requests"], users["errors"], users["timeouts"]) == (12, 2, 1)
+    assert users["requests_per_s"] > 0
+    lat = users["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p99"] and lat["p99"] >= 100  # the timed-out call
+    assert lat["avg"] > 0
+    assert m["orders"] == {"requests": 0, "errors": 0, "timeouts": 0, "requests_per_s": 0.0, "latency_ms": {"avg": None, "p50": None, "p99": None}}
+
+
+async def test_status_reports_each_service_and_its_servers(gateway, backends) -> None:
+    status = gateway.status()
+    assert status["users"]["healthy"] and status["orders"]["healthy"]
+    assert [s["port"] for s in status["orders"]["servers"]] == [b.port for b in backends]
+
+
+async def test_an_unreachable_service_fails_start_but_the_others_work(backends) -> None:
+    dead = free_port()
+    sc = ServiceClient({"users": {"host": "127.0.0.1", "port": backends[0].port}, "gone": {"host": "127.0.0.1", "port": dead}}, connect_timeout=2)
+    try:
+        with pytest.raises(NotConnected, match="gone"):
+            await sc.start()
+        assert await sc.request("users", "get", 1) == {"user": 1}
+        with pytest.raises(NotConnected):
+            await sc.request("gone", "get")
+        status = sc.status()
+        assert status["users"]["healthy"] and not status["gone"]["healthy"]
+        assert sc.metrics()["gone"]["errors"] == 1
+    finally:
+        await sc.shutdown()
+
+
+async def test_shutdown_makes_later_calls_fail(gateway) -> None:
+    await gateway.shutdown()
+    with pytest.raises(NotConnected):
+        await gateway.request("users", "get", 1)
+    assert not any(s["healthy"] for s in gateway.status().values())
+    await gateway.shutdown()  # twice is fine
+    assert "shut down" in repr(gateway)
+
+
+@pytest.mark.parametrize(
+    "services",
+    [{}, {"x": {"host": "h"}}, {"x": {"port": 1, "colour": "red"}}, {"x": 5}, {"x": {"servers": ["nohost"]}}],
+)
+def test_bad_descriptions_are_refused(services: Any) -> None:
+    with pytest.raises(ValueError):
+        ServiceClient(services)
+
+
+async def test_async_context_manager(backends) -> None:
+    async with ServiceClient({"users": {"host": "127.0.0.1", "port": backends[0].port}}) as sc:
+        assert await sc.request("users", "get", "x") == {"user": "x"}
+    with pytest.raises(NotConnected):
+        await sc.request("users", "get")
