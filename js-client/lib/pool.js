@@ -50,6 +50,18 @@ function checkPoolOption(name, value, { min, integer = false, infinite = false }
 }
 
 /**
+ * The error of a 'disconnected' event: the event passes the error (§2), or
+ * an object holding it.
+ * @param {unknown} arg
+ * @returns {Error|null}
+ * @private
+ */
+function lostError(arg) {
+  if (arg instanceof Error) return arg;
+  return arg !== null && typeof arg === 'object' && arg.error instanceof Error ? arg.error : null;
+}
+
+/**
  * Sums the KPIs of several clients (§2), recomputing rates and averages
  * from the sums rather than adding them up.
  * @param {object[]} parts getMetrics() results.
@@ -450,7 +462,7 @@ class ConnectionPool extends EventEmitter {
     this._members.set(client, member);
     this.totalCreated++;
     this._refillAttempt = 0;
-    client.on('disconnected', ({ error } = {}) => this._onLost(member, error ?? null));
+    client.on('disconnected', (arg) => this._onLost(member, lostError(arg)));
     this.emit('created', { client });
     this._recycle(member);
     this._pump();

@@ -1,0 +1,178 @@
+'use strict';
+
+/**
+ * A ConnectionPool or LoadBalancedClient driven by the Python tests over
+ * JSON lines, with the same wire format as agent.js: commands on stdin
+ * ({"id": n, "op": ...}), results and events on stdout.
+ *
+ * argv[2] is a JSON object: {kind: 'pool' | 'balanced', appId, port (pool),
+ * servers (balanced), options, fastBackoff}. `fastBackoff` sets short
+ * replacement delays under whatever names the client options use.
+ *
+ * Load is generated here rather than command by command, so that thousands
+ * of calls can run while Python kills servers; every call is checked to
+ * settle exactly once and never after its deadline.
+ */
+
+const readline = require('node:readline');
+const { DEFAULTS } = require('../../js-client/lib/constants');
+const { ConnectionPool } = require('../../js-client/lib/pool');
+const { LoadBalancedClient } = require('../../js-client/lib/load_balanced_client');
+
+const config = JSON.parse(process.argv[2] || '{}');
+const FAST = 'initialDelay' in DEFAULTS ? { initialDelay: 20, maxDelay: 100 } : { reconnectDelay: 20, reconnectDelayMax: 100 };
+const options = { ...(config.fastBackoff ? FAST : {}), ...(config.options || {}) };
+const appId = config.appId || 'app';
+
+const target =
+  config.kind === 'balanced'
+    ? new LoadBalancedClient(appId, config.servers, options)
+    : new ConnectionPool(appId, { host: '127.0.0.1', port: config.port, ...options });
+
+/**
+ * Writes one JSON line on stdout.
+ * @param {object} obj
+ */
+function out(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+/**
+ * An error as JSON.
+ * @param {any} err
+ * @returns {object}
+ */
+function describe(err) {
+  return { code: err && err.code, name: err && err.name, message: err && err.message };
+}
+
+let busy = 0; // pool members lent out by this script at once
+let peakBusy = 0;
+
+/**
+ * One request through the pool or the balancer.
+ * @param {string} channel
+ * @param {unknown} payload
+ * @param {number} timeoutMs
+ * @returns {Promise<object>} the response message.
+ */
+function call(channel, payload, timeoutMs) {
+  if (config.kind === 'balanced') return target.sendRequest(channel, payload, timeoutMs);
+  return target.execute(async (client) => {
+    peakBusy = Math.max(peakBusy, ++busy);
+    try {
+      return await client.sendRequest(channel, payload, timeoutMs);
+    } finally {
+      busy--;
+    }
+  });
+}
+
+/**
+ * Outcome counters of a batch of calls.
+ */
+class Tally {
+  constructor() {
+    this.started = 0;
+    this.settled = 0;
+    this.settledTwice = 0;
+    this.ok = 0;
+    this.wrong = 0; // an answer that is not this call's echo
+    this.failed = {};
+    this.overDeadline = 0;
+    this.maxElapsedMs = 0;
+  }
+
+  /**
+   * Runs one call and records how it ended.
+   * @param {string} channel
+   * @param {number} i
+   * @param {number} timeoutMs
+   * @returns {Promise<void>}
+   */
+  run(channel, i, timeoutMs) {
+    this.started++;
+    const started = performance.now();
+    let settled = false;
+    const settle = (err, res) => {
+      if (settled) {
+        this.settledTwice++;
+        return;
+      }
+      settled = true;
+      this.settled++;
+      const elapsed = performance.now() - started;
+      this.maxElapsedMs = Math.max(this.maxElapsedMs, elapsed);
+      if (elapsed > timeoutMs + 50) this.overDeadline++; // timers fire late by a tick, not by 50 ms
+      if (err) this.failed[err.code] = (this.failed[err.code] ?? 0) + 1;
+      else if (res.payload && res.payload.i === i) this.ok++;
+      else this.wrong++;
+    };
+    return call(channel, { i }, timeoutMs).then((res) => settle(null, res), (err) => settle(err));
+  }
+
+  /** @returns {object} */
+  summary() {
+    return { ...this, maxElapsedMs: Math.round(this.maxElapsedMs), peakBusy };
+  }
+}
+
+let load = null;
+
+const ops = {
+  start: () => target.start().then(() => null),
+  stats: () => (config.kind === 'balanced' ? target.poolStats() : target.stats()),
+  serverStats: () => target.serverStats(),
+  // `count` calls at once, all awaited.
+  burst: async (cmd) => {
+    const tally = new Tally();
+    peakBusy = 0;
+    await Promise.all(Array.from({ length: cmd.count }, (_, i) => tally.run(cmd.channel, i, cmd.timeoutMs)));
+    return tally.summary();
+  },
+  // `concurrency` workers calling in a loop until stopLoad.
+  startLoad: (cmd) => {
+    const tally = new Tally();
+    let running = true;
+    let next = 0;
+    const worker = async () => {
+      while (running) await tally.run(cmd.channel, next++, cmd.timeoutMs);
+    };
+    const workers = Array.from({ length: cmd.concurrency }, worker);
+    load = { tally, stop: () => ((running = false), Promise.all(workers)) };
+    return null;
+  },
+  loadStats: () => load.tally.summary(),
+  stopLoad: async () => {
+    await load.stop();
+    return load.tally.summary();
+  },
+  serve: (cmd) => target.serve(cmd.channel, (msg) => ({ by: 'node', payload: msg.payload })).then(() => null),
+  subscribe: (cmd) =>
+    target.subscribe(cmd.channel, (msg) => out({ event: 'message', channel: msg.channel_id, payload: msg.payload })).then(() => null),
+  close: () => target.close().then(() => null)
+};
+
+for (const event of ['created', 'connection_lost', 'server_down', 'server_up']) {
+  target.on(event, (arg) => out({ event, port: arg && arg.port, error: arg && arg.error ? describe(arg.error) : null }));
+}
+target.on('destroyed', ({ reason }) => out({ event: 'destroyed', reason: reason ? describe(reason) : null }));
+
+const rl = readline.createInterface({ input: process.stdin });
+rl.on('line', async (line) => {
+  if (!line.trim()) return;
+  const cmd = JSON.parse(line);
+  try {
+    const fn = ops[cmd.op];
+    if (!fn) throw new TypeError(`unknown op ${cmd.op}`);
+    const result = await fn(cmd);
+    out({ id: cmd.id, ok: true, result: result === undefined ? null : result });
+  } catch (err) {
+    out({ id: cmd.id, ok: false, error: describe(err) });
+  }
+});
+rl.on('close', () => {
+  target.close().finally(() => process.exit(0));
+});
+
+out({ event: 'ready', pid: process.pid });
