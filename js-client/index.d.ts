@@ -300,6 +300,184 @@ export declare class IPCClient extends EventEmitter {
   emit<E extends keyof IPCClientEvents>(event: E, ...args: IPCClientEvents[E]): boolean;
 }
 
+/** Options of ConnectionPool (docs/resilience.md §7); other keys go to each member's IPCClient. */
+export interface ConnectionPoolOptions extends IPCClientOptions {
+  /** Connections opened by start() and kept open. Default 1. */
+  minConnections?: number;
+  /** Most connections at once. Default 10. */
+  maxConnections?: number;
+  /** Longest wait of acquire() for a connection, ms. Default 5000. */
+  acquireTimeout?: number;
+  /** Idle connections above minConnections close after this long, ms. Default 30000. */
+  idleTimeout?: number;
+}
+
+export interface PoolStats {
+  total: number;
+  available: number;
+  inUse: number;
+  pending: number;
+  totalCreated: number;
+  totalDestroyed: number;
+}
+
+export interface ConnectionPoolEvents {
+  created: [event: { client: IPCClient }];
+  destroyed: [event: { client: IPCClient; reason: Error | null }];
+  connection_lost: [event: { client: IPCClient; error: Error | null }];
+  error: [error: Error];
+}
+
+/** Several connections to one server; members do not reconnect, the pool replaces them. */
+export declare class ConnectionPool extends EventEmitter {
+  constructor(appId: string, options?: ConnectionPoolOptions);
+  readonly appId: string;
+  readonly host: string;
+  readonly port: number;
+  readonly minConnections: number;
+  readonly maxConnections: number;
+  readonly acquireTimeout: number;
+  readonly idleTimeout: number;
+  readonly closed: boolean;
+  /** Opens minConnections; on failure rejects not_connected and keeps trying in the background. */
+  start(): Promise<void>;
+  /** Rejects `timeout` after acquireTimeout, `not_connected` when closed or a connection cannot be opened. */
+  acquire(options?: { timeout?: number }): Promise<IPCClient>;
+  /** False when the client was not lent out by this pool. */
+  release(client: IPCClient): boolean;
+  execute<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number }): Promise<T>;
+  healthCheck(options?: { timeout?: number }): Promise<{ healthy: boolean; latencyMs: number | null; error?: string }>;
+  close(): Promise<void>;
+  stats(): PoolStats;
+  /** The members' KPIs summed, or null when the clients have none. */
+  getMetrics(): Record<string, number> | null;
+
+  on<E extends keyof ConnectionPoolEvents>(event: E, listener: (...args: ConnectionPoolEvents[E]) => void): this;
+  once<E extends keyof ConnectionPoolEvents>(event: E, listener: (...args: ConnectionPoolEvents[E]) => void): this;
+  off<E extends keyof ConnectionPoolEvents>(event: E, listener: (...args: ConnectionPoolEvents[E]) => void): this;
+}
+
+export declare const Strategy: Readonly<{
+  ROUND_ROBIN: 'round_robin';
+  LEAST_CONNECTIONS: 'least_connections';
+  WEIGHTED: 'weighted';
+  RANDOM: 'random';
+}>;
+export type StrategyValue = (typeof Strategy)[keyof typeof Strategy];
+
+/** `"host:port"`, `[host, port]` or `{host, port, weight}`. */
+export type ServerSpec = string | [string, number] | { host?: string; port: number; weight?: number };
+
+/** Options of LoadBalancedClient (docs/resilience.md §8); other keys go to each IPCClient. */
+export interface LoadBalancedClientOptions extends Omit<ConnectionPoolOptions, 'host' | 'port'> {
+  /** Default 'round_robin'. */
+  strategy?: StrategyValue;
+  /** Ping every server this often, ms. Default 5000. */
+  healthCheckInterval?: number;
+  /** A ping slower than this fails the check, ms. Default 2000. */
+  healthCheckTimeout?: number;
+  /** Connections per server: defaults 1 and 1. */
+  minConnections?: number;
+  maxConnections?: number;
+  /** A [0, 1) source for the 'random' strategy. Default Math.random. */
+  random?: () => number;
+}
+
+export interface ServerStats {
+  host: string;
+  port: number;
+  weight: number;
+  healthy: boolean;
+  inFlight: number;
+  requests: number;
+  errors: number;
+  errorRate: number;
+  averageLatencyMs: number | null;
+}
+
+export interface LoadBalancedClientEvents {
+  server_down: [event: { host: string; port: number; error: Error | null }];
+  server_up: [event: { host: string; port: number }];
+  error: [error: Error];
+}
+
+/** One app over several servers: failover within the call's deadline, health checks. */
+export declare class LoadBalancedClient extends EventEmitter {
+  constructor(appId: string, servers: ServerSpec[], options?: LoadBalancedClientOptions);
+  readonly appId: string;
+  readonly strategy: StrategyValue;
+  /** Rejects not_connected when no server is reachable (and keeps checking until close()). */
+  start(): Promise<void>;
+  sendRequest<R = any, P = unknown>(
+    channelId: string,
+    payload?: P,
+    timeout?: number,
+    options?: { headers?: Record<string, string> }
+  ): Promise<Message<R>>;
+  publish(
+    channelId: string,
+    data: unknown,
+    options?: { ack?: boolean; headers?: Record<string, string>; timeout?: number }
+  ): Promise<{ delivered: number | null } | undefined>;
+  notify(channelId: string, data: unknown, options?: { headers?: Record<string, string>; timeout?: number }): Promise<void>;
+  /** On every server; resolves once one acked, the others get it when they come back. */
+  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
+  serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  unserve(channelId: string): Promise<void>;
+  /** One round of health checks now. */
+  checkHealth(): Promise<ServerStats[]>;
+  serverStats(): ServerStats[];
+  poolStats(): Record<string, PoolStats>;
+  getMetrics(): Record<string, number> | null;
+  close(): Promise<void>;
+
+  on<E extends keyof LoadBalancedClientEvents>(event: E, listener: (...args: LoadBalancedClientEvents[E]) => void): this;
+  once<E extends keyof LoadBalancedClientEvents>(event: E, listener: (...args: LoadBalancedClientEvents[E]) => void): this;
+  off<E extends keyof LoadBalancedClientEvents>(event: E, listener: (...args: LoadBalancedClientEvents[E]) => void): this;
+}
+
+/** One backend of a ServiceClient (docs/resilience.md §9). */
+export interface ServiceSpec {
+  host?: string;
+  port?: number;
+  servers?: ServerSpec[];
+  /** Default: the service name. */
+  appId?: string;
+  strategy?: StrategyValue;
+  minConnections?: number;
+  maxConnections?: number;
+  /** Default deadline of its calls, ms. */
+  timeout?: number;
+  healthCheckInterval?: number;
+  /** First backoff delay of its clients, ms. */
+  reconnectDelay?: number;
+}
+
+export interface ServiceMetrics {
+  requests: number;
+  /** Every failed call, timeouts included. */
+  errors: number;
+  timeouts: number;
+  /** Over the last 1,024 calls. */
+  requestsPerS: number;
+  latencyMs: { avg: number | null; p50: number | null; p99: number | null };
+}
+
+/** Named backend services for a gateway. */
+export declare class ServiceClient {
+  constructor(services: Record<string, ServiceSpec>, options?: { appId?: string } & IPCClientOptions);
+  readonly appId: string;
+  readonly services: string[];
+  /** Rejects not_connected naming the unreachable services; the others work. */
+  start(): Promise<void>;
+  /** Sends a request on channel `method` in the service's app; resolves the payload. */
+  request<R = any>(service: string, method: string, data?: unknown, options?: { timeout?: number }): Promise<R>;
+  metrics(): Record<string, ServiceMetrics>;
+  status(): Record<string, { healthy: boolean; servers: ServerStats[] }>;
+  shutdown(): Promise<void>;
+}
+
 /** Throws MessageError (bad_message) unless `name` is a concrete channel. */
 export declare function validateChannel(name: string): string;
 /** Throws MessageError (bad_message) unless `pattern` is a valid channel or pattern. */
@@ -309,6 +487,10 @@ export declare function patternMatches(pattern: string, channel: string): boolea
 
 declare const _default: {
   IPCClient: typeof IPCClient;
+  ConnectionPool: typeof ConnectionPool;
+  LoadBalancedClient: typeof LoadBalancedClient;
+  ServiceClient: typeof ServiceClient;
+  Strategy: typeof Strategy;
   State: typeof State;
   DEFAULTS: typeof DEFAULTS;
   PROTOCOL_VERSION: typeof PROTOCOL_VERSION;

@@ -10,9 +10,17 @@ const { IPCClient, State } = require('./lib/client');
 const { DEFAULTS, PROTOCOL_VERSION, CLIENT_VERSION } = require('./lib/constants');
 const errors = require('./lib/errors');
 const { validateChannel, validatePattern, patternMatches } = require('./lib/channels');
+const { ConnectionPool } = require('./lib/pool');
+const { LoadBalancedClient } = require('./lib/load_balanced_client');
+const { ServiceClient } = require('./lib/service_client');
+const { Strategy } = require('./lib/balancer');
 
 module.exports = {
   IPCClient,
+  ConnectionPool,
+  LoadBalancedClient,
+  ServiceClient,
+  Strategy,
   State,
   DEFAULTS,
   PROTOCOL_VERSION,

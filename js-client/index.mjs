@@ -4,6 +4,10 @@ import cjs from './index.js';
 
 export const {
   IPCClient,
+  ConnectionPool,
+  LoadBalancedClient,
+  ServiceClient,
+  Strategy,
   State,
   DEFAULTS,
   PROTOCOL_VERSION,

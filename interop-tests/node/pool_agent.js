@@ -15,9 +15,7 @@
  */
 
 const readline = require('node:readline');
-const { DEFAULTS } = require('../../js-client/lib/constants');
-const { ConnectionPool } = require('../../js-client/lib/pool');
-const { LoadBalancedClient } = require('../../js-client/lib/load_balanced_client');
+const { DEFAULTS, ConnectionPool, LoadBalancedClient } = require('../../js-client');
 
 const config = JSON.parse(process.argv[2] || '{}');
 const FAST = 'initialDelay' in DEFAULTS ? { initialDelay: 20, maxDelay: 100 } : { reconnectDelay: 20, reconnectDelayMax: 100 };
