@@ -28,5 +28,6 @@ __all__ = [
 from .load_balanced import LoadBalancedClient  # noqa: E402
 from .pool import ConnectionPool  # noqa: E402
 from .service_client import ServiceClient  # noqa: E402
+from .sync import SyncIPCClient  # noqa: E402
 
-__all__ += ["ConnectionPool", "LoadBalancedClient", "ServiceClient"]
+__all__ += ["ConnectionPool", "LoadBalancedClient", "ServiceClient", "SyncIPCClient"]

@@ -1,0 +1,242 @@
+"""A blocking facade over :class:`IPCClient` (docs/resilience.md §10).
+
+For scripts and threaded programs without an event loop: the client runs
+on a loop in a daemon background thread and each method blocks until its
+coroutine ends there. Subscription handlers and event callbacks run in one
+worker thread, in arrival order, so they may call the blocking methods
+themselves without stalling the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from ipc_protocol import Message, NotConnected, RequestTimeout
+
+from .client import IPCClient
+from .state import ConnectionState
+
+__all__ = ["SyncIPCClient"]
+
+log = logging.getLogger("ipc_client.sync")
+
+T = TypeVar("T")
+SyncHandler = Callable[[Message], Any]
+
+_STOP_TIMEOUT_S = 5.0
+
+
+class SyncIPCClient:
+    """:class:`IPCClient` with blocking methods; same arguments.
+
+    Calling a blocking method from inside a running event loop raises
+    RuntimeError: it would block that loop (use :class:`IPCClient` there).
+    """
+
+    def __init__(self, app_id: str, host: str = "localhost", port: int = 8888, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"ipc-client-{app_id}", daemon=True)
+        self._thread.start()
+        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipc-client-handlers")
+        self._wrappers: dict[tuple[str, int], list[Callable[[Message], None]]] = {}
+        self._closed = False
+
+        async def make() -> IPCClient:  # on the loop's thread: a queue file opened there stays there
+            return IPCClient(app_id, host, port, **options)
+
+        try:
+            self._client: IPCClient = asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _check(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("SyncIPCClient blocks; inside a running event loop use IPCClient (or call it via asyncio.to_thread)")
+        if self._closed:
+            raise NotConnected("the client is closed")
+
+    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make()`` on the client's loop and wait for its result."""
+        self._check()
+
+        async def run() -> T:
+            return await make()
+
+        fut = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            return fut.result()
+        except BaseException:
+            fut.cancel()  # interrupted (Ctrl-C): do not leave the call running
+            raise
+
+    def _read(self, fn: Callable[[], T]) -> T:
+        """Call a non-blocking client method on the loop's thread."""
+
+        async def read() -> T:
+            return fn()
+
+        return self._run(read)
+
+    def _in_worker(self, fn: Callable[..., Any]) -> Callable[..., None]:
+        def submit(*args: Any) -> None:
+            self._workers.submit(self._guarded, fn, *args)
+
+        return submit
+
+    @staticmethod
+    def _guarded(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("handler %r failed", fn)
+
+    # -- connection -------------------------------------------------------------
+
+    @property
+    def client(self) -> IPCClient:
+        """The asyncio client underneath (use it only on its own loop)."""
+        return self._client
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._client.state
+
+    @property
+    def connected(self) -> bool:
+        return self._client.connected
+
+    def connect(self) -> bool:
+        return self._run(self._client.connect)
+
+    def disconnect(self) -> None:
+        self._run(self._client.disconnect)
+
+    def close(self) -> None:
+        """Disconnect and stop the background thread; later calls raise NotConnected."""
+        if self._closed:
+            return
+        self._check()
+        try:
+            self._run(self._shutdown)
+        finally:
+            self._closed = True
+            self._stop_loop()
+            self._workers.shutdown(wait=False)
+
+    async def _shutdown(self) -> None:
+        await self._client.disconnect()
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(_STOP_TIMEOUT_S)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> SyncIPCClient:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """Register ``callback`` for a client event; it runs in the worker thread."""
+        self._read(lambda: self._client.on(event, self._in_worker(callback)))
+        return callback
+
+    # -- calls --------------------------------------------------------------------
+
+    def send_request(self, channel: str, payload: Any = None, **kwargs: Any) -> Message:
+        return self._run(lambda: self._client.send_request(channel, payload, **kwargs))
+
+    def request(self, channel: str, payload: Any = None, **kwargs: Any) -> Any:
+        return self._run(lambda: self._client.request(channel, payload, **kwargs))
+
+    def publish(self, channel: str, data: Any = None, **kwargs: Any) -> int | None:
+        return self._run(lambda: self._client.publish(channel, data, **kwargs))
+
+    def notify(self, channel: str, data: Any = None, **kwargs: Any) -> None:
+        self._run(lambda: self._client.notify(channel, data, **kwargs))
+
+    def subscribe(self, channel: str, handler: SyncHandler) -> None:
+        """Call ``handler(message)`` in the worker thread for every matching publish."""
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        wrapper = self._in_worker(handler)
+        self._run(lambda: self._client.subscribe(channel, wrapper))
+        self._wrappers.setdefault((channel, id(handler)), []).append(wrapper)
+
+    def unsubscribe(self, channel: str, handler: SyncHandler | None = None) -> None:
+        if handler is None:
+            for key in [k for k in self._wrappers if k[0] == channel]:
+                del self._wrappers[key]
+            self._run(lambda: self._client.unsubscribe(channel))
+            return
+        wrappers = self._wrappers.get((channel, id(handler)))
+        if not wrappers:
+            return
+        wrapper = wrappers.pop()
+        if not wrappers:
+            del self._wrappers[(channel, id(handler))]
+        self._run(lambda: self._client.unsubscribe(channel, wrapper))
+
+    def serve(self, channel: str, fn: SyncHandler) -> None:
+        """Answer requests on ``channel`` with ``fn(message)`` (run in a worker thread).
+
+        Returns once the server registered it when connected; before
+        :meth:`connect`, it is registered at connection time.
+        """
+
+        async def register() -> None:
+            registration = self._client.serve(channel, fn)
+            if self._client.connected:
+                try:
+                    await asyncio.wait_for(registration.wait(), self._client.request_timeout)
+                except (asyncio.TimeoutError, TimeoutError):
+                    raise RequestTimeout(f"the server did not register {channel!r} in time") from None
+
+        self._run(register)
+
+    def unserve(self, channel: str) -> None:
+        self._run(lambda: self._client.unserve(channel))
+
+    # -- introspection --------------------------------------------------------------
+
+    def health_check(self, timeout: float = 5.0) -> dict[str, Any]:
+        return self._run(lambda: self._client.health_check(timeout))
+
+    def metrics(self) -> dict[str, Any]:
+        return self._read(self._client.metrics)
+
+    def get_connection_health(self) -> dict[str, Any]:
+        return self._read(self._client.get_connection_health)
+
+    def get_connection_info(self) -> dict[str, Any]:
+        return self._read(self._client.get_connection_info)
+
+    def queue_stats(self) -> dict[str, Any]:
+        return self._read(self._client.queue_stats)
+
+    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
+        return self._read(self._client.circuit_breakers)
+
+    def __repr__(self) -> str:
+        return f"<SyncIPCClient {self._client!r}{' closed' if self._closed else ''}>"

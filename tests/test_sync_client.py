@@ -1,0 +1,161 @@
+"""SyncIPCClient: the blocking facade, from plain threads, against a real
+server running on its own loop in another thread (docs/resilience.md §10)."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ipc_client import ConnectionState, SyncIPCClient
+from ipc_protocol import Message, NoResponders, NotConnected, RequestTimeout
+from ipc_server import IPCServer
+
+WAIT_S = 5.0
+
+
+class ThreadedServer:
+    """An IPCServer on its own loop in a thread, for tests that block."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2)
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(WAIT_S)
+        self.port = self.server.port
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(WAIT_S)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT_S)
+        self.loop.close()
+
+
+@pytest.fixture
+def tserver() -> Iterator[ThreadedServer]:
+    srv = ThreadedServer()
+
+    async def never(msg: Message) -> None:
+        await asyncio.Event().wait()
+
+    srv.server.add_handler("echo", lambda msg: msg.payload)
+    srv.server.add_handler("never", never)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def sync_client(tserver: ThreadedServer) -> Iterator[SyncIPCClient]:
+    c = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    c.connect()
+    yield c
+    c.close()
+
+
+def test_blocking_calls(sync_client: SyncIPCClient) -> None:
+    c = sync_client
+    assert c.connected and c.state is ConnectionState.CONNECTED
+    assert c.request("echo", {"a": 1}) == {"a": 1}
+    reply = c.send_request("echo", [1, 2])
+    assert isinstance(reply, Message) and reply.payload == [1, 2]
+    assert c.publish("news", 1, ack=True) == 0
+    assert c.publish("news", 1) is None
+    c.notify("echo", 1)
+    assert c.health_check()["healthy"]
+    assert c.metrics()["messages_delivered"] >= 2
+    assert c.get_connection_health()["state"] == "connected"
+    assert c.get_connection_info()["connected"]
+    assert c.queue_stats()["size"] == 0
+    assert c.circuit_breakers() == {}
+    assert "SyncIPCClient" in repr(c)
+
+
+def test_typed_errors_and_deadlines(sync_client: SyncIPCClient) -> None:
+    with pytest.raises(NoResponders):
+        sync_client.request("nobody")
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout):
+        sync_client.request("never", timeout=0.1)
+    assert time.monotonic() - started < 1.0
+
+
+def test_subscribe_handlers_run_in_a_worker_thread_and_may_block(tserver: ThreadedServer, sync_client: SyncIPCClient) -> None:
+    got: queue.Queue[tuple[object, str]] = queue.Queue()
+    main = threading.current_thread()
+
+    def on_news(msg: Message) -> None:
+        assert threading.current_thread() is not main
+        # A blocking call from the handler works: it does not run on the loop.
+        answer = sync_client.request("echo", msg.payload)
+        got.put((answer, threading.current_thread().name))
+
+    sync_client.subscribe("news.*", on_news)
+    with SyncIPCClient("app", "127.0.0.1", tserver.port) as other:
+        for i in range(3):
+            assert other.publish(f"news.{i}", i, ack=True) == 1
+        results = [got.get(timeout=WAIT_S) for _ in range(3)]
+    assert [r for r, _ in results] == [0, 1, 2]  # in arrival order
+    assert all(name.startswith("ipc-client-handlers") for _, name in results)
+    sync_client.unsubscribe("news.*", on_news)
+    assert sync_client.publish("news.x", 1, ack=True) == 0
+
+
+def test_serve_answers_with_a_sync_function(tserver: ThreadedServer, sync_client: SyncIPCClient) -> None:
+    threads: list[str] = []
+
+    def double(msg: Message) -> int:
+        threads.append(threading.current_thread().name)
+        return msg.payload * 2
+
+    sync_client.serve("double", double)
+    with SyncIPCClient("app", "127.0.0.1", tserver.port) as other:
+        assert other.request("double", 21) == 42
+    assert threads and threads[0] != threading.current_thread().name
+    sync_client.unserve("double")
+    with pytest.raises(NoResponders):
+        sync_client.request("double", 1)
+
+
+def test_event_callbacks_run_in_the_worker_thread(tserver: ThreadedServer) -> None:
+    events: queue.Queue[str] = queue.Queue()
+    c = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    c.on("connected", lambda info: events.put(threading.current_thread().name))
+    c.connect()
+    assert events.get(timeout=WAIT_S).startswith("ipc-client-handlers")
+    c.close()
+
+
+def test_close_stops_the_thread_and_later_calls_fail(tserver: ThreadedServer) -> None:
+    c = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    with c:
+        assert c.request("echo", 1) == 1
+    assert not c._thread.is_alive()
+    with pytest.raises(NotConnected):
+        c.request("echo", 1)
+    c.close()  # twice is fine
+
+
+def test_bad_arguments_raise_at_construction() -> None:
+    with pytest.raises(ValueError):
+        SyncIPCClient("")
+    c = SyncIPCClient("app", "127.0.0.1", 1, connect_timeout=1)
+    with pytest.raises(NotConnected):
+        c.connect()
+    c.close()
+
+
+async def test_calling_it_inside_a_running_loop_raises(tserver: ThreadedServer) -> None:
+    c = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    with pytest.raises(RuntimeError, match="running event loop"):
+        c.connect()
+    with pytest.raises(RuntimeError):
+        c.close()
+    # The way to use it from async code: in a thread.
+    assert await asyncio.to_thread(c.connect)
+    assert await asyncio.to_thread(c.request, "echo", 5) == 5
+    await asyncio.to_thread(c.close)
