@@ -187,6 +187,7 @@ class ConnectionPool:
         self._registrar = None
         for m in members:
             m.closing = True
+        self._total_destroyed += len(members)
         await asyncio.gather(*(self._retire(m) for m in members), return_exceptions=True)
 
     async def __aenter__(self) -> ConnectionPool:
@@ -321,6 +322,7 @@ class ConnectionPool:
                 member.leased = True
                 return member
             if member is not None:  # died between hand-off and wake-up
+                member.leased = False
                 self._after_use(member)
             # None: a slot was freed; loop to open a member in it.
 
@@ -426,6 +428,7 @@ class ConnectionPool:
         if member in self._members:
             self._members.remove(member)
         member.closing = True
+        self._total_destroyed += 1
         if self._registrar is member:
             self._registrar = None
         self._spawn(self._retire(member))
@@ -437,7 +440,6 @@ class ConnectionPool:
         try:
             await member.client.disconnect()
         finally:
-            self._total_destroyed += 1
             metrics = getattr(member.client, "metrics", None)
             if callable(metrics):
                 for key, value in metrics().items():
