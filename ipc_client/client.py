@@ -467,13 +467,16 @@ class IPCClient:
         self._drop_connection(conn, reason)
         self._metrics.closed(time.monotonic(), will_reconnect=self.reconnect)
         if self._state is ConnectionState.CONNECTED:
-            self._emit("disconnected", reason)
+            # The state changes first, so "disconnected" listeners see the truth.
             if self.reconnect:
                 self._set_state(ConnectionState.RECONNECTING)
-                self._reconnect_task = asyncio.ensure_future(self._reconnect_loop())
+                self._emit("disconnected", reason)
+                if self._state is ConnectionState.RECONNECTING:
+                    self._reconnect_task = asyncio.ensure_future(self._reconnect_loop())
             else:
                 self._set_state(ConnectionState.DISCONNECTED)
                 self._give_up_queue(NotConnected("the connection was lost and reconnect is off"))
+                self._emit("disconnected", reason)
 
     def _drop_connection(self, conn: ClientConnection | None, reason: IPCError) -> None:
         """Fail everything waiting on ``conn`` at once (never at its timeout)."""
