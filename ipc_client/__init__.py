@@ -1,4 +1,6 @@
-"""The bridge's asyncio Python client."""
+"""The bridge's asyncio Python client, and what is built on it: a connection
+pool, a load-balanced client, a service client for gateways and a blocking
+facade (docs/resilience.md)."""
 
 from ipc_protocol import Message, MessageType
 from ipc_protocol.codes import ErrorCode
@@ -8,11 +10,19 @@ from ipc_protocol.exceptions import __all__ as _exceptions_all
 from .backoff import Backoff
 from .circuit_breaker import CircuitBreakerOptions, CircuitState
 from .client import IPCClient
+from .load_balanced import LoadBalancedClient
 from .offline_queue import OverflowPolicy
+from .pool import ConnectionPool
+from .service_client import ServiceClient
 from .state import ConnectionState
+from .sync import SyncIPCClient
 
 __all__ = [
     "IPCClient",
+    "ConnectionPool",
+    "LoadBalancedClient",
+    "ServiceClient",
+    "SyncIPCClient",
     "ConnectionState",
     "Backoff",
     "CircuitBreakerOptions",
@@ -23,11 +33,3 @@ __all__ = [
     "ErrorCode",
     *_exceptions_all,
 ]
-
-# Pool, load balancing, gateway and blocking clients (docs/resilience.md §7-10).
-from .load_balanced import LoadBalancedClient  # noqa: E402
-from .pool import ConnectionPool  # noqa: E402
-from .service_client import ServiceClient  # noqa: E402
-from .sync import SyncIPCClient  # noqa: E402
-
-__all__ += ["ConnectionPool", "LoadBalancedClient", "ServiceClient", "SyncIPCClient"]
