@@ -29,7 +29,7 @@ async def test_node_notices_a_peer_that_goes_silent_after_the_handshake(fake_ser
 
 
 async def test_node_notices_a_stopped_server_and_recovers_when_it_continues(handler_server, node_agent):
-    agent = await node_agent(handler_server.port, heartbeatInterval=200, heartbeatTimeout=500, reconnectDelay=50, reconnectDelayMax=200)
+    agent = await node_agent(handler_server.port, heartbeatInterval=200, heartbeatTimeout=500, initialDelay=50, maxDelay=200)
     await agent.call("startRequest", channel="py.slow", payload=3, timeoutMs=20000, tag="frozen")
     handler_server.signal(signal.SIGSTOP)
     try:

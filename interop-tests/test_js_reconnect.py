@@ -11,7 +11,7 @@ import signal
 
 from conftest import WAIT_S
 
-FAST = {"reconnectDelay": 50, "reconnectDelayMax": 200}
+FAST = {"initialDelay": 50, "maxDelay": 200}
 
 
 async def test_server_restart_on_the_same_port(start_server, node_agent, py_client):
@@ -70,19 +70,19 @@ async def test_calls_while_the_server_is_down_time_out_on_their_own_deadline(ser
 
 
 async def test_reconnect_attempts_are_bounded(server, node_agent):
-    agent = await node_agent(server.port, reconnectAttempts=2, **FAST)
+    agent = await node_agent(server.port, maxRetries=2, **FAST)
     await server.kill()
     await agent.wait_event("close", timeout=WAIT_S)
     ev = await agent.wait_event("error")
     assert ev["error"]["code"] == "connection_lost"
     assert agent.count("reconnecting") == 2
-    assert (await agent.call("info"))["state"] == "closed"
+    assert (await agent.call("info"))["state"] == "disconnected"
 
 
 async def test_reconnection_refused_as_unauthorized_gives_up(start_server, node_agent):
     srv = await start_server("--token", "first")
     port = srv.port
-    agent = await node_agent(port, token="first", reconnectAttempts=1000, **FAST)
+    agent = await node_agent(port, token="first", maxRetries=1000, **FAST)
     await srv.kill()
     await agent.wait_event("reconnecting")
     await start_server("--token", "second", port=port)  # the old token is refused now
@@ -90,7 +90,7 @@ async def test_reconnection_refused_as_unauthorized_gives_up(start_server, node_
     ev = await agent.wait_event("error", lambda e: e["error"]["cause"] == "unauthorized")
     assert ev["error"]["code"] == "connection_lost"
     assert agent.count("reconnected") == 0
-    assert (await agent.call("info"))["state"] == "closed"
+    assert (await agent.call("info"))["state"] == "disconnected"
     err = await agent.call_error("request", channel="a.b", payload=1)
     assert err["code"] == "not_connected"
 

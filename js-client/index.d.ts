@@ -58,8 +58,10 @@ export declare class RequestTimeoutError extends IpcError {
   readonly remote: boolean;
 }
 export declare class CircuitOpenError extends IpcError {
-  constructor(message?: string);
+  constructor(message?: string, options?: { retryAfter?: number });
   readonly code: 'circuit_open';
+  /** Milliseconds until the breaker lets a trial call through. */
+  readonly retryAfter: number;
 }
 export declare class QueueFullError extends IpcError {
   constructor(message?: string);
@@ -132,40 +134,91 @@ export interface Message<P = unknown> {
   ack?: boolean;
 }
 
-/** Client options; durations in milliseconds, sizes in bytes. */
+/** What a full offline queue does (docs/resilience.md §1). */
+export type QueueOverflowValue = 'reject' | 'drop_oldest' | 'drop_lowest_priority';
+export declare const QueueOverflow: Readonly<{
+  REJECT: 'reject';
+  DROP_OLDEST: 'drop_oldest';
+  DROP_LOWEST_PRIORITY: 'drop_lowest_priority';
+}>;
+
+/** Circuit breaker states. */
+export declare const CircuitState: Readonly<{ CLOSED: 'closed'; OPEN: 'open'; HALF_OPEN: 'half_open' }>;
+export type CircuitStateValue = (typeof CircuitState)[keyof typeof CircuitState];
+
+/** Circuit breaker settings (docs/resilience.md §6); durations in ms. */
+export interface CircuitBreakerOptions {
+  /** Consecutive failures that open the circuit. Default 5. */
+  failureThreshold?: number;
+  /** Time OPEN before letting trial calls through. Default 30000. */
+  resetTimeout?: number;
+  /** Successful trials that close it again. Default 2. */
+  successThreshold?: number;
+  /** Trial calls allowed at once in HALF_OPEN. Default 1. */
+  halfOpenMaxCalls?: number;
+  /** One breaker per channel, or one for the whole client. Default 'channel'. */
+  scope?: 'channel' | 'client';
+  /** Its result is returned instead of rejecting with CircuitOpenError. */
+  fallback?: ((channel: string, payload: unknown, error: CircuitOpenError) => unknown) | null;
+  /** Which errors count as failures; default: timeout, connection_lost, not_connected, no_responders, responder_lost, shutting_down, slow_consumer, queue_full. */
+  isFailure?: ((error: unknown) => boolean) | null;
+}
+
+export interface CircuitSnapshot {
+  state: CircuitStateValue;
+  consecutiveFailures: number;
+  consecutiveSuccesses: number;
+  failures: number;
+  successes: number;
+  rejected: number;
+  /** Epoch ms when it last opened, or null. */
+  openedAt: number | null;
+}
+
+/** Client options; durations in milliseconds, sizes in bytes (docs/resilience.md §1). */
 export interface IPCClientOptions {
   /** Default 'localhost'. */
   host?: string;
   /** Default 8888. */
   port?: number;
   /** TCP connect plus handshake. Default 10000. */
-  connectionTimeout?: number;
+  connectTimeout?: number;
   /** Reconnect after an unexpected disconnection. Default true. */
   reconnect?: boolean;
-  /** Consecutive failed attempts before giving up. Default Infinity. */
-  reconnectAttempts?: number;
-  /** First backoff delay, multiplied by reconnectMultiplier per attempt. Default 500. */
-  reconnectDelay?: number;
-  /** Backoff cap. Default 30000. */
-  reconnectDelayMax?: number;
-  /** Growth factor of the backoff delay per attempt (>= 1). Default 2. */
-  reconnectMultiplier?: number;
-  /** Spread of each delay: 0.5 means delay * [0.5, 1.5). Default 0.5. */
-  reconnectJitter?: number;
+  /** Consecutive failed attempts before giving up ('reconnect_failed'). Default Infinity. */
+  maxRetries?: number;
+  /** First backoff delay. Default 500. */
+  initialDelay?: number;
+  /** Cap on any delay. Default 30000. */
+  maxDelay?: number;
+  /** Growth factor of the delay per attempt (>= 1). Default 2. */
+  multiplier?: number;
+  /** Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]. Default 0.5. */
+  jitter?: number;
   /** Ping after this much silence; null = the server's advertised interval (0 there = no pings). Default null. */
   heartbeatInterval?: number | null;
   /** Declare the connection dead after this much silence; null = 2 x interval. Default null. */
   heartbeatTimeout?: number | null;
-  /** Default deadline of a call. Default 30000. */
+  /** Default deadline of a call, queue time included. Default 30000. */
   requestTimeout?: number;
+  /** Offline queue capacity in messages; 0 disables queueing. Default 1000. */
+  queueMaxSize?: number;
+  /** Offline queue capacity in bytes of encoded frames. Default 8 MiB. */
+  queueMaxBytes?: number;
+  /** What a full queue does. Default 'reject'. */
+  queueOverflow?: QueueOverflowValue;
+  /** Append-only file persisting queued one-way messages. Default null. */
+  queuePath?: string | null;
+  /** Default per-call policy while not connected. Default 'queue'. */
+  onDisconnect?: 'queue' | 'fail';
+  /** Circuit breaker on sendRequest: options, true for the defaults, or null (off). Default null. */
+  circuitBreaker?: CircuitBreakerOptions | boolean | null;
   /** Local frame size cap; null = the server's advertised max_frame_size. Default null. */
   maxFrameSize?: number | null;
   /** Shared secret for servers that require one. Default null. */
   token?: string | null;
   /** Proposed connection id; the server may make it unique. Default: generated. */
   connectionId?: string | null;
-  /** Calls that may wait for a reconnection at once; more reject with queue_full. Default 1024. */
-  maxQueued?: number;
   /**
    * Async handlers running at once; further inbound requests and publishes
    * wait in arrival order (responses and pings never wait). Past 4x this
@@ -178,16 +231,65 @@ export interface IPCClientOptions {
   exposeStacks?: boolean;
 }
 
+/** Per-call options of sendRequest, publish and notify (docs/resilience.md §4). */
+export interface CallOptions {
+  headers?: Record<string, string>;
+  /** Higher leaves the offline queue first. Default 0. */
+  priority?: number;
+  /** While not connected: wait in the offline queue, or fail with not_connected. Default: the client's onDisconnect. */
+  onDisconnect?: 'queue' | 'fail';
+  /** Deadline in ms from the call, queue time included. Default: requestTimeout. */
+  timeout?: number;
+}
+
+export interface ConnectionHealth {
+  healthy: boolean;
+  state: StateValue;
+  /** Epoch ms of the last pong, or null. */
+  lastHeartbeat: number | null;
+  /** Epoch ms of the last frame received, or null. */
+  lastReceived: number | null;
+  latencyMs: number | null;
+  heartbeatIntervalMs: number | null;
+  heartbeatTimeoutMs: number | null;
+}
+
+export interface ClientMetrics {
+  connectionAttempts: number;
+  connectionSuccesses: number;
+  connectionSuccessRate: number;
+  reconnections: number;
+  averageReconnectionTimeMs: number;
+  messagesSent: number;
+  messagesDelivered: number;
+  messagesFailed: number;
+  messageDeliveryRate: number;
+  activeConnections: number;
+  averageConnectionDurationMs: number;
+  queued: number;
+  queuedBytes: number;
+  queueDropped: number;
+}
+
+export interface QueueStats {
+  size: number;
+  bytes: number;
+  maxSize: number;
+  maxBytes: number;
+  dropped: number;
+  byPriority: Record<string, number>;
+}
+
 export declare const DEFAULTS: Readonly<Required<IPCClientOptions>>;
 export declare const PROTOCOL_VERSION: 2;
 export declare const VERSION: string;
 
 export declare const State: Readonly<{
-  IDLE: 'idle';
+  DISCONNECTED: 'disconnected';
   CONNECTING: 'connecting';
   CONNECTED: 'connected';
   RECONNECTING: 'reconnecting';
-  CLOSED: 'closed';
+  DISCONNECTING: 'disconnecting';
 }>;
 export type StateValue = (typeof State)[keyof typeof State];
 
@@ -238,10 +340,18 @@ export interface HealthCheckResult {
 export type MessageHandler<P = any> = (message: Message<P>) => unknown;
 
 export interface IPCClientEvents {
+  connecting: [];
   connected: [info: HandshakeInfo];
-  reconnected: [info: HandshakeInfo];
-  disconnected: [event: { error: Error | null }];
+  reconnected: [event: { attempts: number; elapsed: number }];
+  disconnected: [error: Error | null];
   reconnecting: [event: { attempt: number; delay: number }];
+  reconnect_failed: [attempts: number];
+  heartbeat: [event: { latency: number }];
+  heartbeat_timeout: [event: { silent: number }];
+  queue_dropped: [event: { reason: 'expired' | 'evicted' | 'gave_up'; channel: string; messageType: MessageType; priority: number }];
+  circuit_open: [snapshot: CircuitSnapshot & { key: string }];
+  circuit_half_open: [snapshot: CircuitSnapshot & { key: string }];
+  circuit_closed: [snapshot: CircuitSnapshot & { key: string }];
   message: [message: Message];
   ping: [event: { messageId: string }];
   error: [error: Error];
@@ -262,8 +372,8 @@ export declare class IPCClient extends EventEmitter {
   sendRequest<R = any, P = unknown>(
     channelId: string,
     payload?: P,
-    timeout?: number,
-    options?: { headers?: Record<string, string> }
+    timeout?: number | CallOptions,
+    options?: CallOptions
   ): Promise<Message<R>>;
 
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
@@ -277,21 +387,25 @@ export declare class IPCClient extends EventEmitter {
   publish(
     channelId: string,
     data: unknown,
-    options: { ack: true; headers?: Record<string, string>; timeout?: number }
+    options: CallOptions & { ack: true }
   ): Promise<{ delivered: number | null }>;
   publish(
     channelId: string,
     data: unknown,
-    options?: { ack?: false; headers?: Record<string, string>; timeout?: number }
+    options?: CallOptions & { ack?: false }
   ): Promise<undefined>;
 
-  notify(channelId: string, data: unknown, options?: { headers?: Record<string, string>; timeout?: number }): Promise<void>;
+  notify(channelId: string, data: unknown, options?: CallOptions): Promise<void>;
 
   healthCheck(options?: { timeout?: number }): Promise<HealthCheckResult>;
   getConnectionInfo(): ConnectionInfo;
+  getConnectionHealth(): ConnectionHealth;
+  getMetrics(): ClientMetrics;
+  queueStats(): QueueStats;
+  circuitBreakers(): Record<string, CircuitSnapshot>;
 
   onConnected(cb: (info: HandshakeInfo) => void): () => void;
-  onDisconnected(cb: (event: { error: Error | null }) => void): () => void;
+  onDisconnected(cb: (error: Error | null) => void): () => void;
   onError(cb: (error: Error) => void): () => void;
 
   on<E extends keyof IPCClientEvents>(event: E, listener: (...args: IPCClientEvents[E]) => void): this;
@@ -487,6 +601,8 @@ export declare function patternMatches(pattern: string, channel: string): boolea
 
 declare const _default: {
   IPCClient: typeof IPCClient;
+  CircuitState: typeof CircuitState;
+  QueueOverflow: typeof QueueOverflow;
   ConnectionPool: typeof ConnectionPool;
   LoadBalancedClient: typeof LoadBalancedClient;
   ServiceClient: typeof ServiceClient;

@@ -14,9 +14,13 @@ const { ConnectionPool } = require('./lib/pool');
 const { LoadBalancedClient } = require('./lib/load_balanced_client');
 const { ServiceClient } = require('./lib/service_client');
 const { Strategy } = require('./lib/balancer');
+const { CircuitState } = require('./lib/circuit_breaker');
+const { Overflow: QueueOverflow } = require('./lib/offline_queue');
 
 module.exports = {
   IPCClient,
+  CircuitState,
+  QueueOverflow,
   ConnectionPool,
   LoadBalancedClient,
   ServiceClient,

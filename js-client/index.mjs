@@ -4,6 +4,8 @@ import cjs from './index.js';
 
 export const {
   IPCClient,
+  CircuitState,
+  QueueOverflow,
   ConnectionPool,
   LoadBalancedClient,
   ServiceClient,

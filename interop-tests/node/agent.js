@@ -64,6 +64,19 @@ function payloadOf(cmd) {
 }
 
 /**
+ * The per-call options of a command: headers, priority, onDisconnect.
+ * @param {object} cmd
+ * @returns {object}
+ */
+function callOptions(cmd) {
+  const options = {};
+  if (cmd.headers !== undefined) options.headers = cmd.headers;
+  if (cmd.priority !== undefined) options.priority = cmd.priority;
+  if (cmd.onDisconnect !== undefined) options.onDisconnect = cmd.onDisconnect;
+  return options;
+}
+
+/**
  * A responder handler described by data.
  * @param {{kind: string, channel: string, message?: string, errorType?: string, delayMs?: number, target?: string, timeoutMs?: number}} cmd
  * @returns {(msg: object) => unknown}
@@ -119,7 +132,7 @@ const ops = {
   health: () => client.healthCheck(),
   request: async (cmd) => {
     const started = performance.now();
-    const res = await client.sendRequest(cmd.channel, payloadOf(cmd), cmd.timeoutMs, { headers: cmd.headers });
+    const res = await client.sendRequest(cmd.channel, payloadOf(cmd), cmd.timeoutMs, callOptions(cmd));
     const elapsedMs = performance.now() - started;
     if (cmd.digest) return { sha256: digest(res.payload), length: typeof res.payload === 'string' ? res.payload.length : null, elapsedMs };
     return { payload: res.payload, reply_to: res.reply_to, elapsedMs };
@@ -127,18 +140,22 @@ const ops = {
   // Fire a request without waiting; its outcome is reported as an event.
   startRequest: (cmd) => {
     const started = performance.now();
-    client.sendRequest(cmd.channel, payloadOf(cmd), cmd.timeoutMs).then(
+    client.sendRequest(cmd.channel, payloadOf(cmd), cmd.timeoutMs, callOptions(cmd)).then(
       (res) => out({ event: 'requestDone', tag: cmd.tag, ok: true, payload: res.payload, elapsedMs: performance.now() - started }),
       (err) => out({ event: 'requestDone', tag: cmd.tag, ok: false, error: describe(err), elapsedMs: performance.now() - started })
     );
     return null;
   },
-  publish: async (cmd) => (await client.publish(cmd.channel, payloadOf(cmd), { ack: !!cmd.ack, headers: cmd.headers })) ?? null,
+  publish: async (cmd) => (await client.publish(cmd.channel, payloadOf(cmd), { ack: !!cmd.ack, timeout: cmd.timeoutMs, ...callOptions(cmd) })) ?? null,
   publishMany: async (cmd) => {
     for (let i = 0; i < cmd.count; i++) await client.publish(cmd.channel, { i });
     return cmd.count;
   },
-  notify: (cmd) => client.notify(cmd.channel, payloadOf(cmd)).then(() => null),
+  notify: (cmd) => client.notify(cmd.channel, payloadOf(cmd), { timeout: cmd.timeoutMs, ...callOptions(cmd) }).then(() => null),
+  metrics: () => client.getMetrics(),
+  connectionHealth: () => client.getConnectionHealth(),
+  queueStats: () => client.queueStats(),
+  breakers: () => client.circuitBreakers(),
   subscribe: (cmd) =>
     client.subscribe(cmd.channel, (msg) => {
       out({
@@ -159,9 +176,23 @@ const ops = {
   }
 };
 
-for (const event of ['connected', 'reconnected', 'reconnecting', 'disconnected', 'close', 'ping']) {
-  client.on(event, (arg) => out({ event, detail: arg && arg.error !== undefined ? { error: arg.error && describe(arg.error) } : arg ?? null }));
-}
+const EVENTS = [
+  'connecting',
+  'connected',
+  'reconnected',
+  'reconnecting',
+  'reconnect_failed',
+  'close',
+  'ping',
+  'heartbeat',
+  'heartbeat_timeout',
+  'queue_dropped',
+  'circuit_open',
+  'circuit_half_open',
+  'circuit_closed'
+];
+for (const event of EVENTS) client.on(event, (arg) => out({ event, detail: arg ?? null }));
+client.on('disconnected', (err) => out({ event: 'disconnected', detail: { error: err ? describe(err) : null } }));
 client.on('error', (err) => out({ event: 'error', error: describe(err) }));
 
 const rl = readline.createInterface({ input: process.stdin });

@@ -1,30 +1,40 @@
 'use strict';
 
 /**
- * IPCClient: requests, responders, pub/sub, heartbeats and reconnection on
- * top of one Connection at a time.
+ * IPCClient: requests, responders, pub/sub, heartbeats, reconnection, the
+ * offline queue and the circuit breaker (docs/resilience.md) on top of one
+ * Connection at a time.
  *
- * Connection state is an explicit enum whose transitions all go through
- * `_setState()`. Every outgoing call passes one choke point (`_ready()` then
- * `_send()`), and every pending call settles exactly once through
- * `_settle()`: by its response, its own deadline, or, at once, the loss of
- * the connection.
+ * Connection state moves only through `_setState()`, checked against the
+ * table in lib/state.js. Every outgoing call passes one choke point,
+ * `_submit()`: sent at once when connected with nothing queued ahead of it,
+ * else queued (or refused). Every call settles exactly once: by its
+ * response, its own deadline (in the queue or on the wire), the loss of the
+ * connection, or a queue decision (full, evicted, given up).
  */
 
 const { EventEmitter } = require('node:events');
 const { randomBytes } = require('node:crypto');
-const { SYSTEM_CHANNEL } = require('./constants');
-const { parseOptions } = require('./options');
+const { performance } = require('node:perf_hooks');
+const { SYSTEM_CHANNEL, HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('./constants');
+const { parseOptions, ON_DISCONNECT } = require('./options');
 const { backoffDelay } = require('./backoff');
 const { Heartbeat, HeartbeatAction } = require('./heartbeat');
 const { Connection, now } = require('./connection');
-const { buildMessage } = require('./envelope');
+const { buildMessage, encodeMessage } = require('./envelope');
 const { validateChannel, validatePattern, isPattern, isReserved, patternMatches } = require('./channels');
+const { State, transition } = require('./state');
+const { OfflineQueue } = require('./offline_queue');
+const { QueueStore } = require('./queue_store');
+const { CircuitBreaker } = require('./circuit_breaker');
+const { Metrics } = require('./metrics');
 const {
   ErrorCode,
   IpcError,
+  CircuitOpenError,
   ConnectionLostError,
   ForbiddenError,
+  FrameTooLargeError,
   NotConnectedError,
   QueueFullError,
   RemoteError,
@@ -34,29 +44,26 @@ const {
   errorToWire
 } = require('./errors');
 
-/** The client's connection states. */
-const State = Object.freeze({
-  IDLE: 'idle', // never connected
-  CONNECTING: 'connecting', // connect() in progress
-  CONNECTED: 'connected',
-  RECONNECTING: 'reconnecting', // lost the connection, retrying with backoff
-  CLOSED: 'closed' // disconnect()ed, or gave up reconnecting
-});
-
-/** Allowed transitions; anything else is a bug in the client. */
-const TRANSITIONS = Object.freeze({
-  [State.IDLE]: [State.CONNECTING],
-  [State.CONNECTING]: [State.CONNECTED, State.IDLE, State.CLOSED],
-  [State.CONNECTED]: [State.RECONNECTING, State.CLOSED],
-  [State.RECONNECTING]: [State.CONNECTED, State.CLOSED],
-  [State.CLOSED]: [State.CONNECTING]
-});
-
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000; // §9.3, when the server does not say
 /** How many ids of calls that expired locally are remembered, to drop their late answers. */
 const SETTLED_IDS_KEPT = 1024;
 /** Held-back inbound messages beyond `highWaterMark` x this pause the socket. */
 const HELD_PAUSE_FACTOR = 4;
+/** subscribe()/serve() calls that may wait for a (re)connection at once. */
+const MAX_WAITING_REGISTRATIONS = 1024;
+/** setTimeout's ceiling; a longer deadline gets no timer (it is as good as none). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Breaker key when `circuitBreaker.scope` is 'client'. */
+const CLIENT_SCOPE_KEY = '*';
+
+/**
+ * Epoch milliseconds that never jump back: wall-clock origin, monotonic progress.
+ * @returns {number}
+ * @private
+ */
+function epochNow() {
+  return performance.timeOrigin + performance.now();
+}
 
 /**
  * Whether a value is a promise-like.
@@ -82,6 +89,35 @@ function checkTimeout(timeout) {
 }
 
 /**
+ * Reads the per-call options of sendRequest/publish/notify (docs/resilience.md §4).
+ * @param {object} options
+ * @param {number} defaultTimeout
+ * @param {string} defaultPolicy the client's `onDisconnect`.
+ * @returns {{headers: object|undefined, priority: number, onDisconnect: string, timeout: number}}
+ * @private
+ */
+function callOptions(options, defaultTimeout, defaultPolicy) {
+  if (options === null || typeof options !== 'object') throw new TypeError('call options must be an object');
+  const { headers, priority = 0, onDisconnect = defaultPolicy, timeout = defaultTimeout } = options;
+  if (!Number.isSafeInteger(priority)) throw new TypeError(`priority must be an integer, got ${String(priority)}`);
+  if (!ON_DISCONNECT.includes(onDisconnect)) throw new TypeError(`onDisconnect must be 'queue' or 'fail', got ${String(onDisconnect)}`);
+  return { headers, priority, onDisconnect, timeout: checkTimeout(timeout) };
+}
+
+/**
+ * Whether an error is a local failure (the metrics' `messagesFailed`)
+ * rather than an answer from the other side.
+ * @param {unknown} err
+ * @returns {boolean}
+ * @private
+ */
+function isLocalFailure(err) {
+  if (err instanceof RemoteError) return false;
+  if (err instanceof RequestTimeoutError) return !err.remote;
+  return true;
+}
+
+/**
  * The error object of a version-1 error answer: a payload that is exactly
  * `{"error": {...}}` (docs/protocol.md §10), else null.
  * @param {unknown} payload
@@ -97,12 +133,30 @@ function legacyError(payload) {
 }
 
 /**
+ * A call waiting in the offline queue.
+ * @typedef {object} QueuedCall
+ * @property {string} id the message id.
+ * @property {number} priority
+ * @property {number} bytes encoded frame size.
+ * @property {number} deadline monotonic ms.
+ * @property {object} msg the envelope.
+ * @property {boolean} expectReply a request (or publish with ack): a caller waits for it.
+ * @property {boolean} persisted also in the queue file.
+ * @property {Function|null} resolve
+ * @property {Function|null} reject
+ */
+
+/**
  * Node.js client of the IPC bridge.
  *
- * Events: 'connected' (info), 'disconnected' ({error}), 'reconnecting'
- * ({attempt, delay}), 'reconnected' (info), 'message' (publish message),
- * 'ping' (the server pinged us and was answered), 'error' (err, only
- * emitted when someone listens), 'close'.
+ * Events (docs/resilience.md §2): 'connecting', 'connected' (info),
+ * 'disconnected' (error|null), 'reconnecting' ({attempt, delay}),
+ * 'reconnected' ({attempts, elapsed}), 'reconnect_failed' (attempts),
+ * 'heartbeat' ({latency}), 'heartbeat_timeout' ({silent}), 'queue_dropped'
+ * ({reason, channel, messageType, priority}), 'circuit_open',
+ * 'circuit_half_open', 'circuit_closed' (snapshot), 'error' (only emitted
+ * when someone listens); also 'message' (publish), 'ping' (the server
+ * pinged us) and 'close' (closed for good).
  */
 class IPCClient extends EventEmitter {
   /**
@@ -115,7 +169,7 @@ class IPCClient extends EventEmitter {
     if (typeof appId !== 'string' || appId.length === 0) throw new TypeError('appId must be a non-empty string');
     this.appId = appId;
     this.options = parseOptions(options);
-    this._state = State.IDLE;
+    this._state = State.DISCONNECTED;
     this._conn = null; // the connection once its handshake is done
     this._opening = null; // a connection still in its handshake
     this._info = null;
@@ -124,19 +178,37 @@ class IPCClient extends EventEmitter {
     this._settled = new Set(); // message_ids of calls that expired locally, oldest first (bounded)
     this._subscriptions = new Map(); // pattern -> Set<handler>
     this._responders = new Map(); // pattern -> handler, in registration order
-    this._waiters = new Set(); // calls waiting for a connection
+    this._waiters = new Set(); // subscribe/serve calls waiting for a connection
     this._connecting = null; // single-flight promise of connect() / the reconnect loop
+    this._closing = null; // disconnect()'s promise while DISCONNECTING
     this._wake = null; // ends the reconnect backoff sleep early
     this._attempt = 0;
     this._heartbeat = null;
     this._heartbeatTimer = null;
+    this._ping = null; // {id, sentAt} of the heartbeat ping awaiting its pong
+    this._latencyMs = null;
+    this._lastHeartbeat = null; // epoch ms of the last pong
+    this._lastReceived = null; // monotonic ms of the last frame of a closed connection
+    this._sendLimit = null; // the last negotiated frame limit
     this._running = 0; // async handlers in flight, for inbound backpressure
     this._held = []; // inbound requests/publishes waiting for a handler slot, from _heldHead on
     this._heldHead = 0;
+    this._queue = new OfflineQueue({
+      maxSize: this.options.queueMaxSize,
+      maxBytes: this.options.queueMaxBytes,
+      overflow: this.options.queueOverflow
+    });
+    this._queueTimer = null;
+    this._queueTimerAt = Infinity;
+    this._replaying = null; // the connection the queue is being replayed on
+    this._breakers = new Map(); // key -> CircuitBreaker
+    this._metrics = new Metrics({ now });
+    this._store = this.options.queuePath === null ? null : new QueueStore(this.options.queuePath);
+    if (this._store !== null) this._loadStore();
   }
 
   /**
-   * The connection state: 'idle', 'connecting', 'connected', 'reconnecting' or 'closed'.
+   * The connection state: 'disconnected', 'connecting', 'connected', 'reconnecting' or 'disconnecting'.
    * @returns {string}
    */
   get state() {
@@ -153,20 +225,21 @@ class IPCClient extends EventEmitter {
 
   /**
    * Connects and performs the handshake. Concurrent calls share one attempt.
+   * Messages persisted by an earlier run (`queuePath`) are sent once
+   * connected.
    *
    * @returns {Promise<true>}
    * @throws {NotConnectedError} the server could not be reached (`.cause` has the socket error).
-   * @throws {RequestTimeoutError} no handshake within `connectionTimeout`.
+   * @throws {RequestTimeoutError} no handshake within `connectTimeout`.
    * @throws {UnauthorizedError} the server refused the token.
    */
   connect() {
     if (this._state === State.CONNECTED) return Promise.resolve(true);
     if (this._state === State.CONNECTING) return this._connecting;
-    if (this._state === State.RECONNECTING) {
-      return this._waitConnected(Infinity).then(() => true);
-    }
-    const from = this._state;
+    if (this._state === State.RECONNECTING) return this._waitConnected(Infinity).then(() => true);
+    if (this._state === State.DISCONNECTING) return this._closing.then(() => this.connect());
     this._setState(State.CONNECTING);
+    this.emit('connecting');
     const attempt = this._establish().then(
       () => {
         if (this._connecting === attempt) this._connecting = null;
@@ -175,8 +248,10 @@ class IPCClient extends EventEmitter {
       (err) => {
         if (this._connecting === attempt) this._connecting = null;
         if (this._state === State.CONNECTING) {
-          this._setState(from === State.CLOSED ? State.CLOSED : State.IDLE);
-          this._failWaiters(new NotConnectedError('the connection attempt failed', { cause: err }));
+          this._setState(State.DISCONNECTED);
+          const reason = new NotConnectedError('the connection attempt failed', { cause: err });
+          this._failWaiters(reason);
+          this._abandonQueue(reason);
         }
         throw err;
       }
@@ -187,41 +262,83 @@ class IPCClient extends EventEmitter {
 
   /**
    * Closes the connection and stops reconnecting. Pending calls reject with
-   * connection_lost, calls waiting for a connection with not_connected.
+   * connection_lost; queued and waiting calls with not_connected; queued
+   * one-way messages are dropped ('queue_dropped', reason 'gave_up') unless
+   * persisted, in which case they stay for the next connect() or the next
+   * client started on the same `queuePath`.
    *
    * @returns {Promise<void>} resolves once the socket is closed.
    */
   disconnect() {
-    if (this._state === State.IDLE || this._state === State.CLOSED) return Promise.resolve();
+    if (this._state === State.DISCONNECTED) return Promise.resolve();
+    if (this._state === State.DISCONNECTING) return this._closing;
     const wasConnected = this._state === State.CONNECTED;
-    this._setState(State.CLOSED);
+    this._setState(State.DISCONNECTING);
     const conn = this._conn;
     this._detach(new ConnectionLostError('the client disconnected'));
+    this._metrics.closed(false);
     if (this._opening !== null) this._opening.destroy(new NotConnectedError('the client disconnected'));
     if (this._wake !== null) this._wake();
-    this._failWaiters(new NotConnectedError('the client disconnected'));
-    if (wasConnected) this.emit('disconnected', { error: null });
-    this.emit('close');
-    return conn ? conn.close() : Promise.resolve();
+    const reason = new NotConnectedError('the client disconnected');
+    this._failWaiters(reason);
+    this._abandonQueue(reason);
+    if (wasConnected) this.emit('disconnected', null);
+    const closing = (conn ? conn.close() : Promise.resolve()).then(() => {
+      this._closing = null;
+      this._setState(State.DISCONNECTED);
+      this.emit('close');
+    });
+    this._closing = closing;
+    return closing;
   }
 
   /**
    * Sends a request and resolves with the response message (§6).
    *
+   * While the client is (re)connecting the request waits in the offline
+   * queue; its deadline counts from this call, queue time included, and
+   * the `timeout_ms` it carries is what is left when it is sent.
+   *
    * @param {string} channelId a concrete channel.
    * @param {unknown} [payload] any JSON value.
-   * @param {number} [timeout] milliseconds; also sent as `timeout_ms` (§6.5).
-   * @param {{headers?: Record<string, string>}} [options]
-   * @returns {Promise<object>} the response message; its `.payload` is the result.
+   * @param {number|object} [timeout] milliseconds (or the options object).
+   * @param {{headers?: Record<string, string>, priority?: number, onDisconnect?: 'queue'|'fail', timeout?: number}} [options]
+   * @returns {Promise<object>} the response message; its `.payload` is the
+   *   result (or, when the circuit is open and a `fallback` is set, what the fallback returns).
    * @throws {IpcError} `.code` no_responders, timeout, handler_error (with
-   *   `.remoteType`), connection_lost, not_connected, bad_message...
+   *   `.remoteType`), connection_lost, not_connected, queue_full,
+   *   circuit_open (with `.retryAfter` ms), bad_message...
    */
-  async sendRequest(channelId, payload = null, timeout = this.options.requestTimeout, { headers } = {}) {
+  async sendRequest(channelId, payload = null, timeout, options = {}) {
+    if (timeout !== null && typeof timeout === 'object') {
+      options = timeout;
+      timeout = undefined;
+    }
     validateChannel(channelId);
-    const deadline = now() + checkTimeout(timeout);
-    if (this._state !== State.CONNECTED) await this._ready(deadline);
-    const msg = buildMessage('request', this.appId, channelId, payload, headers ? { headers } : undefined);
-    return this._call(msg, deadline);
+    const call = callOptions(options ?? {}, timeout ?? options?.timeout ?? this.options.requestTimeout, this.options.onDisconnect);
+    if (timeout != null) call.timeout = checkTimeout(timeout);
+    const deadline = now() + call.timeout;
+    const msg = buildMessage('request', this.appId, channelId, payload, call.headers ? { headers: call.headers } : undefined);
+    const breaker = this._breakerFor(channelId);
+    const permit = breaker === null ? null : breaker.acquire();
+    if (breaker !== null && permit === null) {
+      const retryAfter = breaker.retryAfter();
+      const err = new CircuitOpenError(`the circuit for ${JSON.stringify(channelId)} is open; retry in ${Math.ceil(retryAfter)} ms`, { retryAfter });
+      const { fallback } = this.options.circuitBreaker;
+      if (fallback !== null) return fallback(channelId, payload, err);
+      this._metrics.failed();
+      throw err;
+    }
+    try {
+      const reply = await this._submit(msg, deadline, call, true);
+      if (permit !== null) breaker.release(permit, null);
+      this._metrics.delivered();
+      return reply;
+    } catch (err) {
+      if (permit !== null) breaker.release(permit, err);
+      this._countFailure(err);
+      throw err;
+    }
   }
 
   /**
@@ -321,44 +438,57 @@ class IPCClient extends EventEmitter {
    * Publishes to every subscriber of the channel's app (§5). With `ack`,
    * resolves with the server's count of connections it was queued for.
    * Without, resolves once the frame is written (waiting for the socket to
-   * drain when its buffer is full, which is the publisher's backpressure).
+   * drain when its buffer is full, which is the publisher's backpressure),
+   * or, while reconnecting, once it is accepted into the offline queue
+   * (and written to `queuePath`); a later drop is reported by the
+   * 'queue_dropped' event, never by this promise.
    *
    * @param {string} channelId a concrete channel.
    * @param {unknown} data the payload.
-   * @param {{ack?: boolean, headers?: Record<string, string>, timeout?: number}} [options]
+   * @param {{ack?: boolean, headers?: Record<string, string>, timeout?: number, priority?: number, onDisconnect?: 'queue'|'fail'}} [options]
    * @returns {Promise<{delivered: number|null}|undefined>}
    * @throws {ForbiddenError} a reserved channel (`system...`, `$sys...`, §4.4), refused before sending.
    */
-  async publish(channelId, data, { ack = false, headers, timeout = this.options.requestTimeout } = {}) {
+  async publish(channelId, data, options = {}) {
     validateChannel(channelId);
     if (isReserved(channelId)) throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
-    const deadline = now() + checkTimeout(timeout);
-    if (this._state !== State.CONNECTED) await this._ready(deadline);
-    const msg = buildMessage('publish', this.appId, channelId, data, headers ? { headers } : undefined);
-    if (!ack) return this._sendAndDrain(msg);
-    if (this._conn.legacy) {
-      await this._sendAndDrain(msg); // a version-1 server has no acks (§10)
-      return { delivered: null };
+    const call = callOptions(options ?? {}, this.options.requestTimeout, this.options.onDisconnect);
+    const ack = !!(options && options.ack);
+    const deadline = now() + call.timeout;
+    const msg = buildMessage('publish', this.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
+    if (ack) msg.ack = true;
+    try {
+      if (!ack) return await this._submit(msg, deadline, call, false);
+      const reply = await this._submit(msg, deadline, call, true);
+      this._metrics.delivered();
+      const delivered = reply.payload && typeof reply.payload.delivered === 'number' ? reply.payload.delivered : null;
+      return { delivered };
+    } catch (err) {
+      this._countFailure(err);
+      throw err;
     }
-    msg.ack = true;
-    const reply = await this._call(msg, deadline);
-    const delivered = reply.payload && typeof reply.payload.delivered === 'number' ? reply.payload.delivered : null;
-    return { delivered };
   }
 
   /**
    * Sends a one-way request: routed like a request, never answered (§6.1).
+   * Resolves like publish() without ack.
    *
    * @param {string} channelId a concrete channel.
    * @param {unknown} data the payload.
-   * @param {{headers?: Record<string, string>, timeout?: number}} [options]
-   * @returns {Promise<void>} resolves once written.
+   * @param {{headers?: Record<string, string>, timeout?: number, priority?: number, onDisconnect?: 'queue'|'fail'}} [options]
+   * @returns {Promise<void>} resolves once written, or accepted into the offline queue.
    */
-  async notify(channelId, data, { headers, timeout = this.options.requestTimeout } = {}) {
+  async notify(channelId, data, options = {}) {
     validateChannel(channelId);
-    const deadline = now() + checkTimeout(timeout);
-    if (this._state !== State.CONNECTED) await this._ready(deadline);
-    await this._sendAndDrain(buildMessage('notification', this.appId, channelId, data, headers ? { headers } : undefined));
+    const call = callOptions(options ?? {}, this.options.requestTimeout, this.options.onDisconnect);
+    const deadline = now() + call.timeout;
+    const msg = buildMessage('notification', this.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
+    try {
+      await this._submit(msg, deadline, call, false);
+    } catch (err) {
+      this._countFailure(err);
+      throw err;
+    }
   }
 
   /**
@@ -377,10 +507,62 @@ class IPCClient extends EventEmitter {
     const start = now();
     try {
       await this._call(buildMessage('request', this.appId, SYSTEM_CHANNEL, { action: 'ping' }), start + checkTimeout(timeout));
-      return { healthy: true, latencyMs: now() - start, ...base };
+      const latencyMs = now() - start;
+      this._pong(latencyMs);
+      return { healthy: true, latencyMs, ...base };
     } catch (err) {
       return { healthy: false, latencyMs: null, ...base, error: err.code ?? String(err) };
     }
+  }
+
+  /**
+   * The connection's health without a round trip (docs/resilience.md §5).
+   * Times are epoch ms.
+   * @returns {{healthy: boolean, state: string, lastHeartbeat: number|null, lastReceived: number|null, latencyMs: number|null, heartbeatIntervalMs: number|null, heartbeatTimeoutMs: number|null}}
+   */
+  getConnectionHealth() {
+    const conn = this._conn;
+    const hb = this._heartbeat;
+    const received = conn !== null ? conn.lastReceived : this._lastReceived;
+    const healthy = this._state === State.CONNECTED && conn !== null && (hb === null || now() - conn.lastReceived <= hb.intervalMs);
+    return {
+      healthy,
+      state: this._state,
+      lastHeartbeat: this._lastHeartbeat,
+      lastReceived: received === null ? null : performance.timeOrigin + received,
+      latencyMs: this._latencyMs,
+      heartbeatIntervalMs: hb ? hb.intervalMs : null,
+      heartbeatTimeoutMs: hb ? hb.timeoutMs : null
+    };
+  }
+
+  /**
+   * The KPI counters since the client was created (docs/resilience.md §2).
+   * @returns {object} connectionAttempts, connectionSuccesses, connectionSuccessRate,
+   *   reconnections, averageReconnectionTimeMs, messagesSent, messagesDelivered,
+   *   messagesFailed, messageDeliveryRate, activeConnections,
+   *   averageConnectionDurationMs, queued, queuedBytes, queueDropped.
+   */
+  getMetrics() {
+    return this._metrics.snapshot({ queued: this._queue.size, queuedBytes: this._queue.bytes, queueDropped: this._queue.dropped });
+  }
+
+  /**
+   * The offline queue's counters (docs/resilience.md §4).
+   * @returns {{size: number, bytes: number, maxSize: number, maxBytes: number, dropped: number, byPriority: Record<string, number>}}
+   */
+  queueStats() {
+    return this._queue.stats();
+  }
+
+  /**
+   * Every circuit breaker's snapshot, by channel (or '*' with scope 'client').
+   * @returns {Record<string, {state: string, consecutiveFailures: number, consecutiveSuccesses: number, failures: number, successes: number, rejected: number, openedAt: number|null}>}
+   */
+  circuitBreakers() {
+    const out = {};
+    for (const [key, breaker] of this._breakers) out[key] = breaker.snapshot();
+    return out;
   }
 
   /**
@@ -403,7 +585,7 @@ class IPCClient extends EventEmitter {
       heartbeatTimeoutMs: this._heartbeat ? this._heartbeat.timeoutMs : null,
       reconnectAttempt: this._attempt,
       pendingRequests: this._pending.size,
-      queuedCalls: this._waiters.size,
+      queuedCalls: this._queue.size + this._waiters.size,
       runningHandlers: this._running,
       heldMessages: this._heldCount(),
       subscriptions: [...this._subscriptions.keys()],
@@ -412,22 +594,18 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Calls `cb` on every (re)connection.
+   * Calls `cb` on every (re)connection ('connected' fires for both).
    * @param {(info: object) => void} cb
    * @returns {() => void} removes the callback.
    */
   onConnected(cb) {
     this.on('connected', cb);
-    this.on('reconnected', cb);
-    return () => {
-      this.off('connected', cb);
-      this.off('reconnected', cb);
-    };
+    return () => this.off('connected', cb);
   }
 
   /**
-   * Calls `cb` whenever the connection is lost or closed.
-   * @param {(event: {error: Error|null}) => void} cb
+   * Calls `cb` whenever an established connection is lost or closed.
+   * @param {(error: Error|null) => void} cb
    * @returns {() => void} removes the callback.
    */
   onDisconnected(cb) {
@@ -449,15 +627,12 @@ class IPCClient extends EventEmitter {
   // ---------------------------------------------------------------- internals
 
   /**
-   * The one place the state changes.
+   * The one place the state changes (lib/state.js has the table).
    * @param {string} next
    * @private
    */
   _setState(next) {
-    if (!TRANSITIONS[this._state].includes(next)) {
-      throw new Error(`internal error: invalid transition ${this._state} -> ${next}`);
-    }
-    this._state = next;
+    this._state = transition(this._state, next);
   }
 
   /**
@@ -471,8 +646,325 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Opens a connection, restores subscriptions and responders, and only then
-   * opens the gate for waiting calls (resubscribe before anything else).
+   * Counts a failed call in the metrics unless the other side answered it.
+   * @param {unknown} err
+   * @private
+   */
+  _countFailure(err) {
+    if (isLocalFailure(err)) this._metrics.failed();
+    else this._metrics.delivered();
+  }
+
+  /**
+   * The breaker guarding a channel, created on first use; null when off.
+   * @param {string} channelId
+   * @returns {CircuitBreaker|null}
+   * @private
+   */
+  _breakerFor(channelId) {
+    const options = this.options.circuitBreaker;
+    if (options === null) return null;
+    const key = options.scope === 'client' ? CLIENT_SCOPE_KEY : channelId;
+    let breaker = this._breakers.get(key);
+    if (breaker === undefined) {
+      breaker = new CircuitBreaker(options, {
+        now: epochNow,
+        onChange: (state, snapshot) => this.emit(`circuit_${state}`, { key, ...snapshot })
+      });
+      this._breakers.set(key, breaker);
+    }
+    return breaker;
+  }
+
+  // ------------------------------------------------------ the outgoing path
+
+  /**
+   * The choke point of every request and one-way message (docs/resilience.md §4).
+   *
+   * Connected with nothing queued: sent now. Connecting or reconnecting
+   * (or connected while the queue is replayed, to keep order): queued,
+   * unless the call's policy is 'fail' or queueing is off. Disconnected:
+   * not_connected, since nothing would ever send it.
+   * @param {object} msg
+   * @param {number} deadline monotonic ms.
+   * @param {{priority: number, onDisconnect: string}} call
+   * @param {boolean} expectReply a request, or a publish with ack.
+   * @returns {Promise<object>|Promise<void>|undefined} the reply (expectReply), else when written/queued.
+   * @private
+   */
+  _submit(msg, deadline, call, expectReply) {
+    const state = this._state;
+    if (state === State.CONNECTED && this._queue.size === 0 && this._replaying === null) {
+      return expectReply ? this._request(msg, deadline) : this._sendOneWay(msg);
+    }
+    if (state === State.DISCONNECTED || state === State.DISCONNECTING) {
+      throw new NotConnectedError(state === State.DISCONNECTING ? 'the client is disconnecting' : 'the client is not connected');
+    }
+    if (state !== State.CONNECTED && (call.onDisconnect === 'fail' || this.options.queueMaxSize === 0)) {
+      throw new NotConnectedError(`the client is ${state}`);
+    }
+    const promise = this._enqueue(msg, deadline, call.priority, expectReply);
+    if (state === State.CONNECTED && this._replaying === null) this._startReplay(this._conn);
+    return promise;
+  }
+
+  /**
+   * Puts a call in the offline queue (and a one-way message in the queue
+   * file). Evicted entries fail with queue_full now.
+   * @param {object} msg
+   * @param {number} deadline
+   * @param {number} priority
+   * @param {boolean} expectReply
+   * @returns {Promise<object>|undefined} the reply, for a request.
+   * @throws {QueueFullError} the queue refused it.
+   * @throws {MessageError|FrameTooLargeError} it could never be sent.
+   * @private
+   */
+  _enqueue(msg, deadline, priority, expectReply) {
+    const body = encodeMessage(msg); // fails now, not later, on what cannot be sent
+    const limit = this._sendLimit ?? this.options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
+    if (body.length > limit) throw new FrameTooLargeError(body.length, limit);
+    /** @type {QueuedCall} */
+    const entry = {
+      id: msg.message_id,
+      priority,
+      bytes: HEADER_SIZE_BYTES + body.length,
+      deadline,
+      msg,
+      expectReply,
+      persisted: false,
+      resolve: null,
+      reject: null
+    };
+    const { accepted, evicted } = this._queue.push(entry);
+    for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue to make room'));
+    if (!accepted) {
+      const stats = this._queue.stats();
+      throw new QueueFullError(`the offline queue is full (${stats.size} calls, ${stats.bytes} bytes)`);
+    }
+    if (!expectReply && this._store !== null) {
+      try {
+        const left = deadline - now();
+        this._store.add({ id: entry.id, priority, expiresAt: Number.isFinite(left) ? Date.now() + left : Number.MAX_SAFE_INTEGER, message: msg });
+        entry.persisted = true;
+      } catch (err) {
+        this._queue.remove(entry.id);
+        throw err;
+      }
+    }
+    this._armQueueTimer(deadline);
+    if (!expectReply) return undefined;
+    return new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+  }
+
+  /**
+   * Ends a queued call that will not be sent: a request rejects with
+   * `error`; a one-way message is reported by 'queue_dropped' and counted.
+   * @param {QueuedCall} entry already out of the queue.
+   * @param {'expired'|'evicted'|'gave_up'} reason
+   * @param {Error} error
+   * @private
+   */
+  _drop(entry, reason, error) {
+    if (entry.expectReply) {
+      entry.reject(error);
+      return;
+    }
+    if (entry.persisted) this._store.remove(entry.id);
+    this._metrics.failed();
+    this.emit('queue_dropped', { reason, channel: entry.msg.channel_id, messageType: entry.msg.message_type, priority: entry.priority });
+  }
+
+  /**
+   * Fails or drops everything queued when no connection is coming.
+   * Persisted one-way messages stay, in memory and on disk, for a later
+   * connect() or the next client on the same file.
+   * @param {Error} error what waiting requests reject with.
+   * @private
+   */
+  _abandonQueue(error) {
+    for (const entry of this._queue.removeWhere((e) => !e.persisted)) this._drop(entry, 'gave_up', error);
+    if (this._queue.size === 0) this._disarmQueueTimer();
+  }
+
+  /**
+   * Arms the one timer of the queue for `deadline` unless an earlier one is set.
+   * @param {number} deadline monotonic ms.
+   * @private
+   */
+  _armQueueTimer(deadline) {
+    if (!Number.isFinite(deadline) || deadline >= this._queueTimerAt) return;
+    const delay = deadline - now();
+    if (delay > MAX_TIMER_MS) return;
+    clearTimeout(this._queueTimer);
+    this._queueTimerAt = deadline;
+    this._queueTimer = setTimeout(() => this._onQueueTimer(), Math.max(0, Math.ceil(delay)));
+    this._queueTimer.unref(); // the reconnect loop, not the queue, keeps the process alive
+  }
+
+  /** @private */
+  _disarmQueueTimer() {
+    clearTimeout(this._queueTimer);
+    this._queueTimer = null;
+    this._queueTimerAt = Infinity;
+  }
+
+  /**
+   * Expires what is due: requests reject with timeout at their own deadline.
+   * @private
+   */
+  _onQueueTimer() {
+    this._disarmQueueTimer();
+    this._expireQueued();
+    const next = this._queue.nextDeadline();
+    if (next !== null) this._armQueueTimer(next);
+  }
+
+  /** @private */
+  _expireQueued() {
+    for (const entry of this._queue.expire(now())) {
+      this._drop(entry, 'expired', new RequestTimeoutError(`no connection for ${entry.msg.channel_id} before its deadline (it waited in the offline queue)`));
+    }
+  }
+
+  /**
+   * Starts the replay; a failure no caller waits for goes to 'error'.
+   * @param {Connection} conn
+   * @private
+   */
+  _startReplay(conn) {
+    this._replay(conn).catch((err) => this._emitError(err));
+  }
+
+  /**
+   * Writes the offline queue on a restored connection, highest priority
+   * first, FIFO within a priority (docs/resilience.md §3 step 3). Calls
+   * made meanwhile queue behind. Stops, keeping what is left, when the
+   * connection goes; requests already written then fail with
+   * connection_lost like any in-flight call.
+   * @param {Connection} conn
+   * @returns {Promise<void>}
+   * @private
+   */
+  async _replay(conn) {
+    this._replaying = conn;
+    try {
+      while (this._conn === conn && this._state === State.CONNECTED && conn.writable) {
+        this._expireQueued();
+        const entry = this._queue.shift();
+        if (entry === undefined) break;
+        if (entry.expectReply) {
+          this._request(entry.msg, entry.deadline).then(entry.resolve, entry.reject);
+          continue;
+        }
+        let flushed;
+        try {
+          flushed = this._writeOneWay(entry.msg);
+        } catch (err) {
+          if (err instanceof ConnectionLostError) {
+            this._queue.unshift(entry);
+            break;
+          }
+          if (entry.persisted) this._store.remove(entry.id);
+          this._metrics.failed();
+          this._emitError(err);
+          continue;
+        }
+        if (entry.persisted) this._store.remove(entry.id);
+        if (!flushed) await conn.drained();
+      }
+    } finally {
+      if (this._replaying === conn) this._replaying = null;
+    }
+    if (this._queue.size === 0) this._disarmQueueTimer();
+  }
+
+  /**
+   * Sends a call that expects an answer on the current connection.
+   * @param {object} msg
+   * @param {number} deadline
+   * @returns {Promise<object>} the reply message.
+   * @private
+   */
+  _request(msg, deadline) {
+    if (msg.message_type === 'publish' && this._conn !== null && this._conn.legacy) {
+      // a version-1 server has no publish acks (§10)
+      try {
+        this._writeOneWay(msg);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return Promise.resolve({ payload: null });
+    }
+    return this._call(msg, deadline, true);
+  }
+
+  /**
+   * Sends a one-way message now; resolves once the socket took it.
+   * @param {object} msg
+   * @returns {Promise<void>|undefined}
+   * @private
+   */
+  _sendOneWay(msg) {
+    const conn = this._conn;
+    if (!this._writeOneWay(msg)) return conn.drained();
+    return undefined;
+  }
+
+  /**
+   * Writes a one-way message and counts it as sent and delivered.
+   * @param {object} msg
+   * @returns {boolean} false when the socket buffer is full.
+   * @private
+   */
+  _writeOneWay(msg) {
+    const flushed = this._send(msg);
+    this._metrics.sent();
+    this._metrics.delivered();
+    return flushed;
+  }
+
+  /**
+   * Loads the messages an earlier run persisted into the offline queue.
+   * @private
+   */
+  _loadStore() {
+    const t = now();
+    const wall = Date.now();
+    for (const stored of this._store.load()) {
+      const body = encodeMessage(stored.message);
+      const entry = {
+        id: stored.id,
+        priority: Number.isSafeInteger(stored.priority) ? stored.priority : 0,
+        bytes: HEADER_SIZE_BYTES + body.length,
+        deadline: stored.expiresAt >= Number.MAX_SAFE_INTEGER ? Infinity : t + (stored.expiresAt - wall),
+        msg: stored.message,
+        expectReply: false,
+        persisted: true,
+        resolve: null,
+        reject: null
+      };
+      const { accepted, evicted } = this._queue.push(entry);
+      for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue'));
+      if (!accepted) {
+        entry.persisted = true;
+        this._queue.dropped++;
+        this._drop(entry, 'evicted', new QueueFullError('the offline queue is full'));
+        continue;
+      }
+      this._armQueueTimer(entry.deadline);
+    }
+  }
+
+  // ------------------------------------------------- connection lifecycle
+
+  /**
+   * Opens a connection and restores subscriptions and responders; then
+   * emits 'reconnected' (after a loss) and 'connected', and only then
+   * replays the offline queue (docs/resilience.md §3).
    * @returns {Promise<void>}
    * @private
    */
@@ -493,28 +985,39 @@ class IPCClient extends EventEmitter {
       }
     );
     this._opening = conn;
+    this._metrics.attempt();
     let info;
     try {
-      info = await conn.open(this.options.connectionTimeout);
+      info = await conn.open(this.options.connectTimeout);
     } finally {
       this._opening = null;
     }
-    if (this._state === State.CLOSED) {
+    if (this._state !== State.CONNECTING && this._state !== State.RECONNECTING) {
       conn.destroy();
       throw new NotConnectedError('the client disconnected');
     }
+    this._metrics.opened();
     this._info = info;
     this._connectionId = info.connectionId;
+    this._sendLimit = conn.sendLimit;
     this._conn = conn;
     this._startHeartbeat(conn);
     await this._restore(conn);
-    if (this._state === State.CLOSED) throw new NotConnectedError('the client disconnected');
+    if (this._state !== State.CONNECTING && this._state !== State.RECONNECTING) throw new NotConnectedError('the client disconnected');
     const reconnected = this._state === State.RECONNECTING;
+    const attempts = this._attempt;
     this._setState(State.CONNECTED);
     this._attempt = 0;
+    this._replaying = conn; // calls made by the listeners below queue behind the replay
     for (const waiter of this._waiters) waiter.resolve();
     this._waiters.clear();
-    this.emit(reconnected ? 'reconnected' : 'connected', info);
+    try {
+      if (reconnected) this.emit('reconnected', { attempts, elapsed: this._metrics.reconnected() });
+      if (this._conn === conn && this._state === State.CONNECTED) this.emit('connected', info);
+    } finally {
+      if (this._replaying === conn) this._replaying = null;
+    }
+    if (this._conn === conn && this._state === State.CONNECTED) this._startReplay(conn);
   }
 
   /**
@@ -555,6 +1058,7 @@ class IPCClient extends EventEmitter {
    * @private
    */
   async _register(type, pattern, serve, deadline) {
+    if (this._conn === null) throw new ConnectionLostError('the connection is closed');
     const legacy = this._conn.legacy;
     const payload = serve ? { serve: true } : legacy ? { connection_id: this._connectionId } : null;
     const msg = buildMessage(type, this.appId, pattern, payload);
@@ -563,7 +1067,8 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * The connection-dropped path: everything pending fails at once, then the
+   * The connection-dropped path: in-flight calls fail at once (they may
+   * have run, so they are never resent), queued calls stay, then the
    * reconnect loop starts (single flight).
    *
    * The state changes before any event is emitted, so a listener sees the
@@ -576,13 +1081,18 @@ class IPCClient extends EventEmitter {
   _onConnectionClosed(conn, err) {
     if (conn !== this._conn) return; // an old connection, or disconnect() already cleaned up
     const reason = new ConnectionLostError(`the connection was lost${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
+    const retry = this.options.reconnect && !(err instanceof UnauthorizedError);
+    this._metrics.closed(retry && this._state !== State.CONNECTING);
     this._detach(reason);
     if (this._state !== State.CONNECTED) return; // failed during restore: _establish() rejects
-    const retry = this.options.reconnect && !(err instanceof UnauthorizedError);
-    const next = retry ? State.RECONNECTING : State.CLOSED;
+    const next = retry ? State.RECONNECTING : State.DISCONNECTED;
     this._setState(next);
-    if (!retry) this._failWaiters(new NotConnectedError('the connection was lost and reconnection is off', { cause: err ?? undefined }));
-    this.emit('disconnected', { error: err });
+    if (!retry) {
+      const gone = new NotConnectedError('the connection was lost and reconnection is off', { cause: err ?? undefined });
+      this._failWaiters(gone);
+      this._abandonQueue(gone);
+    }
+    this.emit('disconnected', err);
     if (err instanceof IpcError) this._emitError(err); // a protocol error or a heartbeat timeout
     if (this._state !== next) return; // a listener called disconnect() or connect()
     if (retry) this._reconnect();
@@ -596,6 +1106,7 @@ class IPCClient extends EventEmitter {
    * @private
    */
   _detach(reason) {
+    if (this._conn !== null) this._lastReceived = this._conn.lastReceived;
     this._conn = null;
     this._running = 0;
     this._held = []; // requests the server answers responder_lost; at-most-once publishes (§5.3)
@@ -603,6 +1114,7 @@ class IPCClient extends EventEmitter {
     clearTimeout(this._heartbeatTimer);
     this._heartbeatTimer = null;
     this._heartbeat = null;
+    this._ping = null;
     const pending = [...this._pending.values()];
     this._pending.clear();
     for (const p of pending) {
@@ -612,7 +1124,7 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * The reconnect loop: backoff with jitter, up to `reconnectAttempts`.
+   * The reconnect loop: backoff with jitter, up to `maxRetries` attempts.
    * Single flight by construction: it starts only on the CONNECTED ->
    * RECONNECTING transition and runs only while RECONNECTING.
    * @private
@@ -622,9 +1134,13 @@ class IPCClient extends EventEmitter {
       let lastError = null;
       while (this._state === State.RECONNECTING) {
         const attempt = ++this._attempt;
-        if (attempt > this.options.reconnectAttempts) return this._giveUp(lastError);
-        const { reconnectDelay: initial, reconnectDelayMax: max, reconnectMultiplier: multiplier, reconnectJitter: jitter } = this.options;
-        const delay = backoffDelay(attempt, { initial, max, multiplier, jitter });
+        if (attempt > this.options.maxRetries) return this._giveUp(lastError);
+        const delay = backoffDelay(attempt, {
+          initial: this.options.initialDelay,
+          max: this.options.maxDelay,
+          multiplier: this.options.multiplier,
+          jitter: this.options.jitter
+        });
         this.emit('reconnecting', { attempt, delay });
         if (this._state !== State.RECONNECTING) return; // a listener called disconnect()
         await new Promise((resolve) => {
@@ -651,32 +1167,39 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Stops reconnecting after too many failures (or a refused token).
+   * Stops reconnecting after too many failures (or a refused token):
+   * waiting and queued calls fail with not_connected.
    * @param {Error|null} cause
    * @private
    */
   _giveUp(cause) {
-    this._setState(State.CLOSED);
-    const err = new ConnectionLostError(`gave up reconnecting after ${this._attempt - 1} attempts`, { cause: cause ?? undefined });
-    this._failWaiters(new NotConnectedError('gave up reconnecting', { cause: err }));
+    const attempts = this._attempt - (cause instanceof UnauthorizedError ? 0 : 1);
+    this._setState(State.DISCONNECTED);
+    this._metrics.closed(false);
+    const err = new ConnectionLostError(`gave up reconnecting after ${attempts} attempts`, { cause: cause ?? undefined });
+    const gone = new NotConnectedError('gave up reconnecting', { cause: err });
+    this._failWaiters(gone);
+    this._abandonQueue(gone);
+    this.emit('reconnect_failed', attempts);
     this._emitError(err);
     this.emit('close');
   }
 
   /**
-   * Waits until the client is connected, up to `deadline`: at once when
-   * connected, not_connected when it never connected or was closed.
+   * Waits until the client is connected, up to `deadline`, for subscribe()
+   * and serve(): at once when connected, not_connected when no connection
+   * is coming.
    * @param {number} deadline monotonic ms.
    * @returns {Promise<void>}
    * @private
    */
   _ready(deadline) {
     if (this._state === State.CONNECTED) return undefined;
-    if (this._state === State.IDLE || this._state === State.CLOSED) {
-      return Promise.reject(new NotConnectedError(this._state === State.IDLE ? 'connect() was not called' : 'the client is closed'));
+    if (this._state !== State.CONNECTING && this._state !== State.RECONNECTING) {
+      return Promise.reject(new NotConnectedError('the client is not connected'));
     }
-    if (this._waiters.size >= this.options.maxQueued) {
-      return Promise.reject(new QueueFullError(`${this._waiters.size} calls are already waiting for a connection`));
+    if (this._waiters.size >= MAX_WAITING_REGISTRATIONS) {
+      return Promise.reject(new QueueFullError(`${this._waiters.size} registrations are already waiting for a connection`));
     }
     return this._waitConnected(deadline);
   }
@@ -690,7 +1213,7 @@ class IPCClient extends EventEmitter {
   _waitConnected(deadline) {
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject, timer: null };
-      if (deadline !== Infinity) {
+      if (deadline - now() <= MAX_TIMER_MS) {
         waiter.timer = setTimeout(() => {
           this._waiters.delete(waiter);
           reject(new RequestTimeoutError('timed out waiting for the connection'));
@@ -721,31 +1244,37 @@ class IPCClient extends EventEmitter {
 
   /**
    * Sends a message that expects a response and resolves with it. Rejects
-   * with the remote error, a local timeout, or connection_lost.
+   * with the remote error, a local timeout, or connection_lost. A request
+   * carries what is left of its deadline as `timeout_ms` (§6.5).
    * @param {object} msg
    * @param {number} deadline monotonic ms.
+   * @param {boolean} [counted] an application call (counted in `messagesSent`).
    * @returns {Promise<object>} the response message.
    * @private
    */
-  _call(msg, deadline) {
+  _call(msg, deadline, counted = false) {
     return new Promise((resolve, reject) => {
       const remaining = deadline - now();
       if (remaining <= 0) {
         reject(new RequestTimeoutError('the deadline passed before the call was sent'));
         return;
       }
-      if (msg.message_type === 'request') msg.timeout_ms = Math.ceil(remaining);
+      const timed = remaining <= MAX_TIMER_MS;
+      if (msg.message_type === 'request' && timed) msg.timeout_ms = Math.ceil(remaining);
       const id = msg.message_id;
-      const timer = setTimeout(() => {
-        if (this._pending.delete(id)) {
-          this._rememberSettled(id); // its answer may still come: drop it then
-          reject(new RequestTimeoutError(`no answer on ${msg.channel_id} within ${Math.round(remaining)} ms`));
-        }
-      }, remaining);
+      const timer = timed
+        ? setTimeout(() => {
+            if (this._pending.delete(id)) {
+              this._rememberSettled(id); // its answer may still come: drop it then
+              reject(new RequestTimeoutError(`no answer on ${msg.channel_id} within ${Math.round(remaining)} ms`));
+            }
+          }, remaining)
+        : null;
       this._pending.set(id, { resolve, reject, timer });
       if (this._conn !== null && this._conn.paused) this._conn.resume(); // its answer must be readable (_admit())
       try {
         this._send(msg);
+        if (counted) this._metrics.sent();
       } catch (err) {
         this._pending.delete(id);
         clearTimeout(timer);
@@ -788,6 +1317,19 @@ class IPCClient extends EventEmitter {
     if (!this._send(msg)) return conn.drained();
     return undefined;
   }
+
+  /**
+   * A pong arrived (heartbeat or healthCheck()).
+   * @param {number} latencyMs
+   * @private
+   */
+  _pong(latencyMs) {
+    this._latencyMs = latencyMs;
+    this._lastHeartbeat = Date.now();
+    this.emit('heartbeat', { latency: latencyMs });
+  }
+
+  // ------------------------------------------------------ the incoming path
 
   /**
    * Dispatches one message from the server.
@@ -902,6 +1444,12 @@ class IPCClient extends EventEmitter {
   _onResponse(conn, msg) {
     const pending = msg.reply_to === null ? undefined : this._pending.get(msg.reply_to);
     if (pending === undefined) {
+      if (this._ping !== null && msg.reply_to === this._ping.id) {
+        const { sentAt } = this._ping;
+        this._ping = null;
+        this._pong(now() - sentAt);
+        return;
+      }
       if (msg.reply_to !== null && this._settled.delete(msg.reply_to)) return; // a late answer
       if (msg.error) {
         const err = errorFromWire(msg.error);
@@ -1074,6 +1622,8 @@ class IPCClient extends EventEmitter {
     this._reply(conn, request, null, errorToWire(err, { exposeStacks: this.options.exposeStacks }));
   }
 
+  // -------------------------------------------------------------- heartbeat
+
   /**
    * Starts the heartbeat with the server's advertised interval unless the
    * options override it (§9.2). A version-1 server is never pinged (§10),
@@ -1104,8 +1654,9 @@ class IPCClient extends EventEmitter {
 
   /**
    * Pings a silent server, or declares it dead and drops the socket, which
-   * starts a reconnection. Time spent paused by our own backpressure (past
-   * the held-back bound) is not the server's silence.
+   * starts a reconnection (docs/resilience.md §5: a black hole is noticed
+   * within interval + timeout of the last frame). Time spent paused by our
+   * own backpressure (past the held-back bound) is not the server's silence.
    * @private
    */
   _onHeartbeat() {
@@ -1116,17 +1667,21 @@ class IPCClient extends EventEmitter {
     hb.received(conn.paused ? t : conn.lastReceived);
     const action = hb.poll(t);
     if (action === HeartbeatAction.DEAD) {
-      conn.destroy(new RequestTimeoutError(`heartbeat timeout: nothing received for ${Math.round(t - hb.lastReceived)} ms`));
+      const silent = t - hb.lastReceived;
+      this.emit('heartbeat_timeout', { silent });
+      conn.destroy(new RequestTimeoutError(`heartbeat timeout: nothing received for ${Math.round(silent)} ms`));
       return;
     }
     if (action === HeartbeatAction.PING) {
+      const ping = buildMessage('request', this.appId, SYSTEM_CHANNEL, { action: 'ping' });
       try {
-        conn.send(buildMessage('request', this.appId, SYSTEM_CHANNEL, { action: 'ping' }));
+        conn.send(ping);
+        this._ping = { id: ping.message_id, sentAt: t };
       } catch {
         // closed meanwhile: the close path takes over
       }
     }
-    this._scheduleHeartbeat();
+    if (this._conn === conn) this._scheduleHeartbeat();
   }
 }
 

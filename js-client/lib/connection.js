@@ -166,6 +166,14 @@ class Connection {
   }
 
   /**
+   * Whether a write would reach the socket now.
+   * @returns {boolean}
+   */
+  get writable() {
+    return !this.closed && this._socket !== null && !this._socket.destroyed;
+  }
+
+  /**
    * Resolves when the socket's write buffer has drained (or the connection closed).
    * @returns {Promise<void>}
    */

@@ -45,33 +45,43 @@ const DEFAULTS = Object.freeze({
   host: 'localhost',
   port: 8888,
   /** Time allowed for TCP connect plus the handshake. */
-  connectionTimeout: 10_000,
+  connectTimeout: 10_000,
   /** Reconnect automatically after an unexpected disconnection. */
   reconnect: true,
-  /** Consecutive failed attempts before giving up; Infinity never gives up. */
-  reconnectAttempts: Infinity,
-  /** First backoff delay; grows by `reconnectMultiplier` per attempt up to `reconnectDelayMax`. */
-  reconnectDelay: 500,
+  /** Consecutive failed attempts before giving up ('reconnect_failed'); Infinity never gives up. */
+  maxRetries: Infinity,
+  /** First backoff delay; grows by `multiplier` per attempt up to `maxDelay`. */
+  initialDelay: 500,
   /** Cap on any backoff delay. */
-  reconnectDelayMax: 30_000,
+  maxDelay: 30_000,
   /** Growth factor of the backoff delay per attempt. */
-  reconnectMultiplier: 2,
+  multiplier: 2,
   /** Random spread applied to each delay: 0.5 means delay * [0.5, 1.5). */
-  reconnectJitter: 0.5,
+  jitter: 0.5,
   /** Ping after this much silence; null uses the server's advertised value (§9). */
   heartbeatInterval: null,
   /** Declare the connection dead after this much silence; null = 2 x interval. */
   heartbeatTimeout: null,
-  /** Default per-call deadline for sendRequest/subscribe/publish with ack. */
+  /** Default deadline of a call, time spent in the offline queue included. */
   requestTimeout: 30_000,
+  /** Offline queue capacity in messages; 0 disables queueing (calls fail fast). */
+  queueMaxSize: 1000,
+  /** Offline queue capacity in bytes of encoded frames. */
+  queueMaxBytes: 8 * 1024 * 1024,
+  /** What a full offline queue does: 'reject', 'drop_oldest' or 'drop_lowest_priority'. */
+  queueOverflow: 'reject',
+  /** Append-only file that persists queued one-way messages across restarts; null = memory only. */
+  queuePath: null,
+  /** Default per-call policy while not connected: 'queue' or 'fail'. */
+  onDisconnect: 'queue',
+  /** Circuit breaker on sendRequest: null (off), true (defaults) or CircuitBreakerOptions. */
+  circuitBreaker: null,
   /** Local cap on frame size; null uses the server's advertised max_frame_size. */
   maxFrameSize: null,
   /** Shared secret sent in the handshake when the server requires one (§3.3). */
   token: null,
   /** Proposed connection id; the server may make it unique. */
   connectionId: null,
-  /** Calls waiting for a reconnection; past it they reject with queue_full. */
-  maxQueued: 1024,
   /**
    * Async handlers (responders, subscriptions) running at once; further
    * inbound requests and publishes wait in arrival order (responses and

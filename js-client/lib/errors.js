@@ -15,8 +15,8 @@
  *     ├── NotConnectedError       not_connected: the call needs a connection and there is none
  *     ├── ConnectionLostError     connection_lost: the connection dropped mid-call
  *     ├── RequestTimeoutError     timeout: no answer before the deadline (local or remote)
- *     ├── CircuitOpenError        circuit_open: the breaker fails fast
- *     ├── QueueFullError          queue_full: too many calls waiting for a connection
+ *     ├── CircuitOpenError        circuit_open: the breaker fails fast (.retryAfter ms)
+ *     ├── QueueFullError          queue_full: the offline queue refused or evicted the call
  *     └── RemoteError             an error response (.remoteType, .remoteStack, .details)
  *         ├── NoRespondersError   no_responders
  *         ├── ResponderLostError  responder_lost
@@ -139,13 +139,18 @@ class RequestTimeoutError extends IpcError {
 
 /** The circuit breaker is open: the call failed fast without being sent. */
 class CircuitOpenError extends IpcError {
-  /** @param {string} [message] */
-  constructor(message = 'circuit open') {
+  /**
+   * @param {string} [message]
+   * @param {{retryAfter?: number}} [options] ms until the breaker lets a trial call through.
+   */
+  constructor(message = 'circuit open', { retryAfter = 0 } = {}) {
     super(ErrorCode.CIRCUIT_OPEN, message);
+    /** Milliseconds until the breaker lets a trial call through. */
+    this.retryAfter = retryAfter;
   }
 }
 
-/** Too many calls are waiting for a connection. */
+/** The offline queue refused the call, or evicted it to make room (docs/resilience.md §4). */
 class QueueFullError extends IpcError {
   /** @param {string} [message] */
   constructor(message = 'queue full') {

@@ -6,6 +6,11 @@
  */
 
 const { DEFAULTS, MAX_FRAME_LIMIT_BYTES } = require('./constants');
+const { Overflow } = require('./offline_queue');
+const { parseBreakerOptions } = require('./circuit_breaker');
+
+/** Per-call policies while not connected (docs/resilience.md §4). */
+const ON_DISCONNECT = Object.freeze(['queue', 'fail']);
 
 /**
  * Throws a TypeError naming the option.
@@ -71,17 +76,28 @@ function parseOptions(options = {}) {
   if (typeof o.host !== 'string' || o.host.length === 0) typeError('host', 'a non-empty string', o.host);
   checkNumber(o, 'port', { min: 1, integer: true });
   if (o.port > 65535) typeError('port', 'an integer between 1 and 65535', o.port);
-  checkNumber(o, 'connectionTimeout', { exclusiveMin: true });
+  checkNumber(o, 'connectTimeout', { exclusiveMin: true });
   if (typeof o.reconnect !== 'boolean') typeError('reconnect', 'a boolean', o.reconnect);
-  checkNumber(o, 'reconnectAttempts', { integer: true, infinite: true });
-  checkNumber(o, 'reconnectDelay', {});
-  checkNumber(o, 'reconnectDelayMax', {});
-  checkNumber(o, 'reconnectMultiplier', { min: 1 });
-  checkNumber(o, 'reconnectJitter', {});
-  if (o.reconnectJitter > 1) typeError('reconnectJitter', 'a number between 0 and 1', o.reconnectJitter);
+  checkNumber(o, 'maxRetries', { integer: true, infinite: true });
+  checkNumber(o, 'initialDelay', {});
+  checkNumber(o, 'maxDelay', {});
+  checkNumber(o, 'multiplier', { min: 1 });
+  checkNumber(o, 'jitter', {});
+  if (o.jitter > 1) typeError('jitter', 'a number between 0 and 1', o.jitter);
   checkNumber(o, 'heartbeatInterval', { exclusiveMin: true, nullable: true });
   checkNumber(o, 'heartbeatTimeout', { exclusiveMin: true, nullable: true });
   checkNumber(o, 'requestTimeout', { exclusiveMin: true });
+  checkNumber(o, 'queueMaxSize', { integer: true, infinite: true });
+  checkNumber(o, 'queueMaxBytes', { integer: true, infinite: true });
+  if (!Object.values(Overflow).includes(o.queueOverflow)) {
+    typeError('queueOverflow', `one of ${Object.values(Overflow).join(', ')}`, o.queueOverflow);
+  }
+  if (o.queuePath !== null && (typeof o.queuePath !== 'string' || o.queuePath.length === 0)) {
+    typeError('queuePath', 'a non-empty string or null', o.queuePath);
+  }
+  if (!ON_DISCONNECT.includes(o.onDisconnect)) typeError('onDisconnect', "'queue' or 'fail'", o.onDisconnect);
+  if (o.circuitBreaker === false) o.circuitBreaker = null;
+  if (o.circuitBreaker !== null) o.circuitBreaker = parseBreakerOptions(o.circuitBreaker);
   checkNumber(o, 'maxFrameSize', { min: 1, integer: true, nullable: true });
   if (o.maxFrameSize !== null && o.maxFrameSize > MAX_FRAME_LIMIT_BYTES) {
     typeError('maxFrameSize', `at most ${MAX_FRAME_LIMIT_BYTES}`, o.maxFrameSize);
@@ -90,13 +106,12 @@ function parseOptions(options = {}) {
   if (o.connectionId !== null && (typeof o.connectionId !== 'string' || o.connectionId.length === 0)) {
     typeError('connectionId', 'a non-empty string or null', o.connectionId);
   }
-  checkNumber(o, 'maxQueued', { integer: true, infinite: true });
   checkNumber(o, 'highWaterMark', { min: 1, integer: true, infinite: true });
   checkNumber(o, 'lowWaterMark', { integer: true });
   if (typeof o.exposeStacks !== 'boolean') typeError('exposeStacks', 'a boolean', o.exposeStacks);
 
-  if (o.reconnectDelayMax < o.reconnectDelay) {
-    throw new RangeError('option reconnectDelayMax must be >= reconnectDelay');
+  if (o.maxDelay < o.initialDelay) {
+    throw new RangeError('option maxDelay must be >= initialDelay');
   }
   if (o.lowWaterMark >= o.highWaterMark) {
     throw new RangeError('option lowWaterMark must be lower than highWaterMark');
@@ -107,4 +122,4 @@ function parseOptions(options = {}) {
   return Object.freeze(o);
 }
 
-module.exports = { parseOptions };
+module.exports = { parseOptions, ON_DISCONNECT };

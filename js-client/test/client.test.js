@@ -20,7 +20,7 @@ const { Peer, waitFor } = require('./helpers');
 async function setup(t, peerOptions = {}, clientOptions = {}) {
   const peer = new Peer(peerOptions);
   const port = await peer.listen();
-  const client = new IPCClient('app', { host: '127.0.0.1', port, reconnectDelay: 20, reconnectDelayMax: 50, ...clientOptions });
+  const client = new IPCClient('app', { host: '127.0.0.1', port, initialDelay: 20, maxDelay: 50, ...clientOptions });
   t.after(async () => {
     await client.disconnect();
     await peer.close();
@@ -68,7 +68,7 @@ test('client - connecting to a closed port rejects with not_connected and the so
   await new Promise((resolve) => server.close(resolve));
   const client = new IPCClient('app', { host: '127.0.0.1', port });
   await assert.rejects(client.connect(), (err) => err.code === ErrorCode.NOT_CONNECTED && err.cause.code === 'ECONNREFUSED');
-  assert.equal(client.state, 'idle');
+  assert.equal(client.state, 'disconnected');
 });
 
 test('client - handshake sends protocol 2, the client name and the token (§3)', async (t) => {
@@ -186,11 +186,11 @@ test('client - heartbeat: pings a silent server, then declares it dead and recon
   peer.silent = true;
   const started = Date.now();
   const ping = nextReceived(peer, (m) => m.payload && m.payload.action === 'ping', 2000);
-  const [event] = await waitFor(client, 'disconnected', 2000);
+  const [error] = await waitFor(client, 'disconnected', 2000);
   await ping;
   const elapsed = Date.now() - started;
   assert.ok(elapsed >= 150 && elapsed < 1500, `declared dead after ${elapsed} ms`);
-  assert.equal(event.error.code, ErrorCode.TIMEOUT);
+  assert.equal(error.code, ErrorCode.TIMEOUT);
   peer.silent = false;
   await waitFor(client, 'reconnected', 3000);
   assert.equal(client.state, 'connected');
@@ -218,7 +218,7 @@ test('client - reconnects, restores subscriptions and responders before anything
 });
 
 test('client - calls waiting for a reconnection time out on their own deadline', async (t) => {
-  const { peer, client } = await setup(t, {}, { reconnectDelay: 5000, reconnectDelayMax: 5000 });
+  const { peer, client } = await setup(t, {}, { initialDelay: 5000, maxDelay: 5000 });
   await client.connect();
   peer.drop();
   await waitFor(client, 'reconnecting');
@@ -227,8 +227,8 @@ test('client - calls waiting for a reconnection time out on their own deadline',
   assert.ok(Date.now() - started < 1500);
 });
 
-test('client - the wait queue is bounded (queue_full)', async (t) => {
-  const { peer, client } = await setup(t, {}, { reconnectDelay: 5000, reconnectDelayMax: 5000, maxQueued: 2 });
+test('client - the offline queue is bounded (queue_full); disconnect() fails what waits with not_connected', async (t) => {
+  const { peer, client } = await setup(t, {}, { initialDelay: 5000, maxDelay: 5000, queueMaxSize: 2 });
   await client.connect();
   peer.drop();
   await waitFor(client, 'reconnecting');
@@ -238,14 +238,14 @@ test('client - the wait queue is bounded (queue_full)', async (t) => {
   for (const r of await Promise.allSettled(waiting)) assert.equal(r.reason.code, ErrorCode.NOT_CONNECTED);
 });
 
-test('client - gives up after reconnectAttempts and closes', async (t) => {
-  const { peer, client } = await setup(t, {}, { reconnectAttempts: 2 });
+test('client - gives up after maxRetries and closes', async (t) => {
+  const { peer, client } = await setup(t, {}, { maxRetries: 2 });
   await client.connect();
   const errors = [];
   client.on('error', (e) => errors.push(e));
   await peer.close();
   await waitFor(client, 'close', 3000);
-  assert.equal(client.state, 'closed');
+  assert.equal(client.state, 'disconnected');
   assert.equal(errors.at(-1).code, ErrorCode.CONNECTION_LOST);
   await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.NOT_CONNECTED });
 });
@@ -257,7 +257,7 @@ test('client - disconnect(): pending calls get connection_lost, later calls not_
   await client.disconnect();
   await pending;
   await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.NOT_CONNECTED });
-  assert.equal(client.state, 'closed');
+  assert.equal(client.state, 'disconnected');
   assert.equal(await client.connect(), true); // a closed client may connect again
 });
 
@@ -413,7 +413,7 @@ test('client - disconnect() from a disconnected listener: no crash, disconnected
   await closed;
   await new Promise((r) => setTimeout(r, 50)); // let the socket's close handling finish
   assert.deepEqual(counts, { disconnected: 1, close: 1, reconnecting: 0 });
-  assert.equal(client.state, 'closed');
+  assert.equal(client.state, 'disconnected');
   assert.deepEqual(states, ['reconnecting']); // the state had changed before the event
   await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.NOT_CONNECTED });
 });
@@ -432,7 +432,7 @@ test('client - disconnect() from an error listener (heartbeat timeout): no crash
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(errors, [ErrorCode.TIMEOUT]);
   assert.deepEqual(counts, { disconnected: 1, close: 1, reconnecting: 0 });
-  assert.equal(client.state, 'closed');
+  assert.equal(client.state, 'disconnected');
 });
 
 test('client - disconnect() from a disconnected listener when reconnection is off', async (t) => {
@@ -444,7 +444,7 @@ test('client - disconnect() from a disconnected listener when reconnection is of
   await waitFor(client, 'close');
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(counts, { disconnected: 1, close: 1 });
-  assert.equal(client.state, 'closed');
+  assert.equal(client.state, 'disconnected');
 });
 
 test('client - a late error answer to a timed-out request is dropped; an unsolicited error frame is not', async (t) => {
@@ -569,14 +569,14 @@ test('client - an unauthorized handshake on reconnection gives up at once', asyn
     conn.socket.end();
     return true;
   };
-  const { peer, client } = await setup(t, { onConnect: refuse }, { reconnectAttempts: 10 });
+  const { peer, client } = await setup(t, { onConnect: refuse }, { maxRetries: 10 });
   await client.connect();
   const counts = countEvents(client, ['reconnecting', 'reconnected', 'close']);
   const errors = [];
   client.on('error', (err) => errors.push(err));
   peer.drop();
   await waitFor(client, 'close', 3000);
-  assert.equal(client.state, 'closed');
+  assert.equal(client.state, 'disconnected');
   assert.deepEqual(counts, { reconnecting: 1, reconnected: 0, close: 1 });
   assert.equal(connects, 2);
   assert.ok(errors.at(-1).cause instanceof UnauthorizedError, String(errors.at(-1)));
@@ -686,7 +686,7 @@ test('client - while a call of ours waits for its answer, a large backlog is hel
 });
 
 test('client - disconnect() from a reconnecting listener stops at once, without another attempt', async (t) => {
-  const { peer, client } = await setup(t, {}, { reconnectDelay: 5000, reconnectDelayMax: 5000 });
+  const { peer, client } = await setup(t, {}, { initialDelay: 5000, maxDelay: 5000 });
   await client.connect();
   const counts = countEvents(client, ['reconnecting', 'close', 'disconnected']);
   client.on('reconnecting', () => client.disconnect());
@@ -699,5 +699,5 @@ test('client - disconnect() from a reconnecting listener stops at once, without 
   assert.ok(Date.now() - started < 1000);
   assert.deepEqual(counts, { reconnecting: 1, close: 1, disconnected: 1 });
   assert.equal(connects(), before);
-  assert.equal(client.state, 'closed');
+  assert.equal(client.state, 'disconnected');
 });

@@ -14,7 +14,12 @@ test('options - defaults', () => {
   assert.deepEqual({ ...o }, { ...DEFAULTS });
   assert.equal(o.host, 'localhost');
   assert.equal(o.port, 8888);
-  assert.equal(o.reconnectAttempts, Infinity);
+  assert.equal(o.maxRetries, Infinity);
+  assert.equal(o.queueMaxSize, 1000);
+  assert.equal(o.queueMaxBytes, 8 * 1024 * 1024);
+  assert.equal(o.queueOverflow, 'reject');
+  assert.equal(o.onDisconnect, 'queue');
+  assert.equal(o.circuitBreaker, null);
   assert.equal(o.requestTimeout, 30000);
   assert.ok(Object.isFrozen(o));
 });
@@ -26,15 +31,25 @@ test('options - bad values throw', () => {
     [{ port: '80' }, TypeError],
     [{ host: '' }, TypeError],
     [{ requestTimeout: 0 }, TypeError],
-    [{ reconnectAttempts: -1 }, TypeError],
-    [{ reconnectAttempts: 1.5 }, TypeError],
+    [{ maxRetries: -1 }, TypeError],
+    [{ maxRetries: 1.5 }, TypeError],
+    [{ queueMaxSize: -1 }, TypeError],
+    [{ queueOverflow: 'drop_newest' }, TypeError],
+    [{ queuePath: '' }, TypeError],
+    [{ onDisconnect: 'wait' }, TypeError],
+    [{ circuitBreaker: { failureThreshold: 0 } }, TypeError],
+    [{ circuitBreaker: { nope: 1 } }, TypeError],
+    [{ circuitBreaker: 'on' }, TypeError],
+    [{ reconnectAttempts: 3 }, TypeError],
+    [{ connectionTimeout: 3 }, TypeError],
+    [{ maxQueued: 3 }, TypeError],
     [{ reconnect: 'yes' }, TypeError],
     [{ maxFrameSize: 0 }, TypeError],
     [{ token: 5 }, TypeError],
-    [{ reconnectJitter: 2 }, TypeError],
+    [{ jitter: 2 }, TypeError],
     [{ heartbeatInterval: NaN }, TypeError],
     [{ nope: 1 }, TypeError],
-    [{ reconnectDelay: 100, reconnectDelayMax: 10 }, RangeError],
+    [{ initialDelay: 100, maxDelay: 10 }, RangeError],
     [{ highWaterMark: 10, lowWaterMark: 10 }, RangeError],
     [{ heartbeatInterval: 100, heartbeatTimeout: 100 }, RangeError]
   ];
@@ -44,7 +59,7 @@ test('options - bad values throw', () => {
 
 test('options - undefined values keep the default', () => {
   assert.equal(parseOptions({ port: undefined }).port, 8888);
-  assert.equal(parseOptions({ reconnectAttempts: Infinity, heartbeatInterval: 50 }).heartbeatInterval, 50);
+  assert.equal(parseOptions({ maxRetries: Infinity, heartbeatInterval: 50 }).heartbeatInterval, 50);
 });
 
 test('backoff - doubles from the initial delay, capped, without jitter', () => {
@@ -63,20 +78,20 @@ test('backoff - jitter spreads around the base and never passes the cap', () => 
 test('backoff - the unified defaults: 500 ms, x2 per attempt, capped at 30 s, jitter 0.5', () => {
   const o = parseOptions();
   assert.deepEqual(
-    [o.reconnectDelay, o.reconnectMultiplier, o.reconnectDelayMax, o.reconnectJitter],
+    [o.initialDelay, o.multiplier, o.maxDelay, o.jitter],
     [500, 2, 30000, 0.5]
   );
-  const p = { initial: o.reconnectDelay, max: o.reconnectDelayMax, multiplier: o.reconnectMultiplier, jitter: 0 };
+  const p = { initial: o.initialDelay, max: o.maxDelay, multiplier: o.multiplier, jitter: 0 };
   assert.deepEqual([1, 2, 3, 7, 8].map((n) => backoffDelay(n, p)), [500, 1000, 2000, 30000, 30000]);
 });
 
-test('backoff - reconnectMultiplier sets the growth factor', () => {
+test('backoff - multiplier sets the growth factor', () => {
   const p = { initial: 100, max: 10000, multiplier: 3, jitter: 0 };
   assert.deepEqual([1, 2, 3, 4].map((n) => backoffDelay(n, p)), [100, 300, 900, 2700]);
   assert.equal(backoffDelay(5, { ...p, multiplier: 1 }), 100);
-  assert.equal(parseOptions({ reconnectMultiplier: 1.5 }).reconnectMultiplier, 1.5);
-  assert.throws(() => parseOptions({ reconnectMultiplier: 0.5 }), TypeError);
-  assert.throws(() => parseOptions({ reconnectMultiplier: '2' }), TypeError);
+  assert.equal(parseOptions({ multiplier: 1.5 }).multiplier, 1.5);
+  assert.throws(() => parseOptions({ multiplier: 0.5 }), TypeError);
+  assert.throws(() => parseOptions({ multiplier: '2' }), TypeError);
 });
 
 test('README - the options table lists every option with its default', () => {

@@ -1,0 +1,226 @@
+'use strict';
+
+/**
+ * The circuit breaker (docs/resilience.md §6): after `failureThreshold`
+ * consecutive failures a service is left alone for `resetTimeout`, then
+ * probed with a few trial calls before normal traffic resumes.
+ *
+ * Pure state on an injected clock: the client asks `acquire()` before a
+ * call and reports the outcome with `release()`. No timers: OPEN turns into
+ * HALF_OPEN when someone asks after `resetTimeout`, which is when it matters.
+ */
+
+const { ErrorCode } = require('./errors');
+
+/** Breaker states, the same strings as the Python client. */
+const CircuitState = Object.freeze({ CLOSED: 'closed', OPEN: 'open', HALF_OPEN: 'half_open' });
+
+/** Codes that say the service is unavailable, not that the call was wrong. */
+const FAILURE_CODES = Object.freeze(
+  new Set([
+    ErrorCode.TIMEOUT,
+    ErrorCode.CONNECTION_LOST,
+    ErrorCode.NOT_CONNECTED,
+    ErrorCode.NO_RESPONDERS,
+    ErrorCode.RESPONDER_LOST,
+    ErrorCode.SHUTTING_DOWN,
+    ErrorCode.SLOW_CONSUMER,
+    ErrorCode.QUEUE_FULL
+  ])
+);
+
+/** Defaults of `CircuitBreakerOptions`; durations in ms. */
+const BREAKER_DEFAULTS = Object.freeze({
+  failureThreshold: 5,
+  resetTimeout: 30_000,
+  successThreshold: 2,
+  halfOpenMaxCalls: 1,
+  scope: 'channel',
+  fallback: null,
+  isFailure: null
+});
+
+/**
+ * The default failure predicate: the error's code is one of FAILURE_CODES.
+ * @param {unknown} err
+ * @returns {boolean}
+ */
+function isServiceFailure(err) {
+  return err !== null && typeof err === 'object' && FAILURE_CODES.has(err.code);
+}
+
+/**
+ * Validates and completes breaker options (`true` means the defaults).
+ * @param {true|object} options
+ * @returns {Readonly<typeof BREAKER_DEFAULTS>}
+ * @throws {TypeError} an unknown key or a bad value.
+ */
+function parseBreakerOptions(options) {
+  if (options === true) return BREAKER_DEFAULTS;
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError('option circuitBreaker must be null, true or an object');
+  }
+  for (const key of Object.keys(options)) {
+    if (!Object.prototype.hasOwnProperty.call(BREAKER_DEFAULTS, key)) throw new TypeError(`unknown circuitBreaker option ${JSON.stringify(key)}`);
+  }
+  const o = { ...BREAKER_DEFAULTS };
+  for (const [key, value] of Object.entries(options)) if (value !== undefined) o[key] = value;
+  for (const key of ['failureThreshold', 'successThreshold', 'halfOpenMaxCalls']) {
+    if (!Number.isInteger(o[key]) || o[key] < 1) throw new TypeError(`circuitBreaker.${key} must be an integer >= 1, got ${String(o[key])}`);
+  }
+  if (typeof o.resetTimeout !== 'number' || !(o.resetTimeout >= 0) || !Number.isFinite(o.resetTimeout)) {
+    throw new TypeError(`circuitBreaker.resetTimeout must be a number of ms >= 0, got ${String(o.resetTimeout)}`);
+  }
+  if (o.scope !== 'channel' && o.scope !== 'client') throw new TypeError(`circuitBreaker.scope must be 'channel' or 'client', got ${String(o.scope)}`);
+  for (const key of ['fallback', 'isFailure']) {
+    if (o[key] !== null && typeof o[key] !== 'function') throw new TypeError(`circuitBreaker.${key} must be a function or null`);
+  }
+  return Object.freeze(o);
+}
+
+/**
+ * A permit for one call; `trial` calls are the HALF_OPEN probes.
+ * @typedef {{trial: boolean}} Permit
+ */
+
+/**
+ * One breaker: CLOSED -> OPEN -> HALF_OPEN -> CLOSED (or back to OPEN).
+ */
+class CircuitBreaker {
+  /**
+   * @param {object} [options] CircuitBreakerOptions (validated by parseBreakerOptions()).
+   * @param {{now?: () => number, onChange?: (state: string, snapshot: object) => void}} [hooks]
+   *   `now` in ms (any origin; `openedAt` is reported on it); `onChange` is told every transition.
+   */
+  constructor(options = BREAKER_DEFAULTS, { now = Date.now, onChange = () => {} } = {}) {
+    this.options = options === BREAKER_DEFAULTS ? options : parseBreakerOptions(options);
+    this._now = now;
+    this._onChange = onChange;
+    this._isFailure = this.options.isFailure ?? isServiceFailure;
+    this._state = CircuitState.CLOSED;
+    this.consecutiveFailures = 0;
+    this.consecutiveSuccesses = 0;
+    this.failures = 0;
+    this.successes = 0;
+    this.rejected = 0;
+    this.openedAt = null;
+    this._trials = 0; // trial calls in flight
+  }
+
+  /**
+   * The current state; OPEN becomes HALF_OPEN once `resetTimeout` has passed.
+   * @returns {string}
+   */
+  get state() {
+    if (this._state === CircuitState.OPEN && this._now() - this.openedAt >= this.options.resetTimeout) {
+      this._trials = 0;
+      this.consecutiveSuccesses = 0;
+      this._move(CircuitState.HALF_OPEN);
+    }
+    return this._state;
+  }
+
+  /**
+   * Asks to make a call.
+   * @returns {Permit|null} null: rejected (see retryAfter()).
+   */
+  acquire() {
+    const state = this.state;
+    if (state === CircuitState.CLOSED) return { trial: false };
+    if (state === CircuitState.HALF_OPEN && this._trials < this.options.halfOpenMaxCalls) {
+      this._trials++;
+      return { trial: true };
+    }
+    this.rejected++;
+    return null;
+  }
+
+  /**
+   * Milliseconds until a call may be let through again (0 when it may now).
+   * @returns {number}
+   */
+  retryAfter() {
+    const state = this.state;
+    if (state === CircuitState.OPEN) return Math.max(0, this.openedAt + this.options.resetTimeout - this._now());
+    return 0;
+  }
+
+  /**
+   * Reports the outcome of a permitted call.
+   *
+   * Errors the predicate does not count (the call was wrong, not the
+   * service) are neither failures nor successes. A result that arrives
+   * after the breaker changed state (a call let through while CLOSED that
+   * ends once OPEN) does not move it: only trial calls decide HALF_OPEN.
+   * @param {Permit} permit what acquire() returned.
+   * @param {unknown} [error] the call's error; null or undefined for success.
+   */
+  release(permit, error = null) {
+    if (permit.trial) this._trials = Math.max(0, this._trials - 1);
+    const failed = error !== null && error !== undefined;
+    if (failed && !this._isFailure(error)) return;
+    if (failed) this.failures++;
+    else this.successes++;
+    const state = this.state;
+    if (state === CircuitState.CLOSED && !permit.trial) {
+      if (!failed) {
+        this.consecutiveFailures = 0;
+        return;
+      }
+      this.consecutiveSuccesses = 0;
+      if (++this.consecutiveFailures >= this.options.failureThreshold) this._open();
+    } else if (state === CircuitState.HALF_OPEN && permit.trial) {
+      if (failed) {
+        this.consecutiveFailures++;
+        this._open();
+      } else if (++this.consecutiveSuccesses >= this.options.successThreshold) {
+        this.consecutiveFailures = 0;
+        this._move(CircuitState.CLOSED);
+      }
+    }
+  }
+
+  /**
+   * The counters, for circuitBreakers().
+   * @returns {{state: string, consecutiveFailures: number, consecutiveSuccesses: number, failures: number, successes: number, rejected: number, openedAt: number|null}}
+   */
+  snapshot() {
+    return this._snapshot(this.state);
+  }
+
+  /**
+   * @param {string} state
+   * @returns {object}
+   * @private
+   */
+  _snapshot(state) {
+    return {
+      state,
+      consecutiveFailures: this.consecutiveFailures,
+      consecutiveSuccesses: this.consecutiveSuccesses,
+      failures: this.failures,
+      successes: this.successes,
+      rejected: this.rejected,
+      openedAt: this.openedAt
+    };
+  }
+
+  /** @private */
+  _open() {
+    this.openedAt = this._now();
+    this.consecutiveSuccesses = 0;
+    this._trials = 0;
+    this._move(CircuitState.OPEN);
+  }
+
+  /**
+   * @param {string} next
+   * @private
+   */
+  _move(next) {
+    this._state = next;
+    this._onChange(next, this._snapshot(next));
+  }
+}
+
+module.exports = { CircuitBreaker, CircuitState, FAILURE_CODES, BREAKER_DEFAULTS, parseBreakerOptions, isServiceFailure };
