@@ -40,8 +40,10 @@ class Metrics {
   }
 
   /**
-   * The current connection ended.
-   * @param {boolean} unexpected a loss that reconnection will try to repair.
+   * The current connection ended (or the client stopped trying).
+   * @param {boolean} unexpected a loss that reconnection will try to repair:
+   *   the reconnection time counts from the first loss, not from a later
+   *   attempt that failed while restoring; false forgets the loss.
    */
   closed(unexpected) {
     const t = this._now();
@@ -50,7 +52,8 @@ class Metrics {
       this._closedDurationMs += t - this._openedAt;
       this._openedAt = null;
     }
-    if (unexpected) this._lostAt = t;
+    if (!unexpected) this._lostAt = null;
+    else if (this._lostAt === null) this._lostAt = t;
   }
 
   /**

@@ -133,3 +133,68 @@ test('heartbeat - rejects non-positive settings', () => {
   assert.throws(() => new Heartbeat(0, 10, 0), RangeError);
   assert.throws(() => new Heartbeat(10, -1, 0), RangeError);
 });
+
+const { Metrics } = require('../lib/metrics');
+const { State, TRANSITIONS, transition } = require('../lib/state');
+
+test('state - the transition table of docs/resilience.md §2; anything else throws', () => {
+  assert.deepEqual(Object.values(State).sort(), ['connected', 'connecting', 'disconnected', 'disconnecting', 'reconnecting']);
+  assert.equal(transition('disconnected', 'connecting'), 'connecting');
+  assert.equal(transition('connected', 'reconnecting'), 'reconnecting');
+  assert.equal(transition('reconnecting', 'connected'), 'connected');
+  assert.equal(transition('disconnecting', 'disconnected'), 'disconnected');
+  for (const [from, to] of [['disconnected', 'connected'], ['connecting', 'reconnecting'], ['disconnecting', 'connecting'], ['nowhere', 'connected']]) {
+    assert.throws(() => transition(from, to), /invalid transition/, `${from} -> ${to}`);
+  }
+  for (const targets of Object.values(TRANSITIONS)) for (const s of targets) assert.ok(Object.values(State).includes(s));
+});
+
+test('metrics - rates start at 1, averages at 0', () => {
+  const m = new Metrics({ now: () => 0 });
+  const s = m.snapshot();
+  assert.equal(s.connectionSuccessRate, 1);
+  assert.equal(s.messageDeliveryRate, 1);
+  assert.equal(s.averageReconnectionTimeMs, 0);
+  assert.equal(s.averageConnectionDurationMs, 0);
+  assert.equal(s.activeConnections, 0);
+});
+
+test('metrics - connections, reconnections and deliveries on a fake clock', () => {
+  const clock = { t: 0 };
+  const m = new Metrics({ now: () => clock.t });
+  m.attempt();
+  m.opened(); // t=0
+  clock.t = 100;
+  m.closed(true); // lived 100 ms, lost at 100
+  m.attempt(); // fails
+  clock.t = 150;
+  m.closed(true); // a failed restore does not move the loss time
+  m.attempt();
+  m.opened();
+  clock.t = 400;
+  assert.equal(m.reconnected(), 300);
+  for (let i = 0; i < 3; i++) m.delivered();
+  m.failed();
+  m.sent();
+  clock.t = 500; // the current connection (opened at 150) has lived 350 ms
+  const s = m.snapshot({ queued: 2, queuedBytes: 40, queueDropped: 1 });
+  assert.deepEqual(s, {
+    connectionAttempts: 3,
+    connectionSuccesses: 2,
+    connectionSuccessRate: 2 / 3,
+    reconnections: 1,
+    averageReconnectionTimeMs: 300,
+    messagesSent: 1,
+    messagesDelivered: 3,
+    messagesFailed: 1,
+    messageDeliveryRate: 0.75,
+    activeConnections: 1,
+    averageConnectionDurationMs: (100 + 350) / 2,
+    queued: 2,
+    queuedBytes: 40,
+    queueDropped: 1
+  });
+  m.closed(false);
+  assert.equal(m.snapshot().activeConnections, 0);
+  assert.equal(m.reconnected(), 0); // an intended close is no loss to measure
+});

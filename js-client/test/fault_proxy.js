@@ -1,0 +1,169 @@
+'use strict';
+
+/**
+ * A TCP proxy that breaks connections on purpose, for the resilience tests:
+ * cut every connection, black-hole traffic (stop forwarding without
+ * closing, as a half-open connection or a frozen server does), add
+ * latency, close in the middle of a frame, refuse new connections.
+ * The same operations as the Python tests' `tests/faultproxy.py`.
+ */
+
+const net = require('node:net');
+const { once } = require('node:events');
+
+/**
+ * One client connection and its upstream socket.
+ * @private
+ */
+class Link {
+  /**
+   * @param {FaultProxy} proxy
+   * @param {net.Socket} client
+   */
+  constructor(proxy, client) {
+    this.proxy = proxy;
+    this.client = client;
+    this.upstream = net.connect({ host: proxy.upstreamHost, port: proxy.upstreamPort });
+    this.upstream.setNoDelay(true);
+    client.setNoDelay(true);
+    for (const socket of [client, this.upstream]) {
+      socket.on('error', () => {});
+      socket.on('close', () => this.destroy());
+    }
+    client.on('data', (chunk) => this._forward(chunk, this.upstream, false));
+    this.upstream.on('data', (chunk) => this._forward(chunk, client, true));
+  }
+
+  /**
+   * Forwards one chunk unless black-holed, after the configured latency.
+   * @param {Buffer} chunk
+   * @param {net.Socket} to
+   * @param {boolean} fromServer
+   * @private
+   */
+  _forward(chunk, to, fromServer) {
+    const proxy = this.proxy;
+    if (proxy.blackholed) return;
+    if (fromServer && proxy._cutNextFrame) {
+      proxy._cutNextFrame = false;
+      to.write(chunk.subarray(0, Math.max(1, chunk.length >> 1)), () => this.destroy());
+      return;
+    }
+    if (proxy.latencyMs > 0) setTimeout(() => !to.destroyed && to.write(chunk), proxy.latencyMs);
+    else to.write(chunk);
+  }
+
+  /** Closes both sides. */
+  destroy() {
+    this.client.destroy();
+    this.upstream.destroy();
+    this.proxy.links.delete(this);
+  }
+}
+
+/**
+ * A fault-injecting TCP proxy on 127.0.0.1, port 0.
+ */
+class FaultProxy {
+  /**
+   * @param {string} upstreamHost
+   * @param {number} upstreamPort
+   */
+  constructor(upstreamHost, upstreamPort) {
+    this.upstreamHost = upstreamHost;
+    this.upstreamPort = upstreamPort;
+    this.blackholed = false;
+    this.refusing = false;
+    this.latencyMs = 0;
+    this.accepted = 0;
+    this.links = new Set();
+    this._cutNextFrame = false;
+    this.server = net.createServer((socket) => this._accept(socket));
+    this.port = 0;
+  }
+
+  /**
+   * Starts listening.
+   * @returns {Promise<FaultProxy>}
+   */
+  async start() {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  /**
+   * @param {net.Socket} socket
+   * @private
+   */
+  _accept(socket) {
+    if (this.refusing) {
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    this.accepted++;
+    this.links.add(new Link(this, socket));
+  }
+
+  /** Open connections through the proxy. */
+  get connections() {
+    return this.links.size;
+  }
+
+  /** Closes every current connection (new ones are still accepted). */
+  cut() {
+    for (const link of [...this.links]) link.destroy();
+  }
+
+  /**
+   * Stops (true) or resumes (false) forwarding, without closing anything.
+   * @param {boolean} on
+   */
+  blackhole(on) {
+    this.blackholed = on;
+  }
+
+  /**
+   * Delays every chunk, both ways.
+   * @param {number} ms
+   */
+  setLatency(ms) {
+    this.latencyMs = ms;
+  }
+
+  /** The next server-to-client chunk is cut in half and the connection closed. */
+  closeMidFrame() {
+    this._cutNextFrame = true;
+  }
+
+  /**
+   * Closes (true) new connections at once, or accepts them again (false).
+   * @param {boolean} on
+   */
+  refuse(on) {
+    this.refusing = on;
+  }
+
+  /**
+   * New connections go to another upstream.
+   * @param {string} host
+   * @param {number} port
+   */
+  retarget(host, port) {
+    this.upstreamHost = host;
+    this.upstreamPort = port;
+  }
+
+  /**
+   * Stops listening and closes every connection.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    this.cut();
+    await new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+module.exports = { FaultProxy };

@@ -1,0 +1,407 @@
+'use strict';
+
+// docs/resilience.md §2-6 on real loopback sockets: a scripted peer
+// (test/helpers.js) behind a fault-injecting proxy (test/fault_proxy.js).
+// Every wait is bounded and waits for an event or a promise, not for time.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { performance } = require('node:perf_hooks');
+const { IPCClient, ErrorCode, CircuitOpenError, QueueFullError } = require('..');
+const { Peer, waitFor } = require('./helpers');
+const { FaultProxy } = require('./fault_proxy');
+
+const FAST = { initialDelay: 10, maxDelay: 40, jitter: 0 };
+
+/**
+ * A peer, a proxy in front of it and a client connected through the proxy.
+ * @param {import('node:test').TestContext} t
+ * @param {object} [peerOptions]
+ * @param {object} [clientOptions]
+ */
+async function setup(t, peerOptions = {}, clientOptions = {}) {
+  const peer = new Peer(peerOptions);
+  await peer.listen();
+  const proxy = await new FaultProxy('127.0.0.1', peer.port).start();
+  const client = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, connectTimeout: 500, ...FAST, ...clientOptions });
+  t.after(async () => {
+    await client.disconnect();
+    await proxy.close();
+    await peer.close();
+  });
+  return { peer, proxy, client };
+}
+
+/**
+ * Takes the client offline and keeps it there: new connections are refused.
+ * @returns {Promise<void>} once the client is reconnecting.
+ */
+async function goOffline(client, proxy) {
+  proxy.refuse(true);
+  const reconnecting = waitFor(client, 'reconnecting', 2000);
+  proxy.cut();
+  await reconnecting;
+}
+
+/** Resolves with the next peer message matching `pred`, bounded. */
+function nextReceived(peer, pred, ms = 3000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('timed out waiting for a message')), ms);
+    const onMessage = (msg) => {
+      if (!pred(msg)) return;
+      clearTimeout(timer);
+      peer.events.off('message', onMessage);
+      resolve(msg);
+    };
+    peer.events.on('message', onMessage);
+  });
+}
+
+/** Collects the events a client emits, by name. */
+function record(client, names) {
+  const log = [];
+  for (const name of names) client.on(name, (arg) => log.push([name, arg]));
+  return log;
+}
+
+/** Application messages the peer received since `from`: [type, channel, payload]. */
+function appMessages(peer, from = 0) {
+  return peer.received
+    .slice(from)
+    .filter((m) => m.channel_id !== 'system' && m.message_type !== 'subscribe' && m.message_type !== 'response')
+    .map((m) => [m.message_type, m.channel_id, m.payload]);
+}
+
+test('resilience - a black hole is detected within interval + timeout, then the client reconnects', async (t) => {
+  const { proxy, client } = await setup(t, { heartbeatIntervalMs: 100 });
+  await client.connect();
+  const [beat] = await waitFor(client, 'heartbeat', 2000);
+  assert.ok(beat.latency >= 0 && beat.latency < 100, String(beat.latency));
+  const health = client.getConnectionHealth();
+  assert.equal(health.healthy, true);
+  assert.equal(health.heartbeatIntervalMs, 100);
+  assert.equal(health.heartbeatTimeoutMs, 200);
+  assert.ok(health.lastHeartbeat > Date.now() - 1000 && health.latencyMs >= 0);
+
+  const lastFrame = client.getConnectionHealth().lastReceived;
+  const disconnected = waitFor(client, 'disconnected', 2000);
+  proxy.blackhole(true);
+  const [silence] = await waitFor(client, 'heartbeat_timeout', 2000);
+  const detectedAfter = Date.now() - lastFrame;
+  const [error] = await disconnected;
+  assert.equal(error.code, ErrorCode.TIMEOUT);
+  assert.ok(silence.silent >= 200, `silent ${silence.silent}`);
+  assert.ok(detectedAfter <= 100 + 200 + 60, `detected ${detectedAfter} ms after the last frame`);
+  assert.equal(client.state, 'reconnecting');
+  assert.equal(client.getConnectionHealth().healthy, false);
+  proxy.blackhole(false);
+  const [back] = await waitFor(client, 'reconnected', 3000);
+  assert.ok(back.attempts >= 1 && back.elapsed > 0, JSON.stringify(back));
+  assert.equal(client.getMetrics().reconnections, 1);
+});
+
+test('resilience - queued calls go out after the peer comes back: restore, reconnected, connected, then the queue by priority', async (t) => {
+  const { peer, proxy, client } = await setup(t, { onRequest: (msg, conn, reply) => reply({ timeout_ms: msg.timeout_ms }) });
+  await client.connect();
+  await client.subscribe('news', () => {});
+  await client.serve('svc', () => 1);
+  await goOffline(client, proxy);
+
+  const queuedAt = performance.now();
+  const request = client.sendRequest('ask', 1, 3000);
+  assert.equal(await client.publish('pub', 'low'), undefined); // accepted into the queue: resolved at once
+  await client.publish('pub', 'high', { priority: 5 });
+  await client.notify('note', 'mid', { priority: 1 });
+  assert.deepEqual(client.queueStats(), { size: 4, bytes: client.queueStats().bytes, maxSize: 1000, maxBytes: 8388608, dropped: 0, byPriority: { 0: 2, 1: 1, 5: 1 } });
+  await waitFor(client, 'reconnecting', 2000); // a refused attempt: time passes in the queue
+
+  const log = record(client, ['reconnected', 'connected']);
+  let atConnected = null;
+  client.once('connected', () => {
+    atConnected = { sent: client.getMetrics().messagesSent, queued: client.queueStats().size };
+    client.publish('pub', 'made in connected'); // queues behind the replay
+  });
+  const from = peer.received.length;
+  const lastOne = nextReceived(peer, (m) => m.payload === 'made in connected');
+  proxy.refuse(false);
+  const reply = await request;
+  const waited = performance.now() - queuedAt;
+  assert.ok(reply.payload.timeout_ms <= Math.ceil(3000 - waited + 5), `timeout_ms ${reply.payload.timeout_ms} after ${waited} ms in the queue`);
+  await lastOne;
+
+  assert.deepEqual(log.map(([name]) => name), ['reconnected', 'connected']);
+  assert.equal(atConnected.queued, 4); // nothing replayed before 'connected'
+  const after = peer.received.slice(from);
+  assert.equal(after[0].payload.action, 'connect');
+  assert.deepEqual(after.slice(1, 3).map((m) => m.message_type), ['subscribe', 'subscribe']);
+  assert.deepEqual(appMessages(peer, from), [
+    ['publish', 'pub', 'high'],
+    ['notification', 'note', 'mid'],
+    ['request', 'ask', 1],
+    ['publish', 'pub', 'low'],
+    ['publish', 'pub', 'made in connected']
+  ]);
+  const m = client.getMetrics();
+  assert.equal(m.queued, 0);
+  assert.ok(m.messagesSent >= atConnected.sent + 5);
+});
+
+test('resilience - a queued request rejects with timeout at its own deadline; a one-way message expires with queue_dropped', async (t) => {
+  const { proxy, client } = await setup(t);
+  await client.connect();
+  await goOffline(client, proxy);
+  const drops = record(client, ['queue_dropped']);
+  await client.notify('note', 1, { timeout: 100, priority: 3 });
+  const started = performance.now();
+  await assert.rejects(client.sendRequest('slow', 1, 250), (err) => err.code === ErrorCode.TIMEOUT && err.remote === false);
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed >= 245 && elapsed < 400, `rejected after ${elapsed} ms`);
+  assert.deepEqual(drops, [['queue_dropped', { reason: 'expired', channel: 'note', messageType: 'notification', priority: 3 }]]);
+  assert.equal(client.queueStats().size, 0);
+  assert.equal(client.queueStats().dropped, 2);
+  const m = client.getMetrics();
+  assert.equal(m.messagesFailed, 2);
+  assert.equal(m.queueDropped, 2);
+});
+
+test('resilience - onDisconnect "fail" and queueMaxSize 0 fail at once with not_connected', async (t) => {
+  const { proxy, client } = await setup(t, {}, { queueMaxSize: 0 });
+  await client.connect();
+  await goOffline(client, proxy);
+  await assert.rejects(client.sendRequest('a', 1, 1000), { code: ErrorCode.NOT_CONNECTED });
+  await assert.rejects(client.publish('a', 1), { code: ErrorCode.NOT_CONNECTED });
+
+  const other = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, ...FAST, onDisconnect: 'fail' });
+  t.after(() => other.disconnect());
+  proxy.refuse(false);
+  await other.connect();
+  await goOffline(other, proxy);
+  await assert.rejects(other.notify('a', 1), { code: ErrorCode.NOT_CONNECTED });
+  await assert.rejects(other.sendRequest('a', 1, { onDisconnect: 'fail' }), { code: ErrorCode.NOT_CONNECTED });
+  // A per-call 'queue' overrides the client's 'fail'.
+  const queued = other.sendRequest('a', 1, { onDisconnect: 'queue', timeout: 2000 });
+  assert.equal(other.queueStats().size, 1);
+  await other.disconnect();
+  await assert.rejects(queued, { code: ErrorCode.NOT_CONNECTED });
+});
+
+test('resilience - overflow "reject": the new call fails with queue_full', async (t) => {
+  const { proxy, client } = await setup(t, {}, { queueMaxSize: 2 });
+  await client.connect();
+  await goOffline(client, proxy);
+  const waiting = [client.sendRequest('a', 1, 5000), client.publish('b', 2)];
+  await assert.rejects(client.sendRequest('c', 3, 5000), QueueFullError);
+  await assert.rejects(client.publish('d', 4, { priority: 9 }), { code: ErrorCode.QUEUE_FULL });
+  await client.disconnect();
+  const [request, publish] = await Promise.allSettled(waiting);
+  assert.equal(request.reason.code, ErrorCode.NOT_CONNECTED);
+  assert.equal(publish.status, 'fulfilled');
+});
+
+test('resilience - overflow "drop_oldest" and "drop_lowest_priority": the evicted call fails with queue_full', async (t) => {
+  const { proxy, client } = await setup(t, {}, { queueMaxSize: 2, queueOverflow: 'drop_oldest' });
+  await client.connect();
+  await goOffline(client, proxy);
+  const drops = record(client, ['queue_dropped']);
+  const oldest = client.sendRequest('a', 1, 5000);
+  await client.publish('b', 2);
+  await client.publish('c', 3); // evicts the request
+  await assert.rejects(oldest, { code: ErrorCode.QUEUE_FULL });
+  await client.publish('d', 4); // evicts 'b'
+  assert.deepEqual(drops.map(([, d]) => [d.reason, d.channel, d.messageType]), [['evicted', 'b', 'publish']]);
+
+  const lowest = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, ...FAST, queueMaxSize: 2, queueOverflow: 'drop_lowest_priority' });
+  t.after(() => lowest.disconnect());
+  proxy.refuse(false);
+  await lowest.connect();
+  await goOffline(lowest, proxy);
+  const lowDrops = record(lowest, ['queue_dropped']);
+  await lowest.publish('low', 0);
+  const high = lowest.sendRequest('high', 0, { priority: 5, timeout: 5000 });
+  const mid = lowest.sendRequest('mid', 0, { priority: 1, timeout: 5000 }); // evicts 'low'
+  assert.deepEqual(lowDrops.map(([, d]) => [d.reason, d.channel, d.priority]), [['evicted', 'low', 0]]);
+  await assert.rejects(lowest.publish('lower', 0), { code: ErrorCode.QUEUE_FULL }); // below everything queued
+  assert.deepEqual(lowest.queueStats().byPriority, { 1: 1, 5: 1 });
+  await lowest.disconnect();
+  for (const r of await Promise.allSettled([high, mid])) assert.equal(r.reason.code, ErrorCode.NOT_CONNECTED);
+});
+
+test('resilience - persisted one-way messages survive into a second client on the same queuePath', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-resilience-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const queuePath = path.join(dir, 'outbox.bin');
+  const { peer, proxy, client } = await setup(t, {}, { queuePath });
+  await client.connect();
+  await goOffline(client, proxy);
+  for (let i = 0; i < 4; i++) await client.publish('persist', i, { priority: i % 2, timeout: 10_000 });
+  await client.notify('persist.note', 'n', { priority: 2, timeout: 10_000 });
+  const request = client.sendRequest('never.persisted', 1, 5000);
+  await client.disconnect();
+  await assert.rejects(request, { code: ErrorCode.NOT_CONNECTED });
+  assert.equal(client.queueStats().size, 5); // kept for a later connect()
+  assert.ok(fs.statSync(queuePath).size > 0);
+
+  const second = new IPCClient('app', { host: '127.0.0.1', port: peer.port, ...FAST, queuePath });
+  t.after(() => second.disconnect());
+  assert.equal(second.queueStats().size, 5);
+  const from = peer.received.length;
+  const last = nextReceived(peer, (m) => m.channel_id === 'persist' && m.payload === 2);
+  await second.connect();
+  await last;
+  assert.deepEqual(appMessages(peer, from), [
+    ['notification', 'persist.note', 'n'],
+    ['publish', 'persist', 1],
+    ['publish', 'persist', 3],
+    ['publish', 'persist', 0],
+    ['publish', 'persist', 2]
+  ]);
+  assert.equal(second.queueStats().size, 0);
+  assert.equal(fs.statSync(queuePath).size, 0); // all removed: compacted to nothing
+  assert.equal(new IPCClient('app', { queuePath }).queueStats().size, 0);
+});
+
+test('resilience - the circuit breaker opens, rejects fast with retryAfter, half-opens and closes', async (t) => {
+  let failing = true;
+  const onRequest = (msg, conn, reply) => {
+    if (msg.channel_id === 'flaky' && failing) reply(null, { error: { code: 'no_responders', message: 'nobody' } });
+    else if (msg.channel_id === 'wrong') reply(null, { error: { code: 'handler_error', message: 'bad input' } });
+    else reply('ok');
+  };
+  const { peer, client } = await setup(t, { onRequest }, { circuitBreaker: { failureThreshold: 2, resetTimeout: 150, successThreshold: 1 } });
+  await client.connect();
+  const log = record(client, ['circuit_open', 'circuit_half_open', 'circuit_closed']);
+  for (let i = 0; i < 3; i++) await assert.rejects(client.sendRequest('wrong', i), { code: ErrorCode.HANDLER_ERROR }); // not counted
+  await assert.rejects(client.sendRequest('flaky', 1), { code: ErrorCode.NO_RESPONDERS });
+  await assert.rejects(client.sendRequest('flaky', 2), { code: ErrorCode.NO_RESPONDERS });
+  assert.deepEqual(log.map(([name, snap]) => [name, snap.key, snap.state]), [['circuit_open', 'flaky', 'open']]);
+  const before = peer.received.length;
+  let rejected;
+  await assert.rejects(client.sendRequest('flaky', 3), (err) => (rejected = err) instanceof CircuitOpenError);
+  assert.equal(rejected.code, ErrorCode.CIRCUIT_OPEN);
+  assert.ok(rejected.retryAfter > 0 && rejected.retryAfter <= 150, String(rejected.retryAfter));
+  assert.equal(peer.received.length, before); // never sent
+  assert.equal((await client.sendRequest('other', 1)).payload, 'ok'); // one breaker per channel
+  const snap = client.circuitBreakers();
+  assert.equal(snap.flaky.state, 'open');
+  assert.equal(snap.flaky.rejected, 1);
+  assert.equal(snap.wrong.state, 'closed');
+
+  failing = false;
+  await new Promise((resolve) => setTimeout(resolve, rejected.retryAfter + 5)); // the breaker's own clock
+  assert.equal((await client.sendRequest('flaky', 4)).payload, 'ok');
+  assert.deepEqual(log.map(([name]) => name), ['circuit_open', 'circuit_half_open', 'circuit_closed']);
+  assert.equal(client.circuitBreakers().flaky.state, 'closed');
+});
+
+test('resilience - an open circuit returns the fallback result; scope "client" shares one breaker', async (t) => {
+  const onRequest = (msg, conn, reply) => reply(null, { error: { code: 'shutting_down', message: 'bye' } });
+  const fallback = (channel, payload, err) => ({ payload: { cached: channel, code: err.code } });
+  const { client } = await setup(t, { onRequest }, { circuitBreaker: { failureThreshold: 1, scope: 'client', fallback } });
+  await client.connect();
+  await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.SHUTTING_DOWN });
+  assert.deepEqual((await client.sendRequest('b', 1)).payload, { cached: 'b', code: 'circuit_open' });
+  assert.deepEqual(Object.keys(client.circuitBreakers()), ['*']);
+});
+
+test('resilience - giving up fails queued requests with not_connected and drops one-way messages with gave_up', async (t) => {
+  const { proxy, client } = await setup(t, {}, { maxRetries: 2 });
+  await client.connect();
+  const log = record(client, ['reconnect_failed', 'queue_dropped', 'close']);
+  const failed = waitFor(client, 'reconnect_failed', 3000);
+  await goOffline(client, proxy);
+  const request = client.sendRequest('a', 1, 5000);
+  await client.publish('b', 1);
+  const [attempts] = await failed;
+  assert.equal(attempts, 2);
+  await assert.rejects(request, { code: ErrorCode.NOT_CONNECTED });
+  assert.deepEqual(log.map(([name, arg]) => (name === 'queue_dropped' ? [name, arg.reason] : [name])), [
+    ['queue_dropped', 'gave_up'],
+    ['reconnect_failed'],
+    ['close']
+  ]);
+  assert.equal(client.state, 'disconnected');
+  await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.NOT_CONNECTED });
+});
+
+test('resilience - a frame cut in the middle fails the call in flight with connection_lost; the client reconnects', async (t) => {
+  const { proxy, client } = await setup(t, { onRequest: (msg, conn, reply) => reply('x'.repeat(1000)) });
+  await client.connect();
+  proxy.closeMidFrame();
+  await assert.rejects(client.sendRequest('a', 1, 2000), { code: ErrorCode.CONNECTION_LOST });
+  await waitFor(client, 'reconnected', 2000);
+  assert.equal((await client.sendRequest('a', 1, 2000)).payload.length, 1000);
+});
+
+test('resilience - under a flapping connection every call settles once, never past its deadline', async (t) => {
+  const onRequest = (msg, conn, reply) => setTimeout(() => reply(msg.payload), (msg.payload % 7) * 3);
+  const { proxy, client } = await setup(t, { onRequest });
+  await client.connect();
+  const outcomes = new Map();
+  const calls = [];
+  for (let i = 0; i < 150; i++) {
+    const timeout = 100 + (i % 5) * 100;
+    const started = performance.now();
+    const settle = (kind) => () => {
+      outcomes.set(i, (outcomes.get(i) ?? 0) + 1);
+      return { kind, late: performance.now() - started - timeout };
+    };
+    const promise = i % 3 === 0 ? client.publish('fire', i).then(settle('ok'), settle('err')) : client.sendRequest('echo', i, timeout).then(settle('ok'), settle('err'));
+    calls.push(promise);
+    if (i % 30 === 10) proxy.cut();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const results = await Promise.all(calls);
+  assert.equal(outcomes.size, 150);
+  assert.ok([...outcomes.values()].every((n) => n === 1));
+  for (const r of results) assert.ok(r.late < 60, `settled ${r.late} ms past its deadline`);
+  assert.ok(results.some((r) => r.kind === 'ok'));
+  const m = client.getMetrics();
+  assert.equal(m.messagesDelivered + m.messagesFailed, 150);
+});
+
+test('resilience - metrics and health keys', async (t) => {
+  const { proxy, client } = await setup(t);
+  assert.deepEqual(Object.keys(client.getMetrics()), [
+    'connectionAttempts',
+    'connectionSuccesses',
+    'connectionSuccessRate',
+    'reconnections',
+    'averageReconnectionTimeMs',
+    'messagesSent',
+    'messagesDelivered',
+    'messagesFailed',
+    'messageDeliveryRate',
+    'activeConnections',
+    'averageConnectionDurationMs',
+    'queued',
+    'queuedBytes',
+    'queueDropped'
+  ]);
+  assert.deepEqual(client.getConnectionHealth(), {
+    healthy: false,
+    state: 'disconnected',
+    lastHeartbeat: null,
+    lastReceived: null,
+    latencyMs: null,
+    heartbeatIntervalMs: null,
+    heartbeatTimeoutMs: null
+  });
+  const events = record(client, ['connecting', 'connected']);
+  await client.connect();
+  assert.deepEqual(events.map(([name]) => name), ['connecting', 'connected']);
+  assert.equal(client.getMetrics().activeConnections, 1);
+  const reconnected = waitFor(client, 'reconnected', 2000);
+  proxy.cut();
+  await reconnected;
+  const m = client.getMetrics();
+  assert.equal(m.connectionAttempts, m.connectionSuccesses);
+  assert.equal(m.reconnections, 1);
+  assert.ok(m.averageReconnectionTimeMs > 0);
+  assert.ok(m.averageConnectionDurationMs > 0);
+  await client.disconnect();
+  assert.equal(client.getMetrics().activeConnections, 0);
+  assert.equal(client.state, 'disconnected');
+});
