@@ -424,6 +424,8 @@ export interface ConnectionPoolOptions extends IPCClientOptions {
   acquireTimeout?: number;
   /** Idle connections above minConnections close after this long, ms. Default 30000. */
   idleTimeout?: number;
+  /** Calls in flight on every member before lease() opens another (below maxConnections). Default 1. */
+  leaseThreshold?: number;
 }
 
 export interface PoolStats {
@@ -452,6 +454,7 @@ export declare class ConnectionPool extends EventEmitter {
   readonly maxConnections: number;
   readonly acquireTimeout: number;
   readonly idleTimeout: number;
+  readonly leaseThreshold: number;
   readonly closed: boolean;
   /** Opens minConnections; on failure rejects not_connected and keeps trying in the background. */
   start(): Promise<void>;
@@ -460,6 +463,12 @@ export declare class ConnectionPool extends EventEmitter {
   /** False when the client was not lent out by this pool. */
   release(client: IPCClient): boolean;
   execute<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number }): Promise<T>;
+  /**
+   * Runs `fn` on a member shared with other lease() calls (the one with the
+   * fewest in flight, never one held by acquire()); waits only while no
+   * member is usable. Rejects as acquire() does.
+   */
+  lease<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number }): Promise<T>;
   healthCheck(options?: { timeout?: number }): Promise<{ healthy: boolean; latencyMs: number | null; error?: string }>;
   close(): Promise<void>;
   stats(): PoolStats;

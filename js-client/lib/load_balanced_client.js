@@ -4,7 +4,9 @@
  * LoadBalancedClient: one app spread over several servers
  * (docs/resilience.md §8).
  *
- * Each server has its own ConnectionPool for calls, and, once something is
+ * Each server has its own ConnectionPool for calls, which share its
+ * connections through lease(): an IPCClient multiplexes, so one connection
+ * per server still carries many calls at once. Once something is
  * subscribed or served, one reconnecting IPCClient that carries the
  * registrations (a pool member per registration would receive each publish
  * several times). Which server takes a call is decided by the pure
@@ -77,6 +79,7 @@ class LoadBalancedClient extends EventEmitter {
    *   'weighted', 'random'), `healthCheckInterval` (5000 ms),
    *   `healthCheckTimeout` (2000 ms), `minConnections` (1) and
    *   `maxConnections` (1) per server, `acquireTimeout`, `idleTimeout`,
+   *   `leaseThreshold` (the pools'; calls share each server's connections),
    *   `random` (a [0, 1) source for 'random'); every other option goes to
    *   each IPCClient.
    * @throws {TypeError|RangeError} bad servers or options.
@@ -281,7 +284,8 @@ class LoadBalancedClient extends EventEmitter {
   }
 
   /**
-   * Pool counts per server, keyed `host:port`.
+   * Pool counts per server, keyed `host:port`. Calls share connections,
+   * so a member carrying any call counts in `inUse` (see ConnectionPool#stats).
    * @returns {Record<string, ReturnType<ConnectionPool['stats']>>}
    */
   poolStats() {
@@ -320,9 +324,13 @@ class LoadBalancedClient extends EventEmitter {
   // ---------------------------------------------------------------- internals
 
   /**
-   * Runs `call` on a pooled client of one healthy server after another
+   * Runs `call` on a leased client of one healthy server after another
    * until it succeeds, fails with an error that is not worth another
    * server, or the deadline passes. Each server is tried at most once.
+   *
+   * As in the Python client, a call counts on its server from before the
+   * lease: one waiting for a first connection is in flight there for
+   * least_connections, and one that gets no connection counts as an error.
    * @template T
    * @param {number} timeout milliseconds.
    * @param {(client: IPCClient, left: number) => Promise<T>} call
@@ -351,27 +359,29 @@ class LoadBalancedClient extends EventEmitter {
       }
       tried.add(server);
       const pool = this._pools.get(server);
-      let client;
-      try {
-        client = await pool.acquire({ timeout: Math.min(left, pool.acquireTimeout) });
-      } catch (err) {
-        if (err.code === ErrorCode.NOT_CONNECTED) this._markDown(server, err);
-        lastError = err; // dead, or every connection busy: the next server may do better
-        continue;
-      }
       const started = now();
+      let leased = false;
       server.begin();
       try {
-        const result = await call(client, Math.max(1, deadline - now()));
+        const result = await pool.lease(
+          (client) => {
+            leased = true;
+            return call(client, Math.max(1, deadline - now()));
+          },
+          { timeout: Math.min(left, pool.acquireTimeout) }
+        );
         server.end(true, now() - started);
         return result;
       } catch (err) {
         server.end(false, now() - started);
+        if (!leased) {
+          if (err.code === ErrorCode.NOT_CONNECTED) this._markDown(server, err);
+          lastError = err; // no connection to it in time: the next server may do better
+          continue;
+        }
         if (!FAILOVER_CODES.has(err && err.code)) throw err;
         if (SERVER_DOWN_CODES.has(err.code)) this._markDown(server, err);
         lastError = err;
-      } finally {
-        pool.release(client);
       }
     }
   }

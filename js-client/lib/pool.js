@@ -3,10 +3,22 @@
 /**
  * ConnectionPool: several IPCClients to one server (docs/resilience.md §7).
  *
- * Every acquire() waits in one FIFO queue; idle members and newly opened
- * connections are handed to its head. A connection that fails to open
- * rejects the oldest waiter with not_connected instead of leaving it to
- * hang until its timeout, so a dead server is reported at once.
+ * Two ways to use a member:
+ * - acquire() / release() / execute(): the member is the caller's alone
+ *   until released (§7).
+ * - lease(): a member shared with other lessees, since one IPCClient
+ *   multiplexes many calls on its connection. The member with the fewest
+ *   calls in flight is used; another is opened in the background while
+ *   below `maxConnections` once every member has `leaseThreshold` calls in
+ *   flight. A lease never waits for exclusive access, only for a first
+ *   connection. LoadBalancedClient uses it, so one connection per server
+ *   is not one call at a time per server.
+ *
+ * Callers that have to wait share one FIFO queue; idle members and newly
+ * opened connections are handed to its head (a waiting lease takes the
+ * member together with every other waiting lease). A connection that fails
+ * to open rejects the oldest waiter with not_connected instead of leaving
+ * it to hang until its timeout, so a dead server is reported at once.
  *
  * Members never reconnect by themselves (`reconnect: false`): a member whose
  * connection drops is destroyed and, while the pool is below
@@ -24,7 +36,8 @@ const POOL_DEFAULTS = Object.freeze({
   minConnections: 1,
   maxConnections: 10,
   acquireTimeout: 5000,
-  idleTimeout: 30_000
+  idleTimeout: 30_000,
+  leaseThreshold: 1
 });
 
 /** Backoff of background replacement when the client options give none. */
@@ -110,8 +123,10 @@ class ConnectionPool extends EventEmitter {
   /**
    * @param {string} appId the application of every member.
    * @param {object} [options] `minConnections` (1), `maxConnections` (10),
-   *   `acquireTimeout` (5000 ms), `idleTimeout` (30000 ms); every other
-   *   option goes to each member's IPCClient, with `reconnect: false`.
+   *   `acquireTimeout` (5000 ms), `idleTimeout` (30000 ms),
+   *   `leaseThreshold` (1: calls in flight on every member before lease()
+   *   opens another); every other option goes to each member's IPCClient,
+   *   with `reconnect: false`.
    * @throws {TypeError|RangeError} bad options (checked here, not at the first connection).
    */
   constructor(appId, options = {}) {
@@ -128,21 +143,23 @@ class ConnectionPool extends EventEmitter {
     checkPoolOption('maxConnections', merged.maxConnections, { min: 1, integer: true });
     checkPoolOption('acquireTimeout', merged.acquireTimeout, { min: 1, infinite: true });
     checkPoolOption('idleTimeout', merged.idleTimeout, { min: 1, infinite: true });
+    checkPoolOption('leaseThreshold', merged.leaseThreshold, { min: 1, integer: true, infinite: true });
     if (merged.minConnections > merged.maxConnections) throw new RangeError('option minConnections must be <= maxConnections');
     this.appId = appId;
     this.minConnections = merged.minConnections;
     this.maxConnections = merged.maxConnections;
     this.acquireTimeout = merged.acquireTimeout;
     this.idleTimeout = merged.idleTimeout;
+    this.leaseThreshold = merged.leaseThreshold;
     this._clientOptions = Object.freeze({ ...clientOptions, reconnect: false });
     const parsed = parseOptions(this._clientOptions); // a typo fails here, not at the first connection
     this.host = parsed.host;
     this.port = parsed.port;
     this._refillDelay = parsed.initialDelay ?? parsed.reconnectDelay ?? REFILL_DELAY_MS;
     this._refillDelayMax = Math.max(this._refillDelay, parsed.maxDelay ?? parsed.reconnectDelayMax ?? REFILL_DELAY_MAX_MS);
-    this._members = new Map(); // client -> {client, inUse, idleTimer}
-    this._idle = []; // idle members, most recently released last
-    this._waiters = []; // acquire() calls, oldest first
+    this._members = new Map(); // client -> {client, inUse, shared, idleTimer}
+    this._idle = []; // members neither acquired nor leased, most recently used last
+    this._waiters = []; // acquire() and lease() calls waiting, oldest first
     this._opening = 0;
     this._openingClients = new Set(); // so close() can stop their handshakes
     this._started = false;
@@ -193,18 +210,7 @@ class ConnectionPool extends EventEmitter {
       const member = this._takeIdle();
       if (member !== null) return Promise.resolve(this._lend(member));
     }
-    return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject, timer: null };
-      if (timeout !== Infinity) {
-        waiter.timer = setTimeout(() => {
-          const i = this._waiters.indexOf(waiter);
-          if (i !== -1) this._waiters.splice(i, 1);
-          reject(new RequestTimeoutError(`no pooled connection to ${this.host}:${this.port} within ${timeout} ms`));
-        }, Math.max(0, timeout));
-      }
-      this._waiters.push(waiter);
-      this._pump();
-    });
+    return this._wait(false, timeout).then((member) => member.client);
   }
 
   /**
@@ -244,6 +250,35 @@ class ConnectionPool extends EventEmitter {
   }
 
   /**
+   * Runs `fn(client)` on a member shared with other lease() calls: the
+   * connected member with the fewest calls in flight (never one held by
+   * acquire()). Once every member has `leaseThreshold` calls in flight,
+   * another is opened in the background while below `maxConnections`; the
+   * call does not wait for it. A lease waits only while no member is
+   * usable at all (none opened yet, or every one acquired).
+   *
+   * `fn` must only make calls on the client (no disconnect(), no
+   * registrations: they would outlive the lease or disturb other lessees).
+   * A shared member counts in stats().inUse while calls are in flight on it.
+   * @template T
+   * @param {(client: IPCClient) => Promise<T>|T} fn
+   * @param {{timeout?: number}} [options] longest wait for a member, ms,
+   *   default `acquireTimeout`.
+   * @returns {Promise<T>} what `fn` returned.
+   * @throws {RequestTimeoutError} no member became usable in time (code `timeout`).
+   * @throws {NotConnectedError} the pool is closed, or a connection could not be opened.
+   */
+  async lease(fn, { timeout = this.acquireTimeout } = {}) {
+    if (typeof fn !== 'function') throw new TypeError('fn must be a function');
+    const member = await this._share(timeout);
+    try {
+      return await fn(member.client);
+    } finally {
+      this._unshare(member);
+    }
+  }
+
+  /**
    * Pings the server on one connection: an idle or busy member (a ping
    * needs no exclusive use), else a new one. Never throws.
    * @param {{timeout?: number}} [options] milliseconds, default 2000.
@@ -259,11 +294,11 @@ class ConnectionPool extends EventEmitter {
         break;
       }
     }
-    let borrowed = false;
+    let leased = null;
     if (client === null) {
       try {
-        client = await this.acquire({ timeout });
-        borrowed = true;
+        leased = await this._share(timeout);
+        client = leased.client;
       } catch (err) {
         return { healthy: false, latencyMs: null, error: err.code ?? String(err) };
       }
@@ -273,7 +308,7 @@ class ConnectionPool extends EventEmitter {
       const res = await client.healthCheck({ timeout: left });
       return res.healthy ? { healthy: true, latencyMs: res.latencyMs } : { healthy: false, latencyMs: null, error: res.error };
     } finally {
-      if (borrowed) this.release(client);
+      if (leased !== null) this._unshare(leased);
     }
   }
 
@@ -299,7 +334,11 @@ class ConnectionPool extends EventEmitter {
   }
 
   /**
-   * Counts for dashboards and tests: `total` = `available` + `inUse`.
+   * Counts for dashboards and tests: `total` = `available` + `inUse`. As in
+   * the Python pool, `inUse` counts members acquired or with lease() calls
+   * in flight (a shared member counts once, however many calls it carries);
+   * `available` those with neither; `pending` acquire() and lease() calls
+   * waiting for a member.
    * @returns {{total: number, available: number, inUse: number, pending: number, totalCreated: number, totalDestroyed: number}}
    */
   stats() {
@@ -356,6 +395,88 @@ class ConnectionPool extends EventEmitter {
   }
 
   /**
+   * Queues an acquire() (`shared` false) or lease() (`shared` true) until a
+   * member is handed over, rejecting with timeout after `timeout` ms.
+   * @param {boolean} shared
+   * @param {number} timeout
+   * @returns {Promise<object>} the member, already marked in use or shared.
+   * @private
+   */
+  _wait(shared, timeout) {
+    return new Promise((resolve, reject) => {
+      const waiter = { shared, resolve, reject, timer: null };
+      if (timeout !== Infinity) {
+        waiter.timer = setTimeout(() => {
+          const i = this._waiters.indexOf(waiter);
+          if (i !== -1) this._waiters.splice(i, 1);
+          reject(new RequestTimeoutError(`no pooled connection to ${this.host}:${this.port} within ${timeout} ms`));
+        }, Math.max(0, timeout));
+      }
+      this._waiters.push(waiter);
+      this._pump();
+    });
+  }
+
+  /**
+   * A member for one more lease() call, counted as shared.
+   * @param {number} timeout
+   * @returns {Promise<object>}
+   * @private
+   */
+  _share(timeout) {
+    if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
+    const member = this._pickShared();
+    if (member === null) return this._wait(true, timeout);
+    member.shared++;
+    return Promise.resolve(member);
+  }
+
+  /**
+   * The member a lease should use now, or null when none is usable: the
+   * busiest-below-threshold rule keeps calls on few connections, so extra
+   * members only open (and then age out) under real load.
+   * @returns {object|null}
+   * @private
+   */
+  _pickShared() {
+    let best = null;
+    for (const member of this._members.values()) {
+      if (member.inUse || member.shared === 0 || !member.client.connected) continue;
+      if (best === null || member.shared < best.shared) best = member;
+    }
+    if (best !== null && best.shared < this.leaseThreshold) return best;
+    const idle = this._takeIdle();
+    if (idle !== null) return idle;
+    if (best !== null) this._grow();
+    return best;
+  }
+
+  /**
+   * Opens one more member in the background, while below `maxConnections`
+   * and none is already opening; later leases pick it up once connected.
+   * @private
+   */
+  _grow() {
+    if (this._opening > 0 || this._capacity() <= 0) return;
+    this._spawnOpen().catch(() => {}); // the failure went to a waiter or to 'error'
+  }
+
+  /**
+   * One lease() call on a member ended; the last one frees the member.
+   * @param {object} member
+   * @private
+   */
+  _unshare(member) {
+    member.shared--;
+    if (member.shared > 0 || member.inUse || !this._members.has(member.client)) return;
+    if (!member.client.connected) {
+      this._destroy(member, new NotConnectedError('lease ended while not connected'));
+      return;
+    }
+    this._recycle(member);
+  }
+
+  /**
    * Marks a member lent out.
    * @param {object} member
    * @returns {IPCClient}
@@ -375,9 +496,9 @@ class ConnectionPool extends EventEmitter {
     while (this._waiters.length > 0) {
       const member = this._takeIdle();
       if (member === null) break;
-      this._handTo(this._waiters.shift(), member);
+      this._offer(member);
     }
-    let uncovered = this._waiters.length - this._opening;
+    let uncovered = this._membersWanted() - this._opening;
     while (uncovered > 0 && this._capacity() > 0) {
       this._spawnOpen().catch(() => {}); // the failure went to a waiter or to 'error'
       uncovered--;
@@ -385,14 +506,51 @@ class ConnectionPool extends EventEmitter {
   }
 
   /**
-   * Gives a member to a waiter.
+   * Members the waiters need: one per acquire(), one for all the leases.
+   * @returns {number}
+   * @private
+   */
+  _membersWanted() {
+    let exclusive = 0;
+    let leases = 0;
+    for (const waiter of this._waiters) {
+      if (waiter.shared) leases = 1;
+      else exclusive++;
+    }
+    return exclusive + leases;
+  }
+
+  /**
+   * Gives a member to a waiter: lent out to an acquire(), shared with a lease().
    * @param {object} waiter
    * @param {object} member
    * @private
    */
   _handTo(waiter, member) {
     clearTimeout(waiter.timer);
-    waiter.resolve(this._lend(member));
+    if (waiter.shared) member.shared++;
+    else member.inUse = true;
+    waiter.resolve(member);
+  }
+
+  /**
+   * Hands a free member to the oldest waiter. When that is a lease, every
+   * waiting lease shares the member: none of them needs it alone.
+   * @param {object} member
+   * @returns {boolean} false when nobody waits.
+   * @private
+   */
+  _offer(member) {
+    const head = this._waiters[0];
+    if (head === undefined) return false;
+    if (!head.shared) {
+      this._handTo(this._waiters.shift(), member);
+      return true;
+    }
+    const leases = this._waiters.filter((w) => w.shared);
+    this._waiters = this._waiters.filter((w) => !w.shared);
+    for (const waiter of leases) this._handTo(waiter, member);
+    return true;
   }
 
   /**
@@ -402,10 +560,7 @@ class ConnectionPool extends EventEmitter {
    * @private
    */
   _recycle(member) {
-    if (this._waiters.length > 0) {
-      this._handTo(this._waiters.shift(), member);
-      return;
-    }
+    if (this._offer(member)) return;
     this._idle.push(member);
     this._armIdle(member);
   }
@@ -419,7 +574,7 @@ class ConnectionPool extends EventEmitter {
     if (this.idleTimeout === Infinity) return;
     member.idleTimer = setTimeout(() => {
       member.idleTimer = null;
-      if (member.inUse || !this._members.has(member.client)) return;
+      if (member.inUse || member.shared > 0 || !this._members.has(member.client)) return;
       if (this._members.size > this.minConnections) {
         this._destroy(member, new NotConnectedError('idle timeout'));
       } else {
@@ -458,7 +613,7 @@ class ConnectionPool extends EventEmitter {
       await client.disconnect();
       throw new NotConnectedError('the pool is closed');
     }
-    const member = { client, inUse: false, idleTimer: null };
+    const member = { client, inUse: false, shared: 0, idleTimer: null };
     this._members.set(client, member);
     this.totalCreated++;
     this._refillAttempt = 0;
@@ -469,17 +624,22 @@ class ConnectionPool extends EventEmitter {
   }
 
   /**
-   * After a failed open: the oldest waiter fails now, the others get a new
-   * attempt; below `minConnections` a retry is scheduled.
+   * After a failed open: the oldest waiter fails now (with every waiting
+   * lease when it is one: they were all counting on that connection), the
+   * others get a new attempt; below `minConnections` a retry is scheduled.
    * @param {NotConnectedError} error
    * @private
    */
   _onOpenFailed(error) {
     if (this._closed) return;
-    const waiter = this._waiters.shift();
-    if (waiter !== undefined) {
-      clearTimeout(waiter.timer);
-      waiter.reject(error);
+    const head = this._waiters[0];
+    if (head !== undefined) {
+      const failed = head.shared ? this._waiters.filter((w) => w.shared) : [head];
+      this._waiters = this._waiters.filter((w) => !failed.includes(w));
+      for (const waiter of failed) {
+        clearTimeout(waiter.timer);
+        waiter.reject(error);
+      }
       this._pump();
     } else if (this.listenerCount('error') > 0) {
       this.emit('error', error);

@@ -119,6 +119,30 @@ test('balanced - least connections sends calls to the server with fewer in fligh
   await Promise.all(slow);
 });
 
+test('balanced - calls share each server\'s connection: N calls are all in flight at once with one connection per server', async (t) => {
+  const a = await namedPeer(t, 'a');
+  const b = await namedPeer(t, 'b');
+  const lb = await balanced(t, [a, b]); // maxConnections 1 per server
+  a.hold = true;
+  b.hold = true;
+  const N = 40;
+  const calls = Array.from({ length: N }, (_, i) => lb.sendRequest('svc.echo', i, 3000));
+  // Every request reaches a server before any is answered: nothing waits for a connection.
+  await until(() => a.held.length + b.held.length === N);
+  assert.deepEqual([a.held.length, b.held.length], [N / 2, N / 2]);
+  assert.deepEqual([a.conns.length, b.conns.length], [1, 1]);
+  assert.deepEqual(lb.serverStats().map((s) => s.inFlight), [N / 2, N / 2]);
+  for (const s of Object.values(lb.poolStats())) {
+    assert.deepEqual(s, { total: 1, available: 0, inUse: 1, pending: 0, totalCreated: 1, totalDestroyed: 0 });
+  }
+  for (const p of [a, b]) p.held.splice(0).forEach((answer) => answer());
+  const results = await Promise.all(calls);
+  assert.deepEqual(results.map((r) => r.payload.payload), Array.from({ length: N }, (_, i) => i));
+  const stats = lb.serverStats();
+  assert.deepEqual(stats.map((s) => [s.inFlight, s.requests, s.errors]), [[0, N / 2, 0], [0, N / 2, 0]]);
+  for (const s of Object.values(lb.poolStats())) assert.deepEqual([s.available, s.inUse], [1, 0]);
+});
+
 test('balanced - random uses the injected source', async (t) => {
   const a = await namedPeer(t, 'a');
   const b = await namedPeer(t, 'b');

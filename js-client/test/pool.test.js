@@ -60,9 +60,11 @@ test('pool - defaults and option checks', () => {
     [pool.minConnections, pool.maxConnections, pool.acquireTimeout, pool.idleTimeout],
     [1, 10, 5000, 30000]
   );
+  assert.equal(pool.leaseThreshold, 1);
   assert.throws(() => new ConnectionPool('app', { maxConnections: 0 }), TypeError);
   assert.throws(() => new ConnectionPool('app', { minConnections: 3, maxConnections: 2 }), RangeError);
   assert.throws(() => new ConnectionPool('app', { acquireTimeout: -1 }), TypeError);
+  assert.throws(() => new ConnectionPool('app', { leaseThreshold: 0 }), TypeError);
   assert.throws(() => new ConnectionPool('app', { bogus: 1 }), TypeError); // client options are checked too
   assert.throws(() => new ConnectionPool(''), TypeError);
 });
@@ -251,4 +253,115 @@ test('pool - getMetrics() is null without member KPIs; sums recompute rates and 
   assert.equal(sum.averageReconnectionTimeMs, 250);
   assert.equal(sum.activeConnections, 2);
   assert.equal(sum.averageConnectionDurationMs, 30);
+});
+
+/**
+ * A peer that holds every request until `release()` answers them all, and a
+ * pool on it. `held` fills as requests arrive.
+ */
+async function holdingSetup(t, poolOptions = {}) {
+  const held = [];
+  const peer = new Peer({ onRequest: (msg, conn, reply) => held.push(() => reply(msg.payload)) });
+  const port = await peer.listen();
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port, ...FAST, ...poolOptions });
+  t.after(async () => {
+    await pool.close();
+    await peer.close();
+  });
+  const release = () => held.splice(0).forEach((answer) => answer());
+  return { peer, pool, held, release };
+}
+
+test('pool - lease() runs many calls at once on one shared connection', async (t) => {
+  const { pool, peer, held, release } = await holdingSetup(t, { minConnections: 1, maxConnections: 1 });
+  await pool.start();
+  const N = 25;
+  const calls = Array.from({ length: N }, (_, i) => pool.lease(async (c) => (await c.sendRequest('echo', i, 3000)).payload));
+  await until(peer.events, ['message'], () => held.length === N);
+  assert.equal(peer.sockets.size, 1);
+  assert.deepEqual(pool.stats(), { total: 1, available: 0, inUse: 1, pending: 0, totalCreated: 1, totalDestroyed: 0 });
+  release();
+  assert.deepEqual(await Promise.all(calls), Array.from({ length: N }, (_, i) => i));
+  assert.deepEqual(pool.stats(), { total: 1, available: 1, inUse: 0, pending: 0, totalCreated: 1, totalDestroyed: 0 });
+  await assert.rejects(pool.lease(async () => { throw new Error('boom'); }), /boom/);
+  assert.equal(pool.stats().available, 1); // given back even when fn throws
+  await assert.rejects(pool.lease('nope'), TypeError);
+});
+
+test('pool - lease() opens another member only once every member has leaseThreshold calls in flight', async (t) => {
+  const { pool, peer, held, release } = await holdingSetup(t, { minConnections: 1, maxConnections: 2, leaseThreshold: 2 });
+  await pool.start();
+  const clients = [];
+  const call = (i) => pool.lease((c) => (clients.push(c), c.sendRequest('echo', i, 3000)));
+  const arrived = (n) => until(peer.events, ['message'], () => held.length === n);
+  const calls = [call(0), call(1)];
+  await arrived(2);
+  assert.equal(pool.stats().totalCreated, 1); // below the threshold: no new member
+  const created = waitFor(pool, 'created', 3000);
+  calls.push(call(2)); // every member at the threshold: one more opens, in the background
+  await arrived(3);
+  assert.equal(clients[2], clients[0], 'the call went on the busy member rather than wait');
+  await created;
+  calls.push(call(3));
+  await arrived(4);
+  assert.notEqual(clients[3], clients[0], 'the new member takes the next call');
+  calls.push(call(4), call(5), call(6));
+  await arrived(7);
+  const on = (c) => clients.filter((x) => x === c).length;
+  assert.deepEqual([on(clients[0]), on(clients[3])], [4, 3]); // fewest in flight first
+  assert.deepEqual(pool.stats(), { total: 2, available: 0, inUse: 2, pending: 0, totalCreated: 2, totalDestroyed: 0 }); // never past maxConnections
+  release();
+  await Promise.all(calls);
+  assert.deepEqual(pool.stats(), { total: 2, available: 2, inUse: 0, pending: 0, totalCreated: 2, totalDestroyed: 0 });
+});
+
+test('pool - lease() never takes a member held by acquire(), and waits for a first connection without opening one per call', async (t) => {
+  const { pool } = await setup(t, { minConnections: 0, maxConnections: 1, acquireTimeout: 150 });
+  const results = await Promise.all(Array.from({ length: 10 }, (_, i) => pool.lease(async (c) => (await c.sendRequest('echo', i)).payload)));
+  assert.deepEqual(results, Array.from({ length: 10 }, (_, i) => i));
+  assert.equal(pool.stats().totalCreated, 1); // all ten shared the one connection opened for them
+  const held = await pool.acquire();
+  await assert.rejects(pool.lease(() => 1), { code: ErrorCode.TIMEOUT });
+  const waiting = pool.lease((c) => c, { timeout: 2000 });
+  assert.equal(pool.stats().pending, 1);
+  pool.release(held);
+  assert.equal(await waiting, held); // released, then shared
+  assert.deepEqual(pool.stats(), { total: 1, available: 1, inUse: 0, pending: 0, totalCreated: 1, totalDestroyed: 0 });
+});
+
+test('pool - an exclusive acquire() waits for the shared calls to end', async (t) => {
+  const { pool, peer, held, release } = await holdingSetup(t, { minConnections: 1, maxConnections: 1 });
+  await pool.start();
+  const shared = [pool.lease((c) => c.sendRequest('echo', 1, 3000)), pool.lease((c) => c.sendRequest('echo', 2, 3000))];
+  await until(peer.events, ['message'], () => held.length === 2);
+  let got = null;
+  const exclusive = pool.acquire({ timeout: 3000 }).then((c) => (got = c));
+  assert.equal(pool.stats().pending, 1);
+  release();
+  await Promise.all(shared);
+  const client = await exclusive;
+  assert.equal(got, client);
+  assert.deepEqual(pool.stats(), { total: 1, available: 0, inUse: 1, pending: 0, totalCreated: 1, totalDestroyed: 0 });
+  pool.release(client);
+});
+
+test('pool - waiting leases all fail at once with not_connected when the connection cannot be opened', async (t) => {
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port: await closedPort(), minConnections: 0, acquireTimeout: 5000 });
+  t.after(() => pool.close());
+  const start = Date.now();
+  const all = await Promise.allSettled(Array.from({ length: 5 }, () => pool.lease(() => 1)));
+  assert.ok(all.every((r) => r.status === 'rejected' && r.reason.code === ErrorCode.NOT_CONNECTED));
+  assert.ok(Date.now() - start < 1000, 'not at the acquire timeout');
+  assert.deepEqual(pool.stats(), { total: 0, available: 0, inUse: 0, pending: 0, totalCreated: 0, totalDestroyed: 0 });
+});
+
+test('pool - a shared member whose connection drops fails its calls connection_lost and is replaced', async (t) => {
+  const { pool, peer, held } = await holdingSetup(t, { minConnections: 1, maxConnections: 1 });
+  await pool.start();
+  const calls = Array.from({ length: 3 }, (_, i) => pool.lease((c) => c.sendRequest('echo', i, 3000)));
+  await until(peer.events, ['message'], () => held.length === 3);
+  peer.drop();
+  for (const r of await Promise.allSettled(calls)) assert.equal(r.reason.code, ErrorCode.CONNECTION_LOST);
+  await until(pool, ['created', 'destroyed'], () => pool.stats().totalCreated === 2 && pool.stats().total === 1);
+  assert.deepEqual(pool.stats(), { total: 1, available: 1, inUse: 0, pending: 0, totalCreated: 2, totalDestroyed: 1 });
 });
