@@ -178,3 +178,33 @@ async def test_balanced_client_serves_and_subscribes_on_every_server(start_serve
         assert await py.publish("news.today", srv.port, ack=True) == 1
         got = await agent.wait_event("message")
         assert (got["channel"], got["payload"]) == ("news.today", srv.port)
+
+
+async def test_balanced_client_runs_calls_at_once_on_one_connection_per_server(start_server, pool_agent, py_client):
+    """Calls share each server's connection: with maxConnections 1, every
+    call of a burst reaches a Python responder before any is answered."""
+    count = 32
+    servers = [await start_server(), await start_server()]
+    all_in = asyncio.Event()
+    running = 0
+    peak = 0
+
+    async def gated_echo(msg: Any) -> Any:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if running == count:
+            all_in.set()
+        await asyncio.wait_for(all_in.wait(), WAIT_S)  # serialised calls would never get here all at once
+        return msg.payload
+
+    for srv in servers:
+        await (await py_client(srv.port)).serve("py.gated", gated_echo)
+    agent = await pool_agent("balanced", servers=[f"127.0.0.1:{s.port}" for s in servers], maxConnections=1)
+    await agent.call("start")
+    summary = await agent.call("burst", channel="py.gated", count=count, timeoutMs=int(WAIT_S * 1000) + 5000)
+    all_ok(summary, count)
+    assert peak == count
+    pools = await agent.call("stats")
+    assert [(p["total"], p["totalCreated"], p["inUse"]) for p in pools.values()] == [(1, 1, 0), (1, 1, 0)]
+    assert [s["requests"] for s in await agent.call("serverStats")] == [count // 2, count // 2]
