@@ -315,8 +315,8 @@ class IPCClient extends EventEmitter {
       timeout = undefined;
     }
     validateChannel(channelId);
-    const call = callOptions(options ?? {}, timeout ?? options?.timeout ?? this.options.requestTimeout, this.options.onDisconnect);
-    if (timeout != null) call.timeout = checkTimeout(timeout);
+    const call = callOptions(options ?? {}, this.options.requestTimeout, this.options.onDisconnect);
+    if (timeout != null) call.timeout = checkTimeout(timeout); // the positional argument wins
     const deadline = now() + call.timeout;
     const msg = buildMessage('request', this.appId, channelId, payload, call.headers ? { headers: call.headers } : undefined);
     const breaker = this._breakerFor(channelId);
@@ -950,7 +950,6 @@ class IPCClient extends EventEmitter {
       const { accepted, evicted } = this._queue.push(entry);
       for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue'));
       if (!accepted) {
-        entry.persisted = true;
         this._queue.dropped++;
         this._drop(entry, 'evicted', new QueueFullError('the offline queue is full'));
         continue;
