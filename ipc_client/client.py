@@ -908,6 +908,8 @@ class IPCClient:
     def _drop_entry(self, entry: QueuedCall, error: BaseException | None, reason: str) -> None:
         """End a call that will not be sent: fail its caller, or report the one-way message."""
         msg: Message = entry.message
+        if reason != "evicted":  # the queue counted its evictions itself
+            self._queue.dropped += 1
         if entry.waiter is not None:
             if not entry.waiter.done():
                 if error is None:
@@ -1010,6 +1012,7 @@ class IPCClient:
             token = breaker.before_call()
         except CircuitOpen as exc:
             if options.fallback is None:
+                self._metrics.failed()
                 raise
             result = options.fallback(msg.channel_id, msg.payload, exc)
             if inspect.isawaitable(result):

@@ -98,6 +98,8 @@ async def test_a_queued_request_fails_with_timeout_at_its_deadline(proxy, via_pr
     waited = loop.time() - started
     assert 0.2 <= waited < 0.2 + 1.0  # at its deadline: not before, not long after
     assert client.queue_stats()["size"] == 0
+    assert client.queue_stats()["dropped"] == 1  # left the queue unsent
+    assert client.metrics()["messages_failed"] == 1
 
 
 async def test_fail_fast_policy_and_disconnected_state(proxy, via_proxy) -> None:

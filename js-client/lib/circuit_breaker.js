@@ -149,7 +149,7 @@ class CircuitBreaker {
    * Reports the outcome of a permitted call.
    *
    * Errors the predicate does not count (the call was wrong, not the
-   * service) are neither failures nor successes. A result that arrives
+   * service) are successes: the service answered. A result that arrives
    * after the breaker changed state (a call let through while CLOSED that
    * ends once OPEN) does not move it: only trial calls decide HALF_OPEN.
    * @param {Permit} permit what acquire() returned.
@@ -157,8 +157,7 @@ class CircuitBreaker {
    */
   release(permit, error = null) {
     if (permit.trial) this._trials = Math.max(0, this._trials - 1);
-    const failed = error !== null && error !== undefined;
-    if (failed && !this._isFailure(error)) return;
+    const failed = error !== null && error !== undefined && this._isFailure(error);
     if (failed) this.failures++;
     else this.successes++;
     const state = this.state;

@@ -97,13 +97,15 @@ test('breaker - errors that say the call was wrong are not counted', () => {
   assert.equal(breaker.state, CircuitState.OPEN);
 });
 
-test('breaker - an uncounted error in HALF_OPEN frees the trial slot without deciding', () => {
+test('breaker - an uncounted error in HALF_OPEN is a successful trial: the service answered', () => {
   const { breaker, clock } = make({ failureThreshold: 1 });
   call(breaker, failure);
   clock.t += 100;
   call(breaker, { code: 'handler_error' });
   assert.equal(breaker.state, CircuitState.HALF_OPEN);
-  assert.notEqual(breaker.acquire(), null);
+  assert.equal(breaker.snapshot().consecutiveSuccesses, 1);
+  call(breaker, { code: 'bad_message' });
+  assert.equal(breaker.state, CircuitState.CLOSED);
 });
 
 test('breaker - a result that arrives after the state changed does not move it', () => {
