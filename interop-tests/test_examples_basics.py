@@ -1,0 +1,306 @@
+"""Smoke tests of the basic examples (examples/quickstart, http-gateway,
+python-workers, node-service): each one runs as a user would run it, as
+separate processes against the real server on a free port (IPC_PORT), and
+its printed lines are checked.
+
+Every wait is bounded and waits on an output line or an HTTP answer, never a
+fixed sleep; every process started here is killed on teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from conftest import LINE_LIMIT, ROOT, WAIT_S
+
+EXAMPLES = ROOT / "examples"
+
+
+class ExampleProcess:
+    """One example script in its own process; stdout is collected line by line."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv = argv
+        self.env = env
+        self.lines: list[str] = []
+        self.log = tempfile.TemporaryFile()
+        self.proc: asyncio.subprocess.Process | None = None
+        self._changed = asyncio.Event()
+        self._eof = False
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> ExampleProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdout=asyncio.subprocess.PIPE, stderr=self.log, cwd=ROOT, env=self.env, limit=LINE_LIMIT
+        )
+        self._reader = asyncio.ensure_future(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            self.lines.append(line.decode(errors="replace").rstrip("\n"))
+            self._changed.set()
+        self._eof = True
+        self._changed.set()
+
+    def describe(self) -> str:
+        self.log.seek(0)
+        stderr = self.log.read().decode(errors="replace")[-3000:]
+        name = " ".join(os.path.relpath(a, ROOT) if a.startswith(str(ROOT)) else a for a in self.argv[1:])
+        return f"{name}\n--- stdout ---\n" + "\n".join(self.lines[-40:]) + f"\n--- stderr ---\n{stderr}"
+
+    async def _until(self, ready: Callable[[], Any], what: str, timeout: float) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = ready()
+            if found is not None:
+                return found
+            remaining = deadline - loop.time()
+            if remaining <= 0 or (self._eof and ready() is None):
+                raise AssertionError(f"{what} within {timeout} s: {self.describe()}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+
+    async def wait_line(self, pattern: str, *, timeout: float = WAIT_S) -> re.Match[str]:
+        """The first printed line matching the regular expression ``pattern``."""
+        regex = re.compile(pattern)
+
+        def find() -> re.Match[str] | None:
+            return next((m for line in self.lines if (m := regex.fullmatch(line))), None)
+
+        return await self._until(find, f"no line matching {pattern!r}", timeout)
+
+    def matching(self, pattern: str) -> list[re.Match[str]]:
+        regex = re.compile(pattern)
+        return [m for line in self.lines if (m := regex.fullmatch(line))]
+
+    async def wait_exit(self, *, timeout: float = WAIT_S) -> int:
+        assert self.proc is not None and self._reader is not None
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), timeout)
+            await asyncio.wait_for(self._reader, timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise AssertionError(f"did not exit within {timeout} s: {self.describe()}") from None
+        return code
+
+    async def kill(self) -> None:
+        """SIGKILL: the process vanishes without closing anything itself."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await asyncio.wait_for(self.proc.wait(), WAIT_S)
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+@pytest.fixture
+async def run_example(node: str) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await run_example(server, "quickstart/client.js", *args, **env)``.
+
+    ``.py`` scripts run with this interpreter, ``.js`` ones with the Node of
+    the ``node`` fixture; IPC_HOST/IPC_PORT point at ``server``.
+    """
+    started: list[ExampleProcess] = []
+
+    async def run(server: Any, script: str, *args: str, **env: str) -> ExampleProcess:
+        path = EXAMPLES / script
+        runtime = node if script.endswith(".js") else sys.executable
+        full_env = {**os.environ, "IPC_HOST": server.host, "IPC_PORT": str(server.port), "PYTHONUNBUFFERED": "1", **env}
+        proc = ExampleProcess([runtime, str(path), *args], full_env)
+        started.append(proc)
+        return await proc.start()
+
+    yield run
+    for proc in started:
+        await proc.kill()
+
+
+# -- quickstart ---------------------------------------------------------------
+
+
+async def test_quickstart(start_server, run_example):
+    server = await start_server()
+    service = await run_example(server, "quickstart/service.py", TICK_INTERVAL_S="0.05")
+    await service.wait_line(r"service ready on .*")
+
+    client = await run_example(server, "quickstart/client.js", TICKS="3")
+    assert await client.wait_exit() == 0, client.describe()
+    assert client.lines[:2] == ['greet.hello -> {"greeting":"Hello, Ada!"}', "math.add -> 3"]
+    ticks = client.matching(r"tick ticks\.(\d+) (\{.*\})")
+    assert len(ticks) == 3, client.describe()
+    numbers = [int(m[1]) for m in ticks]
+    assert [json.loads(m[2])["n"] for m in ticks] == numbers
+    assert numbers == list(range(numbers[0], numbers[0] + 3))  # consecutive, in order
+    assert client.lines[-1] == "done after 3 ticks"
+
+
+# -- node-service ---------------------------------------------------------------
+
+
+async def test_node_service_called_from_python(start_server, run_example):
+    server = await start_server()
+    service = await run_example(server, "node-service/service.js")
+    await service.wait_line(r"inventory service ready on .*")
+
+    caller = await run_example(server, "node-service/caller.py")
+    assert await caller.wait_exit() == 0, caller.describe()
+    assert caller.lines == [
+        "lookup -> {'sku': 'A-1', 'stock': 7}",
+        "reserve -> {'sku': 'A-1', 'reserved': 2, 'left': 5}",
+        "HandlerError code=handler_error remote_type=OutOfStockError message='only 5 of A-1 left, 100 wanted'",
+        "HandlerError code=handler_error remote_type=UnknownSkuError message='unknown sku \"Z-9\"'",
+    ]
+
+
+# -- http-gateway -----------------------------------------------------------------
+
+
+def _http(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+    try:
+        data = None if body is None else json.dumps(body)
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        resp = conn.getresponse()
+        assert resp.getheader("Content-Type") == "application/json"
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+async def http_json(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One HTTP call in a thread, so the event loop keeps reading the processes' output."""
+    return await asyncio.to_thread(_http, port, method, path, body)
+
+
+class EventStream:
+    """A Server-Sent Events client on http.client; each read is bounded by the socket timeout."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+        self.conn.request("GET", path, headers={"Accept": "text/event-stream"})
+        self.resp = self.conn.getresponse()
+
+    def next_event(self) -> dict[str, str]:
+        """Fields of the next event (comments skipped)."""
+        fields: dict[str, str] = {}
+        while True:
+            line = self.resp.fp.readline().decode()
+            if not line:
+                raise AssertionError(f"the event stream ended; got {fields}")
+            line = line.rstrip("\r\n")
+            if not line:
+                if fields:
+                    return fields
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+async def test_http_gateway(start_server, run_example):
+    server = await start_server()
+    service = await run_example(server, "http-gateway/users_service.py", REPORT_DELAY_S="5")
+    await service.wait_line(r"users service ready on .*")
+    gateway = await run_example(server, "http-gateway/gateway.js", GATEWAY_PORT="0", GATEWAY_TIMEOUT_MS="500")
+    first = await gateway.wait_line(r"gateway listening on http://127\.0\.0\.1:(\d+)")
+    assert gateway.lines[0] == first[0]
+    port = int(first[1])
+
+    assert await http_json(port, "GET", "/api/users/1") == (
+        200, {"id": "1", "name": "Ada Lovelace", "email": "ada@example.com"},
+    )
+    status, body = await http_json(port, "GET", "/api/users/99")
+    assert status == 502
+    assert body == {"error": {"code": "handler_error", "message": "no user with id 99", "remote_type": "UserNotFound"}}
+    status, body = await http_json(port, "GET", "/api/users/1/report")
+    assert (status, body["error"]["code"]) == (504, "timeout")
+    status, body = await http_json(port, "GET", "/health")
+    assert (status, body["status"], body["bridge"]["state"]) == (200, "ok", "connected")
+    assert (await http_json(port, "GET", "/nowhere"))[0] == 404
+
+    # SSE: publications on users.created (the service publishes each new user).
+    stream = await asyncio.to_thread(EventStream, port, "/events/users.created")
+    try:
+        assert stream.resp.status == 200
+        assert stream.resp.getheader("Content-Type") == "text/event-stream"
+        ready = await asyncio.to_thread(stream.next_event)
+        assert (ready["event"], json.loads(ready["data"])) == ("subscribed", {"channel": "users.created"})
+        created = []
+        for name in ("Alan Turing", "Barbara Liskov"):
+            status, user = await http_json(port, "POST", "/api/users", {"name": name, "email": None})
+            assert (status, user["name"]) == (201, name)
+            created.append(user)
+        events = [await asyncio.to_thread(stream.next_event) for _ in created]
+        assert [json.loads(e["data"]) for e in events] == [{"channel": "users.created", "data": u} for u in created]
+        assert all(e.get("id") for e in events)
+
+        # The bridge server goes away: the gateway answers 503 at once while it reconnects.
+        await server.kill()
+        await gateway.wait_line(r"bridge disconnected.*, now reconnecting")
+        status, body = await http_json(port, "GET", "/api/users/1")
+        assert (status, body["error"]["code"]) == (503, "not_connected")
+        status, body = await http_json(port, "GET", "/health")
+        assert (status, body["status"], body["bridge"]["state"]) == (503, "unavailable", "reconnecting")
+    finally:
+        stream.close()
+
+
+# -- python-workers -----------------------------------------------------------------
+
+
+async def test_python_workers_share_the_load_and_a_killed_one_loses_only_its_in_flight_requests(
+    start_server, run_example
+):
+    requests, concurrency = 600, 9
+    server = await start_server()
+    api = await run_example(
+        server, "python-workers/api.js", MIN_WORKERS="3", REQUESTS=str(requests), CONCURRENCY=str(concurrency)
+    )
+    await api.wait_line(r"waiting for 3 worker\(s\) on work\.square, 0 now")
+
+    workers = {}
+    for name in ("w1", "w2", "w3"):
+        proc = await run_example(server, "python-workers/worker.py", name, WORK_S="0.05")
+        ready = await proc.wait_line(rf"worker {name} ready, connection (\S+)")
+        workers[name] = (proc, ready[1])
+        # The API sees each worker arrive on $sys.services.
+        await api.wait_line(rf"services: added work\.square {ready[1]} \(\d now\)")
+    await api.wait_line(r"sending 600 requests, 9 at a time, to 3 worker\(s\)")
+
+    # Kill w2 in the middle of the load.
+    await api.wait_line(r"progress 100/600")
+    victim, victim_id = workers["w2"]
+    await victim.kill()
+    await api.wait_line(rf"services: removed work\.square {victim_id} \(2 now\)")
+
+    assert await api.wait_exit(timeout=20) == 0, api.describe()
+    summary = json.loads((await api.wait_line(r"summary (\{.*\})"))[1])
+    failed = summary["failed"]
+    # Nothing lost: every request was answered, except those w2 held when it
+    # died, which failed with responder_lost (at most one per sender).
+    assert set(failed) <= {"responder_lost"}, api.describe()
+    lost = failed.get("responder_lost", 0)
+    assert summary["ok"] + lost == requests
+    assert 1 <= lost <= concurrency, api.describe()
+    assert len(api.matching(r"request \d+ failed: responder_lost")) == lost
+    assert sum(summary["byWorker"].values()) == summary["ok"]
+    assert all(summary["byWorker"].get(name, 0) > 0 for name in workers), summary
+    assert summary["byWorker"]["w2"] < summary["byWorker"]["w1"]  # nothing went to w2 once it was gone
