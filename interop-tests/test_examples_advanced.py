@@ -1,0 +1,230 @@
+"""Smoke tests of the advanced examples (examples/job-queue, resilience,
+gateway-service-client): each runs as a user would run it, in its own
+processes against the real server on a free port (IPC_PORT), and its printed
+lines are checked. The resilience demo starts and restarts its own server.
+
+Every wait is bounded and waits on an output line or an exit, never a fixed
+sleep; every process started here is killed on teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from conftest import LINE_LIMIT, ROOT, WAIT_S
+
+EXAMPLES = ROOT / "examples"
+
+
+class Example:
+    """One example script in its own process; its stdout is kept line by line."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.argv, self.env = argv, env
+        self.lines: list[str] = []
+        self.log = tempfile.TemporaryFile()
+        self.proc: asyncio.subprocess.Process | None = None
+        self._changed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> Example:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdout=asyncio.subprocess.PIPE, stderr=self.log, cwd=ROOT, env=self.env, limit=LINE_LIMIT,
+            start_new_session=True,  # its own process group, so kill() also reaches a server it started
+        )
+        self._reader = asyncio.ensure_future(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            self.lines.append(line.decode(errors="replace").rstrip("\n"))
+            self._changed.set()
+        self._changed.set()
+
+    def describe(self) -> str:
+        self.log.seek(0)
+        stderr = self.log.read().decode(errors="replace")[-3000:]
+        return f"{' '.join(self.argv[1:])}\n--- stdout ---\n" + "\n".join(self.lines[-60:]) + f"\n--- stderr ---\n{stderr}"
+
+    async def wait_line(self, pattern: str, *, timeout: float = WAIT_S) -> re.Match[str]:
+        """The first line (printed so far or later) that matches ``pattern`` in full."""
+        regex = re.compile(pattern)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for line in self.lines:
+                if m := regex.fullmatch(line):
+                    return m
+            remaining = deadline - loop.time()
+            if remaining <= 0 or (self._reader is not None and self._reader.done()):
+                raise AssertionError(f"no line matching {pattern!r} within {timeout} s: {self.describe()}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+
+    def matching(self, pattern: str) -> list[re.Match[str]]:
+        regex = re.compile(pattern)
+        return [m for line in self.lines if (m := regex.fullmatch(line))]
+
+    async def wait_exit(self, *, timeout: float = WAIT_S) -> None:
+        assert self.proc is not None and self._reader is not None
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), timeout)
+            await asyncio.wait_for(self._reader, timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise AssertionError(f"did not exit within {timeout} s: {self.describe()}") from None
+        assert code == 0, f"exited {code}: {self.describe()}"
+
+    async def kill(self) -> None:
+        """SIGKILL to the example and whatever it started (its process group)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await asyncio.wait_for(self.proc.wait(), WAIT_S)
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+@pytest.fixture
+async def example(node: str) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await example("job-queue/worker.js", *args, port=server.port)``.
+
+    ``.py`` scripts run with this interpreter, ``.js`` ones with the Node of
+    the ``node`` fixture, with IPC_HOST=127.0.0.1 and IPC_PORT=``port``.
+    """
+    started: list[Example] = []
+
+    async def run(script: str, *args: str, port: int) -> Example:
+        path = str(EXAMPLES / script)
+        argv = [node, path, *args] if script.endswith(".js") else [sys.executable, path, *args]
+        env = {**os.environ, "IPC_HOST": "127.0.0.1", "IPC_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        proc = await Example(argv, env).start()
+        started.append(proc)
+        return proc
+
+    yield run
+    for proc in started:
+        await proc.kill()
+
+
+# -- 5. job queue ----------------------------------------------------------------
+
+JOB_SUMMARY = [
+    "summary: 6 jobs, 5 done, 1 dead",
+    "  job-1  square     priority 0  done attempts 1  result 49",
+    "  job-2  wordcount  priority 5  done attempts 1  result 4",
+    '  job-3  flaky      priority 1  done attempts 3  result "ok on attempt 3"',
+    '  job-4  parse      priority 0  done attempts 1  result {"ok":true}',
+    "  job-5  parse      priority 9  dead attempts 3  error JobError: payload is not valid JSON",
+    "  job-6  square     priority 5  done attempts 1  result 144",
+]
+
+
+async def test_job_queue(start_server: Callable[..., Any], example: Callable[..., Any]) -> None:
+    """Jobs submitted from Node before any worker exists are dispatched by
+    priority once workers (Node and Python) register; a job that fails twice
+    succeeds on its third attempt after 0.1 s and 0.2 s backoffs; a poison job
+    is published on jobs.dead after 3 attempts; both sides print the same summary."""
+    server = await start_server()
+    manager = await example("job-queue/manager.py", port=server.port)
+    await manager.wait_line(r"manager ready on .*")
+    producer = await example("job-queue/producer.js", port=server.port)
+    await producer.wait_line(r"submitted 6 jobs; waiting for them to finish")
+    assert [m[1] for m in producer.matching(r"submitted (job-\d) .*")] == [f"job-{i}" for i in range(1, 7)]
+    assert manager.matching(r"dispatch .*") == []  # no worker yet: every job waits
+
+    workers = [await example("job-queue/worker.js", "node-w", port=server.port), await example("job-queue/worker.py", "py-w", port=server.port)]
+    for w in workers:
+        await w.wait_line(r"worker \S+ ready")
+    await producer.wait_exit(timeout=20)
+
+    assert producer.lines[-len(JOB_SUMMARY):] == JOB_SUMMARY
+    assert producer.matching(r"dead letter: .*")[0][0] == (
+        "dead letter: job-5 parse after 3 attempts (JobError: payload is not valid JSON)"
+    )
+    await manager.wait_line(re.escape(JOB_SUMMARY[-1]))
+    assert manager.lines[-len(JOB_SUMMARY):] == JOB_SUMMARY
+    # First attempts leave in priority order, first come first served within one.
+    firsts = [m[1] for m in manager.matching(r"dispatch (job-\d) \S+ priority \d+ attempt 1")]
+    assert firsts == ["job-5", "job-2", "job-6", "job-3", "job-1", "job-4"]
+    retries = [m[0] for m in manager.matching(r"retry job-3 .*")]
+    assert retries == [
+        "retry job-3 in 0.1 s: attempt 1 failed (JobError: upstream busy)",
+        "retry job-3 in 0.2 s: attempt 2 failed (JobError: upstream busy)",
+    ]
+    assert len(manager.matching(r"dead job-5 after 3 attempts: JobError: payload is not valid JSON")) == 1
+    done_by = {m[1] for m in manager.matching(r"done job-\d by (\S+) on attempt \d+: .*")}
+    assert done_by <= {"node-w", "py-w"} and done_by
+    attempts = sum(len(w.matching(r"\S+ job-\d attempt \d (done|failed: .*)")) for w in workers)
+    assert attempts == 4 * 1 + 3 + 3  # four jobs done at once, job-3 and job-5 three times each
+
+
+# -- 6. resilience -----------------------------------------------------------------
+
+
+async def test_resilience_demo(example: Callable[..., Any]) -> None:
+    """The demo starts its own server on a free port, crashes and restarts it:
+    events in order, backoff delays doubling from 0.2 s, three requests queued
+    and answered by priority after the restart, the breaker open then closed."""
+    demo = await example("resilience/demo.py", port=0)
+    await demo.wait_exit(timeout=25)
+    lines = demo.lines
+    events = [line for line in lines if line.startswith("event: ")]
+    assert events[:3] == ["event: connecting", "event: connected", "event: disconnected (connection_lost)"]
+    delays = [(int(m[1]), float(m[2])) for m in demo.matching(r"event: reconnecting attempt=(\d+) delay=([\d.]+)s")]
+    assert len(delays) >= 3
+    assert delays == [(n, min(0.2 * 2 ** (n - 1), 2.0)) for n in range(1, len(delays) + 1)]
+    assert f"event: reconnected after {len(delays)} attempt(s)" in events
+
+    assert "queue: size=3 by_priority={0: 1, 1: 1, 5: 1}" in lines
+    replay = [m[1] for m in demo.matching(r"  handling order (\d) \(priority \d\)")]
+    assert replay == ["1", "3", "4", "2"]  # order 1 before the crash, then by priority
+    assert [line for line in lines if line.startswith("delivered: ")] == [f"delivered: order {n} -> created" for n in (2, 3, 4)]
+    assert "queue: size=0 dropped=0" in lines
+    assert lines.index("server: crash (SIGKILL)") < lines.index("queue: size=3 by_priority={0: 1, 1: 1, 5: 1}")
+
+    calls = [line for line in lines if line.startswith("call: ")]
+    assert calls[:3] == [f"call: {i} inventory.check -> no_responders" for i in (1, 2, 3)]
+    assert calls[3] == "call: 4 inventory.check -> circuit_open (retry after 1.0s)"
+    assert calls[4] == "call: trial inventory.check -> stock 7"
+    circuit = [line.split()[1] for line in events if line.startswith("event: circuit_")]
+    assert circuit == ["circuit_open", "circuit_half_open", "circuit_closed"]
+    assert [line for line in lines if line.startswith("breaker: ")] == ["breaker: open", "breaker: closed"]
+    assert lines[-1] == "done: ok"
+
+
+# -- 7. gateway with a service client ------------------------------------------------
+
+
+async def test_gateway_service_client(start_server: Callable[..., Any], example: Callable[..., Any]) -> None:
+    """Per-service rows with the exact request, error and timeout counts of the
+    mixed load, plausible rates and latencies, both services healthy."""
+    server = await start_server()
+    gateway = await example("gateway-service-client/gateway.py", port=server.port)
+    await gateway.wait_exit(timeout=20)
+    row = r"(\w+) +(\d+) +(\d+) +(\d+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)  (healthy|DOWN) \(1 server\)"
+    rows = {m[1]: m for m in gateway.matching(row)}
+    assert set(rows) == {"pricing", "inventory"}
+    assert [int(rows["pricing"][i]) for i in (2, 3, 4)] == [120, 10, 0]
+    assert [int(rows["inventory"][i]) for i in (2, 3, 4)] == [80, 5, 5]
+    for m in rows.values():
+        rate, avg, p50, p99 = (float(m[i]) for i in (5, 6, 7, 8))
+        assert rate > 0 and 0 < p50 <= p99 and avg > 0
+        assert m[9] == "healthy"
+    assert float(rows["inventory"][8]) >= 100  # the timeouts are in the tail
+    assert "errors pricing: handler_error=10" in gateway.lines
+    assert "errors inventory: timeout=5" in gateway.lines
