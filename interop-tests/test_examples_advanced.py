@@ -107,10 +107,10 @@ async def example(node: str) -> AsyncIterator[Callable[..., Any]]:
     """
     started: list[Example] = []
 
-    async def run(script: str, *args: str, port: int) -> Example:
+    async def run(script: str, *args: str, port: int, **extra_env: str) -> Example:
         path = str(EXAMPLES / script)
         argv = [node, path, *args] if script.endswith(".js") else [sys.executable, path, *args]
-        env = {**os.environ, "IPC_HOST": "127.0.0.1", "IPC_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "IPC_HOST": "127.0.0.1", "IPC_PORT": str(port), "PYTHONUNBUFFERED": "1", **extra_env}
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         proc = await Example(argv, env).start()
         started.append(proc)
@@ -172,6 +172,16 @@ async def test_job_queue(start_server: Callable[..., Any], example: Callable[...
     attempts = sum(len(w.matching(r"\S+ job-\d attempt \d (done|failed: .*)")) for w in workers)
     assert attempts == 4 * 1 + 3 + 3  # four jobs done at once, job-3 and job-5 three times each
 
+
+
+async def test_job_queue_in_one_command(node: str, example: Callable[..., Any]) -> None:
+    """run.py starts the server, the manager, the producer and both workers,
+    prints their lines with a prefix and stops them all at the end."""
+    run = await example("job-queue/run.py", port=0, NODE=node)
+    await run.wait_exit(timeout=20)
+    producer = [m[1] for m in run.matching(r"\[producer\] (.*)")]
+    assert producer[-len(JOB_SUMMARY):] == JOB_SUMMARY
+    assert run.matching(r"\[node-w  \] worker node-w ready") and run.matching(r"\[py-w    \] worker py-w ready")
 
 # -- 6. resilience -----------------------------------------------------------------
 
