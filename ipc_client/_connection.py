@@ -68,10 +68,18 @@ class ClientConnection(asyncio.Protocol):
         if drain is not None and not drain.done():
             drain.set_result(None)
 
-    async def drain(self) -> None:
-        """Wait while the transport's buffer is over its high-water mark."""
-        if self._drain is not None:
-            await asyncio.shield(self._drain)
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait while the transport's buffer is over its high-water mark;
+        False if it still is after ``timeout`` seconds."""
+        if self._drain is None:
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drain), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.resume_writing()  # release writers; their next write sees the closed connection

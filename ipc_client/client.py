@@ -33,7 +33,9 @@ from ipc_protocol import (
     Message,
     MessageType,
     NotConnected,
+    ProtocolError,
     QueueFull,
+    RemoteError,
     RequestTimeout,
     decode_message,
     encode_frame,
@@ -228,19 +230,20 @@ class IPCClient:
         self._queue = OfflineQueue(queue_max_size, queue_max_bytes, queue_overflow)
         self._queue_timer: asyncio.TimerHandle | None = None
         self._replaying = False
-        self._store = QueueStore(queue_path) if queue_path else None
-        self._store_loaded = False
+        self.queue_path = queue_path
+        self._store: QueueStore | None = None  # open from connect() until the queue is given up
         if circuit_breaker is True:
             circuit_breaker = CircuitBreakerOptions()
         self._breaker_options: CircuitBreakerOptions | None = circuit_breaker or None
         self._breakers: dict[str, CircuitBreaker] = {}
         self._metrics = ClientMetrics()
+        self._generation = 0  # bumped by connect() and disconnect(): stale attempts know
+        self._replay_task: asyncio.Task[None] | None = None
         self._last_pong: float | None = None  # loop time
         self._loop: asyncio.AbstractEventLoop | None = None
         self.max_concurrent_handlers = max_concurrent_handlers
         self._active_handlers = 0
-        self._held: collections.deque[tuple[ClientConnection | None, Callable[[], Awaitable[Any]]]] = collections.deque()
-        self._reading_paused: ClientConnection | None = None
+        self._held: collections.deque[tuple[ClientConnection | None, Callable[[], Awaitable[Any]], float | None]] = collections.deque()
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
             if cb is not None:
                 self.on(event, cb)
@@ -305,15 +308,18 @@ class IPCClient:
         while self._state is not ConnectionState.CONNECTED:
             if self._state not in (ConnectionState.RECONNECTING, ConnectionState.CONNECTING):
                 raise NotConnected(f"not connected ({self._state.value})")
-            waiter = loop.create_future()
-            self._state_waiters.append(waiter)
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 raise RequestTimeout("timed out waiting for the connection to come back")
+            waiter = loop.create_future()
+            self._state_waiters.append(waiter)
             try:
                 await asyncio.wait_for(waiter, remaining)
             except (asyncio.TimeoutError, TimeoutError):
                 raise RequestTimeout("timed out waiting for the connection to come back") from None
+            finally:
+                if waiter in self._state_waiters:
+                    self._state_waiters.remove(waiter)
 
     # -- connect / disconnect -----------------------------------------------
 
@@ -325,17 +331,17 @@ class IPCClient:
             await self._until_connected(None)
             return True
         self._loop = asyncio.get_running_loop()
+        self._generation += 1
+        generation = self._generation
         self._set_state(ConnectionState.CONNECTING)
         self._emit("connecting")
         self._load_persisted()
         try:
-            await self._open()
-            if self._state is not ConnectionState.CONNECTING:  # disconnect() ran meanwhile
-                self._abandon()
-                raise NotConnected("disconnect() was called while connecting")
+            await self._open(generation)
         except BaseException as exc:
-            if self._state is ConnectionState.CONNECTING:
+            if self._state is ConnectionState.CONNECTING and self._generation == generation:
                 self._set_state(ConnectionState.DISCONNECTED)
+                self._give_up_queue(NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}"))
             if isinstance(exc, IPCError) and not isinstance(exc, (ConnectionLost, RequestTimeout)):
                 raise
             if isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)):
@@ -343,21 +349,21 @@ class IPCClient:
             raise
         self._set_state(ConnectionState.CONNECTED)
         self._emit("connected", self.get_connection_info())
-        if self._queue and self._conn is not None:
-            await self._replay(self._conn)
+        self._ensure_replay()
         return True
 
-    def _abandon(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.abort()
-        self._drop_connection(conn, ConnectionLost("the client disconnected"))
+    def _abandon(self, conn: ClientConnection) -> None:
+        """Close the connection of an attempt that disconnect() made stale."""
+        conn.abort()
+        if self._conn is conn:
+            self._drop_connection(conn, ConnectionLost("the client disconnected"))
 
     async def disconnect(self) -> None:
         """Close the connection and stop reconnecting; pending calls fail with ConnectionLost."""
         if self._state in (ConnectionState.DISCONNECTED, ConnectionState.DISCONNECTING):
             return
         was_connected = self._state is ConnectionState.CONNECTED
+        self._generation += 1  # any attempt still opening is now stale
         self._set_state(ConnectionState.DISCONNECTING)
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
@@ -386,8 +392,12 @@ class IPCClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.disconnect()
 
-    async def _open(self) -> None:
-        """One connection attempt: TCP, handshake, then restore registrations (§3)."""
+    async def _open(self, generation: int) -> None:
+        """One connection attempt: TCP, handshake, then restore registrations (§3).
+
+        ``generation`` ties it to one connect()/reconnect; once disconnect()
+        has moved on, the attempt closes its own socket and never touches the
+        client's current connection."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connect_timeout
         self._metrics.attempt()
@@ -399,6 +409,9 @@ class IPCClient:
             ),
             self.connect_timeout,
         )
+        if generation != self._generation:
+            conn.abort()
+            raise NotConnected("disconnect() was called while connecting")
         self._conn = conn
         try:
             reply = await self._handshake(conn, deadline)
@@ -415,11 +428,11 @@ class IPCClient:
                 conn.decoder.max_frame_size = self._max_send
             self._start_heartbeat(conn, payload)
             await self._restore(conn, deadline)
+            if generation != self._generation:
+                raise NotConnected("disconnect() was called while connecting")
             self._metrics.opened(time.monotonic())
         except BaseException:
-            conn.abort()
-            if self._conn is conn:
-                self._conn = None
+            self._abandon(conn)
             raise
 
     async def _handshake(self, conn: ClientConnection, deadline: float) -> Message:
@@ -449,8 +462,25 @@ class IPCClient:
             todo += [(True, c) for c in self._services if (True, c) not in done]
             if not todo:
                 return
-            await asyncio.gather(*(self._restore_one(conn, serve, name, deadline) for serve, name in todo))
+            results = await asyncio.gather(*(self._restore_one(conn, serve, name, deadline) for serve, name in todo), return_exceptions=True)
+            for (serve, name), result in zip(todo, results):
+                if isinstance(result, RemoteError):
+                    self._refused(serve, name, result)  # reconnecting again would not change the answer
+                elif isinstance(result, BaseException):
+                    raise result
             done.update(todo)
+
+    def _refused(self, serve: bool, name: str, error: RemoteError) -> None:
+        log.error("the server refused to restore %s %r: %s", "responder" if serve else "subscription", name, error)
+        if serve:
+            self._services.pop(name, None)
+            registration = self._service_acks.pop(name, None)
+            if registration is not None and not registration.done():
+                registration._settle(error)
+        else:
+            self._subscriptions.pop(name, None)
+            self._sub_cache.clear()
+        self._emit("error", error)
 
     async def _restore_one(self, conn: ClientConnection, serve: bool, name: str, deadline: float) -> None:
         await self._subscribe_frame(conn, name, serve=serve, deadline=deadline)
@@ -482,8 +512,6 @@ class IPCClient:
         """Fail everything waiting on ``conn`` at once (never at its timeout)."""
         if conn is not None and self._conn is conn:
             self._conn = None
-        if self._reading_paused is conn:
-            self._reading_paused = None
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
@@ -496,6 +524,7 @@ class IPCClient:
                 fut.exception()  # mark retrieved: a caller may have gone already
 
     async def _reconnect_loop(self) -> None:
+        generation = self._generation
         attempt = 0
         started = asyncio.get_running_loop().time()
         while self._state is ConnectionState.RECONNECTING:
@@ -511,7 +540,7 @@ class IPCClient:
             if self._state is not ConnectionState.RECONNECTING:
                 return
             try:
-                await self._open()
+                await self._open(generation)
             except Unauthorized as exc:  # retrying cannot fix credentials
                 log.error("reconnect refused: %s", exc)
                 self._set_state(ConnectionState.DISCONNECTED)
@@ -521,8 +550,7 @@ class IPCClient:
             except (OSError, IPCError, asyncio.TimeoutError) as exc:
                 log.debug("reconnect attempt %d failed: %s", attempt, exc)
                 continue
-            if self._state is not ConnectionState.RECONNECTING:  # disconnect() ran meanwhile
-                self._abandon()
+            if self._state is not ConnectionState.RECONNECTING or self._conn is None:  # pragma: no cover
                 return
             self._reconnects += 1
             self._reconnect_task = None
@@ -530,8 +558,7 @@ class IPCClient:
             elapsed = asyncio.get_running_loop().time() - started
             self._emit("reconnected", {"attempts": attempt, "elapsed": elapsed})
             self._emit("connected", self.get_connection_info())
-            if self._queue and self._conn is not None:
-                await self._replay(self._conn)
+            self._ensure_replay()
             return
 
     # -- heartbeat (§9) ------------------------------------------------------
@@ -554,8 +581,6 @@ class IPCClient:
         loop = asyncio.get_running_loop()
         while conn is self._conn and conn.is_open:
             await asyncio.sleep(max(hb.next_check(loop.time()), 0.005))
-            if self._reading_paused is conn:
-                hb.received(loop.time())  # we stopped reading: that is not the server's silence
             action = hb.poll(loop.time())
             if action is HeartbeatAction.PING:
                 self._write(conn, ping_request(self.app_id))
@@ -624,23 +649,19 @@ class IPCClient:
                 log.exception("subscription handler for %r failed", msg.channel_id)
                 self._emit("error", exc)
 
-    def _admit(self, conn: ClientConnection | None, start: Callable[[], Awaitable[Any]]) -> None:
+    def _admit(self, conn: ClientConnection | None, start: Callable[[], Awaitable[Any]], expires: float | None = None) -> None:
         """Run inbound work now, or hold it while ``max_concurrent_handlers`` are busy.
 
-        Past four times that many held, the socket stops being read (TCP
-        backpressure on the server); responses and pings are never held, and
-        reading resumes once the backlog is down to the limit. ``conn`` is set
-        for requests: their answer is useless once that connection is gone.
+        The socket is never paused for it: responses to this client's own
+        requests must keep flowing, or a handler that makes a request could
+        wait on itself. ``conn`` is set for served requests: one whose
+        connection is gone, or whose deadline (``expires``, loop time) passed
+        while held, is dropped unrun, since the server has already answered it.
         """
-        limit = self.max_concurrent_handlers
-        if self._active_handlers < limit and not self._held:
+        if self._active_handlers < self.max_concurrent_handlers and not self._held:
             self._run_handler(start)
             return
-        self._held.append((conn, start))
-        current = self._conn
-        if len(self._held) > 4 * limit and self._reading_paused is None and current is not None and current.transport is not None:
-            current.transport.pause_reading()
-            self._reading_paused = current
+        self._held.append((conn, start, expires))
 
     def _run_handler(self, start: Callable[[], Awaitable[Any]]) -> None:
         self._active_handlers += 1
@@ -648,15 +669,12 @@ class IPCClient:
 
     def _handler_done(self, _task: asyncio.Task[Any]) -> None:
         self._active_handlers -= 1
+        now = asyncio.get_running_loop().time()
         while self._held and self._active_handlers < self.max_concurrent_handlers:
-            conn, start = self._held.popleft()
-            if conn is None or conn is self._conn:
-                self._run_handler(start)
-        paused = self._reading_paused
-        if paused is not None and len(self._held) <= self.max_concurrent_handlers:
-            self._reading_paused = None
-            if paused.is_open and paused.transport is not None:
-                paused.transport.resume_reading()
+            conn, start, expires = self._held.popleft()
+            if conn is not None and (conn is not self._conn or (expires is not None and expires <= now)):
+                continue
+            self._run_handler(start)
 
     async def _guard(self, aw: Awaitable[Any], msg: Message) -> None:
         try:
@@ -673,7 +691,8 @@ class IPCClient:
             if msg.message_type is MessageType.REQUEST:
                 self._write(conn, error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
             return
-        self._admit(conn, lambda: self._answer(conn, msg, fn))
+        expires = None if msg.timeout_ms is None else asyncio.get_running_loop().time() + msg.timeout_ms / 1000
+        self._admit(conn, lambda: self._answer(conn, msg, fn), expires)
 
     async def _answer(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
         try:
@@ -729,8 +748,27 @@ class IPCClient:
             raise
         if track:
             self._metrics.sent()
-        await conn.drain()
+        try:
+            await self._drain(conn, msg, deadline)
+        except BaseException:
+            self._forget(msg.message_id, fut)
+            if track:
+                self._metrics.failed()
+            raise
         return await self._await_reply(fut, track)
+
+    async def _drain(self, conn: ClientConnection, msg: Message, deadline: float) -> None:
+        """Wait for a full socket buffer to drain, but never past the call's deadline."""
+        if not await conn.drain(deadline - asyncio.get_running_loop().time()):
+            raise RequestTimeout(f"{msg.message_type.value} on {msg.channel_id!r}: the connection did not take it before the deadline")
+
+    def _forget(self, message_id: str, fut: asyncio.Future[Message]) -> None:
+        """Stop waiting for an answer nobody will read."""
+        entry = self._pending.pop(message_id, None)
+        if entry is not None and entry[1] is not None:
+            entry[1].cancel()
+        if not fut.done():
+            fut.cancel()
 
     def _start_call(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message]) -> None:
         """Register ``fut`` for the answer to ``msg`` and write it; never waits."""
@@ -807,7 +845,7 @@ class IPCClient:
             raise
         self._metrics.sent()
         self._metrics.delivered()
-        await conn.drain()  # a fast publisher waits for a slow socket
+        await self._drain(conn, msg, deadline)  # a fast publisher waits for a slow socket
         return None
 
     def _with_budget(self, msg: Message, deadline: float) -> Message:
@@ -837,6 +875,7 @@ class IPCClient:
         for victim in evicted:
             self._drop_entry(victim, QueueFull("evicted from the full offline queue"), "evicted")
         self._arm_queue_timer()
+        self._ensure_replay()  # connected, but behind a replay that may have stopped
         if waiter is None:
             return None
         try:
@@ -844,6 +883,18 @@ class IPCClient:
         finally:
             if self._queue.discard(entry):  # the caller was cancelled while queued
                 self._arm_queue_timer()
+
+    def _ensure_replay(self) -> None:
+        """Start sending the queue if it holds anything and nobody is sending it.
+
+        The replay is the client's own task, so a caller cancelling connect()
+        cannot stop it halfway and leave calls stuck behind it."""
+        conn = self._conn
+        if conn is None or self._state is not ConnectionState.CONNECTED or not self._queue:
+            return
+        if self._replay_task is None or self._replay_task.done():
+            self._replaying = True  # from now on, new calls queue behind it
+            self._replay_task = self._spawn(self._replay(conn))
 
     async def _replay(self, conn: ClientConnection) -> None:
         """Send the queue after a (re)connection: highest priority first, FIFO within one.
@@ -930,14 +981,16 @@ class IPCClient:
             if entry.waiter is None and entry.store_id is not None:
                 continue  # durable: the next start sends it
             self._drop_entry(entry, error, "gave_up")
-        self._store_loaded = False  # a later connect() reloads what stayed on disk
+        if self._store is not None:  # a later connect() reopens it and reloads what stayed
+            self._store.close()
+            self._store = None
         self._arm_queue_timer()
 
     def _load_persisted(self) -> None:
         """Put the messages a previous run left on disk back in the queue (once)."""
-        if self._store is None or self._store_loaded:
+        if self.queue_path is None or self._store is not None:
             return
-        self._store_loaded = True
+        self._store = QueueStore(self.queue_path)
         loop = asyncio.get_running_loop()
         stored, expired = self._store.load()
         self._queue.dropped += expired
@@ -1020,6 +1073,9 @@ class IPCClient:
             return result if isinstance(result, Message) else response_to(msg, result)
         try:
             reply = await self._submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)
+        except (ProtocolError, ValueError):  # refused locally: says nothing about the service
+            breaker.release(token)
+            raise
         except Exception as exc:
             breaker.record(token, exc)
             raise

@@ -335,3 +335,75 @@ async def test_served_requests_beyond_the_concurrency_bound_wait_their_turn(serv
     gate.set()
     assert await asyncio.wait_for(asyncio.gather(*calls), WAIT_S) == list(range(12))
     assert peak == 2
+
+
+async def test_calls_queued_while_connecting_go_out_and_later_calls_follow_them(server, proxy, via_proxy) -> None:
+    server.add_handler("echo", lambda m: m.payload if isinstance(m.payload, int) else len(m.payload))
+    client = await via_proxy(connect=False)
+    proxy.set_latency(0.05)  # the handshake takes a while: calls made meanwhile are queued
+    connecting = asyncio.ensure_future(client.connect())
+    await until(lambda: client.state.value == "connecting")
+    big = "x" * 1_000_000
+    queued = [asyncio.ensure_future(client.request("echo", big, timeout=WAIT_S)) for _ in range(8)]
+    proxy.set_latency(0)
+    await asyncio.wait_for(connecting, WAIT_S)
+    assert await client.request("echo", 7, timeout=WAIT_S) == 7  # behind the replay, not stuck
+    assert await asyncio.wait_for(asyncio.gather(*queued), WAIT_S) == [1_000_000] * 8
+    assert client.queue_stats()["size"] == 0
+
+
+async def test_a_call_blocked_on_a_full_socket_still_ends_at_its_deadline(proxy, via_proxy) -> None:
+    client = await via_proxy(heartbeat_interval=30.0)
+    proxy.blackhole(True)  # bytes stop flowing: the socket buffers fill up
+    loop = asyncio.get_running_loop()
+    payload = "y" * 8_000_000
+    for call in (client.request("sink", payload, timeout=0.5), client.publish("sink", payload, timeout=0.5)):
+        started = loop.time()
+        with pytest.raises(RequestTimeout):
+            await call
+        assert loop.time() - started < 0.5 + 1.0
+
+
+async def test_disconnect_then_connect_while_the_first_connect_is_opening(server, proxy, via_proxy) -> None:
+    server.add_handler("echo", lambda m: m.payload)
+    client = await via_proxy(connect=False)
+    proxy.set_latency(0.1)
+    first = asyncio.ensure_future(client.connect())
+    await until(lambda: proxy.accepted == 1)
+    await client.disconnect()
+    proxy.set_latency(0)
+    assert await client.connect()
+    with pytest.raises(NotConnected):
+        await first
+    assert await client.request("echo", "live", timeout=WAIT_S) == "live"
+    await until(lambda: proxy.connections == 1)  # the stale attempt closed its own socket
+    assert client.metrics()["active_connections"] == 1
+
+
+async def test_handlers_that_make_requests_do_not_deadlock_past_the_concurrency_bound(server, make_client) -> None:
+    server.add_handler("inner", lambda m: m.payload + 1)
+    worker = await make_client(max_concurrent_handlers=1)
+
+    async def outer(m: Any) -> Any:
+        return await worker.request("inner", m.payload, timeout=WAIT_S)
+
+    await worker.serve("outer", outer)
+    caller = await make_client()
+    results = await asyncio.wait_for(asyncio.gather(*(caller.request("outer", i, timeout=WAIT_S) for i in range(12))), WAIT_S)
+    assert results == [i + 1 for i in range(12)]
+
+
+async def test_calls_queued_during_a_failing_first_connect_fail_with_it(proxy, via_proxy) -> None:
+    proxy.blackhole(True)  # TCP connects, the handshake never completes
+    client = await via_proxy(connect=False, connect_timeout=0.3)
+    connecting = asyncio.ensure_future(client.connect())
+    await until(lambda: client.state.value == "connecting")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    queued = asyncio.ensure_future(client.request("x", timeout=WAIT_S))
+    with pytest.raises(NotConnected):
+        await connecting
+    with pytest.raises(NotConnected):
+        await asyncio.wait_for(queued, WAIT_S)
+    assert loop.time() - started < WAIT_S / 2  # at the failed connect, not at its own 5 s deadline
+    assert client.queue_stats()["size"] == 0
