@@ -161,7 +161,7 @@ class CircuitBreaker:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "name": self.name,
+            "key": self.name,
             "state": self.state.value,
             "consecutive_failures": self.consecutive_failures,
             "consecutive_successes": self.consecutive_successes,

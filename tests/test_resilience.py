@@ -259,7 +259,7 @@ async def test_circuit_breaker_opens_fails_fast_and_closes_again(server, via_pro
     client = await via_proxy(circuit_breaker=options)
     events: list[str] = []
     for name in ("circuit_open", "circuit_half_open", "circuit_closed"):
-        client.on(name, lambda snap, name=name: events.append(f"{name}:{snap['name']}"))
+        client.on(name, lambda snap, name=name: events.append(f"{name}:{snap['key']}"))
     for _ in range(2):
         with pytest.raises(NoResponders):
             await client.request("svc.down")

@@ -78,7 +78,7 @@ class Events:
         on("reconnecting", lambda e: f"attempt={e['attempt']} delay={e['delay']:.2f}s", self.reconnecting.put_nowait)
         on("reconnected", lambda e: f"after {e['attempts']} attempt(s)", lambda _: self.reconnected.set())
         for state in ("open", "half_open", "closed"):
-            on(f"circuit_{state}", lambda snap: f"{snap['name']} failures={snap['consecutive_failures']}")
+            on(f"circuit_{state}", lambda snap: f"{snap['key']} failures={snap['consecutive_failures']}")
 
     @staticmethod
     def _printer(client: IPCClient) -> Any:

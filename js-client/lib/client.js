@@ -1091,7 +1091,7 @@ class IPCClient extends EventEmitter {
       this._failWaiters(gone);
       this._abandonQueue(gone);
     }
-    this.emit('disconnected', err);
+    this.emit('disconnected', err ?? reason); // never null: a server that just closed is connection_lost
     if (err instanceof IpcError) this._emitError(err); // a protocol error or a heartbeat timeout
     if (this._state !== next) return; // a listener called disconnect() or connect()
     if (retry) this._reconnect();
