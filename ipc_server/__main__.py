@@ -13,9 +13,10 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from .config import ServerConfig, load_config
+from .config import LOOPS, ServerConfig, load_config
 from .server import run
 
 __all__ = ["main"]
@@ -51,7 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shutdown-grace", type=float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown (default 5)")
     p.add_argument("--token", help="shared secret clients must present in the handshake")
     p.add_argument("--expose-stacks", action="store_true", help="send handler stack traces to clients")
+    p.add_argument("--loop", choices=LOOPS, help="event loop: asyncio (default) or uvloop (pip install 'ipc-bridge[uvloop]')")
     return p
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory for ``--loop`` (None: asyncio's default).
+
+    Raises ``ImportError`` with an installation hint when uvloop is missing.
+    """
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise ImportError(f"--loop {name} needs the uvloop package: pip install 'ipc-bridge[uvloop]'") from exc
+    return uvloop.new_event_loop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         config: ServerConfig = load_config(path=path, overrides=overrides)
     except (ValueError, OSError) as exc:
         print(f"ipc_server: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        factory = loop_factory(config.loop)
+    except ImportError as exc:
+        print(f"ipc_server: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=config.log_level.upper(),
@@ -72,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ipc_server listening on {server.host}:{server.port}", flush=True)
 
     try:
-        asyncio.run(run(config, ready=ready))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(run(config, ready=ready))
     except OSError as exc:
         print(f"ipc_server: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ from ipc_protocol.constants import (
     MAX_FRAME_LIMIT,
 )
 
-__all__ = ["ServerConfig", "load_config", "ENV_PREFIX"]
+__all__ = ["ServerConfig", "load_config", "ENV_PREFIX", "LOOPS"]
 
 ENV_PREFIX = "IPC_SERVER_"
 
@@ -27,6 +27,9 @@ DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
 DEFAULT_MAX_OUTBOUND_BUFFER_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT_PER_CONNECTION = 1024
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
+# Event loops ``python -m ipc_server`` can run on; "uvloop" needs the optional
+# ``uvloop`` extra.
+LOOPS = ("asyncio", "uvloop")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +48,9 @@ class ServerConfig:
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     token: str | None = field(default=None, repr=False)
     expose_stacks: bool = False
+    # Only read by ``python -m ipc_server``: an embedded server runs on the
+    # loop its caller started.
+    loop: str = "asyncio"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -62,6 +68,8 @@ class ServerConfig:
             raise ValueError("heartbeat_interval_s must not be negative (0 or None turns heartbeats off)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"unknown log level {self.log_level!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)
