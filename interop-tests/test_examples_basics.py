@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -235,6 +236,8 @@ async def test_http_gateway(start_server, run_example):
     status, body = await http_json(port, "GET", "/health")
     assert (status, body["status"], body["bridge"]["state"]) == (200, "ok", "connected")
     assert (await http_json(port, "GET", "/nowhere"))[0] == 404
+    status, body = await http_json(port, "POST", "/api/users", {"email": "x@example.com"})
+    assert (status, body["error"]["code"], body["error"]["remote_type"]) == (502, "handler_error", "ValueError")
 
     # SSE: publications on users.created (the service publishes each new user).
     stream = await asyncio.to_thread(EventStream, port, "/events/users.created")
@@ -266,7 +269,7 @@ async def test_http_gateway(start_server, run_example):
 # -- python-workers -----------------------------------------------------------------
 
 
-async def test_python_workers_share_the_load_and_a_killed_one_loses_only_its_in_flight_requests(
+async def test_python_workers_share_the_load_and_only_a_killed_ones_in_flight_requests_fail(
     start_server, run_example
 ):
     requests, concurrency = 600, 9
@@ -304,3 +307,11 @@ async def test_python_workers_share_the_load_and_a_killed_one_loses_only_its_in_
     assert sum(summary["byWorker"].values()) == summary["ok"]
     assert all(summary["byWorker"].get(name, 0) > 0 for name in workers), summary
     assert summary["byWorker"]["w2"] < summary["byWorker"]["w1"]  # nothing went to w2 once it was gone
+
+    # Ctrl-C (SIGINT) stops a worker gracefully: it unregisters, finishes what
+    # it holds and exits.
+    survivor = workers["w3"][0]
+    assert survivor.proc is not None
+    survivor.proc.send_signal(signal.SIGINT)
+    await survivor.wait_line(r"worker w3 drained after \d+ requests")
+    assert await survivor.wait_exit() == 0, survivor.describe()

@@ -106,7 +106,7 @@ function readJson(req) {
     req.on('data', (chunk) => {
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
-        reject(Object.assign(new Error('body too large'), { status: 413 }));
+        reject(Object.assign(new Error('body too large'), { status: 413, code: 'too_large' }));
         req.destroy();
       } else {
         chunks.push(chunk);
@@ -116,7 +116,7 @@ function readJson(req) {
       try {
         resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
       } catch {
-        reject(Object.assign(new Error('body is not JSON'), { status: 400 }));
+        reject(Object.assign(new Error('body is not JSON'), { status: 400, code: 'bad_request' }));
       }
     });
     req.on('error', reject);
@@ -179,7 +179,7 @@ async function route(req, res) {
 const server = http.createServer((req, res) => {
   res.on('finish', () => console.log(`${req.method} ${req.url} ${res.statusCode}`));
   route(req, res).catch((err) => {
-    if (!res.headersSent) sendError(res, err.status || 500, err.status ? 'bad_request' : 'internal', err.message);
+    if (!res.headersSent) sendError(res, err.status || 500, err.status ? err.code : 'internal', err.message);
     else res.end();
   });
 });

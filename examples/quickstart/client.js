@@ -31,10 +31,8 @@ async function main() {
     const sum = await client.sendRequest('math.add', { a: 1, b: 2 });
     console.log('math.add ->', JSON.stringify(sum.payload));
   } catch (err) {
-    if (err.code === ErrorCode.NO_RESPONDERS) {
-      console.error('nobody serves', err.message, '- is examples/quickstart/service.py running?');
-    }
     await client.disconnect();
+    if (err.code === ErrorCode.NO_RESPONDERS) err.message += ' (is examples/quickstart/service.py running?)';
     throw err;
   }
 
