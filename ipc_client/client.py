@@ -1249,12 +1249,22 @@ class IPCClient:
         return register
 
     async def unserve(self, channel: str) -> None:
-        """Stop answering requests on ``channel``."""
-        if self._services.pop(channel, None) is None:
+        """Stop answering requests on ``channel``.
+
+        The handler keeps answering until the server has acknowledged: the
+        requests it forwarded before that arrive first on this connection,
+        and they run here rather than failing with ``no_responders`` while
+        another responder could have taken them."""
+        fn = self._services.get(channel)
+        if fn is None:
             return
         self._service_acks.pop(channel, None)
-        if self._state is ConnectionState.CONNECTED and self._conn is not None:
-            await self._subscribe_frame(self._conn, channel, serve=True, subscribe=False)
+        try:
+            if self._state is ConnectionState.CONNECTED and self._conn is not None:
+                await self._subscribe_frame(self._conn, channel, serve=True, subscribe=False)
+        finally:
+            if self._services.get(channel) is fn:
+                del self._services[channel]
 
     # -- public API: introspection ----------------------------------------------
 

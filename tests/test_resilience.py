@@ -407,3 +407,30 @@ async def test_calls_queued_during_a_failing_first_connect_fail_with_it(proxy, v
         await asyncio.wait_for(queued, WAIT_S)
     assert loop.time() - started < WAIT_S / 2  # at the failed connect, not at its own 5 s deadline
     assert client.queue_stats()["size"] == 0
+
+
+async def test_unserve_under_load_hands_requests_to_the_other_responder(server, make_client) -> None:
+    async def work(m: Any) -> Any:
+        await asyncio.sleep(0.002)
+        return m.payload
+
+    a = await make_client()
+    b = await make_client()
+    caller = await make_client()
+    await b.serve("c", work)
+    failures: list[str] = []
+
+    async def sender() -> None:
+        for i in range(150):
+            try:
+                assert await caller.request("c", i, timeout=WAIT_S) == i
+            except IPCError as exc:
+                failures.append(f"{exc.code}: {exc}")
+
+    load = asyncio.ensure_future(asyncio.gather(*(sender() for _ in range(10))))
+    for _ in range(8):  # a comes and goes while b serves throughout
+        await a.serve("c", work)
+        await asyncio.sleep(0.02)
+        await a.unserve("c")
+    await asyncio.wait_for(load, 30)
+    assert failures == []
