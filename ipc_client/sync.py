@@ -10,6 +10,7 @@ themselves without stalling the loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,11 @@ class SyncIPCClient:
         self._thread.start()
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipc-client-handlers")
         self._wrappers: dict[tuple[str, int], list[Callable[[Message], None]]] = {}
+        # ``_closed`` and ``_pending`` change together under ``_lock``: a call
+        # is either refused or submitted before close() stops the loop, and
+        # close() fails whatever the stopped loop never finished.
+        self._lock = threading.Lock()
+        self._pending: set[concurrent.futures.Future[Any]] = set()
         self._closed = False
 
         async def make() -> IPCClient:  # on the loop's thread: a queue file opened there stays there
@@ -57,29 +63,47 @@ class SyncIPCClient:
 
     # -- plumbing -------------------------------------------------------------
 
-    def _check(self) -> None:
+    @staticmethod
+    def _check_blocking() -> None:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             pass
         else:
             raise RuntimeError("SyncIPCClient blocks; inside a running event loop use IPCClient (or call it via asyncio.to_thread)")
-        if self._closed:
-            raise NotConnected("the client is closed")
 
-    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
-        """Run ``make()`` on the client's loop and wait for its result."""
-        self._check()
+    def _submit(self, make: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Start ``make()`` on the loop unless the client is closed (checked
+        under the lock close() takes before it stops the loop)."""
 
         async def run() -> T:
             return await make()
 
-        fut = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        with self._lock:
+            if self._closed:
+                raise NotConnected("the client is closed")
+            fut = asyncio.run_coroutine_threadsafe(run(), self._loop)
+            self._pending.add(fut)
+        return fut
+
+    def _wait(self, fut: concurrent.futures.Future[T]) -> T:
         try:
             return fut.result()
+        except concurrent.futures.CancelledError:
+            if self._closed:  # cancelled by close() stopping the loop's tasks
+                raise NotConnected("the client was closed during the call") from None
+            raise
         except BaseException:
             fut.cancel()  # interrupted (Ctrl-C): do not leave the call running
             raise
+        finally:
+            with self._lock:
+                self._pending.discard(fut)
+
+    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make()`` on the client's loop and wait for its result."""
+        self._check_blocking()
+        return self._wait(self._submit(make))
 
     def _read(self, fn: Callable[[], T]) -> T:
         """Call a non-blocking client method on the loop's thread."""
@@ -124,16 +148,33 @@ class SyncIPCClient:
         self._run(self._client.disconnect)
 
     def close(self) -> None:
-        """Disconnect and stop the background thread; later calls raise NotConnected."""
+        """Disconnect and stop the background thread; later calls raise NotConnected.
+
+        Calls that other threads are blocked in end too: with the
+        connection's error if it closes under them, else with NotConnected.
+        """
         if self._closed:
             return
-        self._check()
-        try:
-            self._run(self._shutdown)
-        finally:
+        self._check_blocking()
+        with self._lock:
+            if self._closed:
+                return
+            # From here no call is submitted; the shutdown below is the last.
             self._closed = True
+            shutdown = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        try:
+            shutdown.result()
+        finally:
             self._stop_loop()
             self._workers.shutdown(wait=False)
+            with self._lock:
+                leftovers, self._pending = self._pending, set()
+            for fut in leftovers:
+                if not fut.done():
+                    try:
+                        fut.set_exception(NotConnected("the client was closed before the call ran"))
+                    except concurrent.futures.InvalidStateError:
+                        pass  # it finished meanwhile (the loop outlived the stop timeout)
 
     async def _shutdown(self) -> None:
         await self._client.disconnect()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from ipc_client import ConnectionState, SyncIPCClient
-from ipc_protocol import Message, NoResponders, NotConnected, RequestTimeout
+from ipc_protocol import ConnectionLost, Message, NoResponders, NotConnected, RequestTimeout
 from ipc_server import IPCServer
 
 WAIT_S = 5.0
@@ -138,6 +138,42 @@ def test_close_stops_the_thread_and_later_calls_fail(tserver: ThreadedServer) ->
     with pytest.raises(NotConnected):
         c.request("echo", 1)
     c.close()  # twice is fine
+
+
+def test_close_ends_the_calls_other_threads_are_making(tserver: ThreadedServer) -> None:
+    # close() used to stop the loop while another thread was between its
+    # closed-check and submitting its call: that call never ran, so the thread
+    # blocked forever (or got RuntimeError once the loop was closed).
+    for _ in range(8):
+        c = SyncIPCClient("app", "127.0.0.1", tserver.port)
+        c.connect()
+        outcomes: list[object] = []
+        stop = threading.Event()
+
+        def caller() -> None:
+            while not stop.is_set():
+                try:
+                    c.request("echo", 1, timeout=WAIT_S)
+                    outcomes.append("ok")
+                except Exception as exc:
+                    outcomes.append(exc)
+
+        threads = [threading.Thread(target=caller, daemon=True) for _ in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + WAIT_S
+        while outcomes.count("ok") < 8 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert outcomes.count("ok") >= 8
+        c.close()
+        stop.set()
+        for t in threads:
+            t.join(WAIT_S)
+        assert not any(t.is_alive() for t in threads), "a call was still blocked after close()"
+        errors = [o for o in outcomes if o != "ok"]
+        assert all(isinstance(e, (NotConnected, ConnectionLost)) for e in errors), {type(e).__name__ for e in errors}
+        with pytest.raises(NotConnected):
+            c.request("echo", 1)
 
 
 def test_bad_arguments_raise_at_construction() -> None:
