@@ -3,7 +3,9 @@
 A pool per server; each call goes to one healthy server chosen by the
 strategy and moves to the next on errors that say "not here" (the server is
 gone or has nobody to answer), within the call's original deadline. Health
-checks take servers out of rotation and put them back.
+checks take servers out of rotation and put them back; so does a server's
+pool opening a connection, or a call through the server succeeding, which
+brings a server back without health checks too.
 
 Calls share each server's pooled connections (:meth:`ConnectionPool.lease`):
 a client multiplexes, so one connection per server is not one call at a
@@ -23,7 +25,7 @@ from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .balancing import Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
-from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool
+from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
 
 __all__ = ["LoadBalancedClient", "FAILOVER_CODES", "SERVER_DOWN_CODES"]
 
@@ -56,7 +58,9 @@ class LoadBalancedClient:
         min_connections, max_connections: each server's pool.
         acquire_timeout, idle_timeout: each server's pool.
         rng: the random source of the ``random`` strategy.
-        client_options: passed to every pooled :class:`IPCClient`.
+        client_options: passed to every pooled :class:`IPCClient`, except
+            ``queue_path`` (ValueError): a persisted outbox belongs to one
+            client, not to every connection of every server.
 
     Events (``on(name, cb)``): ``server_down(snapshot, error)``,
     ``server_up(snapshot)``.
@@ -81,6 +85,7 @@ class LoadBalancedClient:
             raise ValueError("health_check_interval must be positive or None")
         if health_check_timeout <= 0:
             raise ValueError("health_check_timeout must be positive")
+        _refuse_queue_path("LoadBalancedClient", client_options)
         self.app_id = app_id
         self.servers: list[Server] = [parse_server(s) for s in servers]
         self._balancer = Balancer(self.servers, strategy, rng=rng)
@@ -96,6 +101,8 @@ class LoadBalancedClient:
                 acquire_timeout=acquire_timeout, idle_timeout=idle_timeout, **client_options,
             )
             pool.on("member_lost", lambda client, error, s=server: self._mark_down(s, error))
+            # A new connection means the server is back, health checks or not.
+            pool.on("member_created", lambda client, s=server: self._mark_up(s))
             self._pools[server] = pool
         self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
         self._health_task: asyncio.Task[None] | None = None
@@ -254,6 +261,7 @@ class LoadBalancedClient:
                 async with self._pools[server].lease(left) as client:
                     result = await call(client, max(deadline - loop.time(), 0.001))
                 failed = False
+                self._mark_up(server)  # it answered: in rotation, if a concurrent failure took it out
                 return result
             except IPCError as exc:
                 if exc.code not in FAILOVER_CODES:

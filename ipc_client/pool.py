@@ -12,7 +12,10 @@ Two ways to use a member:
   calls on one connection), the one with the fewest calls in flight; a new
   one is opened while below ``max_connections`` if every member is busy. The
   load balancer uses this, so one connection per server is not one call at
-  a time per server.
+  a time per server. When callers wait because every member is held by
+  ``acquire()``, a member given back is handed to all of the waiting
+  lessees at once, while the waiting ``acquire()`` callers still get
+  members of their own, first come first served.
 
 Subscriptions and responders made through the pool live on one member, the
 *registrar*; when it dies they are restored on its replacement before that
@@ -80,7 +83,10 @@ class ConnectionPool:
             before raising ``RequestTimeout``.
         idle_timeout: seconds after which an unused member above
             ``min_connections`` is closed; None keeps them.
-        client_options: passed to every member's :class:`IPCClient`.
+        client_options: passed to every member's :class:`IPCClient`, except
+            ``queue_path`` (ValueError): a persisted outbox belongs to one
+            client, and members sharing the file would each replay all of it.
+            ``reconnect`` is refused too: the pool replaces dead members.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class ConnectionPool:
             raise ValueError("timeouts must be positive")
         if client_options.pop("reconnect", False):
             raise ValueError("pool members do not reconnect: the pool replaces them")
+        _refuse_queue_path("ConnectionPool", client_options)
         self.app_id = app_id
         self.host = host
         self.port = port
@@ -113,7 +120,9 @@ class ConnectionPool:
 
         self._members: list[_Member] = []
         self._opening = 0
-        self._waiters: collections.deque[asyncio.Future[_Member | None]] = collections.deque()
+        # Callers waiting for a member, FIFO: (future, shared) where shared
+        # marks a lease() waiter, which may be given a member other lessees use.
+        self._waiters: collections.deque[tuple[asyncio.Future[_Member | None], bool]] = collections.deque()
         self._closed = False
         self._total_created = 0
         self._total_destroyed = 0
@@ -180,7 +189,7 @@ class ConnectionPool:
             if task is not None:
                 task.cancel()
         waiters, self._waiters = self._waiters, collections.deque()
-        for fut in waiters:
+        for fut, _ in waiters:
             if not fut.done():
                 fut.set_exception(NotConnected("the pool was closed"))
         members, self._members = self._members, []
@@ -266,8 +275,7 @@ class ConnectionPool:
         self._check_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.acquire_timeout if timeout is None else timeout)
-        member = await self._pick_shared(deadline)
-        member.shared += 1
+        member = await self._pick_shared(deadline)  # counts this lessee in member.shared
         try:
             yield member.client
         finally:
@@ -275,63 +283,84 @@ class ConnectionPool:
             self._after_use(member)
 
     async def _pick_shared(self, deadline: float) -> _Member:
+        """A member for one more lessee, with ``shared`` already counting it."""
         open_ = [m for m in self._members if m.usable and not m.leased]
         best = min(open_, key=lambda m: m.shared) if open_ else None
         if best is not None and (best.shared == 0 or self._size() >= self.max_connections):
+            best.shared += 1
             return best
         if best is not None:
             try:
                 member = await self._create(deadline)
             except (IPCError, OSError) as exc:
                 log.debug("extra member for %s:%s not opened (%s); sharing a busy one", self.host, self.port, exc)
-                return best
+                if best.usable and not best.leased:
+                    best.shared += 1
+                    return best
+                return await self._grow_or_wait(deadline, shared=True)
+            member.shared += 1
             self._members.append(member)
+            self._share(member)
             return member
-        member = await self._grow_or_wait(deadline)
-        member.leased = False  # a hand-off from an exclusive release: now shared
-        return member
+        return await self._grow_or_wait(deadline, shared=True)
 
     # -- growth, waiting, hand-off --------------------------------------------------
 
     def _size(self) -> int:
         return len(self._members) + self._opening
 
-    async def _grow_or_wait(self, deadline: float) -> _Member:
-        """A new member if there is room, else one handed over by a release."""
+    async def _grow_or_wait(self, deadline: float, *, shared: bool = False) -> _Member:
+        """A new member if there is room, else one handed over by a release.
+
+        With ``shared`` (a lessee) the member comes with ``shared`` counting
+        the caller and may be shared with other lessees; otherwise it comes
+        ``leased``.
+        """
         loop = asyncio.get_running_loop()
         while True:
             if self._size() < self.max_connections:
                 member = await self._create(deadline)
                 self._members.append(member)
+                if shared:
+                    member.shared += 1
+                    self._share(member)  # lessees waiting meanwhile need not wait for another
+                else:
+                    member.leased = True
                 return member
             fut: asyncio.Future[_Member | None] = loop.create_future()
-            self._waiters.append(fut)
+            self._waiters.append((fut, shared))
             try:
                 await asyncio.wait((fut,), timeout=max(deadline - loop.time(), 0))
             except asyncio.CancelledError:
-                self._abandon_wait(fut)
+                self._abandon_wait(fut, shared)
                 raise
             if not fut.done():
-                self._abandon_wait(fut)
+                self._abandon_wait(fut, shared)
                 raise RequestTimeout(
                     f"no connection to {self.host}:{self.port} free within the acquire timeout"
                     f" ({self.max_connections} in use)"
                 )
             member = fut.result()  # raises NotConnected if the pool closed
             if member is not None and member.usable:
-                member.leased = True
-                return member
+                return member  # reserved for this caller by _hand_off
             if member is not None:  # died between hand-off and wake-up
-                member.leased = False
-                self._after_use(member)
+                self._unreserve(member, shared)
             # None: a slot was freed; loop to open a member in it.
 
-    def _abandon_wait(self, fut: asyncio.Future[_Member | None]) -> None:
+    def _unreserve(self, member: _Member, shared: bool) -> None:
+        """Undo a hand-off's reservation of ``member`` for a waiter."""
+        if shared:
+            member.shared -= 1
+        else:
+            member.leased = False
+        self._after_use(member)
+
+    def _abandon_wait(self, fut: asyncio.Future[_Member | None], shared: bool) -> None:
         """A waiter gave up: pass on whatever it had been handed meanwhile."""
         if not fut.done():
             fut.cancel()
             try:
-                self._waiters.remove(fut)
+                self._waiters.remove((fut, shared))
             except ValueError:
                 pass
             return
@@ -340,19 +369,46 @@ class ConnectionPool:
             if member is None:
                 self._slot_freed()
             else:
-                member.leased = False
-                self._after_use(member)
+                self._unreserve(member, shared)
 
     def _hand_off(self, member: _Member | None) -> bool:
-        """Give ``member`` (or, with None, a free slot) to the first waiter."""
+        """Give an idle ``member`` (or, with None, a free slot) to the first waiter.
+
+        A member that goes to a lessee goes to every waiting lessee: they
+        can all share it. The member is reserved for the waiters it went to
+        (``leased``, or ``shared`` counting them) so that nobody else takes
+        it before they wake.
+        """
         while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                if member is not None:
-                    member.leased = True  # nobody else may take it before the waiter wakes
+            fut, shared = self._waiters.popleft()
+            if fut.done():
+                continue
+            if member is None:
+                fut.set_result(None)
+            elif shared:
+                member.shared += 1
                 fut.set_result(member)
-                return True
+                self._share(member)
+            else:
+                member.leased = True
+                fut.set_result(member)
+            return True
         return False
+
+    def _share(self, member: _Member) -> None:
+        """Give ``member``, which lessees may use, to every lessee still waiting."""
+        if not self._waiters or not member.usable or member.leased:
+            return
+        keep: collections.deque[tuple[asyncio.Future[_Member | None], bool]] = collections.deque()
+        for fut, shared in self._waiters:
+            if fut.done():
+                continue
+            if shared:
+                member.shared += 1
+                fut.set_result(member)
+            else:
+                keep.append((fut, shared))
+        self._waiters = keep
 
     def _after_use(self, member: _Member) -> None:
         """Bookkeeping when a member stops being used by one caller."""
@@ -634,7 +690,7 @@ class ConnectionPool:
             "total": len(self._members),
             "available": sum(1 for m in self._members if m.usable and not m.busy),
             "in_use": sum(1 for m in self._members if m.busy),
-            "pending": sum(1 for f in self._waiters if not f.done()),
+            "pending": sum(1 for f, _ in self._waiters if not f.done()),
             "total_created": self._total_created,
             "total_destroyed": self._total_destroyed,
         }
@@ -665,6 +721,17 @@ class ConnectionPool:
         return (
             f"<ConnectionPool {self.app_id!r} {self.host}:{self.port} total={s['total']} available={s['available']}"
             f" in_use={s['in_use']} pending={s['pending']}{' closed' if self._closed else ''}>"
+        )
+
+
+def _refuse_queue_path(owner: str, client_options: dict[str, Any]) -> None:
+    """A persisted outbox belongs to one client: members given the same file
+    would share it and each replay every row in it."""
+    if client_options.get("queue_path") is not None:
+        raise ValueError(
+            f"{owner} does not take queue_path: a persisted outbox belongs to one client, and its"
+            " pooled connections would share the file and each replay all of it;"
+            " give a single IPCClient its own queue_path instead"
         )
 
 

@@ -17,6 +17,7 @@ from ipc_protocol import ErrorCode, IPCError, NotConnected
 
 from .latency import LatencyWindow
 from .load_balanced import LoadBalancedClient
+from .pool import _refuse_queue_path
 
 __all__ = ["ServiceClient"]
 
@@ -85,7 +86,9 @@ class ServiceClient:
             deadline of its calls, s), ``health_check_interval`` (s) and
             ``reconnect_delay`` (first backoff delay of its clients, s).
         app_id: this gateway's name.
-        client_options: passed to every service's clients (``token``...).
+        client_options: passed to every service's clients (``token``...),
+            except ``queue_path`` (ValueError): a persisted outbox belongs to
+            one client, not to every connection of every service.
 
     Raises ValueError for a description it cannot read.
     """
@@ -95,6 +98,7 @@ class ServiceClient:
             raise ValueError("services must map at least one name to a description")
         if not isinstance(app_id, str) or not app_id:
             raise ValueError("app_id must be a non-empty string")
+        _refuse_queue_path("ServiceClient", client_options)
         self.app_id = app_id
         self._services = {name: _Service(name, spec, client_options) for name, spec in services.items()}
         self._closed = False

@@ -18,6 +18,7 @@ from ipc_protocol import HandlerError, Message, NoResponders, NotConnected, Requ
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
+from .faultproxy import FaultProxy
 from .test_pool import free_port, until
 
 
@@ -310,3 +311,60 @@ async def test_metrics_sum_the_pools(servers, make_lb) -> None:
     m = lb.metrics()
     assert m["active_connections"] == 2
     assert m["messages_delivered"] >= 4 and m["message_delivery_rate"] == 1.0
+
+
+async def test_without_health_checks_a_server_returns_when_its_pool_reconnects(servers, make_lb) -> None:
+    # The health check was the only way back: with none, a server that lost
+    # its connection stayed out of rotation although its pool had reconnected.
+    a, b = servers
+    proxy = await FaultProxy("127.0.0.1", a.port).start()
+    try:
+        lb = await make_lb([("127.0.0.1", proxy.port), addr(b)], initial_delay=0.01)  # no health checks
+        down = event_future(lb, "server_down", proxy.port)
+        up = event_future(lb, "server_up", proxy.port)
+        proxy.cut()
+        await asyncio.wait_for(down, WAIT_S)
+        snapshot = await asyncio.wait_for(up, WAIT_S)  # the pool's replacement connection brings it back
+        assert snapshot["healthy"] is True and lb.server_stats()[0]["healthy"] is True
+        assert Counter([await lb.request("who") for _ in range(4)]) == {"a": 2, "b": 2}
+    finally:
+        await proxy.close()
+
+
+async def test_without_health_checks_a_call_answered_by_a_server_puts_it_back(servers, make_lb) -> None:
+    a, b = servers
+    entered = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def gated(msg: Message) -> str:
+        entered.set()
+        await answer.wait()
+        return "a"
+
+    a.add_handler("gated", gated)
+    lb = await make_lb([addr(a), addr(b)], min_connections=1, max_connections=2)
+    pool = lb.pools()[f"127.0.0.1:{a.port}"]
+    call = asyncio.ensure_future(lb.request("gated", timeout=WAIT_S))  # only a answers it
+    await asyncio.wait_for(entered.wait(), WAIT_S)
+    # A second connection to a drops (no replacement: the pool is at its
+    # minimum): a leaves the rotation while the call is still in flight on
+    # the first connection.
+    down = event_future(lb, "server_down", a.port)
+    other = await pool.acquire()
+    await other.disconnect()
+    pool.release(other)
+    await asyncio.wait_for(down, WAIT_S)
+    assert lb.server_stats()[0]["healthy"] is False
+    up = event_future(lb, "server_up", a.port)
+    answer.set()
+    assert await asyncio.wait_for(call, WAIT_S) == "a"
+    await asyncio.wait_for(up, WAIT_S)
+    assert lb.server_stats()[0]["healthy"] is True
+    assert Counter([await lb.request("who") for _ in range(4)]) == {"a": 2, "b": 2}
+
+
+async def test_queue_path_is_refused(servers, tmp_path) -> None:
+    # Every pooled connection would open the same file and replay all of it.
+    with pytest.raises(ValueError, match="queue_path"):
+        LoadBalancedClient("app", [addr(s) for s in servers], queue_path=str(tmp_path / "outbox.db"))
+    assert not (tmp_path / "outbox.db").exists()

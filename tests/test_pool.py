@@ -249,3 +249,90 @@ async def test_subscriptions_and_responders_move_to_the_replacement_member(serve
     finally:
         await pool.close()
         await proxy.close()
+
+
+@pytest.fixture
+def gated(server) -> dict[str, Any]:
+    """A ``gated`` handler: answers its payload once ``opened`` has it."""
+    state: dict[str, Any] = {"entered": [], "opened": set(), "changed": asyncio.Event()}
+
+    async def gated(msg: Message) -> Any:
+        state["entered"].append(msg.payload)
+        while msg.payload not in state["opened"]:
+            state["changed"].clear()
+            await state["changed"].wait()
+        return msg.payload
+
+    server.add_handler("gated", gated)
+    return state
+
+
+def open_gate(gated: dict[str, Any], *payloads: Any) -> None:
+    gated["opened"].update(payloads)
+    gated["changed"].set()
+
+
+async def test_a_released_member_goes_to_every_waiting_lessee_at_once(make_pool, gated) -> None:
+    # It used to go to the first lessee only; the others woke one at a time
+    # as each finished, so shared calls ran one after another and timed out.
+    pool = await make_pool(min_connections=1, max_connections=1, acquire_timeout=WAIT_S * 2)
+    held = await pool.acquire()
+
+    async def call(i: int) -> int:
+        async with pool.lease() as c:
+            return await c.request("gated", i, timeout=WAIT_S * 2)
+
+    calls = [asyncio.ensure_future(call(i)) for i in range(4)]
+    try:
+        await until(lambda: pool.stats()["pending"] == 4)
+        pool.release(held)
+        await until(lambda: len(gated["entered"]) == 4)  # all four in flight on the one connection
+        assert pool.stats()["total"] == 1 and pool.stats()["pending"] == 0
+    finally:
+        open_gate(gated, 0, 1, 2, 3)
+    assert await asyncio.wait_for(asyncio.gather(*calls), WAIT_S) == [0, 1, 2, 3]
+    assert pool.stats()["in_use"] == 0
+
+
+async def test_waiting_lessees_share_while_waiting_acquirers_get_members_alone_in_order(make_pool, gated) -> None:
+    pool = await make_pool(min_connections=1, max_connections=1, acquire_timeout=WAIT_S * 2)
+    held = await pool.acquire()
+
+    async def call(i: int) -> int:
+        async with pool.lease() as c:
+            return await c.request("gated", i, timeout=WAIT_S * 2)
+
+    # Waiting in this order: lessee 1, an acquirer, lessee 2.
+    lease1 = asyncio.ensure_future(call(1))
+    await until(lambda: pool.stats()["pending"] == 1)
+    acquirer = asyncio.ensure_future(pool.acquire())
+    await until(lambda: pool.stats()["pending"] == 2)
+    lease2 = asyncio.ensure_future(call(2))
+    await until(lambda: pool.stats()["pending"] == 3)
+    try:
+        pool.release(held)
+        await until(lambda: sorted(gated["entered"]) == [1, 2])  # both lessees, not the acquirer, share it
+        assert not acquirer.done() and pool.stats()["pending"] == 1
+        open_gate(gated, 1, 2)
+        assert await asyncio.wait_for(asyncio.gather(lease1, lease2), WAIT_S) == [1, 2]
+        client = await asyncio.wait_for(acquirer, WAIT_S)  # the member, once the lessees are done
+        assert client is held
+
+        # Lessees queued behind an exclusive holder all get the member on its release.
+        lessees = [asyncio.ensure_future(call(i)) for i in (3, 4, 5)]
+        await until(lambda: pool.stats()["pending"] == 3)
+        pool.release(client)
+        await until(lambda: sorted(gated["entered"]) == [1, 2, 3, 4, 5])
+    finally:
+        open_gate(gated, 1, 2, 3, 4, 5)
+    assert await asyncio.wait_for(asyncio.gather(*lessees), WAIT_S) == [3, 4, 5]
+    assert pool.stats() == {**pool.stats(), "total": 1, "in_use": 0, "pending": 0}
+
+
+async def test_queue_path_is_refused(server, tmp_path) -> None:
+    # Members given one file would share it and each replay every row in it.
+    with pytest.raises(ValueError, match="queue_path"):
+        ConnectionPool("app", "127.0.0.1", server.port, queue_path=str(tmp_path / "outbox.db"))
+    assert not (tmp_path / "outbox.db").exists()
+    pool = ConnectionPool("app", "127.0.0.1", server.port, queue_path=None)  # no file: nothing to share
+    await pool.close()

@@ -125,3 +125,10 @@ async def test_async_context_manager(backends) -> None:
         assert await sc.request("users", "get", "x") == {"user": "x"}
     with pytest.raises(NotConnected):
         await sc.request("users", "get")
+
+
+def test_queue_path_is_refused(tmp_path) -> None:
+    # A persisted outbox belongs to one client, not to every pooled connection.
+    with pytest.raises(ValueError, match="queue_path"):
+        ServiceClient({"users": {"port": 1}}, queue_path=str(tmp_path / "outbox.db"))
+    assert not (tmp_path / "outbox.db").exists()
