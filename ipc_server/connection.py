@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ipc_protocol import (
     ErrorCode,
@@ -85,8 +85,9 @@ class ServerConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's transports (--loop uvloop) are
+        # not subclasses of asyncio.Transport, though they implement it.
+        self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("socket")
         if sock is not None:
