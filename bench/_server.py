@@ -1,5 +1,6 @@
 """The benchmark's server process: an ``IPCServer`` with an ``echo`` handler
-(``--no-handler``: none, so a responder client can answer ``echo``).
+(``--no-handler``: none, so a responder client can answer ``echo``), on
+asyncio's default loop or uvloop (``--loop``).
 
 Prints ``ipc_server listening on HOST:PORT`` first, like ``python -m
 ipc_server``. Stops on SIGINT/SIGTERM or when its stdin reaches EOF (the
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import sys
 
-from _common import on_stop  # first: it also puts the checkout on sys.path
+from _common import loop_factory, on_stop  # first: it also puts the checkout on sys.path
 
 from ipc_server import IPCServer
 
@@ -44,6 +45,8 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--no-handler", dest="handler", action="store_false", help="no in-process 'echo' handler")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (uvloop: the optional extra)")
     args = p.parse_args()
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(main(args.host, args.port, args.handler))
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(main(args.host, args.port, args.handler))

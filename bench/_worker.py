@@ -1,14 +1,19 @@
 """Client processes of the benchmark.
 
-``responder PORT``
+``responder PORT [--kind ours|nats]``
     one ``IPCClient`` serving ``echo`` (requests then take two hops through
-    the server: requester -> server -> responder -> server -> requester).
+    the server: requester -> server -> responder -> server -> requester);
+    ``--kind nats``: a nats-py client subscribed to ``echo`` that answers
+    each request, the same role against nats-server.
 
-``subscribers PORT N COUNTERS``
-    N ``IPCClient`` connections subscribed to the fan-out channel. Each
-    counts what it receives into slot i of the file COUNTERS (mapped in
-    memory, little-endian uint64), so the publisher sees progress without
-    any extra traffic through the server.
+``subscribers PORT N COUNTERS [--kind ours|nats]``
+    N ``IPCClient`` connections (or nats-py connections) subscribed to the
+    fan-out channel. Each counts what it receives into slot i of the file
+    COUNTERS (mapped in memory, little-endian uint64), so the publisher sees
+    progress without any extra traffic through the server.
+
+The nats-py clients decode and encode the JSON payload in every role, as an
+application exchanging objects over NATS would (our clients do the same).
 
 Prints ``ready`` once registered/subscribed (or ``error ...`` if that
 failed); stops on SIGTERM/SIGINT or when stdin reaches EOF (the benchmark
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import mmap
 import os
 import struct
@@ -37,6 +43,27 @@ def _stop_event() -> asyncio.Event:
     return done
 
 
+async def _nats(port: int):  # type: ignore[no-untyped-def]
+    import nats  # the optional 'bench' extra
+
+    return await nats.connect(f"nats://{HOST}:{port}", allow_reconnect=False, no_echo=True)
+
+
+async def nats_responder(port: int) -> None:
+    done = _stop_event()
+    nc = await _nats(port)
+    dumps, loads = json.dumps, json.loads
+
+    async def echo(msg):  # type: ignore[no-untyped-def]
+        await msg.respond(dumps(loads(msg.data), separators=(",", ":")).encode())
+
+    await nc.subscribe(ECHO_CHANNEL, cb=echo)
+    await nc.flush()
+    print("ready", flush=True)
+    await done.wait()
+    await nc.close()
+
+
 async def responder(port: int) -> None:
     done = _stop_event()
     client = IPCClient(APP_ID, HOST, port, reconnect=False)
@@ -51,7 +78,7 @@ async def responder(port: int) -> None:
     await client.disconnect()
 
 
-async def subscribers(port: int, n: int, counters_path: str) -> None:
+async def subscribers(port: int, n: int, counters_path: str, kind: str = "ours") -> None:
     done = _stop_event()
     fd = os.open(counters_path, os.O_RDWR)
     mm = mmap.mmap(fd, 8 * n)
@@ -70,6 +97,25 @@ async def subscribers(port: int, n: int, counters_path: str) -> None:
 
         return on_message
 
+    if kind == "nats":
+        loads = json.loads
+        conns = []
+        for i in range(n):
+            on_message = make_handler(i)
+
+            async def cb(msg, on_message=on_message):  # type: ignore[no-untyped-def]
+                on_message(loads(msg.data))
+
+            nc = await _nats(port)
+            await nc.subscribe(FANOUT_CHANNEL, cb=cb)
+            await nc.flush()
+            conns.append(nc)
+        print("ready", flush=True)
+        await done.wait()
+        for nc in conns:
+            await nc.close()
+        mm.close()
+        return
     for i in range(n):
         client = IPCClient(APP_ID, HOST, port, reconnect=False)
         await client.connect()
@@ -87,16 +133,18 @@ def main() -> None:
     sub = p.add_subparsers(dest="mode", required=True)
     r = sub.add_parser("responder")
     r.add_argument("port", type=int)
+    r.add_argument("--kind", choices=("ours", "nats"), default="ours")
     s = sub.add_parser("subscribers")
     s.add_argument("port", type=int)
     s.add_argument("n", type=int)
     s.add_argument("counters")
+    s.add_argument("--kind", choices=("ours", "nats"), default="ours")
     args = p.parse_args()
     try:
         if args.mode == "responder":
-            asyncio.run(responder(args.port))
+            asyncio.run(nats_responder(args.port) if args.kind == "nats" else responder(args.port))
         else:
-            asyncio.run(subscribers(args.port, args.n, args.counters))
+            asyncio.run(subscribers(args.port, args.n, args.counters, args.kind))
     except Exception as exc:
         print(f"error {type(exc).__name__}: {exc}", flush=True)
         raise

