@@ -225,7 +225,7 @@ async function latency(a) {
     const t0 = performance.now();
     await c.request();
     const t1 = performance.now();
-    samples.push((t1 - t0) * 1000);
+    samples.push(Math.round((t1 - t0) * 10000) / 10);
     if (t1 >= end) break;
   }
   await c.close();
@@ -345,10 +345,18 @@ async function main() {
     process.stdin.on('end', () => process.exit(0));
   }
   await role(a);
+  await flushed();
   process.exit(0);
 }
 
-main().catch((err) => {
+/** Resolves once everything written to stdout has reached the pipe (a bare
+ * process.exit can cut a long `result` line short). */
+function flushed() {
+  return new Promise((resolve) => process.stdout.write('', resolve));
+}
+
+main().catch(async (err) => {
   out(`error ${err && err.stack ? err.stack.split('\n').slice(0, 3).join(' | ') : err}`);
+  await flushed();
   process.exit(1);
 });
