@@ -54,3 +54,16 @@ async def test_server_runs_on_uvloop_when_installed(spawn) -> None:
     srv = await spawn("-m", "ipc_server", "--port", "0", "--loop", "uvloop")
     async with IPCClient("app", "127.0.0.1", srv.port) as c:
         assert c.server_info["protocol"] == 2
+
+
+def test_client_runs_on_uvloop_when_installed() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    from ipc_server import IPCServer
+
+    async def round_trip() -> object:
+        async with IPCServer("127.0.0.1", 0) as server:
+            server.add_handler("echo", lambda m: m.payload)
+            async with IPCClient("app", "127.0.0.1", server.port) as c:
+                return await c.request("echo", {"on": "uvloop"})
+
+    assert uvloop.run(round_trip()) == {"on": "uvloop"}
