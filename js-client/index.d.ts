@@ -221,11 +221,15 @@ export interface IPCClientOptions {
   connectionId?: string | null;
   /**
    * Async handlers running at once; further inbound requests and publishes
-   * wait in arrival order (responses and pings never wait). Past 4x this
-   * many waiting, and with no call awaiting its answer, the socket is paused. Default 1024.
+   * wait in arrival order. The socket keeps being read (responses and pings
+   * never wait), and a waiting request whose deadline passes is dropped
+   * unrun. Default 1024.
    */
   highWaterMark?: number;
-  /** A paused socket resumes when the waiting messages fall to this. Default 256. */
+  /**
+   * @deprecated No effect: the socket is no longer paused by inbound flow
+   * control, so nothing resumes it. Still accepted. Default 256.
+   */
   lowWaterMark?: number;
   /** Send responder stack traces in error.remote_stack. Default false. */
   exposeStacks?: boolean;
@@ -348,7 +352,7 @@ export interface IPCClientEvents {
   reconnect_failed: [attempts: number];
   heartbeat: [event: { latency: number }];
   heartbeat_timeout: [event: { silent: number }];
-  queue_dropped: [event: { reason: 'expired' | 'evicted' | 'gave_up'; channel: string; messageType: MessageType; priority: number }];
+  queue_dropped: [event: { reason: 'expired' | 'evicted' | 'gave_up' | 'refused'; channel: string; messageType: MessageType; priority: number }];
   circuit_open: [snapshot: CircuitSnapshot & { key: string }];
   circuit_half_open: [snapshot: CircuitSnapshot & { key: string }];
   circuit_closed: [snapshot: CircuitSnapshot & { key: string }];

@@ -47,8 +47,6 @@ const {
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000; // §9.3, when the server does not say
 /** How many ids of calls that expired locally are remembered, to drop their late answers. */
 const SETTLED_IDS_KEPT = 1024;
-/** Held-back inbound messages beyond `highWaterMark` x this pause the socket. */
-const HELD_PAUSE_FACTOR = 4;
 /** subscribe()/serve() calls that may wait for a (re)connection at once. */
 const MAX_WAITING_REGISTRATIONS = 1024;
 /** setTimeout's ceiling; a longer deadline gets no timer (it is as good as none). */
@@ -180,6 +178,7 @@ class IPCClient extends EventEmitter {
     this._responders = new Map(); // pattern -> handler, in registration order
     this._waiters = new Set(); // subscribe/serve calls waiting for a connection
     this._connecting = null; // single-flight promise of connect() / the reconnect loop
+    this._generation = 0; // bumped by connect() and disconnect(): an older attempt knows it is stale
     this._closing = null; // disconnect()'s promise while DISCONNECTING
     this._wake = null; // ends the reconnect backoff sleep early
     this._attempt = 0;
@@ -191,7 +190,7 @@ class IPCClient extends EventEmitter {
     this._lastReceived = null; // monotonic ms of the last frame of a closed connection
     this._sendLimit = null; // the last negotiated frame limit
     this._running = 0; // async handlers in flight, for inbound backpressure
-    this._held = []; // inbound requests/publishes waiting for a handler slot, from _heldHead on
+    this._held = []; // {msg, expires} of inbound work waiting for a handler slot, from _heldHead on
     this._heldHead = 0;
     this._queue = new OfflineQueue({
       maxSize: this.options.queueMaxSize,
@@ -226,7 +225,10 @@ class IPCClient extends EventEmitter {
   /**
    * Connects and performs the handshake. Concurrent calls share one attempt.
    * Messages persisted by an earlier run (`queuePath`) are sent once
-   * connected.
+   * connected. If the attempt fails, calls queued meanwhile fail with
+   * not_connected at once. If a 'connected' listener throws, the promise
+   * rejects with that error, but the connection stays up and the queue is
+   * sent.
    *
    * @returns {Promise<true>}
    * @throws {NotConnectedError} the server could not be reached (`.cause` has the socket error).
@@ -238,16 +240,17 @@ class IPCClient extends EventEmitter {
     if (this._state === State.CONNECTING) return this._connecting;
     if (this._state === State.RECONNECTING) return this._waitConnected(Infinity).then(() => true);
     if (this._state === State.DISCONNECTING) return this._closing.then(() => this.connect());
+    const generation = ++this._generation;
     this._setState(State.CONNECTING);
     this.emit('connecting');
-    const attempt = this._establish().then(
+    const attempt = this._establish(generation).then(
       () => {
         if (this._connecting === attempt) this._connecting = null;
         return true;
       },
       (err) => {
         if (this._connecting === attempt) this._connecting = null;
-        if (this._state === State.CONNECTING) {
+        if (this._state === State.CONNECTING && this._generation === generation) {
           this._setState(State.DISCONNECTED);
           const reason = new NotConnectedError('the connection attempt failed', { cause: err });
           this._failWaiters(reason);
@@ -273,6 +276,7 @@ class IPCClient extends EventEmitter {
     if (this._state === State.DISCONNECTED) return Promise.resolve();
     if (this._state === State.DISCONNECTING) return this._closing;
     const wasConnected = this._state === State.CONNECTED;
+    this._generation++; // an attempt still opening is now stale
     this._setState(State.DISCONNECTING);
     const conn = this._conn;
     this._detach(new ConnectionLostError('the client disconnected'));
@@ -438,7 +442,8 @@ class IPCClient extends EventEmitter {
    * Publishes to every subscriber of the channel's app (§5). With `ack`,
    * resolves with the server's count of connections it was queued for.
    * Without, resolves once the frame is written (waiting for the socket to
-   * drain when its buffer is full, which is the publisher's backpressure),
+   * drain when its buffer is full, which is the publisher's backpressure,
+   * but never past the call's `timeout`: then it rejects with timeout),
    * or, while reconnecting, once it is accepted into the offline queue
    * (and written to `queuePath`); a later drop is reported by the
    * 'queue_dropped' event, never by this promise.
@@ -695,7 +700,7 @@ class IPCClient extends EventEmitter {
   _submit(msg, deadline, call, expectReply) {
     const state = this._state;
     if (state === State.CONNECTED && this._queue.size === 0 && this._replaying === null) {
-      return expectReply ? this._request(msg, deadline) : this._sendOneWay(msg);
+      return expectReply ? this._request(msg, deadline) : this._sendOneWay(msg, deadline);
     }
     if (state === State.DISCONNECTED || state === State.DISCONNECTING) {
       throw new NotConnectedError(state === State.DISCONNECTING ? 'the client is disconnecting' : 'the client is not connected');
@@ -749,6 +754,7 @@ class IPCClient extends EventEmitter {
         entry.persisted = true;
       } catch (err) {
         this._queue.remove(entry.id);
+        this._queue.dropped++; // it left the queue unsent; the caller gets the error
         throw err;
       }
     }
@@ -764,7 +770,7 @@ class IPCClient extends EventEmitter {
    * Ends a queued call that will not be sent: a request rejects with
    * `error`; a one-way message is reported by 'queue_dropped' and counted.
    * @param {QueuedCall} entry already out of the queue.
-   * @param {'expired'|'evicted'|'gave_up'} reason
+   * @param {'expired'|'evicted'|'gave_up'|'refused'} reason
    * @param {Error} error
    * @private
    */
@@ -857,7 +863,7 @@ class IPCClient extends EventEmitter {
         const entry = this._queue.shift();
         if (entry === undefined) break;
         if (entry.expectReply) {
-          this._request(entry.msg, entry.deadline).then(entry.resolve, entry.reject);
+          this._request(entry.msg, entry.deadline, () => this._queue.dropped++).then(entry.resolve, entry.reject);
           continue;
         }
         let flushed;
@@ -868,8 +874,8 @@ class IPCClient extends EventEmitter {
             this._queue.unshift(entry);
             break;
           }
-          if (entry.persisted) this._store.remove(entry.id);
-          this._metrics.failed();
+          this._queue.dropped++; // e.g. larger than the new server accepts
+          this._drop(entry, 'refused', err);
           this._emitError(err);
           continue;
         }
@@ -886,32 +892,57 @@ class IPCClient extends EventEmitter {
    * Sends a call that expects an answer on the current connection.
    * @param {object} msg
    * @param {number} deadline
+   * @param {() => void} [onUnsent] called when it fails without being written.
    * @returns {Promise<object>} the reply message.
    * @private
    */
-  _request(msg, deadline) {
+  _request(msg, deadline, onUnsent) {
     if (msg.message_type === 'publish' && this._conn !== null && this._conn.legacy) {
       // a version-1 server has no publish acks (§10)
       try {
         this._writeOneWay(msg);
       } catch (err) {
+        if (onUnsent !== undefined) onUnsent();
         return Promise.reject(err);
       }
       return Promise.resolve({ payload: null });
     }
-    return this._call(msg, deadline, true);
+    return this._call(msg, deadline, true, onUnsent);
   }
 
   /**
-   * Sends a one-way message now; resolves once the socket took it.
+   * Sends a one-way message now; resolves once the socket took it. A full
+   * socket buffer is waited for, but never past the call's deadline.
    * @param {object} msg
+   * @param {number} deadline monotonic ms.
    * @returns {Promise<void>|undefined}
+   * @throws {RequestTimeoutError} (the promise) the buffer was still full at the deadline.
    * @private
    */
-  _sendOneWay(msg) {
+  _sendOneWay(msg, deadline) {
     const conn = this._conn;
-    if (!this._writeOneWay(msg)) return conn.drained();
-    return undefined;
+    const flushed = this._send(msg);
+    this._metrics.sent();
+    if (flushed) {
+      this._metrics.delivered();
+      return undefined;
+    }
+    return this._drained(conn, msg, deadline).then(() => this._metrics.delivered());
+  }
+
+  /**
+   * Waits for a full socket buffer to drain, up to the call's deadline.
+   * @param {Connection} conn
+   * @param {object} msg
+   * @param {number} deadline monotonic ms.
+   * @returns {Promise<void>}
+   * @throws {RequestTimeoutError} (the promise) still full at the deadline.
+   * @private
+   */
+  async _drained(conn, msg, deadline) {
+    if (!(await conn.drained(deadline - now()))) {
+      throw new RequestTimeoutError(`${msg.message_type} on ${msg.channel_id}: the connection did not take it before the deadline`);
+    }
   }
 
   /**
@@ -934,7 +965,10 @@ class IPCClient extends EventEmitter {
   _loadStore() {
     const t = now();
     const wall = Date.now();
-    for (const stored of this._store.load()) {
+    const loaded = this._store.load();
+    this._queue.dropped += this._store.expired; // expired on disk: they left the queue unsent
+    for (let i = 0; i < this._store.expired; i++) this._metrics.failed();
+    for (const stored of loaded) {
       const body = encodeMessage(stored.message);
       const entry = {
         id: stored.id,
@@ -964,10 +998,19 @@ class IPCClient extends EventEmitter {
    * Opens a connection and restores subscriptions and responders; then
    * emits 'reconnected' (after a loss) and 'connected', and only then
    * replays the offline queue (docs/resilience.md §3).
+   *
+   * `generation` ties the attempt to one connect() or reconnect loop: once
+   * disconnect() (and maybe a new connect()) moved on, the attempt closes
+   * its own socket and touches nothing of the client's.
+   *
+   * The replay starts even when a 'reconnected' or 'connected' listener
+   * throws: the first listener error is then rethrown (connect() rejects
+   * with it), but the connection stays up and the queue is sent.
+   * @param {number} generation `this._generation` when the attempt started.
    * @returns {Promise<void>}
    * @private
    */
-  async _establish() {
+  async _establish(generation) {
     const conn = new Connection(
       {
         host: this.options.host,
@@ -989,9 +1032,9 @@ class IPCClient extends EventEmitter {
     try {
       info = await conn.open(this.options.connectTimeout);
     } finally {
-      this._opening = null;
+      if (this._opening === conn) this._opening = null;
     }
-    if (this._state !== State.CONNECTING && this._state !== State.RECONNECTING) {
+    if (generation !== this._generation) {
       conn.destroy();
       throw new NotConnectedError('the client disconnected');
     }
@@ -1002,7 +1045,11 @@ class IPCClient extends EventEmitter {
     this._conn = conn;
     this._startHeartbeat(conn);
     await this._restore(conn);
-    if (this._state !== State.CONNECTING && this._state !== State.RECONNECTING) throw new NotConnectedError('the client disconnected');
+    if (generation !== this._generation) {
+      conn.destroy(); // disconnect() already let go of it
+      throw new NotConnectedError('the client disconnected');
+    }
+    if (this._conn !== conn) throw new NotConnectedError('the connection was lost while restoring subscriptions'); // never CONNECTED on a dead socket
     const reconnected = this._state === State.RECONNECTING;
     const attempts = this._attempt;
     this._setState(State.CONNECTED);
@@ -1010,13 +1057,20 @@ class IPCClient extends EventEmitter {
     this._replaying = conn; // calls made by the listeners below queue behind the replay
     for (const waiter of this._waiters) waiter.resolve();
     this._waiters.clear();
+    let listenerError = null;
     try {
       if (reconnected) this.emit('reconnected', { attempts, elapsed: this._metrics.reconnected() });
-      if (this._conn === conn && this._state === State.CONNECTED) this.emit('connected', info);
-    } finally {
-      if (this._replaying === conn) this._replaying = null;
+    } catch (err) {
+      listenerError = err;
     }
+    try {
+      if (this._conn === conn && this._state === State.CONNECTED) this.emit('connected', info);
+    } catch (err) {
+      listenerError ??= err;
+    }
+    if (this._replaying === conn) this._replaying = null;
     if (this._conn === conn && this._state === State.CONNECTED) this._startReplay(conn);
+    if (listenerError !== null) throw listenerError;
   }
 
   /**
@@ -1061,7 +1115,7 @@ class IPCClient extends EventEmitter {
     const legacy = this._conn.legacy;
     const payload = serve ? { serve: true } : legacy ? { connection_id: this._connectionId } : null;
     const msg = buildMessage(type, this.appId, pattern, payload);
-    if (legacy) await this._sendAndDrain(msg);
+    if (legacy) await this._sendAndDrain(msg, deadline);
     else await this._call(msg, deadline);
   }
 
@@ -1129,9 +1183,10 @@ class IPCClient extends EventEmitter {
    * @private
    */
   _reconnect() {
+    const generation = this._generation;
     const run = async () => {
       let lastError = null;
-      while (this._state === State.RECONNECTING) {
+      while (this._state === State.RECONNECTING && this._generation === generation) {
         const attempt = ++this._attempt;
         if (attempt > this.options.maxRetries) return this._giveUp(lastError);
         const delay = backoffDelay(attempt, {
@@ -1150,10 +1205,14 @@ class IPCClient extends EventEmitter {
           };
         });
         this._wake = null;
-        if (this._state !== State.RECONNECTING) return;
+        if (this._state !== State.RECONNECTING || this._generation !== generation) return;
         try {
-          return await this._establish();
+          return await this._establish(generation);
         } catch (err) {
+          if (this._state === State.CONNECTED && this._generation === generation) {
+            this._emitError(err); // a 'reconnected'/'connected' listener threw; the connection is up
+            return undefined;
+          }
           lastError = err;
           if (err instanceof UnauthorizedError) return this._giveUp(err);
         }
@@ -1248,13 +1307,15 @@ class IPCClient extends EventEmitter {
    * @param {object} msg
    * @param {number} deadline monotonic ms.
    * @param {boolean} [counted] an application call (counted in `messagesSent`).
+   * @param {() => void} [onUnsent] called when it fails without being written.
    * @returns {Promise<object>} the response message.
    * @private
    */
-  _call(msg, deadline, counted = false) {
+  _call(msg, deadline, counted = false, onUnsent) {
     return new Promise((resolve, reject) => {
       const remaining = deadline - now();
       if (remaining <= 0) {
+        if (onUnsent !== undefined) onUnsent();
         reject(new RequestTimeoutError('the deadline passed before the call was sent'));
         return;
       }
@@ -1270,13 +1331,13 @@ class IPCClient extends EventEmitter {
           }, remaining)
         : null;
       this._pending.set(id, { resolve, reject, timer });
-      if (this._conn !== null && this._conn.paused) this._conn.resume(); // its answer must be readable (_admit())
       try {
         this._send(msg);
         if (counted) this._metrics.sent();
       } catch (err) {
         this._pending.delete(id);
         clearTimeout(timer);
+        if (onUnsent !== undefined) onUnsent();
         reject(err);
       }
     });
@@ -1306,14 +1367,16 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Writes a message and, when the socket buffer is full, waits for it to drain.
+   * Writes a message and, when the socket buffer is full, waits for it to
+   * drain, up to `deadline`.
    * @param {object} msg
+   * @param {number} deadline monotonic ms.
    * @returns {Promise<void>|undefined}
    * @private
    */
-  _sendAndDrain(msg) {
+  _sendAndDrain(msg, deadline) {
     const conn = this._conn;
-    if (!this._send(msg)) return conn.drained();
+    if (!this._send(msg)) return this._drained(conn, msg, deadline);
     return undefined;
   }
 
@@ -1352,17 +1415,17 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Inbound backpressure for the messages that run application handlers
+   * Inbound flow control for the messages that run application handlers
    * (requests to serve, notifications, publishes): dispatched at once while
    * fewer than `highWaterMark` async handlers run, else held back in
-   * arrival order until running handlers finish. Responses and pings never
-   * wait, so a handler that itself awaits a request still gets its reply.
+   * arrival order until running handlers finish.
    *
-   * Only when the held-back queue passes `HELD_PAUSE_FACTOR` x
-   * `highWaterMark` is the socket paused (TCP backpressure on the server),
-   * and never while a call of ours waits for its answer: a paused socket
-   * would hide that answer (a handler awaiting it could never finish).
-   * A call made while paused resumes reading (see _call()).
+   * The socket is never paused for it: responses and pings must keep
+   * flowing, or a handler that awaits a request of its own could wait on
+   * itself, and the server would take the unanswered pings for a dead
+   * client. A held request whose deadline (its `timeout_ms`, counted from
+   * receipt) passes is dropped unrun: the server has answered it already.
+   * Held work is dropped with its connection (see _detach()).
    * @param {Connection} conn
    * @param {object} msg
    * @private
@@ -1372,8 +1435,8 @@ class IPCClient extends EventEmitter {
       this._dispatch(conn, msg);
       return;
     }
-    this._held.push(msg);
-    if (this._heldCount() > this.options.highWaterMark * HELD_PAUSE_FACTOR && this._pending.size === 0) conn.pause();
+    const timed = msg.message_type === 'request' && typeof msg.timeout_ms === 'number' && msg.timeout_ms > 0;
+    this._held.push({ msg, expires: timed ? now() + msg.timeout_ms : Infinity });
   }
 
   /**
@@ -1388,11 +1451,11 @@ class IPCClient extends EventEmitter {
   /**
    * Takes the oldest held-back message (a queue over an array: O(1), the
    * consumed head is dropped in bulk).
-   * @returns {object}
+   * @returns {{msg: object, expires: number}}
    * @private
    */
   _takeHeld() {
-    const msg = this._held[this._heldHead];
+    const held = this._held[this._heldHead];
     this._held[this._heldHead++] = undefined;
     if (this._heldHead === this._held.length) {
       this._held = [];
@@ -1401,7 +1464,7 @@ class IPCClient extends EventEmitter {
       this._held = this._held.slice(this._heldHead);
       this._heldHead = 0;
     }
-    return msg;
+    return held;
   }
 
   /**
@@ -1416,16 +1479,17 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Dispatches held-back messages while there is room, and resumes a
-   * paused socket once the held-back queue is down to `lowWaterMark`.
+   * Dispatches held-back messages while there is room, skipping requests
+   * whose deadline passed while they waited (see _admit()).
    * @param {Connection} conn
    * @private
    */
   _drainHeld(conn) {
     while (this._heldCount() > 0 && this._running < this.options.highWaterMark && this._conn === conn) {
-      this._dispatch(conn, this._takeHeld());
+      const { msg, expires } = this._takeHeld();
+      if (expires <= now()) continue;
+      this._dispatch(conn, msg);
     }
-    if (conn.paused && this._conn === conn && this._heldCount() <= this.options.lowWaterMark) conn.resume();
   }
 
   /**
@@ -1654,8 +1718,7 @@ class IPCClient extends EventEmitter {
   /**
    * Pings a silent server, or declares it dead and drops the socket, which
    * starts a reconnection (docs/resilience.md §5: a black hole is noticed
-   * within interval + timeout of the last frame). Time spent paused by our
-   * own backpressure (past the held-back bound) is not the server's silence.
+   * within interval + timeout of the last frame).
    * @private
    */
   _onHeartbeat() {
@@ -1663,7 +1726,7 @@ class IPCClient extends EventEmitter {
     const hb = this._heartbeat;
     if (conn === null || hb === null) return;
     const t = now();
-    hb.received(conn.paused ? t : conn.lastReceived);
+    hb.received(conn.lastReceived);
     const action = hb.poll(t);
     if (action === HeartbeatAction.DEAD) {
       const silent = t - hb.lastReceived;

@@ -33,6 +33,8 @@ const {
 
 const kConnection = Symbol('kConnection');
 const CLOSE_TIMEOUT_MS = 1000;
+/** setTimeout's ceiling; a longer wait gets no timer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A monotonic clock in milliseconds (timers must not follow wall-clock jumps).
@@ -73,7 +75,6 @@ class Connection {
     this.info = null;
     this.legacy = false;
     this.lastReceived = now();
-    this.paused = false;
     this.closed = false;
     this.sendLimit = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
     this._decoder = new FrameDecoder({ maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES });
@@ -174,28 +175,29 @@ class Connection {
   }
 
   /**
-   * Resolves when the socket's write buffer has drained (or the connection closed).
-   * @returns {Promise<void>}
+   * Waits for the socket's write buffer to drain, but never past `timeoutMs`.
+   * @param {number} [timeoutMs] Infinity (the default) waits as long as it takes.
+   * @returns {Promise<boolean>} true once drained (or closed: the close path
+   *   takes over), false if the buffer is still full after `timeoutMs`.
    */
-  drained() {
-    if (this.closed || !this._socket.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => this._drainWaiters.push(resolve));
-  }
-
-  /** Stops reading from the socket (inbound backpressure). */
-  pause() {
-    if (!this.paused && !this.closed) {
-      this.paused = true;
-      this._socket.pause();
-    }
-  }
-
-  /** Resumes reading. */
-  resume() {
-    if (this.paused) {
-      this.paused = false;
-      if (!this.closed) this._socket.resume();
-    }
+  drained(timeoutMs = Infinity) {
+    if (this.closed || !this._socket.writableNeedDrain) return Promise.resolve(true);
+    if (!(timeoutMs > 0)) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const waiter = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer =
+        timeoutMs <= MAX_TIMER_MS
+          ? setTimeout(() => {
+              const i = this._drainWaiters.indexOf(waiter);
+              if (i !== -1) this._drainWaiters.splice(i, 1);
+              resolve(false);
+            }, timeoutMs)
+          : null;
+      this._drainWaiters.push(waiter);
+    });
   }
 
   /**

@@ -84,11 +84,12 @@ const DEFAULTS = Object.freeze({
   connectionId: null,
   /**
    * Async handlers (responders, subscriptions) running at once; further
-   * inbound requests and publishes wait in arrival order (responses and
-   * pings never wait). Past 4x this many waiting, the socket is paused.
+   * inbound requests and publishes wait in arrival order. The socket keeps
+   * being read (responses and pings never wait), and a waiting request
+   * whose deadline passes is dropped unrun.
    */
   highWaterMark: 1024,
-  /** A paused socket resumes once the waiting messages fall to this many. */
+  /** Deprecated, no effect: the socket is no longer paused, so nothing resumes it. Still accepted. */
   lowWaterMark: 256,
   /** Send stack traces of responder errors in error.remote_stack (§6.3). */
   exposeStacks: false

@@ -59,7 +59,7 @@ function checkNumber(o, name, { min = 0, integer = false, infinite = false, null
  * @param {object} [options] the caller's options.
  * @returns {Readonly<typeof DEFAULTS>} the frozen, complete options.
  * @throws {TypeError} an unknown option or a value of the wrong type.
- * @throws {RangeError} contradictory values (watermarks, heartbeat, backoff).
+ * @throws {RangeError} contradictory values (heartbeat, backoff).
  */
 function parseOptions(options = {}) {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
@@ -107,14 +107,11 @@ function parseOptions(options = {}) {
     typeError('connectionId', 'a non-empty string or null', o.connectionId);
   }
   checkNumber(o, 'highWaterMark', { min: 1, integer: true, infinite: true });
-  checkNumber(o, 'lowWaterMark', { integer: true });
+  checkNumber(o, 'lowWaterMark', { integer: true }); // deprecated, no effect: still accepted
   if (typeof o.exposeStacks !== 'boolean') typeError('exposeStacks', 'a boolean', o.exposeStacks);
 
   if (o.maxDelay < o.initialDelay) {
     throw new RangeError('option maxDelay must be >= initialDelay');
-  }
-  if (o.lowWaterMark >= o.highWaterMark) {
-    throw new RangeError('option lowWaterMark must be lower than highWaterMark');
   }
   if (o.heartbeatInterval !== null && o.heartbeatTimeout !== null && o.heartbeatTimeout <= o.heartbeatInterval) {
     throw new RangeError('option heartbeatTimeout must be greater than heartbeatInterval');

@@ -59,6 +59,8 @@ class QueueStore {
     this._now = now;
     this._live = new Map(); // id -> encoded add record
     this._records = 0; // records in the file, live or dead
+    /** Messages the last load() found expired (never sent: the caller counts them as dropped). */
+    this.expired = 0;
   }
 
   /**
@@ -73,6 +75,7 @@ class QueueStore {
    * Reads the file: the unexpired messages in the order they were added.
    * Expired and removed messages are dropped from the file (compaction)
    * when they make up more than half of it; a torn last record is cut off.
+   * How many had expired is left in `expired`.
    * @returns {StoredMessage[]}
    */
   load() {
@@ -108,8 +111,12 @@ class QueueStore {
     const t = this._now();
     const out = [];
     this._live.clear();
+    this.expired = 0;
     for (const [id, { record, bytes }] of adds) {
-      if (!(record.expires_at > t)) continue;
+      if (!(record.expires_at > t)) {
+        this.expired++;
+        continue;
+      }
       this._live.set(id, Buffer.from(bytes));
       out.push({ id, priority: record.priority, expiresAt: record.expires_at, message: record.message });
     }

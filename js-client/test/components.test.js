@@ -50,7 +50,7 @@ test('options - bad values throw', () => {
     [{ heartbeatInterval: NaN }, TypeError],
     [{ nope: 1 }, TypeError],
     [{ initialDelay: 100, maxDelay: 10 }, RangeError],
-    [{ highWaterMark: 10, lowWaterMark: 10 }, RangeError],
+    [{ lowWaterMark: -1 }, TypeError],
     [{ heartbeatInterval: 100, heartbeatTimeout: 100 }, RangeError]
   ];
   for (const [opts, cls] of bad) assert.throws(() => parseOptions(opts), cls, JSON.stringify(opts));
@@ -60,6 +60,12 @@ test('options - bad values throw', () => {
 test('options - undefined values keep the default', () => {
   assert.equal(parseOptions({ port: undefined }).port, 8888);
   assert.equal(parseOptions({ maxRetries: Infinity, heartbeatInterval: 50 }).heartbeatInterval, 50);
+});
+
+test('options - highWaterMark alone is accepted; lowWaterMark is deprecated, still accepted, and has no effect', () => {
+  assert.equal(parseOptions({ highWaterMark: 4 }).highWaterMark, 4);
+  assert.equal(parseOptions({ highWaterMark: 2, lowWaterMark: 1 }).lowWaterMark, 1);
+  assert.equal(parseOptions({ highWaterMark: 2, lowWaterMark: 500 }).lowWaterMark, 500);
 });
 
 test('backoff - doubles from the initial delay, capped, without jitter', () => {

@@ -2,8 +2,9 @@
 
 /**
  * A TCP proxy that breaks connections on purpose, for the resilience tests:
- * cut every connection, black-hole traffic (stop forwarding without
- * closing, as a half-open connection or a frozen server does), add
+ * cut every connection, black-hole traffic (stop reading and forwarding
+ * without closing, as a half-open connection or a frozen server does: the
+ * bytes pile up in the socket buffers until they are full), add
  * latency, close in the middle of a frame, refuse new connections.
  * The same operations as the Python tests' `tests/faultproxy.py`.
  */
@@ -30,20 +31,37 @@ class Link {
       socket.on('error', () => {});
       socket.on('close', () => this.destroy());
     }
-    client.on('data', (chunk) => this._forward(chunk, this.upstream, false));
-    this.upstream.on('data', (chunk) => this._forward(chunk, client, true));
+    client.on('data', (chunk) => this._forward(chunk, client, this.upstream, false));
+    this.upstream.on('data', (chunk) => this._forward(chunk, this.upstream, client, true));
+    if (proxy.blackholed) this.hold(true);
+  }
+
+  /**
+   * Stops (true) or resumes (false) reading both sides.
+   * @param {boolean} on
+   */
+  hold(on) {
+    for (const socket of [this.client, this.upstream]) {
+      if (on) socket.pause();
+      else if (!socket.destroyed) socket.resume();
+    }
   }
 
   /**
    * Forwards one chunk unless black-holed, after the configured latency.
    * @param {Buffer} chunk
+   * @param {net.Socket} from
    * @param {net.Socket} to
    * @param {boolean} fromServer
    * @private
    */
-  _forward(chunk, to, fromServer) {
+  _forward(chunk, from, to, fromServer) {
     const proxy = this.proxy;
-    if (proxy.blackholed) return;
+    if (proxy.blackholed) {
+      from.pause();
+      from.unshift(chunk); // held, not lost: it goes on when the black hole ends
+      return;
+    }
     if (fromServer && proxy._cutNextFrame) {
       proxy._cutNextFrame = false;
       to.write(chunk.subarray(0, Math.max(1, chunk.length >> 1)), () => this.destroy());
@@ -118,11 +136,13 @@ class FaultProxy {
   }
 
   /**
-   * Stops (true) or resumes (false) forwarding, without closing anything.
+   * Stops (true) or resumes (false) reading and forwarding, without closing
+   * anything: the bytes wait in the socket buffers, which fill up.
    * @param {boolean} on
    */
   blackhole(on) {
     this.blackholed = on;
+    for (const link of this.links) link.hold(on);
   }
 
   /**

@@ -13,6 +13,8 @@ const { performance } = require('node:perf_hooks');
 const { IPCClient, ErrorCode, CircuitOpenError, QueueFullError } = require('..');
 const { Peer, waitFor } = require('./helpers');
 const { FaultProxy } = require('./fault_proxy');
+const { buildMessage, encodeMessage } = require('../lib/envelope');
+const { encodeFrame } = require('../lib/framing');
 
 const FAST = { initialDelay: 10, maxDelay: 40, jitter: 0 };
 
@@ -404,4 +406,165 @@ test('resilience - metrics and health keys', async (t) => {
   await client.disconnect();
   assert.equal(client.getMetrics().activeConnections, 0);
   assert.equal(client.state, 'disconnected');
+});
+
+/** Polls `pred` every millisecond, bounded. */
+async function until(pred, ms = 5000, what = 'a condition') {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/** A promise and the function that resolves it. */
+function gate() {
+  let open;
+  const promise = new Promise((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+test('resilience - held inbound work never stops reading: pings are answered, a held request past its deadline is dropped unrun', async (t) => {
+  const { peer, client } = await setup(t, {}, { highWaterMark: 1 });
+  await client.connect();
+  const [socket] = peer.sockets; // this peer speaks first on it, as a server forwarding requests does
+  const send = (msg) => socket.write(encodeFrame(encodeMessage(msg)));
+  const busy = gate();
+  const ran = [];
+  await client.serve('work', async (msg) => {
+    ran.push(msg.payload);
+    if (msg.payload === 0) await busy.promise;
+    return msg.payload;
+  });
+  // One request runs (and blocks), far more than 4 x highWaterMark wait; the short ones expire while held.
+  send(buildMessage('request', 'app', 'work', 0, { timeout_ms: 10_000 }));
+  for (let i = 1; i <= 10; i++) send(buildMessage('request', 'app', 'work', i, { timeout_ms: i <= 8 ? 50 : 10_000 }));
+  await until(() => client.getConnectionInfo().heldMessages === 10, 2000, 'ten held requests');
+
+  // The server pings this client: the pong must come back although work is held.
+  const ping = buildMessage('request', 'app', 'system', { action: 'ping' });
+  const pong = nextReceived(peer, (m) => m.reply_to === ping.message_id, 1000);
+  send(ping);
+  assert.deepEqual((await pong).payload, { status: 'pong' });
+
+  await new Promise((r) => setTimeout(r, 80)); // requests 1-8 are now past their timeout_ms
+  const answers = [0, 9, 10].map((i) => nextReceived(peer, (m) => m.message_type === 'response' && m.payload === i, 2000));
+  busy.open();
+  await Promise.all(answers);
+  assert.deepEqual(ran, [0, 9, 10]); // the expired ones never ran: the server had answered them already
+  assert.equal(client.getConnectionInfo().heldMessages, 0);
+});
+
+test('resilience - a call blocked on a full socket buffer still ends at its deadline', async (t) => {
+  const { proxy, client } = await setup(t, { heartbeatIntervalMs: 30_000 });
+  await client.connect();
+  proxy.blackhole(true); // bytes stop flowing: the socket buffers fill up
+  const payload = 'y'.repeat(8_000_000);
+  for (const call of [() => client.sendRequest('sink', payload, 500), () => client.publish('sink', payload, { timeout: 500 })]) {
+    const started = performance.now();
+    await assert.rejects(call(), (err) => err.code === ErrorCode.TIMEOUT && err.remote === false);
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed < 500 + 300, `rejected after ${elapsed} ms`);
+  }
+  const m = client.getMetrics();
+  assert.equal(m.messagesFailed, 2);
+  assert.equal(m.messagesDelivered, 0);
+});
+
+test('resilience - disconnect() then connect() while the first connect is opening leaves one live connection', async (t) => {
+  const { proxy, client } = await setup(t, { onRequest: (msg, conn, reply) => reply(msg.payload) });
+  proxy.setLatency(100); // the handshake takes a while
+  const first = client.connect();
+  first.catch(() => {});
+  await until(() => proxy.accepted === 1, 2000, 'the first TCP connection');
+  await client.disconnect();
+  proxy.setLatency(0);
+  assert.equal(await client.connect(), true);
+  await assert.rejects(first, { code: ErrorCode.NOT_CONNECTED });
+  assert.equal(client.state, 'connected');
+  assert.equal((await client.sendRequest('echo', 'live', 2000)).payload, 'live');
+  await until(() => proxy.connections === 1, 2000, 'the stale attempt to close its socket');
+  assert.equal(client.getMetrics().activeConnections, 1);
+
+  // The other order: the stale attempt fails only after the second one has started.
+  await client.disconnect();
+  proxy.setLatency(100);
+  const stale = client.connect();
+  stale.catch(() => {});
+  await until(() => proxy.accepted === 3, 2000, 'the third TCP connection');
+  await client.disconnect();
+  const second = client.connect(); // starts before the stale attempt's socket has closed
+  proxy.setLatency(0);
+  await assert.rejects(stale, { code: ErrorCode.NOT_CONNECTED });
+  assert.equal(await second, true);
+  assert.equal((await client.sendRequest('echo', 'again', 2000)).payload, 'again');
+  await until(() => proxy.connections === 1, 2000, 'one connection');
+});
+
+test('resilience - calls queued while the first connect is in progress fail with it, not at their deadline', async (t) => {
+  const { proxy, client } = await setup(t, {}, { connectTimeout: 300 });
+  proxy.blackhole(true); // TCP connects, the handshake never completes
+  const connecting = client.connect();
+  assert.equal(client.state, 'connecting');
+  const started = performance.now();
+  const queued = client.sendRequest('x', null, 5000);
+  const drops = record(client, ['queue_dropped']);
+  await client.publish('y', 1);
+  await assert.rejects(connecting, { code: ErrorCode.TIMEOUT });
+  await assert.rejects(queued, { code: ErrorCode.NOT_CONNECTED });
+  assert.ok(performance.now() - started < 1000, 'failed with the connect, not at its own deadline');
+  assert.deepEqual(drops.map(([, arg]) => arg.reason), ['gave_up']);
+  assert.equal(client.queueStats().size, 0);
+  assert.equal(client.queueStats().dropped, 2);
+  assert.equal(client.state, 'disconnected');
+});
+
+test('resilience - the queue replay cannot be stopped by a failing connect() promise: queued calls go out, later ones follow', async (t) => {
+  const { proxy, client } = await setup(t, { onRequest: (msg, conn, reply) => reply(typeof msg.payload === 'number' ? msg.payload : msg.payload.length) });
+  proxy.setLatency(50); // calls made while the handshake runs are queued
+  let thrown = false;
+  client.on('connected', () => {
+    if (thrown) return;
+    thrown = true;
+    throw new Error('a broken listener');
+  });
+  const connecting = client.connect();
+  const big = 'x'.repeat(1_000_000);
+  const queued = Array.from({ length: 8 }, () => client.sendRequest('echo', big, 5000));
+  proxy.setLatency(0);
+  await assert.rejects(connecting, /a broken listener/);
+  assert.equal(client.state, 'connected');
+  assert.equal((await client.sendRequest('echo', 7, 2000)).payload, 7);
+  assert.deepEqual((await Promise.all(queued)).map((r) => r.payload), Array(8).fill(1_000_000));
+  assert.equal(client.queueStats().size, 0);
+
+  // After a reconnection, too: the listener's error goes to 'error', the queue is sent.
+  thrown = false;
+  const errors = record(client, ['error']);
+  await goOffline(client, proxy);
+  const later = client.sendRequest('echo', 3, 5000);
+  proxy.refuse(false);
+  assert.equal((await later).payload, 3);
+  assert.ok(errors.some(([, err]) => /a broken listener/.test(err.message)));
+});
+
+test('resilience - queueStats().dropped counts every entry that left the queue unsent, refused ones included', async (t) => {
+  const { proxy, client } = await setup(t);
+  await client.connect();
+  const small = new Peer({ maxFrameSize: 1000 }); // the next server takes smaller frames
+  await small.listen();
+  t.after(() => small.close());
+  await goOffline(client, proxy);
+  proxy.retarget('127.0.0.1', small.port);
+  const drops = record(client, ['queue_dropped']);
+  const request = client.sendRequest('big', 'r'.repeat(5000), 3000);
+  await client.publish('big', 'p'.repeat(5000));
+  await client.publish('ok', 1);
+  const delivered = nextReceived(small, (m) => m.channel_id === 'ok');
+  proxy.refuse(false);
+  await assert.rejects(request, { code: ErrorCode.TOO_LARGE });
+  await delivered;
+  assert.deepEqual(drops.map(([, arg]) => [arg.reason, arg.channel]), [['refused', 'big']]);
+  assert.equal(client.queueStats().dropped, 2);
+  assert.equal(client.getMetrics().queueDropped, 2);
 });
