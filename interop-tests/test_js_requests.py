@@ -196,3 +196,27 @@ async def test_node_reads_system_services_and_channels(handler_server, node_agen
     assert channels == {"feed.>": 1}
     err = await agent.call_error("request", channel="system", payload={"action": "reboot"})
     assert err["code"] == "bad_message"
+
+
+async def test_node_unserve_under_load_leaves_no_request_unanswered(server, node_agent, py_client):
+    """A Node responder that unserves while Python requests keep coming: the
+    requests already forwarded to it still run there (docs/protocol.md §7)."""
+    agent = await node_agent(server.port)
+    steady = await py_client(server.port)
+    await steady.serve("shared.echo", lambda m: m.payload)
+    caller = await py_client(server.port)
+    failures: list[str] = []
+
+    async def sender() -> None:
+        for i in range(100):
+            try:
+                assert (await caller.send_request("shared.echo", i, timeout=WAIT_S)).payload == i
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                failures.append(repr(exc))
+
+    load = asyncio.ensure_future(asyncio.gather(*(sender() for _ in range(8))))
+    for _ in range(6):
+        await agent.call("serve", channel="shared.echo", kind="echo")
+        await agent.call("unserve", channel="shared.echo")
+    await asyncio.wait_for(load, 30)
+    assert failures == []

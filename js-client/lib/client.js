@@ -432,9 +432,17 @@ class IPCClient extends EventEmitter {
    * @returns {Promise<void>}
    */
   async unserve(channelId) {
-    if (!this._responders.delete(channelId)) return;
-    if (this._state === State.CONNECTED) {
-      await this._register('unsubscribe', channelId, true, now() + this.options.requestTimeout);
+    const handler = this._responders.get(channelId);
+    if (handler === undefined) return;
+    // Keep answering until the server acknowledged: requests it forwarded
+    // before that arrive first, and run here instead of failing with
+    // no_responders while another responder could have taken them.
+    try {
+      if (this._state === State.CONNECTED) {
+        await this._register('unsubscribe', channelId, true, now() + this.options.requestTimeout);
+      }
+    } finally {
+      if (this._responders.get(channelId) === handler) this._responders.delete(channelId);
     }
   }
 
