@@ -302,7 +302,7 @@ async def test_python_workers_share_the_load_and_only_a_killed_ones_in_flight_re
     assert set(failed) <= {"responder_lost"}, api.describe()
     lost = failed.get("responder_lost", 0)
     assert summary["ok"] + lost == requests
-    assert 1 <= lost <= concurrency, api.describe()
+    assert lost <= concurrency, api.describe()  # usually a few; none if w2 was idle at that instant
     assert len(api.matching(r"request \d+ failed: responder_lost")) == lost
     assert sum(summary["byWorker"].values()) == summary["ok"]
     assert all(summary["byWorker"].get(name, 0) > 0 for name in workers), summary
