@@ -806,14 +806,6 @@ class IPCClient:
         if entry is not None and not entry[0].done():
             entry[0].set_exception(RequestTimeout(f"no response on {channel!r} within {timeout:.3g} s"))
 
-    async def _ready_connection(self, deadline: float | None) -> ClientConnection:
-        if self._state is not ConnectionState.CONNECTED:
-            await self._until_connected(deadline)
-        conn = self._conn
-        if conn is None:
-            raise NotConnected("not connected")
-        return conn
-
     # -- the offline queue (docs/resilience.md §4) -----------------------------
 
     async def _submit(
