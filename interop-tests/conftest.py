@@ -467,3 +467,38 @@ async def fake_server() -> AsyncIterator[Callable[..., Any]]:
     yield make
     for srv in servers:
         await srv.close()
+
+
+# -- example scripts ----------------------------------------------------------
+
+
+@pytest.fixture
+async def run_example(node: str) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await run_example("quickstart/client.js", *args, server=server, **env)``,
+    or ``port=N`` instead of ``server`` (IPC_HOST is then 127.0.0.1; 0 for
+    examples that start their own server).
+
+    Runs ``examples/<script>``: ``.py`` with this interpreter, ``.js`` with the
+    Node of the ``node`` fixture, with IPC_HOST/IPC_PORT set and ``env`` added.
+    Each runs in its own process group, killed with all it started on teardown.
+    """
+    from example_process import ExampleProcess
+
+    started: list[ExampleProcess] = []
+
+    async def run(script: str, *args: str, server: Any = None, port: int | None = None, **env: str) -> ExampleProcess:
+        if server is not None:
+            host, port = server.host, server.port
+        elif port is not None:
+            host = "127.0.0.1"
+        else:
+            raise TypeError("run_example needs server= or port=")
+        runtime = node if script.endswith(".js") else sys.executable
+        full_env = {**_subprocess_env(), "IPC_HOST": host, "IPC_PORT": str(port), **env}
+        proc = ExampleProcess([runtime, str(ROOT / "examples" / script), *args], full_env)
+        started.append(proc)
+        return await proc.start()
+
+    yield run
+    for proc in started:
+        await proc.kill()

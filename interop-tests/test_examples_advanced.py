@@ -9,116 +9,14 @@ sleep; every process started here is killed on teardown.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import re
-import signal
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import LINE_LIMIT, ROOT, WAIT_S
-
-EXAMPLES = ROOT / "examples"
-
-
-class Example:
-    """One example script in its own process; its stdout is kept line by line."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.argv, self.env = argv, env
-        self.lines: list[str] = []
-        self.log = tempfile.TemporaryFile()
-        self.proc: asyncio.subprocess.Process | None = None
-        self._changed = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> Example:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdout=asyncio.subprocess.PIPE, stderr=self.log, cwd=ROOT, env=self.env, limit=LINE_LIMIT,
-            start_new_session=True,  # its own process group, so kill() also reaches a server it started
-        )
-        self._reader = asyncio.ensure_future(self._read())
-        return self
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            self.lines.append(line.decode(errors="replace").rstrip("\n"))
-            self._changed.set()
-        self._changed.set()
-
-    def describe(self) -> str:
-        self.log.seek(0)
-        stderr = self.log.read().decode(errors="replace")[-3000:]
-        return f"{' '.join(self.argv[1:])}\n--- stdout ---\n" + "\n".join(self.lines[-60:]) + f"\n--- stderr ---\n{stderr}"
-
-    async def wait_line(self, pattern: str, *, timeout: float = WAIT_S) -> re.Match[str]:
-        """The first line (printed so far or later) that matches ``pattern`` in full."""
-        regex = re.compile(pattern)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            for line in self.lines:
-                if m := regex.fullmatch(line):
-                    return m
-            remaining = deadline - loop.time()
-            if remaining <= 0 or (self._reader is not None and self._reader.done()):
-                raise AssertionError(f"no line matching {pattern!r} within {timeout} s: {self.describe()}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except (asyncio.TimeoutError, TimeoutError):
-                pass
-
-    def matching(self, pattern: str) -> list[re.Match[str]]:
-        regex = re.compile(pattern)
-        return [m for line in self.lines if (m := regex.fullmatch(line))]
-
-    async def wait_exit(self, *, timeout: float = WAIT_S) -> None:
-        assert self.proc is not None and self._reader is not None
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), timeout)
-            await asyncio.wait_for(self._reader, timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            raise AssertionError(f"did not exit within {timeout} s: {self.describe()}") from None
-        assert code == 0, f"exited {code}: {self.describe()}"
-
-    async def kill(self) -> None:
-        """SIGKILL to the example and whatever it started (its process group)."""
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            await asyncio.wait_for(self.proc.wait(), WAIT_S)
-        if self._reader is not None:
-            self._reader.cancel()
-
-
-@pytest.fixture
-async def example(node: str) -> AsyncIterator[Callable[..., Any]]:
-    """Factory: ``await example("job-queue/worker.js", *args, port=server.port)``.
-
-    ``.py`` scripts run with this interpreter, ``.js`` ones with the Node of
-    the ``node`` fixture, with IPC_HOST=127.0.0.1 and IPC_PORT=``port``.
-    """
-    started: list[Example] = []
-
-    async def run(script: str, *args: str, port: int, **extra_env: str) -> Example:
-        path = str(EXAMPLES / script)
-        argv = [node, path, *args] if script.endswith(".js") else [sys.executable, path, *args]
-        env = {**os.environ, "IPC_HOST": "127.0.0.1", "IPC_PORT": str(port), "PYTHONUNBUFFERED": "1", **extra_env}
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        proc = await Example(argv, env).start()
-        started.append(proc)
-        return proc
-
-    yield run
-    for proc in started:
-        await proc.kill()
+from example_process import ExampleProcess
 
 
 # -- 5. job queue ----------------------------------------------------------------
@@ -134,23 +32,26 @@ JOB_SUMMARY = [
 ]
 
 
-async def test_job_queue(start_server: Callable[..., Any], example: Callable[..., Any]) -> None:
+async def test_job_queue(start_server: Callable[..., Any], run_example: Callable[..., Any]) -> None:
     """Jobs submitted from Node before any worker exists are dispatched by
     priority once workers (Node and Python) register; a job that fails twice
     succeeds on its third attempt after 0.1 s and 0.2 s backoffs; a poison job
     is published on jobs.dead after 3 attempts; both sides print the same summary."""
     server = await start_server()
-    manager = await example("job-queue/manager.py", port=server.port)
+    manager = await run_example("job-queue/manager.py", server=server)
     await manager.wait_line(r"manager ready on .*")
-    producer = await example("job-queue/producer.js", port=server.port)
+    producer = await run_example("job-queue/producer.js", server=server)
     await producer.wait_line(r"submitted 6 jobs; waiting for them to finish")
     assert [m[1] for m in producer.matching(r"submitted (job-\d) .*")] == [f"job-{i}" for i in range(1, 7)]
     assert manager.matching(r"dispatch .*") == []  # no worker yet: every job waits
 
-    workers = [await example("job-queue/worker.js", "node-w", port=server.port), await example("job-queue/worker.py", "py-w", port=server.port)]
+    workers = [
+        await run_example("job-queue/worker.js", "node-w", server=server),
+        await run_example("job-queue/worker.py", "py-w", server=server),
+    ]
     for w in workers:
         await w.wait_line(r"worker \S+ ready")
-    await producer.wait_exit(timeout=20)
+    assert await producer.wait_exit(timeout=20) == 0, producer.describe()
 
     assert producer.lines[-len(JOB_SUMMARY):] == JOB_SUMMARY
     assert producer.matching(r"dead letter: .*")[0][0] == (
@@ -174,11 +75,11 @@ async def test_job_queue(start_server: Callable[..., Any], example: Callable[...
 
 
 
-async def test_job_queue_in_one_command(node: str, example: Callable[..., Any]) -> None:
+async def test_job_queue_in_one_command(node: str, run_example: Callable[..., Any]) -> None:
     """run.py starts the server, the manager, the producer and both workers,
     prints their lines with a prefix and stops them all at the end."""
-    run = await example("job-queue/run.py", port=0, NODE=node)
-    await run.wait_exit(timeout=20)
+    run = await run_example("job-queue/run.py", port=0, NODE=node)
+    assert await run.wait_exit(timeout=20) == 0, run.describe()
     producer = [m[1] for m in run.matching(r"\[producer\] (.*)")]
     assert producer[-len(JOB_SUMMARY):] == JOB_SUMMARY
     assert run.matching(r"\[node-w  \] worker node-w ready") and run.matching(r"\[py-w    \] worker py-w ready")
@@ -186,7 +87,7 @@ async def test_job_queue_in_one_command(node: str, example: Callable[..., Any]) 
 # -- 6. resilience -----------------------------------------------------------------
 
 
-def check_resilience(demo: Example, delays_s: list[tuple[int, float]]) -> None:
+def check_resilience(demo: ExampleProcess, delays_s: list[tuple[int, float]]) -> None:
     """What both demos print, in the same words: events in order, backoff
     delays doubling from 0.2 s, three requests queued and answered by
     priority after the restart, the breaker open and then closed."""
@@ -219,19 +120,19 @@ def check_resilience(demo: Example, delays_s: list[tuple[int, float]]) -> None:
     assert lines[-1] == "done: ok"
 
 
-async def test_resilience_demo(example: Callable[..., Any]) -> None:
+async def test_resilience_demo(run_example: Callable[..., Any]) -> None:
     """demo.py starts its own server on a free port, crashes and restarts it."""
-    demo = await example("resilience/demo.py", port=0)
-    await demo.wait_exit(timeout=25)
+    demo = await run_example("resilience/demo.py", port=0)
+    assert await demo.wait_exit(timeout=25) == 0, demo.describe()
     assert "event: disconnected (connection_lost)" in demo.lines
     delays = [(int(m[1]), float(m[2])) for m in demo.matching(r"event: reconnecting attempt=(\d+) delay=([\d.]+)s")]
     check_resilience(demo, delays)
 
 
-async def test_resilience_demo_node(example: Callable[..., Any]) -> None:
+async def test_resilience_demo_node(run_example: Callable[..., Any]) -> None:
     """demo.js does the same with the Node client (the server still in Python)."""
-    demo = await example("resilience/demo.js", port=0, PYTHON=sys.executable)
-    await demo.wait_exit(timeout=25)
+    demo = await run_example("resilience/demo.js", port=0, PYTHON=sys.executable)
+    assert await demo.wait_exit(timeout=25) == 0, demo.describe()
     delays = [(int(m[1]), int(m[2]) / 1000) for m in demo.matching(r"event: reconnecting attempt=(\d+) delay=(\d+)ms")]
     check_resilience(demo, delays)
 
@@ -240,13 +141,13 @@ async def test_resilience_demo_node(example: Callable[..., Any]) -> None:
 
 
 @pytest.mark.parametrize("script", ["gateway.py", "gateway.js"])
-async def test_gateway_service_client(script: str, start_server: Callable[..., Any], example: Callable[..., Any]) -> None:
+async def test_gateway_service_client(script: str, start_server: Callable[..., Any], run_example: Callable[..., Any]) -> None:
     """Per-service rows with the exact request, error and timeout counts of the
     mixed load, plausible rates and latencies, both services healthy; the
     Python and the Node gateway print the same table."""
     server = await start_server()
-    gateway = await example(f"gateway-service-client/{script}", port=server.port)
-    await gateway.wait_exit(timeout=20)
+    gateway = await run_example(f"gateway-service-client/{script}", server=server)
+    assert await gateway.wait_exit(timeout=20) == 0, gateway.describe()
     row = r"(\w+) +(\d+) +(\d+) +(\d+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)  (healthy|DOWN) \(1 server\)"
     rows = {m[1]: m for m in gateway.matching(row)}
     assert set(rows) == {"pricing", "inventory"}

@@ -12,122 +12,10 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
-import re
 import signal
-import sys
-import tempfile
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
-
-from conftest import LINE_LIMIT, ROOT, WAIT_S
-
-EXAMPLES = ROOT / "examples"
-
-
-class ExampleProcess:
-    """One example script in its own process; stdout is collected line by line."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.argv = argv
-        self.env = env
-        self.lines: list[str] = []
-        self.log = tempfile.TemporaryFile()
-        self.proc: asyncio.subprocess.Process | None = None
-        self._changed = asyncio.Event()
-        self._eof = False
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> ExampleProcess:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdout=asyncio.subprocess.PIPE, stderr=self.log, cwd=ROOT, env=self.env, limit=LINE_LIMIT
-        )
-        self._reader = asyncio.ensure_future(self._read())
-        return self
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            self.lines.append(line.decode(errors="replace").rstrip("\n"))
-            self._changed.set()
-        self._eof = True
-        self._changed.set()
-
-    def describe(self) -> str:
-        self.log.seek(0)
-        stderr = self.log.read().decode(errors="replace")[-3000:]
-        name = " ".join(os.path.relpath(a, ROOT) if a.startswith(str(ROOT)) else a for a in self.argv[1:])
-        return f"{name}\n--- stdout ---\n" + "\n".join(self.lines[-40:]) + f"\n--- stderr ---\n{stderr}"
-
-    async def _until(self, ready: Callable[[], Any], what: str, timeout: float) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            found = ready()
-            if found is not None:
-                return found
-            remaining = deadline - loop.time()
-            if remaining <= 0 or (self._eof and ready() is None):
-                raise AssertionError(f"{what} within {timeout} s: {self.describe()}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except (asyncio.TimeoutError, TimeoutError):
-                pass
-
-    async def wait_line(self, pattern: str, *, timeout: float = WAIT_S) -> re.Match[str]:
-        """The first printed line matching the regular expression ``pattern``."""
-        regex = re.compile(pattern)
-
-        def find() -> re.Match[str] | None:
-            return next((m for line in self.lines if (m := regex.fullmatch(line))), None)
-
-        return await self._until(find, f"no line matching {pattern!r}", timeout)
-
-    def matching(self, pattern: str) -> list[re.Match[str]]:
-        regex = re.compile(pattern)
-        return [m for line in self.lines if (m := regex.fullmatch(line))]
-
-    async def wait_exit(self, *, timeout: float = WAIT_S) -> int:
-        assert self.proc is not None and self._reader is not None
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), timeout)
-            await asyncio.wait_for(self._reader, timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            raise AssertionError(f"did not exit within {timeout} s: {self.describe()}") from None
-        return code
-
-    async def kill(self) -> None:
-        """SIGKILL: the process vanishes without closing anything itself."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await asyncio.wait_for(self.proc.wait(), WAIT_S)
-        if self._reader is not None:
-            self._reader.cancel()
-
-
-@pytest.fixture
-async def run_example(node: str) -> AsyncIterator[Callable[..., Any]]:
-    """Factory: ``await run_example(server, "quickstart/client.js", *args, **env)``.
-
-    ``.py`` scripts run with this interpreter, ``.js`` ones with the Node of
-    the ``node`` fixture; IPC_HOST/IPC_PORT point at ``server``.
-    """
-    started: list[ExampleProcess] = []
-
-    async def run(server: Any, script: str, *args: str, **env: str) -> ExampleProcess:
-        path = EXAMPLES / script
-        runtime = node if script.endswith(".js") else sys.executable
-        full_env = {**os.environ, "IPC_HOST": server.host, "IPC_PORT": str(server.port), "PYTHONUNBUFFERED": "1", **env}
-        proc = ExampleProcess([runtime, str(path), *args], full_env)
-        started.append(proc)
-        return await proc.start()
-
-    yield run
-    for proc in started:
-        await proc.kill()
+from conftest import WAIT_S
 
 
 # -- quickstart ---------------------------------------------------------------
@@ -135,10 +23,10 @@ async def run_example(node: str) -> AsyncIterator[Callable[..., Any]]:
 
 async def test_quickstart(start_server, run_example):
     server = await start_server()
-    service = await run_example(server, "quickstart/service.py", TICK_INTERVAL_S="0.05")
+    service = await run_example("quickstart/service.py", server=server, TICK_INTERVAL_S="0.05")
     await service.wait_line(r"service ready on .*")
 
-    client = await run_example(server, "quickstart/client.js", TICKS="3")
+    client = await run_example("quickstart/client.js", server=server, TICKS="3")
     assert await client.wait_exit() == 0, client.describe()
     assert client.lines[:2] == ['greet.hello -> {"greeting":"Hello, Ada!"}', "math.add -> 3"]
     ticks = client.matching(r"tick ticks\.(\d+) (\{.*\})")
@@ -154,10 +42,10 @@ async def test_quickstart(start_server, run_example):
 
 async def test_node_service_called_from_python(start_server, run_example):
     server = await start_server()
-    service = await run_example(server, "node-service/service.js")
+    service = await run_example("node-service/service.js", server=server)
     await service.wait_line(r"inventory service ready on .*")
 
-    caller = await run_example(server, "node-service/caller.py")
+    caller = await run_example("node-service/caller.py", server=server)
     assert await caller.wait_exit() == 0, caller.describe()
     assert caller.lines == [
         "lookup -> {'sku': 'A-1', 'stock': 7}",
@@ -218,9 +106,9 @@ class EventStream:
 
 async def test_http_gateway(start_server, run_example):
     server = await start_server()
-    service = await run_example(server, "http-gateway/users_service.py", REPORT_DELAY_S="5")
+    service = await run_example("http-gateway/users_service.py", server=server, REPORT_DELAY_S="5")
     await service.wait_line(r"users service ready on .*")
-    gateway = await run_example(server, "http-gateway/gateway.js", GATEWAY_PORT="0", GATEWAY_TIMEOUT_MS="500")
+    gateway = await run_example("http-gateway/gateway.js", server=server, GATEWAY_PORT="0", GATEWAY_TIMEOUT_MS="500")
     first = await gateway.wait_line(r"gateway listening on http://127\.0\.0\.1:(\d+)")
     assert gateway.lines[0] == first[0]
     port = int(first[1])
@@ -275,13 +163,13 @@ async def test_python_workers_share_the_load_and_only_a_killed_ones_in_flight_re
     requests, concurrency = 600, 9
     server = await start_server()
     api = await run_example(
-        server, "python-workers/api.js", MIN_WORKERS="3", REQUESTS=str(requests), CONCURRENCY=str(concurrency)
+        "python-workers/api.js", server=server, MIN_WORKERS="3", REQUESTS=str(requests), CONCURRENCY=str(concurrency)
     )
     await api.wait_line(r"waiting for 3 worker\(s\) on work\.square, 0 now")
 
     workers = {}
     for name in ("w1", "w2", "w3"):
-        proc = await run_example(server, "python-workers/worker.py", name, WORK_S="0.05")
+        proc = await run_example("python-workers/worker.py", name, server=server, WORK_S="0.05")
         ready = await proc.wait_line(rf"worker {name} ready, connection (\S+)")
         workers[name] = (proc, ready[1])
         # The API sees each worker arrive on $sys.services.
