@@ -13,6 +13,7 @@ from .client import IPCClient
 from .load_balanced import LoadBalancedClient
 from .offline_queue import OverflowPolicy
 from .pool import ConnectionPool
+from .queue_store import QueueFileInUse
 from .service_client import ServiceClient
 from .state import ConnectionState
 from .sync import SyncIPCClient
@@ -28,6 +29,7 @@ __all__ = [
     "CircuitBreakerOptions",
     "CircuitState",
     "OverflowPolicy",
+    "QueueFileInUse",
     "Message",
     "MessageType",
     "ErrorCode",

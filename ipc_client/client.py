@@ -331,11 +331,11 @@ class IPCClient:
             await self._until_connected(None)
             return True
         self._loop = asyncio.get_running_loop()
+        self._load_persisted()  # may refuse a queue file another client owns: before any state change
         self._generation += 1
         generation = self._generation
         self._set_state(ConnectionState.CONNECTING)
         self._emit("connecting")
-        self._load_persisted()
         try:
             await self._open(generation)
         except BaseException as exc:

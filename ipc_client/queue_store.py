@@ -7,16 +7,31 @@ started later with the same file sends what has not expired yet.
 
 Writes are synchronous and small (WAL, ``synchronous=NORMAL``); they happen
 only while the client is offline, never on the connected hot path.
+
+A file has one owner at a time: two clients sending the same rows would
+deliver each message twice. The store holds an exclusive lock on
+``<path>.lock`` (``flock``, released by the kernel if the process dies) and
+refuses to open a file another client holds.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["QueueStore", "StoredMessage"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no ownership check
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["QueueStore", "StoredMessage", "QueueFileInUse"]
+
+
+class QueueFileInUse(RuntimeError):
+    """Another client (in this process or another) owns the queue file."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queued (
@@ -39,6 +54,7 @@ class StoredMessage:
 class QueueStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock_fd = self._lock(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -63,3 +79,18 @@ class QueueStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
+
+    @staticmethod
+    def _lock(path: Path) -> int | None:
+        if fcntl is None:  # pragma: no cover
+            return None
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise QueueFileInUse(f"the queue file {path} is in use by another client") from None
+        return fd

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient
+from ipc_client import QueueFileInUse
 from ipc_client.circuit_breaker import CircuitBreakerOptions
 from ipc_protocol import CircuitOpen, ConnectionLost, IPCError, NoResponders, NotConnected, QueueFull, RequestTimeout
 from ipc_server import IPCServer
@@ -250,6 +251,7 @@ async def test_persisted_one_way_messages_survive_a_client_restart(tmp_path: Pat
     await second.connect()
     assert [await asyncio.wait_for(got.get(), WAIT_S) for _ in range(3)] == [2, 1, 0]
     assert second.metrics()["queue_dropped"] == 1  # the expired notification, counted
+    await second.disconnect()  # one owner at a time
     third = await via_proxy(queue_path=path)  # sent means gone from the file
     assert third.queue_stats()["size"] == 0
 
@@ -434,3 +436,14 @@ async def test_unserve_under_load_hands_requests_to_the_other_responder(server, 
         await a.unserve("c")
     await asyncio.wait_for(load, 30)
     assert failures == []
+
+
+async def test_two_clients_cannot_share_a_queue_file(tmp_path: Path, via_proxy) -> None:
+    path = str(tmp_path / "outbox.db")
+    owner = await via_proxy(queue_path=path)
+    other = await via_proxy(queue_path=path, connect=False)
+    with pytest.raises(QueueFileInUse):
+        await other.connect()
+    assert other.state.value == "disconnected"
+    await owner.disconnect()  # gives the file up
+    assert await other.connect()

@@ -11,7 +11,7 @@ import pytest
 from ipc_client.circuit_breaker import CircuitBreaker, CircuitBreakerOptions, CircuitState
 from ipc_client.metrics import ClientMetrics
 from ipc_client.offline_queue import OfflineQueue, QueuedCall
-from ipc_client.queue_store import QueueStore
+from ipc_client.queue_store import QueueFileInUse, QueueStore
 from ipc_protocol import CircuitOpen, ConnectionLost, HandlerError, QueueFull, RequestTimeout
 
 
@@ -134,6 +134,15 @@ def test_store_keeps_messages_across_instances_and_drops_expired(tmp_path: Path)
     assert expired == 1
     assert len(again) == 1
     again.close()
+
+
+def test_store_has_one_owner_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    first = QueueStore(path)
+    with pytest.raises(QueueFileInUse):
+        QueueStore(path)  # a second client would send every row again
+    first.close()
+    QueueStore(path).close()  # free once the owner closed it
 
 
 # -- circuit breaker ---------------------------------------------------------------
