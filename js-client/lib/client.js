@@ -1051,6 +1051,9 @@ class IPCClient extends EventEmitter {
     this._connectionId = info.connectionId;
     this._sendLimit = conn.sendLimit;
     this._conn = conn;
+    this._running = 0; // inbound flow control starts afresh on every connection
+    this._held = [];
+    this._heldHead = 0;
     this._startHeartbeat(conn);
     await this._restore(conn);
     if (generation !== this._generation) {
@@ -1408,6 +1411,7 @@ class IPCClient extends EventEmitter {
    * @private
    */
   _onMessage(conn, msg) {
+    if (conn !== this._conn) return undefined; // after disconnect() or from a replaced connection: nobody's
     switch (msg.message_type) {
       case 'response':
         return this._onResponse(conn, msg);
@@ -1444,7 +1448,7 @@ class IPCClient extends EventEmitter {
       return;
     }
     const timed = msg.message_type === 'request' && typeof msg.timeout_ms === 'number' && msg.timeout_ms > 0;
-    this._held.push({ msg, expires: timed ? now() + msg.timeout_ms : Infinity });
+    this._held.push({ conn, msg, expires: timed ? now() + msg.timeout_ms : Infinity });
   }
 
   /**
@@ -1459,7 +1463,7 @@ class IPCClient extends EventEmitter {
   /**
    * Takes the oldest held-back message (a queue over an array: O(1), the
    * consumed head is dropped in bulk).
-   * @returns {{msg: object, expires: number}}
+   * @returns {{conn: Connection, msg: object, expires: number}}
    * @private
    */
   _takeHeld() {
@@ -1482,7 +1486,7 @@ class IPCClient extends EventEmitter {
    * @private
    */
   _dispatch(conn, msg) {
-    if (msg.message_type === 'publish') this._onPublish(msg);
+    if (msg.message_type === 'publish') this._onPublish(conn, msg);
     else this._onServed(conn, msg, msg.message_type === 'request');
   }
 
@@ -1494,9 +1498,9 @@ class IPCClient extends EventEmitter {
    */
   _drainHeld(conn) {
     while (this._heldCount() > 0 && this._running < this.options.highWaterMark && this._conn === conn) {
-      const { msg, expires } = this._takeHeld();
-      if (expires <= now()) continue;
-      this._dispatch(conn, msg);
+      const held = this._takeHeld();
+      if (held.conn !== conn || held.expires <= now()) continue; // never answered on another connection
+      this._dispatch(conn, held.msg);
     }
   }
 
@@ -1554,17 +1558,18 @@ class IPCClient extends EventEmitter {
   /**
    * Delivers a publish to every local handler whose pattern matches, each
    * handler once even when several of its patterns match (§5.3).
+   * @param {Connection} conn the connection it came on.
    * @param {object} msg
    * @private
    */
-  _onPublish(msg) {
+  _onPublish(conn, msg) {
     let called = null;
     for (const [pattern, handlers] of this._subscriptions) {
       if (!patternMatches(pattern, msg.channel_id)) continue;
       for (const handler of handlers) {
         if (called !== null && called.has(handler)) continue;
         (called ??= new Set()).add(handler);
-        this._invoke(handler, msg, null);
+        this._invoke(handler, msg, conn, false);
       }
     }
     this.emit('message', msg);
@@ -1600,19 +1605,22 @@ class IPCClient extends EventEmitter {
       if (answer) this._reply(conn, msg, null, { code: ErrorCode.NO_RESPONDERS, message: `no responder for ${msg.channel_id}` });
       return;
     }
-    this._invoke(handler, msg, answer ? conn : null);
+    this._invoke(handler, msg, conn, answer);
   }
 
   /**
-   * Calls a handler, sync or async. With `conn`, its result (or error) is
-   * the response; without, errors go to the 'error' event. Async handlers
-   * count towards the inbound high water mark (see _admit()).
+   * Calls a handler, sync or async. With `answer`, its result (or error) is
+   * the response on `conn`; without, errors go to the 'error' event. Async
+   * handlers count towards the inbound high water mark of the connection
+   * the message came on (see _admit()).
    * @param {Function} handler
    * @param {object} msg
-   * @param {Connection|null} conn
+   * @param {Connection} from the connection the message came on.
+   * @param {boolean} answer
    * @private
    */
-  _invoke(handler, msg, conn) {
+  _invoke(handler, msg, from, answer) {
+    const conn = answer ? from : null;
     let result;
     try {
       result = handler(msg);
@@ -1625,7 +1633,7 @@ class IPCClient extends EventEmitter {
       if (conn !== null) this._reply(conn, msg, result);
       return;
     }
-    const tracked = this._track();
+    const tracked = this._track(from);
     Promise.resolve(result).then(
       (value) => {
         this._untrack(tracked);
@@ -1640,13 +1648,15 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * One more async handler running.
-   * @returns {Connection|null} the connection it counts against.
+   * One more async handler running, counted against the connection its
+   * message came on (only ever the current one: see _onMessage()).
+   * @param {Connection} conn
+   * @returns {Connection} the connection it counts against.
    * @private
    */
-  _track() {
-    this._running++;
-    return this._conn;
+  _track(conn) {
+    if (conn === this._conn) this._running++;
+    return conn;
   }
 
   /**

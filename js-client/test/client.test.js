@@ -702,3 +702,34 @@ test('client - disconnect() from a reconnecting listener stops at once, without 
   assert.equal(connects(), before);
   assert.equal(client.state, 'disconnected');
 });
+
+test('client - frames arriving after disconnect() run no handler; the next connect() delivers again, and old requests are never answered on it', async (t) => {
+  const { peer, client } = await setup(t, {}, { highWaterMark: 2 });
+  const conns = [];
+  peer.events.on('connection', (c) => conns.push(c));
+  await client.connect();
+  const ran = [];
+  await client.serve('work', async (msg) => {
+    ran.push(msg.payload);
+    await new Promise((r) => setImmediate(r));
+    return msg.payload;
+  });
+  const old = conns[0];
+  const late = [0, 1, 2].map((i) => buildMessage('request', 'app', 'work', `old-${i}`));
+  const lateNotes = [0, 1, 2].map((i) => buildMessage('notification', 'app', 'work', `old-note-${i}`));
+  const closing = client.disconnect();
+  for (const m of [...late, ...lateNotes]) old.send(m); // the server has not noticed the close yet
+  await closing;
+  assert.deepEqual(ran, []);
+  assert.equal(client.getConnectionInfo().runningHandlers, 0);
+  assert.equal(client.getConnectionInfo().heldMessages, 0);
+  await client.connect();
+  assert.equal(client.getConnectionInfo().runningHandlers, 0);
+  const fresh = buildMessage('request', 'app', 'work', 'new');
+  const answer = nextReceived(peer, (m) => m.reply_to === fresh.message_id, 2000);
+  conns.at(-1).send(fresh);
+  assert.equal((await answer).payload, 'new');
+  const oldIds = new Set(late.map((m) => m.message_id));
+  assert.equal(peer.received.filter((m) => oldIds.has(m.reply_to)).length, 0);
+  assert.deepEqual(ran, ['new']);
+});
