@@ -79,8 +79,10 @@ function parseBreakerOptions(options) {
 }
 
 /**
- * A permit for one call; `trial` calls are the HALF_OPEN probes.
- * @typedef {{trial: boolean}} Permit
+ * A permit for one call; `trial` calls are the HALF_OPEN probes. `epoch`
+ * is the breaker's transition count when it was given: a permit from
+ * before the last transition is stale.
+ * @typedef {{trial: boolean, epoch: number}} Permit
  */
 
 /**
@@ -89,10 +91,12 @@ function parseBreakerOptions(options) {
 class CircuitBreaker {
   /**
    * @param {object} [options] CircuitBreakerOptions (validated by parseBreakerOptions()).
-   * @param {{now?: () => number, onChange?: (state: string, snapshot: object) => void}} [hooks]
-   *   `now` in ms (any origin; `openedAt` is reported on it); `onChange` is told every transition.
+   * @param {{now?: () => number, onChange?: (state: string, snapshot: object) => void, key?: string}} [hooks]
+   *   `now` in ms (any origin; `openedAt` is reported on it); `onChange` is told every transition;
+   *   `key` names the breaker in snapshots (the channel, or '*' for a client-wide breaker).
    */
-  constructor(options = BREAKER_DEFAULTS, { now = Date.now, onChange = () => {} } = {}) {
+  constructor(options = BREAKER_DEFAULTS, { now = Date.now, onChange = () => {}, key = '*' } = {}) {
+    this.key = key;
     this.options = options === BREAKER_DEFAULTS ? options : parseBreakerOptions(options);
     this._now = now;
     this._onChange = onChange;
@@ -105,6 +109,7 @@ class CircuitBreaker {
     this.rejected = 0;
     this.openedAt = null;
     this._trials = 0; // trial calls in flight
+    this._epoch = 0; // bumped by every transition: permits given before one are stale
   }
 
   /**
@@ -126,10 +131,10 @@ class CircuitBreaker {
    */
   acquire() {
     const state = this.state;
-    if (state === CircuitState.CLOSED) return { trial: false };
+    if (state === CircuitState.CLOSED) return { trial: false, epoch: this._epoch };
     if (state === CircuitState.HALF_OPEN && this._trials < this.options.halfOpenMaxCalls) {
       this._trials++;
-      return { trial: true };
+      return { trial: true, epoch: this._epoch };
     }
     this.rejected++;
     return null;
@@ -151,16 +156,18 @@ class CircuitBreaker {
    * Errors the predicate does not count (the call was wrong, not the
    * service) are successes: the service answered. A result that arrives
    * after the breaker changed state (a call let through while CLOSED that
-   * ends once OPEN) does not move it: only trial calls decide HALF_OPEN.
+   * ends once OPEN, a trial of an earlier HALF_OPEN) is counted in the
+   * totals but neither moves the breaker nor frees a trial slot.
    * @param {Permit} permit what acquire() returned.
    * @param {unknown} [error] the call's error; null or undefined for success.
    */
   release(permit, error = null) {
-    if (permit.trial) this._trials = Math.max(0, this._trials - 1);
     const failed = error !== null && error !== undefined && this._isFailure(error);
     if (failed) this.failures++;
     else this.successes++;
     const state = this.state;
+    if (permit.epoch !== this._epoch) return; // started under another state: it says nothing about this one
+    if (permit.trial) this._trials = Math.max(0, this._trials - 1);
     if (state === CircuitState.CLOSED && !permit.trial) {
       if (!failed) {
         this.consecutiveFailures = 0;
@@ -180,8 +187,19 @@ class CircuitBreaker {
   }
 
   /**
+   * Gives a permit back without an outcome (the call was refused locally
+   * and never reached the service): frees its trial slot, counts nothing.
+   * @param {Permit} permit what acquire() returned.
+   */
+  cancel(permit) {
+    if (permit.trial && permit.epoch === this._epoch && this.state === CircuitState.HALF_OPEN) {
+      this._trials = Math.max(0, this._trials - 1);
+    }
+  }
+
+  /**
    * The counters, for circuitBreakers().
-   * @returns {{state: string, consecutiveFailures: number, consecutiveSuccesses: number, failures: number, successes: number, rejected: number, openedAt: number|null}}
+   * @returns {{key: string, state: string, consecutiveFailures: number, consecutiveSuccesses: number, failures: number, successes: number, rejected: number, openedAt: number|null}}
    */
   snapshot() {
     return this._snapshot(this.state);
@@ -194,6 +212,7 @@ class CircuitBreaker {
    */
   _snapshot(state) {
     return {
+      key: this.key,
       state,
       consecutiveFailures: this.consecutiveFailures,
       consecutiveSuccesses: this.consecutiveSuccesses,
@@ -218,6 +237,7 @@ class CircuitBreaker {
    */
   _move(next) {
     this._state = next;
+    this._epoch++;
     this._onChange(next, this._snapshot(next));
   }
 }

@@ -40,6 +40,7 @@ test('breaker - opens after failureThreshold consecutive failures; a success res
   assert.equal(breaker.state, CircuitState.OPEN);
   assert.deepEqual(changes, [['open', 'open']]);
   assert.deepEqual(breaker.snapshot(), {
+    key: '*',
     state: 'open',
     consecutiveFailures: 3,
     consecutiveSuccesses: 0,
@@ -62,7 +63,8 @@ test('breaker - OPEN rejects with retryAfter until resetTimeout, then HALF_OPEN 
   assert.equal(breaker.retryAfter(), 0);
   const a = breaker.acquire();
   const b = breaker.acquire();
-  assert.deepEqual([a, b], [{ trial: true }, { trial: true }]);
+  assert.deepEqual([a.trial, b.trial], [true, true]);
+  assert.equal(a.epoch, b.epoch);
   assert.equal(breaker.acquire(), null); // a third trial at once is refused
   breaker.release(a, null);
   assert.equal(breaker.state, CircuitState.HALF_OPEN);
@@ -134,4 +136,47 @@ test('breaker - custom isFailure, resetTimeout 0, and option validation', () => 
   for (const bad of [{ failureThreshold: 0 }, { resetTimeout: -1 }, { scope: 'app' }, { fallback: 1 }, { extra: 1 }, 'yes']) {
     assert.throws(() => parseBreakerOptions(bad), TypeError, JSON.stringify(bad));
   }
+});
+
+test('breaker - a trial permit of an earlier HALF_OPEN is stale: it frees no slot and counts only in the totals', () => {
+  const { breaker, clock } = make({ failureThreshold: 1, successThreshold: 2, halfOpenMaxCalls: 2 });
+  call(breaker, failure); // OPEN
+  clock.t += 100;
+  const a = breaker.acquire();
+  const b = breaker.acquire();
+  assert.ok(a && b && a.trial && b.trial);
+  breaker.release(a, failure); // reopens
+  clock.t += 100; // HALF_OPEN again
+  const c = breaker.acquire();
+  const d = breaker.acquire();
+  assert.ok(c && d);
+  const totals = breaker.snapshot();
+  breaker.release(b, null); // the stale trial succeeds
+  assert.equal(breaker.state, CircuitState.HALF_OPEN);
+  assert.equal(breaker.snapshot().consecutiveSuccesses, 0);
+  assert.equal(breaker.snapshot().successes, totals.successes + 1); // still in the totals, as in Python
+  assert.equal(breaker.acquire(), null); // c and d still hold both slots
+  breaker.release(b, failure); // a stale failure does not reopen it either
+  assert.equal(breaker.state, CircuitState.HALF_OPEN);
+  breaker.release(c, null);
+  breaker.release(d, null);
+  assert.equal(breaker.state, CircuitState.CLOSED);
+});
+
+test('breaker - cancel() gives a trial slot back without counting; snapshots carry the key', () => {
+  const clock = { t: 0 };
+  const breaker = new CircuitBreaker(parseBreakerOptions({ failureThreshold: 1, resetTimeout: 10, successThreshold: 1 }), { now: () => clock.t, key: 'svc' });
+  assert.equal(breaker.snapshot().key, 'svc');
+  assert.equal(new CircuitBreaker().snapshot().key, '*');
+  call(breaker, failure);
+  clock.t += 10;
+  const trial = breaker.acquire();
+  assert.equal(breaker.acquire(), null);
+  const before = breaker.snapshot();
+  breaker.cancel(trial);
+  assert.equal(breaker.state, CircuitState.HALF_OPEN);
+  const after = breaker.snapshot();
+  assert.equal(after.successes, before.successes);
+  assert.equal(after.failures, before.failures);
+  assert.ok(breaker.acquire() !== null);
 });
