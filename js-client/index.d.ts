@@ -158,13 +158,18 @@ export interface CircuitBreakerOptions {
   halfOpenMaxCalls?: number;
   /** One breaker per channel, or one for the whole client. Default 'channel'. */
   scope?: 'channel' | 'client';
-  /** Its result is returned instead of rejecting with CircuitOpenError. */
+  /**
+   * Called instead of rejecting with CircuitOpenError; its (awaited) result becomes the
+   * payload of a response message answering the request, unless it already is a message.
+   */
   fallback?: ((channel: string, payload: unknown, error: CircuitOpenError) => unknown) | null;
   /** Which errors count as failures; default: timeout, connection_lost, not_connected, no_responders, responder_lost, shutting_down, slow_consumer, queue_full. */
   isFailure?: ((error: unknown) => boolean) | null;
 }
 
 export interface CircuitSnapshot {
+  /** The channel it guards, or '*' for a client-wide breaker (scope 'client'). */
+  key: string;
   state: CircuitStateValue;
   consecutiveFailures: number;
   consecutiveSuccesses: number;
@@ -353,9 +358,9 @@ export interface IPCClientEvents {
   heartbeat: [event: { latency: number }];
   heartbeat_timeout: [event: { silent: number }];
   queue_dropped: [event: { reason: 'expired' | 'evicted' | 'gave_up' | 'refused'; channel: string; messageType: MessageType; priority: number }];
-  circuit_open: [snapshot: CircuitSnapshot & { key: string }];
-  circuit_half_open: [snapshot: CircuitSnapshot & { key: string }];
-  circuit_closed: [snapshot: CircuitSnapshot & { key: string }];
+  circuit_open: [snapshot: CircuitSnapshot];
+  circuit_half_open: [snapshot: CircuitSnapshot];
+  circuit_closed: [snapshot: CircuitSnapshot];
   message: [message: Message];
   ping: [event: { messageId: string }];
   error: [error: Error];

@@ -31,6 +31,7 @@ const { Metrics } = require('./metrics');
 const {
   ErrorCode,
   IpcError,
+  ProtocolError,
   CircuitOpenError,
   ConnectionLostError,
   ForbiddenError,
@@ -113,6 +114,34 @@ function isLocalFailure(err) {
   if (err instanceof RemoteError) return false;
   if (err instanceof RequestTimeoutError) return !err.remote;
   return true;
+}
+
+/**
+ * Whether a call was refused before it left the process (it cannot be
+ * encoded, or is larger than the frame limit): it says nothing about the
+ * service, so the circuit breaker does not count it (as in Python).
+ * @param {unknown} err
+ * @returns {boolean}
+ * @private
+ */
+function isLocalRefusal(err) {
+  return err instanceof ProtocolError || err instanceof TypeError || err instanceof RangeError;
+}
+
+/**
+ * Whether a fallback's result already is a message (returned as it is).
+ * @param {unknown} value
+ * @returns {boolean}
+ * @private
+ */
+function isMessage(value) {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof value.message_type === 'string' &&
+    typeof value.message_id === 'string' &&
+    typeof value.channel_id === 'string'
+  );
 }
 
 /**
@@ -308,7 +337,8 @@ class IPCClient extends EventEmitter {
    * @param {number|object} [timeout] milliseconds (or the options object).
    * @param {{headers?: Record<string, string>, priority?: number, onDisconnect?: 'queue'|'fail', timeout?: number}} [options]
    * @returns {Promise<object>} the response message; its `.payload` is the
-   *   result (or, when the circuit is open and a `fallback` is set, what the fallback returns).
+   *   result (or, when the circuit is open and a `fallback` is set, a response message whose
+   *   payload is what the fallback returns, or the fallback's own message).
    * @throws {IpcError} `.code` no_responders, timeout, handler_error (with
    *   `.remoteType`), connection_lost, not_connected, queue_full,
    *   circuit_open (with `.retryAfter` ms), bad_message...
@@ -329,20 +359,31 @@ class IPCClient extends EventEmitter {
       const retryAfter = breaker.retryAfter();
       const err = new CircuitOpenError(`the circuit for ${JSON.stringify(channelId)} is open; retry in ${Math.ceil(retryAfter)} ms`, { retryAfter });
       const { fallback } = this.options.circuitBreaker;
-      if (fallback !== null) return fallback(channelId, payload, err);
-      this._metrics.failed();
-      throw err;
+      if (fallback === null) {
+        this._metrics.failed();
+        throw err;
+      }
+      const result = await fallback(channelId, payload, err);
+      return isMessage(result) ? result : buildMessage('response', this.appId, channelId, result, { reply_to: msg.message_id });
     }
+    let reply;
+    let failure = null;
     try {
-      const reply = await this._submit(msg, deadline, call, true);
-      if (permit !== null) breaker.release(permit, null);
-      this._metrics.delivered();
-      return reply;
+      reply = await this._submit(msg, deadline, call, true);
     } catch (err) {
-      if (permit !== null) breaker.release(permit, err);
-      this._countFailure(err);
-      throw err;
+      failure = err;
     }
+    if (permit !== null) {
+      // once, outside the try: a throwing circuit_* listener must not release it again
+      if (failure !== null && isLocalRefusal(failure)) breaker.cancel(permit); // never reached the service
+      else breaker.release(permit, failure);
+    }
+    if (failure !== null) {
+      this._countFailure(failure);
+      throw failure;
+    }
+    this._metrics.delivered();
+    return reply;
   }
 
   /**
@@ -570,7 +611,7 @@ class IPCClient extends EventEmitter {
 
   /**
    * Every circuit breaker's snapshot, by channel (or '*' with scope 'client').
-   * @returns {Record<string, {state: string, consecutiveFailures: number, consecutiveSuccesses: number, failures: number, successes: number, rejected: number, openedAt: number|null}>}
+   * @returns {Record<string, {key: string, state: string, consecutiveFailures: number, consecutiveSuccesses: number, failures: number, successes: number, rejected: number, openedAt: number|null}>}
    */
   circuitBreakers() {
     const out = {};
@@ -659,6 +700,36 @@ class IPCClient extends EventEmitter {
   }
 
   /**
+   * Emits an event from a place where a throwing listener must not break
+   * the client's own bookkeeping (or reject a background promise): the
+   * listener's error goes to the 'error' event instead.
+   * @param {string} event
+   * @param {...unknown} args
+   * @private
+   */
+  _emitSafely(event, ...args) {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this._report(err);
+    }
+  }
+
+  /**
+   * Reports an error no caller waits for on 'error'; never throws, even
+   * when an 'error' listener does.
+   * @param {unknown} err
+   * @private
+   */
+  _report(err) {
+    try {
+      this._emitError(err);
+    } catch {
+      // an 'error' listener threw: nothing is left to tell
+    }
+  }
+
+  /**
    * Counts a failed call in the metrics unless the other side answered it.
    * @param {unknown} err
    * @private
@@ -682,7 +753,8 @@ class IPCClient extends EventEmitter {
     if (breaker === undefined) {
       breaker = new CircuitBreaker(options, {
         now: epochNow,
-        onChange: (state, snapshot) => this.emit(`circuit_${state}`, { key, ...snapshot })
+        key,
+        onChange: (state, snapshot) => this._emitSafely(`circuit_${state}`, snapshot)
       });
       this._breakers.set(key, breaker);
     }
@@ -1206,7 +1278,7 @@ class IPCClient extends EventEmitter {
           multiplier: this.options.multiplier,
           jitter: this.options.jitter
         });
-        this.emit('reconnecting', { attempt, delay });
+        this._emitSafely('reconnecting', { attempt, delay });
         if (this._state !== State.RECONNECTING) return; // a listener called disconnect()
         await new Promise((resolve) => {
           const timer = setTimeout(resolve, delay);
@@ -1229,9 +1301,11 @@ class IPCClient extends EventEmitter {
         }
       }
     };
-    const loop = run().finally(() => {
-      if (this._connecting === loop) this._connecting = null;
-    });
+    const loop = run()
+      .catch((err) => this._report(err)) // never an unhandled rejection: nobody awaits the loop
+      .finally(() => {
+        if (this._connecting === loop) this._connecting = null;
+      });
     this._connecting = loop;
   }
 
@@ -1249,9 +1323,9 @@ class IPCClient extends EventEmitter {
     const gone = new NotConnectedError('gave up reconnecting', { cause: err });
     this._failWaiters(gone);
     this._abandonQueue(gone);
-    this.emit('reconnect_failed', attempts);
-    this._emitError(err);
-    this.emit('close');
+    this._emitSafely('reconnect_failed', attempts);
+    this._report(err);
+    this._emitSafely('close');
   }
 
   /**

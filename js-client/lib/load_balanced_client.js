@@ -395,7 +395,7 @@ class LoadBalancedClient extends EventEmitter {
   _markDown(server, error) {
     if (!server.healthy || this._closed) return;
     server.healthy = false;
-    this.emit('server_down', { host: server.host, port: server.port, error });
+    this._emitSafely('server_down', { host: server.host, port: server.port, error });
   }
 
   /**
@@ -406,7 +406,36 @@ class LoadBalancedClient extends EventEmitter {
   _markUp(server) {
     if (server.healthy || this._closed) return;
     server.healthy = true;
-    this.emit('server_up', { host: server.host, port: server.port });
+    this._emitSafely('server_up', { host: server.host, port: server.port });
+  }
+
+  /**
+   * Emits from the client's own paths (a pool's close event, a health
+   * check, a failover): a throwing listener goes to 'error' instead of
+   * breaking them.
+   * @param {string} event
+   * @param {object} arg
+   * @private
+   */
+  _emitSafely(event, arg) {
+    try {
+      this.emit(event, arg);
+    } catch (err) {
+      this._report(err);
+    }
+  }
+
+  /**
+   * Reports an error no caller waits for on 'error'; never throws.
+   * @param {unknown} err
+   * @private
+   */
+  _report(err) {
+    try {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    } catch {
+      // an 'error' listener threw: nothing is left to tell
+    }
   }
 
   /**
@@ -417,7 +446,9 @@ class LoadBalancedClient extends EventEmitter {
     if (this._closed) return;
     this._healthTimer = setTimeout(() => {
       this._healthTimer = null;
-      this.checkHealth().finally(() => this._scheduleHealthCheck());
+      this.checkHealth()
+        .catch((err) => this._report(err)) // a throwing server_up/server_down listener: never an unhandled rejection
+        .finally(() => this._scheduleHealthCheck());
     }, this.healthCheckInterval);
     this._healthTimer.unref();
   }

@@ -338,3 +338,24 @@ async function until(pred, ms = 3000) {
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }
+
+test('balanced - a throwing server_down listener in a health check goes to "error", never to an unhandled rejection; checks go on', async (t) => {
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  t.after(() => process.off('unhandledRejection', onUnhandled));
+  const a = await namedPeer(t, 'a');
+  const b = await namedPeer(t, 'b');
+  const lb = await balanced(t, [a, b], { healthCheckInterval: 30, healthCheckTimeout: 200 });
+  const bug = new Error('listener bug');
+  lb.on('server_down', () => {
+    throw bug;
+  });
+  const failed = waitFor(lb, 'error', 3000);
+  await a.close();
+  const [err] = await failed;
+  assert.equal(err, bug);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(unhandled, []);
+  assert.equal(lb.serverStats().find((s) => s.port === a.port).healthy, false);
+});

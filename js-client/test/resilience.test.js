@@ -300,12 +300,105 @@ test('resilience - the circuit breaker opens, rejects fast with retryAfter, half
 
 test('resilience - an open circuit returns the fallback result; scope "client" shares one breaker', async (t) => {
   const onRequest = (msg, conn, reply) => reply(null, { error: { code: 'shutting_down', message: 'bye' } });
-  const fallback = (channel, payload, err) => ({ payload: { cached: channel, code: err.code } });
+  const fallback = (channel, payload, err) => ({ cached: channel, code: err.code });
   const { client } = await setup(t, { onRequest }, { circuitBreaker: { failureThreshold: 1, scope: 'client', fallback } });
   await client.connect();
   await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.SHUTTING_DOWN });
-  assert.deepEqual((await client.sendRequest('b', 1)).payload, { cached: 'b', code: 'circuit_open' });
+  const reply = await client.sendRequest('b', 1);
+  assert.deepEqual(reply.payload, { cached: 'b', code: 'circuit_open' });
   assert.deepEqual(Object.keys(client.circuitBreakers()), ['*']);
+  assert.equal(client.circuitBreakers()['*'].key, '*');
+});
+
+test('resilience - the fallback result is wrapped in a response message, like a real answer (as in Python)', async (t) => {
+  const onRequest = (msg, conn, reply) => reply(null, { error: { code: 'no_responders', message: 'nobody' } });
+  let mode = 'value';
+  const own = { message_id: 'm1', app_id: 'app', channel_id: 'svc', message_type: 'response', payload: 'own', reply_to: 'x', timestamp: 1 };
+  const fallback = (channel, payload, err) => (mode === 'value' ? 'cached' : mode === 'async' ? Promise.resolve(7) : own);
+  const { peer, client } = await setup(t, { onRequest }, { circuitBreaker: { failureThreshold: 1, fallback } });
+  await client.connect();
+  await assert.rejects(client.sendRequest('svc', 1), { code: ErrorCode.NO_RESPONDERS });
+  const before = peer.received.length;
+  const reply = await client.sendRequest('svc', 1);
+  assert.equal(reply.message_type, 'response');
+  assert.equal(reply.payload, 'cached');
+  assert.equal(reply.channel_id, 'svc');
+  assert.equal(reply.app_id, 'app');
+  assert.equal(typeof reply.reply_to, 'string');
+  assert.ok(reply.reply_to.length > 0 && reply.reply_to !== reply.message_id);
+  assert.equal(peer.received.length, before); // never sent
+  mode = 'async';
+  assert.equal((await client.sendRequest('svc', 1)).payload, 7);
+  mode = 'message';
+  assert.equal(await client.sendRequest('svc', 1), own); // already a message: returned as it is
+});
+
+test('resilience - a throwing circuit listener: the answered call resolves, the permit is released once, the error goes to "error"', async (t) => {
+  let answer = false;
+  const onRequest = (msg, conn, reply) => (answer ? reply('ok') : reply(null, { error: { code: 'no_responders', message: 'nobody' } }));
+  const { client } = await setup(t, { onRequest }, { circuitBreaker: { failureThreshold: 1, resetTimeout: 0, successThreshold: 1 } });
+  await client.connect();
+  const bug = new Error('listener bug');
+  client.on('circuit_closed', () => {
+    throw bug;
+  });
+  const errors = [];
+  client.on('error', (err) => errors.push(err));
+  await assert.rejects(client.sendRequest('svc', 1), { code: ErrorCode.NO_RESPONDERS });
+  answer = true;
+  assert.equal((await client.sendRequest('svc', 2)).payload, 'ok');
+  const snap = client.circuitBreakers().svc;
+  assert.equal(snap.key, 'svc');
+  assert.equal(snap.state, 'closed');
+  assert.equal(snap.failures, 1);
+  assert.equal(snap.successes, 1); // once, not once more for the listener's error
+  assert.deepEqual(errors, [bug]);
+  const m = client.getMetrics();
+  assert.equal(m.messagesDelivered, 2);
+  assert.equal(m.messagesFailed, 0);
+});
+
+test('resilience - calls refused locally (too_large, bad_message) are not breaker successes and free their trial slot', async (t) => {
+  let answer = false;
+  const onRequest = (msg, conn, reply) => (answer ? reply('ok') : reply(null, { error: { code: 'no_responders', message: 'nobody' } }));
+  const { client } = await setup(t, { onRequest, maxFrameSize: 1024 }, { circuitBreaker: { failureThreshold: 1, resetTimeout: 0, successThreshold: 1 } });
+  await client.connect();
+  const big = 'x'.repeat(4096);
+  await assert.rejects(client.sendRequest('svc', big), { code: ErrorCode.TOO_LARGE });
+  await assert.rejects(client.sendRequest('svc', 10n), { code: ErrorCode.BAD_MESSAGE }); // not JSON
+  assert.equal(client.circuitBreakers().svc.successes, 0);
+  await assert.rejects(client.sendRequest('svc', 1), { code: ErrorCode.NO_RESPONDERS }); // opens; resetTimeout 0: HALF_OPEN next
+  await assert.rejects(client.sendRequest('svc', big), { code: ErrorCode.TOO_LARGE }); // takes the one trial slot, then gives it back
+  let snap = client.circuitBreakers().svc;
+  assert.equal(snap.state, 'half_open');
+  assert.equal(snap.successes, 0);
+  answer = true;
+  assert.equal((await client.sendRequest('svc', 1)).payload, 'ok'); // the slot is free
+  snap = client.circuitBreakers().svc;
+  assert.equal(snap.state, 'closed');
+  assert.equal(snap.successes, 1);
+});
+
+test('resilience - a throwing "reconnecting" listener never makes an unhandled rejection; the client still reconnects', async (t) => {
+  const { proxy, client } = await setup(t);
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  t.after(() => process.off('unhandledRejection', onUnhandled));
+  await client.connect();
+  const bug = new Error('listener bug');
+  client.once('reconnecting', () => {
+    throw bug;
+  });
+  const errors = [];
+  client.on('error', (err) => errors.push(err));
+  const connected = waitFor(client, 'connected', 3000);
+  proxy.cut();
+  await connected;
+  await new Promise((r) => setImmediate(r)); // let a rejection surface, if any
+  assert.deepEqual(unhandled, []);
+  assert.ok(errors.includes(bug));
+  assert.equal(client.state, 'connected');
 });
 
 test('resilience - giving up fails queued requests with not_connected and drops one-way messages with gave_up', async (t) => {
