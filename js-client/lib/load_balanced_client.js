@@ -18,7 +18,7 @@ const { EventEmitter } = require('node:events');
 const { IPCClient } = require('./client');
 const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
 const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
-const { parseOptions } = require('./options');
+const { parseOptions, refuseQueuePath } = require('./options');
 const { ErrorCode, NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
 
 /** Balancer defaults (§8); milliseconds. */
@@ -88,6 +88,7 @@ class LoadBalancedClient extends EventEmitter {
     super();
     if (typeof appId !== 'string' || appId.length === 0) throw new TypeError('appId must be a non-empty string');
     if (!Array.isArray(servers) || servers.length === 0) throw new TypeError('servers must be a non-empty array');
+    refuseQueuePath('LoadBalancedClient', options);
     const own = { ...BALANCER_DEFAULTS, random: Math.random };
     const poolOptions = {};
     const clientOptions = {};

@@ -119,4 +119,19 @@ function parseOptions(options = {}) {
   return Object.freeze(o);
 }
 
-module.exports = { parseOptions, ON_DISCONNECT };
+/**
+ * Refuses `queuePath` for a class that runs several clients: each would
+ * load and send every persisted message once (as Python raises ValueError).
+ * @param {string} owner the class name, for the message.
+ * @param {object} options
+ * @throws {TypeError} `queuePath` is set.
+ */
+function refuseQueuePath(owner, options) {
+  if (options != null && options.queuePath !== undefined && options.queuePath !== null) {
+    throw new TypeError(
+      `${owner} does not accept queuePath: a persisted outbox belongs to one client, and each of its clients would send every persisted message; give a single IPCClient the queuePath instead`
+    );
+  }
+}
+
+module.exports = { parseOptions, refuseQueuePath, ON_DISCONNECT };

@@ -27,7 +27,7 @@
 
 const { EventEmitter } = require('node:events');
 const { IPCClient } = require('./client');
-const { parseOptions } = require('./options');
+const { parseOptions, refuseQueuePath } = require('./options');
 const { backoffDelay } = require('./backoff');
 const { NotConnectedError, RequestTimeoutError } = require('./errors');
 
@@ -132,6 +132,7 @@ class ConnectionPool extends EventEmitter {
   constructor(appId, options = {}) {
     super();
     if (typeof appId !== 'string' || appId.length === 0) throw new TypeError('appId must be a non-empty string');
+    refuseQueuePath('ConnectionPool', options);
     const merged = { ...POOL_DEFAULTS };
     const clientOptions = {};
     for (const [key, value] of Object.entries(options ?? {})) {

@@ -11,6 +11,7 @@ const { LoadBalancedClient } = require('./load_balanced_client');
 const { LatencyWindow } = require('./latency');
 const { DEFAULTS } = require('./constants');
 const { ErrorCode, NotConnectedError } = require('./errors');
+const { refuseQueuePath } = require('./options');
 
 /** The keys a service description may have. */
 const SERVICE_KEYS = new Set([
@@ -121,6 +122,7 @@ class ServiceClient {
       throw new TypeError('services must map at least one name to a description');
     }
     if (typeof appId !== 'string' || appId.length === 0) throw new TypeError('appId must be a non-empty string');
+    refuseQueuePath('ServiceClient', shared);
     this.appId = appId;
     this._services = new Map(Object.entries(services).map(([name, spec]) => [name, new Service(name, spec, shared)]));
     this._closed = false;

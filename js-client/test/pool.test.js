@@ -365,3 +365,13 @@ test('pool - a shared member whose connection drops fails its calls connection_l
   await until(pool, ['created', 'destroyed'], () => pool.stats().totalCreated === 2 && pool.stats().total === 1);
   assert.deepEqual(pool.stats(), { total: 1, available: 1, inUse: 0, pending: 0, totalCreated: 2, totalDestroyed: 1 });
 });
+
+test('queuePath is refused by ConnectionPool, LoadBalancedClient and ServiceClient: a persisted outbox belongs to one client', () => {
+  const { LoadBalancedClient, ServiceClient } = require('..');
+  const queuePath = require('node:path').join(require('node:os').tmpdir(), 'never-created.q');
+  assert.throws(() => new ConnectionPool('app', { port: 1, queuePath }), { name: 'TypeError', message: /ConnectionPool does not accept queuePath/ });
+  assert.throws(() => new LoadBalancedClient('app', ['127.0.0.1:1'], { queuePath }), { name: 'TypeError', message: /LoadBalancedClient does not accept queuePath/ });
+  assert.throws(() => new ServiceClient({ svc: { port: 1 } }, { queuePath }), { name: 'TypeError', message: /ServiceClient does not accept queuePath/ });
+  assert.equal(require('node:fs').existsSync(queuePath), false);
+  new ConnectionPool('app', { port: 1, queuePath: null }); // explicitly off is fine
+});
