@@ -980,7 +980,8 @@ class IPCClient extends EventEmitter {
     if (msg.message_type === 'publish' && this._conn !== null && this._conn.legacy) {
       // a version-1 server has no publish acks (§10)
       try {
-        this._writeOneWay(msg);
+        this._send(msg);
+        this._metrics.sent(); // delivered is counted once, by publish(), when this resolves
       } catch (err) {
         if (onUnsent !== undefined) onUnsent();
         return Promise.reject(err);

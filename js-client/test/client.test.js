@@ -733,3 +733,15 @@ test('client - frames arriving after disconnect() run no handler; the next conne
   assert.equal(peer.received.filter((m) => oldIds.has(m.reply_to)).length, 0);
   assert.deepEqual(ran, ['new']);
 });
+
+test('client - a publish with ack to a version-1 server is counted as sent and delivered once', async (t) => {
+  const { peer, client } = await setup(t, { legacy: true });
+  await client.connect();
+  const received = nextReceived(peer, (m) => m.message_type === 'publish' && m.channel_id === 'feed');
+  assert.deepEqual(await client.publish('feed', 1, { ack: true }), { delivered: null });
+  await received;
+  const m = client.getMetrics();
+  assert.equal(m.messagesSent, 1);
+  assert.equal(m.messagesDelivered, 1);
+  assert.equal(m.messagesFailed, 0);
+});
