@@ -269,6 +269,15 @@ class IPCClient extends EventEmitter {
     if (this._state === State.CONNECTING) return this._connecting;
     if (this._state === State.RECONNECTING) return this._waitConnected(Infinity).then(() => true);
     if (this._state === State.DISCONNECTING) return this._closing.then(() => this.connect());
+    if (this._store !== null && !this._store.locked) {
+      // disconnect() gave the file back: take it again and trust what it holds now
+      try {
+        this._queue.removeWhere((e) => e.persisted);
+        this._loadStore();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     const generation = ++this._generation;
     this._setState(State.CONNECTING);
     this.emit('connecting');
@@ -302,7 +311,10 @@ class IPCClient extends EventEmitter {
    * @returns {Promise<void>} resolves once the socket is closed.
    */
   disconnect() {
-    if (this._state === State.DISCONNECTED) return Promise.resolve();
+    if (this._state === State.DISCONNECTED) {
+      if (this._store !== null) this._store.close();
+      return Promise.resolve();
+    }
     if (this._state === State.DISCONNECTING) return this._closing;
     const wasConnected = this._state === State.CONNECTED;
     this._generation++; // an attempt still opening is now stale
@@ -318,6 +330,7 @@ class IPCClient extends EventEmitter {
     if (wasConnected) this.emit('disconnected', null);
     const closing = (conn ? conn.close() : Promise.resolve()).then(() => {
       this._closing = null;
+      if (this._store !== null) this._store.close(); // the file is another client's to take until connect()
       this._setState(State.DISCONNECTED);
       this.emit('close');
     });
@@ -1049,6 +1062,14 @@ class IPCClient extends EventEmitter {
     const loaded = this._store.load();
     this._queue.dropped += this._store.expired; // expired on disk: they left the queue unsent
     for (let i = 0; i < this._store.expired; i++) this._metrics.failed();
+    const { corrupt } = this._store;
+    if (corrupt > 0) {
+      this._queue.dropped += corrupt; // each unreadable stretch lost at least one message
+      for (let i = 0; i < corrupt; i++) this._metrics.failed();
+      const err = new Error(`queue file ${this._store.file}: ${corrupt} unreadable stretch(es) skipped; the messages in them are lost`);
+      err.code = 'EQUEUECORRUPT';
+      process.nextTick(() => this._report(err)); // after the constructor, once listeners are on
+    }
     for (const stored of loaded) {
       const body = encodeMessage(stored.message);
       const entry = {

@@ -31,6 +31,7 @@ test('queue store - messages survive a new instance, removed ones do not', (t) =
   a.add(stored('m3'));
   a.remove('m2');
   a.remove('unknown');
+  a.close();
   const b = new QueueStore(file, { now: () => clock.t });
   assert.deepEqual(b.load(), [stored('m1', { priority: 1 }), stored('m3')]);
   assert.equal(b.size, 2);
@@ -43,6 +44,7 @@ test('queue store - expired messages are skipped on load', (t) => {
   a.add(stored('old', { expiresAt: 500 }));
   a.add(stored('older', { expiresAt: 400 }));
   a.add(stored('new', { expiresAt: 5000 }));
+  a.close();
   const b = new QueueStore(file, { now: () => 1000 });
   assert.deepEqual(b.load().map((m) => m.id), ['new']);
   // Two of three records were dead: the file was compacted to the live one.
@@ -60,6 +62,7 @@ test('queue store - compaction once more than half of the records are dead', (t)
   assert.ok(fs.statSync(file).size < full, 'compacted');
   for (let i = 4; i < 10; i++) s.remove(`m${i}`);
   assert.equal(fs.statSync(file).size, 0);
+  s.close();
   assert.deepEqual(new QueueStore(file).load(), []);
 });
 
@@ -70,8 +73,76 @@ test('queue store - a torn last record (a crash mid-write) is cut off', (t) => {
   s.add(stored('whole'));
   const torn = encodeRecord({ op: 'add', id: 'torn', priority: 0, expires_at: 10_000, message: {} });
   fs.appendFileSync(file, torn.subarray(0, torn.length - 3));
+  s.close();
   const again = new QueueStore(file, { now: () => 0 });
   assert.deepEqual(again.load().map((m) => m.id), ['whole']);
+  assert.equal(again.corrupt, 0); // a torn tail is no corruption
   again.add(stored('after'));
+  again.close();
   assert.deepEqual(new QueueStore(file, { now: () => 0 }).load().map((m) => m.id), ['whole', 'after']);
+});
+
+test('queue store - one owner per file: a second store fails naming the file; close() gives it back; a dead owner\'s lock is taken over', (t) => {
+  const file = tempFile(t);
+  const a = new QueueStore(file, { now: () => 0 });
+  a.load();
+  assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid));
+  a.add(stored('a1'));
+  const b = new QueueStore(file, { now: () => 0 });
+  assert.throws(() => b.load(), (err) => err.code === 'EQUEUELOCKED' && err.message.includes(file) && err.message.includes(String(process.pid)));
+  a.close();
+  assert.equal(fs.existsSync(`${file}.lock`), false);
+  assert.deepEqual(b.load().map((m) => m.id), ['a1']);
+  b.close();
+  // a lock left by a process that is gone
+  const child = require('node:child_process').spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  const deadPid = Number(child.stdout.toString());
+  fs.writeFileSync(`${file}.lock`, String(deadPid));
+  const c = new QueueStore(file, { now: () => 0 });
+  assert.deepEqual(c.load().map((m) => m.id), ['a1']);
+  assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid));
+  c.close();
+});
+
+test('queue store - expired messages are written off at load: each is counted once across restarts', (t) => {
+  const file = tempFile(t);
+  const a = new QueueStore(file, { now: () => 0 });
+  a.load();
+  for (let i = 0; i < 10; i++) a.add(stored(`l${i}`, { expiresAt: 1e12 }));
+  for (let i = 0; i < 3; i++) a.add(stored(`e${i}`, { expiresAt: 2000 }));
+  a.close();
+  const counts = [];
+  for (let run = 0; run < 3; run++) {
+    const r = new QueueStore(file, { now: () => 5000 });
+    assert.equal(r.load().length, 10);
+    counts.push(r.expired);
+    r.close();
+  }
+  assert.deepEqual(counts, [3, 0, 0]);
+});
+
+test('queue store - an unreadable stretch in the middle is skipped and counted; the records after it are kept', (t) => {
+  const file = tempFile(t);
+  const a = new QueueStore(file, { now: () => 0 });
+  a.load();
+  a.add(stored('before'));
+  a.close();
+  const victim = encodeRecord({ op: 'add', id: 'victim', priority: 0, expires_at: 10_000, message: {} });
+  victim.fill(0x7b, 4, 12); // a sane length, a body that is no JSON
+  const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]); // a length prefix that is nonsense
+  fs.appendFileSync(file, Buffer.concat([victim, garbage]));
+  const b = new QueueStore(file, { now: () => 0 });
+  b.load();
+  b.add(stored('after'));
+  b.close();
+  fs.appendFileSync(file, garbage);
+  fs.appendFileSync(file, encodeRecord({ op: 'add', id: 'last', priority: 0, expires_at: 10_000, message: {} }));
+  const c = new QueueStore(file, { now: () => 0 });
+  assert.deepEqual(c.load().map((m) => m.id), ['before', 'after', 'last']);
+  assert.equal(c.corrupt, 1);
+  c.close();
+  const d = new QueueStore(file, { now: () => 0 });
+  assert.equal(d.load().length, 3);
+  assert.equal(d.corrupt, 0); // compacted: reported once
+  d.close();
 });

@@ -262,7 +262,10 @@ test('resilience - persisted one-way messages survive into a second client on th
   ]);
   assert.equal(second.queueStats().size, 0);
   assert.equal(fs.statSync(queuePath).size, 0); // all removed: compacted to nothing
-  assert.equal(new IPCClient('app', { queuePath }).queueStats().size, 0);
+  await second.disconnect(); // gives the file back
+  const third = new IPCClient('app', { queuePath });
+  assert.equal(third.queueStats().size, 0);
+  await third.disconnect();
 });
 
 test('resilience - the circuit breaker opens, rejects fast with retryAfter, half-opens and closes', async (t) => {
@@ -660,4 +663,48 @@ test('resilience - queueStats().dropped counts every entry that left the queue u
   assert.deepEqual(drops.map(([, arg]) => [arg.reason, arg.channel]), [['refused', 'big']]);
   assert.equal(client.queueStats().dropped, 2);
   assert.equal(client.getMetrics().queueDropped, 2);
+});
+
+test('resilience - a queue file has one owner: a second client fails clearly; disconnect() gives it back, connect() takes it again', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-resilience-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const queuePath = path.join(dir, 'outbox.bin');
+  const { peer, proxy, client } = await setup(t, {}, { queuePath });
+  await client.connect();
+  assert.throws(() => new IPCClient('app', { port: peer.port, queuePath }), (err) => err.code === 'EQUEUELOCKED' && err.message.includes(queuePath));
+  await goOffline(client, proxy);
+  await client.notify('jobs', 1, { timeout: 10_000 });
+  await client.disconnect();
+  const second = new IPCClient('app', { host: '127.0.0.1', port: peer.port, ...FAST, queuePath });
+  t.after(() => second.disconnect());
+  assert.equal(second.queueStats().size, 1);
+  proxy.refuse(false);
+  await assert.rejects(client.connect(), (err) => err.code === 'EQUEUELOCKED' && err.message.includes(queuePath));
+  const from = peer.received.length;
+  const sent = nextReceived(peer, (m) => m.channel_id === 'jobs');
+  await second.connect();
+  await sent;
+  await second.disconnect();
+  await client.connect(); // the file is free again, and empty: nothing is sent twice
+  assert.equal(client.queueStats().size, 0);
+  assert.deepEqual(appMessages(peer, from), [['notification', 'jobs', 1]]);
+});
+
+test('resilience - corruption in the middle of the queue file is counted as dropped and reported on "error"', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-resilience-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const queuePath = path.join(dir, 'outbox.bin');
+  const { encodeRecord } = require('../lib/queue_store');
+  const far = Date.now() + 60_000;
+  const rec = (id) => encodeRecord({ op: 'add', id, priority: 0, expires_at: far, message: buildMessage('notification', 'app', 'jobs', id) });
+  fs.writeFileSync(queuePath, Buffer.concat([rec('a'), Buffer.from([0xff, 0xff, 0xff, 0xff, 9, 9]), rec('b')]));
+  const client = new IPCClient('app', { port: 1, queuePath });
+  t.after(() => client.disconnect());
+  const [err] = await waitFor(client, 'error', 2000);
+  assert.equal(err.code, 'EQUEUECORRUPT');
+  assert.ok(err.message.includes(queuePath));
+  const stats = client.queueStats();
+  assert.equal(stats.size, 2);
+  assert.equal(stats.dropped, 1);
+  assert.equal(client.getMetrics().messagesFailed, 1);
 });
