@@ -960,8 +960,11 @@ class IPCClient extends EventEmitter {
           continue;
         }
         let flushed;
+        // a persisted message leaves the file only once the socket has taken its bytes; if
+        // the connection fails first, it stays on disk for the next load (at least once)
+        const onWritten = entry.persisted ? (err) => err || this._forget(entry.id) : undefined;
         try {
-          flushed = this._writeOneWay(entry.msg);
+          flushed = this._writeOneWay(entry.msg, onWritten);
         } catch (err) {
           if (err instanceof ConnectionLostError) {
             this._queue.unshift(entry);
@@ -972,7 +975,6 @@ class IPCClient extends EventEmitter {
           this._emitError(err);
           continue;
         }
-        if (entry.persisted) this._store.remove(entry.id);
         if (!flushed) await conn.drained();
       }
     } finally {
@@ -1042,14 +1044,29 @@ class IPCClient extends EventEmitter {
   /**
    * Writes a one-way message and counts it as sent and delivered.
    * @param {object} msg
+   * @param {(err?: Error|null) => void} [onWritten] see Connection.write().
    * @returns {boolean} false when the socket buffer is full.
    * @private
    */
-  _writeOneWay(msg) {
-    const flushed = this._send(msg);
+  _writeOneWay(msg, onWritten) {
+    const flushed = this._send(msg, onWritten);
     this._metrics.sent();
     this._metrics.delivered();
     return flushed;
+  }
+
+  /**
+   * Removes a sent message from the queue file; a failure goes to 'error'
+   * (the message then stays on disk and is sent again by the next load).
+   * @param {string} id
+   * @private
+   */
+  _forget(id) {
+    try {
+      this._store.remove(id);
+    } catch (err) {
+      this._report(err);
+    }
   }
 
   /**
@@ -1465,12 +1482,13 @@ class IPCClient extends EventEmitter {
   /**
    * Writes a message on the current connection.
    * @param {object} msg
+   * @param {(err?: Error|null) => void} [onWritten] see Connection.write().
    * @returns {boolean} false when the socket buffer is full.
    * @private
    */
-  _send(msg) {
+  _send(msg, onWritten) {
     if (this._conn === null) throw new ConnectionLostError('the connection is closed');
-    return this._conn.send(msg);
+    return this._conn.send(msg, onWritten);
   }
 
   /**

@@ -138,10 +138,11 @@ class Connection {
    * leave in one writev, so a burst of small frames costs one syscall.
    *
    * @param {Buffer} frame prefix + body.
+   * @param {(err?: Error|null) => void} [onWritten] called once the socket handed the bytes to the OS (or failed to).
    * @returns {boolean} false when the socket buffer is over its high water mark.
    * @throws {ConnectionLostError} the connection is closed.
    */
-  write(frame) {
+  write(frame, onWritten) {
     if (this.closed || this._socket.destroyed) throw new ConnectionLostError('the connection is closed');
     const socket = this._socket;
     if (!this._corked) {
@@ -149,7 +150,7 @@ class Connection {
       socket.cork();
       process.nextTick(uncork, this);
     }
-    return socket.write(frame);
+    return onWritten === undefined ? socket.write(frame) : socket.write(frame, onWritten);
   }
 
   /**
@@ -157,13 +158,14 @@ class Connection {
    * server (§10), within the frame size limit in force.
    *
    * @param {object} msg
+   * @param {(err?: Error|null) => void} [onWritten] see write().
    * @returns {boolean} see write().
    * @throws {MessageError|FrameTooLargeError} the message cannot be sent.
    * @throws {ConnectionLostError} the connection is closed.
    */
-  send(msg) {
+  send(msg, onWritten) {
     if (this.closed || this._socket.destroyed) throw new ConnectionLostError('the connection is closed');
-    return this.write(encodeFrame(encodeMessage(msg, { legacy: this.legacy }), this.sendLimit));
+    return this.write(encodeFrame(encodeMessage(msg, { legacy: this.legacy }), this.sendLimit), onWritten);
   }
 
   /**

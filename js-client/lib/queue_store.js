@@ -270,10 +270,13 @@ class QueueStore {
   }
 
   /**
-   * Records that a message left the queue (sent or dropped). Unknown ids are ignored.
+   * Records that a message left the queue (sent or dropped). Unknown ids
+   * are ignored, and so is every id once close() gave the file away (the
+   * message stays for the next owner: at least once).
    * @param {string} id
    */
   remove(id) {
+    if (!this._locked) return;
     if (!this._live.delete(id)) return;
     this._append(encodeRecord({ op: 'remove', id }));
     if (this._dead() > this._live.size) this.compact();

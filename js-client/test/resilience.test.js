@@ -708,3 +708,41 @@ test('resilience - corruption in the middle of the queue file is counted as drop
   assert.equal(stats.dropped, 1);
   assert.equal(client.getMetrics().messagesFailed, 1);
 });
+
+test('resilience - a persisted message leaves the queue file only once the socket has taken its bytes', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-resilience-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const queuePath = path.join(dir, 'outbox.bin');
+  const { proxy, client } = await setup(t, {}, { queuePath, queueMaxBytes: 64 * 1024 * 1024 });
+  await client.connect();
+  await goOffline(client, proxy);
+  const SIZE = 256 * 1024;
+  const N = 48;
+  for (let i = 0; i < N; i++) await client.notify('bulk', 'x'.repeat(SIZE), { timeout: 60_000 });
+  /** Ids the file still holds (adds without a remove). */
+  const onDisk = () => {
+    const data = fs.readFileSync(queuePath);
+    const live = new Set();
+    for (let at = 0; at + 4 <= data.length; ) {
+      const end = at + 4 + data.readUInt32BE(at);
+      if (end > data.length) break;
+      const rec = JSON.parse(data.toString('utf8', at + 4, end));
+      if (rec.op === 'add') live.add(rec.id);
+      else live.delete(rec.id);
+      at = end;
+    }
+    return live.size;
+  };
+  assert.equal(onDisk(), N);
+  client.once('connected', () => proxy.blackhole(true)); // the peer takes nothing: the socket buffers fill
+  proxy.refuse(false);
+  await waitFor(client, 'connected', 3000);
+  const socket = client._conn._socket;
+  const deadline = Date.now() + 5000;
+  while (socket.writableLength === 0 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+  assert.ok(socket.writableLength > 0, 'the socket buffer filled up');
+  // Still in the process: every message not yet handed to the OS is still on disk.
+  const inProcess = Math.ceil(socket.writableLength / (SIZE + 1024)); // a frame is SIZE plus < 1 KiB of envelope
+  assert.ok(onDisk() >= client.queueStats().size + inProcess, `${onDisk()} on disk, ${client.queueStats().size} queued, ${inProcess} in the socket buffer`);
+  proxy.blackhole(false);
+});
