@@ -65,10 +65,11 @@ class ServerConnection(asyncio.Protocol):
         # Requests this connection sent that are being answered (handlers or
         # forwarded); reading pauses at the limit (§12).
         self.inflight = 0
-        # Requests forwarded to this connection as a responder, by server id.
-        self.serving: set[str] = set()
-        # Forwarded requests this connection is waiting on, by server id.
-        self.awaiting: set[str] = set()
+        # Requests forwarded to this connection as a responder, and forwarded
+        # requests this connection is waiting on: keys of the server's table,
+        # (responder, the message_id the responder was sent) (§7.3).
+        self.serving: set[tuple[ServerConnection, str]] = set()
+        self.awaiting: set[tuple[ServerConnection, str]] = set()
         # In-process handler tasks answering this connection's requests.
         self.handler_tasks: set[asyncio.Task[Any]] = set()
         self.opened = False  # the handshake completed (routing state exists)

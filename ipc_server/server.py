@@ -62,6 +62,12 @@ class _App:
     connections: int = 0
 
 
+# A forwarded request as its responder knows it: (responder, the message_id
+# it was sent with). Keyed by responder, so one connection's reply_to can
+# only ever name a request forwarded to that connection (§7.3).
+_Key = tuple[ServerConnection, str]
+
+
 @dataclass(slots=True)
 class _Forwarded:
     """A request forwarded to a responder, waiting for its answer (§7.3)."""
@@ -69,6 +75,9 @@ class _Forwarded:
     request: Message
     requester: ServerConnection
     responder: ServerConnection
+    # Sent as the requester's own frame, so under its own message_id: the
+    # answer already carries the requester's reply_to and is relayed as is.
+    verbatim: bool
     timer: asyncio.TimerHandle | None = None
 
 
@@ -130,7 +139,7 @@ class IPCServer:
         self._apps: dict[str, _App] = {}
         self._connections: set[ServerConnection] = set()
         self._by_id: dict[str, ServerConnection] = {}
-        self._forwarded: dict[str, _Forwarded] = {}
+        self._forwarded: dict[_Key, _Forwarded] = {}
         self._handler_tasks: dict[asyncio.Task[Any], _HandlerCall] = {}
         self._ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
@@ -214,8 +223,8 @@ class IPCServer:
         for task, call in list(self._handler_tasks.items()):
             call.answer(error_response(call.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
             task.cancel()
-        for sid, fwd in list(self._forwarded.items()):
-            self._finish_forwarded(sid, error_response(fwd.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
+        for key, fwd in list(self._forwarded.items()):
+            self._finish_forwarded(key, error_response(fwd.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self._connections):
@@ -289,17 +298,17 @@ class IPCServer:
         for task in list(conn.handler_tasks):
             task.cancel()
         # Requests this connection was answering: the requesters hear at once (§6.2).
-        for sid in list(conn.serving):
-            fwd = self._forwarded.get(sid)
+        for key in list(conn.serving):
+            fwd = self._forwarded.get(key)
             if fwd is not None:
                 self._finish_forwarded(
-                    sid, error_response(fwd.request, ErrorCode.RESPONDER_LOST, "the responder disconnected before answering")
+                    key, error_response(fwd.request, ErrorCode.RESPONDER_LOST, "the responder disconnected before answering")
                 )
         # Requests this connection was waiting on: drop them, discard late answers.
-        for sid in list(conn.awaiting):
-            fwd = self._forwarded.pop(sid, None)
+        for key in list(conn.awaiting):
+            fwd = self._forwarded.pop(key, None)
             if fwd is not None:
-                fwd.responder.serving.discard(sid)
+                fwd.responder.serving.discard(key)
                 if fwd.timer is not None:
                     fwd.timer.cancel()
         conn.awaiting.clear()
@@ -330,9 +339,9 @@ class IPCServer:
             if msg.channel_id == SYSTEM_CHANNEL:
                 self._system(conn, msg)
             else:
-                self._route(conn, msg)
+                self._route(conn, msg, body)
         elif mtype is MessageType.RESPONSE:
-            self._response(conn, msg)
+            self._response(conn, msg, body)
         elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
             self._subscription(conn, msg)
 
@@ -496,7 +505,7 @@ class IPCServer:
 
     # -- requests (§6, §7) -------------------------------------------------
 
-    def _route(self, conn: ServerConnection, msg: Message) -> None:
+    def _route(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         is_request = msg.message_type is MessageType.REQUEST
         if is_request:
             self.stats.requests += 1
@@ -518,7 +527,7 @@ class IPCServer:
         if responder is None:
             self._reply_error(conn, msg, ErrorCode.NO_RESPONDERS, f"no handler or responder for {channel!r}")
             return
-        self._forward(conn, msg, responder)
+        self._forward(conn, msg, body, responder)
 
     def _run_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
         conn.request_started()
@@ -584,72 +593,96 @@ class IPCServer:
             log.error("handler task failed", exc_info=task.exception())
         self._maybe_drained()
 
-    def _forward(self, conn: ServerConnection, msg: Message, responder: ServerConnection) -> None:
+    def _forward(self, conn: ServerConnection, msg: Message, body: bytes, responder: ServerConnection) -> None:
+        """Send a request or notification on to ``responder`` (§7.3).
+
+        Between two version-2 peers, and when no request forwarded to that
+        responder already uses its message_id, the requester's own frame goes
+        out unchanged: nothing in it needs changing (same app, ``timeout_ms``
+        is the remaining time and the forward is immediate, headers are
+        relayed as they are). Otherwise it is a new frame under a server id.
+        """
         is_request = msg.message_type is MessageType.REQUEST
-        sid = f"s{next(self._ids)}"
-        forwarded = Message.build(
-            msg.message_type,
-            msg.app_id,
-            msg.channel_id,
-            msg.payload,
-            message_id=sid,
-            headers=msg.headers,
-            timeout_ms=msg.timeout_ms,
-        )
-        if not responder.send(forwarded):
+        sid = msg.message_id
+        verbatim = not conn.legacy and not responder.legacy and (not is_request or (responder, sid) not in self._forwarded)
+        if verbatim:
+            sent = responder.send_frame(encode_frame(body))
+        else:
+            sid = f"s{next(self._ids)}"
+            while (responder, sid) in self._forwarded:  # a requester's own id may look like ours
+                sid = f"s{next(self._ids)}"
+            sent = responder.send(
+                Message.build(
+                    msg.message_type,
+                    msg.app_id,
+                    msg.channel_id,
+                    msg.payload,
+                    message_id=sid,
+                    headers=msg.headers,
+                    timeout_ms=msg.timeout_ms,
+                )
+            )
+        if not sent:
             self._reply_error(conn, msg, ErrorCode.RESPONDER_LOST, "the responder disconnected")
             return
         if not is_request:
             return
-        fwd = self._forwarded[sid] = _Forwarded(msg, conn, responder)
+        key = (responder, sid)
+        fwd = self._forwarded[key] = _Forwarded(msg, conn, responder, verbatim)
         if msg.timeout_ms is not None:
-            fwd.timer = self.loop.call_later(msg.timeout_ms / 1000.0, self._forward_expired, sid)
-        responder.serving.add(sid)
-        conn.awaiting.add(sid)
+            fwd.timer = self.loop.call_later(msg.timeout_ms / 1000.0, self._forward_expired, key)
+        responder.serving.add(key)
+        conn.awaiting.add(key)
         conn.request_started()
 
-    def _response(self, conn: ServerConnection, msg: Message) -> None:
+    def _response(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         sid = msg.reply_to
-        fwd = self._forwarded.get(sid) if sid is not None else None
-        if fwd is None:
-            # A pong, or an answer that came too late: nothing waits for it.
+        fwd = self._forwarded.get((conn, sid)) if sid is not None else None
+        if fwd is None or sid is None:
+            # A pong, an answer that came too late, or a reply_to naming a
+            # request this connection was never sent: nothing waits for it.
             if conn.heartbeat is not None and isinstance(msg.payload, dict) and msg.payload.get("status") == "pong":
                 conn.heartbeat.pong_received(self.loop.time())
             return
-        if fwd.responder is not conn:
+        if fwd.responder is not conn:  # pragma: no cover - the key names the responder
             log.warning("connection %s answered a request forwarded to %s; ignored", conn.connection_id, fwd.responder.connection_id)
             return
-        update: dict[str, Any] = {"reply_to": fwd.request.message_id, "message_id": msg.message_id}
-        relayed = msg.model_copy(update=update)
-        if relayed.error is not None:
-            self.stats.count_error(relayed.error.code)
-        self._finish_forwarded(sid, relayed)  # type: ignore[arg-type]
+        if msg.error is not None:
+            self.stats.count_error(msg.error.code)
+        # A verbatim forward's answer already says reply_to = the requester's
+        # id, and the requester speaks version 2: its bytes go on unchanged.
+        self._finish_forwarded((conn, sid), msg, body if fwd.verbatim else None)
 
-    def _forward_expired(self, sid: str) -> None:
-        fwd = self._forwarded.get(sid)
+    def _forward_expired(self, key: _Key) -> None:
+        fwd = self._forwarded.get(key)
         if fwd is None:
             return
         fwd.timer = None
         self.stats.count_error(ErrorCode.TIMEOUT)
         self._finish_forwarded(
-            sid, error_response(fwd.request, ErrorCode.TIMEOUT, f"no answer from the responder within {fwd.request.timeout_ms:g} ms")
+            key, error_response(fwd.request, ErrorCode.TIMEOUT, f"no answer from the responder within {fwd.request.timeout_ms:g} ms")
         )
 
-    def _finish_forwarded(self, sid: str, reply: Message) -> None:
-        fwd = self._forwarded.pop(sid, None)
+    def _finish_forwarded(self, key: _Key, reply: Message, body: bytes | None = None) -> None:
+        """Answer a forwarded request, once. ``body``: the responder's frame,
+        relayed as is; else ``reply`` is encoded for the requester."""
+        fwd = self._forwarded.pop(key, None)
         if fwd is None:
             return
         if fwd.timer is not None:
             fwd.timer.cancel()
-        fwd.responder.serving.discard(sid)
-        fwd.requester.awaiting.discard(sid)
+        fwd.responder.serving.discard(key)
+        fwd.requester.awaiting.discard(key)
         fwd.requester.request_finished()
-        if reply.reply_to != fwd.request.message_id:
-            reply = reply.model_copy(update={"reply_to": fwd.request.message_id})
-        try:
-            fwd.requester.send(reply)
-        except IPCError as exc:  # the responder's answer cannot be re-encoded
-            fwd.requester.send(error_response(fwd.request, ErrorCode.HANDLER_ERROR, f"the responder's answer cannot be relayed: {exc}"))
+        if body is not None:
+            fwd.requester.send_frame(encode_frame(body))
+        else:
+            if reply.reply_to != fwd.request.message_id:
+                reply = reply.model_copy(update={"reply_to": fwd.request.message_id})
+            try:
+                fwd.requester.send(reply)
+            except IPCError as exc:  # the responder's answer cannot be re-encoded
+                fwd.requester.send(error_response(fwd.request, ErrorCode.HANDLER_ERROR, f"the responder's answer cannot be relayed: {exc}"))
         self._maybe_drained()
 
     # -- periodic sweep: heartbeats (§9) ------------------------------------
