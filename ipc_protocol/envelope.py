@@ -158,6 +158,9 @@ class Message(BaseModel):
         return d
 
 
+_validate = Message.__pydantic_validator__.validate_python
+
+
 def _number(value: float) -> float | int:
     """Integral values are written as integers, as JavaScript writes them, so
     both languages produce the same bytes for the same message (§1.2)."""
@@ -177,11 +180,14 @@ def decode_message(body: bytes | bytearray | memoryview) -> Message:
         MessageError: the object is not a valid envelope.
     """
     obj = loads(body)
-    if not isinstance(obj, dict):
-        raise FrameError(f"a frame must hold a JSON object, not {type(obj).__name__}")
     try:
-        return Message.model_validate(obj)
+        # Straight to the validator: ``model_validate`` adds ~0.4 µs a frame.
+        return _validate(obj)
     except ValidationError as exc:
+        # A JSON value that is not an object fails validation too; it is the
+        # frame that is wrong (§1 item 4), not the envelope (§2).
+        if not isinstance(obj, dict):
+            raise FrameError(f"a frame must hold a JSON object, not {type(obj).__name__}") from None
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "message"
         raise MessageError(f"invalid envelope: {where}: {first['msg']}") from None

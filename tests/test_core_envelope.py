@@ -6,8 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import json
+
+from pydantic import ValidationError
+
 from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, encode_frame, encode_message
-from ipc_protocol.exceptions import MessageError, ProtocolError
+from ipc_protocol._json import loads
+from ipc_protocol.exceptions import FrameError, MessageError, ProtocolError
 
 from .vectors import BAD, OK
 
@@ -59,8 +64,6 @@ def test_error_vector_raises_its_code(vector: dict) -> None:
 def test_legacy_encoding_keeps_only_the_seven_fields() -> None:
     msg = Message.build(MessageType.PUBLISH, "a", "c", {"x": 1}, headers={"t": "1"}, ack=True, timeout_ms=5)
     legacy = decode_message(encode_message(msg, legacy=True))
-    import json
-
     assert set(json.loads(encode_message(msg, legacy=True))) == {
         "message_id", "app_id", "channel_id", "message_type", "payload", "timestamp", "reply_to",
     }
@@ -115,3 +118,142 @@ def test_legacy_encoding_moves_the_error_into_the_payload() -> None:
     legacy = decode_message(encode_message(err, legacy=True))
     assert legacy.error is None
     assert legacy.payload == {"error": {"code": "no_responders", "message": "nobody", "remote_type": "X"}}
+
+
+# -- decode_message gives the verdicts of its first, plainest form -------------
+#
+# decode_message skips ``model_validate`` and only asks whether the JSON value
+# is an object once validation has failed. These tests hold it to the verdicts
+# of the plain form below (parse, check for an object, validate): the same
+# Message, or the same exception class and code.
+
+
+def _reference_decode(body: bytes) -> Message:
+    obj = loads(body)
+    if not isinstance(obj, dict):
+        raise FrameError("not an object")
+    try:
+        return Message.model_validate(obj)
+    except ValidationError:
+        raise MessageError("invalid envelope") from None
+
+
+def _verdict(decode, body) -> tuple:
+    try:
+        msg = decode(body)
+    except ProtocolError as exc:
+        return (type(exc), exc.code)
+    # repr tells 1 from 1.0 and True from 1, which == does not.
+    return (Message, repr(msg))
+
+
+def _assert_same_verdict(body: bytes) -> None:
+    expected = _verdict(_reference_decode, body)
+    assert _verdict(decode_message, body) == expected
+    assert _verdict(decode_message, bytearray(body)) == expected
+
+
+_H = '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish"'
+_R = '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"response"'
+EDGE_BODIES = [
+    _H + "}",
+    _H + ',"timestamp":null}',
+    _H + ',"reply_to":5}',
+    _H + ',"ack":1}',
+    _R + ',"error":{"code":"x","message":null}}',
+    _R + ',"error":{"code":"x"}}',
+    _R + ',"error":[]}',
+    '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"PUBLISH"}',
+    _H + ',"payload":1e400}',
+    _H + ',"zz":1e400}',
+    _H + ',"payload":-1e400}',
+    _H + ',"timestamp":1e400}',
+    _H + ',"payload":NaN}',
+    _H + ',"zz":Infinity}',
+    _H + ',"timestamp":-Infinity}',
+    _H + ',"payload":' + "9" * 400 + "}",
+    _H + ',"timestamp":' + "9" * 400 + "}",
+    _H + ',"payload":1,"payload":2}',
+    _H + ',"timestamp":"x","timestamp":1}',
+    _H + ',"timestamp":1,"timestamp":"x"}',
+    _H + ',"message_type":"nope"}',
+    _H + ',"headers":{"a":"1","a":2}}',
+    '{"message\\u005fid":"x","app_id":"a","channel_id":"c","message_type":"publish"}',
+    " \n" + _H + "} \n",
+    "\ufeff" + _H + "}",
+    _H + ',"headers":null}',
+    _H + ',"headers":["a"]}',
+    _H + ',"timestamp":-0.0}',
+    _H + ',"timestamp":-1}',
+    _H + ',"timestamp":5}',
+    _H + ',"timestamp":true}',
+    _H + ',"timeout_ms":"5"}',
+    _H + ',"payload":"\\udc00"}',
+    _H + ',"zz":"\\ud800"}',
+    _H + ',"payload":"a\x01b"}',
+    _H + "}x",
+    _H,
+    "",
+    "null", "true", "1", "-1.5", '"s"', "[]", "[{}]", "{}",
+]
+
+
+@pytest.mark.parametrize("body", [bytes.fromhex(v["hex"])[4:] for v in OK + BAD] + [b.encode() for b in EDGE_BODIES])
+def test_decode_gives_the_reference_verdict(body: bytes) -> None:
+    _assert_same_verdict(body)
+
+
+@pytest.mark.parametrize("body", [b"null", b"true", b"1", b"-1.5", b'"{}"', b"[]", b"[{}]", b" [1] "])
+def test_a_json_value_that_is_not_an_object_is_bad_frame(body: bytes) -> None:
+    with pytest.raises(FrameError) as info:
+        decode_message(body)
+    assert info.value.code == "bad_frame"
+
+
+# Literals ``json`` cannot write from a Python value; a placeholder string is
+# swapped for one after encoding.
+_LITERALS = ["1e400", "-1E+400", "1e0400", "1" + "0" * 310 + ".5", "9" * 320, "1e-400", "NaN", "-Infinity"]
+_json_any = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6) | st.sampled_from([f"@{i}@" for i in range(len(_LITERALS))]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=8,
+)
+_FIELDS = ["message_id", "app_id", "channel_id", "message_type", "payload", "timestamp", "reply_to",
+           "headers", "error", "timeout_ms", "ack", "code", "message", "extra"]
+_field_value = (
+    _json_any
+    | st.sampled_from(["request", "response", "publish", "PUBLISH", "", "x"])
+    | st.dictionaries(st.sampled_from(["code", "message", "details", "remote_type", "a"]), _json_any, max_size=3)
+    | st.dictionaries(st.text(max_size=3), st.text(max_size=3) | st.integers(0, 3), max_size=2)
+)
+_VALID = [("message_id", "m"), ("app_id", "a"), ("channel_id", "c"), ("message_type", "publish")]
+
+
+@st.composite
+def _envelope_bodies(draw: st.DrawFn) -> bytes:
+    """Mostly valid envelopes with a few fields changed, duplicated or added,
+    some holding NaN, Infinity or numbers that overflow a double."""
+    pairs = list(_VALID)
+    for _ in range(draw(st.integers(0, 4))):
+        pairs.append((draw(st.sampled_from(_FIELDS)), draw(_field_value)))
+    if draw(st.booleans()):
+        pairs = draw(st.permutations(pairs))
+    text = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in pairs) + "}"
+    for i, literal in enumerate(_LITERALS):
+        text = text.replace(f'"@{i}@"', literal)
+    if draw(st.integers(0, 9)) == 0:
+        text = text[: draw(st.integers(0, len(text)))]
+    return text.encode()
+
+
+@settings(max_examples=500, deadline=None)
+@given(_envelope_bodies())
+def test_property_decode_gives_the_reference_verdict(body: bytes) -> None:
+    _assert_same_verdict(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120))
+def test_fuzz_decode_gives_the_reference_verdict(data: bytes) -> None:
+    _assert_same_verdict(data)
