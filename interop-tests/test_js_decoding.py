@@ -26,6 +26,7 @@ BODIES = {
     "error array": R + ',"error":[]}',
     "upper-case message_type": '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"PUBLISH"}',
     "overflowing number": H + ',"payload":1e400}',
+    "overflowing number, long mantissa and small exponent": H + ',"payload":1' + "0" * 300 + 'e9}',
     "duplicate keys": H + ',"payload":1,"payload":2}',
     "surrounding whitespace": " \n" + H + "} \n",
     "BOM": "\ufeff" + H + "}",

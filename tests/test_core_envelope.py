@@ -167,6 +167,8 @@ EDGE_BODIES = [
     _H + ',"payload":1e400}',
     _H + ',"zz":1e400}',
     _H + ',"payload":-1e400}',
+    _H + ',"payload":1' + "0" * 300 + 'e9}',  # 1e309: many digits, a small exponent
+    _H + ',"payload":-' + "9" * 250 + '.5e60}',
     _H + ',"timestamp":1e400}',
     _H + ',"payload":NaN}',
     _H + ',"zz":Infinity}',
@@ -257,3 +259,18 @@ def test_property_decode_gives_the_reference_verdict(body: bytes) -> None:
 @given(st.binary(max_size=120))
 def test_fuzz_decode_gives_the_reference_verdict(data: bytes) -> None:
     _assert_same_verdict(data)
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["1e400", "-1E+400", "1" + "0" * 300 + "e9", "-" + "9" * 250 + ".5e60", "9" * 320 + ".0"],
+)
+def test_numbers_that_overflow_a_double_are_bad_frames(number: str) -> None:
+    """docs/protocol.md §1: such a number would become infinity, which no peer can encode."""
+    with pytest.raises(FrameError):
+        decode_message((_H + ',"payload":' + number + "}").encode())
+
+
+def test_long_numbers_that_fit_a_double_are_accepted() -> None:
+    msg = decode_message((_H + ',"payload":' + "1" * 250 + "e-100}").encode())
+    assert msg.payload == pytest.approx(float("1" * 250 + "e-100"))
