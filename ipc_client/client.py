@@ -52,6 +52,7 @@ from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 from ipc_protocol.messages import connect_request, error_info_from_exception, error_response, ping_request, response_to
 
 from ._connection import ClientConnection
+from ._listeners import Listeners
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
 from .circuit_breaker import CircuitBreaker, CircuitBreakerOptions, CircuitState
 from .metrics import ClientMetrics
@@ -216,7 +217,7 @@ class IPCClient:
         self._sub_cache: dict[str, list[Handler]] = {}
         self._services: dict[str, Handler] = {}
         self._service_acks: dict[str, Registration] = {}
-        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
+        self._listeners = Listeners("client", _EVENTS, self._spawn)
         self._state_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -252,10 +253,7 @@ class IPCClient:
 
     def on(self, event: str, callback: F) -> F:
         """Register ``callback`` for ``event`` (one of the lifecycle events)."""
-        if event not in self._listeners:
-            raise ValueError(f"unknown event {event!r}; one of {', '.join(_EVENTS)}")
-        self._listeners[event].append(callback)
-        return callback
+        return self._listeners.add(event, callback)
 
     def on_connected(self, callback: F) -> F:
         return self.on("connected", callback)
@@ -267,13 +265,7 @@ class IPCClient:
         return self.on("error", callback)
 
     def _emit(self, event: str, *args: Any) -> None:
-        for cb in list(self._listeners[event]):
-            try:
-                result = cb(*args)
-                if inspect.isawaitable(result):
-                    self._spawn(result)
-            except Exception:  # a broken callback must not break the client
-                log.exception("%s callback failed", event)
+        self._listeners.emit(event, *args)
 
     def _spawn(self, aw: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(aw)

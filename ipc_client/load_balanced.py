@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from ipc_protocol import ErrorCode, IPCError, Message, NotConnected, RemoteError, RequestTimeout, validate_pattern
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
+from ._listeners import Listeners
 from .balancing import Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
@@ -104,7 +105,7 @@ class LoadBalancedClient:
             # A new connection means the server is back, health checks or not.
             pool.on("member_created", lambda client, s=server: self._mark_up(s))
             self._pools[server] = pool
-        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
+        self._listeners = Listeners("load balancer", _EVENTS)
         self._health_task: asyncio.Task[None] | None = None
         self._serving: set[str] = set()
         self._started = False
@@ -113,17 +114,11 @@ class LoadBalancedClient:
     # -- events -----------------------------------------------------------------
 
     def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
-        if event not in self._listeners:
-            raise ValueError(f"unknown event {event!r}; one of {', '.join(_EVENTS)}")
-        self._listeners[event].append(callback)
-        return callback
+        """``server_up(snapshot)`` or ``server_down(snapshot, error)``."""
+        return self._listeners.add(event, callback)
 
     def _emit(self, event: str, *args: Any) -> None:
-        for cb in list(self._listeners[event]):
-            try:
-                cb(*args)
-            except Exception:
-                log.exception("%s listener failed", event)
+        self._listeners.emit(event, *args)
 
     def _mark_down(self, server: Server, error: BaseException | None) -> None:
         if not server.healthy or self._closed:

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from ipc_protocol import IPCError, Message, NotConnected, RequestTimeout, validate_pattern
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
+from ._listeners import Listeners
 from .backoff import Backoff
 from .client import Handler, IPCClient
 
@@ -127,7 +128,7 @@ class ConnectionPool:
         self._total_created = 0
         self._total_destroyed = 0
         self._retired: collections.Counter[str] = collections.Counter()
-        self._listeners: dict[str, list[Callable[..., Any]]] = {e: [] for e in _EVENTS}
+        self._listeners = Listeners("pool", _EVENTS, self._spawn)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._refill_task: asyncio.Task[None] | None = None
@@ -142,17 +143,10 @@ class ConnectionPool:
     def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
         """``member_created(client)`` or ``member_lost(client, error)``: a
         member's connection dropped (not when the pool closed it)."""
-        if event not in self._listeners:
-            raise ValueError(f"unknown event {event!r}; one of {', '.join(_EVENTS)}")
-        self._listeners[event].append(callback)
-        return callback
+        return self._listeners.add(event, callback)
 
     def _emit(self, event: str, *args: Any) -> None:
-        for cb in list(self._listeners[event]):
-            try:
-                cb(*args)
-            except Exception:  # a broken listener must not break the pool
-                log.exception("pool %s listener failed", event)
+        self._listeners.emit(event, *args)
 
     def _spawn(self, aw: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(aw)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
 import pytest
 
+from ipc_client._listeners import Listeners
 from ipc_client.backoff import Backoff
 from ipc_client.state import TRANSITIONS, ConnectionState
 from ipc_protocol import Heartbeat, HeartbeatAction, is_reserved, pattern_matches, validate_channel, validate_pattern
@@ -181,3 +183,22 @@ def test_config_rejects_unknown_and_invalid_values(tmp_path: Path) -> None:
 def test_config_token_is_any_string_and_heartbeat_zero_is_off() -> None:
     cfg = load_config(env={"IPC_SERVER_TOKEN": "none", "IPC_SERVER_HEARTBEAT_INTERVAL_S": "0"})
     assert cfg.token == "none" and not cfg.heartbeat_interval_s
+
+
+async def test_listeners_survive_failing_callbacks_and_run_async_ones() -> None:
+    seen: list[str] = []
+    done = asyncio.Event()
+
+    async def later(x: str) -> None:
+        seen.append(f"async {x}")
+        done.set()
+
+    events = Listeners("test", ("tick",))
+    events.add("tick", lambda x: 1 / 0)  # logged, never raised to the emitter
+    events.add("tick", lambda x: seen.append(f"sync {x}"))
+    events.add("tick", later)
+    events.emit("tick", "a")
+    await asyncio.wait_for(done.wait(), 5)
+    assert seen == ["sync a", "async a"]
+    with pytest.raises(ValueError, match="unknown event"):
+        events.add("tock", print)

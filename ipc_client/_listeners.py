@@ -1,0 +1,48 @@
+"""Named event callbacks, shared by the client, the pool and the load
+balancer: one place that decides what a failing or async callback does."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+__all__ = ["Listeners"]
+
+log = logging.getLogger("ipc_client")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Listeners:
+    """Callbacks by event name. A callback that raises is logged and never
+    breaks its emitter; one that returns an awaitable has it run as a task,
+    by the emitter's ``spawn`` if it has one (so it is cancelled with the
+    emitter's other tasks)."""
+
+    def __init__(self, owner: str, events: tuple[str, ...], spawn: Callable[[Awaitable[Any]], Any] | None = None) -> None:
+        self._owner = owner
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {e: [] for e in events}
+        self._spawn = spawn
+        self._tasks: set[asyncio.Task[Any]] = set()  # strong references until done
+
+    def add(self, event: str, callback: F) -> F:
+        if event not in self._callbacks:
+            raise ValueError(f"unknown event {event!r}; one of {', '.join(self._callbacks)}")
+        self._callbacks[event].append(callback)
+        return callback
+
+    def emit(self, event: str, *args: Any) -> None:
+        for cb in list(self._callbacks[event]):
+            try:
+                result = cb(*args)
+                if inspect.isawaitable(result):
+                    if self._spawn is not None:
+                        self._spawn(result)
+                    else:
+                        task = asyncio.ensure_future(result)
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+            except Exception:  # a broken callback must not break the emitter
+                log.exception("%s %s callback failed", self._owner, event)
