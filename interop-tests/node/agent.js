@@ -14,34 +14,11 @@
  */
 
 const crypto = require('node:crypto');
-const readline = require('node:readline');
 const { IPCClient } = require('../../js-client');
+const { out, describe, runCommands } = require('./command_loop');
 
 const config = JSON.parse(process.argv[2] || '{}');
 const client = new IPCClient(config.appId || 'app', { host: '127.0.0.1', port: config.port, ...(config.options || {}) });
-
-/**
- * Writes one JSON line on stdout.
- * @param {object} obj
- */
-function out(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}
-
-/**
- * An error as JSON, with the fields the tests assert on.
- * @param {any} err
- * @returns {object}
- */
-function describe(err) {
-  return {
-    code: err && err.code,
-    name: err && err.name,
-    message: err && err.message,
-    remoteType: err && err.remoteType,
-    cause: err && err.cause ? String(err.cause.code || err.cause.message) : null
-  };
-}
 
 /**
  * The SHA-256 of a value's JSON text, to compare large payloads cheaply.
@@ -195,21 +172,4 @@ for (const event of EVENTS) client.on(event, (arg) => out({ event, detail: arg ?
 client.on('disconnected', (err) => out({ event: 'disconnected', detail: { error: err ? describe(err) : null } }));
 client.on('error', (err) => out({ event: 'error', error: describe(err) }));
 
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', async (line) => {
-  if (!line.trim()) return;
-  const cmd = JSON.parse(line);
-  try {
-    const fn = ops[cmd.op];
-    if (!fn) throw new TypeError(`unknown op ${cmd.op}`);
-    const result = await fn(cmd);
-    out({ id: cmd.id, ok: true, result: result === undefined ? null : result });
-  } catch (err) {
-    out({ id: cmd.id, ok: false, error: describe(err) });
-  }
-});
-rl.on('close', () => {
-  client.disconnect().finally(() => process.exit(0));
-});
-
-out({ event: 'ready', pid: process.pid });
+runCommands(ops, () => client.disconnect());

@@ -7,18 +7,18 @@
  *
  * argv[2] is a JSON object: {kind: 'pool' | 'balanced', appId, port (pool),
  * servers (balanced), options, fastBackoff}. `fastBackoff` sets short
- * replacement delays under whatever names the client options use.
+ * replacement delays.
  *
  * Load is generated here rather than command by command, so that thousands
  * of calls can run while Python kills servers; every call is checked to
  * settle exactly once and never after its deadline.
  */
 
-const readline = require('node:readline');
-const { DEFAULTS, ConnectionPool, LoadBalancedClient } = require('../../js-client');
+const { ConnectionPool, LoadBalancedClient } = require('../../js-client');
+const { out, describe, runCommands } = require('./command_loop');
 
 const config = JSON.parse(process.argv[2] || '{}');
-const FAST = 'initialDelay' in DEFAULTS ? { initialDelay: 20, maxDelay: 100 } : { reconnectDelay: 20, reconnectDelayMax: 100 };
+const FAST = { initialDelay: 20, maxDelay: 100 };
 const options = { ...(config.fastBackoff ? FAST : {}), ...(config.options || {}) };
 const appId = config.appId || 'app';
 
@@ -26,23 +26,6 @@ const target =
   config.kind === 'balanced'
     ? new LoadBalancedClient(appId, config.servers, options)
     : new ConnectionPool(appId, { host: '127.0.0.1', port: config.port, ...options });
-
-/**
- * Writes one JSON line on stdout.
- * @param {object} obj
- */
-function out(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}
-
-/**
- * An error as JSON.
- * @param {any} err
- * @returns {object}
- */
-function describe(err) {
-  return { code: err && err.code, name: err && err.name, message: err && err.message };
-}
 
 let busy = 0; // pool members lent out by this script at once
 let peakBusy = 0;
@@ -156,21 +139,4 @@ for (const event of ['created', 'connection_lost', 'server_down', 'server_up']) 
 }
 target.on('destroyed', ({ reason }) => out({ event: 'destroyed', reason: reason ? describe(reason) : null }));
 
-const rl = readline.createInterface({ input: process.stdin });
-rl.on('line', async (line) => {
-  if (!line.trim()) return;
-  const cmd = JSON.parse(line);
-  try {
-    const fn = ops[cmd.op];
-    if (!fn) throw new TypeError(`unknown op ${cmd.op}`);
-    const result = await fn(cmd);
-    out({ id: cmd.id, ok: true, result: result === undefined ? null : result });
-  } catch (err) {
-    out({ id: cmd.id, ok: false, error: describe(err) });
-  }
-});
-rl.on('close', () => {
-  target.close().finally(() => process.exit(0));
-});
-
-out({ event: 'ready', pid: process.pid });
+runCommands(ops, () => target.close());
