@@ -10,7 +10,7 @@ const net = require('node:net');
 const { once } = require('node:events');
 const { IPCClient, ErrorCode, UnauthorizedError } = require('..');
 const { buildMessage } = require('../lib/envelope');
-const { Peer, waitFor } = require('./helpers');
+const { Peer, waitFor, nextReceived, until } = require('./helpers');
 
 /**
  * Starts a peer and a client connected to it.
@@ -26,22 +26,6 @@ async function setup(t, peerOptions = {}, clientOptions = {}) {
     await peer.close();
   });
   return { peer, port, client };
-}
-
-/**
- * Resolves with the next message the peer receives that satisfies `pred`.
- */
-function nextReceived(peer, pred, ms = 5000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timed out waiting for a message')), ms);
-    const onMessage = (msg) => {
-      if (!pred(msg)) return;
-      clearTimeout(timer);
-      peer.events.off('message', onMessage);
-      resolve(msg);
-    };
-    peer.events.on('message', onMessage);
-  });
 }
 
 test('client - calls before connect() reject with not_connected', async () => {
@@ -381,15 +365,6 @@ const { ForbiddenError, HandlerError, NoRespondersError } = require('..');
 /** Writes messages to the peer's (only) client socket, in one write. */
 function writeTo(peer, ...msgs) {
   [...peer.sockets][0].write(Buffer.concat(msgs.map((m) => encodeFrame(encodeMessage(m)))));
-}
-
-/** Polls `pred` on every turn of the event loop, bounded. */
-async function until(pred, ms = 5000, what = 'a condition') {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
 }
 
 /** Counts a client's events by name. */

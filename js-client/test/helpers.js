@@ -171,4 +171,39 @@ class Peer {
   }
 }
 
-module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer };
+/**
+ * Resolves with the next message the peer receives that satisfies `pred`,
+ * or rejects after `ms`.
+ * @param {Peer} peer
+ * @param {(msg: object) => boolean} pred
+ * @param {number} [ms]
+ * @returns {Promise<object>}
+ */
+function nextReceived(peer, pred, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('timed out waiting for a message')), ms);
+    const onMessage = (msg) => {
+      if (!pred(msg)) return;
+      clearTimeout(timer);
+      peer.events.off('message', onMessage);
+      resolve(msg);
+    };
+    peer.events.on('message', onMessage);
+  });
+}
+
+/**
+ * Waits, bounded, for a condition no event announces.
+ * @param {() => boolean} pred
+ * @param {number} [ms]
+ * @param {string} [what] named in the timeout error.
+ */
+async function until(pred, ms = 5000, what = 'a condition') {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, nextReceived, until };

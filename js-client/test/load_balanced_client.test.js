@@ -11,7 +11,7 @@ const { DEFAULTS } = require('../lib/constants');
 const { ErrorCode } = require('../lib/errors');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
-const { Peer, waitFor } = require('./helpers');
+const { Peer, waitFor, until } = require('./helpers');
 
 /** Fast backoff, whichever name the client options give it. */
 const FAST = 'initialDelay' in DEFAULTS ? { initialDelay: 20, maxDelay: 50 } : { reconnectDelay: 20, reconnectDelayMax: 50 };
@@ -327,17 +327,6 @@ test('balanced - a registration no server takes is not kept', async (t) => {
   a.refuse = () => false;
   await lb.serve('secret.x', () => 1); // not "already served"
 });
-
-/**
- * Waits until `pred()` holds, polling each tick, for at most `ms`.
- */
-async function until(pred, ms = 3000) {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 test('balanced - a throwing server_down listener in a health check goes to "error", never to an unhandled rejection; checks go on', async (t) => {
   const unhandled = [];

@@ -11,7 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
 const { IPCClient, ErrorCode, CircuitOpenError, QueueFullError } = require('..');
-const { Peer, waitFor } = require('./helpers');
+const { Peer, waitFor, nextReceived, until } = require('./helpers');
 const { FaultProxy } = require('./fault_proxy');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
@@ -46,20 +46,6 @@ async function goOffline(client, proxy) {
   const reconnecting = waitFor(client, 'reconnecting', 2000);
   proxy.cut();
   await reconnecting;
-}
-
-/** Resolves with the next peer message matching `pred`, bounded. */
-function nextReceived(peer, pred, ms = 3000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timed out waiting for a message')), ms);
-    const onMessage = (msg) => {
-      if (!pred(msg)) return;
-      clearTimeout(timer);
-      peer.events.off('message', onMessage);
-      resolve(msg);
-    };
-    peer.events.on('message', onMessage);
-  });
 }
 
 /** Collects the events a client emits, by name. */
@@ -503,15 +489,6 @@ test('resilience - metrics and health keys', async (t) => {
   assert.equal(client.getMetrics().activeConnections, 0);
   assert.equal(client.state, 'disconnected');
 });
-
-/** Polls `pred` every millisecond, bounded. */
-async function until(pred, ms = 5000, what = 'a condition') {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
 
 /** A promise and the function that resolves it. */
 function gate() {
