@@ -11,7 +11,7 @@ import json
 from pydantic import ValidationError
 
 from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, encode_frame, encode_message
-from ipc_protocol._json import loads
+from ipc_protocol._json import _maybe_huge, loads
 from ipc_protocol.exceptions import FrameError, MessageError, ProtocolError
 
 from .vectors import BAD, OK
@@ -274,3 +274,20 @@ def test_numbers_that_overflow_a_double_are_bad_frames(number: str) -> None:
 def test_long_numbers_that_fit_a_double_are_accepted() -> None:
     msg = decode_message((_H + ',"payload":' + "1" * 250 + "e-100}").encode())
     assert msg.payload == pytest.approx(float("1" * 250 + "e-100"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"1e400", b"[1e400]", b'{"a": -1E+400}', b'{"a":[0, 1.5e308]}', b"\n2e999", b'{"a":1e0099}', b"1" + b"0" * 300 + b"e9"],
+)
+def test_the_overflow_screen_flags_every_number_that_may_overflow(body: bytes) -> None:
+    assert _maybe_huge(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"message_id":"c0c9e0123","reply_to":"ab-1e000"}', b'{"id":"3e012f"}', b'{"a":"e000"}', b"e000", b'{"a":1e99}'],
+)
+def test_the_overflow_screen_ignores_hex_ids_and_small_exponents(body: bytes) -> None:
+    """Ids are hex: "9e012" in an id must not cost every frame a walk of its value."""
+    assert not _maybe_huge(body)
