@@ -69,6 +69,11 @@ class ClientConnection(asyncio.Protocol):
         if drain is not None and not drain.done():
             drain.set_result(None)
 
+    @property
+    def writing_paused(self) -> bool:
+        """The transport's buffer is over its high-water mark: writers should drain()."""
+        return self._drain is not None
+
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait while the transport's buffer is over its high-water mark;
         False if it still is after ``timeout`` seconds."""

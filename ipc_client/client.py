@@ -52,6 +52,7 @@ from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 from ipc_protocol.messages import connect_request, error_info_from_exception, error_response, ping_request, response_to
 
 from ._connection import ClientConnection
+from ._deadlines import Deadlines
 from ._listeners import Listeners
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
 from .circuit_breaker import CircuitBreaker, CircuitBreakerOptions, CircuitState
@@ -212,7 +213,9 @@ class IPCClient:
 
         self._state = ConnectionState.DISCONNECTED
         self._conn: ClientConnection | None = None
-        self._pending: dict[str, tuple[asyncio.Future[Message], asyncio.TimerHandle | None]] = {}
+        # Request id -> (future, channel, timeout in s); the deadlines are in _deadlines.
+        self._pending: dict[str, tuple[asyncio.Future[Message], str, float]] = {}
+        self._deadlines = Deadlines(self._expire)
         self._subscriptions: dict[str, list[Handler]] = {}
         self._sub_cache: dict[str, list[Handler]] = {}
         self._services: dict[str, Handler] = {}
@@ -508,9 +511,8 @@ class IPCClient:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
         pending, self._pending = self._pending, {}
-        for fut, timer in pending.values():
-            if timer is not None:
-                timer.cancel()
+        self._deadlines.clear()
+        for fut, _channel, _timeout in pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionLost(str(reason)))
                 fut.exception()  # mark retrieved: a caller may have gone already
@@ -593,9 +595,8 @@ class IPCClient:
                 return
             entry = self._pending.pop(msg.reply_to, None) if msg.reply_to is not None else None
             if entry is not None:
-                fut, timer = entry
-                if timer is not None:
-                    timer.cancel()
+                self._deadlines.discard(msg.reply_to)  # type: ignore[arg-type]
+                fut = entry[0]
                 if not fut.done():
                     fut.set_result(msg)
                 return
@@ -729,7 +730,8 @@ class IPCClient:
     async def _call(self, conn: ClientConnection, msg: Message, deadline: float, *, track: bool = False) -> Message:
         """Write a request-like message and wait for the response answering it.
 
-        ``track`` counts it in the KPIs (user calls, not pings or acks).
+        ``track`` counts it in the KPIs (user calls, not pings or acks). The
+        hot path of every request: one coroutine, no timer of its own.
         """
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         try:
@@ -740,14 +742,23 @@ class IPCClient:
             raise
         if track:
             self._metrics.sent()
+        if conn.writing_paused:
+            try:
+                await self._drain(conn, msg, deadline)
+            except BaseException:
+                self._forget(msg.message_id, fut)
+                if track:
+                    self._metrics.failed()
+                raise
         try:
-            await self._drain(conn, msg, deadline)
-        except BaseException:
-            self._forget(msg.message_id, fut)
+            reply = await fut
+        except IPCError:
             if track:
                 self._metrics.failed()
             raise
-        return await self._await_reply(fut, track)
+        if track:
+            self._metrics.delivered()
+        return self._result(reply)
 
     async def _drain(self, conn: ClientConnection, msg: Message, deadline: float) -> None:
         """Wait for a full socket buffer to drain, but never past the call's deadline."""
@@ -756,23 +767,22 @@ class IPCClient:
 
     def _forget(self, message_id: str, fut: asyncio.Future[Message]) -> None:
         """Stop waiting for an answer nobody will read."""
-        entry = self._pending.pop(message_id, None)
-        if entry is not None and entry[1] is not None:
-            entry[1].cancel()
+        self._pending.pop(message_id, None)
+        self._deadlines.discard(message_id)
         if not fut.done():
             fut.cancel()
 
     def _start_call(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message]) -> None:
         """Register ``fut`` for the answer to ``msg`` and write it; never waits."""
-        loop = asyncio.get_running_loop()
-        remaining = deadline - loop.time()
+        remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise RequestTimeout(f"request on {msg.channel_id!r} timed out before it was sent")
         frame = self._frame(msg)
         if not conn.is_open:
             raise ConnectionLost("the connection is closed")
-        timer = loop.call_later(remaining, self._expire, msg.message_id, msg.channel_id, remaining)
-        self._pending[msg.message_id] = (fut, timer)
+        message_id = msg.message_id
+        self._pending[message_id] = (fut, msg.channel_id, remaining)
+        self._deadlines.add(message_id, deadline)
         conn.write(frame)
 
     async def _await_reply(self, fut: asyncio.Future[Message], track: bool) -> Message:
@@ -784,19 +794,24 @@ class IPCClient:
             raise
         if track:
             self._metrics.delivered()
+        return self._result(reply)
+
+    def _result(self, reply: Message) -> Message:
+        """The reply, or the error it carries raised."""
         if reply.error is not None:
             raise error_from_wire(reply.error.model_dump())
         if self.legacy and isinstance(reply.payload, dict) and set(reply.payload) == {"error"}:
             raise error_from_wire(reply.payload["error"])
         return reply
 
-    def _expire(self, message_id: str, channel: str, timeout: float) -> None:
+    def _expire(self, message_id: str) -> None:
         entry = self._pending.pop(message_id, None)
         self._expired[message_id] = None
         if len(self._expired) > _EXPIRED_MEMORY:
             self._expired.popitem(last=False)
         if entry is not None and not entry[0].done():
-            entry[0].set_exception(RequestTimeout(f"no response on {channel!r} within {timeout:.3g} s"))
+            fut, channel, timeout = entry
+            fut.set_exception(RequestTimeout(f"no response on {channel!r} within {timeout:.3g} s"))
 
     # -- the offline queue (docs/resilience.md §4) -----------------------------
 
@@ -829,7 +844,8 @@ class IPCClient:
             raise
         self._metrics.sent()
         self._metrics.delivered()
-        await self._drain(conn, msg, deadline)  # a fast publisher waits for a slow socket
+        if conn.writing_paused:
+            await self._drain(conn, msg, deadline)  # a fast publisher waits for a slow socket
         return None
 
     def _with_budget(self, msg: Message, deadline: float) -> Message:
@@ -1031,8 +1047,15 @@ class IPCClient:
             CircuitOpen: the circuit breaker is open (and no fallback is set).
         """
         validate_channel(channel)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
+        if timeout is None:
+            timeout = self.request_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        conn = self._conn
+        if self._breaker_options is None and conn is not None and self._state is ConnectionState.CONNECTED and not self._queue and not self._replaying:
+            # The hot path: connected, nothing queued ahead; the whole timeout is the budget (§6.5).
+            budget = None if self.legacy else max(0, round(timeout * 1000))
+            msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers, timeout_ms=budget)
+            return await self._call(conn, msg, deadline, track=True)
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
         if self._breaker_options is None:
             reply = await self._submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)
