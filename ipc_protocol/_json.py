@@ -44,6 +44,7 @@ def dumps(obj: Any) -> bytes:
 _FOLD = bytes.maketrans(b"123456789.E", b"0000000000e")
 _BIG_EXPONENT = b"e000"
 _LONG_DIGITS = b"0" * 210
+_SOME_DIGITS = b"0" * 32  # longer than any double in full (timestamps are 18): a cheap first look
 _NUMBER_STARTS = frozenset(b":,[ \t\r\n")
 _ZERO = ord("0")
 
@@ -51,7 +52,7 @@ _ZERO = ord("0")
 def _maybe_huge(raw: bytes) -> bool:
     """False when no number in ``raw`` can overflow a double; True may be a false alarm."""
     folded = raw.translate(_FOLD, b"+-")
-    if _LONG_DIGITS in folded:
+    if _SOME_DIGITS in folded and _LONG_DIGITS in folded:
         return True
     at = folded.find(_BIG_EXPONENT)
     while at >= 0:
