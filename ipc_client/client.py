@@ -49,10 +49,10 @@ from ipc_protocol import (
 from ipc_protocol import FrameTooLarge, Forbidden, Unauthorized
 from ipc_protocol import __version__ as _version
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
+from ipc_protocol.deadlines import Deadlines
 from ipc_protocol.messages import connect_request, error_info_from_exception, error_response, ping_request, response_to
 
 from ._connection import ClientConnection
-from ._deadlines import Deadlines
 from ._listeners import Listeners
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
 from .circuit_breaker import CircuitBreaker, CircuitBreakerOptions, CircuitState
@@ -67,6 +67,8 @@ log = logging.getLogger("ipc_client")
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 CLIENT_NAME = f"ipc-bridge-python/{_version}"
+# asyncio may run a timer up to one tick of its clock early.
+_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
 _EXPIRED_MEMORY = 1024  # timed-out request ids remembered to drop late answers
 _SUB_CACHE_LIMIT = 4096
 
@@ -215,7 +217,12 @@ class IPCClient:
         self._conn: ClientConnection | None = None
         # Request id -> (future, channel, timeout in s); the deadlines are in _deadlines.
         self._pending: dict[str, tuple[asyncio.Future[Message], str, float]] = {}
-        self._deadlines = Deadlines(self._expire)
+        self._deadlines = Deadlines(
+            self._expire,
+            clock=lambda: asyncio.get_running_loop().time(),
+            call_at=lambda when, callback: asyncio.get_running_loop().call_at(when, callback),
+            resolution=_CLOCK_RESOLUTION_S,
+        )
         self._subscriptions: dict[str, list[Handler]] = {}
         self._sub_cache: dict[str, list[Handler]] = {}
         self._services: dict[str, Handler] = {}

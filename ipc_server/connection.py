@@ -70,8 +70,8 @@ class ServerConnection(asyncio.Protocol):
         # (responder, the message_id the responder was sent) (§7.3).
         self.serving: set[tuple[ServerConnection, str]] = set()
         self.awaiting: set[tuple[ServerConnection, str]] = set()
-        # In-process handler tasks answering this connection's requests.
-        self.handler_tasks: set[asyncio.Task[Any]] = set()
+        # In-process handler calls answering this connection's requests.
+        self.handler_calls: set[Any] = set()
         self.opened = False  # the handshake completed (routing state exists)
         self.subscriptions: set[str] = set()
         self.responder_for: set[str] = set()

@@ -14,6 +14,8 @@ import functools
 import hmac
 import itertools
 import logging
+import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from ipc_protocol import (
     validate_pattern,
 )
 from ipc_protocol import __version__ as protocol_version
+from ipc_protocol.deadlines import Deadlines
 from ipc_protocol.messages import error_info_from_exception, error_response, ping_request, response_to
 
 from .config import ServerConfig, load_config
@@ -78,20 +81,20 @@ class _Forwarded:
     # Sent as the requester's own frame, so under its own message_id: the
     # answer already carries the requester's reply_to and is relayed as is.
     verbatim: bool
-    timer: asyncio.TimerHandle | None = None
 
 
 class _HandlerCall:
     """One request being answered by an in-process handler: answered once,
     by the handler, its deadline or shutdown, whichever comes first."""
 
-    __slots__ = ("conn", "request", "timer", "answered")
+    __slots__ = ("conn", "request", "task", "answered", "finished")
 
     def __init__(self, conn: ServerConnection, request: Message) -> None:
         self.conn = conn
         self.request = request
-        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
         self.answered = False
+        self.finished = False
 
     def answer(self, reply: Message) -> None:
         if self.answered:
@@ -140,7 +143,14 @@ class IPCServer:
         self._connections: set[ServerConnection] = set()
         self._by_id: dict[str, ServerConnection] = {}
         self._forwarded: dict[_Key, _Forwarded] = {}
-        self._handler_tasks: dict[asyncio.Task[Any], _HandlerCall] = {}
+        self._handler_calls: set[_HandlerCall] = set()
+        # One loop timer each for all handler and forwarded-request deadlines (§6.5).
+        self._handler_deadlines: Deadlines[_HandlerCall] = Deadlines(
+            self._handler_expired, clock=self._loop_time, call_at=self._call_at, resolution=_CLOCK_RESOLUTION_S
+        )
+        self._forward_deadlines: Deadlines[_Key] = Deadlines(
+            self._forward_expired, clock=self._loop_time, call_at=self._call_at, resolution=_CLOCK_RESOLUTION_S
+        )
         self._ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -213,16 +223,16 @@ class IPCServer:
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
         self._server.close()
         deadline = self.loop.time() + grace
-        while (self._handler_tasks or self._forwarded) and self.loop.time() < deadline:
+        while (self._handler_calls or self._forwarded) and self.loop.time() < deadline:
             waiter = self.loop.create_future()
             self._drained_waiter = waiter
             try:
                 await asyncio.wait_for(waiter, deadline - self.loop.time())
             except (asyncio.TimeoutError, TimeoutError):
                 break
-        for task, call in list(self._handler_tasks.items()):
+        for call in list(self._handler_calls):
             call.answer(error_response(call.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
-            task.cancel()
+            self._stop_handler(call)
         for key, fwd in list(self._forwarded.items()):
             self._finish_forwarded(key, error_response(fwd.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
         if self._sweeper is not None:
@@ -257,9 +267,15 @@ class IPCServer:
     def __repr__(self) -> str:
         return (
             f"<IPCServer {self.host}:{self.port} connections={len(self._connections)}"
-            f" forwarded={len(self._forwarded)} handlers_running={len(self._handler_tasks)}"
+            f" forwarded={len(self._forwarded)} handlers_running={len(self._handler_calls)}"
             f"{' closing' if self._closing else ''}>"
         )
+
+    def _loop_time(self) -> float:
+        return self.loop.time()
+
+    def _call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_at(when, callback)
 
     # -- connection lifecycle (called by ServerConnection) ---------------
 
@@ -295,8 +311,8 @@ class IPCServer:
             if app.connections == 0 and not len(app.subscriptions):
                 del self._apps[conn.app_id]
         # Handlers answering this connection: nobody will read their answers.
-        for task in list(conn.handler_tasks):
-            task.cancel()
+        for call in list(conn.handler_calls):
+            self._stop_handler(call)
         # Requests this connection was answering: the requesters hear at once (§6.2).
         for key in list(conn.serving):
             fwd = self._forwarded.get(key)
@@ -309,8 +325,7 @@ class IPCServer:
             fwd = self._forwarded.pop(key, None)
             if fwd is not None:
                 fwd.responder.serving.discard(key)
-                if fwd.timer is not None:
-                    fwd.timer.cancel()
+                self._forward_deadlines.discard(key)
         conn.awaiting.clear()
         self._maybe_drained()
         if not self._connections and self._all_closed_waiter is not None and not self._all_closed_waiter.done():
@@ -319,7 +334,7 @@ class IPCServer:
 
     def _maybe_drained(self) -> None:
         w = self._drained_waiter
-        if w is not None and not w.done() and not self._handler_tasks and not self._forwarded:
+        if w is not None and not w.done() and not self._handler_calls and not self._forwarded:
             w.set_result(None)
 
     # -- dispatch ------------------------------------------------------------
@@ -532,14 +547,14 @@ class IPCServer:
     def _run_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
         conn.request_started()
         call = _HandlerCall(conn, msg)
-        task = self.loop.create_task(self._call_handler(call, handler))
+        self._handler_calls.add(call)
+        conn.handler_calls.add(call)
         if msg.timeout_ms is not None:
-            # A timer rather than asyncio.wait_for: wait_for costs a second task
-            # per request, and nearly every v2 request carries a deadline.
-            call.timer = self.loop.call_later(msg.timeout_ms / 1000.0, self._handler_expired, task, call)
-        self._handler_tasks[task] = call
-        conn.handler_tasks.add(task)
-        task.add_done_callback(self._handler_done)
+            # Nearly every v2 request carries a deadline: they share one timer.
+            self._handler_deadlines.add(call, self.loop.time() + msg.timeout_ms / 1000.0)
+        # Bookkeeping first: on Python 3.12+ the task starts at once and may
+        # finish before create returns.
+        call.task = _start_task(self.loop, self._call_handler(call, handler))
 
     async def _call_handler(self, call: _HandlerCall, handler: Handler) -> None:
         msg = call.request
@@ -553,20 +568,42 @@ class IPCServer:
         except Exception as exc:  # noqa: BLE001 - every failure becomes an error response (§6.3)
             call.answer(self._handler_failure(msg, exc))
             return
-        if msg.message_type is not MessageType.REQUEST:
-            return
-        try:
-            call.answer(response_to(msg, result))
-        except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
-            call.answer(self._handler_failure(msg, exc, prefix="the handler's result cannot be sent: "))
+        else:
+            if msg.message_type is not MessageType.REQUEST:
+                return
+            try:
+                call.answer(response_to(msg, result))
+            except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
+                call.answer(self._handler_failure(msg, exc, prefix="the handler's result cannot be sent: "))
+        finally:
+            # In the task itself rather than a done callback: one loop
+            # iteration and one callback less per request.
+            self._handler_finished(call)
 
-    def _handler_expired(self, task: asyncio.Task[Any], call: _HandlerCall) -> None:
+    def _handler_expired(self, call: _HandlerCall) -> None:
         """The request's deadline passed (§6.5): answer ``timeout`` now, cancel
         an async handler; a sync one finishes in its thread, its result dropped."""
-        call.timer = None
         self.stats.count_error(ErrorCode.TIMEOUT)
         call.answer(error_response(call.request, ErrorCode.TIMEOUT, f"the handler did not finish within {call.request.timeout_ms:g} ms"))
-        task.cancel()
+        self._stop_handler(call)
+
+    def _stop_handler(self, call: _HandlerCall) -> None:
+        """Cancel a handler whose answer is settled or unwanted. Its books
+        close now: a task cancelled before its first step never runs its
+        ``finally``."""
+        if call.task is not None:
+            call.task.cancel()
+        self._handler_finished(call)
+
+    def _handler_finished(self, call: _HandlerCall) -> None:
+        if call.finished:
+            return
+        call.finished = True
+        self._handler_calls.discard(call)
+        self._handler_deadlines.discard(call)
+        call.conn.handler_calls.discard(call)
+        call.conn.request_finished()
+        self._maybe_drained()
 
     def _handler_failure(self, msg: Message, exc: BaseException, prefix: str = "") -> Message:
         info = error_info_from_exception(exc, include_stack=self.config.expose_stacks)
@@ -581,17 +618,6 @@ class IPCServer:
             remote_type=info.remote_type,
             remote_stack=info.remote_stack,
         )
-
-    def _handler_done(self, task: asyncio.Task[Any]) -> None:
-        call = self._handler_tasks.pop(task, None)
-        if call is not None:
-            if call.timer is not None:
-                call.timer.cancel()
-            call.conn.handler_tasks.discard(task)
-            call.conn.request_finished()
-        if not task.cancelled() and task.exception() is not None:  # pragma: no cover - defensive
-            log.error("handler task failed", exc_info=task.exception())
-        self._maybe_drained()
 
     def _forward(self, conn: ServerConnection, msg: Message, body: bytes, responder: ServerConnection) -> None:
         """Send a request or notification on to ``responder`` (§7.3).
@@ -630,7 +656,7 @@ class IPCServer:
         key = (responder, sid)
         fwd = self._forwarded[key] = _Forwarded(msg, conn, responder, verbatim)
         if msg.timeout_ms is not None:
-            fwd.timer = self.loop.call_later(msg.timeout_ms / 1000.0, self._forward_expired, key)
+            self._forward_deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
         responder.serving.add(key)
         conn.awaiting.add(key)
         conn.request_started()
@@ -657,7 +683,6 @@ class IPCServer:
         fwd = self._forwarded.get(key)
         if fwd is None:
             return
-        fwd.timer = None
         self.stats.count_error(ErrorCode.TIMEOUT)
         self._finish_forwarded(
             key, error_response(fwd.request, ErrorCode.TIMEOUT, f"no answer from the responder within {fwd.request.timeout_ms:g} ms")
@@ -669,8 +694,7 @@ class IPCServer:
         fwd = self._forwarded.pop(key, None)
         if fwd is None:
             return
-        if fwd.timer is not None:
-            fwd.timer.cancel()
+        self._forward_deadlines.discard(key)
         fwd.responder.serving.discard(key)
         fwd.requester.awaiting.discard(key)
         fwd.requester.request_finished()
@@ -724,6 +748,21 @@ def _target_problem(channel: str) -> tuple[ErrorCode, str] | None:
     if is_reserved(channel):
         return ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server"
     return None
+
+
+# asyncio may run a timer up to one tick of its clock early.
+_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
+
+
+def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
+    """A task for ``coro``; on Python 3.12+ its first step runs now (an
+    ``async`` handler that never waits then costs no loop iteration)."""
+    if _EAGER_TASKS:
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+    return loop.create_task(coro)
+
+
+_EAGER_TASKS = sys.version_info >= (3, 12)
 
 
 def _load(conn: ServerConnection) -> int:

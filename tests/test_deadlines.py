@@ -1,86 +1,161 @@
-"""The client's request deadlines: many deadlines on one loop timer."""
+"""Many deadlines on one timer (ipc_protocol.deadlines), on a fake clock."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 
-from ipc_client._deadlines import Deadlines
+from ipc_protocol.deadlines import Deadlines
 
 
-def _recorder() -> tuple[Deadlines, list[tuple[str, float]], asyncio.Event]:
-    loop = asyncio.get_running_loop()
+class FakeTimers:
+    """A clock and a scheduler that run callbacks only when advanced."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.scheduled: list[tuple[float, Callable[[], None], list[bool]]] = []
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> FakeTimers.Handle:
+        cancelled = [False]
+        self.scheduled.append((when, callback, cancelled))
+        return FakeTimers.Handle(cancelled)
+
+    class Handle:
+        def __init__(self, cancelled: list[bool]) -> None:
+            self._cancelled = cancelled
+
+        def cancel(self) -> None:
+            self._cancelled[0] = True
+
+    @property
+    def armed(self) -> list[float]:
+        return sorted(w for w, _, c in self.scheduled if not c[0])
+
+    def advance(self, to: float) -> None:
+        self.now = to
+        while True:
+            due = [t for t in self.scheduled if t[0] <= to and not t[2][0]]
+            if not due:
+                return
+            first = min(due, key=lambda t: t[0])
+            self.scheduled.remove(first)
+            first[1]()
+
+
+def make() -> tuple[Deadlines, FakeTimers, list[tuple[str, float]]]:
+    timers = FakeTimers()
     expired: list[tuple[str, float]] = []
-    changed = asyncio.Event()
-
-    def on_expired(key: str) -> None:
-        expired.append((key, loop.time()))
-        changed.set()
-
-    return Deadlines(on_expired), expired, changed
+    d = Deadlines(lambda key: expired.append((key, timers.now)), clock=lambda: timers.now, call_at=timers.call_at)
+    return d, timers, expired
 
 
-async def _until(changed: asyncio.Event, done) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(2):
-        while not done():
-            changed.clear()
-            await changed.wait()
-
-
-async def test_each_key_expires_once_at_or_after_its_deadline_in_deadline_order() -> None:
-    d, expired, changed = _recorder()
-    now = asyncio.get_running_loop().time()
-    whens = {"late": now + 0.06, "early": now + 0.02, "middle": now + 0.04}
-    for key, when in whens.items():
-        d.add(key, when)
-    await _until(changed, lambda: len(expired) == 3)
+def test_each_key_expires_once_at_its_deadline_in_deadline_order() -> None:
+    d, timers, expired = make()
+    d.add("late", 3.0)
+    d.add("early", 1.0)
+    d.add("middle", 2.0)
+    timers.advance(0.99)
+    assert expired == []
+    timers.advance(1.0)
+    assert expired == [("early", 1.0)]
+    timers.advance(10.0)
     assert [k for k, _ in expired] == ["early", "middle", "late"]
-    for key, at in expired:
-        assert at >= whens[key] - 0.001
-    assert len(d) == 0
+    assert len(d) == 0 and timers.armed == []
 
 
-async def test_a_discarded_key_never_expires() -> None:
-    d, expired, changed = _recorder()
-    now = asyncio.get_running_loop().time()
-    d.add("answered", now + 0.01)
-    d.add("waiting", now + 0.03)
+def test_one_timer_serves_many_deadlines() -> None:
+    d, timers, _ = make()
+    for i in range(100):
+        d.add(f"r{i}", 5.0 + i)
+    assert timers.armed == [5.0]
+
+
+def test_a_discarded_key_never_expires() -> None:
+    d, timers, expired = make()
+    d.add("answered", 1.0)
+    d.add("waiting", 2.0)
     d.discard("answered")
-    await _until(changed, lambda: len(expired) == 1)
-    assert [k for k, _ in expired] == ["waiting"]
+    timers.advance(1.5)
+    assert expired == []
+    assert timers.armed == [2.0]  # the timer moved on to the live deadline
+    timers.advance(2.0)
+    assert expired == [("waiting", 2.0)]
 
 
-async def test_an_earlier_deadline_added_later_still_fires_on_time() -> None:
-    d, expired, changed = _recorder()
-    now = asyncio.get_running_loop().time()
-    d.add("long", now + 60)
-    d.add("short", now + 0.02)
-    await _until(changed, lambda: len(expired) == 1)
-    assert expired[0][0] == "short"
-    assert len(d) == 1
-    d.clear()
+def test_an_earlier_deadline_added_later_rearms_the_timer() -> None:
+    d, timers, expired = make()
+    d.add("long", 60.0)
+    d.add("short", 1.0)
+    assert timers.armed == [1.0]
+    timers.advance(1.0)
+    assert expired == [("short", 1.0)]
+    assert "long" in d and timers.armed == [60.0]
 
 
-async def test_memory_follows_what_is_in_flight_not_what_was_sent() -> None:
-    """Answered entries stay in the heap only until the next rebuild."""
-    d, expired, _ = _recorder()
-    far = asyncio.get_running_loop().time() + 60
+def test_adding_a_live_key_again_replaces_its_deadline() -> None:
+    d, timers, expired = make()
+    d.add("k", 1.0)
+    d.add("k", 5.0)
+    timers.advance(2.0)
+    assert expired == []
+    timers.advance(5.0)
+    assert expired == [("k", 5.0)]
+
+
+def test_memory_follows_what_is_in_flight_not_what_was_sent() -> None:
+    d, timers, expired = make()
     for i in range(10_000):
-        d.add(f"r{i}", far)
+        d.add(f"r{i}", 60.0)
         if i >= 8:
             d.discard(f"r{i - 8}")
     assert len(d) == 8
     assert len(d._heap) <= 2 * 8 + 65
-    d.clear()
-    assert expired == []
+    timers.advance(60.0)
+    assert sorted(k for k, _ in expired) == sorted(f"r{i}" for i in range(9992, 10_000))
 
 
-async def test_clear_cancels_everything() -> None:
-    d, expired, _ = _recorder()
-    loop = asyncio.get_running_loop()
-    d.add("a", loop.time() + 0.01)
+def test_a_callback_run_early_within_the_resolution_counts_as_due() -> None:
+    timers = FakeTimers()
+    expired: list[str] = []
+    d = Deadlines(expired.append, clock=lambda: timers.now, call_at=timers.call_at, resolution=0.01)
+    d.add("k", 1.0)
+    d.add("later", 1.5)
+    timers.now = 0.995  # the scheduler runs the 1.0 timer a little early
+    when, callback, _ = timers.scheduled.pop(0)
+    assert when == 1.0
+    callback()
+    assert expired == ["k"]
+    assert timers.armed == [1.5]
+
+
+def test_a_callback_run_too_early_rearms_instead_of_expiring() -> None:
+    d, timers, expired = make()
+    d.add("k", 1.0)
+    timers.now = 0.5
+    timers.scheduled.pop(0)[1]()
+    assert expired == [] and timers.armed == [1.0]
+
+
+def test_clear_cancels_everything() -> None:
+    d, timers, expired = make()
+    d.add("a", 1.0)
     d.clear()
-    # A timer armed later than "a" proves the loop ran past a's deadline.
-    after = loop.create_future()
-    loop.call_later(0.03, after.set_result, None)
-    await after
-    assert expired == []
+    assert timers.armed == []
+    timers.advance(5.0)
+    assert expired == [] and len(d) == 0
+
+
+def test_keys_need_not_be_comparable() -> None:
+    """The server keys forwarded requests by (connection, id): equal deadlines must not compare keys."""
+
+    class Conn:
+        pass
+
+    d: Deadlines[tuple[Conn, str]]
+    timers = FakeTimers()
+    expired: list[tuple[Conn, str]] = []
+    d = Deadlines(expired.append, clock=lambda: timers.now, call_at=timers.call_at)
+    a, b = (Conn(), "x"), (Conn(), "x")
+    d.add(a, 1.0)
+    d.add(b, 1.0)
+    timers.advance(1.0)
+    assert expired == [a, b]
