@@ -1,8 +1,10 @@
 """The client's socket adapter: bytes in -> core -> messages to the client.
 
 It owns the transport and the decoder and nothing else; the client decides
-what messages mean. Requests are written at once (no coalescing): batching on
-both ends made client and server run in lock step in our measurements.
+what messages mean. Requests are written at once: coalescing them made client
+and server run in lock step in our measurements. Answers to served requests
+are coalesced (``write_soon``): a responder answers a batch of requests in
+one loop iteration, and one ``send`` for the batch saves a system call each.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from typing import cast
 from ipc_protocol import FrameDecoder, Heartbeat, Message, ProtocolError, decode_message
 
 __all__ = ["ClientConnection"]
+
+# Coalesced frames go out at this count even before the iteration ends, so
+# the server starts on the first answers of a large batch (as the server's
+# own _FLUSH_EVERY_FRAMES).
+_SOON_MAX_FRAMES = 16
 
 
 class ClientConnection(asyncio.Protocol):
@@ -34,6 +41,7 @@ class ClientConnection(asyncio.Protocol):
         self.error: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self._drain: asyncio.Future[None] | None = None
+        self._soon: list[bytes] = []  # frames for the end of this loop iteration
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -88,6 +96,7 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._soon.clear()
         self.resume_writing()  # release writers; their next write sees the closed connection
         if self.error is None:
             self.error = exc
@@ -105,11 +114,34 @@ class ClientConnection(asyncio.Protocol):
         return self.transport is not None and not self.transport.is_closing()
 
     def write(self, frame: bytes) -> None:
+        """Write now, after any frames waiting for the end of the iteration (order is kept)."""
         assert self.transport is not None
-        self.transport.write(frame)
+        if self._soon:
+            self._soon.append(frame)
+            self._flush()
+        else:
+            self.transport.write(frame)
+
+    def write_soon(self, frame: bytes) -> None:
+        """Write at the end of this loop iteration, with the other frames written so."""
+        soon = self._soon
+        soon.append(frame)
+        if len(soon) == 1:
+            self._loop.call_soon(self._flush)
+        elif len(soon) >= _SOON_MAX_FRAMES:
+            self._flush()
+
+    def _flush(self) -> None:
+        soon = self._soon
+        if not soon:
+            return
+        self._soon = []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(soon[0] if len(soon) == 1 else b"".join(soon))
 
     def close(self) -> None:
         if self.transport is not None:
+            self._flush()
             self.transport.close()
 
     def abort(self) -> None:

@@ -665,9 +665,12 @@ class IPCClient:
 
     def _run_handler(self, start: Callable[[], Awaitable[Any]]) -> None:
         self._active_handlers += 1
-        self._spawn(start()).add_done_callback(self._handler_done)
+        task = asyncio.ensure_future(start())
+        self._tasks.add(task)
+        task.add_done_callback(self._handler_done)  # one callback, not _spawn's second
 
-    def _handler_done(self, _task: asyncio.Task[Any]) -> None:
+    def _handler_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
         self._active_handlers -= 1
         now = asyncio.get_running_loop().time()
         while self._held and self._active_handlers < self.max_concurrent_handlers:
@@ -712,12 +715,13 @@ class IPCClient:
             return
         if failure is None:
             try:
-                self._write(conn, response_to(msg, result))
+                self._write(conn, response_to(msg, result), soon=True)
                 return
             except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
                 failure = exc
         info = error_info_from_exception(failure, include_stack=self.expose_stacks)
-        self._write(conn, error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details))
+        error = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
+        self._write(conn, error, soon=True)
 
     # -- outgoing ------------------------------------------------------------
 
@@ -728,11 +732,16 @@ class IPCClient:
             raise FrameTooLarge(len(body), self._max_send)
         return encode_frame(body)
 
-    def _write(self, conn: ClientConnection, msg: Message) -> None:
-        """The one choke point for outgoing frames."""
+    def _write(self, conn: ClientConnection, msg: Message, *, soon: bool = False) -> None:
+        """The one choke point for outgoing frames. ``soon``: at the end of
+        this loop iteration, in one write with the others (answers)."""
         if not conn.is_open:
             raise ConnectionLost("the connection is closed")
-        conn.write(self._frame(msg))
+        frame = self._frame(msg)
+        if soon:
+            conn.write_soon(frame)
+        else:
+            conn.write(frame)
 
     async def _call(self, conn: ClientConnection, msg: Message, deadline: float, *, track: bool = False) -> Message:
         """Write a request-like message and wait for the response answering it.
