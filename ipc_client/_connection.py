@@ -1,10 +1,14 @@
 """The client's socket adapter: bytes in -> core -> messages to the client.
 
 It owns the transport and the decoder and nothing else; the client decides
-what messages mean. Requests are written at once: coalescing them made client
-and server run in lock step in our measurements. Answers to served requests
-are coalesced (``write_soon``): a responder answers a batch of requests in
-one loop iteration, and one ``send`` for the batch saves a system call each.
+what messages mean.
+
+Writes: the first frame of a loop iteration is written at once (a lone
+request pays no delay); the frames that follow in the same iteration (64
+requesters woken by one read, a responder answering a batch) go out together
+when it ends, at most ``_BATCH_MAX_FRAMES`` per write. One system call per
+batch instead of one per frame cut the client's CPU per round trip by ~20%;
+unbounded batches made client and server run in lock step.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from ipc_protocol import FrameDecoder, Heartbeat, Message, ProtocolError, decode
 
 __all__ = ["ClientConnection"]
 
-# Coalesced frames go out at this count even before the iteration ends, so
-# the server starts on the first answers of a large batch (as the server's
-# own _FLUSH_EVERY_FRAMES).
-_SOON_MAX_FRAMES = 16
+# A batch goes out at this many frames even before the iteration ends, so
+# the server starts on the first of a large batch while we encode the rest
+# (as the server's own _FLUSH_EVERY_FRAMES).
+_BATCH_MAX_FRAMES = 16
 
 
 class ClientConnection(asyncio.Protocol):
@@ -41,7 +45,9 @@ class ClientConnection(asyncio.Protocol):
         self.error: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self._drain: asyncio.Future[None] | None = None
-        self._soon: list[bytes] = []  # frames for the end of this loop iteration
+        # Frames written after the first of this loop iteration, for its end.
+        self._batch: list[bytes] = []
+        self._batching = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -96,7 +102,7 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._soon.clear()
+        self._batch.clear()
         self.resume_writing()  # release writers; their next write sees the closed connection
         if self.error is None:
             self.error = exc
@@ -114,30 +120,30 @@ class ClientConnection(asyncio.Protocol):
         return self.transport is not None and not self.transport.is_closing()
 
     def write(self, frame: bytes) -> None:
-        """Write now, after any frames waiting for the end of the iteration (order is kept)."""
-        assert self.transport is not None
-        if self._soon:
-            self._soon.append(frame)
-            self._flush()
+        """Write ``frame``: at once if it is the first of this loop iteration,
+        else with the others of the iteration when it ends (order is kept)."""
+        if self._batching:
+            batch = self._batch
+            batch.append(frame)
+            if len(batch) >= _BATCH_MAX_FRAMES:
+                self._flush()
         else:
+            assert self.transport is not None
+            self._batching = True
+            self._loop.call_soon(self._end_iteration)
             self.transport.write(frame)
 
-    def write_soon(self, frame: bytes) -> None:
-        """Write at the end of this loop iteration, with the other frames written so."""
-        soon = self._soon
-        soon.append(frame)
-        if len(soon) == 1:
-            self._loop.call_soon(self._flush)
-        elif len(soon) >= _SOON_MAX_FRAMES:
-            self._flush()
+    def _end_iteration(self) -> None:
+        self._batching = False
+        self._flush()
 
     def _flush(self) -> None:
-        soon = self._soon
-        if not soon:
+        batch = self._batch
+        if not batch:
             return
-        self._soon = []
+        self._batch = []
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(soon[0] if len(soon) == 1 else b"".join(soon))
+            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def close(self) -> None:
         if self.transport is not None:

@@ -715,13 +715,13 @@ class IPCClient:
             return
         if failure is None:
             try:
-                self._write(conn, response_to(msg, result), soon=True)
+                self._write(conn, response_to(msg, result))
                 return
             except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
                 failure = exc
         info = error_info_from_exception(failure, include_stack=self.expose_stacks)
         error = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
-        self._write(conn, error, soon=True)
+        self._write(conn, error)
 
     # -- outgoing ------------------------------------------------------------
 
@@ -732,16 +732,11 @@ class IPCClient:
             raise FrameTooLarge(len(body), self._max_send)
         return encode_frame(body)
 
-    def _write(self, conn: ClientConnection, msg: Message, *, soon: bool = False) -> None:
-        """The one choke point for outgoing frames. ``soon``: at the end of
-        this loop iteration, in one write with the others (answers)."""
+    def _write(self, conn: ClientConnection, msg: Message) -> None:
+        """The one choke point for outgoing frames."""
         if not conn.is_open:
             raise ConnectionLost("the connection is closed")
-        frame = self._frame(msg)
-        if soon:
-            conn.write_soon(frame)
-        else:
-            conn.write(frame)
+        conn.write(self._frame(msg))
 
     async def _call(self, conn: ClientConnection, msg: Message, deadline: float, *, track: bool = False) -> Message:
         """Write a request-like message and wait for the response answering it.

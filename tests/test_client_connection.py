@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ipc_client._connection import _SOON_MAX_FRAMES, ClientConnection
+from ipc_client._connection import _BATCH_MAX_FRAMES, ClientConnection
 
 
 class RecordingTransport(asyncio.Transport):
@@ -38,46 +38,47 @@ async def _next_iteration() -> None:
     await asyncio.sleep(0)
 
 
-async def test_answers_written_in_one_iteration_go_out_in_one_write() -> None:
+async def test_the_first_frame_of_an_iteration_goes_out_at_once() -> None:
+    conn, transport = _connection()
+    conn.write(b"lone request")
+    assert transport.writes == [b"lone request"]
+    await _next_iteration()
+    conn.write(b"next iteration")
+    assert transport.writes == [b"lone request", b"next iteration"]
+
+
+async def test_the_frames_that_follow_in_the_iteration_go_out_together_at_its_end() -> None:
     conn, transport = _connection()
     for i in range(5):
-        conn.write_soon(b"a%d" % i)
-    assert transport.writes == []
+        conn.write(b"f%d" % i)
+    assert transport.writes == [b"f0"]
     await _next_iteration()
-    assert transport.writes == [b"a0a1a2a3a4"]
+    assert transport.writes == [b"f0", b"f1f2f3f4"]
 
 
 async def test_a_large_batch_is_written_in_pieces() -> None:
     conn, transport = _connection()
-    for i in range(_SOON_MAX_FRAMES + 1):
-        conn.write_soon(b"x")
-    assert transport.writes == [b"x" * _SOON_MAX_FRAMES]
+    for _ in range(1 + _BATCH_MAX_FRAMES + 1):
+        conn.write(b"x")
+    assert transport.writes == [b"x", b"x" * _BATCH_MAX_FRAMES]
     await _next_iteration()
-    assert transport.writes == [b"x" * _SOON_MAX_FRAMES, b"x"]
+    assert transport.writes == [b"x", b"x" * _BATCH_MAX_FRAMES, b"x"]
 
 
-async def test_an_immediate_write_goes_out_after_the_waiting_answers() -> None:
-    """Order is kept across the two kinds of write."""
+async def test_close_writes_the_waiting_frames_first() -> None:
     conn, transport = _connection()
-    conn.write_soon(b"answer")
-    conn.write(b"request")
-    assert b"".join(transport.writes) == b"answerrequest"
-    await _next_iteration()
-    assert b"".join(transport.writes) == b"answerrequest"
-
-
-async def test_close_writes_the_waiting_answers_first() -> None:
-    conn, transport = _connection()
-    conn.write_soon(b"last words")
+    conn.write(b"first ")
+    conn.write(b"last words")
     conn.close()
-    assert transport.writes == [b"last words"] and transport.closing
+    assert b"".join(transport.writes) == b"first last words" and transport.closing
     await _next_iteration()
-    assert transport.writes == [b"last words"]
+    assert b"".join(transport.writes) == b"first last words"
 
 
-async def test_answers_waiting_when_the_connection_is_lost_are_dropped() -> None:
+async def test_frames_waiting_when_the_connection_is_lost_are_dropped() -> None:
     conn, transport = _connection()
-    conn.write_soon(b"too late")
+    conn.write(b"sent")
+    conn.write(b"too late")
     conn.connection_lost(None)
     await _next_iteration()
-    assert transport.writes == []
+    assert transport.writes == [b"sent"]
