@@ -40,6 +40,8 @@ from ipc_protocol import (
     decode_message,
     encode_frame,
     encode_message,
+    encode_request,
+    encode_response,
     error_from_wire,
     is_reserved,
     pattern_matches,
@@ -715,7 +717,7 @@ class IPCClient:
             return
         if failure is None:
             try:
-                self._write(conn, response_to(msg, result))
+                conn.write(self._frame_body(encode_response(msg, result, legacy=self.legacy)))
                 return
             except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
                 failure = exc
@@ -727,7 +729,9 @@ class IPCClient:
 
     def _frame(self, msg: Message) -> bytes:
         """Encode ``msg``; refuse locally what the server would refuse (§1.1)."""
-        body = encode_message(msg, legacy=self.legacy)
+        return self._frame_body(encode_message(msg, legacy=self.legacy))
+
+    def _frame_body(self, body: bytes) -> bytes:
         if self._max_send is not None and len(body) > self._max_send:
             raise FrameTooLarge(len(body), self._max_send)
         return encode_frame(body)
@@ -741,13 +745,39 @@ class IPCClient:
     async def _call(self, conn: ClientConnection, msg: Message, deadline: float, *, track: bool = False) -> Message:
         """Write a request-like message and wait for the response answering it.
 
-        ``track`` counts it in the KPIs (user calls, not pings or acks). The
-        hot path of every request: one coroutine, no timer of its own.
+        ``track`` counts it in the KPIs (user calls, not pings or acks).
         """
+        try:
+            remaining = self._time_left(msg.channel_id, deadline)
+        except RequestTimeout:
+            if track:
+                self._metrics.failed()
+            raise
+        return await self._exchange(conn, msg.message_id, msg.channel_id, self._frame(msg), deadline, remaining, track)
+
+    async def _request_now(
+        self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, deadline: float
+    ) -> Message:
+        """A user's request on a ready connection: the hot path of every call.
+        Its budget is all of its timeout (§6.5), and its frame is encoded
+        straight from the arguments."""
+        try:
+            remaining = self._time_left(channel, deadline)
+        except RequestTimeout:
+            self._metrics.failed()
+            raise
+        budget = None if self.legacy else max(0, round(remaining * 1000))
+        message_id, body = encode_request(self.app_id, channel, payload, timeout_ms=budget, headers=headers, legacy=self.legacy)
+        return await self._exchange(conn, message_id, channel, self._frame_body(body), deadline, remaining, True)
+
+    async def _exchange(
+        self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, track: bool
+    ) -> Message:
+        """Write a request's frame and wait for its answer: one coroutine, no timer of its own."""
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         try:
-            self._start_call(conn, msg, deadline, fut)
-        except (RequestTimeout, ConnectionLost):
+            self._register_and_write(conn, message_id, channel, frame, deadline, remaining, fut)
+        except ConnectionLost:
             if track:
                 self._metrics.failed()
             raise
@@ -755,9 +785,9 @@ class IPCClient:
             self._metrics.sent()
         if conn.writing_paused:
             try:
-                await self._drain(conn, msg, deadline)
+                await self._drain(conn, f"request on {channel!r}", deadline)
             except BaseException:
-                self._forget(msg.message_id, fut)
+                self._forget(message_id, fut)
                 if track:
                     self._metrics.failed()
                 raise
@@ -771,10 +801,10 @@ class IPCClient:
             self._metrics.delivered()
         return self._result(reply)
 
-    async def _drain(self, conn: ClientConnection, msg: Message, deadline: float) -> None:
+    async def _drain(self, conn: ClientConnection, what: str, deadline: float) -> None:
         """Wait for a full socket buffer to drain, but never past the call's deadline."""
         if not await conn.drain(deadline - asyncio.get_running_loop().time()):
-            raise RequestTimeout(f"{msg.message_type.value} on {msg.channel_id!r}: the connection did not take it before the deadline")
+            raise RequestTimeout(f"{what}: the connection did not take it before the deadline")
 
     def _forget(self, message_id: str, fut: asyncio.Future[Message]) -> None:
         """Stop waiting for an answer nobody will read."""
@@ -783,16 +813,24 @@ class IPCClient:
         if not fut.done():
             fut.cancel()
 
-    def _start_call(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message]) -> None:
-        """Register ``fut`` for the answer to ``msg`` and write it; never waits."""
+    @staticmethod
+    def _time_left(channel: str, deadline: float) -> float:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
-            raise RequestTimeout(f"request on {msg.channel_id!r} timed out before it was sent")
-        frame = self._frame(msg)
+            raise RequestTimeout(f"request on {channel!r} timed out before it was sent")
+        return remaining
+
+    def _start_call(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message]) -> None:
+        """Register ``fut`` for the answer to ``msg`` and write it; never waits."""
+        remaining = self._time_left(msg.channel_id, deadline)
+        self._register_and_write(conn, msg.message_id, msg.channel_id, self._frame(msg), deadline, remaining, fut)
+
+    def _register_and_write(
+        self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, fut: asyncio.Future[Message]
+    ) -> None:
         if not conn.is_open:
             raise ConnectionLost("the connection is closed")
-        message_id = msg.message_id
-        self._pending[message_id] = (fut, msg.channel_id, remaining)
+        self._pending[message_id] = (fut, channel, remaining)
         self._deadlines.add(message_id, deadline)
         conn.write(frame)
 
@@ -856,7 +894,7 @@ class IPCClient:
         self._metrics.sent()
         self._metrics.delivered()
         if conn.writing_paused:
-            await self._drain(conn, msg, deadline)  # a fast publisher waits for a slow socket
+            await self._drain(conn, f"{msg.message_type.value} on {msg.channel_id!r}", deadline)  # a fast publisher waits for a slow socket
         return None
 
     def _with_budget(self, msg: Message, deadline: float) -> Message:
@@ -1064,9 +1102,7 @@ class IPCClient:
         conn = self._conn
         if self._breaker_options is None and conn is not None and self._state is ConnectionState.CONNECTED and not self._queue and not self._replaying:
             # The hot path: connected, nothing queued ahead; the whole timeout is the budget (§6.5).
-            budget = None if self.legacy else max(0, round(timeout * 1000))
-            msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers, timeout_ms=budget)
-            return await self._call(conn, msg, deadline, track=True)
+            return await self._request_now(conn, channel, payload, headers, deadline)
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
         if self._breaker_options is None:
             reply = await self._submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)

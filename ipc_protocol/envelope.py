@@ -26,6 +26,8 @@ __all__ = [
     "Message",
     "decode_message",
     "encode_message",
+    "encode_request",
+    "encode_response",
     "new_message_id",
 ]
 
@@ -132,30 +134,60 @@ class Message(BaseModel):
     def wire_dict(self, *, legacy: bool = False) -> dict[str, Any]:
         """The JSON object as sent; ``legacy`` keeps only the version-1 fields
         and moves an error into the payload."""
-        payload = self.payload
-        if legacy and self.error is not None:
-            # Version 1 has no ``error`` field: the error travels in the payload (§10).
-            payload = {"error": self.error.to_wire()}
-        d: dict[str, Any] = {
-            "message_id": self.message_id,
-            "app_id": self.app_id,
-            "channel_id": self.channel_id,
-            "message_type": self.message_type.value,
-            "payload": payload,
-            "timestamp": _number(self.timestamp),
-            "reply_to": self.reply_to,
-        }
-        if legacy:
-            return d
-        if self.headers is not None:
-            d["headers"] = self.headers
-        if self.error is not None:
-            d["error"] = self.error.to_wire()
-        if self.timeout_ms is not None:
-            d["timeout_ms"] = _number(self.timeout_ms)
-        if self.ack is not None:
-            d["ack"] = self.ack
+        return _wire(
+            self.message_id,
+            self.app_id,
+            self.channel_id,
+            self.message_type.value,
+            self.payload,
+            self.timestamp,
+            self.reply_to,
+            self.headers,
+            self.error,
+            self.timeout_ms,
+            self.ack,
+            legacy,
+        )
+
+
+def _wire(
+    message_id: str,
+    app_id: str,
+    channel_id: str,
+    message_type: str,
+    payload: Any,
+    timestamp: float,
+    reply_to: str | None,
+    headers: dict[str, str] | None,
+    error: ErrorInfo | None,
+    timeout_ms: float | None,
+    ack: bool | None,
+    legacy: bool,
+) -> dict[str, Any]:
+    """The one place that decides what a frame's JSON object holds, in which order."""
+    if legacy and error is not None:
+        # Version 1 has no ``error`` field: the error travels in the payload (§10).
+        payload = {"error": error.to_wire()}
+    d: dict[str, Any] = {
+        "message_id": message_id,
+        "app_id": app_id,
+        "channel_id": channel_id,
+        "message_type": message_type,
+        "payload": payload,
+        "timestamp": _number(timestamp),
+        "reply_to": reply_to,
+    }
+    if legacy:
         return d
+    if headers is not None:
+        d["headers"] = headers
+    if error is not None:
+        d["error"] = error.to_wire()
+    if timeout_ms is not None:
+        d["timeout_ms"] = _number(timeout_ms)
+    if ack is not None:
+        d["ack"] = ack
+    return d
 
 
 _validate = Message.__pydantic_validator__.validate_python
@@ -170,6 +202,35 @@ def _number(value: float) -> float | int:
 def encode_message(message: Message, *, legacy: bool = False) -> bytes:
     """The frame body (JSON bytes) for ``message``."""
     return dumps(message.wire_dict(legacy=legacy))
+
+
+# The two frames on every round trip's hot path are encoded straight from
+# their fields: building a Message first costs ~2 µs more per frame.
+
+
+def encode_request(
+    app_id: str,
+    channel_id: str,
+    payload: Any,
+    *,
+    timeout_ms: float | None = None,
+    headers: dict[str, str] | None = None,
+    legacy: bool = False,
+) -> tuple[str, bytes]:
+    """A new request's message_id and frame body: the bytes of
+    ``encode_message(Message.build(MessageType.REQUEST, ...))``."""
+    message_id = new_message_id()
+    wire = _wire(message_id, app_id, channel_id, "request", payload, time.time(), None, headers, None, timeout_ms, None, legacy)
+    return message_id, dumps(wire)
+
+
+def encode_response(request: Message, payload: Any, *, legacy: bool = False) -> bytes:
+    """The frame body of a successful answer to ``request``: the bytes of
+    ``encode_message(response_to(request, payload))``."""
+    wire = _wire(
+        new_message_id(), request.app_id, request.channel_id, "response", payload, time.time(), request.message_id, None, None, None, None, legacy
+    )
+    return dumps(wire)
 
 
 def decode_message(body: bytes | bytearray | memoryview) -> Message:

@@ -32,6 +32,7 @@ from ipc_protocol import (
     SYSTEM_CHANNEL,
     encode_frame,
     encode_message,
+    encode_response,
     is_reserved,
     validate_channel,
     validate_pattern,
@@ -103,6 +104,15 @@ class _HandlerCall:
             self.conn.send(reply)  # raises before queueing if reply cannot be encoded
         elif reply.error is not None:
             log.warning("notification handler for %r failed: %s", self.request.channel_id, reply.error.message)
+        self.answered = True
+
+    def respond(self, payload: Any) -> None:
+        """Answer a request with the handler's result (encoded straight from it)."""
+        if self.answered:
+            return
+        conn = self.conn
+        if conn.is_open and self.request.message_type is MessageType.REQUEST:
+            conn.send_frame(encode_frame(encode_response(self.request, payload, legacy=conn.legacy)))  # raises if it cannot be encoded
         self.answered = True
 
 
@@ -572,7 +582,7 @@ class IPCServer:
             if msg.message_type is not MessageType.REQUEST:
                 return
             try:
-                call.answer(response_to(msg, result))
+                call.respond(result)
             except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
                 call.answer(self._handler_failure(msg, exc, prefix="the handler's result cannot be sent: "))
         finally:

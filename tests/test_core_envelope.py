@@ -291,3 +291,48 @@ def test_the_overflow_screen_flags_every_number_that_may_overflow(body: bytes) -
 def test_the_overflow_screen_ignores_hex_ids_and_small_exponents(body: bytes) -> None:
     """Ids are hex: "9e012" in an id must not cost every frame a walk of its value."""
     assert not _maybe_huge(body)
+
+
+def _same_but_id_and_time(fast: bytes, slow: bytes) -> None:
+    a, b = json.loads(fast), json.loads(slow)
+    assert list(a) == list(b)  # same fields, same order
+    for d in (a, b):
+        d.pop("message_id")
+        d.pop("timestamp")
+    assert a == b
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize(
+    ("payload", "extra"),
+    [({"a": [1, 2.5, None]}, {}), (None, {"timeout_ms": 1500}), ("x", {"timeout_ms": 0, "headers": {"trace": "t1"}})],
+)
+def test_encode_request_gives_the_bytes_of_a_built_request(payload: object, extra: dict, legacy: bool) -> None:
+    from ipc_protocol import encode_request
+
+    message_id, fast = encode_request("app", "math.add", payload, legacy=legacy, **extra)
+    slow = encode_message(Message.build(MessageType.REQUEST, "app", "math.add", payload, **extra), legacy=legacy)
+    assert json.loads(fast)["message_id"] == message_id
+    _same_but_id_and_time(fast, slow)
+    assert decode_message(fast).message_type is MessageType.REQUEST
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("payload", [{"sum": 3}, None, [1, "two"], 0.5])
+def test_encode_response_gives_the_bytes_of_response_to(payload: object, legacy: bool) -> None:
+    from ipc_protocol import encode_response
+    from ipc_protocol.messages import response_to
+
+    request = Message.build(MessageType.REQUEST, "app", "math.add", {"a": 1}, timeout_ms=100, headers={"h": "v"})
+    fast = encode_response(request, payload, legacy=legacy)
+    _same_but_id_and_time(fast, encode_message(response_to(request, payload), legacy=legacy))
+    assert decode_message(fast).reply_to == request.message_id
+
+
+def test_the_fast_encoders_refuse_what_json_cannot_carry() -> None:
+    from ipc_protocol import encode_request, encode_response
+
+    with pytest.raises(MessageError):
+        encode_request("app", "c", float("nan"))
+    with pytest.raises(MessageError):
+        encode_response(Message.build(MessageType.REQUEST, "app", "c"), {"x": object()})
