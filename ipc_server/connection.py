@@ -52,7 +52,7 @@ class ConnState(Enum):
     CLOSED = "closed"
 
 
-class ServerConnection(asyncio.Protocol):
+class ServerConnection(asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
     def __init__(self, server: IPCServer) -> None:
@@ -113,7 +113,16 @@ class ServerConnection(asyncio.Protocol):
         if timeout:
             self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
 
-    def data_received(self, data: bytes) -> None:
+    # Reads land in the server's one receive buffer (IPCServer.read_buffer);
+    # data_received copies what it keeps before the next read.
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.server.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.server.read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.state is ConnState.CLOSED or self.state is ConnState.CLOSING:
             return
         stats = self.server.stats

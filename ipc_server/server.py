@@ -153,6 +153,11 @@ class IPCServer:
         self._connections: set[ServerConnection] = set()
         self._by_id: dict[str, ServerConnection] = {}
         self._forwarded: dict[_Key, _Forwarded] = {}
+        # Every connection reads into this one buffer (the loop reads one
+        # socket at a time). asyncio's plain Protocol path allocates 256 KiB
+        # per read instead, which glibc serves with mmap: three more system
+        # calls (mmap, mremap, munmap) and fresh page faults on every read.
+        self.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
         self._handler_calls: set[_HandlerCall] = set()
         # One loop timer each for all handler and forwarded-request deadlines (§6.5).
         self._handler_deadlines: Deadlines[_HandlerCall] = Deadlines(
@@ -759,6 +764,8 @@ def _target_problem(channel: str) -> tuple[ErrorCode, str] | None:
         return ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server"
     return None
 
+
+_READ_BUFFER_SIZE = 256 * 1024  # asyncio's own read size
 
 # asyncio may run a timer up to one tick of its clock early.
 _CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
