@@ -667,7 +667,7 @@ class IPCClient:
 
     def _run_handler(self, start: Callable[[], Awaitable[Any]]) -> None:
         self._active_handlers += 1
-        task = asyncio.ensure_future(start())
+        task = asyncio.get_running_loop().create_task(start())
         self._tasks.add(task)
         task.add_done_callback(self._handler_done)  # one callback, not _spawn's second
 
