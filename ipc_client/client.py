@@ -864,12 +864,19 @@ class IPCClient:
 
     # -- the offline queue (docs/resilience.md §4) -----------------------------
 
+    def _sendable(self) -> ClientConnection | None:
+        """The connection a call may be written to now: connected, with nothing queued ahead of it."""
+        conn = self._conn
+        if self._state is ConnectionState.CONNECTED and conn is not None and not self._queue and not self._replaying:
+            return conn
+        return None
+
     async def _submit(
         self, msg: Message, deadline: float, *, reply: bool, priority: int, on_disconnect: str | None
     ) -> Message | None:
         """Send ``msg`` now, or queue it while the connection is being (re)made."""
-        conn = self._conn
-        if self._state is ConnectionState.CONNECTED and conn is not None and not self._queue and not self._replaying:
+        conn = self._sendable()
+        if conn is not None:
             return await self._send_now(conn, msg, deadline, reply)
         policy = self.on_disconnect if on_disconnect is None else on_disconnect
         if policy not in _DISCONNECT_POLICIES:
@@ -1099,9 +1106,8 @@ class IPCClient:
         if timeout is None:
             timeout = self.request_timeout
         deadline = asyncio.get_running_loop().time() + timeout
-        conn = self._conn
-        if self._breaker_options is None and conn is not None and self._state is ConnectionState.CONNECTED and not self._queue and not self._replaying:
-            # The hot path: connected, nothing queued ahead; the whole timeout is the budget (§6.5).
+        conn = self._sendable() if self._breaker_options is None else None
+        if conn is not None:  # the hot path
             return await self._request_now(conn, channel, payload, headers, deadline)
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
         if self._breaker_options is None:

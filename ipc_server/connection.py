@@ -113,14 +113,14 @@ class ServerConnection(asyncio.BufferedProtocol):
         if timeout:
             self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
 
-    # Reads land in the server's one receive buffer (IPCServer.read_buffer);
+    # Reads land in the server's one receive buffer (IPCServer._read_buffer);
     # data_received copies what it keeps before the next read.
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.server.read_buffer
+        return self.server._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.server.read_buffer[:nbytes])
+        self.data_received(self.server._read_buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self.state is ConnState.CLOSED or self.state is ConnState.CLOSING:

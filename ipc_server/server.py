@@ -157,7 +157,7 @@ class IPCServer:
         # socket at a time). asyncio's plain Protocol path allocates 256 KiB
         # per read instead, which glibc serves with mmap: three more system
         # calls (mmap, mremap, munmap) and fresh page faults on every read.
-        self.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
+        self._read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
         self._handler_calls: set[_HandlerCall] = set()
         # One loop timer each for all handler and forwarded-request deadlines (§6.5).
         self._handler_deadlines: Deadlines[_HandlerCall] = Deadlines(
