@@ -719,7 +719,7 @@ class IPCClient:
             try:
                 conn.write(self._frame_body(encode_response(msg, result, legacy=self.legacy)))
                 return
-            except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
+            except Exception as exc:  # the result cannot be encoded (NaN, an object...)
                 failure = exc
         info = error_info_from_exception(failure, include_stack=self.expose_stacks)
         error = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)

@@ -4,7 +4,6 @@ serialiser are used because they are several times faster than ``json``."""
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -14,8 +13,6 @@ from .exceptions import FrameError, MessageError
 
 __all__ = ["dumps", "loads"]
 
-_strict_encoder = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-
 
 def dumps(obj: Any) -> bytes:
     """Serialise ``obj``; raise :class:`MessageError` for values JSON cannot carry."""
@@ -23,13 +20,10 @@ def dumps(obj: Any) -> bytes:
         out = pydantic_core.to_json(obj, inf_nan_mode="constants")
     except pydantic_core.PydanticSerializationError as exc:
         raise MessageError(f"value is not JSON serialisable: {exc}") from exc
-    if b"NaN" in out or b"Infinity" in out:
-        # Rare: either a real NaN/Infinity, or those letters inside a string.
-        # The strict encoder tells the two apart.
-        try:
-            _strict_encoder.encode(obj)
-        except ValueError as exc:
-            raise MessageError("NaN and Infinity are not valid JSON") from exc
+    if (b"NaN" in out or b"Infinity" in out) and pydantic_core.to_json(obj, inf_nan_mode="null") != out:
+        # Rare: either a real NaN/Infinity, or those letters inside a string;
+        # only a real one is written differently as null.
+        raise MessageError("NaN and Infinity are not valid JSON")
     return out
 
 

@@ -100,7 +100,10 @@ class Deadlines(Generic[K]):
     def _fire(self) -> None:
         self._timer = None
         heap, live = self._heap, self._live
-        due = self._clock() + self._resolution
+        # A scheduler may run the timer early (asyncio by a clock tick, uvloop
+        # by up to half a millisecond): what it was armed for is due, or the
+        # timer would re-arm and spin until the clock catches up.
+        due = max(self._clock() + self._resolution, self._timer_at)
         expired = []
         while heap:
             entry = heap[0]
@@ -114,5 +117,11 @@ class Deadlines(Generic[K]):
             else:
                 self._arm(when)
                 break
+        failure: Exception | None = None
         for key in expired:
-            self._on_expired(key)
+            try:
+                self._on_expired(key)
+            except Exception as exc:  # the others still expire; the first failure is raised after
+                failure = failure or exc
+        if failure is not None:
+            raise failure

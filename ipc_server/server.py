@@ -88,13 +88,14 @@ class _HandlerCall:
     """One request being answered by an in-process handler: answered once,
     by the handler, its deadline or shutdown, whichever comes first."""
 
-    __slots__ = ("conn", "request", "task", "answered", "finished")
+    __slots__ = ("conn", "request", "task", "answered", "started", "finished")
 
     def __init__(self, conn: ServerConnection, request: Message) -> None:
         self.conn = conn
         self.request = request
         self.task: asyncio.Task[None] | None = None
         self.answered = False
+        self.started = False  # its task began: its ``finally`` closes the books
         self.finished = False
 
     def answer(self, reply: Message) -> None:
@@ -572,6 +573,7 @@ class IPCServer:
         call.task = _start_task(self.loop, self._call_handler(call, handler))
 
     async def _call_handler(self, call: _HandlerCall, handler: Handler) -> None:
+        call.started = True
         msg = call.request
         try:
             if handler.is_async:
@@ -588,7 +590,7 @@ class IPCServer:
                 return
             try:
                 call.respond(result)
-            except IPCError as exc:  # the result cannot be encoded (NaN, an object...)
+            except Exception as exc:  # the result cannot be encoded (NaN, an object...)
                 call.answer(self._handler_failure(msg, exc, prefix="the handler's result cannot be sent: "))
         finally:
             # In the task itself rather than a done callback: one loop
@@ -603,12 +605,14 @@ class IPCServer:
         self._stop_handler(call)
 
     def _stop_handler(self, call: _HandlerCall) -> None:
-        """Cancel a handler whose answer is settled or unwanted. Its books
-        close now: a task cancelled before its first step never runs its
-        ``finally``."""
+        """Cancel a handler whose answer is settled or unwanted. A running
+        one still counts (in-flight limit, shutdown grace) until its
+        ``finally`` has run; one cancelled before its first step never runs
+        it, so its books close here."""
         if call.task is not None:
             call.task.cancel()
-        self._handler_finished(call)
+        if not call.started:
+            self._handler_finished(call)
 
     def _handler_finished(self, call: _HandlerCall) -> None:
         if call.finished:

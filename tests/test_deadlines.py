@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+
+import pytest
 
 from ipc_protocol.deadlines import Deadlines
 
@@ -127,12 +130,57 @@ def test_a_callback_run_early_within_the_resolution_counts_as_due() -> None:
     assert timers.armed == [1.5]
 
 
-def test_a_callback_run_too_early_rearms_instead_of_expiring() -> None:
+def test_a_timer_run_early_by_the_scheduler_expires_what_it_was_armed_for() -> None:
+    """uvloop runs timers up to half a millisecond early: re-arming would spin."""
     d, timers, expired = make()
     d.add("k", 1.0)
-    timers.now = 0.5
+    d.add("later", 2.0)
+    timers.now = 0.9996
     timers.scheduled.pop(0)[1]()
-    assert expired == [] and timers.armed == [1.0]
+    assert [k for k, _ in expired] == ["k"]
+    assert timers.armed == [2.0]
+
+
+def test_one_failing_callback_does_not_strand_the_others() -> None:
+    timers = FakeTimers()
+    seen: list[str] = []
+
+    def on_expired(key: str) -> None:
+        seen.append(key)
+        if key == "a":
+            raise RuntimeError("boom")
+
+    d = Deadlines(on_expired, clock=lambda: timers.now, call_at=timers.call_at)
+    d.add("a", 1.0)
+    d.add("b", 1.0)
+    timers.now = 1.0
+    with pytest.raises(RuntimeError):
+        timers.scheduled.pop(0)[1]()
+    assert seen == ["a", "b"] and len(d) == 0
+
+
+def test_one_timer_callback_per_deadline_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        calls = 0
+        done = loop.create_future()
+
+        def call_at(when: float, callback: Callable[[], None]):  # type: ignore[no-untyped-def]
+            def counted() -> None:
+                nonlocal calls
+                calls += 1
+                callback()
+
+            return loop.call_at(when, counted)
+
+        d = Deadlines(done.set_result, clock=loop.time, call_at=call_at, resolution=1e-9)
+        d.add("k", loop.time() + 0.0104)  # not a whole number of milliseconds
+        assert await asyncio.wait_for(done, 5) == "k"
+        return calls
+
+    assert uvloop.run(main()) == 1
 
 
 def test_clear_cancels_everything() -> None:

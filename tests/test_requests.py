@@ -289,3 +289,58 @@ async def test_in_process_handler_overrunning_its_deadline(server, make_client) 
     assert resp.reply_to == "r" and resp.error.code == "timeout"
     await asyncio.wait_for(cancelled.wait(), WAIT_S)
     await peer.close()
+
+
+async def test_a_result_with_nan_letters_and_a_non_json_type_is_answered(server, make_client) -> None:
+    """A result pydantic can encode (a datetime) beside the letters "NaN" in a string is sent."""
+    import datetime
+
+    server.add_handler("when", lambda m: {"note": "NaN here", "at": datetime.datetime(2026, 1, 2)})
+    c = await make_client()
+    reply = await c.send_request("when", timeout=WAIT_S)
+    assert reply.payload == {"note": "NaN here", "at": "2026-01-02T00:00:00"}
+
+
+async def test_a_timed_out_handler_counts_against_the_inflight_limit_until_it_has_unwound(make_client) -> None:
+    """The limit bounds running handlers: one cancelled at its deadline still runs its cleanup."""
+    from ipc_server import IPCServer
+
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=4) as srv:
+        unwind = asyncio.Event()
+        running = peak = 0
+
+        @srv.handler("slow")
+        async def slow(msg):  # type: ignore[no-untyped-def]
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            try:
+                if msg.payload == "wait":
+                    await asyncio.Event().wait()  # until cancelled at its deadline
+                return msg.payload
+            except asyncio.CancelledError:
+                await unwind.wait()  # cleanup that takes a while
+                raise
+            finally:
+                running -= 1
+
+        from ipc_client import IPCClient
+
+        c = IPCClient("app", "127.0.0.1", srv.port, reconnect=False)
+        other = IPCClient("app", "127.0.0.1", srv.port, reconnect=False)
+        await c.connect()
+        await other.connect()
+        try:
+            first = await asyncio.gather(*(c.send_request("slow", "wait", timeout=0.05) for _ in range(4)), return_exceptions=True)
+            assert all(isinstance(r, RequestTimeout) for r in first)
+            second = [asyncio.create_task(c.send_request("slow", i, timeout=WAIT_S)) for i in range(4)]
+            for _ in range(3):  # round trips through the server's loop: it has read the second batch by now, if it reads
+                await other.health_check(timeout=WAIT_S)
+            assert running == 4 and peak == 4  # the second batch waits for the four still unwinding
+            unwind.set()
+            assert [r.payload for r in await asyncio.gather(*second)] == [0, 1, 2, 3]
+            assert peak == 4
+        finally:
+            unwind.set()
+            await c.disconnect()
+            await other.disconnect()
