@@ -791,15 +791,7 @@ class IPCClient:
                 if track:
                     self._metrics.failed()
                 raise
-        try:
-            reply = await fut
-        except IPCError:
-            if track:
-                self._metrics.failed()
-            raise
-        if track:
-            self._metrics.delivered()
-        return self._result(reply)
+        return await self._await_reply(fut, track)
 
     async def _drain(self, conn: ClientConnection, what: str, deadline: float) -> None:
         """Wait for a full socket buffer to drain, but never past the call's deadline."""
