@@ -31,11 +31,12 @@ _READ_BUFFER_SIZE = 256 * 1024
 _thread = threading.local()
 
 
-def read_buffer() -> memoryview:
+def _read_buffer() -> memoryview:
     view: memoryview | None = getattr(_thread, "read_buffer", None)
     if view is None:
         view = _thread.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
     return view
+
 
 # A batch goes out at this many frames even before the iteration ends, so
 # the server starts on the first of a large batch while we encode the rest
@@ -79,10 +80,10 @@ class ClientConnection(asyncio.BufferedProtocol):
     # data_received copies what it keeps before the next read.
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return read_buffer()
+        return _read_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(read_buffer()[:nbytes])
+        self.data_received(_read_buffer()[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self.heartbeat is not None:

@@ -673,7 +673,7 @@ class IPCServer:
         if not is_request:
             return
         key = (responder, sid)
-        fwd = self._forwarded[key] = _Forwarded(msg, conn, responder, verbatim)
+        self._forwarded[key] = _Forwarded(msg, conn, responder, verbatim)
         if msg.timeout_ms is not None:
             self._forward_deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
         responder.serving.add(key)
