@@ -18,7 +18,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from ipc_protocol import (
@@ -94,6 +94,16 @@ _EVENTS = (
 )
 _DISCONNECT_POLICIES = ("queue", "fail")
 _WAITING_STATES = (ConnectionState.CONNECTING, ConnectionState.RECONNECTING)
+
+
+def _is_async_function(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, with a fast answer for plain ``async
+    def`` functions and methods: it runs for every served request, and the
+    full check costs ~0.5 µs."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
+        return True
+    return inspect.iscoroutinefunction(fn)
 
 
 class Registration:
@@ -255,7 +265,9 @@ class IPCClient:
         self._last_pong: float | None = None  # loop time
         self._loop: asyncio.AbstractEventLoop | None = None
         self.max_concurrent_handlers = max_concurrent_handlers
-        self._active_handlers = 0
+        # Running served requests and async subscription handlers; their
+        # number is what max_concurrent_handlers limits.
+        self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._held: collections.deque[tuple[ClientConnection | None, Callable[[], Awaitable[Any]], float | None]] = collections.deque()
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
             if cb is not None:
@@ -384,7 +396,11 @@ class IPCClient:
         self._set_state(ConnectionState.DISCONNECTED)
         self._give_up_queue(NotConnected("disconnect() was called before the call could be sent"))
         self._held.clear()
-        for task in list(self._tasks):
+        # Handler tasks close their own books when they finish; these will
+        # not be counted again (a task cancelled before its first step never
+        # runs its ``finally``).
+        handlers, self._handler_tasks = self._handler_tasks, set()
+        for task in [*self._tasks, *handlers]:
             task.cancel()
         if was_connected:  # while reconnecting, "disconnected" was already emitted
             self._emit("disconnected", None)
@@ -641,7 +657,7 @@ class IPCClient:
             self._sub_cache[msg.channel_id] = handlers
         for handler in handlers:
             try:
-                if inspect.iscoroutinefunction(handler):
+                if _is_async_function(handler):
                     self._admit(None, lambda handler=handler: self._guard(handler(msg), msg))
                     continue
                 result = handler(msg)
@@ -660,26 +676,30 @@ class IPCClient:
         connection is gone, or whose deadline (``expires``, loop time) passed
         while held, is dropped unrun, since the server has already answered it.
         """
-        if self._active_handlers < self.max_concurrent_handlers and not self._held:
-            self._run_handler(start)
+        if len(self._handler_tasks) < self.max_concurrent_handlers and not self._held:
+            self._run_handler(start())
             return
         self._held.append((conn, start, expires))
 
-    def _run_handler(self, start: Callable[[], Awaitable[Any]]) -> None:
-        self._active_handlers += 1
-        task = asyncio.get_running_loop().create_task(start())
-        self._tasks.add(task)
-        task.add_done_callback(self._handler_done)  # one callback, not _spawn's second
+    def _run_handler(self, work: Coroutine[Any, Any, None]) -> None:
+        """Start ``work``, which calls :meth:`_handler_finished` in its ``finally``
+        (a done callback would cost a loop callback more per request)."""
+        task = asyncio.get_running_loop().create_task(work)
+        if not task.done():  # an eager task factory may have run it to the end already
+            self._handler_tasks.add(task)
 
-    def _handler_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        self._active_handlers -= 1
+    def _handler_finished(self) -> None:
+        """A handler task ends: free its slot and start held work."""
+        try:
+            self._handler_tasks.remove(asyncio.current_task())  # type: ignore[arg-type]
+        except KeyError:  # disconnect() already let it go, or it never counted (eager start)
+            return
         now = asyncio.get_running_loop().time()
-        while self._held and self._active_handlers < self.max_concurrent_handlers:
+        while self._held and len(self._handler_tasks) < self.max_concurrent_handlers:
             conn, start, expires = self._held.popleft()
             if conn is not None and (conn is not self._conn or (expires is not None and expires <= now)):
                 continue
-            self._run_handler(start)
+            self._run_handler(start())
 
     async def _guard(self, aw: Awaitable[Any], msg: Message) -> None:
         try:
@@ -687,6 +707,8 @@ class IPCClient:
         except Exception as exc:
             log.exception("subscription handler for %r failed", msg.channel_id)
             self._emit("error", exc)
+        finally:
+            self._handler_finished()
 
     def _serve_request(self, conn: ClientConnection, msg: Message) -> None:
         fn = self._services.get(msg.channel_id)
@@ -696,34 +718,40 @@ class IPCClient:
             if msg.message_type is MessageType.REQUEST:
                 self._write(conn, error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
             return
+        if len(self._handler_tasks) < self.max_concurrent_handlers and not self._held:
+            self._run_handler(self._answer(conn, msg, fn))  # _admit's fast path, inline: every served request takes it
+            return
         expires = None if msg.timeout_ms is None else asyncio.get_running_loop().time() + msg.timeout_ms / 1000
         self._admit(conn, lambda: self._answer(conn, msg, fn), expires)
 
     async def _answer(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
         try:
-            if inspect.iscoroutinefunction(fn):
-                result = await fn(msg)
-            else:
-                result = await asyncio.get_running_loop().run_in_executor(None, fn, msg)
-                if inspect.isawaitable(result):
-                    result = await result
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
-            result, failure = None, exc
-        else:
-            failure = None
-        if msg.message_type is not MessageType.REQUEST or conn is not self._conn or not conn.is_open:
-            return
-        if failure is None:
             try:
-                conn.write(self._frame_body(encode_response(msg, result, legacy=self.legacy)))
+                if _is_async_function(fn):
+                    result = await fn(msg)
+                else:
+                    result = await asyncio.get_running_loop().run_in_executor(None, fn, msg)
+                    if inspect.isawaitable(result):
+                        result = await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+                result, failure = None, exc
+            else:
+                failure = None
+            if msg.message_type is not MessageType.REQUEST or conn is not self._conn or not conn.is_open:
                 return
-            except Exception as exc:  # the result cannot be encoded (NaN, an object...)
-                failure = exc
-        info = error_info_from_exception(failure, include_stack=self.expose_stacks)
-        error = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
-        self._write(conn, error)
+            if failure is None:
+                try:
+                    conn.write(self._frame_body(encode_response(msg, result, legacy=self.legacy)))
+                    return
+                except Exception as exc:  # the result cannot be encoded (NaN, an object...)
+                    failure = exc
+            info = error_info_from_exception(failure, include_stack=self.expose_stacks)
+            error = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
+            self._write(conn, error)
+        finally:
+            self._handler_finished()
 
     # -- outgoing ------------------------------------------------------------
 

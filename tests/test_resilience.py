@@ -339,6 +339,30 @@ async def test_served_requests_beyond_the_concurrency_bound_wait_their_turn(serv
     assert peak == 2
 
 
+async def test_disconnect_frees_the_handler_slots_of_handlers_it_cancels(server, make_client) -> None:
+    """Handlers close their own books as they end; ones disconnect() cancels,
+    even before their first step, must not hold a slot after connect()."""
+    worker = await make_client(max_concurrent_handlers=2)
+    started = 0
+    gate = asyncio.Event()
+
+    async def slow(m: Any) -> Any:
+        nonlocal started
+        started += 1
+        await gate.wait()
+        return m.payload
+
+    await worker.serve("slots", slow)
+    caller = await make_client()
+    calls = [asyncio.ensure_future(caller.request("slots", i, timeout=WAIT_S)) for i in range(2)]
+    await until(lambda: started == 2)
+    await worker.disconnect()
+    assert all(isinstance(e, IPCError) for e in await asyncio.gather(*calls, return_exceptions=True))
+    gate.set()
+    await worker.connect()
+    assert await asyncio.wait_for(asyncio.gather(*(caller.request("slots", i, timeout=WAIT_S) for i in range(4))), WAIT_S) == [0, 1, 2, 3]
+
+
 async def test_calls_queued_while_connecting_go_out_and_later_calls_follow_them(server, proxy, via_proxy) -> None:
     server.add_handler("echo", lambda m: m.payload if isinstance(m.payload, int) else len(m.payload))
     client = await via_proxy(connect=False)
