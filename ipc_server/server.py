@@ -159,6 +159,10 @@ class IPCServer:
         # per read instead, which glibc serves with mmap: three more system
         # calls (mmap, mremap, munmap) and fresh page faults on every read.
         self._read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
+        # While a connection's read is handled, frames queued for any
+        # connection wait in a batch; these connections flush it at the end.
+        self._reading = False
+        self._to_flush: list[ServerConnection] = []
         self._handler_calls: set[_HandlerCall] = set()
         # One loop timer each for all handler and forwarded-request deadlines (§6.5).
         self._handler_deadlines: Deadlines[_HandlerCall] = Deadlines(
@@ -364,15 +368,20 @@ class IPCServer:
             conn.fail(ErrorCode.FORBIDDEN, f"app_id {msg.app_id!r} differs from the handshake's {conn.app_id!r}", reply_to=msg.message_id)
             return
         mtype = msg.message_type
-        if mtype is MessageType.PUBLISH:
-            self._publish(conn, msg, body)
-        elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
+        if mtype is MessageType.REQUEST:
             if msg.channel_id == SYSTEM_CHANNEL:
                 self._system(conn, msg)
             else:
                 self._route(conn, msg, body)
         elif mtype is MessageType.RESPONSE:
             self._response(conn, msg, body)
+        elif mtype is MessageType.PUBLISH:
+            self._publish(conn, msg, body)
+        elif mtype is MessageType.NOTIFICATION:
+            if msg.channel_id == SYSTEM_CHANNEL:
+                self._system(conn, msg)
+            else:
+                self._route(conn, msg, body)
         elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
             self._subscription(conn, msg)
 
@@ -562,6 +571,7 @@ class IPCServer:
 
     def _run_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
         conn.request_started()
+        conn.handlers_unstarted += 1
         call = _HandlerCall(conn, msg)
         self._handler_calls.add(call)
         conn.handler_calls.add(call)
@@ -574,6 +584,7 @@ class IPCServer:
 
     async def _call_handler(self, call: _HandlerCall, handler: Handler) -> None:
         call.started = True
+        call.conn.handlers_unstarted -= 1
         msg = call.request
         try:
             if handler.is_async:
@@ -612,6 +623,8 @@ class IPCServer:
         if call.task is not None:
             call.task.cancel()
         if not call.started:
+            call.started = True  # it never will: its books close here
+            call.conn.handlers_unstarted -= 1
             self._handler_finished(call)
 
     def _handler_finished(self, call: _HandlerCall) -> None:
@@ -649,13 +662,15 @@ class IPCServer:
         """
         is_request = msg.message_type is MessageType.REQUEST
         sid = msg.message_id
-        verbatim = not conn.legacy and not responder.legacy and (not is_request or (responder, sid) not in self._forwarded)
+        key = (responder, sid)
+        verbatim = not conn.legacy and not responder.legacy and (not is_request or key not in self._forwarded)
         if verbatim:
             sent = responder.send_frame(encode_frame(body))
         else:
             sid = f"s{next(self._ids)}"
             while (responder, sid) in self._forwarded:  # a requester's own id may look like ours
                 sid = f"s{next(self._ids)}"
+            key = (responder, sid)
             sent = responder.send(
                 Message.build(
                     msg.message_type,
@@ -672,7 +687,6 @@ class IPCServer:
             return
         if not is_request:
             return
-        key = (responder, sid)
         self._forwarded[key] = _Forwarded(msg, conn, responder, verbatim)
         if msg.timeout_ms is not None:
             self._forward_deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
