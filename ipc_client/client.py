@@ -75,6 +75,8 @@ _EXPIRED_MEMORY = 1024  # timed-out request ids remembered to drop late answers
 _SUB_CACHE_LIMIT = 4096
 
 Handler = Callable[[Message], Any]
+# Inbound work run in a handler task: called with its slot and arguments.
+_HandlerWork = Callable[..., Coroutine[Any, Any, None]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _EVENTS = (
@@ -268,7 +270,7 @@ class IPCClient:
         # Running served requests and async subscription handlers; their
         # number is what max_concurrent_handlers limits.
         self._handler_tasks: set[asyncio.Task[Any]] = set()
-        self._held: collections.deque[tuple[ClientConnection | None, Callable[[], Awaitable[Any]], float | None]] = collections.deque()
+        self._held: collections.deque[tuple[ClientConnection | None, _HandlerWork, tuple[Any, ...], float | None]] = collections.deque()
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
             if cb is not None:
                 self.on(event, cb)
@@ -658,16 +660,16 @@ class IPCClient:
         for handler in handlers:
             try:
                 if _is_async_function(handler):
-                    self._admit(None, lambda handler=handler: self._guard(handler(msg), msg))
+                    self._admit(None, self._guard, (msg, handler, None))
                     continue
                 result = handler(msg)
                 if inspect.isawaitable(result):
-                    self._admit(None, lambda result=result: self._guard(result, msg))
+                    self._admit(None, self._guard, (msg, None, result))
             except Exception as exc:
                 log.exception("subscription handler for %r failed", msg.channel_id)
                 self._emit("error", exc)
 
-    def _admit(self, conn: ClientConnection | None, start: Callable[[], Awaitable[Any]], expires: float | None = None) -> None:
+    def _admit(self, conn: ClientConnection | None, work: _HandlerWork, args: tuple[Any, ...], expires: float | None = None) -> None:
         """Run inbound work now, or hold it while ``max_concurrent_handlers`` are busy.
 
         The socket is never paused for it: responses to this client's own
@@ -677,38 +679,45 @@ class IPCClient:
         while held, is dropped unrun, since the server has already answered it.
         """
         if len(self._handler_tasks) < self.max_concurrent_handlers and not self._held:
-            self._run_handler(start())
+            self._run_handler(work, args)
             return
-        self._held.append((conn, start, expires))
+        self._held.append((conn, work, args, expires))
 
-    def _run_handler(self, work: Coroutine[Any, Any, None]) -> None:
-        """Start ``work``, which calls :meth:`_handler_finished` in its ``finally``
-        (a done callback would cost a loop callback more per request)."""
-        task = asyncio.get_running_loop().create_task(work)
+    def _run_handler(self, work: _HandlerWork, args: tuple[Any, ...]) -> None:
+        """Start ``work(slot, *args)`` as a task. The work calls
+        :meth:`_handler_finished` with ``slot`` in its ``finally`` (a done
+        callback would cost a loop callback more per request); ``slot``
+        holds its task, as ``asyncio.current_task()`` costs ~0.5 µs on 3.11."""
+        slot: list[asyncio.Task[None]] = []
+        task = self._loop.create_task(work(slot, *args))  # type: ignore[union-attr]
         if not task.done():  # an eager task factory may have run it to the end already
+            slot.append(task)
             self._handler_tasks.add(task)
 
-    def _handler_finished(self) -> None:
+    def _handler_finished(self, slot: list[asyncio.Task[None]]) -> None:
         """A handler task ends: free its slot and start held work."""
-        try:
-            self._handler_tasks.remove(asyncio.current_task())  # type: ignore[arg-type]
-        except KeyError:  # disconnect() already let it go, or it never counted (eager start)
+        if not slot or slot[0] not in self._handler_tasks:
+            return  # it never counted (eager start), or disconnect() already let it go
+        self._handler_tasks.discard(slot[0])
+        if not self._held:
             return
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()  # type: ignore[union-attr]
         while self._held and len(self._handler_tasks) < self.max_concurrent_handlers:
-            conn, start, expires = self._held.popleft()
+            conn, work, args, expires = self._held.popleft()
             if conn is not None and (conn is not self._conn or (expires is not None and expires <= now)):
                 continue
-            self._run_handler(start())
+            self._run_handler(work, args)
 
-    async def _guard(self, aw: Awaitable[Any], msg: Message) -> None:
+    async def _guard(self, slot: list[asyncio.Task[None]], msg: Message, handler: Handler | None, awaitable: Awaitable[Any] | None) -> None:
+        """Run an async subscription handler, or await what a sync one returned;
+        a failure is logged and emitted, never raised."""
         try:
-            await aw
+            await (handler(msg) if handler is not None else awaitable)  # type: ignore[misc]
         except Exception as exc:
             log.exception("subscription handler for %r failed", msg.channel_id)
             self._emit("error", exc)
         finally:
-            self._handler_finished()
+            self._handler_finished(slot)
 
     def _serve_request(self, conn: ClientConnection, msg: Message) -> None:
         fn = self._services.get(msg.channel_id)
@@ -719,12 +728,13 @@ class IPCClient:
                 self._write(conn, error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
             return
         if len(self._handler_tasks) < self.max_concurrent_handlers and not self._held:
-            self._run_handler(self._answer(conn, msg, fn))  # _admit's fast path, inline: every served request takes it
+            self._run_handler(self._answer, (conn, msg, fn))  # _admit's fast path, inline: every served request takes it
             return
-        expires = None if msg.timeout_ms is None else asyncio.get_running_loop().time() + msg.timeout_ms / 1000
-        self._admit(conn, lambda: self._answer(conn, msg, fn), expires)
+        expires = None if msg.timeout_ms is None else self._loop.time() + msg.timeout_ms / 1000  # type: ignore[union-attr]
+        self._admit(conn, self._answer, (conn, msg, fn), expires)
 
-    async def _answer(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
+    async def _answer(self, slot: list[asyncio.Task[None]], conn: ClientConnection, msg: Message, fn: Handler) -> None:
+        """Run a served request's handler and write its answer (or its failure)."""
         try:
             try:
                 if _is_async_function(fn):
@@ -751,7 +761,7 @@ class IPCClient:
             error = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
             self._write(conn, error)
         finally:
-            self._handler_finished()
+            self._handler_finished(slot)
 
     # -- outgoing ------------------------------------------------------------
 
@@ -784,25 +794,25 @@ class IPCClient:
         return await self._exchange(conn, msg.message_id, msg.channel_id, self._frame(msg), deadline, remaining, track)
 
     async def _request_now(
-        self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, deadline: float
+        self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, timeout: float
     ) -> Message:
         """A user's request on a ready connection: the hot path of every call.
         Its budget is all of its timeout (§6.5), and its frame is encoded
-        straight from the arguments."""
-        try:
-            remaining = self._time_left(channel, deadline)
-        except RequestTimeout:
+        straight from the arguments. Connected, so ``self._loop`` is the
+        running loop (``asyncio.get_running_loop()`` costs ~0.3 µs on 3.11)."""
+        if timeout <= 0:
             self._metrics.failed()
-            raise
-        budget = None if self.legacy else max(0, round(remaining * 1000))
+            raise RequestTimeout(f"request on {channel!r} timed out before it was sent")
+        deadline = self._loop.time() + timeout  # type: ignore[union-attr]
+        budget = None if self.legacy else max(0, round(timeout * 1000))
         message_id, body = encode_request(self.app_id, channel, payload, timeout_ms=budget, headers=headers, legacy=self.legacy)
-        return await self._exchange(conn, message_id, channel, self._frame_body(body), deadline, remaining, True)
+        return await self._exchange(conn, message_id, channel, self._frame_body(body), deadline, timeout, True)
 
     async def _exchange(
         self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, track: bool
     ) -> Message:
         """Write a request's frame and wait for its answer: one coroutine, no timer of its own."""
-        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Message] = self._loop.create_future()  # type: ignore[union-attr]
         try:
             self._register_and_write(conn, message_id, channel, frame, deadline, remaining, fut)
         except ConnectionLost:
@@ -1125,10 +1135,10 @@ class IPCClient:
         validate_channel(channel)
         if timeout is None:
             timeout = self.request_timeout
-        deadline = asyncio.get_running_loop().time() + timeout
         conn = self._sendable() if self._breaker_options is None else None
         if conn is not None:  # the hot path
-            return await self._request_now(conn, channel, payload, headers, deadline)
+            return await self._request_now(conn, channel, payload, headers, timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
         if self._breaker_options is None:
             reply = await self._submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)
