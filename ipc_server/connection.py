@@ -1,5 +1,5 @@
 """One client connection: bytes in -> core -> messages to the server; messages
-out -> coalesced writes.
+out -> one coalesced write per loop iteration.
 
 The adapter owns the transport, the decoder, the outbound buffer and the
 connection's identity. It knows nothing about routing: every decoded message
@@ -34,17 +34,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerConnection", "ConnState"]
 
-# When frames go out (send_frame):
-# - queued while the server handles a read (forwards, fan-out, acks): in one
-#   write when that read is handled, as the minimal server does;
-# - queued by handler tasks: at once by the last handler of its batch to
-#   start (nothing else of this iteration will follow), else with the others
-#   when the iteration ends;
-# - anything else (timers, a handler that awaited): at once.
-# A pending batch goes out early at this many frames: a peer starts on the
-# first frames of a large batch while we still encode the rest (in our
-# measurements, ~10% more round trips/s via a responder than one write per
-# batch, for the same CPU).
+# Frames queued in one loop iteration go out in one write, but no more than
+# this many: a peer starts on the first frames of a large batch while we
+# still encode the rest (in our measurements, ~10% more round trips/s via a
+# responder than one write per iteration, for the same CPU).
 _FLUSH_EVERY_FRAMES = 16
 
 log = logging.getLogger("ipc_server.connection")
@@ -89,13 +82,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.subscriptions: set[str] = set()
         self.responder_for: set[str] = set()
         self._out: list[bytes] = []
-        # A flush is arranged: at the end of the read being handled (listed
-        # in server._to_flush), or by _flush_handle at the iteration's end.
-        self._flush_arranged = False
         self._flush_handle: asyncio.Handle | None = None
-        # Handler tasks answering this connection that have not started yet:
-        # their answers will join the batch in this loop iteration.
-        self.handlers_unstarted = 0
         self._reading_paused = False
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -133,17 +120,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         return self.server._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        server = self.server
-        server._reading = True
-        try:
-            self.data_received(server._read_buffer[:nbytes])
-        finally:
-            server._reading = False
-            to_flush = server._to_flush
-            if to_flush:
-                server._to_flush = []
-                for conn in to_flush:
-                    conn._flush()
+        self.data_received(self.server._read_buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self.state is ConnState.CLOSED or self.state is ConnState.CLOSING:
@@ -182,7 +159,6 @@ class ServerConnection(asyncio.BufferedProtocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        self._flush_arranged = False
         self._out.clear()
         self.server._connection_closed(self)
 
@@ -199,34 +175,21 @@ class ServerConnection(asyncio.BufferedProtocol):
         return self.send_frame(encode_frame(encode_message(msg, legacy=self.legacy)))
 
     def send_frame(self, frame: bytes) -> bool:
-        """Queue an encoded frame; it goes out with the others of its batch
-        (see _FLUSH_EVERY_FRAMES for when)."""
+        """Queue an encoded frame; the frames of one loop iteration go out
+        together, in writes of at most ``_FLUSH_EVERY_FRAMES``."""
         state = self.state  # is_open, inline: this runs for every frame sent
         if state is not ConnState.OPEN and state is not ConnState.HANDSHAKE:
             return False
-        out = self._out
-        out.append(frame)
-        server = self.server
-        server.stats.messages_out += 1
-        if len(out) >= _FLUSH_EVERY_FRAMES:
+        self._out.append(frame)
+        self.server.stats.messages_out += 1
+        if self._flush_handle is None:
+            self._flush_handle = self.server.loop.call_soon(self._flush)
+        elif len(self._out) >= _FLUSH_EVERY_FRAMES:
             self._write_pending()
-        elif server._reading:
-            if not self._flush_arranged:
-                self._flush_arranged = True
-                server._to_flush.append(self)
-        elif self.handlers_unstarted:
-            if not self._flush_arranged:
-                self._flush_arranged = True
-                self._flush_handle = server.loop.call_soon(self._flush)
-        else:
-            self._flush()
         return True
 
     def _flush(self) -> None:
-        self._flush_arranged = False
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self._flush_handle = None
         self._write_pending()
         if (
             self._max_out is not None
@@ -278,11 +241,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         err = error_response(stub, code, message)
         if reply_to is None:
             err = err.model_copy(update={"reply_to": None})
-        # Queued, not sent: close() writes it after what is already queued
-        # (a send could flush, find the buffer still over the slow-consumer
-        # limit, and fail again).
-        self._out.append(encode_frame(encode_message(err, legacy=self.legacy)))
-        self.server.stats.messages_out += 1
+        self.send(err)
         self.close()
 
     def close(self) -> None:
@@ -293,7 +252,6 @@ class ServerConnection(asyncio.BufferedProtocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        self._flush_arranged = False
         self._write_pending()
         if self.transport is not None:
             self.transport.close()

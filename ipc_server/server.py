@@ -159,10 +159,6 @@ class IPCServer:
         # per read instead, which glibc serves with mmap: three more system
         # calls (mmap, mremap, munmap) and fresh page faults on every read.
         self._read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
-        # While a connection's read is handled, frames queued for any
-        # connection wait in a batch; these connections flush it at the end.
-        self._reading = False
-        self._to_flush: list[ServerConnection] = []
         self._handler_calls: set[_HandlerCall] = set()
         # One loop timer each for all handler and forwarded-request deadlines (§6.5).
         self._handler_deadlines: Deadlines[_HandlerCall] = Deadlines(
@@ -571,7 +567,6 @@ class IPCServer:
 
     def _run_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
         conn.request_started()
-        conn.handlers_unstarted += 1
         call = _HandlerCall(conn, msg)
         self._handler_calls.add(call)
         conn.handler_calls.add(call)
@@ -584,7 +579,6 @@ class IPCServer:
 
     async def _call_handler(self, call: _HandlerCall, handler: Handler) -> None:
         call.started = True
-        call.conn.handlers_unstarted -= 1
         msg = call.request
         try:
             if handler.is_async:
@@ -623,8 +617,6 @@ class IPCServer:
         if call.task is not None:
             call.task.cancel()
         if not call.started:
-            call.started = True  # it never will: its books close here
-            call.conn.handlers_unstarted -= 1
             self._handler_finished(call)
 
     def _handler_finished(self, call: _HandlerCall) -> None:

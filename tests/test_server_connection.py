@@ -54,7 +54,6 @@ class Peer:
         self.transport = RecordingTransport()
         self.conn.connection_made(self.transport)
         self.read(encode_frame(encode_message(connect_request("app", name, client="test"))))
-        self.transport.writes.clear()
 
     def read(self, data: bytes) -> None:
         """One read from the socket: the bytes land in the server's buffer."""
@@ -77,60 +76,54 @@ async def server() -> IPCServer:
     return server
 
 
-async def test_frames_queued_while_a_read_is_handled_go_out_in_one_write_when_it_is(server: IPCServer) -> None:
+async def test_the_frames_of_a_loop_iteration_go_out_in_one_write_when_it_ends(server: IPCServer) -> None:
     responder, requester = Peer(server, "responder"), Peer(server, "requester")
+    await asyncio.sleep(0)  # the handshake answers go out
     responder.read(encode_frame(encode_message(Message.build(MessageType.SUBSCRIBE, "app", "work", {"serve": True}))))
+    requester.read(_requests("work", 1))
+    requester.read(_requests("work", 2))
+    await asyncio.sleep(0)
     responder.transport.writes.clear()
     requester.read(_requests("work", 3))
-    assert len(responder.transport.writes) == 1  # no loop iteration needed
-    assert [m.payload for m in responder.frames(responder.transport.writes[0])] == [0, 1, 2]
+    requester.read(_requests("work", 1))
+    assert responder.transport.writes == []  # nothing before the iteration ends
+    await asyncio.sleep(0)
+    assert len(responder.transport.writes) == 1
+    assert [m.payload for m in responder.frames(responder.transport.writes[0])] == [0, 1, 2, 0]
 
 
 async def test_a_large_batch_goes_out_in_pieces(server: IPCServer) -> None:
+    """A peer starts on the first frames while the server encodes the rest."""
     responder, requester = Peer(server, "responder"), Peer(server, "requester")
     responder.read(encode_frame(encode_message(Message.build(MessageType.SUBSCRIBE, "app", "work", {"serve": True}))))
+    await asyncio.sleep(0)
     responder.transport.writes.clear()
     requester.read(_requests("work", _FLUSH_EVERY_FRAMES + 1))
+    assert [len(responder.frames(w)) for w in responder.transport.writes] == [_FLUSH_EVERY_FRAMES]
+    await asyncio.sleep(0)
     assert [len(responder.frames(w)) for w in responder.transport.writes] == [_FLUSH_EVERY_FRAMES, 1]
 
 
-async def test_a_lone_handler_answer_goes_out_as_the_handler_returns(server: IPCServer) -> None:
+async def test_the_answers_of_handlers_that_run_in_one_iteration_go_out_together(server: IPCServer) -> None:
     async def echo(msg: Message) -> Any:
         return msg.payload
 
     server.add_handler("echo", echo)
     requester = Peer(server, "requester")
-    requester.read(_requests("echo", 1))
-    assert requester.transport.writes == []
-    await asyncio.sleep(0)  # one loop iteration: the handler's task runs, and writes
-    assert [m.payload for w in requester.transport.writes for m in requester.frames(w)] == [0]
-
-
-async def test_the_answers_of_handlers_started_by_one_read_go_out_together(server: IPCServer) -> None:
-    async def echo(msg: Message) -> Any:
-        return msg.payload
-
-    server.add_handler("echo", echo)
-    requester = Peer(server, "requester")
-    requester.read(_requests("echo", 5))
     await asyncio.sleep(0)
+    requester.transport.writes.clear()
+    requester.read(_requests("echo", 5))
+    for _ in range(2):  # the handlers run, then their iteration ends
+        await asyncio.sleep(0)
     assert len(requester.transport.writes) == 1
     assert [m.payload for m in requester.frames(requester.transport.writes[0])] == [0, 1, 2, 3, 4]
 
 
-async def test_an_answer_after_an_await_goes_out_at_once(server: IPCServer) -> None:
-    release = asyncio.Event()
-
-    async def slow(msg: Message) -> Any:
-        await release.wait()
-        return msg.payload
-
-    server.add_handler("slow", slow)
+async def test_a_failing_connection_sends_what_it_queued_then_its_error(server: IPCServer) -> None:
     requester = Peer(server, "requester")
-    requester.read(_requests("slow", 2))
-    await asyncio.sleep(0)  # both started, both waiting
-    release.set()
-    for _ in range(3):
-        await asyncio.sleep(0)
-    answers = [m.payload for w in requester.transport.writes for m in requester.frames(w)]
-    assert sorted(answers) == [0, 1]
+    requester.read(encode_frame(encode_message(Message.build(MessageType.REQUEST, "app", "system", {"action": "ping"}))))
+    requester.read(encode_frame(b"[1]"))  # not an object: bad_frame, and the connection closes
+    frames = [m for w in requester.transport.writes for m in requester.frames(w)]
+    assert frames[0].payload["status"] == "connected" and frames[1].payload == {"status": "pong"}
+    assert frames[-1].error is not None and frames[-1].error.code == "bad_frame"
+    assert requester.transport.closing
