@@ -2,8 +2,8 @@
 """Benchmark of the IPC bridge against its reference peers: one command, one
 markdown table, optionally a chart.
 
-    python bench/bench.py                      # every workload, every peer installed (< 5 min)
-    python bench/bench.py --quick              # shorter windows (< 1 min)
+    python bench/bench.py                      # every workload, every peer installed (about 6 min)
+    python bench/bench.py --quick              # shorter windows (about 1 min)
     python bench/bench.py --only latency       # some workloads (comma-separated list allowed)
     python bench/bench.py --loop asyncio       # server loops: asyncio, uvloop or auto (both if installed)
     python bench/bench.py --clients python     # client languages: python, node (default: both if node exists)
@@ -14,9 +14,14 @@ Every workload runs against our server (``bench/_server.py``, an
 ``asyncio.Protocol`` server (``bench/_minimal_server.py``), nats-server with
 its own clients in the same roles (the optional ``bench`` extra and npm
 ``nats``), or a minimal hand-written client. Each row gives our figure, the
-reference figure, their ratio and whether it meets the target. Server CPU
-comes from ``/proc/<pid>/task/*/schedstat``, memory from ``VmRSS``. See
-bench/README.md.
+reference figure, their ratio and whether it meets the target.
+
+The two sides of a ratio are measured in interleaved rounds (ours, reference;
+reference, ours; ...), each round on fresh processes, so both see the same
+stretch of a machine whose speed drifts; each side reports the median of
+its rounds (latency: percentiles of its pooled samples). Fan-out and memory
+take one measurement per side. Server CPU comes from
+``/proc/<pid>/task/*/schedstat``, memory from ``VmRSS``. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -86,17 +91,21 @@ NATS_NPM = "nats@^2.29"
 @dataclass(frozen=True)
 class Settings:
     mode: str
-    warmup_s: float  # before measuring a throughput workload
-    window_s: float  # one measurement window
-    rounds: int  # windows per throughput workload; the median is reported
-    latency_s: float  # sampling time per latency path
+    # Every round starts fresh processes; Node's JIT needs about 1 s of
+    # requests (1.5 s on two fresh processes, one in flight) to settle.
+    warmup_s: float  # before each throughput window
+    window_s: float  # one throughput window
+    rounds: int  # throughput windows per side, interleaved with the reference's; the median is reported
+    latency_warmup_s: float  # samples dropped at the start of each latency round
+    latency_s: float  # samples kept in one latency round
+    latency_rounds: int  # latency rounds per side, interleaved with the reference's; samples are pooled
     fanout_messages: int  # messages published in the fan-out workload
     fanout_cap_s: float  # ... unless this much time passes first
     idle_connections: int
 
 
-FULL = Settings("full", warmup_s=0.5, window_s=1.5, rounds=3, latency_s=2.0, fanout_messages=150_000, fanout_cap_s=6.0, idle_connections=2000)
-QUICK = Settings("quick", warmup_s=0.2, window_s=0.6, rounds=1, latency_s=0.6, fanout_messages=20_000, fanout_cap_s=2.0, idle_connections=1000)
+FULL = Settings("full", warmup_s=1.0, window_s=1.5, rounds=3, latency_warmup_s=1.5, latency_s=1.0, latency_rounds=2, fanout_messages=150_000, fanout_cap_s=6.0, idle_connections=2000)
+QUICK = Settings("quick", warmup_s=0.2, window_s=0.6, rounds=1, latency_warmup_s=0.5, latency_s=0.6, latency_rounds=1, fanout_messages=20_000, fanout_cap_s=2.0, idle_connections=1000)
 
 
 @dataclass
@@ -127,13 +136,12 @@ class Context:
 
     def once(self, key: tuple[Any, ...], measure: Callable[[], Any]) -> Any:
         """``measure()`` the first time ``key`` is asked for in this run; its
-        result (or error) afterwards. Shares figures between rows, e.g. the
-        nats references between loops, our client's rate between rows."""
+        result (or error) afterwards. Shares a figure that is not paired with
+        another: the nats fan-out reference, the same on both loops."""
         if key not in self.cache:
             try:
                 self.cache[key] = measure()
-            except Exception as exc:  # reported in the row that needed it
-                log(f"bench: {' '.join(map(str, key))} failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # reported in each row that needs it
                 self.cache[key] = exc
         value = self.cache[key]
         if isinstance(value, Exception):
@@ -198,10 +206,24 @@ async def open_requester(kind: str, port: int) -> tuple[Call, Callable[[], Await
 
 
 def _rr_result(windows: list[dict[str, float]]) -> dict[str, Any]:
+    """Median of each figure over a side's windows (one per round), and the rate of each."""
     return {k: statistics.median(w[k] for w in windows) for k in windows[0]} | {"rounds": [w["rate"] for w in windows]}
 
 
-async def _py_round_trips(kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None) -> dict[str, Any]:
+def _window(n: int, seconds: float, server_ns: int, client_ns: int, responder_ns: int) -> dict[str, float]:
+    """One window's rate and CPU per round trip, from its counts and CPU deltas."""
+    if n == 0:
+        raise RuntimeError("no round trip completed in the measurement window")
+    return {
+        "rate": n / seconds,
+        "server_cpu_us": server_ns / n / 1000,
+        "client_cpu_us": client_ns / n / 1000,
+        "responder_cpu_us": responder_ns / n / 1000,
+    }
+
+
+async def _py_round_trips(kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None) -> dict[str, float]:
+    """One window of round trips after the warm-up, by requester tasks in this process."""
     call, close = await open_requester(kind, port)
     done = 0
     stop = False
@@ -213,37 +235,24 @@ async def _py_round_trips(kind: str, port: int, server_pid: int, s: Settings, ot
             done += 1
 
     tasks = [asyncio.create_task(requester()) for _ in range(INFLIGHT)]
-    windows: list[dict[str, float]] = []
     try:
         await asyncio.sleep(s.warmup_s)
-        for _ in range(s.rounds):
-            t0, n0, srv0, cli0 = time.perf_counter(), done, cpu_ns(server_pid), self_cpu_ns()
-            oth0 = cpu_ns(other_pid) if other_pid else 0
-            await asyncio.sleep(s.window_s)
-            t1, n1, srv1, cli1 = time.perf_counter(), done, cpu_ns(server_pid), self_cpu_ns()
-            oth1 = cpu_ns(other_pid) if other_pid else 0
-            failed = [t for t in tasks if t.done()]
-            if failed:
-                failed[0].result()  # raises the requester's error
-                raise RuntimeError("a requester stopped early")
-            n = n1 - n0
-            if n == 0:
-                raise RuntimeError("no round trip completed in a measurement window")
-            windows.append(
-                {
-                    "rate": n / (t1 - t0),
-                    "server_cpu_us": (srv1 - srv0) / n / 1000,
-                    "client_cpu_us": (cli1 - cli0) / n / 1000,
-                    "responder_cpu_us": (oth1 - oth0) / n / 1000,
-                }
-            )
+        t0, n0, srv0, cli0 = time.perf_counter(), done, cpu_ns(server_pid), self_cpu_ns()
+        oth0 = cpu_ns(other_pid) if other_pid else 0
+        await asyncio.sleep(s.window_s)
+        t1, n1, srv1, cli1 = time.perf_counter(), done, cpu_ns(server_pid), self_cpu_ns()
+        oth1 = cpu_ns(other_pid) if other_pid else 0
+        failed = [t for t in tasks if t.done()]
+        if failed:
+            failed[0].result()  # raises the requester's error
+            raise RuntimeError("a requester stopped early")
     finally:
         stop = True
         _, pending = await asyncio.wait(tasks, timeout=REQUEST_TIMEOUT_S + 2)
         for t in pending:
             t.cancel()
         await close()
-    return _rr_result(windows)
+    return _window(n1 - n0, t1 - t0, srv1 - srv0, cli1 - cli0, oth1 - oth0)
 
 
 def _read_marks(peer: Child, pids: list[int], timeout: float) -> tuple[list[dict[int, int]], dict[str, Any]]:
@@ -259,34 +268,24 @@ def _read_marks(peer: Child, pids: list[int], timeout: float) -> tuple[list[dict
             raise RuntimeError(f"{peer.name}: {line}")
 
 
-def _node_round_trips(ch: Children, kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None) -> dict[str, Any]:
+def _node_round_trips(ch: Children, kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None) -> dict[str, float]:
+    """One window of round trips after the warm-up, by a Node requester process."""
     peer = ch.node(
         "node-requester",
         *("rr", "--client", kind, "--port", str(port), "--inflight", str(INFLIGHT)),
-        *("--warmup", str(s.warmup_s), "--window", str(s.window_s), "--rounds", str(s.rounds)),
+        *("--warmup", str(s.warmup_s), "--window", str(s.window_s), "--rounds", "1"),
         ready=False,
     )
     pids = [server_pid, peer.pid] + ([other_pid] if other_pid else [])
-    marks, result = _read_marks(peer, pids, timeout=s.warmup_s + s.window_s * s.rounds + 30)
-    windows = []
-    for i, w in enumerate(result["windows"]):
-        n = w["count"]
-        if n == 0:
-            raise RuntimeError("no round trip completed in a measurement window")
-        a, b = marks[i], marks[i + 1]
-        windows.append(
-            {
-                "rate": n / w["seconds"],
-                "server_cpu_us": (b[server_pid] - a[server_pid]) / n / 1000,
-                "client_cpu_us": (b[peer.pid] - a[peer.pid]) / n / 1000,
-                "responder_cpu_us": (b[other_pid] - a[other_pid]) / n / 1000 if other_pid else 0.0,
-            }
-        )
-    return _rr_result(windows)
+    (a, b), result = _read_marks(peer, pids, timeout=s.warmup_s + s.window_s + 30)
+    w = result["windows"][0]
+    responder_ns = b[other_pid] - a[other_pid] if other_pid else 0
+    return _window(w["count"], w["seconds"], b[server_pid] - a[server_pid], b[peer.pid] - a[peer.pid], responder_ns)
 
 
-def measure_rr(ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio", responder: str | None = None) -> dict[str, Any]:
-    """Round trips/s with 64 in flight on one connection.
+def measure_rr(ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio", responder: str | None = None) -> dict[str, float]:
+    """One window of round trips/s with 64 in flight on one connection, on
+    processes of its own (one round of a pair, see ``interleave``).
 
     ``server``: ours, minimal or nats; ``client``: ours, minimal or nats, in
     language ``lang``; ``responder``: None (our server's in-process handler,
@@ -310,6 +309,7 @@ def measure_rr(ctx: Context, lang: str, *, server: str, client: str, loop: str =
 
 
 def _latency_stats(samples_us: list[float]) -> dict[str, Any]:
+    """Percentiles, mean and max of samples (sorted in place)."""
     samples_us.sort()
     return {
         "p50_us": percentile(samples_us, 50),
@@ -321,14 +321,32 @@ def _latency_stats(samples_us: list[float]) -> dict[str, Any]:
     }
 
 
-async def _py_latency(kind: str, port: int, s: Settings) -> dict[str, Any]:
+def _latency_summary(rounds: list[list[float]]) -> dict[str, Any]:
+    """Stats of a side's samples pooled over its rounds, and each round's p99;
+    the raw samples stay out of the results."""
+    pooled = [x for samples in rounds for x in samples]
+    return _latency_stats(pooled) | {"rounds": [percentile(sorted(samples), 99) for samples in rounds]}
+
+
+def _after_warmup(samples_us: list[float], warmup_s: float) -> list[float]:
+    """The samples that follow the first ``warmup_s`` of requests (summed durations)."""
+    elapsed_us = 0.0
+    for i, sample in enumerate(samples_us):
+        if elapsed_us >= warmup_s * 1e6:
+            return samples_us[i:]
+        elapsed_us += sample
+    raise RuntimeError(f"no latency sample after the {warmup_s:g} s warm-up")
+
+
+async def _py_latency(kind: str, port: int, seconds: float) -> list[float]:
+    """Sequential round trips for ``seconds`` after 300 warm-up requests; µs each."""
     call, close = await open_requester(kind, port)
     try:
         for _ in range(300):  # warm-up
             await call()
         samples: list[int] = []
         clock = time.perf_counter_ns
-        end = clock() + int(s.latency_s * 1e9)
+        end = clock() + int(seconds * 1e9)
         while True:
             t0 = clock()
             await call()
@@ -338,10 +356,13 @@ async def _py_latency(kind: str, port: int, s: Settings) -> dict[str, Any]:
                 break
     finally:
         await close()
-    return _latency_stats([x / 1000 for x in samples])
+    return [x / 1000 for x in samples]
 
 
-def measure_latency(ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio", responder: str | None = None) -> dict[str, Any]:
+def measure_latency(ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio", responder: str | None = None) -> list[float]:
+    """Latency samples (µs) of one round on processes of its own, those of its
+    warm-up dropped; arguments as for ``measure_rr``."""
+    seconds = ctx.s.latency_warmup_s + ctx.s.latency_s
     with Children() as ch:
         _, port = ch.server(handler=responder is None, loop=loop, kind=server)
         if responder is not None:
@@ -350,10 +371,12 @@ def measure_latency(ctx: Context, lang: str, *, server: str, client: str, loop: 
             else:
                 ch.node("node-responder", "responder", "--client", responder, "--port", str(port))
         if lang == "python":
-            return asyncio.run(_py_latency(client, port, ctx.s))
-        peer = ch.node("node-requester", "latency", "--client", client, "--port", str(port), "--seconds", str(ctx.s.latency_s), ready=False)
-        _, result = _read_marks(peer, [], timeout=ctx.s.latency_s + 30)
-        return _latency_stats(result["samples_us"])
+            samples = asyncio.run(_py_latency(client, port, seconds))
+        else:
+            peer = ch.node("node-requester", "latency", "--client", client, "--port", str(port), "--seconds", str(seconds), ready=False)
+            _, result = _read_marks(peer, [], timeout=seconds + 30)
+            samples = [float(x) for x in result["samples_us"]]
+    return _after_warmup(samples, ctx.s.latency_warmup_s)
 
 
 # -- measurements: pub/sub fan-out -------------------------------------------------------
@@ -548,6 +571,58 @@ def _raise_nofile(needed: int) -> None:
             log(f"warning: RLIMIT_NOFILE hard limit {hard} is below the {needed} descriptors wanted")
 
 
+# -- pairs: our side and the reference, round by round ----------------------------------
+
+
+@dataclass
+class Pair:
+    """Both sides of a row, each summarized over its rounds."""
+
+    ours: dict[str, Any]
+    reference: dict[str, Any] | None = None  # None: no reference (not installed, or it failed)
+    reference_error: Exception | None = None
+
+
+def interleave(rounds: int, ours: Callable[[], Any], ref: Callable[[], Any] | None, summarize: Callable[[list[Any]], dict[str, Any]]) -> Pair:
+    """Measure ``rounds`` rounds of each side, alternating which goes first
+    (ours/ref, ref/ours, ...), and ``summarize`` each side's rounds.
+
+    The machine's speed drifts by 10-20 % over tens of seconds, so a ratio is
+    only meaningful when both sides sample the same stretch of it. Our side
+    failing fails the pair; the reference failing ends the reference only.
+    """
+    ours_rounds: list[Any] = []
+    ref_rounds: list[Any] = []
+    ref_error: Exception | None = None
+    for i in range(rounds):
+        for side in ("ours", "ref") if i % 2 == 0 else ("ref", "ours"):
+            if side == "ours":
+                ours_rounds.append(ours())
+            elif ref is not None and ref_error is None:
+                try:
+                    ref_rounds.append(ref())
+                except Exception as exc:  # reported in the row
+                    ref_error = exc
+    reference = summarize(ref_rounds) if ref_rounds and ref_error is None else None
+    return Pair(summarize(ours_rounds), reference, ref_error)
+
+
+def paired_rr(ctx: Context, ours: Callable[[], dict[str, float]], ref: Callable[[], dict[str, float]] | None) -> Pair:
+    """Throughput windows of both sides, interleaved; medians per side."""
+    return interleave(ctx.s.rounds, ours, ref, _rr_result)
+
+
+def paired_latency(ctx: Context, ours: Callable[[], list[float]], ref: Callable[[], list[float]] | None) -> Pair:
+    """Latency rounds of both sides, interleaved; samples pooled per side."""
+    return interleave(ctx.s.latency_rounds, ours, ref, _latency_summary)
+
+
+def one_each(ours: Callable[[], dict[str, Any]], ref: Callable[[], dict[str, Any]] | None) -> Pair:
+    """One measurement per side, ours first (fan-out and memory: long single
+    runs that are not interleaved)."""
+    return interleave(1, ours, ref, lambda rounds: rounds[0])
+
+
 # -- rows: our figure, the reference figure, the ratio, the target ---------------------------
 
 
@@ -556,8 +631,7 @@ def compare(
     workload: str,
     client: str,
     loop: str,
-    ours: Callable[[], dict[str, Any]],
-    ref: Callable[[], dict[str, Any]] | None,
+    measure: Callable[[], Pair],
     *,
     metric: str,
     unit: str,
@@ -569,7 +643,7 @@ def compare(
     skipped: str = "",
     extra_ok: Callable[[dict[str, Any]], bool] = lambda m: True,
 ) -> Row:
-    """Measure (or reuse) our figure and the reference figure; one row.
+    """Measure our figure and the reference figure (a ``Pair``); one row.
 
     ``target`` is (">=" or "<=", x): the ratio ours / reference must be at
     least (at most) x; with ``absolute`` our figure itself is compared with
@@ -578,23 +652,23 @@ def compare(
     """
     row = Row(key, workload, client, loop, "error", unit, reference=reference)
     try:
-        m = ours()
+        pair = measure()
     except Exception as exc:
+        log(f"bench: {key} failed: {_error_text(exc)}")
         row.notes, row.error = _error_text(exc), True
         return row
+    m, r = pair.ours, pair.reference
     row.result = fmt(m)
     row.values = {"ours": m, "absolute": absolute}
-    r: dict[str, Any] | None = None
-    if ref is None:
+    if pair.reference_error is not None:
+        log(f"bench: {key} reference failed: {_error_text(pair.reference_error)}")
+        row.reference_result = "error"
+        row.notes = f"reference failed: {_error_text(pair.reference_error)}; "
+    elif r is None:
         row.reference_result = skipped or "-"
     else:
-        try:
-            r = ref()
-            row.reference_result = fmt(r)
-            row.values["reference"] = r
-        except Exception as exc:
-            row.reference_result = "error"
-            row.notes = f"reference failed: {_error_text(exc)}; "
+        row.reference_result = fmt(r)
+        row.values["reference"] = r
     ratio = m[metric] / r[metric] if r is not None and r[metric] else None
     if ratio is not None:
         row.ratio = f"{ratio:.2f}×"
@@ -638,8 +712,11 @@ def _nats_ready(ctx: Context, lang: str) -> bool:
     return not _skip(ctx, lang)
 
 
-def _rounds_note(s: Settings) -> str:
-    return f"median of {s.rounds} × {s.window_s:g} s" if s.rounds > 1 else f"one {s.window_s:g} s window"
+def _rounds_note(s: Settings, r: dict[str, Any] | None) -> str:
+    """How a throughput figure was taken: windows per side, and whether the reference's were interleaved."""
+    if s.rounds == 1:
+        return f"one {s.window_s:g} s window"
+    return f"median of {s.rounds} × {s.window_s:g} s" + (", interleaved with the reference" if r is not None else "")
 
 
 def wl_rr(ctx: Context, loop: str) -> list[Row]:
@@ -651,14 +728,17 @@ def wl_rr(ctx: Context, loop: str) -> list[Row]:
                 f"request/response, in-process handler, {INFLIGHT} in flight",
                 lang,
                 loop,
-                lambda: ctx.once(("rr", lang, loop, "ours"), lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop)),
-                lambda: ctx.once(("rr", lang, loop, "minimal"), lambda: measure_rr(ctx, lang, server="minimal", client="ours", loop=loop)),
+                lambda: paired_rr(
+                    ctx,
+                    lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop),
+                    lambda: measure_rr(ctx, lang, server="minimal", client="ours", loop=loop),
+                ),
                 metric="rate",
                 unit="rt/s",
                 fmt=_rate,
                 reference="minimal asyncio server (same loop), same client",
                 target=(">=", 0.8),
-                notes=lambda m, r: f"{_rounds_note(ctx.s)}; " + _cpu_note(m, r),
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r),
             )
         )
     return rows
@@ -667,36 +747,39 @@ def wl_rr(ctx: Context, loop: str) -> list[Row]:
 def wl_rr_responder(ctx: Context, loop: str) -> list[Row]:
     rows = []
     for lang in ctx.clients:
-        nats_ref = (
-            (lambda: ctx.once(("rr-responder", lang, "nats"), lambda: measure_rr(ctx, lang, server="nats", client="nats", responder="nats")))
-            if _nats_ready(ctx, lang)
-            else None
-        )
+        nats_ref = (lambda: measure_rr(ctx, lang, server="nats", client="nats", responder="nats")) if _nats_ready(ctx, lang) else None
         rows.append(
             compare(
                 f"rr-responder.{lang}.{loop}",
                 f"request/response via a responder client (2 hops), {INFLIGHT} in flight",
                 lang,
                 loop,
-                lambda: ctx.once(("rr-responder", lang, loop, "ours"), lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop, responder="ours")),
-                nats_ref,
+                lambda: paired_rr(ctx, lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop, responder="ours"), nats_ref),
                 metric="rate",
                 unit="rt/s",
                 fmt=_rate,
                 reference="nats-server, its clients in the same roles",
                 target=(">=", 1.0),
                 skipped=_skip(ctx, lang),
-                notes=lambda m, r: f"{_rounds_note(ctx.s)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt",
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt",
             )
         )
     return rows
 
 
-def _lat_notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
-    text = f"{m['samples']:,} samples; mean {fmt_us(m['mean_us'])}, p99.9 {fmt_us(m['p999_us'])}, max {fmt_us(m['max_us'])}"
-    if r is not None:
-        text += f"; reference p99.9 {fmt_us(r['p999_us'])}"
-    return text
+def _lat_notes(s: Settings) -> Callable[[dict[str, Any], dict[str, Any] | None], str]:
+    """Notes of a latency row: how the samples were taken, then their tail."""
+
+    def notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
+        text = f"{m['samples']:,} samples"
+        if s.latency_rounds > 1:
+            text += f" from {s.latency_rounds} × {s.latency_s:g} s" + (", interleaved with the reference" if r is not None else "")
+        text += f"; mean {fmt_us(m['mean_us'])}, p99.9 {fmt_us(m['p999_us'])}, max {fmt_us(m['max_us'])}"
+        if r is not None:
+            text += f"; reference p99.9 {fmt_us(r['p999_us'])}"
+        return text
+
+    return notes
 
 
 def wl_latency(ctx: Context, loop: str) -> list[Row]:
@@ -708,37 +791,35 @@ def wl_latency(ctx: Context, loop: str) -> list[Row]:
                 "latency p50 / p99, 1 in flight, in-process handler",
                 lang,
                 loop,
-                lambda: ctx.once(("latency", lang, loop, "ours"), lambda: measure_latency(ctx, lang, server="ours", client="ours", loop=loop)),
-                lambda: ctx.once(("latency", lang, loop, "minimal"), lambda: measure_latency(ctx, lang, server="minimal", client="ours", loop=loop)),
+                lambda: paired_latency(
+                    ctx,
+                    lambda: measure_latency(ctx, lang, server="ours", client="ours", loop=loop),
+                    lambda: measure_latency(ctx, lang, server="minimal", client="ours", loop=loop),
+                ),
                 metric="p99_us",
                 unit="µs",
                 fmt=_lat,
                 reference="minimal asyncio server (same loop), same client (p99)",
                 target=("<=", 1.3),
-                notes=_lat_notes,
+                notes=_lat_notes(ctx.s),
             )
         )
     for lang in ctx.clients:
-        nats_ref = (
-            (lambda: ctx.once(("latency-responder", lang, "nats"), lambda: measure_latency(ctx, lang, server="nats", client="nats", responder="nats")))
-            if _nats_ready(ctx, lang)
-            else None
-        )
+        nats_ref = (lambda: measure_latency(ctx, lang, server="nats", client="nats", responder="nats")) if _nats_ready(ctx, lang) else None
         rows.append(
             compare(
                 f"latency-responder.{lang}.{loop}",
                 "latency p50 / p99, 1 in flight, via a responder (2 hops)",
                 lang,
                 loop,
-                lambda: ctx.once(("latency-responder", lang, loop, "ours"), lambda: measure_latency(ctx, lang, server="ours", client="ours", loop=loop, responder="ours")),
-                nats_ref,
+                lambda: paired_latency(ctx, lambda: measure_latency(ctx, lang, server="ours", client="ours", loop=loop, responder="ours"), nats_ref),
                 metric="p99_us",
                 unit="µs",
                 fmt=_lat,
                 reference="nats-server, its clients (p99)",
                 target=None,
                 skipped=_skip(ctx, lang),
-                notes=_lat_notes,
+                notes=_lat_notes(ctx.s),
             )
         )
     return rows
@@ -766,8 +847,7 @@ def wl_fanout(ctx: Context, loop: str) -> list[Row]:
             f"pub/sub fan-out 1 -> {SUBSCRIBERS} subscribers, delivered msgs/s",
             lang,
             loop,
-            lambda: ctx.once(("fanout", lang, loop, "ours"), lambda: measure_fanout(ctx, lang, server="ours", client="ours", loop=loop)),
-            nats_ref,
+            lambda: one_each(lambda: measure_fanout(ctx, lang, server="ours", client="ours", loop=loop), nats_ref),
             metric="delivered_per_s",
             unit="msg/s",
             fmt=lambda m: fmt_int(m["delivered_per_s"]),
@@ -791,8 +871,7 @@ def wl_memory(ctx: Context, loop: str) -> list[Row]:
             f"server memory per idle connection ({n:,} handshaken, heartbeats on)",
             "-",
             loop,
-            lambda: ctx.once(("memory", loop, "ours"), lambda: measure_memory(ctx, server="ours", loop=loop)),
-            lambda: ctx.once(("memory", loop, "minimal"), lambda: measure_memory(ctx, server="minimal", loop=loop)),
+            lambda: one_each(lambda: measure_memory(ctx, server="ours", loop=loop), lambda: measure_memory(ctx, server="minimal", loop=loop)),
             metric="kb_per_connection",
             unit="KB",
             fmt=lambda m: f"{m['kb_per_connection']:.1f}",
@@ -814,14 +893,17 @@ def wl_clients(ctx: Context, loop: str) -> list[Row]:
                 f"client round trips vs a {minimal}, our server, in-process handler",
                 lang,
                 loop,
-                lambda: ctx.once(("rr", lang, loop, "ours"), lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop)),
-                lambda: ctx.once(("clients", lang, loop, "minimal"), lambda: measure_rr(ctx, lang, server="ours", client="minimal", loop=loop)),
+                lambda: paired_rr(
+                    ctx,
+                    lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop),
+                    lambda: measure_rr(ctx, lang, server="ours", client="minimal", loop=loop),
+                ),
                 metric="rate",
                 unit="rt/s",
                 fmt=_rate,
                 reference=f"{minimal}, same server",
                 target=(">=", 0.8),
-                notes=lambda m, r: f"client CPU {fmt_us(m['client_cpu_us'])} µs/rt"
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; client CPU {fmt_us(m['client_cpu_us'])} µs/rt"
                 + (f" (reference {fmt_us(r['client_cpu_us'])})" if r else "")
                 + f"; server CPU {fmt_us(m['server_cpu_us'])} µs/rt",
             )
@@ -951,7 +1033,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench/bench.py",
         description="Benchmark the IPC bridge against its reference peers and print a markdown table.",
     )
-    p.add_argument("--quick", action="store_true", help="shorter measurement windows (under a minute in all)")
+    p.add_argument("--quick", action="store_true", help="shorter measurement windows (about a minute in all)")
     p.add_argument(
         "--only",
         action="append",

@@ -1,15 +1,20 @@
 """The benchmark runs end to end: server subprocesses, the reference peers
-(minimal server, minimal clients), table and JSON output. nats is never
-needed here, and nothing asserts on timings or on whether a target is met."""
+(minimal server, minimal clients), table and JSON output; its two sides of a
+ratio are measured in alternating rounds. nats is never needed here, and
+nothing asserts on timings or on whether a target is met."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "| workload | client | loop | ours | unit | reference | reference figure | ratio | target | pass | notes |"
@@ -50,7 +55,12 @@ def test_bench_quick_latency_against_the_minimal_server(tmp_path: Path) -> None:
     by_key = {r["key"]: r for r in doc["results"]}
     assert set(by_key) == {"latency.python.asyncio", "latency-responder.python.asyncio"}
     assert all(r["values"]["ours"]["samples"] > 0 for r in doc["results"])
-    assert by_key["latency.python.asyncio"]["values"]["reference"]["samples"] > 0
+    paired = by_key["latency.python.asyncio"]["values"]
+    assert paired["reference"]["samples"] > 0
+    # Each side reports its rounds' p99; the raw samples stay out of the JSON.
+    rounds = doc["settings"]["latency_rounds"]
+    assert len(paired["ours"]["rounds"]) == len(paired["reference"]["rounds"]) == rounds
+    assert not any(isinstance(v, list) and len(v) > rounds for side in ("ours", "reference") for v in paired[side].values())
     assert any("nats" in x for x in doc["skipped"])
 
 
@@ -62,7 +72,50 @@ def test_bench_quick_clients_against_the_minimal_clients(tmp_path: Path) -> None
         assert row[4] == "rt/s" and row[3] != "error" and row[6] not in ("-", "error")
         assert row[7].endswith("×")
     for result in doc["results"]:
-        assert result["values"]["ours"]["rate"] > 0 and result["values"]["reference"]["rate"] > 0
+        ours, reference = result["values"]["ours"], result["values"]["reference"]
+        assert ours["rate"] > 0 and reference["rate"] > 0
+        assert len(ours["rounds"]) == len(reference["rounds"]) == doc["settings"]["rounds"]
+
+
+def load_bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/bench.py as a module (it imports its neighbours from bench/)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_tool", ROOT / "bench" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_tool", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def recording_side(name: str, calls: list[str], fail_on_call: int = 0) -> Any:
+    """A fake measurement: records its turn, returns the call's number, or fails on its nth call."""
+
+    def measure() -> int:
+        calls.append(name)
+        if calls.count(name) == fail_on_call:
+            raise RuntimeError(f"{name} failed")
+        return len(calls)
+
+    return measure
+
+
+def test_interleave_alternates_which_side_goes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_bench(monkeypatch)
+    calls: list[str] = []
+    pair = bench.interleave(3, recording_side("ours", calls), recording_side("ref", calls), lambda rounds: {"rounds": rounds})
+    assert calls == ["ours", "ref", "ref", "ours", "ours", "ref"]
+    assert pair.ours == {"rounds": [1, 4, 5]} and pair.reference == {"rounds": [2, 3, 6]}
+    assert pair.reference_error is None
+
+
+def test_interleave_keeps_measuring_ours_when_the_reference_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_bench(monkeypatch)
+    calls: list[str] = []
+    pair = bench.interleave(3, recording_side("ours", calls), recording_side("ref", calls, fail_on_call=2), lambda rounds: {"rounds": rounds})
+    assert calls == ["ours", "ref", "ref", "ours", "ours"]
+    assert pair.ours == {"rounds": [1, 4, 5]} and pair.reference is None
+    assert isinstance(pair.reference_error, RuntimeError)
 
 
 def test_bench_rejects_unknown_workload() -> None:
@@ -75,3 +128,11 @@ def test_bench_rejects_unknown_workload() -> None:
     )
     assert proc.returncode == 2
     assert "unknown workload" in proc.stderr
+
+
+def test_latency_round_drops_the_samples_of_its_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_bench(monkeypatch)
+    samples = [400_000.0, 400_000.0, 400_000.0, 1.0, 2.0]  # µs: the first three span 1.2 s
+    assert bench._after_warmup(samples, 1.0) == [1.0, 2.0]
+    with pytest.raises(RuntimeError):
+        bench._after_warmup(samples[:3], 1.5)
