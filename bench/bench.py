@@ -2,7 +2,7 @@
 """Benchmark of the IPC bridge against its reference peers: one command, one
 markdown table, optionally a chart.
 
-    python bench/bench.py                      # every workload, every peer installed (about 6 min)
+    python bench/bench.py                      # every workload, every peer installed (about 7 min)
     python bench/bench.py --quick              # shorter windows (about 1 min)
     python bench/bench.py --only latency       # some workloads (comma-separated list allowed)
     python bench/bench.py --loop asyncio       # server loops: asyncio, uvloop or auto (both if installed)
@@ -19,8 +19,8 @@ reference figure, their ratio and whether it meets the target.
 The two sides of a ratio are measured in interleaved rounds (ours, reference;
 reference, ours; ...), each round on fresh processes, so both see the same
 stretch of a machine whose speed drifts; each side reports the median of
-its rounds (latency: percentiles of its pooled samples). Fan-out and memory
-take one measurement per side. Server CPU comes from
+its rounds (latency: percentiles of its pooled samples). Memory takes one
+measurement per side. Server CPU comes from
 ``/proc/<pid>/task/*/schedstat``, memory from ``VmRSS``. See bench/README.md.
 """
 
@@ -99,13 +99,14 @@ class Settings:
     latency_warmup_s: float  # samples dropped at the start of each latency round
     latency_s: float  # samples kept in one latency round
     latency_rounds: int  # latency rounds per side, interleaved with the reference's; samples are pooled
-    fanout_messages: int  # messages published in the fan-out workload
+    fanout_messages: int  # messages published in one fan-out round
     fanout_cap_s: float  # ... unless this much time passes first
+    fanout_rounds: int  # fan-out rounds per side, interleaved with the reference's; the median rate is reported
     idle_connections: int
 
 
-FULL = Settings("full", warmup_s=1.0, window_s=1.5, rounds=3, latency_warmup_s=1.5, latency_s=1.0, latency_rounds=2, fanout_messages=150_000, fanout_cap_s=6.0, idle_connections=2000)
-QUICK = Settings("quick", warmup_s=0.2, window_s=0.6, rounds=1, latency_warmup_s=0.5, latency_s=0.6, latency_rounds=1, fanout_messages=20_000, fanout_cap_s=2.0, idle_connections=1000)
+FULL = Settings("full", warmup_s=1.0, window_s=1.5, rounds=4, latency_warmup_s=1.5, latency_s=1.0, latency_rounds=2, fanout_messages=100_000, fanout_cap_s=5.0, fanout_rounds=2, idle_connections=2000)
+QUICK = Settings("quick", warmup_s=0.2, window_s=0.6, rounds=1, latency_warmup_s=0.5, latency_s=0.6, latency_rounds=1, fanout_messages=20_000, fanout_cap_s=2.0, fanout_rounds=1, idle_connections=1000)
 
 
 @dataclass
@@ -132,21 +133,6 @@ class Context:
     clients: list[str]  # "python", "node"
     nats: bool  # nats-server and nats-py installed
     node_nats: bool  # npm nats installed under bench/node
-    cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
-
-    def once(self, key: tuple[Any, ...], measure: Callable[[], Any]) -> Any:
-        """``measure()`` the first time ``key`` is asked for in this run; its
-        result (or error) afterwards. Shares a figure that is not paired with
-        another: the nats fan-out reference, the same on both loops."""
-        if key not in self.cache:
-            try:
-                self.cache[key] = measure()
-            except Exception as exc:  # reported in each row that needs it
-                self.cache[key] = exc
-        value = self.cache[key]
-        if isinstance(value, Exception):
-            raise value
-        return value
 
 
 def log(text: str) -> None:
@@ -617,9 +603,29 @@ def paired_latency(ctx: Context, ours: Callable[[], list[float]], ref: Callable[
     return interleave(ctx.s.latency_rounds, ours, ref, _latency_summary)
 
 
+def _fanout_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A side's fan-out rounds: the median of its rates and CPU figures, its
+    losses and counts summed (a loss in any round counts)."""
+    out: dict[str, Any] = {
+        k: statistics.median(r[k] for r in rounds)
+        for k in ("delivered_per_s", "server_cpu_us_per_msg", "subscribers_cpu_us_per_msg", "publisher_cpu_us_per_msg")
+    }
+    out["lost"] = sum(r["lost"] for r in rounds)
+    out["published"] = sum(r["published"] for r in rounds)
+    out["seconds"] = sum(r["seconds"] for r in rounds)
+    out["capped"] = any(r["capped"] for r in rounds)
+    out["per_subscriber"] = [list(r["per_subscriber"]) for r in rounds]
+    out["rounds"] = [r["delivered_per_s"] for r in rounds]
+    return out
+
+
+def paired_fanout(ctx: Context, ours: Callable[[], dict[str, Any]], ref: Callable[[], dict[str, Any]] | None) -> Pair:
+    """Fan-out rounds of both sides, interleaved; median rate per side."""
+    return interleave(ctx.s.fanout_rounds, ours, ref, _fanout_summary)
+
+
 def one_each(ours: Callable[[], dict[str, Any]], ref: Callable[[], dict[str, Any]] | None) -> Pair:
-    """One measurement per side, ours first (fan-out and memory: long single
-    runs that are not interleaved)."""
+    """One measurement per side, ours first (memory: a long single run, not interleaved)."""
     return interleave(1, ours, ref, lambda rounds: rounds[0])
 
 
@@ -828,16 +834,14 @@ def wl_latency(ctx: Context, loop: str) -> list[Row]:
 def wl_fanout(ctx: Context, loop: str) -> list[Row]:
     rows = []
     for lang in ctx.clients:
-        nats_ref = (
-            (lambda: ctx.once(("fanout", lang, "nats"), lambda: measure_fanout(ctx, lang, server="nats", client="nats")))
-            if _nats_ready(ctx, lang)
-            else None
-        )
+        nats_ref = (lambda: measure_fanout(ctx, lang, server="nats", client="nats")) if _nats_ready(ctx, lang) else None
 
         def notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
             capped = " (time cap reached)" if m["capped"] else ""
             lost = f"lost {m['lost']}" if m["lost"] == 0 else f"**LOST {m['lost']}**: per subscriber {m['per_subscriber']}"
-            text = f"{lost}; {m['published']:,} published{capped} in {m['seconds']:.2f} s; server CPU {fmt_us(m['server_cpu_us_per_msg'])} µs/msg"
+            rounds = len(m["rounds"])
+            how = f"median of {rounds} rounds, interleaved with the reference; " if rounds > 1 and r is not None else ""
+            text = f"{how}{lost}; {m['published']:,} published{capped} in {m['seconds']:.2f} s; server CPU {fmt_us(m['server_cpu_us_per_msg'])} µs/msg"
             if r is not None:
                 text += f" (reference {fmt_us(r['server_cpu_us_per_msg'])}, lost {r['lost']})"
             return text + f"; subscribers CPU {fmt_us(m['subscribers_cpu_us_per_msg'])} µs/msg"
@@ -847,7 +851,7 @@ def wl_fanout(ctx: Context, loop: str) -> list[Row]:
             f"pub/sub fan-out 1 -> {SUBSCRIBERS} subscribers, delivered msgs/s",
             lang,
             loop,
-            lambda: one_each(lambda: measure_fanout(ctx, lang, server="ours", client="ours", loop=loop), nats_ref),
+            lambda: paired_fanout(ctx, lambda: measure_fanout(ctx, lang, server="ours", client="ours", loop=loop), nats_ref),
             metric="delivered_per_s",
             unit="msg/s",
             fmt=lambda m: fmt_int(m["delivered_per_s"]),
