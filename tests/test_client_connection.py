@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from ipc_client._connection import _BATCH_MAX_FRAMES, ClientConnection
 
-
-class RecordingTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: Any) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
+from .recording_transport import RecordingTransport
 
 
 def _connection() -> tuple[ClientConnection, RecordingTransport]:
