@@ -85,6 +85,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.responder_for: set[str] = set()
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._answers_expected = False  # this read started handler tasks
         self._reading_paused = False
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -152,6 +153,13 @@ class ServerConnection(asyncio.BufferedProtocol):
                 log.exception("dispatching %s %s from %s failed", msg.message_type.value, msg.message_id, self.connection_id)
                 self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=msg.message_id)
                 return
+        if self._answers_expected:
+            self._answers_expected = False
+            # The handler tasks this read started run first in the next loop
+            # iteration; a flush queued behind them sends what they answered in
+            # that same iteration, not one later.
+            if self._flush_handle is None and self.is_open:
+                self._flush_handle = self.server.loop.call_soon(self._flush)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = ConnState.CLOSED
@@ -283,6 +291,10 @@ class ServerConnection(asyncio.BufferedProtocol):
             self._reading_paused = True
             if self.transport is not None:
                 self.transport.pause_reading()
+
+    def expect_answers(self) -> None:
+        """A handler task was started for a request of the current read."""
+        self._answers_expected = True
 
     def request_finished(self) -> None:
         self.inflight -= 1

@@ -576,6 +576,7 @@ class IPCServer:
         # Bookkeeping first: on Python 3.12+ the task starts at once and may
         # finish before create returns.
         call.task = _start_task(self.loop, self._call_handler(call, handler))
+        conn.expect_answers()
 
     async def _call_handler(self, call: _HandlerCall, handler: Handler) -> None:
         call.started = True

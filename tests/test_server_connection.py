@@ -78,7 +78,9 @@ async def test_a_large_batch_goes_out_in_pieces(server: IPCServer) -> None:
     assert [len(responder.frames(w)) for w in responder.transport.writes] == [_FLUSH_EVERY_FRAMES, 1]
 
 
-async def test_the_answers_of_handlers_that_run_in_one_iteration_go_out_together(server: IPCServer) -> None:
+async def test_the_answers_of_a_reads_handlers_go_out_together_in_the_iteration_they_run(server: IPCServer) -> None:
+    """No loop iteration of latency added between a handler's answer and its write."""
+
     async def echo(msg: Message) -> Any:
         return msg.payload
 
@@ -87,10 +89,29 @@ async def test_the_answers_of_handlers_that_run_in_one_iteration_go_out_together
     await asyncio.sleep(0)
     requester.transport.writes.clear()
     requester.read(_requests("echo", 5))
-    for _ in range(2):  # the handlers run, then their iteration ends
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one iteration: the handler tasks run, then the write
     assert len(requester.transport.writes) == 1
     assert [m.payload for m in requester.frames(requester.transport.writes[0])] == [0, 1, 2, 3, 4]
+
+
+async def test_a_handler_that_waits_is_answered_when_it_finishes(server: IPCServer) -> None:
+    release = asyncio.Event()
+
+    async def slow(msg: Message) -> Any:
+        await release.wait()
+        return msg.payload
+
+    server.add_handler("slow", slow)
+    requester = Peer(server, "requester")
+    await asyncio.sleep(0)
+    requester.transport.writes.clear()
+    requester.read(_requests("slow", 2))
+    await asyncio.sleep(0)
+    assert requester.transport.writes == []  # the flush queued behind them found nothing to send
+    release.set()
+    for _ in range(3):  # the event wakes the handlers, they answer, the write
+        await asyncio.sleep(0)
+    assert [m.payload for w in requester.transport.writes for m in requester.frames(w)] == [0, 1]
 
 
 async def test_a_failing_connection_sends_what_it_queued_then_its_error(server: IPCServer) -> None:
