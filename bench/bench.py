@@ -105,7 +105,7 @@ class Settings:
     idle_connections: int
 
 
-FULL = Settings("full", warmup_s=1.0, window_s=1.5, rounds=4, latency_warmup_s=1.5, latency_s=1.0, latency_rounds=2, fanout_messages=100_000, fanout_cap_s=5.0, fanout_rounds=2, idle_connections=2000)
+FULL = Settings("full", warmup_s=1.0, window_s=1.5, rounds=4, latency_warmup_s=1.5, latency_s=1.0, latency_rounds=4, fanout_messages=100_000, fanout_cap_s=5.0, fanout_rounds=2, idle_connections=2000)
 QUICK = Settings("quick", warmup_s=0.2, window_s=0.6, rounds=1, latency_warmup_s=0.5, latency_s=0.6, latency_rounds=1, fanout_messages=20_000, fanout_cap_s=2.0, fanout_rounds=1, idle_connections=1000)
 
 
