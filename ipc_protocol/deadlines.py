@@ -3,9 +3,13 @@
 Nearly every request is answered long before its deadline. A loop timer per
 request (``call_later`` + ``cancel``) costs ~3 µs in asyncio; here a
 deadline is a tuple in our own heap and one timer is armed for the earliest.
-Answered entries are discarded from the live table and left in the heap; the
-heap is rebuilt from the live table when stale entries outnumber live ones,
-so memory stays proportional to what is in flight.
+Answered entries are discarded from the live table and left in the heap,
+emptied: an entry drops its key when it is discarded, so what the key holds
+(a server's handler call: the request, its task) is freed then, a little at
+a time. Left whole until the heap was rebuilt, 64 answered requests' worth
+of objects were freed at once, and one request in 67 took three times as
+long. The heap is rebuilt from the live table when stale entries outnumber
+live ones, so memory stays proportional to what is in flight.
 
 Sans-I/O: the owner injects its clock and its way to schedule a callback
 (an asyncio loop's ``time`` and ``call_at``).
@@ -16,11 +20,14 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Hashable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = ["Deadlines"]
 
 K = TypeVar("K", bound=Hashable)
+
+# The key slot of a discarded entry.
+_GONE: Any = object()
 
 
 class _Timer(Protocol):
@@ -53,10 +60,11 @@ class Deadlines(Generic[K]):
         self._clock = clock
         self._call_at = call_at
         self._resolution = resolution
-        # One entry per deadline: (when, sequence, key). The sequence breaks
-        # ties, so keys never need to be comparable.
-        self._live: dict[K, tuple[float, int, K]] = {}
-        self._heap: list[tuple[float, int, K]] = []
+        # One entry per deadline: [when, sequence, key], the key replaced by
+        # _GONE when discarded. The sequence breaks ties, so keys are never
+        # compared.
+        self._live: dict[K, list[Any]] = {}
+        self._heap: list[list[Any]] = []
         self._seq = itertools.count()
         self._timer: _Timer | None = None
         self._timer_at = 0.0
@@ -69,7 +77,10 @@ class Deadlines(Generic[K]):
 
     def add(self, key: K, when: float) -> None:
         """Watch ``key`` until ``when``; adding a live key again replaces its deadline."""
-        entry = (when, next(self._seq), key)
+        entry = [when, next(self._seq), key]
+        old = self._live.get(key)
+        if old is not None:
+            old[2] = _GONE
         self._live[key] = entry
         heap = self._heap
         if len(heap) > 2 * len(self._live) + 64:
@@ -82,7 +93,9 @@ class Deadlines(Generic[K]):
 
     def discard(self, key: K) -> None:
         """Stop watching ``key`` (answered, or failed some other way)."""
-        self._live.pop(key, None)
+        entry = self._live.pop(key, None)
+        if entry is not None:
+            entry[2] = _GONE
 
     def clear(self) -> None:
         self._live.clear()
@@ -108,7 +121,7 @@ class Deadlines(Generic[K]):
         while heap:
             entry = heap[0]
             when, _, key = entry
-            if live.get(key) is not entry:  # answered, or re-added with another deadline
+            if key is _GONE:  # answered, or re-added with another deadline
                 heapq.heappop(heap)
             elif when <= due:
                 heapq.heappop(heap)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -114,6 +115,28 @@ def test_memory_follows_what_is_in_flight_not_what_was_sent() -> None:
     assert len(d._heap) <= 2 * 8 + 65
     timers.advance(60.0)
     assert sorted(k for k, _ in expired) == sorted(f"r{i}" for i in range(9992, 10_000))
+
+
+def test_a_discarded_key_is_let_go_at_once() -> None:
+    """What a key holds (a server's handler call: the request, its task) is
+    freed when it is answered, not in a burst when the heap is rebuilt."""
+
+    class Call:
+        pass
+
+    d, timers, expired = make()
+    d.add("other", 30.0)
+    call = Call()
+    d.add(call, 60.0)
+    gone = weakref.ref(call)
+    d.discard(call)
+    del call
+    assert gone() is None
+    key = Call()
+    d.add(key, 20.0)
+    d.add(key, 40.0)  # replaced: the entry for 20.0 is emptied and skipped
+    timers.advance(40.0)
+    assert [k for k, _ in expired] == ["other", key]
 
 
 def test_a_callback_run_early_within_the_resolution_counts_as_due() -> None:
