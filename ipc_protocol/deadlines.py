@@ -2,7 +2,7 @@
 
 Nearly every request is answered long before its deadline. A loop timer per
 request (``call_later`` + ``cancel``) costs ~3 µs in asyncio; here a
-deadline is a tuple in our own heap and one timer is armed for the earliest.
+deadline is an entry in our own heap and one timer is armed for the earliest.
 Answered entries are discarded from the live table and left in the heap,
 emptied: an entry drops its key when it is discarded, so what the key holds
 (a server's handler call: the request, its task) is freed then, a little at
