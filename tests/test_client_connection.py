@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ipc_client._connection import _BATCH_MAX_FRAMES, ClientConnection
+from ipc_protocol import Message, MessageType, encode_frame, encode_message
 
 from .recording_transport import RecordingTransport
 
@@ -45,6 +46,43 @@ async def test_a_large_batch_is_written_in_pieces() -> None:
     assert transport.writes == [b"x", b"x" * _BATCH_MAX_FRAMES]
     await _next_iteration()
     assert transport.writes == [b"x", b"x" * _BATCH_MAX_FRAMES, b"x"]
+
+
+def _answers(n: int) -> bytes:
+    return b"".join(encode_frame(encode_message(Message.build(MessageType.RESPONSE, "app", "echo", i, reply_to=f"r{i}"))) for i in range(n))
+
+
+async def _writers_woken_by_a_read(n: int) -> tuple[RecordingTransport, list[asyncio.Task[None]]]:
+    """``n`` writers each wait for an answer, as requesters do, and write their
+    next request once it comes; one read brings all ``n`` answers."""
+    loop = asyncio.get_running_loop()
+    waiting: dict[str, asyncio.Future[Message]] = {f"r{i}": loop.create_future() for i in range(n)}
+    conn = ClientConnection(lambda c, m: waiting[m.reply_to].set_result(m), lambda c, e: None, None)  # type: ignore[index]
+    transport = RecordingTransport()
+    conn.connection_made(transport)
+
+    async def writer(fut: asyncio.Future[Message]) -> None:
+        msg = await fut
+        conn.write(b"next%d " % msg.payload)
+
+    tasks = [loop.create_task(writer(fut)) for fut in waiting.values()]
+    await _next_iteration()
+    conn.data_received(_answers(n))
+    await _next_iteration()
+    return transport, tasks
+
+
+async def test_the_writers_one_read_wakes_write_together() -> None:
+    """Their first frame does not take a system call of its own."""
+    transport, tasks = await _writers_woken_by_a_read(3)
+    assert transport.writes == [b"next0 next1 next2 "]
+    await asyncio.gather(*tasks)
+
+
+async def test_a_writer_woken_by_a_read_of_one_frame_writes_at_once() -> None:
+    transport, tasks = await _writers_woken_by_a_read(1)
+    assert transport.writes == [b"next0 "]
+    await asyncio.gather(*tasks)
 
 
 async def test_close_writes_the_waiting_frames_first() -> None:
