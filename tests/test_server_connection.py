@@ -78,6 +78,14 @@ async def test_a_large_batch_goes_out_in_pieces(server: IPCServer) -> None:
     assert [len(responder.frames(w)) for w in responder.transport.writes] == [_FLUSH_EVERY_FRAMES, 1]
 
 
+async def _requester_past_its_handshake(server: IPCServer) -> Peer:
+    """A connection whose handshake answer went out; its writes start empty."""
+    requester = Peer(server, "requester")
+    await asyncio.sleep(0)
+    requester.transport.writes.clear()
+    return requester
+
+
 async def test_the_answers_of_a_reads_handlers_go_out_together_in_the_iteration_they_run(server: IPCServer) -> None:
     """No loop iteration of latency added between a handler's answer and its write."""
 
@@ -85,9 +93,7 @@ async def test_the_answers_of_a_reads_handlers_go_out_together_in_the_iteration_
         return msg.payload
 
     server.add_handler("echo", echo)
-    requester = Peer(server, "requester")
-    await asyncio.sleep(0)
-    requester.transport.writes.clear()
+    requester = await _requester_past_its_handshake(server)
     requester.read(_requests("echo", 5))
     await asyncio.sleep(0)  # one iteration: the handler tasks run, then the write
     assert len(requester.transport.writes) == 1
@@ -102,9 +108,7 @@ async def test_a_handler_that_waits_is_answered_when_it_finishes(server: IPCServ
         return msg.payload
 
     server.add_handler("slow", slow)
-    requester = Peer(server, "requester")
-    await asyncio.sleep(0)
-    requester.transport.writes.clear()
+    requester = await _requester_past_its_handshake(server)
     requester.read(_requests("slow", 2))
     await asyncio.sleep(0)
     assert requester.transport.writes == []  # the flush queued behind them found nothing to send
