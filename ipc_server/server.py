@@ -364,7 +364,7 @@ class IPCServer:
             conn.fail(ErrorCode.FORBIDDEN, f"app_id {msg.app_id!r} differs from the handshake's {conn.app_id!r}", reply_to=msg.message_id)
             return
         mtype = msg.message_type
-        if mtype is MessageType.REQUEST:
+        if mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
             if msg.channel_id == SYSTEM_CHANNEL:
                 self._system(conn, msg)
             else:
@@ -373,11 +373,6 @@ class IPCServer:
             self._response(conn, msg, body)
         elif mtype is MessageType.PUBLISH:
             self._publish(conn, msg, body)
-        elif mtype is MessageType.NOTIFICATION:
-            if msg.channel_id == SYSTEM_CHANNEL:
-                self._system(conn, msg)
-            else:
-                self._route(conn, msg, body)
         elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
             self._subscription(conn, msg)
 
