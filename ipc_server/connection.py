@@ -1,5 +1,6 @@
 """One client connection: bytes in -> core -> messages to the server; messages
-out -> one coalesced write per loop iteration.
+out -> one coalesced write per loop iteration, except where nothing could
+join them (below).
 
 The adapter owns the transport, the decoder, the outbound buffer and the
 connection's identity. It knows nothing about routing: every decoded message
@@ -137,22 +138,28 @@ class ServerConnection(asyncio.BufferedProtocol):
         except ProtocolError as exc:
             self.fail(exc.code, str(exc))
             return
-        dispatch = self.server.dispatch
-        for body in frames:
-            if self.state is ConnState.CLOSING:
-                return
-            try:
-                msg = decode_message(body)
-            except ProtocolError as exc:
-                self.fail(exc.code, str(exc), reply_to=_peek_message_id(body))
-                return
-            stats.messages_in += 1
-            try:
-                dispatch(self, msg, body)
-            except Exception:  # a bug or an unencodable relay: never crash the loop
-                log.exception("dispatching %s %s from %s failed", msg.message_type.value, msg.message_id, self.connection_id)
-                self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=msg.message_id)
-                return
+        server = self.server
+        dispatch = server.dispatch
+        # A read of one frame: what it sends has nothing to wait for (send_frame).
+        server.lone_read = len(frames) == 1
+        try:
+            for body in frames:
+                if self.state is ConnState.CLOSING:
+                    return
+                try:
+                    msg = decode_message(body)
+                except ProtocolError as exc:
+                    self.fail(exc.code, str(exc), reply_to=_peek_message_id(body))
+                    return
+                stats.messages_in += 1
+                try:
+                    dispatch(self, msg, body)
+                except Exception:  # a bug or an unencodable relay: never crash the loop
+                    log.exception("dispatching %s %s from %s failed", msg.message_type.value, msg.message_id, self.connection_id)
+                    self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=msg.message_id)
+                    return
+        finally:
+            server.lone_read = False
         if self._answers_expected:
             self._answers_expected = False
             # The handler tasks this read started run first in the next loop
@@ -178,23 +185,32 @@ class ServerConnection(asyncio.BufferedProtocol):
     def is_open(self) -> bool:
         return self.state is ConnState.OPEN or self.state is ConnState.HANDSHAKE
 
-    def send(self, msg: Message) -> bool:
+    def send(self, msg: Message, *, at_once: bool = False) -> bool:
         """Encode and queue ``msg`` for this connection's protocol version."""
         if not self.is_open:
             return False
-        return self.send_frame(encode_frame(encode_message(msg, legacy=self.legacy)))
+        return self.send_frame(encode_frame(encode_message(msg, legacy=self.legacy)), at_once=at_once)
 
-    def send_frame(self, frame: bytes) -> bool:
+    def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
         """Queue an encoded frame; the frames of one loop iteration go out
-        together, in writes of at most ``_FLUSH_EVERY_FRAMES``."""
+        together, in writes of at most ``_FLUSH_EVERY_FRAMES``.
+
+        Written at once, with any queued before it: ``at_once`` (the caller
+        knows nothing will join it), or the connection's first frame of the
+        iteration while the server handles a read of one frame. Frames that
+        follow in the iteration are batched as usual.
+        """
         state = self.state  # is_open, inline: this runs for every frame sent
         if state is not ConnState.OPEN and state is not ConnState.HANDSHAKE:
             return False
-        self._out.append(frame)
-        self.server.stats.messages_out += 1
+        out = self._out
+        out.append(frame)
+        server = self.server
+        server.stats.messages_out += 1
         if self._flush_handle is None:
-            self._flush_handle = self.server.loop.call_soon(self._flush)
-        elif len(self._out) >= _FLUSH_EVERY_FRAMES:
+            self._flush_handle = server.loop.call_soon(self._flush)
+            at_once = at_once or server.lone_read
+        if at_once or len(out) >= _FLUSH_EVERY_FRAMES:
             self._write_pending()
         return True
 

@@ -102,7 +102,8 @@ class _HandlerCall:
         if self.answered:
             return
         if self.request.message_type is MessageType.REQUEST:
-            self.conn.send(reply)  # raises before queueing if reply cannot be encoded
+            conn = self.conn
+            conn.send(reply, at_once=conn.inflight == 1)  # raises before queueing if reply cannot be encoded
         elif reply.error is not None:
             log.warning("notification handler for %r failed: %s", self.request.channel_id, reply.error.message)
         self.answered = True
@@ -113,7 +114,10 @@ class _HandlerCall:
             return
         conn = self.conn
         if conn.is_open and self.request.message_type is MessageType.REQUEST:
-            conn.send_frame(encode_frame(encode_response(self.request, payload, legacy=conn.legacy)))  # raises if it cannot be encoded
+            # The connection's only request in flight: no other answer can
+            # join this one, so it goes out now rather than after the books close.
+            frame = encode_frame(encode_response(self.request, payload, legacy=conn.legacy))  # raises if it cannot be encoded
+            conn.send_frame(frame, at_once=conn.inflight == 1)
         self.answered = True
 
 
@@ -159,6 +163,9 @@ class IPCServer:
         # per read instead, which glibc serves with mmap: three more system
         # calls (mmap, mremap, munmap) and fresh page faults on every read.
         self._read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
+        # True while a read of one frame is dispatched: the frames it sends
+        # are written at once (ServerConnection.send_frame).
+        self.lone_read = False
         self._handler_calls: set[_HandlerCall] = set()
         # One loop timer each for all handler and forwarded-request deadlines (§6.5).
         self._handler_deadlines: Deadlines[_HandlerCall] = Deadlines(

@@ -78,6 +78,21 @@ async def test_a_large_batch_goes_out_in_pieces(server: IPCServer) -> None:
     assert [len(responder.frames(w)) for w in responder.transport.writes] == [_FLUSH_EVERY_FRAMES, 1]
 
 
+async def test_what_a_read_of_one_frame_sends_is_written_at_once(server: IPCServer) -> None:
+    """Nothing else in the read could join it; later frames of the iteration are batched."""
+    responder, requester = Peer(server, "responder"), Peer(server, "requester")
+    responder.read(encode_frame(encode_message(Message.build(MessageType.SUBSCRIBE, "app", "work", {"serve": True}))))
+    await asyncio.sleep(0)
+    responder.transport.writes.clear()
+    requester.read(_requests("work", 1))
+    assert [[m.payload for m in responder.frames(w)] for w in responder.transport.writes] == [[0]]
+    requester.read(_requests("work", 1))
+    requester.read(_requests("work", 2))
+    assert len(responder.transport.writes) == 1  # the rest waits for the iteration's end
+    await asyncio.sleep(0)
+    assert [[m.payload for m in responder.frames(w)] for w in responder.transport.writes] == [[0], [0, 0, 1]]
+
+
 async def _requester_past_its_handshake(server: IPCServer) -> Peer:
     """A connection whose handshake answer went out; its writes start empty."""
     requester = Peer(server, "requester")
@@ -98,6 +113,24 @@ async def test_the_answers_of_a_reads_handlers_go_out_together_in_the_iteration_
     await asyncio.sleep(0)  # one iteration: the handler tasks run, then the write
     assert len(requester.transport.writes) == 1
     assert [m.payload for m in requester.frames(requester.transport.writes[0])] == [0, 1, 2, 3, 4]
+
+
+async def test_the_answer_to_a_connections_only_request_is_written_before_the_books_close(server: IPCServer) -> None:
+    """Nothing could join it: its bookkeeping waits, the requester does not."""
+
+    async def echo(msg: Message) -> Any:
+        return msg.payload
+
+    server.add_handler("echo", echo)
+    requester = await _requester_past_its_handshake(server)
+    inflight_at_write: list[int] = []
+    record = requester.transport.write
+    requester.transport.write = lambda data: (inflight_at_write.append(requester.conn.inflight), record(data))  # type: ignore[method-assign]
+    requester.read(_requests("echo", 1))
+    await asyncio.sleep(0)
+    assert inflight_at_write == [1]  # written while its request still counted
+    assert requester.conn.inflight == 0
+    assert [m.payload for m in requester.frames(requester.transport.writes[0])] == [0]
 
 
 async def test_a_handler_that_waits_is_answered_when_it_finishes(server: IPCServer) -> None:
