@@ -238,7 +238,9 @@ class IPCClient:
             resolution=_CLOCK_RESOLUTION_S,
         )
         self._subscriptions: dict[str, list[Handler]] = {}
-        self._sub_cache: dict[str, list[Handler]] = {}
+        # channel -> its handlers, each with whether it is async (the check
+        # costs ~0.5 µs for a plain function, on every message delivered).
+        self._sub_cache: dict[str, list[tuple[Handler, bool]]] = {}
         self._services: dict[str, Handler] = {}
         self._service_acks: dict[str, Registration] = {}
         self._listeners = Listeners("client", _EVENTS, self._spawn)
@@ -653,17 +655,18 @@ class IPCClient:
         if handlers is None:
             # Each handler once, even when several of its patterns match.
             matching = (h for p, hs in self._subscriptions.items() if pattern_matches(p, msg.channel_id) for h in hs)
-            handlers = list(dict.fromkeys(matching))
+            handlers = [(h, _is_async_function(h)) for h in dict.fromkeys(matching)]
             if len(self._sub_cache) >= _SUB_CACHE_LIMIT:
                 self._sub_cache.clear()
             self._sub_cache[msg.channel_id] = handlers
-        for handler in handlers:
+        for handler, is_async in handlers:
             try:
-                if _is_async_function(handler):
+                if is_async:
                     self._admit(None, self._guard, (msg, handler, None))
                     continue
                 result = handler(msg)
-                if inspect.isawaitable(result):
+                # `is not None` first: isawaitable costs ~0.4 µs, and most handlers return None.
+                if result is not None and inspect.isawaitable(result):
                     self._admit(None, self._guard, (msg, None, result))
             except Exception as exc:
                 log.exception("subscription handler for %r failed", msg.channel_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
@@ -117,6 +118,21 @@ async def test_several_handlers_on_one_pattern_and_async_handlers(make_client) -
     await pub.publish("x", 43)
     assert (await b.get()).payload == 43
     assert a.queue.empty()
+
+
+async def test_handlers_that_are_async_by_wrapping_or_by_what_they_return(make_client) -> None:
+    """A partial of an async function runs as one; a plain function's awaitable result is awaited."""
+    sub, pub = await make_client(), await make_client()
+    a, b = Inbox(), Inbox()
+
+    async def tagged(inbox, msg):
+        await asyncio.sleep(0)
+        inbox(msg)
+
+    await sub.subscribe("w", functools.partial(tagged, a))
+    await sub.subscribe("w", lambda msg: tagged(b, msg))
+    await pub.publish("w", 7)
+    assert (await a.get()).payload == 7 and (await b.get()).payload == 7
 
 
 async def test_order_is_kept_per_publisher(make_client) -> None:
