@@ -114,8 +114,8 @@ class _HandlerCall:
             return
         conn = self.conn
         if conn.is_open and self.request.message_type is MessageType.REQUEST:
-            # The connection's only request in flight: no other answer can
-            # join this one, so it goes out now rather than after the books close.
+            # The connection's only request in flight: no other answer can join
+            # it, so it goes out now rather than after the books close.
             frame = encode_frame(encode_response(self.request, payload, legacy=conn.legacy))  # raises if it cannot be encoded
             conn.send_frame(frame, at_once=conn.inflight == 1)
         self.answered = True
