@@ -2,7 +2,7 @@
 """Benchmark of the IPC bridge against its reference peers: one command, one
 markdown table, optionally a chart.
 
-    python bench/bench.py                      # every workload, every peer installed (about 7 min)
+    python bench/bench.py                      # every workload, every peer installed (about 9 min)
     python bench/bench.py --quick              # shorter windows (about 1 min)
     python bench/bench.py --only latency       # some workloads (comma-separated list allowed)
     python bench/bench.py --loop asyncio       # server loops: asyncio, uvloop or auto (both if installed)
