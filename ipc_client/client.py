@@ -44,11 +44,12 @@ from ipc_protocol import (
     encode_response,
     error_from_wire,
     is_reserved,
+    is_servable,
     pattern_matches,
     validate_channel,
     validate_pattern,
 )
-from ipc_protocol import FrameTooLarge, Forbidden, Unauthorized
+from ipc_protocol import AlreadyServing, FrameTooLarge, Forbidden, Unauthorized
 from ipc_protocol import __version__ as _version
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 from ipc_protocol.deadlines import Deadlines
@@ -149,6 +150,10 @@ class IPCClient:
         heartbeat_timeout: seconds of silence after which the connection is
             declared dead; default twice the interval.
         reconnect: reconnect automatically after the connection drops.
+        wait_on_first_connect: a failed first :meth:`connect` keeps trying
+            with the reconnect policy (backoff, jitter, ``max_retries``),
+            emitting ``reconnecting``, and returns on the first success;
+            off by default, so an unreachable server fails at once.
         max_retries: reconnection attempts before giving up; ``None`` = unlimited.
         initial_delay, max_delay, multiplier, jitter: the reconnect backoff,
             ``min(initial_delay * multiplier**n, max_delay)`` ± ``jitter``.
@@ -179,6 +184,7 @@ class IPCClient:
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float | None = None,
         reconnect: bool = True,
+        wait_on_first_connect: bool = False,
         max_retries: int | None = None,
         initial_delay: float = DEFAULT_INITIAL_DELAY_S,
         max_delay: float = DEFAULT_MAX_DELAY_S,
@@ -218,6 +224,7 @@ class IPCClient:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.reconnect = reconnect
+        self.wait_on_first_connect = wait_on_first_connect
         self.max_retries = max_retries
         self.backoff = Backoff(initial_delay=initial_delay, max_delay=max_delay, multiplier=multiplier, jitter=jitter)
         self.token = token
@@ -247,6 +254,7 @@ class IPCClient:
         self._state_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._last_failure: BaseException | None = None  # of the latest connection attempt
         self._heartbeat_task: asyncio.Task[None] | None = None
         # Ids of requests that timed out locally: their late answers are
         # dropped quietly instead of being reported as stray errors.
@@ -344,7 +352,12 @@ class IPCClient:
     # -- connect / disconnect -----------------------------------------------
 
     async def connect(self) -> bool:
-        """Connect and handshake; returns True. Raises NotConnected on failure."""
+        """Connect and handshake; returns True.
+
+        Raises NotConnected when the server cannot be reached or does not
+        complete the handshake (with ``wait_on_first_connect``: once the
+        retries are spent or :meth:`disconnect` is called), Unauthorized
+        when it refuses the token."""
         if self._state is ConnectionState.CONNECTED:
             return True
         if self._state is not ConnectionState.DISCONNECTED:
@@ -359,17 +372,43 @@ class IPCClient:
         try:
             await self._open(generation)
         except BaseException as exc:
-            if self._state is ConnectionState.CONNECTING and self._generation == generation:
+            failure = self._connect_failure(exc)
+            current = self._state is ConnectionState.CONNECTING and self._generation == generation
+            if current and self.wait_on_first_connect and not isinstance(failure, Unauthorized) and failure is not exc:
+                return await self._keep_connecting(failure)
+            if current:
                 self._set_state(ConnectionState.DISCONNECTED)
                 self._give_up_queue(NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}"))
-            if isinstance(exc, IPCError) and not isinstance(exc, (ConnectionLost, RequestTimeout)):
+            if failure is exc:
                 raise
-            if isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)):
-                raise NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-            raise
+            raise failure from exc
         self._set_state(ConnectionState.CONNECTED)
         self._emit("connected", self.get_connection_info())
         self._ensure_replay()
+        return True
+
+    def _connect_failure(self, exc: BaseException) -> BaseException:
+        """What connect() raises for a failed attempt: the server's own refusal
+        as it is, an unreachable or silent server as NotConnected."""
+        if isinstance(exc, IPCError) and not isinstance(exc, (ConnectionLost, RequestTimeout)):
+            return exc
+        if isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)):
+            return NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}")
+        return exc
+
+    async def _keep_connecting(self, failure: BaseException) -> bool:
+        """``wait_on_first_connect``: retry as a reconnection does, and return
+        once connected (the diagram's Connecting -> Reconnecting)."""
+        self._last_failure = failure
+        self._set_state(ConnectionState.RECONNECTING)
+        self._reconnect_task = asyncio.ensure_future(self._reconnect_loop(first_connect=True))
+        try:
+            await self._until_connected(None)
+        except NotConnected:
+            last = self._last_failure
+            if isinstance(last, Unauthorized):
+                raise last from None
+            raise NotConnected(f"cannot connect to {self.host}:{self.port}: {self._state.value} after retrying: {last}") from last
         return True
 
     def _abandon(self, conn: ClientConnection) -> None:
@@ -546,7 +585,9 @@ class IPCClient:
                 fut.set_exception(ConnectionLost(str(reason)))
                 fut.exception()  # mark retrieved: a caller may have gone already
 
-    async def _reconnect_loop(self) -> None:
+    async def _reconnect_loop(self, *, first_connect: bool = False) -> None:
+        """Retry with backoff while RECONNECTING; ``first_connect``: the
+        attempts of a first connect() (no ``reconnected`` event)."""
         generation = self._generation
         attempt = 0
         started = asyncio.get_running_loop().time()
@@ -566,20 +607,23 @@ class IPCClient:
                 await self._open(generation)
             except Unauthorized as exc:  # retrying cannot fix credentials
                 log.error("reconnect refused: %s", exc)
+                self._last_failure = exc
                 self._set_state(ConnectionState.DISCONNECTED)
                 self._give_up_queue(NotConnected(f"gave up reconnecting: {exc}"))
                 self._emit("reconnect_failed", attempt)
                 return
             except (OSError, IPCError, asyncio.TimeoutError) as exc:
                 log.debug("reconnect attempt %d failed: %s", attempt, exc)
+                self._last_failure = exc
                 continue
             if self._state is not ConnectionState.RECONNECTING or self._conn is None:  # pragma: no cover
                 return
-            self._reconnects += 1
             self._reconnect_task = None
             self._set_state(ConnectionState.CONNECTED)
-            elapsed = asyncio.get_running_loop().time() - started
-            self._emit("reconnected", {"attempts": attempt, "elapsed": elapsed})
+            if not first_connect:
+                self._reconnects += 1
+                elapsed = asyncio.get_running_loop().time() - started
+                self._emit("reconnected", {"attempts": attempt, "elapsed": elapsed})
             self._emit("connected", self.get_connection_info())
             self._ensure_replay()
             return
@@ -644,10 +688,11 @@ class IPCClient:
         if mtype is MessageType.PUBLISH:
             self._deliver(msg)
         elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
-            if msg.channel_id == SYSTEM_CHANNEL:
-                if isinstance(msg.payload, dict) and msg.payload.get("action") == "ping" and mtype is MessageType.REQUEST:
+            if msg.channel_id == SYSTEM_CHANNEL and isinstance(msg.payload, dict) and msg.payload.get("action") == "ping":
+                if mtype is MessageType.REQUEST:
                     self._write(conn, response_to(msg, {"status": "pong"}))
                 return
+            # Any other system action reaches us only because we serve 'system' (§8).
             self._serve_request(conn, msg)
 
     def _deliver(self, msg: Message) -> None:
@@ -1312,10 +1357,10 @@ class IPCClient:
         awaiting it (optional) waits until the server has registered it.
         """
         validate_pattern(channel)
-        if is_reserved(channel):
+        if not is_servable(channel):
             raise ValueError(f"channel {channel!r} is reserved for the server")
         if channel in self._services:
-            raise ValueError(f"already serving {channel!r}")
+            raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
         self._services[channel] = fn
         registration = Registration(channel)
         self._service_acks[channel] = registration
@@ -1361,8 +1406,16 @@ class IPCClient:
 
     # -- public API: introspection ----------------------------------------------
 
-    async def health_check(self, timeout: float = 5.0) -> dict[str, Any]:
-        """Ping the server; report whether the connection is healthy and its latency."""
+    async def health_check(self, timeout: float = 5.0) -> bool:
+        """Whether a ping round trip succeeds within ``timeout`` seconds; never raises.
+
+        Against a 1.1.x server, which never answers pings, it is whether the
+        connection is open. :meth:`health` gives the details."""
+        return bool((await self.health(timeout))["healthy"])
+
+    async def health(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Ping the server: ``{healthy, state, latency_ms, protocol}``, and
+        ``error`` ``{code, message}`` when the ping failed; never raises."""
         info: dict[str, Any] = {"healthy": False, "state": self._state.value, "latency_ms": None, "protocol": 1 if self.legacy else PROTOCOL_VERSION}
         if self._state is not ConnectionState.CONNECTED or self._conn is None:
             return info
@@ -1381,7 +1434,9 @@ class IPCClient:
         return info
 
     async def system(self, action: str, timeout: float | None = None) -> Any:
-        """Ask the server's ``system`` channel (``stats``, ``channels``, ``services``)."""
+        """Ask the ``system`` channel: the server's own actions (``stats``,
+        ``channels``, ``services``, ``ping``), or any other action of whoever
+        serves ``system`` in this app (docs/protocol.md §8)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
         conn = await self._ready_connection(deadline)

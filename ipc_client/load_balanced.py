@@ -211,7 +211,7 @@ class LoadBalancedClient:
         try:
             async with asyncio.timeout(timeout):
                 async with pool.lease(timeout) as client:
-                    report = await client.health_check(timeout)
+                    report = await client.health(timeout)
             if not report.get("healthy"):
                 error = NotConnected(f"health check failed: {report.get('error') or report.get('state')}")
         except TimeoutError:

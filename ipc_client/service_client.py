@@ -3,7 +3,9 @@
 Each service is one :class:`LoadBalancedClient` (one or more servers, its
 own app). Calls are counted per service, latencies and rate over the last
 1,024 calls, so a status page shows how each backend behaves now rather
-than since the gateway started.
+than since the gateway started. The names and defaults of a service
+description are those of the gateway ServiceClient this one replaces
+(``configure_service``, ``get_metrics``, ``get_connection_status``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ _OPTION_KEYS = {
     "reconnect_delay": "initial_delay",
 }
 _SERVICE_KEYS = frozenset({"host", "port", "servers", "app_id", *_OPTION_KEYS})
+# What a service description leaves out (seconds where the gateway
+# ServiceClient this replaces said milliseconds).
+SERVICE_DEFAULTS: Mapping[str, Any] = {
+    "max_connections": 10,
+    "min_connections": 1,
+    "timeout": 5.0,
+    "health_check_interval": 30.0,
+    "reconnect_delay": 1.0,
+}
 
 
 class _Service:
@@ -49,13 +60,31 @@ class _Service:
         else:
             raise ValueError(f"service {name!r} needs {{host, port}} or {{servers: [...]}}")
         options = dict(shared)
-        options.update({_OPTION_KEYS[k]: v for k, v in spec.items() if k in _OPTION_KEYS})
+        options.update({_OPTION_KEYS[k]: v for k, v in {**SERVICE_DEFAULTS, **spec}.items() if k in _OPTION_KEYS})
         self.name = name
         self.client = LoadBalancedClient(spec.get("app_id", name), servers, **options)
         self.window = LatencyWindow()
         self.requests = 0
         self.errors = 0
         self.timeouts = 0
+        self._starting: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        """Start the balanced client once; later callers share that attempt.
+        A service none of whose servers answered stays started: its health
+        checks bring servers in, and calls meanwhile raise NotConnected."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self.client.start())
+        await asyncio.shield(self._starting)
+
+    @property
+    def started(self) -> bool:
+        return self._starting is not None
+
+    @property
+    def ready(self) -> bool:
+        """Started, and done starting (whether or not a server answered)."""
+        return self._starting is not None and self._starting.done()
 
     def record(self, started: float, error: BaseException | None) -> None:
         ended = time.monotonic()
@@ -82,9 +111,11 @@ class ServiceClient:
     Args:
         services: name -> ``{host, port}`` or ``{servers: [...]}``, plus
             optional ``app_id`` (default: the name), ``strategy``,
-            ``min_connections``, ``max_connections``, ``timeout`` (default
-            deadline of its calls, s), ``health_check_interval`` (s) and
-            ``reconnect_delay`` (first backoff delay of its clients, s).
+            ``min_connections`` (1), ``max_connections`` (10), ``timeout``
+            (default deadline of its calls, 5 s), ``health_check_interval``
+            (30 s) and ``reconnect_delay`` (first backoff delay of its
+            clients, 1 s). Optional: :meth:`configure_service` adds services
+            later.
         app_id: this gateway's name.
         client_options: passed to every service's clients (``token``...),
             except ``queue_path`` (ValueError): a persisted outbox belongs to
@@ -93,19 +124,37 @@ class ServiceClient:
     Raises ValueError for a description it cannot read.
     """
 
-    def __init__(self, services: Mapping[str, Mapping[str, Any]], *, app_id: str = "gateway", **client_options: Any) -> None:
-        if not isinstance(services, Mapping) or not services:
-            raise ValueError("services must map at least one name to a description")
+    def __init__(self, services: Mapping[str, Mapping[str, Any]] | None = None, *, app_id: str = "gateway", **client_options: Any) -> None:
+        if services is not None and not isinstance(services, Mapping):
+            raise ValueError("services must map names to descriptions")
         if not isinstance(app_id, str) or not app_id:
             raise ValueError("app_id must be a non-empty string")
         _refuse_queue_path("ServiceClient", client_options)
         self.app_id = app_id
-        self._services = {name: _Service(name, spec, client_options) for name, spec in services.items()}
+        self._shared = client_options
+        self._services = {name: _Service(name, spec, client_options) for name, spec in (services or {}).items()}
+        self._retiring: set[asyncio.Task[None]] = set()  # replaced services' clients, closing
         self._closed = False
 
     @property
     def services(self) -> list[str]:
         return list(self._services)
+
+    def configure_service(self, name: str, config: Mapping[str, Any]) -> None:
+        """Add a service, or replace one's description; a replaced service's
+        connections close in the background (its calls in flight fail
+        ``connection_lost``), and the new one connects on first use."""
+        if self._closed:
+            raise NotConnected("the service client is shut down")
+        if not isinstance(name, str) or not name:
+            raise ValueError("a service name must be a non-empty string")
+        service = _Service(name, config, self._shared)
+        old = self._services.get(name)
+        self._services[name] = service
+        if old is not None and old.started:
+            task = asyncio.ensure_future(old.client.close())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     def _service(self, name: str) -> _Service:
         if self._closed:
@@ -113,10 +162,10 @@ class ServiceClient:
         try:
             return self._services[name]
         except KeyError:
-            raise ValueError(f"unknown service {name!r}; known: {', '.join(self._services)}") from None
+            raise ValueError(f"unknown service {name!r}; known: {', '.join(self._services) or 'none'}") from None
 
     async def start(self) -> None:
-        """Connect to every service.
+        """Connect to every service (optional: a service connects on first use).
 
         Raises NotConnected naming the services none of whose servers could
         be reached; those keep trying (health checks) and the others work.
@@ -124,7 +173,7 @@ class ServiceClient:
         if self._closed:
             raise NotConnected("the service client is shut down")
         names = list(self._services)
-        results = await asyncio.gather(*(s.client.start() for s in self._services.values()), return_exceptions=True)
+        results = await asyncio.gather(*(s.start() for s in self._services.values()), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, IPCError):
                 raise r
@@ -143,6 +192,8 @@ class ServiceClient:
         svc = self._service(service)
         started = time.monotonic()
         try:
+            if not svc.ready:
+                await svc.start()
             reply = await svc.client.send_request(method, data, timeout=timeout)
         except Exception as exc:  # a cancelled call is not the service's failure
             svc.record(started, exc)
@@ -157,6 +208,14 @@ class ServiceClient:
         rate and latencies cover the last 1,024 calls."""
         return {name: svc.metrics() for name, svc in self._services.items()}
 
+    def get_metrics(self, service: str | None = None) -> dict[str, Any]:
+        """One service's :meth:`metrics`, or every service's when ``service`` is None."""
+        if service is None:
+            return self.metrics()
+        if service not in self._services:
+            raise ValueError(f"unknown service {service!r}")
+        return self._services[service].metrics()
+
     def status(self) -> dict[str, dict[str, Any]]:
         """Per service ``{healthy, servers}``; healthy while one of its servers is."""
         out: dict[str, dict[str, Any]] = {}
@@ -164,6 +223,10 @@ class ServiceClient:
             servers = svc.client.server_stats()
             out[name] = {"healthy": not self._closed and any(s["healthy"] for s in servers), "servers": servers}
         return out
+
+    def get_connection_status(self) -> dict[str, dict[str, Any]]:
+        """The same as :meth:`status`, under the gateway ServiceClient's name."""
+        return self.status()
 
     def client(self, service: str) -> LoadBalancedClient:
         """The balanced client behind ``service``, for publish, subscribe and serve."""
@@ -174,7 +237,7 @@ class ServiceClient:
         if self._closed:
             return
         self._closed = True
-        await asyncio.gather(*(s.client.close() for s in self._services.values()))
+        await asyncio.gather(*(s.client.close() for s in self._services.values()), *self._retiring)
 
     async def __aenter__(self) -> ServiceClient:
         try:

@@ -20,7 +20,8 @@ S = ConnectionState
 
 TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
     S.DISCONNECTED: frozenset({S.CONNECTING}),
-    S.CONNECTING: frozenset({S.CONNECTED, S.DISCONNECTED, S.DISCONNECTING}),
+    # CONNECTING -> RECONNECTING: a failed first attempt with wait_on_first_connect.
+    S.CONNECTING: frozenset({S.CONNECTED, S.RECONNECTING, S.DISCONNECTED, S.DISCONNECTING}),
     S.CONNECTED: frozenset({S.RECONNECTING, S.DISCONNECTING, S.DISCONNECTED}),
     S.RECONNECTING: frozenset({S.CONNECTED, S.DISCONNECTED, S.DISCONNECTING}),
     S.DISCONNECTING: frozenset({S.DISCONNECTED}),

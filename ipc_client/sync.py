@@ -261,8 +261,11 @@ class SyncIPCClient:
 
     # -- introspection --------------------------------------------------------------
 
-    def health_check(self, timeout: float = 5.0) -> dict[str, Any]:
+    def health_check(self, timeout: float = 5.0) -> bool:
         return self._run(lambda: self._client.health_check(timeout))
+
+    def health(self, timeout: float = 5.0) -> dict[str, Any]:
+        return self._run(lambda: self._client.health(timeout))
 
     def metrics(self) -> dict[str, Any]:
         return self._read(self._client.metrics)

@@ -2,9 +2,9 @@
 error codes and exceptions. Shared by ``ipc_server`` and ``ipc_client``; it
 never imports asyncio or socket, so it is tested and fuzzed on bytes alone."""
 
-from .channels import is_pattern, is_reserved, pattern_matches, validate_channel, validate_pattern
+from .channels import is_pattern, is_reserved, is_servable, pattern_matches, validate_channel, validate_pattern
 from .codes import CLIENT_CODES, WIRE_CODES, ErrorCode
-from .constants import LEGACY_PROTOCOL_VERSION, PROTOCOL_VERSION, SERVICES_CHANNEL, SYSTEM_CHANNEL
+from .constants import LEGACY_PROTOCOL_VERSION, PROTOCOL_VERSION, SERVER_SYSTEM_ACTIONS, SERVICES_CHANNEL, SYSTEM_CHANNEL
 from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, encode_request, encode_response, new_message_id
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
@@ -20,6 +20,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "LEGACY_PROTOCOL_VERSION",
     "SYSTEM_CHANNEL",
+    "SERVER_SYSTEM_ACTIONS",
     "SERVICES_CHANNEL",
     "Message",
     "MessageType",
@@ -37,6 +38,7 @@ __all__ = [
     "validate_pattern",
     "is_pattern",
     "is_reserved",
+    "is_servable",
     "pattern_matches",
     *_exceptions_all,
 ]

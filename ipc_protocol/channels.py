@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .constants import RESERVED_PREFIXES
+from .constants import RESERVED_PREFIXES, SYSTEM_CHANNEL
 
 __all__ = [
     "validate_channel",
     "validate_pattern",
     "is_pattern",
     "is_reserved",
+    "is_servable",
     "pattern_matches",
 ]
 
@@ -71,6 +72,13 @@ def is_reserved(channel: str) -> bool:
     """Channels under ``system`` and ``$sys`` belong to the server."""
     head = channel.split(".", 1)[0]
     return head in RESERVED_PREFIXES
+
+
+def is_servable(channel: str) -> bool:
+    """Whether a client or an in-process handler may answer requests on
+    ``channel``: any unreserved channel or pattern, and ``system`` itself,
+    which gets the actions the server does not answer (docs/protocol.md §8)."""
+    return channel == SYSTEM_CHANNEL or not is_reserved(channel)
 
 
 @lru_cache(maxsize=4096)

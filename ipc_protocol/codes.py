@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     CONNECTION_LOST = "connection_lost"
     CIRCUIT_OPEN = "circuit_open"
     QUEUE_FULL = "queue_full"
+    ALREADY_SERVING = "already_serving"
 
 
 CLIENT_CODES = frozenset(
@@ -40,6 +41,7 @@ CLIENT_CODES = frozenset(
         ErrorCode.CONNECTION_LOST,
         ErrorCode.CIRCUIT_OPEN,
         ErrorCode.QUEUE_FULL,
+        ErrorCode.ALREADY_SERVING,
     }
 )
 WIRE_CODES = frozenset(ErrorCode) - CLIENT_CODES

@@ -8,6 +8,7 @@ __all__ = [
     "SYSTEM_CHANNEL",
     "SERVICES_CHANNEL",
     "RESERVED_PREFIXES",
+    "SERVER_SYSTEM_ACTIONS",
     "HEADER_SIZE",
     "MAX_FRAME_LIMIT",
     "DEFAULT_MAX_FRAME_SIZE",
@@ -23,6 +24,9 @@ LEGACY_PROTOCOL_VERSION = 1
 SYSTEM_CHANNEL = "system"
 SERVICES_CHANNEL = "$sys.services"
 RESERVED_PREFIXES = ("system", "$sys")
+# The ``system`` actions the server answers itself (docs/protocol.md §8); any
+# other action is a request to whoever serves ``system`` in the app.
+SERVER_SYSTEM_ACTIONS = frozenset({"connect", "ping", "stats", "channels", "services"})
 
 HEADER_SIZE = 4
 MAX_FRAME_LIMIT = 2**32 - 1  # what a uint32 length prefix can express

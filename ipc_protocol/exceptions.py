@@ -13,6 +13,7 @@ match on the class or on ``.code``, never on the message text::
     ├── RequestTimeout            timeout: no response before the deadline (also TimeoutError)
     ├── CircuitOpen               circuit_open: the breaker fails fast
     ├── QueueFull                 queue_full: the offline queue is at its limit
+    ├── AlreadyServing            already_serving: serve() of a channel already served (also ValueError)
     └── RemoteError               an ``error`` response from the server or a responder
         ├── NoResponders          no_responders
         ├── ResponderLost         responder_lost
@@ -44,6 +45,7 @@ __all__ = [
     "RequestTimeout",
     "CircuitOpen",
     "QueueFull",
+    "AlreadyServing",
     "RemoteError",
     "NoResponders",
     "ResponderLost",
@@ -134,6 +136,12 @@ class QueueFull(IPCError):
     """The offline queue is full."""
 
     code = ErrorCode.QUEUE_FULL
+
+
+class AlreadyServing(IPCError, builtins.ValueError):
+    """serve() of a channel this client already serves; unserve() it first."""
+
+    code = ErrorCode.ALREADY_SERVING
 
 
 class RemoteError(IPCError):

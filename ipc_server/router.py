@@ -132,7 +132,14 @@ class ResponderTable(Generic[T]):
         found = self.find(channel)
         if found is None:
             return None
-        pattern, members = found
+        return self._choose(found[0], found[1], load)
+
+    def pick_exact(self, channel: str, load: Callable[[T], int]) -> T | None:
+        """As :meth:`pick`, among the registrations of ``channel`` itself only."""
+        members = self._exact.get(channel)
+        return self._choose(channel, members, load) if members else None
+
+    def _choose(self, pattern: str, members: list[T], load: Callable[[T], int]) -> T:
         n = len(members)
         if n == 1:
             return members[0]

@@ -28,12 +28,14 @@ from ipc_protocol import (
     Message,
     MessageType,
     PROTOCOL_VERSION,
+    SERVER_SYSTEM_ACTIONS,
     SERVICES_CHANNEL,
     SYSTEM_CHANNEL,
     encode_frame,
     encode_message,
     encode_response,
     is_reserved,
+    is_servable,
     validate_channel,
     validate_pattern,
 )
@@ -203,7 +205,7 @@ class IPCServer:
 
     def add_handler(self, channel: str, fn: Callable[..., Any], *, app_id: str | None = None) -> None:
         validate_pattern(channel)
-        if is_reserved(channel):
+        if not is_servable(channel):
             raise ValueError(f"channel {channel!r} is reserved for the server")
         self.handlers.add(channel, fn, app_id)
 
@@ -373,7 +375,7 @@ class IPCServer:
         mtype = msg.message_type
         if mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
             if msg.channel_id == SYSTEM_CHANNEL:
-                self._system(conn, msg)
+                self._system(conn, msg, body)
             else:
                 self._route(conn, msg, body)
         elif mtype is MessageType.RESPONSE:
@@ -436,9 +438,12 @@ class IPCServer:
 
     # -- system channel (§8, §9) -------------------------------------------
 
-    def _system(self, conn: ServerConnection, msg: Message) -> None:
+    def _system(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         payload = msg.payload
         action = payload.get("action") if isinstance(payload, dict) else None
+        if action not in SERVER_SYSTEM_ACTIONS:
+            self._route_system(conn, msg, body, action)
+            return
         app = self._apps[conn.app_id]
         if action == "ping":
             result: Any = {"status": "pong"}
@@ -452,14 +457,34 @@ class IPCServer:
             services = app.responders.counts()
             services.update({ch: 0 for ch in self.handlers.channels(conn.app_id)})
             result = {"services": services}
-        elif action == "connect":
+        else:  # connect
             self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, "already connected")
-            return
-        else:
-            self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, f"unknown system action {action!r}")
             return
         if msg.message_type is MessageType.REQUEST:
             conn.send(response_to(msg, result))
+
+    def _route_system(self, conn: ServerConnection, msg: Message, body: bytes, action: Any) -> None:
+        """An action the server does not answer goes to whoever serves exactly
+        ``system`` in the app (§8), as the legacy server shared the channel;
+        pattern registrations (``>``) never receive it."""
+        if msg.message_type is MessageType.REQUEST:
+            self.stats.requests += 1
+        else:
+            self.stats.notifications += 1
+        if self._closing:
+            self._reply_error(conn, msg, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+            return
+        handler = self.handlers.get(SYSTEM_CHANNEL, conn.app_id) or self.handlers.get(SYSTEM_CHANNEL)
+        if handler is not None:
+            self._run_handler(conn, msg, handler)
+            return
+        responder = self._apps[conn.app_id].responders.pick_exact(SYSTEM_CHANNEL, _load)
+        if responder is None:
+            own = ", ".join(sorted(SERVER_SYSTEM_ACTIONS - {"connect"}))
+            text = f"system action {action!r} is not one of the server's ({own}) and nobody serves 'system' in app {conn.app_id!r}"
+            self._reply_error(conn, msg, ErrorCode.NO_RESPONDERS, text)
+            return
+        self._forward(conn, msg, body, responder)
 
     # -- pub/sub (§5) --------------------------------------------------------
 
@@ -474,7 +499,7 @@ class IPCServer:
             return
         app = self._apps[conn.app_id]
         if serve:
-            if is_reserved(channel):
+            if not is_servable(channel):
                 self._reply_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
                 return
             if subscribe:

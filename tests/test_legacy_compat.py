@@ -472,7 +472,7 @@ async def test_v2_client_detects_legacy_server(legacy_server: FrameworkServer, c
     assert client.server_info == {"status": "connected", "connection_id": client.connection_id}
     assert client.connection_id in legacy_server.connection_manager.list_connections()
 
-    health = await asyncio.wait_for(client.health_check(timeout=WAIT_S), WAIT_S + 1)
+    health = await asyncio.wait_for(client.health(timeout=WAIT_S), WAIT_S + 1)
     assert health["healthy"] is True
     assert health["protocol"] == 1
     await barrier(client)
@@ -537,7 +537,7 @@ async def test_v2_pubsub_through_legacy_server(legacy_server: FrameworkServer, c
 
     assert client.connected
     assert client.connection_id in legacy_server.connection_manager.list_connections()
-    assert (await client.health_check())["healthy"] is True
+    assert await client.health_check() is True
 
 
 class LegacyStylePeer:
@@ -622,7 +622,7 @@ async def test_v2_client_sends_only_the_seven_legacy_fields(clients: Clients) ->
         await client.notify("x", {"value": 2}, headers={"trace-id": "t-3"})
         await asyncio.wait_for(client.serve("svc", svc), WAIT_S)
         await client.unsubscribe("news")
-        assert (await client.health_check())["healthy"] is True
+        assert await client.health_check() is True
         response = await client.send_request("x", {"value": "last"}, timeout=WAIT_S)
         assert response.payload == {"echo": {"value": "last"}}
 

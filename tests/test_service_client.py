@@ -113,7 +113,7 @@ async def test_shutdown_makes_later_calls_fail(gateway) -> None:
 
 @pytest.mark.parametrize(
     "services",
-    [{}, {"x": {"host": "h"}}, {"x": {"port": 1, "colour": "red"}}, {"x": 5}, {"x": {"servers": ["nohost"]}}],
+    [{"x": {"host": "h"}}, {"x": {"port": 1, "colour": "red"}}, {"x": 5}, {"x": {"servers": ["nohost"]}}, ["x"]],
 )
 def test_bad_descriptions_are_refused(services: Any) -> None:
     with pytest.raises(ValueError):
@@ -132,3 +132,54 @@ def test_queue_path_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="queue_path"):
         ServiceClient({"users": {"port": 1}}, queue_path=str(tmp_path / "outbox.db"))
     assert not (tmp_path / "outbox.db").exists()
+
+
+# -- the gateway ServiceClient's API (configure_service, get_metrics, ...) ----------
+
+
+async def test_configure_service_then_request_connects_on_first_use(backends) -> None:
+    a, _ = backends
+    sc = ServiceClient()
+    try:
+        sc.configure_service("users", {"host": "127.0.0.1", "port": a.port, "max_connections": 4, "min_connections": 2, "timeout": 3})
+        assert sc.status()["users"]["servers"][0]["healthy"] is True and sc.services == ["users"]
+        calls = await asyncio.gather(*(sc.request("users", "get", i) for i in range(6)))  # all before any connection exists
+        assert calls == [{"user": i} for i in range(6)]
+        pool = next(iter(sc.client("users").pools().values()))
+        assert (pool.min_connections, pool.max_connections) == (2, 4)
+        assert pool.client_options["request_timeout"] == 3
+        assert sc.get_metrics("users")["requests"] == 6 and set(sc.get_metrics()) == {"users"}
+        status = sc.get_connection_status()
+        assert status == sc.status() and status["users"]["healthy"]
+        with pytest.raises(ValueError, match="unknown service"):
+            sc.get_metrics("billing")
+    finally:
+        await sc.shutdown()
+
+
+async def test_a_description_without_options_gets_the_gateway_defaults(backends) -> None:
+    sc = ServiceClient({"users": {"port": backends[0].port, "host": "127.0.0.1"}})
+    try:
+        balanced = sc.client("users")
+        pool = next(iter(balanced.pools().values()))
+        assert (pool.min_connections, pool.max_connections) == (1, 10)
+        assert balanced.health_check_interval == 30.0
+        assert pool.client_options["request_timeout"] == 5.0 and pool.client_options["initial_delay"] == 1.0
+    finally:
+        await sc.shutdown()
+
+
+async def test_configure_service_replaces_a_service_at_run_time(backends) -> None:
+    a, b = backends
+    sc = ServiceClient({"shop": {"host": "127.0.0.1", "port": a.port}})
+    try:
+        assert await sc.request("shop", "where") == "a"
+        old = sc.client("shop")
+        sc.configure_service("shop", {"host": "127.0.0.1", "port": b.port})
+        assert await sc.request("shop", "where") == "b"
+        await sc.shutdown()  # waits for the replaced service's connections too
+        assert all(p.stats()["total"] == 0 for p in old.pools().values())
+    finally:
+        await sc.shutdown()
+    with pytest.raises(NotConnected):
+        sc.configure_service("late", {"port": 1})

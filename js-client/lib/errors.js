@@ -17,6 +17,7 @@
  *     ├── RequestTimeoutError     timeout: no answer before the deadline (local or remote)
  *     ├── CircuitOpenError        circuit_open: the breaker fails fast (.retryAfter ms)
  *     ├── QueueFullError          queue_full: the offline queue refused or evicted the call
+ *     ├── AlreadyServingError     already_serving: serve() of a channel this client already serves
  *     └── RemoteError             an error response (.remoteType, .remoteStack, .details)
  *         ├── NoRespondersError   no_responders
  *         ├── ResponderLostError  responder_lost
@@ -46,7 +47,8 @@ const ErrorCode = Object.freeze({
   NOT_CONNECTED: 'not_connected',
   CONNECTION_LOST: 'connection_lost',
   CIRCUIT_OPEN: 'circuit_open',
-  QUEUE_FULL: 'queue_full'
+  QUEUE_FULL: 'queue_full',
+  ALREADY_SERVING: 'already_serving'
 });
 
 /**
@@ -155,6 +157,18 @@ class QueueFullError extends IpcError {
   /** @param {string} [message] */
   constructor(message = 'queue full') {
     super(ErrorCode.QUEUE_FULL, message);
+  }
+}
+
+/** serve() of a channel (or pattern) this client already serves; unserve() it first. */
+class AlreadyServingError extends IpcError {
+  /**
+   * @param {string} channel the channel or pattern.
+   */
+  constructor(channel) {
+    super(ErrorCode.ALREADY_SERVING, `channel ${JSON.stringify(channel)} is already served; call unserve() first`);
+    /** The channel or pattern already served. */
+    this.channel = channel;
   }
 }
 
@@ -278,6 +292,7 @@ module.exports = {
   RequestTimeoutError,
   CircuitOpenError,
   QueueFullError,
+  AlreadyServingError,
   RemoteError,
   NoRespondersError,
   ResponderLostError,

@@ -1,0 +1,109 @@
+"""A client's first connect(): fast failure by default, and with
+``wait_on_first_connect`` the diagram's Connecting -> Reconnecting, retried
+with the reconnect policy until a server appears (real servers, real ports)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from ipc_client import ConnectionState, IPCClient
+from ipc_protocol import NotConnected, Unauthorized
+from ipc_server import IPCServer
+
+from .conftest import WAIT_S
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _recording(client: IPCClient, *events: str) -> dict[str, list]:
+    seen: dict[str, list] = {e: [] for e in events}
+    for e in events:
+        client.on(e, lambda *args, e=e: seen[e].append(args))
+    return seen
+
+
+async def test_a_silent_server_fails_connect_with_not_connected() -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts TCP, never completes the handshake
+        writer.close()
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        client = IPCClient("app", "127.0.0.1", port, connect_timeout=0.3)
+        with pytest.raises(NotConnected, match="handshake") as err:
+            await client.connect()
+        assert err.value.__cause__ is not None and client.state is ConnectionState.DISCONNECTED
+    finally:
+        silent.close()
+
+
+async def test_wait_on_first_connect_connects_once_a_server_starts() -> None:
+    port = _unused_port()
+    client = IPCClient("app", "127.0.0.1", port, wait_on_first_connect=True, initial_delay=0.05, max_delay=0.2)
+    seen = _recording(client, "reconnecting", "reconnected", "connected")
+    retrying = asyncio.Event()
+    client.on("reconnecting", lambda info: retrying.set())
+    connecting = asyncio.ensure_future(client.connect())
+    await asyncio.wait_for(retrying.wait(), WAIT_S)
+    assert client.state is ConnectionState.RECONNECTING and not connecting.done()
+    queued = asyncio.ensure_future(client.request("math.double", 21, timeout=WAIT_S))  # waits in the offline queue
+    async with IPCServer("127.0.0.1", port, heartbeat_interval_s=None) as server:
+
+        @server.handler("math.double")
+        async def double(msg):
+            return msg.payload * 2
+
+        assert await asyncio.wait_for(connecting, WAIT_S) is True
+        assert client.state is ConnectionState.CONNECTED
+        assert await queued == 42
+        assert seen["reconnecting"][0][0]["attempt"] == 1
+        assert len(seen["connected"]) == 1 and seen["reconnected"] == []  # a first connection, not a reconnection
+        assert client.get_connection_info()["reconnects"] == 0
+        await client.disconnect()
+
+
+async def test_wait_on_first_connect_gives_up_after_max_retries() -> None:
+    client = IPCClient("app", "127.0.0.1", _unused_port(), wait_on_first_connect=True, max_retries=2, initial_delay=0.01, max_delay=0.02)
+    seen = _recording(client, "reconnecting", "reconnect_failed")
+    with pytest.raises(NotConnected, match="after retrying"):
+        await asyncio.wait_for(client.connect(), WAIT_S)
+    assert [args[0]["attempt"] for args in seen["reconnecting"]] == [1, 2]
+    assert seen["reconnect_failed"] == [(2,)]
+    assert client.state is ConnectionState.DISCONNECTED
+
+
+async def test_disconnect_ends_the_wait_on_first_connect() -> None:
+    client = IPCClient("app", "127.0.0.1", _unused_port(), wait_on_first_connect=True, initial_delay=0.05, max_delay=0.1)
+    retrying = asyncio.Event()
+    client.on("reconnecting", lambda info: retrying.set())
+    connecting = asyncio.ensure_future(client.connect())
+    await asyncio.wait_for(retrying.wait(), WAIT_S)
+    await client.disconnect()
+    with pytest.raises(NotConnected):
+        await asyncio.wait_for(connecting, WAIT_S)
+    assert client.state is ConnectionState.DISCONNECTED
+
+
+async def test_a_refused_token_is_not_retried() -> None:
+    async with IPCServer("127.0.0.1", 0, token="right") as server:
+        client = IPCClient("app", "127.0.0.1", server.port, token="wrong", wait_on_first_connect=True, initial_delay=0.01)
+        seen = _recording(client, "reconnecting")
+        with pytest.raises(Unauthorized):
+            await asyncio.wait_for(client.connect(), WAIT_S)
+        assert seen["reconnecting"] == [] and client.state is ConnectionState.DISCONNECTED
+
+
+async def test_without_the_option_the_first_failure_is_immediate() -> None:
+    client = IPCClient("app", "127.0.0.1", _unused_port(), initial_delay=0.01)
+    seen = _recording(client, "reconnecting")
+    with pytest.raises(NotConnected):
+        await asyncio.wait_for(client.connect(), WAIT_S)
+    assert seen["reconnecting"] == []
