@@ -16,10 +16,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Listeners:
-    """Callbacks by event name. A callback that raises is logged and never
-    breaks its emitter; one that returns an awaitable has it run as a task,
-    by the emitter's ``spawn`` if it has one (so it is cancelled with the
-    emitter's other tasks)."""
+    """Callbacks by event name. A callback that raises never breaks its
+    emitter: its exception goes to the ``error`` callbacks, or is logged when
+    there are none (or an ``error`` callback raised it). An ``error`` emitted
+    with no callback is logged too: errors are never silently dropped. A
+    callback that returns an awaitable has it run as a task, by the
+    emitter's ``spawn`` if it has one (so it is cancelled with the emitter's
+    other tasks)."""
 
     def __init__(self, owner: str, events: tuple[str, ...], spawn: Callable[[Awaitable[Any]], Any] | None = None) -> None:
         self._owner = owner
@@ -34,7 +37,11 @@ class Listeners:
         return callback
 
     def emit(self, event: str, *args: Any) -> None:
-        for cb in list(self._callbacks[event]):
+        callbacks = self._callbacks[event]
+        if not callbacks and event == "error":
+            log.warning("%s error with no error listener: %s", self._owner, args[0] if args else None)
+            return
+        for cb in list(callbacks):
             try:
                 result = cb(*args)
                 if inspect.isawaitable(result):
@@ -44,5 +51,9 @@ class Listeners:
                         task = asyncio.ensure_future(result)
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
-            except Exception:  # a broken callback must not break the emitter
-                log.exception("%s %s callback failed", self._owner, event)
+            except Exception as exc:  # a broken callback must not break the emitter
+                if event != "error" and self._callbacks.get("error"):
+                    log.debug("%s %s callback failed", self._owner, event, exc_info=True)
+                    self.emit("error", exc)
+                else:
+                    log.exception("%s %s callback failed", self._owner, event)

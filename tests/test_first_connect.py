@@ -10,6 +10,7 @@ import socket
 import pytest
 
 from ipc_client import ConnectionState, IPCClient
+from ipc_client._listeners import Listeners
 from ipc_protocol import NotConnected, Unauthorized
 from ipc_server import IPCServer
 
@@ -107,3 +108,34 @@ async def test_without_the_option_the_first_failure_is_immediate() -> None:
     with pytest.raises(NotConnected):
         await asyncio.wait_for(client.connect(), WAIT_S)
     assert seen["reconnecting"] == []
+
+
+async def test_a_throwing_connected_listener_is_reported_not_raised(server) -> None:
+    client = IPCClient("app", "127.0.0.1", server.port)
+    errors: list[BaseException] = []
+    client.on_connected(lambda info: 1 / 0)
+    client.on_error(errors.append)
+    try:
+        assert await client.connect() is True
+        assert client.state is ConnectionState.CONNECTED and await client.health_check() is True
+        assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+    finally:
+        await client.disconnect()
+
+
+async def test_without_an_error_listener_errors_are_logged(server, caplog) -> None:
+    client = IPCClient("app", "127.0.0.1", server.port)
+    client.on_connected(lambda info: 1 / 0)
+    try:
+        with caplog.at_level("WARNING", logger="ipc_client"):
+            assert await client.connect() is True
+        assert any("connected callback failed" in r.getMessage() for r in caplog.records)
+    finally:
+        await client.disconnect()
+
+
+def test_an_error_nobody_listens_for_is_logged(caplog) -> None:
+    listeners = Listeners("client", ("connected", "error"))
+    with caplog.at_level("WARNING", logger="ipc_client"):
+        listeners.emit("error", RuntimeError("stray error frame"))
+    assert [r.getMessage() for r in caplog.records] == ["client error with no error listener: stray error frame"]
