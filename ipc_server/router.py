@@ -132,7 +132,10 @@ class ResponderTable(Generic[T]):
         found = self.find(channel)
         if found is None:
             return None
-        return self._choose(found[0], found[1], load)
+        pattern, members = found
+        if len(members) == 1:
+            return members[0]
+        return self._choose(pattern, members, load)
 
     def pick_exact(self, channel: str, load: Callable[[T], int]) -> T | None:
         """As :meth:`pick`, among the registrations of ``channel`` itself only."""
