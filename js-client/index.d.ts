@@ -19,6 +19,7 @@ export declare const ErrorCode: Readonly<{
   CONNECTION_LOST: 'connection_lost';
   CIRCUIT_OPEN: 'circuit_open';
   QUEUE_FULL: 'queue_full';
+  ALREADY_SERVING: 'already_serving';
 }>;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -66,6 +67,13 @@ export declare class CircuitOpenError extends IpcError {
 export declare class QueueFullError extends IpcError {
   constructor(message?: string);
   readonly code: 'queue_full';
+}
+/** serve() of a channel (or pattern) this client already serves; unserve() it first. */
+export declare class AlreadyServingError extends IpcError {
+  constructor(channel: string);
+  readonly code: 'already_serving';
+  /** The channel or pattern already served. */
+  readonly channel: string;
 }
 
 export interface RemoteErrorInfo {
@@ -180,8 +188,8 @@ export interface CircuitSnapshot {
   openedAt: number | null;
 }
 
-/** Client options; durations in milliseconds, sizes in bytes (docs/resilience.md §1). */
-export interface IPCClientOptions {
+/** The client's settings, every one with a default (DEFAULTS); durations in ms, sizes in bytes (docs/resilience.md §1). */
+export interface IPCClientSettings {
   /** Default 'localhost'. */
   host?: string;
   /** Default 8888. */
@@ -238,6 +246,30 @@ export interface IPCClientOptions {
   lowWaterMark?: number;
   /** Send responder stack traces in error.remote_stack. Default false. */
   exposeStacks?: boolean;
+  /**
+   * When the attempt of connect() fails, keep trying with the reconnect
+   * policy (state 'reconnecting', 'reconnecting' events) instead of
+   * rejecting; connect() resolves on the first success and rejects
+   * not_connected once maxRetries attempts are spent. Default false.
+   */
+  waitOnFirstConnect?: boolean;
+}
+
+/**
+ * Client options: the settings, the legacy names of
+ * `@ifesol/ipc-framework-nodejs`, and any other key, which is ignored with
+ * one process warning (IpcBridgeWarning, code IPC_UNKNOWN_OPTION) per name.
+ * Numbers may be given as numeric strings (`port: "8888"`).
+ */
+export interface IPCClientOptions extends IPCClientSettings {
+  /** @deprecated Legacy name of `connectTimeout` (ms); `connectTimeout` wins when both are given. */
+  connectionTimeout?: number | string;
+  /** @deprecated Legacy name of `maxRetries`; `maxRetries` wins when both are given. */
+  reconnectAttempts?: number | string;
+  /** @deprecated Legacy name of `initialDelay` (ms); `initialDelay` wins when both are given. */
+  reconnectDelay?: number | string;
+  /** Unknown keys are accepted and ignored, with one process warning per name. */
+  [extra: string]: unknown;
 }
 
 /** Per-call options of sendRequest, publish and notify (docs/resilience.md §4). */
@@ -289,7 +321,7 @@ export interface QueueStats {
   byPriority: Record<string, number>;
 }
 
-export declare const DEFAULTS: Readonly<Required<IPCClientOptions>>;
+export declare const DEFAULTS: Readonly<Required<IPCClientSettings>>;
 export declare const PROTOCOL_VERSION: 2;
 export declare const VERSION: string;
 
@@ -336,6 +368,7 @@ export interface ConnectionInfo {
   responders: string[];
 }
 
+/** What health() resolves. */
 export interface HealthCheckResult {
   healthy: boolean;
   state: StateValue;
@@ -371,10 +404,15 @@ export interface IPCClientEvents {
 export declare class IPCClient extends EventEmitter {
   constructor(appId: string, options?: IPCClientOptions);
   readonly appId: string;
-  readonly options: Readonly<Required<IPCClientOptions>>;
+  readonly options: Readonly<Required<IPCClientSettings>>;
   readonly state: StateValue;
   readonly connected: boolean;
 
+  /**
+   * Rejects NotConnectedError when the server cannot be reached or never
+   * answers the handshake within connectTimeout (`.cause` says which), or
+   * UnauthorizedError. A throwing listener does not reject it.
+   */
   connect(): Promise<true>;
   disconnect(): Promise<void>;
 
@@ -384,11 +422,23 @@ export declare class IPCClient extends EventEmitter {
     timeout?: number | CallOptions,
     options?: CallOptions
   ): Promise<Message<R>>;
+  /** sendRequest() resolving the response's payload only. */
+  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | CallOptions, options?: CallOptions): Promise<R>;
+  /**
+   * Asks the `system` channel: the server answers 'ping', 'stats',
+   * 'channels', 'services'; any other action goes to whoever serves
+   * `system` in the app. Resolves the answer's payload.
+   */
+  system<R = any>(action: string, options?: { timeout?: number }): Promise<R>;
 
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
 
-  /** Rejects if `channelId` is already served by this client (unserve() it first). */
+  /**
+   * Rejects AlreadyServingError if `channelId` is already served by this
+   * client (unserve() it first), ForbiddenError on a reserved channel other
+   * than `system` itself.
+   */
   serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
   unserve(channelId: string): Promise<void>;
 
@@ -406,7 +456,10 @@ export declare class IPCClient extends EventEmitter {
 
   notify(channelId: string, data: unknown, options?: CallOptions): Promise<void>;
 
-  healthCheck(options?: { timeout?: number }): Promise<HealthCheckResult>;
+  /** Whether a ping round trip succeeds within the timeout; never rejects. */
+  healthCheck(options?: { timeout?: number }): Promise<boolean>;
+  /** The ping round trip, described; never rejects. */
+  health(options?: { timeout?: number }): Promise<HealthCheckResult>;
   getConnectionInfo(): ConnectionInfo;
   getConnectionHealth(): ConnectionHealth;
   getMetrics(): ClientMetrics;
@@ -423,8 +476,8 @@ export declare class IPCClient extends EventEmitter {
   emit<E extends keyof IPCClientEvents>(event: E, ...args: IPCClientEvents[E]): boolean;
 }
 
-/** Options of ConnectionPool (docs/resilience.md §7); other keys go to each member's IPCClient. */
-export interface ConnectionPoolOptions extends IPCClientOptions {
+/** The ConnectionPool's own settings (docs/resilience.md §7). */
+export interface ConnectionPoolSettings {
   /** Connections opened by start() and kept open. Default 1. */
   minConnections?: number;
   /** Most connections at once. Default 10. */
@@ -436,6 +489,9 @@ export interface ConnectionPoolOptions extends IPCClientOptions {
   /** Calls in flight on every member before lease() opens another (below maxConnections). Default 1. */
   leaseThreshold?: number;
 }
+
+/** Options of ConnectionPool; other keys go to each member's IPCClient. */
+export interface ConnectionPoolOptions extends ConnectionPoolSettings, IPCClientOptions {}
 
 export interface PoolStats {
   total: number;
@@ -501,7 +557,7 @@ export type StrategyValue = (typeof Strategy)[keyof typeof Strategy];
 export type ServerSpec = string | [string, number] | { host?: string; port: number; weight?: number };
 
 /** Options of LoadBalancedClient (docs/resilience.md §8); other keys go to each IPCClient. */
-export interface LoadBalancedClientOptions extends Omit<ConnectionPoolOptions, 'host' | 'port'> {
+export interface LoadBalancedClientOptions extends ConnectionPoolSettings, Omit<IPCClientSettings, 'host' | 'port'> {
   /** Default 'round_robin'. */
   strategy?: StrategyValue;
   /** Ping every server this often, ms. Default 5000. */
@@ -513,6 +569,14 @@ export interface LoadBalancedClientOptions extends Omit<ConnectionPoolOptions, '
   maxConnections?: number;
   /** A [0, 1) source for the 'random' strategy. Default Math.random. */
   random?: () => number;
+  /** @deprecated Legacy name of `connectTimeout` (ms). */
+  connectionTimeout?: number | string;
+  /** @deprecated Legacy name of `maxRetries`. */
+  reconnectAttempts?: number | string;
+  /** @deprecated Legacy name of `initialDelay` (ms). */
+  reconnectDelay?: number | string;
+  /** Unknown keys are accepted and ignored, with one process warning per name. */
+  [extra: string]: unknown;
 }
 
 export interface ServerStats {
@@ -546,6 +610,8 @@ export declare class LoadBalancedClient extends EventEmitter {
     timeout?: number,
     options?: { headers?: Record<string, string> }
   ): Promise<Message<R>>;
+  /** sendRequest() resolving the response's payload only. */
+  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number, options?: { headers?: Record<string, string> }): Promise<R>;
   publish(
     channelId: string,
     data: unknown,
@@ -569,21 +635,27 @@ export declare class LoadBalancedClient extends EventEmitter {
   off<E extends keyof LoadBalancedClientEvents>(event: E, listener: (...args: LoadBalancedClientEvents[E]) => void): this;
 }
 
-/** One backend of a ServiceClient (docs/resilience.md §9). */
+/** One backend of a ServiceClient (docs/resilience.md §9); numbers may be numeric strings. */
 export interface ServiceSpec {
+  /** With `port`: the one server. Default 'localhost'. */
   host?: string;
-  port?: number;
+  port?: number | string;
   servers?: ServerSpec[];
   /** Default: the service name. */
   appId?: string;
   strategy?: StrategyValue;
+  /** Per server. Default 1. */
   minConnections?: number;
+  /** Per server. Default 10 (at least minConnections). */
   maxConnections?: number;
-  /** Default deadline of its calls, ms. */
+  /** Default deadline of its calls, ms. Default 5000. */
   timeout?: number;
+  /** Ms. Default 30000. */
   healthCheckInterval?: number;
-  /** First backoff delay of its clients, ms. */
+  /** First backoff delay of its clients, ms. Default 1000. */
   reconnectDelay?: number;
+  /** Unknown keys are ignored, with one process warning per name. */
+  [extra: string]: unknown;
 }
 
 export interface ServiceMetrics {
@@ -598,15 +670,22 @@ export interface ServiceMetrics {
 
 /** Named backend services for a gateway. */
 export declare class ServiceClient {
-  constructor(services: Record<string, ServiceSpec>, options?: { appId?: string } & IPCClientOptions);
+  constructor(services?: Record<string, ServiceSpec>, options?: { appId?: string } & IPCClientOptions);
   readonly appId: string;
   readonly services: string[];
-  /** Rejects not_connected naming the unreachable services; the others work. */
+  /** Adds a service or replaces one (closing the old one's connections); throws on a bad description. */
+  configureService(name: string, description: ServiceSpec): this;
+  /** Starts every service not started yet; rejects not_connected naming the unreachable ones; the others work. */
   start(): Promise<void>;
-  /** Sends a request on channel `method` in the service's app; resolves the payload. */
+  /** Sends a request on channel `method` in the service's app (starting the service on first use); resolves the payload. */
   request<R = any>(service: string, method: string, data?: unknown, options?: { timeout?: number }): Promise<R>;
   metrics(): Record<string, ServiceMetrics>;
+  /** One service's metrics; every service's when omitted. */
+  getMetrics(service: string): ServiceMetrics;
+  getMetrics(): Record<string, ServiceMetrics>;
   status(): Record<string, { healthy: boolean; servers: ServerStats[] }>;
+  /** The same as status(). */
+  getConnectionStatus(): Record<string, { healthy: boolean; servers: ServerStats[] }>;
   shutdown(): Promise<void>;
 }
 
@@ -640,6 +719,7 @@ declare const _default: {
   RequestTimeoutError: typeof RequestTimeoutError;
   CircuitOpenError: typeof CircuitOpenError;
   QueueFullError: typeof QueueFullError;
+  AlreadyServingError: typeof AlreadyServingError;
   RemoteError: typeof RemoteError;
   NoRespondersError: typeof NoRespondersError;
   ResponderLostError: typeof ResponderLostError;

@@ -40,6 +40,7 @@ module.exports = {
   RequestTimeoutError: errors.RequestTimeoutError,
   CircuitOpenError: errors.CircuitOpenError,
   QueueFullError: errors.QueueFullError,
+  AlreadyServingError: errors.AlreadyServingError,
   RemoteError: errors.RemoteError,
   NoRespondersError: errors.NoRespondersError,
   ResponderLostError: errors.ResponderLostError,

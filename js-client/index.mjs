@@ -25,6 +25,7 @@ export const {
   RequestTimeoutError,
   CircuitOpenError,
   QueueFullError,
+  AlreadyServingError,
   RemoteError,
   NoRespondersError,
   ResponderLostError,

@@ -106,7 +106,8 @@ const ops = {
   connect: () => client.connect(),
   disconnect: () => client.disconnect().then(() => null),
   info: () => client.getConnectionInfo(),
-  health: () => client.healthCheck(),
+  health: () => client.health(),
+  healthCheck: (cmd) => client.healthCheck(cmd.timeoutMs === undefined ? undefined : { timeout: cmd.timeoutMs }),
   request: async (cmd) => {
     const started = performance.now();
     const res = await client.sendRequest(cmd.channel, payloadOf(cmd), cmd.timeoutMs, callOptions(cmd));

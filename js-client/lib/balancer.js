@@ -7,6 +7,8 @@
  * every strategy is tested on its own; LoadBalancedClient does the I/O.
  */
 
+const { toNumber } = require('./legacy_options');
+
 /** The selection strategies. */
 const Strategy = Object.freeze({
   ROUND_ROBIN: 'round_robin',
@@ -19,7 +21,8 @@ const STRATEGIES = new Set(Object.values(Strategy));
 
 /**
  * Reads one server of the list: `"host:port"`, `[host, port]` or
- * `{host, port, weight}` (weight 1 by default).
+ * `{host, port, weight}` (weight 1 by default); a port or weight may be a
+ * numeric string.
  * @param {string|[string, number]|{host?: string, port: number, weight?: number}} spec
  * @returns {{host: string, port: number, weight: number}}
  * @throws {TypeError} a server that cannot be read.
@@ -37,6 +40,8 @@ function parseServer(spec) {
   } else if (spec !== null && typeof spec === 'object') {
     ({ host = 'localhost', port, weight = 1 } = spec);
   }
+  port = toNumber(port);
+  weight = toNumber(weight);
   if (typeof host !== 'string' || host.length === 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
     throw new TypeError(`a server is "host:port", [host, port] or {host, port, weight}, got ${JSON.stringify(spec)}`);
   }

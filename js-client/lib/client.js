@@ -17,6 +17,7 @@ const { EventEmitter } = require('node:events');
 const { randomBytes } = require('node:crypto');
 const { performance } = require('node:perf_hooks');
 const { SYSTEM_CHANNEL, HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('./constants');
+const { warnUnhandled } = require('./warnings');
 const { parseOptions, ON_DISCONNECT } = require('./options');
 const { backoffDelay } = require('./backoff');
 const { Heartbeat, HeartbeatAction } = require('./heartbeat');
@@ -29,6 +30,7 @@ const { QueueStore } = require('./queue_store');
 const { CircuitBreaker } = require('./circuit_breaker');
 const { Metrics } = require('./metrics');
 const {
+  AlreadyServingError,
   ErrorCode,
   IpcError,
   ProtocolError,
@@ -181,9 +183,14 @@ function legacyError(payload) {
  * 'reconnected' ({attempts, elapsed}), 'reconnect_failed' (attempts),
  * 'heartbeat' ({latency}), 'heartbeat_timeout' ({silent}), 'queue_dropped'
  * ({reason, channel, messageType, priority}), 'circuit_open',
- * 'circuit_half_open', 'circuit_closed' (snapshot), 'error' (only emitted
- * when someone listens); also 'message' (publish), 'ping' (the server
- * pinged us) and 'close' (closed for good).
+ * 'circuit_half_open', 'circuit_closed' (snapshot), 'error'; also
+ * 'message' (publish), 'ping' (the server pinged us) and 'close' (closed
+ * for good).
+ *
+ * Errors no call waits for (error frames, handler failures, a failed
+ * reconnection, a throwing listener) go to 'error' when someone listens,
+ * else each becomes one process warning (lib/warnings.js): never dropped,
+ * never a crash. A listener that throws never breaks the client.
  */
 class IPCClient extends EventEmitter {
   /**
@@ -211,6 +218,7 @@ class IPCClient extends EventEmitter {
     this._closing = null; // disconnect()'s promise while DISCONNECTING
     this._wake = null; // ends the reconnect backoff sleep early
     this._attempt = 0;
+    this._firstWait = false; // connect() waits through the reconnect loop (waitOnFirstConnect)
     this._heartbeat = null;
     this._heartbeatTimer = null;
     this._ping = null; // {id, sentAt} of the heartbeat ping awaiting its pong
@@ -255,13 +263,18 @@ class IPCClient extends EventEmitter {
    * Connects and performs the handshake. Concurrent calls share one attempt.
    * Messages persisted by an earlier run (`queuePath`) are sent once
    * connected. If the attempt fails, calls queued meanwhile fail with
-   * not_connected at once. If a 'connected' listener throws, the promise
-   * rejects with that error, but the connection stays up and the queue is
-   * sent.
+   * not_connected at once, unless `waitOnFirstConnect` is set: then the
+   * client moves to 'reconnecting' and keeps trying with the reconnect
+   * policy, and the promise settles with the first success or once
+   * `maxRetries` attempts are spent ('reconnect_failed'). A 'connected'
+   * (or any other) listener that throws does not reject it: its error goes
+   * to 'error' (or a process warning), and the connection stays up.
    *
    * @returns {Promise<true>}
-   * @throws {NotConnectedError} the server could not be reached (`.cause` has the socket error).
-   * @throws {RequestTimeoutError} no handshake within `connectTimeout`.
+   * @throws {NotConnectedError} the server could not be reached (`.cause`
+   *   has the socket error), did not complete the handshake within
+   *   `connectTimeout` (`.cause` is the RequestTimeoutError), or, with
+   *   `waitOnFirstConnect`, every attempt failed or disconnect() was called.
    * @throws {UnauthorizedError} the server refused the token.
    */
   connect() {
@@ -280,7 +293,7 @@ class IPCClient extends EventEmitter {
     }
     const generation = ++this._generation;
     this._setState(State.CONNECTING);
-    this.emit('connecting');
+    this._emitSafely('connecting');
     const attempt = this._establish(generation).then(
       () => {
         if (this._connecting === attempt) this._connecting = null;
@@ -288,6 +301,9 @@ class IPCClient extends EventEmitter {
       },
       (err) => {
         if (this._connecting === attempt) this._connecting = null;
+        if (this._state === State.CONNECTING && this._generation === generation && this.options.waitOnFirstConnect && !(err instanceof UnauthorizedError)) {
+          return this._keepConnecting(generation, err);
+        }
         if (this._state === State.CONNECTING && this._generation === generation) {
           this._setState(State.DISCONNECTED);
           const reason = new NotConnectedError('the connection attempt failed', { cause: err });
@@ -327,12 +343,12 @@ class IPCClient extends EventEmitter {
     const reason = new NotConnectedError('the client disconnected');
     this._failWaiters(reason);
     this._abandonQueue(reason);
-    if (wasConnected) this.emit('disconnected', null);
+    if (wasConnected) this._emitSafely('disconnected', null);
     const closing = (conn ? conn.close() : Promise.resolve()).then(() => {
       this._closing = null;
       if (this._store !== null) this._store.close(); // the file is another client's to take until connect()
       this._setState(State.DISCONNECTED);
-      this.emit('close');
+      this._emitSafely('close');
     });
     this._closing = closing;
     return closing;
@@ -400,6 +416,37 @@ class IPCClient extends EventEmitter {
   }
 
   /**
+   * sendRequest() resolving the response's payload only (the Python
+   * client's `request()`): same arguments, same errors.
+   *
+   * @param {string} channelId a concrete channel.
+   * @param {unknown} [payload] any JSON value.
+   * @param {number|object} [timeout] milliseconds (or the options object).
+   * @param {{headers?: Record<string, string>, priority?: number, onDisconnect?: 'queue'|'fail', timeout?: number}} [options]
+   * @returns {Promise<unknown>} the response payload.
+   * @throws {IpcError} as sendRequest().
+   */
+  async request(channelId, payload = null, timeout, options = {}) {
+    return (await this.sendRequest(channelId, payload, timeout, options)).payload;
+  }
+
+  /**
+   * Asks the `system` channel (docs/protocol.md §8): the server answers
+   * `ping`, `stats`, `channels` and `services` itself; any other action
+   * goes to whoever serves `system` in this app (`no_responders` when
+   * nobody does).
+   *
+   * @param {string} action e.g. 'stats', or an application action such as 'get_time'.
+   * @param {{timeout?: number}} [options] milliseconds, default `requestTimeout`.
+   * @returns {Promise<unknown>} the answer's payload.
+   * @throws {IpcError} as sendRequest().
+   */
+  async system(action, { timeout } = {}) {
+    if (typeof action !== 'string' || action.length === 0) throw new TypeError('action must be a non-empty string');
+    return (await this.sendRequest(SYSTEM_CHANNEL, { action }, timeout)).payload;
+  }
+
+  /**
    * Subscribes `handler` to a channel or pattern (`*`, `>`, §4.2). Resolves
    * on the server's ack; a rejected call leaves no subscription behind. The
    * subscription is kept across reconnections.
@@ -457,18 +504,25 @@ class IPCClient extends EventEmitter {
    * behind; a registration is kept across reconnections. One handler per
    * channel or pattern: serving it again rejects until unserve().
    *
+   * `system` itself may be served: the server routes there the `system`
+   * actions it does not answer itself (§8), and the client keeps answering
+   * the server's pings. Every other reserved channel (`system.x`,
+   * `$sys...`, patterns under them) is refused before anything is sent.
+   *
    * @param {string} channelId a channel or pattern.
    * @param {(msg: object) => unknown} handler receives the request message.
    * @param {{timeout?: number}} [options]
    * @returns {Promise<void>} resolves on the server's ack.
-   * @throws {Error} the channel is already served by this client.
+   * @throws {AlreadyServingError} the channel is already served by this client.
+   * @throws {ForbiddenError} a reserved channel other than `system`.
    */
   async serve(channelId, handler, { timeout = this.options.requestTimeout } = {}) {
     validatePattern(channelId);
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    if (this._responders.has(channelId)) {
-      throw new Error(`channel ${JSON.stringify(channelId)} is already served; call unserve() first`);
+    if (channelId !== SYSTEM_CHANNEL && isReserved(channelId)) {
+      throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
     }
+    if (this._responders.has(channelId)) throw new AlreadyServingError(channelId);
     const deadline = now() + checkTimeout(timeout);
     this._responders.set(channelId, handler);
     try {
@@ -559,14 +613,26 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Round-trips a ping to the server (§9.1). Never throws. A version-1
-   * server never answers pings (§10): then health is the connection state
-   * and `latencyMs` is null.
+   * Whether a ping round trip (§9.1) succeeds within the timeout. Never
+   * throws. Against a version-1 server, which never answers pings (§10),
+   * it is whether the connection is up. health() gives the details.
+   *
+   * @param {{timeout?: number}} [options] milliseconds, default min(requestTimeout, 5 s).
+   * @returns {Promise<boolean>}
+   */
+  async healthCheck(options) {
+    return (await this.health(options)).healthy;
+  }
+
+  /**
+   * Round-trips a ping to the server (§9.1) and describes the outcome.
+   * Never throws. A version-1 server never answers pings (§10): then
+   * health is the connection state and `latencyMs` is null.
    *
    * @param {{timeout?: number}} [options] milliseconds, default min(requestTimeout, 5 s).
    * @returns {Promise<{healthy: boolean, state: string, latencyMs: number|null, connectionId: string|null, server: string|null, error?: string}>}
    */
-  async healthCheck({ timeout = Math.min(this.options.requestTimeout, 5000) } = {}) {
+  async health({ timeout = Math.min(this.options.requestTimeout, 5000) } = {}) {
     const base = { state: this._state, connectionId: this._info?.connectionId ?? null, server: this._info?.server ?? null };
     if (this._state !== State.CONNECTED) return { healthy: false, latencyMs: null, ...base, error: ErrorCode.NOT_CONNECTED };
     const conn = this._conn;
@@ -682,7 +748,8 @@ class IPCClient extends EventEmitter {
 
   /**
    * Calls `cb` with errors that belong to no call: error frames from the
-   * server (§6.4), handler failures, failed reconnections.
+   * server (§6.4), handler failures, failed reconnections, listeners that
+   * threw. Without any, each such error is a process warning.
    * @param {(err: Error) => void} cb
    * @returns {() => void} removes the callback.
    */
@@ -703,19 +770,31 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Emits 'error' only when someone listens: an unhandled error frame from
-   * the server must not crash the application.
-   * @param {Error} err
+   * Reports an error no caller waits for: on 'error' when someone listens,
+   * else as one process warning, so it is neither dropped nor a crash (an
+   * 'error' event nobody listens for throws). Never throws: an 'error'
+   * listener that throws becomes a warning too.
+   * @param {unknown} err
+   * @param {string} [context] what happened, for the warning's message.
    * @private
    */
-  _emitError(err) {
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+  _emitError(err, context) {
+    if (this.listenerCount('error') === 0) {
+      warnUnhandled(err, context);
+      return;
+    }
+    try {
+      this.emit('error', err);
+    } catch (thrown) {
+      warnUnhandled(thrown, "an 'error' listener threw");
+    }
   }
 
   /**
    * Emits an event from a place where a throwing listener must not break
-   * the client's own bookkeeping (or reject a background promise): the
-   * listener's error goes to the 'error' event instead.
+   * the client's own bookkeeping, reject a call or a background promise,
+   * or escape into a socket callback: the listener's error is reported
+   * (see _emitError()) and the client carries on.
    * @param {string} event
    * @param {...unknown} args
    * @private
@@ -724,21 +803,7 @@ class IPCClient extends EventEmitter {
     try {
       this.emit(event, ...args);
     } catch (err) {
-      this._report(err);
-    }
-  }
-
-  /**
-   * Reports an error no caller waits for on 'error'; never throws, even
-   * when an 'error' listener does.
-   * @param {unknown} err
-   * @private
-   */
-  _report(err) {
-    try {
-      this._emitError(err);
-    } catch {
-      // an 'error' listener threw: nothing is left to tell
+      this._emitError(err, `a '${event}' listener threw`);
     }
   }
 
@@ -874,7 +939,7 @@ class IPCClient extends EventEmitter {
     }
     if (entry.persisted) this._store.remove(entry.id);
     this._metrics.failed();
-    this.emit('queue_dropped', { reason, channel: entry.msg.channel_id, messageType: entry.msg.message_type, priority: entry.priority });
+    this._emitSafely('queue_dropped', { reason, channel: entry.msg.channel_id, messageType: entry.msg.message_type, priority: entry.priority });
   }
 
   /**
@@ -1065,7 +1130,7 @@ class IPCClient extends EventEmitter {
     try {
       this._store.remove(id);
     } catch (err) {
-      this._report(err);
+      this._emitError(err);
     }
   }
 
@@ -1085,7 +1150,7 @@ class IPCClient extends EventEmitter {
       for (let i = 0; i < corrupt; i++) this._metrics.failed();
       const err = new Error(`queue file ${this._store.file}: ${corrupt} unreadable stretch(es) skipped; the messages in them are lost`);
       err.code = 'EQUEUECORRUPT';
-      process.nextTick(() => this._report(err)); // after the constructor, once listeners are on
+      process.nextTick(() => this._emitError(err)); // after the constructor, once listeners are on
     }
     for (const stored of loaded) {
       const body = encodeMessage(stored.message);
@@ -1122,9 +1187,11 @@ class IPCClient extends EventEmitter {
    * disconnect() (and maybe a new connect()) moved on, the attempt closes
    * its own socket and touches nothing of the client's.
    *
-   * The replay starts even when a 'reconnected' or 'connected' listener
-   * throws: the first listener error is then rethrown (connect() rejects
-   * with it), but the connection stays up and the queue is sent.
+   * A 'reconnected' or 'connected' listener that throws is reported
+   * (see _emitSafely()); the connection stays up and the queue is sent.
+   * No handshake within `connectTimeout` is a NotConnectedError whose
+   * `.cause` is the timeout: the server was not reached, as far as the
+   * caller is concerned, exactly as when the TCP connect fails.
    * @param {number} generation `this._generation` when the attempt started.
    * @returns {Promise<void>}
    * @private
@@ -1150,6 +1217,10 @@ class IPCClient extends EventEmitter {
     let info;
     try {
       info = await conn.open(this.options.connectTimeout);
+    } catch (err) {
+      if (!(err instanceof RequestTimeoutError)) throw err;
+      const { host, port, connectTimeout } = this.options;
+      throw new NotConnectedError(`no handshake with ${host}:${port} within ${connectTimeout} ms`, { cause: err });
     } finally {
       if (this._opening === conn) this._opening = null;
     }
@@ -1172,27 +1243,18 @@ class IPCClient extends EventEmitter {
       throw new NotConnectedError('the client disconnected');
     }
     if (this._conn !== conn) throw new NotConnectedError('the connection was lost while restoring subscriptions'); // never CONNECTED on a dead socket
-    const reconnected = this._state === State.RECONNECTING;
+    // a first connection reached through waitOnFirstConnect is no reconnection
+    const reconnected = this._state === State.RECONNECTING && !this._firstWait;
     const attempts = this._attempt;
     this._setState(State.CONNECTED);
     this._attempt = 0;
     this._replaying = conn; // calls made by the listeners below queue behind the replay
     for (const waiter of this._waiters) waiter.resolve();
     this._waiters.clear();
-    let listenerError = null;
-    try {
-      if (reconnected) this.emit('reconnected', { attempts, elapsed: this._metrics.reconnected() });
-    } catch (err) {
-      listenerError = err;
-    }
-    try {
-      if (this._conn === conn && this._state === State.CONNECTED) this.emit('connected', info);
-    } catch (err) {
-      listenerError ??= err;
-    }
+    if (reconnected) this._emitSafely('reconnected', { attempts, elapsed: this._metrics.reconnected() });
+    if (this._conn === conn && this._state === State.CONNECTED) this._emitSafely('connected', info);
     if (this._replaying === conn) this._replaying = null;
     if (this._conn === conn && this._state === State.CONNECTED) this._startReplay(conn);
-    if (listenerError !== null) throw listenerError;
   }
 
   /**
@@ -1267,11 +1329,11 @@ class IPCClient extends EventEmitter {
       this._failWaiters(gone);
       this._abandonQueue(gone);
     }
-    this.emit('disconnected', err ?? reason); // never null: a server that just closed is connection_lost
+    this._emitSafely('disconnected', err ?? reason); // never null: a server that just closed is connection_lost
     if (err instanceof IpcError) this._emitError(err); // a protocol error or a heartbeat timeout
     if (this._state !== next) return; // a listener called disconnect() or connect()
     if (retry) this._reconnect();
-    else this.emit('close');
+    else this._emitSafely('close');
   }
 
   /**
@@ -1301,13 +1363,17 @@ class IPCClient extends EventEmitter {
   /**
    * The reconnect loop: backoff with jitter, up to `maxRetries` attempts.
    * Single flight by construction: it starts only on the CONNECTED ->
-   * RECONNECTING transition and runs only while RECONNECTING.
+   * RECONNECTING (or, see _keepConnecting(), CONNECTING -> RECONNECTING)
+   * transition and runs only while RECONNECTING.
+   * @param {Error|null} [firstError] why the connection attempt before the loop failed.
+   * @returns {Promise<Error|null>} once the loop ends: null when connected,
+   *   else the last attempt's error (or null if disconnect() stopped it).
    * @private
    */
-  _reconnect() {
+  _reconnect(firstError = null) {
     const generation = this._generation;
     const run = async () => {
-      let lastError = null;
+      let lastError = firstError;
       while (this._state === State.RECONNECTING && this._generation === generation) {
         const attempt = ++this._attempt;
         if (attempt > this.options.maxRetries) return this._giveUp(lastError);
@@ -1329,29 +1395,62 @@ class IPCClient extends EventEmitter {
         this._wake = null;
         if (this._state !== State.RECONNECTING || this._generation !== generation) return;
         try {
-          return await this._establish(generation);
+          await this._establish(generation);
+          return null;
         } catch (err) {
-          if (this._state === State.CONNECTED && this._generation === generation) {
-            this._emitError(err); // a 'reconnected'/'connected' listener threw; the connection is up
-            return undefined;
-          }
           lastError = err;
           if (err instanceof UnauthorizedError) return this._giveUp(err);
         }
       }
+      return lastError;
     };
     const loop = run()
-      .catch((err) => this._report(err)) // never an unhandled rejection: nobody awaits the loop
+      .catch((err) => {
+        this._emitError(err); // never an unhandled rejection: nobody but _keepConnecting() awaits the loop
+        return err;
+      })
       .finally(() => {
         if (this._connecting === loop) this._connecting = null;
       });
     this._connecting = loop;
+    return loop;
+  }
+
+  /**
+   * waitOnFirstConnect: the attempt of connect() failed, so the client
+   * moves CONNECTING -> RECONNECTING (seed 003's "connection failed") and
+   * runs the reconnect loop, with its 'reconnecting' events; calls queued
+   * meanwhile stay queued. Settles connect()'s promise: true on the first
+   * success, NotConnectedError once the loop gives up ('reconnect_failed')
+   * or disconnect() stops it.
+   * @param {number} generation the connect() attempt's.
+   * @param {Error} err why its attempt failed.
+   * @returns {Promise<true>}
+   * @private
+   */
+  async _keepConnecting(generation, err) {
+    this._setState(State.RECONNECTING);
+    this._firstWait = true;
+    let lastError;
+    try {
+      lastError = await this._reconnect(err);
+    } finally {
+      this._firstWait = false;
+    }
+    if (this._state === State.CONNECTED && this._generation === generation) return true;
+    const cause = lastError ?? err;
+    if (this._generation !== generation) throw new NotConnectedError('the client disconnected while waiting for the first connection', { cause });
+    if (cause instanceof UnauthorizedError) throw cause; // as when the first attempt is refused
+    const { host, port, maxRetries } = this.options;
+    throw new NotConnectedError(`could not connect to ${host}:${port}: gave up after ${maxRetries + 1} attempts`, { cause });
   }
 
   /**
    * Stops reconnecting after too many failures (or a refused token):
-   * waiting and queued calls fail with not_connected.
+   * waiting and queued calls fail with not_connected. The failure is
+   * reported unless a waiting connect() (waitOnFirstConnect) rejects with it.
    * @param {Error|null} cause
+   * @returns {Error} cause.
    * @private
    */
   _giveUp(cause) {
@@ -1363,8 +1462,9 @@ class IPCClient extends EventEmitter {
     this._failWaiters(gone);
     this._abandonQueue(gone);
     this._emitSafely('reconnect_failed', attempts);
-    this._report(err);
+    if (!this._firstWait) this._emitError(err);
     this._emitSafely('close');
+    return cause;
   }
 
   /**
@@ -1513,7 +1613,7 @@ class IPCClient extends EventEmitter {
   _pong(latencyMs) {
     this._latencyMs = latencyMs;
     this._lastHeartbeat = Date.now();
-    this.emit('heartbeat', { latency: latencyMs });
+    this._emitSafely('heartbeat', { latency: latencyMs });
   }
 
   // ------------------------------------------------------ the incoming path
@@ -1655,7 +1755,10 @@ class IPCClient extends EventEmitter {
   }
 
   /**
-   * Answers the server's pings (§9.1); other system requests are not for clients.
+   * Answers the server's pings (§9.1) itself. Any other `system` request
+   * is one the server routed to this client because it serves `system`
+   * (§8): it runs the `system` responder like any served request; without
+   * one it is answered `bad_message`.
    * @param {Connection} conn
    * @param {object} msg
    * @private
@@ -1664,9 +1767,12 @@ class IPCClient extends EventEmitter {
     const action = msg.payload && msg.payload.action;
     if (action === 'ping') {
       this._reply(conn, msg, { status: 'pong' });
-      this.emit('ping', { messageId: msg.message_id });
+      this._emitSafely('ping', { messageId: msg.message_id });
+    } else if (this._responders.has(SYSTEM_CHANNEL)) {
+      this._admit(conn, msg);
+    } else {
+      this._reply(conn, msg, null, { code: ErrorCode.BAD_MESSAGE, message: `unknown system action ${JSON.stringify(action)}` });
     }
-    else this._reply(conn, msg, null, { code: ErrorCode.BAD_MESSAGE, message: `unknown system action ${JSON.stringify(action)}` });
   }
 
   /**
@@ -1686,7 +1792,7 @@ class IPCClient extends EventEmitter {
         this._invoke(handler, msg, conn, false);
       }
     }
-    this.emit('message', msg);
+    this._emitSafely('message', msg);
   }
 
   /**
@@ -1862,7 +1968,7 @@ class IPCClient extends EventEmitter {
     const action = hb.poll(t);
     if (action === HeartbeatAction.DEAD) {
       const silent = t - hb.lastReceived;
-      this.emit('heartbeat_timeout', { silent });
+      this._emitSafely('heartbeat_timeout', { silent });
       conn.destroy(new RequestTimeoutError(`heartbeat timeout: nothing received for ${Math.round(silent)} ms`));
       return;
     }

@@ -92,7 +92,13 @@ const DEFAULTS = Object.freeze({
   /** Deprecated, no effect: the socket is no longer paused, so nothing resumes it. Still accepted. */
   lowWaterMark: 256,
   /** Send stack traces of responder errors in error.remote_stack (§6.3). */
-  exposeStacks: false
+  exposeStacks: false,
+  /**
+   * When the attempt of connect() fails, keep trying with the reconnect
+   * policy (backoff, jitter, maxRetries) instead of rejecting at once; an
+   * `unauthorized` answer still stops (nats.js's option of the same name).
+   */
+  waitOnFirstConnect: false
 });
 
 module.exports = {

@@ -19,7 +19,8 @@ const { IPCClient } = require('./client');
 const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
 const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
 const { parseOptions, refuseQueuePath } = require('./options');
-const { ErrorCode, NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
+const { toNumber } = require('./legacy_options');
+const { AlreadyServingError, ErrorCode, NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
 
 /** Balancer defaults (§8); milliseconds. */
 const BALANCER_DEFAULTS = Object.freeze({
@@ -81,7 +82,7 @@ class LoadBalancedClient extends EventEmitter {
    *   `maxConnections` (1) per server, `acquireTimeout`, `idleTimeout`,
    *   `leaseThreshold` (the pools'; calls share each server's connections),
    *   `random` (a [0, 1) source for 'random'); every other option goes to
-   *   each IPCClient.
+   *   each IPCClient (unknown ones warn, see IPCClient).
    * @throws {TypeError|RangeError} bad servers or options.
    */
   constructor(appId, servers, options = {}) {
@@ -94,7 +95,7 @@ class LoadBalancedClient extends EventEmitter {
     const clientOptions = {};
     for (const [key, value] of Object.entries(options ?? {})) {
       if (value === undefined) continue;
-      if (key in own) own[key] = value;
+      if (key in own) own[key] = key === 'healthCheckInterval' || key === 'healthCheckTimeout' ? toNumber(value) : value;
       else if (key in POOL_DEFAULTS) poolOptions[key] = value;
       else clientOptions[key] = value;
     }
@@ -178,6 +179,20 @@ class LoadBalancedClient extends EventEmitter {
   }
 
   /**
+   * sendRequest() resolving the response's payload only (as the Python
+   * client's `request()`).
+   * @param {string} channelId a concrete channel.
+   * @param {unknown} [payload]
+   * @param {number} [timeout] milliseconds, the whole call's deadline.
+   * @param {{headers?: Record<string, string>}} [options]
+   * @returns {Promise<unknown>} the response payload.
+   * @throws {IpcError} as sendRequest().
+   */
+  async request(channelId, payload = null, timeout = this._requestTimeout, options = {}) {
+    return (await this.sendRequest(channelId, payload, timeout, options)).payload;
+  }
+
+  /**
    * Publishes on one server (§8), with the same failover as sendRequest().
    * Subscribers on that server receive it.
    * @param {string} channelId
@@ -222,10 +237,11 @@ class LoadBalancedClient extends EventEmitter {
    * @param {(msg: object) => unknown} handler returns the response payload.
    * @param {{timeout?: number}} [options]
    * @returns {Promise<void>}
+   * @throws {AlreadyServingError} the channel is already served by this client.
    */
   serve(channelId, handler, { timeout = this._requestTimeout } = {}) {
     if (this._registrations.some((r) => r.kind === 'serve' && r.channel === channelId)) {
-      return Promise.reject(new Error(`channel ${JSON.stringify(channelId)} is already served; call unserve() first`));
+      return Promise.reject(new AlreadyServingError(channelId));
     }
     return this._register('serve', channelId, handler, timeout);
   }
@@ -514,7 +530,8 @@ class LoadBalancedClient extends EventEmitter {
   _control(server) {
     let client = this._controls.get(server);
     if (client === undefined) {
-      client = new IPCClient(this.appId, { ...this._clientOptions, host: server.host, port: server.port, reconnect: true });
+      // bounded by _connectControl(); the health checks retry a server that was down
+      client = new IPCClient(this.appId, { ...this._clientOptions, host: server.host, port: server.port, reconnect: true, waitOnFirstConnect: false });
       client.on('error', () => {}); // failures of calls reach their callers; the rest is health checks' business
       this._controls.set(server, client);
     }

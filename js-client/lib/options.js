@@ -6,6 +6,7 @@
  */
 
 const { DEFAULTS, MAX_FRAME_LIMIT_BYTES } = require('./constants');
+const { pickKnownOptions, toNumber } = require('./legacy_options');
 const { Overflow } = require('./offline_queue');
 const { parseBreakerOptions } = require('./circuit_breaker');
 
@@ -29,15 +30,19 @@ function typeError(name, expected, value) {
   throw new TypeError(`option ${name} must be ${expected}, got ${shown}`);
 }
 
+/** The option names IPCClient takes. */
+const KNOWN_OPTIONS = new Set(Object.keys(DEFAULTS));
+
 /**
- * Checks a number option.
+ * Checks a number option; a numeric string (`"5000"`) is converted in `o`
+ * first (see legacy_options.toNumber()).
  * @param {object} o the merged options.
  * @param {string} name
  * @param {{min?: number, integer?: boolean, infinite?: boolean, nullable?: boolean, exclusiveMin?: boolean}} rule
  * @private
  */
 function checkNumber(o, name, { min = 0, integer = false, infinite = false, nullable = false, exclusiveMin = false }) {
-  const v = o[name];
+  const v = (o[name] = toNumber(o[name]));
   if (nullable && v === null) return;
   const ok =
     typeof v === 'number' &&
@@ -53,25 +58,23 @@ function checkNumber(o, name, { min = 0, integer = false, infinite = false, null
 /**
  * Merges the caller's options over DEFAULTS and validates the result.
  *
- * Durations are milliseconds, sizes bytes. Unknown keys are refused: a typo
- * in an option name would otherwise silently keep the default.
+ * Durations are milliseconds, sizes bytes; numbers may be given as numeric
+ * strings (`port: "8888"`, read from the environment). The legacy names
+ * `connectionTimeout`, `reconnectAttempts` and `reconnectDelay` set
+ * `connectTimeout`, `maxRetries` and `initialDelay`. Unknown keys are
+ * ignored with one `IPC_UNKNOWN_OPTION` process warning per name, so that
+ * the warning, not an exception, points at a typo (lib/legacy_options.js).
  *
  * @param {object} [options] the caller's options.
  * @returns {Readonly<typeof DEFAULTS>} the frozen, complete options.
- * @throws {TypeError} an unknown option or a value of the wrong type.
+ * @throws {TypeError} a known option with a value of the wrong type.
  * @throws {RangeError} contradictory values (heartbeat, backoff).
  */
 function parseOptions(options = {}) {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     typeError('options', 'an object', options);
   }
-  for (const key of Object.keys(options)) {
-    if (!Object.prototype.hasOwnProperty.call(DEFAULTS, key)) {
-      throw new TypeError(`unknown option ${JSON.stringify(key)}`);
-    }
-  }
-  const o = { ...DEFAULTS };
-  for (const [key, value] of Object.entries(options)) if (value !== undefined) o[key] = value;
+  const o = { ...DEFAULTS, ...pickKnownOptions(options, KNOWN_OPTIONS) };
 
   if (typeof o.host !== 'string' || o.host.length === 0) typeError('host', 'a non-empty string', o.host);
   checkNumber(o, 'port', { min: 1, integer: true });
@@ -109,6 +112,7 @@ function parseOptions(options = {}) {
   checkNumber(o, 'highWaterMark', { min: 1, integer: true, infinite: true });
   checkNumber(o, 'lowWaterMark', { integer: true }); // deprecated, no effect: still accepted
   if (typeof o.exposeStacks !== 'boolean') typeError('exposeStacks', 'a boolean', o.exposeStacks);
+  if (typeof o.waitOnFirstConnect !== 'boolean') typeError('waitOnFirstConnect', 'a boolean', o.waitOnFirstConnect);
 
   if (o.maxDelay < o.initialDelay) {
     throw new RangeError('option maxDelay must be >= initialDelay');
@@ -134,4 +138,4 @@ function refuseQueuePath(owner, options) {
   }
 }
 
-module.exports = { parseOptions, refuseQueuePath, ON_DISCONNECT };
+module.exports = { parseOptions, refuseQueuePath, ON_DISCONNECT, KNOWN_OPTIONS };

@@ -28,6 +28,7 @@
 const { EventEmitter } = require('node:events');
 const { IPCClient } = require('./client');
 const { parseOptions, refuseQueuePath } = require('./options');
+const { toNumber } = require('./legacy_options');
 const { backoffDelay } = require('./backoff');
 const { NotConnectedError, RequestTimeoutError } = require('./errors');
 
@@ -126,7 +127,9 @@ class ConnectionPool extends EventEmitter {
    *   `acquireTimeout` (5000 ms), `idleTimeout` (30000 ms),
    *   `leaseThreshold` (1: calls in flight on every member before lease()
    *   opens another); every other option goes to each member's IPCClient,
-   *   with `reconnect: false`.
+   *   with `reconnect: false` and `waitOnFirstConnect: false` (the pool
+   *   replaces members itself, and a failed open must fail its waiter).
+   *   Numbers may be numeric strings; unknown options warn (see IPCClient).
    * @throws {TypeError|RangeError} bad options (checked here, not at the first connection).
    */
   constructor(appId, options = {}) {
@@ -137,7 +140,7 @@ class ConnectionPool extends EventEmitter {
     const clientOptions = {};
     for (const [key, value] of Object.entries(options ?? {})) {
       if (value === undefined) continue;
-      if (key in POOL_DEFAULTS) merged[key] = value;
+      if (key in POOL_DEFAULTS) merged[key] = toNumber(value);
       else clientOptions[key] = value;
     }
     checkPoolOption('minConnections', merged.minConnections, { min: 0, integer: true });
@@ -152,8 +155,8 @@ class ConnectionPool extends EventEmitter {
     this.acquireTimeout = merged.acquireTimeout;
     this.idleTimeout = merged.idleTimeout;
     this.leaseThreshold = merged.leaseThreshold;
-    this._clientOptions = Object.freeze({ ...clientOptions, reconnect: false });
-    const parsed = parseOptions(this._clientOptions); // a typo fails here, not at the first connection
+    this._clientOptions = Object.freeze({ ...clientOptions, reconnect: false, waitOnFirstConnect: false });
+    const parsed = parseOptions(this._clientOptions); // a bad value fails here, not at the first connection
     this.host = parsed.host;
     this.port = parsed.port;
     this._refillDelay = parsed.initialDelay ?? parsed.reconnectDelay ?? REFILL_DELAY_MS;
@@ -306,7 +309,7 @@ class ConnectionPool extends EventEmitter {
     }
     try {
       const left = Math.max(1, timeout - (performance.now() - start));
-      const res = await client.healthCheck({ timeout: left });
+      const res = await client.health({ timeout: left });
       return res.healthy ? { healthy: true, latencyMs: res.latencyMs } : { healthy: false, latencyMs: null, error: res.error };
     } finally {
       if (leased !== null) this._unshare(leased);

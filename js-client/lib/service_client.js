@@ -2,18 +2,19 @@
 
 /**
  * ServiceClient: a gateway's view of several named services
- * (docs/resilience.md §9). Each service is one LoadBalancedClient (one or
- * more servers, its own app); calls are counted per service over a sliding
- * window so status pages show how each backend behaves now.
+ * (docs/resilience.md §9, and the gateway ServiceClient of seed 004). Each
+ * service is one LoadBalancedClient (one or more servers, its own app);
+ * calls are counted per service over a sliding window so status pages show
+ * how each backend behaves now.
  */
 
 const { LoadBalancedClient } = require('./load_balanced_client');
 const { LatencyWindow } = require('./latency');
-const { DEFAULTS } = require('./constants');
 const { ErrorCode, NotConnectedError } = require('./errors');
 const { refuseQueuePath } = require('./options');
+const { LEGACY_ALIASES, pickKnownOptions, toNumber } = require('./legacy_options');
 
-/** The keys a service description may have. */
+/** The keys a service description may have; others are ignored with a warning. */
 const SERVICE_KEYS = new Set([
   'host',
   'port',
@@ -27,8 +28,39 @@ const SERVICE_KEYS = new Set([
   'reconnectDelay'
 ]);
 
-/** The client option that `reconnectDelay` sets (§9: the clients' initial delay). */
-const INITIAL_DELAY_OPTION = 'initialDelay' in DEFAULTS ? 'initialDelay' : 'reconnectDelay';
+/**
+ * Defaults of a service description: the gateway ServiceClient's (seed
+ * 004, docs/resilience.md §9), durations in ms. An option given to every
+ * service (the constructor's second argument) wins over these defaults.
+ */
+const SERVICE_DEFAULTS = Object.freeze({
+  host: 'localhost',
+  maxConnections: 10,
+  minConnections: 1,
+  timeout: 5000,
+  healthCheckInterval: 30_000,
+  reconnectDelay: 1000
+});
+
+/** Description key -> the LoadBalancedClient / IPCClient option it sets. */
+const DESCRIPTION_OPTIONS = Object.freeze({
+  strategy: 'strategy',
+  minConnections: 'minConnections',
+  maxConnections: 'maxConnections',
+  healthCheckInterval: 'healthCheckInterval',
+  timeout: 'requestTimeout',
+  reconnectDelay: 'initialDelay'
+});
+
+/**
+ * The legacy names of a client option (`reconnectDelay` for `initialDelay`).
+ * @param {string} option
+ * @returns {string[]}
+ * @private
+ */
+function legacyNames(option) {
+  return Object.keys(LEGACY_ALIASES).filter((legacy) => LEGACY_ALIASES[legacy] === option);
+}
 
 /**
  * Monotonic milliseconds.
@@ -40,37 +72,86 @@ function now() {
 }
 
 /**
+ * The load-balanced client options of one service: the shared options, then
+ * the description's own values; a description default applies only where
+ * neither says anything.
+ * @param {object} spec the description, known keys only.
+ * @param {object} shared client options for every service.
+ * @returns {object}
+ * @private
+ */
+function serviceOptions(spec, shared) {
+  const options = { ...shared };
+  for (const [key, option] of Object.entries(DESCRIPTION_OPTIONS)) {
+    const aliases = legacyNames(option);
+    if (spec[key] !== undefined) {
+      options[option] = spec[key];
+      for (const legacy of aliases) delete options[legacy]; // the description's value is the one meant
+    } else if (key in SERVICE_DEFAULTS && options[option] === undefined && aliases.every((a) => options[a] === undefined)) {
+      options[option] = SERVICE_DEFAULTS[key];
+    }
+  }
+  // a defaulted maxConnections never makes a given minConnections invalid
+  if (spec.maxConnections === undefined && shared.maxConnections === undefined) {
+    const min = toNumber(options.minConnections);
+    if (typeof min === 'number' && min > options.maxConnections) options.maxConnections = min;
+  }
+  return options;
+}
+
+/**
  * One service: its balanced client and its counters.
  * @private
  */
 class Service {
   /**
    * @param {string} name
-   * @param {object} spec the service description.
+   * @param {object} description the service description.
    * @param {object} shared client options for every service.
+   * @throws {TypeError|RangeError} a bad description.
    */
-  constructor(name, spec, shared) {
-    if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
+  constructor(name, description, shared) {
+    if (description === null || typeof description !== 'object' || Array.isArray(description)) {
       throw new TypeError(`service ${JSON.stringify(name)} must be an object`);
     }
-    for (const key of Object.keys(spec)) {
-      if (!SERVICE_KEYS.has(key)) throw new TypeError(`unknown key ${JSON.stringify(key)} in service ${JSON.stringify(name)}`);
-    }
-    const servers = spec.servers ?? (spec.port !== undefined ? [{ host: spec.host ?? 'localhost', port: spec.port }] : null);
+    const spec = pickKnownOptions(description, SERVICE_KEYS, { owner: `ServiceClient service ${JSON.stringify(name)}`, aliases: {} });
+    const servers = spec.servers ?? (spec.port !== undefined ? [{ host: spec.host ?? SERVICE_DEFAULTS.host, port: spec.port }] : null);
     if (servers === null) throw new TypeError(`service ${JSON.stringify(name)} needs {host, port} or {servers: [...]}`);
-    const options = { ...shared };
-    if (spec.strategy !== undefined) options.strategy = spec.strategy;
-    if (spec.minConnections !== undefined) options.minConnections = spec.minConnections;
-    if (spec.maxConnections !== undefined) options.maxConnections = spec.maxConnections;
-    if (spec.healthCheckInterval !== undefined) options.healthCheckInterval = spec.healthCheckInterval;
-    if (spec.timeout !== undefined) options.requestTimeout = spec.timeout;
-    if (spec.reconnectDelay !== undefined) options[INITIAL_DELAY_OPTION] = spec.reconnectDelay;
     this.name = name;
-    this.client = new LoadBalancedClient(spec.appId ?? name, servers, options);
+    this.client = new LoadBalancedClient(spec.appId ?? name, servers, serviceOptions(spec, shared));
     this.window = new LatencyWindow();
     this.requests = 0;
     this.errors = 0;
     this.timeouts = 0;
+    this._starting = null;
+    this._started = false;
+  }
+
+  /**
+   * Starts the balanced client once. Callers arriving while it starts wait
+   * for it (and get its failure); later ones go straight on, the health
+   * checks bringing back servers that were down.
+   * @returns {Promise<void>}
+   */
+  async ensureStarted() {
+    if (this._starting === null) {
+      this._starting = this.client.start().finally(() => {
+        this._started = true;
+      });
+    }
+    if (!this._started) await this._starting;
+  }
+
+  /**
+   * Takes over the counters of the service this one replaces: the metrics
+   * describe the service, whichever clients carry it.
+   * @param {Service} old
+   */
+  adopt(old) {
+    this.window = old.window;
+    this.requests = old.requests;
+    this.errors = old.errors;
+    this.timeouts = old.timeouts;
   }
 
   /**
@@ -106,25 +187,28 @@ class Service {
 
 /**
  * Named backend services for a gateway.
+ *
+ * Services are given to the constructor or added (and changed) later with
+ * configureService(); each starts with start() or on its first request.
  */
 class ServiceClient {
   /**
-   * @param {Record<string, {host?: string, port?: number, servers?: Array<unknown>, appId?: string, strategy?: string, minConnections?: number, maxConnections?: number, timeout?: number, healthCheckInterval?: number, reconnectDelay?: number}>} services
-   *   name -> description; `appId` defaults to the name, `timeout` is the
-   *   default deadline of its calls (ms), `reconnectDelay` the first
-   *   backoff delay of its clients (ms).
+   * @param {Record<string, {host?: string, port?: number, servers?: Array<unknown>, appId?: string, strategy?: string, minConnections?: number, maxConnections?: number, timeout?: number, healthCheckInterval?: number, reconnectDelay?: number}>} [services]
+   *   name -> description (see configureService()); none is fine.
    * @param {object} [options] `appId` ('gateway'): this gateway's name;
    *   any other option goes to every service's clients (`token`...).
    * @throws {TypeError|RangeError} a bad description.
    */
-  constructor(services, { appId = 'gateway', ...shared } = {}) {
-    if (services === null || typeof services !== 'object' || Object.keys(services).length === 0) {
-      throw new TypeError('services must map at least one name to a description');
+  constructor(services = {}, { appId = 'gateway', ...shared } = {}) {
+    if (services === null || typeof services !== 'object' || Array.isArray(services)) {
+      throw new TypeError('services must map names to descriptions');
     }
     if (typeof appId !== 'string' || appId.length === 0) throw new TypeError('appId must be a non-empty string');
     refuseQueuePath('ServiceClient', shared);
     this.appId = appId;
+    this._shared = shared;
     this._services = new Map(Object.entries(services).map(([name, spec]) => [name, new Service(name, spec, shared)]));
+    this._retiring = new Set(); // close() promises of replaced services
     this._closed = false;
   }
 
@@ -134,16 +218,51 @@ class ServiceClient {
   }
 
   /**
-   * Connects to every service. A service none of whose servers answers
-   * fails start() but keeps trying (health checks); the others work.
+   * Adds a service, or replaces one: the old service's connections are
+   * closed (its calls in flight reject connection_lost) and the new
+   * description takes over, metrics carried on. The service starts on its
+   * first request (or with start()).
+   *
+   * A description has `{host, port}` (one server; host 'localhost') or
+   * `{servers: [...]}`, and optionally `appId` (default: the name),
+   * `strategy`, `minConnections` (1), `maxConnections` (10, per server),
+   * `timeout` (5000 ms: the default deadline of its calls),
+   * `healthCheckInterval` (30000 ms) and `reconnectDelay` (1000 ms: the
+   * first backoff delay of its clients). Numbers may be numeric strings;
+   * unknown keys are ignored with one process warning per name.
+   *
+   * @param {string} name the service's name.
+   * @param {object} description
+   * @returns {this}
+   * @throws {TypeError|RangeError} a bad description (nothing is replaced).
+   * @throws {NotConnectedError} after shutdown().
+   */
+  configureService(name, description) {
+    if (this._closed) throw new NotConnectedError('the service client is shut down');
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError('a service name must be a non-empty string');
+    const svc = new Service(name, description, this._shared);
+    const old = this._services.get(name);
+    if (old !== undefined) {
+      svc.adopt(old);
+      const closing = old.client.close().catch(() => {}).finally(() => this._retiring.delete(closing));
+      this._retiring.add(closing);
+    }
+    this._services.set(name, svc);
+    return this;
+  }
+
+  /**
+   * Connects to every service not started yet. A service none of whose
+   * servers answers fails start() but keeps trying (health checks); the
+   * others work.
    * @returns {Promise<void>}
    * @throws {NotConnectedError} naming the unreachable services.
    */
   async start() {
     if (this._closed) throw new NotConnectedError('the service client is shut down');
-    const results = await Promise.allSettled([...this._services.values()].map((s) => s.client.start()));
-    const names = [...this._services.keys()];
-    const down = names.filter((_, i) => results[i].status === 'rejected');
+    const services = [...this._services.values()];
+    const results = await Promise.allSettled(services.map((s) => s.ensureStarted()));
+    const down = services.filter((_, i) => results[i].status === 'rejected').map((s) => s.name);
     if (down.length > 0) {
       const first = results.find((r) => r.status === 'rejected').reason;
       throw new NotConnectedError(`unreachable: ${down.join(', ')}`, { cause: first });
@@ -151,21 +270,23 @@ class ServiceClient {
   }
 
   /**
-   * Calls `method` (a channel in the service's app) and returns the payload.
-   * @param {string} service a name given to the constructor.
+   * Calls `method` (a channel in the service's app) and returns the
+   * payload. A service not started yet is started first.
+   * @param {string} service a configured service's name.
    * @param {string} method the channel.
    * @param {unknown} [data] the request payload.
    * @param {{timeout?: number}} [options] ms; default the service's `timeout`.
    * @returns {Promise<unknown>} the response payload.
    * @throws {TypeError} an unknown service.
-   * @throws {IpcError} the call's failure (`.code`), not_connected after shutdown().
+   * @throws {IpcError} the call's failure (`.code`), not_connected when the
+   *   service's first start found no server, or after shutdown().
    */
   async request(service, method, data = null, { timeout } = {}) {
     if (this._closed) throw new NotConnectedError('the service client is shut down');
-    const svc = this._services.get(service);
-    if (svc === undefined) throw new TypeError(`unknown service ${JSON.stringify(service)}`);
+    const svc = this._service(service);
     const started = now();
     try {
+      await svc.ensureStarted();
       const res = await svc.client.sendRequest(method, data, timeout);
       svc.record(started, null);
       return res.payload;
@@ -189,6 +310,17 @@ class ServiceClient {
   }
 
   /**
+   * One service's metrics (see metrics()), or every service's when
+   * `service` is omitted.
+   * @param {string} [service]
+   * @returns {object}
+   * @throws {TypeError} an unknown service.
+   */
+  getMetrics(service) {
+    return service === undefined ? this.metrics() : this._service(service).metrics();
+  }
+
+  /**
    * Per service: `{healthy, servers}`; healthy while one of its servers is.
    * @returns {Record<string, {healthy: boolean, servers: object[]}>}
    */
@@ -202,14 +334,35 @@ class ServiceClient {
   }
 
   /**
+   * status(), under the name of the gateway ServiceClient (seed 004).
+   * @returns {Record<string, {healthy: boolean, servers: object[]}>}
+   */
+  getConnectionStatus() {
+    return this.status();
+  }
+
+  /**
    * Closes every connection. Later calls reject with not_connected.
    * @returns {Promise<void>}
    */
   async shutdown() {
     if (this._closed) return;
     this._closed = true;
-    await Promise.all([...this._services.values()].map((s) => s.client.close()));
+    await Promise.all([...[...this._services.values()].map((s) => s.client.close()), ...this._retiring]);
+  }
+
+  /**
+   * The service of that name.
+   * @param {string} name
+   * @returns {Service}
+   * @throws {TypeError} an unknown service.
+   * @private
+   */
+  _service(name) {
+    const svc = this._services.get(name);
+    if (svc === undefined) throw new TypeError(`unknown service ${JSON.stringify(name)}`);
+    return svc;
   }
 }
 
-module.exports = { ServiceClient };
+module.exports = { ServiceClient, SERVICE_DEFAULTS };

@@ -11,14 +11,15 @@ const State = Object.freeze({
   DISCONNECTED: 'disconnected', // never connected, disconnect()ed, or gave up
   CONNECTING: 'connecting', // connect() in progress
   CONNECTED: 'connected',
-  RECONNECTING: 'reconnecting', // lost the connection, retrying with backoff
+  RECONNECTING: 'reconnecting', // lost the connection (or waitOnFirstConnect), retrying with backoff
   DISCONNECTING: 'disconnecting' // disconnect() is closing the socket
 });
 
 /** Allowed transitions: state -> states it may move to. */
 const TRANSITIONS = Object.freeze({
   [State.DISCONNECTED]: Object.freeze([State.CONNECTING]),
-  [State.CONNECTING]: Object.freeze([State.CONNECTED, State.DISCONNECTED, State.DISCONNECTING]),
+  // CONNECTING -> RECONNECTING: the attempt of connect() failed and waitOnFirstConnect keeps trying
+  [State.CONNECTING]: Object.freeze([State.CONNECTED, State.RECONNECTING, State.DISCONNECTED, State.DISCONNECTING]),
   [State.CONNECTED]: Object.freeze([State.RECONNECTING, State.DISCONNECTING, State.DISCONNECTED]),
   [State.RECONNECTING]: Object.freeze([State.CONNECTED, State.DISCONNECTING, State.DISCONNECTED]),
   [State.DISCONNECTING]: Object.freeze([State.DISCONNECTED])

@@ -8,7 +8,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { once } = require('node:events');
-const { IPCClient, ErrorCode, UnauthorizedError } = require('..');
+const { IPCClient, ErrorCode, UnauthorizedError, AlreadyServingError, IpcError } = require('..');
 const { buildMessage } = require('../lib/envelope');
 const { Peer, waitFor, nextReceived, until } = require('./helpers');
 
@@ -35,13 +35,15 @@ test('client - calls before connect() reject with not_connected', async () => {
   await assert.rejects(client.subscribe('a', () => {}), { code: ErrorCode.NOT_CONNECTED });
   await assert.rejects(client.serve('a', () => {}), { code: ErrorCode.NOT_CONNECTED });
   assert.deepEqual(client.getConnectionInfo().subscriptions, []);
-  assert.deepEqual((await client.healthCheck()).healthy, false);
+  assert.equal(await client.healthCheck(), false);
+  assert.equal((await client.health()).healthy, false);
+  assert.equal((await client.health()).error, ErrorCode.NOT_CONNECTED);
 });
 
 test('client - constructor validates the app id and options', () => {
   assert.throws(() => new IPCClient(''), TypeError);
   assert.throws(() => new IPCClient('a', { port: -1 }), TypeError);
-  assert.throws(() => new IPCClient('a', { bogus: true }), TypeError);
+  assert.throws(() => new IPCClient('a', { port: 'eighty' }), TypeError);
 });
 
 test('client - connecting to a closed port rejects with not_connected and the socket error', async () => {
@@ -315,12 +317,30 @@ test('client - inbound backpressure: publishes past the high water mark wait, in
   assert.equal(client.getConnectionInfo().heldMessages, 0);
 });
 
-test('client - healthCheck reports latency', async (t) => {
-  const { client } = await setup(t);
+test('client - health() reports latency; healthCheck() resolves true', async (t) => {
+  const { peer, client } = await setup(t);
   await client.connect();
-  const health = await client.healthCheck();
+  const health = await client.health();
   assert.equal(health.healthy, true);
   assert.ok(health.latencyMs >= 0);
+  assert.deepEqual(Object.keys(health).sort(), ['connectionId', 'healthy', 'latencyMs', 'server', 'state']);
+  const pings = peer.received.filter((m) => m.payload && m.payload.action === 'ping').length;
+  assert.equal(await client.healthCheck(), true);
+  assert.equal(peer.received.filter((m) => m.payload && m.payload.action === 'ping').length, pings + 1, 'a real round trip');
+});
+
+test('client - healthCheck() resolves false, never throws, when the ping goes unanswered or the server is gone', async (t) => {
+  const { peer, client } = await setup(t, {}, { reconnect: false });
+  await client.connect();
+  peer.silent = true;
+  assert.equal(await client.healthCheck({ timeout: 100 }), false);
+  const detail = await client.health({ timeout: 100 });
+  assert.equal(detail.healthy, false);
+  assert.equal(detail.error, ErrorCode.TIMEOUT);
+  const closed = waitFor(client, 'close');
+  peer.drop();
+  await closed;
+  assert.equal(await client.healthCheck({ timeout: 100 }), false);
 });
 
 test('client - a refused subscribe or serve leaves no registration behind', async (t) => {
@@ -335,7 +355,7 @@ test('client - a refused subscribe or serve leaves no registration behind', asyn
   await assert.rejects(client.subscribe('keep', handler), { code: ErrorCode.FORBIDDEN });
   await assert.rejects(client.serve('svc2', () => 2), { code: ErrorCode.FORBIDDEN });
   const replacement = () => 3;
-  await assert.rejects(client.serve('svc', replacement), /already served/);
+  await assert.rejects(client.serve('svc', replacement), { code: ErrorCode.ALREADY_SERVING });
   const info = client.getConnectionInfo();
   assert.deepEqual(info.subscriptions, ['keep']);
   assert.deepEqual(info.responders, ['svc']);
@@ -478,13 +498,14 @@ test('client - version 2: an {"error": {...}} payload is an ordinary result', as
   assert.deepEqual((await client.sendRequest('x', null)).payload, payload);
 });
 
-test('client - version 1: healthCheck reports the connection state without pinging', async (t) => {
+test('client - version 1: health()/healthCheck() report the connection state without pinging', async (t) => {
   const { peer, client } = await setup(t, { legacy: true });
   await client.connect();
-  const health = await client.healthCheck({ timeout: 300 });
+  const health = await client.health({ timeout: 300 });
   assert.equal(health.healthy, true);
   assert.equal(health.latencyMs, null);
   assert.equal(health.state, 'connected');
+  assert.equal(await client.healthCheck({ timeout: 300 }), true);
   assert.ok(!peer.received.some((m) => m.payload && m.payload.action === 'ping'));
 });
 
@@ -503,16 +524,19 @@ test('client - publish on a reserved channel rejects locally with forbidden (§4
   await nextReceived(peer, (m) => m.channel_id === 'sys.x');
 });
 
-test('client - serve() twice on the same channel throws; the first handler stays', async (t) => {
+test('client - serve() twice on the same channel rejects with AlreadyServingError; the first handler stays', async (t) => {
   const { peer, client } = await setup(t);
   await client.connect();
   const first = () => 1;
   await client.serve('svc', first);
-  await assert.rejects(client.serve('svc', () => 2), /already served/);
+  await assert.rejects(
+    client.serve('svc', () => 2),
+    (err) => err instanceof AlreadyServingError && err instanceof IpcError && err.code === ErrorCode.ALREADY_SERVING && err.channel === 'svc'
+  );
   assert.equal(client._responders.get('svc'), first);
   // Also while the first registration still waits for its ack.
   const a = client.serve('svc2', () => 'a');
-  await assert.rejects(client.serve('svc2', () => 'b'), /already served/);
+  await assert.rejects(client.serve('svc2', () => 'b'), AlreadyServingError);
   await a;
   assert.equal(peer.received.filter((m) => m.message_type === 'subscribe' && m.channel_id === 'svc2').length, 1);
   await client.unserve('svc');

@@ -8,6 +8,7 @@ const { parseOptions } = require('../lib/options');
 const { backoffDelay } = require('../lib/backoff');
 const { Heartbeat, HeartbeatAction } = require('../lib/heartbeat');
 const { DEFAULTS } = require('../lib/constants');
+const { LEGACY_ALIASES } = require('../lib/legacy_options');
 
 test('options - defaults', () => {
   const o = parseOptions();
@@ -28,7 +29,11 @@ test('options - bad values throw', () => {
   const bad = [
     [{ port: 0 }, TypeError],
     [{ port: 70000 }, TypeError],
-    [{ port: '80' }, TypeError],
+    [{ port: '80x' }, TypeError],
+    [{ port: '0x50' }, TypeError],
+    [{ port: '' }, TypeError],
+    [{ requestTimeout: 'Infinity' }, TypeError],
+    [{ connectTimeout: '-5' }, TypeError],
     [{ host: '' }, TypeError],
     [{ requestTimeout: 0 }, TypeError],
     [{ maxRetries: -1 }, TypeError],
@@ -40,15 +45,15 @@ test('options - bad values throw', () => {
     [{ circuitBreaker: { failureThreshold: 0 } }, TypeError],
     [{ circuitBreaker: { nope: 1 } }, TypeError],
     [{ circuitBreaker: 'on' }, TypeError],
-    [{ reconnectAttempts: 3 }, TypeError],
-    [{ connectionTimeout: 3 }, TypeError],
-    [{ maxQueued: 3 }, TypeError],
+    [{ reconnectAttempts: -3 }, TypeError],
+    [{ connectionTimeout: 0 }, TypeError],
+    [{ reconnectDelay: 'soon' }, TypeError],
+    [{ waitOnFirstConnect: 'yes' }, TypeError],
     [{ reconnect: 'yes' }, TypeError],
     [{ maxFrameSize: 0 }, TypeError],
     [{ token: 5 }, TypeError],
     [{ jitter: 2 }, TypeError],
     [{ heartbeatInterval: NaN }, TypeError],
-    [{ nope: 1 }, TypeError],
     [{ initialDelay: 100, maxDelay: 10 }, RangeError],
     [{ lowWaterMark: -1 }, TypeError],
     [{ heartbeatInterval: 100, heartbeatTimeout: 100 }, RangeError]
@@ -97,7 +102,8 @@ test('backoff - multiplier sets the growth factor', () => {
   assert.equal(backoffDelay(5, { ...p, multiplier: 1 }), 100);
   assert.equal(parseOptions({ multiplier: 1.5 }).multiplier, 1.5);
   assert.throws(() => parseOptions({ multiplier: 0.5 }), TypeError);
-  assert.throws(() => parseOptions({ multiplier: '2' }), TypeError);
+  assert.throws(() => parseOptions({ multiplier: 'two' }), TypeError);
+  assert.equal(parseOptions({ multiplier: '2' }).multiplier, 2);
 });
 
 test('README - the options table lists every option with its default', () => {
@@ -106,8 +112,14 @@ test('README - the options table lists every option with its default', () => {
   const text = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
   const section = text.slice(text.indexOf('## Options'), text.indexOf('\n## ', text.indexOf('## Options') + 1));
   const rows = new Map();
-  for (const m of section.matchAll(/^\| `(\w+)` \| ([^|]+) \|/gm)) rows.set(m[1], m[2].trim());
+  const legacy = new Map();
+  for (const m of section.matchAll(/^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|/gm)) {
+    if (m[2].trim() === 'legacy name') legacy.set(m[1], m[3].trim());
+    else rows.set(m[1], m[2].trim());
+  }
   assert.deepEqual([...rows.keys()].sort(), Object.keys(DEFAULTS).sort());
+  assert.deepEqual([...legacy.keys()].sort(), Object.keys(LEGACY_ALIASES).sort());
+  for (const [name, meaning] of legacy) assert.ok(meaning.startsWith(`of \`${LEGACY_ALIASES[name]}\``), name);
   const shown = (v) => (v === null ? '`null`' : typeof v === 'string' ? `\`'${v}'\`` : `\`${v}\``);
   for (const [name, value] of Object.entries(DEFAULTS)) {
     if (name === 'connectionId') continue; // generated
@@ -148,8 +160,9 @@ test('state - the transition table of docs/resilience.md §2; anything else thro
   assert.equal(transition('disconnected', 'connecting'), 'connecting');
   assert.equal(transition('connected', 'reconnecting'), 'reconnecting');
   assert.equal(transition('reconnecting', 'connected'), 'connected');
+  assert.equal(transition('connecting', 'reconnecting'), 'reconnecting'); // waitOnFirstConnect
   assert.equal(transition('disconnecting', 'disconnected'), 'disconnected');
-  for (const [from, to] of [['disconnected', 'connected'], ['connecting', 'reconnecting'], ['disconnecting', 'connecting'], ['nowhere', 'connected']]) {
+  for (const [from, to] of [['disconnected', 'connected'], ['disconnected', 'reconnecting'], ['disconnecting', 'connecting'], ['nowhere', 'connected']]) {
     assert.throws(() => transition(from, to), /invalid transition/, `${from} -> ${to}`);
   }
   for (const targets of Object.values(TRANSITIONS)) for (const s of targets) assert.ok(Object.values(State).includes(s));

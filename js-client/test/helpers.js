@@ -206,4 +206,27 @@ async function until(pred, ms = 5000, what = 'a condition') {
   }
 }
 
-module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, nextReceived, until };
+/**
+ * Records the process warnings emitted from now until the test ends (they
+ * are emitted on the next tick: wait for them with until()).
+ * @param {import('node:test').TestContext} t
+ * @returns {Error[]}
+ */
+function captureWarnings(t) {
+  const seen = [];
+  const listener = (warning) => seen.push(warning);
+  process.on('warning', listener);
+  t.after(() => process.off('warning', listener));
+  return seen;
+}
+
+/**
+ * Lets pending ticks and immediates run (process warnings are emitted on
+ * the next tick), so a test can check that nothing more was emitted.
+ * @returns {Promise<void>}
+ */
+function settle() {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, nextReceived, until, captureWarnings, settle };

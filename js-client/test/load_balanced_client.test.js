@@ -64,7 +64,10 @@ test('balanced - options are checked', () => {
   assert.throws(() => new LoadBalancedClient('app', ['a:1'], { strategy: 'best' }), TypeError);
   assert.throws(() => new LoadBalancedClient('app', ['a:1'], { healthCheckInterval: 0 }), TypeError);
   assert.throws(() => new LoadBalancedClient('app', ['a:1'], { host: 'b' }), TypeError);
-  assert.throws(() => new LoadBalancedClient('app', ['a:1'], { bogus: 1 }), TypeError);
+  assert.throws(() => new LoadBalancedClient('app', ['a:1'], { requestTimeout: 'soon' }), TypeError);
+  const lenient = new LoadBalancedClient('app', ['a:1', { host: 'b', port: '2' }], { healthCheckInterval: '100', lbBogusOption: 1 }); // an unknown key only warns
+  assert.equal(lenient.healthCheckInterval, 100);
+  assert.deepEqual(lenient.serverStats().map((s) => s.port), [1, 2]);
   assert.equal(new LoadBalancedClient('app', ['a:1']).strategy, 'round_robin');
 });
 
@@ -293,7 +296,7 @@ test('balanced - publish goes to one server; subscribe and serve apply on every 
     for (const conn of p.conns) conn.socket.write(encodeFrame(encodeMessage(req)));
     assert.deepEqual(await answered, { served: p.name });
   }
-  await assert.rejects(lb.serve('svc.node', () => 1), /already served/);
+  await assert.rejects(lb.serve('svc.node', () => 1), { code: 'already_serving', name: 'AlreadyServingError' });
 });
 
 test('balanced - a server unreachable at subscribe time gets the subscription when it comes back', async (t) => {

@@ -65,7 +65,9 @@ test('pool - defaults and option checks', () => {
   assert.throws(() => new ConnectionPool('app', { minConnections: 3, maxConnections: 2 }), RangeError);
   assert.throws(() => new ConnectionPool('app', { acquireTimeout: -1 }), TypeError);
   assert.throws(() => new ConnectionPool('app', { leaseThreshold: 0 }), TypeError);
-  assert.throws(() => new ConnectionPool('app', { bogus: 1 }), TypeError); // client options are checked too
+  assert.throws(() => new ConnectionPool('app', { port: 'eighty' }), TypeError); // client options are checked too
+  const lenient = new ConnectionPool('app', { maxConnections: '4', acquireTimeout: ' 250 ', port: '9000', poolBogusOption: 1 });
+  assert.deepEqual([lenient.maxConnections, lenient.acquireTimeout, lenient.port], [4, 250, 9000]); // an unknown key only warns
   assert.throws(() => new ConnectionPool(''), TypeError);
 });
 

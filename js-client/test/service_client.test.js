@@ -7,7 +7,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { ServiceClient } = require('../lib/service_client');
 const { ErrorCode } = require('../lib/errors');
-const { Peer } = require('./helpers');
+const { Peer, captureWarnings, settle, until } = require('./helpers');
 
 /**
  * A peer answering `{app, channel, payload}`; channel `slow` never answers,
@@ -26,14 +26,102 @@ async function backend(t) {
   return peer;
 }
 
-test('service - descriptions are checked', () => {
-  assert.throws(() => new ServiceClient({}), TypeError);
+test('service - descriptions are checked; unknown keys warn once and are ignored', async (t) => {
+  const warnings = captureWarnings(t);
   assert.throws(() => new ServiceClient({ a: { host: 'x' } }), TypeError);
-  assert.throws(() => new ServiceClient({ a: { port: 1, colour: 'red' } }), TypeError);
   assert.throws(() => new ServiceClient({ a: { port: 1, strategy: 'best' } }), TypeError);
-  const sc = new ServiceClient({ a: { port: 1 }, b: { servers: ['h:2', 'h:3'] } });
+  assert.throws(() => new ServiceClient({ a: { port: 'one' } }), TypeError);
+  assert.throws(() => new ServiceClient({ a: { port: 1, timeout: 0 } }), TypeError);
+  assert.throws(() => new ServiceClient([]), TypeError);
+  const sc = new ServiceClient({ a: { port: '1', colour: 'red' }, b: { servers: ['h:2', 'h:3'], colour: 'blue' } });
   assert.deepEqual(sc.services, ['a', 'b']);
   assert.equal(sc.appId, 'gateway');
+  assert.deepEqual(sc.status().a.servers.map((s) => s.port), [1]);
+  await until(() => warnings.some((w) => w.code === 'IPC_UNKNOWN_OPTION'), 1000, 'the warning');
+  await settle();
+  const colour = warnings.filter((w) => w.code === 'IPC_UNKNOWN_OPTION' && /"colour"/.test(w.message));
+  assert.equal(colour.length, 1, 'once per name per process');
+  assert.equal(colour[0].name, 'IpcBridgeWarning');
+});
+
+test('service - new ServiceClient() with no services; a description\'s defaults are seed 004\'s', () => {
+  const sc = new ServiceClient();
+  assert.deepEqual(sc.services, []);
+  assert.deepEqual(sc.metrics(), {});
+  assert.equal(sc.configureService('users', { host: 'users.internal', port: 3001 }), sc);
+  const lb = sc._services.get('users').client;
+  assert.equal(lb.appId, 'users');
+  assert.equal(lb.healthCheckInterval, 30_000);
+  assert.equal(lb._requestTimeout, 5000);
+  assert.equal(lb._clientOptions.initialDelay, 1000);
+  const pool = [...lb._pools.values()][0];
+  assert.deepEqual([pool.host, pool.port, pool.minConnections, pool.maxConnections], ['users.internal', 3001, 1, 10]);
+  // The description's own values win; a defaulted maxConnections follows a larger minConnections.
+  sc.configureService('big', { port: 1, maxConnections: 20, minConnections: 5, timeout: 3000, reconnectDelay: 10, healthCheckInterval: 100 });
+  const big = sc._services.get('big').client;
+  assert.deepEqual([big._requestTimeout, big._clientOptions.initialDelay, big.healthCheckInterval], [3000, 10, 100]);
+  assert.deepEqual([...big._pools.values()].map((p) => [p.minConnections, p.maxConnections]), [[5, 20]]);
+  sc.configureService('wide', { port: 1, minConnections: 12 });
+  assert.deepEqual([...sc._services.get('wide').client._pools.values()].map((p) => [p.minConnections, p.maxConnections]), [[12, 12]]);
+  // Options shared by every service win over the defaults, legacy names included.
+  const shared = new ServiceClient({ a: { port: 1 } }, { requestTimeout: 2000, reconnectDelay: 50 });
+  const a = shared._services.get('a').client;
+  assert.equal(a._requestTimeout, 2000);
+  assert.equal(a._clientOptions.initialDelay, undefined);
+  assert.equal(a._clientOptions.reconnectDelay, 50);
+});
+
+test('service - seed 004 usage: configureService() then request() at once, getMetrics(name), getConnectionStatus(), shutdown()', async (t) => {
+  const users = await backend(t);
+  const serviceClient = new ServiceClient();
+  t.after(() => serviceClient.shutdown());
+  serviceClient.configureService('user-service', { host: '127.0.0.1', port: users.port, maxConnections: 20, minConnections: 5, timeout: 3000 });
+  const response = await serviceClient.request('user-service', 'getUserProfile', { userId: '12345' });
+  assert.deepEqual(response, { app: 'user-service', channel: 'getUserProfile', payload: { userId: '12345' } });
+  const metrics = serviceClient.getMetrics('user-service');
+  assert.equal(metrics.requests, 1);
+  assert.equal(metrics.errors, 0);
+  assert.deepEqual(Object.keys(serviceClient.getMetrics()), ['user-service']);
+  assert.throws(() => serviceClient.getMetrics('billing'), TypeError);
+  const status = serviceClient.getConnectionStatus();
+  assert.deepEqual(status, serviceClient.status());
+  assert.equal(status['user-service'].healthy, true);
+  await serviceClient.shutdown();
+  await assert.rejects(serviceClient.request('user-service', 'getUserProfile'), { code: ErrorCode.NOT_CONNECTED });
+  assert.throws(() => serviceClient.configureService('x', { port: 1 }), { code: ErrorCode.NOT_CONNECTED });
+});
+
+test('service - concurrent first requests share one start; a first start that finds no server fails them with not_connected', async (t) => {
+  const gone = await backend(t);
+  const port = gone.port;
+  await gone.close();
+  const sc = new ServiceClient({ down: { host: '127.0.0.1', port, reconnectDelay: 10 } });
+  t.after(() => sc.shutdown());
+  const results = await Promise.allSettled([sc.request('down', 'a'), sc.request('down', 'b')]);
+  for (const r of results) assert.equal(r.reason.code, ErrorCode.NOT_CONNECTED);
+  assert.equal(sc.getMetrics('down').errors, 2);
+  assert.equal(sc.getConnectionStatus().down.healthy, false);
+});
+
+test('service - configureService() replaces a service: the old connections close, calls go to the new server, metrics carry on', async (t) => {
+  const first = await backend(t);
+  const second = await backend(t);
+  const sc = new ServiceClient({ api: { host: '127.0.0.1', port: first.port } });
+  t.after(() => sc.shutdown());
+  assert.equal((await sc.request('api', 'echo', 1)).payload, 1);
+  assert.ok(first.sockets.size > 0);
+  const oldClient = sc._services.get('api').client;
+  assert.equal(sc.configureService('api', { host: '127.0.0.1', port: second.port }), sc);
+  assert.equal((await sc.request('api', 'echo', 2)).payload, 2);
+  assert.ok(second.received.some((m) => m.channel_id === 'echo' && m.payload === 2));
+  assert.ok(!first.received.some((m) => m.channel_id === 'echo' && m.payload === 2));
+  await until(() => first.sockets.size === 0, 2000, 'the old service\'s connections to close');
+  await assert.rejects(oldClient.sendRequest('echo', 3), { code: ErrorCode.NOT_CONNECTED });
+  assert.equal(sc.getMetrics('api').requests, 2);
+  assert.deepEqual(sc.services, ['api']);
+  // A bad description replaces nothing.
+  assert.throws(() => sc.configureService('api', { host: '127.0.0.1' }), TypeError);
+  assert.equal((await sc.request('api', 'echo', 4)).payload, 4);
 });
 
 test('service - requests go to the service\'s app, on channel `method`, and return the payload', async (t) => {
