@@ -794,16 +794,25 @@ class IPCClient extends EventEmitter {
    * Emits an event from a place where a throwing listener must not break
    * the client's own bookkeeping, reject a call or a background promise,
    * or escape into a socket callback: the listener's error is reported
-   * (see _emitError()) and the client carries on.
+   * (see _emitError()) and the client carries on. Each listener is called
+   * on its own, so one that throws does not keep the next from running
+   * (as emit() would), and an async listener's rejection is reported too
+   * instead of becoming an unhandled rejection.
    * @param {string} event
    * @param {...unknown} args
    * @private
    */
   _emitSafely(event, ...args) {
-    try {
-      this.emit(event, ...args);
-    } catch (err) {
-      this._emitError(err, `a '${event}' listener threw`);
+    const context = `a '${event}' listener threw`;
+    for (const listener of this.rawListeners(event)) {
+      let result;
+      try {
+        result = listener.apply(this, args); // a once() wrapper removes itself, as in emit()
+      } catch (err) {
+        this._emitError(err, context);
+        continue;
+      }
+      if (isThenable(result)) Promise.resolve(result).catch((err) => this._emitError(err, context));
     }
   }
 

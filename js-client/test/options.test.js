@@ -1,0 +1,104 @@
+'use strict';
+
+// Client options as the legacy @ifesol/ipc-framework-nodejs documents them
+// (docs/legacy.md): its names, numeric strings, and unknown keys that only
+// warn. Warnings are captured with process.on('warning').
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { IPCClient, ConnectionPool, LoadBalancedClient, DEFAULTS } = require('..');
+const { parseOptions } = require('../lib/options');
+const { toNumber, pickKnownOptions, LEGACY_ALIASES } = require('../lib/legacy_options');
+const { Peer, captureWarnings, settle, until } = require('./helpers');
+
+/**
+ * The warnings of one code among those captured.
+ * @param {Error[]} warnings
+ * @param {string} code
+ * @returns {Error[]}
+ */
+function withCode(warnings, code) {
+  return warnings.filter((w) => w.code === code);
+}
+
+test('options - the legacy names set today\'s options, with their meaning', () => {
+  const o = parseOptions({ host: 'localhost', port: 8888, connectionTimeout: 10000, reconnectAttempts: 5, reconnectDelay: 2000, heartbeatInterval: 30000 });
+  assert.deepEqual([o.connectTimeout, o.maxRetries, o.initialDelay, o.heartbeatInterval], [10000, 5, 2000, 30000]);
+  assert.ok(!('connectionTimeout' in o) && !('reconnectAttempts' in o) && !('reconnectDelay' in o));
+  assert.deepEqual(LEGACY_ALIASES, { connectionTimeout: 'connectTimeout', reconnectAttempts: 'maxRetries', reconnectDelay: 'initialDelay' });
+  // A legacy name's value is checked like today's name.
+  assert.throws(() => parseOptions({ reconnectAttempts: 1.5 }), /maxRetries/);
+  assert.throws(() => parseOptions({ reconnectDelay: 100, maxDelay: 10 }), RangeError);
+});
+
+test('options - legacy and today\'s name both given: today\'s wins, and one warning says so', async (t) => {
+  const warnings = captureWarnings(t);
+  const o = parseOptions({ connectionTimeout: 1000, connectTimeout: 2000, reconnectAttempts: 9, maxRetries: 3 });
+  assert.equal(o.connectTimeout, 2000);
+  assert.equal(o.maxRetries, 3);
+  await until(() => withCode(warnings, 'IPC_OPTION_CONFLICT').length === 2, 1000, 'two conflict warnings');
+  const [first] = withCode(warnings, 'IPC_OPTION_CONFLICT');
+  assert.equal(first.name, 'IpcBridgeWarning');
+  assert.match(first.message, /"connectionTimeout".*"connectTimeout"/);
+  parseOptions({ connectionTimeout: 1000, connectTimeout: 2000 });
+  await settle();
+  assert.equal(withCode(warnings, 'IPC_OPTION_CONFLICT').length, 2, 'once per pair per process');
+});
+
+test('options - an unknown option is ignored with one warning per name per process; a bad known one still throws', async (t) => {
+  const warnings = captureWarnings(t);
+  const client = new IPCClient('app', { port: 8888, unknownOptionA: 1, batchTimeout: 5, maxBatchSize: 50 });
+  assert.ok(!('unknownOptionA' in client.options));
+  new IPCClient('app', { unknownOptionA: 2 });
+  new IPCClient('app', { unknownOptionA: undefined, unknownOptionB: null });
+  await until(() => withCode(warnings, 'IPC_UNKNOWN_OPTION').length >= 4, 1000, 'the warnings');
+  await settle();
+  const names = withCode(warnings, 'IPC_UNKNOWN_OPTION').map((w) => w.message.match(/"(\w+)"/)[1]);
+  assert.deepEqual(names.sort(), ['batchTimeout', 'maxBatchSize', 'unknownOptionA', 'unknownOptionB']);
+  assert.throws(() => new IPCClient('app', { port: 'eighty', unknownOptionA: 1 }), TypeError);
+  assert.throws(() => new IPCClient('app', { reconnect: 'yes' }), TypeError);
+});
+
+test('options - numeric strings become numbers wherever a number is expected; anything else throws', () => {
+  const o = parseOptions({ port: '8888', connectTimeout: ' 5000 ', heartbeatInterval: '1500.5', maxFrameSize: '1e6', reconnectAttempts: '7' });
+  assert.deepEqual([o.port, o.connectTimeout, o.heartbeatInterval, o.maxFrameSize, o.maxRetries], [8888, 5000, 1500.5, 1e6, 7]);
+  for (const bad of ['', ' ', '0x1F', '12px', 'Infinity', 'NaN', '1e400', '1_000', '--1']) {
+    assert.throws(() => parseOptions({ connectTimeout: bad }), TypeError, JSON.stringify(bad));
+  }
+  assert.throws(() => parseOptions({ port: '0' }), TypeError); // converted, then out of range
+  assert.throws(() => parseOptions({ port: '8888.5' }), TypeError);
+  assert.equal(toNumber(' -2.5 '), -2.5);
+  assert.equal(toNumber(true), true);
+  assert.equal(toNumber(null), null);
+});
+
+test('options - pickKnownOptions keeps known keys, renames aliases, skips undefined', () => {
+  const known = new Set(['a', 'b']);
+  assert.deepEqual(pickKnownOptions({ a: 1, b: undefined, old: 2 }, known, { aliases: { old: 'b' } }), { a: 1, b: 2 });
+});
+
+test('options - what a pool or a load balancer passes to its clients warns once per name, not per connection', async (t) => {
+  const warnings = captureWarnings(t);
+  const peer = new Peer();
+  const port = await peer.listen();
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port: String(port), minConnections: 3, maxConnections: 3, poolPassThrough: true, reconnectDelay: 20 });
+  t.after(async () => {
+    await pool.close();
+    await peer.close();
+  });
+  await pool.start();
+  assert.equal(pool.stats().total, 3);
+  const lb = new LoadBalancedClient('app', [`127.0.0.1:${port}`], { strategy: 'random', lbPassThrough: 1, connectionOptions: {} });
+  t.after(() => lb.close());
+  await lb.start();
+  assert.equal((await lb.checkHealth())[0].healthy, true);
+  await until(() => withCode(warnings, 'IPC_UNKNOWN_OPTION').length >= 3, 1000, 'the warnings');
+  await settle();
+  const names = withCode(warnings, 'IPC_UNKNOWN_OPTION').map((w) => w.message.match(/"(\w+)"/)[1]);
+  assert.deepEqual(names.sort(), ['connectionOptions', 'lbPassThrough', 'poolPassThrough']);
+});
+
+test('options - DEFAULTS has waitOnFirstConnect off and no legacy names', () => {
+  assert.equal(DEFAULTS.waitOnFirstConnect, false);
+  for (const legacy of Object.keys(LEGACY_ALIASES)) assert.ok(!(legacy in DEFAULTS), legacy);
+});
