@@ -712,10 +712,6 @@ async def test_express_advanced_integration(express, start_server, service, run_
 # -- Service Discovery ----------------------------------------------------------------------
 
 
-def discovery(services: list[dict[str, Any]]) -> Callable[[Any], Any]:
-    return actions({"list_services": lambda p: {"services": services}})
-
-
 SERVICES = [
     {"name": "validation-service", "healthy": True},
     {"name": "database-service", "healthy": True},
@@ -724,27 +720,8 @@ SERVICES = [
 ]
 
 
-@PENDING_CLIENT
-async def test_service_discovery(start_server, service, run_block):
-    server = await start_server()
-    svc = await service(server, "user-service-client", {"system": discovery(SERVICES)})
-    # The block takes IPC_PORT from the environment, a string (document line 699).
-    block = await run_block("service-discovery.js", server=server, IPC_HOST="127.0.0.1", IPC_PORT=str(server.port))
-    await block.wait_line(r"^User service ready$")
-    assert len(block.out) == 2 and block.out[1] == "User service ready", block.describe()
-    assert block.out[0].endswith(" user-service initialized with 4 available services"), block.describe()
-    assert svc.calls == [("system", {"action": "list_services"})]
-    await svc.wait_subscribed("service_discovery")
-    # The document's usage (lines 855-859) only calls initialize(): nothing
-    # calls validation-service, database-service or cache-service; the next
-    # test drives UserService's methods.
-
-
-@PENDING_CLIENT
-async def test_service_discovery_user_service_methods(start_server, service, run_block):
-    server = await start_server()
-    cache: dict[str, Any] = {}
-
+def user_service_backends(cache: dict[str, Any]) -> dict[str, Callable[[Any], Any]]:
+    """What UserService calls: the discovery list on ``system``, and the three services."""
     def cache_get(p: Any) -> Any:
         key = p["data"]["key"]
         return {"found": key in cache, "data": cache.get(key)}
@@ -757,8 +734,8 @@ async def test_service_discovery_user_service_methods(start_server, service, run
         errors = [f"{f} is required" for f in ("name", "email") if not p["data"].get(f)]
         return {"valid": not errors, "errors": errors}
 
-    answers = {
-        "system": discovery(SERVICES),
+    return {
+        "system": actions({"list_services": lambda p: {"services": SERVICES}}),
         "validation-service": actions({"validate_user": validate_user}),
         "database-service": actions({
             "create_user": lambda p: {"user_id": 42, "created": True},
@@ -766,6 +743,29 @@ async def test_service_discovery_user_service_methods(start_server, service, run
         }),
         "cache-service": actions({"get": cache_get, "set": cache_set}),
     }
+
+
+@PENDING_CLIENT
+async def test_service_discovery(start_server, service, run_block):
+    server = await start_server()
+    svc = await service(server, "user-service-client", user_service_backends({}))
+    # The block takes IPC_PORT from the environment, a string (document line 699).
+    block = await run_block("service-discovery.js", server=server, IPC_HOST="127.0.0.1", IPC_PORT=str(server.port))
+    await block.wait_line(r"^User service ready$")
+    assert len(block.out) == 2 and block.out[1] == "User service ready", block.describe()
+    assert block.out[0].endswith(" user-service initialized with 4 available services"), block.describe()
+    await svc.wait_subscribed("service_discovery")
+    # The document's usage (lines 855-859) only calls initialize(): nothing
+    # reaches validation-service, database-service or cache-service (the next
+    # test drives UserService's methods).
+    assert svc.calls == [("system", {"action": "list_services"})]
+
+
+@PENDING_CLIENT
+async def test_service_discovery_user_service_methods(start_server, service, run_block):
+    server = await start_server()
+    cache: dict[str, Any] = {}
+    answers = user_service_backends(cache)
     svc = await service(server, "user-service-client", answers, subscribe=("events",))
     block = await run_block("service-discovery.js", server=server, driver="service-discovery.driver.js",
                             IPC_HOST="127.0.0.1", IPC_PORT=str(server.port))
