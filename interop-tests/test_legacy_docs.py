@@ -72,15 +72,6 @@ OUR_REQUIRE = "require('./ipc-framework-nodejs')"
 PORT_CHANGES = {"express-advanced.js": [("service.start(3000);", "service.start(process.env.PORT);")]}
 
 
-# Until the js-client change for legacy code is committed (legacy option
-# names, unknown options warned, numeric-string ports, healthCheck() as a
-# boolean, listener errors not rejecting connect()). Remove once it is.
-PENDING_CLIENT = pytest.mark.skipif(
-    not (HERE.parent / "js-client" / "lib" / "legacy_options.js").exists(),
-    reason="needs the js-client change that accepts legacy options (not committed yet)",
-)
-
-
 def test_blocks_are_the_document_s():
     """Each file is its block, byte for byte (mojibake included), but for the
     require line and the port."""
@@ -482,7 +473,6 @@ def user_service() -> Callable[[Any], Any]:
 # -- Quick Start ---------------------------------------------------------------------
 
 
-@PENDING_CLIENT
 async def test_quick_start(start_server, service, run_block):
     server = await start_server()
     notification = {"level": "info", "text": "users requested"}
@@ -565,7 +555,6 @@ async def test_realtime_notifications(start_server, service, run_block):
 # -- Data Processing Pipeline ---------------------------------------------------------------
 
 
-@PENDING_CLIENT
 async def test_data_processing_pipeline(start_server, service, run_block):
     server = await start_server()
 
@@ -596,7 +585,6 @@ async def test_data_processing_pipeline(start_server, service, run_block):
 # -- Express.js: Basic Integration ---------------------------------------------------------
 
 
-@PENDING_CLIENT
 async def test_express_basic_integration(express, start_server, service, run_block, event_streams):
     server = await start_server()
     svc = await service(server, "express-api-server", {"user_service": user_service()})
@@ -637,7 +625,6 @@ async def test_express_basic_integration(express, start_server, service, run_blo
     assert block.out[-1] == "Shutting down...", block.describe()
 
 
-@PENDING_CLIENT
 async def test_express_basic_one_event_stream_closing_ends_them_all(express, start_server, service, run_block, event_streams):
     """Document line 469: a closing SSE request calls
     req.ipc.unsubscribe('notifications') on the client all requests share,
@@ -661,7 +648,6 @@ async def test_express_basic_one_event_stream_closing_ends_them_all(express, sta
 # -- Express.js: Advanced Integration ---------------------------------------------------------
 
 
-@PENDING_CLIENT
 async def test_express_advanced_integration(express, start_server, service, run_block, event_streams):
     server = await start_server()
     svc = await service(server, "express-service", {"user_service": user_service()})
@@ -745,7 +731,6 @@ def user_service_backends(cache: dict[str, Any]) -> dict[str, Callable[[Any], An
     }
 
 
-@PENDING_CLIENT
 async def test_service_discovery(start_server, service, run_block):
     server = await start_server()
     svc = await service(server, "user-service-client", user_service_backends({}))
@@ -761,7 +746,6 @@ async def test_service_discovery(start_server, service, run_block):
     assert svc.calls == [("system", {"action": "list_services"})]
 
 
-@PENDING_CLIENT
 async def test_service_discovery_user_service_methods(start_server, service, run_block):
     server = await start_server()
     cache: dict[str, Any] = {}
@@ -809,7 +793,6 @@ async def test_service_discovery_user_service_methods(start_server, service, run
 # -- Load Balancer ------------------------------------------------------------------------------
 
 
-@PENDING_CLIENT
 async def test_load_balancer(start_server, service, run_block):
     server = await start_server()
     instances = [
@@ -855,7 +838,6 @@ async def test_load_balancer(start_server, service, run_block):
 # -- Connection Pooling ---------------------------------------------------------------------------
 
 
-@PENDING_CLIENT
 async def test_connection_pooling(start_server, service, run_block):
     server = await start_server()
     pools = []
@@ -876,7 +858,6 @@ async def test_connection_pooling(start_server, service, run_block):
 # -- Message Queuing -----------------------------------------------------------------------------------
 
 
-@PENDING_CLIENT
 async def test_message_queuing(start_server, service, run_block):
     server = await start_server()
     pending: list[dict[str, Any]] = []
@@ -946,7 +927,6 @@ async def test_message_queuing(start_server, service, run_block):
 # -- Error Handling (RobustIPCClient) ----------------------------------------------------------------
 
 
-@PENDING_CLIENT
 async def test_error_handling(start_server, service, run_block):
     server = await start_server()
     svc = await service(server, "robust-app", {"user_service": user_service()})
@@ -964,7 +944,6 @@ async def test_error_handling(start_server, service, run_block):
     await block.wait_line(r"^IPC Error \[robust-app\]: this\.circuitBreaker\.reset is not a function$", "err")
 
 
-@PENDING_CLIENT
 async def test_error_handling_default_value_after_retries(start_server, run_block):
     server = await start_server()  # and nobody serves user_service
     block = await run_block("error-handling.js", server=server)
@@ -981,8 +960,6 @@ async def test_error_handling_default_value_after_retries(start_server, run_bloc
 # -- Performance Optimization (PerformantIPCClient) -----------------------------------------------------
 
 
-@PENDING_CLIENT
-@PENDING_CLIENT
 @pytest.mark.parametrize("batching", ["batch_process", "fallback"])
 async def test_performance_optimization(start_server, service, run_block, batching):
     server = await start_server()
