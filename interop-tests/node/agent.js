@@ -97,6 +97,13 @@ function responder(cmd) {
         report(msg);
         return new Promise(() => {});
       };
+    case 'clock':
+      // A `system` responder: the actions the server routes to it (§8).
+      return (msg) => {
+        report(msg);
+        if (msg.payload && msg.payload.action === 'get_time') return { time: Date.now() / 1000, by: 'node' };
+        throw new RangeError(`unknown system action ${JSON.stringify(msg.payload && msg.payload.action)}`);
+      };
     default:
       throw new TypeError(`unknown responder kind ${cmd.kind}`);
   }
@@ -104,9 +111,19 @@ function responder(cmd) {
 
 const ops = {
   connect: () => client.connect(),
+  // Start connect() without waiting (waitOnFirstConnect); its outcome is reported as an event.
+  startConnect: () => {
+    const started = performance.now();
+    client.connect().then(
+      (result) => out({ event: 'connectDone', ok: true, result, elapsedMs: performance.now() - started }),
+      (err) => out({ event: 'connectDone', ok: false, error: describe(err), elapsedMs: performance.now() - started })
+    );
+    return null;
+  },
+  system: (cmd) => client.system(cmd.action, cmd.timeoutMs === undefined ? {} : { timeout: cmd.timeoutMs }),
   disconnect: () => client.disconnect().then(() => null),
   info: () => client.getConnectionInfo(),
-  health: () => client.health(),
+  health: (cmd) => client.health(cmd.timeoutMs === undefined ? undefined : { timeout: cmd.timeoutMs }),
   healthCheck: (cmd) => client.healthCheck(cmd.timeoutMs === undefined ? undefined : { timeout: cmd.timeoutMs }),
   request: async (cmd) => {
     const started = performance.now();
