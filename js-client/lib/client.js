@@ -19,6 +19,7 @@ const { performance } = require('node:perf_hooks');
 const { SYSTEM_CHANNEL, HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('./constants');
 const { warnUnhandled } = require('./warnings');
 const { parseOptions, ON_DISCONNECT } = require('./options');
+const { toNumber } = require('./legacy_options');
 const { backoffDelay } = require('./backoff');
 const { Heartbeat, HeartbeatAction } = require('./heartbeat');
 const { Connection, now } = require('./connection');
@@ -77,12 +78,13 @@ function isThenable(value) {
 }
 
 /**
- * Checks a per-call timeout argument.
+ * Checks a per-call timeout argument (a numeric string is read as its number).
  * @param {unknown} timeout milliseconds.
  * @returns {number}
  * @private
  */
 function checkTimeout(timeout) {
+  timeout = toNumber(timeout);
   if (typeof timeout !== 'number' || !(timeout > 0)) {
     throw new TypeError(`timeout must be a positive number of milliseconds, got ${String(timeout)}`);
   }

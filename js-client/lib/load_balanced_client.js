@@ -53,15 +53,18 @@ function now() {
 }
 
 /**
- * Checks a positive duration.
+ * Checks a positive duration (a numeric string is read as its number).
  * @param {string} name
  * @param {unknown} value
+ * @returns {number}
  * @private
  */
 function checkDuration(name, value) {
+  value = toNumber(value);
   if (typeof value !== 'number' || !(value > 0)) {
     throw new TypeError(`${name} must be a positive number of milliseconds, got ${String(value)}`);
   }
+  return value;
 }
 
 /**
@@ -95,12 +98,12 @@ class LoadBalancedClient extends EventEmitter {
     const clientOptions = {};
     for (const [key, value] of Object.entries(options ?? {})) {
       if (value === undefined) continue;
-      if (key in own) own[key] = key === 'healthCheckInterval' || key === 'healthCheckTimeout' ? toNumber(value) : value;
+      if (key in own) own[key] = value;
       else if (key in POOL_DEFAULTS) poolOptions[key] = value;
       else clientOptions[key] = value;
     }
-    checkDuration('healthCheckInterval', own.healthCheckInterval);
-    checkDuration('healthCheckTimeout', own.healthCheckTimeout);
+    own.healthCheckInterval = checkDuration('healthCheckInterval', own.healthCheckInterval);
+    own.healthCheckTimeout = checkDuration('healthCheckTimeout', own.healthCheckTimeout);
     if ('host' in clientOptions || 'port' in clientOptions) throw new TypeError('host and port come from the servers list');
     this.appId = appId;
     this.healthCheckInterval = own.healthCheckInterval;
@@ -358,7 +361,7 @@ class LoadBalancedClient extends EventEmitter {
     if (this._closed || !this._started) {
       throw new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called');
     }
-    checkDuration('timeout', timeout);
+    timeout = checkDuration('timeout', timeout);
     const deadline = now() + timeout;
     const tried = new Set();
     let lastError = null;
@@ -484,7 +487,7 @@ class LoadBalancedClient extends EventEmitter {
       throw new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called');
     }
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    checkDuration('timeout', timeout);
+    timeout = checkDuration('timeout', timeout);
     const reg = { kind, channel, handler, applied: new Set(), refused: new Set(), pending: new Set() };
     this._registrations.push(reg);
     const results = await Promise.allSettled(this._servers.map((server) => this._apply(server, reg, timeout)));

@@ -72,6 +72,20 @@ test('options - numeric strings become numbers wherever a number is expected; an
   assert.equal(toNumber(null), null);
 });
 
+test('options - a per-call timeout may be a numeric string too', async (t) => {
+  const peer = new Peer({ onRequest: (msg, conn, reply) => reply(msg.timeout_ms) });
+  const port = await peer.listen();
+  const client = new IPCClient('app', { host: '127.0.0.1', port });
+  t.after(async () => {
+    await client.disconnect();
+    await peer.close();
+  });
+  await client.connect();
+  const sent = await client.request('x', null, '10000');
+  assert.ok(sent > 9000 && sent <= 10000, String(sent));
+  await assert.rejects(client.sendRequest('x', null, 'ten seconds'), TypeError);
+});
+
 test('options - pickKnownOptions keeps known keys, renames aliases, skips undefined', () => {
   const known = new Set(['a', 'b']);
   assert.deepEqual(pickKnownOptions({ a: 1, b: undefined, old: 2 }, known, { aliases: { old: 'b' } }), { a: 1, b: 2 });
