@@ -153,7 +153,7 @@ async function streamEvents(req, res, channel) {
 }
 
 async function health(res) {
-  const check = await bridge.healthCheck({ timeout: 1000 }); // never throws
+  const check = await bridge.health({ timeout: 1000 }); // never throws
   sendJson(res, check.healthy ? 200 : 503, {
     status: check.healthy ? 'ok' : 'unavailable',
     bridge: { state: check.state, latencyMs: check.latencyMs, server: check.server, error: check.error },
