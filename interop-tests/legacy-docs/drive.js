@@ -8,7 +8,7 @@
  * it, as when run directly); the driver reaches the block's top-level
  * bindings, to call methods the document defines but its own usage never
  * calls (Service Discovery's UserService.createUser / getUserById). Used by
- * interop-tests/test_legacy_docs.py only.
+ * interop-tests/test_legacy_docs_patterns.py only.
  */
 
 const fs = require('node:fs');
