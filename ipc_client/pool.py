@@ -87,7 +87,9 @@ class ConnectionPool:
         client_options: passed to every member's :class:`IPCClient`, except
             ``queue_path`` (ValueError): a persisted outbox belongs to one
             client, and members sharing the file would each replay all of it.
-            ``reconnect`` is refused too: the pool replaces dead members.
+            ``reconnect`` and ``wait_on_first_connect`` are refused too:
+            the pool replaces dead members, and a member it cannot open
+            fails that open at once.
     """
 
     def __init__(
@@ -108,6 +110,8 @@ class ConnectionPool:
             raise ValueError("timeouts must be positive")
         if client_options.pop("reconnect", False):
             raise ValueError("pool members do not reconnect: the pool replaces them")
+        if client_options.pop("wait_on_first_connect", False):
+            raise ValueError("pool members do not wait on their first connect: a failed open raises NotConnected")
         _refuse_queue_path("ConnectionPool", client_options)
         self.app_id = app_id
         self.host = host

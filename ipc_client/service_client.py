@@ -59,8 +59,13 @@ class _Service:
             servers = [{"host": spec.get("host", "localhost"), "port": spec["port"]}]
         else:
             raise ValueError(f"service {name!r} needs {{host, port}} or {{servers: [...]}}")
-        options = dict(shared)
-        options.update({_OPTION_KEYS[k]: v for k, v in {**SERVICE_DEFAULTS, **spec}.items() if k in _OPTION_KEYS})
+        # A description's own keys win, then the options shared by every
+        # service, then the gateway defaults.
+        options = {_OPTION_KEYS[k]: v for k, v in SERVICE_DEFAULTS.items()}
+        options.update(shared)
+        options.update({_OPTION_KEYS[k]: v for k, v in spec.items() if k in _OPTION_KEYS})
+        if "max_connections" not in spec and "max_connections" not in shared:
+            options["max_connections"] = max(options["max_connections"], options["min_connections"])
         self.name = name
         self.client = LoadBalancedClient(spec.get("app_id", name), servers, **options)
         self.window = LatencyWindow()

@@ -108,6 +108,12 @@ async def test_a_failed_open_raises_not_connected_instead_of_waiting(make_pool) 
     assert pool.stats()["total"] == 0
 
 
+@pytest.mark.parametrize("option", ["reconnect", "wait_on_first_connect"])
+def test_members_neither_reconnect_nor_wait_on_their_first_connect(option: str) -> None:
+    with pytest.raises(ValueError, match="pool"):
+        ConnectionPool("app", "127.0.0.1", 1, **{option: True})
+
+
 async def test_a_failed_open_also_fails_the_waiter_given_its_slot(server, make_pool) -> None:
     proxy = await FaultProxy("127.0.0.1", server.port).start()
     try:

@@ -183,3 +183,18 @@ async def test_configure_service_replaces_a_service_at_run_time(backends) -> Non
         await sc.shutdown()
     with pytest.raises(NotConnected):
         sc.configure_service("late", {"port": 1})
+
+
+async def test_shared_options_win_over_the_gateway_defaults(backends) -> None:
+    port = backends[0].port
+    sc = ServiceClient(
+        {"users": {"host": "127.0.0.1", "port": port}, "big": {"host": "127.0.0.1", "port": port, "min_connections": 12}},
+        request_timeout=2,
+    )
+    try:
+        users = next(iter(sc.client("users").pools().values()))
+        assert users.client_options["request_timeout"] == 2  # not the 5 s default
+        big = next(iter(sc.client("big").pools().values()))
+        assert (big.min_connections, big.max_connections) == (12, 12)  # the default maximum rises to the minimum
+    finally:
+        await sc.shutdown()

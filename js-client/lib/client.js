@@ -1769,7 +1769,7 @@ class IPCClient extends EventEmitter {
    * Answers the server's pings (§9.1) itself. Any other `system` request
    * is one the server routed to this client because it serves `system`
    * (§8): it runs the `system` responder like any served request; without
-   * one it is answered `bad_message`.
+   * one it is answered `no_responders`.
    * @param {Connection} conn
    * @param {object} msg
    * @private
@@ -1782,7 +1782,9 @@ class IPCClient extends EventEmitter {
     } else if (this._responders.has(SYSTEM_CHANNEL)) {
       this._admit(conn, msg);
     } else {
-      this._reply(conn, msg, null, { code: ErrorCode.BAD_MESSAGE, message: `unknown system action ${JSON.stringify(action)}` });
+      // As the server answers when nobody serves 'system' (§8), and as a
+      // request on any channel this client does not serve is answered.
+      this._reply(conn, msg, null, { code: ErrorCode.NO_RESPONDERS, message: `no responder for system action ${JSON.stringify(action)}` });
     }
   }
 

@@ -120,7 +120,10 @@ class Connection {
           reject(err);
         }
       };
-      const socket = net.connect({ host, port });
+      // Every address of a name, in turn: 'localhost' may resolve to ::1
+      // first while the server listens on 127.0.0.1 (Node 20 does this by
+      // default; Node 18 needs it asked for).
+      const socket = net.connect({ host, port, autoSelectFamily: true });
       socket[kConnection] = this;
       this._socket = socket;
       socket.setNoDelay(true); // §1.5: a frame never waits for Nagle

@@ -69,16 +69,16 @@ test('system - serve("system") registers with the server and answers the actions
   assert.deepEqual(seen, ['get_time', 'reboot']);
 });
 
-test('system - without a system responder, a routed system request is answered bad_message, as before', async (t) => {
+test('system - without a system responder, a routed system request is answered no_responders, as the server answers it', async (t) => {
   const { peer, client } = await setup(t);
   const answer = await askClient(peer, { action: 'get_time' });
-  assert.equal(answer.error.code, ErrorCode.BAD_MESSAGE);
+  assert.equal(answer.error.code, ErrorCode.NO_RESPONDERS);
   await client.serve('system', () => 'now');
   assert.equal((await askClient(peer, { action: 'get_time' })).payload, 'now');
   await client.unserve('system');
   const unsub = peer.received.find((m) => m.message_type === 'unsubscribe' && m.channel_id === 'system');
   assert.deepEqual(unsub.payload, { serve: true });
-  assert.equal((await askClient(peer, { action: 'get_time' })).error.code, ErrorCode.BAD_MESSAGE);
+  assert.equal((await askClient(peer, { action: 'get_time' })).error.code, ErrorCode.NO_RESPONDERS);
 });
 
 test('system - other reserved channels and patterns under them are refused locally with ForbiddenError', async (t) => {
