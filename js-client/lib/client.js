@@ -805,6 +805,7 @@ class IPCClient extends EventEmitter {
    * @private
    */
   _emitSafely(event, ...args) {
+    if (this.listenerCount(event) === 0) return; // every publish passes here ('message')
     const context = `a '${event}' listener threw`;
     for (const listener of this.rawListeners(event)) {
       let result;
