@@ -1,15 +1,15 @@
 """Many deadlines on one timer.
 
-Nearly every request is answered long before its deadline. A loop timer per
-request (``call_later`` + ``cancel``) costs ~3 µs in asyncio; here a
+Nearly every request is answered long before its deadline, so a loop timer
+per request (``call_later`` + ``cancel``) is mostly wasted work; here a
 deadline is an entry in our own heap and one timer is armed for the earliest.
 Answered entries are discarded from the live table and left in the heap,
 emptied: an entry drops its key when it is discarded, so what the key holds
 (a server's handler call: the request, its task) is freed then, a little at
-a time. Left whole until the heap was rebuilt, 64 answered requests' worth
-of objects were freed at once, and one request in 67 took three times as
-long. The heap is rebuilt from the live table when stale entries outnumber
-live ones, so memory stays proportional to what is in flight.
+a time, rather than all at once when the heap is rebuilt (which made the
+request that triggered it slow). The heap is rebuilt from the live table
+when stale entries outnumber live ones, so memory stays proportional to
+what is in flight.
 
 Sans-I/O: the owner injects its clock and its way to schedule a callback
 (an asyncio loop's ``time`` and ``call_at``).
