@@ -10,7 +10,9 @@
  * HALF_OPEN when someone asks after `resetTimeout`, which is when it matters.
  */
 
-const { ErrorCode } = require('./errors');
+const { performance } = require('node:perf_hooks');
+const { buildMessage } = require('./envelope');
+const { CircuitOpenError, ErrorCode } = require('./errors');
 
 /** Breaker states, the same strings as the Python client. */
 const CircuitState = Object.freeze({ CLOSED: 'closed', OPEN: 'open', HALF_OPEN: 'half_open' });
@@ -242,4 +244,98 @@ class CircuitBreaker {
   }
 }
 
-module.exports = { CircuitBreaker, CircuitState, FAILURE_CODES, BREAKER_DEFAULTS, parseBreakerOptions, isServiceFailure };
+/** Breaker key when `circuitBreaker.scope` is 'client'. */
+const CLIENT_SCOPE_KEY = '*';
+
+/**
+ * Epoch milliseconds that never jump back: wall-clock origin, monotonic progress.
+ * @returns {number}
+ * @private
+ */
+function epochNow() {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * Whether a fallback's result already is a message (returned as it is).
+ * @param {unknown} value
+ * @returns {boolean}
+ * @private
+ */
+function isMessage(value) {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof value.message_type === 'string' &&
+    typeof value.message_id === 'string' &&
+    typeof value.channel_id === 'string'
+  );
+}
+
+/**
+ * A client's breakers, one per channel (or one for the client with scope
+ * 'client'), created on first use.
+ */
+class Breakers {
+  /**
+   * @param {object|null} options the parsed `circuitBreaker` option; null: no breakers.
+   * @param {(state: string, snapshot: object) => void} onChange
+   */
+  constructor(options, onChange) {
+    this.options = options;
+    this._onChange = onChange;
+    /** @type {Map<string, CircuitBreaker>} */
+    this._breakers = new Map();
+  }
+
+  /**
+   * The breaker guarding a channel; null when breakers are off.
+   * @param {string} channelId
+   * @returns {CircuitBreaker|null}
+   */
+  for(channelId) {
+    const options = this.options;
+    if (options === null) return null;
+    const key = options.scope === 'client' ? CLIENT_SCOPE_KEY : channelId;
+    let breaker = this._breakers.get(key);
+    if (breaker === undefined) {
+      breaker = new CircuitBreaker(options, { now: epochNow, key, onChange: this._onChange });
+      this._breakers.set(key, breaker);
+    }
+    return breaker;
+  }
+
+  /**
+   * What a request gets when its circuit is open: the `fallback`'s answer
+   * (as a response message unless it is one), else circuit_open.
+   * @param {CircuitBreaker} breaker the open one.
+   * @param {object} msg the request that is not sent.
+   * @param {unknown} payload what it would have carried, for the fallback.
+   * @param {{failed: () => void}} metrics counts the refusal when nothing answers it.
+   * @returns {Promise<object>}
+   */
+  async refuse(breaker, msg, payload, metrics) {
+    const channelId = msg.channel_id;
+    const retryAfter = breaker.retryAfter();
+    const err = new CircuitOpenError(`the circuit for ${JSON.stringify(channelId)} is open; retry in ${Math.ceil(retryAfter)} ms`, { retryAfter });
+    const { fallback } = this.options;
+    if (fallback === null) {
+      metrics.failed();
+      throw err;
+    }
+    const result = await fallback(channelId, payload, err);
+    return isMessage(result) ? result : buildMessage('response', msg.app_id, channelId, result, { reply_to: msg.message_id });
+  }
+
+  /**
+   * Every breaker's snapshot, by key.
+   * @returns {Record<string, object>}
+   */
+  snapshot() {
+    const out = {};
+    for (const [key, breaker] of this._breakers) out[key] = breaker.snapshot();
+    return out;
+  }
+}
+
+module.exports = { CircuitBreaker, Breakers, CircuitState, FAILURE_CODES, BREAKER_DEFAULTS, parseBreakerOptions, isServiceFailure };

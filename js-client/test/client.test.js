@@ -359,8 +359,8 @@ test('client - a refused subscribe or serve leaves no registration behind', asyn
   const info = client.getConnectionInfo();
   assert.deepEqual(info.subscriptions, ['keep']);
   assert.deepEqual(info.responders, ['svc']);
-  assert.ok(client._subscriptions.get('keep').has(handler));
-  assert.notEqual(client._responders.get('svc'), replacement);
+  assert.ok(client._subs.subscriptions.get('keep').has(handler));
+  assert.notEqual(client._subs.responders.get('svc'), replacement);
 });
 
 test('client - a subscribe cut by a lost connection is not restored', async (t) => {
@@ -465,10 +465,10 @@ test('client - a late error answer to a timed-out request is dropped; an unsolic
 
 test('client - the set of expired request ids is bounded', async (t) => {
   const { client } = await setup(t);
-  for (let i = 0; i < 3000; i++) client._rememberSettled(`id-${i}`);
-  assert.equal(client._settled.size, 1024);
-  assert.ok(!client._settled.has('id-0'));
-  assert.ok(client._settled.has('id-2999'));
+  for (let i = 0; i < 3000; i++) client._calls.rememberSettled(`id-${i}`);
+  assert.equal(client._calls.settled.size, 1024);
+  assert.ok(!client._calls.settled.has('id-0'));
+  assert.ok(client._calls.settled.has('id-2999'));
 });
 
 test('client - version 1: an {"error": {...}} payload rejects with the matching error (§10)', async (t) => {
@@ -533,7 +533,7 @@ test('client - serve() twice on the same channel rejects with AlreadyServingErro
     client.serve('svc', () => 2),
     (err) => err instanceof AlreadyServingError && err instanceof IpcError && err.code === ErrorCode.ALREADY_SERVING && err.channel === 'svc'
   );
-  assert.equal(client._responders.get('svc'), first);
+  assert.equal(client._subs.responders.get('svc'), first);
   // Also while the first registration still waits for its ack.
   const a = client.serve('svc2', () => 'a');
   await assert.rejects(client.serve('svc2', () => 'b'), AlreadyServingError);
@@ -549,7 +549,7 @@ test('client - the server advertises heartbeat_interval_ms 0: no heartbeat unles
   const info = client.getConnectionInfo();
   assert.equal(info.heartbeatIntervalMs, null);
   assert.equal(info.heartbeatTimeoutMs, null);
-  assert.equal(client._heartbeatTimer, null);
+  assert.equal(client._keepalive.timer, null);
 });
 
 test('client - an explicit heartbeatInterval pings even when the server has heartbeats off', async (t) => {

@@ -1,0 +1,184 @@
+'use strict';
+
+/**
+ * Inbound handler admission: the messages that run application handlers
+ * (requests to serve, notifications, publishes) are dispatched at once
+ * while fewer than `highWaterMark` async handlers run, else held back in
+ * arrival order until running handlers finish.
+ *
+ * The socket is never paused for it: responses and pings must keep
+ * flowing, or a handler that awaits a request of its own could wait on
+ * itself, and the server would take the unanswered pings for a dead
+ * client. A held request whose deadline (its `timeout_ms`, counted from
+ * receipt) passes is dropped unrun: the server has answered it already.
+ * Held work is dropped with its connection (reset()).
+ *
+ * Host interface (the IPCClient that owns it): `appId`, `options`, `_conn`,
+ * `_subs` (`onPublish()`, `onServed()`), `_emitError()`.
+ */
+
+const { now } = require('./connection');
+const { reply, replyError } = require('./replies');
+const { isThenable } = require('./listeners');
+
+/** Consumed held entries are dropped in bulk once there are this many. */
+const HELD_COMPACT_AT = 1024;
+
+/**
+ * Runs inbound handlers, at most `highWaterMark` async ones at a time.
+ */
+class Admission {
+  /**
+   * @param {object} host the IPCClient (see the module's doc).
+   */
+  constructor(host) {
+    this.host = host;
+    this.limit = host.options.highWaterMark;
+    this.exposeStacks = host.options.exposeStacks;
+    /** Async handlers in flight on the current connection. */
+    this.running = 0;
+    this._held = []; // {conn, msg, expires} waiting for a handler slot, from _heldHead on
+    this._heldHead = 0;
+  }
+
+  /**
+   * How many inbound messages are held back.
+   * @returns {number}
+   */
+  get heldCount() {
+    return this._held.length - this._heldHead;
+  }
+
+  /**
+   * A connection starts or ends: the count restarts at 0 and held work is
+   * dropped (requests the server answers responder_lost; publishes are
+   * at most once, §5.3).
+   */
+  reset() {
+    this.running = 0;
+    this._held = [];
+    this._heldHead = 0;
+  }
+
+  /**
+   * Dispatches one inbound message that runs handlers, or holds it back.
+   * @param {Connection} conn the connection it came on.
+   * @param {object} msg
+   */
+  admit(conn, msg) {
+    if (this._held.length === this._heldHead && this.running < this.limit) {
+      this._dispatch(conn, msg);
+      return;
+    }
+    const timed = msg.message_type === 'request' && typeof msg.timeout_ms === 'number' && msg.timeout_ms > 0;
+    this._held.push({ conn, msg, expires: timed ? now() + msg.timeout_ms : Infinity });
+  }
+
+  /**
+   * Calls a handler, sync or async. With `answer`, its result (or error) is
+   * the response on `from`; without, errors go to the 'error' event. Async
+   * handlers count towards the limit of the connection the message came on.
+   * @param {Function} handler
+   * @param {object} msg
+   * @param {Connection} from the connection the message came on.
+   * @param {boolean} answer
+   */
+  invoke(handler, msg, from, answer) {
+    const conn = answer ? from : null;
+    const { host, exposeStacks } = this;
+    let result;
+    try {
+      result = handler(msg);
+    } catch (err) {
+      if (conn !== null) replyError(conn, host.appId, msg, err, exposeStacks);
+      else host._emitError(err);
+      return;
+    }
+    if (!isThenable(result)) {
+      if (conn !== null) reply(conn, host.appId, msg, result, undefined, exposeStacks);
+      return;
+    }
+    const tracked = this._track(from);
+    Promise.resolve(result).then(
+      (value) => {
+        this._untrack(tracked);
+        if (conn !== null) reply(conn, host.appId, msg, value, undefined, exposeStacks);
+      },
+      (err) => {
+        this._untrack(tracked);
+        if (conn !== null) replyError(conn, host.appId, msg, err, exposeStacks);
+        else host._emitError(err);
+      }
+    );
+  }
+
+  /**
+   * Runs the handlers of one admitted message.
+   * @param {Connection} conn
+   * @param {object} msg
+   * @private
+   */
+  _dispatch(conn, msg) {
+    if (msg.message_type === 'publish') this.host._subs.onPublish(conn, msg);
+    else this.host._subs.onServed(conn, msg, msg.message_type === 'request');
+  }
+
+  /**
+   * Takes the oldest held-back message (a queue over an array: O(1), the
+   * consumed head is dropped in bulk).
+   * @returns {{conn: Connection, msg: object, expires: number}}
+   * @private
+   */
+  _takeHeld() {
+    const held = this._held[this._heldHead];
+    this._held[this._heldHead++] = undefined;
+    if (this._heldHead === this._held.length) {
+      this._held = [];
+      this._heldHead = 0;
+    } else if (this._heldHead >= HELD_COMPACT_AT && this._heldHead * 2 >= this._held.length) {
+      this._held = this._held.slice(this._heldHead);
+      this._heldHead = 0;
+    }
+    return held;
+  }
+
+  /**
+   * Dispatches held-back messages while there is room, skipping requests
+   * whose deadline passed while they waited.
+   * @param {Connection} conn
+   * @private
+   */
+  _drainHeld(conn) {
+    while (this.heldCount > 0 && this.running < this.limit && this.host._conn === conn) {
+      const held = this._takeHeld();
+      if (held.conn !== conn || held.expires <= now()) continue; // never answered on another connection
+      this._dispatch(conn, held.msg);
+    }
+  }
+
+  /**
+   * One more async handler running, counted against the connection its
+   * message came on (only ever the current one: see IPCClient._onMessage()).
+   * @param {Connection} conn
+   * @returns {Connection} the connection it counts against.
+   * @private
+   */
+  _track(conn) {
+    if (conn === this.host._conn) this.running++;
+    return conn;
+  }
+
+  /**
+   * One async handler done: lets held-back messages in. Handlers of an
+   * earlier connection no longer count (the count restarts at 0).
+   * @param {Connection|null} conn what _track() returned.
+   * @private
+   */
+  _untrack(conn) {
+    if (conn !== this.host._conn || conn === null) return;
+    this.running--;
+    this._drainHeld(conn);
+  }
+}
+
+module.exports = { Admission };

@@ -1,0 +1,64 @@
+'use strict';
+
+/**
+ * A call's options and outcome, read the same way by every kind of call:
+ * the per-call options of sendRequest/publish/notify (docs/resilience.md
+ * §4), and how a failure counts (the metrics, the circuit breaker).
+ */
+
+const { ON_DISCONNECT } = require('./options');
+const { toNumber } = require('./legacy_options');
+const { ProtocolError, RemoteError, RequestTimeoutError } = require('./errors');
+
+/**
+ * Checks a per-call timeout argument (a numeric string is read as its number).
+ * @param {unknown} timeout milliseconds.
+ * @returns {number}
+ */
+function checkTimeout(timeout) {
+  timeout = toNumber(timeout);
+  if (typeof timeout !== 'number' || !(timeout > 0)) {
+    throw new TypeError(`timeout must be a positive number of milliseconds, got ${String(timeout)}`);
+  }
+  return timeout;
+}
+
+/**
+ * Reads the per-call options of sendRequest/publish/notify (docs/resilience.md §4).
+ * @param {object} options
+ * @param {number} defaultTimeout
+ * @param {string} defaultPolicy the client's `onDisconnect`.
+ * @returns {{headers: object|undefined, priority: number, onDisconnect: string, timeout: number}}
+ */
+function callOptions(options, defaultTimeout, defaultPolicy) {
+  if (options === null || typeof options !== 'object') throw new TypeError('call options must be an object');
+  const { headers, priority = 0, onDisconnect = defaultPolicy, timeout = defaultTimeout } = options;
+  if (!Number.isSafeInteger(priority)) throw new TypeError(`priority must be an integer, got ${String(priority)}`);
+  if (!ON_DISCONNECT.includes(onDisconnect)) throw new TypeError(`onDisconnect must be 'queue' or 'fail', got ${String(onDisconnect)}`);
+  return { headers, priority, onDisconnect, timeout: checkTimeout(timeout) };
+}
+
+/**
+ * Whether an error is a local failure (the metrics' `messagesFailed`)
+ * rather than an answer from the other side.
+ * @param {unknown} err
+ * @returns {boolean}
+ */
+function isLocalFailure(err) {
+  if (err instanceof RemoteError) return false;
+  if (err instanceof RequestTimeoutError) return !err.remote;
+  return true;
+}
+
+/**
+ * Whether a call was refused before it left the process (it cannot be
+ * encoded, or is larger than the frame limit): it says nothing about the
+ * service, so the circuit breaker does not count it (as in Python).
+ * @param {unknown} err
+ * @returns {boolean}
+ */
+function isLocalRefusal(err) {
+  return err instanceof ProtocolError || err instanceof TypeError || err instanceof RangeError;
+}
+
+module.exports = { checkTimeout, callOptions, isLocalFailure, isLocalRefusal };

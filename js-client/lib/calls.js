@@ -1,0 +1,362 @@
+'use strict';
+
+/**
+ * The request lifecycle (docs/architecture.md, "The client, by concern"):
+ * the one send path every outgoing call passes (`submit()`), the pending
+ * table, deadlines and the remaining-time budget a request carries as
+ * `timeout_ms` (§6.5), and settling each call exactly once: by its
+ * response, its deadline, or the loss of the connection.
+ *
+ * Host interface (the IPCClient that owns it): `appId`, `_state`,
+ * `options`, `_outbox` (`idle`, `replaying`, `enqueue()`, `startReplay()`),
+ * `_breakers` (`for()`, `refuse()`), `_metrics`.
+ */
+
+const { buildMessage } = require('./envelope');
+const { validateChannel, isReserved } = require('./channels');
+const { now } = require('./connection');
+const { callOptions, checkTimeout, isLocalFailure, isLocalRefusal } = require('./call_options');
+const { State } = require('./state');
+const {
+  ConnectionLostError,
+  ForbiddenError,
+  NotConnectedError,
+  RequestTimeoutError,
+  errorFromWire
+} = require('./errors');
+
+/** How many ids of calls that expired locally are remembered, to drop their late answers. */
+const SETTLED_IDS_KEPT = 1024;
+/** setTimeout's ceiling; a longer deadline gets no timer (it is as good as none). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The error object of a version-1 error answer: a payload that is exactly
+ * `{"error": {...}}` (docs/protocol.md §10), else null.
+ * @param {unknown} payload
+ * @returns {object|null}
+ */
+function legacyError(payload) {
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return null;
+  const keys = Object.keys(payload);
+  if (keys.length !== 1 || keys[0] !== 'error') return null;
+  const error = payload.error;
+  return error !== null && typeof error === 'object' && !Array.isArray(error) ? error : null;
+}
+
+/**
+ * The calls of one client: what is in flight, and the one way out.
+ */
+class Calls {
+  /**
+   * @param {object} host the IPCClient (see the module's doc).
+   */
+  constructor(host) {
+    this.host = host;
+    /** The connection calls are written on; set and cleared by the client. */
+    this.conn = null;
+    /** @type {Map<string, {resolve: Function, reject: Function, timer: any}>} message_id -> call */
+    this.pending = new Map();
+    /** Ids of calls that expired locally, oldest first (bounded). */
+    this.settled = new Set();
+  }
+
+  /**
+   * IPCClient.sendRequest(): the deadline starts now; the circuit breaker is asked first.
+   * @returns {Promise<object|undefined>}
+   */
+  async sendRequest(channelId, payload, timeout, options) {
+    if (timeout !== null && typeof timeout === 'object') {
+      options = timeout;
+      timeout = undefined;
+    }
+    validateChannel(channelId);
+    const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
+    if (timeout != null) call.timeout = checkTimeout(timeout); // the positional argument wins
+    const deadline = now() + call.timeout;
+    const msg = buildMessage('request', this.host.appId, channelId, payload, call.headers ? { headers: call.headers } : undefined);
+    const breaker = this.host._breakers.for(channelId);
+    const permit = breaker === null ? null : breaker.acquire();
+    if (breaker !== null && permit === null) return this.host._breakers.refuse(breaker, msg, payload, this.host._metrics);
+    let reply;
+    let failure = null;
+    try {
+      reply = await this.submit(msg, deadline, call, true);
+    } catch (err) {
+      failure = err;
+    }
+    if (permit !== null) {
+      // once, outside the try: a throwing circuit_* listener must not release it again
+      if (failure !== null && isLocalRefusal(failure)) breaker.cancel(permit); // never reached the service
+      else breaker.release(permit, failure);
+    }
+    if (failure !== null) {
+      this._countFailure(failure);
+      throw failure;
+    }
+    this.host._metrics.delivered();
+    return reply;
+  }
+  /**
+   * IPCClient.publish(): with `ack`, a call answered by the server's count.
+   * @returns {Promise<object|undefined>}
+   */
+  async publish(channelId, data, options) {
+    validateChannel(channelId);
+    if (isReserved(channelId)) throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
+    const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
+    const ack = !!(options && options.ack);
+    const deadline = now() + call.timeout;
+    const msg = buildMessage('publish', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
+    if (ack) msg.ack = true;
+    try {
+      if (!ack) return await this.submit(msg, deadline, call, false);
+      const reply = await this.submit(msg, deadline, call, true);
+      this.host._metrics.delivered();
+      const delivered = reply.payload && typeof reply.payload.delivered === 'number' ? reply.payload.delivered : null;
+      return { delivered };
+    } catch (err) {
+      this._countFailure(err);
+      throw err;
+    }
+  }
+  /**
+   * IPCClient.notify(): a one-way request, routed like a request, never answered.
+   * @returns {Promise<object|undefined>}
+   */
+  async notify(channelId, data, options) {
+    validateChannel(channelId);
+    const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
+    const deadline = now() + call.timeout;
+    const msg = buildMessage('notification', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
+    try {
+      await this.submit(msg, deadline, call, false);
+    } catch (err) {
+      this._countFailure(err);
+      throw err;
+    }
+  }
+  /**
+   * The choke point of every request and one-way message (docs/resilience.md §4).
+   *
+   * Connected with nothing queued: sent now. Connecting or reconnecting
+   * (or connected while the queue is replayed, to keep order): queued,
+   * unless the call's policy is 'fail' or queueing is off. Disconnected:
+   * not_connected, since nothing would ever send it.
+   * @param {object} msg
+   * @param {number} deadline monotonic ms.
+   * @param {{priority: number, onDisconnect: string}} call
+   * @param {boolean} expectReply a request, or a publish with ack.
+   * @returns {Promise<object>|Promise<void>|undefined} the reply (expectReply), else when written/queued.
+   */
+  submit(msg, deadline, call, expectReply) {
+    const host = this.host;
+    const state = host._state;
+    const outbox = host._outbox;
+    if (state === State.CONNECTED && outbox.idle) {
+      return expectReply ? this.request(msg, deadline) : this.sendOneWay(msg, deadline);
+    }
+    if (state === State.DISCONNECTED || state === State.DISCONNECTING) {
+      throw new NotConnectedError(state === State.DISCONNECTING ? 'the client is disconnecting' : 'the client is not connected');
+    }
+    if (state !== State.CONNECTED && (call.onDisconnect === 'fail' || host.options.queueMaxSize === 0)) {
+      throw new NotConnectedError(`the client is ${state}`);
+    }
+    const promise = outbox.enqueue(msg, deadline, call.priority, expectReply);
+    if (state === State.CONNECTED && outbox.replaying === null) outbox.startReplay(this.conn);
+    return promise;
+  }
+
+  /**
+   * Sends a call that expects an answer on the current connection.
+   * @param {object} msg
+   * @param {number} deadline
+   * @param {() => void} [onUnsent] called when it fails without being written.
+   * @returns {Promise<object>} the reply message.
+   */
+  request(msg, deadline, onUnsent) {
+    if (msg.message_type === 'publish' && this.conn !== null && this.conn.legacy) {
+      // a version-1 server has no publish acks (§10)
+      try {
+        this.send(msg);
+        this.host._metrics.sent(); // delivered is counted once, by publish(), when this resolves
+      } catch (err) {
+        if (onUnsent !== undefined) onUnsent();
+        return Promise.reject(err);
+      }
+      return Promise.resolve({ payload: null });
+    }
+    return this.call(msg, deadline, true, onUnsent);
+  }
+
+  /**
+   * Sends a message that expects a response and resolves with it. Rejects
+   * with the remote error, a local timeout, or connection_lost. A request
+   * carries what is left of its deadline as `timeout_ms` (§6.5).
+   * @param {object} msg
+   * @param {number} deadline monotonic ms.
+   * @param {boolean} [counted] an application call (counted in `messagesSent`).
+   * @param {() => void} [onUnsent] called when it fails without being written.
+   * @returns {Promise<object>} the response message.
+   */
+  call(msg, deadline, counted = false, onUnsent) {
+    return new Promise((resolve, reject) => {
+      const remaining = deadline - now();
+      if (remaining <= 0) {
+        if (onUnsent !== undefined) onUnsent();
+        reject(new RequestTimeoutError('the deadline passed before the call was sent'));
+        return;
+      }
+      const timed = remaining <= MAX_TIMER_MS;
+      if (msg.message_type === 'request' && timed) msg.timeout_ms = Math.ceil(remaining);
+      const id = msg.message_id;
+      const timer = timed
+        ? setTimeout(() => {
+            if (this.pending.delete(id)) {
+              this.rememberSettled(id); // its answer may still come: drop it then
+              reject(new RequestTimeoutError(`no answer on ${msg.channel_id} within ${Math.round(remaining)} ms`));
+            }
+          }, remaining)
+        : null;
+      this.pending.set(id, { resolve, reject, timer });
+      try {
+        this.send(msg);
+        if (counted) this.host._metrics.sent();
+      } catch (err) {
+        this.pending.delete(id);
+        clearTimeout(timer);
+        if (onUnsent !== undefined) onUnsent();
+        reject(err);
+      }
+    });
+  }
+
+  /**
+   * Sends a one-way message now; resolves once the socket took it. A full
+   * socket buffer is waited for, but never past the call's deadline.
+   * @param {object} msg
+   * @param {number} deadline monotonic ms.
+   * @returns {Promise<void>|undefined}
+   */
+  sendOneWay(msg, deadline) {
+    const conn = this.conn;
+    const metrics = this.host._metrics;
+    const flushed = this.send(msg);
+    metrics.sent();
+    if (flushed) {
+      metrics.delivered();
+      return undefined;
+    }
+    return this.drained(conn, msg, deadline).then(() => metrics.delivered());
+  }
+
+  /**
+   * Writes a one-way message and counts it as sent and delivered.
+   * @param {object} msg
+   * @param {(err?: Error|null) => void} [onWritten] see Connection.write().
+   * @returns {boolean} false when the socket buffer is full.
+   */
+  writeOneWay(msg, onWritten) {
+    const flushed = this.send(msg, onWritten);
+    this.host._metrics.sent();
+    this.host._metrics.delivered();
+    return flushed;
+  }
+
+  /**
+   * Writes a message and, when the socket buffer is full, waits for it to
+   * drain, up to `deadline`.
+   * @param {object} msg
+   * @param {number} deadline monotonic ms.
+   * @returns {Promise<void>|undefined}
+   */
+  sendAndDrain(msg, deadline) {
+    const conn = this.conn;
+    if (!this.send(msg)) return this.drained(conn, msg, deadline);
+    return undefined;
+  }
+
+  /**
+   * Waits for a full socket buffer to drain, up to the call's deadline.
+   * @param {Connection} conn
+   * @param {object} msg
+   * @param {number} deadline monotonic ms.
+   * @returns {Promise<void>}
+   * @throws {RequestTimeoutError} (the promise) still full at the deadline.
+   */
+  async drained(conn, msg, deadline) {
+    if (!(await conn.drained(deadline - now()))) {
+      throw new RequestTimeoutError(`${msg.message_type} on ${msg.channel_id}: the connection did not take it before the deadline`);
+    }
+  }
+
+  /**
+   * Writes a message on the current connection.
+   * @param {object} msg
+   * @param {(err?: Error|null) => void} [onWritten] see Connection.write().
+   * @returns {boolean} false when the socket buffer is full.
+   */
+  send(msg, onWritten) {
+    if (this.conn === null) throw new ConnectionLostError('the connection is closed');
+    return this.conn.send(msg, onWritten);
+  }
+
+  /**
+   * Settles the pending call a response answers. A late answer to a call
+   * that already timed out locally (typically the server's own `timeout`,
+   * a little after ours) is taken and dropped. From a version-1 server, a
+   * payload that is exactly `{"error": {...}}` is an error answer (§10).
+   * @param {Connection} conn the connection it came on.
+   * @param {object} msg a response.
+   * @returns {boolean} false when it answers no call of ours.
+   */
+  settle(conn, msg) {
+    const pending = msg.reply_to === null ? undefined : this.pending.get(msg.reply_to);
+    if (pending === undefined) return msg.reply_to !== null && this.settled.delete(msg.reply_to);
+    this.pending.delete(msg.reply_to);
+    clearTimeout(pending.timer);
+    const error = msg.error ?? (conn.legacy ? legacyError(msg.payload) : null);
+    if (error) pending.reject(errorFromWire(error));
+    else pending.resolve(msg);
+    return true;
+  }
+
+
+  /**
+   * Counts a failed call in the metrics unless the other side answered it.
+   * @param {unknown} err
+   * @private
+   */
+  _countFailure(err) {
+    if (isLocalFailure(err)) this.host._metrics.failed();
+    else this.host._metrics.delivered();
+  }
+
+  /**
+   * Remembers the id of a call that ended without its answer (a local
+   * timeout), so that a late answer is dropped instead of being taken for
+   * an unsolicited error frame. Bounded: the oldest ids are forgotten.
+   * @param {string} id
+   */
+  rememberSettled(id) {
+    this.settled.add(id);
+    if (this.settled.size > SETTLED_IDS_KEPT) this.settled.delete(this.settled.values().next().value);
+  }
+
+  /**
+   * The connection is gone: every call in flight rejects with `reason`
+   * (it may have run, so it is never resent).
+   * @param {Error} reason
+   */
+  failAll(reason) {
+    this.conn = null;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) {
+      clearTimeout(p.timer);
+      p.reject(reason);
+    }
+  }
+}
+
+module.exports = { Calls, MAX_TIMER_MS };

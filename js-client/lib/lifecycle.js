@@ -1,0 +1,299 @@
+'use strict';
+
+/**
+ * A client's connections, one after another (docs/resilience.md §2-§3):
+ * connect(), one attempt (`establish()`: open, restore registrations, go
+ * CONNECTED, then replay the outbox), the loss of a connection, and
+ * disconnect(). The state moves only through the host's `_setState()`,
+ * checked against lib/state.js.
+ *
+ * `generation` ties an attempt to one connect() or reconnect loop: once
+ * disconnect() (and maybe a new connect()) moved on, the attempt closes
+ * its own socket and touches nothing of the client's.
+ *
+ * Host interface (the IPCClient that owns it): `appId`, `options`,
+ * `_state`, `_setState()`, `_conn`, `_opening`, `_info`, `_connectionId`,
+ * `_sendLimit`, `_lastReceived`, `_generation`, `_connecting`, `_closing`,
+ * `_establish()`, `_metrics`, `_emitSafely()`, `_emitError()` and the
+ * concerns `_calls`, `_outbox`, `_admission`, `_subs`, `_reconnector`,
+ * `_keepalive`.
+ */
+
+const { SYSTEM_CHANNEL } = require('./constants');
+const { Connection } = require('./connection');
+const { State } = require('./state');
+const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError, UnauthorizedError, errorFromWire } = require('./errors');
+
+/**
+ * Opens, restores, loses and closes the client's connections.
+ */
+class Lifecycle {
+  /**
+   * @param {object} host the IPCClient (see the module's doc).
+   */
+  constructor(host) {
+    this.host = host;
+  }
+
+  /**
+   * IPCClient.connect(): one attempt, shared by concurrent calls.
+   * @returns {Promise<true>}
+   */
+  connect() {
+    const host = this.host;
+    if (host._state === State.CONNECTED) return Promise.resolve(true);
+    if (host._state === State.CONNECTING) return host._connecting;
+    if (host._state === State.RECONNECTING) return host._reconnector.waitConnected(Infinity).then(() => true);
+    if (host._state === State.DISCONNECTING) return host._closing.then(() => host.connect());
+    try {
+      host._outbox.reclaim();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const generation = ++host._generation;
+    host._setState(State.CONNECTING);
+    host._emitSafely('connecting');
+    const attempt = host._establish(generation).then(
+      () => {
+        if (host._connecting === attempt) host._connecting = null;
+        return true;
+      },
+      (err) => {
+        if (host._connecting === attempt) host._connecting = null;
+        const current = host._state === State.CONNECTING && host._generation === generation;
+        if (current && host.options.waitOnFirstConnect && !(err instanceof UnauthorizedError)) {
+          return host._reconnector.keepConnecting(generation, err);
+        }
+        if (current) {
+          host._setState(State.DISCONNECTED);
+          this._abandon(new NotConnectedError('the connection attempt failed', { cause: err }));
+        }
+        throw err;
+      }
+    );
+    host._connecting = attempt;
+    return attempt;
+  }
+
+  /**
+   * IPCClient.disconnect().
+   * @returns {Promise<void>}
+   */
+  disconnect() {
+    const host = this.host;
+    if (host._state === State.DISCONNECTED) {
+      host._outbox.release();
+      return Promise.resolve();
+    }
+    if (host._state === State.DISCONNECTING) return host._closing;
+    const wasConnected = host._state === State.CONNECTED;
+    host._generation++; // an attempt still opening is now stale
+    host._setState(State.DISCONNECTING);
+    const conn = host._conn;
+    this.detach(new ConnectionLostError('the client disconnected'));
+    host._metrics.closed(false);
+    if (host._opening !== null) host._opening.destroy(new NotConnectedError('the client disconnected'));
+    host._reconnector.wake();
+    this._abandon(new NotConnectedError('the client disconnected'));
+    if (wasConnected) host._emitSafely('disconnected', null);
+    const closing = (conn ? conn.close() : Promise.resolve()).then(() => {
+      host._closing = null;
+      host._outbox.release(); // the file is another client's to take until connect()
+      host._setState(State.DISCONNECTED);
+      host._emitSafely('close');
+    });
+    host._closing = closing;
+    return closing;
+  }
+
+  /**
+   * One connection attempt: opens a connection and restores subscriptions
+   * and responders; then emits 'reconnected' (after a loss) and
+   * 'connected', and only then replays the offline queue.
+   *
+   * A 'reconnected' or 'connected' listener that throws is reported; the
+   * connection stays up and the queue is sent. No handshake within
+   * `connectTimeout` is a NotConnectedError whose `.cause` is the timeout:
+   * the server was not reached, as far as the caller is concerned, exactly
+   * as when the TCP connect fails.
+   * @param {number} generation the host's `_generation` when the attempt started.
+   * @returns {Promise<void>}
+   */
+  async establish(generation) {
+    const host = this.host;
+    const { options } = host;
+    const conn = new Connection(
+      {
+        host: options.host,
+        port: options.port,
+        appId: host.appId,
+        connectionId: host._connectionId,
+        token: options.token,
+        maxFrameSize: options.maxFrameSize
+      },
+      {
+        onMessage: (msg) => this.onMessage(conn, msg),
+        onError: (err) => host._emitError(err),
+        onClose: (err) => this.onClosed(conn, err)
+      }
+    );
+    host._opening = conn;
+    host._metrics.attempt();
+    let info;
+    try {
+      info = await conn.open(options.connectTimeout);
+    } catch (err) {
+      if (!(err instanceof RequestTimeoutError)) throw err;
+      throw new NotConnectedError(`no handshake with ${options.host}:${options.port} within ${options.connectTimeout} ms`, { cause: err });
+    } finally {
+      if (host._opening === conn) host._opening = null;
+    }
+    if (generation !== host._generation) {
+      conn.destroy();
+      throw new NotConnectedError('the client disconnected');
+    }
+    host._metrics.opened();
+    host._info = info;
+    host._connectionId = info.connectionId;
+    host._sendLimit = conn.sendLimit;
+    host._conn = conn;
+    host._calls.conn = conn;
+    host._admission.reset(); // inbound flow control starts afresh on every connection
+    host._keepalive.start(conn);
+    await host._subs.restore(conn);
+    if (generation !== host._generation) {
+      conn.destroy(); // disconnect() already let go of it
+      throw new NotConnectedError('the client disconnected');
+    }
+    if (host._conn !== conn) throw new NotConnectedError('the connection was lost while restoring subscriptions'); // never CONNECTED on a dead socket
+    const reconnector = host._reconnector;
+    // a first connection reached through waitOnFirstConnect is no reconnection
+    const reconnected = host._state === State.RECONNECTING && !reconnector.firstWait;
+    const attempts = reconnector.attempt;
+    host._setState(State.CONNECTED);
+    reconnector.attempt = 0;
+    const outbox = host._outbox;
+    outbox.replaying = conn; // calls made by the listeners below queue behind the replay
+    reconnector.resolveWaiters();
+    if (reconnected) host._emitSafely('reconnected', { attempts, elapsed: host._metrics.reconnected() });
+    if (host._conn === conn && host._state === State.CONNECTED) host._emitSafely('connected', info);
+    if (outbox.replaying === conn) outbox.replaying = null;
+    if (host._conn === conn && host._state === State.CONNECTED) outbox.startReplay(conn);
+  }
+
+  /**
+   * The connection-dropped path: in-flight calls fail at once (they may
+   * have run, so they are never resent), queued calls stay, then the
+   * reconnect loop starts (single flight).
+   *
+   * The state changes before any event is emitted, so a listener sees the
+   * new state and may call disconnect() (or connect()): 'disconnected' is
+   * emitted once, and what follows the events re-checks the state.
+   * @param {Connection} conn
+   * @param {Error|null} err
+   */
+  onClosed(conn, err) {
+    const host = this.host;
+    if (conn !== host._conn) return; // an old connection, or disconnect() already cleaned up
+    const reason = new ConnectionLostError(`the connection was lost${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
+    const retry = host.options.reconnect && !(err instanceof UnauthorizedError);
+    host._metrics.closed(retry && host._state !== State.CONNECTING);
+    this.detach(reason);
+    if (host._state !== State.CONNECTED) return; // failed during restore: establish() rejects
+    const next = retry ? State.RECONNECTING : State.DISCONNECTED;
+    host._setState(next);
+    if (!retry) this._abandon(new NotConnectedError('the connection was lost and reconnection is off', { cause: err ?? undefined }));
+    host._emitSafely('disconnected', err ?? reason); // never null: a server that just closed is connection_lost
+    if (err instanceof IpcError) host._emitError(err); // a protocol error or a heartbeat timeout
+    if (host._state !== next) return; // a listener called disconnect() or connect()
+    if (retry) host._reconnector.start();
+    else host._emitSafely('close');
+  }
+
+  /**
+   * Forgets the current connection: stops the heartbeat, drops held
+   * inbound work and rejects every pending call with `reason`.
+   * @param {Error} reason
+   */
+  detach(reason) {
+    const host = this.host;
+    if (host._conn !== null) host._lastReceived = host._conn.lastReceived;
+    host._conn = null;
+    host._admission.reset();
+    host._keepalive.stop();
+    host._calls.failAll(reason);
+  }
+
+  /**
+   * Dispatches one message from the server to its concern: a response
+   * settles its call (or is the heartbeat's pong, or an error frame that
+   * answers none, §6.4); what runs handlers goes through admission.
+   * @param {Connection} conn the connection it came on.
+   * @param {object} msg
+   */
+  onMessage(conn, msg) {
+    const host = this.host;
+    if (conn !== host._conn) return; // after disconnect() or from a replaced connection: nobody's
+    switch (msg.message_type) {
+      case 'response':
+        if (!host._calls.settle(conn, msg) && !host._keepalive.onPong(msg) && msg.error) {
+          const err = errorFromWire(msg.error);
+          err.replyTo = msg.reply_to;
+          host._emitError(err);
+        }
+        return;
+      case 'request':
+        if (msg.channel_id === SYSTEM_CHANNEL) host._subs.onSystemRequest(conn, msg);
+        else host._admission.admit(conn, msg);
+        return;
+      case 'publish':
+      case 'notification':
+        host._admission.admit(conn, msg);
+        return;
+      default:
+      // subscribe/unsubscribe are never sent to clients
+    }
+  }
+
+  /**
+   * IPCClient.getConnectionInfo(): every concern's part of the picture.
+   * @returns {object}
+   */
+  info() {
+    const host = this.host;
+    const info = host._info;
+    const hb = host._keepalive.heartbeat;
+    return {
+      appId: host.appId,
+      host: host.options.host,
+      port: host.options.port,
+      state: host._state,
+      connected: host._state === State.CONNECTED,
+      connectionId: info ? info.connectionId : host._connectionId,
+      protocol: info ? info.protocol : null,
+      server: info ? info.server : null,
+      maxFrameSize: info ? info.maxFrameSize : null,
+      heartbeatIntervalMs: hb ? hb.intervalMs : null,
+      heartbeatTimeoutMs: hb ? hb.timeoutMs : null,
+      reconnectAttempt: host._reconnector.attempt,
+      pendingRequests: host._calls.pending.size,
+      queuedCalls: host._outbox.queue.size + host._reconnector.waiters.size,
+      runningHandlers: host._admission.running,
+      heldMessages: host._admission.heldCount,
+      subscriptions: [...host._subs.subscriptions.keys()],
+      responders: [...host._subs.responders.keys()]
+    };
+  }
+
+  /**
+   * No connection is coming: waiting registrations and queued calls fail.
+   * @param {Error} reason
+   * @private
+   */
+  _abandon(reason) {
+    this.host._reconnector.failWaiters(reason);
+    this.host._outbox.abandon(reason);
+  }
+}
+
+module.exports = { Lifecycle };

@@ -1,0 +1,304 @@
+'use strict';
+
+/**
+ * The outbox (docs/resilience.md §3-§4): calls made while the client has
+ * no connection wait in the offline queue (lib/offline_queue.js), each
+ * until its own deadline (one timer for the whole queue); one-way messages
+ * are also written to the queue file (lib/queue_store.js) when `queuePath`
+ * is set. On a restored connection the queue is replayed, highest priority
+ * first, before any newer call.
+ *
+ * Host interface (the IPCClient that owns it): `options`, `_state`,
+ * `_conn`, `_sendLimit`, `_calls` (`request()`, `writeOneWay()`),
+ * `_metrics`, `_emitSafely()`, `_emitError()`.
+ */
+
+const { HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('./constants');
+const { encodeMessage } = require('./envelope');
+const { now } = require('./connection');
+const { State } = require('./state');
+const { OfflineQueue } = require('./offline_queue');
+const { QueueStore } = require('./queue_store');
+const { ConnectionLostError, FrameTooLargeError, QueueFullError, RequestTimeoutError } = require('./errors');
+const { MAX_TIMER_MS } = require('./calls');
+
+/**
+ * A call waiting in the offline queue.
+ * @typedef {object} QueuedCall
+ * @property {string} id the message id.
+ * @property {number} priority
+ * @property {number} bytes encoded frame size.
+ * @property {number} deadline monotonic ms.
+ * @property {object} msg the envelope.
+ * @property {boolean} expectReply a request (or publish with ack): a caller waits for it.
+ * @property {boolean} persisted also in the queue file.
+ * @property {Function|null} resolve
+ * @property {Function|null} reject
+ */
+
+/**
+ * The offline queue of one client, its expiry timer, its file and its replay.
+ */
+class Outbox {
+  /**
+   * @param {object} host the IPCClient (see the module's doc).
+   */
+  constructor(host) {
+    const { options } = host;
+    this.host = host;
+    this.queue = new OfflineQueue({ maxSize: options.queueMaxSize, maxBytes: options.queueMaxBytes, overflow: options.queueOverflow });
+    this.store = options.queuePath === null ? null : new QueueStore(options.queuePath);
+    /** The connection the queue is being replayed on, or null. */
+    this.replaying = null;
+    this._timer = null;
+    this._timerAt = Infinity;
+  }
+
+  /**
+   * Whether a new call may go straight to the connection (nothing queued
+   * ahead of it, no replay under way).
+   * @returns {boolean}
+   */
+  get idle() {
+    return this.queue.size === 0 && this.replaying === null;
+  }
+
+  /**
+   * Puts a call in the offline queue (and a one-way message in the queue
+   * file). Evicted entries fail with queue_full now.
+   * @param {object} msg
+   * @param {number} deadline
+   * @param {number} priority
+   * @param {boolean} expectReply
+   * @returns {Promise<object>|undefined} the reply, for a request.
+   * @throws {QueueFullError} the queue refused it.
+   * @throws {MessageError|FrameTooLargeError} it could never be sent.
+   */
+  enqueue(msg, deadline, priority, expectReply) {
+    const body = encodeMessage(msg); // fails now, not later, on what cannot be sent
+    const limit = this.host._sendLimit ?? this.host.options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
+    if (body.length > limit) throw new FrameTooLargeError(body.length, limit);
+    /** @type {QueuedCall} */
+    const entry = { id: msg.message_id, priority, bytes: HEADER_SIZE_BYTES + body.length, deadline, msg, expectReply, persisted: false, resolve: null, reject: null };
+    const { accepted, evicted } = this.queue.push(entry);
+    for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue to make room'));
+    if (!accepted) {
+      const stats = this.queue.stats();
+      throw new QueueFullError(`the offline queue is full (${stats.size} calls, ${stats.bytes} bytes)`);
+    }
+    if (!expectReply && this.store !== null) {
+      try {
+        const left = deadline - now();
+        this.store.add({ id: entry.id, priority, expiresAt: Number.isFinite(left) ? Date.now() + left : Number.MAX_SAFE_INTEGER, message: msg });
+        entry.persisted = true;
+      } catch (err) {
+        this.queue.remove(entry.id);
+        this.queue.dropped++; // it left the queue unsent; the caller gets the error
+        throw err;
+      }
+    }
+    this._arm(deadline);
+    if (!expectReply) return undefined;
+    return new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+  }
+
+  /**
+   * Fails or drops everything queued when no connection is coming.
+   * Persisted one-way messages stay, in memory and on disk, for a later
+   * connect() or the next client on the same file.
+   * @param {Error} error what waiting requests reject with.
+   */
+  abandon(error) {
+    for (const entry of this.queue.removeWhere((e) => !e.persisted)) this._drop(entry, 'gave_up', error);
+    if (this.queue.size === 0) this._disarm();
+  }
+
+  /**
+   * connect() after disconnect(): takes the queue file back if it was given
+   * up, and trusts what it holds now.
+   */
+  reclaim() {
+    if (this.store === null || this.store.locked) return;
+    this.queue.removeWhere((e) => e.persisted);
+    this.load();
+  }
+
+  /** Gives the queue file up: it is another client's to take until connect(). */
+  release() {
+    if (this.store !== null) this.store.close();
+  }
+
+  /**
+   * Starts the replay; a failure no caller waits for goes to 'error'.
+   * @param {Connection} conn
+   */
+  startReplay(conn) {
+    this._replay(conn).catch((err) => this.host._emitError(err));
+  }
+
+  /**
+   * Loads the messages an earlier run persisted into the offline queue.
+   */
+  load() {
+    const { host, store, queue } = this;
+    const t = now();
+    const wall = Date.now();
+    const loaded = store.load();
+    queue.dropped += store.expired; // expired on disk: they left the queue unsent
+    for (let i = 0; i < store.expired; i++) host._metrics.failed();
+    const { corrupt } = store;
+    if (corrupt > 0) {
+      queue.dropped += corrupt; // each unreadable stretch lost at least one message
+      for (let i = 0; i < corrupt; i++) host._metrics.failed();
+      const err = new Error(`queue file ${store.file}: ${corrupt} unreadable stretch(es) skipped; the messages in them are lost`);
+      err.code = 'EQUEUECORRUPT';
+      process.nextTick(() => host._emitError(err)); // after the constructor, once listeners are on
+    }
+    for (const stored of loaded) {
+      const body = encodeMessage(stored.message);
+      const entry = {
+        id: stored.id,
+        priority: Number.isSafeInteger(stored.priority) ? stored.priority : 0,
+        bytes: HEADER_SIZE_BYTES + body.length,
+        deadline: stored.expiresAt >= Number.MAX_SAFE_INTEGER ? Infinity : t + (stored.expiresAt - wall),
+        msg: stored.message,
+        expectReply: false,
+        persisted: true,
+        resolve: null,
+        reject: null
+      };
+      const { accepted, evicted } = queue.push(entry);
+      for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue'));
+      if (!accepted) {
+        queue.dropped++;
+        this._drop(entry, 'evicted', new QueueFullError('the offline queue is full'));
+        continue;
+      }
+      this._arm(entry.deadline);
+    }
+  }
+
+  /**
+   * Ends a queued call that will not be sent: a request rejects with
+   * `error`; a one-way message is reported by 'queue_dropped' and counted.
+   * @param {QueuedCall} entry already out of the queue.
+   * @param {'expired'|'evicted'|'gave_up'|'refused'} reason
+   * @param {Error} error
+   * @private
+   */
+  _drop(entry, reason, error) {
+    if (entry.expectReply) {
+      entry.reject(error);
+      return;
+    }
+    if (entry.persisted) this.store.remove(entry.id);
+    this.host._metrics.failed();
+    this.host._emitSafely('queue_dropped', { reason, channel: entry.msg.channel_id, messageType: entry.msg.message_type, priority: entry.priority });
+  }
+
+  /**
+   * Arms the one timer of the queue for `deadline` unless an earlier one is set.
+   * @param {number} deadline monotonic ms.
+   * @private
+   */
+  _arm(deadline) {
+    if (!Number.isFinite(deadline) || deadline >= this._timerAt) return;
+    const delay = deadline - now();
+    if (delay > MAX_TIMER_MS) return;
+    clearTimeout(this._timer);
+    this._timerAt = deadline;
+    this._timer = setTimeout(() => this._onTimer(), Math.max(0, Math.ceil(delay)));
+    this._timer.unref(); // the reconnect loop, not the queue, keeps the process alive
+  }
+
+  /** @private */
+  _disarm() {
+    clearTimeout(this._timer);
+    this._timer = null;
+    this._timerAt = Infinity;
+  }
+
+  /**
+   * Expires what is due: requests reject with timeout at their own deadline.
+   * @private
+   */
+  _onTimer() {
+    this._disarm();
+    this._expire();
+    const next = this.queue.nextDeadline();
+    if (next !== null) this._arm(next);
+  }
+
+  /** @private */
+  _expire() {
+    for (const entry of this.queue.expire(now())) {
+      this._drop(entry, 'expired', new RequestTimeoutError(`no connection for ${entry.msg.channel_id} before its deadline (it waited in the offline queue)`));
+    }
+  }
+
+  /**
+   * Writes the offline queue on a restored connection, highest priority
+   * first, FIFO within a priority (docs/resilience.md §3 step 3). Calls
+   * made meanwhile queue behind. Stops, keeping what is left, when the
+   * connection goes; requests already written then fail with
+   * connection_lost like any in-flight call.
+   * @param {Connection} conn
+   * @returns {Promise<void>}
+   * @private
+   */
+  async _replay(conn) {
+    const { host, queue } = this;
+    const calls = host._calls;
+    this.replaying = conn;
+    try {
+      while (host._conn === conn && host._state === State.CONNECTED && conn.writable) {
+        this._expire();
+        const entry = queue.shift();
+        if (entry === undefined) break;
+        if (entry.expectReply) {
+          calls.request(entry.msg, entry.deadline, () => queue.dropped++).then(entry.resolve, entry.reject);
+          continue;
+        }
+        let flushed;
+        // a persisted message leaves the file only once the socket has taken its bytes; if
+        // the connection fails first, it stays on disk for the next load (at least once)
+        const onWritten = entry.persisted ? (err) => err || this._forget(entry.id) : undefined;
+        try {
+          flushed = calls.writeOneWay(entry.msg, onWritten);
+        } catch (err) {
+          if (err instanceof ConnectionLostError) {
+            queue.unshift(entry);
+            break;
+          }
+          queue.dropped++; // e.g. larger than the new server accepts
+          this._drop(entry, 'refused', err);
+          host._emitError(err);
+          continue;
+        }
+        if (!flushed) await conn.drained();
+      }
+    } finally {
+      if (this.replaying === conn) this.replaying = null;
+    }
+    if (queue.size === 0) this._disarm();
+  }
+
+  /**
+   * Removes a sent message from the queue file; a failure goes to 'error'
+   * (the message then stays on disk and is sent again by the next load).
+   * @param {string} id
+   * @private
+   */
+  _forget(id) {
+    try {
+      this.store.remove(id);
+    } catch (err) {
+      this.host._emitError(err);
+    }
+  }
+}
+
+module.exports = { Outbox };

@@ -1,0 +1,226 @@
+'use strict';
+
+/**
+ * The reconnection policy and loop (docs/resilience.md §3): backoff with
+ * jitter (lib/backoff.js) up to `maxRetries` attempts, `waitOnFirstConnect`,
+ * giving up, and the calls (subscribe(), serve(), connect() while
+ * reconnecting) that wait for the next connection.
+ *
+ * Single flight by construction: the loop starts only on the CONNECTED ->
+ * RECONNECTING (or, with waitOnFirstConnect, CONNECTING -> RECONNECTING)
+ * transition and runs only while RECONNECTING.
+ *
+ * Host interface (the IPCClient that owns it): `options`, `_state`,
+ * `_generation`, `_connecting`, `_setState()`, `_establish()`, `_metrics`,
+ * `_outbox` (`abandon()`), `_emitSafely()`, `_emitError()`.
+ */
+
+const { backoffDelay } = require('./backoff');
+const { now } = require('./connection');
+const { State } = require('./state');
+const { MAX_TIMER_MS } = require('./calls');
+const { ConnectionLostError, NotConnectedError, QueueFullError, RequestTimeoutError, UnauthorizedError } = require('./errors');
+
+/** subscribe()/serve() calls that may wait for a (re)connection at once. */
+const MAX_WAITING_REGISTRATIONS = 1024;
+
+/**
+ * When to try again, and who waits for it.
+ */
+class Reconnector {
+  /**
+   * @param {object} host the IPCClient (see the module's doc).
+   */
+  constructor(host) {
+    this.host = host;
+    /** The attempt number of the current loop, 1-based; 0 when connected. */
+    this.attempt = 0;
+    /** connect() waits through the loop (waitOnFirstConnect). */
+    this.firstWait = false;
+    /** @type {Set<{resolve: Function, reject: Function, timer: any}>} calls waiting for a connection */
+    this.waiters = new Set();
+    this._wake = null; // ends the backoff sleep early
+  }
+
+  /**
+   * The reconnect loop.
+   * @param {Error|null} [firstError] why the connection attempt before the loop failed.
+   * @returns {Promise<Error|null>} once the loop ends: null when connected,
+   *   else the last attempt's error (or null if disconnect() stopped it).
+   */
+  start(firstError = null) {
+    const host = this.host;
+    const loop = this._run(host._generation, firstError)
+      .catch((err) => {
+        host._emitError(err); // never an unhandled rejection: nobody but keepConnecting() awaits the loop
+        return err;
+      })
+      .finally(() => {
+        if (host._connecting === loop) host._connecting = null;
+      });
+    host._connecting = loop;
+    return loop;
+  }
+
+  /**
+   * waitOnFirstConnect: the attempt of connect() failed, so the client
+   * moves CONNECTING -> RECONNECTING (seed 003's "connection failed") and
+   * runs the reconnect loop, with its 'reconnecting' events; calls queued
+   * meanwhile stay queued. Settles connect()'s promise: true on the first
+   * success, NotConnectedError once the loop gives up ('reconnect_failed')
+   * or disconnect() stops it.
+   * @param {number} generation the connect() attempt's.
+   * @param {Error} err why its attempt failed.
+   * @returns {Promise<true>}
+   */
+  async keepConnecting(generation, err) {
+    const host = this.host;
+    host._setState(State.RECONNECTING);
+    this.firstWait = true;
+    let lastError;
+    try {
+      lastError = await this.start(err);
+    } finally {
+      this.firstWait = false;
+    }
+    if (host._state === State.CONNECTED && host._generation === generation) return true;
+    const cause = lastError ?? err;
+    if (host._generation !== generation) throw new NotConnectedError('the client disconnected while waiting for the first connection', { cause });
+    if (cause instanceof UnauthorizedError) throw cause; // as when the first attempt is refused
+    const { host: address, port, maxRetries } = host.options;
+    throw new NotConnectedError(`could not connect to ${address}:${port}: gave up after ${maxRetries + 1} attempts`, { cause });
+  }
+
+  /** disconnect(): ends the backoff sleep at once. */
+  wake() {
+    if (this._wake !== null) this._wake();
+  }
+
+  /**
+   * Waits until the client is connected, up to `deadline`, for subscribe()
+   * and serve(): at once when connected, not_connected when no connection
+   * is coming.
+   * @param {number} deadline monotonic ms.
+   * @returns {Promise<void>|undefined}
+   */
+  ready(deadline) {
+    const state = this.host._state;
+    if (state === State.CONNECTED) return undefined;
+    if (state !== State.CONNECTING && state !== State.RECONNECTING) {
+      return Promise.reject(new NotConnectedError('the client is not connected'));
+    }
+    if (this.waiters.size >= MAX_WAITING_REGISTRATIONS) {
+      return Promise.reject(new QueueFullError(`${this.waiters.size} registrations are already waiting for a connection`));
+    }
+    return this.waitConnected(deadline);
+  }
+
+  /**
+   * Parks a call until the connection is (re)established.
+   * @param {number} deadline monotonic ms, or Infinity.
+   * @returns {Promise<void>}
+   */
+  waitConnected(deadline) {
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject, timer: null };
+      if (deadline - now() <= MAX_TIMER_MS) {
+        waiter.timer = setTimeout(() => {
+          this.waiters.delete(waiter);
+          reject(new RequestTimeoutError('timed out waiting for the connection'));
+        }, Math.max(0, deadline - now()));
+      }
+      waiter.resolve = () => {
+        clearTimeout(waiter.timer);
+        resolve();
+      };
+      waiter.reject = (err) => {
+        clearTimeout(waiter.timer);
+        reject(err);
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Connected: every waiting call goes on. */
+  resolveWaiters() {
+    for (const waiter of this.waiters) waiter.resolve();
+    this.waiters.clear();
+  }
+
+  /**
+   * Rejects every call waiting for a connection.
+   * @param {Error} err
+   */
+  failWaiters(err) {
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const waiter of waiters) waiter.reject(err);
+  }
+
+  /**
+   * The loop's body: sleep, try, until connected, given up or stopped.
+   * @param {number} generation the client's when the loop started.
+   * @param {Error|null} firstError
+   * @returns {Promise<Error|null>}
+   * @private
+   */
+  async _run(generation, firstError) {
+    const host = this.host;
+    const { options } = host;
+    let lastError = firstError;
+    while (host._state === State.RECONNECTING && host._generation === generation) {
+      const attempt = ++this.attempt;
+      if (attempt > options.maxRetries) return this._giveUp(lastError);
+      const delay = backoffDelay(attempt, {
+        initial: options.initialDelay,
+        max: options.maxDelay,
+        multiplier: options.multiplier,
+        jitter: options.jitter
+      });
+      host._emitSafely('reconnecting', { attempt, delay });
+      if (host._state !== State.RECONNECTING) return null; // a listener called disconnect()
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this._wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this._wake = null;
+      if (host._state !== State.RECONNECTING || host._generation !== generation) return null;
+      try {
+        await host._establish(generation);
+        return null;
+      } catch (err) {
+        lastError = err;
+        if (err instanceof UnauthorizedError) return this._giveUp(err);
+      }
+    }
+    return lastError;
+  }
+
+  /**
+   * Stops reconnecting after too many failures (or a refused token):
+   * waiting and queued calls fail with not_connected. The failure is
+   * reported unless a waiting connect() (waitOnFirstConnect) rejects with it.
+   * @param {Error|null} cause
+   * @returns {Error} cause.
+   * @private
+   */
+  _giveUp(cause) {
+    const host = this.host;
+    const attempts = this.attempt - (cause instanceof UnauthorizedError ? 0 : 1);
+    host._setState(State.DISCONNECTED);
+    host._metrics.closed(false);
+    const err = new ConnectionLostError(`gave up reconnecting after ${attempts} attempts`, { cause: cause ?? undefined });
+    const gone = new NotConnectedError('gave up reconnecting', { cause: err });
+    this.failWaiters(gone);
+    host._outbox.abandon(gone);
+    host._emitSafely('reconnect_failed', attempts);
+    if (!this.firstWait) host._emitError(err);
+    host._emitSafely('close');
+    return cause;
+  }
+}
+
+module.exports = { Reconnector };

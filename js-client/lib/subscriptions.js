@@ -1,0 +1,249 @@
+'use strict';
+
+/**
+ * Subscriptions and responder registrations (docs/protocol.md §4, §7):
+ * the local tables, their subscribe/unsubscribe frames and acks, their
+ * restoration on every new connection, and the routing of an inbound
+ * publish or served request to its handler.
+ *
+ * Host interface (the IPCClient that owns it): `appId`, `options`,
+ * `_state`, `_connectionId`, `_calls` (`conn`, `call()`,
+ * `sendAndDrain()`), `_admission` (`admit()`, `invoke()`),
+ * `_reconnector` (`ready()`), `_emitSafely()`, `_emitError()`.
+ */
+
+const { SYSTEM_CHANNEL } = require('./constants');
+const { buildMessage } = require('./envelope');
+const { validatePattern, isPattern, isReserved, patternMatches } = require('./channels');
+const { now } = require('./connection');
+const { State } = require('./state');
+const { reply } = require('./replies');
+const { checkTimeout } = require('./call_options');
+const { AlreadyServingError, ConnectionLostError, ErrorCode, ForbiddenError, RemoteError } = require('./errors');
+
+/**
+ * What this client listens to and serves, kept across reconnections.
+ */
+class Subscriptions {
+  /**
+   * @param {object} host the IPCClient (see the module's doc).
+   */
+  constructor(host) {
+    this.host = host;
+    /** @type {Map<string, Set<Function>>} pattern -> handlers */
+    this.subscriptions = new Map();
+    /** @type {Map<string, Function>} pattern -> handler, in registration order */
+    this.responders = new Map();
+  }
+
+  /**
+   * IPCClient.subscribe(): the handler is added before the frame is sent,
+   * so a publish right after the ack finds it; a refusal removes it again.
+   * @param {string} channelId
+   * @param {Function} handler
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<void>}
+   */
+  async subscribe(channelId, handler, { timeout = this.host.options.requestTimeout } = {}) {
+    validatePattern(channelId);
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    const deadline = now() + checkTimeout(timeout);
+    let handlers = this.subscriptions.get(channelId);
+    if (handlers === undefined) this.subscriptions.set(channelId, (handlers = new Set()));
+    const known = handlers.has(handler);
+    handlers.add(handler);
+    try {
+      if (this.host._state !== State.CONNECTED) await this.host._reconnector.ready(deadline);
+      await this._register('subscribe', channelId, false, deadline);
+    } catch (err) {
+      if (!known) handlers.delete(handler);
+      if (handlers.size === 0 && this.subscriptions.get(channelId) === handlers) this.subscriptions.delete(channelId);
+      throw err;
+    }
+  }
+
+  /**
+   * IPCClient.unsubscribe(): the server is told once no handler is left.
+   * @param {string} channelId
+   * @param {Function} [handler]
+   * @returns {Promise<void>}
+   */
+  async unsubscribe(channelId, handler) {
+    const handlers = this.subscriptions.get(channelId);
+    if (handlers === undefined) return;
+    if (handler !== undefined) {
+      handlers.delete(handler);
+      if (handlers.size > 0) return;
+    }
+    this.subscriptions.delete(channelId);
+    if (this.host._state === State.CONNECTED) {
+      await this._register('unsubscribe', channelId, false, now() + this.host.options.requestTimeout);
+    }
+  }
+
+  /**
+   * IPCClient.serve(): one handler per channel or pattern; `system` may be
+   * served, no other reserved channel.
+   * @param {string} channelId
+   * @param {Function} handler
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<void>}
+   */
+  async serve(channelId, handler, { timeout = this.host.options.requestTimeout } = {}) {
+    validatePattern(channelId);
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    if (channelId !== SYSTEM_CHANNEL && isReserved(channelId)) {
+      throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
+    }
+    if (this.responders.has(channelId)) throw new AlreadyServingError(channelId);
+    const deadline = now() + checkTimeout(timeout);
+    this.responders.set(channelId, handler);
+    try {
+      if (this.host._state !== State.CONNECTED) await this.host._reconnector.ready(deadline);
+      await this._register('subscribe', channelId, true, deadline);
+    } catch (err) {
+      if (this.responders.get(channelId) === handler) this.responders.delete(channelId);
+      throw err;
+    }
+  }
+
+  /**
+   * IPCClient.unserve(): keeps answering until the server acknowledged, as
+   * requests it forwarded before that arrive first, and run here instead
+   * of failing with no_responders while another responder could take them.
+   * @param {string} channelId
+   * @returns {Promise<void>}
+   */
+  async unserve(channelId) {
+    const handler = this.responders.get(channelId);
+    if (handler === undefined) return;
+    try {
+      if (this.host._state === State.CONNECTED) {
+        await this._register('unsubscribe', channelId, true, now() + this.host.options.requestTimeout);
+      }
+    } finally {
+      if (this.responders.get(channelId) === handler) this.responders.delete(channelId);
+    }
+  }
+
+  /**
+   * Re-sends every subscription and responder registration and waits for
+   * the acks. A registration the server now refuses is reported and
+   * dropped; a lost connection fails the attempt.
+   * @param {Connection} conn
+   * @returns {Promise<void>}
+   */
+  async restore(conn) {
+    const deadline = now() + this.host.options.requestTimeout;
+    const work = [];
+    for (const pattern of this.subscriptions.keys()) work.push([pattern, false]);
+    for (const pattern of this.responders.keys()) work.push([pattern, true]);
+    const results = await Promise.allSettled(work.map(([p, serve]) => this._register('subscribe', p, serve, deadline)));
+    for (let i = 0; i < results.length; i++) {
+      const { status, reason } = results[i];
+      if (status === 'fulfilled') continue;
+      if (!(reason instanceof RemoteError)) {
+        conn.destroy(reason);
+        throw reason;
+      }
+      const [pattern, serve] = work[i];
+      (serve ? this.responders : this.subscriptions).delete(pattern);
+      this.host._emitError(reason);
+    }
+  }
+
+  /**
+   * Delivers a publish to every local handler whose pattern matches, each
+   * handler once even when several of its patterns match (§5.3).
+   * @param {Connection} conn the connection it came on.
+   * @param {object} msg
+   */
+  onPublish(conn, msg) {
+    const admission = this.host._admission;
+    let called = null;
+    for (const [pattern, handlers] of this.subscriptions) {
+      if (!patternMatches(pattern, msg.channel_id)) continue;
+      for (const handler of handlers) {
+        if (called !== null && called.has(handler)) continue;
+        (called ??= new Set()).add(handler);
+        admission.invoke(handler, msg, conn, false);
+      }
+    }
+    this.host._emitSafely('message', msg);
+  }
+
+  /**
+   * Runs a responder for a forwarded request (answer = true) or a
+   * notification (answer = false).
+   * @param {Connection} conn
+   * @param {object} msg
+   * @param {boolean} answer
+   */
+  onServed(conn, msg, answer) {
+    const handler = this._findResponder(msg.channel_id);
+    if (handler === undefined) {
+      if (answer) reply(conn, this.host.appId, msg, null, { code: ErrorCode.NO_RESPONDERS, message: `no responder for ${msg.channel_id}` });
+      return;
+    }
+    this.host._admission.invoke(handler, msg, conn, answer);
+  }
+
+  /**
+   * Answers the server's pings (§9.1) itself. Any other `system` request
+   * is one the server routed to this client because it serves `system`
+   * (§8): it runs the `system` responder like any served request; without
+   * one it is answered `no_responders`, as the server answers when nobody
+   * serves `system`.
+   * @param {Connection} conn
+   * @param {object} msg
+   */
+  onSystemRequest(conn, msg) {
+    const action = msg.payload && msg.payload.action;
+    if (action === 'ping') {
+      reply(conn, this.host.appId, msg, { status: 'pong' });
+      this.host._emitSafely('ping', { messageId: msg.message_id });
+    } else if (this.responders.has(SYSTEM_CHANNEL)) {
+      this.host._admission.admit(conn, msg);
+    } else {
+      reply(conn, this.host.appId, msg, null, { code: ErrorCode.NO_RESPONDERS, message: `no responder for system action ${JSON.stringify(action)}` });
+    }
+  }
+
+  /**
+   * Finds the responder for a channel: exact registration first, then
+   * patterns in registration order, as the server matches (§7.2).
+   * @param {string} channel
+   * @returns {Function|undefined}
+   * @private
+   */
+  _findResponder(channel) {
+    const exact = this.responders.get(channel);
+    if (exact !== undefined) return exact;
+    for (const [pattern, handler] of this.responders) {
+      if (isPattern(pattern) && patternMatches(pattern, channel)) return handler;
+    }
+    return undefined;
+  }
+
+  /**
+   * Sends a subscribe/unsubscribe (for a responder: with `{"serve": true}`,
+   * §7.1) and waits for the ack; a version-1 server sends none (§10).
+   * @param {'subscribe'|'unsubscribe'} type
+   * @param {string} pattern
+   * @param {boolean} serve
+   * @param {number} deadline
+   * @returns {Promise<void>}
+   * @private
+   */
+  async _register(type, pattern, serve, deadline) {
+    const calls = this.host._calls;
+    if (calls.conn === null) throw new ConnectionLostError('the connection is closed');
+    const legacy = calls.conn.legacy;
+    const payload = serve ? { serve: true } : legacy ? { connection_id: this.host._connectionId } : null;
+    const msg = buildMessage(type, this.host.appId, pattern, payload);
+    if (legacy) await calls.sendAndDrain(msg, deadline);
+    else await calls.call(msg, deadline);
+  }
+}
+
+module.exports = { Subscriptions };
