@@ -1,0 +1,159 @@
+"""The server's side of one connection, sans-I/O (docs/protocol.md §3, §10).
+
+Before the handshake only a ``connect`` request on ``system`` is accepted;
+the core validates it (``app_id`` set; ``protocol`` absent for version 1, or
+an integer >= 2) and checks the token, then returns :class:`ConnectRequested`.
+The decisions that need every connection in view (a unique connection id)
+are the server's: it answers with :meth:`ServerProtocol.accept`, which
+queues the reply and opens the connection. Once open, a message under
+another ``app_id`` is ``forbidden`` and a second ``connect`` is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from .codes import ErrorCode
+from .constants import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION, SYSTEM_CHANNEL
+from .envelope import Message, MessageType, decode_message, encode_response
+from .exceptions import ProtocolError
+from .framing import encode_frame
+from .heartbeat import Heartbeat
+from .protocol import (
+    HANDSHAKE,
+    OPEN,
+    Event,
+    Protocol,
+    ProtocolStateError,
+    peek_message_id,
+)
+
+__all__ = ["ServerProtocol", "ConnectRequested"]
+
+
+class ConnectRequested(Event):
+    """A valid ``connect`` (§3): the server decides, then calls
+    :meth:`ServerProtocol.accept`. ``connection_id``: the one the client
+    proposed (``""`` for none); ``client``: its name (``""`` for none)."""
+
+    __slots__ = ("message", "app_id", "connection_id", "legacy", "client")
+
+    def __init__(self, message: Message, app_id: str, connection_id: str, legacy: bool, client: str) -> None:
+        self.message = message
+        self.app_id = app_id
+        self.connection_id = connection_id
+        self.legacy = legacy
+        self.client = client
+
+
+class ServerProtocol(Protocol):
+    """One accepted connection, as the server sees it.
+
+    Args:
+        max_frame_size: the server's frame limit (§1), advertised in the reply.
+        token: the shared secret a connect must carry (§3), or None.
+        heartbeat_interval_s: ping a version-2 peer silent this long; 0 or
+            None turns heartbeats off (§9). Advertised in the reply.
+        server_name: advertised in the reply.
+    """
+
+    __slots__ = ("connection_id", "client", "_token", "_heartbeat_interval_s", "_server_name", "_connect")
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        token: str | None = None,
+        heartbeat_interval_s: float | None = None,
+        server_name: str = "",
+    ) -> None:
+        super().__init__(max_frame_size=max_frame_size)
+        self.connection_id = ""
+        self.client = ""
+        self._token = token
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._server_name = server_name
+        self._connect: ConnectRequested | None = None  # awaiting the server's accept
+
+    def receive_frame(self, frame: bytes) -> Message | Event:
+        """As :meth:`Protocol.receive_frame`, with the server's rules."""
+        if self.state is not OPEN:
+            if self.state is not HANDSHAKE:
+                raise ProtocolStateError(f"nothing is read in state {self.state.value}")
+            return self._receive_before_open(frame)
+        try:
+            msg = decode_message(frame)
+        except ProtocolError as exc:
+            return self._violated(exc.code, str(exc), peek_message_id(frame), None)
+        if msg.app_id != self.app_id:
+            text = f"app_id {msg.app_id!r} differs from the handshake's {self.app_id!r}"
+            return self._violated(ErrorCode.FORBIDDEN, text, msg.message_id, msg)
+        if msg.channel_id == SYSTEM_CHANNEL:
+            return self._system_message(msg) or msg
+        return msg
+
+    def _receive_before_open(self, frame: bytes) -> Message | Event:
+        try:
+            msg = decode_message(frame)
+        except ProtocolError as exc:
+            return self._violated(exc.code, str(exc), peek_message_id(frame), None)
+        payload = msg.payload
+        if not (
+            self._connect is None
+            and msg.message_type is MessageType.REQUEST
+            and msg.channel_id == SYSTEM_CHANNEL
+            and isinstance(payload, dict)
+            and payload.get("action") == "connect"
+        ):
+            return self._violated(ErrorCode.BAD_MESSAGE, "the first frame must be a connect request on 'system'", msg.message_id, msg)
+        protocol = payload.get("protocol")
+        legacy = protocol is None
+        if not msg.app_id or (not legacy and (not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 2)):
+            text = "invalid connect: app_id must be set and protocol an integer >= 2"
+            return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)
+        if self._token is not None:
+            offered = payload.get("token")
+            if not isinstance(offered, str) or not hmac.compare_digest(offered.encode(), self._token.encode()):
+                return self._violated(ErrorCode.UNAUTHORIZED, "invalid or missing token", msg.message_id, msg)
+        wanted = payload.get("connection_id")
+        client = payload.get("client")
+        self._connect = ConnectRequested(
+            msg,
+            msg.app_id,
+            wanted if isinstance(wanted, str) else "",
+            legacy,
+            client if isinstance(client, str) else "",
+        )
+        return self._connect
+
+    def accept(self, connection_id: str, *, now: float | None = None) -> None:
+        """Open the connection the pending connect asked for under
+        ``connection_id``: queue the reply (version 1: status and id only)
+        and start the heartbeat on the pump's clock ``now``."""
+        request = self._connect
+        if request is None or self.state is not HANDSHAKE:
+            raise ProtocolStateError(f"accept without a pending connect (state {self.state.value})")
+        self._move(OPEN)
+        self._connect = None
+        self.app_id = request.app_id
+        self.connection_id = connection_id
+        self.legacy = request.legacy
+        self.client = request.client
+        reply: dict[str, Any] = {"status": "connected", "connection_id": connection_id}
+        interval = self._heartbeat_interval_s
+        if not request.legacy:
+            reply.update(
+                protocol=PROTOCOL_VERSION,
+                server=self._server_name,
+                heartbeat_interval_ms=int(interval * 1000) if interval else 0,
+                max_frame_size=self.max_frame_size,
+            )
+            if interval and now is not None:
+                self.heartbeat = Heartbeat(interval, 2 * interval, now)
+        self.send_frame(encode_frame(encode_response(request.message, reply, legacy=request.legacy)))
+
+    def _system_action(self, msg: Message, action: Any) -> Event | None:
+        if action == "connect":
+            return self.refuse(msg, ErrorCode.BAD_MESSAGE, "already connected")
+        return None

@@ -1,0 +1,156 @@
+"""The server's side of a connection on bytes alone: the handshake vectors
+of interop-tests/spec/handshake.json, the connect's rules, what is read
+after the handshake (docs/protocol.md §3, §6.4, §10)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, encode_frame, encode_message
+from ipc_protocol.messages import connect_request
+from ipc_protocol.protocol import ProtocolState, ProtocolViolation
+from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
+
+SPEC = json.loads((Path(__file__).resolve().parent.parent / "interop-tests" / "spec" / "handshake.json").read_text())
+_NORMALISE = {name: re.compile(rx) for name, rx in SPEC["normalise"].items()}
+_REPLACEMENT = {"message_id": '"message_id":"*"', "timestamp": '"timestamp":0', "client": '"client":"*"'}
+
+
+def normalise(body: str) -> str:
+    for name, rx in _NORMALISE.items():
+        body = rx.sub(_REPLACEMENT[name], body)
+    return body
+
+
+def server_for(token: str | None) -> ServerProtocol:
+    s = SPEC["server"]
+    return ServerProtocol(
+        max_frame_size=s["max_frame_size"],
+        token=token,
+        heartbeat_interval_s=s["heartbeat_interval_ms"] / 1000,
+        server_name=s["server_name"],
+    )
+
+
+def bodies(proto: ServerProtocol) -> list[bytes]:
+    return [b for f in proto.data_to_send() for b in FrameDecoder(None).feed(f)]
+
+
+@pytest.mark.parametrize("vector", SPEC["vectors"], ids=[v["name"] for v in SPEC["vectors"]])
+@pytest.mark.parametrize("chunk", [None, 1], ids=["whole", "byte-by-byte"])
+def test_handshake_vectors(vector: dict[str, Any], chunk: int | None) -> None:
+    proto = server_for(vector["token"])
+    for step in vector["steps"]:
+        data = encode_frame(step["client_sends"].encode())
+        pieces = [data] if chunk is None else [data[i : i + 1] for i in range(len(data))]
+        for piece in pieces:
+            for body in proto.receive_data(piece, 0.0):
+                if isinstance(proto.receive_frame(body), ConnectRequested):
+                    proto.accept(vector["accept_as"], now=0.0)
+        assert [normalise(b.decode()) for b in bodies(proto)] == step["server_replies"]
+        assert proto.state.value == step["state"]
+
+
+def test_the_vectors_connect_is_what_our_client_encodes() -> None:
+    """The Python encoder of a connect writes the vectors' bytes."""
+    hello = connect_request("shop", "worker-1", client="example/1.0")
+    expected = SPEC["vectors"][0]["steps"][0]["client_sends"]
+    assert normalise(encode_message(hello).decode()) == normalise(expected)
+    legacy = connect_request("shop", "worker-1", client="example/1.0", protocol=None)
+    assert normalise(encode_message(legacy).decode()) == normalise(SPEC["vectors"][2]["steps"][0]["client_sends"])
+
+
+def _connect(proto: ServerProtocol, payload: dict[str, Any], app_id: str = "app") -> Any:
+    msg = Message.build(MessageType.REQUEST, app_id, "system", payload, message_id="hello")
+    (body,) = proto.receive_data(encode_frame(encode_message(msg)))
+    return proto.receive_frame(body)
+
+
+def test_connect_requested_carries_what_the_server_decides_on() -> None:
+    event = _connect(ServerProtocol(), {"action": "connect", "connection_id": "w", "protocol": 3, "client": "py"})
+    assert isinstance(event, ConnectRequested)
+    assert (event.app_id, event.connection_id, event.legacy, event.client) == ("app", "w", False, "py")
+    assert event.message.message_id == "hello"
+    bare = _connect(ServerProtocol(), {"action": "connect", "connection_id": 5, "client": 7})
+    assert (bare.connection_id, bare.legacy, bare.client) == ("", True, "")
+
+
+def test_nothing_is_sent_until_the_server_accepts() -> None:
+    proto = ServerProtocol()
+    _connect(proto, {"action": "connect", "protocol": 2})
+    assert proto.state is ProtocolState.HANDSHAKE and proto.data_to_send() == []
+    proto.accept("conn-1")
+    assert proto.state is ProtocolState.OPEN and proto.connection_id == "conn-1" and proto.app_id == "app"
+
+
+@pytest.mark.parametrize("protocol", [True, 1.5, "2", [2], 0, -2])
+def test_a_protocol_that_is_not_an_integer_of_2_or_more_is_refused(protocol: Any) -> None:
+    event = _connect(ServerProtocol(), {"action": "connect", "protocol": protocol})
+    assert isinstance(event, ProtocolViolation) and event.code == "bad_message"
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        Message.build(MessageType.NOTIFICATION, "app", "system", {"action": "connect"}),
+        Message.build(MessageType.REQUEST, "app", "other", {"action": "connect"}),
+        Message.build(MessageType.REQUEST, "app", "system", {"action": "ping"}),
+        Message.build(MessageType.REQUEST, "app", "system", ["connect"]),
+    ],
+    ids=["notification", "other-channel", "ping", "not-an-object"],
+)
+def test_only_a_connect_request_on_system_opens(msg: Message) -> None:
+    proto = ServerProtocol()
+    (body,) = proto.receive_data(encode_frame(encode_message(msg)))
+    event = proto.receive_frame(body)
+    assert isinstance(event, ProtocolViolation) and event.code == "bad_message" and event.message == msg
+    assert proto.state is ProtocolState.ERROR
+    (err,) = [decode_message(b) for b in bodies(proto)]
+    assert err.reply_to == msg.message_id and err.app_id == ""
+
+
+def test_a_bad_envelope_before_the_handshake_is_answered_with_its_id() -> None:
+    proto = ServerProtocol()
+    (body,) = proto.receive_data(encode_frame(b'{"message_id":"m1","app_id":"app","channel_id":"system","message_type":"yell"}'))
+    event = proto.receive_frame(body)
+    assert isinstance(event, ProtocolViolation) and event.code == "bad_message" and event.message is None
+    (err,) = [decode_message(b) for b in bodies(proto)]
+    assert err.reply_to == "m1"
+
+
+def test_token_compared_as_a_string_only() -> None:
+    for offered in (None, 123, ["s3cret"], "s3cre", "s3cret!"):
+        payload: dict[str, Any] = {"action": "connect", "protocol": 2}
+        if offered is not None:
+            payload["token"] = offered
+        event = _connect(ServerProtocol(token="s3cret"), payload)
+        assert isinstance(event, ProtocolViolation) and event.code == "unauthorized", offered
+    assert isinstance(_connect(ServerProtocol(token="s3cret"), {"action": "connect", "protocol": 2, "token": "s3cret"}), ConnectRequested)
+
+
+def test_frames_after_the_connect_in_the_same_read_follow_its_reply() -> None:
+    proto = ServerProtocol()
+    hello = connect_request("app", "c1", client="t")
+    work = Message.build(MessageType.PUBLISH, "app", "news", 1)
+    ping = Message.build(MessageType.REQUEST, "app", "system", {"action": "ping"})
+    frames = proto.receive_data(b"".join(encode_frame(encode_message(m)) for m in (hello, work, ping)))
+    items = []
+    for body in frames:
+        items.append(proto.receive_frame(body))
+        if isinstance(items[-1], ConnectRequested):
+            proto.accept("c1")
+    assert items[1] == work
+    replies = [decode_message(b) for b in bodies(proto)]
+    assert [r.reply_to for r in replies] == [hello.message_id, ping.message_id]
+
+
+def test_a_second_frame_before_the_server_accepts_is_refused() -> None:
+    proto = ServerProtocol()
+    _connect(proto, {"action": "connect", "protocol": 2})
+    (body,) = proto.receive_data(encode_frame(encode_message(connect_request("app", "c", client="t"))))
+    assert isinstance(proto.receive_frame(body), ProtocolViolation)
