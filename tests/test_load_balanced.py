@@ -301,7 +301,7 @@ async def test_registration_with_every_server_down_is_refused(make_lb, servers) 
     await until(lambda: not lb.server_stats()[0]["healthy"])
     with pytest.raises(NotConnected):
         await lb.subscribe("news", lambda msg: None)
-    assert lb.pools()[f"127.0.0.1:{servers[0].port}"]._subscriptions == {}
+    assert lb.pools()[f"127.0.0.1:{servers[0].port}"]._registrations.subscriptions == {}
 
 
 async def test_metrics_sum_the_pools(servers, make_lb) -> None:

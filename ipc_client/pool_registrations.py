@@ -1,0 +1,165 @@
+"""Subscriptions and responders made through a pool (docs/resilience.md §7).
+
+They live on one member, the *registrar*; when it dies they are replayed on
+its replacement before that replacement is handed out, so a pool's
+subscriber hears each message once, whatever happens to its connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ipc_protocol import IPCError, NotConnected, RequestTimeout, validate_pattern
+
+from .client import Handler, IPCClient
+
+__all__ = ["PoolRegistrations"]
+
+log = logging.getLogger("ipc_client.pool")
+
+
+class PoolRegistrations:
+    """The pool's registrations and the member carrying them.
+
+    Args:
+        members: the pool's members now (each with ``client`` and ``usable``).
+        open_member: opens a new member for the registrations (it adopts
+            them while opening) and lists it; raises NotConnected when the
+            pool is full or the server unreachable.
+        defer: called when a registration could not be applied now: the
+            pool brings a registrar back in the background.
+        where: "host:port", for log lines.
+    """
+
+    def __init__(
+        self,
+        members: Callable[[], Sequence[Any]],
+        open_member: Callable[[], Awaitable[Any]],
+        defer: Callable[[], None],
+        where: str,
+    ) -> None:
+        self._members = members
+        self._open_member = open_member
+        self._defer = defer
+        self._where = where
+        self.subscriptions: dict[str, list[Handler]] = {}
+        self.services: dict[str, Handler] = {}
+        self.registrar: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def any(self) -> bool:
+        return bool(self.subscriptions or self.services)
+
+    @property
+    def missing(self) -> bool:
+        """Registrations exist but no member carries them."""
+        return self.any and self.registrar is None
+
+    def forget(self, member: Any) -> None:
+        """``member`` is gone: a later registration needs another registrar."""
+        if self.registrar is member:
+            self.registrar = None
+
+    async def adopt(self, member: Any) -> None:
+        """Make ``member`` (being opened) the registrar unless there is a live one."""
+        async with self._lock:
+            if self.registrar is not None and self.registrar.usable:
+                return
+            await self._register_all(member.client)
+            self.registrar = member
+
+    async def ensure(self) -> Any:
+        """The registrar, a live member made one, or a new member."""
+        async with self._lock:
+            if self.registrar is not None and self.registrar.usable:
+                return self.registrar
+            candidates = [m for m in self._members() if m.usable]
+            if candidates:
+                member = candidates[0]
+                await self._register_all(member.client)
+                self.registrar = member
+                return member
+        return await self._open_member()  # adopts the registrar role itself
+
+    async def _register_all(self, client: IPCClient) -> None:
+        """Replay every registration on ``client``, looping until none is new,
+        so one made while this runs is not lost to the race."""
+        done: set[tuple[bool, str, int]] = set()
+
+        async def register(channel: str, fn: Handler) -> None:
+            await client.serve(channel, fn)
+            done.add((True, channel, id(fn)))
+
+        while True:
+            subs = [(ch, h) for ch, hs in list(self.subscriptions.items()) for h in hs if (False, ch, id(h)) not in done]
+            services = [(ch, fn) for ch, fn in list(self.services.items()) if (True, ch, id(fn)) not in done]
+            if not subs and not services:
+                return
+            for channel, handler in subs:
+                await client.subscribe(channel, handler)
+                done.add((False, channel, id(handler)))
+            await asyncio.gather(*(register(ch, fn) for ch, fn in services))
+
+    async def subscribe(self, channel: str, handler: Handler) -> bool:
+        validate_pattern(channel)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        self.subscriptions.setdefault(channel, []).append(handler)
+        return await self._apply(lambda c: c.subscribe(channel, handler), lambda: self._drop_subscription(channel, handler))
+
+    async def serve(self, channel: str, fn: Handler) -> bool:
+        validate_pattern(channel)
+        if channel in self.services:
+            raise ValueError(f"already serving {channel!r}")
+        self.services[channel] = fn
+
+        async def register(c: IPCClient) -> None:
+            await c.serve(channel, fn)
+
+        return await self._apply(register, lambda: self.services.pop(channel, None))
+
+    async def _apply(self, action: Callable[[IPCClient], Awaitable[Any]], undo: Callable[[], Any]) -> bool:
+        registrar = self.registrar
+        try:
+            if registrar is not None and registrar.usable:
+                await action(registrar.client)
+            else:
+                await self.ensure()  # replays everything, this one included
+            return True
+        except (NotConnected, RequestTimeout) as exc:
+            log.debug("registration on %s deferred: %s", self._where, exc)
+            self._defer()
+            return False
+        except IPCError as exc:
+            if exc.code == "connection_lost":
+                self._defer()
+                return False  # the registrar died; its replacement replays it
+            undo()
+            raise
+        except BaseException:
+            undo()
+            raise
+
+    def _drop_subscription(self, channel: str, handler: Handler) -> None:
+        handlers = self.subscriptions.get(channel, [])
+        if handler in handlers:
+            handlers.remove(handler)
+        if not handlers:
+            self.subscriptions.pop(channel, None)
+
+    async def unsubscribe(self, channel: str, handler: Handler | None = None) -> None:
+        if handler is None:
+            self.subscriptions.pop(channel, None)
+        else:
+            self._drop_subscription(channel, handler)
+        if self.registrar is not None and self.registrar.usable:
+            await self.registrar.client.unsubscribe(channel, handler)
+
+    async def unserve(self, channel: str) -> None:
+        self.services.pop(channel, None)
+        if self.registrar is not None and self.registrar.usable:
+            await self.registrar.client.unserve(channel)
