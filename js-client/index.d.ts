@@ -204,7 +204,7 @@ export interface IPCClientSettings {
   initialDelay?: number;
   /** Cap on any delay. Default 30000. */
   maxDelay?: number;
-  /** Growth factor of the delay per attempt (>= 1). Default 2. */
+  /** Growth factor of the delay per attempt (>= 1): min(initialDelay * multiplier^n, maxDelay), n = 0 for the first retry. Default 2. */
   multiplier?: number;
   /** Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]. Default 0.5. */
   jitter?: number;
@@ -236,14 +236,15 @@ export interface IPCClientSettings {
    * Async handlers running at once; further inbound requests and publishes
    * wait in arrival order. The socket keeps being read (responses and pings
    * never wait), and a waiting request whose deadline passes is dropped
-   * unrun. Default 1024.
+   * unrun. Default 1024. Python: max_concurrent_handlers.
+   */
+  maxConcurrentHandlers?: number;
+  /**
+   * @deprecated The old name of maxConcurrentHandlers: still honoured, with
+   * one IPC_DEPRECATED_OPTION process warning. (lowWaterMark, which had no
+   * effect, is gone: it is ignored like any unknown option, with a warning.)
    */
   highWaterMark?: number;
-  /**
-   * @deprecated No effect: the socket is no longer paused by inbound flow
-   * control, so nothing resumes it. Still accepted. Default 256.
-   */
-  lowWaterMark?: number;
   /** Send responder stack traces in error.remote_stack. Default false. */
   exposeStacks?: boolean;
   /**
@@ -362,7 +363,7 @@ export interface ConnectionInfo {
   pendingRequests: number;
   queuedCalls: number;
   runningHandlers: number;
-  /** Inbound requests/publishes waiting for a handler slot (highWaterMark). */
+  /** Inbound requests/publishes waiting for a handler slot (maxConcurrentHandlers). */
   heldMessages: number;
   subscriptions: string[];
   responders: string[];

@@ -3,7 +3,7 @@
 /**
  * Inbound handler admission: the messages that run application handlers
  * (requests to serve, notifications, publishes) are dispatched at once
- * while fewer than `highWaterMark` async handlers run, else held back in
+ * while fewer than `maxConcurrentHandlers` async handlers run, else held back in
  * arrival order until running handlers finish.
  *
  * The socket is never paused for it: responses and pings must keep
@@ -25,7 +25,7 @@ const { isThenable } = require('./listeners');
 const HELD_COMPACT_AT = 1024;
 
 /**
- * Runs inbound handlers, at most `highWaterMark` async ones at a time.
+ * Runs inbound handlers, at most `maxConcurrentHandlers` async ones at a time.
  */
 class Admission {
   /**
@@ -33,7 +33,7 @@ class Admission {
    */
   constructor(host) {
     this.host = host;
-    this.limit = host.options.highWaterMark;
+    this.limit = host.options.maxConcurrentHandlers;
     this.exposeStacks = host.options.exposeStacks;
     /** Async handlers in flight on the current connection. */
     this.running = 0;

@@ -8,7 +8,7 @@
  *
  *     calls.js          request lifecycle: the one send path, pending table, deadlines
  *     outbox.js         the offline queue, its expiry, file and replay
- *     admission.js      inbound handlers, at most `highWaterMark` async ones at a time
+ *     admission.js      inbound handlers, at most `maxConcurrentHandlers` async ones at a time
  *     subscriptions.js  subscriptions and responders, restored on every connection
  *     lifecycle.js      connect(), one attempt, the loss, disconnect(), dispatch
  *     reconnect.js      the reconnect loop, backoff, waitOnFirstConnect

@@ -88,9 +88,7 @@ const DEFAULTS = Object.freeze({
    * being read (responses and pings never wait), and a waiting request
    * whose deadline passes is dropped unrun.
    */
-  highWaterMark: 1024,
-  /** Deprecated, no effect: the socket is no longer paused, so nothing resumes it. Still accepted. */
-  lowWaterMark: 256,
+  maxConcurrentHandlers: 1024,
   /** Send stack traces of responder errors in error.remote_stack (§6.3). */
   exposeStacks: false,
   /**

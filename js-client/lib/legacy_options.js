@@ -18,6 +18,14 @@ const LEGACY_ALIASES = Object.freeze({
   reconnectDelay: 'initialDelay'
 });
 
+/**
+ * Deprecated option name -> today's name: still honoured, with one
+ * `IPC_DEPRECATED_OPTION` warning per name per process.
+ */
+const DEPRECATED_ALIASES = Object.freeze({
+  highWaterMark: 'maxConcurrentHandlers'
+});
+
 /** A finite decimal number, as `Number()` would read it, without hex, binary or `Infinity`. */
 const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
@@ -36,34 +44,41 @@ function toNumber(value) {
 }
 
 /**
- * Keeps the keys of `options` that `known` has, renames legacy aliases, and
- * drops the rest with one `IPC_UNKNOWN_OPTION` warning per name per process
- * (the ioredis / nats.js convention). When a legacy name and today's name
- * are both given, today's wins and an `IPC_OPTION_CONFLICT` warning says so.
- * Undefined values count as absent.
+ * Keeps the keys of `options` that `known` has, renames legacy aliases and
+ * deprecated names (the latter with one `IPC_DEPRECATED_OPTION` warning per
+ * name per process), and drops the rest with one `IPC_UNKNOWN_OPTION`
+ * warning per name per process (the ioredis / nats.js convention). When an
+ * old name and today's name are both given, today's wins and an
+ * `IPC_OPTION_CONFLICT` warning says so. Undefined values count as absent.
  * @param {object} options the caller's options (an object).
  * @param {{has: (key: string) => boolean}} known the names the receiver takes.
- * @param {{owner?: string, aliases?: Record<string, string>}} [settings]
+ * @param {{owner?: string, aliases?: Record<string, string>, deprecated?: Record<string, string>}} [settings]
  *   `owner` names the receiver in warnings.
  * @returns {object} a new object with known keys only.
  */
-function pickKnownOptions(options, known, { owner = 'IPCClient', aliases = LEGACY_ALIASES } = {}) {
+function pickKnownOptions(options, known, { owner = 'IPCClient', aliases = LEGACY_ALIASES, deprecated = DEPRECATED_ALIASES } = {}) {
   const out = {};
   const legacy = [];
   for (const [key, value] of Object.entries(options)) {
     if (value === undefined) continue;
     if (known.has(key)) out[key] = value;
-    else if (Object.prototype.hasOwnProperty.call(aliases, key) && known.has(aliases[key])) legacy.push(key);
-    else {
+    else if (Object.prototype.hasOwnProperty.call(aliases, key) && known.has(aliases[key])) legacy.push([key, aliases[key]]);
+    else if (Object.prototype.hasOwnProperty.call(deprecated, key) && known.has(deprecated[key])) {
+      warnOnce(
+        `deprecated:${key}`,
+        `${owner}: option ${JSON.stringify(key)} is deprecated; use ${JSON.stringify(deprecated[key])}`,
+        WarningCode.DEPRECATED_OPTION
+      );
+      legacy.push([key, deprecated[key]]);
+    } else {
       warnOnce(`unknown:${key}`, `${owner}: unknown option ${JSON.stringify(key)} ignored`, WarningCode.UNKNOWN_OPTION);
     }
   }
-  for (const key of legacy) {
-    const name = aliases[key];
+  for (const [key, name] of legacy) {
     if (name in out) {
       warnOnce(
         `conflict:${key}`,
-        `${owner}: options ${JSON.stringify(key)} (legacy name) and ${JSON.stringify(name)} are both given; ${JSON.stringify(name)} is used`,
+        `${owner}: options ${JSON.stringify(key)} (old name) and ${JSON.stringify(name)} are both given; ${JSON.stringify(name)} is used`,
         WarningCode.OPTION_CONFLICT
       );
     } else {
@@ -73,4 +88,4 @@ function pickKnownOptions(options, known, { owner = 'IPCClient', aliases = LEGAC
   return out;
 }
 
-module.exports = { LEGACY_ALIASES, toNumber, pickKnownOptions };
+module.exports = { LEGACY_ALIASES, DEPRECATED_ALIASES, toNumber, pickKnownOptions };

@@ -61,7 +61,9 @@ function checkNumber(o, name, { min = 0, integer = false, infinite = false, null
  * Durations are milliseconds, sizes bytes; numbers may be given as numeric
  * strings (`port: "8888"`, read from the environment). The legacy names
  * `connectionTimeout`, `reconnectAttempts` and `reconnectDelay` set
- * `connectTimeout`, `maxRetries` and `initialDelay`. Unknown keys are
+ * `connectTimeout`, `maxRetries` and `initialDelay`; the deprecated
+ * `highWaterMark` sets `maxConcurrentHandlers` (one `IPC_DEPRECATED_OPTION`
+ * warning per process). Unknown keys (`lowWaterMark` among them) are
  * ignored with one `IPC_UNKNOWN_OPTION` process warning per name, so that
  * the warning, not an exception, points at a typo (lib/legacy_options.js).
  *
@@ -109,8 +111,7 @@ function parseOptions(options = {}) {
   if (o.connectionId !== null && (typeof o.connectionId !== 'string' || o.connectionId.length === 0)) {
     typeError('connectionId', 'a non-empty string or null', o.connectionId);
   }
-  checkNumber(o, 'highWaterMark', { min: 1, integer: true, infinite: true });
-  checkNumber(o, 'lowWaterMark', { integer: true }); // deprecated, no effect: still accepted
+  checkNumber(o, 'maxConcurrentHandlers', { min: 1, integer: true, infinite: true });
   if (typeof o.exposeStacks !== 'boolean') typeError('exposeStacks', 'a boolean', o.exposeStacks);
   if (typeof o.waitOnFirstConnect !== 'boolean') typeError('waitOnFirstConnect', 'a boolean', o.waitOnFirstConnect);
 

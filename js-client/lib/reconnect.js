@@ -171,7 +171,7 @@ class Reconnector {
     while (host._state === State.RECONNECTING && host._generation === generation) {
       const attempt = ++this.attempt;
       if (attempt > options.maxRetries) return this._giveUp(lastError);
-      const delay = backoffDelay(attempt, {
+      const delay = backoffDelay(attempt - 1, {
         initial: options.initialDelay,
         max: options.maxDelay,
         multiplier: options.multiplier,

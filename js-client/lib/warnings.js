@@ -8,6 +8,7 @@
  *
  *     IPC_UNKNOWN_OPTION   an option the client does not know; ignored (once per name per process)
  *     IPC_OPTION_CONFLICT  a legacy option name and today's name both given; today's wins
+ *     IPC_DEPRECATED_OPTION  an option name that still works but will go (once per name per process)
  *     IPC_UNHANDLED_ERROR  an error with no 'error' listener to take it (its `.cause`)
  */
 
@@ -16,6 +17,7 @@ const WARNING_TYPE = 'IpcBridgeWarning';
 const WarningCode = Object.freeze({
   UNKNOWN_OPTION: 'IPC_UNKNOWN_OPTION',
   OPTION_CONFLICT: 'IPC_OPTION_CONFLICT',
+  DEPRECATED_OPTION: 'IPC_DEPRECATED_OPTION',
   UNHANDLED_ERROR: 'IPC_UNHANDLED_ERROR'
 });
 

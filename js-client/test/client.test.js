@@ -291,7 +291,7 @@ test('client - responders: sync, async, thrown errors and unencodable results (Â
 });
 
 test('client - inbound backpressure: publishes past the high water mark wait, in order; reading goes on', async (t) => {
-  const { peer, client } = await setup(t, {}, { highWaterMark: 4 });
+  const { peer, client } = await setup(t, {}, { maxConcurrentHandlers: 4 });
   await client.connect();
   const release = [];
   const started = [];
@@ -586,7 +586,7 @@ test('client - a responder awaiting its own request completes under load with a 
   const { peer, client } = await setup(
     t,
     { onRequest: (msg, conn, reply) => setTimeout(() => reply(msg.payload * 10), 2) },
-    { highWaterMark: 2, requestTimeout: 3000 }
+    { maxConcurrentHandlers: 2, requestTimeout: 3000 }
   );
   await client.connect();
   let active = 0;
@@ -614,13 +614,13 @@ test('client - a responder awaiting its own request completes under load with a 
     assert.equal(res.error, undefined, JSON.stringify(res.error));
     assert.equal(res.payload, i * 10 + 1);
   }
-  assert.equal(most, 2); // never more than highWaterMark handlers at once
+  assert.equal(most, 2); // never more than maxConcurrentHandlers handlers at once
   assert.equal(client._conn._socket.isPaused(), false);
   assert.equal(client.getConnectionInfo().heldMessages, 0);
 });
 
 test('client - held requests: responses and pings still flow, however many are held; the socket is never paused', async (t) => {
-  const { peer, client } = await setup(t, { onRequest: (msg, conn, reply) => reply('inner') }, { highWaterMark: 1 });
+  const { peer, client } = await setup(t, { onRequest: (msg, conn, reply) => reply('inner') }, { maxConcurrentHandlers: 1 });
   await client.connect();
   const release = [];
   await client.serve('hang', (msg) => new Promise((resolve) => release.push(() => resolve(msg.payload))));
@@ -637,7 +637,7 @@ test('client - held requests: responses and pings still flow, however many are h
   writeTo(peer, ping);
   assert.deepEqual((await pong).payload, { status: 'pong' });
   assert.equal((await client.sendRequest('other', null, 2000)).payload, 'inner');
-  // Far past 4 x highWaterMark held requests, reading still goes on.
+  // Far past 4 x maxConcurrentHandlers held requests, reading still goes on.
   writeTo(peer, ...[3, 4, 5, 6, 7].map((i) => buildMessage('request', 'app', 'hang', i)));
   await until(() => client.getConnectionInfo().heldMessages === 7, 2000, 'seven held requests');
   assert.equal(client._conn._socket.isPaused(), false);
@@ -657,7 +657,7 @@ test('client - held requests: responses and pings still flow, however many are h
 
 test('client - while a call of ours waits for its answer, a large backlog is held without pausing, then drained in order', async (t) => {
   let heldCall = null;
-  const { peer, client } = await setup(t, { onRequest: (msg, conn, reply) => (heldCall = reply) }, { highWaterMark: 1 });
+  const { peer, client } = await setup(t, { onRequest: (msg, conn, reply) => (heldCall = reply) }, { maxConcurrentHandlers: 1 });
   await client.connect();
   let open;
   const gate = new Promise((resolve) => (open = resolve));
@@ -703,7 +703,7 @@ test('client - disconnect() from a reconnecting listener stops at once, without 
 });
 
 test('client - frames arriving after disconnect() run no handler; the next connect() delivers again, and old requests are never answered on it', async (t) => {
-  const { peer, client } = await setup(t, {}, { highWaterMark: 2 });
+  const { peer, client } = await setup(t, {}, { maxConcurrentHandlers: 2 });
   const conns = [];
   peer.events.on('connection', (c) => conns.push(c));
   await client.connect();

@@ -8,7 +8,7 @@ const { parseOptions } = require('../lib/options');
 const { backoffDelay } = require('../lib/backoff');
 const { Heartbeat, HeartbeatAction } = require('../lib/heartbeat');
 const { DEFAULTS } = require('../lib/constants');
-const { LEGACY_ALIASES } = require('../lib/legacy_options');
+const { LEGACY_ALIASES, DEPRECATED_ALIASES } = require('../lib/legacy_options');
 
 test('options - defaults', () => {
   const o = parseOptions();
@@ -55,7 +55,8 @@ test('options - bad values throw', () => {
     [{ jitter: 2 }, TypeError],
     [{ heartbeatInterval: NaN }, TypeError],
     [{ initialDelay: 100, maxDelay: 10 }, RangeError],
-    [{ lowWaterMark: -1 }, TypeError],
+    [{ maxConcurrentHandlers: 0 }, TypeError],
+    [{ maxConcurrentHandlers: 1.5 }, TypeError],
     [{ heartbeatInterval: 100, heartbeatTimeout: 100 }, RangeError]
   ];
   for (const [opts, cls] of bad) assert.throws(() => parseOptions(opts), cls, JSON.stringify(opts));
@@ -67,23 +68,25 @@ test('options - undefined values keep the default', () => {
   assert.equal(parseOptions({ maxRetries: Infinity, heartbeatInterval: 50 }).heartbeatInterval, 50);
 });
 
-test('options - highWaterMark alone is accepted; lowWaterMark is deprecated, still accepted, and has no effect', () => {
-  assert.equal(parseOptions({ highWaterMark: 4 }).highWaterMark, 4);
-  assert.equal(parseOptions({ highWaterMark: 2, lowWaterMark: 1 }).lowWaterMark, 1);
-  assert.equal(parseOptions({ highWaterMark: 2, lowWaterMark: 500 }).lowWaterMark, 500);
+test('options - maxConcurrentHandlers: 1024 by default, any integer >= 1 or Infinity', () => {
+  assert.equal(parseOptions().maxConcurrentHandlers, 1024);
+  assert.equal(parseOptions({ maxConcurrentHandlers: 4 }).maxConcurrentHandlers, 4);
+  assert.equal(parseOptions({ maxConcurrentHandlers: Infinity }).maxConcurrentHandlers, Infinity);
+  assert.ok(!('highWaterMark' in parseOptions()) && !('lowWaterMark' in parseOptions()));
 });
 
-test('backoff - doubles from the initial delay, capped, without jitter', () => {
+test('backoff - doubles from the initial delay, capped, without jitter; n counts from 0 (the first retry)', () => {
   const p = { initial: 100, max: 1000, jitter: 0 };
-  assert.deepEqual([1, 2, 3, 4, 5, 100].map((n) => backoffDelay(n, p)), [100, 200, 400, 800, 1000, 1000]);
+  assert.deepEqual([0, 1, 2, 3, 4, 99].map((n) => backoffDelay(n, p)), [100, 200, 400, 800, 1000, 1000]);
+  assert.equal(backoffDelay(1, p), 200); // 0-based as Python's Backoff.delay(n): the second retry doubles
 });
 
 test('backoff - jitter spreads around the base and never passes the cap', () => {
   const p = { initial: 100, max: 1000, jitter: 0.5 };
-  assert.equal(backoffDelay(1, { ...p, random: () => 0 }), 50);
-  assert.equal(backoffDelay(1, { ...p, random: () => 0.5 }), 100);
-  assert.equal(backoffDelay(1, { ...p, random: () => 0.999999 }) < 150, true);
-  assert.equal(backoffDelay(10, { ...p, random: () => 0.999 }), 1000);
+  assert.equal(backoffDelay(0, { ...p, random: () => 0 }), 50);
+  assert.equal(backoffDelay(0, { ...p, random: () => 0.5 }), 100);
+  assert.equal(backoffDelay(0, { ...p, random: () => 0.999999 }) < 150, true);
+  assert.equal(backoffDelay(9, { ...p, random: () => 0.999 }), 1000);
 });
 
 test('backoff - the unified defaults: 500 ms, x2 per attempt, capped at 30 s, jitter 0.5', () => {
@@ -93,13 +96,13 @@ test('backoff - the unified defaults: 500 ms, x2 per attempt, capped at 30 s, ji
     [500, 2, 30000, 0.5]
   );
   const p = { initial: o.initialDelay, max: o.maxDelay, multiplier: o.multiplier, jitter: 0 };
-  assert.deepEqual([1, 2, 3, 7, 8].map((n) => backoffDelay(n, p)), [500, 1000, 2000, 30000, 30000]);
+  assert.deepEqual([0, 1, 2, 6, 7].map((n) => backoffDelay(n, p)), [500, 1000, 2000, 30000, 30000]);
 });
 
 test('backoff - multiplier sets the growth factor', () => {
   const p = { initial: 100, max: 10000, multiplier: 3, jitter: 0 };
-  assert.deepEqual([1, 2, 3, 4].map((n) => backoffDelay(n, p)), [100, 300, 900, 2700]);
-  assert.equal(backoffDelay(5, { ...p, multiplier: 1 }), 100);
+  assert.deepEqual([0, 1, 2, 3].map((n) => backoffDelay(n, p)), [100, 300, 900, 2700]);
+  assert.equal(backoffDelay(4, { ...p, multiplier: 1 }), 100);
   assert.equal(parseOptions({ multiplier: 1.5 }).multiplier, 1.5);
   assert.throws(() => parseOptions({ multiplier: 0.5 }), TypeError);
   assert.throws(() => parseOptions({ multiplier: 'two' }), TypeError);
@@ -113,10 +116,14 @@ test('README - the options table lists every option with its default', () => {
   const section = text.slice(text.indexOf('## Options'), text.indexOf('\n## ', text.indexOf('## Options') + 1));
   const rows = new Map();
   const legacy = new Map();
+  const deprecated = new Map();
   for (const m of section.matchAll(/^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|/gm)) {
     if (m[2].trim() === 'legacy name') legacy.set(m[1], m[3].trim());
+    else if (m[2].trim() === 'deprecated name') deprecated.set(m[1], m[3].trim());
     else rows.set(m[1], m[2].trim());
   }
+  assert.deepEqual([...deprecated.keys()].sort(), Object.keys(DEPRECATED_ALIASES).sort());
+  for (const [name, meaning] of deprecated) assert.ok(meaning.startsWith(`of \`${DEPRECATED_ALIASES[name]}\``), name);
   assert.deepEqual([...rows.keys()].sort(), Object.keys(DEFAULTS).sort());
   assert.deepEqual([...legacy.keys()].sort(), Object.keys(LEGACY_ALIASES).sort());
   for (const [name, meaning] of legacy) assert.ok(meaning.startsWith(`of \`${LEGACY_ALIASES[name]}\``), name);

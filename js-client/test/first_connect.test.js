@@ -178,3 +178,13 @@ test('first connect - without waitOnFirstConnect the first failure rejects at on
   assert.equal(client.state, 'disconnected');
   assert.deepEqual(events, []);
 });
+
+test('first connect - the reconnecting events count attempts from 1 and the first delay is initialDelay (backoff n = attempt - 1)', async (t) => {
+  const port = await freePort();
+  const client = new IPCClient('app', { host: '127.0.0.1', port, waitOnFirstConnect: true, maxRetries: 3, initialDelay: 5, multiplier: 3, maxDelay: 1000, jitter: 0 });
+  t.after(() => client.disconnect());
+  client.on('error', () => {});
+  const log = record(client, ['reconnecting']);
+  await assert.rejects(client.connect(), NotConnectedError);
+  assert.deepEqual(log.map(([, e]) => [e.attempt, e.delay]), [[1, 5], [2, 15], [3, 45]]);
+});

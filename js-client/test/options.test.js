@@ -45,6 +45,31 @@ test('options - legacy and today\'s name both given: today\'s wins, and one warn
   assert.equal(withCode(warnings, 'IPC_OPTION_CONFLICT').length, 2, 'once per pair per process');
 });
 
+test('options - highWaterMark is the deprecated name of maxConcurrentHandlers: honoured, one IPC_DEPRECATED_OPTION warning per process', async (t) => {
+  const warnings = captureWarnings(t);
+  const client = new IPCClient('app', { highWaterMark: 3 });
+  assert.equal(client.options.maxConcurrentHandlers, 3);
+  assert.ok(!('highWaterMark' in client.options));
+  await until(() => withCode(warnings, 'IPC_DEPRECATED_OPTION').length === 1, 1000, 'the deprecation warning');
+  assert.match(withCode(warnings, 'IPC_DEPRECATED_OPTION')[0].message, /"highWaterMark".*"maxConcurrentHandlers"/);
+  assert.equal(parseOptions({ highWaterMark: 5 }).maxConcurrentHandlers, 5);
+  // Both names: today's wins, and a conflict warning says so.
+  assert.equal(parseOptions({ highWaterMark: 5, maxConcurrentHandlers: 7 }).maxConcurrentHandlers, 7);
+  await until(() => withCode(warnings, 'IPC_OPTION_CONFLICT').length === 1, 1000, 'the conflict warning');
+  await settle();
+  assert.equal(withCode(warnings, 'IPC_DEPRECATED_OPTION').length, 1, 'once per process');
+  assert.throws(() => parseOptions({ highWaterMark: 0 }), /maxConcurrentHandlers/); // checked like today's name
+});
+
+test('options - lowWaterMark is gone: an unknown option, ignored with one warning', async (t) => {
+  const warnings = captureWarnings(t);
+  const o = parseOptions({ lowWaterMark: 1 });
+  assert.ok(!('lowWaterMark' in o));
+  assert.equal(o.maxConcurrentHandlers, 1024);
+  await until(() => withCode(warnings, 'IPC_UNKNOWN_OPTION').length === 1, 1000, 'the warning');
+  assert.match(withCode(warnings, 'IPC_UNKNOWN_OPTION')[0].message, /"lowWaterMark"/);
+});
+
 test('options - an unknown option is ignored with one warning per name per process; a bad known one still throws', async (t) => {
   const warnings = captureWarnings(t);
   const client = new IPCClient('app', { port: 8888, unknownOptionA: 1, batchTimeout: 5, maxBatchSize: 50 });

@@ -498,7 +498,7 @@ function gate() {
 }
 
 test('resilience - held inbound work never stops reading: pings are answered, a held request past its deadline is dropped unrun', async (t) => {
-  const { peer, client } = await setup(t, {}, { highWaterMark: 1 });
+  const { peer, client } = await setup(t, {}, { maxConcurrentHandlers: 1 });
   await client.connect();
   const [socket] = peer.sockets; // this peer speaks first on it, as a server forwarding requests does
   const send = (msg) => socket.write(encodeFrame(encodeMessage(msg)));
@@ -509,7 +509,7 @@ test('resilience - held inbound work never stops reading: pings are answered, a 
     if (msg.payload === 0) await busy.promise;
     return msg.payload;
   });
-  // One request runs (and blocks), far more than 4 x highWaterMark wait; the short ones expire while held.
+  // One request runs (and blocks), far more than 4 x maxConcurrentHandlers wait; the short ones expire while held.
   send(buildMessage('request', 'app', 'work', 0, { timeout_ms: 10_000 }));
   for (let i = 1; i <= 10; i++) send(buildMessage('request', 'app', 'work', i, { timeout_ms: i <= 8 ? 50 : 10_000 }));
   await until(() => client.getConnectionInfo().heldMessages === 10, 2000, 'ten held requests');
