@@ -10,7 +10,7 @@ from ipc_protocol.exceptions import __all__ as _exceptions_all
 from .backoff import Backoff
 from .circuit_breaker import CircuitBreakerOptions, CircuitState
 from .client import IPCClient
-from .load_balanced import LoadBalancedClient
+from .load_balanced_client import LoadBalancedClient
 from .offline_queue import OverflowPolicy
 from .pool import ConnectionPool
 from .queue_store import QueueFileInUse

@@ -5,20 +5,26 @@ fast with :class:`CircuitOpen` for ``reset_timeout``; then HALF_OPEN lets up
 to ``half_open_max_calls`` trial calls through; ``success_threshold``
 consecutive successes close it, one failure opens it again
 (docs/resilience.md §6). Pure: the clock is injected, so it is tested
-without sleeping.
+without sleeping. :class:`Breakers` holds a client's breakers, one per
+channel or one for all, and runs a call through its breaker.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ipc_protocol import CircuitOpen, ErrorCode, IPCError
+from ipc_protocol import CircuitOpen, ErrorCode, IPCError, Message, ProtocolError
+from ipc_protocol.messages import response_to
 
-__all__ = ["CircuitBreaker", "CircuitBreakerOptions", "CircuitState", "FAILURE_CODES", "is_failure"]
+log = logging.getLogger("ipc_client")
+
+__all__ = ["Breakers", "CircuitBreaker", "CircuitBreakerOptions", "CircuitState", "FAILURE_CODES", "is_failure"]
 
 # Errors that say the service is unavailable; the others say the call was wrong.
 FAILURE_CODES = frozenset(
@@ -171,3 +177,56 @@ class CircuitBreaker:
             # wall-clock time, for dashboards
             "opened_at": None if self.opened_at is None else time.time() - (self._clock() - self.opened_at),
         }
+
+
+class Breakers:
+    """A client's breakers, created on first use: one per channel, or one
+    (``*``) for all with ``scope="*"``."""
+
+    def __init__(self, options: CircuitBreakerOptions, emit: Callable[..., None]) -> None:
+        self.options = options
+        self._emit = emit
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def _on_change(self, breaker: CircuitBreaker, old: CircuitState) -> None:
+        """Each transition is an event: ``circuit_open``, ``circuit_half_open``, ``circuit_closed``."""
+        log.info("circuit %r: %s -> %s", breaker.name, old.value, breaker.state.value)
+        self._emit(f"circuit_{breaker.state.value}", breaker.snapshot())
+
+    def get(self, channel: str) -> CircuitBreaker:
+        key = channel if self.options.scope == "channel" else "*"
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = self._breakers[key] = CircuitBreaker(key, self.options, on_change=self._on_change)
+        return breaker
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        return {key: breaker.snapshot() for key, breaker in self._breakers.items()}
+
+    async def guard(self, msg: Message, call: Callable[[], Awaitable[Message]], refused: Callable[[], None]) -> Message:
+        """``call()`` through the breaker of ``msg``'s channel; while it is
+        open, the fallback's answer or CircuitOpen (``refused()`` told)."""
+        breaker = self.get(msg.channel_id)
+        try:
+            token = breaker.before_call()
+        except CircuitOpen as exc:
+            if self.options.fallback is None:
+                refused()
+                raise
+            result = self.options.fallback(msg.channel_id, msg.payload, exc)
+            if inspect.isawaitable(result):
+                result = await result
+            return result if isinstance(result, Message) else response_to(msg, result)
+        try:
+            reply = await call()
+        except (ProtocolError, ValueError):  # refused locally: says nothing about the service
+            breaker.release(token)
+            raise
+        except Exception as exc:
+            breaker.record(token, exc)
+            raise
+        except BaseException:
+            breaker.release(token)
+            raise
+        breaker.record(token, None)
+        return reply

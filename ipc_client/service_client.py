@@ -18,7 +18,7 @@ from typing import Any
 from ipc_protocol import ErrorCode, IPCError, NotConnected
 
 from .latency import LatencyWindow
-from .load_balanced import LoadBalancedClient
+from .load_balanced_client import LoadBalancedClient
 from .pool import _refuse_queue_path
 
 __all__ = ["ServiceClient"]

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from ipc_client.balancing import Balancer, Server, parse_server
+from ipc_client.balancer import Balancer, Server, parse_server
 from ipc_client.latency import LatencyWindow
 
 

@@ -299,8 +299,8 @@ async def test_publish_waits_for_a_socket_that_cannot_drain() -> None:
             sent += 1
 
     task = asyncio.ensure_future(flood())
-    conn = c._conn
-    while conn._drain is None:  # the transport reported its buffer full
+    conn = c._link.conn  # the client's Lifecycle owns the connection
+    while not conn.writing_paused:  # the transport reported its buffer full
         await asyncio.sleep(0.01)
     before = sent
     await asyncio.sleep(0.1)

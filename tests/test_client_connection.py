@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ipc_client._connection import _BATCH_MAX_FRAMES, ClientConnection
+from ipc_client.connection import _BATCH_MAX_FRAMES, ClientConnection
 from ipc_protocol import Message, MessageType, encode_frame, encode_message
 
 from .recording_transport import RecordingTransport

@@ -1,16 +1,17 @@
-"""The client's socket adapter: bytes in -> core -> messages to the client.
+"""The client's socket pump: bytes in -> core -> messages to the client.
 
-It owns the transport and the decoder and nothing else; the client decides
-what messages mean.
+It owns the transport, the decoder, the frame limit and protocol version of
+this connection, the handshake's wait and the heartbeat's timer; the client
+decides what messages mean.
 
 Writes: the first frame of a loop iteration is written at once (a lone
 request pays no delay); the frames that follow in the same iteration go out
-together when it ends, at most ``_BATCH_MAX_FRAMES`` per write. One system
-call per batch instead of one per frame cut the client's CPU per round trip
-by ~20%; unbounded batches made client and server run in lock step. A read
-of several frames wakes several writers at once (64 requesters, a responder's
-handlers), and they run in the next iteration: their first frame is batched
-too, or it would take a system call of its own.
+together when it ends, at most ``_BATCH_MAX_FRAMES`` per write: one system
+call per batch instead of one per frame, while bounded batches keep client
+and server from running in lock step. A read of several frames wakes several
+writers at once (many requesters, a responder's handlers), and they run in
+the next iteration: their first frame is batched too, or it would take a
+system call of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,19 @@ import threading
 from collections.abc import Callable
 from typing import cast
 
-from ipc_protocol import FrameDecoder, Heartbeat, Message, ProtocolError, decode_message
+from ipc_protocol import (
+    ConnectionLost,
+    FrameDecoder,
+    FrameTooLarge,
+    Heartbeat,
+    HeartbeatAction,
+    Message,
+    ProtocolError,
+    RequestTimeout,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
 
 __all__ = ["ClientConnection"]
 
@@ -47,6 +60,10 @@ _BATCH_MAX_FRAMES = 16
 
 
 class ClientConnection(asyncio.BufferedProtocol):
+    """One connection to the server. ``legacy`` and ``max_send`` describe
+    what the handshake agreed: every frame is encoded for that version and
+    refused locally when the server would refuse it (§1.1)."""
+
     def __init__(
         self,
         on_message: Callable[[ClientConnection, Message], None],
@@ -56,6 +73,9 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._on_message = on_message
         self._on_lost = on_lost
         self.decoder = FrameDecoder(max_frame_size)
+        self.legacy = False  # a version-1 server (§10)
+        self.connection_id = ""  # as the server named it in the handshake
+        self.max_send: int | None = max_frame_size
         self.transport: asyncio.Transport | None = None
         self.heartbeat: Heartbeat | None = None
         self.handshake: asyncio.Future[Message] | None = None
@@ -67,6 +87,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._batch: list[bytes] = []
         # _end_iteration callbacks scheduled: while any is, writes are batched.
         self._iteration_ends = 0
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -137,6 +158,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_heartbeat()
         self._batch.clear()
         self.resume_writing()  # release writers; their next write sees the closed connection
         if self.error is None:
@@ -144,8 +166,6 @@ class ClientConnection(asyncio.BufferedProtocol):
         if not self.closed.done():
             self.closed.set_result(None)
         if self.handshake is not None and not self.handshake.done():
-            from ipc_protocol import ConnectionLost
-
             self.handshake.set_exception(ConnectionLost(f"connection closed during the handshake: {self.error or 'EOF'}"))
             self.handshake.exception()
         self._on_lost(self, self.error)
@@ -153,6 +173,60 @@ class ClientConnection(asyncio.BufferedProtocol):
     @property
     def is_open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
+
+    # -- encoding: the one choke point for outgoing frames -------------------
+
+    def frame(self, msg: Message) -> bytes:
+        """Encode ``msg`` for this connection's version; refuse locally what the server would refuse (§1.1)."""
+        return self.frame_body(encode_message(msg, legacy=self.legacy))
+
+    def frame_body(self, body: bytes) -> bytes:
+        if self.max_send is not None and len(body) > self.max_send:
+            raise FrameTooLarge(len(body), self.max_send)
+        return encode_frame(body)
+
+    def send(self, msg: Message) -> None:
+        """Encode and write ``msg``; ConnectionLost once the connection is closed."""
+        if not self.is_open:
+            raise ConnectionLost("the connection is closed")
+        self.write(self.frame(msg))
+
+    # -- the handshake's wait and the heartbeat (§3, §9) ----------------------
+
+    async def exchange_hello(self, hello: Message, timeout: float, peer: str) -> Message:
+        """Send the connect frame and wait for the first response, whatever its
+        ``reply_to``: a 1.1.x server answers the connect without one (§3, §10)."""
+        self.handshake = self._loop.create_future()
+        self.send(hello)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.handshake), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RequestTimeout(f"no handshake reply from {peer}") from None
+
+    def start_heartbeat(self, hb: Heartbeat, ping: Callable[[], Message], on_dead: Callable[[Heartbeat], None]) -> None:
+        """Ping after ``hb.interval_s`` of silence; after ``hb.timeout_s``,
+        call ``on_dead`` and abort the connection."""
+        self.heartbeat = hb
+        self._heartbeat_task = self._loop.create_task(self._heartbeat(hb, ping, on_dead))
+
+    def stop_heartbeat(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
+
+    async def _heartbeat(self, hb: Heartbeat, ping: Callable[[], Message], on_dead: Callable[[Heartbeat], None]) -> None:
+        loop = self._loop
+        while self.is_open:
+            await asyncio.sleep(max(hb.next_check(loop.time()), 0.005))
+            action = hb.poll(loop.time())
+            if action is HeartbeatAction.PING:
+                self.send(ping())
+            elif action is HeartbeatAction.DEAD:
+                on_dead(hb)
+                self.error = ConnectionLost(f"heartbeat timeout: nothing received for {hb.timeout_s:g} s")
+                self._heartbeat_task = None
+                self.abort()
+                return
 
     def write(self, frame: bytes) -> None:
         """Write ``frame``: at once if it is the first of this loop iteration,

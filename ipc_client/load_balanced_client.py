@@ -24,7 +24,7 @@ from ipc_protocol import ErrorCode, IPCError, Message, NotConnected, RemoteError
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from ._listeners import Listeners
-from .balancing import Balancer, Server, ServerSpec, parse_server
+from .balancer import Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
 

@@ -1,0 +1,85 @@
+"""Inbound handler admission: at most ``max_concurrent_handlers`` served
+requests and async subscription handlers run at once; more wait, in arrival
+order, and a held request whose deadline passes is dropped unrun.
+
+The socket is never paused for them: responses to this client's own requests
+must keep flowing, or a handler that makes a request could wait on itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .connection import ClientConnection
+
+__all__ = ["Admission", "HandlerWork", "Slot"]
+
+# A handler task's one-item list holding itself: the work frees its slot with
+# it, as asyncio.current_task() is a system call on 3.11.
+Slot = list[asyncio.Task[None]]
+# Inbound work run in a handler task: called with its slot and arguments.
+HandlerWork = Callable[..., Coroutine[Any, Any, None]]
+
+
+class Admission:
+    """Handler task slots and the work held for one.
+
+    ``current`` returns the client's connection now: a served request whose
+    connection is gone is not run (held) or not answered (done), since the
+    server has already answered it.
+    ``loop`` is set by ``connect()``."""
+
+    def __init__(self, max_concurrent: int, current: Callable[[], ClientConnection | None]) -> None:
+        self.max_concurrent = max_concurrent
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.current = current
+        # Running served requests and async subscription handlers; their
+        # number is what max_concurrent limits.
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.held: collections.deque[tuple[ClientConnection | None, HandlerWork, tuple[Any, ...], float | None]] = collections.deque()
+
+    def admit(self, conn: ClientConnection | None, work: HandlerWork, args: tuple[Any, ...], expires: float | None = None) -> None:
+        """Run ``work(slot, *args)`` now, or hold it while every slot is busy.
+
+        ``conn`` is set for served requests: one whose connection is gone, or
+        whose deadline (``expires``, loop time) passed while held, is dropped."""
+        if len(self.tasks) < self.max_concurrent and not self.held:
+            self.run(work, args)
+            return
+        self.held.append((conn, work, args, expires))
+
+    def run(self, work: HandlerWork, args: tuple[Any, ...]) -> None:
+        """Start ``work(slot, *args)`` as a task. The work calls
+        :meth:`finished` with ``slot`` in its ``finally`` (a done callback
+        would cost a loop callback more per request)."""
+        slot: Slot = []
+        task = self.loop.create_task(work(slot, *args))  # type: ignore[union-attr]
+        if not task.done():  # an eager task factory may have run it to the end already
+            slot.append(task)
+            self.tasks.add(task)
+
+    def finished(self, slot: Slot) -> None:
+        """A handler task ends: free its slot and start held work."""
+        if not slot or slot[0] not in self.tasks:
+            return  # it never counted (eager start), or clear() already let it go
+        self.tasks.discard(slot[0])
+        if not self.held:
+            return
+        now = self.loop.time()  # type: ignore[union-attr]
+        current = self.current()
+        while self.held and len(self.tasks) < self.max_concurrent:
+            conn, work, args, expires = self.held.popleft()
+            if conn is not None and (conn is not current or (expires is not None and expires <= now)):
+                continue
+            self.run(work, args)
+
+    def clear(self) -> set[asyncio.Task[Any]]:
+        """Drop the held work and let go of the running tasks, returned for
+        the caller to cancel: they will not be counted again (a task cancelled
+        before its first step never runs its ``finally``)."""
+        self.held.clear()
+        tasks, self.tasks = self.tasks, set()
+        return tasks

@@ -1,0 +1,227 @@
+"""The request lifecycle: the pending table, the deadlines, the remaining-time
+budget on the wire, and settling every call exactly once (docs/resilience.md §3).
+
+Every call ends in one result or one exception: its answer, an error answer,
+its own timeout (one timer for all deadlines, ``ipc_protocol.deadlines``), or
+``ConnectionLost`` the moment its connection drops. There is one send path,
+:meth:`Calls._send`, and one budget rule, :func:`budget_ms`, for the hot path
+(:meth:`Calls.request`, encoded straight from its fields), the calls built as
+messages (:meth:`Calls.call`) and the ones replayed from the offline queue
+(:meth:`Calls.start`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from typing import Any
+
+from ipc_protocol import (
+    ConnectionLost,
+    IPCError,
+    Message,
+    MessageType,
+    RequestTimeout,
+    encode_request,
+    error_from_wire,
+)
+from ipc_protocol.deadlines import Deadlines
+
+from .connection import ClientConnection
+from .metrics import ClientMetrics
+
+__all__ = ["Calls", "budget_ms"]
+
+# asyncio may run a timer up to one tick of its clock early.
+_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
+_EXPIRED_MEMORY = 1024  # timed-out request ids remembered to drop late answers
+
+
+def budget_ms(remaining: float) -> int:
+    """A request's ``timeout_ms`` on the wire: the time left, in whole milliseconds (§6.5)."""
+    return max(0, round(remaining * 1000))
+
+
+class Calls:
+    """Calls waiting for their answer, by request id.
+
+    ``loop`` is the loop the client connected on (set by ``connect()``): the
+    hot path reads it instead of ``asyncio.get_running_loop()``, a system call
+    on 3.11. ``legacy`` is the version of the connection the answers come
+    from (a 1.1.x server wraps errors in the payload, §10)."""
+
+    def __init__(self, app_id: str, metrics: ClientMetrics) -> None:
+        self.app_id = app_id
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.legacy = False
+        self._metrics = metrics
+        # Request id -> (future, channel, timeout in s); the deadlines are in _deadlines.
+        self._pending: dict[str, tuple[asyncio.Future[Message], str, float]] = {}
+        self._deadlines = Deadlines(
+            self._expire,
+            clock=lambda: asyncio.get_running_loop().time(),
+            call_at=lambda when, callback: asyncio.get_running_loop().call_at(when, callback),
+            resolution=_CLOCK_RESOLUTION_S,
+        )
+        # Ids of requests that timed out locally: their late answers are
+        # dropped quietly instead of being reported as stray errors.
+        self._expired: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    # -- starting a call ------------------------------------------------------
+
+    async def request(self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, timeout: float) -> Message:
+        """A user's request on a ready connection: the hot path of every call.
+        Its budget is all of its timeout, and its frame is encoded straight
+        from the arguments."""
+        if timeout <= 0:
+            self._metrics.failed()
+            raise RequestTimeout(f"request on {channel!r} timed out before it was sent")
+        deadline = self.loop.time() + timeout  # type: ignore[union-attr]
+        legacy = self.legacy
+        message_id, body = encode_request(
+            self.app_id, channel, payload, timeout_ms=None if legacy else budget_ms(timeout), headers=headers, legacy=legacy
+        )
+        return await self._exchange(conn, message_id, channel, conn.frame_body(body), deadline, timeout, True)
+
+    async def call(self, conn: ClientConnection, msg: Message, deadline: float, *, user: bool = False) -> Message:
+        """Write a request-like message and wait for the response answering it.
+
+        ``user``: a user's call, counted in the KPIs and sent with its budget
+        (not a ping, an ack or a system question)."""
+        try:
+            frame, remaining = self._prepare(conn, msg, deadline, user)
+        except RequestTimeout:
+            if user:
+                self._metrics.failed()
+            raise
+        return await self._exchange(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, user)
+
+    def start(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message]) -> None:
+        """Register ``fut`` for the answer to a user's ``msg`` and write it; never waits (the queue's replay)."""
+        frame, remaining = self._prepare(conn, msg, deadline, True)
+        self._send(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, fut)
+
+    async def send_one_way(self, conn: ClientConnection, msg: Message, deadline: float) -> None:
+        """Write a message nobody answers; a fast publisher waits for a slow socket."""
+        try:
+            conn.send(msg)
+        except ConnectionLost:
+            self._metrics.failed()
+            raise
+        self._metrics.sent()
+        self._metrics.delivered()
+        if conn.writing_paused:
+            await self._drain(conn, f"{msg.message_type.value} on {msg.channel_id!r}", deadline)
+
+    def _prepare(self, conn: ClientConnection, msg: Message, deadline: float, user: bool) -> tuple[bytes, float]:
+        """The frame of ``msg`` as sent now, and the time left; a user's
+        request carries what is left of its deadline (§6.5)."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise RequestTimeout(f"request on {msg.channel_id!r} timed out before it was sent")
+        if user and not self.legacy and msg.message_type is MessageType.REQUEST:
+            msg = msg.model_copy(update={"timeout_ms": budget_ms(remaining)})
+        return conn.frame(msg), remaining
+
+    async def _exchange(
+        self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, track: bool
+    ) -> Message:
+        """Write a request's frame and wait for its answer: one coroutine, no timer of its own."""
+        fut: asyncio.Future[Message] = self.loop.create_future()  # type: ignore[union-attr]
+        try:
+            self._send(conn, message_id, channel, frame, deadline, remaining, fut)
+        except ConnectionLost:
+            if track:
+                self._metrics.failed()
+            raise
+        if track:
+            self._metrics.sent()
+        if conn.writing_paused:
+            try:
+                await self._drain(conn, f"request on {channel!r}", deadline)
+            except BaseException:
+                self._forget(message_id, fut)
+                if track:
+                    self._metrics.failed()
+                raise
+        return await self.await_reply(fut, track)
+
+    def _send(
+        self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, fut: asyncio.Future[Message]
+    ) -> None:
+        """The one send path of every call: register it, arm its deadline, write it."""
+        if not conn.is_open:
+            raise ConnectionLost("the connection is closed")
+        self._pending[message_id] = (fut, channel, remaining)
+        self._deadlines.add(message_id, deadline)
+        conn.write(frame)
+
+    async def _drain(self, conn: ClientConnection, what: str, deadline: float) -> None:
+        """Wait for a full socket buffer to drain, but never past the call's deadline."""
+        if not await conn.drain(deadline - asyncio.get_running_loop().time()):
+            raise RequestTimeout(f"{what}: the connection did not take it before the deadline")
+
+    def _forget(self, message_id: str, fut: asyncio.Future[Message]) -> None:
+        """Stop waiting for an answer nobody will read."""
+        self._pending.pop(message_id, None)
+        self._deadlines.discard(message_id)
+        if not fut.done():
+            fut.cancel()
+
+    # -- settling it ----------------------------------------------------------
+
+    async def await_reply(self, fut: asyncio.Future[Message], track: bool) -> Message:
+        """The answer ``fut`` settles with, or the error it carries raised."""
+        try:
+            reply = await fut
+        except IPCError:
+            if track:
+                self._metrics.failed()
+            raise
+        if track:
+            self._metrics.delivered()
+        if reply.error is not None:
+            raise error_from_wire(reply.error.model_dump())
+        if self.legacy and isinstance(reply.payload, dict) and set(reply.payload) == {"error"}:
+            raise error_from_wire(reply.payload["error"])
+        return reply
+
+    def settle(self, msg: Message) -> bool:
+        """Hand a response to the call it answers; False if it answers none
+        (a pong, an error about nothing we wait for, a late answer)."""
+        reply_to = msg.reply_to
+        entry = self._pending.pop(reply_to, None) if reply_to is not None else None
+        if entry is None:
+            return False
+        self._deadlines.discard(reply_to)  # type: ignore[arg-type]
+        fut = entry[0]
+        if not fut.done():
+            fut.set_result(msg)
+        return True
+
+    def expired(self, message_id: str | None) -> bool:
+        """Whether ``message_id`` timed out here lately (its answer is dropped quietly)."""
+        return message_id is not None and message_id in self._expired
+
+    def fail_all(self, reason: IPCError) -> None:
+        """Fail every waiting call at once (never at its timeout): the connection is gone."""
+        pending = list(self._pending.values())
+        self._pending.clear()
+        self._deadlines.clear()
+        for fut, _channel, _timeout in pending:
+            if not fut.done():
+                fut.set_exception(ConnectionLost(str(reason)))
+                fut.exception()  # mark retrieved: a caller may have gone already
+
+    def _expire(self, message_id: str) -> None:
+        entry = self._pending.pop(message_id, None)
+        self._expired[message_id] = None
+        if len(self._expired) > _EXPIRED_MEMORY:
+            self._expired.popitem(last=False)
+        if entry is not None and not entry[0].done():
+            fut, channel, timeout = entry
+            fut.set_exception(RequestTimeout(f"no response on {channel!r} within {timeout:.3g} s"))

@@ -1,0 +1,335 @@
+"""A client's connections, one after another (docs/resilience.md §1-§3):
+connect(), one attempt (``_establish``: TCP, handshake, restore the
+registrations), what arrives on it, its loss, and disconnect(). Retrying is
+``reconnect.py``'s.
+
+``generation`` ties an attempt to one connect() or reconnect loop: once
+disconnect() (and maybe a new connect()) moved on, the attempt closes its
+own socket and touches nothing of the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ipc_protocol import (
+    PROTOCOL_VERSION,
+    SYSTEM_CHANNEL,
+    ConnectionLost,
+    Heartbeat,
+    IPCError,
+    Message,
+    MessageType,
+    NotConnected,
+    Unauthorized,
+    error_from_wire,
+)
+from ipc_protocol import __version__ as _version
+from ipc_protocol.messages import connect_request, ping_request, response_to
+
+from .admission import Admission
+from .backoff import Backoff
+from .calls import Calls
+from .connection import ClientConnection
+from .metrics import ClientMetrics
+from .outbox import Outbox
+from .reconnect import Reconnector, connect_failure
+from .state import ConnectionState, StateMachine
+from .subscriptions import Subscriptions
+
+__all__ = ["Lifecycle", "ConnectOptions", "CLIENT_NAME"]
+
+log = logging.getLogger("ipc_client")
+
+CLIENT_NAME = f"ipc-bridge-python/{_version}"
+_CONNECTED = ConnectionState.CONNECTED
+_RECONNECTING = ConnectionState.RECONNECTING
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """What the connection's lifecycle needs of the client's options."""
+
+    app_id: str
+    host: str
+    port: int
+    connect_timeout: float
+    token: str | None
+    max_frame_size: int | None
+    heartbeat_interval: float | None
+    heartbeat_timeout: float | None
+    reconnect: bool
+    wait_on_first_connect: bool
+    backoff: Backoff
+    max_retries: int | None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.app_id, str) or not self.app_id:
+            raise ValueError("app_id must be a non-empty string")
+        if self.connect_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.heartbeat_interval is not None and self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        if self.max_retries is not None and self.max_retries < 0:
+            raise ValueError("max_retries must be >= 0 or None")
+
+    @property
+    def peer(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Lifecycle:
+    """Owns the client's connection (``conn``) and moves the state machine.
+
+    What the handshake agreed is kept here: ``legacy`` (a 1.1.x server),
+    ``server_info``, ``connection_id`` and ``max_send``. What arrives goes
+    to ``calls`` (answers) and ``subs`` (publishes, requests to serve);
+    ``tasks()`` are the client's own tasks, cancelled by disconnect()."""
+
+    def __init__(
+        self,
+        options: ConnectOptions,
+        state: StateMachine,
+        *,
+        calls: Calls,
+        subs: Subscriptions,
+        outbox: Outbox,
+        admission: Admission,
+        metrics: ClientMetrics,
+        emit: Callable[..., None],
+        tasks: Callable[[], set[asyncio.Task[Any]]],
+        connection_id: str,
+    ) -> None:
+        self.options = options
+        self._sm = state
+        self._calls, self._subs, self._outbox, self._admission, self._metrics = calls, subs, outbox, admission, metrics
+        self._emit = emit
+        self._tasks = tasks
+        self.conn: ClientConnection | None = None
+        self.legacy = False
+        self.server_info: dict[str, Any] = {}
+        self.connection_id = connection_id
+        self.max_send = options.max_frame_size
+        self.reconnects = 0
+        self.last_pong: float | None = None  # loop time
+        self._generation = 0  # bumped by connect() and disconnect(): stale attempts know
+        self._reconnector = Reconnector(
+            options.backoff, options.max_retries, state=state, establish=self._establish, on_success=self._connected,
+            give_up=outbox.give_up, emit=emit, peer=options.peer,
+        )  # fmt: skip
+
+    # -- connect / disconnect -------------------------------------------------
+
+    async def connect(self) -> bool:
+        sm = self._sm
+        if sm.state is _CONNECTED:
+            return True
+        if sm.state is not ConnectionState.DISCONNECTED:
+            await sm.until_connected(None)
+            return True
+        self._outbox.load_persisted()  # may refuse a queue file another client owns: before any state change
+        self._generation += 1
+        generation = self._generation
+        sm.set(ConnectionState.CONNECTING)
+        self._emit("connecting")
+        try:
+            await self._establish(generation)
+        except BaseException as exc:
+            failure = connect_failure(exc, self.options.peer)
+            current = sm.state is ConnectionState.CONNECTING and self._generation == generation
+            if current and self.options.wait_on_first_connect and not isinstance(failure, Unauthorized) and failure is not exc:
+                return await self._reconnector.keep_connecting(generation, failure)
+            if current:
+                sm.set(ConnectionState.DISCONNECTED)
+                self._outbox.give_up(NotConnected(f"cannot connect to {self.options.peer}: {exc}"))
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._connected(True, 1, 0.0)
+        return True
+
+    def _connected(self, first_connect: bool, attempts: int, elapsed: float) -> None:
+        self._sm.set(_CONNECTED)
+        if not first_connect:
+            self.reconnects += 1
+            self._emit("reconnected", {"attempts": attempts, "elapsed": elapsed})
+        self._emit("connected", self.info())
+        self._outbox.replay()
+
+    async def disconnect(self) -> None:
+        sm = self._sm
+        if sm.state in (ConnectionState.DISCONNECTED, ConnectionState.DISCONNECTING):
+            return
+        was_connected = sm.state is _CONNECTED
+        self._generation += 1  # any attempt still opening is now stale
+        sm.set(ConnectionState.DISCONNECTING)
+        self._reconnector.cancel()
+        conn = self.conn
+        if conn is not None:
+            conn.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.closed), 2.0)
+            except (asyncio.TimeoutError, TimeoutError):
+                conn.abort()
+        self._drop(conn, ConnectionLost("the client disconnected"))
+        self._metrics.closed(time.monotonic(), will_reconnect=False)
+        sm.set(ConnectionState.DISCONNECTED)
+        self._outbox.give_up(NotConnected("disconnect() was called before the call could be sent"))
+        for task in [*self._tasks(), *self._admission.clear()]:
+            task.cancel()
+        if was_connected:  # while reconnecting, "disconnected" was already emitted
+            self._emit("disconnected", None)
+
+    def info(self) -> dict[str, Any]:
+        """The payload of the ``connected`` event and of ``get_connection_info()``."""
+        opts, conn = self.options, self.conn
+        hb = conn.heartbeat if conn is not None else None
+        return {
+            "app_id": opts.app_id,
+            "connection_id": self.connection_id,
+            "host": opts.host,
+            "port": opts.port,
+            "state": self._sm.state.value,
+            "connected": self._sm.state is _CONNECTED,
+            "protocol": 1 if self.legacy else PROTOCOL_VERSION,
+            "server": self.server_info.get("server"),
+            "subscriptions": list(self._subs.handlers),
+            "services": list(self._subs.services),
+            "pending_requests": len(self._calls),
+            "reconnects": self.reconnects,
+            "heartbeat_latency_ms": None if hb is None or hb.latency_s is None else round(hb.latency_s * 1000, 3),
+        }
+
+    async def ready(self, deadline: float | None) -> ClientConnection:
+        """The connection once connected; NotConnected if it will not be, RequestTimeout past ``deadline``."""
+        if self._sm.state is not _CONNECTED:
+            await self._sm.until_connected(deadline)
+        if self.conn is None:
+            raise NotConnected("not connected")
+        return self.conn
+
+    # -- one attempt ----------------------------------------------------------
+
+    async def _establish(self, generation: int) -> None:
+        """One connection attempt: TCP, handshake, then restore registrations (§3).
+
+        ``generation`` ties it to one connect()/reconnect; once disconnect()
+        has moved on, the attempt closes its own socket and never touches the
+        client's current connection."""
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + opts.connect_timeout
+        self._metrics.attempt()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: ClientConnection(self._on_message, self._on_lost, opts.max_frame_size), opts.host, opts.port),
+            opts.connect_timeout,
+        )
+        if generation != self._generation:
+            conn.abort()
+            raise NotConnected("disconnect() was called while connecting")
+        self.conn = conn
+        try:
+            hello = connect_request(opts.app_id, self.connection_id, client=CLIENT_NAME, token=opts.token)
+            reply = await conn.exchange_hello(hello, deadline - loop.time(), opts.peer)
+            if reply.error is not None:
+                raise error_from_wire(reply.error.model_dump())
+            payload = reply.payload if isinstance(reply.payload, dict) else {}
+            if payload.get("status") != "connected":
+                raise NotConnected(f"unexpected handshake reply: {payload!r}")
+            self.legacy = self._calls.legacy = conn.legacy = "protocol" not in payload
+            self.server_info = dict(payload)
+            self.connection_id = conn.connection_id = str(payload.get("connection_id") or self.connection_id)
+            advertised = payload.get("max_frame_size")
+            if not self.legacy and isinstance(advertised, int) and advertised > 0:
+                # Send and accept no more than both sides allow (§1.1).
+                self.max_send = advertised if opts.max_frame_size is None else min(advertised, opts.max_frame_size)
+                conn.max_send = conn.decoder.max_frame_size = self.max_send
+            self._start_heartbeat(conn, payload)
+            await self._subs.restore(conn, deadline)
+            if generation != self._generation:
+                raise NotConnected("disconnect() was called while connecting")
+            self._metrics.opened(time.monotonic())
+        except BaseException:
+            conn.abort()  # the attempt closes its own socket
+            if self.conn is conn:
+                self._drop(conn, ConnectionLost("the client disconnected"))
+            raise
+
+    def _start_heartbeat(self, conn: ClientConnection, handshake: dict[str, Any]) -> None:
+        """Ping on silence (§9); a version-1 server does not answer pings (§10)."""
+        opts = self.options
+        interval = opts.heartbeat_interval
+        if interval is None:
+            advertised = handshake.get("heartbeat_interval_ms")
+            interval = advertised / 1000.0 if isinstance(advertised, (int, float)) and advertised > 0 else None
+        if self.legacy or interval is None:
+            return
+        hb = Heartbeat(interval, opts.heartbeat_timeout or 2 * interval, asyncio.get_running_loop().time())
+        conn.start_heartbeat(hb, lambda: ping_request(opts.app_id), self._on_heartbeat_dead)
+
+    def _on_heartbeat_dead(self, hb: Heartbeat) -> None:
+        log.warning("no frame from %s for %.1f s: connection declared dead", self.options.peer, hb.timeout_s)
+        self._emit("heartbeat_timeout", {"silent": asyncio.get_running_loop().time() - hb.last_received})
+
+    # -- what arrives -----------------------------------------------------------
+
+    def _on_message(self, conn: ClientConnection, msg: Message) -> None:
+        mtype = msg.message_type
+        if mtype is MessageType.RESPONSE:
+            if conn.handshake is not None and not conn.handshake.done():
+                conn.handshake.set_result(msg)
+            elif not self._calls.settle(msg):
+                self._on_unmatched(conn, msg)
+        elif mtype is MessageType.PUBLISH:
+            self._subs.deliver(msg)
+        elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
+            if msg.channel_id == SYSTEM_CHANNEL and isinstance(msg.payload, dict) and msg.payload.get("action") == "ping":
+                if mtype is MessageType.REQUEST:
+                    conn.send(response_to(msg, {"status": "pong"}))
+                return
+            # Any other system action reaches us only because we serve 'system' (§8).
+            self._subs.serve_request(conn, msg)
+
+    def _on_unmatched(self, conn: ClientConnection, msg: Message) -> None:
+        """A response that answers no waiting call: a pong, a late answer, or an error about nothing (§6.4)."""
+        if isinstance(msg.payload, dict) and msg.payload.get("status") == "pong":
+            if conn.heartbeat is not None:
+                self.last_pong = asyncio.get_running_loop().time()
+                conn.heartbeat.pong_received(self.last_pong)
+                self._emit("heartbeat", {"latency": conn.heartbeat.latency_s})
+        elif msg.error is not None and not self._calls.expired(msg.reply_to):
+            self._emit("error", error_from_wire(msg.error.model_dump()))
+
+    # -- losing it ------------------------------------------------------------
+
+    def _on_lost(self, conn: ClientConnection, exc: BaseException | None) -> None:
+        if conn is not self.conn:
+            return
+        reason = ConnectionLost(f"connection to {self.options.peer} lost" + (f": {exc}" if exc else ""))
+        self._drop(conn, reason)
+        self._metrics.closed(time.monotonic(), will_reconnect=self.options.reconnect)
+        sm = self._sm
+        if sm.state is _CONNECTED:
+            # The state changes first, so "disconnected" listeners see the truth.
+            if self.options.reconnect:
+                sm.set(_RECONNECTING)
+                self._emit("disconnected", reason)
+                if sm.state is _RECONNECTING:
+                    self._reconnector.start(self._generation)
+            else:
+                sm.set(ConnectionState.DISCONNECTED)
+                self._outbox.give_up(NotConnected("the connection was lost and reconnect is off"))
+                self._emit("disconnected", reason)
+
+    def _drop(self, conn: ClientConnection | None, reason: IPCError) -> None:
+        """Fail everything waiting on ``conn`` at once (never at its timeout)."""
+        if conn is not None:
+            conn.stop_heartbeat()
+            if self.conn is conn:
+                self.conn = None
+        self._calls.fail_all(reason)

@@ -1,0 +1,249 @@
+"""The outbox: calls made while the connection is being (re)made wait in the
+offline queue (``offline_queue.py``), expire at their deadline, and are
+replayed once connected, highest priority first, before any newer call
+(docs/resilience.md §4). One-way messages may persist in SQLite
+(``queue_store.py``) to survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ipc_protocol import ConnectionLost, FrameTooLarge, IPCError, Message, NotConnected, QueueFull, RequestTimeout, decode_message, encode_message
+
+from .calls import Calls
+from .connection import ClientConnection
+from .metrics import ClientMetrics
+from .offline_queue import OfflineQueue, QueuedCall
+from .queue_store import QueueStore
+from .state import ConnectionState, StateMachine
+
+__all__ = ["Outbox", "DISCONNECT_POLICIES"]
+
+DISCONNECT_POLICIES = ("queue", "fail")
+
+
+class Outbox:
+    """The offline queue with its replay, its expiry timer and its store.
+
+    ``connected`` returns the client's connection when connected, else None;
+    ``wire`` what the latest handshake agreed, (legacy, max_send).
+    ``replaying`` is true from the moment a replay is due until it ends: new
+    calls queue behind it, so nothing overtakes the queue."""
+
+    def __init__(
+        self,
+        queue: OfflineQueue,
+        calls: Calls,
+        metrics: ClientMetrics,
+        state: StateMachine,
+        *,
+        connected: Callable[[], ClientConnection | None],
+        wire: Callable[[], tuple[bool, int | None]],
+        emit: Callable[..., None],
+        spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
+        path: str | None,
+        on_disconnect: str,
+    ) -> None:
+        self.queue = queue
+        self.on_disconnect = on_disconnect
+        self._sm = state
+        self._wire = wire
+        self.replaying = False
+        self.path = path
+        self._calls = calls
+        self._metrics = metrics
+        self._connected = connected
+        self._emit = emit
+        self._spawn = spawn
+        self._timer: asyncio.TimerHandle | None = None
+        self._store: QueueStore | None = None  # open from connect() until the queue is given up
+        self._replay_task: asyncio.Task[None] | None = None
+
+    def sendable(self) -> ClientConnection | None:
+        """The connection a call may be written to now: connected, with nothing queued ahead of it."""
+        conn = self._connected()
+        if conn is not None and not self.queue and not self.replaying:
+            return conn
+        return None
+
+    async def submit(self, msg: Message, deadline: float, *, reply: bool, priority: int, on_disconnect: str | None) -> Message | None:
+        """Send ``msg`` now, or queue it while the connection is being (re)made."""
+        conn = self.sendable()
+        if conn is not None:
+            if reply:
+                return await self._calls.call(conn, msg, deadline, user=True)
+            await self._calls.send_one_way(conn, msg, deadline)
+            return None
+        policy = self.on_disconnect if on_disconnect is None else on_disconnect
+        if policy not in DISCONNECT_POLICIES:
+            raise ValueError(f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}")
+        state = self._sm.state
+        offline = self._sm.waiting
+        if not offline and state is not ConnectionState.CONNECTED:
+            self._metrics.failed()
+            raise NotConnected(f"not connected ({state.value})")
+        if offline and (policy == "fail" or self.queue.max_size == 0):
+            self._metrics.failed()
+            raise NotConnected(f"not connected ({state.value}) and the call asked to fail fast")
+        return await self._enqueue(msg, deadline, reply=reply, priority=priority)
+
+    async def _enqueue(self, msg: Message, deadline: float, *, reply: bool, priority: int) -> Message | None:
+        """Queue ``msg``; with ``reply``, wait for its answer once replayed."""
+        legacy, max_send = self._wire()
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            self._metrics.failed()
+            raise RequestTimeout(f"call on {msg.channel_id!r} timed out before it could be queued")
+        body = encode_message(msg, legacy=legacy)
+        if max_send is not None and len(body) > max_send:
+            raise FrameTooLarge(len(body), max_send)
+        waiter: asyncio.Future[Message] | None = loop.create_future() if reply else None
+        entry = QueuedCall(priority=priority, deadline=deadline, size=len(body) + 4, message=msg, waiter=waiter)
+        try:
+            evicted = self.queue.push(entry)
+        except QueueFull:
+            self._metrics.failed()
+            raise
+        if waiter is None and self._store is not None:
+            entry.store_id = self._store.add(priority, time.time() + (deadline - loop.time()), body)
+        for victim in evicted:
+            self._drop(victim, QueueFull("evicted from the full offline queue"), "evicted")
+        self._arm_timer()
+        self.replay()  # connected, but behind a replay that may have stopped
+        if waiter is None:
+            return None
+        try:
+            return await self._calls.await_reply(waiter, track=True)
+        finally:
+            if self.queue.discard(entry):  # the caller was cancelled while queued
+                self._arm_timer()
+
+    def replay(self) -> None:
+        """Start sending the queue if connected, it holds anything, and nobody is sending it.
+
+        The replay is the client's own task, so a caller cancelling connect()
+        cannot stop it halfway and leave calls stuck behind it."""
+        conn = self._connected()
+        if conn is None or not self.queue:
+            return
+        if self._replay_task is None or self._replay_task.done():
+            self.replaying = True  # from now on, new calls queue behind it
+            self._replay_task = self._spawn(self._replay(conn))
+
+    async def _replay(self, conn: ClientConnection) -> None:
+        """Send the queue: highest priority first, FIFO within one."""
+        loop = asyncio.get_running_loop()
+        self.replaying = True
+        try:
+            while self._connected() is conn and conn.is_open:
+                for expired in self.queue.expire(loop.time()):
+                    self._drop(expired, None, "expired")
+                entry = self.queue.pop()
+                if entry is None:
+                    break
+                self._send(conn, entry)
+                await conn.drain()
+        finally:
+            self.replaying = False
+            self._arm_timer()
+
+    def _send(self, conn: ClientConnection, entry: QueuedCall) -> None:
+        msg: Message = entry.message
+        if entry.waiter is None:
+            try:
+                conn.send(msg)
+            except ConnectionLost:
+                self.queue.push(entry)  # back in line for the next connection
+                return
+            except IPCError as exc:  # e.g. larger than the new server accepts
+                self._drop(entry, exc, "refused")
+                return
+            self._metrics.sent()
+            self._metrics.delivered()
+            if entry.store_id is not None and self._store is not None:
+                self._store.remove(entry.store_id)
+            return
+        if entry.waiter.done():
+            return
+        try:
+            self._calls.start(conn, msg, entry.deadline, entry.waiter)
+        except IPCError as exc:
+            entry.waiter.set_exception(exc)
+            return
+        self._metrics.sent()
+
+    def _arm_timer(self) -> None:
+        """One timer, at the earliest deadline in the queue."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        when = self.queue.next_deadline()
+        if when is not None:
+            self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        # A timer may fire a hair early; the millisecond keeps it from re-arming in a loop.
+        for entry in self.queue.expire(asyncio.get_running_loop().time() + 0.001):
+            self._drop(entry, None, "expired")
+        self._arm_timer()
+
+    def _drop(self, entry: QueuedCall, error: BaseException | None, reason: str) -> None:
+        """End a call that will not be sent: fail its caller, or report the one-way message."""
+        msg: Message = entry.message
+        if reason != "evicted":  # the queue counted its evictions itself
+            self.queue.dropped += 1
+        if entry.waiter is not None:
+            if not entry.waiter.done():
+                if error is None:
+                    error = RequestTimeout(f"request on {msg.channel_id!r} timed out in the offline queue")
+                entry.waiter.set_exception(error)
+            return
+        self._metrics.failed()
+        if entry.store_id is not None and self._store is not None:
+            self._store.remove(entry.store_id)
+        self._emit(
+            "queue_dropped",
+            {"reason": reason, "channel": msg.channel_id, "message_type": msg.message_type.value, "priority": entry.priority},
+        )
+
+    def give_up(self, error: IPCError) -> None:
+        """Nothing will send the queue: fail its requests; persisted messages stay on disk."""
+        for entry in self.queue.drain():
+            if entry.waiter is None and entry.store_id is not None:
+                continue  # durable: the next start sends it
+            self._drop(entry, error, "gave_up")
+        if self._store is not None:  # a later connect() reopens it and reloads what stayed
+            self._store.close()
+            self._store = None
+        self._arm_timer()
+
+    def load_persisted(self) -> None:
+        """Put the messages a previous run left on disk back in the queue (once)."""
+        if self.path is None or self._store is not None:
+            return
+        self._store = QueueStore(self.path)
+        loop = asyncio.get_running_loop()
+        stored, expired = self._store.load()
+        self.queue.dropped += expired
+        self._metrics.failed(expired)
+        for row in stored:
+            try:
+                msg = decode_message(row.body)
+            except IPCError:
+                self._store.remove(row.id)
+                continue
+            entry = QueuedCall(priority=row.priority, deadline=loop.time() + (row.expires_at - time.time()), size=len(row.body) + 4, message=msg, store_id=row.id)
+            try:
+                evicted = self.queue.push(entry)
+            except QueueFull:
+                self._store.remove(row.id)
+                self.queue.dropped += 1
+                continue
+            for victim in evicted:
+                self._drop(victim, QueueFull("evicted from the full offline queue"), "evicted")
+        self._arm_timer()

@@ -1,0 +1,317 @@
+"""Subscriptions and responder registrations: who handles what, telling the
+server, restoring both after a reconnection, and running the handlers of
+what arrives (publishes to deliver, requests to serve) through admission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ipc_protocol import (
+    AlreadyServing,
+    ErrorCode,
+    Message,
+    MessageType,
+    RemoteError,
+    encode_response,
+    is_servable,
+    pattern_matches,
+    validate_pattern,
+)
+from ipc_protocol.messages import error_info_from_exception, error_response
+
+from .admission import Admission, Slot
+from .calls import Calls
+from .connection import ClientConnection
+
+__all__ = ["Subscriptions", "Registration", "Handler"]
+
+log = logging.getLogger("ipc_client")
+
+Handler = Callable[[Message], Any]
+_SUB_CACHE_LIMIT = 4096
+
+
+def _is_async_function(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, with a fast answer for plain ``async
+    def`` functions and methods: it runs for every served request."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
+        return True
+    return inspect.iscoroutinefunction(fn)
+
+
+class Registration:
+    """Awaitable result of :meth:`IPCClient.serve`: done once the server
+    registered the responder. It can be created before the event loop runs."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self._event = asyncio.Event()
+        self._error: BaseException | None = None
+
+    def _settle(self, error: BaseException | None) -> None:
+        self._error = error
+        self._event.set()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+
+    def __await__(self) -> Any:
+        return self.wait().__await__()
+
+    def __repr__(self) -> str:
+        return f"<Registration {self.channel!r} {'done' if self.done() else 'pending'}>"
+
+
+class Subscriptions:
+    """Subscription handlers by pattern and responders by channel.
+
+    The client's connection is reached through three callables: ``connected``
+    (the connection when connected, else None), ``waiting`` (whether it is
+    being (re)made) and ``until_connected(deadline)``."""
+
+    def __init__(
+        self,
+        calls: Calls,
+        admission: Admission,
+        *,
+        connected: Callable[[], ClientConnection | None],
+        waiting: Callable[[], bool],
+        until_connected: Callable[[float | None], Awaitable[None]],
+        emit: Callable[..., None],
+        spawn: Callable[[Awaitable[Any]], Any],
+        request_timeout: float,
+        expose_stacks: bool,
+    ) -> None:
+        self._calls = calls
+        self._admission = admission
+        self._connected = connected
+        self._waiting = waiting
+        self._until_connected = until_connected
+        self._emit = emit
+        self._spawn = spawn
+        self.request_timeout = request_timeout
+        self.expose_stacks = expose_stacks
+        self.handlers: dict[str, list[Handler]] = {}
+        # channel -> its handlers, each with whether it is async: decided once
+        # per channel, not on every delivered message.
+        self._cache: dict[str, list[tuple[Handler, bool]]] = {}
+        self.services: dict[str, Handler] = {}
+        self._acks: dict[str, Registration] = {}
+
+    # -- subscriptions ----------------------------------------------------------
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        validate_pattern(channel)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        first = channel not in self.handlers
+        self.handlers.setdefault(channel, []).append(handler)
+        self._cache.clear()
+        if self._waiting():
+            # The restore in progress picks it up; return once it is registered.
+            await self._until_connected(asyncio.get_running_loop().time() + self.request_timeout)
+            return
+        conn = self._connected()
+        if first and conn is not None:
+            try:
+                await self._interest(conn, channel, serve=False)
+            except BaseException:
+                self.handlers.pop(channel, None)
+                self._cache.clear()
+                raise
+
+    async def unsubscribe(self, channel: str, handler: Handler | None) -> None:
+        handlers = self.handlers.get(channel)
+        if handlers is None:
+            return
+        if handler is not None and handler in handlers:
+            handlers.remove(handler)
+        self._cache.clear()
+        if handler is None or not handlers:
+            del self.handlers[channel]
+            conn = self._connected()
+            if conn is not None:
+                await self._interest(conn, channel, serve=False, subscribe=False)
+
+    async def _interest(
+        self, conn: ClientConnection, channel: str, *, serve: bool, subscribe: bool = True, deadline: float | None = None
+    ) -> None:
+        """Tell the server, and wait for its ack (a 1.1.x server sends none)."""
+        payload: dict[str, Any] = {"serve": True} if serve else {}
+        if conn.legacy:
+            payload["connection_id"] = conn.connection_id  # a 1.1.x server reads it here (§10)
+        mtype = MessageType.SUBSCRIBE if subscribe else MessageType.UNSUBSCRIBE
+        msg = Message.build(mtype, self._calls.app_id, channel, payload)
+        if conn.legacy:
+            conn.send(msg)
+            return
+        await self._calls.call(conn, msg, deadline or asyncio.get_running_loop().time() + self.request_timeout)
+
+    # -- responders ----------------------------------------------------------------
+
+    def serve(self, channel: str, fn: Handler) -> Registration:
+        validate_pattern(channel)
+        if not is_servable(channel):
+            raise ValueError(f"channel {channel!r} is reserved for the server")
+        if channel in self.services:
+            raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
+        self.services[channel] = fn
+        registration = self._acks[channel] = Registration(channel)
+        conn = self._connected()
+        if conn is not None:
+            self._spawn(self._register(conn, channel, registration))
+        return registration
+
+    async def _register(self, conn: ClientConnection, channel: str, registration: Registration) -> None:
+        try:
+            await self._interest(conn, channel, serve=True)
+        except Exception as exc:
+            registration._settle(exc)
+            self._emit("error", exc)
+        else:
+            registration._settle(None)
+
+    async def unserve(self, channel: str) -> None:
+        fn = self.services.get(channel)
+        if fn is None:
+            return
+        self._acks.pop(channel, None)
+        try:
+            conn = self._connected()
+            if conn is not None:
+                await self._interest(conn, channel, serve=True, subscribe=False)
+        finally:
+            if self.services.get(channel) is fn:
+                del self.services[channel]
+
+    # -- after a (re)connection ----------------------------------------------------
+
+    async def restore(self, conn: ClientConnection, deadline: float) -> None:
+        """Resubscribe and re-register responders before anything else goes out.
+
+        Loops until nothing is left: ``subscribe``/``serve`` calls made while
+        this runs are picked up too, so none is lost to the race."""
+        done: set[tuple[bool, str]] = set()
+        while True:
+            todo = [(False, p) for p in self.handlers if (False, p) not in done]
+            todo += [(True, c) for c in self.services if (True, c) not in done]
+            if not todo:
+                return
+            results = await asyncio.gather(*(self._restore_one(conn, serve, name, deadline) for serve, name in todo), return_exceptions=True)
+            for (serve, name), result in zip(todo, results):
+                if isinstance(result, RemoteError):
+                    self._refused(serve, name, result)  # reconnecting again would not change the answer
+                elif isinstance(result, BaseException):
+                    raise result
+            done.update(todo)
+
+    async def _restore_one(self, conn: ClientConnection, serve: bool, name: str, deadline: float) -> None:
+        await self._interest(conn, name, serve=serve, deadline=deadline)
+        registration = self._acks.get(name) if serve else None
+        if registration is not None:
+            registration._settle(None)
+
+    def _refused(self, serve: bool, name: str, error: RemoteError) -> None:
+        log.error("the server refused to restore %s %r: %s", "responder" if serve else "subscription", name, error)
+        if serve:
+            self.services.pop(name, None)
+            registration = self._acks.pop(name, None)
+            if registration is not None and not registration.done():
+                registration._settle(error)
+        else:
+            self.handlers.pop(name, None)
+            self._cache.clear()
+        self._emit("error", error)
+
+    # -- what arrives ---------------------------------------------------------------
+
+    def deliver(self, msg: Message) -> None:
+        """Run the handlers of a publish: plain functions inline, async ones as admitted tasks."""
+        handlers = self._cache.get(msg.channel_id)
+        if handlers is None:
+            # Each handler once, even when several of its patterns match.
+            matching = (h for p, hs in self.handlers.items() if pattern_matches(p, msg.channel_id) for h in hs)
+            handlers = [(h, _is_async_function(h)) for h in dict.fromkeys(matching)]
+            if len(self._cache) >= _SUB_CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[msg.channel_id] = handlers
+        for handler, is_async in handlers:
+            try:
+                if is_async:
+                    self._admission.admit(None, self._guard, (msg, handler, None))
+                    continue
+                result = handler(msg)
+                # `is not None` first: most handlers return None, and isawaitable is not free.
+                if result is not None and inspect.isawaitable(result):
+                    self._admission.admit(None, self._guard, (msg, None, result))
+            except Exception as exc:
+                log.exception("subscription handler for %r failed", msg.channel_id)
+                self._emit("error", exc)
+
+    async def _guard(self, slot: Slot, msg: Message, handler: Handler | None, awaitable: Awaitable[Any] | None) -> None:
+        """Run an async subscription handler, or await what a sync one returned;
+        a failure is logged and emitted, never raised."""
+        try:
+            await (handler(msg) if handler is not None else awaitable)  # type: ignore[misc]
+        except Exception as exc:
+            log.exception("subscription handler for %r failed", msg.channel_id)
+            self._emit("error", exc)
+        finally:
+            self._admission.finished(slot)
+
+    def serve_request(self, conn: ClientConnection, msg: Message) -> None:
+        """Run the responder of a request (or notification) in a handler task."""
+        fn = self.services.get(msg.channel_id)
+        if fn is None:
+            fn = next((f for p, f in self.services.items() if pattern_matches(p, msg.channel_id)), None)
+        if fn is None:
+            if msg.message_type is MessageType.REQUEST:
+                conn.send(error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
+            return
+        admission = self._admission
+        if len(admission.tasks) < admission.max_concurrent and not admission.held:
+            admission.run(self._answer, (conn, msg, fn))  # admit()'s fast path, inline: every served request takes it
+            return
+        expires = None if msg.timeout_ms is None else admission.loop.time() + msg.timeout_ms / 1000  # type: ignore[union-attr]
+        admission.admit(conn, self._answer, (conn, msg, fn), expires)
+
+    async def _answer(self, slot: Slot, conn: ClientConnection, msg: Message, fn: Handler) -> None:
+        """Run a served request's handler and write its answer (or its failure)."""
+        try:
+            try:
+                if _is_async_function(fn):
+                    result = await fn(msg)
+                else:
+                    result = await asyncio.get_running_loop().run_in_executor(None, fn, msg)
+                    if inspect.isawaitable(result):
+                        result = await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+                result, failure = None, exc
+            else:
+                failure = None
+            if msg.message_type is not MessageType.REQUEST or conn is not self._admission.current() or not conn.is_open:
+                return
+            if failure is None:
+                try:
+                    conn.write(conn.frame_body(encode_response(msg, result, legacy=conn.legacy)))
+                    return
+                except Exception as exc:  # the result cannot be encoded (NaN, an object...)
+                    failure = exc
+            info = error_info_from_exception(failure, include_stack=self.expose_stacks)
+            error = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
+            conn.send(error)
+        finally:
+            self._admission.finished(slot)
