@@ -17,20 +17,26 @@
  * Callers that have to wait share one FIFO queue; idle members and newly
  * opened connections are handed to its head (a waiting lease takes the
  * member together with every other waiting lease). A connection that fails
- * to open rejects the oldest waiter with not_connected instead of leaving
- * it to hang until its timeout, so a dead server is reported at once.
+ * to open rejects the waiter it was opened for with not_connected instead
+ * of leaving it to hang until its timeout, so a dead server is reported at
+ * once.
  *
  * Members never reconnect by themselves (`reconnect: false`): a member whose
  * connection drops is destroyed and, while the pool is below
  * `minConnections`, replaced in the background with backoff.
+ *
+ * Who gets which member, and when a connection is opened or closed, is
+ * decided by planPool() (pool_plan.js, as httpcore's pool does) and applied
+ * by PoolCore (pool_core.js), which does the I/O; this module is the public
+ * API. Mirrors ipc_client/pool.py.
  */
 
-const { EventEmitter } = require('node:events');
-const { IPCClient } = require('./client');
 const { parseOptions, refuseQueuePath } = require('./options');
 const { toNumber } = require('./legacy_options');
-const { backoffDelay } = require('./backoff');
-const { NotConnectedError, RequestTimeoutError } = require('./errors');
+const { NotConnectedError } = require('./errors');
+const { PoolCore } = require('./pool_core');
+const { pickIdle, pickShared } = require('./pool_plan');
+const { sumMetrics } = require('./pool_metrics');
 
 /** Pool defaults (§7); milliseconds. */
 const POOL_DEFAULTS = Object.freeze({
@@ -44,9 +50,6 @@ const POOL_DEFAULTS = Object.freeze({
 /** Backoff of background replacement when the client options give none. */
 const REFILL_DELAY_MS = 500;
 const REFILL_DELAY_MAX_MS = 30_000;
-
-/** Metrics that are current values, not counters: a destroyed member's no longer count. */
-const CURRENT_METRICS = new Set(['activeConnections', 'queued', 'queuedBytes']);
 
 /**
  * Checks a pool option.
@@ -64,63 +67,13 @@ function checkPoolOption(name, value, { min, integer = false, infinite = false }
 }
 
 /**
- * The error of a 'disconnected' event: the event passes the error (§2), or
- * an object holding it.
- * @param {unknown} arg
- * @returns {Error|null}
- * @private
- */
-function lostError(arg) {
-  if (arg instanceof Error) return arg;
-  return arg !== null && typeof arg === 'object' && arg.error instanceof Error ? arg.error : null;
-}
-
-/**
- * Sums the KPIs of several clients (§2), recomputing rates and averages
- * from the sums rather than adding them up.
- * @param {object[]} parts getMetrics() results.
- * @returns {object}
- * @private
- */
-function sumMetrics(parts) {
-  const out = {};
-  for (const part of parts) {
-    for (const [key, value] of Object.entries(part)) {
-      if (typeof value === 'number' && Number.isFinite(value)) out[key] = (out[key] ?? 0) + value;
-    }
-  }
-  const ratio = (num, den) => (den > 0 ? num / den : 1);
-  if ('connectionSuccessRate' in out) out.connectionSuccessRate = ratio(out.connectionSuccesses ?? 0, out.connectionAttempts ?? 0);
-  if ('messageDeliveryRate' in out) {
-    const delivered = out.messagesDelivered ?? 0;
-    out.messageDeliveryRate = ratio(delivered, delivered + (out.messagesFailed ?? 0));
-  }
-  const weighted = (avgKey, weightKey) => {
-    if (!(avgKey in out)) return;
-    let total = 0;
-    let weight = 0;
-    for (const part of parts) {
-      const w = typeof part[weightKey] === 'number' ? part[weightKey] : 0;
-      if (typeof part[avgKey] === 'number' && w > 0) {
-        total += part[avgKey] * w;
-        weight += w;
-      }
-    }
-    out[avgKey] = weight > 0 ? total / weight : 0;
-  };
-  weighted('averageReconnectionTimeMs', 'reconnections');
-  weighted('averageConnectionDurationMs', 'connectionSuccesses');
-  return out;
-}
-
-/**
  * A pool of connections to one server.
  *
  * Events: 'created' ({client}), 'destroyed' ({client, reason}),
  * 'connection_lost' ({client, error}) when a member's connection dropped,
  * 'error' (err, only when listened to) when a background replacement fails.
  */
-class ConnectionPool extends EventEmitter {
+class ConnectionPool extends PoolCore {
   /**
    * @param {string} appId the application of every member.
    * @param {object} [options] `minConnections` (1), `maxConnections` (10),
@@ -133,7 +86,6 @@ class ConnectionPool extends EventEmitter {
    * @throws {TypeError|RangeError} bad options (checked here, not at the first connection).
    */
   constructor(appId, options = {}) {
-    super();
     if (typeof appId !== 'string' || appId.length === 0) throw new TypeError('appId must be a non-empty string');
     refuseQueuePath('ConnectionPool', options);
     const merged = { ...POOL_DEFAULTS };
@@ -149,30 +101,15 @@ class ConnectionPool extends EventEmitter {
     checkPoolOption('idleTimeout', merged.idleTimeout, { min: 1, infinite: true });
     checkPoolOption('leaseThreshold', merged.leaseThreshold, { min: 1, integer: true, infinite: true });
     if (merged.minConnections > merged.maxConnections) throw new RangeError('option minConnections must be <= maxConnections');
-    this.appId = appId;
-    this.minConnections = merged.minConnections;
-    this.maxConnections = merged.maxConnections;
-    this.acquireTimeout = merged.acquireTimeout;
-    this.idleTimeout = merged.idleTimeout;
-    this.leaseThreshold = merged.leaseThreshold;
-    this._clientOptions = Object.freeze({ ...clientOptions, reconnect: false, waitOnFirstConnect: false });
-    const parsed = parseOptions(this._clientOptions); // a bad value fails here, not at the first connection
-    this.host = parsed.host;
-    this.port = parsed.port;
-    this._refillDelay = parsed.initialDelay ?? parsed.reconnectDelay ?? REFILL_DELAY_MS;
-    this._refillDelayMax = Math.max(this._refillDelay, parsed.maxDelay ?? parsed.reconnectDelayMax ?? REFILL_DELAY_MAX_MS);
-    this._members = new Map(); // client -> {client, inUse, shared, idleTimer}
-    this._idle = []; // members neither acquired nor leased, most recently used last
-    this._waiters = []; // acquire() and lease() calls waiting, oldest first
-    this._opening = 0;
-    this._openingClients = new Set(); // so close() can stop their handshakes
-    this._started = false;
-    this._closed = false;
-    this._refillTimer = null;
-    this._refillAttempt = 0;
-    this._retired = []; // final metrics of destroyed members, so counters survive them
-    this.totalCreated = 0;
-    this.totalDestroyed = 0;
+    const clientOptionsFrozen = Object.freeze({ ...clientOptions, reconnect: false, waitOnFirstConnect: false });
+    const parsed = parseOptions(clientOptionsFrozen); // a bad value fails here, not at the first connection
+    const refillDelay = parsed.initialDelay ?? parsed.reconnectDelay ?? REFILL_DELAY_MS;
+    super(appId, merged, clientOptionsFrozen, {
+      host: parsed.host,
+      port: parsed.port,
+      refillDelay,
+      refillDelayMax: Math.max(refillDelay, parsed.maxDelay ?? parsed.reconnectDelayMax ?? REFILL_DELAY_MAX_MS)
+    });
   }
 
   /** Whether close() was called. */
@@ -200,6 +137,7 @@ class ConnectionPool extends EventEmitter {
     }
   }
 
+
   /**
    * Lends a connected client: an idle one, else a new one while below
    * `maxConnections`, else the next one released (first come, first served).
@@ -211,8 +149,11 @@ class ConnectionPool extends EventEmitter {
   acquire({ timeout = this.acquireTimeout } = {}) {
     if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
     if (this._waiters.length === 0) {
-      const member = this._takeIdle();
-      if (member !== null) return Promise.resolve(this._lend(member));
+      const member = pickIdle(this._members); // nobody waits: no plan needed
+      if (member !== null) {
+        this._take(member, false);
+        return Promise.resolve(member.client);
+      }
     }
     return this._wait(false, timeout).then((member) => member.client);
   }
@@ -226,14 +167,10 @@ class ConnectionPool extends EventEmitter {
    * @returns {boolean} whether the pool took it back.
    */
   release(client) {
-    const member = this._members.get(client);
-    if (member === undefined || !member.inUse) return false;
-    member.inUse = false;
-    if (!client.connected) {
-      this._destroy(member, new NotConnectedError('released while not connected'));
-      return true;
-    }
-    this._recycle(member);
+    const member = this._find(client);
+    if (member === null || !member.leased) return false;
+    member.leased = false;
+    this._free(member);
     return true;
   }
 
@@ -292,7 +229,7 @@ class ConnectionPool extends EventEmitter {
     if (this._closed) return { healthy: false, latencyMs: null, error: 'not_connected' };
     const start = performance.now();
     let client = null;
-    for (const member of this._members.values()) {
+    for (const member of this._members) {
       if (member.client.connected) {
         client = member.client;
         break;
@@ -332,7 +269,7 @@ class ConnectionPool extends EventEmitter {
       clearTimeout(w.timer);
       w.reject(new NotConnectedError('the pool is closed'));
     }
-    const members = [...this._members.values()];
+    const members = [...this._members];
     const opening = [...this._openingClients].map((client) => client.disconnect().catch(() => {}));
     await Promise.all([...opening, ...members.map((m) => this._destroy(m, new NotConnectedError('the pool is closed')))]);
   }
@@ -346,10 +283,12 @@ class ConnectionPool extends EventEmitter {
    * @returns {{total: number, available: number, inUse: number, pending: number, totalCreated: number, totalDestroyed: number}}
    */
   stats() {
+    let available = 0;
+    for (const m of this._members) if (!m.leased && m.shared === 0) available++;
     return {
       total: this._members.size,
-      available: this._idle.length,
-      inUse: this._members.size - this._idle.length,
+      available,
+      inUse: this._members.size - available,
       pending: this._waiters.length,
       totalCreated: this.totalCreated,
       totalDestroyed: this.totalDestroyed
@@ -364,105 +303,31 @@ class ConnectionPool extends EventEmitter {
    */
   getMetrics() {
     const live = [];
-    for (const { client } of this._members.values()) {
+    for (const { client } of this._members) {
       if (typeof client.getMetrics === 'function') live.push(client.getMetrics());
     }
-    if (live.length === 0 && this._retired.length === 0) return null;
-    return sumMetrics([...this._retired, ...live]);
-  }
-
-  // ---------------------------------------------------------------- internals
-
-  /**
-   * Free slots: connections that may still be opened.
-   * @returns {number}
-   * @private
-   */
-  _capacity() {
-    return this.maxConnections - this._members.size - this._opening;
+    if (this._retired !== null) live.unshift(this._retired);
+    return live.length === 0 ? null : sumMetrics(live);
   }
 
   /**
-   * The most recently released idle member that is still connected.
-   * @returns {object|null}
-   * @private
-   */
-  _takeIdle() {
-    while (this._idle.length > 0) {
-      const member = this._idle.pop();
-      clearTimeout(member.idleTimer);
-      member.idleTimer = null;
-      if (member.client.connected) return member;
-      this._destroy(member, new NotConnectedError('idle connection found closed'));
-    }
-    return null;
-  }
-
-  /**
-   * Queues an acquire() (`shared` false) or lease() (`shared` true) until a
-   * member is handed over, rejecting with timeout after `timeout` ms.
-   * @param {boolean} shared
-   * @param {number} timeout
-   * @returns {Promise<object>} the member, already marked in use or shared.
-   * @private
-   */
-  _wait(shared, timeout) {
-    return new Promise((resolve, reject) => {
-      const waiter = { shared, resolve, reject, timer: null };
-      if (timeout !== Infinity) {
-        waiter.timer = setTimeout(() => {
-          const i = this._waiters.indexOf(waiter);
-          if (i !== -1) this._waiters.splice(i, 1);
-          reject(new RequestTimeoutError(`no pooled connection to ${this.host}:${this.port} within ${timeout} ms`));
-        }, Math.max(0, timeout));
-      }
-      this._waiters.push(waiter);
-      this._pump();
-    });
-  }
-
-  /**
-   * A member for one more lease() call, counted as shared.
+   * A member for one more lease() call, counted as shared: the busiest
+   * below `leaseThreshold` keeps calls on few connections, so extra members
+   * only open (and then age out) under real load.
    * @param {number} timeout
    * @returns {Promise<object>}
    * @private
    */
   _share(timeout) {
     if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
-    const member = this._pickShared();
-    if (member === null) return this._wait(true, timeout);
-    member.shared++;
-    return Promise.resolve(member);
-  }
-
-  /**
-   * The member a lease should use now, or null when none is usable: the
-   * busiest-below-threshold rule keeps calls on few connections, so extra
-   * members only open (and then age out) under real load.
-   * @returns {object|null}
-   * @private
-   */
-  _pickShared() {
-    let best = null;
-    for (const member of this._members.values()) {
-      if (member.inUse || member.shared === 0 || !member.client.connected) continue;
-      if (best === null || member.shared < best.shared) best = member;
+    if (this._waiters.length === 0) {
+      const [member] = pickShared(this._members, this.leaseThreshold); // nobody waits: no plan needed
+      if (member !== null) {
+        this._take(member, true);
+        return Promise.resolve(member);
+      }
     }
-    if (best !== null && best.shared < this.leaseThreshold) return best;
-    const idle = this._takeIdle();
-    if (idle !== null) return idle;
-    if (best !== null) this._grow();
-    return best;
-  }
-
-  /**
-   * Opens one more member in the background, while below `maxConnections`
-   * and none is already opening; later leases pick it up once connected.
-   * @private
-   */
-  _grow() {
-    if (this._opening > 0 || this._capacity() <= 0) return;
-    this._spawnOpen().catch(() => {}); // the failure went to a waiter or to 'error'
+    return this._wait(true, timeout);
   }
 
   /**
@@ -472,249 +337,7 @@ class ConnectionPool extends EventEmitter {
    */
   _unshare(member) {
     member.shared--;
-    if (member.shared > 0 || member.inUse || !this._members.has(member.client)) return;
-    if (!member.client.connected) {
-      this._destroy(member, new NotConnectedError('lease ended while not connected'));
-      return;
-    }
-    this._recycle(member);
-  }
-
-  /**
-   * Marks a member lent out.
-   * @param {object} member
-   * @returns {IPCClient}
-   * @private
-   */
-  _lend(member) {
-    member.inUse = true;
-    return member.client;
-  }
-
-  /**
-   * Serves waiters: idle members first, then new connections while there
-   * is room, one per waiter not already covered by a connection opening.
-   * @private
-   */
-  _pump() {
-    while (this._waiters.length > 0) {
-      const member = this._takeIdle();
-      if (member === null) break;
-      this._offer(member);
-    }
-    let uncovered = this._membersWanted() - this._opening;
-    while (uncovered > 0 && this._capacity() > 0) {
-      this._spawnOpen().catch(() => {}); // the failure went to a waiter or to 'error'
-      uncovered--;
-    }
-  }
-
-  /**
-   * Members the waiters need: one per acquire(), one for all the leases.
-   * @returns {number}
-   * @private
-   */
-  _membersWanted() {
-    let exclusive = 0;
-    let leases = 0;
-    for (const waiter of this._waiters) {
-      if (waiter.shared) leases = 1;
-      else exclusive++;
-    }
-    return exclusive + leases;
-  }
-
-  /**
-   * Gives a member to a waiter: lent out to an acquire(), shared with a lease().
-   * @param {object} waiter
-   * @param {object} member
-   * @private
-   */
-  _handTo(waiter, member) {
-    clearTimeout(waiter.timer);
-    if (waiter.shared) member.shared++;
-    else member.inUse = true;
-    waiter.resolve(member);
-  }
-
-  /**
-   * Hands a free member to the oldest waiter. When that is a lease, every
-   * waiting lease shares the member: none of them needs it alone.
-   * @param {object} member
-   * @returns {boolean} false when nobody waits.
-   * @private
-   */
-  _offer(member) {
-    const head = this._waiters[0];
-    if (head === undefined) return false;
-    if (!head.shared) {
-      this._handTo(this._waiters.shift(), member);
-      return true;
-    }
-    const leases = this._waiters.filter((w) => w.shared);
-    this._waiters = this._waiters.filter((w) => !w.shared);
-    for (const waiter of leases) this._handTo(waiter, member);
-    return true;
-  }
-
-  /**
-   * A member is free: the oldest waiter gets it, else it goes idle (and is
-   * closed after `idleTimeout` while the pool is above `minConnections`).
-   * @param {object} member
-   * @private
-   */
-  _recycle(member) {
-    if (this._offer(member)) return;
-    this._idle.push(member);
-    this._armIdle(member);
-  }
-
-  /**
-   * Starts the idle timer of an idle member.
-   * @param {object} member
-   * @private
-   */
-  _armIdle(member) {
-    if (this.idleTimeout === Infinity) return;
-    member.idleTimer = setTimeout(() => {
-      member.idleTimer = null;
-      if (member.inUse || member.shared > 0 || !this._members.has(member.client)) return;
-      if (this._members.size > this.minConnections) {
-        this._destroy(member, new NotConnectedError('idle timeout'));
-      } else {
-        this._armIdle(member);
-      }
-    }, this.idleTimeout);
-    member.idleTimer.unref();
-  }
-
-  /**
-   * Opens one connection and hands it on (to a waiter, or idle). A failure
-   * rejects the oldest waiter, so nobody waits on a connection that will
-   * never come; with nobody waiting it schedules a background retry.
-   * @returns {Promise<void>} rejects with the NotConnectedError.
-   * @private
-   */
-  async _spawnOpen() {
-    this._opening++;
-    const client = new IPCClient(this.appId, this._clientOptions);
-    this._openingClients.add(client);
-    try {
-      await client.connect();
-    } catch (err) {
-      this._opening--;
-      this._openingClients.delete(client);
-      const error =
-        err instanceof NotConnectedError
-          ? err
-          : new NotConnectedError(`could not connect to ${this.host}:${this.port}`, { cause: err });
-      this._onOpenFailed(error);
-      throw error;
-    }
-    this._opening--;
-    this._openingClients.delete(client);
-    if (this._closed) {
-      await client.disconnect();
-      throw new NotConnectedError('the pool is closed');
-    }
-    const member = { client, inUse: false, shared: 0, idleTimer: null };
-    this._members.set(client, member);
-    this.totalCreated++;
-    this._refillAttempt = 0;
-    client.on('disconnected', (arg) => this._onLost(member, lostError(arg)));
-    this.emit('created', { client });
-    this._recycle(member);
-    this._pump();
-  }
-
-  /**
-   * After a failed open: the oldest waiter fails now (with every waiting
-   * lease when it is one: they were all counting on that connection), the
-   * others get a new attempt; below `minConnections` a retry is scheduled.
-   * @param {NotConnectedError} error
-   * @private
-   */
-  _onOpenFailed(error) {
-    if (this._closed) return;
-    const head = this._waiters[0];
-    if (head !== undefined) {
-      const failed = head.shared ? this._waiters.filter((w) => w.shared) : [head];
-      this._waiters = this._waiters.filter((w) => !failed.includes(w));
-      for (const waiter of failed) {
-        clearTimeout(waiter.timer);
-        waiter.reject(error);
-      }
-      this._pump();
-    } else if (this.listenerCount('error') > 0) {
-      this.emit('error', error);
-    }
-    this._scheduleRefill();
-  }
-
-  /**
-   * A member's connection dropped: destroy it and refill.
-   * @param {object} member
-   * @param {Error|null} error
-   * @private
-   */
-  _onLost(member, error) {
-    if (!this._members.has(member.client)) return; // destroyed by the pool itself
-    this.emit('connection_lost', { client: member.client, error });
-    this._destroy(member, error);
-  }
-
-  /**
-   * Removes a member, closes its client, and replaces it when the pool is
-   * below `minConnections` or has waiters.
-   * @param {object} member
-   * @param {Error|null} reason
-   * @returns {Promise<void>}
-   * @private
-   */
-  _destroy(member, reason) {
-    if (!this._members.delete(member.client)) return Promise.resolve();
-    clearTimeout(member.idleTimer);
-    const i = this._idle.indexOf(member);
-    if (i !== -1) this._idle.splice(i, 1);
-    this.totalDestroyed++;
-    if (typeof member.client.getMetrics === 'function') {
-      const final = { ...member.client.getMetrics() };
-      for (const key of CURRENT_METRICS) delete final[key];
-      this._retired = [sumMetrics([...this._retired, final])]; // folded: one entry, however many members died
-    }
-    this.emit('destroyed', { client: member.client, reason });
-    const done = member.client.disconnect().catch(() => {});
-    if (!this._closed) {
-      this._pump();
-      this._refill();
-    }
-    return done;
-  }
-
-  /**
-   * Opens connections up to `minConnections` (once started).
-   * @private
-   */
-  _refill() {
-    if (!this._started || this._closed || this._refillTimer !== null) return;
-    let missing = this.minConnections - this._members.size - this._opening;
-    while (missing-- > 0) this._spawnOpen().catch(() => {});
-  }
-
-  /**
-   * Retries _refill() after a backoff delay.
-   * @private
-   */
-  _scheduleRefill() {
-    if (!this._started || this._closed || this._refillTimer !== null) return;
-    if (this._members.size + this._opening >= this.minConnections) return;
-    const attempt = ++this._refillAttempt;
-    const delay = backoffDelay(attempt, { initial: this._refillDelay, max: this._refillDelayMax, jitter: 0.5 });
-    this._refillTimer = setTimeout(() => {
-      this._refillTimer = null;
-      this._refill();
-    }, delay);
-    this._refillTimer.unref();
+    if (member.shared === 0 && !member.leased && this._members.has(member)) this._free(member);
   }
 }
 

@@ -1,0 +1,300 @@
+'use strict';
+
+/**
+ * The connection pool's state and I/O (docs/resilience.md §7).
+ *
+ * PoolCore keeps the members and the FIFO queue of waiting callers, asks
+ * planPool() (pool_plan.js) what to do whenever they change, and does it:
+ * hands members over, rejects waiters, opens connections, closes dead and
+ * idle members, and brings the pool back to `minConnections` with backoff.
+ * Timers only wake it up; what is due is the plan's decision. ConnectionPool
+ * (pool.js) puts the public API on top. Mirrors ipc_client/pool_core.py.
+ */
+
+const { EventEmitter } = require('node:events');
+const { IPCClient } = require('./client');
+const { backoffDelay } = require('./backoff');
+const { NotConnectedError, RequestTimeoutError } = require('./errors');
+const { planPool, DEAD, OPEN_FAILED } = require('./pool_plan');
+const { foldRetired } = require('./pool_metrics');
+
+/**
+ * The error of a 'disconnected' event: the event passes the error (§2), or
+ * an object holding it.
+ * @param {unknown} arg
+ * @returns {Error|null}
+ * @private
+ */
+function lostError(arg) {
+  if (arg instanceof Error) return arg;
+  return arg !== null && typeof arg === 'object' && arg.error instanceof Error ? arg.error : null;
+}
+
+/** One pooled client and its use, as planPool() reads it. */
+class Member {
+  constructor(client, now) {
+    this.client = client;
+    this.leased = false; // held by acquire()
+    this.shared = 0; // lease() calls in flight
+    this.idleSince = now;
+    this.idleTimer = null;
+  }
+
+  get usable() {
+    return this.client.connected;
+  }
+}
+
+/**
+ * Members, waiters and the plan applied to them.
+ *
+ * Events: 'created' ({client}), 'destroyed' ({client, reason}),
+ * 'connection_lost' ({client, error}) when a member's connection dropped,
+ * 'error' (err, only when listened to) when an open nobody waited for fails.
+ */
+class PoolCore extends EventEmitter {
+  /**
+   * @param {string} appId
+   * @param {{minConnections: number, maxConnections: number, acquireTimeout: number,
+   *   idleTimeout: number, leaseThreshold: number}} limits checked by the caller.
+   * @param {object} clientOptions every member's IPCClient options.
+   * @param {{host: string, port: number, refillDelay: number, refillDelayMax: number}} where
+   */
+  constructor(appId, limits, clientOptions, { host, port, refillDelay, refillDelayMax }) {
+    super();
+    this.appId = appId;
+    this.minConnections = limits.minConnections;
+    this.maxConnections = limits.maxConnections;
+    this.acquireTimeout = limits.acquireTimeout;
+    this.idleTimeout = limits.idleTimeout;
+    this.leaseThreshold = limits.leaseThreshold;
+    this.host = host;
+    this.port = port;
+    this._settings = Object.freeze({ ...limits, leaseGrowth: 'background' });
+    this._clientOptions = clientOptions;
+    this._refillDelay = refillDelay;
+    this._refillDelayMax = refillDelayMax;
+    this._members = new Set(); // Member
+    this._waiters = []; // acquire() and lease() calls waiting, oldest first
+    this._opening = 0;
+    this._openingClients = new Set(); // so close() can stop their handshakes
+    this._started = false;
+    this._closed = false;
+    this._refillTimer = null;
+    this._refillAttempt = 0;
+    this._retired = null; // final metrics of destroyed members, folded into one
+    this.totalCreated = 0;
+    this.totalDestroyed = 0;
+  }
+
+  /**
+   * The member of a client this pool holds, or null.
+   * @param {IPCClient} client
+   * @returns {Member|null}
+   * @private
+   */
+  _find(client) {
+    for (const m of this._members) if (m.client === client) return m;
+    return null;
+  }
+
+  /**
+   * Marks a member lent out (`shared` false) or shared with one more lease.
+   * @private
+   */
+  _take(member, shared) {
+    clearTimeout(member.idleTimer);
+    member.idleTimer = null;
+    if (shared) member.shared++;
+    else member.leased = true;
+  }
+
+  /**
+   * Queues an acquire() (`shared` false) or lease() (`shared` true) and
+   * plans; resolves with the member already taken for the caller.
+   * @param {boolean} shared
+   * @param {number} timeout ms; Infinity waits for ever.
+   * @returns {Promise<Member>}
+   * @private
+   */
+  _wait(shared, timeout) {
+    return new Promise((resolve, reject) => {
+      const waiter = { shared, deadline: performance.now() + timeout, timeout, resolve, reject, timer: null };
+      this._waiters.push(waiter);
+      if (timeout !== Infinity) {
+        // The plan fails it once due; the timer only wakes the pool up.
+        waiter.timer = setTimeout(() => this._settle(null, Math.max(performance.now(), waiter.deadline)), Math.max(0, timeout));
+      }
+      this._settle();
+    });
+  }
+
+  /**
+   * Plans on the pool's state and applies the plan.
+   * @param {NotConnectedError|null} [failure] an open that failed, for the waiter it was for.
+   * @param {number} [now]
+   * @private
+   */
+  _settle(failure = null, now = performance.now()) {
+    if (this._closed) return;
+    const plan = planPool(this._members, this._waiters, this._settings, now, {
+      opening: this._opening,
+      failedOpens: failure === null ? 0 : 1
+    });
+    for (const [member, reason] of plan.close) {
+      this._destroy(member, new NotConnectedError(reason === DEAD ? 'connection found closed' : 'idle timeout'));
+    }
+    if (plan.fail.length > 0 || plan.assign.length > 0) {
+      const done = new Set();
+      for (const [waiter, reason] of plan.fail) {
+        done.add(waiter);
+        clearTimeout(waiter.timer);
+        waiter.reject(
+          reason === OPEN_FAILED
+            ? failure
+            : new RequestTimeoutError(`no pooled connection to ${this.host}:${this.port} within ${waiter.timeout} ms`)
+        );
+      }
+      for (const [member, waiter] of plan.assign) {
+        done.add(waiter);
+        clearTimeout(waiter.timer);
+        this._take(member, waiter.shared);
+        waiter.resolve(member);
+      }
+      this._waiters = this._waiters.filter((w) => !done.has(w));
+    }
+    for (let i = 0; i < plan.open; i++) this._spawnOpen().catch(() => {}); // the failure went to a waiter or to 'error'
+    if (plan.unclaimed > 0 && this.listenerCount('error') > 0) this.emit('error', failure);
+    if (plan.refill > 0) this._refill();
+  }
+
+  /**
+   * A member is free: the plan hands it on; else it goes idle (and is
+   * closed after `idleTimeout` while the pool is above `minConnections`).
+   * @param {Member} member
+   * @private
+   */
+  _free(member) {
+    member.idleSince = performance.now();
+    this._settle();
+    this._armIdle(member);
+  }
+
+  /**
+   * Wakes the pool when an idle member's `idleTimeout` is up.
+   * @param {Member} member
+   * @private
+   */
+  _armIdle(member) {
+    if (this.idleTimeout === Infinity || member.idleTimer !== null) return;
+    if (!this._members.has(member) || member.leased || member.shared > 0) return;
+    let left = member.idleSince + this.idleTimeout - performance.now();
+    if (left <= 0) left = this.idleTimeout; // kept at minConnections: look again later
+    member.idleTimer = setTimeout(() => {
+      member.idleTimer = null;
+      this._settle();
+      this._armIdle(member);
+    }, Math.ceil(left));
+    member.idleTimer.unref();
+  }
+
+  /**
+   * Opens one connection and frees it (to a waiter, or idle). A failure
+   * goes to the plan, which rejects the waiter it was for; below
+   * `minConnections` a retry is scheduled.
+   * @returns {Promise<void>} rejects with the NotConnectedError.
+   * @private
+   */
+  async _spawnOpen() {
+    this._opening++;
+    const client = new IPCClient(this.appId, this._clientOptions);
+    this._openingClients.add(client);
+    try {
+      await client.connect();
+    } catch (err) {
+      this._opening--;
+      this._openingClients.delete(client);
+      const error =
+        err instanceof NotConnectedError
+          ? err
+          : new NotConnectedError(`could not connect to ${this.host}:${this.port}`, { cause: err });
+      if (!this._closed) {
+        this._scheduleRefill(); // first, so the plan's refill waits for the backoff
+        this._settle(error);
+      }
+      throw error;
+    }
+    this._opening--;
+    this._openingClients.delete(client);
+    if (this._closed) {
+      await client.disconnect();
+      throw new NotConnectedError('the pool is closed');
+    }
+    const member = new Member(client, performance.now());
+    this._members.add(member);
+    this.totalCreated++;
+    this._refillAttempt = 0;
+    client.on('disconnected', (arg) => this._onLost(member, lostError(arg)));
+    this.emit('created', { client });
+    this._free(member);
+  }
+
+  /**
+   * A member's connection dropped: destroy it (even while in use: its calls
+   * fail connection_lost) and let the plan replace it.
+   * @param {Member} member
+   * @param {Error|null} error
+   * @private
+   */
+  _onLost(member, error) {
+    if (!this._members.has(member)) return; // destroyed by the pool itself
+    this.emit('connection_lost', { client: member.client, error });
+    this._destroy(member, error);
+    this._settle();
+  }
+
+  /**
+   * Removes a member and closes its client; its counters are kept.
+   * @param {Member} member
+   * @param {Error|null} reason
+   * @returns {Promise<void>}
+   * @private
+   */
+  _destroy(member, reason) {
+    if (!this._members.delete(member)) return Promise.resolve();
+    clearTimeout(member.idleTimer);
+    member.idleTimer = null;
+    this.totalDestroyed++;
+    if (typeof member.client.getMetrics === 'function') this._retired = foldRetired(this._retired, member.client.getMetrics());
+    this.emit('destroyed', { client: member.client, reason });
+    return member.client.disconnect().catch(() => {});
+  }
+
+  /**
+   * Opens connections up to `minConnections` (once started).
+   * @private
+   */
+  _refill() {
+    if (!this._started || this._closed || this._refillTimer !== null) return;
+    let missing = this.minConnections - this._members.size - this._opening;
+    while (missing-- > 0) this._spawnOpen().catch(() => {});
+  }
+
+  /**
+   * Retries _refill() after a backoff delay.
+   * @private
+   */
+  _scheduleRefill() {
+    if (!this._started || this._closed || this._refillTimer !== null) return;
+    if (this._members.size + this._opening >= this.minConnections) return;
+    const attempt = ++this._refillAttempt;
+    const delay = backoffDelay(attempt, { initial: this._refillDelay, max: this._refillDelayMax, jitter: 0.5 });
+    this._refillTimer = setTimeout(() => {
+      this._refillTimer = null;
+      this._refill();
+    }, delay);
+    this._refillTimer.unref();
+  }
+}
+
+module.exports = { PoolCore, Member };

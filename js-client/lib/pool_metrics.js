@@ -1,0 +1,63 @@
+'use strict';
+
+/**
+ * A pool's KPIs: its members' getMetrics() summed (docs/resilience.md §2).
+ * Counters of destroyed members are kept, so a pool's totals do not drop
+ * when a connection is replaced; rates and averages are recomputed from the
+ * sums, since adding up rates means nothing. Mirrors ipc_client/pool_metrics.py.
+ */
+
+/** Metrics that are current values, not counters: a destroyed member's no longer count. */
+const CURRENT_METRICS = new Set(['activeConnections', 'queued', 'queuedBytes']);
+
+/**
+ * Sums the KPIs of several clients (§2), recomputing rates and averages
+ * from the sums rather than adding them up.
+ * @param {object[]} parts getMetrics() results.
+ * @returns {object}
+ */
+function sumMetrics(parts) {
+  const out = {};
+  for (const part of parts) {
+    for (const [key, value] of Object.entries(part)) {
+      if (typeof value === 'number' && Number.isFinite(value)) out[key] = (out[key] ?? 0) + value;
+    }
+  }
+  const ratio = (num, den) => (den > 0 ? num / den : 1);
+  if ('connectionSuccessRate' in out) out.connectionSuccessRate = ratio(out.connectionSuccesses ?? 0, out.connectionAttempts ?? 0);
+  if ('messageDeliveryRate' in out) {
+    const delivered = out.messagesDelivered ?? 0;
+    out.messageDeliveryRate = ratio(delivered, delivered + (out.messagesFailed ?? 0));
+  }
+  const weighted = (avgKey, weightKey) => {
+    if (!(avgKey in out)) return;
+    let total = 0;
+    let weight = 0;
+    for (const part of parts) {
+      const w = typeof part[weightKey] === 'number' ? part[weightKey] : 0;
+      if (typeof part[avgKey] === 'number' && w > 0) {
+        total += part[avgKey] * w;
+        weight += w;
+      }
+    }
+    out[avgKey] = weight > 0 ? total / weight : 0;
+  };
+  weighted('averageReconnectionTimeMs', 'reconnections');
+  weighted('averageConnectionDurationMs', 'connectionSuccesses');
+  return out;
+}
+
+/**
+ * Folds a destroyed member's last KPIs into the retired sum: one object,
+ * however many members died.
+ * @param {object|null} retired the sum so far, null for none.
+ * @param {object} final the member's getMetrics().
+ * @returns {object}
+ */
+function foldRetired(retired, final) {
+  const counters = { ...final };
+  for (const key of CURRENT_METRICS) delete counters[key];
+  return sumMetrics(retired === null ? [counters] : [retired, counters]);
+}
+
+module.exports = { sumMetrics, foldRetired };
