@@ -26,6 +26,9 @@ class Heartbeat {
     this.timeoutMs = timeoutMs;
     this.lastReceived = now;
     this.lastPingSent = null;
+    /** The round trip of the last answered heartbeat ping, ms; null before one. */
+    this.latencyMs = null;
+    this._pingSentAt = null; // the first ping still unanswered
   }
 
   /**
@@ -34,6 +37,18 @@ class Heartbeat {
    */
   received(now) {
     this.lastReceived = now;
+  }
+
+  /**
+   * The pong of a heartbeat ping arrived (it is also a frame received).
+   * @param {number} now
+   */
+  pongReceived(now) {
+    this.lastReceived = now;
+    if (this._pingSentAt !== null) {
+      this.latencyMs = now - this._pingSentAt;
+      this._pingSentAt = null;
+    }
   }
 
   /**
@@ -49,6 +64,7 @@ class Heartbeat {
       (this.lastPingSent === null || this.lastPingSent < this.lastReceived || now - this.lastPingSent >= this.intervalMs)
     ) {
       this.lastPingSent = now;
+      if (this._pingSentAt === null) this._pingSentAt = now;
       return HeartbeatAction.PING;
     }
     return HeartbeatAction.NONE;

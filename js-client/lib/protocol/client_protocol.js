@@ -1,0 +1,215 @@
+'use strict';
+
+/**
+ * The client's side of one protocol connection, sans-I/O: the handshake
+ * (docs/protocol.md §3) with version detection (§10), the frame limit it
+ * negotiates (§1), the heartbeat it enables (§9), and what a client does
+ * with frames it cannot use. The Node twin of the Python core's
+ * ClientProtocol; lib/connection.js pumps a socket through it.
+ *
+ *     const proto = new ClientProtocol({ appId, connectionId, token, maxFrameSize });
+ *     proto.connect();                   // queues the connect request
+ *     write(proto.dataToSend());
+ *     ... receiveData / receiveFrame: HandshakeAccepted (state open) or
+ *         HandshakeRefused / ProtocolViolation (the pump closes)
+ *
+ * A client reports what the server got wrong and closes; it never answers
+ * with an error frame (`sendsErrorFrames` is false): the server is not
+ * told, as before this module existed. A frame that is JSON but no valid
+ * envelope leaves the stream in sync: it is reported (InvalidMessage) and
+ * skipped, before the handshake as after it.
+ */
+
+const { CLIENT_NAME, PROTOCOL_VERSION, SYSTEM_CHANNEL, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('../constants');
+const { buildMessage, decodeMessage } = require('../envelope');
+const { Heartbeat } = require('../heartbeat');
+const { FrameError, MessageError, errorFromWire } = require('../errors');
+const { Protocol, Event, ProtocolState } = require('./protocol');
+
+/** The heartbeat interval when the server does not advertise one (§9.3), ms. */
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
+
+/**
+ * @typedef {object} HandshakeInfo
+ * @property {string} connectionId the server's name for the connection.
+ * @property {number} protocol 2, or 1 for a legacy server (§10).
+ * @property {string|null} server the server's name/version.
+ * @property {number|null} heartbeatIntervalMs the server's advertised interval; 0 = heartbeats off, null = not advertised.
+ * @property {number|null} maxFrameSize the limit in force both ways.
+ * @property {boolean} legacy true for a version-1 server.
+ */
+
+/** The server accepted the connect: the state is `open`. */
+class HandshakeAccepted extends Event {
+  /** @param {HandshakeInfo} info */
+  constructor(info) {
+    super();
+    this.info = info;
+  }
+}
+
+/** The server refused the connect (e.g. `unauthorized`): the state is `closing`, the pump closes. */
+class HandshakeRefused extends Event {
+  /** @param {Error} error the typed error (errorFromWire). */
+  constructor(error) {
+    super();
+    this.error = error;
+  }
+}
+
+/** A frame that is JSON but no valid envelope: reported and skipped, the connection stays. */
+class InvalidMessage extends Event {
+  /** @param {Error} error the MessageError. */
+  constructor(error) {
+    super();
+    this.error = error;
+  }
+}
+
+/**
+ * One client connection's protocol state.
+ */
+class ClientProtocol extends Protocol {
+  /**
+   * @param {object} options
+   * @param {string} options.appId
+   * @param {string} options.connectionId proposed connection id.
+   * @param {string|null} [options.token]
+   * @param {number|null} [options.maxFrameSize] local cap; null: the server's value.
+   * @param {number|null} [options.heartbeatInterval] ms; null: the server's advertised one.
+   * @param {number|null} [options.heartbeatTimeout] ms; null: twice the interval.
+   */
+  constructor({ appId, connectionId, token = null, maxFrameSize = null, heartbeatInterval = null, heartbeatTimeout = null }) {
+    // §1: before the handshake, and for good against a version-1 server,
+    // the local limit if set, else the default.
+    super({ maxFrameSize: maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES });
+    this.appId = appId;
+    this.connectionId = connectionId;
+    this.token = token;
+    this.localMaxFrameSize = maxFrameSize;
+    this.heartbeatInterval = heartbeatInterval;
+    this.heartbeatTimeout = heartbeatTimeout;
+    this.sendsErrorFrames = false;
+    /** @type {HandshakeInfo|null} once open */
+    this.info = null;
+    this._connectId = null;
+  }
+
+  /**
+   * Queues the connect request (§3.1).
+   * @returns {string} its message_id.
+   */
+  connect() {
+    const hello = buildMessage('request', this.appId, SYSTEM_CHANNEL, {
+      action: 'connect',
+      connection_id: this.connectionId,
+      protocol: PROTOCOL_VERSION,
+      client: CLIENT_NAME,
+      ...(this.token != null ? { token: this.token } : {})
+    });
+    this._connectId = hello.message_id;
+    this.send(hello);
+    return hello.message_id;
+  }
+
+  /**
+   * The handshake's reply (§3.2, §3.7); a 1.1.x server answers the connect
+   * with reply_to null (§10).
+   * @param {Buffer} frame
+   * @returns {Event}
+   * @protected
+   */
+  _receiveBeforeOpen(frame) {
+    let msg;
+    try {
+      msg = decodeMessage(frame);
+    } catch (err) {
+      return this._invalidFrame(frame, err);
+    }
+    const answersConnect = msg.reply_to === null || (this._connectId !== null && msg.reply_to === this._connectId);
+    if (msg.message_type !== 'response' || !answersConnect) {
+      return this._violatedBy(new MessageError(`unexpected ${msg.message_type} frame before the handshake reply`), msg);
+    }
+    const p = msg.payload && typeof msg.payload === 'object' ? msg.payload : {};
+    const legacyError = !msg.error && p.error && typeof p.error === 'object' ? p.error : null;
+    if (msg.error || legacyError) {
+      this._move(ProtocolState.CLOSING);
+      return new HandshakeRefused(errorFromWire(msg.error || legacyError));
+    }
+    if (p.status !== 'connected') {
+      return this._violatedBy(new MessageError(`unexpected handshake reply ${JSON.stringify(p).slice(0, 200)}`), msg);
+    }
+    return new HandshakeAccepted(this._accept(p));
+  }
+
+  /**
+   * The connection is open: version, frame limit, heartbeat.
+   * @param {object} p the reply's payload.
+   * @returns {HandshakeInfo}
+   * @private
+   */
+  _accept(p) {
+    const legacy = p.protocol === undefined;
+    const advertised = Number.isInteger(p.max_frame_size) && p.max_frame_size > 0 ? p.max_frame_size : null;
+    const local = this.localMaxFrameSize;
+    const limit = advertised === null ? local ?? DEFAULT_MAX_FRAME_SIZE_BYTES : Math.min(local ?? Infinity, advertised);
+    const interval =
+      typeof p.heartbeat_interval_ms === 'number' && Number.isFinite(p.heartbeat_interval_ms) && p.heartbeat_interval_ms >= 0
+        ? p.heartbeat_interval_ms
+        : null;
+    this.legacy = legacy;
+    this.sendLimit = limit;
+    this.maxFrameSize = limit;
+    this.info = Object.freeze({
+      connectionId: typeof p.connection_id === 'string' ? p.connection_id : this.connectionId,
+      protocol: legacy ? 1 : p.protocol,
+      server: typeof p.server === 'string' ? p.server : null,
+      heartbeatIntervalMs: interval,
+      maxFrameSize: limit,
+      legacy
+    });
+    this._move(ProtocolState.OPEN);
+    this._startHeartbeat(interval);
+    return this.info;
+  }
+
+  /**
+   * Heartbeats with the server's advertised interval unless the options set
+   * one (§9.2). A version-1 server is never pinged (§10), nor a server
+   * advertising 0 (heartbeats off) unless `heartbeatInterval` is set.
+   * @param {number|null} advertised
+   * @private
+   */
+  _startHeartbeat(advertised) {
+    if (this.legacy) return;
+    if (this.heartbeatInterval === null && advertised === 0) return;
+    const interval = this.heartbeatInterval ?? advertised ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+    const timeout = this.heartbeatTimeout ?? Math.max(2 * interval, interval + 1);
+    this.heartbeat = new Heartbeat(interval, timeout, this.lastReceived ?? 0);
+  }
+
+  /**
+   * Bad JSON desynchronises nothing we could trust: a violation (§1.4). A
+   * bad envelope is the server's mistake on one message: reported, skipped.
+   * @param {Buffer} frame
+   * @param {Error} err
+   * @returns {Event}
+   * @protected
+   */
+  _invalidFrame(frame, err) {
+    if (err instanceof FrameError) return this._violatedBy(err, null);
+    return new InvalidMessage(err);
+  }
+
+  /**
+   * @param {Error} err a typed IpcError.
+   * @param {object|null} msg
+   * @returns {Event}
+   * @private
+   */
+  _violatedBy(err, msg) {
+    return this._violated(err.code, err.message, null, msg, err);
+  }
+}
+
+module.exports = { ClientProtocol, HandshakeAccepted, HandshakeRefused, InvalidMessage, DEFAULT_HEARTBEAT_INTERVAL_MS };
