@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from ipc_protocol import __version__ as _protocol_version
 from ipc_protocol.constants import (
     DEFAULT_HEARTBEAT_INTERVAL_S,
     DEFAULT_HOST,
@@ -18,9 +19,11 @@ from ipc_protocol.constants import (
     MAX_FRAME_LIMIT,
 )
 
-__all__ = ["ServerConfig", "load_config", "ENV_PREFIX", "LOOPS"]
+__all__ = ["ServerConfig", "load_config", "ENV_PREFIX", "LOOPS", "SERVER_NAME"]
 
 ENV_PREFIX = "IPC_SERVER_"
+# What the handshake's reply names as the server (§3).
+SERVER_NAME = f"ipc-bridge/{_protocol_version}"
 
 DEFAULT_MAX_CONNECTIONS = 10_000
 DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0

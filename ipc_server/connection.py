@@ -1,11 +1,14 @@
-"""One client connection: bytes in -> core -> messages to the server; messages
-out -> one coalesced write per loop iteration, except where nothing could
-join them (below).
+"""One client connection's pump: bytes in -> its ``ServerProtocol`` ->
+messages to the server; frames out -> one coalesced write per loop
+iteration, except where nothing could join them (below).
 
-The adapter owns the transport, the decoder, the outbound buffer and the
-connection's identity. It knows nothing about routing: every decoded message
-goes to ``server.dispatch``. Every write passes ``send_frame``, the one choke
-point that checks state and the slow-consumer limit (docs/protocol.md §12).
+The protocol (``ipc_protocol.server_protocol``) keeps the connection's state
+and rules: the handshake, pings, violations and their error frames. The pump
+owns the transport, the timers, the batching of writes and the flow
+control, and knows nothing about routing: it talks to the server through
+:class:`ConnectionOwner`. Every write passes ``send_frame``, the one choke
+point that checks state (in the protocol) and, once per iteration, the
+slow-consumer limit (docs/protocol.md §12).
 """
 
 from __future__ import annotations
@@ -13,64 +16,95 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from enum import Enum
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
-from ipc_protocol import (
-    ErrorCode,
-    FrameDecoder,
-    Heartbeat,
-    Message,
-    MessageType,
-    ProtocolError,
-    decode_message,
-    encode_frame,
-    encode_message,
-)
-from ipc_protocol._json import loads
-from ipc_protocol.messages import error_response
+from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType
+from ipc_protocol.protocol import MessageRefused, ProtocolState, ProtocolViolation
+from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
-if TYPE_CHECKING:
-    from .server import IPCServer
+from .config import SERVER_NAME, ServerConfig
+from .stats import ServerStats
 
-__all__ = ["ServerConnection", "ConnState"]
+__all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 
 # Frames queued in one loop iteration go out in one write, but no more than
 # this many: a peer starts on the first frames of a large batch while we
-# still encode the rest (in our measurements, ~10% more round trips/s via a
-# responder than one write per iteration, for the same CPU). 32 rather than
-# 16: a read of 64 requests in flight holds ~20, and at 16 each read's
-# answers took two writes (a quarter more system calls per round trip).
+# still encode the rest. Large enough that the answers to one read of a
+# full pipeline of requests take one write, not two.
 _FLUSH_EVERY_FRAMES = 32
+
+_ABORT_AFTER_CLOSE_S = 2.0
+_READ_BUFFER_SIZE = 256 * 1024  # asyncio's own read size
 
 log = logging.getLogger("ipc_server.connection")
 
-_ABORT_AFTER_CLOSE_S = 2.0
+# The connection's state is its protocol's (the name the server's tests know).
+ConnState = ProtocolState
+_OPEN = ProtocolState.OPEN
+_HANDSHAKE = ProtocolState.HANDSHAKE
 
 
-class ConnState(Enum):
-    HANDSHAKE = "handshake"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
+class SharedReads:
+    """What the connections of one server share about reading: the loop
+    reads one socket at a time, so they read into one buffer, and one of
+    them at a time is dispatching a read.
+
+    ``buffer``: every read lands here (asyncio's plain ``Protocol`` path
+    allocates a fresh buffer per read instead, which the allocator serves
+    with mmap: more system calls and fresh page faults on every read).
+    ``lone``: true while a read of a single frame is dispatched; what it
+    sends, to any connection, has nothing to wait for and is written at once.
+    """
+
+    __slots__ = ("buffer", "lone")
+
+    def __init__(self, size: int = _READ_BUFFER_SIZE) -> None:
+        self.buffer = memoryview(bytearray(size))
+        self.lone = False
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from its server (``IPCServer`` implements it)."""
+
+    config: ServerConfig
+    stats: ServerStats
+    reads: SharedReads
+
+    def admit(self, conn: ServerConnection) -> bool:
+        """A socket was accepted: keep it (True) or refuse it (the owner aborts it)."""
+
+    def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
+        """A valid connect: decide, then ``conn.accept(connection_id)``."""
+
+    def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
+        """Route one message of an open connection; ``body`` is its frame body."""
+
+    def connection_closed(self, conn: ServerConnection) -> None:
+        """The socket is gone: forget the connection."""
 
 
 class ServerConnection(asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
-    def __init__(self, server: IPCServer) -> None:
-        self.server = server
-        config = server.config
-        self.decoder = FrameDecoder(config.max_frame_size)
-        self.state = ConnState.HANDSHAKE
+    def __init__(self, owner: ConnectionOwner) -> None:
+        self.owner = owner
+        config = owner.config
+        self.protocol = ServerProtocol(
+            max_frame_size=config.max_frame_size,
+            token=config.token,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            server_name=SERVER_NAME,
+        )
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
+        # The handshake's outcome, copied from the protocol once open: the
+        # server reads them for every message it routes.
         self.app_id: str = ""
         self.connection_id: str = ""
         self.legacy = False
         self.client_name = ""
+        self.opened = False  # the handshake completed (routing state exists)
         self.connected_at = 0.0
-        self.heartbeat: Heartbeat | None = None
         # Requests this connection sent that are being answered (handlers or
         # forwarded); reading pauses at the limit (§12).
         self.inflight = 0
@@ -81,13 +115,19 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.awaiting: set[tuple[ServerConnection, str]] = set()
         # In-process handler calls answering this connection's requests.
         self.handler_calls: set[Any] = set()
-        self.opened = False  # the handshake completed (routing state exists)
         self.subscriptions: set[str] = set()
         self.responder_for: set[str] = set()
-        self._out: list[bytes] = []
+        self._stats = owner.stats
+        self._reads = owner.reads
+        self._dispatch = owner.dispatch
+        self._receive_data = self.protocol.receive_data
+        self._receive_frame = self.protocol.receive_frame
+        self._queue_frame = self.protocol.send_frame
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._answers_expected = False  # this read started handler tasks
         self._reading_paused = False
+        self._ended = False  # close or abort began; the transport is going
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
         self._max_out = config.max_outbound_buffer_bytes
@@ -109,87 +149,116 @@ class ServerConnection(asyncio.BufferedProtocol):
                 pass
         # The slow-consumer check is ours; let the transport buffer freely.
         transport.set_write_buffer_limits(high=2**30)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.connected_at = loop.time()
-        if not self.server._accept(self):
+        if not self.owner.admit(self):
             return
-        timeout = self.server.config.handshake_timeout_s
+        timeout = self.owner.config.handshake_timeout_s
         if timeout:
             self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
 
-    # Reads land in the server's one receive buffer (IPCServer._read_buffer);
-    # data_received copies what it keeps before the next read.
+    # Reads land in the buffer the server's connections share
+    # (SharedReads); data_received copies what it keeps before the next read.
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.server._read_buffer
+        return self._reads.buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.server._read_buffer[:nbytes])
+        self.data_received(self._reads.buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
-        if self.state is ConnState.CLOSED or self.state is ConnState.CLOSING:
+        if self._ended:
             return
-        stats = self.server.stats
+        stats = self._stats
         stats.bytes_in += len(data)
-        if self.heartbeat is not None:
-            self.heartbeat.received(self.server.loop.time())
-        try:
-            frames = self.decoder.feed(data)
-        except ProtocolError as exc:
-            self.fail(exc.code, str(exc))
+        frames = self._receive_data(data, self._loop.time())  # type: ignore[union-attr]
+        if not frames:
+            violation = self.protocol.violation
+            if violation is not None:
+                self._violated(violation)
             return
-        server = self.server
-        dispatch = server.dispatch
+        receive_frame = self._receive_frame
+        dispatch = self._dispatch
+        message_class = Message
+        reads = self._reads
         # A read of one frame: what it sends has nothing to wait for (send_frame).
-        server.lone_read = len(frames) == 1
+        reads.lone = len(frames) == 1
         try:
             for body in frames:
-                if self.state is ConnState.CLOSING:
+                if self._ended:  # failed or closed while dispatching: read no more
                     return
-                try:
-                    msg = decode_message(body)
-                except ProtocolError as exc:
-                    self.fail(exc.code, str(exc), reply_to=_peek_message_id(body))
-                    return
-                stats.messages_in += 1
-                try:
-                    dispatch(self, msg, body)
-                except Exception:  # a bug or an unencodable relay: never crash the loop
-                    log.exception("dispatching %s %s from %s failed", msg.message_type.value, msg.message_id, self.connection_id)
-                    self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=msg.message_id)
-                    return
+                item = receive_frame(body)
+                if item.__class__ is message_class:
+                    stats.messages_in += 1
+                    try:
+                        dispatch(self, item, body)  # type: ignore[arg-type]
+                    except Exception:  # a bug or an unencodable relay: never crash the loop
+                        msg = cast(Message, item)
+                        log.exception("dispatching %s %s from %s failed", msg.message_type.value, msg.message_id, self.connection_id)
+                        self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=msg.message_id)
+                        return
+                else:
+                    self._event(item)
         finally:
-            server.lone_read = False
+            reads.lone = False
         if self._answers_expected:
             self._answers_expected = False
             # The handler tasks this read started run first in the next loop
             # iteration; a flush queued behind them sends what they answered in
             # that same iteration, not one later.
             if self._flush_handle is None and self.is_open:
-                self._flush_handle = self.server.loop.call_soon(self._flush)
+                self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+
+    def _event(self, event: Any) -> None:
+        """What the protocol reports besides ordinary messages (rare)."""
+        if getattr(event, "message", None) is not None:
+            self._stats.messages_in += 1
+        if isinstance(event, ConnectRequested):
+            self.owner.connect_requested(self, event)
+        elif isinstance(event, ProtocolViolation):
+            self._violated(event)
+            return
+        elif isinstance(event, MessageRefused):
+            self._stats.count_error(event.code)
+            if event.message.message_type is MessageType.NOTIFICATION:
+                log.info("notification %s on %r from %s dropped: %s: %s", event.message.message_id, event.message.channel_id, self.connection_id, event.code, event.text)
+        # A ping was answered, a pong noted, a reply queued: send it as any frame.
+        self._queued(self.protocol.frames_queued)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state = ConnState.CLOSED
+        self._ended = True
+        self.protocol.connection_lost()
         for timer in (self._handshake_timer, self._abort_timer):
             if timer is not None:
                 timer.cancel()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        self._out.clear()
-        self.server._connection_closed(self)
+        self.owner.connection_closed(self)
 
     # -- writing -----------------------------------------------------------
 
     @property
+    def state(self) -> ProtocolState:
+        return self.protocol.state
+
+    @property
     def is_open(self) -> bool:
-        return self.state is ConnState.OPEN or self.state is ConnState.HANDSHAKE
+        state = self.protocol.state
+        return state is _OPEN or state is _HANDSHAKE
+
+    @property
+    def heartbeat(self) -> Any:
+        return self.protocol.heartbeat
 
     def send(self, msg: Message, *, at_once: bool = False) -> bool:
-        """Encode and queue ``msg`` for this connection's protocol version."""
-        if not self.is_open:
+        """Encode and queue ``msg`` for this connection's protocol version
+        (raises, before queueing, if it cannot be encoded)."""
+        queued = self.protocol.send(msg)
+        if not queued:
             return False
-        return self.send_frame(encode_frame(encode_message(msg, legacy=self.legacy)), at_once=at_once)
+        self._queued(queued, at_once)
+        return True
 
     def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
         """Queue an encoded frame; the frames of one loop iteration go out
@@ -200,19 +269,25 @@ class ServerConnection(asyncio.BufferedProtocol):
         iteration while the server handles a read of one frame. Frames that
         follow in the iteration are batched as usual.
         """
-        state = self.state  # is_open, inline: this runs for every frame sent
-        if state is not ConnState.OPEN and state is not ConnState.HANDSHAKE:
+        queued = self._queue_frame(frame)  # 0: the connection no longer sends
+        if not queued:
             return False
-        out = self._out
-        out.append(frame)
-        server = self.server
-        server.stats.messages_out += 1
         if self._flush_handle is None:
-            self._flush_handle = server.loop.call_soon(self._flush)
-            at_once = at_once or server.lone_read
-        if at_once or len(out) >= _FLUSH_EVERY_FRAMES:
+            self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+            at_once = at_once or self._reads.lone
+        if at_once or queued >= _FLUSH_EVERY_FRAMES:
             self._write_pending()
         return True
+
+    def _queued(self, queued: int, at_once: bool = False) -> None:
+        """``send_frame``'s rules for frames the protocol queued itself."""
+        if not queued or self._ended:
+            return
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+            at_once = at_once or self._reads.lone
+        if at_once or queued >= _FLUSH_EVERY_FRAMES:
+            self._write_pending()
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -222,78 +297,87 @@ class ServerConnection(asyncio.BufferedProtocol):
             and self.transport is not None
             and self.transport.get_write_buffer_size() > self._max_out
         ):
-            self.server.stats.slow_consumers += 1
+            self._stats.slow_consumers += 1
             log.warning("slow consumer %s (%s): outbound buffer over %d bytes", self.connection_id, self.peer, self._max_out)
             self.fail(ErrorCode.SLOW_CONSUMER, "outbound buffer limit exceeded: reading too slowly")
 
     def _write_pending(self) -> None:
-        out = self._out
-        if not out or self.transport is None:
+        if self.transport is None:
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self.server.stats.bytes_out += len(data)
+        frames = self.protocol.data_to_send()
+        if not frames:
+            return
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        stats = self._stats
+        stats.messages_out += len(frames)
+        stats.bytes_out += len(data)
         self.transport.write(data)
 
     # -- lifecycle -------------------------------------------------------
 
-    def open(self, app_id: str, connection_id: str, *, legacy: bool, client_name: str) -> None:
-        """The handshake succeeded (§3)."""
+    def accept(self, connection_id: str) -> None:
+        """The server's decision on the pending connect (§3): open under
+        ``connection_id``; the reply is queued."""
+        protocol = self.protocol
+        protocol.accept(connection_id, now=self._loop.time())  # type: ignore[union-attr]
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
-        self.state = ConnState.OPEN
         self.opened = True
-        self.app_id = app_id
+        self.app_id = protocol.app_id
         self.connection_id = connection_id
-        self.legacy = legacy
-        self.client_name = client_name
-        interval = self.server.config.heartbeat_interval_s
-        if interval and not legacy:
-            self.heartbeat = Heartbeat(interval, 2 * interval, self.server.loop.time())
+        self.legacy = protocol.legacy
+        self.client_name = protocol.client
 
     def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None) -> None:
         """Send an error frame where possible, then close (§1.4, §6.4)."""
-        if not self.is_open:
-            return
-        self.server.stats.count_error(code)
-        log.info("closing %s (%s): %s: %s", self.connection_id or "-", self.peer, code, message)
-        stub = Message.model_construct(
-            message_id=reply_to or "",
-            app_id=self.app_id,
-            channel_id="system",
-            message_type=MessageType.REQUEST,
-        )
-        err = error_response(stub, code, message)
-        if reply_to is None:
-            err = err.model_copy(update={"reply_to": None})
-        self.send(err)
+        violation = self.protocol.fail(code, message, reply_to)
+        if violation is not None:
+            self._violated(violation)
+
+    def _violated(self, violation: ProtocolViolation) -> None:
+        self._stats.count_error(violation.code)
+        log.info("closing %s (%s): %s: %s", self.connection_id or "-", self.peer, violation.code, violation.text)
         self.close()
 
     def close(self) -> None:
         """Flush what is queued, then close; abort if the peer does not read it."""
-        if self.state is ConnState.CLOSED or self.state is ConnState.CLOSING:
+        if self._ended:
             return
-        self.state = ConnState.CLOSING
+        self._ended = True
+        self.protocol.close()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._write_pending()
         if self.transport is not None:
             self.transport.close()
-            self._abort_timer = self.server.loop.call_later(_ABORT_AFTER_CLOSE_S, self.transport.abort)
+            self._abort_timer = self._loop.call_later(_ABORT_AFTER_CLOSE_S, self.transport.abort)  # type: ignore[union-attr]
 
     def abort(self) -> None:
-        if self.transport is not None and self.state is not ConnState.CLOSED:
-            self.state = ConnState.CLOSING
+        if self.transport is not None and self.protocol.state is not ProtocolState.CLOSED:
+            self._ended = True
+            self.protocol.close()
             self.transport.abort()
 
     def _handshake_expired(self) -> None:
         self._handshake_timer = None
-        if self.state is ConnState.HANDSHAKE:
-            self.server.stats.count_error(ErrorCode.BAD_MESSAGE)
-            log.info("closing %s: no handshake within %.1f s", self.peer, self.server.config.handshake_timeout_s)
+        if self.protocol.state is _HANDSHAKE:
+            self._stats.count_error(ErrorCode.BAD_MESSAGE)
+            log.info("closing %s: no handshake within %.1f s", self.peer, self.owner.config.handshake_timeout_s)
             self.close()
+
+    # -- heartbeat (§9) ----------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """The server's periodic sweep: ping a silent peer, drop a dead one."""
+        action = self.protocol.tick(now, reading=not self._reading_paused)
+        if action is HeartbeatAction.PING:
+            self._queued(self.protocol.frames_queued)
+        elif action is HeartbeatAction.DEAD:
+            hb = self.protocol.heartbeat
+            log.info("closing %s (%s): silent for %.1f s", self.connection_id, self.peer, now - hb.last_received)  # type: ignore[union-attr]
+            self.abort()
 
     # -- flow control ------------------------------------------------------
 
@@ -316,21 +400,11 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.inflight -= 1
         if self._reading_paused and self.inflight <= (self._max_inflight or 0) // 2:
             self._reading_paused = False
-            if self.transport is not None and self.state is ConnState.OPEN:
+            if self.transport is not None and self.protocol.state is _OPEN:
                 self.transport.resume_reading()
 
     def __repr__(self) -> str:
         return (
-            f"<ServerConnection {self.connection_id or '-'} app={self.app_id!r} state={self.state.value}"
+            f"<ServerConnection {self.connection_id or '-'} app={self.app_id!r} state={self.protocol.state.value}"
             f" v{'1' if self.legacy else '2'} inflight={self.inflight} serving={len(self.serving)}>"
         )
-
-
-def _peek_message_id(body: bytes) -> str | None:
-    """Best effort: the message_id of a frame that failed validation."""
-    try:
-        obj = loads(body)
-    except ProtocolError:
-        return None
-    mid = obj.get("message_id") if isinstance(obj, dict) else None
-    return mid if isinstance(mid, str) else None

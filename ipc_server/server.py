@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import itertools
 import logging
 import sys
@@ -23,11 +22,9 @@ from typing import Any, TypeVar
 
 from ipc_protocol import (
     ErrorCode,
-    HeartbeatAction,
     IPCError,
     Message,
     MessageType,
-    PROTOCOL_VERSION,
     SERVER_SYSTEM_ACTIONS,
     SERVICES_CHANNEL,
     SYSTEM_CHANNEL,
@@ -39,12 +36,13 @@ from ipc_protocol import (
     validate_channel,
     validate_pattern,
 )
-from ipc_protocol import __version__ as protocol_version
 from ipc_protocol.deadlines import Deadlines
-from ipc_protocol.messages import error_info_from_exception, error_response, ping_request, response_to
+from ipc_protocol.messages import error_response, response_to
+from ipc_protocol.replies import UNSENDABLE_RESULT, failure_reply
+from ipc_protocol.server_protocol import ConnectRequested
 
-from .config import ServerConfig, load_config
-from .connection import ConnState, ServerConnection
+from .config import SERVER_NAME, ServerConfig, load_config
+from .connection import ServerConnection, SharedReads
 from .router import Handler, HandlerRegistry, ResponderTable
 from .stats import ServerStats
 from .topics import SubscriptionTable
@@ -53,7 +51,6 @@ __all__ = ["IPCServer"]
 
 log = logging.getLogger("ipc_server")
 
-SERVER_NAME = f"ipc-bridge/{protocol_version}"
 _SWEEP_INTERVAL_S = 0.25
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -160,14 +157,7 @@ class IPCServer:
         self._connections: set[ServerConnection] = set()
         self._by_id: dict[str, ServerConnection] = {}
         self._forwarded: dict[_Key, _Forwarded] = {}
-        # Every connection reads into this one buffer (the loop reads one
-        # socket at a time). asyncio's plain Protocol path allocates 256 KiB
-        # per read instead, which glibc serves with mmap: three more system
-        # calls (mmap, mremap, munmap) and fresh page faults on every read.
-        self._read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
-        # True while a read of one frame is dispatched: the frames it sends
-        # are written at once (ServerConnection.send_frame).
-        self.lone_read = False
+        self.reads = SharedReads()  # what the connections share about reading
         self._handler_calls: set[_HandlerCall] = set()
         # One loop timer each for all handler and forwarded-request deadlines (§6.5).
         self._handler_deadlines: Deadlines[_HandlerCall] = Deadlines(
@@ -302,12 +292,12 @@ class IPCServer:
     def _call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         return self.loop.call_at(when, callback)
 
-    # -- connection lifecycle (called by ServerConnection) ---------------
+    # -- connection lifecycle (ConnectionOwner: called by ServerConnection) --
 
     _drained_waiter: asyncio.Future[None] | None = None
     _all_closed_waiter: asyncio.Future[None] | None = None
 
-    def _accept(self, conn: ServerConnection) -> bool:
+    def admit(self, conn: ServerConnection) -> bool:
         limit = self.config.max_connections
         if self._closing or (limit is not None and len(self._connections) >= limit):
             log.warning("refusing connection from %s: %s", conn.peer, "shutting down" if self._closing else "max_connections reached")
@@ -318,7 +308,7 @@ class IPCServer:
         self.stats.connections_total += 1
         return True
 
-    def _connection_closed(self, conn: ServerConnection) -> None:
+    def connection_closed(self, conn: ServerConnection) -> None:
         if conn not in self._connections:
             return
         self._connections.discard(conn)
@@ -365,13 +355,8 @@ class IPCServer:
     # -- dispatch ------------------------------------------------------------
 
     def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
-        """Route one decoded message from ``conn``."""
-        if conn.state is ConnState.HANDSHAKE:
-            self._handshake(conn, msg)
-            return
-        if msg.app_id != conn.app_id:
-            conn.fail(ErrorCode.FORBIDDEN, f"app_id {msg.app_id!r} differs from the handshake's {conn.app_id!r}", reply_to=msg.message_id)
-            return
+        """Route one message from ``conn``, open and past the protocol's
+        own checks (its app_id, pings, a second connect: ServerProtocol)."""
         mtype = msg.message_type
         if mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
             if msg.channel_id == SYSTEM_CHANNEL:
@@ -394,47 +379,16 @@ class IPCServer:
 
     # -- handshake (§3) ----------------------------------------------------
 
-    def _handshake(self, conn: ServerConnection, msg: Message) -> None:
-        payload = msg.payload
-        if not (
-            msg.message_type is MessageType.REQUEST
-            and msg.channel_id == SYSTEM_CHANNEL
-            and isinstance(payload, dict)
-            and payload.get("action") == "connect"
-        ):
-            conn.fail(ErrorCode.BAD_MESSAGE, "the first frame must be a connect request on 'system'", reply_to=msg.message_id)
-            return
-        protocol = payload.get("protocol")
-        legacy = protocol is None
-        if not msg.app_id or (not legacy and (not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 2)):
-            conn.fail(ErrorCode.BAD_MESSAGE, "invalid connect: app_id must be set and protocol an integer >= 2", reply_to=msg.message_id)
-            return
-        token = self.config.token
-        if token is not None:
-            offered = payload.get("token")
-            if not isinstance(offered, str) or not hmac.compare_digest(offered.encode(), token.encode()):
-                conn.fail(ErrorCode.UNAUTHORIZED, "invalid or missing token", reply_to=msg.message_id)
-                return
-        wanted = payload.get("connection_id")
-        base = wanted if isinstance(wanted, str) and wanted else "conn"
+    def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
+        """The handshake's decision (§3): a connection id unique on this server."""
+        base = request.connection_id or "conn"
         connection_id = base if base != "conn" else f"conn-{next(self._ids)}"
         while connection_id in self._by_id:
             connection_id = f"{base}-{next(self._ids)}"
-        client_name = payload.get("client") if isinstance(payload.get("client"), str) else ""
-        conn.open(msg.app_id, connection_id, legacy=legacy, client_name=client_name or "")
+        conn.accept(connection_id)
         self._by_id[connection_id] = conn
-        self._apps.setdefault(msg.app_id, _App()).connections += 1
-        reply: dict[str, Any] = {"status": "connected", "connection_id": connection_id}
-        if not legacy:
-            interval = self.config.heartbeat_interval_s
-            reply.update(
-                protocol=PROTOCOL_VERSION,
-                server=SERVER_NAME,
-                heartbeat_interval_ms=int(interval * 1000) if interval else 0,
-                max_frame_size=self.config.max_frame_size,
-            )
-        conn.send(response_to(msg, reply))
-        log.debug("connection %s from %s: app=%s protocol=%s", connection_id, conn.peer, msg.app_id, 1 if legacy else PROTOCOL_VERSION)
+        self._apps.setdefault(request.app_id, _App()).connections += 1
+        log.debug("connection %s from %s: app=%s protocol=%s", connection_id, conn.peer, request.app_id, 1 if request.legacy else 2)
 
     # -- system channel (§8, §9) -------------------------------------------
 
@@ -445,10 +399,8 @@ class IPCServer:
             self._route_system(conn, msg, body, action)
             return
         app = self._apps[conn.app_id]
-        if action == "ping":
-            result: Any = {"status": "pong"}
-        elif action == "stats":
-            result = self.stats.snapshot()
+        if action == "stats":
+            result: Any = self.stats.snapshot()
         elif action == "channels":
             result = {"channels": app.subscriptions.counts()}
         elif action == "services":
@@ -457,8 +409,7 @@ class IPCServer:
             services = app.responders.counts()
             services.update({ch: 0 for ch in self.handlers.channels(conn.app_id)})
             result = {"services": services}
-        else:  # connect
-            self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, "already connected")
+        else:  # ping and connect: answered by the connection's protocol
             return
         if msg.message_type is MessageType.REQUEST:
             conn.send(response_to(msg, result))
@@ -624,7 +575,7 @@ class IPCServer:
             try:
                 call.respond(result)
             except Exception as exc:  # the result cannot be encoded (NaN, an object...)
-                call.answer(self._handler_failure(msg, exc, prefix="the handler's result cannot be sent: "))
+                call.answer(self._handler_failure(msg, exc, prefix=UNSENDABLE_RESULT))
         finally:
             # In the task itself rather than a done callback: one loop
             # iteration and one callback less per request.
@@ -658,18 +609,13 @@ class IPCServer:
         self._maybe_drained()
 
     def _handler_failure(self, msg: Message, exc: BaseException, prefix: str = "") -> Message:
-        info = error_info_from_exception(exc, include_stack=self.config.expose_stacks)
+        reply = failure_reply(msg, exc, include_stack=self.config.expose_stacks, prefix=prefix)
+        info = reply.error
+        assert info is not None
         self.stats.count_error(info.code)
         if info.code == ErrorCode.HANDLER_ERROR:
             log.info("handler for %r raised %s: %s", msg.channel_id, info.remote_type, info.message)
-        return error_response(
-            msg,
-            info.code,
-            prefix + info.message,
-            details=info.details,
-            remote_type=info.remote_type,
-            remote_stack=info.remote_stack,
-        )
+        return reply
 
     def _forward(self, conn: ServerConnection, msg: Message, body: bytes, responder: ServerConnection) -> None:
         """Send a request or notification on to ``responder`` (§7.3).
@@ -718,10 +664,8 @@ class IPCServer:
         sid = msg.reply_to
         fwd = self._forwarded.get((conn, sid)) if sid is not None else None
         if fwd is None or sid is None:
-            # A pong, an answer that came too late, or a reply_to naming a
-            # request this connection was never sent: nothing waits for it.
-            if conn.heartbeat is not None and isinstance(msg.payload, dict) and msg.payload.get("status") == "pong":
-                conn.heartbeat.pong_received(self.loop.time())
+            # An answer that came too late, or a reply_to naming a request
+            # this connection was never sent: nothing waits for it.
             return
         if fwd.responder is not conn:  # pragma: no cover - the key names the responder
             log.warning("connection %s answered a request forwarded to %s; ignored", conn.connection_id, fwd.responder.connection_id)
@@ -776,17 +720,7 @@ class IPCServer:
 
     def _sweep_once(self, now: float) -> None:
         for conn in list(self._connections):
-            hb = conn.heartbeat
-            if hb is None or conn.state is not ConnState.OPEN:
-                continue
-            if conn.reading_paused:
-                hb.received(now)  # we stopped reading (§12); the peer is not silent
-            action = hb.poll(now)
-            if action is HeartbeatAction.PING:
-                conn.send(ping_request(conn.app_id))
-            elif action is HeartbeatAction.DEAD:
-                log.info("closing %s (%s): silent for %.1f s", conn.connection_id, conn.peer, now - hb.last_received)
-                conn.abort()
+            conn.tick(now)
 
 
 
@@ -802,8 +736,6 @@ def _target_problem(channel: str) -> tuple[ErrorCode, str] | None:
         return ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server"
     return None
 
-
-_READ_BUFFER_SIZE = 256 * 1024  # asyncio's own read size
 
 # asyncio may run a timer up to one tick of its clock early.
 _CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
