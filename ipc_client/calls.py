@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import time
 from typing import Any
 
@@ -39,8 +40,10 @@ _EXPIRED_MEMORY = 1024  # timed-out request ids remembered to drop late answers
 
 
 def budget_ms(remaining: float) -> int:
-    """A request's ``timeout_ms`` on the wire: the time left, in whole milliseconds (§6.5)."""
-    return max(0, round(remaining * 1000))
+    """A request's ``timeout_ms`` on the wire: the time left in whole
+    milliseconds, rounded up and at least 1 (§6.5), as the Node client sends
+    it: the responder never gets less time than the caller still waits."""
+    return max(1, math.ceil(remaining * 1000))
 
 
 class Calls:
@@ -120,7 +123,7 @@ class Calls:
     def _prepare(self, conn: ClientConnection, msg: Message, deadline: float, user: bool) -> tuple[bytes, float]:
         """The frame of ``msg`` as sent now, and the time left; a user's
         request carries what is left of its deadline (§6.5)."""
-        remaining = deadline - asyncio.get_running_loop().time()
+        remaining = deadline - self.loop.time()  # type: ignore[union-attr]
         if remaining <= 0:
             raise RequestTimeout(f"request on {msg.channel_id!r} timed out before it was sent")
         if user and not self.legacy and msg.message_type is MessageType.REQUEST:

@@ -30,6 +30,7 @@ from ipc_protocol import (
     error_from_wire,
 )
 from ipc_protocol import __version__ as _version
+from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
 from ipc_protocol.messages import connect_request, ping_request, response_to
 
 from .admission import Admission
@@ -114,7 +115,9 @@ class Lifecycle:
         self.legacy = False
         self.server_info: dict[str, Any] = {}
         self.connection_id = connection_id
-        self.max_send = options.max_frame_size
+        # Before a handshake, and for good with a version-1 server: ours, or the
+        # protocol's default (§1.1); a version-2 server's advertised limit may lower it.
+        self.max_send = DEFAULT_MAX_FRAME_SIZE if options.max_frame_size is None else options.max_frame_size
         self.reconnects = 0
         self.last_pong: float | None = None  # loop time
         self._generation = 0  # bumped by connect() and disconnect(): stale attempts know
@@ -225,8 +228,9 @@ class Lifecycle:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + opts.connect_timeout
         self._metrics.attempt()
+        limit = DEFAULT_MAX_FRAME_SIZE if opts.max_frame_size is None else opts.max_frame_size
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: ClientConnection(self._on_message, self._on_lost, opts.max_frame_size), opts.host, opts.port),
+            loop.create_connection(lambda: ClientConnection(self._on_message, self._on_lost, limit), opts.host, opts.port),
             opts.connect_timeout,
         )
         if generation != self._generation:
@@ -247,8 +251,9 @@ class Lifecycle:
             advertised = payload.get("max_frame_size")
             if not self.legacy and isinstance(advertised, int) and advertised > 0:
                 # Send and accept no more than both sides allow (§1.1).
-                self.max_send = advertised if opts.max_frame_size is None else min(advertised, opts.max_frame_size)
-                conn.max_send = conn.decoder.max_frame_size = self.max_send
+                conn.max_send = advertised if opts.max_frame_size is None else min(advertised, opts.max_frame_size)
+                conn.decoder.max_frame_size = conn.max_send
+            self.max_send = conn.max_send
             self._start_heartbeat(conn, payload)
             await self._subs.restore(conn, deadline)
             if generation != self._generation:

@@ -1,0 +1,228 @@
+"""Rules the Python client shares with the Node client (the redesign's shared
+decisions): ``timeout_ms`` is the remaining time rounded up, at least 1 ms;
+the frame limit before the handshake, and for good with a version-1 server,
+is ``max_frame_size`` or the protocol's 16 MiB default; one connection
+attempt is ``_establish``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ipc_client import FrameTooLarge, IPCClient, RequestTimeout
+from ipc_client.calls import Calls, budget_ms
+from ipc_client.connection import ClientConnection
+from ipc_client.lifecycle import Lifecycle
+from ipc_client.metrics import ClientMetrics
+from ipc_protocol import FrameDecoder, Message, MessageType, encode_frame
+from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
+
+from .conftest import WAIT_S
+from .recording_transport import RecordingTransport
+
+
+class StubServer:
+    """A server speaking frames by hand: it answers the connect (version 2,
+    or version 1 without ``protocol``), records every frame and answers
+    requests on ``echo``."""
+
+    def __init__(self, *, legacy: bool = False, advertise: int | None = None) -> None:
+        self.legacy = legacy
+        self.advertise = advertise
+        self.frames: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> StubServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in self.writers:
+            w.close()
+
+    def send(self, writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
+        writer.write(encode_frame(json.dumps(obj).encode()))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        decoder = FrameDecoder(None)
+        while data := await reader.read(65536):
+            for body in decoder.feed(data):
+                msg = json.loads(body)
+                self.frames.append(msg)
+                self.arrived.set()
+                if msg["channel_id"] == "system" and msg["payload"].get("action") == "connect":
+                    payload: dict[str, Any] = {"status": "connected", "connection_id": "stub"}
+                    if not self.legacy:
+                        payload.update(protocol=2, heartbeat_interval_ms=0)
+                        if self.advertise is not None:
+                            payload["max_frame_size"] = self.advertise
+                    self.send(writer, self._reply(msg, payload, reply_to=not self.legacy))
+                elif msg["channel_id"] == "echo" and msg["message_type"] == "request":
+                    self.send(writer, self._reply(msg, msg["payload"]))
+
+    @staticmethod
+    def _reply(msg: dict[str, Any], payload: Any, *, reply_to: bool = True) -> dict[str, Any]:
+        reply = {"message_id": "r-" + msg["message_id"], "app_id": msg["app_id"], "channel_id": msg["channel_id"],
+                 "message_type": "response", "payload": payload, "timestamp": 0}  # fmt: skip
+        if reply_to:
+            reply["reply_to"] = msg["message_id"]
+        return reply
+
+    def requests(self, channel: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["channel_id"] == channel and f["message_type"] == "request"]
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[StubServer]:
+    server = await StubServer().start()
+    yield server
+    await server.stop()
+
+
+# -- timeout_ms: the remaining time, rounded up, at least 1 ------------------------
+
+
+def test_budget_is_the_remaining_time_rounded_up_and_at_least_one_millisecond() -> None:
+    assert budget_ms(2.0) == 2000
+    assert budget_ms(2.0004) == 2001  # rounding to nearest would say 2000
+    assert budget_ms(0.0004) == 1  # rounding would say 0: "already late"
+    assert budget_ms(1e-9) == 1
+
+
+async def test_timeout_ms_on_the_wire_rounds_up_on_the_hot_path(stub: StubServer) -> None:
+    async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False) as client:
+        assert (await client.request("echo", 1, timeout=2.0004)) == 1
+        with pytest.raises(RequestTimeout):
+            await client.request("silent", None, timeout=0.0004)
+    assert [r["timeout_ms"] for r in stub.requests("echo")] == [2001]
+    async with asyncio.timeout(WAIT_S):
+        while not stub.requests("silent"):
+            stub.arrived.clear()
+            await stub.arrived.wait()
+    assert stub.requests("silent")[0]["timeout_ms"] == 1
+
+
+class FrozenClock:
+    """The loop as Calls sees it, with its clock stopped: what is left of a
+    deadline is then exact."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self._loop = asyncio.get_running_loop()
+
+    def time(self) -> float:
+        return self.now
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return self._loop.create_future()
+
+
+async def test_timeout_ms_on_the_wire_rounds_up_for_calls_built_as_messages() -> None:
+    """The message path (the offline queue's replay, calls through a circuit
+    breaker) sends what is left of the deadline, rounded up."""
+    calls = Calls("app", ClientMetrics())
+    calls.loop = FrozenClock(100.0)  # type: ignore[assignment]
+    conn = ClientConnection(lambda c, m: None, lambda c, e: None, None)
+    transport = RecordingTransport()
+    conn.connection_made(transport)
+    for left in (0.5004, 0.0000001):
+        msg = Message.build(MessageType.REQUEST, "app", "svc", None)
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        calls.start(conn, msg, 100.0 + left, fut)
+        await asyncio.sleep(0)  # the frame goes out; the long-past deadline fails the call
+    sent = [json.loads(body) for body in FrameDecoder(None).feed(b"".join(transport.writes))]
+    assert [m["timeout_ms"] for m in sent] == [501, 1]  # rounding to nearest would say 500 and 0
+    conn.abort()
+
+
+# -- the frame limit before the handshake and with a version-1 server -------------
+
+
+async def test_a_version_1_server_gets_frames_up_to_the_default_limit_only() -> None:
+    stub = await StubServer(legacy=True).start()
+    try:
+        async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False) as client:
+            assert client.legacy
+            with pytest.raises(FrameTooLarge):
+                await client.publish("big", "x" * DEFAULT_MAX_FRAME_SIZE)
+            await client.publish("small", "x")  # the connection is still fine
+    finally:
+        await stub.stop()
+
+
+async def test_a_version_1_server_gets_frames_up_to_max_frame_size_when_set() -> None:
+    stub = await StubServer(legacy=True).start()
+    try:
+        async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False, max_frame_size=1024) as client:
+            with pytest.raises(FrameTooLarge):
+                await client.publish("big", "x" * 2048)
+    finally:
+        await stub.stop()
+
+
+async def test_a_frame_over_the_default_limit_before_the_handshake_ends_the_attempt() -> None:
+    """A peer announcing a frame larger than 16 MiB before its handshake reply
+    is refused at the header, not waited for."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)  # the connect
+        writer.write((DEFAULT_MAX_FRAME_SIZE + 1).to_bytes(4, "big"))
+        await reader.read()  # until the client hangs up
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = IPCClient("app", "127.0.0.1", port, reconnect=False, connect_timeout=WAIT_S)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(Exception) as info:
+            await client.connect()
+        assert not isinstance(info.value, RequestTimeout)
+        assert loop.time() - started < WAIT_S / 2  # refused at once, not after the connect timeout
+    finally:
+        await client.disconnect()
+        server.close()
+
+
+async def test_a_version_2_server_s_advertised_limit_lowers_the_default() -> None:
+    stub = await StubServer(advertise=4096).start()
+    try:
+        async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False) as client:
+            with pytest.raises(FrameTooLarge):
+                await client.publish("big", "x" * 8192)
+    finally:
+        await stub.stop()
+
+
+# -- one attempt is _establish ------------------------------------------------------
+
+
+async def test_every_connection_attempt_goes_through_establish(stub: StubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list[int] = []
+    original = Lifecycle._establish
+
+    async def counting(self: Lifecycle, generation: int) -> None:
+        attempts.append(generation)
+        await original(self, generation)
+
+    monkeypatch.setattr(Lifecycle, "_establish", counting)
+    async with IPCClient("app", "127.0.0.1", stub.port, initial_delay=0.01, jitter=0) as client:
+        assert len(attempts) == 1
+        reconnected = asyncio.Event()
+        client.on("reconnected", lambda info: reconnected.set())
+        for w in stub.writers:
+            w.close()
+        async with asyncio.timeout(WAIT_S):
+            await reconnected.wait()
+    assert len(attempts) == 2
