@@ -212,6 +212,8 @@ class PoolCore:
             return
         if member.usable:
             member.idle_since = asyncio.get_running_loop().time()
+            if not self._waiters:
+                return  # nobody to hand it to: nothing for the plan to decide (the reaper plans idle ones)
         self._settle()  # hands it on, or closes it if it died
 
     def _make_available(self, member: Member) -> None:

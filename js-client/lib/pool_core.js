@@ -176,7 +176,8 @@ class PoolCore extends EventEmitter {
    */
   _free(member) {
     member.idleSince = performance.now();
-    this._settle();
+    // A live member nobody waits for: nothing for the plan to decide (its idle timer plans it later).
+    if (this._waiters.length > 0 || !member.usable) this._settle();
     this._armIdle(member);
   }
 
@@ -287,8 +288,7 @@ class PoolCore extends EventEmitter {
   _scheduleRefill() {
     if (!this._started || this._closed || this._refillTimer !== null) return;
     if (this._members.size + this._opening >= this.minConnections) return;
-    const attempt = ++this._refillAttempt;
-    const delay = backoffDelay(attempt, { initial: this._refillDelay, max: this._refillDelayMax, jitter: 0.5 });
+    const delay = backoffDelay(this._refillAttempt++, { initial: this._refillDelay, max: this._refillDelayMax, jitter: 0.5 });
     this._refillTimer = setTimeout(() => {
       this._refillTimer = null;
       this._refill();
