@@ -1,35 +1,24 @@
 'use strict';
 
 /**
- * One TCP connection to the server: socket <-> frame decoder <-> envelope,
- * plus the handshake (docs/protocol.md §3).
+ * The socket pump of one client connection (docs/architecture.md, layer 2):
+ * bytes in -> ClientProtocol (lib/protocol/client_protocol.js) -> messages
+ * out to the owner's `onMessage`; frames out -> the socket. The handshake,
+ * the frame limit, pings and heartbeat decisions are the protocol's; this
+ * owns the socket and the timers and passes the protocol its clock.
  *
- * It has one rhythm: bytes in -> decoder -> messages out to the owner's
- * `onMessage`; frames in -> one socket write each. It knows nothing about
- * requests, subscriptions or reconnection; the client owns those. Socket
- * listeners are module-level functions that find their connection through a
- * symbol, so no closures are created per connection (as in `ws`).
+ * It knows nothing about requests, subscriptions or reconnection; the client
+ * owns those. Socket listeners are module-level functions that find their
+ * connection through a symbol, so no closures are created per connection
+ * (as in `ws`). Writes of one tick are corked and leave in one writev.
  */
 
 const net = require('node:net');
 const { performance } = require('node:perf_hooks');
-const {
-  CLIENT_NAME,
-  PROTOCOL_VERSION,
-  SYSTEM_CHANNEL,
-  DEFAULT_MAX_FRAME_SIZE_BYTES
-} = require('./constants');
-const { buildMessage, decodeMessage, encodeMessage } = require('./envelope');
-const { FrameDecoder, encodeFrame } = require('./framing');
-const {
-  ConnectionLostError,
-  FrameError,
-  IpcError,
-  MessageError,
-  NotConnectedError,
-  RequestTimeoutError,
-  errorFromWire
-} = require('./errors');
+const { HeartbeatAction } = require('./heartbeat');
+const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError } = require('./errors');
+const { Event, PingReceived, PongReceived, ProtocolViolation } = require('./protocol/protocol');
+const { ClientProtocol, HandshakeAccepted, HandshakeRefused, InvalidMessage } = require('./protocol/client_protocol');
 
 const kConnection = Symbol('kConnection');
 const CLOSE_TIMEOUT_MS = 1000;
@@ -45,16 +34,6 @@ function now() {
 }
 
 /**
- * @typedef {object} HandshakeInfo
- * @property {string} connectionId the server's name for the connection.
- * @property {number} protocol 2, or 1 for a legacy server (§10).
- * @property {string|null} server the server's name/version.
- * @property {number|null} heartbeatIntervalMs the server's advertised interval; 0 = heartbeats off, null = not advertised.
- * @property {number|null} maxFrameSize the server's advertised limit.
- * @property {boolean} legacy true for a version-1 server.
- */
-
-/**
  * A socket speaking the bridge protocol.
  */
 class Connection {
@@ -66,23 +45,37 @@ class Connection {
    * @param {string} options.connectionId proposed connection id.
    * @param {string|null} options.token
    * @param {number|null} options.maxFrameSize local cap, or null for the server's value.
-   * @param {{onMessage: (msg: object) => void, onError: (err: Error) => void, onClose: (err: Error|null) => void}} owner
-   *   callbacks; `onClose` is called exactly once, after the handshake succeeded.
+   * @param {number|null} [options.heartbeatInterval] ms; null: the server's advertised one.
+   * @param {number|null} [options.heartbeatTimeout] ms; null: twice the interval.
+   * @param {object} owner callbacks: `onMessage(msg)`, `onError(err)`, `onClose(err|null)`
+   *   (exactly once, after the handshake succeeded), `onPing(msg)` (answered already),
+   *   `onPong(latencyMs)`, `onHeartbeatTimeout(silentMs)`.
    */
   constructor(options, owner) {
     this.options = options;
     this.owner = owner;
+    /** @type {import('./protocol/client_protocol').HandshakeInfo|null} */
     this.info = null;
     this.legacy = false;
     this.lastReceived = now();
     this.closed = false;
-    this.sendLimit = options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
-    this._decoder = new FrameDecoder({ maxFrameSize: options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES });
+    this._proto = new ClientProtocol(options);
     this._socket = null;
     this._corked = false;
     this._error = null;
     this._handshake = null;
     this._drainWaiters = [];
+    this._heartbeatTimer = null;
+  }
+
+  /** @returns {number} the largest frame sent (the negotiated limit once open). */
+  get sendLimit() {
+    return this._proto.sendLimit;
+  }
+
+  /** @returns {import('./heartbeat').Heartbeat|null} the heartbeat, when the handshake enabled one. */
+  get heartbeat() {
+    return this._proto.heartbeat;
   }
 
   /**
@@ -97,18 +90,10 @@ class Connection {
   open(timeoutMs) {
     return new Promise((resolve, reject) => {
       const { host, port } = this.options;
-      const hello = buildMessage('request', this.options.appId, SYSTEM_CHANNEL, {
-        action: 'connect',
-        connection_id: this.options.connectionId,
-        protocol: PROTOCOL_VERSION,
-        client: CLIENT_NAME,
-        ...(this.options.token != null ? { token: this.options.token } : {})
-      });
       const timer = setTimeout(() => {
         this.destroy(new RequestTimeoutError(`no handshake with ${host}:${port} within ${timeoutMs} ms`));
       }, timeoutMs);
       this._handshake = {
-        id: hello.message_id,
         resolve: (info) => {
           clearTimeout(timer);
           this._handshake = null;
@@ -132,7 +117,10 @@ class Connection {
       socket.on('error', socketOnError);
       socket.on('close', socketOnClose);
       socket.on('drain', socketOnDrain);
-      socket.once('connect', () => this.write(encodeFrame(encodeMessage(hello))));
+      socket.once('connect', () => {
+        this._proto.connect();
+        this._flush();
+      });
     });
   }
 
@@ -168,7 +156,7 @@ class Connection {
    */
   send(msg, onWritten) {
     if (this.closed || this._socket.destroyed) throw new ConnectionLostError('the connection is closed');
-    return this.write(encodeFrame(encodeMessage(msg, { legacy: this.legacy }), this.sendLimit), onWritten);
+    return this.write(this._proto.encode(msg), onWritten);
   }
 
   /**
@@ -206,12 +194,14 @@ class Connection {
   }
 
   /**
-   * Closes gracefully: flushes what was written, then ends the socket;
-   * destroys it if the peer does not close within a second.
+   * Closes gracefully: reads no more, flushes what was written, then ends
+   * the socket; destroys it if the peer does not close within a second.
    * @returns {Promise<void>} resolves once the socket is closed.
    */
   close() {
     if (this.closed) return Promise.resolve();
+    this._proto.close();
+    this._stopHeartbeat();
     return new Promise((resolve) => {
       this._socket.once('close', () => resolve());
       this._socket.end();
@@ -229,78 +219,95 @@ class Connection {
   }
 
   /**
-   * Handles bytes from the socket: any byte is a sign of life (§9.2).
+   * Handles bytes from the socket: each frame through the protocol, in
+   * order; a message to the owner, an event acted on here.
    * @param {Buffer} chunk
    * @private
    */
   _onData(chunk) {
-    this.lastReceived = now();
-    let bodies;
-    try {
-      bodies = this._decoder.feed(chunk);
-    } catch (err) {
-      this.destroy(err); // §1.4: framing errors are fatal
-      return;
+    const t = now();
+    this.lastReceived = t;
+    const proto = this._proto;
+    const bodies = proto.receiveData(chunk, t);
+    for (let i = 0; i < bodies.length && proto.live && !this.closed; i++) {
+      const item = proto.receiveFrame(bodies[i]);
+      if (item instanceof Event) this._onEvent(item);
+      else this.owner.onMessage(item);
     }
-    for (let i = 0; i < bodies.length && !this.closed; i++) {
-      let msg;
+    if (proto.violation !== null) this.destroy(proto.violation.error); // §1.4: fatal
+  }
+
+  /**
+   * Acts on what the protocol reports.
+   * @param {Event} event
+   * @private
+   */
+  _onEvent(event) {
+    if (event instanceof PongReceived) this.owner.onPong(event.latencyMs);
+    else if (event instanceof PingReceived) {
+      this._flush(); // the pong the protocol queued
+      this.owner.onPing(event.message);
+    } else if (event instanceof InvalidMessage) this.owner.onError(event.error); // skipped: the stream is in sync
+    else if (event instanceof HandshakeAccepted) {
+      this.info = event.info;
+      this.legacy = event.info.legacy;
+      this._scheduleHeartbeat();
+      this._handshake.resolve(event.info);
+    } else if (event instanceof HandshakeRefused) this.destroy(event.error);
+    else if (event instanceof ProtocolViolation) this.destroy(event.error);
+  }
+
+  /**
+   * Writes what the protocol queued (the connect, pongs, pings).
+   * @private
+   */
+  _flush() {
+    const frames = this._proto.dataToSend();
+    for (let i = 0; i < frames.length; i++) {
       try {
-        msg = decodeMessage(bodies[i]);
-      } catch (err) {
-        if (err instanceof FrameError) {
-          this.destroy(err);
-          return;
-        }
-        // A bad envelope does not desynchronise the stream: report, skip.
-        this.owner.onError(err);
-        continue;
+        this.write(frames[i]);
+      } catch {
+        return; // closed meanwhile: the close path takes over
       }
-      if (this._handshake !== null) this._onHandshakeReply(msg);
-      else this.owner.onMessage(msg);
     }
   }
 
   /**
-   * Completes the handshake from the connect reply (§3.2, §3.7).
-   * @param {object} msg
+   * Arms the heartbeat timer for the next moment the protocol has something to decide.
    * @private
    */
-  _onHandshakeReply(msg) {
-    // A 1.1.x server answers the connect with reply_to null (§10).
-    const answersConnect = msg.reply_to === this._handshake.id || msg.reply_to === null;
-    if (msg.message_type !== 'response' || !answersConnect) {
-      this.destroy(new MessageError(`unexpected ${msg.message_type} frame before the handshake reply`));
+  _scheduleHeartbeat() {
+    const hb = this._proto.heartbeat;
+    if (hb === null || this.closed) return;
+    this._heartbeatTimer = setTimeout(heartbeatDue, Math.max(1, hb.nextCheck(now())), this);
+    this._heartbeatTimer.unref();
+  }
+
+  /** @private */
+  _stopHeartbeat() {
+    clearTimeout(this._heartbeatTimer);
+    this._heartbeatTimer = null;
+  }
+
+  /**
+   * Pings a silent server, or declares it dead and drops the socket, which
+   * starts a reconnection (docs/resilience.md §5: a black hole is noticed
+   * within interval + timeout of the last frame).
+   * @private
+   */
+  _onHeartbeat() {
+    this._heartbeatTimer = null;
+    if (this.closed) return;
+    const t = now();
+    const action = this._proto.tick(t);
+    if (action === HeartbeatAction.DEAD) {
+      const silent = t - this._proto.heartbeat.lastReceived;
+      this.owner.onHeartbeatTimeout(silent);
+      this.destroy(new RequestTimeoutError(`heartbeat timeout: nothing received for ${Math.round(silent)} ms`));
       return;
     }
-    const p = msg.payload && typeof msg.payload === 'object' ? msg.payload : {};
-    const legacyError = !msg.error && p.error && typeof p.error === 'object' ? p.error : null;
-    if (msg.error || legacyError) {
-      this.destroy(errorFromWire(msg.error || legacyError));
-      return;
-    }
-    if (p.status !== 'connected') {
-      this.destroy(new MessageError(`unexpected handshake reply ${JSON.stringify(p).slice(0, 200)}`));
-      return;
-    }
-    const legacy = p.protocol === undefined;
-    const advertised = Number.isInteger(p.max_frame_size) && p.max_frame_size > 0 ? p.max_frame_size : null;
-    const local = this.options.maxFrameSize;
-    const limit = advertised === null ? local ?? DEFAULT_MAX_FRAME_SIZE_BYTES : Math.min(local ?? Infinity, advertised);
-    this.legacy = legacy;
-    this.sendLimit = limit;
-    this._decoder.maxFrameSize = limit;
-    this.info = Object.freeze({
-      connectionId: typeof p.connection_id === 'string' ? p.connection_id : this.options.connectionId,
-      protocol: legacy ? 1 : p.protocol,
-      server: typeof p.server === 'string' ? p.server : null,
-      heartbeatIntervalMs:
-        typeof p.heartbeat_interval_ms === 'number' && Number.isFinite(p.heartbeat_interval_ms) && p.heartbeat_interval_ms >= 0
-          ? p.heartbeat_interval_ms
-          : null,
-      maxFrameSize: limit,
-      legacy
-    });
-    this._handshake.resolve(this.info);
+    if (action === HeartbeatAction.PING) this._flush();
+    if (this._proto.live) this._scheduleHeartbeat();
   }
 
   /**
@@ -309,6 +316,8 @@ class Connection {
    */
   _onClose() {
     this.closed = true;
+    this._stopHeartbeat();
+    this._proto.connectionLost();
     for (const resolve of this._drainWaiters.splice(0)) resolve();
     const err = this._error;
     if (this._handshake !== null) {
@@ -322,6 +331,14 @@ class Connection {
     }
     this.owner.onClose(err);
   }
+}
+
+/**
+ * @param {Connection} conn
+ * @private
+ */
+function heartbeatDue(conn) {
+  conn._onHeartbeat();
 }
 
 /**

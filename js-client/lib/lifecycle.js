@@ -16,7 +16,7 @@
  * `_sendLimit`, `_lastReceived`, `_generation`, `_connecting`, `_closing`,
  * `_establish()`, `_metrics`, `_emitSafely()`, `_emitError()` and the
  * concerns `_calls`, `_outbox`, `_admission`, `_subs`, `_reconnector`,
- * `_keepalive`.
+ * `_keepalive` (`pong()`).
  */
 
 const { SYSTEM_CHANNEL } = require('./constants');
@@ -129,12 +129,17 @@ class Lifecycle {
         appId: host.appId,
         connectionId: host._connectionId,
         token: options.token,
-        maxFrameSize: options.maxFrameSize
+        maxFrameSize: options.maxFrameSize,
+        heartbeatInterval: options.heartbeatInterval,
+        heartbeatTimeout: options.heartbeatTimeout
       },
       {
         onMessage: (msg) => this.onMessage(conn, msg),
         onError: (err) => host._emitError(err),
-        onClose: (err) => this.onClosed(conn, err)
+        onClose: (err) => this.onClosed(conn, err),
+        onPing: (msg) => conn === host._conn && host._emitSafely('ping', { messageId: msg.message_id }),
+        onPong: (latencyMs) => conn === host._conn && host._keepalive.pong(latencyMs),
+        onHeartbeatTimeout: (silent) => host._emitSafely('heartbeat_timeout', { silent })
       }
     );
     host._opening = conn;
@@ -159,7 +164,6 @@ class Lifecycle {
     host._conn = conn;
     host._calls.conn = conn;
     host._admission.reset(); // inbound flow control starts afresh on every connection
-    host._keepalive.start(conn);
     await host._subs.restore(conn);
     if (generation !== host._generation) {
       conn.destroy(); // disconnect() already let go of it
@@ -211,8 +215,8 @@ class Lifecycle {
   }
 
   /**
-   * Forgets the current connection: stops the heartbeat, drops held
-   * inbound work and rejects every pending call with `reason`.
+   * Forgets the current connection: drops held inbound work and rejects
+   * every pending call with `reason`.
    * @param {Error} reason
    */
   detach(reason) {
@@ -220,14 +224,14 @@ class Lifecycle {
     if (host._conn !== null) host._lastReceived = host._conn.lastReceived;
     host._conn = null;
     host._admission.reset();
-    host._keepalive.stop();
     host._calls.failAll(reason);
   }
 
   /**
    * Dispatches one message from the server to its concern: a response
-   * settles its call (or is the heartbeat's pong, or an error frame that
-   * answers none, §6.4); what runs handlers goes through admission.
+   * settles its call (or is an error frame that answers none, §6.4); what
+   * runs handlers goes through admission. Pings and the heartbeat's pongs
+   * never get here: the protocol takes them (lib/protocol/).
    * @param {Connection} conn the connection it came on.
    * @param {object} msg
    */
@@ -236,7 +240,7 @@ class Lifecycle {
     if (conn !== host._conn) return; // after disconnect() or from a replaced connection: nobody's
     switch (msg.message_type) {
       case 'response':
-        if (!host._calls.settle(conn, msg) && !host._keepalive.onPong(msg) && msg.error) {
+        if (!host._calls.settle(conn, msg) && msg.error) {
           const err = errorFromWire(msg.error);
           err.replyTo = msg.reply_to;
           host._emitError(err);
@@ -262,7 +266,7 @@ class Lifecycle {
   info() {
     const host = this.host;
     const info = host._info;
-    const hb = host._keepalive.heartbeat;
+    const hb = host._conn !== null ? host._conn.heartbeat : null;
     return {
       appId: host.appId,
       host: host.options.host,

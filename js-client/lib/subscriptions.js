@@ -189,20 +189,16 @@ class Subscriptions {
   }
 
   /**
-   * Answers the server's pings (§9.1) itself. Any other `system` request
-   * is one the server routed to this client because it serves `system`
-   * (§8): it runs the `system` responder like any served request; without
-   * one it is answered `no_responders`, as the server answers when nobody
-   * serves `system`.
+   * A `system` request the server routed to this client because it serves
+   * `system` (§8; pings never get here, the protocol answers them): it runs
+   * the `system` responder like any served request; without one it is
+   * answered `no_responders`, as the server answers when nobody serves `system`.
    * @param {Connection} conn
    * @param {object} msg
    */
   onSystemRequest(conn, msg) {
     const action = msg.payload && msg.payload.action;
-    if (action === 'ping') {
-      reply(conn, this.host.appId, msg, { status: 'pong' });
-      this.host._emitSafely('ping', { messageId: msg.message_id });
-    } else if (this.responders.has(SYSTEM_CHANNEL)) {
+    if (this.responders.has(SYSTEM_CHANNEL)) {
       this.host._admission.admit(conn, msg);
     } else {
       reply(conn, this.host.appId, msg, null, { code: ErrorCode.NO_RESPONDERS, message: `no responder for system action ${JSON.stringify(action)}` });

@@ -549,7 +549,8 @@ test('client - the server advertises heartbeat_interval_ms 0: no heartbeat unles
   const info = client.getConnectionInfo();
   assert.equal(info.heartbeatIntervalMs, null);
   assert.equal(info.heartbeatTimeoutMs, null);
-  assert.equal(client._keepalive.timer, null);
+  assert.equal(client._conn.heartbeat, null);
+  assert.equal(client._conn._heartbeatTimer, null);
 });
 
 test('client - an explicit heartbeatInterval pings even when the server has heartbeats off', async (t) => {

@@ -38,6 +38,7 @@ const { buildMessage, decodeMessage, encodeMessage } = require('../envelope');
 const { FrameDecoder, encodeFrame } = require('../framing');
 const { HeartbeatAction } = require('../heartbeat');
 const { MessageError, FrameError } = require('../errors');
+const { Event, PingReceived, PongReceived, MessageRefused, ProtocolViolation } = require('./events');
 
 /** The state of one protocol connection (the same strings in every language). */
 const ProtocolState = Object.freeze({
@@ -67,51 +68,6 @@ class ProtocolStateError extends Error {
   constructor(message) {
     super(message);
     this.name = 'ProtocolStateError';
-  }
-}
-
-/** Base of what receiveFrame() returns besides an ordinary message. */
-class Event {}
-
-/** The peer pinged (§9); a request has already been answered with a pong. */
-class PingReceived extends Event {
-  constructor(message) {
-    super();
-    this.message = message;
-  }
-}
-
-/** The answer to a ping this connection sent (§9); `latencyMs` since the first unanswered one. */
-class PongReceived extends Event {
-  constructor(message, latencyMs) {
-    super();
-    this.message = message;
-    this.latencyMs = latencyMs;
-  }
-}
-
-/** The core answered `message` with an error response (a request) or dropped it; the connection stays open. */
-class MessageRefused extends Event {
-  constructor(message, code, text) {
-    super();
-    this.message = message;
-    this.code = code;
-    this.text = text;
-  }
-}
-
-/**
- * The peer broke the protocol: the state is `error` (and, where the role
- * sends one, the error frame is queued); the pump writes what is queued
- * and closes (§6.4). `error`: the typed IpcError, for the pump to report.
- */
-class ProtocolViolation extends Event {
-  constructor(code, text, message = null, error = null) {
-    super();
-    this.code = code;
-    this.text = text;
-    this.message = message;
-    this.error = error;
   }
 }
 
