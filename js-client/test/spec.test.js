@@ -1,0 +1,56 @@
+'use strict';
+
+/**
+ * The Node client against the language-neutral spec in interop-tests/spec/
+ * (options, states, events), as errors.test.js does for error codes; the
+ * Python suite asserts the same files (tests/test_spec.py).
+ */
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { DEFAULTS } = require('../lib/constants');
+const { State, TRANSITIONS } = require('../lib/state');
+const { LEGACY_ALIASES } = require('../lib/legacy_options');
+
+const SPEC = path.resolve(__dirname, '..', '..', 'interop-tests', 'spec');
+
+function load(name) {
+  return JSON.parse(fs.readFileSync(path.join(SPEC, name), 'utf8'));
+}
+
+/** The spec's default as the Node client holds it (durations are ms in both). */
+function nodeDefault(option) {
+  return option.default === 'unlimited' ? Infinity : option.default;
+}
+
+test('spec - every option has the spec default', () => {
+  for (const option of load('options.json').options) {
+    assert.ok(Object.hasOwn(DEFAULTS, option.node), `DEFAULTS has no ${option.node}`);
+    assert.deepEqual(DEFAULTS[option.node], nodeDefault(option), option.node);
+  }
+});
+
+test('spec - the client has no option the spec does not name', () => {
+  const spec = load('options.json');
+  const named = new Set([...spec.options.map((o) => o.node), ...spec.node_only.map((o) => o.node)]);
+  assert.deepEqual(Object.keys(DEFAULTS).sort(), [...named].sort());
+  for (const o of spec.node_only) assert.deepEqual(DEFAULTS[o.node], o.default, o.node);
+});
+
+test('spec - the legacy aliases are the spec', () => {
+  const spec = load('options.json');
+  assert.deepEqual(
+    Object.fromEntries(spec.node_legacy_aliases.map((a) => [a.node, a.means])),
+    { ...LEGACY_ALIASES }
+  );
+});
+
+test('spec - the state table is the spec', () => {
+  const table = load('states.json').client;
+  assert.deepEqual(Object.values(State).sort(), Object.keys(table).sort());
+  for (const [from, targets] of Object.entries(table)) {
+    assert.deepEqual([...TRANSITIONS[from]].sort(), [...targets].sort(), from);
+  }
+});
