@@ -15,6 +15,8 @@ import pytest
 
 from ipc_client import ConnectionState, IPCClient
 from ipc_client.state import TRANSITIONS
+from ipc_protocol.protocol import TRANSITIONS as PROTOCOL_TRANSITIONS
+from ipc_protocol.protocol import ProtocolState
 
 SPEC = Path(__file__).resolve().parent.parent / "interop-tests" / "spec"
 
@@ -62,6 +64,14 @@ def test_the_state_table_is_the_spec() -> None:
     table = _load("states.json")["client"]
     assert {s.value for s in ConnectionState} == set(table)
     assert {s.value: sorted(t.value for t in targets) for s, targets in TRANSITIONS.items()} == {
+        s: sorted(targets) for s, targets in table.items()
+    }
+
+
+def test_the_protocol_state_table_is_the_spec() -> None:
+    table = _load("states.json")["protocol"]
+    assert {s.value for s in ProtocolState} == set(table)
+    assert {s.value: sorted(t.value for t in targets) for s, targets in PROTOCOL_TRANSITIONS.items()} == {
         s: sorted(targets) for s, targets in table.items()
     }
 

@@ -13,6 +13,7 @@ const path = require('node:path');
 const { DEFAULTS } = require('../lib/constants');
 const { State, TRANSITIONS } = require('../lib/state');
 const { LEGACY_ALIASES } = require('../lib/legacy_options');
+const protocol = require('../lib/protocol/protocol');
 
 const SPEC = path.resolve(__dirname, '..', '..', 'interop-tests', 'spec');
 
@@ -52,5 +53,13 @@ test('spec - the state table is the spec', () => {
   assert.deepEqual(Object.values(State).sort(), Object.keys(table).sort());
   for (const [from, targets] of Object.entries(table)) {
     assert.deepEqual([...TRANSITIONS[from]].sort(), [...targets].sort(), from);
+  }
+});
+
+test('spec - the protocol state table is the spec', () => {
+  const table = load('states.json').protocol;
+  assert.deepEqual(Object.values(protocol.ProtocolState).sort(), Object.keys(table).sort());
+  for (const [from, targets] of Object.entries(table)) {
+    assert.deepEqual([...protocol.TRANSITIONS[from]].sort(), [...targets].sort(), from);
   }
 });
