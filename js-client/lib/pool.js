@@ -148,7 +148,7 @@ class ConnectionPool extends PoolCore {
    */
   acquire({ timeout = this.acquireTimeout } = {}) {
     if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
-    if (this._waiters.length === 0) {
+    if (this._waiters.length === 0 && !this._settling) {
       const member = pickIdle(this._members); // nobody waits: no plan needed
       if (member !== null) {
         this._take(member, false);
@@ -320,7 +320,7 @@ class ConnectionPool extends PoolCore {
    */
   _share(timeout) {
     if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
-    if (this._waiters.length === 0) {
+    if (this._waiters.length === 0 && !this._settling) {
       const [member] = pickShared(this._members, this.leaseThreshold); // nobody waits: no plan needed
       if (member !== null) {
         this._take(member, true);

@@ -80,6 +80,8 @@ class PoolCore extends EventEmitter {
     this._openingClients = new Set(); // so close() can stop their handshakes
     this._started = false;
     this._closed = false;
+    this._settling = false; // a plan is being applied
+    this._settleAgain = false;
     this._refillTimer = null;
     this._refillAttempt = 0;
     this._retired = null; // final metrics of destroyed members, folded into one
@@ -137,6 +139,30 @@ class PoolCore extends EventEmitter {
    */
   _settle(failure = null, now = performance.now()) {
     if (this._closed) return;
+    if (this._settling) {
+      // Called back from an event the plan fired ('destroyed', 'error'): plan again once this plan is applied.
+      // Never with a failure or a time: those come from timers and connects, not from the plan's own events.
+      this._settleAgain = true;
+      return;
+    }
+    this._settling = true;
+    try {
+      do {
+        this._settleAgain = false;
+        this._applyPlan(failure, now);
+        failure = null;
+        now = performance.now();
+      } while (this._settleAgain && !this._closed);
+    } finally {
+      this._settling = false;
+    }
+  }
+
+  /**
+   * One plan, applied.
+   * @private
+   */
+  _applyPlan(failure, now) {
     const plan = planPool(this._members, this._waiters, this._settings, now, {
       opening: this._opening,
       failedOpens: failure === null ? 0 : 1

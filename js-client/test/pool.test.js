@@ -225,6 +225,21 @@ test('pool - idle members above minConnections are closed after idleTimeout', as
   assert.deepEqual(pool.stats(), { total: 1, available: 1, inUse: 0, pending: 0, totalCreated: 3, totalDestroyed: 2 });
 });
 
+test('pool - a listener that acquires while the pool closes idle members never gets one being closed', async (t) => {
+  const { pool } = await setup(t, { minConnections: 0, maxConnections: 2, idleTimeout: 40 });
+  const [a, b] = [await pool.acquire(), await pool.acquire()];
+  pool.release(a);
+  pool.release(b);
+  const busyUntil = performance.now() + 60; // both idle timers come due together: one plan closes both
+  while (performance.now() < busyUntil);
+  const got = new Promise((resolve) => pool.once('destroyed', () => resolve(pool.acquire())));
+  const client = await got;
+  assert.equal(client.connected, true);
+  assert.ok(client !== a && client !== b);
+  assert.deepEqual([pool.stats().inUse, pool.stats().totalDestroyed], [1, 2]);
+  pool.release(client);
+});
+
 test('pool - healthCheck() pings on a busy member too, and reports a dead server', async (t) => {
   const { pool, peer } = await setup(t, { minConnections: 1, maxConnections: 1 });
   await pool.start();
