@@ -1,8 +1,8 @@
-"""The client's socket pump: bytes in -> core -> messages to the client.
-
-It owns the transport, the decoder, the frame limit and protocol version of
-this connection, the handshake's wait and the heartbeat's timer; the client
-decides what messages mean.
+"""The client's socket pump over the core's :class:`ClientProtocol`: it reads
+into a buffer, hands the bytes to the protocol, routes the messages that
+come back, acts on its events (the handshake's end, pongs, violations), and
+writes frames. It also keeps the connection's frame encoding for its
+version and frame limit, and the heartbeat's timer.
 
 Writes: the first frame of a loop iteration is written at once (a lone
 request pays no delay); the frames that follow in the same iteration go out
@@ -11,7 +11,9 @@ call per batch instead of one per frame, while bounded batches keep client
 and server from running in lock step. A read of several frames wakes several
 writers at once (many requesters, a responder's handlers), and they run in
 the next iteration: their first frame is batched too, or it would take a
-system call of its own.
+system call of its own. The hot path's frames are written here directly;
+what the protocol queues itself (the connect, pings, pongs) is written
+after the event that queued it.
 """
 
 from __future__ import annotations
@@ -24,17 +26,17 @@ from typing import cast
 
 from ipc_protocol import (
     ConnectionLost,
-    FrameDecoder,
     FrameTooLarge,
     Heartbeat,
     HeartbeatAction,
     Message,
-    ProtocolError,
     RequestTimeout,
-    decode_message,
     encode_frame,
     encode_message,
+    error_from_wire,
 )
+from ipc_protocol.client_protocol import ClientProtocol, Connected, HandshakeRefused
+from ipc_protocol.protocol import Event, PongReceived, ProtocolViolation
 
 __all__ = ["ClientConnection"]
 
@@ -60,28 +62,31 @@ _BATCH_MAX_FRAMES = 16
 
 
 class ClientConnection(asyncio.BufferedProtocol):
-    """One connection to the server. ``legacy`` and ``max_send`` describe
-    what the handshake agreed: every frame is encoded for that version and
-    refused locally when the server would refuse it (§1.1)."""
+    """One connection to the server. ``legacy`` and ``max_send`` are what
+    the handshake agreed (before it: version 2 and our limit): every frame
+    is encoded for that version and refused locally when the server would
+    refuse it (§1.1). ``on_pong(conn, latency_s)`` hears the heartbeat's pongs."""
 
     def __init__(
         self,
+        proto: ClientProtocol,
         on_message: Callable[[ClientConnection, Message], None],
         on_lost: Callable[[ClientConnection, BaseException | None], None],
-        max_frame_size: int | None,
+        on_pong: Callable[[ClientConnection, float | None], None] | None = None,
     ) -> None:
+        self.proto = proto
         self._on_message = on_message
         self._on_lost = on_lost
-        self.decoder = FrameDecoder(max_frame_size)
+        self._on_pong = on_pong
         self.legacy = False  # a version-1 server (§10)
-        self.connection_id = ""  # as the server named it in the handshake
-        self.max_send: int | None = max_frame_size
+        self.connection_id = proto.connection_id  # as the server named it in the handshake
+        self.max_send: int = proto.max_frame_size
         self.transport: asyncio.Transport | None = None
         self.heartbeat: Heartbeat | None = None
-        self.handshake: asyncio.Future[Message] | None = None
         self.closed = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
         self._loop = asyncio.get_running_loop()
+        self._handshake: asyncio.Future[Connected] | None = None
         self._drain: asyncio.Future[None] | None = None
         # Frames written after the first of this loop iteration, for its end.
         self._batch: list[bytes] = []
@@ -101,7 +106,7 @@ class ClientConnection(asyncio.BufferedProtocol):
                 pass
 
     # Reads land in the thread's receive buffer (_read_buffer);
-    # data_received copies what it keeps before the next read.
+    # the protocol copies what it keeps before the next read.
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _read_buffer()
@@ -110,23 +115,58 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.data_received(_read_buffer()[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.received(self._loop.time())
-        try:
-            frames = self.decoder.feed(data)
-            for body in frames:
-                msg = decode_message(body)
-                self._on_message(self, msg)
-        except ProtocolError as exc:
-            # The server broke the protocol: nothing after this can be trusted.
-            self.error = exc
-            self.abort()
+        proto = self.proto
+        frames = proto.receive_data(data, None if proto.heartbeat is None else self._loop.time())
+        if not frames:
+            if proto.violation is not None:
+                self._violated(proto.violation)
             return
+        on_message = self._on_message
+        for body in frames:
+            item = proto.receive_frame(body)
+            if type(item) is Message:
+                on_message(self, item)
+            elif not self._event(item):  # type: ignore[arg-type]
+                return  # the protocol failed: read no more
         if len(frames) > 1:
             # Batch what the writers it woke write in the next iteration; this
             # end runs after them (they were scheduled first).
             self._iteration_ends += 1
             self._loop.call_soon(self._end_iteration)
+
+    def _event(self, event: Event) -> bool:
+        """Act on what the protocol reports; False once it reads no more."""
+        if type(event) is PongReceived:
+            if self._on_pong is not None:
+                self._on_pong(self, event.latency_s)
+            return True
+        if type(event) is Connected:
+            self.legacy, self.max_send, self.connection_id = event.legacy, event.max_frame_size, event.connection_id
+            if self._handshake is not None and not self._handshake.done():
+                self._handshake.set_result(event)
+            return True
+        if type(event) is HandshakeRefused:
+            if self._handshake is not None and not self._handshake.done():
+                self._handshake.set_exception(event.error)
+                self._handshake.exception()  # mark retrieved: the wait may have timed out already
+            return False
+        if type(event) is ProtocolViolation:
+            self._violated(event)
+            return False
+        self._write_queued()  # PingReceived: the pong it queued
+        return True
+
+    def _violated(self, violation: ProtocolViolation) -> None:
+        """The server broke the protocol: nothing after this can be trusted.
+        The protocol's error frame is not sent (the client never sent one)."""
+        self.error = error_from_wire({"code": str(violation.code), "message": violation.text})
+        self.abort()
+
+    def _write_queued(self) -> None:
+        """Write what the protocol queued itself (connect, ping, pong)."""
+        for frame in self.proto.data_to_send():
+            if self.is_open:
+                self.write(frame)
 
     # -- write backpressure: callers await drain() while the buffer is full --
 
@@ -159,15 +199,16 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_heartbeat()
+        self.proto.connection_lost()
         self._batch.clear()
         self.resume_writing()  # release writers; their next write sees the closed connection
         if self.error is None:
             self.error = exc
         if not self.closed.done():
             self.closed.set_result(None)
-        if self.handshake is not None and not self.handshake.done():
-            self.handshake.set_exception(ConnectionLost(f"connection closed during the handshake: {self.error or 'EOF'}"))
-            self.handshake.exception()
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_exception(ConnectionLost(f"connection closed during the handshake: {self.error or 'EOF'}"))
+            self._handshake.exception()
         self._on_lost(self, self.error)
 
     @property
@@ -193,34 +234,37 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     # -- the handshake's wait and the heartbeat (§3, §9) ----------------------
 
-    async def exchange_hello(self, hello: Message, timeout: float, peer: str) -> Message:
-        """Send the connect frame and wait for the first response, whatever its
-        ``reply_to``: a 1.1.x server answers the connect without one (§3, §10)."""
-        self.handshake = self._loop.create_future()
-        self.send(hello)
+    async def handshake(self, timeout: float, peer: str) -> Connected:
+        """Send the connect (the protocol queues it) and wait for the server's
+        answer: :class:`Connected`, or the typed error of its refusal."""
+        self._handshake = self._loop.create_future()
+        self.proto.connect()
+        self._write_queued()
         try:
-            return await asyncio.wait_for(asyncio.shield(self.handshake), timeout)
+            return await asyncio.wait_for(asyncio.shield(self._handshake), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise RequestTimeout(f"no handshake reply from {peer}") from None
 
-    def start_heartbeat(self, hb: Heartbeat, ping: Callable[[], Message], on_dead: Callable[[Heartbeat], None]) -> None:
-        """Ping after ``hb.interval_s`` of silence; after ``hb.timeout_s``,
-        call ``on_dead`` and abort the connection."""
-        self.heartbeat = hb
-        self._heartbeat_task = self._loop.create_task(self._heartbeat(hb, ping, on_dead))
+    def start_heartbeat(self, on_dead: Callable[[Heartbeat], None]) -> None:
+        """Once connected, keep the protocol's heartbeat (§9), if one is due:
+        ping on silence; after its timeout, call ``on_dead`` and abort."""
+        if self.proto.start_heartbeat(self._loop.time()):
+            self.heartbeat = self.proto.heartbeat
+            self._heartbeat_task = self._loop.create_task(self._heartbeat(on_dead))
 
     def stop_heartbeat(self) -> None:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
 
-    async def _heartbeat(self, hb: Heartbeat, ping: Callable[[], Message], on_dead: Callable[[Heartbeat], None]) -> None:
-        loop = self._loop
+    async def _heartbeat(self, on_dead: Callable[[Heartbeat], None]) -> None:
+        hb, loop, proto = self.heartbeat, self._loop, self.proto
+        assert hb is not None
         while self.is_open:
             await asyncio.sleep(max(hb.next_check(loop.time()), 0.005))
-            action = hb.poll(loop.time())
+            action = proto.tick(loop.time())
             if action is HeartbeatAction.PING:
-                self.send(ping())
+                self._write_queued()
             elif action is HeartbeatAction.DEAD:
                 on_dead(hb)
                 self.error = ConnectionLost(f"heartbeat timeout: nothing received for {hb.timeout_s:g} s")
@@ -256,6 +300,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def close(self) -> None:
+        self.proto.close()
         if self.transport is not None:
             self._flush()
             self.transport.close()

@@ -19,7 +19,6 @@ from typing import Any
 
 from ipc_protocol import (
     PROTOCOL_VERSION,
-    SYSTEM_CHANNEL,
     ConnectionLost,
     Heartbeat,
     IPCError,
@@ -30,8 +29,8 @@ from ipc_protocol import (
     error_from_wire,
 )
 from ipc_protocol import __version__ as _version
+from ipc_protocol.client_protocol import ClientProtocol
 from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
-from ipc_protocol.messages import connect_request, ping_request, response_to
 
 from .admission import Admission
 from .backoff import Backoff
@@ -228,9 +227,12 @@ class Lifecycle:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + opts.connect_timeout
         self._metrics.attempt()
-        limit = DEFAULT_MAX_FRAME_SIZE if opts.max_frame_size is None else opts.max_frame_size
+        proto = ClientProtocol(
+            opts.app_id, self.connection_id, client=CLIENT_NAME, token=opts.token, max_frame_size=opts.max_frame_size,
+            heartbeat_interval_s=opts.heartbeat_interval, heartbeat_timeout_s=opts.heartbeat_timeout,
+        )  # fmt: skip
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: ClientConnection(self._on_message, self._on_lost, limit), opts.host, opts.port),
+            loop.create_connection(lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port),
             opts.connect_timeout,
         )
         if generation != self._generation:
@@ -238,23 +240,12 @@ class Lifecycle:
             raise NotConnected("disconnect() was called while connecting")
         self.conn = conn
         try:
-            hello = connect_request(opts.app_id, self.connection_id, client=CLIENT_NAME, token=opts.token)
-            reply = await conn.exchange_hello(hello, deadline - loop.time(), opts.peer)
-            if reply.error is not None:
-                raise error_from_wire(reply.error.model_dump())
-            payload = reply.payload if isinstance(reply.payload, dict) else {}
-            if payload.get("status") != "connected":
-                raise NotConnected(f"unexpected handshake reply: {payload!r}")
-            self.legacy = self._calls.legacy = conn.legacy = "protocol" not in payload
-            self.server_info = dict(payload)
-            self.connection_id = conn.connection_id = str(payload.get("connection_id") or self.connection_id)
-            advertised = payload.get("max_frame_size")
-            if not self.legacy and isinstance(advertised, int) and advertised > 0:
-                # Send and accept no more than both sides allow (§1.1).
-                conn.max_send = advertised if opts.max_frame_size is None else min(advertised, opts.max_frame_size)
-                conn.decoder.max_frame_size = conn.max_send
-            self.max_send = conn.max_send
-            self._start_heartbeat(conn, payload)
+            connected = await conn.handshake(deadline - loop.time(), opts.peer)
+            self.legacy = self._calls.legacy = connected.legacy
+            self.server_info = connected.server_info
+            self.connection_id = connected.connection_id
+            self.max_send = connected.max_frame_size
+            conn.start_heartbeat(self._on_heartbeat_dead)
             await self._subs.restore(conn, deadline)
             if generation != self._generation:
                 raise NotConnected("disconnect() was called while connecting")
@@ -265,50 +256,28 @@ class Lifecycle:
                 self._drop(conn, ConnectionLost("the client disconnected"))
             raise
 
-    def _start_heartbeat(self, conn: ClientConnection, handshake: dict[str, Any]) -> None:
-        """Ping on silence (§9); a version-1 server does not answer pings (§10)."""
-        opts = self.options
-        interval = opts.heartbeat_interval
-        if interval is None:
-            advertised = handshake.get("heartbeat_interval_ms")
-            interval = advertised / 1000.0 if isinstance(advertised, (int, float)) and advertised > 0 else None
-        if self.legacy or interval is None:
-            return
-        hb = Heartbeat(interval, opts.heartbeat_timeout or 2 * interval, asyncio.get_running_loop().time())
-        conn.start_heartbeat(hb, lambda: ping_request(opts.app_id), self._on_heartbeat_dead)
-
     def _on_heartbeat_dead(self, hb: Heartbeat) -> None:
         log.warning("no frame from %s for %.1f s: connection declared dead", self.options.peer, hb.timeout_s)
         self._emit("heartbeat_timeout", {"silent": asyncio.get_running_loop().time() - hb.last_received})
+
+    def _on_pong(self, conn: ClientConnection, latency_s: float | None) -> None:
+        self.last_pong = asyncio.get_running_loop().time()
+        self._emit("heartbeat", {"latency": latency_s})
 
     # -- what arrives -----------------------------------------------------------
 
     def _on_message(self, conn: ClientConnection, msg: Message) -> None:
         mtype = msg.message_type
         if mtype is MessageType.RESPONSE:
-            if conn.handshake is not None and not conn.handshake.done():
-                conn.handshake.set_result(msg)
-            elif not self._calls.settle(msg):
-                self._on_unmatched(conn, msg)
+            if not self._calls.settle(msg) and msg.error is not None and not self._calls.expired(msg.reply_to):
+                # An error that answers nothing we wait for (§6.4).
+                self._emit("error", error_from_wire(msg.error.model_dump()))
         elif mtype is MessageType.PUBLISH:
             self._subs.deliver(msg)
         elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
-            if msg.channel_id == SYSTEM_CHANNEL and isinstance(msg.payload, dict) and msg.payload.get("action") == "ping":
-                if mtype is MessageType.REQUEST:
-                    conn.send(response_to(msg, {"status": "pong"}))
-                return
-            # Any other system action reaches us only because we serve 'system' (§8).
+            # A system request reaches us only because we serve 'system' (§8):
+            # the protocol answered the pings itself.
             self._subs.serve_request(conn, msg)
-
-    def _on_unmatched(self, conn: ClientConnection, msg: Message) -> None:
-        """A response that answers no waiting call: a pong, a late answer, or an error about nothing (§6.4)."""
-        if isinstance(msg.payload, dict) and msg.payload.get("status") == "pong":
-            if conn.heartbeat is not None:
-                self.last_pong = asyncio.get_running_loop().time()
-                conn.heartbeat.pong_received(self.last_pong)
-                self._emit("heartbeat", {"latency": conn.heartbeat.latency_s})
-        elif msg.error is not None and not self._calls.expired(msg.reply_to):
-            self._emit("error", error_from_wire(msg.error.model_dump()))
 
     # -- losing it ------------------------------------------------------------
 

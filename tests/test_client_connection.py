@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+from collections.abc import Callable
+
 from ipc_client.connection import _BATCH_MAX_FRAMES, ClientConnection
 from ipc_protocol import Message, MessageType, encode_frame, encode_message
+from ipc_protocol.client_protocol import ClientProtocol
 
 from .recording_transport import RecordingTransport
 
+_CONNECTED = Message.build(MessageType.RESPONSE, "app", "system", {"status": "connected", "connection_id": "c", "protocol": 2})
 
-def _connection() -> tuple[ClientConnection, RecordingTransport]:
-    conn = ClientConnection(lambda c, m: None, lambda c, e: None, None)
+
+def _connection(on_message: Callable[[ClientConnection, Message], None] = lambda c, m: None) -> tuple[ClientConnection, RecordingTransport]:
+    """An open connection (its handshake done) over a recording transport."""
+    conn = ClientConnection(ClientProtocol("app", "c", client="test"), on_message, lambda c, e: None)
     transport = RecordingTransport()
     conn.connection_made(transport)
+    conn.data_received(encode_frame(encode_message(_CONNECTED)))
     return conn, transport
 
 
@@ -57,9 +64,7 @@ async def _writers_woken_by_a_read(n: int) -> tuple[RecordingTransport, list[asy
     next request once it comes; one read brings all ``n`` answers."""
     loop = asyncio.get_running_loop()
     waiting: dict[str, asyncio.Future[Message]] = {f"r{i}": loop.create_future() for i in range(n)}
-    conn = ClientConnection(lambda c, m: waiting[m.reply_to].set_result(m), lambda c, e: None, None)  # type: ignore[index]
-    transport = RecordingTransport()
-    conn.connection_made(transport)
+    conn, transport = _connection(lambda c, m: waiting[m.reply_to].set_result(m))  # type: ignore[index]
 
     async def writer(fut: asyncio.Future[Message]) -> None:
         msg = await fut

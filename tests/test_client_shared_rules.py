@@ -19,6 +19,7 @@ from ipc_client.connection import ClientConnection
 from ipc_client.lifecycle import Lifecycle
 from ipc_client.metrics import ClientMetrics
 from ipc_protocol import FrameDecoder, Message, MessageType, encode_frame
+from ipc_protocol.client_protocol import ClientProtocol
 from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
 
 from .conftest import WAIT_S
@@ -133,7 +134,7 @@ async def test_timeout_ms_on_the_wire_rounds_up_for_calls_built_as_messages() ->
     breaker) sends what is left of the deadline, rounded up."""
     calls = Calls("app", ClientMetrics())
     calls.loop = FrozenClock(100.0)  # type: ignore[assignment]
-    conn = ClientConnection(lambda c, m: None, lambda c, e: None, None)
+    conn = ClientConnection(ClientProtocol("app", "c", client="test"), lambda c, m: None, lambda c, e: None)
     transport = RecordingTransport()
     conn.connection_made(transport)
     for left in (0.5004, 0.0000001):

@@ -1,0 +1,176 @@
+"""The client's side of one connection, sans-I/O (docs/protocol.md §1, §3,
+§9, §10), on the base :class:`~ipc_protocol.protocol.Protocol`.
+
+The handshake: :meth:`ClientProtocol.connect` queues the connect request
+(version 2: ``protocol``, the client's name, the ``connection_id`` it
+proposes and the token, if any). The first response that comes back is the
+server's answer, whatever its ``reply_to``: a 1.1.x server answers without
+one (§10). A reply without ``protocol`` is a version-1 server: from then on
+every frame is sent with the seven version-1 fields only, and no ping is
+sent (it would go unanswered). The frame limit is ours (``max_frame_size``,
+else the protocol's 16 MiB default) before the reply and with a version-1
+server, the smaller of ours and the server's advertised one after a
+version-2 reply (§1.1). A refusal (``unauthorized``, ``bad_message``...)
+comes back as :class:`HandshakeRefused` with the typed exception.
+
+Once open, the base rules apply: server pings are answered here, pongs to
+this side's pings come back as :class:`~ipc_protocol.protocol.PongReceived`,
+and every other message is returned as itself for the pump to route.
+
+The API, in the order a pump uses it (the Node client's
+``lib/protocol/client_protocol.js`` has the same names and events)::
+
+    proto = ClientProtocol(app_id, connection_id, client=name, token=None,
+                           max_frame_size=None, heartbeat_interval_s=None,
+                           heartbeat_timeout_s=None)
+    proto.connect()                        # queues the connect request
+    write(proto.data_to_send())
+    for frame in proto.receive_data(data, now):
+        item = proto.receive_frame(frame)
+        # Connected: open; legacy, server_info, connection_id,
+        #   max_frame_size (negotiated), heartbeat_interval_s (advertised)
+        # HandshakeRefused: error (the typed exception); state ``error``
+        # PingReceived (already answered), PongReceived (latency_s)
+        # ProtocolViolation: the server broke the protocol; state ``error``
+        # a Message: the pump routes it
+    proto.start_heartbeat(now)             # after Connected: True if pings are due
+    proto.tick(now)                        # the base's heartbeat: PING queued, or DEAD
+
+A violation queues the base's error frame; a client's pump may close
+without writing it (our clients never sent one, and a server does not read
+it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .constants import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION
+from .envelope import Message, MessageType, decode_message
+from .exceptions import IPCError, NotConnected, ProtocolError, error_from_wire
+from .heartbeat import Heartbeat
+from .messages import connect_request
+from .protocol import ERROR, HANDSHAKE, OPEN, Event, Protocol, ProtocolStateError, peek_message_id
+
+__all__ = ["ClientProtocol", "Connected", "HandshakeRefused"]
+
+
+class Connected(Event):
+    """The server accepted the connect: the connection is ``open``.
+
+    ``server_info``: the reply's payload; ``legacy``: a version-1 server;
+    ``connection_id``: the one the server gave; ``max_frame_size``: the
+    limit both sides now apply; ``heartbeat_interval_s``: the server's
+    advertised interval (None: none or off)."""
+
+    __slots__ = ("message", "server_info", "legacy", "connection_id", "max_frame_size", "heartbeat_interval_s")
+
+    def __init__(
+        self, message: Message, server_info: dict[str, Any], legacy: bool, connection_id: str, max_frame_size: int, heartbeat_interval_s: float | None
+    ) -> None:
+        self.message = message
+        self.server_info = server_info
+        self.legacy = legacy
+        self.connection_id = connection_id
+        self.max_frame_size = max_frame_size
+        self.heartbeat_interval_s = heartbeat_interval_s
+
+
+class HandshakeRefused(Event):
+    """The server refused the connect, or answered it with something else
+    than ``connected``: ``error`` is the exception to raise. State ``error``."""
+
+    __slots__ = ("message", "error")
+
+    def __init__(self, message: Message, error: IPCError) -> None:
+        self.message = message
+        self.error = error
+
+
+class ClientProtocol(Protocol):
+    """One connection to a server, as the client sees it.
+
+    Args:
+        app_id: the application the connection is for.
+        connection_id: the id proposed to the server (it may give another).
+        client: this implementation's name, sent to a version-2 server.
+        token: the shared secret, for servers that require one.
+        max_frame_size: our frame limit; None is the protocol's default.
+        heartbeat_interval_s: ping after this long without a frame; None
+            uses the server's advertised interval.
+        heartbeat_timeout_s: the server is dead after this long without a
+            frame; None is twice the interval.
+    """
+
+    __slots__ = ("connection_id", "client", "server_info", "_token", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s")
+
+    def __init__(
+        self,
+        app_id: str,
+        connection_id: str,
+        *,
+        client: str,
+        token: str | None = None,
+        max_frame_size: int | None = None,
+        heartbeat_interval_s: float | None = None,
+        heartbeat_timeout_s: float | None = None,
+    ) -> None:
+        limit = DEFAULT_MAX_FRAME_SIZE if max_frame_size is None else max_frame_size
+        super().__init__(max_frame_size=limit)
+        self.app_id = app_id
+        self.connection_id = connection_id
+        self.client = client
+        self.server_info: dict[str, Any] = {}
+        self._token = token
+        self._limit = max_frame_size  # ours as given: None leaves a version-2 server's limit as is
+        self._hb_interval_s = heartbeat_interval_s
+        self._hb_timeout_s = heartbeat_timeout_s
+        self._heartbeat_s: float | None = None  # the interval in effect once open
+
+    def connect(self) -> str:
+        """Queue the connect request (§3); returns its message_id."""
+        if self.state is not HANDSHAKE:
+            raise ProtocolStateError(f"connect in state {self.state.value}")
+        hello = connect_request(self.app_id, self.connection_id, client=self.client, token=self._token, protocol=PROTOCOL_VERSION)
+        self.send(hello)
+        return hello.message_id
+
+    def _receive_before_open(self, frame: bytes) -> Message | Event:
+        try:
+            msg = decode_message(frame)
+        except ProtocolError as exc:
+            return self._violated(exc.code, str(exc), peek_message_id(frame), None)
+        if msg.message_type is not MessageType.RESPONSE:
+            return msg  # the pump's, as before the handshake it always was
+        if msg.error is not None:
+            return self._refused(msg, error_from_wire(msg.error.model_dump()))
+        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        if payload.get("status") != "connected":
+            return self._refused(msg, NotConnected(f"unexpected handshake reply: {payload!r}"))
+        self._move(OPEN)
+        self.legacy = "protocol" not in payload
+        self.server_info = dict(payload)
+        self.connection_id = str(payload.get("connection_id") or self.connection_id)
+        advertised = payload.get("max_frame_size")
+        if not self.legacy and isinstance(advertised, int) and not isinstance(advertised, bool) and advertised > 0:
+            # Send and accept no more than both sides allow (§1.1).
+            self.max_frame_size = advertised if self._limit is None else min(advertised, self._limit)
+        interval_ms = payload.get("heartbeat_interval_ms")
+        advertised_s = interval_ms / 1000.0 if isinstance(interval_ms, (int, float)) and interval_ms > 0 else None
+        if not self.legacy:  # a version-1 server never answers pings (§10)
+            self._heartbeat_s = self._hb_interval_s if self._hb_interval_s is not None else advertised_s
+        return Connected(msg, self.server_info, self.legacy, self.connection_id, self.max_frame_size, advertised_s)
+
+    def _refused(self, msg: Message, error: IPCError) -> HandshakeRefused:
+        self._move(ERROR)
+        return HandshakeRefused(msg, error)
+
+    def start_heartbeat(self, now: float) -> bool:
+        """Keep a heartbeat from ``now`` on the pump's clock, if one is due:
+        our interval, else the server's advertised one; never with a
+        version-1 server. Returns whether one is kept (then call :meth:`tick`)."""
+        interval = self._heartbeat_s
+        if self.state is not OPEN or interval is None:
+            return False
+        self.heartbeat = Heartbeat(interval, self._hb_timeout_s or 2 * interval, now)
+        return True
