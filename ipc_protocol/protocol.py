@@ -143,8 +143,8 @@ class PongReceived(Event):
 
 
 class MessageRefused(Event):
-    """The core answered ``message`` with an error response (a request) or
-    dropped it (a notification); the connection stays open."""
+    """The core answered ``message`` with an error response, or dropped it
+    (a notification, which expects no answer); the connection stays open."""
 
     __slots__ = ("message", "code", "text")
 
@@ -290,8 +290,9 @@ class Protocol:
         return None
 
     def refuse(self, msg: Message, code: ErrorCode, text: str) -> MessageRefused:
-        """Answer ``msg`` with an error response (a notification gets none)."""
-        if msg.message_type is MessageType.REQUEST:
+        """Answer ``msg`` with an error response, whatever its type but a
+        notification (which expects no answer); the connection stays open."""
+        if msg.message_type is not MessageType.NOTIFICATION:
             self.send(error_response(msg, code, text))
         return MessageRefused(msg, code, text)
 

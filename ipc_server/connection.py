@@ -23,6 +23,7 @@ from ipc_protocol.protocol import MessageRefused, ProtocolState, ProtocolViolati
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
 from .config import SERVER_NAME, ServerConfig
+from .inflight import InflightLimit
 from .stats import ServerStats
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
@@ -70,17 +71,17 @@ class ConnectionOwner(Protocol):
     stats: ServerStats
     reads: SharedReads
 
-    def admit(self, conn: ServerConnection) -> bool:
-        """A socket was accepted: keep it (True) or refuse it (the owner aborts it)."""
+    # A socket was accepted: keep it (True) or refuse it (the owner aborts it).
+    def admit(self, conn: ServerConnection) -> bool: ...
 
-    def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
-        """A valid connect: decide, then ``conn.accept(connection_id)``."""
+    # A valid connect: decide, then ``conn.accept(connection_id)``.
+    def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None: ...
 
-    def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
-        """Route one message of an open connection; ``body`` is its frame body."""
+    # One message of an open connection; ``body`` is its frame body.
+    def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None: ...
 
-    def connection_closed(self, conn: ServerConnection) -> None:
-        """The socket is gone: forget the connection."""
+    # The socket is gone: forget the connection.
+    def connection_closed(self, conn: ServerConnection) -> None: ...
 
 
 class ServerConnection(asyncio.BufferedProtocol):
@@ -97,26 +98,23 @@ class ServerConnection(asyncio.BufferedProtocol):
         )
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
-        # The handshake's outcome, copied from the protocol once open: the
-        # server reads them for every message it routes.
+        # The handshake's outcome, copied from the protocol once open.
         self.app_id: str = ""
         self.connection_id: str = ""
         self.legacy = False
         self.client_name = ""
         self.opened = False  # the handshake completed (routing state exists)
         self.connected_at = 0.0
-        # Requests this connection sent that are being answered (handlers or
-        # forwarded); reading pauses at the limit (§12).
-        self.inflight = 0
-        # Requests forwarded to this connection as a responder, and forwarded
-        # requests this connection is waiting on: keys of the server's table,
-        # (responder, the message_id the responder was sent) (§7.3).
+        # Requests this connection sent that are being answered (§12).
+        self.inflight = InflightLimit(config.max_inflight_per_connection, self._pause_reading, self._resume_reading)
+        # Forwarded requests this connection answers / waits on (§7.3): keys of
+        # the forwarding table, (responder, the message_id it was sent).
         self.serving: set[tuple[ServerConnection, str]] = set()
         self.awaiting: set[tuple[ServerConnection, str]] = set()
         # In-process handler calls answering this connection's requests.
         self.handler_calls: set[Any] = set()
-        self.subscriptions: set[str] = set()
-        self.responder_for: set[str] = set()
+        self.subscriptions: set[str] = set()  # patterns, as subscriber
+        self.responder_for: set[str] = set()  # patterns, as responder
         self._stats = owner.stats
         self._reads = owner.reads
         self._dispatch = owner.dispatch
@@ -126,18 +124,16 @@ class ServerConnection(asyncio.BufferedProtocol):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._answers_expected = False  # this read started handler tasks
-        self._reading_paused = False
         self._ended = False  # close or abort began; the transport is going
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
         self._max_out = config.max_outbound_buffer_bytes
-        self._max_inflight = config.max_inflight_per_connection
 
     # -- asyncio.Protocol ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Not an isinstance check: uvloop's transports (--loop uvloop) are
-        # not subclasses of asyncio.Transport, though they implement it.
+        # A cast, not an isinstance check: uvloop's transports implement
+        # asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("socket")
@@ -157,9 +153,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         if timeout:
             self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
 
-    # Reads land in the buffer the server's connections share
-    # (SharedReads); data_received copies what it keeps before the next read.
-
+    # data_received copies what it keeps of the shared buffer before the next read.
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._reads.buffer
 
@@ -219,10 +213,20 @@ class ServerConnection(asyncio.BufferedProtocol):
             self._violated(event)
             return
         elif isinstance(event, MessageRefused):
-            self._stats.count_error(event.code)
-            if event.message.message_type is MessageType.NOTIFICATION:
-                log.info("notification %s on %r from %s dropped: %s: %s", event.message.message_id, event.message.channel_id, self.connection_id, event.code, event.text)
+            self._refused(event)
+            return
         # A ping was answered, a pong noted, a reply queued: send it as any frame.
+        self._queued(self.protocol.frames_queued)
+
+    def refuse(self, msg: Message, code: ErrorCode, text: str) -> None:
+        """Answer ``msg`` with an error response; the connection stays open."""
+        self._refused(self.protocol.refuse(msg, code, text))
+
+    def _refused(self, refusal: MessageRefused) -> None:
+        self._stats.count_error(refusal.code)
+        msg = refusal.message
+        if msg.message_type is MessageType.NOTIFICATION:  # no answer: logged and dropped
+            log.info("notification %s on %r from %s dropped: %s: %s", msg.message_id, msg.channel_id, self.connection_id, refusal.code, refusal.text)
         self._queued(self.protocol.frames_queued)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -254,21 +258,14 @@ class ServerConnection(asyncio.BufferedProtocol):
     def send(self, msg: Message, *, at_once: bool = False) -> bool:
         """Encode and queue ``msg`` for this connection's protocol version
         (raises, before queueing, if it cannot be encoded)."""
-        queued = self.protocol.send(msg)
-        if not queued:
-            return False
-        self._queued(queued, at_once)
-        return True
+        return self._queued(self.protocol.send(msg), at_once)
 
     def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
         """Queue an encoded frame; the frames of one loop iteration go out
-        together, in writes of at most ``_FLUSH_EVERY_FRAMES``.
-
-        Written at once, with any queued before it: ``at_once`` (the caller
-        knows nothing will join it), or the connection's first frame of the
-        iteration while the server handles a read of one frame. Frames that
-        follow in the iteration are batched as usual.
-        """
+        together, in writes of at most ``_FLUSH_EVERY_FRAMES``. Written at
+        once, with any queued before it: ``at_once`` (the caller knows nothing
+        will join it), or the connection's first frame of the iteration while
+        a read of one frame is dispatched (``SharedReads.lone``)."""
         queued = self._queue_frame(frame)  # 0: the connection no longer sends
         if not queued:
             return False
@@ -279,24 +276,22 @@ class ServerConnection(asyncio.BufferedProtocol):
             self._write_pending()
         return True
 
-    def _queued(self, queued: int, at_once: bool = False) -> None:
-        """``send_frame``'s rules for frames the protocol queued itself."""
+    def _queued(self, queued: int, at_once: bool = False) -> bool:
+        """``send_frame``'s rules, for frames queued in the protocol by other means."""
         if not queued or self._ended:
-            return
+            return False
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
             at_once = at_once or self._reads.lone
         if at_once or queued >= _FLUSH_EVERY_FRAMES:
             self._write_pending()
+        return True
 
     def _flush(self) -> None:
         self._flush_handle = None
         self._write_pending()
-        if (
-            self._max_out is not None
-            and self.transport is not None
-            and self.transport.get_write_buffer_size() > self._max_out
-        ):
+        transport = self.transport
+        if self._max_out is not None and transport is not None and transport.get_write_buffer_size() > self._max_out:
             self._stats.slow_consumers += 1
             log.warning("slow consumer %s (%s): outbound buffer over %d bytes", self.connection_id, self.peer, self._max_out)
             self.fail(ErrorCode.SLOW_CONSUMER, "outbound buffer limit exceeded: reading too slowly")
@@ -371,7 +366,7 @@ class ServerConnection(asyncio.BufferedProtocol):
 
     def tick(self, now: float) -> None:
         """The server's periodic sweep: ping a silent peer, drop a dead one."""
-        action = self.protocol.tick(now, reading=not self._reading_paused)
+        action = self.protocol.tick(now, reading=not self.inflight.paused)
         if action is HeartbeatAction.PING:
             self._queued(self.protocol.frames_queued)
         elif action is HeartbeatAction.DEAD:
@@ -379,32 +374,26 @@ class ServerConnection(asyncio.BufferedProtocol):
             log.info("closing %s (%s): silent for %.1f s", self.connection_id, self.peer, now - hb.last_received)  # type: ignore[union-attr]
             self.abort()
 
-    # -- flow control ------------------------------------------------------
+    # -- flow control (§12) ------------------------------------------------
 
     @property
     def reading_paused(self) -> bool:
-        return self._reading_paused
+        return self.inflight.paused
 
-    def request_started(self) -> None:
-        self.inflight += 1
-        if self._max_inflight is not None and self.inflight >= self._max_inflight and not self._reading_paused:
-            self._reading_paused = True
-            if self.transport is not None:
-                self.transport.pause_reading()
+    def _pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and self.protocol.state is _OPEN:
+            self.transport.resume_reading()
 
     def expect_answers(self) -> None:
         """A handler task was started for a request of the current read."""
         self._answers_expected = True
 
-    def request_finished(self) -> None:
-        self.inflight -= 1
-        if self._reading_paused and self.inflight <= (self._max_inflight or 0) // 2:
-            self._reading_paused = False
-            if self.transport is not None and self.protocol.state is _OPEN:
-                self.transport.resume_reading()
-
     def __repr__(self) -> str:
         return (
             f"<ServerConnection {self.connection_id or '-'} app={self.app_id!r} state={self.protocol.state.value}"
-            f" v{'1' if self.legacy else '2'} inflight={self.inflight} serving={len(self.serving)}>"
+            f" v{'1' if self.legacy else '2'} inflight={self.inflight.count} serving={len(self.serving)}>"
         )

@@ -8,14 +8,16 @@ Pure bookkeeping: no I/O. The server asks ``HandlerRegistry.find`` and then
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ipc_protocol.channels import is_pattern, pattern_matches
+from ipc_protocol.channels import is_pattern, is_reserved, pattern_matches, validate_channel
+from ipc_protocol.codes import ErrorCode
 
-__all__ = ["Handler", "HandlerRegistry", "ResponderTable"]
+__all__ = ["Handler", "HandlerRegistry", "ResponderTable", "target_problem"]
 
 T = TypeVar("T", bound=Hashable)
 
@@ -162,3 +164,16 @@ class ResponderTable(Generic[T]):
         out = {k: len(v) for k, v in self._exact.items()}
         out.update({k: len(v) for k, v in self._patterns.items()})
         return out
+
+
+@functools.lru_cache(maxsize=4096)
+def target_problem(channel: str) -> tuple[ErrorCode, str] | None:
+    """Why ``channel`` cannot be published or requested on (§4.3, §4.4), or None.
+    Cached: the same few channels carry nearly all the traffic."""
+    try:
+        validate_channel(channel)
+    except ValueError as exc:
+        return ErrorCode.BAD_MESSAGE, str(exc)
+    if is_reserved(channel):
+        return ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server"
+    return None

@@ -1,123 +1,51 @@
-"""The asyncio server: accepts connections, performs the handshake, routes
-requests, fans out publishes, sweeps heartbeats and expiries, shuts down
-gracefully (docs/protocol.md §3-§13).
+"""The asyncio server's facade: the public ``IPCServer`` (handlers, start,
+close), and the dispatch of each message to the concern that handles it
+(docs/protocol.md §3-§13).
 
-``ServerConnection`` turns bytes into messages; everything here works on
-messages. Routing state (handlers, responders, subscriptions) lives in the
-pure tables of ``router`` and ``topics``.
+Each concern has its module: ``connection`` (the socket pump over the
+protocol core), ``admission`` (limits, the handshake's decisions, apps),
+``handlers`` (in-process handler calls), ``forwarding`` (requests relayed to
+responder clients), ``pubsub`` (subscriptions and fan-out), ``shutdown``;
+routing state lives in the pure tables of ``router`` and ``topics``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
-import sys
-import time
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ipc_protocol import (
-    ErrorCode,
-    IPCError,
-    Message,
-    MessageType,
-    SERVER_SYSTEM_ACTIONS,
-    SERVICES_CHANNEL,
-    SYSTEM_CHANNEL,
-    encode_frame,
-    encode_message,
-    encode_response,
-    is_reserved,
-    is_servable,
-    validate_channel,
-    validate_pattern,
-)
-from ipc_protocol.deadlines import Deadlines
-from ipc_protocol.messages import error_response, response_to
-from ipc_protocol.replies import UNSENDABLE_RESULT, failure_reply
+from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, Message, MessageType, is_servable, validate_pattern
+from ipc_protocol.messages import response_to
 from ipc_protocol.server_protocol import ConnectRequested
 
-from .config import SERVER_NAME, ServerConfig, load_config
+from .admission import Admission
+from .config import ServerConfig, load_config
 from .connection import ServerConnection, SharedReads
-from .router import Handler, HandlerRegistry, ResponderTable
+from .forwarding import Forwarding
+from .handlers import HandlerCalls
+from .pubsub import PubSub
+from .router import HandlerRegistry, target_problem
+from .shutdown import Shutdown
 from .stats import ServerStats
-from .topics import SubscriptionTable
 
-__all__ = ["IPCServer"]
+__all__ = ["IPCServer", "run"]
 
 log = logging.getLogger("ipc_server")
 
 _SWEEP_INTERVAL_S = 0.25
+_SHUTTING_DOWN = "the server is shutting down"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass
-class _App:
-    """Everything scoped to one ``app_id`` (§2: apps are isolated)."""
-
-    subscriptions: SubscriptionTable[ServerConnection] = field(default_factory=SubscriptionTable)
-    responders: ResponderTable[ServerConnection] = field(default_factory=ResponderTable)
-    connections: int = 0
-
-
-# A forwarded request as its responder knows it: (responder, the message_id
-# it was sent with). Keyed by responder, so one connection's reply_to can
-# only ever name a request forwarded to that connection (§7.3).
-_Key = tuple[ServerConnection, str]
-
-
-@dataclass(slots=True)
-class _Forwarded:
-    """A request forwarded to a responder, waiting for its answer (§7.3)."""
-
-    request: Message
-    requester: ServerConnection
-    responder: ServerConnection
-    # Sent as the requester's own frame, so under its own message_id: the
-    # answer already carries the requester's reply_to and is relayed as is.
-    verbatim: bool
-
-
-class _HandlerCall:
-    """One request being answered by an in-process handler: answered once,
-    by the handler, its deadline or shutdown, whichever comes first."""
-
-    __slots__ = ("conn", "request", "task", "answered", "started", "finished")
-
-    def __init__(self, conn: ServerConnection, request: Message) -> None:
-        self.conn = conn
-        self.request = request
-        self.task: asyncio.Task[None] | None = None
-        self.answered = False
-        self.started = False  # its task began: its ``finally`` closes the books
-        self.finished = False
-
-    def answer(self, reply: Message) -> None:
-        if self.answered:
-            return
-        if self.request.message_type is MessageType.REQUEST:
-            conn = self.conn
-            conn.send(reply, at_once=conn.inflight == 1)  # raises before queueing if reply cannot be encoded
-        elif reply.error is not None:
-            log.warning("notification handler for %r failed: %s", self.request.channel_id, reply.error.message)
-        self.answered = True
-
-    def respond(self, payload: Any) -> None:
-        """Answer a request with the handler's result (encoded straight from it)."""
-        if self.answered:
-            return
-        conn = self.conn
-        if conn.is_open and self.request.message_type is MessageType.REQUEST:
-            # The connection's only request in flight: no other answer can join
-            # it, so it goes out now rather than after the books close.
-            frame = encode_frame(encode_response(self.request, payload, legacy=conn.legacy))  # raises if it cannot be encoded
-            conn.send_frame(frame, at_once=conn.inflight == 1)
-        self.answered = True
+def _load(conn: ServerConnection) -> int:
+    """A responder's load, for choosing among responders: what it is answering."""
+    return len(conn.serving)
 
 
 class IPCServer:
@@ -153,28 +81,28 @@ class IPCServer:
         self.config = config.replace(**overrides) if overrides else config
         self.stats = ServerStats()
         self.handlers = HandlerRegistry()
-        self._apps: dict[str, _App] = {}
-        self._connections: set[ServerConnection] = set()
-        self._by_id: dict[str, ServerConnection] = {}
-        self._forwarded: dict[_Key, _Forwarded] = {}
         self.reads = SharedReads()  # what the connections share about reading
-        self._handler_calls: set[_HandlerCall] = set()
-        # One loop timer each for all handler and forwarded-request deadlines (§6.5).
-        self._handler_deadlines: Deadlines[_HandlerCall] = Deadlines(
-            self._handler_expired, clock=self._loop_time, call_at=self._call_at, resolution=_CLOCK_RESOLUTION_S
-        )
-        self._forward_deadlines: Deadlines[_Key] = Deadlines(
-            self._forward_expired, clock=self._loop_time, call_at=self._call_at, resolution=_CLOCK_RESOLUTION_S
-        )
-        self._ids = itertools.count(1)
-        self._server: asyncio.base_events.Server | None = None
+        ids = itertools.count(1)  # one counter for every id the server makes up
+        self._shutdown = Shutdown()
+        self._admission = Admission(self.config, self.stats, ids, self._shutdown)
+        self._calls = HandlerCalls(self.stats, self._shutdown, include_stack=self.config.expose_stacks)
+        self._forwarding = Forwarding(self.stats, self._shutdown, ids)
+        self._pubsub = PubSub(self._admission.apps, self.stats)
+        self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._closing = False
-        self._closed = asyncio.Event()
-        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.port: int = self.config.port
         self.host: str = self.config.host
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the server runs on (set by :meth:`start`)."""
+        return self._loop  # type: ignore[return-value]
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = self._calls.loop = self._forwarding.loop = loop
 
     # -- public API --------------------------------------------------------
 
@@ -204,18 +132,18 @@ class IPCServer:
 
     async def start(self) -> None:
         """Bind and start accepting; returns once listening."""
-        if self._server is not None:
+        if self._listener is not None:
             return
         self.loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(thread_name_prefix="ipc-handler")
-        self._server = await self.loop.create_server(
+        self._executor = self._calls.executor = ThreadPoolExecutor(thread_name_prefix="ipc-handler")
+        self._listener = await self.loop.create_server(
             lambda: ServerConnection(self),
             self.config.host,
             self.config.port,
             reuse_address=True,
             backlog=1024,
         )
-        sockname = self._server.sockets[0].getsockname()
+        sockname = self._listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         self._sweeper = self.loop.create_task(self._sweep())
         log.info("listening on %s:%d", self.host, self.port)
@@ -223,49 +151,31 @@ class IPCServer:
     async def serve_forever(self) -> None:
         """Run until :meth:`close` is called (by a signal handler, say)."""
         await self.start()
-        await self._closed.wait()
+        await self._shutdown.closed.wait()
 
     async def close(self, grace_s: float | None = None) -> None:
         """Graceful shutdown (§13): stop accepting, let in-flight requests
         finish within the grace period, answer the rest ``shutting_down``, close."""
-        if self._closing:
-            await self._closed.wait()
+        shutdown = self._shutdown
+        if shutdown.closing:
+            await shutdown.closed.wait()
             return
-        self._closing = True
-        if self._server is None:  # never started
-            self._closed.set()
+        shutdown.closing = True
+        if self._listener is None:  # never started
+            shutdown.closed.set()
             return
+        self._listener.close()
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
-        self._server.close()
-        deadline = self.loop.time() + grace
-        while (self._handler_calls or self._forwarded) and self.loop.time() < deadline:
-            waiter = self.loop.create_future()
-            self._drained_waiter = waiter
-            try:
-                await asyncio.wait_for(waiter, deadline - self.loop.time())
-            except (asyncio.TimeoutError, TimeoutError):
-                break
-        for call in list(self._handler_calls):
-            call.answer(error_response(call.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
-            self._stop_handler(call)
-        for key, fwd in list(self._forwarded.items()):
-            self._finish_forwarded(key, error_response(fwd.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
+        await shutdown.drain(self.loop, grace, lambda: bool(self._calls.calls or self._forwarding.table))
+        self._calls.shut_down()
+        self._forwarding.shut_down()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for conn in list(self._connections):
-            conn.close()
-        if self._connections:
-            waiter = self.loop.create_future()
-            self._all_closed_waiter = waiter
-            try:
-                await asyncio.wait_for(waiter, 2.0)
-            except (asyncio.TimeoutError, TimeoutError):
-                for conn in list(self._connections):
-                    conn.abort()
-        await self._server.wait_closed()
+        await shutdown.close_connections(self.loop, self._admission.connections)
+        await self._listener.wait_closed()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        self._closed.set()
+        shutdown.closed.set()
         log.info("closed")
 
     async def __aenter__(self) -> IPCServer:
@@ -277,82 +187,35 @@ class IPCServer:
 
     @property
     def connections(self) -> frozenset[ServerConnection]:
-        return frozenset(self._connections)
+        return frozenset(self._admission.connections)
 
     def __repr__(self) -> str:
         return (
-            f"<IPCServer {self.host}:{self.port} connections={len(self._connections)}"
-            f" forwarded={len(self._forwarded)} handlers_running={len(self._handler_calls)}"
-            f"{' closing' if self._closing else ''}>"
+            f"<IPCServer {self.host}:{self.port} connections={len(self._admission.connections)}"
+            f" forwarded={len(self._forwarding)} handlers_running={len(self._calls)}"
+            f"{' closing' if self._shutdown.closing else ''}>"
         )
 
-    def _loop_time(self) -> float:
-        return self.loop.time()
-
-    def _call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.loop.call_at(when, callback)
-
-    # -- connection lifecycle (ConnectionOwner: called by ServerConnection) --
-
-    _drained_waiter: asyncio.Future[None] | None = None
-    _all_closed_waiter: asyncio.Future[None] | None = None
+    # -- ConnectionOwner: called by the connections --------------------------
 
     def admit(self, conn: ServerConnection) -> bool:
-        limit = self.config.max_connections
-        if self._closing or (limit is not None and len(self._connections) >= limit):
-            log.warning("refusing connection from %s: %s", conn.peer, "shutting down" if self._closing else "max_connections reached")
-            conn.abort()
-            return False
-        self._connections.add(conn)
-        self.stats.connections = len(self._connections)
-        self.stats.connections_total += 1
-        return True
+        return self._admission.admit(conn)
+
+    def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
+        self._admission.connect_requested(conn, request)
 
     def connection_closed(self, conn: ServerConnection) -> None:
-        if conn not in self._connections:
+        if not self._admission.remove(conn, self._unserved):
             return
-        self._connections.discard(conn)
-        self.stats.connections = len(self._connections)
-        if self._by_id.get(conn.connection_id) is conn:
-            del self._by_id[conn.connection_id]
-        app = self._apps.get(conn.app_id)
-        if app is not None and conn.opened:
-            for pattern in conn.subscriptions:
-                app.subscriptions.remove(pattern, conn)
-            for pattern in conn.responder_for:
-                app.responders.remove(pattern, conn)
-                self._announce_service(conn, "removed", pattern)
-            app.connections -= 1
-            if app.connections == 0 and not len(app.subscriptions):
-                del self._apps[conn.app_id]
-        # Handlers answering this connection: nobody will read their answers.
-        for call in list(conn.handler_calls):
-            self._stop_handler(call)
-        # Requests this connection was answering: the requesters hear at once (§6.2).
-        for key in list(conn.serving):
-            fwd = self._forwarded.get(key)
-            if fwd is not None:
-                self._finish_forwarded(
-                    key, error_response(fwd.request, ErrorCode.RESPONDER_LOST, "the responder disconnected before answering")
-                )
-        # Requests this connection was waiting on: drop them, discard late answers.
-        for key in list(conn.awaiting):
-            fwd = self._forwarded.pop(key, None)
-            if fwd is not None:
-                fwd.responder.serving.discard(key)
-                self._forward_deadlines.discard(key)
-        conn.awaiting.clear()
-        self._maybe_drained()
-        if not self._connections and self._all_closed_waiter is not None and not self._all_closed_waiter.done():
-            self._all_closed_waiter.set_result(None)
+        self._calls.connection_closed(conn)  # nobody will read their answers
+        self._forwarding.connection_closed(conn)
+        if self._shutdown.draining:
+            self._shutdown.check_drained()
+        self._shutdown.connection_gone(len(self._admission.connections))
         log.debug("connection %s closed", conn.connection_id or conn.peer)
 
-    def _maybe_drained(self) -> None:
-        w = self._drained_waiter
-        if w is not None and not w.done() and not self._handler_calls and not self._forwarded:
-            w.set_result(None)
-
-    # -- dispatch ------------------------------------------------------------
+    def _unserved(self, conn: ServerConnection, pattern: str) -> None:
+        self._pubsub.announce_service(conn, "removed", pattern)
 
     def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         """Route one message from ``conn``, open and past the protocol's
@@ -364,33 +227,39 @@ class IPCServer:
             else:
                 self._route(conn, msg, body)
         elif mtype is MessageType.RESPONSE:
-            self._response(conn, msg, body)
+            self._forwarding.response(conn, msg, body)
         elif mtype is MessageType.PUBLISH:
-            self._publish(conn, msg, body)
+            self._pubsub.publish(conn, msg, body)
         elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
-            self._subscription(conn, msg)
+            self._pubsub.subscription(conn, msg)
 
-    def _reply_error(self, conn: ServerConnection, msg: Message, code: ErrorCode, text: str) -> None:
-        self.stats.count_error(code)
-        if msg.message_type is not MessageType.NOTIFICATION:
-            conn.send(error_response(msg, code, text))
+    # -- requests (§6, §7) -------------------------------------------------
+
+    def _route(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
+        """An in-process handler first, else a responder, else ``no_responders`` (§6.1)."""
+        if msg.message_type is MessageType.REQUEST:
+            self.stats.requests += 1
         else:
-            log.info("notification %s on %r from %s dropped: %s: %s", msg.message_id, msg.channel_id, conn.connection_id, code, text)
+            self.stats.notifications += 1
+        channel = msg.channel_id
+        problem = target_problem(channel)
+        if problem is not None:
+            conn.refuse(msg, *problem)
+            return
+        if self._shutdown.closing:
+            conn.refuse(msg, ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN)
+            return
+        handler = self.handlers.find(conn.app_id, channel)
+        if handler is not None:
+            self._calls.run(conn, msg, handler)
+            return
+        responder = self._admission.apps[conn.app_id].responders.pick(channel, _load)
+        if responder is None:
+            conn.refuse(msg, ErrorCode.NO_RESPONDERS, f"no handler or responder for {channel!r}")
+            return
+        self._forwarding.forward(conn, msg, body, responder)
 
-    # -- handshake (§3) ----------------------------------------------------
-
-    def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
-        """The handshake's decision (§3): a connection id unique on this server."""
-        base = request.connection_id or "conn"
-        connection_id = base if base != "conn" else f"conn-{next(self._ids)}"
-        while connection_id in self._by_id:
-            connection_id = f"{base}-{next(self._ids)}"
-        conn.accept(connection_id)
-        self._by_id[connection_id] = conn
-        self._apps.setdefault(request.app_id, _App()).connections += 1
-        log.debug("connection %s from %s: app=%s protocol=%s", connection_id, conn.peer, request.app_id, 1 if request.legacy else 2)
-
-    # -- system channel (§8, §9) -------------------------------------------
+    # -- system channel (§8) -------------------------------------------------
 
     def _system(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         payload = msg.payload
@@ -398,7 +267,7 @@ class IPCServer:
         if action not in SERVER_SYSTEM_ACTIONS:
             self._route_system(conn, msg, body, action)
             return
-        app = self._apps[conn.app_id]
+        app = self._admission.apps[conn.app_id]
         if action == "stats":
             result: Any = self.stats.snapshot()
         elif action == "channels":
@@ -422,289 +291,20 @@ class IPCServer:
             self.stats.requests += 1
         else:
             self.stats.notifications += 1
-        if self._closing:
-            self._reply_error(conn, msg, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+        if self._shutdown.closing:
+            conn.refuse(msg, ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN)
             return
         handler = self.handlers.get(SYSTEM_CHANNEL, conn.app_id) or self.handlers.get(SYSTEM_CHANNEL)
         if handler is not None:
-            self._run_handler(conn, msg, handler)
+            self._calls.run(conn, msg, handler)
             return
-        responder = self._apps[conn.app_id].responders.pick_exact(SYSTEM_CHANNEL, _load)
+        responder = self._admission.apps[conn.app_id].responders.pick_exact(SYSTEM_CHANNEL, _load)
         if responder is None:
             own = ", ".join(sorted(SERVER_SYSTEM_ACTIONS - {"connect"}))
             text = f"system action {action!r} is not one of the server's ({own}) and nobody serves 'system' in app {conn.app_id!r}"
-            self._reply_error(conn, msg, ErrorCode.NO_RESPONDERS, text)
+            conn.refuse(msg, ErrorCode.NO_RESPONDERS, text)
             return
-        self._forward(conn, msg, body, responder)
-
-    # -- pub/sub (§5) --------------------------------------------------------
-
-    def _subscription(self, conn: ServerConnection, msg: Message) -> None:
-        channel = msg.channel_id
-        subscribe = msg.message_type is MessageType.SUBSCRIBE
-        serve = isinstance(msg.payload, dict) and msg.payload.get("serve") is True
-        try:
-            validate_pattern(channel)
-        except ValueError as exc:
-            self._reply_error(conn, msg, ErrorCode.BAD_MESSAGE, str(exc))
-            return
-        app = self._apps[conn.app_id]
-        if serve:
-            if not is_servable(channel):
-                self._reply_error(conn, msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
-                return
-            if subscribe:
-                if app.responders.add(channel, conn):
-                    conn.responder_for.add(channel)
-                    self._announce_service(conn, "added", channel)
-                status = "serving"
-            else:
-                if app.responders.remove(channel, conn):
-                    conn.responder_for.discard(channel)
-                    self._announce_service(conn, "removed", channel)
-                status = "unserved"
-        elif subscribe:
-            app.subscriptions.add(channel, conn)
-            conn.subscriptions.add(channel)
-            status = "subscribed"
-        else:
-            app.subscriptions.remove(channel, conn)
-            conn.subscriptions.discard(channel)
-            status = "unsubscribed"
-        if not conn.legacy:
-            conn.send(response_to(msg, {"status": status}))
-
-    def _publish(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
-        problem = _target_problem(msg.channel_id)
-        if problem is not None:
-            self._reply_error(conn, msg, *problem)
-            return
-        self.stats.publishes += 1
-        delivered = self._fan_out(self._apps[conn.app_id], msg, body)
-        if msg.ack:
-            conn.send(response_to(msg, {"status": "published", "delivered": delivered}))
-
-    def _fan_out(self, app: _App, msg: Message, body: bytes | None) -> int:
-        """Send the same bytes to every matching connection, once each (§5.3)."""
-        targets = app.subscriptions.match(msg.channel_id)
-        if not targets:
-            return 0
-        frame: bytes | None = None
-        legacy_frame: bytes | None = None
-        delivered = 0
-        for target in targets:
-            if target.legacy:
-                if legacy_frame is None:
-                    legacy_frame = encode_frame(encode_message(msg, legacy=True))
-                ok = target.send_frame(legacy_frame)
-            else:
-                if frame is None:
-                    frame = encode_frame(encode_message(msg) if body is None else body)
-                ok = target.send_frame(frame)
-            delivered += ok
-        self.stats.deliveries += delivered
-        return delivered
-
-    def _announce_service(self, conn: ServerConnection, event: str, channel: str) -> None:
-        app = self._apps.get(conn.app_id)
-        if app is None:
-            return
-        note = Message.build(
-            MessageType.PUBLISH,
-            conn.app_id,
-            SERVICES_CHANNEL,
-            {"event": event, "channel": channel, "connection_id": conn.connection_id, "responders": app.responders.count(channel)},
-        )
-        self._fan_out(app, note, None)
-
-    # -- requests (§6, §7) -------------------------------------------------
-
-    def _route(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
-        is_request = msg.message_type is MessageType.REQUEST
-        if is_request:
-            self.stats.requests += 1
-        else:
-            self.stats.notifications += 1
-        channel = msg.channel_id
-        problem = _target_problem(channel)
-        if problem is not None:
-            self._reply_error(conn, msg, *problem)
-            return
-        if self._closing:
-            self._reply_error(conn, msg, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-            return
-        handler = self.handlers.find(conn.app_id, channel)
-        if handler is not None:
-            self._run_handler(conn, msg, handler)
-            return
-        responder = self._apps[conn.app_id].responders.pick(channel, _load)
-        if responder is None:
-            self._reply_error(conn, msg, ErrorCode.NO_RESPONDERS, f"no handler or responder for {channel!r}")
-            return
-        self._forward(conn, msg, body, responder)
-
-    def _run_handler(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
-        conn.request_started()
-        call = _HandlerCall(conn, msg)
-        self._handler_calls.add(call)
-        conn.handler_calls.add(call)
-        if msg.timeout_ms is not None:
-            # Nearly every v2 request carries a deadline: they share one timer.
-            self._handler_deadlines.add(call, self.loop.time() + msg.timeout_ms / 1000.0)
-        # Bookkeeping first: on Python 3.12+ the task starts at once and may
-        # finish before create returns.
-        call.task = _start_task(self.loop, self._call_handler(call, handler))
-        conn.expect_answers()
-
-    async def _call_handler(self, call: _HandlerCall, handler: Handler) -> None:
-        call.started = True
-        msg = call.request
-        try:
-            if handler.is_async:
-                result = await handler.fn(msg)
-            else:
-                result = await self.loop.run_in_executor(self._executor, handler.fn, msg)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an error response (§6.3)
-            call.answer(self._handler_failure(msg, exc))
-            return
-        else:
-            if msg.message_type is not MessageType.REQUEST:
-                return
-            try:
-                call.respond(result)
-            except Exception as exc:  # the result cannot be encoded (NaN, an object...)
-                call.answer(self._handler_failure(msg, exc, prefix=UNSENDABLE_RESULT))
-        finally:
-            # In the task itself rather than a done callback: one loop
-            # iteration and one callback less per request.
-            self._handler_finished(call)
-
-    def _handler_expired(self, call: _HandlerCall) -> None:
-        """The request's deadline passed (§6.5): answer ``timeout`` now, cancel
-        an async handler; a sync one finishes in its thread, its result dropped."""
-        self.stats.count_error(ErrorCode.TIMEOUT)
-        call.answer(error_response(call.request, ErrorCode.TIMEOUT, f"the handler did not finish within {call.request.timeout_ms:g} ms"))
-        self._stop_handler(call)
-
-    def _stop_handler(self, call: _HandlerCall) -> None:
-        """Cancel a handler whose answer is settled or unwanted. A running
-        one still counts (in-flight limit, shutdown grace) until its
-        ``finally`` has run; one cancelled before its first step never runs
-        it, so its books close here."""
-        if call.task is not None:
-            call.task.cancel()
-        if not call.started:
-            self._handler_finished(call)
-
-    def _handler_finished(self, call: _HandlerCall) -> None:
-        if call.finished:
-            return
-        call.finished = True
-        self._handler_calls.discard(call)
-        self._handler_deadlines.discard(call)
-        call.conn.handler_calls.discard(call)
-        call.conn.request_finished()
-        self._maybe_drained()
-
-    def _handler_failure(self, msg: Message, exc: BaseException, prefix: str = "") -> Message:
-        reply = failure_reply(msg, exc, include_stack=self.config.expose_stacks, prefix=prefix)
-        info = reply.error
-        assert info is not None
-        self.stats.count_error(info.code)
-        if info.code == ErrorCode.HANDLER_ERROR:
-            log.info("handler for %r raised %s: %s", msg.channel_id, info.remote_type, info.message)
-        return reply
-
-    def _forward(self, conn: ServerConnection, msg: Message, body: bytes, responder: ServerConnection) -> None:
-        """Send a request or notification on to ``responder`` (§7.3).
-
-        Between two version-2 peers, and when no request forwarded to that
-        responder already uses its message_id, the requester's own frame goes
-        out unchanged: nothing in it needs changing (same app, ``timeout_ms``
-        is the remaining time and the forward is immediate, headers are
-        relayed as they are). Otherwise it is a new frame under a server id.
-        """
-        is_request = msg.message_type is MessageType.REQUEST
-        sid = msg.message_id
-        key = (responder, sid)
-        verbatim = not conn.legacy and not responder.legacy and (not is_request or key not in self._forwarded)
-        if verbatim:
-            sent = responder.send_frame(encode_frame(body))
-        else:
-            sid = f"s{next(self._ids)}"
-            while (responder, sid) in self._forwarded:  # a requester's own id may look like ours
-                sid = f"s{next(self._ids)}"
-            key = (responder, sid)
-            sent = responder.send(
-                Message.build(
-                    msg.message_type,
-                    msg.app_id,
-                    msg.channel_id,
-                    msg.payload,
-                    message_id=sid,
-                    headers=msg.headers,
-                    timeout_ms=msg.timeout_ms,
-                )
-            )
-        if not sent:
-            self._reply_error(conn, msg, ErrorCode.RESPONDER_LOST, "the responder disconnected")
-            return
-        if not is_request:
-            return
-        self._forwarded[key] = _Forwarded(msg, conn, responder, verbatim)
-        if msg.timeout_ms is not None:
-            self._forward_deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
-        responder.serving.add(key)
-        conn.awaiting.add(key)
-        conn.request_started()
-
-    def _response(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
-        sid = msg.reply_to
-        fwd = self._forwarded.get((conn, sid)) if sid is not None else None
-        if fwd is None or sid is None:
-            # An answer that came too late, or a reply_to naming a request
-            # this connection was never sent: nothing waits for it.
-            return
-        if fwd.responder is not conn:  # pragma: no cover - the key names the responder
-            log.warning("connection %s answered a request forwarded to %s; ignored", conn.connection_id, fwd.responder.connection_id)
-            return
-        if msg.error is not None:
-            self.stats.count_error(msg.error.code)
-        # A verbatim forward's answer already says reply_to = the requester's
-        # id, and the requester speaks version 2: its bytes go on unchanged.
-        self._finish_forwarded((conn, sid), msg, body if fwd.verbatim else None)
-
-    def _forward_expired(self, key: _Key) -> None:
-        fwd = self._forwarded.get(key)
-        if fwd is None:
-            return
-        self.stats.count_error(ErrorCode.TIMEOUT)
-        self._finish_forwarded(
-            key, error_response(fwd.request, ErrorCode.TIMEOUT, f"no answer from the responder within {fwd.request.timeout_ms:g} ms")
-        )
-
-    def _finish_forwarded(self, key: _Key, reply: Message, body: bytes | None = None) -> None:
-        """Answer a forwarded request, once. ``body``: the responder's frame,
-        relayed as is; else ``reply`` is encoded for the requester."""
-        fwd = self._forwarded.pop(key, None)
-        if fwd is None:
-            return
-        self._forward_deadlines.discard(key)
-        fwd.responder.serving.discard(key)
-        fwd.requester.awaiting.discard(key)
-        fwd.requester.request_finished()
-        if body is not None:
-            fwd.requester.send_frame(encode_frame(body))
-        else:
-            if reply.reply_to != fwd.request.message_id:
-                reply = reply.model_copy(update={"reply_to": fwd.request.message_id})
-            try:
-                fwd.requester.send(reply)
-            except IPCError as exc:  # the responder's answer cannot be re-encoded
-                fwd.requester.send(error_response(fwd.request, ErrorCode.HANDLER_ERROR, f"the responder's answer cannot be relayed: {exc}"))
-        self._maybe_drained()
+        self._forwarding.forward(conn, msg, body, responder)
 
     # -- periodic sweep: heartbeats (§9) ------------------------------------
 
@@ -719,47 +319,12 @@ class IPCServer:
                 log.exception("sweep failed")
 
     def _sweep_once(self, now: float) -> None:
-        for conn in list(self._connections):
+        for conn in list(self._admission.connections):
             conn.tick(now)
-
-
-
-@functools.lru_cache(maxsize=4096)
-def _target_problem(channel: str) -> tuple[ErrorCode, str] | None:
-    """Why ``channel`` cannot be published or requested on (§4.3, §4.4), or None.
-    Cached: the same few channels carry nearly all the traffic."""
-    try:
-        validate_channel(channel)
-    except ValueError as exc:
-        return ErrorCode.BAD_MESSAGE, str(exc)
-    if is_reserved(channel):
-        return ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server"
-    return None
-
-
-# asyncio may run a timer up to one tick of its clock early.
-_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
-
-
-def _start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None]:
-    """A task for ``coro``; on Python 3.12+ its first step runs now (an
-    ``async`` handler that never waits then costs no loop iteration)."""
-    if _EAGER_TASKS:
-        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
-    return loop.create_task(coro)
-
-
-_EAGER_TASKS = sys.version_info >= (3, 12)
-
-
-def _load(conn: ServerConnection) -> int:
-    return len(conn.serving)
 
 
 async def run(config: ServerConfig, *, ready: Callable[[IPCServer], None] | None = None) -> None:
     """Run a server until SIGINT/SIGTERM, then shut down gracefully."""
-    import signal
-
     server = IPCServer(config=config)
     await server.start()
     loop = asyncio.get_running_loop()
@@ -771,5 +336,3 @@ async def run(config: ServerConfig, *, ready: Callable[[IPCServer], None] | None
     if ready is not None:
         ready(server)
     await server.serve_forever()
-
-

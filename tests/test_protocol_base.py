@@ -295,3 +295,17 @@ def test_second_connect_is_refused_but_not_fatal() -> None:
     assert isinstance(event, MessageRefused) and event.code == "bad_message" and p.state is OPEN
     (err,) = sent(p)
     assert err.error is not None and err.error.message == "already connected"
+
+
+@pytest.mark.parametrize("mtype", list(MessageType))
+def test_a_refusal_answers_anything_but_a_notification(mtype: MessageType) -> None:
+    p = opened()
+    msg = Message.build(mtype, "app", "x", None, message_id="m1")
+    event = p.refuse(msg, "forbidden", "no")  # type: ignore[arg-type]
+    assert isinstance(event, MessageRefused) and event.message is msg and p.state is OPEN
+    replies = sent(p)
+    if mtype is MessageType.NOTIFICATION:
+        assert replies == []
+    else:
+        (err,) = replies
+        assert err.reply_to == "m1" and err.error is not None and err.error.code == "forbidden"

@@ -6,7 +6,9 @@ the tests can see each write (over TCP the peer cannot tell writes apart).
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,11 +127,11 @@ async def test_the_answer_to_a_connections_only_request_is_written_before_the_bo
     requester = await _requester_past_its_handshake(server)
     inflight_at_write: list[int] = []
     record = requester.transport.write
-    requester.transport.write = lambda data: (inflight_at_write.append(requester.conn.inflight), record(data))  # type: ignore[method-assign]
+    requester.transport.write = lambda data: (inflight_at_write.append(requester.conn.inflight.count), record(data))  # type: ignore[method-assign]
     requester.read(_requests("echo", 1))
     await asyncio.sleep(0)
     assert inflight_at_write == [1]  # written while its request still counted
-    assert requester.conn.inflight == 0
+    assert requester.conn.inflight.count == 0
     assert [m.payload for m in requester.frames(requester.transport.writes[0])] == [0]
 
 
@@ -159,3 +161,15 @@ async def test_a_failing_connection_sends_what_it_queued_then_its_error(server: 
     assert frames[0].payload["status"] == "connected" and frames[1].payload == {"status": "pong"}
     assert frames[-1].error is not None and frames[-1].error.code == "bad_frame"
     assert requester.transport.closing
+
+
+def test_only_the_facade_knows_the_server_module() -> None:
+    """The pump and the concerns talk to the server through interfaces, not imports."""
+    package = Path(ServerConnection.__module__.replace(".", "/")).parent
+    root = Path(__file__).resolve().parent.parent
+    for path in sorted((root / package).glob("*.py")):
+        if path.name in ("__init__.py", "__main__.py", "server.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "server" not in imported and "ipc_server.server" not in imported, path.name

@@ -87,7 +87,7 @@ async def test_requests_past_the_grace_period_get_shutting_down() -> None:
     a = asyncio.ensure_future(caller.request("forever", timeout=WAIT_S))
     b = asyncio.ensure_future(caller.request("hang", timeout=WAIT_S))
     await asyncio.wait_for(started.wait(), WAIT_S)
-    while not server._forwarded:
+    while " forwarded=0 " in repr(server):
         await asyncio.sleep(0.01)
     await server.close()
     results = await asyncio.gather(a, b, return_exceptions=True)

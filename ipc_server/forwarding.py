@@ -1,0 +1,185 @@
+"""Forwarding to client responders: the table of forwarded requests, their
+deadlines, and ``responder_lost`` when a responder leaves first
+(docs/protocol.md §6.2, §6.5, §7.3).
+
+A forwarded request is keyed by (responder, the message_id it was sent
+with), so one connection's ``reply_to`` can only ever name a request
+forwarded to that connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_frame
+from ipc_protocol.deadlines import Deadlines
+from ipc_protocol.messages import error_response
+
+from .connection import ServerConnection
+from .shutdown import Shutdown
+from .stats import ServerStats
+
+__all__ = ["Forwarded", "Forwarding"]
+
+log = logging.getLogger("ipc_server")
+
+# asyncio may run a timer up to one tick of its clock early.
+_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
+
+_Key = tuple[ServerConnection, str]
+
+
+@dataclass(slots=True)
+class Forwarded:
+    """A request forwarded to a responder, waiting for its answer (§7.3)."""
+
+    request: Message
+    requester: ServerConnection
+    responder: ServerConnection
+    # Sent as the requester's own frame, so under its own message_id: the
+    # answer already carries the requester's reply_to and is relayed as is.
+    verbatim: bool
+
+
+class Forwarding:
+    """Requests in flight to responders.
+
+    Args:
+        ids: the server's one counter of generated ids (see ``Admission``).
+    """
+
+    def __init__(self, stats: ServerStats, shutdown: Shutdown, ids: itertools.count[int]) -> None:
+        self._stats = stats
+        self._shutdown = shutdown
+        self._ids = ids
+        self.table: dict[_Key, Forwarded] = {}
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the server's, once started
+        # One loop timer for every forwarded request's deadline (§6.5).
+        self._deadlines: Deadlines[_Key] = Deadlines(
+            self._expired, clock=self._loop_time, call_at=self._call_at, resolution=_CLOCK_RESOLUTION_S
+        )
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def forward(self, conn: ServerConnection, msg: Message, body: bytes, responder: ServerConnection) -> None:
+        """Send a request or notification on to ``responder`` (§7.3).
+
+        Between two version-2 peers, and when no request forwarded to that
+        responder already uses its message_id, the requester's own frame goes
+        out unchanged: nothing in it needs changing (same app, ``timeout_ms``
+        is the remaining time and the forward is immediate, headers are
+        relayed as they are). Otherwise it is a new frame under a server id.
+        """
+        is_request = msg.message_type is MessageType.REQUEST
+        sid = msg.message_id
+        key = (responder, sid)
+        table = self.table
+        verbatim = not conn.legacy and not responder.legacy and (not is_request or key not in table)
+        if verbatim:
+            sent = responder.send_frame(encode_frame(body))
+        else:
+            sid = f"s{next(self._ids)}"
+            while (responder, sid) in table:  # a requester's own id may look like ours
+                sid = f"s{next(self._ids)}"
+            key = (responder, sid)
+            sent = responder.send(
+                Message.build(
+                    msg.message_type,
+                    msg.app_id,
+                    msg.channel_id,
+                    msg.payload,
+                    message_id=sid,
+                    headers=msg.headers,
+                    timeout_ms=msg.timeout_ms,
+                )
+            )
+        if not sent:
+            conn.refuse(msg, ErrorCode.RESPONDER_LOST, "the responder disconnected")
+            return
+        if not is_request:
+            return
+        table[key] = Forwarded(msg, conn, responder, verbatim)
+        if msg.timeout_ms is not None:
+            self._deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
+        responder.serving.add(key)
+        conn.awaiting.add(key)
+        conn.inflight.started()
+
+    def response(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
+        """A response from ``conn``: the answer to a request forwarded to it, or nothing."""
+        sid = msg.reply_to
+        fwd = self.table.get((conn, sid)) if sid is not None else None
+        if fwd is None or sid is None:
+            # An answer that came too late, or a reply_to naming a request
+            # this connection was never sent: nothing waits for it.
+            return
+        if fwd.responder is not conn:  # pragma: no cover - the key names the responder
+            log.warning("connection %s answered a request forwarded to %s; ignored", conn.connection_id, fwd.responder.connection_id)
+            return
+        if msg.error is not None:
+            self._stats.count_error(msg.error.code)
+        # A verbatim forward's answer already says reply_to = the requester's
+        # id, and the requester speaks version 2: its bytes go on unchanged.
+        self.finish((conn, sid), msg, body if fwd.verbatim else None)
+
+    def _expired(self, key: _Key) -> None:
+        fwd = self.table.get(key)
+        if fwd is None:
+            return
+        self._stats.count_error(ErrorCode.TIMEOUT)
+        text = f"no answer from the responder within {fwd.request.timeout_ms:g} ms"
+        self.finish(key, error_response(fwd.request, ErrorCode.TIMEOUT, text))
+
+    def finish(self, key: _Key, reply: Message, body: bytes | None = None) -> None:
+        """Answer a forwarded request, once. ``body``: the responder's frame,
+        relayed as is; else ``reply`` is encoded for the requester."""
+        fwd = self.table.pop(key, None)
+        if fwd is None:
+            return
+        self._deadlines.discard(key)
+        fwd.responder.serving.discard(key)
+        fwd.requester.awaiting.discard(key)
+        fwd.requester.inflight.finished()
+        if body is not None:
+            fwd.requester.send_frame(encode_frame(body))
+        else:
+            if reply.reply_to != fwd.request.message_id:
+                reply = reply.model_copy(update={"reply_to": fwd.request.message_id})
+            try:
+                fwd.requester.send(reply)
+            except IPCError as exc:  # the responder's answer cannot be re-encoded
+                text = f"the responder's answer cannot be relayed: {exc}"
+                fwd.requester.send(error_response(fwd.request, ErrorCode.HANDLER_ERROR, text))
+        if self._shutdown.draining:
+            self._shutdown.check_drained()
+
+    def connection_closed(self, conn: ServerConnection) -> None:
+        """The requests ``conn`` was answering are ``responder_lost`` at once
+        (§6.2); those it was waiting on are dropped, their late answers discarded."""
+        for key in list(conn.serving):
+            fwd = self.table.get(key)
+            if fwd is not None:
+                self.finish(key, error_response(fwd.request, ErrorCode.RESPONDER_LOST, "the responder disconnected before answering"))
+        for key in list(conn.awaiting):
+            fwd = self.table.pop(key, None)
+            if fwd is not None:
+                fwd.responder.serving.discard(key)
+                self._deadlines.discard(key)
+        conn.awaiting.clear()
+
+    def shut_down(self) -> None:
+        """Answer every forwarded request still waiting ``shutting_down`` (§13)."""
+        for key, fwd in list(self.table.items()):
+            self.finish(key, error_response(fwd.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
+
+    def _loop_time(self) -> float:
+        return self.loop.time()
+
+    def _call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_at(when, callback)

@@ -1,0 +1,200 @@
+"""In-process handlers: one call per request, answered exactly once, by
+the handler, its deadline or shutdown, whichever comes first
+(docs/protocol.md §6.2, §6.3, §6.5).
+
+``async def`` handlers run on the loop; plain functions in a worker thread,
+so a slow one never blocks other clients. A handler's result or exception
+becomes the reply through ``ipc_protocol.replies``, as a client responder's
+does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ipc_protocol import ErrorCode, ErrorInfo, Message, MessageType, encode_frame
+from ipc_protocol.deadlines import Deadlines
+from ipc_protocol.messages import error_info_from_exception, error_response
+from ipc_protocol.replies import failure_reply, handler_reply
+
+from .connection import ServerConnection
+from .router import Handler
+from .shutdown import Shutdown
+from .stats import ServerStats
+
+__all__ = ["HandlerCall", "HandlerCalls"]
+
+log = logging.getLogger("ipc_server")
+
+# asyncio may run a timer up to one tick of its clock early.
+_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
+# On Python 3.12+ a task's first step can run at once: an ``async`` handler
+# that never waits then costs no loop iteration.
+_EAGER_TASKS = sys.version_info >= (3, 12)
+
+
+class HandlerCall:
+    """One request being answered by an in-process handler."""
+
+    __slots__ = ("conn", "request", "task", "answered", "started", "finished")
+
+    def __init__(self, conn: ServerConnection, request: Message) -> None:
+        self.conn = conn
+        self.request = request
+        self.task: asyncio.Task[None] | None = None
+        self.answered = False
+        self.started = False  # its task began: its ``finally`` closes the books
+        self.finished = False
+
+    def answer(self, reply: Message) -> None:
+        """Answer with ``reply`` unless answered already (raises, before
+        queueing, if it cannot be encoded)."""
+        if self.answered:
+            return
+        if self.request.message_type is MessageType.REQUEST:
+            conn = self.conn
+            # The connection's only request in flight: no other answer can
+            # join it, so it goes out now rather than after the books close.
+            conn.send(reply, at_once=conn.inflight.count == 1)
+        elif reply.error is not None:
+            log.warning("notification handler for %r failed: %s", self.request.channel_id, reply.error.message)
+        self.answered = True
+
+
+class HandlerCalls:
+    """The handler calls in progress, their deadlines, their cancellation.
+
+    ``loop`` and ``executor`` are the server's, set when it starts.
+    """
+
+    def __init__(self, stats: ServerStats, shutdown: Shutdown, *, include_stack: bool) -> None:
+        self._stats = stats
+        self._shutdown = shutdown
+        self._include_stack = include_stack
+        self.calls: set[HandlerCall] = set()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.executor: ThreadPoolExecutor | None = None
+        # One loop timer for every handler deadline (§6.5).
+        self._deadlines: Deadlines[HandlerCall] = Deadlines(
+            self._expired, clock=self._loop_time, call_at=self._call_at, resolution=_CLOCK_RESOLUTION_S
+        )
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def run(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
+        """Start answering ``msg`` from ``conn`` with ``handler``."""
+        conn.inflight.started()
+        call = HandlerCall(conn, msg)
+        self.calls.add(call)
+        conn.handler_calls.add(call)
+        if msg.timeout_ms is not None:
+            # Nearly every v2 request carries a deadline: they share one timer.
+            self._deadlines.add(call, self.loop.time() + msg.timeout_ms / 1000.0)
+        # Bookkeeping first: on Python 3.12+ the task starts at once and may
+        # finish before create returns.
+        coro = self._call(call, handler)
+        if _EAGER_TASKS:
+            call.task = asyncio.Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+        else:
+            call.task = self.loop.create_task(coro)
+        conn.expect_answers()
+
+    async def _call(self, call: HandlerCall, handler: Handler) -> None:
+        call.started = True
+        msg = call.request
+        try:
+            try:
+                if handler.is_async:
+                    result = await handler.fn(msg)
+                else:
+                    result = await self.loop.run_in_executor(self.executor, handler.fn, msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+                if msg.message_type is MessageType.REQUEST:
+                    self._reply(call, None, exc)
+                else:
+                    call.answer(self._failure(msg, exc))
+            else:
+                if msg.message_type is MessageType.REQUEST:
+                    self._reply(call, result, None)
+        finally:
+            # In the task itself rather than a done callback: one loop
+            # iteration and one callback less per request.
+            self._finished(call)
+
+    def _reply(self, call: HandlerCall, result: Any, failure: Exception | None) -> None:
+        """Answer a request with its handler's outcome, once."""
+        conn = call.conn
+        if call.answered or not conn.is_open:  # the deadline answered first, or nobody will read it
+            if failure is not None:
+                self._count_failure(call.request, error_info_from_exception(failure, include_stack=False))
+            call.answered = True
+            return
+        body, error = handler_reply(call.request, result, failure, legacy=conn.legacy, include_stack=self._include_stack)
+        if error is not None:
+            self._count_failure(call.request, error)
+        call.answered = True
+        conn.send_frame(encode_frame(body), at_once=conn.inflight.count == 1)
+
+    def _failure(self, msg: Message, exc: BaseException) -> Message:
+        reply = failure_reply(msg, exc, include_stack=self._include_stack)
+        self._count_failure(msg, reply.error)  # type: ignore[arg-type]
+        return reply
+
+    def _count_failure(self, msg: Message, error: ErrorInfo) -> None:
+        self._stats.count_error(error.code)
+        if error.code == ErrorCode.HANDLER_ERROR:
+            log.info("handler for %r raised %s: %s", msg.channel_id, error.remote_type, error.message)
+
+    def _expired(self, call: HandlerCall) -> None:
+        """The request's deadline passed (§6.5): answer ``timeout`` now, cancel
+        an async handler; a sync one finishes in its thread, its result dropped."""
+        self._stats.count_error(ErrorCode.TIMEOUT)
+        call.answer(error_response(call.request, ErrorCode.TIMEOUT, f"the handler did not finish within {call.request.timeout_ms:g} ms"))
+        self.stop(call)
+
+    def stop(self, call: HandlerCall) -> None:
+        """Cancel a handler whose answer is settled or unwanted. A running
+        one still counts (in-flight limit, shutdown grace) until its
+        ``finally`` has run; one cancelled before its first step never runs
+        it, so its books close here."""
+        if call.task is not None:
+            call.task.cancel()
+        if not call.started:
+            self._finished(call)
+
+    def connection_closed(self, conn: ServerConnection) -> None:
+        """Nobody will read the answers of the handlers answering ``conn``."""
+        for call in list(conn.handler_calls):
+            self.stop(call)
+
+    def shut_down(self) -> None:
+        """Answer every call still running ``shutting_down`` and cancel it (§13)."""
+        for call in list(self.calls):
+            call.answer(error_response(call.request, ErrorCode.SHUTTING_DOWN, "the server is shutting down"))
+            self.stop(call)
+
+    def _finished(self, call: HandlerCall) -> None:
+        if call.finished:
+            return
+        call.finished = True
+        self.calls.discard(call)
+        self._deadlines.discard(call)
+        call.conn.handler_calls.discard(call)
+        call.conn.inflight.finished()
+        if self._shutdown.draining:
+            self._shutdown.check_drained()
+
+    def _loop_time(self) -> float:
+        return self.loop.time()
+
+    def _call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_at(when, callback)

@@ -1,0 +1,104 @@
+"""Publish/subscribe and registrations (docs/protocol.md §5, §7.1): the
+subscribe and unsubscribe actions (plain or ``serve``), publishes fanned out
+as the same bytes to every match, and the ``$sys.services`` announcements.
+The tables themselves are ``topics.SubscriptionTable`` and
+``router.ResponderTable``, per app (``admission.App``).
+"""
+
+from __future__ import annotations
+
+from ipc_protocol import SERVICES_CHANNEL, ErrorCode, Message, MessageType, encode_frame, encode_message, is_servable, validate_pattern
+from ipc_protocol.messages import response_to
+
+from .admission import App
+from .connection import ServerConnection
+from .router import target_problem
+from .stats import ServerStats
+
+__all__ = ["PubSub"]
+
+
+class PubSub:
+    def __init__(self, apps: dict[str, App], stats: ServerStats) -> None:
+        self._apps = apps  # Admission's: the apps of the open connections
+        self._stats = stats
+
+    def subscription(self, conn: ServerConnection, msg: Message) -> None:
+        """A subscribe or unsubscribe, plain or as a responder (``serve``)."""
+        channel = msg.channel_id
+        subscribe = msg.message_type is MessageType.SUBSCRIBE
+        serve = isinstance(msg.payload, dict) and msg.payload.get("serve") is True
+        try:
+            validate_pattern(channel)
+        except ValueError as exc:
+            conn.refuse(msg, ErrorCode.BAD_MESSAGE, str(exc))
+            return
+        app = self._apps[conn.app_id]
+        if serve:
+            if not is_servable(channel):
+                conn.refuse(msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
+                return
+            if subscribe:
+                if app.responders.add(channel, conn):
+                    conn.responder_for.add(channel)
+                    self.announce_service(conn, "added", channel)
+                status = "serving"
+            else:
+                if app.responders.remove(channel, conn):
+                    conn.responder_for.discard(channel)
+                    self.announce_service(conn, "removed", channel)
+                status = "unserved"
+        elif subscribe:
+            app.subscriptions.add(channel, conn)
+            conn.subscriptions.add(channel)
+            status = "subscribed"
+        else:
+            app.subscriptions.remove(channel, conn)
+            conn.subscriptions.discard(channel)
+            status = "unsubscribed"
+        if not conn.legacy:
+            conn.send(response_to(msg, {"status": status}))
+
+    def publish(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
+        problem = target_problem(msg.channel_id)
+        if problem is not None:
+            conn.refuse(msg, *problem)
+            return
+        self._stats.publishes += 1
+        delivered = self._fan_out(self._apps[conn.app_id], msg, body)
+        if msg.ack:
+            conn.send(response_to(msg, {"status": "published", "delivered": delivered}))
+
+    def _fan_out(self, app: App, msg: Message, body: bytes | None) -> int:
+        """Send the same bytes to every matching connection, once each (§5.3)."""
+        targets = app.subscriptions.match(msg.channel_id)
+        if not targets:
+            return 0
+        frame: bytes | None = None
+        legacy_frame: bytes | None = None
+        delivered = 0
+        for target in targets:
+            if target.legacy:
+                if legacy_frame is None:
+                    legacy_frame = encode_frame(encode_message(msg, legacy=True))
+                ok = target.send_frame(legacy_frame)
+            else:
+                if frame is None:
+                    frame = encode_frame(encode_message(msg) if body is None else body)
+                ok = target.send_frame(frame)
+            delivered += ok
+        self._stats.deliveries += delivered
+        return delivered
+
+    def announce_service(self, conn: ServerConnection, event: str, channel: str) -> None:
+        """Tell ``$sys.services`` subscribers a responder registration came or went (§7.1)."""
+        app = self._apps.get(conn.app_id)
+        if app is None:
+            return
+        note = Message.build(
+            MessageType.PUBLISH,
+            conn.app_id,
+            SERVICES_CHANNEL,
+            {"event": event, "channel": channel, "connection_id": conn.connection_id, "responders": app.responders.count(channel)},
+        )
+        self._fan_out(app, note, None)
