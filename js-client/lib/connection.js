@@ -18,7 +18,7 @@ const { performance } = require('node:perf_hooks');
 const { HeartbeatAction } = require('./heartbeat');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError } = require('./errors');
 const { Event, PingReceived, PongReceived, ProtocolViolation } = require('./protocol/protocol');
-const { ClientProtocol, HandshakeAccepted, HandshakeRefused, InvalidMessage } = require('./protocol/client_protocol');
+const { ClientProtocol, Connected, HandshakeRefused, InvalidMessage } = require('./protocol/client_protocol');
 
 const kConnection = Symbol('kConnection');
 const CLOSE_TIMEOUT_MS = 1000;
@@ -248,10 +248,10 @@ class Connection {
       this._flush(); // the pong the protocol queued
       this.owner.onPing(event.message);
     } else if (event instanceof InvalidMessage) this.owner.onError(event.error); // skipped: the stream is in sync
-    else if (event instanceof HandshakeAccepted) {
+    else if (event instanceof Connected) {
       this.info = event.info;
-      this.legacy = event.info.legacy;
-      this._scheduleHeartbeat();
+      this.legacy = event.legacy;
+      if (this._proto.startHeartbeat(now())) this._scheduleHeartbeat();
       this._handshake.resolve(event.info);
     } else if (event instanceof HandshakeRefused) this.destroy(event.error);
     else if (event instanceof ProtocolViolation) this.destroy(event.error);

@@ -21,7 +21,7 @@ const {
   MessageRefused,
   ProtocolViolation
 } = require('../lib/protocol/protocol');
-const { ClientProtocol, HandshakeAccepted } = require('../lib/protocol/client_protocol');
+const { ClientProtocol, Connected } = require('../lib/protocol/client_protocol');
 
 const { HANDSHAKE, OPEN, CLOSING, CLOSED, ERROR } = ProtocolState;
 
@@ -55,7 +55,8 @@ function opened({ heartbeatIntervalMs = 0, heartbeatInterval = null, now = 0, le
     ? { status: 'connected', connection_id: 'c1' }
     : { status: 'connected', connection_id: 'c1', protocol: 2, server: 't', heartbeat_interval_ms: heartbeatIntervalMs, max_frame_size: 1 << 24 };
   const [event] = feed(proto, frameOf(buildMessage('response', 'app', 'system', payload, { reply_to: legacy ? null : id })), now);
-  assert.ok(event instanceof HandshakeAccepted);
+  assert.ok(event instanceof Connected);
+  proto.startHeartbeat(now);
   return proto;
 }
 

@@ -15,7 +15,7 @@ const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
 const { CLIENT_NAME, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('../lib/constants');
 const { ProtocolState, ProtocolViolation } = require('../lib/protocol/protocol');
-const { ClientProtocol, HandshakeAccepted, HandshakeRefused, InvalidMessage } = require('../lib/protocol/client_protocol');
+const { ClientProtocol, Connected, HandshakeRefused, InvalidMessage } = require('../lib/protocol/client_protocol');
 const { ROOT, loadVectors } = require('./helpers');
 
 const SPEC = JSON.parse(fs.readFileSync(path.join(ROOT, 'interop-tests', 'spec', 'handshake.json'), 'utf8'));
@@ -86,17 +86,21 @@ for (const v of ours) {
     const { proto, id } = clientFor(step.client_sends);
     const [event] = feed(proto, answering(step.server_replies[0], vectorId, id));
     if (v.accept_as !== null) {
-      assert.ok(event instanceof HandshakeAccepted, String(event && event.constructor.name));
+      assert.ok(event instanceof Connected, String(event && event.constructor.name));
       assert.equal(proto.state, ProtocolState.OPEN);
       assert.equal(event.info.connectionId, v.accept_as);
       assert.deepEqual([event.info.protocol, event.info.legacy, event.info.server], [2, false, SPEC.server.server_name]);
-      assert.equal(event.info.heartbeatIntervalMs, SPEC.server.heartbeat_interval_ms);
-      assert.equal(proto.heartbeat.intervalMs, SPEC.server.heartbeat_interval_ms);
+      assert.equal(event.heartbeatIntervalMs, SPEC.server.heartbeat_interval_ms);
+      assert.equal(event.connectionId, v.accept_as);
+      assert.equal(proto.heartbeat, null); // until the pump starts it on its clock
+      assert.equal(proto.startHeartbeat(5), true);
+      assert.deepEqual([proto.heartbeat.intervalMs, proto.heartbeat.lastReceived], [SPEC.server.heartbeat_interval_ms, 5]);
     } else {
       const expected = JSON.parse(step.server_replies[0]).error.code;
       assert.ok(event instanceof HandshakeRefused);
       assert.equal(event.error.code, expected);
-      assert.equal(proto.state, ProtocolState.CLOSING);
+      assert.equal(proto.state, ProtocolState.ERROR);
+      assert.equal(proto.startHeartbeat(5), false);
     }
     assert.equal(proto.framesQueued, 0);
   });
@@ -110,9 +114,10 @@ test('client protocol - a version-1 reply (no protocol field, reply_to null) ope
   const reply = JSON.parse(v.steps[0].server_replies[0]);
   reply.reply_to = null; // a 1.1.x server answers the connect with reply_to null (§10)
   const [event] = feed(proto, encodeFrame(encodeMessage(reply)));
-  assert.ok(event instanceof HandshakeAccepted);
+  assert.ok(event instanceof Connected);
   assert.deepEqual([event.info.protocol, event.info.legacy, event.info.maxFrameSize], [1, true, 4096]);
-  assert.equal(proto.heartbeat, null); // a version-1 server is never pinged
+  assert.equal(proto.startHeartbeat(0), false); // a version-1 server is never pinged
+  assert.equal(proto.heartbeat, null);
   assert.equal(proto.legacy, true);
 });
 
@@ -142,11 +147,20 @@ test('client protocol - a refusal in a version-1 payload ({"error": {...}}) is t
   assert.equal(event.error.name, 'UnauthorizedError');
 });
 
+test('client protocol - a reply that is not "connected" is refused with bad_message', () => {
+  const proto = new ClientProtocol({ appId: 'a', connectionId: 'c' });
+  proto.connect();
+  proto.dataToSend();
+  const [event] = feed(proto, encodeFrame(encodeMessage(buildMessage('response', 'a', 'system', { status: 'busy' }, { reply_to: null }))));
+  assert.ok(event instanceof HandshakeRefused);
+  assert.deepEqual([event.error.code, event.error.name, proto.state], ['bad_message', 'MessageError', ProtocolState.ERROR]);
+  assert.equal(proto.framesQueued, 0);
+});
+
 test('client protocol - anything but the connect reply before it is a violation; the server is not sent an error frame', () => {
   for (const msg of [
     buildMessage('publish', 'a', 'news', 1),
-    buildMessage('response', 'a', 'system', { status: 'connected' }, { reply_to: 'someone-else' }),
-    buildMessage('response', 'a', 'system', { status: 'busy' }, { reply_to: null })
+    buildMessage('response', 'a', 'system', { status: 'connected' }, { reply_to: 'someone-else' })
   ]) {
     const proto = new ClientProtocol({ appId: 'a', connectionId: 'c' });
     proto.connect();

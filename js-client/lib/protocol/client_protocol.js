@@ -10,8 +10,15 @@
  *     const proto = new ClientProtocol({ appId, connectionId, token, maxFrameSize });
  *     proto.connect();                   // queues the connect request
  *     write(proto.dataToSend());
- *     ... receiveData / receiveFrame: HandshakeAccepted (state open) or
- *         HandshakeRefused / ProtocolViolation (the pump closes)
+ *     ... receiveData / receiveFrame: Connected (state open), or
+ *         HandshakeRefused / ProtocolViolation (state error: the pump closes)
+ *     proto.startHeartbeat(now);         // after Connected: true if pings are due
+ *     proto.tick(now);                   // the base's heartbeat: PING queued, or DEAD
+ *
+ * The names and events are those of ipc_protocol/client_protocol.py; what
+ * differs is what each client did before this module: a frame other than
+ * the connect's reply before it is a violation here (Python hands it to
+ * its pump), and a bad envelope is InvalidMessage (Python: a violation).
  *
  * A client reports what the server got wrong and closes; it never answers
  * with an error frame (`sendsErrorFrames` is false): the server is not
@@ -39,20 +46,40 @@ const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
  * @property {boolean} legacy true for a version-1 server.
  */
 
-/** The server accepted the connect: the state is `open`. */
-class HandshakeAccepted extends Event {
-  /** @param {HandshakeInfo} info */
-  constructor(info) {
+/**
+ * The server accepted the connect: the state is `open`. The fields are
+ * Python's `Connected`; `info` gathers them as the client reports them.
+ */
+class Connected extends Event {
+  /**
+   * @param {object} message the reply.
+   * @param {HandshakeInfo} info
+   */
+  constructor(message, info) {
     super();
+    this.message = message;
+    this.serverInfo = message.payload;
+    this.legacy = info.legacy;
+    this.connectionId = info.connectionId;
+    this.maxFrameSize = info.maxFrameSize;
+    this.heartbeatIntervalMs = info.heartbeatIntervalMs;
     this.info = info;
   }
 }
 
-/** The server refused the connect (e.g. `unauthorized`): the state is `closing`, the pump closes. */
+/**
+ * The server refused the connect (e.g. `unauthorized`), or answered it
+ * with something else than `connected`: `error` is the typed error. The
+ * state is `error`; the pump closes.
+ */
 class HandshakeRefused extends Event {
-  /** @param {Error} error the typed error (errorFromWire). */
-  constructor(error) {
+  /**
+   * @param {object} message the reply.
+   * @param {Error} error the typed error.
+   */
+  constructor(message, error) {
     super();
+    this.message = message;
     this.error = error;
   }
 }
@@ -132,14 +159,40 @@ class ClientProtocol extends Protocol {
     }
     const p = msg.payload && typeof msg.payload === 'object' ? msg.payload : {};
     const legacyError = !msg.error && p.error && typeof p.error === 'object' ? p.error : null;
-    if (msg.error || legacyError) {
-      this._move(ProtocolState.CLOSING);
-      return new HandshakeRefused(errorFromWire(msg.error || legacyError));
-    }
+    if (msg.error || legacyError) return this._refused(msg, errorFromWire(msg.error || legacyError));
     if (p.status !== 'connected') {
-      return this._violatedBy(new MessageError(`unexpected handshake reply ${JSON.stringify(p).slice(0, 200)}`), msg);
+      return this._refused(msg, new MessageError(`unexpected handshake reply ${JSON.stringify(p).slice(0, 200)}`));
     }
-    return new HandshakeAccepted(this._accept(p));
+    return new Connected(msg, this._accept(p));
+  }
+
+  /**
+   * Keeps a heartbeat from `now` on the pump's clock, if one is due (§9.2):
+   * the server's advertised interval unless the options set one. A
+   * version-1 server is never pinged (§10), nor a server advertising 0
+   * (heartbeats off) unless `heartbeatInterval` is set.
+   * @param {number} now
+   * @returns {boolean} whether one is kept (then call tick()).
+   */
+  startHeartbeat(now) {
+    if (this.state !== ProtocolState.OPEN || this.legacy) return false;
+    const advertised = this.info.heartbeatIntervalMs;
+    if (this.heartbeatInterval === null && advertised === 0) return false;
+    const interval = this.heartbeatInterval ?? advertised ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+    const timeout = this.heartbeatTimeout ?? Math.max(2 * interval, interval + 1);
+    this.heartbeat = new Heartbeat(interval, timeout, now);
+    return true;
+  }
+
+  /**
+   * @param {object} msg the reply.
+   * @param {Error} error
+   * @returns {HandshakeRefused}
+   * @private
+   */
+  _refused(msg, error) {
+    this._move(ProtocolState.ERROR);
+    return new HandshakeRefused(msg, error);
   }
 
   /**
@@ -169,23 +222,7 @@ class ClientProtocol extends Protocol {
       legacy
     });
     this._move(ProtocolState.OPEN);
-    this._startHeartbeat(interval);
     return this.info;
-  }
-
-  /**
-   * Heartbeats with the server's advertised interval unless the options set
-   * one (§9.2). A version-1 server is never pinged (§10), nor a server
-   * advertising 0 (heartbeats off) unless `heartbeatInterval` is set.
-   * @param {number|null} advertised
-   * @private
-   */
-  _startHeartbeat(advertised) {
-    if (this.legacy) return;
-    if (this.heartbeatInterval === null && advertised === 0) return;
-    const interval = this.heartbeatInterval ?? advertised ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
-    const timeout = this.heartbeatTimeout ?? Math.max(2 * interval, interval + 1);
-    this.heartbeat = new Heartbeat(interval, timeout, this.lastReceived ?? 0);
   }
 
   /**
@@ -212,4 +249,4 @@ class ClientProtocol extends Protocol {
   }
 }
 
-module.exports = { ClientProtocol, HandshakeAccepted, HandshakeRefused, InvalidMessage, DEFAULT_HEARTBEAT_INTERVAL_MS };
+module.exports = { ClientProtocol, Connected, HandshakeRefused, InvalidMessage, DEFAULT_HEARTBEAT_INTERVAL_MS };
