@@ -38,7 +38,7 @@ __all__ = [
 DEAD = "dead"  # its connection is gone and nobody holds it any more
 IDLE = "idle"  # unused for idle_timeout while the pool is above min_connections
 # Why a waiter fails.
-TIMEOUT = "timeout"  # its deadline passed
+TIMEOUT = "timeout"  # its deadline passed with nothing to hand it
 OPEN_FAILED = "open_failed"  # the connection opened for it failed
 
 _NOTHING: Mapping[Any, int] = {}
@@ -128,14 +128,14 @@ def plan_pool(
     waits on a connection that will never come. ``keep`` (the member carrying
     the pool's registrations) is never closed for idleness.
 
-    Rules, in order: dead members nobody holds are closed; waiters past their
-    deadline fail; the others are served first come, first served: an
-    ``acquire()`` gets an idle member alone, a ``lease()`` a member to share
-    (see :class:`PoolSettings`), and a member given to a waiting lease goes
-    to every later waiting lease too; a waiter nothing can serve is covered
-    by an open in flight, else a new one while below ``max_connections``,
-    else waits for a release. Then idle members above ``min_connections``
-    unused for ``idle_timeout`` are closed, oldest first.
+    Rules, in order: dead members nobody holds are closed; waiters are served
+    first come, first served: an ``acquire()`` gets an idle member alone, a
+    ``lease()`` a member to share (see :class:`PoolSettings`), and a member
+    given to a waiting lease goes to every later waiting lease too; a waiter
+    nothing can serve now fails with :data:`TIMEOUT` if past its deadline,
+    else is covered by an open in flight, else by a new one while below
+    ``max_connections``, else waits for a release. Then idle members above
+    ``min_connections`` unused for ``idle_timeout`` are closed, oldest first.
     """
     plan = PoolPlan()
     size = opening  # members that count toward max_connections, opens included
@@ -160,9 +160,6 @@ def plan_pool(
         shared_member = member
 
     for w in waiters:
-        if w.deadline <= now:
-            plan.fail.append((w, TIMEOUT))
-            continue
         busiest = None
         if w.shared:
             if shared_member is not None:
@@ -176,17 +173,20 @@ def plan_pool(
             if member is not None:
                 share(member, w)
                 continue
-            if background and lease_outcome is not None:
-                if lease_outcome == OPEN_FAILED:
-                    plan.fail.append((w, OPEN_FAILED))
-                continue  # covered by the waiting leases' one open
         else:
             member = pick_idle(members, extra, taken)
             if member is not None:
                 taken.add(member)
                 plan.assign.append((member, w))
                 continue
-        # Nothing to hand out now: this waiter needs a new member.
+        # Nothing to hand out now: this waiter needs a new member, or a release.
+        late = w.deadline <= now
+        if background and w.shared and lease_outcome is not None:
+            if lease_outcome == OPEN_FAILED:
+                plan.fail.append((w, OPEN_FAILED))
+            elif late:
+                plan.fail.append((w, TIMEOUT))
+            continue  # else covered by the waiting leases' one open
         if failures > 0:
             failures -= 1
             if w.shared and busiest is not None:
@@ -196,12 +196,15 @@ def plan_pool(
                 if w.shared:
                     lease_outcome = OPEN_FAILED
             continue
-        if spare > 0:
+        if spare > 0 and not late:
             spare -= 1
-        elif size + growth < settings.max_connections:
+        elif size + growth < settings.max_connections and not late:
             growth += 1
         elif w.shared and busiest is not None:
-            share(busiest, w)  # full: share the least busy
+            share(busiest, w)  # full, or out of time: share the least busy
+            continue
+        elif late:
+            plan.fail.append((w, TIMEOUT))
             continue
         if w.shared:
             lease_outcome = "waiting"

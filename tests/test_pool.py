@@ -96,6 +96,16 @@ async def test_grows_to_max_then_waits_fifo_and_times_out(make_pool) -> None:
     assert pool.stats()["total_created"] == 2
 
 
+async def test_a_zero_timeout_takes_an_idle_member_and_only_waiting_times_out(make_pool) -> None:
+    pool = await make_pool(min_connections=1, max_connections=1)
+    client = await pool.acquire(timeout=0)
+    assert client.connected
+    with pytest.raises(RequestTimeout):
+        await pool.acquire(timeout=0)
+    assert pool.stats()["pending"] == 0
+    pool.release(client)
+
+
 async def test_a_failed_open_raises_not_connected_instead_of_waiting(make_pool) -> None:
     pool = await make_pool(free_port(), start=False, connect_timeout=2, acquire_timeout=30)
     loop = asyncio.get_running_loop()

@@ -172,9 +172,23 @@ def test_waiters_past_their_deadline_fail_with_timeout() -> None:
     assert plan.assign == [] and plan.open == 0
 
 
-def test_a_timed_out_waiter_does_not_take_an_idle_member() -> None:
+def test_a_waiter_past_its_deadline_still_takes_a_free_member() -> None:
+    # A zero timeout takes an idle member; only waiting is what times out.
     plan = plan_pool([M("a")], [W("late", deadline=1), W("next")], WAIT, now=2)
-    assert names(plan.fail) == [("late", TIMEOUT)] and assigned(plan) == [("a", "next")]
+    assert assigned(plan) == [("a", "late")] and plan.fail == [] and plan.open == 1
+
+
+def test_a_waiter_past_its_deadline_neither_opens_nor_keeps_an_open_from_the_next() -> None:
+    assert names(plan_pool([], [W("late", deadline=1)], WAIT, now=2).fail) == [("late", TIMEOUT)]
+    assert plan_pool([], [W("late", deadline=1)], WAIT, now=2).open == 0
+    plan = plan_pool([], [W("late", deadline=1), W("next")], WAIT, now=2, opening=1)
+    assert names(plan.fail) == [("late", TIMEOUT)] and plan.open == 0  # the open in flight is next's
+
+
+def test_a_late_background_lease_covered_by_the_leases_open_times_out() -> None:
+    settings = PoolSettings(0, 2, lease_growth="background")
+    plan = plan_pool([], [lease("l1"), lease("l2", deadline=1)], settings, now=2)
+    assert names(plan.fail) == [("l2", TIMEOUT)] and plan.open == 1
 
 
 # -- lease (Python: a lease waits for growth) --------------------------------------------------

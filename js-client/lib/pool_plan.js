@@ -22,7 +22,7 @@
 const DEAD = 'dead';
 /** Why a member is closed: unused for idleTimeout while above minConnections. */
 const IDLE = 'idle';
-/** Why a waiter fails: its deadline passed. */
+/** Why a waiter fails: its deadline passed with nothing to hand it. */
 const TIMEOUT = 'timeout';
 /** Why a waiter fails: the connection opened for it failed. */
 const OPEN_FAILED = 'open_failed';
@@ -83,14 +83,14 @@ function pickShared(members, threshold, extra = NOTHING, taken = NOBODY) {
  * waiter that was waiting for a new member, so nobody waits on a connection
  * that will never come. `keep` is never closed for idleness.
  *
- * Rules, in order: dead members nobody holds are closed; waiters past their
- * deadline fail; the others are served first come, first served: an
- * acquire() gets an idle member alone, a lease() a member to share (see
- * `leaseGrowth` below), and a member given to a waiting lease goes to every
- * later waiting lease too; a waiter nothing can serve is covered by an open
- * in flight, else a new one while below maxConnections, else waits for a
- * release. Then idle members above minConnections unused for idleTimeout are
- * closed, oldest first.
+ * Rules, in order: dead members nobody holds are closed; waiters are served
+ * first come, first served: an acquire() gets an idle member alone, a
+ * lease() a member to share (see `leaseGrowth` below), and a member given to
+ * a waiting lease goes to every later waiting lease too; a waiter nothing
+ * can serve now fails with TIMEOUT if past its deadline, else is covered by
+ * an open in flight, else by a new one while below maxConnections, else
+ * waits for a release. Then idle members above minConnections unused for
+ * idleTimeout are closed, oldest first.
  *
  * `settings.leaseGrowth` says what a lease does when every member it may
  * share already carries `leaseThreshold` calls: 'wait' (Python) waits for a
@@ -134,10 +134,6 @@ function planPool(members, waiters, settings, now, { opening = 0, failedOpens = 
     sharedMember = member;
   };
   for (const w of waiters) {
-    if (w.deadline <= now) {
-      plan.fail.push([w, TIMEOUT]);
-      continue;
-    }
     let busiest = null;
     if (w.shared) {
       if (sharedMember !== null) {
@@ -154,10 +150,6 @@ function planPool(members, waiters, settings, now, { opening = 0, failedOpens = 
         share(member, w);
         continue;
       }
-      if (background && leaseOutcome !== null) {
-        if (leaseOutcome === OPEN_FAILED) plan.fail.push([w, OPEN_FAILED]);
-        continue; // covered by the waiting leases' one open
-      }
     } else {
       const member = pickIdle(members, extra, taken);
       if (member !== null) {
@@ -166,7 +158,13 @@ function planPool(members, waiters, settings, now, { opening = 0, failedOpens = 
         continue;
       }
     }
-    // Nothing to hand out now: this waiter needs a new member.
+    // Nothing to hand out now: this waiter needs a new member, or a release.
+    const late = w.deadline <= now;
+    if (background && w.shared && leaseOutcome !== null) {
+      if (leaseOutcome === OPEN_FAILED) plan.fail.push([w, OPEN_FAILED]);
+      else if (late) plan.fail.push([w, TIMEOUT]);
+      continue; // else covered by the waiting leases' one open
+    }
     if (failures > 0) {
       failures--;
       if (w.shared && busiest !== null) {
@@ -177,12 +175,15 @@ function planPool(members, waiters, settings, now, { opening = 0, failedOpens = 
       }
       continue;
     }
-    if (spare > 0) {
+    if (spare > 0 && !late) {
       spare--;
-    } else if (size + growth < settings.maxConnections) {
+    } else if (size + growth < settings.maxConnections && !late) {
       growth++;
     } else if (w.shared && busiest !== null) {
-      share(busiest, w); // full: share the least busy
+      share(busiest, w); // full, or out of time: share the least busy
+      continue;
+    } else if (late) {
+      plan.fail.push([w, TIMEOUT]);
       continue;
     }
     if (w.shared) leaseOutcome = 'waiting';

@@ -109,6 +109,16 @@ test('pool - opens up to maxConnections, then waits FIFO and times out with code
   assert.deepEqual(pool.stats(), { total: 2, available: 0, inUse: 2, pending: 0, totalCreated: 2, totalDestroyed: 0 });
 });
 
+test('pool - a zero timeout takes an idle member; only waiting times out', async (t) => {
+  const { pool } = await setup(t, { minConnections: 1, maxConnections: 1 });
+  await pool.start();
+  const client = await pool.acquire({ timeout: 0 });
+  assert.equal(client.connected, true);
+  await assert.rejects(pool.acquire({ timeout: 0 }), { code: ErrorCode.TIMEOUT });
+  assert.equal(pool.stats().pending, 0);
+  pool.release(client);
+});
+
 test('pool - concurrent work never exceeds maxConnections and every call gets its own answer', async (t) => {
   const { pool } = await setup(t, { minConnections: 1, maxConnections: 4 }, { delayMs: 2 });
   await pool.start();

@@ -141,9 +141,22 @@ test('pool plan - waiters past their deadline fail with timeout', () => {
   assert.deepEqual([plan.assign, plan.open], [[], 0]);
 });
 
-test('pool plan - a timed-out waiter does not take an idle member', () => {
+test('pool plan - a waiter past its deadline still takes a free member', () => {
+  // A zero timeout takes an idle member; only waiting is what times out.
   const plan = planPool([M('a')], [W('late', { deadline: 1 }), W('next')], WAIT, 2);
-  assert.deepEqual([names(plan.fail), assigned(plan)], [[['late', TIMEOUT]], [['a', 'next']]]);
+  assert.deepEqual([assigned(plan), plan.fail, plan.open], [[['a', 'late']], [], 1]);
+});
+
+test('pool plan - a waiter past its deadline neither opens nor keeps an open from the next', () => {
+  const alone = planPool([], [W('late', { deadline: 1 })], WAIT, 2);
+  assert.deepEqual([names(alone.fail), alone.open], [[['late', TIMEOUT]], 0]);
+  const plan = planPool([], [W('late', { deadline: 1 }), W('next')], WAIT, 2, { opening: 1 });
+  assert.deepEqual([names(plan.fail), plan.open], [[['late', TIMEOUT]], 0]); // the open in flight is next's
+});
+
+test('pool plan - a late background lease covered by the leases\' open times out', () => {
+  const plan = planPool([], [lease('l1'), lease('l2', 1)], settings(0, 2, { leaseGrowth: 'background' }), 2);
+  assert.deepEqual([names(plan.fail), plan.open], [[['l2', TIMEOUT]], 1]);
 });
 
 // -- lease (Python: a lease waits for growth)
