@@ -1,14 +1,13 @@
 """One client connection's pump: bytes in -> its ``ServerProtocol`` ->
 messages to the server; frames out -> one coalesced write per loop
-iteration, except where nothing could join them (below).
+iteration, except where nothing could join them (``send_frame``).
 
-The protocol (``ipc_protocol.server_protocol``) keeps the connection's state
-and rules: the handshake, pings, violations and their error frames. The pump
-owns the transport, the timers, the batching of writes and the flow
-control, and knows nothing about routing: it talks to the server through
-:class:`ConnectionOwner`. Every write passes ``send_frame``, the one choke
-point that checks state (in the protocol) and, once per iteration, the
-slow-consumer limit (docs/protocol.md §12).
+The protocol core keeps the connection's state and rules (the handshake,
+pings, violations and their error frames); the pump owns the transport,
+the timers, the batching of writes and the flow control, and knows nothing
+about routing: it talks to the server through :class:`ConnectionOwner`.
+Every write passes ``send_frame``; the slow-consumer limit is checked once
+per iteration (docs/protocol.md §12).
 """
 
 from __future__ import annotations
@@ -46,16 +45,12 @@ _HANDSHAKE = ProtocolState.HANDSHAKE
 
 
 class SharedReads:
-    """What the connections of one server share about reading: the loop
-    reads one socket at a time, so they read into one buffer, and one of
-    them at a time is dispatching a read.
-
-    ``buffer``: every read lands here (asyncio's plain ``Protocol`` path
-    allocates a fresh buffer per read instead, which the allocator serves
-    with mmap: more system calls and fresh page faults on every read).
-    ``lone``: true while a read of a single frame is dispatched; what it
-    sends, to any connection, has nothing to wait for and is written at once.
-    """
+    """What the connections of one server share about reading (the loop
+    reads one socket at a time). ``buffer``: every read lands here;
+    asyncio's plain ``Protocol`` path allocates a buffer per read instead,
+    which the allocator serves with mmap: more system calls and page faults
+    on every read. ``lone``: true while a read of a single frame is
+    dispatched; what it sends, to any connection, is written at once."""
 
     __slots__ = ("buffer", "lone")
 
@@ -82,6 +77,19 @@ class ConnectionOwner(Protocol):
 
     # The socket is gone: forget the connection.
     def connection_closed(self, conn: ServerConnection) -> None: ...
+
+
+def _configure(transport: asyncio.BaseTransport) -> None:
+    """No Nagle delay (frames are already batched), TCP keepalive, and no
+    transport write limit: the slow-consumer check is ours (§12)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        except OSError:  # pragma: no cover - not a TCP socket
+            pass
+    transport.set_write_buffer_limits(high=2**30)
 
 
 class ServerConnection(asyncio.BufferedProtocol):
@@ -136,15 +144,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         # asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            except OSError:  # pragma: no cover - not a TCP socket
-                pass
-        # The slow-consumer check is ours; let the transport buffer freely.
-        transport.set_write_buffer_limits(high=2**30)
+        _configure(transport)
         loop = self._loop = asyncio.get_running_loop()
         self.connected_at = loop.time()
         if not self.owner.admit(self):

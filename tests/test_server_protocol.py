@@ -330,7 +330,7 @@ async def test_reading_paused_at_the_inflight_limit_is_not_silence() -> None:
             while not conn.reading_paused:
                 await asyncio.sleep(0.01)
             for _ in range(6):  # three times the 2-interval death sentence
-                server._sweep_once(server.loop.time() + 1)
+                conn.tick(server.loop.time() + 1)  # what the server's sweep does to each connection
             release.set()
             assert await asyncio.gather(*calls) == ["done"] * 3
 
