@@ -14,15 +14,16 @@ from typing import Any
 from ipc_protocol import (
     AlreadyServing,
     ErrorCode,
+    FrameTooLarge,
     Message,
     MessageType,
     RemoteError,
-    encode_response,
     is_servable,
     pattern_matches,
     validate_pattern,
 )
-from ipc_protocol.messages import error_info_from_exception, error_response
+from ipc_protocol.messages import error_response
+from ipc_protocol.replies import handler_reply
 
 from .admission import Admission, Slot
 from .calls import Calls
@@ -304,14 +305,13 @@ class Subscriptions:
                 failure = None
             if msg.message_type is not MessageType.REQUEST or conn is not self._admission.current() or not conn.is_open:
                 return
-            if failure is None:
-                try:
-                    conn.write(conn.frame_body(encode_response(msg, result, legacy=conn.legacy)))
-                    return
-                except Exception as exc:  # the result cannot be encoded (NaN, an object...)
-                    failure = exc
-            info = error_info_from_exception(failure, include_stack=self.expose_stacks)
-            error = error_response(msg, info.code, info.message, remote_type=info.remote_type, remote_stack=info.remote_stack, details=info.details)
-            conn.send(error)
+            # An unsendable result is answered with its encoding error's own text, as it always was here.
+            body, _ = handler_reply(msg, result, failure, legacy=conn.legacy, include_stack=self.expose_stacks, unsendable_prefix="")
+            try:
+                frame = conn.frame_body(body)
+            except FrameTooLarge as exc:  # larger than the server accepts: say so instead
+                body, _ = handler_reply(msg, None, exc, legacy=conn.legacy, include_stack=self.expose_stacks)
+                frame = conn.frame_body(body)
+            conn.write(frame)
         finally:
             self._admission.finished(slot)

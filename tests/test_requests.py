@@ -344,3 +344,24 @@ async def test_a_timed_out_handler_counts_against_the_inflight_limit_until_it_ha
             unwind.set()
             await c.disconnect()
             await other.disconnect()
+
+
+async def test_a_client_responder_s_unsendable_result_is_a_handler_error(make_client) -> None:
+    """The responder answers with the encoding error's own text (the server's
+    in-process handlers prefix theirs with "cannot be sent")."""
+    responder = await make_client()
+    await responder.serve("weird.client", lambda m: float("nan"))
+    c = await make_client()
+    with pytest.raises(HandlerError) as info:
+        await c.send_request("weird.client")
+    assert info.value.code == "handler_error"
+    assert "cannot be sent" not in info.value.message and "NaN" in info.value.message
+
+
+async def test_a_client_responder_s_result_over_the_frame_limit_is_answered_with_an_error(make_client) -> None:
+    responder = await make_client(max_frame_size=4096)
+    await responder.serve("big.client", lambda m: "x" * 8192)
+    c = await make_client()
+    with pytest.raises(RemoteError) as info:
+        await c.send_request("big.client", timeout=WAIT_S)
+    assert info.value.code == "handler_error" and info.value.remote_type == "FrameTooLarge"
