@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, encode_frame, encode_message
 from ipc_protocol.messages import connect_request
-from ipc_protocol.protocol import ProtocolState, ProtocolViolation
+from ipc_protocol.protocol import MessageRefused, PingReceived, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
 SPEC = json.loads((Path(__file__).resolve().parent.parent / "interop-tests" / "spec" / "handshake.json").read_text())
@@ -154,3 +156,39 @@ def test_a_second_frame_before_the_server_accepts_is_refused() -> None:
     _connect(proto, {"action": "connect", "protocol": 2})
     (body,) = proto.receive_data(encode_frame(encode_message(connect_request("app", "c", client="t"))))
     assert isinstance(proto.receive_frame(body), ProtocolViolation)
+
+
+_VALID = [
+    encode_frame(encode_message(connect_request("app", "c1", client="t"))),
+    encode_frame(encode_message(Message.build(MessageType.PUBLISH, "app", "news", 1))),
+    encode_frame(encode_message(Message.build(MessageType.REQUEST, "app", "system", {"action": "ping"}))),
+    encode_frame(encode_message(Message.build(MessageType.PUBLISH, "other", "news", 1))),
+    encode_frame(b"[1]"),
+    encode_frame(b'{"message_id":"m","app_id":"app"}'),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(_VALID), st.binary(max_size=40)), max_size=8),
+    st.integers(min_value=1, max_value=64),
+)
+def test_any_input_is_read_or_refused_never_raised(pieces: list[bytes], chunk: int) -> None:
+    """h11's invariant: whatever arrives, the core returns messages and
+    events, and a violation leaves exactly one error frame and ``error``."""
+    proto = ServerProtocol(max_frame_size=1024)
+    data = b"".join(pieces)
+    for i in range(0, len(data), chunk):
+        for body in proto.receive_data(data[i : i + chunk], 0.0):
+            if proto.state not in (ProtocolState.HANDSHAKE, ProtocolState.OPEN):
+                break
+            item = proto.receive_frame(body)
+            assert type(item) is Message or isinstance(item, (ConnectRequested, ProtocolViolation, PingReceived, MessageRefused))
+            if isinstance(item, ConnectRequested):
+                proto.accept("c1", now=0.0)
+    sent = [decode_message(b) for b in bodies(proto)]
+    if proto.state is ProtocolState.ERROR:
+        assert proto.violation is not None
+        assert sent[-1].error is not None and sent[-1].error.code == proto.violation.code  # the last frame
+    else:
+        assert proto.state in (ProtocolState.HANDSHAKE, ProtocolState.OPEN) and proto.violation is None
