@@ -11,8 +11,9 @@
  *     admission.js      inbound handlers, at most `maxConcurrentHandlers` async ones at a time
  *     subscriptions.js  subscriptions and responders, restored on every connection
  *     lifecycle.js      connect(), one attempt, the loss, disconnect(), dispatch
+ *     protocol/         the handshake, frame limit, pings and heartbeat (sans-I/O)
  *     reconnect.js      the reconnect loop, backoff, waitOnFirstConnect
- *     keepalive.js      the heartbeat timer, health reports
+ *     introspection.js  health reports and the connection's snapshot
  *     connection.js     the socket pump
  *
  * Connection state moves only through `_setState()`, checked against the
@@ -36,7 +37,7 @@ const { Admission } = require('./admission');
 const { Subscriptions } = require('./subscriptions');
 const { Lifecycle } = require('./lifecycle');
 const { Reconnector } = require('./reconnect');
-const { KeepAlive } = require('./keepalive');
+const { Introspection } = require('./introspection');
 
 /**
  * Node.js client of the IPC bridge.
@@ -83,7 +84,7 @@ class IPCClient extends EventEmitter {
     this._admission = new Admission(this);
     this._subs = new Subscriptions(this);
     this._reconnector = new Reconnector(this);
-    this._keepalive = new KeepAlive(this);
+    this._introspection = new Introspection(this);
     this._lifecycle = new Lifecycle(this);
     if (this._outbox.store !== null) this._outbox.load();
   }
@@ -270,7 +271,7 @@ class IPCClient extends EventEmitter {
    * @returns {Promise<{healthy: boolean, state: string, latencyMs: number|null, connectionId: string|null, server: string|null, error?: string}>}
    */
   async health({ timeout = Math.min(this.options.requestTimeout, 5000) } = {}) {
-    return this._keepalive.health(timeout);
+    return this._introspection.health(timeout);
   }
 
   /**
@@ -278,7 +279,7 @@ class IPCClient extends EventEmitter {
    * @returns {{healthy: boolean, state: string, lastHeartbeat: number|null, lastReceived: number|null, latencyMs: number|null, heartbeatIntervalMs: number|null, heartbeatTimeoutMs: number|null}}
    */
   getConnectionHealth() {
-    return this._keepalive.snapshot();
+    return this._introspection.snapshot();
   }
 
   /**
@@ -302,7 +303,7 @@ class IPCClient extends EventEmitter {
 
   /** @returns {object} a snapshot of the connection, for logs and dashboards. */
   getConnectionInfo() {
-    return this._lifecycle.info();
+    return this._introspection.info();
   }
 
   /**

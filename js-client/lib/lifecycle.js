@@ -16,7 +16,7 @@
  * `_sendLimit`, `_lastReceived`, `_generation`, `_connecting`, `_closing`,
  * `_establish()`, `_metrics`, `_emitSafely()`, `_emitError()` and the
  * concerns `_calls`, `_outbox`, `_admission`, `_subs`, `_reconnector`,
- * `_keepalive` (`pong()`).
+ * `_introspection` (`pong()`).
  */
 
 const { SYSTEM_CHANNEL } = require('./constants');
@@ -138,7 +138,7 @@ class Lifecycle {
         onError: (err) => host._emitError(err),
         onClose: (err) => this.onClosed(conn, err),
         onPing: (msg) => conn === host._conn && host._emitSafely('ping', { messageId: msg.message_id }),
-        onPong: (latencyMs) => conn === host._conn && host._keepalive.pong(latencyMs),
+        onPong: (latencyMs) => conn === host._conn && host._introspection.pong(latencyMs),
         onHeartbeatTimeout: (silent) => host._emitSafely('heartbeat_timeout', { silent })
       }
     );
@@ -257,36 +257,6 @@ class Lifecycle {
       default:
       // subscribe/unsubscribe are never sent to clients
     }
-  }
-
-  /**
-   * IPCClient.getConnectionInfo(): every concern's part of the picture.
-   * @returns {object}
-   */
-  info() {
-    const host = this.host;
-    const info = host._info;
-    const hb = host._conn !== null ? host._conn.heartbeat : null;
-    return {
-      appId: host.appId,
-      host: host.options.host,
-      port: host.options.port,
-      state: host._state,
-      connected: host._state === State.CONNECTED,
-      connectionId: info ? info.connectionId : host._connectionId,
-      protocol: info ? info.protocol : null,
-      server: info ? info.server : null,
-      maxFrameSize: info ? info.maxFrameSize : null,
-      heartbeatIntervalMs: hb ? hb.intervalMs : null,
-      heartbeatTimeoutMs: hb ? hb.timeoutMs : null,
-      reconnectAttempt: host._reconnector.attempt,
-      pendingRequests: host._calls.pending.size,
-      queuedCalls: host._outbox.queue.size + host._reconnector.waiters.size,
-      runningHandlers: host._admission.running,
-      heldMessages: host._admission.heldCount,
-      subscriptions: [...host._subs.subscriptions.keys()],
-      responders: [...host._subs.responders.keys()]
-    };
   }
 
   /**

@@ -11,16 +11,17 @@
  * registrations (a pool member per registration would receive each publish
  * several times). Which server takes a call is decided by the pure
  * Balancer; this module only does the I/O: health checks, failover within
- * the call's deadline, and applying registrations everywhere.
+ * the call's deadline (failover.js), and applying registrations everywhere
+ * (balanced_registrations.js).
  */
 
 const { EventEmitter } = require('node:events');
-const { IPCClient } = require('./client');
 const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
 const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
 const { parseOptions, refuseQueuePath } = require('./options');
-const { toNumber } = require('./legacy_options');
-const { AlreadyServingError, ErrorCode, NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
+const { AlreadyServingError, NotConnectedError } = require('./errors');
+const { FAILOVER_CODES, checkDuration, routeCall } = require('./failover');
+const { BalancedRegistrations } = require('./balanced_registrations');
 
 /** Balancer defaults (§8); milliseconds. */
 const BALANCER_DEFAULTS = Object.freeze({
@@ -30,42 +31,6 @@ const BALANCER_DEFAULTS = Object.freeze({
   minConnections: 1,
   maxConnections: 1
 });
-
-/** Errors after which the call is tried on the next healthy server (§8). */
-const FAILOVER_CODES = new Set([
-  ErrorCode.NOT_CONNECTED,
-  ErrorCode.CONNECTION_LOST,
-  ErrorCode.SHUTTING_DOWN,
-  ErrorCode.NO_RESPONDERS,
-  ErrorCode.CIRCUIT_OPEN
-]);
-
-/** Of those, the ones that say the server itself is gone: it leaves the rotation. */
-const SERVER_DOWN_CODES = new Set([ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN]);
-
-/**
- * Monotonic milliseconds.
- * @returns {number}
- * @private
- */
-function now() {
-  return performance.now();
-}
-
-/**
- * Checks a positive duration (a numeric string is read as its number).
- * @param {string} name
- * @param {unknown} value
- * @returns {number}
- * @private
- */
-function checkDuration(name, value) {
-  value = toNumber(value);
-  if (typeof value !== 'number' || !(value > 0)) {
-    throw new TypeError(`${name} must be a positive number of milliseconds, got ${String(value)}`);
-  }
-  return value;
-}
 
 /**
  * A client of one app on several servers.
@@ -102,12 +67,10 @@ class LoadBalancedClient extends EventEmitter {
       else if (key in POOL_DEFAULTS) poolOptions[key] = value;
       else clientOptions[key] = value;
     }
-    own.healthCheckInterval = checkDuration('healthCheckInterval', own.healthCheckInterval);
-    own.healthCheckTimeout = checkDuration('healthCheckTimeout', own.healthCheckTimeout);
+    this.healthCheckInterval = checkDuration('healthCheckInterval', own.healthCheckInterval);
+    this.healthCheckTimeout = checkDuration('healthCheckTimeout', own.healthCheckTimeout);
     if ('host' in clientOptions || 'port' in clientOptions) throw new TypeError('host and port come from the servers list');
     this.appId = appId;
-    this.healthCheckInterval = own.healthCheckInterval;
-    this.healthCheckTimeout = own.healthCheckTimeout;
     this._clientOptions = clientOptions;
     this._requestTimeout = parseOptions(clientOptions).requestTimeout;
     this._servers = servers.map((spec) => new ServerState(parseServer(spec)));
@@ -125,14 +88,19 @@ class LoadBalancedClient extends EventEmitter {
       pool.on('connection_lost', ({ error }) => this._markDown(server, error));
       this._pools.set(server, pool);
     }
-    this._registrations = []; // {kind, channel, handler, applied, refused, pending: Set<ServerState>}
-    this._controls = new Map(); // server -> IPCClient carrying the registrations
+    this._registrations = new BalancedRegistrations({
+      appId,
+      clientOptions,
+      servers: this._servers,
+      requestTimeout: this._requestTimeout,
+      onRefused: (err) => this.listenerCount('error') > 0 && this.emit('error', err)
+    });
     this._started = false;
     this._closed = false;
     this._healthTimer = null;
   }
 
-  /** The strategy in use. */
+  /** @returns {string} the strategy in use. */
   get strategy() {
     return this._balancer.strategy;
   }
@@ -183,13 +151,8 @@ class LoadBalancedClient extends EventEmitter {
 
   /**
    * sendRequest() resolving the response's payload only (as the Python
-   * client's `request()`).
-   * @param {string} channelId a concrete channel.
-   * @param {unknown} [payload]
-   * @param {number} [timeout] milliseconds, the whole call's deadline.
-   * @param {{headers?: Record<string, string>}} [options]
+   * client's `request()`): same arguments, same errors.
    * @returns {Promise<unknown>} the response payload.
-   * @throws {IpcError} as sendRequest().
    */
   async request(channelId, payload = null, timeout = this._requestTimeout, options = {}) {
     return (await this.sendRequest(channelId, payload, timeout, options)).payload;
@@ -243,7 +206,7 @@ class LoadBalancedClient extends EventEmitter {
    * @throws {AlreadyServingError} the channel is already served by this client.
    */
   serve(channelId, handler, { timeout = this._requestTimeout } = {}) {
-    if (this._registrations.some((r) => r.kind === 'serve' && r.channel === channelId)) {
+    if (this._registrations.isServed(channelId)) {
       return Promise.reject(new AlreadyServingError(channelId));
     }
     return this._register('serve', channelId, handler, timeout);
@@ -255,11 +218,8 @@ class LoadBalancedClient extends EventEmitter {
    * @param {Function} [handler]
    * @returns {Promise<void>}
    */
-  async unsubscribe(channelId, handler) {
-    this._registrations = this._registrations.filter(
-      (r) => !(r.kind === 'subscribe' && r.channel === channelId && (handler === undefined || r.handler === handler))
-    );
-    await Promise.allSettled([...this._controls.values()].map((c) => c.unsubscribe(channelId, handler)));
+  unsubscribe(channelId, handler) {
+    return this._registrations.remove('subscribe', channelId, handler);
   }
 
   /**
@@ -267,9 +227,8 @@ class LoadBalancedClient extends EventEmitter {
    * @param {string} channelId
    * @returns {Promise<void>}
    */
-  async unserve(channelId) {
-    this._registrations = this._registrations.filter((r) => !(r.kind === 'serve' && r.channel === channelId));
-    await Promise.allSettled([...this._controls.values()].map((c) => c.unserve(channelId)));
+  unserve(channelId) {
+    return this._registrations.remove('serve', channelId);
   }
 
   /**
@@ -285,7 +244,7 @@ class LoadBalancedClient extends EventEmitter {
         if (this._closed) return;
         if (res.healthy) {
           this._markUp(server);
-          this._syncRegistrations(server);
+          this._registrations.sync(server);
         } else {
           this._markDown(server, new NotConnectedError(`health check failed: ${res.error ?? 'unhealthy'}`));
         }
@@ -333,77 +292,24 @@ class LoadBalancedClient extends EventEmitter {
     this._closed = true;
     clearTimeout(this._healthTimer);
     this._healthTimer = null;
-    const controls = [...this._controls.values()];
-    this._controls.clear();
-    await Promise.all([
-      ...[...this._pools.values()].map((p) => p.close()),
-      ...controls.map((c) => c.disconnect().catch(() => {}))
-    ]);
+    await Promise.all([...[...this._pools.values()].map((p) => p.close()), this._registrations.close()]);
   }
 
   // ---------------------------------------------------------------- internals
 
   /**
-   * Runs `call` on a leased client of one healthy server after another
-   * until it succeeds, fails with an error that is not worth another
-   * server, or the deadline passes. Each server is tried at most once.
-   *
-   * As in the Python client, a call counts on its server from before the
-   * lease: one waiting for a first connection is in flight there for
-   * least_connections, and one that gets no connection counts as an error.
+   * Runs `call` with failover (lib/failover.js).
    * @template T
    * @param {number} timeout milliseconds.
    * @param {(client: IPCClient, left: number) => Promise<T>} call
    * @returns {Promise<T>}
    * @private
    */
-  async _route(timeout, call) {
+  _route(timeout, call) {
     if (this._closed || !this._started) {
-      throw new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called');
+      return Promise.reject(new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called'));
     }
-    timeout = checkDuration('timeout', timeout);
-    const deadline = now() + timeout;
-    const tried = new Set();
-    let lastError = null;
-    for (;;) {
-      const left = deadline - now();
-      if (left <= 0) {
-        throw lastError !== null && lastError.code === ErrorCode.TIMEOUT
-          ? lastError
-          : new RequestTimeoutError(`no server answered within ${Math.round(timeout)} ms`);
-      }
-      const server = this._balancer.pick(tried);
-      if (server === null) {
-        if (lastError !== null && !SERVER_DOWN_CODES.has(lastError.code)) throw lastError;
-        throw new NotConnectedError('no healthy server', lastError ? { cause: lastError } : undefined);
-      }
-      tried.add(server);
-      const pool = this._pools.get(server);
-      const started = now();
-      let leased = false;
-      server.begin();
-      try {
-        const result = await pool.lease(
-          (client) => {
-            leased = true;
-            return call(client, Math.max(1, deadline - now()));
-          },
-          { timeout: Math.min(left, pool.acquireTimeout) }
-        );
-        server.end(true, now() - started);
-        return result;
-      } catch (err) {
-        server.end(false, now() - started);
-        if (!leased) {
-          if (err.code === ErrorCode.NOT_CONNECTED) this._markDown(server, err);
-          lastError = err; // no connection to it in time: the next server may do better
-          continue;
-        }
-        if (!FAILOVER_CODES.has(err && err.code)) throw err;
-        if (SERVER_DOWN_CODES.has(err.code)) this._markDown(server, err);
-        lastError = err;
-      }
-    }
+    return routeCall(this._balancer, this._pools, (server, err) => this._markDown(server, err), timeout, call);
   }
 
   /**
@@ -474,7 +380,7 @@ class LoadBalancedClient extends EventEmitter {
   }
 
   /**
-   * Records a registration and applies it on every server.
+   * Records a registration and applies it on every server (balanced_registrations.js).
    * @param {'subscribe'|'serve'} kind
    * @param {string} channel
    * @param {Function} handler
@@ -487,100 +393,7 @@ class LoadBalancedClient extends EventEmitter {
       throw new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called');
     }
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    timeout = checkDuration('timeout', timeout);
-    const reg = { kind, channel, handler, applied: new Set(), refused: new Set(), pending: new Set() };
-    this._registrations.push(reg);
-    const results = await Promise.allSettled(this._servers.map((server) => this._apply(server, reg, timeout)));
-    if (reg.applied.size > 0) return;
-    this._registrations = this._registrations.filter((r) => r !== reg);
-    const failures = results.filter((r) => r.status === 'rejected').map((r) => r.reason);
-    throw failures.find((e) => e instanceof RemoteError) ?? failures[0] ?? new NotConnectedError('no server took the registration');
-  }
-
-  /**
-   * Applies one registration on one server's registration client.
-   * @param {ServerState} server
-   * @param {object} reg
-   * @param {number} timeout
-   * @returns {Promise<void>}
-   * @private
-   */
-  async _apply(server, reg, timeout) {
-    reg.pending.add(server);
-    const client = this._control(server);
-    try {
-      if (!client.connected) await this._connectControl(server, client, timeout);
-      if (reg.kind === 'serve') await client.serve(reg.channel, reg.handler, { timeout });
-      else await client.subscribe(reg.channel, reg.handler, { timeout });
-      reg.applied.add(server);
-    } catch (err) {
-      if (err instanceof RemoteError) {
-        reg.refused.add(server); // the server said no: asking again would not help
-        if (this.listenerCount('error') > 0) this.emit('error', err);
-      }
-      throw err;
-    } finally {
-      reg.pending.delete(server);
-    }
-  }
-
-  /**
-   * The reconnecting client that carries a server's registrations.
-   * @param {ServerState} server
-   * @returns {IPCClient}
-   * @private
-   */
-  _control(server) {
-    let client = this._controls.get(server);
-    if (client === undefined) {
-      // bounded by _connectControl(); the health checks retry a server that was down
-      client = new IPCClient(this.appId, { ...this._clientOptions, host: server.host, port: server.port, reconnect: true, waitOnFirstConnect: false });
-      client.on('error', () => {}); // failures of calls reach their callers; the rest is health checks' business
-      this._controls.set(server, client);
-    }
-    return client;
-  }
-
-  /**
-   * Connects a registration client, bounded by `timeout`: a client that
-   * is already reconnecting is left to finish on its own.
-   * @param {ServerState} server
-   * @param {IPCClient} client
-   * @param {number} timeout
-   * @returns {Promise<void>}
-   * @private
-   */
-  _connectControl(server, client, timeout) {
-    if (client.state === 'reconnecting') {
-      return Promise.reject(new NotConnectedError(`${server.address} is reconnecting`));
-    }
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RequestTimeoutError(`no connection to ${server.address} within ${timeout} ms`)), timeout);
-      client.connect().then(
-        () => {
-          clearTimeout(timer);
-          resolve();
-        },
-        (err) => {
-          clearTimeout(timer);
-          reject(err);
-        }
-      );
-    });
-  }
-
-  /**
-   * After a passing health check: applies the registrations this server
-   * missed while it was unreachable.
-   * @param {ServerState} server
-   * @private
-   */
-  _syncRegistrations(server) {
-    const missing = this._registrations.filter((r) => !r.applied.has(server) && !r.refused.has(server) && !r.pending.has(server));
-    if (missing.length === 0) return;
-    for (const reg of missing) {
-      this._apply(server, reg, this._requestTimeout).catch(() => {}); // retried at the next check
-    }
+    return this._registrations.add(kind, channel, handler, checkDuration('timeout', timeout));
   }
 }
 

@@ -1,14 +1,18 @@
 'use strict';
 
 /**
- * The health of the connection (docs/resilience.md §5): the latency of the
- * last pong, the time of the last heartbeat, and the reports built on them
- * (health(), getConnectionHealth()). The heartbeat itself (when to ping a
- * silent server, when to declare it dead) is the protocol's
- * (lib/protocol/), on the clock the pump (lib/connection.js) passes in.
+ * What the client reports of itself (the Python client's introspection.py):
+ * health (docs/resilience.md §5) from a ping round trip or, without one,
+ * from the heartbeat's view (the latency of the last pong, the time of the
+ * last heartbeat), and the connection's snapshot for logs and dashboards.
+ * The heartbeat itself (when to ping a silent server, when to declare it
+ * dead) is the protocol's (lib/protocol/), on the pump's clock.
  *
- * Host interface (the IPCClient that owns it): `appId`, `_state`, `_conn`,
- * `_info`, `_lastReceived`, `_calls` (`call()`), `_emitSafely()`.
+ * Host interface (the IPCClient that owns it): `appId`, `options`,
+ * `_state`, `_conn`, `_info`, `_connectionId`, `_lastReceived`, `_calls`
+ * (`call()`, `pending`), `_outbox` (`queue`), `_admission` (`running`,
+ * `heldCount`), `_subs` (the tables), `_reconnector` (`attempt`,
+ * `waiters`), `_emitSafely()`.
  */
 
 const { performance } = require('node:perf_hooks');
@@ -20,9 +24,9 @@ const { ErrorCode } = require('./errors');
 const { checkTimeout } = require('./call_options');
 
 /**
- * What the heartbeat and health checks measured.
+ * The client's reports on itself, and what the heartbeat measured.
  */
-class KeepAlive {
+class Introspection {
   /**
    * @param {object} host the IPCClient (see the module's doc).
    */
@@ -84,6 +88,35 @@ class KeepAlive {
       heartbeatTimeoutMs: hb ? hb.timeoutMs : null
     };
   }
+  /**
+   * IPCClient.getConnectionInfo(): every concern's part of the picture, for logs and dashboards.
+   * @returns {object}
+   */
+  info() {
+    const host = this.host;
+    const info = host._info;
+    const hb = host._conn !== null ? host._conn.heartbeat : null;
+    return {
+      appId: host.appId,
+      host: host.options.host,
+      port: host.options.port,
+      state: host._state,
+      connected: host._state === State.CONNECTED,
+      connectionId: info ? info.connectionId : host._connectionId,
+      protocol: info ? info.protocol : null,
+      server: info ? info.server : null,
+      maxFrameSize: info ? info.maxFrameSize : null,
+      heartbeatIntervalMs: hb ? hb.intervalMs : null,
+      heartbeatTimeoutMs: hb ? hb.timeoutMs : null,
+      reconnectAttempt: host._reconnector.attempt,
+      pendingRequests: host._calls.pending.size,
+      queuedCalls: host._outbox.queue.size + host._reconnector.waiters.size,
+      runningHandlers: host._admission.running,
+      heldMessages: host._admission.heldCount,
+      subscriptions: [...host._subs.subscriptions.keys()],
+      responders: [...host._subs.responders.keys()]
+    };
+  }
 }
 
-module.exports = { KeepAlive };
+module.exports = { Introspection };

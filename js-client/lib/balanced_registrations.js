@@ -1,0 +1,176 @@
+'use strict';
+
+/**
+ * The subscriptions and responders of a LoadBalancedClient
+ * (docs/resilience.md §8): kept in one list, applied on every server through
+ * one reconnecting IPCClient per server (a pool member per registration
+ * would receive each publish several times), and applied again on a server
+ * that missed them while it was unreachable.
+ */
+
+const { IPCClient } = require('./client');
+const { NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
+
+/**
+ * The registrations and the per-server clients that carry them.
+ */
+class BalancedRegistrations {
+  /**
+   * @param {object} owner
+   * @param {string} owner.appId
+   * @param {object} owner.clientOptions options of each registration client.
+   * @param {ServerState[]} owner.servers
+   * @param {number} owner.requestTimeout for the registrations a health check re-applies.
+   * @param {(err: Error) => void} owner.onRefused a server refused a registration.
+   */
+  constructor({ appId, clientOptions, servers, requestTimeout, onRefused }) {
+    this.appId = appId;
+    this._clientOptions = clientOptions;
+    this._servers = servers;
+    this._requestTimeout = requestTimeout;
+    this._onRefused = onRefused;
+    this._registrations = []; // {kind, channel, handler, applied, refused, pending: Set<ServerState>}
+    this._controls = new Map(); // server -> IPCClient carrying the registrations
+  }
+
+  /**
+   * Whether a channel is served already.
+   * @param {string} channel
+   * @returns {boolean}
+   */
+  isServed(channel) {
+    return this._registrations.some((r) => r.kind === 'serve' && r.channel === channel);
+  }
+
+  /**
+   * Removes a subscription (one handler, or all) or a responder on every server.
+   * @param {'subscribe'|'serve'} kind
+   * @param {string} channel
+   * @param {Function} [handler] only this subscription handler.
+   * @returns {Promise<void>}
+   */
+  async remove(kind, channel, handler) {
+    this._registrations = this._registrations.filter(
+      (r) => !(r.kind === kind && r.channel === channel && (handler === undefined || r.handler === handler))
+    );
+    const clients = [...this._controls.values()];
+    await Promise.allSettled(clients.map((c) => (kind === 'serve' ? c.unserve(channel) : c.unsubscribe(channel, handler))));
+  }
+
+  /**
+   * Disconnects every registration client.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    const controls = [...this._controls.values()];
+    this._controls.clear();
+    await Promise.all(controls.map((c) => c.disconnect().catch(() => {})));
+  }
+
+  /**
+   * Records a registration and applies it on every server; resolves once
+   * one server took it, else nothing is kept.
+   * @param {'subscribe'|'serve'} kind
+   * @param {string} channel
+   * @param {Function} handler
+   * @param {number} timeout a checked duration, ms.
+   * @returns {Promise<void>}
+   */
+  async add(kind, channel, handler, timeout) {
+    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    const reg = { kind, channel, handler, applied: new Set(), refused: new Set(), pending: new Set() };
+    this._registrations.push(reg);
+    const results = await Promise.allSettled(this._servers.map((server) => this._apply(server, reg, timeout)));
+    if (reg.applied.size > 0) return;
+    this._registrations = this._registrations.filter((r) => r !== reg);
+    const failures = results.filter((r) => r.status === 'rejected').map((r) => r.reason);
+    throw failures.find((e) => e instanceof RemoteError) ?? failures[0] ?? new NotConnectedError('no server took the registration');
+  }
+
+  /**
+   * Applies one registration on one server's registration client.
+   * @param {ServerState} server
+   * @param {object} reg
+   * @param {number} timeout
+   * @returns {Promise<void>}
+   * @private
+   */
+  async _apply(server, reg, timeout) {
+    reg.pending.add(server);
+    const client = this._control(server);
+    try {
+      if (!client.connected) await this._connectControl(server, client, timeout);
+      if (reg.kind === 'serve') await client.serve(reg.channel, reg.handler, { timeout });
+      else await client.subscribe(reg.channel, reg.handler, { timeout });
+      reg.applied.add(server);
+    } catch (err) {
+      if (err instanceof RemoteError) {
+        reg.refused.add(server); // the server said no: asking again would not help
+        this._onRefused(err);
+      }
+      throw err;
+    } finally {
+      reg.pending.delete(server);
+    }
+  }
+
+  /**
+   * The reconnecting client that carries a server's registrations.
+   * @param {ServerState} server
+   * @returns {IPCClient}
+   * @private
+   */
+  _control(server) {
+    let client = this._controls.get(server);
+    if (client === undefined) {
+      // bounded by _connectControl(); the health checks retry a server that was down
+      client = new IPCClient(this.appId, { ...this._clientOptions, host: server.host, port: server.port, reconnect: true, waitOnFirstConnect: false });
+      client.on('error', () => {}); // failures of calls reach their callers; the rest is health checks' business
+      this._controls.set(server, client);
+    }
+    return client;
+  }
+
+  /**
+   * Connects a registration client, bounded by `timeout`: a client that
+   * is already reconnecting is left to finish on its own.
+   * @param {ServerState} server
+   * @param {IPCClient} client
+   * @param {number} timeout
+   * @returns {Promise<void>}
+   * @private
+   */
+  _connectControl(server, client, timeout) {
+    if (client.state === 'reconnecting') {
+      return Promise.reject(new NotConnectedError(`${server.address} is reconnecting`));
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new RequestTimeoutError(`no connection to ${server.address} within ${timeout} ms`)), timeout);
+      client.connect().then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (err) => {
+          clearTimeout(timer);
+          reject(err);
+        }
+      );
+    });
+  }
+
+  /**
+   * After a passing health check: applies the registrations this server
+   * missed while it was unreachable.
+   * @param {ServerState} server
+   */
+  sync(server) {
+    const missing = this._registrations.filter((r) => !r.applied.has(server) && !r.refused.has(server) && !r.pending.has(server));
+    if (missing.length === 0) return;
+    for (const reg of missing) {
+      this._apply(server, reg, this._requestTimeout).catch(() => {}); // retried at the next check
+    }
+  }
+}
+
+module.exports = { BalancedRegistrations };

@@ -1,0 +1,108 @@
+'use strict';
+
+/**
+ * Failover of a LoadBalancedClient's calls (docs/resilience.md §8): one
+ * healthy server after another, within the call's original deadline; which
+ * errors are worth another server, and which say the server is gone.
+ */
+
+const { ErrorCode, NotConnectedError, RequestTimeoutError } = require('./errors');
+const { toNumber } = require('./legacy_options');
+
+/** Errors after which the call is tried on the next healthy server (§8). */
+const FAILOVER_CODES = new Set([
+  ErrorCode.NOT_CONNECTED,
+  ErrorCode.CONNECTION_LOST,
+  ErrorCode.SHUTTING_DOWN,
+  ErrorCode.NO_RESPONDERS,
+  ErrorCode.CIRCUIT_OPEN
+]);
+
+/** Of those, the ones that say the server itself is gone: it leaves the rotation. */
+const SERVER_DOWN_CODES = new Set([ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN]);
+
+/**
+ * Monotonic milliseconds.
+ * @returns {number}
+ */
+function now() {
+  return performance.now();
+}
+
+/**
+ * Checks a positive duration (a numeric string is read as its number).
+ * @param {string} name
+ * @param {unknown} value
+ * @returns {number}
+ */
+function checkDuration(name, value) {
+  value = toNumber(value);
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw new TypeError(`${name} must be a positive number of milliseconds, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Runs `call` on a leased client of one healthy server after another
+ * until it succeeds, fails with an error that is not worth another
+ * server, or the deadline passes. Each server is tried at most once.
+ *
+ * As in the Python client, a call counts on its server from before the
+ * lease: one waiting for a first connection is in flight there for
+ * least_connections, and one that gets no connection counts as an error.
+ * @template T
+ * @param {Balancer} balancer picks the server.
+ * @param {Map<ServerState, ConnectionPool>} pools each server's pool.
+ * @param {(server: ServerState, err: Error) => void} markDown takes a server out of the rotation.
+ * @param {number} timeout milliseconds.
+ * @param {(client: IPCClient, left: number) => Promise<T>} call
+ * @returns {Promise<T>}
+ */
+async function routeCall(balancer, pools, markDown, timeout, call) {
+  timeout = checkDuration('timeout', timeout);
+  const deadline = now() + timeout;
+  const tried = new Set();
+  let lastError = null;
+  for (;;) {
+    const left = deadline - now();
+    if (left <= 0) {
+      throw lastError !== null && lastError.code === ErrorCode.TIMEOUT
+        ? lastError
+        : new RequestTimeoutError(`no server answered within ${Math.round(timeout)} ms`);
+    }
+    const server = balancer.pick(tried);
+    if (server === null) {
+      if (lastError !== null && !SERVER_DOWN_CODES.has(lastError.code)) throw lastError;
+      throw new NotConnectedError('no healthy server', lastError ? { cause: lastError } : undefined);
+    }
+    tried.add(server);
+    const pool = pools.get(server);
+    const started = now();
+    let leased = false;
+    server.begin();
+    try {
+      const result = await pool.lease(
+        (client) => {
+          leased = true;
+          return call(client, Math.max(1, deadline - now()));
+        },
+        { timeout: Math.min(left, pool.acquireTimeout) }
+      );
+      server.end(true, now() - started);
+      return result;
+    } catch (err) {
+      server.end(false, now() - started);
+      if (!leased) {
+        if (err.code === ErrorCode.NOT_CONNECTED) markDown(server, err);
+        lastError = err; // no connection to it in time: the next server may do better
+        continue;
+      }
+      if (!FAILOVER_CODES.has(err && err.code)) throw err;
+      if (SERVER_DOWN_CODES.has(err.code)) markDown(server, err);
+      lastError = err;
+    }
+  }
+}
+
+module.exports = { FAILOVER_CODES, SERVER_DOWN_CODES, checkDuration, routeCall };
