@@ -180,7 +180,7 @@ class ConnectionPool(PoolCore):
                 return  # close() already took it
             raise ValueError("this client was not acquired from this pool")
         member.leased = False
-        self._after_use(member)
+        self._free(member)
 
     async def execute(self, fn: Callable[[IPCClient], Awaitable[T]], *, timeout: float | None = None) -> T:
         """``await fn(client)`` on an acquired member, released even on error."""
@@ -217,7 +217,7 @@ class ConnectionPool(PoolCore):
             yield member.client
         finally:
             member.shared -= 1
-            self._after_use(member)
+            self._free(member)
 
 
     # -- subscriptions and responders (on one member, see pool_registrations) ------------

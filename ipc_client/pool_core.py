@@ -191,7 +191,7 @@ class PoolCore:
             member.shared -= 1
         else:
             member.leased = False
-        self._after_use(member)
+        self._free(member)
 
     def _abandon(self, waiter: Waiter) -> None:
         """A waiter gave up: pass on whatever it had been handed meanwhile."""
@@ -206,8 +206,9 @@ class PoolCore:
         elif fut.exception() is None:
             self._unreserve(fut.result(), waiter.shared)
 
-    def _after_use(self, member: Member) -> None:
-        """Bookkeeping when a member stops being used by one caller."""
+    def _free(self, member: Member) -> None:
+        """A member stopped being used by one caller, or was just opened: the
+        plan hands it on, or closes it if it died."""
         if member.busy or member.closing or member not in self._members:
             return
         if member.usable:
@@ -218,7 +219,7 @@ class PoolCore:
 
     def _make_available(self, member: Member) -> None:
         self._members.append(member)
-        self._after_use(member)
+        self._free(member)
 
     # -- creating and destroying members ---------------------------------------------
 
@@ -237,7 +238,7 @@ class PoolCore:
         try:
             self._check_open()
             await client.connect()
-            client.on("disconnected", lambda reason: self._member_down(member, reason))
+            client.on("disconnected", lambda reason: self._on_lost(member, reason))
             if self._registrations.any:
                 await self._registrations.adopt(member)
             self._check_open()
@@ -271,7 +272,7 @@ class PoolCore:
         self._make_available(member)
         return member
 
-    def _member_down(self, member: Member, reason: BaseException | None) -> None:
+    def _on_lost(self, member: Member, reason: BaseException | None) -> None:
         """A member's ``disconnected`` event: the pool did not ask for it."""
         if member.closing:
             return
@@ -279,7 +280,7 @@ class PoolCore:
         self._registrations.forget(member)
         self._listeners.emit("member_lost", member.client, reason)
         if member in self._members:
-            self._after_use(member)  # destroyed now if nobody uses it, else on release
+            self._free(member)  # destroyed now if nobody uses it, else on release
         if self._registrations.any:
             self._schedule_refill()
 
