@@ -18,6 +18,7 @@ from ipc_protocol.envelope import encode_request
 from ipc_protocol.messages import connect_request
 from ipc_server import IPCServer
 from ipc_server.connection import _FLUSH_EVERY_FRAMES, ServerConnection
+from ipc_server.inflight import InflightLimit
 
 from .recording_transport import RecordingTransport
 
@@ -173,3 +174,20 @@ def test_only_the_facade_knows_the_server_module() -> None:
         tree = ast.parse(path.read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert "server" not in imported and "ipc_server.server" not in imported, path.name
+
+
+def test_reading_pauses_at_the_inflight_limit_and_resumes_at_half() -> None:
+    calls: list[str] = []
+    limit = InflightLimit(4, lambda: calls.append("pause"), lambda: calls.append("resume"))
+    for _ in range(5):
+        limit.started()
+    assert calls == ["pause"] and limit.paused and limit.count == 5
+    limit.finished()
+    limit.finished()
+    assert calls == ["pause"]  # 3 in flight: above half the limit
+    limit.finished()
+    assert calls == ["pause", "resume"] and not limit.paused
+    unlimited = InflightLimit(None, lambda: calls.append("never"), lambda: calls.append("never"))
+    for _ in range(10_000):
+        unlimited.started()
+    assert "never" not in calls
