@@ -306,32 +306,22 @@ class IPCClient extends EventEmitter {
     return this._introspection.info();
   }
 
-  /**
-   * Calls `cb` on every (re)connection ('connected' fires for both).
-   * @param {(info: object) => void} cb
-   * @returns {() => void} removes the callback.
-   */
+  /** Calls `cb(info)` on every (re)connection; returns a function that removes it. */
   onConnected(cb) {
     this.on('connected', cb);
     return () => this.off('connected', cb);
   }
 
-  /**
-   * Calls `cb` whenever an established connection is lost or closed.
-   * @param {(error: Error|null) => void} cb
-   * @returns {() => void} removes the callback.
-   */
+  /** Calls `cb(error|null)` whenever an established connection is lost or closed; returns its remover. */
   onDisconnected(cb) {
     this.on('disconnected', cb);
     return () => this.off('disconnected', cb);
   }
 
   /**
-   * Calls `cb` with errors that belong to no call (error frames, handler
-   * failures, failed reconnections, listeners that threw); without any,
-   * each is a process warning.
-   * @param {(err: Error) => void} cb
-   * @returns {() => void} removes the callback.
+   * Calls `cb(err)` with errors that belong to no call (error frames, handler
+   * failures, failed reconnections, listeners that threw); without any, each
+   * is a process warning. Returns its remover.
    */
   onError(cb) {
     this.on('error', cb);

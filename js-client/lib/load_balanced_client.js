@@ -22,6 +22,7 @@ const { parseOptions, refuseQueuePath } = require('./options');
 const { AlreadyServingError, NotConnectedError } = require('./errors');
 const { FAILOVER_CODES, checkDuration, routeCall } = require('./failover');
 const { BalancedRegistrations } = require('./balanced_registrations');
+const { ServerHealth } = require('./balanced_health');
 
 /** Balancer defaults (§8); milliseconds. */
 const BALANCER_DEFAULTS = Object.freeze({
@@ -76,6 +77,15 @@ class LoadBalancedClient extends EventEmitter {
     this._servers = servers.map((spec) => new ServerState(parseServer(spec)));
     this._balancer = new Balancer(this._servers, { strategy: own.strategy, random: own.random });
     this._pools = new Map();
+    this._health = new ServerHealth({
+      servers: this._servers,
+      pools: this._pools,
+      intervalMs: this.healthCheckInterval,
+      timeoutMs: this.healthCheckTimeout,
+      emit: (event, arg) => this._emitSafely(event, arg),
+      report: (err) => this._report(err),
+      onUp: (server) => this._registrations.sync(server)
+    });
     for (const server of this._servers) {
       const pool = new ConnectionPool(appId, {
         ...clientOptions,
@@ -85,7 +95,7 @@ class LoadBalancedClient extends EventEmitter {
         minConnections: own.minConnections,
         maxConnections: own.maxConnections
       });
-      pool.on('connection_lost', ({ error }) => this._markDown(server, error));
+      pool.on('connection_lost', ({ error }) => this._health.markDown(server, error));
       this._pools.set(server, pool);
     }
     this._registrations = new BalancedRegistrations({
@@ -97,7 +107,6 @@ class LoadBalancedClient extends EventEmitter {
     });
     this._started = false;
     this._closed = false;
-    this._healthTimer = null;
   }
 
   /** @returns {string} the strategy in use. */
@@ -121,14 +130,14 @@ class LoadBalancedClient extends EventEmitter {
       this._servers.map(async (server) => {
         try {
           await this._pools.get(server).start();
-          this._markUp(server);
+          this._health.markUp(server);
         } catch (err) {
           errors.push(err);
-          this._markDown(server, err);
+          this._health.markDown(server, err);
         }
       })
     );
-    this._scheduleHealthCheck();
+    this._health.schedule();
     if (!this._servers.some((s) => s.healthy)) {
       throw new NotConnectedError('no server could be reached', { cause: errors[0] });
     }
@@ -238,18 +247,7 @@ class LoadBalancedClient extends EventEmitter {
    * @returns {Promise<object[]>} serverStats() afterwards.
    */
   async checkHealth() {
-    await Promise.all(
-      this._servers.map(async (server) => {
-        const res = await this._pools.get(server).healthCheck({ timeout: this.healthCheckTimeout });
-        if (this._closed) return;
-        if (res.healthy) {
-          this._markUp(server);
-          this._registrations.sync(server);
-        } else {
-          this._markDown(server, new NotConnectedError(`health check failed: ${res.error ?? 'unhealthy'}`));
-        }
-      })
-    );
+    await this._health.check();
     return this.serverStats();
   }
 
@@ -290,8 +288,7 @@ class LoadBalancedClient extends EventEmitter {
   async close() {
     if (this._closed) return;
     this._closed = true;
-    clearTimeout(this._healthTimer);
-    this._healthTimer = null;
+    this._health.stop();
     await Promise.all([...[...this._pools.values()].map((p) => p.close()), this._registrations.close()]);
   }
 
@@ -309,30 +306,7 @@ class LoadBalancedClient extends EventEmitter {
     if (this._closed || !this._started) {
       return Promise.reject(new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called'));
     }
-    return routeCall(this._balancer, this._pools, (server, err) => this._markDown(server, err), timeout, call);
-  }
-
-  /**
-   * Takes a server out of the rotation.
-   * @param {ServerState} server
-   * @param {Error|null} error
-   * @private
-   */
-  _markDown(server, error) {
-    if (!server.healthy || this._closed) return;
-    server.healthy = false;
-    this._emitSafely('server_down', { host: server.host, port: server.port, error });
-  }
-
-  /**
-   * Puts a server back in the rotation.
-   * @param {ServerState} server
-   * @private
-   */
-  _markUp(server) {
-    if (server.healthy || this._closed) return;
-    server.healthy = true;
-    this._emitSafely('server_up', { host: server.host, port: server.port });
+    return routeCall(this._balancer, this._pools, (server, err) => this._health.markDown(server, err), timeout, call);
   }
 
   /**
@@ -362,21 +336,6 @@ class LoadBalancedClient extends EventEmitter {
     } catch {
       // an 'error' listener threw: nothing is left to tell
     }
-  }
-
-  /**
-   * Health checks every `healthCheckInterval`; a round never overlaps the next.
-   * @private
-   */
-  _scheduleHealthCheck() {
-    if (this._closed) return;
-    this._healthTimer = setTimeout(() => {
-      this._healthTimer = null;
-      this.checkHealth()
-        .catch((err) => this._report(err)) // a throwing server_up/server_down listener: never an unhandled rejection
-        .finally(() => this._scheduleHealthCheck());
-    }, this.healthCheckInterval);
-    this._healthTimer.unref();
   }
 
   /**
