@@ -24,6 +24,7 @@ from ipc_protocol import ErrorCode, IPCError, Message, NotConnected, RemoteError
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from ._listeners import Listeners
+from .balanced_health import ServerHealth
 from .balancer import Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
@@ -101,12 +102,13 @@ class LoadBalancedClient:
                 min_connections=min_connections, max_connections=max_connections,
                 acquire_timeout=acquire_timeout, idle_timeout=idle_timeout, **client_options,
             )
-            pool.on("member_lost", lambda client, error, s=server: self._mark_down(s, error))
-            # A new connection means the server is back, health checks or not.
-            pool.on("member_created", lambda client, s=server: self._mark_up(s))
             self._pools[server] = pool
         self._listeners = Listeners("load balancer", _EVENTS)
-        self._health_task: asyncio.Task[None] | None = None
+        self._health = ServerHealth(self._pools, timeout=health_check_timeout, emit=self._emit, closed=lambda: self._closed)
+        for server, pool in self._pools.items():
+            pool.on("member_lost", lambda client, error, s=server: self._health.mark_down(s, error))
+            # A new connection means the server is back, health checks or not.
+            pool.on("member_created", lambda client, s=server: self._health.mark_up(s))
         self._serving: set[str] = set()
         self._started = False
         self._closed = False
@@ -119,20 +121,6 @@ class LoadBalancedClient:
 
     def _emit(self, event: str, *args: Any) -> None:
         self._listeners.emit(event, *args)
-
-    def _mark_down(self, server: Server, error: BaseException | None) -> None:
-        if not server.healthy or self._closed:
-            return
-        server.healthy = False
-        log.warning("%s out of rotation: %s", server.address, error)
-        self._emit("server_down", server.snapshot(), error)
-
-    def _mark_up(self, server: Server) -> None:
-        if server.healthy or self._closed:
-            return
-        server.healthy = True
-        log.info("%s back in rotation", server.address)
-        self._emit("server_up", server.snapshot())
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -152,13 +140,13 @@ class LoadBalancedClient:
             try:
                 await self._pools[server].start()
             except (IPCError, OSError) as exc:
-                self._mark_down(server, exc)
+                self._health.mark_down(server, exc)
                 return exc
             return None
 
         errors = await asyncio.gather(*(open_one(s) for s in self.servers))
         if self.health_check_interval is not None:
-            self._health_task = asyncio.ensure_future(self._health_loop(self.health_check_interval))
+            self._health.start(self.health_check_interval)
         if not any(s.healthy for s in self.servers):
             raise NotConnected(f"no server could be reached: {next(e for e in errors if e is not None)}")
 
@@ -167,9 +155,7 @@ class LoadBalancedClient:
         if self._closed:
             return
         self._closed = True
-        if self._health_task is not None:
-            self._health_task.cancel()
-            await asyncio.gather(self._health_task, return_exceptions=True)
+        await self._health.stop()
         await asyncio.gather(*(p.close() for p in self._pools.values()))
 
     async def __aenter__(self) -> LoadBalancedClient:
@@ -192,38 +178,10 @@ class LoadBalancedClient:
         if not self._started:
             raise NotConnected("start() was not called")
 
-    # -- health ---------------------------------------------------------------------
-
-    async def _health_loop(self, interval: float) -> None:
-        while not self._closed:
-            await asyncio.sleep(interval)
-            await self.check_health()
-
     async def check_health(self) -> list[dict[str, Any]]:
         """Ping every server once now; returns :meth:`server_stats` afterwards."""
-        await asyncio.gather(*(self._check(s) for s in self.servers))
+        await self._health.check_all()
         return self.server_stats()
-
-    async def _check(self, server: Server) -> None:
-        pool = self._pools[server]
-        timeout = self.health_check_timeout
-        error: BaseException | None = None
-        try:
-            async with asyncio.timeout(timeout):
-                async with pool.lease(timeout) as client:
-                    report = await client.health(timeout)
-            if not report.get("healthy"):
-                error = NotConnected(f"health check failed: {report.get('error') or report.get('state')}")
-        except TimeoutError:
-            error = RequestTimeout(f"no health check answer within {timeout:g} s")
-        except (IPCError, OSError) as exc:
-            error = exc
-        if self._closed:
-            return
-        if error is None:
-            self._mark_up(server)
-        else:
-            self._mark_down(server, error)
 
     # -- calls ------------------------------------------------------------------------
 
@@ -256,13 +214,13 @@ class LoadBalancedClient:
                 async with self._pools[server].lease(left) as client:
                     result = await call(client, max(deadline - loop.time(), 0.001))
                 failed = False
-                self._mark_up(server)  # it answered: in rotation, if a concurrent failure took it out
+                self._health.mark_up(server)  # it answered: in rotation, if a concurrent failure took it out
                 return result
             except IPCError as exc:
                 if exc.code not in FAILOVER_CODES:
                     raise
                 if exc.code in SERVER_DOWN_CODES:
-                    self._mark_down(server, exc)
+                    self._health.mark_down(server, exc)
                 last = exc
             finally:
                 ended = loop.time()

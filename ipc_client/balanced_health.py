@@ -1,0 +1,96 @@
+"""Which servers a LoadBalancedClient sends calls to (docs/resilience.md §8):
+a server leaves the rotation when a call or its pool says it is gone, and a
+round of health checks every ``health_check_interval`` takes it out or
+brings it back (``server_down``, ``server_up``). The Node client's
+``lib/balanced_health.js`` is its twin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ipc_protocol import IPCError, NotConnected, RequestTimeout
+
+from .balancer import Server
+from .pool import ConnectionPool
+
+__all__ = ["ServerHealth"]
+
+log = logging.getLogger("ipc_client.balancer")
+
+
+class ServerHealth:
+    """The servers' health and the task of the checks.
+
+    ``pools`` gives each server's pool; ``emit`` the events; ``closed()``
+    whether the owner is closed (then nothing changes any more)."""
+
+    def __init__(
+        self,
+        pools: dict[Server, ConnectionPool],
+        *,
+        timeout: float,
+        emit: Callable[..., None],
+        closed: Callable[[], bool],
+    ) -> None:
+        self._pools = pools
+        self.timeout = timeout
+        self._emit = emit
+        self._closed = closed
+        self._task: asyncio.Task[None] | None = None
+
+    def mark_down(self, server: Server, error: BaseException | None) -> None:
+        if not server.healthy or self._closed():
+            return
+        server.healthy = False
+        log.warning("%s out of rotation: %s", server.address, error)
+        self._emit("server_down", server.snapshot(), error)
+
+    def mark_up(self, server: Server) -> None:
+        if server.healthy or self._closed():
+            return
+        server.healthy = True
+        log.info("%s back in rotation", server.address)
+        self._emit("server_up", server.snapshot())
+
+    def start(self, interval: float) -> None:
+        """A round of checks every ``interval`` seconds (a round never overlaps the next)."""
+        self._task = asyncio.ensure_future(self._loop(interval))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self, interval: float) -> None:
+        while not self._closed():
+            await asyncio.sleep(interval)
+            await self.check_all()
+
+    async def check_all(self) -> None:
+        """Ping every server once now."""
+        await asyncio.gather(*(self._check(s) for s in self._pools))
+
+    async def _check(self, server: Server) -> None:
+        pool = self._pools[server]
+        timeout = self.timeout
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async with pool.lease(timeout) as client:
+                    report = await client.health(timeout)
+            if not report.get("healthy"):
+                error = NotConnected(f"health check failed: {report.get('error') or report.get('state')}")
+        except TimeoutError:
+            error = RequestTimeout(f"no health check answer within {timeout:g} s")
+        except (IPCError, OSError) as exc:
+            error = exc
+        if self._closed():
+            return
+        if error is None:
+            self.mark_up(server)
+        else:
+            self.mark_down(server, error)
