@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from ipc_protocol import SYSTEM_CHANNEL, Forbidden, Message, MessageType, is_reserved, validate_channel
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
-from ._listeners import Listeners
+from .listeners import Listeners
 from .admission import Admission
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
 from .calls import Calls

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from ipc_protocol import ErrorCode, IPCError, Message, NotConnected, RemoteError, RequestTimeout, validate_pattern
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
-from ._listeners import Listeners
+from .listeners import Listeners
 from .balanced_health import ServerHealth
 from .balancer import Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient

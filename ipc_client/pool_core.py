@@ -17,7 +17,7 @@ from typing import Any
 
 from ipc_protocol import IPCError, NotConnected, RequestTimeout
 
-from ._listeners import Listeners
+from .listeners import Listeners
 from .backoff import Backoff
 from .client import IPCClient
 from .pool_metrics import fold_retired

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ipc_client._listeners import Listeners
+from ipc_client.listeners import Listeners
 from ipc_client.backoff import Backoff
 from ipc_client.state import TRANSITIONS, ConnectionState
 from ipc_protocol import Heartbeat, HeartbeatAction, is_reserved, pattern_matches, validate_channel, validate_pattern

@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from ipc_client import ConnectionState, IPCClient
-from ipc_client._listeners import Listeners
+from ipc_client.listeners import Listeners
 from ipc_protocol import NotConnected, Unauthorized
 from ipc_server import IPCServer
 
