@@ -155,6 +155,23 @@ test('protocol - an ordinary message comes back as itself', () => {
   assert.deepEqual(feed(p, frameOf(msg)), [msg]);
 });
 
+test('protocol - refuse() answers every type but a notification, in the refused message\'s app', () => {
+  const p = opened();
+  for (const type of ['request', 'subscribe', 'publish', 'notification']) {
+    const msg = buildMessage(type, 'other', 'jobs', null);
+    const refused = p.refuse(msg, 'forbidden', 'no');
+    assert.equal(refused.message, msg);
+    const answers = sent(p);
+    if (type === 'notification') assert.deepEqual(answers, []);
+    else {
+      assert.equal(answers.length, 1, type);
+      assert.equal(answers[0].reply_to, msg.message_id);
+      assert.equal(answers[0].app_id, 'other');
+      assert.deepEqual(answers[0].error, { code: 'forbidden', message: 'no' });
+    }
+  }
+});
+
 test('protocol - a ping request is answered by the core; a ping notification gets no answer', () => {
   const p = opened();
   const ping = buildMessage('request', 'app', 'system', { action: 'ping' });

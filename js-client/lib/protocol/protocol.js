@@ -257,8 +257,9 @@ class Protocol {
    * @returns {MessageRefused}
    */
   refuse(msg, code, text) {
-    if (msg.message_type === 'request') {
-      this.send(buildMessage('response', this.appId, msg.channel_id, null, { reply_to: msg.message_id, error: { code, message: text } }));
+    // Every type but a notification expects an answer (as the Python base).
+    if (msg.message_type !== 'notification') {
+      this.send(buildMessage('response', msg.app_id, msg.channel_id, null, { reply_to: msg.message_id, error: { code, message: text } }));
     }
     return new MessageRefused(msg, code, text);
   }
