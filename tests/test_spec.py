@@ -8,12 +8,13 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ipc_client import ConnectionState, IPCClient
+from ipc_client import CircuitState, ConnectionState, IPCClient
 from ipc_client.state import TRANSITIONS
 from ipc_protocol.protocol import TRANSITIONS as PROTOCOL_TRANSITIONS
 from ipc_protocol.protocol import ProtocolState
@@ -78,7 +79,21 @@ def test_the_protocol_state_table_is_the_spec() -> None:
 
 def test_every_spec_event_can_be_listened_to_and_no_other() -> None:
     client = IPCClient("app")
-    for event in _load("events.json")["events"]:
-        client.on(event["name"], lambda *args: None)
-    with pytest.raises(ValueError, match="unknown event"):
-        client.on("message", lambda *args: None)  # a Node-only event
+    names = [event["name"] for event in _load("events.json")["events"]]
+    for name in names:
+        client.on(name, lambda *args: None)
+    for other in ("message", "connection_lost"):  # Node-only, or nobody's
+        with pytest.raises(ValueError, match="unknown event"):
+            client.on(other, lambda *args: None)
+
+
+def test_the_client_emits_every_spec_event_somewhere() -> None:
+    """Read from the modules: an event the spec lists that nothing emits is a drift too."""
+    package = Path(__file__).resolve().parent.parent / "ipc_client"
+    client_modules = ("client", "lifecycle", "reconnect", "outbox", "subscriptions", "introspection", "calls", "admission", "connection")
+    source = "".join((package / f"{m}.py").read_text() for m in client_modules if (package / f"{m}.py").exists())
+    emitted = set(re.findall(r'_emit\(\s*"([a-z_]+)"', source))
+    # The breakers' events: f"circuit_{state}" for each CircuitState.
+    assert 'self._emit(f"circuit_{breaker.state.value}"' in (package / "circuit_breaker.py").read_text()
+    emitted |= {f"circuit_{state.value}" for state in CircuitState}
+    assert emitted == {event["name"] for event in _load("events.json")["events"]}

@@ -63,3 +63,22 @@ test('spec - the protocol state table is the spec', () => {
     assert.deepEqual([...protocol.TRANSITIONS[from]].sort(), [...targets].sort(), from);
   }
 });
+
+test('spec - the client emits exactly the spec events (names read from its modules)', () => {
+  const lib = path.resolve(__dirname, '..', 'lib');
+  const clientModules = ['client', 'lifecycle', 'reconnect', 'outbox', 'subscriptions', 'introspection', 'calls', 'admission', 'connection'];
+  const emitted = new Set();
+  for (const name of clientModules) {
+    const file = path.join(lib, `${name}.js`);
+    if (!fs.existsSync(file)) continue;
+    for (const m of fs.readFileSync(file, 'utf8').matchAll(/_emitSafely\('([a-z_]+)'/g)) emitted.add(m[1]);
+  }
+  // The breakers' events are emitted as `circuit_${state}`, errors through _emitError().
+  const clientSource = fs.readFileSync(path.join(lib, 'client.js'), 'utf8');
+  assert.match(clientSource, /_emitSafely\(`circuit_\$\{state\}`/);
+  const { CircuitState } = require('../lib/circuit_breaker');
+  for (const state of Object.values(CircuitState)) emitted.add(`circuit_${state}`);
+  emitted.add('error');
+  const spec = load('events.json');
+  assert.deepEqual([...emitted].sort(), [...spec.events.map((e) => e.name), ...spec.node_only].sort());
+});
