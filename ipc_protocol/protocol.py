@@ -199,7 +199,9 @@ class Protocol:
         self._decoder = FrameDecoder(max_frame_size)
         self._out: list[bytes] = []
         self._live = True  # state in _LIVE, kept as a flag for the send path
-        self._pings: dict[str, float | None] = {}  # unanswered pings: message_id -> sent at
+        # Unanswered pings, message_id -> sent at; None until the first (most
+        # connections are never pinged: they are not silent).
+        self._pings: dict[str, float | None] | None = None
 
     # -- state ----------------------------------------------------------------
 
@@ -377,6 +379,8 @@ class Protocol:
         """Queue a ``system`` ping; returns its message_id. Its pong comes
         back as :class:`PongReceived`."""
         ping = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {"action": "ping"})
+        if self._pings is None:
+            self._pings = {}
         self._pings[ping.message_id] = now
         self.send(ping)
         return ping.message_id

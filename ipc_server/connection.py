@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol, cast
 
 from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType
@@ -42,6 +43,7 @@ log = logging.getLogger("ipc_server.connection")
 ConnState = ProtocolState
 _OPEN = ProtocolState.OPEN
 _HANDSHAKE = ProtocolState.HANDSHAKE
+_NONE: frozenset[str] = frozenset()  # no registrations yet (see ServerConnection)
 
 
 class SharedReads:
@@ -95,6 +97,12 @@ def _configure(transport: asyncio.BaseTransport) -> None:
 class ServerConnection(asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
+    __slots__ = (  # a server holds thousands of these, mostly idle
+        "owner", "protocol", "transport", "peer", "app_id", "connection_id", "legacy", "client_name", "opened",
+        "connected_at", "inflight", "serving", "awaiting", "handler_calls", "subscriptions", "responder_for", "_stats",
+        "_reads", "_queue_frame", "_loop", "_flush_handle", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_max_out",
+    )  # fmt: skip
+
     def __init__(self, owner: ConnectionOwner) -> None:
         self.owner = owner
         config = owner.config
@@ -121,13 +129,11 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.awaiting: set[tuple[ServerConnection, str]] = set()
         # In-process handler calls answering this connection's requests.
         self.handler_calls: set[Any] = set()
-        self.subscriptions: set[str] = set()  # patterns, as subscriber
-        self.responder_for: set[str] = set()  # patterns, as responder
+        # Patterns subscribed to / served: a shared empty set until the first.
+        self.subscriptions: AbstractSet[str] = _NONE
+        self.responder_for: AbstractSet[str] = _NONE
         self._stats = owner.stats
         self._reads = owner.reads
-        self._dispatch = owner.dispatch
-        self._receive_data = self.protocol.receive_data
-        self._receive_frame = self.protocol.receive_frame
         self._queue_frame = self.protocol.send_frame
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.Handle | None = None
@@ -140,8 +146,7 @@ class ServerConnection(asyncio.BufferedProtocol):
     # -- asyncio.Protocol ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A cast, not an isinstance check: uvloop's transports implement
-        # asyncio.Transport without subclassing it.
+        # A cast: uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
         _configure(transport)
@@ -165,14 +170,15 @@ class ServerConnection(asyncio.BufferedProtocol):
             return
         stats = self._stats
         stats.bytes_in += len(data)
-        frames = self._receive_data(data, self._loop.time())  # type: ignore[union-attr]
+        protocol = self.protocol
+        frames = protocol.receive_data(data, self._loop.time())  # type: ignore[union-attr]
         if not frames:
-            violation = self.protocol.violation
+            violation = protocol.violation
             if violation is not None:
                 self._violated(violation)
             return
-        receive_frame = self._receive_frame
-        dispatch = self._dispatch
+        receive_frame = protocol.receive_frame
+        dispatch = self.owner.dispatch
         message_class = Message
         reads = self._reads
         # A read of one frame: what it sends has nothing to wait for (send_frame).
@@ -266,18 +272,11 @@ class ServerConnection(asyncio.BufferedProtocol):
         once, with any queued before it: ``at_once`` (the caller knows nothing
         will join it), or the connection's first frame of the iteration while
         a read of one frame is dispatched (``SharedReads.lone``)."""
-        queued = self._queue_frame(frame)  # 0: the connection no longer sends
-        if not queued:
-            return False
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
-            at_once = at_once or self._reads.lone
-        if at_once or queued >= _FLUSH_EVERY_FRAMES:
-            self._write_pending()
-        return True
+        return self._queued(self._queue_frame(frame), at_once)
 
     def _queued(self, queued: int, at_once: bool = False) -> bool:
-        """``send_frame``'s rules, for frames queued in the protocol by other means."""
+        """``send_frame``'s rules, for ``queued`` frames now in the protocol
+        (0: the connection no longer sends)."""
         if not queued or self._ended:
             return False
         if self._flush_handle is None:

@@ -7,6 +7,8 @@ The tables themselves are ``topics.SubscriptionTable`` and
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from ipc_protocol import SERVICES_CHANNEL, ErrorCode, Message, MessageType, encode_frame, encode_message, is_servable, validate_pattern
 from ipc_protocol.messages import response_to
 
@@ -16,6 +18,19 @@ from .router import target_problem
 from .stats import ServerStats
 
 __all__ = ["PubSub"]
+
+
+def _with(patterns: AbstractSet[str], pattern: str) -> set[str]:
+    """``patterns`` with ``pattern`` added. A connection holds a shared empty
+    frozenset until its first registration, then a set of its own."""
+    own = patterns if isinstance(patterns, set) else set(patterns)
+    own.add(pattern)
+    return own
+
+
+def _discard(patterns: AbstractSet[str], pattern: str) -> None:
+    if isinstance(patterns, set):
+        patterns.discard(pattern)
 
 
 class PubSub:
@@ -40,21 +55,21 @@ class PubSub:
                 return
             if subscribe:
                 if app.responders.add(channel, conn):
-                    conn.responder_for.add(channel)
+                    conn.responder_for = _with(conn.responder_for, channel)
                     self.announce_service(conn, "added", channel)
                 status = "serving"
             else:
                 if app.responders.remove(channel, conn):
-                    conn.responder_for.discard(channel)
+                    _discard(conn.responder_for, channel)
                     self.announce_service(conn, "removed", channel)
                 status = "unserved"
         elif subscribe:
             app.subscriptions.add(channel, conn)
-            conn.subscriptions.add(channel)
+            conn.subscriptions = _with(conn.subscriptions, channel)
             status = "subscribed"
         else:
             app.subscriptions.remove(channel, conn)
-            conn.subscriptions.discard(channel)
+            _discard(conn.subscriptions, channel)
             status = "unsubscribed"
         if not conn.legacy:
             conn.send(response_to(msg, {"status": status}))
