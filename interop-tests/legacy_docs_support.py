@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import inspect
 import json
 import os
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 
 from conftest import HERE, LINE_LIMIT, WAIT_S, _subprocess_env
+from http_support import EventStream
 
 DOCS = HERE / "legacy-docs"
 NPM_TIMEOUT_S = 300.0
@@ -317,60 +317,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _http(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
-    try:
-        data = None if body is None else json.dumps(body)
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
-
-
-async def http_json(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One HTTP call in a thread, so the loop keeps reading the processes' output."""
-    return await asyncio.to_thread(_http, port, method, path, body)
-
-
-class EventStream:
-    """A Server-Sent Events reader (``data:`` lines); reads bounded by the socket timeout."""
-
-    def __init__(self, port: int, path: str) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
-        self.conn.request("GET", path, headers={"Accept": "text/event-stream"})
-        # Read with the first event: Node sends writeHead()'s headers with the
-        # first write, and the Advanced block writes nothing before an event.
-        self._resp: http.client.HTTPResponse | None = None
-
-    @property
-    def resp(self) -> http.client.HTTPResponse:
-        if self._resp is None:
-            self._resp = self.conn.getresponse()
-        return self._resp
-
-    def _next(self) -> Any:
-        data: list[str] = []
-        while True:
-            line = self.resp.readline().decode()
-            if not line:
-                raise AssertionError(f"the event stream ended; got {data}")
-            line = line.rstrip("\r\n")
-            if not line:
-                if data:
-                    return json.loads("\n".join(data))
-                continue
-            if line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-
-    async def next(self) -> Any:
-        """The JSON of the next event."""
-        return await asyncio.to_thread(self._next)
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 @pytest.fixture

@@ -10,12 +10,10 @@ fixed sleep; every process started here is killed on teardown.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import signal
-from typing import Any
 
-from conftest import WAIT_S
+from http_support import EventStream, http_json
 
 
 # -- quickstart ---------------------------------------------------------------
@@ -56,52 +54,6 @@ async def test_node_service_called_from_python(start_server, run_example):
 
 
 # -- http-gateway -----------------------------------------------------------------
-
-
-def _http(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
-    try:
-        data = None if body is None else json.dumps(body)
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
-        resp = conn.getresponse()
-        assert resp.getheader("Content-Type") == "application/json"
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
-
-
-async def http_json(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One HTTP call in a thread, so the event loop keeps reading the processes' output."""
-    return await asyncio.to_thread(_http, port, method, path, body)
-
-
-class EventStream:
-    """A Server-Sent Events client on http.client; each read is bounded by the socket timeout."""
-
-    def __init__(self, port: int, path: str) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
-        self.conn.request("GET", path, headers={"Accept": "text/event-stream"})
-        self.resp = self.conn.getresponse()
-
-    def next_event(self) -> dict[str, str]:
-        """Fields of the next event (comments skipped)."""
-        fields: dict[str, str] = {}
-        while True:
-            line = self.resp.fp.readline().decode()
-            if not line:
-                raise AssertionError(f"the event stream ended; got {fields}")
-            line = line.rstrip("\r\n")
-            if not line:
-                if fields:
-                    return fields
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 async def test_http_gateway(start_server, run_example):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import signal
 
-from legacy_docs_support import USERS, free_port, http_json, user_service
+from http_support import http_json
+from legacy_docs_support import USERS, free_port, user_service
 from legacy_docs_support import event_streams, express, run_block, service  # noqa: F401 (fixtures)
 
 
