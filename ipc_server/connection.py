@@ -100,7 +100,7 @@ class ServerConnection(asyncio.BufferedProtocol):
     __slots__ = (  # a server holds thousands of these, mostly idle
         "owner", "protocol", "transport", "peer", "app_id", "connection_id", "legacy", "client_name", "opened",
         "connected_at", "inflight", "serving", "awaiting", "handler_calls", "subscriptions", "responder_for", "_stats",
-        "_reads", "_queue_frame", "_loop", "_flush_handle", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_max_out",
+        "_reads", "_loop", "_flush_handle", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_max_out",
     )  # fmt: skip
 
     def __init__(self, owner: ConnectionOwner) -> None:
@@ -122,7 +122,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.opened = False  # the handshake completed (routing state exists)
         self.connected_at = 0.0
         # Requests this connection sent that are being answered (§12).
-        self.inflight = InflightLimit(config.max_inflight_per_connection, self._pause_reading, self._resume_reading)
+        self.inflight = InflightLimit(config.max_inflight_per_connection, self)
         # Forwarded requests this connection answers / waits on (§7.3): keys of
         # the forwarding table, (responder, the message_id it was sent).
         self.serving: set[tuple[ServerConnection, str]] = set()
@@ -134,7 +134,6 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.responder_for: AbstractSet[str] = _NONE
         self._stats = owner.stats
         self._reads = owner.reads
-        self._queue_frame = self.protocol.send_frame
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._answers_expected = False  # this read started handler tasks
@@ -272,7 +271,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         once, with any queued before it: ``at_once`` (the caller knows nothing
         will join it), or the connection's first frame of the iteration while
         a read of one frame is dispatched (``SharedReads.lone``)."""
-        return self._queued(self._queue_frame(frame), at_once)
+        return self._queued(self.protocol.send_frame(frame), at_once)
 
     def _queued(self, queued: int, at_once: bool = False) -> bool:
         """``send_frame``'s rules, for ``queued`` frames now in the protocol
@@ -379,11 +378,11 @@ class ServerConnection(asyncio.BufferedProtocol):
     def reading_paused(self) -> bool:
         return self.inflight.paused
 
-    def _pause_reading(self) -> None:
+    def pause_reading(self) -> None:
         if self.transport is not None:
             self.transport.pause_reading()
 
-    def _resume_reading(self) -> None:
+    def resume_reading(self) -> None:
         if self.transport is not None and self.protocol.state is _OPEN:
             self.transport.resume_reading()
 

@@ -6,9 +6,17 @@ buffer instead of the server's memory; at half the limit reading resumes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["InflightLimit"]
+__all__ = ["InflightLimit", "Reader"]
+
+
+class Reader(Protocol):
+    """What the limit pauses: the connection's reading of its socket."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
 
 class InflightLimit:
@@ -16,29 +24,29 @@ class InflightLimit:
 
     Args:
         limit: pause at this many; None: never.
-        pause, resume: stop and restart reading the connection's socket.
+        reader: whose reading stops and restarts (the connection itself: no
+            callbacks kept per connection).
     """
 
-    __slots__ = ("count", "paused", "_limit", "_pause", "_resume")
+    __slots__ = ("count", "paused", "_limit", "_reader")
 
-    def __init__(self, limit: int | None, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+    def __init__(self, limit: int | None, reader: Reader) -> None:
         self.count = 0
         self.paused = False
         self._limit = limit
-        self._pause = pause
-        self._resume = resume
+        self._reader = reader
 
     def started(self) -> None:
         self.count += 1
         if self._limit is not None and self.count >= self._limit and not self.paused:
             self.paused = True
-            self._pause()
+            self._reader.pause_reading()
 
     def finished(self) -> None:
         self.count -= 1
         if self.paused and self.count <= (self._limit or 0) // 2:
             self.paused = False
-            self._resume()
+            self._reader.resume_reading()
 
     def __repr__(self) -> str:
         return f"<InflightLimit {self.count}/{self._limit}{' paused' if self.paused else ''}>"

@@ -178,7 +178,15 @@ def test_only_the_facade_knows_the_server_module() -> None:
 
 def test_reading_pauses_at_the_inflight_limit_and_resumes_at_half() -> None:
     calls: list[str] = []
-    limit = InflightLimit(4, lambda: calls.append("pause"), lambda: calls.append("resume"))
+
+    class Reader:
+        def pause_reading(self) -> None:
+            calls.append("pause")
+
+        def resume_reading(self) -> None:
+            calls.append("resume")
+
+    limit = InflightLimit(4, Reader())
     for _ in range(5):
         limit.started()
     assert calls == ["pause"] and limit.paused and limit.count == 5
@@ -187,7 +195,8 @@ def test_reading_pauses_at_the_inflight_limit_and_resumes_at_half() -> None:
     assert calls == ["pause"]  # 3 in flight: above half the limit
     limit.finished()
     assert calls == ["pause", "resume"] and not limit.paused
-    unlimited = InflightLimit(None, lambda: calls.append("never"), lambda: calls.append("never"))
+    calls.clear()
+    unlimited = InflightLimit(None, Reader())
     for _ in range(10_000):
         unlimited.started()
-    assert "never" not in calls
+    assert calls == []
