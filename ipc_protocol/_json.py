@@ -15,6 +15,7 @@ __all__ = ["dumps", "loads"]
 
 
 _N, _I = ord("N"), ord("I")
+_SHORTEST_OVERFLOW = 309  # digits of the smallest integer that overflows a double
 
 
 def dumps(obj: Any) -> bytes:
@@ -29,6 +30,10 @@ def dumps(obj: Any) -> bytes:
         # Rare: either a real NaN/Infinity, or those letters inside a string;
         # only a real one is written differently as null.
         raise MessageError("NaN and Infinity are not valid JSON")
+    # Only a frame longer than the shortest overflowing literal can hold one
+    # (an int as large as 10**309): most frames skip the screen entirely.
+    if len(out) > _SHORTEST_OVERFLOW and _maybe_huge(out) and _has_non_finite(obj):
+        raise MessageError("a number overflows a double: no JavaScript peer can read it (send it as a string)")
     return out
 
 
@@ -67,8 +72,9 @@ def _maybe_huge(raw: bytes) -> bool:
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Parse one JSON document; raise :class:`FrameError` when it is not valid.
 
-    Numbers that overflow a double (``1e400``) are refused too: they would
-    become infinity, which no peer can re-encode as JSON.
+    Numbers that overflow a double (``1e400``, or an integer of 309+ digits)
+    are refused too: they would become infinity in a JavaScript peer, which
+    can neither read nor re-encode them.
     """
     try:
         # Only keys are interned: caching every short string value costs more
@@ -91,6 +97,11 @@ def _has_non_finite(obj: Any) -> bool:
         item = stack.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
+                return True
+        elif isinstance(item, int):
+            try:
+                float(item)  # a Python int has no bound; a double, and JavaScript's number, do
+            except OverflowError:
                 return True
         elif isinstance(item, dict):
             stack.extend(item.values())

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import json
+import sys
 
 from pydantic import ValidationError
 
@@ -263,12 +264,26 @@ def test_fuzz_decode_gives_the_reference_verdict(data: bytes) -> None:
 
 @pytest.mark.parametrize(
     "number",
-    ["1e400", "-1E+400", "1" + "0" * 300 + "e9", "-" + "9" * 250 + ".5e60", "9" * 320 + ".0"],
+    ["1e400", "-1E+400", "1" + "0" * 300 + "e9", "-" + "9" * 250 + ".5e60", "9" * 320 + ".0", "1" + "0" * 400, "-" + "9" * 320],
 )
 def test_numbers_that_overflow_a_double_are_bad_frames(number: str) -> None:
     """docs/protocol.md §1: such a number would become infinity, which no peer can encode."""
     with pytest.raises(FrameError):
         decode_message((_H + ',"payload":' + number + "}").encode())
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**309), [1, {"deep": [2**1024]}]], ids=["10**400", "-10**309", "nested-2**1024"])
+def test_integers_that_overflow_a_double_are_refused_before_sending(value: object) -> None:
+    """Python's ints have no bound, JavaScript's numbers do: a Node peer would
+    refuse the frame and drop the connection (§1.1), so it never leaves."""
+    with pytest.raises(MessageError, match="overflows a double"):
+        encode_message(Message.build(MessageType.PUBLISH, "app", "x", value))
+
+
+def test_the_largest_finite_integers_still_travel() -> None:
+    largest = int(sys.float_info.max)
+    body = encode_message(Message.build(MessageType.PUBLISH, "app", "x", [largest, -largest, 2**1023]))
+    assert decode_message(body).payload == [largest, -largest, 2**1023]
 
 
 def test_long_numbers_that_fit_a_double_are_accepted() -> None:

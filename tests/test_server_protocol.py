@@ -48,8 +48,10 @@ async def test_v1_handshake_reply_has_only_legacy_fields(raw) -> None:
         (encode_frame(b'{"message_id":"x","app_id":"app","channel_id":"c","message_type":"request","payload":NaN}'), "bad_frame"),
         (encode_frame(b'{"message_id":7,"app_id":"app","channel_id":"c","message_type":"request"}'), "bad_message"),
         (encode_frame(b'{"message_id":"x","app_id":"app","channel_id":"c","message_type":"yell"}'), "bad_message"),
+        # An integer no double holds: relayed, it would break every Node subscriber's connection (§1.1).
+        (encode_frame(b'{"message_id":"x","app_id":"app","channel_id":"c","message_type":"publish","payload":1' + b"0" * 400 + b"}"), "bad_frame"),
     ],
-    ids=["zero-length", "oversized", "not-json", "not-object", "nan", "wrong-type", "unknown-type"],
+    ids=["zero-length", "oversized", "not-json", "not-object", "nan", "wrong-type", "unknown-type", "huge-integer"],
 )
 async def test_bad_input_gets_typed_error_then_close_others_unaffected(raw, make_client, data: bytes, code: str) -> None:
     bystander = await make_client()
