@@ -50,7 +50,7 @@ from .envelope import Message, MessageType, decode_message
 from .exceptions import IPCError, NotConnected, ProtocolError, error_from_wire
 from .heartbeat import Heartbeat
 from .messages import connect_request
-from .protocol import ERROR, HANDSHAKE, OPEN, Event, Protocol, ProtocolStateError, peek_message_id
+from .protocol import ERROR, HANDSHAKE, OPEN, Event, Protocol, ProtocolStateError
 
 __all__ = ["ClientProtocol", "Connected", "HandshakeRefused"]
 
@@ -139,7 +139,7 @@ class ClientProtocol(Protocol):
         try:
             msg = decode_message(frame)
         except ProtocolError as exc:
-            return self._violated(exc.code, str(exc), peek_message_id(frame), None)
+            return self._undecodable(frame, exc)
         if msg.message_type is not MessageType.RESPONSE:
             return msg  # the pump's, as before the handshake it always was
         if msg.error is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAX_FRAME_LIMIT
 from .exceptions import FrameError, FrameTooLarge, ProtocolError
 
-__all__ = ["FrameDecoder", "encode_frame", "frame_header"]
+__all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_header"]
 
 _from_bytes = int.from_bytes
 
@@ -32,12 +32,30 @@ def encode_frame(body: bytes) -> bytes:
     return n.to_bytes(HEADER_SIZE, "big") + body
 
 
+class FramingFailure(bytes):
+    """What :meth:`FrameDecoder.feed` returns last when a bad length prefix
+    follows complete frames in one chunk: the frames before it are the
+    peer's, and are read first, whatever way TCP split the bytes (§1.4);
+    then this, which decodes as nothing, fails the connection with
+    ``error``."""
+
+    error: ProtocolError
+
+    @classmethod
+    def of(cls, error: ProtocolError) -> FramingFailure:
+        failure = cls()
+        failure.error = error
+        return failure
+
+
 class FrameDecoder:
     """Incremental frame decoder.
 
-    ``feed(data)`` returns the list of complete frame bodies. A protocol error
-    is sticky: once raised, every later ``feed`` raises it again, because a
-    byte stream cannot be resynchronised.
+    ``feed(data)`` returns the list of complete frame bodies. A bad length
+    prefix raises at once when no frame came before it in the chunk, else
+    the frames are returned first, ending with a :class:`FramingFailure`.
+    The error is sticky: every later ``feed`` raises it, because a byte
+    stream cannot be resynchronised.
 
     Args:
         max_frame_size: largest body accepted, in bytes; ``None`` means the
@@ -62,19 +80,24 @@ class FrameDecoder:
         if self._error is not None:
             raise self._error
         buf = self._buf
-        if self._pos == len(buf) and self._need == 0:
-            # Nothing pending: parse straight from the chunk, keep only its tail.
-            return self._parse_chunk(bytes(data))
-        buf += data
         frames: list[bytes] = []
         try:
-            self._parse_buffer(frames)
-        finally:
-            self._compact()
+            if self._pos == len(buf) and self._need == 0:
+                # Nothing pending: parse straight from the chunk, keep only its tail.
+                self._parse_chunk(bytes(data), frames)
+            else:
+                buf += data
+                try:
+                    self._parse_buffer(frames)
+                finally:
+                    self._compact()
+        except ProtocolError as exc:
+            if not frames:
+                raise
+            frames.append(FramingFailure.of(exc))
         return frames
 
-    def _parse_chunk(self, data: bytes) -> list[bytes]:
-        frames: list[bytes] = []
+    def _parse_chunk(self, data: bytes, frames: list[bytes]) -> None:
         pos = 0
         end = len(data)
         limit = self.max_frame_size
@@ -90,7 +113,6 @@ class FrameDecoder:
             self._buf = bytearray(data[pos:])
             self._pos = 0
             self._parse_buffer(frames)
-        return frames
 
     def _parse_buffer(self, frames: list[bytes]) -> None:
         buf = self._buf

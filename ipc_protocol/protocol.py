@@ -28,17 +28,12 @@ The API, in the order a pump uses it::
     proto.connection_lost()    # ``closed`` (``error`` stays ``error``)
     proto.tick(now)            # heartbeat (§9): queues a ping, or says the peer is dead
 
-Why two steps, ``receive_data`` then ``receive_frame`` per frame, rather
-than one list of events: a frame is applied only when the pump reaches it,
-so whatever the pump queues in answer to one message goes out before
-anything the core queues for the next (a pong, an error frame), and a
-violation in the third frame of a read leaves the answers to the first two
-on the wire before its error frame: the order of a sequential server. And
-an ordinary message comes back as itself, with no event object around it:
-it is nearly all the traffic.
-
-``send`` and ``send_frame`` return how many frames are now queued (0: the
-connection no longer sends), so a pump can cap its batches without asking.
+Two steps, ``receive_data`` then ``receive_frame`` per frame, so a frame is
+applied only when the pump reaches it: answers to the first two frames of a
+read go out before the third's error frame, even a bad length prefix's (a
+``FramingFailure`` ends the list), as a sequential server would. An
+ordinary message comes back as itself, with no event object. ``send`` and
+``send_frame`` return how many frames are queued (0: no longer sending).
 
 States (``ProtocolState``), every move checked against ``TRANSITIONS``::
 
@@ -57,7 +52,7 @@ from .codes import ErrorCode
 from .constants import DEFAULT_MAX_FRAME_SIZE, SYSTEM_CHANNEL
 from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, encode_response
 from .exceptions import ProtocolError
-from .framing import FrameDecoder, encode_frame
+from .framing import FrameDecoder, FramingFailure, encode_frame
 from .heartbeat import Heartbeat, HeartbeatAction
 from .messages import error_response
 
@@ -225,9 +220,10 @@ class Protocol:
     def receive_data(self, data: bytes | bytearray | memoryview, now: float | None = None) -> list[bytes]:
         """Feed bytes as read; returns the frame bodies they complete.
 
-        Hand each to :meth:`receive_frame`, in order. A framing violation
-        (§1.4) fails the connection and returns no frame, not even those
-        before it in ``data``; ``self.violation`` says why. ``now``: the
+        Hand each to :meth:`receive_frame`, in order. A bad length prefix
+        (§1.4) after complete frames ends the list with a ``FramingFailure``
+        that fails the connection when reached; alone, it fails it now and
+        no frame is returned (``self.violation`` says why). ``now``: the
         pump's clock, when a heartbeat is kept (any byte proves the peer alive).
         """
         if not self._live:
@@ -239,6 +235,11 @@ class Protocol:
         except ProtocolError as exc:
             self._violated(exc.code, str(exc), None, None)
             return []
+
+    def _undecodable(self, frame: bytes, exc: ProtocolError) -> ProtocolViolation:
+        """A frame that does not decode, or the bad prefix a FramingFailure stands for."""
+        error = frame.error if isinstance(frame, FramingFailure) else exc
+        return self._violated(error.code, str(error), peek_message_id(frame), None)
 
     def receive_frame(self, frame: bytes) -> Message | Event:
         """Decode one frame and apply the protocol's rules to it.
@@ -254,7 +255,7 @@ class Protocol:
         try:
             msg = decode_message(frame)
         except ProtocolError as exc:
-            return self._violated(exc.code, str(exc), peek_message_id(frame), None)
+            return self._undecodable(frame, exc)
         if msg.channel_id == SYSTEM_CHANNEL:
             return self._system_message(msg) or msg
         return msg

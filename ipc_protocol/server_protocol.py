@@ -26,7 +26,6 @@ from .protocol import (
     Event,
     Protocol,
     ProtocolStateError,
-    peek_message_id,
 )
 
 __all__ = ["ServerProtocol", "ConnectRequested"]
@@ -85,7 +84,7 @@ class ServerProtocol(Protocol):
         try:
             msg = decode_message(frame)
         except ProtocolError as exc:
-            return self._violated(exc.code, str(exc), peek_message_id(frame), None)
+            return self._undecodable(frame, exc)
         if msg.app_id != self.app_id:
             text = f"app_id {msg.app_id!r} differs from the handshake's {self.app_id!r}"
             return self._violated(ErrorCode.FORBIDDEN, text, msg.message_id, msg)
@@ -97,7 +96,7 @@ class ServerProtocol(Protocol):
         try:
             msg = decode_message(frame)
         except ProtocolError as exc:
-            return self._violated(exc.code, str(exc), peek_message_id(frame), None)
+            return self._undecodable(frame, exc)
         payload = msg.payload
         if not (
             self._connect is None

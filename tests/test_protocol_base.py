@@ -160,10 +160,17 @@ def test_a_violation_queues_the_error_frame_and_ends_in_error(data: bytes, code:
     assert err.reply_to == ("m9" if b'"m9"' in data else None)
 
 
-def test_a_framing_violation_drops_the_whole_read() -> None:
-    p = opened()
-    assert feed(p, frame_of(request("a")) + (0).to_bytes(4, "big")) == []
-    assert [m.error.code for m in sent(p) if m.error] == ["bad_frame"]
+def test_frames_before_a_bad_prefix_are_read_then_the_violation() -> None:
+    """Whatever way TCP splits the bytes, the frames the peer completed
+    before a bad length prefix are the peer's (§1.4)."""
+    for bad, code in (((0).to_bytes(4, "big"), "bad_frame"), ((2**31).to_bytes(4, "big"), "too_large")):
+        p = opened()
+        items = feed(p, frame_of(request("a")) + frame_of(request("b")) + bad)
+        assert [m.channel_id for m in items[:2]] == ["a", "b"]
+        assert items[2:] == [p.violation] and p.violation.code == code and p.state is ERROR
+        assert [m.error.code for m in sent(p) if m.error] == [code]
+        whole = opened()
+        assert feed(whole, bad) == [] and whole.violation.code == code  # alone: at once
 
 
 def test_the_frame_limit_is_checked_on_the_prefix() -> None:

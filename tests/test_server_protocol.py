@@ -4,6 +4,8 @@ input, limits, system actions (docs/protocol.md §1, §3, §8, §12)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 
 import pytest
 
@@ -11,7 +13,7 @@ from ipc_client import IPCClient
 from ipc_protocol import encode_frame
 from ipc_server import IPCServer
 
-from .conftest import RawPeer, frame
+from .conftest import WAIT_S, RawPeer, frame
 
 
 async def test_v2_handshake_advertises_limits(raw) -> None:
@@ -61,6 +63,26 @@ async def test_bad_input_gets_typed_error_then_close_others_unaffected(raw, make
     got = await peer.closed()
     assert [m.error.code for m in got if m.error] == [code]
     assert await bystander.health_check() is True
+
+
+@pytest.mark.parametrize("bad", [(0).to_bytes(4, "big"), (2**31).to_bytes(4, "big")], ids=["zero-length", "oversized"])
+async def test_frames_before_a_bad_prefix_in_the_same_read_are_served_first(raw, make_client, bad: bytes) -> None:
+    """However TCP splits the bytes, what the peer completed before the bad
+    prefix is served: the publish delivered, the ping answered, then the
+    error frame and the close."""
+    sub = await make_client()
+    got: asyncio.Queue = asyncio.Queue()
+    await sub.subscribe("news", lambda msg: got.put_nowait(msg.payload))
+    peer = await raw()
+    await peer.handshake()
+    ping = frame("request", "system", {"action": "ping"}, message_id="p1")
+    peer.send_raw(encode_frame(json.dumps(frame("publish", "news", 7)).encode()) + encode_frame(json.dumps(ping).encode()) + bad)
+    answers = await peer.closed()
+    assert [(m.reply_to, m.payload, m.error.code if m.error else None) for m in answers] == [
+        ("p1", {"status": "pong"}, None),
+        (None, None, "bad_frame" if bad == (0).to_bytes(4, "big") else "too_large"),
+    ]
+    assert await asyncio.wait_for(got.get(), WAIT_S) == 7
 
 
 async def test_frame_before_handshake_is_refused(raw) -> None:
@@ -293,9 +315,10 @@ async def test_big_integers_and_exponents_that_fit_are_fine(make_client) -> None
     c = await make_client()
     inbox: asyncio.Queue = asyncio.Queue()
     await c.subscribe("n", inbox.put_nowait)
-    await c.publish("n", {"big": 10**400, "small": 1e-300, "e": 1.5e300})
+    largest = int(sys.float_info.max)  # an integer of 309 digits that a double still holds
+    await c.publish("n", {"big": largest, "bigger": 10**300, "small": 1e-300, "e": 1.5e300})
     got = (await asyncio.wait_for(inbox.get(), 5)).payload
-    assert got == {"big": 10**400, "small": 1e-300, "e": 1.5e300}
+    assert got == {"big": largest, "bigger": 10**300, "small": 1e-300, "e": 1.5e300}
 
 
 async def test_connection_ids_stay_unique_when_clients_propose_colliding_names(raw) -> None:

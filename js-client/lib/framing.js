@@ -41,6 +41,17 @@ function encodeFrame(body, maxFrameSize = MAX_FRAME_LIMIT_BYTES) {
 }
 
 /**
+ * What FrameDecoder.feed() returns last when a bad length prefix follows
+ * complete frames: read in its turn, it fails the connection with `error`.
+ */
+class FramingFailure {
+  /** @param {Error} error the decoder's (sticky) error. */
+  constructor(error) {
+    this.error = error;
+  }
+}
+
+/**
  * Incremental frame decoder: feed it chunks as the socket delivers them, get
  * back the complete frame bodies.
  */
@@ -76,20 +87,38 @@ class FrameDecoder {
   }
 
   /**
-   * Feeds one chunk and returns the frame bodies it completed.
+   * Feeds one chunk and returns the frame bodies it completed. A bad length
+   * prefix after complete frames ends the list with a FramingFailure (the
+   * frames before it are the peer's, however TCP split the bytes, §1.4);
+   * alone, it throws.
    *
    * @param {Buffer} chunk any slice of the stream, possibly empty.
-   * @returns {Buffer[]} complete bodies, in order; possibly views on `chunk`.
+   * @returns {Array<Buffer|FramingFailure>} complete bodies, in order; possibly views on `chunk`.
    * @throws {FrameError} a zero length prefix (and on every later call).
    * @throws {FrameTooLargeError} a length over `maxFrameSize` (and on every later call).
    */
   feed(chunk) {
     if (this._error !== null) throw this._error;
+    const frames = [];
+    try {
+      this._parse(chunk, frames);
+    } catch (err) {
+      if (frames.length === 0) throw err;
+      frames.push(new FramingFailure(err));
+    }
+    return frames;
+  }
+
+  /**
+   * @param {Buffer} chunk
+   * @param {Buffer[]} frames where complete bodies go.
+   * @private
+   */
+  _parse(chunk, frames) {
     if (chunk.length > 0) {
       this._buffers.push(chunk);
       this._bufferedBytes += chunk.length;
     }
-    const frames = [];
     for (;;) {
       if (this._need < 0) {
         if (this._bufferedBytes < HEADER_SIZE_BYTES) break;
@@ -102,7 +131,6 @@ class FrameDecoder {
       frames.push(this._consume(this._need));
       this._need = -1;
     }
-    return frames;
   }
 
   /**
@@ -186,4 +214,4 @@ class FrameDecoder {
   }
 }
 
-module.exports = { FrameDecoder, encodeFrame };
+module.exports = { FrameDecoder, FramingFailure, encodeFrame };

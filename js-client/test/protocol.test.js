@@ -172,6 +172,23 @@ test('protocol - refuse() answers every type but a notification, in the refused 
   }
 });
 
+test('protocol - frames before a bad length prefix are read, then the violation (however TCP split them)', () => {
+  for (const [bad, code] of [[Buffer.from([0, 0, 0, 0]), 'bad_frame'], [Buffer.from([0x7f, 0xff, 0xff, 0xff]), 'too_large']]) {
+    const p = opened();
+    const a = buildMessage('publish', 'app', 'a', 1);
+    const b = buildMessage('publish', 'app', 'b', 2);
+    const items = feed(p, Buffer.concat([frameOf(a), frameOf(b), bad]));
+    assert.deepEqual(items.slice(0, 2), [a, b]);
+    assert.equal(items.length, 3);
+    assert.ok(items[2] instanceof ProtocolViolation, code);
+    assert.equal(items[2].code, code);
+    assert.equal(p.state, ERROR);
+    const alone = opened();
+    assert.deepEqual(feed(alone, bad), []);
+    assert.equal(alone.state, ERROR);
+  }
+});
+
 test('protocol - a ping request is answered by the core; a ping notification gets no answer', () => {
   const p = opened();
   const ping = buildMessage('request', 'app', 'system', { action: 'ping' });
@@ -245,7 +262,7 @@ test('protocol - a role that sends error frames queues the typed one on a violat
   assert.deepEqual(sent(refused).map((m) => [m.reply_to, m.error.code]), [[req.message_id, 'forbidden']]);
 });
 
-test('protocol - the frame limit is checked on the prefix; a framing violation drops the whole read', () => {
+test('protocol - the frame limit is checked on the prefix', () => {
   const p = opened();
   p.maxFrameSize = 10;
   const good = frameOf(buildMessage('publish', 'app', 'x', 1));
@@ -253,6 +270,8 @@ test('protocol - the frame limit is checked on the prefix; a framing violation d
   assert.equal(p.violation.code, 'too_large');
   assert.equal(p.state, ERROR);
   const q = opened();
-  assert.deepEqual(feed(q, Buffer.concat([good, Buffer.from([0, 0, 0, 0])])), []);
+  const items = feed(q, Buffer.concat([good, Buffer.from([0, 0, 0, 0])]));
+  assert.equal(items.length, 2);
+  assert.equal(items[0].channel_id, 'x');
   assert.equal(q.violation.code, 'bad_frame');
 });

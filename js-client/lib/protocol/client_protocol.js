@@ -30,6 +30,7 @@
 const { CLIENT_NAME, PROTOCOL_VERSION, SYSTEM_CHANNEL, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('../constants');
 const { buildMessage, decodeMessage } = require('../envelope');
 const { Heartbeat } = require('../heartbeat');
+const { FramingFailure } = require('../framing');
 const { FrameError, MessageError, errorFromWire } = require('../errors');
 const { Protocol, Event, ProtocolState } = require('./protocol');
 
@@ -234,6 +235,7 @@ class ClientProtocol extends Protocol {
    * @protected
    */
   _invalidFrame(frame, err) {
+    if (frame instanceof FramingFailure) return this._violatedBy(frame.error, null);
     if (err instanceof FrameError) return this._violatedBy(err, null);
     return new InvalidMessage(err);
   }

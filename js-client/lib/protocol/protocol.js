@@ -35,7 +35,7 @@
 
 const { SYSTEM_CHANNEL, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('../constants');
 const { buildMessage, decodeMessage, encodeMessage } = require('../envelope');
-const { FrameDecoder, encodeFrame } = require('../framing');
+const { FrameDecoder, FramingFailure, encodeFrame } = require('../framing');
 const { HeartbeatAction } = require('../heartbeat');
 const { MessageError, FrameError } = require('../errors');
 const { Event, PingReceived, PongReceived, MessageRefused, ProtocolViolation } = require('./events');
@@ -287,6 +287,7 @@ class Protocol {
    * @protected
    */
   _invalidFrame(frame, err) {
+    if (frame instanceof FramingFailure) return this._violated(frame.error.code, frame.error.message, null, null, frame.error);
     return this._violated(err.code, err.message, peekMessageId(frame), null, err);
   }
 
