@@ -24,7 +24,7 @@ class Listeners:
     emitter's ``spawn`` if it has one (so it is cancelled with the emitter's
     other tasks)."""
 
-    def __init__(self, owner: str, events: tuple[str, ...], spawn: Callable[[Awaitable[Any]], Any] | None = None) -> None:
+    def __init__(self, owner: str, events: tuple[str, ...], spawn: Callable[[Awaitable[Any]], asyncio.Future[Any]] | None = None) -> None:
         self._owner = owner
         self._callbacks: dict[str, list[Callable[..., Any]]] = {e: [] for e in events}
         self._spawn = spawn
@@ -46,14 +46,23 @@ class Listeners:
                 result = cb(*args)
                 if inspect.isawaitable(result):
                     if self._spawn is not None:
-                        self._spawn(result)
+                        task = self._spawn(result)
                     else:
                         task = asyncio.ensure_future(result)
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
+                    task.add_done_callback(lambda t, event=event: self._finished(event, t))
             except Exception as exc:  # a broken callback must not break the emitter
-                if event != "error" and self._callbacks.get("error"):
-                    log.debug("%s %s callback failed", self._owner, event, exc_info=True)
-                    self.emit("error", exc)
-                else:
-                    log.exception("%s %s callback failed", self._owner, event)
+                self._failed(event, exc)
+
+    def _finished(self, event: str, task: asyncio.Future[Any]) -> None:
+        """An async callback ended: its exception is reported as a sync one's."""
+        if not task.cancelled() and task.exception() is not None:
+            self._failed(event, task.exception())  # type: ignore[arg-type]
+
+    def _failed(self, event: str, exc: BaseException) -> None:
+        if event != "error" and self._callbacks.get("error"):
+            log.debug("%s %s callback failed", self._owner, event, exc_info=exc)
+            self.emit("error", exc)
+        else:
+            log.error("%s %s callback failed", self._owner, event, exc_info=exc)

@@ -104,10 +104,11 @@ class PoolCore:
             lambda: self._members, self._open_registrar, self._schedule_refill, f"{host}:{port}"
         )
 
-    def _spawn(self, aw: Awaitable[Any]) -> None:
+    def _spawn(self, aw: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(aw)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _check_open(self) -> None:
         if self._closed:

@@ -148,7 +148,8 @@ class ServiceClient:
     def configure_service(self, name: str, config: Mapping[str, Any]) -> None:
         """Add a service, or replace one's description; a replaced service's
         connections close in the background (its calls in flight fail
-        ``connection_lost``), and the new one connects on first use."""
+        ``connection_lost``), its figures carry over, and the new one
+        connects on first use."""
         if self._closed:
             raise NotConnected("the service client is shut down")
         if not isinstance(name, str) or not name:
@@ -156,6 +157,8 @@ class ServiceClient:
         service = _Service(name, config, self._shared)
         old = self._services.get(name)
         self._services[name] = service
+        if old is not None:  # the service's figures go on (as in Node)
+            service.window, service.requests, service.errors, service.timeouts = old.window, old.requests, old.errors, old.timeouts
         if old is not None and old.started:
             task = asyncio.ensure_future(old.client.close())
             self._retiring.add(task)

@@ -139,3 +139,20 @@ def test_an_error_nobody_listens_for_is_logged(caplog) -> None:
     with caplog.at_level("WARNING", logger="ipc_client"):
         listeners.emit("error", RuntimeError("stray error frame"))
     assert [r.getMessage() for r in caplog.records] == ["client error with no error listener: stray error frame"]
+
+
+async def test_an_async_listener_that_fails_is_reported_too(server) -> None:
+    client = IPCClient("app", "127.0.0.1", server.port)
+    errors: asyncio.Queue = asyncio.Queue()
+
+    async def connected(info) -> None:
+        raise RuntimeError("async listener failed")
+
+    client.on_connected(connected)
+    client.on_error(errors.put_nowait)
+    try:
+        assert await client.connect() is True
+        err = await asyncio.wait_for(errors.get(), WAIT_S)
+        assert isinstance(err, RuntimeError) and str(err) == "async listener failed"
+    finally:
+        await client.disconnect()

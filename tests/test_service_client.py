@@ -177,6 +177,7 @@ async def test_configure_service_replaces_a_service_at_run_time(backends) -> Non
         old = sc.client("shop")
         sc.configure_service("shop", {"host": "127.0.0.1", "port": b.port})
         assert await sc.request("shop", "where") == "b"
+        assert sc.get_metrics("shop")["requests"] == 2  # the figures carry over
         await sc.shutdown()  # waits for the replaced service's connections too
         assert all(p.stats()["total"] == 0 for p in old.pools().values())
     finally:

@@ -158,7 +158,7 @@ class Admission {
 
   /**
    * One more async handler running, counted against the connection its
-   * message came on (only ever the current one: see IPCClient._onMessage()).
+   * message came on (only ever the current one: see Lifecycle.onMessage()).
    * @param {Connection} conn
    * @returns {Connection} the connection it counts against.
    * @private

@@ -64,7 +64,7 @@ class Reconnector {
 
   /**
    * waitOnFirstConnect: the attempt of connect() failed, so the client
-   * moves CONNECTING -> RECONNECTING (seed 003's "connection failed") and
+   * moves CONNECTING -> RECONNECTING (the state diagram's "connection failed") and
    * runs the reconnect loop, with its 'reconnecting' events; calls queued
    * meanwhile stay queued. Settles connect()'s promise: true on the first
    * success, NotConnectedError once the loop gives up ('reconnect_failed')
@@ -168,6 +168,7 @@ class Reconnector {
     const host = this.host;
     const { options } = host;
     let lastError = firstError;
+    this.attempt = 0; // every loop counts its own attempts
     while (host._state === State.RECONNECTING && host._generation === generation) {
       const attempt = ++this.attempt;
       if (attempt > options.maxRetries) return this._giveUp(lastError);
@@ -210,6 +211,7 @@ class Reconnector {
   _giveUp(cause) {
     const host = this.host;
     const attempts = this.attempt - (cause instanceof UnauthorizedError ? 0 : 1);
+    this.attempt = 0;
     host._setState(State.DISCONNECTED);
     host._metrics.closed(false);
     const err = new ConnectionLostError(`gave up reconnecting after ${attempts} attempts`, { cause: cause ?? undefined });

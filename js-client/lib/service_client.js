@@ -2,7 +2,7 @@
 
 /**
  * ServiceClient: a gateway's view of several named services
- * (docs/resilience.md §9, and the gateway ServiceClient of seed 004). Each
+ * (docs/resilience.md §9, with the names of the gateway ServiceClient it replaces). Each
  * service is one LoadBalancedClient (one or more servers, its own app);
  * calls are counted per service over a sliding window so status pages show
  * how each backend behaves now.
@@ -334,7 +334,7 @@ class ServiceClient {
   }
 
   /**
-   * status(), under the name of the gateway ServiceClient (seed 004).
+   * status(), under the name of the gateway ServiceClient it replaces.
    * @returns {Record<string, {healthy: boolean, servers: object[]}>}
    */
   getConnectionStatus() {

@@ -128,6 +128,11 @@ test('first connect - waitOnFirstConnect: maxRetries spent -> NotConnectedError,
   assert.deepEqual(events.filter(([name]) => name === 'reconnect_failed').map(([, n]) => n), [2]);
   assert.ok(!events.some(([name]) => name === 'error'), 'the caller of connect() has the failure');
   assert.equal(client.getMetrics().connectionAttempts, 3);
+  assert.equal(client.getConnectionInfo().reconnectAttempt, 0);
+  // A second connect() gets its own retries, not what is left of the first's.
+  await assert.rejects(client.connect(), NotConnectedError);
+  assert.deepEqual(events.filter(([name]) => name === 'reconnecting').map(([, e]) => e.attempt), [1, 2, 1, 2]);
+  assert.deepEqual(events.filter(([name]) => name === 'reconnect_failed').map(([, n]) => n), [2, 2]);
 });
 
 test('first connect - waitOnFirstConnect: disconnect() meanwhile rejects connect() with NotConnectedError at once', async (t) => {
