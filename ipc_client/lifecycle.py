@@ -144,7 +144,10 @@ class Lifecycle:
         except BaseException as exc:
             failure = connect_failure(exc, self.options.peer)
             current = sm.state is ConnectionState.CONNECTING and self._generation == generation
-            if current and self.options.wait_on_first_connect and not isinstance(failure, Unauthorized) and failure is not exc:
+            # Retried as a reconnection retries: every failure of the bridge or
+            # the network but a refused token (as Node's waitOnFirstConnect).
+            retryable = isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)) and not isinstance(failure, Unauthorized)
+            if current and self.options.wait_on_first_connect and retryable:
                 return await self._reconnector.keep_connecting(generation, failure)
             if current:
                 sm.set(ConnectionState.DISCONNECTED)

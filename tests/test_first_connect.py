@@ -5,6 +5,7 @@ with the reconnect policy until a server appears (real servers, real ports)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -156,3 +157,30 @@ async def test_an_async_listener_that_fails_is_reported_too(server) -> None:
         assert isinstance(err, RuntimeError) and str(err) == "async listener failed"
     finally:
         await client.disconnect()
+
+
+async def test_wait_on_first_connect_retries_a_refusal_that_is_not_the_token() -> None:
+    """Any failure but a refused token is retried, as by the reconnect loop
+    (and by Node's waitOnFirstConnect): here a server busy at first."""
+    replies = [{"status": "busy"}, {"status": "connected", "connection_id": "c1", "protocol": 2, "heartbeat_interval_ms": 0}]
+
+    async def handshake_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = int.from_bytes(await reader.readexactly(4), "big")
+        hello = json.loads(await reader.readexactly(n))
+        reply = {"message_id": "r", "app_id": "app", "channel_id": "system", "message_type": "response",
+                 "payload": replies.pop(0), "timestamp": 0, "reply_to": hello["message_id"]}
+        body = json.dumps(reply).encode()
+        writer.write(len(body).to_bytes(4, "big") + body)
+        await reader.read()  # hold the connection until the client closes it
+        writer.close()
+
+    fake = await asyncio.start_server(handshake_once, "127.0.0.1", 0)
+    port = fake.sockets[0].getsockname()[1]
+    client = IPCClient("app", "127.0.0.1", port, wait_on_first_connect=True, initial_delay=0.01, max_delay=0.02)
+    seen = _recording(client, "reconnecting")
+    try:
+        assert await asyncio.wait_for(client.connect(), WAIT_S) is True
+        assert [args[0]["attempt"] for args in seen["reconnecting"]] == [1] and replies == []
+    finally:
+        await client.disconnect()
+        fake.close()
