@@ -90,9 +90,11 @@ class Connection {
   open(timeoutMs) {
     return new Promise((resolve, reject) => {
       const { host, port } = this.options;
-      const timer = setTimeout(() => {
-        this.destroy(new RequestTimeoutError(`no handshake with ${host}:${port} within ${timeoutMs} ms`));
-      }, timeoutMs);
+      // Past setTimeout's ceiling a timer would fire at once: no timer, as for any longer wait.
+      const timer =
+        timeoutMs <= MAX_TIMER_MS
+          ? setTimeout(() => this.destroy(new RequestTimeoutError(`no handshake with ${host}:${port} within ${timeoutMs} ms`)), timeoutMs)
+          : null;
       this._handshake = {
         resolve: (info) => {
           clearTimeout(timer);

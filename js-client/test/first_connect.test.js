@@ -67,6 +67,22 @@ test('first connect - a server that accepts TCP but never answers the handshake:
   assert.equal(client.state, 'disconnected');
 });
 
+test('first connect - a connectTimeout past setTimeout\'s ceiling waits for the handshake rather than failing at once', async (t) => {
+  const peer = await peerOn(t);
+  peer.answerHandshakes = false;
+  const client = new IPCClient('app', { host: '127.0.0.1', port: peer.port, connectTimeout: 2 ** 31 });
+  let settled = null;
+  const connecting = client.connect().then(() => (settled = 'resolved'), (err) => {
+    settled = err;
+  });
+  await waitFor(peer.events, 'message', 2000); // the connect request arrived: the timer had its chance to misfire
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(settled, null);
+  await client.disconnect();
+  await connecting;
+  assert.ok(settled instanceof NotConnectedError && !(settled.cause instanceof RequestTimeoutError));
+});
+
 test('first connect - the reconnect loop keeps retrying a server that stops answering handshakes, and comes back when it answers', async (t) => {
   const peer = await peerOn(t);
   const client = new IPCClient('app', { host: '127.0.0.1', port: peer.port, connectTimeout: 60, ...FAST });
