@@ -129,6 +129,8 @@ class Lifecycle:
 
     async def connect(self) -> bool:
         sm = self._sm
+        while sm.state is ConnectionState.DISCONNECTING:  # connect once the close is done, as Node does
+            await sm.changed()
         if sm.state is _CONNECTED:
             return True
         if sm.state is not ConnectionState.DISCONNECTED:

@@ -59,6 +59,16 @@ class StateMachine:
             if not w.done():
                 w.set_result(None)
 
+    async def changed(self) -> None:
+        """Wait for the next move."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
     async def until_connected(self, deadline: float | None) -> None:
         """Wait while (re)connecting; raise if the client will not be connected."""
         loop = asyncio.get_running_loop()

@@ -184,3 +184,17 @@ async def test_wait_on_first_connect_retries_a_refusal_that_is_not_the_token() -
     finally:
         await client.disconnect()
         fake.close()
+
+
+async def test_connect_while_disconnecting_connects_once_the_close_is_done(server) -> None:
+    client = IPCClient("app", "127.0.0.1", server.port)
+    await client.connect()
+    closing = asyncio.ensure_future(client.disconnect())
+    await asyncio.sleep(0)  # disconnect() has begun: the state is disconnecting
+    assert client.state is ConnectionState.DISCONNECTING
+    try:
+        assert await asyncio.wait_for(client.connect(), WAIT_S) is True
+        await closing
+        assert client.state is ConnectionState.CONNECTED and await client.health_check() is True
+    finally:
+        await client.disconnect()
