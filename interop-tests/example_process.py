@@ -20,6 +20,26 @@ from typing import Any
 from conftest import LINE_LIMIT, ROOT, WAIT_S
 
 
+async def wait_for_output(
+    changed: asyncio.Event, ready: Callable[[], Any], ended: Callable[[], bool], failure: Callable[[], str], timeout: float
+) -> Any:
+    """What ``ready()`` finds (not None) in a process's output, checked again
+    each time ``changed`` is set; AssertionError with ``failure()`` once the
+    output has ended or ``timeout`` seconds have passed without it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = ready()
+        if found is not None:
+            return found
+        remaining = deadline - loop.time()
+        if remaining <= 0 or (ended() and ready() is None):
+            raise AssertionError(failure())
+        changed.clear()
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(changed.wait(), remaining)
+
+
 class ExampleProcess:
     """One example script in its own process; stdout is collected line by line."""
 
@@ -57,20 +77,7 @@ class ExampleProcess:
         return f"{name}\n--- stdout ---\n" + "\n".join(self.lines[-60:]) + f"\n--- stderr ---\n{stderr}"
 
     async def _until(self, ready: Callable[[], Any], what: str, timeout: float) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            found = ready()
-            if found is not None:
-                return found
-            remaining = deadline - loop.time()
-            if remaining <= 0 or (self._eof and ready() is None):
-                raise AssertionError(f"{what} within {timeout} s: {self.describe()}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except (asyncio.TimeoutError, TimeoutError):
-                pass
+        return await wait_for_output(self._changed, ready, lambda: self._eof, lambda: f"{what} within {timeout} s: {self.describe()}", timeout)
 
     async def wait_line(self, pattern: str, *, timeout: float = WAIT_S) -> re.Match[str]:
         """The first line (printed so far or later) that matches ``pattern`` in full."""

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from conftest import HERE, LINE_LIMIT, WAIT_S, _subprocess_env
+from example_process import wait_for_output
 from http_support import EventStream
 
 DOCS = HERE / "legacy-docs"
@@ -75,18 +76,7 @@ class BlockProcess:
         return f"{name}\n--- stdout ---\n" + "\n".join(self.out[-60:]) + "\n--- stderr ---\n" + "\n".join(self.err[-60:])
 
     async def _until(self, ready: Callable[[], Any], what: str, timeout: float) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            found = ready()
-            if found is not None:
-                return found
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self._open == 0:
-                raise AssertionError(f"{what} within {timeout} s: {self.describe()}")
-            self._changed.clear()
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+        return await wait_for_output(self._changed, ready, lambda: self._open == 0, lambda: f"{what} within {timeout} s: {self.describe()}", timeout)
 
     def _lines(self, stream: str) -> list[str]:
         return {"out": self.out, "err": self.err}[stream]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-import time
 from typing import Any
 
 from ipc_protocol import (
@@ -27,15 +26,13 @@ from ipc_protocol import (
     encode_request,
     error_from_wire,
 )
-from ipc_protocol.deadlines import Deadlines
+from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 
 from .connection import ClientConnection
 from .metrics import ClientMetrics
 
 __all__ = ["Calls", "budget_ms"]
 
-# asyncio may run a timer up to one tick of its clock early.
-_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
 _EXPIRED_MEMORY = 1024  # timed-out request ids remembered to drop late answers
 
 
@@ -65,7 +62,7 @@ class Calls:
             self._expire,
             clock=lambda: asyncio.get_running_loop().time(),
             call_at=lambda when, callback: asyncio.get_running_loop().call_at(when, callback),
-            resolution=_CLOCK_RESOLUTION_S,
+            resolution=ASYNCIO_RESOLUTION_S,
         )
         # Ids of requests that timed out locally: their late answers are
         # dropped quietly instead of being reported as stray errors.

@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["Deadlines"]
+__all__ = ["Deadlines", "ASYNCIO_RESOLUTION_S"]
 
 K = TypeVar("K", bound=Hashable)
+
+# The ``resolution`` of an asyncio loop's timers: one tick of the monotonic
+# clock, as asyncio may run a timer that much early.
+ASYNCIO_RESOLUTION_S = time.get_clock_info("monotonic").resolution
 
 # The key slot of a discarded entry.
 _GONE: Any = object()

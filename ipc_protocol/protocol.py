@@ -18,7 +18,7 @@ The API, in the order a pump uses it::
         if type(item) is Message:             # an ordinary message: route it
             route(item, frame)                # (the body is kept for relaying)
         else:
-            act_on(item)                      # an Event (below)
+            act_on(item)                      # an Event (events.py)
     write(proto.data_to_send())              # frames queued since the last call
 
     proto.send(message)        # encoded for the connection's version (v1 strips fields)
@@ -54,6 +54,7 @@ from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_me
 from .exceptions import ProtocolError
 from .framing import FrameDecoder, FramingFailure, encode_frame
 from .heartbeat import Heartbeat, HeartbeatAction
+from .events import Event, MessageRefused, PingReceived, PongReceived, ProtocolViolation
 from .messages import error_response
 
 __all__ = [
@@ -104,64 +105,6 @@ class ProtocolStateError(RuntimeError):
     """A move the state table forbids: a bug in the caller, never the peer's doing."""
 
 
-# -- events -------------------------------------------------------------------
-
-
-class Event:
-    """Base of what ``receive_frame`` returns besides an ordinary message."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class PingReceived(Event):
-    """The peer pinged (§9); a request has already been answered with a pong."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-
-
-class PongReceived(Event):
-    """The answer to a ping this connection sent (§9). ``latency_s``: since
-    the first unanswered ping, when the pump's clock was passed in."""
-
-    __slots__ = ("message", "latency_s")
-
-    def __init__(self, message: Message, latency_s: float | None) -> None:
-        self.message = message
-        self.latency_s = latency_s
-
-
-class MessageRefused(Event):
-    """The core answered ``message`` with an error response, or dropped it
-    (a notification, which expects no answer); the connection stays open."""
-
-    __slots__ = ("message", "code", "text")
-
-    def __init__(self, message: Message, code: ErrorCode, text: str) -> None:
-        self.message = message
-        self.code = code
-        self.text = text
-
-
-class ProtocolViolation(Event):
-    """The peer broke the protocol: the error frame is queued and the state
-    is ``error``; the pump writes what is queued and closes (§6.4).
-    ``message``: the offending message when the frame was a valid envelope."""
-
-    __slots__ = ("code", "text", "message")
-
-    def __init__(self, code: ErrorCode | str, text: str, message: Message | None = None) -> None:
-        self.code = code
-        self.text = text
-        self.message = message
-
-
 # -- the connection -------------------------------------------------------------
 
 
@@ -184,6 +127,8 @@ class Protocol:
         "_live",
         "_pings",
     )
+
+    _one_app = False  # a role whose peer must stay in the handshake's app (the server)
 
     def __init__(self, *, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.state = HANDSHAKE
@@ -256,6 +201,9 @@ class Protocol:
             msg = decode_message(frame)
         except ProtocolError as exc:
             return self._undecodable(frame, exc)
+        if self._one_app and msg.app_id != self.app_id:
+            text = f"app_id {msg.app_id!r} differs from the handshake's {self.app_id!r}"
+            return self._violated(ErrorCode.FORBIDDEN, text, msg.message_id, msg)
         if msg.channel_id == SYSTEM_CHANNEL:
             return self._system_message(msg) or msg
         return msg

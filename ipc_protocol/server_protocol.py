@@ -59,6 +59,9 @@ class ServerProtocol(Protocol):
 
     __slots__ = ("connection_id", "client", "_token", "_heartbeat_interval_s", "_server_name", "_connect")
 
+    # Every message after the handshake must be in the handshake's app (§3).
+    _one_app = True
+
     def __init__(
         self,
         *,
@@ -74,23 +77,6 @@ class ServerProtocol(Protocol):
         self._heartbeat_interval_s = heartbeat_interval_s
         self._server_name = server_name
         self._connect: ConnectRequested | None = None  # awaiting the server's accept
-
-    def receive_frame(self, frame: bytes) -> Message | Event:
-        """As :meth:`Protocol.receive_frame`, with the server's rules."""
-        if self.state is not OPEN:
-            if self.state is not HANDSHAKE:
-                raise ProtocolStateError(f"nothing is read in state {self.state.value}")
-            return self._receive_before_open(frame)
-        try:
-            msg = decode_message(frame)
-        except ProtocolError as exc:
-            return self._undecodable(frame, exc)
-        if msg.app_id != self.app_id:
-            text = f"app_id {msg.app_id!r} differs from the handshake's {self.app_id!r}"
-            return self._violated(ErrorCode.FORBIDDEN, text, msg.message_id, msg)
-        if msg.channel_id == SYSTEM_CHANNEL:
-            return self._system_message(msg) or msg
-        return msg
 
     def _receive_before_open(self, frame: bytes) -> Message | Event:
         try:

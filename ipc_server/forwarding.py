@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_frame
-from ipc_protocol.deadlines import Deadlines
+from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
 
 from .connection import ServerConnection
@@ -28,8 +27,6 @@ __all__ = ["Forwarded", "Forwarding"]
 
 log = logging.getLogger("ipc_server")
 
-# asyncio may run a timer up to one tick of its clock early.
-_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
 
 _Key = tuple[ServerConnection, str]
 
@@ -61,7 +58,7 @@ class Forwarding:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the server's, once started
         # One loop timer for every forwarded request's deadline (§6.5).
         self._deadlines: Deadlines[_Key] = Deadlines(
-            self._expired, clock=self._loop_time, call_at=self._call_at, resolution=_CLOCK_RESOLUTION_S
+            self._expired, clock=self._loop_time, call_at=self._call_at, resolution=ASYNCIO_RESOLUTION_S
         )
 
     def __len__(self) -> int:

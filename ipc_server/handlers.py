@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ipc_protocol import ErrorCode, ErrorInfo, Message, MessageType, encode_frame
-from ipc_protocol.deadlines import Deadlines
+from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_info_from_exception, error_response
 from ipc_protocol.replies import failure_reply, handler_reply
 
@@ -32,8 +31,6 @@ __all__ = ["HandlerCall", "HandlerCalls"]
 
 log = logging.getLogger("ipc_server")
 
-# asyncio may run a timer up to one tick of its clock early.
-_CLOCK_RESOLUTION_S = time.get_clock_info("monotonic").resolution
 # On Python 3.12+ a task's first step can run at once: an ``async`` handler
 # that never waits then costs no loop iteration.
 _EAGER_TASKS = sys.version_info >= (3, 12)
@@ -82,7 +79,7 @@ class HandlerCalls:
         self.executor: ThreadPoolExecutor | None = None
         # One loop timer for every handler deadline (§6.5).
         self._deadlines: Deadlines[HandlerCall] = Deadlines(
-            self._expired, clock=self._loop_time, call_at=self._call_at, resolution=_CLOCK_RESOLUTION_S
+            self._expired, clock=self._loop_time, call_at=self._call_at, resolution=ASYNCIO_RESOLUTION_S
         )
 
     def __len__(self) -> int:

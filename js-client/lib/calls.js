@@ -12,6 +12,7 @@
  * `_breakers` (`for()`, `refuse()`), `_metrics`.
  */
 
+const { MAX_TIMER_MS } = require('./constants');
 const { buildMessage } = require('./envelope');
 const { validateChannel, isReserved } = require('./channels');
 const { now } = require('./connection');
@@ -27,8 +28,6 @@ const {
 
 /** How many ids of calls that expired locally are remembered, to drop their late answers. */
 const SETTLED_IDS_KEPT = 1024;
-/** setTimeout's ceiling; a longer deadline gets no timer (it is as good as none). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The error object of a version-1 error answer: a payload that is exactly
@@ -359,4 +358,4 @@ class Calls {
   }
 }
 
-module.exports = { Calls, MAX_TIMER_MS };
+module.exports = { Calls };

@@ -15,6 +15,7 @@
 
 const net = require('node:net');
 const { performance } = require('node:perf_hooks');
+const { MAX_TIMER_MS } = require('./constants');
 const { HeartbeatAction } = require('./heartbeat');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError } = require('./errors');
 const { Event, PingReceived, PongReceived, ProtocolViolation } = require('./protocol/protocol');
@@ -22,8 +23,6 @@ const { ClientProtocol, Connected, HandshakeRefused, InvalidMessage } = require(
 
 const kConnection = Symbol('kConnection');
 const CLOSE_TIMEOUT_MS = 1000;
-/** setTimeout's ceiling; a longer wait gets no timer. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A monotonic clock in milliseconds (timers must not follow wall-clock jumps).

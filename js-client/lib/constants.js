@@ -20,6 +20,8 @@ const MAX_CHANNEL_LENGTH = 512;
 const HEADER_SIZE_BYTES = 4;
 const MAX_FRAME_LIMIT_BYTES = 2 ** 32 - 1; // what a uint32 length prefix can express
 const DEFAULT_MAX_FRAME_SIZE_BYTES = 16 * 1024 * 1024; // docs/protocol.md §1 and §12
+/** setTimeout's ceiling (a longer one fires at once): a longer wait gets no timer, it is as good as none. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The seven fields of protocol version 1, always written, in canonical order (§1.2). */
 const V1_FIELDS = Object.freeze([
@@ -110,6 +112,7 @@ module.exports = {
   HEADER_SIZE_BYTES,
   MAX_FRAME_LIMIT_BYTES,
   DEFAULT_MAX_FRAME_SIZE_BYTES,
+  MAX_TIMER_MS,
   V1_FIELDS,
   MESSAGE_TYPES,
   DEFAULTS

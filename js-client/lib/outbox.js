@@ -13,14 +13,13 @@
  * `_metrics`, `_emitSafely()`, `_emitError()`.
  */
 
-const { HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('./constants');
+const { HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES, MAX_TIMER_MS } = require('./constants');
 const { encodeMessage } = require('./envelope');
 const { now } = require('./connection');
 const { State } = require('./state');
 const { OfflineQueue } = require('./offline_queue');
 const { QueueStore } = require('./queue_store');
 const { ConnectionLostError, FrameTooLargeError, QueueFullError, RequestTimeoutError } = require('./errors');
-const { MAX_TIMER_MS } = require('./calls');
 
 /**
  * A call waiting in the offline queue.

@@ -16,9 +16,9 @@
  */
 
 const { backoffDelay } = require('./backoff');
+const { MAX_TIMER_MS } = require('./constants');
 const { now } = require('./connection');
 const { State } = require('./state');
-const { MAX_TIMER_MS } = require('./calls');
 const { ConnectionLostError, NotConnectedError, QueueFullError, RequestTimeoutError, UnauthorizedError } = require('./errors');
 
 /** subscribe()/serve() calls that may wait for a (re)connection at once. */

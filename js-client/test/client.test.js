@@ -6,11 +6,9 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
-const { once } = require('node:events');
 const { IPCClient, ErrorCode, UnauthorizedError, AlreadyServingError, IpcError } = require('..');
 const { buildMessage } = require('../lib/envelope');
-const { Peer, waitFor, nextReceived, until } = require('./helpers');
+const { Peer, waitFor, nextReceived, until, freePort } = require('./helpers');
 
 /**
  * Starts a peer and a client connected to it.
@@ -47,11 +45,7 @@ test('client - constructor validates the app id and options', () => {
 });
 
 test('client - connecting to a closed port rejects with not_connected and the socket error', async () => {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
+  const port = await freePort();
   const client = new IPCClient('app', { host: '127.0.0.1', port });
   await assert.rejects(client.connect(), (err) => err.code === ErrorCode.NOT_CONNECTED && err.cause.code === 'ECONNREFUSED');
   assert.equal(client.state, 'disconnected');

@@ -6,26 +6,11 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
-const { once } = require('node:events');
 const { IPCClient, ErrorCode, NotConnectedError, RequestTimeoutError, UnauthorizedError } = require('..');
 const { buildMessage } = require('../lib/envelope');
-const { Peer, waitFor, until } = require('./helpers');
+const { Peer, waitFor, until, freePort } = require('./helpers');
 
 const FAST = { initialDelay: 10, maxDelay: 40, jitter: 0 };
-
-/**
- * A port nothing listens on (taken from the OS, then released).
- * @returns {Promise<number>}
- */
-async function freePort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /**
  * A peer that answers handshakes only while `peer.answerHandshakes` is true.

@@ -229,4 +229,17 @@ function settle() {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, nextReceived, until, captureWarnings, settle };
+/**
+ * A port nothing listens on (taken from the OS, then released).
+ * @returns {Promise<number>}
+ */
+async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, nextReceived, until, captureWarnings, settle, freePort };

@@ -5,12 +5,10 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
-const { once } = require('node:events');
 const { ConnectionPool, sumMetrics } = require('../lib/pool');
 const { DEFAULTS } = require('../lib/constants');
 const { ErrorCode } = require('../lib/errors');
-const { Peer, waitFor } = require('./helpers');
+const { Peer, waitFor, freePort } = require('./helpers');
 
 /** Fast backoff, whichever name the client options give it. */
 const FAST = 'initialDelay' in DEFAULTS ? { initialDelay: 20, maxDelay: 50 } : { reconnectDelay: 20, reconnectDelayMax: 50 };
@@ -34,15 +32,6 @@ async function setup(t, poolOptions = {}, { delayMs = 0 } = {}) {
   return { peer, port, pool };
 }
 
-/** A port nothing listens on. */
-async function closedPort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Waits until `pred()` holds, checking on each of the emitter's events. */
 async function until(emitter, events, pred, ms = 3000) {
@@ -137,7 +126,7 @@ test('pool - concurrent work never exceeds maxConnections and every call gets it
 });
 
 test('pool - a connection that cannot be opened rejects acquire() with not_connected at once', async (t) => {
-  const pool = new ConnectionPool('app', { host: '127.0.0.1', port: await closedPort(), minConnections: 0, acquireTimeout: 5000 });
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port: await freePort(), minConnections: 0, acquireTimeout: 5000 });
   t.after(() => pool.close());
   const start = Date.now();
   const all = await Promise.allSettled([pool.acquire(), pool.acquire(), pool.acquire()]);
@@ -365,7 +354,7 @@ test('pool - an exclusive acquire() waits for the shared calls to end', async (t
 });
 
 test('pool - waiting leases all fail at once with not_connected when the connection cannot be opened', async (t) => {
-  const pool = new ConnectionPool('app', { host: '127.0.0.1', port: await closedPort(), minConnections: 0, acquireTimeout: 5000 });
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port: await freePort(), minConnections: 0, acquireTimeout: 5000 });
   t.after(() => pool.close());
   const start = Date.now();
   const all = await Promise.allSettled(Array.from({ length: 5 }, () => pool.lease(() => 1)));

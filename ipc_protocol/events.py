@@ -1,0 +1,65 @@
+"""What a protocol connection's ``receive_frame`` returns besides an
+ordinary message (docs/architecture.md): small slotted objects, the same
+names in every language (Node: ``js-client/lib/protocol/events.js``). The
+roles add their handshake's events beside their protocol classes."""
+
+from __future__ import annotations
+
+from .codes import ErrorCode
+from .envelope import Message
+
+__all__ = ["Event", "PingReceived", "PongReceived", "MessageRefused", "ProtocolViolation"]
+
+class Event:
+    """Base of what ``receive_frame`` returns besides an ordinary message."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class PingReceived(Event):
+    """The peer pinged (§9); a request has already been answered with a pong."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+class PongReceived(Event):
+    """The answer to a ping this connection sent (§9). ``latency_s``: since
+    the first unanswered ping, when the pump's clock was passed in."""
+
+    __slots__ = ("message", "latency_s")
+
+    def __init__(self, message: Message, latency_s: float | None) -> None:
+        self.message = message
+        self.latency_s = latency_s
+
+
+class MessageRefused(Event):
+    """The core answered ``message`` with an error response, or dropped it
+    (a notification, which expects no answer); the connection stays open."""
+
+    __slots__ = ("message", "code", "text")
+
+    def __init__(self, message: Message, code: ErrorCode, text: str) -> None:
+        self.message = message
+        self.code = code
+        self.text = text
+
+
+class ProtocolViolation(Event):
+    """The peer broke the protocol: the error frame is queued and the state
+    is ``error``; the pump writes what is queued and closes (§6.4).
+    ``message``: the offending message when the frame was a valid envelope."""
+
+    __slots__ = ("code", "text", "message")
+
+    def __init__(self, code: ErrorCode | str, text: str, message: Message | None = None) -> None:
+        self.code = code
+        self.text = text
+        self.message = message
