@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     HANDLER_ERROR = "handler_error"
     SLOW_CONSUMER = "slow_consumer"
     SHUTTING_DOWN = "shutting_down"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    LIMIT_EXCEEDED = "limit_exceeded"
     # Raised by clients only; never sent by the server.
     NOT_CONNECTED = "not_connected"
     CONNECTION_LOST = "connection_lost"

@@ -21,7 +21,9 @@ match on the class or on ``.code``, never on the message text::
         ├── Unauthorized          unauthorized
         ├── Forbidden             forbidden
         ├── SlowConsumer          slow_consumer
-        └── ShuttingDown          shutting_down
+        ├── ShuttingDown          shutting_down
+        ├── TooManyConnections    too_many_connections
+        └── LimitExceeded         limit_exceeded
 
 A remote ``timeout`` error (the server gave up on a forwarded request) is raised
 as :class:`RequestTimeout` too, so one ``except`` covers both.
@@ -54,6 +56,8 @@ __all__ = [
     "Forbidden",
     "SlowConsumer",
     "ShuttingDown",
+    "TooManyConnections",
+    "LimitExceeded",
     "error_from_wire",
 ]
 
@@ -216,6 +220,20 @@ class ShuttingDown(RemoteError):
     code = ErrorCode.SHUTTING_DOWN
 
 
+class TooManyConnections(RemoteError):
+    """The server refused the connection: it holds as many as it may
+    (``max_connections``, or sockets still in their handshake)."""
+
+    code = ErrorCode.TOO_MANY_CONNECTIONS
+
+
+class LimitExceeded(RemoteError):
+    """A per-connection or server-wide cap refused this subscription,
+    registration or request; the connection stays open."""
+
+    code = ErrorCode.LIMIT_EXCEEDED
+
+
 _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
     cls.code: cls
     for cls in (
@@ -226,6 +244,8 @@ _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
         Forbidden,
         SlowConsumer,
         ShuttingDown,
+        TooManyConnections,
+        LimitExceeded,
     )
 }
 

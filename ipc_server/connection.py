@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Set as AbstractSet
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType
 from ipc_protocol.protocol import MessageRefused, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
-from .config import SERVER_NAME, ServerConfig
+from .config import SERVER_NAME
+from .connection_owner import ConnectionOwner, SharedReads, configure_transport
 from .inflight import InflightLimit
-from .stats import ServerStats
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 
@@ -35,7 +34,6 @@ __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 _FLUSH_EVERY_FRAMES = 32
 
 _ABORT_AFTER_CLOSE_S = 2.0
-_READ_BUFFER_SIZE = 256 * 1024  # asyncio's own read size
 
 log = logging.getLogger("ipc_server.connection")
 
@@ -44,54 +42,6 @@ ConnState = ProtocolState
 _OPEN = ProtocolState.OPEN
 _HANDSHAKE = ProtocolState.HANDSHAKE
 _NONE: frozenset[str] = frozenset()  # no registrations yet (see ServerConnection)
-
-
-class SharedReads:
-    """What the connections of one server share about reading (the loop
-    reads one socket at a time). ``buffer``: every read lands here;
-    asyncio's plain ``Protocol`` path allocates a buffer per read instead,
-    which the allocator serves with mmap: more system calls and page faults
-    on every read. ``lone``: true while a read of a single frame is
-    dispatched; what it sends, to any connection, is written at once."""
-
-    __slots__ = ("buffer", "lone")
-
-    def __init__(self, size: int = _READ_BUFFER_SIZE) -> None:
-        self.buffer = memoryview(bytearray(size))
-        self.lone = False
-
-
-class ConnectionOwner(Protocol):
-    """What a connection needs from its server (``IPCServer`` implements it)."""
-
-    config: ServerConfig
-    stats: ServerStats
-    reads: SharedReads
-
-    # A socket was accepted: keep it (True) or refuse it (the owner aborts it).
-    def admit(self, conn: ServerConnection) -> bool: ...
-
-    # A valid connect: decide, then ``conn.accept(connection_id)``.
-    def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None: ...
-
-    # One message of an open connection; ``body`` is its frame body.
-    def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None: ...
-
-    # The socket is gone: forget the connection.
-    def connection_closed(self, conn: ServerConnection) -> None: ...
-
-
-def _configure(transport: asyncio.BaseTransport) -> None:
-    """No Nagle delay (frames are already batched), TCP keepalive, and no
-    transport write limit: the slow-consumer check is ours (§12)."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        except OSError:  # pragma: no cover - not a TCP socket
-            pass
-    transport.set_write_buffer_limits(high=2**30)
 
 
 class ServerConnection(asyncio.BufferedProtocol):
@@ -148,7 +98,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         # A cast: uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
-        _configure(transport)
+        configure_transport(transport)
         loop = self._loop = asyncio.get_running_loop()
         self.connected_at = loop.time()
         if not self.owner.admit(self):

@@ -15,6 +15,8 @@ export declare const ErrorCode: Readonly<{
   HANDLER_ERROR: 'handler_error';
   SLOW_CONSUMER: 'slow_consumer';
   SHUTTING_DOWN: 'shutting_down';
+  TOO_MANY_CONNECTIONS: 'too_many_connections';
+  LIMIT_EXCEEDED: 'limit_exceeded';
   NOT_CONNECTED: 'not_connected';
   CONNECTION_LOST: 'connection_lost';
   CIRCUIT_OPEN: 'circuit_open';
@@ -111,6 +113,12 @@ export declare class SlowConsumerError extends RemoteError {
   constructor(message?: string, info?: RemoteErrorInfo);
 }
 export declare class ShuttingDownError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+export declare class TooManyConnectionsError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+}
+export declare class LimitExceededError extends RemoteError {
   constructor(message?: string, info?: RemoteErrorInfo);
 }
 
@@ -729,6 +737,8 @@ declare const _default: {
   ForbiddenError: typeof ForbiddenError;
   SlowConsumerError: typeof SlowConsumerError;
   ShuttingDownError: typeof ShuttingDownError;
+  TooManyConnectionsError: typeof TooManyConnectionsError;
+  LimitExceededError: typeof LimitExceededError;
   validateChannel: typeof validateChannel;
   validatePattern: typeof validatePattern;
   patternMatches: typeof patternMatches;

@@ -49,6 +49,8 @@ module.exports = {
   ForbiddenError: errors.ForbiddenError,
   SlowConsumerError: errors.SlowConsumerError,
   ShuttingDownError: errors.ShuttingDownError,
+  TooManyConnectionsError: errors.TooManyConnectionsError,
+  LimitExceededError: errors.LimitExceededError,
   validateChannel,
   validatePattern,
   patternMatches

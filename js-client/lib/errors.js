@@ -25,7 +25,9 @@
  *         ├── UnauthorizedError   unauthorized
  *         ├── ForbiddenError      forbidden
  *         ├── SlowConsumerError   slow_consumer
- *         └── ShuttingDownError   shutting_down
+ *         ├── ShuttingDownError   shutting_down
+ *         ├── TooManyConnectionsError too_many_connections
+ *         └── LimitExceededError  limit_exceeded
  *
  * The Python package has the same tree (`ipc_protocol.exceptions`), so code
  * reading `.code` behaves the same in both languages.
@@ -44,6 +46,8 @@ const ErrorCode = Object.freeze({
   HANDLER_ERROR: 'handler_error',
   SLOW_CONSUMER: 'slow_consumer',
   SHUTTING_DOWN: 'shutting_down',
+  TOO_MANY_CONNECTIONS: 'too_many_connections',
+  LIMIT_EXCEEDED: 'limit_exceeded',
   NOT_CONNECTED: 'not_connected',
   CONNECTION_LOST: 'connection_lost',
   CIRCUIT_OPEN: 'circuit_open',
@@ -221,6 +225,8 @@ const UnauthorizedError = remoteClass('UnauthorizedError', ErrorCode.UNAUTHORIZE
 const ForbiddenError = remoteClass('ForbiddenError', ErrorCode.FORBIDDEN);
 const SlowConsumerError = remoteClass('SlowConsumerError', ErrorCode.SLOW_CONSUMER);
 const ShuttingDownError = remoteClass('ShuttingDownError', ErrorCode.SHUTTING_DOWN);
+const TooManyConnectionsError = remoteClass('TooManyConnectionsError', ErrorCode.TOO_MANY_CONNECTIONS);
+const LimitExceededError = remoteClass('LimitExceededError', ErrorCode.LIMIT_EXCEEDED);
 
 const REMOTE_CLASSES = new Map([
   [ErrorCode.NO_RESPONDERS, NoRespondersError],
@@ -229,7 +235,9 @@ const REMOTE_CLASSES = new Map([
   [ErrorCode.UNAUTHORIZED, UnauthorizedError],
   [ErrorCode.FORBIDDEN, ForbiddenError],
   [ErrorCode.SLOW_CONSUMER, SlowConsumerError],
-  [ErrorCode.SHUTTING_DOWN, ShuttingDownError]
+  [ErrorCode.SHUTTING_DOWN, ShuttingDownError],
+  [ErrorCode.TOO_MANY_CONNECTIONS, TooManyConnectionsError],
+  [ErrorCode.LIMIT_EXCEEDED, LimitExceededError]
 ]);
 
 /**
@@ -301,6 +309,8 @@ module.exports = {
   ForbiddenError,
   SlowConsumerError,
   ShuttingDownError,
+  TooManyConnectionsError,
+  LimitExceededError,
   errorFromWire,
   errorToWire
 };

@@ -31,7 +31,9 @@ test('errors - every class carries its code and name', () => {
     [new errors.UnauthorizedError(), 'unauthorized'],
     [new errors.ForbiddenError(), 'forbidden'],
     [new errors.SlowConsumerError(), 'slow_consumer'],
-    [new errors.ShuttingDownError(), 'shutting_down']
+    [new errors.ShuttingDownError(), 'shutting_down'],
+    [new errors.TooManyConnectionsError(), 'too_many_connections'],
+    [new errors.LimitExceededError(), 'limit_exceeded']
   ];
   for (const [err, code] of cases) {
     assert.equal(err.code, code);

@@ -1,0 +1,70 @@
+"""What a connection shares with, and needs from, its server: the read
+buffer every connection of the server reads into, the owner interface the
+server implements, and the socket options of an accepted transport."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING, Protocol
+
+from ipc_protocol import Message
+from ipc_protocol.server_protocol import ConnectRequested
+
+from .config import ServerConfig
+from .stats import ServerStats
+
+if TYPE_CHECKING:
+    from .connection import ServerConnection
+
+__all__ = ["SharedReads", "ConnectionOwner", "configure_transport"]
+
+_READ_BUFFER_SIZE = 256 * 1024  # asyncio's own read size
+
+
+class SharedReads:
+    """What the connections of one server share about reading (the loop
+    reads one socket at a time). ``buffer``: every read lands here;
+    asyncio's plain ``Protocol`` path allocates a buffer per read instead,
+    which the allocator serves with mmap: more system calls and page faults
+    on every read. ``lone``: true while a read of a single frame is
+    dispatched; what it sends, to any connection, is written at once."""
+
+    __slots__ = ("buffer", "lone")
+
+    def __init__(self, size: int = _READ_BUFFER_SIZE) -> None:
+        self.buffer = memoryview(bytearray(size))
+        self.lone = False
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from its server (``IPCServer`` implements it)."""
+
+    config: ServerConfig
+    stats: ServerStats
+    reads: SharedReads
+
+    # A socket was accepted: keep it (True) or refuse it (the owner aborts it).
+    def admit(self, conn: ServerConnection) -> bool: ...
+
+    # A valid connect: decide, then ``conn.accept(connection_id)``.
+    def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None: ...
+
+    # One message of an open connection; ``body`` is its frame body.
+    def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None: ...
+
+    # The socket is gone: forget the connection.
+    def connection_closed(self, conn: ServerConnection) -> None: ...
+
+
+def configure_transport(transport: asyncio.BaseTransport) -> None:
+    """No Nagle delay (frames are already batched), TCP keepalive, and no
+    transport write limit: the slow-consumer check is ours (§12)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        except OSError:  # pragma: no cover - not a TCP socket
+            pass
+    transport.set_write_buffer_limits(high=2**30)
