@@ -6,6 +6,7 @@ from ipc_protocol import Message, MessageType
 from ipc_protocol.codes import ErrorCode
 from ipc_protocol.exceptions import *  # noqa: F403
 from ipc_protocol.exceptions import __all__ as _exceptions_all
+from ipc_protocol.version import __version__
 
 from .backoff import Backoff
 from .circuit_breaker import CircuitBreakerOptions, CircuitState
@@ -33,5 +34,6 @@ __all__ = [
     "Message",
     "MessageType",
     "ErrorCode",
+    "__version__",
     *_exceptions_all,
 ]

@@ -11,7 +11,7 @@ from .exceptions import __all__ as _exceptions_all
 from .framing import FrameDecoder, encode_frame
 from .heartbeat import Heartbeat, HeartbeatAction
 
-__version__ = "2.0.0"
+from .version import __version__
 
 __all__ = [
     "ErrorCode",
@@ -40,5 +40,6 @@ __all__ = [
     "is_reserved",
     "is_servable",
     "pattern_matches",
+    "__version__",
     *_exceptions_all,
 ]

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ipc_protocol.version import __version__
+
 from .config import LOOPS, ServerConfig, load_config
 from .server import run
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="IPC bridge server (Python <-> Node)",
         argument_default=argparse.SUPPRESS,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port, 0 for any free port (default 8888)")

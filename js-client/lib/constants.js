@@ -9,7 +9,8 @@
  */
 
 const PROTOCOL_VERSION = 2;
-const CLIENT_VERSION = '2.0.0';
+// One version: the package's own (tests/test_packaging.py checks it equals Python's).
+const CLIENT_VERSION = require('../package.json').version;
 const CLIENT_NAME = `ipc-bridge-node/${CLIENT_VERSION}`;
 
 const SYSTEM_CHANNEL = 'system';

@@ -1,0 +1,83 @@
+"""What the packages ship: one version across Python and npm, the licence
+in the wheel's metadata and in the npm tarball, and the console script's
+name (the legacy package owns ``ipc-server``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import ipc_client
+import ipc_protocol
+import ipc_server
+from ipc_protocol.version import DISTRIBUTION
+from legacy_docs_support import _npm
+
+ROOT = Path(__file__).resolve().parent.parent
+JS = ROOT / "js-client"
+
+
+def _package_json() -> dict:
+    return json.loads((JS / "package.json").read_text(encoding="utf-8"))
+
+
+def test_one_version_across_the_python_packages_and_npm(node: str) -> None:
+    installed = metadata.version(DISTRIBUTION)
+    assert ipc_protocol.__version__ == ipc_client.__version__ == ipc_server.__version__ == installed
+    assert _package_json()["version"] == installed
+    script = "const c = require('./index.js'); process.stdout.write(c.VERSION)"
+    node_version = subprocess.run([node, "-e", script], cwd=JS, capture_output=True, text=True, timeout=30, check=True).stdout
+    assert node_version == installed
+
+
+def test_the_cli_prints_the_version() -> None:
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ipc_server", "--version"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert out.returncode == 0
+    assert out.stdout.split() == ["python", "-m", "ipc_server", metadata.version(DISTRIBUTION)]
+
+
+def test_the_wheel_carries_the_licence_as_an_spdx_expression(tmp_path: Path) -> None:
+    import sys
+    import zipfile
+
+    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--quiet", "--wheel-dir", str(tmp_path)]
+    proc = subprocess.run(build, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("ipc_bridge-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        info = f"ipc_bridge-{metadata.version(DISTRIBUTION)}.dist-info"
+        meta = zf.read(f"{info}/METADATA").decode()
+        assert "License-Expression: MIT" in meta.splitlines()
+        assert zf.read(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+        assert {n.split("/")[0] for n in zf.namelist()} == {"ipc_protocol", "ipc_server", "ipc_client", info}
+
+
+def test_the_console_script_does_not_collide_with_the_legacy_package() -> None:
+    ours = {ep.name for ep in metadata.distribution(DISTRIBUTION).entry_points if ep.group == "console_scripts"}
+    assert ours == {"ipc-bridge-server"}
+    legacy = {ep.name for ep in metadata.distribution("ipc-framework").entry_points if ep.group == "console_scripts"}
+    assert not ours & legacy
+
+
+def test_the_npm_tarball_carries_the_licence_and_the_manifest_points_home(node: str) -> None:
+    npm = _npm(node)
+    if npm is None:
+        import pytest
+
+        pytest.skip("no npm found")
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(node).parent), os.environ.get("PATH", "")]))
+    proc = subprocess.run([*npm, "pack", "--dry-run", "--json"], cwd=JS, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    files = {f["path"] for f in json.loads(proc.stdout)[0]["files"]}
+    assert {"LICENSE", "README.md", "package.json", "index.js", "index.d.ts"} <= files
+    assert not any(f.startswith("test/") for f in files)
+    assert (JS / "LICENSE").read_text(encoding="utf-8") == (ROOT / "LICENSE").read_text(encoding="utf-8")
+    manifest = _package_json()
+    assert manifest["license"] == "MIT"
+    assert manifest["repository"]["directory"] == "js-client"
+    assert manifest["bugs"]["url"] and manifest["homepage"]
