@@ -30,6 +30,10 @@ const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 // an escape preceded by an even number of backslashes.
 const LONE_SURROGATE_OUT = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f]/;
 
+// The deepest a value may sit, the frame's object being 1 (scalars count):
+// pydantic-core's parser, the Python decoder's, refuses anything deeper.
+const MAX_JSON_DEPTH = 201;
+
 const isWellFormed =
   typeof String.prototype.isWellFormed === 'function'
     ? (s) => s.isWellFormed()
@@ -246,19 +250,28 @@ function hasLoneSurrogate(value) {
  * such as `1e400`, which JSON.parse turns into Infinity). It always runs:
  * the walk costs a fraction of JSON.parse, less than any scan of the text
  * for a huge exponent or a 300-digit run.
+ *
+ * It also refuses a value nested deeper than MAX_JSON_DEPTH: JSON.parse
+ * nests as deep as the text does, and a walk (this one, JSON.stringify)
+ * would overflow the stack with a RangeError out of the socket's data
+ * handler. The Python decoder, hence the server, refuses the same depth.
+ *
  * @param {unknown} value
+ * @param {number} depth the value's: 1 for the frame's object.
  * @returns {boolean}
+ * @throws {FrameError} nested too deeply.
  * @private
  */
-function hasNonFinite(value) {
+function hasNonFinite(value, depth) {
+  if (depth > MAX_JSON_DEPTH) throw new FrameError(`invalid JSON: nested deeper than ${MAX_JSON_DEPTH} levels`);
   if (typeof value === 'number') return !Number.isFinite(value);
   if (typeof value !== 'object' || value === null) return false;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (hasNonFinite(value[i])) return true;
+    for (let i = 0; i < value.length; i++) if (hasNonFinite(value[i], depth + 1)) return true;
     return false;
   }
   // for...in allocates no key array; JSON.parse makes plain objects.
-  for (const key in value) if (hasNonFinite(value[key])) return true;
+  for (const key in value) if (hasNonFinite(value[key], depth + 1)) return true;
   return false;
 }
 
@@ -285,11 +298,13 @@ function parseBody(body) {
   if (!isObject(obj)) {
     throw new FrameError(`a frame must hold a JSON object, not ${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : typeof obj}`);
   }
+  // First: it bounds the nesting (JSON.parse has no bound), so the walk
+  // for surrogates stays well within the stack.
+  if (hasNonFinite(obj, 1)) {
+    throw new FrameError('invalid JSON: a number overflows a double');
+  }
   if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(obj)) {
     throw new FrameError('invalid JSON: lone surrogate in a string');
-  }
-  if (hasNonFinite(obj)) {
-    throw new FrameError('invalid JSON: a number overflows a double');
   }
   return obj;
 }
