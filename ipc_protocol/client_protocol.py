@@ -47,7 +47,7 @@ from typing import Any
 
 from .constants import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION
 from .envelope import Message, MessageType, decode_message
-from .exceptions import IPCError, NotConnected, ProtocolError, error_from_wire
+from .exceptions import FrameTooLarge, IPCError, NotConnected, ProtocolError, error_from_wire
 from .heartbeat import Heartbeat
 from .messages import connect_request
 from .protocol import ERROR, HANDSHAKE, OPEN, Event, Protocol, ProtocolStateError
@@ -134,6 +134,15 @@ class ClientProtocol(Protocol):
         hello = connect_request(self.app_id, self.connection_id, client=self.client, token=self._token, protocol=PROTOCOL_VERSION)
         self.send(hello)
         return hello.message_id
+
+    def receive_frame(self, frame: bytes) -> Message | Event:
+        """The base's, the frame first held to the limit the handshake agreed:
+        one read in the same chunk as the reply was split off under the
+        limit before it, and the split must not change the outcome (§1)."""
+        if len(frame) > self.max_frame_size and self.state is OPEN:
+            error = FrameTooLarge(len(frame), self.max_frame_size)
+            return self._violated(error.code, str(error), None, None)
+        return super().receive_frame(frame)
 
     def _receive_before_open(self, frame: bytes) -> Message | Event:
         try:

@@ -79,6 +79,10 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         if self._error is not None:
             raise self._error
+        if self._need > self.max_frame_size:
+            # The limit was lowered (by a handshake) since this frame's
+            # prefix was read: it holds all the same, whatever the split (§1).
+            self._check_length(self._need, self.max_frame_size)
         buf = self._buf
         frames: list[bytes] = []
         try:

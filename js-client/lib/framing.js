@@ -101,6 +101,9 @@ class FrameDecoder {
     if (this._error !== null) throw this._error;
     const frames = [];
     try {
+      // The limit was lowered (by a handshake) since this frame's prefix
+      // was read: it holds all the same, whatever the split (§1 item 2).
+      if (this._need > this.maxFrameSize) this._fail(new FrameTooLargeError(this._need, this.maxFrameSize));
       this._parse(chunk, frames);
     } catch (err) {
       if (frames.length === 0) throw err;

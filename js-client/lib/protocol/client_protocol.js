@@ -31,7 +31,7 @@ const { CLIENT_NAME, PROTOCOL_VERSION, SYSTEM_CHANNEL, DEFAULT_MAX_FRAME_SIZE_BY
 const { buildMessage, decodeMessage } = require('../envelope');
 const { Heartbeat } = require('../heartbeat');
 const { FramingFailure } = require('../framing');
-const { FrameError, MessageError, errorFromWire } = require('../errors');
+const { FrameError, FrameTooLargeError, MessageError, errorFromWire } = require('../errors');
 const { Protocol, Event, ProtocolState } = require('./protocol');
 
 /** The heartbeat interval when the server does not advertise one (§9.3), ms. */
@@ -138,6 +138,21 @@ class ClientProtocol extends Protocol {
     this._connectId = hello.message_id;
     this.send(hello);
     return hello.message_id;
+  }
+
+  /**
+   * The base's receiveFrame, the frame first held to the limit the
+   * handshake agreed: one read in the same chunk as the reply was split off
+   * under the limit before it, and the split must not change the outcome
+   * (§1 items 1-2).
+   * @param {Buffer} frame
+   * @returns {object|Event}
+   */
+  receiveFrame(frame) {
+    if (frame.length > this.maxFrameSize && this.state === ProtocolState.OPEN) {
+      return this._violatedBy(new FrameTooLargeError(frame.length, this.maxFrameSize), null);
+    }
+    return super.receiveFrame(frame);
   }
 
   /**
