@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from ipc_protocol.version import __version__
 
-from .config import LOOPS, ServerConfig, load_config
+from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
 from .server import run
 
 __all__ = ["main"]
@@ -26,51 +27,103 @@ __all__ = ["main"]
 
 def _limit(value: str) -> int | None:
     """A positive number, or ``none``/``off`` for no limit."""
-    return None if value.lower() in ("none", "off") else int(value)
+    if value.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {value!r}") from None
+
+
+def _seconds_or_off(value: str) -> float | None:
+    """Seconds, or ``none``/``off`` (and 0) for none."""
+    if value.strip().lower() in ("none", "off", "0"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds or 'off', got {value!r}") from None
+
+
+def _default_text(name: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int) and (name.endswith("_bytes") or name == "max_frame_size") and value % 2**20 == 0:
+        return f"{value // 2**20} MiB"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _document_settings(parser: argparse.ArgumentParser) -> None:
+    """Every setting's help ends with its real default and its variable, so
+    ``--help`` cannot drift from ServerConfig."""
+    defaults = ServerConfig()
+    for action in parser._actions:
+        if action.dest not in SETTINGS:
+            continue
+        shown = _default_text(action.dest, getattr(defaults, action.dest))
+        secret = action.dest == "token"
+        extra = f"env {env_name(action.dest)}" if secret else f"default {shown}; env {env_name(action.dest)}"
+        action.help = f"{action.help} ({extra})"
+        if action.type in (int, _limit):
+            action.metavar = "N"
+        elif action.type in (float, _seconds_or_off):
+            action.metavar = "SECONDS"
+
+
+def _program_name() -> str:
+    """``ipc-bridge-server`` when run as that script, else ``python -m ipc_server``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name and name not in ("__main__.py", "-c") else "python -m ipc_server"
 
 
 def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: only flags actually given appear, so "none"/"off" (None) can override.
     p = argparse.ArgumentParser(
-        prog="python -m ipc_server",
+        prog=_program_name(),
         description="IPC bridge server (Python <-> Node)",
         argument_default=argparse.SUPPRESS,
+        epilog="Settings come from, lowest to highest: the defaults, the TOML file, IPC_SERVER_<NAME> variables, these flags.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    p.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
-    p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="TCP port, 0 for any free port (default 8888)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
-    p.add_argument("--max-frame-size", type=int, help="largest frame body in bytes (default 16 MiB)")
+    p.add_argument("--config", metavar="FILE", help="TOML file with settings (top level or a [server] table; env IPC_SERVER_CONFIG)")
+    p.add_argument("--host", help="interface to bind")
+    p.add_argument("--port", type=int, help="TCP port, 0 for any free port")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--max-frame-size", type=int, help="largest frame body in bytes")
     p.add_argument("--max-connections", type=_limit, help="connections accepted at once; 'none' for no limit")
-    p.add_argument("--handshake-timeout", type=float, dest="handshake_timeout_s", help="seconds to wait for the connect frame (default 10)")
+    p.add_argument("--handshake-timeout", type=float, dest="handshake_timeout_s", help="seconds to wait for the connect frame")
     p.add_argument(
         "--heartbeat-interval",
-        type=lambda v: None if v.lower() in ("none", "off", "0") else float(v),
+        type=_seconds_or_off,
         dest="heartbeat_interval_s",
-        help="seconds of silence before the server pings a client; 'off' disables (default 15)",
+        help="seconds of silence before the server pings a client; 'off' disables",
     )
-    p.add_argument("--max-outbound-buffer", type=_limit, dest="max_outbound_buffer_bytes", help="bytes queued for one client before it is cut as a slow consumer (default 64 MiB)")
-    p.add_argument("--outbound-soft-limit", type=_limit, dest="outbound_soft_limit_bytes", help="bytes queued for one client that, held for --outbound-soft-limit-time, make it a slow consumer (default 16 MiB)")
-    p.add_argument("--outbound-soft-limit-time", type=float, dest="outbound_soft_limit_s", help="seconds a client may stay over the soft limit (default 60)")
-    p.add_argument("--max-inflight", type=_limit, dest="max_inflight_per_connection", help="requests in flight per connection before reading pauses (default 1024)")
-    p.add_argument("--max-pending-handshakes", type=_limit, help="sockets accepted but not yet past the handshake (default 128)")
-    p.add_argument("--max-subscriptions-per-connection", type=_limit, help="subscriptions one connection may hold (default 100000)")
-    p.add_argument("--max-subscriptions", type=_limit, help="subscriptions on the whole server (default 4000000)")
-    p.add_argument("--max-registrations-per-connection", type=_limit, help="channels or patterns one connection may serve (default 10000)")
-    p.add_argument("--max-registrations", type=_limit, help="serve registrations on the whole server (default 1000000)")
-    p.add_argument("--default-request-timeout", type=lambda v: None if v.lower() in ("none", "off") else float(v), dest="default_request_timeout_s", help="seconds the server holds a request that carries no deadline; 'off' holds it until answered (default 60)")
-    p.add_argument("--max-held-requests", type=_limit, dest="max_held_requests_per_connection", help="forwarded requests one responder may hold unanswered (default 4096)")
-    p.add_argument("--shutdown-grace", type=float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown (default 5)")
+    p.add_argument("--max-outbound-buffer", type=_limit, dest="max_outbound_buffer_bytes", help="bytes queued for one client before it is cut as a slow consumer")
+    p.add_argument("--outbound-soft-limit", type=_limit, dest="outbound_soft_limit_bytes", help="bytes queued for one client that, held for --outbound-soft-limit-time, make it a slow consumer")
+    p.add_argument("--outbound-soft-limit-time", type=float, dest="outbound_soft_limit_s", help="seconds a client may stay over the soft limit")
+    p.add_argument("--max-inflight", type=_limit, dest="max_inflight_per_connection", help="requests in flight per connection before reading pauses")
+    p.add_argument("--max-pending-handshakes", type=_limit, help="sockets accepted but not yet past the handshake")
+    p.add_argument("--max-subscriptions-per-connection", type=_limit, help="subscriptions one connection may hold")
+    p.add_argument("--max-subscriptions", type=_limit, help="subscriptions on the whole server")
+    p.add_argument("--max-registrations-per-connection", type=_limit, help="channels or patterns one connection may serve")
+    p.add_argument("--max-registrations", type=_limit, help="serve registrations on the whole server")
+    p.add_argument("--default-request-timeout", type=_seconds_or_off, dest="default_request_timeout_s", help="seconds the server holds a request that carries no deadline; 'off' holds it until answered")
+    p.add_argument("--max-held-requests", type=_limit, dest="max_held_requests_per_connection", help="forwarded requests one responder may hold unanswered")
+    p.add_argument("--shutdown-grace", type=float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown")
     p.add_argument("--token", help="shared secret clients must present in the handshake (visible in ps: prefer --token-file)")
     p.add_argument("--token-file", help="file whose content (trailing newline stripped) is the shared secret")
     p.add_argument("--users", dest="users_file", help="TOML file of users, their credentials and permissions (docs/security.md)")
-    p.add_argument("--auth-timeout", type=float, dest="auth_timeout_s", help="seconds a socket gets to present its credentials when auth is on (default 2)")
+    p.add_argument("--auth-timeout", type=float, dest="auth_timeout_s", help="seconds a socket gets to present its credentials when auth is on")
     p.add_argument("--tls-cert", help="PEM certificate chain: the port speaks TLS only")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--tls-ca", help="PEM CA bundle: client certificates are required and verified (mutual TLS)")
     p.add_argument("--expose-stacks", action="store_true", help="send handler stack traces to clients")
-    p.add_argument("--loop", choices=LOOPS, help="event loop: asyncio (default) or uvloop (pip install 'ipc-bridge[uvloop]')")
+    p.add_argument("--loop", choices=LOOPS, help="event loop: asyncio or uvloop (pip install 'ipc-bridge[uvloop]')")
+    _document_settings(p)
     return p
 
 
@@ -92,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = vars(build_parser().parse_args(argv))
     path = overrides.pop("config", None)
     try:
-        config: ServerConfig = load_config(path=path, overrides=overrides)
+        config: ServerConfig = load_config(path=path, overrides=overrides, warn=lambda text: print(f"ipc_server: warning: {text}", file=sys.stderr))
     except (ValueError, OSError) as exc:
         print(f"ipc_server: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -4,11 +4,13 @@ then command-line flags, validated once (docs/protocol.md §12)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ipc_protocol import __version__ as _protocol_version
 from ipc_protocol.constants import (
@@ -19,7 +21,9 @@ from ipc_protocol.constants import (
     MAX_FRAME_LIMIT,
 )
 
-__all__ = ["ServerConfig", "load_config", "ENV_PREFIX", "LOOPS", "SERVER_NAME"]
+__all__ = ["ServerConfig", "load_config", "env_name", "SETTINGS", "ENV_PREFIX", "LOOPS", "SERVER_NAME"]
+
+log = logging.getLogger("ipc_server.config")
 
 ENV_PREFIX = "IPC_SERVER_"
 # What the handshake's reply names as the server (§3).
@@ -100,7 +104,7 @@ class ServerConfig:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, got {self.port}")
         if not 0 < self.max_frame_size <= MAX_FRAME_LIMIT:
-            raise ValueError(f"max_frame_size must be 1..{MAX_FRAME_LIMIT}")
+            raise ValueError(f"max_frame_size must be 1..{MAX_FRAME_LIMIT}, got {self.max_frame_size}")
         for name in _LIMITS:
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -119,7 +123,7 @@ class ServerConfig:
         if self.heartbeat_interval_s is not None and self.heartbeat_interval_s < 0:
             raise ValueError("heartbeat_interval_s must not be negative (0 or None turns heartbeats off)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ValueError(f"unknown log level {self.log_level!r}")
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}")
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
 
@@ -137,39 +141,71 @@ class ServerConfig:
 
 
 _FIELDS = {f.name: f for f in fields(ServerConfig)}
+# Every setting's name (a field of ServerConfig, a TOML key, IPC_SERVER_<NAME>).
+SETTINGS = frozenset(_FIELDS)
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_NONE_WORDS = ("none", "null", "off")
 
 
-def _coerce(name: str, raw: Any) -> Any:
-    """Convert a TOML or environment value to the field's type."""
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting: ``port`` -> ``IPC_SERVER_PORT``."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def _coerce(name: str, raw: Any, where: str) -> Any:
+    """A TOML or environment value as the field's type; ``where`` names the
+    value's origin in the error (``IPC_SERVER_PORT``, ``server.toml: port``)."""
     annotation = str(_FIELDS[name].type)
+    optional = "None" in annotation
     if raw is None:
         return None
+    text = raw.strip() if isinstance(raw, str) else raw
     if (
-        isinstance(raw, str)
-        and raw.strip().lower() in ("none", "null", "off")
-        and "None" in annotation
-        and not annotation.startswith("str")  # a token may be any string
+        isinstance(text, str)
+        and text.lower() in _NONE_WORDS
+        and optional
+        and not annotation.startswith("str")  # a token or a path may be any string
     ):
         return None
     if annotation.startswith("bool"):
-        if isinstance(raw, bool):
-            return raw
-        return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(text, bool):
+            return text
+        if isinstance(text, str) and text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(f"{where}: expected true or false (or yes/no, on/off, 1/0), got {raw!r}")
     if annotation.startswith("int"):
-        return int(raw)
+        if isinstance(text, bool) or isinstance(text, float):
+            raise ValueError(f"{where}: expected an integer{' or none' if optional else ''}, got {raw!r}")
+        try:
+            return int(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected an integer{' or none' if optional else ''}, got {raw!r}") from None
     if annotation.startswith("float"):
-        return float(raw)
-    return str(raw)
+        if isinstance(text, bool):
+            raise ValueError(f"{where}: expected a number of seconds, got {raw!r}")
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number{' or none' if optional else ''}, got {raw!r}") from None
+    if not isinstance(raw, str):
+        raise ValueError(f"{where}: expected a string, got {raw!r}")
+    return raw
 
 
-def _from_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, raw in values.items():
-        name = key.replace("-", "_")
-        if name not in _FIELDS:
-            raise ValueError(f"{source}: unknown setting {key!r}")
-        out[name] = _coerce(name, raw)
-    return out
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # its text gives the line and column
+        raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    table = data.get("server", data)
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [server] must be a table")
+    return table
 
 
 def load_config(
@@ -177,23 +213,46 @@ def load_config(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ServerConfig:
     """Merge defaults < TOML file < environment < ``overrides`` (CLI flags).
 
     The TOML file holds the settings at top level or in a ``[server]`` table;
-    ``IPC_SERVER_CONFIG`` names a file when ``path`` is not given.
+    ``IPC_SERVER_CONFIG`` names a file when ``path`` is not given. Errors name
+    the setting and where its value came from. An unknown key in the file is
+    an error; an unknown ``IPC_SERVER_*`` variable only a warning, passed to
+    ``warn`` (default: logged), since a stray variable in a shared
+    environment must not stop a server.
     """
     env = os.environ if env is None else env
+    warn = warn or log.warning
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     path = path or env.get(ENV_PREFIX + "CONFIG")
     if path:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        values.update(_from_mapping(data.get("server", data), str(path)))
-    env_values = {
-        key[len(ENV_PREFIX) :].lower(): value
-        for key, value in env.items()
-        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"
-    }
-    values.update(_from_mapping(env_values, "environment"))
-    values.update({k: v for k, v in (overrides or {}).items()})
-    return ServerConfig(**values)
+        for key, raw in _read_toml(path).items():
+            name = key.replace("-", "_")
+            if name not in _FIELDS:
+                raise ValueError(f"{path}: unknown setting {key!r}")
+            origin[name] = f"{path}: {key}"
+            values[name] = _coerce(name, raw, origin[name])
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        if name not in _FIELDS:
+            warn(f"{var}: unknown setting, ignored")
+            continue
+        origin[name] = var
+        values[name] = _coerce(name, raw, var)
+    for name, value in (overrides or {}).items():
+        origin[name] = "command line"
+        values[name] = value
+    try:
+        return ServerConfig(**values)
+    except ValueError as exc:
+        # ServerConfig's checks start with the field's name: add its origin.
+        name = str(exc).split(" ", 1)[0]
+        if name in origin:
+            raise ValueError(f"{origin[name]}: {exc}") from None
+        raise

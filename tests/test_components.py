@@ -171,7 +171,7 @@ def test_config_precedence(tmp_path: Path) -> None:
 
 def test_config_rejects_unknown_and_invalid_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        load_config(env={"IPC_SERVER_PROT": "1"})
+        load_config(env={"IPC_SERVER_PORT": "x"})
     with pytest.raises(ValueError):
         ServerConfig(port=70000)
     with pytest.raises(ValueError):

@@ -1,0 +1,105 @@
+"""Configuration errors name the setting and where its value came from;
+``--help`` shows every setting's real default and variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from ipc_server.__main__ import build_parser, main
+from ipc_server.config import ServerConfig, env_name, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"IPC_SERVER_PORT": "x"}, "IPC_SERVER_PORT: expected an integer, got 'x'"),
+        ({"IPC_SERVER_MAX_CONNECTIONS": "lots"}, "IPC_SERVER_MAX_CONNECTIONS: expected an integer or none, got 'lots'"),
+        ({"IPC_SERVER_SHUTDOWN_GRACE_S": "soon"}, "IPC_SERVER_SHUTDOWN_GRACE_S: expected a number, got 'soon'"),
+        ({"IPC_SERVER_EXPOSE_STACKS": "maybe"}, "IPC_SERVER_EXPOSE_STACKS: expected true or false"),
+        ({"IPC_SERVER_PORT": "70000"}, "IPC_SERVER_PORT: port must be 0-65535, got 70000"),
+        ({"IPC_SERVER_LOG_LEVEL": "LOUD"}, "IPC_SERVER_LOG_LEVEL: log_level must be"),
+    ],
+)
+def test_an_environment_value_error_names_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        load_config(env=env)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("word", ["true", "TRUE", "yes", "on", "1", "false", "no", "Off", "0"])
+def test_booleans_accept_only_the_documented_words(word: str) -> None:
+    expected = word.lower() in ("true", "yes", "on", "1")
+    assert load_config(env={"IPC_SERVER_EXPOSE_STACKS": word}).expose_stacks is expected
+
+
+@pytest.mark.parametrize("word", ["y", "enabled", "2", ""])
+def test_other_boolean_words_are_refused(word: str) -> None:
+    with pytest.raises(ValueError, match="IPC_SERVER_EXPOSE_STACKS: expected true or false"):
+        load_config(env={"IPC_SERVER_EXPOSE_STACKS": word})
+
+
+def test_an_unknown_variable_is_a_warning_not_an_exit() -> None:
+    warnings: list[str] = []
+    config = load_config(env={"IPC_SERVER_PROT": "1", "IPC_SERVER_PORT": "9001"}, warn=warnings.append)
+    assert config.port == 9001
+    assert warnings == ["IPC_SERVER_PROT: unknown setting, ignored"]
+
+
+def test_toml_errors_name_the_file_and_the_line_or_key(tmp_path: Path) -> None:
+    bad_syntax = tmp_path / "syntax.toml"
+    bad_syntax.write_text('port = 9000\nhost = \n')
+    with pytest.raises(ValueError, match=r"syntax\.toml: invalid TOML: .*line 2"):
+        load_config(path=bad_syntax, env={})
+    bad_type = tmp_path / "type.toml"
+    bad_type.write_text('[server]\nport = "nine"\n')
+    with pytest.raises(ValueError, match=r"type\.toml: port: expected an integer, got 'nine'"):
+        load_config(path=bad_type, env={})
+    bad_range = tmp_path / "range.toml"
+    bad_range.write_text("max_frame_size = 0\n")
+    with pytest.raises(ValueError, match=r"range\.toml: max_frame_size: max_frame_size must be"):
+        load_config(path=bad_range, env={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("prot = 1\n")
+    with pytest.raises(ValueError, match=r"unknown\.toml: unknown setting 'prot'"):
+        load_config(path=unknown, env={})
+    with pytest.raises(ValueError, match=r"missing\.toml: cannot read"):
+        load_config(path=tmp_path / "missing.toml", env={})
+
+
+def test_the_cli_exits_2_with_the_message(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IPC_SERVER_PORT", "x")
+    assert main([]) == 2
+    assert "invalid configuration: IPC_SERVER_PORT: expected an integer, got 'x'" in capsys.readouterr().err
+    monkeypatch.delenv("IPC_SERVER_PORT")
+    with pytest.raises(SystemExit) as info:
+        main(["--max-connections", "x"])
+    assert info.value.code == 2
+    assert "argument --max-connections: expected an integer or 'none', got 'x'" in capsys.readouterr().err
+
+
+def test_help_lists_every_setting_with_its_variable_and_real_default() -> None:
+    parser = build_parser()
+    documented = {action.dest: action.help or "" for action in parser._actions}
+    defaults = ServerConfig()
+    for field in fields(ServerConfig):
+        assert field.name in documented, f"no flag for setting {field.name}"
+        assert env_name(field.name) in documented[field.name]
+    assert "default 64 MiB" in documented["max_outbound_buffer_bytes"]
+    assert f"default {defaults.port};" in documented["port"]
+    assert "default" not in documented["token"]  # a secret's default is not shown, only where it goes
+
+
+def test_help_names_the_program_it_was_run_as() -> None:
+    out = subprocess.run([sys.executable, "-m", "ipc_server", "--help"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert out.stdout.startswith("usage: python -m ipc_server ")
+    script = Path(sys.executable).with_name("ipc-bridge-server")
+    if script.exists():
+        out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
+        assert out.stdout.startswith("usage: ipc-bridge-server ")
