@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     SHUTTING_DOWN = "shutting_down"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     LIMIT_EXCEEDED = "limit_exceeded"
+    BAD_REQUEST = "bad_request"
     # Raised by clients only; never sent by the server.
     NOT_CONNECTED = "not_connected"
     CONNECTION_LOST = "connection_lost"

@@ -23,7 +23,8 @@ match on the class or on ``.code``, never on the message text::
         ├── SlowConsumer          slow_consumer
         ├── ShuttingDown          shutting_down
         ├── TooManyConnections    too_many_connections
-        └── LimitExceeded         limit_exceeded
+        ├── LimitExceeded         limit_exceeded
+        └── BadRequest            bad_request: a typed handler refused the payload (.errors)
 
 A remote ``timeout`` error (the server gave up on a forwarded request) is raised
 as :class:`RequestTimeout` too, so one ``except`` covers both.
@@ -58,6 +59,7 @@ __all__ = [
     "ShuttingDown",
     "TooManyConnections",
     "LimitExceeded",
+    "BadRequest",
     "error_from_wire",
 ]
 
@@ -234,6 +236,21 @@ class LimitExceeded(RemoteError):
     code = ErrorCode.LIMIT_EXCEEDED
 
 
+class BadRequest(RemoteError):
+    """A typed handler refused the request's payload: it does not match the
+    handler's contract (docs/typed-contracts.md). ``details`` is
+    ``{"errors": [...]}``; :attr:`errors` is that list."""
+
+    code = ErrorCode.BAD_REQUEST
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The field errors, each ``{"loc": [...], "msg": str, "type": str}``."""
+        details = self.details
+        errors = details.get("errors") if isinstance(details, dict) else None
+        return errors if isinstance(errors, list) else []
+
+
 _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
     cls.code: cls
     for cls in (
@@ -246,6 +263,7 @@ _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
         ShuttingDown,
         TooManyConnections,
         LimitExceeded,
+        BadRequest,
     )
 }
 

@@ -17,6 +17,7 @@ export declare const ErrorCode: Readonly<{
   SHUTTING_DOWN: 'shutting_down';
   TOO_MANY_CONNECTIONS: 'too_many_connections';
   LIMIT_EXCEEDED: 'limit_exceeded';
+  BAD_REQUEST: 'bad_request';
   NOT_CONNECTED: 'not_connected';
   CONNECTION_LOST: 'connection_lost';
   CIRCUIT_OPEN: 'circuit_open';
@@ -120,6 +121,17 @@ export declare class TooManyConnectionsError extends RemoteError {
 }
 export declare class LimitExceededError extends RemoteError {
   constructor(message?: string, info?: RemoteErrorInfo);
+}
+/** One field error of a `bad_request` (docs/typed-contracts.md). */
+export interface FieldError {
+  loc: Array<string | number>;
+  msg: string;
+  type: string;
+}
+/** A typed handler refused the request's payload; `.details` is `{errors}`. */
+export declare class BadRequestError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
+  readonly errors: FieldError[];
 }
 
 /** The `error` object of an error response (docs/protocol.md §2). */
@@ -739,6 +751,7 @@ declare const _default: {
   ShuttingDownError: typeof ShuttingDownError;
   TooManyConnectionsError: typeof TooManyConnectionsError;
   LimitExceededError: typeof LimitExceededError;
+  BadRequestError: typeof BadRequestError;
   validateChannel: typeof validateChannel;
   validatePattern: typeof validatePattern;
   patternMatches: typeof patternMatches;

@@ -51,6 +51,7 @@ module.exports = {
   ShuttingDownError: errors.ShuttingDownError,
   TooManyConnectionsError: errors.TooManyConnectionsError,
   LimitExceededError: errors.LimitExceededError,
+  BadRequestError: errors.BadRequestError,
   validateChannel,
   validatePattern,
   patternMatches

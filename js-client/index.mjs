@@ -34,6 +34,7 @@ export const {
   ForbiddenError,
   SlowConsumerError,
   ShuttingDownError,
+  BadRequestError,
   validateChannel,
   validatePattern,
   patternMatches

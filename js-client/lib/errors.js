@@ -27,7 +27,8 @@
  *         ├── SlowConsumerError   slow_consumer
  *         ├── ShuttingDownError   shutting_down
  *         ├── TooManyConnectionsError too_many_connections
- *         └── LimitExceededError  limit_exceeded
+ *         ├── LimitExceededError  limit_exceeded
+ *         └── BadRequestError     bad_request: a typed handler refused the payload (.errors)
  *
  * The Python package has the same tree (`ipc_protocol.exceptions`), so code
  * reading `.code` behaves the same in both languages.
@@ -48,6 +49,7 @@ const ErrorCode = Object.freeze({
   SHUTTING_DOWN: 'shutting_down',
   TOO_MANY_CONNECTIONS: 'too_many_connections',
   LIMIT_EXCEEDED: 'limit_exceeded',
+  BAD_REQUEST: 'bad_request',
   NOT_CONNECTED: 'not_connected',
   CONNECTION_LOST: 'connection_lost',
   CIRCUIT_OPEN: 'circuit_open',
@@ -228,6 +230,27 @@ const ShuttingDownError = remoteClass('ShuttingDownError', ErrorCode.SHUTTING_DO
 const TooManyConnectionsError = remoteClass('TooManyConnectionsError', ErrorCode.TOO_MANY_CONNECTIONS);
 const LimitExceededError = remoteClass('LimitExceededError', ErrorCode.LIMIT_EXCEEDED);
 
+/**
+ * A typed handler refused the request's payload: it does not match the
+ * handler's contract (docs/typed-contracts.md). `.details` is
+ * `{errors: [...]}`; `.errors` is that list.
+ */
+class BadRequestError extends RemoteError {
+  /**
+   * @param {string} [message]
+   * @param {{remoteType?: string|null, remoteStack?: string|null, details?: unknown}} [info]
+   */
+  constructor(message, info) {
+    super(ErrorCode.BAD_REQUEST, message, info);
+  }
+
+  /** @returns {Array<{loc: Array<string|number>, msg: string, type: string}>} the field errors. */
+  get errors() {
+    const errors = this.details && this.details.errors;
+    return Array.isArray(errors) ? errors : [];
+  }
+}
+
 const REMOTE_CLASSES = new Map([
   [ErrorCode.NO_RESPONDERS, NoRespondersError],
   [ErrorCode.RESPONDER_LOST, ResponderLostError],
@@ -237,7 +260,8 @@ const REMOTE_CLASSES = new Map([
   [ErrorCode.SLOW_CONSUMER, SlowConsumerError],
   [ErrorCode.SHUTTING_DOWN, ShuttingDownError],
   [ErrorCode.TOO_MANY_CONNECTIONS, TooManyConnectionsError],
-  [ErrorCode.LIMIT_EXCEEDED, LimitExceededError]
+  [ErrorCode.LIMIT_EXCEEDED, LimitExceededError],
+  [ErrorCode.BAD_REQUEST, BadRequestError]
 ]);
 
 /**
@@ -311,6 +335,7 @@ module.exports = {
   ShuttingDownError,
   TooManyConnectionsError,
   LimitExceededError,
+  BadRequestError,
   errorFromWire,
   errorToWire
 };

@@ -33,7 +33,8 @@ test('errors - every class carries its code and name', () => {
     [new errors.SlowConsumerError(), 'slow_consumer'],
     [new errors.ShuttingDownError(), 'shutting_down'],
     [new errors.TooManyConnectionsError(), 'too_many_connections'],
-    [new errors.LimitExceededError(), 'limit_exceeded']
+    [new errors.LimitExceededError(), 'limit_exceeded'],
+    [new errors.BadRequestError(), 'bad_request']
   ];
   for (const [err, code] of cases) {
     assert.equal(err.code, code);
@@ -41,6 +42,16 @@ test('errors - every class carries its code and name', () => {
     assert.equal(err.name, err.constructor.name);
   }
   assert.deepEqual(new Set(cases.map(([, code]) => code)), new Set(Object.values(ErrorCode)));
+});
+
+test('errors - a bad_request carries its field errors', () => {
+  const fieldErrors = [{ loc: ['items', 0, 'qty'], msg: 'Input should be greater than 0', type: 'greater_than' }];
+  const err = errorFromWire({ code: 'bad_request', message: 'invalid', details: { errors: fieldErrors } });
+  assert.ok(err instanceof errors.BadRequestError && err instanceof RemoteError);
+  assert.deepEqual(err.errors, fieldErrors);
+  assert.deepEqual(err.details, { errors: fieldErrors });
+  assert.deepEqual(new errors.BadRequestError('x').errors, []);
+  assert.deepEqual(errorToWire(err), { code: 'bad_request', message: 'invalid', details: { errors: fieldErrors }, remote_type: 'BadRequestError' });
 });
 
 test('errors - errorFromWire maps codes to classes with remote details', () => {
