@@ -4,6 +4,10 @@ smoke run of the script itself with tiny counts so it cannot rot."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from ipc_protocol import FrameDecoder, encode_frame
 from ipc_protocol.client_protocol import ClientProtocol, Connected
@@ -76,3 +80,42 @@ def test_a_connect_reply_still_opens_with_the_frames_after_it_within_the_limit()
     items = [proto.receive_frame(b) for b in proto.receive_data(_frame(REPLY) + _frame(small), 0.0)]
     assert isinstance(items[0], Connected) and type(items[1]).__name__ == "Message"
     assert proto.state is ProtocolState.OPEN
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_fuzz_run_with_tiny_counts(tmp_path: Path) -> None:
+    """bench/fuzz.py end to end: both decoders, a live server with hostile
+    connections and the good clients; every target reports its counts and
+    nothing breaks the invariant."""
+    out = tmp_path / "fuzz.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "fuzz.py"), "--frames", "400", "--seconds", "30", "--seed", "3", "--workers", "4", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    assert "verdict: no breach" in proc.stdout
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["breaches"] == 0
+    targets = ["python", "server"] + (["node"] if shutil.which("node") else [])
+    for target in targets:
+        assert doc[target]["frames"] >= 400, target
+    for decoders in [doc[t] for t in ("python", "node") if t in doc]:
+        assert decoders["framing"]["outcomes"].keys() >= {"ok", "bad_frame", "too_large"}
+        assert decoders["envelope"]["outcomes"].keys() >= {"ok", "bad_frame", "bad_message"}
+    live = doc["server"]
+    assert live["good"]["errors"] == 0 and live["good"]["requests"] > 0 and live["good"]["server_answers_at_end"]
+    assert live["hostile"]["connections"] > 0 and sum(live["hostile"]["ends"].values()) > 0
+    assert live["server_exit_status"] == 0
+
+
+def test_the_fuzz_run_rejects_an_unknown_target() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "fuzz.py"), "--only", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "unknown target" in proc.stderr

@@ -337,11 +337,12 @@ function splits(rng, bytes) {
     return chunks;
   };
   const small = bytes.length <= 4096;
-  const maxChunk = rng.pick([2, 7, 64, 1500, Math.max(1, bytes.length)]);
+  const smallest = 1 + Math.floor(bytes.length / 2048); // at most about 2,048 reads a stream
+  const largest = Math.max(smallest, rng.pick([2, 7, 64, 1500, bytes.length]));
   return [
     { name: 'whole', chunks: [bytes] },
     { name: 'bytewise', chunks: small ? cut(() => 1) : cut(() => Math.ceil(bytes.length / 512)) },
-    { name: 'random', chunks: cut(() => rng.range(1, maxChunk)) }
+    { name: 'random', chunks: cut(() => rng.range(smallest, largest)) }
   ];
 }
 
