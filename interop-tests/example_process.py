@@ -15,6 +15,7 @@ import re
 import signal
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from conftest import LINE_LIMIT, ROOT, WAIT_S
@@ -41,11 +42,13 @@ async def wait_for_output(
 
 
 class ExampleProcess:
-    """One example script in its own process; stdout is collected line by line."""
+    """One example script in its own process; stdout is collected line by line.
+    ``cwd`` is the repository root unless given."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         self.argv = argv
         self.env = env
+        self.cwd = cwd
         self.lines: list[str] = []
         self.log = tempfile.TemporaryFile()
         self.proc: asyncio.subprocess.Process | None = None
@@ -55,7 +58,7 @@ class ExampleProcess:
 
     async def start(self) -> ExampleProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdout=asyncio.subprocess.PIPE, stderr=self.log, cwd=ROOT, env=self.env, limit=LINE_LIMIT,
+            *self.argv, stdout=asyncio.subprocess.PIPE, stderr=self.log, cwd=self.cwd, env=self.env, limit=LINE_LIMIT,
             start_new_session=True,  # its own process group, so kill() also reaches a server it started
         )
         self._reader = asyncio.ensure_future(self._read())

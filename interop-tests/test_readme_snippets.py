@@ -1,0 +1,214 @@
+"""Every Python and JavaScript block of README.md and js-client/README.md,
+run as the program a reader would paste: written to a file and run for real
+(Python with the venv's interpreter, JavaScript with Node) against the real
+``python -m ipc_server`` on a free port.
+
+The convention: the last non-blank line before each ```python / ```js
+block is an HTML comment (invisible on the rendered page) that says what
+the block is. A Python or JavaScript block without one fails
+``test_every_block_is_marked``; ```sh blocks are commands and are not run
+here (the npm ones of the Install section are, in
+``test_the_install_section_s_npm_commands``).
+
+    <!-- snippet: NAME -->                a program: runs to its end and exits 0
+    <!-- snippet: NAME, with: OTHER -->   a program that needs OTHER running first
+    <!-- snippet: NAME, service -->       runs until stopped (a service loop); its
+                                          first stdout line says it is ready
+    <!-- snippet: NAME, server -->        a service that is itself the server on 8888
+    <!-- snippet: skip, REASON -->        not run: a fragment, or it needs a
+                                          feature that does not exist yet
+
+NAME is unique across both files, and is the file name the block is written
+to (``.py``, ``.js``, or ``.mjs`` for a block with an ``import ... from``).
+
+How a program runs (``test_snippet``): a ``python -m ipc_server`` on a free
+port is started when the program or its partner names port 8888, unless the
+partner is a ``server`` block (then that block is the server, on a free
+port); every 8888 in the text becomes that port, the one edit made to a
+block. The partner is started first and awaited for its first stdout line;
+then the program runs to its end within ``WAIT_S``; it must exit 0, print
+the lines of ``EXPECT`` (each regex matches a line of its own, in any
+order) and nothing on stderr but the lines of ``STDERR``; the partner must
+still be running, and is then killed. ``require('ipc-bridge-client')``
+resolves through ``node_modules/ipc-bridge-client`` in the directory the
+blocks are written to, a link to js-client/ (``readme_snippets.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import WAIT_S
+from legacy_docs_support import _npm, free_port
+from readme_snippets import JS_CLIENT, PACKAGE, Snippet, all_snippets, link_package, start_snippet, stderr_lines
+
+VERSION = re.escape(metadata.version("ipc-bridge"))
+SNIPPETS, PROBLEMS = all_snippets()
+BY_NAME = {s.name: s for s in SNIPPETS if s.name}
+
+_TICK = r"tick ticks\.\d+ \{ n: \d+, time: [\d.]+ \}"
+EXPECT: dict[str, list[str]] = {
+    "install-python": [VERSION],
+    "install-cjs": [VERSION],
+    "install-esm": [VERSION],
+    "quickstart-client": [r"\{ greeting: 'Hello, Ada!' \}", "3", _TICK, _TICK, _TICK],
+    "migration": [],
+    "service-and-caller": [
+        r"\{'sku': 'A-1', 'price': 9\.5\}",
+        "handler_error ZeroDivisionError division by zero",
+        "1",
+    ],
+    "resilience": [
+        "3", "5", "7", "9",
+        r"\{'total': 2, 'available': 2, 'in_use': 0, 'pending': 0, 'total_created': 2, 'total_destroyed': 0\}",
+        r"\{'report': 'reports\.daily'\}",
+        r"\[\{'host': '127\.0\.0\.1', 'port': \d+, 'weight': 1, 'healthy': True, .*\},"
+        r" \{'host': '127\.0\.0\.1', 'port': 8889, 'weight': 3, 'healthy': False, .*\}\]",
+        r"\{'requests': 1, 'errors': 0, 'timeouts': 0, 'requests_per_s': .*\}",
+    ],
+    "js-install-cjs": [VERSION],
+    "js-install-esm": [VERSION],
+    "js-quick-start": [
+        "3",
+        r"\{ sku: 'A-1', stock: 7 \}",
+        r"orders\.eu\.created \{ id: 42 \}",
+        "delivered to 1",
+        "ZeroDivisionError division by zero",
+    ],
+    "js-system": [r"\{ time: [\d.]+ \}", r"\{ time: [\d.]+ \}", r"\{ status: 'pong' \}"],
+    "js-offline-queue": [r"\{ order: 7, status: 'created' \}"],
+    "js-pool": [r"\{ id: 7, total: 19\.5 \}", r"  inUse: 0,"],
+    "js-load-balancer": [r"\{ id: 7, total: 19\.5 \}", r"    healthy: true,", r"    port: 8889,", r"    healthy: false,"],
+    "js-service-client": [
+        r"\{ id: 42, name: 'Ada Lovelace' \}",
+        r"\{ id: 12345, name: 'Ada Lovelace' \}",
+        r"\{ 'user-service': \{ healthy: true, servers: \[ \[Object\] \] \} \}",
+    ],
+}
+# The stderr lines a program may print (by default none at all).
+STDERR: dict[str, list[str]] = {
+    "resilience": [r"127\.0\.0\.1:8889 out of rotation: .*"],  # the logged warning of a server that is down
+    "js-load-balancer": [r"out of rotation 127\.0\.0\.1 8889 not_connected"],  # the block's own console.warn
+}
+
+
+def test_every_block_is_marked():
+    assert not PROBLEMS, "\n".join(PROBLEMS)
+    names = [s.name for s in SNIPPETS if s.name]
+    assert len(names) == len(set(names)), f"snippet names used twice: {sorted(n for n in names if names.count(n) > 1)}"
+    partners = {s.partner for s in SNIPPETS if s.partner}
+    for s in SNIPPETS:
+        if s.partner:
+            assert s.partner in BY_NAME and BY_NAME[s.partner].kind in ("service", "server"), f"{s.where}: with: {s.partner}"
+        if s.kind in ("service", "server"):
+            assert s.name in partners, f"{s.where}: {s.name} is a {s.kind} no program runs with"
+        if s.kind == "program":
+            assert s.name in EXPECT, f"{s.where}: {s.name}: say what it prints in EXPECT"
+    assert set(EXPECT) <= set(names) and set(STDERR) <= set(EXPECT)
+
+
+def _matches(patterns: list[str], lines: list[str]) -> list[str]:
+    """The patterns that match no line of their own (each line serves one)."""
+    free = list(lines)
+    missing = []
+    for pattern in patterns:
+        hit = next((line for line in free if re.fullmatch(pattern, line)), None)
+        if hit is None:
+            missing.append(pattern)
+        else:
+            free.remove(hit)
+    return missing
+
+
+@pytest.fixture
+async def run_snippet(node: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await run_snippet(snippet, port)``, started in ``tmp_path``
+    (where ``ipc-bridge-client`` resolves to js-client/); killed on teardown."""
+    link_package(tmp_path)
+    started: list[Any] = []
+
+    async def run(snippet: Snippet, port: int, directory: Path = tmp_path) -> Any:
+        proc = await start_snippet(snippet, directory, port, node)
+        started.append(proc)
+        return proc
+
+    yield run
+    for proc in started:
+        await proc.kill()
+
+
+def _programs() -> list[Any]:
+    params = []
+    for s in SNIPPETS:
+        if s.kind == "program":
+            params.append(pytest.param(s, id=s.name))
+        elif s.kind == "skip":
+            params.append(pytest.param(s, id=s.where, marks=pytest.mark.skip(reason=f"{s.where}: {s.reason}")))
+    return params
+
+
+def _check_program(snippet: Snippet, proc: Any, code: int) -> None:
+    assert code == 0, proc.describe()
+    missing = _matches(EXPECT[snippet.name], proc.lines)
+    assert not missing, f"{snippet.where}: no line matching {missing}\n{proc.describe()}"
+    unexpected = [line for line in stderr_lines(proc) if not any(re.fullmatch(p, line) for p in STDERR.get(snippet.name, []))]
+    assert not unexpected, f"{snippet.where}: unexpected on stderr: {unexpected}\n{proc.describe()}"
+
+
+@pytest.mark.parametrize("snippet", _programs())
+async def test_snippet(snippet: Snippet, start_server, run_snippet):
+    partner = BY_NAME[snippet.partner] if snippet.partner else None
+    if partner is not None and partner.kind == "server":
+        port = free_port()
+    elif snippet.names_port or (partner is not None and partner.names_port):
+        port = (await start_server()).port
+    else:
+        port = 0  # it connects nowhere
+    service = None
+    if partner is not None:
+        service = await run_snippet(partner, port)
+        await service.wait_line(r".+")  # its first line: ready
+    proc = await run_snippet(snippet, port)
+    _check_program(snippet, proc, await proc.wait_exit(timeout=WAIT_S))
+    if service is not None:
+        assert service.proc.returncode is None, f"{partner.where} stopped while {snippet.name} ran:\n{service.describe()}"
+
+
+async def test_the_install_section_s_npm_commands(node: str, tmp_path: Path):
+    """``npm pack`` the folder and ``npm install`` the tarball into a new
+    project, as the Install sections say; the install blocks then run there
+    against the installed copy (not a link to js-client/)."""
+    npm = _npm(node)
+    if npm is None:
+        pytest.skip("no npm found")
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(node).parent), os.environ.get("PATH", "")]))
+    version = json.loads((JS_CLIENT / "package.json").read_text(encoding="utf-8"))["version"]
+    project = tmp_path / "project"
+    project.mkdir()
+
+    def npm_run(*args: str, cwd: Path) -> None:
+        proc = subprocess.run([*npm, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"npm {' '.join(args)}: {proc.stderr[-2000:]}"
+
+    npm_run("pack", str(JS_CLIENT), cwd=tmp_path)
+    tarball = tmp_path / f"{PACKAGE}-{version}.tgz"
+    assert tarball.exists(), sorted(p.name for p in tmp_path.iterdir())
+    npm_run("install", "--no-audit", "--no-fund", str(tarball), cwd=project)
+    installed = project / "node_modules" / PACKAGE
+    assert installed.is_dir() and not installed.is_symlink()
+
+    for name in ("install-cjs", "install-esm", "js-install-cjs", "js-install-esm"):
+        proc = await start_snippet(BY_NAME[name], project, 0, node)
+        try:
+            _check_program(BY_NAME[name], proc, await proc.wait_exit(timeout=WAIT_S))
+        finally:
+            await proc.kill()
