@@ -16,14 +16,18 @@ Targets (``--only``, comma-separated; default all):
   skipped when ``node`` is not found);
 - ``server``: ``python -m ipc_server`` on 127.0.0.1, fed by hostile
   connections while well-behaved clients work beside them
-  (bench/_fuzz_live.py).
+  (bench/_fuzz_live.py);
+- ``differential``: the same bodies to both envelope decoders, whose
+  verdicts must agree (bench/_fuzz_differential.py, with
+  bench/node/fuzz_verdicts.js; skipped without ``node``).
 
 The invariant: every input decodes or raises a documented error (a code of
 interop-tests/spec/error_codes.json), the way the bytes are split never
 changes the outcome, nothing hangs, the server never crashes or logs an
-error, and the good clients see zero errors. Each target stops at
-``--frames`` frames or ``--seconds`` seconds, whichever comes first; the
-Python and Node decoders run at the same time, then the server. Progress
+error, the good clients see zero errors, and the two decoders agree.
+Each target stops at ``--frames`` frames or ``--seconds`` seconds,
+whichever comes first; the Python and Node decoders run at the same time,
+then the differential, then the server. Progress
 goes to stderr, the counts to stdout (``--json PATH``: all of them). Exit
 status 1 when the invariant broke (the breaches, with their seeds and
 bytes, are printed), 2 on bad arguments.
@@ -44,9 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BENCH_DIR, REPO_ROOT, node_binary  # noqa: E402  (puts the checkout on sys.path)
 from _fuzz_decoders import SPEC_CODES, DecoderFuzz  # noqa: E402
+from _fuzz_differential import run_differential  # noqa: E402
 from _fuzz_live import run_live  # noqa: E402
 
-TARGETS = ("python", "node", "server")
+TARGETS = ("python", "node", "differential", "server")
 
 
 def progress(line: str) -> None:
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=1_000_000, help="frames per target (default 1,000,000)")
     p.add_argument("--seconds", type=float, default=900.0, help="time limit per target (default 900)")
     p.add_argument("--seed", type=int, default=1, help="seed of every generator (default 1)")
-    p.add_argument("--only", default=",".join(TARGETS), help="targets: python, node, server (default all)")
+    p.add_argument("--only", default=",".join(TARGETS), help="targets: python, node, differential, server (default all)")
     p.add_argument("--workers", type=int, default=8, help="hostile connections at a time (default 8)")
     p.add_argument("--json", help="write every count to this file")
     args = p.parse_args(argv)
@@ -148,17 +153,29 @@ def main(argv: list[str] | None = None) -> int:
         results["python"] = run_python(args.frames, args.seconds, args.seed)
     if node is not None:
         results["node"] = finish_node(node, args.seconds)
+    if "differential" in only:
+        binary = node_binary()
+        if binary is None:
+            results.setdefault("skipped", []).append("differential: node not found")
+        else:
+            script = str(BENCH_DIR / "node" / "fuzz_verdicts.js")
+            results["differential"] = run_differential(binary, script, args.frames, args.seconds, args.seed, progress)
     if "server" in only:
         results["server"] = asyncio.run(run_live(args.frames, args.seconds, args.seed, SPEC_CODES, workers=args.workers, progress=progress))
     print(f"fuzz run, seed {args.seed}: up to {args.frames:,} frames or {args.seconds:g} s per target")
     for name in ("python", "node"):
         if name in results:
             print_decoders(f"{name} decoders", results[name])
+    if "differential" in results:
+        d = results["differential"]
+        print(f"differential: {d['frames']:,} bodies to both envelope decoders in {d['seconds']} s (stopped by {d['stopped_by']}); agreed: {_outcomes(d['agreed'])}; disagreed: {_outcomes(d['disagreed']) or 'never'}")
+        for example in d["breach_examples"]:
+            print(f"  BREACH: {json.dumps(example)[:3000]}")
     for note in results.get("skipped", []):
         print(f"skipped: {note}")
     if "server" in results:
         print_live(results["server"])
-    breaches = sum(results[t]["breaches"] for t in ("python", "node") if t in results) + len(results.get("server", {}).get("breaches", []))
+    breaches = sum(results[t]["breaches"] for t in ("python", "node", "differential") if t in results) + len(results.get("server", {}).get("breaches", []))
     print("verdict: " + ("no breach" if breaches == 0 else f"{breaches} BREACHES"))
     results["breaches"] = breaches
     if args.json:

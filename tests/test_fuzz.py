@@ -102,7 +102,7 @@ def test_the_fuzz_run_with_tiny_counts(tmp_path: Path) -> None:
     assert "verdict: no breach" in proc.stdout
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert doc["breaches"] == 0
-    targets = ["python", "server"] + (["node"] if shutil.which("node") else [])
+    targets = ["python", "server"] + (["node", "differential"] if shutil.which("node") else [])
     for target in targets:
         assert doc[target]["frames"] >= 400, target
     for decoders in [doc[t] for t in ("python", "node") if t in doc]:
