@@ -22,6 +22,7 @@ from ipc_protocol import (
     pattern_matches,
     validate_pattern,
 )
+from ipc_protocol.contracts import bind, declared
 from ipc_protocol.messages import error_response
 from ipc_protocol.replies import handler_reply
 
@@ -152,6 +153,8 @@ class Subscriptions:
         payload: dict[str, Any] = {"serve": True} if serve else {}
         if conn.legacy:
             payload["connection_id"] = conn.connection_id  # a 1.1.x server reads it here (§10)
+        elif serve and subscribe and (schema := declared(self.services.get(channel))) is not None:
+            payload["schema"] = schema  # a typed handler's contract (§7.1, docs/typed-contracts.md)
         mtype = MessageType.SUBSCRIBE if subscribe else MessageType.UNSUBSCRIBE
         msg = Message.build(mtype, self._calls.app_id, channel, payload)
         if conn.legacy:
@@ -167,7 +170,7 @@ class Subscriptions:
             raise ValueError(f"channel {channel!r} is reserved for the server")
         if channel in self.services:
             raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
-        self.services[channel] = fn
+        self.services[channel] = bind(fn)  # annotated: validated (docs/typed-contracts.md)
         registration = self._acks[channel] = Registration(channel)
         conn = self._connected()
         if conn is not None:

@@ -7,14 +7,18 @@ The tables themselves are ``topics.SubscriptionTable`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
+from typing import Any
 
 from ipc_protocol import SERVICES_CHANNEL, ErrorCode, Message, MessageType, encode_frame, encode_message, is_servable, validate_pattern
 from ipc_protocol.messages import response_to
+from ipc_protocol.contracts import handler_digest
 
 from .admission import App
 from .connection import ServerConnection
 from .router import target_problem
+from .schemas import Schemas, declared_schema
 from .stats import ServerStats
 
 __all__ = ["PubSub"]
@@ -37,6 +41,7 @@ class PubSub:
     def __init__(self, apps: dict[str, App], stats: ServerStats) -> None:
         self._apps = apps  # Admission's: the apps of the open connections
         self._stats = stats
+        self.schemas = Schemas()  # what responders declared (docs/typed-contracts.md)
 
     def subscription(self, conn: ServerConnection, msg: Message) -> None:
         """A subscribe or unsubscribe, plain or as a responder (``serve``)."""
@@ -54,9 +59,17 @@ class PubSub:
                 conn.refuse(msg, ErrorCode.FORBIDDEN, f"channel {channel!r} is reserved for the server")
                 return
             if subscribe:
+                try:
+                    schema = declared_schema(msg.payload)  # §7.1
+                except ValueError as exc:
+                    conn.refuse(msg, ErrorCode.BAD_MESSAGE, str(exc))
+                    return
                 if app.responders.add(channel, conn):
                     conn.responder_for = _with(conn.responder_for, channel)
+                    self.schemas.declare(conn.app_id, channel, conn, schema)
                     self.announce_service(conn, "added", channel)
+                elif self.schemas.declare(conn.app_id, channel, conn, schema):
+                    self.announce_service(conn, "changed", channel)  # registered again, declaring another schema
                 status = "serving"
             else:
                 if app.responders.remove(channel, conn):
@@ -106,7 +119,10 @@ class PubSub:
         return delivered
 
     def announce_service(self, conn: ServerConnection, event: str, channel: str) -> None:
-        """Tell ``$sys.services`` subscribers a responder registration came or went (§7.1)."""
+        """Tell ``$sys.services`` subscribers a responder registration came or went (§7.5);
+        every removal passes here, so the schema the registration declared goes too."""
+        if event == "removed":
+            self.schemas.withdraw(conn.app_id, channel, conn)
         app = self._apps.get(conn.app_id)
         if app is None:
             return
@@ -114,6 +130,17 @@ class PubSub:
             MessageType.PUBLISH,
             conn.app_id,
             SERVICES_CHANNEL,
-            {"event": event, "channel": channel, "connection_id": conn.connection_id, "responders": app.responders.count(channel)},
+            {"event": event, "channel": channel, "connection_id": conn.connection_id, "responders": app.responders.count(channel),
+             "schema_digest": self.schemas.digest(conn.app_id, channel)},  # fmt: skip
         )
         self._fan_out(app, note, None)
+
+    def announce_handler(self, app_id: str | None, event: str, channel: str, fn: Callable[..., Any] | None) -> None:
+        """Tell ``$sys.services`` subscribers an in-process handler (``fn``, None
+        once removed) came or went (§7.5): no connection, ``responders`` 0;
+        every app's subscribers for ``app_id`` None."""
+        digest = None if fn is None else handler_digest(fn)
+        apps = self._apps.items() if app_id is None else [(app_id, self._apps[app_id])] if app_id in self._apps else []
+        for name, app in list(apps):
+            payload = {"event": event, "channel": channel, "connection_id": None, "responders": 0, "schema_digest": digest}
+            self._fan_out(app, Message.build(MessageType.PUBLISH, name, SERVICES_CHANNEL, payload), None)

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, Message, MessageType, is_servable, validate_pattern
+from ipc_protocol.contracts import bind
 from ipc_protocol.messages import response_to
 from ipc_protocol.server_protocol import ConnectRequested
 
@@ -125,10 +126,13 @@ class IPCServer:
         validate_pattern(channel)
         if not is_servable(channel):
             raise ValueError(f"channel {channel!r} is reserved for the server")
-        self.handlers.add(channel, fn, app_id)
+        handler = self.handlers.add(channel, bind(fn), app_id)  # annotated: validated (docs/typed-contracts.md)
+        self._pubsub.announce_handler(app_id, "added", channel, handler.fn)  # §7.5, to the apps connected
 
     def remove_handler(self, channel: str, *, app_id: str | None = None) -> bool:
-        return self.handlers.remove(channel, app_id)
+        if removed := self.handlers.remove(channel, app_id):
+            self._pubsub.announce_handler(app_id, "removed", channel, None)
+        return removed
 
     async def start(self) -> None:
         """Bind and start accepting; returns once listening."""
@@ -278,6 +282,8 @@ class IPCServer:
             services = app.responders.counts()
             services.update({ch: 0 for ch in self.handlers.channels(conn.app_id)})
             result = {"services": services}
+        elif action == "describe":  # the channels' JSON Schemas (docs/typed-contracts.md)
+            result = self._pubsub.schemas.describe(conn.app_id, app.responders.counts(), self.handlers)
         else:  # ping and connect: answered by the connection's protocol
             return
         if msg.message_type is MessageType.REQUEST:

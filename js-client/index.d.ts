@@ -402,6 +402,55 @@ export interface HealthCheckResult {
 
 export type MessageHandler<P = any> = (message: Message<P>) => unknown;
 
+/** JSON Schemas a responder declares for what it serves (docs/typed-contracts.md). */
+export interface ServeSchema {
+  /** Checked on every request: a payload that does not match is answered bad_request. */
+  request?: object | boolean;
+  /** Checked on every result: one that does not match is answered handler_error. */
+  response?: object | boolean;
+}
+export interface ServeOptions {
+  timeout?: number;
+  /** Sent with the registration and published by the server's `describe` action. */
+  schema?: ServeSchema;
+}
+
+/** One channel of a typed contract: what a request carries and what its answer does. */
+export interface ChannelContract {
+  request: unknown;
+  response: unknown;
+}
+/** A contract: channel name -> {request, response}, as `ipc-bridge-types` writes it. */
+export type ContractMap<Api> = { [C in keyof Api]: ChannelContract };
+/** The channel names of a contract. */
+export type ContractChannel<Api> = Extract<keyof Api, string>;
+
+/**
+ * The client returned by `client.typed<Api>()`: the same client, whose
+ * requests the compiler checks against the contract `Api` (a channel it
+ * names, that channel's payload, the answer's type). Streams are not part
+ * of the protocol yet; a typed `stream()` will join these when they are.
+ */
+export interface TypedClient<Api extends ContractMap<Api>> extends Omit<IPCClient, 'request' | 'sendRequest' | 'serve'> {
+  request<C extends ContractChannel<Api>>(
+    channelId: C,
+    payload: Api[C]['request'],
+    timeout?: number | CallOptions,
+    options?: CallOptions
+  ): Promise<Api[C]['response']>;
+  sendRequest<C extends ContractChannel<Api>>(
+    channelId: C,
+    payload: Api[C]['request'],
+    timeout?: number | CallOptions,
+    options?: CallOptions
+  ): Promise<Message<Api[C]['response']>>;
+  serve<C extends ContractChannel<Api>>(
+    channelId: C,
+    handler: (message: Message<Api[C]['request']>) => Api[C]['response'] | Promise<Api[C]['response']>,
+    options?: ServeOptions
+  ): Promise<void>;
+}
+
 export interface IPCClientEvents {
   connecting: [];
   connected: [info: HandshakeInfo];
@@ -460,8 +509,16 @@ export declare class IPCClient extends EventEmitter {
    * client (unserve() it first), ForbiddenError on a reserved channel other
    * than `system` itself.
    */
-  serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: ServeOptions): Promise<void>;
   unserve(channelId: string): Promise<void>;
+
+  /**
+   * This client, typed by a contract (an interface written by
+   * `ipc-bridge-types`): `request`, `sendRequest` and `serve` take only the
+   * contract's channels and payloads and resolve its answers' types.
+   * Types only: nothing is checked at run time by this call.
+   */
+  typed<Api extends ContractMap<Api>>(): TypedClient<Api>;
 
   /** Rejects with ForbiddenError on a reserved channel (`system...`, `$sys...`) without sending. */
   publish(

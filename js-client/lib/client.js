@@ -206,7 +206,9 @@ class IPCClient extends EventEmitter {
    * keeps answering pings); every other reserved channel is refused.
    * @param {string} channelId a channel or pattern.
    * @param {(msg: object) => unknown} handler receives the request message.
-   * @param {{timeout?: number}} [options]
+   * @param {{timeout?: number, schema?: {request?: object, response?: object}}} [options]
+   *   `schema`: JSON Schemas sent with the registration, checked on every
+   *   request (bad_request) and result (docs/typed-contracts.md).
    * @returns {Promise<void>} resolves on the server's ack.
    * @throws {AlreadyServingError} the channel is already served by this client.
    * @throws {ForbiddenError} a reserved channel other than `system`.
@@ -222,6 +224,17 @@ class IPCClient extends EventEmitter {
    */
   unserve(channelId) {
     return this._subs.unserve(channelId);
+  }
+
+  /**
+   * This client, typed by a contract (index.d.ts `TypedClient<Api>`, the
+   * interface `ipc-bridge-types` writes; docs/typed-contracts.md). The
+   * compiler checks channels, payloads and answers; at run time it is this
+   * very client.
+   * @returns {this}
+   */
+  typed() {
+    return this;
   }
 
   /**

@@ -19,6 +19,7 @@ const { now } = require('./connection');
 const { State } = require('./state');
 const { reply } = require('./replies');
 const { checkTimeout } = require('./call_options');
+const { checkSchemaOption, bindContract } = require('./contracts');
 const { AlreadyServingError, ConnectionLostError, ErrorCode, ForbiddenError, RemoteError } = require('./errors');
 
 /**
@@ -34,6 +35,8 @@ class Subscriptions {
     this.subscriptions = new Map();
     /** @type {Map<string, Function>} pattern -> handler, in registration order */
     this.responders = new Map();
+    /** @type {Map<string, object>} pattern -> the schemas its responder declared (docs/typed-contracts.md) */
+    this.schemas = new Map();
   }
 
   /**
@@ -83,28 +86,42 @@ class Subscriptions {
 
   /**
    * IPCClient.serve(): one handler per channel or pattern; `system` may be
-   * served, no other reserved channel.
+   * served, no other reserved channel. A declared `schema` is sent with the
+   * registration and checked on every request (lib/contracts.js).
    * @param {string} channelId
    * @param {Function} handler
-   * @param {{timeout?: number}} [options]
+   * @param {{timeout?: number, schema?: {request?: object|boolean, response?: object|boolean}}} [options]
    * @returns {Promise<void>}
    */
-  async serve(channelId, handler, { timeout = this.host.options.requestTimeout } = {}) {
+  async serve(channelId, handler, { timeout = this.host.options.requestTimeout, schema } = {}) {
     validatePattern(channelId);
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    const declared = checkSchemaOption(schema);
     if (channelId !== SYSTEM_CHANNEL && isReserved(channelId)) {
       throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
     }
     if (this.responders.has(channelId)) throw new AlreadyServingError(channelId);
     const deadline = now() + checkTimeout(timeout);
+    handler = bindContract(handler, declared);
     this.responders.set(channelId, handler);
+    if (declared !== null) this.schemas.set(channelId, declared);
     try {
       if (this.host._state !== State.CONNECTED) await this.host._reconnector.ready(deadline);
       await this._register('subscribe', channelId, true, deadline);
     } catch (err) {
-      if (this.responders.get(channelId) === handler) this.responders.delete(channelId);
+      if (this.responders.get(channelId) === handler) this._forgetResponder(channelId);
       throw err;
     }
+  }
+
+  /**
+   * Drops a responder and the schemas it declared.
+   * @param {string} channelId
+   * @private
+   */
+  _forgetResponder(channelId) {
+    this.responders.delete(channelId);
+    this.schemas.delete(channelId);
   }
 
   /**
@@ -122,7 +139,7 @@ class Subscriptions {
         await this._register('unsubscribe', channelId, true, now() + this.host.options.requestTimeout);
       }
     } finally {
-      if (this.responders.get(channelId) === handler) this.responders.delete(channelId);
+      if (this.responders.get(channelId) === handler) this._forgetResponder(channelId);
     }
   }
 
@@ -147,7 +164,8 @@ class Subscriptions {
         throw reason;
       }
       const [pattern, serve] = work[i];
-      (serve ? this.responders : this.subscriptions).delete(pattern);
+      if (serve) this._forgetResponder(pattern);
+      else this.subscriptions.delete(pattern);
       this.host._emitError(reason);
     }
   }
@@ -236,6 +254,8 @@ class Subscriptions {
     if (calls.conn === null) throw new ConnectionLostError('the connection is closed');
     const legacy = calls.conn.legacy;
     const payload = serve ? { serve: true } : legacy ? { connection_id: this.host._connectionId } : null;
+    const schema = serve && type === 'subscribe' && !legacy ? this.schemas.get(pattern) : undefined;
+    if (schema !== undefined) payload.schema = schema; // the declared contract (§7.1)
     const msg = buildMessage(type, this.host.appId, pattern, payload);
     if (legacy) await calls.sendAndDrain(msg, deadline);
     else await calls.call(msg, deadline);

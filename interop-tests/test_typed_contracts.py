@@ -1,0 +1,210 @@
+"""Typed contracts across the bridge (docs/typed-contracts.md), with the
+real server, a typed Python responder (typed_service.py) and the real
+js-client in Node processes (node/typed_peer.js):
+
+- a Node caller gets a Python responder's ``bad_request`` with its field
+  errors, and a Python caller a Node responder's (declared JSON Schemas);
+- ``describe`` publishes both sides' schemas;
+- the declarations ``ipc-bridge-types`` writes (from the server, or from
+  ``python -m ipc_client schemas`` without one) compile under
+  ``tsc --strict`` with js-client/test/types/usage.ts, and misuse.ts fails
+  on exactly the lines it marks. TypeScript is the test folder's dev
+  dependency (js-client/test/types/package.json), installed once per
+  session with ``npm ci``; without npm those tests are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from conftest import HERE, NODE_DIR, ROOT, WAIT_S, _subprocess_env, run_node
+from example_process import ExampleProcess
+from legacy_docs_support import NPM_TIMEOUT_S, _npm
+
+from ipc_protocol import BadRequest, HandlerError
+
+TYPES = ROOT / "js-client" / "test" / "types"
+GENERATOR = ROOT / "js-client" / "bin" / "ipc-bridge-types.js"
+TS_VERSION = json.loads((TYPES / "package.json").read_text())["devDependencies"]["typescript"].lstrip("~^")
+QUOTE = {"items": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 1}], "placed_at": "2026-12-05T10:00:00+01:00", "coupon": "WINTER"}
+
+
+# -- fixtures -----------------------------------------------------------------------
+
+
+def _tsc() -> Path:
+    return TYPES / "node_modules" / "typescript" / "bin" / "tsc"
+
+
+def _installed_typescript() -> str | None:
+    try:
+        return json.loads((TYPES / "node_modules" / "typescript" / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def typescript(node: str) -> Path:
+    """tsc from js-client/test/types (its package-lock.json), installed once with ``npm ci`` when missing."""
+    if _installed_typescript() != TS_VERSION or not (TYPES / "node_modules" / "@types" / "node").exists():
+        npm = _npm(node)
+        if npm is None:
+            pytest.skip("no npm found to install TypeScript for the type tests (js-client/test/types/package.json)")
+        env = {**os.environ, "PATH": os.pathsep.join([str(Path(node).parent), os.environ.get("PATH", "")])}
+        try:
+            proc = subprocess.run([*npm, "ci", "--no-audit", "--no-fund"], cwd=TYPES, env=env, capture_output=True, text=True, timeout=NPM_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"npm ci in {TYPES} did not finish within {NPM_TIMEOUT_S} s")
+        if proc.returncode != 0 or _installed_typescript() != TS_VERSION:
+            pytest.fail(f"npm ci in {TYPES} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return _tsc()
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await processes(argv, ready_pattern, **env)``, each killed on teardown."""
+    started: list[ExampleProcess] = []
+
+    async def start(argv: list[str], ready: str, **env: str) -> ExampleProcess:
+        proc = ExampleProcess(argv, {**_subprocess_env(), **env})
+        started.append(proc)
+        await proc.start()
+        await proc.wait_line(ready)
+        return proc
+
+    yield start
+    for proc in started:
+        await proc.kill()
+
+
+async def typed_service(processes: Callable[..., Any], server: Any) -> Any:
+    return await processes([sys.executable, str(HERE / "typed_service.py")], r"typed service ready on .*", IPC_PORT=str(server.port), IPC_APP="shop")
+
+
+def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=_subprocess_env(), **kwargs)
+
+
+def offline_declarations(node: str, out: Path) -> str:
+    """``python -m ipc_client schemas`` then ``ipc-bridge-types --from``: no server involved."""
+    schema = out.with_suffix(".json")
+    made = run([sys.executable, "-m", "ipc_client", "schemas", f"{HERE / 'typed_service.py'}:client", "--out", str(schema)])
+    assert made.returncode == 0, made.stderr
+    written = run([node, str(GENERATOR), "--from", str(schema), "--out", str(out)])
+    assert written.returncode == 0, written.stderr
+    return out.read_text()
+
+
+def compile_ts(node: str, tsc: Path, tmp: Path, source: Path, declarations: Path) -> subprocess.CompletedProcess[str]:
+    """``tsc --strict --noEmit`` of ``source`` with 'ipc-bridge-client' and 'shop-api' mapped to their .d.ts."""
+    config = tmp / f"tsconfig.{source.stem}.json"
+    config.write_text(json.dumps({
+        "compilerOptions": {
+            "strict": True, "noEmit": True, "target": "es2022", "module": "commonjs", "moduleResolution": "node10",
+            "types": ["node"], "typeRoots": [str(TYPES / "node_modules" / "@types")],
+            "paths": {"ipc-bridge-client": [str(ROOT / "js-client" / "index.d.ts")], "shop-api": [str(declarations)]},
+        },
+        "files": [str(source)],
+    }))  # fmt: skip
+    return run([node, str(tsc), "-p", str(config), "--pretty", "false"])
+
+
+# -- the generated declarations under tsc ------------------------------------------------------
+
+
+def test_the_declarations_compile_with_the_usage_file_and_refuse_each_misuse(node, typescript, tmp_path) -> None:
+    declarations = tmp_path / "shop-api.d.ts"
+    text = offline_declarations(node, declarations)
+    assert '"shop.quote": { request: QuoteRequest; response: Quote };' in text
+    assert 'export type Currency = "EUR" | "USD";' in text
+
+    usage = compile_ts(node, typescript, tmp_path, TYPES / "usage.ts", declarations)
+    assert usage.returncode == 0, usage.stdout + usage.stderr
+
+    misuse = compile_ts(node, typescript, tmp_path, TYPES / "misuse.ts", declarations)
+    assert misuse.returncode != 0
+    failing = {int(m[1]) for m in re.finditer(r"misuse\.ts\((\d+),\d+\): error TS\d+", misuse.stdout)}
+    marked = {n for n, line in enumerate((TYPES / "misuse.ts").read_text().splitlines(), 1) if re.search(r"\S.*// error: ", line)}
+    assert len(marked) >= 10
+    assert failing == marked, misuse.stdout
+
+
+async def test_declarations_from_the_live_server_equal_those_written_offline(server, node, processes, tmp_path) -> None:
+    await typed_service(processes, server)
+    live = tmp_path / "live.d.ts"
+    proc = await asyncio.create_subprocess_exec(
+        node, str(GENERATOR), "--port", str(server.port), "--app", "shop", "--out", str(live),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), WAIT_S)
+    assert proc.returncode == 0, err.decode()
+    assert "3 channels written" in err.decode()
+    offline = offline_declarations(node, tmp_path / "offline.d.ts")
+    # The first line names the source (the server's address, or the file); the rest is the same.
+    assert live.read_text().split("\n", 1)[1] == offline.split("\n", 1)[1]
+
+
+# -- validation errors crossing languages -------------------------------------------------------
+
+
+async def test_a_node_caller_gets_a_python_responders_bad_request(server, node, processes) -> None:
+    await typed_service(processes, server)
+    calls = [
+        {"channel": "shop.quote", "payload": QUOTE},
+        {"channel": "shop.quote", "payload": {"items": [{"sku": "", "qty": 0}], "currency": "GBP", "priority": "soon"}},
+        {"channel": "shop.count", "payload": [1, "two"]},
+        {"channel": "shop.echo", "payload": {"anything": ["goes"]}},
+    ]
+    good, bad, count, echo = await run_node(node, "typed_peer.js", "call", str(server.port), "shop", json.dumps(calls))
+    assert good["ok"] and good["payload"] == {
+        "total": 13.5, "currency": "EUR", "valid_until": "2026-12-06T10:00:00+01:00", "discount": {"code": "WINTER", "percent": 10.0},
+        "lines": [{"sku": "A-1", "qty": 2, "amount": 5.0}, {"sku": "B-2", "qty": 1, "amount": 10.0}],
+    }  # fmt: skip
+    error = bad["error"]
+    assert (error["code"], error["name"]) == ("bad_request", "BadRequestError")
+    found = {tuple(e["loc"]): e["type"] for e in error["details"]["errors"]}
+    assert found == {
+        ("items", 0, "sku"): "string_too_short", ("items", 0, "qty"): "greater_than", ("currency",): "enum",
+        ("placed_at",): "missing", ("priority", "int"): "int_parsing", ("priority", "literal['rush']"): "literal_error",
+    }  # fmt: skip
+    assert all(set(e) == {"loc", "msg", "type"} for e in error["details"]["errors"])
+    assert count["error"]["code"] == "bad_request" and count["error"]["details"]["errors"][0]["loc"] == [1]
+    assert echo == {"ok": True, "payload": {"anything": ["goes"]}}
+
+
+async def test_a_python_caller_gets_a_node_responders_bad_request_and_its_schemas(server, node, processes, py_client) -> None:
+    await processes([node, str(NODE_DIR / "typed_peer.js"), "serve", str(server.port), "shop"], r'\{"event":"ready"\}')
+    caller = await py_client(server.port, "shop")
+    order = {"items": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 3}], "placed_at": "2026-12-05T10:00:00Z", "note": None}
+    assert await caller.request("node.total", order) == 5
+
+    with pytest.raises(BadRequest) as err:
+        await caller.request("node.total", {"items": [{"sku": "A-1", "qty": 0, "colour": "red"}], "currency": "GBP", "placed_at": "soon"})
+    assert err.value.errors == [
+        {"loc": ["items", 0, "qty"], "msg": "Input should be greater than 0", "type": "greater_than"},
+        {"loc": ["items", 0, "colour"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"},
+        {"loc": ["currency"], "msg": "Input should be 'EUR' or 'USD'", "type": "enum"},
+        {"loc": ["placed_at"], "msg": "Input should be a valid datetime", "type": "datetime_parsing"},
+    ]
+    with pytest.raises(HandlerError) as broken:
+        await caller.request("node.broken", None)
+    assert broken.value.remote_type == "ValidationError" and broken.value.details["errors"][0]["type"] == "int_type"
+
+    # The Node responder's schemas, published by describe; a Python caller may
+    # check an answer against them with its own types (TypeAdapter).
+    channels = (await caller.system("describe"))["channels"]
+    assert channels["node.total"]["request"]["title"] == "Order"
+    assert channels["node.total"]["response"] == {"type": "integer", "minimum": 0}
+    assert channels["node.broken"] == {"request": {}, "response": {"type": "integer"}}
+    assert TypeAdapter(int).validate_python(await caller.request("node.total", order)) == 5

@@ -1,0 +1,297 @@
+'use strict';
+
+/**
+ * Typed contracts (docs/typed-contracts.md), the mirror of
+ * ipc_protocol/contracts.py: a responder may declare the JSON Schemas of
+ * what it serves, `serve(channel, handler, { schema: { request, response } })`.
+ * The schemas go to the server with the registration (docs/protocol.md §7.1),
+ * which publishes them through the `describe` action (§8); and the handler
+ * is wrapped so that a payload that does not match `request` is answered
+ * `bad_request` with the field errors (`{loc, msg, type}`, in the manner of
+ * pydantic's), a result that does not match `response` `handler_error`
+ * (`remote_type` 'ValidationError'). The handler still receives the message.
+ *
+ * The validator is a small subset of JSON Schema, the part pydantic writes:
+ * `type`, `enum`, `const`, `properties`, `required`, `additionalProperties`,
+ * `items`, `prefixItems`, `minItems`/`maxItems`, `anyOf`/`oneOf` (read as
+ * anyOf), `allOf`, `$ref` into `$defs`/`definitions`, the numeric bounds,
+ * `minLength`/`maxLength`/`pattern`, and the formats `date-time`, `date`,
+ * `time` and `uuid`. Other keywords are ignored: a schema never refuses
+ * more than it says, it may accept more.
+ */
+
+const { BadRequestError, HandlerError } = require('./errors');
+const { isThenable } = require('./listeners');
+
+const SIDES = ['request', 'response'];
+const MAX_LISTED_ERRORS = 5;
+const FORMATS = {
+  'date-time': /^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)?$/,
+  date: /^\d{4}-\d\d-\d\d$/,
+  time: /^\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)?$/,
+  uuid: /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/
+};
+const TYPE_ERRORS = {
+  string: ['string_type', 'Input should be a valid string'],
+  integer: ['int_type', 'Input should be a valid integer'],
+  number: ['float_type', 'Input should be a valid number'],
+  boolean: ['bool_type', 'Input should be a valid boolean'],
+  null: ['none_required', 'Input should be null'],
+  array: ['list_type', 'Input should be a valid list'],
+  object: ['dict_type', 'Input should be a valid object']
+};
+
+/**
+ * Checks the `schema` option of serve(): `{request?, response?}`, each a
+ * JSON Schema (an object or a boolean).
+ * @param {unknown} schema
+ * @returns {{request: object|boolean, response: object|boolean}|null} null when not given.
+ * @throws {TypeError}
+ */
+function checkSchemaOption(schema) {
+  if (schema === undefined || schema === null) return null;
+  if (typeof schema !== 'object' || Array.isArray(schema)) throw new TypeError('schema must be {request?, response?}');
+  for (const key of Object.keys(schema)) {
+    if (!SIDES.includes(key)) throw new TypeError(`schema has an unknown key ${JSON.stringify(key)}: only request and response`);
+  }
+  const out = {};
+  for (const side of SIDES) {
+    const value = schema[side] === undefined ? {} : schema[side];
+    if (typeof value !== 'boolean' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+      throw new TypeError(`schema.${side} must be a JSON Schema (an object or a boolean)`);
+    }
+    out[side] = value;
+  }
+  return out;
+}
+
+/**
+ * Wraps a handler in its declared contract; the handler itself when there is none.
+ * @param {(msg: object) => unknown} handler
+ * @param {{request: object|boolean, response: object|boolean}|null} schema from checkSchemaOption().
+ * @returns {(msg: object) => unknown}
+ */
+function bindContract(handler, schema) {
+  if (schema === null) return handler;
+  const request = acceptsAll(schema.request) ? null : schema.request;
+  const response = acceptsAll(schema.response) ? null : schema.response;
+  if (request === null && response === null) return handler;
+  const checked = (value) => {
+    const errors = validate(response, value);
+    if (errors.length > 0) {
+      throw new HandlerError(`the handler's result does not match its response schema: ${summary(errors)}`, { remoteType: 'ValidationError', details: { errors } });
+    }
+    return value;
+  };
+  return function typedHandler(msg) {
+    if (request !== null) {
+      const errors = validate(request, msg.payload);
+      if (errors.length > 0) throw new BadRequestError(`invalid request for ${JSON.stringify(msg.channel_id)}: ${summary(errors)}`, { details: { errors } });
+    }
+    const result = handler(msg);
+    if (response === null) return result;
+    return isThenable(result) ? Promise.resolve(result).then(checked) : checked(result);
+  };
+}
+
+/**
+ * Validates a JSON value against a JSON Schema (the subset in the module's doc).
+ * @param {object|boolean} schema
+ * @param {unknown} value
+ * @returns {Array<{loc: Array<string|number>, msg: string, type: string}>} empty when valid.
+ */
+function validate(schema, value) {
+  const errors = [];
+  check(schema, value, [], schema, errors);
+  return errors;
+}
+
+/** @returns {boolean} whether the schema accepts every value ({} or true). */
+function acceptsAll(schema) {
+  return schema === true || (typeof schema === 'object' && schema !== null && Object.keys(schema).length === 0);
+}
+
+/**
+ * Checks `value` at `loc` against `schema`, pushing what is wrong.
+ * @private
+ */
+function check(schema, value, loc, root, errors) {
+  if (schema === true || schema === undefined) return;
+  if (schema === false) {
+    errors.push({ loc, msg: 'No value is allowed here', type: 'never' });
+    return;
+  }
+  if (typeof schema.$ref === 'string') {
+    check(resolve(schema.$ref, root), value, loc, root, errors);
+  }
+  if (Array.isArray(schema.allOf)) for (const part of schema.allOf) check(part, value, loc, root, errors);
+  const branches = schema.anyOf || schema.oneOf;
+  if (Array.isArray(branches)) checkUnion(branches, value, loc, root, errors);
+  if (schema.type !== undefined && !checkType(schema.type, value, loc, errors)) return;
+  if (schema.enum !== undefined && !schema.enum.some((v) => same(v, value))) {
+    errors.push({ loc, msg: `Input should be ${orList(schema.enum.map(show))}`, type: 'enum' });
+    return;
+  }
+  if (schema.const !== undefined && !same(schema.const, value)) {
+    errors.push({ loc, msg: `Input should be ${show(schema.const)}`, type: 'literal_error' });
+    return;
+  }
+  if (typeof value === 'string') checkString(schema, value, loc, errors);
+  else if (typeof value === 'number') checkNumber(schema, value, loc, errors);
+  else if (Array.isArray(value)) checkArray(schema, value, loc, root, errors);
+  else if (value !== null && typeof value === 'object') checkObject(schema, value, loc, root, errors);
+}
+
+/** @private */
+function checkUnion(branches, value, loc, root, errors) {
+  let best = null;
+  for (const branch of branches) {
+    const found = [];
+    check(branch, value, loc, root, found);
+    if (found.length === 0) return;
+    // A branch whose errors are all deeper than here matched the value's shape: its errors say most.
+    const deeper = found.every((e) => e.loc.length > loc.length);
+    if (deeper && (best === null || found.length < best.length)) best = found;
+  }
+  if (best !== null) errors.push(...best);
+  else errors.push({ loc, msg: `Input should be ${orList(branches.map((b) => name(b, root)))}`, type: 'union_type' });
+}
+
+/** @private */
+function checkType(type, value, loc, errors) {
+  const types = Array.isArray(type) ? type : [type];
+  if (types.some((t) => isType(t, value))) return true;
+  const [code, msg] = types.length === 1 && TYPE_ERRORS[types[0]] ? TYPE_ERRORS[types[0]] : ['type_error', `Input should be ${orList(types)}`];
+  errors.push({ loc, msg, type: code });
+  return false;
+}
+
+/** @private */
+function isType(type, value) {
+  switch (type) {
+    case 'string': return typeof value === 'string';
+    case 'integer': return Number.isInteger(value);
+    case 'number': return typeof value === 'number' && Number.isFinite(value);
+    case 'boolean': return typeof value === 'boolean';
+    case 'null': return value === null;
+    case 'array': return Array.isArray(value);
+    case 'object': return value !== null && typeof value === 'object' && !Array.isArray(value);
+    default: return true; // an unknown type name refuses nothing
+  }
+}
+
+/** @private */
+function checkString(schema, value, loc, errors) {
+  const length = [...value].length;
+  if (schema.minLength !== undefined && length < schema.minLength) {
+    errors.push({ loc, msg: `String should have at least ${schema.minLength} character${schema.minLength === 1 ? '' : 's'}`, type: 'string_too_short' });
+  }
+  if (schema.maxLength !== undefined && length > schema.maxLength) {
+    errors.push({ loc, msg: `String should have at most ${schema.maxLength} character${schema.maxLength === 1 ? '' : 's'}`, type: 'string_too_long' });
+  }
+  if (typeof schema.pattern === 'string' && !new RegExp(schema.pattern, 'u').test(value)) {
+    errors.push({ loc, msg: `String should match pattern '${schema.pattern}'`, type: 'string_pattern_mismatch' });
+  }
+  const format = FORMATS[schema.format];
+  if (format !== undefined && (!format.test(value) || (schema.format !== 'time' && schema.format !== 'uuid' && Number.isNaN(Date.parse(value.slice(0, 10)))))) {
+    const kind = schema.format.replace('-', '');
+    errors.push({ loc, msg: `Input should be a valid ${kind}`, type: `${kind}_parsing` });
+  }
+}
+
+/** @private */
+function checkNumber(schema, value, loc, errors) {
+  const bounds = [
+    ['minimum', (v, b) => v >= b, 'greater_than_equal', 'greater than or equal to'],
+    ['exclusiveMinimum', (v, b) => v > b, 'greater_than', 'greater than'],
+    ['maximum', (v, b) => v <= b, 'less_than_equal', 'less than or equal to'],
+    ['exclusiveMaximum', (v, b) => v < b, 'less_than', 'less than']
+  ];
+  for (const [key, ok, type, words] of bounds) {
+    if (typeof schema[key] === 'number' && !ok(value, schema[key])) errors.push({ loc, msg: `Input should be ${words} ${schema[key]}`, type });
+  }
+  if (typeof schema.multipleOf === 'number' && schema.multipleOf > 0 && Math.abs(value / schema.multipleOf - Math.round(value / schema.multipleOf)) > 1e-9) {
+    errors.push({ loc, msg: `Input should be a multiple of ${schema.multipleOf}`, type: 'multiple_of' });
+  }
+}
+
+/** @private */
+function checkArray(schema, value, loc, root, errors) {
+  if (schema.minItems !== undefined && value.length < schema.minItems) {
+    errors.push({ loc, msg: `List should have at least ${schema.minItems} item${schema.minItems === 1 ? '' : 's'}`, type: 'too_short' });
+  }
+  if (schema.maxItems !== undefined && value.length > schema.maxItems) {
+    errors.push({ loc, msg: `List should have at most ${schema.maxItems} item${schema.maxItems === 1 ? '' : 's'}`, type: 'too_long' });
+  }
+  const prefix = Array.isArray(schema.prefixItems) ? schema.prefixItems : [];
+  value.forEach((item, i) => {
+    const itemSchema = i < prefix.length ? prefix[i] : schema.items;
+    if (itemSchema !== undefined) check(itemSchema, item, [...loc, i], root, errors);
+  });
+}
+
+/** @private */
+function checkObject(schema, value, loc, root, errors) {
+  const properties = schema.properties || {};
+  if (Array.isArray(schema.required)) {
+    for (const key of schema.required) {
+      if (!Object.prototype.hasOwnProperty.call(value, key)) errors.push({ loc: [...loc, key], msg: 'Field required', type: 'missing' });
+    }
+  }
+  for (const [key, item] of Object.entries(value)) {
+    if (Object.prototype.hasOwnProperty.call(properties, key)) check(properties[key], item, [...loc, key], root, errors);
+    else if (schema.additionalProperties === false) errors.push({ loc: [...loc, key], msg: 'Extra inputs are not permitted', type: 'extra_forbidden' });
+    else if (schema.additionalProperties !== undefined) check(schema.additionalProperties, item, [...loc, key], root, errors);
+  }
+}
+
+/**
+ * The schema a local `$ref` names (`#`, `#/$defs/X`, `#/definitions/X`, any JSON pointer into the root).
+ * @private
+ */
+function resolve(ref, root) {
+  if (!ref.startsWith('#')) return true; // a remote reference is not fetched: accepted
+  let node = root;
+  for (const raw of ref.slice(1).split('/').slice(1)) {
+    const key = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    node = node !== null && typeof node === 'object' ? node[key] : undefined;
+  }
+  return node === undefined ? true : node;
+}
+
+/** @private */
+function name(schema, root) {
+  if (schema === true) return 'anything';
+  if (typeof schema.$ref === 'string') return schema.$ref.split('/').pop();
+  if (schema.const !== undefined) return show(schema.const);
+  if (schema.type !== undefined) return [].concat(schema.type).join(' or ');
+  return 'the declared schema';
+}
+
+/** @private */
+function same(a, b) {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** @private */
+function show(value) {
+  return typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
+}
+
+/** @private */
+function orList(items) {
+  return items.length <= 1 ? String(items[0]) : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`;
+}
+
+/**
+ * The errors in one line, as the Python side writes them.
+ * @param {Array<{loc: Array<string|number>, msg: string}>} errors
+ * @returns {string}
+ */
+function summary(errors) {
+  const parts = errors.slice(0, MAX_LISTED_ERRORS).map((e) => `${e.loc.join('.') || 'payload'}: ${e.msg}`);
+  const more = errors.length - MAX_LISTED_ERRORS;
+  return parts.join('; ') + (more > 0 ? ` (and ${more} more)` : '');
+}
+
+module.exports = { checkSchemaOption, bindContract, validate, summary };

@@ -1,0 +1,119 @@
+'use strict';
+
+/**
+ * Typed contracts in Node (lib/contracts.js, docs/typed-contracts.md): the
+ * `schema` option of serve(), the validator's field errors (the shape
+ * pydantic writes, so both languages answer bad_request alike) and the
+ * wrapped handler. Pure: the wire is in interop-tests/test_typed_contracts.py.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { checkSchemaOption, bindContract, validate } = require('../lib/contracts');
+const { BadRequestError, HandlerError, errorToWire } = require('../lib/errors');
+
+// What pydantic writes for a model with a nested model, an enum, an optional
+// field, a list, a datetime and a union (interop-tests/typed_service.py).
+const ORDER = {
+  $defs: {
+    Size: { enum: ['S', 'M', 'L'], title: 'Size', type: 'string' },
+    Item: {
+      properties: { sku: { type: 'string', minLength: 1 }, qty: { exclusiveMinimum: 0, type: 'integer' }, size: { $ref: '#/$defs/Size', default: 'M' } },
+      required: ['sku', 'qty'],
+      title: 'Item',
+      type: 'object'
+    }
+  },
+  properties: {
+    items: { items: { $ref: '#/$defs/Item' }, type: 'array', minItems: 1 },
+    placed_at: { format: 'date-time', type: 'string' },
+    note: { anyOf: [{ type: 'string' }, { type: 'null' }], default: null },
+    priority: { anyOf: [{ type: 'integer' }, { const: 'rush', type: 'string' }], default: 0 }
+  },
+  required: ['items', 'placed_at'],
+  additionalProperties: false,
+  title: 'Order',
+  type: 'object'
+};
+const GOOD = { items: [{ sku: 'a', qty: 2, size: 'L' }], placed_at: '2026-12-05T10:00:00Z', note: null, priority: 'rush' };
+
+test('contracts - a valid payload has no errors', () => {
+  assert.deepEqual(validate(ORDER, GOOD), []);
+  assert.deepEqual(validate(ORDER, { items: [{ sku: 'a', qty: 1 }], placed_at: '2026-12-05T10:00:00.123+01:00', priority: 3 }), []);
+  assert.deepEqual(validate({}, Symbol.for('anything')), []);
+  assert.deepEqual(validate(true, null), []);
+});
+
+test('contracts - each field error has loc, msg and type in the manner of pydantic', () => {
+  const errors = validate(ORDER, { items: [{ qty: 0, size: 'XL' }, 'x'], placed_at: 'yesterday', note: 5, priority: 'later', colour: 'red' });
+  assert.deepEqual(errors, [
+    { loc: ['items', 0, 'sku'], msg: 'Field required', type: 'missing' },
+    { loc: ['items', 0, 'qty'], msg: 'Input should be greater than 0', type: 'greater_than' },
+    { loc: ['items', 0, 'size'], msg: "Input should be 'S', 'M' or 'L'", type: 'enum' },
+    { loc: ['items', 1], msg: 'Input should be a valid object', type: 'dict_type' },
+    { loc: ['placed_at'], msg: 'Input should be a valid datetime', type: 'datetime_parsing' },
+    { loc: ['note'], msg: 'Input should be string or null', type: 'union_type' },
+    { loc: ['priority'], msg: "Input should be integer or 'rush'", type: 'union_type' },
+    { loc: ['colour'], msg: 'Extra inputs are not permitted', type: 'extra_forbidden' }
+  ]);
+  assert.deepEqual(validate(ORDER, { items: [] }), [
+    { loc: ['placed_at'], msg: 'Field required', type: 'missing' },
+    { loc: ['items'], msg: 'List should have at least 1 item', type: 'too_short' }
+  ]);
+  assert.deepEqual(validate(ORDER, 'x'), [{ loc: [], msg: 'Input should be a valid object', type: 'dict_type' }]);
+  assert.deepEqual(validate({ type: 'integer', maximum: 3 }, 2.5), [{ loc: [], msg: 'Input should be a valid integer', type: 'int_type' }]);
+  assert.deepEqual(validate({ type: 'number', maximum: 3 }, 4), [{ loc: [], msg: 'Input should be less than or equal to 3', type: 'less_than_equal' }]);
+  assert.deepEqual(validate({ prefixItems: [{ type: 'string' }, { type: 'integer' }], type: 'array' }, ['a', 'b']), [
+    { loc: [1], msg: 'Input should be a valid integer', type: 'int_type' }
+  ]);
+  assert.deepEqual(validate({ type: 'object', additionalProperties: { type: 'integer' } }, { a: 1, b: 'x' }), [
+    { loc: ['b'], msg: 'Input should be a valid integer', type: 'int_type' }
+  ]);
+});
+
+test('contracts - a union reports the branch that matched the shape', () => {
+  const schema = { anyOf: [{ $ref: '#/$defs/A' }, { type: 'null' }], $defs: { A: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] } } };
+  assert.deepEqual(validate(schema, null), []);
+  assert.deepEqual(validate(schema, { n: 'x' }), [{ loc: ['n'], msg: 'Input should be a valid integer', type: 'int_type' }]);
+  assert.deepEqual(validate(schema, 3), [{ loc: [], msg: 'Input should be A or null', type: 'union_type' }]);
+});
+
+test('contracts - the schema option takes request and response, each a JSON Schema', () => {
+  assert.equal(checkSchemaOption(undefined), null);
+  assert.deepEqual(checkSchemaOption({ request: { type: 'integer' } }), { request: { type: 'integer' }, response: {} });
+  assert.deepEqual(checkSchemaOption({ response: false }), { request: {}, response: false });
+  for (const bad of [5, [], { requests: {} }, { request: 5 }, { response: null }]) {
+    assert.throws(() => checkSchemaOption(bad), TypeError);
+  }
+});
+
+test('contracts - a handler without a schema, or with schemas that accept all, is not wrapped', () => {
+  const handler = (msg) => msg.payload;
+  assert.equal(bindContract(handler, null), handler);
+  assert.equal(bindContract(handler, checkSchemaOption({})), handler);
+});
+
+test('contracts - the wrapped handler refuses a bad payload with bad_request, before running', () => {
+  let calls = 0;
+  const typed = bindContract((msg) => (calls++, { total: msg.payload.items.length }), checkSchemaOption({ request: ORDER, response: { type: 'object', required: ['total'] } }));
+  assert.deepEqual(typed({ channel_id: 'shop.order', payload: GOOD }), { total: 1 });
+  assert.throws(
+    () => typed({ channel_id: 'shop.order', payload: { items: [] } }),
+    (err) => {
+      assert.ok(err instanceof BadRequestError);
+      assert.match(err.message, /shop\.order.*placed_at: Field required/);
+      assert.deepEqual(errorToWire(err).details, { errors: err.errors });
+      return true;
+    }
+  );
+  assert.equal(calls, 1);
+});
+
+test('contracts - a result that breaks the response schema is the handler failing, sync or async', async () => {
+  const schema = checkSchemaOption({ response: { type: 'integer' } });
+  const sync = bindContract(() => 'x', schema);
+  assert.throws(() => sync({ payload: null }), (err) => err instanceof HandlerError && err.remoteType === 'ValidationError' && err.details.errors[0].type === 'int_type');
+  const later = bindContract(async () => 'x', schema);
+  await assert.rejects(later({ payload: null }), (err) => err instanceof HandlerError && errorToWire(err).remote_type === 'ValidationError');
+  assert.equal(await bindContract(async () => 3, schema)({ payload: null }), 3);
+});

@@ -1,0 +1,118 @@
+'use strict';
+
+/**
+ * The TypeScript generator (lib/typegen.js, bin/ipc-bridge-types.js):
+ * describe answers in, declarations out. That they compile, and refuse
+ * misuse, is checked with tsc by interop-tests/test_typed_contracts.py.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { generateTypes, apiNameOf } = require('../lib/typegen');
+const { main } = require('../bin/ipc-bridge-types');
+
+const body = (text) => text.split('\n').filter((l) => !l.startsWith('//')).join('\n').trim();
+
+test('typegen - the interface name comes from the app', () => {
+  assert.equal(apiNameOf('shop'), 'ShopApi');
+  assert.equal(apiNameOf('order-service.eu'), 'OrderServiceEuApi');
+  assert.equal(apiNameOf('3d'), '_3dApi');
+  assert.equal(apiNameOf(null), 'BridgeApi');
+  assert.throws(() => generateTypes({ channels: {} }, { name: 'not valid' }), TypeError);
+  assert.throws(() => generateTypes({ nope: 1 }), TypeError);
+});
+
+test('typegen - models, enums, optionals, lists, unions, tuples and maps', () => {
+  const doc = {
+    app: 'shop',
+    channels: {
+      'shop.quote': {
+        request: {
+          $defs: { Size: { enum: ['S', 'M'], type: 'string', title: 'Size' } },
+          title: 'Ask',
+          type: 'object',
+          properties: {
+            size: { $ref: '#/$defs/Size', description: 'Which one.' },
+            at: { type: 'string', format: 'date-time' },
+            maybe: { anyOf: [{ type: 'string' }, { type: 'null' }], default: null },
+            both: { type: ['integer', 'null'] },
+            pair: { type: 'array', prefixItems: [{ type: 'string' }, { type: 'number' }] },
+            tags: { type: 'array', items: { anyOf: [{ type: 'string' }, { type: 'integer' }] } },
+            counts: { type: 'object', additionalProperties: { type: 'integer' } },
+            'odd-key': { const: 'x' }
+          },
+          required: ['size', 'at', 'pair']
+        },
+        response: { type: 'array', items: { $ref: '#/$defs/Size' }, $defs: { Size: { enum: ['S', 'M'], type: 'string', title: 'Size' } } }
+      },
+      'shop.any': { request: {}, response: true }
+    }
+  };
+  assert.equal(body(generateTypes(doc)), `export interface Ask {
+  /** Which one. */
+  size: Size;
+  /** format: date-time (ISO 8601 string) */
+  at: string;
+  maybe?: string | null;
+  both?: number | null;
+  pair: [string, number];
+  tags?: (string | number)[];
+  counts?: {
+    [key: string]: number;
+  };
+  "odd-key"?: "x";
+}
+
+export type Size = "S" | "M";
+
+/** The channels of app "shop": what each request carries and what its answer is. */
+export interface ShopApi {
+  "shop.any": { request: unknown; response: unknown };
+  "shop.quote": { request: Ask; response: Size[] };
+}`);
+});
+
+test('typegen - one name per distinct model, recursive models, patterns as template keys', () => {
+  const node = { title: 'Node', type: 'object', properties: { next: { anyOf: [{ $ref: '#' }, { type: 'null' }] } } };
+  const itemA = { $defs: { Item: { title: 'Item', type: 'object', properties: { a: { type: 'string' } }, required: ['a'] } }, $ref: '#/$defs/Item' };
+  const itemB = { $defs: { Item: { title: 'Item', type: 'object', properties: { b: { type: 'integer' } }, required: ['b'] } }, $ref: '#/$defs/Item' };
+  const text = body(generateTypes({
+    channels: {
+      'a.one': { request: itemA, response: itemA },
+      'a.two': { request: itemB, response: node },
+      'jobs.*': { request: { type: 'string' }, response: { type: 'null' } },
+      'a.>': { request: {}, response: {} }
+    }
+  }, { name: 'Api', app: 'x' }));
+  assert.match(text, /export interface Item \{\n {2}a: string;\n\}/);
+  assert.match(text, /export interface Item2 \{\n {2}b: number;\n\}/);
+  assert.match(text, /export interface Node \{\n {2}next\?: Node \| null;\n\}/);
+  assert.match(text, /"a\.one": \{ request: Item; response: Item \};/);
+  assert.match(text, /"a\.two": \{ request: Item2; response: Node \};/);
+  assert.match(text, /\[channel: `jobs\.\$\{string\}`\]: \{ request: string; response: null \};/);
+  assert.match(text, /\/\/ a\.>: left out/);
+  assert.match(text, /^\/\*\* The channels of app "x"/m);
+});
+
+test('typegen - the command reads a file and writes the declarations', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-types-'));
+  const from = path.join(dir, 'schema.json');
+  const out = path.join(dir, 'api.d.ts');
+  fs.writeFileSync(from, JSON.stringify({ app: 'pricing', channels: { 'p.get': { request: { type: 'integer' }, response: { type: 'string' } } } }));
+  const stderr = process.stderr.write;
+  process.stderr.write = () => true;
+  try {
+    assert.equal(await main(['--from', from, '--out', out]), 0);
+    assert.equal(await main(['--port', '1']), 2); // neither --app nor --from
+    assert.equal(await main(['--bogus']), 2);
+    assert.equal(await main(['--from', path.join(dir, 'missing.json')]), 1);
+  } finally {
+    process.stderr.write = stderr;
+  }
+  const text = fs.readFileSync(out, 'utf8');
+  assert.match(text, /^\/\/ Generated by ipc-bridge-types from schema\.json \(app "pricing"\)/);
+  assert.match(text, /export interface PricingApi \{\n {2}"p\.get": \{ request: number; response: string \};\n\}/);
+});

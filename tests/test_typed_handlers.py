@@ -1,0 +1,161 @@
+"""Typed handlers over real loopback TCP (docs/typed-contracts.md): an
+in-process handler and a client responder taking pydantic models, the
+``bad_request`` they answer, the ``describe`` action (docs/protocol.md §8),
+the schema in the serve registration (§7.1) and the ``$sys.services``
+announcements of a change (§7.5)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, TypeAdapter
+
+from ipc_client import IPCClient
+from ipc_protocol import BadRequest, HandlerError, Message
+from ipc_protocol.contracts import schema_digest
+
+from .conftest import WAIT_S, frame
+
+
+class Ask(BaseModel):
+    n: int
+    at: datetime
+
+
+class Answer(BaseModel):
+    double: int
+    at: datetime
+
+
+async def double(ask: Ask) -> Answer:
+    return Answer(double=ask.n * 2, at=ask.at)
+
+
+GOOD = {"n": 21, "at": "2026-12-05T10:00:00Z"}
+ANSWER = {"double": 42, "at": "2026-12-05T10:00:00Z"}
+
+
+async def collect(client: IPCClient, channel: str) -> asyncio.Queue[Any]:
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    await client.subscribe(channel, lambda m: got.put_nowait(m.payload))
+    return got
+
+
+async def next_item(queue: asyncio.Queue[Any]) -> Any:
+    return await asyncio.wait_for(queue.get(), WAIT_S)
+
+
+async def test_an_in_process_handler_validates_and_answers_bad_request(server, make_client) -> None:
+    server.add_handler("math.double", double)
+    caller = await make_client()
+    assert await caller.request("math.double", GOOD) == ANSWER
+    with pytest.raises(BadRequest) as err:
+        await caller.request("math.double", {"n": "many"})
+    assert {tuple(e["loc"]): e["type"] for e in err.value.errors} == {("n",): "int_parsing", ("at",): "missing"}
+    assert server.stats.snapshot()["errors"].get("bad_request") == 1
+    # An untyped handler beside it is untouched.
+    server.add_handler("math.echo", lambda msg: msg.payload)
+    assert await caller.request("math.echo", {"n": "many"}) == {"n": "many"}
+
+
+async def test_a_client_responder_validates_sends_its_schema_and_fails_a_bad_result(make_client) -> None:
+    worker = await make_client()
+
+    def sync_double(ask: Ask, msg: Message) -> Answer:
+        if ask.n < 0:
+            return {"double": "negative"}  # type: ignore[return-value]
+        return Answer(double=ask.n * 2, at=ask.at)
+
+    await worker.serve("math.double", sync_double)
+    caller = await make_client()
+    assert await caller.request("math.double", GOOD) == ANSWER
+    with pytest.raises(BadRequest) as err:
+        await caller.request("math.double", {"n": 1, "at": "yesterday-ish"})
+    assert [e["loc"] for e in err.value.errors] == [["at"]]
+    with pytest.raises(HandlerError) as failed:
+        await caller.request("math.double", {"n": -1, "at": "2026-01-01T00:00:00Z"})
+    assert failed.value.remote_type == "ValidationError"
+    described = (await caller.system("describe"))["channels"]["math.double"]
+    assert described == {"request": Ask.model_json_schema(), "response": described["response"]}
+    assert described["response"]["required"] == ["double", "at"]
+    # A Python caller may check the answer with the types it shares (docs/typed-contracts.md).
+    assert TypeAdapter(Answer).validate_python(await caller.request("math.double", GOOD)).double == 42
+
+
+async def test_describe_lists_the_apps_channels_handlers_first(server, make_client) -> None:
+    server.add_handler("shared.double", double)  # every app
+    server.add_handler("mine.only", double, app_id="other")
+    typed, untyped = await make_client(), await make_client()
+    await typed.serve("jobs.*", double)
+    await untyped.serve("jobs.plain", lambda msg: None)
+    elsewhere = await make_client("other")
+    await elsewhere.serve("shared.double", lambda msg: None)  # shadowed by the in-process handler
+
+    channels = (await typed.system("describe"))["channels"]
+    assert set(channels) == {"shared.double", "jobs.*", "jobs.plain"}
+    assert channels["jobs.plain"] == {"request": {}, "response": {}}
+    assert channels["jobs.*"]["request"]["title"] == "Ask"
+    other = (await elsewhere.system("describe"))["channels"]
+    assert set(other) == {"shared.double", "mine.only"}
+    assert other["shared.double"]["request"]["title"] == "Ask"  # the handler's, not the responder's {}
+
+
+async def test_services_announcements_carry_the_published_schemas_digest(server, make_client, raw) -> None:
+    watcher = await make_client()
+    notes = await collect(watcher, "$sys.services")
+    first = await make_client()
+    first.serve("math.double", double)
+    added = await next_item(notes)
+    assert added["event"] == "added" and added["schema_digest"] is not None
+    typed_digest = added["schema_digest"]
+
+    # A raw responder declares another schema, then registers again with a third.
+    peer = await raw()
+    await peer.handshake()
+    other = {"request": {"type": "integer"}, "response": {"type": "integer"}}
+    peer.send(frame("subscribe", "math.double", {"serve": True, "schema": other}, message_id="s1"))
+    assert (await peer.recv_until(lambda m: m.reply_to == "s1")).payload == {"status": "serving"}
+    note = await next_item(notes)
+    assert (note["event"], note["responders"], note["schema_digest"]) == ("added", 2, schema_digest(other))
+    assert (await watcher.system("describe"))["channels"]["math.double"] == other
+    peer.send(frame("subscribe", "math.double", {"serve": True, "schema": {"request": {"type": "string"}}}, message_id="s2"))
+    await peer.recv_until(lambda m: m.reply_to == "s2")
+    changed = await next_item(notes)
+    assert changed["event"] == "changed" and changed["schema_digest"] == schema_digest({"request": {"type": "string"}, "response": {}})
+
+    # The latest declaration goes with its responder: the earlier one is published again.
+    await peer.close()
+    removed = await next_item(notes)
+    assert (removed["event"], removed["responders"], removed["schema_digest"]) == ("removed", 1, typed_digest)
+
+    # In-process handlers added or removed while the server runs are announced too.
+    server.add_handler("math.triple", double)
+    note = await next_item(notes)
+    assert (note["event"], note["channel"], note["connection_id"], note["responders"]) == ("added", "math.triple", None, 0)
+    assert note["schema_digest"] is not None
+    assert server.remove_handler("math.triple")
+    assert (await next_item(notes))["event"] == "removed"
+
+
+async def test_a_bad_schema_in_a_serve_registration_is_refused(server, raw, make_client) -> None:
+    peer = await raw()
+    await peer.handshake()
+    for i, schema in enumerate([5, {"request": 5}, {"requests": {}}]):
+        peer.send(frame("subscribe", "math.double", {"serve": True, "schema": schema}, message_id=f"b{i}"))
+        reply = await peer.recv_until(lambda m, i=i: m.reply_to == f"b{i}")
+        assert reply.error is not None and reply.error.code == "bad_message"
+    assert (await (await make_client()).system("services"))["services"] == {}
+
+
+async def test_a_reconnected_responder_declares_its_schema_again(make_client) -> None:
+    worker = await make_client()
+    await worker.serve("math.double", double)
+    caller = await make_client()
+    await worker.disconnect()
+    assert "math.double" not in (await caller.system("describe"))["channels"]
+    await worker.connect()  # the restore registers it again, schema included
+    assert (await caller.system("describe"))["channels"]["math.double"]["request"]["title"] == "Ask"
+    assert await caller.request("math.double", GOOD) == ANSWER
