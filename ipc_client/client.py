@@ -74,7 +74,9 @@ class IPCClient:
         on_disconnect: default per-call policy while not connected,
             ``"queue"`` or ``"fail"``.
         circuit_breaker: a :class:`CircuitBreakerOptions`, or True for the defaults.
-        token: shared secret for servers that require one.
+        token: shared secret for servers that require one; with ``user``,
+            that user's token (docs/security.md §3).
+        user: the user to connect as, on a server with a users file.
         max_frame_size: largest frame body to send or accept, bytes; the
             server's advertised limit applies too (the smaller wins).
         expose_stacks: send handler stack traces to requesters.
@@ -107,6 +109,7 @@ class IPCClient:
         on_disconnect: str = "queue",
         circuit_breaker: CircuitBreakerOptions | bool | None = None,
         token: str | None = None,
+        user: str | None = None,
         max_frame_size: int | None = None,
         max_concurrent_handlers: int = 1024,
         expose_stacks: bool = False,
@@ -117,7 +120,7 @@ class IPCClient:
         self.backoff = Backoff(initial_delay=initial_delay, max_delay=max_delay, multiplier=multiplier, jitter=jitter)
         options = ConnectOptions(
             app_id, host, port, connect_timeout, token, max_frame_size, heartbeat_interval, heartbeat_timeout,
-            reconnect, wait_on_first_connect, self.backoff, max_retries,
+            reconnect, wait_on_first_connect, self.backoff, max_retries, user,
         )  # fmt: skip
         if request_timeout <= 0:
             raise ValueError("timeouts must be positive")
@@ -130,6 +133,7 @@ class IPCClient:
         self.heartbeat_interval, self.heartbeat_timeout = heartbeat_interval, heartbeat_timeout
         self.reconnect, self.wait_on_first_connect, self.max_retries = reconnect, wait_on_first_connect, max_retries
         self.token, self.max_frame_size, self.expose_stacks = token, max_frame_size, expose_stacks
+        self.user = user
         self.on_disconnect, self.queue_path, self.max_concurrent_handlers = on_disconnect, queue_path, max_concurrent_handlers
 
         self._sm = StateMachine()

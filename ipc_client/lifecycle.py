@@ -67,6 +67,7 @@ class ConnectOptions:
     wait_on_first_connect: bool
     backoff: Backoff
     max_retries: int | None
+    user: str | None = None  # with token: a user of the server's users file (docs/security.md §3)
 
     def __post_init__(self) -> None:
         if not isinstance(self.app_id, str) or not self.app_id:
@@ -77,6 +78,8 @@ class ConnectOptions:
             raise ValueError("heartbeat_interval must be positive")
         if self.max_retries is not None and self.max_retries < 0:
             raise ValueError("max_retries must be >= 0 or None")
+        if self.user is not None and (not isinstance(self.user, str) or not self.user):
+            raise ValueError("user must be a non-empty string or None")
 
     @property
     def peer(self) -> str:
@@ -233,7 +236,7 @@ class Lifecycle:
         deadline = loop.time() + opts.connect_timeout
         self._metrics.attempt()
         proto = ClientProtocol(
-            opts.app_id, self.connection_id, client=CLIENT_NAME, token=opts.token, max_frame_size=opts.max_frame_size,
+            opts.app_id, self.connection_id, client=CLIENT_NAME, token=opts.token, user=opts.user, max_frame_size=opts.max_frame_size,
             heartbeat_interval_s=opts.heartbeat_interval, heartbeat_timeout_s=opts.heartbeat_timeout,
         )  # fmt: skip
         _, conn = await asyncio.wait_for(
@@ -275,8 +278,10 @@ class Lifecycle:
         mtype = msg.message_type
         if mtype is MessageType.RESPONSE:
             if not self._calls.settle(msg) and msg.error is not None and not self._calls.expired(msg.reply_to):
-                # An error that answers nothing we wait for (§6.4).
-                self._emit("error", error_from_wire(msg.error.model_dump()))
+                # An error that answers nothing we wait for (§6.4); it may withdraw a registration (§3).
+                error = error_from_wire(msg.error.model_dump())
+                self._subs.withdrawn(error)
+                self._emit("error", error)
         elif mtype is MessageType.PUBLISH:
             self._subs.deliver(msg)
         elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:

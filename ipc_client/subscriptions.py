@@ -181,6 +181,10 @@ class Subscriptions:
         try:
             await self._interest(conn, channel, serve=True)
         except Exception as exc:
+            if isinstance(exc, RemoteError) and self._acks.get(channel) is registration:
+                # Refused (limit_exceeded, forbidden): not served, so serve() may be tried again.
+                del self._acks[channel]
+                self.services.pop(channel, None)
             registration._settle(exc)
             self._emit("error", exc)
         else:
@@ -237,6 +241,21 @@ class Subscriptions:
             self.handlers.pop(name, None)
             self._cache.clear()
         self._emit("error", error)
+
+    def withdrawn(self, error: BaseException) -> None:
+        """An error frame that withdraws a registration (docs/protocol.md §3:
+        ``forbidden`` with ``details.revoked``, the user's rights shrank on
+        the server): drop it here too, so it is never restored."""
+        details = getattr(error, "details", None)
+        if getattr(error, "code", None) != ErrorCode.FORBIDDEN or not isinstance(details, dict) or details.get("revoked") is not True:
+            return
+        channel = details.get("channel")
+        if details.get("operation") == "subscribe" and self.handlers.pop(channel, None) is not None:  # type: ignore[arg-type]
+            self._cache.clear()
+        elif details.get("operation") == "serve":
+            self.services.pop(channel, None)  # type: ignore[arg-type]
+            self._acks.pop(channel, None)  # type: ignore[arg-type]
+        log.warning("the server withdrew %s %r: %s", details.get("operation"), channel, error)
 
     # -- what arrives ---------------------------------------------------------------
 

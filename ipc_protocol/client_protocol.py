@@ -3,7 +3,7 @@
 
 The handshake: :meth:`ClientProtocol.connect` queues the connect request
 (version 2: ``protocol``, the client's name, the ``connection_id`` it
-proposes and the token, if any). The first response that comes back is the
+proposes, and the user and token, if any). The first response that comes back is the
 server's answer, whatever its ``reply_to``: a 1.1.x server answers without
 one (§10). A reply without ``protocol`` is a version-1 server: from then on
 every frame is sent with the seven version-1 fields only, and no ping is
@@ -20,7 +20,7 @@ and every other message is returned as itself for the pump to route.
 The API, in the order a pump uses it (the Node client's
 ``lib/protocol/client_protocol.js`` has the same names and events)::
 
-    proto = ClientProtocol(app_id, connection_id, client=name, token=None,
+    proto = ClientProtocol(app_id, connection_id, client=name, token=None, user=None,
                            max_frame_size=None, heartbeat_interval_s=None,
                            heartbeat_timeout_s=None)
     proto.connect()                        # queues the connect request
@@ -95,6 +95,8 @@ class ClientProtocol(Protocol):
         connection_id: the id proposed to the server (it may give another).
         client: this implementation's name, sent to a version-2 server.
         token: the shared secret, for servers that require one.
+        user: the user name, for servers with a users file (the token is then
+            that user's).
         max_frame_size: our frame limit; None is the protocol's default.
         heartbeat_interval_s: ping after this long without a frame; None
             uses the server's advertised interval.
@@ -102,7 +104,7 @@ class ClientProtocol(Protocol):
             frame; None is twice the interval.
     """
 
-    __slots__ = ("connection_id", "client", "server_info", "_token", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s")
+    __slots__ = ("connection_id", "client", "server_info", "_token", "_user", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s")
 
     def __init__(
         self,
@@ -114,6 +116,7 @@ class ClientProtocol(Protocol):
         max_frame_size: int | None = None,
         heartbeat_interval_s: float | None = None,
         heartbeat_timeout_s: float | None = None,
+        user: str | None = None,
     ) -> None:
         limit = DEFAULT_MAX_FRAME_SIZE if max_frame_size is None else max_frame_size
         super().__init__(max_frame_size=limit)
@@ -122,6 +125,7 @@ class ClientProtocol(Protocol):
         self.client = client
         self.server_info: dict[str, Any] = {}
         self._token = token
+        self._user = user
         self._limit = max_frame_size  # ours as given: None leaves a version-2 server's limit as is
         self._hb_interval_s = heartbeat_interval_s
         self._hb_timeout_s = heartbeat_timeout_s
@@ -131,7 +135,7 @@ class ClientProtocol(Protocol):
         """Queue the connect request (§3); returns its message_id."""
         if self.state is not HANDSHAKE:
             raise ProtocolStateError(f"connect in state {self.state.value}")
-        hello = connect_request(self.app_id, self.connection_id, client=self.client, token=self._token, protocol=PROTOCOL_VERSION)
+        hello = connect_request(self.app_id, self.connection_id, client=self.client, token=self._token, protocol=PROTOCOL_VERSION, user=self._user)
         self.send(hello)
         return hello.message_id
 

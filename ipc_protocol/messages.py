@@ -27,12 +27,16 @@ def connect_request(
     client: str,
     token: str | None = None,
     protocol: int | None = PROTOCOL_VERSION,
+    user: str | None = None,
 ) -> Message:
-    """The first frame a client sends. ``protocol=None`` is a version-1 connect."""
+    """The first frame a client sends. ``protocol=None`` is a version-1 connect.
+    ``user`` and ``token``: the credentials (docs/protocol.md §3)."""
     payload: dict[str, Any] = {"action": "connect", "connection_id": connection_id}
     if protocol is not None:
         payload["protocol"] = protocol
         payload["client"] = client
+        if user is not None:
+            payload["user"] = user
         if token is not None:
             payload["token"] = token
     return Message.build(MessageType.REQUEST, app_id, SYSTEM_CHANNEL, payload)

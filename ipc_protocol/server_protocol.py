@@ -2,11 +2,14 @@
 
 Before the handshake only a ``connect`` request on ``system`` is accepted;
 the core validates it (``app_id`` set; ``protocol`` absent for version 1, or
-an integer >= 2) and checks the token, then returns :class:`ConnectRequested`.
-The decisions that need every connection in view (a unique connection id)
-are the server's: it answers with :meth:`ServerProtocol.accept`, which
-queues the reply and opens the connection. Once open, a message under
-another ``app_id`` is ``forbidden`` and a second ``connect`` is refused.
+an integer >= 2) and checks a shared token, then returns :class:`ConnectRequested`
+with the credentials presented (``user``, ``token``). The decisions that
+need every connection in view (a unique connection id) or time (hashing a
+user's token, off the loop) are the server's: it answers with
+:meth:`ServerProtocol.accept`, which queues the reply and opens the
+connection, or :meth:`ServerProtocol.refuse_connect`; the connection stays
+in the handshake state meanwhile. Once open, a message under another
+``app_id`` is ``forbidden`` and a second ``connect`` is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hmac
 from typing import Any
 
 from .codes import ErrorCode
+from .events import ProtocolViolation
 from .constants import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION, SYSTEM_CHANNEL
 from .envelope import Message, MessageType, decode_message, encode_response
 from .exceptions import ProtocolError
@@ -33,17 +37,27 @@ __all__ = ["ServerProtocol", "ConnectRequested"]
 
 class ConnectRequested(Event):
     """A valid ``connect`` (§3): the server decides, then calls
-    :meth:`ServerProtocol.accept`. ``connection_id``: the one the client
-    proposed (``""`` for none); ``client``: its name (``""`` for none)."""
+    :meth:`ServerProtocol.accept` or :meth:`ServerProtocol.refuse_connect`.
+    ``connection_id``: the one the client proposed (``""`` for none);
+    ``client``: its name (``""`` for none); ``user``, ``token``: the
+    credentials presented (None for none; a shared token is already checked)."""
 
-    __slots__ = ("message", "app_id", "connection_id", "legacy", "client")
+    __slots__ = ("message", "app_id", "connection_id", "legacy", "client", "user", "token")
 
-    def __init__(self, message: Message, app_id: str, connection_id: str, legacy: bool, client: str) -> None:
+    def __init__(
+        self, message: Message, app_id: str, connection_id: str, legacy: bool, client: str, user: str | None = None, token: str | None = None
+    ) -> None:
         self.message = message
         self.app_id = app_id
         self.connection_id = connection_id
         self.legacy = legacy
         self.client = client
+        self.user = user
+        self.token = token
+
+    def __repr__(self) -> str:  # never the token
+        token = "<hidden>" if self.token is not None else None
+        return f"ConnectRequested(app_id={self.app_id!r}, connection_id={self.connection_id!r}, legacy={self.legacy}, user={self.user!r}, token={token})"
 
 
 class ServerProtocol(Protocol):
@@ -97,9 +111,13 @@ class ServerProtocol(Protocol):
         if not msg.app_id or (not legacy and (not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 2)):
             text = "invalid connect: app_id must be set and protocol an integer >= 2"
             return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)
+        offered, user = payload.get("token"), payload.get("user")
+        if user is not None and (not isinstance(user, str) or not user):
+            return self._violated(ErrorCode.BAD_MESSAGE, "invalid connect: user must be a non-empty string", msg.message_id, msg)
+        if not isinstance(offered, str):
+            offered = None  # a token is a string or nothing
         if self._token is not None:
-            offered = payload.get("token")
-            if not isinstance(offered, str) or not hmac.compare_digest(offered.encode(), self._token.encode()):
+            if offered is None or not hmac.compare_digest(offered.encode(), self._token.encode()):
                 return self._violated(ErrorCode.UNAUTHORIZED, "invalid or missing token", msg.message_id, msg)
         wanted = payload.get("connection_id")
         client = payload.get("client")
@@ -109,8 +127,21 @@ class ServerProtocol(Protocol):
             wanted if isinstance(wanted, str) else "",
             legacy,
             client if isinstance(client, str) else "",
+            user,
+            offered,
         )
         return self._connect
+
+    def refuse_connect(self, code: ErrorCode | str, text: str) -> ProtocolViolation:
+        """Refuse the pending connect (§3: ``unauthorized``): queue the error
+        answer, in the client's version (§10: in the payload for version 1),
+        and end in ``error``; the pump writes it and closes."""
+        request = self._connect
+        if request is None or self.state is not HANDSHAKE:
+            raise ProtocolStateError(f"refuse_connect without a pending connect (state {self.state.value})")
+        self._connect = None
+        self.legacy = request.legacy
+        return self._violated(code, text, request.message.message_id, request.message)
 
     def accept(self, connection_id: str, *, now: float | None = None) -> None:
         """Open the connection the pending connect asked for under

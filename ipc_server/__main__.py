@@ -21,6 +21,7 @@ from ipc_protocol.version import __version__
 
 from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
 from .server import run
+from .users import check_auth_files
 
 __all__ = ["main"]
 
@@ -142,10 +143,16 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hash-token"]:  # docs/security.md §3
+        from .hash_token import main as hash_token_main
+
+        return hash_token_main(argv[1:])
     overrides: dict[str, Any] = vars(build_parser().parse_args(argv))
     path = overrides.pop("config", None)
     try:
         config: ServerConfig = load_config(path=path, overrides=overrides, warn=lambda text: print(f"ipc_server: warning: {text}", file=sys.stderr))
+        check_auth_files(config)  # a users file or token file that cannot be used fails here (docs/security.md §3)
     except (ValueError, OSError) as exc:
         print(f"ipc_server: invalid configuration: {exc}", file=sys.stderr)
         return 2

@@ -120,6 +120,8 @@ class ServerConfig:
             raise ValueError("tls_ca (client certificates) needs tls_cert and tls_key")
         if self.token is not None and self.token_file is not None:
             raise ValueError("token and token_file are two ways to give one secret: set one")
+        if self.users_file is not None and (self.token is not None or self.token_file is not None):
+            raise ValueError("users_file replaces the shared token: give its clients a user (docs/security.md §3), or drop users_file")
         if self.heartbeat_interval_s is not None and self.heartbeat_interval_s < 0:
             raise ValueError("heartbeat_interval_s must not be negative (0 or None turns heartbeats off)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

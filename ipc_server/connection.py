@@ -271,6 +271,12 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.connection_id = connection_id
         self.legacy = protocol.legacy
         self.client_name = protocol.client
+        self._queued(protocol.frames_queued)  # the reply, also when accepted later (a token checked off the loop)
+
+    def refuse_connect(self, code: ErrorCode | str, text: str) -> None:
+        """The server's refusal of the pending connect (§3): the error
+        answer, then close (docs/security.md §3)."""
+        self._violated(self.protocol.refuse_connect(code, text))
 
     def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None) -> None:
         """Send an error frame where possible, then close (§1.4, §6.4)."""

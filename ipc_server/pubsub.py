@@ -118,6 +118,19 @@ class PubSub:
         self._stats.deliveries += delivered
         return delivered
 
+    def withdraw(self, conn: ServerConnection, pattern: str, serve: bool) -> None:
+        """Drop one registration of ``conn`` as its unsubscribe would, without
+        an ack: its user's rights shrank on a reload (docs/security.md §3)."""
+        app = self._apps.get(conn.app_id)
+        if app is None:
+            return
+        if serve:
+            if app.responders.remove(pattern, conn):
+                _discard(conn.responder_for, pattern)
+                self.announce_service(conn, "removed", pattern)
+        elif app.subscriptions.remove(pattern, conn):
+            _discard(conn.subscriptions, pattern)
+
     def announce_service(self, conn: ServerConnection, event: str, channel: str) -> None:
         """Tell ``$sys.services`` subscribers a responder registration came or went (§7.5);
         every removal passes here, so the schema the registration declared goes too."""

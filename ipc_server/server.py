@@ -5,7 +5,8 @@ close), and the dispatch of each message to the concern that handles it
 Each concern has its module: ``connection`` (the socket pump over the
 protocol core), ``admission`` (limits, the handshake's decisions, apps),
 ``handlers`` (in-process handler calls), ``forwarding`` (requests relayed to
-responder clients), ``pubsub`` (subscriptions and fan-out), ``shutdown``;
+responder clients), ``pubsub`` (subscriptions and fan-out), ``shutdown``,
+``auth`` (users: credentials, permissions, reloads; docs/security.md §3);
 routing state lives in the pure tables of ``router`` and ``topics``.
 """
 
@@ -25,6 +26,7 @@ from ipc_protocol.messages import response_to
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .admission import Admission
+from .auth import Auth
 from .config import ServerConfig, load_config
 from .connection import ServerConnection, SharedReads
 from .forwarding import Forwarding
@@ -33,6 +35,7 @@ from .pubsub import PubSub
 from .router import HandlerRegistry, target_problem
 from .shutdown import Shutdown
 from .stats import ServerStats
+from .users import load_users, read_token_file
 
 __all__ = ["IPCServer", "run"]
 
@@ -79,7 +82,10 @@ class IPCServer:
             overrides["host"] = host
         if port is not None:
             overrides["port"] = port
-        self.config = config.replace(**overrides) if overrides else config
+        config = config.replace(**overrides) if overrides else config
+        if config.token_file is not None:  # read once: the secret never shows in ps (docs/security.md §3)
+            config = config.replace(token=read_token_file(config.token_file), token_file=None)
+        self.config = config
         self.stats = ServerStats()
         self.handlers = HandlerRegistry()
         self.reads = SharedReads()  # what the connections share about reading
@@ -89,6 +95,10 @@ class IPCServer:
         self._calls = HandlerCalls(self.stats, self._shutdown, include_stack=self.config.expose_stacks)
         self._forwarding = Forwarding(self.stats, self._shutdown, ids)
         self._pubsub = PubSub(self._admission.apps, self.stats)
+        # With a users file: who each connection is and what it may do.
+        self._auth: Auth | None = None
+        if config.users_file is not None:
+            self._auth = Auth(load_users(config.users_file), self.stats, self._admission.connect_requested)
         self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -179,6 +189,8 @@ class IPCServer:
         await self._listener.wait_closed()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._auth is not None:
+            self._auth.close()
         shutdown.closed.set()
         log.info("closed")
 
@@ -193,6 +205,26 @@ class IPCServer:
     def connections(self) -> frozenset[ServerConnection]:
         return frozenset(self._admission.connections)
 
+    def reload_users(self) -> dict[str, int]:
+        """Read the users file again (what SIGHUP does) and apply it to the
+        open connections without dropping any that keep their rights: a
+        user removed, whose credential changed or who may no longer use its
+        app is disconnected ``unauthorized``; subscriptions and responder
+        registrations the new rights no longer allow are withdrawn, each
+        told ``forbidden`` (docs/security.md §3). Returns
+        ``{"disconnected": n, "withdrawn": n}``.
+
+        Raises ``ValueError`` (a bad file: the old users stay) or
+        ``OSError``; ``RuntimeError`` when the server has no users file.
+        """
+        if self._auth is None or self.config.users_file is None:
+            raise RuntimeError("this server has no users file (--users)")
+        users = load_users(self.config.users_file)
+        counts = self._auth.replace(users, self._pubsub.withdraw)
+        log.info("users reloaded from %s: %d users, %d connections disconnected, %d registrations withdrawn",
+                 self.config.users_file, len(users), counts["disconnected"], counts["withdrawn"])  # fmt: skip
+        return counts
+
     def __repr__(self) -> str:
         return (
             f"<IPCServer {self.host}:{self.port} connections={len(self._admission.connections)}"
@@ -206,9 +238,14 @@ class IPCServer:
         return self._admission.admit(conn)
 
     def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
-        self._admission.connect_requested(conn, request)
+        if self._auth is None:
+            self._admission.connect_requested(conn, request)
+        else:
+            self._auth.connect(conn, request)  # accepted through admission once the credentials check out
 
     def connection_closed(self, conn: ServerConnection) -> None:
+        if self._auth is not None:
+            self._auth.closed(conn)
         if not self._admission.remove(conn, self._unserved):
             return
         self._calls.connection_closed(conn)  # nobody will read their answers
@@ -224,6 +261,9 @@ class IPCServer:
     def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         """Route one message from ``conn``, open and past the protocol's
         own checks (its app_id, pings, a second connect: ServerProtocol)."""
+        auth = self._auth
+        if auth is not None and not auth.permits(conn, msg):
+            return  # answered forbidden (docs/protocol.md §3)
         mtype = msg.message_type
         if mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
             if msg.channel_id == SYSTEM_CHANNEL:
@@ -273,7 +313,13 @@ class IPCServer:
             return
         app = self._admission.apps[conn.app_id]
         if action == "stats":
-            result: Any = self.stats.snapshot()
+            # Server-wide figures need the monitor permission when users are
+            # configured; anyone else gets those of its own app (§8).
+            if self._auth is None or self._auth.monitor(conn):
+                result: Any = self.stats.snapshot()
+            else:
+                result = {"scope": "app", "app": conn.app_id, "connections": app.connections,
+                          "subscriptions": len(app.subscriptions), "services": len(app.responders.counts())}  # fmt: skip
         elif action == "channels":
             result = {"channels": app.subscriptions.counts()}
         elif action == "services":
@@ -329,6 +375,16 @@ class IPCServer:
             conn.tick(now)
 
 
+def _reload_users(server: IPCServer) -> None:
+    """SIGHUP: reload the users file; a bad one keeps the old users (logged)."""
+    try:
+        server.reload_users()
+    except RuntimeError as exc:
+        log.warning("SIGHUP ignored: %s", exc)
+    except (ValueError, OSError) as exc:
+        log.error("SIGHUP: users file not reloaded, the previous users stay: %s", exc)
+
+
 async def run(config: ServerConfig, *, ready: Callable[[IPCServer], None] | None = None) -> None:
     """Run a server until SIGINT/SIGTERM, then shut down gracefully."""
     server = IPCServer(config=config)
@@ -339,6 +395,10 @@ async def run(config: ServerConfig, *, ready: Callable[[IPCServer], None] | None
             loop.add_signal_handler(sig, lambda: loop.create_task(server.close()))
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
+    try:
+        loop.add_signal_handler(signal.SIGHUP, _reload_users, server)
+    except (AttributeError, NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+        pass
     if ready is not None:
         ready(server)
     await server.serve_forever()

@@ -248,8 +248,10 @@ export interface IPCClientSettings {
   circuitBreaker?: CircuitBreakerOptions | boolean | null;
   /** Local frame size cap; null = the server's advertised max_frame_size. Default null. */
   maxFrameSize?: number | null;
-  /** Shared secret for servers that require one. Default null. */
+  /** Shared secret for servers that require one; with `user`, that user's token. Default null. */
   token?: string | null;
+  /** The user to connect as, on a server with a users file (docs/security.md §3). Default null. */
+  user?: string | null;
   /** Proposed connection id; the server may make it unique. Default: generated. */
   connectionId?: string | null;
   /**

@@ -43,6 +43,7 @@ class Connection {
    * @param {string} options.appId
    * @param {string} options.connectionId proposed connection id.
    * @param {string|null} options.token
+   * @param {string|null} [options.user] the user of a server's users file (docs/security.md §3).
    * @param {number|null} options.maxFrameSize local cap, or null for the server's value.
    * @param {number|null} [options.heartbeatInterval] ms; null: the server's advertised one.
    * @param {number|null} [options.heartbeatTimeout] ms; null: twice the interval.

@@ -81,8 +81,10 @@ const DEFAULTS = Object.freeze({
   circuitBreaker: null,
   /** Local cap on frame size; null uses the server's advertised max_frame_size. */
   maxFrameSize: null,
-  /** Shared secret sent in the handshake when the server requires one (§3.3). */
+  /** Shared secret sent in the handshake when the server requires one (§3.3); with `user`, that user's token. */
   token: null,
+  /** The user to connect as, on a server with a users file (docs/security.md §3). */
+  user: null,
   /** Proposed connection id; the server may make it unique. */
   connectionId: null,
   /**

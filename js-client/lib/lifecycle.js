@@ -129,6 +129,7 @@ class Lifecycle {
         appId: host.appId,
         connectionId: host._connectionId,
         token: options.token,
+        user: options.user,
         maxFrameSize: options.maxFrameSize,
         heartbeatInterval: options.heartbeatInterval,
         heartbeatTimeout: options.heartbeatTimeout
@@ -243,6 +244,7 @@ class Lifecycle {
         if (!host._calls.settle(conn, msg) && msg.error) {
           const err = errorFromWire(msg.error);
           err.replyTo = msg.reply_to;
+          host._subs.withdrawn(err); // a registration the server withdrew (§3)
           host._emitError(err);
         }
         return;

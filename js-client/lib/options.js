@@ -108,6 +108,7 @@ function parseOptions(options = {}) {
     typeError('maxFrameSize', `at most ${MAX_FRAME_LIMIT_BYTES}`, o.maxFrameSize);
   }
   if (o.token !== null && typeof o.token !== 'string') typeError('token', 'a string or null', o.token);
+  if (o.user !== null && (typeof o.user !== 'string' || o.user.length === 0)) typeError('user', 'a non-empty string or null', o.user);
   if (o.connectionId !== null && (typeof o.connectionId !== 'string' || o.connectionId.length === 0)) {
     typeError('connectionId', 'a non-empty string or null', o.connectionId);
   }

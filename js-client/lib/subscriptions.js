@@ -171,6 +171,19 @@ class Subscriptions {
   }
 
   /**
+   * An error frame that withdraws a registration (docs/protocol.md §3:
+   * `forbidden` with `details.revoked`, the user's rights shrank on the
+   * server): drops it here too, so it is never restored.
+   * @param {Error} err the error the frame carried.
+   */
+  withdrawn(err) {
+    const details = err && err.details;
+    if (!err || err.code !== ErrorCode.FORBIDDEN || details === null || typeof details !== 'object' || details.revoked !== true) return;
+    if (details.operation === 'subscribe') this.subscriptions.delete(details.channel);
+    else if (details.operation === 'serve') this.responders.delete(details.channel);
+  }
+
+  /**
    * Delivers a publish to every local handler whose pattern matches, each
    * handler once even when several of its patterns match (§5.3).
    * @param {Connection} conn the connection it came on.

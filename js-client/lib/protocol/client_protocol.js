@@ -103,17 +103,19 @@ class ClientProtocol extends Protocol {
    * @param {string} options.appId
    * @param {string} options.connectionId proposed connection id.
    * @param {string|null} [options.token]
+   * @param {string|null} [options.user] the user the token belongs to (docs/security.md §3).
    * @param {number|null} [options.maxFrameSize] local cap; null: the server's value.
    * @param {number|null} [options.heartbeatInterval] ms; null: the server's advertised one.
    * @param {number|null} [options.heartbeatTimeout] ms; null: twice the interval.
    */
-  constructor({ appId, connectionId, token = null, maxFrameSize = null, heartbeatInterval = null, heartbeatTimeout = null }) {
+  constructor({ appId, connectionId, token = null, user = null, maxFrameSize = null, heartbeatInterval = null, heartbeatTimeout = null }) {
     // §1: before the handshake, and for good against a version-1 server,
     // the local limit if set, else the default.
     super({ maxFrameSize: maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES });
     this.appId = appId;
     this.connectionId = connectionId;
     this.token = token;
+    this.user = user;
     this.localMaxFrameSize = maxFrameSize;
     this.heartbeatInterval = heartbeatInterval;
     this.heartbeatTimeout = heartbeatTimeout;
@@ -133,6 +135,7 @@ class ClientProtocol extends Protocol {
       connection_id: this.connectionId,
       protocol: PROTOCOL_VERSION,
       client: CLIENT_NAME,
+      ...(this.user != null ? { user: this.user } : {}),
       ...(this.token != null ? { token: this.token } : {})
     });
     this._connectId = hello.message_id;

@@ -1,0 +1,263 @@
+"""Users at run time (docs/security.md §3, docs/protocol.md §3): who a
+connect is, what its connection may do, and what a reload of the users
+file changes for the connections already open.
+
+The protocol core hands over a valid connect (``ConnectRequested``, with
+the ``user`` and ``token`` it presented); this module decides, off the
+loop where a token must be hashed (``verifier``), while the connection
+stays in the handshake state, then accepts it (the server's admission
+gives the connection id) or refuses it ``unauthorized``. Once open, each
+operation is checked against the connection's :class:`Grant` and a denied
+one is answered ``forbidden``, naming the operation and the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, ErrorInfo, Message, MessageType, validate_pattern
+from ipc_protocol.messages import error_response
+from ipc_protocol.protocol import ProtocolState
+from ipc_protocol.server_protocol import ConnectRequested
+
+from .connection import ServerConnection
+from .permissions import Grant, withdrawn
+from .stats import ServerStats
+from .users import User, Users, hash_token, subject_of_cert
+from .verifier import Verifier, VerifierBusy
+
+__all__ = ["Auth"]
+
+log = logging.getLogger("ipc_server.auth")
+
+_HANDSHAKE = ProtocolState.HANDSHAKE  # a connection's state while its connect waits
+_BAD_CREDENTIALS = "invalid user or token"
+_PREPOSITIONS = {"publish": "on", "request": "on", "subscribe": "to", "serve": ""}
+
+
+def _grant(user: User) -> Grant:
+    return Grant(user.name, user.credential, user.apps, user.permissions)
+
+
+def _what(operation: str, channel: str) -> str:
+    prep = _PREPOSITIONS[operation]
+    return f"{operation} {prep} {channel!r}" if prep else f"{operation} {channel!r}"
+
+
+class Auth:
+    """Authentication and authorization for a server with a users file.
+
+    Args:
+        users: the users file, loaded.
+        stats: the server's counters (``forbidden`` and ``unauthorized`` counts).
+        accept: the server's admission of a connect it found acceptable
+            (gives the connection id and opens the connection).
+    """
+
+    def __init__(
+        self,
+        users: Users,
+        stats: ServerStats,
+        accept: Callable[[ServerConnection, ConnectRequested], None],
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.users = users
+        self.grants: dict[ServerConnection, Grant] = {}
+        self._stats = stats
+        self._accept = accept
+        self.verifier = verifier or Verifier()
+        self._waiting: dict[ServerConnection, bytes] = {}  # connections whose token is being checked
+        # An unknown user's token is hashed against this, so that a wrong
+        # name costs what a wrong token costs (no user enumeration by time).
+        self._decoy = hash_token(os.urandom(16).hex())
+
+    # -- the handshake (§3) ---------------------------------------------------------
+
+    def connect(self, conn: ServerConnection, request: ConnectRequested) -> None:
+        """Decide on a connect: now when no token has to be hashed (or a
+        recent success is remembered), else once the verifier has."""
+        peercert = conn.transport.get_extra_info("peercert") if conn.transport is not None else None
+        name, user, refusal = self._identify(request, peercert)
+        if refusal is not None:
+            self._refuse(conn, refusal, name)
+            return
+        token = request.token
+        if user is None or (user.token_hash is not None and token is not None):
+            stored = user.token_hash if user is not None else self._decoy
+            key = self.verifier.key(name or "", stored or "", token or "")
+            if user is not None and self.verifier.cached(key):
+                self._admit(conn, request, user)
+                return
+            try:
+                future = self.verifier.start(key, token or "", stored or "")
+            except VerifierBusy as exc:
+                log.warning("refusing %s: %s", conn.peer, exc)
+                conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, "the server is busy checking credentials: try again")
+                return
+            self._waiting[conn] = key
+            future.add_done_callback(lambda f: self._verified(conn, request, name or "", stored or "", f))
+            return
+        self._admit(conn, request, user)
+
+    def _identify(self, request: ConnectRequested, peercert: Any) -> tuple[str | None, User | None, str | None]:
+        """(the user's name, the user unless a token must be checked first
+        (None for an unknown name: the decoy is checked), a refusal or None)."""
+        users = self.users
+        name = request.user
+        subject = subject_of_cert(peercert)
+        if name is None:
+            user = users.by_subject.get(subject) if subject else None
+            if user is None:
+                if request.token is not None:
+                    return None, None, "a token needs its user name ('user' in the connect) on this server"
+                user = users.anonymous
+                if user is None:
+                    legacy = " (a version-1 client cannot present any)" if request.legacy else ""
+                    return None, None, f"credentials required{legacy}"
+            return user.name, user, None
+        user = users.get(name)
+        if user is None:
+            return name, None, None if request.token is not None else _BAD_CREDENTIALS
+        if user.token_hash is not None and request.token is None:
+            return name, None, f"user {name!r} needs a token"
+        if user.cert_subject is not None and user.cert_subject != subject:
+            return name, None, f"user {name!r} needs its client certificate (mutual TLS)"
+        return name, user, None
+
+    def _verified(self, conn: ServerConnection, request: ConnectRequested, name: str, stored: str, future: asyncio.Future[bool]) -> None:
+        if self._waiting.pop(conn, None) is None:
+            return  # the connection closed meanwhile
+        user = self.users.get(name)
+        ok = not future.cancelled() and future.exception() is None and future.result()
+        if not ok or user is None or user.token_hash != stored:
+            # Wrong token, unknown user, or the user changed while it was checked.
+            self._refuse(conn, _BAD_CREDENTIALS, name)
+            return
+        self._admit(conn, request, user)
+
+    def _admit(self, conn: ServerConnection, request: ConnectRequested, user: User) -> None:
+        if conn.state is not _HANDSHAKE:
+            return  # closed, or failed by the auth timeout, while it was checked
+        grant = _grant(user)
+        if not grant.may_connect_as(request.app_id):
+            self._refuse(conn, f"user {user.name!r} may not connect as app {request.app_id!r}", user.name)
+            return
+        self._accept(conn, request)
+        if conn.opened:
+            self.grants[conn] = grant
+            log.debug("connection %s is user %s", conn.connection_id, user.name)
+
+    def _refuse(self, conn: ServerConnection, text: str, name: str | None) -> None:
+        if conn.state is not _HANDSHAKE:
+            return
+        log.info("refusing %s (user %s): %s", conn.peer, name or "-", text)
+        conn.refuse_connect(ErrorCode.UNAUTHORIZED, text)
+
+    def closed(self, conn: ServerConnection) -> None:
+        self.grants.pop(conn, None)
+        key = self._waiting.pop(conn, None)
+        if key is not None:
+            self.verifier.release(key)
+
+    # -- operations ----------------------------------------------------------------
+
+    def permits(self, conn: ServerConnection, msg: Message) -> bool:
+        """Whether ``msg`` is allowed; if not, it is answered ``forbidden``."""
+        grant = self.grants.get(conn)
+        mtype = msg.message_type
+        channel = msg.channel_id
+        if mtype is MessageType.PUBLISH:
+            if grant is not None and grant.may_publish(channel):
+                return True
+            operation = "publish"
+        elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
+            if channel == SYSTEM_CHANNEL:
+                payload = msg.payload
+                if isinstance(payload, dict) and payload.get("action") in SERVER_SYSTEM_ACTIONS:
+                    return True  # the server's own actions, scoped by the server (§8)
+            if grant is not None and grant.may_request(channel):
+                return True
+            operation = "request"
+        elif mtype is MessageType.SUBSCRIBE:
+            try:
+                validate_pattern(channel)
+            except ValueError:
+                return True  # pubsub answers bad_message
+            serve = isinstance(msg.payload, dict) and msg.payload.get("serve") is True
+            operation = "serve" if serve else "subscribe"
+            if grant is not None and (grant.may_serve(channel) if serve else grant.may_subscribe(channel)):
+                return True
+        else:
+            return True  # responses, unsubscribes
+        self._forbid(conn, msg, operation, grant)
+        return False
+
+    def _forbid(self, conn: ServerConnection, msg: Message, operation: str, grant: Grant | None) -> None:
+        """Answer a denied operation, even a publish or a notification that
+        expects no answer: nothing is dropped silently (docs/protocol.md §3)."""
+        user = grant.user if grant is not None else "?"
+        text = f"user {user!r} may not {_what(operation, msg.channel_id)}"
+        details = {"operation": operation, "channel": msg.channel_id, "user": user}
+        self._stats.count_error(ErrorCode.FORBIDDEN)
+        log.info("%s (%s): %s", conn.connection_id, msg.message_id, text)
+        conn.send(error_response(msg, ErrorCode.FORBIDDEN, text, details=details))
+
+    def monitor(self, conn: ServerConnection) -> bool:
+        """Whether the connection's user may see server-wide figures (§8)."""
+        grant = self.grants.get(conn)
+        return grant is not None and grant.permissions.monitor
+
+    # -- reload ----------------------------------------------------------------------
+
+    def replace(self, users: Users, withdraw: Callable[[ServerConnection, str, bool], None]) -> dict[str, int]:
+        """Apply a new users file to the open connections: a user removed,
+        whose credential changed or who may no longer use the app is
+        disconnected ``unauthorized``; registrations the new rights no longer
+        allow are withdrawn (``withdraw(conn, pattern, serve)``) and the
+        client told ``forbidden``. Returns counts for the log."""
+        self.users = users
+        self.verifier.forget()
+        counts = {"disconnected": 0, "withdrawn": 0}
+        for conn, grant in list(self.grants.items()):
+            user = users.get(grant.user)
+            reason = None
+            if user is None:
+                reason = f"user {grant.user!r} was removed"
+            elif user.credential != grant.credential:
+                reason = f"the credential of user {grant.user!r} changed"
+            elif not ("*" in user.apps or conn.app_id in user.apps):
+                reason = f"user {grant.user!r} may no longer connect as app {conn.app_id!r}"
+            if reason is not None or user is None:
+                del self.grants[conn]
+                counts["disconnected"] += 1
+                log.info("disconnecting %s: %s", conn.connection_id, reason)
+                conn.fail(ErrorCode.UNAUTHORIZED, reason or "")
+                continue
+            new = self.grants[conn] = _grant(user)
+            subscriptions, served = withdrawn(new, sorted(conn.subscriptions), sorted(conn.responder_for))
+            for serve, patterns in ((False, subscriptions), (True, served)):
+                for pattern in patterns:
+                    withdraw(conn, pattern, serve)
+                    self._withdrawn(conn, new.user, "serve" if serve else "subscribe", pattern)
+                    counts["withdrawn"] += 1
+        return counts
+
+    def _withdrawn(self, conn: ServerConnection, user: str, operation: str, pattern: str) -> None:
+        """Tell the client a registration was withdrawn: an error frame
+        (§6.4) whose details say which, so the client drops it too. A
+        version-1 client would route such a frame to its handlers: it is
+        only logged."""
+        text = f"user {user!r} may no longer {_what(operation, pattern)}"
+        log.info("%s: %s", conn.connection_id, text)
+        if conn.legacy:
+            return
+        details = {"operation": operation, "channel": pattern, "user": user, "revoked": True}
+        error = ErrorInfo.model_construct(code=str(ErrorCode.FORBIDDEN), message=text, details=details, remote_type=None, remote_stack=None)
+        conn.send(Message.build(MessageType.RESPONSE, conn.app_id, SYSTEM_CHANNEL, None, reply_to=None, error=error))
+
+    def close(self) -> None:
+        self.verifier.close()

@@ -1,0 +1,183 @@
+"""The users file and token hashing (ipc_server/users.py, docs/security.md
+§3), and the command line around them: ``hash-token``, ``--users``,
+``--token-file``. Every load error names the user and the key."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ipc_server.hash_token import main as hash_token_main
+from ipc_server.permissions import Rule
+from ipc_server.users import (
+    ANONYMOUS,
+    UsersError,
+    hash_token,
+    load_users,
+    parse_subject,
+    parse_users,
+    read_token_file,
+    subject_of_cert,
+    verify_token,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+HASH = hash_token("s3cret", log_n=4)
+
+
+def test_a_full_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "users.toml"
+    path.write_text(
+        f"""
+[users.alice]
+token_hash = "{HASH}"
+apps = ["shop", "billing"]
+publish = {{ allow = ["orders.>"], deny = ["orders.audit.>"] }}
+subscribe = ["orders.*", "$sys.services"]
+
+[users.dash]
+cert_subject = "CN=dash, O=shop\\\\, inc"
+apps = ["*"]
+monitor = true
+
+[users.anonymous]
+apps = ["public"]
+request = {{ allow = ["news.get"] }}
+"""
+    )
+    users = load_users(str(path))
+    alice = users.get("alice")
+    assert alice is not None and alice.apps == {"shop", "billing"} and alice.credential == HASH
+    assert alice.permissions.publish == Rule(("orders.>",), ("orders.audit.>",))
+    assert alice.permissions.subscribe == Rule(("orders.*", "$sys.services"))
+    assert alice.permissions.serve == Rule() and not alice.permissions.monitor
+    dash = users.get("dash")
+    assert dash is not None and dash.permissions.monitor
+    assert dash.cert_subject == {("commonName", "dash"), ("organizationName", "shop, inc")}
+    assert users.by_subject[dash.cert_subject] is dash
+    assert users.anonymous is users.get(ANONYMOUS) and users.anonymous.credential == ""
+    assert "s3cret" not in repr(alice) and HASH not in repr(alice)
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        ('apps = ["a"]', "user 'bob': needs exactly one credential"),
+        (f'token_hash = "{HASH}"\ncert_subject = "CN=bob"\napps = ["a"]', "user 'bob': needs exactly one credential"),
+        (f'token_hash = "{HASH}"', "user 'bob': apps is required"),
+        (f'token_hash = "{HASH}"\napps = []', "user 'bob': apps is empty"),
+        (f'token_hash = "{HASH}"\napps = "a"', "user 'bob': apps: must be a list of strings"),
+        (f'token_hash = "{HASH}"\napps = ["a"]\npublsh = ["x"]', "user 'bob': unknown key 'publsh'"),
+        (f'token_hash = "{HASH}"\napps = ["a"]\npublish = ["or*ders"]', "user 'bob': publish: pattern 'or*ders'"),
+        (f'token_hash = "{HASH}"\napps = ["a"]\nserve = {{ allow = ["a.>.b"] }}', "user 'bob': serve.allow: pattern 'a.>.b'"),
+        (f'token_hash = "{HASH}"\napps = ["a"]\nrequest = {{ deny = [1] }}', "user 'bob': request.deny: must be a list of strings"),
+        (f'token_hash = "{HASH}"\napps = ["a"]\nsubscribe = {{ allow = ["a"], except = ["b"] }}', "user 'bob': subscribe: unknown key 'except'"),
+        (f'token_hash = "{HASH}"\napps = ["a"]\nmonitor = "yes"', "user 'bob': monitor must be true or false"),
+        ('token_hash = "plain-text"\napps = ["a"]', "user 'bob': token_hash: not a '$scrypt$"),
+        ('token_hash = "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"\napps = ["a"]', "user 'bob': token_hash: scrypt parameters out of range"),
+        ('cert_subject = "CN=bob,XX=1"\napps = ["a"]', "user 'bob': cert_subject: 'XX=1' is not ATTRIBUTE=value"),
+    ],
+)
+def test_each_error_names_the_user_and_the_key(entry: str, named: str) -> None:
+    import tomllib
+
+    with pytest.raises(UsersError) as info:
+        parse_users(tomllib.loads(f"[users.bob]\n{entry}\n"))
+    assert named in str(info.value)
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    import tomllib
+
+    for text, named in [
+        ('[users.anonymous]\ntoken_hash = "x"\napps = ["a"]', "user 'anonymous': the anonymous user has no credential"),
+        ('[users."bad name"]\napps = ["a"]', "user 'bad name': a name is"),
+        ('[users.a]\ncert_subject = "CN=x"\napps = ["a"]\n[users.b]\ncert_subject = "cn=x"\napps = ["a"]', "user 'b': cert_subject is also user 'a'"),
+        ("[user.a]\napps = []", "unknown top-level key 'user'"),
+        ("", "no users"),
+    ]:
+        with pytest.raises(UsersError) as info:
+            parse_users(tomllib.loads(text))
+        assert named in str(info.value), text
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[users.a\n")
+    with pytest.raises(UsersError, match="not valid TOML"):
+        load_users(str(bad))
+
+
+def test_a_token_is_stored_salted_and_checked_in_constant_time() -> None:
+    one, two = hash_token("s3cret", log_n=4), hash_token("s3cret", log_n=4)
+    assert one != two and one.startswith("$scrypt$ln=4,r=8,p=1$")  # salted
+    assert "s3cret" not in one
+    assert verify_token("s3cret", one) and verify_token("s3cret", two)
+    assert not verify_token("s3cret ", one) and not verify_token("", one)
+    with pytest.raises(ValueError):
+        hash_token("")
+
+
+def test_certificate_subjects() -> None:
+    assert parse_subject("CN=alice,O=shop") == parse_subject(" o = shop , commonName=alice ")
+    peercert = {"subject": ((("organizationName", "shop"),), (("commonName", "alice"),))}
+    assert subject_of_cert(peercert) == parse_subject("CN=alice,O=shop")
+    assert subject_of_cert(peercert) != parse_subject("CN=alice")  # the whole subject, not a part
+    assert subject_of_cert({}) is None and subject_of_cert(None) is None
+
+
+def test_token_file(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("s3cret\n")
+    assert read_token_file(str(path)) == "s3cret"
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        read_token_file(str(path))
+
+
+# -- the command line -------------------------------------------------------------
+
+
+def test_hash_token_reads_stdin_never_argv() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert hash_token_main(["--cost", "4"], stdin=io.StringIO("s3cret\n"), stdout=out, stderr=err) == 0
+    assert verify_token("s3cret", out.getvalue().strip())
+    with pytest.raises(SystemExit):  # a token on the command line is not an option
+        hash_token_main(["s3cret"], stdin=io.StringIO(""), stdout=out, stderr=err)
+    assert hash_token_main([], stdin=io.StringIO(""), stdout=io.StringIO(), stderr=err) == 2
+    assert "empty" in err.getvalue()
+
+
+def test_hash_token_generate() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert hash_token_main(["--generate", "--cost", "4"], stdout=out, stderr=err) == 0
+    assert verify_token(err.getvalue().strip(), out.getvalue().strip())
+
+
+def _python_m(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "ipc_server", *args], input=stdin, capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+
+
+def test_hash_token_command() -> None:
+    done = _python_m("hash-token", "--cost", "4", stdin="pa ss\n")
+    assert done.returncode == 0, done.stderr
+    assert verify_token("pa ss", done.stdout.strip())
+
+
+def test_a_bad_users_file_or_token_file_stops_the_server_at_start(tmp_path: Path) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.bob]\ntoken_hash = "{HASH}"\napps = ["a"]\npublish = {{ alow = ["x"] }}\n')
+    done = _python_m("--port", "0", "--users", str(users))
+    assert done.returncode == 2
+    assert "invalid configuration" in done.stderr and "user 'bob': publish: unknown key 'alow'" in done.stderr
+    empty = tmp_path / "token"
+    empty.write_text("")
+    done = _python_m("--port", "0", "--token-file", str(empty))
+    assert done.returncode == 2 and "invalid configuration" in done.stderr and "empty" in done.stderr
+    done = _python_m("--port", "0", "--token-file", str(tmp_path / "missing"))
+    assert done.returncode == 2 and "invalid configuration" in done.stderr
+    done = _python_m("--port", "0", "--users", str(users), "--token", "x")
+    assert done.returncode == 2 and "users_file replaces the shared token" in done.stderr
