@@ -12,7 +12,7 @@ from __future__ import annotations
 from .constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAX_FRAME_LIMIT
 from .exceptions import FrameError, FrameTooLarge, ProtocolError
 
-__all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_header"]
+__all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
 
 _from_bytes = int.from_bytes
 
@@ -30,6 +30,20 @@ def encode_frame(body: bytes) -> bytes:
     if n > MAX_FRAME_LIMIT:
         raise FrameTooLarge(n, MAX_FRAME_LIMIT)
     return n.to_bytes(HEADER_SIZE, "big") + body
+
+
+# A TLS record starts with its content type, then the version 3.x: a
+# ClientHello is 0x16 0x03 0x01, a TLS server's alert 0x15 0x03 0x0N (§1.3).
+_TLS_RECORDS = {0x15: "a TLS alert", 0x16: "a TLS handshake"}
+PEER_SPEAKS_TLS = "the peer speaks TLS and this side does not"
+
+
+def tls_record(head: bytes) -> str | None:
+    """What a stream's first three bytes are when they are a TLS record
+    header ("a TLS handshake", "a TLS alert"), else None (§1.3): read as a
+    length prefix, they would be a frame of some 350 MB."""
+    kind = _TLS_RECORDS.get(head[0])
+    return kind if kind is not None and head[1] == 3 and head[2] <= 4 else None
 
 
 class FramingFailure(bytes):
@@ -55,14 +69,15 @@ class FrameDecoder:
     prefix raises at once when no frame came before it in the chunk, else
     the frames are returned first, ending with a :class:`FramingFailure`.
     The error is sticky: every later ``feed`` raises it, because a byte
-    stream cannot be resynchronised.
+    stream cannot be resynchronised. A stream whose first bytes are a TLS
+    record raises ``FrameError`` naming TLS and sets ``tls`` (§1.3).
 
     Args:
         max_frame_size: largest body accepted, in bytes; ``None`` means the
             protocol maximum (2**32 - 1).
     """
 
-    __slots__ = ("max_frame_size", "_buf", "_pos", "_need", "_error")
+    __slots__ = ("max_frame_size", "_buf", "_pos", "_need", "_error", "_at_start", "tls")
 
     def __init__(self, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = MAX_FRAME_LIMIT if max_frame_size is None else max_frame_size
@@ -70,6 +85,8 @@ class FrameDecoder:
         self._pos = 0  # start of unconsumed bytes in _buf
         self._need = 0  # body length of the frame being assembled, 0 = reading a prefix
         self._error: ProtocolError | None = None
+        self._at_start = True  # the stream's first bytes are still to be checked for TLS
+        self.tls = False  # they were a TLS record: the peer speaks TLS (§1.3)
 
     @property
     def buffered(self) -> int:
@@ -83,6 +100,8 @@ class FrameDecoder:
             # The limit was lowered (by a handshake) since this frame's
             # prefix was read: it holds all the same, whatever the split (§1).
             self._check_length(self._need, self.max_frame_size)
+        if self._at_start:
+            self._check_start(data)
         buf = self._buf
         frames: list[bytes] = []
         try:
@@ -140,6 +159,18 @@ class FrameDecoder:
                 self._need = 0
         finally:
             self._pos = pos
+
+    def _check_start(self, data: bytes | bytearray | memoryview) -> None:
+        """§1.3: the stream's first three bytes, once they are in, are no TLS record."""
+        head = bytes(self._buf[self._pos : self._pos + 3]) + bytes(data[:3])  # nothing consumed yet
+        if len(head) < 3:
+            return
+        self._at_start = False
+        kind = tls_record(head)
+        if kind is not None:
+            self.tls = True
+            self._error = FrameError(f"{kind} on a plaintext port: {PEER_SPEAKS_TLS}")
+            raise self._error
 
     def _check_length(self, n: int, limit: int) -> None:
         if n == 0:

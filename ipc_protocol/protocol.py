@@ -178,7 +178,8 @@ class Protocol:
         try:
             return self._decoder.feed(data)
         except ProtocolError as exc:
-            self._violated(exc.code, str(exc), None, None)
+            # A TLS peer could not read an error frame: none is sent (§1.3).
+            self._violated(exc.code, str(exc), None, None, frame=not self._decoder.tls)
             return []
 
     def _undecodable(self, frame: bytes, exc: ProtocolError) -> ProtocolViolation:
@@ -288,9 +289,10 @@ class Protocol:
         no longer sends (returns None)."""
         return self._violated(code, text, reply_to, None) if self._live else None
 
-    def _violated(self, code: ErrorCode | str, text: str, reply_to: str | None, msg: Message | None) -> ProtocolViolation:
-        error = ErrorInfo.model_construct(code=str(code), message=text, details=None, remote_type=None, remote_stack=None)
-        self.send(Message.build(MessageType.RESPONSE, self.app_id, SYSTEM_CHANNEL, None, reply_to=reply_to, error=error))
+    def _violated(self, code: ErrorCode | str, text: str, reply_to: str | None, msg: Message | None, *, frame: bool = True) -> ProtocolViolation:
+        if frame:
+            error = ErrorInfo.model_construct(code=str(code), message=text, details=None, remote_type=None, remote_stack=None)
+            self.send(Message.build(MessageType.RESPONSE, self.app_id, SYSTEM_CHANNEL, None, reply_to=reply_to, error=error))
         self._move(ERROR)
         self.violation = ProtocolViolation(code, text, msg)
         return self.violation

@@ -41,6 +41,24 @@ function encodeFrame(body, maxFrameSize = MAX_FRAME_LIMIT_BYTES) {
 }
 
 /**
+ * A TLS record starts with its content type, then the version 3.x: a
+ * ClientHello is 0x16 0x03 0x01, a TLS server's alert 0x15 0x03 0x0N (§1.3).
+ */
+const TLS_RECORDS = Object.freeze({ 0x15: 'a TLS alert', 0x16: 'a TLS handshake' });
+const PEER_SPEAKS_TLS = 'the peer speaks TLS and this side does not';
+
+/**
+ * What a stream's first three bytes are when they are a TLS record header
+ * (read as a length prefix they would be a frame of some 350 MB), else null (§1.3).
+ * @param {Buffer} head at least 3 bytes.
+ * @returns {string|null} 'a TLS handshake', 'a TLS alert' or null.
+ */
+function tlsRecord(head) {
+  const kind = TLS_RECORDS[head[0]];
+  return kind !== undefined && head[1] === 3 && head[2] <= 4 ? kind : null;
+}
+
+/**
  * What FrameDecoder.feed() returns last when a bad length prefix follows
  * complete frames: read in its turn, it fails the connection with `error`.
  */
@@ -68,6 +86,9 @@ class FrameDecoder {
     this._bufferedBytes = 0;
     this._need = -1; // body length of the frame being assembled; -1 = reading a prefix
     this._error = null;
+    this._atStart = true; // the stream's first bytes are still to be checked for TLS
+    /** The stream's first bytes were a TLS record: the peer speaks TLS (§1.3). */
+    this.tls = false;
   }
 
   /**
@@ -96,9 +117,11 @@ class FrameDecoder {
    * @returns {Array<Buffer|FramingFailure>} complete bodies, in order; possibly views on `chunk`.
    * @throws {FrameError} a zero length prefix (and on every later call).
    * @throws {FrameTooLargeError} a length over `maxFrameSize` (and on every later call).
+   * @throws {FrameError} the stream starts with a TLS record (§1.3; `tls` is then true).
    */
   feed(chunk) {
     if (this._error !== null) throw this._error;
+    if (this._atStart) this._checkStart(chunk);
     const frames = [];
     try {
       // The limit was lowered (by a handshake) since this frame's prefix
@@ -133,6 +156,22 @@ class FrameDecoder {
       if (this._bufferedBytes < this._need) break;
       frames.push(this._consume(this._need));
       this._need = -1;
+    }
+  }
+
+  /**
+   * §1.3: the stream's first three bytes, once they are in, are no TLS record.
+   * @param {Buffer} chunk
+   * @private
+   */
+  _checkStart(chunk) {
+    if (this._bufferedBytes + chunk.length < 3) return;
+    this._atStart = false;
+    const head = Buffer.concat([...this._buffers.slice(this._head), chunk.subarray(0, 3)]); // nothing consumed yet
+    const kind = tlsRecord(head);
+    if (kind !== null) {
+      this.tls = true;
+      this._fail(new FrameError(`${kind} on a plaintext port: ${PEER_SPEAKS_TLS}`));
     }
   }
 
@@ -217,4 +256,4 @@ class FrameDecoder {
   }
 }
 
-module.exports = { FrameDecoder, FramingFailure, encodeFrame };
+module.exports = { FrameDecoder, FramingFailure, encodeFrame, tlsRecord, PEER_SPEAKS_TLS };
