@@ -22,12 +22,11 @@ more tokens. Every pattern given here must already be valid.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
-
-from ipc_protocol.channels import pattern_matches
 
 __all__ = ["OPERATIONS", "Rule", "Permissions", "Grant", "covered", "overlaps", "PatternTooComplex"]
 
@@ -136,6 +135,18 @@ def covered(pattern: str, allows: Iterable[str]) -> bool:
     return walk(0, 0, frozenset(range(len(table))))
 
 
+def _regex(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    """One regular expression matching what any of ``patterns`` matches
+    (tokens are non-empty: ``*`` is one run of non-dots, ``>`` the rest)."""
+    if not patterns:
+        return None
+    parts = []
+    for pattern in patterns:
+        tokens = ["[^.]+" if t == "*" else ".+" if t == ">" else re.escape(t) for t in pattern.split(".")]
+        parts.append(r"\.".join(tokens))
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
 @dataclass(frozen=True)
 class Rule:
     """Allow and deny patterns for one operation; deny wins. No allow
@@ -143,10 +154,19 @@ class Rule:
 
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    # The patterns as one compiled expression each: a channel is checked in
+    # one pass of the regex engine, not one match per pattern.
+    _allow: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+    _deny: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_allow", _regex(self.allow))
+        object.__setattr__(self, "_deny", _regex(self.deny))
 
     def allows(self, channel: str) -> bool:
-        """A concrete channel (publish, request)."""
-        return any(pattern_matches(a, channel) for a in self.allow) and not any(pattern_matches(d, channel) for d in self.deny)
+        """A concrete channel (publish, request); ``pattern_matches`` semantics."""
+        allow, deny = self._allow, self._deny
+        return allow is not None and allow.fullmatch(channel) is not None and (deny is None or deny.fullmatch(channel) is None)
 
     def allows_pattern(self, pattern: str) -> bool:
         """A subscription or serve pattern: every channel it can match is allowed."""

@@ -27,6 +27,7 @@ function describe(err) {
     name: err && err.name,
     message: err && err.message,
     remoteType: err && err.remoteType,
+    details: (err && err.details) ?? null,
     cause: err && err.cause ? String(err.cause.code || err.cause.message) : null
   };
 }
