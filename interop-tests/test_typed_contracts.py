@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -30,45 +29,15 @@ from pydantic import TypeAdapter
 
 from conftest import HERE, NODE_DIR, ROOT, WAIT_S, _subprocess_env, run_node
 from example_process import ExampleProcess
-from legacy_docs_support import NPM_TIMEOUT_S, _npm
+from typescript_support import TYPES, compile_ts, typescript  # noqa: F401 - a fixture
 
 from ipc_protocol import BadRequest, HandlerError
 
-TYPES = ROOT / "js-client" / "test" / "types"
 GENERATOR = ROOT / "js-client" / "bin" / "ipc-bridge-types.js"
-TS_VERSION = json.loads((TYPES / "package.json").read_text())["devDependencies"]["typescript"].lstrip("~^")
 QUOTE = {"items": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 1}], "placed_at": "2026-12-05T10:00:00+01:00", "coupon": "WINTER"}
 
 
 # -- fixtures -----------------------------------------------------------------------
-
-
-def _tsc() -> Path:
-    return TYPES / "node_modules" / "typescript" / "bin" / "tsc"
-
-
-def _installed_typescript() -> str | None:
-    try:
-        return json.loads((TYPES / "node_modules" / "typescript" / "package.json").read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-@pytest.fixture(scope="session")
-def typescript(node: str) -> Path:
-    """tsc from js-client/test/types (its package-lock.json), installed once with ``npm ci`` when missing."""
-    if _installed_typescript() != TS_VERSION or not (TYPES / "node_modules" / "@types" / "node").exists():
-        npm = _npm(node)
-        if npm is None:
-            pytest.skip("no npm found to install TypeScript for the type tests (js-client/test/types/package.json)")
-        env = {**os.environ, "PATH": os.pathsep.join([str(Path(node).parent), os.environ.get("PATH", "")])}
-        try:
-            proc = subprocess.run([*npm, "ci", "--no-audit", "--no-fund"], cwd=TYPES, env=env, capture_output=True, text=True, timeout=NPM_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"npm ci in {TYPES} did not finish within {NPM_TIMEOUT_S} s")
-        if proc.returncode != 0 or _installed_typescript() != TS_VERSION:
-            pytest.fail(f"npm ci in {TYPES} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return _tsc()
 
 
 @pytest.fixture
@@ -106,20 +75,6 @@ def offline_declarations(node: str, out: Path) -> str:
     return out.read_text()
 
 
-def compile_ts(node: str, tsc: Path, tmp: Path, source: Path, declarations: Path) -> subprocess.CompletedProcess[str]:
-    """``tsc --strict --noEmit`` of ``source`` with 'ipc-bridge-client' and 'shop-api' mapped to their .d.ts."""
-    config = tmp / f"tsconfig.{source.stem}.json"
-    config.write_text(json.dumps({
-        "compilerOptions": {
-            "strict": True, "noEmit": True, "target": "es2022", "module": "commonjs", "moduleResolution": "node10",
-            "types": ["node"], "typeRoots": [str(TYPES / "node_modules" / "@types")],
-            "paths": {"ipc-bridge-client": [str(ROOT / "js-client" / "index.d.ts")], "shop-api": [str(declarations)]},
-        },
-        "files": [str(source)],
-    }))  # fmt: skip
-    return run([node, str(tsc), "-p", str(config), "--pretty", "false"])
-
-
 # -- the generated declarations under tsc ------------------------------------------------------
 
 
@@ -129,10 +84,11 @@ def test_the_declarations_compile_with_the_usage_file_and_refuse_each_misuse(nod
     assert '"shop.quote": { request: QuoteRequest; response: Quote };' in text
     assert 'export type Currency = "EUR" | "USD";' in text
 
-    usage = compile_ts(node, typescript, tmp_path, TYPES / "usage.ts", declarations)
+    modules = {"ipc-bridge-client": ROOT / "js-client" / "index.d.ts", "shop-api": declarations}
+    usage = compile_ts(node, typescript, tmp_path, TYPES / "usage.ts", modules, lib_check=True)  # the declarations themselves too
     assert usage.returncode == 0, usage.stdout + usage.stderr
 
-    misuse = compile_ts(node, typescript, tmp_path, TYPES / "misuse.ts", declarations)
+    misuse = compile_ts(node, typescript, tmp_path, TYPES / "misuse.ts", modules)
     assert misuse.returncode != 0
     failing = {int(m[1]) for m in re.finditer(r"misuse\.ts\((\d+),\d+\): error TS\d+", misuse.stdout)}
     marked = {n for n, line in enumerate((TYPES / "misuse.ts").read_text().splitlines(), 1) if re.search(r"\S.*// error: ", line)}
