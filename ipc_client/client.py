@@ -13,6 +13,7 @@ anything else is sent, then replays the calls that waited in the queue.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from .outbox import DISCONNECT_POLICIES, Outbox
 from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
 from .subscriptions import Handler, Registration, Subscriptions
+from .tls import client_tls
 
 __all__ = ["IPCClient", "Registration", "Handler", "DEFAULT_CONNECT_TIMEOUT_S"]
 
@@ -57,13 +59,10 @@ class IPCClient:
         request_timeout: default timeout of :meth:`send_request`, seconds.
         heartbeat_interval: seconds of silence before the client pings;
             ``None`` uses the server's advertised interval.
-        heartbeat_timeout: seconds of silence after which the connection is
-            declared dead; default twice the interval.
+        heartbeat_timeout: seconds of silence that make the connection dead; default 2 x interval.
         reconnect: reconnect automatically after the connection drops.
-        wait_on_first_connect: a failed first :meth:`connect` keeps trying
-            with the reconnect policy (backoff, jitter, ``max_retries``),
-            emitting ``reconnecting``, and returns on the first success;
-            off by default, so an unreachable server fails at once.
+        wait_on_first_connect: a failed first :meth:`connect` retries with the reconnect
+            policy (emitting ``reconnecting``) until it succeeds; off by default.
         max_retries: reconnection attempts before giving up; ``None`` = unlimited.
         initial_delay, max_delay, multiplier, jitter: the reconnect backoff,
             ``min(initial_delay * multiplier**n, max_delay)`` ± ``jitter``.
@@ -71,9 +70,9 @@ class IPCClient:
             ``queue_max_size=0`` disables queueing.
         queue_overflow: ``"reject"``, ``"drop_oldest"`` or ``"drop_lowest_priority"``.
         queue_path: an SQLite file where queued one-way messages persist.
-        on_disconnect: default per-call policy while not connected,
-            ``"queue"`` or ``"fail"``.
+        on_disconnect: per-call default while not connected: ``"queue"`` or ``"fail"``.
         circuit_breaker: a :class:`CircuitBreakerOptions`, or True for the defaults.
+        tls, tls_ca, tls_cert, tls_key, tls_server_hostname: TLS (:func:`ipc_client.tls.client_tls`).
         token: shared secret for servers that require one; with ``user``,
             that user's token (docs/security.md §3).
         user: the user to connect as, on a server with a users file.
@@ -108,6 +107,7 @@ class IPCClient:
         queue_path: str | None = None,
         on_disconnect: str = "queue",
         circuit_breaker: CircuitBreakerOptions | bool | None = None,
+        tls: bool | ssl.SSLContext | None = None, tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None, tls_server_hostname: str | None = None,
         token: str | None = None,
         user: str | None = None,
         max_frame_size: int | None = None,
@@ -121,6 +121,7 @@ class IPCClient:
         options = ConnectOptions(
             app_id, host, port, connect_timeout, token, max_frame_size, heartbeat_interval, heartbeat_timeout,
             reconnect, wait_on_first_connect, self.backoff, max_retries, user,
+            tls=client_tls(tls, ca=tls_ca, cert=tls_cert, key=tls_key, server_hostname=tls_server_hostname),
         )  # fmt: skip
         if request_timeout <= 0:
             raise ValueError("timeouts must be positive")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from .outbox import Outbox
 from .reconnect import Reconnector, connect_failure
 from .state import ConnectionState, StateMachine
 from .subscriptions import Subscriptions
+from .tls import ClientTLS, closed_during_handshake, handshake_failure, refused
 
 __all__ = ["Lifecycle", "ConnectOptions", "CLIENT_NAME"]
 
@@ -68,6 +70,7 @@ class ConnectOptions:
     backoff: Backoff
     max_retries: int | None
     user: str | None = None  # with token: a user of the server's users file (docs/security.md §3)
+    tls: ClientTLS | None = None  # None: plaintext (docs/security.md §2)
 
     def __post_init__(self) -> None:
         if not isinstance(self.app_id, str) or not self.app_id:
@@ -150,8 +153,8 @@ class Lifecycle:
             failure = connect_failure(exc, self.options.peer)
             current = sm.state is ConnectionState.CONNECTING and self._generation == generation
             # Retried as a reconnection retries: every failure of the bridge or
-            # the network but a refused token (as Node's waitOnFirstConnect).
-            retryable = isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)) and not isinstance(failure, Unauthorized)
+            # the network but a refused token or certificate (as Node's waitOnFirstConnect).
+            retryable = isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)) and not isinstance(failure, Unauthorized) and not refused(failure)
             if current and self.options.wait_on_first_connect and retryable:
                 return await self._reconnector.keep_connecting(generation, failure)
             if current:
@@ -239,16 +242,26 @@ class Lifecycle:
             opts.app_id, self.connection_id, client=CLIENT_NAME, token=opts.token, user=opts.user, max_frame_size=opts.max_frame_size,
             heartbeat_interval_s=opts.heartbeat_interval, heartbeat_timeout_s=opts.heartbeat_timeout,
         )  # fmt: skip
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port),
-            opts.connect_timeout,
-        )
+        # Over TLS every attempt, a reconnection's too, makes a full TLS handshake.
+        tls = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port, **tls),
+                opts.connect_timeout,
+            )
+        except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
+            if not tls:
+                raise
+            raise handshake_failure(exc, opts.peer) from exc
         if generation != self._generation:
             conn.abort()
             raise NotConnected("disconnect() was called while connecting")
         self.conn = conn
         try:
-            connected = await conn.handshake(deadline - loop.time(), opts.peer)
+            try:
+                connected = await conn.handshake(deadline - loop.time(), opts.peer)
+            except ConnectionLost as lost:  # TLS may explain it: a refused certificate, a TLS port
+                raise closed_during_handshake(conn.error, lost, opts.peer, bool(tls))
             self.legacy = self._calls.legacy = connected.legacy
             self.server_info = connected.server_info
             self.connection_id = connected.connection_id

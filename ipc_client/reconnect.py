@@ -17,6 +17,7 @@ from ipc_protocol import ConnectionLost, IPCError, NotConnected, RequestTimeout,
 
 from .backoff import Backoff
 from .state import ConnectionState, StateMachine
+from .tls import refused
 
 __all__ = ["Reconnector", "connect_failure"]
 
@@ -85,6 +86,8 @@ class Reconnector:
             last = self.last_failure
             if isinstance(last, Unauthorized):
                 raise last from None
+            if refused(last):  # a refused certificate: raised with its cause (ipc_client/tls.py)
+                raise last  # type: ignore[misc]
             raise NotConnected(f"cannot connect to {self._peer}: {self._sm.state.value} after retrying: {last}") from last
         return True
 
@@ -106,12 +109,14 @@ class Reconnector:
                 return
             try:
                 await self._establish(generation)
-            except Unauthorized as exc:  # retrying cannot fix credentials
-                log.error("reconnect refused: %s", exc)
-                self.last_failure = exc
-                self._stop(NotConnected(f"gave up reconnecting: {exc}"), attempt)
-                return
             except (OSError, IPCError, asyncio.TimeoutError) as exc:
+                if isinstance(exc, Unauthorized) or refused(exc):  # retrying cannot fix credentials
+                    log.error("reconnect refused: %s", exc)
+                    self.last_failure = exc
+                    gave_up = NotConnected(f"gave up reconnecting: {exc}")
+                    gave_up.__cause__ = exc
+                    self._stop(gave_up, attempt)
+                    return
                 log.debug("reconnect attempt %d failed: %s", attempt, exc)
                 self.last_failure = exc
                 continue

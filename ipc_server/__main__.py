@@ -22,6 +22,7 @@ from ipc_protocol.version import __version__
 from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
 from .server import run
 from .users import check_auth_files
+from .tls import server_context
 
 __all__ = ["main"]
 
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     path = overrides.pop("config", None)
     try:
         config: ServerConfig = load_config(path=path, overrides=overrides, warn=lambda text: print(f"ipc_server: warning: {text}", file=sys.stderr))
+        server_context(config)  # a TLS file missing, not PEM or not matching fails here (docs/security.md §2)
         check_auth_files(config)  # a users file or token file that cannot be used fails here (docs/security.md §3)
     except (ValueError, OSError) as exc:
         print(f"ipc_server: invalid configuration: {exc}", file=sys.stderr)

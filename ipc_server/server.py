@@ -35,6 +35,7 @@ from .pubsub import PubSub
 from .router import HandlerRegistry, target_problem
 from .shutdown import Shutdown
 from .stats import ServerStats
+from .tls import connection_factory
 from .users import load_users, read_token_file
 
 __all__ = ["IPCServer", "run"]
@@ -151,7 +152,7 @@ class IPCServer:
         self.loop = asyncio.get_running_loop()
         self._executor = self._calls.executor = ThreadPoolExecutor(thread_name_prefix="ipc-handler")
         self._listener = await self.loop.create_server(
-            lambda: ServerConnection(self),
+            connection_factory(self.config, lambda: ServerConnection(self)),  # TLS only when tls_cert is set
             self.config.host,
             self.config.port,
             reuse_address=True,

@@ -1,6 +1,7 @@
 // Type declarations for ipc-bridge-client (the public API of index.js).
 
 import { EventEmitter } from 'node:events';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 
 /** The shared error codes (interop-tests/spec/error_codes.json, docs/protocol.md §11). */
 export declare const ErrorCode: Readonly<{
@@ -252,6 +253,16 @@ export interface IPCClientSettings {
   token?: string | null;
   /** The user to connect as, on a server with a users file (docs/security.md §3). Default null. */
   user?: string | null;
+  /**
+   * TLS (docs/security.md §2). `true`: Node's CA store, the host name
+   * checked; an object: tls.connect() options (`ca` trusted instead of the
+   * store, `cert` and `key` for mutual TLS, `servername`, default `host`
+   * unless it is an IP address; `rejectUnauthorized` stays true unless
+   * set). A refused certificate is a NotConnectedError whose `.cause` is the
+   * TLS error, and stops waitOnFirstConnect and reconnection. Default null
+   * (plaintext).
+   */
+  tls?: boolean | TlsConnectionOptions | null;
   /** Proposed connection id; the server may make it unique. Default: generated. */
   connectionId?: string | null;
   /**

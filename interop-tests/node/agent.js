@@ -16,9 +16,10 @@
 const crypto = require('node:crypto');
 const { IPCClient } = require('../../js-client');
 const { out, describe, runCommands } = require('./command_loop');
+const { withTlsFiles } = require('./tls_files');
 
 const config = JSON.parse(process.argv[2] || '{}');
-const client = new IPCClient(config.appId || 'app', { host: '127.0.0.1', port: config.port, ...(config.options || {}) });
+const client = new IPCClient(config.appId || 'app', { host: '127.0.0.1', port: config.port, ...withTlsFiles(config.options || {}) });
 
 /**
  * The SHA-256 of a value's JSON text, to compare large payloads cheaply.

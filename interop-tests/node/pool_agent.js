@@ -16,10 +16,11 @@
 
 const { ConnectionPool, LoadBalancedClient } = require('../../js-client');
 const { out, describe, runCommands } = require('./command_loop');
+const { withTlsFiles } = require('./tls_files');
 
 const config = JSON.parse(process.argv[2] || '{}');
 const FAST = { initialDelay: 20, maxDelay: 100 };
-const options = { ...(config.fastBackoff ? FAST : {}), ...(config.options || {}) };
+const options = withTlsFiles({ ...(config.fastBackoff ? FAST : {}), ...(config.options || {}) });
 const appId = config.appId || 'app';
 
 const target =

@@ -13,13 +13,13 @@
  * (as in `ws`). Writes of one tick are corked and leave in one writev.
  */
 
-const net = require('node:net');
 const { performance } = require('node:perf_hooks');
 const { MAX_TIMER_MS } = require('./constants');
 const { HeartbeatAction } = require('./heartbeat');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError } = require('./errors');
 const { Event, PingReceived, PongReceived, ProtocolViolation } = require('./protocol/protocol');
 const { ClientProtocol, Connected, HandshakeRefused, InvalidMessage } = require('./protocol/client_protocol');
+const { openSocket, handshakeFailure } = require('./tls_options');
 
 const kConnection = Symbol('kConnection');
 const CLOSE_TIMEOUT_MS = 1000;
@@ -47,6 +47,7 @@ class Connection {
    * @param {number|null} options.maxFrameSize local cap, or null for the server's value.
    * @param {number|null} [options.heartbeatInterval] ms; null: the server's advertised one.
    * @param {number|null} [options.heartbeatTimeout] ms; null: twice the interval.
+   * @param {object|null} [options.tls] the parsed `tls` option (lib/tls_options.js); null: plaintext.
    * @param {object} owner callbacks: `onMessage(msg)`, `onError(err)`, `onClose(err|null)`
    *   (exactly once, after the handshake succeeded), `onPing(msg)` (answered already),
    *   `onPong(latencyMs)`, `onHeartbeatTimeout(silentMs)`.
@@ -66,6 +67,7 @@ class Connection {
     this._handshake = null;
     this._drainWaiters = [];
     this._heartbeatTimer = null;
+    this._stage = { connected: false, secured: false }; // TCP connected, TLS handshake done (or no TLS)
   }
 
   /** @returns {number} the largest frame sent (the negotiated limit once open). */
@@ -107,10 +109,7 @@ class Connection {
           reject(err);
         }
       };
-      // Every address of a name, in turn: 'localhost' may resolve to ::1
-      // first while the server listens on 127.0.0.1 (Node 20 does this by
-      // default; Node 18 needs it asked for).
-      const socket = net.connect({ host, port, autoSelectFamily: true });
+      const { socket, ready } = openSocket(this.options.tls ?? null, host, port);
       socket[kConnection] = this;
       this._socket = socket;
       socket.setNoDelay(true); // §1.5: a frame never waits for Nagle
@@ -119,7 +118,9 @@ class Connection {
       socket.on('error', socketOnError);
       socket.on('close', socketOnClose);
       socket.on('drain', socketOnDrain);
-      socket.once('connect', () => {
+      socket.once('connect', () => (this._stage.connected = true));
+      socket.once(ready, () => {
+        this._stage.secured = true;
         this._proto.connect();
         this._flush();
       });
@@ -325,9 +326,10 @@ class Connection {
     if (this._handshake !== null) {
       const { host, port } = this.options;
       const reason =
-        err instanceof IpcError
+        handshakeFailure(err, { host, port, tls: this.options.tls != null, ...this._stage }) ??
+        (err instanceof IpcError
           ? err
-          : new NotConnectedError(`could not connect to ${host}:${port}${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
+          : new NotConnectedError(`could not connect to ${host}:${port}${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined }));
       this._handshake.reject(reason);
       return;
     }
@@ -353,7 +355,7 @@ function socketOnData(chunk) {
 }
 
 /**
- * Keeps the first error as the close reason; 'close' always follows.
+ * Keeps the first error as the close reason; 'close' follows.
  * @this {net.Socket}
  * @param {Error} err
  * @private
@@ -361,6 +363,7 @@ function socketOnData(chunk) {
 function socketOnError(err) {
   const conn = this[kConnection];
   if (conn._error === null) conn._error = err;
+  this.destroy(); // a TLS alert leaves the socket open until the peer closes it
 }
 
 /**

@@ -85,6 +85,12 @@ const DEFAULTS = Object.freeze({
   token: null,
   /** The user to connect as, on a server with a users file (docs/security.md §3). */
   user: null,
+  /**
+   * TLS (docs/security.md §2): null or false for plaintext, true for Node's
+   * CA store, or a tls.ConnectionOptions (`ca`, `cert` and `key` for mutual
+   * TLS, `servername`; `rejectUnauthorized` stays true unless set).
+   */
+  tls: null,
   /** Proposed connection id; the server may make it unique. */
   connectionId: null,
   /**

@@ -23,6 +23,7 @@ const { SYSTEM_CHANNEL } = require('./constants');
 const { Connection } = require('./connection');
 const { State } = require('./state');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError, UnauthorizedError, errorFromWire } = require('./errors');
+const tlsOptions = require('./tls_options');
 
 /**
  * Opens, restores, loses and closes the client's connections.
@@ -61,7 +62,8 @@ class Lifecycle {
       (err) => {
         if (host._connecting === attempt) host._connecting = null;
         const current = host._state === State.CONNECTING && host._generation === generation;
-        if (current && host.options.waitOnFirstConnect && !(err instanceof UnauthorizedError)) {
+        // A refused token or certificate stops it: retrying cannot fix either (lib/tls_options.js).
+        if (current && host.options.waitOnFirstConnect && !(err instanceof UnauthorizedError) && !tlsOptions.refused(err)) {
           return host._reconnector.keepConnecting(generation, err);
         }
         if (current) {
@@ -132,7 +134,8 @@ class Lifecycle {
         user: options.user,
         maxFrameSize: options.maxFrameSize,
         heartbeatInterval: options.heartbeatInterval,
-        heartbeatTimeout: options.heartbeatTimeout
+        heartbeatTimeout: options.heartbeatTimeout,
+        tls: options.tls // every attempt, a reconnection's too, makes a new TLS handshake
       },
       {
         onMessage: (msg) => this.onMessage(conn, msg),

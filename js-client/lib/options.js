@@ -9,6 +9,7 @@ const { DEFAULTS, MAX_FRAME_LIMIT_BYTES } = require('./constants');
 const { pickKnownOptions, toNumber } = require('./legacy_options');
 const { Overflow } = require('./offline_queue');
 const { parseBreakerOptions } = require('./circuit_breaker');
+const { parseTlsOption } = require('./tls_options');
 
 /** Per-call policies while not connected (docs/resilience.md §4). */
 const ON_DISCONNECT = Object.freeze(['queue', 'fail']);
@@ -109,6 +110,7 @@ function parseOptions(options = {}) {
   }
   if (o.token !== null && typeof o.token !== 'string') typeError('token', 'a string or null', o.token);
   if (o.user !== null && (typeof o.user !== 'string' || o.user.length === 0)) typeError('user', 'a non-empty string or null', o.user);
+  o.tls = parseTlsOption(o.tls);
   if (o.connectionId !== null && (typeof o.connectionId !== 'string' || o.connectionId.length === 0)) {
     typeError('connectionId', 'a non-empty string or null', o.connectionId);
   }

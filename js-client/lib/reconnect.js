@@ -20,6 +20,10 @@ const { MAX_TIMER_MS } = require('./constants');
 const { now } = require('./connection');
 const { State } = require('./state');
 const { ConnectionLostError, NotConnectedError, QueueFullError, RequestTimeoutError, UnauthorizedError } = require('./errors');
+const tlsOptions = require('./tls_options');
+
+/** A refusal retrying cannot fix: a token, or a certificate (lib/tls_options.js). */
+const final = (err) => err instanceof UnauthorizedError || tlsOptions.refused(err);
 
 /** subscribe()/serve() calls that may wait for a (re)connection at once. */
 const MAX_WAITING_REGISTRATIONS = 1024;
@@ -86,7 +90,7 @@ class Reconnector {
     if (host._state === State.CONNECTED && host._generation === generation) return true;
     const cause = lastError ?? err;
     if (host._generation !== generation) throw new NotConnectedError('the client disconnected while waiting for the first connection', { cause });
-    if (cause instanceof UnauthorizedError) throw cause; // as when the first attempt is refused
+    if (final(cause)) throw cause; // as when the first attempt is refused
     const { host: address, port, maxRetries } = host.options;
     throw new NotConnectedError(`could not connect to ${address}:${port}: gave up after ${maxRetries + 1} attempts`, { cause });
   }
@@ -194,7 +198,7 @@ class Reconnector {
         return null;
       } catch (err) {
         lastError = err;
-        if (err instanceof UnauthorizedError) return this._giveUp(err);
+        if (final(err)) return this._giveUp(err);
       }
     }
     return lastError;
@@ -210,7 +214,7 @@ class Reconnector {
    */
   _giveUp(cause) {
     const host = this.host;
-    const attempts = this.attempt - (cause instanceof UnauthorizedError ? 0 : 1);
+    const attempts = this.attempt - (final(cause) ? 0 : 1);
     this.attempt = 0;
     host._setState(State.DISCONNECTED);
     host._metrics.closed(false);

@@ -1,0 +1,284 @@
+"""TLS on the server's port (docs/security.md §2): the ``SSLContext`` built
+from the settings, the TLS handshake of each accepted socket, and the
+peer's certificate for the rest of the server.
+
+The handshake is run here, not by ``create_server(ssl=...)``: asyncio and
+uvloop drop a socket whose handshake fails without a word (they log it in
+debug mode only), so the server could say neither who failed nor why. Each
+accepted socket starts as a :class:`TLSAccept`, which runs
+``loop.start_tls()`` under the handshake deadline, logs a failure at INFO
+with the peer and the reason, and otherwise hands the TLS transport to a
+fresh connection protocol as if it had just been accepted. A TLS port
+speaks TLS only: nothing is read as a frame before the handshake is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from collections.abc import Callable
+from typing import Any, cast
+
+from .config import ServerConfig
+
+__all__ = ["server_context", "handshake_timeout", "connection_factory", "TLSAccept", "peer_certificate", "peer_subject"]
+
+log = logging.getLogger("ipc_server.tls")
+
+# asyncio's own default, for a server whose handshake timeout is off: a TLS
+# handshake is never left without a deadline.
+_FALLBACK_TLS_HANDSHAKE_TIMEOUT_S = 60.0
+
+
+def _readable(setting: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise ValueError(f"{setting}: no such file {path!r}")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{setting}: cannot read {path!r}")
+
+
+def _no_password() -> str:
+    # Without a callback OpenSSL would prompt on the terminal and wait there.
+    raise ValueError("the key is encrypted with a passphrase, which the server cannot ask for")
+
+
+def server_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The context of a TLS port, or None when ``tls_cert`` is not set.
+
+    TLS 1.2 at least; with ``tls_ca`` a client must present a certificate
+    that CA signed (mutual TLS). Raises ``ValueError`` naming the setting
+    when a file is missing or unreadable, is not PEM, or the key does not
+    match the certificate, so a misconfigured server never starts.
+    """
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    cert, key, ca = config.tls_cert, config.tls_key, config.tls_ca
+    _readable("tls_cert", cert)
+    _readable("tls_key", key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, password=_no_password)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ValueError(f"tls_key {key!r} does not match the certificate in tls_cert {cert!r}") from exc
+        raise ValueError(f"tls_cert {cert!r} and tls_key {key!r} must be a PEM certificate chain and its PEM private key: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"tls_key {key!r}: {exc}") from exc
+    if ca is not None:
+        _readable("tls_ca", ca)
+        try:
+            context.load_verify_locations(cafile=ca)
+        except ssl.SSLError as exc:
+            raise ValueError(f"tls_ca {ca!r} must hold PEM CA certificates: {exc}") from exc
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.sslobject_class = _AlertFirst
+    return context
+
+
+class _AlertFirst(ssl.SSLObject):
+    """Tells a refused client why before the handshake fails.
+
+    asyncio and uvloop abort the socket the moment ``do_handshake`` raises,
+    so the alert OpenSSL wrote for a refused client certificate (unknown CA,
+    expired, none: TLS 1.3's ``certificate_required``) would never be sent,
+    and the client would see only a closed connection. Here the failure
+    waits one turn: the handshake asks for more data, which sends what is
+    written (the alert), and the next call raises it. The client closes on
+    the alert, or its next bytes bring that call; the handshake deadline
+    bounds the rest."""
+
+    _failure: ssl.SSLError | None = None
+
+    def do_handshake(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        try:
+            super().do_handshake()
+        except ssl.SSLError as exc:
+            if not _refused_certificate(exc):
+                raise
+            # The peer is not known here; the line that names it follows.
+            log.info("refusing a client certificate: %s", exc)
+            self._failure = exc
+            raise ssl.SSLWantReadError("the alert goes out first") from None
+
+
+def _refused_certificate(exc: ssl.SSLError) -> bool:
+    return isinstance(exc, ssl.SSLCertVerificationError) or exc.reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "NO_CERTIFICATE_RETURNED")
+
+
+def handshake_timeout(config: ServerConfig) -> float:
+    """The TLS handshake's deadline: the one a client has to present its
+    credentials (``auth_timeout_s`` when auth is on, else
+    ``handshake_timeout_s``), or asyncio's 60 s when that is off."""
+    timeout = config.auth_timeout_s if config.auth_enabled else config.handshake_timeout_s
+    return timeout if timeout > 0 else _FALLBACK_TLS_HANDSHAKE_TIMEOUT_S
+
+
+def connection_factory(config: ServerConfig, make: Callable[[], asyncio.BaseProtocol]) -> Callable[[], asyncio.BaseProtocol]:
+    """The protocol factory for ``create_server``: ``make`` itself on a
+    plaintext port; on a TLS port, a :class:`TLSAccept` per socket that
+    hands the socket to ``make()`` once its handshake is done."""
+    context = server_context(config)
+    if context is None:
+        return make
+    timeout = handshake_timeout(config)
+    return lambda: TLSAccept(context, timeout, make)
+
+
+class TLSAccept(asyncio.Protocol):
+    """An accepted socket until its TLS handshake is done (or failed)."""
+
+    def __init__(self, context: ssl.SSLContext, timeout: float, make: Callable[[], asyncio.BaseProtocol]) -> None:
+        self._context = context
+        self._timeout = timeout
+        self._make = make
+        self._transport: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._peer: Any = None
+        self._hello: list[bytes] = []  # read before start_tls took the socket over
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._peer = transport.get_extra_info("peername")
+        transport.pause_reading()  # start_tls reads the ClientHello, not us (asyncio; uvloop starts reading after this)
+        self._task = asyncio.get_running_loop().create_task(self._handshake())
+
+    def data_received(self, data: bytes) -> None:
+        # uvloop: the ClientHello came before start_tls; it is handed on first.
+        self._hello.append(bytes(data))
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Gone before start_tls took the socket over.
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _handshake(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        early = _EarlyReads()
+        loop = asyncio.get_running_loop()
+        if self._hello:
+            # Runs just before the TLS protocol's connection_made, which start_tls schedules.
+            loop.call_soon(self._replay_hello, transport)
+        try:
+            tls = await loop.start_tls(transport, early, self._context, server_side=True, ssl_handshake_timeout=self._timeout)
+        except (OSError, EOFError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
+            log.info("TLS handshake with %s failed: %s", _address(self._peer), describe(exc))
+            transport.abort()
+            return
+        early.hand_over(self._make(), tls)
+
+    def _replay_hello(self, transport: asyncio.BaseTransport) -> None:
+        """Give the TLS protocol the bytes read before it was in place."""
+        protocol = cast(asyncio.BufferedProtocol, transport.get_protocol())
+        for chunk in self._hello:
+            while chunk:
+                buffer = protocol.get_buffer(len(chunk))
+                n = min(len(buffer), len(chunk))
+                buffer[:n] = chunk[:n]
+                protocol.buffer_updated(n)
+                chunk = chunk[n:]
+        self._hello.clear()
+
+
+class _EarlyReads(asyncio.Protocol):
+    """The TLS transport's protocol between the end of the handshake and the
+    hand-over: asyncio delivers the first data at once (uvloop one callback
+    later), before ``start_tls`` has returned; it waits here, in order."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.lost: tuple[Exception | None] | None = None
+        self.conn: Any = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn is not None:  # a callback scheduled before the hand-over
+            self.conn.data_received(data)
+        else:
+            self.chunks.append(bytes(data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None:
+            self.conn.connection_lost(exc)
+        else:
+            self.lost = (exc,)
+
+    def hand_over(self, conn: Any, transport: asyncio.BaseTransport) -> None:
+        transport.set_protocol(conn)
+        self.conn = conn
+        conn.connection_made(transport)
+        for chunk in self.chunks:
+            conn.data_received(chunk)
+        self.chunks.clear()
+        if self.lost is not None:  # what it sent before closing is read first, as on a plaintext port
+            conn.connection_lost(self.lost[0])
+
+
+def describe(exc: BaseException) -> str:
+    """A handshake failure as a log line can say it (a reset has no text)."""
+    if isinstance(exc, ConnectionResetError) and not str(exc):
+        return "the client closed the connection (it may have refused this server's certificate, or been refused its own)"
+    return str(exc) or type(exc).__name__
+
+
+def _address(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+# -- the peer's certificate, for credentials (docs/security.md §3) ----------------
+
+# RFC 4514's short names; any other attribute keeps Python's long name.
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "streetAddress": "STREET",
+    "domainComponent": "DC",
+    "userId": "UID",
+}
+
+
+def peer_certificate(transport: asyncio.BaseTransport | None) -> dict[str, Any] | None:
+    """The client's verified certificate as ``ssl.SSLSocket.getpeercert()``
+    returns it (``subject``, ``issuer``, ``subjectAltName``, ``notAfter``...),
+    or None: a plaintext port, or TLS without ``tls_ca`` (no certificate is
+    asked for). Verified: under mutual TLS the handshake refuses any other."""
+    if transport is None:
+        return None
+    cert = transport.get_extra_info("peercert")
+    return cert or None
+
+
+def peer_subject(transport: asyncio.BaseTransport | None) -> str | None:
+    """The subject of the client's verified certificate as an RFC 4514
+    string, most specific first (``CN=alice,OU=payments,O=Example``), or None
+    without one. ``openssl x509 -noout -subject -nameopt RFC2253`` prints
+    the same string for the certificate file."""
+    cert = peer_certificate(transport)
+    if cert is None:
+        return None
+    rdns = []
+    for rdn in reversed(cert.get("subject", ())):
+        rdns.append("+".join(f"{_SHORT_NAMES.get(name, name)}={_escape(value)}" for name, value in rdn))
+    return ",".join(rdns) or None
+
+
+def _escape(value: str) -> str:
+    """RFC 4514 §2.4: escape what would end or confuse an attribute value."""
+    out = "".join("\\" + ch if ch in ',+"\\<>;' else ch for ch in value)
+    if out.startswith((" ", "#")):
+        out = "\\" + out
+    if out.endswith(" ") and not out.endswith("\\ "):
+        out = out[:-1] + "\\ "
+    return out
