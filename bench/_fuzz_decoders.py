@@ -125,7 +125,8 @@ def _item_word(target: str, item: Any) -> str:
     if isinstance(item, HandshakeRefused):
         if not isinstance(item.error, IPCError):
             raise InvariantBroken(target, f"a refusal without a typed error: {item.error!r}")
-        return f"handshake-refused:{item.error.code}"
+        # The server's word, relayed as a RemoteError: any code at all.
+        return f"handshake-refused:{item.error.code if str(item.error.code) in SPEC_CODES else 'a code of its own'}"
     words = {ConnectRequested: "connect", Connected: "connected", PingReceived: "ping", PongReceived: "pong"}
     for cls, word in words.items():
         if isinstance(item, cls):

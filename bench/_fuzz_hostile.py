@@ -195,7 +195,10 @@ async def hostile_connection(rng: random.Random, port: int, counts: HostileCount
         pass
     closed_by_server = peer.closed.is_set()
     await peer.end("abort" if ending == "abort" else "close")
-    if closed_by_server:
+    if closed_by_server and ending == "tls":
+        # A TLS record where a frame should be: no error frame, the peer could not read it (§1.3).
+        counts.ends[f"TLS bytes, closed by the server: {peer.last_code or 'no error frame'}"] += 1
+    elif closed_by_server:
         counts.ends[f"closed by the server: {peer.last_code or 'no error frame'}"] += 1
     else:
         counts.ends[f"closed by us ({ending})"] += 1
@@ -220,7 +223,7 @@ async def _garbage_first(rng: random.Random, peer: Peer, counts: HostileCounts) 
         await asyncio.wait_for(peer.closed.wait(), ANSWER_TIMEOUT_S)
     except asyncio.TimeoutError:
         counts.anomaly("stalled", f"{data[:40]!r}... before a connect: neither refused nor timed out")
-    return "close"
+    return "tls" if data[:1] in (b"\x15", b"\x16") and data[1:2] == b"\x03" else "close"
 
 
 async def _session(rng: random.Random, peer: Peer, counts: HostileCounts, stop: asyncio.Event, serial: int) -> str:

@@ -148,7 +148,8 @@ function describeItem(item) {
   if (item instanceof PongReceived) return 'pong';
   if (item instanceof HandshakeRefused) {
     if (!(item.error instanceof IpcError)) throw new InvariantBroken('client', `a refusal without a typed error: ${describe(item.error)}`);
-    return `refused:${item.error.code}`;
+    // The server's word, relayed as a RemoteError: any code at all.
+    return `refused:${SPEC_CODES.has(item.error.code) ? item.error.code : 'a code of its own'}`;
   }
   if (item instanceof InvalidMessage) {
     checkError('client', item.error, new Set(['bad_message']));
