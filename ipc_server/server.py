@@ -26,7 +26,7 @@ from ipc_protocol.messages import response_to
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .admission import Admission
-from .auth import Auth
+from .auth import Auth, app_figures, reload_on_sighup
 from .config import ServerConfig, load_config
 from .connection import ServerConnection, SharedReads
 from .forwarding import Forwarding
@@ -207,17 +207,11 @@ class IPCServer:
         return frozenset(self._admission.connections)
 
     def reload_users(self) -> dict[str, int]:
-        """Read the users file again (what SIGHUP does) and apply it to the
-        open connections without dropping any that keep their rights: a
-        user removed, whose credential changed or who may no longer use its
-        app is disconnected ``unauthorized``; subscriptions and responder
-        registrations the new rights no longer allow are withdrawn, each
-        told ``forbidden`` (docs/security.md §3). Returns
-        ``{"disconnected": n, "withdrawn": n}``.
-
-        Raises ``ValueError`` (a bad file: the old users stay) or
-        ``OSError``; ``RuntimeError`` when the server has no users file.
-        """
+        """What SIGHUP does: read the users file again and apply it to the
+        open connections (``Auth.replace``, docs/security.md §3.4); returns
+        ``{"disconnected": n, "withdrawn": n}``. Raises ``ValueError`` or
+        ``OSError`` (a bad file: the old users stay), ``RuntimeError``
+        without a users file."""
         if self._auth is None or self.config.users_file is None:
             raise RuntimeError("this server has no users file (--users)")
         users = load_users(self.config.users_file)
@@ -314,13 +308,8 @@ class IPCServer:
             return
         app = self._admission.apps[conn.app_id]
         if action == "stats":
-            # Server-wide figures need the monitor permission when users are
-            # configured; anyone else gets those of its own app (§8).
-            if self._auth is None or self._auth.monitor(conn):
-                result: Any = self.stats.snapshot()
-            else:
-                result = {"scope": "app", "app": conn.app_id, "connections": app.connections,
-                          "subscriptions": len(app.subscriptions), "services": len(app.responders.counts())}  # fmt: skip
+            # With users, server-wide figures need the monitor permission (§8).
+            result: Any = self.stats.snapshot() if self._auth is None or self._auth.monitor(conn) else app_figures(conn.app_id, app)
         elif action == "channels":
             result = {"channels": app.subscriptions.counts()}
         elif action == "services":
@@ -376,16 +365,6 @@ class IPCServer:
             conn.tick(now)
 
 
-def _reload_users(server: IPCServer) -> None:
-    """SIGHUP: reload the users file; a bad one keeps the old users (logged)."""
-    try:
-        server.reload_users()
-    except RuntimeError as exc:
-        log.warning("SIGHUP ignored: %s", exc)
-    except (ValueError, OSError) as exc:
-        log.error("SIGHUP: users file not reloaded, the previous users stay: %s", exc)
-
-
 async def run(config: ServerConfig, *, ready: Callable[[IPCServer], None] | None = None) -> None:
     """Run a server until SIGINT/SIGTERM, then shut down gracefully."""
     server = IPCServer(config=config)
@@ -396,10 +375,7 @@ async def run(config: ServerConfig, *, ready: Callable[[IPCServer], None] | None
             loop.add_signal_handler(sig, lambda: loop.create_task(server.close()))
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
-    try:
-        loop.add_signal_handler(signal.SIGHUP, _reload_users, server)
-    except (AttributeError, NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-        pass
+    reload_on_sighup(loop, server.reload_users)
     if ready is not None:
         ready(server)
     await server.serve_forever()
