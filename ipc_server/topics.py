@@ -1,7 +1,8 @@
 """The subscription table of one app: who receives a publish on a channel.
 
-Pure bookkeeping, no I/O. Exact channels are a dict lookup; patterns are
-scanned only on a cache miss, and the per-channel result (each subscriber
+Pure bookkeeping, no I/O. Exact channels are a dict lookup; patterns live in
+a token index (``sublist.Sublist``), so a cache miss costs the channel's
+tokens, not a scan of every pattern. The per-channel result (each subscriber
 once, however many of its patterns match) is cached until the table changes
 (docs/protocol.md §5.3).
 """
@@ -9,9 +10,11 @@ once, however many of its patterns match) is cached until the table changes
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, Union
 
-from ipc_protocol.channels import is_pattern, pattern_matches
+from ipc_protocol.channels import is_pattern
+
+from .sublist import Sublist
 
 __all__ = ["SubscriptionTable"]
 
@@ -20,33 +23,69 @@ T = TypeVar("T", bound=Hashable)
 _CACHE_LIMIT = 10_000
 
 
+class _Many(set):  # type: ignore[type-arg]
+    """The subscribers of a channel or pattern when there are two or more.
+    One subscriber is stored bare: most patterns have one, and a set would
+    be most of a pattern's memory."""
+
+    __slots__ = ()
+
+
+_Members = Union[T, _Many]
+
+
+def _has(members: object, subscriber: object) -> bool:
+    return subscriber in members if type(members) is _Many else members == subscriber  # type: ignore[operator]
+
+
 class SubscriptionTable(Generic[T]):
     __slots__ = ("_exact", "_patterns", "_cache")
 
     def __init__(self) -> None:
-        self._exact: dict[str, set[T]] = {}
-        self._patterns: dict[str, set[T]] = {}
+        self._exact: dict[str, _Members[T]] = {}
+        self._patterns: Sublist[_Members[T]] = Sublist()
         self._cache: dict[str, tuple[T, ...]] = {}
 
     def add(self, pattern: str, subscriber: T) -> bool:
         """Subscribe; return False when it was already subscribed to ``pattern``."""
-        table = self._patterns if is_pattern(pattern) else self._exact
-        members = table.setdefault(pattern, set())
-        if subscriber in members:
+        wild = is_pattern(pattern)
+        members = self._patterns.get(pattern) if wild else self._exact.get(pattern)
+        if members is None:
+            members = subscriber
+        elif _has(members, subscriber):
             return False
-        members.add(subscriber)
-        self._cache.clear()
+        elif type(members) is _Many:
+            members.add(subscriber)
+        else:
+            members = _Many((members, subscriber))
+        if wild:
+            self._patterns.insert(pattern, members)
+        else:
+            self._exact[pattern] = members
+        if self._cache:
+            self._cache.clear()
         return True
 
     def remove(self, pattern: str, subscriber: T) -> bool:
-        table = self._patterns if is_pattern(pattern) else self._exact
-        members = table.get(pattern)
-        if not members or subscriber not in members:
+        wild = is_pattern(pattern)
+        members = self._patterns.get(pattern) if wild else self._exact.get(pattern)
+        if members is None or not _has(members, subscriber):
             return False
-        members.discard(subscriber)
-        if not members:
-            del table[pattern]
-        self._cache.clear()
+        left: _Members[T] | None = None
+        if type(members) is _Many:
+            members.discard(subscriber)
+            left = next(iter(members)) if len(members) == 1 else members
+        if left is not None:
+            if wild:
+                self._patterns.insert(pattern, left)
+            else:
+                self._exact[pattern] = left
+        elif wild:
+            self._patterns.remove(pattern)  # its emptied nodes go too
+        else:
+            del self._exact[pattern]
+        if self._cache:
+            self._cache.clear()
         return True
 
     def match(self, channel: str) -> tuple[T, ...]:
@@ -54,11 +93,23 @@ class SubscriptionTable(Generic[T]):
         hit = self._cache.get(channel)
         if hit is not None:
             return hit
-        found: set[T] = set(self._exact.get(channel, ()))
-        for pattern, members in self._patterns.items():
-            if pattern_matches(pattern, channel):
-                found |= members
-        result = tuple(found)
+        exact = self._exact.get(channel)
+        matched = self._patterns.match(channel) if self._patterns else ()
+        if exact is not None:
+            matched = [*matched, exact] if matched else [exact]
+        if not matched:
+            result: tuple[T, ...] = ()
+        elif len(matched) == 1:
+            only = matched[0]
+            result = tuple(only) if type(only) is _Many else (only,)
+        else:
+            found: set[T] = set()
+            for members in matched:
+                if type(members) is _Many:
+                    found |= members
+                else:
+                    found.add(members)
+            result = tuple(found)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[channel] = result
@@ -66,8 +117,8 @@ class SubscriptionTable(Generic[T]):
 
     def counts(self) -> dict[str, int]:
         """Subscriber count per channel or pattern."""
-        out = {k: len(v) for k, v in self._exact.items()}
-        out.update({k: len(v) for k, v in self._patterns.items()})
+        out = {k: _count(v) for k, v in self._exact.items()}
+        out.update((k, _count(v)) for k, v in self._patterns.items())
         return out
 
     def __len__(self) -> int:
@@ -75,3 +126,7 @@ class SubscriptionTable(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<SubscriptionTable exact={len(self._exact)} patterns={len(self._patterns)} cached={len(self._cache)}>"
+
+
+def _count(members: object) -> int:
+    return len(members) if type(members) is _Many else 1  # type: ignore[arg-type]
