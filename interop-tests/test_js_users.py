@@ -168,3 +168,25 @@ async def test_token_file_keeps_the_secret_out_of_the_command_line(start_server:
     await py_client(server.port, token=secret)
     with pytest.raises(Unauthorized):
         await py_client(server.port, token="wrong", reconnect=False)
+
+
+async def test_node_client_identified_by_its_certificate(node_agent: Any, tmp_path: Path) -> None:
+    """Mutual TLS: the certificate's subject names the user (tests/test_auth_tls.py for Python)."""
+    from ipc_server import IPCServer
+    from tests.test_auth_tls import PKI, USERS
+
+    pki = PKI(tmp_path)
+    users_path = tmp_path / "users.toml"
+    users_path.write_text(USERS)
+    async with IPCServer("127.0.0.1", 0, users_file=str(users_path), tls_cert=pki.server_cert, tls_key=pki.server_key, tls_ca=pki.ca) as server:
+        agents = {}
+        for name in ("alice", "mallory"):
+            cert, key = pki.clients[name]
+            tls = {"caFile": pki.ca, "certFile": cert, "keyFile": key, "servername": "localhost"}
+            agents[name] = await node_agent(server.port, app_id="shop", connect=False, tls=tls)
+        await agents["alice"].call("connect")
+        await agents["alice"].call("subscribe", channel="orders.>")
+        error = await agents["alice"].call_error("publish", channel="orders.new", payload=1, ack=True)
+        assert error["code"] == "forbidden" and error["message"] == "user 'alice' may not publish on 'orders.new'"
+        error = await agents["mallory"].call_error("connect")
+        assert error["code"] == "unauthorized" and "credentials required" in error["message"]
