@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ipc_protocol.channels import is_pattern, is_reserved, pattern_matches, validate_channel
+from ipc_protocol.channels import is_pattern, is_reserved, validate_channel
 from ipc_protocol.codes import ErrorCode
+
+from .sublist import Sublist
 
 __all__ = ["Handler", "HandlerRegistry", "ResponderTable", "target_problem"]
 
@@ -33,11 +36,14 @@ class Handler:
 
 
 class HandlerRegistry:
-    """Handlers by channel or pattern, optionally limited to one app."""
+    """Handlers by channel or pattern, optionally limited to one app. Pattern
+    handlers are indexed by pattern, each with its registration number."""
 
     def __init__(self) -> None:
         self._exact: dict[tuple[str | None, str], Handler] = {}
-        self._patterns: list[Handler] = []
+        self._patterns: list[Handler] = []  # registration order
+        self._index: Sublist[list[tuple[int, Handler]]] = Sublist()
+        self._seq = itertools.count()
 
     def add(self, channel: str, fn: Callable[..., Any], app_id: str | None = None) -> Handler:
         if self.get(channel, app_id) is not None:
@@ -45,6 +51,11 @@ class HandlerRegistry:
         handler = Handler(channel, fn, inspect.iscoroutinefunction(fn) or _is_async_callable(fn), app_id)
         if is_pattern(channel):
             self._patterns.append(handler)
+            entries = self._index.get(channel)
+            if entries is None:
+                entries = []
+                self._index.insert(channel, entries)
+            entries.append((next(self._seq), handler))
         else:
             self._exact[(app_id, channel)] = handler
         return handler
@@ -60,6 +71,11 @@ class HandlerRegistry:
             return False
         if is_pattern(channel):
             self._patterns.remove(handler)
+            entries = self._index.get(channel)
+            assert entries is not None
+            entries[:] = [e for e in entries if e[1] is not handler]
+            if not entries:
+                self._index.remove(channel)
         else:
             del self._exact[(app_id, channel)]
         return True
@@ -70,10 +86,15 @@ class HandlerRegistry:
         handler = exact.get((app_id, channel)) or exact.get((None, channel))
         if handler is not None or not self._patterns:
             return handler
-        for h in self._patterns:
-            if (h.app_id is None or h.app_id == app_id) and pattern_matches(h.channel, channel):
-                return h
-        return None
+        best: tuple[int, Handler] | None = None
+        for entries in self._index.match(channel):
+            # in registration order: the first open to this app is this pattern's candidate
+            for seq, h in entries:
+                if h.app_id is None or h.app_id == app_id:
+                    if best is None or seq < best[0]:
+                        best = (seq, h)
+                    break
+        return best[1] if best is not None else None
 
     def channels(self, app_id: str) -> list[str]:
         out = [ch for (app, ch) in self._exact if app in (None, app_id)]
@@ -87,47 +108,66 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
 
 
 class ResponderTable(Generic[T]):
-    """Responder registrations of one app."""
+    """Responder registrations of one app. Patterns are indexed with the
+    number of their registration: the earliest registered of the matches
+    serves (§7.2), found without a scan of every pattern."""
 
-    __slots__ = ("_exact", "_patterns", "_next")
+    __slots__ = ("_exact", "_patterns", "_seq", "_next")
 
     def __init__(self) -> None:
         self._exact: dict[str, list[T]] = {}
-        self._patterns: dict[str, list[T]] = {}  # registration order
+        # pattern -> (its registration number, the pattern, its responders)
+        self._patterns: Sublist[tuple[int, str, list[T]]] = Sublist()
+        self._seq = itertools.count()
         self._next: dict[str, int] = {}
 
+    def _members(self, pattern: str) -> list[T] | None:
+        if is_pattern(pattern):
+            entry = self._patterns.get(pattern)
+            return entry[2] if entry is not None else None
+        return self._exact.get(pattern)
+
     def add(self, pattern: str, responder: T) -> bool:
-        table = self._patterns if is_pattern(pattern) else self._exact
-        members = table.setdefault(pattern, [])
-        if responder in members:
+        members = self._members(pattern)
+        if members is None:
+            members = []
+            if is_pattern(pattern):
+                self._patterns.insert(pattern, (next(self._seq), pattern, members))
+            else:
+                self._exact[pattern] = members
+        elif responder in members:
             return False
         members.append(responder)
         return True
 
     def remove(self, pattern: str, responder: T) -> bool:
-        table = self._patterns if is_pattern(pattern) else self._exact
-        members = table.get(pattern)
+        members = self._members(pattern)
         if not members or responder not in members:
             return False
         members.remove(responder)
         if not members:
-            del table[pattern]
+            if is_pattern(pattern):
+                self._patterns.remove(pattern)
+            else:
+                del self._exact[pattern]
             self._next.pop(pattern, None)
         return True
 
     def count(self, pattern: str) -> int:
-        table = self._patterns if is_pattern(pattern) else self._exact
-        return len(table.get(pattern, ()))
+        return len(self._members(pattern) or ())
 
     def find(self, channel: str) -> tuple[str, list[T]] | None:
         """The registration that serves ``channel``: exact first, then patterns in order."""
         members = self._exact.get(channel)
         if members:
             return channel, members
-        for pattern, members in self._patterns.items():
-            if pattern_matches(pattern, channel):
-                return pattern, members
-        return None
+        if not self._patterns:
+            return None
+        matched = self._patterns.match(channel)
+        if not matched:
+            return None
+        _, pattern, members = min(matched) if len(matched) > 1 else matched[0]  # numbers are unique
+        return pattern, members
 
     def pick(self, channel: str, load: Callable[[T], int]) -> T | None:
         """Round robin among the responders with the fewest requests in flight."""
@@ -162,7 +202,8 @@ class ResponderTable(Generic[T]):
 
     def counts(self) -> dict[str, int]:
         out = {k: len(v) for k, v in self._exact.items()}
-        out.update({k: len(v) for k, v in self._patterns.items()})
+        entries = sorted(entry for _, entry in self._patterns.items())  # registration order
+        out.update((pattern, len(members)) for _, pattern, members in entries)
         return out
 
 
