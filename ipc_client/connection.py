@@ -29,6 +29,7 @@ from ipc_protocol import (
     FrameTooLarge,
     Heartbeat,
     HeartbeatAction,
+    IPCError,
     Message,
     RequestTimeout,
     encode_frame,
@@ -36,7 +37,7 @@ from ipc_protocol import (
     error_from_wire,
 )
 from ipc_protocol.client_protocol import ClientProtocol, Connected, HandshakeRefused
-from ipc_protocol.protocol import Event, PongReceived, ProtocolViolation
+from ipc_protocol.protocol import HANDSHAKE, Event, PongReceived, ProtocolViolation
 
 __all__ = ["ClientConnection"]
 
@@ -146,6 +147,7 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self._handshake.set_result(event)
             return True
         if type(event) is HandshakeRefused:
+            self.error = event.error  # kept for handshake(): a refusal may come before it is called (§12)
             if self._handshake is not None and not self._handshake.done():
                 self._handshake.set_exception(event.error)
                 self._handshake.exception()  # mark retrieved: the wait may have timed out already
@@ -238,6 +240,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         """Send the connect (the protocol queues it) and wait for the server's
         answer: :class:`Connected`, or the typed error of its refusal."""
         self._handshake = self._loop.create_future()
+        if self.proto.state is not HANDSHAKE:  # refused (too_many_connections) or closed before we asked
+            raise self.error if isinstance(self.error, IPCError) else ConnectionLost(f"connection closed during the handshake: {self.error or 'EOF'}")
         self.proto.connect()
         self._write_queued()
         try:

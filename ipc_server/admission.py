@@ -3,17 +3,29 @@ that need every connection in view, and the apps the connections belong to
 (docs/protocol.md §2, §3, §12).
 
 The protocol core validates a connect and checks its token; what is left
-here is what only the server can know: the connection limit, whether it is
+here is what only the server can know: the connection limits, whether it is
 shutting down, and a connection id unique among its connections.
+
+Two caps (§12): ``max_connections`` counts connections past the handshake;
+sockets still in it count against ``max_pending_handshakes`` only, so
+silent sockets never take the places of clients that hold the right
+credentials. At the pending cap the *oldest* pending socket is evicted
+(told ``too_many_connections``) and the new one kept, as nginx reuses its
+oldest idle connections: a client that completes its handshake in one round
+trip is then only shut out by a flood that opens the whole cap's worth of
+sockets within that round trip, while refusing the newest would shut it out
+for as long as the flood merely keeps the cap full.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ipc_protocol import ErrorCode
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .config import ServerConfig
@@ -47,34 +59,67 @@ class Admission:
 
     def __init__(self, config: ServerConfig, stats: ServerStats, ids: itertools.count[int], shutdown: Shutdown) -> None:
         self._max_connections = config.max_connections
+        self._max_pending = config.max_pending_handshakes
         self._stats = stats
         self._ids = ids
         self._shutdown = shutdown  # once closing, no new connection is kept
-        self.connections: set[ServerConnection] = set()
+        self.connections: set[ServerConnection] = set()  # every socket kept, pending or open
         self.apps: dict[str, App] = {}
         self._by_id: dict[str, ServerConnection] = {}
+        # Sockets not past the handshake, oldest first (evicted in that order).
+        self._pending: OrderedDict[ServerConnection, None] = OrderedDict()
+        self._open = 0  # connections past the handshake: what max_connections counts
 
     def admit(self, conn: ServerConnection) -> bool:
-        """Keep an accepted socket, or abort it (limit reached, shutting down)."""
-        limit = self._max_connections
-        closing = self._shutdown.closing
-        if closing or (limit is not None and len(self.connections) >= limit):
-            log.warning("refusing connection from %s: %s", conn.peer, "shutting down" if closing else "max_connections reached")
-            conn.abort()
+        """Keep an accepted socket as a pending handshake, or refuse it with a
+        typed error frame (full, shutting down); at the pending cap the oldest
+        pending socket makes room (module docstring)."""
+        if self._shutdown.closing:
+            self._refuse(conn, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
             return False
+        if self._full():
+            self._refuse(conn, ErrorCode.TOO_MANY_CONNECTIONS, f"the server holds its maximum of {self._max_connections} connections")
+            return False
+        pending = self._pending
+        if self._max_pending is not None and len(pending) >= self._max_pending:
+            oldest, _ = pending.popitem(last=False)
+            self._stats.handshakes_evicted += 1
+            log.info("evicting %s: %d sockets are in their handshake", oldest.peer, len(pending) + 1)
+            oldest.fail(ErrorCode.TOO_MANY_CONNECTIONS, f"evicted: {self._max_pending} newer sockets are waiting to complete their handshake")
+        pending[conn] = None
         self.connections.add(conn)
         self._stats.connections = len(self.connections)
+        self._stats.handshakes_pending = len(pending)
         self._stats.connections_total += 1
         return True
 
+    def _full(self) -> bool:
+        return self._max_connections is not None and self._open >= self._max_connections
+
+    def _refuse(self, conn: ServerConnection, code: ErrorCode, text: str) -> None:
+        """The refusal says why (§12): an error frame, then the close."""
+        log.warning("refusing connection from %s: %s", conn.peer, text)
+        conn.fail(code, text)
+
     def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
         """The handshake's decision (§3): the id the client proposed, made
-        unique on this server, or a generated one."""
+        unique on this server, or a generated one; or ``too_many_connections``
+        when the connections past the handshake are at their maximum."""
+        self._pending.pop(conn, None)
+        self._stats.handshakes_pending = len(self._pending)
+        if not conn.is_open:  # evicted or failed while its credentials were checked
+            return
+        if self._full():  # answered in the client's version (§10)
+            text = f"the server holds its maximum of {self._max_connections} connections"
+            log.warning("refusing connection from %s: %s", conn.peer, text)
+            conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, text)
+            return
         base = request.connection_id or "conn"
         connection_id = base if base != "conn" else f"conn-{next(self._ids)}"
         while connection_id in self._by_id:
             connection_id = f"{base}-{next(self._ids)}"
         conn.accept(connection_id)
+        self._open += 1
         self._by_id[connection_id] = conn
         self.apps.setdefault(request.app_id, App()).connections += 1
         log.debug("connection %s from %s: app=%s protocol=%s", connection_id, conn.peer, request.app_id, 1 if request.legacy else 2)
@@ -86,7 +131,11 @@ class Admission:
         if conn not in self.connections:
             return False
         self.connections.discard(conn)
+        self._pending.pop(conn, None)
+        if conn.opened:
+            self._open -= 1
         self._stats.connections = len(self.connections)
+        self._stats.handshakes_pending = len(self._pending)
         if self._by_id.get(conn.connection_id) is conn:
             del self._by_id[conn.connection_id]
         app = self.apps.get(conn.app_id)

@@ -103,7 +103,8 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.connected_at = loop.time()
         if not self.owner.admit(self):
             return
-        timeout = self.owner.config.handshake_timeout_s
+        config = self.owner.config  # with credentials required, they have a deadline of their own (§12)
+        timeout = config.auth_timeout_s if config.auth_enabled else config.handshake_timeout_s
         if timeout:
             self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
 
@@ -312,9 +313,7 @@ class ServerConnection(asyncio.BufferedProtocol):
     def _handshake_expired(self) -> None:
         self._handshake_timer = None
         if self.protocol.state is _HANDSHAKE:
-            self._stats.count_error(ErrorCode.BAD_MESSAGE)
-            log.info("closing %s: no handshake within %.1f s", self.peer, self.owner.config.handshake_timeout_s)
-            self.close()
+            self.fail(ErrorCode.TIMEOUT, "no valid connect within the handshake timeout")
 
     # -- heartbeat (§9) ----------------------------------------------------
 
@@ -342,6 +341,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         if self.transport is not None and self.protocol.state is _OPEN:
             self.transport.resume_reading()
 
+        """No valid connect in time (§3, §12): ``timeout``, then the close."""
     def expect_answers(self) -> None:
         """A handler task was started for a request of the current read."""
         self._answers_expected = True

@@ -14,6 +14,8 @@ class ServerStats:
         "started_at",
         "connections",
         "connections_total",
+        "handshakes_pending",
+        "handshakes_evicted",
         "messages_in",
         "messages_out",
         "bytes_in",
@@ -28,8 +30,10 @@ class ServerStats:
 
     def __init__(self) -> None:
         self.started_at = time.monotonic()
-        self.connections = 0
+        self.connections = 0  # sockets kept, pending handshakes included
         self.connections_total = 0
+        self.handshakes_pending = 0  # sockets not yet past the handshake
+        self.handshakes_evicted = 0  # pending sockets evicted at max_pending_handshakes
         self.messages_in = 0
         self.messages_out = 0
         self.bytes_in = 0

@@ -119,7 +119,7 @@ async def test_second_connect_is_an_error_but_not_fatal(raw) -> None:
 async def test_handshake_timeout_closes() -> None:
     async with IPCServer("127.0.0.1", 0, handshake_timeout_s=0.2) as server:
         peer = await RawPeer.open(server.port)
-        assert await peer.closed() == []
+        assert [m.error.code for m in await peer.closed()] == ["timeout"]  # §12: the close says why
         await peer.close()
 
 
@@ -129,8 +129,7 @@ async def test_max_connections() -> None:
         for p in peers:
             await p.handshake()
         extra = await RawPeer.open(server.port)
-        with pytest.raises((EOFError, ConnectionError)):
-            await extra.handshake()
+        assert (await extra.handshake()).error.code == "too_many_connections"  # §12: not a bare reset
         for p in [*peers, extra]:
             await p.close()
 
