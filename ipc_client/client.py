@@ -320,9 +320,9 @@ class IPCClient:
     def serve(self, channel: str, fn: Handler) -> Registration:
         """Answer requests on ``channel`` (or a pattern) from other clients.
 
-        ``fn(message)`` returns the response payload; sync functions run in a
-        worker thread, ``async`` ones on the loop. Raising answers
-        ``handler_error`` with the exception's type and message. The
+        ``fn(message)`` returns the response payload (annotated, ``fn`` gets the
+        validated payload: docs/typed-contracts.md); sync functions run in a worker
+        thread, ``async`` ones on the loop; raising answers ``handler_error``. The
         registration survives reconnections. Returns a :class:`Registration`;
         awaiting it (optional) waits until the server has registered it.
         """

@@ -121,10 +121,10 @@ class IPCServer:
     def handler(self, channel: str, *, app_id: str | None = None) -> Callable[[F], F]:
         """Decorator: answer requests on ``channel`` (or a pattern) in this process.
 
-        The function gets the request :class:`Message` and returns the response
-        payload. ``async def`` handlers run on the loop; plain functions run in
-        a worker thread, so a slow one never blocks other clients. Raising
-        answers ``handler_error`` with the exception's type and message.
+        The function gets the request :class:`Message` (or, annotated, its validated
+        payload: docs/typed-contracts.md) and returns the response payload. ``async
+        def`` handlers run on the loop, plain functions in a worker thread (a slow
+        one blocks no one). Raising answers ``handler_error`` with its type and text.
         """
 
         def register(fn: F) -> F:
