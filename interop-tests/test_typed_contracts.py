@@ -139,8 +139,9 @@ async def test_a_node_caller_gets_a_python_responders_bad_request(server, node, 
     assert echo == {"ok": True, "payload": {"anything": ["goes"]}}
 
 
-async def test_a_python_caller_gets_a_node_responders_bad_request_and_its_schemas(server, node, processes, py_client) -> None:
-    await processes([node, str(NODE_DIR / "typed_peer.js"), "serve", str(server.port), "shop"], r'\{"event":"ready"\}')
+@pytest.mark.parametrize("mode", ["serve", "serve-balanced"])
+async def test_a_python_caller_gets_a_node_responders_bad_request_and_its_schemas(server, node, processes, py_client, mode) -> None:
+    await processes([node, str(NODE_DIR / "typed_peer.js"), mode, str(server.port), "shop"], r'\{"event":"ready"\}')
     caller = await py_client(server.port, "shop")
     order = {"items": [{"sku": "A-1", "qty": 2}, {"sku": "B-2", "qty": 3}], "placed_at": "2026-12-05T10:00:00Z", "note": None}
     assert await caller.request("node.total", order) == 5

@@ -126,9 +126,9 @@ def contract_of(fn: Callable[..., Any]) -> Contract | None:
     an annotation is not a type pydantic validates. An unresolvable return
     annotation is only warned about: the result goes out unchecked.
     """
-    bound = getattr(fn, CONTRACT_ATTR, None)
+    bound = _bound(fn)
     if bound is not None:
-        return bound  # type: ignore[no-any-return]
+        return bound
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin without a signature
@@ -163,7 +163,7 @@ def bind(fn: Callable[..., Any]) -> Callable[..., Any]:
     (``async`` or not) that takes the message, validates, calls ``fn`` and
     serialises its result, carrying the contract for :func:`handler_schema`."""
     contract = contract_of(fn)
-    if contract is None or getattr(fn, CONTRACT_ATTR, None) is contract:
+    if contract is None or _bound(fn) is contract:
         return fn
     parse, dump, keyword = contract.parse, contract.dump, contract.message_param
 
@@ -191,25 +191,32 @@ def bind(fn: Callable[..., Any]) -> Callable[..., Any]:
     return handler
 
 
+def _bound(fn: Any) -> Contract | None:
+    """The contract :func:`bind` attached to ``fn`` (an object answering every
+    attribute, a mock, has none)."""
+    contract = getattr(fn, CONTRACT_ATTR, None)
+    return contract if isinstance(contract, Contract) else None
+
+
 async def _dump_later(result: Awaitable[Any], dump: Callable[[Any], Any]) -> Any:
     return dump(await result)
 
 
 def handler_schema(fn: Callable[..., Any]) -> dict[str, Any]:
     """``{"request": schema, "response": schema}`` of a (bound) handler; ``{}`` where undeclared."""
-    contract = getattr(fn, CONTRACT_ATTR, None)
+    contract = _bound(fn)
     return contract.schema if contract is not None else {"request": ANY_SCHEMA, "response": ANY_SCHEMA}
 
 
 def declared(fn: Callable[..., Any] | None) -> dict[str, Any] | None:
     """The schemas a bound handler declares (for its serve registration, §7.1); None when untyped."""
-    contract = getattr(fn, CONTRACT_ATTR, None)
+    contract = _bound(fn)
     return None if contract is None else contract.schema
 
 
 def handler_digest(fn: Callable[..., Any]) -> str | None:
     """The digest of a (bound) handler's schemas; None when it declares none."""
-    contract = getattr(fn, CONTRACT_ATTR, None)
+    contract = _bound(fn)
     return None if contract is None else contract.digest
 
 

@@ -712,7 +712,7 @@ export declare class LoadBalancedClient extends EventEmitter {
   /** On every server; resolves once one acked, the others get it when they come back. */
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
-  serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: ServeOptions): Promise<void>;
   unserve(channelId: string): Promise<void>;
   /** One round of health checks now. */
   checkHealth(): Promise<ServerStats[]>;

@@ -13,6 +13,7 @@ import sys
 from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
+from unittest.mock import AsyncMock, MagicMock
 
 import pytest
 from pydantic import BaseModel, Field
@@ -83,7 +84,7 @@ def test_an_unannotated_handler_is_returned_unchanged() -> None:
     def any_message(msg: Any, extra: int = 1) -> Any:
         return msg
 
-    for fn in (plain, as_message, any_message, print, len):
+    for fn in (plain, as_message, any_message, print, len, MagicMock(), AsyncMock()):
         assert bind(fn) is fn and contract_of(fn) is None and declared(fn) is None
     assert handler_schema(plain) == {"request": {}, "response": {}}
 

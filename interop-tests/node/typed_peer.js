@@ -7,15 +7,20 @@
  *   node typed_peer.js serve PORT APP   a responder declaring JSON Schemas:
  *       `node.total` (an order in, a number out), `node.broken` (its result
  *       breaks its response schema); prints {"event":"ready"} once served.
+ *   node typed_peer.js serve-balanced PORT APP   the same through a
+ *       LoadBalancedClient (one server).
  *   node typed_peer.js call PORT APP CALLS   runs each of CALLS (a JSON list
  *       of {channel, payload}) as a request and prints one line per outcome,
  *       {ok, payload} or {ok: false, error: {code, name, message, remoteType, details}}.
  */
 
-const { IPCClient } = require('../../js-client');
+const { IPCClient, LoadBalancedClient } = require('../../js-client');
 
 const [mode, port, app, calls] = process.argv.slice(2);
-const client = new IPCClient(app, { host: '127.0.0.1', port: Number(port), reconnect: false });
+const client =
+  mode === 'serve-balanced'
+    ? new LoadBalancedClient(app, [{ host: '127.0.0.1', port: Number(port) }], { minConnections: 1, maxConnections: 1 })
+    : new IPCClient(app, { host: '127.0.0.1', port: Number(port), reconnect: false });
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 
 const ITEM = {
@@ -38,7 +43,7 @@ const ORDER = {
 };
 
 async function serve() {
-  await client.connect();
+  await (mode === 'serve-balanced' ? client.start() : client.connect());
   await client.serve('node.total', (msg) => msg.payload.items.reduce((sum, item) => sum + item.qty, 0), {
     schema: { request: ORDER, response: { type: 'integer', minimum: 0 } }
   });
@@ -58,7 +63,7 @@ async function call() {
   await client.disconnect();
 }
 
-(mode === 'serve' ? serve() : call()).catch((err) => {
+(mode === 'call' ? call() : serve()).catch((err) => {
   process.stderr.write(`${err.stack}\n`);
   process.exit(1);
 });

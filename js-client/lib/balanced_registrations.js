@@ -74,11 +74,12 @@ class BalancedRegistrations {
    * @param {string} channel
    * @param {Function} handler
    * @param {number} timeout a checked duration, ms.
+   * @param {object} [schema] a responder's declared JSON Schemas (docs/typed-contracts.md).
    * @returns {Promise<void>}
    */
-  async add(kind, channel, handler, timeout) {
+  async add(kind, channel, handler, timeout, schema) {
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    const reg = { kind, channel, handler, applied: new Set(), refused: new Set(), pending: new Set() };
+    const reg = { kind, channel, handler, schema, applied: new Set(), refused: new Set(), pending: new Set() };
     this._registrations.push(reg);
     const results = await Promise.allSettled(this._servers.map((server) => this._apply(server, reg, timeout)));
     if (reg.applied.size > 0) return;
@@ -100,7 +101,7 @@ class BalancedRegistrations {
     const client = this._control(server);
     try {
       if (!client.connected) await this._connectControl(server, client, timeout);
-      if (reg.kind === 'serve') await client.serve(reg.channel, reg.handler, { timeout });
+      if (reg.kind === 'serve') await client.serve(reg.channel, reg.handler, { timeout, schema: reg.schema });
       else await client.subscribe(reg.channel, reg.handler, { timeout });
       reg.applied.add(server);
     } catch (err) {

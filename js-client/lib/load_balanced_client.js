@@ -22,6 +22,7 @@ const { parseOptions, refuseQueuePath } = require('./options');
 const { AlreadyServingError, NotConnectedError } = require('./errors');
 const { FAILOVER_CODES, checkDuration, routeCall } = require('./failover');
 const { BalancedRegistrations } = require('./balanced_registrations');
+const { checkSchemaOption } = require('./contracts');
 const { ServerHealth } = require('./balanced_health');
 
 /** Balancer defaults (§8); milliseconds. */
@@ -210,15 +211,21 @@ class LoadBalancedClient extends EventEmitter {
    * this process. Same rules as subscribe().
    * @param {string} channelId a channel or pattern.
    * @param {(msg: object) => unknown} handler returns the response payload.
-   * @param {{timeout?: number}} [options]
+   * @param {{timeout?: number, schema?: {request?: object, response?: object}}} [options]
+   *   `schema`: declared JSON Schemas, as IPCClient.serve() takes them (docs/typed-contracts.md).
    * @returns {Promise<void>}
    * @throws {AlreadyServingError} the channel is already served by this client.
    */
-  serve(channelId, handler, { timeout = this._requestTimeout } = {}) {
+  serve(channelId, handler, { timeout = this._requestTimeout, schema } = {}) {
     if (this._registrations.isServed(channelId)) {
       return Promise.reject(new AlreadyServingError(channelId));
     }
-    return this._register('serve', channelId, handler, timeout);
+    try {
+      checkSchemaOption(schema);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this._register('serve', channelId, handler, timeout, schema);
   }
 
   /**
@@ -347,12 +354,12 @@ class LoadBalancedClient extends EventEmitter {
    * @returns {Promise<void>}
    * @private
    */
-  async _register(kind, channel, handler, timeout) {
+  async _register(kind, channel, handler, timeout, schema) {
     if (this._closed || !this._started) {
       throw new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called');
     }
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    return this._registrations.add(kind, channel, handler, checkDuration('timeout', timeout));
+    return this._registrations.add(kind, channel, handler, checkDuration('timeout', timeout), schema);
   }
 }
 
