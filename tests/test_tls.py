@@ -393,3 +393,20 @@ async def test_the_cli_serves_tls_and_refuses_a_key_that_does_not_match(pki: PKI
     _, stderr = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 2
     assert b"invalid configuration: tls_key" in stderr and b"does not match" in stderr
+
+
+def test_the_tls_cost_bench_runs(tmp_path: Path) -> None:
+    """bench/tls_cost.py end to end (figures are never asserted: speed lives in bench/)."""
+    import json
+    import subprocess
+
+    out = tmp_path / "tls.json"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "bench" / "tls_cost.py"), "--quick", "--loop", "asyncio", "--json", str(out)],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "| asyncio | TLS / plain |" in proc.stdout
+    figures = json.loads(out.read_text())["asyncio"]
+    assert figures["tls"]["round_trips_per_s"] > 0 and figures["plain"]["connect_ms_p50"] > 0
