@@ -108,6 +108,7 @@ async def test_a_missing_client_certificate_is_refused_fast_and_final(start_serv
     "case, cause",
     [
         ("wrong-ca", "UNABLE_TO_VERIFY_LEAF_SIGNATURE"),
+        ("system-store", "UNABLE_TO_VERIFY_LEAF_SIGNATURE"),  # tls: true, Node's CAs, which never signed a trustme certificate
         ("wrong-host", "ERR_TLS_CERT_ALTNAME_INVALID"),
         ("expired", "CERT_HAS_EXPIRED"),
         ("foreign-client", "ERR_SSL_TLSV1_ALERT_UNKNOWN_CA"),
@@ -123,7 +124,7 @@ async def test_refused_certificates_surface_as_tls_not_connected(start_server, n
         client={"foreign-client": pki.foreign_client, "expired-client": pki.expired_client}.get(case),
         **({"servername": "example.org"} if case == "wrong-host" else {}),
     )
-    agent = await node_agent(srv.port, connect=False, tls=options, waitOnFirstConnect=True, **FAST)
+    agent = await node_agent(srv.port, connect=False, tls=True if case == "system-store" else options, waitOnFirstConnect=True, **FAST)
     error = await refused_connect(agent)
     assert error["cause"] == cause
     assert agent.count("reconnecting") == 0

@@ -172,6 +172,10 @@ class TLSAccept(asyncio.Protocol):
             log.info("TLS handshake with %s failed: %s", _address(self._peer), describe(exc))
             transport.abort()
             return
+        except Exception:  # a bug: never a task whose exception nobody retrieves
+            log.exception("TLS handshake with %s failed", _address(self._peer))
+            transport.abort()
+            return
         early.hand_over(self._make(), tls)
 
     def _replay_hello(self, transport: asyncio.BaseTransport) -> None:

@@ -58,6 +58,7 @@ class PKI:
         self.ca = self._write("ca.pem", ca.cert_pem.bytes())
         self.other_ca = self._write("other-ca.pem", other.cert_pem.bytes())
         self.server = self._pair("server", ca.issue_cert("localhost", "127.0.0.1"))
+        self.foreign_server = self._pair("foreign-server", other.issue_cert("localhost", "127.0.0.1"))
         self.expired_server = self._pair("expired-server", ca.issue_cert("localhost", "127.0.0.1", not_before=past, not_after=past + datetime.timedelta(days=1)))
         self.client = self._pair("alice", ca.issue_cert("alice@example.org", common_name="alice", organization_unit_name="payments"))
         self.foreign_client = self._pair("mallory", other.issue_cert("mallory@example.org", common_name="mallory"))
@@ -286,17 +287,19 @@ def test_a_refused_client_certificate_surfaces_as_tls_not_connected(pki: PKI, ru
     run(main())
 
 
-@pytest.mark.parametrize("case", ["wrong-ca", "wrong-host", "expired"])
+@pytest.mark.parametrize("case", ["wrong-ca", "system-store", "wrong-host", "expired"])
 def test_a_refused_server_certificate_surfaces_as_tls_not_connected(pki: PKI, run: Callable[..., Any], case: str) -> None:
     async def main() -> None:
         async with tls_server(pki, cert=pki.expired_server if case == "expired" else None) as server:
             options: dict[str, Any] = {"tls_ca": pki.other_ca if case == "wrong-ca" else pki.ca}
+            if case == "system-store":  # tls=True: the system's CAs, which never signed a trustme certificate
+                options = {"tls": True}
             if case == "wrong-host":
                 options["tls_server_hostname"] = "example.org"
             error = await expect_refusal(lambda: IPCClient("app", "127.0.0.1", server.port, reconnect=False, wait_on_first_connect=True, **options))
             cause = error.__cause__
             assert isinstance(cause, ssl.SSLCertVerificationError)
-            expected = {"wrong-ca": "unable to get local issuer certificate", "wrong-host": "Hostname mismatch", "expired": "certificate has expired"}[case]
+            expected = {"wrong-host": "Hostname mismatch", "expired": "certificate has expired"}.get(case, "unable to get local issuer certificate")
             assert expected in cause.verify_message and expected in str(error)
             assert refused(error)  # so wait_on_first_connect gave up at once
             if case != "expired":
@@ -350,6 +353,31 @@ def test_reconnection_over_tls_after_a_server_restart(pki: PKI, run: Callable[..
             assert await client.request("echo", "after") == "after"  # a new TLS handshake, a client certificate again
             (conn,) = server.connections
             assert peer_subject(conn.transport) is not None
+        finally:
+            await client.disconnect()
+            await server.close()
+
+    run(main())
+
+
+def test_reconnection_gives_up_when_the_restarted_server_s_certificate_is_refused(pki: PKI, run: Callable[..., Any]) -> None:
+    async def main() -> None:
+        server = tls_server(pki)
+        await server.start()
+        port = server.port
+        client = IPCClient("app", "127.0.0.1", port, tls_ca=pki.ca, initial_delay=0.05, max_delay=0.2)
+        gave_up = asyncio.Event()
+        attempts: list[Any] = []
+        client.on("reconnect_failed", lambda n: (attempts.append(n), gave_up.set()))
+        await client.connect()
+        try:
+            await server.close()
+            server = tls_server(pki, cert=pki.foreign_server, port=port)  # signed by a CA the client does not trust
+            await server.start()
+            await asyncio.wait_for(gave_up.wait(), 10)  # final, as a refused token: no endless retries
+            assert attempts == [1] and client.state.value == "disconnected"
+            with pytest.raises(NotConnected):
+                await client.request("echo", 1)
         finally:
             await client.disconnect()
             await server.close()
