@@ -16,6 +16,9 @@ __all__ = ["dumps", "loads"]
 
 _N, _I = ord("N"), ord("I")
 _SHORTEST_OVERFLOW = 309  # digits of the smallest integer that overflows a double
+# The deepest value both decoders read (pydantic-core's parser stops at 201
+# levels; the Node decoder refuses the same): the frame's object is level 1.
+MAX_DEPTH = 201
 
 
 def dumps(obj: Any) -> bytes:
@@ -34,6 +37,10 @@ def dumps(obj: Any) -> bytes:
     # (an int as large as 10**309): most frames skip the screen entirely.
     if len(out) > _SHORTEST_OVERFLOW and _maybe_huge(out) and _has_non_finite(obj):
         raise MessageError("a number overflows a double: no JavaScript peer can read it (send it as a string)")
+    # Deeper than MAX_DEPTH takes at least MAX_DEPTH bracket pairs around a
+    # value: counting them (C speed) spares nearly every frame the walk.
+    if len(out) > 2 * MAX_DEPTH and out.count(b"[") + out.count(b"{") >= MAX_DEPTH and _deeper_than(obj, MAX_DEPTH):
+        raise MessageError(f"a value is nested deeper than {MAX_DEPTH} levels: no peer decodes it")
     return out
 
 
@@ -89,6 +96,20 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     if _maybe_huge(raw) and _has_non_finite(obj):
         raise FrameError("invalid JSON: a number overflows a double")
     return obj
+
+
+def _deeper_than(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` (level 1) holds a value below level ``limit``."""
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((value, depth + 1) for value in item.values())
+        elif isinstance(item, list):
+            stack.extend((value, depth + 1) for value in item)
+    return False
 
 
 def _has_non_finite(obj: Any) -> bool:

@@ -351,3 +351,24 @@ def test_the_fast_encoders_refuse_what_json_cannot_carry() -> None:
         encode_request("app", "c", float("nan"))
     with pytest.raises(MessageError):
         encode_response(Message.build(MessageType.REQUEST, "app", "c"), {"x": object()})
+
+
+def _nested(levels: int, kind: str) -> object:
+    value: object = 1
+    for _ in range(levels - 1):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("kind", ["list", "dict"])
+def test_a_sender_refuses_what_no_decoder_reads_nested_too_deep(kind: str) -> None:
+    """§1.1: a frame deeper than 201 levels is bad_frame at every receiver,
+    so the sender refuses it locally (bad_message) instead of having its
+    connection closed; 201 levels still travel."""
+    deepest = Message.build(MessageType.PUBLISH, "app", "c", _nested(200, kind))  # payload is level 2
+    assert decode_message(encode_message(deepest)).payload == deepest.payload
+    too_deep = Message.build(MessageType.PUBLISH, "app", "c", _nested(201, kind))
+    with pytest.raises(MessageError, match="nested deeper than 201"):
+        encode_message(too_deep)
+    with pytest.raises(FrameError):
+        decode_message(json.dumps(too_deep.wire_dict()).encode())

@@ -102,7 +102,7 @@ function finiteReplacer(key, value) {
  * @throws {MessageError} NaN/Infinity, BigInt, cycles, lone surrogates, or nothing to serialise.
  * @private
  */
-function stringifyValue(value, what) {
+function stringifyValue(value, what, depth = 2) {
   let out;
   try {
     out = JSON.stringify(value);
@@ -115,7 +115,43 @@ function stringifyValue(value, what) {
   if (out.includes('\\ud') && LONE_SURROGATE_OUT.test(out)) {
     throw new MessageError(`${what} holds a lone surrogate, which is not valid Unicode`);
   }
+  if (tooDeepOutput(out, MAX_JSON_DEPTH - depth + 1) && deeperThan(value, depth, MAX_JSON_DEPTH)) {
+    throw new MessageError(`${what} is nested deeper than ${MAX_JSON_DEPTH} levels: no peer decodes it`);
+  }
   return out;
+}
+
+/**
+ * Whether serialised JSON may hold a value `levels` deep: that takes at
+ * least `levels - 1` bracket pairs. A native indexOf count spares nearly
+ * every frame the walk of deeperThan.
+ * @private
+ */
+function tooDeepOutput(out, levels) {
+  if (out.length < 2 * (levels - 1)) return false;
+  let brackets = 0;
+  for (const open of ['[', '{']) {
+    for (let at = out.indexOf(open); at !== -1; at = out.indexOf(open, at + 1)) {
+      if (++brackets >= levels - 1) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Whether `value`, at level `depth` (the frame's object is level 1), holds
+ * a value below level `limit`: the peer's decoder would refuse the frame.
+ * @private
+ */
+function deeperThan(value, depth, limit) {
+  if (depth > limit) return true;
+  if (typeof value !== 'object' || value === null) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (deeperThan(value[i], depth + 1, limit)) return true;
+    return false;
+  }
+  for (const key in value) if (deeperThan(value[key], depth + 1, limit)) return true;
+  return false;
 }
 
 /**
@@ -213,7 +249,7 @@ function encodeMessage(msg, { legacy = false } = {}) {
       const error = normaliseError(msg.error);
       const parts = [];
       for (const key of ERROR_FIELDS) {
-        if (key in error) parts.push(`"${key}":${stringifyValue(error[key], `error.${key}`)}`);
+        if (key in error) parts.push(`"${key}":${stringifyValue(error[key], `error.${key}`, 3)}`);
       }
       out += `,"error":{${parts.join(',')}}`;
     }

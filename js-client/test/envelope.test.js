@@ -122,3 +122,18 @@ test('envelope - a number that overflows a double is bad_frame (§1.1)', () => {
   for (const v of ok) assert.doesNotThrow(() => decodeMessage(Buffer.from(`${H},"payload":${v}}`)), v);
   assert.equal(decodeMessage(Buffer.from(`${H},"payload":1e-400}`)).payload, 0);
 });
+
+test('envelope - a sender refuses a value nested deeper than any decoder reads (§1.1)', () => {
+  const nested = (levels, kind) => {
+    let value = 1;
+    for (let i = 0; i < levels - 1; i++) value = kind === 'list' ? [value] : { k: value };
+    return value;
+  };
+  for (const kind of ['list', 'object']) {
+    const deepest = { ...BASE, payload: nested(200, kind) }; // the payload is level 2: 201 in all
+    assert.deepEqual(decodeMessage(Buffer.from(encodeMessage(deepest))).payload, deepest.payload);
+    const tooDeep = { ...BASE, payload: nested(201, kind) };
+    assert.throws(() => encodeMessage(tooDeep), (err) => err.code === ErrorCode.BAD_MESSAGE && /nested deeper than 201/.test(err.message));
+    assert.throws(() => decodeMessage(Buffer.from(JSON.stringify(tooDeep))), (err) => err.code === ErrorCode.BAD_FRAME);
+  }
+});
