@@ -8,7 +8,9 @@ server in its own process, on each server loop.
 
 - **connect**: ``IPCClient.connect()`` to connected, one after another
   (TCP, the TLS handshake when on, the bridge handshake), then
-  ``disconnect()``; median and p90 of each side's samples.
+  ``disconnect()``; median and p90 of each side's samples, and the CPU
+  time the server and the client spent per connect (connect and
+  disconnect), which a busy machine disturbs far less than the wall clock.
 - **round trips/s**: 64 requests in flight on one connection, answered by
   the server's in-process ``echo`` handler (``bench.py``'s ``rr``
   workload), with the server's CPU per round trip.
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import json
 import logging
+import ssl
 import statistics
 import sys
 import tempfile
@@ -33,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import HOST, PAYLOAD, Children, cpu_ns, have_module, loop_factory, on_stop  # first: puts the checkout on sys.path
+from _common import HOST, PAYLOAD, Children, cpu_ns, have_module, loop_factory, on_stop, self_cpu_ns  # first: puts the checkout on sys.path
 
 from ipc_client import IPCClient
 
@@ -62,8 +65,16 @@ async def serve(cert: str | None, key: str | None) -> None:
 # -- measurements ------------------------------------------------------------------
 
 
+_contexts: dict[str, ssl.SSLContext] = {}
+
+
 def client(port: int, ca: str | None) -> IPCClient:
-    return IPCClient("bench", "localhost" if ca else HOST, port, tls_ca=ca, reconnect=False)
+    """A client; over TLS with one context per CA, as an application that
+    reconnects keeps its client's (building one is not a connect's cost)."""
+    if ca is None:
+        return IPCClient("bench", HOST, port, reconnect=False)
+    context = _contexts.get(ca) or _contexts.setdefault(ca, ssl.create_default_context(cafile=ca))
+    return IPCClient("bench", "localhost", port, tls=context, reconnect=False)
 
 
 async def connect_times(port: int, ca: str | None, count: int) -> list[float]:
@@ -114,9 +125,11 @@ def measure_round(loop_name: str, tls: tuple[str, str, str] | None, args: argpar
 
         async def main() -> dict[str, Any]:
             await connect_times(port, ca, 10)  # warm-up
+            server_cpu, client_cpu = cpu_ns(server.pid), self_cpu_ns()
             connects = await connect_times(port, ca, args.connects)
+            cpu = {"server_cpu_ms_per_connect": (cpu_ns(server.pid) - server_cpu) / len(connects) / 1e6, "client_cpu_ms_per_connect": (self_cpu_ns() - client_cpu) / len(connects) / 1e6}
             rt = await round_trips(port, ca, server.pid, args.warmup, args.window)
-            return {"connects": connects, **rt}
+            return {"connects": connects, **cpu, **rt}
 
         with asyncio.Runner() as runner:
             return runner.run(main())
@@ -154,6 +167,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 side: {
                     "connect_ms_p50": 1000 * statistics.median([s for r in rounds for s in r["connects"]]),
                     "connect_ms_p90": 1000 * pct([s for r in rounds for s in r["connects"]], 0.9),
+                    "server_cpu_ms_per_connect": statistics.median(r["server_cpu_ms_per_connect"] for r in rounds),
+                    "client_cpu_ms_per_connect": statistics.median(r["client_cpu_ms_per_connect"] for r in rounds),
                     "round_trips_per_s": statistics.median(r["rate"] for r in rounds),
                     "server_cpu_us_per_rt": statistics.median(r["server_cpu_us"] for r in rounds),
                     "rounds": [round(r["rate"]) for r in rounds],
@@ -165,18 +180,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| server loop | | connect p50 | connect p90 | round trips/s | server CPU / round trip |",
-        "|---|---|---|---|---|---|",
+        "| server loop | | connect p50 | connect p90 | CPU / connect: server, client | round trips/s | server CPU / round trip |",
+        "|---|---|---|---|---|---|---|",
     ]
     for loop_name, sides in results.items():
         plain, tls = sides["plain"], sides["tls"]
         for name, side in (("plain", plain), ("TLS", tls)):
             lines.append(
                 f"| {loop_name} | {name} | {side['connect_ms_p50']:.2f} ms | {side['connect_ms_p90']:.2f} ms"
+                f" | {side['server_cpu_ms_per_connect']:.2f} ms, {side['client_cpu_ms_per_connect']:.2f} ms"
                 f" | {side['round_trips_per_s']:,.0f} | {side['server_cpu_us_per_rt']:.1f} µs |"
             )
         lines.append(
             f"| {loop_name} | TLS / plain | {tls['connect_ms_p50'] / plain['connect_ms_p50']:.2f}× | {tls['connect_ms_p90'] / plain['connect_ms_p90']:.2f}×"
+            f" | {tls['server_cpu_ms_per_connect'] / plain['server_cpu_ms_per_connect']:.2f}×, {tls['client_cpu_ms_per_connect'] / plain['client_cpu_ms_per_connect']:.2f}×"
             f" | {tls['round_trips_per_s'] / plain['round_trips_per_s']:.2f}× | {tls['server_cpu_us_per_rt'] / plain['server_cpu_us_per_rt']:.2f}× |"
         )
     return "\n".join(lines)
