@@ -17,7 +17,7 @@
 
 const net = require('node:net');
 const tls = require('node:tls');
-const { ConnectionLostError, FrameError, NotConnectedError } = require('./errors');
+const { ConnectionLostError, FrameError, IpcError, NotConnectedError } = require('./errors');
 const { PEER_SPEAKS_TLS } = require('./framing');
 
 /**
@@ -127,6 +127,7 @@ function reason(err) {
  */
 function handshakeFailure(err, { host, port, tls, connected, secured }) {
   const peer = `${host}:${port}`;
+  if (tls && err instanceof IpcError) return null; // the client's own: the connect timeout, disconnect()
   if (tls && connected && (!secured || (err && String(err.code || '').startsWith('ERR_SSL_')))) {
     const cause = err ?? new ConnectionLostError('the server closed the connection during the TLS handshake');
     const what = secured ? `TLS connection to ${peer} refused` : `TLS handshake with ${peer} failed`;

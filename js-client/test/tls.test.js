@@ -90,6 +90,7 @@ test('failures - what connect() rejects with names TLS and keeps the cause; refu
   assert.equal(refused(err), false); // a reset is retried like any network failure
 
   assert.equal(handshakeFailure(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }), { ...where, connected: false }), null);
+  assert.equal(handshakeFailure(new NotConnectedError('the client disconnected'), where), null); // ours, not the TLS layer's
   err = handshakeFailure(null, { ...where, tls: false, secured: true });
   assert.match(err.message, /is it a TLS port/);
   assert.ok(err.cause instanceof ConnectionLostError);
