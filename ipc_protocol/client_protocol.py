@@ -136,6 +136,8 @@ class ClientProtocol(Protocol):
         if self.state is not HANDSHAKE:
             raise ProtocolStateError(f"connect in state {self.state.value}")
         hello = connect_request(self.app_id, self.connection_id, client=self.client, token=self._token, protocol=PROTOCOL_VERSION, user=self._user)
+        if self._limit is not None:  # our own receive limit: the server sends nothing larger (§3, §12)
+            hello.payload["max_frame_size"] = self._limit
         self.send(hello)
         return hello.message_id
 

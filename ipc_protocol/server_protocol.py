@@ -111,6 +111,9 @@ class ServerProtocol(Protocol):
         if not msg.app_id or (not legacy and (not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 2)):
             text = "invalid connect: app_id must be set and protocol an integer >= 2"
             return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)
+        limit = payload.get("max_frame_size")  # the client's own receive limit (§3, §12)
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
+            return self._violated(ErrorCode.BAD_MESSAGE, "invalid connect: max_frame_size must be a positive integer", msg.message_id, msg)
         offered, user = payload.get("token"), payload.get("user")
         if user is not None and (not isinstance(user, str) or not user):
             return self._violated(ErrorCode.BAD_MESSAGE, "invalid connect: user must be a non-empty string", msg.message_id, msg)

@@ -140,6 +140,8 @@ class Admission:
             del self._by_id[conn.connection_id]
         app = self.apps.get(conn.app_id)
         if app is not None and conn.opened:
+            self._stats.subscriptions -= len(conn.subscriptions)
+            self._stats.registrations -= len(conn.responder_for)
             for pattern in conn.subscriptions:
                 app.subscriptions.remove(pattern, conn)
             for pattern in conn.responder_for:

@@ -6,8 +6,8 @@ The protocol core keeps the connection's state and rules (the handshake,
 pings, violations and their error frames); the pump owns the transport,
 the timers, the batching of writes and the flow control, and knows nothing
 about routing: it talks to the server through :class:`ConnectionOwner`.
-Every write passes ``send_frame``; the slow-consumer limit is checked once
-per iteration (docs/protocol.md §12).
+Every write passes ``send_frame``, held to the peer's frame limit
+(``frame_limit``); a peer that reads too slowly meets ``outbound`` (§12).
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ import logging
 from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
-from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType
+from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType, encode_frame, encode_message
 from ipc_protocol.protocol import MessageRefused, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
 from .config import SERVER_NAME
 from .connection_owner import ConnectionOwner, SharedReads, configure_transport
+from .frame_limit import PREFIX_BYTES, replacement, send_limit
 from .inflight import InflightLimit
+from .flow_control import FlowControl
+from .outbound import Backlog, OutboundLimits
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 
@@ -44,13 +47,14 @@ _HANDSHAKE = ProtocolState.HANDSHAKE
 _NONE: frozenset[str] = frozenset()  # no registrations yet (see ServerConnection)
 
 
-class ServerConnection(asyncio.BufferedProtocol):
+class ServerConnection(FlowControl, asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
     __slots__ = (  # a server holds thousands of these, mostly idle
         "owner", "protocol", "transport", "peer", "app_id", "connection_id", "legacy", "client_name", "opened",
         "connected_at", "inflight", "serving", "awaiting", "handler_calls", "subscriptions", "responder_for", "_stats",
-        "_reads", "_loop", "_flush_handle", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_max_out",
+        "_reads", "_loop", "_flush_handle", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_limits",
+        "_backlog", "_send_limit",
     )  # fmt: skip
 
     def __init__(self, owner: ConnectionOwner) -> None:
@@ -90,7 +94,9 @@ class ServerConnection(asyncio.BufferedProtocol):
         self._ended = False  # close or abort began; the transport is going
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
-        self._max_out = config.max_outbound_buffer_bytes
+        self._limits = OutboundLimits.of(config)  # slow consumers (§12): one object per server's settings
+        self._backlog: Backlog | None = None  # frames waiting for the transport to drain
+        self._send_limit = config.max_frame_size + PREFIX_BYTES  # a frame's length past which it is not sent
 
     # -- asyncio.Protocol ------------------------------------------------
 
@@ -99,6 +105,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
         configure_transport(transport)
+        transport.set_write_buffer_limits(high=self._limits.high_water, low=self._limits.low_water)  # then our Backlog
         loop = self._loop = asyncio.get_running_loop()
         self.connected_at = loop.time()
         if not self.owner.admit(self):
@@ -122,21 +129,28 @@ class ServerConnection(asyncio.BufferedProtocol):
         stats.bytes_in += len(data)
         protocol = self.protocol
         frames = protocol.receive_data(data, self._loop.time())  # type: ignore[union-attr]
-        if not frames:
-            violation = protocol.violation
-            if violation is not None:
-                self._violated(violation)
-            return
-        receive_frame = protocol.receive_frame
+        if frames:
+            self._dispatch(frames)
+        elif protocol.violation is not None:
+            self._violated(protocol.violation)
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        """Each frame through the protocol, then to the server, in order."""
+        receive_frame = self.protocol.receive_frame
         dispatch = self.owner.dispatch
         message_class = Message
+        stats = self._stats
+        inflight = self.inflight
         reads = self._reads
         # A read of one frame: what it sends has nothing to wait for (send_frame).
         reads.lone = len(frames) == 1
         try:
-            for body in frames:
+            for i, body in enumerate(frames):
                 if self._ended:  # failed or closed while dispatching: read no more
                     return
+                if inflight.paused:  # at the in-flight limit: the rest waits too (flow_control)
+                    inflight.deferred = frames[i:]
+                    break
                 item = receive_frame(body)
                 if item.__class__ is message_class:
                     stats.messages_in += 1
@@ -164,6 +178,7 @@ class ServerConnection(asyncio.BufferedProtocol):
         if getattr(event, "message", None) is not None:
             self._stats.messages_in += 1
         if isinstance(event, ConnectRequested):
+            self._send_limit = send_limit(event.message.payload, self.owner.config.max_frame_size) + PREFIX_BYTES
             self.owner.connect_requested(self, event)
         elif isinstance(event, ProtocolViolation):
             self._violated(event)
@@ -214,15 +229,31 @@ class ServerConnection(asyncio.BufferedProtocol):
     def send(self, msg: Message, *, at_once: bool = False) -> bool:
         """Encode and queue ``msg`` for this connection's protocol version
         (raises, before queueing, if it cannot be encoded)."""
-        return self._queued(self.protocol.send(msg), at_once)
+        return self.send_frame(encode_frame(encode_message(msg, legacy=self.protocol.legacy)), at_once=at_once)
 
     def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
         """Queue an encoded frame; the frames of one loop iteration go out
         together, in writes of at most ``_FLUSH_EVERY_FRAMES``. Written at
         once, with any queued before it: ``at_once`` (the caller knows nothing
         will join it), or the connection's first frame of the iteration while
-        a read of one frame is dispatched (``SharedReads.lone``)."""
+        a read of one frame is dispatched (``SharedReads.lone``). A frame
+        over the peer's limit is not sent (``frame_limit``): False."""
+        if len(frame) > self._send_limit:
+            return self._too_large(frame)
         return self._queued(self.protocol.send_frame(frame), at_once)
+
+    def fits(self, frame: bytes) -> bool:
+        """Whether the peer accepts ``frame`` (its limit, §3; ``frame_limit``)."""
+        return len(frame) <= self._send_limit
+
+    def _too_large(self, frame: bytes) -> bool:
+        if self._ended:
+            return False
+        self._stats.frame_skipped(self.app_id, self.connection_id)
+        instead = replacement(frame, self.app_id, self._send_limit - PREFIX_BYTES)
+        if instead is not None:
+            self._queued(self.protocol.send(instead))
+        return False
 
     def _queued(self, queued: int, at_once: bool = False) -> bool:
         """``send_frame``'s rules, for ``queued`` frames now in the protocol
@@ -239,11 +270,8 @@ class ServerConnection(asyncio.BufferedProtocol):
     def _flush(self) -> None:
         self._flush_handle = None
         self._write_pending()
-        transport = self.transport
-        if self._max_out is not None and transport is not None and transport.get_write_buffer_size() > self._max_out:
-            self._stats.slow_consumers += 1
-            log.warning("slow consumer %s (%s): outbound buffer over %d bytes", self.connection_id, self.peer, self._max_out)
-            self.fail(ErrorCode.SLOW_CONSUMER, "outbound buffer limit exceeded: reading too slowly")
+        if self._backlog is not None:  # backed up: the slow-consumer limits (§12, outbound.py)
+            self._check_backlog(self._backlog)
 
     def _write_pending(self) -> None:
         if self.transport is None:
@@ -255,7 +283,11 @@ class ServerConnection(asyncio.BufferedProtocol):
         stats = self._stats
         stats.messages_out += len(frames)
         stats.bytes_out += len(data)
-        self.transport.write(data)
+        if self._backlog is None:
+            self.transport.write(data)
+        else:
+            self._backlog.hold(data)
+
 
     # -- lifecycle -------------------------------------------------------
 
@@ -311,6 +343,7 @@ class ServerConnection(asyncio.BufferedProtocol):
             self.transport.abort()
 
     def _handshake_expired(self) -> None:
+        """No valid connect in time (§3, §12): ``timeout``, then the close."""
         self._handshake_timer = None
         if self.protocol.state is _HANDSHAKE:
             self.fail(ErrorCode.TIMEOUT, "no valid connect within the handshake timeout")
@@ -327,21 +360,8 @@ class ServerConnection(asyncio.BufferedProtocol):
             log.info("closing %s (%s): silent for %.1f s", self.connection_id, self.peer, now - hb.last_received)  # type: ignore[union-attr]
             self.abort()
 
-    # -- flow control (§12) ------------------------------------------------
+    # -- flow control (§12): flow_control.FlowControl ------------------------
 
-    @property
-    def reading_paused(self) -> bool:
-        return self.inflight.paused
-
-    def pause_reading(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.transport is not None and self.protocol.state is _OPEN:
-            self.transport.resume_reading()
-
-        """No valid connect in time (§3, §12): ``timeout``, then the close."""
     def expect_answers(self) -> None:
         """A handler task was started for a request of the current read."""
         self._answers_expected = True

@@ -5,6 +5,13 @@ deadlines, and ``responder_lost`` when a responder leaves first
 A forwarded request is keyed by (responder, the message_id it was sent
 with), so one connection's ``reply_to`` can only ever name a request
 forwarded to that connection.
+
+What one responder can make the server hold is bounded (§12): a request
+that carries no deadline (version-1 clients) gets the server's
+``default_request_timeout_s``, and a responder holds at most
+``max_held_requests_per_connection`` unanswered requests. Requests go to
+the least busy responder of a channel (§6.1), so one at the cap means every
+responder of it is: the request is answered ``limit_exceeded``.
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_frame
+from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_frame, encode_message
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
 
+from .config import ServerConfig
 from .connection import ServerConnection
+from .frame_limit import PREFIX_BYTES
 from .shutdown import Shutdown
 from .stats import ServerStats
 
@@ -50,10 +59,13 @@ class Forwarding:
         ids: the server's one counter of generated ids (see ``Admission``).
     """
 
-    def __init__(self, stats: ServerStats, shutdown: Shutdown, ids: itertools.count[int]) -> None:
+    def __init__(self, stats: ServerStats, shutdown: Shutdown, ids: itertools.count[int], config: ServerConfig | None = None) -> None:
         self._stats = stats
         self._shutdown = shutdown
         self._ids = ids
+        config = config or ServerConfig()
+        self._default_timeout_s = config.default_request_timeout_s
+        self._max_held = config.max_held_requests_per_connection
         self.table: dict[_Key, Forwarded] = {}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the server's, once started
         # One loop timer for every forwarded request's deadline (§6.5).
@@ -74,29 +86,27 @@ class Forwarding:
         relayed as they are). Otherwise it is a new frame under a server id.
         """
         is_request = msg.message_type is MessageType.REQUEST
+        if is_request and self._max_held is not None and len(responder.serving) >= self._max_held:
+            conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, f"every responder of {msg.channel_id!r} holds its maximum of {self._max_held} unanswered requests")
+            return
         sid = msg.message_id
         key = (responder, sid)
         table = self.table
         verbatim = not conn.legacy and not responder.legacy and (not is_request or key not in table)
         if verbatim:
-            sent = responder.send_frame(encode_frame(body))
+            frame = encode_frame(body)
         else:
             sid = f"s{next(self._ids)}"
             while (responder, sid) in table:  # a requester's own id may look like ours
                 sid = f"s{next(self._ids)}"
             key = (responder, sid)
-            sent = responder.send(
-                Message.build(
-                    msg.message_type,
-                    msg.app_id,
-                    msg.channel_id,
-                    msg.payload,
-                    message_id=sid,
-                    headers=msg.headers,
-                    timeout_ms=msg.timeout_ms,
-                )
-            )
-        if not sent:
+            forwarded = Message.build(msg.message_type, msg.app_id, msg.channel_id, msg.payload, message_id=sid, headers=msg.headers, timeout_ms=msg.timeout_ms)
+            frame = encode_frame(encode_message(forwarded, legacy=responder.legacy))
+        if not responder.fits(frame):  # over the frame limit the responder declared (§3)
+            text = f"the request ({len(frame) - PREFIX_BYTES} bytes) is larger than the responder accepts"
+            conn.refuse(msg, ErrorCode.TOO_LARGE, text)
+            return
+        if not responder.send_frame(frame):
             conn.refuse(msg, ErrorCode.RESPONDER_LOST, "the responder disconnected")
             return
         if not is_request:
@@ -104,6 +114,8 @@ class Forwarding:
         table[key] = Forwarded(msg, conn, responder, verbatim)
         if msg.timeout_ms is not None:
             self._deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
+        elif self._default_timeout_s is not None:  # none carried: the server's own (§6.5, §12)
+            self._deadlines.add(key, self.loop.time() + self._default_timeout_s)
         responder.serving.add(key)
         conn.awaiting.add(key)
         conn.inflight.started()
@@ -130,7 +142,11 @@ class Forwarding:
         if fwd is None:
             return
         self._stats.count_error(ErrorCode.TIMEOUT)
-        text = f"no answer from the responder within {fwd.request.timeout_ms:g} ms"
+        timeout_ms = fwd.request.timeout_ms
+        if timeout_ms is None:
+            text = f"no answer from the responder within the server's default deadline of {self._default_timeout_s:g} s"
+        else:
+            text = f"no answer from the responder within {timeout_ms:g} ms"
         self.finish(key, error_response(fwd.request, ErrorCode.TIMEOUT, text))
 
     def finish(self, key: _Key, reply: Message, body: bytes | None = None) -> None:

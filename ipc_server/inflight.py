@@ -2,6 +2,8 @@
 (docs/protocol.md §12): at the limit the server stops reading it, so a
 client that sends faster than it is answered waits in its own socket
 buffer instead of the server's memory; at half the limit reading resumes.
+The frames of the read that reached the limit wait as well (``deferred``,
+dispatched first on resuming: ``flow_control``), so the limit holds exactly.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ class InflightLimit:
             callbacks kept per connection).
     """
 
-    __slots__ = ("count", "paused", "_limit", "_reader")
+    __slots__ = ("count", "paused", "deferred", "_limit", "_reader")
 
     def __init__(self, limit: int | None, reader: Reader) -> None:
         self.count = 0
         self.paused = False
+        self.deferred: list[bytes] | None = None  # frames read, not yet dispatched
         self._limit = limit
         self._reader = reader
 

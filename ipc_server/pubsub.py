@@ -16,6 +16,7 @@ from ipc_protocol.messages import response_to
 from ipc_protocol.contracts import handler_digest
 
 from .admission import App
+from .config import ServerConfig
 from .connection import ServerConnection
 from .router import target_problem
 from .schemas import Schemas, declared_schema
@@ -37,10 +38,27 @@ def _discard(patterns: AbstractSet[str], pattern: str) -> None:
         patterns.discard(pattern)
 
 
+def _over(held: int, limit: int | None, total: int, total_limit: int | None, what: str) -> str | None:
+    """Why one more would pass a cap (§12), or None."""
+    if limit is not None and held >= limit:
+        return f"this connection holds its maximum of {limit} {what}"
+    if total_limit is not None and total >= total_limit:
+        return f"the server holds its maximum of {total_limit} {what}"
+    return None
+
+
 class PubSub:
-    def __init__(self, apps: dict[str, App], stats: ServerStats) -> None:
+    """Subscriptions and responder registrations have caps per connection and
+    in total (§12): past one, the subscribe is answered ``limit_exceeded`` and
+    the connection stays open. ``ServerStats.subscriptions`` and
+    ``registrations`` are the totals held now."""
+
+    def __init__(self, apps: dict[str, App], stats: ServerStats, config: ServerConfig | None = None) -> None:
         self._apps = apps  # Admission's: the apps of the open connections
         self._stats = stats
+        config = config or ServerConfig()
+        self._max_subs = (config.max_subscriptions_per_connection, config.max_subscriptions)
+        self._max_regs = (config.max_registrations_per_connection, config.max_registrations)
         self.schemas = Schemas()  # what responders declared (docs/typed-contracts.md)
 
     def subscription(self, conn: ServerConnection, msg: Message) -> None:
@@ -64,8 +82,14 @@ class PubSub:
                 except ValueError as exc:
                     conn.refuse(msg, ErrorCode.BAD_MESSAGE, str(exc))
                     return
+                held = conn.responder_for
+                problem = None if channel in held else _over(len(held), self._max_regs[0], self._stats.registrations, self._max_regs[1], "responder registrations")
+                if problem is not None:
+                    conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, problem)
+                    return
                 if app.responders.add(channel, conn):
                     conn.responder_for = _with(conn.responder_for, channel)
+                    self._stats.registrations += 1
                     self.schemas.declare(conn.app_id, channel, conn, schema)
                     self.announce_service(conn, "added", channel)
                 elif self.schemas.declare(conn.app_id, channel, conn, schema):
@@ -74,15 +98,23 @@ class PubSub:
             else:
                 if app.responders.remove(channel, conn):
                     _discard(conn.responder_for, channel)
+                    self._stats.registrations -= 1
                     self.announce_service(conn, "removed", channel)
                 status = "unserved"
         elif subscribe:
-            app.subscriptions.add(channel, conn)
-            conn.subscriptions = _with(conn.subscriptions, channel)
+            held = conn.subscriptions
+            problem = None if channel in held else _over(len(held), self._max_subs[0], self._stats.subscriptions, self._max_subs[1], "subscriptions")
+            if problem is not None:
+                conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, problem)
+                return
+            if app.subscriptions.add(channel, conn):
+                conn.subscriptions = _with(held, channel)
+                self._stats.subscriptions += 1
             status = "subscribed"
         else:
-            app.subscriptions.remove(channel, conn)
-            _discard(conn.subscriptions, channel)
+            if app.subscriptions.remove(channel, conn):
+                _discard(conn.subscriptions, channel)
+                self._stats.subscriptions -= 1
             status = "unsubscribed"
         if not conn.legacy:
             conn.send(response_to(msg, {"status": status}))
@@ -127,9 +159,11 @@ class PubSub:
         if serve:
             if app.responders.remove(pattern, conn):
                 _discard(conn.responder_for, pattern)
+                self._stats.registrations -= 1
                 self.announce_service(conn, "removed", pattern)
         elif app.subscriptions.remove(pattern, conn):
             _discard(conn.subscriptions, pattern)
+            self._stats.subscriptions -= 1
 
     def announce_service(self, conn: ServerConnection, event: str, channel: str) -> None:
         """Tell ``$sys.services`` subscribers a responder registration came or went (§7.5);

@@ -94,8 +94,8 @@ class IPCServer:
         self._shutdown = Shutdown()
         self._admission = Admission(self.config, self.stats, ids, self._shutdown)
         self._calls = HandlerCalls(self.stats, self._shutdown, include_stack=self.config.expose_stacks)
-        self._forwarding = Forwarding(self.stats, self._shutdown, ids)
-        self._pubsub = PubSub(self._admission.apps, self.stats)
+        self._forwarding = Forwarding(self.stats, self._shutdown, ids, self.config)
+        self._pubsub = PubSub(self._admission.apps, self.stats, self.config)
         # With a users file: who each connection is and what it may do.
         self._auth: Auth | None = None
         if config.users_file is not None:

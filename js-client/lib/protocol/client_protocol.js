@@ -136,7 +136,9 @@ class ClientProtocol extends Protocol {
       protocol: PROTOCOL_VERSION,
       client: CLIENT_NAME,
       ...(this.user != null ? { user: this.user } : {}),
-      ...(this.token != null ? { token: this.token } : {})
+      ...(this.token != null ? { token: this.token } : {}),
+      // Our own receive limit: the server sends nothing larger (§3, §12).
+      ...(this.localMaxFrameSize != null ? { max_frame_size: this.localMaxFrameSize } : {})
     });
     this._connectId = hello.message_id;
     this.send(hello);

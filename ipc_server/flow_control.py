@@ -1,0 +1,104 @@
+"""A server connection's flow control, both ways (docs/protocol.md §12).
+
+Reading: at ``max_inflight_per_connection`` requests being answered the
+connection stops reading its socket (``inflight.InflightLimit``), and the
+frames of the read that reached the limit wait too: they are dispatched
+once answers come back, before the socket is read again. So the limit holds
+exactly, not one read (up to 256 KiB of requests) later.
+
+Writing: past the transport's high-water mark frames wait in a backlog,
+and a peer that stays behind is cut as a slow consumer (``outbound``).
+
+A mixin of :class:`~ipc_server.connection.ServerConnection`, kept apart so
+that the pump stays readable; it uses the connection's own fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ipc_protocol import ErrorCode
+from ipc_protocol.protocol import ProtocolState
+
+from .outbound import Backlog
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .inflight import InflightLimit
+    from .outbound import OutboundLimits
+    from .stats import ServerStats
+
+__all__ = ["FlowControl"]
+
+log = logging.getLogger("ipc_server.connection")
+
+
+class FlowControl:
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        transport: asyncio.Transport | None
+        inflight: InflightLimit
+        protocol: Any
+        app_id: str
+        connection_id: str
+        peer: Any
+        _loop: asyncio.AbstractEventLoop | None
+        _stats: ServerStats
+        _limits: OutboundLimits
+        _backlog: Backlog | None
+        _ended: bool
+
+        def _dispatch(self, frames: list[bytes]) -> None: ...
+        def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None) -> None: ...
+
+    # -- reading: the in-flight limit ------------------------------------------
+
+    @property
+    def reading_paused(self) -> bool:
+        return self.inflight.paused
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Answers came back: first the frames left of the read that paused,
+        in a loop iteration of their own (not inside the answer's call)."""
+        if self.inflight.deferred is not None:
+            self._loop.call_soon(self._resume_deferred)  # type: ignore[union-attr]
+        elif self.transport is not None and self.protocol.state is ProtocolState.OPEN:
+            self.transport.resume_reading()
+
+    def _resume_deferred(self) -> None:
+        frames, self.inflight.deferred = self.inflight.deferred, None
+        if frames and not self._ended:
+            self._dispatch(frames)  # may reach the limit again and leave some waiting
+        if not self.inflight.paused:
+            self.resume_reading()
+
+    # -- writing: slow consumers (outbound.py) --------------------------------
+
+    def pause_writing(self) -> None:
+        """The transport holds its high-water mark: frames wait in a backlog."""
+        if self._backlog is None:
+            self._backlog = Backlog()
+        self._backlog.paused = True
+
+    def resume_writing(self) -> None:
+        if self._backlog is not None and self.transport is not None and self._backlog.resume(self.transport):
+            self._backlog = None
+
+    def _check_backlog(self, backlog: Backlog) -> None:
+        """Once per loop iteration while backed up: cut a peer past a limit.
+        The backlog's frames are dropped, whole, so the error frame is next."""
+        buffered = backlog.nbytes + (self.transport.get_write_buffer_size() if self.transport is not None else 0)
+        limit = self._limits.exceeded(backlog, buffered, self._loop.time())  # type: ignore[union-attr]
+        if limit is None:
+            return
+        self._backlog = None
+        self._stats.slow_consumer(self.app_id, self.connection_id, limit, buffered)
+        log.warning("slow consumer %s (%s): %d bytes outbound, over the %s limit", self.connection_id, self.peer, buffered, limit)
+        self.fail(ErrorCode.SLOW_CONSUMER, f"{buffered} bytes waiting to be read, over the server's {limit} limit: reading too slowly")

@@ -1,0 +1,103 @@
+"""A client's own frame limit, declared in the connect (docs/protocol.md §3,
+§12): the server skips publications over it for that subscriber (counted),
+answers a response over it with ``too_large``, and refuses a request over
+a responder's limit; the connection stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from ipc_client import IPCClient
+from ipc_protocol import RemoteError
+from ipc_protocol.client_protocol import ClientProtocol
+from ipc_server import IPCServer
+
+from .conftest import WAIT_S, RawPeer, frame
+
+LIMIT = 2048
+
+
+def _connect_payload(**kwargs) -> dict:
+    proto = ClientProtocol("app", "c1", client="test/1", **kwargs)
+    proto.connect()
+    [out] = proto.data_to_send()
+    return json.loads(out[4:])["payload"]
+
+
+def test_the_connect_carries_the_limit_only_when_set() -> None:
+    assert "max_frame_size" not in _connect_payload()  # byte-identical to before (interop-tests/spec/handshake.json)
+    assert _connect_payload(max_frame_size=LIMIT)["max_frame_size"] == LIMIT
+
+
+@pytest.mark.parametrize("bad", [0, -1, "2048", True, 1.5])
+async def test_an_invalid_declared_limit_is_a_bad_connect(raw, bad) -> None:
+    peer = await raw()
+    peer.send(frame("request", "system", {"action": "connect", "protocol": 2, "max_frame_size": bad}, message_id="hello"))
+    got = await peer.closed()
+    assert [(m.error.code, m.reply_to) for m in got] == [("bad_message", "hello")]
+
+
+async def test_publications_over_a_subscribers_limit_are_skipped_and_counted(server, make_client) -> None:
+    small = await make_client(max_frame_size=LIMIT)
+    big = await make_client()
+    got_small: asyncio.Queue = asyncio.Queue()
+    got_big: asyncio.Queue = asyncio.Queue()
+    await small.subscribe("news", lambda m: got_small.put_nowait(m.payload["n"]))
+    await big.subscribe("news", lambda m: got_big.put_nowait(m.payload["n"]))
+    pub = await make_client()
+    assert await pub.publish("news", {"n": 1, "blob": "x" * 4000}, ack=True) == 1  # delivered to one of two
+    assert await pub.publish("news", {"n": 2}, ack=True) == 2
+    assert await asyncio.wait_for(got_small.get(), WAIT_S) == 2  # never 1: skipped, not a broken connection
+    assert [await asyncio.wait_for(got_big.get(), WAIT_S) for _ in range(2)] == [1, 2]
+    assert await small.health_check() is True and small.get_connection_info()["reconnects"] == 0
+    stats = await pub.system("stats")
+    assert stats["frames_skipped"] == 1
+    assert stats["frames_skipped_by_connection"] == [{"app_id": "app", "connection_id": small.connection_id, "frames": 1}]
+
+
+async def test_a_response_over_the_requesters_limit_becomes_too_large(server, make_client) -> None:
+    responder = await make_client()
+    await responder.serve("big", lambda m: "y" * 4000)
+    requester = await make_client(max_frame_size=LIMIT)
+    with pytest.raises(RemoteError) as info:
+        await requester.request("big", None, timeout=WAIT_S)
+    assert info.value.code == "too_large" and f"({LIMIT} bytes)" in info.value.message
+    assert await requester.health_check() is True
+
+
+async def test_an_in_process_handlers_answer_over_the_limit_becomes_too_large(server, make_client) -> None:
+    server.add_handler("big", lambda m: "z" * 4000)
+    requester = await make_client(max_frame_size=LIMIT)
+    with pytest.raises(RemoteError) as info:
+        await requester.request("big", None, timeout=WAIT_S)
+    assert info.value.code == "too_large"
+    assert await requester.health_check() is True
+    assert server.stats.frames_skipped == 1
+
+
+async def test_a_request_over_the_responders_limit_is_refused(server, make_client) -> None:
+    responder = await make_client(max_frame_size=LIMIT)
+    served: list[int] = []
+    await responder.serve("echo", lambda m: served.append(len(m.payload)) or "ok")
+    requester = await make_client()
+    with pytest.raises(RemoteError) as info:
+        await requester.request("echo", "q" * 4000, timeout=WAIT_S)
+    assert info.value.code == "too_large" and "larger than the responder accepts" in info.value.message
+    assert await requester.request("echo", "q", timeout=WAIT_S) == "ok"
+    assert served == [1]
+
+
+async def test_a_raw_peer_that_declares_nothing_gets_frames_up_to_the_servers_limit() -> None:
+    async with IPCServer("127.0.0.1", 0, max_frame_size=8192) as server:
+        peer = await RawPeer.open(server.port)
+        await peer.handshake()
+        peer.send(frame("subscribe", "t", None, message_id="s"))
+        await peer.recv()
+        async with IPCClient("app", "127.0.0.1", server.port) as pub:
+            await pub.publish("t", "a" * 8000)
+            msg = await peer.recv()
+            assert msg.payload == "a" * 8000
+        await peer.close()
