@@ -265,3 +265,17 @@ async def test_the_token_check_runs_off_the_loop_and_is_cached_and_shared(auth_s
     for _ in range(2):
         await refused(connect, server, user="slow", token="wrong")
     assert verifier.failed >= 2
+
+
+async def test_the_pool_and_the_load_balanced_client_pass_the_user_on(auth_server: Any) -> None:
+    from ipc_client import ConnectionPool, LoadBalancedClient
+
+    server = await auth_server()
+    async with ConnectionPool("shop", "127.0.0.1", server.port, user="alice", token="alice-token") as pool:
+        with pytest.raises(Forbidden, match="user 'alice' may not request on 'admin.x'"):
+            await pool.request("admin.x")
+        assert await pool.publish("orders.new", 1, ack=True) == 0
+    servers = [("127.0.0.1", server.port)]
+    async with LoadBalancedClient("shop", servers, user="alice", token="alice-token", health_check_interval=None) as balanced:
+        with pytest.raises(Forbidden, match="user 'alice' may not publish on 'payments.x'"):
+            await balanced.publish("payments.x", 1, ack=True)
