@@ -128,14 +128,14 @@ class ResponderTable(Generic[T]):
         return self._exact.get(pattern)
 
     def add(self, pattern: str, responder: T) -> bool:
-        members = self._members(pattern)
-        if members is None:
-            members = []
-            if is_pattern(pattern):
-                self._patterns.insert(pattern, (next(self._seq), pattern, members))
-            else:
-                self._exact[pattern] = members
-        elif responder in members:
+        if is_pattern(pattern):  # one walk of the index for a new pattern
+            entry = self._patterns.insert(pattern, (next(self._seq), pattern, [responder]), replace=False)
+            if entry is None:
+                return True
+            members = entry[2]
+        else:
+            members = self._exact.setdefault(pattern, [])
+        if responder in members:
             return False
         members.append(responder)
         return True

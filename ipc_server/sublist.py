@@ -35,9 +35,6 @@ class _Node:
         self.here: object = None  # the pattern that ends here
         self.rest: object = None  # this node's path + ">"
 
-    def is_empty(self) -> bool:
-        return self.here is None and self.rest is None and self.star is None and not self.literal
-
 
 def _walk(node: _Node, tokens: list[str], i: int, out: list[Any]) -> None:
     """Collect the values under ``node`` that match ``tokens[i:]``: a loop
@@ -70,8 +67,9 @@ class Sublist(Generic[V]):
         self._count = 0
         self._nodes = 1  # the root included: shown by repr, so tests can see pruning
 
-    def insert(self, pattern: str, value: V) -> V | None:
-        """Store ``value`` for ``pattern``; return the value it replaces, if any."""
+    def insert(self, pattern: str, value: V, *, replace: bool = True) -> V | None:
+        """Store ``value`` for ``pattern``; return the value it replaces, if any.
+        With ``replace=False`` a stored value stays, and is returned."""
         if value is None:
             raise ValueError("a Sublist value cannot be None")
         tokens = pattern.split(".")
@@ -94,63 +92,24 @@ class Sublist(Generic[V]):
                     child = lit[tok] = _Node()
                     self._nodes += 1
             node = child
+        old = node.rest if full else node.here
+        if old is not None and not replace:
+            return old  # type: ignore[return-value]
         if full:
-            old, node.rest = node.rest, value
+            node.rest = value
         else:
-            old, node.here = node.here, value
+            node.here = value
         if old is None:
             self._count += 1
         return old  # type: ignore[return-value]
 
     def get(self, pattern: str) -> V | None:
         """The value stored for exactly ``pattern`` (no matching)."""
-        found = self._path(pattern)
-        if found is None:
-            return None
-        path, full = found
-        node = path[-1][0]
-        return node.rest if full else node.here  # type: ignore[return-value]
-
-    def remove(self, pattern: str) -> V | None:
-        """Forget ``pattern``; return its value, or None when it was not stored.
-        Nodes left empty are unlinked from their parents."""
-        found = self._path(pattern)
-        if found is None:
-            return None
-        path, full = found
-        node = path[-1][0]
-        if full:
-            old, node.rest = node.rest, None
-        else:
-            old, node.here = node.here, None
-        if old is None:
-            return None
-        self._count -= 1
-        for i in range(len(path) - 1, 0, -1):
-            node, tok = path[i]
-            if not node.is_empty():
-                break
-            parent = path[i - 1][0]
-            self._nodes -= 1
-            if tok == "*":
-                parent.star = None
-            else:
-                lit = parent.literal
-                assert lit is not None
-                del lit[tok]
-                if not lit:
-                    parent.literal = None
-        return old  # type: ignore[return-value]
-
-    def _path(self, pattern: str) -> tuple[list[tuple[_Node, str]], bool] | None:
-        """The nodes from the root to ``pattern``'s node (each with the token
-        that led to it), and whether the pattern ends in ``>``."""
         tokens = pattern.split(".")
         full = tokens[-1] == ">"
         if full:
             tokens.pop()
         node: _Node | None = self._root
-        path: list[tuple[_Node, str]] = [(self._root, "")]
         for tok in tokens:
             if tok == "*":
                 node = node.star  # type: ignore[union-attr]
@@ -159,8 +118,53 @@ class Sublist(Generic[V]):
                 node = lit.get(tok) if lit is not None else None
             if node is None:
                 return None
-            path.append((node, tok))
-        return path, full
+        return node.rest if full else node.here  # type: ignore[union-attr,return-value]
+
+    def remove(self, pattern: str, only: object = None) -> V | None:
+        """Forget ``pattern``; return its value, or None when it was not stored.
+        Nodes left empty are unlinked from their parents. With ``only``, the
+        pattern is forgotten only when its value equals ``only`` (its value is
+        returned either way): a caller holding a set of values as one value
+        needs one walk, not two, for the usual single value."""
+        tokens = pattern.split(".")
+        full = tokens[-1] == ">"
+        if full:
+            tokens.pop()
+        node: _Node | None = self._root
+        path = [node]  # path[i + 1] is reached from path[i] by tokens[i]
+        for tok in tokens:
+            if tok == "*":
+                node = node.star  # type: ignore[union-attr]
+            else:
+                lit = node.literal  # type: ignore[union-attr]
+                node = lit.get(tok) if lit is not None else None
+            if node is None:
+                return None
+            path.append(node)
+        old = node.rest if full else node.here  # type: ignore[union-attr]
+        if old is None or (only is not None and old != only):
+            return old  # type: ignore[return-value]
+        if full:
+            node.rest = None  # type: ignore[union-attr]
+        else:
+            node.here = None  # type: ignore[union-attr]
+        self._count -= 1
+        i = len(tokens)
+        while i:
+            node = path[i]
+            if node.here is not None or node.rest is not None or node.star is not None or node.literal:  # type: ignore[union-attr]
+                break
+            i -= 1
+            parent, tok = path[i], tokens[i]
+            self._nodes -= 1
+            if tok == "*":
+                parent.star = None  # type: ignore[union-attr]
+            else:
+                lit = parent.literal  # type: ignore[union-attr]
+                del lit[tok]  # type: ignore[index]
+                if not lit:
+                    parent.literal = None  # type: ignore[union-attr]
+        return old  # type: ignore[return-value]
 
     def match(self, channel: str) -> list[V]:
         """The values of every pattern that matches the concrete ``channel``,

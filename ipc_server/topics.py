@@ -24,9 +24,9 @@ _CACHE_LIMIT = 10_000
 
 
 class _Many(set):  # type: ignore[type-arg]
-    """The subscribers of a channel or pattern when there are two or more.
-    One subscriber is stored bare: most patterns have one, and a set would
-    be most of a pattern's memory."""
+    """The subscribers of a channel or pattern once it has had two (it stays a
+    set as they leave, until it is empty). A first subscriber is stored bare:
+    most patterns have one, and a set would be most of a pattern's memory."""
 
     __slots__ = ()
 
@@ -48,42 +48,50 @@ class SubscriptionTable(Generic[T]):
 
     def add(self, pattern: str, subscriber: T) -> bool:
         """Subscribe; return False when it was already subscribed to ``pattern``."""
-        wild = is_pattern(pattern)
-        members = self._patterns.get(pattern) if wild else self._exact.get(pattern)
-        if members is None:
-            members = subscriber
-        elif _has(members, subscriber):
-            return False
-        elif type(members) is _Many:
-            members.add(subscriber)
+        if is_pattern(pattern):
+            # one walk of the index for a new pattern, the usual case
+            members = self._patterns.insert(pattern, subscriber, replace=False)
+            if members is not None:
+                if _has(members, subscriber):
+                    return False
+                if type(members) is _Many:
+                    members.add(subscriber)
+                else:
+                    self._patterns.insert(pattern, _Many((members, subscriber)))
         else:
-            members = _Many((members, subscriber))
-        if wild:
-            self._patterns.insert(pattern, members)
-        else:
-            self._exact[pattern] = members
+            members = self._exact.get(pattern)
+            if members is None:
+                self._exact[pattern] = subscriber
+            elif _has(members, subscriber):
+                return False
+            elif type(members) is _Many:
+                members.add(subscriber)
+            else:
+                self._exact[pattern] = _Many((members, subscriber))
         if self._cache:
             self._cache.clear()
         return True
 
     def remove(self, pattern: str, subscriber: T) -> bool:
-        wild = is_pattern(pattern)
-        members = self._patterns.get(pattern) if wild else self._exact.get(pattern)
-        if members is None or not _has(members, subscriber):
-            return False
-        left: _Members[T] | None = None
-        if type(members) is _Many:
-            members.discard(subscriber)
-            left = next(iter(members)) if len(members) == 1 else members
-        if left is not None:
-            if wild:
-                self._patterns.insert(pattern, left)
-            else:
-                self._exact[pattern] = left
-        elif wild:
-            self._patterns.remove(pattern)  # its emptied nodes go too
+        if is_pattern(pattern):
+            # one walk when ``subscriber`` was the pattern's only subscriber
+            members = self._patterns.remove(pattern, only=subscriber)
+            if members is None or not _has(members, subscriber):
+                return False
+            if type(members) is _Many:
+                members.discard(subscriber)
+                if not members:
+                    self._patterns.remove(pattern)
         else:
-            del self._exact[pattern]
+            members = self._exact.get(pattern)
+            if members is None or not _has(members, subscriber):
+                return False
+            if type(members) is _Many:
+                members.discard(subscriber)
+                if not members:
+                    del self._exact[pattern]
+            else:
+                del self._exact[pattern]
         if self._cache:
             self._cache.clear()
         return True

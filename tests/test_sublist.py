@@ -84,6 +84,18 @@ def test_pruning_keeps_shared_prefixes() -> None:
     assert repr(index) == "<Sublist patterns=0 nodes=1>"
 
 
+def test_insert_without_replacing_and_remove_only_a_given_value() -> None:
+    """What lets a table make one walk of the index, not two, per change."""
+    index: Sublist[str] = Sublist()
+    assert index.insert("a.*", "x", replace=False) is None
+    assert index.insert("a.*", "y", replace=False) == "x"
+    assert index.get("a.*") == "x"
+    assert index.remove("a.*", only="y") == "x"  # not "y": stays
+    assert index.get("a.*") == "x"
+    assert index.remove("a.*", only="x") == "x"
+    assert repr(index) == "<Sublist patterns=0 nodes=1>"
+
+
 def test_a_channel_costs_its_tokens_not_the_patterns() -> None:
     """With many patterns on other prefixes, matching visits only the
     channel's own path: the same answer as a scan, without the scan."""
