@@ -24,6 +24,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ipc_protocol import ErrorCode
 from ipc_protocol.server_protocol import ConnectRequested
@@ -38,6 +39,14 @@ from .topics import SubscriptionTable
 __all__ = ["App", "Admission"]
 
 log = logging.getLogger("ipc_server")
+
+
+class PendingSocket(Protocol):
+    """A socket in its handshake, as the pending cap sees it."""
+
+    peer: Any
+
+    def fail(self, code: ErrorCode | str, message: str) -> None: ...
 
 
 @dataclass
@@ -66,8 +75,8 @@ class Admission:
         self.connections: set[ServerConnection] = set()  # every socket kept, pending or open
         self.apps: dict[str, App] = {}
         self._by_id: dict[str, ServerConnection] = {}
-        # Sockets not past the handshake, oldest first (evicted in that order).
-        self._pending: OrderedDict[ServerConnection, None] = OrderedDict()
+        # Sockets not past the handshake (ours or TLS's), oldest first (evicted in that order).
+        self._pending: OrderedDict[PendingSocket, None] = OrderedDict()
         self._open = 0  # connections past the handshake: what max_connections counts
 
     def admit(self, conn: ServerConnection) -> bool:
@@ -80,18 +89,38 @@ class Admission:
         if self._full():
             self._refuse(conn, ErrorCode.TOO_MANY_CONNECTIONS, f"the server holds its maximum of {self._max_connections} connections")
             return False
+        self._make_room()
+        self._pending[conn] = None
+        self.connections.add(conn)
+        self._stats.connections = len(self.connections)
+        self._stats.handshakes_pending = len(self._pending)
+        self._stats.connections_total += 1
+        return True
+
+    def _make_room(self) -> None:
+        """At the pending cap, evict the oldest socket in its handshake."""
         pending = self._pending
         if self._max_pending is not None and len(pending) >= self._max_pending:
             oldest, _ = pending.popitem(last=False)
             self._stats.handshakes_evicted += 1
             log.info("evicting %s: %d sockets are in their handshake", oldest.peer, len(pending) + 1)
             oldest.fail(ErrorCode.TOO_MANY_CONNECTIONS, f"evicted: {self._max_pending} newer sockets are waiting to complete their handshake")
-        pending[conn] = None
-        self.connections.add(conn)
-        self._stats.connections = len(self.connections)
-        self._stats.handshakes_pending = len(pending)
-        self._stats.connections_total += 1
-        return True
+
+    # -- sockets in their TLS handshake (ipc_server.tls.TLSAccept) ----------
+
+    def hold(self, sock: PendingSocket) -> None:
+        """A socket's TLS handshake began: it counts against the pending cap
+        as a socket in our own handshake does, and may be evicted the same way."""
+        self._make_room()
+        self._pending[sock] = None  # type: ignore[index]
+        self._stats.handshakes_pending = len(self._pending)
+
+    def release(self, sock: PendingSocket, *, failed: bool = False) -> None:
+        """Its TLS handshake ended (the connection it becomes is admitted anew)."""
+        self._pending.pop(sock, None)  # type: ignore[call-overload]
+        self._stats.handshakes_pending = len(self._pending)
+        if failed:
+            self._stats.tls_handshakes_failed += 1
 
     def _full(self) -> bool:
         return self._max_connections is not None and self._open >= self._max_connections

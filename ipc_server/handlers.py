@@ -70,8 +70,10 @@ class HandlerCalls:
     ``loop`` and ``executor`` are the server's, set when it starts.
     """
 
-    def __init__(self, stats: ServerStats, shutdown: Shutdown, *, include_stack: bool) -> None:
+    def __init__(self, stats: ServerStats, shutdown: Shutdown, *, include_stack: bool, default_timeout_s: float | None = None) -> None:
         self._stats = stats
+        # A request without a deadline (version 1) gets the server's (§6.5, §12).
+        self._default_timeout_s = default_timeout_s
         self._shutdown = shutdown
         self._include_stack = include_stack
         self.calls: set[HandlerCall] = set()
@@ -91,9 +93,10 @@ class HandlerCalls:
         call = HandlerCall(conn, msg)
         self.calls.add(call)
         conn.handler_calls.add(call)
-        if msg.timeout_ms is not None:
-            # Nearly every v2 request carries a deadline: they share one timer.
-            self._deadlines.add(call, self.loop.time() + msg.timeout_ms / 1000.0)
+        timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s
+        if timeout_s is not None:
+            # Nearly every request has a deadline: they share one timer.
+            self._deadlines.add(call, self.loop.time() + timeout_s)
         # Bookkeeping first: on Python 3.12+ the task starts at once and may
         # finish before create returns.
         coro = self._call(call, handler)
@@ -155,7 +158,9 @@ class HandlerCalls:
         """The request's deadline passed (§6.5): answer ``timeout`` now, cancel
         an async handler; a sync one finishes in its thread, its result dropped."""
         self._stats.count_error(ErrorCode.TIMEOUT)
-        call.answer(error_response(call.request, ErrorCode.TIMEOUT, f"the handler did not finish within {call.request.timeout_ms:g} ms"))
+        timeout_ms = call.request.timeout_ms
+        within = f"{timeout_ms:g} ms" if timeout_ms is not None else f"the server's default deadline of {self._default_timeout_s:g} s"
+        call.answer(error_response(call.request, ErrorCode.TIMEOUT, f"the handler did not finish within {within}"))
         self.stop(call)
 
     def stop(self, call: HandlerCall) -> None:

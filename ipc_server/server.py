@@ -93,7 +93,9 @@ class IPCServer:
         ids = itertools.count(1)  # one counter for every id the server makes up
         self._shutdown = Shutdown()
         self._admission = Admission(self.config, self.stats, ids, self._shutdown)
-        self._calls = HandlerCalls(self.stats, self._shutdown, include_stack=self.config.expose_stacks)
+        self._calls = HandlerCalls(
+            self.stats, self._shutdown, include_stack=self.config.expose_stacks, default_timeout_s=self.config.default_request_timeout_s
+        )
         self._forwarding = Forwarding(self.stats, self._shutdown, ids, self.config)
         self._pubsub = PubSub(self._admission.apps, self.stats, self.config)
         # With a users file: who each connection is and what it may do.
@@ -152,7 +154,7 @@ class IPCServer:
         self.loop = asyncio.get_running_loop()
         self._executor = self._calls.executor = ThreadPoolExecutor(thread_name_prefix="ipc-handler")
         self._listener = await self.loop.create_server(
-            connection_factory(self.config, lambda: ServerConnection(self)),  # TLS only when tls_cert is set
+            connection_factory(self.config, lambda: ServerConnection(self), self._admission),  # TLS only when tls_cert is set
             self.config.host,
             self.config.port,
             reuse_address=True,

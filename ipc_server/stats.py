@@ -25,6 +25,7 @@ class ServerStats:
         "connections_total",
         "handshakes_pending",
         "handshakes_evicted",
+        "tls_handshakes_failed",
         "messages_in",
         "messages_out",
         "bytes_in",
@@ -48,6 +49,7 @@ class ServerStats:
         self.connections_total = 0
         self.handshakes_pending = 0
         self.handshakes_evicted = 0  # pending sockets evicted at max_pending_handshakes
+        self.tls_handshakes_failed = 0  # refused certificates, plaintext on a TLS port, timeouts
         self.messages_in = 0
         self.messages_out = 0
         self.bytes_in = 0

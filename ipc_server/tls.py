@@ -19,7 +19,7 @@ import logging
 import os
 import ssl
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from .config import ServerConfig
 
@@ -118,7 +118,19 @@ def handshake_timeout(config: ServerConfig) -> float:
     return timeout if timeout > 0 else _FALLBACK_TLS_HANDSHAKE_TIMEOUT_S
 
 
-def connection_factory(config: ServerConfig, make: Callable[[], asyncio.BaseProtocol]) -> Callable[[], asyncio.BaseProtocol]:
+class PendingHandshakes(Protocol):
+    """Where sockets in their TLS handshake are counted (the server's
+    admission): against the pending-handshake cap, evictable like any socket
+    in its handshake (docs/protocol.md §12.1)."""
+
+    def hold(self, sock: TLSAccept) -> None: ...
+
+    def release(self, sock: TLSAccept, *, failed: bool = False) -> None: ...
+
+
+def connection_factory(
+    config: ServerConfig, make: Callable[[], asyncio.BaseProtocol], pending: PendingHandshakes
+) -> Callable[[], asyncio.BaseProtocol]:
     """The protocol factory for ``create_server``: ``make`` itself on a
     plaintext port; on a TLS port, a :class:`TLSAccept` per socket that
     hands the socket to ``make()`` once its handshake is done."""
@@ -126,26 +138,36 @@ def connection_factory(config: ServerConfig, make: Callable[[], asyncio.BaseProt
     if context is None:
         return make
     timeout = handshake_timeout(config)
-    return lambda: TLSAccept(context, timeout, make)
+    return lambda: TLSAccept(context, timeout, make, pending)
 
 
 class TLSAccept(asyncio.Protocol):
     """An accepted socket until its TLS handshake is done (or failed)."""
 
-    def __init__(self, context: ssl.SSLContext, timeout: float, make: Callable[[], asyncio.BaseProtocol]) -> None:
+    def __init__(self, context: ssl.SSLContext, timeout: float, make: Callable[[], asyncio.BaseProtocol], pending: PendingHandshakes) -> None:
         self._context = context
         self._timeout = timeout
         self._make = make
+        self._pending = pending
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
-        self._peer: Any = None
+        self.peer: Any = None
         self._hello: list[bytes] = []  # read before start_tls took the socket over
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._peer = transport.get_extra_info("peername")
+        self.peer = transport.get_extra_info("peername")
         transport.pause_reading()  # start_tls reads the ClientHello, not us (asyncio; uvloop starts reading after this)
+        self._pending.hold(self)
         self._task = asyncio.get_running_loop().create_task(self._handshake())
+
+    def fail(self, code: str, message: str) -> None:
+        """Evicted at the pending cap: no frame can be sent before TLS is up."""
+        log.info("closing %s in its TLS handshake: %s: %s", _address(self.peer), code, message)
+        if self._task is not None:
+            self._task.cancel()
+        if self._transport is not None:
+            self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
         # uvloop: the ClientHello came before start_tls; it is handed on first.
@@ -155,6 +177,7 @@ class TLSAccept(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         # Gone before start_tls took the socket over.
+        self._pending.release(self)
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -169,13 +192,16 @@ class TLSAccept(asyncio.Protocol):
         try:
             tls = await loop.start_tls(transport, early, self._context, server_side=True, ssl_handshake_timeout=self._timeout)
         except (OSError, EOFError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
-            log.info("TLS handshake with %s failed: %s", _address(self._peer), describe(exc))
+            self._pending.release(self, failed=True)
+            log.info("TLS handshake with %s failed: %s", _address(self.peer), describe(exc))
             transport.abort()
             return
         except Exception:  # a bug: never a task whose exception nobody retrieves
-            log.exception("TLS handshake with %s failed", _address(self._peer))
+            self._pending.release(self, failed=True)
+            log.exception("TLS handshake with %s failed", _address(self.peer))
             transport.abort()
             return
+        self._pending.release(self)
         early.hand_over(self._make(), tls)
 
     def _replay_hello(self, transport: asyncio.BaseTransport) -> None:

@@ -51,6 +51,34 @@ async def test_a_request_without_a_deadline_gets_the_servers_default(protocol) -
         await peer.close()
 
 
+@pytest.mark.parametrize("protocol", [2, None], ids=["v2", "v1"])
+async def test_an_in_process_handler_gets_the_servers_default_deadline_too(protocol) -> None:
+    async with IPCServer("127.0.0.1", 0, default_request_timeout_s=0.3) as server:
+        release, cancelled = asyncio.Event(), asyncio.Event()
+
+        @server.handler("hang")
+        async def hang(msg):  # type: ignore[no-untyped-def]
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        peer = await RawPeer.open(server.port)
+        await peer.handshake(protocol=protocol)
+        peer.send(frame("request", "hang", 1, message_id="q1"))  # no timeout_ms
+        reply = await peer.recv()
+        assert reply.reply_to == "q1"
+        if protocol is None:
+            assert "timeout" in str(reply.error or reply.payload)
+        else:
+            assert reply.error.code == "timeout" and "default deadline of 0.3 s" in reply.error.message
+        async with asyncio.timeout(WAIT_S):
+            await cancelled.wait()  # the handler does not run on, holding its in-flight place
+        assert server.stats.errors["timeout"] == 1
+        await peer.close()
+
+
 async def test_a_request_with_its_own_deadline_keeps_it() -> None:
     async with IPCServer("127.0.0.1", 0, default_request_timeout_s=0.05) as server:
         release, served = asyncio.Event(), []
