@@ -207,6 +207,15 @@ class Auth:
         log.info("%s (%s): %s", conn.connection_id, msg.message_id, text)
         conn.send(error_response(msg, ErrorCode.FORBIDDEN, text, details=details))
 
+    def visible(self, conn: ServerConnection, channels: dict[str, Any]) -> dict[str, Any]:
+        """``describe``'s channels (§8) the user may request at least one
+        channel of: a schema shows what a channel is for."""
+        grant = self.grants.get(conn)
+        if grant is None:
+            return {}
+        rule = grant.permissions.request
+        return {channel: schema for channel, schema in channels.items() if rule.reaches(channel)}
+
     def monitor(self, conn: ServerConnection) -> bool:
         """Whether the connection's user may see server-wide figures (§8)."""
         grant = self.grants.get(conn)

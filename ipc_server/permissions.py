@@ -119,6 +119,7 @@ def covered(pattern: str, allows: Iterable[str]) -> bool:
             candidates: list[object] = [_FRESH, *sorted(literals)]
         else:
             candidates = [tok]
+        nexts: tuple[int, ...]
         if tok == ">":
             nexts = (_END, j)
         else:
@@ -167,6 +168,16 @@ class Rule:
         """A concrete channel (publish, request); ``pattern_matches`` semantics."""
         allow, deny = self._allow, self._deny
         return allow is not None and allow.fullmatch(channel) is not None and (deny is None or deny.fullmatch(channel) is None)
+
+    def reaches(self, pattern: str) -> bool:
+        """Whether some channel ``pattern`` matches is allowed: an allow
+        pattern overlaps it and no deny pattern covers it whole."""
+        if not any(overlaps(pattern, a) for a in self.allow):
+            return False
+        try:
+            return not (self.deny and covered(pattern, self.deny))
+        except PatternTooComplex:
+            return True  # shown: describing a channel grants nothing
 
     def allows_pattern(self, pattern: str) -> bool:
         """A subscription or serve pattern: every channel it can match is allowed."""

@@ -322,6 +322,8 @@ class IPCServer:
             result = {"services": services}
         elif action == "describe":  # the channels' JSON Schemas (docs/typed-contracts.md)
             result = self._pubsub.schemas.describe(conn.app_id, app.responders.counts(), self.handlers)
+            if self._auth is not None:  # with users: only what the caller may request
+                result["channels"] = self._auth.visible(conn, result["channels"])
         else:  # ping and connect: answered by the connection's protocol
             return
         if msg.message_type is MessageType.REQUEST:

@@ -233,6 +233,28 @@ async def test_introspection_shows_the_callers_app_unless_the_user_may_monitor(a
     assert monitor["connections"] == 2 and "messages_in" in monitor and "scope" not in monitor
 
 
+async def test_describe_shows_only_channels_the_user_may_request(auth_server: Any, connect: Any) -> None:
+    server = await auth_server()
+    server.add_handler("admin.reset", lambda msg: None, app_id="shop")  # alice: request deny admin.>
+    server.add_handler("orders.count", lambda msg: 0, app_id="shop")
+    bob = await connect(server, user="bob", token="bob-token")
+    await bob.serve("admin.>", lambda msg: None)  # a pattern wholly inside alice's deny
+    await bob.serve("inventory.*", lambda msg: None)
+    alice = await connect(server, user="alice", token="alice-token")
+    assert sorted((await alice.system("describe"))["channels"]) == ["inventory.*", "orders.count"]
+    assert sorted((await bob.system("describe"))["channels"]) == ["admin.>", "admin.reset", "inventory.*", "orders.count"]
+
+
+def test_a_rule_reaches_a_pattern_when_some_channel_of_it_is_allowed() -> None:
+    from ipc_server.permissions import Rule
+
+    rule = Rule(allow=("orders.>", "prices.*"), deny=("orders.secret.>", "prices.internal"))
+    assert rule.reaches("orders.new") and rule.reaches("orders.*") and rule.reaches("prices.*")
+    assert rule.reaches("orders.secret.>") is False  # every channel of it denied
+    assert rule.reaches("prices.internal") is False and rule.reaches("admin.*") is False
+    assert Rule().reaches(">") is False
+
+
 # -- the token check: off the loop, bounded, cached ----------------------------------
 
 
