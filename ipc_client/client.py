@@ -255,7 +255,7 @@ class IPCClient:
             return await self._calls.request(conn, channel, payload, headers, timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
-        submit = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)  # noqa: E731
+        submit: Callable[[], Awaitable[Message | None]] = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)  # noqa: E731
         if self._breakers is None:
             return await submit()  # type: ignore[return-value]
         return await self._breakers.guard(msg, submit, self._metrics.failed)  # type: ignore[arg-type]

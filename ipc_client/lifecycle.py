@@ -151,7 +151,8 @@ class Lifecycle:
             await self._establish(generation)
         except BaseException as exc:
             failure = connect_failure(exc, self.options.peer)
-            current = sm.state is ConnectionState.CONNECTING and self._generation == generation
+            # mypy keeps sm.state narrowed to DISCONNECTED (above) across set() and the await
+            current = sm.state is ConnectionState.CONNECTING and self._generation == generation  # type: ignore[comparison-overlap]
             # Retried as a reconnection retries: every failure of the bridge or
             # the network but a refused token or certificate (as Node's waitOnFirstConnect).
             retryable = isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)) and not isinstance(failure, Unauthorized) and not refused(failure)
@@ -243,7 +244,7 @@ class Lifecycle:
             heartbeat_interval_s=opts.heartbeat_interval, heartbeat_timeout_s=opts.heartbeat_timeout,
         )  # fmt: skip
         # Over TLS every attempt, a reconnection's too, makes a full TLS handshake.
-        tls = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}
+        tls: dict[str, Any] = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port, **tls),

@@ -4,6 +4,7 @@ balancer: one place that decides what a failing or async callback does."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -51,7 +52,7 @@ class Listeners:
                         task = asyncio.ensure_future(result)
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
-                    task.add_done_callback(lambda t, event=event: self._finished(event, t))
+                    task.add_done_callback(functools.partial(self._finished, event))
             except Exception as exc:  # a broken callback must not break the emitter
                 self._failed(event, exc)
 

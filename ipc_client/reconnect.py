@@ -87,7 +87,7 @@ class Reconnector:
             if isinstance(last, Unauthorized):
                 raise last from None
             if refused(last):  # a refused certificate: raised with its cause (ipc_client/tls.py)
-                raise last  # type: ignore[misc]
+                raise last
             raise NotConnected(f"cannot connect to {self._peer}: {self._sm.state.value} after retrying: {last}") from last
         return True
 

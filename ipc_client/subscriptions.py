@@ -311,6 +311,7 @@ class Subscriptions:
 
     async def _answer(self, slot: Slot, conn: ClientConnection, msg: Message, fn: Handler) -> None:
         """Run a served request's handler and write its answer (or its failure)."""
+        failure: Exception | None
         try:
             try:
                 if _is_async_function(fn):

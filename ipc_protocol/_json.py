@@ -76,7 +76,7 @@ def _maybe_huge(raw: bytes) -> bool:
     return False
 
 
-def loads(data: bytes | bytearray | memoryview | str) -> Any:
+def loads(data: bytes | bytearray | str) -> Any:
     """Parse one JSON document; raise :class:`FrameError` when it is not valid.
 
     Numbers that overflow a double (``1e400``, or an integer of 309+ digits)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -190,7 +191,7 @@ def _wire(
     return d
 
 
-_validate = Message.__pydantic_validator__.validate_python
+_validate: Callable[[Any], Message] = Message.__pydantic_validator__.validate_python
 
 
 def _number(value: float) -> float | int:
@@ -233,7 +234,7 @@ def encode_response(request: Message, payload: Any, *, legacy: bool = False) -> 
     return dumps(wire)
 
 
-def decode_message(body: bytes | bytearray | memoryview) -> Message:
+def decode_message(body: bytes | bytearray) -> Message:
     """Parse and validate one frame body.
 
     Raises:

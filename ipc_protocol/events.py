@@ -13,7 +13,7 @@ __all__ = ["Event", "PingReceived", "PongReceived", "MessageRefused", "ProtocolV
 class Event:
     """Base of what ``receive_frame`` returns besides an ordinary message."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)

@@ -112,12 +112,12 @@ class Admission:
         """A socket's TLS handshake began: it counts against the pending cap
         as a socket in our own handshake does, and may be evicted the same way."""
         self._make_room()
-        self._pending[sock] = None  # type: ignore[index]
+        self._pending[sock] = None
         self._stats.handshakes_pending = len(self._pending)
 
     def release(self, sock: PendingSocket, *, failed: bool = False) -> None:
         """Its TLS handshake ended (the connection it becomes is admitted anew)."""
-        self._pending.pop(sock, None)  # type: ignore[call-overload]
+        self._pending.pop(sock, None)
         self._stats.handshakes_pending = len(self._pending)
         if failed:
             self._stats.tls_handshakes_failed += 1

@@ -102,7 +102,7 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast: uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
         configure_transport(transport)
         transport.set_write_buffer_limits(high=self._limits.high_water, low=self._limits.low_water)  # then our Backlog
@@ -155,9 +155,9 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
                 if item.__class__ is message_class:
                     stats.messages_in += 1
                     try:
-                        dispatch(self, item, body)  # type: ignore[arg-type]
+                        dispatch(self, item, body)
                     except Exception:  # a bug or an unencodable relay: never crash the loop
-                        msg = cast(Message, item)
+                        msg = item
                         log.exception("dispatching %s %s from %s failed", msg.message_type.value, msg.message_id, self.connection_id)
                         self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=msg.message_id)
                         return

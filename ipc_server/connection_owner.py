@@ -57,7 +57,7 @@ class ConnectionOwner(Protocol):
     def connection_closed(self, conn: ServerConnection) -> None: ...
 
 
-def configure_transport(transport: asyncio.BaseTransport) -> None:
+def configure_transport(transport: asyncio.WriteTransport) -> None:
     """No Nagle delay (frames are already batched), TCP keepalive, and no
     transport write limit: the slow-consumer check is ours (§12)."""
     sock = transport.get_extra_info("socket")

@@ -26,6 +26,8 @@ from .outbound import Backlog
 if TYPE_CHECKING:
     import asyncio
 
+    from ipc_protocol.server_protocol import ServerProtocol
+
     from .inflight import InflightLimit
     from .outbound import OutboundLimits
     from .stats import ServerStats
@@ -41,7 +43,7 @@ class FlowControl:
     if TYPE_CHECKING:
         transport: asyncio.Transport | None
         inflight: InflightLimit
-        protocol: Any
+        protocol: ServerProtocol
         app_id: str
         connection_id: str
         peer: Any
@@ -84,12 +86,13 @@ class FlowControl:
     def pause_writing(self) -> None:
         """The transport holds its high-water mark: frames wait in a backlog."""
         if self._backlog is None:
-            self._backlog = Backlog()
+            # the slot is ServerConnection's: mypy checks a mixin's assignments against its empty __slots__
+            self._backlog = Backlog()  # type: ignore[misc]
         self._backlog.paused = True
 
     def resume_writing(self) -> None:
         if self._backlog is not None and self.transport is not None and self._backlog.resume(self.transport):
-            self._backlog = None
+            self._backlog = None  # type: ignore[misc]  # ServerConnection's slot, as above
 
     def _check_backlog(self, backlog: Backlog) -> None:
         """Once per loop iteration while backed up: cut a peer past a limit.
@@ -98,7 +101,7 @@ class FlowControl:
         limit = self._limits.exceeded(backlog, buffered, self._loop.time())  # type: ignore[union-attr]
         if limit is None:
             return
-        self._backlog = None
+        self._backlog = None  # type: ignore[misc]  # ServerConnection's slot, as above
         self._stats.slow_consumer(self.app_id, self.connection_id, limit, buffered)
         log.warning("slow consumer %s (%s): %d bytes outbound, over the %s limit", self.connection_id, self.peer, buffered, limit)
         self.fail(ErrorCode.SLOW_CONSUMER, f"{buffered} bytes waiting to be read, over the server's {limit} limit: reading too slowly")

@@ -101,7 +101,7 @@ class HandlerCalls:
         # finish before create returns.
         coro = self._call(call, handler)
         if _EAGER_TASKS:
-            call.task = asyncio.Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+            call.task = asyncio.Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]  # eager_start: Python 3.12+
         else:
             call.task = self.loop.create_task(coro)
         conn.expect_answers()

@@ -16,7 +16,7 @@ channels may be stored too (a pattern without wildcards matches itself).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 __all__ = ["Sublist"]
 
@@ -131,7 +131,7 @@ class Sublist(Generic[V]):
         if full:
             tokens.pop()
         node: _Node | None = self._root
-        path = [node]  # path[i + 1] is reached from path[i] by tokens[i]
+        path: list[_Node] = [self._root]  # path[i + 1] is reached from path[i] by tokens[i]
         for tok in tokens:
             if tok == "*":
                 node = node.star  # type: ignore[union-attr]
@@ -152,18 +152,18 @@ class Sublist(Generic[V]):
         i = len(tokens)
         while i:
             node = path[i]
-            if node.here is not None or node.rest is not None or node.star is not None or node.literal:  # type: ignore[union-attr]
+            if node.here is not None or node.rest is not None or node.star is not None or node.literal:
                 break
             i -= 1
             parent, tok = path[i], tokens[i]
             self._nodes -= 1
             if tok == "*":
-                parent.star = None  # type: ignore[union-attr]
+                parent.star = None
             else:
-                lit = parent.literal  # type: ignore[union-attr]
-                del lit[tok]  # type: ignore[index]
+                lit = cast("dict[str, _Node]", parent.literal)  # the child was reached through it
+                del lit[tok]
                 if not lit:
-                    parent.literal = None  # type: ignore[union-attr]
+                    parent.literal = None
         return old  # type: ignore[return-value]
 
     def match(self, channel: str) -> list[V]:

@@ -155,7 +155,8 @@ class TLSAccept(asyncio.Protocol):
         self._hello: list[bytes] = []  # read before start_tls took the socket over
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        # A stream protocol is given a Transport (typeshed: BaseTransport)
+        self._transport = transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
         transport.pause_reading()  # start_tls reads the ClientHello, not us (asyncio; uvloop starts reading after this)
         self._pending.hold(self)
@@ -202,14 +203,14 @@ class TLSAccept(asyncio.Protocol):
             transport.abort()
             return
         self._pending.release(self)
-        early.hand_over(self._make(), tls)
+        early.hand_over(self._make(), tls)  # type: ignore[arg-type]  # typeshed: Transport | None; it returns one or raises
 
     def _replay_hello(self, transport: asyncio.BaseTransport) -> None:
         """Give the TLS protocol the bytes read before it was in place."""
         protocol = cast(asyncio.BufferedProtocol, transport.get_protocol())
         for chunk in self._hello:
             while chunk:
-                buffer = protocol.get_buffer(len(chunk))
+                buffer = cast(memoryview, protocol.get_buffer(len(chunk)))  # typeshed: Buffer
                 n = min(len(buffer), len(chunk))
                 buffer[:n] = chunk[:n]
                 protocol.buffer_updated(n)

@@ -35,7 +35,7 @@ _Members = Union[T, _Many]
 
 
 def _has(members: object, subscriber: object) -> bool:
-    return subscriber in members if type(members) is _Many else members == subscriber  # type: ignore[operator]
+    return subscriber in members if type(members) is _Many else members == subscriber
 
 
 class SubscriptionTable(Generic[T]):
@@ -109,14 +109,15 @@ class SubscriptionTable(Generic[T]):
             result: tuple[T, ...] = ()
         elif len(matched) == 1:
             only = matched[0]
-            result = tuple(only) if type(only) is _Many else (only,)
+            # `type() is` (the fast check) narrows the first branch only; a T is never a _Many (a set is unhashable)
+            result = tuple(only) if type(only) is _Many else (only,)  # type: ignore[assignment]
         else:
             found: set[T] = set()
             for members in matched:
                 if type(members) is _Many:
                     found |= members
                 else:
-                    found.add(members)
+                    found.add(members)  # type: ignore[arg-type]  # a T, as above
             result = tuple(found)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
@@ -137,4 +138,4 @@ class SubscriptionTable(Generic[T]):
 
 
 def _count(members: object) -> int:
-    return len(members) if type(members) is _Many else 1  # type: ignore[arg-type]
+    return len(members) if type(members) is _Many else 1
