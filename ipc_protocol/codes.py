@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_CONNECTIONS = "too_many_connections"
     LIMIT_EXCEEDED = "limit_exceeded"
     BAD_REQUEST = "bad_request"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     # Raised by clients only; never sent by the server.
     NOT_CONNECTED = "not_connected"
     CONNECTION_LOST = "connection_lost"

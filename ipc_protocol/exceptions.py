@@ -24,7 +24,8 @@ match on the class or on ``.code``, never on the message text::
         ├── ShuttingDown          shutting_down
         ├── TooManyConnections    too_many_connections
         ├── LimitExceeded         limit_exceeded
-        └── BadRequest            bad_request: a typed handler refused the payload (.errors)
+        ├── BadRequest            bad_request: a typed handler refused the payload (.errors)
+        └── IdempotencyConflict   idempotency_conflict: the key was used for another request
 
 A remote ``timeout`` error (the server gave up on a forwarded request) is raised
 as :class:`RequestTimeout` too, so one ``except`` covers both.
@@ -60,6 +61,7 @@ __all__ = [
     "TooManyConnections",
     "LimitExceeded",
     "BadRequest",
+    "IdempotencyConflict",
     "error_from_wire",
 ]
 
@@ -251,6 +253,14 @@ class BadRequest(RemoteError):
         return errors if isinstance(errors, list) else []
 
 
+class IdempotencyConflict(RemoteError):
+    """The request's idempotency key was used, within the server's window,
+    for another request (another channel or payload): nothing ran
+    (docs/protocol.md §6.6). Use a new key for a new request."""
+
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
 _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
     cls.code: cls
     for cls in (
@@ -264,6 +274,7 @@ _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
         TooManyConnections,
         LimitExceeded,
         BadRequest,
+        IdempotencyConflict,
     )
 }
 

@@ -19,6 +19,7 @@ export declare const ErrorCode: Readonly<{
   TOO_MANY_CONNECTIONS: 'too_many_connections';
   LIMIT_EXCEEDED: 'limit_exceeded';
   BAD_REQUEST: 'bad_request';
+  IDEMPOTENCY_CONFLICT: 'idempotency_conflict';
   NOT_CONNECTED: 'not_connected';
   CONNECTION_LOST: 'connection_lost';
   CIRCUIT_OPEN: 'circuit_open';
@@ -133,6 +134,10 @@ export interface FieldError {
 export declare class BadRequestError extends RemoteError {
   constructor(message?: string, info?: RemoteErrorInfo);
   readonly errors: FieldError[];
+}
+/** The idempotency key was used, within the server's window, for another request: nothing ran. */
+export declare class IdempotencyConflictError extends RemoteError {
+  constructor(message?: string, info?: RemoteErrorInfo);
 }
 
 /** The `error` object of an error response (docs/protocol.md §2). */
@@ -822,6 +827,7 @@ declare const _default: {
   TooManyConnectionsError: typeof TooManyConnectionsError;
   LimitExceededError: typeof LimitExceededError;
   BadRequestError: typeof BadRequestError;
+  IdempotencyConflictError: typeof IdempotencyConflictError;
   validateChannel: typeof validateChannel;
   validatePattern: typeof validatePattern;
   patternMatches: typeof patternMatches;

@@ -52,6 +52,7 @@ module.exports = {
   TooManyConnectionsError: errors.TooManyConnectionsError,
   LimitExceededError: errors.LimitExceededError,
   BadRequestError: errors.BadRequestError,
+  IdempotencyConflictError: errors.IdempotencyConflictError,
   validateChannel,
   validatePattern,
   patternMatches

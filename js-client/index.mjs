@@ -35,6 +35,7 @@ export const {
   SlowConsumerError,
   ShuttingDownError,
   BadRequestError,
+  IdempotencyConflictError,
   validateChannel,
   validatePattern,
   patternMatches

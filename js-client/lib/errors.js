@@ -28,7 +28,8 @@
  *         ├── ShuttingDownError   shutting_down
  *         ├── TooManyConnectionsError too_many_connections
  *         ├── LimitExceededError  limit_exceeded
- *         └── BadRequestError     bad_request: a typed handler refused the payload (.errors)
+ *         ├── BadRequestError     bad_request: a typed handler refused the payload (.errors)
+ *         └── IdempotencyConflictError idempotency_conflict: the key was used for another request
  *
  * The Python package has the same tree (`ipc_protocol.exceptions`), so code
  * reading `.code` behaves the same in both languages.
@@ -50,6 +51,7 @@ const ErrorCode = Object.freeze({
   TOO_MANY_CONNECTIONS: 'too_many_connections',
   LIMIT_EXCEEDED: 'limit_exceeded',
   BAD_REQUEST: 'bad_request',
+  IDEMPOTENCY_CONFLICT: 'idempotency_conflict',
   NOT_CONNECTED: 'not_connected',
   CONNECTION_LOST: 'connection_lost',
   CIRCUIT_OPEN: 'circuit_open',
@@ -229,6 +231,8 @@ const SlowConsumerError = remoteClass('SlowConsumerError', ErrorCode.SLOW_CONSUM
 const ShuttingDownError = remoteClass('ShuttingDownError', ErrorCode.SHUTTING_DOWN);
 const TooManyConnectionsError = remoteClass('TooManyConnectionsError', ErrorCode.TOO_MANY_CONNECTIONS);
 const LimitExceededError = remoteClass('LimitExceededError', ErrorCode.LIMIT_EXCEEDED);
+/** The idempotency key was used, within the server's window, for another request: nothing ran (docs/protocol.md §6.6). */
+const IdempotencyConflictError = remoteClass('IdempotencyConflictError', ErrorCode.IDEMPOTENCY_CONFLICT);
 
 /**
  * A typed handler refused the request's payload: it does not match the
@@ -261,7 +265,8 @@ const REMOTE_CLASSES = new Map([
   [ErrorCode.SHUTTING_DOWN, ShuttingDownError],
   [ErrorCode.TOO_MANY_CONNECTIONS, TooManyConnectionsError],
   [ErrorCode.LIMIT_EXCEEDED, LimitExceededError],
-  [ErrorCode.BAD_REQUEST, BadRequestError]
+  [ErrorCode.BAD_REQUEST, BadRequestError],
+  [ErrorCode.IDEMPOTENCY_CONFLICT, IdempotencyConflictError]
 ]);
 
 /**
@@ -336,6 +341,7 @@ module.exports = {
   TooManyConnectionsError,
   LimitExceededError,
   BadRequestError,
+  IdempotencyConflictError,
   errorFromWire,
   errorToWire
 };

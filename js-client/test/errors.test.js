@@ -34,7 +34,8 @@ test('errors - every class carries its code and name', () => {
     [new errors.ShuttingDownError(), 'shutting_down'],
     [new errors.TooManyConnectionsError(), 'too_many_connections'],
     [new errors.LimitExceededError(), 'limit_exceeded'],
-    [new errors.BadRequestError(), 'bad_request']
+    [new errors.BadRequestError(), 'bad_request'],
+    [new errors.IdempotencyConflictError(), 'idempotency_conflict']
   ];
   for (const [err, code] of cases) {
     assert.equal(err.code, code);
