@@ -13,6 +13,7 @@ anything else is sent, then replays the calls that waited in the queue.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 import uuid
@@ -32,6 +33,7 @@ from .introspection import connection_health, ping_health
 from .metrics import ClientMetrics
 from .offline_queue import DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_SIZE, OfflineQueue, OverflowPolicy
 from .outbox import DISCONNECT_POLICIES, Outbox
+from .idempotency import keyed_headers, resend_on_loss
 from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
 from .subscriptions import Handler, Registration, Subscriptions
@@ -230,12 +232,16 @@ class IPCClient:
     # -- public API: requests and messages --------------------------------------
 
     async def send_request(
-        self, channel: str, payload: Any = None, *, timeout: float | None = None, headers: dict[str, str] | None = None, priority: int = 0, on_disconnect: str | None = None
+        self, channel: str, payload: Any = None, *, timeout: float | None = None, headers: dict[str, str] | None = None, priority: int = 0, on_disconnect: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Message:
         """Send a request and return the response message (its ``payload`` is the result).
 
         While the client reconnects the request waits in the offline queue
-        (``priority``: higher first), unless ``on_disconnect="fail"``.
+        (``priority``: higher first), unless ``on_disconnect="fail"``. With an
+        ``idempotency_key`` the server runs it once per key, and a connection
+        lost before the answer resends it instead of raising ConnectionLost
+        (docs/protocol.md §6.6).
 
         Raises:
             RequestTimeout: no answer within ``timeout`` seconds (default
@@ -250,12 +256,16 @@ class IPCClient:
         if timeout is None:
             timeout = self.request_timeout
         conn, outbox = self._link.conn, self._outbox
+        if idempotency_key is not None:
+            headers = keyed_headers(headers, idempotency_key)
         # The hot path: connected, nothing queued ahead, no breaker (outbox.sendable(), inline).
-        if conn is not None and self._sm.state is _CONNECTED and self._breakers is None and not outbox.queue and not outbox.replaying:
+        elif conn is not None and self._sm.state is _CONNECTED and self._breakers is None and not outbox.queue and not outbox.replaying:
             return await self._calls.request(conn, channel, payload, headers, timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
         submit: Callable[[], Awaitable[Message | None]] = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)  # noqa: E731
+        if idempotency_key is not None:
+            submit = functools.partial(resend_on_loss, submit, self._sm, lambda: self._link.conn, deadline, on_disconnect or outbox.on_disconnect)
         if self._breakers is None:
             return await submit()  # type: ignore[return-value]
         return await self._breakers.guard(msg, submit, self._metrics.failed)  # type: ignore[arg-type]

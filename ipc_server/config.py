@@ -50,6 +50,11 @@ DEFAULT_MAX_REGISTRATIONS = 1_000_000
 # A request that carries no deadline (version 1 clients) is held this long.
 DEFAULT_SERVER_REQUEST_TIMEOUT_S = 60.0
 DEFAULT_MAX_HELD_REQUESTS_PER_CONNECTION = 4096
+# Idempotency keys (docs/protocol.md §6.6): answers kept 5 minutes, at most
+# this many, and this many bytes of them (the hard slow-consumer cut's size).
+DEFAULT_IDEMPOTENCY_WINDOW_S = 300.0
+DEFAULT_IDEMPOTENCY_MAX_KEYS = 100_000
+DEFAULT_IDEMPOTENCY_MAX_BYTES = 64 * 1024 * 1024
 # Event loops ``python -m ipc_server`` can run on; "uvloop" needs the optional
 # ``uvloop`` extra.
 LOOPS = ("asyncio", "uvloop")
@@ -60,6 +65,7 @@ _LIMITS = (
     "max_connections", "max_outbound_buffer_bytes", "outbound_soft_limit_bytes", "max_inflight_per_connection",
     "max_pending_handshakes", "max_subscriptions_per_connection", "max_subscriptions",
     "max_registrations_per_connection", "max_registrations", "max_held_requests_per_connection",
+    "idempotency_max_keys", "idempotency_max_bytes",
 )  # fmt: skip
 
 
@@ -85,6 +91,9 @@ class ServerConfig:
     max_registrations: int | None = DEFAULT_MAX_REGISTRATIONS
     default_request_timeout_s: float | None = DEFAULT_SERVER_REQUEST_TIMEOUT_S
     max_held_requests_per_connection: int | None = DEFAULT_MAX_HELD_REQUESTS_PER_CONNECTION
+    idempotency_window_s: float = DEFAULT_IDEMPOTENCY_WINDOW_S
+    idempotency_max_keys: int | None = DEFAULT_IDEMPOTENCY_MAX_KEYS
+    idempotency_max_bytes: int | None = DEFAULT_IDEMPOTENCY_MAX_BYTES
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
     token: str | None = field(default=None, repr=False)
     token_file: str | None = None
@@ -109,7 +118,7 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None")
-        for name in ("handshake_timeout_s", "shutdown_grace_s", "auth_timeout_s", "outbound_soft_limit_s"):
+        for name in ("handshake_timeout_s", "shutdown_grace_s", "auth_timeout_s", "outbound_soft_limit_s", "idempotency_window_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.default_request_timeout_s is not None and self.default_request_timeout_s <= 0:

@@ -31,6 +31,7 @@ from .config import ServerConfig, load_config
 from .connection import ServerConnection, SharedReads
 from .forwarding import Forwarding
 from .handlers import HandlerCalls
+from .idempotency import Idempotency
 from .pubsub import PubSub
 from .router import HandlerRegistry, target_problem
 from .shutdown import Shutdown
@@ -102,6 +103,9 @@ class IPCServer:
         self._auth: Auth | None = None
         if config.users_file is not None:
             self._auth = Auth(load_users(config.users_file), self.stats, self._admission.connect_requested)
+        self._idempotency = Idempotency(self.config, self.stats, self._auth)  # requests with a key run once (§6.6)
+        # GET /metrics and /healthz with metrics_port (docs/operations.md).
+        self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing)
         self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -116,7 +120,7 @@ class IPCServer:
 
     @loop.setter
     def loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = self._calls.loop = self._forwarding.loop = loop
+        self._loop = self._calls.loop = self._forwarding.loop = self._idempotency.loop = loop
 
     # -- public API --------------------------------------------------------
 
@@ -247,6 +251,7 @@ class IPCServer:
             return
         self._calls.connection_closed(conn)  # nobody will read their answers
         self._forwarding.connection_closed(conn)
+        self._idempotency.connection_closed(conn)
         if self._shutdown.draining:
             self._shutdown.check_drained()
         self._shutdown.connection_gone(len(self._admission.connections))
@@ -290,6 +295,10 @@ class IPCServer:
         if self._shutdown.closing:
             conn.refuse(msg, ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN)
             return
+        if msg.headers is not None and (keyed := self._idempotency.admit(conn, msg)) is not conn:
+            if keyed is None:  # joined a run, answered from the window, or refused (§6.6)
+                return
+            conn = keyed  # the first of its key: run for every requester that sends it
         handler = self.handlers.find(conn.app_id, channel)
         if handler is not None:
             self._calls.run(conn, msg, handler)
@@ -340,6 +349,10 @@ class IPCServer:
         if self._shutdown.closing:
             conn.refuse(msg, ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN)
             return
+        if msg.headers is not None and (keyed := self._idempotency.admit(conn, msg)) is not conn:
+            if keyed is None:  # §6.6, as in _route
+                return
+            conn = keyed
         handler = self.handlers.get(SYSTEM_CHANNEL, conn.app_id) or self.handlers.get(SYSTEM_CHANNEL)
         if handler is not None:
             self._calls.run(conn, msg, handler)

@@ -41,6 +41,7 @@ class ServerStats:
         "errors",
         "_cut",
         "_skipped",
+        "idempotency",
     )
 
     def __init__(self) -> None:
@@ -65,6 +66,8 @@ class ServerStats:
         self.errors: Counter[str] = Counter()
         self._cut: deque[dict[str, Any]] = deque(maxlen=_RECORDS)
         self._skipped: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # The window of idempotency keys (ipc_server.idempotency, docs/protocol.md §6.6).
+        self.idempotency: dict[str, int] = {}
 
     def count_error(self, code: str) -> None:
         self.errors[str(code)] += 1

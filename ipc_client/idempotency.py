@@ -1,0 +1,58 @@
+"""Requests with an idempotency key (docs/protocol.md §6.6, docs/resilience.md §3).
+
+The server runs a request once per key and keeps its answer for a while,
+so a keyed request whose connection drops before its answer is not failed
+with ``ConnectionLost`` but sent again once the client is connected again
+(it waits in the offline queue meanwhile), within its own deadline: the
+server answers the resend from the run the first attempt started, or from
+its stored answer. Without a key nothing here runs.
+
+Node's mirror is ``js-client/lib/idempotency.js``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ipc_protocol import ConnectionLost
+from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, check_key, keyed_headers
+
+from .connection import ClientConnection
+from .state import ConnectionState, StateMachine
+
+__all__ = ["IDEMPOTENCY_HEADER", "check_key", "keyed_headers", "resend_on_loss"]
+
+T = TypeVar("T")
+
+
+async def resend_on_loss(
+    attempt: Callable[[], Awaitable[T]],
+    state: StateMachine,
+    current: Callable[[], ClientConnection | None],
+    deadline: float,
+    policy: str,
+) -> T:
+    """``attempt()`` again each time it fails with ``ConnectionLost``, until
+    it ends otherwise or ``deadline`` (loop time) passes.
+
+    ``policy`` is the call's ``on_disconnect``: ``"fail"`` asked not to wait
+    for a connection, so the loss is raised. While the client reconnects,
+    ``attempt()`` queues the request; once it has given up, ``attempt()``
+    raises ``NotConnected``."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await attempt()
+        except ConnectionLost:
+            if policy == "fail" or loop.time() >= deadline:
+                raise
+            conn = current()
+            if state.state is ConnectionState.CONNECTED and (conn is None or not conn.is_open):
+                # The socket is gone but the client has not seen it yet:
+                # wait for it to notice (it then reconnects or gives up).
+                try:
+                    await asyncio.wait_for(state.changed(), deadline - loop.time())
+                except (asyncio.TimeoutError, TimeoutError):
+                    raise ConnectionLost("the connection was lost and the deadline passed before it was noticed") from None
