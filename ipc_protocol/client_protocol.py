@@ -45,12 +45,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .codes import ErrorCode
 from .constants import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION
 from .envelope import Message, MessageType, decode_message
 from .exceptions import FrameTooLarge, IPCError, NotConnected, ProtocolError, error_from_wire
 from .heartbeat import Heartbeat
 from .messages import connect_request
 from .protocol import ERROR, HANDSHAKE, OPEN, Event, Protocol, ProtocolStateError
+from .streams import negotiate
 
 __all__ = ["ClientProtocol", "Connected", "HandshakeRefused"]
 
@@ -97,6 +99,9 @@ class ClientProtocol(Protocol):
         token: the shared secret, for servers that require one.
         user: the user name, for servers with a users file (the token is then
             that user's).
+        features: the optional parts of the protocol to ask for (§15.1:
+            ``cancel``, ``streams``); None asks for none, and the connect is
+            §3's byte for byte. Once open, ``features`` holds those granted.
         max_frame_size: our frame limit; None is the protocol's default.
         heartbeat_interval_s: ping after this long without a frame; None
             uses the server's advertised interval.
@@ -104,7 +109,9 @@ class ClientProtocol(Protocol):
             frame; None is twice the interval.
     """
 
-    __slots__ = ("connection_id", "client", "server_info", "_token", "_user", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s")
+    __slots__ = (
+        "connection_id", "client", "server_info", "_token", "_user", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s", "_offered",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -117,6 +124,7 @@ class ClientProtocol(Protocol):
         heartbeat_interval_s: float | None = None,
         heartbeat_timeout_s: float | None = None,
         user: str | None = None,
+        features: tuple[str, ...] | None = None,
     ) -> None:
         limit = DEFAULT_MAX_FRAME_SIZE if max_frame_size is None else max_frame_size
         super().__init__(max_frame_size=limit)
@@ -130,6 +138,7 @@ class ClientProtocol(Protocol):
         self._hb_interval_s = heartbeat_interval_s
         self._hb_timeout_s = heartbeat_timeout_s
         self._heartbeat_s: float | None = None  # the interval in effect once open
+        self._offered = features
 
     def connect(self) -> str:
         """Queue the connect request (§3); returns its message_id."""
@@ -138,6 +147,8 @@ class ClientProtocol(Protocol):
         hello = connect_request(self.app_id, self.connection_id, client=self.client, token=self._token, protocol=PROTOCOL_VERSION, user=self._user)
         if self._limit is not None:  # our own receive limit: the server sends nothing larger (§3, §12)
             hello.payload["max_frame_size"] = self._limit
+        if self._offered is not None:  # §15.1: only when asked, so the connect is otherwise §3's
+            hello.payload["features"] = list(self._offered)
         self.send(hello)
         return hello.message_id
 
@@ -174,7 +185,16 @@ class ClientProtocol(Protocol):
         advertised_s = interval_ms / 1000.0 if isinstance(interval_ms, (int, float)) and interval_ms > 0 else None
         if not self.legacy:  # a version-1 server never answers pings (§10)
             self._heartbeat_s = self._hb_interval_s if self._hb_interval_s is not None else advertised_s
+        granted = payload.get("features")
+        if self._offered is not None and not self.legacy and isinstance(granted, list):
+            # What both sides speak; a server older than §15 says nothing: none.
+            self.features = frozenset(negotiate((f for f in granted if isinstance(f, str)), self._offered))
         return Connected(msg, self.server_info, self.legacy, self.connection_id, self.max_frame_size, advertised_s)
+
+    def _flow_refused(self, msg: Message, text: str) -> Event:
+        """A server that sends a frame of §15 it did not grant broke the
+        protocol: a violation, as for any invalid envelope."""
+        return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)
 
     def _refused(self, msg: Message, error: IPCError) -> HandshakeRefused:
         self._move(ERROR)

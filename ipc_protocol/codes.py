@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     QUEUE_FULL = "queue_full"
     ALREADY_SERVING = "already_serving"
+    CANCELLED = "cancelled"
 
 
 CLIENT_CODES = frozenset(
@@ -46,6 +47,7 @@ CLIENT_CODES = frozenset(
         ErrorCode.CIRCUIT_OPEN,
         ErrorCode.QUEUE_FULL,
         ErrorCode.ALREADY_SERVING,
+        ErrorCode.CANCELLED,
     }
 )
 WIRE_CODES = frozenset(ErrorCode) - CLIENT_CODES

@@ -38,6 +38,9 @@ StrictStr = Annotated[str, Strict()]
 StrictBool = Annotated[bool, Strict()]
 # Strict: a number, never a numeric string or a boolean (§2).
 NonNegative = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+# A stream's credit (§15.2): whole items, at most what a 31-bit window holds (HTTP/2's).
+Window = Annotated[int, Strict(), Field(ge=1, le=2**31 - 1)]
+Positive = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 
 _ID_PREFIX = os.urandom(6).hex()
 _id_counter = itertools.count(1)
@@ -55,6 +58,11 @@ class MessageType(StrEnum):
     PUBLISH = "publish"
     SUBSCRIBE = "subscribe"
     UNSUBSCRIBE = "unsubscribe"
+    # Streams and cancellation, when negotiated (docs/protocol.md §15).
+    STREAM_ITEM = "stream_item"
+    STREAM_END = "stream_end"
+    CREDIT = "credit"
+    CANCEL = "cancel"
 
 
 class ErrorInfo(BaseModel):
@@ -95,6 +103,8 @@ class Message(BaseModel):
     error: ErrorInfo | None = None
     timeout_ms: NonNegative | None = None
     ack: StrictBool | None = None
+    window: Window | None = None
+    idle_timeout_ms: Positive | None = None
 
     @classmethod
     def build(
@@ -122,6 +132,8 @@ class Message(BaseModel):
             "error": extra.pop("error", None),
             "timeout_ms": extra.pop("timeout_ms", None),
             "ack": extra.pop("ack", None),
+            "window": extra.pop("window", None),
+            "idle_timeout_ms": extra.pop("idle_timeout_ms", None),
         }
         if extra:
             raise TypeError(f"unknown message fields: {', '.join(extra)}")
@@ -148,6 +160,8 @@ class Message(BaseModel):
             self.timeout_ms,
             self.ack,
             legacy,
+            self.window,
+            self.idle_timeout_ms,
         )
 
 
@@ -164,6 +178,8 @@ def _wire(
     timeout_ms: float | None,
     ack: bool | None,
     legacy: bool,
+    window: int | None = None,
+    idle_timeout_ms: float | None = None,
 ) -> dict[str, Any]:
     """The one place that decides what a frame's JSON object holds, in which order."""
     if legacy and error is not None:
@@ -188,6 +204,10 @@ def _wire(
         d["timeout_ms"] = _number(timeout_ms)
     if ack is not None:
         d["ack"] = ack
+    if window is not None:  # a stream's credit (§15.2)
+        d["window"] = window
+    if idle_timeout_ms is not None:
+        d["idle_timeout_ms"] = _number(idle_timeout_ms)
     return d
 
 

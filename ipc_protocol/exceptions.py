@@ -14,6 +14,7 @@ match on the class or on ``.code``, never on the message text::
     ├── CircuitOpen               circuit_open: the breaker fails fast
     ├── QueueFull                 queue_full: the offline queue is at its limit
     ├── AlreadyServing            already_serving: serve() of a channel already served (also ValueError)
+    ├── Cancelled                 cancelled: the caller gave up (Node's AbortError; Python raises asyncio.CancelledError)
     └── RemoteError               an ``error`` response from the server or a responder
         ├── NoResponders          no_responders
         ├── ResponderLost         responder_lost
@@ -50,6 +51,7 @@ __all__ = [
     "CircuitOpen",
     "QueueFull",
     "AlreadyServing",
+    "Cancelled",
     "RemoteError",
     "NoResponders",
     "ResponderLost",
@@ -150,6 +152,15 @@ class AlreadyServing(IPCError, builtins.ValueError):
     """serve() of a channel this client already serves; unserve() it first."""
 
     code = ErrorCode.ALREADY_SERVING
+
+
+class Cancelled(IPCError):
+    """The caller gave up on the call (docs/protocol.md §15.4). A Python
+    caller's own cancellation is ``asyncio.CancelledError``, re-raised as
+    asyncio wants; this is the code's exception where a cancellation has
+    to be reported as an error (a Node caller's is ``AbortError``)."""
+
+    code = ErrorCode.CANCELLED
 
 
 class RemoteError(IPCError):

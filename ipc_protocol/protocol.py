@@ -56,6 +56,7 @@ from .framing import FrameDecoder, FramingFailure, encode_frame
 from .heartbeat import Heartbeat, HeartbeatAction
 from .events import Event, MessageRefused, PingReceived, PongReceived, ProtocolViolation
 from .messages import error_response
+from .streams import FLOW_TYPES, flow_problem
 
 __all__ = [
     "ProtocolState",
@@ -126,6 +127,7 @@ class Protocol:
         "_out",
         "_live",
         "_pings",
+        "features",
     )
 
     _one_app = False  # a role whose peer must stay in the handshake's app (the server)
@@ -142,6 +144,7 @@ class Protocol:
         # Unanswered pings, message_id -> sent at; None until the first (most
         # connections are never pinged: they are not silent).
         self._pings: dict[str, float | None] | None = None
+        self.features: frozenset[str] = frozenset()  # what the handshake granted (§15.1)
 
     # -- state ----------------------------------------------------------------
 
@@ -205,9 +208,18 @@ class Protocol:
         if self._one_app and msg.app_id != self.app_id:
             text = f"app_id {msg.app_id!r} differs from the handshake's {self.app_id!r}"
             return self._violated(ErrorCode.FORBIDDEN, text, msg.message_id, msg)
+        if msg.message_type in FLOW_TYPES or msg.window is not None:  # §15: a stream's frames
+            problem = flow_problem(msg, self.features)
+            if problem is not None:
+                return self._flow_refused(msg, problem)
         if msg.channel_id == SYSTEM_CHANNEL:
             return self._system_message(msg) or msg
         return msg
+
+    def _flow_refused(self, msg: Message, text: str) -> Event:
+        """A frame of §15 the connection may not send: refused, the
+        connection stays open (§15.1 item 4); a client's role overrides it."""
+        return self.refuse(msg, ErrorCode.BAD_MESSAGE, text)
 
     def _receive_before_open(self, frame: bytes) -> Message | Event:
         raise NotImplementedError  # the role's handshake

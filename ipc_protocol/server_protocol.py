@@ -24,6 +24,7 @@ from .envelope import Message, MessageType, decode_message, encode_response
 from .exceptions import ProtocolError
 from .framing import encode_frame
 from .heartbeat import Heartbeat
+from .streams import negotiate, offered_features
 from .protocol import (
     HANDSHAKE,
     OPEN,
@@ -42,10 +43,18 @@ class ConnectRequested(Event):
     ``client``: its name (``""`` for none); ``user``, ``token``: the
     credentials presented (None for none; a shared token is already checked)."""
 
-    __slots__ = ("message", "app_id", "connection_id", "legacy", "client", "user", "token")
+    __slots__ = ("message", "app_id", "connection_id", "legacy", "client", "user", "token", "features")
 
     def __init__(
-        self, message: Message, app_id: str, connection_id: str, legacy: bool, client: str, user: str | None = None, token: str | None = None
+        self,
+        message: Message,
+        app_id: str,
+        connection_id: str,
+        legacy: bool,
+        client: str,
+        user: str | None = None,
+        token: str | None = None,
+        features: list[str] | None = None,
     ) -> None:
         self.message = message
         self.app_id = app_id
@@ -54,6 +63,7 @@ class ConnectRequested(Event):
         self.client = client
         self.user = user
         self.token = token
+        self.features = features  # asked for in the connect (§15.1); None: not asked
 
     def __repr__(self) -> str:  # never the token
         token = "<hidden>" if self.token is not None else None
@@ -119,6 +129,10 @@ class ServerProtocol(Protocol):
             return self._violated(ErrorCode.BAD_MESSAGE, "invalid connect: user must be a non-empty string", msg.message_id, msg)
         if not isinstance(offered, str):
             offered = None  # a token is a string or nothing
+        try:
+            features = None if legacy else offered_features(payload)  # §15.1
+        except ValueError as exc:
+            return self._violated(ErrorCode.BAD_MESSAGE, str(exc), msg.message_id, msg)
         if self._token is not None:
             if offered is None or not hmac.compare_digest(offered.encode(), self._token.encode()):
                 return self._violated(ErrorCode.UNAUTHORIZED, "invalid or missing token", msg.message_id, msg)
@@ -132,6 +146,7 @@ class ServerProtocol(Protocol):
             client if isinstance(client, str) else "",
             user,
             offered,
+            features,
         )
         return self._connect
 
@@ -168,6 +183,10 @@ class ServerProtocol(Protocol):
                 heartbeat_interval_ms=int(interval * 1000) if interval else 0,
                 max_frame_size=self.max_frame_size,
             )
+            if request.features is not None:  # only when asked: the reply is otherwise §3's, byte for byte
+                granted = negotiate(request.features)
+                reply["features"] = granted
+                self.features = frozenset(granted)
             if interval and now is not None:
                 self.heartbeat = Heartbeat(interval, 2 * interval, now)
         self.send_frame(encode_frame(encode_response(request.message, reply, legacy=request.legacy)))

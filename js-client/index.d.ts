@@ -25,6 +25,7 @@ export declare const ErrorCode: Readonly<{
   CIRCUIT_OPEN: 'circuit_open';
   QUEUE_FULL: 'queue_full';
   ALREADY_SERVING: 'already_serving';
+  CANCELLED: 'cancelled';
 }>;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -79,6 +80,12 @@ export declare class AlreadyServingError extends IpcError {
   readonly code: 'already_serving';
   /** The channel or pattern already served. */
   readonly channel: string;
+}
+/** The call's `signal` aborted (docs/protocol.md §15.4); `name` is 'AbortError', `cause` the signal's reason. */
+export declare class AbortError extends IpcError {
+  constructor(message?: string, options?: { cause?: unknown });
+  readonly code: 'cancelled';
+  readonly name: 'AbortError';
 }
 
 export interface RemoteErrorInfo {
@@ -816,6 +823,7 @@ declare const _default: {
   CircuitOpenError: typeof CircuitOpenError;
   QueueFullError: typeof QueueFullError;
   AlreadyServingError: typeof AlreadyServingError;
+  AbortError: typeof AbortError;
   RemoteError: typeof RemoteError;
   NoRespondersError: typeof NoRespondersError;
   ResponderLostError: typeof ResponderLostError;

@@ -41,6 +41,7 @@ module.exports = {
   CircuitOpenError: errors.CircuitOpenError,
   QueueFullError: errors.QueueFullError,
   AlreadyServingError: errors.AlreadyServingError,
+  AbortError: errors.AbortError,
   RemoteError: errors.RemoteError,
   NoRespondersError: errors.NoRespondersError,
   ResponderLostError: errors.ResponderLostError,

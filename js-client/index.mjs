@@ -26,6 +26,7 @@ export const {
   CircuitOpenError,
   QueueFullError,
   AlreadyServingError,
+  AbortError,
   RemoteError,
   NoRespondersError,
   ResponderLostError,

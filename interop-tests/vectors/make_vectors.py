@@ -153,6 +153,51 @@ bad("negative timeout_ms", frame(b'{"message_id":"x","app_id":"a","channel_id":"
 bad("ack not a boolean", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish","ack":"yes"}'), "bad_message")
 bad("error without code", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"response","error":{"message":"m"}}'), "bad_message")
 
+# Streams and cancellation (docs/protocol.md §15): the frames and fields of §15.2.
+ok(
+    "stream request canonical (window, idle_timeout_ms)",
+    '{"message_id":"s1","app_id":"shop","channel_id":"ticks","message_type":"request","payload":{"n":3},'
+    '"timestamp":1700000000.5,"reply_to":null,"timeout_ms":5000,"window":64,"idle_timeout_ms":250.5}',
+    msg(message_id="s1", app_id="shop", channel_id="ticks", message_type="request", payload={"n": 3},
+        timestamp=1700000000.5, timeout_ms=5000, window=64, idle_timeout_ms=250.5),
+    canonical=True,
+)
+ok(
+    "stream_item canonical",
+    '{"message_id":"i1","app_id":"shop","channel_id":"ticks","message_type":"stream_item","payload":{"tick":1},'
+    '"timestamp":1700000000.5,"reply_to":"s1"}',
+    msg(message_id="i1", app_id="shop", channel_id="ticks", message_type="stream_item", payload={"tick": 1},
+        timestamp=1700000000.5, reply_to="s1"),
+    canonical=True,
+)
+ok(
+    "stream_end canonical",
+    '{"message_id":"e1","app_id":"shop","channel_id":"ticks","message_type":"stream_end","payload":null,'
+    '"timestamp":1700000000.5,"reply_to":"s1"}',
+    msg(message_id="e1", app_id="shop", channel_id="ticks", message_type="stream_end", timestamp=1700000000.5, reply_to="s1"),
+    canonical=True,
+)
+ok(
+    "credit canonical",
+    '{"message_id":"c1","app_id":"shop","channel_id":"ticks","message_type":"credit","payload":null,'
+    '"timestamp":1700000000.5,"reply_to":"s1","window":32}',
+    msg(message_id="c1", app_id="shop", channel_id="ticks", message_type="credit", timestamp=1700000000.5, reply_to="s1", window=32),
+    canonical=True,
+)
+ok(
+    "cancel canonical",
+    '{"message_id":"x1","app_id":"shop","channel_id":"ticks","message_type":"cancel","payload":{"reason":"cancelled"},'
+    '"timestamp":1700000000.5,"reply_to":"s1"}',
+    msg(message_id="x1", app_id="shop", channel_id="ticks", message_type="cancel", payload={"reason": "cancelled"},
+        timestamp=1700000000.5, reply_to="s1"),
+    canonical=True,
+)
+bad("window 0", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"credit","reply_to":"s","window":0}'), "bad_message")
+bad("window over 2^31-1", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"credit","reply_to":"s","window":2147483648}'), "bad_message")
+bad("window not an integer", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","window":1.5}'), "bad_message")
+bad("window a string", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","window":"8"}'), "bad_message")
+bad("idle_timeout_ms zero", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","window":8,"idle_timeout_ms":0}'), "bad_message")
+
 out = {
     "description": __doc__.split("\n\n")[1].replace("\n", " "),
     "max_frame_size": 16 * 1024 * 1024,

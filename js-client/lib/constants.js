@@ -41,7 +41,12 @@ const MESSAGE_TYPES = Object.freeze([
   'notification',
   'publish',
   'subscribe',
-  'unsubscribe'
+  'unsubscribe',
+  // Streams and cancellation, when negotiated (docs/protocol.md §15).
+  'stream_item',
+  'stream_end',
+  'credit',
+  'cancel'
 ]);
 
 const DEFAULTS = Object.freeze({

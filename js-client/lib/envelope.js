@@ -174,6 +174,28 @@ function checkNonNegative(value, field) {
 }
 
 /**
+ * Checks a stream's credit (§15.2): a whole number of items, 1 to 2^31-1.
+ * @private
+ */
+function checkWindow(value) {
+  if (!Number.isInteger(value) || value < 1 || value > 2147483647) {
+    throw new MessageError('invalid envelope: window: must be an integer from 1 to 2147483647');
+  }
+  return value;
+}
+
+/**
+ * Checks a finite number > 0.
+ * @private
+ */
+function checkPositive(value, field) {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new MessageError(`invalid envelope: ${field}: must be a finite number > 0`);
+  }
+  return value;
+}
+
+/**
  * Whether `value` is a JSON object (not null, not an array).
  * @private
  */
@@ -261,6 +283,8 @@ function encodeMessage(msg, { legacy = false } = {}) {
       if (typeof msg.ack !== 'boolean') throw new MessageError('invalid envelope: ack: must be a boolean');
       out += `,"ack":${msg.ack}`;
     }
+    if (msg.window != null) out += `,"window":${checkWindow(msg.window)}`; // a stream's credit (§15.2)
+    if (msg.idle_timeout_ms != null) out += `,"idle_timeout_ms":${checkPositive(msg.idle_timeout_ms, 'idle_timeout_ms')}`;
   }
   return out + '}';
 }
@@ -386,6 +410,8 @@ function validateEnvelope(obj) {
     if (typeof obj.ack !== 'boolean') throw new MessageError('invalid envelope: ack: must be a boolean');
     msg.ack = obj.ack;
   }
+  if (obj.window != null) msg.window = checkWindow(obj.window);
+  if (obj.idle_timeout_ms != null) msg.idle_timeout_ms = checkPositive(obj.idle_timeout_ms, 'idle_timeout_ms');
   return msg;
 }
 

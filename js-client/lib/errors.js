@@ -18,6 +18,7 @@
  *     ├── CircuitOpenError        circuit_open: the breaker fails fast (.retryAfter ms)
  *     ├── QueueFullError          queue_full: the offline queue refused or evicted the call
  *     ├── AlreadyServingError     already_serving: serve() of a channel this client already serves
+ *     ├── AbortError              cancelled: the caller's AbortSignal aborted (`name` 'AbortError', as fetch's)
  *     └── RemoteError             an error response (.remoteType, .remoteStack, .details)
  *         ├── NoRespondersError   no_responders
  *         ├── ResponderLostError  responder_lost
@@ -56,7 +57,8 @@ const ErrorCode = Object.freeze({
   CONNECTION_LOST: 'connection_lost',
   CIRCUIT_OPEN: 'circuit_open',
   QUEUE_FULL: 'queue_full',
-  ALREADY_SERVING: 'already_serving'
+  ALREADY_SERVING: 'already_serving',
+  CANCELLED: 'cancelled'
 });
 
 /**
@@ -177,6 +179,20 @@ class AlreadyServingError extends IpcError {
     super(ErrorCode.ALREADY_SERVING, `channel ${JSON.stringify(channel)} is already served; call unserve() first`);
     /** The channel or pattern already served. */
     this.channel = channel;
+  }
+}
+
+/**
+ * The caller gave up: the call's `signal` aborted (docs/protocol.md §15.4).
+ * Its `name` is 'AbortError', as fetch's; `cause` is the signal's reason.
+ */
+class AbortError extends IpcError {
+  /**
+   * @param {string} [message]
+   * @param {{cause?: unknown}} [options]
+   */
+  constructor(message = 'the call was aborted', options) {
+    super(ErrorCode.CANCELLED, message, options);
   }
 }
 
@@ -330,6 +346,7 @@ module.exports = {
   CircuitOpenError,
   QueueFullError,
   AlreadyServingError,
+  AbortError,
   RemoteError,
   NoRespondersError,
   ResponderLostError,

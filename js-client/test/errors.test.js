@@ -25,6 +25,7 @@ test('errors - every class carries its code and name', () => {
     [new errors.CircuitOpenError(), 'circuit_open'],
     [new errors.QueueFullError(), 'queue_full'],
     [new errors.AlreadyServingError('svc'), 'already_serving'],
+    [new errors.AbortError(), 'cancelled'],
     [new errors.NoRespondersError(), 'no_responders'],
     [new errors.ResponderLostError(), 'responder_lost'],
     [new errors.HandlerError(), 'handler_error'],

@@ -52,7 +52,12 @@ function sentBodies(proto) {
 /** A client protocol for a vector's connect, with the connect sent. */
 function clientFor(connect) {
   const sent = JSON.parse(connect);
-  const proto = new ClientProtocol({ appId: sent.app_id, connectionId: sent.payload.connection_id ?? 'x', token: sent.payload.token ?? null });
+  const proto = new ClientProtocol({
+    appId: sent.app_id,
+    connectionId: sent.payload.connection_id ?? 'x',
+    token: sent.payload.token ?? null,
+    features: sent.payload.features ?? null // §15.1: asked for only by the vectors that do
+  });
   const id = proto.connect();
   return { proto, id, bodies: sentBodies(proto) };
 }
@@ -189,10 +194,11 @@ test('client protocol - the second connect and the ping of the multi-step vector
 
 /** An open client protocol, the fake clock at 0. */
 function openClient() {
-  const proto = new ClientProtocol({ appId: 'app', connectionId: 'c' });
+  const proto = new ClientProtocol({ appId: 'app', connectionId: 'c', features: ['cancel', 'streams'] }); // the frames of §15 too
   const id = proto.connect();
   proto.dataToSend();
-  feed(proto, encodeFrame(encodeMessage(buildMessage('response', 'app', 'system', { status: 'connected', protocol: 2, max_frame_size: 1 << 24 }, { reply_to: id }))));
+  const connected = { status: 'connected', protocol: 2, max_frame_size: 1 << 24, features: ['cancel', 'streams'] };
+  feed(proto, encodeFrame(encodeMessage(buildMessage('response', 'app', 'system', connected, { reply_to: id }))));
   return proto;
 }
 

@@ -33,6 +33,7 @@ const { Heartbeat } = require('../heartbeat');
 const { FramingFailure } = require('../framing');
 const { FrameError, FrameTooLargeError, MessageError, errorFromWire } = require('../errors');
 const { Protocol, Event, ProtocolState } = require('./protocol');
+const { negotiate } = require('./streams');
 
 /** The heartbeat interval when the server does not advertise one (§9.3), ms. */
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
@@ -107,8 +108,10 @@ class ClientProtocol extends Protocol {
    * @param {number|null} [options.maxFrameSize] local cap; null: the server's value.
    * @param {number|null} [options.heartbeatInterval] ms; null: the server's advertised one.
    * @param {number|null} [options.heartbeatTimeout] ms; null: twice the interval.
+   * @param {string[]|null} [options.features] the optional parts of the protocol to ask for (§15.1);
+   *   null asks for none, and the connect is §3's byte for byte. Once open, `features` holds those granted.
    */
-  constructor({ appId, connectionId, token = null, user = null, maxFrameSize = null, heartbeatInterval = null, heartbeatTimeout = null }) {
+  constructor({ appId, connectionId, token = null, user = null, maxFrameSize = null, heartbeatInterval = null, heartbeatTimeout = null, features = null }) {
     // §1: before the handshake, and for good against a version-1 server,
     // the local limit if set, else the default.
     super({ maxFrameSize: maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES });
@@ -123,6 +126,7 @@ class ClientProtocol extends Protocol {
     /** @type {HandshakeInfo|null} once open */
     this.info = null;
     this._connectId = null;
+    this._offered = features;
   }
 
   /**
@@ -138,7 +142,9 @@ class ClientProtocol extends Protocol {
       ...(this.user != null ? { user: this.user } : {}),
       ...(this.token != null ? { token: this.token } : {}),
       // Our own receive limit: the server sends nothing larger (§3, §12).
-      ...(this.localMaxFrameSize != null ? { max_frame_size: this.localMaxFrameSize } : {})
+      ...(this.localMaxFrameSize != null ? { max_frame_size: this.localMaxFrameSize } : {}),
+      // §15.1: only when asked, so the connect is otherwise §3's.
+      ...(this._offered !== null ? { features: [...this._offered] } : {})
     });
     this._connectId = hello.message_id;
     this.send(hello);
@@ -234,6 +240,10 @@ class ClientProtocol extends Protocol {
     this.legacy = legacy;
     this.sendLimit = limit;
     this.maxFrameSize = limit;
+    if (this._offered !== null && !legacy && Array.isArray(p.features)) {
+      // What both sides speak; a server older than §15 says nothing: none.
+      this.features = new Set(negotiate(p.features.filter((f) => typeof f === 'string'), this._offered));
+    }
     this.info = Object.freeze({
       connectionId: typeof p.connection_id === 'string' ? p.connection_id : this.connectionId,
       protocol: legacy ? 1 : p.protocol,
@@ -258,6 +268,18 @@ class ClientProtocol extends Protocol {
     if (frame instanceof FramingFailure) return this._violatedBy(frame.error, null);
     if (err instanceof FrameError) return this._violatedBy(err, null);
     return new InvalidMessage(err);
+  }
+
+  /**
+   * A frame of §15 the server did not grant: the server's mistake on one
+   * message, reported and skipped as a bad envelope is.
+   * @param {object} msg
+   * @param {string} text
+   * @returns {Event}
+   * @protected
+   */
+  _flowRefused(msg, text) {
+    return new InvalidMessage(new MessageError(text));
   }
 
   /**

@@ -39,6 +39,7 @@ const { FrameDecoder, FramingFailure, encodeFrame } = require('../framing');
 const { HeartbeatAction } = require('../heartbeat');
 const { MessageError, FrameError } = require('../errors');
 const { Event, PingReceived, PongReceived, MessageRefused, ProtocolViolation } = require('./events');
+const { FLOW_TYPES, flowProblem } = require('./streams');
 
 /** The state of one protocol connection (the same strings in every language). */
 const ProtocolState = Object.freeze({
@@ -97,6 +98,8 @@ class Protocol {
     this._decoder = new FrameDecoder({ maxFrameSize });
     this._out = [];
     this._pings = new Map(); // unanswered pings: message_id -> sent at
+    /** @type {Set<string>} what the handshake granted (§15.1) */
+    this.features = new Set();
   }
 
   /** @returns {number} the largest frame body accepted. */
@@ -147,6 +150,8 @@ class Protocol {
     } catch (err) {
       return this._invalidFrame(frame, err);
     }
+    const flow = FLOW_TYPES.has(msg.message_type) || msg.window !== undefined ? flowProblem(msg, this.features) : null; // §15
+    if (flow !== null) return this._flowRefused(msg, flow);
     if (msg.channel_id === SYSTEM_CHANNEL) return this._systemMessage(msg) ?? msg;
     return msg;
   }
