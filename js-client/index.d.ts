@@ -367,7 +367,8 @@ export interface QueueStats {
   byPriority: Record<string, number>;
 }
 
-export declare const DEFAULTS: Readonly<Required<IPCClientSettings>>;
+/** Every setting's default; not `highWaterMark`, a deprecated alias of maxConcurrentHandlers that is never kept. */
+export declare const DEFAULTS: Readonly<Required<Omit<IPCClientSettings, 'highWaterMark'>>>;
 export declare const PROTOCOL_VERSION: 2;
 export declare const VERSION: string;
 
@@ -499,7 +500,8 @@ export interface IPCClientEvents {
 export declare class IPCClient extends EventEmitter {
   constructor(appId: string, options?: IPCClientOptions);
   readonly appId: string;
-  readonly options: Readonly<Required<IPCClientSettings>>;
+  /** The validated options (a deprecated `highWaterMark` is read into maxConcurrentHandlers). */
+  readonly options: Readonly<Required<Omit<IPCClientSettings, 'highWaterMark'>>>;
   readonly state: StateValue;
   readonly connected: boolean;
 
@@ -556,6 +558,11 @@ export declare class IPCClient extends EventEmitter {
     data: unknown,
     options?: CallOptions & { ack?: false }
   ): Promise<undefined>;
+  publish(
+    channelId: string,
+    data: unknown,
+    options?: CallOptions & { ack?: boolean }
+  ): Promise<{ delivered: number | null } | undefined>;
 
   notify(channelId: string, data: unknown, options?: CallOptions): Promise<void>;
 
@@ -594,7 +601,10 @@ export interface ConnectionPoolSettings {
 }
 
 /** Options of ConnectionPool; other keys go to each member's IPCClient. */
-export interface ConnectionPoolOptions extends ConnectionPoolSettings, IPCClientOptions {}
+export interface ConnectionPoolOptions extends ConnectionPoolSettings, IPCClientOptions {
+  /** Refused (TypeError): a persisted outbox belongs to one IPCClient, and each member would send it. */
+  queuePath?: null;
+}
 
 export interface PoolStats {
   total: number;
@@ -661,6 +671,11 @@ export type ServerSpec = string | [string, number] | { host?: string; port: numb
 
 /** Options of LoadBalancedClient (docs/resilience.md §8); other keys go to each IPCClient. */
 export interface LoadBalancedClientOptions extends ConnectionPoolSettings, Omit<IPCClientSettings, 'host' | 'port'> {
+  /** Refused (TypeError): host and port come from the servers list. */
+  host?: never;
+  port?: never;
+  /** Refused (TypeError), as by ConnectionPool. */
+  queuePath?: null;
   /** Default 'round_robin'. */
   strategy?: StrategyValue;
   /** Ping every server this often, ms. Default 5000. */
@@ -705,6 +720,9 @@ export declare class LoadBalancedClient extends EventEmitter {
   constructor(appId: string, servers: ServerSpec[], options?: LoadBalancedClientOptions);
   readonly appId: string;
   readonly strategy: StrategyValue;
+  /** Ms, as given or defaulted. */
+  readonly healthCheckInterval: number;
+  readonly healthCheckTimeout: number;
   /** Rejects not_connected when no server is reachable (and keeps checking until close()). */
   start(): Promise<void>;
   sendRequest<R = any, P = unknown>(
@@ -715,6 +733,16 @@ export declare class LoadBalancedClient extends EventEmitter {
   ): Promise<Message<R>>;
   /** sendRequest() resolving the response's payload only. */
   request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number, options?: { headers?: Record<string, string> }): Promise<R>;
+  publish(
+    channelId: string,
+    data: unknown,
+    options: { ack: true; headers?: Record<string, string>; timeout?: number }
+  ): Promise<{ delivered: number | null }>;
+  publish(
+    channelId: string,
+    data: unknown,
+    options?: { ack?: false; headers?: Record<string, string>; timeout?: number }
+  ): Promise<undefined>;
   publish(
     channelId: string,
     data: unknown,
@@ -773,7 +801,8 @@ export interface ServiceMetrics {
 
 /** Named backend services for a gateway. */
 export declare class ServiceClient {
-  constructor(services?: Record<string, ServiceSpec>, options?: { appId?: string } & IPCClientOptions);
+  /** `options`: every service's LoadBalancedClient options, and the app of the gateway's own calls. */
+  constructor(services?: Record<string, ServiceSpec>, options?: { appId?: string } & LoadBalancedClientOptions);
   readonly appId: string;
   readonly services: string[];
   /** Adds a service or replaces one (closing the old one's connections); throws on a bad description. */

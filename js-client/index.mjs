@@ -35,6 +35,8 @@ export const {
   ForbiddenError,
   SlowConsumerError,
   ShuttingDownError,
+  TooManyConnectionsError,
+  LimitExceededError,
   BadRequestError,
   IdempotencyConflictError,
   validateChannel,

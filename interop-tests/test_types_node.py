@@ -1,0 +1,133 @@
+"""The Node client's TypeScript declarations (js-client/index.d.ts) against
+the whole public API, as an application compiles it:
+
+- ``tsc --strict --noEmit`` of js-client/test/types/api_usage.ts (every
+  export, every option of every class, events, errors and their fields, the
+  pool, the load-balanced and service clients, TLS and users, typed
+  contracts) and api_misuse.ts (each mistake marked ``@ts-expect-error``, so
+  a mistake the declarations let through fails as an unused directive),
+  importing the package by name through ``node_modules/ipc-bridge-client``:
+  as CommonJS (.cts) and ESM (.mts) under ``module`` node16 and nodenext,
+  which read package.json's ``exports``, and as a .ts file under the classic
+  commonjs/node10 resolution, which reads its ``types``; api_require.cts and
+  api_import.mts add the other ways in (``import = require()``, default,
+  namespace and dynamic imports);
+- at run time, index.js and index.mjs export the same names, the ones
+  index.d.ts declares and api_usage.ts imports.
+
+TypeScript is the test folder's dev dependency (js-client/test/types/
+package.json), installed once per session with ``npm ci``
+(typescript_support.py); without npm the tsc tests are skipped. The three
+compilations run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, _subprocess_env
+from typescript_support import TSC_TIMEOUT_S, TYPES, typescript  # noqa: F401 - a fixture
+
+PACKAGE = ROOT / "js-client"
+COMPILER = {
+    "strict": True, "noEmit": True, "target": "es2022", "skipLibCheck": True,
+    "types": ["node"], "typeRoots": [str(TYPES / "node_modules" / "@types")],
+}  # fmt: skip
+# resolution -> (its compilerOptions, the files it compiles: name in the workspace <- source)
+PROGRAMS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    mode: (
+        {"module": mode, "moduleResolution": mode},
+        {
+            "api_usage.cts": "api_usage.ts", "api_usage.mts": "api_usage.ts",
+            "api_misuse.cts": "api_misuse.ts", "api_misuse.mts": "api_misuse.ts",
+            "api_require.cts": "api_require.cts", "api_import.mts": "api_import.mts",
+        },
+    )
+    for mode in ("node16", "nodenext")
+}  # fmt: skip
+PROGRAMS["node10"] = ({"module": "commonjs", "moduleResolution": "node10"}, {"api_usage.ts": "api_usage.ts", "api_misuse.ts": "api_misuse.ts"})
+
+
+def _workspace(root: Path) -> Path:
+    """A project that depends on the package: ``node_modules/ipc-bridge-client`` links to js-client."""
+    modules = root / "node_modules"
+    modules.mkdir(parents=True, exist_ok=True)
+    link = modules / "ipc-bridge-client"
+    if not link.exists():
+        os.symlink(PACKAGE, link, target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def compiled(node: str, typescript: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Every program's tsc, started at once; each test waits for its own."""
+    procs: dict[str, subprocess.Popen[str]] = {}
+    for mode, (options, files) in PROGRAMS.items():
+        work = _workspace(tmp_path_factory.mktemp(f"types-{mode}"))
+        for name, source in files.items():
+            (work / name).write_text((TYPES / source).read_text())
+        (work / "tsconfig.json").write_text(json.dumps({"compilerOptions": {**COMPILER, **options}, "files": list(files)}))
+        procs[mode] = subprocess.Popen(
+            [node, str(typescript), "-p", "tsconfig.json", "--pretty", "false"],
+            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_subprocess_env(),
+        )  # fmt: skip
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("mode", list(PROGRAMS))
+def test_the_api_compiles_and_every_marked_misuse_is_refused(compiled: dict[str, subprocess.Popen[str]], mode: str) -> None:
+    try:
+        out, err = compiled[mode].communicate(timeout=TSC_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"tsc ({mode}) did not finish within {TSC_TIMEOUT_S} s")
+    unused = re.findall(r"^(\S+\(\d+),\d+\): error TS2578", out, re.M)
+    assert not unused, f"misuses the declarations accept (unused @ts-expect-error, {mode}): {unused}\n{out}"
+    assert compiled[mode].returncode == 0, f"tsc --strict ({mode}):\n{out}{err}"
+
+
+def test_the_misuse_file_marks_many_mistakes() -> None:
+    marked = re.findall(r"^\s*// @ts-expect-error \S", (TYPES / "api_misuse.ts").read_text(), re.M)
+    assert len(marked) >= 40
+
+
+def _declared(text: str) -> tuple[set[str], set[str]]:
+    """index.d.ts's value exports, and the keys of its default export."""
+    named = set(re.findall(r"^export declare (?:const|class|function) (\w+)", text, re.M))
+    block = re.search(r"^declare const _default: \{\n(.*?)^\};", text, re.M | re.S)
+    assert block is not None, "index.d.ts declares no default export"
+    return named, set(re.findall(r"^\s+(\w+): typeof \w+;", block[1], re.M))
+
+
+def test_both_entry_points_export_what_the_declarations_and_the_usage_file_name(node: str, tmp_path: Path) -> None:
+    work = _workspace(tmp_path)
+    script = work / "exports.mjs"
+    script.write_text(
+        "import * as esm from 'ipc-bridge-client';\n"
+        "import { createRequire } from 'node:module';\n"
+        "const cjs = createRequire(import.meta.url)('ipc-bridge-client');\n"
+        "console.log(JSON.stringify({ esm: Object.keys(esm), cjs: Object.keys(cjs), sameDefault: esm.default === cjs }));\n"
+    )
+    proc = subprocess.run([node, str(script)], cwd=work, capture_output=True, text=True, timeout=60, env=_subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    cjs, esm = set(found["cjs"]), set(found["esm"]) - {"default"}
+    assert found["sameDefault"], "index.mjs's default export is not index.js's exports object"
+    assert esm == cjs, f"index.mjs lacks {sorted(cjs - esm)}, has more: {sorted(esm - cjs)}"
+    named, default = _declared((PACKAGE / "index.d.ts").read_text())
+    assert named == cjs, f"index.d.ts does not declare {sorted(cjs - named)}; declares what index.js lacks: {sorted(named - cjs)}"
+    assert default == cjs, f"index.d.ts's default export lacks {sorted(cjs - default)}, has more: {sorted(default - cjs)}"
+    usage = re.search(r"^import \{(.*?)\} from 'ipc-bridge-client';", (TYPES / "api_usage.ts").read_text(), re.M | re.S)
+    assert usage is not None
+    imported = {name.strip() for name in usage[1].split(",") if name.strip()}
+    assert imported == cjs, f"api_usage.ts does not use {sorted(cjs - imported)}"

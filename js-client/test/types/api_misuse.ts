@@ -1,0 +1,121 @@
+// Mistakes the declarations must catch: each line after a `@ts-expect-error`
+// must be an error under `tsc --strict`, or tsc reports the directive as
+// unused (TS2578) and interop-tests/test_types_node.py fails naming the line.
+// Each was checked against lib/*.js: it throws there (TypeError,
+// MessageError...), or silently does something other than it says.
+import {
+  IPCClient,
+  ConnectionPool,
+  LoadBalancedClient,
+  ServiceClient,
+  NotConnectedError,
+  RequestTimeoutError,
+  FrameTooLargeError,
+  State,
+  DEFAULTS,
+  validateChannel
+} from 'ipc-bridge-client';
+
+export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: LoadBalancedClient, gateway: ServiceClient): Promise<void> {
+  // -- constructors and options: TypeError at run time --
+  // @ts-expect-error the app id is required
+  new IPCClient();
+  // @ts-expect-error port is a number
+  new IPCClient('app', { port: true });
+  // @ts-expect-error not a queueOverflow policy
+  new IPCClient('app', { queueOverflow: 'drop_newest' });
+  // @ts-expect-error onDisconnect is 'queue' or 'fail'
+  new IPCClient('app', { onDisconnect: 'retry' });
+  // @ts-expect-error a misspelt circuitBreaker option is refused
+  new IPCClient('app', { circuitBreaker: { failureTreshold: 3 } });
+  // @ts-expect-error a breaker's scope is 'channel' or 'client'
+  new IPCClient('app', { circuitBreaker: { scope: 'server' } });
+  // @ts-expect-error tls is a boolean, null or tls.ConnectionOptions
+  new IPCClient('app', { tls: 'yes' });
+  // @ts-expect-error tls.rejectUnauthorized is a boolean
+  new IPCClient('app', { tls: { rejectUnauthorized: 'no' } });
+  // @ts-expect-error a token is a string
+  new IPCClient('app', { token: 1234 });
+  // @ts-expect-error maxRetries is a number (Infinity for ever)
+  new IPCClient('app', { maxRetries: 'many' });
+  // @ts-expect-error heartbeatInterval is ms or null
+  new IPCClient('app', { heartbeatInterval: 'often' });
+  // @ts-expect-error a pool's members cannot share one persisted outbox
+  new ConnectionPool('app', { queuePath: '/var/lib/app/outbox.jsonl' });
+  // @ts-expect-error host and port come from the servers list
+  new LoadBalancedClient('app', ['10.0.0.1:8888'], { host: '10.0.0.2' });
+  // @ts-expect-error not a strategy
+  new LoadBalancedClient('app', ['10.0.0.1:8888'], { strategy: 'fastest' });
+  // @ts-expect-error a server is "host:port", [host, port] or {host, port, weight}
+  new LoadBalancedClient('app', [8888]);
+  // @ts-expect-error a gateway's services name their own servers
+  new ServiceClient({ users: { port: 8888 } }, { port: 9999 });
+  // @ts-expect-error a channel is a string (MessageError)
+  validateChannel(42);
+
+  // -- calls --
+  // @ts-expect-error a channel is a string
+  await client.sendRequest(123);
+  // @ts-expect-error priority is an integer
+  await client.request('orders.get', null, { priority: 'high' });
+  // @ts-expect-error a misspelt call option (an object literal's unknown key)
+  await client.request('orders.get', null, { timout: 100 });
+  // @ts-expect-error without ack, publish resolves undefined
+  const delivered: { delivered: number | null } = await client.publish('news', 1);
+  // @ts-expect-error delivered may be null (an old server's ack)
+  const count: number = (await client.publish('news', 1, { ack: true })).delivered;
+  // @ts-expect-error subscribe needs a handler
+  await client.subscribe('news');
+  // @ts-expect-error a schema is a JSON Schema object or a boolean
+  await client.serve('orders.get', () => 1, { schema: { request: 'string' } });
+  // @ts-expect-error system() needs an action
+  await client.system();
+  // @ts-expect-error health() takes {timeout}, not a number (which it would ignore)
+  await client.health(1000);
+  // @ts-expect-error a pool's acquire() takes {timeout} (a number is ignored)
+  await pool.acquire(1000);
+  // @ts-expect-error the load-balanced client's timeout is a number of ms, not call options
+  await lb.sendRequest('orders.get', null, { timeout: 100 });
+  // @ts-expect-error a service call's options are {timeout}
+  await gateway.request('users', 'users.get', null, 500);
+
+  // -- what comes back --
+  // @ts-expect-error protocol is null until connected
+  client.getConnectionInfo().protocol.toFixed();
+  // @ts-expect-error state is read-only (a getter: assigning does nothing)
+  client.state = State.CONNECTED;
+  // @ts-expect-error the options are frozen
+  client.options.port = 1;
+  // @ts-expect-error State's values are frozen
+  State.CONNECTED = 'up';
+  // @ts-expect-error highWaterMark is an alias read into maxConcurrentHandlers, never kept
+  void DEFAULTS.highWaterMark;
+
+  // -- events --
+  // @ts-expect-error no such event
+  client.on('conected', () => undefined);
+  // @ts-expect-error 'connected' passes the handshake's info
+  client.on('connected', (info: string) => info);
+  // @ts-expect-error 'reconnecting' passes {attempt, delay}
+  client.on('reconnecting', ({ attempts }) => attempts);
+  // @ts-expect-error a lost pool member's error may be null
+  pool.on('connection_lost', ({ error }) => error.message);
+  // @ts-expect-error the load-balanced client has no 'connected' event
+  lb.on('connected', () => undefined);
+
+  // -- errors --
+  // @ts-expect-error a FrameTooLargeError is made of the size and the limit
+  new FrameTooLargeError('too big');
+  // @ts-expect-error RequestTimeoutError's options are {remote}
+  new RequestTimeoutError('slow', { cause: new Error('x') });
+  const err: unknown = new NotConnectedError();
+  if (err instanceof NotConnectedError) {
+    // @ts-expect-error a NotConnectedError's code is 'not_connected'
+    if (err.code === 'timeout') return;
+  }
+
+  // -- typed contracts --
+  // @ts-expect-error a contract's channel has a request and a response
+  client.typed<{ 'orders.get': { request: number } }>();
+  void [delivered, count];
+}
