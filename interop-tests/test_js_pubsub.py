@@ -91,6 +91,7 @@ async def test_headers_are_relayed_python_to_node(server, node_agent, py_client)
     py = await py_client(server.port)
     await py.publish("traced", 1, headers={"trace-id": "abc", "ü": "✓"})
     got = await agent.wait_event("message")
+    assert got["headers"].pop("traceparent").startswith("00-")  # docs/tracing.md
     assert got["headers"] == {"trace-id": "abc", "ü": "✓"}
 
 

@@ -102,6 +102,7 @@ async def test_python_client_calls_node_responder(server, node_agent, py_client)
     assert res.payload == 42
     res = await py.send_request("node.meta", None, timeout=3.0, headers={"k": "v"})
     assert res.payload["by"] == "node"
+    assert res.payload["headers"].pop("traceparent").startswith("00-")  # docs/tracing.md
     assert res.payload["headers"] == {"k": "v"}
     assert 2000 < res.payload["timeout_ms"] <= 3000
 

@@ -38,6 +38,7 @@ from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
 from .subscriptions import Handler, Registration, Subscriptions
 from .tls import client_tls
+from .tracing import traced
 
 __all__ = ["IPCClient", "Registration", "Handler", "DEFAULT_CONNECT_TIMEOUT_S"]
 
@@ -231,6 +232,7 @@ class IPCClient:
 
     # -- public API: requests and messages --------------------------------------
 
+    @traced("request")  # docs/tracing.md: a traceparent on every message
     async def send_request(
         self, channel: str, payload: Any = None, *, timeout: float | None = None, headers: dict[str, str] | None = None, priority: int = 0, on_disconnect: str | None = None,
         idempotency_key: str | None = None,
@@ -274,6 +276,7 @@ class IPCClient:
         """Like :meth:`send_request` but returns the response payload only."""
         return (await self.send_request(channel, payload, **kwargs)).payload
 
+    @traced("notify")
     async def notify(
         self, channel: str, data: Any = None, *, headers: dict[str, str] | None = None, timeout: float | None = None, priority: int = 0, on_disconnect: str | None = None
     ) -> None:
@@ -285,6 +288,7 @@ class IPCClient:
         msg = Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers)
         await self._outbox.submit(msg, deadline, reply=False, priority=priority, on_disconnect=on_disconnect)
 
+    @traced("publish")
     async def publish(
         self, channel: str, data: Any = None, *, ack: bool = False, headers: dict[str, str] | None = None,
         timeout: float | None = None, priority: int = 0, on_disconnect: str | None = None,

@@ -6,6 +6,7 @@ what arrives (publishes to deliver, requests to serve) through admission.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from ipc_protocol.replies import handler_reply
 from .admission import Admission, Slot
 from .calls import Calls
 from .connection import ClientConnection
+from .tracing import call_in_trace, serving
 
 __all__ = ["Subscriptions", "Registration", "Handler"]
 
@@ -274,7 +276,7 @@ class Subscriptions:
                 if is_async:
                     self._admission.admit(None, self._guard, (msg, handler, None))
                     continue
-                result = handler(msg)
+                result = call_in_trace(handler, msg)  # in the publish's trace (docs/tracing.md)
                 # `is not None` first: most handlers return None, and isawaitable is not free.
                 if result is not None and inspect.isawaitable(result):
                     self._admission.admit(None, self._guard, (msg, None, result))
@@ -285,12 +287,15 @@ class Subscriptions:
     async def _guard(self, slot: Slot, msg: Message, handler: Handler | None, awaitable: Awaitable[Any] | None) -> None:
         """Run an async subscription handler, or await what a sync one returned;
         a failure is logged and emitted, never raised."""
+        scope = serving(msg, "deliver", span=handler is not None)  # docs/tracing.md
         try:
             await (handler(msg) if handler is not None else awaitable)  # type: ignore[misc]
         except Exception as exc:
+            scope.end(exc)
             log.exception("subscription handler for %r failed", msg.channel_id)
             self._emit("error", exc)
         finally:
+            scope.end()
             self._admission.finished(slot)
 
     def serve_request(self, conn: ClientConnection, msg: Message) -> None:
@@ -311,13 +316,14 @@ class Subscriptions:
 
     async def _answer(self, slot: Slot, conn: ClientConnection, msg: Message, fn: Handler) -> None:
         """Run a served request's handler and write its answer (or its failure)."""
+        scope = serving(msg)  # its own calls continue the request's trace (docs/tracing.md)
         failure: Exception | None
         try:
             try:
                 if _is_async_function(fn):
                     result = await fn(msg)
                 else:
-                    result = await asyncio.get_running_loop().run_in_executor(None, fn, msg)
+                    result = await asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, fn, msg)
                     if inspect.isawaitable(result):
                         result = await result
             except asyncio.CancelledError:
@@ -326,6 +332,7 @@ class Subscriptions:
                 result, failure = None, exc
             else:
                 failure = None
+            scope.end(failure)
             if msg.message_type is not MessageType.REQUEST or conn is not self._admission.current() or not conn.is_open:
                 return
             # An unsendable result is answered with its encoding error's own text, as it always was here.

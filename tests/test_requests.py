@@ -199,7 +199,8 @@ async def test_headers_are_relayed(make_client) -> None:
     worker = await make_client()
     await worker.serve("h", lambda m: m.headers)
     caller = await make_client()
-    assert await caller.request("h", headers={"trace": "t-1"}) == {"trace": "t-1"}
+    got = await caller.request("h", headers={"trace": "t-1"})
+    assert got.pop("traceparent").startswith("00-") and got == {"trace": "t-1"}  # docs/tracing.md
 
 
 async def test_notification_reaches_handler_and_is_never_answered(server, make_client) -> None:

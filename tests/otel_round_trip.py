@@ -1,0 +1,99 @@
+"""A round trip through the real server in a process of its own, for
+tests/test_tracing.py: a caller's request to a responder that requests
+another responder, a publish to a subscriber and a notification, then one
+JSON line on stdout describing what happened.
+
+``--block-otel``: OpenTelemetry cannot be imported (as if not installed);
+the line tells whether anything of it was loaded and whether the client
+tried. ``--sdk``: a tracer provider with the SDK's in-memory exporter; the
+line lists the finished spans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.abc
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+attempts: list[str] = []
+
+
+class _Missing(importlib.abc.MetaPathFinder):
+    """Makes ``opentelemetry`` unimportable, and counts the attempts."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            attempts.append(name)
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+async def round_trip() -> dict[str, Any]:
+    from ipc_client import IPCClient, tracing
+    from ipc_server import IPCServer
+
+    async with IPCServer("127.0.0.1", 0) as server:
+        async with IPCClient("app", "127.0.0.1", server.port) as caller, IPCClient("app", "127.0.0.1", server.port) as middle, IPCClient(
+            "app", "127.0.0.1", server.port
+        ) as back:
+            delivered = asyncio.get_running_loop().create_future()
+
+            async def outer(msg: Any) -> Any:
+                return await middle.request("inner", msg.payload)
+
+            async def fail(msg: Any) -> Any:
+                raise ValueError("no")
+
+            await middle.serve("outer", outer)
+            await middle.serve("fail", fail)
+            await back.serve("inner", lambda m: m.payload + 1)
+            await back.subscribe("news", lambda m: delivered.set_result(tracing.current_trace_id()))
+            result = await caller.request("outer", 1, timeout=10)
+            try:
+                await caller.request("fail", timeout=10)
+            except Exception as exc:  # noqa: BLE001
+                failed = type(exc).__name__
+            await caller.publish("news", {"n": 1}, ack=True)
+            trace_in_subscriber = await asyncio.wait_for(delivered, 10)
+    return {"result": result, "failed": failed, "trace_in_subscriber": trace_in_subscriber}
+
+
+def main() -> None:
+    if "--block-otel" in sys.argv:
+        sys.meta_path.insert(0, _Missing())
+        out = asyncio.run(round_trip())
+        out["loaded"] = sorted(m for m in sys.modules if m == "opentelemetry" or m.startswith("opentelemetry."))
+        out["attempts"] = len(attempts)
+    else:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        out = asyncio.run(round_trip())
+        out["spans"] = [
+            {
+                "name": s.name,
+                "kind": s.kind.name,
+                "trace_id": f"{s.context.trace_id:032x}",
+                "span_id": f"{s.context.span_id:016x}",
+                "parent_id": f"{s.parent.span_id:016x}" if s.parent is not None else None,
+                "attributes": dict(s.attributes or {}),
+                "status": s.status.status_code.name,
+            }
+            for s in exporter.get_finished_spans()
+        ]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
