@@ -28,6 +28,8 @@ from .admission import Admission
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
 from .calls import Calls
 from .circuit_breaker import Breakers, CircuitBreaker, CircuitBreakerOptions
+from .client_extensions import ClientExtensions
+from .coalescing import DEFAULT_CACHE_MAX_ENTRIES, SharedCalls, shareable
 from .connection import ClientConnection
 from .introspection import connection_health, ping_health
 from .metrics import ClientMetrics
@@ -52,7 +54,7 @@ _EVENTS = (
 _CONNECTED = ConnectionState.CONNECTED
 
 
-class IPCClient:
+class IPCClient(ClientExtensions):
     """Client for the bridge's server.
 
     Args:
@@ -84,6 +86,7 @@ class IPCClient:
         expose_stacks: send handler stack traces to requesters.
         max_concurrent_handlers: served requests and async subscription
             handlers running at once; more wait in arrival order.
+        cache_max_entries: answers the response cache holds (``cache_ttl``); 0 turns it off.
         on_connected, on_disconnected, on_error: callbacks (sync or async).
     """
 
@@ -115,6 +118,7 @@ class IPCClient:
         user: str | None = None,
         max_frame_size: int | None = None,
         max_concurrent_handlers: int = 1024,
+        cache_max_entries: int = DEFAULT_CACHE_MAX_ENTRIES,
         expose_stacks: bool = False,
         on_connected: Callable[..., Any] | None = None,
         on_disconnected: Callable[..., Any] | None = None,
@@ -145,6 +149,7 @@ class IPCClient:
         self._listeners = Listeners("client", _EVENTS, self._spawn)
         self._metrics = ClientMetrics()
         self._calls = Calls(app_id, self._metrics)
+        self._shared = SharedCalls(self._metrics, cache_max_entries, request_timeout)
         self._admission = Admission(max_concurrent_handlers, lambda: self._link.conn)
         self._subs = Subscriptions(
             self._calls, self._admission, connected=self._connected_conn, waiting=lambda: self._sm.waiting,
@@ -233,9 +238,11 @@ class IPCClient:
     # -- public API: requests and messages --------------------------------------
 
     @traced("request")  # docs/tracing.md: a traceparent on every message
+    @shareable  # coalesce, cache_ttl: docs/resilience.md §11
     async def send_request(
         self, channel: str, payload: Any = None, *, timeout: float | None = None, headers: dict[str, str] | None = None, priority: int = 0, on_disconnect: str | None = None,
         idempotency_key: str | None = None,
+        coalesce: bool = False, cache_ttl: float | None = None,
     ) -> Message:
         """Send a request and return the response message (its ``payload`` is the result).
 
@@ -243,7 +250,9 @@ class IPCClient:
         (``priority``: higher first), unless ``on_disconnect="fail"``. With an
         ``idempotency_key`` the server runs it once per key, and a connection
         lost before the answer resends it instead of raising ConnectionLost
-        (docs/protocol.md §6.6).
+        (docs/protocol.md §6.6). With ``coalesce=True`` identical calls in
+        flight (same channel and payload) share one round trip; with
+        ``cache_ttl`` (seconds) a successful answer is reused until it expires.
 
         Raises:
             RequestTimeout: no answer within ``timeout`` seconds (default

@@ -17,6 +17,12 @@ class ClientMetrics:
         self.messages_sent = 0
         self.messages_delivered = 0
         self.messages_failed = 0
+        # Shared calls and iterators (docs/resilience.md §11), counted by their modules.
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self.cache_size = 0
+        self.requests_coalesced = 0
+        self.iterator_dropped = 0
         self._reconnect_time_total = 0.0
         self._closed_connections = 0
         self._closed_duration_total = 0.0
@@ -71,4 +77,9 @@ class ClientMetrics:
             "message_delivery_rate": self.messages_delivered / settled if settled else 1.0,
             "active_connections": 1 if connected else 0,
             "average_connection_duration_ms": round(durations / connections * 1000, 3) if connections else 0.0,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "cache_size": self.cache_size,
+            "requests_coalesced": self.requests_coalesced,
+            "iterator_dropped": self.iterator_dropped,
         }

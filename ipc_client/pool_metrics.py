@@ -15,7 +15,7 @@ __all__ = ["fold_retired", "sum_metrics"]
 
 # Metrics that describe the present, not a history: never carried over from
 # destroyed members.
-_LIVE_METRICS = frozenset({"active_connections", "queued", "queued_bytes"})
+_LIVE_METRICS = frozenset({"active_connections", "queued", "queued_bytes", "cache_size"})
 
 # Mean metrics and the count each is a mean over, for weighting across members.
 _AVERAGES = {

@@ -107,6 +107,8 @@ const DEFAULTS = Object.freeze({
   maxConcurrentHandlers: 1024,
   /** Send stack traces of responder errors in error.remote_stack (§6.3). */
   exposeStacks: false,
+  /** Answers the response cache holds (per-call `cacheTtl`), least recently used out first; 0 turns it off. */
+  cacheMaxEntries: 1000,
   /**
    * When the attempt of connect() fails, keep trying with the reconnect
    * policy (backoff, jitter, maxRetries) instead of rejecting at once; an

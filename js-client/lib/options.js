@@ -116,6 +116,7 @@ function parseOptions(options = {}) {
   }
   checkNumber(o, 'maxConcurrentHandlers', { min: 1, integer: true, infinite: true });
   if (typeof o.exposeStacks !== 'boolean') typeError('exposeStacks', 'a boolean', o.exposeStacks);
+  checkNumber(o, 'cacheMaxEntries', { integer: true });
   if (typeof o.waitOnFirstConnect !== 'boolean') typeError('waitOnFirstConnect', 'a boolean', o.waitOnFirstConnect);
 
   if (o.maxDelay < o.initialDelay) {

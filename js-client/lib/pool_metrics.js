@@ -8,7 +8,7 @@
  */
 
 /** Metrics that are current values, not counters: a destroyed member's no longer count. */
-const CURRENT_METRICS = new Set(['activeConnections', 'queued', 'queuedBytes']);
+const CURRENT_METRICS = new Set(['activeConnections', 'queued', 'queuedBytes', 'cacheSize']);
 
 /**
  * Sums the KPIs of several clients (§2), recomputing rates and averages

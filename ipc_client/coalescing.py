@@ -1,0 +1,120 @@
+"""Shared calls (docs/resilience.md §11): request coalescing and the TTL
+response cache, the legacy package's ``deduplicatedRequest`` and
+``cachedRequest`` (seed 001, "Performance Optimization") inside the client.
+
+Both are opt-in per call and keyed by :func:`request_key` (channel and
+canonical payload). With ``coalesce=True`` identical calls in flight share
+one round trip: each caller gets the answer (or the error), under its own
+timeout; a caller that times out or is cancelled leaves the shared call
+running for the others. With ``cache_ttl`` a successful answer is reused
+for that many seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pydantic_core
+
+from ipc_protocol import Message, RequestTimeout
+
+from .metrics import ClientMetrics
+from .response_cache import DEFAULT_CACHE_MAX_ENTRIES, ResponseCache, check_cache_ttl
+
+__all__ = ["SharedCalls", "request_key", "shareable", "DEFAULT_CACHE_MAX_ENTRIES"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def request_key(channel: str, payload: Any) -> str | None:
+    """The channel and the payload as canonical JSON (keys sorted, no
+    spaces), so equal payloads share a key whatever their key order; None
+    for a payload that JSON cannot carry (such a call is sent as is and
+    fails there, with its usual error)."""
+    try:
+        text = json.dumps(
+            pydantic_core.to_jsonable_python(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError, pydantic_core.PydanticSerializationError):
+        return None
+    return f"{channel}\x00{text}"
+
+
+def shareable(fn: F) -> F:
+    """Decorates ``IPCClient.send_request``: a call with ``coalesce`` or
+    ``cache_ttl`` goes through the client's :class:`SharedCalls`, which makes
+    the call itself with every other argument as given; any other call is
+    the method's own coroutine, with no frame added."""
+
+    @functools.wraps(fn)
+    def send_request(self: Any, channel: str, payload: Any = None, *args: Any, coalesce: bool = False, cache_ttl: float | None = None, **kwargs: Any) -> Any:
+        if not coalesce and cache_ttl is None:
+            return fn(self, channel, payload, *args, **kwargs)
+        send = functools.partial(fn, self, channel, payload, *args, **kwargs)
+        shared: SharedCalls = self._shared
+        return shared.request(send, channel, payload, coalesce=coalesce, cache_ttl=cache_ttl, timeout=kwargs.get("timeout"))
+
+    return send_request  # type: ignore[return-value]
+
+
+class SharedCalls:
+    """The calls in flight that others may join, and the response cache."""
+
+    def __init__(self, metrics: ClientMetrics, cache_max_entries: int, request_timeout: float) -> None:
+        self.cache = ResponseCache(cache_max_entries, metrics)
+        self.request_timeout = request_timeout
+        self._metrics = metrics
+        self._inflight: dict[str, asyncio.Future[Message]] = {}
+
+    def __len__(self) -> int:
+        return len(self._inflight)
+
+    async def request(
+        self, send: Callable[[], Awaitable[Message]], channel: str, payload: Any, *, coalesce: bool, cache_ttl: float | None, timeout: float | None
+    ) -> Message:
+        """``send()`` once for everyone asking the same (``coalesce``), or not at all while a fresh answer is cached."""
+        ttl = None if cache_ttl is None else check_cache_ttl(cache_ttl)
+        key = request_key(channel, payload)
+        if key is None:
+            return await send()
+        if ttl is not None and (hit := self.cache.get(key)) is not None:
+            return hit
+        reply = await (self._join(key, send, channel, timeout) if coalesce else send())
+        if ttl is not None:
+            self.cache.put(key, reply, ttl)  # only answers: an error was raised above
+        return reply
+
+    async def _join(self, key: str, send: Callable[[], Awaitable[Message]], channel: str, timeout: float | None) -> Message:
+        shared = self._inflight.get(key)
+        if shared is None:
+            # The first caller's call, with its deadline, in a task of its own:
+            # a caller that goes away does not take it from the others.
+            shared = self._inflight[key] = asyncio.ensure_future(self._run(key, send))
+            shared.add_done_callback(_retrieve)
+            return await asyncio.shield(shared)
+        self._metrics.requests_coalesced += 1
+        wait = self.request_timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(shared), wait)
+        except RequestTimeout:
+            raise  # the shared call's own deadline
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RequestTimeout(f"no response on {channel!r} within {wait:.3g} s (a coalesced call)") from None
+
+    async def _run(self, key: str, send: Callable[[], Awaitable[Message]]) -> Message:
+        try:
+            return await send()
+        finally:
+            # Leaves the table the moment it settles: a later caller starts a new call.
+            if self._inflight.get(key) is asyncio.current_task():
+                del self._inflight[key]
+
+
+def _retrieve(fut: asyncio.Future[Message]) -> None:
+    """Mark a shared call's error retrieved: every caller may have gone."""
+    if not fut.cancelled():
+        fut.exception()
