@@ -230,6 +230,9 @@ class LoadBalancedClient:
         """Send a request to one healthy server, failing over as §8 says.
 
         ``kwargs`` (``headers``, ``priority``...) go to :meth:`IPCClient.send_request`.
+        An ``idempotency_key`` goes with every attempt: a retry that reaches the
+        server the first attempt reached joins its run or gets its stored answer
+        (docs/protocol.md §6.6), so it runs once there.
 
         Raises:
             NotConnected: no healthy server (or every one failed with a

@@ -103,14 +103,18 @@ class _Entry:
 class Run:
     """The requester handlers and forwarding answer for a keyed request;
     it hands the answer to :class:`Idempotency`, which answers every
-    requester of the key and keeps it."""
+    requester of the key and keeps it.
 
-    __slots__ = ("_window", "_entry", "app_id", "connection_id", "legacy", "peer", "client_name", "is_open",
+    What it does not define itself (what a request's bookkeeping reads of
+    its requester: when it was read, its figures) is the first requester's."""
+
+    __slots__ = ("_window", "_entry", "_first", "app_id", "connection_id", "legacy", "peer", "client_name", "is_open",
                  "inflight", "handler_calls", "awaiting", "serving")  # fmt: skip
 
     def __init__(self, window: Idempotency, entry: _Entry, first: ServerConnection) -> None:
         self._window = window
         self._entry = entry
+        self._first = first
         self.app_id = first.app_id
         self.connection_id = f"{first.connection_id}/idempotent"
         self.legacy = False  # a version-1 client cannot send a key (its frames have no headers)
@@ -136,6 +140,11 @@ class Run:
 
     def fits(self, frame: bytes) -> bool:
         return True
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._first, name)
 
     def expect_answers(self) -> None:
         pass
@@ -179,8 +188,8 @@ class Idempotency:
         answered here (joined a run, a stored answer, a conflict, a bad key)."""
         headers = msg.headers
         key = headers.get(IDEMPOTENCY_HEADER) if headers is not None else None
-        if key is None or msg.message_type is not MessageType.REQUEST:
-            return conn
+        if key is None or msg.message_type is not MessageType.REQUEST or getattr(msg, "window", None) is not None:
+            return conn  # a notification, or a stream (§15): nothing to keep
         problem = key_problem(key)
         if problem is not None:
             conn.refuse(msg, ErrorCode.BAD_MESSAGE, problem)

@@ -327,6 +327,13 @@ export interface CallOptions {
   onDisconnect?: 'queue' | 'fail';
   /** Deadline in ms from the call, queue time included. Default: requestTimeout. */
   timeout?: number;
+  /**
+   * sendRequest/request only: the server runs the request once per key (a
+   * retry joins the run or gets its stored answer), and a connection lost
+   * before the answer resends it instead of rejecting connection_lost
+   * (docs/protocol.md §6.6). A non-empty string of at most 256 characters.
+   */
+  idempotencyKey?: string;
 }
 
 export interface ConnectionHealth {
@@ -729,10 +736,10 @@ export declare class LoadBalancedClient extends EventEmitter {
     channelId: string,
     payload?: P,
     timeout?: number,
-    options?: { headers?: Record<string, string> }
+    options?: { headers?: Record<string, string>; idempotencyKey?: string }
   ): Promise<Message<R>>;
   /** sendRequest() resolving the response's payload only. */
-  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number, options?: { headers?: Record<string, string> }): Promise<R>;
+  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number, options?: { headers?: Record<string, string>; idempotencyKey?: string }): Promise<R>;
   publish(
     channelId: string,
     data: unknown,

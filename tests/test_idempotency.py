@@ -7,6 +7,7 @@ and its caps drop the oldest answers first."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,11 @@ from ipc_protocol import (
     NoResponders,
     RequestTimeout,
 )
-from ipc_protocol.idempotency import IDEMPOTENCY_HEADER
+from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
 from ipc_server import IPCServer
 from ipc_server.users import hash_token
 
-from .conftest import WAIT_S, RawPeer, frame
+from .conftest import ROOT, WAIT_S, RawPeer, frame
 from .faultproxy import FaultProxy
 
 
@@ -85,6 +86,12 @@ async def client() -> AsyncIterator[Callable[..., Awaitable[IPCClient]]]:
 
 def counts(server: IPCServer) -> dict[str, int]:
     return server.stats.idempotency
+
+
+def test_the_header_and_key_length_are_those_of_the_shared_spec() -> None:
+    spec = json.loads((ROOT / "interop-tests" / "spec" / "idempotency.json").read_text())
+    assert (spec["header"], spec["max_key_length"]) == (IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH)
+    assert spec["python_option"] == "idempotency_key"
 
 
 # -- joining and storing -------------------------------------------------------------

@@ -42,7 +42,7 @@ function payloadOf(cmd) {
 }
 
 /**
- * The per-call options of a command: headers, priority, onDisconnect.
+ * The per-call options of a command: headers, priority, onDisconnect, idempotencyKey.
  * @param {object} cmd
  * @returns {object}
  */
@@ -51,6 +51,7 @@ function callOptions(cmd) {
   if (cmd.headers !== undefined) options.headers = cmd.headers;
   if (cmd.priority !== undefined) options.priority = cmd.priority;
   if (cmd.onDisconnect !== undefined) options.onDisconnect = cmd.onDisconnect;
+  if (cmd.idempotencyKey !== undefined) options.idempotencyKey = cmd.idempotencyKey;
   return options;
 }
 

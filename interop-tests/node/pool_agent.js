@@ -129,6 +129,15 @@ const ops = {
     await load.stop();
     return load.tally.summary();
   },
+  // One request with per-call options, not awaited; its outcome is reported as an event.
+  startRequest: (cmd) => {
+    const options = cmd.idempotencyKey === undefined ? {} : { idempotencyKey: cmd.idempotencyKey };
+    target.sendRequest(cmd.channel, cmd.payload ?? null, cmd.timeoutMs, options).then(
+      (res) => out({ event: 'requestDone', tag: cmd.tag, ok: true, payload: res.payload }),
+      (err) => out({ event: 'requestDone', tag: cmd.tag, ok: false, error: describe(err) })
+    );
+    return null;
+  },
   serve: (cmd) => target.serve(cmd.channel, (msg) => ({ by: 'node', payload: msg.payload })).then(() => null),
   subscribe: (cmd) =>
     target.subscribe(cmd.channel, (msg) => out({ event: 'message', channel: msg.channel_id, payload: msg.payload })).then(() => null),

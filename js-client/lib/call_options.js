@@ -28,14 +28,15 @@ function checkTimeout(timeout) {
  * @param {object} options
  * @param {number} defaultTimeout
  * @param {string} defaultPolicy the client's `onDisconnect`.
- * @returns {{headers: object|undefined, priority: number, onDisconnect: string, timeout: number}}
+ * `idempotencyKey` is read by sendRequest only (docs/protocol.md §6.6).
+ * @returns {{headers: object|undefined, priority: number, onDisconnect: string, timeout: number, idempotencyKey: string|undefined}}
  */
 function callOptions(options, defaultTimeout, defaultPolicy) {
   if (options === null || typeof options !== 'object') throw new TypeError('call options must be an object');
-  const { headers, priority = 0, onDisconnect = defaultPolicy, timeout = defaultTimeout } = options;
+  const { headers, priority = 0, onDisconnect = defaultPolicy, timeout = defaultTimeout, idempotencyKey } = options;
   if (!Number.isSafeInteger(priority)) throw new TypeError(`priority must be an integer, got ${String(priority)}`);
   if (!ON_DISCONNECT.includes(onDisconnect)) throw new TypeError(`onDisconnect must be 'queue' or 'fail', got ${String(onDisconnect)}`);
-  return { headers, priority, onDisconnect, timeout: checkTimeout(timeout) };
+  return { headers, priority, onDisconnect, timeout: checkTimeout(timeout), idempotencyKey };
 }
 
 /**

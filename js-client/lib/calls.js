@@ -18,6 +18,7 @@ const { validateChannel, isReserved } = require('./channels');
 const { now } = require('./connection');
 const { callOptions, checkTimeout, isLocalFailure, isLocalRefusal } = require('./call_options');
 const { State } = require('./state');
+const { keyedHeaders, resendOnLoss } = require('./idempotency');
 const {
   ConnectionLostError,
   ForbiddenError,
@@ -73,6 +74,7 @@ class Calls {
     const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
     if (timeout != null) call.timeout = checkTimeout(timeout); // the positional argument wins
     const deadline = now() + call.timeout;
+    if (call.idempotencyKey !== undefined) call.headers = keyedHeaders(call.headers, call.idempotencyKey); // run once per key (§6.6)
     const msg = buildMessage('request', this.host.appId, channelId, payload, call.headers ? { headers: call.headers } : undefined);
     const breaker = this.host._breakers.for(channelId);
     const permit = breaker === null ? null : breaker.acquire();
@@ -80,7 +82,9 @@ class Calls {
     let reply;
     let failure = null;
     try {
-      reply = await this.submit(msg, deadline, call, true);
+      reply = await (call.idempotencyKey === undefined
+        ? this.submit(msg, deadline, call, true)
+        : resendOnLoss(this.host, () => this.submit(msg, deadline, call, true), deadline, call.onDisconnect));
     } catch (err) {
       failure = err;
     }

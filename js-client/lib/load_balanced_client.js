@@ -151,7 +151,9 @@ class LoadBalancedClient extends EventEmitter {
    * @param {string} channelId a concrete channel.
    * @param {unknown} [payload]
    * @param {number} [timeout] milliseconds, the whole call's deadline.
-   * @param {{headers?: Record<string, string>}} [options]
+   * @param {{headers?: Record<string, string>, idempotencyKey?: string}} [options] an
+   *   idempotencyKey goes with every attempt: a retry that reaches the server
+   *   the first attempt reached joins its run or gets its stored answer (§6.6).
    * @returns {Promise<object>} the response message.
    * @throws {IpcError} the last failure; not_connected when no server is healthy.
    */

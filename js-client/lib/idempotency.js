@@ -1,0 +1,100 @@
+'use strict';
+
+/**
+ * Requests with an idempotency key (docs/protocol.md §6.6,
+ * docs/resilience.md §3): the header the key travels in, what a key may
+ * be, and the resend of a keyed request whose connection dropped.
+ *
+ * The server runs a request once per key and keeps its answer for a
+ * while, so a keyed request whose connection drops before its answer is
+ * not rejected with connection_lost but sent again once the client is
+ * connected again (it waits in the offline queue meanwhile), within its
+ * own deadline: the server answers the resend from the run the first
+ * attempt started, or from its stored answer. Without a key nothing here
+ * runs. The Python mirror is `ipc_client/idempotency.py` (and
+ * `ipc_protocol/idempotency.py`); `interop-tests/spec/idempotency.json`
+ * holds what both agree on.
+ */
+
+const { ConnectionLostError } = require('./errors');
+const { State } = require('./state');
+
+/** A header rather than an envelope field: headers reach responders unchanged and never a version-1 peer. */
+const IDEMPOTENCY_HEADER = 'idempotency-key';
+const MAX_IDEMPOTENCY_KEY_LENGTH = 256;
+
+/**
+ * Why `key` cannot be an idempotency key, or null when it can.
+ * @param {unknown} key
+ * @returns {string|null}
+ */
+function keyProblem(key) {
+  if (typeof key !== 'string') return `an idempotency key is a string, not ${key === null ? 'null' : typeof key}`;
+  if (key.length === 0) return 'an idempotency key must not be empty';
+  if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+    return `an idempotency key has at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters, this one ${key.length}`;
+  }
+  return null;
+}
+
+/**
+ * A request's headers with its idempotency key added (the caller's object is not changed).
+ * @param {Record<string, string>|undefined} headers
+ * @param {unknown} key
+ * @returns {Record<string, string>}
+ * @throws {TypeError} the key is not a non-empty string of at most 256 characters.
+ */
+function keyedHeaders(headers, key) {
+  const problem = keyProblem(key);
+  if (problem !== null) throw new TypeError(problem);
+  return { ...(headers || {}), [IDEMPOTENCY_HEADER]: key };
+}
+
+/**
+ * Runs `attempt()` again each time it rejects with connection_lost, until
+ * it ends otherwise or the deadline passes. `policy` is the call's
+ * `onDisconnect`: 'fail' asked not to wait for a connection, so the loss is
+ * thrown. While the client reconnects `attempt()` queues the request; once
+ * it has given up, `attempt()` rejects with not_connected.
+ * @template T
+ * @param {object} host the IPCClient (`_state`, `_conn`, `once()`).
+ * @param {() => Promise<T>} attempt
+ * @param {number} deadline monotonic ms.
+ * @param {string} policy
+ * @returns {Promise<T>}
+ */
+async function resendOnLoss(host, attempt, deadline, policy) {
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof ConnectionLostError) || policy === 'fail' || performance.now() >= deadline) throw err;
+      // The socket is gone but the client has not seen it yet: wait until it does.
+      if (host._state === State.CONNECTED) await lossNoticed(host, deadline, err);
+    }
+  }
+}
+
+/**
+ * Resolves when the client leaves the connected state; rejects with `err` at the deadline.
+ * @param {object} host
+ * @param {number} deadline
+ * @param {Error} err
+ * @returns {Promise<void>}
+ */
+function lossNoticed(host, deadline, err) {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      host.off('disconnected', done);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      host.off('disconnected', done);
+      reject(err);
+    }, Math.max(0, deadline - performance.now()));
+    host.once('disconnected', done);
+  });
+}
+
+module.exports = { IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, keyProblem, keyedHeaders, resendOnLoss };

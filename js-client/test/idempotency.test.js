@@ -1,0 +1,102 @@
+'use strict';
+
+/**
+ * The idempotencyKey option (docs/protocol.md §6.6): what a key may be,
+ * the header it travels in, and the resend of a keyed request whose
+ * connection dropped. The server's side (running once, joining, storing)
+ * is tested against the real server in interop-tests/test_js_idempotency.py.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { IPCClient } = require('..');
+const { IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, keyedHeaders, keyProblem } = require('../lib/idempotency');
+const { ROOT, Peer, nextReceived, waitFor } = require('./helpers');
+
+const SPEC = JSON.parse(fs.readFileSync(path.join(ROOT, 'interop-tests', 'spec', 'idempotency.json'), 'utf8'));
+
+test('idempotency - the header and the key length are those of interop-tests/spec/idempotency.json', () => {
+  assert.equal(IDEMPOTENCY_HEADER, SPEC.header);
+  assert.equal(MAX_IDEMPOTENCY_KEY_LENGTH, SPEC.max_key_length);
+  assert.equal(SPEC.node_option, 'idempotencyKey');
+});
+
+test('idempotency - a key is a non-empty string of at most 256 characters', () => {
+  assert.equal(keyProblem('k'), null);
+  assert.equal(keyProblem('k'.repeat(256)), null);
+  for (const bad of ['', 'k'.repeat(257), 7, null, {}]) assert.match(keyProblem(bad), /idempotency key/);
+  const headers = { trace: 't' };
+  assert.deepEqual(keyedHeaders(headers, 'k'), { trace: 't', 'idempotency-key': 'k' });
+  assert.deepEqual(headers, { trace: 't' }); // the caller's object is left alone
+  assert.throws(() => keyedHeaders(undefined, ''), TypeError);
+});
+
+/**
+ * A client of a scripted peer, closed after the test.
+ * @param {import('node:test').TestContext} t
+ * @param {Peer} peer
+ * @param {object} [options]
+ * @returns {Promise<IPCClient>}
+ */
+async function connected(t, peer, options = {}) {
+  await peer.listen();
+  const client = new IPCClient('app', { port: peer.port, initialDelay: 10, maxDelay: 20, jitter: 0, requestTimeout: 5000, ...options });
+  client.on('error', () => {});
+  t.after(async () => {
+    await client.disconnect();
+    await peer.close();
+  });
+  await client.connect();
+  return client;
+}
+
+test('idempotency - sendRequest sends the key as a header; a bad key is refused before sending', async (t) => {
+  const peer = new Peer({ onRequest: (msg, conn, reply) => reply(msg.headers) });
+  const client = await connected(t, peer);
+  const res = await client.sendRequest('jobs.run', 1, { idempotencyKey: 'job-1', headers: { a: 'b' } });
+  assert.deepEqual(res.payload, { a: 'b', 'idempotency-key': 'job-1' });
+  await assert.rejects(client.sendRequest('jobs.run', 1, { idempotencyKey: '' }), TypeError);
+  await assert.rejects(client.request('jobs.run', 1, { idempotencyKey: 'x'.repeat(257) }), TypeError);
+  assert.equal(peer.received.filter((m) => m.channel_id === 'jobs.run').length, 1);
+});
+
+test('idempotency - a keyed request whose connection drops is sent again once reconnected', async (t) => {
+  let attempts = 0;
+  const peer = new Peer({
+    onRequest: (msg, conn, reply) => {
+      attempts++;
+      if (attempts === 1) conn.socket.destroy(); // the first attempt reached the server, then the connection dropped
+      else reply({ attempt: attempts, key: msg.headers[IDEMPOTENCY_HEADER] });
+    }
+  });
+  const client = await connected(t, peer);
+  const reconnected = waitFor(client, 'reconnected');
+  const res = await client.sendRequest('jobs.run', { n: 1 }, { idempotencyKey: 'job-1' });
+  await reconnected;
+  assert.deepEqual(res.payload, { attempt: 2, key: 'job-1' });
+  const sent = peer.received.filter((m) => m.channel_id === 'jobs.run');
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[1].payload, sent[0].payload);
+  assert.ok(sent[1].timeout_ms <= sent[0].timeout_ms); // the same deadline, what is left of it
+});
+
+test('idempotency - without a key, or with onDisconnect fail, the loss rejects connection_lost', async (t) => {
+  const peer = new Peer({ onRequest: (msg, conn) => conn.socket.destroy() });
+  const client = await connected(t, peer);
+  await assert.rejects(client.sendRequest('jobs.run', 1), { code: 'connection_lost' });
+  await waitFor(client, 'reconnected');
+  const seen = nextReceived(peer, (m) => m.channel_id === 'jobs.run');
+  await assert.rejects(client.sendRequest('jobs.run', 1, { idempotencyKey: 'k', onDisconnect: 'fail' }), { code: 'connection_lost' });
+  await seen;
+});
+
+test('idempotency - a keyed request gives up at its deadline while the server stays away', async (t) => {
+  const peer = new Peer({ onRequest: (msg, conn) => conn.socket.destroy() });
+  const client = await connected(t, peer);
+  const started = performance.now();
+  await assert.rejects(client.sendRequest('jobs.run', 1, { idempotencyKey: 'k', timeout: 300 }), { code: 'timeout' });
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed >= 250 && elapsed < 3000, `gave up after ${elapsed} ms`);
+});
