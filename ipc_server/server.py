@@ -104,8 +104,6 @@ class IPCServer:
         if config.users_file is not None:
             self._auth = Auth(load_users(config.users_file), self.stats, self._admission.connect_requested)
         self._idempotency = Idempotency(self.config, self.stats, self._auth)  # requests with a key run once (§6.6)
-        # GET /metrics and /healthz with metrics_port (docs/operations.md).
-        self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing)
         self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
