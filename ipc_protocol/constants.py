@@ -26,7 +26,7 @@ SERVICES_CHANNEL = "$sys.services"
 RESERVED_PREFIXES = ("system", "$sys")
 # The ``system`` actions the server answers itself (docs/protocol.md §8); any
 # other action is a request to whoever serves ``system`` in the app.
-SERVER_SYSTEM_ACTIONS = frozenset({"connect", "ping", "stats", "channels", "services", "describe"})
+SERVER_SYSTEM_ACTIONS = frozenset({"connect", "ping", "stats", "channels", "services", "describe", "connections"})
 
 HEADER_SIZE = 4
 MAX_FRAME_LIMIT = 2**32 - 1  # what a uint32 length prefix can express

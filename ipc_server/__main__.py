@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from typing import Any
 from ipc_protocol.version import __version__
 
 from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
+from .cli_view import VIEWS
+from .logs import LOG_FORMATS, configure_logging
 from .server import run
 from .users import check_auth_files
 from .tls import server_context
@@ -47,6 +48,16 @@ def _seconds_or_off(value: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number of seconds or 'off', got {value!r}") from None
 
 
+def _port_or_off(value: str) -> int | None:
+    """A port number (0: any free one), or ``none``/``off``."""
+    if value.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number or 'off', got {value!r}") from None
+
+
 def _default_text(name: str, value: Any) -> str:
     if value is None:
         return "none"
@@ -70,7 +81,7 @@ def _document_settings(parser: argparse.ArgumentParser) -> None:
         secret = action.dest == "token"
         extra = f"env {env_name(action.dest)}" if secret else f"default {shown}; env {env_name(action.dest)}"
         action.help = f"{action.help} ({extra})"
-        if action.type in (int, _limit):
+        if action.type in (int, _limit, _port_or_off):
             action.metavar = "N"
         elif action.type in (float, _seconds_or_off):
             action.metavar = "SECONDS"
@@ -127,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--tls-ca", help="PEM CA bundle: client certificates are required and verified (mutual TLS)")
     p.add_argument("--expose-stacks", action="store_true", help="send handler stack traces to clients")
+    p.add_argument("--metrics-port", type=_port_or_off, help="serve GET /metrics (Prometheus) and GET /healthz on this port, 0 for any free one; 'off' for none (docs/operations.md)")
+    p.add_argument("--metrics-host", help="interface of the metrics port (loopback unless told)")
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="text, or json: one object per line with ts, level, logger, msg and app, peer, connection_id, reason where they apply")
     p.add_argument("--loop", choices=LOOPS, help="event loop: asyncio or uvloop (pip install 'ipc-bridge[uvloop]')")
     _document_settings(p)
     return p
@@ -152,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         from .hash_token import main as hash_token_main
 
         return hash_token_main(argv[1:])
+    if argv[:1] and argv[0] in VIEWS:  # stats, connections, channels, services: docs/operations.md §3
+        from .cli_view import main as view_main
+
+        return view_main(argv)
     overrides: dict[str, Any] = vars(build_parser().parse_args(argv))
     path = overrides.pop("config", None)
     try:
@@ -166,14 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"ipc_server: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.log_level, config.log_format)  # docs/operations.md §4
 
     def ready(server: Any) -> None:
         print(f"ipc_server listening on {server.host}:{server.port}", flush=True)
+        if server.metrics is not None:  # the second line, with --metrics-port
+            print(f"ipc_server metrics on http://{server.metrics.endpoint.host}:{server.metrics.port}/metrics", flush=True)
 
     try:
         with asyncio.Runner(loop_factory=factory) as runner:

@@ -31,6 +31,7 @@ from ipc_protocol.server_protocol import ConnectRequested
 
 from .config import ServerConfig
 from .connection import ServerConnection
+from .logs import log_opened
 from .router import ResponderTable
 from .shutdown import Shutdown
 from .stats import ServerStats
@@ -151,7 +152,7 @@ class Admission:
         self._open += 1
         self._by_id[connection_id] = conn
         self.apps.setdefault(request.app_id, App()).connections += 1
-        log.debug("connection %s from %s: app=%s protocol=%s", connection_id, conn.peer, request.app_id, 1 if request.legacy else 2)
+        log_opened(conn, request.user)  # INFO, with its app, peer and id (docs/operations.md §4)
 
     def remove(self, conn: ServerConnection, unserved: Callable[[ServerConnection, str], None]) -> bool:
         """Forget a closed connection and its registrations; ``unserved`` is

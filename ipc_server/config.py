@@ -21,6 +21,8 @@ from ipc_protocol.constants import (
     MAX_FRAME_LIMIT,
 )
 
+from .logs import LOG_FORMATS
+
 __all__ = ["ServerConfig", "load_config", "env_name", "SETTINGS", "ENV_PREFIX", "LOOPS", "SERVER_NAME"]
 
 log = logging.getLogger("ipc_server.config")
@@ -105,6 +107,12 @@ class ServerConfig:
     tls_key: str | None = None
     tls_ca: str | None = None
     expose_stacks: bool = False
+    # Operations (docs/operations.md): GET /metrics and /healthz on this port
+    # (None: not served; 0: any free port), bound on loopback unless told;
+    # the log's format, text or json (one object per line).
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_HOST
+    log_format: str = "text"
     # Only read by ``python -m ipc_server``: an embedded server runs on the
     # loop its caller started.
     loop: str = "asyncio"
@@ -135,6 +143,10 @@ class ServerConfig:
             raise ValueError("heartbeat_interval_s must not be negative (0 or None turns heartbeats off)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be 0-65535 or none, got {self.metrics_port}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
 

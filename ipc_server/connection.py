@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Set as AbstractSet
+from time import monotonic
 from typing import Any, cast
 
 from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType, encode_frame, encode_message
@@ -22,6 +23,7 @@ from ipc_protocol.protocol import MessageRefused, ProtocolState, ProtocolViolati
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
 from .config import SERVER_NAME
+from .connection_figures import ConnectionFigures
 from .connection_owner import ConnectionOwner, SharedReads, configure_transport
 from .frame_limit import PREFIX_BYTES, replacement, send_limit
 from .inflight import InflightLimit
@@ -47,7 +49,7 @@ _HANDSHAKE = ProtocolState.HANDSHAKE
 _NONE: frozenset[str] = frozenset()  # no registrations yet (see ServerConnection)
 
 
-class ServerConnection(FlowControl, asyncio.BufferedProtocol):
+class ServerConnection(FlowControl, ConnectionFigures, asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
     __slots__ = (  # a server holds thousands of these, mostly idle
@@ -97,6 +99,7 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
         self._limits = OutboundLimits.of(config)  # slow consumers (§12): one object per server's settings
         self._backlog: Backlog | None = None  # frames waiting for the transport to drain
         self._send_limit = config.max_frame_size + PREFIX_BYTES  # a frame's length past which it is not sent
+        self._init_figures(owner.stats)  # what it did, for the operator (connection_figures)
 
     # -- asyncio.Protocol ------------------------------------------------
 
@@ -127,9 +130,12 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
             return
         stats = self._stats
         stats.bytes_in += len(data)
+        self.bytes_in += len(data)
+        self.read_at = monotonic()
         protocol = self.protocol
         frames = protocol.receive_data(data, self._loop.time())  # type: ignore[union-attr]
         if frames:
+            self.frames_in += len(frames)
             self._dispatch(frames)
         elif protocol.violation is not None:
             self._violated(protocol.violation)
@@ -139,7 +145,7 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
         receive_frame = self.protocol.receive_frame
         dispatch = self.owner.dispatch
         message_class = Message
-        stats = self._stats
+        received = self.traffic.received  # the app's counters (stats.AppTraffic)
         inflight = self.inflight
         reads = self._reads
         # A read of one frame: what it sends has nothing to wait for (send_frame).
@@ -153,7 +159,7 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
                     break
                 item = receive_frame(body)
                 if item.__class__ is message_class:
-                    stats.messages_in += 1
+                    received[item.message_type] += 1
                     try:
                         dispatch(self, item, body)
                     except Exception:  # a bug or an unencodable relay: never crash the loop
@@ -163,6 +169,7 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
                         return
                 else:
                     self._event(item)
+                    received = self.traffic.received  # an accepted connect changes the app
         finally:
             reads.lone = False
         if self._answers_expected:
@@ -175,8 +182,10 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
 
     def _event(self, event: Any) -> None:
         """What the protocol reports besides ordinary messages (rare)."""
-        if getattr(event, "message", None) is not None:
-            self._stats.messages_in += 1
+        message = getattr(event, "message", None)
+        if message is not None:
+            self.traffic.received[message.message_type] += 1
+        before = self.protocol.frames_queued
         if isinstance(event, ConnectRequested):
             self._send_limit = send_limit(event.message.payload, self.owner.config.max_frame_size) + PREFIX_BYTES
             self.owner.connect_requested(self, event)
@@ -187,7 +196,10 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
             self._refused(event)
             return
         # A ping was answered, a pong noted, a reply queued: send it as any frame.
-        self._queued(self.protocol.frames_queued)
+        queued = self.protocol.frames_queued
+        if queued > before and not isinstance(event, ConnectRequested):
+            self.traffic.sent[MessageType.RESPONSE] += queued - before
+        self._queued(queued)
 
     def refuse(self, msg: Message, code: ErrorCode, text: str) -> None:
         """Answer ``msg`` with an error response; the connection stays open."""
@@ -196,7 +208,11 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
     def _refused(self, refusal: MessageRefused) -> None:
         self._stats.count_error(refusal.code)
         msg = refusal.message
-        if msg.message_type is MessageType.NOTIFICATION:  # no answer: logged and dropped
+        if msg.message_type is not MessageType.NOTIFICATION:
+            self.traffic.sent[MessageType.RESPONSE] += 1
+            if self._stats.timing is not None and msg.message_type is MessageType.REQUEST:  # docs/operations.md
+                self._stats.timing.answered(self.app_id, msg.channel_id, refusal.code, self.read_at)
+        else:  # no answer: logged and dropped
             log.info("notification %s on %r from %s dropped: %s: %s", msg.message_id, msg.channel_id, self.connection_id, refusal.code, refusal.text)
         self._queued(self.protocol.frames_queued)
 
@@ -209,6 +225,7 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._log_closed(exc)
         self.owner.connection_closed(self)
 
     # -- writing -----------------------------------------------------------
@@ -229,7 +246,10 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
     def send(self, msg: Message, *, at_once: bool = False) -> bool:
         """Encode and queue ``msg`` for this connection's protocol version
         (raises, before queueing, if it cannot be encoded)."""
-        return self.send_frame(encode_frame(encode_message(msg, legacy=self.protocol.legacy)), at_once=at_once)
+        if self.send_frame(encode_frame(encode_message(msg, legacy=self.protocol.legacy)), at_once=at_once):
+            self.traffic.sent[msg.message_type] += 1
+            return True
+        return False
 
     def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
         """Queue an encoded frame; the frames of one loop iteration go out
@@ -251,8 +271,8 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
             return False
         self._stats.frame_skipped(self.app_id, self.connection_id)
         instead = replacement(frame, self.app_id, self._send_limit - PREFIX_BYTES)
-        if instead is not None:
-            self._queued(self.protocol.send(instead))
+        if instead is not None and self._queued(self.protocol.send(instead)):
+            self.traffic.sent[instead.message_type] += 1
         return False
 
     def _queued(self, queued: int, at_once: bool = False) -> bool:
@@ -283,6 +303,8 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
         stats = self._stats
         stats.messages_out += len(frames)
         stats.bytes_out += len(data)
+        self.frames_out += len(frames)
+        self.bytes_out += len(data)
         if self._backlog is None:
             self.transport.write(data)
         else:
@@ -304,6 +326,8 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
         self.connection_id = connection_id
         self.legacy = protocol.legacy
         self.client_name = protocol.client
+        self.traffic = self._stats.traffic(self.app_id)
+        self.traffic.sent[MessageType.RESPONSE] += 1
         self._queued(protocol.frames_queued)  # the reply, also when accepted later (a token checked off the loop)
 
     def refuse_connect(self, code: ErrorCode | str, text: str) -> None:
@@ -319,13 +343,14 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
 
     def _violated(self, violation: ProtocolViolation) -> None:
         self._stats.count_error(violation.code)
-        log.info("closing %s (%s): %s: %s", self.connection_id or "-", self.peer, violation.code, violation.text)
+        self._closed_because(f"{violation.code}: {violation.text}")  # logged once closed (logs.log_closed)
         self.close()
 
-    def close(self) -> None:
+    def close(self, reason: str = "closed by the server") -> None:
         """Flush what is queued, then close; abort if the peer does not read it."""
         if self._ended:
             return
+        self._closed_because(reason)
         self._ended = True
         self.protocol.close()
         if self._flush_handle is not None:
@@ -338,6 +363,7 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
 
     def abort(self) -> None:
         if self.transport is not None and self.protocol.state is not ProtocolState.CLOSED:
+            self._closed_because("aborted by the server")
             self._ended = True
             self.protocol.close()
             self.transport.abort()
@@ -354,10 +380,11 @@ class ServerConnection(FlowControl, asyncio.BufferedProtocol):
         """The server's periodic sweep: ping a silent peer, drop a dead one."""
         action = self.protocol.tick(now, reading=not self.inflight.paused)
         if action is HeartbeatAction.PING:
+            self.traffic.sent[MessageType.REQUEST] += 1
             self._queued(self.protocol.frames_queued)
         elif action is HeartbeatAction.DEAD:
             hb = self.protocol.heartbeat
-            log.info("closing %s (%s): silent for %.1f s", self.connection_id, self.peer, now - hb.last_received)  # type: ignore[union-attr]
+            self._closed_because(f"silent for {now - hb.last_received:.1f} s (heartbeat, §9)")  # type: ignore[union-attr]
             self.abort()
 
     # -- flow control (§12): flow_control.FlowControl ------------------------

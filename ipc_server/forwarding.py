@@ -50,6 +50,7 @@ class Forwarded:
     # Sent as the requester's own frame, so under its own message_id: the
     # answer already carries the requester's reply_to and is relayed as is.
     verbatim: bool
+    received: float = 0.0  # when it was read (request metrics, docs/operations.md)
 
 
 class Forwarding:
@@ -109,9 +110,10 @@ class Forwarding:
         if not responder.send_frame(frame):
             conn.refuse(msg, ErrorCode.RESPONDER_LOST, "the responder disconnected")
             return
+        responder.traffic.sent[msg.message_type] += 1
         if not is_request:
             return
-        table[key] = Forwarded(msg, conn, responder, verbatim)
+        table[key] = Forwarded(msg, conn, responder, verbatim, conn.read_at)
         if msg.timeout_ms is not None:
             self._deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
         elif self._default_timeout_s is not None:  # none carried: the server's own (§6.5, §12)
@@ -160,7 +162,8 @@ class Forwarding:
         fwd.requester.awaiting.discard(key)
         fwd.requester.inflight.finished()
         if body is not None:
-            fwd.requester.send_frame(encode_frame(body))
+            if fwd.requester.send_frame(encode_frame(body)):
+                fwd.requester.traffic.sent[MessageType.RESPONSE] += 1
         else:
             if reply.reply_to != fwd.request.message_id:
                 reply = reply.model_copy(update={"reply_to": fwd.request.message_id})
@@ -169,6 +172,8 @@ class Forwarding:
             except IPCError as exc:  # the responder's answer cannot be re-encoded
                 text = f"the responder's answer cannot be relayed: {exc}"
                 fwd.requester.send(error_response(fwd.request, ErrorCode.HANDLER_ERROR, text))
+        if self._stats.timing is not None:  # metrics on (request_metrics)
+            self._stats.timing.answered(fwd.requester.app_id, fwd.request.channel_id, reply.error.code if reply.error else "ok", fwd.received)
         if self._shutdown.draining:
             self._shutdown.check_drained()
 

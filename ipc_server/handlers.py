@@ -39,11 +39,12 @@ _EAGER_TASKS = sys.version_info >= (3, 12)
 class HandlerCall:
     """One request being answered by an in-process handler."""
 
-    __slots__ = ("conn", "request", "task", "answered", "started", "finished")
+    __slots__ = ("conn", "request", "task", "answered", "started", "finished", "received")
 
     def __init__(self, conn: ServerConnection, request: Message) -> None:
         self.conn = conn
         self.request = request
+        self.received = conn.read_at  # when it was read (request metrics, docs/operations.md)
         self.task: asyncio.Task[None] | None = None
         self.answered = False
         self.started = False  # its task began: its ``finally`` closes the books
@@ -59,6 +60,8 @@ class HandlerCall:
             # The connection's only request in flight: no other answer can
             # join it, so it goes out now rather than after the books close.
             conn.send(reply, at_once=conn.inflight.count == 1)
+            if conn.owner.stats.timing is not None:  # metrics on (request_metrics)
+                conn.owner.stats.timing.answered(conn.app_id, self.request.channel_id, reply.error.code if reply.error else "ok", self.received)
         elif reply.error is not None:
             log.warning("notification handler for %r failed: %s", self.request.channel_id, reply.error.message)
         self.answered = True
@@ -142,7 +145,10 @@ class HandlerCalls:
         if error is not None:
             self._count_failure(call.request, error)
         call.answered = True
-        conn.send_frame(encode_frame(body), at_once=conn.inflight.count == 1)
+        if conn.send_frame(encode_frame(body), at_once=conn.inflight.count == 1):
+            conn.traffic.sent[MessageType.RESPONSE] += 1
+        if self._stats.timing is not None:  # metrics on (request_metrics)
+            self._stats.timing.answered(conn.app_id, call.request.channel_id, error.code if error is not None else "ok", call.received)
 
     def _failure(self, msg: Message, exc: BaseException) -> Message:
         reply = failure_reply(msg, exc, include_stack=self._include_stack)

@@ -126,6 +126,7 @@ class PubSub:
             return
         self._stats.publishes += 1
         delivered = self._fan_out(self._apps[conn.app_id], msg, body)
+        conn.traffic.sent[MessageType.PUBLISH] += delivered  # its app's (stats.AppTraffic)
         if msg.ack:
             conn.send(response_to(msg, {"status": "published", "delivered": delivered}))
 
@@ -180,7 +181,7 @@ class PubSub:
             {"event": event, "channel": channel, "connection_id": conn.connection_id, "responders": app.responders.count(channel),
              "schema_digest": self.schemas.digest(conn.app_id, channel)},  # fmt: skip
         )
-        self._fan_out(app, note, None)
+        self._stats.traffic(conn.app_id).sent[MessageType.PUBLISH] += self._fan_out(app, note, None)
 
     def announce_handler(self, app_id: str | None, event: str, channel: str, fn: Callable[..., Any] | None) -> None:
         """Tell ``$sys.services`` subscribers an in-process handler (``fn``, None
@@ -190,4 +191,4 @@ class PubSub:
         apps = self._apps.items() if app_id is None else [(app_id, self._apps[app_id])] if app_id in self._apps else []
         for name, app in list(apps):
             payload = {"event": event, "channel": channel, "connection_id": None, "responders": 0, "schema_digest": digest}
-            self._fan_out(app, Message.build(MessageType.PUBLISH, name, SERVICES_CHANNEL, payload), None)
+            self._stats.traffic(name).sent[MessageType.PUBLISH] += self._fan_out(app, Message.build(MessageType.PUBLISH, name, SERVICES_CHANNEL, payload), None)

@@ -35,6 +35,8 @@ from .idempotency import Idempotency
 from .pubsub import PubSub
 from .router import HandlerRegistry, target_problem
 from .shutdown import Shutdown
+from .metrics import Metrics
+from .connection_list import answer_connections
 from .stats import ServerStats
 from .tls import connection_factory
 from .users import load_users, read_token_file
@@ -104,6 +106,8 @@ class IPCServer:
         if config.users_file is not None:
             self._auth = Auth(load_users(config.users_file), self.stats, self._admission.connect_requested)
         self._idempotency = Idempotency(self.config, self.stats, self._auth)  # requests with a key run once (§6.6)
+        # GET /metrics and /healthz with metrics_port (docs/operations.md).
+        self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing)
         self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -166,6 +170,8 @@ class IPCServer:
         self.host, self.port = sockname[0], sockname[1]
         self._sweeper = self.loop.create_task(self._sweep())
         log.info("listening on %s:%d", self.host, self.port)
+        if self.metrics is not None:
+            await self.metrics.start(self.loop)  # an OSError here: the caller's to report, as the listener's
 
     async def serve_forever(self) -> None:
         """Run until :meth:`close` is called (by a signal handler, say)."""
@@ -196,6 +202,8 @@ class IPCServer:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._auth is not None:
             self._auth.close()
+        if self.metrics is not None:  # /healthz said 503 until now
+            await self.metrics.close()
         shutdown.closed.set()
         log.info("closed")
 
@@ -254,6 +262,9 @@ class IPCServer:
             self._shutdown.check_drained()
         self._shutdown.connection_gone(len(self._admission.connections))
         log.debug("connection %s closed", conn.connection_id or conn.peer)
+
+    def _held(self) -> dict[str, int]:
+        return {"forwarded": len(self._forwarding), "handler": len(self._calls)}
 
     def _unserved(self, conn: ServerConnection, pattern: str) -> None:
         self._pubsub.announce_service(conn, "removed", pattern)
@@ -327,6 +338,8 @@ class IPCServer:
             services = app.responders.counts()
             services.update({ch: 0 for ch in self.handlers.channels(conn.app_id)})
             result = {"services": services}
+        elif action == "connections":  # one row per connection, to a monitor (docs/operations.md §3)
+            return answer_connections(conn, msg, self._admission.connections, self._auth, self.loop.time())
         elif action == "describe":  # the channels' JSON Schemas (docs/typed-contracts.md)
             result = self._pubsub.schemas.describe(conn.app_id, app.responders.counts(), self.handlers)
             if self._auth is not None:  # with users: only what the caller may request

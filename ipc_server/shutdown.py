@@ -57,7 +57,7 @@ class Shutdown:
     async def close_connections(self, loop: asyncio.AbstractEventLoop, connections: set[ServerConnection]) -> None:
         """Close them all; abort any still open after a short wait."""
         for conn in list(connections):
-            conn.close()
+            conn.close("the server is shutting down")
         if not connections:
             return
         self._all_closed = loop.create_future()

@@ -4,6 +4,12 @@ Besides the totals, what the limits of §12 did to whom: the connections cut
 as slow consumers and those that were skipped frames over the limit they
 declared, each a bounded record (the latest ``_RECORDS`` connections) so a
 flood of them costs nothing more than the counters.
+
+Messages are counted by app and type (:class:`AppTraffic`, one per app,
+shared by its connections: one dict increment per message); the totals
+``messages_in`` and the ``by_type`` figures are sums of those. Apps past
+``MAX_APPS`` share the ``other`` counters, so a client inventing app ids
+cannot grow them (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -12,10 +18,29 @@ import time
 from collections import Counter, OrderedDict, deque
 from typing import Any
 
-__all__ = ["ServerStats"]
+from ipc_protocol import MessageType
+
+__all__ = ["ServerStats", "AppTraffic", "MAX_APPS", "OTHER", "HANDSHAKE_APP"]
 
 # Connections kept in each per-connection record.
 _RECORDS = 32
+# Apps counted apart; the rest share OTHER.
+MAX_APPS = 100
+OTHER = "other"
+# The frames of sockets not past their handshake (their connect, the errors
+# that refused it): no app is admitted yet.
+HANDSHAKE_APP = "-"
+
+
+class AppTraffic:
+    """Messages received from and queued for one app's connections, by type."""
+
+    __slots__ = ("app", "received", "sent")
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+        self.received: dict[MessageType, int] = dict.fromkeys(MessageType, 0)
+        self.sent: dict[MessageType, int] = dict.fromkeys(MessageType, 0)
 
 
 class ServerStats:
@@ -26,7 +51,6 @@ class ServerStats:
         "handshakes_pending",
         "handshakes_evicted",
         "tls_handshakes_failed",
-        "messages_in",
         "messages_out",
         "bytes_in",
         "bytes_out",
@@ -41,6 +65,9 @@ class ServerStats:
         "errors",
         "_cut",
         "_skipped",
+        "slow_consumers_by_limit",
+        "apps",
+        "timing",
         "idempotency",
     )
 
@@ -51,7 +78,6 @@ class ServerStats:
         self.handshakes_pending = 0
         self.handshakes_evicted = 0  # pending sockets evicted at max_pending_handshakes
         self.tls_handshakes_failed = 0  # refused certificates, plaintext on a TLS port, timeouts
-        self.messages_in = 0
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -66,8 +92,38 @@ class ServerStats:
         self.errors: Counter[str] = Counter()
         self._cut: deque[dict[str, Any]] = deque(maxlen=_RECORDS)
         self._skipped: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.slow_consumers_by_limit: Counter[str] = Counter()
+        self.apps: dict[str, AppTraffic] = {HANDSHAKE_APP: AppTraffic(HANDSHAKE_APP)}
+        # Request outcomes and durations (ipc_server.request_metrics), when metrics are on.
+        self.timing: Any = None
         # The window of idempotency keys (ipc_server.idempotency, docs/protocol.md §6.6).
         self.idempotency: dict[str, int] = {}
+
+    def traffic(self, app_id: str) -> AppTraffic:
+        """The counters of ``app_id``: its own among the first ``MAX_APPS``, else ``other``."""
+        traffic = self.apps.get(app_id)
+        if traffic is None:
+            if len(self.apps) > MAX_APPS:
+                app_id = OTHER
+                traffic = self.apps.get(OTHER)
+            if traffic is None:
+                traffic = self.apps[app_id] = AppTraffic(app_id)
+        return traffic
+
+    @property
+    def messages_in(self) -> int:
+        """Messages received (every app, handshakes included)."""
+        return sum(sum(t.received.values()) for t in self.apps.values())
+
+    def by_type(self) -> dict[str, dict[str, int]]:
+        """``{"in": {type: n}, "out": {type: n}}``, every app."""
+        out: dict[str, dict[str, int]] = {"in": {}, "out": {}}
+        for traffic in self.apps.values():
+            for direction, counts in (("in", traffic.received), ("out", traffic.sent)):
+                totals = out[direction]
+                for mtype, n in counts.items():
+                    totals[mtype.value] = totals.get(mtype.value, 0) + n
+        return out
 
     def count_error(self, code: str) -> None:
         self.errors[str(code)] += 1
@@ -75,6 +131,7 @@ class ServerStats:
     def slow_consumer(self, app_id: str, connection_id: str, reason: str, buffered: int) -> None:
         """A connection cut as a slow consumer (§12); ``reason``: which limit."""
         self.slow_consumers += 1
+        self.slow_consumers_by_limit[reason] += 1
         self._cut.append({"app_id": app_id, "connection_id": connection_id, "limit": reason, "buffered_bytes": buffered, "at": round(time.time(), 3)})
 
     def frame_skipped(self, app_id: str, connection_id: str) -> None:
@@ -90,7 +147,10 @@ class ServerStats:
         record["frames"] += 1
 
     def snapshot(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__slots__ if name not in ("started_at", "errors") and not name.startswith("_")}
+        skip = ("started_at", "errors", "slow_consumers_by_limit", "apps", "timing")
+        out = {name: getattr(self, name) for name in self.__slots__ if name not in skip and not name.startswith("_")}
+        out["messages_in"] = self.messages_in
+        out["messages_by_type"] = self.by_type()
         out["errors"] = dict(self.errors)
         out["slow_consumers_cut"] = [dict(r) for r in self._cut]
         out["frames_skipped_by_connection"] = [dict(r) for r in self._skipped.values()]

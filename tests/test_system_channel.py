@@ -17,7 +17,7 @@ from .conftest import WAIT_S, frame
 def test_only_system_itself_is_servable_among_reserved_channels() -> None:
     assert is_servable("system") and is_servable("orders.*") and is_servable(">")
     assert not any(is_servable(c) for c in ("system.x", "system.>", "$sys.services", "$sys.>"))
-    assert SERVER_SYSTEM_ACTIONS == {"connect", "ping", "stats", "channels", "services", "describe"}
+    assert SERVER_SYSTEM_ACTIONS == {"connect", "ping", "stats", "channels", "services", "describe", "connections"}
 
 
 async def test_a_client_serving_system_answers_the_actions_the_server_does_not_have(make_client) -> None:

@@ -1,0 +1,169 @@
+"""``python -m ipc_server stats|connections|channels|services``: a running
+server's figures as tables, or as JSON with ``--json`` (docs/operations.md §3).
+
+It connects with the real Python client, as any application would, and asks
+the ``system`` channel (docs/protocol.md §8): ``stats`` the totals,
+``connections`` one row per connection (a ``monitor`` user's action when
+the server has users), ``channels`` and ``services`` those of ``--app``.
+The client is imported only when a view runs, so the server's start pays
+nothing for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from ipc_protocol.constants import DEFAULT_HOST, DEFAULT_PORT
+
+__all__ = ["main", "VIEWS", "render", "table"]
+
+VIEWS = ("stats", "connections", "channels", "services")
+DEFAULT_APP = "app"
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def _parser(view: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python -m ipc_server {view}",
+        description=f"Print the {view} of a running server (docs/operations.md).",
+    )
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"the server's host (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the server's port (default {DEFAULT_PORT})")
+    p.add_argument("--app", default=DEFAULT_APP, help=f"the app to connect as; channels and services are its own (default {DEFAULT_APP})")
+    p.add_argument("--user", help="the user to connect as (servers with a users file)")
+    p.add_argument("--token-file", help="file holding the token (the shared one, or the user's); never on the command line")
+    p.add_argument("--tls", action="store_true", help="TLS, verified against the system's CAs")
+    p.add_argument("--tls-ca", help="PEM CA bundle that signed the server's certificate (turns TLS on)")
+    p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
+    p.add_argument("--tls-key", help="PEM key of --tls-cert")
+    p.add_argument("--tls-server-hostname", help="the name the server's certificate must carry, if not --host")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help=f"seconds for connecting and for the answer (default {DEFAULT_TIMEOUT_S:g})")
+    if view == "connections":
+        p.add_argument("--limit", type=int, help="rows at most (the server's default: 1024)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON instead of tables")
+    return p
+
+
+async def _ask(args: argparse.Namespace, view: str) -> Any:
+    from ipc_client import IPCClient
+    from ipc_server.users import read_token_file
+
+    token = read_token_file(args.token_file) if args.token_file else None
+    client = IPCClient(
+        args.app, args.host, args.port, reconnect=False, connect_timeout=args.timeout, request_timeout=args.timeout,
+        user=args.user, token=token, tls=True if args.tls else None, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, tls_server_hostname=args.tls_server_hostname,
+    )  # fmt: skip
+    await client.connect()
+    try:
+        if view == "connections" and getattr(args, "limit", None) is not None:
+            return await client.request("system", {"action": "connections", "limit": args.limit}, timeout=args.timeout)
+        return await client.system(view, timeout=args.timeout)
+    finally:
+        await client.disconnect()
+
+
+def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """``argv``: the view's name, then its flags."""
+    from ipc_protocol import IPCError
+
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    view = argv[0]
+    args = _parser(view).parse_args(list(argv[1:]))
+    try:
+        answer = asyncio.run(_ask(args, view))
+    except IPCError as exc:
+        print(f"ipc_server {view}: {exc.code}: {exc}", file=stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"ipc_server {view}: {args.host}:{args.port}: {exc}", file=stderr)
+        return 1
+    print(json.dumps(answer, indent=2, sort_keys=True) if args.json else render(view, answer), file=stdout)
+    return 0
+
+
+# -- tables ---------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest cell; numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in rows) and bool(rows) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        padded = [cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric)]
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+def render(view: str, answer: Any) -> str:
+    """The tables of one view's answer."""
+    if view == "stats":
+        return _stats(answer)
+    if view == "connections":
+        return _connections(answer)
+    key, column = ("channels", "SUBSCRIBERS") if view == "channels" else ("services", "RESPONDERS")
+    entries = sorted(answer.get(key, {}).items())
+    rows = [(name, n if view == "channels" or n else "in-process") for name, n in entries]
+    return table(("CHANNEL", column), rows) if rows else f"(no {key})"
+
+
+def _stats(stats: dict[str, Any]) -> str:
+    scalars = [(name, value) for name, value in sorted(stats.items()) if not isinstance(value, (dict, list))]
+    parts = [table(("FIGURE", "VALUE"), scalars)]
+    by_type = stats.get("messages_by_type")
+    if by_type:
+        types = sorted(set(by_type.get("in", {})) | set(by_type.get("out", {})))
+        rows = [(t, by_type.get("in", {}).get(t, 0), by_type.get("out", {}).get(t, 0)) for t in types]
+        parts.append(table(("MESSAGE TYPE", "IN", "OUT"), rows))
+    if stats.get("errors"):
+        parts.append(table(("ERROR CODE", "COUNT"), sorted(stats["errors"].items())))
+    if stats.get("slow_consumers_cut"):
+        parts.append(table(("CUT AS SLOW CONSUMER", "APP", "LIMIT", "BUFFERED"),
+                           [(r["connection_id"], r["app_id"], r["limit"], _bytes(r["buffered_bytes"])) for r in stats["slow_consumers_cut"]]))  # fmt: skip
+    if stats.get("frames_skipped_by_connection"):
+        parts.append(table(("FRAMES SKIPPED FOR", "APP", "FRAMES"),
+                           [(r["connection_id"], r["app_id"], r["frames"]) for r in stats["frames_skipped_by_connection"]]))  # fmt: skip
+    return "\n\n".join(parts)
+
+
+def _connections(answer: dict[str, Any]) -> str:
+    rows = answer.get("connections", [])
+    with_user = any("user" in row for row in rows)
+    headers = ["ID", "APP", *(["USER"] if with_user else []), "PEER", "PROTO", "UPTIME", "MSGS IN", "MSGS OUT", "PENDING", "SERVING", "SUBS", "OUT BUFFER"]
+    out = []
+    for r in rows:
+        out.append([r["connection_id"], r["app_id"], *([r.get("user")] if with_user else []), r["peer"], f"v{r['protocol']}{'+tls' if r.get('tls') else ''}",
+                    _duration(r["uptime_s"]), r["messages_in"], r["messages_out"], r["pending_requests"], r["serving"], r["subscriptions"],
+                    _bytes(r["outbound_bytes"])])  # fmt: skip
+    shown = f"{len(rows)} of {answer.get('total', len(rows))} connections"
+    pending = answer.get("handshakes_pending", 0)
+    footer = shown + (f", {pending} sockets in their handshake" if pending else "")
+    return (table(headers, out) + "\n\n" if out else "") + footer

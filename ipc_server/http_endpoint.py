@@ -1,0 +1,143 @@
+"""A minimal HTTP/1.x server on asyncio streams for ``/metrics`` and
+``/healthz`` (docs/operations.md §1-§2): one GET (or HEAD) per connection,
+answered and closed.
+
+Written on the standard library rather than an HTTP framework: the server
+has one runtime dependency (pydantic) and this needs a few dozen lines.
+What a scraper never sends is answered, never waited on: the request head
+is bounded (``MAX_REQUEST_BYTES``: 431 past it), must arrive within
+``READ_TIMEOUT_S`` (408), must be a well-formed HTTP/1.0 or 1.1 request
+line and headers (400), for a known path (404) with GET or HEAD (405); at
+most ``MAX_CLIENTS`` sockets are served at once, more are closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Mapping
+
+__all__ = ["HttpEndpoint", "MAX_REQUEST_BYTES", "READ_TIMEOUT_S", "MAX_CLIENTS"]
+
+MAX_REQUEST_BYTES = 8192
+READ_TIMEOUT_S = 5.0
+WRITE_TIMEOUT_S = 10.0
+MAX_CLIENTS = 32
+
+log = logging.getLogger("ipc_server.metrics")
+
+# A page: (status, content type, body).
+Page = tuple[int, str, bytes]
+_REASONS = {
+    200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 500: "Internal Server Error",
+    431: "Request Header Fields Too Large", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}  # fmt: skip
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/(\d)\.(\d)")
+_HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+def parse_request(head: bytes) -> tuple[str, str]:
+    """(method, path) of a request head (through its blank line), or raise
+    ``_Refused`` with the status that answers it."""
+    lines = head[:-4].split(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        raise _Refused(400, "malformed request line")
+    method, target, major, _minor = match.groups()
+    if major != b"1":
+        raise _Refused(505, "only HTTP/1.0 and HTTP/1.1")
+    for line in lines[1:]:
+        if _HEADER.fullmatch(line) is None:
+            raise _Refused(400, "malformed header line")
+    if not target.startswith(b"/"):
+        raise _Refused(400, "the target must be a path")
+    return method.decode(), target.split(b"?", 1)[0].decode("latin-1")
+
+
+def _response(status: int, content_type: str, body: bytes, *, head_only: bool = False, allow: bool = False) -> bytes:
+    headers = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Cache-Control: no-store",
+        "Connection: close",
+    ]
+    if allow:
+        headers.append("Allow: GET, HEAD")
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + (b"" if head_only else body)
+
+
+class HttpEndpoint:
+    """Serves ``pages``: path -> a function returning (status, content type, body)."""
+
+    def __init__(self, pages: Mapping[str, Callable[[], Page]]) -> None:
+        self.pages = pages
+        self.port: int | None = None
+        self.host: str | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        try:
+            self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_BYTES, reuse_address=True)
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics endpoint {host}:{port}: {exc.strerror or exc}") from None
+        self.host, self.port = self._server.sockets[0].getsockname()[:2]
+        log.info("metrics on http://%s:%d/metrics", self.host if ":" not in str(self.host) else f"[{self.host}]", self.port)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._clients):
+            task.cancel()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._clients) >= MAX_CLIENTS or task is None:
+            writer.close()
+            return
+        self._clients.add(task)
+        try:
+            writer.write(await self._answer(reader))
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
+        except (ConnectionError, TimeoutError, asyncio.TimeoutError):
+            pass
+        finally:
+            self._clients.discard(task)
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> bytes:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+            method, path = parse_request(head)
+        except (asyncio.TimeoutError, TimeoutError):
+            return _response(408, "text/plain", b"no complete request head in time\n")
+        except asyncio.LimitOverrunError:
+            return _response(431, "text/plain", f"the request head is over {MAX_REQUEST_BYTES} bytes\n".encode())
+        except asyncio.IncompleteReadError:
+            return _response(400, "text/plain", b"incomplete request\n")
+        except _Refused as refused:
+            return _response(refused.status, "text/plain", f"{refused}\n".encode())
+        page = self.pages.get(path)
+        if page is None:
+            return _response(404, "text/plain", f"no {path}; try {', '.join(self.pages)}\n".encode())
+        if method not in ("GET", "HEAD"):
+            return _response(405, "text/plain", b"GET or HEAD only\n", allow=True)
+        try:
+            status, content_type, body = page()
+        except Exception:  # pragma: no cover - a bug in a page must not kill the endpoint
+            log.exception("rendering %s failed", path)
+            return _response(500, "text/plain", b"internal error\n")
+        return _response(status, content_type, body, head_only=method == "HEAD")
+
+    def __repr__(self) -> str:
+        return f"<HttpEndpoint {self.host}:{self.port} clients={len(self._clients)}>"

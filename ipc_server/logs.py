@@ -1,0 +1,89 @@
+"""The server's log lines for operators (docs/operations.md §4): each
+connection's opening and closing at INFO, with its app, peer, id and the
+reason it closed as structured fields (``extra=``), and the two formats
+``--log-format`` chooses: ``text`` (one readable line) and ``json`` (one
+object per line, for a log shipper: ``ts``, ``level``, ``logger``, ``msg``,
+then the fields that apply).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+__all__ = ["JsonFormatter", "configure_logging", "log_opened", "log_closed", "peer_text", "LOG_FORMATS", "FIELDS"]
+
+LOG_FORMATS = ("text", "json")
+# The structured fields a record may carry, in the order a JSON line shows them.
+FIELDS = ("app", "peer", "connection_id", "reason", "protocol", "client", "user")
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger("ipc_server.connection")
+
+
+def peer_text(peer: Any) -> str:
+    """``host:port`` (``[v6]:port``) of a socket's peername; ``-`` when unknown."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return "-" if peer is None or peer == "" else str(peer)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line. ``ts`` is UTC, ISO 8601 with
+    milliseconds; a record's exception goes in ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                out[name] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> logging.Handler:
+    """The root logger's one handler, in ``log_format``; returns it."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler
+
+
+def log_opened(conn: Any, user: str | None = None) -> None:
+    """A connection completed its handshake (§3)."""
+    peer = peer_text(conn.peer)
+    protocol = 1 if conn.legacy else 2
+    extra = {"app": conn.app_id, "peer": peer, "connection_id": conn.connection_id, "protocol": protocol, "client": conn.client_name or None, "user": user}
+    log.info("connection %s opened: app %s, peer %s, protocol %d", conn.connection_id, conn.app_id, peer, protocol, extra=extra)
+
+
+def log_closed(conn: Any, reason: str, *, quiet: bool = False) -> None:
+    """A connection (or a socket that never completed its handshake) closed.
+    ``quiet``: a socket that said nothing and went (a port probe): DEBUG."""
+    peer = peer_text(conn.peer)
+    extra = {"app": conn.app_id or None, "peer": peer, "connection_id": conn.connection_id or None, "reason": reason}
+    if conn.opened:
+        log.info("connection %s closed: app %s, peer %s: %s", conn.connection_id, conn.app_id, peer, reason, extra=extra)
+    else:
+        log.log(logging.DEBUG if quiet else logging.INFO, "socket from %s closed before its handshake completed: %s", peer, reason, extra=extra)
