@@ -1,15 +1,16 @@
 """The client's methods built on its public core, kept out of the facade:
-subscriptions and served requests as async iterators (iterators.py) and the
-response cache's control (coalescing.py, response_cache.py). A base class
-of :class:`~ipc_client.client.IPCClient`; js-client/lib/client_extensions.js
-is the same in Node."""
+subscriptions and served requests as async iterators (iterators.py,
+served_requests.py) and the response cache's control (coalescing.py,
+response_cache.py). A base class of :class:`~ipc_client.client.IPCClient`;
+js-client/lib/client_extensions.js is the same in Node."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .iterators import DEFAULT_MAX_BUFFERED, IteratorHost, RequestIterator, SubscriptionIterator
+from .iterators import DEFAULT_MAX_BUFFERED, IteratorHost, SubscriptionIterator
+from .served_requests import RequestIterator
 from .state import ConnectionState
 
 if TYPE_CHECKING:

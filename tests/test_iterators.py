@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient
-from ipc_client.iterators import RequestIterator, ServedRequest, SubscriptionIterator
+from ipc_client.iterators import SubscriptionIterator
+from ipc_client.served_requests import RequestIterator, ServedRequest
 from ipc_protocol import HandlerError, LimitExceeded, NoResponders, RequestTimeout, ResponderLost, SlowConsumer
 from ipc_server import IPCServer
 
