@@ -293,6 +293,11 @@ export interface IPCClientSettings {
   /** Send responder stack traces in error.remote_stack. Default false. */
   exposeStacks?: boolean;
   /**
+   * Answers the response cache holds (per-call `cacheTtl`), least recently
+   * used out first; 0 turns caching off. Default 1000. Python: cache_max_entries.
+   */
+  cacheMaxEntries?: number;
+  /**
    * When the attempt of connect() fails, keep trying with the reconnect
    * policy (state 'reconnecting', 'reconnecting' events) instead of
    * rejecting; connect() resolves on the first success and rejects
@@ -334,6 +339,17 @@ export interface CallOptions {
    * (docs/protocol.md §6.6). A non-empty string of at most 256 characters.
    */
   idempotencyKey?: string;
+  /**
+   * sendRequest/request only: identical calls in flight (same channel and
+   * canonical payload) share one round trip; each caller keeps its own
+   * timeout and signal (docs/resilience.md §11). Default false.
+   */
+  coalesce?: boolean;
+  /**
+   * sendRequest/request only: reuse a successful answer to the same channel
+   * and canonical payload for this many ms (docs/resilience.md §11).
+   */
+  cacheTtl?: number;
 }
 
 export interface ConnectionHealth {
@@ -360,10 +376,83 @@ export interface ClientMetrics {
   messageDeliveryRate: number;
   activeConnections: number;
   averageConnectionDurationMs: number;
+  /** Calls with `cacheTtl` answered from / not found in the response cache. */
+  cacheHits: number;
+  cacheMisses: number;
+  /** Answers in the response cache now. */
+  cacheSize: number;
+  /** Calls with `coalesce` that joined another's round trip. */
+  requestsCoalesced: number;
+  /** Messages and requests dropped by iterators' 'drop_oldest'. */
+  iteratorDropped: number;
   queued: number;
   queuedBytes: number;
   queueDropped: number;
 }
+
+/** What a full iterator buffer does (README "Iterating over messages and requests"). */
+export type IteratorOverflow = 'drop_oldest' | 'error';
+
+/** Options of subscription() and requests(). */
+export interface IteratorOptions {
+  /** Items waiting for the loop at most. Default 1000. */
+  maxBuffered?: number;
+  /**
+   * Past maxBuffered: 'drop_oldest' (counted in `dropped` and
+   * `iteratorDropped`, each episode reported as a SlowConsumerError on
+   * 'error'), or 'error' (the loop gets what was buffered, then rejects
+   * SlowConsumerError). Default 'drop_oldest'.
+   */
+  overflow?: IteratorOverflow;
+  /** Deadline of the server's ack of the subscription or registration, ms. Default requestTimeout. */
+  timeout?: number;
+}
+
+/** What subscription() and requests() return: an async iterable with a bounded buffer. */
+export interface BufferedIterator<T> extends AsyncIterator<T, undefined> {
+  [Symbol.asyncIterator](): this;
+  next(): Promise<IteratorResult<T, undefined>>;
+  /** Ends the loop and undoes the registration (`for await` calls it on `break` or a throw). */
+  return(): Promise<IteratorResult<T, undefined>>;
+  /** Registers now; resolves once the server acknowledged (the first next() does it too). */
+  ready(): Promise<this>;
+  readonly channel: string;
+  readonly maxBuffered: number;
+  readonly overflow: IteratorOverflow;
+  /** Items dropped by 'drop_oldest' so far. */
+  readonly dropped: number;
+  /** Items waiting for the loop now. */
+  readonly buffered: number;
+  /** Whether return() was called. */
+  readonly closed: boolean;
+}
+
+/** client.subscription(): the publishes matching a channel or pattern. */
+export interface SubscriptionIterator<P = any> extends BufferedIterator<Message<P>> {
+  /** The same as return(). */
+  unsubscribe(): Promise<void>;
+}
+
+/** One request received by the loop of client.requests(); answer it once. */
+export interface ServedRequest<P = any, R = unknown> {
+  readonly message: Message<P>;
+  readonly payload: P;
+  readonly channel: string;
+  readonly headers: Record<string, string> | null;
+  /** Whether respond() or fail() was called. */
+  readonly answered: boolean;
+  /**
+   * Answers with `result`. False when the answer can no longer be sent (its
+   * connection is gone, or the loop ended and answered responder_lost);
+   * throws when already answered.
+   */
+  respond(result?: R): boolean;
+  /** Answers with an error: an IpcError keeps its code, anything else is handler_error. */
+  fail(error: unknown): boolean;
+}
+
+/** client.requests(): the requests this client serves on a channel or pattern. */
+export interface RequestIterator<P = any, R = unknown> extends BufferedIterator<ServedRequest<P, R>> {}
 
 export interface QueueStats {
   size: number;
@@ -545,6 +634,20 @@ export declare class IPCClient extends EventEmitter {
    */
   serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: ServeOptions): Promise<void>;
   unserve(channelId: string): Promise<void>;
+
+  /**
+   * The publishes matching `channelId` as an async iterable: `for await
+   * (const msg of client.subscription('orders.*'))`; `break` unsubscribes.
+   */
+  subscription<P = any>(channelId: string, options?: IteratorOptions): SubscriptionIterator<P>;
+  /**
+   * The requests on `channelId` as an async iterable: `for await (const req
+   * of client.requests('jobs.*')) req.respond(result)`; `break` unserves and
+   * answers what the loop held responder_lost.
+   */
+  requests<P = any, R = unknown>(channelId: string, options?: IteratorOptions): RequestIterator<P, R>;
+  /** Forgets every cached answer (`cacheTtl`). */
+  clearCache(): void;
 
   /**
    * This client, typed by a contract (an interface written by

@@ -15,6 +15,7 @@
  *     reconnect.js      the reconnect loop, backoff, waitOnFirstConnect
  *     introspection.js  health reports and the connection's snapshot
  *     connection.js     the socket pump
+ *     client_extensions.js  the base class: subscription()/requests() iterators, clearCache()
  *
  * Connection state moves only through `_setState()`, checked against the
  * table in lib/state.js. Every call settles exactly once: by its response,
@@ -22,7 +23,6 @@
  * connection, or a queue decision (full, evicted, given up).
  */
 
-const { EventEmitter } = require('node:events');
 const { randomBytes } = require('node:crypto');
 const { SYSTEM_CHANNEL } = require('./constants');
 const { parseOptions } = require('./options');
@@ -38,6 +38,8 @@ const { Subscriptions } = require('./subscriptions');
 const { Lifecycle } = require('./lifecycle');
 const { Reconnector } = require('./reconnect');
 const { Introspection } = require('./introspection');
+const { ClientExtensions } = require('./client_extensions');
+const { SharedCalls } = require('./coalescing');
 
 /**
  * Node.js client of the IPC bridge.
@@ -56,7 +58,7 @@ const { Introspection } = require('./introspection');
  * else each becomes one process warning (lib/warnings.js): never dropped,
  * never a crash. A listener that throws never breaks the client.
  */
-class IPCClient extends EventEmitter {
+class IPCClient extends ClientExtensions {
   /**
    * @param {string} appId the application namespace, fixed for the connection (§3.1).
    * @param {object} [options] see DEFAULTS in lib/constants.js; durations in ms.
@@ -80,6 +82,7 @@ class IPCClient extends EventEmitter {
     this._metrics = new Metrics({ now });
     this._breakers = new Breakers(this.options.circuitBreaker, (state, snapshot) => this._emitSafely(`circuit_${state}`, snapshot));
     this._calls = new Calls(this);
+    this._shared = new SharedCalls(this); // coalesce, cacheTtl (docs/resilience.md §11)
     this._outbox = new Outbox(this);
     this._admission = new Admission(this);
     this._subs = new Subscriptions(this);
@@ -138,7 +141,9 @@ class IPCClient extends EventEmitter {
    * @param {string} channelId a concrete channel.
    * @param {unknown} [payload] any JSON value.
    * @param {number|object} [timeout] milliseconds (or the options object).
-   * @param {{headers?: Record<string, string>, priority?: number, onDisconnect?: 'queue'|'fail', timeout?: number}} [options]
+   * @param {{headers?: Record<string, string>, priority?: number, onDisconnect?: 'queue'|'fail', timeout?: number, coalesce?: boolean, cacheTtl?: number}} [options]
+   *   `coalesce`: identical calls in flight share one round trip; `cacheTtl`:
+   *   a successful answer is reused for that many ms (docs/resilience.md §11).
    * @returns {Promise<object>} the response message (with the circuit open
    *   and a `fallback` set: a response whose payload is the fallback's result,
    *   or the fallback's own message).
@@ -147,6 +152,7 @@ class IPCClient extends EventEmitter {
    *   circuit_open (with `.retryAfter` ms), bad_message...
    */
   sendRequest(channelId, payload = null, timeout, options = {}) {
+    if (SharedCalls.wanted(timeout, options)) return this._shared.sendRequest(channelId, payload, timeout, options);
     return this._calls.sendRequest(channelId, payload, timeout, options);
   }
 

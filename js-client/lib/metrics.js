@@ -21,6 +21,12 @@ class Metrics {
     this.messagesSent = 0;
     this.messagesDelivered = 0;
     this.messagesFailed = 0;
+    // Shared calls and iterators (docs/resilience.md §11), counted by their modules.
+    this.cacheHits = 0;
+    this.cacheMisses = 0;
+    this.cacheSize = 0;
+    this.requestsCoalesced = 0;
+    this.iteratorDropped = 0;
     this._reconnectTotalMs = 0;
     this._closedConnections = 0;
     this._closedDurationMs = 0;
@@ -104,6 +110,11 @@ class Metrics {
       messageDeliveryRate: ended === 0 ? 1 : this.messagesDelivered / ended,
       activeConnections: live === null ? 0 : 1,
       averageConnectionDurationMs: count === 0 ? 0 : (this._closedDurationMs + (live ?? 0)) / count,
+      cacheHits: this.cacheHits,
+      cacheMisses: this.cacheMisses,
+      cacheSize: this.cacheSize,
+      requestsCoalesced: this.requestsCoalesced,
+      iteratorDropped: this.iteratorDropped,
       queued,
       queuedBytes,
       queueDropped

@@ -216,6 +216,11 @@ test('metrics - connections, reconnections and deliveries on a fake clock', () =
     messageDeliveryRate: 0.75,
     activeConnections: 1,
     averageConnectionDurationMs: (100 + 350) / 2,
+    cacheHits: 0,
+    cacheMisses: 0,
+    cacheSize: 0,
+    requestsCoalesced: 0,
+    iteratorDropped: 0,
     queued: 2,
     queuedBytes: 40,
     queueDropped: 1

@@ -460,6 +460,11 @@ test('resilience - metrics and health keys', async (t) => {
     'messageDeliveryRate',
     'activeConnections',
     'averageConnectionDurationMs',
+    'cacheHits',
+    'cacheMisses',
+    'cacheSize',
+    'requestsCoalesced',
+    'iteratorDropped',
     'queued',
     'queuedBytes',
     'queueDropped'

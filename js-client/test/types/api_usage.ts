@@ -67,6 +67,7 @@ import type {
   IPCClientEvents,
   IPCClientOptions,
   IPCClientSettings,
+  IteratorOptions,
   LoadBalancedClientEvents,
   LoadBalancedClientOptions,
   Message,
@@ -76,14 +77,17 @@ import type {
   QueueOverflowValue,
   QueueStats,
   RemoteErrorInfo,
+  RequestIterator,
   ServeOptions,
   ServeSchema,
+  ServedRequest,
   ServerSpec,
   ServerStats,
   ServiceMetrics,
   ServiceSpec,
   StateValue,
   StrategyValue,
+  SubscriptionIterator,
   TypedClient,
   WireError
 } from 'ipc-bridge-client';
@@ -171,6 +175,7 @@ export function everyOption(): IPCClient[] {
     maxConcurrentHandlers: 64,
     highWaterMark: 64,
     exposeStacks: false,
+    cacheMaxEntries: 1000,
     waitOnFirstConnect: true
   };
   const legacy: IPCClientOptions = { connectionTimeout: '5000', reconnectAttempts: 3, reconnectDelay: 1000, somethingElse: 'ignored, with a warning' };
@@ -265,7 +270,8 @@ export async function introspection(client: IPCClient): Promise<void> {
   const counters: number[] = [
     m.connectionAttempts, m.connectionSuccesses, m.connectionSuccessRate, m.reconnections, m.averageReconnectionTimeMs,
     m.messagesSent, m.messagesDelivered, m.messagesFailed, m.messageDeliveryRate, m.activeConnections,
-    m.averageConnectionDurationMs, m.queued, m.queuedBytes, m.queueDropped
+    m.averageConnectionDurationMs, m.queued, m.queuedBytes, m.queueDropped,
+    m.cacheHits, m.cacheMisses, m.cacheSize, m.requestsCoalesced, m.iteratorDropped
   ]; // prettier-ignore
   const q: QueueStats = client.queueStats();
   const queue: Array<number | Record<string, number>> = [q.size, q.bytes, q.maxSize, q.maxBytes, q.dropped, q.byPriority];
@@ -277,6 +283,32 @@ export async function introspection(client: IPCClient): Promise<void> {
     void s;
   }
   void [h, i, c, counters, queue];
+}
+
+// -- IPCClient: iterators and shared calls (README "Iterating over messages and requests") --
+
+export async function iterators(client: IPCClient): Promise<void> {
+  const options: IteratorOptions = { maxBuffered: 100, overflow: 'error', timeout: 1000 };
+  const sub: SubscriptionIterator<Order> = await client.subscription<Order>('orders.*', options).ready();
+  for await (const msg of sub) {
+    exact<Order>()(msg.payload);
+    if (sub.buffered > 10) break;
+  }
+  const facts: Array<string | number | boolean> = [sub.channel, sub.maxBuffered, sub.overflow, sub.dropped, sub.closed];
+  exact<IteratorResult<Message<Order>, undefined>>()(await sub.next());
+  await sub.unsubscribe();
+  const jobs: RequestIterator<Order, number> = client.requests<Order, number>('jobs.*', { overflow: 'drop_oldest' });
+  for await (const req of jobs) {
+    const r: ServedRequest<Order, number> = req;
+    const sent: boolean = r.payload.total > 0 ? r.respond(r.payload.total) : r.fail(new RangeError('no total'));
+    const seen: Array<string | boolean | Record<string, string> | null> = [r.channel, r.answered, r.headers, r.message.message_id];
+    void [sent, seen];
+  }
+  await jobs.return();
+  const shared: Message<number> = await client.sendRequest<number>('prices.get', { sku: 'A-1' }, { coalesce: true, cacheTtl: 60_000 });
+  exact<number>()(await client.request<number>('prices.get', { sku: 'A-1' }, 1000, { cacheTtl: 5000 }));
+  client.clearCache();
+  void [facts, shared];
 }
 
 // -- IPCClient: events ------------------------------------------------------------------
