@@ -41,6 +41,7 @@ async def test_node_request_carries_deadline_and_headers_to_python(handler_serve
     agent = await node_agent(handler_server.port)
     res = await agent.call("request", channel="py.meta", payload=None, timeoutMs=4000, headers={"trace": "t-1"})
     meta = res["payload"]
+    assert meta["headers"].pop("traceparent").startswith("00-")  # docs/tracing.md
     assert meta["headers"] == {"trace": "t-1"}
     assert 3000 < meta["timeout_ms"] <= 4000
 

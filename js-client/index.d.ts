@@ -938,6 +938,23 @@ export declare function validatePattern(pattern: string): string;
 /** Whether `channel` matches `pattern` (`*` one token, `>` one or more trailing tokens). */
 export declare function patternMatches(pattern: string, channel: string): boolean;
 
+/** Where the running code is in a trace (docs/tracing.md): hex ids as they travel in `traceparent`. */
+export declare class TraceContext {
+  constructor(traceId: string, spanId: string, parentId?: string | null, flags?: string, tracestate?: string | null);
+  readonly traceId: string;
+  /** This hop's own span id. */
+  readonly spanId: string;
+  /** The sender's span id; null for the root of a trace. */
+  readonly parentId: string | null;
+  readonly flags: string;
+  readonly tracestate: string | null;
+  readonly traceparent: string;
+}
+/** The trace id the next message sent from here continues (the active OpenTelemetry span's, else the handled message's); null outside any trace. */
+export declare function currentTraceId(): string | null;
+/** The trace context of the request or delivery a handler is running for; null outside a handler. */
+export declare function currentTraceContext(): TraceContext | null;
+
 declare const _default: {
   IPCClient: typeof IPCClient;
   CircuitState: typeof CircuitState;
@@ -978,5 +995,8 @@ declare const _default: {
   validateChannel: typeof validateChannel;
   validatePattern: typeof validatePattern;
   patternMatches: typeof patternMatches;
+  TraceContext: typeof TraceContext;
+  currentTraceId: typeof currentTraceId;
+  currentTraceContext: typeof currentTraceContext;
 };
 export default _default;

@@ -41,7 +41,10 @@ export const {
   IdempotencyConflictError,
   validateChannel,
   validatePattern,
-  patternMatches
+  patternMatches,
+  TraceContext,
+  currentTraceId,
+  currentTraceContext
 } = cjs;
 
 export default cjs;

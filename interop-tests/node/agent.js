@@ -15,6 +15,7 @@
 
 const crypto = require('node:crypto');
 const { IPCClient } = require('../../js-client');
+const { currentTraceContext } = require('../../js-client');
 const { out, describe, runCommands } = require('./command_loop');
 const { withTlsFiles } = require('./tls_files');
 
@@ -94,6 +95,13 @@ function responder(cmd) {
     case 'relay':
       // A handler that itself awaits a request (to another responder).
       return async (msg) => (await client.sendRequest(cmd.target, msg.payload, cmd.timeoutMs)).payload;
+    case 'trace':
+      // The trace context it runs in (docs/tracing.md), and the answer of `target` when set.
+      return async (msg) => {
+        const context = { ...currentTraceContext() };
+        const next = cmd.target ? await client.request(cmd.target, msg.payload, cmd.timeoutMs) : null;
+        return { by: 'node', headers: msg.headers ?? null, context, next };
+      };
     case 'hang':
       return (msg) => {
         report(msg);

@@ -20,6 +20,7 @@
 const { now } = require('./connection');
 const { reply, replyError } = require('./replies');
 const { isThenable } = require('./listeners');
+const { runInTrace } = require('./tracing');
 
 /** Consumed held entries are dropped in bulk once there are this many. */
 const HELD_COMPACT_AT = 1024;
@@ -88,7 +89,7 @@ class Admission {
     const { host, exposeStacks } = this;
     let result;
     try {
-      result = handler(msg);
+      result = runInTrace(handler, msg); // its own calls continue the message's trace (docs/tracing.md)
     } catch (err) {
       if (conn !== null) replyError(conn, host.appId, msg, err, exposeStacks);
       else host._emitError(err);

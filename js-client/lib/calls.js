@@ -18,6 +18,7 @@ const { validateChannel, isReserved } = require('./channels');
 const { now } = require('./connection');
 const { callOptions, checkTimeout, isLocalFailure, isLocalRefusal } = require('./call_options');
 const { State } = require('./state');
+const { traceOutgoing, endSpan } = require('./tracing');
 const { keyedHeaders, resendOnLoss } = require('./idempotency');
 const {
   ConnectionLostError,
@@ -79,6 +80,7 @@ class Calls {
     const breaker = this.host._breakers.for(channelId);
     const permit = breaker === null ? null : breaker.acquire();
     if (breaker !== null && permit === null) return this.host._breakers.refuse(breaker, msg, payload, this.host._metrics);
+    const span = traceOutgoing(msg, 'request', this.host); // a traceparent on every message (docs/tracing.md)
     let reply;
     let failure = null;
     try {
@@ -93,6 +95,7 @@ class Calls {
       if (failure !== null && isLocalRefusal(failure)) breaker.cancel(permit); // never reached the service
       else breaker.release(permit, failure);
     }
+    endSpan(span, failure);
     if (failure !== null) {
       this._countFailure(failure);
       throw failure;
@@ -112,6 +115,7 @@ class Calls {
     const deadline = now() + call.timeout;
     const msg = buildMessage('publish', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
     if (ack) msg.ack = true;
+    let span = traceOutgoing(msg, 'publish', this.host);
     try {
       if (!ack) return await this.submit(msg, deadline, call, false);
       const reply = await this.submit(msg, deadline, call, true);
@@ -119,8 +123,11 @@ class Calls {
       const delivered = reply.payload && typeof reply.payload.delivered === 'number' ? reply.payload.delivered : null;
       return { delivered };
     } catch (err) {
+      span = endSpan(span, err);
       this._countFailure(err);
       throw err;
+    } finally {
+      endSpan(span);
     }
   }
   /**
@@ -132,11 +139,15 @@ class Calls {
     const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
     const deadline = now() + call.timeout;
     const msg = buildMessage('notification', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
+    let span = traceOutgoing(msg, 'notify', this.host);
     try {
       await this.submit(msg, deadline, call, false);
     } catch (err) {
+      span = endSpan(span, err);
       this._countFailure(err);
       throw err;
+    } finally {
+      endSpan(span);
     }
   }
   /**

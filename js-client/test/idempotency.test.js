@@ -56,6 +56,8 @@ test('idempotency - sendRequest sends the key as a header; a bad key is refused 
   const peer = new Peer({ onRequest: (msg, conn, reply) => reply(msg.headers) });
   const client = await connected(t, peer);
   const res = await client.sendRequest('jobs.run', 1, { idempotencyKey: 'job-1', headers: { a: 'b' } });
+  assert.match(res.payload.traceparent, /^00-/); // docs/tracing.md
+  delete res.payload.traceparent;
   assert.deepEqual(res.payload, { a: 'b', 'idempotency-key': 'job-1' });
   await assert.rejects(client.sendRequest('jobs.run', 1, { idempotencyKey: '' }), TypeError);
   await assert.rejects(client.request('jobs.run', 1, { idempotencyKey: 'x'.repeat(257) }), TypeError);

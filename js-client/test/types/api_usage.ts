@@ -44,7 +44,10 @@ import {
   IdempotencyConflictError,
   validateChannel,
   validatePattern,
-  patternMatches
+  patternMatches,
+  TraceContext,
+  currentTraceId,
+  currentTraceContext
 } from 'ipc-bridge-client';
 import type {
   CallOptions,
@@ -129,6 +132,14 @@ export function constants(): void {
   const breaker: CircuitBreakerOptions | boolean | null = d.circuitBreaker;
   const tls: boolean | TlsConnectionOptions | null = d.tls;
   void [states, circuits, overflows, strategies, codes, types, host, port, numbers, nullable, flags, strings, policy, overflow, breaker, tls];
+}
+
+export function tracing(): string | null {
+  const ctx: TraceContext | null = currentTraceContext();
+  const made = new TraceContext('4bf92f3577b34da6a3ce929d0e0e4736', '00f067aa0ba902b7');
+  const fields: Array<string | null> = [made.traceId, made.spanId, made.parentId, made.flags, made.tracestate, made.traceparent];
+  void [ctx, fields];
+  return currentTraceId();
 }
 
 export function channels(): boolean {

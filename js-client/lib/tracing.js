@@ -1,0 +1,242 @@
+'use strict';
+
+/**
+ * W3C trace context across the bridge (docs/tracing.md, docs/protocol.md §2).
+ *
+ * Every request, notification and publish this client sends carries a
+ * `traceparent` header (and the `tracestate` of its trace, if any): it
+ * continues the current trace, or starts one. The current trace is, in
+ * order: the application's active OpenTelemetry span (when
+ * `@opentelemetry/api` is found, lib/otel.js), the request or delivery a
+ * handler is serving (an AsyncLocalStorage entered around the handler: its
+ * own calls continue that trace), or a new trace (random 16-byte trace id).
+ * Every message gets a span id of its own, so each hop is a new span whose
+ * parent is the sender's. A `traceparent` the caller put in `headers` is
+ * sent as it is.
+ *
+ * Without a tracing backend the ids still join the logs of every process a
+ * trace crossed: currentTraceId() in handlers, and the debug log of every
+ * message sent and served (`NODE_DEBUG=ipc-bridge`).
+ */
+
+const crypto = require('node:crypto');
+const { AsyncLocalStorage } = require('node:async_hooks');
+const { debuglog } = require('node:util');
+const otel = require('./otel');
+
+const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
+const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+/** Random bytes are drawn in batches: 512 span ids per crypto.randomBytes call. */
+const BATCH_BYTES = 4096;
+
+let pool = '';
+let poolAt = 0;
+
+/**
+ * A random 8-byte span id in hex.
+ * @returns {string}
+ */
+function newSpanId() {
+  for (;;) {
+    if (poolAt >= pool.length) {
+      pool = crypto.randomBytes(BATCH_BYTES).toString('hex');
+      poolAt = 0;
+    }
+    const id = pool.slice(poolAt, poolAt + 16);
+    poolAt += 16;
+    if (id !== ZERO_SPAN) return id; // all zeros is invalid (W3C trace context §3.2.2.4)
+  }
+}
+
+/**
+ * A random 16-byte trace id in hex.
+ * @returns {string}
+ */
+function newTraceId() {
+  return newSpanId() + newSpanId();
+}
+
+/**
+ * Where the running code is in a trace: its `traceId`, its own `spanId`
+ * and the `parentId` it continues (null for a root), with the trace's
+ * `flags` and `tracestate`, as they travel (hex strings).
+ */
+class TraceContext {
+  /**
+   * @param {string} traceId
+   * @param {string} spanId
+   * @param {string|null} [parentId]
+   * @param {string} [flags]
+   * @param {string|null} [tracestate]
+   */
+  constructor(traceId, spanId, parentId = null, flags = '01', tracestate = null) {
+    this.traceId = traceId;
+    this.spanId = spanId;
+    this.parentId = parentId;
+    this.flags = flags;
+    this.tracestate = tracestate;
+  }
+
+  /** This context's own `traceparent` value. */
+  get traceparent() {
+    return `00-${this.traceId}-${this.spanId}-${this.flags}`;
+  }
+}
+
+const storage = new AsyncLocalStorage();
+
+/**
+ * The trace context of the request or delivery being handled here, if any.
+ * @returns {TraceContext|null}
+ */
+function currentTraceContext() {
+  return storage.getStore() ?? null;
+}
+
+/**
+ * The trace id the next message sent from here continues: the active
+ * OpenTelemetry span's, else the handled request's or delivery's; null
+ * outside any trace (a message sent then starts a new one).
+ * @returns {string|null}
+ */
+function currentTraceId() {
+  const span = otel.currentSpan();
+  if (span !== null) return span.spanContext().traceId;
+  const ctx = storage.getStore();
+  return ctx !== undefined ? ctx.traceId : null;
+}
+
+/**
+ * The ids of a valid `traceparent` (W3C trace context §3.2: version `ff`,
+ * zero ids, upper case and a version-00 value with more fields are invalid;
+ * a later version may add fields), else null.
+ * @param {unknown} value
+ * @returns {{traceId: string, parentId: string, flags: string}|null}
+ */
+function parseTraceparent(value) {
+  if (typeof value !== 'string') return null;
+  const m = TRACEPARENT_RE.exec(value);
+  if (m === null) return null;
+  const [, version, traceId, parentId, flags, rest] = m;
+  if (version === 'ff' || (version === '00' && rest !== undefined) || traceId === ZERO_TRACE || parentId === ZERO_SPAN) return null;
+  return { traceId, parentId, flags };
+}
+
+/**
+ * Sets the message's headers: the caller's (copied, never changed) plus the trace context.
+ * @param {object} msg
+ * @param {string} traceparent
+ * @param {string|null} tracestate
+ */
+function stamp(msg, traceparent, tracestate) {
+  const headers = msg.headers == null ? {} : { ...msg.headers };
+  headers.traceparent = traceparent;
+  if (tracestate !== null && headers.tracestate === undefined) headers.tracestate = tracestate;
+  msg.headers = headers;
+}
+
+/**
+ * Puts the trace context in an outgoing message's headers (see the
+ * module's doc for which trace it continues).
+ * @param {object} msg a request, notification or publish.
+ * @param {'request'|'notify'|'publish'} operation
+ * @param {{options?: {host?: string, port?: number}}} [client] names the server in the span.
+ * @returns {object|null} its OpenTelemetry span, to end with endSpan(); null without one.
+ */
+function traceOutgoing(msg, operation, client) {
+  if (msg.headers != null && Object.prototype.hasOwnProperty.call(msg.headers, 'traceparent')) return null; // the caller's own
+  const ctx = storage.getStore();
+  const appSpan = otel.currentSpan();
+  const options = client && client.options;
+  const extra = options ? { 'server.address': options.host, 'server.port': options.port } : undefined;
+  const parent = appSpan !== null || ctx === undefined ? null : [ctx.traceId, ctx.spanId, ctx.flags, ctx.tracestate];
+  const span = otel.start(operation, msg.channel_id, parent, extra);
+  let traceId, spanId, parentId, flags, state;
+  if (span !== null) {
+    [traceId, spanId, flags, state] = otel.idsOf(span);
+    parentId = appSpan !== null ? appSpan.spanContext().spanId : ctx !== undefined ? ctx.spanId : null;
+  } else {
+    spanId = newSpanId();
+    if (appSpan !== null) [traceId, parentId, flags, state] = otel.idsOf(appSpan);
+    else if (ctx !== undefined) [traceId, parentId, flags, state] = [ctx.traceId, ctx.spanId, ctx.flags, ctx.tracestate];
+    else [traceId, parentId, flags, state] = [newTraceId(), null, '01', null];
+  }
+  stamp(msg, `00-${traceId}-${spanId}-${flags}`, state);
+  if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, msg.channel_id, traceId, spanId, parentId);
+  return span;
+}
+
+/**
+ * Ends an outgoing message's span (null: nothing to do) with the call's failure, if any.
+ * @param {object|null} span
+ * @param {unknown} [err]
+ * @returns {null} so that `span = endSpan(span, err)` ends it once.
+ */
+function endSpan(span, err) {
+  if (span !== null) otel.end(span, err);
+  return null;
+}
+
+/**
+ * Runs a handler inside the trace of the message it handles: a new span
+ * whose parent is the sender's, entered for everything the handler does,
+ * awaits included. With an OpenTelemetry span, it ends when the handler's
+ * result settles.
+ * @param {Function} handler
+ * @param {object} msg a served request or notification, or a delivered publish.
+ * @returns {unknown} what the handler returned.
+ */
+function runInTrace(handler, msg) {
+  const operation = msg.message_type === 'publish' ? 'deliver' : 'serve';
+  const headers = msg.headers;
+  const parent = headers != null ? parseTraceparent(headers.traceparent) : null;
+  const state = parent !== null && typeof headers.tracestate === 'string' ? headers.tracestate : null;
+  const remote = parent !== null ? [parent.traceId, parent.parentId, parent.flags, state] : null;
+  const span = otel.startServed(operation, msg.channel_id, remote, msg.message_id);
+  let ctx;
+  if (span !== null) {
+    const [traceId, spanId, flags, tracestate] = otel.idsOf(span);
+    ctx = new TraceContext(traceId, spanId, parent !== null ? parent.parentId : null, flags, tracestate);
+  } else if (parent !== null) {
+    ctx = new TraceContext(parent.traceId, newSpanId(), parent.parentId, parent.flags, state);
+  } else {
+    ctx = new TraceContext(newTraceId(), newSpanId());
+  }
+  if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, msg.channel_id, ctx.traceId, ctx.spanId, ctx.parentId);
+  if (span === null) return storage.run(ctx, handler, msg);
+  let result;
+  try {
+    result = otel.withSpan(span, (arg) => storage.run(ctx, handler, arg), msg);
+  } catch (err) {
+    otel.end(span, err);
+    throw err;
+  }
+  if (result === null || typeof result !== 'object' || typeof result.then !== 'function') {
+    otel.end(span);
+    return result;
+  }
+  return Promise.resolve(result).then(
+    (value) => {
+      otel.end(span);
+      return value;
+    },
+    (err) => {
+      otel.end(span, err);
+      throw err;
+    }
+  );
+}
+
+module.exports = {
+  TraceContext,
+  currentTraceContext,
+  currentTraceId,
+  parseTraceparent,
+  newSpanId,
+  newTraceId,
+  traceOutgoing,
+  endSpan,
+  runInTrace
+};
