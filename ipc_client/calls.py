@@ -8,6 +8,10 @@ its own timeout (one timer for all deadlines, ``ipc_protocol.deadlines``), or
 (:meth:`Calls.request`, encoded straight from its fields), the calls built as
 messages (:meth:`Calls.call`) and the ones replayed from the offline queue
 (:meth:`Calls.start`).
+
+A call whose caller is cancelled (``task.cancel()``) is forgotten at once,
+and a request's ``cancel`` frame tells whoever runs it to stop
+(docs/protocol.md §15.4); ``CancelledError`` is re-raised.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ipc_protocol import (
     error_from_wire,
 )
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
+from ipc_protocol.streams import CANCEL, cancel
 
 from .connection import ClientConnection
 from .metrics import ClientMetrics
@@ -56,8 +61,9 @@ class Calls:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.legacy = False
         self._metrics = metrics
-        # Request id -> (future, channel, timeout in s); the deadlines are in _deadlines.
-        self._pending: dict[str, tuple[asyncio.Future[Message], str, float]] = {}
+        # Request id -> (future, channel, timeout in s, the connection of a
+        # request: told when its caller gives up, else None); deadlines in _deadlines.
+        self._pending: dict[str, tuple[asyncio.Future[Message], str, float, ClientConnection | None]] = {}
         self._deadlines = Deadlines(
             self._expire,
             clock=lambda: asyncio.get_running_loop().time(),
@@ -85,7 +91,7 @@ class Calls:
         message_id, body = encode_request(
             self.app_id, channel, payload, timeout_ms=None if legacy else budget_ms(timeout), headers=headers, legacy=legacy
         )
-        return await self._exchange(conn, message_id, channel, conn.frame_body(body), deadline, timeout, True)
+        return await self._exchange(conn, message_id, channel, conn.frame_body(body), deadline, timeout, True, True)
 
     async def call(self, conn: ClientConnection, msg: Message, deadline: float, *, user: bool = False) -> Message:
         """Write a request-like message and wait for the response answering it.
@@ -98,12 +104,12 @@ class Calls:
             if user:
                 self._metrics.failed()
             raise
-        return await self._exchange(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, user)
+        return await self._exchange(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, user, msg.message_type is MessageType.REQUEST)
 
     def start(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message]) -> None:
         """Register ``fut`` for the answer to a user's ``msg`` and write it; never waits (the queue's replay)."""
         frame, remaining = self._prepare(conn, msg, deadline, True)
-        self._send(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, fut)
+        self._send(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, fut, msg.message_type is MessageType.REQUEST)
 
     async def send_one_way(self, conn: ClientConnection, msg: Message, deadline: float) -> None:
         """Write a message nobody answers; a fast publisher waits for a slow socket."""
@@ -128,12 +134,12 @@ class Calls:
         return conn.frame(msg), remaining
 
     async def _exchange(
-        self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, track: bool
+        self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, track: bool, request: bool
     ) -> Message:
         """Write a request's frame and wait for its answer: one coroutine, no timer of its own."""
         fut: asyncio.Future[Message] = self.loop.create_future()  # type: ignore[union-attr]
         try:
-            self._send(conn, message_id, channel, frame, deadline, remaining, fut)
+            self._send(conn, message_id, channel, frame, deadline, remaining, fut, request)
         except ConnectionLost:
             if track:
                 self._metrics.failed()
@@ -148,15 +154,23 @@ class Calls:
                 if track:
                     self._metrics.failed()
                 raise
-        return await self.await_reply(fut, track)
+        return await self.await_reply(fut, track, message_id)
 
     def _send(
-        self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, fut: asyncio.Future[Message]
+        self,
+        conn: ClientConnection,
+        message_id: str,
+        channel: str,
+        frame: bytes,
+        deadline: float,
+        remaining: float,
+        fut: asyncio.Future[Message],
+        request: bool = True,
     ) -> None:
         """The one send path of every call: register it, arm its deadline, write it."""
         if not conn.is_open:
             raise ConnectionLost("the connection is closed")
-        self._pending[message_id] = (fut, channel, remaining)
+        self._pending[message_id] = (fut, channel, remaining, conn if request else None)
         self._deadlines.add(message_id, deadline)
         conn.write(frame)
 
@@ -174,13 +188,17 @@ class Calls:
 
     # -- settling it ----------------------------------------------------------
 
-    async def await_reply(self, fut: asyncio.Future[Message], track: bool) -> Message:
-        """The answer ``fut`` settles with, or the error it carries raised."""
+    async def await_reply(self, fut: asyncio.Future[Message], track: bool, message_id: str | None = None) -> Message:
+        """The answer ``fut`` settles with, or the error it carries raised.
+        A caller cancelled meanwhile gives the call up (:meth:`_given_up`)."""
         try:
             reply = await fut
         except IPCError:
             if track:
                 self._metrics.failed()
+            raise
+        except asyncio.CancelledError:
+            self._given_up(fut, message_id)
             raise
         if track:
             self._metrics.delivered()
@@ -203,6 +221,26 @@ class Calls:
             fut.set_result(msg)
         return True
 
+    def _given_up(self, fut: asyncio.Future[Message], message_id: str | None) -> None:
+        """The caller was cancelled: forget the call now (not at its deadline),
+        drop its answer when it comes, and send a request's ``cancel`` (§15.4)."""
+        if message_id is None:  # replayed from the queue: found by its future (rare)
+            message_id = next((mid for mid, entry in self._pending.items() if entry[0] is fut), None)
+        entry = self._pending.pop(message_id, None) if message_id is not None else None
+        if entry is None:
+            return
+        self._deadlines.discard(message_id)  # type: ignore[arg-type]
+        self.forget(message_id)  # type: ignore[arg-type]
+        conn = entry[3]
+        if conn is not None and conn.is_open and CANCEL in conn.proto.features:
+            conn.send(cancel(self.app_id, entry[1], message_id))  # type: ignore[arg-type]
+
+    def forget(self, message_id: str) -> None:
+        """Drop quietly whatever still arrives for ``message_id``: its caller gave up."""
+        self._expired[message_id] = None
+        if len(self._expired) > _EXPIRED_MEMORY:
+            self._expired.popitem(last=False)
+
     def expired(self, message_id: str | None) -> bool:
         """Whether ``message_id`` timed out here lately (its answer is dropped quietly)."""
         return message_id is not None and message_id in self._expired
@@ -212,16 +250,14 @@ class Calls:
         pending = list(self._pending.values())
         self._pending.clear()
         self._deadlines.clear()
-        for fut, _channel, _timeout in pending:
+        for fut, _channel, _timeout, _conn in pending:
             if not fut.done():
                 fut.set_exception(ConnectionLost(str(reason)))
                 fut.exception()  # mark retrieved: a caller may have gone already
 
     def _expire(self, message_id: str) -> None:
         entry = self._pending.pop(message_id, None)
-        self._expired[message_id] = None
-        if len(self._expired) > _EXPIRED_MEMORY:
-            self._expired.popitem(last=False)
+        self.forget(message_id)
         if entry is not None and not entry[0].done():
-            fut, channel, timeout = entry
+            fut, channel, timeout, _conn = entry
             fut.set_exception(RequestTimeout(f"no response on {channel!r} within {timeout:.3g} s"))

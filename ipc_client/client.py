@@ -35,6 +35,8 @@ from .introspection import connection_health, ping_health
 from .metrics import ClientMetrics
 from .offline_queue import DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_SIZE, OfflineQueue, OverflowPolicy
 from .outbox import DISCONNECT_POLICIES, Outbox
+from .producers import Producers
+from .streams import Streaming, Streams
 from .idempotency import keyed_headers, resend_on_loss
 from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
@@ -54,7 +56,7 @@ _EVENTS = (
 _CONNECTED = ConnectionState.CONNECTED
 
 
-class IPCClient(ClientExtensions):
+class IPCClient(ClientExtensions, Streaming):
     """Client for the bridge's server.
 
     Args:
@@ -165,6 +167,9 @@ class IPCClient(ClientExtensions):
             options, self._sm, calls=self._calls, subs=self._subs, outbox=self._outbox, admission=self._admission,
             metrics=self._metrics, emit=self._emit, tasks=lambda: self._tasks, connection_id=uuid.uuid4().hex,
         )  # fmt: skip
+        # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
+        self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
+        self._subs.producers = self._link.producers = Producers(expose_stacks)
         breaker_options = CircuitBreakerOptions() if circuit_breaker is True else circuit_breaker or None
         self._breakers = Breakers(breaker_options, self._emit) if breaker_options is not None else None
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):

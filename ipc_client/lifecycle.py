@@ -32,6 +32,7 @@ from ipc_protocol import (
 from ipc_protocol import __version__ as _version
 from ipc_protocol.client_protocol import ClientProtocol
 from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
+from ipc_protocol.streams import FEATURES
 
 from .admission import Admission
 from .backoff import Backoff
@@ -39,8 +40,10 @@ from .calls import Calls
 from .connection import ClientConnection
 from .metrics import ClientMetrics
 from .outbox import Outbox
+from .producers import Producers
 from .reconnect import Reconnector, connect_failure
 from .state import ConnectionState, StateMachine
+from .streams import Streams
 from .subscriptions import Subscriptions
 from .tls import ClientTLS, closed_during_handshake, handshake_failure, refused
 
@@ -95,7 +98,12 @@ class Lifecycle:
     What the handshake agreed is kept here: ``legacy`` (a 1.1.x server),
     ``server_info``, ``connection_id`` and ``max_send``. What arrives goes
     to ``calls`` (answers) and ``subs`` (publishes, requests to serve);
-    ``tasks()`` are the client's own tasks, cancelled by disconnect()."""
+    ``tasks()`` are the client's own tasks, cancelled by disconnect().
+    ``streams`` and ``producers`` (set by the client) take the frames of
+    docs/protocol.md §15."""
+
+    streams: Streams
+    producers: Producers
 
     def __init__(
         self,
@@ -241,7 +249,7 @@ class Lifecycle:
         self._metrics.attempt()
         proto = ClientProtocol(
             opts.app_id, self.connection_id, client=CLIENT_NAME, token=opts.token, user=opts.user, max_frame_size=opts.max_frame_size,
-            heartbeat_interval_s=opts.heartbeat_interval, heartbeat_timeout_s=opts.heartbeat_timeout,
+            heartbeat_interval_s=opts.heartbeat_interval, heartbeat_timeout_s=opts.heartbeat_timeout, features=FEATURES,
         )  # fmt: skip
         # Over TLS every attempt, a reconnection's too, makes a full TLS handshake.
         tls: dict[str, Any] = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}
@@ -291,7 +299,7 @@ class Lifecycle:
     def _on_message(self, conn: ClientConnection, msg: Message) -> None:
         mtype = msg.message_type
         if mtype is MessageType.RESPONSE:
-            if not self._calls.settle(msg) and msg.error is not None and not self._calls.expired(msg.reply_to):
+            if not self._calls.settle(msg) and not self.streams.settle(msg) and msg.error is not None and not self._calls.expired(msg.reply_to):
                 # An error that answers nothing we wait for (§6.4); it may withdraw a registration (§3).
                 error = error_from_wire(msg.error.model_dump())
                 self._subs.withdrawn(error)
@@ -302,6 +310,10 @@ class Lifecycle:
             # A system request reaches us only because we serve 'system' (§8):
             # the protocol answered the pings itself.
             self._subs.serve_request(conn, msg)
+        elif mtype is MessageType.STREAM_ITEM or mtype is MessageType.STREAM_END:
+            self.streams.on_frame(msg)  # §15.3
+        elif mtype is MessageType.CREDIT or mtype is MessageType.CANCEL:
+            self.producers.on_frame(conn, msg)  # §15.3, §15.4
 
     # -- losing it ------------------------------------------------------------
 
@@ -331,3 +343,5 @@ class Lifecycle:
             if self.conn is conn:
                 self.conn = None
         self._calls.fail_all(reason)
+        self.streams.fail_all(reason)
+        self.producers.connection_lost()

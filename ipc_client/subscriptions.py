@@ -30,6 +30,7 @@ from ipc_protocol.replies import handler_reply
 from .admission import Admission, Slot
 from .calls import Calls
 from .connection import ClientConnection
+from .producers import STREAM_RESULTS, Producers
 from .tracing import call_in_trace, serving
 
 __all__ = ["Subscriptions", "Registration", "Handler"]
@@ -82,7 +83,11 @@ class Subscriptions:
 
     The client's connection is reached through three callables: ``connected``
     (the connection when connected, else None), ``waiting`` (whether it is
-    being (re)made) and ``until_connected(deadline)``."""
+    being (re)made) and ``until_connected(deadline)``. ``producers`` (set by
+    the client) registers served requests for cancels and streams what
+    generators yield (docs/protocol.md §15)."""
+
+    producers: Producers
 
     def __init__(
         self,
@@ -318,6 +323,7 @@ class Subscriptions:
         """Run a served request's handler and write its answer (or its failure)."""
         scope = serving(msg)  # its own calls continue the request's trace (docs/tracing.md)
         failure: Exception | None
+        self.producers.started(msg, slot)  # a cancel finds its task (§15.4)
         try:
             try:
                 if _is_async_function(fn):
@@ -332,8 +338,12 @@ class Subscriptions:
                 result, failure = None, exc
             else:
                 failure = None
+            if result.__class__ in STREAM_RESULTS:  # a generator streams its answer (§15.6)
+                await self.producers.produce(conn, msg, result)
             scope.end(failure)
             if msg.message_type is not MessageType.REQUEST or conn is not self._admission.current() or not conn.is_open:
+                return
+            if result.__class__ in STREAM_RESULTS or self.producers.given_up(msg):  # streamed, or unwanted (§15.4)
                 return
             # An unsendable result is answered with its encoding error's own text, as it always was here.
             body, _ = handler_reply(msg, result, failure, legacy=conn.legacy, include_stack=self.expose_stacks, unsendable_prefix="")
@@ -344,4 +354,5 @@ class Subscriptions:
                 frame = conn.frame_body(body)
             conn.write(frame)
         finally:
+            self.producers.finished(msg)
             self._admission.finished(slot)

@@ -147,6 +147,8 @@ def contract_of(fn: Callable[..., Any]) -> Contract | None:
                 (p.name for p in params[1:] if p.kind in _KEYWORD_KINDS and _is_message(_evaluate(p.annotation, namespace))), None
             )
     response = _judge(_evaluate(sig.return_annotation, namespace))
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        response = _UNTYPED  # a stream's items go unchecked: its annotation is the iterator's (docs/protocol.md §15.6)
     if isinstance(response, _Unresolved):
         warnings.warn(f"handler {_qualname(fn)}: return annotation {response!r} cannot be resolved; results are not checked", stacklevel=3)
         response = _UNTYPED

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_frame, encode_message
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
@@ -32,12 +34,19 @@ from .frame_limit import PREFIX_BYTES
 from .shutdown import Shutdown
 from .stats import ServerStats
 
+if TYPE_CHECKING:
+    from .streams import Streams
+
 __all__ = ["Forwarded", "Forwarding"]
 
 log = logging.getLogger("ipc_server")
 
 
 _Key = tuple[ServerConnection, str]
+# Keys of requests that ended without their responder's answer (deadline,
+# cancel, requester gone), kept so a late answer never meets a new request
+# under the same key (docs/protocol.md §15.4 item 4).
+_RETIRED_KEPT = 4096
 
 
 @dataclass(slots=True)
@@ -68,6 +77,8 @@ class Forwarding:
         self._default_timeout_s = config.default_request_timeout_s
         self._max_held = config.max_held_requests_per_connection
         self.table: dict[_Key, Forwarded] = {}
+        self._retired: OrderedDict[_Key, None] = OrderedDict()
+        self.streams: Streams | None = None  # set by the server (streams.Streams, §15)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the server's, once started
         # One loop timer for every forwarded request's deadline (§6.5).
         self._deadlines: Deadlines[_Key] = Deadlines(
@@ -93,12 +104,12 @@ class Forwarding:
         sid = msg.message_id
         key = (responder, sid)
         table = self.table
-        verbatim = not conn.legacy and not responder.legacy and (not is_request or key not in table)
+        verbatim = not conn.legacy and not responder.legacy and (not is_request or (key not in table and key not in self._retired))
         if verbatim:
             frame = encode_frame(body)
         else:
             sid = f"s{next(self._ids)}"
-            while (responder, sid) in table:  # a requester's own id may look like ours
+            while (responder, sid) in table or (responder, sid) in self._retired:  # a requester's own id may look like ours
                 sid = f"s{next(self._ids)}"
             key = (responder, sid)
             forwarded = Message.build(msg.message_type, msg.app_id, msg.channel_id, msg.payload, message_id=sid, headers=msg.headers, timeout_ms=msg.timeout_ms)
@@ -116,11 +127,13 @@ class Forwarding:
         table[key] = Forwarded(msg, conn, responder, verbatim, conn.read_at)
         if msg.timeout_ms is not None:
             self._deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
-        elif self._default_timeout_s is not None:  # none carried: the server's own (§6.5, §12)
+        elif self._default_timeout_s is not None and msg.window is None:  # none carried: the server's own (§6.5, §12; a stream: §15.5)
             self._deadlines.add(key, self.loop.time() + self._default_timeout_s)
         responder.serving.add(key)
         conn.awaiting.add(key)
         conn.inflight.started()
+        if msg.window is not None and self.streams is not None:  # a stream (§15.3)
+            self.streams.opened(key, table[key])
 
     def response(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         """A response from ``conn``: the answer to a request forwarded to it, or nothing."""
@@ -128,7 +141,8 @@ class Forwarding:
         fwd = self.table.get((conn, sid)) if sid is not None else None
         if fwd is None or sid is None:
             # An answer that came too late, or a reply_to naming a request
-            # this connection was never sent: nothing waits for it.
+            # this connection was never sent: nothing waits for it (§15.4).
+            self._stats.late_answers += 1
             return
         if fwd.responder is not conn:  # pragma: no cover - the key names the responder
             log.warning("connection %s answered a request forwarded to %s; ignored", conn.connection_id, fwd.responder.connection_id)
@@ -150,6 +164,7 @@ class Forwarding:
         else:
             text = f"no answer from the responder within {timeout_ms:g} ms"
         self.finish(key, error_response(fwd.request, ErrorCode.TIMEOUT, text))
+        self._ended(key, fwd, ErrorCode.TIMEOUT)  # the responder is told to stop (§15.4)
 
     def finish(self, key: _Key, reply: Message, body: bytes | None = None) -> None:
         """Answer a forwarded request, once. ``body``: the responder's frame,
@@ -157,6 +172,8 @@ class Forwarding:
         fwd = self.table.pop(key, None)
         if fwd is None:
             return
+        if fwd.request.window is not None and self.streams is not None:
+            self.streams.closed(key, fwd)
         self._deadlines.discard(key)
         fwd.responder.serving.discard(key)
         fwd.requester.awaiting.discard(key)
@@ -189,7 +206,38 @@ class Forwarding:
             if fwd is not None:
                 fwd.responder.serving.discard(key)
                 self._deadlines.discard(key)
+                self._ended(key, fwd, ErrorCode.CONNECTION_LOST)
         conn.awaiting.clear()
+
+    def withdraw(self, key: _Key, reason: str) -> None:
+        """The requester gave up (a cancel, §15.4): forget the request
+        without answering it, and tell its responder to stop."""
+        fwd = self.table.pop(key, None)
+        if fwd is None:
+            return
+        self._deadlines.discard(key)
+        fwd.responder.serving.discard(key)
+        fwd.requester.awaiting.discard(key)
+        fwd.requester.inflight.finished()
+        self._ended(key, fwd, reason)
+        if self._shutdown.draining:
+            self._shutdown.check_drained()
+
+    def _ended(self, key: _Key, fwd: Forwarded, reason: str) -> None:
+        """A request removed without its responder's answer: its key is
+        retired, its stream closed, its responder sent ``cancel``."""
+        self.retire(key)
+        if self.streams is not None:
+            if fwd.request.window is not None:
+                self.streams.closed(key, fwd)
+            self.streams.cancel_responder(fwd.responder, key[1], fwd.request, reason)
+
+    def retire(self, key: _Key) -> None:
+        """Keep ``key`` from being used again for a while (§15.4 item 4)."""
+        retired = self._retired
+        retired[key] = None
+        if len(retired) > _RETIRED_KEPT:
+            retired.popitem(last=False)
 
     def shut_down(self) -> None:
         """Answer every forwarded request still waiting ``shutting_down`` (§13)."""

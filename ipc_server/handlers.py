@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import ErrorCode, ErrorInfo, Message, MessageType, encode_frame
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
@@ -26,6 +26,10 @@ from .connection import ServerConnection
 from .router import Handler
 from .shutdown import Shutdown
 from .stats import ServerStats
+from .streams import STREAM_RESULTS
+
+if TYPE_CHECKING:
+    from .streams import Streams
 
 __all__ = ["HandlerCall", "HandlerCalls"]
 
@@ -82,6 +86,8 @@ class HandlerCalls:
         self.calls: set[HandlerCall] = set()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.executor: ThreadPoolExecutor | None = None
+        self.streams: Streams | None = None  # set by the server (streams.Streams, §15)
+        self._threads: set[HandlerCall] = set()  # calls whose sync handler runs in a worker thread
         # One loop timer for every handler deadline (§6.5).
         self._deadlines: Deadlines[HandlerCall] = Deadlines(
             self._expired, clock=self._loop_time, call_at=self._call_at, resolution=ASYNCIO_RESOLUTION_S
@@ -96,7 +102,8 @@ class HandlerCalls:
         call = HandlerCall(conn, msg)
         self.calls.add(call)
         conn.handler_calls.add(call)
-        timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s
+        # A stream without timeout_ms has no whole-stream deadline, only its idle timeout (§15.5).
+        timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s if msg.window is None else None
         if timeout_s is not None:
             # Nearly every request has a deadline: they share one timer.
             self._deadlines.add(call, self.loop.time() + timeout_s)
@@ -117,7 +124,11 @@ class HandlerCalls:
                 if handler.is_async:
                     result = await handler.fn(msg)
                 else:
-                    result = await self.loop.run_in_executor(self.executor, handler.fn, msg)
+                    self._threads.add(call)  # a cancel cannot stop it: its result is dropped and counted (§15.4)
+                    try:
+                        result = await self.loop.run_in_executor(self.executor, handler.fn, msg)
+                    finally:
+                        self._threads.discard(call)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
@@ -126,7 +137,9 @@ class HandlerCalls:
                 else:
                     call.answer(self._failure(msg, exc))
             else:
-                if msg.message_type is MessageType.REQUEST:
+                if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
+                    await self.streams.produce(call, result)
+                elif msg.message_type is MessageType.REQUEST:
                     self._reply(call, result, None)
         finally:
             # In the task itself rather than a done callback: one loop
@@ -136,7 +149,8 @@ class HandlerCalls:
     def _reply(self, call: HandlerCall, result: Any, failure: Exception | None) -> None:
         """Answer a request with its handler's outcome, once."""
         conn = call.conn
-        if call.answered or not conn.is_open:  # the deadline answered first, or nobody will read it
+        if call.answered or not conn.is_open:  # the deadline or a cancel came first, or nobody will read it
+            self._stats.late_answers += 1  # dropped (§15.4)
             if failure is not None:
                 self._count_failure(call.request, error_info_from_exception(failure, include_stack=False))
             call.answered = True
@@ -149,6 +163,18 @@ class HandlerCalls:
             conn.traffic.sent[MessageType.RESPONSE] += 1
         if self._stats.timing is not None:  # metrics on (request_metrics)
             self._stats.timing.answered(conn.app_id, call.request.channel_id, error.code if error is not None else "ok", call.received)
+
+    def fail(self, call: HandlerCall, exc: BaseException) -> None:
+        """Answer ``call`` with its handler's failure (a stream's, mid-stream), once."""
+        if not call.answered:
+            call.answer(self._failure(call.request, exc))
+
+    def cancel(self, call: HandlerCall) -> None:
+        """The requester gave up (a cancel, §15.4): no answer; an async
+        handler is cancelled, a sync one's result will be dropped."""
+        call.answered = True
+        if call not in self._threads:  # a sync handler finishes in its thread; _reply drops its result
+            self.stop(call)
 
     def _failure(self, msg: Message, exc: BaseException) -> Message:
         reply = failure_reply(msg, exc, include_stack=self._include_stack)

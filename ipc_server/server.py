@@ -35,6 +35,7 @@ from .idempotency import Idempotency
 from .pubsub import PubSub
 from .router import HandlerRegistry, target_problem
 from .shutdown import Shutdown
+from .streams import Streams
 from .metrics import Metrics
 from .connection_list import answer_connections
 from .stats import ServerStats
@@ -100,6 +101,7 @@ class IPCServer:
             self.stats, self._shutdown, include_stack=self.config.expose_stacks, default_timeout_s=self.config.default_request_timeout_s
         )
         self._forwarding = Forwarding(self.stats, self._shutdown, ids, self.config)
+        self._streams = Streams(self.stats, self._forwarding, self._calls, default_idle_s=self.config.default_request_timeout_s)  # §15
         self._pubsub = PubSub(self._admission.apps, self.stats, self.config)
         # With a users file: who each connection is and what it may do.
         self._auth: Auth | None = None
@@ -287,6 +289,8 @@ class IPCServer:
             self._pubsub.publish(conn, msg, body)
         elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
             self._pubsub.subscription(conn, msg)
+        else:  # stream_item, stream_end, credit, cancel (§15)
+            self._streams.frame(conn, msg, body)
 
     # -- requests (§6, §7) -------------------------------------------------
 

@@ -62,6 +62,11 @@ class ServerStats:
         "registrations",
         "slow_consumers",
         "frames_skipped",
+        "streams",
+        "streams_opened",
+        "stream_items",
+        "cancels",
+        "late_answers",
         "errors",
         "_cut",
         "_skipped",
@@ -89,6 +94,13 @@ class ServerStats:
         self.registrations = 0  # responder registrations held now (max_registrations)
         self.slow_consumers = 0
         self.frames_skipped = 0  # frames over a connection's declared max_frame_size
+        # Streams and cancellation (docs/protocol.md §15): open now, opened, items
+        # relayed or sent, cancels received, answers dropped for requests that had ended.
+        self.streams = 0
+        self.streams_opened = 0
+        self.stream_items = 0
+        self.cancels = 0
+        self.late_answers = 0
         self.errors: Counter[str] = Counter()
         self._cut: deque[dict[str, Any]] = deque(maxlen=_RECORDS)
         self._skipped: OrderedDict[str, dict[str, Any]] = OrderedDict()

@@ -1,0 +1,217 @@
+"""The responder's side of streams and cancellation (docs/protocol.md §15):
+served requests that a ``cancel`` can stop, and handlers that stream.
+
+Every served request is registered while its handler runs (its task's
+admission slot, by the id it was sent under), so a ``cancel`` cancels that
+task: the handler sees ``asyncio.CancelledError``. An answer it produces
+anyway is not sent (the server no longer waits for it) and is counted in
+``late_answers``.
+
+A handler that returns a generator (``async def`` with ``yield``, run on the
+loop; a plain generator, one ``next()`` at a time in a worker thread) streams
+its items: one is pulled only while credit remains (the request's
+``window`` plus every ``credit`` since), so the generator never runs ahead
+of its consumer; the end is ``stream_end``, a failure an error response.
+A cancel, the connection's loss or ``disconnect()`` cancels the task and
+closes the generator (``aclose()`` / ``close()``).
+
+Host interface: :meth:`started` / :meth:`finished` around each served
+request (``subscriptions``), :meth:`on_frame` for ``credit`` and ``cancel``
+(``lifecycle``), :meth:`connection_lost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import types
+from typing import Any
+
+from ipc_protocol import ErrorCode, IPCError, Message, MessageType
+from ipc_protocol.messages import error_response
+from ipc_protocol.replies import handler_reply
+from ipc_protocol.streams import STREAMS, Credit, cancel_reason, stream_end, stream_item
+
+from .admission import Slot
+from .connection import ClientConnection
+
+__all__ = ["Producers", "STREAM_RESULTS"]
+
+log = logging.getLogger("ipc_client")
+
+# What a handler returns when it streams (§15.6).
+STREAM_RESULTS = frozenset({types.AsyncGeneratorType, types.GeneratorType})
+_END = object()  # next()'s default: the sync generator is exhausted
+
+
+class _Producing:
+    """One stream this client produces: its credit, and who waits for more."""
+
+    __slots__ = ("conn", "credit", "waiter", "task")
+
+    def __init__(self, conn: ClientConnection, window: int, task: asyncio.Task[Any] | None) -> None:
+        self.conn = conn
+        self.credit = Credit(window)
+        self.waiter: asyncio.Future[None] | None = None
+        self.task = task
+
+    def grant(self, n: int) -> None:
+        if not self.credit.grant(n):  # past 2^31-1: the server fails the stream and cancels us
+            return
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Producers:
+    """Served requests by id, and the streams among them."""
+
+    def __init__(self, expose_stacks: bool) -> None:
+        self.expose_stacks = expose_stacks
+        self.running: dict[str, Slot] = {}  # request id -> its handler task's slot
+        self.cancelled: set[str] = set()  # ids a cancel named while their handler ran
+        self.late_answers = 0  # answers not sent: the requester had given up
+        self._producing: dict[str, _Producing] = {}
+
+    def __len__(self) -> int:
+        return len(self._producing)
+
+    # -- every served request ------------------------------------------------------
+
+    def started(self, msg: Message, slot: Slot) -> None:
+        self.running[msg.message_id] = slot
+
+    def finished(self, msg: Message) -> None:
+        mid = msg.message_id
+        if self.running.pop(mid, None) is not None and self.cancelled:
+            self.cancelled.discard(mid)
+
+    def given_up(self, msg: Message) -> bool:
+        """Whether a cancel named ``msg`` (its answer is then dropped and counted)."""
+        if self.cancelled and msg.message_id in self.cancelled:
+            self.late_answers += 1
+            return True
+        return False
+
+    def on_frame(self, conn: ClientConnection, msg: Message) -> None:
+        """A ``credit`` or ``cancel`` from the server for a request we serve."""
+        rid: str = msg.reply_to  # type: ignore[assignment]  # the protocol checked it is set
+        if msg.message_type is MessageType.CREDIT:
+            producing = self._producing.get(rid)
+            if producing is not None:
+                producing.grant(msg.window)  # type: ignore[arg-type]
+            return
+        slot = self.running.get(rid)
+        if slot:  # running: stop it (a cancel of what has ended is nothing, §15.4)
+            self.cancelled.add(rid)
+            slot[0].cancel(f"the requester gave up ({cancel_reason(msg)})")
+
+    def connection_lost(self) -> None:
+        """Nobody will grant credit again: stop every stream (plain handlers
+        finish, their answers unsent as before)."""
+        for producing in list(self._producing.values()):
+            if producing.task is not None:
+                producing.task.cancel("the connection was lost")
+        self.cancelled.clear()
+
+    # -- streams (§15.6) ---------------------------------------------------------------
+
+    async def produce(self, conn: ClientConnection, msg: Message, gen: Any) -> None:
+        """Stream the items of ``gen``, answering ``msg``; runs in its handler's task."""
+        is_async = gen.__class__ is types.AsyncGeneratorType
+        if msg.window is None or msg.message_type is not MessageType.REQUEST or STREAMS not in conn.proto.features:
+            await _close(gen, is_async, None)
+            if msg.message_type is MessageType.REQUEST and conn.is_open:
+                text = f"the handler of {msg.channel_id!r} streams its answer: call stream()"
+                conn.send(error_response(msg, ErrorCode.BAD_REQUEST, text))
+            return
+        loop = asyncio.get_running_loop()
+        producing = self._producing[msg.message_id] = _Producing(conn, msg.window, asyncio.current_task())
+        pull = None if is_async else _SyncPull(gen)
+        try:
+            while True:
+                while producing.credit.available == 0:
+                    producing.waiter = loop.create_future()
+                    await producing.waiter
+                if is_async:
+                    try:
+                        item = await gen.__anext__()
+                    except StopAsyncIteration:
+                        break
+                else:
+                    item = await loop.run_in_executor(None, contextvars.copy_context().run, pull.next)  # type: ignore[union-attr]
+                    if item is _END:
+                        break
+                try:
+                    frame = conn.frame(stream_item(msg, item))
+                except IPCError as exc:  # an item that cannot be sent: the handler's failure
+                    raise ValueError(f"an item of the stream cannot be sent: {exc}") from None
+                if not conn.is_open:
+                    return
+                producing.credit.take()
+                conn.write(frame)
+                if conn.writing_paused:
+                    await conn.drain()
+            if conn.is_open:
+                conn.send(stream_end(msg))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure ends the stream with an error (§15.3)
+            if conn.is_open and not self.given_up(msg):
+                body, _ = handler_reply(msg, None, exc, legacy=False, include_stack=self.expose_stacks)
+                conn.write(conn.frame_body(body))
+        finally:
+            del self._producing[msg.message_id]
+            await _close(gen, is_async, pull)
+
+
+class _SyncPull:
+    """A sync generator pulled one ``next()`` at a time in worker threads.
+    A thread cannot be interrupted, nor a running generator closed: closing
+    while a ``next()`` runs leaves it to that thread, once it returns."""
+
+    __slots__ = ("gen", "pulling", "closing", "_lock", "_closed")
+
+    def __init__(self, gen: Any) -> None:
+        self.gen = gen
+        self.pulling = False
+        self.closing = False
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def next(self) -> Any:  # in a worker thread
+        self.pulling = True
+        try:
+            return next(self.gen, _END)
+        finally:
+            self.pulling = False
+            if self.closing:
+                self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self.gen.close()
+        except Exception:  # noqa: BLE001 - a generator failing to close is its own business
+            log.exception("closing a stream's generator failed")
+
+
+async def _close(gen: Any, is_async: bool, pull: _SyncPull | None) -> None:
+    """Close a producer's generator (its ``finally`` runs)."""
+    if pull is not None:
+        pull.closing = True
+        if not pull.pulling:
+            pull.close()
+        return
+    try:
+        if is_async:
+            await gen.aclose()
+        else:
+            gen.close()
+    except Exception:  # noqa: BLE001 - a generator failing to close is its own business
+        log.exception("closing a stream's generator failed")
