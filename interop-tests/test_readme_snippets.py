@@ -68,6 +68,7 @@ EXPECT: dict[str, list[str]] = {
         "handler_error ZeroDivisionError division by zero",
         "1",
     ],
+    "iterators": [r"\{'done': 7\}", r"orders\.created \{'id': 42\}"],
     "resilience": [
         "3", "5", "7", "9",
         r"\{'total': 2, 'available': 2, 'in_use': 0, 'pending': 0, 'total_created': 2, 'total_destroyed': 0\}",
@@ -85,6 +86,7 @@ EXPECT: dict[str, list[str]] = {
         "delivered to 1",
         "ZeroDivisionError division by zero",
     ],
+    "js-iterators": [r"\{ done: 7 \}", r"orders\.created \{ id: 42 \}"],
     "js-system": [r"\{ time: [\d.]+ \}", r"\{ time: [\d.]+ \}", r"\{ status: 'pong' \}"],
     "js-offline-queue": [r"\{ order: 7, status: 'created' \}"],
     "js-pool": [r"\{ id: 7, total: 19\.5 \}", r".*inUse: 0,.*"],
