@@ -58,6 +58,8 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   await client.sendRequest(123);
   // @ts-expect-error priority is an integer
   await client.request('orders.get', null, { priority: 'high' });
+  // @ts-expect-error an idempotency key is a string
+  await client.request('orders.pay', null, { idempotencyKey: 42 });
   // @ts-expect-error a misspelt call option (an object literal's unknown key)
   await client.request('orders.get', null, { timout: 100 });
   // @ts-expect-error without ack, publish resolves undefined

@@ -229,6 +229,7 @@ export async function calls(client: IPCClient): Promise<void> {
   const full: CallOptions = { headers: { traceparent: '00-abc-def-01' }, priority: 5, onDisconnect: 'queue', timeout: 2500 };
   await client.sendRequest('orders.get', null, full);
   await client.sendRequest('orders.get', null, 1000, { priority: 1 });
+  await client.request('orders.pay', { id: 'o-1' }, { idempotencyKey: 'pay-o-1', timeout: 5000 });
   await client.request('orders.get', null, { timeout: 100, onDisconnect: 'fail' });
 
   const stats: { connections: number } = await client.system<{ connections: number }>('stats');
@@ -515,7 +516,7 @@ export async function loadBalanced(): Promise<void> {
   new LoadBalancedClient('billing', ['localhost:8888']);
   const fields: [string, StrategyValue, number, number] = [lb.appId, lb.strategy, lb.healthCheckInterval, lb.healthCheckTimeout];
   await lb.start();
-  const reply: Message<number> = await lb.sendRequest<number>('sum', [1, 2], 1000, { headers: { a: 'b' } });
+  const reply: Message<number> = await lb.sendRequest<number>('sum', [1, 2], 1000, { headers: { a: 'b' }, idempotencyKey: 'sum-1' });
   exact<number>()(await lb.request<number>('sum', [1, 2]));
   exact<{ delivered: number | null }>()(await lb.publish('news', 1, { ack: true, timeout: 100 }));
   exact<undefined>()(await lb.publish('news', 1));
