@@ -151,7 +151,7 @@ class IPCClient(ClientExtensions, Streaming):
         self._listeners = Listeners("client", _EVENTS, self._spawn)
         self._metrics = ClientMetrics()
         self._calls = Calls(app_id, self._metrics)
-        self._shared = SharedCalls(self._metrics, cache_max_entries, request_timeout)
+        self._shared = SharedCalls(self._metrics, cache_max_entries, request_timeout, lambda: self._breakers)
         self._admission = Admission(max_concurrent_handlers, lambda: self._link.conn)
         self._subs = Subscriptions(
             self._calls, self._admission, connected=self._connected_conn, waiting=lambda: self._sm.waiting,

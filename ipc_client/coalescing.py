@@ -22,6 +22,7 @@ import pydantic_core
 
 from ipc_protocol import Message, RequestTimeout
 
+from .circuit_breaker import Breakers, CircuitState
 from .metrics import ClientMetrics
 from .response_cache import DEFAULT_CACHE_MAX_ENTRIES, ResponseCache, check_cache_ttl
 
@@ -64,9 +65,12 @@ def shareable(fn: F) -> F:
 class SharedCalls:
     """The calls in flight that others may join, and the response cache."""
 
-    def __init__(self, metrics: ClientMetrics, cache_max_entries: int, request_timeout: float) -> None:
+    def __init__(
+        self, metrics: ClientMetrics, cache_max_entries: int, request_timeout: float, breakers: Callable[[], Breakers | None] = lambda: None
+    ) -> None:
         self.cache = ResponseCache(cache_max_entries, metrics)
         self.request_timeout = request_timeout
+        self._breakers = breakers
         self._metrics = metrics
         self._inflight: dict[str, asyncio.Future[Message]] = {}
 
@@ -84,9 +88,15 @@ class SharedCalls:
         if ttl is not None and (hit := self.cache.get(key)) is not None:
             return hit
         reply = await (self._join(key, send, channel, timeout) if coalesce else send())
-        if ttl is not None:
+        if ttl is not None and self._from_service(channel):
             self.cache.put(key, reply, ttl)  # only answers: an error was raised above
         return reply
+
+    def _from_service(self, channel: str) -> bool:
+        """Whether an answer came from the service: not while its circuit is
+        open or half open, when it may be the breaker's fallback."""
+        breakers = self._breakers()
+        return breakers is None or breakers.get(channel).state is CircuitState.CLOSED
 
     async def _join(self, key: str, send: Callable[[], Awaitable[Message]], channel: str, timeout: float | None) -> Message:
         shared = self._inflight.get(key)

@@ -97,7 +97,7 @@ class BufferedIterator(Generic[T]):
 
     async def start(self) -> None:
         """Register with the server (once); the first ``__anext__`` or ``async with`` does it."""
-        if self._started:
+        if self._started or self._closed:
             return
         self._started = True
         try:
@@ -130,6 +130,8 @@ class BufferedIterator(Generic[T]):
     async def __anext__(self) -> T:
         if not self._started:
             await self.start()
+            if self._closed:
+                raise StopAsyncIteration
         items = self._items
         while True:
             if items:

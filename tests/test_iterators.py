@@ -318,3 +318,12 @@ async def test_a_refused_registration_raises_from_the_loop(make_client: Any) -> 
         async for _ in client.requests("taken"):
             pass
     assert info.value.code == "already_serving"  # type: ignore[attr-defined]
+
+
+async def test_a_closed_iterator_never_registers(make_client: Any) -> None:
+    client = await make_client()
+    sub = client.subscription("feed")
+    await sub.aclose()
+    assert [m async for m in sub] == []
+    await sub.start()
+    assert client._subs.handlers == {}

@@ -13,7 +13,7 @@ from ipc_client import IPCClient
 from ipc_client.coalescing import request_key
 from ipc_client.metrics import ClientMetrics
 from ipc_client.response_cache import ResponseCache
-from ipc_protocol import HandlerError, Message, MessageType, RequestTimeout
+from ipc_protocol import HandlerError, Message, MessageType, NoResponders, RequestTimeout
 
 from .conftest import WAIT_S
 
@@ -208,3 +208,15 @@ async def test_bad_cache_ttl_is_refused(make_client: Any) -> None:
     for bad in (0, -1, float("nan"), "5", True):
         with pytest.raises(ValueError, match="cache_ttl"):
             await caller.request("svc", 1, cache_ttl=bad)
+
+
+async def test_a_circuit_breaker_fallback_is_not_cached(make_client: Any) -> None:
+    from ipc_client import CircuitBreakerOptions
+
+    options = CircuitBreakerOptions(failure_threshold=1, reset_timeout=3600, fallback=lambda channel, payload, exc: {"fallback": True})
+    caller = await make_client(circuit_breaker=options)
+    with pytest.raises(NoResponders):  # opens the circuit
+        await caller.request("nobody", 1, cache_ttl=60)
+    assert await caller.request("nobody", 1, cache_ttl=60) == {"fallback": True}
+    assert await caller.request("nobody", 1, cache_ttl=60) == {"fallback": True}
+    assert caller.metrics()["cache_size"] == 0

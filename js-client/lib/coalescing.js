@@ -14,10 +14,11 @@
  * reused for that long. Mirrors ipc_client/coalescing.py.
  *
  * Host interface (the IPCClient that owns it): `options` (`requestTimeout`,
- * `cacheMaxEntries`), `_calls` (`sendRequest()`), `_metrics`.
+ * `cacheMaxEntries`), `_calls` (`sendRequest()`), `_breakers` (`for()`), `_metrics`.
  */
 
 const { MAX_TIMER_MS } = require('./constants');
+const { CircuitState } = require('./circuit_breaker');
 const { checkTimeout } = require('./call_options');
 const { ResponseCache, checkCacheTtl } = require('./response_cache');
 const { AbortError, RequestTimeoutError } = require('./errors');
@@ -109,8 +110,20 @@ class SharedCalls {
       if (hit !== undefined) return hit;
     }
     const reply = await (coalesce ? this._join(key, send, rest, ms, channelId) : send(rest));
-    if (ttl !== undefined) this.cache.put(key, reply, ttl); // only answers: an error was thrown above
+    if (ttl !== undefined && this._fromService(channelId)) this.cache.put(key, reply, ttl); // only answers: an error was thrown above
     return reply;
+  }
+
+  /**
+   * Whether an answer came from the service: not while its circuit is open
+   * or half open, when it may be the breaker's fallback.
+   * @param {string} channelId
+   * @returns {boolean}
+   * @private
+   */
+  _fromService(channelId) {
+    const breaker = this.host._breakers.for(channelId);
+    return breaker === null || breaker.state === CircuitState.CLOSED;
   }
 
   /**

@@ -98,6 +98,7 @@ class BufferedIterator {
 
   /** @private */
   async _start() {
+    if (this._closed) return this; // return() came first: nothing to register
     try {
       await this._register();
     } catch (err) {
@@ -129,7 +130,10 @@ class BufferedIterator {
    * @returns {Promise<IteratorResult<any>>}
    */
   async next() {
-    if (!this._ready) await this.ready();
+    if (!this._ready) {
+      if (this._closed) return { value: undefined, done: true };
+      await this.ready();
+    }
     for (;;) {
       while (this._head < this._items.length) {
         const item = this._take();

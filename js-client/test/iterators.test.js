@@ -243,3 +243,13 @@ test('requests - one whose requester gave up, or whose connection is gone, is sk
   assert.equal((await after).payload, 'ok');
   await reqs.return();
 });
+
+test('subscription - a closed iterable never registers', async (t) => {
+  const { peer, client } = await setup(t);
+  const sub = client.subscription('feed');
+  await sub.return();
+  assert.deepEqual(await sub.next(), { value: undefined, done: true });
+  await sub.ready();
+  assert.equal(client._subs.subscriptions.size, 0);
+  assert.equal(peer.received.filter((m) => m.message_type === 'subscribe').length, 0);
+});

@@ -73,7 +73,9 @@ async function setup(t, clientOptions = {}) {
     onRequest: (msg, conn, answer) => {
       peer.count++;
       const send = () =>
-        peer.fail ? answer(null, { error: { code: 'handler_error', message: 'refused', remote_type: 'ValueError' } }) : answer({ n: peer.count, echo: msg.payload });
+        peer.fail
+          ? answer(null, { error: { code: peer.failCode ?? 'handler_error', message: 'refused', remote_type: 'ValueError' } })
+          : answer({ n: peer.count, echo: msg.payload });
       if (peer.hold) held.push(send);
       else send();
     }
@@ -182,4 +184,15 @@ test('cache - with coalescing, bounded by cacheMaxEntries; a bad cacheTtl is ref
     await assert.rejects(client.request('svc', 1, { cacheTtl: bad }), TypeError);
   }
   await assert.rejects(client.request('svc', 1, { coalesce: 'yes' }), TypeError);
+});
+
+test('cache - a circuit breaker fallback is not cached', async (t) => {
+  const { peer, client } = await setup(t, { circuitBreaker: { failureThreshold: 1, resetTimeout: 3600000, fallback: () => ({ fallback: true }) } });
+  peer.fail = true;
+  peer.failCode = 'no_responders';
+  await assert.rejects(client.request('svc', 1, { cacheTtl: 60000 }), { code: ErrorCode.NO_RESPONDERS }); // opens the circuit
+  peer.fail = false;
+  assert.deepEqual(await client.request('svc', 1, { cacheTtl: 60000 }), { fallback: true });
+  assert.deepEqual(await client.request('svc', 1, { cacheTtl: 60000 }), { fallback: true });
+  assert.equal(client.getMetrics().cacheSize, 0);
 });
