@@ -69,6 +69,7 @@ EXPECT: dict[str, list[str]] = {
         "1",
     ],
     "iterators": [r"\{'done': 7\}", r"orders\.created \{'id': 42\}"],
+    "tracing": [r"[0-9a-f]{32} pricing A-1", r"served in trace [0-9a-f]{32}"],
     "resilience": [
         "3", "5", "7", "9",
         r"\{'total': 2, 'available': 2, 'in_use': 0, 'pending': 0, 'total_created': 2, 'total_destroyed': 0\}",
@@ -87,6 +88,7 @@ EXPECT: dict[str, list[str]] = {
         "ZeroDivisionError division by zero",
     ],
     "js-iterators": [r"\{ done: 7 \}", r"orders\.created \{ id: 42 \}"],
+    "js-tracing": [r"[0-9a-f]{32} pricing A-1", r"sent 00-[0-9a-f]{32}-[0-9a-f]{16}-01"],
     "js-system": [r"\{ time: [\d.]+ \}", r"\{ time: [\d.]+ \}", r"\{ status: 'pong' \}"],
     "js-offline-queue": [r"\{ order: 7, status: 'created' \}"],
     "js-pool": [r"\{ id: 7, total: 19\.5 \}", r".*inUse: 0,.*"],
