@@ -88,11 +88,12 @@ class _Waiter:
 class _Entry:
     """One key: running (``run`` set, ``waiters``) or stored (``answer``)."""
 
-    __slots__ = ("scope", "digest", "run", "waiters", "answer", "size", "expires_at")
+    __slots__ = ("scope", "digest", "request_id", "run", "waiters", "answer", "size", "expires_at")
 
-    def __init__(self, scope: _Scope, digest: bytes) -> None:
+    def __init__(self, scope: _Scope, digest: bytes, request_id: str) -> None:
         self.scope = scope
         self.digest = digest
+        self.request_id = request_id  # the message_id the run's request carries
         self.run: Run | None = None
         self.waiters: list[_Waiter] = []
         self.answer = b""  # the answer's frame body, as a version-2 peer reads it
@@ -209,7 +210,7 @@ class Idempotency:
                 self._counts["replayed"] += 1
                 conn.send(_readdressed(decode_message(entry.answer), msg))
             return None
-        entry = _Entry(scope, digest)
+        entry = _Entry(scope, digest, msg.message_id)
         run = entry.run = Run(self, entry, conn)
         self.running[scope] = entry
         self._counts["started"] += 1
@@ -253,28 +254,32 @@ class Idempotency:
         entry.run = None
         del self.running[entry.scope]
         self._counts["running"] = len(self.running)
+        first_id = entry.request_id  # a frame answers it: the run's request is the first requester's
+        waiters, entry.waiters = entry.waiters, []
         if reply is None:
             assert frame is not None
             body = bytes(frame[PREFIX_BYTES:])
-            reply = decode_message(body)
+            # Read only when it may be an error, or another requester needs it readdressed.
+            if b'"error"' in body or any(w.request.message_id != first_id for w in waiters):
+                reply = decode_message(body)
         else:
             body = encode_message(reply)
-        waiters, entry.waiters = entry.waiters, []
         for waiter in waiters:
             self._drop_waiter(waiter)
             conn = waiter.conn
             conn.inflight.finished()
             if not conn.is_open:
                 continue
-            if frame is not None and waiter.request.message_id == reply.reply_to:
+            if frame is not None and waiter.request.message_id == first_id:
                 conn.send_frame(frame)  # its own answer, byte for byte (§7.3)
             else:
+                assert reply is not None
                 conn.send(_readdressed(reply, waiter.request))
-        self._store(entry, reply, body)
+        self._store(entry, reply.error.code if reply is not None and reply.error is not None else None, body)
 
-    def _store(self, entry: _Entry, reply: Message, body: bytes) -> None:
+    def _store(self, entry: _Entry, code: str | None, body: bytes) -> None:
         size = len(body) + len(entry.scope[2])
-        if (reply.error is not None and reply.error.code in UNSTORED_CODES) or self._window_s <= 0 or (self._max_bytes is not None and size > self._max_bytes):
+        if code in UNSTORED_CODES or self._window_s <= 0 or (self._max_bytes is not None and size > self._max_bytes):
             self._counts["not_stored"] += 1
             return
         entry.answer = body
@@ -294,13 +299,16 @@ class Idempotency:
 
     def _expire(self, now: float) -> None:
         stored = self.stored
+        gone = False
         while stored:
             entry = next(iter(stored.values()))
             if entry.expires_at > now:
                 break
             del stored[entry.scope]
             self._forget(entry, "expired")
-        self._update()
+            gone = True
+        if gone:
+            self._update()
 
     def _forget(self, entry: _Entry, why: str) -> None:
         self.stored_bytes -= entry.size
