@@ -20,12 +20,13 @@ With OpenTelemetry and a tracer provider, the spans are made by
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import functools
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from ipc_protocol import Message
@@ -43,6 +44,7 @@ __all__ = [
     "outgoing",
     "serving",
     "call_in_trace",
+    "within",
     "traced",
 ]
 
@@ -52,6 +54,7 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 _TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_HEX_OR_DASH = "0123456789abcdef-"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -135,6 +138,12 @@ def parse_traceparent(value: str) -> tuple[str, str, str] | None:
     """``(trace_id, parent_id, flags)`` of a valid ``traceparent``, else None
     (W3C trace context §3.2: version ``ff``, zero ids, upper case and a
     version-00 value with more fields are invalid; a later version may add fields)."""
+    if len(value) == 55 and value[:3] == "00-" and value[35] == "-" and value[52] == "-" and not value.strip(_HEX_OR_DASH):
+        # The common case without the regex: version 00, lower-case hex (it runs for every message handled).
+        trace_id, parent_id = value[3:35], value[36:52]
+        if "-" in trace_id or "-" in parent_id or value[53] == "-" or value[54] == "-" or trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+            return None
+        return trace_id, parent_id, value[53:55]
     m = _TRACEPARENT_RE.fullmatch(value)
     if m is None:
         return None
@@ -300,3 +309,23 @@ def call_in_trace(handler: Callable[[Message], Any], msg: Message, operation: st
             otel.detach(scope.token)
     scope.end()
     return result
+
+
+@contextlib.contextmanager
+def within(msg: Message, operation: str = "serve") -> Iterator[TraceContext]:
+    """Enter the trace of ``msg`` for the ``with`` block, for code that handles
+    a message outside the client's own handlers (an in-process handler of
+    the server, the loop over ``requests()`` or ``subscription()``): its
+    calls continue that trace, and with OpenTelemetry the block is a span."""
+    ctx, scope = _enter(msg, operation)
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    except BaseException as exc:
+        scope.end(exc)
+        raise
+    finally:
+        _current.reset(token)
+        if scope.token is not None:
+            otel.detach(scope.token)
+        scope.end()

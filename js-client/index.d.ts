@@ -954,6 +954,8 @@ export declare class TraceContext {
 export declare function currentTraceId(): string | null;
 /** The trace context of the request or delivery a handler is running for; null outside a handler. */
 export declare function currentTraceContext(): TraceContext | null;
+/** Runs `fn(msg)` in the trace of `msg` (a message handled outside the client's handlers, e.g. from an iterator): its calls continue that trace. */
+export declare function withinTrace<M extends Message, R>(msg: M, fn: (msg: M) => R): R;
 
 declare const _default: {
   IPCClient: typeof IPCClient;
@@ -998,5 +1000,6 @@ declare const _default: {
   TraceContext: typeof TraceContext;
   currentTraceId: typeof currentTraceId;
   currentTraceContext: typeof currentTraceContext;
+  withinTrace: typeof withinTrace;
 };
 export default _default;

@@ -10,7 +10,7 @@ const { IPCClient, State } = require('./lib/client');
 const { DEFAULTS, PROTOCOL_VERSION, CLIENT_VERSION } = require('./lib/constants');
 const errors = require('./lib/errors');
 const { validateChannel, validatePattern, patternMatches } = require('./lib/channels');
-const { TraceContext, currentTraceId, currentTraceContext } = require('./lib/tracing');
+const { TraceContext, currentTraceId, currentTraceContext, withinTrace } = require('./lib/tracing');
 const { ConnectionPool } = require('./lib/pool');
 const { LoadBalancedClient } = require('./lib/load_balanced_client');
 const { ServiceClient } = require('./lib/service_client');
@@ -60,5 +60,6 @@ module.exports = {
   patternMatches,
   TraceContext,
   currentTraceId,
-  currentTraceContext
+  currentTraceContext,
+  withinTrace
 };

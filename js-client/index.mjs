@@ -44,7 +44,8 @@ export const {
   patternMatches,
   TraceContext,
   currentTraceId,
-  currentTraceContext
+  currentTraceContext,
+  withinTrace
 } = cjs;
 
 export default cjs;

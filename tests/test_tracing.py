@@ -248,3 +248,21 @@ def test_opentelemetry_spans_form_one_tree_per_trace() -> None:
     failed, served = spans["request fail"], spans["serve fail"]
     assert (failed["status"], failed["attributes"]["error.type"]) == ("ERROR", "handler_error")
     assert (served["status"], served["attributes"]["error.type"], served["parent_id"]) == ("ERROR", "ValueError", failed["span_id"])
+
+
+async def test_within_enters_the_trace_of_a_message_for_a_block(server, make_client) -> None:
+    """For an in-process handler of the server (or an iterator's loop): its calls continue the request's trace."""
+    worker = await make_client()
+    got: list[Any] = []
+    await worker.serve("inner", lambda m: got.append(m.headers) or "ok")
+
+    async def outer(msg):
+        with tracing.within(msg) as ctx:
+            await worker.request("inner", timeout=WAIT_S)
+            return ctx.trace_id
+
+    server.add_handler("py.outer", outer)
+    caller = await make_client()
+    trace_id = await caller.request("py.outer", headers={"traceparent": TP}, timeout=WAIT_S)
+    assert trace_id == ids(TP)[0] == ids(got[0]["traceparent"])[0]
+    assert tracing.current() is None

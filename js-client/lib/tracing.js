@@ -229,6 +229,18 @@ function runInTrace(handler, msg) {
   );
 }
 
+/**
+ * Runs `fn(msg)` in the trace of `msg`, for code that handles a message
+ * outside the client's own handlers (the loop over an iterator of
+ * requests or messages): its calls continue that trace.
+ * @param {object} msg
+ * @param {(msg: object) => unknown} fn
+ * @returns {unknown} what `fn` returned.
+ */
+function withinTrace(msg, fn) {
+  return runInTrace(fn, msg);
+}
+
 module.exports = {
   TraceContext,
   currentTraceContext,
@@ -238,5 +250,6 @@ module.exports = {
   newTraceId,
   traceOutgoing,
   endSpan,
-  runInTrace
+  runInTrace,
+  withinTrace
 };

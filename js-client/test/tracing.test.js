@@ -8,7 +8,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { IPCClient, currentTraceId, currentTraceContext, TraceContext } = require('..');
+const { IPCClient, currentTraceId, currentTraceContext, withinTrace, TraceContext } = require('..');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
 const { parseTraceparent, newSpanId, newTraceId } = require('../lib/tracing');
@@ -147,4 +147,16 @@ test('without @opentelemetry/api nothing of it is loaded', async (t) => {
   }
   if (resolvable) t.skip('@opentelemetry/api is resolvable here');
   else assert.deepEqual(Object.keys(require.cache).filter((k) => k.includes('@opentelemetry')), []);
+});
+
+test('withinTrace() runs code in the trace of a message handled outside a handler', async () => {
+  const msg = buildMessage('request', 'app', 'svc', 1, { message_id: 'x', headers: { traceparent: TP } });
+  const ctx = await withinTrace(msg, async (m) => {
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(m, msg);
+    return currentTraceContext();
+  });
+  assert.equal(ctx.traceId, '4bf92f3577b34da6a3ce929d0e0e4736');
+  assert.equal(ctx.parentId, '00f067aa0ba902b7');
+  assert.equal(currentTraceContext(), null);
 });

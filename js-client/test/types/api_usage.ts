@@ -47,7 +47,8 @@ import {
   patternMatches,
   TraceContext,
   currentTraceId,
-  currentTraceContext
+  currentTraceContext,
+  withinTrace
 } from 'ipc-bridge-client';
 import type {
   CallOptions,
@@ -140,6 +141,10 @@ export function tracing(): string | null {
   const fields: Array<string | null> = [made.traceId, made.spanId, made.parentId, made.flags, made.tracestate, made.traceparent];
   void [ctx, fields];
   return currentTraceId();
+}
+
+export function handledOutsideAHandler(msg: Message): Promise<unknown> {
+  return withinTrace(msg, (m: Message) => Promise.resolve(m.payload));
 }
 
 export function channels(): boolean {
