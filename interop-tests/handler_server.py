@@ -54,6 +54,35 @@ def register(server: IPCServer) -> None:
     async def pattern(msg: Message) -> Any:
         return msg.channel_id
 
+    # Streams and cancellation (docs/protocol.md §15).
+    @server.handler("py.count")
+    async def count(msg: Message) -> Any:
+        for i in range(msg.payload):
+            yield i
+
+    @server.handler("py.sync_count")
+    def sync_count(msg: Message) -> Any:  # a sync generator: next() in a worker thread
+        yield from range(msg.payload)
+
+    @server.handler("py.stream_fail")
+    async def stream_fail(msg: Message) -> Any:
+        yield "before"
+        raise LookupError("mid-stream")
+
+    cancelled: list[str] = []
+
+    @server.handler("py.cancellable")
+    async def cancellable(msg: Message) -> Any:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(msg.message_id)
+            raise
+
+    @server.handler("py.cancelled")
+    async def cancelled_count(msg: Message) -> Any:
+        return len(cancelled)
+
 
 async def main() -> None:
     p = argparse.ArgumentParser()

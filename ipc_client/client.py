@@ -37,6 +37,8 @@ from .offline_queue import DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_SIZE, Offl
 from .outbox import DISCONNECT_POLICIES, Outbox
 from .producers import Producers
 from .streams import Streaming, Streams
+from .producers import Producers
+from .streams import Streaming, Streams
 from .idempotency import keyed_headers, resend_on_loss
 from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
@@ -167,6 +169,9 @@ class IPCClient(ClientExtensions, Streaming):
             options, self._sm, calls=self._calls, subs=self._subs, outbox=self._outbox, admission=self._admission,
             metrics=self._metrics, emit=self._emit, tasks=lambda: self._tasks, connection_id=uuid.uuid4().hex,
         )  # fmt: skip
+        # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
+        self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
+        self._subs.producers = self._link.producers = Producers(expose_stacks)
         # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
         self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
         self._subs.producers = self._link.producers = Producers(expose_stacks)
@@ -402,6 +407,7 @@ class IPCClient(ClientExtensions, Streaming):
         snapshot = self._metrics.snapshot(time.monotonic())
         queue = self._outbox.queue
         snapshot.update(queued=len(queue), queued_bytes=queue.bytes, queue_dropped=queue.dropped)
+        snapshot["late_answers"] = self._subs.producers.late_answers  # answers not sent: the requester gave up (§15.4)
         return snapshot
 
     def queue_stats(self) -> dict[str, Any]:

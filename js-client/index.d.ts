@@ -87,6 +87,12 @@ export declare class AbortError extends IpcError {
   readonly code: 'cancelled';
   readonly name: 'AbortError';
 }
+/** The call's `signal` aborted (docs/protocol.md §15.4); `name` is 'AbortError', `cause` the signal's reason. */
+export declare class AbortError extends IpcError {
+  constructor(message?: string, options?: { cause?: unknown });
+  readonly code: 'cancelled';
+  readonly name: 'AbortError';
+}
 
 export interface RemoteErrorInfo {
   remoteType?: string | null;
@@ -350,6 +356,44 @@ export interface CallOptions {
    * and canonical payload for this many ms (docs/resilience.md §11).
    */
   cacheTtl?: number;
+  /**
+   * sendRequest, request, publish: give up when it aborts. The call rejects
+   * with an AbortError (code 'cancelled'), leaves the offline queue or stops
+   * waiting, and a request sends `cancel` to whoever runs it (docs/protocol.md §15.4).
+   */
+  signal?: AbortSignal;
+}
+
+/** Options of client.stream() (docs/protocol.md §15). */
+export interface StreamOptions {
+  /** The whole stream's deadline in ms; null (the default): none. */
+  timeout?: number | null;
+  /** The longest wait between items while the producer may send, ms. Default: requestTimeout. */
+  idleTimeout?: number;
+  /** Items in flight or buffered at most (the credit granted). Default 64. */
+  window?: number;
+  /** Gives the stream up when it aborts: the loop throws an AbortError, the producer is cancelled. */
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+}
+
+/**
+ * client.stream(): the items a streaming handler yields, in order. `break`
+ * (return()) cancels the stream at its producer.
+ */
+export interface Stream<T = any> extends AsyncIterableIterator<T> {
+  next(): Promise<IteratorResult<T, undefined>>;
+  return(): Promise<IteratorResult<T, undefined>>;
+  throw(err?: unknown): Promise<never>;
+  readonly channelId: string;
+}
+
+/** What a served request's handler gets beside the message: `handler(msg, ctx)`. */
+export interface ServeContext {
+  /** Aborted when the requester gives up; its `reason` an IpcError (code 'cancelled', 'timeout' or 'connection_lost'). */
+  readonly signal: AbortSignal;
+  /** Whether the requester gave up. */
+  readonly cancelled: boolean;
 }
 
 export interface ConnectionHealth {
@@ -388,6 +432,8 @@ export interface ClientMetrics {
   queued: number;
   queuedBytes: number;
   queueDropped: number;
+  /** Answers of served requests not sent: their requester had given up (docs/protocol.md §15.4). */
+  lateAnswers: number;
 }
 
 /** What a full iterator buffer does (README "Iterating over messages and requests"). */
@@ -523,6 +569,11 @@ export interface HealthCheckResult {
 }
 
 export type MessageHandler<P = any> = (message: Message<P>) => unknown;
+/**
+ * A responder: its (resolved) value is the answer; an async iterable (an
+ * `async function*`) streams its items (docs/protocol.md §15.6).
+ */
+export type ServeHandler<P = any> = (message: Message<P>, ctx: ServeContext) => unknown;
 
 /** JSON Schemas a responder declares for what it serves (docs/typed-contracts.md). */
 export interface ServeSchema {
@@ -604,9 +655,10 @@ export declare class IPCClient extends EventEmitter {
   /**
    * Rejects NotConnectedError when the server cannot be reached or never
    * answers the handshake within connectTimeout (`.cause` says which), or
-   * UnauthorizedError. A throwing listener does not reject it.
+   * UnauthorizedError. A throwing listener does not reject it; an aborted
+   * `signal` rejects it with AbortError and stops the attempt.
    */
-  connect(): Promise<true>;
+  connect(options?: { signal?: AbortSignal }): Promise<true>;
   disconnect(): Promise<void>;
 
   sendRequest<R = any, P = unknown>(
@@ -630,10 +682,19 @@ export declare class IPCClient extends EventEmitter {
   /**
    * Rejects AlreadyServingError if `channelId` is already served by this
    * client (unserve() it first), ForbiddenError on a reserved channel other
-   * than `system` itself.
+   * than `system` itself. The handler gets `(msg, ctx)`: `ctx.signal` aborts
+   * when the requester gives up; an `async function*` streams its items.
    */
-  serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: ServeOptions): Promise<void>;
+  serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<void>;
   unserve(channelId: string): Promise<void>;
+
+  /**
+   * The items a streaming handler yields, as an async iterable: `for await
+   * (const item of client.stream('ticks', payload, { timeout, idleTimeout, window, signal }))`.
+   * Throws, after the items that came first, RequestTimeoutError, the
+   * producer's error, ResponderLostError, ConnectionLostError or AbortError.
+   */
+  stream<T = any, P = unknown>(channelId: string, payload?: P, options?: StreamOptions): Stream<T>;
 
   /**
    * The publishes matching `channelId` as an async iterable: `for await

@@ -199,5 +199,6 @@ const EVENTS = [
 for (const event of EVENTS) client.on(event, (arg) => out({ event, detail: arg ?? null }));
 client.on('disconnected', (err) => out({ event: 'disconnected', detail: { error: err ? describe(err) : null } }));
 client.on('error', (err) => out({ event: 'error', error: describe(err) }));
+Object.assign(ops, require('./stream_ops').streamOps(client, out, describe)); // streams and cancellation (§15)
 
 runCommands(ops, () => client.disconnect());

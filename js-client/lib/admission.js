@@ -19,6 +19,7 @@
 
 const { now } = require('./connection');
 const { reply, replyError } = require('./replies');
+const { isAsyncIterable } = require('./producers');
 const { isThenable } = require('./listeners');
 const { runInTrace } = require('./tracing');
 
@@ -87,27 +88,36 @@ class Admission {
   invoke(handler, msg, from, answer) {
     const conn = answer ? from : null;
     const { host, exposeStacks } = this;
+    const producers = host._producers;
+    // A served request's handler(msg, ctx): ctx.signal aborts when the requester gives up (§15.4).
+    const ctx = msg.message_type === 'publish' ? undefined : producers.serving(msg);
     let result;
     try {
-      result = runInTrace(handler, msg); // its own calls continue the message's trace (docs/tracing.md)
+      // its own calls continue the message's trace (docs/tracing.md)
+      result = ctx === undefined ? runInTrace(handler, msg) : runInTrace((m) => handler(m, ctx), msg);
     } catch (err) {
-      if (conn !== null) replyError(conn, host.appId, msg, err, exposeStacks);
+      if (conn !== null) producers.answers(msg, ctx) && replyError(conn, host.appId, msg, err, exposeStacks);
       else host._emitError(err);
       return;
     }
+    if (conn !== null && isAsyncIterable(result)) {
+      const tracked = this._track(from); // a stream holds its handler slot until it ends (§15.6)
+      producers.produce(conn, msg, result, ctx, () => this._untrack(tracked));
+      return;
+    }
     if (!isThenable(result)) {
-      if (conn !== null) reply(conn, host.appId, msg, result, undefined, exposeStacks);
+      if (conn !== null && producers.answers(msg, ctx)) reply(conn, host.appId, msg, result, undefined, exposeStacks);
       return;
     }
     const tracked = this._track(from);
     Promise.resolve(result).then(
       (value) => {
         this._untrack(tracked);
-        if (conn !== null) reply(conn, host.appId, msg, value, undefined, exposeStacks);
+        if (conn !== null && producers.answers(msg, ctx)) reply(conn, host.appId, msg, value, undefined, exposeStacks);
       },
       (err) => {
         this._untrack(tracked);
-        if (conn !== null) replyError(conn, host.appId, msg, err, exposeStacks);
+        if (conn !== null) producers.answers(msg, ctx) && replyError(conn, host.appId, msg, err, exposeStacks);
         else host._emitError(err);
       }
     );

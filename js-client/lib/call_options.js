@@ -8,7 +8,7 @@
 
 const { ON_DISCONNECT } = require('./options');
 const { toNumber } = require('./legacy_options');
-const { ProtocolError, RemoteError, RequestTimeoutError } = require('./errors');
+const { AbortError, ProtocolError, RemoteError, RequestTimeoutError } = require('./errors');
 
 /**
  * Checks a per-call timeout argument (a numeric string is read as its number).
@@ -59,7 +59,7 @@ function isLocalFailure(err) {
  * @returns {boolean}
  */
 function isLocalRefusal(err) {
-  return err instanceof ProtocolError || err instanceof TypeError || err instanceof RangeError;
+  return err instanceof ProtocolError || err instanceof TypeError || err instanceof RangeError || err instanceof AbortError; // nor a caller giving up
 }
 
 module.exports = { checkTimeout, callOptions, isLocalFailure, isLocalRefusal };

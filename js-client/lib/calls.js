@@ -20,6 +20,7 @@ const { callOptions, checkTimeout, isLocalFailure, isLocalRefusal } = require('.
 const { State } = require('./state');
 const { traceOutgoing, endSpan } = require('./tracing');
 const { keyedHeaders, resendOnLoss } = require('./idempotency');
+const { checkSignal, abortError, abortable } = require('./cancellation');
 const {
   ConnectionLostError,
   ForbiddenError,
@@ -74,6 +75,8 @@ class Calls {
     validateChannel(channelId);
     const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
     if (timeout != null) call.timeout = checkTimeout(timeout); // the positional argument wins
+    const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
+    if (signal !== undefined && signal.aborted) throw abortError(signal);
     const deadline = now() + call.timeout;
     if (call.idempotencyKey !== undefined) call.headers = keyedHeaders(call.headers, call.idempotencyKey); // run once per key (§6.6)
     const msg = buildMessage('request', this.host.appId, channelId, payload, call.headers ? { headers: call.headers } : undefined);
@@ -84,7 +87,7 @@ class Calls {
     let reply;
     let failure = null;
     try {
-      reply = await (call.idempotencyKey === undefined
+      reply = await abortable(this.host, msg, signal, call.idempotencyKey === undefined
         ? this.submit(msg, deadline, call, true)
         : resendOnLoss(this.host, () => this.submit(msg, deadline, call, true), deadline, call.onDisconnect));
     } catch (err) {
@@ -112,13 +115,15 @@ class Calls {
     if (isReserved(channelId)) throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
     const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
     const ack = !!(options && options.ack);
+    const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
+    if (signal !== undefined && signal.aborted) throw abortError(signal);
     const deadline = now() + call.timeout;
     const msg = buildMessage('publish', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
     if (ack) msg.ack = true;
     let span = traceOutgoing(msg, 'publish', this.host);
     try {
-      if (!ack) return await this.submit(msg, deadline, call, false);
-      const reply = await this.submit(msg, deadline, call, true);
+      if (!ack) return await abortable(this.host, msg, signal, Promise.resolve(this.submit(msg, deadline, call, false)));
+      const reply = await abortable(this.host, msg, signal, this.submit(msg, deadline, call, true));
       this.host._metrics.delivered();
       const delivered = reply.payload && typeof reply.payload.delivered === 'number' ? reply.payload.delivered : null;
       return { delivered };

@@ -38,6 +38,9 @@ const { Subscriptions } = require('./subscriptions');
 const { Lifecycle } = require('./lifecycle');
 const { Reconnector } = require('./reconnect');
 const { Introspection } = require('./introspection');
+const { Streams } = require('./streams');
+const { Producers } = require('./producers');
+const { abortableConnect } = require('./cancellation');
 const { ClientExtensions } = require('./client_extensions');
 const { SharedCalls } = require('./coalescing');
 
@@ -89,6 +92,8 @@ class IPCClient extends ClientExtensions {
     this._reconnector = new Reconnector(this);
     this._introspection = new Introspection(this);
     this._lifecycle = new Lifecycle(this);
+    this._streams = new Streams(this); // streams and cancellation (docs/protocol.md §15)
+    this._producers = new Producers(this);
     if (this._outbox.store !== null) this._outbox.load();
   }
 
@@ -116,9 +121,10 @@ class IPCClient extends ClientExtensions {
    *   handshake within `connectTimeout` (`.cause`: the RequestTimeoutError),
    *   or, with `waitOnFirstConnect`, every attempt failed or disconnect() was called.
    * @throws {UnauthorizedError} the server refused the token.
+   * @throws {AbortError} `options.signal` aborted first (the attempt is stopped).
    */
-  connect() {
-    return this._lifecycle.connect();
+  connect(options) {
+    return abortableConnect(this, options, () => this._lifecycle.connect()); // {signal} (§15.4)
   }
 
   /**
@@ -307,7 +313,9 @@ class IPCClient extends ClientExtensions {
    */
   getMetrics() {
     const { queue } = this._outbox;
-    return this._metrics.snapshot({ queued: queue.size, queuedBytes: queue.bytes, queueDropped: queue.dropped });
+    const snapshot = this._metrics.snapshot({ queued: queue.size, queuedBytes: queue.bytes, queueDropped: queue.dropped });
+    snapshot.lateAnswers = this._producers.lateAnswers; // answers not sent: the requester gave up (§15.4)
+    return snapshot;
   }
 
   /** @returns {object} the offline queue's counters (docs/resilience.md §4). */

@@ -50,6 +50,24 @@ class ClientExtensions extends EventEmitter {
     return new RequestIterator(this, channelId, options);
   }
 
+  /**
+   * The items a streaming handler yields for this request, as an async
+   * iterable (docs/protocol.md §15): `for await (const item of
+   * client.stream('ticks', payload, { timeout, idleTimeout, window, signal }))`.
+   * `timeout`: the whole stream's deadline (ms, default none); `idleTimeout`:
+   * the longest wait between items (default `requestTimeout`); `window`: items
+   * in flight or buffered at most (64). `break` or an aborted `signal`
+   * cancels it at its producer. Throws, after the items that came first,
+   * RequestTimeoutError, the producer's error, ResponderLostError...
+   * @param {string} channelId
+   * @param {unknown} [payload]
+   * @param {{timeout?: number|null, idleTimeout?: number, window?: number, signal?: AbortSignal, headers?: Record<string, string>}} [options]
+   * @returns {import('./streams').Stream}
+   */
+  stream(channelId, payload, options) {
+    return this._streams.stream(channelId, payload, options);
+  }
+
   /** Forgets every cached answer (`cacheTtl`). */
   clearCache() {
     this._shared.cache.clear();

@@ -70,6 +70,11 @@ class Connection {
     this._stage = { connected: false, secured: false }; // TCP connected, TLS handshake done (or no TLS)
   }
 
+  /** @returns {Set<string>} the optional parts of the protocol the handshake granted (§15.1). */
+  get features() {
+    return this._proto.features;
+  }
+
   /** @returns {number} the largest frame sent (the negotiated limit once open). */
   get sendLimit() {
     return this._proto.sendLimit;

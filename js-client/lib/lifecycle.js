@@ -24,6 +24,7 @@ const { Connection } = require('./connection');
 const { State } = require('./state');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError, UnauthorizedError, errorFromWire } = require('./errors');
 const tlsOptions = require('./tls_options');
+const { FEATURES } = require('./protocol/streams');
 
 /**
  * Opens, restores, loses and closes the client's connections.
@@ -135,7 +136,8 @@ class Lifecycle {
         maxFrameSize: options.maxFrameSize,
         heartbeatInterval: options.heartbeatInterval,
         heartbeatTimeout: options.heartbeatTimeout,
-        tls: options.tls // every attempt, a reconnection's too, makes a new TLS handshake
+        tls: options.tls, // every attempt, a reconnection's too, makes a new TLS handshake
+        features: FEATURES // streams and cancellation (docs/protocol.md §15)
       },
       {
         onMessage: (msg) => this.onMessage(conn, msg),
@@ -229,6 +231,8 @@ class Lifecycle {
     host._conn = null;
     host._admission.reset();
     host._calls.failAll(reason);
+    host._streams.failAll(reason);
+    host._producers.connectionLost();
   }
 
   /**
@@ -244,7 +248,7 @@ class Lifecycle {
     if (conn !== host._conn) return; // after disconnect() or from a replaced connection: nobody's
     switch (msg.message_type) {
       case 'response':
-        if (!host._calls.settle(conn, msg) && msg.error) {
+        if (!host._calls.settle(conn, msg) && !host._streams.settle(msg) && msg.error) {
           const err = errorFromWire(msg.error);
           err.replyTo = msg.reply_to;
           host._subs.withdrawn(err); // a registration the server withdrew (§3)
@@ -258,6 +262,14 @@ class Lifecycle {
       case 'publish':
       case 'notification':
         host._admission.admit(conn, msg);
+        return;
+      case 'stream_item':
+      case 'stream_end':
+        host._streams.onFrame(msg); // §15.3
+        return;
+      case 'credit':
+      case 'cancel':
+        host._producers.onFrame(conn, msg); // §15.3, §15.4
         return;
       default:
       // subscribe/unsubscribe are never sent to clients

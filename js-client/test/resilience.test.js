@@ -467,7 +467,8 @@ test('resilience - metrics and health keys', async (t) => {
     'iteratorDropped',
     'queued',
     'queuedBytes',
-    'queueDropped'
+    'queueDropped',
+    'lateAnswers'
   ]);
   assert.deepEqual(client.getConnectionHealth(), {
     healthy: false,

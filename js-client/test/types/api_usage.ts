@@ -82,6 +82,8 @@ import type {
   QueueStats,
   RemoteErrorInfo,
   RequestIterator,
+  ServeContext,
+  ServeHandler,
   ServeOptions,
   ServeSchema,
   ServedRequest,
@@ -90,6 +92,8 @@ import type {
   ServiceMetrics,
   ServiceSpec,
   StateValue,
+  Stream,
+  StreamOptions,
   StrategyValue,
   SubscriptionIterator,
   TypedClient,
@@ -264,6 +268,27 @@ export async function registrations(client: IPCClient): Promise<void> {
   await client.serve('system', (msg) => (msg.payload as { action: string }).action === 'get_time' ? Date.now() : null);
   await client.serve('orders.slow', () => new Promise((resolve) => setTimeout(resolve, 10)));
   await client.unserve('orders.get');
+}
+
+export async function streamsAndCancellation(client: IPCClient): Promise<void> {
+  const controller = new AbortController();
+  exact<Promise<true>>()(client.connect({ signal: controller.signal }));
+  const order: Order = await client.request<Order>('orders.get', { id: 'o-1' }, { signal: controller.signal, timeout: 100 });
+  await client.sendRequest('orders.get', null, 1000, { signal: AbortSignal.timeout(50) });
+  exact<{ delivered: number | null }>()(await client.publish('orders.created', order, { ack: true, signal: controller.signal }));
+  const options: StreamOptions = { timeout: 60_000, idleTimeout: 5000, window: 16, signal: controller.signal, headers: { a: 'b' } };
+  const ticks: Stream<number> = client.stream<number>('ticks', { symbol: 'ACME' }, options);
+  for await (const tick of ticks) exact<number>()(tick);
+  exact<string>()(ticks.channelId);
+  exact<IteratorResult<number, undefined>>()(await ticks.return());
+  for await (const item of client.stream('ticks')) void item;
+  const ticker: ServeHandler<{ n: number }> = async function* (msg, ctx: ServeContext) {
+    for (let i = 0; i < msg.payload.n && !ctx.signal.aborted; i++) yield i;
+  };
+  await client.serve('ticks', ticker);
+  await client.serve('slow', (msg, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(ctx.cancelled))));
+  exact<number>()(client.getMetrics().lateAnswers);
+  controller.abort();
 }
 
 export async function introspection(client: IPCClient): Promise<void> {

@@ -1,0 +1,315 @@
+'use strict';
+
+/**
+ * Streams the client consumes (docs/protocol.md §15): `client.stream()`, the
+ * mirror of ipc_client/streams.py.
+ *
+ *     for await (const item of client.stream('ticks', { symbol: 'ACME' }, { timeout: 60_000 })) ...
+ *
+ * The request goes out on the first next() with a `window`; the loop gets
+ * the `stream_item` payloads as they come, until `stream_end` (the loop
+ * ends) or an error response (thrown after the items before it). What
+ * arrives waits in the stream's buffer, bounded by the window: credit is
+ * granted, half a window at a time, only as the loop takes items
+ * (protocol/streams.js Window), so a loop that stops reading stops its
+ * producer and nothing else.
+ *
+ * `break` (or a throw in the loop) calls return(), which sends `cancel`;
+ * so does the `signal` option aborting (the loop then throws an AbortError,
+ * code `cancelled`). The deadline (`timeout`, the whole stream) and the
+ * idle timeout (`idleTimeout`, between items while the producer holds
+ * credit) travel with the request and are kept by the server, which ends
+ * the stream `timeout` (RequestTimeoutError, after the items before it).
+ * Against a server that did not grant `streams` the request goes out plain
+ * and its answer is a one-item stream.
+ *
+ * Host interface (the IPCClient that owns it): `appId`, `options`
+ * (`requestTimeout`), `_state`, `_calls` (`conn`, `call()`,
+ * `rememberSettled()`), `_reconnector` (`ready()`). lifecycle.js hands it
+ * `stream_item` / `stream_end` frames (onFrame), the responses no call
+ * takes (settle) and the connection's loss (failAll).
+ */
+
+const { buildMessage } = require('./envelope');
+const { validateChannel } = require('./channels');
+const { now } = require('./connection');
+const { State } = require('./state');
+const { checkTimeout } = require('./call_options');
+const { ConnectionLostError, errorFromWire } = require('./errors');
+const { CANCEL, STREAMS, DEFAULT_WINDOW, Window, credit, cancel } = require('./protocol/streams');
+const { checkSignal, abortError } = require('./cancellation');
+
+const DONE = Object.freeze({ value: undefined, done: true });
+
+/**
+ * One stream, as an async iterator (its own [Symbol.asyncIterator]).
+ */
+class Stream {
+  /**
+   * @param {Streams} streams
+   * @param {string} channelId
+   * @param {unknown} payload
+   * @param {{timeout: number|null, idleTimeout: number, window: Window, signal: AbortSignal|undefined, headers: object|undefined}} options
+   */
+  constructor(streams, channelId, payload, options) {
+    this._streams = streams;
+    this.channelId = channelId;
+    this._payload = payload;
+    this._options = options;
+    this._items = [];
+    this._head = 0;
+    /** @type {object|Error|null} stream_end, the closing response, or the error that ended it */
+    this._end = null;
+    this._wake = null;
+    this._started = null;
+    this._conn = null;
+    this._id = null;
+    this._finished = false; // the loop saw the end, or gave up
+    this._onAbort = null;
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+
+  /**
+   * The next item.
+   * @returns {Promise<IteratorResult<unknown>>}
+   */
+  async next() {
+    if (this._finished) return DONE;
+    if (this._started === null) this._started = this._start();
+    try {
+      await this._started;
+    } catch (err) {
+      this._finish();
+      throw err;
+    }
+    for (;;) {
+      if (this._finished) return DONE;
+      if (this._head < this._items.length) {
+        const value = this._items[this._head];
+        this._items[this._head++] = undefined;
+        if (this._head === this._items.length) {
+          this._items = [];
+          this._head = 0;
+        }
+        this._taken();
+        return { value, done: false };
+      }
+      const end = this._end;
+      if (end === null) {
+        await new Promise((resolve) => (this._wake = resolve));
+        continue;
+      }
+      this._finish();
+      if (end instanceof Error) throw end;
+      if (end.message_type === 'response') {
+        // An error, or a producer that did not stream: its payload is the one item (§15.3 item 4).
+        if (end.error) throw errorFromWire(end.error);
+        return { value: end.payload, done: false };
+      }
+      return DONE;
+    }
+  }
+
+  /**
+   * Leaves the stream (the loop's `break`): the producer is told to stop.
+   * @returns {Promise<IteratorResult<unknown>>}
+   */
+  async return() {
+    this._giveUp(null);
+    return DONE;
+  }
+
+  /**
+   * @param {unknown} err
+   * @returns {Promise<never>}
+   */
+  async throw(err) {
+    this._giveUp(null);
+    throw err;
+  }
+
+  /**
+   * Sends the request, once connected.
+   * @private
+   */
+  async _start() {
+    const { host } = this._streams;
+    const { timeout, idleTimeout, window, signal, headers } = this._options;
+    if (signal !== undefined) {
+      if (signal.aborted) throw abortError(signal);
+      this._onAbort = () => this._giveUp(abortError(signal));
+      signal.addEventListener('abort', this._onAbort, { once: true });
+    }
+    const started = now();
+    if (host._state !== State.CONNECTED) await host._reconnector.ready(started + (timeout ?? host.options.requestTimeout));
+    if (this._end !== null) return; // aborted meanwhile
+    const conn = host._calls.conn;
+    if (conn === null) throw new ConnectionLostError('the connection is closed');
+    const extra = headers === undefined ? {} : { headers };
+    if (!conn.features.has(STREAMS)) {
+      // An older server: one request, one item (§15.1 item 3).
+      const msg = buildMessage('request', host.appId, this.channelId, this._payload, extra);
+      this._id = msg.message_id;
+      const reply = await host._calls.call(msg, started + (timeout ?? idleTimeout), true);
+      if (this._end === null) this._end = reply;
+      return;
+    }
+    extra.window = window.size;
+    extra.idle_timeout_ms = Math.ceil(idleTimeout);
+    if (timeout !== null) extra.timeout_ms = Math.max(1, Math.ceil(timeout - (now() - started)));
+    const msg = buildMessage('request', host.appId, this.channelId, this._payload, extra);
+    this._id = msg.message_id;
+    this._conn = conn;
+    this._streams.open.set(this._id, this);
+    conn.send(msg);
+  }
+
+  /**
+   * The loop took an item: grant credit when half a window was taken.
+   * @private
+   */
+  _taken() {
+    const grant = this._options.window.taken();
+    const conn = this._conn;
+    if (grant === 0 || this._end !== null || conn === null || conn.closed) return;
+    try {
+      conn.send(credit(this._streams.host.appId, this.channelId, this._id, grant));
+    } catch {
+      // closed meanwhile: the connection's loss ends the stream
+    }
+  }
+
+  /**
+   * What arrived for this stream (Streams.onFrame / settle / failAll).
+   * @param {object|Error|undefined} end
+   * @param {unknown} [item]
+   */
+  _arrived(end, item) {
+    if (end === undefined) this._items.push(item);
+    else this._end = end;
+    const wake = this._wake;
+    this._wake = null;
+    if (wake !== null) wake();
+  }
+
+  /**
+   * Gives the stream up before its end: `cancel` to the producer (§15.4).
+   * @param {Error|null} error what the loop throws next (an abort), or null: it just ends.
+   * @private
+   */
+  _giveUp(error) {
+    if (this._finished) return;
+    if (this._end === null && this._id !== null && this._conn !== null) {
+      const { host } = this._streams;
+      host._calls.rememberSettled(this._id); // whatever still comes is dropped
+      const conn = this._conn;
+      if (!conn.closed && conn.features.has(CANCEL)) {
+        try {
+          conn.send(cancel(host.appId, this.channelId, this._id));
+        } catch {
+          // closed meanwhile: the server cancels for a lost requester
+        }
+      }
+    }
+    this._detach();
+    if (error === null) {
+      this._finished = true;
+    } else {
+      this._items = [];
+      this._head = 0;
+      this._end = error; // the loop's next() throws it, once
+    }
+    const wake = this._wake;
+    this._wake = null;
+    if (wake !== null) wake();
+  }
+
+  /** @private */
+  _finish() {
+    this._finished = true;
+    this._detach();
+  }
+
+  /** @private */
+  _detach() {
+    if (this._id !== null) this._streams.open.delete(this._id);
+    const { signal } = this._options;
+    if (this._onAbort !== null && signal !== undefined) signal.removeEventListener('abort', this._onAbort);
+    this._onAbort = null;
+  }
+}
+
+/**
+ * The streams of one client, by request id.
+ */
+class Streams {
+  /**
+   * @param {object} host the IPCClient (see the module's doc).
+   */
+  constructor(host) {
+    this.host = host;
+    /** @type {Map<string, Stream>} */
+    this.open = new Map();
+  }
+
+  /**
+   * IPCClient.stream(): checks the options now; the request goes out on the first next().
+   * @param {string} channelId
+   * @param {unknown} [payload]
+   * @param {{timeout?: number|null, idleTimeout?: number, window?: number, signal?: AbortSignal, headers?: Record<string, string>}} [options]
+   * @returns {Stream}
+   */
+  stream(channelId, payload = null, options = {}) {
+    validateChannel(channelId);
+    if (options === null || typeof options !== 'object') throw new TypeError('stream options must be an object');
+    const { timeout = null, idleTimeout = this.host.options.requestTimeout, window = DEFAULT_WINDOW, signal, headers } = options;
+    return new Stream(this, channelId, payload, {
+      timeout: timeout === null ? null : checkTimeout(timeout),
+      idleTimeout: checkTimeout(idleTimeout),
+      window: new Window(window),
+      signal: checkSignal(signal),
+      headers
+    });
+  }
+
+  /**
+   * A `stream_item` or `stream_end`; one for a stream given up is dropped.
+   * @param {object} msg
+   */
+  onFrame(msg) {
+    const stream = this.open.get(msg.reply_to);
+    if (stream === undefined || stream._end !== null) return;
+    if (msg.message_type === 'stream_item') stream._arrived(undefined, msg.payload);
+    else stream._arrived(msg);
+  }
+
+  /**
+   * A response that ends a stream (an error, or a one-item answer).
+   * @param {object} msg
+   * @returns {boolean} false when it ends none of ours.
+   */
+  settle(msg) {
+    const stream = msg.reply_to === null ? undefined : this.open.get(msg.reply_to);
+    if (stream === undefined || stream._end !== null) return false;
+    stream._arrived(msg);
+    return true;
+  }
+
+  /**
+   * The connection is gone: every stream ends with `reason` after the items that arrived.
+   * @param {Error} reason
+   */
+  failAll(reason) {
+    for (const stream of this.open.values()) if (stream._end === null) stream._arrived(reason);
+  }
+
+  /** @returns {number} streams open. */
+  get size() {
+    return this.open.size;
+  }
+}
+
+module.exports = { Streams, Stream };
