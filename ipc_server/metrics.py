@@ -77,10 +77,11 @@ class Metrics:
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Sample the loop's lag and listen on ``metrics_host:metrics_port``."""
-        self._lag_task = loop.create_task(self._sample_lag(loop))
-        self.endpoint = HttpEndpoint({"/metrics": self.scrape, "/healthz": self.health})
         assert self.config.metrics_port is not None
-        await self.endpoint.start(self.config.metrics_host, self.config.metrics_port)
+        endpoint = HttpEndpoint({"/metrics": self.scrape, "/healthz": self.health})
+        await endpoint.start(self.config.metrics_host, self.config.metrics_port)  # OSError: nothing left running
+        self.endpoint = endpoint
+        self._lag_task = loop.create_task(self._sample_lag(loop))
 
     async def close(self) -> None:
         if self._lag_task is not None:

@@ -247,3 +247,18 @@ def test_the_settings_come_from_env_toml_and_flags_like_the_others(tmp_path) -> 
     assert (config.metrics_port, config.metrics_host, config.log_format) == (0, "0.0.0.0", "json")
     flags = vars(build_parser().parse_args(["--metrics-port", "off", "--log-format", "text"]))
     assert flags == {"metrics_port": None, "log_format": "text"}
+
+
+def test_a_metrics_port_in_use_stops_the_cli_with_its_address() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "ipc_server", "--port", "0", "--metrics-port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and f"metrics endpoint 127.0.0.1:{port}" in proc.stderr
