@@ -141,7 +141,8 @@ async def test_the_inflight_limit_pauses_a_requester_and_every_request_is_answer
         async with IPCClient("app", "127.0.0.1", server.port) as requester:
             calls = [asyncio.ensure_future(requester.request("work", i, timeout=WAIT_S)) for i in range(20)]
             async with asyncio.timeout(WAIT_S):
-                while not any(c.reading_paused for c in server.connections):
+                # Paused at the server once 4 are forwarded; the responder runs them a moment later.
+                while not (any(c.reading_paused for c in server.connections) and len(served) >= 4):
                     await asyncio.sleep(0.01)
             assert len(served) == 4  # the rest wait in the requester's socket, not in the server
             release.set()
