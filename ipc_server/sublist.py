@@ -15,7 +15,7 @@ channels may be stored too (a pattern without wildcards matches itself).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, cast
 
 __all__ = ["Sublist"]
@@ -55,6 +55,33 @@ def _walk(node: _Node, tokens: list[str], i: int, out: list[Any]) -> None:
         i += 1
     if node.here is not None:
         out.append(node.here)
+
+
+def _sweep(node: _Node, change: Callable[[Any], Any], gone: list[int]) -> bool:
+    """Apply ``change`` to every value under ``node``, unlink the children it
+    empties, count the values and nodes that went in ``gone``; return whether
+    ``node`` itself is now empty."""
+    for full in (False, True):
+        value = node.rest if full else node.here
+        if value is not None:
+            new = change(value)
+            if new is None:
+                gone[0] += 1
+            if full:
+                node.rest = new
+            else:
+                node.here = new
+    if node.star is not None and _sweep(node.star, change, gone):
+        node.star = None
+        gone[1] += 1
+    lit = node.literal
+    if lit is not None:
+        for tok in [tok for tok, child in lit.items() if _sweep(child, change, gone)]:
+            del lit[tok]
+            gone[1] += 1
+        if not lit:
+            node.literal = None
+    return node.here is None and node.rest is None and node.star is None and node.literal is None
 
 
 class Sublist(Generic[V]):
@@ -172,6 +199,16 @@ class Sublist(Generic[V]):
         out: list[V] = []
         _walk(self._root, channel.split("."), 0, out)
         return out
+
+    def sweep(self, change: Callable[[V], V | None]) -> None:
+        """Replace every value ``v`` with ``change(v)``, forgetting the patterns
+        it maps to None, in one pass over the nodes in memory order: cheaper
+        than a walk per pattern when most patterns change (a connection that
+        held most of them leaves)."""
+        gone = [0, 0]
+        _sweep(self._root, change, gone)
+        self._count -= gone[0]
+        self._nodes -= gone[1]
 
     def items(self) -> Iterator[tuple[str, V]]:
         """Every (pattern, value), depth first."""

@@ -131,6 +131,36 @@ def test_subscription_table_equals_a_scan(ops: list[tuple[bool, str]], probes: l
         counts[p] = counts.get(p, 0) + 1
     assert table.counts() == counts
     assert len(table) == len(counts)
+    table.remove_all([p for p, w in held if w == "x"], "x")  # "x" closes
+    for channel in probes:
+        assert set(table.match(channel)) == {w for p, w in held if w != "x" and pattern_matches(p, channel)}
+
+
+def test_remove_all_by_a_walk_per_pattern_or_one_sweep() -> None:
+    for mine in (3, 300):  # a small share of the patterns, then most of them
+        table: SubscriptionTable[str] = SubscriptionTable()
+        theirs = [f"t{i}.*" for i in range(100)]
+        for p in theirs:
+            table.add(p, "them")
+        own = [f"m{i}.>" for i in range(mine)] + ["t1.*", "exact.one"]
+        for p in own:
+            table.add(p, "me")
+        assert table.match("t1.x") in (("me", "them"), ("them", "me"))
+        table.remove_all(own, "me")
+        assert table.counts() == {p: 1 for p in theirs}
+        assert table.match("t1.x") == ("them",)
+        assert table.match("m1.x") == () and table.match("exact.one") == ()
+
+
+def test_sweep_changes_every_value_and_prunes() -> None:
+    index: Sublist[int] = Sublist()
+    for n, p in enumerate(["a.b", "a.*", "a.>", "*.c", ">", "b.*.d"]):
+        index.insert(p, n)
+    index.sweep(lambda v: v * 10 if v % 2 else None)  # the odd ones stay, changed
+    assert dict(index.items()) == {"a.*": 10, "*.c": 30, "b.*.d": 50}
+    assert sorted(index.match("a.c")) == [10, 30]
+    index.sweep(lambda v: None)
+    assert repr(index) == "<Sublist patterns=0 nodes=1>"
 
 
 @settings(max_examples=200, deadline=None)
