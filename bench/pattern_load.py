@@ -138,14 +138,11 @@ class Victim:
             await asyncio.sleep(next_t - time.perf_counter())
 
     async def caught_up(self) -> None:
-        """Wait (bounded) until every request sent 0.2 s ago or earlier is answered:
-        the server is answering again, so a phase's delay stays in that phase."""
-        deadline = time.perf_counter() + _WAIT_S
-        while time.perf_counter() < deadline:
-            old = time.perf_counter() - 0.2
-            if all(n in self.latency for n, sent in enumerate(self.sent) if sent < old):
-                return
-            await asyncio.sleep(0.05)
+        """Wait (bounded) until every request sent so far is answered, so that
+        the next phase starts with none of this one's requests in flight."""
+        owed, deadline = len(self.sent), time.perf_counter() + _WAIT_S
+        while time.perf_counter() < deadline and not all(n in self.latency for n in range(owed)):
+            await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
         """Stop sending; wait (bounded) for every answer still owed."""
