@@ -177,3 +177,37 @@ async def test_node_caches_a_python_answer(server: Any, py_client: Any, iterator
     assert gate.calls == 1
     metrics = await agent.call("metrics")
     assert (metrics["cacheHits"], metrics["cacheMisses"], metrics["cacheSize"]) == (1, 1, 1)
+
+
+async def test_a_python_caller_that_gives_up_aborts_what_the_node_loop_holds_or_buffers(
+    server: Any, py_client: Any, iterator_agent: Any
+) -> None:
+    py = await py_client(server.port)
+    agent = await iterator_agent(server.port)
+    await agent.call("requests", loop="held", channel="held", mode="hold")
+    call = asyncio.create_task(py.request("held", "x"))
+    await agent.wait_event("item")
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+    async def aborted() -> bool:
+        return bool((await agent.call("held", loop="held"))["aborted"])
+
+    await until(aborted)  # the cancel frame reached the Node responder: req.signal aborted (protocol.md §15.4)
+    assert await agent.call("respondHeld", loop="held") is False
+
+    await agent.call("requests", loop="jobs", channel="jobs", paused=True)
+    gone = asyncio.create_task(py.request("jobs", "gone"))
+
+    async def buffered(n: int) -> bool:
+        return bool(await agent.call("buffered", loop="jobs") == n)
+
+    await until(lambda: buffered(1))
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    fresh = asyncio.create_task(py.request("jobs", "fresh"))  # after the cancel, on the same connection
+    await until(lambda: buffered(2))
+    assert (await agent.call("drain", loop="jobs", mode="echo"))["items"] == ["fresh"]
+    assert (await fresh)["echo"] == "fresh"

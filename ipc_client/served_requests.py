@@ -4,9 +4,10 @@ the buffer of iterators.py; js-client/lib/served_requests.js is the same in Node
 A served request always gets exactly one answer: the loop's ``respond()`` or
 ``fail()``; ``limit_exceeded`` for one dropped by the buffer's policy;
 ``responder_lost`` for one still buffered or unanswered when the loop ends.
-One whose requester stopped waiting (its deadline passed, or the connection
-it came on is gone: the server has answered it) is skipped unanswered, as
-handler admission skips held requests.
+One whose requester stopped waiting (its deadline passed, the connection it
+came on is gone, it cancelled: the server has answered it) is skipped
+unanswered, as handler admission skips held requests; ``req.cancelled`` tells
+when the requester gives up on a request the loop holds (docs/protocol.md §15.4).
 """
 
 from __future__ import annotations
@@ -46,10 +47,15 @@ class ServedRequest:
     def answered(self) -> bool:
         return self._answered
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the requester gave up (its deadline, its cancel, its connection lost: §15.4) or the client disconnected."""
+        return self._future.cancelled()
+
     async def respond(self, result: Any = None) -> bool:
         """Answer with ``result``. False when the answer can no longer be sent
-        (the connection it came on is gone, or the loop ended and answered
-        ``responder_lost``); RuntimeError when it was already answered."""
+        (the connection it came on is gone, the requester gave up, or the loop
+        ended and answered ``responder_lost``); RuntimeError when it was already answered."""
         return self._answer(result, None)
 
     async def fail(self, error: BaseException | str) -> bool:

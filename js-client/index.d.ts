@@ -487,10 +487,12 @@ export interface ServedRequest<P = any, R = unknown> {
   readonly headers: Record<string, string> | null;
   /** Whether respond() or fail() was called. */
   readonly answered: boolean;
+  /** Aborts when the requester gives up: its deadline, its abort, its connection lost (docs/protocol.md §15.4). */
+  readonly signal: AbortSignal | null;
   /**
    * Answers with `result`. False when the answer can no longer be sent (its
-   * connection is gone, or the loop ended and answered responder_lost);
-   * throws when already answered.
+   * connection is gone, the requester gave up, or the loop ended and
+   * answered responder_lost); throws when already answered.
    */
   respond(result?: R): boolean;
   /** Answers with an error: an IpcError keeps its code, anything else is handler_error. */

@@ -327,3 +327,21 @@ async def test_a_closed_iterator_never_registers(make_client: Any) -> None:
     assert [m async for m in sub] == []
     await sub.start()
     assert client._subs.handlers == {}
+
+
+async def test_a_request_whose_requester_cancels_is_skipped_or_flagged(make_client: Any) -> None:
+    responder, caller = await make_client(), await make_client()
+    async with responder.requests("jobs") as it:
+        held_call = asyncio.create_task(caller.request("jobs", "held"))
+        held = await asyncio.wait_for(anext(it), WAIT_S)
+        buffered_call = asyncio.create_task(caller.request("jobs", "buffered"))
+        await until(lambda: it.buffered == 1)
+        held_call.cancel()
+        buffered_call.cancel()
+        await until(lambda: held.cancelled and it._items[0]._future.cancelled())  # the cancel frames (protocol.md §15.4)
+        assert await held.respond("late") is False
+        call = asyncio.create_task(caller.request("jobs", "fresh"))
+        req = await asyncio.wait_for(anext(it), WAIT_S)
+        assert req.payload == "fresh" and not req.cancelled
+        await req.respond("ok")
+        assert await call == "ok"

@@ -18,6 +18,8 @@ const config = JSON.parse(process.argv[2] || '{}');
 const client = new IPCClient(config.appId || 'app', { host: '127.0.0.1', port: config.port, ...(config.options || {}) });
 /** @type {Map<string, object>} loop name -> its iterator */
 const loops = new Map();
+/** @type {Map<string, object>} loop name -> the last request it holds unanswered ('hold') */
+const holds = new Map();
 
 /**
  * Runs `for await` over an iterator, handling each item, until it ends.
@@ -39,10 +41,11 @@ async function run(name, it, handle, stopAfter) {
   }
 }
 
-/** What a served request's loop does with it: answer `mode` ('echo', 'fail', or 'hold': never answered). */
-function answer(mode, req) {
+/** What a served request's loop does with it: answer `mode` ('echo', 'fail', or 'hold': kept unanswered). */
+function answer(mode, req, loop) {
   if (mode === 'echo') return req.respond({ echo: req.payload, channel: req.channel, by: 'node' });
   if (mode === 'fail') return req.fail(new RangeError(`refused ${JSON.stringify(req.payload)}`));
+  holds.set(loop, req);
   return null;
 }
 
@@ -65,7 +68,7 @@ const ops = {
     loops.set(cmd.loop, it);
     const handle = (req) => {
       out({ event: 'item', loop: cmd.loop, channel: req.channel, payload: req.payload });
-      answer(cmd.mode || 'echo', req);
+      answer(cmd.mode || 'echo', req, cmd.loop);
     };
     if (!cmd.paused) run(cmd.loop, it, handle, cmd.stopAfter);
     return null;
@@ -77,10 +80,17 @@ const ops = {
     while (it.buffered > 0) {
       const { value } = await it.next();
       items.push(value.payload);
-      if (cmd.mode) answer(cmd.mode, value);
+      if (cmd.mode) answer(cmd.mode, value, cmd.loop);
     }
     return { items, dropped: it.dropped };
   },
+  buffered: (cmd) => loops.get(cmd.loop).buffered,
+  // The request a 'hold' loop keeps: whether its requester gave up (req.signal), and what answering it now does.
+  held: (cmd) => {
+    const req = holds.get(cmd.loop);
+    return { payload: req.payload, aborted: req.signal !== null && req.signal.aborted };
+  },
+  respondHeld: (cmd) => holds.get(cmd.loop).respond(cmd.result ?? null),
   close: async (cmd) => {
     await loops.get(cmd.loop).return();
     return null;

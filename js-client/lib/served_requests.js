@@ -8,8 +8,9 @@
  * or `fail()`; `limit_exceeded` for one dropped by the buffer's policy;
  * `responder_lost` for one still buffered or unanswered when the loop ends.
  * One whose requester stopped waiting (its deadline passed, or the
- * connection it came on is gone: the server has answered it) is skipped,
- * as handler admission skips held requests.
+ * connection it came on is gone, it cancelled: the server has answered it)
+ * is skipped, as handler admission skips held requests; `req.signal` aborts
+ * when the requester gives up on a request the loop holds (§15.4).
  */
 
 const { now } = require('./connection');
@@ -25,13 +26,15 @@ class ServedRequest {
    * @param {RequestIterator} owner
    * @param {object} message the request.
    * @param {object|null} conn the connection it came on.
+   * @param {AbortSignal|null} signal aborts when the requester gives up (the handler's `ctx.signal`, §15.4).
    * @param {(value: unknown) => void} resolve answers it (the admission writes the response).
    * @param {(err: unknown) => void} reject
    */
-  constructor(owner, message, conn, resolve, reject) {
+  constructor(owner, message, conn, signal, resolve, reject) {
     this.message = message;
     this._owner = owner;
     this._conn = conn;
+    this._signal = signal;
     const timed = typeof message.timeout_ms === 'number' && message.timeout_ms > 0;
     this._expires = timed ? now() + message.timeout_ms : Infinity;
     this._resolve = resolve;
@@ -55,6 +58,11 @@ class ServedRequest {
     return this.message.headers ?? null;
   }
 
+  /** @returns {AbortSignal|null} aborts when the requester gives up (its deadline, its abort, its connection lost). */
+  get signal() {
+    return this._signal;
+  }
+
   /** @returns {boolean} whether respond() or fail() was called. */
   get answered() {
     return this._answered;
@@ -64,7 +72,8 @@ class ServedRequest {
    * Answers with `result`.
    * @param {unknown} [result]
    * @returns {boolean} false when the answer can no longer be sent (the
-   *   connection it came on is gone, or the loop ended and answered responder_lost).
+   *   connection it came on is gone, the requester gave up, or the loop
+   *   ended and answered responder_lost).
    * @throws {Error} it was already answered.
    */
   respond(result = null) {
@@ -90,6 +99,7 @@ class ServedRequest {
     this._settled = true;
     if (ok) this._resolve(value);
     else this._reject(value);
+    if (this._signal !== null && this._signal.aborted) return false; // the requester gave up: dropped (§15.4)
     return this._conn === this._owner._client._conn && this._conn !== null && !this._conn.closed;
   }
 
@@ -116,8 +126,8 @@ class RequestIterator extends BufferedIterator {
     /** @type {Set<ServedRequest>} given to the loop, not answered yet */
     this._outstanding = new Set();
     /** The responder: the request waits in a promise until the loop answers it. */
-    this._handler = (msg) =>
-      new Promise((resolve, reject) => this._push(new ServedRequest(this, msg, this._client._conn, resolve, reject)));
+    this._handler = (msg, ctx) =>
+      new Promise((resolve, reject) => this._push(new ServedRequest(this, msg, this._client._conn, ctx?.signal ?? null, resolve, reject)));
   }
 
   /** @private */
@@ -141,6 +151,10 @@ class RequestIterator extends BufferedIterator {
     if (req._settled) return false;
     if (req._conn !== this._client._conn || req._conn === null || req._conn.closed) {
       req._settle(new ResponderLostError('the connection the request came on is gone')); // never written
+      return false;
+    }
+    if (req._signal !== null && req._signal.aborted) {
+      req._settle(new ResponderLostError('the requester gave up before the loop took it')); // never written (§15.4)
       return false;
     }
     if (req._expires <= now()) {
