@@ -172,8 +172,7 @@ class Admission:
         if app is not None and conn.opened:
             self._stats.subscriptions -= len(conn.subscriptions)
             self._stats.registrations -= len(conn.responder_for)
-            for pattern in conn.subscriptions:
-                app.subscriptions.remove(pattern, conn)
+            app.subscriptions.remove_all(conn.subscriptions, conn)  # one sweep when it held many
             for pattern in conn.responder_for:
                 app.responders.remove(pattern, conn)
                 unserved(conn, pattern)
