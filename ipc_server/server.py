@@ -6,7 +6,8 @@ Each concern has its module: ``connection`` (the socket pump over the
 protocol core), ``admission`` (limits, the handshake's decisions, apps),
 ``handlers`` (in-process handler calls), ``forwarding`` (requests relayed to
 responder clients), ``pubsub`` (subscriptions and fan-out), ``shutdown``,
-``auth`` (users: credentials, permissions, reloads; docs/security.md §3);
+``auth`` (users: credentials, permissions, reloads; docs/security.md §3),
+``system_actions`` (the ``system`` actions the server answers, §8);
 routing state lives in the pure tables of ``router`` and ``topics``.
 """
 
@@ -22,11 +23,10 @@ from typing import Any, TypeVar
 
 from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, Message, MessageType, is_servable, validate_pattern
 from ipc_protocol.contracts import bind
-from ipc_protocol.messages import response_to
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .admission import Admission
-from .auth import Auth, app_figures, reload_on_sighup
+from .auth import Auth, reload_on_sighup
 from .config import ServerConfig, load_config
 from .connection import ServerConnection, SharedReads
 from .forwarding import Forwarding
@@ -37,8 +37,8 @@ from .router import HandlerRegistry, target_problem
 from .shutdown import Shutdown
 from .streams import Streams
 from .metrics import Metrics
-from .connection_list import answer_connections
 from .stats import ServerStats
+from .system_actions import answer_own_action
 from .tls import connection_factory
 from .users import load_users, read_token_file
 
@@ -330,28 +330,10 @@ class IPCServer:
         if action not in SERVER_SYSTEM_ACTIONS:
             self._route_system(conn, msg, body, action)
             return
-        app = self._admission.apps[conn.app_id]
-        if action == "stats":
-            # With users, server-wide figures need the monitor permission (§8).
-            result: Any = self.stats.snapshot() if self._auth is None or self._auth.monitor(conn) else app_figures(conn.app_id, app)
-        elif action == "channels":
-            result = {"channels": app.subscriptions.counts()}
-        elif action == "services":
-            # Responder counts, with 0 marking an in-process handler, which
-            # takes precedence in routing (§6.1) and so wins here too.
-            services = app.responders.counts()
-            services.update({ch: 0 for ch in self.handlers.channels(conn.app_id)})
-            result = {"services": services}
-        elif action == "connections":  # one row per connection, to a monitor (docs/operations.md §3)
-            return answer_connections(conn, msg, self._admission.connections, self._auth, self.loop.time())
-        elif action == "describe":  # the channels' JSON Schemas (docs/typed-contracts.md)
-            result = self._pubsub.schemas.describe(conn.app_id, app.responders.counts(), self.handlers)
-            if self._auth is not None:  # with users: only what the caller may request
-                result["channels"] = self._auth.visible(conn, result["channels"])
-        else:  # ping and connect: answered by the connection's protocol
-            return
-        if msg.message_type is MessageType.REQUEST:
-            conn.send(response_to(msg, result))
+        answer_own_action(
+            conn, msg, action, app=self._admission.apps[conn.app_id], stats=self.stats, auth=self._auth, handlers=self.handlers,
+            schemas=self._pubsub.schemas, connections=self._admission.connections, now=self.loop.time(),
+        )  # fmt: skip
 
     def _route_system(self, conn: ServerConnection, msg: Message, body: bytes, action: Any) -> None:
         """An action the server does not answer goes to whoever serves exactly

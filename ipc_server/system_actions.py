@@ -1,0 +1,61 @@
+"""The ``system`` actions the server answers itself (docs/protocol.md §8):
+``stats``, ``channels``, ``services``, ``connections`` and ``describe``, each
+scoped to the caller's app, and with users to what the caller may see
+(docs/security.md §3.3). ``ping`` and ``connect`` are the protocol
+connection's; any other action is routed like a request (server.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from ipc_protocol import Message, MessageType
+from ipc_protocol.messages import response_to
+
+from .admission import App
+from .auth import Auth, app_figures
+from .connection import ServerConnection
+from .connection_list import answer_connections
+from .router import HandlerRegistry
+from .schemas import Schemas
+from .stats import ServerStats
+
+__all__ = ["answer_own_action"]
+
+
+def answer_own_action(
+    conn: ServerConnection,
+    msg: Message,
+    action: str,
+    *,
+    app: App,
+    stats: ServerStats,
+    auth: Auth | None,
+    handlers: HandlerRegistry,
+    schemas: Schemas,
+    connections: Collection[ServerConnection],
+    now: float,
+) -> None:
+    """Answer ``action``, one of ``SERVER_SYSTEM_ACTIONS``, for ``conn``."""
+    if action == "stats":
+        # With users, server-wide figures need the monitor permission (§8).
+        result: Any = stats.snapshot() if auth is None or auth.monitor(conn) else app_figures(conn.app_id, app)
+    elif action == "channels":
+        result = {"channels": app.subscriptions.counts()}
+    elif action == "services":
+        # Responder counts, with 0 marking an in-process handler, which
+        # takes precedence in routing (§6.1) and so wins here too.
+        services = app.responders.counts()
+        services.update({ch: 0 for ch in handlers.channels(conn.app_id)})
+        result = {"services": services}
+    elif action == "connections":  # one row per connection, to a monitor (docs/operations.md §3)
+        answer_connections(conn, msg, connections, auth, now)
+        return
+    elif action == "describe":  # the channels' JSON Schemas (docs/typed-contracts.md)
+        result = schemas.describe(conn.app_id, app.responders.counts(), handlers)
+        if auth is not None:  # with users: only what the caller may request
+            result["channels"] = auth.visible(conn, result["channels"])
+    else:  # ping and connect: answered by the connection's protocol
+        return
+    if msg.message_type is MessageType.REQUEST:
+        conn.send(response_to(msg, result))
