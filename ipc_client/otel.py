@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["available", "start", "start_served", "current_span", "ids_of", "end", "attach", "detach"]
+__all__ = ["api_loaded", "load", "available", "start", "start_served", "current_span", "ids_of", "end", "attach", "detach"]
 
 SYSTEM = "ipc-bridge"
 # operation -> (span kind, messaging.operation.type, the older messaging.operation)
@@ -36,24 +36,28 @@ _trace: Any = None
 _context: Any = None
 _tracer: Any = None
 _tried = False
+# Whether the API is installed: None until looked for (by load(), at the
+# first message). Callers on the hot path read it to skip every other call.
+api_loaded: bool | None = None
 
 
-def _load() -> bool:
+def load() -> bool:
     """Import the API once; False (and nothing left in ``sys.modules``) when it is missing."""
-    global _trace, _context, _tried
+    global _trace, _context, _tried, api_loaded
     _tried = True
     try:
         _trace = importlib.import_module("opentelemetry.trace")
         _context = importlib.import_module("opentelemetry.context")
     except ImportError:
         _trace = _context = None
-    return _trace is not None
+    api_loaded = _trace is not None
+    return api_loaded
 
 
 def available() -> bool:
     """Whether spans can be made now: the API is installed and a tracer
     provider is set (the default proxy makes no spans worth the cost)."""
-    if not _tried and not _load():
+    if not _tried and not load():
         return False
     trace = _trace
     return trace is not None and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
@@ -70,7 +74,7 @@ def _get_tracer() -> Any:
 
 def current_span() -> Any:
     """The application's current span when it has a valid context, else None."""
-    if not _tried and not _load():
+    if not _tried and not load():
         return None
     if _trace is None:
         return None
