@@ -69,6 +69,7 @@ EXPECT: dict[str, list[str]] = {
         "1",
     ],
     "iterators": [r"\{'done': 7\}", r"orders\.created \{'id': 42\}"],
+    "streams": [r"\{'n': 0\}", r"\{'n': 1\}", r"\{'n': 2\}", "the handler was cancelled", "cancelled here too"],
     "tracing": [r"[0-9a-f]{32} pricing A-1", r"served in trace [0-9a-f]{32}"],
     "resilience": [
         "3", "5", "7", "9",
@@ -88,6 +89,7 @@ EXPECT: dict[str, list[str]] = {
         "ZeroDivisionError division by zero",
     ],
     "js-iterators": [r"\{ done: 7 \}", r"orders\.created \{ id: 42 \}"],
+    "js-streams": [r"\{ n: 0 \}", r"\{ n: 1 \}", r"\{ n: 2 \}", "AbortError cancelled", "the handler saw cancelled"],
     "js-tracing": [r"[0-9a-f]{32} pricing A-1", r"sent 00-[0-9a-f]{32}-[0-9a-f]{16}-01"],
     "js-system": [r"\{ time: [\d.]+ \}", r"\{ time: [\d.]+ \}", r"\{ status: 'pong' \}"],
     "js-offline-queue": [r"\{ order: 7, status: 'created' \}"],

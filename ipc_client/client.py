@@ -37,8 +37,6 @@ from .offline_queue import DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_SIZE, Offl
 from .outbox import DISCONNECT_POLICIES, Outbox
 from .producers import Producers
 from .streams import Streaming, Streams
-from .producers import Producers
-from .streams import Streaming, Streams
 from .idempotency import keyed_headers, resend_on_loss
 from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
@@ -169,9 +167,6 @@ class IPCClient(ClientExtensions, Streaming):
             options, self._sm, calls=self._calls, subs=self._subs, outbox=self._outbox, admission=self._admission,
             metrics=self._metrics, emit=self._emit, tasks=lambda: self._tasks, connection_id=uuid.uuid4().hex,
         )  # fmt: skip
-        # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
-        self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
-        self._subs.producers = self._link.producers = Producers(expose_stacks)
         # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
         self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
         self._subs.producers = self._link.producers = Producers(expose_stacks)

@@ -95,9 +95,9 @@ class Streams:
             timeout_ms=None if remaining is None else budget_ms(remaining), idle_timeout_ms=budget_ms(idle),
         )  # fmt: skip
         rid = msg.message_id
+        conn.send(msg)  # before it is registered: a request never sent is never cancelled
         stream = self._open[rid] = _Consuming()
         try:
-            conn.send(msg)
             while True:
                 if stream.items:
                     item = stream.items.popleft()

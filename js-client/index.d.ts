@@ -87,12 +87,6 @@ export declare class AbortError extends IpcError {
   readonly code: 'cancelled';
   readonly name: 'AbortError';
 }
-/** The call's `signal` aborted (docs/protocol.md §15.4); `name` is 'AbortError', `cause` the signal's reason. */
-export declare class AbortError extends IpcError {
-  constructor(message?: string, options?: { cause?: unknown });
-  readonly code: 'cancelled';
-  readonly name: 'AbortError';
-}
 
 export interface RemoteErrorInfo {
   remoteType?: string | null;
