@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ipc_protocol import SYSTEM_CHANNEL, Forbidden, Message, MessageType, is_reserved, validate_channel
+from ipc_protocol import Forbidden, Message, MessageType, is_reserved, validate_channel
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .listeners import Listeners
@@ -31,7 +30,7 @@ from .circuit_breaker import Breakers, CircuitBreaker, CircuitBreakerOptions
 from .client_extensions import ClientExtensions
 from .coalescing import DEFAULT_CACHE_MAX_ENTRIES, SharedCalls, shareable
 from .connection import ClientConnection
-from .introspection import connection_health, ping_health
+from .introspection import ClientIntrospection
 from .metrics import ClientMetrics
 from .offline_queue import DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_SIZE, OfflineQueue, OverflowPolicy
 from .outbox import DISCONNECT_POLICIES, Outbox
@@ -56,7 +55,7 @@ _EVENTS = (
 _CONNECTED = ConnectionState.CONNECTED
 
 
-class IPCClient(ClientExtensions, Streaming):
+class IPCClient(ClientExtensions, Streaming, ClientIntrospection):
     """Client for the bridge's server.
 
     Args:
@@ -373,53 +372,6 @@ class IPCClient(ClientExtensions, Streaming):
         and they run here rather than failing with ``no_responders`` while
         another responder could have taken them."""
         await self._subs.unserve(channel)
-
-    # -- public API: introspection ------------------------------------------------
-
-    async def health_check(self, timeout: float = 5.0) -> bool:
-        """Whether a ping round trip succeeds within ``timeout`` seconds; never raises.
-
-        Against a 1.1.x server, which never answers pings, it is whether the
-        connection is open. :meth:`health` gives the details."""
-        return bool((await self.health(timeout))["healthy"])
-
-    async def health(self, timeout: float = 5.0) -> dict[str, Any]:
-        """Ping the server: ``{healthy, state, latency_ms, protocol}``, and
-        ``error`` ``{code, message}`` when the ping failed; never raises."""
-        return await ping_health(self._connected_conn(), self._calls, self._sm.state, self._link.legacy, timeout)
-
-    async def system(self, action: str, timeout: float | None = None) -> Any:
-        """Ask the ``system`` channel: the server's own actions (``stats``,
-        ``channels``, ``services``, ``ping``), or any other action of whoever
-        serves ``system`` in this app (docs/protocol.md §8)."""
-        deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
-        conn = await self._link.ready(deadline)
-        msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {"action": action})
-        return (await self._calls.call(conn, msg, deadline)).payload
-
-    def metrics(self) -> dict[str, Any]:
-        """The KPIs of docs/resilience.md §2, with the offline queue's state."""
-        snapshot = self._metrics.snapshot(time.monotonic())
-        queue = self._outbox.queue
-        snapshot.update(queued=len(queue), queued_bytes=queue.bytes, queue_dropped=queue.dropped)
-        snapshot["late_answers"] = self._subs.producers.late_answers  # answers not sent: the requester gave up (§15.4)
-        return snapshot
-
-    def queue_stats(self) -> dict[str, Any]:
-        """``{size, bytes, max_size, max_bytes, dropped, by_priority}`` of the offline queue."""
-        return self._outbox.queue.stats()
-
-    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
-        """State and counters of every circuit breaker created so far, by channel (or ``*``)."""
-        return {} if self._breakers is None else self._breakers.snapshots()
-
-    def get_connection_health(self) -> dict[str, Any]:
-        """Liveness as the heartbeat sees it (docs/resilience.md §5), without a round trip."""
-        return connection_health(self._link.conn, self._sm.state, self._calls.loop, self._link.last_pong)
-
-    def get_connection_info(self) -> dict[str, Any]:
-        """Who and where this client is, and what it holds."""
-        return self._link.info()
 
     def __repr__(self) -> str:
         return (

@@ -1,20 +1,31 @@
-"""What the client reports of its health: a ping's verdict, and the
-heartbeat's view of liveness without a round trip (docs/resilience.md §5)."""
+"""What the client reports of itself: its health (a ping's verdict, and the
+heartbeat's view of liveness without a round trip, docs/resilience.md §5),
+its metrics, queue and breakers, and the ``system`` channel's answers. The
+methods are :class:`ClientIntrospection`, a base class of
+:class:`~ipc_client.client.IPCClient`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import PROTOCOL_VERSION, Heartbeat, IPCError
+from ipc_protocol import PROTOCOL_VERSION, SYSTEM_CHANNEL, Heartbeat, IPCError, Message, MessageType
 from ipc_protocol.messages import ping_request
 
 from .calls import Calls
 from .connection import ClientConnection
 from .state import ConnectionState
 
-__all__ = ["ping_health", "connection_health"]
+if TYPE_CHECKING:
+    from .circuit_breaker import Breakers
+    from .lifecycle import Lifecycle
+    from .metrics import ClientMetrics
+    from .outbox import Outbox
+    from .state import StateMachine
+    from .subscriptions import Subscriptions
+
+__all__ = ["ping_health", "connection_health", "ClientIntrospection"]
 
 
 async def ping_health(conn: ClientConnection | None, calls: Calls, state: ConnectionState, legacy: bool, timeout: float) -> dict[str, Any]:
@@ -68,3 +79,65 @@ def connection_health(
         heartbeat_timeout_ms=round(hb.timeout_s * 1000, 3),
     )
     return health
+
+
+class ClientIntrospection:
+    """The client's introspection API (README "The Python client API")."""
+
+    if TYPE_CHECKING:  # what IPCClient provides
+        app_id: str
+        request_timeout: float
+        _calls: Calls
+        _link: Lifecycle
+        _sm: StateMachine
+        _metrics: ClientMetrics
+        _outbox: Outbox
+        _subs: Subscriptions
+        _breakers: Breakers | None
+
+        def _connected_conn(self) -> ClientConnection | None: ...
+
+    async def health_check(self, timeout: float = 5.0) -> bool:
+        """Whether a ping round trip succeeds within ``timeout`` seconds; never raises.
+
+        Against a 1.1.x server, which never answers pings, it is whether the
+        connection is open. :meth:`health` gives the details."""
+        return bool((await self.health(timeout))["healthy"])
+
+    async def health(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Ping the server: ``{healthy, state, latency_ms, protocol}``, and
+        ``error`` ``{code, message}`` when the ping failed; never raises."""
+        return await ping_health(self._connected_conn(), self._calls, self._sm.state, self._link.legacy, timeout)
+
+    async def system(self, action: str, timeout: float | None = None) -> Any:
+        """Ask the ``system`` channel: the server's own actions (``stats``,
+        ``channels``, ``services``, ``ping``), or any other action of whoever
+        serves ``system`` in this app (docs/protocol.md §8)."""
+        deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
+        conn = await self._link.ready(deadline)
+        msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {"action": action})
+        return (await self._calls.call(conn, msg, deadline)).payload
+
+    def metrics(self) -> dict[str, Any]:
+        """The KPIs of docs/resilience.md §2, with the offline queue's state."""
+        snapshot = self._metrics.snapshot(time.monotonic())
+        queue = self._outbox.queue
+        snapshot.update(queued=len(queue), queued_bytes=queue.bytes, queue_dropped=queue.dropped)
+        snapshot["late_answers"] = self._subs.producers.late_answers  # answers not sent: the requester gave up (§15.4)
+        return snapshot
+
+    def queue_stats(self) -> dict[str, Any]:
+        """``{size, bytes, max_size, max_bytes, dropped, by_priority}`` of the offline queue."""
+        return self._outbox.queue.stats()
+
+    def circuit_breakers(self) -> dict[str, dict[str, Any]]:
+        """State and counters of every circuit breaker created so far, by channel (or ``*``)."""
+        return {} if self._breakers is None else self._breakers.snapshots()
+
+    def get_connection_health(self) -> dict[str, Any]:
+        """Liveness as the heartbeat sees it (docs/resilience.md §5), without a round trip."""
+        return connection_health(self._link.conn, self._sm.state, self._calls.loop, self._link.last_pong)
+
+    def get_connection_info(self) -> dict[str, Any]:
+        """Who and where this client is, and what it holds."""
+        return self._link.info()

@@ -92,8 +92,14 @@ def new_trace_id() -> str:
             _refill(_trace_ids, 32)
 
 
+def _forget_ids() -> None:
+    """A forked child draws ids of its own, never its parent's."""
+    _ids.clear()
+    _trace_ids.clear()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: (_ids.clear(), _trace_ids.clear()))
+    os.register_at_fork(after_in_child=_forget_ids)
 
 
 # -- the current trace context ------------------------------------------------------
