@@ -597,10 +597,11 @@ export type ContractChannel<Api> = Extract<keyof Api, string>;
 /**
  * The client returned by `client.typed<Api>()`: the same client, whose
  * requests the compiler checks against the contract `Api` (a channel it
- * names, that channel's payload, the answer's type). Streams are not part
- * of the protocol yet; a typed `stream()` will join these when they are.
+ * names, that channel's payload, the answer's type). A `stream()`'s channel
+ * and payload are checked too; its items are `T` (a generator handler's
+ * items are not in the contract, which describes one answer).
  */
-export interface TypedClient<Api extends ContractMap<Api>> extends Omit<IPCClient, 'request' | 'sendRequest' | 'serve'> {
+export interface TypedClient<Api extends ContractMap<Api>> extends Omit<IPCClient, 'request' | 'sendRequest' | 'serve' | 'stream'> {
   request<C extends ContractChannel<Api>>(
     channelId: C,
     payload: Api[C]['request'],
@@ -618,6 +619,11 @@ export interface TypedClient<Api extends ContractMap<Api>> extends Omit<IPCClien
     handler: (message: Message<Api[C]['request']>) => Api[C]['response'] | Promise<Api[C]['response']>,
     options?: ServeOptions
   ): Promise<void>;
+  stream<T = unknown, C extends ContractChannel<Api> = ContractChannel<Api>>(
+    channelId: C,
+    payload: Api[C]['request'],
+    options?: StreamOptions
+  ): Stream<T>;
 }
 
 export interface IPCClientEvents {

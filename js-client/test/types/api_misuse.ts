@@ -119,5 +119,10 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   // -- typed contracts --
   // @ts-expect-error a contract's channel has a request and a response
   client.typed<{ 'orders.get': { request: number } }>();
+  const typedShop = client.typed<{ 'stock.watch': { request: { sku: string }; response: number } }>();
+  // @ts-expect-error a typed stream's payload is its channel's request
+  typedShop.stream('stock.watch', { sku: 1 });
+  // @ts-expect-error a typed stream's channel is one the contract names
+  typedShop.stream('stock.other', { sku: 'A-1' });
   void [delivered, count];
 }

@@ -478,6 +478,7 @@ export async function typedContracts(client: IPCClient): Promise<void> {
     'inventory.count': contract,
     'inventory.reserve': contract
   };
+  for await (const level of inventory.stream<number>('inventory.count', { sku: 'A-1' }, { window: 8 })) exact<number>()(level);
   inventory.on('connected', (info) => info.connectionId); // the rest is the client itself
   await inventory.publish('inventory.changed', { sku: 'A-1' });
   void [reply, channel, check];
