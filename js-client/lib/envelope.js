@@ -2,7 +2,8 @@
 
 /**
  * The message envelope (docs/protocol.md §2): canonical encoding (§1.2),
- * decoding in the bridge's JSON profile (§1.1) and validation.
+ * decoding and validation; the JSON profile itself (§1.1) is
+ * lib/json_profile.js.
  *
  * Messages are plain objects with the wire's snake_case field names, so what
  * a handler sees is exactly what travelled. Decoding raises the same codes as
@@ -13,31 +14,11 @@
 
 const { randomBytes } = require('node:crypto');
 const { MESSAGE_TYPES, V1_FIELDS } = require('./constants');
-const { FrameError, MessageError } = require('./errors');
+const { MessageError } = require('./errors');
+const { isObject, parseBody, stringifyValue } = require('./json_profile');
 
 const MESSAGE_TYPE_SET = new Set(MESSAGE_TYPES);
 const ERROR_FIELDS = ['code', 'message', 'details', 'remote_type', 'remote_stack'];
-
-// ignoreBOM keeps a leading U+FEFF in the text, so JSON.parse rejects it as
-// the Python side does, instead of silently stripping it.
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-// A \uD800-\uDFFF escape in the raw text is the only way a decoded string can
-// hold a lone surrogate (valid UTF-8 cannot encode one), so the costly walk
-// over decoded strings runs only when such an escape appears.
-const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
-// In encoder output (JSON.stringify escapes lone surrogates in lower case),
-// an escape preceded by an even number of backslashes.
-const LONE_SURROGATE_OUT = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f]/;
-
-// The deepest a value may sit, the frame's object being 1 (scalars count):
-// pydantic-core's parser, the Python decoder's, refuses anything deeper.
-const MAX_JSON_DEPTH = 201;
-
-const isWellFormed =
-  typeof String.prototype.isWellFormed === 'function'
-    ? (s) => s.isWellFormed()
-    : (s) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
 
 let idCounter = 0;
 const idPrefix = randomBytes(6).toString('hex');
@@ -73,85 +54,6 @@ function buildMessage(messageType, appId, channelId, payload = null, extra = und
     reply_to: null
   };
   return extra === undefined ? msg : Object.assign(msg, extra);
-}
-
-/**
- * JSON.stringify replacer that refuses what JSON cannot carry (§1.1).
- * @param {string} key
- * @param {unknown} value
- * @returns {unknown}
- * @private
- */
-function finiteReplacer(key, value) {
-  if (typeof value === 'number' && !Number.isFinite(value)) {
-    throw new MessageError(`${value} is not valid JSON${key ? ` (at key ${JSON.stringify(key)})` : ''}`);
-  }
-  return value;
-}
-
-/**
- * Serialises one JSON value in the bridge's profile.
- *
- * JSON.stringify turns NaN and Infinity into `null`, silently. They can only
- * hide where the output says `null`, so the strict (slower) replacer pass
- * runs only then.
- *
- * @param {unknown} value
- * @param {string} what the field, for error messages.
- * @returns {string}
- * @throws {MessageError} NaN/Infinity, BigInt, cycles, lone surrogates, or nothing to serialise.
- * @private
- */
-function stringifyValue(value, what, depth = 2) {
-  let out;
-  try {
-    out = JSON.stringify(value);
-    if (out !== undefined && out.includes('null')) out = JSON.stringify(value, finiteReplacer);
-  } catch (err) {
-    if (err instanceof MessageError) throw err;
-    throw new MessageError(`${what} is not JSON serialisable: ${err.message}`, { cause: err });
-  }
-  if (out === undefined) throw new MessageError(`${what} is not JSON serialisable`);
-  if (out.includes('\\ud') && LONE_SURROGATE_OUT.test(out)) {
-    throw new MessageError(`${what} holds a lone surrogate, which is not valid Unicode`);
-  }
-  if (tooDeepOutput(out, MAX_JSON_DEPTH - depth + 1) && deeperThan(value, depth, MAX_JSON_DEPTH)) {
-    throw new MessageError(`${what} is nested deeper than ${MAX_JSON_DEPTH} levels: no peer decodes it`);
-  }
-  return out;
-}
-
-/**
- * Whether serialised JSON may hold a value `levels` deep: that takes at
- * least `levels - 1` bracket pairs. A native indexOf count spares nearly
- * every frame the walk of deeperThan.
- * @private
- */
-function tooDeepOutput(out, levels) {
-  if (out.length < 2 * (levels - 1)) return false;
-  let brackets = 0;
-  for (const open of ['[', '{']) {
-    for (let at = out.indexOf(open); at !== -1; at = out.indexOf(open, at + 1)) {
-      if (++brackets >= levels - 1) return true;
-    }
-  }
-  return false;
-}
-
-/**
- * Whether `value`, at level `depth` (the frame's object is level 1), holds
- * a value below level `limit`: the peer's decoder would refuse the frame.
- * @private
- */
-function deeperThan(value, depth, limit) {
-  if (depth > limit) return true;
-  if (typeof value !== 'object' || value === null) return false;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (deeperThan(value[i], depth + 1, limit)) return true;
-    return false;
-  }
-  for (const key in value) if (deeperThan(value[key], depth + 1, limit)) return true;
-  return false;
 }
 
 /**
@@ -193,14 +95,6 @@ function checkPositive(value, field) {
     throw new MessageError(`invalid envelope: ${field}: must be a finite number > 0`);
   }
   return value;
-}
-
-/**
- * Whether `value` is a JSON object (not null, not an array).
- * @private
- */
-function isObject(value) {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**
@@ -287,86 +181,6 @@ function encodeMessage(msg, { legacy = false } = {}) {
     if (msg.idle_timeout_ms != null) out += `,"idle_timeout_ms":${checkPositive(msg.idle_timeout_ms, 'idle_timeout_ms')}`;
   }
   return out + '}';
-}
-
-/**
- * Whether any string (key or value) inside a decoded value is a lone surrogate.
- * @param {unknown} value
- * @returns {boolean}
- * @private
- */
-function hasLoneSurrogate(value) {
-  if (typeof value === 'string') return !isWellFormed(value);
-  if (typeof value !== 'object' || value === null) return false;
-  if (Array.isArray(value)) return value.some(hasLoneSurrogate);
-  for (const key of Object.keys(value)) {
-    if (!isWellFormed(key) || hasLoneSurrogate(value[key])) return true;
-  }
-  return false;
-}
-
-/**
- * Whether a parsed value holds a number that is not finite (an overflow
- * such as `1e400`, which JSON.parse turns into Infinity). It always runs:
- * the walk costs a fraction of JSON.parse, less than any scan of the text
- * for a huge exponent or a 300-digit run.
- *
- * It also refuses a value nested deeper than MAX_JSON_DEPTH: JSON.parse
- * nests as deep as the text does, and a walk (this one, JSON.stringify)
- * would overflow the stack with a RangeError out of the socket's data
- * handler. The Python decoder, hence the server, refuses the same depth.
- *
- * @param {unknown} value
- * @param {number} depth the value's: 1 for the frame's object.
- * @returns {boolean}
- * @throws {FrameError} nested too deeply.
- * @private
- */
-function hasNonFinite(value, depth) {
-  if (depth > MAX_JSON_DEPTH) throw new FrameError(`invalid JSON: nested deeper than ${MAX_JSON_DEPTH} levels`);
-  if (typeof value === 'number') return !Number.isFinite(value);
-  if (typeof value !== 'object' || value === null) return false;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (hasNonFinite(value[i], depth + 1)) return true;
-    return false;
-  }
-  // for...in allocates no key array; JSON.parse makes plain objects.
-  for (const key in value) if (hasNonFinite(value[key], depth + 1)) return true;
-  return false;
-}
-
-/**
- * Parses a frame body into a JSON object, per the JSON profile (§1.1).
- *
- * @param {Uint8Array} body the frame body.
- * @returns {object} the parsed object, not yet validated as an envelope.
- * @throws {FrameError} code bad_frame.
- */
-function parseBody(body) {
-  let text;
-  try {
-    text = utf8.decode(body);
-  } catch (err) {
-    throw new FrameError('invalid UTF-8', { cause: err });
-  }
-  let obj;
-  try {
-    obj = JSON.parse(text);
-  } catch (err) {
-    throw new FrameError(`invalid JSON: ${err.message}`, { cause: err });
-  }
-  if (!isObject(obj)) {
-    throw new FrameError(`a frame must hold a JSON object, not ${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : typeof obj}`);
-  }
-  // First: it bounds the nesting (JSON.parse has no bound), so the walk
-  // for surrogates stays well within the stack.
-  if (hasNonFinite(obj, 1)) {
-    throw new FrameError('invalid JSON: a number overflows a double');
-  }
-  if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(obj)) {
-    throw new FrameError('invalid JSON: lone surrogate in a string');
-  }
-  return obj;
 }
 
 /**
