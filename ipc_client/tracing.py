@@ -55,6 +55,7 @@ TRACESTATE = "tracestate"
 _TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # nearly every one: half the time of the general form
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+MAX_TRACESTATE = 512  # longer ones from a peer are not passed on to a handler's calls
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -281,6 +282,8 @@ def _enter(msg: Message, operation: str, spans: bool = True) -> tuple[TraceConte
     value = headers.get(TRACEPARENT) if headers is not None else None
     parent = parse_traceparent(value) if value is not None else None
     state = headers.get(TRACESTATE) if parent is not None and headers is not None else None
+    if state is not None and len(state) > MAX_TRACESTATE:
+        state = None  # not carried on (W3C trace context §3.3.1.5: 512 characters are enough)
     if spans and otel.api_loaded is not False and otel.available():
         remote = (parent[0], parent[1], parent[2], state) if parent is not None else None
         span = otel.start_served(operation, msg.channel_id, remote, msg.message_id)

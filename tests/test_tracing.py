@@ -266,3 +266,12 @@ async def test_within_enters_the_trace_of_a_message_for_a_block(server, make_cli
     trace_id = await caller.request("py.outer", headers={"traceparent": TP}, timeout=WAIT_S)
     assert trace_id == ids(TP)[0] == ids(got[0]["traceparent"])[0]
     assert tracing.current() is None
+
+
+def test_an_overlong_tracestate_is_not_passed_on() -> None:
+    from ipc_protocol import Message, MessageType
+
+    msg = Message.build(MessageType.REQUEST, "app", "svc", None, headers={"traceparent": TP, "tracestate": "k=" + "v" * 600})
+    with tracing.within(msg) as ctx:
+        assert ctx.trace_id == ids(TP)[0] and ctx.tracestate is None
+        assert "tracestate" not in tracing.outgoing("request", "next", None)[0]

@@ -28,6 +28,8 @@ const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
 const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
+/** The longest tracestate passed on from a message to its handler's calls. */
+const MAX_TRACESTATE = 512;
 /** Random bytes are drawn in batches: 512 span ids per crypto.randomBytes call. */
 const BATCH_BYTES = 4096;
 
@@ -192,7 +194,9 @@ function runInTrace(handler, msg) {
   const operation = msg.message_type === 'publish' ? 'deliver' : 'serve';
   const headers = msg.headers;
   const parent = headers != null ? parseTraceparent(headers.traceparent) : null;
-  const state = parent !== null && typeof headers.tracestate === 'string' ? headers.tracestate : null;
+  const given = parent !== null ? headers.tracestate : undefined;
+  // a longer one from a peer is not passed on to a handler's calls (W3C trace context §3.3.1.5: 512 characters are enough)
+  const state = typeof given === 'string' && given.length <= MAX_TRACESTATE ? given : null;
   const remote = parent !== null ? [parent.traceId, parent.parentId, parent.flags, state] : null;
   const span = otel.startServed(operation, msg.channel_id, remote, msg.message_id);
   let ctx;

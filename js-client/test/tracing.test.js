@@ -160,3 +160,10 @@ test('withinTrace() runs code in the trace of a message handled outside a handle
   assert.equal(ctx.parentId, '00f067aa0ba902b7');
   assert.equal(currentTraceContext(), null);
 });
+
+test('an overlong tracestate is not passed on', () => {
+  const msg = buildMessage('request', 'app', 'svc', 1, { message_id: 'y', headers: { traceparent: TP, tracestate: `k=${'v'.repeat(600)}` } });
+  const ctx = withinTrace(msg, () => currentTraceContext());
+  assert.equal(ctx.traceId, '4bf92f3577b34da6a3ce929d0e0e4736');
+  assert.equal(ctx.tracestate, null);
+});
