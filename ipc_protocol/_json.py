@@ -11,7 +11,7 @@ import pydantic_core
 
 from .exceptions import FrameError, MessageError
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "loads", "peek_message_id"]
 
 
 _N, _I = ord("N"), ord("I")
@@ -129,3 +129,14 @@ def _has_non_finite(obj: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+def peek_message_id(body: bytes) -> str | None:
+    """Best effort: the message_id of a frame that failed validation, so
+    its error frame can say which one (§6.4)."""
+    try:
+        obj = loads(body)
+    except FrameError:
+        return None
+    mid = obj.get("message_id") if isinstance(obj, dict) else None
+    return mid if isinstance(mid, str) else None

@@ -47,7 +47,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from ._json import loads
+from ._json import peek_message_id
 from .codes import ErrorCode
 from .constants import DEFAULT_MAX_FRAME_SIZE, SYSTEM_CHANNEL
 from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, encode_response
@@ -350,14 +350,3 @@ class Protocol:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.state.value} app={self.app_id!r} v{'1' if self.legacy else '2'} queued={len(self._out)}>"
-
-
-def peek_message_id(body: bytes) -> str | None:
-    """Best effort: the message_id of a frame that failed validation, so
-    its error frame can say which one (§6.4)."""
-    try:
-        obj = loads(body)
-    except ProtocolError:
-        return None
-    mid = obj.get("message_id") if isinstance(obj, dict) else None
-    return mid if isinstance(mid, str) else None

@@ -24,7 +24,6 @@
  */
 
 const { randomBytes } = require('node:crypto');
-const { SYSTEM_CHANNEL } = require('./constants');
 const { parseOptions } = require('./options');
 const { now } = require('./connection');
 const { State, transition } = require('./state');
@@ -37,11 +36,10 @@ const { Admission } = require('./admission');
 const { Subscriptions } = require('./subscriptions');
 const { Lifecycle } = require('./lifecycle');
 const { Reconnector } = require('./reconnect');
-const { Introspection } = require('./introspection');
+const { Introspection, ClientIntrospection } = require('./introspection');
 const { Streams } = require('./streams');
 const { Producers } = require('./producers');
 const { abortableConnect } = require('./cancellation');
-const { ClientExtensions } = require('./client_extensions');
 const { SharedCalls } = require('./coalescing');
 
 /**
@@ -61,7 +59,7 @@ const { SharedCalls } = require('./coalescing');
  * else each becomes one process warning (lib/warnings.js): never dropped,
  * never a crash. A listener that throws never breaks the client.
  */
-class IPCClient extends ClientExtensions {
+class IPCClient extends ClientIntrospection {
   /**
    * @param {string} appId the application namespace, fixed for the connection (§3.1).
    * @param {object} [options] see DEFAULTS in lib/constants.js; durations in ms.
@@ -172,19 +170,6 @@ class IPCClient extends ClientExtensions {
   }
 
   /**
-   * Asks the `system` channel (§8): the server answers `ping`, `stats`,
-   * `channels` and `services` itself; any other action goes to whoever
-   * serves `system` in this app (`no_responders` when nobody does).
-   * @param {string} action e.g. 'stats', or an application action such as 'get_time'.
-   * @param {{timeout?: number}} [options] milliseconds, default `requestTimeout`.
-   * @returns {Promise<unknown>} the answer's payload.
-   */
-  async system(action, { timeout } = {}) {
-    if (typeof action !== 'string' || action.length === 0) throw new TypeError('action must be a non-empty string');
-    return (await this.sendRequest(SYSTEM_CHANNEL, { action }, timeout)).payload;
-  }
-
-  /**
    * Subscribes `handler` to a channel or pattern (`*`, `>`, §4.2). Resolves
    * on the server's ack; a rejected call leaves no subscription behind. The
    * subscription is kept across reconnections.
@@ -276,61 +261,6 @@ class IPCClient extends ClientExtensions {
    */
   notify(channelId, data, options = {}) {
     return this._calls.notify(channelId, data, options);
-  }
-
-  /**
-   * Whether a ping round trip (§9.1) succeeds within the timeout; never
-   * throws. Against a version-1 server, which never answers pings (§10), it
-   * is whether the connection is up. health() gives the details.
-   * @param {{timeout?: number}} [options] milliseconds, default min(requestTimeout, 5 s).
-   * @returns {Promise<boolean>}
-   */
-  async healthCheck(options) {
-    return (await this.health(options)).healthy;
-  }
-
-  /**
-   * Round-trips a ping to the server (§9.1) and describes the outcome; never
-   * throws. Against a version-1 server health is the connection state.
-   * @param {{timeout?: number}} [options] milliseconds, default min(requestTimeout, 5 s).
-   * @returns {Promise<{healthy: boolean, state: string, latencyMs: number|null, connectionId: string|null, server: string|null, error?: string}>}
-   */
-  async health({ timeout = Math.min(this.options.requestTimeout, 5000) } = {}) {
-    return this._introspection.health(timeout);
-  }
-
-  /**
-   * The connection's health without a round trip (docs/resilience.md §5); times are epoch ms.
-   * @returns {{healthy: boolean, state: string, lastHeartbeat: number|null, lastReceived: number|null, latencyMs: number|null, heartbeatIntervalMs: number|null, heartbeatTimeoutMs: number|null}}
-   */
-  getConnectionHealth() {
-    return this._introspection.snapshot();
-  }
-
-  /**
-   * The KPI counters since the client was created (docs/resilience.md §2).
-   * @returns {object} see index.d.ts (ClientMetrics).
-   */
-  getMetrics() {
-    const { queue } = this._outbox;
-    const snapshot = this._metrics.snapshot({ queued: queue.size, queuedBytes: queue.bytes, queueDropped: queue.dropped });
-    snapshot.lateAnswers = this._producers.lateAnswers; // answers not sent: the requester gave up (§15.4)
-    return snapshot;
-  }
-
-  /** @returns {object} the offline queue's counters (docs/resilience.md §4). */
-  queueStats() {
-    return this._outbox.queue.stats();
-  }
-
-  /** @returns {Record<string, object>} every circuit breaker's snapshot, by channel (or '*' with scope 'client'). */
-  circuitBreakers() {
-    return this._breakers.snapshot();
-  }
-
-  /** @returns {object} a snapshot of the connection, for logs and dashboards. */
-  getConnectionInfo() {
-    return this._introspection.info();
   }
 
   /** Calls `cb(info)` on every (re)connection; returns a function that removes it. */

@@ -198,4 +198,21 @@ function parseBody(body) {
   return obj;
 }
 
-module.exports = { MAX_JSON_DEPTH, isObject, parseBody, stringifyValue };
+/**
+ * Best effort: the message_id of a frame that failed validation, so its
+ * error frame can say which one (§6.4).
+ * @param {Buffer} body
+ * @returns {string|null}
+ */
+function peekMessageId(body) {
+  let obj;
+  try {
+    obj = JSON.parse(Buffer.from(body).toString('utf8'));
+  } catch {
+    return null;
+  }
+  const id = obj !== null && typeof obj === 'object' ? obj.message_id : undefined;
+  return typeof id === 'string' ? id : null;
+}
+
+module.exports = { MAX_JSON_DEPTH, isObject, parseBody, stringifyValue, peekMessageId };

@@ -40,6 +40,7 @@ const { HeartbeatAction } = require('../heartbeat');
 const { MessageError, FrameError } = require('../errors');
 const { Event, PingReceived, PongReceived, MessageRefused, ProtocolViolation } = require('./events');
 const { FLOW_TYPES, flowProblem } = require('./streams');
+const { peekMessageId } = require('../json_profile');
 
 /** The state of one protocol connection (the same strings in every language). */
 const ProtocolState = Object.freeze({
@@ -368,23 +369,6 @@ class Protocol {
     this.violation = new ProtocolViolation(code, text, msg, error ?? (code === 'bad_frame' ? new FrameError(text) : new MessageError(text)));
     return this.violation;
   }
-}
-
-/**
- * Best effort: the message_id of a frame that failed validation, so its
- * error frame can say which one (§6.4).
- * @param {Buffer} body
- * @returns {string|null}
- */
-function peekMessageId(body) {
-  let obj;
-  try {
-    obj = JSON.parse(Buffer.from(body).toString('utf8'));
-  } catch {
-    return null;
-  }
-  const id = obj !== null && typeof obj === 'object' ? obj.message_id : undefined;
-  return typeof id === 'string' ? id : null;
 }
 
 module.exports = {
