@@ -25,6 +25,20 @@ async def test_js_client_unit_suite(node):
     text = out.decode(errors="replace")
     failed = re.search(r"^(?:#|ℹ) fail (\d+)", text, re.M)
     passed = re.search(r"^(?:#|ℹ) pass (\d+)", text, re.M)
-    assert proc.returncode == 0 and failed and failed.group(1) == "0", text[-6000:]
+    assert proc.returncode == 0 and failed and failed.group(1) == "0", _failures(text)
     assert passed and int(passed.group(1)) > 100
 
+
+
+def _failures(text: str) -> str:
+    """The failing subtests with their diagnostics (TAP `not ok` blocks), not the
+    tail of a long log where the passing vectors would hide them."""
+    lines = text.splitlines()
+    blocks = []
+    for i, line in enumerate(lines):
+        if re.match(r"\s*not ok ", line):
+            end = i + 1
+            while end < len(lines) and end - i < 60 and not re.match(r"\s*(?:not )?ok \d+ ", lines[end]):
+                end += 1
+            blocks.append("\n".join(lines[max(0, i - 2):end]))
+    return ("\n\n".join(blocks) or text[-6000:])[-12000:]
