@@ -16,6 +16,8 @@ __all__ = ["dumps", "loads", "peek_message_id"]
 
 _N, _I = ord("N"), ord("I")
 _SHORTEST_OVERFLOW = 309  # digits of the smallest integer that overflows a double
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_OVERFLOWING_RUN = b"0" * _SHORTEST_OVERFLOW
 # The deepest value both decoders read (pydantic-core's parser stops at 201
 # levels; the Node decoder refuses the same): the frame's object is level 1.
 MAX_DEPTH = 201
@@ -33,9 +35,11 @@ def dumps(obj: Any) -> bytes:
         # Rare: either a real NaN/Infinity, or those letters inside a string;
         # only a real one is written differently as null.
         raise MessageError("NaN and Infinity are not valid JSON")
-    # Only a frame longer than the shortest overflowing literal can hold one
-    # (an int as large as 10**309): most frames skip the screen entirely.
-    if len(out) > _SHORTEST_OVERFLOW and _maybe_huge(out) and _has_non_finite(obj):
+    # Only an int as large as 10**309 can overflow here (a float that did is
+    # Infinity, caught above), and it is written as a run of 309+ digits:
+    # frames shorter than that skip the screen, the rest fold their digits
+    # to "0" and look for the run (one C pass, far cheaper than _maybe_huge).
+    if len(out) > _SHORTEST_OVERFLOW and _OVERFLOWING_RUN in out.translate(_DIGITS) and _has_non_finite(obj):
         raise MessageError("a number overflows a double: no JavaScript peer can read it (send it as a string)")
     # Deeper than MAX_DEPTH takes at least MAX_DEPTH bracket pairs around a
     # value: counting them (C speed) spares nearly every frame the walk.
