@@ -1,0 +1,233 @@
+"""The workloads: each measures its pairs and returns its table rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# _common first: it puts the checkout on sys.path.
+
+
+from _bench_core import (
+    Context,
+    INFLIGHT,
+    Row,
+    SUBSCRIBERS,
+    Settings,
+    _cpu_note,
+    _lat,
+    _nats_ready,
+    _rate,
+    _rounds_note,
+    _skip,
+    compare,
+    fmt_int,
+    fmt_us,
+    one_each,
+    paired_fanout,
+    paired_latency,
+    paired_rr,
+)
+from _bench_fanout import measure_fanout, measure_memory
+from _bench_measure import measure_latency, measure_rr
+
+
+def wl_rr(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        rows.append(
+            compare(
+                f"rr.{lang}.{loop}",
+                f"request/response, in-process handler, {INFLIGHT} in flight",
+                lang,
+                loop,
+                lambda: paired_rr(
+                    ctx,
+                    lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop),
+                    lambda: measure_rr(ctx, lang, server="minimal", client="ours", loop=loop),
+                ),
+                metric="rate",
+                unit="rt/s",
+                fmt=_rate,
+                reference="minimal asyncio server (same loop), same client",
+                target=(">=", 0.8),
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r),
+            )
+        )
+    return rows
+
+
+def wl_rr_responder(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        nats_ref = (lambda: measure_rr(ctx, lang, server="nats", client="nats", responder="nats")) if _nats_ready(ctx, lang) else None
+        rows.append(
+            compare(
+                f"rr-responder.{lang}.{loop}",
+                f"request/response via a responder client (2 hops), {INFLIGHT} in flight",
+                lang,
+                loop,
+                lambda: paired_rr(ctx, lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop, responder="ours"), nats_ref),
+                metric="rate",
+                unit="rt/s",
+                fmt=_rate,
+                reference="nats-server, its clients in the same roles",
+                target=(">=", 1.0),
+                skipped=_skip(ctx, lang),
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt",
+            )
+        )
+    return rows
+
+
+def _lat_notes(s: Settings) -> Callable[[dict[str, Any], dict[str, Any] | None], str]:
+    """Notes of a latency row: how the samples were taken, then their tail."""
+
+    def notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
+        text = f"{m['samples']:,} samples"
+        if s.latency_rounds > 1:
+            text += f" from {s.latency_rounds} × {s.latency_s:g} s" + (", interleaved with the reference" if r is not None else "")
+        text += f"; mean {fmt_us(m['mean_us'])}, p99.9 {fmt_us(m['p999_us'])}, max {fmt_us(m['max_us'])}"
+        if r is not None:
+            text += f"; reference p99.9 {fmt_us(r['p999_us'])}"
+        return text
+
+    return notes
+
+
+def wl_latency(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        rows.append(
+            compare(
+                f"latency.{lang}.{loop}",
+                "latency p50 / p99, 1 in flight, in-process handler",
+                lang,
+                loop,
+                lambda: paired_latency(
+                    ctx,
+                    lambda: measure_latency(ctx, lang, server="ours", client="ours", loop=loop),
+                    lambda: measure_latency(ctx, lang, server="minimal", client="ours", loop=loop),
+                ),
+                metric="p99_us",
+                unit="µs",
+                fmt=_lat,
+                reference="minimal asyncio server (same loop), same client (p99)",
+                target=("<=", 1.3),
+                notes=_lat_notes(ctx.s),
+            )
+        )
+    for lang in ctx.clients:
+        nats_ref = (lambda: measure_latency(ctx, lang, server="nats", client="nats", responder="nats")) if _nats_ready(ctx, lang) else None
+        rows.append(
+            compare(
+                f"latency-responder.{lang}.{loop}",
+                "latency p50 / p99, 1 in flight, via a responder (2 hops)",
+                lang,
+                loop,
+                lambda: paired_latency(ctx, lambda: measure_latency(ctx, lang, server="ours", client="ours", loop=loop, responder="ours"), nats_ref),
+                metric="p99_us",
+                unit="µs",
+                fmt=_lat,
+                reference="nats-server, its clients (p99)",
+                target=None,
+                skipped=_skip(ctx, lang),
+                notes=_lat_notes(ctx.s),
+            )
+        )
+    return rows
+
+
+def wl_fanout(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        nats_ref = (lambda: measure_fanout(ctx, lang, server="nats", client="nats")) if _nats_ready(ctx, lang) else None
+
+        def notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
+            capped = " (time cap reached)" if m["capped"] else ""
+            lost = f"lost {m['lost']}" if m["lost"] == 0 else f"**LOST {m['lost']}**: per subscriber {m['per_subscriber']}"
+            rounds = len(m["rounds"])
+            how = f"median of {rounds} rounds, interleaved with the reference; " if rounds > 1 and r is not None else ""
+            text = f"{how}{lost}; {m['published']:,} published{capped} in {m['seconds']:.2f} s; server CPU {fmt_us(m['server_cpu_us_per_msg'])} µs/msg"
+            if r is not None:
+                text += f" (reference {fmt_us(r['server_cpu_us_per_msg'])}, lost {r['lost']})"
+            return text + f"; subscribers CPU {fmt_us(m['subscribers_cpu_us_per_msg'])} µs/msg"
+
+        row = compare(
+            f"fanout.{lang}.{loop}",
+            f"pub/sub fan-out 1 -> {SUBSCRIBERS} subscribers, delivered msgs/s",
+            lang,
+            loop,
+            lambda: paired_fanout(ctx, lambda: measure_fanout(ctx, lang, server="ours", client="ours", loop=loop), nats_ref),
+            metric="delivered_per_s",
+            unit="msg/s",
+            fmt=lambda m: fmt_int(m["delivered_per_s"]),
+            reference="nats-server, its clients in the same roles",
+            target=(">=", 1.0 if lang == "python" else 0.8),
+            skipped=_skip(ctx, lang),
+            notes=notes,
+            extra_ok=lambda m: m["lost"] == 0,
+        )
+        if "ours" in row.values and row.values["ours"]["lost"] != 0:
+            row.error = True
+        rows.append(row)
+    return rows
+
+
+def wl_memory(ctx: Context, loop: str) -> list[Row]:
+    n = ctx.s.idle_connections
+    return [
+        compare(
+            f"memory.{loop}",
+            f"server memory per idle connection ({n:,} handshaken, heartbeats on)",
+            "-",
+            loop,
+            lambda: one_each(lambda: measure_memory(ctx, server="ours", loop=loop), lambda: measure_memory(ctx, server="minimal", loop=loop)),
+            metric="kb_per_connection",
+            unit="KB",
+            fmt=lambda m: f"{m['kb_per_connection']:.1f}",
+            reference="minimal asyncio server (same loop)",
+            target=("<=", 8.0),
+            absolute=True,
+            notes=lambda m, r: f"server VmRSS {m['rss_before_kb'] / 1024:.1f} -> {m['rss_after_kb'] / 1024:.1f} MiB",
+        )
+    ]
+
+
+def wl_clients(ctx: Context, loop: str) -> list[Row]:
+    rows = []
+    for lang in ctx.clients:
+        minimal = "minimal asyncio client" if lang == "python" else "minimal net client"
+        rows.append(
+            compare(
+                f"clients.{lang}.{loop}",
+                f"client round trips vs a {minimal}, our server, in-process handler",
+                lang,
+                loop,
+                lambda: paired_rr(
+                    ctx,
+                    lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop),
+                    lambda: measure_rr(ctx, lang, server="ours", client="minimal", loop=loop),
+                ),
+                metric="rate",
+                unit="rt/s",
+                fmt=_rate,
+                reference=f"{minimal}, same server",
+                target=(">=", 0.8),
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; client CPU {fmt_us(m['client_cpu_us'])} µs/rt"
+                + (f" (reference {fmt_us(r['client_cpu_us'])})" if r else "")
+                + f"; server CPU {fmt_us(m['server_cpu_us'])} µs/rt",
+            )
+        )
+    return rows
+
+
+WORKLOADS: dict[str, Callable[[Context, str], list[Row]]] = {
+    "rr": wl_rr,
+    "rr-responder": wl_rr_responder,
+    "latency": wl_latency,
+    "fanout": wl_fanout,
+    "memory": wl_memory,
+    "clients": wl_clients,
+}
+
