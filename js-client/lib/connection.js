@@ -17,7 +17,7 @@ const { performance } = require('node:perf_hooks');
 const { MAX_TIMER_MS } = require('./constants');
 const { HeartbeatAction } = require('./heartbeat');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError } = require('./errors');
-const { Event, PingReceived, PongReceived, ProtocolViolation } = require('./protocol/protocol');
+const { Event, PingReceived, PongReceived, ProtocolViolation, writeFrame } = require('./protocol/protocol');
 const { ClientProtocol, Connected, HandshakeRefused, InvalidMessage } = require('./protocol/client_protocol');
 const { openSocket, handshakeFailure } = require('./tls_options');
 
@@ -136,7 +136,7 @@ class Connection {
    * Writes one complete frame. Writes made in the same tick are corked and
    * leave in one writev, so a burst of small frames costs one syscall.
    *
-   * @param {Buffer} frame prefix + body.
+   * @param {Buffer|Buffer[]} frame prefix + body (a binary frame: its parts).
    * @param {(err?: Error|null) => void} [onWritten] called once the socket handed the bytes to the OS (or failed to).
    * @returns {boolean} false when the socket buffer is over its high water mark.
    * @throws {ConnectionLostError} the connection is closed.
@@ -149,7 +149,7 @@ class Connection {
       socket.cork();
       process.nextTick(uncork, this);
     }
-    return onWritten === undefined ? socket.write(frame) : socket.write(frame, onWritten);
+    return writeFrame(socket, frame, onWritten); // a binary frame's parts, uncopied, in the same writev (§16)
   }
 
   /**

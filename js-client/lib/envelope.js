@@ -226,6 +226,7 @@ function validateEnvelope(obj) {
   }
   if (obj.window != null) msg.window = checkWindow(obj.window);
   if (obj.idle_timeout_ms != null) msg.idle_timeout_ms = checkPositive(obj.idle_timeout_ms, 'idle_timeout_ms');
+  if (obj.attachments != null) throw new MessageError('invalid envelope: attachments: only a binary frame carries them (§16.2)');
   return msg;
 }
 

@@ -34,13 +34,14 @@
  */
 
 const { SYSTEM_CHANNEL, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('../constants');
-const { buildMessage, decodeMessage, encodeMessage } = require('../envelope');
-const { FrameDecoder, FramingFailure, encodeFrame } = require('../framing');
+const { buildMessage, decodeMessage } = require('../envelope');
+const { FrameDecoder, FramingFailure } = require('../framing');
 const { HeartbeatAction } = require('../heartbeat');
 const { MessageError, FrameError } = require('../errors');
 const { Event, PingReceived, PongReceived, MessageRefused, ProtocolViolation } = require('./events');
 const { FLOW_TYPES, flowProblem } = require('./streams');
 const { peekMessageId } = require('../json_profile');
+const { BINARY, BINARY_MARKER, decodeBinaryFrame, encodeOutgoing, writeFrame } = require('./attachments');
 
 /** The state of one protocol connection (the same strings in every language). */
 const ProtocolState = Object.freeze({
@@ -147,7 +148,7 @@ class Protocol {
     }
     let msg;
     try {
-      msg = decodeMessage(frame);
+      msg = frame[0] === BINARY_MARKER ? decodeBinaryFrame(frame, this.features.has(BINARY)) : decodeMessage(frame); // §16.2
     } catch (err) {
       return this._invalidFrame(frame, err);
     }
@@ -172,10 +173,10 @@ class Protocol {
    * The frame of `message` for this connection (its version, its limit),
    * not queued: the pump's own send path writes it at once.
    * @param {object} message
-   * @returns {Buffer}
+   * @returns {Buffer|Buffer[]} a binary frame's parts are written as they are (writeFrame).
    */
   encode(message) {
-    return encodeFrame(encodeMessage(message, { legacy: this.legacy }), this.sendLimit);
+    return encodeOutgoing(message, this); // a binary frame when the payload holds bytes (§16)
   }
 
   /**
@@ -382,5 +383,6 @@ module.exports = {
   MessageRefused,
   ProtocolViolation,
   HeartbeatAction,
-  peekMessageId
+  peekMessageId,
+  writeFrame
 };

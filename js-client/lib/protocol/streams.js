@@ -19,8 +19,9 @@ const { ErrorCode } = require('../errors');
 
 const CANCEL = 'cancel';
 const STREAMS = 'streams';
-/** What this implementation speaks, in the order a server names them (§15.1). */
-const FEATURES = Object.freeze([CANCEL, STREAMS]);
+const BINARY = 'binary'; // attachments (§16), independent of the other two
+/** What this implementation speaks, in the order a server names them (§15.1, §16.1). */
+const FEATURES = Object.freeze([CANCEL, STREAMS, BINARY]);
 const MAX_WINDOW = 2 ** 31 - 1;
 /** Items a consumer grants when it opens a stream. */
 const DEFAULT_WINDOW = 64;
@@ -173,6 +174,7 @@ class Window {
 module.exports = {
   CANCEL,
   STREAMS,
+  BINARY,
   FEATURES,
   FLOW_TYPES,
   MAX_WINDOW,

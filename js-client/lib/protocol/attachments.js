@@ -1,0 +1,360 @@
+'use strict';
+
+/**
+ * Binary attachments (docs/protocol.md §16), sans-I/O: the binary frame's
+ * codec and the walk that takes Buffers out of a payload and puts them back.
+ * The Node twin of ipc_protocol/attachments.py.
+ *
+ *     body:  0x00 | J u32 | N u32 | N x u32 lengths | J bytes of JSON | attachments
+ *
+ * The envelope's `attachments` field lists, in order, the path of each
+ * attachment in `payload` (object keys and list indexes; [] is the payload
+ * itself), where the JSON holds a null: paths are out of band, so no user
+ * data can pass for a placeholder (§16.2 item 3).
+ *
+ * Sending, a Buffer, any Uint8Array or an ArrayBuffer anywhere in a payload
+ * goes out as an attachment, written as a view of the caller's memory, not a
+ * copy (§16.3); received, each is a Buffer, a view of the frame it came in.
+ * To a peer that did not grant `binary` the bytes go as the tagged base64 of
+ * §16.5, the form the server gives such peers.
+ */
+
+const { HEADER_SIZE_BYTES } = require('../constants');
+const { encodeMessage, validateEnvelope } = require('../envelope');
+const { encodeFrame } = require('../framing');
+const { MAX_JSON_DEPTH, isObject, parseBody, stringifyValue } = require('../json_profile');
+const { FrameError, FrameTooLargeError, MessageError } = require('../errors');
+const { BINARY } = require('./streams'); // the feature's name in the handshake (§16.1)
+
+/** The marker byte a binary frame's body starts with (a JSON body never does). */
+const BINARY_MARKER = 0x00;
+/** Attachments one frame may carry (§16.2 item 2). */
+const MAX_ATTACHMENTS = 65535;
+/** Marker, J and N: the fixed part of a binary frame's body, in bytes. */
+const FIXED_HEADER_BYTES = 9;
+/** The message types whose payload may hold attachments (§16.2 item 5). */
+const BINARY_TYPES = new Set(['request', 'response', 'notification', 'publish', 'stream_item']);
+/** The tagged base64 of §16.5: the key of the object that replaces an attachment. */
+const BASE64_TAG = '$base64';
+/**
+ * Below this many attachment bytes a frame is built as one Buffer (a copy):
+ * a write per small part costs more than copying it.
+ */
+const COPY_BELOW_BYTES = 64 * 1024;
+
+const hasOwn = Object.prototype.hasOwnProperty;
+
+/**
+ * Whether `value` travels as an attachment: a Buffer, any Uint8Array, an ArrayBuffer.
+ * @param {unknown} value
+ * @returns {boolean}
+ */
+function isBinary(value) {
+  return value instanceof Uint8Array || value instanceof ArrayBuffer;
+}
+
+/**
+ * `value`'s bytes as a Buffer sharing its memory (no copy).
+ * @param {Uint8Array|ArrayBuffer} value
+ * @returns {Buffer}
+ */
+function asBuffer(value) {
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof ArrayBuffer) return Buffer.from(value);
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/**
+ * What a payload's walk found: the payload with a null where each binary
+ * value was (copies of the containers on the way, the caller's untouched),
+ * the paths and the bytes.
+ * @typedef {object} Extracted
+ * @property {unknown} payload
+ * @property {Array<Array<string|number>>} paths
+ * @property {Buffer[]} buffers
+ */
+
+/**
+ * Takes the binary values out of `payload` (§16.3), in JSON's order.
+ * @param {unknown} payload
+ * @returns {Extracted|null} null when it holds none (the common case: nothing is copied).
+ * @throws {MessageError} nested deeper than the JSON profile allows, or a cycle.
+ */
+function extractAttachments(payload) {
+  if (typeof payload !== 'object' || payload === null) return null;
+  const found = { payload: null, paths: [], buffers: [] };
+  found.payload = walk(payload, [], found, new Set(), 2);
+  return found.buffers.length === 0 ? null : found;
+}
+
+/**
+ * One value of the walk; returns it, or its copy holding placeholders.
+ * @param {unknown} value
+ * @param {Array<string|number>} stack the path down to `value`.
+ * @param {Extracted} found
+ * @param {Set<object>} ancestors the containers above `value` (a cycle would never end).
+ * @param {number} depth `value`'s level, the frame's object being 1 (§1.1).
+ * @returns {unknown}
+ * @private
+ */
+function walk(value, stack, found, ancestors, depth) {
+  if (typeof value !== 'object' || value === null) return value;
+  if (isBinary(value)) {
+    found.paths.push(stack.slice());
+    found.buffers.push(asBuffer(value));
+    return null;
+  }
+  if (typeof value.toJSON === 'function') return value; // a Date and the like: JSON's own
+  if (depth >= MAX_JSON_DEPTH || ancestors.has(value)) {
+    throw new MessageError(ancestors.has(value) ? 'payload is not JSON serialisable: it holds a cycle' : `payload is nested deeper than ${MAX_JSON_DEPTH} levels: no peer decodes it`);
+  }
+  ancestors.add(value);
+  let copy = null;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      stack.push(i);
+      const item = walk(value[i], stack, found, ancestors, depth + 1);
+      stack.pop();
+      if (item !== value[i]) (copy ??= value.slice())[i] = item;
+    }
+  } else {
+    for (const key in value) {
+      if (!hasOwn.call(value, key)) continue;
+      stack.push(key);
+      const item = walk(value[key], stack, found, ancestors, depth + 1);
+      stack.pop();
+      if (item !== value[key]) (copy ??= { ...value })[key] = item;
+    }
+  }
+  ancestors.delete(value);
+  return copy ?? value;
+}
+
+/**
+ * The frame of `message` for a connection: a JSON frame (one Buffer, byte
+ * for byte what it was before §16) when its payload holds no binary value,
+ * else a binary frame as a list of Buffers (the head, then the attachments,
+ * views of the caller's memory), or, to a peer without `binary`, a JSON
+ * frame with the tagged base64 of §16.5.
+ * @param {object} message
+ * @param {{legacy: boolean, features: Set<string>, sendLimit: number}} proto the protocol's state.
+ * @returns {Buffer|Buffer[]}
+ * @throws {MessageError|FrameTooLargeError} (before anything is sent) it cannot be sent.
+ */
+function encodeOutgoing(message, proto) {
+  const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
+  if (found === null) return encodeFrame(encodeMessage(message, { legacy: proto.legacy }), proto.sendLimit);
+  if (proto.legacy || !proto.features.has(BINARY)) {
+    const tagged = { ...message, payload: tagBase64(found) };
+    return encodeFrame(encodeMessage(tagged, { legacy: proto.legacy }), proto.sendLimit);
+  }
+  return encodeBinaryFrame({ ...message, payload: found.payload }, found.paths, found.buffers, proto.sendLimit);
+}
+
+/**
+ * The payload with each attachment as `{"$base64": "..."}` (§16.5).
+ * @param {Extracted} found
+ * @returns {unknown}
+ */
+function tagBase64(found) {
+  let payload = found.payload;
+  for (let i = 0; i < found.paths.length; i++) {
+    const tagged = { [BASE64_TAG]: found.buffers[i].toString('base64') };
+    const path = found.paths[i];
+    if (path.length === 0) payload = tagged;
+    else resolve(payload, path).parent[path[path.length - 1]] = tagged; // the walk's copies: the caller's payload is untouched
+  }
+  return payload;
+}
+
+/**
+ * A binary frame (§16.2), length prefix included: one Buffer when the
+ * attachments are small, else the head followed by the attachments themselves.
+ * @param {object} message its payload holds a null at each path.
+ * @param {Array<Array<string|number>>} paths
+ * @param {Buffer[]} buffers
+ * @param {number} limit the largest body allowed (§1).
+ * @returns {Buffer|Buffer[]}
+ * @throws {MessageError} an invalid field, or more than MAX_ATTACHMENTS.
+ * @throws {FrameTooLargeError} the whole body is over `limit`.
+ */
+function encodeBinaryFrame(message, paths, buffers, limit) {
+  const n = buffers.length;
+  if (n === 0 || n > MAX_ATTACHMENTS) throw new MessageError(`a binary frame carries 1 to ${MAX_ATTACHMENTS} attachments, not ${n}`);
+  const envelope = encodeMessage(message);
+  const json = `${envelope.slice(0, -1)},"attachments":${stringifyValue(paths, 'attachments')}}`; // last in the canonical order (§16.2 item 3)
+  const jsonBytes = Buffer.byteLength(json, 'utf8');
+  let attached = 0;
+  for (let i = 0; i < n; i++) attached += buffers[i].length;
+  const headBytes = FIXED_HEADER_BYTES + 4 * n + jsonBytes;
+  const length = headBytes + attached;
+  if (length > limit) throw new FrameTooLargeError(length, limit); // §1 item 1: the limit covers it all
+  const inline = attached < COPY_BELOW_BYTES;
+  const head = Buffer.allocUnsafe(HEADER_SIZE_BYTES + headBytes + (inline ? attached : 0));
+  head.writeUInt32BE(length, 0);
+  head[4] = BINARY_MARKER;
+  head.writeUInt32BE(jsonBytes, 5);
+  head.writeUInt32BE(n, 9);
+  let at = 13;
+  for (let i = 0; i < n; i++, at += 4) head.writeUInt32BE(buffers[i].length, at);
+  at += head.write(json, at, jsonBytes, 'utf8');
+  if (!inline) return [head, ...buffers.filter((b) => b.length > 0)];
+  for (let i = 0; i < n; i++) at += buffers[i].copy(head, at);
+  return head;
+}
+
+/**
+ * Decodes a binary frame's body (§16.2): the message, each attachment a
+ * Buffer (a view of `body`) at its path.
+ * @param {Buffer} body a frame body starting with 0x00.
+ * @param {boolean} [granted] whether the connection was granted `binary` (§16.1 item 2).
+ * @returns {object} the message.
+ * @throws {FrameError} bad_frame: the layout does not add up (fatal, §1.4), or the JSON is not.
+ * @throws {MessageError} bad_message: not granted, a bad envelope or a bad path (the stream stays in sync).
+ */
+function decodeBinaryFrame(body, granted = true) {
+  if (!granted) throw new MessageError('binary frames were not negotiated in the handshake (features)');
+  const { jsonStart, jsonEnd, lengths } = readLayout(body);
+  const obj = parseBody(body.subarray(jsonStart, jsonEnd));
+  const paths = obj.attachments;
+  delete obj.attachments;
+  const msg = validateEnvelope(obj);
+  if (!BINARY_TYPES.has(msg.message_type)) throw new MessageError(`a ${msg.message_type} frame cannot carry attachments`);
+  if (!Array.isArray(paths) || paths.length !== lengths.length) {
+    throw new MessageError(`invalid envelope: attachments: must be a list of ${lengths.length} paths`);
+  }
+  const places = placesOf(msg.payload, paths);
+  let at = jsonEnd;
+  for (let i = 0; i < lengths.length; i++) {
+    const buf = body.subarray(at, at + lengths[i]);
+    at += lengths[i];
+    const place = places[i];
+    if (place === null) msg.payload = buf;
+    else place.parent[place.key] = buf;
+  }
+  return msg;
+}
+
+/**
+ * Reads and checks a binary frame's layout against the body's length,
+ * before anything is sliced out (§16.2 items 1-2).
+ * @param {Buffer} body
+ * @returns {{jsonStart: number, jsonEnd: number, lengths: number[]}}
+ * @throws {FrameError}
+ * @private
+ */
+function readLayout(body) {
+  if (body.length < FIXED_HEADER_BYTES) throw new FrameError(`a binary frame of ${body.length} bytes is shorter than its header`);
+  const j = body.readUInt32BE(1);
+  const n = body.readUInt32BE(5);
+  if (n === 0 || n > MAX_ATTACHMENTS) throw new FrameError(`a binary frame carries 1 to ${MAX_ATTACHMENTS} attachments, not ${n}`);
+  const jsonStart = FIXED_HEADER_BYTES + 4 * n;
+  if (jsonStart > body.length) throw new FrameError(`a binary frame of ${body.length} bytes cannot hold ${n} attachment lengths`);
+  const lengths = new Array(n);
+  let total = jsonStart + j;
+  for (let i = 0; i < n; i++) {
+    lengths[i] = body.readUInt32BE(FIXED_HEADER_BYTES + 4 * i);
+    total += lengths[i]; // at most 65,535 x 2^32: exact in a double
+  }
+  if (total !== body.length) throw new FrameError(`a binary frame's parts add up to ${total} bytes, not its length ${body.length}`);
+  return { jsonStart, jsonEnd: jsonStart + j, lengths };
+}
+
+/**
+ * Where each path leads: its container and key, null for the payload
+ * itself. Every path must lead to a null, and no path may come twice
+ * (§16.2 item 4); all are checked before anything is placed.
+ * @param {unknown} payload
+ * @param {unknown[]} paths
+ * @returns {Array<{parent: object, key: string|number}|null>}
+ * @throws {MessageError}
+ * @private
+ */
+function placesOf(payload, paths) {
+  const seen = new Set();
+  const places = new Array(paths.length);
+  for (let i = 0; i < paths.length; i++) {
+    const path = paths[i];
+    if (!Array.isArray(path) || !path.every((k) => typeof k === 'string' || (Number.isInteger(k) && k >= 0))) {
+      throw new MessageError(`invalid envelope: attachments[${i}]: a path is a list of keys and indexes`);
+    }
+    const id = JSON.stringify(path);
+    if (seen.has(id)) throw new MessageError(`invalid envelope: attachments[${i}]: the path ${id} comes twice`);
+    seen.add(id);
+    if (path.length === 0) {
+      if (payload !== null) throw new MessageError(`invalid envelope: attachments[${i}]: the path [] does not lead to a null`);
+      places[i] = null;
+      continue;
+    }
+    const place = resolve(payload, path);
+    if (place === null || place.parent[place.key] !== null) {
+      throw new MessageError(`invalid envelope: attachments[${i}]: the path ${id} does not lead to a null in payload`);
+    }
+    places[i] = place;
+  }
+  return places;
+}
+
+/**
+ * The container and key a non-empty path ends at, or null when the path
+ * leaves the JSON (a key on a list, an index on an object, a missing one).
+ * @param {unknown} root
+ * @param {Array<string|number>} path
+ * @returns {{parent: object, key: string|number}|null}
+ * @private
+ */
+function resolve(root, path) {
+  let node = root;
+  for (let i = 0; i < path.length; i++) {
+    const key = path[i];
+    const ok = typeof key === 'number' ? Array.isArray(node) && key < node.length : isObject(node) && hasOwn.call(node, key);
+    if (!ok) return null;
+    if (i === path.length - 1) return { parent: node, key };
+    node = node[key];
+  }
+  return null;
+}
+
+/**
+ * Writes a frame from encodeOutgoing() to a socket: a list of Buffers goes
+ * as several writes, which a corked socket sends in one writev without
+ * copying them.
+ * @param {import('node:net').Socket} socket
+ * @param {Buffer|Buffer[]} frame
+ * @param {(err?: Error|null) => void} [onWritten] called once the last part is written.
+ * @returns {boolean} the socket's write() of the last part.
+ */
+function writeFrame(socket, frame, onWritten) {
+  if (Array.isArray(frame)) {
+    for (let i = 0; i < frame.length - 1; i++) socket.write(frame[i]);
+    frame = frame[frame.length - 1];
+  }
+  return onWritten === undefined ? socket.write(frame) : socket.write(frame, onWritten);
+}
+
+/**
+ * A frame's size on the wire, prefix included.
+ * @param {Buffer|Buffer[]} frame
+ * @returns {number}
+ */
+function frameBytes(frame) {
+  if (!Array.isArray(frame)) return frame.length;
+  let n = 0;
+  for (const part of frame) n += part.length;
+  return n;
+}
+
+module.exports = {
+  BINARY,
+  BINARY_MARKER,
+  BINARY_TYPES,
+  BASE64_TAG,
+  MAX_ATTACHMENTS,
+  isBinary,
+  extractAttachments,
+  encodeOutgoing,
+  encodeBinaryFrame,
+  decodeBinaryFrame,
+  writeFrame,
+  frameBytes
+};
