@@ -36,6 +36,7 @@ from _bench_core import (
 )
 
 from _bench_measure import _read_marks
+from _minimal_client import MinimalClient
 
 from ipc_client import IPCClient
 from ipc_protocol import decode_message, encode_message
@@ -69,6 +70,16 @@ async def _py_fanout(kind: str, port: int, server_pid: int, subs_pid: int, mm: m
             return None
 
         close: Callable[[], Awaitable[None]] = nc.close
+    elif kind == "minimal":
+        mc = await MinimalClient.open(HOST, port, APP_ID)
+
+        async def publish() -> None:
+            mc.publish(FANOUT_CHANNEL, PAYLOAD)
+
+        async def publish_last() -> Any:
+            return await mc.publish_acked(FANOUT_CHANNEL, PAYLOAD)
+
+        close = mc.close
     else:
         pub = await connect(port)
 

@@ -222,6 +222,64 @@ def wl_clients(ctx: Context, loop: str) -> list[Row]:
     return rows
 
 
+def wl_servers(ctx: Context, loop: str) -> list[Row]:
+    """Servers compared with the same minimal hand-written clients on both
+    sides, so the client's own cost cannot hide or inflate the server's."""
+    rows = []
+    for lang in ctx.clients:
+        minimal = "minimal asyncio client" if lang == "python" else "minimal net client"
+        rows.append(
+            compare(
+                f"servers-rr.{lang}.{loop}",
+                f"request/response, {minimal}, in-process handler, {INFLIGHT} in flight",
+                lang,
+                loop,
+                lambda: paired_rr(
+                    ctx,
+                    lambda: measure_rr(ctx, lang, server="ours", client="minimal", loop=loop),
+                    lambda: measure_rr(ctx, lang, server="minimal", client="minimal", loop=loop),
+                ),
+                metric="rate",
+                unit="rt/s",
+                fmt=_rate,
+                reference="minimal asyncio server (same loop), same minimal client",
+                target=(">=", 1.0),
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r),
+            )
+        )
+    for lang in ctx.clients:
+        minimal = "minimal asyncio clients" if lang == "python" else "minimal net clients"
+
+        def notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
+            text = f"lost {m['lost']}; server CPU {fmt_us(m['server_cpu_us_per_msg'])} µs/msg"
+            if r is not None:
+                text += f" (reference {fmt_us(r['server_cpu_us_per_msg'])}, lost {r['lost']})"
+            return text + f"; subscribers CPU {fmt_us(m['subscribers_cpu_us_per_msg'])} µs/msg"
+
+        row = compare(
+            f"servers-fanout.{lang}.{loop}",
+            f"pub/sub fan-out 1 -> {SUBSCRIBERS}, {minimal}, delivered msgs/s",
+            lang,
+            loop,
+            lambda: paired_fanout(
+                ctx,
+                lambda: measure_fanout(ctx, lang, server="ours", client="minimal", loop=loop),
+                lambda: measure_fanout(ctx, lang, server="minimal", client="minimal", loop=loop),
+            ),
+            metric="delivered_per_s",
+            unit="msg/s",
+            fmt=lambda m: fmt_int(m["delivered_per_s"]),
+            reference="minimal asyncio server (same loop), same minimal clients",
+            target=(">=", 0.9),
+            notes=notes,
+            extra_ok=lambda m: m["lost"] == 0,
+        )
+        if "ours" in row.values and row.values["ours"]["lost"] != 0:
+            row.error = True
+        rows.append(row)
+    return rows
+
+
 WORKLOADS: dict[str, Callable[[Context, str], list[Row]]] = {
     "rr": wl_rr,
     "rr-responder": wl_rr_responder,
@@ -229,5 +287,6 @@ WORKLOADS: dict[str, Callable[[Context, str], list[Row]]] = {
     "fanout": wl_fanout,
     "memory": wl_memory,
     "clients": wl_clients,
+    "servers": wl_servers,
 }
 

@@ -3,7 +3,8 @@ bridge's protocol, the yardstick for "the client is not the bottleneck".
 
 An ``asyncio.Protocol`` that sends the version-2 connect, then requests,
 each written at once as one frame (prefix + body in one ``write``, with
-TCP_NODELAY); responses are matched to futures by ``reply_to``. No
+TCP_NODELAY); responses are matched to futures by ``reply_to``; publishes
+go to one callback. No
 envelope model, validation, timeouts, reconnects or heartbeats.
 """
 
@@ -28,6 +29,7 @@ class MinimalClient(asyncio.Protocol):
         self.waiting: dict[str, asyncio.Future[Any]] = {}
         self.ids = itertools.count(1)
         self.closed: asyncio.Future[None] | None = None
+        self.on_publish: Any = None  # called with each delivered publish's payload
 
     @classmethod
     async def open(cls, host: str, port: int, app_id: str) -> MinimalClient:
@@ -69,6 +71,8 @@ class MinimalClient(asyncio.Protocol):
                     fut.set_exception(RuntimeError(str(msg["error"])))
                 else:
                     fut.set_result(msg.get("payload"))
+            elif msg.get("message_type") == "publish" and self.on_publish is not None:
+                self.on_publish(msg.get("payload"))
             elif msg.get("message_type") == "request" and msg.get("channel_id") == "system":
                 self._send(msg["channel_id"], "response", {"status": "pong"}, reply_to=msg["message_id"])
         if pos:
@@ -94,6 +98,23 @@ class MinimalClient(asyncio.Protocol):
     def request(self, channel: str, payload: Any) -> asyncio.Future[Any]:
         fut = asyncio.get_running_loop().create_future()
         self.waiting[self._send(channel, "request", payload)] = fut
+        return fut
+
+    def subscribe(self, channel: str, on_publish: Any) -> asyncio.Future[Any]:
+        """Subscribe ``channel``; resolves on the server's ack."""
+        self.on_publish = on_publish
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[self._send(channel, "subscribe", None)] = fut
+        return fut
+
+    def publish(self, channel: str, payload: Any) -> None:
+        """Fire and forget, one frame per write."""
+        self._send(channel, "publish", payload)
+
+    def publish_acked(self, channel: str, payload: Any) -> asyncio.Future[Any]:
+        """A publish the server acknowledges once it has queued every delivery."""
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[self._send(channel, "publish", payload, ack=True)] = fut
         return fut
 
     async def close(self) -> None:

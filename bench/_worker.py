@@ -6,8 +6,8 @@
     ``--kind nats``: a nats-py client subscribed to ``echo`` that answers
     each request, the same role against nats-server.
 
-``subscribers PORT N COUNTERS [--kind ours|nats]``
-    N ``IPCClient`` connections (or nats-py connections) subscribed to the
+``subscribers PORT N COUNTERS [--kind ours|minimal|nats]``
+    N ``IPCClient`` connections (or minimal clients, or nats-py connections) subscribed to the
     fan-out channel. Each counts what it receives into slot i of the file
     COUNTERS (mapped in memory, little-endian uint64), so the publisher sees
     progress without any extra traffic through the server.
@@ -32,6 +32,7 @@ import sys
 
 # _common first: it puts the checkout on sys.path.
 from _common import APP_ID, ECHO_CHANNEL, FANOUT_CHANNEL, HOST, on_stop
+from _minimal_client import MinimalClient
 
 from ipc_client import IPCClient
 
@@ -116,6 +117,18 @@ async def subscribers(port: int, n: int, counters_path: str, kind: str = "ours")
             await nc.close()
         mm.close()
         return
+    if kind == "minimal":
+        minimal = []
+        for i in range(n):
+            mc = await MinimalClient.open(HOST, port, APP_ID)
+            await mc.subscribe(FANOUT_CHANNEL, make_handler(i))
+            minimal.append(mc)
+        print("ready", flush=True)
+        await done.wait()
+        for mc in minimal:
+            await mc.close()
+        mm.close()
+        return
     for i in range(n):
         client = IPCClient(APP_ID, HOST, port, reconnect=False)
         await client.connect()
@@ -138,7 +151,7 @@ def main() -> None:
     s.add_argument("port", type=int)
     s.add_argument("n", type=int)
     s.add_argument("counters")
-    s.add_argument("--kind", choices=("ours", "nats"), default="ours")
+    s.add_argument("--kind", choices=("ours", "minimal", "nats"), default="ours")
     args = p.parse_args()
     try:
         if args.mode == "responder":

@@ -5,6 +5,7 @@ markdown table, optionally a chart.
     python bench/bench.py                      # every workload, every peer installed (about 9 min)
     python bench/bench.py --quick              # shorter windows (about 1 min)
     python bench/bench.py --only latency       # some workloads (comma-separated list allowed)
+    python bench/bench.py --only servers       # our server vs the minimal one, same minimal clients
     python bench/bench.py --loop asyncio       # server loops: asyncio, uvloop or auto (both if installed)
     python bench/bench.py --clients python     # client languages: python, node (default: both if node exists)
     python bench/bench.py --json out.json --chart out.png

@@ -77,6 +77,20 @@ def test_bench_quick_clients_against_the_minimal_clients(tmp_path: Path) -> None
         assert len(ours["rounds"]) == len(reference["rounds"]) == doc["settings"]["rounds"]
 
 
+def test_bench_quick_servers_with_the_same_minimal_clients(tmp_path: Path) -> None:
+    rows, doc = run_bench(tmp_path, "--only", "servers", "--clients", "python")
+    assert [r[0] for r in rows] == [
+        "request/response, minimal asyncio client, in-process handler, 64 in flight",
+        "pub/sub fan-out 1 -> 4, minimal asyncio clients, delivered msgs/s",
+    ]
+    by_key = {r["key"]: r["values"] for r in doc["results"]}
+    rr, fanout = by_key["servers-rr.python.asyncio"], by_key["servers-fanout.python.asyncio"]
+    assert rr["ours"]["rate"] > 0 and rr["reference"]["rate"] > 0
+    # Every publish reached every minimal subscriber, on both servers.
+    assert fanout["ours"]["lost"] == 0 and fanout["reference"]["lost"] == 0
+    assert fanout["ours"]["published"] > 0 and fanout["reference"]["published"] > 0
+
+
 def load_bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """bench/bench.py as a module (it imports its neighbours from bench/)."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))

@@ -94,6 +94,8 @@ class MinimalClient {
         this.waiting.delete(msg.reply_to);
         if (msg.error) waiter.reject(new Error(JSON.stringify(msg.error)));
         else waiter.resolve(msg.payload);
+      } else if (msg.message_type === 'publish' && this.onPublish) {
+        this.onPublish(msg.payload);
       } else if (msg.message_type === 'request' && msg.channel_id === 'system') {
         this._send('system', 'response', { status: 'pong' }, msg.message_id);
       }
@@ -102,10 +104,11 @@ class MinimalClient {
     this.buffered = this.rest ? this.rest.length : 0;
   }
 
-  _send(channel, type, payload, replyTo) {
+  _send(channel, type, payload, replyTo, ack) {
     const id = `m${this.nextId++}`;
     const msg = { message_id: id, app_id: APP_ID, channel_id: channel, message_type: type, payload, timestamp: Date.now() / 1000 };
     if (replyTo !== undefined) msg.reply_to = replyTo;
+    if (ack) msg.ack = true;
     const body = Buffer.from(JSON.stringify(msg));
     const frame = Buffer.allocUnsafe(4 + body.length);
     frame.writeUInt32BE(body.length, 0);
@@ -117,6 +120,25 @@ class MinimalClient {
   request(channel, payload) {
     return new Promise((resolve, reject) => {
       this.waiting.set(this._send(channel, 'request', payload), { resolve, reject });
+    });
+  }
+
+  /** Subscribe; resolves on the server's ack. Publishes go to `onPublish`. */
+  subscribe(channel, onPublish) {
+    this.onPublish = onPublish;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(this._send(channel, 'subscribe', null), { resolve, reject });
+    });
+  }
+
+  publish(channel, payload) {
+    this._send(channel, 'publish', payload);
+  }
+
+  /** A publish the server acknowledges once every delivery is queued. */
+  publishAcked(channel, payload) {
+    return new Promise((resolve, reject) => {
+      this.waiting.set(this._send(channel, 'publish', payload, undefined, true), { resolve, reject });
     });
   }
 
@@ -154,7 +176,13 @@ async function open(kind, port) {
   if (kind === 'minimal') {
     const c = new MinimalClient(port);
     await c.connect();
-    return { request: () => c.request(ECHO, PAYLOAD), close: () => c.close() };
+    return {
+      request: () => c.request(ECHO, PAYLOAD),
+      subscribe: (onMessage) => c.subscribe(FANOUT, onMessage),
+      publish: () => c.publish(FANOUT, PAYLOAD),
+      publishLast: () => c.publishAcked(FANOUT, PAYLOAD),
+      close: () => c.close(),
+    };
   }
   if (kind === 'nats') {
     // Payloads are JSON-encoded and decoded in every role, as an application
