@@ -246,7 +246,7 @@ test('balanced - with every server down: not_connected at once, not at the deadl
   await b.close();
   const start = Date.now();
   await assert.rejects(lb.sendRequest('svc.echo', 1, 5000), { code: ErrorCode.NOT_CONNECTED });
-  assert.ok(Date.now() - start < 1000);
+  assert.ok(Date.now() - start < 2500);
   await assert.rejects(lb.sendRequest('svc.echo', 1, 5000), { code: ErrorCode.NOT_CONNECTED });
   assert.deepEqual(lb.serverStats().map((s) => s.healthy), [false, false]);
 });

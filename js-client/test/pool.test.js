@@ -95,7 +95,7 @@ test('pool - opens up to maxConnections, then waits FIFO and times out with code
   const start = Date.now();
   await assert.rejects(pool.acquire(), { code: ErrorCode.TIMEOUT });
   const elapsed = Date.now() - start;
-  assert.ok(elapsed >= 140 && elapsed < 1000, `${elapsed} ms`);
+  assert.ok(elapsed >= 140 && elapsed < 3000, `${elapsed} ms`);
   await assert.rejects(pool.acquire({ timeout: 0 }), { code: ErrorCode.TIMEOUT }); // only waiting times out
   assert.deepEqual(pool.stats(), { total: 2, available: 0, inUse: 2, pending: 0, totalCreated: 2, totalDestroyed: 0 });
 });
@@ -135,7 +135,7 @@ test('pool - a connection that cannot be opened rejects acquire() with not_conne
     assert.equal(r.reason.code, ErrorCode.NOT_CONNECTED);
     assert.equal(r.reason.cause.code, 'ECONNREFUSED');
   }
-  assert.ok(Date.now() - start < 1000, 'not at the acquire timeout');
+  assert.ok(Date.now() - start < 2500, 'not at the acquire timeout');
   assert.deepEqual(pool.stats(), { total: 0, available: 0, inUse: 0, pending: 0, totalCreated: 0, totalDestroyed: 0 });
   await pool.start(); // minConnections 0: nothing to open
   const eager = new ConnectionPool('app', { host: '127.0.0.1', port: pool.port, minConnections: 2 });
@@ -359,7 +359,7 @@ test('pool - waiting leases all fail at once with not_connected when the connect
   const start = Date.now();
   const all = await Promise.allSettled(Array.from({ length: 5 }, () => pool.lease(() => 1)));
   assert.ok(all.every((r) => r.status === 'rejected' && r.reason.code === ErrorCode.NOT_CONNECTED));
-  assert.ok(Date.now() - start < 1000, 'not at the acquire timeout');
+  assert.ok(Date.now() - start < 2500, 'not at the acquire timeout');
   assert.deepEqual(pool.stats(), { total: 0, available: 0, inUse: 0, pending: 0, totalCreated: 0, totalDestroyed: 0 });
 });
 
