@@ -92,7 +92,7 @@ async def test_client_detects_a_silent_server_within_its_heartbeat_timeout(spawn
         reason = await asyncio.wait_for(lost, WAIT_S)
     finally:
         srv.signal(signal.SIGCONT)
-    assert loop.time() - t0 < 0.6 + 0.5
+    assert loop.time() - t0 < 0.6 + 2.0
     assert isinstance(reason, ConnectionLost) and "heartbeat" in str(reason)
     assert len(timeouts) == 1
     await c.disconnect()

@@ -89,7 +89,7 @@ async def test_grows_to_max_then_waits_fifo_and_times_out(make_pool) -> None:
     with pytest.raises(RequestTimeout) as info:
         await pool.acquire(timeout=0.1)
     assert info.value.code == "timeout"
-    assert 0.09 <= loop.time() - started < 1.0
+    assert 0.09 <= loop.time() - started < 3.0
     assert pool.stats()["pending"] == 0
     pool.release(a)
     pool.release(b)

@@ -81,7 +81,7 @@ def test_typed_errors_and_deadlines(sync_client: SyncIPCClient) -> None:
     started = time.monotonic()
     with pytest.raises(RequestTimeout):
         sync_client.request("never", timeout=0.1)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0
 
 
 def test_subscribe_handlers_run_in_a_worker_thread_and_may_block(tserver: ThreadedServer, sync_client: SyncIPCClient) -> None:
