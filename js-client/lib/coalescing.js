@@ -22,6 +22,7 @@ const { CircuitState } = require('./circuit_breaker');
 const { checkTimeout } = require('./call_options');
 const { ResponseCache, checkCacheTtl } = require('./response_cache');
 const { AbortError, RequestTimeoutError } = require('./errors');
+const { isBinary, bytesDigest } = require('./protocol/attachments');
 
 /**
  * JSON.stringify's replacer for canonical JSON: object keys sorted; a
@@ -33,6 +34,7 @@ const { AbortError, RequestTimeoutError } = require('./errors');
  */
 function canonical(key, value) {
   if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('not a finite number');
+  if (isBinary(this[key])) return { '\u0000bytes': bytesDigest(this[key]) }; // before a Buffer's toJSON: its bytes (§16)
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
   const sorted = {};
   for (const k of Object.keys(value).sort()) sorted[k] = value[k];

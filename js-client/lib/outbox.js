@@ -14,7 +14,7 @@
  */
 
 const { HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES, MAX_TIMER_MS } = require('./constants');
-const { encodeMessage } = require('./envelope');
+const { messageBytes, storable, revive } = require('./protocol/attachments');
 const { now } = require('./connection');
 const { State } = require('./state');
 const { OfflineQueue } = require('./offline_queue');
@@ -74,11 +74,11 @@ class Outbox {
    * @throws {MessageError|FrameTooLargeError} it could never be sent.
    */
   enqueue(msg, deadline, priority, expectReply) {
-    const body = encodeMessage(msg); // fails now, not later, on what cannot be sent
+    const size = messageBytes(msg); // fails now, not later, on what cannot be sent (attachments counted, §16)
     const limit = this.host._sendLimit ?? this.host.options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
-    if (body.length > limit) throw new FrameTooLargeError(body.length, limit);
+    if (size > limit) throw new FrameTooLargeError(size, limit);
     /** @type {QueuedCall} */
-    const entry = { id: msg.message_id, priority, bytes: HEADER_SIZE_BYTES + body.length, deadline, msg, expectReply, persisted: false, resolve: null, reject: null };
+    const entry = { id: msg.message_id, priority, bytes: HEADER_SIZE_BYTES + size, deadline, msg, expectReply, persisted: false, resolve: null, reject: null };
     const { accepted, evicted } = this.queue.push(entry);
     for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue to make room'));
     if (!accepted) {
@@ -88,7 +88,7 @@ class Outbox {
     if (!expectReply && this.store !== null) {
       try {
         const left = deadline - now();
-        this.store.add({ id: entry.id, priority, expiresAt: Number.isFinite(left) ? Date.now() + left : Number.MAX_SAFE_INTEGER, message: msg });
+        this.store.add({ id: entry.id, priority, expiresAt: Number.isFinite(left) ? Date.now() + left : Number.MAX_SAFE_INTEGER, message: storable(msg) }); // Buffers as base64 in the file (§16)
         entry.persisted = true;
       } catch (err) {
         this.queue.remove(entry.id);
@@ -157,13 +157,13 @@ class Outbox {
       process.nextTick(() => host._emitError(err)); // after the constructor, once listeners are on
     }
     for (const stored of loaded) {
-      const body = encodeMessage(stored.message);
+      const message = revive(stored.message); // its Buffers back (§16)
       const entry = {
         id: stored.id,
         priority: Number.isSafeInteger(stored.priority) ? stored.priority : 0,
-        bytes: HEADER_SIZE_BYTES + body.length,
+        bytes: HEADER_SIZE_BYTES + messageBytes(message),
         deadline: stored.expiresAt >= Number.MAX_SAFE_INTEGER ? Infinity : t + (stored.expiresAt - wall),
-        msg: stored.message,
+        msg: message,
         expectReply: false,
         persisted: true,
         resolve: null,

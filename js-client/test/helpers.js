@@ -11,8 +11,12 @@ const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const { once } = require('node:events');
-const { FrameDecoder, encodeFrame } = require('../lib/framing');
-const { buildMessage, decodeMessage, encodeMessage } = require('../lib/envelope');
+const { FrameDecoder } = require('../lib/framing');
+const { buildMessage, decodeMessage } = require('../lib/envelope');
+const { decodeBinaryFrame, encodeOutgoing } = require('../lib/protocol/attachments');
+
+/** How the peer encodes what it sends: a payload with bytes as a binary frame (§16). */
+const PEER_SENDS = { legacy: false, features: new Set(['binary']), sendLimit: 2 ** 32 - 1 };
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -105,10 +109,10 @@ class Peer {
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => {});
     const decoder = new FrameDecoder({ maxFrameSize: this.maxFrameSize });
-    const conn = { socket, send: (msg) => !socket.destroyed && socket.write(encodeFrame(encodeMessage(msg))) };
+    const conn = { socket, send: (msg) => !socket.destroyed && socket.write(Buffer.concat([encodeOutgoing(msg, PEER_SENDS)].flat())) };
     socket.on('data', (chunk) => {
       for (const body of decoder.feed(chunk)) {
-        const msg = decodeMessage(body);
+        const msg = body[0] === 0 ? decodeBinaryFrame(body) : decodeMessage(body);
         this.received.push(msg);
         this.events.emit('message', msg);
         if (!this.silent) this._answer(conn, msg);

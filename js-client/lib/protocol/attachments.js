@@ -19,6 +19,7 @@
  * §16.5, the form the server gives such peers.
  */
 
+const { createHash } = require('node:crypto');
 const { HEADER_SIZE_BYTES } = require('../constants');
 const { encodeMessage, validateEnvelope } = require('../envelope');
 const { encodeFrame } = require('../framing');
@@ -62,6 +63,17 @@ function asBuffer(value) {
   if (Buffer.isBuffer(value)) return value;
   if (value instanceof ArrayBuffer) return Buffer.from(value);
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/**
+ * A digest of a binary value's bytes, for keys that must tell payloads
+ * apart (request coalescing) without holding megabytes of base64.
+ * @param {Uint8Array|ArrayBuffer} value
+ * @returns {string}
+ */
+function bytesDigest(value) {
+  const buf = asBuffer(value);
+  return `${buf.length}:${createHash('sha256').update(buf).digest('base64')}`;
 }
 
 /**
@@ -181,8 +193,7 @@ function tagBase64(found) {
 function encodeBinaryFrame(message, paths, buffers, limit) {
   const n = buffers.length;
   if (n === 0 || n > MAX_ATTACHMENTS) throw new MessageError(`a binary frame carries 1 to ${MAX_ATTACHMENTS} attachments, not ${n}`);
-  const envelope = encodeMessage(message);
-  const json = `${envelope.slice(0, -1)},"attachments":${stringifyValue(paths, 'attachments')}}`; // last in the canonical order (§16.2 item 3)
+  const json = envelopeJson(message, paths);
   const jsonBytes = Buffer.byteLength(json, 'utf8');
   let attached = 0;
   for (let i = 0; i < n; i++) attached += buffers[i].length;
@@ -201,6 +212,17 @@ function encodeBinaryFrame(message, paths, buffers, limit) {
   if (!inline) return [head, ...buffers.filter((b) => b.length > 0)];
   for (let i = 0; i < n; i++) at += buffers[i].copy(head, at);
   return head;
+}
+
+/**
+ * A binary frame's JSON envelope: canonical, with `attachments` last (§16.2 item 3).
+ * @param {object} message
+ * @param {Array<Array<string|number>>} paths
+ * @returns {string}
+ * @private
+ */
+function envelopeJson(message, paths) {
+  return `${encodeMessage(message).slice(0, -1)},"attachments":${stringifyValue(paths, 'attachments')}}`;
 }
 
 /**
@@ -333,6 +355,57 @@ function writeFrame(socket, frame, onWritten) {
 }
 
 /**
+ * The body size of `message`'s frame to a peer granted `binary`, checking
+ * that it can be encoded at all: what the offline queue counts for a call
+ * it holds before any connection says what the peer speaks.
+ * @param {object} message
+ * @returns {number}
+ * @throws {MessageError} it cannot be sent.
+ */
+function messageBytes(message) {
+  const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
+  if (found === null) return encodeMessage(message).length; // as the offline queue always counted a JSON frame
+  const json = envelopeJson({ ...message, payload: found.payload }, found.paths);
+  let n = FIXED_HEADER_BYTES + 4 * found.buffers.length + Buffer.byteLength(json, 'utf8');
+  for (const buf of found.buffers) n += buf.length;
+  return n;
+}
+
+/**
+ * `message` as JSON can hold it in the offline queue's file: each
+ * attachment as base64 in `attachments_base64`, its path in `attachments`.
+ * @param {object} message
+ * @returns {object} `message` itself when its payload holds no bytes.
+ */
+function storable(message) {
+  const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
+  if (found === null) return message;
+  return { ...message, payload: found.payload, attachments: found.paths, attachments_base64: found.buffers.map((b) => b.toString('base64')) };
+}
+
+/**
+ * The message storable() made, with its Buffers back in place (a record
+ * whose paths do not fit keeps its nulls: the file is ours, so it is not expected).
+ * @param {object} message
+ * @returns {object}
+ */
+function revive(message) {
+  const { attachments: paths, attachments_base64: data, ...rest } = message;
+  if (!Array.isArray(paths) || !Array.isArray(data) || paths.length !== data.length) return message;
+  try {
+    const places = placesOf(rest.payload, paths);
+    places.forEach((place, i) => {
+      const buf = Buffer.from(String(data[i]), 'base64');
+      if (place === null) rest.payload = buf;
+      else place.parent[place.key] = buf;
+    });
+  } catch {
+    // left as nulls
+  }
+  return rest;
+}
+
+/**
  * A frame's size on the wire, prefix included.
  * @param {Buffer|Buffer[]} frame
  * @returns {number}
@@ -351,10 +424,14 @@ module.exports = {
   BASE64_TAG,
   MAX_ATTACHMENTS,
   isBinary,
+  bytesDigest,
   extractAttachments,
   encodeOutgoing,
   encodeBinaryFrame,
   decodeBinaryFrame,
   writeFrame,
-  frameBytes
+  frameBytes,
+  messageBytes,
+  storable,
+  revive
 };
