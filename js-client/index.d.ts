@@ -158,12 +158,30 @@ export interface WireError {
 
 export type MessageType = 'request' | 'response' | 'notification' | 'publish' | 'subscribe' | 'unsubscribe';
 
+/**
+ * Bytes a payload may hold anywhere (the payload itself, object values,
+ * array items, nested): each goes out as a raw binary attachment, not as
+ * JSON, and arrives as a Buffer (docs/protocol.md §16). Sent without a copy:
+ * do not change a large one until the call has settled.
+ */
+export type BinaryLike = Buffer | Uint8Array | ArrayBuffer;
+
+/** A payload type as it arrives: every BinaryLike in it is a Buffer. */
+export type Received<T> = T extends Uint8Array | ArrayBuffer
+  ? Buffer
+  : T extends ReadonlyArray<infer U>
+    ? Received<U>[]
+    : T extends object
+      ? { [K in keyof T]: Received<T[K]> }
+      : T;
+
 /** A message as it travelled: the envelope's wire field names (docs/protocol.md §2). */
 export interface Message<P = unknown> {
   message_id: string;
   app_id: string;
   channel_id: string;
   message_type: MessageType;
+  /** JSON, with every binary attachment a Buffer (§16). */
   payload: P;
   /** Seconds since the epoch. */
   timestamp: number;

@@ -15,6 +15,7 @@ import {
   DEFAULTS,
   validateChannel
 } from 'ipc-bridge-client';
+import type { Received } from 'ipc-bridge-client';
 
 export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: LoadBalancedClient, gateway: ServiceClient): Promise<void> {
   // -- constructors and options: TypeError at run time --
@@ -115,6 +116,14 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
     // @ts-expect-error a NotConnectedError's code is 'not_connected'
     if (err.code === 'timeout') return;
   }
+
+  // -- binary payloads: what arrives is a Buffer --
+  type Upload = { data: Uint8Array; parts: ArrayBuffer[] };
+  // @ts-expect-error bytes arrive as a Buffer, never as a string
+  const wrongBytes: Received<Upload> = { data: 'aGk=', parts: [] };
+  // @ts-expect-error an ArrayBuffer sent arrives as a Buffer
+  const wrongParts: Received<Upload> = { data: Buffer.alloc(0), parts: [new ArrayBuffer(1)] };
+  void [wrongBytes, wrongParts];
 
   // -- typed contracts --
   // @ts-expect-error a contract's channel has a request and a response

@@ -51,6 +51,8 @@ import {
   withinTrace
 } from 'ipc-bridge-client';
 import type {
+  BinaryLike,
+  Received,
   CallOptions,
   ChannelContract,
   CircuitBreakerOptions,
@@ -601,4 +603,22 @@ export async function services(): Promise<void> {
   const same: Record<string, { healthy: boolean; servers: ServerStats[] }> = gateway.getConnectionStatus();
   await gateway.shutdown();
   void [fields, user, all, every, m, status, same];
+}
+
+// -- binary payloads (docs/protocol.md §16) ------------------------------------------------
+
+export async function binaryPayloads(client: IPCClient, pool: ConnectionPool, lb: LoadBalancedClient): Promise<void> {
+  const bytes: BinaryLike[] = [Buffer.from('a'), new Uint8Array([1]), new ArrayBuffer(2)];
+  type Upload = { name: string; data: Uint8Array; parts: ArrayBuffer[] };
+  const arrived: Received<Upload> = { name: 'x', data: Buffer.alloc(0), parts: [Buffer.alloc(1)] };
+  exact<Buffer>()(arrived.data);
+  exact<Buffer[]>()(arrived.parts);
+  const answer = await client.request<{ thumb: Buffer }>('images.thumb', { image: bytes[0], meta: { w: 64 } });
+  exact<Buffer>()(answer.thumb);
+  await client.publish('frames', new Uint8Array([0]));
+  await client.notify('audio', [new ArrayBuffer(4)]);
+  await pool.execute((c) => c.sendRequest('files.put', { chunk: Buffer.alloc(8) }));
+  await lb.request('files.put', Buffer.alloc(8));
+  await client.serve('files.sum', (msg: Message<Received<Upload>>) => msg.payload.data.length);
+  for await (const chunk of client.stream<Buffer>('files.get', { name: 'x' })) exact<Buffer>()(chunk);
 }
