@@ -200,5 +200,6 @@ for (const event of EVENTS) client.on(event, (arg) => out({ event, detail: arg ?
 client.on('disconnected', (err) => out({ event: 'disconnected', detail: { error: err ? describe(err) : null } }));
 client.on('error', (err) => out({ event: 'error', error: describe(err) }));
 Object.assign(ops, require('./stream_ops').streamOps(client, out, describe)); // streams and cancellation (§15)
+Object.assign(ops, require('./binary_ops').binaryOps(client, out, describe)); // binary payloads (§16)
 
 runCommands(ops, () => client.disconnect());
