@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
-from ._json import dumps, loads
+from ._json import loads
+from .attachments import BINARY_TYPES, AttachmentError, BinaryFrame, encode_body, joined, place, split
 from .exceptions import FrameError, MessageError
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "encode_message",
     "encode_request",
     "encode_response",
+    "encode_message_parts",
+    "encode_request_parts",
+    "encode_response_parts",
     "new_message_id",
 ]
 
@@ -105,6 +109,9 @@ class Message(BaseModel):
     ack: StrictBool | None = None
     window: Window | None = None
     idle_timeout_ms: Positive | None = None
+    # A binary frame's paths (§16.2), kept on a message decoded from one; its
+    # attachments are then in ``payload``. Encoders find bytes themselves.
+    attachments: Any = None
 
     @classmethod
     def build(
@@ -134,6 +141,7 @@ class Message(BaseModel):
             "ack": extra.pop("ack", None),
             "window": extra.pop("window", None),
             "idle_timeout_ms": extra.pop("idle_timeout_ms", None),
+            "attachments": extra.pop("attachments", None),
         }
         if extra:
             raise TypeError(f"unknown message fields: {', '.join(extra)}")
@@ -221,8 +229,15 @@ def _number(value: float) -> float | int:
 
 
 def encode_message(message: Message, *, legacy: bool = False) -> bytes:
-    """The frame body (JSON bytes) for ``message``."""
-    return dumps(message.wire_dict(legacy=legacy))
+    """The frame body (JSON bytes) for ``message``; a binary frame's body
+    (§16.2) when its payload holds bytes."""
+    return joined(encode_body(message.wire_dict(legacy=legacy)))
+
+
+def encode_message_parts(message: Message, *, legacy: bool = False) -> bytes | BinaryFrame:
+    """:func:`encode_message`, a binary body left in its buffers (nothing
+    joined): for the senders that write them as they are (§16.4)."""
+    return encode_body(message.wire_dict(legacy=legacy))
 
 
 # The two frames on every round trip's hot path are encoded straight from
@@ -240,36 +255,86 @@ def encode_request(
 ) -> tuple[str, bytes]:
     """A new request's message_id and frame body: the bytes of
     ``encode_message(Message.build(MessageType.REQUEST, ...))``."""
+    message_id, body = encode_request_parts(app_id, channel_id, payload, timeout_ms=timeout_ms, headers=headers, legacy=legacy)
+    return message_id, joined(body)
+
+
+def encode_request_parts(
+    app_id: str,
+    channel_id: str,
+    payload: Any,
+    *,
+    timeout_ms: float | None = None,
+    headers: dict[str, str] | None = None,
+    legacy: bool = False,
+) -> tuple[str, bytes | BinaryFrame]:
+    """:func:`encode_request`, a binary body left in its buffers."""
     message_id = new_message_id()
     wire = _wire(message_id, app_id, channel_id, "request", payload, time.time(), None, headers, None, timeout_ms, None, legacy)
-    return message_id, dumps(wire)
+    return message_id, encode_body(wire)
 
 
 def encode_response(request: Message, payload: Any, *, legacy: bool = False) -> bytes:
     """The frame body of a successful answer to ``request``: the bytes of
     ``encode_message(response_to(request, payload))``."""
+    return joined(encode_response_parts(request, payload, legacy=legacy))
+
+
+def encode_response_parts(request: Message, payload: Any, *, legacy: bool = False) -> bytes | BinaryFrame:
+    """:func:`encode_response`, a binary body left in its buffers."""
     wire = _wire(
         new_message_id(), request.app_id, request.channel_id, "response", payload, time.time(), request.message_id, None, None, None, None, legacy
     )
-    return dumps(wire)
+    return encode_body(wire)
 
 
-def decode_message(body: bytes | bytearray) -> Message:
-    """Parse and validate one frame body.
+def decode_message(body: bytes | bytearray, *, views: bool = False) -> Message:
+    """Parse and validate one frame body, JSON or binary (§16.2: told by
+    its first byte). A binary frame's attachments are ``bytes`` in the
+    payload, or with ``views`` views of ``body`` (nothing copied).
 
     Raises:
-        FrameError: the body is not valid UTF-8 JSON holding an object.
-        MessageError: the object is not a valid envelope.
+        FrameError: the body is not valid UTF-8 JSON holding an object, or
+            a binary frame's parts do not add up.
+        MessageError: the object is not a valid envelope;
+            :class:`~ipc_protocol.attachments.AttachmentError` (one): its
+            attachments do not fit it (the message is refused, not the stream).
     """
+    if body[:1] == b"\x00":
+        return _decode_binary(body, views)
     obj = loads(body)
     try:
         # Straight to the validator: ``model_validate`` adds a layer per frame.
-        return _validate(obj)
+        msg = _validate(obj)
     except ValidationError as exc:
-        # A JSON value that is not an object fails validation too; it is the
-        # frame that is wrong (§1 item 4), not the envelope (§2).
-        if not isinstance(obj, dict):
-            raise FrameError(f"a frame must hold a JSON object, not {type(obj).__name__}") from None
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        raise MessageError(f"invalid envelope: {where}: {first['msg']}") from None
+        raise _invalid(obj, exc) from None
+    if msg.attachments is not None:
+        raise AttachmentError("invalid envelope: attachments: only a binary frame carries them (§16.2)", msg)
+    return msg
+
+
+def _decode_binary(body: bytes | bytearray, views: bool) -> Message:
+    head, attachments = split(body)
+    obj = loads(head)
+    try:
+        msg = _validate(obj)
+    except ValidationError as exc:
+        raise _invalid(obj, exc) from None
+    if msg.message_type.value not in BINARY_TYPES:
+        raise AttachmentError(f"a {msg.message_type.value} frame cannot carry attachments (§16.2)", msg)
+    if msg.attachments is None:
+        raise AttachmentError("invalid envelope: attachments: a binary frame must list its attachments' paths", msg)
+    values: list[Any] = attachments if views else [bytes(a) for a in attachments]
+    payload = place(msg.payload, msg.attachments, values, msg)
+    msg.__dict__["payload"] = payload  # frozen to users; the decoder fills it in
+    return msg
+
+
+def _invalid(obj: Any, exc: ValidationError) -> FrameError | MessageError:
+    # A JSON value that is not an object fails validation too; it is the
+    # frame that is wrong (§1 item 4), not the envelope (§2).
+    if not isinstance(obj, dict):
+        return FrameError(f"a frame must hold a JSON object, not {type(obj).__name__}")
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "message"
+    return MessageError(f"invalid envelope: {where}: {first['msg']}")

@@ -9,10 +9,11 @@ of the body is buffered (docs/protocol.md, "Framing").
 
 from __future__ import annotations
 
+from .attachments import BINARY_MARKER, BinaryBytes, BinaryFrame
 from .constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAX_FRAME_LIMIT
 from .exceptions import FrameError, FrameTooLarge, ProtocolError
 
-__all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
+__all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_parts", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
 
 _from_bytes = int.from_bytes
 
@@ -23,13 +24,32 @@ def frame_header(length: int) -> bytes:
 
 
 def encode_frame(body: bytes) -> bytes:
-    """Prefix ``body`` with its length; one buffer, so it goes out in one write."""
+    """Prefix ``body`` with its length; one buffer, so it goes out in one
+    write. A binary body (§16.2) makes a :class:`BinaryBytes`, so that
+    whoever sends it can tell it from a JSON frame (§16.5)."""
     n = len(body)
     if n == 0:
         raise FrameError("a frame body cannot be empty")
     if n > MAX_FRAME_LIMIT:
         raise FrameTooLarge(n, MAX_FRAME_LIMIT)
-    return n.to_bytes(HEADER_SIZE, "big") + body
+    if body.__class__ is bytes and body[0]:  # JSON: "{" or whitespace
+        return n.to_bytes(HEADER_SIZE, "big") + body
+    if isinstance(body, BinaryFrame):
+        body = bytes(body)
+    if body[0] == BINARY_MARKER:
+        return BinaryBytes(n.to_bytes(HEADER_SIZE, "big") + body)
+    return n.to_bytes(HEADER_SIZE, "big") + bytes(body)
+
+
+def frame_parts(body: bytes | BinaryFrame) -> bytes | BinaryFrame:
+    """:func:`encode_frame` for senders that write a binary frame's buffers
+    as they are: a binary body, built or read from a peer, is never copied
+    (§16.4)."""
+    if isinstance(body, BinaryFrame):
+        return body.with_prefix()
+    if len(body) and body[0] == BINARY_MARKER:
+        return BinaryFrame.received(body)
+    return encode_frame(body)  # JSON
 
 
 # A TLS record starts with its content type, then the version 3.x: a

@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .attachments import BINARY  # attachments (§16.1), independent of the other two
 from .codes import ErrorCode
 from .envelope import ErrorInfo, Message, MessageType
 
 __all__ = [
     "CANCEL",
     "STREAMS",
+    "BINARY",
     "FEATURES",
     "FLOW_TYPES",
     "MAX_WINDOW",
@@ -44,7 +46,7 @@ __all__ = [
 
 CANCEL = "cancel"
 STREAMS = "streams"
-# What this implementation speaks, in the order a server names them (§15.1).
+# What this implementation speaks, in the order a server names them (§15.1, §16.1).
 FEATURES: tuple[str, ...] = (CANCEL, STREAMS)
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 64  # items a consumer grants when it opens a stream

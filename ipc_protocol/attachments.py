@@ -1,0 +1,426 @@
+"""Binary attachments (docs/protocol.md §16), sans-I/O: the binary frame's
+codec, the walk that takes bytes out of a payload and puts them back, and
+the tagged base64 a peer without ``binary`` gets instead.
+
+    body:  0x00 | J u32 | N u32 | N x u32 lengths | J bytes of JSON | attachments
+
+The envelope's ``attachments`` field lists, in order, the path of each
+attachment in ``payload`` (object keys and list indexes; ``[]`` is the
+payload itself), where the JSON holds a null: paths are out of band, so no
+user data can pass for a placeholder (§16.2 item 3).
+
+Sending (:func:`encode_body`): ``bytes``, ``bytearray`` and ``memoryview``
+found anywhere in a payload leave as attachments of a :class:`BinaryFrame`,
+the list of buffers the frame is written from, so megabytes are never
+joined into one buffer. ``bytes`` and read-only views go as they are; a
+``bytearray`` or writable view is copied once, when the message is encoded,
+so the caller may reuse it at once (JSON values are taken then too).
+Receiving (:func:`split`, :func:`place`): the layout is checked against the
+frame's length before anything is sliced, each attachment is a view of the
+frame, and every path must lead to a null. The Node mirror is
+``js-client/lib/protocol/attachments.js``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import struct
+from typing import Any, Union
+
+from ._json import MAX_DEPTH, dumps, loads
+from .exceptions import FrameError, MessageError
+
+__all__ = [
+    "BINARY",
+    "BINARY_MARKER",
+    "BINARY_TYPES",
+    "BASE64_TAG",
+    "MAX_ATTACHMENTS",
+    "AttachmentError",
+    "BinaryFrame",
+    "BinaryBytes",
+    "Frame",
+    "joined",
+    "as_binary",
+    "strip",
+    "encode_body",
+    "split",
+    "place",
+    "put",
+    "tagged_payload",
+    "with_bytes",
+]
+
+BINARY = "binary"  # the feature's name in the handshake (§16.1)
+BINARY_MARKER = 0x00  # a binary body's first byte; a JSON body never starts with it
+MAX_ATTACHMENTS = 65_535
+# The message types whose payload may hold attachments (§16.2 item 5).
+BINARY_TYPES = frozenset({"request", "response", "notification", "publish", "stream_item"})
+BASE64_TAG = "$base64"  # §16.5: {"$base64": "..."} stands for an attachment
+_FIXED = 9  # the marker, J and N
+_PREFIX = 4  # a frame's length prefix (§1)
+_V1_FIELDS = ("message_id", "app_id", "channel_id", "message_type", "payload", "timestamp", "reply_to")
+_V1_DEFAULTS: dict[str, Any] = {"payload": None, "timestamp": 0, "reply_to": None}
+
+_BUFFERS = (bytes, bytearray, memoryview)
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_BUFFER_CLASSES = frozenset(_BUFFERS)
+
+Buffer = Union[bytes, bytearray, memoryview]
+Path = list[Union[str, int]]
+
+
+class AttachmentError(MessageError):
+    """A binary frame whose envelope is valid but whose attachments do not
+    fit it (§16.2 items 4-5): ``bad_message``, the message is refused and
+    the connection stays open. ``envelope``: the decoded message."""
+
+    def __init__(self, text: str, envelope: Any) -> None:
+        super().__init__(text)
+        self.envelope = envelope
+
+
+# -- sending ---------------------------------------------------------------------
+
+
+def strip(payload: Any) -> tuple[Any, list[Path], list[Buffer]]:
+    """Take the binary values out of ``payload`` (§16.3), in JSON's order:
+    the payload with a null where each was (the containers on the way
+    copied, the caller's untouched; tuples become lists), their paths, and
+    their bytes. Without any, the payload itself comes back (nothing copied).
+
+    Raises:
+        MessageError: a binary value under a dict key that is not a string.
+    """
+    cls = payload.__class__
+    if cls in _LEAVES:
+        return payload, [], []
+    paths: list[Path] = []
+    buffers: list[Buffer] = []
+    return _strip(payload, [], paths, buffers, 1), paths, buffers
+
+
+def _strip(value: Any, path: list[Any], paths: list[Path], buffers: list[Buffer], depth: int) -> Any:
+    cls = value.__class__
+    if cls in _BUFFER_CLASSES or (cls not in _LEAVES and cls is not dict and cls is not list and isinstance(value, _BUFFERS)):
+        if any(step.__class__ is not str and step.__class__ is not int for step in path):
+            raise MessageError("binary data must sit under string keys and list indexes (§16.2)")
+        paths.append(path.copy())
+        buffers.append(_frozen(value))
+        return None
+    if depth > MAX_DEPTH:  # too deep for any peer: the JSON encoder refuses it
+        return value
+    if cls is dict or (cls is not list and isinstance(value, dict)):
+        out: Any = None
+        for key, item in value.items():
+            if item.__class__ in _LEAVES:
+                continue
+            path.append(key)
+            new = _strip(item, path, paths, buffers, depth + 1)
+            path.pop()
+            if new is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = new
+        return value if out is None else out
+    if cls is list or cls is tuple or isinstance(value, (list, tuple)):
+        copy: list[Any] | None = None
+        for i, item in enumerate(value):
+            if item.__class__ in _LEAVES:
+                continue
+            path.append(i)
+            new = _strip(item, path, paths, buffers, depth + 1)
+            path.pop()
+            if new is not item:
+                if copy is None:
+                    copy = list(value)
+                copy[i] = new
+        return value if copy is None else copy
+    return value
+
+
+def _frozen(value: Buffer) -> Buffer:
+    """The bytes to send: as they are when nobody can change them, else a copy."""
+    if value.__class__ is bytes:
+        return value
+    if isinstance(value, memoryview) and value.readonly and value.c_contiguous:
+        return value if value.format == "B" and value.ndim == 1 else value.cast("B")
+    return bytes(value)
+
+
+def encode_body(wire: dict[str, Any]) -> bytes | BinaryFrame:
+    """The frame body of the envelope ``wire`` (its fields in canonical
+    order): JSON when its payload holds no binary value, byte for byte what
+    it was before §16; else a :class:`BinaryFrame` (``wire`` is changed:
+    the placeholders, and ``attachments`` last).
+
+    Raises:
+        MessageError: a value JSON cannot carry, binary data in a frame of
+            another type (§16.2 item 5), or more than 65,535 attachments.
+    """
+    payload = wire["payload"]
+    if payload.__class__ in _LEAVES:
+        return dumps(wire)
+    stripped, paths, buffers = strip(payload)
+    if not paths:
+        return dumps(wire)
+    if wire["message_type"] not in BINARY_TYPES:
+        raise MessageError(f"a {wire['message_type']} cannot carry binary data (§16.2)")
+    n = len(paths)
+    if n > MAX_ATTACHMENTS:
+        raise MessageError(f"a message carries at most {MAX_ATTACHMENTS} binary values, not {n}")
+    wire["payload"] = stripped
+    wire["attachments"] = paths
+    json = dumps(wire)
+    lengths = [b.nbytes if isinstance(b, memoryview) else len(b) for b in buffers]
+    head = struct.pack(f">BII{n}I", BINARY_MARKER, len(json), n, *lengths) + json
+    return BinaryFrame((head, *buffers), n, False, wire)
+
+
+class BinaryFrame:
+    """A binary frame (§16.2), or its body, as the buffers it is written
+    from: the head (with the length prefix once framed), then each
+    attachment, never joined into one buffer. ``len()`` is its size in
+    bytes, as for a frame held in ``bytes``; ``bytes()`` joins it (a copy).
+
+    :meth:`tagged` is the same message as a JSON frame for a peer without
+    ``binary`` (§16.5), made once per frame and form, so a publish fanned
+    out to many such peers is encoded once for all of them.
+    """
+
+    __slots__ = ("parts", "nbytes", "count", "framed", "_source", "_tagged")
+
+    def __init__(self, parts: tuple[Buffer, ...], count: int, framed: bool, source: dict[str, Any] | Buffer) -> None:
+        self.parts = parts
+        self.nbytes = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
+        self.count = count  # attachments
+        self.framed = framed  # the length prefix is in parts[0]
+        self._source = source  # the envelope (payload stripped), or a received body
+        self._tagged: dict[bool, bytes] = {}
+
+    @classmethod
+    def received(cls, body: bytes | bytearray | memoryview) -> BinaryFrame:
+        """The frame of a binary body read from a peer (the decoder checked
+        it), to send on as it is: its prefix, then the body itself, uncopied (§16.4)."""
+        n = len(body)
+        return cls((n.to_bytes(_PREFIX, "big"), body), int.from_bytes(body[5:9], "big"), True, body)
+
+    def with_prefix(self) -> BinaryFrame:
+        """This body as a frame (§1: the prefix counts the whole body)."""
+        if self.framed:
+            return self
+        head = self.nbytes.to_bytes(_PREFIX, "big") + self.parts[0]
+        return BinaryFrame((head, *self.parts[1:]), self.count, True, self._source)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+    def body(self) -> bytes:
+        """The body, joined (a copy), without the length prefix."""
+        data = bytes(self)
+        return data[_PREFIX:] if self.framed else data
+
+    def head_json(self) -> bytes:
+        """The JSON envelope alone (placeholders and ``attachments`` in it)."""
+        envelope, _, _ = self._parts()
+        return envelope if isinstance(envelope, bytes) else dumps(envelope)
+
+    def tagged(self, legacy: bool = False) -> bytes:
+        """The message as a JSON frame (or body, as this is) with each
+        attachment as ``{"$base64": "..."}`` (§16.5); ``legacy``: the
+        version-1 fields only (§10). Made once per form."""
+        out = self._tagged.get(legacy)
+        if out is None:
+            envelope, paths, buffers = self._parts()
+            wire = loads(envelope) if isinstance(envelope, bytes) else dict(envelope)
+            wire.pop("attachments", None)
+            wire["payload"] = put(wire.get("payload"), paths, [{BASE64_TAG: _base64(b)} for b in buffers])
+            if legacy:
+                wire = {name: wire.get(name, _V1_DEFAULTS.get(name)) for name in _V1_FIELDS}
+            out = dumps(wire)
+            if self.framed:
+                out = len(out).to_bytes(_PREFIX, "big") + out
+            self._tagged[legacy] = out
+        return out
+
+    def _parts(self) -> tuple[dict[str, Any] | bytes, list[Path], list[Buffer]]:
+        """The envelope (a dict, or the received JSON), the paths, the attachments."""
+        source = self._source
+        if isinstance(source, dict):
+            return source, source["attachments"], list(self.parts[1:])
+        head, attachments = split(source)
+        paths = [_steps(path) or [] for path in loads(head).get("attachments") or []]  # checked when it was received
+        return head, paths, list(attachments)
+
+    def __repr__(self) -> str:
+        return f"<BinaryFrame {self.nbytes} bytes, {self.count} attachments{' framed' if self.framed else ''}>"
+
+
+class BinaryBytes(bytes):
+    """A whole frame in one buffer (prefix included) whose body is binary,
+    as :func:`~ipc_protocol.framing.encode_frame` makes it from a binary
+    body: ``bytes`` to every caller, told apart by its class where frames
+    are sent, so a peer without ``binary`` still gets the tagged form."""
+
+    def binary(self) -> BinaryFrame:
+        """As a :class:`BinaryFrame` (its body a view of this one), made once."""
+        frame: BinaryFrame | None = self.__dict__.get("frame")
+        if frame is None:
+            frame = self.__dict__["frame"] = BinaryFrame.received(memoryview(self)[_PREFIX:])
+        return frame
+
+
+Frame = Union[bytes, BinaryFrame]
+
+
+def joined(body: bytes | BinaryFrame) -> bytes:
+    """``body`` in one buffer (a binary body's buffers joined: a copy)."""
+    return body if body.__class__ is bytes else bytes(body)
+
+
+def as_binary(frame: bytes | BinaryFrame) -> BinaryFrame:
+    """A frame of a binary body (a :class:`BinaryFrame` or :class:`BinaryBytes`) as buffers."""
+    return frame if isinstance(frame, BinaryFrame) else BinaryBytes.binary(frame)  # type: ignore[arg-type]
+
+
+def _base64(data: Buffer) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+# -- receiving -------------------------------------------------------------------
+
+
+def split(body: bytes | bytearray | memoryview) -> tuple[bytes, list[memoryview]]:
+    """The JSON envelope and the attachments (views of ``body``) of a binary
+    body, its layout checked against its length before anything is sliced
+    (§16.2 items 1-2).
+
+    Raises:
+        FrameError: ``bad_frame``: the parts do not add up to the body.
+    """
+    size = len(body)
+    if size < _FIXED:
+        raise FrameError(f"a binary frame of {size} bytes is shorter than its header")
+    j, n = struct.unpack_from(">II", body, 1)
+    if n == 0 or n > MAX_ATTACHMENTS:
+        raise FrameError(f"a binary frame carries 1 to {MAX_ATTACHMENTS} attachments, not {n}")
+    start = _FIXED + 4 * n
+    if start > size:
+        raise FrameError(f"a binary frame of {size} bytes cannot hold {n} attachment lengths")
+    lengths = struct.unpack_from(f">{n}I", body, _FIXED)
+    end = start + j
+    if end + sum(lengths) != size:
+        raise FrameError(f"a binary frame's parts add up to {end + sum(lengths)} bytes, not its length {size}")
+    view = memoryview(body)
+    attachments = []
+    at = end
+    for length in lengths:
+        attachments.append(view[at : at + length])
+        at += length
+    return bytes(view[start:end]), attachments
+
+
+def place(payload: Any, paths: Any, attachments: list[Any], envelope: Any = None) -> Any:
+    """Put attachment *i* at path *i* of a decoded ``payload`` (changed in
+    place) and return it. Every path is checked first: a list of keys and
+    indexes that leads to a null, no path twice, as many paths as
+    attachments (§16.2 item 4).
+
+    Raises:
+        AttachmentError: carrying ``envelope``, the decoded message.
+    """
+    if not isinstance(paths, list) or len(paths) != len(attachments):
+        raise AttachmentError(f"invalid envelope: attachments: must be a list of {len(attachments)} paths", envelope)
+    seen: set[tuple[Any, ...]] = set()
+    places: list[tuple[Any, Any] | None] = []
+    for i, path in enumerate(paths):
+        steps = _steps(path)
+        if steps is None:
+            raise AttachmentError(f"invalid envelope: attachments[{i}]: a path is a list of keys and indexes", envelope)
+        key = tuple(steps)
+        if key in seen:
+            raise AttachmentError(f"invalid envelope: attachments[{i}]: the path {path!r} comes twice", envelope)
+        seen.add(key)
+        spot = _resolve(payload, steps)
+        if spot is False:
+            raise AttachmentError(f"invalid envelope: attachments[{i}]: the path {path!r} does not lead to a null in payload", envelope)
+        places.append(spot)  # type: ignore[arg-type]
+    for spot, attachment in zip(places, attachments):
+        if spot is None:
+            payload = attachment
+        else:
+            spot[0][spot[1]] = attachment
+    return payload
+
+
+def _steps(path: Any) -> list[str | int] | None:
+    """A path's steps; an integral float is an index, as JavaScript reads it."""
+    if not isinstance(path, list):
+        return None
+    steps: list[str | int] = []
+    for step in path:
+        cls = step.__class__
+        if cls is str or (cls is int and step >= 0):
+            steps.append(step)
+        elif cls is float and step.is_integer() and step >= 0:
+            steps.append(int(step))
+        else:
+            return None
+    return steps
+
+
+def _resolve(root: Any, steps: list[str | int]) -> tuple[Any, Any] | None | bool:
+    """Where a path ends (container, key), None for the payload itself,
+    False when it does not lead to a null."""
+    if not steps:
+        return None if root is None else False
+    node = root
+    last = len(steps) - 1
+    for i, step in enumerate(steps):
+        if step.__class__ is str:
+            if node.__class__ is not dict or step not in node:
+                return False
+        elif node.__class__ is not list or step >= len(node):  # type: ignore[operator]
+            return False
+        if i == last:
+            return (node, step) if node[step] is None else False
+        node = node[step]
+    return False  # pragma: no cover - the loop returns
+
+
+def put(payload: Any, paths: list[Path], values: list[Any]) -> Any:
+    """``payload`` with value *i* at path *i*, the containers on the way
+    copied (``payload`` itself is not changed); the paths are known good."""
+    for path, value in zip(paths, values):
+        payload = _put(payload, path, 0, value)
+    return payload
+
+
+def _put(node: Any, path: Path, i: int, value: Any) -> Any:
+    if i == len(path):
+        return value
+    step = path[i]
+    copy = dict(node) if isinstance(node, dict) else list(node)
+    copy[step] = _put(node[step], path, i + 1, value)  # type: ignore[index]
+    return copy
+
+
+def tagged_payload(payload: Any) -> Any:
+    """``payload`` with each binary value as ``{"$base64": "..."}`` (§16.5)."""
+    stripped, paths, buffers = strip(payload)
+    return put(stripped, paths, [{BASE64_TAG: _base64(b)} for b in buffers]) if paths else payload
+
+
+def with_bytes(payload: Any, paths: list[Path]) -> Any:
+    """A received payload whose attachments are views of their frame, with
+    ``bytes`` at each path instead (for code that is handed the payload)."""
+    values = []
+    for path in paths:
+        node = payload
+        for step in path:
+            node = node[step]
+        values.append(bytes(node))
+    return put(payload, paths, values)
