@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ipc_protocol import ConnectionLost, FrameTooLarge, IPCError, Message, NotConnected, QueueFull, RequestTimeout, decode_message, encode_message
+from ipc_protocol.restarts import mark_replay
 
 from .calls import Calls
 from .connection import ClientConnection
@@ -152,7 +153,7 @@ class Outbox:
             self._arm_timer()
 
     def _send(self, conn: ClientConnection, entry: QueuedCall) -> None:
-        msg: Message = entry.message
+        msg: Message = mark_replay(entry.message)  # the server may hold it for a responder (docs/protocol.md §13.2)
         if entry.waiter is None:
             try:
                 conn.send(msg)

@@ -21,7 +21,8 @@ from ipc_protocol.version import __version__
 from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
 from .cli_view import VIEWS
 from .logs import LOG_FORMATS, configure_logging
-from .server import run
+from .process import serve_until_signalled
+from .server import IPCServer
 from .users import check_auth_files
 from .tls import server_context
 
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idempotency-max-keys", type=_limit, help="answers of idempotency keys kept at most; the oldest go first")
     p.add_argument("--idempotency-max-bytes", type=_limit, help="bytes of answers of idempotency keys kept at most; the oldest go first")
     p.add_argument("--shutdown-grace", type=float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown")
+    p.add_argument("--no-responders-grace", type=float, dest="no_responders_grace_s", help="seconds a request for a channel nobody serves waits for a responder after the server starts, or when a client replays it; 0: no_responders at once")
+    p.add_argument("--lame-duck-duration", type=float, dest="lame_duck_duration_s", help="seconds clients get to move to another server after SIGTERM before the server closes; 0: close at once")
     p.add_argument("--token", help="shared secret clients must present in the handshake (visible in ps: prefer --token-file)")
     p.add_argument("--token-file", help="file whose content (trailing newline stripped) is the shared secret")
     p.add_argument("--users", dest="users_file", help="TOML file of users, their credentials and permissions (docs/security.md)")
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(run(config, ready=ready))
+            runner.run(serve_until_signalled(lambda: IPCServer(config=config), ready=ready))
     except OSError as exc:
         print(f"ipc_server: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1

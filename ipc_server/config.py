@@ -40,6 +40,11 @@ DEFAULT_OUTBOUND_SOFT_LIMIT_BYTES = 16 * 1024 * 1024
 DEFAULT_OUTBOUND_SOFT_LIMIT_S = 60.0
 DEFAULT_MAX_INFLIGHT_PER_CONNECTION = 1024
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
+# Restarts (docs/protocol.md §13): how long a request for a channel nobody
+# serves waits for a responder after a start or when replayed, and how long
+# clients get to move away once told the server is leaving (lame duck).
+DEFAULT_NO_RESPONDERS_GRACE_S = 2.0
+DEFAULT_LAME_DUCK_DURATION_S = 5.0
 # Auth on: a socket gets this long to present its credentials.
 DEFAULT_AUTH_TIMEOUT_S = 2.0
 # Sockets not yet past the handshake have a cap of their own, so silent ones
@@ -97,6 +102,8 @@ class ServerConfig:
     idempotency_max_keys: int | None = DEFAULT_IDEMPOTENCY_MAX_KEYS
     idempotency_max_bytes: int | None = DEFAULT_IDEMPOTENCY_MAX_BYTES
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    no_responders_grace_s: float = DEFAULT_NO_RESPONDERS_GRACE_S
+    lame_duck_duration_s: float = DEFAULT_LAME_DUCK_DURATION_S
     token: str | None = field(default=None, repr=False)
     token_file: str | None = None
     users_file: str | None = None
@@ -126,7 +133,8 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None")
-        for name in ("handshake_timeout_s", "shutdown_grace_s", "auth_timeout_s", "outbound_soft_limit_s", "idempotency_window_s"):
+        for name in ("handshake_timeout_s", "shutdown_grace_s", "auth_timeout_s", "outbound_soft_limit_s", "idempotency_window_s",
+                     "no_responders_grace_s", "lame_duck_duration_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.default_request_timeout_s is not None and self.default_request_timeout_s <= 0:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -26,11 +25,13 @@ from ipc_protocol.contracts import bind
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .admission import Admission
-from .auth import Auth, reload_on_sighup
+from .auth import Auth
 from .config import ServerConfig, load_config
 from .connection import ServerConnection, SharedReads
 from .forwarding import Forwarding
+from .grace import Grace
 from .handlers import HandlerCalls
+from .lame_duck import lame_duck
 from .idempotency import Idempotency
 from .pubsub import PubSub
 from .router import HandlerRegistry, target_problem
@@ -42,7 +43,7 @@ from .system_actions import answer_own_action
 from .tls import connection_factory
 from .users import load_users, read_token_file
 
-__all__ = ["IPCServer", "run"]
+__all__ = ["IPCServer"]
 
 log = logging.getLogger("ipc_server")
 
@@ -103,13 +104,14 @@ class IPCServer:
         self._forwarding = Forwarding(self.stats, self._shutdown, ids, self.config)
         self._streams = Streams(self.stats, self._forwarding, self._calls, default_idle_s=self.config.default_request_timeout_s)  # §15
         self._pubsub = PubSub(self._admission.apps, self.stats, self.config)
+        self._grace = Grace(self.config, self.stats, handlers=self.handlers, apps=self._admission.apps, calls=self._calls, forwarding=self._forwarding)  # §13.2
         # With a users file: who each connection is and what it may do.
         self._auth: Auth | None = None
         if config.users_file is not None:
             self._auth = Auth(load_users(config.users_file), self.stats, self._admission.connect_requested)
         self._idempotency = Idempotency(self.config, self.stats, self._auth)  # requests with a key run once (§6.6)
         # GET /metrics and /healthz with metrics_port (docs/operations.md).
-        self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing)
+        self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing or self._shutdown.leaving)  # 503 from the lame duck on
         self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -124,7 +126,7 @@ class IPCServer:
 
     @loop.setter
     def loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = self._calls.loop = self._forwarding.loop = self._idempotency.loop = loop
+        self._loop = self._calls.loop = self._forwarding.loop = self._idempotency.loop = self._grace.loop = loop
 
     # -- public API --------------------------------------------------------
 
@@ -149,6 +151,7 @@ class IPCServer:
             raise ValueError(f"channel {channel!r} is reserved for the server")
         handler = self.handlers.add(channel, bind(fn), app_id)  # annotated: validated (docs/typed-contracts.md)
         self._pubsub.announce_handler(app_id, "added", channel, handler.fn)  # §7.5, to the apps connected
+        self._grace.registered(app_id)  # held requests it serves go to it (§13.2)
 
     def remove_handler(self, channel: str, *, app_id: str | None = None) -> bool:
         if removed := self.handlers.remove(channel, app_id):
@@ -171,6 +174,7 @@ class IPCServer:
         sockname = self._listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         self._sweeper = self.loop.create_task(self._sweep())
+        self._grace.started()  # requests for channels nobody serves yet wait a little (§13.2)
         log.info("listening on %s:%d", self.host, self.port)
         if self.metrics is not None:
             await self.metrics.start(self.loop)  # an OSError here: the caller's to report, as the listener's
@@ -188,6 +192,7 @@ class IPCServer:
             await shutdown.closed.wait()
             return
         shutdown.closing = True
+        self._grace.shut_down(_SHUTTING_DOWN)
         if self._listener is None:  # never started
             shutdown.closed.set()
             return
@@ -208,6 +213,13 @@ class IPCServer:
             await self.metrics.close()
         shutdown.closed.set()
         log.info("closed")
+
+    async def lame_duck(self, duration_s: float | None = None) -> None:
+        """Leave gently (§13.1, SIGTERM): stop accepting, tell every client to move to
+        another server, give them ``lame_duck_duration_s`` (or until all have gone), then :meth:`close`."""
+        if not self._shutdown.leaving and not self._shutdown.closing and self._listener is not None:
+            await lame_duck(self._listener, self._admission.connections, self._shutdown, self.loop, self.config.lame_duck_duration_s if duration_s is None else duration_s)
+        await self.close()
 
     async def __aenter__(self) -> IPCServer:
         await self.start()
@@ -260,6 +272,7 @@ class IPCServer:
         self._calls.connection_closed(conn)  # nobody will read their answers
         self._forwarding.connection_closed(conn)
         self._idempotency.connection_closed(conn)
+        self._grace.connection_closed(conn)
         if self._shutdown.draining:
             self._shutdown.check_drained()
         self._shutdown.connection_gone(len(self._admission.connections))
@@ -289,6 +302,7 @@ class IPCServer:
             self._pubsub.publish(conn, msg, body)
         elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
             self._pubsub.subscription(conn, msg)
+            self._grace.registered(conn.app_id)  # a responder may have come for a held request (§13.2)
         else:  # stream_item, stream_end, credit, cancel (§15)
             self._streams.frame(conn, msg, body)
 
@@ -318,7 +332,7 @@ class IPCServer:
             return
         responder = self._admission.apps[conn.app_id].responders.pick(channel, _load)
         if responder is None:
-            conn.refuse(msg, ErrorCode.NO_RESPONDERS, f"no handler or responder for {channel!r}")
+            self._grace.no_responders(conn, msg, body, f"no handler or responder for {channel!r}")  # at once, or within the grace (§13.2)
             return
         self._forwarding.forward(conn, msg, body, responder)
 
@@ -358,7 +372,7 @@ class IPCServer:
         if responder is None:
             own = ", ".join(sorted(SERVER_SYSTEM_ACTIONS - {"connect"}))
             text = f"system action {action!r} is not one of the server's ({own}) and nobody serves 'system' in app {conn.app_id!r}"
-            conn.refuse(msg, ErrorCode.NO_RESPONDERS, text)
+            self._grace.no_responders(conn, msg, body, text)
             return
         self._forwarding.forward(conn, msg, body, responder)
 
@@ -378,18 +392,3 @@ class IPCServer:
         for conn in list(self._admission.connections):
             conn.tick(now)
 
-
-async def run(config: ServerConfig, *, ready: Callable[[IPCServer], None] | None = None) -> None:
-    """Run a server until SIGINT/SIGTERM, then shut down gracefully."""
-    server = IPCServer(config=config)
-    await server.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, lambda: loop.create_task(server.close()))
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-            pass
-    reload_on_sighup(loop, server.reload_users)
-    if ready is not None:
-        ready(server)
-    await server.serve_forever()

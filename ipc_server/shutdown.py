@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from .connection import ServerConnection
 
@@ -26,6 +26,7 @@ _CLOSE_WAIT_S = 2.0  # for the peers to close once told; then their sockets are 
 class Shutdown:
     def __init__(self) -> None:
         self.closing = False  # close() began: refuse new connections and requests
+        self.leaving = False  # lame duck (§13.1): no new connections, clients told to move
         self.closed = asyncio.Event()
         self.draining = False  # drain() waits: tell it when the tables empty
         self._busy: Callable[[], bool] = lambda: False
@@ -54,8 +55,21 @@ class Shutdown:
         if waiter is not None and not waiter.done() and not self._busy():
             waiter.set_result(None)
 
+    async def until_gone(self, loop: asyncio.AbstractEventLoop, connections: Collection[ServerConnection], timeout_s: float) -> None:
+        """Lame duck (§13.1): wait until every connection has gone, ``timeout_s``
+        has passed, or :meth:`close_connections` closes them."""
+        if not connections or timeout_s <= 0:
+            return
+        self._all_closed = waiter = loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
+
     async def close_connections(self, loop: asyncio.AbstractEventLoop, connections: set[ServerConnection]) -> None:
         """Close them all; abort any still open after a short wait."""
+        if self._all_closed is not None and not self._all_closed.done():
+            self._all_closed.set_result(None)  # a lame duck's wait ends: they are being closed
         for conn in list(connections):
             conn.close("the server is shutting down")
         if not connections:

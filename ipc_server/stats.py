@@ -74,6 +74,7 @@ class ServerStats:
         "apps",
         "timing",
         "idempotency",
+        "grace",
     )
 
     def __init__(self) -> None:
@@ -110,6 +111,8 @@ class ServerStats:
         self.timing: Any = None
         # The window of idempotency keys (ipc_server.idempotency, docs/protocol.md §6.6).
         self.idempotency: dict[str, int] = {}
+        # Requests held for want of a responder (ipc_server.grace, docs/protocol.md §13.2).
+        self.grace: dict[str, int] = {}
 
     def traffic(self, app_id: str) -> AppTraffic:
         """The counters of ``app_id``: its own among the first ``MAX_APPS``, else ``other``."""

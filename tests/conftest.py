@@ -25,7 +25,8 @@ WAIT_S = 5.0  # upper bound for anything that should happen "soon"
 
 @pytest.fixture
 async def server() -> AsyncIterator[IPCServer]:
-    async with IPCServer("127.0.0.1", 0, shutdown_grace_s=0.5) as srv:
+    # no_responders at once, as outside a restart (the grace: tests/test_grace.py)
+    async with IPCServer("127.0.0.1", 0, shutdown_grace_s=0.5, no_responders_grace_s=0) as srv:
         yield srv
 
 

@@ -52,7 +52,7 @@ request = [">"]
 async def setup(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     path = tmp_path / "users.toml"
     path.write_text(alice() + BOB_ALL)
-    server = IPCServer("127.0.0.1", 0, users_file=str(path), shutdown_grace_s=0.5)
+    server = IPCServer("127.0.0.1", 0, users_file=str(path), shutdown_grace_s=0.5, no_responders_grace_s=0)
     await server.start()
     clients: list[IPCClient] = []
 

@@ -58,7 +58,7 @@ async def start() -> AsyncIterator[Callable[..., Awaitable[IPCServer]]]:
     servers: list[IPCServer] = []
 
     async def make(**settings: Any) -> IPCServer:
-        server = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2, **settings)
+        server = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2, no_responders_grace_s=0, **settings)
         await server.start()
         servers.append(server)
         return server

@@ -154,7 +154,7 @@ class Clients:
 async def server(request: pytest.FixtureRequest):
     """Our server on a free port; indirect parametrization passes config overrides."""
     overrides = getattr(request, "param", {})
-    async with IPCServer("127.0.0.1", 0, shutdown_grace_s=1.0, **overrides) as srv:
+    async with IPCServer("127.0.0.1", 0, shutdown_grace_s=1.0, no_responders_grace_s=0, **overrides) as srv:
         yield srv
 
 

@@ -25,7 +25,7 @@ from .test_pool import free_port, until
 @pytest.fixture
 async def servers() -> AsyncIterator[list[IPCServer]]:
     """Two in-process servers; ``who`` answers each one's name."""
-    async with IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2) as a, IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2) as b:
+    async with IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2, no_responders_grace_s=0) as a, IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2, no_responders_grace_s=0) as b:
         a.add_handler("who", lambda msg: "a")
         b.add_handler("who", lambda msg: "b")
         yield [a, b]

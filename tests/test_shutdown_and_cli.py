@@ -34,7 +34,8 @@ def test_invalid_configuration_exits_2() -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_lets_in_flight_requests_finish(spawn, sig) -> None:
-    srv = await spawn("-m", "ipc_server", "--port", "0", "--shutdown-grace", "5")
+    # No lame duck, no grace: the shutdown of §13 itself (SIGTERM's lame duck: tests/test_lame_duck.py).
+    srv = await spawn("-m", "ipc_server", "--port", "0", "--shutdown-grace", "5", "--lame-duck-duration", "0", "--no-responders-grace", "0")
     worker = IPCClient("app", "127.0.0.1", srv.port, reconnect=False)
     caller = IPCClient("app", "127.0.0.1", srv.port, reconnect=False)
     await worker.connect()

@@ -25,7 +25,7 @@ class ThreadedServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2)
+        self.server = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2, no_responders_grace_s=0)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(WAIT_S)
         self.port = self.server.port
 

@@ -20,6 +20,7 @@ const { State } = require('./state');
 const { OfflineQueue } = require('./offline_queue');
 const { QueueStore } = require('./queue_store');
 const { ConnectionLostError, FrameTooLargeError, QueueFullError, RequestTimeoutError } = require('./errors');
+const { markReplay } = require('./protocol/restarts');
 
 /**
  * A call waiting in the offline queue.
@@ -258,7 +259,7 @@ class Outbox {
         const entry = queue.shift();
         if (entry === undefined) break;
         if (entry.expectReply) {
-          calls.request(entry.msg, entry.deadline, () => queue.dropped++).then(entry.resolve, entry.reject);
+          calls.request(markReplay(entry.msg), entry.deadline, () => queue.dropped++).then(entry.resolve, entry.reject); // marked: §13.2
           continue;
         }
         let flushed;
@@ -266,7 +267,7 @@ class Outbox {
         // the connection fails first, it stays on disk for the next load (at least once)
         const onWritten = entry.persisted ? (err) => err || this._forget(entry.id) : undefined;
         try {
-          flushed = calls.writeOneWay(entry.msg, onWritten);
+          flushed = calls.writeOneWay(markReplay(entry.msg), onWritten);
         } catch (err) {
           if (err instanceof ConnectionLostError) {
             queue.unshift(entry);

@@ -1,0 +1,57 @@
+"""The server as a process (``python -m ipc_server``): run until a signal.
+
+SIGTERM, what orchestrators and rolling restarts send, is the gentle stop:
+lame duck first (docs/protocol.md §13.1: clients told to move, then up to
+``lame_duck_duration_s`` for them to go), then the shutdown of §13. SIGINT
+(Ctrl-C) is the shutdown of §13 at once; during a lame duck it cuts the wait
+short, as a second SIGTERM does. SIGHUP reloads the users file
+(docs/security.md §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from .auth import reload_on_sighup
+
+__all__ = ["serve_until_signalled"]
+
+
+class _Server(Protocol):
+    """What this module uses of an ``IPCServer`` (the facade is server.py's alone)."""
+
+    async def start(self) -> None: ...
+
+    async def serve_forever(self) -> None: ...
+
+    async def lame_duck(self, duration_s: float | None = None) -> None: ...
+
+    async def close(self, grace_s: float | None = None) -> None: ...
+
+    def reload_users(self) -> dict[str, int]: ...
+
+
+async def serve_until_signalled(make_server: Callable[[], _Server], *, ready: Callable[[Any], None] | None = None) -> None:
+    """Start the server ``make_server()`` builds and run it until SIGINT/SIGTERM."""
+    server = make_server()
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopping: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
+
+    def stop(leave: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = loop.create_task(leave())
+        stopping.add(task)
+        task.add_done_callback(stopping.discard)
+
+    for sig, leave in ((signal.SIGTERM, server.lame_duck), (signal.SIGINT, server.close)):
+        try:
+            loop.add_signal_handler(sig, stop, leave)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    reload_on_sighup(loop, server.reload_users)
+    if ready is not None:
+        ready(server)
+    await server.serve_forever()
