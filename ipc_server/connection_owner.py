@@ -28,13 +28,17 @@ class SharedReads:
     asyncio's plain ``Protocol`` path allocates a buffer per read instead,
     which the allocator serves with mmap: more system calls and page faults
     on every read. ``lone``: true while a read of a single frame is
-    dispatched; what it sends, to any connection, is written at once."""
+    dispatched; what it sends, to any connection, is written at once.
+    ``batch``: true while a read of several frames is dispatched; what it
+    sends waits for the end of the loop iteration, where the answers of
+    its other frames join it."""
 
-    __slots__ = ("buffer", "lone")
+    __slots__ = ("buffer", "lone", "batch")
 
     def __init__(self, size: int = _READ_BUFFER_SIZE) -> None:
         self.buffer = memoryview(bytearray(size))
         self.lone = False
+        self.batch = False
 
 
 class ConnectionOwner(Protocol):

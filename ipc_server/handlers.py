@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from ipc_protocol.messages import error_info_from_exception, error_response
 from ipc_protocol.replies import failure_reply, handler_reply
 
 from .connection import ServerConnection
+from .eager import start_eagerly
 from .router import Handler
 from .shutdown import Shutdown
 from .stats import ServerStats
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["HandlerCall", "HandlerCalls"]
 
 log = logging.getLogger("ipc_server")
-
-# On Python 3.12+ a task's first step can run at once: an ``async`` handler
-# that never waits then costs no loop iteration.
-_EAGER_TASKS = sys.version_info >= (3, 12)
-
 
 class HandlerCall:
     """One request being answered by an in-process handler."""
@@ -107,13 +102,9 @@ class HandlerCalls:
         if timeout_s is not None:
             # Nearly every request has a deadline: they share one timer.
             self._deadlines.add(call, self.loop.time() + timeout_s)
-        # Bookkeeping first: on Python 3.12+ the task starts at once and may
-        # finish before create returns.
-        coro = self._call(call, handler)
-        if _EAGER_TASKS:
-            call.task = asyncio.Task(coro, loop=self.loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]  # eager_start: Python 3.12+
-        else:
-            call.task = self.loop.create_task(coro)
+        # Bookkeeping first: the call starts at once and may finish (and be
+        # answered) before start_eagerly returns; only one that waits gets a task.
+        call.task = start_eagerly(self.loop, self._call(call, handler))
         conn.expect_answers()
 
     async def _call(self, call: HandlerCall, handler: Handler) -> None:
