@@ -126,9 +126,10 @@ test('binary - a payload without bytes is the JSON frame it always was (§16.1 i
     const msg = message(payload);
     assert.deepEqual(encodeOutgoing(msg, GRANTED), encodeFrame(encodeMessage(msg)));
   }
-  // Frames of other types carry no attachments: their payloads are never walked.
+  // Frames of other types carry no attachments (§16.2 item 5).
   const sub = message({ serve: true }, 'subscribe');
   assert.deepEqual(encodeOutgoing(sub, GRANTED), encodeFrame(encodeMessage(sub)));
+  assert.throws(() => encodeOutgoing(message({ a: Buffer.from('x') }, 'subscribe'), GRANTED), (err) => err instanceof MessageError);
 });
 
 test('binary - large attachments are written as they are, not copied into the frame', () => {

@@ -93,10 +93,46 @@ function bytesDigest(value) {
  * @throws {MessageError} nested deeper than the JSON profile allows, or a cycle.
  */
 function extractAttachments(payload) {
-  if (typeof payload !== 'object' || payload === null) return null;
+  if (typeof payload !== 'object' || payload === null || !holdsBinary(payload, [])) return null;
   const found = { payload: null, paths: [], buffers: [] };
   found.payload = walk(payload, [], found, new Set(), 2);
   return found.buffers.length === 0 ? null : found;
+}
+
+/**
+ * Whether `value` holds a binary value anywhere: the check every payload
+ * goes through, so it allocates nothing for a scalar and one list for the
+ * rest. A container that is its own ancestor (a cycle) answers false at
+ * once: the JSON encoder then refuses it, as it always did.
+ * @param {object} value not null.
+ * @param {object[]} ancestors the containers above `value`.
+ * @returns {boolean}
+ * @private
+ */
+function holdsBinary(value, ancestors) {
+  if (value instanceof Uint8Array || value instanceof ArrayBuffer) return true;
+  if (typeof value.toJSON === 'function' || ancestors.length >= MAX_JSON_DEPTH || ancestors.includes(value)) return false;
+  ancestors.push(value);
+  let found = false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i];
+      if (typeof item === 'object' && item !== null && holdsBinary(item, ancestors)) {
+        found = true;
+        break;
+      }
+    }
+  } else {
+    for (const key in value) {
+      const item = value[key];
+      if (typeof item === 'object' && item !== null && hasOwn.call(value, key) && holdsBinary(item, ancestors)) {
+        found = true;
+        break;
+      }
+    }
+  }
+  ancestors.pop();
+  return found;
 }
 
 /**
@@ -147,15 +183,17 @@ function walk(value, stack, found, ancestors, depth) {
  * for byte what it was before §16) when its payload holds no binary value,
  * else a binary frame as a list of Buffers (the head, then the attachments,
  * views of the caller's memory), or, to a peer without `binary`, a JSON
- * frame with the tagged base64 of §16.5.
+ * frame with the tagged base64 of §16.5. Bytes in a frame of another type
+ * than the five of §16.2 item 5 are refused.
  * @param {object} message
  * @param {{legacy: boolean, features: Set<string>, sendLimit: number}} proto the protocol's state.
  * @returns {Buffer|Buffer[]}
  * @throws {MessageError|FrameTooLargeError} (before anything is sent) it cannot be sent.
  */
 function encodeOutgoing(message, proto) {
-  const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
+  const found = extractAttachments(message.payload);
   if (found === null) return encodeFrame(encodeMessage(message, { legacy: proto.legacy }), proto.sendLimit);
+  if (!BINARY_TYPES.has(message.message_type)) throw new MessageError(`a ${message.message_type} cannot carry binary data (§16.2)`);
   if (proto.legacy || !proto.features.has(BINARY)) {
     const tagged = { ...message, payload: tagBase64(found) };
     return encodeFrame(encodeMessage(tagged, { legacy: proto.legacy }), proto.sendLimit);
