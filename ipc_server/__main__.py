@@ -59,8 +59,13 @@ def _port_or_off(value: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a port number or 'off', got {value!r}") from None
 
 
+def _urls(value: str) -> tuple[str, ...]:
+    """Comma-separated URLs."""
+    return tuple(u.strip() for u in value.split(",") if u.strip())
+
+
 def _default_text(name: str, value: Any) -> str:
-    if value is None:
+    if value is None or value == ():
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -145,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-host", help="interface of the metrics port (loopback unless told)")
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text, or json: one object per line with ts, level, logger, msg and app, peer, connection_id, reason where they apply")
     p.add_argument("--loop", choices=LOOPS, help="event loop: asyncio or uvloop (pip install 'ipc-bridge[uvloop]')")
+    p.add_argument("--cluster", type=_urls, help="NATS URLs (nats://HOST:PORT, comma-separated) this node joins the cluster through (docs/cluster.md; pip install 'ipc-bridge[cluster]')")
+    p.add_argument("--cluster-name", help="the cluster's subject namespace on NATS: nodes with the same name form one cluster")
+    p.add_argument("--node-name", help="this node's name in the cluster (default: host and process id)")
+    p.add_argument("--cluster-heartbeat", type=float, dest="cluster_heartbeat_s", help="seconds between a node's heartbeats; a node silent for three is gone")
+    p.add_argument("--cluster-creds", help="NATS credentials file (JWT and NKey seed) for the cluster link")
+    p.add_argument("--cluster-tls-ca", help="PEM CA bundle that verifies the NATS servers (tls:// URLs)")
+    p.add_argument("--cluster-tls-cert", help="PEM client certificate for the NATS link")
+    p.add_argument("--cluster-tls-key", help="PEM private key of --cluster-tls-cert")
+    p.add_argument("--workers", type=int, help="server processes on one port (SO_REUSEPORT), joined through --cluster or a nats-server started for them (docs/cluster.md §7)")
     _document_settings(p)
     return p
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ipc_protocol import __version__ as _protocol_version
 from ipc_protocol.constants import (
@@ -123,6 +125,20 @@ class ServerConfig:
     # Only read by ``python -m ipc_server``: an embedded server runs on the
     # loop its caller started.
     loop: str = "asyncio"
+    # Cluster mode (docs/cluster.md): the NATS servers the node joins through
+    # (empty: a standalone server), the cluster's subject namespace, this
+    # node's name (default: host and process id), the heartbeat interval
+    # (a node silent for three is gone), and the NATS link's credentials and TLS.
+    cluster: tuple[str, ...] = ()
+    cluster_name: str = "ipcb"
+    node_name: str | None = None
+    cluster_heartbeat_s: float = 0.5
+    cluster_creds: str | None = None
+    cluster_tls_ca: str | None = None
+    cluster_tls_cert: str | None = None
+    cluster_tls_key: str | None = None
+    # ``python -m ipc_server --workers N``: N server processes on one port (docs/cluster.md §7).
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -157,6 +173,7 @@ class ServerConfig:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
+        _check_cluster(self)
 
     @property
     def auth_enabled(self) -> bool:
@@ -169,6 +186,23 @@ class ServerConfig:
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _check_cluster(config: ServerConfig) -> None:
+    """The cluster settings' checks (docs/cluster.md §6)."""
+    for url in config.cluster:
+        if urlsplit(url).scheme not in ("nats", "tls") or not urlsplit(url).hostname:
+            raise ValueError(f"cluster must be nats:// or tls:// URLs, got {url!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", config.cluster_name):
+        raise ValueError(f"cluster_name must be 1-64 letters, digits, '-' or '_', got {config.cluster_name!r}")
+    if config.node_name is not None and not config.node_name.strip():
+        raise ValueError("node_name must not be empty")
+    if not config.cluster_heartbeat_s > 0:
+        raise ValueError("cluster_heartbeat_s must be positive")
+    if (config.cluster_tls_cert is None) != (config.cluster_tls_key is None):
+        raise ValueError("cluster_tls_cert and cluster_tls_key go together")
+    if config.workers < 1:
+        raise ValueError(f"workers must be at least 1, got {config.workers}")
 
 
 _FIELDS = {f.name: f for f in fields(ServerConfig)}
@@ -199,6 +233,11 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
         and not annotation.startswith("str")  # a token or a path may be any string
     ):
         return None
+    if annotation.startswith("tuple"):  # a TOML list, or a comma-separated string
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"{where}: expected a list of strings or a comma-separated string, got {raw!r}")
+        return tuple(i.strip() for i in items if i.strip())
     if annotation.startswith("bool"):
         if isinstance(text, bool):
             return text

@@ -64,6 +64,7 @@ class Metrics:
         self._connections = connections
         self._held = held
         self._closing = closing
+        self.checks: list[Callable[[], str | None]] = []  # more reasons to say degraded (a cluster node's link)
         self.lag_s = 0.0
         self._recent_lags: deque[float] = deque(maxlen=LAG_SAMPLES_KEPT)
         self._lag_task: asyncio.Task[None] | None = None
@@ -113,6 +114,7 @@ class Metrics:
             worst = max(self._recent_lags, default=0.0)
             if worst > DEGRADED_LAG_S:
                 reasons.append(f"the event loop lagged {worst:.2f} s behind in the last {LAG_SAMPLES_KEPT * LAG_INTERVAL_S:g} s")
+            reasons.extend(reason for check in self.checks if (reason := check()) is not None)
             if reasons:
                 status = "degraded"
         body = {"status": status, "reasons": reasons, "connections": len(self._connections), "version": __version__}

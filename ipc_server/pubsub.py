@@ -60,6 +60,7 @@ class PubSub:
         self._max_subs = (config.max_subscriptions_per_connection, config.max_subscriptions)
         self._max_regs = (config.max_registrations_per_connection, config.max_registrations)
         self.schemas = Schemas()  # what responders declared (docs/typed-contracts.md)
+        self.cluster: Any = None  # cluster.node.Cluster when this server is a node (docs/cluster.md)
 
     def subscription(self, conn: ServerConnection, msg: Message) -> None:
         """A subscribe or unsubscribe, plain or as a responder (``serve``)."""
@@ -90,6 +91,8 @@ class PubSub:
                 if app.responders.add(channel, conn):
                     conn.responder_for = _with(conn.responder_for, channel)
                     self._stats.registrations += 1
+                    if self.cluster is not None:
+                        self.cluster.add(conn, channel, True)
                     self.schemas.declare(conn.app_id, channel, conn, schema)
                     self.announce_service(conn, "added", channel)
                 elif self.schemas.declare(conn.app_id, channel, conn, schema):
@@ -100,6 +103,8 @@ class PubSub:
                     _discard(conn.responder_for, channel)
                     self._stats.registrations -= 1
                     self.announce_service(conn, "removed", channel)
+                    if self.cluster is not None:
+                        self.cluster.remove(conn, channel, True)
                 status = "unserved"
         elif subscribe:
             held = conn.subscriptions
@@ -110,14 +115,20 @@ class PubSub:
             if app.subscriptions.add(channel, conn):
                 conn.subscriptions = _with(held, channel)
                 self._stats.subscriptions += 1
+                if self.cluster is not None:
+                    self.cluster.add(conn, channel, False)
             status = "subscribed"
         else:
             if app.subscriptions.remove(channel, conn):
                 _discard(conn.subscriptions, channel)
                 self._stats.subscriptions -= 1
+                if self.cluster is not None:
+                    self.cluster.remove(conn, channel, False)
             status = "unsubscribed"
         if not conn.legacy:
-            conn.send(response_to(msg, {"status": status}))
+            ack = response_to(msg, {"status": status})
+            if self.cluster is None or not self.cluster.acked(conn, ack):  # a node acks once NATS has the interest (docs/cluster.md §4)
+                conn.send(ack)
 
     def publish(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         problem = target_problem(msg.channel_id)
@@ -127,6 +138,8 @@ class PubSub:
         self._stats.publishes += 1
         delivered = self._fan_out(self._apps[conn.app_id], msg, body)
         conn.traffic.sent[MessageType.PUBLISH] += delivered  # its app's (stats.AppTraffic)
+        if self.cluster is not None:  # on to the other nodes (docs/cluster.md §3)
+            self.cluster.published(conn.app_id, msg, body)
         if msg.ack:
             conn.send(response_to(msg, {"status": "published", "delivered": delivered}))
 
@@ -151,6 +164,10 @@ class PubSub:
         self._stats.deliveries += delivered
         return delivered
 
+    def deliver(self, app: App, msg: Message, body: bytes) -> int:
+        """Fan out a publish another node of the cluster received (docs/cluster.md §3)."""
+        return self._fan_out(app, msg, body)
+
     def withdraw(self, conn: ServerConnection, pattern: str, serve: bool) -> None:
         """Drop one registration of ``conn`` as its unsubscribe would, without
         an ack: its user's rights shrank on a reload (docs/security.md §3)."""
@@ -162,9 +179,13 @@ class PubSub:
                 _discard(conn.responder_for, pattern)
                 self._stats.registrations -= 1
                 self.announce_service(conn, "removed", pattern)
+                if self.cluster is not None:
+                    self.cluster.remove(conn, pattern, True)
         elif app.subscriptions.remove(pattern, conn):
             _discard(conn.subscriptions, pattern)
             self._stats.subscriptions -= 1
+            if self.cluster is not None:
+                self.cluster.remove(conn, pattern, False)
 
     def announce_service(self, conn: ServerConnection, event: str, channel: str) -> None:
         """Tell ``$sys.services`` subscribers a responder registration came or went (§7.5);
@@ -182,12 +203,16 @@ class PubSub:
              "schema_digest": self.schemas.digest(conn.app_id, channel)},  # fmt: skip
         )
         self._stats.traffic(conn.app_id).sent[MessageType.PUBLISH] += self._fan_out(app, note, None)
+        if self.cluster is not None:
+            self.cluster.published(conn.app_id, note, None)
 
     def announce_handler(self, app_id: str | None, event: str, channel: str, fn: Callable[..., Any] | None) -> None:
         """Tell ``$sys.services`` subscribers an in-process handler (``fn``, None
         once removed) came or went (§7.5): no connection, ``responders`` 0;
         every app's subscribers for ``app_id`` None."""
         digest = None if fn is None else handler_digest(fn)
+        if self.cluster is not None:  # reachable from the other nodes (docs/cluster.md §3)
+            self.cluster.handler_changed(app_id, channel, fn is not None)
         apps = self._apps.items() if app_id is None else [(app_id, self._apps[app_id])] if app_id in self._apps else []
         for name, app in list(apps):
             payload = {"event": event, "channel": channel, "connection_id": None, "responders": 0, "schema_digest": digest}

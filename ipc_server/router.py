@@ -96,6 +96,10 @@ class HandlerRegistry:
                     break
         return best[1] if best is not None else None
 
+    def all(self) -> list[Handler]:
+        """Every handler, exact ones first (a cluster node's interest, docs/cluster.md)."""
+        return [*self._exact.values(), *self._patterns]
+
     def channels(self, app_id: str) -> list[str]:
         out = [ch for (app, ch) in self._exact if app in (None, app_id)]
         out += [h.channel for h in self._patterns if h.app_id in (None, app_id)]

@@ -25,6 +25,7 @@ from ipc_protocol.contracts import bind
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .admission import Admission
+from .cluster import join
 from .auth import Auth
 from .config import ServerConfig, load_config
 from .connection import ServerConnection, SharedReads
@@ -104,6 +105,8 @@ class IPCServer:
         self._forwarding = Forwarding(self.stats, self._shutdown, ids, self.config)
         self._streams = Streams(self.stats, self._forwarding, self._calls, default_idle_s=self.config.default_request_timeout_s)  # §15
         self._pubsub = PubSub(self._admission.apps, self.stats, self.config)
+        # A node of a cluster joined through NATS (docs/cluster.md), or None.
+        self._cluster = join(config, self.stats, self.handlers, self._admission.apps, self._calls, self._forwarding, self._pubsub)
         self._grace = Grace(self.config, self.stats, handlers=self.handlers, apps=self._admission.apps, calls=self._calls, forwarding=self._forwarding)  # §13.2
         # With a users file: who each connection is and what it may do.
         self._auth: Auth | None = None
@@ -174,6 +177,8 @@ class IPCServer:
         sockname = self._listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         self._sweeper = self.loop.create_task(self._sweep())
+        if self._cluster is not None:  # joins through NATS, or serves degraded until it can (docs/cluster.md §5)
+            await self._cluster.start(self.metrics)
         self._grace.started()  # requests for channels nobody serves yet wait a little (§13.2)
         log.info("listening on %s:%d", self.host, self.port)
         if self.metrics is not None:
@@ -197,10 +202,14 @@ class IPCServer:
             shutdown.closed.set()
             return
         self._listener.close()
+        if self._cluster is not None:  # no more requests from other nodes
+            await self._cluster.leave()
         grace = self.config.shutdown_grace_s if grace_s is None else grace_s
-        await shutdown.drain(self.loop, grace, lambda: bool(self._calls.calls or self._forwarding.table))
+        await shutdown.drain(self.loop, grace, lambda: bool(self._calls.calls or self._forwarding.table or (self._cluster is not None and self._cluster.held)))
         self._calls.shut_down()
         self._forwarding.shut_down()
+        if self._cluster is not None:  # what waits on other nodes: shutting_down; the NATS link drained
+            await self._cluster.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         await shutdown.close_connections(self.loop, self._admission.connections)
@@ -227,6 +236,10 @@ class IPCServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    @property
+    def cluster(self) -> Any:  # this node's side of a cluster (cluster.node.Cluster, docs/cluster.md), or None
+        return self._cluster
 
     @property
     def connections(self) -> frozenset[ServerConnection]:
@@ -272,6 +285,8 @@ class IPCServer:
         self._calls.connection_closed(conn)  # nobody will read their answers
         self._forwarding.connection_closed(conn)
         self._idempotency.connection_closed(conn)
+        if self._cluster is not None:
+            self._cluster.connection_closed(conn)
         self._grace.connection_closed(conn)
         if self._shutdown.draining:
             self._shutdown.check_drained()
@@ -303,7 +318,7 @@ class IPCServer:
         elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
             self._pubsub.subscription(conn, msg)
             self._grace.registered(conn.app_id)  # a responder may have come for a held request (§13.2)
-        else:  # stream_item, stream_end, credit, cancel (§15)
+        elif self._cluster is None or not self._cluster.cancelled(conn, msg):  # stream_item, stream_end, credit, cancel (§15)
             self._streams.frame(conn, msg, body)
 
     # -- requests (§6, §7) -------------------------------------------------
@@ -331,6 +346,9 @@ class IPCServer:
             self._calls.run(conn, msg, handler)
             return
         responder = self._admission.apps[conn.app_id].responders.pick(channel, _load)
+        if responder is None and self._cluster is not None:  # another node's, through NATS (docs/cluster.md §3)
+            self._cluster.request(conn, msg, body)
+            return
         if responder is None:
             self._grace.no_responders(conn, msg, body, f"no handler or responder for {channel!r}")  # at once, or within the grace (§13.2)
             return
@@ -346,7 +364,7 @@ class IPCServer:
             return
         answer_own_action(
             conn, msg, action, app=self._admission.apps[conn.app_id], stats=self.stats, auth=self._auth, handlers=self.handlers,
-            schemas=self._pubsub.schemas, connections=self._admission.connections, now=self.loop.time(),
+            schemas=self._pubsub.schemas, connections=self._admission.connections, now=self.loop.time(), cluster=self._cluster,
         )  # fmt: skip
 
     def _route_system(self, conn: ServerConnection, msg: Message, body: bytes, action: Any) -> None:

@@ -35,8 +35,11 @@ def answer_own_action(
     schemas: Schemas,
     connections: Collection[ServerConnection],
     now: float,
+    cluster: Any = None,
 ) -> None:
-    """Answer ``action``, one of ``SERVER_SYSTEM_ACTIONS``, for ``conn``."""
+    """Answer ``action``, one of ``SERVER_SYSTEM_ACTIONS``, for ``conn``;
+    as a node of a ``cluster``, ``stats``, ``channels`` and ``services``
+    for the whole cluster (docs/cluster.md §4)."""
     if action == "stats":
         # With users, server-wide figures need the monitor permission (§8).
         result: Any = stats.snapshot() if auth is None or auth.monitor(conn) else app_figures(conn.app_id, app)
@@ -56,6 +59,9 @@ def answer_own_action(
         if auth is not None:  # with users: only what the caller may request
             result["channels"] = auth.visible(conn, result["channels"])
     else:  # ping and connect: answered by the connection's protocol
+        return
+    if cluster is not None and action in ("stats", "channels", "services") and (action != "stats" or auth is None or auth.monitor(conn)):
+        cluster.answer(conn, msg, action, result)
         return
     if msg.message_type is MessageType.REQUEST:
         conn.send(response_to(msg, result))

@@ -1,0 +1,37 @@
+"""Cluster mode: servers joined through NATS (docs/cluster.md).
+
+One job per module: ``subjects`` (apps and channels as NATS subjects),
+``link`` (the NATS connection and its degraded state), ``interest`` (the
+node's NATS subscriptions, reference-counted), ``outgoing`` and
+``incoming`` (requests across nodes, both sides), ``members``
+(heartbeats), ``discovery`` (``services``/``channels``/``stats`` for the
+cluster), ``node`` (the facade the server's hooks call), and for
+``--workers``: ``workers`` (the supervisor) and ``nats_child`` (a
+nats-server it starts).
+
+Nothing here is imported by a standalone server: ``nats-py`` comes with
+the ``cluster`` extra (``pip install 'ipc-bridge[cluster]'``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import ServerConfig
+    from .node import Cluster
+
+__all__ = ["join"]
+
+
+def join(config: ServerConfig, *parts: Any) -> Cluster | None:
+    """The server's node of a cluster when ``config.cluster`` names NATS
+    servers, else None; ``parts``: the server's stats, handlers, apps,
+    handler calls, forwarding and pub/sub, in that order."""
+    if not config.cluster:
+        return None
+    from .node import Cluster  # nats-py, from the 'cluster' extra, only now
+
+    stats, handlers, apps, calls, forwarding, pubsub = parts
+    cluster = pubsub.cluster = Cluster(config, stats=stats, handlers=handlers, apps=apps, calls=calls, forwarding=forwarding, pubsub=pubsub)
+    return cluster

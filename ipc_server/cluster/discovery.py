@@ -1,0 +1,158 @@
+"""The ``system`` actions across the cluster (docs/cluster.md §4):
+``services``, ``channels`` and ``stats`` answered for every node, per node
+and in total.
+
+The node asked queries the others on ``C._sys`` (every node subscribes;
+no queue group) and waits for an answer from each live node
+(``members.py``), at most ``GATHER_WAIT_S``; a node that does not answer
+in time is left out and named in ``missing``. While NATS is unreachable it
+answers at once with its own figures and ``degraded``.
+
+Answers (protocol.md §8 shapes, with the cluster's added):
+- ``services`` / ``channels``: the totals over every node where they were
+  (a channel's counts summed), and ``nodes``: each node's own;
+- ``stats``: this node's counters as on one node, and ``cluster``: the
+  node's name, its link state, the live nodes, each node's counters
+  (``nodes``) and their sums (``total``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ipc_protocol import Message, MessageType
+from ipc_protocol.messages import response_to
+
+from ..connection import ServerConnection
+from .link import Link, Msg
+from .members import Members
+from .subjects import Subjects
+
+__all__ = ["Discovery", "GATHER_WAIT_S", "ACTIONS"]
+
+log = logging.getLogger("ipc_server.cluster")
+
+GATHER_WAIT_S = 1.0
+ACTIONS = frozenset({"services", "channels", "stats"})
+
+
+class _Gather:
+    __slots__ = ("answers", "expected", "done")
+
+    def __init__(self, expected: set[str]) -> None:
+        self.answers: dict[str, Any] = {}
+        self.expected = expected
+        self.done = asyncio.Event()
+
+
+class Discovery:
+    """Cluster-wide answers to ``services``, ``channels`` and ``stats``.
+
+    Args:
+        local: this node's own answer to an action for an app (the payload
+            of protocol.md §8).
+        state: this node's cluster state (link, counters) for ``stats``.
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        subjects: Subjects,
+        members: Members,
+        *,
+        local: Callable[[str, str], Any],
+        state: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._link = link
+        self._subjects = subjects
+        self._members = members
+        self._local = local
+        self._state = state
+        self._tokens = itertools.count(1)
+        self._gathers: dict[str, _Gather] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def on_query(self, nmsg: Msg) -> None:
+        """Another node asks for this node's answer."""
+        try:
+            query = json.loads(nmsg.data)
+            action, app_id = query["action"], query["app"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if action not in ACTIONS or not nmsg.reply:
+            return
+        answer = {"node": self._members.name, "result": self._local(action, app_id)}
+        self._link.publish(nmsg.reply, json.dumps(answer, default=str).encode())
+
+    async def on_answer(self, nmsg: Msg) -> None:
+        gather = self._gathers.get(nmsg.subject.rpartition(".")[2])
+        if gather is None:
+            return
+        try:
+            answer = json.loads(nmsg.data)
+            gather.answers[answer["node"]] = answer["result"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if gather.expected <= gather.answers.keys():
+            gather.done.set()
+
+    def answer(self, conn: ServerConnection, msg: Message, action: str, own: Any) -> None:
+        """Answer ``action`` for ``conn``, ``own`` being this node's figures."""
+        if msg.message_type is not MessageType.REQUEST:
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(conn, msg, action, own))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, conn: ServerConnection, msg: Message, action: str, own: Any) -> None:
+        others: dict[str, Any] = {}
+        expected = set(self._members.alive()) if self._link.up else set()
+        if expected:
+            others = await self._gather(action, conn.app_id, expected)
+        nodes = {self._members.name: own, **others}
+        missing = sorted(expected - others.keys())
+        if action == "stats":
+            result = dict(own)
+            result["cluster"] = {**self._state(), "nodes": nodes, "total": _sum_counters(nodes.values()), "missing": missing}
+        else:
+            key = action  # "services" or "channels"
+            totals: dict[str, int] = {}
+            for figures in nodes.values():
+                for name, count in figures.get(key, {}).items():
+                    totals[name] = totals.get(name, 0) + count
+            result = {key: totals, "nodes": {n: f.get(key, {}) for n, f in nodes.items()}, "missing": missing}
+        if conn.is_open:
+            conn.send(response_to(msg, result))
+
+    async def _gather(self, action: str, app_id: str, expected: set[str]) -> dict[str, Any]:
+        token = str(next(self._tokens))
+        gather = self._gathers[token] = _Gather(expected)
+        try:
+            query = json.dumps({"action": action, "app": app_id}).encode()
+            if self._link.publish(self._subjects.system, query, f"{self._subjects.gathers}.{token}"):
+                try:
+                    await asyncio.wait_for(gather.done.wait(), GATHER_WAIT_S)
+                except (asyncio.TimeoutError, TimeoutError):
+                    log.info("cluster: %s: no answer from %s", action, ", ".join(sorted(expected - gather.answers.keys())))
+            return gather.answers
+        finally:
+            del self._gathers[token]
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _sum_counters(snapshots: Any) -> dict[str, int]:
+    """The sums of the top-level counters (ints) of several nodes' stats."""
+    total: dict[str, int] = {}
+    for snapshot in snapshots:
+        for name, value in snapshot.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                total[name] = total.get(name, 0) + value
+    return total

@@ -1,0 +1,212 @@
+"""Requests other nodes send this one (docs/cluster.md §3): the serving
+side. NATS's queue group hands a request to one node holding a matching
+subscription; it is routed here as if it came from a local connection,
+to an in-process handler or a responder client (docs/protocol.md §6.1),
+and its answer goes back to the requester's node on the request's reply
+subject.
+
+The stand-in for the requester is :class:`RemoteRequester`: what
+``HandlerCalls`` and ``Forwarding`` need of a requester's connection, its
+``send``/``send_frame`` publishing the answer instead of writing to a
+socket. Every heartbeat interval the node names, to each requester node,
+the requests it still holds for it (``C._n.<node>``): the requester's node
+takes a request whose node stops naming it as lost (``outgoing.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from time import monotonic
+from collections.abc import Callable
+from typing import Any
+
+from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_message
+from ipc_protocol.messages import error_response
+
+from ..frame_limit import PREFIX_BYTES
+from ..stats import ServerStats
+from .link import Link, Msg
+from .subjects import Subjects
+
+__all__ = ["Incoming", "RemoteRequester"]
+
+log = logging.getLogger("ipc_server.cluster")
+
+
+class _NoLimit:
+    """A remote requester's in-flight count: its own node holds it to its limit."""
+
+    __slots__ = ()
+    count = 0
+    paused = False
+    deferred = None
+
+    def started(self) -> None:
+        pass
+
+    def finished(self) -> None:
+        pass
+
+
+_NO_LIMIT = _NoLimit()
+
+
+class RemoteRequester:
+    """A requester on another node, as this node's handlers and forwarding see it."""
+
+    __slots__ = ("_incoming", "request", "reply", "node", "token", "app_id", "connection_id", "read_at", "traffic",
+                 "handler_calls", "awaiting", "serving", "answered")  # fmt: skip
+
+    legacy = False  # the requester's node re-encodes the answer for a version-1 requester
+    is_open = True
+    inflight = _NO_LIMIT
+    peer = None
+    client_name = "cluster"
+    opened = True
+
+    def __init__(self, incoming: Incoming, request: Message, reply: str, node: str, token: str, read_at: float) -> None:
+        self._incoming = incoming
+        self.request = request
+        self.reply = reply
+        self.node = node
+        self.token = token
+        self.app_id = request.app_id
+        self.connection_id = f"{node}/{token}"
+        self.read_at = read_at
+        self.traffic = incoming.stats.traffic(request.app_id)
+        self.handler_calls: set[Any] = set()
+        self.awaiting: set[Any] = set()
+        self.serving: set[Any] = set()
+        self.answered = False
+
+    @property
+    def owner(self) -> Incoming:  # what HandlerCall reads: owner.stats
+        return self._incoming
+
+    def send(self, msg: Message, *, at_once: bool = False) -> bool:
+        return self._incoming.answer(self, encode_message(msg))
+
+    def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
+        return self._incoming.answer(self, bytes(frame[PREFIX_BYTES:]))
+
+    def refuse(self, msg: Message, code: ErrorCode, text: str) -> None:
+        self._incoming.stats.count_error(code)
+        self.send(error_response(msg, code, text))
+
+    def fits(self, frame: bytes) -> bool:
+        return True
+
+    def expect_answers(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<RemoteRequester {self.connection_id} {self.request.channel_id!r}>"
+
+
+class Incoming:
+    """Requests served here for other nodes.
+
+    Args:
+        route: routes a request from a stand-in like one from a local
+            connection, locally only: an in-process handler, else a
+            responder, else ``no_responders`` (the server's).
+        withdraw: stops whatever runs a stand-in's request (a cancel).
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        subjects: Subjects,
+        stats: ServerStats,
+        *,
+        route: Callable[[RemoteRequester, Message, bytes], None],
+        withdraw: Callable[[RemoteRequester, str], None],
+        heartbeat_s: float,
+    ) -> None:
+        self._link = link
+        self._subjects = subjects
+        self.stats = stats
+        self._route = route
+        self._withdraw = withdraw
+        self._heartbeat_s = heartbeat_s
+        self._held: dict[str, dict[str, RemoteRequester]] = {}  # requester node -> token -> stand-in
+        self._notes: asyncio.Task[None] | None = None
+        self.served = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._notes = loop.create_task(self._send_notes())
+
+    def close(self) -> None:
+        if self._notes is not None:
+            self._notes.cancel()
+
+    def __len__(self) -> int:
+        return sum(len(held) for held in self._held.values())
+
+    async def on_request(self, nmsg: Msg) -> None:
+        """A request (or notification) for this node, from NATS's queue group."""
+        data = nmsg.data
+        try:
+            msg = decode_message(data)
+        except Exception:  # noqa: BLE001 - another node sent what it read from a client: never expected
+            log.warning("cluster: undecodable request on %s dropped", nmsg.subject)
+            return
+        self.served += 1
+        reply = nmsg.reply
+        if not reply or msg.message_type is not MessageType.REQUEST:  # a notification: nobody waits
+            self._route(RemoteRequester(self, msg, "", "", "", self._now()), msg, data)
+            return
+        node, token = Subjects.reply_parts(reply)
+        requester = RemoteRequester(self, msg, reply, node, token, self._now())
+        self._held.setdefault(node, {})[token] = requester
+        self._route(requester, msg, data)
+
+    def answer(self, requester: RemoteRequester, body: bytes) -> bool:
+        """The request's one answer, back to its node."""
+        if requester.answered:
+            self.stats.late_answers += 1
+            return False
+        requester.answered = True
+        self._release(requester)
+        if not requester.reply:
+            return True
+        if not self._link.publish(requester.reply, body) and self._link.up:  # over NATS's max_payload
+            text = f"the answer ({len(body)} bytes) is larger than NATS accepts ({self._link.max_payload} bytes)"
+            self.stats.count_error(ErrorCode.TOO_LARGE)
+            self._link.publish(requester.reply, encode_message(error_response(requester.request, ErrorCode.TOO_LARGE, text)))
+        return True
+
+    def _release(self, requester: RemoteRequester) -> None:
+        held = self._held.get(requester.node)
+        if held is not None and held.pop(requester.token, None) is not None and not held:
+            del self._held[requester.node]
+
+    async def on_cancel(self, nmsg: Msg) -> None:
+        """A requester node gave a request up: stop it, answer nothing."""
+        try:
+            note = json.loads(nmsg.data)
+            node, token, reason = note["node"], note["token"], note["reason"]
+        except (ValueError, KeyError, TypeError):
+            return
+        requester = self._held.get(node, {}).get(token)
+        if requester is None:
+            return
+        requester.answered = True
+        self._release(requester)
+        self._withdraw(requester, reason)
+
+    async def _send_notes(self) -> None:
+        """Every heartbeat interval: each requester node is told what is held for it."""
+        me = self._subjects.node
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            for node, held in list(self._held.items()):
+                if held:
+                    note = json.dumps({"node": me, "held": list(held)}).encode()
+                    self._link.publish(self._subjects.notes_of(node), note)
+
+    @staticmethod
+    def _now() -> float:
+        return monotonic()  # the clock of a connection's read_at (request metrics)

@@ -1,0 +1,174 @@
+"""A node's interest on NATS (docs/cluster.md §2, §4): one NATS subscription
+per (app, pattern) that any local connection subscribes to or serves,
+reference-counted, so NATS carries to a node only what its clients want.
+
+Changes are applied by one task in the order they were made (a pattern
+dropped and taken again ends subscribed), then confirmed with one flush
+(a PING answered by a PONG: NATS has processed every SUB before it). A
+``subscribe`` or ``serve`` ack waits for that confirmation
+(:meth:`Interest.after_confirmed`), so a publish or request made on any
+node once the call has returned reaches it.
+
+NATS hands a connection a message once per matching subscription; a node
+holding ``orders.*`` and ``orders.>`` would get a publish on
+``orders.new`` twice. :meth:`Interest.first_copy` keeps one: the copy that
+came through the lowest subscription id among the node's matches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..sublist import Sublist
+from .link import Link, Msg, Subscription
+from .subjects import Subjects
+
+__all__ = ["Interest", "PUB", "REQ"]
+
+log = logging.getLogger("ipc_server.cluster")
+
+PUB = "p"  # publishes: every node with a match gets a copy
+REQ = "r"  # requests: a queue group, one node gets each
+
+_Key = tuple[str, str | None, str]  # (PUB or REQ, app or None for every app, pattern)
+
+
+class Interest:
+    """The node's NATS subscriptions, as the union of its local patterns."""
+
+    def __init__(
+        self,
+        link: Link,
+        subjects: Subjects,
+        on_publish: Callable[[Msg], Awaitable[None]],
+        on_request: Callable[[Msg], Awaitable[None]],
+    ) -> None:
+        self._link = link
+        self._subjects = subjects
+        self._on_publish = on_publish
+        self._on_request = on_request
+        self._refs: dict[_Key, int] = {}
+        self._subs: dict[_Key, Subscription] = {}
+        self._dirty: dict[_Key, None] = {}  # keys whose subscription may need changing, in order
+        self._index: dict[str, Sublist[int]] = {}  # app -> publish pattern -> subscription id
+        self._waiting: list[Callable[[], None]] = []  # acks waiting for the next confirmation
+        self._worker: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    def add(self, kind: str, app_id: str | None, pattern: str) -> None:
+        """One more local holder of ``pattern`` (a connection, a handler)."""
+        key = (kind, app_id, pattern)
+        refs = self._refs.get(key, 0)
+        self._refs[key] = refs + 1
+        if refs == 0:
+            self._changed(key)
+
+    def remove(self, kind: str, app_id: str | None, pattern: str) -> None:
+        key = (kind, app_id, pattern)
+        refs = self._refs.get(key, 0)
+        if refs <= 1:
+            if self._refs.pop(key, None) is not None:
+                self._changed(key)
+        else:
+            self._refs[key] = refs - 1
+
+    def drop(self, kind: str) -> None:
+        """Withdraw every subscription of ``kind`` (a node leaving takes no
+        more requests); later removals of them are no-ops."""
+        for key in [k for k in self._refs if k[0] == kind]:
+            del self._refs[key]
+            self._changed(key)
+
+    def holds(self, kind: str, app_id: str | None, pattern: str) -> int:
+        return self._refs.get((kind, app_id, pattern), 0)
+
+    def _changed(self, key: _Key) -> None:
+        self._dirty[key] = None
+        if self._worker is None and self._link.ever_up.is_set():
+            self._worker = asyncio.get_running_loop().create_task(self._apply())
+
+    def link_up(self) -> None:
+        """Connected: apply what changed meanwhile (the first connection;
+        nats-py itself resubscribes what it had after a reconnect)."""
+        if self._worker is None and (self._dirty or self._waiting):
+            self._worker = asyncio.get_running_loop().create_task(self._apply())
+
+    def after_confirmed(self, callback: Callable[[], None]) -> bool:
+        """Run ``callback`` once NATS has confirmed every change made so far;
+        False (and nothing kept) when there is nothing to wait for: nothing
+        changed, or NATS is unreachable (the interest goes to NATS when it
+        is back; docs/cluster.md §5)."""
+        if not self._dirty and self._worker is None:
+            return False
+        if not self._link.up:
+            return False
+        self._waiting.append(callback)
+        return True
+
+    async def confirmed(self) -> None:
+        """Wait until NATS has confirmed every change made so far (at once
+        when nothing is pending or NATS is unreachable)."""
+        done = asyncio.get_running_loop().create_future()
+        if self.after_confirmed(lambda: done.done() or done.set_result(None)):
+            await done
+
+    async def _apply(self) -> None:
+        try:
+            while self._dirty or self._waiting:
+                waiting, self._waiting = self._waiting, []
+                while self._dirty:
+                    key = next(iter(self._dirty))
+                    del self._dirty[key]
+                    await self._reconcile(key)
+                await self._link.flush()  # confirmed, or NATS went away: the acks go out either way
+                for callback in waiting:
+                    callback()
+        finally:
+            self._worker = None
+
+    async def _reconcile(self, key: _Key) -> None:
+        kind, app_id, pattern = key
+        wanted = key in self._refs
+        sub = self._subs.get(key)
+        try:
+            if wanted and sub is None:
+                if kind == PUB:
+                    assert app_id is not None
+                    sub = await self._link.subscribe(self._subjects.publish(app_id, pattern), self._on_publish)
+                    self._index.setdefault(app_id, Sublist()).insert(pattern, sub._id)
+                else:
+                    sub = await self._link.subscribe(self._subjects.request(app_id, pattern), self._on_request, queue=self._subjects.queue)
+                self._subs[key] = sub
+            elif not wanted and sub is not None:
+                del self._subs[key]
+                await sub.unsubscribe()
+                if kind == PUB and app_id is not None:  # out of the index once NATS sends no more through it
+                    index = self._index.get(app_id)
+                    if index is not None:
+                        index.remove(pattern)
+                        if not len(index):
+                            del self._index[app_id]
+        except Exception as exc:  # noqa: BLE001 - a closed connection: nats-py resubscribes what it holds
+            log.warning("cluster: cannot %s %s on NATS: %s", "subscribe to" if wanted else "unsubscribe from", pattern, exc)
+
+    def first_copy(self, app_id: str, channel: str, sid: int) -> bool:
+        """Whether this copy of a publish is the one to deliver (module docstring)."""
+        index = self._index.get(app_id)
+        if index is None or len(index) == 1:
+            return True
+        sids = index.match(channel)
+        return not sids or sid == min(sids)
+
+    def patterns(self) -> dict[str, int]:
+        """Counts of NATS subscriptions by kind, for stats."""
+        out = {"publish": 0, "request": 0}
+        for kind, _, _ in self._subs:
+            out["publish" if kind == PUB else "request"] += 1
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Interest subscriptions={len(self._subs)} pending={len(self._dirty)} waiting={len(self._waiting)}>"

@@ -1,0 +1,242 @@
+"""The node's one connection to NATS (docs/cluster.md §1, §5): connect,
+reconnect, the degraded state while NATS is unreachable, and publishing
+from the server's synchronous dispatch.
+
+nats-py does the connecting and reconnecting (``max_reconnect_attempts=-1``:
+it never gives up, also on the first connect) and resubscribes every
+subscription once it is back. The link only keeps the state the server
+reports (``up``; ``degraded`` otherwise, with the reason) and tells the
+cluster when it goes down and comes back.
+
+The connection is made with ``no_echo``: NATS never hands a node its own
+publications, so a node delivers a publish to its local subscribers once
+(itself) and the other nodes once each (through NATS). It also means a
+node's requests never reach its own queue subscriptions; the node routes
+locally first (docs/cluster.md §3), so it never needs to.
+
+Publishing is synchronous for the server's dispatch: a message is queued
+and the queue is handed to nats-py by one task per loop iteration. While
+NATS is unreachable nothing is queued (``publish`` returns False): what
+crosses nodes is live traffic, not a backlog replayed later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+
+__all__ = ["Link", "LinkSettings", "Msg", "Subscription"]
+
+log = logging.getLogger("ipc_server.cluster")
+
+RECONNECT_WAIT_S = 0.5
+CONNECT_TIMEOUT_S = 2
+PING_INTERVAL_S = 5
+# A message's size past which NATS refuses it is the server's max_payload
+# (1 MiB by default); the link reports it (``max_payload``).
+FLUSH_TIMEOUT_S = 5
+
+
+class LinkSettings:
+    """What the link needs of the server's settings."""
+
+    __slots__ = ("servers", "name", "creds", "tls")
+
+    def __init__(self, servers: list[str], name: str, creds: str | None = None, tls: ssl.SSLContext | None = None) -> None:
+        self.servers = servers
+        self.name = name
+        self.creds = creds
+        self.tls = tls
+
+
+class Link:
+    """One NATS connection and its state.
+
+    Args:
+        on_down: called (sync) when the connection is lost.
+        on_up: called (sync) when it is (re)established and its
+            subscriptions are back on the server.
+        prepare: run once connected the first time, before the link is
+            up: the node's own subscriptions (replies, heartbeats...).
+    """
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        *,
+        on_down: Callable[[], None],
+        on_up: Callable[[], None],
+        prepare: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._settings = settings
+        self._prepare = prepare
+        self._on_down = on_down
+        self._on_up = on_up
+        self.nc = NATS()
+        self.up = False
+        self.ever_up = asyncio.Event()
+        self.reason = "not connected to NATS yet"
+        self.url = ""
+        self.disconnects = 0
+        self.published = 0
+        self.dropped = 0  # not sent: NATS unreachable, or refused (too large)
+        self._out: list[tuple[str, bytes, str]] = []
+        self._draining: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._closed = False
+        self._last_error = ""
+
+    # -- connecting ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting; nats-py keeps trying until it gets through."""
+        self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        s = self._settings
+        options: dict[str, Any] = {
+            "servers": s.servers,
+            "name": s.name,
+            "no_echo": True,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": RECONNECT_WAIT_S,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "ping_interval": PING_INTERVAL_S,
+            "max_outstanding_pings": 2,
+            "skip_subject_validation": True,  # subjects are built escaped (subjects.py)
+            "error_cb": self._error,
+            "disconnected_cb": self._disconnected,
+            "reconnected_cb": self._reconnected,
+            "closed_cb": self._closed_cb,
+        }
+        if s.creds is not None:
+            options["user_credentials"] = s.creds
+        if s.tls is not None:
+            options["tls"] = s.tls
+        try:
+            await self.nc.connect(**options)
+            await self._prepare()
+            await self.nc.flush(timeout=FLUSH_TIMEOUT_S)
+            await self.nc.flush(timeout=FLUSH_TIMEOUT_S)  # twice: see flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # bad credentials, a refused TLS handshake with no retry left
+            self.reason = f"cannot connect to NATS: {exc or type(exc).__name__}"
+            log.error("cluster: %s", self.reason)
+            return
+        self._went_up()
+
+    def _went_up(self) -> None:
+        self.up = True
+        self.reason = ""
+        url = self.nc.connected_url
+        self.url = f"{url.hostname}:{url.port}" if url is not None else ""
+        log.info("cluster: connected to NATS at %s", self.url)
+        self.ever_up.set()
+        self._on_up()
+
+    async def _error(self, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._last_error:  # nats-py repeats the same error on every attempt
+            self._last_error = text
+            log.warning("cluster: NATS: %s", text)
+        if not self.up:
+            self.reason = f"NATS unreachable ({text})"
+
+    async def _disconnected(self) -> None:
+        if not self.up:
+            return
+        self.up = False
+        self.disconnects += 1
+        self.reason = "lost the connection to NATS; reconnecting"
+        log.warning("cluster: %s", self.reason)
+        self._out.clear()
+        self._on_down()
+
+    async def _reconnected(self) -> None:
+        self._last_error = ""
+        self._went_up()
+
+    async def _closed_cb(self) -> None:
+        if not self._closed:  # pragma: no cover - reconnects never stop (max_reconnect_attempts=-1)
+            self.up = False
+            self.reason = "the NATS connection closed"
+            self._on_down()
+
+    @property
+    def max_payload(self) -> int:
+        return self.nc.max_payload if self.up else 0
+
+    # -- traffic --------------------------------------------------------------------
+
+    def publish(self, subject: str, payload: bytes, reply: str = "") -> bool:
+        """Queue a message for NATS; False when NATS is unreachable or the
+        message is over its ``max_payload`` (nothing queued)."""
+        if not self.up or len(payload) > self.nc.max_payload:
+            self.dropped += 1
+            return False
+        self._out.append((subject, payload, reply))
+        if self._draining is None:
+            self._draining = asyncio.get_running_loop().create_task(self._drain())
+        return True
+
+    async def _drain(self) -> None:
+        publish = self.nc.publish
+        try:
+            while self._out:
+                batch, self._out = self._out, []
+                for subject, payload, reply in batch:
+                    await publish(subject, payload, reply=reply)
+                self.published += len(batch)
+        except NatsError as exc:  # the connection went while we wrote: the link is down
+            log.info("cluster: a publish to NATS failed: %s", exc)
+            self.dropped += len(self._out)
+            self._out.clear()
+        finally:
+            self._draining = None
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = "") -> Subscription:
+        return await self.nc.subscribe(subject, queue=queue, cb=cb, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
+
+    async def flush(self) -> bool:
+        """Wait until NATS has processed what was sent (a PING's PONG); False
+        when it could not (NATS unreachable, or no answer in time)."""
+        if not self.up:
+            return False
+        try:
+            # nats-py writes a PING straight to the socket, ahead of commands
+            # still in its pending buffer (a SUB just made): the first PONG
+            # may come before NATS has them. By then the buffer is written,
+            # so the second PING follows them and its PONG confirms them.
+            await self.nc.flush(timeout=FLUSH_TIMEOUT_S)
+            await self.nc.flush(timeout=FLUSH_TIMEOUT_S)
+        except (NatsError, asyncio.TimeoutError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._closed = True
+        self.up = False
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        try:
+            if self.nc.is_connected:
+                await asyncio.wait_for(self.nc.drain(), FLUSH_TIMEOUT_S)
+            elif not self.nc.is_closed:
+                await self.nc.close()
+        except (NatsError, asyncio.TimeoutError, AttributeError, AssertionError):
+            pass
+        except Exception:  # pragma: no cover - closing must never fail the server's close
+            log.exception("cluster: closing the NATS connection failed")
+
+    def __repr__(self) -> str:
+        return f"<Link {'up ' + self.url if self.up else 'down: ' + self.reason} published={self.published} dropped={self.dropped}>"

@@ -1,0 +1,251 @@
+"""Requests this node sends across the cluster (docs/cluster.md §3, §5): the
+requester's side. A request that no handler or responder on this node
+takes goes to NATS on its request subject, with a reply subject of this
+node's; NATS's queue group gives it to one node that serves the channel.
+
+Every request ends in exactly one answer to its requester:
+- the serving node's answer (the responder's or handler's frame, as is);
+- ``no_responders`` when NATS answers the no-responders status (503):
+  no node had interest in the subject when it was published;
+- ``timeout`` at the request's own deadline (``timeout_ms``, else the
+  server's ``default_request_timeout_s``); the serving node enforces the
+  same deadline and its late answer is dropped;
+- ``responder_lost`` when the node holding it goes silent: a node sends the
+  requester's node, every heartbeat interval, the tokens of the requests
+  it holds for it (``serving.py``); a request not named for three
+  intervals (``cluster_heartbeat_s``) is lost with its node. A sweep that
+  runs late (this node's own loop stalled) does not count its delay as
+  the other node's silence;
+- ``responder_lost`` at once when this node loses NATS itself: no answer
+  can reach it any more.
+
+A requester that leaves or cancels (§15.4) has its requests forgotten and a
+cancel sent on ``C._c`` to whichever node holds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_frame
+from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
+from ipc_protocol.messages import error_response
+
+from ..connection import ServerConnection
+from ..stats import ServerStats
+from .link import Link, Msg
+from .subjects import Subjects
+
+__all__ = ["Outgoing"]
+
+log = logging.getLogger("ipc_server.cluster")
+
+SILENT_INTERVALS = 3
+_NO_RESPONDERS_STATUS = "503"
+
+
+class _Pending:
+    __slots__ = ("conn", "request", "token", "heard")
+
+    def __init__(self, conn: ServerConnection, request: Message, token: str, now: float) -> None:
+        self.conn = conn
+        self.request = request
+        self.token = token
+        self.heard = now  # when its serving node last named it (or it was sent)
+
+
+class Outgoing:
+    """Cross-node requests this node is waiting on."""
+
+    def __init__(self, link: Link, subjects: Subjects, stats: ServerStats, *, heartbeat_s: float, default_timeout_s: float | None) -> None:
+        self._link = link
+        self._subjects = subjects
+        self._stats = stats
+        self._silence_s = heartbeat_s * SILENT_INTERVALS
+        self._sweep_s = heartbeat_s / 2
+        self._default_timeout_s = default_timeout_s
+        self._tokens = itertools.count(1)
+        self.table: dict[str, _Pending] = {}
+        self._by_conn: dict[Any, set[str]] = {}
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self._deadlines: Deadlines[str] = Deadlines(self._expired, clock=self._now, call_at=self._call_at, resolution=ASYNCIO_RESOLUTION_S)
+        self._sweeper: asyncio.Task[None] | None = None
+        # what the node reports (cluster stats)
+        self.sent = 0
+        self.lost = 0
+        self.no_responders = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._sweeper = loop.create_task(self._sweep())
+
+    def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def request(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
+        """Send ``msg`` (no local taker) to the cluster; answer it exactly once."""
+        subject = self._subjects.request(conn.app_id, msg.channel_id)
+        if msg.message_type is MessageType.NOTIFICATION:  # one way: nobody to tell if no node serves it
+            self._link.publish(subject, bytes(body))
+            return
+        token = str(next(self._tokens))
+        if not self._link.publish(subject, bytes(body), f"{self._subjects.replies}.{token}"):
+            text = f"the request ({len(body)} bytes) is larger than NATS accepts ({self._link.max_payload} bytes)"
+            self._refuse(conn, msg, ErrorCode.TOO_LARGE, text)
+            return
+        self.sent += 1
+        now = self.loop.time()
+        self.table[token] = _Pending(conn, msg, token, now)
+        self._by_conn.setdefault(conn, set()).add(token)
+        conn.inflight.started()
+        timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s
+        if timeout_s is not None:
+            self._deadlines.add(token, now + timeout_s)
+
+    def _refuse(self, conn: ServerConnection, msg: Message, code: ErrorCode, text: str) -> None:
+        conn.refuse(msg, code, text)
+
+    # -- answers ---------------------------------------------------------------------
+
+    async def on_reply(self, nmsg: Msg) -> None:
+        """An answer on ``C._r.<this node>.<token>``: the serving node's, or NATS's 503."""
+        token = nmsg.subject.rpartition(".")[2]
+        pending = self.table.get(token)
+        if pending is None:  # answered already (deadline, lost): dropped (§15.4)
+            self._stats.late_answers += 1
+            return
+        headers = nmsg.headers
+        if headers and headers.get("Status") == _NO_RESPONDERS_STATUS:
+            self.no_responders += 1
+            self.fail(pending, ErrorCode.NO_RESPONDERS, f"no handler or responder for {pending.request.channel_id!r} on any node")
+            return
+        self._settle(pending)
+        conn = pending.conn
+        data = nmsg.data
+        try:
+            if conn.legacy:  # a version-1 requester: re-encoded for it (§10)
+                conn.send(decode_message(data))
+            elif conn.send_frame(encode_frame(data)):
+                conn.traffic.sent[MessageType.RESPONSE] += 1
+        except Exception:  # noqa: BLE001 - an answer that cannot be relayed is the serving node's fault
+            log.exception("cluster: cannot relay an answer to %s", getattr(conn, "connection_id", conn))
+            conn.send(error_response(pending.request, ErrorCode.HANDLER_ERROR, "the answer from another node cannot be relayed"))
+        timing = self._stats.timing
+        if timing is not None:
+            timing.answered(conn.app_id, pending.request.channel_id, "ok", conn.read_at)
+
+    async def on_note(self, nmsg: Msg) -> None:
+        """Another node names the requests of ours it still holds."""
+        try:
+            held = json.loads(nmsg.data)["held"]
+        except (ValueError, KeyError, TypeError):
+            return
+        now = self.loop.time()
+        table = self.table
+        for token in held:
+            pending = table.get(token)
+            if pending is not None:
+                pending.heard = now
+
+    # -- settling ----------------------------------------------------------------------
+
+    def _settle(self, pending: _Pending) -> None:
+        """Forget ``pending`` (answered now, by the caller)."""
+        token = pending.token
+        del self.table[token]
+        self._deadlines.discard(token)
+        mine = self._by_conn.get(pending.conn)
+        if mine is not None:
+            mine.discard(token)
+            if not mine:
+                del self._by_conn[pending.conn]
+        pending.conn.inflight.finished()
+
+    def fail(self, pending: _Pending, code: ErrorCode, text: str) -> None:
+        self._settle(pending)
+        self._stats.count_error(code)
+        conn = pending.conn
+        if conn.is_open:
+            conn.send(error_response(pending.request, code, text))
+            timing = self._stats.timing
+            if timing is not None:
+                timing.answered(conn.app_id, pending.request.channel_id, code, conn.read_at)
+
+    def _expired(self, token: str) -> None:
+        pending = self.table.get(token)
+        if pending is None:
+            return
+        timeout_ms = pending.request.timeout_ms
+        within = f"{timeout_ms:g} ms" if timeout_ms is not None else f"the server's default deadline of {self._default_timeout_s:g} s"
+        self.fail(pending, ErrorCode.TIMEOUT, f"no answer from the node serving {pending.request.channel_id!r} within {within}")
+        self._cancel_remote(token, ErrorCode.TIMEOUT)
+
+    def link_down(self) -> None:
+        """NATS is gone: no answer can reach this node (docs/cluster.md §5)."""
+        for pending in list(self.table.values()):
+            self.lost += 1
+            self.fail(pending, ErrorCode.RESPONDER_LOST, "this node lost its connection to the cluster (NATS) before the answer came")
+
+    async def _sweep(self) -> None:
+        """Requests whose serving node has gone silent are ``responder_lost``."""
+        loop = self.loop
+        expected = loop.time() + self._sweep_s
+        while True:
+            await asyncio.sleep(self._sweep_s)
+            now = loop.time()
+            late = now - expected  # our own stall: not the other node's silence
+            expected = now + self._sweep_s
+            if late > self._sweep_s:
+                for pending in self.table.values():
+                    pending.heard += late
+                continue
+            limit = now - self._silence_s
+            for pending in [p for p in self.table.values() if p.heard < limit]:
+                self.lost += 1
+                self.fail(pending, ErrorCode.RESPONDER_LOST, f"the node serving {pending.request.channel_id!r} went silent (left the cluster) before answering")
+
+    # -- the requester leaving or giving up ---------------------------------------------
+
+    def connection_closed(self, conn: ServerConnection) -> None:
+        """The requester is gone: forget its requests, tell their nodes to stop."""
+        tokens = self._by_conn.pop(conn, None)
+        if not tokens:
+            return
+        for token in tokens:
+            pending = self.table.pop(token, None)
+            if pending is not None:
+                self._deadlines.discard(token)
+                self._cancel_remote(token, ErrorCode.CONNECTION_LOST)
+
+    def cancel(self, conn: ServerConnection, request_id: str, reason: str) -> bool:
+        """The requester cancelled a request (§15.4): no answer; True if it was ours."""
+        for token in self._by_conn.get(conn, ()):
+            pending = self.table.get(token)
+            if pending is not None and pending.request.message_id == request_id:
+                self._settle(pending)
+                self._cancel_remote(token, reason)
+                return True
+        return False
+
+    def _cancel_remote(self, token: str, reason: str) -> None:
+        note = json.dumps({"node": self._subjects.node, "token": token, "reason": str(reason)}).encode()
+        self._link.publish(self._subjects.cancels, note)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.loop.time()
+
+    def _call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.loop.call_at(when, callback)
