@@ -1,7 +1,9 @@
 """Which servers a LoadBalancedClient sends calls to (docs/resilience.md §8):
 a server leaves the rotation when a call or its pool says it is gone, and a
 round of health checks every ``health_check_interval`` takes it out or
-brings it back (``server_down``, ``server_up``). The Node client's
+brings it back (``server_down``, ``server_up``); a server that says it is
+leaving (lame duck) gets no new calls while another can take them
+(``server_leaving``). The Node client's
 ``lib/balanced_health.js`` is its twin.
 """
 
@@ -10,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ipc_protocol import IPCError, NotConnected, RequestTimeout
 
 from .balancer import Server
+from .client import IPCClient
 from .pool import ConnectionPool
 
 __all__ = ["ServerHealth"]
@@ -42,6 +46,7 @@ class ServerHealth:
         self._task: asyncio.Task[None] | None = None
 
     def mark_down(self, server: Server, error: BaseException | None) -> None:
+        server.leaving = False  # gone now, not leaving
         if not server.healthy or self._closed():
             return
         server.healthy = False
@@ -54,6 +59,24 @@ class ServerHealth:
         server.healthy = True
         log.info("%s back in rotation", server.address)
         self._emit("server_up", server.snapshot())
+
+    def leaving(self, server: Server, notice: dict[str, Any]) -> None:
+        """The server said it is leaving (lame duck, docs/protocol.md §13.1):
+        calls go to the others from now on (to it only if no other is
+        healthy) until its connection goes (mark_down) or a new one is made
+        (connected); health checks and calls that succeed do not undo it."""
+        if server.leaving or self._closed():
+            return
+        server.leaving = True
+        log.info("%s is leaving (lame duck): calls go to the other servers", server.address)
+        self._emit("server_leaving", server.snapshot(), notice.get("deadline_ms"))
+
+    def connected(self, server: Server, client: IPCClient) -> None:
+        """A new connection to ``server``: it is in rotation (a server leaving
+        accepts none, so this is its successor), and it says if it leaves."""
+        client.on("lame_duck", lambda notice: self.leaving(server, notice))
+        server.leaving = False
+        self.mark_up(server)
 
     def start(self, interval: float) -> None:
         """A round of checks every ``interval`` seconds (a round never overlaps the next)."""

@@ -43,6 +43,9 @@ class Server:
     port: int
     weight: float = 1
     healthy: bool = True
+    # It said it is leaving (lame duck, docs/protocol.md §13.1): still
+    # serving, but calls go elsewhere while another server is healthy.
+    leaving: bool = False
     in_flight: int = 0
     requests: int = 0
     errors: int = 0
@@ -206,9 +209,11 @@ class Balancer:
         self.strategy = make_strategy(strategy, rng)
 
     def pick(self, exclude: Iterable[Server] = ()) -> Server | None:
-        """A healthy server not in ``exclude``, or None when there is none."""
+        """A healthy server not in ``exclude``, or None when there is none;
+        one that is leaving only when no other is left."""
         skip = set(exclude)
-        return self.strategy.choose(self.servers, lambda s: s.healthy and s not in skip)
+        staying = self.strategy.choose(self.servers, lambda s: s.healthy and not s.leaving and s not in skip)
+        return staying if staying is not None else self.strategy.choose(self.servers, lambda s: s.healthy and s not in skip)
 
     def __repr__(self) -> str:
         healthy = sum(s.healthy for s in self.servers)

@@ -50,7 +50,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _EVENTS = (
     "connecting", "connected", "disconnected", "reconnecting", "reconnected", "reconnect_failed", "heartbeat",
-    "heartbeat_timeout", "queue_dropped", "circuit_open", "circuit_half_open", "circuit_closed", "error",
+    "heartbeat_timeout", "queue_dropped", "circuit_open", "circuit_half_open", "circuit_closed", "error", "lame_duck",
 )  # fmt: skip
 _CONNECTED = ConnectionState.CONNECTED
 

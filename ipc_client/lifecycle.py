@@ -20,6 +20,7 @@ from typing import Any
 
 from ipc_protocol import (
     PROTOCOL_VERSION,
+    SYSTEM_CHANNEL,
     ConnectionLost,
     Heartbeat,
     IPCError,
@@ -32,6 +33,7 @@ from ipc_protocol import (
 from ipc_protocol import __version__ as _version
 from ipc_protocol.client_protocol import ClientProtocol
 from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
+from ipc_protocol.restarts import lame_duck_deadline_ms
 from ipc_protocol.streams import FEATURES
 
 from .admission import Admission
@@ -305,7 +307,8 @@ class Lifecycle:
                 self._subs.withdrawn(error)
                 self._emit("error", error)
         elif mtype is MessageType.PUBLISH:
-            self._subs.deliver(msg)
+            if msg.channel_id != SYSTEM_CHANNEL or not self._lame_duck(msg):
+                self._subs.deliver(msg)
         elif mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
             # A system request reaches us only because we serve 'system' (§8):
             # the protocol answered the pings itself.
@@ -314,6 +317,17 @@ class Lifecycle:
             self.streams.on_frame(msg)  # §15.3
         elif mtype is MessageType.CREDIT or mtype is MessageType.CANCEL:
             self.producers.on_frame(conn, msg)  # §15.3, §15.4
+
+    def _lame_duck(self, msg: Message) -> bool:
+        """The server is leaving (docs/protocol.md §13.1): say so; the
+        connection carries on until the server closes it, then the client
+        reconnects as after any loss (a load-balanced client moves at once)."""
+        deadline_ms = lame_duck_deadline_ms(msg)
+        if deadline_ms is None:
+            return False
+        log.info("%s is leaving (lame duck): it closes within %d ms", self.options.peer, deadline_ms)
+        self._emit("lame_duck", {"deadline_ms": deadline_ms})
+        return True
 
     # -- losing it ------------------------------------------------------------
 

@@ -45,7 +45,7 @@ FAILOVER_CODES = frozenset(
 # Of those, the ones that say the server itself is gone: it leaves the rotation.
 SERVER_DOWN_CODES = frozenset({ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN})
 
-_EVENTS = ("server_up", "server_down")
+_EVENTS = ("server_up", "server_down", "server_leaving")
 
 
 class LoadBalancedClient:
@@ -65,7 +65,8 @@ class LoadBalancedClient:
             client, not to every connection of every server.
 
     Events (``on(name, cb)``): ``server_down(snapshot, error)``,
-    ``server_up(snapshot)``.
+    ``server_up(snapshot)``, ``server_leaving(snapshot, deadline_ms)``: the
+    server said it is leaving (docs/protocol.md §13.1), new calls go to the others.
     """
 
     def __init__(
@@ -107,8 +108,8 @@ class LoadBalancedClient:
         self._health = ServerHealth(self._pools, timeout=health_check_timeout, emit=self._emit, closed=lambda: self._closed)
         for server, pool in self._pools.items():
             pool.on("member_lost", lambda client, error, s=server: self._health.mark_down(s, error))
-            # A new connection means the server is back, health checks or not.
-            pool.on("member_created", lambda client, s=server: self._health.mark_up(s))
+            # A new connection means the server is back, health checks or not; it says when it leaves (lame duck).
+            pool.on("member_created", lambda client, s=server: self._health.connected(s, client))
         self._serving: set[str] = set()
         self._started = False
         self._closed = False
@@ -116,7 +117,7 @@ class LoadBalancedClient:
     # -- events -----------------------------------------------------------------
 
     def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
-        """``server_up(snapshot)`` or ``server_down(snapshot, error)``."""
+        """``server_up(snapshot)``, ``server_down(snapshot, error)`` or ``server_leaving(snapshot, deadline_ms)``."""
         return self._listeners.add(event, callback)
 
     def _emit(self, event: str, *args: Any) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .attachments import BinaryFrame
-from .envelope import ErrorInfo, Message, encode_message, encode_response_parts
+from .envelope import ErrorInfo, Message, encode_message, encode_response
 from .messages import error_info_from_exception, error_response
 
 __all__ = ["UNSENDABLE_RESULT", "failure_reply", "handler_reply"]
@@ -44,10 +43,9 @@ def handler_reply(
     legacy: bool,
     include_stack: bool,
     unsendable_prefix: str = UNSENDABLE_RESULT,
-) -> tuple[bytes | BinaryFrame, ErrorInfo | None]:
+) -> tuple[bytes, ErrorInfo | None]:
     """The frame body answering ``request``, and the error it carries (None
-    for a result); a result holding bytes is a binary body, its buffers
-    not joined (§16).
+    for a result).
 
     ``failure``: the exception the handler raised, else ``result`` is its
     return value. A result that cannot be encoded is answered as a failure
@@ -56,7 +54,7 @@ def handler_reply(
     """
     if failure is None:
         try:
-            return encode_response_parts(request, result, legacy=legacy), None
+            return encode_response(request, result, legacy=legacy), None
         except Exception as exc:  # noqa: BLE001 - the result cannot be encoded (NaN, an object...)
             reply = failure_reply(request, exc, include_stack=include_stack, prefix=unsendable_prefix)
     else:

@@ -23,6 +23,7 @@ from typing import Any
 from .attachments import BINARY  # attachments (§16.1), independent of the other two
 from .codes import ErrorCode
 from .envelope import ErrorInfo, Message, MessageType
+from .restarts import LAME_DUCK  # the lame-duck notice (§13.1), independent too
 
 __all__ = [
     "CANCEL",
@@ -47,7 +48,7 @@ __all__ = [
 CANCEL = "cancel"
 STREAMS = "streams"
 # What this implementation speaks, in the order a server names them (§15.1, §16.1).
-FEATURES: tuple[str, ...] = (CANCEL, STREAMS, BINARY)
+FEATURES: tuple[str, ...] = (CANCEL, STREAMS, LAME_DUCK)
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 64  # items a consumer grants when it opens a stream
 

@@ -657,6 +657,8 @@ export interface IPCClientEvents {
   circuit_open: [snapshot: CircuitSnapshot];
   circuit_half_open: [snapshot: CircuitSnapshot];
   circuit_closed: [snapshot: CircuitSnapshot];
+  /** The server is leaving (docs/protocol.md §13.1) and closes within deadlineMs. */
+  lame_duck: [event: { deadlineMs: number }];
   message: [message: Message];
   ping: [event: { messageId: string }];
   error: [error: Error];
@@ -903,6 +905,8 @@ export interface ServerStats {
 export interface LoadBalancedClientEvents {
   server_down: [event: { host: string; port: number; error: Error | null }];
   server_up: [event: { host: string; port: number }];
+  /** The server said it is leaving (lame duck, docs/protocol.md §13.1): new calls go to the others. */
+  server_leaving: [event: { host: string; port: number; deadlineMs: number }];
   error: [error: Error];
 }
 

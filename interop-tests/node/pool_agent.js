@@ -144,8 +144,8 @@ const ops = {
   close: () => target.close().then(() => null)
 };
 
-for (const event of ['created', 'connection_lost', 'server_down', 'server_up']) {
-  target.on(event, (arg) => out({ event, port: arg && arg.port, error: arg && arg.error ? describe(arg.error) : null }));
+for (const event of ['created', 'connection_lost', 'server_down', 'server_up', 'server_leaving']) {
+  target.on(event, (arg) => out({ event, port: arg && arg.port, error: arg && arg.error ? describe(arg.error) : null, deadlineMs: arg && arg.deadlineMs }));
 }
 target.on('destroyed', ({ reason }) => out({ event: 'destroyed', reason: reason ? describe(reason) : null }));
 

@@ -4,7 +4,9 @@
  * Which servers a LoadBalancedClient sends calls to (docs/resilience.md §8):
  * a server leaves the rotation when a call or its pool says it is gone,
  * and a round of health checks every `healthCheckInterval` takes it out or
- * brings it back ('server_down', 'server_up').
+ * brings it back ('server_down', 'server_up'); a server that says it is
+ * leaving (lame duck) gets no new calls while another can take them
+ * ('server_leaving'). The Python client's `ipc_client/balanced_health.py` is its twin.
  */
 
 const { NotConnectedError } = require('./errors');
@@ -41,6 +43,7 @@ class ServerHealth {
    * @param {Error|null} error
    */
   markDown(server, error) {
+    server.leaving = false; // gone now, not leaving
     if (!server.healthy || this._stopped) return;
     server.healthy = false;
     this._emit('server_down', { host: server.host, port: server.port, error });
@@ -54,6 +57,32 @@ class ServerHealth {
     if (server.healthy || this._stopped) return;
     server.healthy = true;
     this._emit('server_up', { host: server.host, port: server.port });
+  }
+
+  /**
+   * The server said it is leaving (lame duck, docs/protocol.md §13.1):
+   * calls go to the others from now on (to it only if no other is healthy)
+   * until its connection goes (markDown) or a new one is made (connected);
+   * health checks and calls that succeed do not undo it.
+   * @param {ServerState} server
+   * @param {number} deadlineMs when it closes at the latest.
+   */
+  leaving(server, deadlineMs) {
+    if (server.leaving || this._stopped) return;
+    server.leaving = true;
+    this._emit('server_leaving', { host: server.host, port: server.port, deadlineMs });
+  }
+
+  /**
+   * A new connection to `server`: it is in rotation (a server leaving
+   * accepts none, so this is its successor), and it says if it leaves.
+   * @param {ServerState} server
+   * @param {import('./client').IPCClient} client
+   */
+  connected(server, client) {
+    client.on('lame_duck', ({ deadlineMs }) => this.leaving(server, deadlineMs));
+    server.leaving = false;
+    this.markUp(server);
   }
 
   /**

@@ -63,6 +63,8 @@ class ServerState {
     this.port = port;
     this.weight = weight;
     this.healthy = true;
+    /** It said it is leaving (lame duck, docs/protocol.md §13.1): still serving, but calls go elsewhere while another server is healthy. */
+    this.leaving = false;
     this.inFlight = 0;
     this.requests = 0;
     this.errors = 0;
@@ -134,12 +136,15 @@ class Balancer {
 
   /**
    * The server for the next call: healthy and not in `exclude` (the
-   * servers this call already tried).
+   * servers this call already tried); one that is leaving only when no
+   * other is left.
    * @param {Set<ServerState>} [exclude]
    * @returns {ServerState|null} null when none is left.
    */
   pick(exclude) {
-    const candidates = this.servers.filter((s) => s.healthy && !(exclude && exclude.has(s)));
+    const open = this.servers.filter((s) => s.healthy && !(exclude && exclude.has(s)));
+    const staying = open.filter((s) => !s.leaving);
+    const candidates = staying.length > 0 ? staying : open;
     if (candidates.length === 0) return null;
     switch (this.strategy) {
       case Strategy.LEAST_CONNECTIONS:
@@ -149,21 +154,21 @@ class Balancer {
       case Strategy.RANDOM:
         return candidates[Math.min(candidates.length - 1, Math.floor(this._random() * candidates.length))];
       default:
-        return this._roundRobin(exclude);
+        return this._roundRobin(new Set(candidates));
     }
   }
 
   /**
-   * The next healthy server after the last one picked, in list order.
-   * @param {Set<ServerState>} [exclude]
+   * The next candidate after the last server picked, in list order.
+   * @param {Set<ServerState>} candidates
    * @returns {ServerState|null}
    * @private
    */
-  _roundRobin(exclude) {
+  _roundRobin(candidates) {
     const n = this.servers.length;
     for (let i = 0; i < n; i++) {
       const s = this.servers[(this._cursor + i) % n];
-      if (s.healthy && !(exclude && exclude.has(s))) {
+      if (candidates.has(s)) {
         this._cursor = (this._cursor + i + 1) % n;
         return s;
       }

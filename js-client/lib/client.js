@@ -50,7 +50,8 @@ const { SharedCalls } = require('./coalescing');
  * 'reconnected' ({attempts, elapsed}), 'reconnect_failed' (attempts),
  * 'heartbeat' ({latency}), 'heartbeat_timeout' ({silent}), 'queue_dropped'
  * ({reason, channel, messageType, priority}), 'circuit_open',
- * 'circuit_half_open', 'circuit_closed' (snapshot), 'error'; also
+ * 'circuit_half_open', 'circuit_closed' (snapshot), 'lame_duck' ({deadlineMs}:
+ * the server is leaving, docs/protocol.md §13.1), 'error'; also
  * 'message' (publish), 'ping' (the server pinged us) and 'close' (closed
  * for good).
  *

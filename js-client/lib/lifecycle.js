@@ -25,6 +25,7 @@ const { State } = require('./state');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError, UnauthorizedError, errorFromWire } = require('./errors');
 const tlsOptions = require('./tls_options');
 const { FEATURES } = require('./protocol/streams');
+const { lameDuckDeadlineMs } = require('./protocol/restarts');
 
 /**
  * Opens, restores, loses and closes the client's connections.
@@ -260,6 +261,9 @@ class Lifecycle {
         else host._admission.admit(conn, msg);
         return;
       case 'publish':
+        if (msg.channel_id === SYSTEM_CHANNEL && this._lameDuck(msg)) return; // §13.1
+        host._admission.admit(conn, msg);
+        return;
       case 'notification':
         host._admission.admit(conn, msg);
         return;
@@ -274,6 +278,21 @@ class Lifecycle {
       default:
       // subscribe/unsubscribe are never sent to clients
     }
+  }
+
+  /**
+   * The server is leaving (docs/protocol.md §13.1): says so with
+   * 'lame_duck'. The connection carries on until the server closes it, then
+   * the client reconnects as after any loss (a load-balanced client moves at once).
+   * @param {object} msg a publish on `system`.
+   * @returns {boolean} whether it was the notice.
+   * @private
+   */
+  _lameDuck(msg) {
+    const deadlineMs = lameDuckDeadlineMs(msg);
+    if (deadlineMs === null) return false;
+    this.host._emitSafely('lame_duck', { deadlineMs });
+    return true;
   }
 
   /**

@@ -38,8 +38,10 @@ const BALANCER_DEFAULTS = Object.freeze({
  * A client of one app on several servers.
  *
  * Events: 'server_down' ({host, port, error}) when a server leaves the
- * rotation, 'server_up' ({host, port}) when a health check brings it back,
- * 'error' (err, only when listened to) for registrations a server refused.
+ * rotation, 'server_up' ({host, port}) when a health check or a new
+ * connection brings it back, 'server_leaving' ({host, port, deadlineMs})
+ * when it says it is leaving (docs/protocol.md §13.1: new calls go to the
+ * others), 'error' (err, only when listened to) for registrations a server refused.
  */
 class LoadBalancedClient extends EventEmitter {
   /**
@@ -97,6 +99,8 @@ class LoadBalancedClient extends EventEmitter {
         maxConnections: own.maxConnections
       });
       pool.on('connection_lost', ({ error }) => this._health.markDown(server, error));
+      // A new connection means the server is back, health checks or not; it says when it leaves (lame duck).
+      pool.on('created', ({ client }) => this._health.connected(server, client));
       this._pools.set(server, pool);
     }
     this._registrations = new BalancedRegistrations({

@@ -76,3 +76,16 @@ test('restarts - what the offline queue replays carries the mark; what is sent a
   assert.equal((await replayedRequest).headers[SPEC.replay_header], SPEC.replay_value);
   assert.equal((await replayedNote).headers[SPEC.replay_header], SPEC.replay_value);
 });
+
+test('restarts - the balancer sends nothing to a leaving server while another is healthy', () => {
+  const { Balancer, ServerState } = require('../lib/balancer');
+  for (const strategy of ['round_robin', 'least_connections', 'weighted', 'random']) {
+    const [a, b] = [new ServerState({ host: 'h', port: 1, weight: 1 }), new ServerState({ host: 'h', port: 2, weight: 1 })];
+    const balancer = new Balancer([a, b], { strategy });
+    a.leaving = true;
+    assert.deepEqual([1, 2, 3, 4].map(() => balancer.pick().port), [2, 2, 2, 2], strategy);
+    assert.equal(balancer.pick(new Set([b])), a, strategy); // nothing else left: it still serves
+    b.healthy = false;
+    assert.equal(balancer.pick(), a, strategy);
+  }
+});
