@@ -270,10 +270,10 @@ function envelopeJson(message, paths) {
  * @param {boolean} [granted] whether the connection was granted `binary` (§16.1 item 2).
  * @returns {object} the message.
  * @throws {FrameError} bad_frame: the layout does not add up (fatal, §1.4), or the JSON is not.
- * @throws {MessageError} bad_message: not granted, a bad envelope or a bad path (the stream stays in sync).
+ * @throws {MessageError} bad_message: a bad envelope or a bad path, or (a good frame) not granted:
+ *   the stream stays in sync.
  */
 function decodeBinaryFrame(body, granted = true) {
-  if (!granted) throw new MessageError('binary frames were not negotiated in the handshake (features)');
   const { jsonStart, jsonEnd, lengths } = readLayout(body);
   const obj = parseBody(body.subarray(jsonStart, jsonEnd));
   const paths = obj.attachments;
@@ -284,6 +284,7 @@ function decodeBinaryFrame(body, granted = true) {
     throw new MessageError(`invalid envelope: attachments: must be a list of ${lengths.length} paths`);
   }
   const places = placesOf(msg.payload, paths);
+  if (!granted) throw new MessageError('binary frames were not negotiated in the handshake (features)'); // checked last, as in Python
   let at = jsonEnd;
   for (let i = 0; i < lengths.length; i++) {
     const buf = body.subarray(at, at + lengths[i]);
