@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pydantic_core
 
-from ipc_protocol import Message, RequestTimeout
+from ipc_protocol import Message, MessageError, RequestTimeout
+from ipc_protocol.attachments import strip
 
 from .circuit_breaker import Breakers, CircuitState
 from .metrics import ClientMetrics
@@ -37,11 +39,14 @@ def request_key(channel: str, payload: Any) -> str | None:
     for a payload that JSON cannot carry (such a call is sent as is and
     fails there, with its usual error)."""
     try:
+        payload, paths, buffers = strip(payload)  # bytes apart (§16): b"ab" and "ab" are not the same request
         text = json.dumps(
             pydantic_core.to_jsonable_python(payload), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
-    except (TypeError, ValueError, pydantic_core.PydanticSerializationError):
+    except (TypeError, ValueError, pydantic_core.PydanticSerializationError, MessageError):
         return None
+    if paths:
+        text += "\x00" + json.dumps([paths, [hashlib.sha256(b).hexdigest() for b in buffers]])
     return f"{channel}\x00{text}"
 
 
