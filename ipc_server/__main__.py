@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-tls-ca", help="PEM CA bundle that verifies the NATS servers (tls:// URLs)")
     p.add_argument("--cluster-tls-cert", help="PEM client certificate for the NATS link")
     p.add_argument("--cluster-tls-key", help="PEM private key of --cluster-tls-cert")
+    p.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT, so several servers listen on one port (what --workers does)")
     p.add_argument("--workers", type=int, help="server processes on one port (SO_REUSEPORT), joined through --cluster or a nats-server started for them (docs/cluster.md §7)")
     _document_settings(p)
     return p
@@ -202,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ipc_server: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format)  # docs/operations.md §4
+    if config.workers > 1:  # a supervisor of N servers on one port (docs/cluster.md §7)
+        from .cluster.workers import supervise
+
+        return supervise(config, argv)
 
     def ready(server: Any) -> None:
         print(f"ipc_server listening on {server.host}:{server.port}", flush=True)

@@ -137,8 +137,10 @@ class ServerConfig:
     cluster_tls_ca: str | None = None
     cluster_tls_cert: str | None = None
     cluster_tls_key: str | None = None
-    # ``python -m ipc_server --workers N``: N server processes on one port (docs/cluster.md §7).
+    # ``python -m ipc_server --workers N``: N server processes on one port
+    # (docs/cluster.md §7), each bound with SO_REUSEPORT (``reuse_port``).
     workers: int = 1
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -172,6 +172,7 @@ class IPCServer:
             self.config.host,
             self.config.port,
             reuse_address=True,
+            reuse_port=self.config.reuse_port or None,  # --workers: several servers on one port (docs/cluster.md §7)
             backlog=1024,
         )
         sockname = self._listener.sockets[0].getsockname()

@@ -112,8 +112,13 @@ class Interest:
     async def confirmed(self) -> None:
         """Wait until NATS has confirmed every change made so far (at once
         when nothing is pending or NATS is unreachable)."""
-        done = asyncio.get_running_loop().create_future()
-        if self.after_confirmed(lambda: done.done() or done.set_result(None)):
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def confirmed() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        if self.after_confirmed(confirmed):
             await done
 
     async def _apply(self) -> None:

