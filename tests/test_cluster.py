@@ -317,3 +317,22 @@ async def test_a_standalone_server_has_no_cluster(make_client: Callable[..., Any
     with pytest.raises(NoResponders):
         await client.request("nobody")
     assert "cluster" not in await client.system("stats")
+
+
+async def test_binary_payloads_cross_nodes(cluster: Cluster) -> None:
+    """Binary frames (protocol.md §16) go through NATS as they are."""
+    a, b = await cluster.node("a"), await cluster.node("b")
+
+    @b.handler("blob.size")
+    async def size(msg: Any) -> Any:
+        return {"n": len(msg.payload["data"]), "head": msg.payload["data"][:2]}
+
+    await b.cluster.confirmed()
+    requester, responder = await cluster.client(a), await cluster.client(b)
+    assert await requester.request("blob.size", {"data": bytes(range(256)) * 40}) == {"n": 10240, "head": b"\x00\x01"}
+    await responder.serve("blob.echo", lambda msg: msg.payload)
+    assert await requester.request("blob.echo", {"x": b"abc", "y": [b"", b"z"]}) == {"x": b"abc", "y": [b"", b"z"]}
+    got: list[Any] = []
+    await responder.subscribe("img.*", lambda msg: got.append(msg.payload))
+    await requester.publish("img.new", {"jpeg": b"\xff\xd8\xff"})
+    await until(lambda: got == [{"jpeg": b"\xff\xd8\xff"}], "the binary publish")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_message
+from ipc_protocol.attachments import Frame
 from ipc_protocol.messages import error_response
 
 from ..frame_limit import PREFIX_BYTES
@@ -88,8 +89,9 @@ class RemoteRequester:
     def send(self, msg: Message, *, at_once: bool = False) -> bool:
         return self._incoming.answer(self, encode_message(msg))
 
-    def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
-        return self._incoming.answer(self, bytes(frame[PREFIX_BYTES:]))
+    def send_frame(self, frame: Frame, *, at_once: bool = False) -> bool:
+        body = frame[PREFIX_BYTES:] if frame.__class__ is bytes else frame.body()  # type: ignore[union-attr]  # a binary frame (§16)
+        return self._incoming.answer(self, body)
 
     def refuse(self, msg: Message, code: ErrorCode, text: str) -> None:
         self._incoming.stats.count_error(code)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import SYSTEM_CHANNEL, ErrorCode, Message, MessageType, decode_message, encode_message
+from ipc_protocol.attachments import BinaryFrame
 from ipc_protocol.streams import cancel_reason
 
 from ..config import ServerConfig
@@ -216,7 +217,8 @@ class Cluster:
         if len(subject) > MAX_SUBJECT_LENGTH:
             self.publishes_not_sent += 1
             return
-        if self.link.publish(subject, encode_message(msg) if body is None else bytes(body)):
+        payload = encode_message(msg) if body is None else body.body() if isinstance(body, BinaryFrame) else bytes(body)  # §16: joined
+        if self.link.publish(subject, payload):
             self.publishes_out += 1
         else:
             self.publishes_not_sent += 1

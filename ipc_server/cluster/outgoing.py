@@ -32,7 +32,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_frame
+from ipc_protocol import ErrorCode, Message, MessageType, decode_message
+from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
 
@@ -136,7 +137,7 @@ class Outgoing:
         try:
             if conn.legacy:  # a version-1 requester: re-encoded for it (§10)
                 conn.send(decode_message(data))
-            elif conn.send_frame(encode_frame(data)):
+            elif conn.send_frame(frame_parts(data)):  # a binary answer: as is, or tagged for a peer without binary (§16.5)
                 conn.traffic.sent[MessageType.RESPONSE] += 1
         except Exception:  # noqa: BLE001 - an answer that cannot be relayed is the serving node's fault
             log.exception("cluster: cannot relay an answer to %s", getattr(conn, "connection_id", conn))
