@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ipc_protocol import ConnectionLost
+from ipc_protocol import ConnectionLost, RequestTimeout
 from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, check_key, keyed_headers
 
 from .connection import ClientConnection
@@ -45,9 +45,11 @@ async def resend_on_loss(
     while True:
         try:
             return await attempt()
-        except ConnectionLost:
-            if policy == "fail" or loop.time() >= deadline:
+        except ConnectionLost as loss:
+            if policy == "fail":
                 raise
+            if loop.time() >= deadline:  # it outlives losses until its deadline, which is what ended it
+                raise RequestTimeout("the deadline passed while the connection was lost") from loss
             conn = current()
             if state.state is ConnectionState.CONNECTED and (conn is None or not conn.is_open):
                 # The socket is gone but the client has not seen it yet:
@@ -55,4 +57,4 @@ async def resend_on_loss(
                 try:
                     await asyncio.wait_for(state.changed(), deadline - loop.time())
                 except (asyncio.TimeoutError, TimeoutError):
-                    raise ConnectionLost("the connection was lost and the deadline passed before it was noticed") from None
+                    raise RequestTimeout("the deadline passed while the connection was lost") from loss

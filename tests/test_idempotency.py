@@ -16,6 +16,7 @@ import pytest
 
 from ipc_client import IPCClient, LoadBalancedClient
 from ipc_protocol import (
+    ConnectionLost,
     HandlerError,
     IdempotencyConflict,
     Message,
@@ -431,3 +432,27 @@ async def test_shutdown_answers_the_run_and_its_joiners(start, client) -> None:
         with pytest.raises(Exception) as info:
             await asyncio.wait_for(call, WAIT_S)
         assert getattr(info.value, "code", None) in ("shutting_down", "connection_lost")
+
+
+async def test_a_loss_noticed_past_the_deadline_ends_the_keyed_request_with_its_timeout() -> None:
+    """Whichever comes first at the deadline, the loss or the timer: the
+    request's own deadline ended it (a keyed request outlives losses)."""
+    from ipc_client.idempotency import resend_on_loss
+    from ipc_client.state import ConnectionState, StateMachine
+
+    loop = asyncio.get_running_loop()
+    state = StateMachine()
+
+    async def lost() -> None:
+        raise ConnectionLost("the connection was lost")
+
+    with pytest.raises(RequestTimeout) as info:
+        await resend_on_loss(lost, state, lambda: None, loop.time() - 0.001, "wait")
+    assert isinstance(info.value.__cause__, ConnectionLost)
+    # Connected on paper, the socket already gone: the deadline passes while the client has not noticed.
+    state.set(ConnectionState.CONNECTING)
+    state.set(ConnectionState.CONNECTED)
+    with pytest.raises(RequestTimeout):
+        await resend_on_loss(lost, state, lambda: None, loop.time() + 0.05, "wait")
+    with pytest.raises(ConnectionLost):  # on_disconnect="fail": the loss itself
+        await resend_on_loss(lost, state, lambda: None, loop.time() - 0.001, "fail")

@@ -16,7 +16,7 @@
  * holds what both agree on.
  */
 
-const { ConnectionLostError } = require('./errors');
+const { ConnectionLostError, RequestTimeoutError } = require('./errors');
 const { State } = require('./state');
 
 /** A header rather than an envelope field: headers reach responders unchanged and never a version-1 peer. */
@@ -68,7 +68,9 @@ async function resendOnLoss(host, attempt, deadline, policy) {
     try {
       return await attempt();
     } catch (err) {
-      if (!(err instanceof ConnectionLostError) || policy === 'fail' || performance.now() >= deadline) throw err;
+      if (!(err instanceof ConnectionLostError) || policy === 'fail') throw err;
+      // A keyed request outlives losses until its deadline; past it, the deadline is what ended it.
+      if (performance.now() >= deadline) throw timedOut(err);
       // The socket is gone but the client has not seen it yet: wait until it does.
       if (host._state === State.CONNECTED) await lossNoticed(host, deadline, err);
     }
@@ -91,10 +93,21 @@ function lossNoticed(host, deadline, err) {
     };
     const timer = setTimeout(() => {
       host.off('disconnected', done);
-      reject(err);
+      reject(timedOut(err));
     }, Math.max(0, deadline - performance.now()));
     host.once('disconnected', done);
   });
+}
+
+/**
+ * The timeout a keyed request ends with when its deadline passes while its connection is lost.
+ * @param {Error} loss
+ * @returns {RequestTimeoutError}
+ */
+function timedOut(loss) {
+  const err = new RequestTimeoutError('the deadline passed while the connection was lost');
+  err.cause = loss;
+  return err;
 }
 
 module.exports = { IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, keyProblem, keyedHeaders, resendOnLoss };

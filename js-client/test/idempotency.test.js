@@ -12,7 +12,9 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { IPCClient } = require('..');
-const { IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, keyedHeaders, keyProblem } = require('../lib/idempotency');
+const { EventEmitter } = require('node:events');
+const { IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, keyedHeaders, keyProblem, resendOnLoss } = require('../lib/idempotency');
+const { ConnectionLostError } = require('../lib/errors');
 const { ROOT, Peer, nextReceived, waitFor } = require('./helpers');
 
 const SPEC = JSON.parse(fs.readFileSync(path.join(ROOT, 'interop-tests', 'spec', 'idempotency.json'), 'utf8'));
@@ -101,4 +103,18 @@ test('idempotency - a keyed request gives up at its deadline while the server st
   await assert.rejects(client.sendRequest('jobs.run', 1, { idempotencyKey: 'k', timeout: 300 }), { code: 'timeout' });
   const elapsed = performance.now() - started;
   assert.ok(elapsed >= 250 && elapsed < 3000, `gave up after ${elapsed} ms`);
+});
+
+test('idempotency - a loss noticed past the deadline ends the keyed request with its timeout, the loss as its cause', async () => {
+  const lost = async () => {
+    throw new ConnectionLostError('the connection was lost');
+  };
+  const err = await resendOnLoss({ _state: 'disconnected' }, lost, performance.now() - 1, 'wait').catch((e) => e);
+  assert.equal(err.code, 'timeout');
+  assert.ok(err.cause instanceof ConnectionLostError);
+  // Connected on paper, the socket already gone: the deadline passes before the client notices.
+  const host = new EventEmitter();
+  host._state = 'connected';
+  await assert.rejects(resendOnLoss(host, lost, performance.now() + 50, 'wait'), { code: 'timeout' });
+  await assert.rejects(resendOnLoss(host, lost, performance.now() - 1, 'fail'), { code: 'connection_lost' });
 });
