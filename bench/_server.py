@@ -19,8 +19,8 @@ from _common import loop_factory, on_stop  # first: it also puts the checkout on
 from ipc_server import IPCServer
 
 
-async def main(host: str, port: int, with_handler: bool) -> None:
-    server = IPCServer(host, port)
+async def main(host: str, port: int, with_handler: bool, **cluster: object) -> None:
+    server = IPCServer(host, port, **cluster)  # cluster=, node_name=, reuse_port= (bench/cluster.py)
 
     async def echo(msg):  # type: ignore[no-untyped-def]
         return msg.payload
@@ -46,7 +46,13 @@ if __name__ == "__main__":
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--no-handler", dest="handler", action="store_false", help="no in-process 'echo' handler")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (uvloop: the optional extra)")
+    p.add_argument("--cluster", help="a NATS URL: run as a node of a cluster (bench/cluster.py)")
+    p.add_argument("--node-name")
+    p.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT, as --workers does")
     args = p.parse_args()
+    node = {"cluster": (args.cluster,), "node_name": args.node_name} if args.cluster else {}
+    if args.reuse_port:
+        node["reuse_port"] = True
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(main(args.host, args.port, args.handler))
+        runner.run(main(args.host, args.port, args.handler, **node))
