@@ -27,9 +27,10 @@ from ipc_protocol import (
     Message,
     MessageType,
     RequestTimeout,
-    encode_request,
     error_from_wire,
 )
+from ipc_protocol.attachments import Frame
+from ipc_protocol.envelope import encode_request_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.streams import CANCEL, cancel
 
@@ -88,7 +89,7 @@ class Calls:
             raise RequestTimeout(f"request on {channel!r} timed out before it was sent")
         deadline = self.loop.time() + timeout  # type: ignore[union-attr]
         legacy = self.legacy
-        message_id, body = encode_request(
+        message_id, body = encode_request_parts(
             self.app_id, channel, payload, timeout_ms=None if legacy else budget_ms(timeout), headers=headers, legacy=legacy
         )
         return await self._exchange(conn, message_id, channel, conn.frame_body(body), deadline, timeout, True, True)
@@ -123,7 +124,7 @@ class Calls:
         if conn.writing_paused:
             await self._drain(conn, f"{msg.message_type.value} on {msg.channel_id!r}", deadline)
 
-    def _prepare(self, conn: ClientConnection, msg: Message, deadline: float, user: bool) -> tuple[bytes, float]:
+    def _prepare(self, conn: ClientConnection, msg: Message, deadline: float, user: bool) -> tuple[Frame, float]:
         """The frame of ``msg`` as sent now, and the time left; a user's
         request carries what is left of its deadline (§6.5)."""
         remaining = deadline - self.loop.time()  # type: ignore[union-attr]
@@ -134,7 +135,7 @@ class Calls:
         return conn.frame(msg), remaining
 
     async def _exchange(
-        self, conn: ClientConnection, message_id: str, channel: str, frame: bytes, deadline: float, remaining: float, track: bool, request: bool
+        self, conn: ClientConnection, message_id: str, channel: str, frame: Frame, deadline: float, remaining: float, track: bool, request: bool
     ) -> Message:
         """Write a request's frame and wait for its answer: one coroutine, no timer of its own."""
         fut: asyncio.Future[Message] = self.loop.create_future()  # type: ignore[union-attr]
@@ -161,7 +162,7 @@ class Calls:
         conn: ClientConnection,
         message_id: str,
         channel: str,
-        frame: bytes,
+        frame: Frame,
         deadline: float,
         remaining: float,
         fut: asyncio.Future[Message],

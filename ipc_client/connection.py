@@ -32,10 +32,11 @@ from ipc_protocol import (
     IPCError,
     Message,
     RequestTimeout,
-    encode_frame,
-    encode_message,
     error_from_wire,
 )
+from ipc_protocol.attachments import BINARY, BinaryFrame, Frame
+from ipc_protocol.envelope import encode_message_parts
+from ipc_protocol.framing import frame_parts
 from ipc_protocol.client_protocol import ClientProtocol, Connected, HandshakeRefused
 from ipc_protocol.protocol import HANDSHAKE, Event, PongReceived, ProtocolViolation
 
@@ -60,6 +61,9 @@ def _read_buffer() -> memoryview:
 # the server starts on the first of a large batch while we encode the rest
 # (as the server's own _FLUSH_EVERY_FRAMES).
 _BATCH_MAX_FRAMES = 16
+# A binary frame smaller than this is joined and batched like any frame;
+# a larger one is written from its buffers, its attachments uncopied (§16.4).
+_JOIN_BELOW_BYTES = 64 * 1024
 
 
 class ClientConnection(asyncio.BufferedProtocol):
@@ -219,14 +223,18 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     # -- encoding: the one choke point for outgoing frames -------------------
 
-    def frame(self, msg: Message) -> bytes:
+    def frame(self, msg: Message) -> Frame:
         """Encode ``msg`` for this connection's version; refuse locally what the server would refuse (§1.1)."""
-        return self.frame_body(encode_message(msg, legacy=self.legacy))
+        return self.frame_body(encode_message_parts(msg, legacy=self.legacy))
 
-    def frame_body(self, body: bytes) -> bytes:
+    def frame_body(self, body: bytes | BinaryFrame) -> Frame:
+        """The frame of ``body``; a binary one goes as it is to a server that
+        granted ``binary``, else as the tagged base64 of §16.5."""
+        if isinstance(body, BinaryFrame) and BINARY not in self.proto.features:
+            body = body.tagged(self.legacy)
         if self.max_send is not None and len(body) > self.max_send:
             raise FrameTooLarge(len(body), self.max_send)
-        return encode_frame(body)
+        return frame_parts(body)
 
     def send(self, msg: Message) -> None:
         """Encode and write ``msg``; ConnectionLost once the connection is closed."""
@@ -276,9 +284,18 @@ class ClientConnection(asyncio.BufferedProtocol):
                 self.abort()
                 return
 
-    def write(self, frame: bytes) -> None:
+    def write(self, frame: Frame) -> None:
         """Write ``frame``: at once if it is the first of this loop iteration,
         else with the others of the iteration when it ends (order is kept)."""
+        if isinstance(frame, BinaryFrame):
+            if frame.nbytes < _JOIN_BELOW_BYTES:
+                frame = bytes(frame)
+            else:  # its buffers, after what is batched (§16.4)
+                self._flush()
+                assert self.transport is not None
+                for part in frame.parts:
+                    self.transport.write(part)
+                return
         if self._iteration_ends:
             batch = self._batch
             batch.append(frame)

@@ -103,8 +103,6 @@ def strip(payload: Any) -> tuple[Any, list[Path], list[Buffer]]:
 def _strip(value: Any, path: list[Any], paths: list[Path], buffers: list[Buffer], depth: int) -> Any:
     cls = value.__class__
     if cls in _BUFFER_CLASSES or (cls not in _LEAVES and cls is not dict and cls is not list and isinstance(value, _BUFFERS)):
-        if any(step.__class__ is not str and step.__class__ is not int for step in path):
-            raise MessageError("binary data must sit under string keys and list indexes (§16.2)")
         paths.append(path.copy())
         buffers.append(_frozen(value))
         return None
@@ -119,6 +117,8 @@ def _strip(value: Any, path: list[Any], paths: list[Path], buffers: list[Buffer]
             new = _strip(item, path, paths, buffers, depth + 1)
             path.pop()
             if new is not item:
+                if key.__class__ is not str:
+                    raise MessageError(f"binary data must sit under string keys, not {key!r} (§16.2)")
                 if out is None:
                     out = dict(value)
                 out[key] = new

@@ -166,6 +166,8 @@ class ClientProtocol(Protocol):
             msg = decode_message(frame)
         except ProtocolError as exc:
             return self._undecodable(frame, exc)
+        if msg.attachments is not None:  # binary frames come after the handshake granted them (§16.1)
+            return self._binary_refused(msg, "a binary frame before the handshake's reply")
         if msg.message_type is not MessageType.RESPONSE:
             return msg  # the pump's, as before the handshake it always was
         if msg.error is not None:
@@ -194,6 +196,11 @@ class ClientProtocol(Protocol):
     def _flow_refused(self, msg: Message, text: str) -> Event:
         """A server that sends a frame of §15 it did not grant broke the
         protocol: a violation, as for any invalid envelope."""
+        return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)
+
+    def _binary_refused(self, msg: Message, text: str) -> Event:
+        """A server that sends a binary frame it did not grant, or one whose
+        attachments do not fit it, broke the protocol (§16.1)."""
         return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)
 
     def _refused(self, msg: Message, error: IPCError) -> HandshakeRefused:

@@ -51,5 +51,14 @@ def request_digest(channel: str, payload: Any) -> bytes:
     """What a key's request is, to refuse the key for another one: the
     channel and the payload as decoded JSON, keys sorted (so ``{"a":1,"b":2}``
     and ``{"b":2,"a":1}`` are the same request; ``1`` and ``1.0`` are not)."""
-    text = json.dumps([channel, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
+    text = json.dumps(
+        [channel, payload], sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False, default=_bytes_digest
+    )
     return hashlib.sha256(text.encode()).digest()
+
+
+def _bytes_digest(value: Any) -> Any:
+    """Binary data (§16) in a request's digest: its own digest."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$sha256": hashlib.sha256(value).hexdigest()}
+    raise TypeError(f"{type(value).__name__} is not JSON")

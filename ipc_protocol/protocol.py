@@ -48,6 +48,7 @@ from enum import Enum
 from typing import Any
 
 from ._json import peek_message_id
+from .attachments import BINARY, AttachmentError, as_binary
 from .codes import ErrorCode
 from .constants import DEFAULT_MAX_FRAME_SIZE, SYSTEM_CHANNEL
 from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, encode_response
@@ -131,6 +132,7 @@ class Protocol:
     )
 
     _one_app = False  # a role whose peer must stay in the handshake's app (the server)
+    _views = False  # a binary frame's attachments as views of it, not bytes (§16.4: a relaying role)
 
     def __init__(self, *, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.state = HANDSHAKE
@@ -202,12 +204,16 @@ class Protocol:
                 raise ProtocolStateError(f"nothing is read in state {self.state.value}")
             return self._receive_before_open(frame)
         try:
-            msg = decode_message(frame)
+            msg = decode_message(frame, views=self._views)
+        except AttachmentError as exc:  # §16.2 items 4-5: the message is refused, not the stream
+            return self._binary_refused(exc.envelope, str(exc))
         except ProtocolError as exc:
             return self._undecodable(frame, exc)
         if self._one_app and msg.app_id != self.app_id:
             text = f"app_id {msg.app_id!r} differs from the handshake's {self.app_id!r}"
             return self._violated(ErrorCode.FORBIDDEN, text, msg.message_id, msg)
+        if msg.attachments is not None and BINARY not in self.features:  # §16.1 item 2
+            return self._binary_refused(msg, "binary frames were not negotiated in the handshake (features)")
         if msg.message_type in FLOW_TYPES or msg.window is not None:  # §15: a stream's frames
             problem = flow_problem(msg, self.features)
             if problem is not None:
@@ -220,6 +226,16 @@ class Protocol:
         """A frame of §15 the connection may not send: refused, the
         connection stays open (§15.1 item 4); a client's role overrides it."""
         return self.refuse(msg, ErrorCode.BAD_MESSAGE, text)
+
+    def _binary_refused(self, msg: Message, text: str) -> Event:
+        """A binary frame this connection may not send, or whose attachments
+        do not fit it: ``bad_message``, an error frame answering it (a
+        notification's too), the connection stays open (§16.1, §16.2); a
+        client's role overrides it."""
+        if self._one_app and msg.app_id != self.app_id:
+            return self._violated(ErrorCode.FORBIDDEN, f"app_id {msg.app_id!r} differs from the handshake's {self.app_id!r}", msg.message_id, msg)
+        self.send(error_response(msg, ErrorCode.BAD_MESSAGE, text))
+        return MessageRefused(msg, ErrorCode.BAD_MESSAGE, text)
 
     def _receive_before_open(self, frame: bytes) -> Message | Event:
         raise NotImplementedError  # the role's handshake
@@ -268,7 +284,10 @@ class Protocol:
         Raises (before queueing) if the message cannot be encoded."""
         if not self._live:
             return 0
-        return self.send_frame(encode_frame(encode_message(message, legacy=self.legacy)))
+        frame = encode_frame(encode_message(message, legacy=self.legacy))
+        if frame.__class__ is not bytes and BINARY not in self.features:  # §16.5: the tagged form
+            frame = as_binary(frame).tagged(self.legacy)
+        return self.send_frame(frame)
 
     def send_frame(self, frame: bytes) -> int:
         """Queue an encoded frame (prefix included) as is; returns the number

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .envelope import ErrorInfo, Message, encode_message, encode_response
+from .attachments import BinaryFrame
+from .envelope import ErrorInfo, Message, encode_message, encode_response_parts
 from .messages import error_info_from_exception, error_response
 
 __all__ = ["UNSENDABLE_RESULT", "failure_reply", "handler_reply"]
@@ -43,9 +44,10 @@ def handler_reply(
     legacy: bool,
     include_stack: bool,
     unsendable_prefix: str = UNSENDABLE_RESULT,
-) -> tuple[bytes, ErrorInfo | None]:
+) -> tuple[bytes | BinaryFrame, ErrorInfo | None]:
     """The frame body answering ``request``, and the error it carries (None
-    for a result).
+    for a result); a result holding bytes is a binary body, its buffers
+    not joined (§16).
 
     ``failure``: the exception the handler raised, else ``result`` is its
     return value. A result that cannot be encoded is answered as a failure
@@ -54,7 +56,7 @@ def handler_reply(
     """
     if failure is None:
         try:
-            return encode_response(request, result, legacy=legacy), None
+            return encode_response_parts(request, result, legacy=legacy), None
         except Exception as exc:  # noqa: BLE001 - the result cannot be encoded (NaN, an object...)
             reply = failure_reply(request, exc, include_stack=include_stack, prefix=unsendable_prefix)
     else:

@@ -85,6 +85,7 @@ class ServerProtocol(Protocol):
 
     # Every message after the handshake must be in the handshake's app (§3).
     _one_app = True
+    _views = True  # attachments relayed as the views of their frame (§16.4)
 
     def __init__(
         self,
@@ -110,6 +111,7 @@ class ServerProtocol(Protocol):
         payload = msg.payload
         if not (
             self._connect is None
+            and msg.attachments is None  # binary frames come after the handshake granted them (§16.1)
             and msg.message_type is MessageType.REQUEST
             and msg.channel_id == SYSTEM_CHANNEL
             and isinstance(payload, dict)

@@ -48,7 +48,7 @@ __all__ = [
 CANCEL = "cancel"
 STREAMS = "streams"
 # What this implementation speaks, in the order a server names them (§15.1, §16.1).
-FEATURES: tuple[str, ...] = (CANCEL, STREAMS, LAME_DUCK)
+FEATURES: tuple[str, ...] = (CANCEL, STREAMS, BINARY, LAME_DUCK)
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 64  # items a consumer grants when it opens a stream
 

@@ -18,10 +18,11 @@ from collections.abc import Set as AbstractSet
 from time import monotonic
 from typing import Any, cast
 
-from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType, encode_frame, encode_message
+from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType
 from ipc_protocol.protocol import MessageRefused, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
+from .binary_frames import BinaryFrames, Frame, encode_message_parts, frame_parts
 from .config import SERVER_NAME
 from .connection_figures import ConnectionFigures
 from .connection_owner import ConnectionOwner, SharedReads, configure_transport
@@ -49,7 +50,7 @@ _HANDSHAKE = ProtocolState.HANDSHAKE
 _NONE: frozenset[str] = frozenset()  # no registrations yet (see ServerConnection)
 
 
-class ServerConnection(FlowControl, ConnectionFigures, asyncio.BufferedProtocol):
+class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
     __slots__ = (  # a server holds thousands of these, mostly idle
@@ -160,6 +161,8 @@ class ServerConnection(FlowControl, ConnectionFigures, asyncio.BufferedProtocol)
                 item = receive_frame(body)
                 if item.__class__ is message_class:
                     received[item.message_type] += 1
+                    if item.attachments is not None:  # a binary frame (§16)
+                        self._stats.binary_frames += 1
                     try:
                         dispatch(self, item, body)
                     except Exception:  # a bug or an unencodable relay: never crash the loop
@@ -246,25 +249,23 @@ class ServerConnection(FlowControl, ConnectionFigures, asyncio.BufferedProtocol)
     def send(self, msg: Message, *, at_once: bool = False) -> bool:
         """Encode and queue ``msg`` for this connection's protocol version
         (raises, before queueing, if it cannot be encoded)."""
-        if self.send_frame(encode_frame(encode_message(msg, legacy=self.protocol.legacy)), at_once=at_once):
+        if self.send_frame(frame_parts(encode_message_parts(msg, legacy=self.protocol.legacy)), at_once=at_once):
             self.traffic.sent[msg.message_type] += 1
             return True
         return False
 
-    def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
+    def send_frame(self, frame: Frame, *, at_once: bool = False) -> bool:
         """Queue an encoded frame; the frames of one loop iteration go out
         together, in writes of at most ``_FLUSH_EVERY_FRAMES``. Written at
         once, with any queued before it: ``at_once`` (the caller knows nothing
         will join it; not during a read of several frames, ``SharedReads``),
         or the first frame of the iteration during a read of one frame. A frame
         over the peer's limit is not sent (``frame_limit``): False."""
+        if frame.__class__ is not bytes:  # a binary body (§16): as it is, or tagged base64 (binary_frames)
+            return self._send_binary(frame, at_once)
         if len(frame) > self._send_limit:
             return self._too_large(frame)
         return self._queued(self.protocol.send_frame(frame), at_once)
-
-    def fits(self, frame: bytes) -> bool:
-        """Whether the peer accepts ``frame`` (its limit, §3; ``frame_limit``)."""
-        return len(frame) <= self._send_limit
 
     def _too_large(self, frame: bytes) -> bool:
         if self._ended:
@@ -309,7 +310,6 @@ class ServerConnection(FlowControl, ConnectionFigures, asyncio.BufferedProtocol)
             self.transport.write(data)
         else:
             self._backlog.hold(data)
-
 
     # -- lifecycle -------------------------------------------------------
 

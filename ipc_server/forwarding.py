@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_frame, encode_message
+from ipc_protocol import ErrorCode, IPCError, Message, MessageType
+from ipc_protocol.envelope import encode_message_parts
+from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
 
@@ -106,14 +108,14 @@ class Forwarding:
         table = self.table
         verbatim = not conn.legacy and not responder.legacy and (not is_request or (key not in table and key not in self._retired))
         if verbatim:
-            frame = encode_frame(body)
+            frame = frame_parts(body)  # a binary frame's attachments uncopied (§16.4)
         else:
             sid = f"s{next(self._ids)}"
             while (responder, sid) in table or (responder, sid) in self._retired:  # a requester's own id may look like ours
                 sid = f"s{next(self._ids)}"
             key = (responder, sid)
             forwarded = Message.build(msg.message_type, msg.app_id, msg.channel_id, msg.payload, message_id=sid, headers=msg.headers, timeout_ms=msg.timeout_ms)
-            frame = encode_frame(encode_message(forwarded, legacy=responder.legacy))
+            frame = frame_parts(encode_message_parts(forwarded, legacy=responder.legacy))
         if not responder.fits(frame):  # over the frame limit the responder declared (§3)
             text = f"the request ({len(frame) - PREFIX_BYTES} bytes) is larger than the responder accepts"
             conn.refuse(msg, ErrorCode.TOO_LARGE, text)
@@ -179,7 +181,7 @@ class Forwarding:
         fwd.requester.awaiting.discard(key)
         fwd.requester.inflight.finished()
         if body is not None:
-            if fwd.requester.send_frame(encode_frame(body)):
+            if fwd.requester.send_frame(frame_parts(body)):
                 fwd.requester.traffic.sent[MessageType.RESPONSE] += 1
         else:
             if reply.reply_to != fwd.request.message_id:

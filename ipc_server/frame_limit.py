@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ipc_protocol import ErrorCode, Message, MessageType, ProtocolError, decode_message
+from ipc_protocol.attachments import AttachmentError, Frame, as_binary
 from ipc_protocol.envelope import ErrorInfo
 
 __all__ = ["send_limit", "PREFIX_BYTES", "replacement"]
@@ -42,12 +43,15 @@ def too_large_text(size: int, limit: int) -> str:
     return f"the answer ({size} bytes) is larger than the requester accepts ({limit} bytes)"
 
 
-def replacement(frame: bytes, app_id: str, limit: int) -> Message | None:
+def replacement(frame: Frame, app_id: str, limit: int) -> Message | None:
     """What to send instead of ``frame``, over the connection's limit: for a
     response, a ``too_large`` error answering the same request; for
     anything else nothing (None: the frame is skipped)."""
+    body = frame[PREFIX_BYTES:] if frame.__class__ is bytes else as_binary(frame).head_json()
     try:
-        msg = decode_message(frame[PREFIX_BYTES:])
+        msg = decode_message(body)
+    except AttachmentError as exc:  # a binary frame's envelope (§16), its attachments left out
+        msg = exc.envelope
     except ProtocolError:
         return None
     if msg.message_type is not MessageType.RESPONSE or msg.reply_to is None:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, ErrorInfo, Message, MessageType, encode_frame
+from ipc_protocol import ErrorCode, ErrorInfo, Message, MessageType
+from ipc_protocol.attachments import with_bytes
+from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_info_from_exception, error_response
 from ipc_protocol.replies import failure_reply, handler_reply
@@ -93,6 +95,8 @@ class HandlerCalls:
 
     def run(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
         """Start answering ``msg`` from ``conn`` with ``handler``."""
+        if msg.attachments is not None:  # handlers get bytes, not views of the frame (§16.4)
+            msg = msg.model_copy(update={"payload": with_bytes(msg.payload, msg.attachments)})
         conn.inflight.started()
         call = HandlerCall(conn, msg)
         self.calls.add(call)
@@ -150,7 +154,7 @@ class HandlerCalls:
         if error is not None:
             self._count_failure(call.request, error)
         call.answered = True
-        if conn.send_frame(encode_frame(body), at_once=conn.inflight.count == 1):
+        if conn.send_frame(frame_parts(body), at_once=conn.inflight.count == 1):
             conn.traffic.sent[MessageType.RESPONSE] += 1
         if self._stats.timing is not None:  # metrics on (request_metrics)
             self._stats.timing.answered(conn.app_id, call.request.channel_id, error.code if error is not None else "ok", call.received)

@@ -36,6 +36,7 @@ from ipc_protocol.messages import error_response
 from .auth import Auth
 from .config import ServerConfig
 from .connection import ServerConnection
+from .binary_frames import Frame, as_binary
 from .frame_limit import PREFIX_BYTES
 from .stats import ServerStats
 
@@ -131,7 +132,7 @@ class Run:
         self._window.settle(self._entry, msg, None)
         return True
 
-    def send_frame(self, frame: bytes, *, at_once: bool = False) -> bool:
+    def send_frame(self, frame: Frame, *, at_once: bool = False) -> bool:
         self._window.settle(self._entry, None, frame)
         return True
 
@@ -139,7 +140,7 @@ class Run:
         self._window.count_error(code)
         self._window.settle(self._entry, error_response(msg, code, text), None)
 
-    def fits(self, frame: bytes) -> bool:
+    def fits(self, frame: Frame) -> bool:
         return True
 
     def __getattr__(self, name: str) -> Any:
@@ -246,7 +247,7 @@ class Idempotency:
 
     # -- the answer ------------------------------------------------------------------
 
-    def settle(self, entry: _Entry, reply: Message | None, frame: bytes | None) -> None:
+    def settle(self, entry: _Entry, reply: Message | None, frame: Frame | None) -> None:
         """The run's answer (a message, or an encoded frame from a handler or
         a responder): to every requester waiting, then into the window."""
         if entry.run is None:  # answered already
@@ -258,7 +259,7 @@ class Idempotency:
         waiters, entry.waiters = entry.waiters, []
         if reply is None:
             assert frame is not None
-            body = bytes(frame[PREFIX_BYTES:])
+            body = bytes(frame[PREFIX_BYTES:]) if frame.__class__ is bytes else as_binary(frame).body()  # §16: one buffer to keep
             # Read only when it may be an error, or another requester needs it readdressed.
             if b'"error"' in body or any(w.request.message_id != first_id for w in waiters):
                 reply = decode_message(body)

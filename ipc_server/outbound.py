@@ -75,7 +75,11 @@ class Backlog:
         while chunks and not self.paused:
             data = chunks.popleft()
             self.nbytes -= len(data)
-            transport.write(data)
+            if data.__class__ is bytes:
+                transport.write(data)
+            else:  # a binary frame's buffers, written as they are (binary_frames, §16.4)
+                for part in data.parts:  # type: ignore[attr-defined]
+                    transport.write(part)
         return not chunks and not self.paused
 
     def __repr__(self) -> str:

@@ -11,7 +11,10 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
-from ipc_protocol import SERVICES_CHANNEL, ErrorCode, Message, MessageType, encode_frame, encode_message, is_servable, validate_pattern
+from ipc_protocol import SERVICES_CHANNEL, ErrorCode, Message, MessageType, is_servable, validate_pattern
+from ipc_protocol.attachments import Frame
+from ipc_protocol.envelope import encode_message_parts
+from ipc_protocol.framing import frame_parts
 from ipc_protocol.messages import response_to
 from ipc_protocol.contracts import handler_digest
 
@@ -144,21 +147,23 @@ class PubSub:
             conn.send(response_to(msg, {"status": "published", "delivered": delivered}))
 
     def _fan_out(self, app: App, msg: Message, body: bytes | None) -> int:
-        """Send the same bytes to every matching connection, once each (§5.3)."""
+        """Send the same bytes to every matching connection, once each (§5.3);
+        a binary frame's attachments are never copied, and the tagged form a
+        peer without ``binary`` gets is made once for all of them (§16.4, §16.5)."""
         targets = app.subscriptions.match(msg.channel_id)
         if not targets:
             return 0
-        frame: bytes | None = None
-        legacy_frame: bytes | None = None
+        frame: Frame | None = None
+        legacy_frame: Frame | None = None
         delivered = 0
         for target in targets:
             if target.legacy:
                 if legacy_frame is None:
-                    legacy_frame = encode_frame(encode_message(msg, legacy=True))
+                    legacy_frame = frame_parts(encode_message_parts(msg, legacy=True))
                 ok = target.send_frame(legacy_frame)
             else:
                 if frame is None:
-                    frame = encode_frame(encode_message(msg) if body is None else body)
+                    frame = frame_parts(encode_message_parts(msg) if body is None else body)
                 ok = target.send_frame(frame)
             delivered += ok
         self._stats.deliveries += delivered

@@ -67,6 +67,8 @@ class ServerStats:
         "stream_items",
         "cancels",
         "late_answers",
+        "binary_frames",
+        "attachments_downgraded",
         "errors",
         "_cut",
         "_skipped",
@@ -102,6 +104,10 @@ class ServerStats:
         self.stream_items = 0
         self.cancels = 0
         self.late_answers = 0
+        # Binary attachments (docs/protocol.md §16): binary frames received, and
+        # attachments sent as tagged base64 to peers without ``binary``.
+        self.binary_frames = 0
+        self.attachments_downgraded = 0
         self.errors: Counter[str] = Counter()
         self._cut: deque[dict[str, Any]] = deque(maxlen=_RECORDS)
         self._skipped: OrderedDict[str, dict[str, Any]] = OrderedDict()

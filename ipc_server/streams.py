@@ -31,7 +31,9 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_frame, encode_message
+from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_message
+from ipc_protocol.envelope import encode_message_parts
+from ipc_protocol.framing import encode_frame, frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
 from ipc_protocol.streams import CANCEL, STREAMS, Credit, cancel, cancel_reason, stream_end, stream_item
@@ -133,11 +135,9 @@ class Streams:
             self.fail(key, fwd, ErrorCode.BAD_MESSAGE, "the producer sent an item beyond the credit it was granted")  # type: ignore[arg-type]
             return
         requester = fwd.requester
-        if not fwd.verbatim:
-            body = encode_message(msg.model_copy(update={"reply_to": fwd.request.message_id}))
-        frame = encode_frame(body)
+        frame = frame_parts(body if fwd.verbatim else encode_message_parts(msg.model_copy(update={"reply_to": fwd.request.message_id})))  # §16.4
         if not requester.fits(frame):
-            self.fail(key, fwd, ErrorCode.TOO_LARGE, f"an item ({len(body)} bytes) is larger than the consumer accepts")  # type: ignore[arg-type]
+            self.fail(key, fwd, ErrorCode.TOO_LARGE, f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts")  # type: ignore[arg-type]
             return
         requester.send_frame(frame)
         self._stats.stream_items += 1
@@ -269,7 +269,7 @@ class Streams:
                     if item is _END:
                         break
                 try:
-                    frame = encode_frame(encode_message(stream_item(msg, item)))
+                    frame = frame_parts(encode_message_parts(stream_item(msg, item)))
                 except IPCError as exc:  # an item that cannot be sent: the handler's failure
                     raise ValueError(f"an item of the stream cannot be sent: {exc}") from None
                 if not conn.fits(frame):
