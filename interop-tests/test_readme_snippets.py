@@ -71,6 +71,8 @@ EXPECT: dict[str, list[str]] = {
     "iterators": [r"\{'done': 7\}", r"orders\.created \{'id': 42\}"],
     "streams": [r"\{'n': 0\}", r"\{'n': 1\}", r"\{'n': 2\}", "the handler was cancelled", "cancelled here too"],
     "tracing": [r"[0-9a-f]{32} pricing A-1", r"served in trace [0-9a-f]{32}"],
+    "restarts": ["drained: True", "3"],
+    "js-drain": ["drained: true", "3"],
     "resilience": [
         "3", "5", "7", "9",
         r"\{'total': 2, 'available': 2, 'in_use': 0, 'pending': 0, 'total_created': 2, 'total_destroyed': 0\}",

@@ -29,6 +29,7 @@ from .calls import Calls
 from .circuit_breaker import Breakers, CircuitBreaker, CircuitBreakerOptions
 from .client_extensions import ClientExtensions
 from .coalescing import DEFAULT_CACHE_MAX_ENTRIES, SharedCalls, shareable
+from .drain import Drain, Draining
 from .connection import ClientConnection
 from .introspection import ClientIntrospection
 from .metrics import ClientMetrics
@@ -55,7 +56,7 @@ _EVENTS = (
 _CONNECTED = ConnectionState.CONNECTED
 
 
-class IPCClient(ClientExtensions, Streaming, ClientIntrospection):
+class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
     """Client for the bridge's server.
 
     Args:
@@ -169,6 +170,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection):
         # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
         self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
         self._subs.producers = self._link.producers = Producers(expose_stacks)
+        self._drain = Drain(self._link, self._subs, self._calls, self._outbox, self._admission, self._streams)  # drain(): docs/resilience.md §12
         breaker_options = CircuitBreakerOptions() if circuit_breaker is True else circuit_breaker or None
         self._breakers = Breakers(breaker_options, self._emit) if breaker_options is not None else None
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
@@ -268,6 +270,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection):
             CircuitOpen: the circuit breaker is open (and no fallback is set).
         """
         validate_channel(channel)
+        self._drain.check()
         if timeout is None:
             timeout = self.request_timeout
         conn, outbox = self._link.conn, self._outbox
@@ -297,6 +300,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection):
 
         Returns once written, or once accepted into the offline queue."""
         validate_channel(channel)
+        self._drain.check()
         deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
         msg = Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers)
         await self._outbox.submit(msg, deadline, reply=False, priority=priority, on_disconnect=on_disconnect)
@@ -313,6 +317,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection):
         or accepted into the offline queue.
         """
         validate_channel(channel)
+        self._drain.check()
         if is_reserved(channel):
             raise Forbidden(f"channel {channel!r} is reserved for the server")
         deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
@@ -338,6 +343,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection):
         short; ``async`` handlers run as tasks. Subscriptions survive
         reconnections. Returns once the server acknowledged.
         """
+        self._drain.check()
         await self._subs.subscribe(channel, handler)
 
     async def unsubscribe(self, channel: str, handler: Handler | None = None) -> None:
@@ -353,6 +359,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection):
         registration survives reconnections. Returns a :class:`Registration`;
         awaiting it (optional) waits until the server has registered it.
         """
+        self._drain.check()
         return self._subs.serve(channel, fn)
 
     def handler(self, channel: str) -> Callable[[F], F]:

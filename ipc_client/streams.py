@@ -37,6 +37,9 @@ from ipc_protocol.streams import CANCEL, DEFAULT_WINDOW, STREAMS, Window, cancel
 from .calls import Calls, budget_ms
 from .connection import ClientConnection
 
+if TYPE_CHECKING:
+    from .drain import Drain
+
 __all__ = ["Streams", "Streaming", "DEFAULT_WINDOW"]
 
 
@@ -171,6 +174,7 @@ class Streaming:
 
     if TYPE_CHECKING:
         _streams: Streams
+        _drain: Drain
 
     def stream(
         self,
@@ -200,6 +204,7 @@ class Streaming:
             ConnectionLost: this client's connection dropped.
         """
         validate_channel(channel)
+        self._drain.check()  # none while draining (docs/resilience.md §12)
         for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds or None")

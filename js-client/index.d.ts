@@ -682,6 +682,14 @@ export declare class IPCClient extends EventEmitter {
    */
   connect(options?: { signal?: AbortSignal }): Promise<true>;
   disconnect(): Promise<void>;
+  /**
+   * Finishes what is in flight, then closes (docs/resilience.md §12): new
+   * calls reject with NotConnectedError (those of handlers still running go
+   * through), registrations are withdrawn, calls in flight, the offline
+   * queue and served requests get `timeout` ms (default 30000). True when
+   * all of it ended in time.
+   */
+  drain(options?: { timeout?: number }): Promise<boolean>;
 
   sendRequest<R = any, P = unknown>(
     channelId: string,

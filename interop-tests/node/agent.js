@@ -132,6 +132,7 @@ const ops = {
   },
   system: (cmd) => client.system(cmd.action, cmd.timeoutMs === undefined ? {} : { timeout: cmd.timeoutMs }),
   disconnect: () => client.disconnect().then(() => null),
+  drain: (cmd) => client.drain(cmd.timeoutMs === undefined ? {} : { timeout: cmd.timeoutMs }),
   info: () => client.getConnectionInfo(),
   health: (cmd) => client.health(cmd.timeoutMs === undefined ? undefined : { timeout: cmd.timeoutMs }),
   healthCheck: (cmd) => client.healthCheck(cmd.timeoutMs === undefined ? undefined : { timeout: cmd.timeoutMs }),

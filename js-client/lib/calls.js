@@ -73,6 +73,7 @@ class Calls {
       timeout = undefined;
     }
     validateChannel(channelId);
+    this.host._drain.check(); // none while draining (docs/resilience.md §12)
     const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
     if (timeout != null) call.timeout = checkTimeout(timeout); // the positional argument wins
     const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
@@ -112,6 +113,7 @@ class Calls {
    */
   async publish(channelId, data, options) {
     validateChannel(channelId);
+    this.host._drain.check();
     if (isReserved(channelId)) throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
     const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
     const ack = !!(options && options.ack);
@@ -141,6 +143,7 @@ class Calls {
    */
   async notify(channelId, data, options) {
     validateChannel(channelId);
+    this.host._drain.check();
     const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
     const deadline = now() + call.timeout;
     const msg = buildMessage('notification', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);

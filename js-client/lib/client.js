@@ -41,6 +41,7 @@ const { Streams } = require('./streams');
 const { Producers } = require('./producers');
 const { abortableConnect } = require('./cancellation');
 const { SharedCalls } = require('./coalescing');
+const { Drain } = require('./drain');
 
 /**
  * Node.js client of the IPC bridge.
@@ -93,6 +94,7 @@ class IPCClient extends ClientIntrospection {
     this._lifecycle = new Lifecycle(this);
     this._streams = new Streams(this); // streams and cancellation (docs/protocol.md §15)
     this._producers = new Producers(this);
+    this._drain = new Drain(this); // drain(): docs/resilience.md §12
     if (this._outbox.store !== null) this._outbox.load();
   }
 
@@ -137,6 +139,22 @@ class IPCClient extends ClientIntrospection {
   disconnect() {
     return this._lifecycle.disconnect();
   }
+  /**
+   * Finishes what is in flight, then closes (docs/resilience.md §12). From
+   * the call on, new calls reject with NotConnectedError (calls made by the
+   * handlers still running go through); every responder registration and
+   * subscription is withdrawn, so the server routes elsewhere; this client's
+   * calls in flight and its offline queue (sent once connected), the
+   * requests it serves and its handlers may finish within `timeout` ms
+   * (default 30000); then disconnect(). A second call shares the first.
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<boolean>} true when all of it ended in time, false
+   *   when the deadline cut some of it (that ends as disconnect() ends it).
+   */
+  drain(options) {
+    return this._drain.run(options);
+  }
+
 
   /**
    * Sends a request and resolves with the response message (§6). While the

@@ -264,6 +264,7 @@ class Streams {
    */
   stream(channelId, payload = null, options = {}) {
     validateChannel(channelId);
+    this.host._drain.check(); // none while draining (docs/resilience.md §12)
     if (options === null || typeof options !== 'object') throw new TypeError('stream options must be an object');
     const { timeout = null, idleTimeout = this.host.options.requestTimeout, window = DEFAULT_WINDOW, signal, headers } = options;
     return new Stream(this, channelId, payload, {

@@ -48,6 +48,7 @@ class Subscriptions {
    * @returns {Promise<void>}
    */
   async subscribe(channelId, handler, { timeout = this.host.options.requestTimeout } = {}) {
+    this.host._drain.check(); // none while draining (docs/resilience.md §12)
     validatePattern(channelId);
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
     const deadline = now() + checkTimeout(timeout);
@@ -95,6 +96,7 @@ class Subscriptions {
    */
   async serve(channelId, handler, { timeout = this.host.options.requestTimeout, schema } = {}) {
     validatePattern(channelId);
+    this.host._drain.check();
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
     const declared = checkSchemaOption(schema);
     if (channelId !== SYSTEM_CHANNEL && isReserved(channelId)) {

@@ -27,6 +27,8 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   new IPCClient('app', { queueOverflow: 'drop_newest' });
   // @ts-expect-error onDisconnect is 'queue' or 'fail'
   new IPCClient('app', { onDisconnect: 'retry' });
+  // @ts-expect-error drain's timeout is a number of milliseconds (TypeError)
+  await client.drain({ timeout: '5s' });
   // @ts-expect-error a misspelt circuitBreaker option is refused
   new IPCClient('app', { circuitBreaker: { failureTreshold: 3 } });
   // @ts-expect-error a breaker's scope is 'channel' or 'client'

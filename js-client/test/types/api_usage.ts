@@ -253,8 +253,10 @@ export async function calls(client: IPCClient): Promise<void> {
   exact<{ delivered: number | null } | undefined>()(await client.publish('orders.created', order, { ack: wanted }));
   exact<void>()(await client.notify('audit.log', { line: 'x' }, { headers: { who: 'me' }, onDisconnect: 'fail' }));
   await client.notify('audit.log', 'x');
+  const drained: boolean = await client.drain({ timeout: 5000 });
+  exact<boolean>()(await client.drain());
   await client.disconnect();
-  void [port, breaker, fields, headers, wire, left, acked, order, untyped, stats];
+  void [port, breaker, fields, headers, wire, left, acked, order, untyped, stats, drained];
 }
 
 export async function registrations(client: IPCClient): Promise<void> {
@@ -379,6 +381,7 @@ export function events(client: IPCClient): void {
     .on('circuit_open', (snapshot) => snapshot.openedAt)
     .on('circuit_half_open', (snapshot) => snapshot.state)
     .on('circuit_closed', (snapshot) => snapshot.key)
+    .on('lame_duck', ({ deadlineMs }) => deadlineMs.toFixed())
     .on('message', (msg) => msg.payload)
     .on('ping', ({ messageId }) => messageId.length)
     .on('error', (error) => error.message)
@@ -569,6 +572,7 @@ export async function loadBalanced(): Promise<void> {
   const metrics: Record<string, number> | null = lb.getMetrics();
   lb.on('server_down', ({ host, port, error }) => `${host}:${port} ${error?.message}`)
     .on('server_up', ({ host, port }) => `${host}:${port}`)
+    .on('server_leaving', ({ host, port, deadlineMs }) => `${host}:${port} ${deadlineMs.toFixed()}`)
     .on('error', (error) => error.message);
   const down: LoadBalancedClientEvents['server_down'] = [{ host: 'h', port: 1, error: null }];
   await lb.close();
