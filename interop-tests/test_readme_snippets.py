@@ -92,6 +92,7 @@ EXPECT: dict[str, list[str]] = {
     ],
     "js-iterators": [r"\{ done: 7 \}", r"orders\.created \{ id: 42 \}"],
     "js-streams": [r"\{ n: 0 \}", r"\{ n: 1 \}", r"\{ n: 2 \}", "AbortError cancelled", "the handler saw cancelled"],
+    "js-binary": ["blob.bin 1048576 true 32", "streamed 2097152 bytes"],
     "js-tracing": [r"[0-9a-f]{32} pricing A-1", r"sent 00-[0-9a-f]{32}-[0-9a-f]{16}-01"],
     "js-system": [r"\{ time: [\d.]+ \}", r"\{ time: [\d.]+ \}", r"\{ status: 'pong' \}"],
     "js-offline-queue": [r"\{ order: 7, status: 'created' \}"],
