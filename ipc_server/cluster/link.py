@@ -14,10 +14,10 @@ publications, so a node delivers a publish to its local subscribers once
 node's requests never reach its own queue subscriptions; the node routes
 locally first (docs/cluster.md §3), so it never needs to.
 
-Publishing is synchronous for the server's dispatch: a message is queued
-and the queue is handed to nats-py by one task per loop iteration. While
-NATS is unreachable nothing is queued (``publish`` returns False): what
-crosses nodes is live traffic, not a backlog replayed later.
+Publishing is synchronous for the server's dispatch: nats-py's buffer
+takes the message at once (``Link.publish``). While NATS is unreachable
+nothing is kept (``publish`` returns False): what crosses nodes is live
+traffic, not a backlog replayed later.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -43,6 +44,33 @@ PING_INTERVAL_S = 5
 # A message's size past which NATS refuses it is the server's max_payload
 # (1 MiB by default); the link reports it (``max_payload``).
 FLUSH_TIMEOUT_S = 5
+
+
+class _Resume:
+    """Await a coroutine already started by hand (``coro.send(None)`` gave
+    ``step``, the future it waits on): the task running this waits on each
+    future the coroutine yields, and resumes the coroutine after, as a task
+    running it from the start would have."""
+
+    def __init__(self, coro: Any, step: Any) -> None:
+        self._coro = coro
+        self._step = step
+
+    def __await__(self) -> Generator[Any, None, None]:
+        step = self._step
+        while True:
+            try:
+                yield step
+            except BaseException as exc:  # cancelled while it waited: the coroutine is told
+                try:
+                    step = self._coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                step = self._coro.send(None)
+            except StopIteration:
+                return
 
 
 class LinkSettings:
@@ -88,8 +116,8 @@ class Link:
         self.disconnects = 0
         self.published = 0
         self.dropped = 0  # not sent: NATS unreachable, or refused (too large)
-        self._out: list[tuple[str, bytes, str]] = []
-        self._draining: asyncio.Task[None] | None = None
+        self._out: deque[tuple[str, bytes, str]] = deque()  # behind a publish that had to wait
+        self._waiting: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._closed = False
         self._last_error = ""
@@ -179,30 +207,48 @@ class Link:
     # -- traffic --------------------------------------------------------------------
 
     def publish(self, subject: str, payload: bytes, reply: str = "") -> bool:
-        """Queue a message for NATS; False when NATS is unreachable or the
-        message is over its ``max_payload`` (nothing queued)."""
+        """Hand a message to nats-py now; False when NATS is unreachable or
+        the message is over its ``max_payload`` (nothing sent).
+
+        nats-py's ``publish`` is a coroutine that, but for a full buffer,
+        finishes without waiting (it appends to its buffer and wakes its
+        flusher): it is run here at once, saving a task and a loop iteration
+        per message. One that has to wait is finished by a task, and the
+        messages after it wait behind it, in order."""
         if not self.up or len(payload) > self.nc.max_payload:
             self.dropped += 1
             return False
-        self._out.append((subject, payload, reply))
-        if self._draining is None:
-            self._draining = asyncio.get_running_loop().create_task(self._drain())
+        if self._waiting is not None:  # behind one that had to wait
+            self._out.append((subject, payload, reply))
+            return True
+        coro = self.nc.publish(subject, payload, reply=reply)
+        try:
+            step = coro.send(None)
+        except StopIteration:
+            self.published += 1
+            return True
+        except NatsError as exc:  # the connection went as we wrote: the link is down
+            log.info("cluster: a publish to NATS failed: %s", exc)
+            self.dropped += 1
+            return False
+        self._waiting = asyncio.get_running_loop().create_task(self._finish(coro, step))
         return True
 
-    async def _drain(self) -> None:
-        publish = self.nc.publish
+    async def _finish(self, coro: Any, step: Any) -> None:
+        """Finish a publish that had to wait, then send what queued behind it."""
         try:
+            await _Resume(coro, step)
+            self.published += 1
             while self._out:
-                batch, self._out = self._out, []
-                for subject, payload, reply in batch:
-                    await publish(subject, payload, reply=reply)
-                self.published += len(batch)
-        except NatsError as exc:  # the connection went while we wrote: the link is down
+                subject, payload, reply = self._out.popleft()
+                await self.nc.publish(subject, payload, reply=reply)
+                self.published += 1
+        except NatsError as exc:
             log.info("cluster: a publish to NATS failed: %s", exc)
-            self.dropped += len(self._out)
+            self.dropped += 1 + len(self._out)
             self._out.clear()
         finally:
-            self._draining = None
+            self._waiting = None
 
     async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = "") -> Subscription:
         return await self.nc.subscribe(subject, queue=queue, cb=cb, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)

@@ -1,0 +1,67 @@
+"""The cluster's pure subject mapping, and its NATS link against a real
+nats-server (docs/cluster.md §1, §2)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ipc_server.cluster.subjects import Subjects, escape_token, unescape_token
+
+from .nats_support import NatsServer, nats, until  # noqa: F401 - the fixture
+
+nats_py = pytest.importorskip("nats")
+
+
+@given(st.text(min_size=0, max_size=40))
+def test_a_token_escapes_to_a_nats_token_and_back(token: str) -> None:
+    escaped = escape_token(token)
+    assert escaped and not any(c in escaped for c in " \t\r\n.*>") and escaped.isascii()
+    assert unescape_token(escaped) == token
+
+
+def test_subjects_keep_wildcards_and_apps_apart() -> None:
+    s = Subjects("ipcb", "node 1")
+    assert s.publish("app", "orders.*") == "ipcb.p.app.orders.*"
+    assert s.request(None, "math.>") == "ipcb.r.*.math.>"
+    assert s.publish("a.b", "x y.z") == "ipcb.p.a%2Eb.x%20y.z"
+    assert s.parse_publish(s.publish("a.b", "x y.é")) == ("a.b", "x y.é")
+    assert s.parse_request(s.request("", "q")) == ("", "q")
+    assert s.replies == "ipcb._r.node%201" and Subjects.reply_parts("ipcb._r.node%201.7") == ("node%201", "7")
+    with pytest.raises(ValueError):
+        Subjects("bad.name", "n")
+
+
+async def test_a_burst_past_nats_py_s_buffer_goes_out_whole_and_in_order(nats: NatsServer) -> None:  # noqa: F811
+    """A publish nats-py makes wait (its 2 MiB buffer full) is finished by a
+    task; the ones after it wait behind it (link.py)."""
+    from ipc_server.cluster.link import Link, LinkSettings
+
+    async def nothing() -> None:
+        pass
+
+    link = Link(LinkSettings([nats.url], "test"), on_down=lambda: None, on_up=lambda: None, prepare=nothing)
+    reader = await nats_py.connect(nats.url)
+    got: list[bytes] = []
+
+    async def take(msg: Any) -> None:
+        got.append(msg.data[:4])
+
+    await reader.subscribe("burst", cb=take)
+    await reader.flush()
+    link.start()
+    await asyncio.wait_for(link.ever_up.wait(), 10)
+    try:
+        body = b"x" * 700_000
+        for i in range(8):  # 5.6 MB in one go, no await between
+            assert link.publish("burst", b"%04d" % i + body)
+        assert link._waiting is not None  # the buffer filled: the rest waits behind a task
+        await until(lambda: len(got) == 8, "8 messages")
+        assert got == [b"%04d" % i for i in range(8)] and link.published == 8
+    finally:
+        await link.close()
+        await reader.close()
