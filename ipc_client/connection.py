@@ -98,6 +98,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         # _end_iteration callbacks scheduled: while any is, writes are batched.
         self._iteration_ends = 0
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._lent = _read_buffer()  # what the read in progress lands in (get_buffer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -114,10 +115,11 @@ class ClientConnection(asyncio.BufferedProtocol):
     # the protocol copies what it keeps before the next read.
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _read_buffer()
+        self._lent = self.proto.read_buffer(_read_buffer())  # a large frame: read in place
+        return self._lent
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(_read_buffer()[:nbytes])
+        self.data_received(self._lent[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         proto = self.proto

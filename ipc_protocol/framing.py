@@ -16,6 +16,9 @@ from .exceptions import FrameError, FrameTooLarge, ProtocolError
 __all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_parts", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
 
 _from_bytes = int.from_bytes
+# A frame at least this large that a read does not complete is assembled in
+# a buffer of its own, which the pump may read into directly (read_buffer).
+_ASSEMBLE_FROM_BYTES = 64 * 1024
 
 
 def frame_header(length: int) -> bytes:
@@ -97,7 +100,7 @@ class FrameDecoder:
             protocol maximum (2**32 - 1).
     """
 
-    __slots__ = ("max_frame_size", "_buf", "_pos", "_need", "_error", "_at_start", "tls")
+    __slots__ = ("max_frame_size", "_buf", "_pos", "_need", "_error", "_at_start", "tls", "_frame", "_filled")
 
     def __init__(self, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = MAX_FRAME_LIMIT if max_frame_size is None else max_frame_size
@@ -107,11 +110,20 @@ class FrameDecoder:
         self._error: ProtocolError | None = None
         self._at_start = True  # the stream's first bytes are still to be checked for TLS
         self.tls = False  # they were a TLS record: the peer speaks TLS (§1.3)
+        self._frame: bytearray | None = None  # a large frame's body, being filled
+        self._filled = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as a frame."""
-        return len(self._buf) - self._pos + (HEADER_SIZE if self._need else 0)
+        return len(self._buf) - self._pos + (HEADER_SIZE if self._need else 0) + self._filled
+
+    def read_buffer(self, default: memoryview) -> memoryview:
+        """Where the next read should land: the rest of a large frame's own
+        buffer while one is assembled (the bytes are then read in place, not
+        copied: feed a slice of this view), else ``default``."""
+        frame = self._frame
+        return default if frame is None else memoryview(frame)[self._filled :]
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         if self._error is not None:
@@ -122,8 +134,12 @@ class FrameDecoder:
             self._check_length(self._need, self.max_frame_size)
         if self._at_start:
             self._check_start(data)
-        buf = self._buf
         frames: list[bytes] = []
+        if self._frame is not None:  # a large frame, in its own buffer
+            data = self._fill(data, frames)
+            if not data:
+                return frames
+        buf = self._buf
         try:
             if self._pos == len(buf) and self._need == 0:
                 # Nothing pending: parse straight from the chunk, keep only its tail.
@@ -149,6 +165,9 @@ class FrameDecoder:
             self._check_length(n, limit)
             stop = pos + HEADER_SIZE + n
             if stop > end:
+                if n >= _ASSEMBLE_FROM_BYTES:
+                    self._assemble(n, data[pos + HEADER_SIZE :])
+                    return
                 break
             frames.append(data[pos + HEADER_SIZE : stop])
             pos = stop
@@ -172,6 +191,9 @@ class FrameDecoder:
                     pos += HEADER_SIZE
                     self._need = n
                 if end - pos < self._need:
+                    if self._need >= _ASSEMBLE_FROM_BYTES:
+                        self._assemble(self._need, buf[pos:end])
+                        pos = end
                     return
                 stop = pos + self._need
                 frames.append(bytes(buf[pos:stop]))
@@ -179,6 +201,31 @@ class FrameDecoder:
                 self._need = 0
         finally:
             self._pos = pos
+
+    def _assemble(self, n: int, part: bytes | bytearray) -> None:
+        """Go on with a frame of ``n`` bytes in a buffer of its own, ``part`` its start."""
+        frame = bytearray(n)
+        frame[: len(part)] = part
+        self._frame, self._filled, self._need = frame, len(part), n
+
+    def _fill(self, data: bytes | bytearray | memoryview, frames: list[bytes]) -> bytes | bytearray | memoryview:
+        """Add ``data`` to the large frame (read in place: only counted);
+        returns what follows the frame in ``data``."""
+        frame = self._frame
+        assert frame is not None
+        filled = self._filled
+        rest: bytes | bytearray | memoryview = b""
+        if isinstance(data, memoryview) and data.obj is frame:  # read into read_buffer()'s view
+            taken = len(data)
+        else:
+            taken = min(len(data), len(frame) - filled)
+            frame[filled : filled + taken] = data[:taken]
+            rest = data[taken:]
+        self._filled = filled = filled + taken
+        if filled == len(frame):
+            self._frame, self._filled, self._need = None, 0, 0
+            frames.append(bytes(frame))
+        return rest
 
     def _check_start(self, data: bytes | bytearray | memoryview) -> None:
         """§1.3: the stream's first three bytes, once they are in, are no TLS record."""

@@ -187,6 +187,12 @@ class Protocol:
             self._violated(exc.code, str(exc), None, None, frame=not self._decoder.tls)
             return []
 
+    def read_buffer(self, default: memoryview) -> memoryview:
+        """Where the pump's next read should land: ``default``, or the rest
+        of a large frame's own buffer, so that its bytes are read in place
+        instead of copied (feed the slice read to :meth:`receive_data`)."""
+        return self._decoder.read_buffer(default)
+
     def _undecodable(self, frame: bytes, exc: ProtocolError) -> ProtocolViolation:
         """A frame that does not decode, or the bad prefix a FramingFailure stands for."""
         error = frame.error if isinstance(frame, FramingFailure) else exc

@@ -121,10 +121,10 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
 
     # data_received copies what it keeps of the shared buffer before the next read.
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._reads.buffer
+        return self._reads.lend(self.protocol.read_buffer(self._reads.buffer))  # a large frame: read in place
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._reads.buffer[:nbytes])
+        self.data_received(self._reads.lent[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self._ended:

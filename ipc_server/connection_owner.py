@@ -31,14 +31,21 @@ class SharedReads:
     dispatched; what it sends, to any connection, is written at once.
     ``batch``: true while a read of several frames is dispatched; what it
     sends waits for the end of the loop iteration, where the answers of
-    its other frames join it."""
+    its other frames join it. ``lent``: what the read in progress lands
+    in, ``buffer`` or the rest of a large frame's own buffer (read in place)."""
 
-    __slots__ = ("buffer", "lone", "batch")
+    __slots__ = ("buffer", "lone", "batch", "lent")
 
     def __init__(self, size: int = _READ_BUFFER_SIZE) -> None:
         self.buffer = memoryview(bytearray(size))
         self.lone = False
         self.batch = False
+        self.lent = self.buffer
+
+    def lend(self, view: memoryview) -> memoryview:
+        """Note ``view`` as the buffer of the read in progress, and return it."""
+        self.lent = view
+        return view
 
 
 class ConnectionOwner(Protocol):
