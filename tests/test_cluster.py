@@ -336,3 +336,27 @@ async def test_binary_payloads_cross_nodes(cluster: Cluster) -> None:
     await responder.subscribe("img.*", lambda msg: got.append(msg.payload))
     await requester.publish("img.new", {"jpeg": b"\xff\xd8\xff"})
     await until(lambda: got == [{"jpeg": b"\xff\xd8\xff"}], "the binary publish")
+
+
+async def test_a_version_1_requester_and_subscriber_across_nodes(cluster: Cluster) -> None:
+    """A legacy client's answer is re-encoded for it by its own node (protocol.md §10)."""
+    from .conftest import RawPeer, frame
+
+    a, b = await cluster.node("a"), await cluster.node("b")
+    b.add_handler("v1.echo", lambda msg: {"echo": msg.payload})
+    await b.cluster.confirmed()
+    legacy = await RawPeer.open(a.port)
+    try:
+        await legacy.handshake(protocol=None)
+        legacy.send(frame("subscribe", "v1.news", {"connection_id": "raw"}, message_id="s1"))
+        legacy.send(frame("request", "v1.echo", 7, message_id="r1"))
+        answer = await legacy.recv_until(lambda m: m.reply_to == "r1")
+        assert answer.payload == {"echo": 7} and answer.headers is None
+        publisher = await cluster.client(b)
+        await until(lambda: a.cluster.interest.holds("p", "app", "v1.news"), "the legacy subscription on a")
+        await a.cluster.confirmed()
+        await publisher.publish("v1.news", "hello")
+        news = await legacy.recv_until(lambda m: m.channel_id == "v1.news")
+        assert news.payload == "hello"
+    finally:
+        await legacy.close()
