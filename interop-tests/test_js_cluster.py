@@ -17,8 +17,8 @@ pytest.importorskip("nats")
 
 @pytest.fixture
 async def two_nodes(nats: NatsServer) -> AsyncIterator[tuple[IPCServer, IPCServer]]:  # noqa: F811
-    a = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name="a", shutdown_grace_s=0.5)
-    b = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name="b", shutdown_grace_s=0.5)
+    a = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name="a", shutdown_grace_s=0.5, no_responders_grace_s=0)
+    b = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name="b", shutdown_grace_s=0.5, no_responders_grace_s=0)
     await a.start()
     await b.start()
     yield a, b

@@ -32,6 +32,7 @@ class Cluster:
 
     async def node(self, name: str, **settings: Any) -> IPCServer:
         settings.setdefault("shutdown_grace_s", 0.5)
+        settings.setdefault("no_responders_grace_s", 0)  # no_responders at once, unless a test says otherwise
         node = IPCServer("127.0.0.1", 0, cluster=(self.url,), node_name=name, **settings)
         await node.start()
         self.nodes.append(node)
@@ -360,3 +361,24 @@ async def test_a_version_1_requester_and_subscriber_across_nodes(cluster: Cluste
         assert news.payload == "hello"
     finally:
         await legacy.close()
+
+
+async def test_within_the_grace_a_request_waits_for_a_responder_on_any_node(cluster: Cluster) -> None:
+    """protocol.md §13.2 across nodes: after a node starts, a request no node
+    serves yet is sent again until one does (or the grace ends)."""
+    a = await cluster.node("a", no_responders_grace_s=5)
+    b = await cluster.node("b")
+    requester = await cluster.client(a)
+    call = asyncio.ensure_future(requester.request("late.svc", 1, timeout=10))
+    await until(lambda: a.cluster.outgoing.retried > 0, "the request sent again")
+    responder = await cluster.client(b)
+    await responder.serve("late.svc", lambda msg: msg.payload + 1)
+    assert await asyncio.wait_for(call, 10) == 2
+    before = a.cluster.outgoing.retried
+    local = asyncio.ensure_future(requester.request("local.svc", 2, timeout=10))
+    await until(lambda: a.cluster.outgoing.retried > before, "the second request sent again")
+    neighbour = await cluster.client(a)  # on the requester's own node, which NATS never hands its own requests
+    await neighbour.serve("local.svc", lambda msg: msg.payload + 10)
+    assert await asyncio.wait_for(local, 10) == 12
+    with pytest.raises(NoResponders, match="none came within"):
+        await requester.request("never.svc", timeout=0.5)  # answered just before its deadline

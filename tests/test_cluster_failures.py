@@ -30,7 +30,7 @@ async def nodes(nats: NatsServer) -> AsyncIterator[Callable[..., Awaitable[IPCSe
     started: list[IPCServer] = []
 
     async def make(name: str, **settings: Any) -> IPCServer:
-        node = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name=name, shutdown_grace_s=0.5, **settings)
+        node = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name=name, shutdown_grace_s=0.5, no_responders_grace_s=0, **settings)
         await node.start()
         started.append(node)
         return node

@@ -95,7 +95,8 @@ class Cluster:
         settings = LinkSettings(list(config.cluster), f"ipc-bridge {self.name}", config.cluster_creds, _tls(config))
         self.link = link = Link(settings, on_down=self._link_down, on_up=self._link_up, prepare=self._prepare)
         beat = config.cluster_heartbeat_s
-        self.outgoing = Outgoing(link, subjects, stats, heartbeat_s=beat, default_timeout_s=config.default_request_timeout_s)
+        self.outgoing = Outgoing(link, subjects, stats, heartbeat_s=beat, default_timeout_s=config.default_request_timeout_s, grace_s=config.no_responders_grace_s)
+        self.outgoing.local = self._taker
         self.incoming = Incoming(link, subjects, stats, route=self._route, withdraw=self._withdraw, heartbeat_s=beat)
         self.interest = Interest(link, subjects, self._on_publish, self.incoming.on_request)
         self.members = Members(link, subjects, self.name, beat)
@@ -280,6 +281,17 @@ class Cluster:
             return
         self._forwarding.forward(requester, msg, body, responder)  # type: ignore[arg-type]
 
+    def _taker(self, conn: Any, channel: str) -> Callable[[Any, Message, bytes], None] | None:
+        """What on this node would take a request on ``channel`` now, as a function that routes it."""
+        handler = self._handlers.find(conn.app_id, channel)
+        if handler is not None:
+            return lambda c, msg, body: self._calls.run(c, msg, handler)
+        app = self._apps.get(conn.app_id)
+        responder = app.responders.pick(channel, _load) if app is not None else None
+        if responder is not None:
+            return lambda c, msg, body: self._forwarding.forward(c, msg, body, responder)
+        return None
+
     def _withdraw(self, requester: RemoteRequester, reason: str) -> None:
         for key in list(requester.awaiting):
             self._forwarding.withdraw(key, reason)
@@ -316,6 +328,7 @@ class Cluster:
             "requests_sent": self.outgoing.sent,
             "requests_waiting": len(self.outgoing),
             "requests_lost": self.outgoing.lost,
+            "requests_retried": self.outgoing.retried,  # found no node within the grace (§13.2), sent again
             "requests_served": self.incoming.served,
             "requests_held": len(self.incoming),
             "publishes_out": self.publishes_out,

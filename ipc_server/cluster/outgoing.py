@@ -6,7 +6,11 @@ node's; NATS's queue group gives it to one node that serves the channel.
 Every request ends in exactly one answer to its requester:
 - the serving node's answer (the responder's or handler's frame, as is);
 - ``no_responders`` when NATS answers the no-responders status (503):
-  no node had interest in the subject when it was published;
+  no node had interest in the subject when it was published. Within the
+  no-responders grace of protocol.md §13.2 (``no_responders_grace_s`` after
+  the node starts, or for a request its client replayed) the request is
+  sent again a few times instead, until a node serves it or the grace (or
+  its deadline, just before) ends;
 - ``timeout`` at the request's own deadline (``timeout_ms``, else the
   server's ``default_request_timeout_s``); the serving node enforces the
   same deadline and its late answer is dropped;
@@ -29,13 +33,15 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import ErrorCode, Message, MessageType, decode_message
+from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_message
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
+from ipc_protocol.restarts import is_replay
 
 from ..connection import ServerConnection
 from ..stats import ServerStats
@@ -47,23 +53,42 @@ __all__ = ["Outgoing"]
 log = logging.getLogger("ipc_server.cluster")
 
 SILENT_INTERVALS = 3
+# A request NATS found no node for, within the grace: sent again after
+# 50 ms, then twice as long each time, at most 400 ms apart.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 0.4
+# Answered no_responders this share of its time before its deadline, at most 50 ms (as grace.py).
+_MARGIN_SHARE = 0.1
+_MARGIN_S = 0.05
 _NO_RESPONDERS_STATUS = "503"
 
 
 class _Pending:
-    __slots__ = ("conn", "request", "token", "heard")
+    __slots__ = ("conn", "request", "token", "heard", "body", "sent", "until", "retries")
 
-    def __init__(self, conn: ServerConnection, request: Message, token: str, now: float) -> None:
+    def __init__(self, conn: ServerConnection, request: Message, token: str, now: float, body: bytes) -> None:
         self.conn = conn
         self.request = request
         self.token = token
         self.heard = now  # when its serving node last named it (or it was sent)
+        self.body = body
+        self.sent = now
+        self.until = 0.0  # while 503s are retried: until when (the grace, §13.2)
+        self.retries = 0
 
 
 class Outgoing:
     """Cross-node requests this node is waiting on."""
 
-    def __init__(self, link: Link, subjects: Subjects, stats: ServerStats, *, heartbeat_s: float, default_timeout_s: float | None) -> None:
+    def __init__(
+        self, link: Link, subjects: Subjects, stats: ServerStats, *, heartbeat_s: float, default_timeout_s: float | None, grace_s: float = 0.0
+    ) -> None:
+        self._grace_s = grace_s
+        self._window_ends = 0.0  # the start's grace (§13.2): set by start()
+        # Who on this node would take a request on a channel now (a handler
+        # or responder that registered while it waited), as a function that
+        # routes it; set by the node.
+        self.local: Callable[[Any, str], Callable[[Any, Message, bytes], None] | None] = lambda conn, channel: None
         self._link = link
         self._subjects = subjects
         self._stats = stats
@@ -80,9 +105,11 @@ class Outgoing:
         self.sent = 0
         self.lost = 0
         self.no_responders = 0
+        self.retried = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._window_ends = loop.time() + self._grace_s
         self._sweeper = loop.create_task(self._sweep())
 
     def close(self) -> None:
@@ -107,7 +134,7 @@ class Outgoing:
             return
         self.sent += 1
         now = self.loop.time()
-        self.table[token] = _Pending(conn, msg, token, now)
+        self.table[token] = _Pending(conn, msg, token, now, body)
         self._by_conn.setdefault(conn, set()).add(token)
         conn.inflight.started()
         timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s
@@ -128,8 +155,11 @@ class Outgoing:
             return
         headers = nmsg.headers
         if headers and headers.get("Status") == _NO_RESPONDERS_STATUS:
+            if self._retry(pending):
+                return
             self.no_responders += 1
-            self.fail(pending, ErrorCode.NO_RESPONDERS, f"no handler or responder for {pending.request.channel_id!r} on any node")
+            waited = f" (none came within {self.loop.time() - pending.sent:.2f} s: docs/protocol.md §13.2)" if pending.retries else ""
+            self.fail(pending, ErrorCode.NO_RESPONDERS, f"no handler or responder for {pending.request.channel_id!r} on any node{waited}")
             return
         self._settle(pending)
         conn = pending.conn
@@ -158,6 +188,44 @@ class Outgoing:
             pending = table.get(token)
             if pending is not None:
                 pending.heard = now
+
+    # -- the no-responders grace (§13.2) -----------------------------------------------
+
+    def _retry(self, pending: _Pending) -> bool:
+        """Send ``pending`` again a little later if it may wait for a responder."""
+        now = self.loop.time()
+        if not pending.retries:
+            if not self._grace_s or (now >= self._window_ends and not is_replay(pending.request.headers)):
+                return False
+            until = pending.sent + self._grace_s
+            timeout_ms = pending.request.timeout_ms
+            if timeout_ms is not None:  # answered just before its deadline, so the requester reads no_responders
+                left = timeout_ms / 1000.0
+                until = min(until, pending.sent + left - min(left * _MARGIN_SHARE, _MARGIN_S))
+            pending.until = until
+        delay = min(RETRY_FIRST_S * 2**pending.retries, RETRY_MAX_S)
+        if now + delay >= pending.until:
+            return False
+        pending.retries += 1
+        self.retried += 1
+        self.loop.call_later(delay, self._resend, pending)
+        return True
+
+    def _resend(self, pending: _Pending) -> None:
+        if self.table.get(pending.token) is not pending or not self._link.up:
+            return  # answered meanwhile (deadline, cancel, requester gone), or the link went (answered)
+        msg, body = pending.request, pending.body
+        if msg.timeout_ms is not None and body[:1] != b"\x00":  # the time left travels (§6.5)
+            left = max(math.ceil(msg.timeout_ms - (self.loop.time() - pending.sent) * 1000.0), 1)
+            msg = msg.model_copy(update={"timeout_ms": left})
+            body = encode_message(msg)
+        take = self.local(pending.conn, msg.channel_id)
+        if take is not None:  # one registered on this node meanwhile: NATS would not bring it back here (no_echo)
+            self._settle(pending)
+            take(pending.conn, msg, body)
+            return
+        pending.heard = self.loop.time()
+        self._link.publish(self._subjects.request(pending.conn.app_id, msg.channel_id), body, f"{self._subjects.replies}.{pending.token}")
 
     # -- settling ----------------------------------------------------------------------
 
