@@ -25,13 +25,13 @@ def test_a_token_escapes_to_a_nats_token_and_back(token: str) -> None:
 
 
 def test_subjects_keep_wildcards_and_apps_apart() -> None:
-    s = Subjects("ipcb", "node 1")
+    s = Subjects("ipcb", "node 1", instance="x1")
     assert s.publish("app", "orders.*") == "ipcb.p.app.orders.*"
     assert s.request(None, "math.>") == "ipcb.r.*.math.>"
     assert s.publish("a.b", "x y.z") == "ipcb.p.a%2Eb.x%20y.z"
     assert s.parse_publish(s.publish("a.b", "x y.é")) == ("a.b", "x y.é")
     assert s.parse_request(s.request("", "q")) == ("", "q")
-    assert s.replies == "ipcb._r.node%201" and Subjects.reply_parts("ipcb._r.node%201.7") == ("node%201", "7")
+    assert s.replies == "ipcb._r.node%201~x1" and Subjects.reply_parts("ipcb._r.node%201~x1.7") == ("node%201~x1", "7")
     with pytest.raises(ValueError):
         Subjects("bad.name", "n")
 

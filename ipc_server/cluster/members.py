@@ -28,6 +28,7 @@ class Members:
         self._heartbeat_s = heartbeat_s
         self._seen: dict[str, float] = {}  # node name -> loop time it was last heard
         self._task: asyncio.Task[None] | None = None
+        self._twin = False  # another node has this one's name (logged once)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -48,6 +49,11 @@ class Members:
             note = json.loads(nmsg.data)
             name = note["node"]
         except (ValueError, KeyError, TypeError):
+            return
+        if name == self.name:  # no_echo: not this node's own; another one took its name
+            if not self._twin:
+                self._twin = True
+                log.error("cluster: another node is named %r: give each node its own node_name", name)
             return
         if note.get("leaving"):
             if self._seen.pop(name, None) is not None:

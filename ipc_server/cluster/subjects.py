@@ -16,6 +16,9 @@ Layout, under the cluster's name ``C`` (``ipcb`` by default)::
     C._r.<node>.<token>      answers to the requests a node sent
     C._n.<node>              what other nodes hold for that node's requests
     C._g.<node>.<token>      answers to a node's cluster-wide system query
+
+where ``<node>`` is the node's name escaped, ``~`` and a random part: two
+nodes given one name by mistake still get their own answers.
     C._sys                   the cluster-wide system queries (stats, ...)
     C._hb                    every node's heartbeat
     C._c                     a requester node giving up a request (cancel)
@@ -24,6 +27,7 @@ Layout, under the cluster's name ``C`` (``ipcb`` by default)::
 from __future__ import annotations
 
 import re
+import secrets
 from functools import lru_cache
 
 __all__ = [
@@ -96,11 +100,11 @@ class Subjects:
     __slots__ = ("name", "node", "queue", "replies", "notes", "gathers", "system", "heartbeat", "cancels",
                  "_p", "_r", "_p_len", "_r_len")  # fmt: skip
 
-    def __init__(self, name: str, node: str) -> None:
+    def __init__(self, name: str, node: str, instance: str | None = None) -> None:
         if not valid_cluster_name(name):
             raise ValueError(f"cluster_name must be 1-64 letters, digits, '-' or '_', got {name!r}")
         self.name = name
-        self.node = escape_token(node)
+        self.node = f"{escape_token(node)}~{secrets.token_hex(4) if instance is None else instance}"
         self._p = f"{name}.p."
         self._r = f"{name}.r."
         self._p_len = len(self._p)
