@@ -131,7 +131,11 @@ class Forwarding:
             self._deadlines.add(key, self.loop.time() + msg.timeout_ms / 1000.0)
         elif self._default_timeout_s is not None and msg.window is None:  # none carried: the server's own (§6.5, §12; a stream: §15.5)
             self._deadlines.add(key, self.loop.time() + self._default_timeout_s)
+        if type(responder.serving) is not set:  # the first (ServerConnection)
+            responder.serving = set()
         responder.serving.add(key)
+        if type(conn.awaiting) is not set:
+            conn.awaiting = set()
         conn.awaiting.add(key)
         conn.inflight.started()
         if msg.window is not None and self.streams is not None:  # a stream (§15.3)
@@ -209,7 +213,8 @@ class Forwarding:
                 fwd.responder.serving.discard(key)
                 self._deadlines.discard(key)
                 self._ended(key, fwd, ErrorCode.CONNECTION_LOST)
-        conn.awaiting.clear()
+        if conn.awaiting:
+            conn.awaiting.clear()
 
     def withdraw(self, key: _Key, reason: str) -> None:
         """The requester gave up (a cancel, §15.4): forget the request

@@ -100,6 +100,8 @@ class HandlerCalls:
         conn.inflight.started()
         call = HandlerCall(conn, msg)
         self.calls.add(call)
+        if type(conn.handler_calls) is not set:  # the first (ServerConnection)
+            conn.handler_calls = set()
         conn.handler_calls.add(call)
         # A stream without timeout_ms has no whole-stream deadline, only its idle timeout (§15.5).
         timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s if msg.window is None else None
