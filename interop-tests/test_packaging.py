@@ -55,6 +55,7 @@ def test_the_wheel_carries_the_licence_as_an_spdx_expression(tmp_path: Path) -> 
         assert "License-Expression: MIT" in meta.splitlines()
         assert zf.read(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
         assert {n.split("/")[0] for n in zf.namelist()} == {"ipc_protocol", "ipc_server", "ipc_client", info}
+        assert "ipc_server/cluster/node.py" in zf.namelist()  # cluster mode's subpackage (docs/cluster.md)
 
 
 def test_the_console_script_does_not_collide_with_the_legacy_package() -> None:
