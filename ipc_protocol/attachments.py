@@ -42,6 +42,7 @@ __all__ = [
     "Frame",
     "joined",
     "as_binary",
+    "holds_binary",
     "strip",
     "encode_body",
     "split",
@@ -81,6 +82,37 @@ class AttachmentError(MessageError):
 
 
 # -- sending ---------------------------------------------------------------------
+
+
+def holds_binary(value: Any, depth: int = 1) -> bool:
+    """Whether ``value`` holds a binary value anywhere (§16.3). Every payload
+    sent passes here; a plain loop over each container's values, scalars
+    skipped on their class, was the cheapest of the ways tried
+    (docs/performance.md, "Binary payloads")."""
+    cls = value.__class__
+    if cls is dict:
+        values: Any = value.values()
+    elif cls is list or cls is tuple:
+        values = value
+    elif cls in _LEAVES:
+        return False
+    elif cls in _BUFFER_CLASSES or isinstance(value, _BUFFERS):
+        return True
+    elif isinstance(value, dict):
+        values = value.values()
+    elif isinstance(value, (list, tuple)):
+        values = value
+    else:
+        return False
+    if depth > MAX_DEPTH:  # too deep for any peer: the JSON encoder refuses it
+        return False
+    for item in values:
+        cls = item.__class__
+        if cls in _LEAVES:
+            continue
+        if cls in _BUFFER_CLASSES or holds_binary(item, depth + 1):
+            return True
+    return False
 
 
 def strip(payload: Any) -> tuple[Any, list[Path], list[Buffer]]:
@@ -159,10 +191,10 @@ def encode_body(wire: dict[str, Any]) -> bytes | BinaryFrame:
             another type (§16.2 item 5), or more than 65,535 attachments.
     """
     payload = wire["payload"]
-    if payload.__class__ in _LEAVES:
+    if payload.__class__ in _LEAVES or not holds_binary(payload):
         return dumps(wire)
     stripped, paths, buffers = strip(payload)
-    if not paths:
+    if not paths:  # pragma: no cover - holds_binary and strip see the same values
         return dumps(wire)
     if wire["message_type"] not in BINARY_TYPES:
         raise MessageError(f"a {wire['message_type']} cannot carry binary data (§16.2)")

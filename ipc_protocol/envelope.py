@@ -255,8 +255,9 @@ def encode_request(
 ) -> tuple[str, bytes]:
     """A new request's message_id and frame body: the bytes of
     ``encode_message(Message.build(MessageType.REQUEST, ...))``."""
-    message_id, body = encode_request_parts(app_id, channel_id, payload, timeout_ms=timeout_ms, headers=headers, legacy=legacy)
-    return message_id, joined(body)
+    message_id = new_message_id()
+    wire = _wire(message_id, app_id, channel_id, "request", payload, time.time(), None, headers, None, timeout_ms, None, legacy)
+    return message_id, joined(encode_body(wire))
 
 
 def encode_request_parts(
@@ -277,7 +278,10 @@ def encode_request_parts(
 def encode_response(request: Message, payload: Any, *, legacy: bool = False) -> bytes:
     """The frame body of a successful answer to ``request``: the bytes of
     ``encode_message(response_to(request, payload))``."""
-    return joined(encode_response_parts(request, payload, legacy=legacy))
+    wire = _wire(
+        new_message_id(), request.app_id, request.channel_id, "response", payload, time.time(), request.message_id, None, None, None, None, legacy
+    )
+    return joined(encode_body(wire))
 
 
 def encode_response_parts(request: Message, payload: Any, *, legacy: bool = False) -> bytes | BinaryFrame:

@@ -48,11 +48,13 @@ def frame_parts(body: bytes | BinaryFrame) -> bytes | BinaryFrame:
     """:func:`encode_frame` for senders that write a binary frame's buffers
     as they are: a binary body, built or read from a peer, is never copied
     (§16.4)."""
+    if body.__class__ is bytes and 0 < len(body) <= MAX_FRAME_LIMIT and body[0]:  # JSON
+        return len(body).to_bytes(HEADER_SIZE, "big") + body
     if isinstance(body, BinaryFrame):
         return body.with_prefix()
     if len(body) and body[0] == BINARY_MARKER:
         return BinaryFrame.received(body)
-    return encode_frame(body)  # JSON
+    return encode_frame(body)
 
 
 # A TLS record starts with its content type, then the version 3.x: a
