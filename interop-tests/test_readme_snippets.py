@@ -70,6 +70,7 @@ EXPECT: dict[str, list[str]] = {
     ],
     "iterators": [r"\{'done': 7\}", r"orders\.created \{'id': 42\}"],
     "streams": [r"\{'n': 0\}", r"\{'n': 1\}", r"\{'n': 2\}", "the handler was cancelled", "cancelled here too"],
+    "binary": ["bytes 16 True", "streamed 2097152 bytes"],
     "tracing": [r"[0-9a-f]{32} pricing A-1", r"served in trace [0-9a-f]{32}"],
     "restarts": ["drained: True", "3"],
     "js-drain": ["drained: true", "3"],
