@@ -205,3 +205,20 @@ def test_the_mark_and_the_notice_are_those_of_the_shared_spec() -> None:
     got = {"message_type": notice.message_type.value, "channel_id": notice.channel_id, "payload": notice.payload}
     assert got == spec["notice"]
     assert lame_duck_deadline_ms(notice) == spec["notice"]["payload"]["deadline_ms"]
+
+
+def test_the_settings_come_from_toml_the_environment_and_flags(tmp_path) -> None:
+    from ipc_server.__main__ import build_parser
+    from ipc_server.config import load_config
+
+    path = tmp_path / "server.toml"
+    path.write_text("no_responders_grace_s = 0.5\nlame_duck_duration_s = 12\n")
+    config = load_config(path=path, env={})
+    assert (config.no_responders_grace_s, config.lame_duck_duration_s) == (0.5, 12.0)
+    config = load_config(env={"IPC_SERVER_NO_RESPONDERS_GRACE_S": "0", "IPC_SERVER_LAME_DUCK_DURATION_S": "3"})
+    assert (config.no_responders_grace_s, config.lame_duck_duration_s) == (0.0, 3.0)
+    flags = vars(build_parser().parse_args(["--no-responders-grace", "1.5", "--lame-duck-duration", "0"]))
+    assert flags == {"no_responders_grace_s": 1.5, "lame_duck_duration_s": 0.0}
+    for name in ("no_responders_grace_s", "lame_duck_duration_s"):
+        with pytest.raises(ValueError, match=name):
+            load_config(env={f"IPC_SERVER_{name.upper()}": "-1"})
