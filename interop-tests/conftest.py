@@ -155,11 +155,12 @@ class ServerProcess:
             await asyncio.wait_for(self.proc.wait(), WAIT_S)
 
     async def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
+        """SIGINT (the shutdown of protocol §13 at once; SIGTERM would first
+        wait out a lame duck, §13.1), then SIGKILL if it does not exit in time."""
         if self.proc is None or self.proc.returncode is not None:
             return
         self.signal(signal.SIGCONT)
-        self.proc.terminate()
+        self.proc.send_signal(signal.SIGINT)
         try:
             await asyncio.wait_for(self.proc.wait(), WAIT_S)
         except (asyncio.TimeoutError, TimeoutError):
