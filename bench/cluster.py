@@ -15,12 +15,18 @@ one run, on fresh processes per round, rounds interleaved:
   the workers; rate, CPU per round trip of each process, and round trips
   per busy server core.
 
+``--instructions``: instead, the servers' instructions per round trip
+(single node, and both nodes together) under valgrind's callgrind, from a
+run of N round trips and one of 5N (50 in flight), so start-up and
+shutdown cancel out: a figure other work on the machine does not move.
+
 Servers are ``bench/_server.py`` (an ``IPCServer``; ``--cluster``: a node),
 responders and subscribers ``bench/_worker.py``. The requester and the
 publisher run in this process (asyncio, our Python client or nats-py).
 Prints a table, and the figures as JSON with ``--json``.
 
     python bench/cluster.py [--rounds 3] [--seconds 2] [--json]
+    python bench/cluster.py --instructions [--count 500]
 """
 
 from __future__ import annotations
@@ -52,13 +58,16 @@ Call = Callable[[], Awaitable[Any]]
 # -- processes -------------------------------------------------------------------------
 
 
-def start_server(ch: Children, name: str, *, handler: bool = False, cluster: str | None = None, port: int = 0, reuse: bool = False) -> tuple[Any, int]:
+def start_server(
+    ch: Children, name: str, *, handler: bool = False, cluster: str | None = None, port: int = 0, reuse: bool = False, callgrind: str | None = None
+) -> tuple[Any, int]:
     argv = [sys.executable, str(BENCH_DIR / "_server.py"), "--host", HOST, "--port", str(port), "--log-level", "WARNING"]
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind}", *argv] if callgrind else argv
     argv += [] if handler else ["--no-handler"]
     argv += ["--cluster", cluster, "--node-name", name] if cluster else []
     argv += ["--reuse-port"] if reuse else []
     child = ch._start(name, argv)
-    return child, int(child.expect("ipc_server listening on ").rsplit(":", 1)[1])
+    return child, int(child.expect("ipc_server listening on ", timeout=600 if callgrind else 20).rsplit(":", 1)[1])
 
 
 class Setup:
@@ -268,6 +277,50 @@ def workers_setup(n: int, args: argparse.Namespace) -> dict[str, Any]:
         return out
 
 
+def _callgrind_total(path: str) -> int:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(("totals:", "summary:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def instructions(kind: str, count: int, tmp: str) -> int:
+    """The servers' instructions (every node's) over ``count`` round trips through a responder."""
+    with Children() as ch:
+        names = ["s"] if kind == "single" else ["a", "b"]
+        url = None
+        if kind == "cross":
+            _, nats_port = ch.nats_server()
+            url = f"nats://{HOST}:{nats_port}"
+        ports = [start_server(ch, n, cluster=url, callgrind=os.path.join(tmp, f"{kind}-{count}-{n}"))[1] for n in names]
+        ch.worker("responder", "responder", str(ports[-1]))
+
+        async def run() -> None:
+            client = IPCClient(APP_ID, HOST, ports[0], reconnect=False)
+            await client.connect()
+
+            async def loop(k: int) -> None:
+                for _ in range(k):
+                    await client.send_request(ECHO_CHANNEL, PAYLOAD, timeout=600)
+
+            await asyncio.gather(*(loop(count // 50) for _ in range(50)))
+            await client.disconnect()
+
+        asyncio.run(run())
+        ch.stop_all()  # callgrind writes its totals as each server exits
+    return sum(_callgrind_total(os.path.join(tmp, f"{kind}-{count}-{n}")) for n in names)
+
+
+def instructions_report(count: int) -> None:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("single", "cross"):
+            out[kind] = (instructions(kind, 5 * count, tmp) - instructions(kind, count, tmp)) / (4 * count) / 1000
+    print(f"server instructions per round trip, 50 in flight: one server {out['single']:.1f}k, two nodes {out['cross']:.1f}k "
+          f"(both; {out['cross'] / out['single']:.2f}x)")  # fmt: skip
+
+
 # -- report ----------------------------------------------------------------------------
 
 
@@ -288,7 +341,12 @@ def main() -> None:
     p.add_argument("--fanout-messages", type=int, default=20000)
     p.add_argument("--no-workers", dest="workers", action="store_false")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    p.add_argument("--instructions", action="store_true", help="the servers' instructions per round trip under callgrind, instead")
+    p.add_argument("--count", type=int, default=500, help="--instructions: round trips of the shorter run (the longer: 5x)")
     args = p.parse_args()
+    if args.instructions:
+        instructions_report(args.count)
+        return
     load = LoadMeter()
     kinds = ("single", "cross", "nats")
     results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
