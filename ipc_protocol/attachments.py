@@ -357,7 +357,7 @@ def split(body: bytes | bytearray | memoryview) -> tuple[bytes, list[memoryview]
 
 def place(payload: Any, paths: Any, attachments: list[Any], envelope: Any = None) -> Any:
     """Put attachment *i* at path *i* of a decoded ``payload`` (changed in
-    place) and return it. Every path is checked first: a list of keys and
+    place, ``paths`` too: an integral float becomes an int) and return it. Every path is checked first: a list of keys and
     indexes that leads to a null, no path twice, as many paths as
     attachments (§16.2 item 4).
 
@@ -380,6 +380,7 @@ def place(payload: Any, paths: Any, attachments: list[Any], envelope: Any = None
         if spot is False:
             raise AttachmentError(f"invalid envelope: attachments[{i}]: the path {path!r} does not lead to a null in payload", envelope)
         places.append(spot)  # type: ignore[arg-type]
+        paths[i] = steps  # 2.0 read as 2, for whoever walks the paths later
     for spot, attachment in zip(places, attachments):
         if spot is None:
             payload = attachment

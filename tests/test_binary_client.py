@@ -183,3 +183,19 @@ async def test_a_server_without_binary_gets_the_tagged_form() -> None:
     finally:
         await client.disconnect()
         await asyncio.wait_for(asyncio.to_thread(legacy.stop), WAIT_S)
+
+
+def test_the_offline_queues_file_keeps_binary_messages(tmp_path: Any) -> None:
+    """A queued publish or notification with bytes is stored as its binary
+    body (the client's outbox) and read back with its bytes in place."""
+    from ipc_client.queue_store import QueueStore
+    from ipc_protocol import MessageType, decode_message, encode_message
+
+    msg = Message.build(MessageType.PUBLISH, "app", "audit", {"blob": bytearray(b"\x00\xffraw"), "n": [memoryview(b"v")]})
+    store = QueueStore(tmp_path / "outbox.db")
+    try:
+        store.add(0, 2e9, encode_message(msg))
+        (row,), _ = store.load()
+    finally:
+        store.close()
+    assert decode_message(row.body).payload == {"blob": b"\x00\xffraw", "n": [b"v"]}

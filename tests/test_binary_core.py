@@ -168,6 +168,13 @@ def test_received_attachments_are_bytes_or_views_of_the_frame() -> None:
     assert with_bytes(viewed.payload, viewed.attachments) == msg.payload
 
 
+def test_an_integral_number_is_an_index_as_javascript_reads_it() -> None:
+    envelope = b'{"message_id":"m","app_id":"app","channel_id":"c","message_type":"request","payload":{"d":[null]},"attachments":[["d",0.0]]}'
+    body = b"\x00" + struct.pack(">III", len(envelope), 1, 2) + envelope + b"ok"
+    msg = decode_message(body, views=True)
+    assert msg.attachments == [["d", 0]] and with_bytes(msg.payload, msg.attachments) == {"d": [b"ok"]}
+
+
 def test_split_checks_the_layout_before_slicing() -> None:
     with pytest.raises(FrameError):
         split(b"\x00" + struct.pack(">II", 2, 3) + b"\x00\x00\x00\x01")
