@@ -1,6 +1,7 @@
 """Binary attachments (docs/protocol.md §16), sans-I/O: the binary frame's
-codec, the walk that takes bytes out of a payload and puts them back, and
-the tagged base64 a peer without ``binary`` gets instead.
+codec, and the tagged base64 a peer without ``binary`` gets instead. The
+walk that takes bytes out of a payload and puts them back is
+``payload_paths`` (re-exported here).
 
     body:  0x00 | J u32 | N u32 | N x u32 lengths | J bytes of JSON | attachments
 
@@ -23,12 +24,26 @@ frame, and every path must lead to a null. The Node mirror is
 
 from __future__ import annotations
 
-import binascii
 import struct
 from typing import Any, Union
 
-from ._json import MAX_DEPTH, dumps, loads
+from ._json import dumps, loads
 from .exceptions import FrameError, MessageError
+from .payload_paths import (
+    BASE64_TAG,
+    LEAVES,
+    AttachmentError,
+    Buffer,
+    Path,
+    base64_text,
+    holds_binary,
+    place,
+    put,
+    steps_of,
+    strip,
+    tagged_payload,
+    with_bytes,
+)
 
 __all__ = [
     "BINARY",
@@ -57,127 +72,13 @@ BINARY_MARKER = 0x00  # a binary body's first byte; a JSON body never starts wit
 MAX_ATTACHMENTS = 65_535
 # The message types whose payload may hold attachments (§16.2 item 5).
 BINARY_TYPES = frozenset({"request", "response", "notification", "publish", "stream_item"})
-BASE64_TAG = "$base64"  # §16.5: {"$base64": "..."} stands for an attachment
 _FIXED = 9  # the marker, J and N
 _PREFIX = 4  # a frame's length prefix (§1)
 _V1_FIELDS = ("message_id", "app_id", "channel_id", "message_type", "payload", "timestamp", "reply_to")
 _V1_DEFAULTS: dict[str, Any] = {"payload": None, "timestamp": 0, "reply_to": None}
 
-_BUFFERS = (bytes, bytearray, memoryview)
-_LEAVES = frozenset({str, int, float, bool, type(None)})
-_BUFFER_CLASSES = frozenset(_BUFFERS)
-
-Buffer = Union[bytes, bytearray, memoryview]
-Path = list[Union[str, int]]
-
-
-class AttachmentError(MessageError):
-    """A binary frame whose envelope is valid but whose attachments do not
-    fit it (§16.2 items 4-5): ``bad_message``, the message is refused and
-    the connection stays open. ``envelope``: the decoded message."""
-
-    def __init__(self, text: str, envelope: Any) -> None:
-        super().__init__(text)
-        self.envelope = envelope
-
 
 # -- sending ---------------------------------------------------------------------
-
-
-def holds_binary(value: Any, depth: int = 1) -> bool:
-    """Whether ``value`` holds a binary value anywhere (§16.3). Every payload
-    sent passes here; a plain loop over each container's values, scalars
-    skipped on their class, was the cheapest of the ways tried
-    (docs/performance.md, "Binary payloads")."""
-    cls = value.__class__
-    if cls is dict:
-        values: Any = value.values()
-    elif cls is list or cls is tuple:
-        values = value
-    elif cls in _LEAVES:
-        return False
-    elif cls in _BUFFER_CLASSES or isinstance(value, _BUFFERS):
-        return True
-    elif isinstance(value, dict):
-        values = value.values()
-    elif isinstance(value, (list, tuple)):
-        values = value
-    else:
-        return False
-    if depth > MAX_DEPTH:  # too deep for any peer: the JSON encoder refuses it
-        return False
-    for item in values:
-        cls = item.__class__
-        if cls in _LEAVES:
-            continue
-        if cls in _BUFFER_CLASSES or holds_binary(item, depth + 1):
-            return True
-    return False
-
-
-def strip(payload: Any) -> tuple[Any, list[Path], list[Buffer]]:
-    """Take the binary values out of ``payload`` (§16.3), in JSON's order:
-    the payload with a null where each was (the containers on the way
-    copied, the caller's untouched; tuples become lists), their paths, and
-    their bytes. Without any, the payload itself comes back (nothing copied).
-
-    Raises:
-        MessageError: a binary value under a dict key that is not a string.
-    """
-    cls = payload.__class__
-    if cls in _LEAVES:
-        return payload, [], []
-    paths: list[Path] = []
-    buffers: list[Buffer] = []
-    return _strip(payload, [], paths, buffers, 1), paths, buffers
-
-
-def _strip(value: Any, path: list[Any], paths: list[Path], buffers: list[Buffer], depth: int) -> Any:
-    cls = value.__class__
-    if cls in _BUFFER_CLASSES or (cls not in _LEAVES and cls is not dict and cls is not list and isinstance(value, _BUFFERS)):
-        paths.append(path.copy())
-        buffers.append(_frozen(value))
-        return None
-    if depth > MAX_DEPTH:  # too deep for any peer: the JSON encoder refuses it
-        return value
-    if cls is dict or (cls is not list and isinstance(value, dict)):
-        out: Any = None
-        for key, item in value.items():
-            if item.__class__ in _LEAVES:
-                continue
-            path.append(key)
-            new = _strip(item, path, paths, buffers, depth + 1)
-            path.pop()
-            if new is not item:
-                if key.__class__ is not str:
-                    raise MessageError(f"binary data must sit under string keys, not {key!r} (§16.2)")
-                if out is None:
-                    out = dict(value)
-                out[key] = new
-        return value if out is None else out
-    if cls is list or cls is tuple or isinstance(value, (list, tuple)):
-        copy: list[Any] | None = None
-        for i, item in enumerate(value):
-            if item.__class__ in _LEAVES:
-                continue
-            path.append(i)
-            new = _strip(item, path, paths, buffers, depth + 1)
-            path.pop()
-            if new is not item:
-                if copy is None:
-                    copy = list(value)
-                copy[i] = new
-        return value if copy is None else copy
-    return value
-
-
-def _frozen(value: Buffer) -> Buffer:
-    """The bytes to send: as they are when nobody can change them, else a copy."""
-    if value.__class__ is bytes:
-        return value
-    if isinstance(value, memoryview) and value.readonly and value.c_contiguous:
-        return value if value.format == "B" and value.ndim == 1 else value.cast("B")
-    return bytes(value)
 
 
 def encode_body(wire: dict[str, Any]) -> bytes | BinaryFrame:
@@ -191,7 +92,7 @@ def encode_body(wire: dict[str, Any]) -> bytes | BinaryFrame:
             another type (§16.2 item 5), or more than 65,535 attachments.
     """
     payload = wire["payload"]
-    if payload.__class__ in _LEAVES or not holds_binary(payload):
+    if payload.__class__ in LEAVES or not holds_binary(payload):
         return dumps(wire)
     stripped, paths, buffers = strip(payload)
     if not paths:  # pragma: no cover - holds_binary and strip see the same values
@@ -269,7 +170,7 @@ class BinaryFrame:
             envelope, paths, buffers = self._parts()
             wire = loads(envelope) if isinstance(envelope, bytes) else dict(envelope)
             wire.pop("attachments", None)
-            wire["payload"] = put(wire.get("payload"), paths, [{BASE64_TAG: _base64(b)} for b in buffers])
+            wire["payload"] = put(wire.get("payload"), paths, [{BASE64_TAG: base64_text(b)} for b in buffers])
             if legacy:
                 wire = {name: wire.get(name, _V1_DEFAULTS.get(name)) for name in _V1_FIELDS}
             out = dumps(wire)
@@ -284,7 +185,7 @@ class BinaryFrame:
         if isinstance(source, dict):
             return source, source["attachments"], list(self.parts[1:])
         head, attachments = split(source)
-        paths = [_steps(path) or [] for path in loads(head).get("attachments") or []]  # checked when it was received
+        paths = [steps_of(path) or [] for path in loads(head).get("attachments") or []]  # checked when it was received
         return head, paths, list(attachments)
 
     def __repr__(self) -> str:
@@ -316,10 +217,6 @@ def joined(body: bytes | BinaryFrame) -> bytes:
 def as_binary(frame: bytes | BinaryFrame) -> BinaryFrame:
     """A frame of a binary body (a :class:`BinaryFrame` or :class:`BinaryBytes`) as buffers."""
     return frame if isinstance(frame, BinaryFrame) else BinaryBytes.binary(frame)  # type: ignore[arg-type]
-
-
-def _base64(data: Buffer) -> str:
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 # -- receiving -------------------------------------------------------------------
@@ -355,105 +252,3 @@ def split(body: bytes | bytearray | memoryview) -> tuple[bytes, list[memoryview]
     return bytes(view[start:end]), attachments
 
 
-def place(payload: Any, paths: Any, attachments: list[Any], envelope: Any = None) -> Any:
-    """Put attachment *i* at path *i* of a decoded ``payload`` (changed in
-    place, ``paths`` too: an integral float becomes an int) and return it. Every path is checked first: a list of keys and
-    indexes that leads to a null, no path twice, as many paths as
-    attachments (§16.2 item 4).
-
-    Raises:
-        AttachmentError: carrying ``envelope``, the decoded message.
-    """
-    if not isinstance(paths, list) or len(paths) != len(attachments):
-        raise AttachmentError(f"invalid envelope: attachments: must be a list of {len(attachments)} paths", envelope)
-    seen: set[tuple[Any, ...]] = set()
-    places: list[tuple[Any, Any] | None] = []
-    for i, path in enumerate(paths):
-        steps = _steps(path)
-        if steps is None:
-            raise AttachmentError(f"invalid envelope: attachments[{i}]: a path is a list of keys and indexes", envelope)
-        key = tuple(steps)
-        if key in seen:
-            raise AttachmentError(f"invalid envelope: attachments[{i}]: the path {path!r} comes twice", envelope)
-        seen.add(key)
-        spot = _resolve(payload, steps)
-        if spot is False:
-            raise AttachmentError(f"invalid envelope: attachments[{i}]: the path {path!r} does not lead to a null in payload", envelope)
-        places.append(spot)  # type: ignore[arg-type]
-        paths[i] = steps  # 2.0 read as 2, for whoever walks the paths later
-    for spot, attachment in zip(places, attachments):
-        if spot is None:
-            payload = attachment
-        else:
-            spot[0][spot[1]] = attachment
-    return payload
-
-
-def _steps(path: Any) -> list[str | int] | None:
-    """A path's steps; an integral float is an index, as JavaScript reads it."""
-    if not isinstance(path, list):
-        return None
-    steps: list[str | int] = []
-    for step in path:
-        cls = step.__class__
-        if cls is str or (cls is int and step >= 0):
-            steps.append(step)
-        elif cls is float and step.is_integer() and step >= 0:
-            steps.append(int(step))
-        else:
-            return None
-    return steps
-
-
-def _resolve(root: Any, steps: list[str | int]) -> tuple[Any, Any] | None | bool:
-    """Where a path ends (container, key), None for the payload itself,
-    False when it does not lead to a null."""
-    if not steps:
-        return None if root is None else False
-    node = root
-    last = len(steps) - 1
-    for i, step in enumerate(steps):
-        if step.__class__ is str:
-            if node.__class__ is not dict or step not in node:
-                return False
-        elif node.__class__ is not list or step >= len(node):  # type: ignore[operator]
-            return False
-        if i == last:
-            return (node, step) if node[step] is None else False
-        node = node[step]
-    return False  # pragma: no cover - the loop returns
-
-
-def put(payload: Any, paths: list[Path], values: list[Any]) -> Any:
-    """``payload`` with value *i* at path *i*, the containers on the way
-    copied (``payload`` itself is not changed); the paths are known good."""
-    for path, value in zip(paths, values):
-        payload = _put(payload, path, 0, value)
-    return payload
-
-
-def _put(node: Any, path: Path, i: int, value: Any) -> Any:
-    if i == len(path):
-        return value
-    step = path[i]
-    copy = dict(node) if isinstance(node, dict) else list(node)
-    copy[step] = _put(node[step], path, i + 1, value)  # type: ignore[index]
-    return copy
-
-
-def tagged_payload(payload: Any) -> Any:
-    """``payload`` with each binary value as ``{"$base64": "..."}`` (§16.5)."""
-    stripped, paths, buffers = strip(payload)
-    return put(stripped, paths, [{BASE64_TAG: _base64(b)} for b in buffers]) if paths else payload
-
-
-def with_bytes(payload: Any, paths: list[Path]) -> Any:
-    """A received payload whose attachments are views of their frame, with
-    ``bytes`` at each path instead (for code that is handed the payload)."""
-    values = []
-    for path in paths:
-        node = payload
-        for step in path:
-            node = node[step]
-        values.append(bytes(node))
-    return put(payload, paths, values)
