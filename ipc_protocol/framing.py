@@ -226,7 +226,10 @@ class FrameDecoder:
         self._filled = filled = filled + taken
         if filled == len(frame):
             self._frame, self._filled, self._need = None, 0, 0
-            frames.append(bytes(frame))
+            # A binary body goes on as the buffer it was read into, its
+            # attachments views of it (§16.4): no copy of megabytes here. No
+            # one writes to it again; every reader of a body takes a bytearray.
+            frames.append(frame if frame[0] == BINARY_MARKER else bytes(frame))  # type: ignore[arg-type]
         return rest
 
     def _check_start(self, data: bytes | bytearray | memoryview) -> None:
