@@ -32,6 +32,7 @@ from .connection import ServerConnection, SharedReads
 from .forwarding import Forwarding
 from .grace import Grace
 from .handlers import HandlerCalls
+from .heartbeat_sweep import sweep_heartbeats
 from .lame_duck import lame_duck
 from .idempotency import Idempotency
 from .pubsub import PubSub
@@ -48,7 +49,6 @@ __all__ = ["IPCServer"]
 
 log = logging.getLogger("ipc_server")
 
-_SWEEP_INTERVAL_S = 0.25
 _SHUTTING_DOWN = "the server is shutting down"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -177,7 +177,7 @@ class IPCServer:
         )
         sockname = self._listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
-        self._sweeper = self.loop.create_task(self._sweep())
+        self._sweeper = self.loop.create_task(sweep_heartbeats(self.loop, lambda: self._admission.connections, self.config.heartbeat_interval_s))  # §9
         if self._cluster is not None:  # joins through NATS, or serves degraded until it can (docs/cluster.md §5)
             await self._cluster.start(self.metrics)
         self._grace.started()  # requests for channels nobody serves yet wait a little (§13.2)
@@ -394,20 +394,3 @@ class IPCServer:
             self._grace.no_responders(conn, msg, body, text)
             return
         self._forwarding.forward(conn, msg, body, responder)
-
-    # -- periodic sweep: heartbeats (§9) ------------------------------------
-
-    async def _sweep(self) -> None:
-        interval = self.config.heartbeat_interval_s
-        period = min(_SWEEP_INTERVAL_S, interval / 4) if interval else _SWEEP_INTERVAL_S
-        while True:
-            await asyncio.sleep(period)
-            try:
-                self._sweep_once(self.loop.time())
-            except Exception:  # pragma: no cover - the sweep must never die
-                log.exception("sweep failed")
-
-    def _sweep_once(self, now: float) -> None:
-        for conn in list(self._admission.connections):
-            conn.tick(now)
-
