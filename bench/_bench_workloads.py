@@ -32,29 +32,43 @@ from _bench_fanout import measure_fanout, measure_memory
 from _bench_measure import measure_latency, measure_rr
 
 
+def _in_process_rr_row(ctx: Context, key: str, workload: str, lang: str, loop: str, ours: tuple[str, str], ref: tuple[str, str], *, reference: str, target: float) -> Row:
+    """A round-trip row on the in-process handler: ``ours`` and ``ref`` are
+    (server, client) kinds, measured in interleaved windows."""
+    return compare(
+        key,
+        workload,
+        lang,
+        loop,
+        lambda: paired_rr(
+            ctx,
+            lambda: measure_rr(ctx, lang, server=ours[0], client=ours[1], loop=loop),
+            lambda: measure_rr(ctx, lang, server=ref[0], client=ref[1], loop=loop),
+        ),
+        metric="rate",
+        unit="rt/s",
+        fmt=_rate,
+        reference=reference,
+        target=(">=", target),
+        notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r),
+    )
+
+
 def wl_rr(ctx: Context, loop: str) -> list[Row]:
-    rows = []
-    for lang in ctx.clients:
-        rows.append(
-            compare(
-                f"rr.{lang}.{loop}",
-                f"request/response, in-process handler, {INFLIGHT} in flight",
-                lang,
-                loop,
-                lambda: paired_rr(
-                    ctx,
-                    lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop),
-                    lambda: measure_rr(ctx, lang, server="minimal", client="ours", loop=loop),
-                ),
-                metric="rate",
-                unit="rt/s",
-                fmt=_rate,
-                reference="minimal asyncio server (same loop), same client",
-                target=(">=", 0.8),
-                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r),
-            )
+    return [
+        _in_process_rr_row(
+            ctx,
+            f"rr.{lang}.{loop}",
+            f"request/response, in-process handler, {INFLIGHT} in flight",
+            lang,
+            loop,
+            ("ours", "ours"),
+            ("minimal", "ours"),
+            reference="minimal asyncio server (same loop), same client",
+            target=0.8,
         )
-    return rows
+        for lang in ctx.clients
+    ]
 
 
 def wl_rr_responder(ctx: Context, loop: str) -> list[Row]:
@@ -138,39 +152,59 @@ def wl_latency(ctx: Context, loop: str) -> list[Row]:
     return rows
 
 
+def _fanout_notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
+    capped = " (time cap reached)" if m["capped"] else ""
+    lost = f"lost {m['lost']}" if m["lost"] == 0 else f"**LOST {m['lost']}**: per subscriber {m['per_subscriber']}"
+    rounds = len(m["rounds"])
+    how = f"median of {rounds} rounds, interleaved with the reference; " if rounds > 1 and r is not None else ""
+    text = f"{how}{lost}; {m['published']:,} published{capped} in {m['seconds']:.2f} s; server CPU {fmt_us(m['server_cpu_us_per_msg'])} µs/msg"
+    if r is not None:
+        text += f" (reference {fmt_us(r['server_cpu_us_per_msg'])}, lost {r['lost']})"
+    return text + f"; subscribers CPU {fmt_us(m['subscribers_cpu_us_per_msg'])} µs/msg"
+
+
+def _fanout_row(
+    ctx: Context, key: str, workload: str, lang: str, loop: str, ours: Callable[[], dict[str, Any]], ref: Callable[[], dict[str, Any]] | None, *, reference: str, target: float, skipped: str = ""
+) -> Row:
+    """A fan-out row: delivered msgs/s against the reference's, and no message lost (else an error)."""
+    row = compare(
+        key,
+        workload,
+        lang,
+        loop,
+        lambda: paired_fanout(ctx, ours, ref),
+        metric="delivered_per_s",
+        unit="msg/s",
+        fmt=lambda m: fmt_int(m["delivered_per_s"]),
+        reference=reference,
+        target=(">=", target),
+        skipped=skipped,
+        notes=_fanout_notes,
+        extra_ok=lambda m: m["lost"] == 0,
+    )
+    if "ours" in row.values and row.values["ours"]["lost"] != 0:
+        row.error = True
+    return row
+
+
 def wl_fanout(ctx: Context, loop: str) -> list[Row]:
     rows = []
     for lang in ctx.clients:
         nats_ref = (lambda: measure_fanout(ctx, lang, server="nats", client="nats")) if _nats_ready(ctx, lang) else None
-
-        def notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
-            capped = " (time cap reached)" if m["capped"] else ""
-            lost = f"lost {m['lost']}" if m["lost"] == 0 else f"**LOST {m['lost']}**: per subscriber {m['per_subscriber']}"
-            rounds = len(m["rounds"])
-            how = f"median of {rounds} rounds, interleaved with the reference; " if rounds > 1 and r is not None else ""
-            text = f"{how}{lost}; {m['published']:,} published{capped} in {m['seconds']:.2f} s; server CPU {fmt_us(m['server_cpu_us_per_msg'])} µs/msg"
-            if r is not None:
-                text += f" (reference {fmt_us(r['server_cpu_us_per_msg'])}, lost {r['lost']})"
-            return text + f"; subscribers CPU {fmt_us(m['subscribers_cpu_us_per_msg'])} µs/msg"
-
-        row = compare(
-            f"fanout.{lang}.{loop}",
-            f"pub/sub fan-out 1 -> {SUBSCRIBERS} subscribers, delivered msgs/s",
-            lang,
-            loop,
-            lambda: paired_fanout(ctx, lambda: measure_fanout(ctx, lang, server="ours", client="ours", loop=loop), nats_ref),
-            metric="delivered_per_s",
-            unit="msg/s",
-            fmt=lambda m: fmt_int(m["delivered_per_s"]),
-            reference="nats-server, its clients in the same roles",
-            target=(">=", 1.0 if lang == "python" else 0.8),
-            skipped=_skip(ctx, lang),
-            notes=notes,
-            extra_ok=lambda m: m["lost"] == 0,
+        rows.append(
+            _fanout_row(
+                ctx,
+                f"fanout.{lang}.{loop}",
+                f"pub/sub fan-out 1 -> {SUBSCRIBERS} subscribers, delivered msgs/s",
+                lang,
+                loop,
+                lambda: measure_fanout(ctx, lang, server="ours", client="ours", loop=loop),
+                nats_ref,
+                reference="nats-server, its clients in the same roles",
+                target=1.0 if lang == "python" else 0.8,
+                skipped=_skip(ctx, lang),
+            )
         )
-        if "ours" in row.values and row.values["ours"]["lost"] != 0:
-            row.error = True
-        rows.append(row)
     return rows
 
 
@@ -225,58 +259,34 @@ def wl_clients(ctx: Context, loop: str) -> list[Row]:
 def wl_servers(ctx: Context, loop: str) -> list[Row]:
     """Servers compared with the same minimal hand-written clients on both
     sides, so the client's own cost cannot hide or inflate the server's."""
-    rows = []
-    for lang in ctx.clients:
-        minimal = "minimal asyncio client" if lang == "python" else "minimal net client"
-        rows.append(
-            compare(
-                f"servers-rr.{lang}.{loop}",
-                f"request/response, {minimal}, in-process handler, {INFLIGHT} in flight",
-                lang,
-                loop,
-                lambda: paired_rr(
-                    ctx,
-                    lambda: measure_rr(ctx, lang, server="ours", client="minimal", loop=loop),
-                    lambda: measure_rr(ctx, lang, server="minimal", client="minimal", loop=loop),
-                ),
-                metric="rate",
-                unit="rt/s",
-                fmt=_rate,
-                reference="minimal asyncio server (same loop), same minimal client",
-                target=(">=", 1.0),
-                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r),
-            )
-        )
-    for lang in ctx.clients:
-        minimal = "minimal asyncio clients" if lang == "python" else "minimal net clients"
-
-        def notes(m: dict[str, Any], r: dict[str, Any] | None) -> str:
-            text = f"lost {m['lost']}; server CPU {fmt_us(m['server_cpu_us_per_msg'])} µs/msg"
-            if r is not None:
-                text += f" (reference {fmt_us(r['server_cpu_us_per_msg'])}, lost {r['lost']})"
-            return text + f"; subscribers CPU {fmt_us(m['subscribers_cpu_us_per_msg'])} µs/msg"
-
-        row = compare(
-            f"servers-fanout.{lang}.{loop}",
-            f"pub/sub fan-out 1 -> {SUBSCRIBERS}, {minimal}, delivered msgs/s",
+    rows = [
+        _in_process_rr_row(
+            ctx,
+            f"servers-rr.{lang}.{loop}",
+            f"request/response, minimal {'asyncio' if lang == 'python' else 'net'} client, in-process handler, {INFLIGHT} in flight",
             lang,
             loop,
-            lambda: paired_fanout(
+            ("ours", "minimal"),
+            ("minimal", "minimal"),
+            reference="minimal asyncio server (same loop), same minimal client",
+            target=1.0,
+        )
+        for lang in ctx.clients
+    ]
+    for lang in ctx.clients:
+        rows.append(
+            _fanout_row(
                 ctx,
+                f"servers-fanout.{lang}.{loop}",
+                f"pub/sub fan-out 1 -> {SUBSCRIBERS}, minimal {'asyncio' if lang == 'python' else 'net'} clients, delivered msgs/s",
+                lang,
+                loop,
                 lambda: measure_fanout(ctx, lang, server="ours", client="minimal", loop=loop),
                 lambda: measure_fanout(ctx, lang, server="minimal", client="minimal", loop=loop),
-            ),
-            metric="delivered_per_s",
-            unit="msg/s",
-            fmt=lambda m: fmt_int(m["delivered_per_s"]),
-            reference="minimal asyncio server (same loop), same minimal clients",
-            target=(">=", 0.9),
-            notes=notes,
-            extra_ok=lambda m: m["lost"] == 0,
+                reference="minimal asyncio server (same loop), same minimal clients",
+                target=0.9,
+            )
         )
-        if "ours" in row.values and row.values["ours"]["lost"] != 0:
-            row.error = True
-        rows.append(row)
     return rows
 
 
