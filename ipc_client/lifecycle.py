@@ -34,7 +34,7 @@ from ipc_protocol import __version__ as _version
 from ipc_protocol.client_protocol import ClientProtocol
 from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
 from ipc_protocol.restarts import lame_duck_deadline_ms
-from ipc_protocol.streams import FEATURES
+from ipc_protocol.cluster_info import ASKED_FEATURES
 
 from .admission import Admission
 from .backoff import Backoff
@@ -251,7 +251,7 @@ class Lifecycle:
         self._metrics.attempt()
         proto = ClientProtocol(
             opts.app_id, self.connection_id, client=CLIENT_NAME, token=opts.token, user=opts.user, max_frame_size=opts.max_frame_size,
-            heartbeat_interval_s=opts.heartbeat_interval, heartbeat_timeout_s=opts.heartbeat_timeout, features=FEATURES,
+            heartbeat_interval_s=opts.heartbeat_interval, heartbeat_timeout_s=opts.heartbeat_timeout, features=ASKED_FEATURES,
         )  # fmt: skip
         # Over TLS every attempt, a reconnection's too, makes a full TLS handshake.
         tls: dict[str, Any] = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}

@@ -25,6 +25,7 @@ from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .listeners import Listeners
 from .balanced_health import ServerHealth
+from .balanced_subscriptions import BalancedSubscriptions
 from .balancer import Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
@@ -45,7 +46,7 @@ FAILOVER_CODES = frozenset(
 # Of those, the ones that say the server itself is gone: it leaves the rotation.
 SERVER_DOWN_CODES = frozenset({ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN})
 
-_EVENTS = ("server_up", "server_down", "server_leaving")
+_EVENTS = ("server_up", "server_down", "server_leaving", "subscription_moved")
 
 
 class LoadBalancedClient:
@@ -66,7 +67,9 @@ class LoadBalancedClient:
 
     Events (``on(name, cb)``): ``server_down(snapshot, error)``,
     ``server_up(snapshot)``, ``server_leaving(snapshot, deadline_ms)``: the
-    server said it is leaving (docs/protocol.md §13.1), new calls go to the others.
+    server said it is leaving (docs/protocol.md §13.1), new calls go to the others;
+    ``subscription_moved(channel, from_snapshot, to_snapshot)``: over nodes of
+    one cluster a subscription lives on one node, and it moved (docs/cluster.md §6).
     """
 
     def __init__(
@@ -110,6 +113,8 @@ class LoadBalancedClient:
             pool.on("member_lost", lambda client, error, s=server: self._health.mark_down(s, error))
             # A new connection means the server is back, health checks or not; it says when it leaves (lame duck).
             pool.on("member_created", lambda client, s=server: self._health.connected(s, client))
+            pool.on("member_created", lambda client, s=server: self._subscriptions.connected(s, client))  # its cluster, if any
+        self._subscriptions = BalancedSubscriptions(self.servers, self._pools, emit=self._listeners.emit, closed=lambda: self._closed)
         self._serving: set[str] = set()
         self._started = False
         self._closed = False
@@ -121,6 +126,7 @@ class LoadBalancedClient:
         return self._listeners.add(event, callback)
 
     def _emit(self, event: str, *args: Any) -> None:
+        self._subscriptions.changed()  # a server came, went or is leaving: a subscription may move
         self._listeners.emit(event, *args)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -157,6 +163,7 @@ class LoadBalancedClient:
             return
         self._closed = True
         await self._health.stop()
+        await self._subscriptions.close()
         await asyncio.gather(*(p.close() for p in self._pools.values()))
 
     async def __aenter__(self) -> LoadBalancedClient:
@@ -256,7 +263,7 @@ class LoadBalancedClient:
         """A one-way request to one server, with the same failover."""
         await self._route(timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
 
-    # -- registrations on every server ---------------------------------------------------
+    # -- registrations: responders on every server, subscriptions in balanced_subscriptions ---
 
     async def _register(self, apply: Callable[[ConnectionPool], Awaitable[bool]], undo: Callable[[ConnectionPool], Awaitable[None]]) -> int:
         """Apply on every server. Servers that are down keep it for when they
@@ -277,8 +284,10 @@ class LoadBalancedClient:
         raise NotConnected("no server could be reached to register on")
 
     async def subscribe(self, channel: str, handler: Handler) -> int:
-        """Subscribe on every server; servers that are down get it when they
-        come back, and a replaced connection gets it again.
+        """Subscribe on every standalone server (servers that are down get it
+        when they come back, a replaced connection gets it again) and on one
+        node of each cluster, moved to another node when that one goes
+        (docs/cluster.md §6): each publish reaches the handler once.
 
         Returns the number of servers where it is active now. Raises (and
         keeps nothing) if no server took it.
@@ -287,7 +296,7 @@ class LoadBalancedClient:
         if not callable(handler):
             raise TypeError("handler must be callable")
         self._check_started()
-        return await self._register(lambda p: p.subscribe(channel, handler), lambda p: p.unsubscribe(channel, handler))
+        return await self._subscriptions.subscribe(channel, handler)
 
     async def serve(self, channel: str, fn: Handler) -> int:
         """Answer requests on ``channel`` from every server; as :meth:`subscribe`."""
@@ -303,7 +312,7 @@ class LoadBalancedClient:
             raise
 
     async def unsubscribe(self, channel: str, handler: Handler | None = None) -> None:
-        await asyncio.gather(*(p.unsubscribe(channel, handler) for p in self._pools.values()), return_exceptions=True)
+        await self._subscriptions.unsubscribe(channel, handler)
 
     async def unserve(self, channel: str) -> None:
         self._serving.discard(channel)

@@ -25,6 +25,7 @@ from .exceptions import ProtocolError
 from .framing import encode_frame
 from .heartbeat import Heartbeat
 from .streams import negotiate, offered_features
+from .cluster_info import CLUSTER, server_features
 from .protocol import (
     HANDSHAKE,
     OPEN,
@@ -79,9 +80,11 @@ class ServerProtocol(Protocol):
         heartbeat_interval_s: ping a version-2 peer silent this long; 0 or
             None turns heartbeats off (§9). Advertised in the reply.
         server_name: advertised in the reply.
+        cluster: the cluster's name when the server is a cluster node, named
+            in the reply of a connect that asked for the feature ``cluster``.
     """
 
-    __slots__ = ("connection_id", "client", "_token", "_heartbeat_interval_s", "_server_name", "_connect")
+    __slots__ = ("connection_id", "client", "_token", "_heartbeat_interval_s", "_server_name", "_connect", "_cluster")
 
     # Every message after the handshake must be in the handshake's app (§3).
     _one_app = True
@@ -94,6 +97,7 @@ class ServerProtocol(Protocol):
         token: str | None = None,
         heartbeat_interval_s: float | None = None,
         server_name: str = "",
+        cluster: str | None = None,
     ) -> None:
         super().__init__(max_frame_size=max_frame_size)
         self.connection_id = ""
@@ -102,6 +106,7 @@ class ServerProtocol(Protocol):
         self._heartbeat_interval_s = heartbeat_interval_s
         self._server_name = server_name
         self._connect: ConnectRequested | None = None  # awaiting the server's accept
+        self._cluster = cluster
 
     def _receive_before_open(self, frame: bytes) -> Message | Event:
         try:
@@ -186,8 +191,10 @@ class ServerProtocol(Protocol):
                 max_frame_size=self.max_frame_size,
             )
             if request.features is not None:  # only when asked: the reply is otherwise §3's, byte for byte
-                granted = negotiate(request.features)
+                granted = negotiate(request.features, server_features(self._cluster))
                 reply["features"] = granted
+                if CLUSTER in granted:  # §3 item 10: a cluster node names its cluster
+                    reply[CLUSTER] = self._cluster
                 self.features = frozenset(granted)
             if interval and now is not None:
                 self.heartbeat = Heartbeat(interval, 2 * interval, now)

@@ -67,7 +67,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
             max_frame_size=config.max_frame_size,
             token=config.token,
             heartbeat_interval_s=config.heartbeat_interval_s,
-            server_name=SERVER_NAME,
+            server_name=SERVER_NAME, cluster=config.cluster_name if config.cluster else None,  # docs/protocol.md §3 item 10
         )
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None

@@ -547,6 +547,8 @@ export interface HandshakeInfo {
   maxFrameSize: number;
   /** True for a version-1 (ipc-framework 1.1.x) server. */
   legacy: boolean;
+  /** The cluster the server is a node of (docs/protocol.md §3 item 10); null: a standalone server. */
+  cluster: string | null;
 }
 
 export interface ConnectionInfo {

@@ -24,7 +24,7 @@ const { Connection } = require('./connection');
 const { State } = require('./state');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError, UnauthorizedError, errorFromWire } = require('./errors');
 const tlsOptions = require('./tls_options');
-const { FEATURES } = require('./protocol/streams');
+const { ASKED_FEATURES } = require('./protocol/cluster_info');
 const { lameDuckDeadlineMs } = require('./protocol/restarts');
 
 /**
@@ -138,7 +138,7 @@ class Lifecycle {
         heartbeatInterval: options.heartbeatInterval,
         heartbeatTimeout: options.heartbeatTimeout,
         tls: options.tls, // every attempt, a reconnection's too, makes a new TLS handshake
-        features: FEATURES // streams and cancellation (docs/protocol.md §15)
+        features: ASKED_FEATURES // streams, cancellation, ... and cluster (docs/protocol.md §15.1)
       },
       {
         onMessage: (msg) => this.onMessage(conn, msg),

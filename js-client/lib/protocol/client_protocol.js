@@ -34,6 +34,7 @@ const { FramingFailure } = require('../framing');
 const { FrameError, FrameTooLargeError, MessageError, errorFromWire } = require('../errors');
 const { Protocol, Event, ProtocolState } = require('./protocol');
 const { negotiate } = require('./streams');
+const { CLUSTER, clusterOf } = require('./cluster_info');
 
 /** The heartbeat interval when the server does not advertise one (§9.3), ms. */
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
@@ -250,7 +251,8 @@ class ClientProtocol extends Protocol {
       server: typeof p.server === 'string' ? p.server : null,
       heartbeatIntervalMs: interval,
       maxFrameSize: limit,
-      legacy
+      legacy,
+      cluster: this.features.has(CLUSTER) ? clusterOf(p) : null // §3 item 10
     });
     this._move(ProtocolState.OPEN);
     return this.info;
