@@ -230,9 +230,9 @@ class BalancedSubscriptions:
                 if not await self._place(sub, nodes, held):
                     continue  # no node to go to: it stays where it is kept, replayed when that server is back
                 keep = next(s for s in nodes if s in sub.on and s not in held)
-                if held:
-                    log.info("subscription %r moved from %s to %s", sub.channel, held[0].address, keep.address)
-                    self._emit("subscription_moved", sub.channel, held[0].snapshot(), keep.snapshot())
             for server in held:
                 if server is not keep:
                     await self._drop(sub, server)
+            if held and keep not in held:  # once the old node let go
+                log.info("subscription %r moved from %s to %s", sub.channel, held[0].address, keep.address)
+                self._emit("subscription_moved", sub.channel, held[0].snapshot(), keep.snapshot())

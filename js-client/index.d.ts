@@ -917,6 +917,8 @@ export interface LoadBalancedClientEvents {
   server_up: [event: { host: string; port: number }];
   /** The server said it is leaving (lame duck, docs/protocol.md §13.1): new calls go to the others. */
   server_leaving: [event: { host: string; port: number; deadlineMs: number }];
+  /** Over nodes of one cluster a subscription lives on one node; it moved to another (docs/cluster.md §6). */
+  subscription_moved: [event: { channel: string; from: { host: string; port: number }; to: { host: string; port: number } }];
   error: [error: Error];
 }
 

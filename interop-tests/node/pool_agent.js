@@ -147,6 +147,7 @@ const ops = {
 for (const event of ['created', 'connection_lost', 'server_down', 'server_up', 'server_leaving']) {
   target.on(event, (arg) => out({ event, port: arg && arg.port, error: arg && arg.error ? describe(arg.error) : null, deadlineMs: arg && arg.deadlineMs }));
 }
+target.on('subscription_moved', ({ channel, from, to }) => out({ event: 'subscription_moved', channel, from: from.port, to: to.port }));
 target.on('destroyed', ({ reason }) => out({ event: 'destroyed', reason: reason ? describe(reason) : null }));
 
 runCommands(ops, () => target.close());

@@ -2,14 +2,17 @@
 
 /**
  * The subscriptions and responders of a LoadBalancedClient
- * (docs/resilience.md §8): kept in one list, applied on every server through
- * one reconnecting IPCClient per server (a pool member per registration
- * would receive each publish several times), and applied again on a server
- * that missed them while it was unreachable.
+ * (docs/resilience.md §8): kept in one list, applied through one
+ * reconnecting IPCClient per server (a pool member per registration would
+ * receive each publish several times), and applied again on a server that
+ * missed them while it was unreachable. Responders go on every server;
+ * where a subscription goes (every standalone server, one node of a
+ * cluster) is balanced_subscriptions.js's decision.
  */
 
 const { IPCClient } = require('./client');
 const { NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
+const { BalancedSubscriptions } = require('./balanced_subscriptions');
 
 /**
  * The registrations and the per-server clients that carry them.
@@ -22,8 +25,9 @@ class BalancedRegistrations {
    * @param {ServerState[]} owner.servers
    * @param {number} owner.requestTimeout for the registrations a health check re-applies.
    * @param {(err: Error) => void} owner.onRefused a server refused a registration.
+   * @param {(event: string, arg: object) => void} owner.emit 'subscription_moved'.
    */
-  constructor({ appId, clientOptions, servers, requestTimeout, onRefused }) {
+  constructor({ appId, clientOptions, servers, requestTimeout, onRefused, emit }) {
     this.appId = appId;
     this._clientOptions = clientOptions;
     this._servers = servers;
@@ -31,6 +35,20 @@ class BalancedRegistrations {
     this._onRefused = onRefused;
     this._registrations = []; // {kind, channel, handler, applied, refused, pending: Set<ServerState>}
     this._controls = new Map(); // server -> IPCClient carrying the registrations
+    this._subs = new BalancedSubscriptions({
+      servers,
+      control: (server) => this._control(server),
+      apply: (server, reg, timeout) => this._apply(server, reg, timeout),
+      connect: (server, client, timeout) => this._connectControl(server, client, timeout),
+      registrations: () => this._registrations.filter((r) => r.kind === 'subscribe' && !r.failed),
+      requestTimeout,
+      emit
+    });
+  }
+
+  /** A server came, went or is leaving: a subscription may move (balanced_subscriptions.js). */
+  changed() {
+    this._subs.changed();
   }
 
   /**
@@ -50,11 +68,14 @@ class BalancedRegistrations {
    * @returns {Promise<void>}
    */
   async remove(kind, channel, handler) {
-    this._registrations = this._registrations.filter(
-      (r) => !(r.kind === kind && r.channel === channel && (handler === undefined || r.handler === handler))
-    );
+    const gone = this._registrations.filter((r) => r.kind === kind && r.channel === channel && (handler === undefined || r.handler === handler));
+    this._registrations = this._registrations.filter((r) => !gone.includes(r));
     const clients = [...this._controls.values()];
-    await Promise.allSettled(clients.map((c) => (kind === 'serve' ? c.unserve(channel) : c.unsubscribe(channel, handler))));
+    if (kind === 'serve' || handler === undefined) {
+      await Promise.allSettled(clients.map((c) => (kind === 'serve' ? c.unserve(channel) : c.unsubscribe(channel))));
+    } else {
+      await Promise.allSettled(gone.flatMap((r) => clients.map((c) => c.unsubscribe(channel, r.deliver))));
+    }
   }
 
   /**
@@ -62,6 +83,7 @@ class BalancedRegistrations {
    * @returns {Promise<void>}
    */
   async close() {
+    this._subs.close();
     const controls = [...this._controls.values()];
     this._controls.clear();
     await Promise.all(controls.map((c) => c.disconnect().catch(() => {})));
@@ -81,6 +103,16 @@ class BalancedRegistrations {
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
     const reg = { kind, channel, handler, schema, applied: new Set(), refused: new Set(), pending: new Set() };
     this._registrations.push(reg);
+    if (kind === 'subscribe') {
+      reg.deliver = this._subs.deliverer(reg, handler); // the function the servers' clients hold
+      try {
+        await this._subs.place(reg, timeout);
+      } catch (err) {
+        this._registrations = this._registrations.filter((r) => r !== reg);
+        throw err;
+      }
+      return;
+    }
     const results = await Promise.allSettled(this._servers.map((server) => this._apply(server, reg, timeout)));
     if (reg.applied.size > 0) return;
     this._registrations = this._registrations.filter((r) => r !== reg);
@@ -102,7 +134,7 @@ class BalancedRegistrations {
     try {
       if (!client.connected) await this._connectControl(server, client, timeout);
       if (reg.kind === 'serve') await client.serve(reg.channel, reg.handler, { timeout, schema: reg.schema });
-      else await client.subscribe(reg.channel, reg.handler, { timeout });
+      else await client.subscribe(reg.channel, reg.deliver, { timeout });
       reg.applied.add(server);
     } catch (err) {
       if (err instanceof RemoteError) {
@@ -128,6 +160,7 @@ class BalancedRegistrations {
       client = new IPCClient(this.appId, { ...this._clientOptions, host: server.host, port: server.port, reconnect: true, waitOnFirstConnect: false });
       client.on('error', () => {}); // failures of calls reach their callers; the rest is health checks' business
       this._controls.set(server, client);
+      this._subs.watch(server, client); // its cluster, its drops, its lame duck
     }
     return client;
   }
@@ -166,7 +199,10 @@ class BalancedRegistrations {
    * @param {ServerState} server
    */
   sync(server) {
-    const missing = this._registrations.filter((r) => !r.applied.has(server) && !r.refused.has(server) && !r.pending.has(server));
+    const missing = this._registrations.filter(
+      (r) => (r.kind === 'serve' || this._subs.isIsland(server)) && !r.applied.has(server) && !r.refused.has(server) && !r.pending.has(server)
+    );
+    this._subs.learn(server);
     if (missing.length === 0) return;
     for (const reg of missing) {
       this._apply(server, reg, this._requestTimeout).catch(() => {}); // retried at the next check

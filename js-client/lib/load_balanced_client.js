@@ -41,7 +41,9 @@ const BALANCER_DEFAULTS = Object.freeze({
  * rotation, 'server_up' ({host, port}) when a health check or a new
  * connection brings it back, 'server_leaving' ({host, port, deadlineMs})
  * when it says it is leaving (docs/protocol.md §13.1: new calls go to the
- * others), 'error' (err, only when listened to) for registrations a server refused.
+ * others), 'subscription_moved' ({channel, from: {host, port}, to: {host, port}})
+ * when a subscription over nodes of one cluster moved to another node
+ * (docs/cluster.md §6), 'error' (err, only when listened to) for registrations a server refused.
  */
 class LoadBalancedClient extends EventEmitter {
   /**
@@ -85,7 +87,10 @@ class LoadBalancedClient extends EventEmitter {
       pools: this._pools,
       intervalMs: this.healthCheckInterval,
       timeoutMs: this.healthCheckTimeout,
-      emit: (event, arg) => this._emitSafely(event, arg),
+      emit: (event, arg) => {
+        this._registrations.changed(); // a server came, went or is leaving: a subscription may move
+        this._emitSafely(event, arg);
+      },
       report: (err) => this._report(err),
       onUp: (server) => this._registrations.sync(server)
     });
@@ -108,7 +113,8 @@ class LoadBalancedClient extends EventEmitter {
       clientOptions,
       servers: this._servers,
       requestTimeout: this._requestTimeout,
-      onRefused: (err) => this.listenerCount('error') > 0 && this.emit('error', err)
+      onRefused: (err) => this.listenerCount('error') > 0 && this.emit('error', err),
+      emit: (event, arg) => this._emitSafely(event, arg)
     });
     this._started = false;
     this._closed = false;
@@ -200,7 +206,9 @@ class LoadBalancedClient extends EventEmitter {
   }
 
   /**
-   * Subscribes on every server. Resolves once at least one server acked;
+   * Subscribes on every standalone server and on one node of each cluster
+   * (moved to another node when that one goes: docs/cluster.md §6), so each
+   * publish reaches the handler once. Resolves once at least one server acked;
    * servers that were unreachable get the subscription when they come back.
    * @param {string} channelId a channel or pattern.
    * @param {(msg: object) => unknown} handler

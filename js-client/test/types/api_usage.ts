@@ -363,8 +363,8 @@ export function events(client: IPCClient): void {
   client
     .on('connecting', () => undefined)
     .on('connected', (info: HandshakeInfo) => {
-      const parts: [string, number, string | null, number | null, number, boolean] = [
-        info.connectionId, info.protocol, info.server, info.heartbeatIntervalMs, info.maxFrameSize, info.legacy
+      const parts: [string, number, string | null, number | null, number, boolean, string | null] = [
+        info.connectionId, info.protocol, info.server, info.heartbeatIntervalMs, info.maxFrameSize, info.legacy, info.cluster
       ]; // prettier-ignore
       void parts;
     })
@@ -573,6 +573,7 @@ export async function loadBalanced(): Promise<void> {
   lb.on('server_down', ({ host, port, error }) => `${host}:${port} ${error?.message}`)
     .on('server_up', ({ host, port }) => `${host}:${port}`)
     .on('server_leaving', ({ host, port, deadlineMs }) => `${host}:${port} ${deadlineMs.toFixed()}`)
+    .on('subscription_moved', ({ channel, from, to }) => `${channel} ${from.host}:${from.port} -> ${to.host}:${to.port}`)
     .on('error', (error) => error.message);
   const down: LoadBalancedClientEvents['server_down'] = [{ host: 'h', port: 1, error: null }];
   await lb.close();
