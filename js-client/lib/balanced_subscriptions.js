@@ -112,16 +112,17 @@ class BalancedSubscriptions {
   place(reg, timeout) {
     return this._exclusive(async () => {
       // every server's reply says what it is: connect the registration clients first
-      await Promise.allSettled(this._servers.map((s) => this._connected(s, timeout)));
+      const reached = await Promise.allSettled(this._servers.map((s) => this._connected(s, timeout)));
       const { islands, clusters } = this._layout();
       const results = await Promise.allSettled([
-        ...islands.map((s) => this._apply(s, reg, timeout)),
+        // a server not reached gets it when a health check finds it back (sync)
+        ...islands.filter((s) => reached[this._servers.indexOf(s)].status === 'fulfilled').map((s) => this._apply(s, reg, timeout)),
         ...[...clusters.values()].map((nodes) => this._pick(reg, nodes, [], timeout))
       ]);
       if (reg.applied.size > 0) return;
       reg.failed = true; // nothing is kept: no move may apply it meanwhile
       await Promise.allSettled([...this._servers].map((s) => this._drop(s, reg)));
-      const failures = results.filter((r) => r.status === 'rejected').map((r) => r.reason);
+      const failures = [...results, ...reached].filter((r) => r.status === 'rejected').map((r) => r.reason);
       throw failures.find((e) => e instanceof RemoteError) ?? failures[0] ?? new NotConnectedError('no server took the subscription');
     });
   }
