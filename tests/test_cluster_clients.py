@@ -210,3 +210,24 @@ async def test_a_responder_stays_on_every_node(
         assert await lb.serve("echo", lambda msg: msg.payload) == 2
         on_a, on_b = await clients(a.port), await clients(b.port)
         assert await on_a.request("echo", 1) == 1 and await on_b.request("echo", 2) == 2
+
+
+async def test_different_clusters_and_a_standalone_server_each_keep_the_subscription(
+    nodes: Callable[..., Awaitable[IPCServer]], clients: Callable[..., Awaitable[IPCClient]]
+) -> None:
+    east1, east2, west = await nodes("e1", cluster_name="east"), await nodes("e2", cluster_name="east"), await nodes("w", cluster_name="west")
+    async with IPCServer("127.0.0.1", 0) as standalone:
+        servers = [east1, east2, west, standalone]
+        publishers = [await clients(s.port) for s in servers]
+        lb = LoadBalancedClient("app", [("127.0.0.1", s.port) for s in servers], health_check_interval=None)
+        async with lb:
+            got = Received()
+            assert await lb.subscribe("news", got) == 3  # one node of east, west, the standalone server
+            assert [await delivered(p, "news", i) for i, p in enumerate(publishers)] == [1, 0, 1, 1]
+            for i, p in enumerate(publishers):
+                await p.publish("news", f"end {i}")
+            for i in range(len(publishers)):
+                await got.through(f"end {i}")
+            assert sorted(map(str, got.payloads)) == ["0", "1", "2", "3", "end 0", "end 1", "end 2", "end 3"]
+        for p in publishers:
+            await p.disconnect()
