@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient, LoadBalancedClient
-from ipc_protocol import Message
+from ipc_protocol import Message, MessageType
 from ipc_protocol.client_protocol import ClientProtocol
 from ipc_protocol.cluster_info import ASKED_FEATURES, CLUSTER
 from ipc_protocol.server_protocol import ServerProtocol
@@ -231,3 +231,18 @@ async def test_different_clusters_and_a_standalone_server_each_keep_the_subscrip
             assert sorted(map(str, got.payloads)) == ["0", "1", "2", "3", "end 0", "end 1", "end 2", "end 3"]
         for p in publishers:
             await p.disconnect()
+
+
+def test_after_a_move_a_message_both_nodes_deliver_reaches_the_handler_once() -> None:
+    from ipc_client.balanced_subscriptions import _Subscription
+
+    got: list[Any] = []
+    sub = _Subscription("news", lambda msg: got.append(msg.payload))
+    first = Message.build(MessageType.PUBLISH, "app", "news", 1)
+    sub.deliver(first)
+    sub.deliver(first)  # before a move nothing is filtered: one server never delivers an id twice
+    sub.moved = True
+    second, third = Message.build(MessageType.PUBLISH, "app", "news", 2), Message.build(MessageType.PUBLISH, "app", "news", 3)
+    for msg in (second, second, third):
+        sub.deliver(msg)
+    assert got == [1, 1, 2, 3]
