@@ -7,7 +7,6 @@ import asyncio
 import json
 import mmap
 import os
-import resource
 import struct
 import tempfile
 import time
@@ -32,7 +31,6 @@ from _bench_core import (
     REQUEST_TIMEOUT_S,
     SUBSCRIBERS,
     Settings,
-    log,
 )
 
 from _bench_measure import _read_marks
@@ -237,12 +235,4 @@ def measure_memory(ctx: Context, *, server: str, loop: str) -> dict[str, Any]:
         srv, port = ch.server(loop=loop, kind=server)
         return asyncio.run(_idle_memory(port, srv.pid, ctx.s.idle_connections))
 
-
-def _raise_nofile(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        if target < needed:
-            log(f"warning: RLIMIT_NOFILE hard limit {hard} is below the {needed} descriptors wanted")
 
