@@ -127,8 +127,10 @@ function binaryOps(client, out, describe) {
  * Sends a request whose frame body is exactly the connection's limit (or
  * one byte more, `over`): the size of a frame is learnt from one that went
  * out (timestamps and deadlines change a frame's length by a digit now and
- * then, so it tries again until it is exact).
- * @returns {Promise<object>} `{sent, answer}` or `{sent: false, error}` with the attempted size.
+ * then, so it tries again until it is exact; a try that misses goes out
+ * like any request when it is under the limit).
+ * @returns {Promise<object>} `{sent, answer}` or `{sent: false, error}` with the attempted size;
+ *   `bodies`: the size of every frame body that went out meanwhile, the probe's first.
  */
 async function atLimit(client, cmd, describe) {
   const conn = client._conn;
@@ -149,11 +151,11 @@ async function atLimit(client, cmd, describe) {
       try {
         const res = await client.sendRequest(cmd.channel, { data: pattern(size) }, cmd.timeoutMs);
         const body = sizes[before];
-        if (body === want) return { sent: true, body, limit, answer: described(res.payload) };
+        if (body === want) return { sent: true, body, limit, answer: described(res.payload), bodies: sizes.slice() };
         overhead = body - size;
       } catch (err) {
         if (err.code !== 'too_large') throw err;
-        if (err.size === want) return { sent: sizes.length > before, attempted: err.size, limit, error: describe(err) };
+        if (err.size === want) return { sent: sizes.length > before, attempted: err.size, limit, error: describe(err), bodies: sizes.slice() };
         overhead = err.size - size;
       }
     }
