@@ -103,6 +103,44 @@ async def nats() -> AsyncIterator[NatsServer]:
     await server.stop()
 
 
+@pytest.fixture
+async def nodes(nats: NatsServer) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Factory: ``await nodes(name, **settings)``, an ``IPCServer`` node of the
+    cluster in this process (no_responders at once unless a test sets the grace)."""
+    from ipc_server import IPCServer
+
+    started: list[IPCServer] = []
+
+    async def make(name: str, **settings: Any) -> IPCServer:
+        settings = {"shutdown_grace_s": 0.5, "no_responders_grace_s": 0, **settings}
+        node = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name=name, **settings)
+        await node.start()
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        await node.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Factory: ``await clients(port, **kwargs)``, a connected ``IPCClient`` of app ``app``."""
+    from ipc_client import IPCClient
+
+    made: list[IPCClient] = []
+
+    async def make(port: int, **kwargs: Any) -> IPCClient:
+        client = IPCClient("app", "127.0.0.1", port, **kwargs)
+        made.append(client)
+        await asyncio.wait_for(client.connect(), WAIT_S)
+        return client
+
+    yield make
+    for client in made:
+        await asyncio.wait_for(client.disconnect(), WAIT_S)
+
+
 class NodeProcess:
     """``python -m ipc_server`` as a cluster node in its own process."""
 

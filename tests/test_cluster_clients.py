@@ -7,7 +7,7 @@ standalone servers it stays on every one (test_load_balanced.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,42 +19,11 @@ from ipc_protocol.cluster_info import ASKED_FEATURES, CLUSTER
 from ipc_protocol.server_protocol import ServerProtocol
 from ipc_server import IPCServer
 
-from .nats_support import NatsServer, NodeProcess, nats, node_process, until  # noqa: F401 - fixtures
+from .nats_support import NatsServer, NodeProcess, clients, nats, node_process, nodes, until  # noqa: F401 - fixtures
 
 pytest.importorskip("nats")
 
 WAIT_S = 10.0
-
-
-@pytest.fixture
-async def nodes(nats: NatsServer) -> AsyncIterator[Callable[..., Awaitable[IPCServer]]]:  # noqa: F811
-    started: list[IPCServer] = []
-
-    async def make(name: str, **settings: Any) -> IPCServer:
-        settings = {"shutdown_grace_s": 0.5, "no_responders_grace_s": 0, **settings}
-        node = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name=name, **settings)
-        await node.start()
-        started.append(node)
-        return node
-
-    yield make
-    for node in started:
-        await node.close()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[..., Awaitable[IPCClient]]]:
-    made: list[IPCClient] = []
-
-    async def make(port: int, **kwargs: Any) -> IPCClient:
-        client = IPCClient("app", "127.0.0.1", port, **kwargs)
-        made.append(client)
-        await asyncio.wait_for(client.connect(), WAIT_S)
-        return client
-
-    yield make
-    for client in made:
-        await asyncio.wait_for(client.disconnect(), WAIT_S)
 
 
 class Received:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,41 +18,11 @@ from ipc_protocol import NoResponders, ResponderLost
 from ipc_server import IPCServer
 
 from .http_probe import get
-from .nats_support import NatsServer, NodeProcess, nats, node_process, until  # noqa: F401 - fixtures
+from .nats_support import NatsServer, NodeProcess, clients, nats, node_process, nodes, until  # noqa: F401 - fixtures
 
 pytest.importorskip("nats")
 
 WAIT_S = 10.0
-
-
-@pytest.fixture
-async def nodes(nats: NatsServer) -> AsyncIterator[Callable[..., Awaitable[IPCServer]]]:  # noqa: F811
-    started: list[IPCServer] = []
-
-    async def make(name: str, **settings: Any) -> IPCServer:
-        node = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name=name, shutdown_grace_s=0.5, no_responders_grace_s=0, **settings)
-        await node.start()
-        started.append(node)
-        return node
-
-    yield make
-    for node in started:
-        await node.close()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[..., Awaitable[IPCClient]]]:
-    made: list[IPCClient] = []
-
-    async def make(port: int, **kwargs: Any) -> IPCClient:
-        client = IPCClient("app", "127.0.0.1", port, **kwargs)
-        made.append(client)
-        await asyncio.wait_for(client.connect(), WAIT_S)
-        return client
-
-    yield make
-    for client in made:
-        await asyncio.wait_for(client.disconnect(), WAIT_S)
 
 
 async def test_nats_gone_local_traffic_goes_on_degraded_then_the_nodes_rejoin(
