@@ -27,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _checkout_server import start_server
 from _common import PAYLOAD, cpu_ns
 
 HERE = Path(__file__).resolve().parent
@@ -109,17 +110,6 @@ const payload = JSON.parse(process.argv[5]);
   console.log(JSON.stringify({ us: (used.user + used.system) / count }));
 })();
 """
-
-
-def start_server(root: Path) -> tuple[subprocess.Popen[str], int]:
-    env = dict(os.environ, PYTHONPATH=str(root))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ipc_server", "--host", "127.0.0.1", "--port", "0", "--log-level", "WARNING"],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    return proc, int(line.rpartition(":")[2])
 
 
 def measure(root: Path, language: str, case: str, count: int) -> tuple[float, float]:
