@@ -36,7 +36,7 @@ __all__ = ["BalancedSubscriptions"]
 
 log = logging.getLogger("ipc_client.balancer")
 
-_SEEN_LIMIT = 1024  # message ids remembered once a subscription moved
+_SEEN_LIMIT = 1024  # message ids a subscription remembers (the latest), to drop duplicates after a move
 _UNKNOWN = object()  # a server that never answered a connect: its cluster is not known yet
 
 
@@ -67,15 +67,19 @@ class _Subscription:
             self.deliver = deliver
 
     def duplicate(self, msg: Message) -> bool:
-        """After a move, a publish both nodes delivered (same ``message_id``) counts once."""
-        if not self.moved:
-            return False
+        """After a move, a publish both nodes delivered (same ``message_id``) counts once.
+        Ids are remembered from the start: the old node may have delivered a
+        publish just before the move that reaches the new one just after."""
         if msg.message_id in self.seen:
-            return True
+            return self.moved
         self.seen[msg.message_id] = None
         if len(self.seen) > _SEEN_LIMIT:
             self.seen.popitem(last=False)
         return False
+
+
+async def _reached(client: IPCClient) -> None:
+    """Nothing: acquiring a pool member connected it (``connected`` learnt its cluster)."""
 
 
 class BalancedSubscriptions:
@@ -135,6 +139,11 @@ class BalancedSubscriptions:
         active now. Raises (and keeps nothing) if no server took it."""
         sub = _Subscription(channel, handler)
         async with self._lock:
+            # Every server's connect reply says what it is: reach the ones not
+            # known yet first, or a node would be taken for an island and keep
+            # the subscription too (as the Node twin does).
+            unknown = [s for s in self._servers if s not in self.clusters]
+            await asyncio.gather(*(self._pools[s].execute(_reached) for s in unknown), return_exceptions=True)
             islands, clusters = self._layout()
             results: list[Any] = await asyncio.gather(
                 *(self._keep(sub, s) for s in islands), *(self._place(sub, nodes) for nodes in clusters.values()), return_exceptions=True

@@ -19,7 +19,7 @@
 
 const { RemoteError, NotConnectedError } = require('./errors');
 
-/** Message ids remembered once a subscription moved. */
+/** Message ids a subscription remembers, to drop what two nodes delivered after a move. */
 const SEEN_LIMIT = 1024;
 
 /**
@@ -81,8 +81,11 @@ class BalancedSubscriptions {
     reg.moved = false;
     reg.seen = new Set();
     return (msg) => {
-      if (reg.moved) {
-        if (reg.seen.has(msg.message_id)) return undefined;
+      // Ids are remembered from the start: the old node may have delivered a
+      // publish just before the move that reaches the new one just after.
+      if (reg.seen.has(msg.message_id)) {
+        if (reg.moved) return undefined;
+      } else {
         reg.seen.add(msg.message_id);
         if (reg.seen.size > SEEN_LIMIT) reg.seen.delete(reg.seen.values().next().value);
       }
