@@ -139,7 +139,7 @@ class Streams:
         if not requester.fits(frame):
             self.fail(key, fwd, ErrorCode.TOO_LARGE, f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts")  # type: ignore[arg-type]
             return
-        requester.send_frame(frame)
+        _send_item(requester, frame)
         self._stats.stream_items += 1
         state.last = self._now()
 
@@ -275,7 +275,7 @@ class Streams:
                 if not conn.fits(frame):
                     raise ValueError(f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts")
                 state.credit.take()
-                conn.send_frame(frame)
+                _send_item(conn, frame)
                 self._stats.stream_items += 1
                 state.last = loop.time()
             call.answer(stream_end(msg))
@@ -329,6 +329,16 @@ class Streams:
 
     def _call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         return self._forwarding.loop.call_at(when, callback)
+
+
+def _send_item(conn: Any, frame: Any) -> None:
+    """An item to its consumer. A consumer on another node is the cluster's
+    stand-in (``cluster.incoming.RemoteRequester``): it sends items apart
+    from the request's one answer (docs/cluster.md §3, Streams)."""
+    if conn.__class__ is not ServerConnection and (send_item := getattr(conn, "send_item", None)) is not None:
+        send_item(frame)
+    else:
+        conn.send_frame(frame)
 
 
 async def _close(gen: Any, is_async: bool, running: concurrent.futures.Future[Any] | None) -> None:

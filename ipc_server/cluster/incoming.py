@@ -11,6 +11,8 @@ The stand-in for the requester is :class:`RemoteRequester`: what
 socket. Every heartbeat interval the node names, to each requester node,
 the requests it still holds for it (``C._n.<node>``): the requester's node
 takes a request whose node stops naming it as lost (``outgoing.py``).
+A stream request's items go back on the same reply subject through
+:meth:`RemoteRequester.send_item` (``stream_relay.py``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class _NoLimit:
 _NO_LIMIT = _NoLimit()
 
 
+def frame_body(frame: Frame) -> bytes:
+    """A frame's body as NATS carries it: without the length prefix, joined (§16)."""
+    return frame[PREFIX_BYTES:] if frame.__class__ is bytes else frame.body()  # type: ignore[union-attr]  # a binary frame
+
+
 class RemoteRequester:
     """A requester on another node, as this node's handlers and forwarding see it."""
 
@@ -90,8 +97,11 @@ class RemoteRequester:
         return self._incoming.answer(self, encode_message(msg))
 
     def send_frame(self, frame: Frame, *, at_once: bool = False) -> bool:
-        body = frame[PREFIX_BYTES:] if frame.__class__ is bytes else frame.body()  # type: ignore[union-attr]  # a binary frame (§16)
-        return self._incoming.answer(self, body)
+        return self._incoming.answer(self, frame_body(frame))
+
+    def send_item(self, frame: Frame) -> None:
+        """One item of the stream it requested (``streams.py``), not its answer."""
+        self._incoming.relay.item(self, frame_body(frame))
 
     def refuse(self, msg: Message, code: ErrorCode, text: str) -> None:
         self._incoming.stats.count_error(code)
@@ -134,6 +144,7 @@ class Incoming:
         self._withdraw = withdraw
         self._heartbeat_s = heartbeat_s
         self._held: dict[str, dict[str, RemoteRequester]] = {}  # requester node -> token -> stand-in
+        self.relay: Any = None  # stream_relay.StreamRelay, set by the node: a stream's items and credit
         self._notes: asyncio.Task[None] | None = None
         self.served = 0
 
@@ -192,9 +203,20 @@ class Incoming:
             node, token, reason = note["node"], note["token"], note["reason"]
         except (ValueError, KeyError, TypeError):
             return
-        requester = self._held.get(node, {}).get(token)
-        if requester is None:
-            return
+        requester = self.held(node, token)
+        if requester is not None:
+            self.drop(requester, reason)
+
+    def held(self, node: str, token: str) -> RemoteRequester | None:
+        """The stand-in of request ``token`` of node ``node``, while it runs here."""
+        return self._held.get(node, {}).get(token)
+
+    def streams(self) -> list[RemoteRequester]:
+        """The stand-ins of the streams (§15) held here now."""
+        return [r for held in self._held.values() for r in held.values() if r.request.window is not None]
+
+    def drop(self, requester: RemoteRequester, reason: str) -> None:
+        """Give ``requester``'s request up without an answer: stop whoever runs it."""
         requester.answered = True
         self._release(requester)
         self._withdraw(requester, reason)

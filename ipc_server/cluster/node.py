@@ -5,7 +5,7 @@ requests both ways, the members and the cluster-wide ``system`` answers.
 The server calls it only where a standalone server would have stopped: a
 request nobody on this node takes (``request``), a publish once fanned out
 here (``published``), a registration made or dropped (``add``/``remove``),
-a connection gone, a cancel for a request it does not hold. Nothing on
+a connection gone, a cancel or credit for a request it does not hold. Nothing on
 the path of a request answered on this node changes.
 """
 
@@ -33,6 +33,7 @@ from .interest import PUB, REQ, Interest
 from .link import Link, LinkSettings, Msg
 from .members import Members
 from .outgoing import Outgoing
+from .stream_relay import StreamRelay
 from .subjects import MAX_SUBJECT_LENGTH, Subjects
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ class Cluster:
         self.incoming = Incoming(link, subjects, stats, route=self._route, withdraw=self._withdraw, heartbeat_s=beat)
         self.interest = Interest(link, subjects, self._on_publish, self.incoming.on_request)
         self.members = Members(link, subjects, self.name, beat)
+        streams = forwarding.streams  # the server's (§15): a remote consumer's credit goes to it
+        assert streams is not None
+        self.relay = StreamRelay(link, subjects, stats, outgoing=self.outgoing, incoming=self.incoming, streams=streams, members=self.members, heartbeat_s=beat)
         self.discovery = Discovery(link, subjects, self.members, local=self._local, state=self.state)
         self.publishes_out = 0
         self.publishes_in = 0
@@ -118,6 +122,7 @@ class Cluster:
         self.outgoing.start(loop)
         self.incoming.start(loop)
         self.members.start(loop)
+        self.relay.start(loop)
         self.link.start()
         try:
             await asyncio.wait_for(self.link.ever_up.wait(), START_WAIT_S)
@@ -141,6 +146,7 @@ class Cluster:
         await link.subscribe(s.system, self.discovery.on_query)
         await link.subscribe(s.heartbeat, self.members.on_heartbeat)
         await link.subscribe(s.cancels, self.incoming.on_cancel)
+        await link.subscribe(f"{s.credits}.*.*", self.relay.on_credit)
 
     def _link_up(self) -> None:
         self.interest.link_up()
@@ -164,6 +170,7 @@ class Cluster:
         self.members.close()
         self.outgoing.close()
         self.incoming.close()
+        self.relay.close()
         self.discovery.close()
         await self.link.close()
 
@@ -241,10 +248,7 @@ class Cluster:
     def request(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         """A request no handler or responder on this node takes (protocol.md §6.1)."""
         channel = msg.channel_id
-        if msg.window is not None:
-            text = f"no handler or responder for {channel!r} on this node; streams (§15) do not cross nodes"
-            conn.refuse(msg, ErrorCode.NO_RESPONDERS, text)
-        elif not self.link.up:
+        if not self.link.up:
             text = f"no handler or responder for {channel!r} on this node, and the node is cut off from the cluster ({self.link.reason})"
             conn.refuse(msg, ErrorCode.NO_RESPONDERS, text)
         elif len(self.subjects.request(conn.app_id, channel)) > MAX_SUBJECT_LENGTH:
@@ -253,7 +257,11 @@ class Cluster:
             self.outgoing.request(conn, msg, body)
 
     def cancelled(self, conn: ServerConnection, msg: Message) -> bool:
-        """A requester's cancel (§15.4) for a request waiting on another node."""
+        """A requester's cancel (§15.4) for a request waiting on another
+        node, or a consumer's credit (§15.3) for a stream served there: True
+        when it was one (taken here)."""
+        if msg.message_type is MessageType.CREDIT:
+            return self.relay.credit(conn, msg)
         if msg.message_type is not MessageType.CANCEL or msg.reply_to is None:
             return False
         if self.outgoing.cancel(conn, msg.reply_to, cancel_reason(msg)):
@@ -334,6 +342,7 @@ class Cluster:
             "publishes_out": self.publishes_out,
             "publishes_in": self.publishes_in,
             "publishes_not_sent": self.publishes_not_sent,
+            **self.relay.figures(),  # streams across nodes (stream_relay.py)
         }
 
     def degraded(self) -> str | None:

@@ -25,6 +25,10 @@ Every request ends in exactly one answer to its requester:
 
 A requester that leaves or cancels (§15.4) has its requests forgotten and a
 cancel sent on ``C._c`` to whichever node holds them.
+
+A stream request (§15) is one of these requests too, ended the same ways;
+its items come back on its reply subject before its end, and are relayed
+by ``stream_relay.py`` (``relay``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_message
 from ipc_protocol.framing import frame_parts
@@ -47,6 +51,9 @@ from ..connection import ServerConnection
 from ..stats import ServerStats
 from .link import Link, Msg
 from .subjects import Subjects
+
+if TYPE_CHECKING:
+    from .stream_relay import StreamRelay
 
 __all__ = ["Outgoing"]
 
@@ -64,7 +71,7 @@ _NO_RESPONDERS_STATUS = "503"
 
 
 class _Pending:
-    __slots__ = ("conn", "request", "token", "heard", "body", "sent", "until", "retries")
+    __slots__ = ("conn", "request", "token", "heard", "body", "sent", "until", "retries", "stream")
 
     def __init__(self, conn: ServerConnection, request: Message, token: str, now: float, body: bytes) -> None:
         self.conn = conn
@@ -75,6 +82,7 @@ class _Pending:
         self.sent = now
         self.until = 0.0  # while 503s are retried: until when (the grace, §13.2)
         self.retries = 0
+        self.stream: Any = None  # a stream's state on this side (stream_relay.py)
 
 
 class Outgoing:
@@ -89,6 +97,7 @@ class Outgoing:
         # or responder that registered while it waited), as a function that
         # routes it; set by the node.
         self.local: Callable[[Any, str], Callable[[Any, Message, bytes], None] | None] = lambda conn, channel: None
+        self.relay: StreamRelay = None  # type: ignore[assignment]  # streams' items and credit, set by the node
         self._link = link
         self._subjects = subjects
         self._stats = stats
@@ -137,9 +146,12 @@ class Outgoing:
         self.table[token] = _Pending(conn, msg, token, now, body)
         self._by_conn.setdefault(conn, set()).add(token)
         conn.inflight.started()
-        timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s
+        # A stream without timeout_ms has no whole-stream deadline (§15.5): its producer's node keeps its idle timeout.
+        timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s if msg.window is None else None
         if timeout_s is not None:
             self._deadlines.add(token, now + timeout_s)
+        if msg.window is not None:
+            self.relay.opened(self.table[token])
 
     def _refuse(self, conn: ServerConnection, msg: Message, code: ErrorCode, text: str) -> None:
         conn.refuse(msg, code, text)
@@ -152,6 +164,9 @@ class Outgoing:
         pending = self.table.get(token)
         if pending is None:  # answered already (deadline, lost): dropped (§15.4)
             self._stats.late_answers += 1
+            return
+        if nmsg.reply and pending.stream is not None:  # a stream's item; its end or error comes without a reply subject
+            self.relay.arrived(pending, nmsg)
             return
         headers = nmsg.headers
         if headers and headers.get("Status") == _NO_RESPONDERS_STATUS:
@@ -234,6 +249,8 @@ class Outgoing:
         token = pending.token
         del self.table[token]
         self._deadlines.discard(token)
+        if pending.stream is not None:
+            self.relay.closed(pending)
         mine = self._by_conn.get(pending.conn)
         if mine is not None:
             mine.discard(token)
@@ -258,7 +275,7 @@ class Outgoing:
         timeout_ms = pending.request.timeout_ms
         within = f"{timeout_ms:g} ms" if timeout_ms is not None else f"the server's default deadline of {self._default_timeout_s:g} s"
         self.fail(pending, ErrorCode.TIMEOUT, f"no answer from the node serving {pending.request.channel_id!r} within {within}")
-        self._cancel_remote(token, ErrorCode.TIMEOUT)
+        self.cancel_remote(token, ErrorCode.TIMEOUT)
 
     def link_down(self) -> None:
         """NATS is gone: no answer can reach this node (docs/cluster.md §5)."""
@@ -295,7 +312,9 @@ class Outgoing:
             pending = self.table.pop(token, None)
             if pending is not None:
                 self._deadlines.discard(token)
-                self._cancel_remote(token, ErrorCode.CONNECTION_LOST)
+                if pending.stream is not None:
+                    self.relay.closed(pending)
+                self.cancel_remote(token, ErrorCode.CONNECTION_LOST)
 
     def cancel(self, conn: ServerConnection, request_id: str, reason: str) -> bool:
         """The requester cancelled a request (§15.4): no answer; True if it was ours."""
@@ -303,11 +322,12 @@ class Outgoing:
             pending = self.table.get(token)
             if pending is not None and pending.request.message_id == request_id:
                 self._settle(pending)
-                self._cancel_remote(token, reason)
+                self.cancel_remote(token, reason)
                 return True
         return False
 
-    def _cancel_remote(self, token: str, reason: str) -> None:
+    def cancel_remote(self, token: str, reason: str) -> None:
+        """Tell whichever node holds request ``token`` to stop it (``C._c``)."""
         note = json.dumps({"node": self._subjects.node, "token": token, "reason": str(reason)}).encode()
         self._link.publish(self._subjects.cancels, note)
 

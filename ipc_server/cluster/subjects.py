@@ -16,6 +16,8 @@ Layout, under the cluster's name ``C`` (``ipcb`` by default)::
     C._r.<node>.<token>      answers to the requests a node sent
     C._n.<node>              what other nodes hold for that node's requests
     C._g.<node>.<token>      answers to a node's cluster-wide system query
+    C._k.<node>.<requester node>.<token>
+                             a consumer's credit for a stream that node produces
 
 where ``<node>`` is the node's name escaped, ``~`` and a random part: two
 nodes given one name by mistake still get their own answers.
@@ -97,7 +99,7 @@ def _channel(channel: str) -> str:
 class Subjects:
     """The subjects of one cluster (``name``) as seen by one node (``node``)."""
 
-    __slots__ = ("name", "node", "queue", "replies", "notes", "gathers", "system", "heartbeat", "cancels",
+    __slots__ = ("name", "node", "queue", "replies", "notes", "gathers", "system", "heartbeat", "cancels", "credits",
                  "_p", "_r", "_p_len", "_r_len")  # fmt: skip
 
     def __init__(self, name: str, node: str, instance: str | None = None) -> None:
@@ -113,6 +115,7 @@ class Subjects:
         self.replies = f"{name}._r.{self.node}"
         self.notes = f"{name}._n.{self.node}"
         self.gathers = f"{name}._g.{self.node}"
+        self.credits = f"{name}._k.{self.node}"  # + requester node and token: a stream's credit (stream_relay.py)
         self.system = f"{name}._sys"
         self.heartbeat = f"{name}._hb"
         self.cancels = f"{name}._c"

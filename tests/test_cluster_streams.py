@@ -1,0 +1,247 @@
+"""Streams across cluster nodes through a real nats-server (docs/cluster.md
+§3, Streams; docs/protocol.md §15): the consumer on node a, the producer
+(a responder client or an in-process handler) on node b, with the
+contract of one node: every item once and in order, credit end to end,
+the end and errors, cancels both ways, deadlines, the producer's loss,
+its node SIGKILLed, binary items, and ``no_responders`` when no node
+serves the channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from ipc_client import IPCClient
+from ipc_protocol import HandlerError, Message, NoResponders, RequestTimeout, ResponderLost
+from ipc_server import IPCServer
+
+from .nats_support import NatsServer, NodeProcess, clients, nats, node_process, nodes, until  # noqa: F401 - fixtures
+
+pytest.importorskip("nats")
+
+WAIT_S = 10.0
+Nodes = Callable[..., Awaitable[IPCServer]]
+Clients = Callable[..., Awaitable[IPCClient]]
+
+
+async def collect(stream: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in stream]
+
+
+async def two_nodes(nodes: Nodes) -> tuple[IPCServer, IPCServer]:
+    return await nodes("a"), await nodes("b")
+
+
+async def test_many_items_with_a_small_window_arrive_once_in_order_and_the_producer_never_runs_ahead(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    consumer, producer = await clients(a.port), await clients(b.port)
+    pulled = 0
+    window = 4
+
+    async def count(msg: Message) -> AsyncIterator[int]:
+        nonlocal pulled
+        for i in range(msg.payload):
+            pulled += 1
+            yield i
+
+    await producer.serve("count", count)
+    got: list[int] = []
+    async for item in consumer.stream("count", 2000, window=window):
+        got.append(item)
+        # The producer pulls an item only with credit: never more than the window ahead of what was taken.
+        assert pulled <= len(got) + window
+    assert got == list(range(2000))
+    await until(lambda: b.stats.streams == 0 and not a.cluster.relay and not b.cluster.incoming, "the stream is gone on both nodes")
+    assert b.stats.stream_items == 2000 and a.cluster.relay.items_in == 2000 and b.cluster.relay.items_out == 2000
+    assert a.stats.streams_opened == 0 and b.stats.streams_opened == 1  # run on b, relayed by a
+
+
+async def test_an_in_process_generator_on_another_node_streams_with_its_end_and_its_error(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+
+    @b.handler("squares")
+    def squares(msg: Message) -> Any:  # a sync generator: one next() at a time in b's worker threads
+        for i in range(msg.payload):
+            yield i * i
+
+    @b.handler("fails")
+    async def fails(msg: Message) -> AsyncIterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("broken after two")
+
+    @b.handler("plain")
+    async def plain(msg: Message) -> Any:  # not a generator: a one-item stream (§15.3 item 4)
+        return {"echo": msg.payload}
+
+    await b.cluster.confirmed()
+    consumer = await clients(a.port)
+    assert await collect(consumer.stream("squares", 50, window=3)) == [i * i for i in range(50)]
+    assert await collect(consumer.stream("squares", 0)) == []
+    assert await collect(consumer.stream("plain", "x")) == [{"echo": "x"}]
+    got: list[int] = []
+    with pytest.raises(HandlerError, match="broken after two"):
+        async for item in consumer.stream("fails"):
+            got.append(item)
+    assert got == [1, 2]  # the items before the error, then the error
+    await until(lambda: b.stats.streams == 0 and not a.cluster.relay, "the streams are gone")
+
+
+async def test_binary_items_cross_nodes(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    consumer, producer = await clients(a.port), await clients(b.port)
+    chunks = [bytes([i]) * (1 + i * 997) for i in range(40)] + [b"", bytes(range(256)) * 1024]
+
+    async def file(msg: Message) -> AsyncIterator[Any]:
+        for i, chunk in enumerate(chunks):
+            yield chunk if i % 2 else {"i": i, "chunk": chunk}
+
+    await producer.serve("file", file)
+    got = await collect(consumer.stream("file", window=2))
+    assert got == [c if i % 2 else {"i": i, "chunk": c} for i, c in enumerate(chunks)]
+
+
+@pytest.mark.parametrize("where", ["responder", "in-process"])
+async def test_the_consumer_leaving_the_loop_cancels_the_producer_on_the_other_node(where: str, nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    consumer = await clients(a.port)
+    closed = asyncio.Event()
+
+    async def endless(msg: Message) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    if where == "in-process":
+        b.add_handler("endless", endless)
+        await b.cluster.confirmed()
+    else:
+        await (await clients(b.port)).serve("endless", endless)
+    async for item in consumer.stream("endless", window=8):
+        if item == 100:
+            break
+    await asyncio.wait_for(closed.wait(), WAIT_S)
+    await until(lambda: b.stats.streams == 0 and not b.cluster.incoming and not a.cluster.relay, "the stream is gone on both nodes")
+    assert (await consumer.system("ping"))["status"] == "pong"
+
+
+async def test_the_consumers_connection_lost_stops_the_producer_on_the_other_node(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    consumer, producer = await clients(a.port), await clients(b.port)
+    closed = asyncio.Event()
+
+    async def endless(msg: Message) -> AsyncIterator[int]:
+        try:
+            while True:
+                yield 0
+        finally:
+            closed.set()
+
+    await producer.serve("endless", endless)
+    stream = consumer.stream("endless", window=4)
+    assert await stream.__anext__() == 0
+    consumer._link.conn.abort()  # type: ignore[union-attr]
+    with contextlib.suppress(Exception):
+        async for _ in stream:
+            pass
+    await asyncio.wait_for(closed.wait(), WAIT_S)
+    await until(lambda: b.stats.streams == 0 and not b.cluster.incoming, "the stream is gone on b")
+
+
+async def test_a_producer_that_disconnects_ends_the_consumers_loop_with_responder_lost(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    consumer, producer = await clients(a.port), await clients(b.port)
+    started = asyncio.Event()
+
+    async def endless(msg: Message) -> AsyncIterator[int]:
+        yield 0
+        started.set()
+        await asyncio.Event().wait()
+        yield 1
+
+    await producer.serve("endless", endless)
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for item in consumer.stream("endless", timeout=60):
+            got.append(item)
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    await producer.disconnect()
+    with pytest.raises(ResponderLost):
+        await asyncio.wait_for(task, WAIT_S)  # at once, well before the stream's own 60 s
+    assert got == [0]
+    await until(lambda: not a.cluster.relay and not b.cluster.incoming, "the stream is gone on both nodes")
+
+
+async def test_the_producers_node_killed_mid_stream_ends_the_loop_with_responder_lost(
+    nats: NatsServer, nodes: Nodes, node_process: Callable[..., Awaitable[NodeProcess]], clients: Clients  # noqa: F811
+) -> None:
+    a = await nodes("a")
+    b = await node_process(nats.url, "--node-name", "b")
+    consumer, producer = await clients(a.port), await clients(b.port, reconnect=False)
+    started = asyncio.Event()
+
+    async def endless(msg: Message) -> AsyncIterator[int]:
+        for i in range(10):
+            yield i
+        started.set()
+        await asyncio.Event().wait()
+        yield -1
+
+    await producer.serve("endless", endless)
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for item in consumer.stream("endless", timeout=60, idle_timeout=60, window=16):
+            got.append(item)
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    await until(lambda: len(got) == 10, "the items before the kill")
+    await b.kill()
+    with pytest.raises(ResponderLost):
+        await asyncio.wait_for(task, WAIT_S)  # the node's silence (about 1.5 s), not the stream's own 60 s
+    assert got == list(range(10))
+    await until(lambda: not a.cluster.relay and not a.cluster.outgoing, "the stream is gone on a")
+
+
+@pytest.mark.parametrize("deadline", ["timeout", "idle_timeout"])
+async def test_deadlines_end_a_stream_across_nodes_and_stop_its_producer(deadline: str, nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    consumer, producer = await clients(a.port), await clients(b.port)
+    closed = asyncio.Event()
+
+    async def stalls(msg: Message) -> AsyncIterator[int]:
+        try:
+            yield 0
+            await asyncio.Event().wait()
+            yield 1
+        finally:
+            closed.set()
+
+    await producer.serve("stalls", stalls)
+    got: list[int] = []
+    with pytest.raises(RequestTimeout):
+        async for item in consumer.stream("stalls", **{deadline: 0.3}):  # type: ignore[arg-type]
+            got.append(item)
+    assert got == [0]
+    await asyncio.wait_for(closed.wait(), WAIT_S)
+    await until(lambda: b.stats.streams == 0 and not b.cluster.incoming and not a.cluster.relay, "the stream is gone on both nodes")
+
+
+async def test_no_producer_on_any_node_is_no_responders(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    consumer = await clients(a.port)
+    with pytest.raises(NoResponders, match="on any node"):
+        await collect(consumer.stream("nobody.streams"))
+    assert not a.cluster.relay and not a.cluster.outgoing
