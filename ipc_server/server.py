@@ -388,6 +388,9 @@ class IPCServer:
             self._calls.run(conn, msg, handler)
             return
         responder = self._admission.apps[conn.app_id].responders.pick_exact(SYSTEM_CHANNEL, _load)
+        if responder is None and self._cluster is not None:  # another node's (docs/cluster.md §3)
+            self._cluster.request(conn, msg, body)
+            return
         if responder is None:
             own = ", ".join(sorted(SERVER_SYSTEM_ACTIONS - {"connect"}))
             text = f"system action {action!r} is not one of the server's ({own}) and nobody serves 'system' in app {conn.app_id!r}"

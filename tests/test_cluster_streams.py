@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient
-from ipc_protocol import HandlerError, Message, NoResponders, RequestTimeout, ResponderLost
+from ipc_protocol import HandlerError, Message, NoResponders, RemoteError, RequestTimeout, ResponderLost
 from ipc_server import IPCServer
 
 from .nats_support import NatsServer, NodeProcess, clients, nats, node_process, nodes, until  # noqa: F401 - fixtures
@@ -215,6 +215,73 @@ async def test_the_producers_node_killed_mid_stream_ends_the_loop_with_responder
     await until(lambda: not a.cluster.relay and not a.cluster.outgoing, "the stream is gone on a")
 
 
+async def test_the_consumers_node_killed_mid_stream_stops_the_producer_on_the_other_node(
+    nats: NatsServer, nodes: Nodes, node_process: Callable[..., Awaitable[NodeProcess]], clients: Clients  # noqa: F811
+) -> None:
+    a = await node_process(nats.url, "--node-name", "a")
+    b = await nodes("b")
+    closed = asyncio.Event()
+
+    async def endless(msg: Message) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    b.add_handler("endless", endless)
+    await b.cluster.confirmed()
+    consumer = await clients(a.port, reconnect=False)
+    stream = consumer.stream("endless", window=4)
+    assert [await stream.__anext__() for _ in range(3)] == [0, 1, 2]
+    await a.kill()  # nobody will read its items, nor cancel it: b notices a's silence
+    await asyncio.wait_for(closed.wait(), WAIT_S)
+    await until(lambda: b.stats.streams == 0 and not b.cluster.incoming, "the stream is gone on b")
+    assert b.cluster.relay.dropped == 1
+    with contextlib.suppress(Exception):
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_an_item_larger_than_nats_accepts_fails_the_stream_too_large_and_stops_the_producer(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    consumer, producer = await clients(a.port), await clients(b.port)
+    closed = asyncio.Event()
+
+    async def big(msg: Message) -> AsyncIterator[bytes]:
+        try:
+            yield b"small"
+            yield bytes(b.cluster.link.max_payload + 1)  # nats-server's max_payload (1 MiB unless raised)
+            yield b"never"
+        finally:
+            closed.set()
+
+    await producer.serve("big", big)
+    got: list[bytes] = []
+    with pytest.raises(RemoteError) as failed:
+        async for item in consumer.stream("big"):
+            got.append(item)
+    assert failed.value.code == "too_large" and got == [b"small"]
+    await asyncio.wait_for(closed.wait(), WAIT_S)
+    await until(lambda: b.stats.streams == 0 and not b.cluster.incoming and not a.cluster.relay, "the stream is gone on both nodes")
+
+
+async def test_a_stream_requested_before_its_producer_registers_waits_within_the_grace(nodes: Nodes, clients: Clients) -> None:
+    a = await nodes("a", no_responders_grace_s=5)  # the start's grace (protocol.md §13.2)
+    b = await nodes("b")
+    consumer, producer = await clients(a.port), await clients(b.port)
+    task = asyncio.ensure_future(collect(consumer.stream("late", 5, timeout=8)))
+    await until(lambda: a.cluster.outgoing.retried >= 1, "NATS found no node for it, and a sends it again")
+
+    async def late(msg: Message) -> AsyncIterator[int]:
+        for i in range(msg.payload):
+            yield i
+
+    await producer.serve("late", late)
+    assert await asyncio.wait_for(task, WAIT_S) == [0, 1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("deadline", ["timeout", "idle_timeout"])
 async def test_deadlines_end_a_stream_across_nodes_and_stop_its_producer(deadline: str, nodes: Nodes, clients: Clients) -> None:
     a, b = await two_nodes(nodes)
@@ -245,3 +312,36 @@ async def test_no_producer_on_any_node_is_no_responders(nodes: Nodes, clients: C
     with pytest.raises(NoResponders, match="on any node"):
         await collect(consumer.stream("nobody.streams"))
     assert not a.cluster.relay and not a.cluster.outgoing
+
+
+# -- system responders across nodes (protocol.md §8) -----------------------------------------
+
+
+async def test_a_system_responder_on_another_node_gets_the_actions_that_are_not_the_servers(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    caller, worker, everything = await clients(a.port), await clients(b.port), await clients(b.port)
+    seen: list[Any] = []
+
+    def system(msg: Message) -> Any:
+        seen.append(msg.payload)
+        return {"time": "2026-12-05T00:00:00Z"}
+
+    await worker.serve("system", system)
+    await everything.serve(">", lambda msg: "a pattern never gets system")
+    assert await caller.request("system", {"action": "get_time"}) == {"time": "2026-12-05T00:00:00Z"}
+    assert (await caller.system("ping"))["status"] == "pong"  # the server's own action: a's, never the responder's
+    assert seen == [{"action": "get_time"}]
+    await caller.notify("system", {"action": "audit"})
+    await until(lambda: len(seen) == 2, "the notification on b")
+    await worker.unserve("system")
+    with pytest.raises(NoResponders):  # only the '>' pattern is left on b: it never gets system
+        await caller.request("system", {"action": "get_time"})
+
+
+async def test_an_in_process_system_handler_on_another_node_answers(nodes: Nodes, clients: Clients) -> None:
+    a, b = await two_nodes(nodes)
+    b.add_handler("system", lambda msg: {"node": "b", "action": msg.payload["action"]})
+    await b.cluster.confirmed()
+    caller = await clients(a.port)
+    assert await caller.request("system", {"action": "whoami"}) == {"node": "b", "action": "whoami"}
+    assert (await caller.system("ping"))["status"] == "pong"

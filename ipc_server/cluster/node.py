@@ -183,21 +183,16 @@ class Cluster:
 
     def add(self, conn: ServerConnection, pattern: str, serve: bool) -> None:
         """``conn`` subscribed to (or serves) ``pattern``, new for it."""
-        if not serve:
-            self.interest.add(PUB, conn.app_id, pattern)
-        elif pattern != SYSTEM_CHANNEL:  # protocol.md §8: system is served per node
-            self.interest.add(REQ, conn.app_id, pattern)
+        # A responder for system gets the actions that are not the server's
+        # (protocol.md §8), on a subject of its own (subjects.py).
+        self.interest.add(REQ if serve else PUB, conn.app_id, pattern)
 
     def remove(self, conn: ServerConnection, pattern: str, serve: bool) -> None:
-        if not serve:
-            self.interest.remove(PUB, conn.app_id, pattern)
-        elif pattern != SYSTEM_CHANNEL:
-            self.interest.remove(REQ, conn.app_id, pattern)
+        self.interest.remove(REQ if serve else PUB, conn.app_id, pattern)
 
     def handler_changed(self, app_id: str | None, channel: str, added: bool) -> None:
         """An in-process handler was added or removed (``IPCServer.add_handler``)."""
-        if channel != SYSTEM_CHANNEL:
-            (self.interest.add if added else self.interest.remove)(REQ, app_id, channel)
+        (self.interest.add if added else self.interest.remove)(REQ, app_id, channel)
 
     def acked(self, conn: ServerConnection, reply: Message) -> bool:
         """Hold a subscribe's or serve's ack until NATS confirmed the interest
@@ -213,8 +208,7 @@ class Cluster:
             for pattern in conn.subscriptions:
                 self.interest.remove(PUB, conn.app_id, pattern)
             for pattern in conn.responder_for:
-                if pattern != SYSTEM_CHANNEL:
-                    self.interest.remove(REQ, conn.app_id, pattern)
+                self.interest.remove(REQ, conn.app_id, pattern)
         self.outgoing.connection_closed(conn)
 
     # -- hooks: traffic ----------------------------------------------------------------------
@@ -278,12 +272,10 @@ class Cluster:
             self._stats.requests += 1
         else:
             self._stats.notifications += 1
-        handler = self._handlers.find(app_id, channel)
+        handler, responder = self._find(app_id, channel)
         if handler is not None:
             self._calls.run(requester, msg, handler)  # type: ignore[arg-type]
             return
-        app = self._apps.get(app_id)
-        responder = app.responders.pick(channel, _load) if app is not None else None
         if responder is None:  # it left this node while the request crossed
             requester.refuse(msg, ErrorCode.NO_RESPONDERS, f"no handler or responder for {channel!r}: it left node {self.name}")
             return
@@ -291,14 +283,27 @@ class Cluster:
 
     def _taker(self, conn: Any, channel: str) -> Callable[[Any, Message, bytes], None] | None:
         """What on this node would take a request on ``channel`` now, as a function that routes it."""
-        handler = self._handlers.find(conn.app_id, channel)
+        handler, responder = self._find(conn.app_id, channel)
         if handler is not None:
             return lambda c, msg, body: self._calls.run(c, msg, handler)
-        app = self._apps.get(conn.app_id)
-        responder = app.responders.pick(channel, _load) if app is not None else None
         if responder is not None:
             return lambda c, msg, body: self._forwarding.forward(c, msg, body, responder)
         return None
+
+    def _find(self, app_id: str, channel: str) -> tuple[Any, Any]:
+        """The in-process handler, else the responder, that takes a request on
+        ``channel`` here (either may be None). ``system`` is served exactly:
+        a pattern never gets it (protocol.md §8)."""
+        if channel == SYSTEM_CHANNEL:
+            handler = self._handlers.get(SYSTEM_CHANNEL, app_id) or self._handlers.get(SYSTEM_CHANNEL)
+        else:
+            handler = self._handlers.find(app_id, channel)
+        if handler is not None:
+            return handler, None
+        app = self._apps.get(app_id)
+        if app is None:
+            return None, None
+        return None, app.responders.pick_exact(channel, _load) if channel == SYSTEM_CHANNEL else app.responders.pick(channel, _load)
 
     def _withdraw(self, requester: RemoteRequester, reason: str) -> None:
         for key in list(requester.awaiting):

@@ -13,6 +13,9 @@ Layout, under the cluster's name ``C`` (``ipcb`` by default)::
     C.p.<app>.<channel>      publishes (every node with a matching subscriber)
     C.r.<app>.<channel>      requests (one node of the queue group)
     C.r.*.<pattern>          an in-process handler that serves every app
+    C.s.<app>, C.s.*         requests on ``system`` the server does not answer
+                             itself (one node of the queue group; a pattern's
+                             C.r.<app>.> never matches them: protocol.md §8)
     C._r.<node>.<token>      answers to the requests a node sent
     C._n.<node>              what other nodes hold for that node's requests
     C._g.<node>.<token>      answers to a node's cluster-wide system query
@@ -100,7 +103,7 @@ class Subjects:
     """The subjects of one cluster (``name``) as seen by one node (``node``)."""
 
     __slots__ = ("name", "node", "queue", "replies", "notes", "gathers", "system", "heartbeat", "cancels", "credits",
-                 "_p", "_r", "_p_len", "_r_len")  # fmt: skip
+                 "_p", "_r", "_s", "_p_len", "_r_len")  # fmt: skip
 
     def __init__(self, name: str, node: str, instance: str | None = None) -> None:
         if not valid_cluster_name(name):
@@ -109,6 +112,7 @@ class Subjects:
         self.node = f"{escape_token(node)}~{secrets.token_hex(4) if instance is None else instance}"
         self._p = f"{name}.p."
         self._r = f"{name}.r."
+        self._s = f"{name}.s."
         self._p_len = len(self._p)
         self._r_len = len(self._r)
         self.queue = f"{name}.serve"  # one queue group for every request subject (docs/cluster.md §3)
@@ -125,6 +129,8 @@ class Subjects:
 
     def request(self, app_id: str | None, channel: str) -> str:
         """``app_id`` None: every app (an in-process handler registered for all)."""
+        if channel == "system":  # served exactly, never by a pattern (module docstring)
+            return self._s + ("*" if app_id is None else escape_token(app_id))
         return self._r + ("*" if app_id is None else escape_token(app_id)) + "." + _channel(channel)
 
     def notes_of(self, node_token: str) -> str:
