@@ -1,14 +1,16 @@
 """Node clients on a cluster joined through a real nats-server
-(docs/cluster.md): requests, responders, publishes with wildcards, acks
-and discovery between Node and Python clients on different nodes."""
+(docs/cluster.md): requests, responders, publishes with wildcards, acks,
+discovery and streams between Node and Python clients on different nodes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from ipc_protocol import HandlerError
 from ipc_server import IPCServer
 from tests.nats_support import NatsServer, nats, until  # noqa: F401 - the fixture
 
@@ -86,3 +88,48 @@ async def test_discovery_from_a_node_client_covers_the_cluster(
     assert services["services"] == {"svc.b": 1} and services["nodes"] == {"a": {}, "b": {"svc.b": 1}}
     stats = await js_on_a.call("system", action="stats")
     assert stats["cluster"]["state"] == "up" and sorted(stats["cluster"]["nodes"]) == ["a", "b"]
+
+
+async def test_streams_between_node_and_python_clients_on_different_nodes(
+    two_nodes: tuple[IPCServer, IPCServer], node_agent: Callable[..., Any], py_client: Callable[..., Any]
+) -> None:
+    """docs/cluster.md §3, Streams: items in order with credit end to end, the end, errors, and cancels both ways."""
+    a, b = two_nodes
+    js_on_a, js_on_b = await node_agent(a.port), await node_agent(b.port)
+    py_on_a, py_on_b = await py_client(a.port), await py_client(b.port)
+
+    # a Node producer on b, a Python consumer on a
+    await js_on_b.call("serveStream", channel="node.count", kind="count")
+    await js_on_b.call("serveStream", channel="node.fail", kind="failAfter")
+    await js_on_b.call("serveStream", channel="node.endless", kind="endless")
+    assert [item async for item in py_on_a.stream("node.count", 700, window=8)] == list(range(700))
+    got: list[Any] = []
+    with pytest.raises(HandlerError) as failed:
+        async for item in py_on_a.stream("node.fail", 3):
+            got.append(item)
+    assert got == [0, 1, 2] and (failed.value.remote_type, failed.value.message) == ("TypeError", "failed after 3")
+    async for item in py_on_a.stream("node.endless", window=4):
+        if item == 50:
+            break
+    closed = await js_on_b.wait_event("producerClosed")  # the Python consumer's cancel reached the Node producer
+    assert closed["aborted"] and closed["pulled"] <= 51 + 4
+
+    # a Python producer on b, a Node consumer on a
+    ended = asyncio.Event()
+
+    async def ticks(msg: Any) -> AsyncIterator[dict[str, int]]:
+        try:
+            for i in range(msg.payload if msg.payload is not None else 10**9):
+                yield {"tick": i}
+        finally:
+            ended.set()
+
+    await py_on_b.serve("py.ticks", ticks)
+    streamed = await js_on_a.call("stream", channel="py.ticks", payload=500, window=16)
+    assert (streamed["items"], streamed["error"]) == ([{"tick": i} for i in range(500)], None)
+    await asyncio.wait_for(ended.wait(), 10)
+    ended.clear()
+    broke = await js_on_a.call("stream", channel="py.ticks", breakAfter=20, window=4)
+    assert broke["items"] == [{"tick": i} for i in range(20)]
+    await asyncio.wait_for(ended.wait(), 10)  # the Node consumer's cancel reached the Python generator
+    await until(lambda: not a.cluster.relay and not b.cluster.incoming and b.stats.streams == 0, "the streams are gone on both nodes")
