@@ -7,18 +7,24 @@ and tries each address, reaches the other node, and restores its
 subscriptions and registrations there.
 
 The machine must resolve ``localhost`` to both addresses (most do:
-``::1 localhost`` in /etc/hosts); where it does not, the tests skip and say
-so. To run them there without touching the machine's file, give them a
-private one: ``unshare -m sh -c 'mount --bind my-hosts /etc/hosts && pytest ...'``.
-The Node client's twin is interop-tests/test_js_cluster_failover.py."""
+``::1 localhost`` in /etc/hosts). Where it does not, the tests skip, and the
+last test runs them (and the Node client's twin in
+interop-tests/test_js_cluster_failover.py) again in a child pytest with its
+own view of /etc/hosts that adds ``::1 localhost``: a private mount
+namespace (``unshare -m``), so the machine's file is never touched. Where
+that is not allowed either, it skips and says why."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,26 +32,34 @@ import pytest
 from ipc_client import IPCClient
 from ipc_protocol import ConnectionLost
 
-from .nats_support import NatsServer, NodeProcess, nats, until  # noqa: F401 - the fixture
+from .nats_support import ROOT, NatsServer, NodeProcess, nats, until  # noqa: F401 - the fixture
 
 pytest.importorskip("nats")
 
 WAIT_S = 10.0
 NAME = "localhost"
 ADDRESSES = {"v4": "127.0.0.1", "v6": "::1"}
+IN_VIEW = "IPCB_TEST_HOSTS_VIEW"  # set in the child run that has its own /etc/hosts
 
 
-def name_has_both_loopbacks() -> str | None:
-    """Why the tests cannot run here, or None: ``localhost`` must resolve to
-    127.0.0.1 and ::1, and ::1 must be bindable."""
+def no_ipv6_loopback() -> str | None:
+    """Why ::1 cannot be bound here, or None."""
     try:
         with socket.socket(socket.AF_INET6) as sock:
             sock.bind(("::1", 0))
     except OSError as exc:
         return f"no IPv6 loopback on this machine ({exc})"
+    return None
+
+
+def name_has_both_loopbacks() -> str | None:
+    """Why the tests cannot run here, or None: ``localhost`` must resolve to
+    127.0.0.1 and ::1, and ::1 must be bindable."""
+    if reason := no_ipv6_loopback():
+        return reason
     found = {info[4][0] for info in socket.getaddrinfo(NAME, None, type=socket.SOCK_STREAM)}
     if not set(ADDRESSES.values()) <= found:
-        return f"{NAME!r} resolves to {sorted(found)} here, not to both 127.0.0.1 and ::1 (add '::1 {NAME}' to /etc/hosts)"
+        return f"{NAME!r} resolves to {sorted(found)} here, not to both 127.0.0.1 and ::1 (test_the_name_tests_in_a_private_view_of_etc_hosts runs it with '::1 {NAME}' added)"
     return None
 
 
@@ -165,3 +179,49 @@ async def test_a_client_of_a_name_with_two_addresses_moves_to_the_other_node_whe
             assert await client.request("observer.echo", 3) == 3
             await observer.publish("news.after", "after")
             await until(lambda: got == ["before", "after"], "the publish after the kill")
+
+
+def private_view(hosts: Path) -> tuple[str, ...] | None:
+    """The ``unshare`` command that gives a child its own mount of ``hosts`` on
+    /etc/hosts (as root, or in a user namespace), or None where neither is allowed."""
+    for unshare in (("unshare", "-m"), ("unshare", "-rm")):
+        try:
+            probe = subprocess.run(
+                [*unshare, "sh", "-c", 'mount --bind "$0" /etc/hosts && getent ahosts "$1"', str(hosts), NAME],
+                capture_output=True, text=True, timeout=WAIT_S,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if probe.returncode == 0 and "::1" in probe.stdout:
+            return unshare
+    return None
+
+
+async def test_the_name_tests_in_a_private_view_of_etc_hosts(tmp_path: Path) -> None:
+    if os.environ.get(IN_VIEW):
+        pytest.skip("this is the run in the private view")
+    if reason := no_ipv6_loopback():
+        pytest.skip(reason)
+    if name_has_both_loopbacks() is None:
+        pytest.skip(f"{NAME!r} resolves to both addresses here: the tests above ran as they are")
+    hosts = tmp_path / "hosts"
+    hosts.write_text(Path("/etc/hosts").read_text() + f"\n::1 {NAME}\n")
+    unshare = private_view(hosts)
+    if unshare is None:
+        pytest.skip(f"{NAME!r} resolves to 127.0.0.1 only here, and no private mount namespace (unshare -m) can add ::1")
+    tests = [__file__, str(ROOT / "interop-tests" / "test_js_cluster_failover.py")]
+    proc = await asyncio.create_subprocess_exec(
+        *unshare, "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts),
+        sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:randomly", "-p", "no:cacheprovider", "-k", "two_addresses", *tests,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT, env={**os.environ, IN_VIEW: "1"},
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output = (await asyncio.wait_for(proc.communicate(), 20 * WAIT_S))[0].decode(errors="replace")
+    finally:
+        if proc.returncode is None:  # the child run and the nats-server and nodes it started
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    assert proc.returncode == 0, output[-6000:]
+    assert "PASSED tests/test_cluster_dns_failover.py::test_a_client_of_a_name_with_two_addresses" in output, output[-6000:]
+    assert "test_a_node_client_of_a_name_with_two_addresses" in output, output[-6000:]  # passed, or skipped without Node
