@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .attachments import BINARY_MARKER, BinaryBytes, BinaryFrame
 from .constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAX_FRAME_LIMIT
+from .frame_buffers import frame_buffers
 from .exceptions import FrameError, FrameTooLarge, ProtocolError
 
 __all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_parts", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
@@ -205,8 +206,9 @@ class FrameDecoder:
             self._pos = pos
 
     def _assemble(self, n: int, part: bytes | bytearray) -> None:
-        """Go on with a frame of ``n`` bytes in a buffer of its own, ``part`` its start."""
-        frame = bytearray(n)
+        """Go on with a frame of ``n`` bytes in a buffer of its own (a kept
+        one when one is free, ``frame_buffers``), ``part`` its start."""
+        frame = frame_buffers().take(n)
         frame[: len(part)] = part
         self._frame, self._filled, self._need = frame, len(part), n
 
@@ -226,6 +228,7 @@ class FrameDecoder:
         self._filled = filled = filled + taken
         if filled == len(frame):
             self._frame, self._filled, self._need = None, 0, 0
+            frame_buffers().keep(frame)
             # A binary body goes on as the buffer it was read into, its
             # attachments views of it (§16.4): no copy of megabytes here. No
             # one writes to it again; every reader of a body takes a bytearray.

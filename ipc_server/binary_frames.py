@@ -31,12 +31,13 @@ from ipc_protocol.attachments import BINARY, BinaryFrame, Frame, as_binary
 from ipc_protocol.envelope import encode_message_parts
 from ipc_protocol.framing import frame_parts
 
+from .outbound import Backlog, FrameWindows
+
 if TYPE_CHECKING:
     import asyncio
 
     from ipc_protocol.server_protocol import ServerProtocol
 
-    from .outbound import Backlog
     from .stats import ServerStats
 
 __all__ = ["BinaryFrames", "BinaryFrame", "Frame", "JOIN_BELOW_BYTES", "as_binary", "encode_message_parts", "frame_parts"]
@@ -66,6 +67,7 @@ class BinaryFrames:
         def _too_large(self, frame: Any) -> bool: ...
         def _write_pending(self) -> None: ...
         def _flush(self) -> None: ...
+        def resume_writing(self) -> None: ...
 
     def fits(self, frame: Frame) -> bool:
         """Whether the peer accepts ``frame`` (its limit, §3; ``frame_limit``),
@@ -101,12 +103,15 @@ class BinaryFrames:
         stats.bytes_out += size
         self.frames_out += 1  # type: ignore[misc]  # ConnectionFigures' slots (mypy checks a mixin against its own)
         self.bytes_out += size  # type: ignore[misc]
-        if self._backlog is None:
-            write = self.transport.write
-            for part in binary.parts:
-                write(part)
-        else:  # backed up: held whole, the slow-consumer limits apply (§12.2)
-            self._backlog.hold(binary)  # type: ignore[arg-type]
+        # A window at a time (outbound.FrameWindows); behind frames already
+        # held, it waits its turn, and the slow-consumer limits apply (§12.2).
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = Backlog()  # type: ignore[misc]  # ServerConnection's slot
+            backlog.hold(FrameWindows(binary.parts))
+            self.resume_writing()
+        else:
+            backlog.hold(FrameWindows(binary.parts))
         if self._flush_handle is None:  # once this iteration ends: the backlog's check
             self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[misc,union-attr]
         return True

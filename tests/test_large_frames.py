@@ -1,0 +1,182 @@
+"""Large frames without fresh memory or transport copies (docs/performance.md,
+"Binary payloads"): the kept receive buffers (``ipc_protocol.frame_buffers``)
+are reused only when nothing holds them; a large binary frame goes out a
+window at a time (``ipc_server.outbound.FrameWindows``), and a peer cut as
+a slow consumer in the middle of one still gets it whole before the error."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+from ipc_client import IPCClient
+from ipc_protocol import FrameDecoder, MessageType, decode_message
+from ipc_protocol.frame_buffers import KEPT_FROM_BYTES, FrameBuffers
+from ipc_server import IPCServer
+from ipc_server.outbound import WINDOW_BYTES, Backlog, FrameWindows, OutboundLimits
+
+from .conftest import WAIT_S, RawPeer, frame
+
+MiB = 1024 * 1024
+
+# -- kept receive buffers -----------------------------------------------------------------
+
+
+def _kept(buffers: FrameBuffers, n: int) -> int:
+    """Take a buffer of ``n`` bytes, offer it back, and keep only its id
+    (a reference held here would hold the buffer)."""
+    buf = buffers.take(n)
+    buffers.keep(buf)
+    return id(buf)
+
+
+def test_a_kept_buffer_is_reused_once_nothing_holds_it() -> None:
+    buffers = FrameBuffers()
+    first = _kept(buffers, MiB)
+    assert id(buffers.take(MiB)) == first  # free: reused
+    view = memoryview(buffers.take(MiB))[10:20]  # an attachment's view, handed on
+    assert id(view.obj) == first
+    assert id(buffers.take(MiB)) != first  # held: never written to
+    view.release()
+    del view
+    assert id(buffers.take(MiB)) == first
+
+
+def test_a_kept_buffer_fits_a_frame_up_to_half_its_size_without_moving() -> None:
+    buffers = FrameBuffers()
+    first = _kept(buffers, MiB)
+    assert len(buffers.take(MiB // 2 + 1)) == MiB // 2 + 1
+    assert id(buffers.take(MiB // 2 + 1)) == first
+    assert id(buffers.take(MiB)) == first  # and back, within its allocation
+    assert len(buffers.take(MiB)) == MiB
+    assert id(buffers.take(MiB // 2 - 1)) != first  # less than half: a new one
+    assert id(buffers.take(MiB + 1)) != first  # more than it holds: a new one
+
+
+def test_what_is_kept_is_bounded_and_small_buffers_are_not_kept() -> None:
+    buffers = FrameBuffers(max_bytes=3 * MiB)
+    held = [buffers.take(MiB) for _ in range(5)]
+    for buf in held:
+        buffers.keep(buf)
+    assert buffers.kept_bytes <= 3 * MiB
+    buffers.keep(bytearray(KEPT_FROM_BYTES - 1))
+    assert buffers.kept_bytes <= 3 * MiB
+    # All held: nothing to make room with, so another is not kept.
+    before = buffers.kept_bytes
+    buffers.keep(bytearray(2 * MiB))
+    assert buffers.kept_bytes == before
+    # Once free, the oldest go to make room.
+    del held, buf
+    extra = _kept(buffers, 2 * MiB)
+    assert id(buffers.take(2 * MiB)) == extra and buffers.kept_bytes <= 3 * MiB
+
+
+def test_frames_read_into_a_reused_buffer_are_each_their_own_bytes() -> None:
+    """A body handed on still holds its buffer: the next frame gets another."""
+    decoder = FrameDecoder(None)
+    bodies = [b"\x00" + os.urandom(KEPT_FROM_BYTES + 100), b"{" + b"x" * (KEPT_FROM_BYTES + 99)]
+    got = []
+    for body in bodies * 3:
+        data = len(body).to_bytes(4, "big") + body
+        for i in range(0, len(data), 65536):
+            got += decoder.feed(data[i : i + 65536])
+    assert [bytes(b) for b in got] == bodies * 3
+
+
+# -- a window at a time ----------------------------------------------------------------------
+
+
+class _Transport:
+    """Takes writes as asyncio's does: pauses once it holds more than ``high``."""
+
+    def __init__(self, backlog: Backlog, socket_takes: int) -> None:
+        self.backlog, self.socket_takes = backlog, socket_takes
+        self.out = bytearray()
+        self.held = 0
+        self.high, self.low = MiB, 256 * 1024
+        self.limits: list[tuple[int, int]] = []
+
+    def write(self, data: Any) -> None:
+        self.out += data
+        taken = min(len(data), self.socket_takes) if not self.held else 0
+        self.held += len(data) - taken
+        if self.held > self.high:
+            self.backlog.paused = True
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        self.high, self.low = high, low
+        self.limits.append((high, low))
+        if self.held > high:
+            self.backlog.paused = True
+
+
+def test_a_large_frame_goes_out_a_window_at_a_time_while_the_socket_takes_them() -> None:
+    limits = OutboundLimits(hard=None, soft=None, soft_s=0)
+    parts = (b"head", os.urandom(3 * WINDOW_BYTES + 5), b"", os.urandom(10))
+    backlog = Backlog()
+    backlog.hold(FrameWindows(parts))
+    transport = _Transport(backlog, socket_takes=10 * MiB)
+    assert backlog.resume(transport, limits) is True
+    assert bytes(transport.out) == b"".join(parts) and backlog.nbytes == 0
+    assert transport.limits == [(0, 0), (limits.high_water, limits.low_water)]  # windowed, then its own again
+
+
+def test_a_window_the_socket_leaves_part_of_pauses_the_frame_until_the_transport_is_empty() -> None:
+    limits = OutboundLimits(hard=None, soft=None, soft_s=0)
+    body = os.urandom(4 * WINDOW_BYTES)
+    backlog = Backlog()
+    windows = FrameWindows((b"head", body))
+    backlog.hold(windows)
+    backlog.hold(b"next frame")
+    transport = _Transport(backlog, socket_takes=WINDOW_BYTES // 2)
+    assert backlog.resume(transport, limits) is False
+    assert len(transport.out) == 4 + WINDOW_BYTES  # the head, then one window: the transport holds half of it
+    assert windows.begun and backlog.nbytes == len(body) - WINDOW_BYTES + len(b"next frame")
+    # Cut now: the frame that began ends first, then nothing else of the backlog.
+    assert b"".join(bytes(v) for v in backlog.begun_rest()) == body[WINDOW_BYTES:]
+    backlog.unwindow(transport, limits)
+    assert transport.limits[-1] == (limits.high_water, limits.low_water)
+
+
+def test_a_frame_that_has_not_begun_is_dropped_whole_by_a_cut() -> None:
+    backlog = Backlog()
+    backlog.hold(FrameWindows((b"x" * (2 * WINDOW_BYTES),)))
+    assert backlog.begun_rest() == []
+
+
+# -- over real sockets --------------------------------------------------------------------------
+
+
+async def test_a_binary_subscriber_cut_mid_frame_reads_that_frame_whole_then_the_error() -> None:
+    """Cut as a slow consumer while a large frame is half written: the rest of
+    it goes out first, so the peer's framing holds and the error frame is read."""
+    async with IPCServer("127.0.0.1", 0, max_outbound_buffer_bytes=3 * MiB, outbound_soft_limit_bytes=None) as server:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        slow = RawPeer(*await asyncio.open_connection(sock=sock))
+        slow.send(frame("request", "system", {"action": "connect", "connection_id": "raw", "protocol": 2, "features": ["binary"]}, message_id="hello"))
+        assert (await slow.recv()).payload["status"] == "connected"
+        slow.send(frame("subscribe", "video", message_id="sub"))
+        assert (await slow.recv_until(lambda m: m.reply_to == "sub")).payload == {"status": "subscribed"}
+        slow.writer.transport.pause_reading()  # type: ignore[attr-defined]
+        chunks: list[bytes] = []
+        async with IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S) as publisher:
+            async with asyncio.timeout(WAIT_S * 4):
+                while server.stats.slow_consumers == 0:
+                    chunks.append(os.urandom(MiB + 7 * len(chunks)))
+                    await publisher.publish("video", {"seq": len(chunks) - 1, "chunk": chunks[-1]})
+                    await publisher.request("system", {"action": "ping"})  # fanned out before the next
+        slow.writer.transport.resume_reading()  # type: ignore[attr-defined]
+        decoder, got = FrameDecoder(None), []
+        async with asyncio.timeout(WAIT_S * 4):
+            while data := await slow.reader.read(1 << 20):
+                got += [decode_message(body) for body in decoder.feed(data)]
+        assert got[-1].error is not None and got[-1].error.code == "slow_consumer"
+        publishes = [m for m in got[:-1] if m.message_type is MessageType.PUBLISH]
+        assert publishes, "the cut came before any frame went out"
+        assert [m.payload for m in publishes] == [{"seq": i, "chunk": chunks[i]} for i in range(len(publishes))]
+        await slow.close()
