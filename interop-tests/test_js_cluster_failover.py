@@ -3,7 +3,8 @@ with a real nats-server and nodes in their own processes:
 
 - an IPCClient given ``localhost``, which resolves to a node on 127.0.0.1
   and one on ::1 (the same port), moves to the other node and restores its
-  subscriptions and registrations there (the Python twin and the set-up are
+  subscriptions and registrations there, and connects through the second
+  address when the first never answers (the Python twins and the set-up are
   tests/test_cluster_dns_failover.py);
 - a LoadBalancedClient under continuous load over three nodes, one of
   which is killed: every call ends once, those in flight settle within 2 s
@@ -25,7 +26,9 @@ from conftest import LINE_LIMIT, NODE_DIR, ROOT, WAIT_S, NodeAgent
 from ipc_client import LoadBalancedClient
 from ipc_server import IPCServer
 from tests.nats_support import NatsServer, NodeProcess, nats, node_process, nodes, until  # noqa: F401 - fixtures
-from tests.test_cluster_dns_failover import ADDRESSES, NAME, DualNodes, connected, dual_nodes, first_address  # noqa: F401 - a fixture
+from tests.test_cluster_dns_failover import (  # noqa: F401 - fixtures
+    ADDRESSES, NAME, DualNodes, connected, dual_nodes, first_address, silent_first_address, two_addresses,
+)
 
 pytest.importorskip("nats")
 
@@ -70,6 +73,14 @@ async def test_a_node_client_of_a_name_with_two_addresses_moves_to_the_other_nod
         await observer.publish("news.after", "after")
         await agent.wait_event("message", lambda e: e["payload"] == "after")
         assert [e["payload"] for e in agent.events if e["event"] == "message"] == ["before", "after"]
+
+
+async def test_a_node_client_of_a_name_with_two_addresses_connects_through_the_second_when_the_first_never_answers(
+    silent_first_address: int, node_agent: Callable[..., Any]  # noqa: F811
+) -> None:
+    # the next address is tried after 250 ms (autoSelectFamilyAttemptTimeout), not after connectTimeout
+    agent = await node_agent(silent_first_address, host=NAME, connectTimeout=WAIT_S * 1000)
+    assert (await agent.call("system", action="ping"))["status"] == "pong"
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ own socket and touches nothing of the client's.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 import time
@@ -54,6 +55,11 @@ __all__ = ["Lifecycle", "ConnectOptions", "CLIENT_NAME"]
 log = logging.getLogger("ipc_client")
 
 CLIENT_NAME = f"ipc-bridge-python/{_version}"
+# A host name's addresses are raced (RFC 8305): the next one is tried when one
+# has not connected within this, as Node's autoSelectFamily does, so an
+# address that never answers (a node whose host is gone, docs/cluster.md §5)
+# does not hold every attempt until connect_timeout.
+ADDRESS_ATTEMPT_DELAY_S = 0.25
 _CONNECTED = ConnectionState.CONNECTED
 _RECONNECTING = ConnectionState.RECONNECTING
 
@@ -255,9 +261,10 @@ class Lifecycle:
         )  # fmt: skip
         # Over TLS every attempt, a reconnection's too, makes a full TLS handshake.
         tls: dict[str, Any] = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}
+        race: dict[str, Any] = {} if _is_ip(opts.host) else {"happy_eyeballs_delay": ADDRESS_ATTEMPT_DELAY_S}  # an address alone has nothing to race
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port, **tls),
+                loop.create_connection(lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port, **tls, **race),
                 opts.connect_timeout,
             )
         except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
@@ -359,3 +366,11 @@ class Lifecycle:
         self._calls.fail_all(reason)
         self.streams.fail_all(reason)
         self.producers.connection_lost()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ import pytest
 
 from ipc_client import IPCClient
 from ipc_protocol import ConnectionLost
+from ipc_server import IPCServer
 
 from .nats_support import ROOT, NatsServer, NodeProcess, nats, until  # noqa: F401 - the fixture
 
@@ -117,13 +119,66 @@ class DualNodes:
 
 
 @pytest.fixture
-async def dual_nodes(nats: NatsServer) -> AsyncIterator[DualNodes]:  # noqa: F811
+def two_addresses() -> None:
+    """Skips, saying why, unless ``localhost`` is 127.0.0.1 and ::1 here."""
     reason = name_has_both_loopbacks()
     if reason is not None:
         pytest.skip(reason)
+
+
+@pytest.fixture
+async def dual_nodes(two_addresses: None, nats: NatsServer) -> AsyncIterator[DualNodes]:  # noqa: F811
     nodes = await DualNodes(nats.url).start()
     yield nodes
     await nodes.stop()
+
+
+class BlackHole:
+    """A listener on ``host`` whose accept queue is full: a further connect to
+    it is never answered (the kernel drops its SYN), as when a node's host is gone."""
+
+    def __init__(self, host: str) -> None:
+        self.listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.listener.bind((host, 0))
+        self.listener.listen(0)
+        self.port = int(self.listener.getsockname()[1])
+        self.queued: list[socket.socket] = []
+        while len(self.queued) < 64:
+            sock = socket.socket(self.listener.family)
+            sock.setblocking(False)
+            self.queued.append(sock)
+            sock.connect_ex((host, self.port))
+            if not select.select([], [sock], [], 0.5)[1]:  # a loopback handshake that did not complete: the queue is full
+                return
+        self.close()
+        raise RuntimeError(f"the accept queue of {host}:{self.port} did not fill")
+
+    def close(self) -> None:
+        for sock in [*self.queued, self.listener]:
+            sock.close()
+
+
+@pytest.fixture
+async def silent_first_address(two_addresses: None) -> AsyncIterator[int]:
+    """A port P: the name's first address at P never answers, a server listens on its other address at P."""
+    first = first_address()
+    other = next(a for a in ADDRESSES.values() if a != first)
+    for attempt in range(5):
+        hole = BlackHole(first)
+        server = IPCServer(other, hole.port)
+        try:
+            await server.start()
+        except OSError:  # the port is taken on the other address
+            hole.close()
+            if attempt == 4:
+                raise
+            continue
+        try:
+            yield hole.port
+        finally:
+            await server.close()
+            hole.close()
+        return
 
 
 async def node_of(client: IPCClient) -> str:
@@ -179,6 +234,14 @@ async def test_a_client_of_a_name_with_two_addresses_moves_to_the_other_node_whe
             assert await client.request("observer.echo", 3) == 3
             await observer.publish("news.after", "after")
             await until(lambda: got == ["before", "after"], "the publish after the kill")
+
+
+async def test_a_client_of_a_name_with_two_addresses_connects_through_the_second_when_the_first_never_answers(
+    silent_first_address: int,
+) -> None:
+    # the next address is tried after ADDRESS_ATTEMPT_DELAY_S, not after connect_timeout (when the attempt failed whole)
+    async with connected(NAME, silent_first_address, connect_timeout=WAIT_S) as client:
+        assert (await client.system("ping"))["status"] == "pong"
 
 
 def private_view(hosts: Path) -> tuple[str, ...] | None:

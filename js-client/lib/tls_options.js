@@ -21,6 +21,15 @@ const { ConnectionLostError, FrameError, IpcError, NotConnectedError } = require
 const { PEER_SPEAKS_TLS } = require('./framing');
 
 /**
+ * A host name's addresses are tried in turn, the next one when one has not
+ * connected within this (Node's default, written down to mirror the Python
+ * client's ADDRESS_ATTEMPT_DELAY_S): an address that never answers (a node
+ * whose host is gone, docs/cluster.md §5) does not hold the attempt until
+ * connectTimeout.
+ */
+const ADDRESS_ATTEMPT_DELAY_MS = 250;
+
+/**
  * OpenSSL's certificate verification results, as Node names them in `err.code`
  * (the X509_V_ERR_* list of the tls module's documentation).
  */
@@ -74,7 +83,7 @@ function parseTlsOption(value) {
  */
 function connectOptions(options, host, port) {
   const servername = options.servername ?? (net.isIP(host) ? undefined : host);
-  return { ...options, host, port, servername, autoSelectFamily: true };
+  return { ...options, host, port, servername, autoSelectFamily: true, autoSelectFamilyAttemptTimeout: ADDRESS_ATTEMPT_DELAY_MS };
 }
 
 /**
@@ -89,7 +98,9 @@ function connectOptions(options, host, port) {
  *   event after which the bridge handshake starts ('secureConnect' or 'connect').
  */
 function openSocket(options, host, port) {
-  if (options === null) return { socket: net.connect({ host, port, autoSelectFamily: true }), ready: 'connect' };
+  if (options === null) {
+    return { socket: net.connect({ host, port, autoSelectFamily: true, autoSelectFamilyAttemptTimeout: ADDRESS_ATTEMPT_DELAY_MS }), ready: 'connect' };
+  }
   return { socket: tls.connect(connectOptions(options, host, port)), ready: 'secureConnect' };
 }
 
