@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Callable
 from typing import cast
 
@@ -40,22 +39,9 @@ from ipc_protocol.framing import frame_parts
 from ipc_protocol.client_protocol import ClientProtocol, Connected, HandshakeRefused
 from ipc_protocol.protocol import HANDSHAKE, Event, PongReceived, ProtocolViolation
 
+from .reads import read_buffer
+
 __all__ = ["ClientConnection"]
-
-# Every connection of a thread reads into one buffer (a loop reads one socket
-# at a time). asyncio's plain Protocol path allocates 256 KiB per read instead,
-# which glibc serves with mmap: three more system calls (mmap, mremap, munmap)
-# and fresh page faults on every read.
-_READ_BUFFER_SIZE = 256 * 1024
-_thread = threading.local()
-
-
-def _read_buffer() -> memoryview:
-    view: memoryview | None = getattr(_thread, "read_buffer", None)
-    if view is None:
-        view = _thread.read_buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
-    return view
-
 
 # A batch goes out at this many frames even before the iteration ends, so
 # the server starts on the first of a large batch while we encode the rest
@@ -98,7 +84,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         # _end_iteration callbacks scheduled: while any is, writes are batched.
         self._iteration_ends = 0
         self._heartbeat_task: asyncio.Task[None] | None = None
-        self._lent = _read_buffer()  # what the read in progress lands in (get_buffer)
+        self._lent = read_buffer()  # what the read in progress lands in (get_buffer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -111,11 +97,10 @@ class ClientConnection(asyncio.BufferedProtocol):
             except OSError:  # pragma: no cover
                 pass
 
-    # Reads land in the thread's receive buffer (_read_buffer);
-    # the protocol copies what it keeps before the next read.
+    # Reads land in the thread's read buffer, or a large frame's own (reads.py).
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        self._lent = self.proto.read_buffer(_read_buffer())  # a large frame: read in place
+        self._lent = self.proto.read_buffer(read_buffer())  # a large frame: read in place
         return self._lent
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -20,6 +20,7 @@ const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError } 
 const { Event, PingReceived, PongReceived, ProtocolViolation, writeFrame } = require('./protocol/protocol');
 const { ClientProtocol, Connected, HandshakeRefused, InvalidMessage } = require('./protocol/client_protocol');
 const { openSocket, handshakeFailure } = require('./tls_options');
+const { readsInto } = require('./reads');
 
 const kConnection = Symbol('kConnection');
 const CLOSE_TIMEOUT_MS = 1000;
@@ -114,12 +115,13 @@ class Connection {
           reject(err);
         }
       };
-      const { socket, ready } = openSocket(this.options.tls ?? null, host, port);
+      const onread = readsInto(this._proto, (chunk) => this._onData(chunk));
+      const { socket, ready } = openSocket(this.options.tls ?? null, host, port, onread);
       socket[kConnection] = this;
       this._socket = socket;
       socket.setNoDelay(true); // §1.5: a frame never waits for Nagle
       socket.setKeepAlive(true);
-      socket.on('data', socketOnData);
+      if (this.options.tls) socket.on('data', socketOnData); // else read through onread
       socket.on('error', socketOnError);
       socket.on('close', socketOnClose);
       socket.on('drain', socketOnDrain);

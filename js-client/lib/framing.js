@@ -5,7 +5,10 @@
  * (docs/protocol.md §1).
  *
  * The decoder keeps the chunks it is fed in a list and hands out views on
- * them; it copies only when a frame (or a prefix) spans chunks. The length
+ * them; it copies only when a frame (or a prefix) spans chunks. A frame of
+ * at least 64 KiB that the chunks at hand do not complete goes on in a
+ * buffer of its own, which the socket may read into directly
+ * (`readBuffer()`): its bytes are then never copied. The length
  * limit is checked as soon as the 4-byte prefix is complete, before any of
  * the body is waited for, and an error is sticky: a byte stream cannot be
  * resynchronised (§1.4).
@@ -17,6 +20,9 @@ const {
   DEFAULT_MAX_FRAME_SIZE_BYTES
 } = require('./constants');
 const { FrameError, FrameTooLargeError } = require('./errors');
+
+/** A frame at least this large that the chunks at hand do not complete is assembled in a buffer of its own. */
+const ASSEMBLE_FROM_BYTES = 64 * 1024;
 
 /**
  * Prefixes a frame body with its length, in one Buffer, so the frame goes
@@ -89,6 +95,20 @@ class FrameDecoder {
     this._atStart = true; // the stream's first bytes are still to be checked for TLS
     /** The stream's first bytes were a TLS record: the peer speaks TLS (§1.3). */
     this.tls = false;
+    this._frame = null; // a large frame's body, being filled (its length is _need)
+    this._filled = 0;
+  }
+
+  /**
+   * Where the next read should land: the rest of a large frame's own
+   * buffer while one is assembled (feed the part of it that was read: it
+   * is counted, not copied), else `fallback`.
+   * @template T
+   * @param {T} fallback
+   * @returns {Buffer|T}
+   */
+  readBuffer(fallback) {
+    return this._frame === null ? fallback : this._frame.subarray(this._filled);
   }
 
   /**
@@ -96,7 +116,7 @@ class FrameDecoder {
    * @returns {number}
    */
   get bufferedBytes() {
-    return this._bufferedBytes;
+    return this._bufferedBytes + this._filled;
   }
 
   /**
@@ -141,6 +161,10 @@ class FrameDecoder {
    * @private
    */
   _parse(chunk, frames) {
+    if (this._frame !== null) {
+      chunk = this._fill(chunk, frames);
+      if (chunk.length === 0) return;
+    }
     if (chunk.length > 0) {
       this._buffers.push(chunk);
       this._bufferedBytes += chunk.length;
@@ -153,10 +177,55 @@ class FrameDecoder {
         if (n > this.maxFrameSize) this._fail(new FrameTooLargeError(n, this.maxFrameSize));
         this._need = n;
       }
-      if (this._bufferedBytes < this._need) break;
+      if (this._bufferedBytes < this._need) {
+        if (this._need >= ASSEMBLE_FROM_BYTES) this._assemble(this._need);
+        break;
+      }
       frames.push(this._consume(this._need));
       this._need = -1;
     }
+  }
+
+  /**
+   * Goes on with a frame of `n` bytes in a buffer of its own; every
+   * buffered byte (fewer than `n`) is its start.
+   * @param {number} n
+   * @private
+   */
+  _assemble(n) {
+    const frame = Buffer.allocUnsafeSlow(n);
+    let filled = 0;
+    while (this._bufferedBytes > 0) {
+      const buf = this._buffers[this._head];
+      frame.set(buf, filled);
+      filled += buf.length;
+      this._advance(buf.length);
+    }
+    this._frame = frame;
+    this._filled = filled;
+  }
+
+  /**
+   * Adds `chunk` to the large frame (read in place: only counted); returns
+   * what follows the frame in `chunk`.
+   * @param {Buffer} chunk
+   * @param {Buffer[]} frames where the frame goes once complete.
+   * @returns {Buffer}
+   * @private
+   */
+  _fill(chunk, frames) {
+    const frame = this._frame;
+    const taken = Math.min(chunk.length, frame.length - this._filled);
+    const inPlace = chunk.buffer === frame.buffer && chunk.byteOffset === frame.byteOffset + this._filled;
+    if (!inPlace) frame.set(taken === chunk.length ? chunk : chunk.subarray(0, taken), this._filled);
+    this._filled += taken;
+    if (this._filled === frame.length) {
+      this._frame = null;
+      this._filled = 0;
+      this._need = -1;
+      frames.push(frame);
+    }
+    return chunk.subarray(taken);
   }
 
   /**
@@ -182,6 +251,8 @@ class FrameDecoder {
    */
   _fail(err) {
     this._error = err;
+    this._frame = null;
+    this._filled = 0;
     this._buffers = [];
     this._head = 0;
     this._bufferedBytes = 0;

@@ -94,12 +94,13 @@ function connectOptions(options, host, port) {
  * @param {Readonly<object>|null} options the parsed `tls` option.
  * @param {string} host
  * @param {number} port
+ * @param {object} [onread] where a plain socket's reads land (reads.js); a TLS socket emits 'data' instead.
  * @returns {{socket: import('node:net').Socket, ready: string}} `ready`: the
  *   event after which the bridge handshake starts ('secureConnect' or 'connect').
  */
-function openSocket(options, host, port) {
+function openSocket(options, host, port, onread) {
   if (options === null) {
-    return { socket: net.connect({ host, port, autoSelectFamily: true, autoSelectFamilyAttemptTimeout: ADDRESS_ATTEMPT_DELAY_MS }), ready: 'connect' };
+    return { socket: net.connect({ host, port, autoSelectFamily: true, autoSelectFamilyAttemptTimeout: ADDRESS_ATTEMPT_DELAY_MS, onread }), ready: 'connect' };
   }
   return { socket: tls.connect(connectOptions(options, host, port)), ready: 'secureConnect' };
 }

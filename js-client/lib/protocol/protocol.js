@@ -115,6 +115,18 @@ class Protocol {
   }
 
   /**
+   * Where the pump's next read should land: `fallback`, or the rest of a
+   * large frame's own buffer, so that its bytes are read in place instead
+   * of copied (feed the part read to receiveData()).
+   * @template T
+   * @param {T} fallback
+   * @returns {Buffer|T}
+   */
+  readBuffer(fallback) {
+    return this._decoder.readBuffer(fallback);
+  }
+
+  /**
    * Feeds bytes as read; returns the frame bodies they complete. A framing
    * violation (§1.4) fails the connection and returns none; `violation` says why.
    * @param {Buffer} data
