@@ -116,7 +116,11 @@ def check_resilience(demo: ExampleProcess, delays_s: list[tuple[int, float]]) ->
     circuit = [line.split()[1] for line in events if line.startswith("event: circuit_")]
     assert circuit == ["circuit_open", "circuit_half_open", "circuit_closed"]
     assert [line for line in lines if line.startswith("breaker: ")] == ["breaker: open", "breaker: closed"]
-    assert demo.matching(r"metrics: reconnections=1 delivered=8 failed=[12]")  # circuit_open counts as failed
+    # circuit_open counts as failed: at least the one call that met it, more when a
+    # loaded machine wakes the trial's retry before the breaker's reset time.
+    metrics = [line for line in lines if line.startswith("metrics: ")]
+    found = re.fullmatch(r"metrics: reconnections=1 delivered=8 failed=(\d+)", metrics[0]) if metrics else None
+    assert found is not None and int(found[1]) >= 1, metrics
     assert lines[-1] == "done: ok"
 
 
