@@ -19,6 +19,7 @@ from ipc_client import IPCClient
 from ipc_protocol import HandlerError, Message, NoResponders, RemoteError, RequestTimeout, ResponderLost
 from ipc_server import IPCServer
 
+from .conftest import RawPeer, frame
 from .nats_support import NatsServer, NodeProcess, clients, nats, node_process, nodes, until  # noqa: F401 - fixtures
 
 pytest.importorskip("nats")
@@ -58,6 +59,33 @@ async def test_many_items_with_a_small_window_arrive_once_in_order_and_the_produ
     await until(lambda: b.stats.streams == 0 and not a.cluster.relay and not b.cluster.incoming, "the stream is gone on both nodes")
     assert b.stats.stream_items == 2000 and a.cluster.relay.items_in == 2000 and b.cluster.relay.items_out == 2000
     assert a.stats.streams_opened == 0 and b.stats.streams_opened == 1  # run on b, relayed by a
+
+
+async def test_streams_go_to_a_local_producer_first_else_spread_over_the_nodes_that_serve_them(nodes: Nodes, clients: Clients) -> None:
+    a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
+    consumer = await clients(a.port)
+    by: list[str] = []
+
+    def producer_on(name: str) -> Callable[[Message], AsyncIterator[str]]:
+        async def produce(msg: Message) -> AsyncIterator[str]:
+            by.append(name)
+            for _ in range(3):
+                yield name
+
+        return produce
+
+    for node, name in ((b, "b"), (c, "c")):
+        await (await clients(node.port)).serve("spread", producer_on(name))
+    for _ in range(20):
+        items = await collect(consumer.stream("spread"))
+        assert len(items) == 3 and len(set(items)) == 1
+    assert sorted(set(by)) == ["b", "c"]  # NATS's queue group gave each node some (2^-19 that it did not)
+    local = await clients(a.port)
+    await local.serve("spread", producer_on("a"))
+    by.clear()
+    for _ in range(5):
+        assert await collect(consumer.stream("spread")) == ["a"] * 3
+    assert by == ["a"] * 5  # a producer on the consumer's node first, as for requests
 
 
 async def test_an_in_process_generator_on_another_node_streams_with_its_end_and_its_error(nodes: Nodes, clients: Clients) -> None:
@@ -103,6 +131,48 @@ async def test_binary_items_cross_nodes(nodes: Nodes, clients: Clients) -> None:
     await producer.serve("file", file)
     got = await collect(consumer.stream("file", window=2))
     assert got == [c if i % 2 else {"i": i, "chunk": c} for i, c in enumerate(chunks)]
+
+
+async def test_credit_granted_before_the_first_item_and_past_the_maximum(nodes: Nodes, clients: Clients) -> None:
+    """Input a real client never sends (a raw consumer on a): an early grant
+    reaches the producer's node with the first item; a grant past 2^31-1
+    fails the stream bad_message and cancels the producer (§15.3 item 5)."""
+    a, b = await two_nodes(nodes)
+    producer = await clients(b.port)
+    closed = asyncio.Event()
+
+    async def numbers(msg: Message) -> AsyncIterator[int]:
+        try:
+            for i in range(msg.payload):
+                yield i
+        finally:
+            closed.set()
+
+    await producer.serve("numbers", numbers)
+    peer = await RawPeer.open(a.port)
+    try:
+        peer.send(frame("request", "system", {"action": "connect", "connection_id": "raw", "protocol": 2, "features": ["cancel", "streams"]}, message_id="hello"))
+        assert (await peer.recv()).payload["features"] == ["cancel", "streams"]
+        peer.send(frame("request", "numbers", 30, message_id="s1", window=1, idle_timeout_ms=30_000))
+        peer.send(frame("credit", "numbers", reply_to="s1", window=5))  # before any item: owed until the first names where
+        first = [await peer.recv() for _ in range(6)]  # the window, then the early grant
+        assert [(m.message_type, m.payload) for m in first] == [("stream_item", i) for i in range(6)]
+        peer.send(frame("credit", "numbers", reply_to="s1", window=25))  # one more: the producer learns of its end by pulling once more
+        rest = [await peer.recv() for _ in range(25)]
+        assert [m.payload for m in rest[:24]] == list(range(6, 30)) and rest[24].message_type == "stream_end"
+        await asyncio.wait_for(closed.wait(), WAIT_S)
+
+        closed.clear()
+        peer.send(frame("request", "numbers", 10**9, message_id="s2", window=1, idle_timeout_ms=30_000))
+        assert (await peer.recv()).payload == 0
+        for _ in range(2):  # the second passes the maximum whatever came meanwhile
+            peer.send(frame("credit", "numbers", reply_to="s2", window=2**31 - 1))
+        failed = await peer.recv_until(lambda m: m.message_type == "response")
+        assert failed.reply_to == "s2" and failed.error is not None and failed.error.code == "bad_message"
+        await asyncio.wait_for(closed.wait(), WAIT_S)
+        await until(lambda: b.stats.streams == 0 and not b.cluster.incoming and not a.cluster.relay, "the stream is gone on both nodes")
+    finally:
+        await peer.close()
 
 
 @pytest.mark.parametrize("where", ["responder", "in-process"])
@@ -313,35 +383,3 @@ async def test_no_producer_on_any_node_is_no_responders(nodes: Nodes, clients: C
         await collect(consumer.stream("nobody.streams"))
     assert not a.cluster.relay and not a.cluster.outgoing
 
-
-# -- system responders across nodes (protocol.md §8) -----------------------------------------
-
-
-async def test_a_system_responder_on_another_node_gets_the_actions_that_are_not_the_servers(nodes: Nodes, clients: Clients) -> None:
-    a, b = await two_nodes(nodes)
-    caller, worker, everything = await clients(a.port), await clients(b.port), await clients(b.port)
-    seen: list[Any] = []
-
-    def system(msg: Message) -> Any:
-        seen.append(msg.payload)
-        return {"time": "2026-12-05T00:00:00Z"}
-
-    await worker.serve("system", system)
-    await everything.serve(">", lambda msg: "a pattern never gets system")
-    assert await caller.request("system", {"action": "get_time"}) == {"time": "2026-12-05T00:00:00Z"}
-    assert (await caller.system("ping"))["status"] == "pong"  # the server's own action: a's, never the responder's
-    assert seen == [{"action": "get_time"}]
-    await caller.notify("system", {"action": "audit"})
-    await until(lambda: len(seen) == 2, "the notification on b")
-    await worker.unserve("system")
-    with pytest.raises(NoResponders):  # only the '>' pattern is left on b: it never gets system
-        await caller.request("system", {"action": "get_time"})
-
-
-async def test_an_in_process_system_handler_on_another_node_answers(nodes: Nodes, clients: Clients) -> None:
-    a, b = await two_nodes(nodes)
-    b.add_handler("system", lambda msg: {"node": "b", "action": msg.payload["action"]})
-    await b.cluster.confirmed()
-    caller = await clients(a.port)
-    assert await caller.request("system", {"action": "whoami"}) == {"node": "b", "action": "whoami"}
-    assert (await caller.system("ping"))["status"] == "pong"
