@@ -253,67 +253,6 @@ async def test_a_producer_that_disconnects_ends_the_consumers_loop_with_responde
     await until(lambda: not a.cluster.relay and not b.cluster.incoming, "the stream is gone on both nodes")
 
 
-async def test_the_producers_node_killed_mid_stream_ends_the_loop_with_responder_lost(
-    nats: NatsServer, nodes: Nodes, node_process: Callable[..., Awaitable[NodeProcess]], clients: Clients  # noqa: F811
-) -> None:
-    a = await nodes("a")
-    b = await node_process(nats.url, "--node-name", "b")
-    consumer, producer = await clients(a.port), await clients(b.port, reconnect=False)
-    started = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        for i in range(10):
-            yield i
-        started.set()
-        await asyncio.Event().wait()
-        yield -1
-
-    await producer.serve("endless", endless)
-    got: list[int] = []
-
-    async def consume() -> None:
-        async for item in consumer.stream("endless", timeout=60, idle_timeout=60, window=16):
-            got.append(item)
-
-    task = asyncio.ensure_future(consume())
-    await asyncio.wait_for(started.wait(), WAIT_S)
-    await until(lambda: len(got) == 10, "the items before the kill")
-    await b.kill()
-    with pytest.raises(ResponderLost):
-        await asyncio.wait_for(task, WAIT_S)  # the node's silence (about 1.5 s), not the stream's own 60 s
-    assert got == list(range(10))
-    await until(lambda: not a.cluster.relay and not a.cluster.outgoing, "the stream is gone on a")
-
-
-async def test_the_consumers_node_killed_mid_stream_stops_the_producer_on_the_other_node(
-    nats: NatsServer, nodes: Nodes, node_process: Callable[..., Awaitable[NodeProcess]], clients: Clients  # noqa: F811
-) -> None:
-    a = await node_process(nats.url, "--node-name", "a")
-    b = await nodes("b")
-    closed = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            closed.set()
-
-    b.add_handler("endless", endless)
-    await b.cluster.confirmed()
-    consumer = await clients(a.port, reconnect=False)
-    stream = consumer.stream("endless", window=4)
-    assert [await stream.__anext__() for _ in range(3)] == [0, 1, 2]
-    await a.kill()  # nobody will read its items, nor cancel it: b notices a's silence
-    await asyncio.wait_for(closed.wait(), WAIT_S)
-    await until(lambda: b.stats.streams == 0 and not b.cluster.incoming, "the stream is gone on b")
-    assert b.cluster.relay.dropped == 1
-    with contextlib.suppress(Exception):
-        await stream.aclose()  # type: ignore[attr-defined]
-
-
 async def test_an_item_larger_than_nats_accepts_fails_the_stream_too_large_and_stops_the_producer(nodes: Nodes, clients: Clients) -> None:
     a, b = await two_nodes(nodes)
     consumer, producer = await clients(a.port), await clients(b.port)

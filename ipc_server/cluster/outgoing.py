@@ -192,7 +192,10 @@ class Outgoing:
             timing.answered(conn.app_id, pending.request.channel_id, "ok", conn.read_at)
 
     async def on_note(self, nmsg: Msg) -> None:
-        """Another node names the requests of ours it still holds."""
+        """Another node names the requests of ours it still holds. One this
+        node no longer waits for (answered while NATS was away, or taken for
+        lost while that node was stalled) is cancelled there: nobody reads
+        its answer, and a stream without credit would otherwise stay held."""
         try:
             held = json.loads(nmsg.data)["held"]
         except (ValueError, KeyError, TypeError):
@@ -203,6 +206,8 @@ class Outgoing:
             pending = table.get(token)
             if pending is not None:
                 pending.heard = now
+            else:  # a note sent before its answer may come after it: the cancel then finds nothing there
+                self.cancel_remote(token, ErrorCode.CONNECTION_LOST)
 
     # -- the no-responders grace (§13.2) -----------------------------------------------
 
