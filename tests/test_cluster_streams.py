@@ -3,8 +3,9 @@
 (a responder client or an in-process handler) on node b, with the
 contract of one node: every item once and in order, credit end to end,
 the end and errors, cancels both ways, deadlines, the producer's loss,
-its node SIGKILLed, binary items, and ``no_responders`` when no node
-serves the channel."""
+binary items, spreading over nodes (local first), and ``no_responders``
+when no node serves the channel. Nodes and NATS failing under a stream:
+test_cluster_streams_failures.py."""
 
 from __future__ import annotations
 
