@@ -261,7 +261,7 @@ class Lifecycle:
         )  # fmt: skip
         # Over TLS every attempt, a reconnection's too, makes a full TLS handshake.
         tls: dict[str, Any] = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}
-        race: dict[str, Any] = {} if _is_ip(opts.host) else {"happy_eyeballs_delay": ADDRESS_ATTEMPT_DELAY_S}  # an address alone has nothing to race
+        race: dict[str, Any] = {"happy_eyeballs_delay": ADDRESS_ATTEMPT_DELAY_S} if _races(loop, opts.host) else {}
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port, **tls, **race),
@@ -368,9 +368,14 @@ class Lifecycle:
         self.producers.connection_lost()
 
 
-def _is_ip(host: str) -> bool:
+def _races(loop: asyncio.AbstractEventLoop, host: str) -> bool:
+    """Whether to race ``host``'s addresses: an address alone has nothing to
+    race, and uvloop's create_connection has no ``happy_eyeballs_delay`` (it
+    tries them one after another)."""
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        return True
+    return False
