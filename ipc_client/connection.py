@@ -38,8 +38,9 @@ from ipc_protocol.envelope import encode_message_parts
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.client_protocol import ClientProtocol, Connected, HandshakeRefused
 from ipc_protocol.protocol import HANDSHAKE, Event, PongReceived, ProtocolViolation
+from ipc_protocol.write_queue import FrameWindows, WriteQueue
 
-from .reads import read_buffer
+from .reads import frame_buffers, read_buffer
 
 __all__ = ["ClientConnection"]
 
@@ -66,6 +67,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         on_pong: Callable[[ClientConnection, float | None], None] | None = None,
     ) -> None:
         self.proto = proto
+        proto.keep_frame_buffers(frame_buffers())
         self._on_message = on_message
         self._on_lost = on_lost
         self._on_pong = on_pong
@@ -85,6 +87,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._iteration_ends = 0
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._lent = read_buffer()  # what the read in progress lands in (get_buffer)
+        self._queue: WriteQueue | None = None  # a large frame going out, and the frames behind it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -166,9 +169,12 @@ class ClientConnection(asyncio.BufferedProtocol):
     def pause_writing(self) -> None:
         if self._drain is None:
             self._drain = self._loop.create_future()
+        if self._queue is not None:
+            self._queue.paused = True
 
     def resume_writing(self) -> None:
         drain, self._drain = self._drain, None
+        self._resume_queue()  # may pause again: writers woken wait on the new drain
         if drain is not None and not drain.done():
             drain.set_result(None)
 
@@ -194,6 +200,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.stop_heartbeat()
         self.proto.connection_lost()
         self._batch.clear()
+        self._queue = None
         self.resume_writing()  # release writers; their next write sees the closed connection
         if self.error is None:
             self.error = exc
@@ -277,13 +284,13 @@ class ClientConnection(asyncio.BufferedProtocol):
         if isinstance(frame, BinaryFrame):
             if frame.nbytes < _JOIN_BELOW_BYTES:
                 frame = bytes(frame)
-            else:  # its buffers, after what is batched (§16.4)
+            else:  # its buffers, a window at a time, after what is batched (§16.4, write_queue)
                 self._flush()
-                assert self.transport is not None
-                for part in frame.parts:
-                    self.transport.write(part)
+                self._hold(FrameWindows(frame.parts))
                 return
-        if self._iteration_ends:
+        if self._queue is not None:  # behind a large frame
+            self._queue.hold(frame)
+        elif self._iteration_ends:
             batch = self._batch
             batch.append(frame)
             if len(batch) >= _BATCH_MAX_FRAMES:
@@ -305,12 +312,35 @@ class ClientConnection(asyncio.BufferedProtocol):
             return
         self._batch = []
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            data = batch[0] if len(batch) == 1 else b"".join(batch)
+            if self._queue is not None:
+                self._queue.hold(data)
+            else:
+                self.transport.write(data)
+
+    def _hold(self, windows: FrameWindows) -> None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = WriteQueue()
+            queue.hold(windows)
+            self._resume_queue()
+        else:
+            queue.hold(windows)
+
+    def _resume_queue(self) -> None:
+        queue = self._queue
+        if queue is not None and self.transport is not None and queue.resume(self.transport):
+            self._queue = None
 
     def close(self) -> None:
         self.proto.close()
         if self.transport is not None:
             self._flush()
+            queue, self._queue = self._queue, None
+            if queue is not None:  # what waits goes to the transport, which writes it before it closes
+                queue.unwindow(self.transport)
+                for data in queue.rest():
+                    self.transport.write(data)
             self.transport.close()
 
     def abort(self) -> None:

@@ -7,9 +7,11 @@ its pages faults on first touch, and ``munmap`` gives it back when the
 frame is done, so an 8 MiB frame cost about as much in the kernel's memory
 management as in its copies (docs/performance.md, "Binary payloads").
 
-So the buffers are kept, up to ``max_bytes`` for a thread (a loop reads
-one socket at a time, and its connections share them), and a frame takes
-one that is free and the right size. Free means that nothing but this
+So the buffers are kept, up to ``max_bytes`` for one event loop (it reads
+one socket at a time, and its connections share them: the server's
+``SharedReads``, the client's thread in ``ipc_client/reads.py``), and a
+frame takes one that is free and the right size. One object is never
+shared by two threads: two could find the same buffer free. Free means that nothing but this
 pool holds it: a binary body handed on as it is, its attachments' views
 (§16.4), a relayed frame a transport still writes from — each holds a
 reference, and a buffer so held is never written to. The test is the
@@ -20,9 +22,8 @@ raises (CPython's buffer protocol keeps the object alive).
 from __future__ import annotations
 
 import sys
-import threading
 
-__all__ = ["FrameBuffers", "frame_buffers", "MAX_KEPT_BYTES", "KEPT_FROM_BYTES"]
+__all__ = ["FrameBuffers", "MAX_KEPT_BYTES", "KEPT_FROM_BYTES"]
 
 # What a thread keeps at most, and the smallest buffer worth keeping.
 MAX_KEPT_BYTES = 32 * 1024 * 1024
@@ -45,7 +46,7 @@ _FREE = _free_count()
 
 
 class FrameBuffers:
-    """The large-frame buffers of one thread. ``take(n)`` gives a buffer
+    """The large-frame buffers of one loop. ``take(n)`` gives a buffer
     of exactly ``n`` bytes (its contents undefined), ``keep(buf)`` offers
     one back once its frame is complete; it is reused only when free."""
 
@@ -106,14 +107,3 @@ class FrameBuffers:
 
     def __repr__(self) -> str:
         return f"<FrameBuffers {len(self._kept)} kept, {self._kept_bytes} bytes of {self.max_bytes}>"
-
-
-_thread = threading.local()
-
-
-def frame_buffers() -> FrameBuffers:
-    """This thread's buffers (a loop and its connections are one thread's)."""
-    buffers: FrameBuffers | None = getattr(_thread, "frame_buffers", None)
-    if buffers is None:
-        buffers = _thread.frame_buffers = FrameBuffers()
-    return buffers

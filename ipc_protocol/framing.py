@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .attachments import BINARY_MARKER, BinaryBytes, BinaryFrame
 from .constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAX_FRAME_LIMIT
-from .frame_buffers import frame_buffers
+from .frame_buffers import FrameBuffers
 from .exceptions import FrameError, FrameTooLarge, ProtocolError
 
 __all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_parts", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
@@ -103,7 +103,7 @@ class FrameDecoder:
             protocol maximum (2**32 - 1).
     """
 
-    __slots__ = ("max_frame_size", "_buf", "_pos", "_need", "_error", "_at_start", "tls", "_frame", "_filled")
+    __slots__ = ("max_frame_size", "_buf", "_pos", "_need", "_error", "_at_start", "tls", "_frame", "_filled", "buffers")
 
     def __init__(self, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = MAX_FRAME_LIMIT if max_frame_size is None else max_frame_size
@@ -115,6 +115,9 @@ class FrameDecoder:
         self.tls = False  # they were a TLS record: the peer speaks TLS (§1.3)
         self._frame: bytearray | None = None  # a large frame's body, being filled
         self._filled = 0
+        # Where large frames' buffers come from and go back to, when the pump
+        # keeps some (frame_buffers); None: a new one for each.
+        self.buffers: FrameBuffers | None = None
 
     @property
     def buffered(self) -> int:
@@ -207,8 +210,8 @@ class FrameDecoder:
 
     def _assemble(self, n: int, part: bytes | bytearray) -> None:
         """Go on with a frame of ``n`` bytes in a buffer of its own (a kept
-        one when one is free, ``frame_buffers``), ``part`` its start."""
-        frame = frame_buffers().take(n)
+        one when one is free, ``buffers``), ``part`` its start."""
+        frame = bytearray(n) if self.buffers is None else self.buffers.take(n)
         frame[: len(part)] = part
         self._frame, self._filled, self._need = frame, len(part), n
 
@@ -228,7 +231,8 @@ class FrameDecoder:
         self._filled = filled = filled + taken
         if filled == len(frame):
             self._frame, self._filled, self._need = None, 0, 0
-            frame_buffers().keep(frame)
+            if self.buffers is not None:
+                self.buffers.keep(frame)
             # A binary body goes on as the buffer it was read into, its
             # attachments views of it (§16.4): no copy of megabytes here. No
             # one writes to it again; every reader of a body takes a bytearray.

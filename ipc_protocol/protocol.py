@@ -53,6 +53,7 @@ from .codes import ErrorCode
 from .constants import DEFAULT_MAX_FRAME_SIZE, SYSTEM_CHANNEL
 from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, encode_response
 from .exceptions import ProtocolError
+from .frame_buffers import FrameBuffers
 from .framing import FrameDecoder, FramingFailure, encode_frame
 from .heartbeat import Heartbeat, HeartbeatAction
 from .events import Event, MessageRefused, PingReceived, PongReceived, ProtocolViolation
@@ -192,6 +193,11 @@ class Protocol:
         of a large frame's own buffer, so that its bytes are read in place
         instead of copied (feed the slice read to :meth:`receive_data`)."""
         return self._decoder.read_buffer(default)
+
+    def keep_frame_buffers(self, buffers: FrameBuffers) -> None:
+        """Take large frames' buffers from ``buffers`` and give them back
+        there (the pump's, one per loop: ``frame_buffers``)."""
+        self._decoder.buffers = buffers
 
     def _undecodable(self, frame: bytes, exc: ProtocolError) -> ProtocolViolation:
         """A frame that does not decode, or the bad prefix a FramingFailure stands for."""

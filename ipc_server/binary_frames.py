@@ -8,11 +8,11 @@ encoded one its head and the caller's bytes) or as a
 gets depends on its handshake:
 
 - granted ``binary``: the frame as it is. A large one is written from its
-  buffers, after the frames queued before it, so the attachments are never
-  copied on their way to the transport (asyncio's own transport copies
-  what the socket does not take at once; uvloop's keeps references). A
-  small one is joined and batched with the frames around it, as a copy
-  costs less than a write.
+  buffers, after the frames queued before it, a window at a time
+  (``ipc_protocol.write_queue``), so the attachments are not copied on
+  their way to the socket (asyncio's transport would copy what the socket
+  does not take at once). A small one is joined and batched with the
+  frames around it, as a copy costs less than a write.
 - not granted (a version-1 peer, a raw client, a version-2 client that did
   not ask): the same message as a JSON frame with each attachment as
   ``{"$base64": ...}``, made once per frame and form however many such

@@ -56,8 +56,8 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
     __slots__ = (  # a server holds thousands of these, mostly idle
         "owner", "protocol", "transport", "peer", "app_id", "connection_id", "legacy", "client_name", "opened",
         "connected_at", "inflight", "serving", "awaiting", "handler_calls", "subscriptions", "responder_for", "_stats",
-        "_reads", "_loop", "_flush_handle", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_limits",
-        "_backlog", "_send_limit",
+        "_reads", "_loop", "_flush_handle", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_limits", "_backlog",
+        "_send_limit",
     )  # fmt: skip
 
     def __init__(self, owner: ConnectionOwner) -> None:
@@ -89,8 +89,8 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         # Patterns subscribed to / served: a shared empty set until the first.
         self.subscriptions: AbstractSet[str] = _NONE
         self.responder_for: AbstractSet[str] = _NONE
-        self._stats = owner.stats
-        self._reads = owner.reads
+        self._stats, self._reads = owner.stats, owner.reads
+        self.protocol.keep_frame_buffers(owner.reads.frame_buffers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._answers_expected = False  # this read started handler tasks

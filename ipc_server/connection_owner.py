@@ -9,6 +9,7 @@ import socket
 from typing import TYPE_CHECKING, Protocol
 
 from ipc_protocol import Message
+from ipc_protocol.frame_buffers import FrameBuffers
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .config import ServerConfig
@@ -32,15 +33,17 @@ class SharedReads:
     ``batch``: true while a read of several frames is dispatched; what it
     sends waits for the end of the loop iteration, where the answers of
     its other frames join it. ``lent``: what the read in progress lands
-    in, ``buffer`` or the rest of a large frame's own buffer (read in place)."""
+    in, ``buffer`` or the rest of a large frame's own buffer (read in place).
+    ``frame_buffers``: large frames' buffers, kept for the next ones."""
 
-    __slots__ = ("buffer", "lone", "batch", "lent")
+    __slots__ = ("buffer", "lone", "batch", "lent", "frame_buffers")
 
     def __init__(self, size: int = _READ_BUFFER_SIZE) -> None:
         self.buffer = memoryview(bytearray(size))
         self.lone = False
         self.batch = False
         self.lent = self.buffer
+        self.frame_buffers = FrameBuffers()
 
     def lend(self, view: memoryview) -> memoryview:
         """Note ``view`` as the buffer of the read in progress, and return it."""

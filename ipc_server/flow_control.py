@@ -91,7 +91,7 @@ class FlowControl:
         self._backlog.paused = True
 
     def resume_writing(self) -> None:
-        if self._backlog is not None and self.transport is not None and self._backlog.resume(self.transport, self._limits):
+        if self._backlog is not None and self.transport is not None and self._backlog.resume(self.transport):
             self._backlog = None  # type: ignore[misc]  # ServerConnection's slot, as above
 
     def _check_backlog(self, backlog: Backlog) -> None:
@@ -105,7 +105,7 @@ class FlowControl:
         if self.transport is not None:  # a large frame that has begun ends before the error frame
             for view in backlog.begun_rest():
                 self.transport.write(view)
-            backlog.unwindow(self.transport, self._limits)
+            backlog.unwindow(self.transport)
         self._stats.slow_consumer(self.app_id, self.connection_id, limit, buffered)
         log.warning("slow consumer %s (%s): %d bytes outbound, over the %s limit", self.connection_id, self.peer, buffered, limit)
         self.fail(ErrorCode.SLOW_CONSUMER, f"{buffered} bytes waiting to be read, over the server's {limit} limit: reading too slowly")

@@ -24,8 +24,8 @@ Sans-I/O apart from ``Backlog.resume``, which writes to the transport it is give
 from __future__ import annotations
 
 import functools
-from collections import deque
-from typing import Protocol, cast
+
+from ipc_protocol.write_queue import WINDOW_BYTES, FrameWindows, WriteQueue
 
 from .config import ServerConfig
 
@@ -42,124 +42,16 @@ _HIGH_WATER_BYTES = 1024 * 1024
 _LOW_WATER_BYTES = 256 * 1024
 
 
-# A binary frame at least this large is written a window at a time, each
-# into an empty transport buffer (``FrameWindows``).
-WINDOW_BYTES = 256 * 1024
+class Backlog(WriteQueue):
+    """A connection's frames waiting for its transport to drain, in order
+    (``WriteQueue``), and ``over_soft_since``: when the held bytes last
+    went over the soft limit and stayed there (None: they are under it)."""
 
-
-class _Writable(Protocol):
-    def write(self, data: bytes | memoryview) -> None: ...
-
-
-class _Limited(_Writable, Protocol):
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
-
-
-class FrameWindows:
-    """What is left to write of a large binary frame (§16.4), its buffers
-    as they are. asyncio's transport copies whatever the socket does not
-    take at once into a buffer of its own (megabytes of fresh memory for a
-    large frame, page faults included); written a window at a time, and
-    each window only once that buffer is empty, it copies at most the part
-    of one window the socket left. ``begun``: a window went out, so the
-    rest must follow before any other frame."""
-
-    __slots__ = ("views", "nbytes", "begun")
-
-    def __init__(self, parts: tuple[bytes | bytearray | memoryview, ...] | list[bytes | bytearray | memoryview]) -> None:
-        self.views = deque(memoryview(part).cast("B") for part in parts if len(part))
-        self.nbytes = sum(view.nbytes for view in self.views)
-        self.begun = False
-
-    def __len__(self) -> int:
-        return self.nbytes
-
-    def write(self, transport: _Writable, backlog: Backlog) -> bool:
-        """Write windows until the transport pauses; True once all are written."""
-        views = self.views
-        while views and not backlog.paused:
-            view = views[0]
-            if view.nbytes > WINDOW_BYTES:
-                window, views[0] = view[:WINDOW_BYTES], view[WINDOW_BYTES:]
-            else:
-                window = views.popleft()
-            self.nbytes -= window.nbytes
-            backlog.nbytes -= window.nbytes
-            self.begun = True
-            transport.write(window)
-        return not views
-
-    def rest(self) -> list[memoryview]:
-        """What is left, for a peer cut mid-frame: the frame ends before the error frame does."""
-        views, self.views, self.nbytes = list(self.views), deque(), 0
-        return views
-
-
-class Backlog:
-    """A connection's frames waiting for its transport to drain, in order.
-
-    ``paused``: the transport is over its high-water mark (it said
-    ``pause_writing``); ``over_soft_since``: when the held bytes last went
-    over the soft limit and stayed there (None: they are under it);
-    ``windowed``: the transport's limits are at zero while a large frame
-    goes out a window at a time (``FrameWindows``), so that it pauses as
-    soon as it holds a byte and resumes once it holds none."""
-
-    __slots__ = ("chunks", "nbytes", "paused", "over_soft_since", "windowed")
+    __slots__ = ("over_soft_since",)
 
     def __init__(self) -> None:
-        self.chunks: deque[bytes | FrameWindows] = deque()
-        self.nbytes = 0
-        self.paused = True
+        super().__init__()
         self.over_soft_since: float | None = None
-        self.windowed = False
-
-    def hold(self, data: bytes | FrameWindows) -> None:
-        """Keep ``data`` (whole frames) until the transport drains."""
-        self.chunks.append(data)
-        self.nbytes += len(data)
-
-    def resume(self, transport: _Writable, limits: OutboundLimits | None = None) -> bool:
-        """The transport drained: write what is held until it pauses again
-        (its ``pause_writing`` sets ``paused`` from inside ``write``).
-        Returns True once nothing is held and the transport is not paused.
-        ``limits``: the connection's, restored after a large frame."""
-        self.paused = False
-        chunks = self.chunks
-        while chunks and not self.paused:
-            data = chunks[0]
-            if data.__class__ is FrameWindows:
-                if not self.windowed and limits is not None:
-                    self.windowed = True
-                    cast("_Limited", transport).set_write_buffer_limits(high=0, low=0)
-                if not data.write(transport, self):
-                    break
-                chunks.popleft()
-                continue
-            if self.windowed:
-                self.unwindow(transport, limits)
-                if self.paused:
-                    break
-            chunks.popleft()
-            self.nbytes -= len(data)
-            transport.write(data)  # type: ignore[arg-type]
-        if self.windowed and not (chunks and chunks[0].__class__ is FrameWindows):
-            self.unwindow(transport, limits)
-        return not chunks and not self.paused
-
-    def unwindow(self, transport: _Writable, limits: OutboundLimits | None) -> None:
-        """The transport's own limits again (it may pause at once: it holds more than they allow)."""
-        if self.windowed and limits is not None:
-            self.windowed = False
-            cast("_Limited", transport).set_write_buffer_limits(high=limits.high_water, low=limits.low_water)
-
-    def begun_rest(self) -> list[memoryview]:
-        """The rest of a frame that has begun to go out, for a cut (§12.2)."""
-        head = self.chunks[0] if self.chunks else None
-        return head.rest() if isinstance(head, FrameWindows) and head.begun else []
-
-    def __repr__(self) -> str:
-        return f"<Backlog {self.nbytes} bytes in {len(self.chunks)} writes{' paused' if self.paused else ''}>"
 
 
 class OutboundLimits:

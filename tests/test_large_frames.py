@@ -15,7 +15,7 @@ from ipc_client import IPCClient
 from ipc_protocol import FrameDecoder, MessageType, decode_message
 from ipc_protocol.frame_buffers import KEPT_FROM_BYTES, FrameBuffers
 from ipc_server import IPCServer
-from ipc_server.outbound import WINDOW_BYTES, Backlog, FrameWindows, OutboundLimits
+from ipc_server.outbound import WINDOW_BYTES, Backlog, FrameWindows
 
 from .conftest import WAIT_S, RawPeer, frame
 
@@ -76,6 +76,7 @@ def test_what_is_kept_is_bounded_and_small_buffers_are_not_kept() -> None:
 def test_frames_read_into_a_reused_buffer_are_each_their_own_bytes() -> None:
     """A body handed on still holds its buffer: the next frame gets another."""
     decoder = FrameDecoder(None)
+    decoder.buffers = FrameBuffers()
     bodies = [b"\x00" + os.urandom(KEPT_FROM_BYTES + 100), b"{" + b"x" * (KEPT_FROM_BYTES + 99)]
     got = []
     for body in bodies * 3:
@@ -105,6 +106,9 @@ class _Transport:
         if self.held > self.high:
             self.backlog.paused = True
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.low, self.high
+
     def set_write_buffer_limits(self, high: int, low: int) -> None:
         self.high, self.low = high, low
         self.limits.append((high, low))
@@ -113,31 +117,29 @@ class _Transport:
 
 
 def test_a_large_frame_goes_out_a_window_at_a_time_while_the_socket_takes_them() -> None:
-    limits = OutboundLimits(hard=None, soft=None, soft_s=0)
     parts = (b"head", os.urandom(3 * WINDOW_BYTES + 5), b"", os.urandom(10))
     backlog = Backlog()
     backlog.hold(FrameWindows(parts))
     transport = _Transport(backlog, socket_takes=10 * MiB)
-    assert backlog.resume(transport, limits) is True
+    assert backlog.resume(transport) is True
     assert bytes(transport.out) == b"".join(parts) and backlog.nbytes == 0
-    assert transport.limits == [(0, 0), (limits.high_water, limits.low_water)]  # windowed, then its own again
+    assert transport.limits == [(0, 0), (MiB, 256 * 1024)]  # windowed, then its own again
 
 
 def test_a_window_the_socket_leaves_part_of_pauses_the_frame_until_the_transport_is_empty() -> None:
-    limits = OutboundLimits(hard=None, soft=None, soft_s=0)
     body = os.urandom(4 * WINDOW_BYTES)
     backlog = Backlog()
     windows = FrameWindows((b"head", body))
     backlog.hold(windows)
     backlog.hold(b"next frame")
     transport = _Transport(backlog, socket_takes=WINDOW_BYTES // 2)
-    assert backlog.resume(transport, limits) is False
+    assert backlog.resume(transport) is False
     assert len(transport.out) == 4 + WINDOW_BYTES  # the head, then one window: the transport holds half of it
     assert windows.begun and backlog.nbytes == len(body) - WINDOW_BYTES + len(b"next frame")
     # Cut now: the frame that began ends first, then nothing else of the backlog.
     assert b"".join(bytes(v) for v in backlog.begun_rest()) == body[WINDOW_BYTES:]
-    backlog.unwindow(transport, limits)
-    assert transport.limits[-1] == (limits.high_water, limits.low_water)
+    backlog.unwindow(transport)
+    assert transport.limits[-1] == (MiB, 256 * 1024)
 
 
 def test_a_frame_that_has_not_begun_is_dropped_whole_by_a_cut() -> None:
@@ -180,3 +182,73 @@ async def test_a_binary_subscriber_cut_mid_frame_reads_that_frame_whole_then_the
         assert publishes, "the cut came before any frame went out"
         assert [m.payload for m in publishes] == [{"seq": i, "chunk": chunks[i]} for i in range(len(publishes))]
         await slow.close()
+
+
+async def test_a_client_closing_behind_a_large_frame_still_sends_all_of_it() -> None:
+    """The Python client writes a large frame a window at a time too, and
+    what waits of it when it disconnects goes out before the close: the
+    server, reading again, gets it whole and fans it out."""
+    async with IPCServer("127.0.0.1", 0, max_frame_size=64 * MiB) as server:
+        async with IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB) as sub:
+            got: list[Any] = []
+            done = asyncio.Event()
+
+            def on_message(msg: Any) -> None:
+                got.append(msg.payload)
+                done.set()
+
+            await sub.subscribe("video", on_message)
+            before = server.connections
+            pub = IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB)
+            await pub.connect()
+            [conn] = server.connections - before
+            assert conn.transport is not None
+            conn.transport.pause_reading()  # the socket's buffers fill: the rest of the frame waits in the client
+            chunk = os.urandom(24 * MiB)
+            # The publish waits for the connection to take the frame; the
+            # disconnect does not wait for it.
+            publishing = asyncio.create_task(pub.publish("video", {"chunk": chunk}))
+            leaving = asyncio.create_task(pub.disconnect())
+            await asyncio.sleep(0)  # the close is under way
+            conn.transport.resume_reading()
+            await leaving
+            async with asyncio.timeout(WAIT_S):
+                await asyncio.gather(publishing, return_exceptions=True)  # ends either way, never hangs
+            async with asyncio.timeout(WAIT_S * 4):
+                await done.wait()
+    assert got == [{"chunk": chunk}]
+
+
+async def test_a_clients_frames_written_behind_a_large_one_keep_their_order() -> None:
+    """Publishes made while a large frame waits to go out (the server not
+    reading) are written behind it, whole, in order."""
+    async with IPCServer("127.0.0.1", 0, max_frame_size=64 * MiB) as server:
+        async with IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB) as sub:
+            got: list[Any] = []
+            done = asyncio.Event()
+
+            def on_message(msg: Any) -> None:
+                got.append(msg.payload)
+                if msg.payload.get("last"):
+                    done.set()
+
+            await sub.subscribe("video", on_message)
+            before = server.connections
+            async with IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB) as pub:
+                [conn] = server.connections - before
+                assert conn.transport is not None
+                conn.transport.pause_reading()
+                chunks = [os.urandom(12 * MiB + i) for i in range(2)]
+                expected: list[Any] = []
+                sends = []
+                for i, chunk in enumerate(chunks):  # each written at once, then waiting for the socket
+                    expected += [{"seq": i, "chunk": chunk}, *({"seq": i, "small": j} for j in range(3))]
+                    sends += [asyncio.create_task(pub.publish("video", payload)) for payload in expected[-4:]]
+                expected.append({"last": True})
+                sends.append(asyncio.create_task(pub.publish("video", expected[-1])))
+                await asyncio.sleep(0)
+                conn.transport.resume_reading()
+                async with asyncio.timeout(WAIT_S * 4):
+                    await asyncio.gather(*sends)
+                    await done.wait()
+    assert got == expected
