@@ -9,14 +9,14 @@ management as in its copies (docs/performance.md, "Binary payloads").
 
 So the buffers are kept, up to ``max_bytes`` for one event loop (it reads
 one socket at a time, and its connections share them: the server's
-``SharedReads``, the client's thread in ``ipc_client/reads.py``), and a
-frame takes one that is free and the right size. One object is never
-shared by two threads: two could find the same buffer free. Free means that nothing but this
-pool holds it: a binary body handed on as it is, its attachments' views
-(§16.4), a relayed frame a transport still writes from — each holds a
-reference, and a buffer so held is never written to. The test is the
-reference count, which every view and every holder of the buffer's memory
-raises (CPython's buffer protocol keeps the object alive).
+``SharedReads``, the client's thread in ``ipc_client/reads.py``; never two
+threads, which could both find a buffer free), and a frame takes one that
+is free and the right size. Free means that nothing but this pool holds
+it: a binary body handed on as it is, its attachments' views (§16.4), a
+relayed frame a transport still writes from — each holds a reference, and
+a buffer so held is never written to. The test is the reference count,
+which every view and every holder of the buffer's memory raises
+(CPython's buffer protocol keeps the object alive).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 
 __all__ = ["FrameBuffers", "MAX_KEPT_BYTES", "KEPT_FROM_BYTES"]
 
-# What a thread keeps at most, and the smallest buffer worth keeping.
+# What a loop keeps at most, and the smallest buffer worth keeping.
 MAX_KEPT_BYTES = 32 * 1024 * 1024
 KEPT_FROM_BYTES = 256 * 1024
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from .attachments import BINARY_MARKER, BinaryBytes, BinaryFrame
 from .constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAX_FRAME_LIMIT
-from .frame_buffers import FrameBuffers
 from .exceptions import FrameError, FrameTooLarge, ProtocolError
+from .frame_buffers import FrameBuffers
 
 __all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_parts", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
 
