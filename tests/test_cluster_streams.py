@@ -278,10 +278,10 @@ async def test_an_item_larger_than_nats_accepts_fails_the_stream_too_large_and_s
 
 
 async def test_a_stream_requested_before_its_producer_registers_waits_within_the_grace(nodes: Nodes, clients: Clients) -> None:
-    a = await nodes("a", no_responders_grace_s=5)  # the start's grace (protocol.md §13.2)
+    a = await nodes("a", no_responders_grace_s=10)  # the start's grace (protocol.md §13.2), ample on a loaded machine
     b = await nodes("b")
     consumer, producer = await clients(a.port), await clients(b.port)
-    task = asyncio.ensure_future(collect(consumer.stream("late", 5, timeout=8)))
+    task = asyncio.ensure_future(collect(consumer.stream("late", 5, timeout=15)))
     await until(lambda: a.cluster.outgoing.retried >= 1, "NATS found no node for it, and a sends it again")
 
     async def late(msg: Message) -> AsyncIterator[int]:

@@ -150,6 +150,7 @@ class Cluster:
 
     def _link_up(self) -> None:
         self.interest.link_up()
+        self.relay.link_up()
         self.members.beat()
 
     def _link_down(self) -> None:

@@ -28,7 +28,10 @@ Cancels cross as for any request (``C._c``); the producer's loss comes
 back as its node's ``responder_lost``, and its node's death as the silence
 of ``outgoing.py``. The other way, a producing node drops a stream whose
 consumer's node has gone silent (left the cluster's heartbeats) for three
-heartbeat intervals: nobody would read its items.
+heartbeat intervals: nobody would read its items. (While this node is
+cut off from NATS, and for three intervals after, it knows nothing of the
+others and drops nothing: a stream its consumer's node no longer waits for
+is cancelled by that node when this one names it again, ``outgoing.py``.)
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class StreamRelay:
         self._silence_s = heartbeat_s * SILENT_INTERVALS
         self._open: dict[tuple[Any, str], _Pending] = {}  # (consumer, its request id) -> the request waiting
         self._sweeper: asyncio.Task[None] | None = None
+        self._up_at = 0.0  # when the link last came up: the other nodes' heartbeats are known from then
         outgoing.relay = incoming.relay = self
         # what the node reports (cluster stats)
         self.items_in = 0
@@ -103,6 +107,9 @@ class StreamRelay:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sweeper = loop.create_task(self._sweep())
+
+    def link_up(self) -> None:
+        self._up_at = asyncio.get_running_loop().time()
 
     def close(self) -> None:
         if self._sweeper is not None:
@@ -200,8 +207,8 @@ class StreamRelay:
         while True:
             await asyncio.sleep(self._heartbeat_s)
             held = self._incoming.streams()
-            if not held:
-                continue
+            if not held or not self._link.up or asyncio.get_running_loop().time() - self._up_at < self._silence_s:
+                continue  # cut off, or back too lately to have heard every node: nothing is known of the others
             alive = set(self._members.alive())
             limit = monotonic() - self._silence_s
             for requester in held:
