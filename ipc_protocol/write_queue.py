@@ -26,7 +26,7 @@ __all__ = ["WriteQueue", "FrameWindows", "WINDOW_BYTES"]
 
 # A binary frame at least this large is written a window at a time, each
 # into an empty transport buffer (``FrameWindows``).
-WINDOW_BYTES = 256 * 1024
+WINDOW_BYTES = 1024 * 1024
 
 
 class _Writable(Protocol):

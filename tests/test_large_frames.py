@@ -169,7 +169,7 @@ async def test_a_binary_subscriber_cut_mid_frame_reads_that_frame_whole_then_the
         async with IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S) as publisher:
             async with asyncio.timeout(WAIT_S * 4):
                 while server.stats.slow_consumers == 0:
-                    chunks.append(os.urandom(MiB + 7 * len(chunks)))
+                    chunks.append(os.urandom(2 * MiB + 7 * len(chunks)))
                     await publisher.publish("video", {"seq": len(chunks) - 1, "chunk": chunks[-1]})
                     await publisher.request("system", {"action": "ping"})  # fanned out before the next
         slow.writer.transport.resume_reading()  # type: ignore[attr-defined]
