@@ -3,7 +3,7 @@
 and as the same bytes base64-encoded in JSON (the only way before §16),
 against a raw socket echo of the same bytes (the limit):
 
-    python bench/binary.py [--sizes 1048576,8388608] [--seconds 3] [--no-node]
+    python bench/binary.py [--sizes 1048576,8388608] [--seconds 3] [--rounds 3] [--no-node]
 
 Every process is its own: the server (an ``IPCServer`` whose in-process
 handlers echo), the echo responders, the raw echo server, the callers.
@@ -23,9 +23,10 @@ In base64 mode the caller encodes and decodes, as an application using the
 bytes does. ``mb_per_s`` counts the payload both ways (2 x size per round
 trip, as bench/node/binary_roundtrip.js does); ``server_cpu_ms`` is the
 server process's CPU per round trip. Node rows run bench/node/binary_roundtrip.js
-when ``node`` is on PATH. Prints one JSON object per row, then the ratios
-of the targets (issue 21: raw at least 5x base64, within 2x of the raw
-socket echo, at 8 MiB). Bounded throughout.
+when ``node`` is on PATH. Every row runs once per round, the rounds one
+after another. Prints one JSON object per row, then the ratios of the
+targets (issue 21: raw at least 5x base64, within 2x of the raw socket
+echo, at 8 MiB), each the median of the rounds' own. Bounded throughout.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import asyncio
 import binascii
 import json
 import socket
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -222,9 +224,21 @@ def _row(caller: str, mode: str, echo: str, size: int, n: int, seconds: float, c
 
 
 def ratios(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
-    """The targets at ``size``: raw / base64 and raw socket echo / raw, by caller and echo."""
-    at = {(r["caller"], r["mode"], r["echo"]): r["mb_per_s"] for r in rows if r["size"] == size}
+    """The targets at ``size``: raw / base64 and raw socket echo / raw, by
+    caller and echo, each the median of the rounds' own ratios (a round's
+    rows are measured one after another, so its socket echo saw the same
+    machine); ``rounds`` has every round's."""
+    per_round = [_round_ratios([r for r in rows if r["size"] == size and r["round"] == i]) for i in sorted({r["round"] for r in rows})]
     out: dict[str, Any] = {"figure": "targets", "size": size}
+    for key in per_round[0] if per_round else ():
+        out[key] = round(statistics.median(ratios[key] for ratios in per_round if key in ratios), 2)
+    out["rounds"] = per_round
+    return out
+
+
+def _round_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    at = {(r["caller"], r["mode"], r["echo"]): r["mb_per_s"] for r in rows}
+    out: dict[str, float] = {}
     limit = at.get(("python", "raw-socket", "raw echo"))
     for caller in ("python", "node"):
         for echo in ("server", "responder"):
@@ -236,7 +250,7 @@ def ratios(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
     return out
 
 
-async def run(sizes: list[int], seconds: float, with_node: bool, loop: str) -> None:
+async def run(sizes: list[int], seconds: float, with_node: bool, loop: str, rounds: int) -> None:
     python = sys.executable
     script = str(Path(__file__).resolve())
     server = Child("server", [python, script, "--role", "server", "--loop", loop])
@@ -251,15 +265,17 @@ async def run(sizes: list[int], seconds: float, with_node: bool, loop: str) -> N
         node = node_binary() if with_node and NODE_SCRIPT.exists() else None
         rows = []
         for size in sizes:
-            found = [raw_socket_row(echo_port, size, seconds)]
-            for mode in ("raw", "base64"):
-                for where in ("server", "responder"):
-                    found.append(await python_row(port, server.pid, size, seconds, mode, where))
-                    if node is not None:
-                        found.append(await node_row(node, port, server.pid, size, seconds, mode, where))
-            for row in found:
-                print(json.dumps(row), flush=True)
-            rows += found
+            for round_ in range(rounds):
+                found = [raw_socket_row(echo_port, size, seconds)]
+                for mode in ("raw", "base64"):
+                    for where in ("server", "responder"):
+                        found.append(await python_row(port, server.pid, size, seconds, mode, where))
+                        if node is not None:
+                            found.append(await node_row(node, port, server.pid, size, seconds, mode, where))
+                for row in found:
+                    row["round"] = round_
+                    print(json.dumps(row), flush=True)
+                rows += found
         for size in sizes:
             print(json.dumps(ratios(rows, size)), flush=True)
     finally:
@@ -271,6 +287,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1048576,8388608", help="payload sizes in bytes, comma-separated")
     p.add_argument("--seconds", type=float, default=3.0, help="how long each row runs (after a warm-up)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of every row, one after another (the ratios are the rounds' medians)")
     p.add_argument("--no-node", dest="node", action="store_false", help="Python rows only")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the server's event loop (uvloop: the optional extra)")
     p.add_argument("--role", choices=("server", "responder", "raw-echo"), help=argparse.SUPPRESS)
@@ -284,7 +301,7 @@ def main() -> None:
     elif args.role == "raw-echo":
         asyncio.run(raw_echo())
     else:
-        asyncio.run(run([int(s) for s in args.sizes.split(",")], args.seconds, args.node, args.loop))
+        asyncio.run(run([int(s) for s in args.sizes.split(",")], args.seconds, args.node, args.loop, args.rounds))
 
 
 if __name__ == "__main__":

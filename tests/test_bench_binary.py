@@ -20,7 +20,7 @@ def test_the_binary_benchmark_runs_every_row() -> None:
     finally:
         sys.path.pop(0)
     with_node = node_binary() is not None
-    argv = [sys.executable, str(ROOT / "bench" / "binary.py"), "--sizes", "4096,70000", "--seconds", "0.2"]
+    argv = [sys.executable, str(ROOT / "bench" / "binary.py"), "--sizes", "4096,70000", "--seconds", "0.2", "--rounds", "2"]
     if not with_node:
         argv.append("--no-node")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=ROOT, stdin=subprocess.DEVNULL)
@@ -39,3 +39,4 @@ def test_the_binary_benchmark_runs_every_row() -> None:
     targets = [f for f in figures if f.get("figure") == "targets"]
     assert [t["size"] for t in targets] == [4096, 70000]
     assert "python_server_raw_over_base64" in targets[1] and "python_server_socket_echo_over_raw" in targets[1]
+    assert len(targets[1]["rounds"]) == 2 and {r["round"] for r in rows} == {0, 1}
