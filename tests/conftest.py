@@ -108,6 +108,22 @@ class RawPeer:
             pass
 
 
+def counting_until_closed(closed: asyncio.Event) -> Callable[[Message], AsyncIterator[int]]:
+    """A stream handler that yields 0, 1, 2, ... as long as it is read and
+    sets ``closed`` once its generator is closed (a cancel, its consumer gone)."""
+
+    async def endless(msg: Message) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    return endless
+
+
 def frame(mtype: str, channel: str, payload: Any = None, *, app_id: str = "app", message_id: str = "m", **extra: Any) -> dict[str, Any]:
     return {"message_id": message_id, "app_id": app_id, "channel_id": channel, "message_type": mtype, "payload": payload, "timestamp": 0, **extra}
 

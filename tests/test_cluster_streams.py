@@ -20,7 +20,7 @@ from ipc_client import IPCClient
 from ipc_protocol import HandlerError, Message, NoResponders, RemoteError, RequestTimeout, ResponderLost
 from ipc_server import IPCServer
 
-from .conftest import RawPeer, frame
+from .conftest import RawPeer, counting_until_closed, frame
 from .nats_support import NatsServer, NodeProcess, clients, nats, node_process, nodes, until  # noqa: F401 - fixtures
 
 pytest.importorskip("nats")
@@ -181,15 +181,7 @@ async def test_the_consumer_leaving_the_loop_cancels_the_producer_on_the_other_n
     a, b = await two_nodes(nodes)
     consumer = await clients(a.port)
     closed = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            closed.set()
+    endless = counting_until_closed(closed)
 
     if where == "in-process":
         b.add_handler("endless", endless)
@@ -208,13 +200,7 @@ async def test_the_consumers_connection_lost_stops_the_producer_on_the_other_nod
     a, b = await two_nodes(nodes)
     consumer, producer = await clients(a.port), await clients(b.port)
     closed = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        try:
-            while True:
-                yield 0
-        finally:
-            closed.set()
+    endless = counting_until_closed(closed)
 
     await producer.serve("endless", endless)
     stream = consumer.stream("endless", window=4)

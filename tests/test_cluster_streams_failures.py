@@ -18,6 +18,7 @@ from ipc_client import IPCClient
 from ipc_protocol import Message, ResponderLost
 from ipc_server import IPCServer
 
+from .conftest import counting_until_closed
 from .nats_support import NatsServer, NodeProcess, clients, nats, node_process, nodes, until  # noqa: F401 - fixtures
 
 pytest.importorskip("nats")
@@ -65,15 +66,7 @@ async def test_the_consumers_node_killed_mid_stream_stops_the_producer_on_the_ot
     a = await node_process(nats.url, "--node-name", "a")
     b = await nodes("b")
     closed = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            closed.set()
+    endless = counting_until_closed(closed)
 
     b.add_handler("endless", endless)
     await b.cluster.confirmed()
@@ -94,15 +87,7 @@ async def test_a_stream_without_credit_across_a_nats_restart_is_stopped_at_its_p
     a, b = await nodes("a"), await nodes("b")
     consumer, producer = await clients(a.port), await clients(b.port)
     closed = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            closed.set()
+    endless = counting_until_closed(closed)
 
     await producer.serve("endless", endless)
     stream = consumer.stream("endless", window=2)  # no deadline; the consumer reads one item, then nothing

@@ -16,7 +16,7 @@ from ipc_client import IPCClient
 from ipc_protocol import BadRequest, ConnectionLost, HandlerError, Message, RemoteError, RequestTimeout, ResponderLost
 from ipc_server import IPCServer
 
-from .conftest import WAIT_S
+from .conftest import WAIT_S, counting_until_closed
 
 async def collect(stream: AsyncIterator[Any]) -> list[Any]:
     return [item async for item in stream]
@@ -253,15 +253,7 @@ async def test_a_producer_that_disconnects_ends_the_loop_with_responder_lost(pai
 async def test_the_consumers_connection_lost_ends_its_loop_and_stops_the_producer(server: IPCServer, pair: tuple[IPCClient, IPCClient]) -> None:
     consumer, producer = pair
     closed = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            closed.set()
+    endless = counting_until_closed(closed)
 
     await producer.serve("endless", endless)
     stream = consumer.stream("endless", window=4)
@@ -281,15 +273,7 @@ async def test_the_consumers_connection_lost_ends_its_loop_and_stops_the_produce
 async def test_breaking_out_of_the_loop_closes_the_producers_generator(where: str, server: IPCServer, pair: tuple[IPCClient, IPCClient]) -> None:
     consumer, producer = pair
     closed = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            closed.set()
+    endless = counting_until_closed(closed)
 
     if where == "in-process":
         server.add_handler("endless", endless)
