@@ -88,7 +88,6 @@ class Connection {
 
   /**
    * Connects and performs the handshake within `timeoutMs`.
-   *
    * @param {number} timeoutMs time for TCP connect plus handshake.
    * @returns {Promise<HandshakeInfo>}
    * @throws {NotConnectedError} the TCP connection failed (cause: the socket error).
@@ -115,8 +114,7 @@ class Connection {
           reject(err);
         }
       };
-      const onread = readsInto(this._proto, (chunk) => this._onData(chunk));
-      const { socket, ready } = openSocket(this.options.tls ?? null, host, port, onread);
+      const { socket, ready } = openSocket(this.options.tls ?? null, host, port, readsInto(this._proto, (chunk) => this._onData(chunk)));
       socket[kConnection] = this;
       this._socket = socket;
       socket.setNoDelay(true); // §1.5: a frame never waits for Nagle
