@@ -7,9 +7,13 @@ a slow consumer in the middle of one still gets it whole before the error."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import pytest
 
 from ipc_client import IPCClient
 from ipc_protocol import FrameDecoder, MessageType, decode_message
@@ -184,7 +188,7 @@ async def test_a_binary_subscriber_cut_mid_frame_reads_that_frame_whole_then_the
         await slow.close()
 
 
-async def test_a_client_closing_behind_a_large_frame_still_sends_all_of_it() -> None:
+async def closing_behind_a_large_frame() -> None:
     """The Python client writes a large frame a window at a time too, and
     what waits of it when it disconnects goes out before the close: the
     server, reading again, gets it whole and fans it out."""
@@ -219,7 +223,7 @@ async def test_a_client_closing_behind_a_large_frame_still_sends_all_of_it() -> 
     assert got == [{"chunk": chunk}]
 
 
-async def test_a_clients_frames_written_behind_a_large_one_keep_their_order() -> None:
+async def frames_behind_a_large_one() -> None:
     """Publishes made while a large frame waits to go out (the server not
     reading) are written behind it, whole, in order."""
     async with IPCServer("127.0.0.1", 0, max_frame_size=64 * MiB) as server:
@@ -252,3 +256,22 @@ async def test_a_clients_frames_written_behind_a_large_one_keep_their_order() ->
                     await asyncio.gather(*sends)
                     await done.wait()
     assert got == expected
+
+
+async def test_a_client_closing_behind_a_large_frame_still_sends_all_of_it() -> None:
+    await closing_behind_a_large_frame()
+
+
+async def test_a_clients_frames_written_behind_a_large_one_keep_their_order() -> None:
+    await frames_behind_a_large_one()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop not installed")
+@pytest.mark.parametrize("scenario", [closing_behind_a_large_frame, frames_behind_a_large_one], ids=["closing", "order"])
+def test_the_same_on_uvloop(scenario: Callable[[], Awaitable[None]]) -> None:
+    """uvloop's transports keep what they are given instead of copying it;
+    the windows and what waits behind them behave the same."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(asyncio.wait_for(scenario(), WAIT_S * 8))
