@@ -83,3 +83,48 @@ def test_the_cluster_settings_from_toml_environment_and_their_checks(tmp_path: A
     ):
         with pytest.raises(ValueError, match=fragment):
             load_config(env=env)
+
+
+async def test_messages_reach_the_links_callbacks_as_read_in_order_even_behind_one_that_waits(nats: NatsServer) -> None:  # noqa: F811
+    """delivery.py: the link's subscriptions get each message while nats-py
+    reads it; a callback that waits is finished by a task and the messages
+    after it wait behind it; one that fails stops nothing."""
+    from ipc_server.cluster.link import Link, LinkSettings
+
+    async def nothing() -> None:
+        pass
+
+    link = Link(LinkSettings([nats.url], "test"), on_down=lambda: None, on_up=lambda: None, prepare=nothing)
+    link.start()
+    await asyncio.wait_for(link.ever_up.wait(), 10)
+    release = asyncio.Event()
+    got: list[int] = []
+
+    async def take(msg: Any) -> None:
+        n = int(msg.data)
+        if n == 3:
+            await release.wait()  # this one waits: 4.. wait behind it
+        if n == 5:
+            raise RuntimeError("a handler's bug")
+        got.append(n)
+
+    writer = await nats_py.connect(nats.url)
+    try:
+        await link.subscribe("ordered", take)
+        assert link.at_once, "the installed nats-py's subscriptions are not the kind delivery.py hands on at once"
+        await link.flush()
+        for i in range(10):
+            await writer.publish("ordered", b"%d" % i)
+        await writer.flush()
+        await until(lambda: got == [0, 1, 2], "the first three")
+        release.set()
+        await until(lambda: len(got) == 9, "the rest")
+        assert got == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+        got.clear()
+        for i in range(3):  # and at once again, nothing waiting any more
+            await writer.publish("ordered", b"%d" % (10 + i))
+        await writer.flush()
+        await until(lambda: got == [10, 11, 12], "three more")
+    finally:
+        await writer.close()
+        await link.close()

@@ -26,13 +26,15 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
+
+from .delivery import Resume, deliver_at_once
 
 __all__ = ["Link", "LinkSettings", "Msg", "Subscription"]
 
@@ -44,33 +46,6 @@ PING_INTERVAL_S = 5
 # A message's size past which NATS refuses it is the server's max_payload
 # (1 MiB by default); the link reports it (``max_payload``).
 FLUSH_TIMEOUT_S = 5
-
-
-class _Resume:
-    """Await a coroutine already started by hand (``coro.send(None)`` gave
-    ``step``, the future it waits on): the task running this waits on each
-    future the coroutine yields, and resumes the coroutine after, as a task
-    running it from the start would have."""
-
-    def __init__(self, coro: Any, step: Any) -> None:
-        self._coro = coro
-        self._step = step
-
-    def __await__(self) -> Generator[Any, None, None]:
-        step = self._step
-        while True:
-            try:
-                yield step
-            except BaseException as exc:  # cancelled while it waited: the coroutine is told
-                try:
-                    step = self._coro.throw(exc)
-                except StopIteration:
-                    return
-                continue
-            try:
-                step = self._coro.send(None)
-            except StopIteration:
-                return
 
 
 class LinkSettings:
@@ -115,6 +90,7 @@ class Link:
         self.url = ""
         self.disconnects = 0
         self.published = 0
+        self.at_once = False  # messages reach their callbacks as nats-py reads them (delivery.py)
         self.dropped = 0  # not sent: NATS unreachable, or refused (too large)
         self._out: deque[tuple[str, bytes, str]] = deque()  # behind a publish that had to wait
         self._waiting: asyncio.Task[None] | None = None
@@ -237,7 +213,7 @@ class Link:
     async def _finish(self, coro: Any, step: Any) -> None:
         """Finish a publish that had to wait, then send what queued behind it."""
         try:
-            await _Resume(coro, step)
+            await Resume(coro, step)
             self.published += 1
             while self._out:
                 subject, payload, reply = self._out.popleft()
@@ -251,7 +227,10 @@ class Link:
             self._waiting = None
 
     async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], queue: str = "") -> Subscription:
-        return await self.nc.subscribe(subject, queue=queue, cb=cb, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
+        """Subscribe ``cb``, which gets each message as nats-py reads it (``delivery``)."""
+        sub = await self.nc.subscribe(subject, queue=queue, cb=cb, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
+        self.at_once = deliver_at_once(sub, cb)
+        return sub
 
     async def flush(self) -> bool:
         """Wait until NATS has processed what was sent (a PING's PONG); False
