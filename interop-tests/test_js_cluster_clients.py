@@ -6,34 +6,18 @@ responders stay on every node. The Python twin is tests/test_cluster_clients.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from ipc_server import IPCServer
 from test_js_pool import pool_agent  # noqa: F401 (a fixture)
-from tests.nats_support import NatsServer, NodeProcess, nats, node_process, until  # noqa: F401 - fixtures
+from tests.nats_support import NatsServer, NodeProcess, nats, node_process, nodes, until  # noqa: F401 - fixtures
 
 pytest.importorskip("nats")
 
 WAIT_S = 10.0
-
-
-@pytest.fixture
-async def nodes(nats: NatsServer) -> AsyncIterator[Callable[..., Awaitable[IPCServer]]]:  # noqa: F811
-    started: list[IPCServer] = []
-
-    async def make(name: str, **settings: Any) -> IPCServer:
-        settings = {"shutdown_grace_s": 0.5, "no_responders_grace_s": 0, **settings}
-        node = IPCServer("127.0.0.1", 0, cluster=(nats.url,), node_name=name, **settings)
-        await node.start()
-        started.append(node)
-        return node
-
-    yield make
-    for node in started:
-        await node.close()
 
 
 async def balanced(pool_agent: Callable[..., Any], *ports: int) -> Any:  # noqa: F811

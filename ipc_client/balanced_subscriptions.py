@@ -40,6 +40,24 @@ _SEEN_LIMIT = 1024  # message ids a subscription remembers (the latest), to drop
 _UNKNOWN = object()  # a server that never answered a connect: its cluster is not known yet
 
 
+def tally(results: list[Any]) -> tuple[int, list[BaseException]]:
+    """How many servers took a registration (True) and what the others
+    raised, out of ``asyncio.gather(..., return_exceptions=True)``; a
+    cancellation among them is raised."""
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for exc in failures:
+        if isinstance(exc, asyncio.CancelledError):
+            raise exc
+    return sum(1 for r in results if r is True), failures
+
+
+def refusal(failures: list[BaseException], nobody: str) -> BaseException:
+    """What to raise when no server took it: a server's refusal first."""
+    if failures:
+        return next((e for e in failures if isinstance(e, RemoteError)), failures[0])
+    return NotConnected(nobody)
+
+
 @dataclass(eq=False)
 class _Subscription:
     channel: str
@@ -148,20 +166,14 @@ class BalancedSubscriptions:
             results: list[Any] = await asyncio.gather(
                 *(self._keep(sub, s) for s in islands), *(self._place(sub, nodes) for nodes in clusters.values()), return_exceptions=True
             )
-            active = sum(1 for r in results if r is True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            for exc in failures:
-                if isinstance(exc, asyncio.CancelledError):
-                    raise exc
+            active, failures = tally(results)
             if active:
                 for exc in failures:
                     log.warning("subscription refused by one server: %s", exc)
                 self._subs.append(sub)
                 return active
             await asyncio.gather(*(self._pools[s].unsubscribe(channel, sub.deliver) for s in sub.on), return_exceptions=True)
-        if failures:
-            raise next((e for e in failures if isinstance(e, RemoteError)), failures[0])
-        raise NotConnected("no server could be reached to subscribe on")
+        raise refusal(failures, "no server could be reached to subscribe on")
 
     async def unsubscribe(self, channel: str, handler: Handler | None) -> None:
         async with self._lock:

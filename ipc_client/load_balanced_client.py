@@ -20,12 +20,12 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from ipc_protocol import ErrorCode, IPCError, Message, NotConnected, RemoteError, RequestTimeout, validate_pattern
+from ipc_protocol import ErrorCode, IPCError, Message, NotConnected, RequestTimeout, validate_pattern
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .listeners import Listeners
 from .balanced_health import ServerHealth
-from .balanced_subscriptions import BalancedSubscriptions
+from .balanced_subscriptions import BalancedSubscriptions, refusal, tally
 from .balancer import Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
@@ -269,19 +269,13 @@ class LoadBalancedClient:
         """Apply on every server. Servers that are down keep it for when they
         come back; if no server took it, nothing is kept and the call raises."""
         results = await asyncio.gather(*(apply(p) for p in self._pools.values()), return_exceptions=True)
-        active = sum(1 for r in results if r is True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for exc in failures:
-            if isinstance(exc, asyncio.CancelledError):
-                raise exc
+        active, failures = tally(results)
         if active:
             for exc in failures:
                 log.warning("registration refused by one server: %s", exc)
             return active
         await asyncio.gather(*(undo(p) for p in self._pools.values()), return_exceptions=True)
-        if failures:
-            raise next((e for e in failures if isinstance(e, RemoteError)), failures[0])
-        raise NotConnected("no server could be reached to register on")
+        raise refusal(failures, "no server could be reached to register on")
 
     async def subscribe(self, channel: str, handler: Handler) -> int:
         """Subscribe on every standalone server (servers that are down get it
