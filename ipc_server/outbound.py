@@ -5,9 +5,11 @@ A connection hands its transport at most ``OutboundLimits.high_water``
 bytes; past that (the transport's ``pause_writing``), frames wait in a
 :class:`Backlog`, whole, until the transport drains (``resume_writing``).
 Held here rather than in the transport, the cost of a write does not grow
-with what is held, and a cut drops whole frames, so the ``slow_consumer``
-error frame goes out next, behind no more than the high-water mark, instead
-of behind megabytes the peer may never read.
+with what is held, and a cut drops whole frames (but the rest of one that has begun to go out),
+so the ``slow_consumer`` error frame goes out next, behind no more than the
+high-water mark, instead of behind megabytes the peer may never read. The
+backlog is a :class:`~ipc_protocol.write_queue.WriteQueue`, which also
+writes a large binary frame a window at a time.
 
 Two limits, the shape of Redis's ``client-output-buffer-limit``:
 - hard, ``max_outbound_buffer_bytes`` (64 MiB, nats-server's pending
@@ -18,7 +20,7 @@ Two limits, the shape of Redis's ``client-output-buffer-limit``:
 
 Checked once per loop iteration of a connection that writes while backed
 up; a connection that is not backed up pays nothing but one attribute test.
-Sans-I/O apart from ``Backlog.resume``, which writes to the transport it is given.
+Sans-I/O apart from ``Backlog.resume`` (``WriteQueue``'s), which writes to the transport it is given.
 """
 
 from __future__ import annotations
