@@ -5,7 +5,7 @@ never imports asyncio or socket, so it is tested and fuzzed on bytes alone."""
 from .channels import is_pattern, is_reserved, is_servable, pattern_matches, validate_channel, validate_pattern
 from .codes import CLIENT_CODES, WIRE_CODES, ErrorCode
 from .constants import LEGACY_PROTOCOL_VERSION, PROTOCOL_VERSION, SERVER_SYSTEM_ACTIONS, SERVICES_CHANNEL, SYSTEM_CHANNEL
-from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, encode_request, encode_response, new_message_id
+from .envelope import ErrorInfo, Message, MessageType, decode_message, decode_relayed, encode_message, encode_request, encode_response, new_message_id
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
 from .framing import FrameDecoder, encode_frame
@@ -26,6 +26,7 @@ __all__ = [
     "MessageType",
     "ErrorInfo",
     "decode_message",
+    "decode_relayed",
     "encode_message",
     "encode_request",
     "encode_response",

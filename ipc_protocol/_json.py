@@ -80,6 +80,17 @@ def _maybe_huge(raw: bytes) -> bool:
     return False
 
 
+def parse(data: bytes | bytearray | str) -> Any:
+    """:func:`loads` without the look for numbers that overflow a double:
+    for what a peer that made that check relays (``decode_relayed``)."""
+    try:
+        # Only keys are interned: caching every short string value costs more
+        # lookups than it saves.
+        return pydantic_core.from_json(data, allow_inf_nan=False, cache_strings="keys")
+    except ValueError as exc:
+        raise FrameError(f"invalid JSON: {exc}") from exc
+
+
 def loads(data: bytes | bytearray | str) -> Any:
     """Parse one JSON document; raise :class:`FrameError` when it is not valid.
 
@@ -87,12 +98,7 @@ def loads(data: bytes | bytearray | str) -> Any:
     are refused too: they would become infinity in a JavaScript peer, which
     can neither read nor re-encode them.
     """
-    try:
-        # Only keys are interned: caching every short string value costs more
-        # lookups than it saves.
-        obj = pydantic_core.from_json(data, allow_inf_nan=False, cache_strings="keys")
-    except ValueError as exc:
-        raise FrameError(f"invalid JSON: {exc}") from exc
+    obj = parse(data)
     if type(data) is bytes:
         raw = data
     else:

@@ -57,6 +57,7 @@ async def test_a_burst_past_nats_py_s_buffer_goes_out_whole_and_in_order(nats: N
     await asyncio.wait_for(link.ever_up.wait(), 10)
     try:
         body = b"x" * 700_000
+        assert link.appends, "the installed nats-py's client does not keep its pending commands as pub_buffer.py expects"
         for i in range(8):  # 5.6 MB in one go, no await between
             assert link.publish("burst", b"%04d" % i + body)
         assert link._waiting is not None  # the buffer filled: the rest waits behind a task
@@ -112,6 +113,7 @@ async def test_messages_reach_the_links_callbacks_as_read_in_order_even_behind_o
     try:
         await link.subscribe("ordered", take)
         assert link.at_once, "the installed nats-py's subscriptions are not the kind delivery.py hands on at once"
+        assert "parse" in vars(link.nc._ps), "the installed nats-py's parser is not the kind delivery.py reads MSG lines for"
         await link.flush()
         for i in range(10):
             await writer.publish("ordered", b"%d" % i)
@@ -128,3 +130,121 @@ async def test_messages_reach_the_links_callbacks_as_read_in_order_even_behind_o
     finally:
         await writer.close()
         await link.close()
+
+
+async def test_publishes_appended_to_nats_py_s_buffer_arrive_whole_with_their_reply_subjects(nats: NatsServer) -> None:  # noqa: F811
+    """pub_buffer.py: what the link appends to nats-py's buffer is what
+    nats-py's publish would send, in order with nats-py's own commands."""
+    from ipc_server.cluster.link import Link, LinkSettings
+
+    async def nothing() -> None:
+        pass
+
+    link = Link(LinkSettings([nats.url], "test"), on_down=lambda: None, on_up=lambda: None, prepare=nothing)
+    reader = await nats_py.connect(nats.url)
+    got: list[tuple[str, str, bytes]] = []
+
+    async def take(msg: Any) -> None:
+        got.append((msg.subject, msg.reply, msg.data))
+
+    await reader.subscribe("appended.>", cb=take)
+    await reader.flush()
+    link.start()
+    await asyncio.wait_for(link.ever_up.wait(), 10)
+    try:
+        assert link.appends
+        from ipc_server.cluster.delivery import READ_SIZE
+
+        assert link.nc._transport._io_writer.transport.max_size == READ_SIZE  # reads stay under glibc's mmap threshold
+        sent = [("appended.a", "", b""), ("appended.b", "C._r.n.1", b"x" * 70_000), ("appended.c.d", "r", "é\r\n".encode())]
+        for subject, reply, data in sent[:2]:
+            assert link.publish(subject, data, reply)
+        await link.nc.publish("appended.own", b"nats-py's own", reply="r2")  # between two of the link's
+        assert link.publish(*sent[2][:1], sent[2][2], sent[2][1])
+        await until(lambda: len(got) == 4, "4 messages")
+        assert got == [*sent[:2], ("appended.own", "r2", b"nats-py's own"), sent[2]]
+        assert link.published == 3 and link.nc.stats["out_msgs"] == 4
+    finally:
+        await link.close()
+        await reader.close()
+
+
+async def test_plain_messages_skip_nats_py_s_layers_and_ones_with_headers_keep_them_in_order(nats: NatsServer) -> None:  # noqa: F811
+    """delivery.py: a plain message reaches the link's callback as a
+    ``Delivered``; one with headers (a status, as NATS's no-responders)
+    through nats-py's own ``Msg``, in its place in the order."""
+    from ipc_server.cluster.delivery import Delivered
+    from ipc_server.cluster.link import Link, LinkSettings
+
+    async def nothing() -> None:
+        pass
+
+    link = Link(LinkSettings([nats.url], "test"), on_down=lambda: None, on_up=lambda: None, prepare=nothing)
+    link.start()
+    await asyncio.wait_for(link.ever_up.wait(), 10)
+    got: list[tuple[type, str, str, bytes, Any]] = []
+
+    async def take(msg: Any) -> None:
+        got.append((type(msg), msg.subject, msg.reply, msg.data, msg.headers))
+
+    writer = await nats_py.connect(nats.url)
+    try:
+        sub = await link.subscribe("plain.*", take)
+        await link.flush()
+        await writer.publish("plain.a", b"1", reply="back.1")
+        await writer.publish("plain.b", b"2", headers={"Status": "503"})
+        await writer.publish("plain.c", b"3")
+        await writer.flush()
+        await until(lambda: len(got) == 3, "three messages")
+        assert [g[1:] for g in got] == [("plain.a", "back.1", b"1", None), ("plain.b", "", b"2", {"Status": "503"}), ("plain.c", "", b"3", None)]
+        assert got[0][0] is Delivered and got[2][0] is Delivered and got[1][0] is not Delivered
+        assert sub._pending_size == 0 and link.nc.stats["in_msgs"] == 3
+    finally:
+        await writer.close()
+        await link.close()
+
+
+_COMMANDS = [
+    b"MSG C.r.app.echo 5 C._r.a.17 3\r\nabc\r\n",
+    b"MSG s 12 0\r\n\r\n",
+    b"MSG  spaced   7\t 2\r\nhi\r\n",
+    b"MSG big 3 r 300\r\n" + b"x" * 300 + b"\r\n",
+    b"HMSG h 2 r 16 18\r\nNATS/1.0 503\r\n\r\nhi\r\n",
+    b"PING\r\n",
+    b"+OK\r\n",
+]
+
+
+@given(st.lists(st.sampled_from(_COMMANDS), max_size=12), st.lists(st.integers(1, 400), max_size=20))
+def test_the_msg_line_reader_gives_what_nats_py_s_parser_gives_however_the_reads_fall(commands: list[bytes], cuts: list[int]) -> None:
+    """delivery.py reads MSG commands itself and leaves everything else to
+    nats-py's parser: the messages (and PINGs) come out the same, in the
+    same order, for any way the bytes are split into reads."""
+    from nats.protocol.parser import Parser
+
+    from ipc_server.cluster.delivery import _msg_lines_first
+
+    class Client:
+        def __init__(self) -> None:
+            self.out: list[tuple[Any, ...]] = []
+
+        async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
+            self.out.append((sid, bytes(subject), bytes(reply), bytes(data), headers))
+
+        async def _process_ping(self) -> None:
+            self.out.append(("PING",))
+
+    data = b"".join(commands)
+    reference, ours = Client(), Client()
+    asyncio.run(Parser(reference).parse(data))
+    parser = Parser(ours)
+    parser.parse = _msg_lines_first(ours, parser, parser.parse)  # type: ignore[method-assign]
+
+    async def read_in_pieces() -> None:
+        at = 0
+        for cut in [*cuts, len(data)]:
+            await parser.parse(data[at : at + cut])
+            at += cut
+
+    asyncio.run(read_in_pieces())
+    assert ours.out == reference.out and not parser.buf

@@ -11,7 +11,7 @@ import sys
 
 from pydantic import ValidationError
 
-from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, encode_frame, encode_message
+from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, decode_relayed, encode_frame, encode_message
 from ipc_protocol._json import _maybe_huge, loads
 from ipc_protocol.exceptions import FrameError, MessageError, ProtocolError
 
@@ -152,6 +152,18 @@ def _assert_same_verdict(body: bytes) -> None:
     expected = _verdict(_reference_decode, body)
     assert _verdict(decode_message, body) == expected
     assert _verdict(decode_message, bytearray(body)) == expected
+    # A body another node relays was screened for numbers that overflow a
+    # double where it entered: decode_relayed gives every other verdict.
+    if not _overflows(body):
+        assert _verdict(decode_relayed, body) == expected
+
+
+def _overflows(body: bytes) -> bool:
+    try:
+        loads(body)
+    except FrameError as exc:
+        return "overflows a double" in str(exc)
+    return False
 
 
 _H = '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish"'

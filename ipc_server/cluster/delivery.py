@@ -9,10 +9,19 @@ so each is run here while nats-py's reader parses the message. A callback
 that does wait is finished by a task, and the messages after it wait
 behind it, in order, as they would in nats-py's queue.
 
+A plain message (no headers) for such a subscription skips nats-py's
+per-message layers too: its parser's regular expressions and buffer
+shifts (a ``MSG`` line is split, the buffer cut once per read), the
+client's ``_process_msg`` coroutine, its header parsing and its ``Msg``
+dataclass give way to :class:`Delivered`, four fields, handed straight to
+the callback. Anything else (a status with headers, a request's reply
+future, JetStream, ``PING``, a message not whole yet) takes nats-py's path.
+
 This reaches into nats-py's ``Subscription`` (its ``_pending_queue``, an
-``asyncio.Queue``, and the byte count it keeps beside it): where the
+``asyncio.Queue``, and the byte count it keeps beside it), its client's
+``_process_msg`` and its parser (``buf``, ``state``, ``parse``): where the
 installed nats-py has no such queue, its own delivery stays
-(:func:`deliver_at_once` returns False) and a test says so.
+(:func:`deliver_at_once` returns False), and a test says so.
 """
 
 from __future__ import annotations
@@ -21,11 +30,45 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Resume", "deliver_at_once"]
+__all__ = ["Delivered", "Msg", "Resume", "deliver_at_once", "read_below_mmap"]
+
+# asyncio reads a plain socket 256 KiB at a time into a new bytes object:
+# over glibc's mmap threshold (128 KiB), so every read of the link maps,
+# shrinks and unmaps memory (three system calls, page faults, a TLB flush).
+# 64 KiB stays on the heap and still takes what NATS sends in one go.
+READ_SIZE = 64 * 1024
 
 log = logging.getLogger("ipc_server.cluster")
+
+
+class Msg(Protocol):
+    """What the node's callbacks read of a message: a :class:`Delivered`, or nats-py's ``Msg``."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def reply(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+    @property
+    def sid(self) -> int: ...
+
+
+class Delivered:
+    """A message as the node's callbacks read it (nats-py's ``Msg`` has the same fields)."""
+
+    __slots__ = ("subject", "reply", "data", "sid")
+    headers = None
+
+    def __init__(self, subject: str, reply: str, data: bytes, sid: int) -> None:
+        self.subject = subject
+        self.reply = reply
+        self.data = data
+        self.sid = sid
 
 
 class Resume:
@@ -67,6 +110,9 @@ class _AtOnce(asyncio.Queue):  # type: ignore[type-arg]
 
     def put_nowait(self, msg: Any) -> None:
         self._sub._pending_size -= len(msg.data)  # counted by nats-py as it queued it; taken at once
+        self.deliver(msg)
+
+    def deliver(self, msg: Any) -> None:
         if self._behind is not None:
             self._behind.append(msg)
             return
@@ -106,4 +152,93 @@ def deliver_at_once(sub: Any, cb: Callable[[Any], Awaitable[None]]) -> bool:
     if type(queue) is not asyncio.Queue or queue.qsize() or not isinstance(getattr(sub, "_pending_size", None), int):
         return False
     sub._pending_queue = _AtOnce(sub, cb)
+    client = sub._conn
+    if "_process_msg" not in vars(client):
+        client._process_msg = _plain_first(client, client._process_msg)
+        parser = client._ps
+        if type(getattr(parser, "buf", None)) is bytearray and getattr(parser, "state", None) in (_AWAITING_CONTROL_LINE, 2):
+            parser.parse = _msg_lines_first(client, parser, parser.parse)
+    return True
+
+
+_AWAITING_CONTROL_LINE = 1  # nats-py's parser states: between commands (1), inside a message's payload (2)
+_MSG = b"MSG "
+_CRLF = b"\r\n"
+
+
+def _msg_lines_first(client: Any, parser: Any, parse: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``parser.parse`` (what nats-py's reader calls per read), taking the
+    whole ``MSG`` commands at the start of what was read itself, and
+    leaving the rest, from the first thing that is not one (or not whole
+    yet), to ``parse``."""
+
+    async def msg_lines_first(data: bytes = b"") -> None:
+        if parser.state != _AWAITING_CONTROL_LINE:  # inside a message's payload
+            await parse(data)
+            return
+        buf = parser.buf
+        if buf:  # the start of a command nats-py's parse has not taken: a few bytes
+            buf.extend(data)
+            data = bytes(buf)
+        pos, size = 0, len(data)
+        while parser.state == _AWAITING_CONTROL_LINE and data.startswith(_MSG, pos):
+            end = data.find(_CRLF, pos)
+            if end < 0:
+                break
+            args = data[pos + 4 : end].split()  # subject sid [reply] bytes
+            if len(args) == 4:
+                subject, sid, reply, length = args
+            elif len(args) == 3:
+                subject, sid, length = args
+                reply = b""
+            else:
+                break  # malformed: nats-py's parse says so
+            if not (length.isdigit() and sid.isdigit()):
+                break
+            start = end + 2
+            stop = start + int(length)
+            if stop + 2 > size:
+                break  # not whole yet
+            pos = stop + 2
+            await client._process_msg(int(sid), subject, reply, data[start:stop], None)
+            if parser.buf is not buf:  # reset meanwhile (the connection went)
+                return
+        if buf:
+            del buf[:pos]
+        elif pos < size:
+            buf.extend(data[pos:] if pos else data)
+        if buf:
+            await parse()
+
+    return msg_lines_first
+
+
+def _plain_first(client: Any, process_msg: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``client._process_msg`` (what nats-py's parser calls per message),
+    taking a plain message for a subscription delivered at once itself."""
+    subs = client._subs
+    stats = client.stats
+
+    async def process(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        sub = subs.get(sid)
+        queue = sub._pending_queue if sub is not None else None
+        if headers is None and type(queue) is _AtOnce and not sub._max_msgs and sub._jsi is None:
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(data)
+            sub._received += 1
+            queue.deliver(Delivered(subject.decode(), reply.decode(), data, sid))
+            return
+        await process_msg(sid, subject, reply, data, headers)
+
+    return process
+
+
+def read_below_mmap(nc: Any) -> bool:
+    """Make ``nc``'s socket reads ``READ_SIZE`` (its current transport;
+    False where it has none of the kind asyncio reads that way: TLS)."""
+    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    transport: Any = getattr(writer, "transport", None)
+    if not isinstance(getattr(transport, "max_size", None), int):
+        return False
+    transport.max_size = READ_SIZE
     return True

@@ -24,7 +24,7 @@ from time import monotonic
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_message
+from ipc_protocol import ErrorCode, Message, MessageType, decode_relayed, encode_message
 from ipc_protocol.attachments import Frame
 from ipc_protocol.messages import error_response
 
@@ -162,7 +162,7 @@ class Incoming:
         """A request (or notification) for this node, from NATS's queue group."""
         data = nmsg.data
         try:
-            msg = decode_message(data)
+            msg = decode_relayed(data)
         except Exception:  # noqa: BLE001 - another node sent what it read from a client: never expected
             log.warning("cluster: undecodable request on %s dropped", nmsg.subject)
             return

@@ -30,11 +30,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
-from .delivery import Resume, deliver_at_once
+from .delivery import Msg, Resume, deliver_at_once, read_below_mmap
+from .pub_buffer import append_pub, can_append
 
 __all__ = ["Link", "LinkSettings", "Msg", "Subscription"]
 
@@ -91,10 +91,12 @@ class Link:
         self.disconnects = 0
         self.published = 0
         self.at_once = False  # messages reach their callbacks as nats-py reads them (delivery.py)
+        self.appends = False  # publishes go straight into nats-py's buffer (pub_buffer.py)
         self.dropped = 0  # not sent: NATS unreachable, or refused (too large)
         self._out: deque[tuple[str, bytes, str]] = deque()  # behind a publish that had to wait
         self._waiting: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._closed = False
         self._last_error = ""
 
@@ -102,7 +104,8 @@ class Link:
 
     def start(self) -> None:
         """Start connecting; nats-py keeps trying until it gets through."""
-        self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        self._loop = asyncio.get_running_loop()
+        self._connecting = self._loop.create_task(self._connect())
 
     async def _connect(self) -> None:
         s = self._settings
@@ -140,6 +143,8 @@ class Link:
         self._went_up()
 
     def _went_up(self) -> None:
+        self.appends = can_append(self.nc)
+        read_below_mmap(self.nc)
         self.up = True
         self.reason = ""
         url = self.nc.connected_url
@@ -196,6 +201,9 @@ class Link:
             return False
         if self._waiting is not None:  # behind one that had to wait
             self._out.append((subject, payload, reply))
+            return True
+        if self.appends and append_pub(self.nc, self._loop, subject, payload, reply):
+            self.published += 1
             return True
         coro = self.nc.publish(subject, payload, reply=reply)
         try:

@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import SYSTEM_CHANNEL, ErrorCode, Message, MessageType, decode_message, encode_message
+from ipc_protocol import SYSTEM_CHANNEL, ErrorCode, Message, MessageType, decode_relayed, encode_message
 from ipc_protocol.attachments import BinaryFrame
 from ipc_protocol.streams import cancel_reason
 
@@ -233,7 +233,7 @@ class Cluster:
         if app is None or not self.interest.first_copy(app_id, channel, nmsg.sid):
             return
         try:
-            msg = decode_message(nmsg.data)
+            msg = decode_relayed(nmsg.data)
         except Exception:  # noqa: BLE001 - another node sent what it read from a client: never expected
             log.warning("cluster: undecodable publish on %s dropped", nmsg.subject)
             return

@@ -41,7 +41,7 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_message
+from ipc_protocol import ErrorCode, Message, MessageType, decode_relayed, encode_message
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.streams import Credit, credit
 
@@ -195,7 +195,7 @@ class StreamRelay:
         if requester is None:  # the stream has ended here: a grant crossing its end is nothing
             return
         try:
-            msg = decode_message(nmsg.data)
+            msg = decode_relayed(nmsg.data)
         except Exception:  # noqa: BLE001 - another node sent what its consumer sent: never expected
             log.warning("cluster: undecodable credit on %s dropped", nmsg.subject)
             return

@@ -1,0 +1,67 @@
+"""Publishing into nats-py's pending buffer without its coroutine layers
+(docs/cluster.md §2).
+
+nats-py's ``publish`` is three coroutines deep (``publish``,
+``_send_publish``, ``_send_command``), builds each command by
+concatenating the payload, and wakes its flusher through
+``_flush_pending``'s future: about 2 µs a message, paid twice on every
+request across nodes. :func:`append_pub` queues the same bytes in the same
+buffer and wakes the same flusher, so the order of everything written on
+the connection, and nats-py's reconnect buffering and flushes, stay as
+they are.
+
+This reaches into nats-py's client (``_pending``, ``_pending_data_size``,
+``_flush_queue``, ``_flusher_task``): :func:`can_append` says whether the
+installed nats-py has them, else the link publishes through nats-py's
+``publish``, and a test says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = ["append_pub", "can_append"]
+
+_CRLF = b"\r\n"
+
+
+def can_append(nc: Any) -> bool:
+    """True when ``nc`` (connected) keeps its pending commands as this module expects."""
+    return (
+        type(getattr(nc, "_pending", None)) is list
+        and type(getattr(nc, "_pending_data_size", None)) is int
+        and type(getattr(nc, "_flush_queue", None)) is asyncio.Queue
+        and isinstance(getattr(nc, "_flusher_task", None), asyncio.Task)
+        and isinstance(getattr(nc, "_max_pending_size", None), int)
+        and isinstance(getattr(nc, "stats", None), dict)
+    )
+
+
+def append_pub(nc: Any, loop: asyncio.AbstractEventLoop, subject: str, payload: bytes, reply: str) -> bool:
+    """Queue ``PUB subject [reply] size`` and ``payload`` as nats-py's
+    ``publish`` would; False, with nothing done, where its own publish must
+    run instead: not connected, its buffer would pass its limit (it then
+    flushes and waits), its flusher is not running."""
+    if not nc.is_connected:
+        return False
+    size = len(payload)
+    head = (f"PUB {subject} {reply} {size}\r\n" if reply else f"PUB {subject} {size}\r\n").encode()
+    total = len(head) + size + 2
+    if nc._max_pending_size > 0 and nc._pending_data_size + total > nc._max_pending_size:
+        return False
+    flusher = nc._flusher_task
+    if flusher is None or flusher.done():
+        return False
+    pending = nc._pending
+    pending.append(head)
+    pending.append(payload)
+    pending.append(_CRLF)
+    nc._pending_data_size += total
+    stats = nc.stats
+    stats["out_msgs"] += 1
+    stats["out_bytes"] += size
+    queue = nc._flush_queue
+    if queue.empty():  # the flusher writes everything pending when it runs: one wake-up is enough
+        queue.put_nowait(loop.create_future())
+    return True
