@@ -32,6 +32,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Protocol
 
+from nats.protocol import parser as nats_parser
+
 __all__ = ["Delivered", "Msg", "Resume", "deliver_at_once", "read_below_mmap"]
 
 # asyncio reads a plain socket 256 KiB at a time into a new bytes object:
@@ -156,12 +158,12 @@ def deliver_at_once(sub: Any, cb: Callable[[Any], Awaitable[None]]) -> bool:
     if "_process_msg" not in vars(client):
         client._process_msg = _plain_first(client, client._process_msg)
         parser = client._ps
-        if type(getattr(parser, "buf", None)) is bytearray and getattr(parser, "state", None) in (_AWAITING_CONTROL_LINE, 2):
+        if type(getattr(parser, "buf", None)) is bytearray and getattr(nats_parser, "AWAITING_CONTROL_LINE", None) == _AWAITING_CONTROL_LINE:
             parser.parse = _msg_lines_first(client, parser, parser.parse)
     return True
 
 
-_AWAITING_CONTROL_LINE = 1  # nats-py's parser states: between commands (1), inside a message's payload (2)
+_AWAITING_CONTROL_LINE = 1  # nats-py's parser's state between commands
 _MSG = b"MSG "
 _CRLF = b"\r\n"
 
