@@ -3,7 +3,7 @@
 and as the same bytes base64-encoded in JSON (the only way before §16),
 against a raw socket echo of the same bytes (the limit):
 
-    python bench/binary.py [--sizes 1048576,8388608] [--seconds 3] [--rounds 3] [--no-node]
+    python bench/binary.py [--sizes 1048576,8388608] [--seconds 3] [--rounds 5] [--no-node]
 
 Every process is its own: the server (an ``IPCServer`` whose in-process
 handlers echo), the echo responders, the raw echo server, the callers.
@@ -287,7 +287,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1048576,8388608", help="payload sizes in bytes, comma-separated")
     p.add_argument("--seconds", type=float, default=3.0, help="how long each row runs (after a warm-up)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of every row, one after another (the ratios are the rounds' medians)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of every row, one after another (the ratios are the rounds' medians)")
     p.add_argument("--no-node", dest="node", action="store_false", help="Python rows only")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the server's event loop (uvloop: the optional extra)")
     p.add_argument("--role", choices=("server", "responder", "raw-echo"), help=argparse.SUPPRESS)
