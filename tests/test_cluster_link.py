@@ -4,6 +4,7 @@ nats-server (docs/cluster.md §1, §2)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from ipc_server.cluster.subjects import Subjects, escape_token, unescape_token
 
-from .nats_support import NatsServer, nats, until  # noqa: F401 - the fixture
+from .nats_support import NatsServer, NodeProcess, clients, nats, node_process, until  # noqa: F401 - the fixtures
 
 nats_py = pytest.importorskip("nats")
 
@@ -248,3 +249,32 @@ def test_the_msg_line_reader_gives_what_nats_py_s_parser_gives_however_the_reads
 
     asyncio.run(read_in_pieces())
     assert ours.out == reference.out and not parser.buf
+
+
+async def test_nodes_on_uvloop_carry_requests_publishes_and_no_responders_across(
+    nats: NatsServer,  # noqa: F811
+    node_process: Callable[..., Awaitable[NodeProcess]],  # noqa: F811
+    clients: Callable[..., Awaitable[Any]],  # noqa: F811
+) -> None:
+    """The link's hot path (pub_buffer.py, delivery.py) on uvloop, whose
+    transports read as they do (no ``max_size``): requests many at a time
+    both ways, a wildcard publish, NATS's no-responders status."""
+    pytest.importorskip("uvloop")
+    from ipc_protocol import ErrorCode, IPCError
+
+    a = await node_process(nats.url, "--node-name", "a", "--loop", "uvloop")
+    b = await node_process(nats.url, "--node-name", "b", "--loop", "uvloop")
+    on_a, on_b = await clients(a.port), await clients(b.port)
+    await on_b.serve("echo.*", lambda msg: msg.payload)
+    await on_a.serve("upper", lambda msg: msg.payload.upper())
+    got: list[Any] = []
+    await on_a.subscribe("news.>", lambda msg: got.append(msg.payload))
+    answers = await asyncio.gather(*(on_a.send_request(f"echo.{i % 3}", {"i": i, "blob": "x" * (i * 500)}) for i in range(200)))
+    assert [m.payload for m in answers] == [{"i": i, "blob": "x" * (i * 500)} for i in range(200)]
+    uppers = await asyncio.gather(*(on_b.send_request("upper", f"w{i}") for i in range(50)))
+    assert [m.payload for m in uppers] == [f"W{i}" for i in range(50)]
+    await on_b.publish("news.eu.today", "hello")
+    await until(lambda: got == ["hello"], "the publish from the other node")
+    with pytest.raises(IPCError) as info:
+        await on_a.send_request("nobody", 1)
+    assert info.value.code == ErrorCode.NO_RESPONDERS
