@@ -10,8 +10,8 @@ buffer and wakes the same flusher, so the order of everything written on
 the connection, and nats-py's reconnect buffering and flushes, stay as
 they are.
 
-This reaches into nats-py's client (``_pending``, ``_pending_data_size``,
-``_flush_queue``, ``_flusher_task``): :func:`can_append` says whether the
+This reaches into nats-py's client (``_status``, ``_pending``,
+``_pending_data_size``, ``_flush_queue``, ``_flusher_task``): :func:`can_append` says whether the
 installed nats-py has them, else the link publishes through nats-py's
 ``publish``, and a test says so.
 """
@@ -35,15 +35,16 @@ def can_append(nc: Any) -> bool:
         and isinstance(getattr(nc, "_flusher_task", None), asyncio.Task)
         and isinstance(getattr(nc, "_max_pending_size", None), int)
         and isinstance(getattr(nc, "stats", None), dict)
+        and getattr(nc, "_status", None) == getattr(nc, "CONNECTED", object())
     )
 
 
 def append_pub(nc: Any, loop: asyncio.AbstractEventLoop, subject: str, payload: bytes, reply: str) -> bool:
     """Queue ``PUB subject [reply] size`` and ``payload`` as nats-py's
     ``publish`` would; False, with nothing done, where its own publish must
-    run instead: not connected, its buffer would pass its limit (it then
-    flushes and waits), its flusher is not running."""
-    if not nc.is_connected:
+    run instead: not connected (or draining), its buffer would pass its
+    limit (it then flushes and waits), its flusher is not running."""
+    if nc._status != nc.CONNECTED:  # reconnecting, draining, closed: nats-py's publish decides
         return False
     size = len(payload)
     head = (f"PUB {subject} {reply} {size}\r\n" if reply else f"PUB {subject} {size}\r\n").encode()
