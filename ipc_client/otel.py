@@ -18,6 +18,7 @@ Spans follow the messaging semantic conventions: ``messaging.system`` is
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 __all__ = ["api_loaded", "load", "available", "start", "start_served", "current_span", "ids_of", "end", "attach", "detach"]
@@ -36,6 +37,10 @@ _trace: Any = None
 _context: Any = None
 _tracer: Any = None
 _tried = False
+# A tracer provider once seen stays (OpenTelemetry sets one once, for
+# good); until then, whether the environment names one, looked up once.
+_provider_seen = False
+_env_names_provider = False
 # Whether the API is installed: None until looked for (by load(), at the
 # first message). Callers on the hot path read it to skip every other call.
 api_loaded: bool | None = None
@@ -43,7 +48,7 @@ api_loaded: bool | None = None
 
 def load() -> bool:
     """Import the API once; False (and nothing left in ``sys.modules``) when it is missing."""
-    global _trace, _context, _tried, api_loaded
+    global _trace, _context, _tried, api_loaded, _env_names_provider
     _tried = True
     try:
         _trace = importlib.import_module("opentelemetry.trace")
@@ -51,16 +56,28 @@ def load() -> bool:
     except ImportError:
         _trace = _context = None
     api_loaded = _trace is not None
+    if api_loaded:
+        _env_names_provider = getattr(_trace, "OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER") in os.environ
     return api_loaded
 
 
 def available() -> bool:
     """Whether spans can be made now: the API is installed and a tracer
-    provider is set (the default proxy makes no spans worth the cost)."""
+    provider is set (the default proxy makes no spans worth the cost).
+
+    Asked for every message sent and handled: until a provider is set, the
+    API's module global says so without ``get_tracer_provider()``, which
+    looks in ``os.environ`` on every call (a microsecond a message)."""
+    global _provider_seen
+    if _provider_seen:
+        return True
     if not _tried and not load():
         return False
     trace = _trace
-    return trace is not None and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if trace is None or (getattr(trace, "_TRACER_PROVIDER", True) is None and not _env_names_provider):
+        return False
+    _provider_seen = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _provider_seen
 
 
 def _get_tracer() -> Any:

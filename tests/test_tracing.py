@@ -228,6 +228,16 @@ def test_without_opentelemetry_nothing_of_it_is_imported() -> None:
     assert out["loaded"] == [] and out["attempts"] >= 1  # the client looked for it, once, and left nothing behind
 
 
+def test_spans_begin_with_the_first_message_after_a_provider_is_set() -> None:
+    """The clients look for a tracer provider cheaply until one is set
+    (ipc_client/otel.py), and then make spans from the next message on."""
+    pytest.importorskip("opentelemetry.sdk.trace")
+    spans = _round_trip("--sdk", "--sdk-later")["spans"]
+    assert sorted(s["name"] for s in spans) == sorted(
+        ["request outer", "serve outer", "request inner", "serve inner", "request fail", "serve fail", "publish news", "deliver news"]
+    )
+
+
 def test_opentelemetry_spans_form_one_tree_per_trace() -> None:
     pytest.importorskip("opentelemetry.sdk.trace")
     spans = {s["name"]: s for s in _round_trip("--sdk")["spans"]}
