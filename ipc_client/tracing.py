@@ -26,6 +26,7 @@ import functools
 import logging
 import os
 import re
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -276,26 +277,66 @@ class _Scope:
 _NO_SCOPE = _Scope(None)
 
 
-def _enter(msg: Message, operation: str, spans: bool = True) -> tuple[TraceContext, _Scope]:
-    """The context of handling ``msg``: a new span whose parent is the sender's."""
+def _sender_of(msg: Message) -> tuple[tuple[str, str, str] | None, str | None]:
+    """The sender's (trace id, span id, flags) from ``msg``'s ``traceparent``, and its ``tracestate``."""
     headers = msg.headers
     value = headers.get(TRACEPARENT) if headers is not None else None
     parent = parse_traceparent(value) if value is not None else None
     state = headers.get(TRACESTATE) if parent is not None and headers is not None else None
     if state is not None and len(state) > MAX_TRACESTATE:
         state = None  # not carried on (W3C trace context §3.3.1.5: 512 characters are enough)
+    return parent, state
+
+
+class _Arrived(TraceContext):
+    """The context of handling a message, worked out when first read: a new
+    span whose parent is the sender's. Most handlers neither read it nor
+    send, and a delivery to every subscriber would otherwise parse the
+    header and draw a span id for nothing."""
+
+    __slots__ = ("_msg",)
+    _lock = threading.Lock()
+
+    def __init__(self, msg: Message) -> None:  # the fields stay unset until read
+        self._msg = msg
+
+    def __getattr__(self, name: str) -> Any:  # only for a field not set yet
+        if name not in _FIELDS:
+            raise AttributeError(name)
+        with _Arrived._lock:  # once, if a thread the context was copied into reads it too
+            if not _is_set(self):
+                parent, state = _sender_of(self._msg)
+                ids: tuple[str, str, str | None, str, str | None]
+                if parent is not None:
+                    ids = (parent[0], new_span_id(), parent[1], parent[2], state)
+                else:
+                    ids = (new_trace_id(), new_span_id(), None, "01", None)
+                self.trace_id, self.span_id, self.parent_id, self.flags, self.tracestate = ids
+        return object.__getattribute__(self, name)
+
+
+_FIELDS = frozenset(TraceContext.__slots__)
+
+
+def _is_set(ctx: TraceContext) -> bool:
+    try:
+        object.__getattribute__(ctx, "tracestate")  # the last one set
+    except AttributeError:
+        return False
+    return True
+
+
+def _enter(msg: Message, operation: str, spans: bool = True) -> tuple[TraceContext, _Scope]:
+    """The context of handling ``msg``: a new span whose parent is the sender's."""
     if spans and otel.api_loaded is not False and otel.available():
+        parent, state = _sender_of(msg)
         remote = (parent[0], parent[1], parent[2], state) if parent is not None else None
         span = otel.start_served(operation, msg.channel_id, remote, msg.message_id)
         if span is not None:
             trace_id, span_id, flags, state = otel.ids_of(span)
             ctx = TraceContext(trace_id, span_id, parent[1] if parent is not None else None, flags, state)
             return ctx, _Scope(span, otel.attach(span))
-    if parent is not None:
-        ctx = TraceContext(parent[0], new_span_id(), parent[1], parent[2], state)
-    else:
-        ctx = TraceContext(new_trace_id(), new_span_id())
-    return ctx, _NO_SCOPE
+    return _Arrived(msg), _NO_SCOPE
 
 
 def serving(msg: Message, operation: str = "serve", *, span: bool = True) -> _Scope:

@@ -81,6 +81,32 @@ def test_a_forked_child_draws_ids_of_its_own() -> None:
     assert child != tracing.new_span_id()
 
 
+def test_a_handled_message_s_context_is_worked_out_once_when_first_read() -> None:
+    """A delivery's or a served request's context (tracing._Arrived) parses
+    the sender's header and draws its span id only when read, and then
+    reads the same from every thread."""
+    import threading
+
+    from ipc_protocol import Message, MessageType
+
+    sender = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    msg = Message.build(MessageType.PUBLISH, "app", "news", 1, headers={"traceparent": sender, "tracestate": "k=v"})
+    ctx = tracing.call_in_trace(lambda m: tracing.current(), msg)
+    assert ctx is not None and not tracing._is_set(ctx)  # nothing read: nothing worked out
+    seen: list[tuple[Any, ...]] = []
+    threads = [threading.Thread(target=lambda: seen.append((ctx.span_id, ctx.trace_id, ctx.parent_id))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(seen) == {(ctx.span_id, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")}
+    assert (ctx.flags, ctx.tracestate, ctx.traceparent) == ("01", "k=v", f"00-4bf92f3577b34da6a3ce929d0e0e4736-{ctx.span_id}-01")
+    plain = tracing.call_in_trace(lambda m: tracing.current(), Message.build(MessageType.PUBLISH, "app", "news", 1))
+    assert plain is not None and plain.parent_id is None and len(plain.trace_id) == 32 and plain.flags == "01"
+    with pytest.raises(AttributeError):
+        ctx.not_a_field  # noqa: B018
+
+
 def test_outgoing_headers() -> None:
     headers, span = tracing.outgoing("request", "x", None)
     assert span is None and set(headers) == {"traceparent"}
