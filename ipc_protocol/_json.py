@@ -52,12 +52,13 @@ def dumps(obj: Any) -> bytes:
 # 210+ digits (with at most a 2-digit exponent, 10**209 * 10**99 is the
 # smallest that overflows). Fold digits and "." to "0" and "E" to "e", drop
 # "+" and "-"; then plain substring searches find those shapes (several
-# times faster than a regex on a small frame). An "e000" counts only when the
-# run of "0"s before it starts where a JSON number can start (after ":", ",",
-# "[", whitespace or at the start): hex ids such as "9f3e012" hold the same
-# letters but after a letter or digit. Only a hit pays for walking the value.
+# times faster than a regex on a small frame). An exponent follows a digit,
+# so the search is for "0e000"; it counts only when the run of "0"s before
+# the "e" starts where a JSON number can start (after ":", ",", "[",
+# whitespace or at the start): hex ids such as "9f3e012" hold the same
+# letters but after a letter. Only a hit pays for walking the value.
 _FOLD = bytes.maketrans(b"123456789.E", b"0000000000e")
-_BIG_EXPONENT = b"e000"
+_BIG_EXPONENT = b"0e000"
 _LONG_DIGITS = b"0" * 210
 _SOME_DIGITS = b"0" * 32  # longer than any double in full (timestamps are 18): a cheap first look
 _NUMBER_STARTS = frozenset(b":,[ \t\r\n")
@@ -70,11 +71,11 @@ def _maybe_huge(raw: bytes) -> bool:
     if _SOME_DIGITS in folded and _LONG_DIGITS in folded:
         return True
     at = folded.find(_BIG_EXPONENT)
-    while at >= 0:
+    while at >= 0:  # at: the last digit before the "e"
         start = at - 1
         while start >= 0 and folded[start] == _ZERO:
             start -= 1
-        if start < at - 1 and (start < 0 or folded[start] in _NUMBER_STARTS):
+        if start < 0 or folded[start] in _NUMBER_STARTS:
             return True
         at = folded.find(_BIG_EXPONENT, at + 1)
     return False
