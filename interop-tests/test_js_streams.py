@@ -15,6 +15,7 @@ import pytest
 from ipc_protocol import HandlerError, Message, RequestTimeout, ResponderLost
 
 from conftest import WAIT_S
+from tests.conftest import counting_until_closed
 
 
 async def collect(stream: AsyncIterator[Any]) -> list[Any]:
@@ -76,17 +77,7 @@ async def test_node_streams_to_node(server, node_agent):
 async def test_a_node_consumer_that_breaks_closes_the_python_generator(server, node_agent, py_client):
     producer = await py_client(server.port)
     closed = asyncio.Event()
-
-    async def endless(msg: Message) -> AsyncIterator[int]:
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            closed.set()
-
-    await producer.serve("endless", endless)
+    await producer.serve("endless", counting_until_closed(closed))
     agent = await node_agent(server.port)
     got = await agent.call("stream", channel="endless", breakAfter=25)
     assert got["items"] == list(range(25)) and got["error"] is None

@@ -188,12 +188,17 @@ async def test_a_binary_subscriber_cut_mid_frame_reads_that_frame_whole_then_the
         await slow.close()
 
 
+def large_client(server: IPCServer) -> IPCClient:
+    """A client of ``server`` that sends and takes frames of up to 64 MiB."""
+    return IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB)
+
+
 async def closing_behind_a_large_frame() -> None:
     """The Python client writes a large frame a window at a time too, and
     what waits of it when it disconnects goes out before the close: the
     server, reading again, gets it whole and fans it out."""
     async with IPCServer("127.0.0.1", 0, max_frame_size=64 * MiB) as server:
-        async with IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB) as sub:
+        async with large_client(server) as sub:
             got: list[Any] = []
             done = asyncio.Event()
 
@@ -203,7 +208,7 @@ async def closing_behind_a_large_frame() -> None:
 
             await sub.subscribe("video", on_message)
             before = server.connections
-            pub = IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB)
+            pub = large_client(server)
             await pub.connect()
             [conn] = server.connections - before
             assert conn.transport is not None
@@ -227,7 +232,7 @@ async def frames_behind_a_large_one() -> None:
     """Publishes made while a large frame waits to go out (the server not
     reading) are written behind it, whole, in order."""
     async with IPCServer("127.0.0.1", 0, max_frame_size=64 * MiB) as server:
-        async with IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB) as sub:
+        async with large_client(server) as sub:
             got: list[Any] = []
             done = asyncio.Event()
 
@@ -238,7 +243,7 @@ async def frames_behind_a_large_one() -> None:
 
             await sub.subscribe("video", on_message)
             before = server.connections
-            async with IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB) as pub:
+            async with large_client(server) as pub:
                 [conn] = server.connections - before
                 assert conn.transport is not None
                 conn.transport.pause_reading()
