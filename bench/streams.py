@@ -180,8 +180,10 @@ async def abort_latency(node_bin: str, port: int, rounds: int) -> dict[str, Any]
     await responder.connect()
     cancelled_at: list[float] = []
     caller: Proc | None = None
+    started = asyncio.Event()  # Node's first request may come in before node() has returned
 
     async def slow(msg: Message) -> None:
+        await started.wait()
         assert caller is not None
         caller.send()  # the handler runs: Node may abort now
         try:
@@ -192,6 +194,7 @@ async def abort_latency(node_bin: str, port: int, rounds: int) -> dict[str, Any]
 
     await responder.serve("bench.slow", slow)
     caller = await node(node_bin, "abort", port, "bench.slow", rounds)
+    started.set()
     latencies = []
     try:
         for _ in range(rounds):
