@@ -24,7 +24,7 @@ from ipc_protocol.messages import error_info_from_exception, error_response
 from ipc_protocol.replies import failure_reply, handler_reply
 
 from .connection import ServerConnection
-from .eager import start_eagerly
+from .eager import AtOnce, start_eagerly
 from .router import Handler
 from .shutdown import Shutdown
 from .stats import ServerStats
@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 __all__ = ["HandlerCall", "HandlerCalls"]
 
 log = logging.getLogger("ipc_server")
+
+class HandlerCancelled(Exception):
+    """A handler's call ended in ``CancelledError`` that no deadline,
+    cancel or shutdown of ours caused: answered as the handler's failure."""
+
 
 class HandlerCall:
     """One request being answered by an in-process handler."""
@@ -81,7 +86,8 @@ class HandlerCalls:
         self._shutdown = shutdown
         self._include_stack = include_stack
         self.calls: set[HandlerCall] = set()
-        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._at_once: AtOnce = None  # type: ignore[assignment]  # with the loop
         self.executor: ThreadPoolExecutor | None = None
         self.streams: Streams | None = None  # set by the server (streams.Streams, §15)
         self._threads: set[HandlerCall] = set()  # calls whose sync handler runs in a worker thread
@@ -93,6 +99,15 @@ class HandlerCalls:
     def __len__(self) -> int:
         return len(self.calls)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._at_once = AtOnce(loop)
+
     def run(self, conn: ServerConnection, msg: Message, handler: Handler) -> None:
         """Start answering ``msg`` from ``conn`` with ``handler``."""
         if msg.attachments is not None:  # handlers get bytes, not views of the frame (§16.4)
@@ -103,15 +118,22 @@ class HandlerCalls:
         if type(conn.handler_calls) is not set:  # the first (ServerConnection)
             conn.handler_calls = set()
         conn.handler_calls.add(call)
+        if handler.never_waits and self._at_once.possible():  # Python 3.11 (eager)
+            self._call_at_once(call, handler)
+        else:
+            self._watch_deadline(call)
+            # Bookkeeping first: the call starts at once and may finish (and be
+            # answered) before start_eagerly returns; only one that waits gets a task.
+            call.task = start_eagerly(self.loop, self._call(call, handler))
+        conn.expect_answers()
+
+    def _watch_deadline(self, call: HandlerCall) -> None:
+        msg = call.request
         # A stream without timeout_ms has no whole-stream deadline, only its idle timeout (§15.5).
         timeout_s = msg.timeout_ms / 1000.0 if msg.timeout_ms is not None else self._default_timeout_s if msg.window is None else None
         if timeout_s is not None:
             # Nearly every request has a deadline: they share one timer.
             self._deadlines.add(call, self.loop.time() + timeout_s)
-        # Bookkeeping first: the call starts at once and may finish (and be
-        # answered) before start_eagerly returns; only one that waits gets a task.
-        call.task = start_eagerly(self.loop, self._call(call, handler))
-        conn.expect_answers()
 
     async def _call(self, call: HandlerCall, handler: Handler) -> None:
         call.started = True
@@ -127,12 +149,10 @@ class HandlerCalls:
                     finally:
                         self._threads.discard(call)
             except asyncio.CancelledError:
+                self._cancelled(call)
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
-                if msg.message_type is MessageType.REQUEST:
-                    self._reply(call, None, exc)
-                else:
-                    call.answer(self._failure(msg, exc))
+                self._failed(call, exc)
             else:
                 if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
                     await self.streams.produce(call, result)
@@ -142,6 +162,50 @@ class HandlerCalls:
             # In the task itself rather than a done callback: one loop
             # iteration and one callback less per request.
             self._finished(call)
+
+    def _call_at_once(self, call: HandlerCall, handler: Handler) -> None:
+        """``_call`` for a handler that never waits (eager): it has finished
+        when this returns, and has no deadline to watch; only a stream it
+        returns gets a task, and the deadline."""
+        call.started = True
+        msg = call.request
+        streaming = False
+        try:
+            try:
+                result = self._at_once.finish(handler.fn(msg))
+            except asyncio.CancelledError:
+                self._cancelled(call)
+            except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+                self._failed(call, exc)
+            else:
+                if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
+                    self._watch_deadline(call)
+                    call.task = start_eagerly(self.loop, self._stream(call, result))
+                    streaming = True
+                elif msg.message_type is MessageType.REQUEST:
+                    self._reply(call, result, None)
+        finally:
+            if not streaming:
+                self._finished(call)
+
+    async def _stream(self, call: HandlerCall, gen: Any) -> None:
+        try:
+            await self.streams.produce(call, gen)  # type: ignore[union-attr]  # set whenever a stream is started
+        finally:
+            self._finished(call)
+
+    def _failed(self, call: HandlerCall, exc: Exception) -> None:
+        if call.request.message_type is MessageType.REQUEST:
+            self._reply(call, None, exc)
+        else:
+            call.answer(self._failure(call.request, exc))
+
+    def _cancelled(self, call: HandlerCall) -> None:
+        """The handler was cancelled, or raised ``CancelledError`` itself:
+        unless a deadline, a cancel or shutdown settled the call already, its
+        requester is told (every request ends in one answer, §6.3)."""
+        if not call.answered:
+            self._failed(call, HandlerCancelled(f"the handler of {call.request.channel_id!r} was cancelled"))
 
     def _reply(self, call: HandlerCall, result: Any, failure: Exception | None) -> None:
         """Answer a request with its handler's outcome, once."""

@@ -29,7 +29,6 @@ from typing import Any, cast
 
 from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_message
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
-from ipc_protocol.envelope import new_message_id
 from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, key_problem, request_digest
 from ipc_protocol.messages import error_response
 

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from ipc_protocol.channels import is_pattern, is_reserved, validate_channel
 from ipc_protocol.codes import ErrorCode
 
+from .eager import never_waits
 from .sublist import Sublist
 
 __all__ = ["Handler", "HandlerRegistry", "ResponderTable", "target_problem"]
@@ -33,6 +34,7 @@ class Handler:
     fn: Callable[..., Any]
     is_async: bool
     app_id: str | None = None  # None: answers every app
+    never_waits: bool = False  # an async def that never awaits: run at once on 3.11 (eager)
 
 
 class HandlerRegistry:
@@ -48,7 +50,7 @@ class HandlerRegistry:
     def add(self, channel: str, fn: Callable[..., Any], app_id: str | None = None) -> Handler:
         if self.get(channel, app_id) is not None:
             raise ValueError(f"a handler is already registered for {channel!r}")
-        handler = Handler(channel, fn, inspect.iscoroutinefunction(fn) or _is_async_callable(fn), app_id)
+        handler = Handler(channel, fn, inspect.iscoroutinefunction(fn) or _is_async_callable(fn), app_id, never_waits(fn))
         if is_pattern(channel):
             self._patterns.append(handler)
             entries = self._index.get(channel)

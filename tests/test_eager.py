@@ -1,16 +1,25 @@
 """An in-process handler runs in a task of its own, however it is started
-(eagerly on Python 3.12+): ``asyncio.timeout()``, ``TaskGroup`` and
-``current_task()`` work from its first line, and the answers of one read's
-requests still go out together."""
+(eagerly on Python 3.12+), or at once on 3.11 when its code never waits:
+``asyncio.timeout()``, ``TaskGroup`` and ``current_task()`` work from its
+first line, its context variables stay its own, every call is answered
+once, and the answers of one read's requests still go out together."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextvars
+import functools
+import sys
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ipc_protocol import Message
+import pytest
+
+from ipc_protocol import HandlerError, Message, RequestTimeout
 from ipc_server import IPCServer
+from ipc_server.eager import AtOnce, never_waits
+
+from .conftest import WAIT_S
 
 
 async def test_a_handler_can_use_the_task_machinery_from_its_first_line(server: IPCServer, make_client: Callable[..., Any]) -> None:
@@ -29,3 +38,128 @@ async def test_a_handler_can_use_the_task_machinery_from_its_first_line(server: 
     server.add_handler("quick", quick)
     assert await client.request("timed", 1) == {"task": True, "child": "child", "payload": 1}
     assert await client.request("quick", None) == {"task": True}
+
+
+# -- what runs at once on Python 3.11 (eager.never_waits) --------------------------------
+
+
+class _Service:
+    async def quick(self, msg: Message) -> Any:
+        return msg.payload
+
+    async def slow(self, msg: Message) -> Any:
+        await asyncio.sleep(0)
+        return msg.payload
+
+
+async def _no_await(msg: Message) -> Any:
+    return [x for x in range(3)]
+
+
+async def _awaits(msg: Message) -> Any:
+    return await asyncio.sleep(0, msg)
+
+
+async def _async_with(msg: Message) -> Any:
+    async with asyncio.timeout(1):
+        return 1
+
+
+async def _async_for(msg: Message) -> Any:
+    async for item in _items():
+        return item
+
+
+async def _items() -> AsyncIterator[int]:
+    yield 1
+
+
+def _plain(msg: Message) -> Any:
+    return 1
+
+
+class _AsyncCallable:
+    async def __call__(self, msg: Message) -> Any:
+        return 1
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ starts every handler's task eagerly instead")
+def test_only_an_async_def_that_never_awaits_is_run_at_once() -> None:
+    assert never_waits(_no_await) and never_waits(_Service().quick)
+    for fn in (_awaits, _async_with, _async_for, _Service().slow, _items, _plain, _AsyncCallable(), functools.partial(_no_await)):
+        assert not never_waits(fn), fn
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11 runs a handler that never awaits at once")
+def test_on_3_12_every_handler_gets_its_eager_task() -> None:
+    assert not never_waits(_no_await)
+
+
+async def test_a_handler_run_at_once_keeps_its_context_variables_to_itself(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    seen = contextvars.ContextVar("seen", default=0)
+
+    async def count(msg: Message) -> Any:
+        before = seen.get()
+        seen.set(before + 1)  # in a copy of the context, as a task's own
+        return before
+
+    server.add_handler("count", count)
+    client = await make_client()
+    assert [await client.request("count", None) for _ in range(3)] == [0, 0, 0]
+    assert await asyncio.gather(*(client.request("count", None) for _ in range(20))) == [0] * 20
+
+
+@pytest.mark.parametrize("waits", [False, True], ids=["at-once", "task"])
+async def test_a_handler_that_raises_cancelled_error_is_answered_as_failed(waits: bool, server: IPCServer, make_client: Callable[..., Any]) -> None:
+    async def at_once(msg: Message) -> Any:
+        raise asyncio.CancelledError
+
+    async def in_task(msg: Message) -> Any:
+        await asyncio.sleep(0)
+        raise asyncio.CancelledError
+
+    server.add_handler("gives.up", in_task if waits else at_once)
+    client = await make_client()
+    with pytest.raises(HandlerError, match="'gives.up' was cancelled"):
+        await client.request("gives.up", None, timeout=WAIT_S)
+    assert await client.request("system", {"action": "ping"}) == {"status": "pong"}  # the connection is fine
+    assert len(server._calls) == 0
+
+
+async def test_a_handler_run_at_once_can_return_a_stream_with_its_deadline(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    async def numbers(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async def forever() -> AsyncIterator[int]:
+        yield 0
+        await asyncio.Event().wait()
+
+    async def count(msg: Message) -> Any:
+        return numbers(msg.payload)  # a stream, started by a handler that never awaits
+
+    async def stuck(msg: Message) -> Any:
+        return forever()
+
+    server.add_handler("count", count)
+    server.add_handler("stuck", stuck)
+    client = await make_client()
+    assert [item async for item in client.stream("count", 50)] == list(range(50))
+    got = []
+    with pytest.raises(RequestTimeout):
+        async for item in client.stream("stuck", None, timeout=0.2):  # the whole stream's deadline (§15.5)
+            got.append(item)
+    assert got == [0]
+    async with asyncio.timeout(WAIT_S):
+        while len(server._calls):
+            await asyncio.sleep(0.005)
+
+
+async def test_at_once_is_not_for_calls_made_from_a_task() -> None:
+    loop = asyncio.get_running_loop()
+    at_once = AtOnce(loop)
+    assert not at_once.possible()  # this test is a task: a handler started here gets its own
+    seen: list[bool] = []
+    loop.call_soon(lambda: seen.append(at_once.possible()))
+    await asyncio.sleep(0)
+    assert seen == [True]
