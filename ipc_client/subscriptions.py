@@ -33,6 +33,9 @@ from .connection import ClientConnection
 from .producers import STREAM_RESULTS, Producers
 from .tracing import call_in_trace, serving
 
+# MessageType's members as globals: ~70 ns less a read on 3.11 (docs/performance.md).
+_REQUEST = MessageType.REQUEST
+
 __all__ = ["Subscriptions", "Registration", "Handler"]
 
 log = logging.getLogger("ipc_client")
@@ -309,7 +312,7 @@ class Subscriptions:
         if fn is None:
             fn = next((f for p, f in self.services.items() if pattern_matches(p, msg.channel_id)), None)
         if fn is None:
-            if msg.message_type is MessageType.REQUEST:
+            if msg.message_type is _REQUEST:
                 conn.send(error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
             return
         admission = self._admission
@@ -341,7 +344,7 @@ class Subscriptions:
             if result.__class__ in STREAM_RESULTS:  # a generator streams its answer (§15.6)
                 await self.producers.produce(conn, msg, result)
             scope.end(failure)
-            if msg.message_type is not MessageType.REQUEST or conn is not self._admission.current() or not conn.is_open:
+            if msg.message_type is not _REQUEST or conn is not self._admission.current() or not conn.is_open:
                 return
             if result.__class__ in STREAM_RESULTS or self.producers.given_up(msg):  # streamed, or unwanted (§15.4)
                 return

@@ -31,7 +31,7 @@ def dumps(obj: Any) -> bytes:
         raise MessageError(f"value is not JSON serialisable: {exc}") from exc
     # Looking for the bytes "N" and "I" first (memchr) is far cheaper than
     # looking for the words, and this runs on every frame sent.
-    if (_N in out or _I in out) and (b"NaN" in out or b"Infinity" in out) and pydantic_core.to_json(obj, inf_nan_mode="null") != out:
+    if (_N in out or _I in out) and (out.find(b"NaN") >= 0 or out.find(b"Infinity") >= 0) and pydantic_core.to_json(obj, inf_nan_mode="null") != out:
         # Rare: either a real NaN/Infinity, or those letters inside a string;
         # only a real one is written differently as null.
         raise MessageError("NaN and Infinity are not valid JSON")
@@ -39,7 +39,7 @@ def dumps(obj: Any) -> bytes:
     # Infinity, caught above), and it is written as a run of 309+ digits:
     # frames shorter than that skip the screen, the rest fold their digits
     # to "0" and look for the run (one C pass, far cheaper than _maybe_huge).
-    if len(out) > _SHORTEST_OVERFLOW and _OVERFLOWING_RUN in out.translate(_DIGITS) and _has_non_finite(obj):
+    if len(out) > _SHORTEST_OVERFLOW and out.translate(_DIGITS).find(_OVERFLOWING_RUN) >= 0 and _has_non_finite(obj):
         raise MessageError("a number overflows a double: no JavaScript peer can read it (send it as a string)")
     # Deeper than MAX_DEPTH takes at least MAX_DEPTH bracket pairs around a
     # value: counting them (C speed) spares nearly every frame the walk.
@@ -52,11 +52,13 @@ def dumps(obj: Any) -> bytes:
 # 210+ digits (with at most a 2-digit exponent, 10**209 * 10**99 is the
 # smallest that overflows). Fold digits and "." to "0" and "E" to "e", drop
 # "+" and "-"; then plain substring searches find those shapes (several
-# times faster than a regex on a small frame). An exponent follows a digit,
-# so the search is for "0e000"; it counts only when the run of "0"s before
-# the "e" starts where a JSON number can start (after ":", ",", "[",
-# whitespace or at the start): hex ids such as "9f3e012" hold the same
-# letters but after a letter. Only a hit pays for walking the value.
+# times faster than a regex on a small frame; ``find`` rather than ``in``,
+# which first tries the needle as an int and formats a TypeError to drop).
+# An exponent follows a digit, so the search is for "0e000"; it counts only
+# when the run of "0"s before the "e" starts where a JSON number can start
+# (after ":", ",", "[", whitespace or at the start): hex ids such as
+# "9f3e012" hold the same letters but after a letter. Only a hit pays for
+# walking the value.
 _FOLD = bytes.maketrans(b"123456789.E", b"0000000000e")
 _BIG_EXPONENT = b"0e000"
 _LONG_DIGITS = b"0" * 210
@@ -68,7 +70,7 @@ _ZERO = ord("0")
 def _maybe_huge(raw: bytes) -> bool:
     """False when no number in ``raw`` can overflow a double; True may be a false alarm."""
     folded = raw.translate(_FOLD, b"+-")
-    if _SOME_DIGITS in folded and _LONG_DIGITS in folded:
+    if folded.find(_SOME_DIGITS) >= 0 and folded.find(_LONG_DIGITS) >= 0:
         return True
     at = folded.find(_BIG_EXPONENT)
     while at >= 0:  # at: the last digit before the "e"

@@ -36,6 +36,9 @@ from .frame_limit import PREFIX_BYTES
 from .shutdown import Shutdown
 from .stats import ServerStats
 
+# MessageType's members as globals: ~70 ns less a read on 3.11 (docs/performance.md).
+_REQUEST, _RESPONSE = MessageType.REQUEST, MessageType.RESPONSE
+
 if TYPE_CHECKING:
     from .streams import Streams
 
@@ -99,7 +102,7 @@ class Forwarding:
         is the remaining time and the forward is immediate, headers are
         relayed as they are). Otherwise it is a new frame under a server id.
         """
-        is_request = msg.message_type is MessageType.REQUEST
+        is_request = msg.message_type is _REQUEST
         if is_request and self._max_held is not None and len(responder.serving) >= self._max_held:
             conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, f"every responder of {msg.channel_id!r} holds its maximum of {self._max_held} unanswered requests")
             return
@@ -186,7 +189,7 @@ class Forwarding:
         fwd.requester.inflight.finished()
         if body is not None:
             if fwd.requester.send_frame(frame_parts(body)):
-                fwd.requester.traffic.sent[MessageType.RESPONSE] += 1
+                fwd.requester.traffic.sent[_RESPONSE] += 1
         else:
             if reply.reply_to != fwd.request.message_id:
                 reply = reply.model_copy(update={"reply_to": fwd.request.message_id})

@@ -30,6 +30,9 @@ from .shutdown import Shutdown
 from .stats import ServerStats
 from .streams import STREAM_RESULTS
 
+# MessageType's members as globals: ~70 ns less a read on 3.11 (docs/performance.md).
+_REQUEST, _RESPONSE = MessageType.REQUEST, MessageType.RESPONSE
+
 if TYPE_CHECKING:
     from .streams import Streams
 
@@ -61,7 +64,7 @@ class HandlerCall:
         queueing, if it cannot be encoded)."""
         if self.answered:
             return
-        if self.request.message_type is MessageType.REQUEST:
+        if self.request.message_type is _REQUEST:
             conn = self.conn
             # The connection's only request in flight: no other answer can
             # join it, so it goes out now rather than after the books close.
@@ -156,7 +159,7 @@ class HandlerCalls:
             else:
                 if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
                     await self.streams.produce(call, result)
-                elif msg.message_type is MessageType.REQUEST:
+                elif msg.message_type is _REQUEST:
                     self._reply(call, result, None)
         finally:
             # In the task itself rather than a done callback: one loop
@@ -182,7 +185,7 @@ class HandlerCalls:
                     self._watch_deadline(call)
                     call.task = start_eagerly(self.loop, self._stream(call, result))
                     streaming = True
-                elif msg.message_type is MessageType.REQUEST:
+                elif msg.message_type is _REQUEST:
                     self._reply(call, result, None)
         finally:
             if not streaming:
@@ -195,7 +198,7 @@ class HandlerCalls:
             self._finished(call)
 
     def _failed(self, call: HandlerCall, exc: Exception) -> None:
-        if call.request.message_type is MessageType.REQUEST:
+        if call.request.message_type is _REQUEST:
             self._reply(call, None, exc)
         else:
             call.answer(self._failure(call.request, exc))
@@ -221,7 +224,7 @@ class HandlerCalls:
             self._count_failure(call.request, error)
         call.answered = True
         if conn.send_frame(frame_parts(body), at_once=conn.inflight.count == 1):
-            conn.traffic.sent[MessageType.RESPONSE] += 1
+            conn.traffic.sent[_RESPONSE] += 1
         if self._stats.timing is not None:  # metrics on (request_metrics)
             self._stats.timing.answered(conn.app_id, call.request.channel_id, error.code if error is not None else "ok", call.received)
 

@@ -39,6 +39,9 @@ from .binary_frames import Frame, as_binary
 from .frame_limit import PREFIX_BYTES
 from .stats import ServerStats
 
+# MessageType's members as globals: ~70 ns less a read on 3.11 (docs/performance.md).
+_REQUEST = MessageType.REQUEST
+
 __all__ = ["Idempotency", "Run", "UNSTORED_CODES"]
 
 # Answers that say the request did not run to its end, or that another try
@@ -189,7 +192,7 @@ class Idempotency:
         answered here (joined a run, a stored answer, a conflict, a bad key)."""
         headers = msg.headers
         key = headers.get(IDEMPOTENCY_HEADER) if headers is not None else None
-        if key is None or msg.message_type is not MessageType.REQUEST or getattr(msg, "window", None) is not None:
+        if key is None or msg.message_type is not _REQUEST or getattr(msg, "window", None) is not None:
             return conn  # a notification, or a stream (§15): nothing to keep
         problem = key_problem(key)
         if problem is not None:

@@ -25,6 +25,9 @@ from .router import target_problem
 from .schemas import Schemas, declared_schema
 from .stats import ServerStats
 
+# MessageType's members as globals: ~70 ns less a read on 3.11 (docs/performance.md).
+_PUBLISH = MessageType.PUBLISH
+
 __all__ = ["PubSub"]
 
 
@@ -140,7 +143,7 @@ class PubSub:
             return
         self._stats.publishes += 1
         delivered = self._fan_out(self._apps[conn.app_id], msg, body)
-        conn.traffic.sent[MessageType.PUBLISH] += delivered  # its app's (stats.AppTraffic)
+        conn.traffic.sent[_PUBLISH] += delivered  # its app's (stats.AppTraffic)
         if self.cluster is not None:  # on to the other nodes (docs/cluster.md §3)
             self.cluster.published(conn.app_id, msg, body)
         if msg.ack:

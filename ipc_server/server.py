@@ -45,6 +45,9 @@ from .system_actions import answer_own_action
 from .tls import connection_factory
 from .users import load_users, read_token_file
 
+# MessageType's members as globals: ~70 ns less a read on 3.11 (docs/performance.md).
+_REQUEST, _NOTIFICATION, _RESPONSE, _PUBLISH, _SUBSCRIBE, _UNSUBSCRIBE = MessageType.REQUEST, MessageType.NOTIFICATION, MessageType.RESPONSE, MessageType.PUBLISH, MessageType.SUBSCRIBE, MessageType.UNSUBSCRIBE
+
 __all__ = ["IPCServer"]
 
 log = logging.getLogger("ipc_server")
@@ -307,16 +310,16 @@ class IPCServer:
         if auth is not None and not auth.permits(conn, msg):
             return  # answered forbidden (docs/protocol.md §3)
         mtype = msg.message_type
-        if mtype is MessageType.REQUEST or mtype is MessageType.NOTIFICATION:
+        if mtype is _REQUEST or mtype is _NOTIFICATION:
             if msg.channel_id == SYSTEM_CHANNEL:
                 self._system(conn, msg, body)
             else:
                 self._route(conn, msg, body)
-        elif mtype is MessageType.RESPONSE:
+        elif mtype is _RESPONSE:
             self._forwarding.response(conn, msg, body)
-        elif mtype is MessageType.PUBLISH:
+        elif mtype is _PUBLISH:
             self._pubsub.publish(conn, msg, body)
-        elif mtype is MessageType.SUBSCRIBE or mtype is MessageType.UNSUBSCRIBE:
+        elif mtype is _SUBSCRIBE or mtype is _UNSUBSCRIBE:
             self._pubsub.subscription(conn, msg)
             self._grace.registered(conn.app_id)  # a responder may have come for a held request (§13.2)
         elif self._cluster is None or not self._cluster.cancelled(conn, msg):  # stream_item, stream_end, credit, cancel (§15)
@@ -326,7 +329,7 @@ class IPCServer:
 
     def _route(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         """An in-process handler first, else a responder, else ``no_responders`` (§6.1)."""
-        if msg.message_type is MessageType.REQUEST:
+        if msg.message_type is _REQUEST:
             self.stats.requests += 1
         else:
             self.stats.notifications += 1
@@ -372,7 +375,7 @@ class IPCServer:
         """An action the server does not answer goes to whoever serves exactly
         ``system`` in the app (§8), as the legacy server shared the channel;
         pattern registrations (``>``) never receive it."""
-        if msg.message_type is MessageType.REQUEST:
+        if msg.message_type is _REQUEST:
             self.stats.requests += 1
         else:
             self.stats.notifications += 1
