@@ -13,6 +13,7 @@ import collections
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .at_once import AtOnce
 from .connection import ClientConnection
 
 __all__ = ["Admission", "HandlerWork", "Slot"]
@@ -30,16 +31,28 @@ class Admission:
     ``current`` returns the client's connection now: a served request whose
     connection is gone is not run (held) or not answered (done), since the
     server has already answered it.
-    ``loop`` is set by ``connect()``."""
+    ``loop`` is set by ``connect()``; ``at_once`` with it, for handlers that
+    never wait and need no task on 3.11 (``at_once``)."""
 
     def __init__(self, max_concurrent: int, current: Callable[[], ClientConnection | None]) -> None:
         self.max_concurrent = max_concurrent
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.at_once: AtOnce = None  # type: ignore[assignment]  # with the loop
         self.current = current
         # Running served requests and async subscription handlers; their
         # number is what max_concurrent limits.
         self.tasks: set[asyncio.Task[Any]] = set()
         self.held: collections.deque[tuple[ClientConnection | None, HandlerWork, tuple[Any, ...], float | None]] = collections.deque()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            self._loop = loop
+            self.at_once = AtOnce(loop)
 
     def admit(self, conn: ClientConnection | None, work: HandlerWork, args: tuple[Any, ...], expires: float | None = None) -> None:
         """Run ``work(slot, *args)`` now, or hold it while every slot is busy.

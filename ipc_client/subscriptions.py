@@ -12,22 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import (
-    AlreadyServing,
-    ErrorCode,
-    FrameTooLarge,
-    Message,
-    MessageType,
-    RemoteError,
-    is_servable,
-    pattern_matches,
-    validate_pattern,
-)
+from ipc_protocol import AlreadyServing, ErrorCode, FrameTooLarge, Message, MessageType, RemoteError, is_servable, pattern_matches, validate_pattern
 from ipc_protocol.contracts import bind, declared
 from ipc_protocol.messages import error_response
 from ipc_protocol.replies import handler_reply
 
 from .admission import Admission, Slot
+from .at_once import HandlerCancelled, never_waits, result_of
 from .calls import Calls
 from .connection import ClientConnection
 from .producers import STREAM_RESULTS, Producers
@@ -119,6 +110,7 @@ class Subscriptions:
         # per channel, not on every delivered message.
         self._cache: dict[str, list[tuple[Handler, bool]]] = {}
         self.services: dict[str, Handler] = {}
+        self._never_waits: set[Handler] = set()  # services run at once on 3.11 (ipc_client.at_once)
         self._acks: dict[str, Registration] = {}
 
     # -- subscriptions ----------------------------------------------------------
@@ -180,12 +172,17 @@ class Subscriptions:
             raise ValueError(f"channel {channel!r} is reserved for the server")
         if channel in self.services:
             raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
-        self.services[channel] = bind(fn)  # annotated: validated (docs/typed-contracts.md)
+        self.services[channel] = bound = bind(fn)  # annotated: validated (docs/typed-contracts.md)
+        if never_waits(bound):
+            self._never_waits.add(bound)
         registration = self._acks[channel] = Registration(channel)
         conn = self._connected()
         if conn is not None:
             self._spawn(self._register(conn, channel, registration))
         return registration
+
+    def _drop_service(self, channel: str) -> None:
+        self._never_waits.discard(self.services.pop(channel, None))
 
     async def _register(self, conn: ClientConnection, channel: str, registration: Registration) -> None:
         try:
@@ -194,7 +191,7 @@ class Subscriptions:
             if isinstance(exc, RemoteError) and self._acks.get(channel) is registration:
                 # Refused (limit_exceeded, forbidden): not served, so serve() may be tried again.
                 del self._acks[channel]
-                self.services.pop(channel, None)
+                self._drop_service(channel)
             registration._settle(exc)
             self._emit("error", exc)
         else:
@@ -211,7 +208,7 @@ class Subscriptions:
                 await self._interest(conn, channel, serve=True, subscribe=False)
         finally:
             if self.services.get(channel) is fn:
-                del self.services[channel]
+                self._drop_service(channel)
 
     # -- after a (re)connection ----------------------------------------------------
 
@@ -243,7 +240,7 @@ class Subscriptions:
     def _refused(self, serve: bool, name: str, error: RemoteError) -> None:
         log.error("the server refused to restore %s %r: %s", "responder" if serve else "subscription", name, error)
         if serve:
-            self.services.pop(name, None)
+            self._drop_service(name)
             registration = self._acks.pop(name, None)
             if registration is not None and not registration.done():
                 registration._settle(error)
@@ -263,7 +260,7 @@ class Subscriptions:
         if details.get("operation") == "subscribe" and self.handlers.pop(channel, None) is not None:  # type: ignore[arg-type]
             self._cache.clear()
         elif details.get("operation") == "serve":
-            self.services.pop(channel, None)  # type: ignore[arg-type]
+            self._drop_service(channel)  # type: ignore[arg-type]
             self._acks.pop(channel, None)  # type: ignore[arg-type]
         log.warning("the server withdrew %s %r: %s", details.get("operation"), channel, error)
 
@@ -317,7 +314,10 @@ class Subscriptions:
             return
         admission = self._admission
         if len(admission.tasks) < admission.max_concurrent and not admission.held:
-            admission.run(self._answer, (conn, msg, fn))  # admit()'s fast path, inline: every served request takes it
+            if fn in self._never_waits and admission.at_once.possible():  # Python 3.11 (ipc_client.at_once)
+                admission.at_once.run(self._answer_at_once, conn, msg, fn)
+            else:
+                admission.run(self._answer, (conn, msg, fn))  # admit()'s fast path, inline: every served request takes it
             return
         expires = None if msg.timeout_ms is None else admission.loop.time() + msg.timeout_ms / 1000  # type: ignore[union-attr]
         admission.admit(conn, self._answer, (conn, msg, fn), expires)
@@ -343,19 +343,52 @@ class Subscriptions:
                 failure = None
             if result.__class__ in STREAM_RESULTS:  # a generator streams its answer (§15.6)
                 await self.producers.produce(conn, msg, result)
+                scope.end(failure)
+                return
             scope.end(failure)
-            if msg.message_type is not _REQUEST or conn is not self._admission.current() or not conn.is_open:
-                return
-            if result.__class__ in STREAM_RESULTS or self.producers.given_up(msg):  # streamed, or unwanted (§15.4)
-                return
-            # An unsendable result is answered with its encoding error's own text, as it always was here.
-            body, _ = handler_reply(msg, result, failure, legacy=conn.legacy, include_stack=self.expose_stacks, unsendable_prefix="")
-            try:
-                frame = conn.frame_body(body)
-            except FrameTooLarge as exc:  # larger than the server accepts: say so instead
-                body, _ = handler_reply(msg, None, exc, legacy=conn.legacy, include_stack=self.expose_stacks)
-                frame = conn.frame_body(body)
-            conn.write(frame)
+            if not self.producers.given_up(msg):  # unwanted (§15.4)
+                self._reply(conn, msg, result, failure)
         finally:
             self.producers.finished(msg)
             self._admission.finished(slot)
+
+    def _answer_at_once(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
+        """``_answer`` for a handler that never waits, run by ``AtOnce``:
+        nothing can cancel it, and it has finished when this returns; only a
+        stream it returns gets a task."""
+        scope = serving(msg)
+        failure: Exception | None = None
+        try:
+            result = result_of(fn(msg))
+        except asyncio.CancelledError:  # raised by the handler itself: nothing of ours cancels it
+            result, failure = None, HandlerCancelled(f"the handler of {msg.channel_id!r} was cancelled")
+        except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+            result, failure = None, exc
+        if result.__class__ in STREAM_RESULTS:
+            self._admission.run(self._stream, (conn, msg, result, scope))
+            return
+        scope.end(failure)
+        self._reply(conn, msg, result, failure)
+
+    async def _stream(self, slot: Slot, conn: ClientConnection, msg: Message, gen: Any, scope: Any) -> None:
+        """Stream what a handler run at once returned (§15.6), in a task a cancel can find."""
+        self.producers.started(msg, slot)
+        try:
+            await self.producers.produce(conn, msg, gen)
+            scope.end(None)
+        finally:
+            self.producers.finished(msg)
+            self._admission.finished(slot)
+
+    def _reply(self, conn: ClientConnection, msg: Message, result: Any, failure: Exception | None) -> None:
+        """Write a served request's answer, unless nobody will read it."""
+        if msg.message_type is not _REQUEST or conn is not self._admission.current() or not conn.is_open:
+            return
+        # An unsendable result is answered with its encoding error's own text, as it always was here.
+        body, _ = handler_reply(msg, result, failure, legacy=conn.legacy, include_stack=self.expose_stacks, unsendable_prefix="")
+        try:
+            frame = conn.frame_body(body)
+        except FrameTooLarge as exc:  # larger than the server accepts: say so instead
+            body, _ = handler_reply(msg, None, exc, legacy=conn.legacy, include_stack=self.expose_stacks)
+            frame = conn.frame_body(body)
+        conn.write(frame)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ipc_client.at_once import AtOnce, HandlerCancelled, result_of
 from ipc_protocol import ErrorCode, ErrorInfo, Message, MessageType
 from ipc_protocol.attachments import with_bytes
 from ipc_protocol.framing import frame_parts
@@ -24,7 +25,7 @@ from ipc_protocol.messages import error_info_from_exception, error_response
 from ipc_protocol.replies import failure_reply, handler_reply
 
 from .connection import ServerConnection
-from .eager import AtOnce, start_eagerly
+from .eager import start_eagerly
 from .router import Handler
 from .shutdown import Shutdown
 from .stats import ServerStats
@@ -39,11 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["HandlerCall", "HandlerCalls"]
 
 log = logging.getLogger("ipc_server")
-
-class HandlerCancelled(Exception):
-    """A handler's call ended in ``CancelledError`` that no deadline,
-    cancel or shutdown of ours caused: answered as the handler's failure."""
-
 
 class HandlerCall:
     """One request being answered by an in-process handler."""
@@ -121,8 +117,8 @@ class HandlerCalls:
         if type(conn.handler_calls) is not set:  # the first (ServerConnection)
             conn.handler_calls = set()
         conn.handler_calls.add(call)
-        if handler.never_waits and self._at_once.possible():  # Python 3.11 (eager)
-            self._call_at_once(call, handler)
+        if handler.never_waits and self._at_once.possible():  # Python 3.11 (ipc_client.at_once)
+            self._at_once.run(self._call_at_once, call, handler)
         else:
             self._watch_deadline(call)
             # Bookkeeping first: the call starts at once and may finish (and be
@@ -167,15 +163,15 @@ class HandlerCalls:
             self._finished(call)
 
     def _call_at_once(self, call: HandlerCall, handler: Handler) -> None:
-        """``_call`` for a handler that never waits (eager): it has finished
-        when this returns, and has no deadline to watch; only a stream it
-        returns gets a task, and the deadline."""
+        """``_call`` for a handler that never waits, run by ``AtOnce``: it
+        has finished when this returns, and has no deadline to watch; only a
+        stream it returns gets a task, and the deadline."""
         call.started = True
         msg = call.request
         streaming = False
         try:
             try:
-                result = self._at_once.finish(handler.fn(msg))
+                result = result_of(handler.fn(msg))
             except asyncio.CancelledError:
                 self._cancelled(call)
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)

@@ -15,10 +15,10 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ipc_client.at_once import never_waits
 from ipc_protocol.channels import is_pattern, is_reserved, validate_channel
 from ipc_protocol.codes import ErrorCode
 
-from .eager import never_waits
 from .sublist import Sublist
 
 __all__ = ["Handler", "HandlerRegistry", "ResponderTable", "target_problem"]

@@ -1,5 +1,6 @@
-"""An in-process handler runs in a task of its own, however it is started
-(eagerly on Python 3.12+), or at once on 3.11 when its code never waits:
+"""An in-process handler (and a client's served request) runs in a task of
+its own, however it is started (eagerly on Python 3.12+), or at once on 3.11
+when its code never waits (ipc_client.at_once):
 ``asyncio.timeout()``, ``TaskGroup`` and ``current_task()`` work from its
 first line, its context variables stay its own, every call is answered
 once, and the answers of one read's requests still go out together."""
@@ -7,6 +8,7 @@ once, and the answers of one read's requests still go out together."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import sys
@@ -17,9 +19,9 @@ import pytest
 
 from ipc_protocol import HandlerError, Message, RequestTimeout
 from ipc_server import IPCServer
-from ipc_server.eager import AtOnce, never_waits
+from ipc_client.at_once import AtOnce, never_waits, result_of
 
-from .conftest import WAIT_S
+from .conftest import WAIT_S, counting_until_closed
 
 
 async def test_a_handler_can_use_the_task_machinery_from_its_first_line(server: IPCServer, make_client: Callable[..., Any]) -> None:
@@ -163,3 +165,56 @@ async def test_at_once_is_not_for_calls_made_from_a_task() -> None:
     loop.call_soon(lambda: seen.append(at_once.possible()))
     await asyncio.sleep(0)
     assert seen == [True]
+
+
+def test_result_of_refuses_a_coroutine_that_waits_after_all() -> None:
+    coro = _awaits(None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="waited"):
+        result_of(coro)
+    assert coro.cr_frame is None  # closed, never resumed
+
+
+# -- a client's served requests (Subscriptions._answer_at_once) --------------------------
+
+
+async def test_a_served_handler_run_at_once_answers_keeps_its_context_and_can_stream(make_client: Callable[..., Any]) -> None:
+    requester, responder = await make_client(), await make_client()
+    seen = contextvars.ContextVar("seen", default=0)
+    closed = asyncio.Event()
+    endless = counting_until_closed(closed)
+
+    async def count(msg: Message) -> Any:
+        before = seen.get()
+        seen.set(before + 1)
+        return {"before": before, "task": asyncio.current_task() is not None, "payload": msg.payload}
+
+    async def stream(msg: Message) -> Any:
+        return endless(msg)  # a stream, started by a handler that never awaits
+
+    await responder.serve("count", count)
+    await responder.serve("stream", stream)
+    assert all(never_waits(fn) for fn in (count, stream)) == (sys.version_info < (3, 12))
+    answers = await asyncio.gather(*(requester.request("count", i) for i in range(20)))
+    assert answers == [{"before": 0, "task": True, "payload": i} for i in range(20)]
+    got = []
+    async with contextlib.aclosing(requester.stream("stream", window=4)) as items:  # type: ignore[type-var]
+        async for item in items:
+            got.append(item)
+            if len(got) == 10:
+                break
+    assert got == list(range(10))
+    await asyncio.wait_for(closed.wait(), WAIT_S)  # the cancel reached the producer's task
+    await responder.unserve("count")
+    assert count not in responder._subs._never_waits
+
+
+async def test_a_served_handler_that_raises_cancelled_error_is_answered_as_failed(make_client: Callable[..., Any]) -> None:
+    requester, responder = await make_client(), await make_client()
+
+    async def gives_up(msg: Message) -> Any:
+        raise asyncio.CancelledError
+
+    await responder.serve("gives.up", gives_up)
+    with pytest.raises(HandlerError, match="'gives.up' was cancelled"):
+        await requester.request("gives.up", None, timeout=WAIT_S)
+    assert await requester.request("system", {"action": "ping"}) == {"status": "pong"}

@@ -1,0 +1,93 @@
+"""Run a handler that cannot wait at once, with no task of its own (Python 3.11).
+
+A handler runs in a task of its own, so that ``asyncio.timeout()``,
+``TaskGroup`` and ``current_task()`` work in it. Python 3.12+ starts such a
+task eagerly: its first step runs at once, and a handler that never waits
+costs no loop iteration. Python 3.11 cannot run a task's first step at once
+and keep the task current while it runs. An ``async def`` whose own code has
+no ``YIELD_VALUE`` (no ``await``, ``async for`` or ``async with``) cannot
+wait, though, so nothing in it can need a task of its own: on 3.11 it runs
+at once (:class:`AtOnce`), in a copy of the context as a task would, with a
+stand-in task current (libraries that tell asyncio by ``current_task()``
+find one). A task and its step cost ~1.4 µs more (docs/performance.md).
+
+The Python client's served requests and the server's in-process handlers
+use it (Node has no tasks to spare: nothing to mirror).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dis
+import inspect
+import sys
+import types
+from asyncio import tasks
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+__all__ = ["AtOnce", "HandlerCancelled", "never_waits", "result_of"]
+
+_EAGER = sys.version_info >= (3, 12)
+_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+
+
+class HandlerCancelled(Exception):
+    """A handler's call ended in ``CancelledError`` that nothing of ours
+    caused (no deadline, cancel or shutdown): answered as its failure, so
+    the request still ends in one answer."""
+
+
+def never_waits(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn``'s coroutine always finishes in its first step and
+    :class:`AtOnce` should run it (Python 3.11): an ``async def`` function
+    or method whose own code never yields. Anything else (a callable
+    object, a ``functools.partial``, a decorated function that awaits the
+    one it wraps) gets a task."""
+    if _EAGER:  # eager tasks do the same and keep the handler's own task current
+        return False
+    func = fn.__func__ if isinstance(fn, types.MethodType) else fn
+    if not isinstance(func, types.FunctionType) or not func.__code__.co_flags & inspect.CO_COROUTINE:
+        return False
+    return all(ins.opcode != _YIELD_VALUE for ins in dis.get_instructions(func.__code__))
+
+
+def result_of(coro: Coroutine[Any, Any, Any]) -> Any:
+    """The result of a coroutine of a function that never waits, run to its
+    end now; raises what it raised."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()  # it yielded after all (its code was replaced): never resumed
+    raise RuntimeError("a handler that never awaits waited")
+
+
+class AtOnce:
+    """Runs code as a task's first step would run it, on ``loop``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._stand_in: asyncio.Task[None] | None = None
+
+    def possible(self) -> bool:
+        """False while a task runs (a call from a task's code): then the
+        handler gets a task of its own rather than the caller's as current."""
+        return asyncio.current_task(self._loop) is None
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a copy of the context, with the stand-in task current."""
+        loop = self._loop
+        stand_in = self._stand_in
+        if stand_in is None:
+            stand_in = self._stand_in = loop.create_task(_stand_in(), name="handler run at once")
+        tasks._enter_task(loop, stand_in)
+        try:
+            return contextvars.copy_context().run(fn, *args)
+        finally:
+            tasks._leave_task(loop, stand_in)
+
+
+async def _stand_in() -> None:
+    """The task ``current_task()`` gives in a handler run at once."""
