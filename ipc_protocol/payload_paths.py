@@ -56,8 +56,9 @@ def holds_binary(value: Any, depth: int = 1) -> bool:
     """Whether ``value`` holds a binary value anywhere (§16.3). Every payload
     sent passes here; a plain loop over each container's values, scalars
     skipped on their class, was the cheapest of the ways tried
-    (docs/performance.md, "Binary payloads")."""
-    cls = value.__class__
+    (docs/performance.md, "Binary payloads"); ``type()`` is read faster
+    than ``__class__`` on 3.11 (a proxy still passes the isinstance checks)."""
+    cls = type(value)
     if cls is dict:
         values: Any = value.values()
     elif cls is list or cls is tuple:
@@ -75,7 +76,7 @@ def holds_binary(value: Any, depth: int = 1) -> bool:
     if depth > MAX_DEPTH:  # too deep for any peer: the JSON encoder refuses it
         return False
     for item in values:
-        cls = item.__class__
+        cls = type(item)
         if cls in LEAVES:
             continue
         if cls in _BUFFER_CLASSES or holds_binary(item, depth + 1):
