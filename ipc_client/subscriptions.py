@@ -346,8 +346,7 @@ class Subscriptions:
                 scope.end(failure)
                 return
             scope.end(failure)
-            if not self.producers.given_up(msg):  # unwanted (§15.4)
-                self._reply(conn, msg, result, failure)
+            self._reply(conn, msg, result, failure)
         finally:
             self.producers.finished(msg)
             self._admission.finished(slot)
@@ -383,6 +382,8 @@ class Subscriptions:
     def _reply(self, conn: ClientConnection, msg: Message, result: Any, failure: Exception | None) -> None:
         """Write a served request's answer, unless nobody will read it."""
         if msg.message_type is not _REQUEST or conn is not self._admission.current() or not conn.is_open:
+            return
+        if self.producers.given_up(msg):  # a cancel named it (§15.4)
             return
         # An unsendable result is answered with its encoding error's own text, as it always was here.
         body, _ = handler_reply(msg, result, failure, legacy=conn.legacy, include_stack=self.expose_stacks, unsendable_prefix="")

@@ -34,7 +34,7 @@ class Handler:
     fn: Callable[..., Any]
     is_async: bool
     app_id: str | None = None  # None: answers every app
-    never_waits: bool = False  # an async def that never awaits: run at once on 3.11 (eager)
+    never_waits: bool = False  # an async def that never awaits: run at once on 3.11 (ipc_client.at_once)
 
 
 class HandlerRegistry:
