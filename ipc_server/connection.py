@@ -33,10 +33,12 @@ from .outbound import Backlog, OutboundLimits
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 
-# Frames queued in one loop iteration go out in one write, but no more than
-# this many: a peer starts on the first frames of a large batch while we
-# still encode the rest. Large enough that the answers to one read of a
-# full pipeline of requests take one write, not two.
+# Frames queued in one loop iteration go out in one write, but the first
+# write comes after this many: a peer starts on the first frames of a large
+# batch while we still encode the rest. Large enough that the answers to one
+# read of a full pipeline of requests take one write, not two. Each write
+# before the iteration ends doubles the count for the next (a read of 550
+# publishes to fan out: 5 writes per subscriber, not 17).
 _FLUSH_EVERY_FRAMES = 32
 
 _ABORT_AFTER_CLOSE_S = 2.0
@@ -56,8 +58,8 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
     __slots__ = (  # a server holds thousands of these, mostly idle
         "owner", "protocol", "transport", "peer", "app_id", "connection_id", "legacy", "client_name", "opened",
         "connected_at", "inflight", "serving", "awaiting", "handler_calls", "subscriptions", "responder_for", "_stats",
-        "_reads", "_loop", "_flush_handle", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_limits", "_backlog",
-        "_send_limit",
+        "_reads", "_loop", "_flush_handle", "_write_after", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_limits",
+        "_backlog", "_send_limit",
     )  # fmt: skip
 
     def __init__(self, owner: ConnectionOwner) -> None:
@@ -93,6 +95,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         self.protocol.keep_frame_buffers(owner.reads.frame_buffers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.Handle | None = None
+        self._write_after = _FLUSH_EVERY_FRAMES  # frames queued that make a write before the iteration ends
         self._answers_expected = False  # this read started handler tasks
         self._ended = False  # close or abort began; the transport is going
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -119,8 +122,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         if timeout:
             self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
 
-    # data_received copies what it keeps of the shared buffer before the next read.
-    def get_buffer(self, sizehint: int) -> memoryview:
+    def get_buffer(self, sizehint: int) -> memoryview:  # data_received copies what it keeps before the next read
         return self._reads.lend(self.protocol.read_buffer(self._reads.buffer))  # a large frame: read in place
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -166,9 +168,8 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
                     try:
                         dispatch(self, item, body)
                     except Exception:  # a bug or an unencodable relay: never crash the loop
-                        msg = item
-                        log.exception("dispatching %s %s from %s failed", msg.message_type.value, msg.message_id, self.connection_id)
-                        self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=msg.message_id)
+                        log.exception("dispatching %s %s from %s failed", item.message_type.value, item.message_id, self.connection_id)
+                        self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=item.message_id)
                         return
                 else:
                     self._event(item)
@@ -177,9 +178,8 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
             reads.lone = reads.batch = False
         if self._answers_expected:
             self._answers_expected = False
-            # The handler tasks this read started run first in the next loop
-            # iteration; a flush queued behind them sends what they answered in
-            # that same iteration, not one later.
+            # The handler tasks this read started run first in the next loop iteration;
+            # a flush queued behind them sends what they answered in that same one.
             if self._flush_handle is None and self.is_open:
                 self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
@@ -222,12 +222,10 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended = True
         self.protocol.connection_lost()
-        for timer in (self._handshake_timer, self._abort_timer):
+        for timer in (self._handshake_timer, self._abort_timer, self._flush_handle):
             if timer is not None:
                 timer.cancel()
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self._flush_handle = None
         self._log_closed(exc)
         self.owner.connection_closed(self)
 
@@ -256,7 +254,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
 
     def send_frame(self, frame: Frame, *, at_once: bool = False) -> bool:
         """Queue an encoded frame; the frames of one loop iteration go out
-        together, in writes of at most ``_FLUSH_EVERY_FRAMES``. Written at
+        together, the first write after ``_FLUSH_EVERY_FRAMES``. Written at
         once, with any queued before it: ``at_once`` (the caller knows nothing
         will join it; not during a read of several frames, ``SharedReads``),
         or the first frame of the iteration during a read of one frame. A frame
@@ -284,12 +282,16 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
             at_once = at_once or self._reads.lone
-        if (at_once and not self._reads.batch) or queued >= _FLUSH_EVERY_FRAMES:
+        if queued >= self._write_after:  # a large batch: the next write waits for twice as many
+            self._write_after *= 2
+            self._write_pending()
+        elif at_once and not self._reads.batch:
             self._write_pending()
         return True
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._write_after = _FLUSH_EVERY_FRAMES
         self._write_pending()
         if self._backlog is not None:  # backed up: the slow-consumer limits (§12, outbound.py)
             self._check_backlog(self._backlog)
@@ -394,7 +396,5 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         self._answers_expected = True
 
     def __repr__(self) -> str:
-        return (
-            f"<ServerConnection {self.connection_id or '-'} app={self.app_id!r} state={self.protocol.state.value}"
-            f" v{'1' if self.legacy else '2'} inflight={self.inflight.count} serving={len(self.serving)}>"
-        )
+        v, state = "1" if self.legacy else "2", self.protocol.state.value
+        return f"<ServerConnection {self.connection_id or '-'} app={self.app_id!r} state={state} v{v} inflight={self.inflight.count} serving={len(self.serving)}>"

@@ -81,6 +81,24 @@ async def test_a_large_batch_goes_out_in_pieces(server: IPCServer) -> None:
     assert [len(responder.frames(w)) for w in responder.transport.writes] == [_FLUSH_EVERY_FRAMES, 1]
 
 
+async def test_each_write_before_the_iteration_ends_doubles_the_next_one(server: IPCServer) -> None:
+    """A very large batch (a fan-out of a read of hundreds of publishes) takes a
+    few writes, not one per 32 frames; the next iteration starts at 32 again."""
+    responder, requester = Peer(server, "responder"), Peer(server, "requester")
+    responder.read(encode_frame(encode_message(Message.build(MessageType.SUBSCRIBE, "app", "work", {"serve": True}))))
+    await asyncio.sleep(0)
+    responder.transport.writes.clear()
+    n = _FLUSH_EVERY_FRAMES
+    requester.read(_requests("work", n + 2 * n + 4 * n + 1))
+    assert [len(responder.frames(w)) for w in responder.transport.writes] == [n, 2 * n, 4 * n]
+    await asyncio.sleep(0)
+    assert [len(responder.frames(w)) for w in responder.transport.writes] == [n, 2 * n, 4 * n, 1]
+    responder.transport.writes.clear()
+    requester.read(_requests("work", n + 1))
+    await asyncio.sleep(0)
+    assert [len(responder.frames(w)) for w in responder.transport.writes] == [n, 1]
+
+
 async def test_what_a_read_of_one_frame_sends_is_written_at_once(server: IPCServer) -> None:
     """Nothing else in the read could join it; later frames of the iteration are batched."""
     responder, requester = Peer(server, "responder"), Peer(server, "requester")
