@@ -38,6 +38,9 @@ class HandlerCancelled(Exception):
     caused (no deadline, cancel or shutdown): answered as its failure, so
     the request still ends in one answer."""
 
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"the handler of {channel!r} was cancelled")
+
 
 def never_waits(fn: Callable[..., Any]) -> bool:
     """Whether ``fn``'s coroutine always finishes in its first step and
