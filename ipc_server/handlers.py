@@ -116,7 +116,7 @@ class HandlerCalls:
             conn.handler_calls = set()
         conn.handler_calls.add(call)
         if handler.never_waits and self._at_once.possible():  # Python 3.11 (ipc_client.at_once)
-            self._at_once.run(self._call_at_once, call, handler)
+            self._at_once.run(self._call_at_once, call, msg, handler.fn)
         else:
             self._watch_deadline(call)
             # Bookkeeping first: the call starts at once and may finish (and be
@@ -160,16 +160,15 @@ class HandlerCalls:
             # iteration and one callback less per request.
             self._finished(call)
 
-    def _call_at_once(self, call: HandlerCall, handler: Handler) -> None:
+    def _call_at_once(self, call: HandlerCall, msg: Message, fn: Callable[..., Any]) -> None:
         """``_call`` for a handler that never waits, run by ``AtOnce``: it
         has finished when this returns, and has no deadline to watch; only a
         stream it returns gets a task, and the deadline."""
         call.started = True
-        msg = call.request
         streaming = False
         try:
             try:
-                result = result_of(handler.fn(msg))
+                result = result_of(fn(msg))
             except asyncio.CancelledError:
                 self._cancelled(call)
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import json
+import math
 import sys
 
 from pydantic import ValidationError
@@ -318,6 +319,27 @@ def test_the_overflow_screen_flags_every_number_that_may_overflow(body: bytes) -
 def test_the_overflow_screen_ignores_hex_ids_and_small_exponents(body: bytes) -> None:
     """Ids are hex: "9e012" in an id must not cost every frame a walk of its value."""
     assert not _maybe_huge(body)
+
+
+
+_exponents = st.builds(lambda e, sign, value: f"{e}{sign}{value}", st.sampled_from("eE"), st.sampled_from(["", "+", "-"]), st.integers(0, 1200))
+_json_numbers = st.builds(
+    lambda sign, digits, fraction, exponent: f"{sign}{digits}{fraction}{exponent}",
+    st.sampled_from(["", "-"]),
+    st.from_regex(r"\A(0|[1-9][0-9]{0,330})\Z"),
+    st.sampled_from(["", ".5", ".000", ".9999"]),
+    st.one_of(st.just(""), _exponents),
+)
+
+
+@given(_json_numbers, st.sampled_from(["{}", '{{"a":{}}}', "[1,{}]", '{{"id":"9f3e012-ab","n":\n{}}}', "[ {}]"]))
+@settings(max_examples=300, deadline=None)
+def test_the_overflow_screen_misses_no_number_that_overflows(number: str, frame: str) -> None:
+    """Whatever its sign, digits, exponent's case and sign, and wherever it
+    sits, a number that overflows a double is flagged (false alarms only
+    cost a walk)."""
+    if math.isinf(float(number)):
+        assert _maybe_huge(frame.format(number).encode())
 
 
 def _same_but_id_and_time(fast: bytes, slow: bytes) -> None:
