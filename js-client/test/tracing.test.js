@@ -118,6 +118,26 @@ test("a served request's handler runs in its trace, and its own calls continue i
   assert.equal(currentTraceContext(), null); // nothing leaks out of the handler
 });
 
+test("a handler's trace is worked out once, by whatever asks first", async (t) => {
+  const { peer, client } = await connected(t, { onRequest: (msg, conn, reply) => reply(msg.payload) });
+  const seen = [];
+  await client.serve('outer', async (msg) => {
+    await client.request('inner', msg.payload); // the first to need it: its traceparent
+    await new Promise((resolve) => setImmediate(resolve));
+    seen.push(currentTraceContext(), currentTraceContext());
+    return currentTraceId();
+  });
+  const answered = nextReceived(peer, (m) => m.message_type === 'response' && m.reply_to === 'r-2');
+  sendTo(peer, buildMessage('request', 'app', 'outer', 1, { message_id: 'r-2', headers: { traceparent: TP }, timeout_ms: 5000 }));
+  assert.equal((await answered).payload, '4bf92f3577b34da6a3ce929d0e0e4736');
+  const [first, again] = seen;
+  assert.equal(first, again);
+  assert.equal(first.parentId, '00f067aa0ba902b7');
+  assert.match(first.spanId, /^[0-9a-f]{16}$/);
+  const inner = peer.received.find((m) => m.channel_id === 'inner');
+  assert.equal(ids(inner.headers.traceparent).traceId, first.traceId);
+});
+
 test('a delivery runs in the trace of its publish; a message without one starts a trace', async (t) => {
   const { peer, client } = await connected(t);
   const got = [];
