@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 __all__ = ["AtOnce", "HandlerCancelled", "never_waits", "result_of"]
 
 _EAGER = sys.version_info >= (3, 12)
-# On 3.11 asyncio.current_task() is a Python function around this dict's get,
-# the loop -> running task map the C task steps keep (half the cost, called
-# for every request a handler that never waits answers).
+# On 3.11 (where AtOnce runs) asyncio.current_task() is a Python function
+# around this dict's get, the loop -> running task map the C task steps keep:
+# half the cost, for every request a handler that never waits answers.
 _RUNNING = getattr(tasks, "_current_tasks", None)
 _current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = (
     _RUNNING.get if isinstance(_RUNNING, dict) else asyncio.current_task
