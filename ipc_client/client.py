@@ -40,7 +40,8 @@ from .streams import Streaming, Streams
 from .idempotency import keyed_headers, resend_on_loss
 from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
-from .subscriptions import Handler, Registration, Subscriptions
+from .registration import Registration
+from .subscriptions import Handler, Subscriptions
 from .tls import client_tls
 from .tracing import traced
 

@@ -20,7 +20,7 @@ from ipc_protocol import HandlerError, LimitExceeded, Message, ResponderLost
 from .iterators import BufferedIterator, IteratorHost
 
 if TYPE_CHECKING:
-    from .subscriptions import Registration
+    from .registration import Registration
 
 __all__ = ["RequestIterator", "ServedRequest"]
 

@@ -23,9 +23,10 @@ from .at_once import HandlerCancelled, never_waits, result_of
 from .calls import Calls
 from .connection import ClientConnection
 from .producers import STREAM_RESULTS, Producers
+from .registration import Registration
 from .tracing import call_in_trace, serving
 
-__all__ = ["Subscriptions", "Registration", "Handler"]
+__all__ = ["Subscriptions", "Handler"]
 
 log = logging.getLogger("ipc_client")
 
@@ -40,34 +41,6 @@ def _is_async_function(fn: Callable[..., Any]) -> bool:
     if code is not None and code.co_flags & inspect.CO_COROUTINE:
         return True
     return inspect.iscoroutinefunction(fn)
-
-
-class Registration:
-    """Awaitable result of :meth:`IPCClient.serve`: done once the server
-    registered the responder. It can be created before the event loop runs."""
-
-    def __init__(self, channel: str) -> None:
-        self.channel = channel
-        self._event = asyncio.Event()
-        self._error: BaseException | None = None
-
-    def _settle(self, error: BaseException | None) -> None:
-        self._error = error
-        self._event.set()
-
-    def done(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-        if self._error is not None:
-            raise self._error
-
-    def __await__(self) -> Any:
-        return self.wait().__await__()
-
-    def __repr__(self) -> str:
-        return f"<Registration {self.channel!r} {'done' if self.done() else 'pending'}>"
 
 
 class Subscriptions:
@@ -104,9 +77,10 @@ class Subscriptions:
         self.request_timeout = request_timeout
         self.expose_stacks = expose_stacks
         self.handlers: dict[str, list[Handler]] = {}
-        # channel -> its handlers, each with whether it is async: decided once
-        # per channel, not on every delivered message.
-        self._cache: dict[str, list[tuple[Handler, bool]]] = {}
+        # channel -> its handlers, each with whether it is async and whether it
+        # never waits (ipc_client.at_once): decided once per channel, not on
+        # every delivered message.
+        self._cache: dict[str, list[tuple[Handler, bool, bool]]] = {}
         self.services: dict[str, Handler] = {}
         self._never_waits: set[Handler] = set()  # services run at once on 3.11 (ipc_client.at_once)
         self._acks: dict[str, Registration] = {}
@@ -265,27 +239,47 @@ class Subscriptions:
     # -- what arrives ---------------------------------------------------------------
 
     def deliver(self, msg: Message) -> None:
-        """Run the handlers of a publish: plain functions inline, async ones as admitted tasks."""
+        """Run the handlers of a publish: plain functions inline, async ones as
+        admitted tasks (on 3.11 one that never waits at once: ipc_client.at_once)."""
         handlers = self._cache.get(msg.channel_id)
         if handlers is None:
             # Each handler once, even when several of its patterns match.
             matching = (h for p, hs in self.handlers.items() if pattern_matches(p, msg.channel_id) for h in hs)
-            handlers = [(h, _is_async_function(h)) for h in dict.fromkeys(matching)]
+            handlers = [(h, _is_async_function(h), never_waits(h)) for h in dict.fromkeys(matching)]
             if len(self._cache) >= _SUB_CACHE_LIMIT:
                 self._cache.clear()
             self._cache[msg.channel_id] = handlers
-        for handler, is_async in handlers:
+        admission = self._admission
+        for handler, is_async, at_once in handlers:
             try:
                 if is_async:
-                    self._admission.admit(None, self._guard, (msg, handler, None))
+                    if at_once and len(admission.tasks) < admission.max_concurrent and not admission.held and admission.at_once.possible():
+                        admission.at_once.run(self._deliver_at_once, msg, handler, self._emit)  # Python 3.11
+                    else:
+                        admission.admit(None, self._guard, (msg, handler, None))
                     continue
                 result = call_in_trace(handler, msg)  # in the publish's trace (docs/tracing.md)
                 # `is not None` first: most handlers return None, and isawaitable is not free.
                 if result is not None and inspect.isawaitable(result):
-                    self._admission.admit(None, self._guard, (msg, None, result))
+                    admission.admit(None, self._guard, (msg, None, result))
             except Exception as exc:
                 log.exception("subscription handler for %r failed", msg.channel_id)
                 self._emit("error", exc)
+
+    def _deliver_at_once(self, msg: Message, handler: Handler, emit: Callable[..., None]) -> None:
+        """``_guard`` for an async handler that never waits, run by ``AtOnce``:
+        it has finished when this returns, and needs no slot."""
+        scope = serving(msg, "deliver")
+        try:
+            result_of(handler(msg))
+        except asyncio.CancelledError:  # raised by the handler itself: its task would end cancelled, silently
+            pass
+        except Exception as exc:
+            scope.end(exc)
+            log.exception("subscription handler for %r failed", msg.channel_id)
+            emit("error", exc)
+        finally:
+            scope.end()
 
     async def _guard(self, slot: Slot, msg: Message, handler: Handler | None, awaitable: Awaitable[Any] | None) -> None:
         """Run an async subscription handler, or await what a sync one returned;

@@ -218,3 +218,61 @@ async def test_a_served_handler_that_raises_cancelled_error_is_answered_as_faile
     with pytest.raises(HandlerError, match="'gives.up' was cancelled"):
         await requester.request("gives.up", None, timeout=WAIT_S)
     assert await requester.request("system", {"action": "ping"}) == {"status": "pong"}
+
+
+# -- a client's deliveries (Subscriptions._deliver_at_once) ------------------------------
+
+
+async def test_an_async_subscription_handler_that_never_waits_runs_at_once_in_order(make_client: Callable[..., Any]) -> None:
+    publisher, subscriber = await make_client(), await make_client()
+    seen = contextvars.ContextVar("seen", default=0)
+    order: list[tuple[str, Any, int, bool, str | None]] = []
+    got_all = asyncio.Event()
+
+    async def quick(msg: Message) -> None:
+        before = seen.get()
+        seen.set(before + 1)
+        task = asyncio.current_task()
+        order.append(("quick", msg.payload, before, task is not None, task.get_name() if task else None))
+
+    def plain(msg: Message) -> None:
+        order.append(("plain", msg.payload, seen.get(), False, None))
+        if msg.payload == 19:
+            got_all.set()
+
+    await subscriber.subscribe("news", quick)
+    await subscriber.subscribe("news", plain)
+    for i in range(20):
+        await publisher.publish("news", i)
+    await asyncio.wait_for(got_all.wait(), WAIT_S)
+    at_once = sys.version_info < (3, 12)
+    assert never_waits(quick) == at_once
+    if at_once:  # each one's own context and a current task, before the next handler of the same publish
+        name = "handler run at once"
+        assert order == [entry for i in range(20) for entry in (("quick", i, 0, True, name), ("plain", i, 0, False, None))]
+    else:
+        assert sorted(e[:3] for e in order if e[0] == "plain") == [("plain", i, 0) for i in range(20)]
+
+
+async def test_an_async_subscription_handler_run_at_once_that_fails_is_emitted_and_the_next_still_runs(make_client: Callable[..., Any]) -> None:
+    publisher, subscriber = await make_client(), await make_client()
+    errors: list[BaseException] = []
+    subscriber.on("error", errors.append)
+    got: list[Any] = []
+    last = asyncio.Event()
+
+    async def picky(msg: Message) -> None:
+        if msg.payload == "bad":
+            raise ValueError("not this one")
+        if msg.payload == "cancel":
+            raise asyncio.CancelledError  # its own: a task would end cancelled, silently
+        got.append(msg.payload)
+        if msg.payload == "last":
+            last.set()
+
+    await subscriber.subscribe("picky", picky)
+    for payload in ("bad", "cancel", "ok", "last"):
+        await publisher.publish("picky", payload)
+    await asyncio.wait_for(last.wait(), WAIT_S)
+    assert got == ["ok", "last"]
+    assert [str(e) for e in errors] == ["not this one"]
