@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ipc_protocol import ErrorCode, IPCError, Message
-from ipc_protocol.envelope import encode_message_parts
+from ipc_protocol.envelope import REQUEST as _REQUEST, RESPONSE as _RESPONSE, encode_message_parts
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
-from ipc_protocol.envelope import REQUEST as _REQUEST, RESPONSE as _RESPONSE
 
 from .config import ServerConfig
 from .connection import ServerConnection

@@ -13,11 +13,10 @@ from typing import Any
 
 from ipc_protocol import SERVICES_CHANNEL, ErrorCode, Message, MessageType, is_servable, validate_pattern
 from ipc_protocol.attachments import Frame
-from ipc_protocol.envelope import encode_message_parts
+from ipc_protocol.envelope import PUBLISH as _PUBLISH, encode_message_parts
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.messages import response_to
 from ipc_protocol.contracts import handler_digest
-from ipc_protocol.envelope import PUBLISH as _PUBLISH
 
 from .admission import App
 from .config import ServerConfig

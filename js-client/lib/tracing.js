@@ -113,7 +113,7 @@ class PendingTrace {
 
   /** @returns {TraceContext} */
   resolve() {
-    return (this.context ??= servedContext(this.headers));
+    return (this.context ??= servedContext(senderOf(this.headers), this.headers));
   }
 }
 
@@ -124,7 +124,7 @@ class PendingTrace {
  */
 function activeTrace() {
   const store = storage.getStore();
-  return store === undefined ? undefined : store.context ?? store.resolve();
+  return store === undefined ? undefined : store.resolve();
 }
 
 /**
@@ -224,13 +224,22 @@ function passedState(headers) {
 }
 
 /**
+ * The sender's ids from a message's `traceparent`, if it has a valid one.
+ * @param {object|null|undefined} headers the message's.
+ * @returns {{traceId: string, parentId: string, flags: string}|null}
+ */
+function senderOf(headers) {
+  return headers != null ? parseTraceparent(headers.traceparent) : null;
+}
+
+/**
  * The trace context of a message handled with no OpenTelemetry span: a new
  * span in the sender's trace, or the root of a new trace.
+ * @param {{traceId: string, parentId: string, flags: string}|null} parent the sender's ids (senderOf).
  * @param {object|null|undefined} headers the message's.
  * @returns {TraceContext}
  */
-function servedContext(headers) {
-  const parent = headers != null ? parseTraceparent(headers.traceparent) : null;
+function servedContext(parent, headers) {
   if (parent === null) return new TraceContext(newTraceId(), newSpanId());
   return new TraceContext(parent.traceId, newSpanId(), parent.parentId, parent.flags, passedState(headers));
 }
@@ -249,17 +258,18 @@ function runInTrace(handler, msg) {
   if (!otel.loaded() && !debug.enabled) return storage.run(new PendingTrace(msg.headers), handler, msg);
   const operation = msg.message_type === 'publish' ? 'deliver' : 'serve';
   const headers = msg.headers;
-  const parent = headers != null ? parseTraceparent(headers.traceparent) : null;
+  const parent = senderOf(headers);
   const remote = parent !== null ? [parent.traceId, parent.parentId, parent.flags, passedState(headers)] : null;
   const span = otel.startServed(operation, msg.channel_id, remote, msg.message_id);
   const trace = new PendingTrace(headers);
   let ctx;
   if (span !== null) {
     const [traceId, spanId, flags, tracestate] = otel.idsOf(span);
-    ctx = trace.context = new TraceContext(traceId, spanId, parent !== null ? parent.parentId : null, flags, tracestate);
+    ctx = new TraceContext(traceId, spanId, parent !== null ? parent.parentId : null, flags, tracestate);
   } else {
-    ctx = trace.resolve();
+    ctx = servedContext(parent, headers); // parsed once, above
   }
+  trace.context = ctx;
   if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, msg.channel_id, ctx.traceId, ctx.spanId, ctx.parentId);
   if (span === null) return storage.run(trace, handler, msg);
   let result;
