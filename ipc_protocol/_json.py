@@ -11,7 +11,7 @@ import pydantic_core
 
 from .exceptions import FrameError, MessageError
 
-__all__ = ["dumps", "loads", "peek_message_id"]
+__all__ = ["dumps", "loads", "peek_message_id", "plain"]
 
 
 _N, _I = ord("N"), ord("I")
@@ -70,7 +70,7 @@ _NUMBER_STARTS = frozenset(b":,[ \t\r\n")
 _ZERO = ord("0")
 
 
-def _maybe_huge(raw: bytes) -> bool:
+def _maybe_huge(raw: bytes | bytearray) -> bool:
     """False when no number in ``raw`` can overflow a double; True may be a false alarm."""
     folded = raw.translate(_FOLD)
     if folded.partition(_SOME_DIGITS)[1] and folded.partition(_LONG_DIGITS)[1]:
@@ -87,6 +87,19 @@ def _maybe_huge(raw: bytes) -> bool:
             return True
         at = folded.find(_BIG_EXPONENT, at + 1)
     return False
+
+
+def plain(raw: bytes | bytearray, *, screened: bool = False) -> bool:
+    """True when ``raw`` holds no ``NaN`` or ``Infinity`` and no number that
+    can overflow a double (``screened``: a peer already made sure of that):
+    pydantic-core's one-pass validation from the bytes
+    (``envelope.decode_message``) would let those through, so only such a
+    frame may take it. ``NaN`` in a string is a false alarm (the frame takes
+    the two-step path); the uppercase letters are looked for first, with
+    ``memchr``."""
+    if (_N in raw and raw.partition(b"NaN")[1]) or (_I in raw and raw.partition(b"Infinity")[1]):
+        return False
+    return screened or not _maybe_huge(raw)
 
 
 def parse(data: bytes | bytearray | str) -> Any:

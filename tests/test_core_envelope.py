@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, decode_relayed, encode_frame, encode_message
 from ipc_protocol._json import _maybe_huge, loads
+from ipc_protocol.envelope import _validated
 from ipc_protocol.exceptions import FrameError, MessageError, ProtocolError
 
 from .vectors import BAD, OK
@@ -124,10 +125,12 @@ def test_legacy_encoding_moves_the_error_into_the_payload() -> None:
 
 # -- decode_message gives the verdicts of its first, plainest form -------------
 #
-# decode_message skips ``model_validate`` and only asks whether the JSON value
-# is an object once validation has failed. These tests hold it to the verdicts
-# of the plain form below (parse, check for an object, validate): the same
-# Message, or the same exception class and code.
+# decode_message validates most frames in one pass from the bytes, skips
+# ``model_validate`` and only asks whether the JSON value is an object once
+# validation has failed. These tests hold it to the verdicts of the plain
+# form below (parse, check for an object, validate): the same Message, or the
+# same exception class and code; and its refusals to the words of the
+# two-step path (parse, then validate) whatever path the frame took.
 
 
 def _reference_decode(body: bytes) -> Message:
@@ -149,9 +152,23 @@ def _verdict(decode, body) -> tuple:
     return (Message, repr(msg))
 
 
+def _words(decode, body) -> str | None:
+    try:
+        decode(body)
+    except ProtocolError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _two_step(body: bytes) -> Message:
+    return _validated(loads(body))
+
+
 def _assert_same_verdict(body: bytes) -> None:
     expected = _verdict(_reference_decode, body)
     assert _verdict(decode_message, body) == expected
+    if body[:1] != b"\x00":  # a binary frame has a path of its own (§16.2)
+        assert _words(decode_message, body) == _words(_two_step, body)
     assert _verdict(decode_message, bytearray(body)) == expected
     # A body another node relays was screened for numbers that overflow a
     # double where it entered: decode_relayed gives every other verdict.
