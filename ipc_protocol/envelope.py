@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from ._json import loads, parse, plain
 from .attachments import BINARY_TYPES, AttachmentError, BinaryFrame, encode_body, joined, place, split
+from .deferred_payload import DeferredPayload, settling_hash
 from .exceptions import FrameError, MessageError
 
 __all__ = [
@@ -100,8 +101,9 @@ class ErrorInfo(BaseModel):
         return out
 
 
-class Message(BaseModel):
-    """One frame's JSON object."""
+class Message(DeferredPayload, BaseModel):
+    """One frame's JSON object (its payload possibly still in its frame:
+    ``deferred_payload``)."""
 
     # cache_strings: keys only, as ``_json.parse`` (one-pass decoding, decode_message).
     model_config = ConfigDict(extra="ignore", frozen=True, cache_strings="keys")
@@ -229,6 +231,7 @@ def _wire(
     return d
 
 
+Message.__hash__ = settling_hash(Message.__hash__)  # type: ignore[method-assign, assignment]
 _validate: Callable[[Any], Message] = Message.__pydantic_validator__.validate_python
 _validate_json: Callable[[bytes | bytearray], Message] = Message.__pydantic_validator__.validate_json
 

@@ -52,6 +52,7 @@ from .attachments import BINARY, AttachmentError, as_binary
 from .codes import ErrorCode
 from .constants import DEFAULT_MAX_FRAME_SIZE, SYSTEM_CHANNEL
 from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, encode_response
+from .relayed import decode_envelope
 from .exceptions import ProtocolError
 from .frame_buffers import FrameBuffers
 from .framing import FrameDecoder, FramingFailure, encode_frame
@@ -130,6 +131,7 @@ class Protocol:
         "_live",
         "_pings",
         "features",
+        "defer_payloads",
     )
 
     _one_app = False  # a role whose peer must stay in the handshake's app (the server)
@@ -138,6 +140,8 @@ class Protocol:
     def __init__(self, *, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.state = HANDSHAKE
         self.app_id = ""  # the handshake's, once open
+        # A relaying server's: JSON payloads stay in their frames until read (relayed.py).
+        self.defer_payloads = False
         self.legacy = False  # the peer speaks version 1: send only its fields (§10)
         self.heartbeat: Heartbeat | None = None  # set by the role when the handshake enables it
         self.violation: ProtocolViolation | None = None  # why the state is ``error``
@@ -216,7 +220,7 @@ class Protocol:
                 raise ProtocolStateError(f"nothing is read in state {self.state.value}")
             return self._receive_before_open(frame)
         try:
-            msg = decode_message(frame, views=self._views)
+            msg = decode_envelope(frame) if self.defer_payloads else decode_message(frame, views=self._views)
         except AttachmentError as exc:  # §16.2 items 4-5: the message is refused, not the stream
             return self._binary_refused(exc.envelope, str(exc))
         except ProtocolError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Sized
 from typing import TYPE_CHECKING, Protocol
 
 from ipc_protocol import Message
@@ -57,6 +58,10 @@ class ConnectionOwner(Protocol):
     config: ServerConfig
     stats: ServerStats
     reads: SharedReads
+    # In-process handlers: while there are none, no payload is read on the
+    # way through, and frames are decoded without it (ipc_protocol.relayed).
+    @property
+    def handlers(self) -> Sized: ...
 
     # A socket was accepted: keep it (True) or refuse it (the owner aborts it).
     def admit(self, conn: ServerConnection) -> bool: ...

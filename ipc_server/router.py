@@ -47,6 +47,9 @@ class HandlerRegistry:
         self._index: Sublist[list[tuple[int, Handler]]] = Sublist()
         self._seq = itertools.count()
 
+    def __len__(self) -> int:
+        return len(self._exact) + len(self._patterns)
+
     def add(self, channel: str, fn: Callable[..., Any], app_id: str | None = None) -> Handler:
         if self.get(channel, app_id) is not None:
             raise ValueError(f"a handler is already registered for {channel!r}")

@@ -1,0 +1,38 @@
+"""Decoding what a server relays: the envelope validated in one pass, the
+payload left in its frame until something reads it (``deferred_payload``).
+A server without in-process handlers reads no request's, answer's or
+publish's payload on its way through (docs/performance.md, "One pass per
+frame"); the rare frames whose payload it does read (a registration's
+``serve``, a ``system`` action, an idempotency key's digest) decode it
+then, from the same bytes.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from ._json import plain
+from .deferred_payload import FRAME, envelope_validator
+from .envelope import Message, decode_message
+
+__all__ = ["decode_envelope"]
+
+_setattr = object.__setattr__
+_SAMPLE = b'{"message_id":"m","app_id":"a","channel_id":"c","message_type":"publish","payload":{"k":[1]}}'
+_validate = envelope_validator(Message, _SAMPLE)
+
+
+def decode_envelope(body: bytes) -> Message:
+    """:func:`~ipc_protocol.decode_message` (attachments as views of
+    ``body``) with the payload of a JSON frame left in ``body`` until read;
+    every verdict, and every error's words, are decode_message's."""
+    if _validate is None or body.__class__ is not bytes or body[:1] == b"\x00" or not plain(body):
+        return decode_message(body, views=True)
+    try:
+        msg: Message = _validate(body)
+    except ValidationError:
+        return decode_message(body, views=True)  # its refusal, in its words
+    if msg.attachments is not None:
+        return decode_message(body, views=True)
+    _setattr(msg, "__pydantic_private__", {FRAME: body})
+    return msg
