@@ -4,11 +4,11 @@ A server relays most frames as the bytes that came in (a forwarded request,
 its answer, a publish): it reads their envelope, never their payload.
 Building the payload's Python objects is ~9k instructions of a request's
 ~33k validation (docs/performance.md, "One pass per frame"), so what it
-only relays is validated without ``payload`` (:func:`decode_envelope`),
+only relays is validated without ``payload`` (``relayed.decode_envelope``),
 the frame kept in the message, and the payload decoded if something reads
 it after all. Such a message is a plain :class:`~ipc_protocol.Message`:
-``==``, ``repr``, ``model_dump``, iteration and pickling decode the
-payload first, so none of them can tell it from one decoded whole.
+``==``, ``repr``, ``model_dump``, iteration, pickling and ``hash`` decode
+the payload first, so none of them can tell it from one decoded whole.
 """
 
 from __future__ import annotations
