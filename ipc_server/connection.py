@@ -33,12 +33,11 @@ from .outbound import Backlog, OutboundLimits
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 
-# Frames queued in one loop iteration go out in one write, but the first
-# write comes after this many: a peer starts on the first frames of a large
-# batch while we still encode the rest. Large enough that the answers to one
-# read of a full pipeline of requests take one write, not two. Each write
-# before the iteration ends doubles the count for the next (a read of 550
-# publishes to fan out: 5 writes per subscriber, not 17).
+# Frames queued in one loop iteration go out in one write, but the first write comes after
+# this many: a peer starts on the first frames of a large batch while we still encode the
+# rest. Large enough that the answers to one read of a full pipeline of requests take one
+# write, not two. Each write before the iteration ends doubles the count for the next (a
+# read of 550 publishes to fan out: 5 writes per subscriber, not 17).
 _FLUSH_EVERY_FRAMES = 32
 
 _ABORT_AFTER_CLOSE_S = 2.0

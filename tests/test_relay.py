@@ -180,3 +180,23 @@ async def test_publish_reaches_every_v2_subscriber_as_the_publishers_bytes(raw) 
     assert [await recv_body(peer) for peer in subs] == [body, body]
     got = json.loads(await recv_body(legacy))
     assert got["message_id"] == "p-1" and "headers" not in got
+
+
+async def test_a_handler_added_while_clients_are_connected_gets_payloads_decoded_whole(server: IPCServer, make_client) -> None:
+    """Without in-process handlers the server leaves payloads in their frames
+    (ipc_protocol.relayed); with one, it decodes whole from the next read on,
+    so the handler's request is not parsed twice."""
+    client = await make_client()
+    seen: list[bool] = []
+
+    async def add(msg: Any) -> int:
+        seen.append("payload" in msg.__dict__)
+        return msg.payload["a"] + msg.payload["b"]
+
+    server.add_handler("sum", add)
+    assert await client.request("sum", {"a": 1, "b": 2}) == 3
+    assert seen == [True]
+    server.remove_handler("sum")
+    rsp = await make_client()
+    await rsp.serve("sum", lambda msg: msg.payload["a"] * msg.payload["b"])
+    assert await client.request("sum", {"a": 4, "b": 5}) == 20  # relayed, its payload left in the frame
