@@ -29,9 +29,7 @@ def dumps(obj: Any) -> bytes:
         out = pydantic_core.to_json(obj, inf_nan_mode="constants")
     except pydantic_core.PydanticSerializationError as exc:
         raise MessageError(f"value is not JSON serialisable: {exc}") from exc
-    # Looking for the bytes "N" and "I" first (memchr) is far cheaper than
-    # looking for the words, and this runs on every frame sent.
-    if (_N in out or _I in out) and (out.find(b"NaN") >= 0 or out.find(b"Infinity") >= 0) and pydantic_core.to_json(obj, inf_nan_mode="null") != out:
+    if (_N in out or _I in out) and _names_non_finite(out) and pydantic_core.to_json(obj, inf_nan_mode="null") != out:
         # Rare: either a real NaN/Infinity, or those letters inside a string;
         # only a real one is written differently as null.
         raise MessageError("NaN and Infinity are not valid JSON")
@@ -95,11 +93,17 @@ def plain(raw: bytes | bytearray, *, screened: bool = False) -> bool:
     pydantic-core's one-pass validation from the bytes
     (``envelope.decode_message``) would let those through, so only such a
     frame may take it. ``NaN`` in a string is a false alarm (the frame takes
-    the two-step path); the uppercase letters are looked for first, with
-    ``memchr``."""
-    if (_N in raw and raw.partition(b"NaN")[1]) or (_I in raw and raw.partition(b"Infinity")[1]):
+    the two-step path)."""
+    if (_N in raw or _I in raw) and _names_non_finite(raw):
         return False
     return screened or not _maybe_huge(raw)
+
+
+def _names_non_finite(raw: bytes | bytearray) -> bool:
+    """Whether ``raw`` holds the words ``NaN`` or ``Infinity`` (in a string
+    too). Callers look for the bytes "N" and "I" first (memchr, inline): far
+    cheaper than the words or a call, on every frame sent and decoded."""
+    return bool((_N in raw and raw.partition(b"NaN")[1]) or (_I in raw and raw.partition(b"Infinity")[1]))
 
 
 def parse(data: bytes | bytearray | str) -> Any:

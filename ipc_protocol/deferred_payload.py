@@ -96,7 +96,7 @@ class DeferredPayload:
             return super().model_dump_json(*args, **kwargs)
 
 
-def envelope_validator(model: type[Any], sample: bytes) -> Callable[[bytes], Any] | None:
+def envelope_validator(model: type[Any], sample: bytes) -> Callable[[bytes | bytearray], Any] | None:
     """A validator of ``model``'s JSON without ``payload`` that makes
     ``model`` instances, or None where this pydantic-core cannot build one.
 
@@ -111,7 +111,7 @@ def envelope_validator(model: type[Any], sample: bytes) -> Callable[[bytes], Any
     del fields["payload"]
     type.__setattr__(model, "__pydantic_complete__", False)
     try:
-        validate: Callable[[bytes], Any] = SchemaValidator(schema, schema.get("config")).validate_json
+        validate: Callable[[bytes | bytearray], Any] = SchemaValidator(schema, schema.get("config")).validate_json
     finally:
         type.__setattr__(model, "__pydantic_complete__", True)
     try:

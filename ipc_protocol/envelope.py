@@ -320,7 +320,7 @@ def decode_message(body: bytes | bytearray, *, views: bool = False) -> Message:
     """
     if body[:1] == b"\x00":
         return _decode_binary(body, views)
-    if plain(body) and (msg := _in_one_pass(body)) is not None:
+    if plain(body) and (msg := in_one_pass(body)) is not None:
         return msg
     return _validated(loads(body))
 
@@ -332,18 +332,19 @@ def decode_relayed(body: bytes) -> Message:
     (the node it entered refused those)."""
     if body[:1] == b"\x00":
         return _decode_binary(body, False)
-    if plain(body, screened=True) and (msg := _in_one_pass(body)) is not None:
+    if plain(body, screened=True) and (msg := in_one_pass(body)) is not None:
         return msg
     return _validated(parse(body))
 
 
-def _in_one_pass(body: bytes | bytearray) -> Message | None:
+def in_one_pass(body: bytes | bytearray, validate: Callable[[bytes | bytearray], Message] = _validate_json) -> Message | None:
     """The message, parsed and validated by pydantic-core in one pass (less
     work than a parse, then a validation: docs/performance.md); None for a
     body it refuses, which the two-step path then refuses in the decoder's
-    words. Only for a body ``plain`` passed."""
+    words. Only for a body ``plain`` passed; ``validate``: another validator
+    of the envelope's JSON (``relayed``)."""
     try:
-        msg = _validate_json(body)
+        msg = validate(body)
     except ValidationError:
         return None
     return msg if msg.attachments is None else None

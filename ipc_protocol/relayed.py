@@ -9,11 +9,9 @@ then, from the same bytes.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from ._json import plain
 from .deferred_payload import FRAME, envelope_validator
-from .envelope import Message, decode_message
+from .envelope import Message, decode_message, in_one_pass
 
 __all__ = ["decode_envelope"]
 
@@ -26,13 +24,9 @@ def decode_envelope(body: bytes) -> Message:
     """:func:`~ipc_protocol.decode_message` (attachments as views of
     ``body``) with the payload of a JSON frame left in ``body`` until read;
     every verdict, and every error's words, are decode_message's."""
-    if _validate is None or body.__class__ is not bytes or body[:1] == b"\x00" or not plain(body):
-        return decode_message(body, views=True)
-    try:
-        msg: Message = _validate(body)
-    except ValidationError:
-        return decode_message(body, views=True)  # its refusal, in its words
-    if msg.attachments is not None:
-        return decode_message(body, views=True)
-    _setattr(msg, "__pydantic_private__", {FRAME: body})
-    return msg
+    if _validate is not None and body.__class__ is bytes and body[:1] != b"\x00" and plain(body):
+        msg = in_one_pass(body, _validate)
+        if msg is not None:
+            _setattr(msg, "__pydantic_private__", {FRAME: body})
+            return msg
+    return decode_message(body, views=True)  # a refusal in its words, or the payload decoded too
