@@ -146,7 +146,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         """Each frame through the protocol, then to the server, in order."""
         receive_frame = self.protocol.receive_frame
         dispatch = self.owner.dispatch
-        self.protocol.defer_payloads = not self.owner.handlers  # ipc_protocol.relayed
+        self.protocol.defer_payloads = self.handler_calls is _NO_KEYS or not self.owner.handlers  # until it calls one (relayed.py)
         message_class = Message
         received = self.traffic.received  # the app's counters (stats.AppTraffic)
         inflight = self.inflight

@@ -182,11 +182,15 @@ async def test_publish_reaches_every_v2_subscriber_as_the_publishers_bytes(raw) 
     assert got["message_id"] == "p-1" and "headers" not in got
 
 
-async def test_a_handler_added_while_clients_are_connected_gets_payloads_decoded_whole(server: IPCServer, make_client) -> None:
-    """Without in-process handlers the server leaves payloads in their frames
-    (ipc_protocol.relayed); with one, it decodes whole from the next read on,
-    so the handler's request is not parsed twice."""
-    client = await make_client()
+def server_side(server: IPCServer, client: Any) -> Any:
+    return next(conn for conn in server.connections if conn.connection_id == client.connection_id)
+
+
+async def test_payloads_stay_in_relayed_frames_until_a_connection_calls_an_in_process_handler(server: IPCServer, make_client) -> None:
+    """The server leaves payloads in the frames it relays (ipc_protocol.relayed),
+    handlers or not; a connection's frames are decoded whole from the read
+    after its first call of an in-process handler, so later ones are not
+    parsed twice, and left in their frames again once no handler is left."""
     seen: list[bool] = []
 
     async def add(msg: Any) -> int:
@@ -194,9 +198,17 @@ async def test_a_handler_added_while_clients_are_connected_gets_payloads_decoded
         return msg.payload["a"] + msg.payload["b"]
 
     server.add_handler("sum", add)
-    assert await client.request("sum", {"a": 1, "b": 2}) == 3
-    assert seen == [True]
+    client, publisher, sub = await make_client(), await make_client(), await make_client()
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    await sub.subscribe("news", got.put_nowait)
+    await publisher.publish("news", {"n": 1}, ack=True)
+    assert (await asyncio.wait_for(got.get(), WAIT_S)).payload == {"n": 1}
+    assert server_side(server, publisher).protocol.defer_payloads  # a publisher with handlers about
+    assert await client.request("sum", {"a": 1, "b": 2}) == 3  # decoded on read, then read by the handler
+    assert await client.request("sum", {"a": 3, "b": 4}) == 7
+    assert seen == [False, True] and not server_side(server, client).protocol.defer_payloads
     server.remove_handler("sum")
     rsp = await make_client()
     await rsp.serve("sum", lambda msg: msg.payload["a"] * msg.payload["b"])
     assert await client.request("sum", {"a": 4, "b": 5}) == 20  # relayed, its payload left in the frame
+    assert server_side(server, client).protocol.defer_payloads
