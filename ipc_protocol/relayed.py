@@ -1,10 +1,11 @@
 """Decoding what a server relays: the envelope validated in one pass, the
 payload left in its frame until something reads it (``deferred_payload``).
-A server without in-process handlers reads no request's, answer's or
-publish's payload on its way through (docs/performance.md, "One pass per
-frame"); the rare frames whose payload it does read (a registration's
-``serve``, a ``system`` action, an idempotency key's digest) decode it
-then, from the same bytes.
+A server reads no request's, answer's or publish's payload on its way
+through (docs/performance.md, "One pass per frame"), and decodes a
+connection's frames so until it calls one of the server's in-process
+handlers; the rare frames whose payload it does read (a registration's
+``serve``, a ``system`` action, an idempotency key's digest, a handler's
+first request from a connection) decode it then, from the same bytes.
 """
 
 from __future__ import annotations

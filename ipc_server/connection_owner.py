@@ -58,8 +58,8 @@ class ConnectionOwner(Protocol):
     config: ServerConfig
     stats: ServerStats
     reads: SharedReads
-    # In-process handlers: while there are none, no payload is read on the
-    # way through, and frames are decoded without it (ipc_protocol.relayed).
+    # In-process handlers: while there are none, or a connection has called
+    # none, its frames are decoded without their payload (ipc_protocol.relayed).
     @property
     def handlers(self) -> Sized: ...
 
