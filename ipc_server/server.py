@@ -77,14 +77,7 @@ class IPCServer:
         config: a full :class:`ServerConfig`; keyword ``overrides`` replace its fields.
     """
 
-    def __init__(
-        self,
-        host: str | None = None,
-        port: int | None = None,
-        *,
-        config: ServerConfig | None = None,
-        **overrides: Any,
-    ) -> None:
+    def __init__(self, host: str | None = None, port: int | None = None, *, config: ServerConfig | None = None, **overrides: Any) -> None:
         config = config or load_config(env={})
         if host is not None:
             overrides["host"] = host
@@ -184,7 +177,11 @@ class IPCServer:
         self._grace.started()  # requests for channels nobody serves yet wait a little (§13.2)
         log.info("listening on %s:%d", self.host, self.port)
         if self.metrics is not None:
-            await self.metrics.start(self.loop)  # an OSError here: the caller's to report, as the listener's
+            try:
+                await self.metrics.start(self.loop)  # an OSError here: the caller's to report, as the listener's
+            except BaseException:  # its port taken, say: nothing of this server stays open or running
+                await self.close(0)
+                raise
 
     async def serve_forever(self) -> None:
         """Run until :meth:`close` is called (by a signal handler, say)."""

@@ -262,3 +262,22 @@ def test_a_metrics_port_in_use_stops_the_cli_with_its_address() -> None:
         port = taken.getsockname()[1]
         proc = subprocess.run([sys.executable, "-m", "ipc_server", "--port", "0", "--metrics-port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and f"metrics endpoint 127.0.0.1:{port}" in proc.stderr
+
+
+async def test_a_metrics_port_in_use_fails_start_and_leaves_nothing_of_the_server_open() -> None:
+    """Embedded, the error reaches the caller as the CLI's does, and the
+    listener, the heartbeat sweep and the handler threads it had started
+    are closed with it: a caller that goes on leaks no open port."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = IPCServer("127.0.0.1", 0, metrics_port=taken.getsockname()[1])
+        with pytest.raises(OSError, match="metrics endpoint"):
+            await server.start()
+    sweeper = server._sweeper
+    assert server.port != 0 and sweeper is not None and (sweeper.done() or sweeper.cancelling())
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", server.port)
+    await server.close()  # as after any start: returns at once
