@@ -11,8 +11,9 @@ Outside the window ``no_responders`` stays immediate.
 Held requests are bounded as the ones being answered are: each counts in its
 requester's in-flight limit (``max_inflight_per_connection``, §12), so a
 client that floods unserved channels meets the same pause of its reading.
-A registration, a new handler, a requester gone, a shutdown: each settles
-what it concerns (routed, dropped unanswered, ``shutting_down``).
+A registration, a new handler, a requester gone or giving up (``cancel``,
+§15.4), a shutdown: each settles what it concerns (routed, dropped
+unanswered, ``shutting_down``).
 """
 
 from __future__ import annotations
@@ -191,6 +192,24 @@ class Grace:
                 self.figures["holding"] -= 1
         if not held:
             del self._held[conn.app_id]
+
+    def cancelled(self, conn: Any, request_id: str) -> bool:
+        """Its requester gave the request up (§15.4): dropped unanswered if
+        held here (True). Only a connection's own: a keyed request's stand-in
+        (§6.6) runs on for its other requesters."""
+        held = self._held.get(conn.app_id) if self._held else None
+        if not held:
+            return False
+        number = next((n for n, entry in held.items() if entry.conn is conn and entry.msg.message_id == request_id), None)
+        if number is None:
+            return False
+        del held[number]
+        if not held:
+            del self._held[conn.app_id]
+        self._deadlines.discard((conn.app_id, number))
+        self.figures["holding"] -= 1
+        conn.inflight.finished()
+        return True
 
     def shut_down(self, text: str) -> None:
         """The server closes (§13): every held request is answered ``shutting_down``."""

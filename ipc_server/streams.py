@@ -43,6 +43,7 @@ from .stats import ServerStats
 
 if TYPE_CHECKING:
     from .forwarding import Forwarded, Forwarding
+    from .grace import Grace
     from .handlers import HandlerCall, HandlerCalls
 
 __all__ = ["Streams", "StreamState", "STREAM_RESULTS"]
@@ -91,10 +92,11 @@ class Streams:
     to itself, and routes every ``stream_item``, ``stream_end``, ``credit``
     and ``cancel`` to :meth:`frame`."""
 
-    def __init__(self, stats: ServerStats, forwarding: Forwarding, calls: HandlerCalls, *, default_idle_s: float | None) -> None:
+    def __init__(self, stats: ServerStats, forwarding: Forwarding, calls: HandlerCalls, grace: Grace, *, default_idle_s: float | None) -> None:
         self._stats = stats
         self._forwarding = forwarding
         self._calls = calls
+        self._grace = grace  # requests held for a responder (§13.2): a cancel drops them too
         self._default_idle_s = default_idle_s
         forwarding.streams = calls.streams = self
         # Relayed streams by forwarding key, and that key by (consumer, its request id).
@@ -174,7 +176,7 @@ class Streams:
         # Else the stream has ended: a grant crossing its end is nothing.
 
     def _cancel(self, conn: ServerConnection, msg: Message) -> None:
-        """The requester gave up (§15.4): stop whoever runs the request; no answer."""
+        """The requester gave up (§15.4): stop whoever runs or holds the request; no answer."""
         self._stats.cancels += 1
         rid: str = msg.reply_to  # type: ignore[assignment]
         reason = cancel_reason(msg)
@@ -189,6 +191,8 @@ class Streams:
         call = state.call if state is not None else next((c for c in conn.handler_calls if c.request.message_id == rid), None)
         if call is not None:
             self._calls.cancel(call)
+        else:
+            self._grace.cancelled(conn, rid)
 
     # -- relayed streams: the forwarding table's hooks -----------------------------------
 

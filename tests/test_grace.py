@@ -134,6 +134,26 @@ async def test_a_requester_that_leaves_while_held_is_forgotten(clients) -> None:
         assert server.stats.grace["routed"] == 0 and ran == []
 
 
+async def test_a_cancelled_held_request_is_dropped_and_never_reaches_a_responder(clients) -> None:
+    """A caller that gives up (§15.4: its task cancelled, the client sends
+    ``cancel``) frees what it held: the request is not routed when a
+    responder comes, nor counted in the caller's in-flight requests."""
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=WAIT_S * 4) as server:
+        caller = await clients(server.port)
+        pending = asyncio.ensure_future(caller.request("late.svc", 1, timeout=WAIT_S * 3))
+        await until(lambda: server.stats.grace["holding"] == 1, "held")
+        pending.cancel()
+        await until(lambda: server.stats.grace["holding"] == 0, "dropped")
+        assert server.stats.cancels == 1
+        conn = next(iter(server.connections))
+        assert conn.inflight.count == 0
+        ran: list[Any] = []
+        worker = await clients(server.port)
+        await worker.serve("late.svc", lambda m: ran.append(m.payload) or m.payload)
+        assert await caller.request("late.svc", 2, timeout=WAIT_S) == 2
+        assert ran == [2] and server.stats.grace == {"held": 1, "holding": 0, "routed": 0, "expired": 0}
+
+
 async def test_held_requests_count_against_the_inflight_limit(clients) -> None:
     async with IPCServer("127.0.0.1", 0, no_responders_grace_s=WAIT_S, max_inflight_per_connection=4) as server:
         caller = await clients(server.port)
