@@ -94,18 +94,22 @@ class Subscriptions:
         first = channel not in self.handlers
         self.handlers.setdefault(channel, []).append(handler)
         self._cache.clear()
-        if self._waiting():
-            # The restore in progress picks it up; return once it is registered.
-            await self._until_connected(asyncio.get_running_loop().time() + self.request_timeout)
-            return
-        conn = self._connected()
-        if first and conn is not None:
-            try:
+        try:
+            if self._waiting():
+                # The restore in progress picks it up; return once it is registered.
+                await self._until_connected(asyncio.get_running_loop().time() + self.request_timeout)
+                return
+            conn = self._connected()
+            if first and conn is not None:
                 await self._interest(conn, channel, serve=False)
-            except BaseException:
-                self.handlers.pop(channel, None)
+        except BaseException:  # not registered: not kept either (as the Node client)
+            handlers = self.handlers.get(channel)
+            if handlers is not None and handler in handlers:
+                handlers.remove(handler)
+                if not handlers:
+                    del self.handlers[channel]
                 self._cache.clear()
-                raise
+            raise
 
     async def unsubscribe(self, channel: str, handler: Handler | None) -> None:
         handlers = self.handlers.get(channel)

@@ -471,3 +471,23 @@ async def test_two_clients_cannot_share_a_queue_file(tmp_path: Path, via_proxy) 
     assert other.state.value == "disconnected"
     await owner.disconnect()  # gives the file up
     assert await other.connect()
+
+
+async def test_a_subscribe_that_times_out_in_an_outage_is_not_kept(server, proxy, via_proxy) -> None:
+    """It raised, so the client does not subscribe it later either (as the
+    Node client): once back, only the subscription that succeeded is the
+    server's, and a publish reaches only its handler."""
+    client = await via_proxy(request_timeout=0.2)
+    kept: asyncio.Queue[Any] = asyncio.Queue()
+    await client.subscribe("news.kept", lambda m: kept.put_nowait(m.payload))
+    await outage(proxy, client)
+    dropped: list[Any] = []
+    with pytest.raises(RequestTimeout):
+        await client.subscribe("news.*", dropped.append)
+    reconnected = state_event(client, "reconnected")
+    proxy.refuse(False)
+    await asyncio.wait_for(reconnected.get(), WAIT_S)
+    assert server.stats.subscriptions == 1
+    publisher = await via_proxy()
+    await publisher.publish("news.kept", "after")
+    assert await asyncio.wait_for(kept.get(), WAIT_S) == "after" and dropped == []
