@@ -158,7 +158,9 @@ class Subscriptions:
         return registration
 
     def _drop_service(self, channel: str) -> None:
-        self._never_waits.discard(self.services.pop(channel, None))
+        fn = self.services.pop(channel, None)
+        if fn not in self.services.values():  # one function may serve several channels
+            self._never_waits.discard(fn)
 
     async def _register(self, conn: ClientConnection, channel: str, registration: Registration) -> None:
         try:

@@ -204,7 +204,11 @@ async def test_a_served_handler_run_at_once_answers_keeps_its_context_and_can_st
                 break
     assert got == list(range(10))
     await asyncio.wait_for(closed.wait(), WAIT_S)  # the cancel reached the producer's task
+    await responder.serve("count.too", count)  # one function on two channels
     await responder.unserve("count")
+    assert (count in responder._subs._never_waits) == (sys.version_info < (3, 12))
+    assert await requester.request("count.too", 20) == {"before": 0, "task": True, "payload": 20}
+    await responder.unserve("count.too")
     assert count not in responder._subs._never_waits
 
 
