@@ -87,6 +87,7 @@ class Metrics:
     async def close(self) -> None:
         if self._lag_task is not None:
             self._lag_task.cancel()
+            await asyncio.wait([self._lag_task])  # ended when close() returns
         if self.endpoint is not None:
             await self.endpoint.close()
 

@@ -211,6 +211,7 @@ class IPCServer:
             await self._cluster.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+            await asyncio.wait([self._sweeper])  # ended when close() returns (wait: its CancelledError stays in it)
         await shutdown.close_connections(self.loop, self._admission.connections)
         await self._listener.wait_closed()
         if self._executor is not None:

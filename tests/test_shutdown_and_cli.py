@@ -97,6 +97,17 @@ async def test_requests_past_the_grace_period_get_shutting_down() -> None:
     await caller.disconnect()
 
 
+async def test_nothing_of_the_server_runs_once_close_returns() -> None:
+    """The heartbeat sweep and the metrics' lag sampler have ended, not
+    only been told to: an application that closes its loop next finds no
+    task of the server pending."""
+    server = IPCServer("127.0.0.1", 0, metrics_port=0)
+    await server.start()
+    tasks = [server._sweeper, server.metrics._lag_task]
+    await server.close()
+    assert all(task is not None and task.done() for task in tasks)
+
+
 async def test_close_before_start_is_harmless() -> None:
     server = IPCServer("127.0.0.1", 0)
     await server.close()
