@@ -123,14 +123,10 @@ class Grace:
             for number, entry in list(held.items()):
                 entry.conn.inflight.finished()  # counted again by the handler or the forward
                 if self._route(entry):
-                    del held[number]
-                    self._deadlines.discard((app, number))
-                    self.figures["holding"] -= 1
+                    self._drop(app, number)
                     self.figures["routed"] += 1
                 else:
                     entry.conn.inflight.started()
-            if not held:
-                del self._held[app]
 
     def _route(self, entry: _Held) -> bool:
         """Route ``entry`` as the server does (§6.1; ``system``: §8), if anyone serves it now."""
@@ -166,15 +162,22 @@ class Grace:
         body = entry.body if entry.body[:1] == b"\x00" else encode_message(msg)
         return msg, body
 
-    def _expired(self, key: _Key) -> None:
-        app, number = key
+    def _drop(self, app: str, number: int) -> _Held | None:
+        """Take one held request out of the tables, its deadline with it."""
         held = self._held.get(app)
         entry = held.pop(number, None) if held is not None else None
-        if held is not None and not held:
+        if entry is None:
+            return None
+        if not held:
             del self._held[app]
+        self._deadlines.discard((app, number))
+        self.figures["holding"] -= 1
+        return entry
+
+    def _expired(self, key: _Key) -> None:
+        entry = self._drop(*key)
         if entry is None:
             return
-        self.figures["holding"] -= 1
         self.figures["expired"] += 1
         entry.conn.inflight.finished()
         waited = self.loop.time() - entry.since
@@ -185,13 +188,8 @@ class Grace:
         held = self._held.get(conn.app_id) if self._held else None
         if held is None:
             return
-        for number, entry in list(held.items()):
-            if entry.conn is conn:
-                del held[number]
-                self._deadlines.discard((conn.app_id, number))
-                self.figures["holding"] -= 1
-        if not held:
-            del self._held[conn.app_id]
+        for number in [n for n, entry in held.items() if entry.conn is conn]:
+            self._drop(conn.app_id, number)
 
     def cancelled(self, conn: Any, request_id: str) -> bool:
         """Its requester gave the request up (§15.4): dropped unanswered if
@@ -203,11 +201,7 @@ class Grace:
         number = next((n for n, entry in held.items() if entry.conn is conn and entry.msg.message_id == request_id), None)
         if number is None:
             return False
-        del held[number]
-        if not held:
-            del self._held[conn.app_id]
-        self._deadlines.discard((conn.app_id, number))
-        self.figures["holding"] -= 1
+        self._drop(conn.app_id, number)
         conn.inflight.finished()
         return True
 
