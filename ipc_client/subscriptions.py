@@ -100,7 +100,10 @@ class Subscriptions:
                 await self._until_connected(asyncio.get_running_loop().time() + self.request_timeout)
                 return
             conn = self._connected()
-            if first and conn is not None:
+            # Every call waits for its own ack (as the Node client): one made while
+            # the channel's first is in flight must not return before the server
+            # holds it, nor stay when that one is refused. A 1.1.x server: once.
+            if conn is not None and (first or not conn.legacy):
                 await self._interest(conn, channel, serve=False)
         except BaseException:  # not registered: not kept either (as the Node client)
             handlers = self.handlers.get(channel)

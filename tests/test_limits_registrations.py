@@ -5,6 +5,8 @@ is held."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ipc_client import IPCClient
@@ -34,6 +36,18 @@ async def test_subscriptions_per_connection() -> None:
             assert server.stats.subscriptions == 3
             stats = await c.system("stats")
             assert stats["subscriptions"] == 3 and stats["errors"]["limit_exceeded"] == 1
+
+
+async def test_concurrent_subscribes_to_one_channel_past_the_cap_are_all_refused() -> None:
+    # The second call for a channel whose first is still in flight used to return at
+    # once: kept, though the server refused the channel, so it silently got nothing.
+    async with IPCServer("127.0.0.1", 0, max_subscriptions_per_connection=1) as server:
+        async with IPCClient("app", "127.0.0.1", server.port) as c:
+            await c.subscribe("a", _noop)
+            results = await asyncio.gather(c.subscribe("b", _noop), c.subscribe("b", lambda m: None), return_exceptions=True)
+            assert [type(r) for r in results] == [LimitExceeded, LimitExceeded]
+            assert c.get_connection_info()["subscriptions"] == ["a"]
+            assert server.stats.subscriptions == 1
 
 
 async def test_subscriptions_in_total_are_freed_when_a_connection_closes() -> None:
