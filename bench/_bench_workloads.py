@@ -287,6 +287,28 @@ def wl_servers(ctx: Context, loop: str) -> list[Row]:
                 target=0.9,
             )
         )
+    for lang in ctx.clients:
+        # No target: what a relay that validates and tracks nothing reaches with our
+        # clients, beside the two-hop row against nats-server (docs/performance.md).
+        rows.append(
+            compare(
+                f"servers-rr-responder.{lang}.{loop}",
+                f"request/response via a responder client (2 hops), our clients, {INFLIGHT} in flight",
+                lang,
+                loop,
+                lambda: paired_rr(
+                    ctx,
+                    lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop, responder="ours"),
+                    lambda: measure_rr(ctx, lang, server="minimal", client="ours", loop=loop, responder="ours"),
+                ),
+                metric="rate",
+                unit="rt/s",
+                fmt=_rate,
+                reference="minimal asyncio server relaying (same loop), same clients",
+                target=None,
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt",
+            )
+        )
     return rows
 
 

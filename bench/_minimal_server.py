@@ -4,8 +4,12 @@ server's figures are divided by.
 
 It does only what the benchmark's workloads need, the cheapest way asyncio
 allows: the version-2 handshake, ``ping``, requests answered by echoing the
-payload, ``subscribe`` (exact channels) with its ack, and ``publish``
-forwarded as the same bytes to every subscriber. Everything it writes in
+payload, ``subscribe`` (exact channels) with its ack, ``publish``
+forwarded as the same bytes to every subscriber, and responders (``serve``,
+exact channels, the last to register): a request for a served channel is
+forwarded as the same bytes, its answer relayed by ``reply_to`` to whoever
+sent a request with that id last (the floor of a relay: no per-requester
+ids, deadlines or limits). Everything it writes in
 answer to one read batch goes out in one ``write`` per connection
 (coalesced), with TCP_NODELAY. No validation, limits, timeouts, responders,
 patterns or heartbeat sweep: it is a floor, not a product.
@@ -38,6 +42,8 @@ class Hub:
 
     def __init__(self) -> None:
         self.subscribers: dict[str, list[Conn]] = {}
+        self.responders: dict[str, Conn] = {}
+        self.waiting: dict[str, Conn] = {}  # a forwarded request's message_id -> its requester
         self.ids = itertools.count(1)
 
 
@@ -60,6 +66,8 @@ class Conn(asyncio.Protocol):
             subs = self.hub.subscribers.get(channel)
             if subs and self in subs:
                 subs.remove(self)
+        for channel in [c for c, r in self.hub.responders.items() if r is self]:
+            del self.hub.responders[channel]
         self.transport = None
 
     def _reply(self, msg: dict[str, Any], payload: Any) -> None:
@@ -97,6 +105,18 @@ class Conn(asyncio.Protocol):
                     sub.pending.append(frame)  # forwarded unchanged
                 if msg.get("ack"):
                     self._reply(msg, {"status": "published", "delivered": len(self.hub.subscribers.get(msg["channel_id"], ()))})
+            elif kind == "request" and msg["channel_id"] in self.hub.responders:
+                responder = self.hub.responders[msg["channel_id"]]
+                self.hub.waiting[msg["message_id"]] = self
+                if not responder.pending:
+                    touched.append(responder)
+                responder.pending.append(frame)  # forwarded unchanged
+            elif kind == "response":
+                requester = self.hub.waiting.pop(msg.get("reply_to"), None)
+                if requester is not None:
+                    if not requester.pending:
+                        touched.append(requester)
+                    requester.pending.append(frame)  # relayed unchanged
             elif kind == "request":
                 payload = msg.get("payload")
                 if msg["channel_id"] == "system" and isinstance(payload, dict):
@@ -113,6 +133,12 @@ class Conn(asyncio.Protocol):
                     elif action == "ping":
                         payload = {"status": "pong"}
                 self._reply(msg, payload)
+            elif kind in ("subscribe", "unsubscribe") and isinstance(msg.get("payload"), dict) and msg["payload"].get("serve"):
+                if kind == "subscribe":
+                    self.hub.responders[msg["channel_id"]] = self
+                elif self.hub.responders.get(msg["channel_id"]) is self:
+                    del self.hub.responders[msg["channel_id"]]
+                self._reply(msg, {"status": "serving" if kind == "subscribe" else "unserved"})
             elif kind == "subscribe":
                 channel = msg["channel_id"]
                 if channel not in self.channels:
@@ -125,7 +151,7 @@ class Conn(asyncio.Protocol):
                     self.channels.discard(channel)
                     self.hub.subscribers[channel].remove(self)
                 self._reply(msg, {"status": "unsubscribed"})
-            # notifications and responses: nothing to do
+            # notifications: nothing to do
         if pos:
             del buf[:pos]
         for conn in touched:  # one write per connection per read batch

@@ -82,10 +82,15 @@ def test_bench_quick_servers_with_the_same_minimal_clients(tmp_path: Path) -> No
     assert [r[0] for r in rows] == [
         "request/response, minimal asyncio client, in-process handler, 64 in flight",
         "pub/sub fan-out 1 -> 4, minimal asyncio clients, delivered msgs/s",
+        "request/response via a responder client (2 hops), our clients, 64 in flight",
     ]
+    assert rows[2][8] == "-" and rows[2][7].endswith("×")  # a reference row, no target
     by_key = {r["key"]: r["values"] for r in doc["results"]}
     rr, fanout = by_key["servers-rr.python.asyncio"], by_key["servers-fanout.python.asyncio"]
     assert rr["ours"]["rate"] > 0 and rr["reference"]["rate"] > 0
+    # The minimal server relays through our responder client too (a request forwarded, its answer relayed).
+    relayed = by_key["servers-rr-responder.python.asyncio"]
+    assert relayed["ours"]["rate"] > 0 and relayed["reference"]["rate"] > 0 and relayed["reference"]["responder_cpu_us"] > 0
     # Every publish reached every minimal subscriber, on both servers.
     assert fanout["ours"]["lost"] == 0 and fanout["reference"]["lost"] == 0
     assert fanout["ours"]["published"] > 0 and fanout["reference"]["published"] > 0
