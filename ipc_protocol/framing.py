@@ -168,7 +168,8 @@ class FrameDecoder:
         limit = self.max_frame_size
         while end - pos >= HEADER_SIZE:
             n = _from_bytes(data[pos : pos + HEADER_SIZE], "big")
-            self._check_length(n, limit)
+            if not 0 < n <= limit:  # the call only for a bad one: this runs per frame
+                self._check_length(n, limit)
             stop = pos + HEADER_SIZE + n
             if stop > end:
                 if n >= _ASSEMBLE_FROM_BYTES:
@@ -193,7 +194,8 @@ class FrameDecoder:
                     if end - pos < HEADER_SIZE:
                         return
                     n = _from_bytes(buf[pos : pos + HEADER_SIZE], "big")
-                    self._check_length(n, limit)
+                    if not 0 < n <= limit:
+                        self._check_length(n, limit)
                     pos += HEADER_SIZE
                     self._need = n
                 if end - pos < self._need:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, Message, is_servable, validate_pattern
 from ipc_protocol.contracts import bind
+from ipc_protocol.idempotency import IDEMPOTENCY_HEADER
 from ipc_protocol.server_protocol import ConnectRequested
 from ipc_protocol.envelope import REQUEST as _REQUEST, NOTIFICATION as _NOTIFICATION, RESPONSE as _RESPONSE, PUBLISH as _PUBLISH, SUBSCRIBE as _SUBSCRIBE, UNSUBSCRIBE as _UNSUBSCRIBE
 
@@ -337,7 +338,7 @@ class IPCServer:
         if self._shutdown.closing:
             conn.refuse(msg, ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN)
             return
-        if msg.headers is not None and (keyed := self._idempotency.admit(conn, msg)) is not conn:
+        if (headers := msg.headers) is not None and IDEMPOTENCY_HEADER in headers and (keyed := self._idempotency.admit(conn, msg)) is not conn:
             if keyed is None:  # joined a run, answered from the window, or refused (§6.6)
                 return
             conn = keyed  # the first of its key: run for every requester that sends it
