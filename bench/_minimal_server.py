@@ -11,8 +11,8 @@ forwarded as the same bytes, its answer relayed by ``reply_to`` to whoever
 sent a request with that id last (the floor of a relay: no per-requester
 ids, deadlines or limits). Everything it writes in
 answer to one read batch goes out in one ``write`` per connection
-(coalesced), with TCP_NODELAY. No validation, limits, timeouts, responders,
-patterns or heartbeat sweep: it is a floor, not a product.
+(coalesced), with TCP_NODELAY. No validation, limits, timeouts, patterns
+or heartbeat sweep: it is a floor, not a product.
 
     python bench/_minimal_server.py [--host H] [--port P] [--loop asyncio|uvloop]
 
