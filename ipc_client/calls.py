@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+from collections.abc import Awaitable
 from typing import Any
 
 from ipc_protocol import (
@@ -134,10 +135,12 @@ class Calls:
             msg = msg.model_copy(update={"timeout_ms": budget_ms(remaining)})
         return conn.frame(msg), remaining
 
-    async def _exchange(
+    def _exchange(
         self, conn: ClientConnection, message_id: str, channel: str, frame: Frame, deadline: float, remaining: float, track: bool, request: bool
-    ) -> Message:
-        """Write a request's frame and wait for its answer: one coroutine, no timer of its own."""
+    ) -> Awaitable[Message]:
+        """Write a request's frame now; the awaitable of its answer. Not a
+        coroutine of its own: the caller awaits ``await_reply``'s, one frame
+        less on every request (no timer of its own either)."""
         fut: asyncio.Future[Message] = self.loop.create_future()  # type: ignore[union-attr]
         try:
             self._send(conn, message_id, channel, frame, deadline, remaining, fut, request)
@@ -148,13 +151,18 @@ class Calls:
         if track:
             self._metrics.sent()
         if conn.writing_paused:
-            try:
-                await self._drain(conn, f"request on {channel!r}", deadline)
-            except BaseException:
-                self._forget(message_id, fut)
-                if track:
-                    self._metrics.failed()
-                raise
+            return self._drained_reply(conn, message_id, channel, fut, deadline, track)
+        return self.await_reply(fut, track, message_id)
+
+    async def _drained_reply(self, conn: ClientConnection, message_id: str, channel: str, fut: asyncio.Future[Message], deadline: float, track: bool) -> Message:
+        """A full socket buffer drained first (never past the deadline), then the answer."""
+        try:
+            await self._drain(conn, f"request on {channel!r}", deadline)
+        except BaseException:
+            self._forget(message_id, fut)
+            if track:
+                self._metrics.failed()
+            raise
         return await self.await_reply(fut, track, message_id)
 
     def _send(

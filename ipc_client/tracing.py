@@ -43,6 +43,7 @@ __all__ = [
     "new_span_id",
     "new_trace_id",
     "outgoing",
+    "spanned",
     "serving",
     "call_in_trace",
     "within",
@@ -228,7 +229,7 @@ def outgoing(operation: str, channel: str, headers: dict[str, str] | None, clien
     return _with(headers, traceparent, state), None
 
 
-async def _spanned(call: Awaitable[Any], span: Any) -> Any:
+async def spanned(call: Awaitable[Any], span: Any) -> Any:
     """Await ``call`` inside ``span``'s lifetime: ended with the call's outcome."""
     try:
         result = await call
@@ -250,7 +251,7 @@ def traced(operation: str) -> Callable[[F], F]:
             channel = args[0] if args else kwargs.get("channel", "")
             kwargs["headers"], span = outgoing(operation, channel, kwargs.get("headers"), self)
             call = fn(self, *args, **kwargs)
-            return call if span is None else _spanned(call, span)
+            return call if span is None else spanned(call, span)
 
         return wrapper  # type: ignore[return-value]
 

@@ -306,6 +306,10 @@ async def test_publish_waits_for_a_socket_that_cannot_drain() -> None:
     await asyncio.sleep(0.1)
     assert sent == before and not task.done()  # blocked, not buffering on
     assert conn.transport.get_write_buffer_size() < 2 * 1024 * 1024
+    # A request meets the same full socket: it waits for it to drain, never past its deadline, and is forgotten.
+    with pytest.raises(RequestTimeout, match="did not take it before the deadline"):
+        await c.request("y", timeout=0.3)
+    assert len(c._calls) == 0
     task.cancel()
     await c.disconnect()
     stub.close()
