@@ -291,7 +291,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
 
     async def request(self, channel: str, payload: Any = None, **kwargs: Any) -> Any:
         """Like :meth:`send_request` but returns the response payload only."""
-        if kwargs:
+        if kwargs or type(self).send_request is not _send_request:  # options, or a subclass's own
             return (await self.send_request(channel, payload, **kwargs)).payload
         # No options: what send_request's decorators would do, without their
         # argument passing (a tenth of a request's client CPU: docs/performance.md).
@@ -394,5 +394,6 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         )
 
 
-# send_request as written, under its decorators (traced, shareable): request() calls it.
-_bare_send_request: Callable[..., Awaitable[Message]] = IPCClient.send_request.__wrapped__.__wrapped__  # type: ignore[attr-defined]
+# send_request, and the method as written under its decorators (traced, shareable): request() calls it.
+_send_request = IPCClient.send_request
+_bare_send_request: Callable[..., Awaitable[Message]] = _send_request.__wrapped__.__wrapped__  # type: ignore[attr-defined]

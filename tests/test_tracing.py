@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ipc_client import tracing
+from ipc_client import IPCClient, tracing
 from ipc_protocol import encode_frame
 
 from .conftest import WAIT_S, frame
@@ -203,6 +203,24 @@ async def test_in_process_handlers_read_the_headers(server, make_client) -> None
     c = await make_client()
     headers = await c.request("py.meta", timeout=WAIT_S)
     assert ids(headers["traceparent"])
+
+
+async def test_a_request_without_options_is_traced_and_a_subclass_send_request_still_runs(server, make_client) -> None:
+    # request() with no options skips send_request's decorators (docs/performance.md):
+    # the same trace context goes out, and a subclass's own send_request is still called.
+    server.add_handler("py.meta", lambda m: m.headers)
+    c = await make_client()
+    assert ids((await c.request("py.meta"))["traceparent"])
+    seen: list[str] = []
+
+    class Logged(IPCClient):
+        async def send_request(self, channel: str, payload: Any = None, **kwargs: Any) -> Any:
+            seen.append(channel)
+            return await super().send_request(channel, payload, **kwargs)
+
+    async with Logged("app", "127.0.0.1", server.port) as logged:
+        assert ids((await logged.request("py.meta"))["traceparent"])
+    assert seen == ["py.meta"]
 
 
 async def test_the_server_keeps_trace_headers_when_it_re_encodes(raw) -> None:
