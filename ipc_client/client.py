@@ -28,7 +28,7 @@ from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_
 from .calls import Calls
 from .circuit_breaker import Breakers, CircuitBreaker, CircuitBreakerOptions
 from .client_extensions import ClientExtensions
-from .coalescing import DEFAULT_CACHE_MAX_ENTRIES, SharedCalls, shareable
+from .coalescing import DEFAULT_CACHE_MAX_ENTRIES, SharedCalls
 from .drain import Drain, Draining
 from .connection import ClientConnection
 from .introspection import ClientIntrospection
@@ -245,11 +245,9 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
     # -- public API: requests and messages --------------------------------------
 
     @traced("request")  # docs/tracing.md: a traceparent on every message
-    @shareable  # coalesce, cache_ttl: docs/resilience.md §11
     async def send_request(
         self, channel: str, payload: Any = None, *, timeout: float | None = None, headers: dict[str, str] | None = None, priority: int = 0, on_disconnect: str | None = None,
-        idempotency_key: str | None = None,
-        coalesce: bool = False, cache_ttl: float | None = None,
+        idempotency_key: str | None = None, coalesce: bool = False, cache_ttl: float | None = None,
     ) -> Message:
         """Send a request and return the response message (its ``payload`` is the result).
 
@@ -270,6 +268,9 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             QueueFull: the offline queue refused or evicted it.
             CircuitOpen: the circuit breaker is open (and no fallback is set).
         """
+        if coalesce or cache_ttl is not None:  # docs/resilience.md §11: the call itself made by SharedCalls, or not at all
+            send = functools.partial(self.send_request, channel, payload, timeout=timeout, headers=headers, priority=priority, on_disconnect=on_disconnect, idempotency_key=idempotency_key)
+            return await self._shared.request(send, channel, payload, coalesce=coalesce, cache_ttl=cache_ttl, timeout=timeout)
         validate_channel(channel)
         self._drain.check()
         if timeout is None:
@@ -293,8 +294,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         """Like :meth:`send_request` but returns the response payload only."""
         if kwargs or type(self).send_request is not _send_request:  # options, or a subclass's own
             return (await self.send_request(channel, payload, **kwargs)).payload
-        # No options: what send_request's decorators would do, without their
-        # argument passing (a tenth of a request's client CPU: docs/performance.md).
+        # No options: what send_request's decorator would do, without its
+        # argument passing (docs/performance.md).
         headers, span = outgoing("request", channel, None, self)
         call = _bare_send_request(self, channel, payload, headers=headers)
         return (await (call if span is None else spanned(call, span))).payload
@@ -394,6 +395,6 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         )
 
 
-# send_request, and the method as written under its decorators (traced, shareable): request() calls it.
+# send_request, and the method as written under its trace decorator: request() calls it.
 _send_request = IPCClient.send_request
-_bare_send_request: Callable[..., Awaitable[Message]] = _send_request.__wrapped__.__wrapped__  # type: ignore[attr-defined]
+_bare_send_request: Callable[..., Awaitable[Message]] = _send_request.__wrapped__  # type: ignore[attr-defined]

@@ -13,11 +13,10 @@ for that many seconds.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pydantic_core
 
@@ -28,9 +27,7 @@ from .circuit_breaker import Breakers, CircuitState
 from .metrics import ClientMetrics
 from .response_cache import DEFAULT_CACHE_MAX_ENTRIES, ResponseCache, check_cache_ttl
 
-__all__ = ["SharedCalls", "request_key", "shareable", "DEFAULT_CACHE_MAX_ENTRIES"]
-
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["SharedCalls", "request_key", "DEFAULT_CACHE_MAX_ENTRIES"]
 
 
 def request_key(channel: str, payload: Any) -> str | None:
@@ -48,23 +45,6 @@ def request_key(channel: str, payload: Any) -> str | None:
     if paths:
         text += "\x00" + json.dumps([paths, [hashlib.sha256(b).hexdigest() for b in buffers]])
     return f"{channel}\x00{text}"
-
-
-def shareable(fn: F) -> F:
-    """Decorates ``IPCClient.send_request``: a call with ``coalesce`` or
-    ``cache_ttl`` goes through the client's :class:`SharedCalls`, which makes
-    the call itself with every other argument as given; any other call is
-    the method's own coroutine, with no frame added."""
-
-    @functools.wraps(fn)
-    def send_request(self: Any, channel: str, payload: Any = None, *args: Any, coalesce: bool = False, cache_ttl: float | None = None, **kwargs: Any) -> Any:
-        if not coalesce and cache_ttl is None:
-            return fn(self, channel, payload, *args, **kwargs)
-        send = functools.partial(fn, self, channel, payload, *args, **kwargs)
-        shared: SharedCalls = self._shared
-        return shared.request(send, channel, payload, coalesce=coalesce, cache_ttl=cache_ttl, timeout=kwargs.get("timeout"))
-
-    return send_request  # type: ignore[return-value]
 
 
 class SharedCalls:
