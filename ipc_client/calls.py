@@ -30,8 +30,8 @@ from ipc_protocol import (
     RequestTimeout,
     error_from_wire,
 )
-from ipc_protocol.attachments import Frame
-from ipc_protocol.envelope import encode_request_parts
+from ipc_protocol.attachments import BinaryFrame, Frame
+from ipc_protocol.envelope import encode_message_parts, encode_publish_parts, encode_request_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.streams import CANCEL, cancel
 
@@ -113,17 +113,26 @@ class Calls:
         frame, remaining = self._prepare(conn, msg, deadline, True)
         self._send(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, fut, msg.message_type is MessageType.REQUEST)
 
-    async def send_one_way(self, conn: ClientConnection, msg: Message, deadline: float) -> None:
-        """Write a message nobody answers; a fast publisher waits for a slow socket."""
+    def send_one_way(self, conn: ClientConnection, msg: Message, deadline: float) -> Awaitable[None]:
+        """Write a message nobody answers (:meth:`one_way`)."""
+        return self.one_way(conn, encode_message_parts(msg, legacy=conn.legacy), msg.message_type.value, msg.channel_id, deadline)
+
+    def publish(self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, deadline: float) -> Awaitable[None]:
+        """A publish nobody acknowledges, encoded straight from its fields (as :meth:`request`)."""
+        body = encode_publish_parts(self.app_id, channel, payload, headers=headers, legacy=conn.legacy)
+        return self.one_way(conn, body, "publish", channel, deadline)
+
+    async def one_way(self, conn: ClientConnection, body: bytes | BinaryFrame, kind: str, channel: str, deadline: float) -> None:
+        """Write an encoded message nobody answers; a fast publisher waits for a slow socket."""
         try:
-            conn.send(msg)
+            conn.send_body(body)
         except ConnectionLost:
             self._metrics.failed()
             raise
         self._metrics.sent()
         self._metrics.delivered()
         if conn.writing_paused:
-            await self._drain(conn, f"{msg.message_type.value} on {msg.channel_id!r}", deadline)
+            await self._drain(conn, f"{kind} on {channel!r}", deadline)
 
     def _prepare(self, conn: ClientConnection, msg: Message, deadline: float, user: bool) -> tuple[Frame, float]:
         """The frame of ``msg`` as sent now, and the time left; a user's

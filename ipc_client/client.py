@@ -294,8 +294,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         """Like :meth:`send_request` but returns the response payload only."""
         if kwargs or type(self).send_request is not _send_request:  # options, or a subclass's own
             return (await self.send_request(channel, payload, **kwargs)).payload
-        # No options: what send_request's decorator would do, without its
-        # argument passing (docs/performance.md).
+        # No options: send_request's decorator's work, without its argument passing (docs/performance.md).
         headers, span = outgoing("request", channel, None, self)
         call = _bare_send_request(self, channel, payload, headers=headers)
         return (await (call if span is None else spanned(call, span))).payload
@@ -315,9 +314,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
 
     @traced("publish")
     async def publish(
-        self, channel: str, data: Any = None, *, ack: bool = False, headers: dict[str, str] | None = None,
-        timeout: float | None = None, priority: int = 0, on_disconnect: str | None = None,
-    ) -> int | None:  # fmt: skip
+        self, channel: str, data: Any = None, *, ack: bool = False, headers: dict[str, str] | None = None, timeout: float | None = None, priority: int = 0, on_disconnect: str | None = None,
+    ) -> int | None:
         """Publish ``data`` on ``channel``.
 
         With ``ack=True``, wait for the server and return how many connections
@@ -330,6 +328,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             raise Forbidden(f"channel {channel!r} is reserved for the server")
         deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
         want_ack = ack and not self.legacy
+        if not want_ack and (conn := self._outbox.sendable()) is not None:  # the hot path: no Message built (Calls.publish)
+            return await self._calls.publish(conn, channel, data, headers, deadline)  # type: ignore[func-returns-value]  # None
         msg = Message.build(MessageType.PUBLISH, self.app_id, channel, data, headers=headers, ack=True if want_ack else None)
         reply = await self._outbox.submit(msg, deadline, reply=want_ack, priority=priority, on_disconnect=on_disconnect)
         if reply is None:

@@ -236,6 +236,12 @@ class ClientConnection(asyncio.BufferedProtocol):
             raise ConnectionLost("the connection is closed")
         self.write(self.frame(msg))
 
+    def send_body(self, body: bytes | BinaryFrame) -> None:
+        """:meth:`send` for a message already encoded (``encode_*_parts``)."""
+        if not self.is_open:
+            raise ConnectionLost("the connection is closed")
+        self.write(self.frame_body(body))
+
     # -- the handshake's wait and the heartbeat (§3, §9) ----------------------
 
     async def handshake(self, timeout: float, peer: str) -> Connected:

@@ -34,6 +34,7 @@ __all__ = [
     "encode_response",
     "encode_message_parts",
     "encode_request_parts",
+    "encode_publish_parts",
     "encode_response_parts",
     "new_message_id",
 ]
@@ -287,6 +288,13 @@ def encode_request_parts(
     message_id = new_message_id()
     wire = _wire(message_id, app_id, channel_id, "request", payload, time.time(), None, headers, None, timeout_ms, None, legacy)
     return message_id, encode_body(wire)
+
+
+def encode_publish_parts(app_id: str, channel_id: str, payload: Any, *, headers: dict[str, str] | None = None, legacy: bool = False) -> bytes | BinaryFrame:
+    """A publish nobody acknowledges, straight from its fields: the body of
+    ``encode_message_parts(Message.build(MessageType.PUBLISH, ...))``."""
+    wire = _wire(new_message_id(), app_id, channel_id, "publish", payload, time.time(), None, headers, None, None, None, legacy)
+    return encode_body(wire)
 
 
 def encode_response(request: Message, payload: Any, *, legacy: bool = False) -> bytes:
