@@ -177,6 +177,7 @@ class ClientProtocol(Protocol):
             return self._refused(msg, NotConnected(f"unexpected handshake reply: {payload!r}"))
         self._move(OPEN)
         self.legacy = "protocol" not in payload
+        self.screened = not self.legacy  # what a version-2 server sends holds no number that overflows a double (§1.1)
         self.server_info = dict(payload)
         self.connection_id = str(payload.get("connection_id") or self.connection_id)
         advertised = payload.get("max_frame_size")

@@ -334,10 +334,11 @@ def decode_message(body: bytes | bytearray, *, views: bool = False) -> Message:
 
 
 def decode_relayed(body: bytes) -> Message:
-    """:func:`decode_message` for a body another node of a cluster read from
-    its client and decoded, relayed as read (docs/cluster.md §3): validated
-    the same, without looking again for numbers that overflow a double
-    (the node it entered refused those)."""
+    """:func:`decode_message` for a body a server already decoded: relayed
+    by another node of a cluster (docs/cluster.md §3), or sent to a client
+    by a version-2 server. Validated the same, without looking again for
+    numbers that overflow a double (the server it entered refused those,
+    docs/protocol.md §1.1)."""
     if body[:1] == b"\x00":
         return _decode_binary(body, False)
     if plain(body, screened=True) and (msg := in_one_pass(body)) is not None:

@@ -51,7 +51,7 @@ from ._json import peek_message_id
 from .attachments import BINARY, AttachmentError, as_binary
 from .codes import ErrorCode
 from .constants import DEFAULT_MAX_FRAME_SIZE, SYSTEM_CHANNEL
-from .envelope import ErrorInfo, Message, MessageType, decode_message, encode_message, encode_response
+from .envelope import ErrorInfo, Message, MessageType, decode_message, decode_relayed, encode_message, encode_response
 from .relayed import decode_envelope
 from .exceptions import ProtocolError
 from .frame_buffers import FrameBuffers
@@ -132,6 +132,7 @@ class Protocol:
         "_pings",
         "features",
         "defer_payloads",
+        "screened",
     )
 
     _one_app = False  # a role whose peer must stay in the handshake's app (the server)
@@ -142,6 +143,8 @@ class Protocol:
         self.app_id = ""  # the handshake's, once open
         # A relaying server's: JSON payloads stay in their frames until read (relayed.py).
         self.defer_payloads = False
+        # The peer refuses numbers that overflow a double on the way in (a version-2 server, §1.1).
+        self.screened = False
         self.legacy = False  # the peer speaks version 1: send only its fields (§10)
         self.heartbeat: Heartbeat | None = None  # set by the role when the handshake enables it
         self.violation: ProtocolViolation | None = None  # why the state is ``error``
@@ -220,7 +223,7 @@ class Protocol:
                 raise ProtocolStateError(f"nothing is read in state {self.state.value}")
             return self._receive_before_open(frame)
         try:
-            msg = decode_envelope(frame) if self.defer_payloads else decode_message(frame, views=self._views)
+            msg = decode_envelope(frame) if self.defer_payloads else decode_relayed(frame) if self.screened else decode_message(frame, views=self._views)
         except AttachmentError as exc:  # §16.2 items 4-5: the message is refused, not the stream
             return self._binary_refused(exc.envelope, str(exc))
         except ProtocolError as exc:

@@ -237,3 +237,25 @@ def test_a_bad_envelope_from_the_server_is_a_violation() -> None:
     proto = open_v2()
     (event,) = feed(proto, b"[1, 2]")
     assert isinstance(event, ProtocolViolation) and proto.state is ProtocolState.ERROR
+
+
+def _overflowing(reply_to: str) -> str:
+    return reply({"big": "N"}, reply_to=reply_to).replace('"N"', "1e400")
+
+
+def test_a_version_2_server_s_frames_are_not_screened_again_for_numbers_that_overflow() -> None:
+    # It refused them on the way in and never encodes one (§1.1): decoded as a cluster node's relays are.
+    proto = open_v2()
+    (item,) = feed(proto, _overflowing("req-1"))
+    assert isinstance(item, Message) and item.payload == {"big": float("inf")}
+    (event,) = feed(proto, reply({"n": "N"}, reply_to="req-2").replace('"N"', "NaN"))
+    assert isinstance(event, ProtocolViolation)  # NaN is looked for still: no JSON at all
+
+
+def test_a_1_1_x_server_s_frames_are_screened() -> None:
+    proto = client()
+    proto.connect()
+    proto.data_to_send()
+    feed(proto, V1_ACCEPTED.replace('"*"', '"r1"'))
+    (event,) = feed(proto, _overflowing("req-1"))
+    assert isinstance(event, ProtocolViolation) and "overflows a double" in event.text
