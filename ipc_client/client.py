@@ -329,7 +329,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
         want_ack = ack and not self.legacy
         if not want_ack and (conn := self._outbox.sendable()) is not None:  # the hot path: no Message built (Calls.publish)
-            return await self._calls.publish(conn, channel, data, headers, deadline)  # type: ignore[func-returns-value]  # None
+            await self._calls.publish(conn, channel, data, headers, deadline)
+            return None
         msg = Message.build(MessageType.PUBLISH, self.app_id, channel, data, headers=headers, ack=True if want_ack else None)
         reply = await self._outbox.submit(msg, deadline, reply=want_ack, priority=priority, on_disconnect=on_disconnect)
         if reply is None:
@@ -395,6 +396,5 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         )
 
 
-# send_request, and the method as written under its trace decorator: request() calls it.
-_send_request = IPCClient.send_request
+_send_request = IPCClient.send_request  # and below, the method as written under its trace decorator: request() calls it
 _bare_send_request: Callable[..., Awaitable[Message]] = _send_request.__wrapped__  # type: ignore[attr-defined]

@@ -379,7 +379,7 @@ class IPCServer:
         if self._shutdown.closing:
             conn.refuse(msg, ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN)
             return
-        if msg.headers is not None and (keyed := self._idempotency.admit(conn, msg)) is not conn:
+        if (headers := msg.headers) is not None and IDEMPOTENCY_HEADER in headers and (keyed := self._idempotency.admit(conn, msg)) is not conn:
             if keyed is None:  # §6.6, as in _route
                 return
             conn = keyed
