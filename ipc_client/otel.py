@@ -95,7 +95,10 @@ def current_span() -> Any:
         return None
     if _trace is None:
         return None
-    span = _trace.get_current_span()
+    context = _context.get_current()
+    if not context:  # an empty context holds no span: most messages skip the lookup
+        return None
+    span = _trace.get_current_span(context)
     return span if span.get_span_context().is_valid else None
 
 

@@ -120,6 +120,29 @@ def test_outgoing_headers() -> None:
     assert tracing.outgoing("notify", "x", theirs)[0] is theirs
 
 
+def test_outgoing_continues_a_span_the_application_made_current_without_an_sdk() -> None:
+    """A context propagated into the application (the API alone, no tracer
+    provider) is continued; outside it, and in a context holding only
+    other values, a message starts a trace of its own."""
+    trace = pytest.importorskip("opentelemetry.trace")
+    context = pytest.importorskip("opentelemetry.context")
+    remote = trace.NonRecordingSpan(trace.SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, True, trace.TraceFlags(1)))
+    token = context.attach(trace.set_span_in_context(remote))
+    try:
+        assert tracing.current_trace_id() == "4bf92f3577b34da6a3ce929d0e0e4736"
+        headers, span = tracing.outgoing("request", "x", None)
+        assert span is None and ids(headers["traceparent"])[0] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    finally:
+        context.detach(token)
+    token = context.attach(context.set_value("unrelated", 1))
+    try:
+        assert tracing.current_trace_id() is None
+        assert ids(tracing.outgoing("request", "x", None)[0]["traceparent"])[0] != "4bf92f3577b34da6a3ce929d0e0e4736"
+    finally:
+        context.detach(token)
+    assert tracing.current_trace_id() is None
+
+
 # -- through the server ------------------------------------------------------------
 
 
