@@ -11,6 +11,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const { once } = require('node:events');
+const { IPCClient } = require('..');
 const { FrameDecoder } = require('../lib/framing');
 const { buildMessage, decodeMessage } = require('../lib/envelope');
 const { decodeBinaryFrame, encodeOutgoing } = require('../lib/protocol/attachments');
@@ -246,4 +247,23 @@ async function freePort() {
   return port;
 }
 
-module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, nextReceived, until, captureWarnings, settle, freePort };
+/**
+ * A scripted peer and a client connected to it, both closed after the test
+ * (the client's reconnection backoff short, unless `clientOptions` say otherwise).
+ * @param {import('node:test').TestContext} t
+ * @param {object} [peerOptions]
+ * @param {object} [clientOptions]
+ * @returns {Promise<{peer: Peer, port: number, client: import('..').IPCClient}>}
+ */
+async function peerAndClient(t, peerOptions = {}, clientOptions = {}) {
+  const peer = new Peer(peerOptions);
+  const port = await peer.listen();
+  const client = new IPCClient('app', { host: '127.0.0.1', port, initialDelay: 20, maxDelay: 50, ...clientOptions });
+  t.after(async () => {
+    await client.disconnect();
+    await peer.close();
+  });
+  return { peer, port, client };
+}
+
+module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, peerAndClient, nextReceived, until, captureWarnings, settle, freePort };

@@ -1,0 +1,166 @@
+"""The Python client's offline queue over real loopback TCP, with the fault
+proxy between it and the real server (docs/resilience.md §4): what waits
+during an outage and in which order, deadlines, the overflow policies,
+calls made while connecting, and the queue file (persistence, one owner)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc_client import IPCClient, QueueFileInUse
+from ipc_protocol import NotConnected, QueueFull, RequestTimeout
+
+from .conftest import WAIT_S
+from .proxied import FAST, outage, proxy, state_event, until, via_proxy  # noqa: F401 - proxy and via_proxy are fixtures
+
+
+async def test_requests_queued_during_an_outage_are_delivered_in_priority_order(server, proxy, via_proxy) -> None:
+    seen: list[int] = []
+    server.add_handler("work", lambda m: seen.append(m.payload) or m.payload * 10)
+    client = await via_proxy()
+    await outage(proxy, client)
+    calls = [asyncio.ensure_future(client.request("work", n, priority=p, timeout=WAIT_S)) for n, p in [(1, 0), (2, 5), (3, 0), (4, 9)]]
+    note = asyncio.ensure_future(client.notify("work", 5, priority=-1))
+    await asyncio.wait_for(note, WAIT_S)  # a one-way call completes once it is queued
+    await until(lambda: client.queue_stats()["size"] == 5)
+    assert client.queue_stats()["by_priority"] == {9: 1, 5: 1, 0: 2, -1: 1}
+    reconnected = state_event(client, "reconnected")
+    proxy.refuse(False)
+    assert await asyncio.wait_for(asyncio.gather(*calls), WAIT_S) == [10, 20, 30, 40]
+    await asyncio.wait_for(reconnected.get(), WAIT_S)
+    await until(lambda: len(seen) == 5)
+    assert seen[:4] == [4, 2, 1, 3] and seen[4] == 5
+    assert client.queue_stats()["size"] == 0
+
+async def test_a_queued_request_fails_with_timeout_at_its_deadline(proxy, via_proxy) -> None:
+    client = await via_proxy()
+    await outage(proxy, client)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RequestTimeout):
+        await client.request("anything", timeout=0.2)
+    waited = loop.time() - started
+    assert 0.2 <= waited < 0.2 + 1.0  # at its deadline: not before, not long after
+    assert client.queue_stats()["size"] == 0
+    assert client.queue_stats()["dropped"] == 1  # left the queue unsent
+    assert client.metrics()["messages_failed"] == 1
+
+async def test_fail_fast_policy_and_disconnected_state(proxy, via_proxy) -> None:
+    client = await via_proxy()
+    await outage(proxy, client)
+    with pytest.raises(NotConnected):
+        await client.request("x", on_disconnect="fail")
+    with pytest.raises(NotConnected):
+        await client.publish("x", 1, on_disconnect="fail")
+    await client.disconnect()
+    with pytest.raises(NotConnected):  # disconnected: nothing would ever send it
+        await client.request("x")
+    failing = IPCClient("app", "127.0.0.1", proxy.port, on_disconnect="fail", **FAST)
+    assert failing.on_disconnect == "fail"
+    with pytest.raises(ValueError):
+        IPCClient("app", on_disconnect="maybe")
+
+async def test_full_queue_rejects_or_evicts_by_policy(proxy, via_proxy) -> None:
+    rejecting = await via_proxy(queue_max_size=2)
+    evicting = await via_proxy(queue_max_size=2, queue_overflow="drop_oldest")
+    await outage(proxy, rejecting)
+    await until(lambda: evicting.state.value == "reconnecting")
+    r1 = asyncio.ensure_future(rejecting.request("a", timeout=WAIT_S))
+    r2 = asyncio.ensure_future(rejecting.request("b", timeout=WAIT_S))
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull):
+        await rejecting.request("c")
+    dropped = state_event(evicting, "queue_dropped")
+    await evicting.publish("p.old", 1)
+    e1 = asyncio.ensure_future(evicting.request("e1", timeout=WAIT_S))
+    await asyncio.sleep(0)
+    e2 = asyncio.ensure_future(evicting.request("e2", timeout=WAIT_S))  # evicts the publish
+    e3 = asyncio.ensure_future(evicting.request("e3", timeout=WAIT_S))  # evicts e1
+    event = await asyncio.wait_for(dropped.get(), WAIT_S)
+    assert event == {"reason": "evicted", "channel": "p.old", "message_type": "publish", "priority": 0}
+    with pytest.raises(QueueFull):
+        await e1
+    assert evicting.queue_stats()["dropped"] == 2
+    await rejecting.disconnect()
+    await evicting.disconnect()
+    for fut in (r1, r2, e2, e3):  # settled by disconnect(), exactly once
+        with pytest.raises(NotConnected):
+            await fut
+
+async def test_subscriptions_are_restored_before_the_queue_is_replayed(proxy, via_proxy) -> None:
+    client = await via_proxy()
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    await client.subscribe("news.*", lambda m: got.put_nowait(m.payload))
+    served = client.serve("svc.echo", lambda m: m.payload)
+    await served
+    await outage(proxy, client)
+    await client.publish("news.a", "queued while away")
+    answer = asyncio.ensure_future(client.request("svc.echo", "to myself", timeout=WAIT_S))
+    proxy.refuse(False)
+    assert await asyncio.wait_for(got.get(), WAIT_S) == "queued while away"
+    assert await asyncio.wait_for(answer, WAIT_S) == "to myself"
+
+async def test_persisted_one_way_messages_survive_a_client_restart(tmp_path: Path, server, proxy, make_client, via_proxy) -> None:
+    path = str(tmp_path / "outbox.db")
+    listener = await make_client()
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    await listener.subscribe("audit", lambda m: got.put_nowait(m.payload))
+    first = await via_proxy(queue_path=path)
+    await outage(proxy, first)
+    for n in range(3):
+        await first.publish("audit", n, priority=n, timeout=60)
+    await first.notify("nobody.listens", "x", timeout=0.05)  # expires before the restart
+    await first.disconnect()  # the process "stops" with messages still queued
+    assert first.queue_stats()["size"] == 0
+    proxy.refuse(False)
+    second = await via_proxy(queue_path=path, connect=False)
+    await asyncio.sleep(0.06)
+    await second.connect()
+    assert [await asyncio.wait_for(got.get(), WAIT_S) for _ in range(3)] == [2, 1, 0]
+    assert second.metrics()["queue_dropped"] == 1  # the expired notification, counted
+    await second.disconnect()  # one owner at a time
+    third = await via_proxy(queue_path=path)  # sent means gone from the file
+    assert third.queue_stats()["size"] == 0
+
+async def test_calls_queued_while_connecting_go_out_and_later_calls_follow_them(server, proxy, via_proxy) -> None:
+    server.add_handler("echo", lambda m: m.payload if isinstance(m.payload, int) else len(m.payload))
+    client = await via_proxy(connect=False)
+    proxy.set_latency(0.05)  # the handshake takes a while: calls made meanwhile are queued
+    connecting = asyncio.ensure_future(client.connect())
+    await until(lambda: client.state.value == "connecting")
+    big = "x" * 1_000_000
+    queued = [asyncio.ensure_future(client.request("echo", big, timeout=WAIT_S)) for _ in range(8)]
+    proxy.set_latency(0)
+    await asyncio.wait_for(connecting, WAIT_S)
+    assert await client.request("echo", 7, timeout=WAIT_S) == 7  # behind the replay, not stuck
+    assert await asyncio.wait_for(asyncio.gather(*queued), WAIT_S) == [1_000_000] * 8
+    assert client.queue_stats()["size"] == 0
+
+async def test_calls_queued_during_a_failing_first_connect_fail_with_it(proxy, via_proxy) -> None:
+    proxy.blackhole(True)  # TCP connects, the handshake never completes
+    client = await via_proxy(connect=False, connect_timeout=0.3)
+    connecting = asyncio.ensure_future(client.connect())
+    await until(lambda: client.state.value == "connecting")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    queued = asyncio.ensure_future(client.request("x", timeout=WAIT_S))
+    with pytest.raises(NotConnected):
+        await connecting
+    with pytest.raises(NotConnected):
+        await asyncio.wait_for(queued, WAIT_S)
+    assert loop.time() - started < WAIT_S / 2  # at the failed connect, not at its own 5 s deadline
+    assert client.queue_stats()["size"] == 0
+
+async def test_two_clients_cannot_share_a_queue_file(tmp_path: Path, via_proxy) -> None:
+    path = str(tmp_path / "outbox.db")
+    owner = await via_proxy(queue_path=path)
+    other = await via_proxy(queue_path=path, connect=False)
+    with pytest.raises(QueueFileInUse):
+        await other.connect()
+    assert other.state.value == "disconnected"
+    await owner.disconnect()  # gives the file up
+    assert await other.connect()
