@@ -234,12 +234,13 @@ function validateEnvelope(obj) {
  * Decodes and validates one frame body.
  *
  * @param {Uint8Array} body the frame body (without the length prefix).
+ * @param {boolean} [screened] sent by a version-2 server (parseBody).
  * @returns {object} the message.
  * @throws {FrameError} code bad_frame: not one UTF-8 JSON object.
  * @throws {MessageError} code bad_message: not a valid envelope.
  */
-function decodeMessage(body) {
-  return validateEnvelope(parseBody(body));
+function decodeMessage(body, screened = false) {
+  return validateEnvelope(parseBody(body, screened));
 }
 
 module.exports = {

@@ -136,7 +136,8 @@ function hasLoneSurrogate(value) {
 
 /**
  * Whether a parsed value holds a number that is not finite (an overflow
- * such as `1e400`, which JSON.parse turns into Infinity). It always runs:
+ * such as `1e400`, which JSON.parse turns into Infinity). It runs on every
+ * frame but a short one from a version-2 server (parseBody's `screened`):
  * the walk costs a fraction of JSON.parse, less than any scan of the text
  * for a huge exponent or a 300-digit run.
  *
@@ -168,10 +169,15 @@ function hasNonFinite(value, depth) {
  * Parses a frame body into a JSON object, per the JSON profile (§1.1).
  *
  * @param {Uint8Array} body the frame body.
+ * @param {boolean} [screened] sent by a version-2 server, which refuses
+ *   numbers that overflow a double in what it relays and never encodes
+ *   one (§1.1): the walk for them is skipped where it has nothing else to
+ *   do, on a text too short to nest deeper than MAX_JSON_DEPTH (a tenth of
+ *   the decoding of a small frame).
  * @returns {object} the parsed object, not yet validated as an envelope.
  * @throws {FrameError} code bad_frame.
  */
-function parseBody(body) {
+function parseBody(body, screened = false) {
   let text;
   try {
     text = utf8.decode(body);
@@ -188,8 +194,9 @@ function parseBody(body) {
     throw new FrameError(`a frame must hold a JSON object, not ${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : typeof obj}`);
   }
   // First: it bounds the nesting (JSON.parse has no bound), so the walk
-  // for surrogates stays well within the stack.
-  if (hasNonFinite(obj, 1)) {
+  // for surrogates stays well within the stack. Each level takes two
+  // characters: a shorter text cannot nest deeper than MAX_JSON_DEPTH.
+  if ((!screened || text.length > 2 * MAX_JSON_DEPTH) && hasNonFinite(obj, 1)) {
     throw new FrameError('invalid JSON: a number overflows a double');
   }
   // indexOf first: ~5x cheaper than the regex on a frame with no escape at all.

@@ -123,6 +123,18 @@ test('envelope - a number that overflows a double is bad_frame (§1.1)', () => {
   assert.equal(decodeMessage(Buffer.from(`${H},"payload":1e-400}`)).payload, 0);
 });
 
+test('envelope - a short frame from a version-2 server is not walked for overflow; a long one still is, for its depth (§1.1)', () => {
+  const H = '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"publish"';
+  assert.equal(decodeMessage(Buffer.from(`${H},"payload":1e400}`), true).payload, Infinity); // the server refused those
+  assert.throws(() => decodeMessage(Buffer.from(`${H},"payload":1e400}`)), { code: 'bad_frame' });
+  const deep = `${H},"payload":${'['.repeat(5000)}1${']'.repeat(5000)}}`;
+  for (const screened of [false, true]) {
+    assert.throws(() => decodeMessage(Buffer.from(deep), screened), (err) => err.code === ErrorCode.BAD_FRAME && /nested deeper than 201/.test(err.message));
+  }
+  const long = `${H},"payload":{"big":1e400,"pad":"${'x'.repeat(400)}"}}`; // walked: refused whoever sent it
+  assert.throws(() => decodeMessage(Buffer.from(long), true), { code: 'bad_frame' });
+});
+
 test('envelope - a sender refuses a value nested deeper than any decoder reads (§1.1)', () => {
   const nested = (levels, kind) => {
     let value = 1;

@@ -202,6 +202,32 @@ function openClient() {
   return proto;
 }
 
+/** A response frame whose payload is `{"big": 1e400}`. */
+function overflowing(replyTo) {
+  const body = encodeMessage(buildMessage('response', 'app', 'x', { big: 'N' }, { reply_to: replyTo })).replace('"N"', '1e400');
+  return frame(body);
+}
+
+test('client protocol - a version-2 server\'s frames are not walked again for numbers that overflow (§1.1)', () => {
+  // It refused them on the way in and never encodes one, as the Python client relies on too.
+  const proto = openClient();
+  const [msg] = feed(proto, overflowing('req-1'));
+  assert.deepEqual(msg.payload, { big: Infinity });
+  assert.equal(proto.state, ProtocolState.OPEN);
+});
+
+test('client protocol - a 1.1.x server\'s frames are walked for them', () => {
+  const proto = new ClientProtocol({ appId: 'app', connectionId: 'c' });
+  proto.connect();
+  proto.dataToSend();
+  const v1 = { status: 'connected', connection_id: 'c' }; // no protocol field: version 1 (§10)
+  feed(proto, encodeFrame(encodeMessage(buildMessage('response', 'app', 'system', v1, { reply_to: null }))));
+  assert.equal(proto.legacy, true);
+  const [event] = feed(proto, overflowing('req-1'));
+  assert.ok(event instanceof ProtocolViolation);
+  assert.match(proto.violation.text, /overflows a double/);
+});
+
 /** Splits a buffer into 1-byte chunks. */
 function bytewise(buf) {
   const out = [];

@@ -239,6 +239,7 @@ class ClientProtocol extends Protocol {
         ? p.heartbeat_interval_ms
         : null;
     this.legacy = legacy;
+    this.screened = !legacy; // no number that overflows a double in what it sends (§1.1)
     this.sendLimit = limit;
     this.maxFrameSize = limit;
     if (this._offered !== null && !legacy && Array.isArray(p.features)) {

@@ -86,6 +86,8 @@ class Protocol {
     this.state = HANDSHAKE;
     this.appId = ''; // the handshake's, once open
     this.legacy = false; // the peer speaks version 1: send only its fields (§10)
+    /** The peer refuses numbers that overflow a double on the way in (a version-2 server, §1.1). */
+    this.screened = false;
     /** @type {Heartbeat|null} set by the role when the handshake enables it */
     this.heartbeat = null;
     /** @type {ProtocolViolation|null} why the state is `error` */
@@ -160,7 +162,7 @@ class Protocol {
     }
     let msg;
     try {
-      msg = frame[0] === BINARY_MARKER ? decodeBinaryFrame(frame, this.features.has(BINARY)) : decodeMessage(frame); // §16.2
+      msg = frame[0] === BINARY_MARKER ? decodeBinaryFrame(frame, this.features.has(BINARY)) : decodeMessage(frame, this.screened); // §16.2
     } catch (err) {
       return this._invalidFrame(frame, err);
     }
