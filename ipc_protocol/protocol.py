@@ -101,6 +101,8 @@ TRANSITIONS: dict[ProtocolState, frozenset[ProtocolState]] = {
     ERROR: frozenset(),
 }
 
+_NO_FEATURES: frozenset[str] = frozenset()  # shared: each frozenset() is a new 216-byte object, per connection
+
 # The states in which frames are still read and sent.
 _LIVE = frozenset({HANDSHAKE, OPEN})
 
@@ -154,7 +156,7 @@ class Protocol:
         # Unanswered pings, message_id -> sent at; None until the first (most
         # connections are never pinged: they are not silent).
         self._pings: dict[str, float | None] | None = None
-        self.features: frozenset[str] = frozenset()  # what the handshake granted (§15.1)
+        self.features: frozenset[str] = _NO_FEATURES  # what the handshake granted (§15.1)
 
     # -- state ----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ in the handshake state meanwhile. Once open, a message under another
 from __future__ import annotations
 
 import hmac
+from sys import intern
 from typing import Any
 
 from .codes import ErrorCode
@@ -177,10 +178,11 @@ class ServerProtocol(Protocol):
             raise ProtocolStateError(f"accept without a pending connect (state {self.state.value})")
         self._move(OPEN)
         self._connect = None
-        self.app_id = request.app_id
+        # Interned: the connections of an app, and of a client library, share one copy of each name.
+        self.app_id = intern(request.app_id)
         self.connection_id = connection_id
         self.legacy = request.legacy
-        self.client = request.client
+        self.client = intern(request.client)
         reply: dict[str, Any] = {"status": "connected", "connection_id": connection_id}
         interval = self._heartbeat_interval_s
         if not request.legacy:

@@ -90,6 +90,20 @@ def test_nothing_is_sent_until_the_server_accepts() -> None:
     assert proto.state is ProtocolState.OPEN and proto.connection_id == "conn-1" and proto.app_id == "app"
 
 
+def test_open_connections_share_their_app_s_and_client_s_names_and_the_empty_feature_set() -> None:
+    """What thousands of idle connections hold once each (docs/performance.md, "Memory")."""
+    opened = []
+    for i in range(2):
+        proto = ServerProtocol()
+        _connect(proto, {"action": "connect", "protocol": 2, "client": "ipc-bridge-py/2"}, app_id="shop")  # each decoded from its own frame
+        proto.accept(f"conn-{i}")
+        opened.append(proto)
+    first, second = opened
+    assert first.app_id is second.app_id and first.app_id == "shop"
+    assert first.client is second.client and first.client == "ipc-bridge-py/2"
+    assert first.features is second.features and first.features == frozenset()
+
+
 @pytest.mark.parametrize("protocol", [True, 1.5, "2", [2], 0, -2])
 def test_a_protocol_that_is_not_an_integer_of_2_or_more_is_refused(protocol: Any) -> None:
     event = _connect(ServerProtocol(), {"action": "connect", "protocol": protocol})
