@@ -12,7 +12,7 @@ from ipc_protocol import Message
 from ipc_server import IPCServer
 from ipc_server.users import hash_token
 
-from .test_legacy_compat import APP, Clients, Inbox, RecordingLegacyClient, WAIT_S, blocking
+from .legacy_support import APP, Clients, Inbox, RecordingLegacyClient, WAIT_S, blocking
 
 OWNER = f"""
 [users.owner]
