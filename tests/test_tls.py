@@ -4,8 +4,9 @@ port), the server's context and its refusals, and real TLS connections on
 every refusal (wrong CA, wrong host name, expired, missing or foreign client
 certificate, plaintext<->TLS both ways) surfacing as ``not_connected`` that
 names TLS with the underlying error as ``__cause__``, within a few seconds,
-while the server keeps serving everyone else; reconnection over TLS, the
-pool and the load-balanced client, and the command line.
+while the server keeps serving everyone else, and the command line
+(reconnection over TLS, the pool and the load-balanced client:
+tests/test_tls_reconnection.py).
 
 The connection tests run on asyncio and on uvloop (the server's TLS
 handshake goes through ``loop.start_tls``, which the two implement apart).
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 import trustme
 
-from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient
+from ipc_client import IPCClient
 from ipc_client.tls import client_tls, refused
 from ipc_protocol import ConnectionLost, FrameTooLarge, NotConnected, encode_frame
 from ipc_protocol.client_protocol import ClientProtocol
@@ -330,76 +331,6 @@ def test_a_tls_client_on_a_plaintext_port_fails_fast_and_the_server_logs_it(pki:
             async with IPCClient("app", "127.0.0.1", server.port, reconnect=False) as plain:
                 assert await plain.system("ping") is not None
         assert any("a TLS handshake on a plaintext port" in r.getMessage() for r in caplog.records)
-
-    run(main())
-
-
-def test_reconnection_over_tls_after_a_server_restart(pki: PKI, run: Callable[..., Any]) -> None:
-    async def main() -> None:
-        server = tls_server(pki, mutual=True)
-        await server.start()
-        port = server.port
-        cert, key = pki.client
-        client = IPCClient("app", "127.0.0.1", port, tls_ca=pki.ca, tls_cert=cert, tls_key=key, initial_delay=0.05, max_delay=0.2)
-        reconnected = asyncio.Event()
-        client.on("reconnected", lambda *_: reconnected.set())
-        await client.connect()
-        try:
-            assert await client.request("echo", "before") == "before"
-            await server.close()
-            server = tls_server(pki, mutual=True, port=port)
-            await server.start()
-            await asyncio.wait_for(reconnected.wait(), 10)
-            assert await client.request("echo", "after") == "after"  # a new TLS handshake, a client certificate again
-            (conn,) = server.connections
-            assert peer_subject(conn.transport) is not None
-        finally:
-            await client.disconnect()
-            await server.close()
-
-    run(main())
-
-
-def test_reconnection_gives_up_when_the_restarted_server_s_certificate_is_refused(pki: PKI, run: Callable[..., Any]) -> None:
-    async def main() -> None:
-        server = tls_server(pki)
-        await server.start()
-        port = server.port
-        client = IPCClient("app", "127.0.0.1", port, tls_ca=pki.ca, initial_delay=0.05, max_delay=0.2)
-        gave_up = asyncio.Event()
-        attempts: list[Any] = []
-        client.on("reconnect_failed", lambda n: (attempts.append(n), gave_up.set()))
-        await client.connect()
-        try:
-            await server.close()
-            server = tls_server(pki, cert=pki.foreign_server, port=port)  # signed by a CA the client does not trust
-            await server.start()
-            await asyncio.wait_for(gave_up.wait(), 10)  # final, as a refused token: no endless retries
-            assert attempts == [1] and client.state.value == "disconnected"
-            with pytest.raises(NotConnected):
-                await client.request("echo", 1)
-        finally:
-            await client.disconnect()
-            await server.close()
-
-    run(main())
-
-
-def test_the_pool_and_the_load_balanced_client_pass_tls_through(pki: PKI, run: Callable[..., Any]) -> None:
-    async def main() -> None:
-        cert, key = pki.client
-        tls = {"tls_ca": pki.ca, "tls_cert": cert, "tls_key": key}
-        async with tls_server(pki, mutual=True) as one, tls_server(pki, mutual=True) as two:
-            async with ConnectionPool("app", "127.0.0.1", one.port, min_connections=2, max_connections=2, **tls) as pool:
-                assert await asyncio.gather(*(pool.request("echo", i) for i in range(6))) == list(range(6))
-            assert all(peer_subject(c.transport) for c in one.connections)
-            async with LoadBalancedClient("app", [("127.0.0.1", one.port), ("127.0.0.1", two.port)], health_check_interval=None, **tls) as balanced:
-                assert await asyncio.gather(*(balanced.request("echo", i) for i in range(6))) == list(range(6))
-                assert one.connections and two.connections
-        async with tls_server(pki, mutual=True) as server:  # and a refusal reaches the caller as not_connected naming TLS
-            with pytest.raises(NotConnected, match="TLS"):
-                async with ConnectionPool("app", "127.0.0.1", server.port, tls_ca=pki.ca, acquire_timeout=FAST_S) as pool:
-                    await pool.request("echo", 1)
 
     run(main())
 
