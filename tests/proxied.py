@@ -6,7 +6,7 @@ for what no event announces. The Node mirror is js-client/test/proxied.js."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -28,20 +28,13 @@ async def proxy(server: IPCServer) -> AsyncIterator[FaultProxy]:
 
 
 @pytest.fixture
-async def via_proxy(proxy: FaultProxy) -> AsyncIterator[Callable[..., Any]]:
-    """Clients that talk to the server through the proxy."""
-    clients: list[IPCClient] = []
+def via_proxy(proxy: FaultProxy, make_client: Callable[..., Awaitable[IPCClient]]) -> Callable[..., Awaitable[IPCClient]]:
+    """Clients that talk to the server through the proxy (``make_client``'s, disconnected with them)."""
 
-    async def make(app_id: str = "app", *, connect: bool = True, **kwargs: Any) -> IPCClient:
-        client = IPCClient(app_id, "127.0.0.1", proxy.port, **{**FAST, **kwargs})
-        clients.append(client)
-        if connect:
-            await client.connect()
-        return client
+    def make(app_id: str = "app", *, connect: bool = True, **kwargs: Any) -> Awaitable[IPCClient]:
+        return make_client(app_id, connect=connect, port=proxy.port, **{**FAST, **kwargs})
 
-    yield make
-    for c in clients:
-        await c.disconnect()
+    return make
 
 
 async def until(predicate: Callable[[], bool]) -> None:

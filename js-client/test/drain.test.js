@@ -7,13 +7,11 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { IPCClient, ErrorCode } = require('..');
-const { Peer, waitFor, nextReceived, until } = require('./helpers');
-const { FaultProxy } = require('./fault_proxy');
+const { ErrorCode } = require('..');
+const { waitFor, nextReceived, until } = require('./helpers');
+const { proxiedClient } = require('./proxied');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
-
-const FAST = { initialDelay: 10, maxDelay: 40, jitter: 0 };
 
 /**
  * A peer whose answers the test releases (`answer(msg, payload)`), and a connected client.
@@ -21,15 +19,7 @@ const FAST = { initialDelay: 10, maxDelay: 40, jitter: 0 };
  */
 async function setup(t, clientOptions = {}) {
   const held = [];
-  const peer = new Peer({ onRequest: (msg, conn, reply) => held.push({ msg, reply }) });
-  await peer.listen();
-  const proxy = await new FaultProxy('127.0.0.1', peer.port).start();
-  const client = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, connectTimeout: 500, ...FAST, ...clientOptions });
-  t.after(async () => {
-    await client.disconnect();
-    await proxy.close();
-    await peer.close();
-  });
+  const { peer, proxy, client } = await proxiedClient(t, { onRequest: (msg, conn, reply) => held.push({ msg, reply }) }, clientOptions);
   await client.connect();
   return { peer, proxy, client, held };
 }

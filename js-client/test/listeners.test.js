@@ -6,10 +6,10 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { IPCClient, ErrorCode } = require('..');
+const { ErrorCode } = require('..');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
-const { Peer, waitFor, until, captureWarnings, settle } = require('./helpers');
+const { peerAndClient, waitFor, until, captureWarnings, settle } = require('./helpers');
 
 const FAST = { initialDelay: 10, maxDelay: 40, jitter: 0 };
 
@@ -36,15 +36,8 @@ function unhandled(warnings) {
  * @param {import('node:test').TestContext} t
  * @param {object} [clientOptions]
  */
-async function setup(t, clientOptions = {}) {
-  const peer = new Peer({ onRequest: (msg, conn, reply) => reply(msg.payload) });
-  const port = await peer.listen();
-  const client = new IPCClient('app', { host: '127.0.0.1', port, ...FAST, ...clientOptions });
-  t.after(async () => {
-    await client.disconnect();
-    await peer.close();
-  });
-  return { peer, client };
+function setup(t, clientOptions = {}) {
+  return peerAndClient(t, { onRequest: (msg, conn, reply) => reply(msg.payload) }, { ...FAST, ...clientOptions });
 }
 
 test('listeners - a throwing onConnected listener with no error listener: connect() resolves, one warning, the connection is up', async (t) => {

@@ -1,8 +1,8 @@
 'use strict';
 
 /**
- * What the resilience tests share (test/resilience.test.js,
- * test/resilience_queue.test.js): a scripted peer (test/helpers.js) behind
+ * What the resilience and drain tests share (test/resilience.test.js,
+ * test/resilience_queue.test.js, test/drain.test.js): a scripted peer (test/helpers.js) behind
  * a fault-injecting proxy (test/fault_proxy.js), and a client connected
  * through it.
  */

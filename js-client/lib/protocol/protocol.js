@@ -74,9 +74,7 @@ class ProtocolStateError extends Error {
   }
 }
 
-/**
- * The state and rules of one connection, shared by the roles.
- */
+/** The state and rules of one connection, shared by the roles. */
 class Protocol {
   /**
    * @param {{maxFrameSize?: number|null}} [options] largest frame body
@@ -86,8 +84,7 @@ class Protocol {
     this.state = HANDSHAKE;
     this.appId = ''; // the handshake's, once open
     this.legacy = false; // the peer speaks version 1: send only its fields (§10)
-    /** The peer refuses numbers that overflow a double on the way in (a version-2 server, §1.1). */
-    this.screened = false;
+    this.screened = false; // the peer refuses numbers that overflow a double on the way in (a version-2 server, §1.1)
     /** @type {Heartbeat|null} set by the role when the handshake enables it */
     this.heartbeat = null;
     /** @type {ProtocolViolation|null} why the state is `error` */
