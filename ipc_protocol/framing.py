@@ -9,6 +9,8 @@ of the body is buffered (docs/protocol.md, "Framing").
 
 from __future__ import annotations
 
+import struct
+
 from .attachments import BINARY_MARKER, BinaryBytes, BinaryFrame
 from .constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAX_FRAME_LIMIT
 from .exceptions import FrameError, FrameTooLarge, ProtocolError
@@ -17,6 +19,7 @@ from .frame_buffers import FrameBuffers
 __all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_parts", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
 
 _from_bytes = int.from_bytes
+_prefix_at = struct.Struct(">I").unpack_from  # no slice per frame
 # A frame at least this large that a read does not complete is assembled in
 # a buffer of its own, which the pump may read into directly (read_buffer).
 _ASSEMBLE_FROM_BYTES = 64 * 1024
@@ -147,9 +150,18 @@ class FrameDecoder:
                 return frames
         buf = self._buf
         try:
-            if self._pos == len(buf) and self._need == 0:
+            pending = len(buf) - self._pos
+            if pending == 0 and self._need == 0:
                 # Nothing pending: parse straight from the chunk, keep only its tail.
                 self._parse_chunk(bytes(data), frames)
+            elif pending + HEADER_SIZE <= len(data):
+                # A short tail pending (the usual case: reads end mid-frame):
+                # prepend it, with its prefix once consumed, and parse the
+                # whole from the chunk; every byte is still copied a bounded
+                # number of times, the tail being no longer than the chunk.
+                head = bytes(buf[self._pos :]) if self._need == 0 else frame_header(self._need) + buf[self._pos :]
+                self._buf, self._pos, self._need = bytearray(), 0, 0
+                self._parse_chunk(head + data, frames)
             else:
                 buf += data
                 try:
@@ -167,7 +179,7 @@ class FrameDecoder:
         end = len(data)
         limit = self.max_frame_size
         while end - pos >= HEADER_SIZE:
-            n = _from_bytes(data[pos : pos + HEADER_SIZE], "big")
+            n = _prefix_at(data, pos)[0]
             if not 0 < n <= limit:  # the call only for a bad one: this runs per frame
                 self._check_length(n, limit)
             stop = pos + HEADER_SIZE + n

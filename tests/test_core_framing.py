@@ -70,6 +70,28 @@ def test_random_splits(seed: int) -> None:
         out += dec.feed(STREAM[pos : pos + step])
         pos += step
     assert out == BODIES
+    assert {type(body) for body in out} == {bytes}  # never a view or a bytearray of the decoder's buffer
+
+
+def test_a_short_tail_goes_on_with_the_next_chunk() -> None:
+    # Reads end mid-frame: in the prefix, or in the body after it was read.
+    for cut in (2, 4, 9):
+        dec = FrameDecoder()
+        assert dec.feed(memoryview(STREAM[:cut])) == []
+        out = dec.feed(memoryview(STREAM[cut:]))
+        assert out == BODIES and {type(body) for body in out} == {bytes}
+        assert dec.buffered == 0
+
+
+def test_a_tail_longer_than_the_chunk_is_buffered() -> None:
+    body = b'{"k":"' + b"y" * 60_000 + b'"}'  # under the size assembled in a buffer of its own
+    frame = encode_frame(body) + encode_frame(b"{}")
+    dec = FrameDecoder()
+    out: list[bytes] = []
+    for i in range(0, len(frame), 100):
+        out += dec.feed(frame[i : i + 100])
+    assert out == [body, b"{}"]
+    assert dec.buffered == 0
 
 
 def test_large_frame_over_many_chunks() -> None:
