@@ -65,7 +65,6 @@ _BIG_EXPONENT = b"0e000"
 _LONG_DIGITS = b"0" * 210
 _SOME_DIGITS = b"0" * 32  # longer than any double in full (timestamps are 18): a cheap first look
 _NUMBER_STARTS = frozenset(b":,[ \t\r\n")
-_ZERO = ord("0")
 
 
 def _maybe_huge(raw: bytes | bytearray) -> bool:
@@ -73,17 +72,18 @@ def _maybe_huge(raw: bytes | bytearray) -> bool:
     folded = raw.translate(_FOLD)
     if folded.partition(_SOME_DIGITS)[1] and folded.partition(_LONG_DIGITS)[1]:
         return True
-    head, hit, _ = folded.partition(_BIG_EXPONENT)
-    if not hit:
-        return False
-    at = len(head)
-    while at >= 0:  # at: the last digit before the "e"
-        start = at - 1
-        while start >= 0 and folded[start] == _ZERO:
-            start -= 1
-        if start < 0 or folded[start] in _NUMBER_STARTS:
+    head, hit, rest = folded.partition(_BIG_EXPONENT)
+    first = True
+    while hit:
+        # The run of "0"s before the "e" ends ``head``: a number when it
+        # follows a number start, or starts the text. Past the first hit, a
+        # run that fills ``head`` goes on back into the hit before, to its
+        # "e" (as does a hit overlapping that one, at its last "0"): not one.
+        lead = head.rstrip(b"0")
+        if lead[-1] in _NUMBER_STARTS if lead else first:
             return True
-        at = folded.find(_BIG_EXPONENT, at + 1)
+        head, hit, rest = rest.partition(_BIG_EXPONENT)
+        first = False
     return False
 
 
