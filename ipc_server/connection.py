@@ -33,11 +33,10 @@ from .outbound import Backlog, OutboundLimits
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 
-# Frames queued in one loop iteration go out in one write, but the first write comes after
-# this many: a peer starts on the first frames of a large batch while we still encode the
-# rest. Large enough that the answers to one read of a full pipeline of requests take one
-# write, not two. Each write before the iteration ends doubles the count for the next (a
-# read of 550 publishes to fan out: 5 writes per subscriber, not 17).
+# Frames queued in one loop iteration go out in one write, the first after this many: a peer
+# starts on a large batch while we encode the rest, and one read of a full pipeline of requests
+# is answered in one write. Each write before the iteration ends doubles the count for the next
+# (a read of 550 publishes to fan out: 5 writes per subscriber, not 17).
 _FLUSH_EVERY_FRAMES = 32
 
 _ABORT_AFTER_CLOSE_S = 2.0
@@ -253,19 +252,17 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         return False
 
     def send_frame(self, frame: Frame, *, at_once: bool = False) -> bool:
-        """Queue an encoded frame; the frames of one loop iteration go out
-        together, the first write after ``_FLUSH_EVERY_FRAMES``. Written at
-        once, with any queued before it: ``at_once`` (the caller knows nothing
-        will join it; not during a read of several frames, ``SharedReads``),
-        or the first frame of the iteration during a read of one frame. A frame
-        over the peer's limit is not sent (``frame_limit``): False."""
+        """Queue an encoded frame; a loop iteration's frames go out together, the first write
+        after ``_FLUSH_EVERY_FRAMES``. Written at once, with those before it: ``at_once`` (nothing
+        will join it; not during a read of several frames, ``SharedReads``), or the iteration's
+        first frame during a read of one frame. Over the peer's limit (``frame_limit``): False."""
         if frame.__class__ is not bytes:  # a binary body (§16): as it is, or tagged base64 (binary_frames)
             return self._send_binary(frame, at_once)
         if len(frame) > self._send_limit:
             return self._too_large(frame)
         queued = self.protocol.send_frame(frame)
         if queued and queued < self._write_after and self._flush_handle is not None and not at_once and not self._ended:
-            return True  # joins the iteration's batch (_queued's rules; a call less per target of a fan-out)
+            return True  # it joins the iteration's batch, as _queued would have it: a call less per target of a fan-out
         return self._queued(queued, at_once)
 
     def _too_large(self, frame: bytes) -> bool:
