@@ -16,13 +16,15 @@ from .constants import DEFAULT_MAX_FRAME_SIZE, HEADER_SIZE, MAX_FRAME_LIMIT
 from .exceptions import FrameError, FrameTooLarge, ProtocolError
 from .frame_buffers import FrameBuffers
 
-__all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_parts", "frame_header", "tls_record", "PEER_SPEAKS_TLS"]
+__all__ = ["FrameDecoder", "FramingFailure", "encode_frame", "frame_parts", "frame_header", "tls_record", "PEER_SPEAKS_TLS", "ASSEMBLE_FROM_BYTES", "NEVER_ASSEMBLE"]
 
 _from_bytes = int.from_bytes
 _prefix_at = struct.Struct(">I").unpack_from  # no slice per frame
 # A frame at least this large that a read does not complete is assembled in
-# a buffer of its own, which the pump may read into directly (read_buffer).
-_ASSEMBLE_FROM_BYTES = 64 * 1024
+# a buffer of its own, which the pump may read into directly (read_buffer);
+# NEVER_ASSEMBLE: none is (FrameDecoder.assemble_from).
+ASSEMBLE_FROM_BYTES = 64 * 1024
+NEVER_ASSEMBLE = MAX_FRAME_LIMIT + 1
 
 
 def frame_header(length: int) -> bytes:
@@ -106,7 +108,7 @@ class FrameDecoder:
             protocol maximum (2**32 - 1).
     """
 
-    __slots__ = ("max_frame_size", "_buf", "_pos", "_need", "_error", "_at_start", "tls", "_frame", "_filled", "buffers")
+    __slots__ = ("max_frame_size", "_buf", "_pos", "_need", "_error", "_at_start", "tls", "_frame", "_filled", "buffers", "assemble_from")
 
     def __init__(self, max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = MAX_FRAME_LIMIT if max_frame_size is None else max_frame_size
@@ -121,6 +123,10 @@ class FrameDecoder:
         # Where large frames' buffers come from and go back to, when the pump
         # keeps some (frame_buffers); None: a new one for each.
         self.buffers: FrameBuffers | None = None
+        # A frame's own buffer is its full size, allocated when its prefix is
+        # read: a peer not yet trusted gets none (NEVER_ASSEMBLE), so that the
+        # memory it makes us hold is what it sent, not what it announced.
+        self.assemble_from = ASSEMBLE_FROM_BYTES
 
     @property
     def buffered(self) -> int:
@@ -184,7 +190,7 @@ class FrameDecoder:
                 self._check_length(n, limit)
             stop = pos + HEADER_SIZE + n
             if stop > end:
-                if n >= _ASSEMBLE_FROM_BYTES:
+                if n >= self.assemble_from:
                     self._assemble(n, data[pos + HEADER_SIZE :])
                     return
                 break
@@ -211,7 +217,7 @@ class FrameDecoder:
                     pos += HEADER_SIZE
                     self._need = n
                 if end - pos < self._need:
-                    if self._need >= _ASSEMBLE_FROM_BYTES:
+                    if self._need >= self.assemble_from:
                         self._assemble(self._need, buf[pos:end])
                         pos = end
                     return

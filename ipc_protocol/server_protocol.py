@@ -23,7 +23,7 @@ from .events import ProtocolViolation
 from .constants import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION, SYSTEM_CHANNEL
 from .envelope import Message, MessageType, decode_message, encode_response
 from .exceptions import ProtocolError
-from .framing import encode_frame
+from .framing import ASSEMBLE_FROM_BYTES, NEVER_ASSEMBLE, encode_frame
 from .heartbeat import Heartbeat
 from .streams import negotiate, offered_features
 from .cluster_info import CLUSTER, server_features
@@ -101,6 +101,10 @@ class ServerProtocol(Protocol):
         cluster: str | None = None,
     ) -> None:
         super().__init__(max_frame_size=max_frame_size)
+        # Until the connect is accepted, a large frame is read into the
+        # shared buffer as its bytes come: a length prefix alone reserves
+        # nothing (docs/security.md, "Hostile connections").
+        self._decoder.assemble_from = NEVER_ASSEMBLE
         self.connection_id = ""
         self.client = ""
         self._token = token
@@ -177,6 +181,7 @@ class ServerProtocol(Protocol):
         if request is None or self.state is not HANDSHAKE:
             raise ProtocolStateError(f"accept without a pending connect (state {self.state.value})")
         self._move(OPEN)
+        self._decoder.assemble_from = ASSEMBLE_FROM_BYTES
         self._connect = None
         # Interned: the connections of an app, and of a client library, share one copy of each name.
         self.app_id = intern(request.app_id)

@@ -188,6 +188,29 @@ async def test_a_binary_subscriber_cut_mid_frame_reads_that_frame_whole_then_the
         await slow.close()
 
 
+async def test_a_socket_before_its_handshake_makes_the_server_hold_what_it_sent() -> None:
+    """A length prefix alone reserves no frame buffer until the connect is
+    accepted: sockets that never handshake cost the bytes they sent."""
+    async with IPCServer("127.0.0.1", 0) as server:
+        peers = [await RawPeer.open(server.port) for _ in range(3)]
+        for peer in peers:
+            peer.send_raw((16 * MiB).to_bytes(4, "big") + b'{"x')
+        async with asyncio.timeout(WAIT_S):
+            while sum(conn.bytes_in for conn in server.connections) < 3 * 7:
+                await asyncio.sleep(0.01)
+        shared = memoryview(bytearray(16))
+        assert all(conn.protocol.read_buffer(shared) is shared for conn in server.connections)
+        opened = await RawPeer.open(server.port)
+        assert (await opened.handshake()).payload["status"] == "connected"
+        opened.send_raw((16 * MiB).to_bytes(4, "big") + b'{"x')
+        async with asyncio.timeout(WAIT_S):
+            while (held := [c for c in server.connections if c.protocol.read_buffer(shared) is not shared]) == []:
+                await asyncio.sleep(0.01)
+        assert len(held) == 1 and len(held[0].protocol.read_buffer(shared)) == 16 * MiB - 3  # open: read in place
+        for peer in (*peers, opened):
+            await peer.close()
+
+
 def large_client(server: IPCServer) -> IPCClient:
     """A client of ``server`` that sends and takes frames of up to 64 MiB."""
     return IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB)

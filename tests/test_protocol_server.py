@@ -90,6 +90,23 @@ def test_nothing_is_sent_until_the_server_accepts() -> None:
     assert proto.state is ProtocolState.OPEN and proto.connection_id == "conn-1" and proto.app_id == "app"
 
 
+def test_a_length_prefix_reserves_nothing_before_the_handshake() -> None:
+    """An unauthenticated socket makes the server hold what it sent, not
+    what a prefix announces; once open, a large frame gets its own buffer
+    (read in place)."""
+    shared = memoryview(bytearray(4096))
+    announce = (16 * 1024 * 1024).to_bytes(4, "big") + b'{"x'
+    waiting = ServerProtocol()
+    assert waiting.receive_data(announce) == []
+    assert waiting.read_buffer(shared) is shared and waiting._decoder.buffered == 7
+    opened = ServerProtocol()
+    _connect(opened, {"action": "connect", "protocol": 2})
+    opened.accept("conn-1")
+    assert opened.receive_data(announce) == []
+    view = opened.read_buffer(shared)
+    assert view is not shared and len(view) == 16 * 1024 * 1024 - 3
+
+
 def test_open_connections_share_their_app_s_and_client_s_names_and_the_empty_feature_set() -> None:
     """What thousands of idle connections hold once each (docs/performance.md, "Memory")."""
     opened = []
