@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from interop_settings import WAIT_S
+from interop_settings import WAIT_S, changed_within
 
 
 class FakeServer:
@@ -76,11 +76,7 @@ class FakeServer:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise AssertionError(f"the fake server got no matching frame within {timeout} s")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except (asyncio.TimeoutError, TimeoutError):
-                pass
+            await changed_within(self._changed, remaining)
 
     async def close(self) -> None:
         for writer in self.writers:

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from conftest import HERE, LINE_LIMIT, WAIT_S, _subprocess_env
+from interop_settings import changed_within
 from example_process import wait_for_output
 from http_support import EventStream
 
@@ -188,9 +189,7 @@ class Service:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise AssertionError(f"{what} within {timeout} s; calls {self.calls}; received {self.received}")
-            self._changed.clear()
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+            await changed_within(self._changed, remaining)
         return found
 
     async def wait_call(self, channel: str, action: str | None = None, *, count: int = 1, timeout: float = WAIT_S) -> Any:

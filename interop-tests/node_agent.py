@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from interop_settings import LINE_LIMIT, NODE_DIR, ROOT, WAIT_S
+from interop_settings import LINE_LIMIT, NODE_DIR, ROOT, WAIT_S, changed_within
 
 
 class NodeCallError(Exception):
@@ -115,11 +115,7 @@ class NodeAgent:
             if remaining <= 0:
                 seen = [e["event"] for e in self.events[-20:]]
                 raise AssertionError(f"no {name!r} event within {timeout} s; recent events {seen}; stderr: {self.stderr()}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except (asyncio.TimeoutError, TimeoutError):
-                pass
+            await changed_within(self._changed, remaining)
 
     async def wait_events(self, name: str, count: int, *, timeout: float = WAIT_S) -> list[dict[str, Any]]:
         return [await self.wait_event(name, timeout=timeout) for _ in range(count)]
