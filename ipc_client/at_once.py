@@ -27,6 +27,8 @@ from asyncio import tasks
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from ipc_protocol.contracts import AWAITS_ONLY_ATTR
+
 __all__ = ["AtOnce", "HandlerCancelled", "never_waits", "result_of"]
 
 _EAGER = sys.version_info >= (3, 12)
@@ -59,12 +61,16 @@ def never_waits(fn: Callable[..., Any]) -> bool:
     :class:`AtOnce` should run it (Python 3.11): an ``async def`` function
     or method whose own code never yields. Anything else (a callable
     object, a ``functools.partial``, a decorated function that awaits the
-    one it wraps) gets a task."""
+    one it wraps) gets a task; the wrapper of a typed handler awaits only
+    the handler, and never waits when the handler never does."""
     if _EAGER:  # eager tasks do the same and keep the handler's own task current
         return False
     func = fn.__func__ if isinstance(fn, types.MethodType) else fn
     if not isinstance(func, types.FunctionType) or not func.__code__.co_flags & inspect.CO_COROUTINE:
         return False
+    awaited = getattr(func, AWAITS_ONLY_ATTR, None)  # a typed handler's wrapper (ipc_protocol.contracts)
+    if awaited is not None:
+        return never_waits(awaited)
     return all(ins.opcode != _YIELD_VALUE for ins in dis.get_instructions(func.__code__))
 
 

@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 CONTRACT_ATTR = "__ipc_contract__"
+# On an async handler ``bind`` made: the function whose coroutine is all it
+# awaits, so it never waits when that one never does (ipc_client.at_once).
+AWAITS_ONLY_ATTR = "__ipc_awaits_only__"
 # What an undeclared side publishes: any JSON value.
 ANY_SCHEMA: dict[str, Any] = {}
 _UNTYPED = object()
@@ -181,6 +184,8 @@ def bind(fn: Callable[..., Any]) -> Callable[..., Any]:
     if _is_async(fn):
         async def handler(msg: Message) -> Any:
             return dump(await call(msg))
+
+        setattr(handler, AWAITS_ONLY_ATTR, fn)
     else:
         def handler(msg: Message) -> Any:  # type: ignore[misc]
             result = call(msg)

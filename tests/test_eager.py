@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
-from ipc_protocol import HandlerError, Message, RequestTimeout
+from pydantic import BaseModel
+
+from ipc_protocol import BadRequest, HandlerError, Message, RequestTimeout
+from ipc_protocol.contracts import bind
 from ipc_server import IPCServer
 from ipc_client.at_once import AtOnce, never_waits, result_of
 
@@ -92,6 +95,43 @@ def test_only_an_async_def_that_never_awaits_is_run_at_once() -> None:
         assert not never_waits(fn), fn
 
 
+class _Point(BaseModel):
+    x: int
+
+
+async def _typed_quick(point: _Point) -> int:
+    return point.x
+
+
+async def _typed_slow(point: _Point) -> int:
+    await asyncio.sleep(0)
+    return point.x
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12+ starts every handler's task eagerly instead")
+async def test_a_typed_handler_that_never_awaits_is_run_at_once_too(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    assert never_waits(bind(_typed_quick)) and not never_waits(bind(_typed_slow))
+    assert not never_waits(bind(functools.partial(_typed_quick)))
+    tasks: dict[str, str] = {}
+
+    async def quick(point: _Point) -> int:
+        tasks["quick"] = asyncio.current_task().get_name()  # type: ignore[union-attr]
+        return point.x
+
+    async def slow(point: _Point) -> int:
+        tasks["slow"] = asyncio.current_task().get_name()  # type: ignore[union-attr]
+        await asyncio.sleep(0)
+        return point.x
+
+    server.add_handler("quick", quick)
+    server.add_handler("slow", slow)
+    client = await make_client()
+    assert await client.request("quick", {"x": 3}) == 3 and await client.request("slow", {"x": 4}) == 4
+    with pytest.raises(BadRequest):
+        await client.request("quick", {"x": "three"})  # still validated
+    assert tasks["quick"] == "handler run at once" and tasks["slow"] != "handler run at once"
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="3.11 runs a handler that never awaits at once")
 def test_on_3_12_every_handler_gets_its_eager_task() -> None:
     assert not never_waits(_no_await)
@@ -126,6 +166,29 @@ async def test_a_handler_that_raises_cancelled_error_is_answered_as_failed(waits
         await client.request("gives.up", None, timeout=WAIT_S)
     assert await client.request("system", {"action": "ping"}) == {"status": "pong"}  # the connection is fine
     assert len(server._calls) == 0
+
+
+async def test_a_notification_handler_run_at_once_that_fails_is_counted_and_logged(
+    server: IPCServer, make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[Any] = []
+
+    async def note(msg: Message) -> Any:  # no contract (``-> None`` is one: it would wrap it in one that waits)
+        seen.append(msg.payload)
+        if msg.payload == "bad":
+            raise ValueError("no good")
+
+    server.add_handler("note", note)
+    client = await make_client()
+    with caplog.at_level("WARNING", logger="ipc_server"):
+        for payload in ("ok", "bad", "ok"):
+            await client.notify("note", payload)
+        assert await client.request("system", {"action": "ping"}) == {"status": "pong"}  # read after the three
+    assert seen == ["ok", "bad", "ok"]
+    assert server.stats.errors["handler_error"] == 1
+    assert [r.getMessage() for r in caplog.records if "notification handler" in r.getMessage()] == ["notification handler for 'note' failed: no good"]
+    (conn,) = server._admission.connections
+    assert conn.inflight.count == 0 and len(server._calls) == 0
 
 
 async def test_a_handler_run_at_once_can_return_a_stream_with_its_deadline(server: IPCServer, make_client: Callable[..., Any]) -> None:
