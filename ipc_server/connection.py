@@ -261,8 +261,8 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         if len(frame) > self._send_limit:
             return self._too_large(frame)
         queued = self.protocol.send_frame(frame)
-        if queued and queued < self._write_after and self._flush_handle is not None and not at_once and not self._ended:
-            return True  # it joins the iteration's batch, as _queued would have it: a call less per target of a fan-out
+        if queued and queued < self._write_after and self._flush_handle is not None and not self._ended and (not at_once or self._reads.batch):
+            return True  # it joins the iteration's batch, as _queued would have it: a call less per target of a fan-out or answer of a read
         return self._queued(queued, at_once)
 
     def _too_large(self, frame: bytes) -> bool:
