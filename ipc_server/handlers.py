@@ -171,8 +171,8 @@ class HandlerCalls:
         has finished when this returns, and nothing else runs meanwhile (no
         deadline, cancel, closing connection or shutdown can come first), so
         it needs no ``HandlerCall``: only a stream it returns is held, with
-        a task and its deadline (a call less, ~0.8 µs a request:
-        docs/performance.md)."""
+        a task and its deadline (docs/performance.md, "A handler that
+        never waits holds no call")."""
         inflight = conn.inflight
         inflight.started()
         streaming = False
