@@ -173,7 +173,7 @@ async def test_a_notification_handler_run_at_once_that_fails_is_counted_and_logg
 ) -> None:
     seen: list[Any] = []
 
-    async def note(msg: Message) -> Any:  # no contract (``-> None`` is one: it would wrap it in one that waits)
+    async def note(msg: Message) -> Any:
         seen.append(msg.payload)
         if msg.payload == "bad":
             raise ValueError("no good")
