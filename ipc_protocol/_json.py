@@ -18,6 +18,8 @@ _N, _I = ord("N"), ord("I")
 _SHORTEST_OVERFLOW = 309  # digits of the smallest integer that overflows a double
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _OVERFLOWING_RUN = b"0" * _SHORTEST_OVERFLOW
+# Every run of 309 bytes holds two bytes 154 apart at multiples of 154.
+_RUN_SAMPLE_STEP = _SHORTEST_OVERFLOW // 2
 # The deepest value both decoders read (pydantic-core's parser stops at 201
 # levels; the Node decoder refuses the same): the frame's object is level 1.
 MAX_DEPTH = 201
@@ -35,14 +37,23 @@ def dumps(obj: Any) -> bytes:
         raise MessageError("NaN and Infinity are not valid JSON")
     # Only an int as large as 10**309 can overflow here (a float that did is
     # Infinity, caught above), and it is written as a run of 309+ digits:
-    # frames shorter than that skip the screen, the rest fold their digits
-    # to "0" and look for the run (one C pass, far cheaper than _maybe_huge;
-    # partition: see _FOLD).
-    if len(out) > _SHORTEST_OVERFLOW and out.translate(_DIGITS).partition(_OVERFLOWING_RUN)[1] and _has_non_finite(obj):
+    # frames shorter than that skip the screen. Such a run puts digits at
+    # two neighbouring multiples of 154, so a frame is folded whole (digits
+    # to "0") and searched for the run only when every 154th byte, folded,
+    # shows two in a row: a few bytes looked at instead of all of them
+    # (partition: see _FOLD).
+    if (
+        len(out) > _SHORTEST_OVERFLOW
+        and out[::_RUN_SAMPLE_STEP].translate(_DIGITS).partition(b"00")[1]
+        and out.translate(_DIGITS).partition(_OVERFLOWING_RUN)[1]
+        and _has_non_finite(obj)
+    ):
         raise MessageError("a number overflows a double: no JavaScript peer can read it (send it as a string)")
-    # Deeper than MAX_DEPTH takes at least MAX_DEPTH bracket pairs around a
-    # value: counting them (C speed) spares nearly every frame the walk.
-    if len(out) > 2 * MAX_DEPTH and out.count(b"[") + out.count(b"{") >= MAX_DEPTH and _deeper_than(obj, MAX_DEPTH):
+    # Deeper than MAX_DEPTH takes MAX_DEPTH brackets nested around a value:
+    # reading the nesting in the text (C speed) spares the walk of the value
+    # every frame but those that may be that deep (or whose strings hold
+    # brackets).
+    if len(out) > 2 * MAX_DEPTH and not _nested_below(out, MAX_DEPTH) and _deeper_than(obj, MAX_DEPTH):
         raise MessageError(f"a value is nested deeper than {MAX_DEPTH} levels: no peer decodes it")
     return out
 
@@ -132,6 +143,39 @@ def loads(data: bytes | bytearray | str) -> Any:
     if _maybe_huge(raw) and _has_non_finite(obj):
         raise FrameError("invalid JSON: a number overflows a double")
     return obj
+
+
+_STRINGS_AND_BRACKETS = b'"[]{}'
+_NOT_STRINGS_OR_BRACKETS = bytes(b for b in range(256) if b not in _STRINGS_AND_BRACKETS)
+_ONE_KIND_OF_BRACKET = bytes.maketrans(b"{}", b"[]")
+
+
+def _nested_below(out: bytes, limit: int) -> bool:
+    """True when the brackets of ``out`` (JSON as ``to_json`` writes it)
+    surely nest fewer than ``limit`` deep; False when they may not, or a
+    string holds a bracket (then only a walk of the value can tell).
+
+    Escaped backslashes and quotes go first, so that every quote left
+    delimits a string. Then all but quotes and brackets is dropped (C
+    speed), ``{}`` written as ``[]``: a string holding no bracket is a pair
+    of adjacent quotes, and when every quote is in such a pair, only the
+    structure's brackets are left. Each round of dropping ``[]`` takes off
+    the innermost level, so the rounds that empty the text are its depth."""
+    if b"\\" in out:
+        out = out.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = out.translate(_ONE_KIND_OF_BRACKET, _NOT_STRINGS_OR_BRACKETS)
+    if kept.count(b"[") < limit:
+        return True
+    quotes = kept.count(b'"')
+    if quotes:
+        if kept.count(b'""') * 2 != quotes:
+            return False
+        kept = kept.translate(None, b'"')
+    for _ in range(limit - 1):
+        kept = kept.replace(b"[]", b"")
+        if not kept:
+            return True
+    return False
 
 
 def _deeper_than(obj: Any, limit: int) -> bool:
