@@ -39,8 +39,10 @@ const isWellFormed =
  * @private
  */
 function finiteReplacer(key, value) {
-  if (typeof value === 'number' && !Number.isFinite(value)) {
-    throw new MessageError(`${value} is not valid JSON${key ? ` (at key ${JSON.stringify(key)})` : ''}`);
+  // A boxed number reaches the replacer as an object; JSON.stringify unboxes it after.
+  const number = typeof value === 'number' ? value : value instanceof Number ? value.valueOf() : 0;
+  if (!Number.isFinite(number)) {
+    throw new MessageError(`${number} is not valid JSON${key ? ` (at key ${JSON.stringify(key)})` : ''}`);
   }
   return value;
 }
@@ -50,7 +52,8 @@ function finiteReplacer(key, value) {
  *
  * JSON.stringify turns NaN and Infinity into `null`, silently. They can only
  * hide where the output says `null`, so the strict (slower) replacer pass
- * runs only then.
+ * runs only then, and only when a walk of the value finds where one may be
+ * (mayHoldNonFinite).
  *
  * @param {unknown} value
  * @param {string} what the field, for error messages.
@@ -62,7 +65,7 @@ function stringifyValue(value, what, depth = 2) {
   let out;
   try {
     out = JSON.stringify(value);
-    if (out !== undefined && out.includes('null')) out = JSON.stringify(value, finiteReplacer);
+    if (out !== undefined && out.includes('null') && mayHoldNonFinite(value, depth)) out = JSON.stringify(value, finiteReplacer);
   } catch (err) {
     if (err instanceof MessageError) throw err;
     throw new MessageError(`${what} is not JSON serialisable: ${err.message}`, { cause: err });
@@ -75,6 +78,32 @@ function stringifyValue(value, what, depth = 2) {
     throw new MessageError(`${what} is nested deeper than ${MAX_JSON_DEPTH} levels: no peer decodes it`);
   }
   return out;
+}
+
+/**
+ * Whether JSON.stringify may have written NaN or Infinity in `value` as
+ * `null`: a number that is not finite in a plain object or array, or
+ * anything it turns into JSON by its own rules (`toJSON`, boxed numbers,
+ * class instances), which the strict replacer pass then judges. A `null`
+ * in the output is most often a null in the value, and this walk costs a
+ * fraction of that pass (a replacer call per value).
+ * @param {unknown} value
+ * @param {number} depth the value's: 1 for the frame's object.
+ * @returns {boolean}
+ * @private
+ */
+function mayHoldNonFinite(value, depth) {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (typeof value !== 'object' || value === null) return false;
+  if (depth > MAX_JSON_DEPTH || typeof value.toJSON === 'function') return true;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (mayHoldNonFinite(value[i], depth + 1)) return true;
+    return false;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return true;
+  for (const key in value) if (mayHoldNonFinite(value[key], depth + 1)) return true;
+  return false;
 }
 
 /**

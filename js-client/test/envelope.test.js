@@ -39,6 +39,32 @@ test('envelope - a null inside the payload is fine', () => {
   assert.match(encodeMessage({ ...BASE, payload: { a: null, b: [null] } }), /"payload":\{"a":null,"b":\[null\]\}/);
 });
 
+test('envelope - NaN and Infinity beside a null are still refused, however they are written', () => {
+  // A null in the payload makes the encoder look for where NaN may hide:
+  // in plain objects and arrays, and in whatever JSON.stringify converts itself.
+  class Point {
+    constructor() {
+      this.x = NaN;
+    }
+  }
+  const bare = Object.create(null);
+  bare.n = -Infinity;
+  const hidden = [
+    { a: null, b: [1, NaN] },
+    [null, { deep: [{ x: Infinity }] }],
+    { a: null, boxed: new Number(NaN) },
+    { a: null, own: { toJSON: () => Infinity } },
+    { a: null, p: new Point() },
+    { a: null, bare },
+    { a: null, floats: new Float64Array([1, NaN]) }
+  ];
+  for (const payload of hidden) {
+    assert.throws(() => encodeMessage({ ...BASE, payload }), { code: ErrorCode.BAD_MESSAGE }, JSON.stringify(payload));
+  }
+  const fine = { a: null, rows: [{ n: 1, at: new Date(0), note: null }], boxed: new Number(2), own: { toJSON: () => 'x' } };
+  assert.deepEqual(JSON.parse(encodeMessage({ ...BASE, payload: fine })).payload, JSON.parse(JSON.stringify(fine)));
+});
+
 test('envelope - lone surrogates are refused, escaped backslashes are not', () => {
   assert.throws(() => encodeMessage({ ...BASE, payload: 'a\ud800b' }), { code: ErrorCode.BAD_MESSAGE });
   assert.throws(() => encodeMessage({ ...BASE, payload: { ['\udc00']: 1 } }), { code: ErrorCode.BAD_MESSAGE });
