@@ -17,6 +17,7 @@ Spans follow the messaging semantic conventions: ``messaging.system`` is
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import os
 from typing import Any
@@ -35,6 +36,7 @@ _KINDS = {
 
 _trace: Any = None
 _context: Any = None
+_current_context: Any = None  # the application's current context (load())
 _tracer: Any = None
 _tried = False
 # A tracer provider once seen stays (OpenTelemetry sets one once, for
@@ -48,7 +50,7 @@ api_loaded: bool | None = None
 
 def load() -> bool:
     """Import the API once; False (and nothing left in ``sys.modules``) when it is missing."""
-    global _trace, _context, _tried, api_loaded, _env_names_provider
+    global _trace, _context, _tried, api_loaded, _env_names_provider, _current_context
     _tried = True
     try:
         _trace = importlib.import_module("opentelemetry.trace")
@@ -58,7 +60,19 @@ def load() -> bool:
     api_loaded = _trace is not None
     if api_loaded:
         _env_names_provider = getattr(_trace, "OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER") in os.environ
+        _current_context = _context_getter(_context)
     return api_loaded
+
+
+def _context_getter(context: Any) -> Any:
+    """``context.get_current``, or, with the API's default runtime context
+    (context variables), the ``get`` of its variable itself: what
+    ``get_current`` returns, three calls fewer on every message sent."""
+    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and isinstance(var, contextvars.ContextVar):
+        return var.get
+    return context.get_current
 
 
 def available() -> bool:
@@ -95,7 +109,7 @@ def current_span() -> Any:
         return None
     if _trace is None:
         return None
-    context = _context.get_current()
+    context = _current_context()
     if not context:  # an empty context holds no span: most messages skip the lookup
         return None
     span = _trace.get_current_span(context)

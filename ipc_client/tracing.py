@@ -42,6 +42,7 @@ __all__ = [
     "parse_traceparent",
     "new_span_id",
     "new_trace_id",
+    "new_traceparent",
     "outgoing",
     "spanned",
     "serving",
@@ -63,42 +64,50 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # -- ids: random bytes drawn in batches ---------------------------------------------
 
+_BATCH_BYTES = 4096  # per os.urandom call: 512 span ids, or 170 new traces' headers
 _ids: collections.deque[str] = collections.deque()  # span ids, 16 hex digits
-_trace_ids: collections.deque[str] = collections.deque()  # trace ids, 32
-_BATCH_BYTES = 4096  # 512 span ids or 256 trace ids per os.urandom call
+_traceparents: collections.deque[str] = collections.deque()  # a new trace's first header, whole
 
 
-def _refill(pool: collections.deque[str], width: int) -> None:
-    """Draw a batch of random ids into ``pool``; all zeros is invalid (W3C
-    trace context §3.2.2.3-4) and never handed out."""
+def _fill_ids() -> None:  # all zeros is invalid (W3C trace context §3.2.2.3-4): never handed out
     batch = os.urandom(_BATCH_BYTES).hex()
-    zero = "0" * width
-    pool.extend([i for i in (batch[at : at + width] for at in range(0, len(batch), width)) if i != zero])
+    _ids.extend([i for i in (batch[at : at + 16] for at in range(0, len(batch), 16)) if i != _ZERO_SPAN])
+
+
+def _fill_traceparents() -> None:
+    batch = os.urandom(_BATCH_BYTES).hex()
+    pairs = ((batch[at : at + 32], batch[at + 32 : at + 48]) for at in range(0, len(batch) - 47, 48))
+    _traceparents.extend([f"00-{t}-{s}-01" for t, s in pairs if t != _ZERO_TRACE and s != _ZERO_SPAN])
 
 
 def new_span_id() -> str:
-    """A random 8-byte span id in hex. ``deque.popleft`` is atomic, so threads
-    never share one; a forked child draws afresh (``register_at_fork``)."""
+    """A random 8-byte span id in hex; threads never share one (``popleft``
+    is atomic), nor does a forked child."""
     while True:
         try:
             return _ids.popleft()
         except IndexError:
-            _refill(_ids, 16)
+            _fill_ids()
+
+
+def new_traceparent() -> str:
+    """The ``traceparent`` of a message that starts a trace (new ids, sampled),
+    drawn whole: what most messages sent outside a handler need."""
+    while True:
+        try:
+            return _traceparents.popleft()
+        except IndexError:
+            _fill_traceparents()
 
 
 def new_trace_id() -> str:
-    """A random 16-byte trace id in hex."""
-    while True:
-        try:
-            return _trace_ids.popleft()
-        except IndexError:
-            _refill(_trace_ids, 32)
+    """A random 16-byte trace id in hex, never all zeros."""
+    return new_traceparent()[3:35]
 
 
-def _forget_ids() -> None:
-    """A forked child draws ids of its own, never its parent's."""
+def _forget_ids() -> None:  # a forked child draws ids of its own, never its parent's
     _ids.clear()
-    _trace_ids.clear()
+    _traceparents.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -214,19 +223,19 @@ def outgoing(operation: str, channel: str, headers: dict[str, str] | None, clien
                 parent_id = otel.ids_of(app_span)[1] if app_span is not None else ctx.span_id if ctx is not None else None
                 log.debug("%s %s trace=%s span=%s parent=%s", operation, channel, trace_id, span_id, parent_id)
             return _with(headers, f"00-{trace_id}-{span_id}-{flags}", state), span
-    span_id = new_span_id()
-    if app_span is not None:
+    if app_span is None and ctx is None:  # a new trace: most messages sent outside a handler
+        traceparent, parent_id, state = new_traceparent(), None, None
+        trace_id = span_id = ""  # read from it only to log
+    elif app_span is not None:
         trace_id, parent_id, flags, state = otel.ids_of(app_span)
+        span_id = new_span_id()
         traceparent = f"00-{trace_id}-{span_id}-{flags}"
-    elif ctx is not None:
-        trace_id, parent_id, state = ctx.trace_id, ctx.span_id, ctx.tracestate
-        traceparent = ctx.child(span_id)
     else:
-        trace_id, parent_id, state = new_trace_id(), None, None
-        traceparent = f"00-{trace_id}-{span_id}-01"
+        trace_id, parent_id, state, span_id = ctx.trace_id, ctx.span_id, ctx.tracestate, new_span_id()  # type: ignore[union-attr]
+        traceparent = ctx.child(span_id)  # type: ignore[union-attr]
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("%s %s trace=%s span=%s parent=%s", operation, channel, trace_id, span_id, parent_id)
-    return _with(headers, traceparent, state), None
+        log.debug("%s %s trace=%s span=%s parent=%s", operation, channel, trace_id or traceparent[3:35], span_id or traceparent[36:52], parent_id)
+    return ({TRACEPARENT: traceparent} if headers is None and state is None else _with(headers, traceparent, state)), None
 
 
 async def spanned(call: Awaitable[Any], span: Any) -> Any:

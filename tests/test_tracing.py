@@ -16,12 +16,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ipc_client import IPCClient, tracing
+from ipc_client import IPCClient, otel, tracing
 from ipc_protocol import encode_frame
 
 from .conftest import WAIT_S, frame
@@ -67,18 +68,38 @@ def test_new_ids_are_random_hex_and_distinct_across_threads() -> None:
     assert len(trace_id) == 32 and int(trace_id, 16) != 0
 
 
+def test_a_new_trace_s_traceparents_are_valid_and_distinct_across_threads() -> None:
+    """Drawn whole from a pool (a message sent outside any trace): sampled,
+    neither id all zeros, none handed to two threads."""
+    seen: list[str] = []
+
+    def draw() -> None:
+        seen.extend(tracing.new_traceparent() for _ in range(1000))
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == len(seen) == 4000
+    parsed = [tracing.parse_traceparent(tp) for tp in seen]
+    assert all(p is not None and p[0] != "0" * 32 and p[1] != "0" * 16 and p[2] == "01" for p in parsed)
+    assert len({p[0] for p in parsed if p is not None}) == 4000  # a new trace id each
+
+
 def test_a_forked_child_draws_ids_of_its_own() -> None:
-    tracing.new_span_id()  # the batch is filled in the parent
+    tracing.new_span_id()  # the batches are filled in the parent
+    tracing.new_traceparent()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.write(w, tracing.new_span_id().encode())
+        os.write(w, (tracing.new_span_id() + tracing.new_traceparent()).encode())
         os._exit(0)
     os.close(w)
-    child = os.read(r, 16).decode()
+    child = os.read(r, 16 + 55).decode()
     os.waitpid(pid, 0)
     os.close(r)
-    assert child != tracing.new_span_id()
+    assert child[:16] != tracing.new_span_id() and child[16:] != tracing.new_traceparent()
 
 
 def test_a_handled_message_s_context_is_worked_out_once_when_first_read() -> None:
@@ -141,6 +162,26 @@ def test_outgoing_continues_a_span_the_application_made_current_without_an_sdk()
     finally:
         context.detach(token)
     assert tracing.current_trace_id() is None
+
+
+def test_the_application_s_context_is_read_from_the_api_s_own_variable_or_asked_for() -> None:
+    """With the API's default runtime context the sender reads its context
+    variable itself (what ``get_current`` returns); with any other it asks
+    ``get_current``."""
+    context = pytest.importorskip("opentelemetry.context")
+    getter = otel._context_getter(context)
+    assert getter is not context.get_current and getter() is context.get_current()
+    token = context.attach(context.set_value("k", 1))
+    try:
+        assert getter() is context.get_current()
+    finally:
+        context.detach(token)
+
+    class OtherRuntime:
+        _current_context = None
+
+    other = types.SimpleNamespace(_RUNTIME_CONTEXT=OtherRuntime(), get_current=lambda: "asked")
+    assert otel._context_getter(other)() == "asked"
 
 
 # -- through the server ------------------------------------------------------------
