@@ -6,9 +6,9 @@ version and frame limit, and the heartbeat's timer.
 
 Writes: the first frame of a loop iteration is written at once (a lone
 request pays no delay); the frames that follow in the same iteration go out
-together when it ends, at most ``_BATCH_MAX_FRAMES`` per write: one system
-call per batch instead of one per frame, while bounded batches keep client
-and server from running in lock step. A read of several frames wakes several
+together when it ends, at most ``_BATCH_MAX_FRAMES`` or ``_BATCH_MAX_BYTES``
+per write: one system call per batch instead of one per frame, while
+bounded batches keep client and server from running in lock step. A read of several frames wakes several
 writers at once (many requesters, a responder's handlers), and they run in
 the next iteration: their first frame is batched too, or it would take a
 system call of its own. The hot path's frames are written here directly;
@@ -48,6 +48,10 @@ __all__ = ["ClientConnection"]
 # the server starts on the first of a large batch while we encode the rest
 # (as the server's own _FLUSH_EVERY_FRAMES).
 _BATCH_MAX_FRAMES = 16
+# ... or at this many bytes: 16 large frames would be a whole round of
+# requests in flight, which the server could only start on once all were
+# written (12 KB requests, 16 in flight: 2.1k -> 2.7k round trips/s).
+_BATCH_MAX_BYTES = 64 * 1024
 # A binary frame smaller than this is joined and batched like any frame;
 # a larger one is written from its buffers, its attachments uncopied (§16.4).
 _JOIN_BELOW_BYTES = 64 * 1024
@@ -83,6 +87,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._drain: asyncio.Future[None] | None = None
         # Frames written after the first of this loop iteration, for its end.
         self._batch: list[bytes] = []
+        self._batch_bytes = 0
         # _end_iteration callbacks scheduled: while any is, writes are batched.
         self._iteration_ends = 0
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -200,6 +205,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.stop_heartbeat()
         self.proto.connection_lost()
         self._batch.clear()
+        self._batch_bytes = 0
         self._queue = None
         self.resume_writing()  # release writers; their next write sees the closed connection
         if self.error is None:
@@ -299,7 +305,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         elif self._iteration_ends:
             batch = self._batch
             batch.append(frame)
-            if len(batch) >= _BATCH_MAX_FRAMES:
+            self._batch_bytes += len(frame)
+            if len(batch) >= _BATCH_MAX_FRAMES or self._batch_bytes >= _BATCH_MAX_BYTES:
                 self._flush()
         else:
             assert self.transport is not None
@@ -317,6 +324,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         if not batch:
             return
         self._batch = []
+        self._batch_bytes = 0
         if self.transport is not None and not self.transport.is_closing():
             data = batch[0] if len(batch) == 1 else b"".join(batch)
             if self._queue is not None:

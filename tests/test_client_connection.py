@@ -6,7 +6,7 @@ import asyncio
 
 from collections.abc import Callable
 
-from ipc_client.connection import _BATCH_MAX_FRAMES, ClientConnection
+from ipc_client.connection import _BATCH_MAX_BYTES, _BATCH_MAX_FRAMES, ClientConnection
 from ipc_protocol import Message, MessageType, encode_frame, encode_message
 from ipc_protocol.client_protocol import ClientProtocol
 
@@ -53,6 +53,19 @@ async def test_a_large_batch_is_written_in_pieces() -> None:
     assert transport.writes == [b"x", b"x" * _BATCH_MAX_FRAMES]
     await _next_iteration()
     assert transport.writes == [b"x", b"x" * _BATCH_MAX_FRAMES, b"x"]
+
+
+async def test_a_batch_of_large_frames_goes_out_at_its_byte_cap() -> None:
+    """Fewer frames than the frame cap, but enough bytes: written as soon
+    as they reach the byte cap, so the server starts on them meanwhile."""
+    conn, transport = _connection()
+    large = b"y" * (_BATCH_MAX_BYTES // 3 + 1)
+    conn.write(b"first")
+    for _ in range(4):
+        conn.write(large)
+    assert transport.writes == [b"first", large * 3]
+    await _next_iteration()
+    assert transport.writes == [b"first", large * 3, large]
 
 
 def _answers(n: int) -> bytes:
