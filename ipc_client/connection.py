@@ -8,12 +8,13 @@ Writes: the first frame of a loop iteration is written at once (a lone
 request pays no delay); the frames that follow in the same iteration go out
 together when it ends, at most ``_BATCH_MAX_FRAMES`` or ``_BATCH_MAX_BYTES``
 per write: one system call per batch instead of one per frame, while
-bounded batches keep client and server from running in lock step. A read of several frames wakes several
-writers at once (many requesters, a responder's handlers), and they run in
-the next iteration: their first frame is batched too, or it would take a
-system call of its own. The hot path's frames are written here directly;
-what the protocol queues itself (the connect, pings, pongs) is written
-after the event that queued it.
+bounded batches keep client and server from running in lock step. A read of
+several frames wakes several writers at once (many requesters, a
+responder's handlers), and they run in the next iteration: what they write
+goes out in about ``_WRITES_PER_READ`` batches, so that the server starts
+on the first while the rest are encoded. The hot path's frames are written
+here directly; what the protocol queues itself (the connect, pings, pongs)
+is written after the event that queued it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ _BATCH_MAX_FRAMES = 16
 # requests in flight, which the server could only start on once all were
 # written (12 KB requests, 16 in flight: 2.1k -> 2.7k round trips/s).
 _BATCH_MAX_BYTES = 64 * 1024
+# What the writers a read of n frames woke write goes out in batches of
+# n / 4 frames (at least one): in one batch, a whole round of requests in
+# flight, client and server ran in lock step, each idle while the other
+# worked (16 in flight: 22k -> 46k round trips/s; 64: unchanged).
+_WRITES_PER_READ = 4
 # A binary frame smaller than this is joined and batched like any frame;
 # a larger one is written from its buffers, its attachments uncopied (§16.4).
 _JOIN_BELOW_BYTES = 64 * 1024
@@ -88,6 +94,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         # Frames written after the first of this loop iteration, for its end.
         self._batch: list[bytes] = []
         self._batch_bytes = 0
+        self._batch_cap = _BATCH_MAX_FRAMES  # frames per batch in this iteration
         # _end_iteration callbacks scheduled: while any is, writes are batched.
         self._iteration_ends = 0
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -131,6 +138,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         if len(frames) > 1:
             # Batch what the writers it woke write in the next iteration; this
             # end runs after them (they were scheduled first).
+            self._batch_cap = min(_BATCH_MAX_FRAMES, len(frames) // _WRITES_PER_READ or 1)
             self._iteration_ends += 1
             self._loop.call_soon(self._end_iteration)
 
@@ -306,7 +314,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             batch = self._batch
             batch.append(frame)
             self._batch_bytes += len(frame)
-            if len(batch) >= _BATCH_MAX_FRAMES or self._batch_bytes >= _BATCH_MAX_BYTES:
+            if len(batch) >= self._batch_cap or self._batch_bytes >= _BATCH_MAX_BYTES:
                 self._flush()
         else:
             assert self.transport is not None
@@ -317,6 +325,7 @@ class ClientConnection(asyncio.BufferedProtocol):
     def _end_iteration(self) -> None:
         self._iteration_ends -= 1
         if not self._iteration_ends:
+            self._batch_cap = _BATCH_MAX_FRAMES
             self._flush()
 
     def _flush(self) -> None:

@@ -90,11 +90,30 @@ async def _writers_woken_by_a_read(n: int) -> tuple[RecordingTransport, list[asy
     return transport, tasks
 
 
-async def test_the_writers_one_read_wakes_write_together() -> None:
-    """Their first frame does not take a system call of its own."""
-    transport, tasks = await _writers_woken_by_a_read(3)
-    assert transport.writes == [b"next0 next1 next2 "]
+async def test_the_writers_one_read_wakes_write_in_a_few_batches() -> None:
+    """A read of 16 answers wakes 16 writers (requesters with 16 in flight):
+    their frames go out in four batches, so the server starts on the first
+    while the rest are encoded, instead of all client and server running in
+    lock step; a read of three, a frame a write."""
+    transport, tasks = await _writers_woken_by_a_read(16)
+    assert transport.writes == [b"".join(b"next%d " % i for i in range(at, at + 4)) for at in range(0, 16, 4)]
     await asyncio.gather(*tasks)
+    transport, tasks = await _writers_woken_by_a_read(3)
+    assert transport.writes == [b"next0 ", b"next1 ", b"next2 "]
+    await asyncio.gather(*tasks)
+
+
+async def test_an_iteration_after_a_read_batches_as_before() -> None:
+    """The batches of a read's writers are for that iteration only."""
+    loop = asyncio.get_running_loop()
+    answered = loop.create_future()
+    conn, transport = _connection(lambda c, m: None if answered.done() else answered.set_result(None))
+    conn.data_received(_answers(3))
+    await _next_iteration()
+    await _next_iteration()
+    for _ in range(1 + _BATCH_MAX_FRAMES):
+        conn.write(b"x")
+    assert transport.writes == [b"x", b"x" * _BATCH_MAX_FRAMES]
 
 
 async def test_a_writer_woken_by_a_read_of_one_frame_writes_at_once() -> None:
