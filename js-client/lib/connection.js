@@ -10,7 +10,8 @@
  * It knows nothing about requests, subscriptions or reconnection; the client
  * owns those. Socket listeners are module-level functions that find their
  * connection through a symbol, so no closures are created per connection
- * (as in `ws`). Writes of one tick are corked and leave in one writev.
+ * (as in `ws`). Writes of one tick are corked and leave in one writev;
+ * those that a read of n frames woke, in writevs of n / 4 frames.
  */
 
 const { performance } = require('node:perf_hooks');
@@ -24,6 +25,12 @@ const { readsInto } = require('./reads');
 
 const kConnection = Symbol('kConnection');
 const CLOSE_TIMEOUT_MS = 1000;
+// What a read of n frames wakes (requesters, handlers) leaves in writevs of
+// n / 4 frames (at least one, at most 16): in one, a whole round of requests
+// in flight, client and server ran in lock step, each idle while the other
+// worked (16 in flight: 33k -> 51k round trips/s).
+const WRITES_PER_READ = 4;
+const MAX_FRAMES_PER_READ_WRITE = 16;
 
 /**
  * A monotonic clock in milliseconds (timers must not follow wall-clock jumps).
@@ -64,6 +71,8 @@ class Connection {
     this._proto = new ClientProtocol(options);
     this._socket = null;
     this._corked = false;
+    this._corkedFrames = 0;
+    this._corkCap = Infinity; // frames per writev this tick: set by a read of several frames
     this._error = null;
     this._handshake = null;
     this._drainWaiters = [];
@@ -148,7 +157,12 @@ class Connection {
       this._corked = true;
       socket.cork();
       process.nextTick(uncork, this);
+    } else if (this._corkedFrames >= this._corkCap) {
+      this._corkedFrames = 0;
+      socket.uncork(); // the frames so far leave now; this tick's uncork still comes
+      socket.cork();
     }
+    this._corkedFrames++;
     return writeFrame(socket, frame, onWritten); // a binary frame's parts, uncopied, in the same writev (§16)
   }
 
@@ -237,6 +251,7 @@ class Connection {
     this.lastReceived = t;
     const proto = this._proto;
     const bodies = proto.receiveData(chunk, t);
+    if (bodies.length > 1) this._corkCap = Math.min(MAX_FRAMES_PER_READ_WRITE, Math.max(1, Math.floor(bodies.length / WRITES_PER_READ)));
     for (let i = 0; i < bodies.length && proto.live && !this.closed; i++) {
       const item = proto.receiveFrame(bodies[i]);
       if (item instanceof Event) this._onEvent(item);
@@ -342,19 +357,12 @@ class Connection {
   }
 }
 
-/**
- * @param {Connection} conn
- * @private
- */
+/** @param {Connection} conn @private */
 function heartbeatDue(conn) {
   conn._onHeartbeat();
 }
 
-/**
- * @this {net.Socket}
- * @param {Buffer} chunk
- * @private
- */
+/** @this {net.Socket} @param {Buffer} chunk @private */
 function socketOnData(chunk) {
   this[kConnection]._onData(chunk);
 }
@@ -371,29 +379,21 @@ function socketOnError(err) {
   this.destroy(); // a TLS alert leaves the socket open until the peer closes it
 }
 
-/**
- * @this {net.Socket}
- * @private
- */
+/** @this {net.Socket} @private */
 function socketOnClose() {
   this[kConnection]._onClose();
 }
 
-/**
- * @this {net.Socket}
- * @private
- */
+/** @this {net.Socket} @private */
 function socketOnDrain() {
   for (const resolve of this[kConnection]._drainWaiters.splice(0)) resolve();
 }
 
-/**
- * Flushes the writes corked during this tick.
- * @param {Connection} conn
- * @private
- */
+/** Flushes the writes corked during this tick. @param {Connection} conn @private */
 function uncork(conn) {
   conn._corked = false;
+  conn._corkedFrames = 0;
+  conn._corkCap = Infinity;
   if (!conn.closed) conn._socket.uncork();
 }
 
