@@ -223,16 +223,16 @@ def outgoing(operation: str, channel: str, headers: dict[str, str] | None, clien
                 parent_id = otel.ids_of(app_span)[1] if app_span is not None else ctx.span_id if ctx is not None else None
                 log.debug("%s %s trace=%s span=%s parent=%s", operation, channel, trace_id, span_id, parent_id)
             return _with(headers, f"00-{trace_id}-{span_id}-{flags}", state), span
-    if app_span is None and ctx is None:  # a new trace: most messages sent outside a handler
-        traceparent, parent_id, state = new_traceparent(), None, None
-        trace_id = span_id = ""  # read from it only to log
-    elif app_span is not None:
+    if app_span is not None:
         trace_id, parent_id, flags, state = otel.ids_of(app_span)
         span_id = new_span_id()
         traceparent = f"00-{trace_id}-{span_id}-{flags}"
-    else:
-        trace_id, parent_id, state, span_id = ctx.trace_id, ctx.span_id, ctx.tracestate, new_span_id()  # type: ignore[union-attr]
-        traceparent = ctx.child(span_id)  # type: ignore[union-attr]
+    elif ctx is not None:
+        trace_id, parent_id, state, span_id = ctx.trace_id, ctx.span_id, ctx.tracestate, new_span_id()
+        traceparent = ctx.child(span_id)
+    else:  # a new trace: most messages sent outside a handler
+        traceparent, parent_id, state = new_traceparent(), None, None
+        trace_id = span_id = ""  # read from it only to log
     if log.isEnabledFor(logging.DEBUG):
         log.debug("%s %s trace=%s span=%s parent=%s", operation, channel, trace_id or traceparent[3:35], span_id or traceparent[36:52], parent_id)
     return ({TRACEPARENT: traceparent} if headers is None and state is None else _with(headers, traceparent, state)), None
