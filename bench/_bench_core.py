@@ -17,6 +17,9 @@ from _common import (
 
 
 INFLIGHT = 64
+# The clients' rows at fewer requests in flight too: a client that writes a
+# whole round at once runs in lock step with the server (docs/performance.md).
+MODERATE_INFLIGHT = 16
 SUBSCRIBERS = 4
 # Publishes the publisher may be ahead of the slowest subscriber. Keeps the
 # server's per-connection buffer far below its slow-consumer limit (8 MiB)

@@ -78,7 +78,7 @@ def _window(n: int, seconds: float, server_ns: int, client_ns: int, responder_ns
     }
 
 
-async def _py_round_trips(kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None) -> dict[str, float]:
+async def _py_round_trips(kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None, inflight: int) -> dict[str, float]:
     """One window of round trips after the warm-up, by requester tasks in this process."""
     call, close = await open_requester(kind, port)
     done = 0
@@ -90,7 +90,7 @@ async def _py_round_trips(kind: str, port: int, server_pid: int, s: Settings, ot
             await call()
             done += 1
 
-    tasks = [asyncio.create_task(requester()) for _ in range(INFLIGHT)]
+    tasks = [asyncio.create_task(requester()) for _ in range(inflight)]
     try:
         await asyncio.sleep(s.warmup_s)
         t0, n0, srv0, cli0 = time.perf_counter(), done, cpu_ns(server_pid), self_cpu_ns()
@@ -124,11 +124,11 @@ def _read_marks(peer: Child, pids: list[int], timeout: float) -> tuple[list[dict
             raise RuntimeError(f"{peer.name}: {line}")
 
 
-def _node_round_trips(ch: Children, kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None) -> dict[str, float]:
+def _node_round_trips(ch: Children, kind: str, port: int, server_pid: int, s: Settings, other_pid: int | None, inflight: int) -> dict[str, float]:
     """One window of round trips after the warm-up, by a Node requester process."""
     peer = ch.node(
         "node-requester",
-        *("rr", "--client", kind, "--port", str(port), "--inflight", str(INFLIGHT)),
+        *("rr", "--client", kind, "--port", str(port), "--inflight", str(inflight)),
         *("--warmup", str(s.warmup_s), "--window", str(s.window_s), "--rounds", "1"),
         ready=False,
     )
@@ -139,9 +139,11 @@ def _node_round_trips(ch: Children, kind: str, port: int, server_pid: int, s: Se
     return _window(w["count"], w["seconds"], b[server_pid] - a[server_pid], b[peer.pid] - a[peer.pid], responder_ns)
 
 
-def measure_rr(ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio", responder: str | None = None) -> dict[str, float]:
-    """One window of round trips/s with 64 in flight on one connection, on
-    processes of its own (one round of a pair, see ``interleave``).
+def measure_rr(
+    ctx: Context, lang: str, *, server: str, client: str, loop: str = "asyncio", responder: str | None = None, inflight: int = INFLIGHT
+) -> dict[str, float]:
+    """One window of round trips/s with ``inflight`` (64) in flight on one
+    connection, on processes of its own (one round of a pair, see ``interleave``).
 
     ``server``: ours, minimal or nats; ``client``: ours, minimal or nats, in
     language ``lang``; ``responder``: None (our server's in-process handler,
@@ -157,8 +159,8 @@ def measure_rr(ctx: Context, lang: str, *, server: str, client: str, loop: str =
             else:
                 rsp_pid = ch.node("node-responder", "responder", "--client", responder, "--port", str(port)).pid
         if lang == "python":
-            return asyncio.run(_py_round_trips(client, port, srv.pid, ctx.s, rsp_pid))
-        return _node_round_trips(ch, client, port, srv.pid, ctx.s, rsp_pid)
+            return asyncio.run(_py_round_trips(client, port, srv.pid, ctx.s, rsp_pid, inflight))
+        return _node_round_trips(ch, client, port, srv.pid, ctx.s, rsp_pid, inflight)
 
 
 # -- measurements: latency, one request in flight ------------------------------------------

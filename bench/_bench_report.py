@@ -56,6 +56,7 @@ CHART_PANELS = [
     ("latency", "latency p99, µs (lower is better)", "p99_us"),
     ("fanout", "fan-out 1 -> 4, delivered msg/s", "delivered_per_s"),
     ("clients", "client round trips, rt/s", "rate"),
+    ("clients-16", "client round trips, 16 in flight, rt/s", "rate"),
     ("servers-rr", "minimal clients, in-process handler, rt/s", "rate"),
     ("servers-fanout", "minimal clients, fan-out 1 -> 4, msg/s", "delivered_per_s"),
     ("memory", "KB per idle connection (lower is better)", "kb_per_connection"),

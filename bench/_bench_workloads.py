@@ -11,6 +11,7 @@ from typing import Any
 from _bench_core import (
     Context,
     INFLIGHT,
+    MODERATE_INFLIGHT,
     Row,
     SUBSCRIBERS,
     Settings,
@@ -229,31 +230,38 @@ def wl_memory(ctx: Context, loop: str) -> list[Row]:
 
 
 def wl_clients(ctx: Context, loop: str) -> list[Row]:
+    """Our clients against minimal ones on the same server: with 64 requests
+    in flight, and with 16, where a client that writes a whole round of
+    requests at once runs in lock step with the server."""
     rows = []
     for lang in ctx.clients:
-        minimal = "minimal asyncio client" if lang == "python" else "minimal net client"
-        rows.append(
-            compare(
-                f"clients.{lang}.{loop}",
-                f"client round trips vs a {minimal}, our server, in-process handler",
-                lang,
-                loop,
-                lambda: paired_rr(
-                    ctx,
-                    lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop),
-                    lambda: measure_rr(ctx, lang, server="ours", client="minimal", loop=loop),
-                ),
-                metric="rate",
-                unit="rt/s",
-                fmt=_rate,
-                reference=f"{minimal}, same server",
-                target=(">=", 0.8),
-                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; client CPU {fmt_us(m['client_cpu_us'])} µs/rt"
-                + (f" (reference {fmt_us(r['client_cpu_us'])})" if r else "")
-                + f"; server CPU {fmt_us(m['server_cpu_us'])} µs/rt",
-            )
-        )
+        for inflight in (INFLIGHT, MODERATE_INFLIGHT):
+            rows.append(_clients_row(ctx, lang, loop, inflight))
     return rows
+
+
+def _clients_row(ctx: Context, lang: str, loop: str, inflight: int) -> Row:
+    minimal = "minimal asyncio client" if lang == "python" else "minimal net client"
+    key, label = (f"clients.{lang}.{loop}", "") if inflight == INFLIGHT else (f"clients-{inflight}.{lang}.{loop}", f", {inflight} in flight")
+    return compare(
+        key,
+        f"client round trips vs a {minimal}, our server, in-process handler{label}",
+        lang,
+        loop,
+        lambda: paired_rr(
+            ctx,
+            lambda: measure_rr(ctx, lang, server="ours", client="ours", loop=loop, inflight=inflight),
+            lambda: measure_rr(ctx, lang, server="ours", client="minimal", loop=loop, inflight=inflight),
+        ),
+        metric="rate",
+        unit="rt/s",
+        fmt=_rate,
+        reference=f"{minimal}, same server",
+        target=(">=", 0.8),
+        notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; client CPU {fmt_us(m['client_cpu_us'])} µs/rt"
+        + (f" (reference {fmt_us(r['client_cpu_us'])})" if r else "")
+        + f"; server CPU {fmt_us(m['server_cpu_us'])} µs/rt",
+    )
 
 
 def wl_servers(ctx: Context, loop: str) -> list[Row]:

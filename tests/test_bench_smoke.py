@@ -67,7 +67,8 @@ def test_bench_quick_latency_against_the_minimal_server(tmp_path: Path) -> None:
 def test_bench_quick_clients_against_the_minimal_clients(tmp_path: Path) -> None:
     langs = ["python", "node"] if shutil.which("node") else ["python"]
     rows, doc = run_bench(tmp_path, "--only", "clients", "--clients", ",".join(langs))
-    assert [r[1] for r in rows] == langs
+    assert [r[1] for r in rows] == [lang for lang in langs for _ in (64, 16)]
+    assert [r[0].endswith(", 16 in flight") for r in rows] == [False, True] * len(langs)
     for row in rows:
         assert row[4] == "rt/s" and row[3] != "error" and row[6] not in ("-", "error")
         assert row[7].endswith("×")
