@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,19 @@ def test_parse_traceparent(vector: dict[str, Any]) -> None:
     assert tracing.parse_traceparent(vector["value"]) == (tuple(expected) if expected is not None else None)
 
 
-def test_new_ids_are_random_hex_and_distinct_across_threads() -> None:
+def _drawn_in_threads(draw: Callable[[], str], each: int, threads: int = 4) -> list[str]:
+    """What ``threads`` threads drawing ``each`` at once got."""
     seen: list[str] = []
-
-    def draw() -> None:
-        seen.extend(tracing.new_span_id() for _ in range(3000))
-
-    threads = [threading.Thread(target=draw) for _ in range(4)]
-    for t in threads:
+    workers = [threading.Thread(target=lambda: seen.extend(draw() for _ in range(each))) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join()
+    return seen
+
+
+def test_new_ids_are_random_hex_and_distinct_across_threads() -> None:
+    seen = _drawn_in_threads(tracing.new_span_id, 3000)
     assert len(set(seen)) == len(seen) == 12000
     assert all(len(s) == 16 and int(s, 16) != 0 for s in seen)
     trace_id = tracing.new_trace_id()
@@ -71,16 +74,7 @@ def test_new_ids_are_random_hex_and_distinct_across_threads() -> None:
 def test_a_new_trace_s_traceparents_are_valid_and_distinct_across_threads() -> None:
     """Drawn whole from a pool (a message sent outside any trace): sampled,
     neither id all zeros, none handed to two threads."""
-    seen: list[str] = []
-
-    def draw() -> None:
-        seen.extend(tracing.new_traceparent() for _ in range(1000))
-
-    threads = [threading.Thread(target=draw) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    seen = _drawn_in_threads(tracing.new_traceparent, 1000)
     assert len(set(seen)) == len(seen) == 4000
     parsed = [tracing.parse_traceparent(tp) for tp in seen]
     assert all(p is not None and p[0] != "0" * 32 and p[1] != "0" * 16 and p[2] == "01" for p in parsed)
