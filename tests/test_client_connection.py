@@ -105,9 +105,7 @@ async def test_the_writers_one_read_wakes_write_in_a_few_batches() -> None:
 
 async def test_an_iteration_after_a_read_batches_as_before() -> None:
     """The batches of a read's writers are for that iteration only."""
-    loop = asyncio.get_running_loop()
-    answered = loop.create_future()
-    conn, transport = _connection(lambda c, m: None if answered.done() else answered.set_result(None))
+    conn, transport = _connection()
     conn.data_received(_answers(3))
     await _next_iteration()
     await _next_iteration()
