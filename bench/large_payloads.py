@@ -29,23 +29,14 @@ from _common import PAYLOAD
 HERE = Path(__file__).resolve().parent
 
 CASE = r"""
-import asyncio, json, os, resource, subprocess, sys, time
+import asyncio, json, os, subprocess, sys, time
 root, client_kind, server_kind, rows, inflight, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 sys.path[:0] = [root, os.path.join(root, "bench")]
-from _common import PAYLOAD
+from _common import PAYLOAD, cpu_ns, self_cpu_ns
 server_script = os.path.join(root, "bench", "_server.py" if server_kind == "ours" else "_minimal_server.py")
 server = subprocess.Popen([sys.executable, server_script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 port = int(server.stdout.readline().rpartition(":")[2])
 payload = {"rows": [dict(PAYLOAD, n=i, note=None) for i in range(rows)]}
-
-def server_cpu():
-    with open(f"/proc/{server.pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-def own_cpu():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 async def main():
     if client_kind == "ours":
@@ -63,10 +54,10 @@ async def main():
             await client.request("echo", payload)
 
     await asyncio.gather(*(caller(max(1, count // inflight // 10)) for _ in range(inflight)))
-    c0, s0, t0 = own_cpu(), server_cpu(), time.perf_counter()
+    c0, s0, t0 = self_cpu_ns(), cpu_ns(server.pid), time.perf_counter()
     await asyncio.gather(*(caller(count // inflight) for _ in range(inflight)))
     seconds, done = time.perf_counter() - t0, count // inflight * inflight
-    result = {"rt_s": done / seconds, "client_us": (own_cpu() - c0) / done * 1e6, "server_us": (server_cpu() - s0) / done * 1e6}
+    result = {"rt_s": done / seconds, "client_us": (self_cpu_ns() - c0) / done / 1e3, "server_us": (cpu_ns(server.pid) - s0) / done / 1e3}
     await close()
     return result
 

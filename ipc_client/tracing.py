@@ -42,7 +42,6 @@ __all__ = [
     "parse_traceparent",
     "new_span_id",
     "new_trace_id",
-    "new_traceparent",
     "outgoing",
     "spanned",
     "serving",

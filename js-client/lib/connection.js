@@ -70,8 +70,7 @@ class Connection {
     this.closed = false;
     this._proto = new ClientProtocol(options);
     this._socket = null;
-    this._corked = false;
-    this._corkedFrames = 0;
+    this._corkedFrames = 0; // written this tick since the last writev: corked while > 0
     this._corkCap = Infinity; // frames per writev this tick: set by a read of several frames
     this._error = null;
     this._handshake = null;
@@ -153,8 +152,7 @@ class Connection {
   write(frame, onWritten) {
     if (this.closed || this._socket.destroyed) throw new ConnectionLostError('the connection is closed');
     const socket = this._socket;
-    if (!this._corked) {
-      this._corked = true;
+    if (this._corkedFrames === 0) {
       socket.cork();
       process.nextTick(uncork, this);
     } else if (this._corkedFrames >= this._corkCap) {
@@ -391,7 +389,6 @@ function socketOnDrain() {
 
 /** Flushes the writes corked during this tick. @param {Connection} conn @private */
 function uncork(conn) {
-  conn._corked = false;
   conn._corkedFrames = 0;
   conn._corkCap = Infinity;
   if (!conn.closed) conn._socket.uncork();
