@@ -15,7 +15,7 @@
 const { randomBytes } = require('node:crypto');
 const { MESSAGE_TYPES, V1_FIELDS } = require('./constants');
 const { MessageError } = require('./errors');
-const { isObject, parseBody, stringifyValue } = require('./json_profile');
+const { isObject, parseBody, stringifyString, stringifyValue } = require('./json_profile');
 
 const MESSAGE_TYPE_SET = new Set(MESSAGE_TYPES);
 const ERROR_FIELDS = ['code', 'message', 'details', 'remote_type', 'remote_stack'];
@@ -111,6 +111,38 @@ function checkHeaders(headers) {
 }
 
 /**
+ * Validated `headers` as JSON, as JSON.stringify writes them.
+ * @private
+ */
+function headersText(headers) {
+  checkHeaders(headers);
+  let out = '';
+  for (const key of Object.keys(headers)) {
+    out += `${out === '' ? '{' : ','}${stringifyString(key, 'headers')}:${stringifyString(headers[key], 'headers')}`;
+  }
+  return out === '' ? '{}' : `${out}}`;
+}
+
+// Messages sent within the same millisecond share a timestamp: its text is
+// worked out once (a double's shortest form costs as much as a short id's
+// whole encoding).
+let lastTimestamp = -1;
+let lastTimestampText = '';
+
+/**
+ * @param {number} timestamp finite, >= 0 (checked).
+ * @returns {string} as JSON.stringify writes it.
+ * @private
+ */
+function timestampText(timestamp) {
+  if (timestamp !== lastTimestamp) {
+    lastTimestampText = JSON.stringify(timestamp);
+    lastTimestamp = timestamp;
+  }
+  return lastTimestampText;
+}
+
+/**
  * Validates an `error` object and returns it with only the known fields,
  * `message` defaulting to '' when absent, as in Python.
  * @private
@@ -149,18 +181,15 @@ function encodeMessage(msg, { legacy = false } = {}) {
   checkNonNegative(timestamp, 'timestamp');
   checkString(msg.reply_to, 'reply_to', true);
   let out =
-    `{"message_id":${stringifyValue(msg.message_id, 'message_id')}` +
-    `,"app_id":${stringifyValue(msg.app_id, 'app_id')}` +
-    `,"channel_id":${stringifyValue(msg.channel_id, 'channel_id')}` +
+    `{"message_id":${stringifyString(msg.message_id, 'message_id')}` +
+    `,"app_id":${stringifyString(msg.app_id, 'app_id')}` +
+    `,"channel_id":${stringifyString(msg.channel_id, 'channel_id')}` +
     `,"message_type":"${msg.message_type}"` +
     `,"payload":${msg.payload === undefined ? 'null' : stringifyValue(msg.payload, 'payload')}` +
-    `,"timestamp":${JSON.stringify(timestamp)}` +
-    `,"reply_to":${msg.reply_to == null ? 'null' : stringifyValue(msg.reply_to, 'reply_to')}`;
+    `,"timestamp":${timestampText(timestamp)}` +
+    `,"reply_to":${msg.reply_to == null ? 'null' : stringifyString(msg.reply_to, 'reply_to')}`;
   if (!legacy) {
-    if (msg.headers != null) {
-      checkHeaders(msg.headers);
-      out += `,"headers":${stringifyValue(msg.headers, 'headers')}`;
-    }
+    if (msg.headers != null) out += `,"headers":${headersText(msg.headers)}`;
     if (msg.error != null) {
       const error = normaliseError(msg.error);
       const parts = [];

@@ -22,6 +22,11 @@ const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 // an escape preceded by an even number of backslashes.
 const LONE_SURROGATE_OUT = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f]/;
 
+// What JSON.stringify writes as it is between quotes: not a quote, a
+// backslash or a control character; surrogates (paired or not) take the
+// full path, which checks them.
+const NOTHING_TO_ESCAPE = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
 // The deepest a value may sit, the frame's object being 1 (scalars count):
 // pydantic-core's parser, the Python decoder's, refuses anything deeper.
 const MAX_JSON_DEPTH = 201;
@@ -78,6 +83,21 @@ function stringifyValue(value, what, depth = 2) {
     throw new MessageError(`${what} is nested deeper than ${MAX_JSON_DEPTH} levels: no peer decodes it`);
   }
   return out;
+}
+
+/**
+ * A string as JSON, per the profile: what JSON.stringify writes. A string
+ * with nothing to escape and no surrogate (ids, names, a traceparent: most
+ * strings an envelope holds) is only quoted, several times cheaper than
+ * the call; any other goes through stringifyValue and its checks.
+ * @param {string} value
+ * @param {string} what the field, for error messages.
+ * @returns {string}
+ * @throws {MessageError} a lone surrogate.
+ * @private
+ */
+function stringifyString(value, what) {
+  return NOTHING_TO_ESCAPE.test(value) ? `"${value}"` : stringifyValue(value, what);
 }
 
 /**
@@ -252,4 +272,4 @@ function peekMessageId(body) {
   return typeof id === 'string' ? id : null;
 }
 
-module.exports = { MAX_JSON_DEPTH, isObject, parseBody, stringifyValue, peekMessageId };
+module.exports = { MAX_JSON_DEPTH, isObject, parseBody, stringifyString, stringifyValue, peekMessageId };

@@ -53,3 +53,12 @@ test('channels - isPattern and isReserved (§4.4)', () => {
   assert.ok(isReserved('system') && isReserved('system.x') && isReserved('$sys.services'));
   assert.ok(!isReserved('systems') && !isReserved('my.system'));
 });
+
+test('channels - a channel found valid once is valid again; a bad one is refused every time, however many came between', () => {
+  for (let i = 0; i < 3000; i++) assert.equal(validateChannel(`svc.n${i}`), `svc.n${i}`);
+  for (let round = 0; round < 2; round++) {
+    for (const c of ['a..b', 'orders.*', ' a', 5]) assert.throws(() => validateChannel(c), { code: ErrorCode.BAD_MESSAGE }, String(c));
+    assert.equal(validateChannel('svc.n2999'), 'svc.n2999');
+    assert.equal(validateChannel('svc.n0'), 'svc.n0');
+  }
+});

@@ -175,3 +175,42 @@ test('envelope - a sender refuses a value nested deeper than any decoder reads (
     assert.throws(() => decodeMessage(Buffer.from(JSON.stringify(tooDeep))), (err) => err.code === ErrorCode.BAD_FRAME);
   }
 });
+
+test('envelope - ids, names, headers and timestamps are written as JSON.stringify writes them, or refused alike', () => {
+  // Every kind of character the quick path must send to JSON.stringify:
+  // quotes, backslashes, control characters, surrogates paired and lone;
+  // and those it may write as they are (DEL, U+2028, non-ASCII).
+  const pieces = ['a', '"', '\\', '\u0000', '\u001f', '\u007f', '\u2028', 'é', '😀', '\ud800', '\udc00', ' ', '0'];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648);
+  const strings = [''];
+  for (let i = 0; i < 400; i++) {
+    let s = '';
+    for (let n = next() % 6; n > 0; n--) s += pieces[next() % pieces.length];
+    strings.push(s);
+  }
+  const encodes = (msg) => {
+    try {
+      return JSON.parse(encodeMessage(msg));
+    } catch (err) {
+      assert.equal(err.code, ErrorCode.BAD_MESSAGE);
+      return 'refused';
+    }
+  };
+  for (let i = 0; i < strings.length; i++) {
+    const s = strings[i];
+    const t = strings[(i * 7 + 3) % strings.length];
+    const msg = { ...BASE, message_id: s, app_id: t, channel_id: s + t, reply_to: t, headers: { [s]: t, traceparent: s }, timestamp: i / 7 };
+    const expected = [s, t, s + t].every((x) => x.isWellFormed()) ? JSON.parse(JSON.stringify(msg)) : 'refused';
+    assert.deepEqual(encodes(msg), expected, JSON.stringify(s + '|' + t));
+    if (expected !== 'refused') {
+      assert.ok(encodeMessage(msg).includes(`"headers":${JSON.stringify(msg.headers)}`));
+      assert.ok(encodeMessage(msg).includes(`"timestamp":${JSON.stringify(i / 7)},`));
+    }
+  }
+  // Two messages in the same millisecond share the timestamp's text; the next one does not.
+  assert.ok(encodeMessage({ ...BASE, timestamp: 12.5 }).includes('"timestamp":12.5,'));
+  assert.ok(encodeMessage({ ...BASE, timestamp: 12.5 }).includes('"timestamp":12.5,'));
+  assert.ok(encodeMessage({ ...BASE, timestamp: 0 }).includes('"timestamp":0,'));
+  assert.equal(encodeMessage({ ...BASE, headers: {} }).includes('"headers":{}'), true);
+});
