@@ -76,6 +76,8 @@ _BIG_EXPONENT = b"0e000"
 _LONG_DIGITS = b"0" * 210
 _SOME_DIGITS = b"0" * 32  # longer than any double in full (timestamps are 18): a cheap first look
 _NUMBER_STARTS = frozenset(b":,[ \t\r\n")
+_COPIED_AT_MOST = 4096  # past a hit, the text left that _maybe_huge copies to find the next
+_RUN_LOOKED_AT = 64  # the bytes before a hit that _exponent_at_number looks at
 
 
 def _maybe_huge(raw: bytes | bytearray) -> bool:
@@ -93,8 +95,25 @@ def _maybe_huge(raw: bytes | bytearray) -> bool:
         lead = head.rstrip(b"0")
         if lead[-1] in _NUMBER_STARTS if lead else first:
             return True
+        if len(rest) > _COPIED_AT_MOST:  # each hit would copy the rest: found in place instead
+            return _exponent_at_number(folded, len(folded) - len(rest))
         head, hit, rest = rest.partition(_BIG_EXPONENT)
         first = False
+    return False
+
+
+def _exponent_at_number(folded: bytes, start: int) -> bool:
+    """``_maybe_huge``'s look for exponents from ``start``, in place: the
+    same work per hit however long the text (hex ids hold the shape about
+    once in 70 digits), where copying what follows each hit made a 16 MiB
+    frame of ids take minutes. Only the bytes just before a hit are looked
+    at; a run of "0"s longer than that is an alarm."""
+    at = folded.find(_BIG_EXPONENT, start)
+    while at >= 0:
+        lead = folded[max(0, at - _RUN_LOOKED_AT) : at].rstrip(b"0")
+        if not lead or lead[-1] in _NUMBER_STARTS:
+            return True
+        at = folded.find(_BIG_EXPONENT, at + 1)
     return False
 
 
