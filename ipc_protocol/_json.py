@@ -102,7 +102,7 @@ def _maybe_huge(raw: bytes | bytearray) -> bool:
     return False
 
 
-def _exponent_at_number(folded: bytes, start: int) -> bool:
+def _exponent_at_number(folded: bytes | bytearray, start: int) -> bool:
     """``_maybe_huge``'s look for exponents from ``start``, in place: the
     same work per hit however long the text (hex ids hold the shape about
     once in 70 digits), where copying what follows each hit made a 16 MiB
