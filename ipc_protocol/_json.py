@@ -105,10 +105,10 @@ def _maybe_huge(raw: bytes | bytearray) -> bool:
 
 def _exponent_at_number(folded: bytes | bytearray, start: int) -> bool:
     """``_maybe_huge``'s look for exponents from ``start``, in place: the
-    same work per hit however long the text (hex ids hold the shape about
-    once in 70 digits), where copying what follows each hit made a 16 MiB
-    frame of ids take minutes. Only the bytes just before a hit are looked
-    at; a run of "0"s longer than that is an alarm."""
+    same work per hit however long the text (random hex digits hold the
+    shape about once in 120), where copying what follows each hit made a
+    16 MiB frame of ids take minutes. Only the bytes just before a hit are
+    looked at; a run of "0"s longer than that is an alarm."""
     at = folded.find(_BIG_EXPONENT, start)
     while at >= 0:
         lead = folded[max(0, at - _RUN_LOOKED_AT) : at].rstrip(b"0")

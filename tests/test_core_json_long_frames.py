@@ -1,27 +1,30 @@
-"""The decoder's overflow screen on long frames (docs/protocol.md §1.1):
-past its first few KiB a text's exponent-shaped hits are found in place,
-so that a frame full of hex ids costs time in proportion to its length,
-and a number that overflows a double is still found wherever it sits."""
+"""The JSON profile's screens on long frames (docs/protocol.md §1.1): they
+cost time in proportion to a frame's length, whatever it holds, and still
+find what they look for. Past its first few KiB the decoder's overflow
+screen finds a text's exponent-shaped hits in place, and the encoder's
+depth read counts the brackets of a long text after a few rounds."""
 
 from __future__ import annotations
 
 import json
 import random
 import time
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipc_protocol import decode_message
-from ipc_protocol._json import _COPIED_AT_MOST, _maybe_huge, loads
+from ipc_protocol._json import _COPIED_AT_MOST, MAX_DEPTH, _maybe_huge, _nested_below, loads
 from ipc_protocol.exceptions import FrameError
 
 _OVERFLOWING = ["1e400", "-1E+400", "2.5e0309", "1" + "0" * 300 + "e9", "9" * 320]
 
 
 def _hex_ids(n: int, seed: int) -> list[str]:
-    """Ids such as traces carry: about one "digit e digit digit digit" in 70 hex digits."""
+    """Ids such as traces carry: about one "digit e digit digit digit" in 120 hex digits."""
     rng = random.Random(seed)
     return [f"{rng.getrandbits(128):032x}" for _ in range(n)]
 
@@ -64,11 +67,12 @@ def test_a_long_run_before_an_exponent_is_an_alarm_not_a_miss() -> None:
     assert loads(f'{{"p":[{pad},{"1" * 100}e005]}}'.encode())["p"][-1] == float("1" * 100 + "e5")
 
 
-def _cpu_s(body: bytes) -> float:
+def _cpu_s(screen: Callable[[bytes], object], text: bytes) -> float:
+    """The least CPU time of three screenings of ``text``."""
     best = float("inf")
     for _ in range(3):
         t0 = time.process_time()
-        _maybe_huge(body)
+        screen(text)
         best = min(best, time.process_time() - t0)
     return best
 
@@ -80,4 +84,28 @@ def test_the_screen_costs_time_in_proportion_to_the_frame() -> None:
     that grows with the square of the length misses it by far."""
     small = _frame(_hex_ids(15_000, 3), None, 0)  # ~0.5 MB
     large = _frame(_hex_ids(120_000, 4), None, 0)  # ~4 MB
-    assert _cpu_s(large) < 24 * max(_cpu_s(small), 1e-4)
+    assert _cpu_s(_maybe_huge, large) < 24 * max(_cpu_s(_maybe_huge, small), 1e-4)
+
+
+@pytest.mark.parametrize("deepest", [198, 199])
+def test_a_long_frame_of_deep_lists_is_read_at_its_length(deepest: int) -> None:
+    """Copies of a list nested ``deepest`` levels: past the first rounds the
+    brackets are counted (a round over all of it per level took seconds on
+    16 MiB); inside the frame's object and a list, 199 levels nest 201 deep."""
+    nest = b"[" * deepest + b"]" * deepest
+    text = b'{"p":[' + b",".join([nest] * 400) + b"]}"
+    assert len(text) > 64 * 1024
+    assert _nested_below(text, MAX_DEPTH) is (deepest + 2 < MAX_DEPTH)
+    assert _nested_below(text, deepest + 3) is True
+    assert _nested_below(text, deepest + 2) is False
+
+
+def test_reading_the_nesting_costs_about_the_same_however_deep() -> None:
+    """Two texts of the same length, lists nested 190 deep and 10 deep: a
+    round per level made the deep one cost nineteen times the other. The
+    bound is loose; a cost that grows with the depth misses it by far."""
+    deep = b"[" + b",".join([b"[" * 190 + b"]" * 190] * 2_000) + b"]"
+    shallow = b"[" + b",".join([b"[" * 10 + b"]" * 10] * 38_000) + b"]"
+    assert abs(len(deep) - len(shallow)) < len(deep) // 10
+    depth = partial(_nested_below, limit=MAX_DEPTH)
+    assert _cpu_s(depth, deep) < 6 * max(_cpu_s(depth, shallow), 1e-4)
