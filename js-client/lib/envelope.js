@@ -99,15 +99,18 @@ function checkPositive(value, field) {
 
 /**
  * Validates `headers` (object string -> string).
+ * @returns {string[]} its keys.
  * @private
  */
 function checkHeaders(headers) {
   if (!isObject(headers)) throw new MessageError('invalid envelope: headers: must be an object');
-  for (const key of Object.keys(headers)) {
+  const keys = Object.keys(headers);
+  for (const key of keys) {
     if (typeof headers[key] !== 'string') {
       throw new MessageError(`invalid envelope: headers.${key}: must be a string`);
     }
   }
+  return keys;
 }
 
 /**
@@ -115,9 +118,8 @@ function checkHeaders(headers) {
  * @private
  */
 function headersText(headers) {
-  checkHeaders(headers);
   let out = '';
-  for (const key of Object.keys(headers)) {
+  for (const key of checkHeaders(headers)) {
     out += `${out === '' ? '{' : ','}${stringifyString(key, 'headers')}:${stringifyString(headers[key], 'headers')}`;
   }
   return out === '' ? '{}' : `${out}}`;
