@@ -279,6 +279,12 @@ def _cpu_note(m: dict[str, Any], r: dict[str, Any] | None, what: str = "rt") -> 
     return text + f"; client CPU {fmt_us(m['client_cpu_us'])} µs/{what}"
 
 
+def _cores_note(m: dict[str, Any], r: dict[str, Any] | None) -> str:
+    """The cores the three processes of a two-hop row kept busy together
+    (docs/performance.md, "Three processes on two cores")."""
+    return f"{m['cores_busy']:.2f} cores busy" + (f" (reference {r['cores_busy']:.2f})" if r is not None else "")
+
+
 def _skip(ctx: Context, lang: str) -> str:
     if not ctx.nats:
         return "nats not installed"

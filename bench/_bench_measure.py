@@ -67,7 +67,7 @@ async def open_requester(kind: str, port: int) -> tuple[Call, Callable[[], Await
 
 
 def _window(n: int, seconds: float, server_ns: int, client_ns: int, responder_ns: int) -> dict[str, float]:
-    """One window's rate and CPU per round trip, from its counts and CPU deltas."""
+    """One window's rate, CPU per round trip and cores kept busy, from its counts and CPU deltas."""
     if n == 0:
         raise RuntimeError("no round trip completed in the measurement window")
     return {
@@ -75,6 +75,9 @@ def _window(n: int, seconds: float, server_ns: int, client_ns: int, responder_ns
         "server_cpu_us": server_ns / n / 1000,
         "client_cpu_us": client_ns / n / 1000,
         "responder_cpu_us": responder_ns / n / 1000,
+        # The processes' CPU together over the window's time: on two cores, how
+        # much of the machine the round trips kept busy.
+        "cores_busy": (server_ns + client_ns + responder_ns) / seconds / 1e9,
     }
 
 

@@ -15,6 +15,7 @@ from _bench_core import (
     Row,
     SUBSCRIBERS,
     Settings,
+    _cores_note,
     _cpu_note,
     _lat,
     _nats_ready,
@@ -89,7 +90,7 @@ def wl_rr_responder(ctx: Context, loop: str) -> list[Row]:
                 reference="nats-server, its clients in the same roles",
                 target=(">=", 1.3 if lang == "python" else 1.5),
                 skipped=_skip(ctx, lang),
-                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt",
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt; " + _cores_note(m, r),
             )
         )
     return rows
@@ -314,7 +315,7 @@ def wl_servers(ctx: Context, loop: str) -> list[Row]:
                 fmt=_rate,
                 reference="minimal asyncio server relaying (same loop), same clients",
                 target=None,
-                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt",
+                notes=lambda m, r: f"{_rounds_note(ctx.s, r)}; " + _cpu_note(m, r) + f"; responder CPU {fmt_us(m['responder_cpu_us'])} µs/rt; " + _cores_note(m, r),
             )
         )
     return rows
