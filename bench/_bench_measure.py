@@ -75,8 +75,8 @@ def _window(n: int, seconds: float, server_ns: int, client_ns: int, responder_ns
         "server_cpu_us": server_ns / n / 1000,
         "client_cpu_us": client_ns / n / 1000,
         "responder_cpu_us": responder_ns / n / 1000,
-        # The processes' CPU together over the window's time: on two cores, how
-        # much of the machine the round trips kept busy.
+        # The processes' CPU together over the window's time: how many of the
+        # machine's cores the round trips kept busy.
         "cores_busy": (server_ns + client_ns + responder_ns) / seconds / 1e9,
     }
 
