@@ -115,7 +115,10 @@ class ClientConnection(asyncio.BufferedProtocol):
     # Reads land in the thread's read buffer, or a large frame's own (reads.py).
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        self._lent = self.proto.read_buffer(read_buffer())  # a large frame: read in place
+        # A large frame is read in place; its buffer grows in place only while
+        # no view of it is held, so the last read's view goes first.
+        self._lent = shared = read_buffer()
+        self._lent = self.proto.read_buffer(shared)
         return self._lent
 
     def buffer_updated(self, nbytes: int) -> None:

@@ -62,8 +62,13 @@ class FrameBuffers:
         return self._kept_bytes
 
     def take(self, n: int) -> bytearray:
-        """A buffer of ``n`` bytes: a free kept one whose allocation fits
-        ``n`` without moving (at most twice as large), else a new one."""
+        """A buffer of ``n`` bytes: a free kept one (:meth:`reuse`), else a new one."""
+        buf = self.reuse(n)
+        return bytearray(n) if buf is None else buf
+
+    def reuse(self, n: int) -> bytearray | None:
+        """A free kept buffer resized to ``n`` bytes, whose allocation fits
+        ``n`` without moving (at most twice as large); None if there is none."""
         if n >= KEPT_FROM_BYTES:
             for buf in self._kept:
                 if _refcount(buf) == _FREE and n < buf.__alloc__() <= 2 * n + 2:
@@ -73,7 +78,7 @@ class FrameBuffers:
                     elif n > size:
                         buf += bytes(n - size)
                     return buf
-        return bytearray(n)
+        return None
 
     def keep(self, buf: bytearray) -> None:
         """``buf``'s frame is complete: keep it for a later frame if there is room

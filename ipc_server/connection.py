@@ -121,7 +121,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
             self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
 
     def get_buffer(self, sizehint: int) -> memoryview:  # data_received copies what it keeps before the next read
-        return self._reads.lend(self.protocol.read_buffer(self._reads.buffer))  # a large frame: read in place
+        return self._reads.lend(self.protocol)  # a large frame: read in place
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(self._reads.lent[:nbytes])

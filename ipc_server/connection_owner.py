@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ipc_protocol import Message
 from ipc_protocol.frame_buffers import FrameBuffers
-from ipc_protocol.server_protocol import ConnectRequested
+from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
 from .config import ServerConfig
 from .stats import ServerStats
@@ -46,9 +46,12 @@ class SharedReads:
         self.lent = self.buffer
         self.frame_buffers = FrameBuffers()
 
-    def lend(self, view: memoryview) -> memoryview:
-        """Note ``view`` as the buffer of the read in progress, and return it."""
-        self.lent = view
+    def lend(self, protocol: ServerProtocol) -> memoryview:
+        """Where ``protocol``'s next read lands, noted as the read in progress.
+        The last read's view goes first: a large frame's buffer grows in
+        place only while no view of it is held."""
+        self.lent = self.buffer
+        self.lent = view = protocol.read_buffer(self.buffer)
         return view
 
 

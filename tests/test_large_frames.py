@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ import pytest
 
 from ipc_client import IPCClient
 from ipc_protocol import FrameDecoder, MessageType, decode_message
+from ipc_protocol.framing import ASSEMBLE_FROM_BYTES
 from ipc_protocol.frame_buffers import KEPT_FROM_BYTES, FrameBuffers
 from ipc_server import IPCServer
 from ipc_server.outbound import WINDOW_BYTES, Backlog, FrameWindows
@@ -188,10 +190,19 @@ async def test_a_binary_subscriber_cut_mid_frame_reads_that_frame_whole_then_the
         await slow.close()
 
 
-async def test_a_socket_before_its_handshake_makes_the_server_hold_what_it_sent() -> None:
-    """A length prefix alone reserves no frame buffer until the connect is
-    accepted: sockets that never handshake cost the bytes they sent."""
-    async with IPCServer("127.0.0.1", 0) as server:
+def _held(conn: Any, shared: memoryview) -> int:
+    """The bytes ``conn``'s frame being read holds: what came of its body
+    (``buffered`` counts its prefix too), and the room its next read may land in."""
+    return int(conn.protocol._decoder.buffered) - 4 + len(conn.protocol.read_buffer(shared))
+
+
+async def test_a_length_prefix_makes_the_server_hold_what_was_sent_not_what_it_announced() -> None:
+    """Before its handshake a socket's frame is held as its bytes arrive;
+    once open, a large frame is read in place into a buffer that grows with
+    what arrives (at most twice that), and comes out whole."""
+    async with IPCServer("127.0.0.1", 0) as server, IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S) as sub:
+        got: asyncio.Queue[Any] = asyncio.Queue()
+        await sub.subscribe("big", lambda msg: got.put_nowait(msg.payload))
         peers = [await RawPeer.open(server.port) for _ in range(3)]
         for peer in peers:
             peer.send_raw((16 * MiB).to_bytes(4, "big") + b'{"x')
@@ -199,14 +210,26 @@ async def test_a_socket_before_its_handshake_makes_the_server_hold_what_it_sent(
             while sum(conn.bytes_in for conn in server.connections) < 3 * 7:
                 await asyncio.sleep(0.01)
         shared = memoryview(bytearray(16))
-        assert all(conn.protocol.read_buffer(shared) is shared for conn in server.connections)
+        assert sum(conn.protocol.read_buffer(shared) is shared for conn in server.connections) == len(server.connections)
         opened = await RawPeer.open(server.port)
-        assert (await opened.handshake()).payload["status"] == "connected"
-        opened.send_raw((16 * MiB).to_bytes(4, "big") + b'{"x')
+        connected = (await opened.handshake()).payload
+        assert connected["status"] == "connected"
+        conn = next(c for c in server.connections if c.connection_id == connected["connection_id"])
+        payload = "y" * (6 * MiB)
+        body = json.dumps(frame("publish", "big", payload, message_id="big-1")).encode()
+        data = len(body).to_bytes(4, "big") + body
+        sent = 0
+        for upto in (7, MiB, 3 * MiB):
+            opened.send_raw(data[sent:upto])
+            sent = upto
+            async with asyncio.timeout(WAIT_S):
+                while conn.protocol._decoder.buffered < upto:
+                    await asyncio.sleep(0.01)
+            assert conn.protocol.read_buffer(shared) is not shared  # read in place
+            assert _held(conn, shared) <= max(ASSEMBLE_FROM_BYTES, 2 * upto)
+        opened.send_raw(data[sent:])
         async with asyncio.timeout(WAIT_S):
-            while (held := [c for c in server.connections if c.protocol.read_buffer(shared) is not shared]) == []:
-                await asyncio.sleep(0.01)
-        assert len(held) == 1 and len(held[0].protocol.read_buffer(shared)) == 16 * MiB - 3  # open: read in place
+            assert await got.get() == payload
         for peer in (*peers, opened):
             await peer.close()
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, encode_frame, encode_message
+from ipc_protocol.framing import ASSEMBLE_FROM_BYTES
 from ipc_protocol.messages import connect_request
 from ipc_protocol.protocol import MessageRefused, PingReceived, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
@@ -93,7 +94,7 @@ def test_nothing_is_sent_until_the_server_accepts() -> None:
 def test_a_length_prefix_reserves_nothing_before_the_handshake() -> None:
     """An unauthenticated socket makes the server hold what it sent, not
     what a prefix announces; once open, a large frame gets its own buffer
-    (read in place)."""
+    (read in place), which grows with what comes."""
     shared = memoryview(bytearray(4096))
     announce = (16 * 1024 * 1024).to_bytes(4, "big") + b'{"x'
     waiting = ServerProtocol()
@@ -104,7 +105,7 @@ def test_a_length_prefix_reserves_nothing_before_the_handshake() -> None:
     opened.accept("conn-1")
     assert opened.receive_data(announce) == []
     view = opened.read_buffer(shared)
-    assert view is not shared and len(view) == 16 * 1024 * 1024 - 3
+    assert view is not shared and len(view) == ASSEMBLE_FROM_BYTES - 3
 
 
 def test_open_connections_share_their_app_s_and_client_s_names_and_the_empty_feature_set() -> None:
