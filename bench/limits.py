@@ -2,6 +2,7 @@
 
     python bench/limits.py fanout  [--tree DIR] [-- server flags...]
     python bench/limits.py hotpath [--tree DIR] [--runs 3] [-- server flags...]
+    python bench/limits.py prefixes [--tree DIR] [--connections 20] [-- server flags...]
 
 ``fanout``: a 200,000-message burst fanned out to 4 hand-written asyncio
 subscribers that decode every message (as an application does); prints
@@ -14,6 +15,12 @@ publishes fanned out to 4 subscribers (publishes/s until every subscriber
 has them all) and 50,000 request/response round trips through a responder
 client, 64 in flight (round trips/s). Run it on two checkouts alternately
 to compare.
+
+``prefixes``: what a length prefix alone makes the server hold
+(docs/security.md, "Sizing"): ``--connections`` sockets past their
+handshake, then as many that never send one, each send the prefix of a
+16 MiB frame and its first 3 bytes; prints the server's RSS before and
+after each group, in MiB, as JSON.
 
 The server is ``python -m ipc_server`` from ``--tree`` (default: this
 checkout) in its own process; the clients are raw sockets in this one,
@@ -69,6 +76,12 @@ class Server:
         time on a machine that does other work too."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -188,14 +201,50 @@ async def round_trips(port: int, total: int, window: int = 64) -> float:
     return total / elapsed
 
 
+async def _bytes_in(probe: Peer) -> int:
+    """The server's ``bytes_in`` (every socket's), this request's own included."""
+    probe.writer.write(_msg("request", "system", "stats", '{"action":"stats"}'))
+    return int(json.loads((await probe.frames())[0])["payload"]["bytes_in"])
+
+
+async def prefixes(server: Server, connections: int) -> dict[str, float]:
+    """The server's RSS as open sockets, then sockets before their
+    handshake, each send a 16 MiB prefix and 3 bytes of the frame; read
+    once the server's ``bytes_in`` says it has read them all."""
+    announce = _PREFIX.pack(16 * 1024 * 1024) + b'{"x'
+    stats_request = len(_msg("request", "system", "stats", '{"action":"stats"}'))
+    probe = await Peer.open(server.port, "probe")
+    rss = {"before": round(server.rss_mib(), 1)}
+    writers = []
+    for group in ("open", "before_handshake"):
+        group_writers = []
+        for n in range(connections):
+            if group == "open":
+                group_writers.append((await Peer.open(server.port, f"prefix-{n}")).writer)
+            else:
+                group_writers.append((await asyncio.open_connection(HOST, server.port))[1])
+        since, asked = await _bytes_in(probe), 0
+        for writer in group_writers:
+            writer.write(announce)
+            await writer.drain()
+        while (await _bytes_in(probe)) - since - (asked := asked + 1) * stats_request < len(announce) * connections:
+            await asyncio.sleep(0.01)
+        rss[f"after_{connections}_{group}"] = round(server.rss_mib(), 1)
+        writers += group_writers
+    for writer in (*writers, probe.writer):
+        writer.close()
+    return rss
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("scenario", choices=("fanout", "hotpath"))
+    p.add_argument("scenario", choices=("fanout", "hotpath", "prefixes"))
     p.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent, help="checkout whose server runs")
     p.add_argument("--messages", type=int, default=200_000)
     p.add_argument("--subscribers", type=int, default=4)
     p.add_argument("--round-trips", type=int, default=50_000)
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--connections", type=int, default=20, help="prefixes: sockets in each group")
     argv = sys.argv[1:]
     flags = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -203,7 +252,9 @@ def main() -> None:
     for run in range(args.runs):
         server = Server(args.tree.resolve(), args.flags)
         try:
-            if args.scenario == "fanout":
+            if args.scenario == "prefixes":
+                print(json.dumps({"run": run + 1, "rss_mib": asyncio.run(prefixes(server, args.connections))}))
+            elif args.scenario == "fanout":
                 elapsed, results = asyncio.run(fanout(server.port, args.messages, args.subscribers, decode=True))
                 for r in results:
                     print(f"{r['name']}: received {r['received']:,} lost {r['lost']:,} cut={r['cut']}")
