@@ -25,9 +25,10 @@ _prefix_at = struct.Struct(">I").unpack_from  # no slice per frame
 # NEVER_ASSEMBLE: none is (FrameDecoder.assemble_from).
 ASSEMBLE_FROM_BYTES = 64 * 1024
 NEVER_ASSEMBLE = MAX_FRAME_LIMIT + 1
-# A frame's own buffer grows with what arrives by appending a view of these
-# zeros (never touched: calloc's pages): a zeroed ``bytes`` per step cost
-# ten times the reads' own work on an 8 MiB frame.
+# A frame's own buffer grows with what arrives by appending a view of one
+# block of zeros, made once (by calloc: its pages are mostly never touched);
+# a zeroed ``bytes`` made per step cost ten times the reads' own work on an
+# 8 MiB frame (docs/performance.md, "Binary payloads").
 _ZEROS_BYTES = 1024 * 1024
 _zeros: memoryview | None = None
 

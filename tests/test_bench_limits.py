@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MiB = 1024 * 1024
 
 
 def test_a_length_prefix_alone_does_not_grow_the_servers_memory_by_what_it_announced() -> None:

@@ -2,8 +2,8 @@
 that one read does not complete is assembled in a buffer of its own, which
 the pumps read into directly (``read_buffer``), so megabytes of attachments
 are not copied from read to read; the buffer grows with what comes, so a
-length prefix alone reserves nothing. Every split of the stream still gives the
-same frames, and the limits hold."""
+length prefix alone reserves nothing. Every split of the stream still
+gives the same frames, and the limits hold."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def read_in_place(decoder: FrameDecoder, stream: bytes, read_size: int, *, hold_
     frames: list[bytes] = []
     shared_reads = 0
     landed: dict[int, set[int]] = {}
-    held = []
+    held: list[memoryview] = []
     pos = 0
     while pos < len(stream):
         view = decoder.read_buffer(shared)
