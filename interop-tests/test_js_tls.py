@@ -83,6 +83,20 @@ async def test_server_only_tls_requests_and_pub_sub(start_server, node_agent, py
     assert (await agent.call("info"))["state"] == "connected"
 
 
+async def test_binary_payloads_cross_tls_both_ways(start_server, node_agent, py_client, pki):
+    """Large binary frames over TLS: the server and the Python responder
+    write them a window at a time, which a TLS transport once never
+    resumed (tests/test_tls_binary.py)."""
+    from test_js_binary import desc, pattern, spec
+
+    srv = await start_server(*server_args(pki))
+    await python_responder(py_client, srv.port, pki)
+    agent = await node_agent(srv.port, tls=tls(pki, servername="localhost"))
+    for size in (70_000, 3 * 1024 * 1024 + 5):
+        got = await agent.call("binRequest", channel="py.client.echo", payload={"b": spec(size, 3), "n": size})
+        assert got == {"b": desc(pattern(size, 3)), "n": size}
+
+
 async def test_mutual_tls(start_server, node_agent, py_client, pki):
     srv = await start_server(*server_args(pki, mutual=True))
     await python_responder(py_client, srv.port, pki, tls_cert=pki.client[0], tls_key=pki.client[1])

@@ -198,11 +198,14 @@ class Calls:
             raise RequestTimeout(f"{what}: the connection did not take it before the deadline")
 
     def _forget(self, message_id: str, fut: asyncio.Future[Message]) -> None:
-        """Stop waiting for an answer nobody will read."""
+        """Stop waiting for an answer nobody will read (one its deadline
+        settled already is read here: asyncio would log it as never retrieved)."""
         self._pending.pop(message_id, None)
         self._deadlines.discard(message_id)
         if not fut.done():
             fut.cancel()
+        elif not fut.cancelled():
+            fut.exception()
 
     # -- settling it ----------------------------------------------------------
 

@@ -6,9 +6,12 @@ at once into a buffer of its own: for a large frame, megabytes of fresh
 memory (page faults included) per frame. Written a window at a time, each
 window only once that buffer is empty, it copies at most the part of one
 window the socket left. While a large frame goes out, the transport's
-limits are zero, so it says ``pause_writing`` as soon as it holds a byte and
-``resume_writing`` once it holds none; frames written meanwhile wait here,
-behind it. The server's slow-consumer backlog (``ipc_server.outbound``) and
+limits are 1 and 0, so it says ``pause_writing`` as soon as it holds what
+the socket left and ``resume_writing`` once it holds nothing; frames
+written meanwhile wait here, behind it. Not 0 and 0: a TLS transport
+(asyncio's and uvloop's) pauses when what it holds reaches its high-water
+mark rather than passes it, so at 0 it paused at once, holding nothing,
+and never resumed. The server's slow-consumer backlog (``ipc_server.outbound``) and
 the Python client's connection both write through a :class:`WriteQueue`.
 uvloop's transports and Node's sockets keep references instead of copying:
 there, windows cost a few more writes and nothing else.
@@ -79,7 +82,7 @@ class WriteQueue:
 
     ``paused``: the transport is over its high-water mark (it said
     ``pause_writing``; the owner sets this); ``windowed``: the transport's
-    limits are at zero while a large frame goes out a window at a time
+    limits are at their lowest while a large frame goes out a window at a time
     (``FrameWindows``), its own limits kept in ``limits`` meanwhile."""
 
     __slots__ = ("chunks", "nbytes", "paused", "windowed", "limits")
@@ -123,10 +126,12 @@ class WriteQueue:
         return not chunks and not self.paused
 
     def window(self, transport: _Limited) -> None:
-        """Zero limits while a large frame goes out (its own kept)."""
+        """The lowest limits that pause and resume every transport while a
+        large frame goes out (its own kept): a plain one pauses past 1
+        byte, a TLS one at 1 byte of its own (module docstring)."""
         self.limits = transport.get_write_buffer_limits()
         self.windowed = True
-        transport.set_write_buffer_limits(high=0, low=0)
+        transport.set_write_buffer_limits(high=1, low=0)
 
     def unwindow(self, transport: _Limited) -> None:
         """The transport's own limits again (it may pause at once: it holds more than they allow)."""

@@ -313,3 +313,27 @@ async def test_publish_waits_for_a_socket_that_cannot_drain() -> None:
     task.cancel()
     await c.disconnect()
     stub.close()
+
+
+async def test_a_call_given_up_after_its_deadline_settled_it_leaves_nothing_unretrieved() -> None:
+    """A request whose write waited for a full socket past its deadline:
+    the deadline may settle its answer before the wait gives up and
+    forgets the call; asyncio must not then log that answer's error as
+    never retrieved (the caller got the wait's own RequestTimeout)."""
+    import gc
+
+    from ipc_client.calls import Calls
+    from ipc_client.metrics import ClientMetrics
+
+    loop = asyncio.get_running_loop()
+    logged: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: logged.append(context["message"]))
+    try:
+        fut: asyncio.Future[object] = loop.create_future()
+        fut.set_exception(RequestTimeout("no response on 'y' within 0.3 s"))
+        Calls("app", ClientMetrics())._forget("m1", fut)  # type: ignore[arg-type]
+        del fut
+        gc.collect()
+        assert logged == []
+    finally:
+        loop.set_exception_handler(None)

@@ -129,7 +129,7 @@ def test_a_large_frame_goes_out_a_window_at_a_time_while_the_socket_takes_them()
     transport = _Transport(backlog, socket_takes=10 * MiB)
     assert backlog.resume(transport) is True
     assert bytes(transport.out) == b"".join(parts) and backlog.nbytes == 0
-    assert transport.limits == [(0, 0), (MiB, 256 * 1024)]  # windowed, then its own again
+    assert transport.limits == [(1, 0), (MiB, 256 * 1024)]  # windowed, then its own again
 
 
 def test_a_window_the_socket_leaves_part_of_pauses_the_frame_until_the_transport_is_empty() -> None:
