@@ -11,8 +11,9 @@ the socket left and ``resume_writing`` once it holds nothing; frames
 written meanwhile wait here, behind it. Not 0 and 0: a TLS transport
 (asyncio's and uvloop's) pauses when what it holds reaches its high-water
 mark rather than passes it, so at 0 it paused at once, holding nothing,
-and never resumed. The server's slow-consumer backlog (``ipc_server.outbound``) and
-the Python client's connection both write through a :class:`WriteQueue`.
+and never resumed. The server's slow-consumer backlog
+(``ipc_server.outbound``) and the Python client's connection both write
+through a :class:`WriteQueue`.
 uvloop's transports and Node's sockets keep references instead of copying:
 there, windows cost a few more writes and nothing else.
 
@@ -127,8 +128,9 @@ class WriteQueue:
 
     def window(self, transport: _Limited) -> None:
         """The lowest limits that pause and resume every transport while a
-        large frame goes out (its own kept): a plain one pauses past 1
-        byte, a TLS one at 1 byte of its own (module docstring)."""
+        large frame goes out (its own kept): a plain transport pauses once
+        it holds more than a byte, a TLS one once it holds any (module
+        docstring)."""
         self.limits = transport.get_write_buffer_limits()
         self.windowed = True
         transport.set_write_buffer_limits(high=1, low=0)

@@ -31,7 +31,7 @@ def test_binary_payloads_go_both_ways_through_tls(pki: PKI, run: Callable[..., A
 
     async def main() -> None:
         async with tls_server(pki) as server:
-            options: dict[str, Any] = {"tls_ca": pki.ca, "request_timeout": 10.0, "max_frame_size": 16 * 1024 * 1024}
+            options: dict[str, Any] = {"tls_ca": pki.ca, "request_timeout": 10.0}
             async with IPCClient("app", "127.0.0.1", server.port, **options) as caller, IPCClient("app", "127.0.0.1", server.port, **options) as other:
                 assert await caller.request("echo", {"b": data, "n": 1}) == {"b": data, "n": 1}  # in-process handler
                 await other.serve("py.echo", lambda msg: msg.payload)
