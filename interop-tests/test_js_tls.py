@@ -9,6 +9,7 @@ after a server restart; the pool and the load-balanced client."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,9 @@ async def test_server_only_tls_requests_and_pub_sub(start_server, node_agent, py
 
 
 async def test_binary_payloads_cross_tls_both_ways(start_server, node_agent, py_client, pki):
-    """Large binary frames over TLS: the server and the Python responder
-    write them a window at a time, which a TLS transport once never
-    resumed (tests/test_tls_binary.py)."""
+    """Large binary frames over TLS, requests and streams: the server and
+    the Python clients write them a window at a time, which a TLS
+    transport once never resumed (tests/test_tls_binary.py)."""
     from test_js_binary import desc, pattern, spec
 
     srv = await start_server(*server_args(pki))
@@ -95,6 +96,21 @@ async def test_binary_payloads_cross_tls_both_ways(start_server, node_agent, py_
     for size in (70_000, 3 * 1024 * 1024 + 5):
         got = await agent.call("binRequest", channel="py.client.echo", payload={"b": spec(size, 3), "n": size})
         assert got == {"b": desc(pattern(size, 3)), "n": size}
+    # Streams of binary chunks, a Node producer to a Python consumer and back.
+    chunk = 256 * 1024
+    await agent.call("binServeStream", channel="node.file")
+    consumer = await py_client(srv.port, tls_ca=pki.ca)
+    items = [item async for item in consumer.stream("node.file", {"chunks": 6, "size": chunk}, window=2)]
+    assert [item["data"] for item in items] == [pattern(chunk, i) for i in range(6)]
+
+    async def chunks(msg: Any) -> Any:
+        for i in range(msg.payload["chunks"]):
+            yield pattern(msg.payload["size"], i)
+
+    await consumer.serve("py.file", chunks)
+    got = await agent.call("binStream", channel="py.file", payload={"chunks": 6, "size": chunk}, window=2)
+    expected = hashlib.sha256(b"".join(pattern(chunk, i) for i in range(6))).hexdigest()
+    assert got == {"types": ["Buffer"], "sizes": [chunk] * 6, "sha256": expected, "error": None}
 
 
 async def test_mutual_tls(start_server, node_agent, py_client, pki):
