@@ -56,18 +56,20 @@ async def until(check: Callable[[], Any], what: str, timeout: float = WAIT_S) ->
 class NatsServer:
     """One nats-server process; ``stop()`` and ``start()`` keep its port."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, config: str | None = None) -> None:
         self.binary = binary
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tempfile.TemporaryFile()
+        self.config = config  # nats-server's configuration file (TLS, users), if any
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     async def start(self) -> NatsServer:
-        self.proc = subprocess.Popen([self.binary, "-a", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=self.log)
+        config = ["-c", self.config] if self.config is not None else []
+        self.proc = subprocess.Popen([self.binary, *config, "-a", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=self.log)
 
         async def accepts() -> bool:
             try:
