@@ -1,16 +1,24 @@
-"""The cluster's link to NATS secured (docs/cluster.md §6, `cluster_tls_*`
-and credentials in the URL): a real nats-server that requires TLS, mutual
-TLS or a user and password, with throwaway certificates made by trustme.
+"""The cluster's link to NATS secured (docs/cluster.md §6, `cluster_tls_*`,
+`cluster_creds` and credentials in the URL): a real nats-server that
+requires TLS, mutual TLS, a user and password, or a user's JWT signed by
+its account (operator mode), with throwaway certificates made by trustme
+and NKeys and JWTs made here.
 Nodes with the right settings carry requests across; a node without them
 is cut off, its clients' cross-node requests answered ``no_responders``
 at once, and its ``stats`` naming the reason NATS gave."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import nkeys
 import pytest
 import trustme
 from ipc_client import IPCClient
@@ -100,3 +108,54 @@ async def test_a_link_with_a_user_and_password(secured: Any) -> None:
     nats = await secured("authorization {\n  user: node\n  password: s3cret\n}\n")
     await across(f"nats://node:s3cret@127.0.0.1:{nats.port}")
     await cut_off(f"nats://node:wrong@127.0.0.1:{nats.port}", "Authorization Violation")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _nkey(prefix: int) -> tuple[Any, str]:
+    """A new NKey pair and its seed."""
+    seed = nkeys.encode_seed(os.urandom(32), prefix)
+    return nkeys.from_seed(bytearray(seed)), seed.decode()
+
+
+def _jwt(issuer: Any, subject: str, name: str, claims: dict[str, Any]) -> str:
+    """A NATS JWT (version 2) for ``subject``, signed by ``issuer``'s NKey."""
+    body = {"jti": "", "iat": int(time.time()), "iss": issuer.public_key.decode(), "name": name, "sub": subject, "nats": {**claims, "version": 2}}
+    body["jti"] = base64.b32encode(hashlib.sha256(json.dumps(body).encode()).digest()).decode().rstrip("=")
+    signed = f"{_b64(json.dumps({'typ': 'JWT', 'alg': 'ed25519-nkey'}).encode())}.{_b64(json.dumps(body).encode())}"
+    return f"{signed}.{_b64(issuer.sign(signed.encode()))}"
+
+
+def _operator_mode(root: Path) -> tuple[str, Path, Path]:
+    """nats-server's configuration for an operator with one account, the
+    credentials file of a user of that account, and one of a user whose
+    account the server does not know."""
+    operator, _ = _nkey(nkeys.PREFIX_BYTE_OPERATOR)
+    limits = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True, "conn": -1, "leaf": -1}
+    paths = []
+    preload = ""
+    for known in (True, False):
+        account, _ = _nkey(nkeys.PREFIX_BYTE_ACCOUNT)
+        account_jwt = _jwt(operator, account.public_key.decode(), "nodes", {"type": "account", "limits": limits})
+        if known:
+            preload = f'  {account.public_key.decode()}: "{account_jwt}"\n'
+        user, seed = _nkey(nkeys.PREFIX_BYTE_USER)
+        user_jwt = _jwt(account, user.public_key.decode(), "node", {"type": "user", "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1})
+        path = root / f"{'node' if known else 'stranger'}.creds"
+        path.write_text(
+            f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+            f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        )
+        paths.append(path)
+    operator_jwt = _jwt(operator, operator.public_key.decode(), "ipc-bridge tests", {"type": "operator"})
+    return f'operator: "{operator_jwt}"\nresolver: MEMORY\nresolver_preload: {{\n{preload}}}\n', paths[0], paths[1]
+
+
+async def test_a_link_with_a_credentials_file(secured: Any, tmp_path: Path) -> None:
+    config, node, stranger = _operator_mode(tmp_path)
+    nats = await secured(config)
+    await across(nats.url, cluster_creds=str(node))
+    await cut_off(nats.url, "Authorization Violation", cluster_creds=str(stranger))
+    await cut_off(nats.url, "Authorization Violation")  # no credentials at all
