@@ -103,3 +103,40 @@ def test_help_names_the_program_it_was_run_as() -> None:
     if script.exists():
         out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
         assert out.stdout.startswith("usage: ipc-bridge-server ")
+
+
+# Settings whose values need files or a partner setting (tests/test_tls.py,
+# tests/test_auth*.py, tests/test_cluster_link_security.py set those).
+_NEEDS_FILES = {"config", "token_file", "users_file", "tls_cert", "tls_key", "tls_ca", "cluster_creds", "cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key"}
+_TEXT_VALUES = {"host": "127.0.0.2", "log_level": "DEBUG", "token": "s3cret", "metrics_host": "127.0.0.3", "log_format": "json", "loop": "asyncio", "cluster_name": "blue", "node_name": "n1"}
+
+
+def test_every_setting_given_as_a_flag_or_a_variable_lands_in_that_setting() -> None:
+    """Each flag and each environment variable sets its own setting, with
+    the value converted to the setting's type."""
+    parser = build_parser()
+    defaults = ServerConfig()
+    checked = 0
+    for action in parser._actions:
+        name = action.dest
+        if not action.option_strings or name in _NEEDS_FILES or not hasattr(defaults, name):
+            continue
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            flag_argv, env_value, expected = [action.option_strings[-1]], "true" if not default else "false", not default
+            if default:
+                continue  # a switch that is on by default has no flag to turn it on
+        elif name == "cluster":
+            flag_argv, env_value, expected = [action.option_strings[-1], "nats://127.0.0.1:4999"], "nats://127.0.0.1:4999", ("nats://127.0.0.1:4999",)
+        elif name in _TEXT_VALUES:
+            flag_argv, env_value, expected = [action.option_strings[-1], _TEXT_VALUES[name]], _TEXT_VALUES[name], _TEXT_VALUES[name]
+        elif isinstance(default, float) or "float" in str(next(f.type for f in fields(ServerConfig) if f.name == name)):
+            flag_argv, env_value, expected = [action.option_strings[-1], "7.5"], "7.5", 7.5
+        else:
+            flag_argv, env_value, expected = [action.option_strings[-1], "7"], "7", 7
+        from_flag = load_config(path=None, overrides=vars(parser.parse_args(flag_argv)), env={})
+        from_env = load_config(path=None, env={env_name(name): env_value})
+        assert getattr(from_flag, name) == expected, f"{flag_argv} -> {getattr(from_flag, name)!r}"
+        assert getattr(from_env, name) == expected, f"{env_name(name)}={env_value} -> {getattr(from_env, name)!r}"
+        checked += 1
+    assert checked >= 35, checked  # none skipped by mistake
