@@ -200,9 +200,12 @@ async def round_trips(port: int, total: int, window: int = 64) -> float:
     return total / elapsed
 
 
+_STATS_REQUEST = _msg("request", "system", "stats", '{"action":"stats"}')
+
+
 async def _bytes_in(probe: Peer) -> int:
     """The server's ``bytes_in`` (every socket's), this request's own included."""
-    probe.writer.write(_msg("request", "system", "stats", '{"action":"stats"}'))
+    probe.writer.write(_STATS_REQUEST)
     return int(json.loads((await probe.frames())[0])["payload"]["bytes_in"])
 
 
@@ -211,7 +214,6 @@ async def prefixes(server: Server, connections: int) -> dict[str, float]:
     handshake, each send a 16 MiB prefix and 3 bytes of the frame; read
     once the server's ``bytes_in`` says it has read them all."""
     announce = _PREFIX.pack(16 * 1024 * 1024) + b'{"x'
-    stats_request = len(_msg("request", "system", "stats", '{"action":"stats"}'))
     probe = await Peer.open(server.port, "probe")
     rss = {"before": round(server.rss_mib(), 1)}
     writers = []
@@ -226,7 +228,7 @@ async def prefixes(server: Server, connections: int) -> dict[str, float]:
         for writer in group_writers:
             writer.write(announce)
             await writer.drain()
-        while (await _bytes_in(probe)) - since - (asked := asked + 1) * stats_request < len(announce) * connections:
+        while (await _bytes_in(probe)) - since - (asked := asked + 1) * len(_STATS_REQUEST) < len(announce) * connections:
             await asyncio.sleep(0.01)
         rss[f"after_{connections}_{group}"] = round(server.rss_mib(), 1)
         writers += group_writers

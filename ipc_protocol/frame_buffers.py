@@ -34,7 +34,7 @@ _refcount = sys.getrefcount
 
 def _free_count() -> int:
     """The reference count of a kept buffer that nothing else holds, seen
-    from the loop in :meth:`FrameBuffers.take` (the list, the loop
+    from the loop in :meth:`FrameBuffers.reuse` (the list, the loop
     variable, the call's argument)."""
     kept = [bytearray(1)]
     for buf in kept:
@@ -46,9 +46,10 @@ _FREE = _free_count()
 
 
 class FrameBuffers:
-    """The large-frame buffers of one loop. ``take(n)`` gives a buffer
-    of exactly ``n`` bytes (its contents undefined), ``keep(buf)`` offers
-    one back once its frame is complete; it is reused only when free."""
+    """The large-frame buffers of one loop. ``reuse(n)`` gives a kept
+    buffer of exactly ``n`` bytes (its contents undefined) if one is free,
+    ``keep(buf)`` offers one back once its frame is complete; it is reused
+    only when free."""
 
     __slots__ = ("max_bytes", "_kept", "_kept_bytes")
 
@@ -60,11 +61,6 @@ class FrameBuffers:
     @property
     def kept_bytes(self) -> int:
         return self._kept_bytes
-
-    def take(self, n: int) -> bytearray:
-        """A buffer of ``n`` bytes: a free kept one (:meth:`reuse`), else a new one."""
-        buf = self.reuse(n)
-        return bytearray(n) if buf is None else buf
 
     def reuse(self, n: int) -> bytearray | None:
         """A free kept buffer resized to ``n`` bytes, whose allocation fits

@@ -30,17 +30,14 @@ NEVER_ASSEMBLE = MAX_FRAME_LIMIT + 1
 # a zeroed ``bytes`` made per step cost ten times the reads' own work on an
 # 8 MiB frame (docs/performance.md, "Binary payloads").
 _ZEROS_BYTES = 1024 * 1024
-_zeros: memoryview | None = None
+_ZEROS = memoryview(bytes(_ZEROS_BYTES))
 
 
 def _append_zeros(buf: bytearray, n: int) -> None:
     """Lengthen ``buf`` by ``n`` zero bytes; BufferError while a view of it is held."""
-    global _zeros
-    if _zeros is None:
-        _zeros = memoryview(bytes(_ZEROS_BYTES))
     while n > 0:
         step = min(n, _ZEROS_BYTES)
-        buf += _zeros[:step]
+        buf += _ZEROS[:step]
         n -= step
 
 

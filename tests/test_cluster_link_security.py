@@ -1,8 +1,8 @@
 """The cluster's link to NATS secured (docs/cluster.md §6, `cluster_tls_*`,
 `cluster_creds` and credentials in the URL): a real nats-server that
 requires TLS, mutual TLS, a user and password, or a user's JWT signed by
-its account (operator mode), with throwaway certificates made by trustme
-and NKeys and JWTs made here.
+its account (operator mode), with tests/test_tls.py's throwaway
+certificates and NKeys and JWTs made here.
 Nodes with the right settings carry requests across; a node without them
 is cut off, its clients' cross-node requests answered ``no_responders``
 at once, and its ``stats`` naming the reason NATS gave."""
@@ -20,30 +20,12 @@ from typing import Any
 
 import nkeys
 import pytest
-import trustme
 from ipc_client import IPCClient
 from ipc_protocol import NoResponders
 from ipc_server import IPCServer
 
 from .nats_support import WAIT_S, NatsServer, nats_server_binary, until
-
-
-class Certificates:
-    def __init__(self, root: Path) -> None:
-        ca = trustme.CA(organization_name="ipc-bridge cluster tests")
-        self.ca = root / "ca.pem"
-        ca.cert_pem.write_to_path(self.ca)
-        server = ca.issue_cert("127.0.0.1", "localhost")
-        self.server_cert, self.server_key = root / "nats.crt", root / "nats.key"
-        server.cert_chain_pems[0].write_to_path(self.server_cert)
-        server.private_key_pem.write_to_path(self.server_key)
-        self.node = root / "node.pem"  # a node's client certificate and key
-        ca.issue_cert("node@example.org", common_name="node").private_key_and_cert_chain_pem.write_to_path(self.node)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return Certificates(tmp_path_factory.mktemp("cluster-pki"))
+from .test_tls import PKI, pki  # noqa: F401  (pki is a fixture)
 
 
 @pytest.fixture
@@ -87,21 +69,19 @@ async def cut_off(url: str, reason: str, **settings: Any) -> None:
             assert stats["cluster"]["state"] == "degraded" and reason in stats["cluster"]["reason"]
 
 
-async def test_a_link_over_tls(secured: Any, certs: Certificates) -> None:
-    nats = await secured(f'tls {{\n  cert_file: "{certs.server_cert}"\n  key_file: "{certs.server_key}"\n}}\n')
+async def test_a_link_over_tls(secured: Any, pki: PKI) -> None:
+    nats = await secured(f'tls {{\n  cert_file: "{pki.server[0]}"\n  key_file: "{pki.server[1]}"\n}}\n')
     tls_url = f"tls://127.0.0.1:{nats.port}"
-    await across(tls_url, cluster_tls_ca=str(certs.ca))
-    await across(nats.url, cluster_tls_ca=str(certs.ca))  # a nats:// URL with a CA given speaks TLS too
+    await across(tls_url, cluster_tls_ca=pki.ca)
+    await across(nats.url, cluster_tls_ca=pki.ca)  # a nats:// URL with a CA given speaks TLS too
     await cut_off(tls_url, "CERTIFICATE_VERIFY_FAILED")  # the system's CAs do not know this one
 
 
-async def test_a_link_over_mutual_tls(secured: Any, certs: Certificates) -> None:
-    nats = await secured(
-        f'tls {{\n  cert_file: "{certs.server_cert}"\n  key_file: "{certs.server_key}"\n  ca_file: "{certs.ca}"\n  verify: true\n}}\n'
-    )
+async def test_a_link_over_mutual_tls(secured: Any, pki: PKI) -> None:
+    nats = await secured(f'tls {{\n  cert_file: "{pki.server[0]}"\n  key_file: "{pki.server[1]}"\n  ca_file: "{pki.ca}"\n  verify: true\n}}\n')
     url = f"tls://127.0.0.1:{nats.port}"
-    await across(url, cluster_tls_ca=str(certs.ca), cluster_tls_cert=str(certs.node), cluster_tls_key=str(certs.node))
-    await cut_off(url, "CERTIFICATE_REQUIRED", cluster_tls_ca=str(certs.ca))
+    await across(url, cluster_tls_ca=pki.ca, cluster_tls_cert=pki.client[0], cluster_tls_key=pki.client[1])
+    await cut_off(url, "CERTIFICATE_REQUIRED", cluster_tls_ca=pki.ca)
 
 
 async def test_a_link_with_a_user_and_password(secured: Any) -> None:

@@ -116,24 +116,25 @@ def test_every_setting_given_as_a_flag_or_a_variable_lands_in_that_setting() -> 
     the value converted to the setting's type."""
     parser = build_parser()
     defaults = ServerConfig()
+    types = {field.name: str(field.type) for field in fields(ServerConfig)}
     checked = 0
     for action in parser._actions:
         name = action.dest
         if not action.option_strings or name in _NEEDS_FILES or not hasattr(defaults, name):
             continue
-        default = getattr(defaults, name)
+        default, flag = getattr(defaults, name), action.option_strings[-1]
         if isinstance(default, bool):
-            flag_argv, env_value, expected = [action.option_strings[-1]], "true" if not default else "false", not default
             if default:
                 continue  # a switch that is on by default has no flag to turn it on
+            flag_argv, env_value, expected = [flag], "true", True
         elif name == "cluster":
-            flag_argv, env_value, expected = [action.option_strings[-1], "nats://127.0.0.1:4999"], "nats://127.0.0.1:4999", ("nats://127.0.0.1:4999",)
+            flag_argv, env_value, expected = [flag, "nats://127.0.0.1:4999"], "nats://127.0.0.1:4999", ("nats://127.0.0.1:4999",)
         elif name in _TEXT_VALUES:
-            flag_argv, env_value, expected = [action.option_strings[-1], _TEXT_VALUES[name]], _TEXT_VALUES[name], _TEXT_VALUES[name]
-        elif isinstance(default, float) or "float" in str(next(f.type for f in fields(ServerConfig) if f.name == name)):
-            flag_argv, env_value, expected = [action.option_strings[-1], "7.5"], "7.5", 7.5
+            flag_argv, env_value, expected = [flag, _TEXT_VALUES[name]], _TEXT_VALUES[name], _TEXT_VALUES[name]
+        elif "float" in types[name]:
+            flag_argv, env_value, expected = [flag, "7.5"], "7.5", 7.5
         else:
-            flag_argv, env_value, expected = [action.option_strings[-1], "7"], "7", 7
+            flag_argv, env_value, expected = [flag, "7"], "7", 7
         from_flag = load_config(path=None, overrides=vars(parser.parse_args(flag_argv)), env={})
         from_env = load_config(path=None, env={env_name(name): env_value})
         assert getattr(from_flag, name) == expected, f"{flag_argv} -> {getattr(from_flag, name)!r}"
