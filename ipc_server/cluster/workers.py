@@ -13,7 +13,9 @@ listens on port P+I-1 instead (list them all to the load-balanced client);
 on macOS the option exists but the last socket bound gets every connection.
 
 The supervisor forwards SIGINT (stop now) and SIGTERM (the lame duck of
-protocol.md §13) to every worker, waits for them, then stops nats-server.
+protocol.md §13) to every worker, waits for them, then stops nats-server;
+SIGHUP (reload the users file, docs/security.md §3.4) goes to every worker
+and the supervisor runs on.
 A worker that dies otherwise is logged and started again (backoff up to
 5 s when it keeps dying). Workers run in their own process group, so a
 terminal's Ctrl-C reaches the supervisor only, and get SIGTERM if the
@@ -49,11 +51,13 @@ class Worker:
         self.argv = argv
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
+        self.ready = False  # listening, its signal handlers in place
         self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
         """Start it; return the address it listens on."""
         self.starts += 1
+        self.ready = False
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ipc_server", *self.argv,
             stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent, process_group=0,
@@ -68,6 +72,7 @@ class Worker:
                 self.proc.kill()
             await self.proc.wait()
             raise RuntimeError(f"worker {self.index} did not start (exit code {self.proc.returncode})")
+        self.ready = True
         self._drain = asyncio.ensure_future(self._read_rest())
         return line[len(_LISTENING) :]
 
@@ -103,6 +108,8 @@ def supervise(config: ServerConfig, argv: list[str]) -> int:
 
 async def _supervise(config: ServerConfig, argv: list[str]) -> int:
     count = config.workers
+    workers: list[Worker] = []
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload, workers)  # never the default: the end of the supervisor
     reuse = hasattr(socket, "SO_REUSEPORT")
     reserved, port = _reserve(config.host, config.port, reuse)
     nats: NatsChild | None = None
@@ -116,7 +123,6 @@ async def _supervise(config: ServerConfig, argv: list[str]) -> int:
         await nats.start()
         urls = nats.url
     base = config.node_name or f"{socket.gethostname()}-{os.getpid()}"
-    workers = []
     for i in range(1, count + 1):
         extra = ["--workers", "1", "--cluster", urls, "--node-name", f"{base}-w{i}"]
         extra += ["--reuse-port", "--port", str(port)] if reuse else ["--port", str(port + i - 1 if port else 0)]
@@ -139,6 +145,15 @@ async def _supervise(config: ServerConfig, argv: list[str]) -> int:
         assert w.proc is not None
         print(f"ipc_server worker {w.index} pid {w.proc.pid} node {base}-w{w.index} on {address}", flush=True)
     return await _run(workers, nats)
+
+
+def _reload(workers: list[Worker]) -> None:
+    """SIGHUP: each worker reloads. One still starting reads the files
+    anyway, and has no handler yet: the signal would end it."""
+    ready = [w for w in workers if w.ready]
+    log.info("SIGHUP: telling %d workers to reload", len(ready))
+    for w in ready:
+        w.signal(signal.SIGHUP)
 
 
 async def _run(workers: list[Worker], nats: NatsChild | None) -> int:
