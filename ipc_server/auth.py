@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -277,20 +276,3 @@ def app_figures(app_id: str, app: Any) -> dict[str, Any]:
     """The ``stats`` answer of a user without ``monitor``: its own app's (§8)."""
     return {"scope": "app", "app": app_id, "connections": app.connections, "subscriptions": len(app.subscriptions), "services": len(app.responders.counts())}
 
-
-def reload_on_sighup(loop: asyncio.AbstractEventLoop, reload: Callable[[], object]) -> None:
-    """SIGHUP reloads the users file; a bad one keeps the old users (logged).
-    Installed even without a users file, so a stray SIGHUP never kills the server."""
-
-    def on_sighup() -> None:
-        try:
-            reload()
-        except RuntimeError as exc:
-            log.warning("SIGHUP ignored: %s", exc)
-        except (ValueError, OSError) as exc:
-            log.error("SIGHUP: users file not reloaded, the previous users stay: %s", exc)
-
-    try:
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    except (AttributeError, NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-        pass

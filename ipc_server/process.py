@@ -5,7 +5,7 @@ lame duck first (docs/protocol.md §13.1: clients told to move, then up to
 ``lame_duck_duration_s`` for them to go), then the shutdown of §13. SIGINT
 (Ctrl-C) is the shutdown of §13 at once; during a lame duck it cuts the wait
 short, as a second SIGTERM does. SIGHUP reloads the users file
-(docs/security.md §3).
+(docs/security.md §3.4) and the TLS files (§2.4).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from .auth import reload_on_sighup
+from .reloads import reload_on_sighup
 
 __all__ = ["serve_until_signalled"]
 
@@ -32,6 +32,8 @@ class _Server(Protocol):
     async def close(self, grace_s: float | None = None) -> None: ...
 
     def reload_users(self) -> dict[str, int]: ...
+
+    def reload_tls(self) -> None: ...
 
 
 async def serve_until_signalled(make_server: Callable[[], _Server], *, ready: Callable[[Any], None] | None = None) -> None:
@@ -51,7 +53,8 @@ async def serve_until_signalled(make_server: Callable[[], _Server], *, ready: Ca
             loop.add_signal_handler(sig, stop, leave)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
-    reload_on_sighup(loop, server.reload_users)
+    reload_on_sighup(loop, server)
     if ready is not None:
         ready(server)
     await server.serve_forever()
+

@@ -6,7 +6,7 @@ Each concern has its module: ``connection`` (the socket pump over the
 protocol core), ``admission`` (limits, the handshake's decisions, apps),
 ``handlers`` (in-process handler calls), ``forwarding`` (requests relayed to
 responder clients), ``pubsub`` (subscriptions and fan-out), ``shutdown``,
-``auth`` (users: credentials, permissions, reloads; docs/security.md §3),
+``auth`` (users: credentials, permissions; docs/security.md §3), ``reloads`` (what SIGHUP reloads),
 ``system_actions`` (the ``system`` actions the server answers, §8);
 routing state lives in the pure tables of ``router`` and ``topics``.
 """
@@ -38,13 +38,14 @@ from .heartbeat_sweep import sweep_heartbeats
 from .lame_duck import lame_duck
 from .idempotency import Idempotency
 from .pubsub import PubSub
+from .reloads import reload_tls, reload_users
 from .router import HandlerRegistry, target_problem
 from .shutdown import Shutdown
 from .streams import Streams
 from .metrics import Metrics
 from .stats import ServerStats
 from .system_actions import answer_own_action
-from .tls import connection_factory
+from .tls import TLSPort, connection_factory
 from .users import load_users, read_token_file
 
 __all__ = ["IPCServer"]
@@ -111,6 +112,7 @@ class IPCServer:
         # GET /metrics and /healthz with metrics_port (docs/operations.md).
         self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing or self._shutdown.leaving)  # 503 from the lame duck on
         self._listener: asyncio.base_events.Server | None = None
+        self._tls: TLSPort | None = None  # from start(), when tls_cert is set
         self._sweeper: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -162,8 +164,9 @@ class IPCServer:
             return
         self.loop = asyncio.get_running_loop()
         self._executor = self._calls.executor = ThreadPoolExecutor(thread_name_prefix="ipc-handler")
+        self._tls = TLSPort.of(self.config)
         self._listener = await self.loop.create_server(
-            connection_factory(self.config, lambda: ServerConnection(self), self._admission),  # TLS only when tls_cert is set
+            connection_factory(self.config, lambda: ServerConnection(self), self._admission, self._tls),
             self.config.host,
             self.config.port,
             reuse_address=True,
@@ -247,18 +250,12 @@ class IPCServer:
         return frozenset(self._admission.connections)
 
     def reload_users(self) -> dict[str, int]:
-        """What SIGHUP does: read the users file again and apply it to the
-        open connections (``Auth.replace``, docs/security.md §3.4); returns
-        ``{"disconnected": n, "withdrawn": n}``. Raises ``ValueError`` or
-        ``OSError`` (a bad file: the old users stay), ``RuntimeError``
-        without a users file."""
-        if self._auth is None or self.config.users_file is None:
-            raise RuntimeError("this server has no users file (--users)")
-        users = load_users(self.config.users_file)
-        counts = self._auth.replace(users, self._pubsub.withdraw)
-        log.info("users reloaded from %s: %d users, %d connections disconnected, %d registrations withdrawn",
-                 self.config.users_file, len(users), counts["disconnected"], counts["withdrawn"])  # fmt: skip
-        return counts
+        """What SIGHUP does: ``reloads.reload_users`` (docs/security.md §3.4)."""
+        return reload_users(self.config.users_file, self._auth, self._pubsub.withdraw)
+
+    def reload_tls(self) -> None:
+        """What SIGHUP does too: ``reloads.reload_tls`` (docs/security.md §2.4)."""
+        reload_tls(self.config.tls_cert, self._tls)
 
     def __repr__(self) -> str:
         return (

@@ -23,7 +23,7 @@ from typing import Any, Protocol, cast
 
 from .config import ServerConfig
 
-__all__ = ["server_context", "handshake_timeout", "connection_factory", "TLSAccept", "peer_certificate", "peer_subject"]
+__all__ = ["server_context", "handshake_timeout", "TLSPort", "connection_factory", "TLSAccept", "peer_certificate", "peer_subject"]
 
 log = logging.getLogger("ipc_server.tls")
 
@@ -128,17 +128,39 @@ class PendingHandshakes(Protocol):
     def release(self, sock: TLSAccept, *, failed: bool = False) -> None: ...
 
 
+class TLSPort:
+    """The context a TLS port's new handshakes use. :meth:`reload` (SIGHUP)
+    reads the settings' files again, so a renewed certificate, key or CA is
+    served without a restart; open connections keep what they were made with."""
+
+    def __init__(self, config: ServerConfig, context: ssl.SSLContext) -> None:
+        self._config = config
+        self.context = context
+
+    @classmethod
+    def of(cls, config: ServerConfig) -> TLSPort | None:
+        """The port's TLS, or None when ``tls_cert`` is not set."""
+        context = server_context(config)
+        return None if context is None else cls(config, context)
+
+    def reload(self) -> None:
+        """Raises ``ValueError`` as :func:`server_context` does: the old context then stays."""
+        context = server_context(self._config)
+        assert context is not None  # tls_cert and tls_key are settings, which a reload does not change
+        self.context = context
+
+
 def connection_factory(
-    config: ServerConfig, make: Callable[[], asyncio.BaseProtocol], pending: PendingHandshakes
+    config: ServerConfig, make: Callable[[], asyncio.BaseProtocol], pending: PendingHandshakes, tls: TLSPort | None
 ) -> Callable[[], asyncio.BaseProtocol]:
     """The protocol factory for ``create_server``: ``make`` itself on a
-    plaintext port; on a TLS port, a :class:`TLSAccept` per socket that
-    hands the socket to ``make()`` once its handshake is done."""
-    context = server_context(config)
-    if context is None:
+    plaintext port; on a TLS port, a :class:`TLSAccept` per socket, with
+    the port's context of the moment, that hands the socket to ``make()``
+    once its handshake is done."""
+    if tls is None:
         return make
     timeout = handshake_timeout(config)
-    return lambda: TLSAccept(context, timeout, make, pending)
+    return lambda: TLSAccept(tls.context, timeout, make, pending)
 
 
 class TLSAccept(asyncio.Protocol):

@@ -14,8 +14,8 @@ on macOS the option exists but the last socket bound gets every connection.
 
 The supervisor forwards SIGINT (stop now) and SIGTERM (the lame duck of
 protocol.md §13) to every worker, waits for them, then stops nats-server;
-SIGHUP (reload the users file, docs/security.md §3.4) goes to every worker
-and the supervisor runs on.
+SIGHUP (reload the users file and the TLS files, docs/security.md §3.4
+and §2.4) goes to every worker, and the supervisor runs on.
 A worker that dies otherwise is logged and started again (backoff up to
 5 s when it keeps dying). Workers run in their own process group, so a
 terminal's Ctrl-C reaches the supervisor only, and get SIGTERM if the

@@ -1,0 +1,79 @@
+"""What SIGHUP reloads without a restart: the users file (docs/security.md
+§3.4) and the TLS files (§2.4), each one the server has. A file that does
+not load changes nothing: what was loaded stays, and the error is logged
+(or raised, to an embedded server's caller)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .auth import Auth
+from .tls import TLSPort
+from .users import load_users
+
+__all__ = ["reload_users", "reload_tls", "reload_on_sighup"]
+
+log = logging.getLogger("ipc_server")
+
+
+def reload_users(users_file: str | None, auth: Auth | None, withdraw: Callable[..., Any]) -> dict[str, int]:
+    """Read the users file again and apply it to the open connections
+    (``Auth.replace``); returns ``{"disconnected": n, "withdrawn": n}``.
+    Raises ``ValueError`` or ``OSError`` (a bad file: the old users stay),
+    ``RuntimeError`` without a users file."""
+    if auth is None or users_file is None:
+        raise RuntimeError("this server has no users file (--users)")
+    users = load_users(users_file)
+    counts = auth.replace(users, withdraw)
+    log.info("users reloaded from %s: %d users, %d connections disconnected, %d registrations withdrawn",
+             users_file, len(users), counts["disconnected"], counts["withdrawn"])  # fmt: skip
+    return counts
+
+
+def reload_tls(tls_cert: str | None, tls: TLSPort | None) -> None:
+    """Read ``tls_cert``, ``tls_key`` and ``tls_ca`` again: new connections
+    handshake with them, open ones keep what they were made with. Raises
+    ``ValueError`` (a file missing, not PEM, a key that does not match: the
+    old ones stay), ``RuntimeError`` without TLS."""
+    if tls is None:
+        raise RuntimeError("this server has no TLS (--tls-cert)")
+    tls.reload()
+    log.info("TLS certificate reloaded from %s", tls_cert)
+
+
+class _Reloadable(Protocol):
+    def reload_users(self) -> object: ...
+
+    def reload_tls(self) -> object: ...
+
+
+def reload_on_sighup(loop: asyncio.AbstractEventLoop, server: _Reloadable) -> None:
+    """SIGHUP reloads what the server has of the two; installed with neither
+    too, so a stray SIGHUP never ends the server."""
+
+    def on_sighup() -> None:
+        reloads = (
+            (server.reload_users, "users file not reloaded, the previous users stay"),
+            (server.reload_tls, "TLS files not reloaded, the previous certificate stays"),
+        )
+        configured = 0
+        for reload, failed in reloads:
+            try:
+                reload()
+                configured += 1
+            except RuntimeError:  # not configured
+                pass
+            except (ValueError, OSError) as exc:
+                configured += 1
+                log.error("SIGHUP: %s: %s", failed, exc)
+        if not configured:
+            log.warning("SIGHUP ignored: this server has neither a users file (--users) nor TLS (--tls-cert)")
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    except (AttributeError, NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+        pass
