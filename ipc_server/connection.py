@@ -79,7 +79,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         self.opened = False  # the handshake completed (routing state exists)
         self.connected_at = 0.0
         # Requests this connection sent that are being answered (§12).
-        self.inflight = InflightLimit(config.max_inflight_per_connection, self)
+        self.inflight = InflightLimit(config.max_inflight_per_connection, self, config.max_frame_size)
         # Forwarded requests this connection answers / waits on (§7.3), keys of
         # the forwarding table; then its handler calls. Each is the shared empty
         # frozenset until its first add makes the set (216 bytes; most never do).
@@ -153,14 +153,14 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         # A read of one frame: what it sends has nothing to wait for (send_frame).
         reads.lone, reads.batch = len(frames) == 1, len(frames) > 1
         try:
-            for i, body in enumerate(frames):
+            for body in frames:
                 if self._ended:  # failed or closed while dispatching: read no more
                     return
-                if inflight.paused:  # at the in-flight limit: the rest waits too (flow_control)
-                    inflight.deferred = frames[i:]
-                    break
                 item = receive_frame(body)
                 if item.__class__ is message_class:
+                    if inflight.holding and inflight.waits(item):  # at the in-flight limit (inflight.py)
+                        inflight.hold(item, body)
+                        continue
                     received[item.message_type] += 1
                     if item.attachments is not None:  # a binary frame (§16)
                         self._stats.binary_frames += 1
@@ -380,7 +380,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
 
     def tick(self, now: float) -> None:
         """The server's periodic sweep: ping a silent peer, drop a dead one."""
-        action = self.protocol.tick(now, reading=not self.inflight.paused)
+        action = self.protocol.tick(now, reading=not self.inflight.reading_paused)
         if action is HeartbeatAction.PING:
             self.traffic.sent[MessageType.REQUEST] += 1
             self._queued(self.protocol.frames_queued)

@@ -97,5 +97,6 @@ class ConnectionFigures:
             "subscriptions": len(self.subscriptions),
             "registrations": len(self.responder_for),
             "outbound_bytes": self.outbound_bytes,
-            "reading_paused": self.inflight.paused,
+            "held_frames": len(self.inflight.held),
+            "reading_paused": self.inflight.reading_paused,
         }

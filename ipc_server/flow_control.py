@@ -1,10 +1,9 @@
 """A server connection's flow control, both ways (docs/protocol.md §12).
 
 Reading: at ``max_inflight_per_connection`` requests being answered the
-connection stops reading its socket (``inflight.InflightLimit``), and the
-frames of the read that reached the limit wait too: they are dispatched
-once answers come back, before the socket is read again. So the limit holds
-exactly, not one read (up to 256 KiB of requests) later.
+connection's new work waits (``inflight.InflightLimit``) while what answers
+the server is still read; the held frames go on as places free up, and
+the socket itself stops being read only when too much is held.
 
 Writing: past the transport's high-water mark frames wait in a backlog,
 and a peer that stays behind is cut as a slow consumer (``outbound``).
@@ -60,25 +59,26 @@ class FlowControl:
 
     @property
     def reading_paused(self) -> bool:
-        return self.inflight.paused
+        return self.inflight.reading_paused
 
     def pause_reading(self) -> None:
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        """Answers came back: first the frames left of the read that paused,
-        in a loop iteration of their own (not inside the answer's call)."""
-        if self.inflight.deferred is not None:
-            self._loop.call_soon(self._resume_deferred)  # type: ignore[union-attr]
-        elif self.transport is not None and self.protocol.state is ProtocolState.OPEN:
+        if self.transport is not None and self.protocol.state is ProtocolState.OPEN:
             self.transport.resume_reading()
 
-    def _resume_deferred(self) -> None:
-        frames, self.inflight.deferred = self.inflight.deferred, None
-        if frames and not self._ended:
-            self._dispatch(frames)  # may reach the limit again and leave some waiting
-        if not self.inflight.paused:
+    def release_held(self) -> None:
+        """A place came free: the held frames go on in a loop iteration of
+        their own, not inside the call that answered."""
+        self._loop.call_soon(self._release_held)  # type: ignore[union-attr]
+
+    def _release_held(self) -> None:
+        bodies = self.inflight.take_held()
+        if bodies and not self._ended:
+            self._dispatch(bodies)  # decoded again; what cannot go yet is held again, in order
+        if self.inflight.released() and not self._ended:
             self.resume_reading()
 
     # -- writing: slow consumers (outbound.py) --------------------------------

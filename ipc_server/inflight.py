@@ -1,55 +1,136 @@
-"""A connection's requests in flight and the pause of its reading
-(docs/protocol.md §12): at the limit the server stops reading it, so a
-client that sends faster than it is answered waits in its own socket
-buffer instead of the server's memory; at half the limit reading resumes.
-The frames of the read that reached the limit wait as well (``deferred``,
-dispatched first on resuming: ``flow_control``), so the limit holds exactly.
+"""A connection's requests in flight, and what it sends past its limit
+(docs/protocol.md §12).
+
+At ``max_inflight_per_connection`` requests being answered, the connection's
+new requests and notifications wait here, in order, and so does whatever it
+sends after one that waits (publishes, subscriptions...). The server keeps
+reading what answers it, though: responses to the requests it forwarded,
+stream items and ends, credit, cancels, pings. So a connection whose calls
+can only finish through its own frames (a client that serves what it calls,
+a stream that needs the consumer's credit, a cancel, a heartbeat) never
+wedges itself. Only when what waits passes ``max_frame_size`` bytes (what
+a connection can make the server hold anyway) does the server stop reading
+the socket, and the rest waits in it (TCP backpressure). Held frames go on as
+places free up, one at a time, so the limit holds exactly.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections import deque
+from typing import Any, Protocol
+
+from ipc_protocol.envelope import CANCEL, CREDIT, NOTIFICATION, REQUEST, RESPONSE, STREAM_END, STREAM_ITEM, Message
 
 __all__ = ["InflightLimit", "Reader"]
 
+_TAKES_A_PLACE = frozenset({REQUEST, NOTIFICATION})
+_ANSWERS = frozenset({RESPONSE, STREAM_ITEM, STREAM_END, CREDIT})  # to what the server sent: never held
+_DEFAULT_HELD_BYTES = 16 * 1024 * 1024  # when max_frame_size is off
+_HELD_OVERHEAD = 128  # a held frame's bytes object and entry, counted with its body
+
 
 class Reader(Protocol):
-    """What the limit pauses: the connection's reading of its socket."""
+    """The connection: its socket's reading, and the release of held frames."""
 
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
 
+    def release_held(self) -> None: ...
+
 
 class InflightLimit:
-    """Requests a connection sent that are being answered (handlers or forwarded).
+    """Requests a connection sent that are being answered (handlers or
+    forwarded), and the frames it sent that wait for one of them to end.
 
     Args:
-        limit: pause at this many; None: never.
-        reader: whose reading stops and restarts (the connection itself: no
-            callbacks kept per connection).
+        limit: hold new requests at this many; None: never.
+        reader: the connection (no callbacks kept per connection).
+        max_held_bytes: held frames past this stop the socket's reading.
     """
 
-    __slots__ = ("count", "paused", "deferred", "_limit", "_reader")
+    __slots__ = ("count", "holding", "held", "held_bytes", "reading_paused", "_held_ids", "_limit", "_max_held_bytes", "_reader", "_releasing")
 
-    def __init__(self, limit: int | None, reader: Reader) -> None:
+    def __init__(self, limit: int | None, reader: Reader, max_held_bytes: int | None = None) -> None:
         self.count = 0
-        self.paused = False
-        self.deferred: list[bytes] | None = None  # frames read, not yet dispatched
+        self.holding = False  # at the limit, or frames wait: new work is held (read on every frame)
+        # Held frames as they came (decoded again when they go: a decoded
+        # payload can be many times its bytes), with a request's id.
+        self.held: deque[tuple[str | None, Any]] = deque()
+        self.held_bytes = 0
+        self.reading_paused = False  # the socket itself is not read
+        self._held_ids: set[str] = set()
         self._limit = limit
+        self._max_held_bytes = max_held_bytes or _DEFAULT_HELD_BYTES
         self._reader = reader
+        self._releasing = False
+
+    @property
+    def full(self) -> bool:
+        return self._limit is not None and self.count >= self._limit
 
     def started(self) -> None:
         self.count += 1
-        if self._limit is not None and self.count >= self._limit and not self.paused:
-            self.paused = True
-            self._reader.pause_reading()
+        if self._limit is not None and self.count >= self._limit:
+            self.holding = True
 
     def finished(self) -> None:
         self.count -= 1
-        if self.paused and self.count <= (self._limit or 0) // 2:
-            self.paused = False
-            self._reader.resume_reading()
+        if self.holding and not self._releasing and self._limit is not None and self.count < self._limit:
+            self._releasing = True
+            self._reader.release_held()  # in a loop iteration of its own, not inside the answer's call
+
+    def waits(self, msg: Message) -> bool:
+        """Whether ``msg`` waits (only asked while ``holding``): new work
+        does, and anything behind held work; answers never. A cancel goes
+        at once: it stops a running call, or takes a held one out."""
+        mtype = msg.message_type
+        if mtype in _TAKES_A_PLACE:
+            return True
+        if mtype is CANCEL:
+            self._drop(msg.reply_to)
+            return False
+        return bool(self.held) and mtype not in _ANSWERS
+
+    def hold(self, msg: Message, body: Any) -> None:
+        request_id = msg.message_id if msg.message_type is REQUEST else None
+        self.held.append((request_id, body))
+        self.held_bytes += len(body) + _HELD_OVERHEAD
+        if request_id is not None:
+            self._held_ids.add(request_id)
+        if not self.reading_paused and self.held_bytes > self._max_held_bytes:
+            self.reading_paused = True
+            self._reader.pause_reading()
+
+    def take_held(self) -> list[Any]:
+        """The held frames, to dispatch again now that a place is free; any
+        that cannot go yet come back through :meth:`hold`, in order."""
+        bodies = [body for _, body in self.held]
+        self.held.clear()
+        self._held_ids.clear()
+        self.held_bytes = 0
+        self.holding = self.full
+        return bodies
+
+    def released(self) -> bool:
+        """After a release: whether the socket may be read again."""
+        self._releasing = False
+        if self.reading_paused and self.held_bytes <= self._max_held_bytes // 2:
+            self.reading_paused = False
+            return True
+        return False
+
+    def _drop(self, request_id: str | None) -> None:
+        """A held request a cancel names never runs (§15.4 item 2)."""
+        if request_id is None or request_id not in self._held_ids:
+            return
+        for i, (held_id, body) in enumerate(self.held):
+            if held_id == request_id:
+                del self.held[i]
+                self.held_bytes -= len(body) + _HELD_OVERHEAD
+                self._held_ids.discard(request_id)
+                return
 
     def __repr__(self) -> str:
-        return f"<InflightLimit {self.count}/{self._limit}{' paused' if self.paused else ''}>"
+        held = f" holding {len(self.held)}" if self.holding else ""
+        return f"<InflightLimit {self.count}/{self._limit}{held}{' reading paused' if self.reading_paused else ''}>"

@@ -132,19 +132,19 @@ async def test_at_the_cap_requests_go_to_another_responder_first() -> None:
             await r.disconnect()
 
 
-async def test_the_inflight_limit_pauses_a_requester_and_every_request_is_answered() -> None:
-    """max_inflight_per_connection: past it the requester is not read until
-    answers come back; nothing is refused or lost."""
+async def test_the_inflight_limit_holds_a_requesters_new_requests_and_every_one_is_answered() -> None:
+    """max_inflight_per_connection: past it the requester's new requests
+    wait in order, none refused or lost; the limit holds exactly."""
     async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=4) as server:
         release, served = asyncio.Event(), []
         responder = await _hanging_responder(server.port, "work", release, served)
         async with IPCClient("app", "127.0.0.1", server.port) as requester:
             calls = [asyncio.ensure_future(requester.request("work", i, timeout=WAIT_S)) for i in range(20)]
             async with asyncio.timeout(WAIT_S):
-                # Paused at the server once 4 are forwarded; the responder runs them a moment later.
-                while not (any(c.reading_paused for c in server.connections) and len(served) >= 4):
+                # 4 forwarded; the other 16 held by the server, its socket still read (inflight.py).
+                while not (any(len(c.inflight.held) == 16 for c in server.connections) and len(served) >= 4):
                     await asyncio.sleep(0.01)
-            assert len(served) == 4  # the rest wait in the requester's socket, not in the server
+            assert len(served) == 4 and not any(c.reading_paused for c in server.connections)
             release.set()
             assert await asyncio.gather(*calls) == list(range(20))
         await responder.disconnect()

@@ -194,7 +194,7 @@ def test_only_the_facade_knows_the_server_module() -> None:
         assert "server" not in imported and "ipc_server.server" not in imported, path.name
 
 
-def test_reading_pauses_at_the_inflight_limit_and_resumes_at_half() -> None:
+def test_past_the_inflight_limit_new_work_is_held_and_answers_are_not() -> None:
     calls: list[str] = []
 
     class Reader:
@@ -204,17 +204,33 @@ def test_reading_pauses_at_the_inflight_limit_and_resumes_at_half() -> None:
         def resume_reading(self) -> None:
             calls.append("resume")
 
-    limit = InflightLimit(4, Reader())
-    for _ in range(5):
-        limit.started()
-    assert calls == ["pause"] and limit.paused and limit.count == 5
+        def release_held(self) -> None:
+            calls.append("release")
+
+    def msg(mtype: MessageType, mid: str, reply_to: str | None = None) -> Message:
+        return Message.build(mtype, "app", "ch", None, message_id=mid, reply_to=reply_to)
+
+    limit = InflightLimit(2, Reader(), max_held_bytes=1000)
+    limit.started()
+    assert not limit.holding
+    limit.started()
+    assert limit.holding and limit.full
+    publish, response = msg(MessageType.PUBLISH, "p"), msg(MessageType.RESPONSE, "r", reply_to="x")
+    assert not limit.waits(publish) and not limit.waits(response)  # nothing held: they take no place
+    assert limit.waits(msg(MessageType.REQUEST, "q1"))
+    limit.hold(msg(MessageType.REQUEST, "q1"), b"q1" * 100)
+    limit.hold(msg(MessageType.REQUEST, "q2"), b"q2" * 100)
+    assert limit.waits(publish) and not limit.waits(response)  # behind held work, in order; answers never
+    assert not limit.waits(msg(MessageType.CANCEL, "c", reply_to="q1"))  # goes at once, and takes q1 out
+    assert [rid for rid, _ in limit.held] == ["q2"] and calls == []
+    limit.hold(msg(MessageType.REQUEST, "q3"), b"q3" * 400)  # past 1,000 bytes held: the socket waits
+    assert calls == ["pause"] and limit.reading_paused
     limit.finished()
-    limit.finished()
-    assert calls == ["pause"]  # 3 in flight: above half the limit
-    limit.finished()
-    assert calls == ["pause", "resume"] and not limit.paused
-    calls.clear()
+    limit.finished()  # one release scheduled, not two
+    assert calls == ["pause", "release"]
+    assert limit.take_held() == [b"q2" * 100, b"q3" * 400] and not limit.holding
+    assert limit.released() and not limit.reading_paused
     unlimited = InflightLimit(None, Reader())
     for _ in range(10_000):
         unlimited.started()
-    assert calls == []
+    assert not unlimited.holding

@@ -339,8 +339,9 @@ async def test_services_view_shows_the_handler_that_wins(server, make_client) ->
 
 
 async def test_reading_paused_at_the_inflight_limit_is_not_silence() -> None:
-    """A client at max_inflight is not read from; the heartbeat must not kill it."""
-    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=2, heartbeat_interval_s=0.1) as server:
+    """A client past max_inflight and its held frames is not read from; the
+    heartbeat must not kill it."""
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=2, heartbeat_interval_s=0.1, max_frame_size=4096) as server:
         release = asyncio.Event()
 
         @server.handler("slow")
@@ -349,14 +350,15 @@ async def test_reading_paused_at_the_inflight_limit_is_not_silence() -> None:
             return "done"
 
         async with IPCClient("app", "127.0.0.1", server.port, heartbeat_interval=10) as c:
-            calls = [asyncio.ensure_future(c.request("slow", timeout=10)) for _ in range(3)]
+            # 2 run, 3 wait: over the 4096 bytes the server holds (inflight.py)
+            calls = [asyncio.ensure_future(c.request("slow", "x" * 2000, timeout=10)) for _ in range(5)]
             conn = next(iter(server.connections))
             while not conn.reading_paused:
                 await asyncio.sleep(0.01)
             for _ in range(6):  # three times the 2-interval death sentence
                 conn.tick(server.loop.time() + 1)  # what the server's sweep does to each connection
             release.set()
-            assert await asyncio.gather(*calls) == ["done"] * 3
+            assert await asyncio.gather(*calls) == ["done"] * 5
 
 
 async def test_handlers_are_cancelled_when_their_requester_leaves(server) -> None:

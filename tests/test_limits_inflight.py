@@ -1,0 +1,106 @@
+"""A connection at ``max_inflight_per_connection`` (docs/protocol.md §12):
+its new requests wait in the server, but what answers the server is still
+read, so calls that can only finish through the connection's own frames
+(its answers as a responder, a stream's credit, a cancel, a heartbeat)
+never wedge it. Over real loopback TCP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ipc_client import IPCClient
+from ipc_protocol import Message
+from ipc_server import IPCServer
+
+from .conftest import WAIT_S
+from .test_streams import until
+
+
+async def test_a_client_that_serves_what_it_calls_goes_past_its_limit() -> None:
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=4) as server:
+        async with IPCClient("app", "127.0.0.1", server.port) as one, IPCClient("app", "127.0.0.1", server.port) as two:
+            await one.serve("one.echo", lambda msg: msg.payload)
+            await two.serve("two.echo", lambda msg: msg.payload)
+            own = [one.request("one.echo", i, timeout=WAIT_S) for i in range(40)]  # answered by itself
+            crossed = [one.request("two.echo", i, timeout=WAIT_S) for i in range(40)] + [two.request("one.echo", i, timeout=WAIT_S) for i in range(40)]
+            assert await asyncio.gather(*own, *crossed) == list(range(40)) * 3
+
+
+async def test_open_streams_at_the_limit_keep_flowing_and_new_requests_wait_for_a_place() -> None:
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=3) as server:
+
+        @server.handler("endless")
+        async def endless(msg: Message) -> AsyncIterator[int]:
+            n = 0
+            while True:
+                yield n
+                n += 1
+
+        server.handler("echo")(lambda msg: msg.payload)
+        async with IPCClient("app", "127.0.0.1", server.port) as client:
+            streams = [client.stream("endless", window=4) for _ in range(3)]  # the limit: each holds a place
+            firsts = [await s.__anext__() for s in streams]  # type: ignore[attr-defined]
+            conn = next(iter(server.connections))
+            late = asyncio.ensure_future(client.request("echo", "late", timeout=WAIT_S))
+            await until(lambda: len(conn.inflight.held) == 1, "the request held")
+            # Credit is still read: each stream goes on well past its window of 4.
+            for s in streams:
+                for _ in range(20):
+                    await s.__anext__()  # type: ignore[attr-defined]
+            assert firsts == [0, 0, 0] and not late.done()
+            await streams[0].aclose()  # type: ignore[attr-defined]  # its cancel is read: a place frees
+            assert await late == "late"
+            for s in streams[1:]:
+                await s.aclose()  # type: ignore[attr-defined]
+            await until(lambda: conn.inflight.count == 0 and not conn.inflight.holding, "every place back")
+
+
+async def test_a_cancel_takes_a_held_request_out_before_it_runs() -> None:
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=1) as server:
+        release, ran = asyncio.Event(), []
+
+        @server.handler("slow")
+        async def slow(msg: Message) -> Any:
+            ran.append(msg.payload)
+            await release.wait()
+            return msg.payload
+
+        async with IPCClient("app", "127.0.0.1", server.port) as client:
+            first = asyncio.ensure_future(client.request("slow", "first", timeout=WAIT_S))
+            await until(lambda: ran == ["first"], "the first running")
+            conn = next(iter(server.connections))
+            second = asyncio.ensure_future(client.request("slow", "second", timeout=WAIT_S))
+            await until(lambda: len(conn.inflight.held) == 1, "the second held")
+            second.cancel()  # the client sends cancel (§15.4)
+            await until(lambda: not conn.inflight.held, "taken out")
+            third = asyncio.ensure_future(client.request("slow", "third", timeout=WAIT_S))
+            await until(lambda: len(conn.inflight.held) == 1, "the third held")
+            release.set()
+            assert await first == "first" and await third == "third"
+            assert ran == ["first", "third"]
+
+
+async def test_the_clients_heartbeat_is_answered_while_its_requests_wait() -> None:
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=2) as server:
+        release = asyncio.Event()
+
+        @server.handler("slow")
+        async def slow(msg: Message) -> Any:
+            await release.wait()
+            return msg.payload
+
+        events: list[str] = []
+        async with IPCClient("app", "127.0.0.1", server.port, heartbeat_interval=0.05, heartbeat_timeout=0.2) as client:
+            client.on("heartbeat_timeout", lambda *a: events.append("heartbeat_timeout"))
+            client.on("disconnected", lambda *a: events.append("disconnected"))
+            calls = [asyncio.ensure_future(client.request("slow", i, timeout=WAIT_S)) for i in range(4)]
+            conn = next(iter(server.connections))
+            await until(lambda: len(conn.inflight.held) == 2, "two held")
+            seen = conn.frames_in
+            # The client pings through five of its heartbeat timeouts and is answered each time.
+            await until(lambda: conn.frames_in >= seen + 20, "the client's pings read")
+            release.set()
+            assert await asyncio.gather(*calls) == [0, 1, 2, 3]
+            assert events == []
