@@ -192,7 +192,14 @@ class SyncIPCClient:
             self._loop.close()
 
     def __enter__(self) -> SyncIPCClient:
-        self.connect()
+        """Connect; a failed connect closes the client before raising, since
+        ``__exit__`` never runs then (its loop thread and sockets would leak)."""
+        self._check_blocking()
+        try:
+            self.connect()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:

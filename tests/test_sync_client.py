@@ -4,7 +4,9 @@ server running on its own loop in another thread (docs/resilience.md §10)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -195,3 +197,22 @@ async def test_calling_it_inside_a_running_loop_raises(tserver: ThreadedServer) 
     assert await asyncio.to_thread(c.connect)
     assert await asyncio.to_thread(c.request, "echo", 5) == 5
     await asyncio.to_thread(c.close)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_failed_with_block_closes_the_client() -> None:
+    # __exit__ never runs when __enter__ raises: a failed connect used to
+    # leave the client's loop thread and its file descriptors behind.
+    port = _free_port()  # nothing listens there
+    threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(NotConnected):
+            with SyncIPCClient("app", "127.0.0.1", port, connect_timeout=1, reconnect=False):
+                pass  # pragma: no cover - never reached
+    assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
+    assert len(os.listdir("/proc/self/fd")) <= fds
