@@ -4,13 +4,16 @@ For scripts and threaded programs without an event loop: the client runs
 on a loop in a daemon background thread and each method blocks until its
 coroutine ends there. Subscription handlers and event callbacks run in one
 worker thread, in arrival order, so they may call the blocking methods
-themselves without stalling the loop.
+themselves without stalling the loop; ``async`` ones run on the client's
+loop, as :class:`IPCClient` runs them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -21,6 +24,7 @@ from ipc_protocol import Message, NotConnected, RequestTimeout
 
 from .client import IPCClient
 from .state import ConnectionState
+from .subscriptions import _is_async_function
 
 __all__ = ["SyncIPCClient"]
 
@@ -30,6 +34,15 @@ T = TypeVar("T")
 SyncHandler = Callable[[Message], Any]
 
 _STOP_TIMEOUT_S = 5.0
+
+
+async def _awaited(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+def _log_failure(fn: Callable[..., Any], fut: concurrent.futures.Future[Any]) -> None:
+    if not fut.cancelled() and (exc := fut.exception()) is not None:
+        log.error("handler %r failed", fn, exc_info=exc)
 
 
 class SyncIPCClient:
@@ -44,7 +57,7 @@ class SyncIPCClient:
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"ipc-client-{app_id}", daemon=True)
         self._thread.start()
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipc-client-handlers")
-        self._wrappers: dict[tuple[str, int], list[Callable[[Message], None]]] = {}
+        self._wrappers: dict[tuple[str, int], list[Callable[[Message], Any]]] = {}
         # ``_closed`` and ``_pending`` change together under ``_lock``: a call
         # is either refused or submitted before close() stops the loop, and
         # close() fails whatever the stopped loop never finished.
@@ -113,16 +126,23 @@ class SyncIPCClient:
 
         return self._run(read)
 
-    def _in_worker(self, fn: Callable[..., Any]) -> Callable[..., None]:
+    def _in_worker(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` as the client calls it: a plain function in the worker
+        thread; an ``async`` one as is, so it runs on the client's loop as
+        :class:`IPCClient` runs it (as :meth:`serve` does)."""
+        if _is_async_function(fn):
+            return fn
+
         def submit(*args: Any) -> None:
             self._workers.submit(self._guarded, fn, *args)
 
         return submit
 
-    @staticmethod
-    def _guarded(fn: Callable[..., Any], *args: Any) -> None:
+    def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
-            fn(*args)
+            result = fn(*args)
+            if result is not None and inspect.isawaitable(result):  # a plain function that returned a coroutine
+                asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).add_done_callback(functools.partial(_log_failure, fn))
         except Exception:
             log.exception("handler %r failed", fn)
 
@@ -206,7 +226,8 @@ class SyncIPCClient:
         self.close()
 
     def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
-        """Register ``callback`` for a client event; it runs in the worker thread."""
+        """Register ``callback`` for a client event; it runs in the worker
+        thread (an ``async`` one on the client's loop)."""
         self._read(lambda: self._client.on(event, self._in_worker(callback)))
         return callback
 
@@ -225,7 +246,9 @@ class SyncIPCClient:
         self._run(lambda: self._client.notify(channel, data, **kwargs))
 
     def subscribe(self, channel: str, handler: SyncHandler) -> None:
-        """Call ``handler(message)`` in the worker thread for every matching publish."""
+        """Call ``handler(message)`` in the worker thread for every matching
+        publish; an ``async`` handler runs on the client's loop instead, as
+        with :class:`IPCClient` (a coroutine nobody awaited would never run)."""
         if not callable(handler):
             raise TypeError("handler must be callable")
         wrapper = self._in_worker(handler)

@@ -216,3 +216,35 @@ def test_a_failed_with_block_closes_the_client() -> None:
                 pass  # pragma: no cover - never reached
     assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
     assert len(os.listdir("/proc/self/fd")) <= fds
+
+
+def test_async_handlers_and_callbacks_run_on_the_clients_loop(tserver: ThreadedServer, sync_client: SyncIPCClient) -> None:
+    # An async handler used to be called in the worker thread and its
+    # coroutine never awaited: nothing ran, though the publish counted it.
+    got: queue.Queue[tuple[str, object]] = queue.Queue()
+
+    async def on_news(msg: Message) -> None:
+        await asyncio.sleep(0)
+        got.put(("async", msg.payload))
+
+    async def later(msg: Message) -> None:
+        got.put(("returned", msg.payload))
+
+    sync_client.subscribe("news", on_news)
+    sync_client.subscribe("other", lambda msg: later(msg))  # a plain function returning a coroutine
+    assert sync_client.publish("news", 1, ack=True) == 1
+    assert got.get(timeout=WAIT_S) == ("async", 1)
+    assert sync_client.publish("other", 2, ack=True) == 1
+    assert got.get(timeout=WAIT_S) == ("returned", 2)
+    sync_client.unsubscribe("news", on_news)
+    assert sync_client.publish("news", 3, ack=True) == 0
+
+    events: queue.Queue[str] = queue.Queue()
+
+    async def connected(info: object) -> None:
+        events.put(threading.current_thread().name)
+
+    c = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    c.on("connected", connected)
+    with c:
+        assert events.get(timeout=WAIT_S) == c._thread.name
