@@ -276,8 +276,10 @@ class Streams:
                     frame = frame_parts(encode_message_parts(stream_item(msg, item)))
                 except IPCError as exc:  # an item that cannot be sent: the handler's failure
                     raise ValueError(f"an item of the stream cannot be sent: {exc}") from None
-                if not conn.fits(frame):
-                    raise ValueError(f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts")
+                if not conn.fits(frame):  # the server's refusal, as when relaying (§15.3 item 5), not the handler's failure
+                    self._stats.count_error(ErrorCode.TOO_LARGE)
+                    call.answer(error_response(msg, ErrorCode.TOO_LARGE, f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts"))
+                    return
                 state.credit.take()
                 _send_item(conn, frame)
                 self._stats.stream_items += 1

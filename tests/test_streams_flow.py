@@ -88,11 +88,14 @@ async def test_an_item_larger_than_the_consumer_accepts_fails_the_stream(server:
 
     consumer = await make_client(max_frame_size=2048)
     got: list[str] = []
-    with pytest.raises(HandlerError, match="larger than the consumer accepts"):
+    # too_large, as for a responder's item (§15.3 item 5): not the handler's failure (handler_error)
+    with pytest.raises(RemoteError, match="larger than the consumer accepts") as info:
         async for item in consumer.stream("big"):
             got.append(item)
+    assert info.value.code == "too_large" and not isinstance(info.value, HandlerError)
     assert got == ["small"]
     await asyncio.wait_for(closed.wait(), WAIT_S)
+    assert await consumer.health_check() is True
 
 
 # -- negotiation -------------------------------------------------------------------------------
