@@ -32,7 +32,7 @@ from ipc_protocol import (
 )
 from ipc_protocol import __version__ as _version
 from ipc_protocol.client_protocol import ClientProtocol
-from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
+from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_LIMIT
 from ipc_protocol.restarts import lame_duck_deadline_ms
 from ipc_protocol.cluster_info import ASKED_FEATURES
 from ipc_protocol.envelope import RESPONSE as _RESPONSE, PUBLISH as _PUBLISH, REQUEST as _REQUEST, NOTIFICATION as _NOTIFICATION, STREAM_ITEM as _STREAM_ITEM, STREAM_END as _STREAM_END, CREDIT as _CREDIT, CANCEL as _CANCEL
@@ -92,6 +92,9 @@ class ConnectOptions:
             raise ValueError("heartbeat_interval must be positive")
         if self.max_retries is not None and self.max_retries < 0:
             raise ValueError("max_retries must be >= 0 or None")
+        limit = self.max_frame_size  # what the server accepts in a connect (docs/protocol.md §12.3), as Node's maxFrameSize
+        if limit is not None and (limit.__class__ is not int or not 0 < limit <= MAX_FRAME_LIMIT):
+            raise ValueError(f"max_frame_size must be an integer 1..{MAX_FRAME_LIMIT} or None, got {limit!r}")
         if self.user is not None and (not isinstance(self.user, str) or not self.user):
             raise ValueError("user must be a non-empty string or None")
 

@@ -32,6 +32,18 @@ def test_the_connect_carries_the_limit_only_when_set() -> None:
     assert _connect_payload(max_frame_size=LIMIT)["max_frame_size"] == LIMIT
 
 
+@pytest.mark.parametrize("bad", [0, -5, 2**32, "2048", True, 1.5])
+def test_the_client_refuses_an_invalid_limit_at_construction(bad) -> None:
+    # as its other options (and Node's maxFrameSize): not a connect() that fails later, confusingly
+    with pytest.raises(ValueError, match="max_frame_size"):
+        IPCClient("app", "127.0.0.1", 1, max_frame_size=bad)
+
+
+def test_the_client_takes_any_limit_the_server_would() -> None:
+    for good in (1, LIMIT, 2**32 - 1, None):
+        assert IPCClient("app", "127.0.0.1", 1, max_frame_size=good).max_frame_size == good
+
+
 @pytest.mark.parametrize("bad", [0, -1, "2048", True, 1.5])
 async def test_an_invalid_declared_limit_is_a_bad_connect(raw, bad) -> None:
     peer = await raw()
