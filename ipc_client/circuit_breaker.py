@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ipc_protocol import CircuitOpen, ErrorCode, IPCError, Message, ProtocolError
+from ipc_protocol import CircuitOpen, ErrorCode, IPCError, Message, ProtocolError, RemoteError
 from ipc_protocol.messages import response_to
 
 log = logging.getLogger("ipc_client")
@@ -219,6 +219,9 @@ class Breakers:
             return result if isinstance(result, Message) else response_to(msg, result)
         try:
             reply = await call()
+        except RemoteError as exc:  # an answer (a TooLarge is a ProtocolError too)
+            breaker.record(token, exc)
+            raise
         except (ProtocolError, ValueError):  # refused locally: says nothing about the service
             breaker.release(token)
             raise

@@ -26,10 +26,13 @@ match on the class or on ``.code``, never on the message text::
         ├── TooManyConnections    too_many_connections
         ├── LimitExceeded         limit_exceeded
         ├── BadRequest            bad_request: a typed handler refused the payload (.errors)
-        └── IdempotencyConflict   idempotency_conflict: the key was used for another request
+        ├── IdempotencyConflict   idempotency_conflict: the key was used for another request
+        └── TooLarge              too_large: over the receiver's declared limit; also a FrameTooLarge
 
 A remote ``timeout`` error (the server gave up on a forwarded request) is raised
-as :class:`RequestTimeout` too, so one ``except`` covers both.
+as :class:`RequestTimeout` too, so one ``except`` covers both; a remote
+``too_large`` (docs/protocol.md §12.3) is a :class:`FrameTooLarge` too, for
+the same reason.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ __all__ = [
     "LimitExceeded",
     "BadRequest",
     "IdempotencyConflict",
+    "TooLarge",
     "error_from_wire",
 ]
 
@@ -94,9 +98,12 @@ class FrameError(ProtocolError):
 
 
 class FrameTooLarge(ProtocolError):
-    """A frame's length prefix is over the negotiated limit."""
+    """A frame's length prefix is over the negotiated limit. ``size`` and
+    ``limit`` are None in a :class:`TooLarge` (the server's answer)."""
 
     code = ErrorCode.TOO_LARGE
+    size: int | None
+    limit: int | None
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
@@ -183,7 +190,8 @@ class RemoteError(IPCError):
         remote_type: str | None = None,
         remote_stack: str | None = None,
     ) -> None:
-        super().__init__(message, code=code)
+        # Not super(): in TooLarge the next class is FrameTooLarge, which takes sizes.
+        IPCError.__init__(self, message, code=code)
         self.details = details
         self.remote_type = remote_type
         self.remote_stack = remote_stack
@@ -272,6 +280,18 @@ class IdempotencyConflict(RemoteError):
     code = ErrorCode.IDEMPOTENCY_CONFLICT
 
 
+class TooLarge(RemoteError, FrameTooLarge):
+    """The server answered ``too_large``: the request, its answer or a
+    stream item is larger than its receiver declared it accepts
+    (docs/protocol.md §12.3); the connection stays open. It is a
+    :class:`FrameTooLarge` too, as the README pairs the class with the code:
+    one ``except`` covers a frame refused here and one refused there."""
+
+    code = ErrorCode.TOO_LARGE
+    size = None  # the message gives them, in the server's words
+    limit = None
+
+
 _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
     cls.code: cls
     for cls in (
@@ -286,6 +306,7 @@ _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
         LimitExceeded,
         BadRequest,
         IdempotencyConflict,
+        TooLarge,
     )
 }
 

@@ -34,6 +34,7 @@ def test_wire_and_client_sides_match_the_json() -> None:
         ("slow_consumer", exc.SlowConsumer),
         ("shutting_down", exc.ShuttingDown),
         ("timeout", exc.RequestTimeout),
+        ("too_large", exc.TooLarge),
         ("bad_message", exc.RemoteError),
     ],
 )
@@ -47,6 +48,16 @@ def test_remote_error_carries_its_attributes() -> None:
     err = exc.error_from_wire({"code": "handler_error", "message": "boom", "remote_type": "KeyError", "remote_stack": "tb", "details": {"k": 1}})
     assert (err.message, err.remote_type, err.remote_stack, err.details) == ("boom", "KeyError", "tb", {"k": 1})
     assert "KeyError" in str(err) and "handler_error" in str(err)
+
+
+def test_a_remote_too_large_is_a_frame_too_large_and_a_remote_error() -> None:
+    # The README pairs FrameTooLarge with too_large: `except FrameTooLarge` sees the server's answers too.
+    err = exc.error_from_wire({"code": "too_large", "message": "the answer (4000 bytes) is larger than the requester accepts (2048 bytes)", "details": {"k": 1}})
+    assert isinstance(err, exc.FrameTooLarge) and isinstance(err, exc.RemoteError)
+    assert (err.code, err.size, err.limit, err.details) == ("too_large", None, None, {"k": 1})
+    assert str(err) == "[too_large] the answer (4000 bytes) is larger than the requester accepts (2048 bytes)"
+    local = exc.FrameTooLarge(10, 5)
+    assert not isinstance(local, exc.RemoteError) and (local.size, local.limit) == (10, 5)
 
 
 def test_timeouts_and_connection_errors_are_builtin_subclasses() -> None:

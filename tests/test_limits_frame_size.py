@@ -11,7 +11,7 @@ import json
 import pytest
 
 from ipc_client import IPCClient
-from ipc_protocol import RemoteError
+from ipc_protocol import FrameTooLarge, RemoteError
 from ipc_protocol.client_protocol import ClientProtocol
 from ipc_server import IPCServer
 
@@ -74,10 +74,20 @@ async def test_a_response_over_the_requesters_limit_becomes_too_large(server, ma
     responder = await make_client()
     await responder.serve("big", lambda m: "y" * 4000)
     requester = await make_client(max_frame_size=LIMIT)
-    with pytest.raises(RemoteError) as info:
+    with pytest.raises(FrameTooLarge) as info:  # as the README's errors table pairs them; a RemoteError too
         await requester.request("big", None, timeout=WAIT_S)
+    assert isinstance(info.value, RemoteError) and info.value.size is None
     assert info.value.code == "too_large" and f"({LIMIT} bytes)" in info.value.message
     assert await requester.health_check() is True
+
+
+async def test_a_too_large_answer_counts_as_an_answer_for_the_circuit_breaker(server, make_client) -> None:
+    # As before it was a FrameTooLarge: the call was made and answered, not refused locally.
+    server.add_handler("big", lambda m: "z" * 4000)
+    requester = await make_client(max_frame_size=LIMIT, circuit_breaker=True)
+    with pytest.raises(FrameTooLarge):
+        await requester.request("big", None, timeout=WAIT_S)
+    assert requester.circuit_breakers()["big"]["successes"] == 1
 
 
 async def test_an_in_process_handlers_answer_over_the_limit_becomes_too_large(server, make_client) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient
-from ipc_protocol import HandlerError, Message, RemoteError
+from ipc_protocol import FrameTooLarge, HandlerError, Message, RemoteError
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
@@ -92,7 +92,7 @@ async def test_an_item_larger_than_the_consumer_accepts_fails_the_stream(server:
     with pytest.raises(RemoteError, match="larger than the consumer accepts") as info:
         async for item in consumer.stream("big"):
             got.append(item)
-    assert info.value.code == "too_large" and not isinstance(info.value, HandlerError)
+    assert info.value.code == "too_large" and isinstance(info.value, FrameTooLarge) and not isinstance(info.value, HandlerError)
     assert got == ["small"]
     await asyncio.wait_for(closed.wait(), WAIT_S)
     assert await consumer.health_check() is True

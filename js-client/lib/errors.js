@@ -32,6 +32,9 @@
  *         ├── BadRequestError     bad_request: a typed handler refused the payload (.errors)
  *         └── IdempotencyConflictError idempotency_conflict: the key was used for another request
  *
+ * A RemoteError with code `too_large` (§12.3) is also `instanceof
+ * FrameTooLargeError`, as Python's `TooLarge` is a `FrameTooLarge`.
+ *
  * The Python package has the same tree (`ipc_protocol.exceptions`), so code
  * reading `.code` behaves the same in both languages.
  */
@@ -91,7 +94,12 @@ class FrameError extends ProtocolError {
   }
 }
 
-/** A frame's length is over the limit; raised on the prefix, before buffering. */
+/**
+ * A frame's length is over the limit; raised on the prefix, before buffering.
+ * A server's `too_large` answer (docs/protocol.md §12.3: over the limit its
+ * receiver declared), a RemoteError, is an instance too, as Python's
+ * `TooLarge` is a `FrameTooLarge`: one check covers both (it has no `.size`).
+ */
 class FrameTooLargeError extends ProtocolError {
   /**
    * @param {number} size the announced (or attempted) body length in bytes.
@@ -101,6 +109,15 @@ class FrameTooLargeError extends ProtocolError {
     super(ErrorCode.TOO_LARGE, `frame of ${size} bytes exceeds the limit of ${limit} bytes`);
     this.size = size;
     this.limit = limit;
+  }
+
+  /**
+   * @param {unknown} value
+   * @returns {boolean} a FrameTooLargeError, or a RemoteError with code `too_large`.
+   */
+  static [Symbol.hasInstance](value) {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    return this === FrameTooLargeError && value instanceof RemoteError && value.code === ErrorCode.TOO_LARGE;
   }
 }
 

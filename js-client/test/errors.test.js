@@ -71,6 +71,17 @@ test('errors - errorFromWire maps codes to classes with remote details', () => {
   assert.equal(other.code, 'bad_message');
 });
 
+test('errors - a too_large answer is a FrameTooLargeError too, as in Python (§12.3)', () => {
+  const err = errorFromWire({ code: 'too_large', message: 'the answer (4000 bytes) is larger than the requester accepts (2048 bytes)' });
+  assert.ok(err instanceof errors.FrameTooLargeError && err instanceof RemoteError);
+  assert.equal(err.code, 'too_large');
+  assert.equal(err.message, 'the answer (4000 bytes) is larger than the requester accepts (2048 bytes)');
+  assert.ok(new errors.FrameTooLargeError(10, 5) instanceof errors.FrameTooLargeError);
+  assert.ok(!(errorFromWire({ code: 'limit_exceeded' }) instanceof errors.FrameTooLargeError));
+  assert.ok(!(new errors.MessageError('m') instanceof errors.FrameTooLargeError));
+  assert.ok(!(new RemoteError('too_large', 'x') instanceof errors.FrameError));
+});
+
 test('errors - errorToWire describes thrown errors for Python (§6.3)', () => {
   assert.deepEqual(errorToWire(new TypeError('bad input')), { code: 'handler_error', message: 'bad input', remote_type: 'TypeError' });
   const custom = new errors.ForbiddenError('no');
