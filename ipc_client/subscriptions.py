@@ -196,21 +196,29 @@ class Subscriptions:
     async def restore(self, conn: ClientConnection, deadline: float) -> None:
         """Resubscribe and re-register responders before anything else goes out.
 
-        Loops until nothing is left: ``subscribe``/``serve`` calls made while
-        this runs are picked up too, so none is lost to the race."""
-        done: set[tuple[bool, str]] = set()
+        Loops until the server holds exactly what this client holds:
+        ``subscribe``/``serve`` calls made while this runs are sent too, and
+        what ``unsubscribe``/``unserve`` dropped meanwhile (they tell the
+        server nothing before the client is connected) is withdrawn, so
+        none is lost to the race nor left on the server."""
+        held: set[tuple[bool, str]] = set()  # what the server holds for this connection
         while True:
-            todo = [(False, p) for p in self.handlers if (False, p) not in done]
-            todo += [(True, c) for c in self.services if (True, c) not in done]
-            if not todo:
+            todo = [(False, p) for p in self.handlers if (False, p) not in held] + [(True, c) for c in self.services if (True, c) not in held]
+            stale = [(serve, name) for serve, name in held if name not in (self.services if serve else self.handlers)]
+            if not todo and not stale:
                 return
-            results = await asyncio.gather(*(self._restore_one(conn, serve, name, deadline) for serve, name in todo), return_exceptions=True)
-            for (serve, name), result in zip(todo, results):
-                if isinstance(result, RemoteError):
-                    self._refused(serve, name, result)  # reconnecting again would not change the answer
-                elif isinstance(result, BaseException):
+            sends = [self._restore_one(conn, serve, name, deadline) for serve, name in todo]
+            sends += [self._interest(conn, name, serve=serve, subscribe=False, deadline=deadline) for serve, name in stale]
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            for i, (key, result) in enumerate(zip(todo + stale, results)):
+                if isinstance(result, BaseException) and not isinstance(result, RemoteError):
                     raise result
-            done.update(todo)
+                if i >= len(todo):
+                    held.discard(key)  # withdrawn (a refusal too: nothing more to try)
+                elif result is None:
+                    held.add(key)
+                else:
+                    self._refused(*key, result)  # reconnecting again would not change the answer
 
     async def _restore_one(self, conn: ClientConnection, serve: bool, name: str, deadline: float) -> None:
         await self._interest(conn, name, serve=serve, deadline=deadline)
