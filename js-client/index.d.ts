@@ -709,6 +709,7 @@ export declare class IPCClient extends EventEmitter {
   system<R = any>(action: string, options?: { timeout?: number }): Promise<R>;
 
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  /** A subscribe() of it still waiting for the connection resolves at once, unsent. */
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
 
   /**
@@ -718,6 +719,7 @@ export declare class IPCClient extends EventEmitter {
    * when the requester gives up; an `async function*` streams its items.
    */
   serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<void>;
+  /** Once it resolves the server holds no such responder of this client; a serve() still waiting for the connection resolves at once, unsent. */
   unserve(channelId: string): Promise<void>;
 
   /**

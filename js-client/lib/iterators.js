@@ -165,12 +165,16 @@ class BufferedIterator {
       this._wake();
       live.get(this._client)?.delete(this);
       if (this._starting !== null) {
+        // Withdrawn before awaiting the registration: one still waiting for
+        // the connection ends now and is never sent (lib/subscriptions.js).
+        const undo = this._unregister();
         try {
           await this._starting;
         } catch {
+          await undo.catch(() => {});
           return { value: undefined, done: true }; // never registered
         }
-        await this._unregister();
+        await undo;
       }
     }
     return { value: undefined, done: true };

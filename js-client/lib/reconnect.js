@@ -21,6 +21,7 @@ const { now } = require('./connection');
 const { State } = require('./state');
 const { ConnectionLostError, NotConnectedError, QueueFullError, RequestTimeoutError, UnauthorizedError } = require('./errors');
 const tlsOptions = require('./tls_options');
+const { abortError } = require('./cancellation');
 
 /** A refusal retrying cannot fix: a token, or a certificate (lib/tls_options.js). */
 const final = (err) => err instanceof UnauthorizedError || tlsOptions.refused(err);
@@ -101,13 +102,14 @@ class Reconnector {
   }
 
   /**
-   * Waits until the client is connected, up to `deadline`, for subscribe()
-   * and serve(): at once when connected, not_connected when no connection
-   * is coming.
+   * Waits until the client is connected, up to `deadline`, for subscribe(),
+   * serve() and stream(): at once when connected, not_connected when no
+   * connection is coming.
    * @param {number} deadline monotonic ms.
+   * @param {AbortSignal} [signal] gives the wait up: rejects with an AbortError at once.
    * @returns {Promise<void>|undefined}
    */
-  ready(deadline) {
+  ready(deadline, signal) {
     const state = this.host._state;
     if (state === State.CONNECTED) return undefined;
     if (state !== State.CONNECTING && state !== State.RECONNECTING) {
@@ -116,31 +118,42 @@ class Reconnector {
     if (this.waiters.size >= MAX_WAITING_REGISTRATIONS) {
       return Promise.reject(new QueueFullError(`${this.waiters.size} registrations are already waiting for a connection`));
     }
-    return this.waitConnected(deadline);
+    return this.waitConnected(deadline, signal);
   }
 
   /**
    * Parks a call until the connection is (re)established.
    * @param {number} deadline monotonic ms, or Infinity.
+   * @param {AbortSignal} [signal] gives the wait up (its timer and its place go with it).
    * @returns {Promise<void>}
    */
-  waitConnected(deadline) {
+  waitConnected(deadline, signal) {
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortError(signal));
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject, timer: null };
+      const onAbort = () => {
+        this.waiters.delete(waiter);
+        waiter.reject(abortError(signal));
+      };
       if (deadline - now() <= MAX_TIMER_MS) {
         waiter.timer = setTimeout(() => {
           this.waiters.delete(waiter);
-          reject(new RequestTimeoutError('timed out waiting for the connection'));
+          waiter.reject(new RequestTimeoutError('timed out waiting for the connection'));
         }, Math.max(0, deadline - now()));
       }
-      waiter.resolve = () => {
+      const done = () => {
         clearTimeout(waiter.timer);
+        if (signal !== undefined) signal.removeEventListener('abort', onAbort);
+      };
+      waiter.resolve = () => {
+        done();
         resolve();
       };
       waiter.reject = (err) => {
-        clearTimeout(waiter.timer);
+        done();
         reject(err);
       };
+      if (signal !== undefined) signal.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
     });
   }

@@ -7,7 +7,7 @@
  * publish or served request to its handler.
  *
  * Host interface (the IPCClient that owns it): `appId`, `options`,
- * `_state`, `_connectionId`, `_calls` (`conn`, `call()`,
+ * `_state`, `_conn`, `_connectionId`, `_calls` (`conn`, `call()`,
  * `sendAndDrain()`), `_admission` (`admit()`, `invoke()`),
  * `_reconnector` (`ready()`), `_emitSafely()`, `_emitError()`.
  */
@@ -37,11 +37,17 @@ class Subscriptions {
     this.responders = new Map();
     /** @type {Map<string, object>} pattern -> the schemas its responder declared (docs/typed-contracts.md) */
     this.schemas = new Map();
+    /** @type {Set<{wanted: () => boolean, controller: AbortController}>} subscribe()/serve() calls waiting for a connection */
+    this._waiting = new Set();
+    /** @type {Set<string>} responders unserve() is withdrawing (answered until the server's ack) */
+    this._unserving = new Set();
   }
 
   /**
    * IPCClient.subscribe(): the handler is added before the frame is sent,
    * so a publish right after the ack finds it; a refusal removes it again.
+   * One unsubscribed while it waits for a connection resolves at once and
+   * is never sent.
    * @param {string} channelId
    * @param {Function} handler
    * @param {{timeout?: number}} [options]
@@ -57,7 +63,8 @@ class Subscriptions {
     const known = handlers.has(handler);
     handlers.add(handler);
     try {
-      if (this.host._state !== State.CONNECTED) await this.host._reconnector.ready(deadline);
+      const wanted = () => this.subscriptions.get(channelId) === handlers && handlers.has(handler);
+      if (!(await this._untilConnected(deadline, wanted))) return;
       await this._register('subscribe', channelId, false, deadline);
     } catch (err) {
       if (!known) handlers.delete(handler);
@@ -80,15 +87,15 @@ class Subscriptions {
       if (handlers.size > 0) return;
     }
     this.subscriptions.delete(channelId);
-    if (this.host._state === State.CONNECTED) {
-      await this._register('unsubscribe', channelId, false, now() + this.host.options.requestTimeout);
-    }
+    this._withdrawWaiting();
+    if (this._mayHold()) await this._register('unsubscribe', channelId, false, now() + this.host.options.requestTimeout);
   }
 
   /**
    * IPCClient.serve(): one handler per channel or pattern; `system` may be
    * served, no other reserved channel. A declared `schema` is sent with the
-   * registration and checked on every request (lib/contracts.js).
+   * registration and checked on every request (lib/contracts.js). One
+   * unserved while it waits for a connection resolves at once and is never sent.
    * @param {string} channelId
    * @param {Function} handler
    * @param {{timeout?: number, schema?: {request?: object|boolean, response?: object|boolean}}} [options]
@@ -108,7 +115,8 @@ class Subscriptions {
     this.responders.set(channelId, handler);
     if (declared !== null) this.schemas.set(channelId, declared);
     try {
-      if (this.host._state !== State.CONNECTED) await this.host._reconnector.ready(deadline);
+      const wanted = () => this.responders.get(channelId) === handler && !this._unserving.has(channelId);
+      if (!(await this._untilConnected(deadline, wanted))) return;
       await this._register('subscribe', channelId, true, deadline);
     } catch (err) {
       if (this.responders.get(channelId) === handler) this._forgetResponder(channelId);
@@ -136,13 +144,57 @@ class Subscriptions {
   async unserve(channelId) {
     const handler = this.responders.get(channelId);
     if (handler === undefined) return;
+    this._unserving.add(channelId);
+    this._withdrawWaiting(); // a serve() still waiting for the connection ends now, unsent
     try {
-      if (this.host._state === State.CONNECTED) {
-        await this._register('unsubscribe', channelId, true, now() + this.host.options.requestTimeout);
-      }
+      if (this._mayHold()) await this._register('unsubscribe', channelId, true, now() + this.host.options.requestTimeout);
     } finally {
+      this._unserving.delete(channelId);
       if (this.responders.get(channelId) === handler) this._forgetResponder(channelId);
     }
+  }
+
+  /**
+   * Whether the server may hold this client's registrations: connected, or
+   * a (re)connection restoring them (restore() sent them all already, so
+   * an unsubscribe sent now arrives after them).
+   * @returns {boolean}
+   * @private
+   */
+  _mayHold() {
+    return this.host._state === State.CONNECTED || this.host._conn !== null;
+  }
+
+  /**
+   * Waits for the connection a subscribe()/serve() needs, unless the
+   * registration is withdrawn meanwhile (unsubscribe()/unserve()).
+   * @param {number} deadline
+   * @param {() => boolean} wanted whether the registration is still in the tables.
+   * @returns {Promise<boolean>} false: withdrawn, nothing to send.
+   * @private
+   */
+  async _untilConnected(deadline, wanted) {
+    if (this.host._state !== State.CONNECTED) {
+      const waiter = { wanted, controller: new AbortController() };
+      this._waiting.add(waiter);
+      try {
+        await this.host._reconnector.ready(deadline, waiter.controller.signal);
+      } catch (err) {
+        if (waiter.controller.signal.aborted) return false;
+        throw err;
+      } finally {
+        this._waiting.delete(waiter);
+      }
+    }
+    return wanted();
+  }
+
+  /**
+   * Ends the waits of the registrations no longer in the tables.
+   * @private
+   */
+  _withdrawWaiting() {
+    for (const waiter of this._waiting) if (!waiter.wanted()) waiter.controller.abort();
   }
 
   /**

@@ -355,3 +355,82 @@ test('client - a subscribe cut by a lost connection is not restored', async (t) 
   await waitFor(client, 'reconnected', 3000);
   assert.deepEqual(client.getConnectionInfo().subscriptions, []);
 });
+
+/**
+ * A peer whose handshakes can be held (the client then waits for its
+ * connection), and released later; with a connected client.
+ */
+async function holdingSetup(t, clientOptions = {}) {
+  const gate = { hold: false, held: [] };
+  const onConnect = (msg, conn) => {
+    if (!gate.hold) return false;
+    gate.held.push([msg, conn]);
+    return true;
+  };
+  const { peer, client } = await setup(t, { onConnect }, { connectTimeout: 20000, ...clientOptions });
+  await client.connect();
+  gate.release = async () => {
+    await until(() => gate.held.length > 0, 5000, 'the held handshake');
+    gate.hold = false;
+    for (const [msg, conn] of gate.held.splice(0)) peer._answer(conn, msg);
+  };
+  return { peer, client, gate };
+}
+
+/** Rejects if `promise` is still pending after `ms` (a bound, not a sleep: it settles sooner). */
+function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+test('client - serve()/subscribe() withdrawn while waiting for the connection settle at once and are never sent', async (t) => {
+  const { peer, client, gate } = await holdingSetup(t);
+  gate.hold = true;
+  peer.drop();
+  await waitFor(client, 'reconnecting');
+  const serving = client.serve('jobs.run', () => 'a');
+  const subscribing = client.subscribe('ghost.x', () => {});
+  await client.unserve('jobs.run');
+  await client.unsubscribe('ghost.x');
+  await within(Promise.all([serving, subscribing]), 2000, 'serve()/subscribe()'); // resolved: nothing to register
+  const mark = peer.received.length;
+  await gate.release();
+  await waitFor(client, 'reconnected');
+  await client.subscribe('marker', () => {}); // everything sent before it has arrived
+  const sent = peer.received.slice(mark).filter((m) => m.message_type === 'subscribe').map((m) => m.channel_id);
+  assert.deepEqual(sent, ['marker']);
+  assert.deepEqual(client.getConnectionInfo().responders, []);
+});
+
+test('client - unserve()/unsubscribe() while the registrations are being restored tell the server', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  await client.serve('svc', () => 1);
+  await client.subscribe('sub', () => {});
+  const conns = [];
+  peer.events.on('connection', (conn) => conns.push(conn));
+  const restored = [
+    nextReceived(peer, (m) => m.message_type === 'subscribe' && m.channel_id === 'svc'),
+    nextReceived(peer, (m) => m.message_type === 'subscribe' && m.channel_id === 'sub')
+  ];
+  peer.onConnect = () => {
+    peer.silent = true; // answers this handshake, then no ack: the restore waits
+    return false;
+  };
+  peer.drop();
+  const held = await Promise.all(restored);
+  const withdrawn = [
+    nextReceived(peer, (m) => m.message_type === 'unsubscribe' && m.channel_id === 'svc', 2000),
+    nextReceived(peer, (m) => m.message_type === 'unsubscribe' && m.channel_id === 'sub', 2000)
+  ];
+  const unserving = client.unserve('svc');
+  const unsubscribing = client.unsubscribe('sub');
+  held.push(...(await Promise.all(withdrawn))); // sent after the restore's, so the server ends without them
+  peer.onConnect = null;
+  peer.silent = false;
+  for (const msg of held) peer._answer(conns[conns.length - 1], msg);
+  await Promise.all([unserving, unsubscribing, waitFor(client, 'reconnected')]);
+  assert.deepEqual(client.getConnectionInfo().responders, []);
+  assert.deepEqual(client.getConnectionInfo().subscriptions, []);
+});

@@ -253,3 +253,32 @@ test('subscription - a closed iterable never registers', async (t) => {
   assert.equal(client._subs.subscriptions.size, 0);
   assert.equal(peer.received.filter((m) => m.message_type === 'subscribe').length, 0);
 });
+
+test('subscription - break while the subscription waits for the connection: return() ends at once, nothing is registered', async (t) => {
+  let hold = false;
+  const held = [];
+  const peer = new Peer({ onConnect: (msg, conn) => hold && held.push([msg, conn]) > 0 });
+  const port = await peer.listen();
+  const client = new IPCClient('app', { host: '127.0.0.1', port, initialDelay: 20, maxDelay: 50, connectTimeout: 20000 });
+  t.after(async () => {
+    await client.disconnect();
+    await peer.close();
+  });
+  await client.connect();
+  hold = true; // the next handshake waits for the test
+  peer.drop();
+  await waitFor(client, 'reconnecting');
+  const sub = client.subscription('feed.x');
+  const first = sub.next(); // registers: waits for the connection
+  let timer;
+  const bound = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('return() waited for the connection')), 2000)));
+  await Promise.race([sub.return(), bound]).finally(() => clearTimeout(timer));
+  assert.deepEqual(await first, { value: undefined, done: true });
+  await until(() => held.length > 0, 5000, 'the held handshake');
+  hold = false;
+  const mark = peer.received.length;
+  for (const [msg, conn] of held) peer._answer(conn, msg);
+  await waitFor(client, 'reconnected');
+  await client.subscribe('marker', () => {}); // everything sent before it has arrived
+  assert.deepEqual(peer.received.slice(mark).filter((m) => m.message_type === 'subscribe').map((m) => m.channel_id), ['marker']);
+});
