@@ -962,6 +962,7 @@ export declare class LoadBalancedClient extends EventEmitter {
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
   serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: ServeOptions): Promise<void>;
+  /** On every server; a serve() of it still connecting resolves and registers nothing (so does subscribe() for unsubscribe()). */
   unserve(channelId: string): Promise<void>;
   /** One round of health checks now. */
   checkHealth(): Promise<ServerStats[]>;

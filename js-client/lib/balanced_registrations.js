@@ -33,7 +33,7 @@ class BalancedRegistrations {
     this._servers = servers;
     this._requestTimeout = requestTimeout;
     this._onRefused = onRefused;
-    this._registrations = []; // {kind, channel, handler, applied, refused, pending: Set<ServerState>}
+    this._registrations = []; // {kind, channel, handler, applied, refused, pending: Set<ServerState>, removed}
     this._controls = new Map(); // server -> IPCClient carrying the registrations
     this._subs = new BalancedSubscriptions({
       servers,
@@ -70,6 +70,7 @@ class BalancedRegistrations {
   async remove(kind, channel, handler) {
     const gone = this._registrations.filter((r) => r.kind === kind && r.channel === channel && (handler === undefined || r.handler === handler));
     this._registrations = this._registrations.filter((r) => !gone.includes(r));
+    for (const reg of gone) reg.removed = true; // an _apply() still connecting must not register it afterwards
     const clients = [...this._controls.values()];
     if (kind === 'serve' || handler === undefined) {
       await Promise.allSettled(clients.map((c) => (kind === 'serve' ? c.unserve(channel) : c.unsubscribe(channel))));
@@ -91,7 +92,8 @@ class BalancedRegistrations {
 
   /**
    * Records a registration and applies it on every server; resolves once
-   * one server took it, else nothing is kept.
+   * one server took it, else nothing is kept. One removed meanwhile
+   * resolves: nothing is left to register.
    * @param {'subscribe'|'serve'} kind
    * @param {string} channel
    * @param {Function} handler
@@ -101,7 +103,7 @@ class BalancedRegistrations {
    */
   async add(kind, channel, handler, timeout, schema) {
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    const reg = { kind, channel, handler, schema, applied: new Set(), refused: new Set(), pending: new Set() };
+    const reg = { kind, channel, handler, schema, applied: new Set(), refused: new Set(), pending: new Set(), removed: false };
     this._registrations.push(reg);
     if (kind === 'subscribe') {
       reg.deliver = this._subs.deliverer(reg, handler); // the function the servers' clients hold
@@ -114,14 +116,15 @@ class BalancedRegistrations {
       return;
     }
     const results = await Promise.allSettled(this._servers.map((server) => this._apply(server, reg, timeout)));
-    if (reg.applied.size > 0) return;
+    if (reg.applied.size > 0 || reg.removed) return;
     this._registrations = this._registrations.filter((r) => r !== reg);
     const failures = results.filter((r) => r.status === 'rejected').map((r) => r.reason);
     throw failures.find((e) => e instanceof RemoteError) ?? failures[0] ?? new NotConnectedError('no server took the registration');
   }
 
   /**
-   * Applies one registration on one server's registration client.
+   * Applies one registration on one server's registration client; not one
+   * removed while the client was connecting (remove() found nothing there).
    * @param {ServerState} server
    * @param {object} reg
    * @param {number} timeout
@@ -133,6 +136,7 @@ class BalancedRegistrations {
     const client = this._control(server);
     try {
       if (!client.connected) await this._connectControl(server, client, timeout);
+      if (reg.removed) return;
       if (reg.kind === 'serve') await client.serve(reg.channel, reg.handler, { timeout, schema: reg.schema });
       else await client.subscribe(reg.channel, reg.deliver, { timeout });
       reg.applied.add(server);

@@ -107,7 +107,8 @@ class BalancedSubscriptions {
 
   /**
    * Places a new subscription: on every island and on one node of each
-   * cluster. Rejects when no server took it (the caller keeps nothing).
+   * cluster. Rejects when no server took it (the caller keeps nothing);
+   * resolves when it was removed meanwhile.
    * @param {object} reg
    * @param {number} timeout ms.
    * @returns {Promise<void>}
@@ -116,13 +117,14 @@ class BalancedSubscriptions {
     return this._exclusive(async () => {
       // every server's reply says what it is: connect the registration clients first
       const reached = await Promise.allSettled(this._servers.map((s) => this._connected(s, timeout)));
+      if (reg.removed) return; // unsubscribed while connecting: nothing to place
       const { islands, clusters } = this._layout();
       const results = await Promise.allSettled([
         // a server not reached gets it when a health check finds it back (sync)
         ...islands.filter((s) => reached[this._servers.indexOf(s)].status === 'fulfilled').map((s) => this._apply(s, reg, timeout)),
         ...[...clusters.values()].map((nodes) => this._pick(reg, nodes, [], timeout))
       ]);
-      if (reg.applied.size > 0) return;
+      if (reg.applied.size > 0 || reg.removed) return;
       reg.failed = true; // nothing is kept: no move may apply it meanwhile
       await Promise.allSettled([...this._servers].map((s) => this._drop(s, reg)));
       const failures = [...results, ...reached].filter((r) => r.status === 'rejected').map((r) => r.reason);
@@ -251,6 +253,7 @@ class BalancedSubscriptions {
    * @private
    */
   async _settle(reg) {
+    if (reg.removed) return;
     const { islands, clusters } = this._layout();
     for (const server of islands) {
       if (!reg.applied.has(server) && !reg.refused.has(server) && !reg.pending.has(server)) {
@@ -263,6 +266,7 @@ class BalancedSubscriptions {
       if (keep === null) {
         if (held.length > 0) reg.moved = true; // from now on, a message both nodes deliver counts once
         keep = await this._pick(reg, nodes, held, this._requestTimeout);
+        if (reg.removed) return; // unsubscribed meanwhile: remove() let go of it everywhere
         if (keep === null) continue; // nowhere to go: it stays where it is, restored when that server is back
       }
       for (const server of held) {

@@ -331,6 +331,27 @@ test('balanced - a registration no server takes is not kept', async (t) => {
   await lb.serve('secret.x', () => 1); // not "already served"
 });
 
+test('balanced - unserve()/unsubscribe() while serve()/subscribe() are still connecting: nothing stays registered', async (t) => {
+  const a = await namedPeer(t, 'a');
+  const b = await namedPeer(t, 'b');
+  const lb = await balanced(t, [a, b]);
+  // The first registration opens each server's registration connection: still connecting when withdrawn.
+  const serving = lb.serve('jobs.lb', () => 'from lb');
+  const subscribing = lb.subscribe('lb.ghost', () => {});
+  await lb.unserve('jobs.lb');
+  await lb.unsubscribe('lb.ghost');
+  await Promise.all([serving, subscribing]); // resolved: nothing left to register
+  await lb.subscribe('marker', () => {}); // what was sent before it has arrived
+  const net = (p, channel) =>
+    p.received.filter((m) => m.channel_id === channel && m.message_type === 'subscribe').length -
+    p.received.filter((m) => m.channel_id === channel && m.message_type === 'unsubscribe').length;
+  for (const p of [a, b]) {
+    assert.ok(p.received.some((m) => m.message_type === 'subscribe' && m.channel_id === 'marker'), p.name);
+    assert.deepEqual([net(p, 'jobs.lb'), net(p, 'lb.ghost')], [0, 0], p.name);
+  }
+  await lb.serve('jobs.lb', () => 1); // not "already served"
+});
+
 test('balanced - a throwing server_down listener in a health check goes to "error", never to an unhandled rejection; checks go on', async (t) => {
   const unhandled = [];
   const onUnhandled = (reason) => unhandled.push(reason);
