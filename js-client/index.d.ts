@@ -384,7 +384,7 @@ export interface StreamOptions {
   idleTimeout?: number;
   /** Items in flight or buffered at most (the credit granted). Default 64. */
   window?: number;
-  /** Gives the stream up when it aborts: the loop throws an AbortError, the producer is cancelled. */
+  /** Gives the stream up when it aborts (also while it waits for a connection): the loop throws an AbortError, the producer is cancelled. */
   signal?: AbortSignal;
   headers?: Record<string, string>;
 }

@@ -144,7 +144,8 @@ class Stream {
       signal.addEventListener('abort', this._onAbort, { once: true });
     }
     const started = now();
-    if (host._state !== State.CONNECTED) await host._reconnector.ready(started + (timeout ?? host.options.requestTimeout));
+    // the signal also ends the wait for a connection: AbortError at once, not a timeout later
+    if (host._state !== State.CONNECTED) await host._reconnector.ready(started + (timeout ?? host.options.requestTimeout), signal);
     if (this._end !== null) return; // aborted meanwhile
     const conn = host._calls.conn;
     if (conn === null) throw new ConnectionLostError('the connection is closed');

@@ -149,6 +149,23 @@ test('streams - an aborted signal ends the loop with AbortError and cancels', as
   await assert.rejects(already.next(), { name: 'AbortError' });
 });
 
+test('streams - a signal aborting while the client reconnects ends the loop with AbortError at once', async (t) => {
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer, { reconnect: true, initialDelay: 20, maxDelay: 50, requestTimeout: 20000 });
+  await peer.close(); // the server stays away: the client keeps reconnecting
+  await until(() => client.state === 'reconnecting');
+  const controller = new AbortController();
+  const stream = client.stream('ticks', null, { signal: controller.signal });
+  const first = stream.next(); // waits for the connection
+  await settle();
+  controller.abort();
+  let timer;
+  const bound = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('still waiting for the connection')), 2000)));
+  await Promise.race([assert.rejects(first, (err) => err.code === 'cancelled' && err.name === 'AbortError'), bound]).finally(() => clearTimeout(timer));
+  assert.deepEqual(await stream.next(), { value: undefined, done: true });
+  assert.equal(client._reconnector.waiters.size, 0); // its wait for the connection is gone, timer and all
+});
+
 test('streams - the connection lost ends the loop after the items that came', async (t) => {
   const peer = await streamingPeer(t);
   const client = await connected(t, peer);
