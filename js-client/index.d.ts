@@ -1019,8 +1019,11 @@ export declare class ServiceClient {
   configureService(name: string, description: ServiceSpec): this;
   /** Starts every service not started yet; rejects not_connected naming the unreachable ones; the others work. */
   start(): Promise<void>;
-  /** Sends a request on channel `method` in the service's app (starting the service on first use); resolves the payload. */
-  request<R = any>(service: string, method: string, data?: unknown, options?: { timeout?: number }): Promise<R>;
+  /**
+   * Sends a request on channel `method` in the service's app (starting the service on first use); resolves the payload.
+   * `timeout` (ms) covers the whole call, the start included; `signal` gives it up with an AbortError.
+   */
+  request<R = any>(service: string, method: string, data?: unknown, options?: { timeout?: number; signal?: AbortSignal }): Promise<R>;
   metrics(): Record<string, ServiceMetrics>;
   /** One service's metrics; every service's when omitted. */
   getMetrics(service: string): ServiceMetrics;

@@ -10,7 +10,10 @@
 
 const { LoadBalancedClient } = require('./load_balanced_client');
 const { LatencyWindow } = require('./latency');
-const { ErrorCode, NotConnectedError } = require('./errors');
+const { AbortError, ErrorCode, NotConnectedError, RequestTimeoutError } = require('./errors');
+const { checkTimeout } = require('./call_options');
+const { MAX_TIMER_MS } = require('./constants');
+const { checkSignal, abortError } = require('./cancellation');
 const { refuseQueuePath } = require('./options');
 const { LEGACY_ALIASES, pickKnownOptions, toNumber } = require('./legacy_options');
 
@@ -69,6 +72,36 @@ function legacyNames(option) {
  */
 function now() {
   return performance.now();
+}
+
+/**
+ * `promise`, or a RequestTimeoutError at `deadline`, or an AbortError when
+ * `signal` aborts, whichever comes first: a call's budget covers the start
+ * of its service, which goes on for the calls after it.
+ * @param {Promise<T>} promise
+ * @param {number} deadline monotonic ms.
+ * @param {AbortSignal|undefined} signal
+ * @param {string} what for the timeout's message.
+ * @returns {Promise<T>}
+ * @template T
+ * @private
+ */
+function bounded(promise, deadline, signal, what) {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => finish(reject, abortError(signal));
+    const left = deadline - now();
+    const timer = left > MAX_TIMER_MS ? null : setTimeout(() => finish(reject, new RequestTimeoutError(what)), Math.max(0, left));
+    function finish(settle, value) {
+      clearTimeout(timer);
+      if (signal !== undefined) signal.removeEventListener('abort', onAbort);
+      settle(value);
+    }
+    if (signal !== undefined) signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => finish(resolve, value),
+      (err) => finish(reject, err)
+    );
+  });
 }
 
 /**
@@ -140,6 +173,11 @@ class Service {
       });
     }
     if (!this._started) await this._starting;
+  }
+
+  /** @returns {boolean} whether the first start is over (the health checks take it from there). */
+  get started() {
+    return this._started;
   }
 
   /**
@@ -271,27 +309,35 @@ class ServiceClient {
 
   /**
    * Calls `method` (a channel in the service's app) and returns the
-   * payload. A service not started yet is started first.
+   * payload. A service not started yet is started first, within the
+   * call's deadline.
    * @param {string} service a configured service's name.
    * @param {string} method the channel.
    * @param {unknown} [data] the request payload.
-   * @param {{timeout?: number}} [options] ms; default the service's `timeout`.
+   * @param {{timeout?: number, signal?: AbortSignal}} [options] `timeout`:
+   *   ms, the whole call's, the service's start included; default the
+   *   service's `timeout`. `signal`: gives the call up, as on IPCClient.request().
    * @returns {Promise<unknown>} the response payload.
    * @throws {TypeError} an unknown service.
    * @throws {IpcError} the call's failure (`.code`), not_connected when the
-   *   service's first start found no server, or after shutdown().
+   *   service's first start found no server, or after shutdown();
+   *   AbortError (`cancelled`) when the signal aborts.
    */
-  async request(service, method, data = null, { timeout } = {}) {
+  async request(service, method, data = null, { timeout, signal } = {}) {
     if (this._closed) throw new NotConnectedError('the service client is shut down');
     const svc = this._service(service);
+    const budget = checkTimeout(timeout ?? svc.client._requestTimeout);
+    signal = checkSignal(signal);
+    if (signal !== undefined && signal.aborted) throw abortError(signal);
     const started = now();
+    const deadline = started + budget;
     try {
-      await svc.ensureStarted();
-      const res = await svc.client.sendRequest(method, data, timeout);
+      if (!svc.started) await bounded(svc.ensureStarted(), deadline, signal, `service ${JSON.stringify(service)} did not start within ${budget} ms`);
+      const res = await svc.client.sendRequest(method, data, Math.max(1, deadline - now()), signal === undefined ? {} : { signal });
       svc.record(started, null);
       return res.payload;
     } catch (err) {
-      svc.record(started, err);
+      if (!(err instanceof AbortError)) svc.record(started, err); // a caller giving up is not the service's failure
       throw err;
     }
   }

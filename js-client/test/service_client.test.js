@@ -191,3 +191,42 @@ test('service - shutdown() closes everything; later calls reject not_connected',
   await assert.rejects(sc.start(), { code: ErrorCode.NOT_CONNECTED });
   assert.equal(sc.status().api.healthy, false);
 });
+
+test('service - request() keeps its deadline and its signal while the service is still starting', async (t) => {
+  const peer = await backend(t);
+  peer.silent = true; // takes the TCP connection, never answers the handshake
+  const sc = new ServiceClient({ api: { host: '127.0.0.1', port: peer.port } }, { connectTimeout: 20000 });
+  t.after(async () => {
+    peer.drop();
+    await sc.shutdown();
+  });
+  let started = performance.now();
+  await assert.rejects(sc.request('api', 'echo', 1, { timeout: 300 }), { code: ErrorCode.TIMEOUT });
+  let elapsed = performance.now() - started;
+  assert.ok(elapsed >= 290 && elapsed < 3000, `rejected after ${elapsed} ms, not at the call's deadline`);
+  const controller = new AbortController();
+  const call = sc.request('api', 'echo', 1, { timeout: 20000, signal: controller.signal });
+  await settle();
+  started = performance.now();
+  controller.abort();
+  await assert.rejects(call, { name: 'AbortError', code: ErrorCode.CANCELLED });
+  elapsed = performance.now() - started;
+  assert.ok(elapsed < 2000, `rejected ${elapsed} ms after the abort`);
+  const m = sc.getMetrics('api');
+  assert.deepEqual([m.requests, m.errors, m.timeouts], [1, 1, 1]); // a caller giving up is not the service's failure
+});
+
+test('service - request() takes a signal: an aborted call rejects AbortError at once; one aborted before sends nothing', async (t) => {
+  const peer = await backend(t);
+  const sc = new ServiceClient({ api: { host: '127.0.0.1', port: peer.port } });
+  t.after(() => sc.shutdown());
+  await sc.start();
+  const controller = new AbortController();
+  const call = sc.request('api', 'slow', null, { timeout: 20000, signal: controller.signal });
+  await until(() => peer.received.some((m) => m.channel_id === 'slow'), 5000, 'the request');
+  controller.abort();
+  await assert.rejects(call, { name: 'AbortError', code: ErrorCode.CANCELLED });
+  await assert.rejects(sc.request('api', 'echo', 2, { signal: controller.signal }), { name: 'AbortError' });
+  assert.ok(!peer.received.some((m) => m.channel_id === 'echo'));
+  await assert.rejects(sc.request('api', 'echo', 2, { signal: 'stop' }), TypeError);
+});
