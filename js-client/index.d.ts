@@ -1034,7 +1034,11 @@ export declare class ServiceClient {
   shutdown(): Promise<void>;
 }
 
-/** Throws MessageError (bad_message) unless `name` is a concrete channel. */
+/**
+ * Throws MessageError (bad_message) unless `name` is a concrete channel: the
+ * rules of docs/protocol.md §4, Python's (at most 512 code points, no token
+ * beginning or ending with what str.isspace() calls whitespace).
+ */
 export declare function validateChannel(name: string): string;
 /** Throws MessageError (bad_message) unless `pattern` is a valid channel or pattern. */
 export declare function validatePattern(pattern: string): string;

@@ -13,6 +13,29 @@ const { MAX_CHANNEL_LENGTH, RESERVED_PREFIXES } = require('./constants');
 const { MessageError } = require('./errors');
 
 /**
+ * What Python's str.strip() removes, str.isspace(): a token may neither
+ * start nor end with one. Not JS trim(), which also strips U+FEFF and
+ * keeps U+001C-U+001F and U+0085; the server decides with Python's.
+ */
+const SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const EDGE_SPACE = new RegExp(`^[${SPACE}]|[${SPACE}]$`);
+
+/**
+ * Whether a name is longer than MAX_CHANNEL_LENGTH characters, counted as
+ * Python counts them: code points, a surrogate pair (an emoji) being one.
+ * @param {string} name
+ * @returns {boolean}
+ * @private
+ */
+function tooLong(name) {
+  if (name.length <= MAX_CHANNEL_LENGTH) return false; // UTF-16 units are never fewer than code points
+  if (name.length > 2 * MAX_CHANNEL_LENGTH) return true;
+  let count = 0;
+  for (const _ of name) if (++count > MAX_CHANNEL_LENGTH) return true;
+  return false;
+}
+
+/**
  * Splits a name into tokens, checking the rules shared by channels and patterns.
  * @param {unknown} name
  * @param {string} what 'channel' or 'pattern', for the message.
@@ -23,12 +46,12 @@ function tokens(name, what) {
   if (typeof name !== 'string' || name.length === 0) {
     throw new MessageError(`${what} must be a non-empty string`);
   }
-  if (name.length > MAX_CHANNEL_LENGTH) {
+  if (tooLong(name)) {
     throw new MessageError(`${what} is longer than ${MAX_CHANNEL_LENGTH} characters`);
   }
   const parts = name.split('.');
   for (const t of parts) {
-    if (t.length === 0 || t.trim() !== t) {
+    if (t.length === 0 || EDGE_SPACE.test(t)) {
       throw new MessageError(`${what} ${JSON.stringify(name)} has an empty token or surrounding spaces`);
     }
   }

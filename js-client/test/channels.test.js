@@ -62,3 +62,25 @@ test('channels - a channel found valid once is valid again; a bad one is refused
     assert.equal(validateChannel('svc.n0'), 'svc.n0');
   }
 });
+
+test('channels - the rules are Python\'s (ipc_protocol.channels): str.isspace() at a token\'s edge, length in code points', () => {
+  // Python's str.isspace(), which str.strip() removes: refused at either end of a token, fine inside.
+  const spaces = '\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000';
+  for (const s of spaces) {
+    for (const c of [`a.${s}b`, `a.b${s}`, `${s}a`]) assert.throws(() => validateChannel(c), { code: ErrorCode.BAD_MESSAGE }, JSON.stringify(c));
+    assert.throws(() => validatePattern(`${s}a.*`), { code: ErrorCode.BAD_MESSAGE }, JSON.stringify(s));
+    assert.equal(validateChannel(`a.b${s}c`), `a.b${s}c`);
+  }
+  // Not spaces to Python though JS trim() strips U+FEFF; nor U+180E, U+200B.
+  for (const c of ['a.\ufeffb', '\ufeffa', 'a\ufeff', 'a.\u180eb', 'a.\u200bb']) assert.equal(validateChannel(c), c);
+  // 512 characters at most, an emoji (two UTF-16 units) being one.
+  const emoji = '\u{1F600}';
+  for (const c of ['a.' + emoji.repeat(300), emoji.repeat(512), 'x'.repeat(511) + emoji]) {
+    assert.equal(validateChannel(c), c);
+    assert.equal(validatePattern(c), c);
+  }
+  for (const c of [emoji.repeat(513), 'x'.repeat(512) + emoji, emoji.repeat(1000)]) {
+    assert.throws(() => validateChannel(c), { code: ErrorCode.BAD_MESSAGE });
+    assert.throws(() => validatePattern(c), { code: ErrorCode.BAD_MESSAGE });
+  }
+});
