@@ -168,6 +168,11 @@ class LoadBalancedClient extends EventEmitter {
    * @throws {IpcError} the last failure; not_connected when no server is healthy.
    */
   sendRequest(channelId, payload = null, timeout = this._requestTimeout, options = {}) {
+    if (timeout !== null && typeof timeout === 'object') {
+      // the options object in third place, as IPCClient.sendRequest() takes it
+      options = timeout;
+      timeout = options.timeout ?? this._requestTimeout;
+    }
     return this._route(timeout, (client, left) => client.sendRequest(channelId, payload, left, options));
   }
 

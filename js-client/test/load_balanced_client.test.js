@@ -11,7 +11,7 @@ const { DEFAULTS } = require('../lib/constants');
 const { ErrorCode } = require('../lib/errors');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
-const { Peer, waitFor, until } = require('./helpers');
+const { Peer, waitFor, until, settle } = require('./helpers');
 
 /** Fast backoff, whichever name the client options give it. */
 const FAST = 'initialDelay' in DEFAULTS ? { initialDelay: 20, maxDelay: 50 } : { reconnectDelay: 20, reconnectDelayMax: 50 };
@@ -350,6 +350,39 @@ test('balanced - unserve()/unsubscribe() while serve()/subscribe() are still con
     assert.deepEqual([net(p, 'jobs.lb'), net(p, 'lb.ghost')], [0, 0], p.name);
   }
   await lb.serve('jobs.lb', () => 1); // not "already served"
+});
+
+test('balanced - sendRequest()/request() take the options object third, as IPCClient does; signal, priority and coalesce work', async (t) => {
+  const a = await namedPeer(t, 'a');
+  const b = await namedPeer(t, 'b');
+  const lb = await balanced(t, [a, b]);
+  const requests = () => [...a.received, ...b.received].filter((m) => m.message_type === 'request' && m.channel_id === 'svc.echo');
+  assert.equal((await lb.request('svc.echo', 1, { timeout: 2000, headers: { k: 'v' } })).payload, 1);
+  assert.equal((await lb.sendRequest('svc.echo', 2, { priority: 1 })).payload.payload, 2);
+  const [first] = requests();
+  assert.equal(first.headers.k, 'v');
+  assert.ok(first.timeout_ms <= 2000, `timeout_ms ${first.timeout_ms}`);
+  await assert.rejects(lb.request('svc.echo', 3, { timeout: -1 }), TypeError);
+
+  a.hold = b.hold = true;
+  const controller = new AbortController();
+  const call = lb.request('svc.echo', 'stop', { timeout: 5000, signal: controller.signal });
+  await until(() => a.held.length + b.held.length === 1);
+  controller.abort();
+  await assert.rejects(call, { name: 'AbortError', code: ErrorCode.CANCELLED });
+  assert.equal(requests().filter((m) => m.payload === 'stop').length, 1); // given up, not tried elsewhere
+  for (const release of [...a.held.splice(0), ...b.held.splice(0)]) release();
+
+  // coalesce: calls the balancer sends to the same server share its round trip
+  const one = await balanced(t, [a]);
+  a.hold = true;
+  const shared = [one.request('svc.echo', 'same', { coalesce: true })];
+  await until(() => a.held.length === 1);
+  shared.push(one.request('svc.echo', 'same', 5000, { coalesce: true })); // while the first is in flight
+  await settle();
+  for (const release of a.held.splice(0)) release();
+  assert.deepEqual((await Promise.all(shared)).map((r) => r.payload), ['same', 'same']);
+  assert.equal(requests().filter((m) => m.payload === 'same').length, 1); // one round trip for both
 });
 
 test('balanced - a throwing server_down listener in a health check goes to "error", never to an unhandled rejection; checks go on', async (t) => {
