@@ -324,13 +324,38 @@ export interface IPCClientSettings {
   waitOnFirstConnect?: boolean;
 }
 
+/** A number's decimal text (`"8888"`, as read from the environment), which the numeric options take too. */
+export type NumericString = `${number}`;
+
+/** The numeric settings, which the constructors also take as numeric strings (lib/options.js converts them). */
+export type NumericSetting =
+  | 'port'
+  | 'connectTimeout'
+  | 'maxRetries'
+  | 'initialDelay'
+  | 'maxDelay'
+  | 'multiplier'
+  | 'jitter'
+  | 'heartbeatInterval'
+  | 'heartbeatTimeout'
+  | 'requestTimeout'
+  | 'queueMaxSize'
+  | 'queueMaxBytes'
+  | 'maxFrameSize'
+  | 'maxConcurrentHandlers'
+  | 'highWaterMark'
+  | 'cacheMaxEntries';
+
+/** The numeric settings as options: a number or its numeric string. */
+export type NumericSettingOptions = { [K in NumericSetting]?: IPCClientSettings[K] | NumericString };
+
 /**
  * Client options: the settings, the legacy names of
  * `@ifesol/ipc-framework-nodejs`, and any other key, which is ignored with
  * one process warning (IpcBridgeWarning, code IPC_UNKNOWN_OPTION) per name.
  * Numbers may be given as numeric strings (`port: "8888"`).
  */
-export interface IPCClientOptions extends IPCClientSettings {
+export interface IPCClientOptions extends Omit<IPCClientSettings, NumericSetting>, NumericSettingOptions {
   /** @deprecated Legacy name of `connectTimeout` (ms); `connectTimeout` wins when both are given. */
   connectionTimeout?: number | string;
   /** @deprecated Legacy name of `maxRetries`; `maxRetries` wins when both are given. */
@@ -791,18 +816,18 @@ export declare class IPCClient extends EventEmitter {
   emit<E extends keyof IPCClientEvents>(event: E, ...args: IPCClientEvents[E]): boolean;
 }
 
-/** The ConnectionPool's own settings (docs/resilience.md §7). */
+/** The ConnectionPool's own settings (docs/resilience.md §7); numbers may be numeric strings. */
 export interface ConnectionPoolSettings {
   /** Connections opened by start() and kept open. Default 1. */
-  minConnections?: number;
+  minConnections?: number | NumericString;
   /** Most connections at once. Default 10. */
-  maxConnections?: number;
+  maxConnections?: number | NumericString;
   /** Longest wait of acquire() for a connection, ms. Default 5000. */
-  acquireTimeout?: number;
+  acquireTimeout?: number | NumericString;
   /** Idle connections above minConnections close after this long, ms. Default 30000. */
-  idleTimeout?: number;
+  idleTimeout?: number | NumericString;
   /** Calls in flight on every member before lease() opens another (below maxConnections). Default 1. */
-  leaseThreshold?: number;
+  leaseThreshold?: number | NumericString;
 }
 
 /** Options of ConnectionPool; other keys go to each member's IPCClient. */
@@ -874,8 +899,11 @@ export type StrategyValue = (typeof Strategy)[keyof typeof Strategy];
 /** `"host:port"`, `[host, port]` or `{host, port, weight}`. */
 export type ServerSpec = string | [string, number] | { host?: string; port: number; weight?: number };
 
-/** Options of LoadBalancedClient (docs/resilience.md §8); other keys go to each IPCClient. */
-export interface LoadBalancedClientOptions extends ConnectionPoolSettings, Omit<IPCClientSettings, 'host' | 'port'> {
+/** Options of LoadBalancedClient (docs/resilience.md §8); other keys go to each IPCClient. Numbers may be numeric strings. */
+export interface LoadBalancedClientOptions
+  extends ConnectionPoolSettings,
+    Omit<IPCClientSettings, 'host' | 'port' | NumericSetting>,
+    Omit<NumericSettingOptions, 'port'> {
   /** Refused (TypeError): host and port come from the servers list. */
   host?: never;
   port?: never;
@@ -884,12 +912,12 @@ export interface LoadBalancedClientOptions extends ConnectionPoolSettings, Omit<
   /** Default 'round_robin'. */
   strategy?: StrategyValue;
   /** Ping every server this often, ms. Default 5000. */
-  healthCheckInterval?: number;
+  healthCheckInterval?: number | NumericString;
   /** A ping slower than this fails the check, ms. Default 2000. */
-  healthCheckTimeout?: number;
+  healthCheckTimeout?: number | NumericString;
   /** Connections per server: defaults 1 and 1. */
-  minConnections?: number;
-  maxConnections?: number;
+  minConnections?: number | NumericString;
+  maxConnections?: number | NumericString;
   /** A [0, 1) source for the 'random' strategy. Default Math.random. */
   random?: () => number;
   /** @deprecated Legacy name of `connectTimeout` (ms). */
@@ -924,6 +952,15 @@ export interface LoadBalancedClientEvents {
   error: [error: Error];
 }
 
+/**
+ * Per-call options of LoadBalancedClient.sendRequest/request (CallOptions,
+ * as the server's client takes them): `timeout` is the whole call's, every
+ * server tried included; `coalesce` shares a round trip among identical
+ * calls sent to the same server; a `signal` that aborts gives the call up
+ * (no other server is tried); `idempotencyKey` goes with every attempt.
+ */
+export type BalancedCallOptions = Pick<CallOptions, 'headers' | 'idempotencyKey' | 'timeout' | 'signal' | 'coalesce' | 'priority'>;
+
 /** One app over several servers: failover within the call's deadline, health checks. */
 export declare class LoadBalancedClient extends EventEmitter {
   constructor(appId: string, servers: ServerSpec[], options?: LoadBalancedClientOptions);
@@ -934,14 +971,18 @@ export declare class LoadBalancedClient extends EventEmitter {
   readonly healthCheckTimeout: number;
   /** Rejects not_connected when no server is reachable (and keeps checking until close()). */
   start(): Promise<void>;
+  /**
+   * Fails over to the next healthy server within the deadline. The third
+   * argument may also be the options object (`{ timeout, ... }`), as on IPCClient.
+   */
   sendRequest<R = any, P = unknown>(
     channelId: string,
     payload?: P,
-    timeout?: number,
-    options?: { headers?: Record<string, string>; idempotencyKey?: string }
+    timeout?: number | BalancedCallOptions,
+    options?: BalancedCallOptions
   ): Promise<Message<R>>;
   /** sendRequest() resolving the response's payload only. */
-  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number, options?: { headers?: Record<string, string>; idempotencyKey?: string }): Promise<R>;
+  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | BalancedCallOptions, options?: BalancedCallOptions): Promise<R>;
   publish(
     channelId: string,
     data: unknown,
@@ -986,15 +1027,15 @@ export interface ServiceSpec {
   appId?: string;
   strategy?: StrategyValue;
   /** Per server. Default 1. */
-  minConnections?: number;
+  minConnections?: number | NumericString;
   /** Per server. Default 10 (at least minConnections). */
-  maxConnections?: number;
+  maxConnections?: number | NumericString;
   /** Default deadline of its calls, ms. Default 5000. */
-  timeout?: number;
+  timeout?: number | NumericString;
   /** Ms. Default 30000. */
-  healthCheckInterval?: number;
+  healthCheckInterval?: number | NumericString;
   /** First backoff delay of its clients, ms. Default 1000. */
-  reconnectDelay?: number;
+  reconnectDelay?: number | NumericString;
   /** Unknown keys are ignored, with one process warning per name. */
   [extra: string]: unknown;
 }

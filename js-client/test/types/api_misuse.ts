@@ -79,8 +79,12 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   await client.health(1000);
   // @ts-expect-error a pool's acquire() takes {timeout} (a number is ignored)
   await pool.acquire(1000);
-  // @ts-expect-error the load-balanced client's timeout is a number of ms, not call options
-  await lb.sendRequest('orders.get', null, { timeout: 100 });
+  // @ts-expect-error a load-balanced call has no retries option: it fails over by itself
+  await lb.sendRequest('orders.get', null, { timeout: 100, retries: 3 });
+  // @ts-expect-error a numeric string must be a number's text (TypeError)
+  new IPCClient('app', { port: 'eighty' });
+  // @ts-expect-error circuit breaker settings are numbers (not converted)
+  new IPCClient('app', { circuitBreaker: { failureThreshold: '5' } });
   // @ts-expect-error a service call's options are {timeout}
   await gateway.request('users', 'users.get', null, 500);
 

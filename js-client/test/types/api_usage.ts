@@ -54,6 +54,10 @@ import type {
   BinaryLike,
   Received,
   CallOptions,
+  BalancedCallOptions,
+  NumericSetting,
+  NumericSettingOptions,
+  NumericString,
   ChannelContract,
   CircuitBreakerOptions,
   CircuitSnapshot,
@@ -201,6 +205,18 @@ export function everyOption(): IPCClient[] {
     waitOnFirstConnect: true
   };
   const legacy: IPCClientOptions = { connectionTimeout: '5000', reconnectAttempts: 3, reconnectDelay: 1000, somethingElse: 'ignored, with a warning' };
+  // Every numeric setting also as a numeric string (from the environment), converted by lib/options.js.
+  const fromEnv: IPCClientOptions = {
+    port: '8888', connectTimeout: '10000', maxRetries: '10', initialDelay: '500', maxDelay: '30000', multiplier: '2', jitter: '0.5',
+    heartbeatInterval: '5000', heartbeatTimeout: '15000', requestTimeout: '30000', queueMaxSize: '1000', queueMaxBytes: '8388608',
+    maxFrameSize: '1048576', maxConcurrentHandlers: '64', highWaterMark: '64', cacheMaxEntries: '1000'
+  }; // prettier-ignore
+  const resolved: number = new IPCClient('billing', fromEnv).options.port; // read back as numbers
+  void resolved;
+  const numeric: NumericString = '8888';
+  const names: NumericSetting[] = ['port', 'requestTimeout'];
+  const partial: NumericSettingOptions = { port: numeric, heartbeatInterval: null };
+  void [names, partial];
   return [
     new IPCClient('billing', settings),
     new IPCClient('billing', legacy),
@@ -554,6 +570,15 @@ export async function loadBalanced(): Promise<void> {
   await lb.start();
   const reply: Message<number> = await lb.sendRequest<number>('sum', [1, 2], 1000, { headers: { a: 'b' }, idempotencyKey: 'sum-1' });
   exact<number>()(await lb.request<number>('sum', [1, 2]));
+  // the options object third, as on IPCClient; signal, coalesce and priority as the servers' clients take them
+  const stop = new AbortController();
+  exact<number>()(await lb.request<number>('sum', [1, 2], { timeout: 1000, headers: { a: 'b' }, signal: stop.signal, coalesce: true, priority: 1 }));
+  const viaOptions: Message<number> = await lb.sendRequest<number>('sum', [1, 2], 1000, { signal: stop.signal, coalesce: true, priority: 2, idempotencyKey: 'k' });
+  const callOptions: BalancedCallOptions = { timeout: 500, idempotencyKey: 'sum-2' };
+  await lb.sendRequest('sum', [1, 2], callOptions);
+  // numbers as numeric strings (read from the environment), as the constructors convert them
+  new LoadBalancedClient('billing', servers, { healthCheckInterval: '5000', minConnections: '1', maxConnections: '2', acquireTimeout: '100', requestTimeout: '2000', initialDelay: '50' });
+  void viaOptions;
   exact<{ delivered: number | null }>()(await lb.publish('news', 1, { ack: true, timeout: 100 }));
   exact<undefined>()(await lb.publish('news', 1));
   exact<void>()(await lb.notify('audit', 1, { headers: { a: 'b' }, timeout: 100 }));
@@ -597,8 +622,10 @@ export async function services(): Promise<void> {
   new ServiceClient();
   const fields: [string, string[]] = [gateway.appId, gateway.services];
   exact<ServiceClient>()(gateway.configureService('search', { port: 9000 }));
+  gateway.configureService('env', { port: '9001', timeout: '2000', minConnections: '1', maxConnections: '3', healthCheckInterval: '1000', reconnectDelay: '100' });
   await gateway.start();
   const user: { name: string } = await gateway.request<{ name: string }>('users', 'users.get', { id: 1 }, { timeout: 500 });
+  await gateway.request('users', 'users.get', { id: 1 }, { timeout: 500, signal: new AbortController().signal });
   await gateway.request('billing', 'invoices.list');
   const all: Record<string, ServiceMetrics> = gateway.metrics();
   const one: ServiceMetrics = gateway.getMetrics('users');
