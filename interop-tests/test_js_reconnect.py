@@ -110,3 +110,30 @@ async def test_graceful_shutdown_answers_shutting_down_then_node_reconnects(star
     await agent.wait_event("reconnected")
     assert (await agent.call("request", channel="py.echo", payload="ok"))["payload"] == "ok"
     assert restarted.port == srv.port
+
+
+async def test_registrations_withdrawn_while_reconnecting_are_not_made_when_the_server_is_back(start_server, node_agent, py_client):
+    """serve()/subscribe() while the server is down, then unserve()/unsubscribe()
+    before it is back: the waiting calls resolve at once, and the restarted
+    server holds neither (its requests are not sent to a client without a
+    handler, its publishes are not counted for a subscription nobody has)."""
+    srv = await start_server()
+    port = srv.port
+    agent = await node_agent(port, **FAST)
+    await srv.kill()
+    await agent.wait_event("reconnecting")
+    await agent.call("startServe", channel="jobs.run", kind="echo")
+    await agent.call("startSubscribe", channel="ghost.x")
+    await agent.call("unserve", channel="jobs.run")
+    await agent.call("unsubscribe", channel="ghost.x")
+    done = await agent.wait_events("registrationDone", 2)  # before the server is back
+    assert [(e["channel"], e["ok"]) for e in done] == [("jobs.run", True), ("ghost.x", True)]
+
+    await start_server(port=port)
+    await agent.wait_event("reconnected", timeout=WAIT_S)
+    await agent.call("subscribe", channel="marker")  # on the server after anything sent before it
+    caller = await py_client(port)
+    assert (await caller.system("services"))["services"].get("jobs.run", 0) == 0
+    assert await caller.publish("ghost.x", 1, ack=True) == 0
+    assert await caller.publish("marker", 1, ack=True) == 1
+    assert (await agent.call("info"))["responders"] == []

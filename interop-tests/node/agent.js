@@ -119,6 +119,20 @@ function responder(cmd) {
   }
 }
 
+/**
+ * Reports how a registration started without waiting settled.
+ * @param {{op: string, channel: string}} cmd
+ * @param {Promise<void>} registering
+ * @returns {null}
+ */
+function registrationDone(cmd, registering) {
+  registering.then(
+    () => out({ event: 'registrationDone', op: cmd.op, channel: cmd.channel, ok: true }),
+    (err) => out({ event: 'registrationDone', op: cmd.op, channel: cmd.channel, ok: false, error: describe(err) })
+  );
+  return null;
+}
+
 const ops = {
   connect: () => client.connect(),
   // Start connect() without waiting (waitOnFirstConnect); its outcome is reported as an event.
@@ -176,6 +190,9 @@ const ops = {
   unsubscribe: (cmd) => client.unsubscribe(cmd.channel).then(() => null),
   serve: (cmd) => client.serve(cmd.channel, responder(cmd)).then(() => null),
   unserve: (cmd) => client.unserve(cmd.channel).then(() => null),
+  // serve()/subscribe() without waiting (while reconnecting, say); the outcome is a registrationDone event.
+  startServe: (cmd) => registrationDone(cmd, client.serve(cmd.channel, responder(cmd))),
+  startSubscribe: (cmd) => registrationDone(cmd, client.subscribe(cmd.channel, (msg) => out({ event: 'message', sub: cmd.channel, channel: msg.channel_id, payload: msg.payload }))),
   exit: () => {
     setImmediate(() => process.exit(0));
     return null;
