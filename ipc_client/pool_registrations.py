@@ -86,23 +86,35 @@ class PoolRegistrations:
         return await self._open_member()  # adopts the registrar role itself
 
     async def _register_all(self, client: IPCClient) -> None:
-        """Replay every registration on ``client``, looping until none is new,
-        so one made while this runs is not lost to the race."""
-        done: set[tuple[bool, str, int]] = set()
+        """Replay every registration on ``client``, looping until it holds
+        exactly the tables: one made while this runs is not lost to the
+        race, and one dropped meanwhile (unsubscribe/unserve found no
+        registrar to tell) is withdrawn from it."""
+        done: dict[tuple[bool, str, int], Handler] = {}
 
         async def register(channel: str, fn: Handler) -> None:
             await client.serve(channel, fn)
-            done.add((True, channel, id(fn)))
+            done[(True, channel, id(fn))] = fn
 
         while True:
             subs = [(ch, h) for ch, hs in list(self.subscriptions.items()) for h in hs if (False, ch, id(h)) not in done]
             services = [(ch, fn) for ch, fn in list(self.services.items()) if (True, ch, id(fn)) not in done]
-            if not subs and not services:
+            stale = [key for key, fn in done.items() if not self._wanted(key[0], key[1], fn)]
+            if not subs and not services and not stale:
                 return
+            for key in stale:
+                serve, channel, _ = key
+                fn = done.pop(key)
+                await (client.unserve(channel) if serve else client.unsubscribe(channel, fn))
             for channel, handler in subs:
                 await client.subscribe(channel, handler)
-                done.add((False, channel, id(handler)))
+                done[(False, channel, id(handler))] = handler
             await asyncio.gather(*(register(ch, fn) for ch, fn in services))
+
+    def _wanted(self, serve: bool, channel: str, fn: Handler) -> bool:
+        if serve:
+            return self.services.get(channel) is fn
+        return any(h is fn for h in self.subscriptions.get(channel, ()))
 
     async def subscribe(self, channel: str, handler: Handler) -> bool:
         validate_pattern(channel)

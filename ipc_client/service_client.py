@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ipc_protocol import ErrorCode, IPCError, NotConnected
+from ipc_protocol import ErrorCode, IPCError, NotConnected, RequestTimeout
 
 from .latency import LatencyWindow
 from .load_balanced_client import LoadBalancedClient
@@ -200,8 +200,13 @@ class ServiceClient:
         svc = self._service(service)
         started = time.monotonic()
         try:
-            if not svc.ready:
-                await svc.start()
+            if not svc.ready:  # its start counts against the call's deadline
+                total = svc.client.request_timeout if timeout is None else timeout
+                try:
+                    await asyncio.wait_for(svc.start(), total)  # start() is shielded: others still share it
+                except TimeoutError:
+                    raise RequestTimeout(f"service {service!r} did not start within {total:g} s") from None
+                timeout = max(total - (time.monotonic() - started), 0.001)
             reply = await svc.client.send_request(method, data, timeout=timeout)
         except Exception as exc:  # a cancelled call is not the service's failure
             svc.record(started, exc)

@@ -35,8 +35,7 @@ _SUB_CACHE_LIMIT = 4096
 
 
 def _is_async_function(fn: Callable[..., Any]) -> bool:
-    """``inspect.iscoroutinefunction``, with a fast answer for plain ``async
-    def`` functions and methods: it runs for every served request."""
+    """``inspect.iscoroutinefunction``, fast for plain ``async def``: it runs for every served request."""
     code = getattr(fn, "__code__", None)
     if code is not None and code.co_flags & inspect.CO_COROUTINE:
         return True
@@ -44,13 +43,11 @@ def _is_async_function(fn: Callable[..., Any]) -> bool:
 
 
 class Subscriptions:
-    """Subscription handlers by pattern and responders by channel.
-
-    The client's connection is reached through three callables: ``connected``
-    (the connection when connected, else None), ``waiting`` (whether it is
-    being (re)made) and ``until_connected(deadline)``. ``producers`` (set by
-    the client) registers served requests for cancels and streams what
-    generators yield (docs/protocol.md §15)."""
+    """Subscription handlers by pattern and responders by channel. The
+    connection is reached through ``connected`` (it, when connected),
+    ``waiting`` (being (re)made) and ``until_connected(deadline)``;
+    ``producers`` (set by the client) registers served requests for
+    cancels and streams what generators yield (docs/protocol.md §15)."""
 
     producers: Producers
 
@@ -182,7 +179,7 @@ class Subscriptions:
         fn = self.services.get(channel)
         if fn is None:
             return
-        self._acks.pop(channel, None)
+        registration = self._acks.pop(channel, None)
         try:
             conn = self._connected()
             if conn is not None:
@@ -190,17 +187,16 @@ class Subscriptions:
         finally:
             if self.services.get(channel) is fn:
                 self._drop_service(channel)
+            if registration is not None and not registration.done():  # withdrawn before the server had it
+                registration._settle(None)
 
     # -- after a (re)connection ----------------------------------------------------
 
     async def restore(self, conn: ClientConnection, deadline: float) -> None:
-        """Resubscribe and re-register responders before anything else goes out.
-
-        Loops until the server holds exactly what this client holds:
-        ``subscribe``/``serve`` calls made while this runs are sent too, and
-        what ``unsubscribe``/``unserve`` dropped meanwhile (they tell the
-        server nothing before the client is connected) is withdrawn, so
-        none is lost to the race nor left on the server."""
+        """Resubscribe and re-register responders before anything else goes
+        out, until the server holds exactly what this client holds: what is
+        added meanwhile is sent too, what is dropped (unsubscribe/unserve tell
+        the server nothing before the client is connected) withdrawn."""
         held: set[tuple[bool, str]] = set()  # what the server holds for this connection
         while True:
             todo = [(False, p) for p in self.handlers if (False, p) not in held] + [(True, c) for c in self.services if (True, c) not in held]

@@ -368,3 +368,27 @@ async def test_queue_path_is_refused(servers, tmp_path) -> None:
     with pytest.raises(ValueError, match="queue_path"):
         LoadBalancedClient("app", [addr(s) for s in servers], queue_path=str(tmp_path / "outbox.db"))
     assert not (tmp_path / "outbox.db").exists()
+
+
+async def test_registrations_withdrawn_while_they_are_made_are_not_left_on_the_server() -> None:
+    """serve()/subscribe() not yet done when unserve()/unsubscribe() runs:
+    once both end, the server holds neither."""
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as server:
+        lb = LoadBalancedClient("app", [("127.0.0.1", server.port)])
+        await lb.start()
+        got: list[Any] = []
+        try:
+            serving = asyncio.ensure_future(lb.serve("jobs.lb", lambda msg: "from lb"))
+            subscribing = asyncio.ensure_future(lb.subscribe("news.lb", got.append))
+            await asyncio.sleep(0)  # both under way
+            await lb.unserve("jobs.lb")
+            await lb.unsubscribe("news.lb")
+            await asyncio.wait_for(asyncio.gather(serving, subscribing, return_exceptions=True), WAIT_S)
+            async with IPCClient("app", "127.0.0.1", server.port) as other:
+                assert (await other.system("services"))["services"] == {}
+                with pytest.raises(NoResponders):
+                    await other.request("jobs.lb", None, timeout=WAIT_S)
+                assert await other.publish("news.lb", 1, ack=True) == 0
+            assert got == []
+        finally:
+            await lb.close()

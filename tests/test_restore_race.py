@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ipc_client import IPCClient
 from ipc_protocol import NoResponders
+from ipc_server import IPCServer
 
 from .conftest import WAIT_S
 
@@ -53,3 +55,20 @@ async def test_what_is_dropped_while_the_restore_runs_is_withdrawn(server, make_
         raise AssertionError("svc was answered")
     await sub.subscribe("gone", got.append)  # and still possible afterwards
     assert await pub.publish("gone", 3, ack=True) == 1
+
+
+async def test_a_registration_withdrawn_before_the_server_had_it_settles() -> None:
+    """serve() while the server is away, unserve() before it is back: the
+    Registration the first returned settles at once rather than never."""
+    lost = asyncio.Event()
+    async with IPCServer("127.0.0.1", 0) as server:
+        client = IPCClient("app", "127.0.0.1", server.port, initial_delay=0.05, max_delay=0.1)
+        client.on("disconnected", lambda *a: lost.set())
+        await client.connect()
+    try:  # the server is gone: the client reconnects in the background
+        await asyncio.wait_for(lost.wait(), WAIT_S)
+        registration = client.serve("svc", lambda m: m.payload)
+        await client.unserve("svc")
+        await asyncio.wait_for(registration, WAIT_S)
+    finally:
+        await client.disconnect()

@@ -199,3 +199,26 @@ async def test_shared_options_win_over_the_gateway_defaults(backends) -> None:
         assert (big.min_connections, big.max_connections) == (12, 12)  # the default maximum rises to the minimum
     finally:
         await sc.shutdown()
+
+
+async def test_a_calls_deadline_covers_the_services_start() -> None:
+    """A server that takes the TCP connection but never answers the
+    handshake: the call ends at its own deadline, not the connect timeout."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    hole = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    sc = ServiceClient({"svc": {"host": "127.0.0.1", "port": port}}, connect_timeout=30)
+    try:
+        with pytest.raises(RequestTimeout, match="did not start within 0.3 s"):
+            await asyncio.wait_for(sc.request("svc", "echo", 1, timeout=0.3), 10)
+        assert sc.get_metrics("svc")["timeouts"] == 1
+    finally:
+        await sc.shutdown()
+        for writer in held:
+            writer.close()
+        hole.close()
+        await hole.wait_closed()
