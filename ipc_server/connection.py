@@ -159,7 +159,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
                 item = receive_frame(body)
                 if item.__class__ is message_class:
                     if inflight.holding and inflight.waits(item):  # at the in-flight limit (inflight.py)
-                        inflight.hold(item, body)
+                        inflight.hold(item, body, self._loop.time())  # type: ignore[union-attr]
                         continue
                     received[item.message_type] += 1
                     if item.attachments is not None:  # a binary frame (§16)

@@ -15,9 +15,10 @@ that the pump stays readable; it uses the connection's own fields.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode
+from ipc_protocol import ErrorCode, Message, decode_message, encode_message
 from ipc_protocol.protocol import ProtocolState
 
 from .outbound import Backlog
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from ipc_protocol.server_protocol import ServerProtocol
 
-    from .inflight import InflightLimit
+    from .inflight import Held, InflightLimit
     from .outbound import OutboundLimits
     from .stats import ServerStats
 
@@ -53,6 +54,7 @@ class FlowControl:
         _ended: bool
 
         def _dispatch(self, frames: list[bytes]) -> None: ...
+        def refuse(self, msg: Message, code: ErrorCode, text: str) -> None: ...
         def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None) -> None: ...
 
     # -- reading: the in-flight limit ------------------------------------------
@@ -75,11 +77,30 @@ class FlowControl:
         self._loop.call_soon(self._release_held)  # type: ignore[union-attr]
 
     def _release_held(self) -> None:
-        bodies = self.inflight.take_held()
-        if bodies and not self._ended:
+        held = self.inflight.take_held()
+        if held and not self._ended:
+            bodies = [body for body in map(self._aged, held) if body is not None]
             self._dispatch(bodies)  # decoded again; what cannot go yet is held again, in order
         if self.inflight.released() and not self._ended:
             self.resume_reading()
+
+    def _aged(self, entry: Held) -> Any:
+        """A held request goes with the time it waited taken off its
+        ``timeout_ms`` (§6.5: never later than its deadline); one whose
+        deadline passed is answered ``timeout`` and never runs. A binary
+        frame (§16) goes as it came, as grace.py sends one."""
+        timeout_ms = entry.timeout_ms
+        if timeout_ms is None:
+            return entry.body
+        waited_ms = (self._loop.time() - entry.since) * 1000.0  # type: ignore[union-attr]
+        left = math.ceil(timeout_ms - waited_ms)
+        if left >= timeout_ms:
+            return entry.body
+        msg = decode_message(entry.body)  # it was read and checked once already
+        if left <= 0:
+            self.refuse(msg, ErrorCode.TIMEOUT, f"its {timeout_ms:g} ms passed while it waited for a place (max_inflight_per_connection, docs/protocol.md §12)")
+            return None
+        return entry.body if entry.body[:1] == b"\x00" else encode_message(msg.model_copy(update={"timeout_ms": left}))
 
     # -- writing: slow consumers (outbound.py) --------------------------------
 

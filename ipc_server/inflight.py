@@ -17,16 +17,25 @@ places free up, one at a time, so the limit holds exactly.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ipc_protocol.envelope import CANCEL, CREDIT, NOTIFICATION, REQUEST, RESPONSE, STREAM_END, STREAM_ITEM, Message
 
-__all__ = ["InflightLimit", "Reader"]
+__all__ = ["InflightLimit", "Held", "Reader"]
 
 _TAKES_A_PLACE = frozenset({REQUEST, NOTIFICATION})
 _ANSWERS = frozenset({RESPONSE, STREAM_ITEM, STREAM_END, CREDIT})  # to what the server sent: never held
 _DEFAULT_HELD_BYTES = 16 * 1024 * 1024  # when max_frame_size is off
 _HELD_OVERHEAD = 128  # a held frame's bytes object and entry, counted with its body
+
+
+class Held(NamedTuple):
+    """A frame that waits for a place."""
+
+    request_id: str | None
+    body: Any
+    since: float  # the loop's clock when it was held
+    timeout_ms: float | None
 
 
 class Reader(Protocol):
@@ -55,8 +64,9 @@ class InflightLimit:
         self.count = 0
         self.holding = False  # at the limit, or frames wait: new work is held (read on every frame)
         # Held frames as they came (decoded again when they go: a decoded
-        # payload can be many times its bytes), with a request's id.
-        self.held: deque[tuple[str | None, Any]] = deque()
+        # payload can be many times its bytes): a request's id, and when it
+        # was held with its timeout_ms, so that it goes with what is left.
+        self.held: deque[Held] = deque()
         self.held_bytes = 0
         self.reading_paused = False  # the socket itself is not read
         self._held_ids: set[str] = set()
@@ -92,9 +102,9 @@ class InflightLimit:
             return False
         return bool(self.held) and mtype not in _ANSWERS
 
-    def hold(self, msg: Message, body: Any) -> None:
+    def hold(self, msg: Message, body: Any, now: float) -> None:
         request_id = msg.message_id if msg.message_type is REQUEST else None
-        self.held.append((request_id, body))
+        self.held.append(Held(request_id, body, now, msg.timeout_ms if request_id is not None else None))
         self.held_bytes += len(body) + _HELD_OVERHEAD
         if request_id is not None:
             self._held_ids.add(request_id)
@@ -102,15 +112,15 @@ class InflightLimit:
             self.reading_paused = True
             self._reader.pause_reading()
 
-    def take_held(self) -> list[Any]:
+    def take_held(self) -> list[Held]:
         """The held frames, to dispatch again now that a place is free; any
         that cannot go yet come back through :meth:`hold`, in order."""
-        bodies = [body for _, body in self.held]
+        held = list(self.held)
         self.held.clear()
         self._held_ids.clear()
         self.held_bytes = 0
         self.holding = self.full
-        return bodies
+        return held
 
     def released(self) -> bool:
         """After a release: whether the socket may be read again."""
@@ -124,10 +134,10 @@ class InflightLimit:
         """A held request a cancel names never runs (§15.4 item 2)."""
         if request_id is None or request_id not in self._held_ids:
             return
-        for i, (held_id, body) in enumerate(self.held):
-            if held_id == request_id:
+        for i, entry in enumerate(self.held):
+            if entry.request_id == request_id:
                 del self.held[i]
-                self.held_bytes -= len(body) + _HELD_OVERHEAD
+                self.held_bytes -= len(entry.body) + _HELD_OVERHEAD
                 self._held_ids.discard(request_id)
                 return
 

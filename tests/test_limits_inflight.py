@@ -10,8 +10,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from ipc_client import IPCClient
-from ipc_protocol import Message
+from ipc_protocol import Message, RequestTimeout
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
@@ -104,3 +106,32 @@ async def test_the_clients_heartbeat_is_answered_while_its_requests_wait() -> No
             release.set()
             assert await asyncio.gather(*calls) == [0, 1, 2, 3]
             assert events == []
+
+
+async def test_a_held_request_goes_with_what_is_left_of_its_deadline() -> None:
+    """Held for a place, a request's time runs (§6.5): one whose deadline
+    passed meanwhile never runs and is answered timeout; one with time left
+    reaches its responder with that time, not the whole of it."""
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=1) as server:
+        release, seen = asyncio.Event(), []
+
+        async def slow(msg: Message) -> Any:
+            seen.append((msg.payload, msg.timeout_ms))
+            await release.wait()
+            return msg.payload
+
+        async with IPCClient("app", "127.0.0.1", server.port) as responder, IPCClient("app", "127.0.0.1", server.port) as client:
+            await responder.serve("slow", slow)
+            first = asyncio.ensure_future(client.request("slow", "first", timeout=WAIT_S))
+            await until(lambda: [p for p, _ in seen] == ["first"], "the first running")
+            conn = next(c for c in server.connections if c.connection_id == client.connection_id)
+            doomed = asyncio.ensure_future(client.send_request("slow", "doomed", timeout=0.2))
+            kept = asyncio.ensure_future(client.request("slow", "kept", timeout=WAIT_S))
+            await until(lambda: len(conn.inflight.held) == 2, "both held")
+            with pytest.raises(RequestTimeout):
+                await doomed  # the client's own deadline; the server's answer comes later
+            release.set()
+            assert await first == "first" and await kept == "kept"
+            assert [p for p, _ in seen] == ["first", "kept"]  # "doomed" never ran
+            assert seen[1][1] < WAIT_S * 1000 - 150  # "kept" waited at least doomed's 200 ms, taken off
+            assert server.stats.errors.get("timeout", 0) >= 1

@@ -218,17 +218,17 @@ def test_past_the_inflight_limit_new_work_is_held_and_answers_are_not() -> None:
     publish, response = msg(MessageType.PUBLISH, "p"), msg(MessageType.RESPONSE, "r", reply_to="x")
     assert not limit.waits(publish) and not limit.waits(response)  # nothing held: they take no place
     assert limit.waits(msg(MessageType.REQUEST, "q1"))
-    limit.hold(msg(MessageType.REQUEST, "q1"), b"q1" * 100)
-    limit.hold(msg(MessageType.REQUEST, "q2"), b"q2" * 100)
+    limit.hold(msg(MessageType.REQUEST, "q1"), b"q1" * 100, 0.0)
+    limit.hold(msg(MessageType.REQUEST, "q2"), b"q2" * 100, 0.0)
     assert limit.waits(publish) and not limit.waits(response)  # behind held work, in order; answers never
     assert not limit.waits(msg(MessageType.CANCEL, "c", reply_to="q1"))  # goes at once, and takes q1 out
-    assert [rid for rid, _ in limit.held] == ["q2"] and calls == []
-    limit.hold(msg(MessageType.REQUEST, "q3"), b"q3" * 400)  # past 1,000 bytes held: the socket waits
+    assert [entry.request_id for entry in limit.held] == ["q2"] and calls == []
+    limit.hold(msg(MessageType.REQUEST, "q3"), b"q3" * 400, 0.0)  # past 1,000 bytes held: the socket waits
     assert calls == ["pause"] and limit.reading_paused
     limit.finished()
     limit.finished()  # one release scheduled, not two
     assert calls == ["pause", "release"]
-    assert limit.take_held() == [b"q2" * 100, b"q3" * 400] and not limit.holding
+    assert [entry.body for entry in limit.take_held()] == [b"q2" * 100, b"q3" * 400] and not limit.holding
     assert limit.released() and not limit.reading_paused
     unlimited = InflightLimit(None, Reader())
     for _ in range(10_000):
