@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol.contracts import AWAITS_ONLY_ATTR
 
-__all__ = ["AtOnce", "HandlerCancelled", "never_waits", "result_of"]
+__all__ = ["AtOnce", "HandlerCancelled", "is_async_function", "never_waits", "result_of"]
 
 _EAGER = sys.version_info >= (3, 12)
 # On 3.11 (where AtOnce runs) asyncio.current_task() is a Python function
@@ -54,6 +54,14 @@ class HandlerCancelled(Exception):
 
     def __init__(self, channel: str) -> None:
         super().__init__(f"the handler of {channel!r} was cancelled")
+
+
+def is_async_function(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, fast for plain ``async def``: it runs for every served request."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
+        return True
+    return inspect.iscoroutinefunction(fn)
 
 
 def never_waits(fn: Callable[..., Any]) -> bool:

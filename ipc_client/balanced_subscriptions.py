@@ -30,7 +30,7 @@ from ipc_protocol.cluster_info import cluster_of
 from .balancer import Server
 from .client import Handler, IPCClient
 from .pool import ConnectionPool
-from .subscriptions import _is_async_function
+from .at_once import is_async_function
 
 __all__ = ["BalancedSubscriptions"]
 
@@ -69,7 +69,7 @@ class _Subscription:
 
     def __post_init__(self) -> None:
         handler = self.handler
-        if _is_async_function(handler):
+        if is_async_function(handler):
 
             async def deliver_async(msg: Message) -> Any:
                 if not self.duplicate(msg):

@@ -24,7 +24,7 @@ from ipc_protocol import Message, NotConnected, RequestTimeout
 
 from .client import IPCClient
 from .state import ConnectionState
-from .subscriptions import _is_async_function
+from .at_once import is_async_function
 
 __all__ = ["SyncIPCClient"]
 
@@ -130,7 +130,7 @@ class SyncIPCClient:
         """``fn`` as the client calls it: a plain function in the worker
         thread; an ``async`` one as is, so it runs on the client's loop as
         :class:`IPCClient` runs it (as :meth:`serve` does)."""
-        if _is_async_function(fn):
+        if is_async_function(fn):
             return fn
 
         def submit(*args: Any) -> None:

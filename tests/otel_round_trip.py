@@ -5,7 +5,7 @@ JSON line on stdout describing what happened.
 
 ``--block-otel``: OpenTelemetry cannot be imported (as if not installed);
 the line tells whether anything of it was loaded and whether the client
-tried. ``--sdk``: a tracer provider with the SDK's in-memory exporter; the
+tried. A request whose requester gives up on it ("hang") is among them. ``--sdk``: a tracer provider with the SDK's in-memory exporter; the
 line lists the finished spans. ``--sdk-later``: a first round trip before
 any provider is set, the provider set, then the round trip again.
 """
@@ -50,8 +50,17 @@ async def round_trip() -> dict[str, Any]:
             async def fail(msg: Any) -> Any:
                 raise ValueError("no")
 
+            cancelled = asyncio.Event()
+
+            async def hang(msg: Any) -> Any:
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    cancelled.set()
+
             await middle.serve("outer", outer)
             await middle.serve("fail", fail)
+            await middle.serve("hang", hang)
             await back.serve("inner", lambda m: m.payload + 1)
             await back.subscribe("news", lambda m: delivered.set_result(tracing.current_trace_id()))
             result = await caller.request("outer", 1, timeout=10)
@@ -59,6 +68,11 @@ async def round_trip() -> dict[str, Any]:
                 await caller.request("fail", timeout=10)
             except Exception as exc:  # noqa: BLE001
                 failed = type(exc).__name__
+            try:  # its deadline cancels the handler (§15.4): its span ends too
+                await caller.request("hang", timeout=0.2)
+            except Exception:  # noqa: BLE001
+                pass
+            await asyncio.wait_for(cancelled.wait(), 10)
             await caller.publish("news", {"n": 1}, ack=True)
             trace_in_subscriber = await asyncio.wait_for(delivered, 10)
     return {"result": result, "failed": failed, "trace_in_subscriber": trace_in_subscriber}
