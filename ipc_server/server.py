@@ -103,7 +103,7 @@ class IPCServer:
         self._streams = Streams(self.stats, self._forwarding, self._calls, self._grace, default_idle_s=self.config.default_request_timeout_s)  # §15
         self._pubsub = PubSub(self._admission.apps, self.stats, self.config)
         # A node of a cluster joined through NATS (docs/cluster.md), or None.
-        self._cluster = join(config, self.stats, self.handlers, self._admission.apps, self._calls, self._forwarding, self._pubsub)
+        self._cluster = join(config, self.stats, self.handlers, self._admission.apps, self._calls, self._forwarding, self._pubsub, self._shutdown)
         # With a users file: who each connection is and what it may do.
         self._auth: Auth | None = None
         if config.users_file is not None:

@@ -27,11 +27,13 @@ __all__ = ["join"]
 def join(config: ServerConfig, *parts: Any) -> Cluster | None:
     """The server's node of a cluster when ``config.cluster`` names NATS
     servers, else None; ``parts``: the server's stats, handlers, apps,
-    handler calls, forwarding and pub/sub, in that order."""
+    handler calls, forwarding, pub/sub and shutdown, in that order."""
     if not config.cluster:
         return None
     from .node import Cluster  # nats-py, from the 'cluster' extra, only now
 
-    stats, handlers, apps, calls, forwarding, pubsub = parts
-    cluster = pubsub.cluster = Cluster(config, stats=stats, handlers=handlers, apps=apps, calls=calls, forwarding=forwarding, pubsub=pubsub)
+    stats, handlers, apps, calls, forwarding, pubsub, shutdown = parts
+    cluster = pubsub.cluster = Cluster(
+        config, stats=stats, handlers=handlers, apps=apps, calls=calls, forwarding=forwarding, pubsub=pubsub, shutdown=shutdown
+    )
     return cluster

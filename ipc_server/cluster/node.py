@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ..metrics import Metrics
     from ..pubsub import PubSub
     from ..router import HandlerRegistry
+    from ..shutdown import Shutdown
 
 __all__ = ["Cluster", "default_node_name"]
 
@@ -83,6 +84,7 @@ class Cluster:
         calls: HandlerCalls,
         forwarding: Forwarding,
         pubsub: PubSub,
+        shutdown: Shutdown | None = None,
     ) -> None:
         self.config = config
         self.name = config.node_name or default_node_name()
@@ -96,7 +98,7 @@ class Cluster:
         settings = LinkSettings(list(config.cluster), f"ipc-bridge {self.name}", config.cluster_creds, _tls(config))
         self.link = link = Link(settings, on_down=self._link_down, on_up=self._link_up, prepare=self._prepare)
         beat = config.cluster_heartbeat_s
-        self.outgoing = Outgoing(link, subjects, stats, heartbeat_s=beat, default_timeout_s=config.default_request_timeout_s, grace_s=config.no_responders_grace_s)
+        self.outgoing = Outgoing(link, subjects, stats, heartbeat_s=beat, default_timeout_s=config.default_request_timeout_s, grace_s=config.no_responders_grace_s, shutdown=shutdown)
         self.outgoing.local = self._taker
         self.incoming = Incoming(link, subjects, stats, route=self._route, withdraw=self._withdraw, heartbeat_s=beat)
         self.interest = Interest(link, subjects, self._on_publish, self.incoming.on_request)

@@ -48,6 +48,7 @@ from ipc_protocol.messages import error_response
 from ipc_protocol.restarts import is_replay
 
 from ..connection import ServerConnection
+from ..shutdown import Shutdown
 from ..stats import ServerStats
 from .link import Link, Msg
 from .subjects import Subjects
@@ -89,9 +90,18 @@ class Outgoing:
     """Cross-node requests this node is waiting on."""
 
     def __init__(
-        self, link: Link, subjects: Subjects, stats: ServerStats, *, heartbeat_s: float, default_timeout_s: float | None, grace_s: float = 0.0
+        self,
+        link: Link,
+        subjects: Subjects,
+        stats: ServerStats,
+        *,
+        heartbeat_s: float,
+        default_timeout_s: float | None,
+        grace_s: float = 0.0,
+        shutdown: Shutdown | None = None,
     ) -> None:
         self._grace_s = grace_s
+        self._shutdown = shutdown  # the server's: its drain waits on this table too
         self._window_ends = 0.0  # the start's grace (§13.2): set by start()
         # Who on this node would take a request on a channel now (a handler
         # or responder that registered while it waited), as a function that
@@ -262,6 +272,9 @@ class Outgoing:
             if not mine:
                 del self._by_conn[pending.conn]
         pending.conn.inflight.finished()
+        shutdown = self._shutdown
+        if shutdown is not None and shutdown.draining:  # close() may be waiting for this table to empty
+            shutdown.check_drained()
 
     def fail(self, pending: _Pending, code: ErrorCode, text: str) -> None:
         self._settle(pending)

@@ -1,0 +1,50 @@
+"""A node's graceful shutdown (docs/protocol.md §13) in a cluster: its grace
+waits for the requests it sent to other nodes, and no longer than until
+they are answered (as it does for the requests it serves itself)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from ipc_client import IPCClient
+from ipc_server import IPCServer
+
+from .nats_support import NatsServer, clients, nats, nodes, until  # noqa: F401 - fixtures
+
+pytest.importorskip("nats")
+
+WAIT_S = 10.0
+GRACE_S = 30.0  # far longer than any wait below: a close that runs into it fails the test
+
+
+async def test_close_returns_once_the_request_sent_to_another_node_is_answered(
+    nats: NatsServer, nodes: Callable[..., Awaitable[IPCServer]], clients: Callable[..., Awaitable[IPCClient]]  # noqa: F811
+) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(msg: Any) -> Any:
+        started.set()
+        await release.wait()
+        return msg.payload
+
+    await (await clients(b.port)).serve("slow", slow)
+    requester = await clients(a.port, reconnect=False)
+    pending = asyncio.ensure_future(requester.request("slow", "answer", timeout=GRACE_S))
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    assert a.cluster.held == 1  # waiting on node b, nothing on node a itself
+
+    closing = asyncio.ensure_future(a.close(grace_s=GRACE_S))
+    await until(lambda: a._shutdown.draining, "node a's close waits out its grace")  # the answer must come while it waits
+    assert not closing.done()
+
+    release.set()
+    assert await asyncio.wait_for(pending, WAIT_S) == "answer"
+    await asyncio.wait({closing}, timeout=WAIT_S)  # not wait_for: a close cancelled midway would never end
+    assert closing.done(), "close() still waits though nothing is in flight"  # woken by the answer, not the grace's end
+    closing.result()
+    assert a.cluster.held == 0
