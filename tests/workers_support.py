@@ -26,6 +26,7 @@ class Supervisor:
         self.port = 0
         self.pids: dict[str, int] = {}  # worker index -> pid
         self.names: dict[str, str] = {}  # worker index -> node name
+        self.metrics: dict[str, str] = {}  # worker index -> its /metrics URL, with --metrics-port
         self.clients: list[IPCClient] = []
 
     async def start(self) -> Supervisor:
@@ -38,6 +39,10 @@ class Supervisor:
         for _ in range(2):  # "ipc_server worker 1 pid N node NAME on ADDR"
             words = (await asyncio.wait_for(proc.stdout.readline(), WAIT_S)).decode().split()
             self.pids[words[2]], self.names[words[2]] = int(words[4]), words[6]
+        for _ in range(2 if "--metrics-port" in self.argv else 0):  # "ipc_server worker 1 metrics on URL"
+            words = (await asyncio.wait_for(proc.stdout.readline(), WAIT_S)).decode().split()
+            assert words[:2] == ["ipc_server", "worker"] and words[3:5] == ["metrics", "on"], words
+            self.metrics[words[2]] = words[5]
         return self
 
     def stderr(self) -> str:

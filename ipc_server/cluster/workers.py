@@ -7,8 +7,10 @@ The command becomes a supervisor: it picks the port (binding it with
 a nats-server on loopback unless ``--cluster`` names one (``nats_child``),
 then the workers: ``python -m ipc_server`` with the same arguments and
 ``--workers 1 --reuse-port --port P --cluster URL --node-name NAME-wI``
-appended (later flags win). The kernel spreads new connections over the
-workers' listening sockets. Where ``SO_REUSEPORT`` is missing, worker I
+appended (later flags win), and with metrics on, ``--metrics-port``: the
+port given plus I-1, or 0 again (the supervisor prints every worker's
+endpoint after the workers' lines: it has no other way to be found). The
+kernel spreads new connections over the workers' listening sockets. Where ``SO_REUSEPORT`` is missing, worker I
 listens on port P+I-1 instead (list them all to the load-balanced client);
 on macOS the option exists but the last socket bound gets every connection.
 
@@ -41,14 +43,17 @@ log = logging.getLogger("ipc_server.workers")
 READY_WAIT_S = 30.0
 STOP_WAIT_S = 60.0
 _LISTENING = "ipc_server listening on "
+_METRICS = "ipc_server metrics on "  # a worker's second line, with metrics on
 
 
 class Worker:
     """One worker process, started again when it dies."""
 
-    def __init__(self, index: int, argv: list[str]) -> None:
+    def __init__(self, index: int, argv: list[str], metrics: bool = False) -> None:
         self.index = index
         self.argv = argv
+        self.metrics = metrics  # it prints its metrics endpoint's URL after its address
+        self.metrics_url: str | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.ready = False  # listening, its signal handlers in place
@@ -62,19 +67,25 @@ class Worker:
             sys.executable, "-m", "ipc_server", *self.argv,
             stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent, process_group=0,
         )  # fmt: skip
-        assert self.proc.stdout is not None
-        try:
-            line = (await asyncio.wait_for(self.proc.stdout.readline(), READY_WAIT_S)).decode().strip()
-        except (asyncio.TimeoutError, TimeoutError):
-            line = ""
-        if not line.startswith(_LISTENING):
+        line = await self._line()
+        url = await self._line() if self.metrics and line.startswith(_LISTENING) else ""
+        if not line.startswith(_LISTENING) or (self.metrics and not url.startswith(_METRICS)):
             if self.proc.returncode is None:
                 self.proc.kill()
             await self.proc.wait()
             raise RuntimeError(f"worker {self.index} did not start (exit code {self.proc.returncode})")
+        self.metrics_url = url[len(_METRICS) :] if self.metrics else None
         self.ready = True
         self._drain = asyncio.ensure_future(self._read_rest())
         return line[len(_LISTENING) :]
+
+    async def _line(self) -> str:
+        """The worker's next stdout line, or "" if none comes in time."""
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            return (await asyncio.wait_for(self.proc.stdout.readline(), READY_WAIT_S)).decode().strip()
+        except (asyncio.TimeoutError, TimeoutError):
+            return ""
 
     async def _read_rest(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -126,9 +137,10 @@ async def _supervise(config: ServerConfig, argv: list[str]) -> int:
     for i in range(1, count + 1):
         extra = ["--workers", "1", "--cluster", urls, "--node-name", f"{base}-w{i}"]
         extra += ["--reuse-port", "--port", str(port)] if reuse else ["--port", str(port + i - 1 if port else 0)]
-        if config.metrics_port:  # one each: the port given, then the ones after it
-            extra += ["--metrics-port", str(config.metrics_port + i - 1)]
-        workers.append(Worker(i, [*argv, *extra]))
+        metrics = config.metrics_port is not None
+        if metrics:  # one each: the port given, then the ones after it; or any free port each (0)
+            extra += ["--metrics-port", str(config.metrics_port + i - 1 if config.metrics_port else 0)]
+        workers.append(Worker(i, [*argv, *extra], metrics))
     try:
         addresses = [await w.start() for w in workers]
     except RuntimeError:
@@ -144,6 +156,9 @@ async def _supervise(config: ServerConfig, argv: list[str]) -> int:
     for w, address in zip(workers, addresses):
         assert w.proc is not None
         print(f"ipc_server worker {w.index} pid {w.proc.pid} node {base}-w{w.index} on {address}", flush=True)
+    for w in workers:  # after the lines above, which scripts read as they are
+        if w.metrics_url is not None:
+            print(f"ipc_server worker {w.index} metrics on {w.metrics_url}", flush=True)
     return await _run(workers, nats)
 
 
@@ -204,6 +219,8 @@ async def _keep(worker: Worker, stopping: asyncio.Event) -> None:
             try:
                 address = await worker.start()
                 log.warning("worker %d started again (pid %d) on %s", worker.index, worker.proc.pid, address)
+                if worker.metrics_url is not None:  # a new one with --metrics-port 0
+                    log.warning("worker %d metrics on %s", worker.index, worker.metrics_url)
                 break
             except RuntimeError as exc:
                 log.error("%s; trying again", exc)
