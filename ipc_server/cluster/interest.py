@@ -13,6 +13,11 @@ NATS hands a connection a message once per matching subscription; a node
 holding ``orders.*`` and ``orders.>`` would get a publish on
 ``orders.new`` twice. :meth:`Interest.first_copy` keeps one: the copy that
 came through the lowest subscription id among the node's matches.
+
+A pattern whose subject would pass nats-server's control line
+(``MAX_SUBJECT_LENGTH``: a long non-ASCII channel escapes to many times its
+length) is never subscribed on NATS: nats-server would close the node's
+connection over it. It stays local to its node, counted in ``kept_local``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Awaitable, Callable
 
 from ..sublist import Sublist
 from .link import Link, Msg, Subscription
-from .subjects import Subjects
+from .subjects import MAX_SUBJECT_LENGTH, Subjects
 
 __all__ = ["Interest", "PUB", "REQ"]
 
@@ -55,6 +60,7 @@ class Interest:
         self._index: dict[str, Sublist[int]] = {}  # app -> publish pattern -> subscription id
         self._waiting: list[Callable[[], None]] = []  # acks waiting for the next confirmation
         self._worker: asyncio.Task[None] | None = None
+        self.kept_local = 0  # patterns never subscribed on NATS: their subject is too long (stats)
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -65,7 +71,10 @@ class Interest:
         refs = self._refs.get(key, 0)
         self._refs[key] = refs + 1
         if refs == 0:
-            self._changed(key)
+            if self._too_long(key):
+                self._keep_local(key)
+            else:
+                self._changed(key)
 
     def remove(self, kind: str, app_id: str | None, pattern: str) -> None:
         key = (kind, app_id, pattern)
@@ -85,6 +94,27 @@ class Interest:
 
     def holds(self, kind: str, app_id: str | None, pattern: str) -> int:
         return self._refs.get((kind, app_id, pattern), 0)
+
+    def _subject(self, key: _Key) -> str:
+        kind, app_id, pattern = key
+        if kind == PUB:
+            assert app_id is not None
+            return self._subjects.publish(app_id, pattern)
+        return self._subjects.request(app_id, pattern)
+
+    def _too_long(self, key: _Key) -> bool:
+        return len(self._subject(key)) > MAX_SUBJECT_LENGTH
+
+    def _keep_local(self, key: _Key) -> None:
+        """Count (and log the first) pattern that cannot cross nodes."""
+        if not self.kept_local:
+            kind, app_id, pattern = key
+            log.info(
+                "cluster: %s %r... of app %r stays on this node: its NATS subject would pass %d characters "
+                "(docs/cluster.md §2; counted in stats' patterns_kept_local, not logged again)",
+                "the subscription to" if kind == PUB else "the registration for", pattern[:40], app_id, MAX_SUBJECT_LENGTH,
+            )
+        self.kept_local += 1
 
     def _changed(self, key: _Key) -> None:
         self._dirty[key] = None
@@ -141,12 +171,15 @@ class Interest:
         sub = self._subs.get(key)
         try:
             if wanted and sub is None:
+                subject = self._subject(key)
+                if len(subject) > MAX_SUBJECT_LENGTH:  # kept local (add)
+                    return
                 if kind == PUB:
                     assert app_id is not None
-                    sub = await self._link.subscribe(self._subjects.publish(app_id, pattern), self._on_publish)
+                    sub = await self._link.subscribe(subject, self._on_publish)
                     self._index.setdefault(app_id, Sublist()).insert(pattern, sub._id)
                 else:
-                    sub = await self._link.subscribe(self._subjects.request(app_id, pattern), self._on_request, queue=self._subjects.queue)
+                    sub = await self._link.subscribe(subject, self._on_request, queue=self._subjects.queue)
                 self._subs[key] = sub
             elif not wanted and sub is not None:
                 del self._subs[key]

@@ -341,6 +341,7 @@ class Cluster:
             "alive": self.members.alive() if self.link.up else [],
             "link_disconnects": self.link.disconnects,
             "nats_subscriptions": self.interest.patterns(),
+            "patterns_kept_local": self.interest.kept_local,  # subject too long to cross nodes (interest.py)
             "requests_sent": self.outgoing.sent,
             "requests_waiting": len(self.outgoing),
             "requests_lost": self.outgoing.lost,
