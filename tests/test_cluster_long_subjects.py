@@ -1,6 +1,8 @@
-"""Channels whose NATS subject is too long to cross nodes (docs/cluster.md
-§2): a client's long non-ASCII channel (each character escapes to up to
-twelve) must not cut its node off the cluster."""
+"""Channels whose NATS subject is too long to cross nodes, and the link
+starting over when nats-py gives its connection up (docs/cluster.md §2,
+§5): a client's long non-ASCII channel (each character escapes to up to
+twelve) must not cut its node off the cluster, and a node whose NATS
+connection nats-py closed for good must come back by itself."""
 
 from __future__ import annotations
 
@@ -61,3 +63,45 @@ async def test_a_channel_too_long_for_nats_stays_on_its_node_and_the_node_stays_
     assert await also_on_a.request(LONG_SERVED, 3, timeout=5) == 3
     assert (await _cluster_state(on_a))["state"] == "up"
 
+
+async def test_the_link_starts_over_when_nats_py_closes_its_connection(
+    nats: NatsServer, nodes: Callable[..., Awaitable[IPCServer]], clients: Callable[..., Awaitable[IPCClient]]  # noqa: F811
+) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    b.add_handler("handler.b", lambda msg: msg.payload)
+    await b.cluster.confirmed()
+    on_a, on_b = await clients(a.port), await clients(b.port)
+    await on_a.serve("echo.a", _echo)
+    await on_b.serve("echo.b", _echo)
+    got_a: list[Any] = []
+    got_b: list[Any] = []
+    await on_a.subscribe("news.a", lambda msg: got_a.append(msg.payload))
+    await on_b.subscribe("news.b", lambda msg: got_b.append(msg.payload))
+    await until(lambda: a.cluster.members.alive() == ["b"] and b.cluster.members.alive() == ["a"], "the nodes see each other")
+    assert await on_a.request("echo.b", 0, timeout=5) == 0
+    before = (await _cluster_state(on_b))["nats_subscriptions"]
+    old_client = b.cluster.link.nc
+
+    # nats-server closes b's connection on a control line past 4 KB, and
+    # nats-py does not reconnect from that error: it closes the client.
+    await old_client.publish("x" * 5000, b"")
+    await until(lambda: old_client.is_closed, "nats-py closed b's client")
+    await until(lambda: not b.cluster.link.up, "b degraded")
+    late: list[Any] = []
+    await asyncio.wait_for(on_b.subscribe("late", lambda msg: late.append(msg.payload)), WAIT_S)  # made meanwhile
+
+    await until(lambda: b.cluster.link.up, "b back up by itself", timeout=15)
+    assert b.cluster.link.nc is not old_client
+    state = await _cluster_state(on_b)
+    assert state["state"] == "up" and state["reason"] is None and state["link_disconnects"] == 1
+    assert state["nats_subscriptions"] == {"publish": before["publish"] + 1, "request": before["request"]}
+    await until(lambda: "b" in a.cluster.members.alive() and "a" in b.cluster.members.alive(), "heartbeats again")
+    assert await on_a.request("echo.b", 1, timeout=5) == 1  # a responder of b
+    assert await on_a.request("handler.b", 2, timeout=5) == 2  # an in-process handler of b
+    assert await on_b.request("echo.a", 3, timeout=5) == 3  # answers reach b again
+    await on_a.publish("news.b", "from a")
+    await on_a.publish("late", "late")
+    await on_b.publish("news.a", "from b")
+    await until(lambda: got_b == ["from a"] and late == ["late"] and got_a == ["from b"], "publishes both ways")
+    services = await on_a.system("services")
+    assert services["missing"] == [] and services["nodes"]["b"]["echo.b"] == 1  # b answers cluster-wide queries

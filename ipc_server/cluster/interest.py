@@ -23,8 +23,11 @@ connection over it. It stays local to its node, counted in ``kept_local``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+
+from nats.errors import Error as NatsError
 
 from ..sublist import Sublist
 from .link import Link, Msg, Subscription
@@ -60,6 +63,7 @@ class Interest:
         self._index: dict[str, Sublist[int]] = {}  # app -> publish pattern -> subscription id
         self._waiting: list[Callable[[], None]] = []  # acks waiting for the next confirmation
         self._worker: asyncio.Task[None] | None = None
+        self._client: object = link.nc  # the nats-py client ``_subs`` live on
         self.kept_local = 0  # patterns never subscribed on NATS: their subject is too long (stats)
 
     def __len__(self) -> int:
@@ -123,7 +127,15 @@ class Interest:
 
     def link_up(self) -> None:
         """Connected: apply what changed meanwhile (the first connection;
-        nats-py itself resubscribes what it had after a reconnect)."""
+        nats-py itself resubscribes what it had after a reconnect). A link
+        that started over on a new client (link.py) has none of the old
+        one's subscriptions: every pattern is subscribed again."""
+        if self._link.nc is not self._client:
+            self._client = self._link.nc
+            self._subs.clear()
+            self._index.clear()
+            for key in self._refs:
+                self._dirty[key] = None
         if self._worker is None and (self._dirty or self._waiting):
             self._worker = asyncio.get_running_loop().create_task(self._apply())
 
@@ -169,28 +181,35 @@ class Interest:
         kind, app_id, pattern = key
         wanted = key in self._refs
         sub = self._subs.get(key)
+        client, nc = self._client, self._link.nc
         try:
             if wanted and sub is None:
                 subject = self._subject(key)
-                if len(subject) > MAX_SUBJECT_LENGTH:  # kept local (add)
+                if len(subject) > MAX_SUBJECT_LENGTH or nc.is_closed:  # kept local (add); the link starts over (link_up)
                     return
                 if kind == PUB:
                     assert app_id is not None
                     sub = await self._link.subscribe(subject, self._on_publish)
-                    self._index.setdefault(app_id, Sublist()).insert(pattern, sub._id)
                 else:
                     sub = await self._link.subscribe(subject, self._on_request, queue=self._subjects.queue)
+                if nc is not self._client:  # made on a client the link replaced, or before link_up took the new one
+                    with contextlib.suppress(NatsError):
+                        await sub.unsubscribe()
+                    return
+                if kind == PUB:
+                    assert app_id is not None
+                    self._index.setdefault(app_id, Sublist()).insert(pattern, sub._id)
                 self._subs[key] = sub
             elif not wanted and sub is not None:
                 del self._subs[key]
                 await sub.unsubscribe()
-                if kind == PUB and app_id is not None:  # out of the index once NATS sends no more through it
+                if kind == PUB and app_id is not None and self._client is client:  # out of the index once NATS sends no more through it
                     index = self._index.get(app_id)
                     if index is not None:
                         index.remove(pattern)
                         if not len(index):
                             del self._index[app_id]
-        except Exception as exc:  # noqa: BLE001 - a closed connection: nats-py resubscribes what it holds
+        except Exception as exc:  # noqa: BLE001 - a closed connection: nats-py resubscribes what it holds, link_up what it does not
             log.warning("cluster: cannot %s %s on NATS: %s", "subscribe to" if wanted else "unsubscribe from", pattern, exc)
 
     def first_copy(self, app_id: str, channel: str, sid: int) -> bool:

@@ -8,6 +8,14 @@ subscription once it is back. The link only keeps the state the server
 reports (``up``; ``degraded`` otherwise, with the reason) and tells the
 cluster when it goes down and comes back.
 
+nats-py does close a connection for good on an error from nats-server it
+does not reconnect from (``-ERR`` but a stale connection or a permission:
+a control line past 4 KB, an authorization violation). The link then
+starts over with a new client after ``RECONNECT_WAIT_S``, doubling up to
+``RESTART_MAX_WAIT_S`` while it keeps happening: ``prepare`` runs again
+and ``on_up`` comes with a new ``nc``, on which the cluster makes its
+subscriptions again (interest.py).
+
 The connection is made with ``no_echo``: NATS never hands a node its own
 publications, so a node delivers a publish to its local subscribers once
 (itself) and the other nodes once each (through NATS). It also means a
@@ -41,6 +49,9 @@ __all__ = ["Link", "LinkSettings", "Msg", "Subscription"]
 log = logging.getLogger("ipc_server.cluster")
 
 RECONNECT_WAIT_S = 0.5
+RESTART_MAX_WAIT_S = 30.0
+# Up this long on one client: its close is not a repeat, the next start over waits RECONNECT_WAIT_S.
+RESTART_CALM_S = 60.0
 CONNECT_TIMEOUT_S = 2
 PING_INTERVAL_S = 5
 # A message's size past which NATS refuses it is the server's max_payload
@@ -66,9 +77,11 @@ class Link:
     Args:
         on_down: called (sync) when the connection is lost.
         on_up: called (sync) when it is (re)established and its
-            subscriptions are back on the server.
-        prepare: run once connected the first time, before the link is
-            up: the node's own subscriptions (replies, heartbeats...).
+            subscriptions are back on the server; ``nc`` is a new client
+            when the link started over (module docstring).
+        prepare: run once connected on a client (the first one, or a new
+            one), before the link is up: the node's own subscriptions
+            (replies, heartbeats...).
     """
 
     def __init__(
@@ -99,6 +112,8 @@ class Link:
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._closed = False
         self._last_error = ""
+        self._restarts = 0  # start overs in a row (module docstring)
+        self._up_since: float | None = None  # when the current client went up
 
     # -- connecting ---------------------------------------------------------------
 
@@ -108,6 +123,7 @@ class Link:
         self._connecting = self._loop.create_task(self._connect())
 
     async def _connect(self) -> None:
+        nc = self.nc
         s = self._settings
         options: dict[str, Any] = {
             "servers": s.servers,
@@ -130,13 +146,15 @@ class Link:
         if s.tls is not None:
             options["tls"] = s.tls
         try:
-            await self.nc.connect(**options)
+            await nc.connect(**options)
             await self._prepare()
-            await self.nc.flush(timeout=FLUSH_TIMEOUT_S)
-            await self.nc.flush(timeout=FLUSH_TIMEOUT_S)  # twice: see flush()
+            await nc.flush(timeout=FLUSH_TIMEOUT_S)
+            await nc.flush(timeout=FLUSH_TIMEOUT_S)  # twice: see flush()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # bad credentials, a refused TLS handshake with no retry left
+            if nc.is_closed and self._connecting is not asyncio.current_task():
+                return  # closed as it was prepared: _closed_cb starts over
             self.reason = f"cannot connect to NATS: {exc or type(exc).__name__}"
             log.error("cluster: %s", self.reason)
             return
@@ -147,6 +165,7 @@ class Link:
         read_below_mmap(self.nc)
         self.up = True
         self.reason = ""
+        self._up_since = self._loop.time()
         url = self.nc.connected_url
         self.url = f"{url.hostname}:{url.port}" if url is not None else ""
         log.info("cluster: connected to NATS at %s", self.url)
@@ -176,10 +195,31 @@ class Link:
         self._went_up()
 
     async def _closed_cb(self) -> None:
-        if not self._closed:  # pragma: no cover - reconnects never stop (max_reconnect_attempts=-1)
-            self.up = False
-            self.reason = "the NATS connection closed"
-            self._on_down()
+        """nats-py gave the connection up (module docstring): start over."""
+        if self._closed:
+            return
+        await self._disconnected()  # nats-py calls it first; nothing twice
+        now = self._loop.time()
+        if self._up_since is not None and now - self._up_since >= RESTART_CALM_S:
+            self._restarts = 0
+        self._up_since = None
+        wait = min(RECONNECT_WAIT_S * 2**self._restarts, RESTART_MAX_WAIT_S)
+        self._restarts += 1
+        self.reason = f"the NATS connection closed ({self.nc.last_error or 'no error given'}); starting over"
+        log.warning("cluster: %s in %.1f s", self.reason, wait)
+        self._connecting = self._loop.create_task(self._start_over(wait))
+
+    async def _start_over(self, wait: float) -> None:
+        """A new nats-py client after ``wait``; what the old one held is gone."""
+        stuck = self._waiting  # a publish waiting on the closed client's buffer never finishes
+        if stuck is not None:
+            stuck.cancel()
+            await asyncio.wait([stuck])
+        self._out.clear()
+        await asyncio.sleep(wait)
+        self.nc = NATS()
+        self._last_error = ""
+        await self._connect()
 
     @property
     def max_payload(self) -> int:
