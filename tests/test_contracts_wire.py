@@ -1,0 +1,189 @@
+"""Typed contracts and the wire form (ipc_protocol/contracts.py,
+docs/typed-contracts.md §1): an answer names its fields as the published
+schema does (aliases), strict models take what JSON carries, and bytes in
+an answer stay bytes (docs/protocol.md §16). Pure, then over loopback TCP
+with a Python caller; the Node caller is interop-tests/test_typed_contracts.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
+
+from ipc_protocol import BadRequest, HandlerError, Message, MessageType
+from ipc_protocol.contracts import contract_of
+
+
+def request(payload: Any, channel: str = "x.y") -> Message:
+    return Message.build(MessageType.REQUEST, "app", channel, payload)
+
+
+class User(BaseModel):
+    user_id: int = Field(alias="userId")
+    full_name: str = Field(default="Ann", serialization_alias="fullName")
+
+
+class Colour(str, Enum):
+    RED = "red"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True)
+    when: datetime
+    uid: UUID
+    colour: Colour
+    pair: tuple[int, int]
+    n: int
+
+
+class Upload(BaseModel):
+    model_config = ConfigDict(strict=True)
+    name: str
+    data: bytes
+
+
+class Image(BaseModel):
+    name: str
+    data: bytes
+    taken: datetime
+    colour: Colour
+
+
+class Stamp(BaseModel):
+    at: datetime = Field(strict=True)
+
+
+class Broken(BaseModel):
+    data: bytes
+
+    @field_serializer("data")
+    def fail(self, value: bytes) -> str:
+        raise RuntimeError("no")
+
+
+STRICT = {"when": "2026-12-05T10:00:00Z", "uid": "123e4567-e89b-12d3-a456-426614174000", "colour": "red", "pair": [1, 2], "n": 5}
+PNG = b"\x89PNG\r\n\x1a\n\xff\x00"
+
+
+def get_user(user_id: int) -> User:
+    return User(userId=user_id)
+
+
+def echo_strict(req: Strict) -> int:
+    return req.n + req.pair[0]
+
+
+def upload(req: Upload) -> int:
+    return len(req.data)
+
+
+def image(name: str) -> Image:
+    return Image(name=name, data=PNG, taken=datetime(2026, 12, 5, 10, tzinfo=timezone.utc), colour=Colour.RED)
+
+
+# -- aliases -----------------------------------------------------------------------------
+
+
+def test_an_answer_names_its_fields_as_its_published_schema_does() -> None:
+    contract = contract_of(get_user)
+    assert contract is not None
+    answer = contract.dump(get_user(7))
+    assert answer == {"userId": 7, "fullName": "Ann"}
+    assert list(answer) == list(contract.schema["response"]["properties"])
+    # A caller's copy of the model reads the answer back.
+    assert TypeAdapter(User).validate_python(answer).user_id == 7
+
+
+def test_a_dict_result_may_name_fields_by_name_or_alias_and_requests_are_read_by_alias() -> None:
+    def as_dict(user_id: int) -> User:
+        return {"user_id": user_id, "full_name": "Bo"}  # type: ignore[return-value]
+
+    def lookup(user: User) -> int:
+        return user.user_id
+
+    assert contract_of(as_dict).dump(as_dict(3)) == {"userId": 3, "fullName": "Bo"}  # type: ignore[union-attr]
+    contract = contract_of(lookup)
+    assert contract is not None and list(contract.schema["request"]["properties"]) == ["userId", "full_name"]
+    assert contract.parse(request({"userId": 4})).user_id == 4
+    with pytest.raises(BadRequest) as err:
+        contract.parse(request({"user_id": 4}))  # not what the schema says (no populate_by_name)
+    assert err.value.errors[0]["loc"] == ["userId"]
+
+
+# -- strict models -----------------------------------------------------------------------
+
+
+def test_a_strict_model_takes_what_json_carries_as_pydantic_does_for_json() -> None:
+    contract = contract_of(echo_strict)
+    assert contract is not None
+    model = contract.parse(request(STRICT))
+    assert (model.when.year, model.uid.version, model.colour, model.pair) == (2026, 1, Colour.RED, (1, 2))
+    with pytest.raises(BadRequest) as err:
+        contract.parse(request({**STRICT, "n": "5", "colour": "blue"}))  # strict still refuses coercion
+    assert {tuple(e["loc"]): e["type"] for e in err.value.errors} == {("colour",): "enum", ("n",): "int_type"}
+
+
+def test_a_strict_field_alone_is_validated_as_json_too() -> None:
+    def stamp(req: Stamp) -> int:
+        return req.at.year
+
+    assert contract_of(stamp).parse(request({"at": "2026-12-05T10:00:00Z"})).at.day == 5  # type: ignore[union-attr]
+
+
+def test_a_strict_model_with_bytes_validates_a_binary_payload() -> None:
+    contract = contract_of(upload)
+    assert contract is not None
+    assert contract.parse(request({"name": "a", "data": PNG})).data == PNG
+    with pytest.raises(BadRequest):
+        contract.parse(request({"name": 5, "data": PNG}))
+
+
+# -- bytes in an answer ------------------------------------------------------------------
+
+
+def test_bytes_in_an_answer_stay_bytes_and_the_rest_becomes_json_values() -> None:
+    contract = contract_of(image)
+    assert contract is not None
+    assert contract.schema["response"]["properties"]["data"]["format"] == "binary"
+    assert contract.dump(image("a")) == {"name": "a", "data": PNG, "taken": "2026-12-05T10:00:00Z", "colour": "red"}
+
+    def text_bytes(name: str) -> Image:
+        return Image(name=name, data=b"hello", taken=datetime(2026, 1, 1), colour=Colour.RED)
+
+    assert contract_of(text_bytes).dump(text_bytes("b"))["data"] == b"hello"  # type: ignore[union-attr]
+
+    def loose(name: str) -> dict[str, Any]:
+        return {"raw": PNG, "at": datetime(2026, 1, 1), "tags": ("a", "b")}
+
+    assert contract_of(loose).dump(loose("c")) == {"raw": PNG, "at": "2026-01-01T00:00:00", "tags": ["a", "b"]}  # type: ignore[union-attr]
+
+
+def test_a_result_that_cannot_be_serialised_is_a_handler_error() -> None:
+    def broken(name: str) -> Broken:
+        return Broken(data=b"x")
+
+    with pytest.raises(HandlerError) as err:
+        contract_of(broken).dump(broken("x"))  # type: ignore[union-attr]
+    assert "cannot be serialised" in str(err.value) and err.value.remote_type == "PydanticSerializationError"
+
+
+# -- over loopback TCP ----------------------------------------------------------------------
+
+
+async def test_a_python_caller_gets_aliases_bytes_and_strict_validation(server, make_client) -> None:
+    server.add_handler("t.user", get_user)
+    server.add_handler("t.strict", echo_strict)
+    server.add_handler("t.upload", upload)
+    responder = await make_client("app")
+    await responder.serve("t.image", image)
+    caller = await make_client("app")
+    assert await caller.request("t.user", 7) == {"userId": 7, "fullName": "Ann"}
+    assert await caller.request("t.strict", STRICT) == 6
+    assert await caller.request("t.upload", {"name": "a", "data": PNG}) == len(PNG)
+    answer = await caller.request("t.image", "a")
+    assert answer == {"name": "a", "data": PNG, "taken": "2026-12-05T10:00:00Z", "colour": "red"}
+    assert TypeAdapter(Image).validate_python(answer).data == PNG
