@@ -16,12 +16,16 @@
  * `items`, `prefixItems`, `minItems`/`maxItems`, `anyOf`/`oneOf` (read as
  * anyOf), `allOf`, `$ref` into `$defs`/`definitions`, the numeric bounds,
  * `minLength`/`maxLength`/`pattern`, and the formats `date-time`, `date`,
- * `time` and `uuid`. Other keywords are ignored: a schema never refuses
- * more than it says, it may accept more.
+ * `time`, `uuid` and `binary` (pydantic's bytes: a Buffer passes, §16).
+ * Other keywords are ignored: a schema never refuses more than it says, it
+ * may accept more. A result is checked as it will be sent (wireForm): a
+ * Date as its ISO string, undefined properties dropped, Buffers as bytes.
  */
 
 const { BadRequestError, HandlerError } = require('./errors');
 const { isThenable } = require('./listeners');
+const { MAX_JSON_DEPTH } = require('./json_profile');
+const { isBinary } = require('./protocol/payload_paths');
 
 const SIDES = ['request', 'response'];
 const MAX_LISTED_ERRORS = 5;
@@ -40,6 +44,10 @@ const TYPE_ERRORS = {
   array: ['list_type', 'Input should be a valid list'],
   object: ['dict_type', 'Input should be a valid object']
 };
+// Keys whose values are data, not schemas: a `pattern` under them is no regex.
+const DATA_KEYS = new Set(['const', 'enum', 'default', 'examples']);
+// Each schema node's compiled `pattern` (null: it compiles in no mode), compiled once.
+const PATTERNS = new WeakMap();
 
 /**
  * Checks the `schema` option of serve(): `{request?, response?}`, each a
@@ -60,9 +68,84 @@ function checkSchemaOption(schema) {
     if (typeof value !== 'boolean' && (typeof value !== 'object' || value === null || Array.isArray(value))) {
       throw new TypeError(`schema.${side} must be a JSON Schema (an object or a boolean)`);
     }
+    compilePatterns(value, `schema.${side}`);
     out[side] = value;
   }
   return out;
+}
+
+/**
+ * Compiles every `pattern` of a schema once, at serve() time.
+ * @throws {TypeError} a pattern no RegExp accepts, named.
+ * @private
+ */
+function compilePatterns(node, where, depth = 0) {
+  if (node === null || typeof node !== 'object' || depth > MAX_JSON_DEPTH) return;
+  if (typeof node.pattern === 'string' && patternOf(node) === null) {
+    throw new TypeError(`${where} has a pattern that is not a valid regular expression: ${JSON.stringify(node.pattern)}`);
+  }
+  for (const [key, child] of Object.entries(node)) {
+    if (!DATA_KEYS.has(key)) compilePatterns(child, where, depth + 1);
+  }
+}
+
+/**
+ * A schema node's pattern as a RegExp: with the `u` flag, as JSON Schema
+ * reads it, else without, since Python's patterns (pydantic's) may escape
+ * what `u` refuses (`\-`, `\_`, `[\w-.]`); null when neither compiles.
+ * @private
+ */
+function patternOf(schema) {
+  let re = PATTERNS.get(schema);
+  if (re === undefined) {
+    re = regExp(schema.pattern, 'u') ?? regExp(schema.pattern, '');
+    PATTERNS.set(schema, re);
+  }
+  return re;
+}
+
+/** @private */
+function regExp(source, flags) {
+  try {
+    return new RegExp(source, flags);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A result as the peer will decode it: JSON.stringify's view (toJSON
+ * applied, undefined properties dropped, undefined in a list and at the
+ * top null) with binary values kept, since they travel as bytes (§16).
+ * The value itself when nothing changes.
+ * @param {unknown} value
+ * @returns {unknown}
+ */
+function wireForm(value, depth = 1) {
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return null;
+  if (typeof value !== 'object' || value === null || isBinary(value) || depth > MAX_JSON_DEPTH) return value;
+  if (typeof value.toJSON === 'function') return wireForm(value.toJSON(), depth);
+  if (value instanceof Number || value instanceof String || value instanceof Boolean) return value.valueOf();
+  if (Array.isArray(value)) {
+    let copy = null;
+    value.forEach((item, i) => {
+      const form = wireForm(item, depth + 1);
+      if (form !== item) (copy ??= value.slice())[i] = form;
+    });
+    return copy ?? value;
+  }
+  let copy = null;
+  for (const key of Object.keys(value)) {
+    const item = value[key];
+    const dropped = item === undefined || typeof item === 'function' || typeof item === 'symbol';
+    const form = dropped ? item : wireForm(item, depth + 1);
+    if (dropped || form !== item) {
+      copy ??= { ...value };
+      if (dropped) delete copy[key];
+      else copy[key] = form;
+    }
+  }
+  return copy ?? value;
 }
 
 /**
@@ -77,7 +160,7 @@ function bindContract(handler, schema) {
   const response = acceptsAll(schema.response) ? null : schema.response;
   if (request === null && response === null) return handler;
   const checked = (value) => {
-    const errors = validate(response, value);
+    const errors = validate(response, wireForm(value));
     if (errors.length > 0) {
       throw new HandlerError(`the handler's result does not match its response schema: ${summary(errors)}`, { remoteType: 'ValidationError', details: { errors } });
     }
@@ -127,7 +210,7 @@ function check(schema, value, loc, root, errors) {
   if (Array.isArray(schema.allOf)) for (const part of schema.allOf) check(part, value, loc, root, errors);
   const branches = schema.anyOf || schema.oneOf;
   if (Array.isArray(branches)) checkUnion(branches, value, loc, root, errors);
-  if (schema.type !== undefined && !checkType(schema.type, value, loc, errors)) return;
+  if (schema.type !== undefined && !checkType(schema.type, value, loc, errors, schema.format)) return;
   if (schema.enum !== undefined && !schema.enum.some((v) => same(v, value))) {
     errors.push({ loc, msg: `Input should be ${orList(schema.enum.map(show))}`, type: 'enum' });
     return;
@@ -137,6 +220,7 @@ function check(schema, value, loc, root, errors) {
     return;
   }
   if (typeof value === 'string') checkString(schema, value, loc, errors);
+  else if (isBinary(value)) checkBytes(schema, value, loc, errors);
   else if (typeof value === 'number') checkNumber(schema, value, loc, errors);
   else if (Array.isArray(value)) checkArray(schema, value, loc, root, errors);
   else if (value !== null && typeof value === 'object') checkObject(schema, value, loc, root, errors);
@@ -158,16 +242,17 @@ function checkUnion(branches, value, loc, root, errors) {
 }
 
 /** @private */
-function checkType(type, value, loc, errors) {
+function checkType(type, value, loc, errors, format) {
   const types = Array.isArray(type) ? type : [type];
-  if (types.some((t) => isType(t, value))) return true;
+  if (types.some((t) => isType(t, value, format))) return true;
   const [code, msg] = types.length === 1 && TYPE_ERRORS[types[0]] ? TYPE_ERRORS[types[0]] : ['type_error', `Input should be ${orList(types)}`];
   errors.push({ loc, msg, type: code });
   return false;
 }
 
 /** @private */
-function isType(type, value) {
+function isType(type, value, format) {
+  if (isBinary(value)) return type === 'string' && format === 'binary'; // pydantic's bytes
   switch (type) {
     case 'string': return typeof value === 'string';
     case 'integer': return Number.isInteger(value);
@@ -189,13 +274,25 @@ function checkString(schema, value, loc, errors) {
   if (schema.maxLength !== undefined && length > schema.maxLength) {
     errors.push({ loc, msg: `String should have at most ${schema.maxLength} character${schema.maxLength === 1 ? '' : 's'}`, type: 'string_too_long' });
   }
-  if (typeof schema.pattern === 'string' && !new RegExp(schema.pattern, 'u').test(value)) {
+  const pattern = typeof schema.pattern === 'string' ? patternOf(schema) : null;
+  if (pattern !== null && !pattern.test(value)) {
     errors.push({ loc, msg: `String should match pattern '${schema.pattern}'`, type: 'string_pattern_mismatch' });
   }
   const format = FORMATS[schema.format];
   if (format !== undefined && (!format.test(value) || (schema.format !== 'time' && schema.format !== 'uuid' && Number.isNaN(Date.parse(value.slice(0, 10)))))) {
     const kind = schema.format.replace('-', '');
     errors.push({ loc, msg: `Input should be a valid ${kind}`, type: `${kind}_parsing` });
+  }
+}
+
+/** @private pydantic's bounds of bytes, in bytes. */
+function checkBytes(schema, value, loc, errors) {
+  const n = value.byteLength;
+  if (schema.minLength !== undefined && n < schema.minLength) {
+    errors.push({ loc, msg: `Data should have at least ${schema.minLength} byte${schema.minLength === 1 ? '' : 's'}`, type: 'bytes_too_short' });
+  }
+  if (schema.maxLength !== undefined && n > schema.maxLength) {
+    errors.push({ loc, msg: `Data should have at most ${schema.maxLength} byte${schema.maxLength === 1 ? '' : 's'}`, type: 'bytes_too_long' });
   }
 }
 
@@ -294,4 +391,4 @@ function summary(errors) {
   return parts.join('; ') + (more > 0 ? ` (and ${more} more)` : '');
 }
 
-module.exports = { checkSchemaOption, bindContract, validate, summary };
+module.exports = { checkSchemaOption, bindContract, validate, wireForm, summary };

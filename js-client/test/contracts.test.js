@@ -9,7 +9,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { checkSchemaOption, bindContract, validate } = require('../lib/contracts');
+const { checkSchemaOption, bindContract, validate, wireForm } = require('../lib/contracts');
 const { BadRequestError, HandlerError, errorToWire } = require('../lib/errors');
 
 // What pydantic writes for a model with a nested model, an enum, an optional
@@ -116,4 +116,41 @@ test('contracts - a result that breaks the response schema is the handler failin
   const later = bindContract(async () => 'x', schema);
   await assert.rejects(later({ payload: null }), (err) => err instanceof HandlerError && errorToWire(err).remote_type === 'ValidationError');
   assert.equal(await bindContract(async () => 3, schema)({ payload: null }), 3);
+});
+
+// -- patterns, results as sent, bytes ---------------------------------------------------
+
+test("contracts - a pattern Python accepts but the u flag refuses still checks, compiled at serve time", () => {
+  for (const [pattern, good, bad] of [['^[A-Z]+\\-\\d+$', 'AB-12', 'ab-12'], ['^[a-z\\_]+$', 'a_b', 'a-b'], ['^[\\w-.]+$', 'a-b.c', 'a b'], ['^\\p{Lu}$', 'É', 'é']]) {
+    const typed = bindContract((msg) => msg.payload.code, checkSchemaOption({ request: { type: 'object', properties: { code: { type: 'string', pattern } } } }));
+    assert.equal(typed({ channel_id: 'x', payload: { code: good } }), good, pattern);
+    assert.throws(() => typed({ channel_id: 'x', payload: { code: bad } }), (err) => err instanceof BadRequestError && err.errors[0].type === 'string_pattern_mismatch', pattern);
+  }
+  assert.throws(
+    () => checkSchemaOption({ response: { $defs: { Code: { type: 'string', pattern: '([a-z' } }, $ref: '#/$defs/Code' } }),
+    (err) => err instanceof TypeError && err.message.includes('schema.response') && err.message.includes('"([a-z"')
+  );
+  assert.doesNotThrow(() => checkSchemaOption({ request: { const: { pattern: '((' }, enum: [{ pattern: '((' }] } })); // data, not a schema
+});
+
+test('contracts - a result is checked as it is sent: Dates as strings, undefined dropped or null', async () => {
+  const quote = { type: 'object', properties: { valid_until: { type: 'string', format: 'date-time' }, note: { type: 'string' }, list: { type: 'array', items: { type: 'null' } } }, required: ['valid_until'] };
+  const result = { valid_until: new Date(0), note: undefined, list: [undefined] };
+  assert.equal(bindContract(() => result, checkSchemaOption({ response: quote }))({ payload: null }), result); // unchanged
+  assert.equal(await bindContract(async () => {}, checkSchemaOption({ response: { type: 'null' } }))({ payload: null }), undefined);
+  assert.deepEqual(wireForm(result), { valid_until: '1970-01-01T00:00:00.000Z', list: [null] });
+  assert.deepEqual(wireForm([new Number(1), { toJSON: () => ({ a: undefined, b: 2 }) }]), [1, { b: 2 }]);
+  const plain = { a: [1, { b: 'c' }] };
+  assert.equal(wireForm(plain), plain); // nothing to change: no copy
+  assert.throws(() => bindContract(() => ({ valid_until: 'soon' }), checkSchemaOption({ response: quote }))({ payload: null }), HandlerError);
+});
+
+test('contracts - bytes pass a binary string schema (what pydantic publishes for bytes), both ways', () => {
+  const image = { type: 'object', properties: { data: { type: 'string', format: 'binary', minLength: 2 } }, required: ['data'] };
+  const png = Buffer.from([0x89, 0x50, 0xff, 0x00]);
+  const served = bindContract((msg) => ({ data: msg.payload.data }), checkSchemaOption({ request: image, response: image }));
+  assert.equal(served({ channel_id: 'x', payload: { data: png } }).data, png); // a Buffer stays a Buffer
+  assert.deepEqual(validate(image, { data: new Uint8Array(1) }), [{ loc: ['data'], msg: 'Data should have at least 2 bytes', type: 'bytes_too_short' }]);
+  assert.deepEqual(validate({ type: 'string' }, png), [{ loc: [], msg: 'Input should be a valid string', type: 'string_type' }]);
+  assert.equal(validate({ type: 'object' }, png)[0].type, 'dict_type');
 });
