@@ -700,6 +700,12 @@ export declare class IPCClient extends EventEmitter {
   readonly options: Readonly<Required<Omit<IPCClientSettings, 'highWaterMark'>>>;
   readonly state: StateValue;
   readonly connected: boolean;
+  /**
+   * The id the server gave the current connection; null without one. A 1.1.x
+   * server's handler answers the connection named in the request, so send
+   * `{ connection_id: client.connectionId, ... }` to one (docs/legacy.md).
+   */
+  readonly connectionId: string | null;
 
   /**
    * Rejects NotConnectedError when the server cannot be reached or never

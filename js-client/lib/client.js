@@ -109,6 +109,16 @@ class IPCClient extends ClientIntrospection {
   }
 
   /**
+   * The id the server gave the current connection, null without one. A
+   * 1.1.x server's handlers answer the connection a request names, so a
+   * request to one carries `connection_id: client.connectionId` (docs/legacy.md).
+   * @returns {string|null}
+   */
+  get connectionId() {
+    return this._conn !== null && this._info !== null ? this._info.connectionId : null;
+  }
+
+  /**
    * Connects and performs the handshake. Concurrent calls share one attempt.
    * Messages persisted by an earlier run (`queuePath`) are sent once
    * connected. If the attempt fails, calls queued meanwhile fail with

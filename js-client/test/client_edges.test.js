@@ -128,6 +128,23 @@ test('client - version 2: an {"error": {...}} payload is an ordinary result', as
   assert.deepEqual((await client.sendRequest('x', null)).payload, payload);
 });
 
+test('client - connectionId is the current connection\'s id, the one a 1.1.x handler answers (docs/legacy.md)', async (t) => {
+  const { peer, client } = await setup(t, { legacy: true, onRequest: (msg, conn, reply) => reply(msg.payload.connection_id) });
+  assert.equal(client.connectionId, null);
+  await client.connect();
+  const hello = peer.received.find((m) => m.payload && m.payload.action === 'connect');
+  assert.equal(client.connectionId, hello.payload.connection_id);
+  assert.equal(client.connectionId, client.getConnectionInfo().connectionId);
+  await client.subscribe('news', () => {});
+  await until(() => peer.received.some((m) => m.message_type === 'subscribe'), 2000, 'the subscribe frame');
+  assert.equal(peer.received.find((m) => m.message_type === 'subscribe').payload.connection_id, client.connectionId);
+  // The 1.1.x README's Express example: the request names the connection to answer.
+  assert.equal((await client.sendRequest('chat', { connection_id: client.connectionId })).payload, client.connectionId);
+  assert.throws(() => { 'use strict'; client.connectionId = 'other'; }, TypeError); // read-only
+  await client.disconnect();
+  assert.equal(client.connectionId, null);
+});
+
 test('client - version 1: health()/healthCheck() report the connection state without pinging', async (t) => {
   const { peer, client } = await setup(t, { legacy: true });
   await client.connect();

@@ -93,6 +93,10 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   client.getConnectionInfo().protocol.toFixed();
   // @ts-expect-error state is read-only (a getter: assigning does nothing)
   client.state = State.CONNECTED;
+  // @ts-expect-error connectionId is null without a connection
+  client.connectionId.length;
+  // @ts-expect-error connectionId is read-only, the server's
+  client.connectionId = 'mine';
   // @ts-expect-error the options are frozen
   client.options.port = 1;
   // @ts-expect-error State's values are frozen

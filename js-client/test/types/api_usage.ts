@@ -239,6 +239,7 @@ export async function calls(client: IPCClient): Promise<void> {
   exact<string>()(client.appId);
   exact<StateValue>()(client.state);
   exact<boolean>()(client.connected);
+  exact<string | null>()(client.connectionId);
   const port: number = client.options.port;
   const breaker: CircuitBreakerOptions | boolean | null = client.options.circuitBreaker;
 
