@@ -165,3 +165,41 @@ async def test_a_python_caller_gets_a_node_responders_bad_request_and_its_schema
     assert channels["node.total"]["response"] == {"type": "integer", "minimum": 0}
     assert channels["node.broken"] == {"request": {}, "response": {"type": "integer"}}
     assert TypeAdapter(int).validate_python(await caller.request("node.total", order)) == 5
+
+
+# -- the wire form: aliases, strict models, bytes, patterns, Dates ----------------------------------
+
+
+async def test_a_node_caller_gets_aliases_bytes_and_strict_validation_from_python(server, node, processes) -> None:
+    await processes([sys.executable, str(HERE / "typed_wire_service.py")], r"typed wire service ready", IPC_PORT=str(server.port), IPC_APP="shop")
+    calls = [
+        {"channel": "wire.user", "payload": {"userId": 7}},
+        {"channel": "wire.booking", "payload": {"at": "2026-12-05T10:00:00Z", "ref": "123e4567-e89b-12d3-a456-426614174000", "seats": [1, 2]}},
+        {"channel": "wire.booking", "payload": {"at": "2026-12-05T10:00:00Z", "ref": "123e4567-e89b-12d3-a456-426614174000", "seats": ["1", 2]}},
+        {"channel": "wire.upload", "payload": {"name": "a", "data": {"$hex": "89ff00"}}},
+        {"channel": "wire.image", "payload": "a"},
+    ]
+    user, booking, strict, upload, image = await run_node(node, "typed_peer.js", "call", str(server.port), "shop", json.dumps(calls))
+    assert user == {"ok": True, "payload": {"userId": 8, "fullName": "Ann"}}  # the published names, which the .d.ts uses
+    assert booking == {"ok": True, "payload": "2026 1 3"}
+    assert strict["error"]["code"] == "bad_request" and strict["error"]["details"]["errors"][0]["loc"] == ["seats", 0]
+    assert upload == {"ok": True, "payload": 3}
+    assert image == {"ok": True, "payload": {"name": "a", "data": {"$hex": "89504e47ff00"}, "taken": "2026-12-05T10:00:00"}}
+
+
+async def test_a_python_caller_gets_what_a_node_responder_sends_checked_as_sent(server, node, processes, py_client) -> None:
+    await processes([node, str(NODE_DIR / "typed_peer.js"), "serve", str(server.port), "shop"], r'\{"event":"ready"\}')
+    caller = await py_client(server.port, "shop")
+    assert await caller.request("node.code", {"code": "AB-12"}) == 5  # a pattern the u flag refuses
+    with pytest.raises(BadRequest) as err:
+        await caller.request("node.code", {"code": "ab"})
+    assert err.value.errors[0]["type"] == "string_pattern_mismatch"
+    assert await caller.request("node.date", None) == {"valid_until": "1970-01-01T00:00:00.000Z"}
+    assert await caller.request("node.void", None) is None
+    assert await caller.request("node.bytes", {"data": b"\x89\x00"}) == {"data": b"\x89\x00\xff"}
+
+
+async def test_the_node_clients_connection_id_is_the_one_the_server_gave(server, node) -> None:
+    connected, after = await run_node(node, "typed_peer.js", "whoami", str(server.port), "shop")
+    assert connected["connectionId"] and connected["connectionId"] == connected["info"]
+    assert after == {"after": None}
