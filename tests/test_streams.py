@@ -332,3 +332,24 @@ async def test_aclose_cancels_the_stream(pair: tuple[IPCClient, IPCClient]) -> N
     async with contextlib.aclosing(consumer.stream("numbers", window=8)) as stream:  # type: ignore[type-var]
         assert [await stream.__anext__() for _ in range(3)] == [0, 1, 2]
     await asyncio.wait_for(closed.wait(), WAIT_S)
+
+
+async def test_a_cancel_frees_the_handler_slot_of_a_generator_that_awaits(pair: tuple[IPCClient, IPCClient], make_client: Callable[..., Any]) -> None:
+    consumer, _ = pair
+    producer = await make_client(max_concurrent_handlers=1)
+    closed = asyncio.Event()
+
+    async def hang(msg: Message) -> AsyncIterator[str]:
+        try:
+            yield "first"
+            await asyncio.Event().wait()  # not at a yield: the task's cancel reaches it
+        finally:
+            closed.set()
+
+    await producer.serve("hang", hang)
+    await producer.serve("echo", lambda msg: msg.payload)
+    stream = consumer.stream("hang")
+    assert await stream.__anext__() == "first"
+    await stream.aclose()
+    await asyncio.wait_for(closed.wait(), WAIT_S)
+    assert await consumer.request("echo", "hi", timeout=WAIT_S) == "hi"

@@ -16,16 +16,25 @@
  * streams its items: one is pulled only while credit remains (the
  * request's `window` plus every `credit` since), so the iterator never runs
  * ahead of its consumer; the end is `stream_end`, a failure an error
- * response. A cancel, or the connection's loss, aborts `ctx.signal` and
- * closes the iterator (`return()`).
+ * response. A cancel, the connection's loss or an item that cannot be sent
+ * (`handler_error`, as in Python) closes the iterator (`return()`); a
+ * cancel or the loss also aborts `ctx.signal`. JS cannot interrupt an
+ * iterator busy in next(): its handler slot is freed at the abort (counted,
+ * `detached`) and return() is called once that next() settles, so stream
+ * handlers that await should honour `ctx.signal` to stop early.
  *
  * Host interface (the IPCClient that owns it): `appId`, `options`
  * (`exposeStacks`), `_emitError()`.
  */
 
+const { debuglog } = require('node:util');
 const { ErrorCode, IpcError, ConnectionLostError, RequestTimeoutError, AbortError } = require('./errors');
 const { reply, replyError } = require('./replies');
 const { Credit, STREAMS, streamItem, streamEnd, cancelReason } = require('./protocol/streams');
+
+const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
+/** What a producer's wait for its iterator's next() gets when the stream stops first. */
+const STOPPED = Symbol('stopped');
 
 /**
  * What a served request's handler gets beside the message: its `signal`.
@@ -86,7 +95,9 @@ class Producers {
     this.running = new Map();
     /** Answers not sent: the requester had given up. */
     this.lateAnswers = 0;
-    /** @type {Map<string, {credit: Credit, wake: Function|null, ctx: ServeContext}>} */
+    /** Streams stopped while their iterator was busy in next(): slot freed, return() deferred. */
+    this.detached = 0;
+    /** @type {Map<string, {credit: Credit, wake: Function|null, interrupt: Function|null}>} */
     this._producing = new Map();
   }
 
@@ -152,7 +163,9 @@ class Producers {
   _stop(id, ctx, reason) {
     ctx._abort(reason);
     const producing = this._producing.get(id);
-    if (producing !== undefined && producing.wake !== null) producing.wake();
+    if (producing === undefined) return;
+    if (producing.interrupt !== null) producing.interrupt(STOPPED);
+    if (producing.wake !== null) producing.wake();
   }
 
   /**
@@ -170,7 +183,8 @@ class Producers {
     const exposeStacks = this.host.options.exposeStacks;
     const id = msg.message_id;
     let iterator = null;
-    let ended = false;
+    let ended = false; // the iterator finished (done, or threw): nothing to close
+    let busy = null; // its next(), still pending when the stream stopped
     try {
       iterator = iterable[Symbol.asyncIterator]();
       if (msg.window === undefined || msg.message_type !== 'request' || !conn.features.has(STREAMS)) {
@@ -179,7 +193,7 @@ class Producers {
         }
         return;
       }
-      const producing = { credit: new Credit(msg.window), wake: null, ctx };
+      const producing = { credit: new Credit(msg.window), wake: null, interrupt: null };
       this._producing.set(id, producing);
       for (;;) {
         while (producing.credit.available === 0 && !ctx.cancelled && !conn.closed) {
@@ -187,30 +201,70 @@ class Producers {
           producing.wake = null;
         }
         if (ctx.cancelled || conn.closed) return;
-        const step = await iterator.next();
+        let pending;
+        let step;
+        try {
+          pending = Promise.resolve(iterator.next());
+          // not Promise.race(): its reactions on a long-lived promise would pile up item after item
+          step = await new Promise((resolve, reject) => {
+            producing.interrupt = resolve;
+            pending.then(resolve, reject);
+          });
+        } catch (err) {
+          ended = true; // a throwing iterator is finished
+          throw err;
+        } finally {
+          producing.interrupt = null;
+        }
+        if (step === STOPPED) {
+          busy = pending; // a cancel mid-next(): free the slot now, close the iterator later
+          return;
+        }
         if (step.done) {
           ended = true;
           break;
         }
         if (ctx.cancelled || conn.closed) return;
+        let sent;
+        try {
+          sent = conn.send(streamItem(appId, msg, step.value));
+        } catch (err) {
+          if (err instanceof ConnectionLostError) return; // the loss stops the stream
+          // the producer's own failure (not the consumer's limit): handler_error, as in Python
+          throw new Error(`an item of the stream cannot be sent: ${err.message}`, { cause: err });
+        }
         producing.credit.take();
-        if (!conn.send(streamItem(appId, msg, step.value))) await conn.drained();
+        if (!sent) await conn.drained();
       }
       if (this.answers(msg, ctx) && !conn.closed) conn.send(streamEnd(appId, msg));
     } catch (err) {
-      ended = true; // a throwing iterator is finished
       if (!conn.closed && this.answers(msg, ctx)) replyError(conn, appId, msg, err, exposeStacks);
     } finally {
       this._producing.delete(id);
       if (this.running.get(id) === ctx) this.running.delete(id);
-      if (!ended && iterator !== null && typeof iterator.return === 'function') {
-        try {
-          await iterator.return();
-        } catch (err) {
-          this.host._emitError(err, 'closing a stream handler');
-        }
+      if (busy !== null) {
+        this.detached++;
+        debug('stream %s stopped while its handler awaited: slot freed, return() once next() settles', id);
+        busy.then((step) => (step !== null && typeof step === 'object' && step.done ? undefined : this._close(iterator)), () => {}); // a throw: finished
+      } else if (!ended && iterator !== null) {
+        await this._close(iterator);
       }
       done();
+    }
+  }
+
+  /**
+   * Closes a stream's iterator (its `finally` runs).
+   * @param {AsyncIterator<unknown>} iterator
+   * @returns {Promise<void>}
+   * @private
+   */
+  async _close(iterator) {
+    if (typeof iterator.return !== 'function') return;
+    try {
+      await iterator.return();
+    } catch (err) {
+      this.host._emitError(err, 'closing a stream handler');
     }
   }
 }
