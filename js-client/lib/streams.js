@@ -14,7 +14,9 @@
  * (protocol/streams.js Window), so a loop that stops reading stops its
  * producer and nothing else.
  *
- * `break` (or a throw in the loop) calls return(), which sends `cancel`;
+ * next() calls made before the last one settled wait their turn, as an
+ * async generator's do. `break` (or a throw in the loop) calls return(),
+ * which sends `cancel` (nothing at all when the request had not gone out);
  * so does the `signal` option aborting (the loop then throws an AbortError,
  * code `cancelled`). The deadline (`timeout`, the whole stream) and the
  * idle timeout (`idleTimeout`, between items while the producer holds
@@ -40,6 +42,19 @@ const { CANCEL, STREAMS, DEFAULT_WINDOW, Window, credit, cancel } = require('./p
 const { checkSignal, abortError } = require('./cancellation');
 
 const DONE = Object.freeze({ value: undefined, done: true });
+const noop = () => {};
+
+/**
+ * A stream's timeout option: milliseconds, finite (the request carries it).
+ * @param {unknown} value
+ * @param {string} name
+ * @returns {number}
+ */
+function checkStreamTimeout(value, name) {
+  const ms = checkTimeout(value);
+  if (!Number.isFinite(ms)) throw new RangeError(`${name} must be a finite number of milliseconds, got ${ms}`);
+  return ms;
+}
 
 /**
  * One stream, as an async iterator (its own [Symbol.asyncIterator]).
@@ -61,6 +76,7 @@ class Stream {
     /** @type {object|Error|null} stream_end, the closing response, or the error that ended it */
     this._end = null;
     this._wake = null;
+    this._turn = null; // the latest next(), settled or not: a later one waits for it
     this._started = null;
     this._conn = null;
     this._id = null;
@@ -73,10 +89,20 @@ class Stream {
   }
 
   /**
-   * The next item.
+   * The next item, after those of the next() calls before it.
    * @returns {Promise<IteratorResult<unknown>>}
    */
-  async next() {
+  next() {
+    const turn = this._turn === null ? this._next() : this._turn.then(() => this._next());
+    this._turn = turn.then(noop, noop);
+    return turn;
+  }
+
+  /**
+   * @returns {Promise<IteratorResult<unknown>>}
+   * @private
+   */
+  async _next() {
     if (this._finished) return DONE;
     if (this._started === null) this._started = this._start();
     try {
@@ -146,7 +172,7 @@ class Stream {
     const started = now();
     // the signal also ends the wait for a connection: AbortError at once, not a timeout later
     if (host._state !== State.CONNECTED) await host._reconnector.ready(started + (timeout ?? host.options.requestTimeout), signal);
-    if (this._end !== null) return; // aborted meanwhile
+    if (this._end !== null || this._finished) return; // aborted or given up meanwhile: never sent
     const conn = host._calls.conn;
     if (conn === null) throw new ConnectionLostError('the connection is closed');
     const extra = headers === undefined ? {} : { headers };
@@ -269,8 +295,8 @@ class Streams {
     if (options === null || typeof options !== 'object') throw new TypeError('stream options must be an object');
     const { timeout = null, idleTimeout = this.host.options.requestTimeout, window = DEFAULT_WINDOW, signal, headers } = options;
     return new Stream(this, channelId, payload, {
-      timeout: timeout === null ? null : checkTimeout(timeout),
-      idleTimeout: checkTimeout(idleTimeout),
+      timeout: timeout === null ? null : checkStreamTimeout(timeout, 'timeout'),
+      idleTimeout: checkStreamTimeout(idleTimeout, 'idleTimeout'),
       window: new Window(window),
       signal: checkSignal(signal),
       headers

@@ -13,13 +13,15 @@ const { encodeFrame } = require('../lib/framing');
 const { Peer, nextReceived, until, settle } = require('./helpers');
 
 /** A peer that grants the features of §15 (or not, `features: null`). */
-async function streamingPeer(t, { features = ['cancel', 'streams'], onRequest } = {}) {
+async function streamingPeer(t, { features = ['cancel', 'streams'], onRequest, hold = null } = {}) {
   const peer = new Peer({
     onRequest,
     onConnect: (msg, conn) => {
       const payload = { status: 'connected', connection_id: msg.payload.connection_id, protocol: 2, server: 'test-peer/0', heartbeat_interval_ms: 15000, max_frame_size: 1 << 24 };
       if (features !== null) payload.features = features;
-      conn.send(buildMessage('response', msg.app_id, 'system', payload, { reply_to: msg.message_id }));
+      const accept = () => conn.send(buildMessage('response', msg.app_id, 'system', payload, { reply_to: msg.message_id }));
+      if (hold === null) accept();
+      else hold.then(accept); // the handshake waits for the test
       return true;
     }
   });
@@ -38,6 +40,13 @@ async function connected(t, peer, options = {}) {
 /** A frame from the peer to the client answering `request`. */
 function frame(type, request, payload = null, extra = {}) {
   return buildMessage(type, 'app', request.channel_id, payload, { reply_to: request.message_id, ...extra });
+}
+
+/** `promise`, or a rejection after `ms`: a promise that never settles fails the test, not hangs it. */
+async function within(promise, ms = 2000) {
+  let timer;
+  const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`not settled within ${ms} ms`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /** Sends `msg` to the client from the peer's only connection. */
@@ -133,6 +142,38 @@ test('streams - break sends cancel, and what crosses it is dropped quietly', asy
   assert.equal(client._streams.size, 0);
 });
 
+test('streams - concurrent next() calls settle in order, as an async generator\'s', async (t) => {
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer);
+  const send = sender(peer);
+  const stream = client.stream('ticks', null, { window: 4 });
+  const [a, b] = [stream.next(), stream.next()];
+  const request = await nextReceived(peer, (m) => m.channel_id === 'ticks');
+  send(frame('stream_item', request, 'x'));
+  send(frame('stream_item', request, 'y'));
+  assert.deepEqual(await within(Promise.all([a, b])), [{ value: 'x', done: false }, { value: 'y', done: false }]);
+  const [c, d] = [stream.next(), stream.next()];
+  await stream.return(); // settles both waiting calls
+  assert.deepEqual(await within(Promise.all([c, d])), [{ value: undefined, done: true }, { value: undefined, done: true }]);
+});
+
+test('streams - return() before the request went out: it is never sent', async (t) => {
+  let connect;
+  const peer = await streamingPeer(t, { hold: new Promise((resolve) => (connect = resolve)) });
+  const client = new IPCClient('app', { host: '127.0.0.1', port: peer.port, reconnect: false });
+  t.after(() => client.disconnect());
+  const connecting = client.connect();
+  const stream = client.stream('ticks');
+  const first = stream.next(); // waits for the connection
+  assert.deepEqual(await stream.return(), { value: undefined, done: true });
+  connect();
+  await connecting;
+  assert.deepEqual(await first, { value: undefined, done: true });
+  await client.system('ping').catch(() => {}); // a round trip after whatever the stream would send
+  assert.equal(peer.received.filter((m) => m.channel_id === 'ticks').length, 0);
+  assert.equal(client._streams.size, 0);
+});
+
 test('streams - an aborted signal ends the loop with AbortError and cancels', async (t) => {
   const peer = await streamingPeer(t);
   const client = await connected(t, peer);
@@ -195,6 +236,8 @@ test('streams - bad options are refused before anything is sent', async (t) => {
   assert.throws(() => client.stream('bad..channel'), { code: 'bad_message' });
   assert.throws(() => client.stream('ticks', null, { window: 0 }), RangeError);
   assert.throws(() => client.stream('ticks', null, { timeout: -1 }), TypeError);
+  assert.throws(() => client.stream('ticks', null, { timeout: Infinity }), RangeError); // the request could not carry it
+  assert.throws(() => client.stream('ticks', null, { idleTimeout: Infinity }), RangeError);
   assert.throws(() => client.stream('ticks', null, { signal: 'nope' }), TypeError);
 });
 
