@@ -36,13 +36,14 @@ from ipc_protocol.streams import STREAMS, Credit, cancel_reason, stream_end, str
 
 from .admission import Slot
 from .connection import ClientConnection
+from .streams import Stream
 
 __all__ = ["Producers", "STREAM_RESULTS"]
 
 log = logging.getLogger("ipc_client")
 
-# What a handler returns when it streams (§15.6).
-STREAM_RESULTS = frozenset({types.AsyncGeneratorType, types.GeneratorType})
+# What a handler returns when it streams (§15.6); a client's Stream relays another stream.
+STREAM_RESULTS = frozenset({types.AsyncGeneratorType, types.GeneratorType, Stream})
 _END = object()  # next()'s default: the sync generator is exhausted
 
 
@@ -120,6 +121,8 @@ class Producers:
 
     async def produce(self, conn: ClientConnection, msg: Message, gen: Any) -> None:
         """Stream the items of ``gen``, answering ``msg``; runs in its handler's task."""
+        if gen.__class__ is Stream:
+            gen = gen.generator
         is_async = gen.__class__ is types.AsyncGeneratorType
         if msg.window is None or msg.message_type is not MessageType.REQUEST or STREAMS not in conn.proto.features:
             await _close(gen, is_async, None)

@@ -8,9 +8,13 @@ the client grants more credit, half a window at a time, only as the loop
 takes items (``ipc_protocol.streams.Window``), so a loop that stops reading
 stops its producer and nothing else: the connection keeps being read.
 
-The stream is an async generator: leaving the loop early (``break``, an
-exception), ``aclose()`` or cancelling the task that iterates sends a
-``cancel`` (§15.4), and whatever still arrives for it is dropped. Its
+``client.stream()`` returns a :class:`Stream`: an async iterator, and an
+async context manager. ``aclose()``, leaving its ``async with``, or
+cancelling the task that iterates sends a ``cancel`` (§15.4) at once, and
+whatever still arrives for it is dropped. Leaving an ``async for`` early
+(``break``, an exception) closes it too, as Node's ``for await`` does, but
+only once the event loop finalizes the loop's iterator (PEP 525: Python
+has no hook on ``break``): ``async with`` is the sure way. Its
 deadline (``timeout``, the whole stream) and idle timeout (``idle_timeout``,
 between items while the producer holds credit) travel with the request and
 are kept by the server, which ends the stream ``timeout`` (raised as
@@ -28,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import ConnectionLost, IPCError, Message, MessageType, error_from_wire, validate_channel
@@ -40,7 +46,54 @@ from .connection import ClientConnection
 if TYPE_CHECKING:
     from .drain import Drain
 
-__all__ = ["Streams", "Streaming", "DEFAULT_WINDOW"]
+__all__ = ["Stream", "Streams", "Streaming", "DEFAULT_WINDOW"]
+
+
+class Stream(AsyncIterator[Any]):
+    """The items of one stream, as ``client.stream()`` returns them: an
+    async iterator, closed (a ``cancel`` unless it had ended) by
+    ``aclose()`` or on leaving its ``async with``, at once.
+    """
+
+    __slots__ = ("_gen",)
+
+    def __init__(self, gen: AsyncGenerator[Any, None]) -> None:
+        self._gen = gen
+
+    @property
+    def generator(self) -> AsyncGenerator[Any, None]:
+        """The async generator underneath (a handler that returns a Stream relays it)."""
+        return self._gen
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._loop()
+
+    async def _loop(self) -> AsyncIterator[Any]:
+        """What ``async for`` runs. Python has no hook on ``break`` (PEP 525),
+        but this generator is referenced by the loop alone: the event loop
+        closes it, and so the stream, soon after the loop lets go of it."""
+        try:
+            while True:
+                try:
+                    item = await self._gen.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            await self._gen.aclose()
+
+    def __anext__(self) -> Awaitable[Any]:
+        return self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Leave the stream: a ``cancel`` to its producer unless it had ended."""
+        await self._gen.aclose()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._gen.aclose()
 
 
 class _Consuming:
@@ -81,7 +134,7 @@ class Streams:
 
     async def consume(
         self, channel: str, payload: Any, *, timeout: float | None, idle_timeout: float | None, window: Window, headers: dict[str, str] | None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """The items of one stream (``IPCClient.stream``, which checked the arguments)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -185,18 +238,21 @@ class Streaming:
         idle_timeout: float | None = None,
         window: int = DEFAULT_WINDOW,
         headers: dict[str, str] | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> Stream:
         """The items a streaming handler yields for this request, as they come
         (docs/protocol.md §15)::
 
-            async for item in client.stream("ticks", {"symbol": "ACME"}, timeout=60):
-                ...
+            async with client.stream("ticks", {"symbol": "ACME"}, timeout=60) as ticks:
+                async for item in ticks:
+                    ...
 
         ``timeout``: the whole stream's deadline in seconds (None: none);
         ``idle_timeout``: the longest wait between items while the producer
         may send (default ``request_timeout``); ``window``: items in flight
-        or buffered at most (64). Leaving the loop early, ``aclose()`` or
-        cancelling the task cancels the stream at its producer.
+        or buffered at most (64). Leaving ``async with``, ``aclose()`` or
+        cancelling the task cancels the stream at its producer at once;
+        leaving an ``async for`` early, soon after (when the event loop
+        finalizes the loop's iterator).
 
         Raises (from the loop, after the items that came first):
             RequestTimeout: the deadline or the idle timeout passed.
@@ -206,6 +262,6 @@ class Streaming:
         validate_channel(channel)
         self._drain.check()  # none while draining (docs/resilience.md §12)
         for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds or None")
-        return self._streams.consume(channel, payload, timeout=timeout, idle_timeout=idle_timeout, window=Window(window), headers=headers)
+            if value is not None and not (value > 0 and math.isfinite(value)):  # infinite: none is None
+                raise ValueError(f"{name} must be a positive, finite number of seconds or None")
+        return Stream(self._streams.consume(channel, payload, timeout=timeout, idle_timeout=idle_timeout, window=Window(window), headers=headers))

@@ -334,6 +334,36 @@ async def test_aclose_cancels_the_stream(pair: tuple[IPCClient, IPCClient]) -> N
     await asyncio.wait_for(closed.wait(), WAIT_S)
 
 
+async def test_a_break_cancels_the_stream_while_it_is_still_referenced(server: IPCServer, pair: tuple[IPCClient, IPCClient]) -> None:
+    consumer, producer = pair
+    closed = asyncio.Event()
+    await producer.serve("endless", counting_until_closed(closed))
+    stream = consumer.stream("endless", window=4)
+    async for item in stream:
+        if item == 2:
+            break
+    await asyncio.wait_for(closed.wait(), WAIT_S)  # the loop's iterator, not the stream, was let go
+    await until(lambda: server.stats.streams == 0)
+    assert server.stats.cancels == 1
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+
+
+async def test_leaving_async_with_cancels_the_stream_it_still_references(server: IPCServer, pair: tuple[IPCClient, IPCClient]) -> None:
+    consumer, producer = pair
+    closed = asyncio.Event()
+    await producer.serve("endless", counting_until_closed(closed))
+    async with consumer.stream("endless", window=4) as stream:
+        async for item in stream:
+            if item == 2:
+                break
+    await asyncio.wait_for(closed.wait(), WAIT_S)
+    await until(lambda: server.stats.streams == 0)
+    assert server.stats.cancels == 1
+    with pytest.raises(StopAsyncIteration):  # still referenced, and closed
+        await stream.__anext__()
+
+
 async def test_a_cancel_frees_the_handler_slot_of_a_generator_that_awaits(pair: tuple[IPCClient, IPCClient], make_client: Callable[..., Any]) -> None:
     consumer, _ = pair
     producer = await make_client(max_concurrent_handlers=1)
@@ -353,3 +383,18 @@ async def test_a_cancel_frees_the_handler_slot_of_a_generator_that_awaits(pair: 
     await stream.aclose()
     await asyncio.wait_for(closed.wait(), WAIT_S)
     assert await consumer.request("echo", "hi", timeout=WAIT_S) == "hi"
+
+
+@pytest.mark.parametrize("option", ["timeout", "idle_timeout"])
+async def test_an_infinite_timeout_is_refused_at_the_call(pair: tuple[IPCClient, IPCClient], option: str) -> None:
+    consumer, _ = pair
+    with pytest.raises(ValueError, match=option):
+        consumer.stream("endless", **{option: float("inf")})
+
+
+async def test_a_handler_that_returns_a_stream_relays_it(pair: tuple[IPCClient, IPCClient], make_client: Callable[..., Any]) -> None:
+    consumer, producer = pair
+    relay = await make_client()
+    await producer.serve("three", lambda msg: (i for i in range(3)))
+    await relay.serve("relay", lambda msg: relay.stream("three"))
+    assert await collect(consumer.stream("relay")) == [0, 1, 2]
