@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import tomllib
@@ -147,6 +148,10 @@ class ServerConfig:
             raise ValueError(f"port must be 0-65535, got {self.port}")
         if not 0 < self.max_frame_size <= MAX_FRAME_LIMIT:
             raise ValueError(f"max_frame_size must be 1..{MAX_FRAME_LIMIT}, got {self.max_frame_size}")
+        for name in _SECONDS:  # nan passes every comparison, inf overflows the timers
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number of seconds, got {value}")
         for name in _LIMITS:
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -208,6 +213,8 @@ def _check_cluster(config: ServerConfig) -> None:
 
 
 _FIELDS = {f.name: f for f in fields(ServerConfig)}
+# The settings in seconds (every float one), checked finite.
+_SECONDS = tuple(name for name, f in _FIELDS.items() if str(f.type).startswith("float"))
 # Every setting's name (a field of ServerConfig, a TOML key, IPC_SERVER_<NAME>).
 SETTINGS = frozenset(_FIELDS)
 _TRUE = ("true", "yes", "on", "1")
@@ -257,9 +264,12 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
         if isinstance(text, bool):
             raise ValueError(f"{where}: expected a number of seconds, got {raw!r}")
         try:
-            return float(text)
+            seconds = float(text)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected a number{' or none' if optional else ''}, got {raw!r}") from None
+            seconds = math.nan
+        if not math.isfinite(seconds):  # float() takes 'nan' and 'inf', TOML too
+            raise ValueError(f"{where}: expected a number{' or none' if optional else ''}, got {raw!r}")
+        return seconds
     if not isinstance(raw, str):
         raise ValueError(f"{where}: expected a string, got {raw!r}")
     return raw

@@ -230,9 +230,11 @@ class IPCServer:
     async def lame_duck(self, duration_s: float | None = None) -> None:
         """Leave gently (§13.1, SIGTERM): stop accepting, tell every client to move to
         another server, give them ``lame_duck_duration_s`` (or until all have gone), then :meth:`close`."""
-        if not self._shutdown.leaving and not self._shutdown.closing and self._listener is not None:
-            await lame_duck(self._listener, self._admission.connections, self._shutdown, self.loop, self.config.lame_duck_duration_s if duration_s is None else duration_s)
-        await self.close()
+        try:  # whatever the lame duck raises, the server still closes: never half-shut and hung
+            if not self._shutdown.leaving and not self._shutdown.closing and self._listener is not None:
+                await lame_duck(self._listener, self._admission.connections, self._shutdown, self.loop, self.config.lame_duck_duration_s if duration_s is None else duration_s)
+        finally:
+            await self.close()
 
     async def __aenter__(self) -> IPCServer:
         await self.start()

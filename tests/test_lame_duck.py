@@ -180,3 +180,19 @@ def test_the_balancer_sends_nothing_to_a_leaving_server_while_another_is_healthy
     assert balancer.pick(exclude=[b]) is a  # nothing else left: it still serves
     b.healthy = False
     assert balancer.pick() is a
+
+
+async def test_the_server_closes_even_when_the_lame_duck_fails() -> None:
+    """Whatever the lame duck raises, close() still runs: a server whose
+    listener is already closed must not be left hung, half-shut."""
+    server = IPCServer("127.0.0.1", 0)
+    await server.start()
+    client = IPCClient("app", "127.0.0.1", server.port, reconnect=False)
+    await client.connect()
+    gone = asyncio.Event()
+    client.on("disconnected", lambda reason: gone.set())
+    with pytest.raises(OverflowError):  # a duration ServerConfig refuses, given to the method itself
+        await server.lame_duck(float("inf"))
+    await asyncio.wait_for(gone.wait(), WAIT_S)
+    assert server._shutdown.closed.is_set()
+    await client.disconnect()

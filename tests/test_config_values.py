@@ -1,0 +1,65 @@
+"""Values that parse but cannot work are refused at start with the setting's
+name (exit 2), rather than starting a server that fails later."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ipc_server import IPCServer
+from ipc_server.config import ServerConfig, env_name, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SECONDS = [f.name for f in ServerConfig.__dataclass_fields__.values() if str(f.type).startswith("float")]
+
+
+@pytest.mark.parametrize("word", ["nan", "inf", "-inf", "NaN", "Infinity"])
+@pytest.mark.parametrize("name", SECONDS)
+def test_a_variable_in_seconds_must_be_finite(name: str, word: str) -> None:
+    with pytest.raises(ValueError, match=f"^{env_name(name)}: expected a number"):
+        load_config(env={env_name(name): word})
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_toml_value_in_seconds_must_be_finite(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text(f"[server]\nlame_duck_duration_s = {value}\n")
+    with pytest.raises(ValueError, match=r"server\.toml: lame_duck_duration_s: expected a number"):
+        load_config(path=path, env={})
+
+
+@pytest.mark.parametrize("name", SECONDS)
+def test_a_setting_in_seconds_given_in_code_must_be_finite(name: str) -> None:
+    for value in (math.nan, math.inf):
+        with pytest.raises(ValueError, match=f"^{name} must be a finite number of seconds"):
+            ServerConfig(**{name: value})
+    with pytest.raises(ValueError, match="heartbeat_interval_s must be a finite"):
+        IPCServer("127.0.0.1", 0, heartbeat_interval_s=math.nan)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--lame-duck-duration", "inf"],
+        ["--heartbeat-interval", "nan"],
+        ["--shutdown-grace", "nan"],
+        ["--cluster-heartbeat", "inf"],
+    ],
+)
+def test_the_cli_refuses_a_flag_that_is_not_finite(argv: list[str]) -> None:
+    done = run_server("--port", "0", *argv)
+    assert done.returncode == 2
+    assert "invalid configuration: command line: " in done.stderr
+
+
+def run_server(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m ipc_server`` expected to exit at once; one that starts instead times out."""
+    return subprocess.run(
+        [sys.executable, "-m", "ipc_server", *argv],
+        cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
