@@ -8,8 +8,9 @@ flood of them costs nothing more than the counters.
 Messages are counted by app and type (:class:`AppTraffic`, one per app,
 shared by its connections: one dict increment per message); the totals
 ``messages_in`` and the ``by_type`` figures are sums of those. Apps past
-``MAX_APPS`` share the ``other`` counters, so a client inventing app ids
-cannot grow them (docs/operations.md).
+``MAX_APPS`` share the ``other`` counters, as do error codes that are not
+the protocol's, so a client inventing app ids or codes cannot grow them
+(docs/operations.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from typing import Any
 
-from ipc_protocol import MessageType
+from ipc_protocol import ErrorCode, MessageType
 
 __all__ = ["ServerStats", "AppTraffic", "MAX_APPS", "OTHER", "HANDSHAKE_APP"]
 
@@ -30,6 +31,8 @@ OTHER = "other"
 # The frames of sockets not past their handshake (their connect, the errors
 # that refused it): no app is admitted yet.
 HANDSHAKE_APP = "-"
+# Error codes counted apart; a responder may answer any string, the rest share OTHER.
+_CODES = frozenset(str(code) for code in ErrorCode)
 
 
 class AppTraffic:
@@ -147,7 +150,10 @@ class ServerStats:
         return out
 
     def count_error(self, code: str) -> None:
-        self.errors[str(code)] += 1
+        """By code; a code that is not the protocol's counts as ``other``,
+        so responders inventing codes cannot grow the figures."""
+        key = str(code)
+        self.errors[key if key in _CODES else OTHER] += 1
 
     def slow_consumer(self, app_id: str, connection_id: str, reason: str, buffered: int) -> None:
         """A connection cut as a slow consumer (§12); ``reason``: which limit."""

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ipc_client import IPCClient
-from ipc_protocol import HandlerError, NoResponders
+from ipc_protocol import ErrorCode, HandlerError, IPCError, NoResponders, RemoteError
 from ipc_server import IPCServer, http_endpoint, metrics
 from ipc_server.http_endpoint import MAX_CLIENTS, MAX_REQUEST_BYTES
 
@@ -280,3 +280,23 @@ async def test_a_metrics_port_in_use_fails_start_and_leaves_nothing_of_the_serve
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", server.port)
     await server.close()  # as after any start: returns at once
+
+
+async def test_error_codes_a_responder_invents_share_the_other_series(endpoint: IPCServer) -> None:
+    """``ipc_errors_total`` and the ``stats`` action's ``errors`` stay
+    bounded whatever codes responders answer with (docs/operations.md §1)."""
+    port = endpoint.port
+
+    def fail(msg: Any) -> None:
+        raise RemoteError("refused", code=msg.payload)
+
+    async with IPCClient("app", "127.0.0.1", port) as worker, IPCClient("app", "127.0.0.1", port) as caller:
+        await worker.serve("fail", fail)
+        for code in [f"custom_{i}" for i in range(40)] + ["timeout"]:
+            with pytest.raises(IPCError):
+                await caller.request("fail", code, timeout=WAIT_S)
+        errors = (await caller.system("stats"))["errors"]
+    assert errors == {"other": 40, "timeout": 1}
+    samples = (await scrape(endpoint.metrics.port))["ipc_errors_total"].samples  # type: ignore[union-attr]
+    codes = {dict(labels)["code"]: n for (_, labels), n in samples.items()}
+    assert codes == {"other": 40, "timeout": 1} and set(codes) - {"other"} <= {str(c) for c in ErrorCode}
