@@ -166,6 +166,11 @@ class ServerConfig:
             raise ValueError("tls_cert and tls_key go together")
         if self.tls_ca is not None and self.tls_cert is None:
             raise ValueError("tls_ca (client certificates) needs tls_cert and tls_key")
+        for name in ("host", "metrics_host"):  # asyncio binds "" on every interface, IPv4 and IPv6
+            if not getattr(self, name).strip():
+                raise ValueError(f"{name} must not be empty: give 0.0.0.0 or :: to listen on every interface")
+        if self.token == "":  # an unset variable in a compose file, say: no secret at all
+            raise ValueError("token must not be empty (unset it to turn the shared token off)")
         if self.token is not None and self.token_file is not None:
             raise ValueError("token and token_file are two ways to give one secret: set one")
         if self.users_file is not None and (self.token is not None or self.token_file is not None):

@@ -63,3 +63,34 @@ def run_server(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comp
         [sys.executable, "-m", "ipc_server", *argv],
         cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["host", "metrics_host"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_host_is_refused(name: str, value: str) -> None:
+    """asyncio would bind "" on every interface, IPv4 and IPv6 (the
+    unauthenticated /metrics too): every interface is asked for by name."""
+    with pytest.raises(ValueError, match=f"^{env_name(name)}: {name} must not be empty: give 0.0.0.0 or ::"):
+        load_config(env={env_name(name): value})
+    with pytest.raises(ValueError, match=f"^{name} must not be empty"):
+        IPCServer(**{name: value})
+
+
+def test_the_cli_refuses_an_empty_host() -> None:
+    done = run_server("--port", "0", "--host", "")
+    assert done.returncode == 2 and "invalid configuration: command line: host must not be empty" in done.stderr
+    done = run_server("--port", "0", "--metrics-port", "0", env={"IPC_SERVER_METRICS_HOST": ""})
+    assert done.returncode == 2 and "invalid configuration: IPC_SERVER_METRICS_HOST: metrics_host must not be empty" in done.stderr
+
+
+def test_an_empty_token_is_refused(tmp_path: Path) -> None:
+    """An unset variable in a compose file must not make "" the secret."""
+    with pytest.raises(ValueError, match="^IPC_SERVER_TOKEN: token must not be empty"):
+        load_config(env={"IPC_SERVER_TOKEN": ""})
+    path = tmp_path / "server.toml"
+    path.write_text('token = ""\n')
+    with pytest.raises(ValueError, match=r"server\.toml: token: token must not be empty"):
+        load_config(path=path, env={})
+    done = run_server("--port", "0", env={"IPC_SERVER_TOKEN": ""})
+    assert done.returncode == 2 and "invalid configuration: IPC_SERVER_TOKEN: token must not be empty" in done.stderr
+    assert load_config(env={"IPC_SERVER_TOKEN": " s3cret "}).token == " s3cret "  # any other string is the secret, as given
