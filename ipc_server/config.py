@@ -289,10 +289,20 @@ def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:  # its text gives the line and column
         raise ValueError(f"{path}: invalid TOML: {exc}") from None
-    table = data.get("server", data)
+    if "server" not in data:
+        return data
+    table = data.pop("server")
     if not isinstance(table, dict):
         raise ValueError(f"{path}: [server] must be a table")
+    for key, raw in data.items():  # one place or the other: a key beside [server] would be read by nobody
+        if key.replace("-", "_") in _FIELDS and not isinstance(raw, dict):
+            raise ValueError(f"{path}: {key!r} is at top level next to a [server] table: move it under [server]")
+        raise ValueError(f"{path}: unknown {_what(key, raw)}")
     return table
+
+
+def _what(key: str, raw: Any) -> str:
+    return f"table [{key}]" if isinstance(raw, dict) else f"setting {key!r}"
 
 
 def load_config(
@@ -320,7 +330,7 @@ def load_config(
         for key, raw in _read_toml(path).items():
             name = key.replace("-", "_")
             if name not in _FIELDS:
-                raise ValueError(f"{path}: unknown setting {key!r}")
+                raise ValueError(f"{path}: unknown {_what(key, raw)}")
             origin[name] = f"{path}: {key}"
             values[name] = _coerce(name, raw, origin[name])
     for var, raw in env.items():

@@ -94,3 +94,33 @@ def test_an_empty_token_is_refused(tmp_path: Path) -> None:
     done = run_server("--port", "0", env={"IPC_SERVER_TOKEN": ""})
     assert done.returncode == 2 and "invalid configuration: IPC_SERVER_TOKEN: token must not be empty" in done.stderr
     assert load_config(env={"IPC_SERVER_TOKEN": " s3cret "}).token == " s3cret "  # any other string is the secret, as given
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("port = 1\n[server]\nlog_level = 'DEBUG'\n", r"'port' is at top level next to a \[server\] table: move it under \[server\]"),
+        ("metrics-port = 0\n[server]\nport = 0\n", r"'metrics-port' is at top level next to a \[server\] table"),
+        ("[server]\nport = 0\n[sever]\nmax_connections = 1\n", r"unknown table \[sever\]"),
+        ("[sever]\nmax_connections = 1\n", r"unknown table \[sever\]"),
+        ("prot = 1\n[server]\nport = 0\n", r"unknown setting 'prot'"),
+    ],
+)
+def test_a_toml_key_outside_the_settings_is_an_error(tmp_path: Path, text: str, message: str) -> None:
+    """Settings go at top level or under [server]: a key beside the table,
+    or another table, would be silently ignored."""
+    path = tmp_path / "server.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"server\.toml: " + message):
+        load_config(path=path, env={})
+    done = run_server("--config", str(path))
+    assert done.returncode == 2 and "invalid configuration: " in done.stderr
+
+
+def test_a_toml_file_holds_its_settings_at_top_level_or_under_server(tmp_path: Path) -> None:
+    for text in ("port = 9001\nmetrics_port = 0\n", "[server]\nport = 9001\nmetrics_port = 0\n"):
+        path = tmp_path / "server.toml"
+        path.write_text(text)
+        config = load_config(path=path, env={})
+        assert (config.port, config.metrics_port) == (9001, 0)
+
