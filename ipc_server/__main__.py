@@ -20,6 +20,7 @@ from ipc_protocol.version import __version__
 
 from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
 from .cli_view import VIEWS
+from .cluster import require_nats
 from .logs import LOG_FORMATS, configure_logging
 from .process import serve_until_signalled
 from .server import IPCServer
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         factory = loop_factory(config.loop)
+        if config.cluster:
+            require_nats()
     except ImportError as exc:
         print(f"ipc_server: {exc}", file=sys.stderr)
         return 2

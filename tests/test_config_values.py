@@ -124,3 +124,14 @@ def test_a_toml_file_holds_its_settings_at_top_level_or_under_server(tmp_path: P
         config = load_config(path=path, env={})
         assert (config.port, config.metrics_port) == (9001, 0)
 
+
+@pytest.mark.parametrize("extra", [[], ["--workers", "2"]])
+def test_cluster_without_nats_exits_2_with_an_install_hint(extra: list[str]) -> None:
+    """As ``--loop uvloop`` without uvloop: the hint, not a traceback (nats
+    hidden whether or not it is installed: None in sys.modules)."""
+    argv = ["--cluster", "nats://127.0.0.1:4222", "--port", "0", *extra]
+    program = f"import sys; sys.modules['nats'] = None; from ipc_server.__main__ import main; sys.exit(main({argv!r}))"
+    proc = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "ipc_server: --cluster needs the nats-py package: pip install 'ipc-bridge[cluster]'\n"
+    assert "listening" not in proc.stdout

@@ -15,13 +15,14 @@ the ``cluster`` extra (``pip install 'ipc-bridge[cluster]'``).
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import ServerConfig
     from .node import Cluster
 
-__all__ = ["join"]
+__all__ = ["join", "require_nats"]
 
 
 def join(config: ServerConfig, *parts: Any) -> Cluster | None:
@@ -30,6 +31,7 @@ def join(config: ServerConfig, *parts: Any) -> Cluster | None:
     handler calls, forwarding, pub/sub and shutdown, in that order."""
     if not config.cluster:
         return None
+    require_nats()
     from .node import Cluster  # nats-py, from the 'cluster' extra, only now
 
     stats, handlers, apps, calls, forwarding, pubsub, shutdown = parts
@@ -37,3 +39,13 @@ def join(config: ServerConfig, *parts: Any) -> Cluster | None:
         config, stats=stats, handlers=handlers, apps=apps, calls=calls, forwarding=forwarding, pubsub=pubsub, shutdown=shutdown
     )
     return cluster
+
+
+def require_nats() -> None:
+    """Raise ``ImportError`` with the install hint when nats-py is missing,
+    so ``python -m ipc_server --cluster`` exits 2 as ``--loop uvloop`` does,
+    not with a traceback."""
+    try:
+        importlib.import_module("nats")
+    except ImportError as exc:
+        raise ImportError("--cluster needs the nats-py package: pip install 'ipc-bridge[cluster]'") from exc
