@@ -33,7 +33,7 @@ def _parser(view: str) -> argparse.ArgumentParser:
         description=f"Print the {view} of a running server (docs/operations.md).",
     )
     p.add_argument("--host", default=DEFAULT_HOST, help=f"the server's host (default {DEFAULT_HOST})")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the server's port (default {DEFAULT_PORT})")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"the server's port (default {DEFAULT_PORT})")
     p.add_argument("--app", default=DEFAULT_APP, help=f"the app to connect as; channels and services are its own (default {DEFAULT_APP})")
     p.add_argument("--user", help="the user to connect as (servers with a users file)")
     p.add_argument("--token-file", help="file holding the token (the shared one, or the user's); never on the command line")
@@ -47,6 +47,17 @@ def _parser(view: str) -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, help="rows at most (the server's default: 1024)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON instead of tables")
     return p
+
+
+def _port(text: str) -> int:
+    """A TCP port: out of range is a usage error, not the socket's OverflowError."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return port
 
 
 async def _ask(args: argparse.Namespace, view: str) -> Any:
@@ -80,7 +91,7 @@ def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | Non
     except IPCError as exc:
         print(f"ipc_server {view}: {exc.code}: {exc}", file=stderr)
         return 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, OverflowError) as exc:
         print(f"ipc_server {view}: {args.host}:{args.port}: {exc}", file=stderr)
         return 1
     print(json.dumps(answer, indent=2, sort_keys=True) if args.json else render(view, answer), file=stdout)
@@ -90,9 +101,17 @@ def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | Non
 # -- tables ---------------------------------------------------------------------
 
 
+def _text(value: Any) -> str:
+    """A cell's text, characters that are not printable escaped as ``repr``
+    does: clients choose app ids and channel names, and a newline would
+    forge a row, an escape sequence reach the operator's terminal."""
+    text = "-" if value is None else str(value)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns padded to their widest cell; numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    cells = [[_text(h) for h in headers]] + [[_text(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     numeric = [all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool) for row in rows) and bool(rows) for i in range(len(headers))]
     lines = []

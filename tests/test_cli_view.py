@@ -142,3 +142,37 @@ async def test_connections_pages_with_offset_and_limit_and_refuses_bad_ones() ->
             for c in clients:
                 await c.disconnect()
 
+
+
+HOSTILE = ["evil\nFAKE-ID  innocent  127.0.0.1:1  v2", "esc\x1b[31mRED\x1b[0m", "bidi\u202eflipped"]
+
+
+def test_table_escapes_characters_that_are_not_printable() -> None:
+    lines = table(("APP", "N"), [(app, 1) for app in HOSTILE]).splitlines()
+    assert len(lines) == 1 + len(HOSTILE) and all(line.isprintable() for line in lines)
+    assert [line.split()[0] for line in lines[1:]] == ["evil\\nFAKE-ID", "esc\\x1b[31mRED\\x1b[0m", "bidi\\u202eflipped"]
+
+
+async def test_client_chosen_names_reach_the_terminal_escaped(spawn) -> None:
+    """An app id may hold any character: one row per connection, and no
+    escape sequence for the operator's terminal."""
+    srv = await spawn("-m", "ipc_server", "--port", "0")
+    clients = [IPCClient(app, "127.0.0.1", srv.port) for app in HOSTILE]
+    try:
+        for c in clients:
+            await c.connect()
+        code, out, err = await view("connections", "--port", str(srv.port))
+        assert code == 0, err
+        lines = out.splitlines()
+        assert all(line.isprintable() for line in lines)
+        assert lines[-1] == "4 of 4 connections" and len(lines) == 1 + 4 + 2  # header, rows, blank line, footer
+        assert sorted(line.split()[1] for line in lines[1:5]) == ["app", "bidi\\u202eflipped", "esc\\x1b[31mRED\\x1b[0m", "evil\\nFAKE-ID"]
+    finally:
+        for c in clients:
+            await c.disconnect()
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+async def test_a_port_out_of_range_is_a_usage_error(port: str) -> None:
+    code, out, err = await view("stats", "--port", port)
+    assert code == 2 and out == "" and "argument --port: expected a port number 1-65535" in err and "Traceback" not in err
