@@ -213,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def ready(server: Any) -> None:
         print(f"ipc_server listening on {server.host}:{server.port}", flush=True)
-        if server.metrics is not None:  # the second line, with --metrics-port
-            print(f"ipc_server metrics on http://{server.metrics.endpoint.host}:{server.metrics.port}/metrics", flush=True)
+        if server.metrics is not None:  # the second line, with --metrics-port: a URL, so an IPv6 host in brackets
+            host = str(server.metrics.endpoint.host)
+            print(f"ipc_server metrics on http://{f'[{host}]' if ':' in host else host}:{server.metrics.port}/metrics", flush=True)
 
     try:
         with asyncio.Runner(loop_factory=factory) as runner:

@@ -6,8 +6,11 @@ exposition format (a strict reader and prometheus_client's parser), GET
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+import socket
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -300,3 +303,22 @@ async def test_error_codes_a_responder_invents_share_the_other_series(endpoint: 
     samples = (await scrape(endpoint.metrics.port))["ipc_errors_total"].samples  # type: ignore[union-attr]
     codes = {dict(labels)["code"]: n for (_, labels), n in samples.items()}
     assert codes == {"other": 40, "timeout": 1} and set(codes) - {"other"} <= {str(c) for c in ErrorCode}
+
+
+def _no_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(_no_ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_the_printed_metrics_url_brackets_an_ipv6_host(spawn) -> None:
+    srv = await spawn("-m", "ipc_server", "--port", "0", "--metrics-host", "::1", "--metrics-port", "0")
+    line = (await asyncio.wait_for(asyncio.to_thread(srv.proc.stdout.readline), WAIT_S)).strip()
+    url = line.removeprefix("ipc_server metrics on ")
+    assert re.fullmatch(r"http://\[::1\]:\d+/metrics", url), line
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=WAIT_S) as reply:  # the URL as printed works
+        assert reply.status == 200 and b"ipc_info" in reply.read()
