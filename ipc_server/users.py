@@ -329,8 +329,13 @@ def load_users(path: str) -> Users:
 
 def check_auth_files(config: Any) -> None:
     """Read the ``users_file`` and ``token_file`` of a ServerConfig once, so
-    ``python -m ipc_server`` refuses to start on a bad one (exit 2)."""
-    if config.users_file is not None:
-        load_users(config.users_file)
-    if config.token_file is not None:
-        read_token_file(config.token_file)
+    ``python -m ipc_server`` refuses to start on a bad one (exit 2), with
+    the setting named: the OS's error names only the path."""
+    for name, read in (("users_file", load_users), ("token_file", read_token_file)):
+        path = getattr(config, name)
+        if path is None:
+            continue
+        try:
+            read(path)
+        except OSError as exc:
+            raise ValueError(f"{name} {path!r}: cannot read it: {exc.strerror or exc}") from None

@@ -135,3 +135,12 @@ def test_cluster_without_nats_exits_2_with_an_install_hint(extra: list[str]) -> 
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == "ipc_server: --cluster needs the nats-py package: pip install 'ipc-bridge[cluster]'\n"
     assert "listening" not in proc.stdout
+
+
+@pytest.mark.parametrize(("flag", "name"), [("--token-file", "token_file"), ("--users", "users_file")])
+@pytest.mark.parametrize(("path", "reason"), [(".", "Is a directory"), ("missing.txt", "No such file or directory")])
+def test_an_auth_file_that_cannot_be_read_names_its_setting(tmp_path: Path, flag: str, name: str, path: str, reason: str) -> None:
+    target = tmp_path / path
+    done = run_server("--port", "0", flag, str(target))
+    assert done.returncode == 2
+    assert done.stderr == f"ipc_server: invalid configuration: {name} {str(target)!r}: cannot read it: {reason}\n"
