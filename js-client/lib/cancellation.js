@@ -14,7 +14,8 @@
  * `rememberSettled()`), `_outbox` (`queue`), `disconnect()`.
  */
 
-const { AbortError } = require('./errors');
+const { AbortError, RequestTimeoutError } = require('./errors');
+const { MAX_TIMER_MS } = require('./constants');
 const { CANCEL, cancel } = require('./protocol/streams');
 
 /**
@@ -142,4 +143,33 @@ function abortableConnect(host, options, connect) {
   });
 }
 
-module.exports = { checkSignal, abortError, abortable, abortableConnect };
+/**
+ * `promise`, or a RequestTimeoutError at `deadline`, or an AbortError when
+ * `signal` aborts, whichever comes first; `promise` itself goes on (a
+ * ServiceClient's start, shared with the calls after this one).
+ * @param {Promise<T>} promise
+ * @param {number} deadline monotonic ms.
+ * @param {AbortSignal|undefined} signal
+ * @param {string} what for the timeout's message.
+ * @returns {Promise<T>}
+ * @template T
+ */
+function bounded(promise, deadline, signal, what) {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => finish(reject, abortError(signal));
+    const left = deadline - performance.now();
+    const timer = left > MAX_TIMER_MS ? null : setTimeout(() => finish(reject, new RequestTimeoutError(what)), Math.max(0, left));
+    function finish(settle, value) {
+      clearTimeout(timer);
+      if (signal !== undefined) signal.removeEventListener('abort', onAbort);
+      settle(value);
+    }
+    if (signal !== undefined) signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => finish(resolve, value),
+      (err) => finish(reject, err)
+    );
+  });
+}
+
+module.exports = { checkSignal, abortError, abortable, abortableConnect, bounded };

@@ -10,10 +10,9 @@
 
 const { LoadBalancedClient } = require('./load_balanced_client');
 const { LatencyWindow } = require('./latency');
-const { AbortError, ErrorCode, NotConnectedError, RequestTimeoutError } = require('./errors');
+const { AbortError, ErrorCode, NotConnectedError } = require('./errors');
 const { checkTimeout } = require('./call_options');
-const { MAX_TIMER_MS } = require('./constants');
-const { checkSignal, abortError } = require('./cancellation');
+const { checkSignal, abortError, bounded } = require('./cancellation');
 const { refuseQueuePath } = require('./options');
 const { LEGACY_ALIASES, pickKnownOptions, toNumber } = require('./legacy_options');
 
@@ -72,36 +71,6 @@ function legacyNames(option) {
  */
 function now() {
   return performance.now();
-}
-
-/**
- * `promise`, or a RequestTimeoutError at `deadline`, or an AbortError when
- * `signal` aborts, whichever comes first: a call's budget covers the start
- * of its service, which goes on for the calls after it.
- * @param {Promise<T>} promise
- * @param {number} deadline monotonic ms.
- * @param {AbortSignal|undefined} signal
- * @param {string} what for the timeout's message.
- * @returns {Promise<T>}
- * @template T
- * @private
- */
-function bounded(promise, deadline, signal, what) {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => finish(reject, abortError(signal));
-    const left = deadline - now();
-    const timer = left > MAX_TIMER_MS ? null : setTimeout(() => finish(reject, new RequestTimeoutError(what)), Math.max(0, left));
-    function finish(settle, value) {
-      clearTimeout(timer);
-      if (signal !== undefined) signal.removeEventListener('abort', onAbort);
-      settle(value);
-    }
-    if (signal !== undefined) signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => finish(resolve, value),
-      (err) => finish(reject, err)
-    );
-  });
 }
 
 /**
