@@ -10,37 +10,15 @@ const assert = require('node:assert/strict');
 const { IPCClient, AbortError } = require('..');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
-const { Peer, nextReceived, until, settle, freePort } = require('./helpers');
-
-async function peerWith(t, { features = ['cancel', 'streams'], onRequest } = {}) {
-  const peer = new Peer({
-    onRequest,
-    onConnect: (msg, conn) => {
-      const payload = { status: 'connected', connection_id: msg.payload.connection_id, protocol: 2, server: 'test-peer/0', heartbeat_interval_ms: 15000, max_frame_size: 1 << 24 };
-      if (features !== null) payload.features = features;
-      conn.send(buildMessage('response', msg.app_id, 'system', payload, { reply_to: msg.message_id }));
-      return true;
-    }
-  });
-  await peer.listen();
-  t.after(() => peer.close());
-  return peer;
-}
-
-async function connected(t, peer, options = {}) {
-  const client = new IPCClient('app', { host: '127.0.0.1', port: peer.port, ...options });
-  await client.connect();
-  t.after(() => client.disconnect());
-  return client;
-}
+const { streamingPeer, connectedClient, nextReceived, until, settle, freePort } = require('./helpers');
 
 function send(peer, msg) {
   [...peer.sockets][0].write(encodeFrame(encodeMessage(msg)));
 }
 
 test('cancel - an aborted request rejects AbortError at once, sends cancel, and drops its late answer', async (t) => {
-  const peer = await peerWith(t, { onRequest: () => {} });
-  const client = await connected(t, peer);
+  const peer = await streamingPeer(t, { onRequest: () => {} });
+  const client = await connectedClient(t, peer);
   const errors = [];
   client.on('error', (err) => errors.push(err));
   const controller = new AbortController();
@@ -67,8 +45,8 @@ test('cancel - an aborted request rejects AbortError at once, sends cancel, and 
 });
 
 test('cancel - a signal aborted before the call sends nothing', async (t) => {
-  const peer = await peerWith(t, { onRequest: (msg, conn, reply) => reply('answered') });
-  const client = await connected(t, peer);
+  const peer = await streamingPeer(t, { onRequest: (msg, conn, reply) => reply('answered') });
+  const client = await connectedClient(t, peer);
   const signal = AbortSignal.abort();
   await assert.rejects(client.request('x', null, { signal }), { name: 'AbortError', code: 'cancelled' });
   await assert.rejects(client.publish('news', 1, { ack: true, signal }), { name: 'AbortError' });
@@ -79,8 +57,8 @@ test('cancel - a signal aborted before the call sends nothing', async (t) => {
 });
 
 test('cancel - an aborted publish with ack rejects, sending no cancel', async (t) => {
-  const peer = await peerWith(t);
-  const client = await connected(t, peer);
+  const peer = await streamingPeer(t);
+  const client = await connectedClient(t, peer);
   const controller = new AbortController();
   const call = client.publish('news', 1, { ack: true, signal: controller.signal });
   await nextReceived(peer, (m) => m.message_type === 'publish');
@@ -91,8 +69,8 @@ test('cancel - an aborted publish with ack rejects, sending no cancel', async (t
 });
 
 test('cancel - a call waiting in the offline queue leaves it when aborted', async (t) => {
-  const peer = await peerWith(t, { onRequest: () => {} });
-  const client = await connected(t, peer, { initialDelay: 60_000, maxDelay: 60_000 });
+  const peer = await streamingPeer(t, { onRequest: () => {} });
+  const client = await connectedClient(t, peer, { initialDelay: 60_000, maxDelay: 60_000 });
   peer.drop();
   await until(() => client.state === 'reconnecting');
   const controller = new AbortController();
@@ -119,8 +97,8 @@ test('cancel - connect() given up while connecting stops the attempt', async (t)
 });
 
 test('cancel - no cancel frame to a server that did not grant it', async (t) => {
-  const peer = await peerWith(t, { features: null, onRequest: () => {} });
-  const client = await connected(t, peer);
+  const peer = await streamingPeer(t, { features: null, onRequest: () => {} });
+  const client = await connectedClient(t, peer);
   const controller = new AbortController();
   const call = client.request('slow', null, { signal: controller.signal });
   await nextReceived(peer, (m) => m.channel_id === 'slow');
@@ -133,8 +111,8 @@ test('cancel - no cancel frame to a server that did not grant it', async (t) => 
 // -- the responder's side ----------------------------------------------------------------
 
 test('cancel - a handler sees ctx.signal abort; its late answer is dropped and counted', async (t) => {
-  const peer = await peerWith(t);
-  const client = await connected(t, peer);
+  const peer = await streamingPeer(t);
+  const client = await connectedClient(t, peer);
   let reason = null;
   await client.serve('slow', (msg, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => {
     reason = ctx.signal.reason;
@@ -155,8 +133,8 @@ test('cancel - a handler sees ctx.signal abort; its late answer is dropped and c
 });
 
 test('cancel - a handler that never reads ctx.signal answers as before', async (t) => {
-  const peer = await peerWith(t);
-  const client = await connected(t, peer);
+  const peer = await streamingPeer(t);
+  const client = await connectedClient(t, peer);
   await client.serve('echo', (msg) => msg.payload);
   const request = buildMessage('request', 'app', 'echo', 'hi', { timeout_ms: 5000 });
   send(peer, request);
@@ -166,8 +144,8 @@ test('cancel - a handler that never reads ctx.signal answers as before', async (
 });
 
 test('cancel - the connection lost aborts every running handler with connection_lost', async (t) => {
-  const peer = await peerWith(t);
-  const client = await connected(t, peer, { reconnect: false });
+  const peer = await streamingPeer(t);
+  const client = await connectedClient(t, peer, { reconnect: false });
   let reason = null;
   await client.serve('slow', (msg, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve((reason = ctx.signal.reason)))));
   send(peer, buildMessage('request', 'app', 'slow', null, { timeout_ms: 5000 }));

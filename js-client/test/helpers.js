@@ -266,4 +266,36 @@ async function peerAndClient(t, peerOptions = {}, clientOptions = {}) {
   return { peer, port, client };
 }
 
-module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, peerAndClient, nextReceived, until, captureWarnings, settle, freePort };
+/** A peer that grants the features of §15 (or not, `features: null`). */
+async function streamingPeer(t, { features = ['cancel', 'streams'], onRequest, hold = null } = {}) {
+  const peer = new Peer({
+    onRequest,
+    onConnect: (msg, conn) => {
+      const payload = { status: 'connected', connection_id: msg.payload.connection_id, protocol: 2, server: 'test-peer/0', heartbeat_interval_ms: 15000, max_frame_size: 1 << 24 };
+      if (features !== null) payload.features = features;
+      const accept = () => conn.send(buildMessage('response', msg.app_id, 'system', payload, { reply_to: msg.message_id }));
+      if (hold === null) accept();
+      else hold.then(accept); // the handshake waits for the test
+      return true;
+    }
+  });
+  await peer.listen();
+  t.after(() => peer.close());
+  return peer;
+}
+
+/**
+ * A client connected to `peer`, disconnected after the test.
+ * @param {import('node:test').TestContext} t
+ * @param {Peer} peer
+ * @param {object} [options]
+ * @returns {Promise<import('..').IPCClient>}
+ */
+async function connectedClient(t, peer, options = {}) {
+  const client = new IPCClient('app', { host: '127.0.0.1', port: peer.port, ...options });
+  await client.connect();
+  t.after(() => client.disconnect());
+  return client;
+}
+
+module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, peerAndClient, streamingPeer, connectedClient, nextReceived, until, captureWarnings, settle, freePort };

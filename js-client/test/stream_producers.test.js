@@ -6,30 +6,12 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { IPCClient } = require('..');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
-const { Peer, nextReceived, until } = require('./helpers');
+const { streamingPeer, connectedClient, nextReceived, until } = require('./helpers');
 
-async function streamingPeer(t) {
-  const peer = new Peer({
-    onConnect: (msg, conn) => {
-      const payload = { status: 'connected', connection_id: msg.payload.connection_id, protocol: 2, server: 'test-peer/0', heartbeat_interval_ms: 15000, max_frame_size: 1 << 24, features: ['cancel', 'streams'] };
-      conn.send(buildMessage('response', msg.app_id, 'system', payload, { reply_to: msg.message_id }));
-      return true;
-    }
-  });
-  await peer.listen();
-  t.after(() => peer.close());
-  return peer;
-}
+const connected = (t, peer, options = {}) => connectedClient(t, peer, { reconnect: false, ...options });
 
-async function connected(t, peer, options = {}) {
-  const client = new IPCClient('app', { host: '127.0.0.1', port: peer.port, reconnect: false, ...options });
-  await client.connect();
-  t.after(() => client.disconnect());
-  return client;
-}
 
 function send(peer, msg) {
   [...peer.sockets][0].write(encodeFrame(encodeMessage(msg)));

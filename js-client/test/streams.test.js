@@ -10,32 +10,10 @@ const assert = require('node:assert/strict');
 const { IPCClient } = require('..');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
-const { Peer, nextReceived, until, settle } = require('./helpers');
+const { streamingPeer, connectedClient, nextReceived, until, settle } = require('./helpers');
 
-/** A peer that grants the features of §15 (or not, `features: null`). */
-async function streamingPeer(t, { features = ['cancel', 'streams'], onRequest, hold = null } = {}) {
-  const peer = new Peer({
-    onRequest,
-    onConnect: (msg, conn) => {
-      const payload = { status: 'connected', connection_id: msg.payload.connection_id, protocol: 2, server: 'test-peer/0', heartbeat_interval_ms: 15000, max_frame_size: 1 << 24 };
-      if (features !== null) payload.features = features;
-      const accept = () => conn.send(buildMessage('response', msg.app_id, 'system', payload, { reply_to: msg.message_id }));
-      if (hold === null) accept();
-      else hold.then(accept); // the handshake waits for the test
-      return true;
-    }
-  });
-  await peer.listen();
-  t.after(() => peer.close());
-  return peer;
-}
+const connected = (t, peer, options = {}) => connectedClient(t, peer, { reconnect: false, ...options });
 
-async function connected(t, peer, options = {}) {
-  const client = new IPCClient('app', { host: '127.0.0.1', port: peer.port, reconnect: false, ...options });
-  await client.connect();
-  t.after(() => client.disconnect());
-  return client;
-}
 
 /** A frame from the peer to the client answering `request`. */
 function frame(type, request, payload = null, extra = {}) {
