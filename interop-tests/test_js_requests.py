@@ -123,6 +123,17 @@ async def test_node_error_arrives_in_python_as_handler_error(server, node_agent,
     assert (info.value.remote_type, info.value.message) == ("RangeError", "too big")
 
 
+async def test_a_node_result_that_cannot_be_sent_arrives_in_python_as_handler_error(server, node_agent, py_client):
+    """The handler's failure, as a Python responder answers it, not the requester's bad_message."""
+    agent = await node_agent(server.port)
+    await agent.call("serve", channel="node.bigint", kind="bigint")
+    py = await py_client(server.port)
+    with pytest.raises(HandlerError) as info:
+        await py.send_request("node.bigint", None, timeout=WAIT_S)
+    assert (info.value.code, info.value.remote_type) == ("handler_error", "MessageError")
+    assert "BigInt" in info.value.message
+
+
 async def test_node_responder_pattern_serves_python(server, node_agent, py_client):
     agent = await node_agent(server.port)
     await agent.call("serve", channel="calc.>", kind="meta")

@@ -75,6 +75,8 @@ function responder(cmd) {
       return (msg) => ({ sha256: digest(msg.payload), length: typeof msg.payload === 'string' ? msg.payload.length : null });
     case 'meta':
       return (msg) => ({ channel: msg.channel_id, timeout_ms: msg.timeout_ms ?? null, headers: msg.headers ?? null, by: 'node' });
+    case 'bigint':
+      return () => ({ n: 10n }); // a result that cannot be sent: the handler's failure
     case 'throw':
       return () => {
         const Cls = globalThis[cmd.errorType || 'Error'];

@@ -7,11 +7,13 @@
  */
 
 const { buildMessage } = require('./envelope');
-const { errorToWire } = require('./errors');
+const { ErrorCode, errorToWire } = require('./errors');
 
 /**
- * Sends the response to a request. If the result cannot be encoded, the
- * requester gets that error instead of a silent timeout.
+ * Sends the response to a request. If the result cannot be encoded (a
+ * BigInt, over this client's maxFrameSize), the requester gets that error
+ * as handler_error instead of a silent timeout: the handler's fault, not the
+ * requester's message nor its frame limit (as the Python client answers).
  * @param {Connection} conn the connection the request came on.
  * @param {string} appId
  * @param {object} request
@@ -26,7 +28,7 @@ function reply(conn, appId, request, payload, error, exposeStacks = false) {
   try {
     conn.send(buildMessage('response', appId, request.channel_id, error ? null : payload, extra));
   } catch (err) {
-    if (error === undefined && !conn.closed) replyError(conn, appId, request, err, exposeStacks);
+    if (error === undefined && !conn.closed) reply(conn, appId, request, null, { ...errorToWire(err, { exposeStacks }), code: ErrorCode.HANDLER_ERROR });
   }
 }
 
