@@ -5,7 +5,9 @@ on a loop in a daemon background thread and each method blocks until its
 coroutine ends there. Subscription handlers and event callbacks run in one
 worker thread, in arrival order, so they may call the blocking methods
 themselves without stalling the loop; ``async`` ones run on the client's
-loop, as :class:`IPCClient` runs them.
+loop, as :class:`IPCClient` runs them. A client dropped without
+:meth:`~SyncIPCClient.close` closes itself when collected: nothing the loop
+holds refers back to it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import functools
 import inspect
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -40,6 +43,52 @@ async def _awaited(aw: Awaitable[T]) -> T:
     return await aw
 
 
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop thread: closed once stopped, also when no close() joins it
+    (a dropped client's, or one that outlived close()'s timeout)."""
+    loop.run_forever()
+    loop.close()
+
+
+async def _shutdown(client: IPCClient) -> None:
+    """Disconnect, then end every other task on the loop."""
+    await client.disconnect()
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _shutdown_and_stop(client: IPCClient) -> None:
+    try:
+        await asyncio.wait_for(_shutdown(client), _STOP_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - nobody waits for it: stop anyway
+        log.debug("closing a dropped client failed", exc_info=True)
+    finally:
+        asyncio.get_running_loop().stop()
+
+
+def _abandoned(loop: asyncio.AbstractEventLoop, client: IPCClient, workers: ThreadPoolExecutor) -> None:
+    """A client dropped unclosed: stop its loop and connection. The garbage
+    collector may call this on any thread, the loop's too, so it never waits."""
+    log.debug("a SyncIPCClient was dropped without close(): closing it")
+    workers.shutdown(wait=False)
+    try:
+        loop.call_soon_threadsafe(lambda: loop.create_task(_shutdown_and_stop(client)))
+    except RuntimeError:  # the loop is closed already
+        pass
+
+
+def _guarded(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        result = fn(*args)
+        if result is not None and inspect.isawaitable(result):  # a plain function that returned a coroutine
+            asyncio.run_coroutine_threadsafe(_awaited(result), loop).add_done_callback(functools.partial(_log_failure, fn))
+    except Exception:
+        log.exception("handler %r failed", fn)
+
+
 def _log_failure(fn: Callable[..., Any], fut: concurrent.futures.Future[Any]) -> None:
     if not fut.cancelled() and (exc := fut.exception()) is not None:
         log.error("handler %r failed", fn, exc_info=exc)
@@ -54,7 +103,7 @@ class SyncIPCClient:
 
     def __init__(self, app_id: str, host: str = "localhost", port: int = 8888, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"ipc-client-{app_id}", daemon=True)
+        self._thread = threading.Thread(target=_run_loop, args=(self._loop,), name=f"ipc-client-{app_id}", daemon=True)
         self._thread.start()
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipc-client-handlers")
         self._wrappers: dict[tuple[str, int], list[Callable[[Message], Any]]] = {}
@@ -73,6 +122,9 @@ class SyncIPCClient:
         except BaseException:
             self._stop_loop()
             raise
+        # Holds no reference to self; nor may anything on the loop (see _in_worker).
+        self._finalizer = weakref.finalize(self, _abandoned, self._loop, self._client, self._workers)
+        self._finalizer.atexit = False  # at exit the daemon thread just ends, as before
 
     # -- plumbing -------------------------------------------------------------
 
@@ -129,22 +181,16 @@ class SyncIPCClient:
     def _in_worker(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``fn`` as the client calls it: a plain function in the worker
         thread; an ``async`` one as is, so it runs on the client's loop as
-        :class:`IPCClient` runs it (as :meth:`serve` does)."""
+        :class:`IPCClient` runs it (as :meth:`serve` does). The loop keeps
+        it: it must not refer to self, or a dropped client is never collected."""
         if is_async_function(fn):
             return fn
+        workers, loop = self._workers, self._loop
 
         def submit(*args: Any) -> None:
-            self._workers.submit(self._guarded, fn, *args)
+            workers.submit(_guarded, loop, fn, *args)
 
         return submit
-
-    def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            result = fn(*args)
-            if result is not None and inspect.isawaitable(result):  # a plain function that returned a coroutine
-                asyncio.run_coroutine_threadsafe(_awaited(result), self._loop).add_done_callback(functools.partial(_log_failure, fn))
-        except Exception:
-            log.exception("handler %r failed", fn)
 
     # -- connection -------------------------------------------------------------
 
@@ -181,7 +227,8 @@ class SyncIPCClient:
                 return
             # From here no call is submitted; the shutdown below is the last.
             self._closed = True
-            shutdown = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            self._finalizer.detach()
+            shutdown = asyncio.run_coroutine_threadsafe(_shutdown(self._client), self._loop)
         try:
             shutdown.result()
         finally:
@@ -196,20 +243,12 @@ class SyncIPCClient:
                     except concurrent.futures.InvalidStateError:
                         pass  # it finished meanwhile (the loop outlived the stop timeout)
 
-    async def _shutdown(self) -> None:
-        await self._client.disconnect()
-        current = asyncio.current_task()
-        tasks = [t for t in asyncio.all_tasks() if t is not current]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
     def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         if threading.current_thread() is not self._thread:
             self._thread.join(_STOP_TIMEOUT_S)
         if not self._thread.is_alive():
-            self._loop.close()
+            self._loop.close()  # closed by its thread already; closing twice is fine
 
     def __enter__(self) -> SyncIPCClient:
         """Connect; a failed connect closes the client before raising, since

@@ -4,6 +4,7 @@ server running on its own loop in another thread (docs/resilience.md §10)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import queue
 import socket
@@ -248,3 +249,22 @@ def test_async_handlers_and_callbacks_run_on_the_clients_loop(tserver: ThreadedS
     c.on("connected", connected)
     with c:
         assert events.get(timeout=WAIT_S) == c._thread.name
+
+
+def test_a_client_dropped_unclosed_stops_its_thread_and_closes_its_connection(tserver: ThreadedServer) -> None:
+    """Its loop thread must not keep it alive: dropped, it closes itself."""
+
+    async def count() -> int:
+        return len(tserver.server.connections)
+
+    c = SyncIPCClient("dropped", "127.0.0.1", tserver.port)
+    c.connect()
+    c.subscribe("news", lambda msg: None)  # a wrapper the loop holds must not hold the client
+    c.on("disconnected", lambda info: None)
+    assert asyncio.run_coroutine_threadsafe(count(), tserver.loop).result(WAIT_S) == 1
+    del c
+    gc.collect()
+    deadline = time.monotonic() + WAIT_S
+    while any(t.name == "ipc-client-dropped" for t in threading.enumerate()) or asyncio.run_coroutine_threadsafe(count(), tserver.loop).result(WAIT_S):
+        assert time.monotonic() < deadline, "the dropped client's thread or connection is still there"
+        time.sleep(0.02)
