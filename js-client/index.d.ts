@@ -471,6 +471,11 @@ export interface ClientMetrics {
   queueDropped: number;
   /** Answers of served requests not sent: their requester had given up (docs/protocol.md §15.4). */
   lateAnswers: number;
+  /**
+   * Node only: streams cancelled while their generator awaited in next(); the
+   * handler slot was freed at once and return() deferred until next() settles.
+   */
+  producersDetached: number;
 }
 
 /** What a full iterator buffer does (README "Iterating over messages and requests"). */

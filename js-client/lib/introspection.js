@@ -178,6 +178,7 @@ class ClientIntrospection extends ClientExtensions {
     const { queue } = this._outbox;
     const snapshot = this._metrics.snapshot({ queued: queue.size, queuedBytes: queue.bytes, queueDropped: queue.dropped });
     snapshot.lateAnswers = this._producers.lateAnswers; // answers not sent: the requester gave up (§15.4)
+    snapshot.producersDetached = this._producers.detached; // Node only: a cancel freed a slot its generator's next() held
     return snapshot;
   }
 

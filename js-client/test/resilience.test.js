@@ -238,7 +238,8 @@ test('resilience - metrics and health keys', async (t) => {
     'queued',
     'queuedBytes',
     'queueDropped',
-    'lateAnswers'
+    'lateAnswers',
+    'producersDetached'
   ]);
   assert.deepEqual(client.getConnectionHealth(), {
     healthy: false,

@@ -68,6 +68,7 @@ test('stream producers - a cancel while the generator awaits frees its handler s
   const answer = await nextReceived(peer, (m) => m.reply_to === echo.message_id); // the slot is free again
   assert.equal(answer.payload, 'hi');
   assert.equal(client._producers.detached, 1);
+  assert.equal(client.getMetrics().producersDetached, 1); // Node only: Python's producer task is cancelled instead
   assert.equal(closed, false);
   release();
   await until(() => closed, 5000, 'the generator closed once its next() settled');

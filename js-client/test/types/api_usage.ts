@@ -309,6 +309,7 @@ export async function streamsAndCancellation(client: IPCClient): Promise<void> {
   await client.serve('ticks', ticker);
   await client.serve('slow', (msg, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(ctx.cancelled))));
   exact<number>()(client.getMetrics().lateAnswers);
+  exact<number>()(client.getMetrics().producersDetached);
   controller.abort();
 }
 
