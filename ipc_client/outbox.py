@@ -235,15 +235,18 @@ class Outbox:
         for row in stored:
             try:
                 msg = decode_message(row.body)
-            except IPCError:
+            except IPCError as exc:  # unreadable: lost, but counted and reported
                 self._store.remove(row.id)
+                self.queue.dropped += 1
+                self._metrics.failed()
+                self._emit("error", exc)
                 continue
             entry = QueuedCall(priority=row.priority, deadline=loop.time() + (row.expires_at - time.time()), size=len(row.body) + 4, message=msg, store_id=row.id)
             try:
                 evicted = self.queue.push(entry)
-            except QueueFull:
-                self._store.remove(row.id)
+            except QueueFull as exc:  # dropped like any one-way message: row deleted, event, counters
                 self.queue.dropped += 1
+                self._drop(entry, exc, "evicted")
                 continue
             for victim in evicted:
                 self._drop(victim, QueueFull("evicted from the full offline queue"), "evicted")

@@ -6,6 +6,7 @@ calls made while connecting, and the queue file (persistence, one owner)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,30 @@ async def test_two_clients_cannot_share_a_queue_file(tmp_path: Path, via_proxy) 
     assert other.state.value == "disconnected"
     await owner.disconnect()  # gives the file up
     assert await other.connect()
+
+async def test_persisted_messages_that_do_not_fit_or_cannot_be_read_are_reported(tmp_path: Path, server, proxy, make_client, via_proxy) -> None:
+    """Loading a queue file into a smaller queue drops what does not fit as
+    any dropped message is dropped: event, counters, row deleted."""
+    path = str(tmp_path / "outbox.db")
+    first = await via_proxy(queue_path=path)
+    await outage(proxy, first)
+    for n in range(3):
+        await first.publish("audit", n, priority=n, timeout=60)
+    await first.disconnect()
+    with sqlite3.connect(path) as db:  # a row no client could have written
+        db.execute("INSERT INTO queued (priority, expires_at, body) VALUES (0, 1e12, x'00ff')")
+    db.close()
+    proxy.refuse(False)
+    second = await via_proxy(queue_path=path, queue_max_size=1, connect=False)
+    dropped, errors = state_event(second, "queue_dropped"), state_event(second, "error")
+    await second.connect()
+    events = [await asyncio.wait_for(dropped.get(), WAIT_S) for _ in range(2)]
+    assert sorted(e["priority"] for e in events) == [1, 2] and {e["reason"] for e in events} == {"evicted"}
+    assert (await asyncio.wait_for(errors.get(), WAIT_S)).code is not None
+    assert second.queue_stats()["dropped"] == 3
+    assert second.metrics()["messages_failed"] == 3
+    await until(lambda: second.queue_stats()["size"] == 0)  # the one that fit was sent
+    await second.disconnect()
+    with sqlite3.connect(path) as db:  # and nothing is left in the file
+        assert db.execute("SELECT COUNT(*) FROM queued").fetchone()[0] == 0
+    db.close()

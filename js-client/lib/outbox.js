@@ -171,10 +171,11 @@ class Outbox {
         reject: null
       };
       const { accepted, evicted } = queue.push(entry);
-      for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue'));
+      // deferred: the constructor loads, before any 'queue_dropped' listener is on
+      for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue'), true);
       if (!accepted) {
         queue.dropped++;
-        this._drop(entry, 'evicted', new QueueFullError('the offline queue is full'));
+        this._drop(entry, 'evicted', new QueueFullError('the offline queue is full'), true);
         continue;
       }
       this._arm(entry.deadline);
@@ -187,16 +188,19 @@ class Outbox {
    * @param {QueuedCall} entry already out of the queue.
    * @param {'expired'|'evicted'|'gave_up'|'refused'} reason
    * @param {Error} error
+   * @param {boolean} [defer] emit the event on the next tick.
    * @private
    */
-  _drop(entry, reason, error) {
+  _drop(entry, reason, error, defer = false) {
     if (entry.expectReply) {
       entry.reject(error);
       return;
     }
     if (entry.persisted) this.store.remove(entry.id);
     this.host._metrics.failed();
-    this.host._emitSafely('queue_dropped', { reason, channel: entry.msg.channel_id, messageType: entry.msg.message_type, priority: entry.priority });
+    const event = { reason, channel: entry.msg.channel_id, messageType: entry.msg.message_type, priority: entry.priority };
+    if (defer) process.nextTick(() => this.host._emitSafely('queue_dropped', event));
+    else this.host._emitSafely('queue_dropped', event);
   }
 
   /**

@@ -182,6 +182,25 @@ test('resilience - persisted one-way messages survive into a second client on th
   await third.disconnect();
 });
 
+test('resilience - persisted messages that do not fit a smaller queue are reported to listeners added after the constructor', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-resilience-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const queuePath = path.join(dir, 'outbox.bin');
+  const { peer, proxy, client } = await setup(t, {}, { queuePath });
+  await client.connect();
+  await goOffline(client, proxy);
+  for (let i = 0; i < 3; i++) await client.publish('audit', i, { priority: i, timeout: 10_000 });
+  await client.disconnect();
+
+  const second = new IPCClient('app', { host: '127.0.0.1', port: peer.port, ...FAST, queuePath, queueMaxSize: 1 });
+  t.after(() => second.disconnect());
+  const log = record(second, ['queue_dropped']); // the constructor loaded the file: the events come after it
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(log.map(([, e]) => [e.reason, e.priority]), [['evicted', 1], ['evicted', 2]]);
+  assert.equal(second.queueStats().dropped, 2);
+  assert.equal(second.getMetrics().messagesFailed, 2);
+});
+
 test('resilience - giving up fails queued requests with not_connected and drops one-way messages with gave_up', async (t) => {
   const { proxy, client } = await setup(t, {}, { maxRetries: 2 });
   await client.connect();
