@@ -20,6 +20,7 @@ from ipc_protocol import ConnectionLost, RequestTimeout
 from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, check_key, keyed_headers
 
 from .connection import ClientConnection
+from .metrics import ClientMetrics
 from .state import ConnectionState, StateMachine
 
 __all__ = ["IDEMPOTENCY_HEADER", "check_key", "keyed_headers", "resend_on_loss"]
@@ -33,6 +34,7 @@ async def resend_on_loss(
     current: Callable[[], ClientConnection | None],
     deadline: float,
     policy: str,
+    metrics: ClientMetrics | None = None,
 ) -> T:
     """``attempt()`` again each time it fails with ``ConnectionLost``, until
     it ends otherwise or ``deadline`` (loop time) passes.
@@ -40,7 +42,9 @@ async def resend_on_loss(
     ``policy`` is the call's ``on_disconnect``: ``"fail"`` asked not to wait
     for a connection, so the loss is raised. While the client reconnects,
     ``attempt()`` queues the request; once it has given up, ``attempt()``
-    raises ``NotConnected``."""
+    raises ``NotConnected``. ``metrics``: the attempt counted the loss as a
+    failed call; a resent call is not over, so that count is taken back
+    (the call counts once, in how it ends, as Node's does)."""
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -58,3 +62,5 @@ async def resend_on_loss(
                     await asyncio.wait_for(state.changed(), deadline - loop.time())
                 except (asyncio.TimeoutError, TimeoutError):
                     raise RequestTimeout("the deadline passed while the connection was lost") from loss
+            if metrics is not None:
+                metrics.failed(-1)

@@ -79,6 +79,8 @@ async def test_a_keyed_request_whose_connection_drops_is_resent_and_runs_once(st
         handler.gate.set()
         assert await asyncio.wait_for(call, WAIT_S) == {"echo": {"n": 1}}
         assert handler.runs == [{"n": 1}]
+        kpis = c.metrics()  # one call, one result: the loss it outlived is not a failure
+        assert (kpis["messages_delivered"], kpis["messages_failed"]) == (1, 0)
         # Without a key the same loss fails the call (it may have run).
         handler.gate.clear()
         plain = asyncio.ensure_future(c.request("jobs.run", {"n": 2}, timeout=WAIT_S))
@@ -87,6 +89,7 @@ async def test_a_keyed_request_whose_connection_drops_is_resent_and_runs_once(st
         with pytest.raises(Exception) as info:
             await asyncio.wait_for(plain, WAIT_S)
         assert getattr(info.value, "code", None) == "connection_lost"
+        assert c.metrics()["messages_failed"] == 1
         handler.gate.set()
     finally:
         await proxy.close()
