@@ -172,7 +172,8 @@ class Outbox:
             return
         try:
             self._calls.start(conn, msg, entry.deadline, entry.waiter)
-        except IPCError as exc:
+        except IPCError as exc:  # left the queue unsent (e.g. too large for the new server): counted as dropped
+            self.queue.dropped += 1
             entry.waiter.set_exception(exc)
             return
         self._metrics.sent()

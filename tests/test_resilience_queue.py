@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient, QueueFileInUse
-from ipc_protocol import NotConnected, QueueFull, RequestTimeout
+from ipc_protocol import FrameTooLarge, NotConnected, QueueFull, RequestTimeout
+from ipc_server import IPCServer
 
 from .conftest import WAIT_S
 from .proxied import FAST, outage, proxy, state_event, until, via_proxy  # noqa: F401 - proxy and via_proxy are fixtures
@@ -192,3 +193,20 @@ async def test_persisted_messages_that_do_not_fit_or_cannot_be_read_are_reported
     with sqlite3.connect(path) as db:  # and nothing is left in the file
         assert db.execute("SELECT COUNT(*) FROM queued").fetchone()[0] == 0
     db.close()
+
+async def test_queued_calls_the_new_server_refuses_count_as_dropped(proxy, via_proxy) -> None:
+    """A request that leaves the queue unsent counts in ``dropped`` as a
+    one-way message does (here: too large for the server it reconnects to)."""
+    async with IPCServer("127.0.0.1", 0, max_frame_size=65536) as small:
+        client = await via_proxy()
+        await outage(proxy, client)
+        request = asyncio.ensure_future(client.request("big", "x" * 200_000, timeout=WAIT_S))
+        await client.publish("big", "y" * 200_000)
+        await until(lambda: client.queue_stats()["size"] == 2)
+        proxy.retarget("127.0.0.1", small.port)
+        proxy.refuse(False)
+        with pytest.raises(FrameTooLarge):
+            await asyncio.wait_for(request, WAIT_S)
+        await until(lambda: client.queue_stats()["size"] == 0)
+        assert client.queue_stats()["dropped"] == 2
+        await client.disconnect()
