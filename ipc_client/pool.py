@@ -263,8 +263,8 @@ class ConnectionPool(PoolCore):
     async def publish(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> int | None:
         return await self._on_member(timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
 
-    async def notify(self, channel: str, data: Any = None, **kwargs: Any) -> None:
-        await self._on_member(None, lambda c, left: c.notify(channel, data, **kwargs))
+    async def notify(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> None:
+        await self._on_member(timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
 
     # -- introspection ---------------------------------------------------------------
 

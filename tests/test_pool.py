@@ -352,3 +352,16 @@ async def test_queue_path_is_refused(server, tmp_path) -> None:
     assert not (tmp_path / "outbox.db").exists()
     pool = ConnectionPool("app", "127.0.0.1", server.port, queue_path=None)  # no file: nothing to share
     await pool.close()
+
+
+async def test_a_calls_own_timeout_bounds_its_wait_for_a_member(make_pool) -> None:
+    """notify() as the other calls: its ``timeout``, not ``request_timeout``,
+    bounds the wait for a member when every one is taken."""
+    pool = await make_pool(min_connections=1, max_connections=1, acquire_timeout=30, request_timeout=30)
+    held = await pool.acquire()
+    try:
+        for call in (pool.notify, pool.publish, pool.request):
+            with pytest.raises(RequestTimeout):
+                await asyncio.wait_for(call("x", 1, timeout=0.2), WAIT_S)  # a bare TimeoutError: the call kept waiting
+    finally:
+        pool.release(held)
