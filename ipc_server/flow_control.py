@@ -15,13 +15,13 @@ that the pump stays readable; it uses the connection's own fields.
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, Message, decode_message, encode_message
+from ipc_protocol import ErrorCode, Message, decode_message
 from ipc_protocol.protocol import ProtocolState
 
 from .outbound import Backlog
+from .time_left import time_left_ms, with_time_left
 
 if TYPE_CHECKING:
     import asyncio
@@ -86,21 +86,19 @@ class FlowControl:
 
     def _aged(self, entry: Held) -> Any:
         """A held request goes with the time it waited taken off its
-        ``timeout_ms`` (§6.5: never later than its deadline); one whose
-        deadline passed is answered ``timeout`` and never runs. A binary
-        frame (§16) goes as it came, as grace.py sends one."""
+        ``timeout_ms`` (time_left.py); one whose deadline passed is
+        answered ``timeout`` and never runs."""
         timeout_ms = entry.timeout_ms
         if timeout_ms is None:
             return entry.body
-        waited_ms = (self._loop.time() - entry.since) * 1000.0  # type: ignore[union-attr]
-        left = math.ceil(timeout_ms - waited_ms)
+        left = time_left_ms(timeout_ms, entry.since, self._loop.time())  # type: ignore[union-attr]
         if left >= timeout_ms:
             return entry.body
         msg = decode_message(entry.body)  # it was read and checked once already
         if left <= 0:
             self.refuse(msg, ErrorCode.TIMEOUT, f"its {timeout_ms:g} ms passed while it waited for a place (max_inflight_per_connection, docs/protocol.md §12)")
             return None
-        return entry.body if entry.body[:1] == b"\x00" else encode_message(msg.model_copy(update={"timeout_ms": left}))
+        return with_time_left(msg, entry.body, left)[1]
 
     # -- writing: slow consumers (outbound.py) --------------------------------
 

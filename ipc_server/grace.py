@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ipc_protocol import SYSTEM_CHANNEL, ErrorCode, Message, encode_message
+from ipc_protocol import SYSTEM_CHANNEL, ErrorCode, Message
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.restarts import is_replay
 
@@ -34,6 +34,7 @@ from .forwarding import Forwarding
 from .handlers import HandlerCalls
 from .router import HandlerRegistry
 from .stats import ServerStats
+from .time_left import time_left_ms, with_time_left
 
 __all__ = ["Grace"]
 
@@ -148,19 +149,12 @@ class Grace:
         return True
 
     def _aged(self, entry: _Held) -> tuple[Message, bytes]:
-        """The request with the time it waited taken off its ``timeout_ms``
-        (§6.5): the responder is told what is left. A binary frame (§16)
-        goes as it came, its own time unchanged; the server's deadline holds."""
+        """The request with the time it waited taken off its ``timeout_ms`` (time_left.py)."""
         msg = entry.msg
         if msg.timeout_ms is None:
             return msg, entry.body
-        waited_ms = (self.loop.time() - entry.since) * 1000.0
-        left = max(math.ceil(msg.timeout_ms - waited_ms), 1)
-        if left >= msg.timeout_ms:
-            return msg, entry.body
-        msg = msg.model_copy(update={"timeout_ms": left})
-        body = entry.body if entry.body[:1] == b"\x00" else encode_message(msg)
-        return msg, body
+        left = max(time_left_ms(msg.timeout_ms, entry.since, self.loop.time()), 1)  # its expiry is this module's own
+        return (msg, entry.body) if left >= msg.timeout_ms else with_time_left(msg, entry.body, left)
 
     def _drop(self, app: str, number: int) -> _Held | None:
         """Take one held request out of the tables, its deadline with it."""

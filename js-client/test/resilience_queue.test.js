@@ -145,13 +145,19 @@ test('resilience - overflow "drop_oldest" and "drop_lowest_priority": the evicte
   for (const r of await Promise.allSettled([high, mid])) assert.equal(r.reason.code, ErrorCode.NOT_CONNECTED);
 });
 
-test('resilience - persisted one-way messages survive into a second client on the same queuePath', async (t) => {
+/** A client with a queue file of its own, connected, then cut off (its messages queue and persist). */
+async function offlineWithQueueFile(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-resilience-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const queuePath = path.join(dir, 'outbox.bin');
   const { peer, proxy, client } = await setup(t, {}, { queuePath });
   await client.connect();
   await goOffline(client, proxy);
+  return { queuePath, peer, client };
+}
+
+test('resilience - persisted one-way messages survive into a second client on the same queuePath', async (t) => {
+  const { queuePath, peer, client } = await offlineWithQueueFile(t);
   for (let i = 0; i < 4; i++) await client.publish('persist', i, { priority: i % 2, timeout: 10_000 });
   await client.notify('persist.note', 'n', { priority: 2, timeout: 10_000 });
   const request = client.sendRequest('never.persisted', 1, 5000);
@@ -183,12 +189,7 @@ test('resilience - persisted one-way messages survive into a second client on th
 });
 
 test('resilience - persisted messages that do not fit a smaller queue are reported to listeners added after the constructor', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-resilience-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const queuePath = path.join(dir, 'outbox.bin');
-  const { peer, proxy, client } = await setup(t, {}, { queuePath });
-  await client.connect();
-  await goOffline(client, proxy);
+  const { queuePath, peer, client } = await offlineWithQueueFile(t);
   for (let i = 0; i < 3; i++) await client.publish('audit', i, { priority: i, timeout: 10_000 });
   await client.disconnect();
 
