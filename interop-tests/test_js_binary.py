@@ -1,9 +1,10 @@
 """Binary payloads across languages through the real server (docs/protocol.md
 §16): real Node client processes (``node/agent.js`` with ``node/binary_ops.js``)
-and Python clients. Buffers, Uint8Arrays, ArrayBuffers and views sent by
-Node arrive in Python as ``bytes`` and back in Node as Buffers; Python's
-``bytes``, ``bytearray`` and ``memoryview`` arrive in Node as Buffers;
-through responders both ways, the server's in-process handlers, Node to
+and Python clients. Buffers, Uint8Arrays, ArrayBuffers and views (a
+DataView and any typed array: their window's bytes) sent by Node arrive in
+Python as ``bytes`` and back in Node as Buffers; Python's ``bytes``,
+``bytearray`` and ``memoryview`` arrive in Node as Buffers; through
+responders both ways, the server's in-process handlers, Node to
 Node, pub/sub with Python and Node subscribers, and streams of binary
 chunks both ways; zero-length, nested, and at the frame limit (one byte
 over is refused by the Node client before anything is sent).
@@ -31,7 +32,8 @@ def pattern(size: int, seed: int = 0) -> bytes:
 
 
 def spec(size: int, seed: int = 0, kind: str = "buffer") -> dict[str, Any]:
-    """Bytes in a Node command, sent as ``kind`` (buffer, uint8array, arraybuffer, view)."""
+    """Bytes in a Node command, sent as ``kind`` (buffer, uint8array, arraybuffer, view,
+    dataview, or a typed array's name: a window at offset 8 of a larger buffer)."""
     return {"$bytes": {"size": size, "seed": seed, "as": kind}}
 
 
@@ -102,6 +104,29 @@ async def test_python_requests_a_node_responder_and_back(server, node_agent, py_
     served = await agent.wait_event("binServed")
     assert served["payload"] == {"b": desc(pattern(70_000, 5)), "ba": desc(pattern(10, 6)), "mv": desc(pattern(12, 7)), "deep": [[{"x": desc(b"")}]], "n": None}
     assert await caller.request("node.bin", pattern(3), timeout=WAIT_S) == pattern(3)
+
+
+async def test_a_dataview_and_typed_arrays_from_node_arrive_as_the_bytes_of_their_window(server, node_agent, py_client):
+    # Each a window at byte offset 8 of a larger ArrayBuffer (the rest 0xee):
+    # Python gets exactly the window's bytes, as Node's Buffer.from(v.buffer,
+    # v.byteOffset, v.byteLength) takes them, never the buffer around it.
+    responder = await py_client(server.port)
+    seen: list[Any] = []
+
+    async def echo(msg: Message) -> Any:
+        seen.append(msg.payload)
+        return {"got": msg.payload}
+
+    await responder.serve("py.views", echo)
+    agent = await node_agent(server.port)
+    sent = {"dv": spec(9, 4, "dataview"), "pcm": spec(10, 5, "Int16Array"), "nested": [{"f": spec(16, 6, "Float64Array")}], "n": 1}
+    got = await agent.call("binRequest", channel="py.views", payload=sent)
+    assert seen == [{"dv": pattern(9, 4), "pcm": pattern(10, 5), "nested": [{"f": pattern(16, 6)}], "n": 1}]
+    assert got == {"got": {"dv": desc(pattern(9, 4)), "pcm": desc(pattern(10, 5)), "nested": [{"f": desc(pattern(16, 6))}], "n": 1}}
+    # A Node responder answering a DataView and an Int16Array: Python gets their windows' bytes.
+    await agent.call("binServe", channel="node.views", reply={"dv": spec(3, 7, "dataview"), "pcm": spec(6, 8, "Int16Array")})
+    caller = await py_client(server.port)
+    assert await caller.request("node.views", None, timeout=WAIT_S) == {"dv": pattern(3, 7), "pcm": pattern(6, 8)}
 
 
 async def test_node_and_the_server_s_in_process_handler(handler_server, node_agent):

@@ -8,7 +8,9 @@
  * - in a command, `{"$bytes": {"hex": "00ff"}}` or `{"$bytes": {"size": n,
  *   "seed": s}}` (byte i is (i + s) mod 256) anywhere in a payload becomes
  *   bytes, sent as `"as"` says: `buffer` (the default), `uint8array`,
- *   `arraybuffer`, or `view` (a Uint8Array into a larger buffer, offset 3);
+ *   `arraybuffer`, `view` (a Uint8Array into a larger buffer, offset 3),
+ *   `dataview`, or the name of a typed array (`Int16Array`, `Float64Array`...):
+ *   a window at offset 8 of a larger buffer whose other bytes are 0xee;
  * - in a result or an event, every binary value received is
  *   `{"$bytes": {"type": its class, "size": n, "sha256": hex, "hex": its
  *   first 32 bytes}}`, so a test sees that it arrived as a Buffer, and which.
@@ -51,9 +53,27 @@ function materialise(value) {
       backing.set(bytes, 3);
       return backing.subarray(3, 3 + bytes.length);
     }
-    default:
+    case 'dataview':
+      return windowOf(DataView, bytes);
+    default: {
+      const Kind = /^[A-Z][A-Za-z0-9]*Array$/.test(spec.as) ? globalThis[spec.as] : undefined;
+      if (typeof Kind?.BYTES_PER_ELEMENT === 'number') return windowOf(Kind, bytes); // a typed array's constructor
       throw new TypeError(`unknown $bytes kind ${spec.as}`);
+    }
   }
+}
+
+/**
+ * A `Kind` (DataView or a typed array) over `bytes` at byte offset 8 of a
+ * larger ArrayBuffer whose other bytes are 0xee: only the window is the value.
+ * @param {Function} Kind
+ * @param {Buffer} bytes its length a multiple of Kind's element size.
+ * @returns {ArrayBufferView}
+ */
+function windowOf(Kind, bytes) {
+  const backing = new ArrayBuffer(bytes.length + 24);
+  new Uint8Array(backing).fill(0xee).set(bytes, 8);
+  return Kind === DataView ? new DataView(backing, 8, bytes.length) : new Kind(backing, 8, bytes.length / Kind.BYTES_PER_ELEMENT);
 }
 
 /**

@@ -16,7 +16,8 @@
  * `items`, `prefixItems`, `minItems`/`maxItems`, `anyOf`/`oneOf` (read as
  * anyOf), `allOf`, `$ref` into `$defs`/`definitions`, the numeric bounds,
  * `minLength`/`maxLength`/`pattern`, and the formats `date-time`, `date`,
- * `time`, `uuid` and `binary` (pydantic's bytes: a Buffer passes, §16).
+ * `time`, `uuid` and `binary` (pydantic's bytes: a Buffer, any typed array,
+ * a DataView or an ArrayBuffer passes, its length in bytes, §16).
  * Other keywords are ignored: a schema never refuses more than it says, it
  * may accept more. A result is checked as it will be sent (wireForm): a
  * Date as its ISO string, undefined properties dropped, Buffers as bytes.
@@ -285,7 +286,7 @@ function checkString(schema, value, loc, errors) {
   }
 }
 
-/** @private pydantic's bounds of bytes, in bytes. */
+/** @private pydantic's bounds of bytes, in bytes (a view's byteLength, not its element count). */
 function checkBytes(schema, value, loc, errors) {
   const n = value.byteLength;
   if (schema.minLength !== undefined && n < schema.minLength) {

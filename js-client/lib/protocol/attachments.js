@@ -13,9 +13,10 @@
  * itself), where the JSON holds a null: paths are out of band, so no user
  * data can pass for a placeholder (§16.2 item 3).
  *
- * Sending, a Buffer, any Uint8Array or an ArrayBuffer anywhere in a payload
- * goes out as an attachment, written as a view of the caller's memory, not a
- * copy (§16.3); received, each is a Buffer, a view of the frame it came in.
+ * Sending, an ArrayBuffer or any view of one (a Buffer, any typed array, a
+ * DataView: the view's own bytes) anywhere in a payload goes out as an
+ * attachment, written as a view of the caller's memory, not a copy
+ * (§16.3); received, each is a Buffer, a view of the frame it came in.
  * To a peer that did not grant `binary` the bytes go as the tagged base64 of
  * §16.5, the form the server gives such peers.
  */

@@ -2,7 +2,7 @@
 
 /**
  * The walk over a payload for binary attachments (docs/protocol.md §16.3):
- * finding Buffers, Uint8Arrays and ArrayBuffers, taking them out (a null and
+ * finding Buffers, typed arrays, DataViews and ArrayBuffers, taking them out (a null and
  * a path where each was), checking received paths and putting the bytes back,
  * and the tagged base64 form of §16.5. The Node twin of
  * ipc_protocol/payload_paths.py; the binary frame itself is attachments.js.
@@ -18,17 +18,21 @@ const BASE64_TAG = '$base64'; // the key of the object that replaces an attachme
 const hasOwn = Object.prototype.hasOwnProperty;
 
 /**
- * Whether `value` travels as an attachment: a Buffer, any Uint8Array, an ArrayBuffer.
+ * Whether `value` travels as an attachment: an ArrayBuffer, or any view of
+ * one (a Buffer, any typed array, a DataView: `ArrayBuffer.isView`). A view
+ * is its own window of bytes, as `Buffer.from(v.buffer, v.byteOffset,
+ * v.byteLength)` takes it (a multi-byte array's elements in the platform's
+ * byte order), never the whole ArrayBuffer under it.
  * @param {unknown} value
  * @returns {boolean}
  */
 function isBinary(value) {
-  return value instanceof Uint8Array || value instanceof ArrayBuffer;
+  return ArrayBuffer.isView(value) || value instanceof ArrayBuffer;
 }
 
 /**
- * `value`'s bytes as a Buffer sharing its memory (no copy).
- * @param {Uint8Array|ArrayBuffer} value
+ * `value`'s bytes as a Buffer sharing its memory (no copy): a view's window.
+ * @param {ArrayBufferView|ArrayBuffer} value
  * @returns {Buffer}
  */
 function asBuffer(value) {
@@ -40,7 +44,7 @@ function asBuffer(value) {
 /**
  * A digest of a binary value's bytes, for keys that must tell payloads
  * apart (request coalescing) without holding megabytes of base64.
- * @param {Uint8Array|ArrayBuffer} value
+ * @param {ArrayBufferView|ArrayBuffer} value
  * @returns {string}
  */
 function bytesDigest(value) {
@@ -82,7 +86,7 @@ function extractAttachments(payload) {
  * @private
  */
 function holdsBinary(value, ancestors) {
-  if (value instanceof Uint8Array || value instanceof ArrayBuffer) return true;
+  if (isBinary(value)) return true;
   if (typeof value.toJSON === 'function' || ancestors.length >= MAX_JSON_DEPTH || ancestors.includes(value)) return false;
   ancestors.push(value);
   let found = false;

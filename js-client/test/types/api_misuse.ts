@@ -133,7 +133,11 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   const wrongBytes: Received<Upload> = { data: 'aGk=', parts: [] };
   // @ts-expect-error an ArrayBuffer sent arrives as a Buffer
   const wrongParts: Received<Upload> = { data: Buffer.alloc(0), parts: [new ArrayBuffer(1)] };
-  void [wrongBytes, wrongParts];
+  // @ts-expect-error a DataView sent arrives as a Buffer of its bytes
+  const wrongView: Received<{ header: DataView }> = { header: new DataView(new ArrayBuffer(2)) };
+  // @ts-expect-error an Int16Array sent arrives as a Buffer of its bytes, not as numbers
+  const wrongSamples: Received<{ pcm: Int16Array }> = { pcm: [1, 2] };
+  void [wrongBytes, wrongParts, wrongView, wrongSamples];
 
   // -- typed contracts --
   // @ts-expect-error a contract's channel has a request and a response

@@ -642,11 +642,17 @@ export async function services(): Promise<void> {
 // -- binary payloads (docs/protocol.md §16) ------------------------------------------------
 
 export async function binaryPayloads(client: IPCClient, pool: ConnectionPool, lb: LoadBalancedClient): Promise<void> {
-  const bytes: BinaryLike[] = [Buffer.from('a'), new Uint8Array([1]), new ArrayBuffer(2)];
+  const bytes: BinaryLike[] = [Buffer.from('a'), new Uint8Array([1]), new ArrayBuffer(2), new DataView(new ArrayBuffer(4), 1, 2), new Int16Array(2), new Float64Array(1)];
   type Upload = { name: string; data: Uint8Array; parts: ArrayBuffer[] };
   const arrived: Received<Upload> = { name: 'x', data: Buffer.alloc(0), parts: [Buffer.alloc(1)] };
   exact<Buffer>()(arrived.data);
   exact<Buffer[]>()(arrived.parts);
+  type Samples = { pcm: Int16Array; header: DataView; big: BigInt64Array[] };
+  const samples: Received<Samples> = { pcm: Buffer.alloc(4), header: Buffer.alloc(2), big: [Buffer.alloc(8)] };
+  exact<Buffer>()(samples.pcm);
+  exact<Buffer>()(samples.header);
+  exact<Buffer[]>()(samples.big);
+  await client.request('audio.mix', { pcm: new Int16Array(4).subarray(1), header: new DataView(new ArrayBuffer(8), 2) });
   const answer = await client.request<{ thumb: Buffer }>('images.thumb', { image: bytes[0], meta: { w: 64 } });
   exact<Buffer>()(answer.thumb);
   await client.publish('frames', new Uint8Array([0]));
