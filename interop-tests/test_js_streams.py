@@ -1,8 +1,9 @@
 """Streams across languages through the real server (docs/protocol.md §15):
 Python in-process generators and Python responders to Node consumers, Node
-responders to Python consumers, Node to Node; the end, errors mid-stream,
-deadlines, the consumer leaving early, the producer leaving, and a stalled
-consumer that holds up nothing else."""
+responders (``async function*`` and ``function*``) to Python consumers,
+Node to Node; the end, errors mid-stream, deadlines, the consumer leaving
+early, the producer leaving, and a stalled consumer that holds up nothing
+else."""
 
 from __future__ import annotations
 
@@ -65,6 +66,28 @@ async def test_node_responder_streams_to_python(server, node_agent, py_client):
             got.append(item)
     assert got == [0, 1, 2]
     assert (info.value.remote_type, info.value.message) == ("TypeError", "failed after 3")
+
+
+async def test_a_node_function_star_responder_streams_to_python(server, node_agent, py_client):
+    # A sync generator streams as an async one does (and as Python's plain
+    # generators do): within credit, to its end or its error, closed by a cancel.
+    agent = await node_agent(server.port)
+    for kind in ("syncCount", "syncFailAfter", "syncEndless"):
+        await agent.call("serveStream", channel=f"node.{kind}", kind=kind)
+    consumer = await py_client(server.port)
+    assert await collect(consumer.stream("node.syncCount", 700, window=8)) == list(range(700))
+    got: list[int] = []
+    with pytest.raises(HandlerError) as info:
+        async for item in consumer.stream("node.syncFailAfter", 3):
+            got.append(item)
+    assert got == [0, 1, 2]
+    assert (info.value.remote_type, info.value.message) == ("TypeError", "failed after 3")
+    async for item in consumer.stream("node.syncEndless", window=4):
+        if item == 10:
+            break
+    closed = await agent.wait_event("producerClosed")
+    assert closed["aborted"] is True and closed["reason"]["code"] == "cancelled"
+    assert closed["pulled"] <= 11 + 4  # never more than taken plus the window
 
 
 async def test_node_streams_to_node(server, node_agent):

@@ -620,7 +620,8 @@ export interface HealthCheckResult {
 export type MessageHandler<P = any> = (message: Message<P>) => unknown;
 /**
  * A responder: its (resolved) value is the answer; an async iterable (an
- * `async function*`) streams its items (docs/protocol.md §15.6).
+ * `async function*`) or a generator object (a `function*`) streams its
+ * items (docs/protocol.md §15.6). An array is an answer, not a stream.
  */
 export type ServeHandler<P = any> = (message: Message<P>, ctx: ServeContext) => unknown;
 
@@ -755,7 +756,8 @@ export declare class IPCClient extends EventEmitter {
    * Rejects AlreadyServingError if `channelId` is already served by this
    * client (unserve() it first), ForbiddenError on a reserved channel other
    * than `system` itself. The handler gets `(msg, ctx)`: `ctx.signal` aborts
-   * when the requester gives up; an `async function*` streams its items.
+   * when the requester gives up; an `async function*` or a `function*`
+   * streams its items.
    */
   serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<void>;
   /** Once it resolves the server holds no such responder of this client; a serve() still waiting for the connection resolves at once, unsent. */

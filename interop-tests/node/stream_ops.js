@@ -12,7 +12,8 @@
  *                (event streamPaused) until resumeStream / breakStream {tag}; event streamDone
  *   startAbortable {tag, channel, payload, timeoutMs, kind: 'request'|'publish'|'stream'}; abort {tag}
  *                -> event abortDone {tag, error, abortedAt}
- *   serveStream  {channel, kind: 'count'|'endless'|'failAfter'|'stall', size}
+ *   serveStream  {channel, kind: 'count'|'endless'|'failAfter'|'stall', size}: an async function*;
+ *                kind 'syncCount'|'syncEndless'|'syncFailAfter': the same as a function*
  *   serveAbortable {channel, ignore}: a handler that waits for ctx.signal (event handlerAborted)
  */
 
@@ -88,6 +89,28 @@ function streamOps(client, out, describe) {
           yield 'first';
           await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
           report('producerAborted', { reason: describe(ctx.signal.reason), at: wallMs() });
+        };
+      case 'syncCount':
+        return function* (msg) {
+          const n = typeof msg.payload === 'number' ? msg.payload : msg.payload.n;
+          for (let i = 0; i < n; i++) yield item(i);
+        };
+      case 'syncEndless':
+        return function* (msg, ctx) {
+          let pulled = 0;
+          try {
+            for (;;) {
+              pulled++;
+              yield item(pulled - 1);
+            }
+          } finally {
+            report('producerClosed', { pulled, aborted: ctx.signal.aborted, reason: ctx.signal.aborted ? describe(ctx.signal.reason) : null });
+          }
+        };
+      case 'syncFailAfter':
+        return function* (msg) {
+          for (let i = 0; i < msg.payload; i++) yield i;
+          throw new TypeError(`failed after ${msg.payload}`);
         };
       default:
         throw new TypeError(`unknown stream producer kind ${cmd.kind}`);

@@ -19,7 +19,7 @@
 
 const { now } = require('./connection');
 const { reply, replyError } = require('./replies');
-const { isAsyncIterable } = require('./producers');
+const { isStreamResult } = require('./producers');
 const { isThenable } = require('./listeners');
 const { runInTrace } = require('./tracing');
 
@@ -100,7 +100,7 @@ class Admission {
       else host._emitError(err);
       return;
     }
-    if (conn !== null && isAsyncIterable(result)) {
+    if (conn !== null && isStreamResult(result)) {
       const tracked = this._track(from); // a stream holds its handler slot until it ends (§15.6)
       producers.produce(conn, msg, result, ctx, () => this._untrack(tracked));
       return;

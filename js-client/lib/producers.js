@@ -12,8 +12,11 @@
  * the handler gives anyway is not sent (the server no longer waits for it)
  * and is counted (`lateAnswers`, in getMetrics()).
  *
- * A handler that is an `async function*`, or returns any async iterable,
- * streams its items: one is pulled only while credit remains (the
+ * A handler that is an `async function*` or a `function*`, or returns any
+ * async iterable or a generator object, streams its items (as in Python, a
+ * sync generator streams; an array or another sync iterable is a value;
+ * a `function*` is pulled as `for await` would: a promise it yields is
+ * awaited): one is pulled only while credit remains (the
  * request's `window` plus every `credit` since), so the iterator never runs
  * ahead of its consumer; the end is `stream_end`, a failure an error
  * response. A cancel, the connection's loss or an item that cannot be sent
@@ -27,7 +30,7 @@
  * (`exposeStacks`), `_emitError()`.
  */
 
-const { debuglog } = require('node:util');
+const { debuglog, types } = require('node:util');
 const { ErrorCode, IpcError, ConnectionLostError, RequestTimeoutError, AbortError } = require('./errors');
 const { reply, replyError } = require('./replies');
 const { Credit, STREAMS, streamItem, streamEnd, cancelReason } = require('./protocol/streams');
@@ -169,11 +172,12 @@ class Producers {
   }
 
   /**
-   * Streams the items of an async iterable a handler returned, answering
-   * `msg` (§15.3); `done()` when it is over (the admission slot).
+   * Streams the items of what a handler returned (an async iterable or a
+   * sync generator: isStreamResult()), answering `msg` (§15.3); `done()`
+   * when it is over (the admission slot).
    * @param {Connection} conn
    * @param {object} msg
-   * @param {AsyncIterable<unknown>} iterable
+   * @param {AsyncIterable<unknown>|Generator<unknown>} iterable
    * @param {ServeContext} ctx
    * @param {() => void} done
    * @returns {Promise<void>}
@@ -186,7 +190,7 @@ class Producers {
     let ended = false; // the iterator finished (done, or threw): nothing to close
     let busy = null; // its next(), still pending when the stream stopped
     try {
-      iterator = iterable[Symbol.asyncIterator]();
+      iterator = isAsyncIterable(iterable) ? iterable[Symbol.asyncIterator]() : pulled(iterable);
       if (msg.window === undefined || msg.message_type !== 'request' || !conn.features.has(STREAMS)) {
         if (msg.message_type === 'request' && this.answers(msg, ctx)) {
           reply(conn, appId, msg, null, { code: ErrorCode.BAD_REQUEST, message: `the handler of ${msg.channel_id} streams its answer: call stream()` });
@@ -270,7 +274,7 @@ class Producers {
 }
 
 /**
- * Whether a handler's result streams (§15.6): an async iterable.
+ * Whether `result` is an async iterable.
  * @param {unknown} result
  * @returns {boolean}
  */
@@ -278,4 +282,28 @@ function isAsyncIterable(result) {
   return result !== null && typeof result === 'object' && typeof result[Symbol.asyncIterator] === 'function';
 }
 
-module.exports = { Producers, ServeContext, isAsyncIterable };
+/**
+ * Whether a handler's result streams (§15.6): an async iterable (an `async
+ * function*`'s generator...) or a generator object (a `function*`'s), as
+ * Python streams both kinds of generator. Arrays, Sets and other sync
+ * iterables are values.
+ * @param {unknown} result
+ * @returns {boolean}
+ */
+function isStreamResult(result) {
+  return isAsyncIterable(result) || types.isGeneratorObject(result);
+}
+
+/**
+ * A sync generator as the async iterator `for await` makes of it: a
+ * promise it yields is awaited, and return() reaches the generator (its
+ * `finally` runs), so a producer treats it as an `async function*`.
+ * @param {Generator<unknown>} generator
+ * @returns {AsyncGenerator<unknown>}
+ * @private
+ */
+async function* pulled(generator) {
+  return yield* generator;
+}
+
+module.exports = { Producers, ServeContext, isAsyncIterable, isStreamResult };
