@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol import Message, NotConnected, RequestTimeout
 
+from .blocking_iterators import BlockingIterator
 from .client import IPCClient
 from .state import ConnectionState
 from .at_once import is_async_function
@@ -327,6 +328,32 @@ class SyncIPCClient:
 
     def unserve(self, channel: str) -> None:
         self._run(lambda: self._client.unserve(channel))
+
+    def stream(self, channel: str, payload: Any = None, **kwargs: Any) -> BlockingIterator[Any]:
+        """The items a streaming handler yields, as :meth:`IPCClient.stream`
+        (same options), each ``next()`` blocking for one::
+
+            with client.stream("ticks", {"symbol": "ACME"}, timeout=60) as ticks:
+                for item in ticks:
+                    ...
+
+        Leaving the ``with`` or ``close()`` cancels the stream at once; a
+        ``for`` left early, once the iterator is collected."""
+        return BlockingIterator(self, self._loop, self._read(lambda: self._client.stream(channel, payload, **kwargs)))
+
+    def subscription(self, channel: str, **kwargs: Any) -> BlockingIterator[Message]:
+        """The publishes matching ``channel`` as a blocking iterator, as
+        :meth:`IPCClient.subscription` (same options); ``with`` returns once
+        the server acknowledged it, leaving it unsubscribes."""
+        source = self._read(lambda: self._client.subscription(channel, **kwargs))
+        return BlockingIterator(self, self._loop, source, source.start)
+
+    def system(self, action: str, timeout: float | None = None) -> Any:
+        return self._run(lambda: self._client.system(action, timeout))
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Finish what is in flight, then disconnect (docs/resilience.md §12)."""
+        return self._run(lambda: self._client.drain() if timeout is None else self._client.drain(timeout))
 
     # -- introspection --------------------------------------------------------------
 

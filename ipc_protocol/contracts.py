@@ -21,10 +21,12 @@ client's responders alike; Node's mirror is ``js-client/lib/contracts.js``.
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import hashlib
 import inspect
 import json
+import typing
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -174,7 +176,7 @@ def contract_of(fn: Callable[..., Any]) -> Contract | None:
                 (p.name for p in params[1:] if p.kind in _KEYWORD_KINDS and _is_message(_evaluate(p.annotation, namespace))), None
             )
     response = _judge(_evaluate(sig.return_annotation, namespace))
-    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+    if _streams(fn, sig.return_annotation, namespace):
         response = _UNTYPED  # a stream's items go unchecked: its annotation is the iterator's (docs/protocol.md §15.6)
     if isinstance(response, _Unresolved):
         warnings.warn(f"handler {_qualname(fn)}: return annotation {response!r} cannot be resolved; results are not checked", stacklevel=3)
@@ -185,6 +187,18 @@ def contract_of(fn: Callable[..., Any]) -> Contract | None:
         return Contract(None if request is _UNTYPED else request, None if response is _UNTYPED else response, message_param)
     except Exception as exc:  # pydantic cannot build a validator for the type
         raise TypeError(f"handler {_qualname(fn)}: its annotations are not types pydantic can validate: {exc}") from exc
+
+
+def _streams(fn: Callable[..., Any], annotation: Any, namespace: dict[str, Any]) -> bool:
+    """Whether ``fn`` is a stream's producer: a generator function (also
+    an object's ``__call__``), or one annotated to return an iterator
+    (a ``Stream`` it relays, say)."""
+    call = fn if inspect.isroutine(fn) or isinstance(fn, functools.partial) else getattr(type(fn), "__call__", fn)
+    if inspect.isasyncgenfunction(call) or inspect.isgeneratorfunction(call):
+        return True
+    kind = _evaluate(annotation, namespace)
+    kind = typing.get_origin(kind) or kind
+    return isinstance(kind, type) and issubclass(kind, (collections.abc.AsyncIterator, collections.abc.Iterator))
 
 
 def bind(fn: Callable[..., Any]) -> Callable[..., Any]:

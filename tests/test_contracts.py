@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from enum import Enum
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 from unittest.mock import AsyncMock, MagicMock
 
@@ -114,6 +115,22 @@ def test_a_type_pydantic_cannot_validate_fails_at_registration() -> None:
 
     with pytest.raises(TypeError, match="pydantic"):
         bind(handler)
+
+
+def test_a_producer_is_checked_on_its_request_alone_however_it_is_written() -> None:
+    class Producer:  # a callable object whose __call__ is the generator
+        async def __call__(self, order: Order) -> AsyncIterator[Receipt]:
+            yield receipt(order)
+
+    def relays(order: Order) -> AsyncIterator[Receipt]:  # returns another's iterator (a client's Stream, say)
+        return Producer()(order)
+
+    def counts(order: Order) -> Iterator[int]:
+        yield len(order.items)
+
+    for fn in (Producer(), relays, counts):
+        contract = contract_of(fn)
+        assert contract is not None and contract.request is Order and contract.response is None, fn
 
 
 # -- what a typed handler gets and returns -------------------------------------------------

@@ -10,54 +10,13 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from ipc_client import ConnectionState, SyncIPCClient
 from ipc_protocol import ConnectionLost, Message, NoResponders, NotConnected, RequestTimeout
-from ipc_server import IPCServer
 
-WAIT_S = 5.0
-
-
-class ThreadedServer:
-    """An IPCServer on its own loop in a thread, for tests that block."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2, no_responders_grace_s=0)
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(WAIT_S)
-        self.port = self.server.port
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(WAIT_S)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(WAIT_S)
-        self.loop.close()
-
-
-@pytest.fixture
-def tserver() -> Iterator[ThreadedServer]:
-    srv = ThreadedServer()
-
-    async def never(msg: Message) -> None:
-        await asyncio.Event().wait()
-
-    srv.server.add_handler("echo", lambda msg: msg.payload)
-    srv.server.add_handler("never", never)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def sync_client(tserver: ThreadedServer) -> Iterator[SyncIPCClient]:
-    c = SyncIPCClient("app", "127.0.0.1", tserver.port)
-    c.connect()
-    yield c
-    c.close()
+from .sync_support import WAIT_S, ThreadedServer, sync_client, tserver  # noqa: F401 - fixtures
 
 
 def test_blocking_calls(sync_client: SyncIPCClient) -> None:

@@ -1,0 +1,167 @@
+"""An async iterator of the client's loop, read from other threads:
+what :class:`~ipc_client.sync.SyncIPCClient`'s ``stream()`` and
+``subscription()`` return (docs/resilience.md §10).
+
+A plain ``for`` has no hook on ``break`` either, so leaving one early
+closes the iterator only once it is collected; ``with`` or :meth:`close`
+is the sure way. :meth:`close` may come from any thread, also while
+another one waits in ``next()``: that one gets ``StopIteration``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+from ipc_protocol import NotConnected
+
+__all__ = ["BlockingIterator"]
+
+log = logging.getLogger("ipc_client.sync")
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class AsyncSource(Protocol[T_co]):
+    """What the client's iterators (``Stream``, ``SubscriptionIterator``) offer."""
+
+    def __anext__(self) -> Awaitable[T_co]: ...
+
+    def aclose(self) -> Awaitable[None]: ...
+
+
+class Runner(Protocol):
+    """The blocking facade's way onto its loop (``SyncIPCClient``)."""
+
+    def _submit(self, make: Callable[[], Awaitable[Any]]) -> concurrent.futures.Future[Any]: ...
+
+    def _wait(self, fut: concurrent.futures.Future[Any]) -> Any: ...
+
+    def _run(self, make: Callable[[], Awaitable[Any]]) -> Any: ...
+
+
+class _Reading(Generic[T]):
+    """The loop's side, kept apart from the iterator so that the finalizer
+    of a dropped one can close it without referring to it."""
+
+    def __init__(self, source: AsyncSource[T], start: Callable[[], Awaitable[Any]] | None) -> None:
+        self.source = source
+        self.start = start
+        self.task: asyncio.Task[Any] | None = None  # the next() under way, on the loop
+
+    async def next(self) -> tuple[bool, T | None]:
+        self.task = asyncio.current_task()
+        try:
+            return False, await self.source.__anext__()
+        except StopAsyncIteration:  # as a value: an exception of that type may not leave a coroutine's task intact
+            return True, None
+        finally:
+            self.task = None
+
+    async def close(self) -> None:
+        """Stop a next() under way first: an async generator cannot be
+        closed while it runs."""
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        await self.source.aclose()
+
+
+def _dropped(loop: asyncio.AbstractEventLoop, reading: _Reading[Any]) -> None:
+    """An iterator collected unclosed (a ``for`` left by ``break``): close
+    it on its loop without waiting, from whatever thread collected it."""
+
+    def close() -> None:
+        loop.create_task(reading.close()).add_done_callback(_log_failure)
+
+    try:
+        loop.call_soon_threadsafe(close)
+    except RuntimeError:  # the client was closed: its loop ended everything
+        pass
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("closing a dropped iterator failed", exc_info=exc)
+
+
+class BlockingIterator(Iterator[T]):
+    """``for item in it`` blocks for each item; ``with it:`` (which for a
+    subscription returns once the server acknowledged it) or ``close()``
+    ends it at once, with its ``cancel`` or its ``unsubscribe``."""
+
+    def __init__(self, runner: Runner, loop: asyncio.AbstractEventLoop, source: AsyncSource[T], start: Callable[[], Awaitable[Any]] | None = None) -> None:
+        self._runner = runner
+        self._reading = _Reading(source, start)
+        self._next_lock = threading.Lock()  # one next() at a time, as an async iterator takes them
+        self._done = False
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _dropped, loop, self._reading)
+        self._finalizer.atexit = False
+
+    @property
+    def source(self) -> AsyncSource[T]:
+        """The client's async iterator underneath (use it only on its loop)."""
+        return self._reading.source
+
+    def __iter__(self) -> BlockingIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        with self._next_lock:
+            if self._done:
+                raise StopIteration
+            fut = self._runner._submit(self._reading.next)
+            try:
+                result: tuple[bool, T | None] = self._runner._wait(fut)
+            except concurrent.futures.CancelledError:
+                if self._closed:  # close() from another thread stopped this wait
+                    self._done = True
+                    raise StopIteration from None
+                raise
+            except BaseException:
+                self._done = True  # the source ended with this error, or the wait was interrupted and cancelled it
+                raise
+            ended, item = result
+            if ended:
+                self._done = True
+                raise StopIteration
+            return cast(T, item)
+
+    def close(self) -> None:
+        """Leave it: a stream is cancelled at its producer, a subscription
+        withdrawn; what was still buffered is dropped. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer.detach()
+        self._done = True
+        try:
+            self._runner._run(self._reading.close)
+        except NotConnected:
+            pass  # the client is closed: its loop ended the stream or subscription with it
+
+    def __enter__(self) -> BlockingIterator[T]:
+        start = self._reading.start
+        if start is not None:
+            try:
+                self._runner._run(start)
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "ended" if self._done else "open"
+        return f"<BlockingIterator {state} {self._reading.source!r}>"
