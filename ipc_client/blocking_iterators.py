@@ -98,8 +98,17 @@ class BlockingIterator(Iterator[T]):
     subscription returns once the server acknowledged it) or ``close()``
     ends it at once, with its ``cancel`` or its ``unsubscribe``."""
 
-    def __init__(self, runner: Runner, loop: asyncio.AbstractEventLoop, source: AsyncSource[T], start: Callable[[], Awaitable[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        loop: asyncio.AbstractEventLoop,
+        source: AsyncSource[T],
+        start: Callable[[], Awaitable[Any]] | None = None,
+        *,
+        ends_with_client: bool = False,
+    ) -> None:
         self._runner = runner
+        self._ends_with_client = ends_with_client  # a subscription's loop just ends when its client closes, as the async one does
         self._reading = _Reading(source, start)
         self._next_lock = threading.Lock()  # one next() at a time, as an async iterator takes them
         self._done = False
@@ -125,6 +134,11 @@ class BlockingIterator(Iterator[T]):
             except concurrent.futures.CancelledError:
                 if self._closed:  # close() from another thread stopped this wait
                     self._done = True
+                    raise StopIteration from None
+                raise
+            except NotConnected:
+                self._done = True
+                if self._ends_with_client:
                     raise StopIteration from None
                 raise
             except BaseException:

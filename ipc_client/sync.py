@@ -20,13 +20,13 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ipc_protocol import Message, NotConnected, RequestTimeout
 
 from .blocking_iterators import BlockingIterator
 from .client import IPCClient
+from .handler_thread import HandlerThread
 from .state import ConnectionState
 from .at_once import is_async_function
 
@@ -70,11 +70,11 @@ async def _shutdown_and_stop(client: IPCClient) -> None:
         asyncio.get_running_loop().stop()
 
 
-def _abandoned(loop: asyncio.AbstractEventLoop, client: IPCClient, workers: ThreadPoolExecutor) -> None:
+def _abandoned(loop: asyncio.AbstractEventLoop, client: IPCClient, workers: HandlerThread) -> None:
     """A client dropped unclosed: stop its loop and connection. The garbage
     collector may call this on any thread, the loop's too, so it never waits."""
     log.debug("a SyncIPCClient was dropped without close(): closing it")
-    workers.shutdown(wait=False)
+    workers.shutdown()
     try:
         loop.call_soon_threadsafe(lambda: loop.create_task(_shutdown_and_stop(client)))
     except RuntimeError:  # the loop is closed already
@@ -106,7 +106,7 @@ class SyncIPCClient:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=_run_loop, args=(self._loop,), name=f"ipc-client-{app_id}", daemon=True)
         self._thread.start()
-        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipc-client-handlers")
+        self._workers = HandlerThread(f"ipc-client-handlers-{app_id}")
         self._wrappers: dict[tuple[str, int], list[Callable[[Message], Any]]] = {}
         # ``_closed`` and ``_pending`` change together under ``_lock``: a call
         # is either refused or submitted before close() stops the loop, and
@@ -234,7 +234,7 @@ class SyncIPCClient:
             shutdown.result()
         finally:
             self._stop_loop()
-            self._workers.shutdown(wait=False)
+            self._workers.shutdown()
             with self._lock:
                 leftovers, self._pending = self._pending, set()
             for fut in leftovers:
@@ -346,7 +346,7 @@ class SyncIPCClient:
         :meth:`IPCClient.subscription` (same options); ``with`` returns once
         the server acknowledged it, leaving it unsubscribes."""
         source = self._read(lambda: self._client.subscription(channel, **kwargs))
-        return BlockingIterator(self, self._loop, source, source.start)
+        return BlockingIterator(self, self._loop, source, source.start, ends_with_client=True)
 
     def system(self, action: str, timeout: float | None = None) -> Any:
         return self._run(lambda: self._client.system(action, timeout))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from ipc_client import SyncIPCClient
 from ipc_protocol import HandlerError, Message, NotConnected, RequestTimeout
 
+from .conftest import ROOT
 from .sync_support import WAIT_S, ThreadedServer, sync_client, tserver  # noqa: F401 - fixtures
 
 
@@ -163,3 +166,59 @@ def test_system_and_drain_block(tserver: ThreadedServer) -> None:
             client.request("echo", 1)
     finally:
         client.close()
+
+
+def test_closing_the_client_ends_a_subscriptions_loop_in_another_thread(tserver: ThreadedServer) -> None:
+    client = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    client.connect()
+    sub = client.subscription("news")
+    sub.__enter__()
+    outcome: list[Any] = []
+
+    def read() -> None:
+        try:
+            outcome.extend(sub)
+            outcome.append("ended")
+        except BaseException as exc:  # noqa: BLE001 - what the reader saw is the point
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    until_waiting(client)
+    client.close()
+    reader.join(WAIT_S)
+    assert outcome == ["ended"]  # as IPCClient.subscription()'s loop ends on disconnect()
+
+
+def until_waiting(client: SyncIPCClient) -> None:
+    """Until a thread's next() is under way on the client's loop."""
+    pause = threading.Event()
+    for _ in range(int(WAIT_S / 0.01)):
+        if client._pending:
+            return
+        pause.wait(0.01)
+    raise AssertionError("no next() under way")
+
+
+CHILD = """
+import sys
+from ipc_client import SyncIPCClient
+client = SyncIPCClient("app", "127.0.0.1", int(sys.argv[1]))
+client.connect()
+quiet = client.subscription("never")
+quiet.__enter__()
+started = __import__("threading").Event()
+def handler(msg):
+    started.set()
+    next(quiet)  # waits for a publish that never comes
+client.subscribe("go", handler)
+client.publish("go", 1, ack=True)
+started.wait(5)
+print("main done", flush=True)
+"""
+
+
+def test_a_handler_blocked_at_exit_does_not_hold_the_process(tserver: ThreadedServer) -> None:
+    done = subprocess.run([sys.executable, "-c", CHILD, str(tserver.port)], capture_output=True, text=True, timeout=15, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "main done"
