@@ -22,6 +22,8 @@ import importlib
 import os
 from typing import Any
 
+from ipc_protocol.messages import exception_text
+
 __all__ = ["api_loaded", "load", "available", "start", "start_served", "current_span", "ids_of", "end", "attach", "detach"]
 
 SYSTEM = "ipc-bridge"
@@ -176,7 +178,7 @@ def end(span: Any, failure: BaseException | None = None) -> None:
         code = getattr(failure, "code", None)
         error_type = getattr(code, "value", code) if code is not None else type(failure).__qualname__
         span.set_attribute("error.type", str(error_type))
-        span.set_status(_trace.Status(_trace.StatusCode.ERROR, str(failure)))
+        span.set_status(_trace.Status(_trace.StatusCode.ERROR, exception_text(failure)))  # never raises: its __str__ may
     span.end()
 
 

@@ -17,6 +17,8 @@ __all__ = [
     "response_to",
     "error_response",
     "error_info_from_exception",
+    "exception_text",
+    "sendable_text",
 ]
 
 
@@ -77,27 +79,69 @@ def error_response(request: Message, code: ErrorCode | str, message: str, **fiel
     )
 
 
+def sendable_text(text: str) -> str:
+    """``text`` as the wire can carry it (valid Unicode, _json.py): a lone
+    surrogate (``"\\ud800"``, from a bad decode) is escaped as Python writes
+    it, ``\\ud800``, rather than failing the frame it goes in."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)``, never raising and sendable: an exception whose
+    ``__str__`` fails is ``<unprintable ValueError object>``, as the
+    traceback module once wrote it."""
+    try:
+        return sendable_text(str(exc))
+    except Exception:  # noqa: BLE001 - its own __str__ failed
+        return f"<unprintable {_text(type(exc).__name__)} object>"
+
+
+def _text(value: object) -> str:
+    """Any value an exception carries (a code, a type name, a message) as sendable text."""
+    try:
+        return sendable_text(value if value.__class__ is str else str(value))
+    except Exception:  # noqa: BLE001 - its own __str__ failed
+        return f"<unprintable {type(value).__name__} object>"
+
+
+def _stack(exc: BaseException) -> str | None:
+    try:
+        return sendable_text("".join(traceback.format_exception(exc)))
+    except Exception:  # noqa: BLE001 - a stack that cannot be written is not sent
+        return None
+
+
 def error_info_from_exception(exc: BaseException, *, include_stack: bool) -> ErrorInfo:
-    """Describe a handler's exception for the wire.
+    """Describe a handler's exception for the wire; never raises.
 
     A :class:`RemoteError` raised on purpose keeps its code (a handler may
     raise ``Forbidden``); anything else is ``handler_error`` with the type's name.
+    Its text is always sendable (:func:`exception_text`); its ``details``
+    are as given: ``replies.failure_reply`` drops those that cannot be sent.
     """
-    stack = "".join(traceback.format_exception(exc)) if include_stack else None
+    stack = _stack(exc) if include_stack else None
     if isinstance(exc, RemoteError):
+        try:
+            message = _text(exc.message)
+        except Exception:  # noqa: BLE001 - its argument's __str__ failed
+            message = f"<unprintable {_text(type(exc).__name__)} object>"
         return ErrorInfo.model_construct(
-            code=str(exc.code),
-            message=exc.message,
+            code=_text(exc.code),
+            message=message,
             details=exc.details,
-            remote_type=exc.remote_type or type(exc).__name__,
-            remote_stack=stack or exc.remote_stack,
+            remote_type=_text(exc.remote_type or type(exc).__name__),
+            remote_stack=stack or (None if exc.remote_stack is None else _text(exc.remote_stack)),
         )
     # Anything else, the bridge's own local errors included (a handler whose
     # downstream call timed out), is the handler's failure, not the caller's.
     return ErrorInfo.model_construct(
         code=str(ErrorCode.HANDLER_ERROR),
-        message=str(exc),
+        message=exception_text(exc),
         details=None,
-        remote_type=type(exc).__name__,
+        remote_type=_text(type(exc).__name__),
         remote_stack=stack,
     )
