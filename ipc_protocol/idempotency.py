@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import Any
 
+from .headers import check_headers
+
 __all__ = ["IDEMPOTENCY_HEADER", "MAX_IDEMPOTENCY_KEY_LENGTH", "check_key", "key_problem", "keyed_headers", "request_digest"]
 
 # A header rather than an envelope field: headers already travel to
@@ -44,7 +46,7 @@ def check_key(key: object) -> str:
 
 def keyed_headers(headers: dict[str, str] | None, key: object) -> dict[str, str]:
     """A request's headers with its idempotency key added (the caller's dict is not changed)."""
-    return {**(headers or {}), IDEMPOTENCY_HEADER: check_key(key)}
+    return {**(check_headers(headers) if headers is not None else {}), IDEMPOTENCY_HEADER: check_key(key)}
 
 
 def request_digest(channel: str, payload: Any) -> bytes:
