@@ -42,6 +42,7 @@ from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
 from .registration import Registration
 from .subscriptions import Handler, Subscriptions
+from .timeouts import check_timeout
 from .tls import client_tls
 from .tracing import outgoing, spanned, traced
 
@@ -268,13 +269,12 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             QueueFull: the offline queue refused or evicted it.
             CircuitOpen: the circuit breaker is open (and no fallback is set).
         """
+        timeout = check_timeout(timeout, self.request_timeout)
         if coalesce or cache_ttl is not None:  # docs/resilience.md §11: the call itself made by SharedCalls, or not at all
             send = functools.partial(self.send_request, channel, payload, timeout=timeout, headers=headers, priority=priority, on_disconnect=on_disconnect, idempotency_key=idempotency_key)
             return await self._shared.request(send, channel, payload, coalesce=coalesce, cache_ttl=cache_ttl, timeout=timeout)
         validate_channel(channel)
         self._drain.check()
-        if timeout is None:
-            timeout = self.request_timeout
         conn, outbox = self._link.conn, self._outbox
         if idempotency_key is not None:
             headers = keyed_headers(headers, idempotency_key)
@@ -308,7 +308,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         Returns once written, or once accepted into the offline queue."""
         validate_channel(channel)
         self._drain.check()
-        deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
+        deadline = asyncio.get_running_loop().time() + check_timeout(timeout, self.request_timeout)
         msg = Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers)
         await self._outbox.submit(msg, deadline, reply=False, priority=priority, on_disconnect=on_disconnect)
 
@@ -326,7 +326,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._drain.check()
         if is_reserved(channel):
             raise Forbidden(f"channel {channel!r} is reserved for the server")
-        deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
+        deadline = asyncio.get_running_loop().time() + check_timeout(timeout, self.request_timeout)
         want_ack = ack and not self.legacy
         if not want_ack and (conn := self._outbox.sendable()) is not None:  # the hot path: no Message built (Calls.publish)
             await self._calls.publish(conn, channel, data, headers, deadline)

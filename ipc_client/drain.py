@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from ipc_protocol import NotConnected
 
 from . import tracing
+from .timeouts import check_timeout
 
 if TYPE_CHECKING:
     from .admission import Admission
@@ -56,6 +57,7 @@ class Drain:
             raise NotConnected("the client is draining (drain()): it starts no new calls")
 
     async def run(self, timeout: float) -> bool:
+        timeout = check_timeout(timeout, DEFAULT_DRAIN_TIMEOUT_S)
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         if self._done is not None:  # a drain is under way: the same outcome

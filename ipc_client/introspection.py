@@ -16,6 +16,7 @@ from ipc_protocol.messages import ping_request
 from .calls import Calls
 from .connection import ClientConnection
 from .state import ConnectionState
+from .timeouts import check_timeout
 
 if TYPE_CHECKING:
     from .circuit_breaker import Breakers
@@ -113,7 +114,7 @@ class ClientIntrospection:
         """Ask the ``system`` channel: the server's own actions (``stats``,
         ``channels``, ``services``, ``ping``), or any other action of whoever
         serves ``system`` in this app (docs/protocol.md §8)."""
-        deadline = asyncio.get_running_loop().time() + (self.request_timeout if timeout is None else timeout)
+        deadline = asyncio.get_running_loop().time() + check_timeout(timeout, self.request_timeout)
         conn = await self._link.ready(deadline)
         msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {"action": action})
         return (await self._calls.call(conn, msg, deadline)).payload

@@ -29,6 +29,7 @@ from .balanced_subscriptions import BalancedSubscriptions, refusal, tally
 from .balancer import Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
+from .timeouts import check_timeout
 
 __all__ = ["LoadBalancedClient", "FAILOVER_CODES", "SERVER_DOWN_CODES"]
 
@@ -199,7 +200,7 @@ class LoadBalancedClient:
         Each server is tried at most once per call."""
         self._check_started()
         loop = asyncio.get_running_loop()
-        total = self.request_timeout if timeout is None else timeout
+        total = check_timeout(timeout, self.request_timeout)
         deadline = loop.time() + total
         tried: set[Server] = set()
         last: IPCError | None = None

@@ -38,6 +38,7 @@ from .client import Handler, IPCClient
 from .pool_core import Member, PoolCore
 from .pool_metrics import sum_metrics
 from .pool_plan import pick_shared
+from .timeouts import check_timeout
 
 __all__ = ["ConnectionPool", "DEFAULT_ACQUIRE_TIMEOUT_S", "DEFAULT_IDLE_TIMEOUT_S"]
 
@@ -247,7 +248,7 @@ class ConnectionPool(PoolCore):
     async def _on_member(self, timeout: float | None, fn: Callable[[IPCClient, float], Awaitable[T]]) -> T:
         """Acquire within the call's deadline, then call with what is left of it."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
+        deadline = loop.time() + check_timeout(timeout, self.request_timeout)
         client = await self.acquire(min(self.acquire_timeout, max(deadline - loop.time(), 0)))
         try:
             return await fn(client, max(deadline - loop.time(), 0.001))

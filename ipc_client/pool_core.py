@@ -23,6 +23,7 @@ from .client import IPCClient
 from .pool_metrics import fold_retired
 from .pool_plan import OPEN_FAILED, PoolSettings, plan_pool
 from .pool_registrations import PoolRegistrations
+from .timeouts import check_timeout
 
 __all__ = ["Member", "PoolCore", "Waiter"]
 
@@ -124,7 +125,7 @@ class PoolCore:
         ``shared`` counting the caller."""
         self._check_open()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.acquire_timeout if timeout is None else timeout)
+        deadline = loop.time() + check_timeout(timeout, self.acquire_timeout)
         while True:
             waiter = Waiter(loop.create_future(), shared, deadline)
             self._waiters.append(waiter)

@@ -20,6 +20,7 @@ from ipc_protocol import ErrorCode, IPCError, NotConnected, RequestTimeout
 from .latency import LatencyWindow
 from .load_balanced_client import LoadBalancedClient
 from .pool import _refuse_queue_path
+from .timeouts import check_timeout
 
 __all__ = ["ServiceClient"]
 
@@ -198,6 +199,7 @@ class ServiceClient:
             IPCError: the call's failure, as :meth:`LoadBalancedClient.send_request` raises it.
         """
         svc = self._service(service)
+        timeout = check_timeout(timeout)
         started = time.monotonic()
         try:
             if not svc.ready:  # its start counts against the call's deadline

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ from ipc_protocol.streams import CANCEL, DEFAULT_WINDOW, STREAMS, Window, cancel
 
 from .calls import Calls, budget_ms
 from .connection import ClientConnection
+from .timeouts import check_timeout
 
 if TYPE_CHECKING:
     from .drain import Drain
@@ -262,6 +262,6 @@ class Streaming:
         validate_channel(channel)
         self._drain.check()  # none while draining (docs/resilience.md §12)
         for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
-            if value is not None and not (value > 0 and math.isfinite(value)):  # infinite: none is None
+            if check_timeout(value, None, name) is not None and not value > 0:  # type: ignore[operator]  # infinite: none is None
                 raise ValueError(f"{name} must be a positive, finite number of seconds or None")
         return Stream(self._streams.consume(channel, payload, timeout=timeout, idle_timeout=idle_timeout, window=Window(window), headers=headers))

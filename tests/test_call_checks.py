@@ -1,18 +1,23 @@
 """A call's own arguments checked before anything is sent, as the Node
 client checks them: ``headers`` must map strings to strings (a
 ``MessageError``, never a frame the server refuses by closing the
-connection and every call in flight on it)."""
+connection and every call in flight on it); ``timeout`` must be a finite
+number of seconds or None (a ``TypeError`` or ``ValueError`` naming it,
+never one from inside the client)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from collections.abc import Awaitable, Callable
+from fractions import Fraction
 from typing import Any
 
 import pytest
 
-from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient, MessageError
+from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient, MessageError, ServiceClient
+from ipc_client.timeouts import check_timeout
 from ipc_protocol.headers import check_headers
 
 from .conftest import WAIT_S
@@ -111,3 +116,88 @@ async def test_pool_and_load_balanced_calls_refuse_bad_headers(server) -> None:
             with pytest.raises(MessageError, match="headers.n: must be a string"):
                 await call("svc", None, timeout=WAIT_S, headers={"n": 1})
         assert await lb.request("svc", timeout=WAIT_S) == "ok"
+
+
+BAD_TIMEOUTS: list[tuple[Any, type[Exception], str]] = [
+    (math.nan, ValueError, "timeout must be a finite number of seconds (None: the default), got nan"),
+    (math.inf, ValueError, "timeout must be a finite number of seconds (None: the default), got inf"),
+    (-math.inf, ValueError, "timeout must be a finite number of seconds (None: the default), got -inf"),
+    (10**400, ValueError, "timeout must be a finite number of seconds"),
+    ("1", TypeError, "timeout must be a number of seconds (None: the default), got str '1'"),
+    (True, TypeError, "timeout must be a number of seconds (None: the default), got bool True"),
+]
+
+
+@pytest.mark.parametrize(("timeout", "error", "text"), BAD_TIMEOUTS)
+def test_check_timeout_refuses(timeout: Any, error: type[Exception], text: str) -> None:
+    with pytest.raises(error) as info:
+        check_timeout(timeout, 30.0)
+    assert str(info.value).startswith(text) and type(info.value) is error
+
+
+def test_check_timeout_takes_numbers_and_none_for_the_default() -> None:
+    assert check_timeout(None, 30.0) == 30.0 and check_timeout(None) is None
+    assert check_timeout(2, 30.0) == 2.0 and check_timeout(0.5) == 0.5 and check_timeout(Fraction(1, 4)) == 0.25
+    assert check_timeout(0, 30.0) == 0.0 and check_timeout(-1) == -1.0  # a deadline already passed: the call's business
+    with pytest.raises(TypeError, match="^idle_timeout must be"):
+        check_timeout("1", None, "idle_timeout")
+
+
+def _timed_calls(timeout: Any) -> dict[str, Callable[[Any], Awaitable[Any]]]:
+    async def stream(c: Any, **kwargs: Any) -> None:
+        async with c.stream("svc", None, **kwargs) as items:
+            async for _ in items:
+                pass
+
+    return {
+        "request": lambda c: c.request("svc", None, timeout=timeout),
+        "send_request": lambda c: c.send_request("svc", None, timeout=timeout),
+        "coalesced": lambda c: c.send_request("svc", None, timeout=timeout, coalesce=True),
+        "cached": lambda c: c.request("svc", None, timeout=timeout, cache_ttl=5),
+        "keyed": lambda c: c.send_request("svc", None, timeout=timeout, idempotency_key="k"),
+        "publish": lambda c: c.publish("topic", None, timeout=timeout),
+        "publish_ack": lambda c: c.publish("topic", None, timeout=timeout, ack=True),
+        "notify": lambda c: c.notify("svc", None, timeout=timeout),
+        "stream": lambda c: stream(c, timeout=timeout),
+        "stream_idle": lambda c: stream(c, idle_timeout=timeout),
+        "system": lambda c: c.system("stats", timeout=timeout),
+    }
+
+
+@pytest.mark.parametrize(("timeout", "error", "text"), BAD_TIMEOUTS)
+async def test_every_call_refuses_a_bad_timeout_before_sending(server, make_client, timeout: Any, error: type[Exception], text: str) -> None:
+    ran: list[Any] = []
+    server.add_handler("svc", lambda m: ran.append(m))
+    client = await make_client()
+    for name, call in _timed_calls(timeout).items():
+        with pytest.raises(error) as info:
+            await call(client)
+        wanted = text.replace("timeout", "idle_timeout", 1) if name == "stream_idle" else text
+        assert str(info.value).startswith(wanted), name
+    with pytest.raises(error):
+        await client.drain(timeout=timeout)
+    assert client.connected and ran == [] and len(client._calls) == 0
+    assert await client.request("svc", None, timeout=None) is None and len(ran) == 1  # None: the default
+
+
+async def test_pool_load_balanced_and_service_calls_refuse_a_bad_timeout(server) -> None:
+    server.add_handler("svc", lambda m: "ok")
+    async with ConnectionPool("app", "127.0.0.1", server.port, min_connections=1) as pool:
+        for call in (pool.request, pool.send_request, pool.notify, pool.publish):
+            with pytest.raises(ValueError, match="^timeout must be a finite number"):
+                await call("svc", None, timeout=math.nan)
+        with pytest.raises(TypeError, match="^timeout must be a number"):
+            await pool.acquire("1")  # type: ignore[arg-type]
+        assert await pool.request("svc", timeout=WAIT_S) == "ok"
+    async with LoadBalancedClient("app", [("127.0.0.1", server.port)], health_check_interval=None) as lb:
+        for call in (lb.request, lb.send_request, lb.notify, lb.publish):
+            with pytest.raises(ValueError, match="^timeout must be a finite number"):
+                await call("svc", None, timeout=math.inf)
+        assert await lb.request("svc", timeout=WAIT_S) == "ok"
+    gateway = ServiceClient({"s": {"host": "127.0.0.1", "port": server.port}}, app_id="app")
+    try:
+        with pytest.raises(TypeError, match="^timeout must be a number"):
+            await gateway.request("s", "svc", timeout="1")  # type: ignore[arg-type]
+        assert await gateway.request("s", "svc", timeout=WAIT_S) == "ok"
+    finally:
+        await gateway.shutdown()

@@ -1,0 +1,42 @@
+"""A call's ``timeout`` argument, checked where the call is made.
+
+Every call that takes a timeout reads it here, so a value that is not one
+fails at once with a ``TypeError`` or ``ValueError`` naming it (as Node's
+``checkTimeout``, js-client/lib/call_options.js), instead of an error from
+deep inside (``int(nan)``, a comparison of a string) or, for a one-way
+message, no error at all. ``None`` keeps meaning the default.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import overload
+
+__all__ = ["check_timeout"]
+
+
+@overload
+def check_timeout(value: object, default: float, name: str = "timeout") -> float: ...
+
+
+@overload
+def check_timeout(value: object, default: None = None, name: str = "timeout") -> float | None: ...
+
+
+def check_timeout(value: object, default: float | None = None, name: str = "timeout") -> float | None:
+    """``value`` in seconds, ``default`` when it is None. TypeError when it is
+    not a number (a string, a bool), ValueError when it is NaN or infinite.
+    What a finite number means (zero or less: the deadline has passed) is
+    the call's business."""
+    if value is None:
+        return default
+    if value.__class__ is not float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise TypeError(f"{name} must be a number of seconds (None: the default), got {type(value).__name__} {value!r:.40}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past a double's range
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} must be a finite number of seconds (None: the default), got {value!r:.40}")
+    return seconds
