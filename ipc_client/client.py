@@ -285,7 +285,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
         submit: Callable[[], Awaitable[Message | None]] = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)  # noqa: E731
         if idempotency_key is not None:
-            submit = functools.partial(resend_on_loss, submit, self._sm, lambda: self._link.conn, deadline, on_disconnect or outbox.on_disconnect, self._metrics)
+            submit = functools.partial(resend_on_loss, submit, self._sm, lambda: self._link.conn, deadline, on_disconnect or outbox.on_disconnect, self._metrics, outbox)
         if self._breakers is None:
             return await submit()  # type: ignore[return-value]
         return await self._breakers.guard(msg, submit, self._metrics.failed)  # type: ignore[arg-type]

@@ -94,8 +94,11 @@ class Drain:
             pass  # the deadline came first: disconnect() ends the rest
 
     def _busy(self) -> bool:
-        admission = self._admission
-        return bool(len(self._calls) or self._outbox.queue or self._outbox.replaying or admission.tasks or admission.held or len(self._streams))
+        """Whether anything is in flight. A keyed request counts from start to
+        end (``outbox.keyed``): between a loss and its resend it is in
+        neither the pending table nor the queue, yet it will be settled."""
+        admission, outbox = self._admission, self._outbox
+        return bool(len(self._calls) or outbox.queue or outbox.replaying or outbox.keyed or admission.tasks or admission.held or len(self._streams))
 
     async def _settle(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
         """Wait until nothing is in flight (True) or the deadline (False)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ipc_protocol import ConnectionLost, RequestTimeout
 from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, check_key, keyed_headers
@@ -22,6 +22,9 @@ from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, check_key, keyed_header
 from .connection import ClientConnection
 from .metrics import ClientMetrics
 from .state import ConnectionState, StateMachine
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
 
 __all__ = ["IDEMPOTENCY_HEADER", "check_key", "keyed_headers", "resend_on_loss"]
 
@@ -35,6 +38,7 @@ async def resend_on_loss(
     deadline: float,
     policy: str,
     metrics: ClientMetrics | None = None,
+    outbox: Outbox | None = None,
 ) -> T:
     """``attempt()`` again each time it fails with ``ConnectionLost``, until
     it ends otherwise or ``deadline`` (loop time) passes.
@@ -44,7 +48,22 @@ async def resend_on_loss(
     ``attempt()`` queues the request; once it has given up, ``attempt()``
     raises ``NotConnected``. ``metrics``: the attempt counted the loss as a
     failed call; a resent call is not over, so that count is taken back
-    (the call counts once, in how it ends, as Node's does)."""
+    (the call counts once, in how it ends, as Node's does). ``outbox``
+    counts the call in its ``keyed`` from start to end: between a loss and
+    the resend it is in neither the pending table nor the queue, and
+    ``drain()`` must still wait for it."""
+    if outbox is not None:
+        outbox.keyed += 1
+    try:
+        return await _resend(attempt, state, current, deadline, policy, metrics)
+    finally:
+        if outbox is not None:
+            outbox.keyed -= 1
+
+
+async def _resend(
+    attempt: Callable[[], Awaitable[T]], state: StateMachine, current: Callable[[], ClientConnection | None], deadline: float, policy: str, metrics: ClientMetrics | None
+) -> T:
     loop = asyncio.get_running_loop()
     while True:
         try:

@@ -33,7 +33,10 @@ class Outbox:
     ``connected`` returns the client's connection when connected, else None;
     ``wire`` what the latest handshake agreed, (legacy, max_send).
     ``replaying`` is true from the moment a replay is due until it ends: new
-    calls queue behind it, so nothing overtakes the queue."""
+    calls queue behind it, so nothing overtakes the queue. ``keyed`` counts
+    the keyed requests under way (``idempotency.resend_on_loss``): a loss
+    sends each back here, so ``drain()`` waits for them, the moment between
+    the loss and the resend included."""
 
     def __init__(
         self,
@@ -54,6 +57,7 @@ class Outbox:
         self._sm = state
         self._wire = wire
         self.replaying = False
+        self.keyed = 0
         self.path = path
         self._calls = calls
         self._metrics = metrics

@@ -5,6 +5,7 @@ the client closes."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from ipc_protocol import ConnectionLost, Message, NotConnected
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
+from .faultproxy import FaultProxy
+from .test_idempotency import Gated
 
 
 async def until(predicate: Any) -> None:
@@ -118,3 +121,40 @@ async def test_two_drains_share_one_and_a_closed_client_drains_at_once(server: I
     assert client.connected
     with pytest.raises(ValueError):
         await client.drain(timeout=0)
+
+
+
+@pytest.mark.parametrize("back", [True, False], ids=["server back", "server away"])
+async def test_a_keyed_request_whose_connection_drops_mid_drain_is_waited_for(back: bool) -> None:
+    """Between its loss and its resend a keyed request is in neither the
+    pending table nor the queue; the drain still waits for it (one that
+    looked then saw nothing and disconnected, failing it with not_connected).
+    Resent and answered, the drain is clean; cut by the deadline, it is not."""
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as server:
+        handler = Gated()
+        server.add_handler("jobs.run", handler)
+        proxy = await FaultProxy("127.0.0.1", server.port).start()
+        client = IPCClient("app", "127.0.0.1", proxy.port, initial_delay=0.01, max_delay=0.05)
+        try:
+            await client.connect()
+            call = asyncio.ensure_future(client.request("jobs.run", 1, idempotency_key="k", timeout=WAIT_S))
+            await asyncio.wait_for(handler.entered.wait(), WAIT_S)
+            draining = asyncio.ensure_future(client.drain(timeout=WAIT_S if back else 0.3))
+            await asyncio.sleep(0)
+            proxy.refuse(not back)
+            proxy.cut()
+            await asyncio.sleep(0)  # the proxy closes its sockets
+            time.sleep(0.03)  # the drain's next look is due when the loss is read: both in one turn of the loop
+            if back:
+                await until(lambda: server.stats.idempotency["joined"] == 1)  # the resend joined the run
+                handler.gate.set()
+                assert await asyncio.wait_for(call, WAIT_S) == {"echo": 1}
+                assert await asyncio.wait_for(draining, WAIT_S) is True
+            else:
+                assert await asyncio.wait_for(draining, WAIT_S) is False
+                with pytest.raises(NotConnected):  # as disconnect() ends a queued call
+                    await asyncio.wait_for(call, WAIT_S)
+                handler.gate.set()
+        finally:
+            await client.disconnect()
+            await proxy.close()

@@ -8,6 +8,7 @@ tests/test_idempotency.py)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
@@ -171,7 +172,12 @@ async def test_a_loss_noticed_past_the_deadline_ends_the_keyed_request_with_its_
     # Connected on paper, the socket already gone: the deadline passes while the client has not noticed.
     state.set(ConnectionState.CONNECTING)
     state.set(ConnectionState.CONNECTED)
+    outbox = SimpleNamespace(keyed=0)
+    waiting = asyncio.ensure_future(resend_on_loss(lost, state, lambda: None, loop.time() + 0.05, "wait", None, outbox))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert outbox.keyed == 1  # counted while it waits, in neither the pending table nor the queue (drain())
     with pytest.raises(RequestTimeout):
-        await resend_on_loss(lost, state, lambda: None, loop.time() + 0.05, "wait")
+        await waiting
+    assert outbox.keyed == 0
     with pytest.raises(ConnectionLost):  # on_disconnect="fail": the loss itself
         await resend_on_loss(lost, state, lambda: None, loop.time() - 0.001, "fail")

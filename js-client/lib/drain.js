@@ -20,7 +20,7 @@
  *
  * The Python client's `ipc_client/drain.py` is the same. Host interface
  * (the IPCClient that owns it): `_calls` (`pending`), `_outbox` (`queue`,
- * `replaying`), `_admission` (`running`, `heldCount`), `_streams` (`size`),
+ * `replaying`, `keyed`), `_admission` (`running`, `heldCount`), `_streams` (`size`),
  * `_subs` (`responders`, `subscriptions`, `unserve()`, `unsubscribe()`),
  * `disconnect()`.
  */
@@ -114,10 +114,16 @@ class Drain {
     }
   }
 
-  /** @returns {boolean} whether anything is still in flight. @private */
+  /**
+   * Whether anything is still in flight. A keyed request counts from start
+   * to end (`outbox.keyed`): between a loss and its resend it is in neither
+   * the pending table nor the queue, yet it will be settled.
+   * @returns {boolean}
+   * @private
+   */
   _busy() {
     const { _calls: calls, _outbox: outbox, _admission: admission, _streams: streams } = this.host;
-    return calls.pending.size > 0 || outbox.queue.size > 0 || outbox.replaying !== null || admission.running > 0 || admission.heldCount > 0 || streams.size > 0;
+    return calls.pending.size > 0 || outbox.queue.size > 0 || outbox.replaying !== null || outbox.keyed > 0 || admission.running > 0 || admission.heldCount > 0 || streams.size > 0;
   }
 
   /**

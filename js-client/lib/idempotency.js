@@ -55,15 +55,37 @@ function keyedHeaders(headers, key) {
  * it ends otherwise or the deadline passes. `policy` is the call's
  * `onDisconnect`: 'fail' asked not to wait for a connection, so the loss is
  * thrown. While the client reconnects `attempt()` queues the request; once
- * it has given up, `attempt()` rejects with not_connected.
+ * it has given up, `attempt()` rejects with not_connected. The host's
+ * outbox counts the call in its `keyed` from start to end: between a loss
+ * and the resend it is in neither the pending table nor the queue, and
+ * drain() must still wait for it.
  * @template T
- * @param {object} host the IPCClient (`_state`, `_conn`, `once()`).
+ * @param {object} host the IPCClient (`_state`, `_outbox`, `once()`).
  * @param {() => Promise<T>} attempt
  * @param {number} deadline monotonic ms.
  * @param {string} policy
  * @returns {Promise<T>}
  */
 async function resendOnLoss(host, attempt, deadline, policy) {
+  const outbox = host._outbox;
+  outbox.keyed++;
+  try {
+    return await resend(host, attempt, deadline, policy);
+  } finally {
+    outbox.keyed--;
+  }
+}
+
+/**
+ * resendOnLoss() without the count.
+ * @template T
+ * @param {object} host
+ * @param {() => Promise<T>} attempt
+ * @param {number} deadline
+ * @param {string} policy
+ * @returns {Promise<T>}
+ */
+async function resend(host, attempt, deadline, policy) {
   for (;;) {
     try {
       return await attempt();

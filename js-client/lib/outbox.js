@@ -50,6 +50,8 @@ class Outbox {
     this.store = options.queuePath === null ? null : new QueueStore(options.queuePath);
     /** The connection the queue is being replayed on, or null. */
     this.replaying = null;
+    /** Keyed requests under way (lib/idempotency.js resendOnLoss()): a loss sends each back here, so drain() waits for them. */
+    this.keyed = 0;
     this._timer = null;
     this._timerAt = Infinity;
   }

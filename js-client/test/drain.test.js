@@ -8,6 +8,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { ErrorCode } = require('..');
+const { ConnectionLostError } = require('../lib/errors');
 const { waitFor, nextReceived, until } = require('./helpers');
 const { proxiedClient } = require('./proxied');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
@@ -94,4 +95,25 @@ test('drain - what outlives the deadline ends as a disconnect ends it; two drain
   await failed;
   assert.equal(await client.drain(), true); // closed: nothing to do
   await assert.rejects(client.drain({ timeout: 0 }), TypeError);
+});
+
+test('drain - a keyed request between its loss and its resend is waited for, and answered once reconnected', async (t) => {
+  const { proxy, client, held } = await setup(t);
+  const keyed = client.request('jobs', 1, { idempotencyKey: 'k', timeout: 5000 });
+  await until(() => held.length === 1);
+  const draining = client.drain({ timeout: 5000 });
+  let looks = 0;
+  const busy = client._drain._busy.bind(client._drain);
+  client._drain._busy = () => (looks++, busy());
+  // The socket is gone and the call failed, but the client has not seen the
+  // loss yet: the call waits for it, in neither the pending table nor the queue.
+  client._calls.failAll(new ConnectionLostError('the connection was lost'));
+  const seen = looks;
+  await until(() => looks >= seen + 2, 2000, 'the drain to look twice more');
+  assert.equal(client.state, 'connected'); // still waiting for the keyed call
+  proxy.cut();
+  await until(() => held.length === 2);
+  held[1].reply('done');
+  assert.equal(await keyed, 'done');
+  assert.equal(await draining, true);
 });

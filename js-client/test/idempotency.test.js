@@ -109,12 +109,16 @@ test('idempotency - a loss noticed past the deadline ends the keyed request with
   const lost = async () => {
     throw new ConnectionLostError('the connection was lost');
   };
-  const err = await resendOnLoss({ _state: 'disconnected' }, lost, performance.now() - 1, 'wait').catch((e) => e);
+  const err = await resendOnLoss({ _state: 'disconnected', _outbox: { keyed: 0 } }, lost, performance.now() - 1, 'wait').catch((e) => e);
   assert.equal(err.code, 'timeout');
   assert.ok(err.cause instanceof ConnectionLostError);
   // Connected on paper, the socket already gone: the deadline passes before the client notices.
   const host = new EventEmitter();
   host._state = 'connected';
-  await assert.rejects(resendOnLoss(host, lost, performance.now() + 50, 'wait'), { code: 'timeout' });
+  host._outbox = { keyed: 0 };
+  const waiting = resendOnLoss(host, lost, performance.now() + 50, 'wait');
+  assert.equal(host._outbox.keyed, 1); // counted while it waits, in neither the pending table nor the queue (drain())
+  await assert.rejects(waiting, { code: 'timeout' });
   await assert.rejects(resendOnLoss(host, lost, performance.now() - 1, 'fail'), { code: 'connection_lost' });
+  assert.equal(host._outbox.keyed, 0);
 });
