@@ -51,24 +51,37 @@ async def resend_on_loss(
     (the call counts once, in how it ends, as Node's does). ``outbox``
     counts the call in its ``keyed`` from start to end: between a loss and
     the resend it is in neither the pending table nor the queue, and
-    ``drain()`` must still wait for it."""
+    ``drain()`` must still wait for it. It is also told the loss a resend
+    outlived (``resend_cause``, taken by the submit the attempt starts
+    with): a resend whose deadline passes in the offline queue fails with
+    ``RequestTimeout`` whose ``__cause__`` is that loss (docs/resilience.md §3)."""
     if outbox is not None:
         outbox.keyed += 1
     try:
-        return await _resend(attempt, state, current, deadline, policy, metrics)
+        return await _resend(attempt, state, current, deadline, policy, metrics, outbox)
     finally:
         if outbox is not None:
             outbox.keyed -= 1
 
 
 async def _resend(
-    attempt: Callable[[], Awaitable[T]], state: StateMachine, current: Callable[[], ClientConnection | None], deadline: float, policy: str, metrics: ClientMetrics | None
+    attempt: Callable[[], Awaitable[T]],
+    state: StateMachine,
+    current: Callable[[], ClientConnection | None],
+    deadline: float,
+    policy: str,
+    metrics: ClientMetrics | None,
+    outbox: Outbox | None,
 ) -> T:
     loop = asyncio.get_running_loop()
+    last: ConnectionLost | None = None
     while True:
+        if outbox is not None:
+            outbox.resend_cause = last  # attempt() starts with the outbox's submit, which takes it
         try:
             return await attempt()
         except ConnectionLost as loss:
+            last = loss
             if policy == "fail":
                 raise
             if loop.time() >= deadline:  # it outlives losses until its deadline, which is what ended it

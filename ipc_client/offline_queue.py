@@ -38,6 +38,7 @@ class QueuedCall:
     message: Any
     waiter: Any = None  # the caller's future, for requests; None for one-way messages
     store_id: int | None = None
+    cause: BaseException | None = None  # a keyed request's resend: the connection loss it was queued again after
     seq: int = 0
     queued: bool = field(default=False, repr=False)
 

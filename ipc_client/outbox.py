@@ -36,7 +36,9 @@ class Outbox:
     calls queue behind it, so nothing overtakes the queue. ``keyed`` counts
     the keyed requests under way (``idempotency.resend_on_loss``): a loss
     sends each back here, so ``drain()`` waits for them, the moment between
-    the loss and the resend included."""
+    the loss and the resend included; ``resend_cause`` is the loss the
+    resend now submitted outlived, the cause of its timeout if it expires
+    in the queue (docs/resilience.md §3)."""
 
     def __init__(
         self,
@@ -58,6 +60,7 @@ class Outbox:
         self._wire = wire
         self.replaying = False
         self.keyed = 0
+        self.resend_cause: BaseException | None = None
         self.path = path
         self._calls = calls
         self._metrics = metrics
@@ -77,6 +80,7 @@ class Outbox:
 
     async def submit(self, msg: Message, deadline: float, *, reply: bool, priority: int, on_disconnect: str | None) -> Message | None:
         """Send ``msg`` now, or queue it while the connection is being (re)made."""
+        cause, self.resend_cause = self.resend_cause, None  # set for this call alone (a keyed resend's)
         conn = self.sendable()
         if conn is not None:
             if reply:
@@ -94,9 +98,9 @@ class Outbox:
         if offline and (policy == "fail" or self.queue.max_size == 0):
             self._metrics.failed()
             raise NotConnected(f"not connected ({state.value}) and the call asked to fail fast")
-        return await self._enqueue(msg, deadline, reply=reply, priority=priority)
+        return await self._enqueue(msg, deadline, reply=reply, priority=priority, cause=cause)
 
-    async def _enqueue(self, msg: Message, deadline: float, *, reply: bool, priority: int) -> Message | None:
+    async def _enqueue(self, msg: Message, deadline: float, *, reply: bool, priority: int, cause: BaseException | None) -> Message | None:
         """Queue ``msg``; with ``reply``, wait for its answer once replayed."""
         legacy, max_send = self._wire()
         loop = asyncio.get_running_loop()
@@ -107,7 +111,7 @@ class Outbox:
         if max_send is not None and len(body) > max_send:
             raise FrameTooLarge(len(body), max_send)
         waiter: asyncio.Future[Message] | None = loop.create_future() if reply else None
-        entry = QueuedCall(priority=priority, deadline=deadline, size=len(body) + 4, message=msg, waiter=waiter)
+        entry = QueuedCall(priority=priority, deadline=deadline, size=len(body) + 4, message=msg, waiter=waiter, cause=cause)
         try:
             evicted = self.queue.push(entry)
         except QueueFull:
@@ -207,6 +211,7 @@ class Outbox:
             if not entry.waiter.done():
                 if error is None:
                     error = RequestTimeout(f"request on {msg.channel_id!r} timed out in the offline queue")
+                    error.__cause__ = entry.cause  # a keyed resend: the loss that queued it again
                 entry.waiter.set_exception(error)
             return
         self._metrics.failed()

@@ -115,6 +115,28 @@ async def test_on_disconnect_fail_does_not_resend(start, client) -> None:
         await proxy.close()
 
 
+async def test_a_keyed_request_that_expires_in_the_queue_has_the_loss_as_its_cause(start, client) -> None:
+    # docs/resilience.md §3: a keyed request whose deadline passes while its
+    # connection is down fails with RequestTimeout, its __cause__ the loss;
+    # here the loss is noticed at once and the resend waits in the queue.
+    server = await start()
+    handler = Gated()
+    server.add_handler("jobs.run", handler)
+    proxy = await FaultProxy("127.0.0.1", server.port).start()
+    try:
+        c = await client(proxy.port, initial_delay=0.01, max_delay=0.05)
+        call = asyncio.ensure_future(c.request("jobs.run", 1, idempotency_key="k", timeout=0.5))
+        await asyncio.wait_for(handler.entered.wait(), WAIT_S)
+        proxy.refuse(True)
+        proxy.cut()
+        with pytest.raises(RequestTimeout, match="offline queue") as info:
+            await asyncio.wait_for(call, WAIT_S)
+        assert isinstance(info.value.__cause__, ConnectionLost)
+        handler.gate.set()
+    finally:
+        await proxy.close()
+
+
 async def test_load_balanced_failover_with_a_key_runs_once(start) -> None:
     # Two routes to one server: the call goes through the first (a proxy),
     # which is cut while the handler runs; the client fails over to the

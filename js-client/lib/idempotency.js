@@ -58,7 +58,10 @@ function keyedHeaders(headers, key) {
  * it has given up, `attempt()` rejects with not_connected. The host's
  * outbox counts the call in its `keyed` from start to end: between a loss
  * and the resend it is in neither the pending table nor the queue, and
- * drain() must still wait for it.
+ * drain() must still wait for it. The outbox is also told the loss a
+ * resend outlived (`resendCause`, while the attempt starts): a resend whose
+ * deadline passes in the offline queue rejects with timeout, its `.cause`
+ * that loss (docs/resilience.md §3).
  * @template T
  * @param {object} host the IPCClient (`_state`, `_outbox`, `once()`).
  * @param {() => Promise<T>} attempt
@@ -86,11 +89,21 @@ async function resendOnLoss(host, attempt, deadline, policy) {
  * @returns {Promise<T>}
  */
 async function resend(host, attempt, deadline, policy) {
+  const outbox = host._outbox;
+  let last = null;
   for (;;) {
     try {
-      return await attempt();
+      let pending;
+      outbox.resendCause = last; // the entry attempt() queues, if it does, takes it
+      try {
+        pending = attempt();
+      } finally {
+        outbox.resendCause = null;
+      }
+      return await pending;
     } catch (err) {
       if (!(err instanceof ConnectionLostError) || policy === 'fail') throw err;
+      last = err;
       // A keyed request outlives losses until its deadline; past it, the deadline is what ended it.
       if (performance.now() >= deadline) throw timedOut(err);
       // The socket is gone but the client has not seen it yet: wait until it does.

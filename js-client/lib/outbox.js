@@ -34,6 +34,7 @@ const { markReplay } = require('./protocol/restarts');
  * @property {boolean} persisted also in the queue file.
  * @property {Function|null} resolve
  * @property {Function|null} reject
+ * @property {Error|null} [cause] a keyed request's resend: the connection loss it was queued again after.
  */
 
 /**
@@ -52,6 +53,8 @@ class Outbox {
     this.replaying = null;
     /** Keyed requests under way (lib/idempotency.js resendOnLoss()): a loss sends each back here, so drain() waits for them. */
     this.keyed = 0;
+    /** The loss the keyed resend now being submitted outlived (set by resendOnLoss() around its start): the cause of its timeout in the queue. */
+    this.resendCause = null;
     this._timer = null;
     this._timerAt = Infinity;
   }
@@ -81,7 +84,7 @@ class Outbox {
     const limit = this.host._sendLimit ?? this.host.options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
     if (size > limit) throw new FrameTooLargeError(size, limit);
     /** @type {QueuedCall} */
-    const entry = { id: msg.message_id, priority, bytes: HEADER_SIZE_BYTES + size, deadline, msg, expectReply, persisted: false, resolve: null, reject: null };
+    const entry = { id: msg.message_id, priority, bytes: HEADER_SIZE_BYTES + size, deadline, msg, expectReply, persisted: false, resolve: null, reject: null, cause: this.resendCause };
     const { accepted, evicted } = this.queue.push(entry);
     for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue to make room'));
     if (!accepted) {
@@ -241,7 +244,9 @@ class Outbox {
   /** @private */
   _expire() {
     for (const entry of this.queue.expire(now())) {
-      this._drop(entry, 'expired', new RequestTimeoutError(`no connection for ${entry.msg.channel_id} before its deadline (it waited in the offline queue)`));
+      const err = new RequestTimeoutError(`no connection for ${entry.msg.channel_id} before its deadline (it waited in the offline queue)`);
+      if (entry.cause) err.cause = entry.cause; // a keyed resend: the loss that queued it again
+      this._drop(entry, 'expired', err);
     }
   }
 

@@ -15,7 +15,8 @@ const { IPCClient } = require('..');
 const { EventEmitter } = require('node:events');
 const { IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, keyedHeaders, keyProblem, resendOnLoss } = require('../lib/idempotency');
 const { ConnectionLostError } = require('../lib/errors');
-const { ROOT, Peer, nextReceived, waitFor } = require('./helpers');
+const { ROOT, Peer, nextReceived, waitFor, until } = require('./helpers');
+const { proxiedClient } = require('./proxied');
 
 const SPEC = JSON.parse(fs.readFileSync(path.join(ROOT, 'interop-tests', 'spec', 'idempotency.json'), 'utf8'));
 
@@ -121,4 +122,19 @@ test('idempotency - a loss noticed past the deadline ends the keyed request with
   await assert.rejects(waiting, { code: 'timeout' });
   await assert.rejects(resendOnLoss(host, lost, performance.now() - 1, 'fail'), { code: 'connection_lost' });
   assert.equal(host._outbox.keyed, 0);
+});
+
+test('idempotency - a keyed resend that expires in the offline queue rejects with timeout, the loss as its cause', async (t) => {
+  const held = [];
+  const { proxy, client } = await proxiedClient(t, { onRequest: (msg, conn, reply) => held.push(reply) });
+  client.on('error', () => {});
+  await client.connect();
+  const call = client.sendRequest('jobs.run', 1, { idempotencyKey: 'k', timeout: 300 });
+  await until(() => held.length === 1);
+  proxy.refuse(true); // the server stays away: the resend waits in the queue until its deadline
+  proxy.cut();
+  const err = await call.catch((e) => e);
+  assert.equal(err.code, 'timeout');
+  assert.match(err.message, /offline queue/);
+  assert.ok(err.cause instanceof ConnectionLostError);
 });
