@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -187,6 +188,8 @@ class Breakers:
         self.options = options
         self._emit = emit
         self._breakers: dict[str, CircuitBreaker] = {}
+        # The answers fallbacks gave, by identity (a message's own hash reads its payload, maybe unhashable).
+        self._fallback_answers: weakref.WeakValueDictionary[int, Message] = weakref.WeakValueDictionary()
 
     def _on_change(self, breaker: CircuitBreaker, old: CircuitState) -> None:
         """Each transition is an event: ``circuit_open``, ``circuit_half_open``, ``circuit_closed``."""
@@ -203,6 +206,10 @@ class Breakers:
     def snapshots(self) -> dict[str, dict[str, Any]]:
         return {key: breaker.snapshot() for key, breaker in self._breakers.items()}
 
+    def from_fallback(self, reply: Message) -> bool:
+        """Whether ``reply`` is an answer the fallback gave (the response cache stores none, docs/resilience.md §11)."""
+        return self._fallback_answers.get(id(reply)) is reply
+
     async def guard(self, msg: Message, call: Callable[[], Awaitable[Message]], refused: Callable[[], None]) -> Message:
         """``call()`` through the breaker of ``msg``'s channel; while it is
         open, the fallback's answer or CircuitOpen (``refused()`` told)."""
@@ -216,7 +223,9 @@ class Breakers:
             result = self.options.fallback(msg.channel_id, msg.payload, exc)
             if inspect.isawaitable(result):
                 result = await result
-            return result if isinstance(result, Message) else response_to(msg, result)
+            answer = result if isinstance(result, Message) else response_to(msg, result)
+            self._fallback_answers[id(answer)] = answer
+            return answer
         try:
             reply = await call()
         except RemoteError as exc:  # an answer (a TooLarge is a ProtocolError too)

@@ -73,15 +73,17 @@ class SharedCalls:
         if ttl is not None and (hit := self.cache.get(key)) is not None:
             return hit
         reply = await (self._join(key, send, channel, timeout) if coalesce else send())
-        if ttl is not None and self._from_service(channel):
+        if ttl is not None and self._storable(channel, reply):
             self.cache.put(key, reply, ttl)  # only answers: an error was raised above
         return reply
 
-    def _from_service(self, channel: str) -> bool:
-        """Whether an answer came from the service: not while its circuit is
-        open or half open, when it may be the breaker's fallback."""
+    def _storable(self, channel: str, reply: Message) -> bool:
+        """Whether an answer is the service's, given while its circuit is
+        closed. Never the breaker's fallback: the state now does not tell
+        (a fallback still running when a trial call closed the circuit
+        answers after), so the breaker says which answers its fallback gave."""
         breakers = self._breakers()
-        return breakers is None or breakers.get(channel).state is CircuitState.CLOSED
+        return breakers is None or (not breakers.from_fallback(reply) and breakers.get(channel).state is CircuitState.CLOSED)
 
     async def _join(self, key: str, send: Callable[[], Awaitable[Message]], channel: str, timeout: float | None) -> Message:
         shared = self._inflight.get(key)

@@ -220,3 +220,40 @@ async def test_a_circuit_breaker_fallback_is_not_cached(make_client: Any) -> Non
     assert await caller.request("nobody", 1, cache_ttl=60) == {"fallback": True}
     assert await caller.request("nobody", 1, cache_ttl=60) == {"fallback": True}
     assert caller.metrics()["cache_size"] == 0
+
+
+async def test_a_fallback_that_answers_after_the_circuit_closed_is_not_cached(make_client: Any) -> None:
+    """The answer is the fallback's because the call found the circuit open,
+    whatever the state when it returns: here a trial call closed the circuit
+    while the fallback ran. Neither its caller nor one that joined it stores it."""
+    from ipc_client import CircuitBreakerOptions
+
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def fallback(channel: str, payload: Any, exc: Exception) -> Any:
+        if payload == 1:
+            entered.set()
+            await gate.wait()
+        return {"fallback": True}
+
+    options = CircuitBreakerOptions(failure_threshold=1, reset_timeout=0.05, success_threshold=1, fallback=fallback)
+    caller = await make_client(circuit_breaker=options)
+    with pytest.raises(NoResponders):  # opens the circuit
+        await caller.request("svc", 0)
+    responder = await make_client()
+    handler = Counting()
+    await responder.serve("svc", handler)
+    first = asyncio.ensure_future(caller.request("svc", 1, cache_ttl=60, coalesce=True))
+    await asyncio.wait_for(entered.wait(), WAIT_S)
+    joined = asyncio.ensure_future(caller.request("svc", 1, cache_ttl=60, coalesce=True))
+    async with asyncio.timeout(WAIT_S):  # a trial call once the reset timeout passed closes it
+        while await caller.request("svc", 2) == {"fallback": True}:
+            await asyncio.sleep(0.01)
+    assert caller.circuit_breakers()["svc"]["state"] == "closed"
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(first, joined), WAIT_S) == [{"fallback": True}] * 2
+    assert caller.metrics()["cache_size"] == 0
+    calls = handler.calls
+    assert await caller.request("svc", 1, cache_ttl=60) == {"n": calls + 1, "echo": 1}  # from the service, and now stored
+    assert caller.metrics()["cache_size"] == 1

@@ -286,6 +286,8 @@ class Breakers {
     this._onChange = onChange;
     /** @type {Map<string, CircuitBreaker>} */
     this._breakers = new Map();
+    /** @type {WeakSet<object>} the answers fallbacks gave */
+    this._fallbackAnswers = new WeakSet();
   }
 
   /**
@@ -324,7 +326,19 @@ class Breakers {
       throw err;
     }
     const result = await fallback(channelId, payload, err);
-    return isMessage(result) ? result : buildMessage('response', msg.app_id, channelId, result, { reply_to: msg.message_id });
+    const answer = isMessage(result) ? result : buildMessage('response', msg.app_id, channelId, result, { reply_to: msg.message_id });
+    this._fallbackAnswers.add(answer);
+    return answer;
+  }
+
+  /**
+   * Whether `reply` is an answer the fallback gave (the response cache
+   * stores none, docs/resilience.md §11).
+   * @param {object} reply
+   * @returns {boolean}
+   */
+  fromFallback(reply) {
+    return this._fallbackAnswers.has(reply);
   }
 
   /**

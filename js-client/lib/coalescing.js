@@ -14,7 +14,7 @@
  * reused for that long. Mirrors ipc_client/coalescing.py.
  *
  * Host interface (the IPCClient that owns it): `options` (`requestTimeout`,
- * `cacheMaxEntries`), `_calls` (`sendRequest()`), `_breakers` (`for()`), `_metrics`.
+ * `cacheMaxEntries`), `_calls` (`sendRequest()`), `_breakers` (`for()`, `fromFallback()`), `_metrics`.
  */
 
 const { MAX_TIMER_MS } = require('./constants');
@@ -112,20 +112,24 @@ class SharedCalls {
       if (hit !== undefined) return hit;
     }
     const reply = await (coalesce ? this._join(key, send, rest, ms, channelId) : send(rest));
-    if (ttl !== undefined && this._fromService(channelId)) this.cache.put(key, reply, ttl); // only answers: an error was thrown above
+    if (ttl !== undefined && this._storable(channelId, reply)) this.cache.put(key, reply, ttl); // only answers: an error was thrown above
     return reply;
   }
 
   /**
-   * Whether an answer came from the service: not while its circuit is open
-   * or half open, when it may be the breaker's fallback.
+   * Whether an answer is the service's, given while its circuit is closed.
+   * Never the breaker's fallback: the state now does not tell (a fallback
+   * still running when a trial call closed the circuit answers after), so
+   * the breaker says which answers its fallback gave.
    * @param {string} channelId
+   * @param {object} reply
    * @returns {boolean}
    * @private
    */
-  _fromService(channelId) {
-    const breaker = this.host._breakers.for(channelId);
-    return breaker === null || breaker.state === CircuitState.CLOSED;
+  _storable(channelId, reply) {
+    const breakers = this.host._breakers;
+    const breaker = breakers.for(channelId);
+    return breaker === null || (!breakers.fromFallback(reply) && breaker.state === CircuitState.CLOSED);
   }
 
   /**

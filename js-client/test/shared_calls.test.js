@@ -196,3 +196,37 @@ test('cache - a circuit breaker fallback is not cached', async (t) => {
   assert.deepEqual(await client.request('svc', 1, { cacheTtl: 60000 }), { fallback: true });
   assert.equal(client.getMetrics().cacheSize, 0);
 });
+
+test('cache - a fallback that answers after the circuit closed is not cached, by its caller or one that joined it', async (t) => {
+  let release;
+  let entered;
+  const gate = new Promise((resolve) => (release = resolve));
+  const inFallback = new Promise((resolve) => (entered = resolve));
+  const fallback = async (channel, payload) => {
+    if (payload === 1) {
+      entered();
+      await gate;
+    }
+    return { fallback: true };
+  };
+  const { peer, client } = await setup(t, { circuitBreaker: { failureThreshold: 1, resetTimeout: 50, successThreshold: 1, fallback } });
+  peer.fail = true;
+  peer.failCode = 'no_responders';
+  await assert.rejects(client.request('svc', 0), { code: ErrorCode.NO_RESPONDERS }); // opens the circuit
+  peer.fail = false;
+  const first = client.request('svc', 1, { cacheTtl: 60000, coalesce: true });
+  await inFallback;
+  const joined = client.request('svc', 1, { cacheTtl: 60000, coalesce: true });
+  const deadline = performance.now() + 5000; // a trial call once the reset timeout passed closes it
+  while ((await client.request('svc', 2)).fallback === true) {
+    assert.ok(performance.now() < deadline, 'the circuit did not close');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.equal(client.circuitBreakers().svc.state, 'closed');
+  release();
+  assert.deepEqual(await Promise.all([first, joined]), [{ fallback: true }, { fallback: true }]);
+  assert.equal(client.getMetrics().cacheSize, 0);
+  const answered = await client.request('svc', 1, { cacheTtl: 60000 }); // from the service, and now stored
+  assert.equal(answered.echo, 1);
+  assert.equal(client.getMetrics().cacheSize, 1);
+});
