@@ -17,12 +17,14 @@ Spans follow the messaging semantic conventions: ``messaging.system`` is
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import importlib
 import os
 from typing import Any
 
 from ipc_protocol.messages import exception_text
+from ipc_protocol.codes import ErrorCode
 
 __all__ = ["api_loaded", "load", "available", "start", "start_served", "current_span", "ids_of", "end", "attach", "detach"]
 
@@ -173,9 +175,11 @@ def ids_of(span: Any) -> tuple[str, str, str, str | None]:
 
 
 def end(span: Any, failure: BaseException | None = None) -> None:
-    """End ``span``; a failure sets its status and ``error.type`` (the error code when it has one)."""
+    """End ``span``; a failure sets its status and ``error.type``: the error
+    code when it has one, ``cancelled`` for a cancelled task (the code of a
+    caller giving up, Node's ``AbortError``'s), else the exception's type."""
     if failure is not None:
-        code = getattr(failure, "code", None)
+        code = ErrorCode.CANCELLED if isinstance(failure, asyncio.CancelledError) else getattr(failure, "code", None)
         error_type = getattr(code, "value", code) if code is not None else type(failure).__qualname__
         span.set_attribute("error.type", str(error_type))
         span.set_status(_trace.Status(_trace.StatusCode.ERROR, exception_text(failure)))  # never raises: its __str__ may

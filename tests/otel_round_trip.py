@@ -61,6 +61,16 @@ async def round_trip() -> dict[str, Any]:
             await middle.serve("outer", outer)
             await middle.serve("fail", fail)
             await middle.serve("hang", hang)
+            entered, stopped = asyncio.Event(), asyncio.Event()
+
+            async def stuck(msg: Any) -> Any:
+                entered.set()
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    stopped.set()
+
+            await middle.serve("stuck", stuck)
             await back.serve("inner", lambda m: m.payload + 1)
             await back.subscribe("news", lambda m: delivered.set_result(tracing.current_trace_id()))
             result = await caller.request("outer", 1, timeout=10)
@@ -73,6 +83,11 @@ async def round_trip() -> dict[str, Any]:
             except Exception:  # noqa: BLE001
                 pass
             await asyncio.wait_for(cancelled.wait(), 10)
+            call = asyncio.ensure_future(caller.request("stuck", timeout=10))  # its caller cancels it (§15.4)
+            await asyncio.wait_for(entered.wait(), 10)
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+            await asyncio.wait_for(stopped.wait(), 10)
             await caller.publish("news", {"n": 1}, ack=True)
             trace_in_subscriber = await asyncio.wait_for(delivered, 10)
     return {"result": result, "failed": failed, "trace_in_subscriber": trace_in_subscriber}

@@ -336,15 +336,21 @@ def test_spans_begin_with_the_first_message_after_a_provider_is_set() -> None:
     pytest.importorskip("opentelemetry.sdk.trace")
     spans = _round_trip("--sdk", "--sdk-later")["spans"]
     assert sorted(s["name"] for s in spans) == sorted(
-        ["request outer", "serve outer", "request inner", "serve inner", "request fail", "serve fail", "request hang", "serve hang", "publish news", "deliver news"]
+        ["request outer", "serve outer", "request inner", "serve inner", "request fail", "serve fail", "request hang", "serve hang", "request stuck", "serve stuck", "publish news", "deliver news"]
     )
 
 
 def test_opentelemetry_spans_form_one_tree_per_trace() -> None:
     pytest.importorskip("opentelemetry.sdk.trace")
     spans = {s["name"]: s for s in _round_trip("--sdk")["spans"]}
-    assert set(spans) == {"request outer", "serve outer", "request inner", "serve inner", "request fail", "serve fail", "request hang", "serve hang", "publish news", "deliver news"}
+    assert set(spans) == {
+        "request outer", "serve outer", "request inner", "serve inner", "request fail", "serve fail",
+        "request hang", "serve hang", "request stuck", "serve stuck", "publish news", "deliver news",
+    }  # fmt: skip
     assert spans["serve hang"]["status"] == "ERROR" and spans["serve hang"]["attributes"]["error.type"] == "cancelled"  # ended when its requester gave up
+    assert spans["request hang"]["attributes"]["error.type"] == "timeout"
+    # A cancelled task is `cancelled`, the code of a caller giving up, as Node's aborted call (AbortError) is.
+    assert [spans[n]["attributes"]["error.type"] for n in ("request stuck", "serve stuck")] == ["cancelled", "cancelled"]
     chain = [spans[n] for n in ("request outer", "serve outer", "request inner", "serve inner")]
     assert [s["kind"] for s in chain] == ["CLIENT", "SERVER", "CLIENT", "SERVER"]
     assert len({s["trace_id"] for s in chain}) == 1 and chain[0]["parent_id"] is None
