@@ -23,8 +23,8 @@ import importlib
 import os
 from typing import Any
 
-from ipc_protocol.messages import exception_text
 from ipc_protocol.codes import ErrorCode
+from ipc_protocol.messages import exception_text
 
 __all__ = ["api_loaded", "load", "available", "start", "start_served", "current_span", "ids_of", "end", "attach", "detach"]
 
