@@ -83,6 +83,7 @@ def test_the_declarations_compile_with_the_usage_file_and_refuse_each_misuse(nod
     text = offline_declarations(node, declarations)
     assert '"shop.quote": { request: QuoteRequest; response: Quote };' in text
     assert 'export type Currency = "EUR" | "USD";' in text
+    assert '"shop.checksum": { request: Buffer; response: Buffer };' in text  # bytes arrive as a Buffer
 
     modules = {"ipc-bridge-client": ROOT / "js-client" / "index.d.ts", "shop-api": declarations}
     usage = compile_ts(node, typescript, tmp_path, TYPES / "usage.ts", modules, lib_check=True)  # the declarations themselves too
@@ -105,7 +106,7 @@ async def test_declarations_from_the_live_server_equal_those_written_offline(ser
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), WAIT_S)
     assert proc.returncode == 0, err.decode()
-    assert "3 channels written" in err.decode()
+    assert "4 channels written" in err.decode()
     offline = offline_declarations(node, tmp_path / "offline.d.ts")
     # The first line names the source (the server's address, or the file); the rest is the same.
     assert live.read_text().split("\n", 1)[1] == offline.split("\n", 1)[1]

@@ -9,6 +9,7 @@ typed_service.py:client`` reads.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from datetime import datetime, timedelta
 from enum import Enum
@@ -73,6 +74,11 @@ async def quote(request: QuoteRequest, msg: Message) -> Quote:
 @client.handler("shop.count")
 def count(values: list[int]) -> int:
     return len(values)
+
+
+@client.handler("shop.checksum")
+def checksum(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 @client.handler("shop.echo")

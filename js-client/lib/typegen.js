@@ -12,7 +12,8 @@
  * entry or their `title`) or inline object types, `required` to optional
  * marks, `enum`/`const` to literal unions, `anyOf`/`oneOf`/type lists to
  * unions, `allOf` to intersections, arrays and tuples, `additionalProperties`
- * to index signatures, strings of any `format` (date-time...) to `string`.
+ * to index signatures, strings of any `format` (date-time...) to `string`
+ * but `binary` (pydantic's bytes, a raw attachment) to `Buffer`.
  * Anything it cannot express is `unknown`: the types never promise more
  * than the schema does. Patterns (`orders.*`) become template-literal keys.
  */
@@ -154,7 +155,7 @@ class Generator {
   /** @private */
   ofType(type, schema, scope, indent) {
     switch (type) {
-      case 'string': return 'string';
+      case 'string': return schema.format === 'binary' ? 'Buffer' : 'string'; // pydantic's bytes arrive as a Buffer (§16)
       case 'integer':
       case 'number': return 'number';
       case 'boolean': return 'boolean';

@@ -37,6 +37,7 @@ test('typegen - models, enums, optionals, lists, unions, tuples and maps', () =>
           properties: {
             size: { $ref: '#/$defs/Size', description: 'Which one.' },
             at: { type: 'string', format: 'date-time' },
+            blob: { type: 'string', format: 'binary' },
             maybe: { anyOf: [{ type: 'string' }, { type: 'null' }], default: null },
             both: { type: ['integer', 'null'] },
             pair: { type: 'array', prefixItems: [{ type: 'string' }, { type: 'number' }] },
@@ -56,6 +57,8 @@ test('typegen - models, enums, optionals, lists, unions, tuples and maps', () =>
   size: Size;
   /** format: date-time (ISO 8601 string) */
   at: string;
+  /** format: binary */
+  blob?: Buffer;
   maybe?: string | null;
   both?: number | null;
   pair: [string, number];

@@ -15,6 +15,7 @@ export async function mistakes(client: IPCClient): Promise<void> {
   await shop.request('shop.quote', { items: [], placed_at: at, colour: 'red' }); // error: a field the model does not have
   await shop.request('shop.quote', { items: [], placed_at: at, priority: 'soon' }); // error: no member of the union
   await shop.request('shop.count', ['1']); // error: a list of the wrong item type
+  await shop.request('shop.checksum', 'abc'); // error: bytes are a Buffer, not a string
   const quote: Quote = await shop.request('shop.quote', { items: [], placed_at: at });
   const missing = quote.subtotal; // error: the answer has no such field
   const total: string = quote.total; // error: the answer's field has another type

@@ -23,6 +23,7 @@ export async function typedCalls(client: IPCClient): Promise<number> {
   const fromMessage: number = full.payload.total;
   const counted: number = await shop.request('shop.count', [1, 2, 3], 500);
   const anything: unknown = await shop.request('shop.echo', { whatever: [1, 'two'] });
+  const digest: Buffer = await shop.request('shop.checksum', Buffer.from('abc')); // pydantic's bytes
 
   // The rest of the client is the client itself.
   shop.on('connected', (info) => info.connectionId);
@@ -44,5 +45,5 @@ export async function typedCalls(client: IPCClient): Promise<number> {
   } catch (err) {
     if (err instanceof BadRequestError) return err.errors.filter((e) => e.loc[0] === 'items' && e.type === 'missing').length;
   }
-  return [currency, when, percent, amounts, fromMessage, counted, anything, untyped].length;
+  return [currency, when, percent, amounts, fromMessage, counted, anything, digest, untyped].length;
 }
