@@ -15,6 +15,7 @@
  */
 
 const { AbortError, RequestTimeoutError } = require('./errors');
+const { describeThrown } = require('./thrown');
 const { MAX_TIMER_MS } = require('./constants');
 const { CANCEL, cancel } = require('./protocol/streams');
 
@@ -39,7 +40,8 @@ function checkSignal(signal) {
  */
 function abortError(signal) {
   const reason = signal.reason;
-  const text = reason instanceof Error && reason.message ? `the call was aborted: ${reason.message}` : 'the call was aborted';
+  const { isError, message } = describeThrown(reason); // the caller's reason, whatever it is
+  const text = isError && message ? `the call was aborted: ${message}` : 'the call was aborted';
   return new AbortError(text, reason === undefined ? undefined : { cause: reason });
 }
 

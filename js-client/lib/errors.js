@@ -39,6 +39,8 @@
  * reading `.code` behaves the same in both languages.
  */
 
+const { describeThrown, safeGet, safeInstanceOf, safeString } = require('./thrown');
+
 /** The shared error codes; a unit test checks this equals error_codes.json. */
 const ErrorCode = Object.freeze({
   BAD_FRAME: 'bad_frame',
@@ -331,22 +333,29 @@ function errorFromWire(error) {
  *
  * A bridge error thrown on purpose keeps its code (a handler may throw a
  * ForbiddenError); anything else is `handler_error` with the error's name as
- * `remote_type`, so Python sees e.g. `TypeError`.
+ * `remote_type`, so Python sees e.g. `TypeError`. Never throws, whatever was
+ * thrown (lib/thrown.js): a value with no string form reads as its tag
+ * (`[object Object]`). Whether the result can be encoded is the sender's
+ * business (lib/replies.js).
  *
  * @param {unknown} err what the handler threw.
  * @param {{exposeStacks?: boolean}} [options] include `remote_stack`.
  * @returns {{code: string, message: string, details?: unknown, remote_type?: string, remote_stack?: string}}
  */
 function errorToWire(err, { exposeStacks = false } = {}) {
-  const isError = err instanceof Error;
-  const out = {
-    code: err instanceof IpcError ? err.code : ErrorCode.HANDLER_ERROR,
-    message: isError ? String(err.message) : String(err)
-  };
-  if (err instanceof RemoteError && err.details != null) out.details = err.details;
-  const remoteType = (err instanceof RemoteError && err.remoteType) || (isError ? err.name : typeof err);
-  if (remoteType) out.remote_type = String(remoteType);
-  if (exposeStacks && isError && typeof err.stack === 'string') out.remote_stack = err.stack;
+  const { isError, name, message } = describeThrown(err);
+  const out = { code: ErrorCode.HANDLER_ERROR, message };
+  const code = safeInstanceOf(err, IpcError) ? safeGet(err, 'code') : undefined;
+  if (typeof code === 'string' && code !== '') out.code = code;
+  const remote = safeInstanceOf(err, RemoteError);
+  const details = remote ? safeGet(err, 'details') : undefined;
+  if (details != null) out.details = details;
+  const remoteType = (remote && safeGet(err, 'remoteType')) || name;
+  if (remoteType) out.remote_type = safeString(remoteType);
+  if (exposeStacks && isError) {
+    const stack = safeGet(err, 'stack');
+    if (typeof stack === 'string') out.remote_stack = stack;
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
  */
 
 const { FrameError, MessageError } = require('./errors');
+const { thrownMessage } = require('./thrown');
 
 // ignoreBOM keeps a leading U+FEFF in the text, so JSON.parse rejects it as
 // the Python side does, instead of silently stripping it.
@@ -73,7 +74,7 @@ function stringifyValue(value, what, depth = 2) {
     if (out !== undefined && out.includes('null') && mayHoldNonFinite(value, depth)) out = JSON.stringify(value, finiteReplacer);
   } catch (err) {
     if (err instanceof MessageError) throw err;
-    throw new MessageError(`${what} is not JSON serialisable: ${err.message}`, { cause: err });
+    throw new MessageError(`${what} is not JSON serialisable: ${thrownMessage(err)}`, { cause: err }); // a toJSON may throw anything
   }
   if (out === undefined) throw new MessageError(`${what} is not JSON serialisable`);
   if (out.includes('\\ud') && LONE_SURROGATE_OUT.test(out)) {

@@ -18,6 +18,7 @@
  */
 
 const path = require('node:path');
+const { describeThrown, safeGet, safeString } = require('./thrown');
 const { createRequire } = require('node:module');
 
 const SYSTEM = 'ipc-bridge';
@@ -153,8 +154,9 @@ function idsOf(span) {
  */
 function end(span, err) {
   if (err != null) {
-    span.setAttribute('error.type', String((err && (err.code || err.name)) || 'Error'));
-    span.setStatus({ code: api.SpanStatusCode.ERROR, message: String((err && err.message) || err) });
+    const { isError, name, message } = describeThrown(err); // whatever a handler threw (lib/thrown.js)
+    span.setAttribute('error.type', safeString((isError && safeGet(err, 'code')) || (isError ? name : 'Error')));
+    span.setStatus({ code: api.SpanStatusCode.ERROR, message: message || name });
   }
   span.end();
 }

@@ -33,6 +33,7 @@
 const { debuglog, types } = require('node:util');
 const { ErrorCode, IpcError, ConnectionLostError, RequestTimeoutError, AbortError } = require('./errors');
 const { reply, replyError } = require('./replies');
+const { thrownMessage } = require('./thrown');
 const { Credit, STREAMS, streamItem, streamEnd, cancelReason } = require('./protocol/streams');
 
 const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
@@ -235,7 +236,7 @@ class Producers {
         } catch (err) {
           if (err instanceof ConnectionLostError) return; // the loss stops the stream
           // the producer's own failure (not the consumer's limit): handler_error, as in Python
-          throw new Error(`an item of the stream cannot be sent: ${err.message}`, { cause: err });
+          throw new Error(`an item of the stream cannot be sent: ${thrownMessage(err)}`, { cause: err });
         }
         producing.credit.take();
         if (!sent) await conn.drained();

@@ -12,6 +12,8 @@
  *     IPC_UNHANDLED_ERROR  an error with no 'error' listener to take it (its `.cause`)
  */
 
+const { describeThrown, safeGet, safeString } = require('./thrown');
+
 const WARNING_TYPE = 'IpcBridgeWarning';
 
 const WarningCode = Object.freeze({
@@ -56,12 +58,14 @@ function warnOnce(key, message, code) {
 /**
  * Reports an error nobody listens for: one warning per error, so it is
  * never silently dropped, and never an 'error' event that would crash the
- * process.
+ * process. Never throws, whatever `err` is (lib/thrown.js).
  * @param {unknown} err
  * @param {string} [context] what the client was doing, for the message.
  */
 function warnUnhandled(err, context) {
-  const what = err instanceof Error ? `${err.name}${err.code ? ` (${err.code})` : ''}: ${err.message}` : String(err);
+  const { isError, name, message } = describeThrown(err); // whatever was thrown: never a crash here
+  const code = isError ? safeGet(err, 'code') : undefined;
+  const what = isError ? `${name}${code ? ` (${safeString(code)})` : ''}: ${message}` : message;
   warn(`${context ? `${context}: ` : ''}${what} (no 'error' listener on the client)`, WarningCode.UNHANDLED_ERROR, err);
 }
 

@@ -90,6 +90,39 @@ test('errors - errorToWire describes thrown errors for Python (§6.3)', () => {
   assert.ok(errorToWire(new Error('x'), { exposeStacks: true }).remote_stack.includes('Error: x'));
 });
 
+test('errors - errorToWire never throws, whatever was thrown: a value with no string form, getters that throw, a Proxy', () => {
+  const unreadable = new Error('x');
+  Object.defineProperty(unreadable, 'message', {
+    get() {
+      throw new Error('boom');
+    }
+  });
+  const badName = new RangeError('m');
+  badName.name = Object.create(null);
+  const noPrimitive = {
+    [Symbol.toPrimitive]() {
+      throw new Error('no');
+    }
+  };
+  const trap = new Proxy({}, {
+    getPrototypeOf() {
+      throw new Error('trap');
+    }
+  });
+  assert.deepEqual(errorToWire(Object.create(null)), { code: 'handler_error', message: '[object Object]', remote_type: 'object' });
+  assert.deepEqual(errorToWire(noPrimitive), { code: 'handler_error', message: '[object Object]', remote_type: 'object' });
+  assert.deepEqual(errorToWire(trap), { code: 'handler_error', message: '[object Object]', remote_type: 'object' });
+  assert.deepEqual(errorToWire(unreadable), { code: 'handler_error', message: '<the error has no readable message>', remote_type: 'Error' });
+  assert.deepEqual(errorToWire(badName), { code: 'handler_error', message: 'm', remote_type: '[object Object]' });
+  const stackless = new Error('s');
+  Object.defineProperty(stackless, 'stack', {
+    get() {
+      throw new Error('no stack');
+    }
+  });
+  assert.deepEqual(errorToWire(stackless, { exposeStacks: true }), { code: 'handler_error', message: 's', remote_type: 'Error' });
+});
+
 test('errors - the package exports every error class', () => {
   for (const name of Object.keys(errors)) {
     if (name === 'errorFromWire' || name === 'errorToWire') continue;

@@ -1,0 +1,61 @@
+'use strict';
+
+/**
+ * A Node client driven by interop-tests/test_js_handler_errors.py over JSON
+ * lines (command_loop.js): handlers that throw what JavaScript lets them
+ * throw, or return what JSON cannot carry. argv[2] is {port, appId, options}.
+ *
+ * The client has no 'error' listener on purpose: what nobody listens for
+ * must become a process warning, reported here as {event: 'warning', code,
+ * message}, never a crash (an uncaught exception or an unhandled rejection
+ * is reported as {event: 'crash'} before the process dies).
+ *
+ *   serveOdd      {channel, kind}: a responder of one of the KINDS below
+ *   subscribeOdd  {channel}: a subscription handler that throws Object.create(null)
+ */
+
+const { IPCClient } = require('../../js-client');
+const { out, runCommands } = require('./command_loop');
+
+const config = JSON.parse(process.argv[2] || '{}');
+const client = new IPCClient(config.appId || 'app', { host: '127.0.0.1', port: config.port, ...(config.options || {}) });
+
+for (const event of ['uncaughtException', 'unhandledRejection']) {
+  process.on(event, (err) => {
+    out({ event: 'crash', kind: event, message: String(err && err.message) });
+    process.exit(1);
+  });
+}
+process.on('warning', (warning) => out({ event: 'warning', code: warning.code ?? null, message: warning.message }));
+
+/** Handlers by kind. */
+const KINDS = {
+  throwNullProto: () => {
+    throw Object.create(null);
+  },
+  rejectNullProto: async () => {
+    throw Object.create(null);
+  },
+  streamNullProto: async function* () {
+    yield 1;
+    throw Object.create(null);
+  }
+};
+
+const ops = {
+  connect: () => client.connect(),
+  serveOdd: (cmd) => {
+    const handler = KINDS[cmd.kind];
+    if (handler === undefined) throw new TypeError(`unknown kind ${cmd.kind}`);
+    return client.serve(cmd.channel, handler).then(() => null);
+  },
+  subscribeOdd: (cmd) =>
+    client
+      .subscribe(cmd.channel, () => {
+        throw Object.create(null);
+      })
+      .then(() => null),
+  serveEcho: (cmd) => client.serve(cmd.channel, (msg) => msg.payload).then(() => null)
+};
+
+runCommands(ops, () => client.disconnect());

@@ -1,0 +1,67 @@
+"""A Node responder's failures reach a Python caller as answers, through
+the real server (docs/protocol.md §6.3): whatever a Node handler throws
+(``node/handler_errors_agent.js``, a client with no ``error`` listener),
+the caller gets ``handler_error`` and the Node process keeps running; what
+nobody listens for is a process warning, never a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from conftest import LINE_LIMIT, NODE_DIR, ROOT, WAIT_S, NodeAgent
+from ipc_protocol import HandlerError
+
+
+@pytest.fixture
+async def odd_agent(node: str) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await odd_agent(port, **js_client_options)``: a connected node/handler_errors_agent.js."""
+    agents: list[NodeAgent] = []
+
+    async def make(port: int, **options: Any) -> NodeAgent:
+        config = json.dumps({"port": port, "appId": "app", "options": options})
+        log = tempfile.TemporaryFile()
+        proc = await asyncio.create_subprocess_exec(
+            node, str(NODE_DIR / "handler_errors_agent.js"), config,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=ROOT, limit=LINE_LIMIT,
+        )  # fmt: skip
+        agent = NodeAgent(proc, log)
+        agents.append(agent)
+        await agent.wait_event("ready")
+        await agent.call("connect")
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.close()
+
+
+async def test_a_thrown_value_with_no_string_form_is_handler_error_and_node_keeps_running(server, odd_agent, py_client):
+    agent = await odd_agent(server.port)
+    for kind in ("throwNullProto", "rejectNullProto", "streamNullProto"):
+        await agent.call("serveOdd", channel=f"odd.{kind}", kind=kind)
+    await agent.call("subscribeOdd", channel="odd.feed")
+    await agent.call("serveEcho", channel="odd.echo")
+    caller = await py_client(server.port)
+    for kind in ("throwNullProto", "rejectNullProto"):
+        with pytest.raises(HandlerError) as info:
+            await caller.request(f"odd.{kind}", None, timeout=WAIT_S)
+        assert (info.value.remote_type, info.value.message) == ("object", "[object Object]"), kind
+    items: list[Any] = []
+    with pytest.raises(HandlerError) as info:
+        async with caller.stream("odd.streamNullProto", None, timeout=WAIT_S) as stream:
+            async for item in stream:
+                items.append(item)
+    assert items == [1]
+    assert (info.value.remote_type, info.value.message) == ("object", "[object Object]")
+    # A subscription handler's throw, nobody listening for 'error': one warning.
+    assert await caller.publish("odd.feed", {"n": 1}, ack=True) == 1
+    warning = await agent.wait_event("warning", lambda e: e["code"] == "IPC_UNHANDLED_ERROR")
+    assert "[object Object]" in warning["message"]
+    assert await caller.request("odd.echo", "still here", timeout=WAIT_S) == "still here"
+    assert agent.count("crash") == 0 and agent.proc.returncode is None
