@@ -2,7 +2,10 @@
 the real server (docs/protocol.md §6.3): whatever a Node handler throws
 (``node/handler_errors_agent.js``, a client with no ``error`` listener),
 the caller gets ``handler_error`` and the Node process keeps running; what
-nobody listens for is a process warning, never a crash."""
+nobody listens for is a process warning, never a crash. An error that
+cannot be sent as it is (a lone surrogate, details JSON cannot carry, a
+message over the frame limit) is answered ``handler_error`` made sendable,
+never left unanswered."""
 
 from __future__ import annotations
 
@@ -64,4 +67,37 @@ async def test_a_thrown_value_with_no_string_form_is_handler_error_and_node_keep
     warning = await agent.wait_event("warning", lambda e: e["code"] == "IPC_UNHANDLED_ERROR")
     assert "[object Object]" in warning["message"]
     assert await caller.request("odd.echo", "still here", timeout=WAIT_S) == "still here"
+    assert agent.count("crash") == 0 and agent.proc.returncode is None
+
+
+async def test_an_error_that_cannot_be_sent_as_it_is_is_answered_handler_error_made_sendable(server, odd_agent, py_client):
+    agent = await odd_agent(server.port)
+    kinds = ("unreadableMessage", "loneSurrogate", "hugeMessage", "bigintDetails", "cyclicDetails", "streamLoneSurrogate")
+    for kind in kinds:
+        await agent.call("serveOdd", channel=f"odd.{kind}", kind=kind)
+    caller = await py_client(server.port)
+
+    async def failure(kind: str) -> HandlerError:
+        with pytest.raises(HandlerError) as info:
+            await caller.request(f"odd.{kind}", None, timeout=WAIT_S)
+        return info.value
+
+    got = await failure("unreadableMessage")
+    assert (got.remote_type, got.message) == ("Error", "<the error has no readable message>")
+    got = await failure("loneSurrogate")
+    assert (got.remote_type, got.message) == ("TypeError", "bad \ufffd text")
+    for kind in ("bigintDetails", "cyclicDetails"):  # its details dropped, its code handler_error
+        got = await failure(kind)
+        assert (got.code, got.remote_type, got.message, got.details) == ("handler_error", "ForbiddenError", "not you", None), kind
+    got = await failure("hugeMessage")  # cut to fit the server's frame limit (16 MiB)
+    assert got.remote_type == "RangeError"
+    assert got.message.endswith("x [cut to fit the frame limit]")
+    assert 15 * 1024 * 1024 < len(got.message) < 16 * 1024 * 1024
+    items: list[Any] = []
+    with pytest.raises(HandlerError) as info:
+        async with caller.stream("odd.streamLoneSurrogate", None, timeout=WAIT_S) as stream:
+            async for item in stream:
+                items.append(item)
+    assert items == [1]
+    assert (info.value.remote_type, info.value.message) == ("Error", "bad \ufffd")
     assert agent.count("crash") == 0 and agent.proc.returncode is None

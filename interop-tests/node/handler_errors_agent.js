@@ -14,7 +14,7 @@
  *   subscribeOdd  {channel}: a subscription handler that throws Object.create(null)
  */
 
-const { IPCClient } = require('../../js-client');
+const { IPCClient, ForbiddenError } = require('../../js-client');
 const { out, runCommands } = require('./command_loop');
 
 const config = JSON.parse(process.argv[2] || '{}');
@@ -39,6 +39,34 @@ const KINDS = {
   streamNullProto: async function* () {
     yield 1;
     throw Object.create(null);
+  },
+  unreadableMessage: () => {
+    const err = new Error('x');
+    Object.defineProperty(err, 'message', {
+      get() {
+        throw new Error('boom');
+      }
+    });
+    throw err;
+  },
+  // errors that cannot be sent as they are (§6.3): answered handler_error, made sendable
+  loneSurrogate: async () => {
+    throw new TypeError('bad \ud800 text');
+  },
+  hugeMessage: () => {
+    throw new RangeError('x'.repeat(17 * 1024 * 1024)); // over the server's 16 MiB frame limit
+  },
+  bigintDetails: () => {
+    throw new ForbiddenError('not you', { details: { n: 10n } });
+  },
+  cyclicDetails: () => {
+    const details = {};
+    details.self = details;
+    throw new ForbiddenError('not you', { details });
+  },
+  streamLoneSurrogate: function* () {
+    yield 1;
+    throw new Error('bad \udc00');
   }
 };
 

@@ -4,13 +4,17 @@
 // §6.3), against a scripted peer: a value with no string form
 // (`Object.create(null)`, a getter that throws) is handler_error, in a plain
 // handler, an async one and a stream's generator, and a subscription
-// handler's is one warning, never a crash of the process. Across languages:
+// handler's is one warning, never a crash of the process; an error that
+// cannot be sent as it is (a lone surrogate, details JSON cannot carry, over
+// the frame limit) is answered handler_error made sendable. Across languages:
 // interop-tests/test_js_handler_errors.py.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
+const { sendableError } = require('../lib/replies');
+const { ForbiddenError, IpcError } = require('..');
 const { streamingPeer, connectedClient, nextReceived, until, captureWarnings } = require('./helpers');
 
 const connected = (t, peer, options = {}) => connectedClient(t, peer, { reconnect: false, ...options });
@@ -105,4 +109,87 @@ test('responder errors - a subscription handler throwing a value with no string 
   assert.match(byCause.get('getter'), /Error: <the error has no readable message>/);
   assert.equal((await ask(peer, 'alive')).payload, 'alive');
   assert.deepEqual(crashes, []);
+});
+
+test('responder errors - an error that cannot be sent as it is still gets an answer: handler_error, made sendable', async (t) => {
+  const crashes = watchCrashes(t);
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer, { maxFrameSize: 2000 });
+  const cyclic = {};
+  cyclic.self = cyclic;
+  const handlers = {
+    surrogate: () => {
+      throw new Error('bad \ud800 text');
+    },
+    surrogateAsync: async () => {
+      throw new TypeError('bad \udc00 text');
+    },
+    bigintDetails: () => {
+      throw new ForbiddenError('m', { details: { n: 10n } });
+    },
+    cyclicDetails: async () => {
+      throw new ForbiddenError('m', { details: cyclic });
+    },
+    huge: () => {
+      throw new RangeError('x'.repeat(5000));
+    },
+    surrogateCode: () => {
+      throw new IpcError('my\ud800code', 'odd code');
+    }
+  };
+  for (const [channel, handler] of Object.entries(handlers)) await client.serve(channel, handler);
+  await client.serve('stream', async function* () {
+    yield 1;
+    throw new Error('bad \ud800');
+  });
+  const error = async (channel, extra) => (await ask(peer, channel, extra)).error;
+  assert.deepEqual(await error('surrogate'), { code: 'handler_error', message: 'bad \ufffd text', remote_type: 'Error' });
+  assert.deepEqual(await error('surrogateAsync'), { code: 'handler_error', message: 'bad \ufffd text', remote_type: 'TypeError' });
+  assert.deepEqual(await error('bigintDetails'), { code: 'handler_error', message: 'm', remote_type: 'ForbiddenError' });
+  assert.deepEqual(await error('cyclicDetails'), { code: 'handler_error', message: 'm', remote_type: 'ForbiddenError' });
+  assert.deepEqual(await error('surrogateCode'), { code: 'handler_error', message: 'odd code', remote_type: 'IpcError' });
+  const huge = await error('huge');
+  assert.equal(huge.code, 'handler_error');
+  assert.equal(huge.remote_type, 'RangeError');
+  assert.match(huge.message, /^x{1000,} \[cut to fit the frame limit\]$/);
+  assert.ok(huge.message.length < 2000);
+  assert.deepEqual(await error('stream', { window: 4 }), { code: 'handler_error', message: 'bad \ufffd', remote_type: 'Error' });
+  assert.deepEqual(crashes, []);
+});
+
+test('responder errors - with exposeStacks, an error over the frame limit has its stack cut first, then its message', async (t) => {
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer, { maxFrameSize: 3000, exposeStacks: true });
+  await client.serve('small', () => {
+    throw new RangeError('y'.repeat(500)); // the stack repeats the message: 1000+ bytes with it
+  });
+  await client.serve('large', () => {
+    throw new RangeError('y'.repeat(5000));
+  });
+  const small = (await ask(peer, 'small')).error;
+  assert.equal(small.message, 'y'.repeat(500));
+  assert.ok(small.remote_stack.startsWith(`RangeError: ${'y'.repeat(500)}`));
+  const large = (await ask(peer, 'large')).error;
+  assert.equal(large.code, 'handler_error');
+  assert.equal(large.remote_stack, ''); // nothing of it fits
+  assert.match(large.message, /^y+ \[cut to fit the frame limit\]$/);
+});
+
+test('responder errors - sendableError: valid Unicode, details JSON can carry, what fits', () => {
+  const error = { code: 'forbidden', message: 'a\ud800', remote_type: 'X\udfff', details: { ok: [1, 2] }, remote_stack: 'S\ud800' };
+  assert.deepEqual(sendableError(error, 0), { code: 'handler_error', message: 'a\ufffd', remote_type: 'X\ufffd', details: { ok: [1, 2] }, remote_stack: 'S\ufffd' });
+  assert.deepEqual(sendableError({ code: 'c', message: 'm', details: NaN }, 0), { code: 'handler_error', message: 'm' });
+  // over the limit: the stack goes first, then the details, then the message is cut
+  const big = { code: 'c', message: 'm'.repeat(1000), details: { d: 'd'.repeat(1000) }, remote_stack: 's'.repeat(1000) };
+  const stackOnly = sendableError(big, 500);
+  assert.equal(stackOnly.message, big.message);
+  assert.deepEqual(stackOnly.details, big.details);
+  assert.ok(stackOnly.remote_stack.length < 500 && stackOnly.remote_stack.endsWith('[cut to fit the frame limit]'));
+  const all = sendableError(big, 2500);
+  assert.equal(all.remote_stack, '');
+  assert.equal(all.details, undefined);
+  assert.ok(all.message.length < 1000 && all.message.endsWith('[cut to fit the frame limit]'));
+  // a cut never splits a surrogate pair
+  const pairs = sendableError({ code: 'c', message: '\u{1F600}'.repeat(500) }, 1000).message;
+  assert.doesNotMatch(pairs, /[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
 });
