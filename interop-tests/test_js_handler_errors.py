@@ -101,3 +101,15 @@ async def test_an_error_that_cannot_be_sent_as_it_is_is_answered_handler_error_m
     assert items == [1]
     assert (info.value.remote_type, info.value.message) == ("Error", "bad \ufffd")
     assert agent.count("crash") == 0 and agent.proc.returncode is None
+
+
+async def test_a_map_or_a_set_result_is_handler_error_not_an_empty_object(server, odd_agent, py_client):
+    agent = await odd_agent(server.port)
+    for kind in ("mapResult", "setInResult"):
+        await agent.call("serveOdd", channel=f"odd.{kind}", kind=kind)
+    caller = await py_client(server.port)
+    for kind, name in (("mapResult", "Map"), ("setInResult", "Set")):
+        with pytest.raises(HandlerError) as info:
+            await caller.request(f"odd.{kind}", None, timeout=WAIT_S)
+        assert info.value.remote_type == "MessageError"
+        assert info.value.message.startswith(f"a {name} is not JSON: it would arrive as {{}}"), info.value.message

@@ -67,7 +67,10 @@ const KINDS = {
   streamLoneSurrogate: function* () {
     yield 1;
     throw new Error('bad \udc00');
-  }
+  },
+  // results JSON would write as {}, their data lost: handler_error, as Python refuses a set
+  mapResult: () => new Map([['a', 1]]),
+  setInResult: async () => ({ tags: new Set(['a']) })
 };
 
 const ops = {

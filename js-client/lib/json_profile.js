@@ -8,6 +8,7 @@
  * (bad_frame) alike.
  */
 
+const { types } = require('node:util');
 const { FrameError, MessageError } = require('./errors');
 const { thrownMessage } = require('./thrown');
 
@@ -38,17 +39,38 @@ const isWellFormed =
     : (s) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
 
 /**
- * JSON.stringify replacer that refuses what JSON cannot carry (§1.1).
+ * What JSON.stringify writes as `{}` whatever it holds, by its type's name:
+ * their data would be lost without a word (Python refuses a set). A class
+ * instance with no enumerable property is a fine `{}`; these are not. One
+ * with a `toJSON` says how it is written, and is never asked here.
+ */
+const LOSSY = [
+  ['Map', types.isMap],
+  ['Set', types.isSet],
+  ['WeakMap', types.isWeakMap],
+  ['WeakSet', types.isWeakSet],
+  ['Promise', types.isPromise]
+];
+
+/**
+ * JSON.stringify replacer that refuses what JSON cannot carry (§1.1), and
+ * what it would write as `{}`, losing its data (LOSSY).
  * @param {string} key
  * @param {unknown} value
  * @returns {unknown}
  * @private
  */
-function finiteReplacer(key, value) {
+function strictReplacer(key, value) {
+  const at = key ? ` (at key ${JSON.stringify(key)})` : '';
+  if (typeof value === 'object' && value !== null) {
+    for (const [name, is] of LOSSY) {
+      if (is(value)) throw new MessageError(`a ${name} is not JSON: it would arrive as {}${at}${name === 'Promise' ? '; await it first' : ''}`);
+    }
+  }
   // A boxed number reaches the replacer as an object; JSON.stringify unboxes it after.
   const number = typeof value === 'number' ? value : value instanceof Number ? value.valueOf() : 0;
   if (!Number.isFinite(number)) {
-    throw new MessageError(`${number} is not valid JSON${key ? ` (at key ${JSON.stringify(key)})` : ''}`);
+    throw new MessageError(`${number} is not valid JSON${at}`);
   }
   return value;
 }
@@ -56,22 +78,23 @@ function finiteReplacer(key, value) {
 /**
  * Serialises one JSON value in the bridge's profile.
  *
- * JSON.stringify turns NaN and Infinity into `null`, silently. They can only
- * hide where the output says `null`, so the strict (slower) replacer pass
- * runs only then, and only when a walk of the value finds where one may be
- * (mayHoldNonFinite).
+ * JSON.stringify turns NaN and Infinity into `null`, and a Map, a Set (and
+ * the rest of LOSSY) into `{}`, silently. They can only hide where the
+ * output says `null` or `{}`, so the strict (slower) replacer pass runs
+ * only then, and only when a walk of the value finds where one may be
+ * (mayMisencode).
  *
  * @param {unknown} value
  * @param {string} what the field, for error messages.
  * @returns {string}
- * @throws {MessageError} NaN/Infinity, BigInt, cycles, lone surrogates, or nothing to serialise.
+ * @throws {MessageError} NaN/Infinity, BigInt, a Map or a Set (LOSSY), cycles, lone surrogates, or nothing to serialise.
  * @private
  */
 function stringifyValue(value, what, depth = 2) {
   let out;
   try {
     out = JSON.stringify(value);
-    if (out !== undefined && out.includes('null') && mayHoldNonFinite(value, depth)) out = JSON.stringify(value, finiteReplacer);
+    if (out !== undefined && (out.includes('null') || out.includes('{}')) && mayMisencode(value, depth)) out = JSON.stringify(value, strictReplacer);
   } catch (err) {
     if (err instanceof MessageError) throw err;
     throw new MessageError(`${what} is not JSON serialisable: ${thrownMessage(err)}`, { cause: err }); // a toJSON may throw anything
@@ -103,27 +126,28 @@ function stringifyString(value, what) {
 
 /**
  * Whether JSON.stringify may have written NaN or Infinity in `value` as
- * `null`: a number that is not finite in a plain object or array, or
- * anything it turns into JSON by its own rules (`toJSON`, boxed numbers,
- * class instances), which the strict replacer pass then judges. A `null`
- * in the output is most often a null in the value, and this walk costs a
- * fraction of that pass (a replacer call per value).
+ * `null`, or a Map or a Set as `{}`: a number that is not finite in a
+ * plain object or array, or anything it turns into JSON by its own rules
+ * (`toJSON`, boxed numbers, class instances, a Map), which the strict
+ * replacer pass then judges. A `null` or a `{}` in the output is most often
+ * a null or an empty object in the value, and this walk costs a fraction
+ * of that pass (a replacer call per value).
  * @param {unknown} value
  * @param {number} depth the value's: 1 for the frame's object.
  * @returns {boolean}
  * @private
  */
-function mayHoldNonFinite(value, depth) {
+function mayMisencode(value, depth) {
   if (typeof value === 'number') return !Number.isFinite(value);
   if (typeof value !== 'object' || value === null) return false;
   if (depth > MAX_JSON_DEPTH || typeof value.toJSON === 'function') return true;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (mayHoldNonFinite(value[i], depth + 1)) return true;
+    for (let i = 0; i < value.length; i++) if (mayMisencode(value[i], depth + 1)) return true;
     return false;
   }
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) return true;
-  for (const key in value) if (mayHoldNonFinite(value[key], depth + 1)) return true;
+  for (const key in value) if (mayMisencode(value[key], depth + 1)) return true;
   return false;
 }
 

@@ -80,6 +80,27 @@ test('envelope - BigInt, cycles and functions are bad_message', () => {
   }
 });
 
+test('envelope - a Map, a Set, a WeakMap, a WeakSet or a Promise, anywhere, is bad_message: JSON would write {}', () => {
+  const lossy = [new Map([[1, 2]]), new Set([1]), new WeakMap(), new WeakSet(), Promise.resolve(1)];
+  for (const value of lossy) {
+    const name = Object.prototype.toString.call(value).slice(8, -1);
+    for (const payload of [value, { deep: { value } }, [1, value], { n: null, value }]) {
+      assert.throws(() => encodeMessage({ ...BASE, payload }), { code: ErrorCode.BAD_MESSAGE, message: new RegExp(`^a ${name} is not JSON: it would arrive as \\{\\}`) });
+    }
+  }
+  // what JSON writes as {} without losing anything stays {}; a toJSON says how it is written
+  class Empty {}
+  class Pairs extends Map {
+    toJSON() {
+      return [...this];
+    }
+  }
+  assert.equal(JSON.parse(encodeMessage({ ...BASE, payload: { a: {}, b: new Empty(), c: [{}] } })).payload.c.length, 1);
+  assert.deepEqual(JSON.parse(encodeMessage({ ...BASE, payload: { p: new Pairs([[1, 2]]) } })).payload, { p: [[1, 2]] });
+  // the error of a result, too
+  assert.throws(() => encodeMessage({ ...BASE, message_type: 'response', payload: null, error: { code: 'x', message: 'm', details: { s: new Set([1]) } } }), { code: ErrorCode.BAD_MESSAGE });
+});
+
 test('envelope - control characters escaped, non-ASCII raw', () => {
   const text = encodeMessage({ ...BASE, payload: '\u0000\n\t\u2028é😀' });
   assert.ok(text.includes('"payload":"\\u0000\\n\\t\u2028é😀"'));

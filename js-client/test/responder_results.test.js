@@ -15,7 +15,9 @@ test('responder results - a result that cannot be encoded or is over maxFrameSiz
   const client = await connectedClient(t, peer, { reconnect: false, maxFrameSize: 2000 });
   const cases = [
     ['bigint', () => ({ n: 10n }), 'MessageError'],
-    ['large', async () => 'x'.repeat(5000), 'FrameTooLargeError']
+    ['large', async () => 'x'.repeat(5000), 'FrameTooLargeError'],
+    ['map', () => new Map([['a', 1]]), 'MessageError'], // JSON would write {}: its data lost (as Python refuses a set)
+    ['set', async () => ({ tags: new Set(['a']) }), 'MessageError']
   ];
   for (const [channel, handler, remoteType] of cases) {
     await client.serve(channel, handler);
@@ -25,5 +27,6 @@ test('responder results - a result that cannot be encoded or is over maxFrameSiz
     assert.equal(answer.error.code, 'handler_error', channel);
     assert.equal(answer.error.remote_type, remoteType);
     assert.ok(answer.error.message.length > 0);
+    assert.equal(answer.payload, null);
   }
 });
