@@ -234,3 +234,22 @@ async def test_node_unserve_under_load_leaves_no_request_unanswered(server, node
         await agent.call("unserve", channel="shared.echo")
     await asyncio.wait_for(load, 30)
     assert failures == []
+
+
+async def test_a_node_deadline_past_setTimeout_s_ceiling_travels_and_outlives_the_server_default(start_server, node_agent, py_client):
+    """A Node call with a deadline past 2^31-1 ms (~24.8 days, setTimeout's
+    ceiling) carries it in timeout_ms, as a Python call does (§6.5): the
+    server's default deadline, for requests that carry none, does not cut
+    it short (Infinity still carries none: js-client/test/long_timeouts.test.js)."""
+    srv = await start_server("--default-request-timeout", "0.5")
+    py = await py_client(srv.port)
+
+    async def patient(msg):
+        await asyncio.sleep(0.8)
+        return msg.timeout_ms
+
+    await py.serve("py.client.patient", patient)
+    agent = await node_agent(srv.port)
+    month_ms = 30 * 24 * 3600 * 1000
+    res = await agent.call("request", channel="py.client.patient", payload=None, timeoutMs=month_ms)
+    assert month_ms - 5000 < res["payload"] <= month_ms

@@ -12,7 +12,7 @@
  * `_breakers` (`for()`, `refuse()`), `_metrics`.
  */
 
-const { MAX_TIMER_MS } = require('./constants');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { buildMessage } = require('./envelope');
 const { validateChannel, isReserved } = require('./channels');
 const { now } = require('./connection');
@@ -229,16 +229,17 @@ class Calls {
         reject(new RequestTimeoutError('the deadline passed before the call was sent'));
         return;
       }
-      const timed = remaining <= MAX_TIMER_MS;
+      // Infinity: no deadline here, and none sent (the server's default applies, §6.5)
+      const timed = Number.isFinite(remaining);
       if (msg.message_type === 'request' && timed) msg.timeout_ms = Math.ceil(remaining);
       const id = msg.message_id;
       const timer = timed
-        ? setTimeout(() => {
+        ? setLongTimeout(() => {
             if (this.pending.delete(id)) {
               this.rememberSettled(id); // its answer may still come: drop it then
               reject(new RequestTimeoutError(`no answer on ${msg.channel_id} within ${Math.round(remaining)} ms`));
             }
-          }, remaining)
+          }, remaining) // past setTimeout's 2^31-1 ms too (30 days...)
         : null;
       this.pending.set(id, { resolve, reject, timer });
       try {
@@ -246,7 +247,7 @@ class Calls {
         if (counted) this.host._metrics.sent();
       } catch (err) {
         this.pending.delete(id);
-        clearTimeout(timer);
+        clearLongTimeout(timer);
         if (onUnsent !== undefined) onUnsent();
         reject(err);
       }
@@ -336,7 +337,7 @@ class Calls {
     const pending = msg.reply_to === null ? undefined : this.pending.get(msg.reply_to);
     if (pending === undefined) return msg.reply_to !== null && this.settled.delete(msg.reply_to);
     this.pending.delete(msg.reply_to);
-    clearTimeout(pending.timer);
+    clearLongTimeout(pending.timer);
     const error = msg.error ?? (conn.legacy ? legacyError(msg.payload) : null);
     if (error) pending.reject(errorFromWire(error));
     else pending.resolve(msg);
@@ -375,7 +376,7 @@ class Calls {
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
-      clearTimeout(p.timer);
+      clearLongTimeout(p.timer);
       p.reject(reason);
     }
   }

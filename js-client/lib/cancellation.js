@@ -16,7 +16,7 @@
 
 const { AbortError, RequestTimeoutError } = require('./errors');
 const { describeThrown } = require('./thrown');
-const { MAX_TIMER_MS } = require('./constants');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { CANCEL, cancel } = require('./protocol/streams');
 
 /**
@@ -92,7 +92,7 @@ function withdraw(host, msg, err) {
   const pending = calls.pending.get(id);
   if (pending !== undefined) {
     calls.pending.delete(id);
-    clearTimeout(pending.timer);
+    clearLongTimeout(pending.timer);
     calls.rememberSettled(id);
     const conn = calls.conn;
     if (msg.message_type === 'request' && conn !== null && !conn.closed && conn.features.has(CANCEL)) {
@@ -160,9 +160,9 @@ function bounded(promise, deadline, signal, what) {
   return new Promise((resolve, reject) => {
     const onAbort = () => finish(reject, abortError(signal));
     const left = deadline - performance.now();
-    const timer = left > MAX_TIMER_MS ? null : setTimeout(() => finish(reject, new RequestTimeoutError(what)), Math.max(0, left));
+    const timer = Number.isFinite(left) ? setLongTimeout(() => finish(reject, new RequestTimeoutError(what)), Math.max(0, left)) : null;
     function finish(settle, value) {
-      clearTimeout(timer);
+      clearLongTimeout(timer);
       if (signal !== undefined) signal.removeEventListener('abort', onAbort);
       settle(value);
     }

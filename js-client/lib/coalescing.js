@@ -17,7 +17,7 @@
  * `cacheMaxEntries`), `_calls` (`sendRequest()`), `_breakers` (`for()`, `fromFallback()`), `_metrics`.
  */
 
-const { MAX_TIMER_MS } = require('./constants');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { CircuitState } = require('./circuit_breaker');
 const { checkTimeout } = require('./call_options');
 const { ResponseCache, checkCacheTtl } = require('./response_cache');
@@ -172,15 +172,15 @@ function wait(shared, ms, signal, channelId) {
       reject(new AbortError('the call was aborted', { cause: signal.reason }));
     };
     const done = () => {
-      clearTimeout(timer);
+      clearLongTimeout(timer);
       if (signal != null) signal.removeEventListener('abort', onAbort);
     };
     if (signal != null) {
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
     }
-    if (ms <= MAX_TIMER_MS) {
-      timer = setTimeout(() => {
+    if (Number.isFinite(ms)) {
+      timer = setLongTimeout(() => {
         done();
         reject(new RequestTimeoutError(`no answer on ${channelId} within ${Math.round(ms)} ms (a coalesced call)`));
       }, ms);

@@ -21,7 +21,7 @@ const MAX_CHANNEL_LENGTH = 512;
 const HEADER_SIZE_BYTES = 4;
 const MAX_FRAME_LIMIT_BYTES = 2 ** 32 - 1; // what a uint32 length prefix can express
 const DEFAULT_MAX_FRAME_SIZE_BYTES = 16 * 1024 * 1024; // docs/protocol.md §1 and §12
-/** setTimeout's ceiling (a longer one fires at once): a longer wait gets no timer, it is as good as none. */
+/** setTimeout's ceiling (a longer one fires at once): a call's longer deadline waits in steps (lib/long_timer.js). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The seven fields of protocol version 1, always written, in canonical order (§1.2). */

@@ -13,7 +13,8 @@
  * `_metrics`, `_emitSafely()`, `_emitError()`.
  */
 
-const { HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES, MAX_TIMER_MS } = require('./constants');
+const { HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('./constants');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { messageBytes, storable, revive } = require('./protocol/attachments');
 const { now } = require('./connection');
 const { State } = require('./state');
@@ -216,16 +217,15 @@ class Outbox {
   _arm(deadline) {
     if (!Number.isFinite(deadline) || deadline >= this._timerAt) return;
     const delay = deadline - now();
-    if (delay > MAX_TIMER_MS) return;
-    clearTimeout(this._timer);
+    clearLongTimeout(this._timer);
     this._timerAt = deadline;
-    this._timer = setTimeout(() => this._onTimer(), Math.max(0, Math.ceil(delay)));
+    this._timer = setLongTimeout(() => this._onTimer(), Math.max(0, Math.ceil(delay))); // 30 days too
     this._timer.unref(); // the reconnect loop, not the queue, keeps the process alive
   }
 
   /** @private */
   _disarm() {
-    clearTimeout(this._timer);
+    clearLongTimeout(this._timer);
     this._timer = null;
     this._timerAt = Infinity;
   }

@@ -16,7 +16,7 @@
  */
 
 const { backoffDelay } = require('./backoff');
-const { MAX_TIMER_MS } = require('./constants');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { now } = require('./connection');
 const { State } = require('./state');
 const { ConnectionLostError, NotConnectedError, QueueFullError, RequestTimeoutError, UnauthorizedError } = require('./errors');
@@ -135,14 +135,14 @@ class Reconnector {
         this.waiters.delete(waiter);
         waiter.reject(abortError(signal));
       };
-      if (deadline - now() <= MAX_TIMER_MS) {
-        waiter.timer = setTimeout(() => {
+      if (Number.isFinite(deadline)) {
+        waiter.timer = setLongTimeout(() => {
           this.waiters.delete(waiter);
           waiter.reject(new RequestTimeoutError('timed out waiting for the connection'));
         }, Math.max(0, deadline - now()));
       }
       const done = () => {
-        clearTimeout(waiter.timer);
+        clearLongTimeout(waiter.timer);
         if (signal !== undefined) signal.removeEventListener('abort', onAbort);
       };
       waiter.resolve = () => {
