@@ -1,6 +1,7 @@
 """Streams across languages through the real server (docs/protocol.md §15):
 Python in-process generators and Python responders to Node consumers, Node
-responders (``async function*`` and ``function*``) to Python consumers,
+responders (``async function*``, ``function*``, an ``async`` handler
+resolving to a generator, typed producers) to Python consumers,
 Node to Node; the end, errors mid-stream, deadlines, the consumer leaving
 early, the producer leaving, and a stalled consumer that holds up nothing
 else."""
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ipc_protocol import HandlerError, Message, RequestTimeout, ResponderLost
+from ipc_protocol import BadRequest, HandlerError, Message, RequestTimeout, ResponderLost
 
 from conftest import WAIT_S
 from tests.conftest import counting_until_closed
@@ -88,6 +89,27 @@ async def test_a_node_function_star_responder_streams_to_python(server, node_age
     closed = await agent.wait_event("producerClosed")
     assert closed["aborted"] is True and closed["reason"]["code"] == "cancelled"
     assert closed["pulled"] <= 11 + 4  # never more than taken plus the window
+
+
+async def test_a_node_async_handler_resolving_to_a_generator_and_a_typed_producer_stream_to_python(server, node_agent, py_client):
+    # Python awaits a handler's result and streams a generator; Node does too.
+    # A typed producer is checked on its request alone, and gets ctx.signal.
+    agent = await node_agent(server.port)
+    await agent.call("serveStream", channel="node.asyncCount", kind="asyncCount")
+    schema = {"request": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}, "response": {"type": "integer"}}
+    await agent.call("serveStream", channel="node.typedCount", kind="count", schema=schema)
+    await agent.call("serveStream", channel="node.typedEndless", kind="endless", schema={"request": {"type": "null"}, "response": {"type": "integer"}})
+    consumer = await py_client(server.port)
+    assert await collect(consumer.stream("node.asyncCount", 300, window=8)) == list(range(300))
+    assert await collect(consumer.stream("node.typedCount", {"n": 5})) == list(range(5))
+    with pytest.raises(BadRequest):
+        await collect(consumer.stream("node.typedCount", {"n": "five"}))
+    async with consumer.stream("node.typedEndless", None, window=4) as stream:
+        async for item in stream:
+            if item == 5:
+                break
+    closed = await agent.wait_event("producerClosed")
+    assert closed["aborted"] is True and closed["reason"]["code"] == "cancelled"  # the typed producer's ctx.signal
 
 
 async def test_node_streams_to_node(server, node_agent):

@@ -12,8 +12,10 @@
  *                (event streamPaused) until resumeStream / breakStream {tag}; event streamDone
  *   startAbortable {tag, channel, payload, timeoutMs, kind: 'request'|'publish'|'stream'}; abort {tag}
  *                -> event abortDone {tag, error, abortedAt}
- *   serveStream  {channel, kind: 'count'|'endless'|'failAfter'|'stall', size}: an async function*;
- *                kind 'syncCount'|'syncEndless'|'syncFailAfter': the same as a function*
+ *   serveStream  {channel, kind: 'count'|'endless'|'failAfter'|'stall', size, schema}: an async function*;
+ *                kind 'syncCount'|'syncEndless'|'syncFailAfter': the same as a function*;
+ *                kind 'asyncCount': an async handler resolving to an async generator;
+ *                `schema`: served typed (its request checked, its items not)
  *   serveAbortable {channel, ignore}: a handler that waits for ctx.signal (event handlerAborted)
  */
 
@@ -112,6 +114,15 @@ function streamOps(client, out, describe) {
           for (let i = 0; i < msg.payload; i++) yield i;
           throw new TypeError(`failed after ${msg.payload}`);
         };
+      case 'asyncCount':
+        // an async handler whose awaited result is a generator: it streams, as in Python
+        return async (msg) => {
+          await new Promise((resolve) => setImmediate(resolve));
+          const n = typeof msg.payload === 'number' ? msg.payload : msg.payload.n;
+          return (async function* () {
+            for (let i = 0; i < n; i++) yield item(i);
+          })();
+        };
       default:
         throw new TypeError(`unknown stream producer kind ${cmd.kind}`);
     }
@@ -165,7 +176,7 @@ function streamOps(client, out, describe) {
       controllers.get(cmd.tag).abort();
       return { abortedAt: at };
     },
-    serveStream: (cmd) => client.serve(cmd.channel, producer(cmd)).then(() => null),
+    serveStream: (cmd) => client.serve(cmd.channel, producer(cmd), cmd.schema === undefined ? undefined : { schema: cmd.schema }).then(() => null),
     serveAbortable: (cmd) =>
       client
         .serve(cmd.channel, (msg, ctx) => {

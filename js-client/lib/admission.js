@@ -112,6 +112,11 @@ class Admission {
     const tracked = this._track(from);
     Promise.resolve(result).then(
       (value) => {
+        if (conn !== null && isStreamResult(value)) {
+          // an async handler that resolves to a generator streams it, as Python's does (§15.6); the slot is held till it ends
+          producers.produce(conn, msg, value, ctx, () => this._untrack(tracked));
+          return;
+        }
         this._untrack(tracked);
         if (conn !== null && producers.answers(msg, ctx)) reply(conn, host.appId, msg, value, undefined, exposeStacks);
       },

@@ -9,7 +9,8 @@
  * is wrapped so that a payload that does not match `request` is answered
  * `bad_request` with the field errors (`{loc, msg, type}`, in the manner of
  * pydantic's), a result that does not match `response` `handler_error`
- * (`remote_type` 'ValidationError'). The handler still receives the message.
+ * (`remote_type` 'ValidationError'). The handler still receives the message
+ * and its `ctx`.
  *
  * The validator is a small subset of JSON Schema, the part pydantic writes:
  * `type`, `enum`, `const`, `properties`, `required`, `additionalProperties`,
@@ -27,6 +28,7 @@ const { BadRequestError, HandlerError } = require('./errors');
 const { isThenable } = require('./listeners');
 const { MAX_JSON_DEPTH } = require('./json_profile');
 const { isBinary } = require('./protocol/payload_paths');
+const { isStreamResult } = require('./producers');
 
 const SIDES = ['request', 'response'];
 const MAX_LISTED_ERRORS = 5;
@@ -150,10 +152,14 @@ function wireForm(value, depth = 1) {
 }
 
 /**
- * Wraps a handler in its declared contract; the handler itself when there is none.
- * @param {(msg: object) => unknown} handler
+ * Wraps a handler in its declared contract; the handler itself when there
+ * is none. The wrapper passes the handler its `ctx` (`ctx.signal`, §15.4)
+ * as serve() does. A stream's producer is checked on its request alone
+ * (a generator it returns, or resolves to, is not an answer: its items are
+ * not checked, as in Python).
+ * @param {(msg: object, ctx?: object) => unknown} handler
  * @param {{request: object|boolean, response: object|boolean}|null} schema from checkSchemaOption().
- * @returns {(msg: object) => unknown}
+ * @returns {(msg: object, ctx?: object) => unknown}
  */
 function bindContract(handler, schema) {
   if (schema === null) return handler;
@@ -161,18 +167,19 @@ function bindContract(handler, schema) {
   const response = acceptsAll(schema.response) ? null : schema.response;
   if (request === null && response === null) return handler;
   const checked = (value) => {
+    if (isStreamResult(value)) return value; // a producer: its items are not the answer
     const errors = validate(response, wireForm(value));
     if (errors.length > 0) {
       throw new HandlerError(`the handler's result does not match its response schema: ${summary(errors)}`, { remoteType: 'ValidationError', details: { errors } });
     }
     return value;
   };
-  return function typedHandler(msg) {
+  return function typedHandler(msg, ctx) {
     if (request !== null) {
       const errors = validate(request, msg.payload);
       if (errors.length > 0) throw new BadRequestError(`invalid request for ${JSON.stringify(msg.channel_id)}: ${summary(errors)}`, { details: { errors } });
     }
-    const result = handler(msg);
+    const result = handler(msg, ctx);
     if (response === null) return result;
     return isThenable(result) ? Promise.resolve(result).then(checked) : checked(result);
   };

@@ -13,7 +13,9 @@
  * and is counted (`lateAnswers`, in getMetrics()).
  *
  * A handler that is an `async function*` or a `function*`, or returns any
- * async iterable or a generator object, streams its items (as in Python, a
+ * async iterable or a generator object (or a promise of one: an `async`
+ * handler that returns a generator, as Python awaits and streams it),
+ * streams its items (as in Python, a
  * sync generator streams; an array or another sync iterable is a value;
  * a `function*` is pulled as `for await` would: a promise it yields is
  * awaited): one is pulled only while credit remains (the

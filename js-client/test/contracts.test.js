@@ -154,3 +154,15 @@ test('contracts - bytes pass a binary string schema (what pydantic publishes for
   assert.deepEqual(validate({ type: 'string' }, png), [{ loc: [], msg: 'Input should be a valid string', type: 'string_type' }]);
   assert.equal(validate({ type: 'object' }, png)[0].type, 'dict_type');
 });
+
+test('contracts - the wrapped handler gets the ctx serve() passes; a generator it returns is not checked as an answer', async () => {
+  const schema = checkSchemaOption({ request: { type: 'object' }, response: { type: 'integer' } });
+  const ctx = { signal: new AbortController().signal };
+  assert.equal(bindContract((msg, c) => (c === ctx ? 1 : 0), schema)({ payload: {} }, ctx), 1);
+  const gen = bindContract(async function* () {
+    yield 'not an integer';
+  }, schema)({ payload: {} }, ctx);
+  assert.equal(typeof gen[Symbol.asyncIterator], 'function');
+  const later = await bindContract(async () => [1].values(), schema)({ payload: {} }).catch((err) => err);
+  assert.ok(later instanceof HandlerError); // a sync iterator is an answer, checked
+});

@@ -2,7 +2,8 @@
 
 // A Node streaming responder's edges (docs/protocol.md §15.3, §15.4) against a
 // scripted peer: an item that cannot be sent, a cancel while the generator
-// awaits. The common paths are in streams.test.js.
+// awaits, an async handler resolving to a generator, typed producers and
+// their ctx. The common paths are in streams.test.js.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -74,4 +75,66 @@ test('stream producers - a cancel while the generator awaits frees its handler s
   await until(() => closed, 5000, 'the generator closed once its next() settled');
   const items = peer.received.filter((m) => m.reply_to === request.message_id);
   assert.deepEqual(items.map((m) => m.payload), ['first']);
+});
+
+test('stream producers - an async handler that resolves to a generator streams it, holding its slot till the end', async (t) => {
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer, { maxConcurrentHandlers: 1 });
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  await client.serve('later', async (msg) => {
+    await new Promise((resolve) => setImmediate(resolve));
+    return (async function* () {
+      yield msg.payload;
+      await gate;
+      yield 'last';
+    })();
+  });
+  await client.serve('echo', (msg) => msg.payload);
+  const request = buildMessage('request', 'app', 'later', 'first', { window: 8 });
+  send(peer, request);
+  await nextReceived(peer, (m) => m.reply_to === request.message_id && m.message_type === 'stream_item');
+  const echo = buildMessage('request', 'app', 'echo', 'hi', { timeout_ms: 5000 });
+  send(peer, echo);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(peer.received.filter((m) => m.reply_to === echo.message_id).length, 0); // the stream holds the one slot
+  release();
+  await nextReceived(peer, (m) => m.reply_to === request.message_id && m.message_type === 'stream_end');
+  const items = peer.received.filter((m) => m.reply_to === request.message_id && m.message_type === 'stream_item');
+  assert.deepEqual(items.map((m) => m.payload), ['first', 'last']);
+  await until(() => peer.received.some((m) => m.reply_to === echo.message_id), 5000, 'the held request answered'); // once the stream ended
+  assert.equal(peer.received.find((m) => m.reply_to === echo.message_id).payload, 'hi');
+  // a plain request to it is told to stream, as for an async function*
+  const plain = buildMessage('request', 'app', 'later', null, { timeout_ms: 5000 });
+  send(peer, plain);
+  assert.equal((await nextReceived(peer, (m) => m.reply_to === plain.message_id)).error.code, 'bad_request');
+});
+
+test('stream producers - a typed handler gets its ctx, and a typed producer is checked on its request alone', async (t) => {
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer);
+  const schema = { request: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] }, response: { type: 'object', required: ['total'] } };
+  let seen = null;
+  await client.serve('typed', (msg, ctx) => ((seen = ctx), { total: msg.payload.n }), { schema });
+  await client.serve('typed.gen', async function* (msg, ctx) {
+    for (let i = 0; i < msg.payload.n && !ctx.signal.aborted; i++) yield i;
+  }, { schema });
+  await client.serve('typed.async', async (msg) => (async function* () {
+    yield msg.payload.n;
+  })(), { schema });
+  const request = buildMessage('request', 'app', 'typed', { n: 2 }, { timeout_ms: 5000 });
+  send(peer, request);
+  assert.deepEqual((await nextReceived(peer, (m) => m.reply_to === request.message_id)).payload, { total: 2 });
+  assert.ok(seen !== undefined && seen !== null && seen.signal instanceof AbortSignal, 'the typed handler got ctx.signal');
+  for (const [channel, expected] of [['typed.gen', [0, 1, 2]], ['typed.async', [3]]]) {
+    const stream = buildMessage('request', 'app', channel, { n: 3 }, { window: 8 });
+    send(peer, stream);
+    const end = await nextReceived(peer, (m) => m.reply_to === stream.message_id && (m.message_type === 'stream_end' || m.message_type === 'response'));
+    assert.equal(end.message_type, 'stream_end', `${channel}: ${JSON.stringify(end.error)}`);
+    const items = peer.received.filter((m) => m.reply_to === stream.message_id && m.message_type === 'stream_item');
+    assert.deepEqual(items.map((m) => m.payload), expected);
+  }
+  const bad = buildMessage('request', 'app', 'typed.gen', { n: 'x' }, { window: 8 });
+  send(peer, bad);
+  assert.equal((await nextReceived(peer, (m) => m.reply_to === bad.message_id)).error.code, 'bad_request');
 });
