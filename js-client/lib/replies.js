@@ -8,28 +8,26 @@
  * Every request gets an answer (§6.2), whatever its handler returned or
  * threw: a result that cannot be sent is answered `handler_error` with the
  * encoding error, and an error that cannot be sent as it is (a lone
- * surrogate in its message, details JSON cannot carry, a message over the
- * frame limit) is answered `handler_error` made sendable (sendableError()).
+ * surrogate in its text, details JSON cannot carry, over the frame limit)
+ * is sent made sendable (sendableError()), as the Python side does
+ * (ipc_protocol/replies.py).
  */
 
 const { buildMessage } = require('./envelope');
 const { stringifyValue } = require('./json_profile');
 const { ConnectionLostError, ErrorCode, FrameTooLargeError, errorToWire } = require('./errors');
-const { safeString } = require('./thrown');
+const { safeString, thrownMessage } = require('./thrown');
 
 /** What a cut text ends with. */
 const CUT_MARK = ' [cut to fit the frame limit]';
-/** Bytes a cut leaves spare beyond the excess (the mark, rounding). */
+/** Bytes a cut leaves spare beyond the excess (the marks, rounding). */
 const CUT_SPARE_BYTES = 256;
-/** The longest `remote_type` sent when the error had to be made sendable. */
+/** The longest `remote_type` of the answer of last resort. */
 const MAX_TYPE_LENGTH = 256;
 /** How many times an error is made smaller before the answer of last resort. */
 const FIT_ATTEMPTS = 4;
-
-const toWellFormed =
-  typeof String.prototype.toWellFormed === 'function'
-    ? (s) => s.toWellFormed()
-    : (s) => s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+/** A lone surrogate: not valid Unicode, refused by every decoder (§1.1). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /**
  * Sends the response to a request. If the result cannot be encoded (a
@@ -99,22 +97,29 @@ function sendError(conn, appId, request, error) {
 }
 
 /**
- * An error answer that can be sent (§6.3): `handler_error`, the error's
- * strings valid Unicode (a lone surrogate becomes U+FFFD) and its details
- * dropped when JSON cannot carry them. With `excess` (bytes over the frame
- * limit), the stack is cut first, then the details dropped, then the
- * message cut, each ending with CUT_MARK: the requester gets what fits.
- * (The Python responder answers an error over the frame limit
- * `handler_error` with `remote_type` FrameTooLarge instead.)
+ * An error answer that can be sent (§6.3), its code and `remote_type`
+ * kept, as the Python side sends it: a lone surrogate in its strings
+ * escaped as text (`\ud800`, as Python's backslashreplace writes it), its
+ * details dropped when JSON cannot carry them, the message then ending
+ * ` (its details were not sent: <why>)`. With `excess` (bytes over the
+ * frame limit), the stack is cut first, then the details dropped, then the
+ * message cut, a cut text ending CUT_MARK: the requester gets what fits.
+ * (The Python responder answers an error over the frame limit with
+ * `remote_type` FrameTooLarge instead.)
  * @param {object} error
  * @param {number} excess bytes to take off, 0 when it was not too large.
  * @returns {object}
  */
 function sendableError(error, excess) {
-  const out = { code: ErrorCode.HANDLER_ERROR, message: wellFormed(error.message) };
-  if (error.remote_type != null) out.remote_type = wellFormed(error.remote_type).slice(0, MAX_TYPE_LENGTH);
-  if (error.details != null && encodable(error.details)) out.details = error.details;
-  if (error.remote_stack != null) out.remote_stack = wellFormed(error.remote_stack);
+  const code = typeof error.code === 'string' && error.code !== '' ? escapeLone(error.code) : ErrorCode.HANDLER_ERROR;
+  const out = { code, message: escapeLone(error.message) };
+  if (error.remote_type != null) out.remote_type = escapeLone(error.remote_type);
+  if (error.details != null) {
+    const why = unencodable(error.details);
+    if (why === null) out.details = error.details;
+    else out.message += ` (its details were not sent: ${escapeLone(why)})`;
+  }
+  if (error.remote_stack != null) out.remote_stack = escapeLone(error.remote_stack);
   if (excess <= 0) return out;
   let left = excess + CUT_SPARE_BYTES;
   if (out.remote_stack !== undefined) {
@@ -125,6 +130,7 @@ function sendableError(error, excess) {
   if (left > CUT_SPARE_BYTES && out.details !== undefined) {
     left -= jsonBytes(out.details);
     delete out.details;
+    out.message += ' (its details were not sent: over the frame limit)';
   }
   if (left > CUT_SPARE_BYTES) out.message = cut(out.message, left);
   return out;
@@ -137,32 +143,34 @@ function sendableError(error, excess) {
  * @private
  */
 function lastResort(error) {
-  const type = typeof error.remote_type === 'string' ? toWellFormed(error.remote_type).slice(0, MAX_TYPE_LENGTH) : 'Error';
+  const type = typeof error.remote_type === 'string' ? escapeLone(error.remote_type).slice(0, MAX_TYPE_LENGTH) : 'Error';
   return { code: ErrorCode.HANDLER_ERROR, message: "the handler's error cannot be sent", remote_type: type };
 }
 
 /**
- * A field as a string of valid Unicode.
+ * A field as text the wire can carry: each lone surrogate escaped as
+ * Python writes it (`\ud800`), so both sides send the same text.
  * @param {unknown} value
  * @returns {string}
  * @private
  */
-function wellFormed(value) {
-  return toWellFormed(typeof value === 'string' ? value : value == null ? '' : safeString(value));
+function escapeLone(value) {
+  const text = typeof value === 'string' ? value : value == null ? '' : safeString(value);
+  return text.replace(LONE_SURROGATE, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /**
- * Whether JSON (the bridge's profile) can carry `value`.
+ * Why JSON (the bridge's profile) cannot carry `value`, or null when it can.
  * @param {unknown} value
- * @returns {boolean}
+ * @returns {string|null}
  * @private
  */
-function encodable(value) {
+function unencodable(value) {
   try {
     stringifyValue(value, 'error.details', 3);
-    return true;
-  } catch {
-    return false;
+    return null;
+  } catch (err) {
+    return thrownMessage(err).split('\n')[0]; // V8's cycle message runs over several lines
   }
 }
 

@@ -11,8 +11,15 @@
  * place that renders a thrown value reads it through these helpers.
  */
 
-/** What an Error whose `message` cannot be read says instead. */
-const UNREADABLE_MESSAGE = '<the error has no readable message>';
+/**
+ * What an Error whose `message` cannot be read says instead, as the Python
+ * side writes an exception whose `__str__` fails (docs/protocol.md §6.3).
+ * @param {string} name the error's type.
+ * @returns {string}
+ */
+function unprintable(name) {
+  return `<unprintable ${name} object>`;
+}
 
 /**
  * `String(value)`, or, when that throws (no string form), its
@@ -73,18 +80,15 @@ function safeInstanceOf(value, cls) {
  */
 function describeThrown(err) {
   if (!safeInstanceOf(err, Error)) return { isError: false, name: typeof err, message: safeString(err) };
-  const name = safeGet(err, 'name');
+  const given = safeGet(err, 'name');
+  const name = given === undefined || given === null || given === '' ? 'Error' : safeString(given);
   let message;
   try {
     message = err.message;
   } catch {
-    message = UNREADABLE_MESSAGE;
+    return { isError: true, name, message: unprintable(name) };
   }
-  return {
-    isError: true,
-    name: name === undefined || name === null || name === '' ? 'Error' : safeString(name),
-    message: message === undefined ? '' : safeString(message)
-  };
+  return { isError: true, name, message: message === undefined ? '' : safeString(message) };
 }
 
 /**
@@ -96,4 +100,4 @@ function thrownMessage(err) {
   return describeThrown(err).message;
 }
 
-module.exports = { UNREADABLE_MESSAGE, safeString, safeGet, safeInstanceOf, describeThrown, thrownMessage };
+module.exports = { unprintable, safeString, safeGet, safeInstanceOf, describeThrown, thrownMessage };

@@ -112,7 +112,7 @@ test('errors - errorToWire never throws, whatever was thrown: a value with no st
   assert.deepEqual(errorToWire(Object.create(null)), { code: 'handler_error', message: '[object Object]', remote_type: 'object' });
   assert.deepEqual(errorToWire(noPrimitive), { code: 'handler_error', message: '[object Object]', remote_type: 'object' });
   assert.deepEqual(errorToWire(trap), { code: 'handler_error', message: '[object Object]', remote_type: 'object' });
-  assert.deepEqual(errorToWire(unreadable), { code: 'handler_error', message: '<the error has no readable message>', remote_type: 'Error' });
+  assert.deepEqual(errorToWire(unreadable), { code: 'handler_error', message: '<unprintable Error object>', remote_type: 'Error' });
   assert.deepEqual(errorToWire(badName), { code: 'handler_error', message: 'm', remote_type: '[object Object]' });
   const stackless = new Error('s');
   Object.defineProperty(stackless, 'stack', {
