@@ -29,9 +29,9 @@ const { isThenable } = require('./listeners');
 const { MAX_JSON_DEPTH } = require('./json_profile');
 const { isBinary } = require('./protocol/payload_paths');
 const { isStreamResult } = require('./producers');
+const { show, orList, summary } = require('./contract_errors');
 
 const SIDES = ['request', 'response'];
-const MAX_LISTED_ERRORS = 5;
 const FORMATS = {
   'date-time': /^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)?$/,
   date: /^\d{4}-\d\d-\d\d$/,
@@ -376,27 +376,6 @@ function name(schema, root) {
 /** @private */
 function same(a, b) {
   return a === b || JSON.stringify(a) === JSON.stringify(b);
-}
-
-/** @private */
-function show(value) {
-  return typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
-}
-
-/** @private */
-function orList(items) {
-  return items.length <= 1 ? String(items[0]) : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`;
-}
-
-/**
- * The errors in one line, as the Python side writes them.
- * @param {Array<{loc: Array<string|number>, msg: string}>} errors
- * @returns {string}
- */
-function summary(errors) {
-  const parts = errors.slice(0, MAX_LISTED_ERRORS).map((e) => `${e.loc.join('.') || 'payload'}: ${e.msg}`);
-  const more = errors.length - MAX_LISTED_ERRORS;
-  return parts.join('; ') + (more > 0 ? ` (and ${more} more)` : '');
 }
 
 module.exports = { checkSchemaOption, bindContract, validate, wireForm, summary };
