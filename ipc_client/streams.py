@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import ConnectionLost, IPCError, Message, MessageType, error_from_wire, validate_channel
+from ipc_protocol.headers import check_headers
 from ipc_protocol.streams import CANCEL, DEFAULT_WINDOW, STREAMS, Window, cancel, credit
 
 from .calls import Calls, budget_ms
@@ -260,6 +261,8 @@ class Streaming:
             ConnectionLost: this client's connection dropped.
         """
         validate_channel(channel)
+        if headers is not None:
+            check_headers(headers)
         self._drain.check()  # none while draining (docs/resilience.md §12)
         for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
             if check_timeout(value, None, name) is not None and not value > 0:  # type: ignore[operator]  # infinite: none is None

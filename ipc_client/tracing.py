@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from ipc_protocol import Message
+from ipc_protocol.headers import check_headers
 
 from . import otel
 
@@ -205,8 +206,8 @@ def outgoing(operation: str, channel: str, headers: dict[str, str] | None, clien
     """The headers of a message about to be sent, and its OpenTelemetry span
     (None without one): see the module's doc for which trace it continues.
     ``client`` (its ``host`` and ``port``) names the server in the span."""
-    if headers is not None and ((headers.__class__ is not dict and not isinstance(headers, dict)) or TRACEPARENT in headers):
-        return headers, None  # the caller's own: kept as it is (not a dict: refused when encoded, envelope.check_headers)
+    if headers is not None and TRACEPARENT in check_headers(headers):  # a caller's own are checked here, before anything is sent
+        return headers, None  # the caller's own: kept as it is
     ctx = _current.get()
     loaded = otel.api_loaded
     if loaded is None:

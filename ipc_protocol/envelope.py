@@ -22,7 +22,6 @@ from ._json import loads, parse, plain
 from .attachments import BINARY_TYPES, AttachmentError, BinaryFrame, encode_body, joined, place, split
 from .deferred_payload import DeferredPayload, settling_hash
 from .exceptions import FrameError, MessageError
-from .headers import check_headers
 
 __all__ = [
     "MessageType",
@@ -219,7 +218,7 @@ def _wire(
     if legacy:
         return d
     if headers is not None:
-        d["headers"] = check_headers(headers)  # a call's own: refused before it is sent
+        d["headers"] = headers
     if error is not None:
         d["error"] = error.to_wire()
     if timeout_ms is not None:

@@ -1,8 +1,11 @@
 """What a message's ``headers`` may be (docs/protocol.md §2): an object of
-strings to strings. Checked when a message is encoded, so a call given
-other headers fails before anything is sent, with the text Node's
+strings to strings. Checked where a call's own headers come in (the
+client's ``tracing.outgoing``, ``stream()``, ``keyed_headers``), so a call
+given other headers fails before anything is sent, with the text Node's
 ``checkHeaders`` (js-client/lib/envelope.js) gives, rather than the server
-taking the frame for a bad envelope and closing the connection.
+taking the frame for a bad envelope and closing the connection. Not at
+each encoding: headers the bridge makes (a ``traceparent``) or decoded
+already need none, and the check costs ~100 ns a message.
 """
 
 from __future__ import annotations
