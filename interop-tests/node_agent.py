@@ -38,11 +38,12 @@ class NodeAgent:
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def start(cls, node: str, port: int, *, app_id: str = "app", connect: bool = True, **options: Any) -> NodeAgent:
+    async def start(cls, node: str, port: int, *, script: str = "agent.js", app_id: str = "app", connect: bool = True, **options: Any) -> NodeAgent:
+        """``node/<script>`` (agent.js, or one with commands of its own) for ``port``."""
         config = json.dumps({"port": port, "appId": app_id, "options": options})
         log = tempfile.TemporaryFile()
         proc = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "agent.js"), config,
+            node, str(NODE_DIR / script), config,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
             cwd=ROOT, limit=LINE_LIMIT,
         )

@@ -9,15 +9,12 @@ the Python side writes, never left unanswered."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from conftest import LINE_LIMIT, NODE_DIR, ROOT, WAIT_S, NodeAgent
+from conftest import WAIT_S, NodeAgent
 from ipc_protocol import Forbidden, HandlerError, RemoteError
 
 
@@ -27,16 +24,8 @@ async def odd_agent(node: str) -> AsyncIterator[Callable[..., Any]]:
     agents: list[NodeAgent] = []
 
     async def make(port: int, **options: Any) -> NodeAgent:
-        config = json.dumps({"port": port, "appId": "app", "options": options})
-        log = tempfile.TemporaryFile()
-        proc = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "handler_errors_agent.js"), config,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=ROOT, limit=LINE_LIMIT,
-        )  # fmt: skip
-        agent = NodeAgent(proc, log)
+        agent = await NodeAgent.start(node, port, script="handler_errors_agent.js", **options)
         agents.append(agent)
-        await agent.wait_event("ready")
-        await agent.call("connect")
         return agent
 
     yield make

@@ -7,14 +7,12 @@ responder that counts them."""
 from __future__ import annotations
 
 import asyncio
-import json
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from conftest import LINE_LIMIT, NODE_DIR, ROOT, WAIT_S, NodeAgent
+from conftest import WAIT_S, NodeAgent
 from ipc_protocol import HandlerError, LimitExceeded, Message, NoResponders, ResponderLost
 
 
@@ -24,16 +22,8 @@ async def iterator_agent(node: str) -> AsyncIterator[Callable[..., Any]]:
     agents: list[NodeAgent] = []
 
     async def make(port: int, **options: Any) -> NodeAgent:
-        config = json.dumps({"port": port, "appId": "app", "options": options})
-        log = tempfile.TemporaryFile()
-        proc = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "iterator_agent.js"), config,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log, cwd=ROOT, limit=LINE_LIMIT,
-        )  # fmt: skip
-        agent = NodeAgent(proc, log)
+        agent = await NodeAgent.start(node, port, script="iterator_agent.js", **options)
         agents.append(agent)
-        await agent.wait_event("ready")
-        await agent.call("connect")
         return agent
 
     yield make
