@@ -94,13 +94,15 @@ class Subscriptions:
             # holds it, nor stay when that one is refused. A 1.1.x server: once.
             if conn is not None and (first or not conn.legacy):
                 await self._interest(conn, channel, serve=False)
-        except BaseException:  # not registered: not kept either (as the Node client)
+        except BaseException as exc:  # not registered: not kept either (as the Node client)
             handlers = self.handlers.get(channel)
             if handlers is not None and handler in handlers:
                 handlers.remove(handler)
                 if not handlers:
                     del self.handlers[channel]
                 self._cache.clear()
+            if not isinstance(exc, RemoteError):  # the server may hold it yet (a refusal holds nothing)
+                self._withdraw(channel)
             raise
 
     async def unsubscribe(self, channel: str, handler: Handler | None) -> None:
@@ -115,6 +117,18 @@ class Subscriptions:
             conn = self._connected()
             if conn is not None:
                 await self._interest(conn, channel, serve=False, subscribe=False)
+
+    def _withdraw(self, channel: str) -> None:
+        """Withdraw a subscribe that failed after its frame went out, unless the
+        client holds the channel (still or again); while reconnecting, the restore
+        does. Checked and written in one step: the server applies a connection's
+        frames in order, so this lands after that subscribe, before any later one."""
+        conn = self._connected()
+        if channel in self.handlers or conn is None or conn.legacy or not conn.is_open:
+            return
+        msg = Message.build(MessageType.UNSUBSCRIBE, self._calls.app_id, channel, {})
+        self._calls.forget(msg.message_id)  # its ack, read by nobody
+        conn.send(msg)
 
     async def _interest(
         self, conn: ClientConnection, channel: str, *, serve: bool, subscribe: bool = True, deadline: float | None = None

@@ -69,6 +69,7 @@ class Subscriptions {
     } catch (err) {
       if (!known) handlers.delete(handler);
       if (handlers.size === 0 && this.subscriptions.get(channelId) === handlers) this.subscriptions.delete(channelId);
+      if (!this.subscriptions.has(channelId)) this._withdraw(channelId, false, err);
       throw err;
     }
   }
@@ -120,8 +121,27 @@ class Subscriptions {
       await this._register('subscribe', channelId, true, deadline);
     } catch (err) {
       if (this.responders.get(channelId) === handler) this._forgetResponder(channelId);
+      if (!this.responders.has(channelId)) this._withdraw(channelId, true, err);
       throw err;
     }
+  }
+
+  /**
+   * Withdraws a subscribe()/serve() that failed (timed out) after its frame
+   * went out, or once restore() had sent it: the server may hold it yet (a
+   * refusal holds nothing). Called only while the client holds no
+   * registration of the channel, and written at once (the check and the
+   * write are one step): the server applies a connection's frames in order,
+   * so this lands after what it withdraws and before any later subscribe,
+   * which it never undoes. Its ack is awaited by nobody.
+   * @param {string} channelId
+   * @param {boolean} serve
+   * @param {Error} err why it failed.
+   * @private
+   */
+  _withdraw(channelId, serve, err) {
+    if (err instanceof RemoteError || !this._mayHold() || this.host._calls.conn === null || this.host._calls.conn.legacy) return;
+    this._register('unsubscribe', channelId, serve, now() + this.host.options.requestTimeout).catch(() => {});
   }
 
   /**
