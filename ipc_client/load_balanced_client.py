@@ -2,7 +2,8 @@
 
 A pool per server; each call goes to one healthy server chosen by the
 strategy and moves to the next on errors that say "not here" (the server is
-gone or has nobody to answer), within the call's original deadline. Health
+gone or has nobody to answer), or when the server's pool gives it no
+connection within its ``acquire_timeout``, within the call's original deadline. Health
 checks take servers out of rotation and put them back; so does a server's
 pool opening a connection, or a call through the server succeeding, which
 brings a server back without health checks too.
@@ -216,19 +217,25 @@ class LoadBalancedClient:
                     raise last  # no_responders or circuit_open everywhere: say so
                 raise NotConnected("no healthy server" + (f" (last error: {last})" if last else ""))
             tried.add(server)
+            pool = self._pools[server]
             started = loop.time()
             server.started()
-            failed = True
+            failed, leased = True, False
             try:
-                async with self._pools[server].lease(left) as client:
+                # A connection within the pool's acquire timeout, or the next server (as Node).
+                async with pool.lease(min(left, pool.acquire_timeout)) as client:
+                    leased = True
                     result = await call(client, max(deadline - loop.time(), 0.001))
                 failed = False
                 self._health.mark_up(server)  # it answered: in rotation, if a concurrent failure took it out
                 return result
             except IPCError as exc:
-                if exc.code not in FAILOVER_CODES:
+                if not leased:  # no connection to it in time (or none at all): the next server may do better
+                    if exc.code == ErrorCode.NOT_CONNECTED:
+                        self._health.mark_down(server, exc)
+                elif exc.code not in FAILOVER_CODES:
                     raise
-                if exc.code in SERVER_DOWN_CODES:
+                elif exc.code in SERVER_DOWN_CODES:
                     self._health.mark_down(server, exc)
                 last = exc
             finally:
@@ -246,7 +253,8 @@ class LoadBalancedClient:
         Raises:
             NotConnected: no healthy server (or every one failed with a
                 "server gone" error).
-            RequestTimeout: the whole call's deadline passed.
+            RequestTimeout: the whole call's deadline passed, or the last
+                server tried gave no connection within ``acquire_timeout``.
             NoResponders, CircuitOpen: every healthy server said so.
             RemoteError and the rest: as the server answered; not retried.
         """
