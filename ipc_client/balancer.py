@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .latency import LatencyWindow
-
 __all__ = [
     "Server",
     "ServerSpec",
@@ -46,40 +44,42 @@ class Server:
     # It said it is leaving (lame duck, docs/protocol.md §13.1): still
     # serving, but calls go elsewhere while another server is healthy.
     leaving: bool = False
+    # What server_stats() reports (docs/resilience.md §8), as Node's ServerState:
+    # calls in flight, and of the calls that ended (every one since the start),
+    # how many, how many failed, and their total latency.
     in_flight: int = 0
     requests: int = 0
     errors: int = 0
-    latencies: LatencyWindow = field(default_factory=LatencyWindow, repr=False)
+    latency_total_s: float = field(default=0.0, repr=False)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def started(self) -> None:
-        """A call was sent to this server."""
+        """A call starts on this server (it is in flight until :meth:`finished`)."""
         self.in_flight += 1
-        self.requests += 1
 
-    def finished(self, latency_s: float, *, failed: bool, ended_at: float = 0.0) -> None:
-        """A call sent to this server ended, in a result or an error."""
+    def finished(self, latency_s: float, *, failed: bool) -> None:
+        """A call on this server ended, in a result or an error."""
         self.in_flight = max(self.in_flight - 1, 0)
+        self.requests += 1
         if failed:
             self.errors += 1
-        self.latencies.add(latency_s, ended_at)
+        self.latency_total_s += max(latency_s, 0.0)
 
     def snapshot(self) -> dict[str, Any]:
-        done = self.requests - self.in_flight
-        avg = self.latencies.average_ms()
+        done = self.requests
         return {
             "host": self.host,
             "port": self.port,
             "weight": self.weight,
             "healthy": self.healthy,
             "in_flight": self.in_flight,
-            "requests": self.requests,
+            "requests": done,
             "errors": self.errors,
-            "error_rate": self.errors / done if done > 0 else 0.0,
-            "average_latency_ms": None if avg is None else round(avg, 3),
+            "error_rate": self.errors / done if done else 0.0,
+            "average_latency_ms": round(self.latency_total_s * 1000 / done, 3) if done else None,
         }
 
 

@@ -239,8 +239,7 @@ class LoadBalancedClient:
                     self._health.mark_down(server, exc)
                 last = exc
             finally:
-                ended = loop.time()
-                server.finished(ended - started, failed=failed, ended_at=ended)
+                server.finished(loop.time() - started, failed=failed)
 
     async def send_request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Message:
         """Send a request to one healthy server, failing over as §8 says.
@@ -325,7 +324,10 @@ class LoadBalancedClient:
 
     def server_stats(self) -> list[dict[str, Any]]:
         """Per server, in the order given: ``{host, port, weight, healthy,
-        in_flight, requests, errors, error_rate, average_latency_ms}``."""
+        in_flight, requests, errors, error_rate, average_latency_ms}``:
+        ``in_flight`` the calls on it now; of those that ended, every one
+        since the start, ``requests`` how many, ``errors`` how many failed,
+        and their ``error_rate`` and ``average_latency_ms`` (docs/resilience.md §8)."""
         return [s.snapshot() for s in self.servers]
 
     def pools(self) -> dict[str, ConnectionPool]:

@@ -946,15 +946,20 @@ export interface LoadBalancedClientOptions
   [extra: string]: unknown;
 }
 
+/** One server of a LoadBalancedClient (docs/resilience.md §8). */
 export interface ServerStats {
   host: string;
   port: number;
   weight: number;
   healthy: boolean;
+  /** Calls on it now; counted in `requests` once they end. */
   inFlight: number;
+  /** Calls that ended on it, every one since the start; `errors` of them failed. */
   requests: number;
   errors: number;
+  /** `errors / requests`, 0 before any. */
   errorRate: number;
+  /** The mean time of every call that ended, null before any. */
   averageLatencyMs: number | null;
 }
 

@@ -143,11 +143,20 @@ def test_server_snapshot() -> None:
     for latency, failed in ((0.010, False), (0.020, True), (0.030, False)):
         s.started()
         s.finished(latency, failed=failed)
-    s.started()  # still in flight: not in the error rate
+    s.started()  # still in flight: counted once it ends (as Node)
     snap = s.snapshot()
-    assert snap["requests"] == 4 and snap["in_flight"] == 1 and snap["errors"] == 1
+    assert snap["requests"] == 3 and snap["in_flight"] == 1 and snap["errors"] == 1
     assert snap["error_rate"] == pytest.approx(1 / 3)
     assert snap["average_latency_ms"] == pytest.approx(20.0)
+
+
+def test_server_average_latency_covers_every_call() -> None:
+    """As Node's: the mean of every call that ended, not of a window of the last ones."""
+    s = Server("h", 1)
+    for i in range(2000):
+        s.started()
+        s.finished(1.0 if i < 1000 else 0.0, failed=False)
+    assert s.snapshot()["average_latency_ms"] == pytest.approx(500.0)  # a window of the last 1024: 23.4
 
 
 # -- latency window -------------------------------------------------------------------

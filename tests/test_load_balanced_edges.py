@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ipc_client import LoadBalancedClient
-from ipc_protocol import Message, RequestTimeout
+from ipc_protocol import Message, NoResponders, RequestTimeout
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
@@ -76,3 +76,31 @@ async def test_with_only_a_silent_server_the_call_fails_at_the_acquire_timeout(s
     with pytest.raises(RequestTimeout, match="acquire timeout"):
         await lb.request("who", timeout=3)
     assert loop.time() - started < 2.0
+
+
+async def test_server_stats_count_a_call_once_it_ended(real, lbs) -> None:
+    """``requests`` counts the calls that ended (as Node): one in flight is
+    ``in_flight`` only; ``error_rate`` and ``average_latency_ms`` cover the same calls."""
+    release = asyncio.Event()
+
+    async def hold(msg: Message) -> str:
+        await release.wait()
+        return "held"
+
+    real.add_handler("hold", hold)
+    lb = LoadBalancedClient("app", [("127.0.0.1", real.port)], health_check_interval=None)
+    lbs.append(lb)
+    await lb.start()
+    held = asyncio.ensure_future(lb.request("hold"))
+    async with asyncio.timeout(WAIT_S):
+        while lb.server_stats()[0]["in_flight"] != 1:
+            await asyncio.sleep(0.005)
+    snap = lb.server_stats()[0]
+    assert (snap["in_flight"], snap["requests"], snap["errors"], snap["average_latency_ms"]) == (1, 0, 0, None)  # requests was 1
+    release.set()
+    assert await asyncio.wait_for(held, WAIT_S) == "held"
+    with pytest.raises(NoResponders):
+        await lb.request("nobody", timeout=1)
+    snap = lb.server_stats()[0]
+    assert (snap["in_flight"], snap["requests"], snap["errors"], snap["error_rate"]) == (0, 2, 1, 0.5)
+    assert snap["average_latency_ms"] > 0

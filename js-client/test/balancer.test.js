@@ -124,6 +124,7 @@ test('balancer - server statistics', () => {
   s.begin();
   s.begin();
   assert.equal(s.snapshot().inFlight, 2);
+  assert.equal(s.snapshot().requests, 0); // counted once they end (as Python)
   s.end(true, 10);
   s.end(false, 30);
   const snap = s.snapshot();
