@@ -183,8 +183,11 @@ class PoolCore:
             self._schedule_refill()
 
     def _timeout_error(self) -> RequestTimeout:
+        """The pool as it is when a waiter gives up: its members in use, and opens under way."""
+        held = f"{sum(1 for m in self._members if m.busy)} of {len(self._members)} in use" if self._members else "none open"
+        opening = f", {self._opening} opening" if self._opening else ""
         return RequestTimeout(
-            f"no connection to {self.host}:{self.port} free within the acquire timeout ({self.max_connections} in use)"
+            f"no connection to {self.host}:{self.port} free within the acquire timeout ({held}{opening}; max_connections {self.max_connections})"
         )
 
     def _unreserve(self, member: Member, shared: bool) -> None:

@@ -89,11 +89,35 @@ async def test_grows_to_max_then_waits_fifo_and_times_out(make_pool) -> None:
     with pytest.raises(RequestTimeout) as info:
         await pool.acquire(timeout=0.1)
     assert info.value.code == "timeout"
+    assert "(2 of 2 in use; max_connections 2)" in info.value.message
     assert 0.09 <= loop.time() - started < 3.0
     assert pool.stats()["pending"] == 0
     pool.release(a)
     pool.release(b)
     assert pool.stats()["total_created"] == 2
+
+
+async def test_an_acquire_timeout_with_opens_under_way_says_so(make_pool) -> None:
+    """A listener that never answers the handshake: no member yet, two opens
+    under way (the message said "2 in use")."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        pool = await make_pool(silent.sockets[0].getsockname()[1], start=False, min_connections=0, max_connections=2, connect_timeout=5)
+        first = asyncio.ensure_future(pool.acquire(timeout=0.5))
+        with pytest.raises(RequestTimeout) as info:
+            await pool.acquire(timeout=0.2)
+        assert "(none open, 2 opening; max_connections 2)" in info.value.message
+        with pytest.raises(RequestTimeout):
+            await first
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
 
 
 async def test_a_zero_timeout_takes_an_idle_member_and_only_waiting_times_out(make_pool) -> None:
