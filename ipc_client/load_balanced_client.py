@@ -137,8 +137,9 @@ class LoadBalancedClient:
         """Open every server's pool and start the health checks.
 
         Servers that cannot be reached start out of rotation and the health
-        checks bring them in. Raises NotConnected if none could be reached;
-        the checks keep running until :meth:`close`.
+        checks bring them in. Raises NotConnected if none could be reached
+        (the checks keep running until :meth:`close`), or if :meth:`close`
+        was called meanwhile.
         """
         self._check_open()
         if self._started:
@@ -154,6 +155,8 @@ class LoadBalancedClient:
             return None
 
         errors = await asyncio.gather(*(open_one(s) for s in self.servers))
+        if self._closed:  # as every call after close() (the Node client's too)
+            raise NotConnected("the client was closed during start()")
         if self.health_check_interval is not None:
             self._health.start(self.health_check_interval)
         if not any(s.healthy for s in self.servers):

@@ -146,7 +146,8 @@ class ConnectionPool(PoolCore):
         for m in members:
             m.closing = True
         self._total_destroyed += len(members)
-        await asyncio.gather(*(self._retire(m) for m in members), return_exceptions=True)
+        opening = [c.disconnect() for c in self._opening_clients]  # their opens fail now, not at connect_timeout
+        await asyncio.gather(*opening, *(self._retire(m) for m in members), return_exceptions=True)
 
     async def __aenter__(self) -> ConnectionPool:
         try:

@@ -92,6 +92,7 @@ class PoolCore:
         self._settings = PoolSettings(min_connections, max_connections, idle_timeout, 1, "wait")
         self._members: list[Member] = []
         self._opening = 0
+        self._opening_clients: set[IPCClient] = set()  # so close() can stop their handshakes (as Node)
         self._waiters: collections.deque[Waiter] = collections.deque()  # FIFO
         self._closed = False
         self._total_created = 0
@@ -240,6 +241,7 @@ class PoolCore:
         loop = asyncio.get_running_loop()
         client = IPCClient(self.app_id, self.host, self.port, reconnect=False, **self.client_options)
         member = Member(client, loop.time())
+        self._opening_clients.add(client)
         try:
             self._check_open()
             await client.connect()
@@ -251,11 +253,16 @@ class PoolCore:
             member.closing = True
             self._opening -= 1
             self._spawn(client.disconnect())
-            error = NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") if isinstance(exc, OSError) else exc
+            if self._closed and isinstance(exc, Exception):  # close() stopped it: not the server's failure
+                error: BaseException = NotConnected("the pool is closed")
+            else:
+                error = NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") if isinstance(exc, OSError) else exc
             self._settle(failure=error if isinstance(error, IPCError) else None)
             if error is exc:
                 raise
             raise error from exc
+        finally:
+            self._opening_clients.discard(client)
         self._opening -= 1
         self._total_created += 1
         self._listeners.emit("member_created", client)

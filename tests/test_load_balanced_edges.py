@@ -1,6 +1,6 @@
-"""LoadBalancedClient at its edges (docs/resilience.md §8), as the Node
-client behaves: a server whose connection never opens, and what
-server_stats() counts."""
+"""LoadBalancedClient and its pools at their edges (docs/resilience.md §7,
+§8), as the Node client behaves: a server whose connection never opens,
+close() while start() opens connections, and what server_stats() counts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ipc_client import LoadBalancedClient
-from ipc_protocol import Message, NoResponders, RequestTimeout
+from ipc_client import ConnectionPool, LoadBalancedClient
+from ipc_protocol import Message, NoResponders, NotConnected, RequestTimeout
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
@@ -24,17 +24,24 @@ async def real() -> AsyncIterator[IPCServer]:
         yield srv
 
 
+class Silent:
+    """A listener that takes connections and never answers (no handshake reply)."""
+
+    def __init__(self) -> None:
+        self.held: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.held.append(writer)
+
+
 @pytest.fixture
-async def silent() -> AsyncIterator[int]:
-    """The port of a listener that takes connections and never answers (no handshake reply)."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    for writer in held:
+async def silent() -> AsyncIterator[Silent]:
+    listener = Silent()
+    server = await asyncio.start_server(listener._hold, "127.0.0.1", 0)
+    listener.port = server.sockets[0].getsockname()[1]
+    yield listener
+    for writer in listener.held:
         writer.close()
     server.close()
     await server.wait_closed()
@@ -53,7 +60,7 @@ async def test_a_server_whose_connection_never_opens_is_left_after_the_acquire_t
     not the whole call's deadline; then the call moves on (was: the call
     waited its 3 s there and failed RequestTimeout)."""
     lb = LoadBalancedClient(
-        "app", [("127.0.0.1", silent), ("127.0.0.1", real.port)],
+        "app", [("127.0.0.1", silent.port), ("127.0.0.1", real.port)],
         min_connections=0, health_check_interval=None, acquire_timeout=0.3, connect_timeout=5,
     )  # fmt: skip
     lbs.append(lb)
@@ -68,7 +75,7 @@ async def test_a_server_whose_connection_never_opens_is_left_after_the_acquire_t
 
 
 async def test_with_only_a_silent_server_the_call_fails_at_the_acquire_timeout(silent, lbs) -> None:
-    lb = LoadBalancedClient("app", [("127.0.0.1", silent)], min_connections=0, health_check_interval=None, acquire_timeout=0.3, connect_timeout=5)
+    lb = LoadBalancedClient("app", [("127.0.0.1", silent.port)], min_connections=0, health_check_interval=None, acquire_timeout=0.3, connect_timeout=5)
     lbs.append(lb)
     await lb.start()
     loop = asyncio.get_running_loop()
@@ -76,6 +83,34 @@ async def test_with_only_a_silent_server_the_call_fails_at_the_acquire_timeout(s
     with pytest.raises(RequestTimeout, match="acquire timeout"):
         await lb.request("who", timeout=3)
     assert loop.time() - started < 2.0
+
+
+async def test_close_during_start_makes_start_raise_not_connected(silent, lbs) -> None:
+    """As every call after close() (and the Node client); start() returned as if started."""
+    lb = LoadBalancedClient("app", [("127.0.0.1", silent.port)], health_check_interval=0.05, connect_timeout=20)
+    lbs.append(lb)
+    starting = asyncio.ensure_future(lb.start())
+    async with asyncio.timeout(WAIT_S):
+        while not silent.held and not starting.done():
+            await asyncio.sleep(0.005)
+    await lb.close()
+    with pytest.raises(NotConnected, match="closed during start"):
+        await asyncio.wait_for(starting, WAIT_S)
+    assert lb._health._task is None  # no health checks after close()
+
+
+async def test_pool_close_stops_the_opens_of_start(silent) -> None:
+    """close() ends the handshakes under way, as Node's pool does: start()
+    raises at once, not at connect_timeout, and says why."""
+    pool = ConnectionPool("app", "127.0.0.1", silent.port, min_connections=2, connect_timeout=20)
+    starting = asyncio.ensure_future(pool.start())
+    async with asyncio.timeout(WAIT_S):
+        while len(silent.held) < 2:
+            await asyncio.sleep(0.005)
+    await pool.close()
+    with pytest.raises(NotConnected, match="the pool is closed"):
+        await asyncio.wait_for(starting, WAIT_S)  # was: 20 s, then "closed the connection without answering"
+    assert pool.stats()["total"] == 0 and not pool._opening_clients
 
 
 async def test_server_stats_count_a_call_once_it_ended(real, lbs) -> None:

@@ -130,7 +130,7 @@ class LoadBalancedClient extends EventEmitter {
    * cannot be reached start out of rotation; health checks bring them in.
    * @returns {Promise<void>}
    * @throws {NotConnectedError} no server could be reached (the client
-   *   keeps checking until close()).
+   *   keeps checking until close()), or close() was called meanwhile.
    */
   async start() {
     if (this._closed) throw new NotConnectedError('the client is closed');
@@ -148,6 +148,7 @@ class LoadBalancedClient extends EventEmitter {
         }
       })
     );
+    if (this._closed) throw new NotConnectedError('the client was closed during start()'); // as every call after close()
     this._health.schedule();
     if (!this._servers.some((s) => s.healthy)) {
       throw new NotConnectedError('no server could be reached', { cause: errors[0] });
