@@ -1,0 +1,134 @@
+"""The responders' side of :class:`~ipc_client.subscriptions.Subscriptions`:
+running the handler a served request names (in a task, or at once on
+Python 3.11 when it never waits), streaming what a generator yields, and
+writing the one answer (docs/protocol.md §6.3, §15.6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from ipc_protocol import Cancelled, ErrorCode, FrameTooLarge, Message, pattern_matches
+from ipc_protocol.envelope import REQUEST as _REQUEST
+from ipc_protocol.messages import error_response
+from ipc_protocol.replies import handler_reply
+
+from .admission import Admission, Slot
+from .at_once import HandlerCancelled, is_async_function, result_of
+from .connection import ClientConnection
+from .producers import STREAM_RESULTS, Producers
+from .tracing import serving
+
+if TYPE_CHECKING:
+    from .subscriptions import Handler
+
+__all__ = ["Answering"]
+
+
+class Answering:
+    """A base of :class:`~ipc_client.subscriptions.Subscriptions`: its
+    served requests, from their arrival to their answer."""
+
+    if TYPE_CHECKING:  # what Subscriptions holds
+        services: dict[str, Handler]
+        producers: Producers
+        expose_stacks: bool
+        _admission: Admission
+        _never_waits: set[Handler]
+
+    def serve_request(self, conn: ClientConnection, msg: Message) -> None:
+        """Run the responder of a request (or notification) in a handler task."""
+        fn = self.services.get(msg.channel_id)
+        if fn is None:
+            fn = next((f for p, f in self.services.items() if pattern_matches(p, msg.channel_id)), None)
+        if fn is None:
+            if msg.message_type is _REQUEST:
+                conn.send(error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
+            return
+        admission = self._admission
+        if len(admission.tasks) < admission.max_concurrent and not admission.held:
+            if fn in self._never_waits and admission.at_once.possible():  # Python 3.11 (ipc_client.at_once)
+                admission.at_once.run(self._answer_at_once, conn, msg, fn)
+            else:
+                admission.run(self._answer, (conn, msg, fn))  # admit()'s fast path, inline: every served request takes it
+            return
+        expires = None if msg.timeout_ms is None else admission.loop.time() + msg.timeout_ms / 1000  # type: ignore[union-attr]
+        admission.admit(conn, self._answer, (conn, msg, fn), expires)
+
+    async def _answer(self, slot: Slot, conn: ClientConnection, msg: Message, fn: Handler) -> None:
+        """Run a served request's handler and write its answer (or its failure)."""
+        scope = serving(msg)  # its own calls continue the request's trace (docs/tracing.md)
+        failure: Exception | None
+        self.producers.started(msg, slot)  # a cancel finds its task (§15.4)
+        try:
+            try:
+                if is_async_function(fn):
+                    result = await fn(msg)
+                else:
+                    result = await asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, fn, msg)
+                    if inspect.isawaitable(result):
+                        result = await result
+            except asyncio.CancelledError:
+                scope.end(Cancelled("cancelled by its requester"))  # the span ends too (docs/tracing.md)
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+                result, failure = None, exc
+            else:
+                failure = None
+            if result.__class__ in STREAM_RESULTS:  # a generator streams its answer (§15.6)
+                try:
+                    await self.producers.produce(conn, msg, result)
+                finally:
+                    scope.end(failure)
+                return
+            scope.end(failure)
+            self._reply(conn, msg, result, failure)
+        finally:
+            self.producers.finished(msg)
+            self._admission.finished(slot)
+
+    def _answer_at_once(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
+        """``_answer`` for a handler that never waits, run by ``AtOnce``:
+        nothing can cancel it, and it has finished when this returns; only a
+        stream it returns gets a task."""
+        scope = serving(msg)
+        failure: Exception | None = None
+        try:
+            result = result_of(fn(msg))
+        except asyncio.CancelledError:  # raised by the handler itself: nothing of ours cancels it
+            result, failure = None, HandlerCancelled(msg.channel_id)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+            result, failure = None, exc
+        if result.__class__ in STREAM_RESULTS:
+            self._admission.run(self._stream, (conn, msg, result, scope))
+            return
+        scope.end(failure)
+        self._reply(conn, msg, result, failure)
+
+    async def _stream(self, slot: Slot, conn: ClientConnection, msg: Message, gen: Any, scope: Any) -> None:
+        """Stream what a handler run at once returned (§15.6), in a task a cancel can find."""
+        self.producers.started(msg, slot)
+        try:
+            await self.producers.produce(conn, msg, gen)
+            scope.end(None)
+        finally:
+            self.producers.finished(msg)
+            self._admission.finished(slot)
+
+    def _reply(self, conn: ClientConnection, msg: Message, result: Any, failure: Exception | None) -> None:
+        """Write a served request's answer, unless nobody will read it."""
+        if msg.message_type is not _REQUEST or conn is not self._admission.current() or not conn.is_open:
+            return
+        if self.producers.given_up(msg):  # a cancel named it (§15.4)
+            return
+        # An unsendable result is answered with its encoding error's own text, as it always was here.
+        body, _ = handler_reply(msg, result, failure, legacy=conn.legacy, include_stack=self.expose_stacks, unsendable_prefix="")
+        try:
+            frame = conn.frame_body(body)
+        except FrameTooLarge as exc:  # larger than the server accepts: say so instead
+            body, _ = handler_reply(msg, None, exc, legacy=conn.legacy, include_stack=self.expose_stacks)
+            frame = conn.frame_body(body)
+        conn.write(frame)
