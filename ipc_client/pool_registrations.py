@@ -121,7 +121,7 @@ class PoolRegistrations:
         if not callable(handler):
             raise TypeError("handler must be callable")
         self.subscriptions.setdefault(channel, []).append(handler)
-        return await self._apply(lambda c: c.subscribe(channel, handler), lambda: self._drop_subscription(channel, handler))
+        return await self._apply(lambda c: c.subscribe(channel, handler), lambda: self._drop_subscription(channel, handler), withdrawn_on_timeout=True)
 
     async def serve(self, channel: str, fn: Handler) -> bool:
         validate_pattern(channel)
@@ -134,15 +134,30 @@ class PoolRegistrations:
 
         return await self._apply(register, lambda: self.services.pop(channel, None))
 
-    async def _apply(self, action: Callable[[IPCClient], Awaitable[Any]], undo: Callable[[], Any]) -> bool:
+    async def _apply(self, action: Callable[[IPCClient], Awaitable[Any]], undo: Callable[[], Any], *, withdrawn_on_timeout: bool = False) -> bool:
+        """Apply a registration on the registrar (or a new one, which replays
+        them all): True when done, False when kept for later. A subscribe
+        that times out on a live registrar is withdrawn by its client, so it
+        is undone here and raised, as the client's own; a serve stays with
+        the client, which completes it when the server answers."""
         registrar = self.registrar
+        live = registrar is not None and registrar.usable
         try:
-            if registrar is not None and registrar.usable:
+            if live:
                 await action(registrar.client)
             else:
                 await self.ensure()  # replays everything, this one included
             return True
-        except (NotConnected, RequestTimeout) as exc:
+        except RequestTimeout:
+            if live and withdrawn_on_timeout:  # the registrar holds none of it: nothing would apply it later
+                undo()
+                raise
+            if live:
+                return False
+            log.debug("registration on %s deferred: its new registrar did not answer in time", self._where)
+            self._defer()
+            return False
+        except NotConnected as exc:
             log.debug("registration on %s deferred: %s", self._where, exc)
             self._defer()
             return False

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ipc_client import IPCClient
+from ipc_client import ConnectionPool, IPCClient
 from ipc_protocol import RequestTimeout
 from ipc_server import IPCServer
 
@@ -107,3 +107,25 @@ async def test_an_iterator_cancelled_at_its_first_step_is_withdrawn(stalled: tup
     proxy.blackhole(False)
     assert await _subscribers(sub, pub, "iter") == 0  # was 1
     await it.aclose()
+
+
+async def test_a_pools_timed_out_subscribe_is_raised_and_forgotten(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    """Through a pool, the registrar's client withdraws it: the pool must
+    not keep it as if it were active, where nothing would ever apply it."""
+    async with FaultProxy("127.0.0.1", server.port) as proxy:
+        pool = ConnectionPool("app", "127.0.0.1", proxy.port, min_connections=1, request_timeout=0.3, heartbeat_interval=None)
+        pub = await make_client()
+        try:
+            await pool.start()
+            assert await pool.subscribe("first", lambda m: None)  # the registrar is live
+            proxy.blackhole(True)
+            with pytest.raises(RequestTimeout):
+                await pool.subscribe("late", lambda m: None)
+            proxy.blackhole(False)
+            assert "late" not in pool._registrations.subscriptions
+            got: asyncio.Queue[Any] = asyncio.Queue()
+            assert await pool.subscribe("late", lambda m: got.put_nowait(m.payload))  # applied now, once
+            assert await pub.publish("late", 7, ack=True) == 1
+            assert await asyncio.wait_for(got.get(), WAIT_S) == 7
+        finally:
+            await pool.close()
