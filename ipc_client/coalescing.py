@@ -96,7 +96,8 @@ class SharedCalls:
         self._metrics.requests_coalesced += 1
         wait = self.request_timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(asyncio.shield(shared), wait)
+            async with asyncio.timeout(wait):  # not wait_for: on 3.11 it may swallow a cancel that comes with the answer
+                return await asyncio.shield(shared)
         except RequestTimeout:
             raise  # the shared call's own deadline
         except (asyncio.TimeoutError, TimeoutError):

@@ -207,7 +207,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         if timeout is not None and timeout <= 0:
             return False
         try:
-            await asyncio.wait_for(asyncio.shield(self._drain), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._drain)
         except (asyncio.TimeoutError, TimeoutError):
             return False
         return True
@@ -270,7 +271,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.proto.connect()
         self._write_queued()
         try:
-            return await asyncio.wait_for(asyncio.shield(self._handshake), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it may swallow a cancel that comes with the reply
+                return await asyncio.shield(self._handshake)
         except (asyncio.TimeoutError, TimeoutError):
             raise RequestTimeout(f"no handshake reply from {peer}") from None
 

@@ -89,7 +89,8 @@ class Drain:
             return
         left = deadline - asyncio.get_running_loop().time()
         try:
-            await asyncio.wait_for(asyncio.gather(*withdrawals, return_exceptions=True), max(left, 0.001))
+            async with asyncio.timeout(max(left, 0.001)):
+                await asyncio.gather(*withdrawals, return_exceptions=True)
         except (asyncio.TimeoutError, TimeoutError):
             pass  # the deadline came first: disconnect() ends the rest
 

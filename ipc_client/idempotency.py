@@ -91,7 +91,8 @@ async def _resend(
                 # The socket is gone but the client has not seen it yet:
                 # wait for it to notice (it then reconnects or gives up).
                 try:
-                    await asyncio.wait_for(state.changed(), deadline - loop.time())
+                    async with asyncio.timeout_at(deadline):
+                        await state.changed()
                 except (asyncio.TimeoutError, TimeoutError):
                     raise RequestTimeout("the deadline passed while the connection was lost") from loss
             if metrics is not None:

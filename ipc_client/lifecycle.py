@@ -60,6 +60,7 @@ CLIENT_NAME = f"ipc-bridge-python/{_version}"
 # address that never answers (a node whose host is gone, docs/cluster.md §5)
 # does not hold every attempt until connect_timeout.
 ADDRESS_ATTEMPT_DELAY_S = 0.25
+_CLOSE_WAIT_S = 2.0  # disconnect()'s wait for the server to see the close, then the socket is aborted
 _CONNECTED = ConnectionState.CONNECTED
 _RECONNECTING = ConnectionState.RECONNECTING
 
@@ -195,8 +196,13 @@ class Lifecycle:
         self._outbox.replay()
 
     async def disconnect(self) -> None:
+        """Close the connection and stop reconnecting. A second call waits
+        for the first; a cancelled one still leaves the client
+        disconnected (the close's wait cut short), then raises."""
         sm = self._sm
-        if sm.state in (ConnectionState.DISCONNECTED, ConnectionState.DISCONNECTING):
+        while sm.state is ConnectionState.DISCONNECTING:
+            await sm.changed()
+        if sm.state is ConnectionState.DISCONNECTED:
             return
         was_connected = sm.state is _CONNECTED
         self._generation += 1  # any attempt still opening is now stale
@@ -206,12 +212,21 @@ class Lifecycle:
         if conn is not None:
             conn.close()
             try:
-                await asyncio.wait_for(asyncio.shield(conn.closed), 2.0)
-            except (asyncio.TimeoutError, TimeoutError):
+                async with asyncio.timeout(_CLOSE_WAIT_S):
+                    await asyncio.shield(conn.closed)
+            except TimeoutError:
                 conn.abort()
+            except asyncio.CancelledError:
+                conn.abort()
+                self._disconnected(conn, was_connected)
+                raise
+        self._disconnected(conn, was_connected)
+
+    def _disconnected(self, conn: ClientConnection | None, was_connected: bool) -> None:
+        """The end of disconnect(): nothing in it waits, so a cancel cannot cut it."""
         self._drop(conn, ConnectionLost("the client disconnected"))
         self._metrics.closed(time.monotonic(), will_reconnect=False)
-        sm.set(ConnectionState.DISCONNECTED)
+        self._sm.set(ConnectionState.DISCONNECTED)
         self._outbox.give_up(NotConnected("disconnect() was called before the call could be sent"))
         for task in [*self._tasks(), *self._admission.clear()]:
             task.cancel()
@@ -266,10 +281,10 @@ class Lifecycle:
         tls: dict[str, Any] = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}
         race: dict[str, Any] = {"happy_eyeballs_delay": ADDRESS_ATTEMPT_DELAY_S} if _races(loop, opts.host) else {}
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port, **tls, **race),
-                opts.connect_timeout,
-            )
+            async with asyncio.timeout(opts.connect_timeout):  # not wait_for: on 3.11 it may swallow a cancel that comes with the socket
+                _, conn = await loop.create_connection(
+                    lambda: ClientConnection(proto, self._on_message, self._on_lost, self._on_pong), opts.host, opts.port, **tls, **race
+                )
         except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
             if not tls:
                 raise

@@ -35,7 +35,7 @@ from ipc_protocol import Message, NotConnected
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .client import Handler, IPCClient
-from .pool_core import Member, PoolCore
+from .pool_core import PoolCore
 from .pool_metrics import sum_metrics
 from .pool_plan import pick_shared
 from .timeouts import check_timeout
@@ -121,10 +121,12 @@ class ConnectionPool(PoolCore):
         if self._reaper is None and self.idle_timeout is not None:
             self._reaper = asyncio.ensure_future(self._reap())
         missing = self.min_connections - len(self._members) - self._opening
-        results = await asyncio.gather(*(self._create() for _ in range(missing)), return_exceptions=True)
-        for r in results:
-            if isinstance(r, Member):
-                self._make_available(r)
+
+        async def open_one() -> None:
+            # Listed as soon as it is open: a start() cancelled after that must not lose it to close().
+            self._make_available(await self._create())
+
+        results = await asyncio.gather(*(open_one() for _ in range(missing)), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]

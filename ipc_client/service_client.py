@@ -205,7 +205,8 @@ class ServiceClient:
             if not svc.ready:  # its start counts against the call's deadline
                 total = svc.client.request_timeout if timeout is None else timeout
                 try:
-                    await asyncio.wait_for(svc.start(), total)  # start() is shielded: others still share it
+                    async with asyncio.timeout(total):
+                        await svc.start()  # shielded: others still share it
                 except TimeoutError:
                     raise RequestTimeout(f"service {service!r} did not start within {total:g} s") from None
                 timeout = max(total - (time.monotonic() - started), 0.001)

@@ -81,7 +81,8 @@ class StateMachine:
             waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, remaining)
+                async with asyncio.timeout(remaining):
+                    await waiter
             except (asyncio.TimeoutError, TimeoutError):
                 raise RequestTimeout("timed out waiting for the connection to come back") from None
             finally:

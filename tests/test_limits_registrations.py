@@ -6,6 +6,7 @@ is held."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -13,7 +14,13 @@ from ipc_client import IPCClient
 from ipc_protocol import AlreadyServing, LimitExceeded
 from ipc_server import IPCServer
 
-from .conftest import RawPeer, frame
+from .conftest import WAIT_S, RawPeer, frame
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while not check():
+            await asyncio.sleep(0.005)
 
 
 def _noop(msg) -> None:
@@ -61,7 +68,7 @@ async def test_subscriptions_in_total_are_freed_when_a_connection_closes() -> No
                 await b.subscribe("z", _noop)
             assert "server holds its maximum of 4" in info.value.message
             await a.disconnect()
-            assert server.stats.subscriptions == 2
+            await _until(lambda: server.stats.subscriptions == 2)  # once the server has seen the close
             await b.subscribe("z", _noop)
             assert server.stats.subscriptions == 3
 
@@ -95,7 +102,7 @@ async def test_registrations_in_total() -> None:
                 await b.serve("calc", lambda m: "b")
             assert await b.request("calc") == "a"
             await a.disconnect()
-            assert server.stats.registrations == 0
+            await _until(lambda: server.stats.registrations == 0)  # once the server has seen the close
             await b.serve("calc", lambda m: "b")
             assert await b.request("calc") == "b"
 
