@@ -882,17 +882,21 @@ export declare class ConnectionPool extends EventEmitter {
   readonly closed: boolean;
   /** Opens minConnections; on failure rejects not_connected and keeps trying in the background. */
   start(): Promise<void>;
-  /** Rejects `timeout` after acquireTimeout, `not_connected` when closed or a connection cannot be opened. */
-  acquire(options?: { timeout?: number }): Promise<IPCClient>;
+  /**
+   * Rejects `timeout` after `options.timeout` ms (default acquireTimeout; zero or less waits for no
+   * member), `not_connected` when closed or a connection cannot be opened, TypeError when
+   * `options.timeout` is not a number (NaN included). So do execute() and lease().
+   */
+  acquire(options?: { timeout?: number | NumericString }): Promise<IPCClient>;
   /** False when the client was not lent out by this pool. */
   release(client: IPCClient): boolean;
-  execute<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number }): Promise<T>;
+  execute<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | NumericString }): Promise<T>;
   /**
    * Runs `fn` on a member shared with other lease() calls (the one with the
    * fewest in flight, never one held by acquire()); waits only while no
    * member is usable. Rejects as acquire() does.
    */
-  lease<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number }): Promise<T>;
+  lease<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | NumericString }): Promise<T>;
   healthCheck(options?: { timeout?: number }): Promise<{ healthy: boolean; latencyMs: number | null; error?: string }>;
   close(): Promise<void>;
   stats(): PoolStats;

@@ -33,6 +33,7 @@
 
 const { parseOptions, refuseQueuePath } = require('./options');
 const { toNumber } = require('./legacy_options');
+const { checkTimeout } = require('./call_options');
 const { NotConnectedError } = require('./errors');
 const { PoolCore } = require('./pool_core');
 const { pickIdle, pickShared } = require('./pool_plan');
@@ -64,6 +65,24 @@ function checkPoolOption(name, value, { min, integer = false, infinite = false }
     value >= min &&
     (Number.isFinite(value) ? !integer || Number.isInteger(value) : infinite && value > 0);
   if (!ok) throw new TypeError(`option ${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(value)}`);
+}
+
+/**
+ * Checks the longest wait for a member of acquire(), lease() and execute()
+ * (a numeric string is read as its number). Zero or less is a deadline
+ * already passed: a free member is still taken, none is waited for;
+ * Infinity waits for ever, as the `acquireTimeout` option may. What is not
+ * a number (NaN, 'x') would be a deadline that never passes.
+ * @param {unknown} timeout milliseconds.
+ * @returns {number}
+ * @private
+ */
+function checkWait(timeout) {
+  const ms = toNumber(timeout);
+  if (typeof ms !== 'number' || Number.isNaN(ms)) {
+    throw new TypeError(`timeout must be a number of milliseconds, got ${String(timeout)}`);
+  }
+  return ms;
 }
 
 /**
@@ -145,8 +164,14 @@ class ConnectionPool extends PoolCore {
    * @returns {Promise<IPCClient>} give it back with release().
    * @throws {RequestTimeoutError} none became available in time (code `timeout`).
    * @throws {NotConnectedError} the pool is closed, or a connection could not be opened.
+   * @throws {TypeError} `timeout` is not a number (rejects).
    */
   acquire({ timeout = this.acquireTimeout } = {}) {
+    try {
+      timeout = checkWait(timeout);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
     if (this._waiters.length === 0 && !this._settling) {
       const member = pickIdle(this._members); // nobody waits: no plan needed
@@ -208,10 +233,11 @@ class ConnectionPool extends PoolCore {
    * @returns {Promise<T>} what `fn` returned.
    * @throws {RequestTimeoutError} no member became usable in time (code `timeout`).
    * @throws {NotConnectedError} the pool is closed, or a connection could not be opened.
+   * @throws {TypeError} `fn` is not a function, or `timeout` not a number.
    */
   async lease(fn, { timeout = this.acquireTimeout } = {}) {
     if (typeof fn !== 'function') throw new TypeError('fn must be a function');
-    const member = await this._share(timeout);
+    const member = await this._share(checkWait(timeout));
     try {
       return await fn(member.client);
     } finally {
@@ -227,6 +253,11 @@ class ConnectionPool extends PoolCore {
    */
   async healthCheck({ timeout = 2000 } = {}) {
     if (this._closed) return { healthy: false, latencyMs: null, error: 'not_connected' };
+    try {
+      timeout = checkTimeout(timeout);
+    } catch (err) {
+      return { healthy: false, latencyMs: null, error: String(err) }; // as IPCClient.health() says it
+    }
     const start = performance.now();
     let client = null;
     for (const member of this._members) {
