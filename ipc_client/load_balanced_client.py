@@ -21,7 +21,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from ipc_protocol import ErrorCode, IPCError, Message, NotConnected, RequestTimeout, validate_pattern
+from ipc_protocol import AlreadyServing, ErrorCode, IPCError, Message, NotConnected, RequestTimeout, validate_pattern
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .listeners import Listeners
@@ -304,11 +304,14 @@ class LoadBalancedClient:
         return await self._subscriptions.subscribe(channel, handler)
 
     async def serve(self, channel: str, fn: Handler) -> int:
-        """Answer requests on ``channel`` from every server; as :meth:`subscribe`."""
+        """Answer requests on ``channel`` from every server; as :meth:`subscribe`.
+
+        Raises AlreadyServing (code ``already_serving``) if this client
+        already serves ``channel``, as :meth:`IPCClient.serve` does."""
         validate_pattern(channel)
         self._check_started()
         if channel in self._serving:
-            raise ValueError(f"already serving {channel!r}")
+            raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
         self._serving.add(channel)
         try:
             return await self._register(lambda p: p.serve(channel, fn), lambda p: p.unserve(channel))

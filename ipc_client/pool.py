@@ -236,7 +236,10 @@ class ConnectionPool(PoolCore):
         return await self._registrations.subscribe(channel, handler)
 
     async def serve(self, channel: str, fn: Handler) -> bool:
-        """Answer requests on ``channel`` from the registrar; as :meth:`subscribe`."""
+        """Answer requests on ``channel`` from the registrar; as :meth:`subscribe`.
+
+        Raises AlreadyServing (code ``already_serving``) if the pool already
+        serves ``channel``, as :meth:`IPCClient.serve` does."""
         self._check_open()
         return await self._registrations.serve(channel, fn)
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ipc_protocol import IPCError, NotConnected, RequestTimeout, validate_pattern
+from ipc_protocol import AlreadyServing, IPCError, NotConnected, RequestTimeout, validate_pattern
 
 from .client import Handler, IPCClient
 
@@ -126,7 +126,7 @@ class PoolRegistrations:
     async def serve(self, channel: str, fn: Handler) -> bool:
         validate_pattern(channel)
         if channel in self.services:
-            raise ValueError(f"already serving {channel!r}")
+            raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
         self.services[channel] = fn
 
         async def register(c: IPCClient) -> None:

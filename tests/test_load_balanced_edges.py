@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ipc_client import ConnectionPool, LoadBalancedClient
-from ipc_protocol import Message, NoResponders, NotConnected, RequestTimeout
+from ipc_protocol import AlreadyServing, Message, NoResponders, NotConnected, RequestTimeout
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
@@ -138,3 +138,17 @@ async def test_server_stats_count_a_call_once_it_ended(real, lbs) -> None:
     snap = lb.server_stats()[0]
     assert (snap["in_flight"], snap["requests"], snap["errors"], snap["error_rate"]) == (0, 2, 1, 0.5)
     assert snap["average_latency_ms"] > 0
+
+
+async def test_serving_a_served_channel_again_raises_already_serving(real, lbs) -> None:
+    """As IPCClient.serve() and Node's LoadBalancedClient.serve(): a plain
+    ValueError without a code before."""
+    lb = LoadBalancedClient("app", [f"127.0.0.1:{real.port}"], health_check_interval=None)
+    lbs.append(lb)
+    await lb.start()
+    assert await lb.serve("twice", lambda msg: 1) == 1
+    with pytest.raises(AlreadyServing) as caught:
+        await lb.serve("twice", lambda msg: 2)
+    assert caught.value.code == "already_serving"
+    await lb.unserve("twice")
+    assert await lb.serve("twice", lambda msg: 3) == 1  # once unserved, it may be served again
