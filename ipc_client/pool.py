@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from ipc_protocol import Message, NotConnected
+from ipc_protocol import Message, NotConnected, RequestTimeout
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .client import Handler, IPCClient
@@ -251,27 +251,36 @@ class ConnectionPool(PoolCore):
 
     # -- convenience calls ------------------------------------------------------------
 
-    async def _on_member(self, timeout: float | None, fn: Callable[[IPCClient, float], Awaitable[T]]) -> T:
-        """Acquire within the call's deadline, then call with what is left of it."""
+    async def _on_member(self, channel: str, timeout: float | None, fn: Callable[[IPCClient, float], Awaitable[T]]) -> T:
+        """Acquire within the call's deadline, then call with what is left of
+        it. A deadline that has passed (a timeout of zero or less, or one
+        spent waiting for a member) fails the call before it is sent, as
+        the load balancer's calls fail."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + check_timeout(timeout, self.request_timeout)
-        client = await self.acquire(min(self.acquire_timeout, max(deadline - loop.time(), 0)))
+        total = check_timeout(timeout, self.request_timeout)
+        if total <= 0:
+            raise RequestTimeout(f"call on {channel!r} timed out before it was sent (timeout {total:g} s)")
+        deadline = loop.time() + total
+        client = await self.acquire(min(self.acquire_timeout, total))
         try:
-            return await fn(client, max(deadline - loop.time(), 0.001))
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RequestTimeout(f"call on {channel!r} timed out waiting for a connection, before it was sent")
+            return await fn(client, left)
         finally:
             self.release(client)
 
     async def send_request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Message:
-        return await self._on_member(timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs))
+        return await self._on_member(channel, timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs))
 
     async def request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Any:
         return (await self.send_request(channel, payload, timeout=timeout, **kwargs)).payload
 
     async def publish(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> int | None:
-        return await self._on_member(timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
+        return await self._on_member(channel, timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
 
     async def notify(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> None:
-        await self._on_member(timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
+        await self._on_member(channel, timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
 
     # -- introspection ---------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ipc_client import ConnectionPool
-from ipc_protocol import AlreadyServing
+from ipc_protocol import AlreadyServing, Message, RequestTimeout
 
 
 @pytest.fixture
@@ -41,3 +41,24 @@ async def test_serving_a_served_channel_again_raises_already_serving(make_pool, 
     await pool.unserve("twice")
     assert await pool.serve("twice", lambda msg: 3)
     assert await other.request("twice") == 3
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.0, -1e-9])
+async def test_a_deadline_already_passed_fails_the_call_before_it_is_sent(server, make_pool, timeout: float) -> None:
+    """As IPCClient, system(), the load balancer and the service client: a
+    timeout of zero or less is a deadline already passed (ipc_client/timeouts.py).
+    Before, timeout=0 was answered and timeout=-1 sent with a 1 ms budget."""
+    ran: list[Any] = []
+
+    def count(msg: Message) -> Any:
+        ran.append(msg.payload)
+        return msg.payload
+
+    server.add_handler("count", count)
+    pool = await make_pool()
+    for call in (pool.request, pool.send_request, pool.notify, pool.publish):
+        with pytest.raises(RequestTimeout):
+            await call("count", "late", timeout=timeout)
+    assert await pool.request("count", "now") == "now"  # after them on the wire, had they been sent
+    assert ran == ["now"]
+    assert pool.stats()["in_use"] == 0
