@@ -62,6 +62,10 @@ class SharedCalls:
     def __len__(self) -> int:
         return len(self._inflight)
 
+    def carries(self, key: str) -> bool:
+        """Whether a coalesced call of ``key`` is in flight (a pool sends an identical one here)."""
+        return key in self._inflight
+
     async def request(
         self, send: Callable[[], Awaitable[Message]], channel: str, payload: Any, *, coalesce: bool, cache_ttl: float | None, timeout: float | None
     ) -> Message:

@@ -12,7 +12,8 @@ Two ways to use a member:
   calls on one connection), the one with the fewest calls in flight; while
   below ``max_connections`` a lessee that finds every member busy waits for
   a new one. The load balancer uses this, so one connection per server is
-  not one call at a time per server. A member handed to a waiting lessee is
+  not one call at a time per server, and so do the pool's own calls
+  (``request``, ``send_request``, ``publish``, ``notify``), as Node's pool. A member handed to a waiting lessee is
   handed to all of the waiting lessees at once, while waiting ``acquire()``
   callers still get members of their own, first come first served.
 
@@ -31,11 +32,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from ipc_protocol import Message, NotConnected, RequestTimeout
+from ipc_protocol import IPCError, Message, NotConnected, RequestTimeout
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .client import Handler, IPCClient
 from .pool_core import PoolCore
+from .coalescing import request_key
+from .pool_core import Member, PoolCore
 from .pool_metrics import sum_metrics
 from .pool_plan import pick_shared
 from .timeouts import check_timeout
@@ -211,17 +214,62 @@ class ConnectionPool(PoolCore):
 
         Raises as :meth:`acquire` does.
         """
-        self._check_open()
-        member = None if self._waiters else pick_shared(self._members, self._settings.lease_threshold)[0]
-        if member is not None:  # nobody waits and a member is free to share: no plan needed
-            member.shared += 1
-        else:
-            member = await self._wait(True, timeout)  # counts this lessee in member.shared
+        member = await self._share(timeout)
         try:
             yield member.client
         finally:
-            member.shared -= 1
-            self._free(member)
+            self._unshare(member)
+
+    async def _share(self, timeout: float | None, join: str | None = None) -> Member:
+        """A member for one more shared call, counted in its ``shared``. A
+        coalesced call (``join``: its request key) goes to the member where
+        an identical one is in flight, so it joins it (docs/resilience.md §11)."""
+        self._check_open()
+        member = self._carrying(join) if join is not None else None
+        if member is None and not self._waiters:
+            member = pick_shared(self._members, self._settings.lease_threshold)[0]
+        if member is not None:  # no plan needed: nobody waits and a member is free to share, or it joins a call
+            member.shared += 1
+            return member
+        return await self._wait(True, timeout)  # counts this lessee in member.shared
+
+    def _unshare(self, member: Member) -> None:
+        member.shared -= 1
+        self._free(member)
+
+    def _carrying(self, key: str) -> Member | None:
+        """A usable member, not held by acquire(), with a coalesced call of ``key`` in flight."""
+        return next((m for m in self._members if m.usable and not m.leased and m.client._shared.carries(key)), None)
+
+    async def health_check(self, timeout: float = 2.0) -> dict[str, Any]:
+        """Ping the server on one member: a connected one, busy or not (a ping
+        needs no exclusive use), else a new one, as Node's ``healthCheck()``.
+
+        Returns ``{healthy, latency_ms}``, with ``error`` (a code) when it
+        failed; raises only for a ``timeout`` that is not a finite number
+        of seconds (as every call, docs/resilience.md §4).
+        """
+        seconds = check_timeout(timeout, 2.0)
+        if self._closed:
+            return {"healthy": False, "latency_ms": None, "error": "not_connected"}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        member = next((m for m in self._members if m.usable), None)
+        leased = None
+        if member is None:
+            try:
+                leased = member = await self._share(seconds)
+            except IPCError as exc:
+                return {"healthy": False, "latency_ms": None, "error": str(exc.code)}
+        try:
+            health = await member.client.health(max(seconds - (loop.time() - started), 0.001))
+        finally:
+            if leased is not None:
+                self._unshare(leased)
+        if health["healthy"]:
+            return {"healthy": True, "latency_ms": health["latency_ms"]}
+        error = health.get("error")
+        return {"healthy": False, "latency_ms": None, "error": str(error["code"]) if error else "not_connected"}
 
 
     # -- subscriptions and responders (on one member, see pool_registrations) ------------
@@ -251,9 +299,10 @@ class ConnectionPool(PoolCore):
 
     # -- convenience calls ------------------------------------------------------------
 
-    async def _on_member(self, channel: str, timeout: float | None, fn: Callable[[IPCClient, float], Awaitable[T]]) -> T:
-        """Acquire within the call's deadline, then call with what is left of
-        it. A deadline that has passed (a timeout of zero or less, or one
+    async def _on_member(self, channel: str, timeout: float | None, fn: Callable[[IPCClient, float], Awaitable[T]], join: str | None = None) -> T:
+        """Lease a member (shared, as the load balancer's calls: a client
+        multiplexes) within the call's deadline, then call with what is left
+        of it. A deadline that has passed (a timeout of zero or less, or one
         spent waiting for a member) fails the call before it is sent, as
         the load balancer's calls fail."""
         loop = asyncio.get_running_loop()
@@ -261,17 +310,21 @@ class ConnectionPool(PoolCore):
         if total <= 0:
             raise RequestTimeout(f"call on {channel!r} timed out before it was sent (timeout {total:g} s)")
         deadline = loop.time() + total
-        client = await self.acquire(min(self.acquire_timeout, total))
+        member = await self._share(min(self.acquire_timeout, total), join)
         try:
             left = deadline - loop.time()
             if left <= 0:
                 raise RequestTimeout(f"call on {channel!r} timed out waiting for a connection, before it was sent")
-            return await fn(client, left)
+            return await fn(member.client, left)
         finally:
-            self.release(client)
+            self._unshare(member)
 
     async def send_request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Message:
-        return await self._on_member(channel, timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs))
+        """:meth:`IPCClient.send_request` on a member shared with other calls
+        (:meth:`lease`); ``timeout`` covers the wait for it. With
+        ``coalesce=True`` it joins an identical call in flight on any member."""
+        join = request_key(channel, payload) if kwargs.get("coalesce") else None
+        return await self._on_member(channel, timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs), join)
 
     async def request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Any:
         return (await self.send_request(channel, payload, timeout=timeout, **kwargs)).payload

@@ -5,6 +5,7 @@ that have passed, calls on shared members."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 
 from ipc_client import ConnectionPool
 from ipc_protocol import AlreadyServing, Message, RequestTimeout
+
+from .conftest import WAIT_S
 
 
 @pytest.fixture
@@ -62,3 +65,79 @@ async def test_a_deadline_already_passed_fails_the_call_before_it_is_sent(server
     assert await pool.request("count", "now") == "now"  # after them on the wire, had they been sent
     assert ran == ["now"]
     assert pool.stats()["in_use"] == 0
+
+
+async def test_calls_share_members_as_the_load_balancer_does(server, make_pool) -> None:
+    """A client multiplexes: with one connection, calls through the pool run
+    at once on it (they took it in turns, each one holding it alone)."""
+    entered: list[int] = []
+    all_in = asyncio.Event()
+
+    async def gather(msg: Message) -> int:
+        entered.append(msg.payload)
+        if len(entered) == 5:
+            all_in.set()
+        await all_in.wait()  # answers once the five are in: one at a time, none ever would be
+        return msg.payload
+
+    server.add_handler("together", gather)
+    pool = await make_pool(min_connections=1, max_connections=1, acquire_timeout=WAIT_S)
+    results = await asyncio.wait_for(asyncio.gather(*(pool.request("together", i, timeout=WAIT_S) for i in range(5))), WAIT_S * 2)
+    assert results == list(range(5))
+    assert pool.stats()["total_created"] == 1 and pool.stats()["in_use"] == 0
+
+
+@pytest.mark.parametrize("min_connections", [1, 2])
+async def test_concurrent_coalesced_calls_run_the_handler_once(server, make_pool, min_connections: int) -> None:
+    """As through IPCClient and the load balancer: a coalesced call joins an
+    identical one in flight on any member (each took a member of its own,
+    so the handler ran once per call)."""
+    runs: list[Any] = []
+    release = asyncio.Event()
+
+    async def counted(msg: Message) -> int:
+        runs.append(msg.payload)
+        await release.wait()
+        return len(runs)
+
+    server.add_handler("counted", counted)
+    pool = await make_pool(min_connections=min_connections, max_connections=10)
+    calls = [asyncio.ensure_future(pool.request("counted", {"a": 1, "b": 2}, coalesce=True)) for _ in range(3)]
+    async with asyncio.timeout(WAIT_S):
+        while not runs:
+            await asyncio.sleep(0.005)
+    calls.append(asyncio.ensure_future(pool.request("counted", {"b": 2, "a": 1}, coalesce=True)))  # later, the same key
+    await asyncio.sleep(0.05)  # time for a second run to start, were it sent
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(*calls), WAIT_S) == [1, 1, 1, 1]
+    assert runs == [{"a": 1, "b": 2}]
+    assert pool.metrics()["requests_coalesced"] == 3
+
+
+async def test_health_check_pings_on_a_busy_member_and_reports_failures(server, make_pool) -> None:
+    """As Node's pool.healthCheck(): {healthy, latency_ms}, with error (a code)."""
+    pool = await make_pool(min_connections=1, max_connections=1)
+    held = await pool.acquire()  # a ping needs no exclusive use
+    health = await asyncio.wait_for(pool.health_check(), WAIT_S)
+    assert health["healthy"] is True and health["latency_ms"] >= 0 and "error" not in health
+    pool.release(held)
+    with pytest.raises(ValueError):
+        await pool.health_check(float("nan"))
+    with pytest.raises(TypeError):
+        await pool.health_check("1")  # type: ignore[arg-type]
+    await pool.close()
+    assert await pool.health_check() == {"healthy": False, "latency_ms": None, "error": "not_connected"}
+
+
+async def test_health_check_of_an_unreachable_server_says_not_connected() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool = ConnectionPool("app", "127.0.0.1", port, min_connections=0, connect_timeout=1)
+    try:
+        health = await asyncio.wait_for(pool.health_check(1.0), WAIT_S)
+        assert health == {"healthy": False, "latency_ms": None, "error": "not_connected"}
+    finally:
+        await pool.close()
