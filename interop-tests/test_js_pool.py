@@ -208,3 +208,33 @@ async def test_balanced_client_runs_calls_at_once_on_one_connection_per_server(s
     pools = await agent.call("stats")
     assert [(p["total"], p["totalCreated"], p["inUse"]) for p in pools.values()] == [(1, 1, 0), (1, 1, 0)]
     assert [s["requests"] for s in await agent.call("serverStats")] == [count // 2, count // 2]
+
+
+async def test_pool_subscribes_and_serves_on_one_member_restored_after_a_restart(start_server, pool_agent, py_client):
+    """Node's pool keeps registrations on one member, as the Python pool: each
+    publish is delivered once whatever the pool's size, and they come back
+    on a member of the pool once the server is back."""
+    srv = await start_server()
+    port = srv.port
+    agent = await pool_agent(port=port, minConnections=2, maxConnections=4)
+    await agent.call("start")
+    assert await agent.call("subscribe", channel="news.>") is True
+    assert await agent.call("serve", channel="node.echo") is True
+    py = await py_client(port)
+    assert await py.publish("news.today", 1, ack=True) == 1  # one member holds it, not two
+    assert (await agent.wait_event("message"))["payload"] == 1
+    assert (await py.send_request("node.echo", 2, timeout=WAIT_S)).payload == {"by": "node", "payload": 2}
+    assert await agent.call("request", channel="node.echo", payload=3, timeoutMs=5000) == {"by": "node", "payload": 3}
+
+    await srv.kill()
+    await agent.wait_events("connection_lost", 2)
+    await start_server(port=port)
+    py = await py_client(port)
+
+    async def restored() -> bool:
+        return await py.publish("news.today", 4, ack=True) == 1
+
+    await until(restored)
+    assert (await agent.wait_event("message"))["payload"] == 4
+    assert (await py.send_request("node.echo", 5, timeout=WAIT_S)).payload == {"by": "node", "payload": 5}
+    assert agent.count("message") == 2  # once each

@@ -3,6 +3,7 @@
 They live on one member, the *registrar*; when it dies they are replayed on
 its replacement before that replacement is handed out, so a pool's
 subscriber hears each message once, whatever happens to its connections.
+Node's pool keeps them the same way (js-client/lib/pool_registrations.js).
 """
 
 from __future__ import annotations

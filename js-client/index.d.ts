@@ -868,7 +868,11 @@ export interface ConnectionPoolEvents {
   error: [error: Error];
 }
 
-/** Several connections to one server; members do not reconnect, the pool replaces them. */
+/**
+ * Several connections to one server; members do not reconnect, the pool
+ * replaces them. Calls through the pool share its members; subscriptions
+ * and responders live on one of them (docs/resilience.md §7).
+ */
 export declare class ConnectionPool extends EventEmitter {
   constructor(appId: string, options?: ConnectionPoolOptions);
   readonly appId: string;
@@ -897,7 +901,53 @@ export declare class ConnectionPool extends EventEmitter {
    * member is usable. Rejects as acquire() does.
    */
   lease<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | NumericString }): Promise<T>;
+  /** Pings on a connected member, busy or not, else a new one; never rejects (a bad timeout is reported as the error). */
   healthCheck(options?: { timeout?: number }): Promise<{ healthy: boolean; latencyMs: number | null; error?: string }>;
+  /**
+   * IPCClient.sendRequest() on a member shared with other calls, as lease()
+   * shares it (the one with the fewest in flight; with `coalesce: true`, the
+   * one where an identical call is in flight, which it joins). `timeout` (ms,
+   * default the members' requestTimeout) is the whole call's, the wait for
+   * a member included; the third argument may also be the options object.
+   */
+  sendRequest<R = any, P = unknown>(
+    channelId: string,
+    payload?: P,
+    timeout?: number | CallOptions,
+    options?: CallOptions
+  ): Promise<Message<R>>;
+  /** sendRequest() resolving the response's payload only. */
+  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | CallOptions, options?: CallOptions): Promise<R>;
+  /** IPCClient.publish() on a shared member; `timeout` covers the wait for it. */
+  publish(
+    channelId: string,
+    data: unknown,
+    options: CallOptions & { ack: true }
+  ): Promise<{ delivered: number | null }>;
+  publish(
+    channelId: string,
+    data: unknown,
+    options?: CallOptions & { ack?: false }
+  ): Promise<undefined>;
+  publish(
+    channelId: string,
+    data: unknown,
+    options?: CallOptions & { ack?: boolean }
+  ): Promise<{ delivered: number | null } | undefined>;
+  /** IPCClient.notify() on a shared member; `timeout` covers the wait for it. */
+  notify(channelId: string, data: unknown, options?: CallOptions): Promise<void>;
+  /**
+   * Subscribes on one member (the registrar), replayed on its replacement
+   * before that one is handed out, so each publish reaches the handler
+   * once. Resolves true when active now, false when no member could be
+   * reached (kept, and applied once one connects); rejects `timeout` when
+   * the registrar did not ack in time (nothing is kept).
+   */
+  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<boolean>;
+  unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
+  /** Answers requests from the registrar; as subscribe(). Rejects AlreadyServingError if the pool already serves `channelId`. */
+  serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<boolean>;
+  unserve(channelId: string): Promise<void>;
   close(): Promise<void>;
   stats(): PoolStats;
   /** The members' KPIs summed, or null when the clients have none. */

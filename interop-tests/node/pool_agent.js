@@ -138,9 +138,14 @@ const ops = {
     );
     return null;
   },
-  serve: (cmd) => target.serve(cmd.channel, (msg) => ({ by: 'node', payload: msg.payload })).then(() => null),
+  // The pool's own request (a shared member), awaited.
+  request: (cmd) => target.request(cmd.channel, cmd.payload ?? null, cmd.timeoutMs, cmd.options ?? {}),
+  // The pool resolves whether it applied them now; the balancer nothing.
+  serve: (cmd) => target.serve(cmd.channel, (msg) => ({ by: 'node', payload: msg.payload })).then((applied) => applied ?? null),
   subscribe: (cmd) =>
-    target.subscribe(cmd.channel, (msg) => out({ event: 'message', channel: msg.channel_id, payload: msg.payload })).then(() => null),
+    target
+      .subscribe(cmd.channel, (msg) => out({ event: 'message', channel: msg.channel_id, payload: msg.payload }))
+      .then((applied) => applied ?? null),
   close: () => target.close().then(() => null)
 };
 

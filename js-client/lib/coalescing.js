@@ -84,6 +84,15 @@ class SharedCalls {
   }
 
   /**
+   * Whether a coalesced call of `key` is in flight (a pool sends an identical one here).
+   * @param {string} key a requestKey().
+   * @returns {boolean}
+   */
+  carries(key) {
+    return this.inflight.has(key);
+  }
+
+  /**
    * Whether a sendRequest() call asks for coalescing or the cache (the
    * client's hot path asks this of every call: two property reads).
    * @param {unknown} timeout

@@ -25,6 +25,10 @@
  * connection drops is destroyed and, while the pool is below
  * `minConnections`, replaced in the background with backoff.
  *
+ * The pool makes calls itself too (pool_calls.js): sendRequest/request/
+ * publish/notify on a shared member, as lease() shares it, and subscribe/
+ * serve on one member, replayed on its replacement (pool_registrations.js).
+ *
  * Who gets which member, and when a connection is opened or closed, is
  * decided by planPool() (pool_plan.js, as httpcore's pool does) and applied
  * by PoolCore (pool_core.js), which does the I/O; this module is the public
@@ -35,8 +39,8 @@ const { parseOptions, refuseQueuePath } = require('./options');
 const { toNumber } = require('./legacy_options');
 const { checkTimeout } = require('./call_options');
 const { NotConnectedError } = require('./errors');
-const { PoolCore } = require('./pool_core');
-const { pickIdle, pickShared } = require('./pool_plan');
+const { PoolCalls } = require('./pool_calls');
+const { pickIdle } = require('./pool_plan');
 const { sumMetrics } = require('./pool_metrics');
 
 /** Pool defaults (§7); milliseconds. */
@@ -92,7 +96,7 @@ function checkWait(timeout) {
  * 'connection_lost' ({client, error}) when a member's connection dropped,
  * 'error' (err, only when listened to) when a background replacement fails.
  */
-class ConnectionPool extends PoolCore {
+class ConnectionPool extends PoolCalls {
   /**
    * @param {string} appId the application of every member.
    * @param {object} [options] `minConnections` (1), `maxConnections` (10),
@@ -129,6 +133,7 @@ class ConnectionPool extends PoolCore {
       refillDelay,
       refillDelayMax: Math.max(refillDelay, parsed.maxDelay ?? parsed.reconnectDelayMax ?? REFILL_DELAY_MAX_MS)
     });
+    this._requestTimeout = parsed.requestTimeout; // the default deadline of the pool's own calls
   }
 
   /** Whether close() was called. */
@@ -300,6 +305,7 @@ class ConnectionPool extends PoolCore {
       clearTimeout(w.timer);
       w.reject(new NotConnectedError('the pool is closed'));
     }
+    this._registrations.registrar = null;
     const members = [...this._members];
     const opening = [...this._openingClients].map((client) => client.disconnect().catch(() => {}));
     await Promise.all([...opening, ...members.map((m) => this._destroy(m, new NotConnectedError('the pool is closed')))]);
@@ -339,36 +345,6 @@ class ConnectionPool extends PoolCore {
     }
     if (this._retired !== null) live.unshift(this._retired);
     return live.length === 0 ? null : sumMetrics(live);
-  }
-
-  /**
-   * A member for one more lease() call, counted as shared: the busiest
-   * below `leaseThreshold` keeps calls on few connections, so extra members
-   * only open (and then age out) under real load.
-   * @param {number} timeout
-   * @returns {Promise<object>}
-   * @private
-   */
-  _share(timeout) {
-    if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
-    if (this._waiters.length === 0 && !this._settling) {
-      const [member] = pickShared(this._members, this.leaseThreshold); // nobody waits: no plan needed
-      if (member !== null) {
-        this._take(member, true);
-        return Promise.resolve(member);
-      }
-    }
-    return this._wait(true, timeout);
-  }
-
-  /**
-   * One lease() call on a member ended; the last one frees the member.
-   * @param {object} member
-   * @private
-   */
-  _unshare(member) {
-    member.shared--;
-    if (member.shared === 0 && !member.leased && this._members.has(member)) this._free(member);
   }
 }
 

@@ -6,9 +6,11 @@
  * PoolCore keeps the members and the FIFO queue of waiting callers, asks
  * planPool() (pool_plan.js) what to do whenever they change, and does it:
  * hands members over, rejects waiters, opens connections, closes dead and
- * idle members, and brings the pool back to `minConnections` with backoff.
- * Timers only wake it up; what is due is the plan's decision. ConnectionPool
- * (pool.js) puts the public API on top. Mirrors ipc_client/pool_core.py.
+ * idle members, and brings the pool back to `minConnections` (and its
+ * registrations to a member, pool_registrations.js) with backoff. Timers
+ * only wake it up; what is due is the plan's decision. ConnectionPool
+ * (pool.js, pool_calls.js) puts the public API on top. Mirrors
+ * ipc_client/pool_core.py.
  */
 
 const { EventEmitter } = require('node:events');
@@ -17,6 +19,7 @@ const { backoffDelay } = require('./backoff');
 const { NotConnectedError, RequestTimeoutError } = require('./errors');
 const { planPool, DEAD, OPEN_FAILED } = require('./pool_plan');
 const { foldRetired } = require('./pool_metrics');
+const { PoolRegistrations } = require('./pool_registrations');
 
 /**
  * The error of a 'disconnected' event: the event passes the error (§2), or
@@ -87,6 +90,11 @@ class PoolCore extends EventEmitter {
     this._retired = null; // final metrics of destroyed members, folded into one
     this.totalCreated = 0;
     this.totalDestroyed = 0;
+    this._registrations = new PoolRegistrations({
+      members: () => this._members,
+      openMember: () => this._openRegistrar(),
+      defer: () => this._scheduleRefill()
+    });
   }
 
   /**
@@ -165,7 +173,8 @@ class PoolCore extends EventEmitter {
   _applyPlan(failure, now) {
     const plan = planPool(this._members, this._waiters, this._settings, now, {
       opening: this._opening,
-      failedOpens: failure === null ? 0 : 1
+      failedOpens: failure === null ? 0 : 1,
+      keep: this._registrations.registrar // never closed for idleness
     });
     for (const [member, reason] of plan.close) {
       this._destroy(member, new NotConnectedError(reason === DEAD ? 'connection found closed' : 'idle timeout'));
@@ -226,21 +235,31 @@ class PoolCore extends EventEmitter {
   }
 
   /**
-   * Opens one connection and frees it (to a waiter, or idle). A failure
-   * goes to the plan, which rejects the waiter it was for; below
-   * `minConnections` a retry is scheduled.
-   * @returns {Promise<void>} rejects with the NotConnectedError.
+   * Opens one connection and frees it (to a waiter, or idle). The pool's
+   * registrations are replayed on it first when no live member carries
+   * them (it becomes the registrar). A failure goes to the plan, which
+   * rejects the waiter it was for; below `minConnections` a retry is
+   * scheduled.
+   * @returns {Promise<Member>} rejects with the NotConnectedError.
    * @private
    */
   async _spawnOpen() {
     this._opening++;
     const client = new IPCClient(this.appId, this._clientOptions);
+    const member = new Member(client, performance.now());
     this._openingClients.add(client);
     try {
       await client.connect();
+      client.on('disconnected', (arg) => this._onLost(member, lostError(arg)));
+      if (this._registrations.any) {
+        await this._registrations.adopt(member); // before anyone gets it (docs/resilience.md §7)
+        if (!member.usable) throw new NotConnectedError('the connection closed while the registrations were replayed');
+      }
     } catch (err) {
       this._opening--;
       this._openingClients.delete(client);
+      this._registrations.forget(member);
+      if (client.connected) client.disconnect().catch(() => {}); // its replay failed
       const error =
         err instanceof NotConnectedError
           ? err
@@ -254,16 +273,29 @@ class PoolCore extends EventEmitter {
     this._opening--;
     this._openingClients.delete(client);
     if (this._closed) {
+      this._registrations.forget(member);
       await client.disconnect();
       throw new NotConnectedError('the pool is closed');
     }
-    const member = new Member(client, performance.now());
+    member.idleSince = performance.now();
     this._members.add(member);
     this.totalCreated++;
     this._refillAttempt = 0;
-    client.on('disconnected', (arg) => this._onLost(member, lostError(arg)));
     this.emit('created', { client });
     this._free(member);
+    return member;
+  }
+
+  /**
+   * Opens a member for the registrations when none is live (it adopts them).
+   * @returns {Promise<Member>}
+   * @private
+   */
+  _openRegistrar() {
+    if (this._members.size + this._opening >= this.maxConnections) {
+      return Promise.reject(new NotConnectedError(`no live connection to ${this.host}:${this.port} to register on`));
+    }
+    return this._spawnOpen();
   }
 
   /**
@@ -274,10 +306,12 @@ class PoolCore extends EventEmitter {
    * @private
    */
   _onLost(member, error) {
-    if (!this._members.has(member)) return; // destroyed by the pool itself
+    this._registrations.forget(member);
+    if (!this._members.has(member)) return; // destroyed by the pool itself, or still opening
     this.emit('connection_lost', { client: member.client, error });
     this._destroy(member, error);
     this._settle();
+    if (this._registrations.missing) this._refill(); // a new registrar at once, then with backoff
   }
 
   /**
@@ -289,6 +323,7 @@ class PoolCore extends EventEmitter {
    */
   _destroy(member, reason) {
     if (!this._members.delete(member)) return Promise.resolve();
+    this._registrations.forget(member);
     clearTimeout(member.idleTimer);
     member.idleTimer = null;
     this.totalDestroyed++;
@@ -298,13 +333,23 @@ class PoolCore extends EventEmitter {
   }
 
   /**
-   * Opens connections up to `minConnections` (once started).
+   * Opens connections up to `minConnections` (once started), and brings
+   * back a member carrying the registrations when none does.
    * @private
    */
   _refill() {
-    if (!this._started || this._closed || this._refillTimer !== null) return;
-    let missing = this.minConnections - this._members.size - this._opening;
+    if (this._closed || this._refillTimer !== null) return;
+    let missing = this._started ? this.minConnections - this._members.size - this._opening : 0;
     while (missing-- > 0) this._spawnOpen().catch(() => {});
+    if (this._registrations.missing && this._opening === 0) {
+      // No open under way would adopt them: a live member, or a new one.
+      this._registrations.ensure().then(
+        () => {
+          this._refillAttempt = 0;
+        },
+        () => this._scheduleRefill()
+      );
+    }
   }
 
   /**
@@ -312,8 +357,9 @@ class PoolCore extends EventEmitter {
    * @private
    */
   _scheduleRefill() {
-    if (!this._started || this._closed || this._refillTimer !== null) return;
-    if (this._members.size + this._opening >= this.minConnections) return;
+    if (this._closed || this._refillTimer !== null) return;
+    const below = this._started && this._members.size + this._opening < this.minConnections;
+    if (!below && !this._registrations.missing) return;
     const delay = backoffDelay(this._refillAttempt++, { initial: this._refillDelay, max: this._refillDelayMax, jitter: 0.5 });
     this._refillTimer = setTimeout(() => {
       this._refillTimer = null;

@@ -534,6 +534,16 @@ export async function pool(): Promise<void> {
   exact<number>()(await p.execute((c) => c.request<number>('sum', [1, 2])));
   exact<string>()(await p.lease((c) => c.appId, { timeout: 100 }));
   const health: { healthy: boolean; latencyMs: number | null; error?: string } = await p.healthCheck({ timeout: 100 });
+  // its own calls, on shared members, with IPCClient's options
+  const reply: Message<number> = await p.sendRequest<number>('sum', [1, 2], 1000, { headers: { a: 'b' }, coalesce: true });
+  exact<number>()(await p.request<number>('sum', [1, 2], { timeout: 1000, cacheTtl: 60_000, idempotencyKey: 'k' }));
+  exact<{ delivered: number | null }>()(await p.publish('news', 1, { ack: true, timeout: 100 }));
+  exact<undefined>()(await p.publish('news', 1));
+  exact<void>()(await p.notify('audit', 1, { timeout: 100 }));
+  exact<boolean>()(await p.subscribe<string>('news.>', (msg) => msg.payload.toUpperCase(), { timeout: 100 }));
+  await p.unsubscribe('news.>');
+  exact<boolean>()(await p.serve('sum', (msg, ctx) => (ctx.signal.aborted ? 0 : 1), { timeout: 100, schema: { request: { type: 'array' } } }));
+  await p.unserve('sum');
   const stats: PoolStats = p.stats();
   const s: number[] = [stats.total, stats.available, stats.inUse, stats.pending, stats.totalCreated, stats.totalDestroyed];
   const metrics: Record<string, number> | null = p.getMetrics();
@@ -543,7 +553,7 @@ export async function pool(): Promise<void> {
     .on('error', (error) => error.message);
   const first: ConnectionPoolEvents['created'] = [{ client }];
   await p.close();
-  void [fields, health, s, metrics, first];
+  void [fields, health, reply, s, metrics, first];
 }
 
 // -- LoadBalancedClient ---------------------------------------------------------------------
