@@ -326,6 +326,12 @@ class LoadBalancedClient:
         self._serving.discard(channel)
         await asyncio.gather(*(p.unserve(channel) for p in self._pools.values()), return_exceptions=True)
 
+    def clear_cache(self) -> None:
+        """Forget every cached answer (``cache_ttl``) of every server's pooled
+        connections: each keeps its own cache (docs/resilience.md §11)."""
+        for pool in self._pools.values():
+            pool.clear_cache()
+
     # -- introspection ------------------------------------------------------------------
 
     def server_stats(self) -> list[dict[str, Any]]:

@@ -335,6 +335,12 @@ class ConnectionPool(PoolCore):
     async def notify(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> None:
         await self._on_member(channel, timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
 
+    def clear_cache(self) -> None:
+        """Forget every cached answer (``cache_ttl``) of every member: each
+        keeps its own cache (docs/resilience.md §11)."""
+        for m in self._members:
+            m.client.clear_cache()
+
     # -- introspection ---------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:

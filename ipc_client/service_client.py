@@ -244,6 +244,12 @@ class ServiceClient:
         """The same as :meth:`status`, under the gateway ServiceClient's name."""
         return self.status()
 
+    def clear_cache(self) -> None:
+        """Forget every cached answer (``cache_ttl``) of every service's
+        connections (docs/resilience.md §11)."""
+        for svc in self._services.values():
+            svc.client.clear_cache()
+
     def client(self, service: str) -> LoadBalancedClient:
         """The balanced client behind ``service``, for publish, subscribe and serve."""
         return self._service(service).client

@@ -948,6 +948,8 @@ export declare class ConnectionPool extends EventEmitter {
   /** Answers requests from the registrar; as subscribe(). Rejects AlreadyServingError if the pool already serves `channelId`. */
   serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<boolean>;
   unserve(channelId: string): Promise<void>;
+  /** Forgets every cached answer (`cacheTtl`) of every member (each keeps its own cache). */
+  clearCache(): void;
   close(): Promise<void>;
   stats(): PoolStats;
   /** The members' KPIs summed, or null when the clients have none. */
@@ -1031,10 +1033,12 @@ export interface LoadBalancedClientEvents {
  * Per-call options of LoadBalancedClient.sendRequest/request (CallOptions,
  * as the server's client takes them): `timeout` is the whole call's, every
  * server tried included; `coalesce` shares a round trip among identical
- * calls sent to the same server; a `signal` that aborts gives the call up
- * (no other server is tried); `idempotencyKey` goes with every attempt.
+ * calls sent to the same server; `cacheTtl` reuses an answer cached by the
+ * connection the call goes to (each keeps its own cache, docs/resilience.md
+ * §11); a `signal` that aborts gives the call up (no other server is
+ * tried); `idempotencyKey` goes with every attempt.
  */
-export type BalancedCallOptions = Pick<CallOptions, 'headers' | 'idempotencyKey' | 'timeout' | 'signal' | 'coalesce' | 'priority'>;
+export type BalancedCallOptions = Pick<CallOptions, 'headers' | 'idempotencyKey' | 'timeout' | 'signal' | 'coalesce' | 'cacheTtl' | 'priority'>;
 
 /** One app over several servers: failover within the call's deadline, health checks. */
 export declare class LoadBalancedClient extends EventEmitter {
@@ -1085,6 +1089,8 @@ export declare class LoadBalancedClient extends EventEmitter {
   serverStats(): ServerStats[];
   poolStats(): Record<string, PoolStats>;
   getMetrics(): Record<string, number> | null;
+  /** Forgets every cached answer (`cacheTtl`) of every server's pooled connections. */
+  clearCache(): void;
   close(): Promise<void>;
 
   on<E extends keyof LoadBalancedClientEvents>(event: E, listener: (...args: LoadBalancedClientEvents[E]) => void): this;
@@ -1147,6 +1153,8 @@ export declare class ServiceClient {
   status(): Record<string, { healthy: boolean; servers: ServerStats[] }>;
   /** The same as status(). */
   getConnectionStatus(): Record<string, { healthy: boolean; servers: ServerStats[] }>;
+  /** Forgets every cached answer (`cacheTtl`) of every service's connections. */
+  clearCache(): void;
   shutdown(): Promise<void>;
 }
 

@@ -257,3 +257,43 @@ async def test_a_fallback_that_answers_after_the_circuit_closed_is_not_cached(ma
     calls = handler.calls
     assert await caller.request("svc", 1, cache_ttl=60) == {"n": calls + 1, "echo": 1}  # from the service, and now stored
     assert caller.metrics()["cache_size"] == 1
+
+
+# -- through the wrappers: each member's cache, cleared by theirs ------------------------
+
+
+async def test_clear_cache_of_a_pool_a_load_balancer_and_a_service_client_empties_every_members_cache(server) -> None:
+    """docs/resilience.md §11: each member keeps its own cache; the wrappers
+    had no clear_cache(), so a cached answer through them could not be dropped."""
+    from ipc_client import ConnectionPool, LoadBalancedClient, ServiceClient
+
+    runs: list[Any] = []
+    server.add_handler("price", lambda msg: runs.append(msg.payload) or len(runs))
+    pool = ConnectionPool("app", "127.0.0.1", server.port, min_connections=2, max_connections=2)
+    lb = LoadBalancedClient("app", [f"127.0.0.1:{server.port}"], health_check_interval=None)
+    gw = ServiceClient({"app": {"host": "127.0.0.1", "port": server.port}})
+    try:
+        await pool.start()
+        await lb.start()
+        await gw.start()
+        first, second = await pool.acquire(), await pool.acquire()
+        for member in (first, second):  # both members hold an answer
+            await member.request("price", "a", cache_ttl=60)
+        pool.release(first)
+        pool.release(second)
+        assert pool.metrics()["cache_size"] == 2
+        pool.clear_cache()
+        assert pool.metrics()["cache_size"] == 0
+        assert await pool.request("price", "a", cache_ttl=60) == 3  # asked again
+
+        for owner, balanced in ((lb, lb), (gw, gw.client("app"))):
+            before = len(runs)
+            assert await balanced.request("price", "b", cache_ttl=60) == before + 1
+            assert await balanced.request("price", "b", cache_ttl=60) == before + 1  # from the cache
+            owner.clear_cache()
+            assert balanced.metrics()["cache_size"] == 0
+            assert await balanced.request("price", "b", cache_ttl=60) == before + 2
+    finally:
+        await gw.shutdown()
+        await lb.close()
+        await pool.close()

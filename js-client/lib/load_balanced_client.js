@@ -308,6 +308,14 @@ class LoadBalancedClient extends EventEmitter {
   }
 
   /**
+   * Forgets every cached answer (`cacheTtl`) of every server's pooled
+   * connections: each keeps its own cache (docs/resilience.md §11).
+   */
+  clearCache() {
+    for (const pool of this._pools.values()) pool.clearCache();
+  }
+
+  /**
    * Stops the health checks and closes every connection. Later calls
    * reject with not_connected.
    * @returns {Promise<void>}

@@ -124,6 +124,14 @@ class PoolCalls extends PoolCore {
     return this._registrations.unserve(channelId);
   }
 
+  /**
+   * Forgets every cached answer (`cacheTtl`) of every member: each keeps
+   * its own cache (docs/resilience.md §11).
+   */
+  clearCache() {
+    for (const { client } of this._members) client.clearCache();
+  }
+
   // ---------------------------------------------------------------- internals
 
   /**

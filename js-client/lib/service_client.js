@@ -357,6 +357,14 @@ class ServiceClient {
   }
 
   /**
+   * Forgets every cached answer (`cacheTtl`) of every service's
+   * connections (docs/resilience.md §11).
+   */
+  clearCache() {
+    for (const svc of this._services.values()) svc.client.clearCache();
+  }
+
+  /**
    * Closes every connection. Later calls reject with not_connected.
    * @returns {Promise<void>}
    */

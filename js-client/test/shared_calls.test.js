@@ -230,3 +230,40 @@ test('cache - a fallback that answers after the circuit closed is not cached, by
   assert.equal(answered.echo, 1);
   assert.equal(client.getMetrics().cacheSize, 1);
 });
+
+// ------------------------------------------------- through the wrappers
+
+test('clearCache() of a pool, a load balancer and a service client empties every member cache', async (t) => {
+  const { ConnectionPool, LoadBalancedClient, ServiceClient } = require('..');
+  let runs = 0;
+  const peer = new Peer({ onRequest: (msg, conn, answer) => answer(++runs) });
+  const port = await peer.listen();
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port, minConnections: 2, maxConnections: 2 });
+  const lb = new LoadBalancedClient('app', [`127.0.0.1:${port}`], { healthCheckInterval: 60_000 });
+  const gw = new ServiceClient({ app: { host: '127.0.0.1', port } });
+  t.after(async () => {
+    await Promise.all([pool.close(), lb.close(), gw.shutdown()]);
+    await peer.close();
+  });
+  await Promise.all([pool.start(), lb.start(), gw.start()]);
+  const [first, second] = [await pool.acquire(), await pool.acquire()];
+  for (const member of [first, second]) await member.request('price', 'a', { cacheTtl: 60_000 }); // both hold an answer
+  pool.release(first);
+  pool.release(second);
+  assert.equal(pool.getMetrics().cacheSize, 2);
+  pool.clearCache();
+  assert.equal(pool.getMetrics().cacheSize, 0);
+  assert.equal(await pool.request('price', 'a', { cacheTtl: 60_000 }), 3); // asked again
+
+  // The load balancer takes cacheTtl as its servers' clients do, and now clears what they cached.
+  assert.equal(await lb.request('price', 'b', { cacheTtl: 60_000 }), 4);
+  assert.equal(await lb.request('price', 'b', 1000, { cacheTtl: 60_000 }), 4); // from the cache
+  lb.clearCache();
+  assert.equal(lb.getMetrics().cacheSize, 0);
+  assert.equal(await lb.request('price', 'b', { cacheTtl: 60_000 }), 5);
+  const service = gw._services.get('app').client; // a service's balanced client (its request() takes no cacheTtl)
+  assert.equal(await service.request('price', 'c', { cacheTtl: 60_000 }), 6);
+  gw.clearCache();
+  assert.equal(service.getMetrics().cacheSize, 0);
+  assert.equal(await service.request('price', 'c', { cacheTtl: 60_000 }), 7);
+});

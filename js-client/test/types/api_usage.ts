@@ -544,6 +544,7 @@ export async function pool(): Promise<void> {
   await p.unsubscribe('news.>');
   exact<boolean>()(await p.serve('sum', (msg, ctx) => (ctx.signal.aborted ? 0 : 1), { timeout: 100, schema: { request: { type: 'array' } } }));
   await p.unserve('sum');
+  exact<void>()(p.clearCache());
   const stats: PoolStats = p.stats();
   const s: number[] = [stats.total, stats.available, stats.inUse, stats.pending, stats.totalCreated, stats.totalDestroyed];
   const metrics: Record<string, number> | null = p.getMetrics();
@@ -585,6 +586,8 @@ export async function loadBalanced(): Promise<void> {
   // the options object third, as on IPCClient; signal, coalesce and priority as the servers' clients take them
   const stop = new AbortController();
   exact<number>()(await lb.request<number>('sum', [1, 2], { timeout: 1000, headers: { a: 'b' }, signal: stop.signal, coalesce: true, priority: 1 }));
+  exact<number>()(await lb.request<number>('rates', null, { cacheTtl: 60_000 })); // a server's connection's cache
+  exact<void>()(lb.clearCache());
   const viaOptions: Message<number> = await lb.sendRequest<number>('sum', [1, 2], 1000, { signal: stop.signal, coalesce: true, priority: 2, idempotencyKey: 'k' });
   const callOptions: BalancedCallOptions = { timeout: 500, idempotencyKey: 'sum-2' };
   await lb.sendRequest('sum', [1, 2], callOptions);
@@ -645,6 +648,7 @@ export async function services(): Promise<void> {
   const m: Array<number | null> = [one.requests, one.errors, one.timeouts, one.requestsPerS, one.latencyMs.avg, one.latencyMs.p50, one.latencyMs.p99];
   const status: Record<string, { healthy: boolean; servers: ServerStats[] }> = gateway.status();
   const same: Record<string, { healthy: boolean; servers: ServerStats[] }> = gateway.getConnectionStatus();
+  exact<void>()(gateway.clearCache());
   await gateway.shutdown();
   void [fields, user, all, every, m, status, same];
 }
