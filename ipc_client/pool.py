@@ -13,9 +13,10 @@ Two ways to use a member:
   below ``max_connections`` a lessee that finds every member busy waits for
   a new one. The load balancer uses this, so one connection per server is
   not one call at a time per server, and so do the pool's own calls
-  (``request``, ``send_request``, ``publish``, ``notify``), as Node's pool. A member handed to a waiting lessee is
-  handed to all of the waiting lessees at once, while waiting ``acquire()``
-  callers still get members of their own, first come first served.
+  (``request``, ``send_request``, ``publish``, ``notify``), as Node's pool.
+  A member handed to a waiting lessee is handed to all of the waiting
+  lessees at once, while waiting ``acquire()`` callers still get members of
+  their own, first come first served.
 
 Who gets which member, and when a connection is opened or closed, is decided
 by :func:`~ipc_client.pool_plan.plan_pool` on the pool's state (as httpcore's
@@ -36,7 +37,6 @@ from ipc_protocol import IPCError, Message, NotConnected, RequestTimeout
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .client import Handler, IPCClient
-from .pool_core import PoolCore
 from .coalescing import request_key
 from .pool_core import Member, PoolCore
 from .pool_metrics import sum_metrics
