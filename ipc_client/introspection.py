@@ -99,7 +99,8 @@ class ClientIntrospection:
         def _connected_conn(self) -> ClientConnection | None: ...
 
     async def health_check(self, timeout: float = 5.0) -> bool:
-        """Whether a ping round trip succeeds within ``timeout`` seconds; never raises.
+        """Whether a ping round trip succeeds within ``timeout`` seconds; a
+        failed one never raises (a bad ``timeout`` does, as :meth:`health`).
 
         Against a 1.1.x server, which never answers pings, it is whether the
         connection is open. :meth:`health` gives the details."""
@@ -107,8 +108,11 @@ class ClientIntrospection:
 
     async def health(self, timeout: float = 5.0) -> dict[str, Any]:
         """Ping the server: ``{healthy, state, latency_ms, protocol}``, and
-        ``error`` ``{code, message}`` when the ping failed; never raises."""
-        return await ping_health(self._connected_conn(), self._calls, self._sm.state, self._link.legacy, timeout)
+        ``error`` ``{code, message}`` when the ping failed. A failed ping
+        never raises; a ``timeout`` that is not a finite number of seconds
+        does, as for every call (docs/resilience.md §4)."""
+        seconds = check_timeout(timeout, 5.0)
+        return await ping_health(self._connected_conn(), self._calls, self._sm.state, self._link.legacy, seconds)
 
     async def system(self, action: str, timeout: float | None = None) -> Any:
         """Ask the ``system`` channel: the server's own actions (``stats``,

@@ -161,6 +161,8 @@ def _timed_calls(timeout: Any) -> dict[str, Callable[[Any], Awaitable[Any]]]:
         "stream": lambda c: stream(c, timeout=timeout),
         "stream_idle": lambda c: stream(c, idle_timeout=timeout),
         "system": lambda c: c.system("stats", timeout=timeout),
+        "health": lambda c: c.health(timeout),  # a failed ping never raises; a bad timeout does
+        "health_check": lambda c: c.health_check(timeout),
     }
 
 
