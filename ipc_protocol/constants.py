@@ -13,6 +13,7 @@ __all__ = [
     "MAX_FRAME_LIMIT",
     "DEFAULT_MAX_FRAME_SIZE",
     "DEFAULT_HEARTBEAT_INTERVAL_S",
+    "MIN_HEARTBEAT_INTERVAL_S",
     "DEFAULT_REQUEST_TIMEOUT_S",
     "DEFAULT_PORT",
     "DEFAULT_HOST",
@@ -35,4 +36,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 DEFAULT_HEARTBEAT_INTERVAL_S = 15.0
+# The shortest heartbeat interval either side accepts (docs/protocol.md §9):
+# below 10 ms a ping is due before a round trip on most networks ends, and
+# the clock work is a busy loop; 0 (or None) is how heartbeats are turned off.
+MIN_HEARTBEAT_INTERVAL_S = 0.01
 DEFAULT_REQUEST_TIMEOUT_S = 30.0

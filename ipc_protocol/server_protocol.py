@@ -194,7 +194,7 @@ class ServerProtocol(Protocol):
             reply.update(
                 protocol=PROTOCOL_VERSION,
                 server=self._server_name,
-                heartbeat_interval_ms=int(interval * 1000) if interval else 0,
+                heartbeat_interval_ms=max(1, round(interval * 1000)) if interval else 0,  # never 0 (off) for an interval that is on
                 max_frame_size=self.max_frame_size,
             )
             if request.features is not None:  # only when asked: the reply is otherwise §3's, byte for byte

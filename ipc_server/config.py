@@ -22,6 +22,7 @@ from ipc_protocol.constants import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_PORT,
     MAX_FRAME_LIMIT,
+    MIN_HEARTBEAT_INTERVAL_S,
 )
 
 from .logs import LOG_FORMATS
@@ -65,6 +66,8 @@ DEFAULT_MAX_HELD_REQUESTS_PER_CONNECTION = 4096
 DEFAULT_IDEMPOTENCY_WINDOW_S = 300.0
 DEFAULT_IDEMPOTENCY_MAX_KEYS = 100_000
 DEFAULT_IDEMPOTENCY_MAX_BYTES = 64 * 1024 * 1024
+# The longest heartbeat interval: 2^53-1 ms, advertised exactly (§1.1).
+_MAX_HEARTBEAT_INTERVAL_S = (2**53 - 1) / 1000
 # Event loops ``python -m ipc_server`` can run on; "uvloop" needs the optional
 # ``uvloop`` extra.
 LOOPS = ("asyncio", "uvloop")
@@ -175,8 +178,7 @@ class ServerConfig:
             raise ValueError("token and token_file are two ways to give one secret: set one")
         if self.users_file is not None and (self.token is not None or self.token_file is not None):
             raise ValueError("users_file replaces the shared token: give its clients a user (docs/security.md §3), or drop users_file")
-        if self.heartbeat_interval_s is not None and self.heartbeat_interval_s < 0:
-            raise ValueError("heartbeat_interval_s must not be negative (0 or None turns heartbeats off)")
+        _check_heartbeat(self.heartbeat_interval_s)
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
@@ -200,6 +202,19 @@ class ServerConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _check_heartbeat(interval: float | None) -> None:
+    """0 or None turns heartbeats off; anything else is at least 10 ms (a
+    shorter interval would close every client and make the sweep a busy
+    loop) and at most what the connect reply's ``heartbeat_interval_ms``
+    carries exactly to a JavaScript client (2^53-1 ms, docs/protocol.md §1.1)."""
+    if interval is not None and interval < 0:
+        raise ValueError("heartbeat_interval_s must not be negative (0 or None turns heartbeats off)")
+    if interval and interval < MIN_HEARTBEAT_INTERVAL_S:
+        raise ValueError(f"heartbeat_interval_s must be at least {MIN_HEARTBEAT_INTERVAL_S:g} s (or 0 or None to turn heartbeats off), got {interval:g}")
+    if interval and interval > _MAX_HEARTBEAT_INTERVAL_S:
+        raise ValueError(f"heartbeat_interval_s must be at most {_MAX_HEARTBEAT_INTERVAL_S:g} s (2^53-1 ms), got {interval:g}")
+
+
 def _check_cluster(config: ServerConfig) -> None:
     """The cluster settings' checks (docs/cluster.md §6)."""
     for url in config.cluster:
@@ -209,8 +224,8 @@ def _check_cluster(config: ServerConfig) -> None:
         raise ValueError(f"cluster_name must be 1-64 letters, digits, '-' or '_', got {config.cluster_name!r}")
     if config.node_name is not None and not config.node_name.strip():
         raise ValueError("node_name must not be empty")
-    if not config.cluster_heartbeat_s > 0:
-        raise ValueError("cluster_heartbeat_s must be positive")
+    if not config.cluster_heartbeat_s >= MIN_HEARTBEAT_INTERVAL_S:  # a shorter one is a busy loop of NATS publishes
+        raise ValueError(f"cluster_heartbeat_s must be at least {MIN_HEARTBEAT_INTERVAL_S:g} s, got {config.cluster_heartbeat_s:g}")
     if (config.cluster_tls_cert is None) != (config.cluster_tls_key is None):
         raise ValueError("cluster_tls_cert and cluster_tls_key go together")
     if config.workers < 1:
