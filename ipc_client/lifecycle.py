@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from ipc_protocol import (
 )
 from ipc_protocol import __version__ as _version
 from ipc_protocol.client_protocol import ClientProtocol
-from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_LIMIT
+from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_LIMIT, MIN_HEARTBEAT_INTERVAL_S
 from ipc_protocol.restarts import lame_duck_deadline_ms
 from ipc_protocol.cluster_info import ASKED_FEATURES
 from ipc_protocol.envelope import RESPONSE as _RESPONSE, PUBLISH as _PUBLISH, REQUEST as _REQUEST, NOTIFICATION as _NOTIFICATION, STREAM_ITEM as _STREAM_ITEM, STREAM_END as _STREAM_END, CREDIT as _CREDIT, CANCEL as _CANCEL
@@ -89,8 +90,11 @@ class ConnectOptions:
             raise ValueError("app_id must be a non-empty string")
         if self.connect_timeout <= 0:
             raise ValueError("timeouts must be positive")
-        if self.heartbeat_interval is not None and self.heartbeat_interval <= 0:
-            raise ValueError("heartbeat_interval must be positive")
+        # nan or inf would turn heartbeats off unseen (Node refuses them too); under
+        # 10 ms a ping is due before it can be answered (docs/protocol.md §9).
+        _check_heartbeat_setting("heartbeat_interval", self.heartbeat_interval)
+        if self.heartbeat_timeout != 0:  # 0, as None: twice the interval
+            _check_heartbeat_setting("heartbeat_timeout", self.heartbeat_timeout)
         if self.max_retries is not None and self.max_retries < 0:
             raise ValueError("max_retries must be >= 0 or None")
         limit = self.max_frame_size  # what the server accepts in a connect (docs/protocol.md §12.3), as Node's maxFrameSize
@@ -102,6 +106,11 @@ class ConnectOptions:
     @property
     def peer(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def _check_heartbeat_setting(name: str, seconds: float | None) -> None:
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= MIN_HEARTBEAT_INTERVAL_S):
+        raise ValueError(f"{name} must be a finite number of seconds >= {MIN_HEARTBEAT_INTERVAL_S:g}, or None, got {seconds!r}")
 
 
 class Lifecycle:

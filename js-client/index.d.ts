@@ -262,9 +262,9 @@ export interface IPCClientSettings {
   multiplier?: number;
   /** Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]. Default 0.5. */
   jitter?: number;
-  /** Ping after this much silence; null = the server's advertised interval (0 there = no pings). Default null. */
+  /** Ping after this much silence, ms, at least 10; null = the server's advertised interval (0 there = no pings). Default null. */
   heartbeatInterval?: number | null;
-  /** Declare the connection dead after this much silence; null = 2 x interval. Default null. */
+  /** Declare the connection dead after this much silence, ms, at least 10; null = 2 x interval. Default null. */
   heartbeatTimeout?: number | null;
   /** Default deadline of a call, queue time included. Default 30000. */
   requestTimeout?: number;

@@ -5,6 +5,7 @@ loop."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ipc_client import IPCClient
 from ipc_protocol.constants import MIN_HEARTBEAT_INTERVAL_S
 from ipc_protocol.messages import connect_request
 from ipc_protocol.server_protocol import ServerProtocol
@@ -77,3 +79,30 @@ def test_the_sweep_period_has_a_floor() -> None:
     assert sweep_period(1e-300) == MIN_HEARTBEAT_INTERVAL_S / 4
     assert sweep_period(MIN_HEARTBEAT_INTERVAL_S) == MIN_HEARTBEAT_INTERVAL_S / 4
     assert sweep_period(0.4) == 0.1 and sweep_period(15.0) == 0.25 and sweep_period(None) == 0.25
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("heartbeat_interval", math.nan),
+        ("heartbeat_interval", math.inf),
+        ("heartbeat_interval", 0.001),
+        ("heartbeat_interval", 0),
+        ("heartbeat_timeout", math.nan),
+        ("heartbeat_timeout", math.inf),
+        ("heartbeat_timeout", 0.001),
+        ("heartbeat_timeout", -1.0),
+    ],
+)
+def test_the_python_client_refuses_a_heartbeat_setting_that_cannot_work(option: str, value: float) -> None:
+    """nan turned heartbeats off unseen: health said unhealthy and its
+    interval nan forever (Node refuses it with a TypeError)."""
+    with pytest.raises(ValueError, match=rf"^{option} must be a finite number of seconds >= 0\.01, or None, got "):
+        IPCClient("app", "127.0.0.1", 1, **{option: value})
+
+
+def test_the_python_client_takes_the_minimum_none_and_a_0_timeout() -> None:
+    client = IPCClient("app", "127.0.0.1", 1, heartbeat_interval=MIN_HEARTBEAT_INTERVAL_S, heartbeat_timeout=0.02)
+    assert (client.heartbeat_interval, client.heartbeat_timeout) == (0.01, 0.02)
+    client = IPCClient("app", "127.0.0.1", 1, heartbeat_interval=None, heartbeat_timeout=0)  # 0, as None: twice the interval
+    assert (client.heartbeat_interval, client.heartbeat_timeout) == (None, 0)

@@ -8,6 +8,7 @@
  */
 
 const { toNumber } = require('./legacy_options');
+const { shownValue } = require('./thrown');
 
 /** The selection strategies. */
 const Strategy = Object.freeze({
@@ -43,10 +44,10 @@ function parseServer(spec) {
   port = toNumber(port);
   weight = toNumber(weight);
   if (typeof host !== 'string' || host.length === 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new TypeError(`a server is "host:port", [host, port] or {host, port, weight}, got ${JSON.stringify(spec)}`);
+    throw new TypeError(`a server is "host:port", [host, port] or {host, port, weight}, got ${shownValue(spec)}`);
   }
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
-    throw new TypeError(`a server weight must be a positive number, got ${JSON.stringify(weight)}`);
+    throw new TypeError(`a server weight must be a positive number, got ${shownValue(weight)}`);
   }
   return { host, port, weight };
 }
@@ -125,7 +126,7 @@ class Balancer {
    */
   constructor(servers, { strategy = Strategy.ROUND_ROBIN, random = Math.random } = {}) {
     if (!STRATEGIES.has(strategy)) {
-      throw new TypeError(`strategy must be one of ${[...STRATEGIES].join(', ')}, got ${JSON.stringify(strategy)}`);
+      throw new TypeError(`strategy must be one of ${[...STRATEGIES].join(', ')}, got ${shownValue(strategy)}`);
     }
     if (!Array.isArray(servers) || servers.length === 0) throw new TypeError('at least one server is needed');
     this.servers = servers;

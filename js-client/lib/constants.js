@@ -21,6 +21,8 @@ const MAX_CHANNEL_LENGTH = 512;
 const HEADER_SIZE_BYTES = 4;
 const MAX_FRAME_LIMIT_BYTES = 2 ** 32 - 1; // what a uint32 length prefix can express
 const DEFAULT_MAX_FRAME_SIZE_BYTES = 16 * 1024 * 1024; // docs/protocol.md §1 and §12
+/** The shortest heartbeat interval (and timeout) accepted, as the server's (docs/protocol.md §9.5). */
+const MIN_HEARTBEAT_INTERVAL_MS = 10;
 /** setTimeout's ceiling (a longer one fires at once): a call's longer deadline waits in steps (lib/long_timer.js). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -129,6 +131,7 @@ module.exports = {
   MAX_FRAME_LIMIT_BYTES,
   DEFAULT_MAX_FRAME_SIZE_BYTES,
   MAX_TIMER_MS,
+  MIN_HEARTBEAT_INTERVAL_MS,
   V1_FIELDS,
   MESSAGE_TYPES,
   DEFAULTS

@@ -5,11 +5,12 @@
  * the client can trust every value it reads.
  */
 
-const { DEFAULTS, MAX_FRAME_LIMIT_BYTES } = require('./constants');
+const { DEFAULTS, MAX_FRAME_LIMIT_BYTES, MIN_HEARTBEAT_INTERVAL_MS } = require('./constants');
 const { pickKnownOptions, toNumber } = require('./legacy_options');
 const { Overflow } = require('./offline_queue');
 const { parseBreakerOptions } = require('./circuit_breaker');
 const { parseTlsOption } = require('./tls_options');
+const { shownValue } = require('./thrown');
 
 /** Per-call policies while not connected (docs/resilience.md §4). */
 const ON_DISCONNECT = Object.freeze(['queue', 'fail']);
@@ -22,13 +23,7 @@ const ON_DISCONNECT = Object.freeze(['queue', 'fail']);
  * @private
  */
 function typeError(name, expected, value) {
-  let shown;
-  try {
-    shown = JSON.stringify(value);
-  } catch {
-    shown = String(value);
-  }
-  throw new TypeError(`option ${name} must be ${expected}, got ${shown}`);
+  throw new TypeError(`option ${name} must be ${expected}, got ${shownValue(value)}`); // NaN as NaN, not JSON's null
 }
 
 /** The option names IPCClient takes. */
@@ -90,8 +85,9 @@ function parseOptions(options = {}) {
   checkNumber(o, 'multiplier', { min: 1 });
   checkNumber(o, 'jitter', {});
   if (o.jitter > 1) typeError('jitter', 'a number between 0 and 1', o.jitter);
-  checkNumber(o, 'heartbeatInterval', { exclusiveMin: true, nullable: true });
-  checkNumber(o, 'heartbeatTimeout', { exclusiveMin: true, nullable: true });
+  // Under 10 ms a ping is due before it can be answered (docs/protocol.md §9.5).
+  checkNumber(o, 'heartbeatInterval', { min: MIN_HEARTBEAT_INTERVAL_MS, nullable: true });
+  checkNumber(o, 'heartbeatTimeout', { min: MIN_HEARTBEAT_INTERVAL_MS, nullable: true });
   checkNumber(o, 'requestTimeout', { exclusiveMin: true });
   checkNumber(o, 'queueMaxSize', { integer: true, infinite: true });
   checkNumber(o, 'queueMaxBytes', { integer: true, infinite: true });

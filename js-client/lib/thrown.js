@@ -42,6 +42,29 @@ function safeString(value) {
 }
 
 /**
+ * A value as an error message shows what was given: its JSON, with `NaN`,
+ * `Infinity` and BigInts spelled as in source (JSON.stringify writes
+ * `null` for the first two and throws on the last), or its string form
+ * when it has no JSON (a function, a cycle). Never throws.
+ * @param {unknown} value
+ * @returns {string}
+ */
+function shownValue(value) {
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  try {
+    const text = JSON.stringify(value, (_key, v) => {
+      if (typeof v === 'number' && !Number.isFinite(v)) return `\u0000${v}\u0000`;
+      return typeof v === 'bigint' ? `\u0000${v}n\u0000` : v;
+    });
+    if (text !== undefined) return text.replace(/"\\u0000(.*?)\\u0000"/g, '$1');
+  } catch {
+    // a cycle, a throwing toJSON or getter: below
+  }
+  return typeof value === 'function' ? `[function ${safeString(safeGet(value, 'name') || 'anonymous')}]` : safeString(value);
+}
+
+/**
  * `value[key]`, or undefined when reading it throws (a getter, a Proxy).
  * @param {unknown} value
  * @param {string} key
@@ -100,4 +123,4 @@ function thrownMessage(err) {
   return describeThrown(err).message;
 }
 
-module.exports = { unprintable, safeString, safeGet, safeInstanceOf, describeThrown, thrownMessage };
+module.exports = { unprintable, safeString, safeGet, safeInstanceOf, describeThrown, thrownMessage, shownValue };

@@ -31,6 +31,10 @@ test('balancer - parses "host:port", [host, port] and {host, port, weight}', () 
   for (const bad of ['nohost', ':1', 'a:0', 'a:x', ['a'], { host: 'a', port: 1, weight: 0 }, null, 5]) {
     assert.throws(() => parseServer(bad), TypeError, JSON.stringify(bad));
   }
+  // What was given, NaN and BigInts included (JSON.stringify wrote null, or threw a TypeError of its own).
+  assert.throws(() => parseServer(['a', NaN]), { message: 'a server is "host:port", [host, port] or {host, port, weight}, got ["a",NaN]' });
+  assert.throws(() => parseServer({ host: 'a', port: 1, weight: NaN }), { message: 'a server weight must be a positive number, got NaN' });
+  assert.throws(() => parseServer({ host: 'a', port: 1n }), { message: /got \{"host":"a","port":1n\}$/ });
 });
 
 test('balancer - round robin cycles through the healthy servers', () => {

@@ -63,6 +63,22 @@ test('options - bad values throw', () => {
   assert.throws(() => parseOptions(null), TypeError);
 });
 
+test('options - a heartbeat under 10 ms is refused, as the server refuses one; a message shows NaN and Infinity as such', () => {
+  for (const [name, value, shown] of [
+    ['heartbeatInterval', 5, '5'],
+    ['heartbeatInterval', 0.5, '0.5'],
+    ['heartbeatTimeout', 9, '9'],
+    ['heartbeatInterval', NaN, 'NaN'],
+    ['heartbeatTimeout', Infinity, 'Infinity'],
+    ['heartbeatInterval', -Infinity, '-Infinity']
+  ]) {
+    assert.throws(() => parseOptions({ [name]: value }), { name: 'TypeError', message: `option ${name} must be a number >= 10 or null, got ${shown}` });
+  }
+  assert.equal(parseOptions({ heartbeatInterval: 10, heartbeatTimeout: 20 }).heartbeatInterval, 10);
+  assert.throws(() => parseOptions({ port: NaN }), { message: 'option port must be an integer >= 1, got NaN' }); // JSON's "null" before
+  assert.throws(() => parseOptions({ jitter: 10n }), { message: /got 10n$/ });
+});
+
 test('options - undefined values keep the default', () => {
   assert.equal(parseOptions({ port: undefined }).port, 8888);
   assert.equal(parseOptions({ maxRetries: Infinity, heartbeatInterval: 50 }).heartbeatInterval, 50);
