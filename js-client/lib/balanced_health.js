@@ -10,6 +10,7 @@
  */
 
 const { NotConnectedError } = require('./errors');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 
 /**
  * The servers' health and the timer of the checks.
@@ -108,7 +109,8 @@ class ServerHealth {
   /** Runs a round every `intervalMs` from now on. */
   schedule() {
     if (this._stopped) return;
-    this._timer = setTimeout(() => {
+    // healthCheckInterval past 2^31-1 ms waits in steps (a plain setTimeout would check every ms).
+    this._timer = setLongTimeout(() => {
       this._timer = null;
       this.check()
         .catch((err) => this._report(err)) // a throwing server_up/server_down listener: never an unhandled rejection
@@ -120,7 +122,7 @@ class ServerHealth {
   /** No more rounds, and no more events. */
   stop() {
     this._stopped = true;
-    clearTimeout(this._timer);
+    clearLongTimeout(this._timer);
     this._timer = null;
   }
 }

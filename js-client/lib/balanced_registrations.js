@@ -13,6 +13,7 @@
 const { IPCClient } = require('./client');
 const { NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
 const { BalancedSubscriptions } = require('./balanced_subscriptions');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 
 /**
  * The registrations and the per-server clients that carry them.
@@ -183,14 +184,14 @@ class BalancedRegistrations {
       return Promise.reject(new NotConnectedError(`${server.address} is reconnecting`));
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RequestTimeoutError(`no connection to ${server.address} within ${timeout} ms`)), timeout);
+      const timer = setLongTimeout(() => reject(new RequestTimeoutError(`no connection to ${server.address} within ${timeout} ms`)), timeout);
       client.connect().then(
         () => {
-          clearTimeout(timer);
+          clearLongTimeout(timer);
           resolve();
         },
         (err) => {
-          clearTimeout(timer);
+          clearLongTimeout(timer);
           reject(err);
         }
       );

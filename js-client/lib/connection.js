@@ -16,6 +16,7 @@
 
 const { performance } = require('node:perf_hooks');
 const { MAX_TIMER_MS } = require('./constants');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { HeartbeatAction } = require('./heartbeat');
 const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError } = require('./errors');
 const { Event, PingReceived, PongReceived, ProtocolViolation, writeFrame } = require('./protocol/protocol');
@@ -105,19 +106,16 @@ class Connection {
   open(timeoutMs) {
     return new Promise((resolve, reject) => {
       const { host, port } = this.options;
-      // Past setTimeout's ceiling a timer would fire at once: no timer, as for any longer wait.
-      const timer =
-        timeoutMs <= MAX_TIMER_MS
-          ? setTimeout(() => this.destroy(new RequestTimeoutError(`no handshake with ${host}:${port} within ${timeoutMs} ms`)), timeoutMs)
-          : null;
+      // Past setTimeout's ceiling it waits in steps (a plain setTimeout would fire at once).
+      const timer = setLongTimeout(() => this.destroy(new RequestTimeoutError(`no handshake with ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
       this._handshake = {
         resolve: (info) => {
-          clearTimeout(timer);
+          clearLongTimeout(timer);
           this._handshake = null;
           resolve(info);
         },
         reject: (err) => {
-          clearTimeout(timer);
+          clearLongTimeout(timer);
           this._handshake = null;
           reject(err);
         }
@@ -198,17 +196,15 @@ class Connection {
     if (!(timeoutMs > 0)) return Promise.resolve(false);
     return new Promise((resolve) => {
       const waiter = () => {
-        clearTimeout(timer);
+        clearLongTimeout(timer);
         resolve(true);
       };
-      const timer =
-        timeoutMs <= MAX_TIMER_MS
-          ? setTimeout(() => {
-              const i = this._drainWaiters.indexOf(waiter);
-              if (i !== -1) this._drainWaiters.splice(i, 1);
-              resolve(false);
-            }, timeoutMs)
-          : null;
+      const expired = () => {
+        const i = this._drainWaiters.indexOf(waiter);
+        if (i !== -1) this._drainWaiters.splice(i, 1);
+        resolve(false);
+      };
+      const timer = Number.isFinite(timeoutMs) ? setLongTimeout(expired, timeoutMs) : null; // past 2^31-1 ms in steps
       this._drainWaiters.push(waiter);
     });
   }
@@ -300,7 +296,8 @@ class Connection {
   _scheduleHeartbeat() {
     const hb = this._proto.heartbeat;
     if (hb === null || this.closed) return;
-    this._heartbeatTimer = setTimeout(heartbeatDue, Math.max(1, hb.nextCheck(now())), this);
+    // At most setTimeout's ceiling (a longer delay would fire in 1 ms, every ms): _onHeartbeat() polls, then arms the rest.
+    this._heartbeatTimer = setTimeout(heartbeatDue, Math.min(MAX_TIMER_MS, Math.max(1, hb.nextCheck(now()))), this);
     this._heartbeatTimer.unref();
   }
 

@@ -27,6 +27,7 @@
 
 const { NotConnectedError } = require('./errors');
 const { currentTraceContext } = require('./tracing');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 
 /** nats.js's default drain timeout, ms. */
 const DEFAULT_DRAIN_TIMEOUT_MS = 30000;
@@ -105,12 +106,13 @@ class Drain {
     if (withdrawals.length === 0) return;
     let timer;
     const expired = new Promise((resolve) => {
-      timer = setTimeout(resolve, Math.max(0, deadline - performance.now())); // the deadline came first: disconnect() ends the rest
+      // the deadline came first: disconnect() ends the rest (past 2^31-1 ms, or Infinity, in steps)
+      timer = setLongTimeout(resolve, Math.max(0, deadline - performance.now()));
     });
     try {
       await Promise.race([Promise.allSettled(withdrawals), expired]);
     } finally {
-      clearTimeout(timer);
+      clearLongTimeout(timer);
     }
   }
 

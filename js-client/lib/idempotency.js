@@ -18,6 +18,7 @@
 
 const { ConnectionLostError, RequestTimeoutError } = require('./errors');
 const { State } = require('./state');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 
 /** A header rather than an envelope field: headers reach responders unchanged and never a version-1 peer. */
 const IDEMPOTENCY_HEADER = 'idempotency-key';
@@ -122,11 +123,11 @@ async function resend(host, attempt, deadline, policy) {
 function lossNoticed(host, deadline, err) {
   return new Promise((resolve, reject) => {
     const done = () => {
-      clearTimeout(timer);
+      clearLongTimeout(timer);
       host.off('disconnected', done);
       resolve();
     };
-    const timer = setTimeout(() => {
+    const timer = setLongTimeout(() => {
       host.off('disconnected', done);
       reject(timedOut(err));
     }, Math.max(0, deadline - performance.now()));

@@ -198,9 +198,9 @@ class Reconnector {
       host._emitSafely('reconnecting', { attempt, delay });
       if (host._state !== State.RECONNECTING) return null; // a listener called disconnect()
       await new Promise((resolve) => {
-        const timer = setTimeout(resolve, delay);
+        const timer = setLongTimeout(resolve, delay); // a maxDelay past 2^31-1 ms: in steps, not every ms
         this._wake = () => {
-          clearTimeout(timer);
+          clearLongTimeout(timer);
           resolve();
         };
       });
