@@ -7,8 +7,12 @@ has one runtime dependency (pydantic) and this needs a few dozen lines.
 What a scraper never sends is answered, never waited on: the request head
 is bounded (``MAX_REQUEST_BYTES``: 431 past it), must arrive within
 ``READ_TIMEOUT_S`` (408), must be a well-formed HTTP/1.0 or 1.1 request
-line and headers (400), for a known path (404) with GET or HEAD (405); at
-most ``MAX_CLIENTS`` sockets are served at once, more are closed at once.
+line and headers (400), for a known path (404) with GET or HEAD (405). At
+most ``MAX_CLIENTS`` sockets are held at once: a newcomer past that evicts
+the socket that has waited longest without completing its request head
+(answered 503), as the IPC port evicts its oldest pending handshake, so no
+local process holding sockets open keeps a readiness probe out; when every
+one has sent its request, the oldest still being answered goes.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ __all__ = ["HttpEndpoint", "MAX_REQUEST_BYTES", "READ_TIMEOUT_S", "MAX_CLIENTS"]
 MAX_REQUEST_BYTES = 8192
 READ_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 10.0
-MAX_CLIENTS = 32
+MAX_CLIENTS = 128
 
 log = logging.getLogger("ipc_server.metrics")
 
@@ -75,14 +79,22 @@ def _response(status: int, content_type: str, body: bytes, *, head_only: bool = 
 
 
 class HttpEndpoint:
-    """Serves ``pages``: path -> a function returning (status, content type, body)."""
+    """Serves ``pages``: path -> a function returning (status, content type, body).
 
-    def __init__(self, pages: Mapping[str, Callable[[], Page]]) -> None:
+    ``evicted`` counts the sockets evicted to make room (module docstring);
+    ``on_evicted`` (optional) is called for each.
+    """
+
+    def __init__(self, pages: Mapping[str, Callable[[], Page]], *, on_evicted: Callable[[], None] | None = None) -> None:
         self.pages = pages
         self.port: int | None = None
         self.host: str | None = None
+        self.evicted = 0
+        self._on_evicted = on_evicted
         self._server: asyncio.base_events.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
+        # The sockets held, oldest first: those still reading their request head, those being answered.
+        self._reading: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._answering: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def start(self, host: str, port: int) -> None:
         try:
@@ -96,24 +108,53 @@ class HttpEndpoint:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._clients):
+        for task in [*self._reading, *self._answering]:
             task.cancel()
         await self._server.wait_closed()
 
+    @property
+    def clients(self) -> int:
+        """Sockets held now (at most ``MAX_CLIENTS``)."""
+        return len(self._reading) + len(self._answering)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if len(self._clients) >= MAX_CLIENTS or task is None:
+        if task is None:  # pragma: no cover - asyncio runs this callback in a task
             writer.close()
             return
-        self._clients.add(task)
+        self._make_room()
+        self._reading[task] = writer
         try:
-            writer.write(await self._answer(reader))
+            answer = await self._answer(reader)
+            if self._reading.pop(task, None) is None:
+                return  # evicted meanwhile: answered 503 and closed by _make_room()
+            self._answering[task] = writer
+            writer.write(answer)
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
         except (ConnectionError, TimeoutError, asyncio.TimeoutError):
-            pass
+            writer.transport.abort()  # a peer that does not read keeps no answer in our buffer
+        except asyncio.CancelledError:  # close(): Python 3.11's stream callback would log a cancelled task as an error
+            writer.transport.abort()
         finally:
-            self._clients.discard(task)
+            self._reading.pop(task, None)
+            self._answering.pop(task, None)
             writer.close()
+
+    def _make_room(self) -> None:
+        """At ``MAX_CLIENTS``, evict the socket that has waited longest
+        without completing its request head (503); if every one has, the
+        oldest still being answered (its peer is not reading)."""
+        if self.clients < MAX_CLIENTS:
+            return
+        if self._reading:
+            writer = self._reading.pop(next(iter(self._reading)))
+            writer.write(_response(503, "text/plain", f"evicted: {MAX_CLIENTS} newer connections are waiting to send their request\n".encode()))
+            writer.close()  # its task sees the end of its read, and leaves
+        else:
+            self._answering.pop(next(iter(self._answering))).transport.abort()
+        self.evicted += 1
+        if self._on_evicted is not None:
+            self._on_evicted()
 
     async def _answer(self, reader: asyncio.StreamReader) -> bytes:
         try:
@@ -140,4 +181,4 @@ class HttpEndpoint:
         return _response(status, content_type, body, head_only=method == "HEAD")
 
     def __repr__(self) -> str:
-        return f"<HttpEndpoint {self.host}:{self.port} clients={len(self._clients)}>"
+        return f"<HttpEndpoint {self.host}:{self.port} clients={self.clients} evicted={self.evicted}>"

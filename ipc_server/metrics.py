@@ -79,10 +79,13 @@ class Metrics:
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Sample the loop's lag and listen on ``metrics_host:metrics_port``."""
         assert self.config.metrics_port is not None
-        endpoint = HttpEndpoint({"/metrics": self.scrape, "/healthz": self.health})
+        endpoint = HttpEndpoint({"/metrics": self.scrape, "/healthz": self.health}, on_evicted=self._evicted)
         await endpoint.start(self.config.metrics_host, self.config.metrics_port)  # OSError: nothing left running
         self.endpoint = endpoint
         self._lag_task = loop.create_task(self._sample_lag(loop))
+
+    def _evicted(self) -> None:
+        self.stats.metrics_sockets_evicted += 1
 
     async def close(self) -> None:
         if self._lag_task is not None:

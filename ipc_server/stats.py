@@ -54,6 +54,7 @@ class ServerStats:
         "handshakes_pending",
         "handshakes_evicted",
         "tls_handshakes_failed",
+        "metrics_sockets_evicted",
         "messages_out",
         "bytes_in",
         "bytes_out",
@@ -89,6 +90,7 @@ class ServerStats:
         self.handshakes_pending = 0
         self.handshakes_evicted = 0  # pending sockets evicted at max_pending_handshakes
         self.tls_handshakes_failed = 0  # refused certificates, plaintext on a TLS port, timeouts
+        self.metrics_sockets_evicted = 0  # sockets of the metrics port evicted at its cap (ipc_server.http_endpoint)
         self.messages_out = 0
         self.bytes_in = 0
         self.bytes_out = 0

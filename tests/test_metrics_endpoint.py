@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ipc_client import IPCClient
 from ipc_protocol import ErrorCode, HandlerError, IPCError, NoResponders, RemoteError
 from ipc_server import IPCServer, http_endpoint, metrics
-from ipc_server.http_endpoint import MAX_CLIENTS, MAX_REQUEST_BYTES
+from ipc_server.http_endpoint import MAX_REQUEST_BYTES
 
 from .conftest import WAIT_S, RawPeer
 from .http_probe import get, http
@@ -188,27 +188,6 @@ async def test_a_silent_client_gets_408_after_the_read_timeout(endpoint: IPCServ
     data = await asyncio.wait_for(reader.read(), WAIT_S)
     writer.close()
     assert data.startswith(b"HTTP/1.1 408 ")
-
-
-async def test_sockets_past_the_client_cap_are_closed_at_once(endpoint: IPCServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_endpoint, "READ_TIMEOUT_S", WAIT_S)
-    port = endpoint.metrics.port  # type: ignore[union-attr]
-    # Accepted in order: the first MAX_CLIENTS are being served (waiting for their head).
-    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CLIENTS)]
-    extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", port)
-    assert await asyncio.wait_for(extra_reader.read(), WAIT_S) == b""  # closed without a word
-    extra_writer.close()
-    for _, writer in idle:
-        writer.close()
-    deadline = time.monotonic() + WAIT_S
-    while True:  # once the idle ones are gone, it serves again
-        try:
-            if (await get(port, "/healthz")).status == 200:
-                break
-        except (ConnectionError, IndexError):
-            pass
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
 
 
 async def test_a_blocked_loop_makes_healthz_degraded(endpoint: IPCServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,160 @@
+"""The metrics port's HTTP under attack (docs/operations.md §1): sockets
+that hold every slot are evicted oldest first, so /healthz is always
+answered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from ipc_server import IPCServer, http_endpoint
+from ipc_server.http_endpoint import HttpEndpoint
+
+from .conftest import WAIT_S
+from .http_probe import get
+
+CAP = 4  # MAX_CLIENTS for these tests: the rule, not the number, is what they check
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@pytest.fixture
+async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[IPCServer]:
+    monkeypatch.setattr(http_endpoint, "MAX_CLIENTS", CAP)
+    monkeypatch.setattr(http_endpoint, "READ_TIMEOUT_S", WAIT_S * 4)  # no 408 frees a slot during a test
+    async with IPCServer("127.0.0.1", 0, metrics_port=0) as server:
+        yield server
+
+
+def endpoint_of(server: IPCServer) -> HttpEndpoint:
+    assert server.metrics is not None and server.metrics.endpoint is not None
+    return server.metrics.endpoint
+
+
+async def held(endpoint: HttpEndpoint, n: int) -> None:
+    """Until the endpoint holds ``n`` sockets (accepted sockets reach it a loop turn later)."""
+    await _until(lambda: endpoint.clients == n)
+
+
+async def idle_sockets(endpoint: HttpEndpoint, n: int, first_bytes: bytes = b"") -> list[Streams]:
+    """``n`` sockets, opened one after the other (the first is the oldest),
+    that send ``first_bytes`` and then nothing; returns once the endpoint
+    has taken each (held, or evicted by a later one)."""
+    out = []
+    base = endpoint.clients + endpoint.evicted
+    for i in range(1, n + 1):
+        reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+        writer.write(first_bytes)
+        out.append((reader, writer))
+        await _until(lambda: endpoint.clients + endpoint.evicted == base + i)
+    return out
+
+
+async def _until(pred: Callable[[], bool]) -> None:
+    async def wait() -> None:
+        while not pred():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(wait(), WAIT_S)
+
+
+async def read_all(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the end, or what came before a reset."""
+    data = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(1 << 20), WAIT_S):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+async def test_idle_sockets_holding_every_slot_do_not_keep_healthz_out(server: IPCServer) -> None:
+    """Before, 32 silent sockets made /healthz a connection reset for 5 s."""
+    endpoint = endpoint_of(server)
+    idle = await idle_sockets(endpoint, CAP)
+    reply = await get(endpoint.port, "/healthz")  # type: ignore[arg-type]
+    assert reply.status == 200 and '"status": "ok"' in reply.text
+    # The oldest made room, with a word; the others still wait for their request.
+    evicted = await asyncio.wait_for(idle[0][0].read(), WAIT_S)
+    assert evicted.startswith(b"HTTP/1.1 503 ") and b"evicted: 4 newer connections" in evicted
+    assert endpoint.evicted == server.stats.metrics_sockets_evicted == 1
+    assert server.stats.snapshot()["metrics_sockets_evicted"] == 1
+    await held(endpoint, CAP - 1)  # the probe is gone too
+    for reader, _ in idle[1:]:
+        assert not reader.at_eof()
+    for _, writer in idle:
+        writer.close()
+
+
+async def test_a_slowloris_flood_never_holds_more_than_the_cap_and_every_probe_is_answered(server: IPCServer) -> None:
+    endpoint = endpoint_of(server)
+    flood = await idle_sockets(endpoint, 3 * CAP, b"G")  # a request that never ends
+    assert endpoint.clients == CAP and endpoint.evicted == 2 * CAP == server.stats.metrics_sockets_evicted
+    for _ in range(5):
+        flood += await idle_sockets(endpoint, CAP, b"GET /metrics HTTP/1.1\r\nX-Slow: ")  # refreshed between probes
+        assert (await get(endpoint.port, "/healthz")).status == 200  # type: ignore[arg-type]
+        assert endpoint.clients <= CAP
+    for _, writer in flood:
+        writer.close()
+
+
+BIG = b"x" * (32 << 20)  # more than a loopback socket's buffers take
+
+
+def big_endpoint() -> HttpEndpoint:
+    return HttpEndpoint({"/big": lambda: (200, "text/plain", BIG), "/healthz": lambda: (200, "application/json", b"{}")})
+
+
+async def test_when_every_slot_is_being_answered_the_oldest_answer_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Peers that sent a request and never read a large answer: the
+    newcomer evicts the oldest of them, its answer cut short."""
+    monkeypatch.setattr(http_endpoint, "MAX_CLIENTS", 2)
+    endpoint = big_endpoint()
+    await endpoint.start("127.0.0.1", 0)
+    try:
+        peers = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+            writer.write(b"GET /big HTTP/1.1\r\n\r\n")
+            peers.append((reader, writer))
+        await _until(lambda: len(endpoint._answering) == 2)
+        assert (await get(endpoint.port, "/healthz")).status == 200  # type: ignore[arg-type]
+        assert endpoint.evicted == 1 and endpoint.clients == 1
+        assert len(await read_all(peers[0][0])) < len(BIG)  # what the kernel had taken, then the end
+        for _, writer in peers:
+            writer.close()
+    finally:
+        await endpoint.close()
+
+
+async def test_a_peer_past_the_write_timeout_leaves_no_answer_buffered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the socket was closed gracefully: its transport kept the rest
+    of the answer in memory, outside the cap, for as long as the peer did not read."""
+    monkeypatch.setattr(http_endpoint, "WRITE_TIMEOUT_S", 0.2)
+    endpoint = big_endpoint()
+    await endpoint.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+        writer.write(b"GET /big HTTP/1.1\r\n\r\n")
+        await held(endpoint, 1)
+        await held(endpoint, 0)  # the write timed out
+        assert len(await read_all(reader)) < len(BIG)  # aborted: not the whole answer, late
+        writer.close()
+    finally:
+        await endpoint.close()
+
+
+async def test_closing_with_a_socket_still_reading_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Python 3.11's stream callback called a cancelled task's exception(): a traceback at every close."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    endpoint = HttpEndpoint({})
+    await endpoint.start("127.0.0.1", 0)
+    _, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+    await held(endpoint, 1)
+    await endpoint.close()
+    await asyncio.sleep(0.05)
+    writer.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
