@@ -7,7 +7,9 @@ has one runtime dependency (pydantic) and this needs a few dozen lines.
 What a scraper never sends is answered, never waited on: the request head
 is bounded (``MAX_REQUEST_BYTES``: 431 past it), must arrive within
 ``READ_TIMEOUT_S`` (408), must be a well-formed HTTP/1.0 or 1.1 request
-line and headers (400), for a known path (404) with GET or HEAD (405). At
+line and headers, with no control character in a field value or the
+target (400), for a known path (404; an absolute ``http://`` target is
+routed by its path) with GET or HEAD (405). At
 most ``MAX_CLIENTS`` sockets are held at once: a newcomer past that evicts
 the socket that has waited longest without completing its request head
 (answered 503), as the IPC port evicts its oldest pending handshake, so no
@@ -37,8 +39,12 @@ _REASONS = {
     200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 500: "Internal Server Error",
     431: "Request Header Fields Too Large", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }  # fmt: skip
-_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/(\d)\.(\d)")
-_HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*")
+# A token method, a target without controls or spaces, the version (RFC 9112 §3).
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([!-~\x80-\xff]+) HTTP/(\d)\.(\d)")
+# A field value holds visible characters, spaces and tabs only (RFC 9110 §5.5): no NUL or other control.
+_HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t -~\x80-\xff]*")
+# An absolute-form target (RFC 9112 §3.2.2), which a server must accept: routed by its path.
+_ABSOLUTE = re.compile(rb"https?://[^/?#]*", re.IGNORECASE)
 
 
 class _Refused(Exception):
@@ -59,9 +65,13 @@ def parse_request(head: bytes) -> tuple[str, str]:
         raise _Refused(505, "only HTTP/1.0 and HTTP/1.1")
     for line in lines[1:]:
         if _HEADER.fullmatch(line) is None:
-            raise _Refused(400, "malformed header line")
+            raise _Refused(400, "malformed header line (or a control character in it)")
+    absolute = _ABSOLUTE.match(target)
+    if absolute is not None:  # the host is not ours to check: a proxy's request, or a client's own name for us
+        rest = target[absolute.end() :]
+        target = rest if rest.startswith(b"/") else b"/" + rest
     if not target.startswith(b"/"):
-        raise _Refused(400, "the target must be a path")
+        raise _Refused(400, "the target must be a path or an http:// URL")
     return method.decode(), target.split(b"?", 1)[0].decode("latin-1")
 
 

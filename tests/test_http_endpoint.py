@@ -1,6 +1,7 @@
-"""The metrics port's HTTP under attack (docs/operations.md §1): sockets
-that hold every slot are evicted oldest first, so /healthz is always
-answered."""
+"""The metrics port's HTTP under attack and at its edges (docs/operations.md
+§1): sockets that hold every slot are evicted oldest first, so /healthz is
+always answered; absolute-form targets are routed by their path (RFC 9112
+§3.2.2); control characters in a field value are refused (RFC 9110 §5.5)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ipc_server import IPCServer, http_endpoint
 from ipc_server.http_endpoint import HttpEndpoint
 
 from .conftest import WAIT_S
-from .http_probe import get
+from .http_probe import get, http
 
 CAP = 4  # MAX_CLIENTS for these tests: the rule, not the number, is what they check
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -158,3 +159,42 @@ async def test_closing_with_a_socket_still_reading_logs_no_error(caplog: pytest.
     await asyncio.sleep(0.05)
     writer.close()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        (b"http://127.0.0.1:9108/metrics", 200),
+        (b"HTTP://localhost/healthz?verbose=1", 200),
+        (b"https://example.test:443/healthz", 200),  # the host is not checked: a proxy's request, or our name for us
+        (b"http://127.0.0.1:9108", 404),  # path "/"
+        (b"http://127.0.0.1:9108?x", 404),
+        (b"http://127.0.0.1:9108/nothing", 404),
+        (b"ftp://127.0.0.1/metrics", 400),
+        (b"*", 400),
+    ],
+)
+async def test_an_absolute_form_target_is_routed_by_its_path(server: IPCServer, target: bytes, status: int) -> None:
+    """RFC 9112 §3.2.2: a server MUST accept the absolute form (400 before)."""
+    reply = await http(endpoint_of(server).port, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # type: ignore[arg-type]
+    assert reply.status == status, reply.text
+    if status == 200 and target.endswith(b"/metrics"):
+        assert "ipc_info{" in reply.text
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX: \x01\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX: a\x7f\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX: a\x1bb\r\n\r\n", 400),
+        (b"GET /health\x00z HTTP/1.1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nX: a\tb c\r\n\r\n", 200),  # tabs and spaces are fine
+        (b"GET /healthz HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n", 200),  # obs-text: bytes past 0x7f are accepted
+        (b"GET /healthz HTTP/1.1\r\nX:\r\n\r\n", 200),  # an empty value
+    ],
+)
+async def test_a_control_character_in_a_field_value_or_the_target_is_400(server: IPCServer, raw: bytes, status: int) -> None:
+    """RFC 9110 §5.5: a field value is visible characters, spaces and tabs (NUL was accepted)."""
+    assert (await http(endpoint_of(server).port, raw)).status == status  # type: ignore[arg-type]
