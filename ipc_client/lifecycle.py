@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import math
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ipc_protocol import (
@@ -33,14 +31,14 @@ from ipc_protocol import (
 )
 from ipc_protocol import __version__ as _version
 from ipc_protocol.client_protocol import ClientProtocol
-from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_LIMIT, MIN_HEARTBEAT_INTERVAL_S
+from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
 from ipc_protocol.restarts import lame_duck_deadline_ms
 from ipc_protocol.cluster_info import ASKED_FEATURES
 from ipc_protocol.envelope import RESPONSE as _RESPONSE, PUBLISH as _PUBLISH, REQUEST as _REQUEST, NOTIFICATION as _NOTIFICATION, STREAM_ITEM as _STREAM_ITEM, STREAM_END as _STREAM_END, CREDIT as _CREDIT, CANCEL as _CANCEL
 
 from .admission import Admission
-from .backoff import Backoff
 from .calls import Calls
+from .connect_options import ConnectOptions
 from .connection import ClientConnection
 from .metrics import ClientMetrics
 from .outbox import Outbox
@@ -49,7 +47,7 @@ from .reconnect import Reconnector, connect_failure
 from .state import ConnectionState, StateMachine
 from .streams import Streams
 from .subscriptions import Subscriptions
-from .tls import ClientTLS, closed_during_handshake, handshake_failure, refused
+from .tls import closed_during_handshake, handshake_failure, refused
 
 __all__ = ["Lifecycle", "ConnectOptions", "CLIENT_NAME"]
 
@@ -64,53 +62,6 @@ ADDRESS_ATTEMPT_DELAY_S = 0.25
 _CLOSE_WAIT_S = 2.0  # disconnect()'s wait for the server to see the close, then the socket is aborted
 _CONNECTED = ConnectionState.CONNECTED
 _RECONNECTING = ConnectionState.RECONNECTING
-
-
-@dataclass(frozen=True)
-class ConnectOptions:
-    """What the connection's lifecycle needs of the client's options."""
-
-    app_id: str
-    host: str
-    port: int
-    connect_timeout: float
-    token: str | None
-    max_frame_size: int | None
-    heartbeat_interval: float | None
-    heartbeat_timeout: float | None
-    reconnect: bool
-    wait_on_first_connect: bool
-    backoff: Backoff
-    max_retries: int | None
-    user: str | None = None  # with token: a user of the server's users file (docs/security.md §3)
-    tls: ClientTLS | None = None  # None: plaintext (docs/security.md §2)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.app_id, str) or not self.app_id:
-            raise ValueError("app_id must be a non-empty string")
-        if self.connect_timeout <= 0:
-            raise ValueError("timeouts must be positive")
-        # nan or inf would turn heartbeats off unseen (Node refuses them too); under
-        # 10 ms a ping is due before it can be answered (docs/protocol.md §9).
-        _check_heartbeat_setting("heartbeat_interval", self.heartbeat_interval)
-        if self.heartbeat_timeout != 0:  # 0, as None: twice the interval
-            _check_heartbeat_setting("heartbeat_timeout", self.heartbeat_timeout)
-        if self.max_retries is not None and self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0 or None")
-        limit = self.max_frame_size  # what the server accepts in a connect (docs/protocol.md §12.3), as Node's maxFrameSize
-        if limit is not None and (limit.__class__ is not int or not 0 < limit <= MAX_FRAME_LIMIT):
-            raise ValueError(f"max_frame_size must be an integer 1..{MAX_FRAME_LIMIT} or None, got {limit!r}")
-        if self.user is not None and (not isinstance(self.user, str) or not self.user):
-            raise ValueError("user must be a non-empty string or None")
-
-    @property
-    def peer(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def _check_heartbeat_setting(name: str, seconds: float | None) -> None:
-    if seconds is not None and not (math.isfinite(seconds) and seconds >= MIN_HEARTBEAT_INTERVAL_S):
-        raise ValueError(f"{name} must be a finite number of seconds >= {MIN_HEARTBEAT_INTERVAL_S:g}, or None, got {seconds!r}")
 
 
 class Lifecycle:
