@@ -42,6 +42,7 @@ const { NotConnectedError } = require('./errors');
 const { PoolCalls } = require('./pool_calls');
 const { pickIdle } = require('./pool_plan');
 const { sumMetrics } = require('./pool_metrics');
+const { clearLongTimeout } = require('./long_timer');
 
 /** Pool defaults (§7); milliseconds. */
 const POOL_DEFAULTS = Object.freeze({
@@ -302,7 +303,7 @@ class ConnectionPool extends PoolCalls {
     this._refillTimer = null;
     const waiters = this._waiters.splice(0);
     for (const w of waiters) {
-      clearTimeout(w.timer);
+      clearLongTimeout(w.timer);
       w.reject(new NotConnectedError('the pool is closed'));
     }
     this._registrations.registrar = null;

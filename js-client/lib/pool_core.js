@@ -20,6 +20,7 @@ const { NotConnectedError, RequestTimeoutError } = require('./errors');
 const { planPool, DEAD, OPEN_FAILED } = require('./pool_plan');
 const { foldRetired } = require('./pool_metrics');
 const { PoolRegistrations } = require('./pool_registrations');
+const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 
 /**
  * The error of a 'disconnected' event: the event passes the error (§2), or
@@ -113,7 +114,7 @@ class PoolCore extends EventEmitter {
    * @private
    */
   _take(member, shared) {
-    clearTimeout(member.idleTimer);
+    clearLongTimeout(member.idleTimer);
     member.idleTimer = null;
     if (shared) member.shared++;
     else member.leased = true;
@@ -133,7 +134,7 @@ class PoolCore extends EventEmitter {
       this._waiters.push(waiter);
       if (timeout !== Infinity) {
         // The plan fails it once due; the timer only wakes the pool up.
-        waiter.timer = setTimeout(() => this._settle(null, Math.max(performance.now(), waiter.deadline)), Math.max(0, timeout));
+        waiter.timer = setLongTimeout(() => this._settle(null, Math.max(performance.now(), waiter.deadline)), Math.max(0, timeout));
       }
       this._settle();
     });
@@ -183,7 +184,7 @@ class PoolCore extends EventEmitter {
       const done = new Set();
       for (const [waiter, reason] of plan.fail) {
         done.add(waiter);
-        clearTimeout(waiter.timer);
+        clearLongTimeout(waiter.timer);
         waiter.reject(
           reason === OPEN_FAILED
             ? failure
@@ -192,7 +193,7 @@ class PoolCore extends EventEmitter {
       }
       for (const [member, waiter] of plan.assign) {
         done.add(waiter);
-        clearTimeout(waiter.timer);
+        clearLongTimeout(waiter.timer);
         this._take(member, waiter.shared);
         waiter.resolve(member);
       }
@@ -226,11 +227,11 @@ class PoolCore extends EventEmitter {
     if (!this._members.has(member) || member.leased || member.shared > 0) return;
     let left = member.idleSince + this.idleTimeout - performance.now();
     if (left <= 0) left = this.idleTimeout; // kept at minConnections: look again later
-    member.idleTimer = setTimeout(() => {
+    member.idleTimer = setLongTimeout(() => {
       member.idleTimer = null;
       this._settle();
       this._armIdle(member);
-    }, Math.ceil(left));
+    }, Math.ceil(left)); // past setTimeout's 2^31-1 ms too (a plain one would fire every ms)
     member.idleTimer.unref();
   }
 
@@ -324,7 +325,7 @@ class PoolCore extends EventEmitter {
   _destroy(member, reason) {
     if (!this._members.delete(member)) return Promise.resolve();
     this._registrations.forget(member);
-    clearTimeout(member.idleTimer);
+    clearLongTimeout(member.idleTimer);
     member.idleTimer = null;
     this.totalDestroyed++;
     if (typeof member.client.getMetrics === 'function') this._retired = foldRetired(this._retired, member.client.getMetrics());

@@ -9,7 +9,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { ErrorCode, LoadBalancedClient } = require('..');
+const { ConnectionPool, ErrorCode, LoadBalancedClient } = require('..');
 const { MAX_TIMER_MS } = require('../lib/constants');
 const { setLongTimeout, clearLongTimeout } = require('../lib/long_timer');
 const { performance } = require('node:perf_hooks');
@@ -229,5 +229,33 @@ test('long timeouts - a health check interval past 2^31-1 ms checks once per int
   const before = pings();
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(pings(), before); // a round of checks every ms before
+  assert.deepEqual(overflowed(warnings), []);
+});
+
+test('long timeouts - a pool whose idleTimeout and acquire wait pass 2^31-1 ms arms one timer each, not one every ms', async (t) => {
+  const warnings = captureWarnings(t);
+  const peer = new Peer({ onRequest: (msg, conn, reply) => reply(msg.payload) });
+  const port = await peer.listen();
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port, minConnections: 0, maxConnections: 1, idleTimeout: OVER_MS });
+  t.after(async () => {
+    await pool.close();
+    await peer.close();
+  });
+  const held = await pool.acquire();
+  const waiting = pool.acquire({ timeout: OVER_MS }); // waits for the held member
+  let settles = 0;
+  const settle_ = pool._settle;
+  pool._settle = function (...args) {
+    settles++;
+    return settle_.apply(this, args);
+  };
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(settles, 0); // the waiter's timer woke the pool every ms before
+  pool.release(held);
+  const again = await waiting; // the member comes back idle, its idle timer armed
+  pool.release(again);
+  settles = 0;
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.ok(settles <= 1, `${settles} wake-ups`); // the idle timer fired every ms before
   assert.deepEqual(overflowed(warnings), []);
 });
