@@ -17,6 +17,23 @@ const { Peer, peerAndClient, captureWarnings, settle, until } = require('./helpe
 
 const THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000;
 
+/**
+ * Mocks performance.now() and setTimeout together, so that the clock and
+ * the timers jump ahead as one: the returned advance(ms).
+ * @param {import('node:test').TestContext} t
+ * @returns {(ms: number) => void}
+ */
+function jumpingClock(t) {
+  const realNow = performance.now.bind(performance);
+  let offset = 0;
+  t.mock.method(performance, 'now', () => realNow() + offset);
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  return (ms) => {
+    offset += ms;
+    t.mock.timers.tick(ms);
+  };
+}
+
 test('long timeouts - a request carries a timeout_ms past 2^31-1 ms, and is not timed out at once', async (t) => {
   const warnings = captureWarnings(t);
   let held = null;
@@ -76,15 +93,7 @@ test('long timeouts - setLongTimeout waits in steps of at most 2^31-1 ms and fir
 test('long timeouts - a deadline past 2^31-1 ms still times the call out locally, at its deadline', async (t) => {
   const { client } = await peerAndClient(t, { onRequest: () => {} }); // never answers
   await client.connect();
-  // the clock and the timers jump ahead together, from here on
-  const realNow = performance.now.bind(performance);
-  let offset = 0;
-  t.mock.method(performance, 'now', () => realNow() + offset);
-  t.mock.timers.enable({ apis: ['setTimeout'] });
-  const advance = (ms) => {
-    offset += ms;
-    t.mock.timers.tick(ms);
-  };
+  const advance = jumpingClock(t); // from here on
   let outcome = null;
   client.request('hang', null, 2 ** 31 + 5000).then(
     () => (outcome = 'answered'),
@@ -148,14 +157,7 @@ test('long timeouts - a heartbeat interval past 2^31-1 ms, advertised or an opti
 });
 
 test('long timeouts - a heartbeat past 2^31-1 ms still pings at its interval, re-checked at the ceiling', async (t) => {
-  const realNow = performance.now.bind(performance);
-  let offset = 0;
-  t.mock.method(performance, 'now', () => realNow() + offset);
-  t.mock.timers.enable({ apis: ['setTimeout'] }); // before connect(): the heartbeat's timer is a mocked one
-  const advance = (ms) => {
-    offset += ms;
-    t.mock.timers.tick(ms);
-  };
+  const advance = jumpingClock(t); // before connect(): the heartbeat's timer is a mocked one
   const { peer, client } = await peerAndClient(t, {}, { heartbeatInterval: OVER_MS, heartbeatTimeout: 3 * OVER_MS });
   await client.connect();
   const pings = () => peer.received.filter((m) => m.channel_id === 'system' && m.payload?.action === 'ping').length;
@@ -183,14 +185,7 @@ test('long timeouts - a reconnection delay past 2^31-1 ms waits, where it retrie
 });
 
 test('long timeouts - a handshake timeout past 2^31-1 ms still times out, at its deadline', async (t) => {
-  const realNow = performance.now.bind(performance);
-  let offset = 0;
-  t.mock.method(performance, 'now', () => realNow() + offset);
-  t.mock.timers.enable({ apis: ['setTimeout'] });
-  const advance = (ms) => {
-    offset += ms;
-    t.mock.timers.tick(ms);
-  };
+  const advance = jumpingClock(t);
   const { peer, client } = await peerAndClient(t, { onConnect: () => true }, { connectTimeout: OVER_MS, reconnect: false }); // never answered
   let outcome = null;
   client.connect().then(
