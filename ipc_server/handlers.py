@@ -42,7 +42,7 @@ log = logging.getLogger("ipc_server")
 class HandlerCall:
     """One request being answered by an in-process handler."""
 
-    __slots__ = ("conn", "request", "task", "answered", "started", "finished", "received")
+    __slots__ = ("conn", "request", "task", "answered", "started", "stopping", "finished", "received")
 
     def __init__(self, conn: ServerConnection, request: Message) -> None:
         self.conn = conn
@@ -51,6 +51,7 @@ class HandlerCall:
         self.task: asyncio.Task[None] | None = None
         self.answered = False
         self.started = False  # its task began: its ``finally`` closes the books
+        self.stopping = False  # cancelled once: its cleanup (a finally, a generator's aclose) runs to its end
         self.finished = False
 
     def answer(self, reply: Message) -> None:
@@ -284,7 +285,12 @@ class HandlerCalls:
         """Cancel a handler whose answer is settled or unwanted. A running
         one still counts (in-flight limit, shutdown grace) until its
         ``finally`` has run; one cancelled before its first step never runs
-        it, so its books close here."""
+        it, so its books close here. Once only: a second cancel (the
+        connection's close after a cancel frame, or close() after the
+        deadline) would cut the handler's own cleanup short."""
+        if call.stopping:
+            return
+        call.stopping = True
         if call.task is not None:
             call.task.cancel()
         if not call.started:

@@ -203,3 +203,32 @@ async def test_a_late_answer_never_reaches_another_request_under_the_same_id(ser
     await until(lambda: server.stats.late_answers == 1)
     with pytest.raises(TimeoutError):
         await first.recv(timeout=0.2)  # nothing for the requester that gave up
+
+
+@pytest.mark.parametrize("then", ["disconnect", "server_close"])
+async def test_a_cancelled_in_process_handler_finishes_its_cleanup_whatever_follows(server: IPCServer, make_client: Callable[..., Any], then: str) -> None:
+    """One cancel per handler: the connection's close after the cancel (or
+    close() of the server) must not cancel its cleanup in turn."""
+    started, cleaning, cleaned = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    release = asyncio.Event()
+
+    async def holds(msg: Message) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await asyncio.wait_for(release.wait(), WAIT_S)  # a connection to give back, a flush...
+            cleaned.set()
+
+    server.add_handler("holds", holds)
+    client = await make_client()
+    await cancel_and_wait(await started_request(client, "holds", started))  # the cancel frame stops it
+    await asyncio.wait_for(cleaning.wait(), WAIT_S)
+    if then == "disconnect":
+        await client.disconnect()
+        await until(lambda: not server.connections)
+    else:
+        await server.close(grace_s=0)
+    release.set()
+    await asyncio.wait_for(cleaned.wait(), WAIT_S)  # its cleanup was cut short by a second cancel
