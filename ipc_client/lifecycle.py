@@ -189,7 +189,8 @@ class Lifecycle:
         self._sm.set(ConnectionState.DISCONNECTED)
         self._outbox.give_up(NotConnected("disconnect() was called before the call could be sent"))
         for task in [*self._tasks(), *self._admission.clear()]:
-            task.cancel()
+            if not task.cancelling():  # one a cancel stopped already runs its cleanup to its end
+                task.cancel()
         if was_connected:  # while reconnecting, "disconnected" was already emitted
             self._emit("disconnected", None)
 

@@ -12,8 +12,9 @@ loop; a plain generator, one ``next()`` at a time in a worker thread) streams
 its items: one is pulled only while credit remains (the request's
 ``window`` plus every ``credit`` since), so the generator never runs ahead
 of its consumer; the end is ``stream_end``, a failure an error response.
-A cancel, the connection's loss or ``disconnect()`` cancels the task and
-closes the generator (``aclose()`` / ``close()``).
+A cancel, the connection's loss or ``disconnect()`` cancels the task
+(once: whichever comes first; the handler's cleanup then runs to its end)
+and closes the generator (``aclose()`` / ``close()``).
 
 Host interface: :meth:`started` / :meth:`finished` around each served
 request (``subscriptions``), :meth:`on_frame` for ``credit`` and ``cancel``
@@ -105,7 +106,7 @@ class Producers:
                 producing.grant(msg.window)  # type: ignore[arg-type]
             return
         slot = self.running.get(rid)
-        if slot:  # running: stop it (a cancel of what has ended is nothing, §15.4)
+        if slot and not slot[0].cancelling():  # running: stop it (a cancel of what has ended is nothing, §15.4)
             self.cancelled.add(rid)
             slot[0].cancel(f"the requester gave up ({cancel_reason(msg)})")
 
@@ -113,7 +114,7 @@ class Producers:
         """Nobody will grant credit again: stop every stream (plain handlers
         finish, their answers unsent as before)."""
         for producing in list(self._producing.values()):
-            if producing.task is not None:
+            if producing.task is not None and not producing.task.cancelling():  # once: its cleanup runs to its end
                 producing.task.cancel("the connection was lost")
         self.cancelled.clear()
 

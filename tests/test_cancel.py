@@ -232,3 +232,24 @@ async def test_a_cancelled_in_process_handler_finishes_its_cleanup_whatever_foll
         await server.close(grace_s=0)
     release.set()
     await asyncio.wait_for(cleaned.wait(), WAIT_S)  # its cleanup was cut short by a second cancel
+
+
+async def test_a_cancelled_python_responder_finishes_its_cleanup_when_it_disconnects(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    caller, responder = await make_client(), await make_client()
+    started, cleaning, cleaned, release = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def holds(msg: Message) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaning.set()
+            await asyncio.wait_for(release.wait(), WAIT_S)
+            cleaned.set()
+
+    await responder.serve("holds", holds)
+    await cancel_and_wait(await started_request(caller, "holds", started))
+    await asyncio.wait_for(cleaning.wait(), WAIT_S)
+    await responder.disconnect()  # its teardown cancels what still runs: not this one again
+    release.set()
+    await asyncio.wait_for(cleaned.wait(), WAIT_S)
