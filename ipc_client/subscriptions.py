@@ -167,6 +167,9 @@ class Subscriptions(Answering):
             self._never_waits.discard(fn)
 
     async def _register(self, conn: ClientConnection, channel: str, registration: Registration) -> None:
+        if self._acks.get(channel) is not registration:  # unserve() came before this task's first step: send nothing
+            registration._settle(None)
+            return
         try:
             await self._interest(conn, channel, serve=True)
         except Exception as exc:

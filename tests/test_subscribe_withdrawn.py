@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ipc_client import ConnectionPool, IPCClient
-from ipc_protocol import RequestTimeout
+from ipc_protocol import NoResponders, RequestTimeout
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
@@ -129,3 +129,17 @@ async def test_a_pools_timed_out_subscribe_is_raised_and_forgotten(server: IPCSe
             assert await asyncio.wait_for(got.get(), WAIT_S) == 7
         finally:
             await pool.close()
+
+
+async def test_serve_then_unserve_in_one_step_leaves_nothing_on_the_server(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    """serve() sends its frame from a task: an unserve() before that task's
+    first step must not be overtaken by it (the server would route to no handler)."""
+    client, other = await make_client(), await make_client()
+    for _ in range(3):
+        registration = client.serve("svc", lambda m: 1)
+        await client.unserve("svc")  # runs before the task that sends serve()'s frame
+        await asyncio.wait_for(registration.wait(), WAIT_S)
+    await client.system("ping", timeout=WAIT_S)  # the server has read all of it
+    assert server.stats.registrations == 0
+    with pytest.raises(NoResponders):
+        await other.request("svc", None, timeout=WAIT_S)

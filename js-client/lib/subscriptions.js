@@ -64,7 +64,7 @@ class Subscriptions {
     handlers.add(handler);
     try {
       const wanted = () => this.subscriptions.get(channelId) === handlers && handlers.has(handler);
-      if (!(await this._untilConnected(deadline, wanted))) return;
+      if (!(await this._untilConnected(deadline, wanted)) || !wanted()) return; // again after the await: an unsubscribe()/unserve() may have gone first
       await this._register('subscribe', channelId, false, deadline);
     } catch (err) {
       if (!known) handlers.delete(handler);
@@ -117,7 +117,7 @@ class Subscriptions {
     if (declared !== null) this.schemas.set(channelId, declared);
     try {
       const wanted = () => this.responders.get(channelId) === handler && !this._unserving.has(channelId);
-      if (!(await this._untilConnected(deadline, wanted))) return;
+      if (!(await this._untilConnected(deadline, wanted)) || !wanted()) return; // again after the await: an unsubscribe()/unserve() may have gone first
       await this._register('subscribe', channelId, true, deadline);
     } catch (err) {
       if (this.responders.get(channelId) === handler) this._forgetResponder(channelId);

@@ -86,3 +86,19 @@ test('a subscribe() restored while it waits, then timed out, is withdrawn after 
   peer.onConnect = null;
   peer.silent = false;
 });
+
+test('serve() then unserve(), subscribe() then unsubscribe(), called back to back: the server ends holding nothing', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  await client.subscribe('marker', () => {});
+  const mark = peer.received.length;
+  await Promise.all([client.serve('svc', () => 1), client.unserve('svc')]);
+  await Promise.all([client.subscribe('news', () => {}), client.unsubscribe('news')]);
+  await client.subscribe('marker.end', () => {}); // everything before it has reached the peer
+  // Never a subscribe after its withdrawal: the server would go on routing to no handler.
+  for (const channel of ['svc', 'news']) {
+    const frames = framesOn(peer, mark, channel);
+    assert.notEqual(frames[frames.length - 1], 'subscribe', `${channel}: ${frames}`);
+  }
+  assert.deepEqual(client.getConnectionInfo().responders, []);
+});
