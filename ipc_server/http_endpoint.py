@@ -12,8 +12,9 @@ target (400), for a known path (404; an absolute ``http://`` target is
 routed by its path) with GET or HEAD (405). At
 most ``MAX_CLIENTS`` sockets are held at once: a newcomer past that evicts
 the socket that has waited longest without completing its request head
-(answered 503), as the IPC port evicts its oldest pending handshake, so no
-local process holding sockets open keeps a readiness probe out; when every
+(answered 503), as the IPC port evicts its oldest pending handshake, so
+sockets held open keep a readiness probe out only if more than
+``MAX_CLIENTS`` newer ones arrive before its request is read; when every
 one has sent its request, the oldest still being answered goes.
 """
 
