@@ -121,7 +121,10 @@ class PoolRegistrations:
         validate_pattern(channel)
         if not callable(handler):
             raise TypeError("handler must be callable")
-        self.subscriptions.setdefault(channel, []).append(handler)
+        handlers = self.subscriptions.setdefault(channel, [])
+        if handler in handlers:  # held once, as by the client: its subscribe only waits for the server again
+            return await self._apply(lambda c: c.subscribe(channel, handler), lambda: None, withdrawn_on_timeout=True)
+        handlers.append(handler)
         return await self._apply(lambda c: c.subscribe(channel, handler), lambda: self._drop_subscription(channel, handler), withdrawn_on_timeout=True)
 
     async def serve(self, channel: str, fn: Handler) -> bool:

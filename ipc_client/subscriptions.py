@@ -79,7 +79,10 @@ class Subscriptions(Answering):
         if not callable(handler):
             raise TypeError("handler must be callable")
         first = channel not in self.handlers
-        self.handlers.setdefault(channel, []).append(handler)
+        handlers = self.handlers.setdefault(channel, [])
+        known = handler in handlers  # held once, as Node's Set: one unsubscribe(channel, handler) removes it
+        if not known:
+            handlers.append(handler)
         self._cache.clear()
         try:
             if self._waiting():
@@ -93,8 +96,7 @@ class Subscriptions(Answering):
             if conn is not None and (first or not conn.legacy):
                 await self._interest(conn, channel, serve=False)
         except BaseException as exc:  # not registered: not kept either (as the Node client)
-            handlers = self.handlers.get(channel)
-            if handlers is not None and handler in handlers:
+            if not known and self.handlers.get(channel) is handlers and handler in handlers:
                 handlers.remove(handler)
                 if not handlers:
                     del self.handlers[channel]

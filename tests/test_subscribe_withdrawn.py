@@ -143,3 +143,15 @@ async def test_serve_then_unserve_in_one_step_leaves_nothing_on_the_server(serve
     assert server.stats.registrations == 0
     with pytest.raises(NoResponders):
         await other.request("svc", None, timeout=WAIT_S)
+
+
+async def test_a_handler_subscribed_twice_is_held_once(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    """As Node's (a Set): one unsubscribe(channel, handler) removes it; it hears each message once."""
+    client, pub = await make_client(), await make_client()
+    got: list[Any] = []
+    await client.subscribe("news", got.append)
+    await client.subscribe("news", got.append)
+    assert await pub.publish("news", 1, ack=True) == 1
+    await client.unsubscribe("news", got.append)
+    assert await pub.publish("news", 2, ack=True) == 0
+    assert [m.payload for m in got] == [1]
