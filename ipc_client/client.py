@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ipc_protocol import Forbidden, Message, MessageType, is_reserved, validate_channel
+from ipc_protocol import SYSTEM_CHANNEL, Forbidden, Message, MessageType, is_reserved, validate_channel
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .listeners import Listeners
@@ -185,15 +185,6 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         """Register ``callback`` for ``event`` (one of the lifecycle events)."""
         return self._listeners.add(event, callback)
 
-    def on_connected(self, callback: F) -> F:
-        return self.on("connected", callback)
-
-    def on_disconnected(self, callback: F) -> F:
-        return self.on("disconnected", callback)
-
-    def on_error(self, callback: F) -> F:
-        return self.on("error", callback)
-
     def _emit(self, event: str, *args: Any) -> None:
         self._listeners.emit(event, *args)
 
@@ -303,11 +294,12 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
     async def notify(
         self, channel: str, data: Any = None, *, headers: dict[str, str] | None = None, timeout: float | None = None, priority: int = 0, on_disconnect: str | None = None
     ) -> None:
-        """A one-way request: routed like a request, never answered.
-
-        Returns once written, or once accepted into the offline queue."""
+        """A one-way request: routed like a request, never answered; returns
+        once written, or accepted into the offline queue."""
         validate_channel(channel)
         self._drain.check()
+        if channel != SYSTEM_CHANNEL and is_reserved(channel):  # the server would drop it, answering nothing (§6.1)
+            raise Forbidden(f"channel {channel!r} is reserved for the server")
         deadline = asyncio.get_running_loop().time() + check_timeout(timeout, self.request_timeout)
         msg = Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers)
         await self._outbox.submit(msg, deadline, reply=False, priority=priority, on_disconnect=on_disconnect)

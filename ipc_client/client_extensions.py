@@ -7,7 +7,7 @@ js-client/lib/client_extensions.js is the same in Node."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .iterators import DEFAULT_MAX_BUFFERED, IteratorHost, SubscriptionIterator
 from .served_requests import RequestIterator
@@ -22,12 +22,17 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientExtensions"]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class ClientExtensions:
-    """Iterators and cache control (README "Iterating over messages and
-    requests", docs/resilience.md §11)."""
+    """Iterators, cache control (README "Iterating over messages and
+    requests", docs/resilience.md §11) and the ``on_*`` shorthands of ``on()``."""
 
     if TYPE_CHECKING:  # what IPCClient provides
+
+        def on(self, event: str, callback: F) -> F: ...
+
         _shared: SharedCalls
         _metrics: ClientMetrics
         _link: Lifecycle
@@ -62,6 +67,15 @@ class ClientExtensions:
         one still waiting or unanswered when the loop ends, ``responder_lost``.
         """
         return RequestIterator(self._iterator_host(), channel, max_buffered, overflow)
+
+    def on_connected(self, callback: F) -> F:
+        return self.on("connected", callback)
+
+    def on_disconnected(self, callback: F) -> F:
+        return self.on("disconnected", callback)
+
+    def on_error(self, callback: F) -> F:
+        return self.on("error", callback)
 
     def clear_cache(self) -> None:
         """Forget every cached answer (``cache_ttl``)."""

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient, MessageError, ServiceClient
+from ipc_protocol import Forbidden
 from ipc_client.timeouts import check_timeout
 from ipc_protocol.headers import check_headers
 
@@ -203,3 +204,12 @@ async def test_pool_load_balanced_and_service_calls_refuse_a_bad_timeout(server)
         assert await gateway.request("s", "svc", timeout=WAIT_S) == "ok"
     finally:
         await gateway.shutdown()
+
+
+async def test_a_notification_on_a_reserved_channel_is_refused_at_the_call(server, make_client) -> None:
+    """The server drops it answering nothing (a notification's refusal is logged, §6.1): refused here, as a publish."""
+    client = await make_client()
+    for channel in ("system.x", "$sys.x"):
+        with pytest.raises(Forbidden):
+            await client.notify(channel, 1)
+    await client.notify("system", {"action": "get_time"})  # routed to whoever serves system

@@ -14,6 +14,7 @@
 
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { buildMessage } = require('./envelope');
+const { SYSTEM_CHANNEL } = require('./constants');
 const { validateChannel, isReserved } = require('./channels');
 const { now } = require('./connection');
 const { callOptions, checkTimeout, isLocalFailure, isLocalRefusal } = require('./call_options');
@@ -144,6 +145,9 @@ class Calls {
   async notify(channelId, data, options) {
     validateChannel(channelId);
     this.host._drain.check();
+    if (channelId !== SYSTEM_CHANNEL && isReserved(channelId)) {
+      throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`); // the server would drop it, answering nothing (§6.1)
+    }
     const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
     const deadline = now() + call.timeout;
     const msg = buildMessage('notification', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);

@@ -108,3 +108,16 @@ test('system - sendRequest("system", {action}) goes out; system(action) and requ
   assert.deepEqual(await client.request('echo', 2, { timeout: 1000 }), { echo: 2 });
   assert.deepEqual(await client.request('echo', 3, 1000, { headers: { h: 'v' } }), { echo: 3 });
 });
+
+test('notify() on a reserved channel is refused at the call (the server would drop it unanswered), as publish()', async (t) => {
+  const { peer, client } = await setup(t);
+  const mark = peer.received.length;
+  for (const channel of ['system.x', '$sys.x']) {
+    await assert.rejects(client.notify(channel, 1), { code: 'forbidden' });
+  }
+  const arrived = nextReceived(peer, (m) => m.message_type === 'notification', 2000);
+  await client.notify('system', { action: 'get_time' }); // routed to whoever serves system
+  await arrived;
+  const notified = () => peer.received.slice(mark).filter((m) => m.message_type === 'notification').map((m) => m.channel_id);
+  assert.deepEqual(notified(), ['system']); // the refused ones never went out
+});
