@@ -205,51 +205,51 @@ async def test_a_late_answer_never_reaches_another_request_under_the_same_id(ser
         await first.recv(timeout=0.2)  # nothing for the requester that gave up
 
 
+class SlowCleanup:
+    """A handler that runs until cancelled, then cleans up over an await
+    (a connection to give back, a flush) that only ends once released."""
+
+    def __init__(self) -> None:
+        self.started, self.cleaning = asyncio.Event(), asyncio.Event()
+        self._release, self._done = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, msg: Message) -> None:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.cleaning.set()
+            await asyncio.wait_for(self._release.wait(), WAIT_S)
+            self._done.set()
+
+    async def cleaned(self) -> None:
+        """Release the cleanup's await; return once it ran to its end."""
+        self._release.set()
+        await asyncio.wait_for(self._done.wait(), WAIT_S)
+
+
 @pytest.mark.parametrize("then", ["disconnect", "server_close"])
 async def test_a_cancelled_in_process_handler_finishes_its_cleanup_whatever_follows(server: IPCServer, make_client: Callable[..., Any], then: str) -> None:
     """One cancel per handler: the connection's close after the cancel (or
     close() of the server) must not cancel its cleanup in turn."""
-    started, cleaning, cleaned = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    release = asyncio.Event()
-
-    async def holds(msg: Message) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            cleaning.set()
-            await asyncio.wait_for(release.wait(), WAIT_S)  # a connection to give back, a flush...
-            cleaned.set()
-
+    holds = SlowCleanup()
     server.add_handler("holds", holds)
     client = await make_client()
-    await cancel_and_wait(await started_request(client, "holds", started))  # the cancel frame stops it
-    await asyncio.wait_for(cleaning.wait(), WAIT_S)
+    await cancel_and_wait(await started_request(client, "holds", holds.started))  # the cancel frame stops it
+    await asyncio.wait_for(holds.cleaning.wait(), WAIT_S)
     if then == "disconnect":
         await client.disconnect()
         await until(lambda: not server.connections)
     else:
         await server.close(grace_s=0)
-    release.set()
-    await asyncio.wait_for(cleaned.wait(), WAIT_S)  # its cleanup was cut short by a second cancel
+    await holds.cleaned()  # its cleanup was cut short by a second cancel
 
 
 async def test_a_cancelled_python_responder_finishes_its_cleanup_when_it_disconnects(server: IPCServer, make_client: Callable[..., Any]) -> None:
     caller, responder = await make_client(), await make_client()
-    started, cleaning, cleaned, release = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def holds(msg: Message) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            cleaning.set()
-            await asyncio.wait_for(release.wait(), WAIT_S)
-            cleaned.set()
-
+    holds = SlowCleanup()
     await responder.serve("holds", holds)
-    await cancel_and_wait(await started_request(caller, "holds", started))
-    await asyncio.wait_for(cleaning.wait(), WAIT_S)
+    await cancel_and_wait(await started_request(caller, "holds", holds.started))
+    await asyncio.wait_for(holds.cleaning.wait(), WAIT_S)
     await responder.disconnect()  # its teardown cancels what still runs: not this one again
-    release.set()
-    await asyncio.wait_for(cleaned.wait(), WAIT_S)
+    await holds.cleaned()
