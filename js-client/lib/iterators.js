@@ -20,7 +20,9 @@
  *   max_buffered, overflow: snake_case, as on the wire).
  *
  * Served requests are in lib/served_requests.js. The loop ends when the client
- * is closed for good ('close'), after what was buffered. `break` (or a
+ * is closed for good ('close'), after what was buffered; when the server
+ * withdraws the registration (`forbidden` with `details.revoked`) it ends
+ * too, and next() then rejects with that ForbiddenError. `break` (or a
  * throw) in `for await`, `return()` or `unsubscribe()` undoes the
  * subscription or registration.
  *
@@ -115,6 +117,10 @@ class BufferedIterator {
       live.set(this._client, (its = new Set()));
       this._client.on('close', () => {
         for (const it of [...its]) it._clientClosed();
+      });
+      // The server withdrew a registration (forbidden, details.revoked): its iterators end with the error.
+      this._client._subs?.onWithdrawn(({ handlers, error }) => {
+        for (const it of [...its]) if (handlers.includes(it._callback)) it._revoked(error);
       });
     }
     its.add(this);
@@ -263,6 +269,25 @@ class BufferedIterator {
   _clientClosed() {
     this._end(null);
     this._unregister().catch((err) => this._client._emitError(err));
+  }
+
+  /**
+   * The function given to subscribe() or serve().
+   * @private
+   */
+  get _callback() {
+    return this._offer;
+  }
+
+  /**
+   * The server withdrew the registration (the user's rights shrank): the
+   * loop gets what was buffered, then next() rejects with `error`.
+   * @param {Error} error the ForbiddenError.
+   * @private
+   */
+  _revoked(error) {
+    this._registered = false; // the client dropped it already: nothing to undo
+    this._end(error);
   }
 
   /** @private */

@@ -16,7 +16,7 @@
 const { EventEmitter } = require('node:events');
 const { IPCClient } = require('./client');
 const { backoffDelay } = require('./backoff');
-const { NotConnectedError, RequestTimeoutError } = require('./errors');
+const { NotConnectedError, RequestTimeoutError, UnauthorizedError } = require('./errors');
 const { planPool, DEAD, OPEN_FAILED } = require('./pool_plan');
 const { foldRetired } = require('./pool_metrics');
 const { PoolRegistrations } = require('./pool_registrations');
@@ -88,13 +88,17 @@ class PoolCore extends EventEmitter {
     this._settleAgain = false;
     this._refillTimer = null;
     this._refillAttempt = 0;
+    this._refused = false; // the last open was refused unauthorized: no refill until one succeeds
     this._retired = null; // final metrics of destroyed members, folded into one
     this.totalCreated = 0;
     this.totalDestroyed = 0;
     this._registrations = new PoolRegistrations({
       members: () => this._members,
       openMember: () => this._openRegistrar(),
-      defer: () => this._scheduleRefill()
+      defer: () => this._scheduleRefill(),
+      report: (err) => {
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+      }
     });
   }
 
@@ -252,6 +256,7 @@ class PoolCore extends EventEmitter {
     try {
       await client.connect();
       client.on('disconnected', (arg) => this._onLost(member, lostError(arg)));
+      client._subs.onWithdrawn((withdrawal) => this._registrations.withdrawn(member, withdrawal));
       if (this._registrations.any) {
         await this._registrations.adopt(member); // before anyone gets it (docs/resilience.md §7)
         if (!member.usable) throw new NotConnectedError('the connection closed while the registrations were replayed');
@@ -265,6 +270,8 @@ class PoolCore extends EventEmitter {
         err instanceof NotConnectedError
           ? err
           : new NotConnectedError(`could not connect to ${this.host}:${this.port}`, { cause: err });
+      // Refused the user's token (removed, say): no refill retries it, as an IPCClient does not reconnect then.
+      if (err instanceof UnauthorizedError) this._refused = true;
       if (!this._closed) {
         this._scheduleRefill(); // first, so the plan's refill waits for the backoff
         this._settle(error);
@@ -282,6 +289,7 @@ class PoolCore extends EventEmitter {
     this._members.add(member);
     this.totalCreated++;
     this._refillAttempt = 0;
+    this._refused = false;
     this.emit('created', { client });
     this._free(member);
     return member;
@@ -335,11 +343,12 @@ class PoolCore extends EventEmitter {
 
   /**
    * Opens connections up to `minConnections` (once started), and brings
-   * back a member carrying the registrations when none does.
+   * back a member carrying the registrations when none does; not after an
+   * open refused unauthorized (until a caller's open succeeds).
    * @private
    */
   _refill() {
-    if (this._closed || this._refillTimer !== null) return;
+    if (this._closed || this._refillTimer !== null || this._refused) return;
     let missing = this._started ? this.minConnections - this._members.size - this._opening : 0;
     while (missing-- > 0) this._spawnOpen().catch(() => {});
     if (this._registrations.missing && this._opening === 0) {
@@ -358,7 +367,7 @@ class PoolCore extends EventEmitter {
    * @private
    */
   _scheduleRefill() {
-    if (this._closed || this._refillTimer !== null) return;
+    if (this._closed || this._refillTimer !== null || this._refused) return;
     const below = this._started && this._members.size + this._opening < this.minConnections;
     if (!below && !this._registrations.missing) return;
     const delay = backoffDelay(this._refillAttempt++, { initial: this._refillDelay, max: this._refillDelayMax, jitter: 0.5 });

@@ -26,11 +26,16 @@ class PoolRegistrations {
    *   not_connected when the pool is full or the server unreachable.
    * @param {() => void} pool.defer called when a registration could not be
    *   applied now: the pool brings a registrar back in the background.
+   * @param {(err: Error) => void} pool.report a registration the server
+   *   refused on a replay, dropped (nobody waits for it).
    */
-  constructor({ members, openMember, defer }) {
+  constructor({ members, openMember, defer, report }) {
     this._members = members;
     this._openMember = openMember;
     this._defer = defer;
+    this._report = report;
+    /** @type {Set<{serve: boolean, channel: string, what: unknown, error: Error|null}>} _apply() calls replaying their own */
+    this._pending = new Set();
     /** @type {Map<string, Set<Function>>} channel or pattern -> handlers */
     this.subscriptions = new Map();
     /** @type {Map<string, {handler: Function, schema: object|undefined}>} channel or pattern -> responder */
@@ -61,6 +66,19 @@ class PoolRegistrations {
    */
   forget(member) {
     if (this.registrar === member) this.registrar = null;
+  }
+
+  /**
+   * `member`'s client dropped a registration the server withdrew
+   * (`forbidden`, details.revoked: the user's rights shrank): the pool drops
+   * it too, so no replacement ever replays it (docs/security.md §3.4).
+   * @param {object} member
+   * @param {{operation: string, channel: string}} withdrawal
+   */
+  withdrawn(member, { operation, channel }) {
+    if (this.registrar !== member) return;
+    if (operation === 'subscribe') this.subscriptions.delete(channel);
+    else if (operation === 'serve') this.services.delete(channel);
   }
 
   /**
@@ -111,7 +129,9 @@ class PoolRegistrations {
    * Replays every registration on `client`, looping until it holds exactly
    * the tables: one made while this runs is not lost to the race, and one
    * dropped meanwhile (unsubscribe/unserve found no registrar to tell) is
-   * withdrawn from it.
+   * withdrawn from it. One the server refuses `forbidden` (the user may no
+   * longer) is dropped and the others go on: given to the _apply() that
+   * waits for it, else reported.
    * @param {IPCClient} client
    * @returns {Promise<void>}
    * @private
@@ -133,15 +153,37 @@ class PoolRegistrations {
         await (serve ? client.unserve(channel) : client.unsubscribe(channel, what));
       }
       for (const [channel, handler] of subs) {
-        await client.subscribe(channel, handler);
-        done.push([false, channel, handler]);
+        if (await this._replayed(false, channel, handler, () => client.subscribe(channel, handler))) done.push([false, channel, handler]);
       }
       await Promise.all(
         services.map(async ([channel, entry]) => {
-          await client.serve(channel, entry.handler, { schema: entry.schema });
-          done.push([true, channel, entry]);
+          const serve = () => client.serve(channel, entry.handler, { schema: entry.schema });
+          if (await this._replayed(true, channel, entry, serve)) done.push([true, channel, entry]);
         })
       );
+    }
+  }
+
+  /**
+   * Replays one registration: false when the server refused it `forbidden`
+   * (dropped from the tables); any other failure fails the replay.
+   * @private
+   */
+  async _replayed(serve, channel, what, register) {
+    try {
+      await register();
+      return true;
+    } catch (err) {
+      if (!(err instanceof ForbiddenError)) throw err;
+      if (serve) {
+        if (this.services.get(channel) === what) this.services.delete(channel);
+      } else {
+        this._dropSubscription(channel, what);
+      }
+      const own = [...this._pending].find((p) => p.serve === serve && p.channel === channel && p.what === what);
+      if (own !== undefined) own.error = err;
+      else this._report(err);
+      return false;
     }
   }
 
@@ -172,7 +214,7 @@ class PoolRegistrations {
     const undo = () => {
       if (!known) this._dropSubscription(channel, handler);
     };
-    return this._apply((client) => client.subscribe(channel, handler, { timeout }), undo);
+    return this._apply((client) => client.subscribe(channel, handler, { timeout }), undo, { serve: false, channel, what: handler });
   }
 
   /**
@@ -196,7 +238,7 @@ class PoolRegistrations {
     const undo = () => {
       if (this.services.get(channel) === entry) this.services.delete(channel);
     };
-    return this._apply((client) => client.serve(channel, handler, { timeout, schema }), undo);
+    return this._apply((client) => client.serve(channel, handler, { timeout, schema }), undo, { serve: true, channel, what: entry });
   }
 
   /**
@@ -204,20 +246,26 @@ class PoolRegistrations {
    * them all): true when done, false when kept for later. One that times
    * out on a live registrar is withdrawn by its client (Node's client
    * withdraws a subscribe and a serve alike), so it is undone here and
-   * thrown, as the client's own.
+   * thrown, as the client's own. One the replay finds refused (forbidden)
+   * is dropped and thrown too, whether a member was live or not.
    * @param {(client: IPCClient) => Promise<unknown>} action
    * @param {() => void} undo
+   * @param {{serve: boolean, channel: string, what: unknown}} key the registration, as the tables hold it.
    * @returns {Promise<boolean>}
    * @private
    */
-  async _apply(action, undo) {
+  async _apply(action, undo, key) {
     const registrar = this.registrar;
     const live = this._live;
+    const pending = { ...key, error: null };
+    this._pending.add(pending);
     try {
       if (live) await action(registrar.client);
       else await this.ensure(); // replays everything, this one included
+      if (pending.error !== null) throw pending.error; // refused by the replay, dropped already
       return true;
     } catch (err) {
+      if (err === pending.error) throw err;
       const code = err && err.code;
       if (code === ErrorCode.TIMEOUT && live) {
         undo(); // the registrar holds none of it: nothing would apply it later
@@ -229,6 +277,8 @@ class PoolRegistrations {
       }
       undo();
       throw err;
+    } finally {
+      this._pending.delete(pending);
     }
   }
 

@@ -147,6 +147,11 @@ class RequestIterator extends BufferedIterator {
   }
 
   /** @private */
+  get _callback() {
+    return this._handler;
+  }
+
+  /** @private */
   _accept(req) {
     if (req._settled) return false;
     if (req._conn !== this._client._conn || req._conn === null || req._conn.closed) {

@@ -41,6 +41,20 @@ class Subscriptions {
     this._waiting = new Set();
     /** @type {Set<string>} responders unserve() is withdrawing (answered until the server's ack) */
     this._unserving = new Set();
+    /** @type {Set<Function>} told of each registration the server withdrew (iterators, a pool) */
+    this._withdrawnListeners = new Set();
+  }
+
+  /**
+   * Calls `listener({operation, channel, handlers, error})` whenever the
+   * server withdraws a registration this client held (withdrawn()):
+   * `handlers` are the functions it dropped.
+   * @param {Function} listener
+   * @returns {() => void} removes it.
+   */
+  onWithdrawn(listener) {
+    this._withdrawnListeners.add(listener);
+    return () => this._withdrawnListeners.delete(listener);
   }
 
   /**
@@ -247,14 +261,32 @@ class Subscriptions {
   /**
    * An error frame that withdraws a registration (docs/protocol.md §3:
    * `forbidden` with `details.revoked`, the user's rights shrank on the
-   * server): drops it here too, so it is never restored.
+   * server): drops it here too, so it is never restored, and tells the
+   * onWithdrawn() listeners (an iterator on it ends, a pool drops it).
    * @param {Error} err the error the frame carried.
    */
   withdrawn(err) {
     const details = err && err.details;
     if (!err || err.code !== ErrorCode.FORBIDDEN || details === null || typeof details !== 'object' || details.revoked !== true) return;
-    if (details.operation === 'subscribe') this.subscriptions.delete(details.channel);
-    else if (details.operation === 'serve') this.responders.delete(details.channel);
+    const { operation, channel } = details;
+    let handlers = [];
+    if (operation === 'subscribe') {
+      handlers = [...(this.subscriptions.get(channel) ?? [])];
+      this.subscriptions.delete(channel);
+    } else if (operation === 'serve') {
+      const responder = this.responders.get(channel);
+      if (responder !== undefined) handlers = [responder];
+      this._forgetResponder(channel);
+    }
+    if (handlers.length === 0) return;
+    const withdrawal = { operation, channel, handlers, error: err };
+    for (const listener of [...this._withdrawnListeners]) {
+      try {
+        listener(withdrawal);
+      } catch (listenerErr) {
+        this.host._emitError(listenerErr);
+      }
+    }
   }
 
   /**
