@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .lifecycle import Lifecycle
     from .metrics import ClientMetrics
     from .state import StateMachine
+    from .subscriptions import Subscriptions, Withdrawal
 
 __all__ = ["ClientExtensions"]
 
@@ -37,6 +38,7 @@ class ClientExtensions:
         _metrics: ClientMetrics
         _link: Lifecycle
         _sm: StateMachine
+        _subs: Subscriptions
         _emit: Callable[..., None]
 
     def subscription(self, channel: str, *, max_buffered: int = DEFAULT_MAX_BUFFERED, overflow: str = "drop_oldest") -> SubscriptionIterator:
@@ -84,7 +86,14 @@ class ClientExtensions:
     def _iterator_host(self) -> IteratorHost:
         client: IPCClient = self  # type: ignore[assignment]
         link = self._link
-        return IteratorHost(client, self._metrics, self._emit, lambda: link.conn, self._until_closed)
+        return IteratorHost(client, self._metrics, self._emit, lambda: link.conn, self._until_closed, self._watch_withdrawals)
+
+    def _watch_withdrawals(self, watcher: Withdrawal) -> Callable[[], None]:
+        """Call ``watcher(serve, channel, error)`` whenever the server withdraws
+        a registration of this client (docs/security.md §3.4); returns the undo."""
+        watchers = self._subs.watchers
+        watchers.add(watcher)
+        return lambda: watchers.discard(watcher)
 
     async def _until_closed(self) -> None:
         """Returns once the client moves to ``disconnected``: closed for good."""

@@ -17,7 +17,9 @@ meets a named policy, never unbounded memory:
   max_buffered).
 
 Served requests are in served_requests.py. The loop ends when the client is closed for
-good (``disconnect()``, or reconnection gave up), after what was buffered.
+good (``disconnect()``, or reconnection gave up), after what was buffered; it
+ends raising :class:`Forbidden` (after what was buffered) when the server
+withdraws its subscription or registration (docs/security.md §3.4).
 Leaving the loop (``break``, an exception), ``aclose()`` or the end of an
 ``async with`` undoes the subscription or registration.
 """
@@ -58,6 +60,7 @@ class IteratorHost:
     emit: Callable[..., None]
     current: Callable[[], object]  # the connection now, None while there is none
     until_closed: Callable[[], Awaitable[None]]  # returns once the client is closed for good
+    watch: Callable[[Callable[[bool, str, BaseException], None]], Callable[[], None]]  # withdrawals by the server; returns the undo
 
 
 class BufferedIterator(Generic[T]):
@@ -83,6 +86,7 @@ class BufferedIterator(Generic[T]):
         self._registered = False
         self._overflowing = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unwatch: Callable[[], None] | None = None
 
     @property
     def buffered(self) -> int:
@@ -100,10 +104,12 @@ class BufferedIterator(Generic[T]):
         if self._started or self._closed:
             return
         self._started = True
+        self._unwatch = self._host.watch(self._withdrawn)
         try:
             await self._register()
         except BaseException:
             self._ended = True
+            self._stop_watching()
             raise
         if self._closed:  # aclose() came during the registration
             await self._unregister()
@@ -226,12 +232,28 @@ class BufferedIterator(Generic[T]):
         self._end()
         await self._unregister()
 
+    def _withdrawn(self, serve: bool, channel: str, error: BaseException) -> None:
+        """The server withdrew a registration (docs/security.md §3.4): if it
+        is this one, the client dropped it; the loop ends with ``error``
+        (Forbidden) after what was buffered."""
+        if serve is not self._serves or channel != self.channel or not self._registered:
+            return
+        self._registered = False  # nothing to undo: the server and the client hold none of it
+        self._stop_watching()
+        self._end(error)
+
+    def _stop_watching(self) -> None:
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
+
     def _spawn(self, aw: Awaitable[None]) -> None:
         task = asyncio.ensure_future(aw)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _unregister(self) -> None:
+        self._stop_watching()
         if not self._registered:
             return
         self._registered = False
@@ -241,6 +263,8 @@ class BufferedIterator(Generic[T]):
             pass  # the server forgot it with the connection
 
     # -- what each iterator does ----------------------------------------------------
+
+    _serves = False  # a responder registration (requests()), not a subscription
 
     async def _register(self) -> None:
         raise NotImplementedError

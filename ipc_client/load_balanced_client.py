@@ -310,6 +310,8 @@ class LoadBalancedClient:
         already serves ``channel``, as :meth:`IPCClient.serve` does."""
         validate_pattern(channel)
         self._check_started()
+        if channel in self._serving and not any(channel in p._registrations.services for p in self._pools.values()):
+            self._serving.discard(channel)  # withdrawn by every server (docs/security.md §3.4): the pools dropped it
         if channel in self._serving:
             raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
         self._serving.add(channel)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from ipc_protocol import IPCError, NotConnected, RequestTimeout
+from ipc_protocol import IPCError, NotConnected, RequestTimeout, Unauthorized
 
 from .listeners import Listeners
 from .backoff import Backoff
@@ -102,6 +102,7 @@ class PoolCore:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._refill_task: asyncio.Task[None] | None = None
+        self._refill_stopped = False  # by an Unauthorized open, until a member opens again
         self._registrations = PoolRegistrations(
             lambda: self._members, self._open_registrar, self._schedule_refill, f"{host}:{port}"
         )
@@ -246,6 +247,7 @@ class PoolCore:
             self._check_open()
             await client.connect()
             client.on("disconnected", lambda reason: self._on_lost(member, reason))
+            client._watch_withdrawals(lambda serve, channel, error: self._registrations.withdrawn(client, serve, channel, error))
             if self._registrations.any:
                 await self._registrations.adopt(member)
             self._check_open()
@@ -266,6 +268,9 @@ class PoolCore:
         self._opening -= 1
         self._total_created += 1
         self._listeners.emit("member_created", client)
+        if self._refill_stopped:  # the credentials work again: back to min_connections
+            self._refill_stopped = False
+            self._spawn(self._later_refill())
         return member
 
     async def _open_for_waiters(self) -> None:
@@ -321,6 +326,10 @@ class PoolCore:
             return
         self._refill_task = asyncio.ensure_future(self._refill())
 
+    async def _later_refill(self) -> None:
+        await asyncio.sleep(0)  # once the caller listed the member it opened
+        self._schedule_refill()
+
     async def _refill(self) -> None:
         """Retries with the members' backoff while the server is away."""
         backoff = Backoff(**{k: v for k, v in self.client_options.items() if k in _BACKOFF_OPTIONS})
@@ -332,6 +341,13 @@ class PoolCore:
                 else:
                     self._make_available(await self._create())
                 attempt = 0
+            except Unauthorized as exc:
+                # As a client stops reconnecting (docs/security.md §3.2): retrying cannot fix
+                # credentials. A later call still opens a member (failing Unauthorized fast);
+                # once one opens, or a member is lost, the refill starts again.
+                log.warning("refilling the pool for %s:%s stopped: %s", self.host, self.port, exc)
+                self._refill_stopped = True
+                return
             except (IPCError, OSError) as exc:
                 log.debug("refilling the pool for %s:%s failed: %s", self.host, self.port, exc)
                 await asyncio.sleep(backoff.delay(attempt))

@@ -4,6 +4,10 @@ They live on one member, the *registrar*; when it dies they are replayed on
 its replacement before that replacement is handed out, so a pool's
 subscriber hears each message once, whatever happens to its connections.
 Node's pool keeps them the same way (js-client/lib/pool_registrations.js).
+
+One the server withdraws (the user's rights shrank: docs/security.md §3.4)
+or refuses while it is replayed is dropped from the tables, never restored:
+the replacement opens with the others.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ipc_protocol import AlreadyServing, IPCError, NotConnected, RequestTimeout, validate_pattern
+from ipc_protocol import AlreadyServing, IPCError, NotConnected, RemoteError, RequestTimeout, validate_pattern
 
 from .client import Handler, IPCClient
 
@@ -49,6 +53,8 @@ class PoolRegistrations:
         self.subscriptions: dict[str, list[Handler]] = {}
         self.services: dict[str, Handler] = {}
         self.registrar: Any = None
+        self._replaying: IPCClient | None = None  # the client _register_all is filling
+        self._refused: dict[tuple[bool, str, int], tuple[Handler, RemoteError]] = {}  # for the _apply waiting on it
         self._lock = asyncio.Lock()
 
     @property
@@ -64,6 +70,19 @@ class PoolRegistrations:
         """``member`` is gone: a later registration needs another registrar."""
         if self.registrar is member:
             self.registrar = None
+
+    def withdrawn(self, client: IPCClient, serve: bool, channel: str, error: BaseException) -> None:
+        """``client`` dropped a registration the server withdrew: if it
+        carries the pool's, the pool drops it too (a serve() of it may be
+        tried again; no replacement replays it)."""
+        registrar = self.registrar
+        if client is not self._replaying and (registrar is None or registrar.client is not client):
+            return  # a member's own registration, made on a borrowed client
+        if serve:
+            self.services.pop(channel, None)
+        else:
+            self.subscriptions.pop(channel, None)
+        log.warning("the server on %s withdrew the pool's %s %r: dropped", self._where, "responder" if serve else "subscription", channel)
 
     async def adopt(self, member: Any) -> None:
         """Make ``member`` (being opened) the registrar unless there is a live one."""
@@ -90,27 +109,51 @@ class PoolRegistrations:
         """Replay every registration on ``client``, looping until it holds
         exactly the tables: one made while this runs is not lost to the
         race, and one dropped meanwhile (unsubscribe/unserve found no
-        registrar to tell) is withdrawn from it."""
+        registrar to tell) is withdrawn from it. One the server refuses
+        (forbidden, limit_exceeded) is dropped from the tables, as a
+        client's own restore drops it, and the others go on."""
         done: dict[tuple[bool, str, int], Handler] = {}
 
-        async def register(channel: str, fn: Handler) -> None:
-            await client.serve(channel, fn)
-            done[(True, channel, id(fn))] = fn
+        async def register(serve: bool, channel: str, fn: Handler) -> None:
+            try:
+                await (client.serve(channel, fn) if serve else client.subscribe(channel, fn))
+            except RemoteError as exc:  # retrying on another member would not change the answer
+                self._refuse(serve, channel, fn, exc)
+            else:
+                done[(serve, channel, id(fn))] = fn
 
-        while True:
-            subs = [(ch, h) for ch, hs in list(self.subscriptions.items()) for h in hs if (False, ch, id(h)) not in done]
-            services = [(ch, fn) for ch, fn in list(self.services.items()) if (True, ch, id(fn)) not in done]
-            stale = [key for key, fn in done.items() if not self._wanted(key[0], key[1], fn)]
-            if not subs and not services and not stale:
-                return
-            for key in stale:
-                serve, channel, _ = key
-                fn = done.pop(key)
-                await (client.unserve(channel) if serve else client.unsubscribe(channel, fn))
-            for channel, handler in subs:
-                await client.subscribe(channel, handler)
-                done[(False, channel, id(handler))] = handler
-            await asyncio.gather(*(register(ch, fn) for ch, fn in services))
+        self._replaying = client
+        self._refused.clear()  # what an earlier replay refused was read by its caller, or by nobody
+        try:
+            while True:
+                subs = [(ch, h) for ch, hs in list(self.subscriptions.items()) for h in hs if (False, ch, id(h)) not in done]
+                services = [(ch, fn) for ch, fn in list(self.services.items()) if (True, ch, id(fn)) not in done]
+                stale = [key for key, fn in done.items() if not self._wanted(key[0], key[1], fn)]
+                if not subs and not services and not stale:
+                    return
+                for key in stale:
+                    serve, channel, _ = key
+                    fn = done.pop(key)
+                    await (client.unserve(channel) if serve else client.unsubscribe(channel, fn))
+                for channel, handler in subs:
+                    await register(False, channel, handler)
+                await asyncio.gather(*(register(True, ch, fn) for ch, fn in services))
+        finally:
+            self._replaying = None
+
+    def _refuse(self, serve: bool, channel: str, fn: Handler, error: RemoteError) -> None:
+        if serve:
+            if self.services.get(channel) is fn:
+                del self.services[channel]
+        else:
+            self._drop_subscription(channel, fn)
+        self._refused[(serve, channel, id(fn))] = (fn, error)
+        log.error("the server on %s refused the pool's %s %r: dropped: %s", self._where, "responder" if serve else "subscription", channel, error)
+
+    def _refusal(self, serve: bool, channel: str, fn: Handler) -> RemoteError | None:
+        """The refusal of this registration by the last replay, for its caller."""
+        entry = self._refused.pop((serve, channel, id(fn)), None)
+        return entry[1] if entry is not None and entry[0] is fn else None
 
     def _wanted(self, serve: bool, channel: str, fn: Handler) -> bool:
         if serve:
@@ -123,9 +166,11 @@ class PoolRegistrations:
             raise TypeError("handler must be callable")
         handlers = self.subscriptions.setdefault(channel, [])
         if handler in handlers:  # held once, as by the client: its subscribe only waits for the server again
-            return await self._apply(lambda c: c.subscribe(channel, handler), lambda: None, withdrawn_on_timeout=True)
+            return await self._apply((False, channel, handler), lambda c: c.subscribe(channel, handler), lambda: None, withdrawn_on_timeout=True)
         handlers.append(handler)
-        return await self._apply(lambda c: c.subscribe(channel, handler), lambda: self._drop_subscription(channel, handler), withdrawn_on_timeout=True)
+        return await self._apply(
+            (False, channel, handler), lambda c: c.subscribe(channel, handler), lambda: self._drop_subscription(channel, handler), withdrawn_on_timeout=True
+        )
 
     async def serve(self, channel: str, fn: Handler) -> bool:
         validate_pattern(channel)
@@ -136,9 +181,16 @@ class PoolRegistrations:
         async def register(c: IPCClient) -> None:
             await c.serve(channel, fn)
 
-        return await self._apply(register, lambda: self.services.pop(channel, None))
+        return await self._apply((True, channel, fn), register, lambda: self.services.pop(channel, None))
 
-    async def _apply(self, action: Callable[[IPCClient], Awaitable[Any]], undo: Callable[[], Any], *, withdrawn_on_timeout: bool = False) -> bool:
+    async def _apply(
+        self,
+        which: tuple[bool, str, Handler],
+        action: Callable[[IPCClient], Awaitable[Any]],
+        undo: Callable[[], Any],
+        *,
+        withdrawn_on_timeout: bool = False,
+    ) -> bool:
         """Apply a registration on the registrar (or a new one, which replays
         them all): True when done, False when kept for later. A subscribe
         that times out on a live registrar is withdrawn by its client, so it
@@ -151,6 +203,9 @@ class PoolRegistrations:
                 await action(registrar.client)
             else:
                 await self.ensure()  # replays everything, this one included
+                refusal = self._refusal(*which)
+                if refusal is not None:  # dropped from the tables already
+                    raise refusal
             return True
         except RequestTimeout:
             if live and withdrawn_on_timeout:  # the registrar holds none of it: nothing would apply it later

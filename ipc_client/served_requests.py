@@ -96,6 +96,8 @@ class RequestIterator(BufferedIterator[ServedRequest]):
         super().__init__(host, channel, max_buffered, overflow)
         self._outstanding: set[ServedRequest] = set()  # given to the loop, not answered yet
 
+    _serves = True
+
     async def _register(self) -> None:
         registration = self._host.client.serve(self.channel, self._handle)
         self._registered = True

@@ -24,12 +24,25 @@ from .producers import Producers
 from .registration import Registration
 from .tracing import call_in_trace, serving
 
-__all__ = ["Subscriptions", "Handler"]
+__all__ = ["Subscriptions", "Handler", "Withdrawal", "withdrawal"]
 
 log = logging.getLogger("ipc_client")
 
 Handler = Callable[[Message], Any]
+Withdrawal = Callable[[bool, str, BaseException], None]  # (serve, channel, the server's error)
 _SUB_CACHE_LIMIT = 4096
+
+
+def withdrawal(error: BaseException) -> tuple[bool, str] | None:
+    """(serve, channel) of the registration an error frame withdraws
+    (docs/protocol.md §3: ``forbidden`` with ``details.revoked``), else None."""
+    details = getattr(error, "details", None)
+    if getattr(error, "code", None) != ErrorCode.FORBIDDEN or not isinstance(details, dict) or details.get("revoked") is not True:
+        return None
+    operation, channel = details.get("operation"), details.get("channel")
+    if operation not in ("subscribe", "serve") or not isinstance(channel, str):
+        return None
+    return operation == "serve", channel
 
 
 class Subscriptions(Answering):
@@ -71,6 +84,8 @@ class Subscriptions(Answering):
         self.services: dict[str, Handler] = {}
         self._never_waits: set[Handler] = set()  # services run at once on 3.11 (ipc_client.at_once)
         self._acks: dict[str, Registration] = {}
+        # Told when the server withdraws a registration (the iterators, a pool's registrations).
+        self.watchers: set[Withdrawal] = set()
 
     # -- subscriptions ----------------------------------------------------------
 
@@ -246,17 +261,23 @@ class Subscriptions(Answering):
     def withdrawn(self, error: BaseException) -> None:
         """An error frame that withdraws a registration (docs/protocol.md §3:
         ``forbidden`` with ``details.revoked``, the user's rights shrank on
-        the server): drop it here too, so it is never restored."""
-        details = getattr(error, "details", None)
-        if getattr(error, "code", None) != ErrorCode.FORBIDDEN or not isinstance(details, dict) or details.get("revoked") is not True:
+        the server): drop it here too, so it is never restored, and tell the
+        ``watchers`` (an iterator on it ends, a pool forgets it)."""
+        withdrawn = withdrawal(error)
+        if withdrawn is None:
             return
-        channel = details.get("channel")
-        if details.get("operation") == "subscribe" and self.handlers.pop(channel, None) is not None:  # type: ignore[arg-type]
+        serve, channel = withdrawn
+        if not serve and self.handlers.pop(channel, None) is not None:
             self._cache.clear()
-        elif details.get("operation") == "serve":
-            self._drop_service(channel)  # type: ignore[arg-type]
-            self._acks.pop(channel, None)  # type: ignore[arg-type]
-        log.warning("the server withdrew %s %r: %s", details.get("operation"), channel, error)
+        elif serve:
+            self._drop_service(channel)
+            self._acks.pop(channel, None)
+        log.warning("the server withdrew %s %r: %s", "serve" if serve else "subscribe", channel, error)
+        for watcher in list(self.watchers):
+            try:
+                watcher(serve, channel, error)
+            except Exception:  # noqa: BLE001 - one watcher's failure must not stop the others
+                log.exception("a watcher of withdrawn registrations failed")
 
     # -- what arrives ---------------------------------------------------------------
 
