@@ -33,6 +33,16 @@ async def odd_agent(node: str) -> AsyncIterator[Callable[..., Any]]:
         await agent.close()
 
 
+
+async def streamed_until_failure(caller: Any, channel: str) -> tuple[list[Any], HandlerError]:
+    """The items of a stream that must end failing, and its HandlerError."""
+    items: list[Any] = []
+    with pytest.raises(HandlerError) as info:
+        async with caller.stream(channel, None, timeout=WAIT_S) as stream:
+            async for item in stream:
+                items.append(item)
+    return items, info.value
+
 async def test_a_thrown_value_with_no_string_form_is_handler_error_and_node_keeps_running(server, odd_agent, py_client):
     agent = await odd_agent(server.port)
     for kind in ("throwNullProto", "rejectNullProto", "streamNullProto"):
@@ -44,13 +54,9 @@ async def test_a_thrown_value_with_no_string_form_is_handler_error_and_node_keep
         with pytest.raises(HandlerError) as info:
             await caller.request(f"odd.{kind}", None, timeout=WAIT_S)
         assert (info.value.remote_type, info.value.message) == ("object", "[object Object]"), kind
-    items: list[Any] = []
-    with pytest.raises(HandlerError) as info:
-        async with caller.stream("odd.streamNullProto", None, timeout=WAIT_S) as stream:
-            async for item in stream:
-                items.append(item)
+    items, info = await streamed_until_failure(caller, "odd.streamNullProto")
     assert items == [1]
-    assert (info.value.remote_type, info.value.message) == ("object", "[object Object]")
+    assert (info.remote_type, info.message) == ("object", "[object Object]")
     # A subscription handler's throw, nobody listening for 'error': one warning.
     assert await caller.publish("odd.feed", {"n": 1}, ack=True) == 1
     warning = await agent.wait_event("warning", lambda e: e["code"] == "IPC_UNHANDLED_ERROR")
@@ -85,13 +91,9 @@ async def test_an_error_that_cannot_be_sent_as_it_is_is_answered_made_sendable_a
     assert (got.code, got.remote_type) == ("handler_error", "RangeError")
     assert got.message.endswith("x [cut to fit the frame limit]")
     assert 15 * 1024 * 1024 < len(got.message) < 16 * 1024 * 1024
-    items: list[Any] = []
-    with pytest.raises(HandlerError) as info:
-        async with caller.stream("odd.streamLoneSurrogate", None, timeout=WAIT_S) as stream:
-            async for item in stream:
-                items.append(item)
+    items, info = await streamed_until_failure(caller, "odd.streamLoneSurrogate")
     assert items == [1]
-    assert (info.value.remote_type, info.value.message) == ("Error", "bad \\udc00")
+    assert (info.remote_type, info.message) == ("Error", "bad \\udc00")
     assert agent.count("crash") == 0 and agent.proc.returncode is None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ipc_client import ConnectionPool, LoadBalancedClient, SyncIPCClient
-from ipc_protocol import Forbidden, Message, Unauthorized
+from ipc_protocol import Forbidden, Unauthorized
 from ipc_server import IPCServer
 
 from .test_auth_reload import BOB_ALL, WAIT_S, alice, setup  # noqa: F401 - setup is the fixture
@@ -31,6 +31,15 @@ async def until(predicate: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
+def watched_pool(port: int) -> tuple[ConnectionPool, asyncio.Queue[Any], asyncio.Event]:
+    """Alice's pool, a queue for what its subscriptions hear, and an event set when it opens a member."""
+    pool = ConnectionPool("shop", "127.0.0.1", port, min_connections=1, max_connections=2, **POOL)
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    created = asyncio.Event()
+    pool.on("member_created", lambda _client: created.set())
+    return pool, got, created
+
+
 def lose_registrar(pool: ConnectionPool) -> None:
     pool._registrations.registrar.client._link.conn.abort()
 
@@ -38,10 +47,7 @@ def lose_registrar(pool: ConnectionPool) -> None:
 async def test_a_pool_drops_a_withdrawn_registration_and_its_registrar_is_replaced(setup: Any) -> None:
     server, connect, rewrite = setup()
     bob = await connect("bob")
-    pool = ConnectionPool("shop", "127.0.0.1", server.port, min_connections=1, max_connections=2, **POOL)
-    got: asyncio.Queue[Any] = asyncio.Queue()
-    created = asyncio.Event()
-    pool.on("member_created", lambda _client: created.set())
+    pool, got, created = watched_pool(server.port)
     try:
         await pool.start()
         await pool.subscribe("orders.new", lambda m: got.put_nowait(m.payload))
@@ -70,10 +76,7 @@ async def test_a_pool_drops_a_withdrawn_registration_and_its_registrar_is_replac
 async def test_a_registration_refused_on_replay_is_dropped_and_the_others_restored(setup: Any) -> None:
     server, connect, rewrite = setup()
     bob = await connect("bob")
-    pool = ConnectionPool("shop", "127.0.0.1", server.port, min_connections=1, max_connections=2, **POOL)
-    got: asyncio.Queue[Any] = asyncio.Queue()
-    created = asyncio.Event()
-    pool.on("member_created", lambda _client: created.set())
+    pool, got, created = watched_pool(server.port)
     try:
         await pool.start()
         await pool.subscribe("orders.new", lambda m: got.put_nowait(m.payload))
