@@ -42,7 +42,7 @@ from .lifecycle import ConnectOptions, Lifecycle
 from .state import ConnectionState, StateMachine
 from .registration import Registration
 from .subscriptions import Handler, Subscriptions
-from .timeouts import check_timeout
+from .timeouts import check_timeout, send_deadline
 from .tls import client_tls
 from .tracing import outgoing, spanned, traced
 
@@ -300,7 +300,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._drain.check()
         if channel != SYSTEM_CHANNEL and is_reserved(channel):  # the server would drop it, answering nothing (§6.1)
             raise Forbidden(f"channel {channel!r} is reserved for the server")
-        deadline = asyncio.get_running_loop().time() + check_timeout(timeout, self.request_timeout)
+        deadline = send_deadline(asyncio.get_running_loop().time(), timeout, self.request_timeout, "notify", channel)
         msg = Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers)
         await self._outbox.submit(msg, deadline, reply=False, priority=priority, on_disconnect=on_disconnect)
 
@@ -318,7 +318,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._drain.check()
         if is_reserved(channel):
             raise Forbidden(f"channel {channel!r} is reserved for the server")
-        deadline = asyncio.get_running_loop().time() + check_timeout(timeout, self.request_timeout)
+        deadline = send_deadline(asyncio.get_running_loop().time(), timeout, self.request_timeout, "publish", channel)
         want_ack = ack and not self.legacy
         if not want_ack and (conn := self._outbox.sendable()) is not None:  # the hot path: no Message built (Calls.publish)
             await self._calls.publish(conn, channel, data, headers, deadline)

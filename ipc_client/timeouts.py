@@ -13,7 +13,9 @@ import math
 import numbers
 from typing import overload
 
-__all__ = ["check_timeout"]
+from ipc_protocol import RequestTimeout
+
+__all__ = ["check_timeout", "send_deadline"]
 
 
 @overload
@@ -40,3 +42,13 @@ def check_timeout(value: object, default: float | None = None, name: str = "time
     if not math.isfinite(seconds):
         raise ValueError(f"{name} must be a finite number of seconds (None: the default), got {value!r:.40}")
     return seconds
+
+
+def send_deadline(now: float, value: object, default: float, kind: str, channel: str) -> float:
+    """The loop time by which a message must be sent (``now`` plus the
+    checked timeout). A timeout of zero or less has passed already, so the
+    message is not sent: ``RequestTimeout``, as for a request."""
+    seconds = check_timeout(value, default)
+    if seconds <= 0:
+        raise RequestTimeout(f"{kind} on {channel!r} timed out before it was sent (timeout {seconds:g} s)")
+    return now + seconds

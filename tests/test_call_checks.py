@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient, MessageError, ServiceClient
-from ipc_protocol import Forbidden
+from ipc_protocol import Forbidden, RequestTimeout
 from ipc_client.timeouts import check_timeout
 from ipc_protocol.headers import check_headers
 
@@ -213,3 +213,22 @@ async def test_a_notification_on_a_reserved_channel_is_refused_at_the_call(serve
         with pytest.raises(Forbidden):
             await client.notify(channel, 1)
     await client.notify("system", {"action": "get_time"})  # routed to whoever serves system
+
+
+@pytest.mark.parametrize("timeout", [0, -1, -0.001])
+async def test_a_timeout_already_passed_is_not_sent_by_any_call(server, make_client, timeout: float) -> None:
+    """Zero or less: the deadline has passed, so nothing goes out and the call
+    raises ``RequestTimeout``, one-way messages as requests (and as the pool)."""
+    ran: list[Any] = []
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    server.add_handler("svc", lambda m: ran.append(m.payload))
+    client = await make_client()
+    seen = await make_client()
+    await seen.subscribe("topic", lambda m: got.put_nowait(m.payload))
+    calls = {name: call for name, call in _timed_calls(timeout).items() if name in ("request", "send_request", "keyed", "publish", "publish_ack", "notify")}
+    for name, call in calls.items():
+        with pytest.raises(RequestTimeout, match="timed out before it was sent"):
+            await call(client)
+    await client.publish("topic", "after", timeout=WAIT_S)  # in order after anything sent before it
+    await client.request("svc", "after", timeout=WAIT_S)
+    assert await asyncio.wait_for(got.get(), WAIT_S) == "after" and ran == ["after"]
