@@ -81,6 +81,9 @@ class PoolCore:
         idle_timeout: float | None,
         client_options: dict[str, Any],
     ) -> None:
+        # A client made and dropped: the members' options are checked now, not
+        # when start() opens the first one (as Node's pool checks them).
+        IPCClient(app_id, host, port, reconnect=False, **client_options)
         self.app_id = app_id
         self.host = host
         self.port = port

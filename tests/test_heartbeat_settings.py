@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ipc_client import IPCClient
+from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient
 from ipc_protocol.constants import MIN_HEARTBEAT_INTERVAL_S
 from ipc_protocol.messages import connect_request
 from ipc_protocol.server_protocol import ServerProtocol
@@ -106,3 +106,16 @@ def test_the_python_client_takes_the_minimum_none_and_a_0_timeout() -> None:
     assert (client.heartbeat_interval, client.heartbeat_timeout) == (0.01, 0.02)
     client = IPCClient("app", "127.0.0.1", 1, heartbeat_interval=None, heartbeat_timeout=0)  # 0, as None: twice the interval
     assert (client.heartbeat_interval, client.heartbeat_timeout) == (None, 0)
+
+
+def test_pools_and_load_balancers_check_their_members_options_when_made() -> None:
+    """Checked by the constructor (as Node's), not first at ``start()``."""
+    nan = {"heartbeat_interval": math.nan}
+    with pytest.raises(ValueError, match="^heartbeat_interval must be a finite number"):
+        ConnectionPool("app", "127.0.0.1", 1, **nan)
+    with pytest.raises(ValueError, match="^heartbeat_interval must be a finite number"):
+        LoadBalancedClient("app", [("127.0.0.1", 1)], **nan)
+    with pytest.raises(ValueError, match="^timeouts must be positive"):
+        ConnectionPool("app", "127.0.0.1", 1, request_timeout=-1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'heartbeat'"):
+        ConnectionPool("app", "127.0.0.1", 1, heartbeat=5)
