@@ -53,8 +53,24 @@ const LOSSY = [
 ];
 
 /**
+ * Whether `value` is an iterator with nothing else to write (a generator,
+ * an array's or a Map's `values()`...): JSON.stringify writes `{}` and its
+ * items are never read. Python refuses one too.
+ * @param {object} value
+ * @returns {boolean}
+ * @private
+ */
+function isBareIterator(value) {
+  return (
+    typeof value.next === 'function' &&
+    (typeof value[Symbol.iterator] === 'function' || typeof value[Symbol.asyncIterator] === 'function') &&
+    Object.keys(value).length === 0
+  );
+}
+
+/**
  * JSON.stringify replacer that refuses what JSON cannot carry (§1.1), and
- * what it would write as `{}`, losing its data (LOSSY).
+ * what it would write as `{}`, losing its data (LOSSY, iterators).
  * @param {string} key
  * @param {unknown} value
  * @returns {unknown}
@@ -65,6 +81,10 @@ function strictReplacer(key, value) {
   if (typeof value === 'object' && value !== null) {
     for (const [name, is] of LOSSY) {
       if (is(value)) throw new MessageError(`a ${name} is not JSON: it would arrive as {}${at}${name === 'Promise' ? '; await it first' : ''}`);
+    }
+    if (isBareIterator(value)) {
+      const name = value[Symbol.toStringTag] || 'iterator';
+      throw new MessageError(`an iterator (${name}) is not JSON: it would arrive as {}${at}; spread it into an array first`);
     }
   }
   // A boxed number reaches the replacer as an object; JSON.stringify unboxes it after.

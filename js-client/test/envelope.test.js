@@ -101,6 +101,24 @@ test('envelope - a Map, a Set, a WeakMap, a WeakSet or a Promise, anywhere, is b
   assert.throws(() => encodeMessage({ ...BASE, message_type: 'response', payload: null, error: { code: 'x', message: 'm', details: { s: new Set([1]) } } }), { code: ErrorCode.BAD_MESSAGE });
 });
 
+test('envelope - an iterator, anywhere, is bad_message: JSON would write {} and its items be lost', () => {
+  function* gen() {
+    yield 1;
+  }
+  async function* agen() {
+    yield 1;
+  }
+  const iterators = [[1, 2].values(), new Map([[1, 2]]).entries(), new Set([1]).values(), gen(), agen(), 'ab'[Symbol.iterator]()];
+  for (const value of iterators) {
+    for (const payload of [value, { deep: { value } }, [1, value]]) {
+      assert.throws(() => encodeMessage({ ...BASE, payload }), { code: ErrorCode.BAD_MESSAGE, message: /^an iterator \(\w[\w ]*\) is not JSON: it would arrive as \{\}.*spread it into an array first$/ });
+    }
+  }
+  // an object that can also be iterated but holds data of its own is written as its data
+  const cursor = { items: [1], next() {}, [Symbol.iterator]() { return this; } };
+  assert.deepEqual(JSON.parse(encodeMessage({ ...BASE, payload: cursor })).payload, { items: [1] });
+});
+
 test('envelope - control characters escaped, non-ASCII raw', () => {
   const text = encodeMessage({ ...BASE, payload: '\u0000\n\t\u2028é😀' });
   assert.ok(text.includes('"payload":"\\u0000\\n\\t\u2028é😀"'));
