@@ -54,8 +54,8 @@ const LOSSY = [
 
 /**
  * Whether `value` is an iterator with nothing else to write (a generator,
- * an array's or a Map's `values()`...): JSON.stringify writes `{}` and its
- * items are never read. Python refuses one too.
+ * an array's or a Map's `values()`...): JSON.stringify would write `{}`
+ * and its items be lost.
  * @param {object} value
  * @returns {boolean}
  * @private
@@ -70,7 +70,8 @@ function isBareIterator(value) {
 
 /**
  * JSON.stringify replacer that refuses what JSON cannot carry (§1.1), and
- * what it would write as `{}`, losing its data (LOSSY, iterators).
+ * what it would write as `{}`, losing its data (LOSSY, async iterators);
+ * a sync iterator is written as the array of its items.
  * @param {string} key
  * @param {unknown} value
  * @returns {unknown}
@@ -83,8 +84,10 @@ function strictReplacer(key, value) {
       if (is(value)) throw new MessageError(`a ${name} is not JSON: it would arrive as {}${at}${name === 'Promise' ? '; await it first' : ''}`);
     }
     if (isBareIterator(value)) {
-      const name = value[Symbol.toStringTag] || 'iterator';
-      throw new MessageError(`an iterator (${name}) is not JSON: it would arrive as {}${at}; spread it into an array first`);
+      // Written as the array of its items, as Python writes an iterator; an
+      // async one cannot be read here, and Python refuses one too.
+      if (typeof value[Symbol.iterator] === 'function') return [...value];
+      throw new MessageError(`an async iterator (${value[Symbol.toStringTag] || 'iterator'}) is not JSON: it would arrive as {}${at}`);
     }
   }
   // A boxed number reaches the replacer as an object; JSON.stringify unboxes it after.
