@@ -81,6 +81,9 @@ class _Service:
         checks bring servers in, and calls meanwhile raise NotConnected."""
         if self._starting is None:
             self._starting = asyncio.ensure_future(self.client.start())
+            # Read by every caller that waits for it; once they all gave up (their
+            # deadlines), asyncio would log its failure as never retrieved.
+            self._starting.add_done_callback(_retrieve)
         await asyncio.shield(self._starting)
 
     @property
@@ -275,3 +278,8 @@ class ServiceClient:
     def __repr__(self) -> str:
         up = sum(1 for s in self._services.values() if s.client.healthy)
         return f"<ServiceClient {self.app_id!r} services={len(self._services)} healthy={up}{' shut down' if self._closed else ''}>"
+
+
+def _retrieve(attempt: asyncio.Future[None]) -> None:
+    if not attempt.cancelled():
+        attempt.exception()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -218,6 +219,37 @@ async def test_a_calls_deadline_covers_the_services_start() -> None:
         assert sc.get_metrics("svc")["timeouts"] == 1
     finally:
         await sc.shutdown()
+        for writer in held:
+            writer.close()
+        hole.close()
+        await hole.wait_closed()
+
+
+async def test_a_start_every_caller_gave_up_on_is_not_logged_as_never_retrieved() -> None:
+    """Its failure (the shutdown ended it) is nobody's to read once the
+    callers' deadlines passed; asyncio logged it from the garbage collector."""
+    loop = asyncio.get_running_loop()
+    unread: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: unread.append(context))
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    hole = await asyncio.start_server(hold, "127.0.0.1", 0)
+    sc = ServiceClient({"svc": {"host": "127.0.0.1", "port": hole.sockets[0].getsockname()[1]}}, connect_timeout=30)
+    try:
+        with pytest.raises(RequestTimeout):
+            await sc.request("svc", "echo", 1, timeout=0.05)
+        starting = sc._services["svc"]._starting
+        assert starting is not None
+        await sc.shutdown()
+        await asyncio.wait_for(asyncio.wait([starting]), 5)  # ended by the shutdown: NotConnected
+        del sc, starting
+        gc.collect()
+        assert [c["message"] for c in unread] == []
+    finally:
+        loop.set_exception_handler(None)
         for writer in held:
             writer.close()
         hole.close()
