@@ -63,7 +63,10 @@ async def _shutdown(client: IPCClient) -> None:
 
 async def _shutdown_and_stop(client: IPCClient) -> None:
     try:
-        await asyncio.wait_for(_shutdown(client), _STOP_TIMEOUT_S)
+        # In this task, not wait_for's own: _shutdown cancels every task but
+        # the one it runs in, and the loop stops when this one ends.
+        async with asyncio.timeout(_STOP_TIMEOUT_S):
+            await _shutdown(client)
     except Exception:  # noqa: BLE001 - nobody waits for it: stop anyway
         log.debug("closing a dropped client failed", exc_info=True)
     finally:

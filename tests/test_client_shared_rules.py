@@ -137,14 +137,17 @@ async def test_timeout_ms_on_the_wire_rounds_up_for_calls_built_as_messages() ->
     conn = ClientConnection(ClientProtocol("app", "c", client="test"), lambda c, m: None, lambda c, e: None)
     transport = RecordingTransport()
     conn.connection_made(transport)
+    futs: list[asyncio.Future[Message]] = []
     for left in (0.5004, 0.0000001):
         msg = Message.build(MessageType.REQUEST, "app", "svc", None)
-        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        calls.start(conn, msg, 100.0 + left, fut)
+        futs.append(asyncio.get_running_loop().create_future())
+        calls.start(conn, msg, 100.0 + left, futs[-1])
         await asyncio.sleep(0)  # the frame goes out; the long-past deadline fails the call
     sent = [json.loads(body) for body in FrameDecoder(None).feed(b"".join(transport.writes))]
     assert [m["timeout_ms"] for m in sent] == [501, 1]  # rounding to nearest would say 500 and 0
     conn.abort()
+    await asyncio.wait(futs, timeout=WAIT_S)
+    assert [type(f.exception()) for f in futs] == [RequestTimeout, RequestTimeout]  # the frozen clock is past both deadlines
 
 
 # -- the frame limit before the handshake and with a version-1 server -------------

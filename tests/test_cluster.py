@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient
-from ipc_protocol import NoResponders, RemoteError, RequestTimeout, ResponderLost
+from ipc_protocol import ConnectionLost, NoResponders, RemoteError, RequestTimeout, ResponderLost
 from ipc_server import IPCServer
 
 from .nats_support import NatsServer, nats, until  # noqa: F401 - the fixture
@@ -191,10 +191,12 @@ async def test_a_cancel_and_a_requester_leaving_stop_the_remote_handler(cluster:
     assert await asyncio.wait_for(cancelled.get(), WAIT_S) == 1
 
     leaving = await cluster.client(a)
-    asyncio.ensure_future(leaving.request("long", 2, timeout=30))
+    left = asyncio.ensure_future(leaving.request("long", 2, timeout=30))
     assert await asyncio.wait_for(started.get(), WAIT_S) == 2
     await leaving.disconnect()
     assert await asyncio.wait_for(cancelled.get(), WAIT_S) == 2
+    with pytest.raises(ConnectionLost):
+        await left
     await until(lambda: len(b.cluster.incoming) == 0 and not a.cluster.outgoing.table, "both sides forgot the requests")
 
 

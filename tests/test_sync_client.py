@@ -210,8 +210,9 @@ def test_async_handlers_and_callbacks_run_on_the_clients_loop(tserver: ThreadedS
         assert events.get(timeout=WAIT_S) == c._thread.name
 
 
-def test_a_client_dropped_unclosed_stops_its_thread_and_closes_its_connection(tserver: ThreadedServer) -> None:
-    """Its loop thread must not keep it alive: dropped, it closes itself."""
+def test_a_client_dropped_unclosed_stops_its_thread_and_closes_its_connection(tserver: ThreadedServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Its loop thread must not keep it alive: dropped, it closes itself,
+    every task on its loop ended before the loop closes."""
 
     async def count() -> int:
         return len(tserver.server.connections)
@@ -227,3 +228,5 @@ def test_a_client_dropped_unclosed_stops_its_thread_and_closes_its_connection(ts
     while any(t.name == "ipc-client-dropped" for t in threading.enumerate()) or asyncio.run_coroutine_threadsafe(count(), tserver.loop).result(WAIT_S):
         assert time.monotonic() < deadline, "the dropped client's thread or connection is still there"
         time.sleep(0.02)
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []  # "Task was destroyed but it is pending!"
