@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -42,9 +43,9 @@ def _parser(view: str) -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
     p.add_argument("--tls-key", help="PEM key of --tls-cert")
     p.add_argument("--tls-server-hostname", help="the name the server's certificate must carry, if not --host")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help=f"seconds for connecting and for the answer (default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, help=f"seconds for connecting and for the answer (default {DEFAULT_TIMEOUT_S:g})")
     if view == "connections":
-        p.add_argument("--limit", type=int, help="rows at most (the server's default: 1024)")
+        p.add_argument("--limit", type=_count, help="rows at most (the server's default: 1024)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON instead of tables")
     return p
 
@@ -58,6 +59,29 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
     return port
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds: 0, a negative, ``inf`` or
+    ``nan`` is a usage error, not a connect that fails for no reason."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
+    return seconds
+
+
+def _count(text: str) -> int:
+    """A number of rows, 0 or more (what the ``connections`` action accepts)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return count
 
 
 async def _ask(args: argparse.Namespace, view: str) -> Any:
