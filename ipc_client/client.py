@@ -34,6 +34,7 @@ from .connection import ClientConnection
 from .introspection import ClientIntrospection
 from .metrics import ClientMetrics
 from .offline_queue import DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_SIZE, OfflineQueue, OverflowPolicy
+from .option_checks import check_client_options
 from .outbox import DISCONNECT_POLICIES, Outbox
 from .producers import Producers
 from .streams import Streaming, Streams
@@ -134,10 +135,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             reconnect, wait_on_first_connect, self.backoff, max_retries, user,
             tls=client_tls(tls, ca=tls_ca, cert=tls_cert, key=tls_key, server_hostname=tls_server_hostname),
         )  # fmt: skip
-        if request_timeout <= 0:
-            raise ValueError("timeouts must be positive")
-        if max_concurrent_handlers < 1:
-            raise ValueError("max_concurrent_handlers must be >= 1")
+        check_client_options(request_timeout, max_concurrent_handlers)  # as Node's (option_checks.py)
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}")
         self.app_id, self.host, self.port = app_id, host, port

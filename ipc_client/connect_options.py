@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ipc_protocol.constants import MAX_FRAME_LIMIT, MIN_HEARTBEAT_INTERVAL_S
 
 from .backoff import Backoff
+from .option_checks import check_seconds
 from .tls import ClientTLS
 
 __all__ = ["ConnectOptions"]
@@ -37,8 +38,8 @@ class ConnectOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.app_id, str) or not self.app_id:
             raise ValueError("app_id must be a non-empty string")
-        if self.connect_timeout <= 0:
-            raise ValueError("timeouts must be positive")
+        # nan or inf: a connect that never gives up on a peer that never answers (Node refuses them too).
+        check_seconds("connect_timeout", self.connect_timeout, exclusive=True)
         # nan or inf would turn heartbeats off unseen (Node refuses them too); under
         # 10 ms a ping is due before it can be answered (docs/protocol.md §9).
         _check_heartbeat_setting("heartbeat_interval", self.heartbeat_interval)
