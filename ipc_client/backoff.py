@@ -6,8 +6,11 @@ without sleeping.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
+
+from .option_checks import as_number, check_seconds
 
 __all__ = ["Backoff", "DEFAULT_INITIAL_DELAY_S", "DEFAULT_MAX_DELAY_S", "DEFAULT_MULTIPLIER", "DEFAULT_JITTER"]
 
@@ -34,12 +37,17 @@ class Backoff:
     jitter: float = DEFAULT_JITTER
 
     def __post_init__(self) -> None:
-        if self.initial_delay < 0 or self.max_delay < 0:
-            raise ValueError("delays must not be negative")
-        if self.multiplier < 1:
-            raise ValueError("multiplier must be >= 1")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter must be between 0 and 1")
+        # The rules of Node's initialDelay, maxDelay, multiplier and jitter
+        # (js-client/lib/options.js): nan would make every delay nan, inf a wait with no end.
+        check_seconds("initial_delay", self.initial_delay)
+        check_seconds("max_delay", self.max_delay)
+        if self.max_delay < self.initial_delay:
+            raise ValueError(f"max_delay must be >= initial_delay, got {self.max_delay!r} < {self.initial_delay!r}")
+        multiplier = as_number("multiplier", self.multiplier, "a finite number >= 1")
+        if not (math.isfinite(multiplier) and multiplier >= 1):
+            raise ValueError(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
+        if not 0 <= as_number("jitter", self.jitter, "a number between 0 and 1") <= 1:
+            raise ValueError(f"jitter must be a number between 0 and 1, got {self.jitter!r}")
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay before retry number ``attempt`` (0-based)."""

@@ -135,7 +135,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             reconnect, wait_on_first_connect, self.backoff, max_retries, user,
             tls=client_tls(tls, ca=tls_ca, cert=tls_cert, key=tls_key, server_hostname=tls_server_hostname),
         )  # fmt: skip
-        check_client_options(request_timeout, max_concurrent_handlers)  # as Node's (option_checks.py)
+        check_client_options(request_timeout, max_concurrent_handlers, expose_stacks)  # as Node's (option_checks.py)
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}")
         self.app_id, self.host, self.port = app_id, host, port

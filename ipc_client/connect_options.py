@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ipc_protocol.constants import MAX_FRAME_LIMIT, MIN_HEARTBEAT_INTERVAL_S
 
 from .backoff import Backoff
-from .option_checks import check_seconds
+from .option_checks import check_bool, check_count, check_port, check_seconds
 from .tls import ClientTLS
 
 __all__ = ["ConnectOptions"]
@@ -38,15 +38,28 @@ class ConnectOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.app_id, str) or not self.app_id:
             raise ValueError("app_id must be a non-empty string")
+        # The rules of Node's options (js-client/lib/options.js), Python's
+        # split: a wrong type is a TypeError, a value out of range a ValueError.
+        if not isinstance(self.host, str):
+            raise TypeError(f"host must be a non-empty string, got {type(self.host).__name__} {self.host!r:.40}")
+        if not self.host:
+            raise ValueError("host must be a non-empty string, got ''")
+        check_port(self.port)
         # nan or inf: a connect that never gives up on a peer that never answers (Node refuses them too).
         check_seconds("connect_timeout", self.connect_timeout, exclusive=True)
+        check_bool("reconnect", self.reconnect)
+        check_bool("wait_on_first_connect", self.wait_on_first_connect)
+        check_count("max_retries", self.max_retries, none=True, infinite=True)
         # nan or inf would turn heartbeats off unseen (Node refuses them too); under
         # 10 ms a ping is due before it can be answered (docs/protocol.md §9).
         _check_heartbeat_setting("heartbeat_interval", self.heartbeat_interval)
         if self.heartbeat_timeout != 0:  # 0, as None: twice the interval
             _check_heartbeat_setting("heartbeat_timeout", self.heartbeat_timeout)
-        if self.max_retries is not None and self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0 or None")
+            if self.heartbeat_interval is not None and self.heartbeat_timeout is not None and self.heartbeat_timeout <= self.heartbeat_interval:
+                # Silence past the timeout is a dead connection: one under the interval is declared before a ping is due.
+                raise ValueError(f"heartbeat_timeout must be greater than heartbeat_interval, got {self.heartbeat_timeout!r} <= {self.heartbeat_interval!r}")
+        if self.token is not None and not isinstance(self.token, str):
+            raise TypeError(f"token must be a string or None, got {type(self.token).__name__} {self.token!r:.40}")
         limit = self.max_frame_size  # what the server accepts in a connect (docs/protocol.md §12.3), as Node's maxFrameSize
         if limit is not None and (limit.__class__ is not int or not 0 < limit <= MAX_FRAME_LIMIT):
             raise ValueError(f"max_frame_size must be an integer 1..{MAX_FRAME_LIMIT} or None, got {limit!r}")

@@ -2,7 +2,9 @@
 same rules as Node's (js-client/lib/options.js) with Python's split: a
 value of the wrong type (a string, a bool for a number) is a ``TypeError``,
 a number out of range (NaN and infinities among them) a ``ValueError``;
-both name the option."""
+both name the option. Node throws a TypeError for both, and a RangeError
+for contradictory values (``max_delay`` under ``initial_delay``), which
+are ``ValueError`` here."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["as_number", "check_seconds", "check_client_options"]
+__all__ = ["as_number", "check_bool", "check_count", "check_seconds", "check_port", "check_client_options"]
 
 
 def _shown(value: object) -> str:
@@ -37,9 +39,36 @@ def check_seconds(name: str, value: object, *, minimum: float = 0.0, exclusive: 
     return seconds
 
 
-def check_client_options(request_timeout: Any, max_concurrent_handlers: Any) -> None:
+def check_count(name: str, value: object, *, minimum: int = 0, none: bool = False, infinite: bool = False) -> None:
+    """An integer, at least ``minimum``; ``None`` too when ``none``, ``math.inf``
+    when ``infinite`` (as Node's Infinity). A number that is not an integer
+    (``1.5``, ``nan``) is a ValueError, as for ``max_frame_size`` and
+    ``cache_max_entries``."""
+    if none and value is None:
+        return
+    expected = " or ".join([f"an integer >= {minimum}"] + ["math.inf"] * infinite + ["None"] * none)
+    number = as_number(name, value, expected)
+    if infinite and number == math.inf:
+        return
+    if not isinstance(value, numbers.Integral) or number < minimum:
+        raise ValueError(f"{name} must be {expected}, got {_shown(value)}")
+
+
+def check_port(value: object) -> None:
+    expected = "an integer between 1 and 65535"
+    port = as_number("port", value, expected)
+    if not isinstance(value, numbers.Integral) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be {expected}, got {_shown(value)}")
+
+
+def check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {_shown(value)}")
+
+
+def check_client_options(request_timeout: Any, max_concurrent_handlers: Any, expose_stacks: Any) -> None:
     """The options of :class:`IPCClient` that its connections do not read
     (those are :class:`ConnectOptions`' and :class:`Backoff`'s)."""
     check_seconds("request_timeout", request_timeout, exclusive=True)
-    if max_concurrent_handlers < 1:
-        raise ValueError("max_concurrent_handlers must be >= 1")
+    check_count("max_concurrent_handlers", max_concurrent_handlers, minimum=1, infinite=True)
+    check_bool("expose_stacks", expose_stacks)

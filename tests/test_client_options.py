@@ -1,6 +1,7 @@
 """The options of ``IPCClient`` are checked when the client is made, with
 the rules of Node's (js-client/lib/options.js): a wrong type is a
-``TypeError``, a value out of range a ``ValueError``, each naming the option."""
+``TypeError``, a value out of range a ``ValueError``, each naming the option
+(interop-tests/test_js_options.py holds both clients to the same values)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from ipc_client import IPCClient, LoadBalancedClient
+from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient
+from ipc_client.backoff import Backoff
 
 REFUSED: list[tuple[dict[str, Any], type[Exception], str]] = [
     # nan or inf: int() of it raised OverflowError/ValueError at every request, or connect() never gave up.
@@ -21,6 +23,32 @@ REFUSED: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"connect_timeout": math.nan}, ValueError, r"^connect_timeout must be a finite number of seconds > 0, got nan$"),
     ({"connect_timeout": math.inf}, ValueError, r"^connect_timeout must be a finite number of seconds > 0, got inf$"),
     ({"connect_timeout": None}, TypeError, r"^connect_timeout must be .*, got NoneType None$"),
+    # The backoff: nan made every delay nan, inf a reconnect that never comes.
+    ({"initial_delay": math.nan}, ValueError, r"^initial_delay must be a finite number of seconds >= 0, got nan$"),
+    ({"initial_delay": -1}, ValueError, r"^initial_delay must be a finite number of seconds >= 0, got -1$"),
+    ({"max_delay": math.inf}, ValueError, r"^max_delay must be a finite number of seconds >= 0, got inf$"),
+    ({"max_delay": 0.1}, ValueError, r"^max_delay must be >= initial_delay, got 0\.1 < 0\.5$"),
+    ({"multiplier": math.nan}, ValueError, r"^multiplier must be a finite number >= 1, got nan$"),
+    ({"multiplier": 0.5}, ValueError, r"^multiplier must be a finite number >= 1, got 0\.5$"),
+    ({"multiplier": "2"}, TypeError, r"^multiplier must be a finite number >= 1, got str '2'$"),
+    ({"jitter": 2}, ValueError, r"^jitter must be a number between 0 and 1, got 2$"),
+    # Silence past the timeout is a dead connection: under the interval it is declared before a ping is due.
+    ({"heartbeat_interval": 1, "heartbeat_timeout": 0.5}, ValueError, r"^heartbeat_timeout must be greater than heartbeat_interval, got 0\.5 <= 1$"),
+    ({"heartbeat_interval": 1, "heartbeat_timeout": 1}, ValueError, r"^heartbeat_timeout must be greater than heartbeat_interval"),
+    ({"max_retries": 1.5}, ValueError, r"^max_retries must be an integer >= 0 or math\.inf or None, got 1\.5$"),
+    ({"max_retries": -1}, ValueError, r"^max_retries must be an integer >= 0 or math\.inf or None, got -1$"),
+    ({"max_retries": "3"}, TypeError, r"^max_retries must be .*, got str '3'$"),
+    ({"max_concurrent_handlers": 1.5}, ValueError, r"^max_concurrent_handlers must be an integer >= 1 or math\.inf, got 1\.5$"),
+    ({"max_concurrent_handlers": 0}, ValueError, r"^max_concurrent_handlers must be an integer >= 1 or math\.inf, got 0$"),
+    ({"port": 0}, ValueError, r"^port must be an integer between 1 and 65535, got 0$"),
+    ({"port": 70000}, ValueError, r"^port must be an integer between 1 and 65535, got 70000$"),
+    ({"port": "8888"}, TypeError, r"^port must be an integer between 1 and 65535, got str '8888'$"),
+    ({"host": ""}, ValueError, r"^host must be a non-empty string, got ''$"),
+    ({"host": None}, TypeError, r"^host must be a non-empty string, got NoneType None$"),
+    ({"token": 5}, TypeError, r"^token must be a string or None, got int 5$"),
+    ({"reconnect": "yes"}, TypeError, r"^reconnect must be True or False, got str 'yes'$"),
+    ({"wait_on_first_connect": 1}, TypeError, r"^wait_on_first_connect must be True or False, got int 1$"),
+    ({"expose_stacks": "no"}, TypeError, r"^expose_stacks must be True or False, got str 'no'$"),
 ]
 
 
@@ -31,6 +59,18 @@ def test_a_value_node_refuses_is_refused_when_the_client_is_made(options: dict[s
 
 
 ACCEPTED: list[dict[str, Any]] = [
+    {"heartbeat_interval": 1, "heartbeat_timeout": 0},  # 0, as None: twice the interval
+    {"heartbeat_interval": None, "heartbeat_timeout": 0.5},  # the server's interval: checked when it is known
+    {"heartbeat_interval": 1, "heartbeat_timeout": 1.01},
+    {"initial_delay": 2, "max_delay": 2},
+    {"initial_delay": 0, "max_delay": 0, "multiplier": 1, "jitter": 0},
+    {"max_retries": None},
+    {"max_retries": 0},
+    {"max_retries": math.inf},  # Node's Infinity
+    {"max_concurrent_handlers": math.inf},
+    {"port": 1},
+    {"port": 65535},
+    {"token": ""},
     {"request_timeout": 1e-3, "connect_timeout": 1e-3},
 ]
 
@@ -40,6 +80,17 @@ def test_the_values_node_takes_are_taken(options: dict[str, Any]) -> None:
     IPCClient("app", **options)
 
 
+def test_backoff_made_alone_has_the_same_rules() -> None:
+    with pytest.raises(ValueError, match="^max_delay must be >= initial_delay"):
+        Backoff(initial_delay=2, max_delay=1)
+    with pytest.raises(ValueError, match="^multiplier must be a finite number >= 1, got nan"):
+        Backoff(multiplier=math.nan)
+
+
 def test_pools_and_load_balancers_refuse_them_for_their_members() -> None:
+    with pytest.raises(ValueError, match=r"^port must be an integer between 1 and 65535, got 70000$"):
+        ConnectionPool("app", "127.0.0.1", 70000)
     with pytest.raises(ValueError, match="^request_timeout must be a finite number of seconds > 0, got inf"):
         LoadBalancedClient("app", [("127.0.0.1", 1)], request_timeout=math.inf)
+    with pytest.raises(TypeError, match="^token must be a string or None, got int 5"):
+        ConnectionPool("app", "127.0.0.1", 1, token=5)

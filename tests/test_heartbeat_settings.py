@@ -117,5 +117,7 @@ def test_pools_and_load_balancers_check_their_members_options_when_made() -> Non
         LoadBalancedClient("app", [("127.0.0.1", 1)], **nan)
     with pytest.raises(ValueError, match="^request_timeout must be a finite number of seconds > 0, got -1"):
         ConnectionPool("app", "127.0.0.1", 1, request_timeout=-1)
+    with pytest.raises(ValueError, match="^max_delay must be >= initial_delay"):
+        LoadBalancedClient("app", [("127.0.0.1", 1)], initial_delay=1, max_delay=0.5)
     with pytest.raises(TypeError, match="unexpected keyword argument 'heartbeat'"):
         ConnectionPool("app", "127.0.0.1", 1, heartbeat=5)
