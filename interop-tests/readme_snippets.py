@@ -44,6 +44,7 @@ class Snippet:
     name: str = ""
     partner: str | None = None  # ``with:``: the service or server it needs
     reason: str = ""  # why a skipped block is not run
+    tls: bool = False  # ``tls``: its server speaks TLS, with certificate files in its directory
 
     @property
     def where(self) -> str:
@@ -69,17 +70,21 @@ def _parse_mark(body: str, doc: str, line: int, language: str, text: str) -> Sni
         return Snippet(doc, line, language, text, "skip", reason=rest.strip())
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", head):
         raise ValueError(f"{doc}:{line}: snippet name {head!r}: lower case letters, digits and '-'")
-    kind, partner = "program", None
+    kind, partner, tls = "program", None, False
     for part in (p.strip() for p in rest.split(",") if p.strip()):
         if part in ("service", "server"):
             kind = part
+        elif part == "tls":
+            tls = True
         elif part.startswith("with:"):
             partner = part[len("with:"):].strip()
         else:
             raise ValueError(f"{doc}:{line}: unknown snippet option {part!r}")
     if partner and kind != "program":
         raise ValueError(f"{doc}:{line}: only a program runs with: another block")
-    return Snippet(doc, line, language, text, kind, head, partner)
+    if tls and (kind != "program" or partner):
+        raise ValueError(f"{doc}:{line}: tls is for a program run against the test's own server")
+    return Snippet(doc, line, language, text, kind, head, partner, tls=tls)
 
 
 def read_snippets(path: Path) -> tuple[list[Snippet], list[str]]:

@@ -15,6 +15,14 @@ here (the npm ones of the Install section are, in
     <!-- snippet: NAME, service -->       runs until stopped (a service loop); its
                                           first stdout line says it is ready
     <!-- snippet: NAME, server -->        a service that is itself the server on 8888
+    <!-- snippet: NAME, tls -->           a program whose server speaks TLS: the test
+                                          makes throwaway certificates (trustme) in
+                                          its directory, ``ca.pem``, ``server.pem`` /
+                                          ``server.key`` (for localhost and 127.0.0.1)
+                                          and ``alice.pem`` / ``alice.key`` (a client
+                                          certificate), and starts the server with
+                                          ``--tls-cert server.pem --tls-key server.key
+                                          --tls-ca ca.pem`` (mutual TLS)
     <!-- snippet: skip, REASON -->        not run: a fragment, or it needs a
                                           feature that does not exist yet
 
@@ -41,6 +49,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from importlib import metadata
 from pathlib import Path
@@ -48,7 +57,7 @@ from typing import Any
 
 import pytest
 
-from conftest import WAIT_S
+from conftest import ROOT, WAIT_S
 from legacy_docs_support import _npm, free_port
 from readme_snippets import JS_CLIENT, PACKAGE, Snippet, all_snippets, link_package, start_snippet, stderr_lines
 
@@ -95,6 +104,7 @@ EXPECT: dict[str, list[str]] = {
     "js-streams": [r"\{ n: 0 \}", r"\{ n: 1 \}", r"\{ n: 2 \}", "AbortError cancelled", "the handler saw cancelled"],
     "js-binary": ["blob.bin 1048576 true 32", "streamed 2097152 bytes"],
     "js-tracing": [r"[0-9a-f]{32} pricing A-1", r"sent 00-[0-9a-f]{32}-[0-9a-f]{16}-01"],
+    "js-tls": ["over TLS: true"],
     "js-system": [r"\{ time: [\d.]+ \}", r"\{ time: [\d.]+ \}", r"\{ status: 'pong' \}"],
     "js-offline-queue": [r"\{ order: 7, status: 'created' \}"],
     "js-pool": [r"\{ id: 7, total: 19\.5 \}", r".*inUse: 0,.*"],
@@ -183,12 +193,25 @@ def _check_program(snippet: Snippet, proc: Any, code: int) -> None:
     assert not unexpected, f"{snippet.where}: unexpected on stderr: {unexpected}\n{proc.describe()}"
 
 
+def _tls_server_args(directory: Path) -> list[str]:
+    """Throwaway certificates in ``directory`` (the block's files), and the
+    server's flags for mutual TLS with them."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.test_tls import PKI  # the same throwaway CAs as the TLS suites
+
+    pki = PKI(directory)
+    return ["--tls-cert", pki.server[0], "--tls-key", pki.server[1], "--tls-ca", pki.ca]
+
+
 @pytest.mark.parametrize("snippet", _programs())
-async def test_snippet(snippet: Snippet, start_server, run_snippet):
+async def test_snippet(snippet: Snippet, start_server, run_snippet, tmp_path: Path):
     partner = BY_NAME[snippet.partner] if snippet.partner else None
     if DOWN_PORT in snippet.text and _accepts(int(DOWN_PORT)):
         pytest.skip(f"something listens on 127.0.0.1:{DOWN_PORT}, the port {snippet.where} says nothing listens on")
-    if partner is not None and partner.kind == "server":
+    if snippet.tls:
+        port = (await start_server(*_tls_server_args(tmp_path))).port
+    elif partner is not None and partner.kind == "server":
         port = free_port()
     elif snippet.names_port or (partner is not None and partner.names_port):
         port = (await start_server()).port
