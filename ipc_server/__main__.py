@@ -21,6 +21,7 @@ from ipc_protocol.version import __version__
 from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
 from .cli_view import VIEWS
 from .cluster import require_nats
+from .http_endpoint import EndpointBindError
 from .logs import LOG_FORMATS, configure_logging
 from .process import serve_until_signalled
 from .server import IPCServer
@@ -220,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve_until_signalled(lambda: IPCServer(config=config), ready=ready))
+    except EndpointBindError as exc:  # the metrics port's, not the main one's
+        print(f"ipc_server: cannot listen on the {exc.strerror}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"ipc_server: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 
-__all__ = ["HttpEndpoint", "MAX_REQUEST_BYTES", "READ_TIMEOUT_S", "MAX_CLIENTS"]
+__all__ = ["HttpEndpoint", "EndpointBindError", "MAX_REQUEST_BYTES", "READ_TIMEOUT_S", "MAX_CLIENTS"]
 
 MAX_REQUEST_BYTES = 8192
 READ_TIMEOUT_S = 5.0
@@ -89,6 +89,11 @@ def _response(status: int, content_type: str, body: bytes, *, head_only: bool = 
     return ("\r\n".join(headers) + "\r\n\r\n").encode() + (b"" if head_only else body)
 
 
+class EndpointBindError(OSError):
+    """The endpoint's port could not be bound; ``strerror`` names the
+    endpoint and its address (not the server's main port) and the reason."""
+
+
 class HttpEndpoint:
     """Serves ``pages``: path -> a function returning (status, content type, body).
 
@@ -111,7 +116,7 @@ class HttpEndpoint:
         try:
             self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_BYTES, reuse_address=True)
         except OSError as exc:
-            raise OSError(exc.errno, f"metrics endpoint {host}:{port}: {exc.strerror or exc}") from None
+            raise EndpointBindError(exc.errno, f"metrics endpoint {host}:{port}: {exc.strerror or exc}") from None
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
         log.info("metrics on http://%s:%d/metrics", self.host if ":" not in str(self.host) else f"[{self.host}]", self.port)
 

@@ -243,7 +243,9 @@ def test_a_metrics_port_in_use_stops_the_cli_with_its_address() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         proc = subprocess.run([sys.executable, "-m", "ipc_server", "--port", "0", "--metrics-port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 1 and f"metrics endpoint 127.0.0.1:{port}" in proc.stderr
+    # The metrics endpoint's address, not the main port's (--port 0) before it.
+    last = proc.stderr.splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith(f"ipc_server: cannot listen on the metrics endpoint 127.0.0.1:{port}: ") and "in use" in last, proc.stderr
 
 
 async def test_a_metrics_port_in_use_fails_start_and_leaves_nothing_of_the_server_open() -> None:
