@@ -55,7 +55,11 @@ def check_count(name: str, value: object, *, minimum: int = 0, none: bool = Fals
 
 
 def check_port(value: object) -> None:
+    """An integer 1..65535; its decimal string too (read from the environment,
+    say), which asyncio takes and Node converts."""
     expected = "an integer between 1 and 65535"
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
     port = as_number("port", value, expected)
     if not isinstance(value, numbers.Integral) or not 1 <= port <= 65535:
         raise ValueError(f"port must be {expected}, got {_shown(value)}")

@@ -42,7 +42,8 @@ REFUSED: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"max_concurrent_handlers": 0}, ValueError, r"^max_concurrent_handlers must be an integer >= 1 or math\.inf, got 0$"),
     ({"port": 0}, ValueError, r"^port must be an integer between 1 and 65535, got 0$"),
     ({"port": 70000}, ValueError, r"^port must be an integer between 1 and 65535, got 70000$"),
-    ({"port": "8888"}, TypeError, r"^port must be an integer between 1 and 65535, got str '8888'$"),
+    ({"port": "88x"}, TypeError, r"^port must be an integer between 1 and 65535, got str '88x'$"),
+    ({"port": "70000"}, ValueError, r"^port must be an integer between 1 and 65535, got 70000$"),
     ({"host": ""}, ValueError, r"^host must be a non-empty string, got ''$"),
     ({"host": None}, TypeError, r"^host must be a non-empty string, got NoneType None$"),
     ({"token": 5}, TypeError, r"^token must be a string or None, got int 5$"),
@@ -70,6 +71,7 @@ ACCEPTED: list[dict[str, Any]] = [
     {"max_concurrent_handlers": math.inf},
     {"port": 1},
     {"port": 65535},
+    {"port": "8888"},  # from the environment, say: asyncio takes it, Node converts it
     {"token": ""},
     {"request_timeout": 1e-3, "connect_timeout": 1e-3},
 ]
