@@ -12,7 +12,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ipc_protocol import ErrorCode
+
 __all__ = [
+    "FAILOVER_CODES",
+    "SERVER_DOWN_CODES",
     "Server",
     "ServerSpec",
     "Strategy",
@@ -27,6 +31,13 @@ __all__ = [
 ]
 
 ServerSpec = tuple[str, int] | str | Mapping[str, Any]
+
+# Errors after which a call (or a stream before its first item) is tried on the next healthy server (§8).
+FAILOVER_CODES = frozenset(
+    {ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN, ErrorCode.NO_RESPONDERS, ErrorCode.CIRCUIT_OPEN}
+)
+# Of those, the ones that say the server itself is gone: it leaves the rotation.
+SERVER_DOWN_CODES = frozenset({ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN})
 
 
 @dataclass(eq=False)

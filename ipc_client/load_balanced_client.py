@@ -27,7 +27,7 @@ from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 from .listeners import Listeners
 from .balanced_health import ServerHealth
 from .balanced_subscriptions import BalancedSubscriptions, refusal, tally
-from .balancer import Balancer, Server, ServerSpec, parse_server
+from .balancer import FAILOVER_CODES, SERVER_DOWN_CODES, Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
 from .timeouts import check_timeout
@@ -40,13 +40,6 @@ T = TypeVar("T")
 
 DEFAULT_HEALTH_CHECK_INTERVAL_S = 5.0
 DEFAULT_HEALTH_CHECK_TIMEOUT_S = 2.0
-
-# Errors after which a call is tried on the next healthy server (§8).
-FAILOVER_CODES = frozenset(
-    {ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN, ErrorCode.NO_RESPONDERS, ErrorCode.CIRCUIT_OPEN}
-)
-# Of those, the ones that say the server itself is gone: it leaves the rotation.
-SERVER_DOWN_CODES = frozenset({ErrorCode.NOT_CONNECTED, ErrorCode.CONNECTION_LOST, ErrorCode.SHUTTING_DOWN})
 
 _EVENTS = ("server_up", "server_down", "server_leaving", "subscription_moved")
 

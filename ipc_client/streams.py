@@ -47,7 +47,7 @@ from .timeouts import check_timeout
 if TYPE_CHECKING:
     from .drain import Drain
 
-__all__ = ["Stream", "Streams", "Streaming", "DEFAULT_WINDOW"]
+__all__ = ["Stream", "Streams", "Streaming", "DEFAULT_WINDOW", "check_stream"]
 
 
 class Stream(AsyncIterator[Any]):
@@ -260,11 +260,18 @@ class Streaming:
             HandlerError, RemoteError: the producer failed; ResponderLost: it disconnected.
             ConnectionLost: this client's connection dropped.
         """
-        validate_channel(channel)
-        if headers is not None:
-            check_headers(headers)
+        check_stream(channel, headers, timeout, idle_timeout, window)
         self._drain.check()  # none while draining (docs/resilience.md §12)
-        for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
-            if check_timeout(value, None, name) is not None and not value > 0:  # type: ignore[operator]  # infinite: none is None
-                raise ValueError(f"{name} must be a positive, finite number of seconds or None")
         return Stream(self._streams.consume(channel, payload, timeout=timeout, idle_timeout=idle_timeout, window=Window(window), headers=headers))
+
+
+def check_stream(channel: str, headers: dict[str, str] | None, timeout: float | None, idle_timeout: float | None, window: int) -> None:
+    """A stream's arguments, checked where ``stream()`` is called (also by
+    the pool's, the load-balanced client's and the service client's)."""
+    validate_channel(channel)
+    if headers is not None:
+        check_headers(headers)
+    for name, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
+        if check_timeout(value, None, name) is not None and not value > 0:  # type: ignore[operator]  # infinite: none is None
+            raise ValueError(f"{name} must be a positive, finite number of seconds or None")
+    Window(window)
