@@ -30,6 +30,7 @@ from .balanced_subscriptions import BalancedSubscriptions, refusal, tally
 from .balancer import FAILOVER_CODES, SERVER_DOWN_CODES, Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
+from .balanced_streams import BalancedStreaming
 from .timeouts import check_timeout
 
 __all__ = ["LoadBalancedClient", "FAILOVER_CODES", "SERVER_DOWN_CODES"]
@@ -44,7 +45,7 @@ DEFAULT_HEALTH_CHECK_TIMEOUT_S = 2.0
 _EVENTS = ("server_up", "server_down", "server_leaving", "subscription_moved")
 
 
-class LoadBalancedClient:
+class LoadBalancedClient(BalancedStreaming):
     """Requests, publishes and registrations over a set of servers.
 
     Args:

@@ -41,6 +41,7 @@ from .coalescing import request_key
 from .pool_core import Member, PoolCore
 from .pool_metrics import sum_metrics
 from .pool_plan import pick_shared
+from .pooled_streams import PoolStreaming
 from .timeouts import check_timeout
 
 __all__ = ["ConnectionPool", "DEFAULT_ACQUIRE_TIMEOUT_S", "DEFAULT_IDLE_TIMEOUT_S"]
@@ -51,7 +52,7 @@ DEFAULT_IDLE_TIMEOUT_S = 30.0
 T = TypeVar("T")
 
 
-class ConnectionPool(PoolCore):
+class ConnectionPool(PoolStreaming, PoolCore):
     """Between ``min_connections`` and ``max_connections`` clients to one server.
 
     Args:

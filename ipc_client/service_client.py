@@ -20,6 +20,7 @@ from ipc_protocol import ErrorCode, IPCError, NotConnected, RequestTimeout
 from .latency import LatencyWindow
 from .load_balanced_client import LoadBalancedClient
 from .pool import _refuse_queue_path
+from .balanced_streams import ServiceStreaming
 from .timeouts import check_timeout
 
 __all__ = ["ServiceClient"]
@@ -95,14 +96,16 @@ class _Service:
         """Started, and done starting (whether or not a server answered)."""
         return self._starting is not None and self._starting.done()
 
-    def record(self, started: float, error: BaseException | None) -> None:
+    def record(self, started: float, error: BaseException | None, answered: float | None = None) -> None:
+        """One call ended; its latency ends when it was ``answered`` (a
+        stream's first item), else now."""
         ended = time.monotonic()
         self.requests += 1
         if error is not None:
             self.errors += 1
             if isinstance(error, IPCError) and error.code == ErrorCode.TIMEOUT:
                 self.timeouts += 1
-        self.window.add(ended - started, ended)
+        self.window.add((ended if answered is None else answered) - started, ended)
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -114,7 +117,7 @@ class _Service:
         }
 
 
-class ServiceClient:
+class ServiceClient(ServiceStreaming):
     """Named backend services for a gateway.
 
     Args:
