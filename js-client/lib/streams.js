@@ -57,6 +57,28 @@ function checkStreamTimeout(value, name) {
 }
 
 /**
+ * A stream's arguments, checked where stream() is called (also by the
+ * pool's, the load-balanced client's and the service client's).
+ * @param {string} channelId
+ * @param {object} [options] stream()'s.
+ * @returns {{timeout: number|null, idleTimeout: number|undefined, window: number, signal: AbortSignal|undefined, headers: object|undefined}}
+ * @throws {TypeError|RangeError} a bad channel or option.
+ */
+function checkStream(channelId, options = {}) {
+  validateChannel(channelId);
+  if (options === null || typeof options !== 'object') throw new TypeError('stream options must be an object');
+  const { timeout = null, idleTimeout, window = DEFAULT_WINDOW, signal, headers } = options;
+  new Window(window); // throws for a bad size
+  return {
+    timeout: timeout === null ? null : checkStreamTimeout(timeout, 'timeout'),
+    idleTimeout: idleTimeout === undefined ? undefined : checkStreamTimeout(idleTimeout, 'idleTimeout'),
+    window,
+    signal: checkSignal(signal),
+    headers
+  };
+}
+
+/**
  * One stream, as an async iterator (its own [Symbol.asyncIterator]).
  */
 class Stream {
@@ -290,17 +312,11 @@ class Streams {
    * @returns {Stream}
    */
   stream(channelId, payload = null, options = {}) {
-    validateChannel(channelId);
+    const checked = checkStream(channelId, options);
     this.host._drain.check(); // none while draining (docs/resilience.md §12)
-    if (options === null || typeof options !== 'object') throw new TypeError('stream options must be an object');
-    const { timeout = null, idleTimeout = this.host.options.requestTimeout, window = DEFAULT_WINDOW, signal, headers } = options;
-    return new Stream(this, channelId, payload, {
-      timeout: timeout === null ? null : checkStreamTimeout(timeout, 'timeout'),
-      idleTimeout: checkStreamTimeout(idleTimeout, 'idleTimeout'),
-      window: new Window(window),
-      signal: checkSignal(signal),
-      headers
-    });
+    const { timeout, window, signal, headers } = checked;
+    const idleTimeout = checked.idleTimeout ?? checkStreamTimeout(this.host.options.requestTimeout, 'idleTimeout');
+    return new Stream(this, channelId, payload, { timeout, idleTimeout, window: new Window(window), signal, headers });
   }
 
   /**
@@ -340,4 +356,4 @@ class Streams {
   }
 }
 
-module.exports = { Streams, Stream };
+module.exports = { Streams, Stream, checkStream };
