@@ -937,6 +937,14 @@ export declare class ConnectionPool extends EventEmitter {
   /** IPCClient.notify() on a shared member; `timeout` covers the wait for it. */
   notify(channelId: string, data: unknown, options?: CallOptions): Promise<void>;
   /**
+   * IPCClient.stream() on a member shared as lease() shares it, held until
+   * the stream ends, fails or is left (break, return(), the signal) and then
+   * given back once. `timeout` (the whole stream's) covers the wait for the
+   * member (at most acquireTimeout); close() during the stream ends it with
+   * connection_lost. Bad arguments throw at the call.
+   */
+  stream<T = any, P = unknown>(channelId: string, payload?: P, options?: StreamOptions): Stream<T>;
+  /**
    * Subscribes on one member (the registrar), replayed on its replacement
    * before that one is handed out, so each publish reaches the handler
    * once. Resolves true when active now, false when no member could be
@@ -1078,6 +1086,14 @@ export declare class LoadBalancedClient extends EventEmitter {
     options?: { ack?: boolean; headers?: Record<string, string>; timeout?: number }
   ): Promise<{ delivered: number | null } | undefined>;
   notify(channelId: string, data: unknown, options?: { headers?: Record<string, string>; timeout?: number }): Promise<void>;
+  /**
+   * IPCClient.stream() on one healthy server, picked as for a request. Until
+   * the first item, the errors a request fails over on try the next healthy
+   * server within `timeout` (null: requestTimeout bounds the failovers);
+   * after it, an error goes to the reader. close() during the stream ends
+   * it with connection_lost. Bad arguments throw at the call.
+   */
+  stream<T = any, P = unknown>(channelId: string, payload?: P, options?: StreamOptions): Stream<T>;
   /** On every server; resolves once one acked, the others get it when they come back. */
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
@@ -1146,6 +1162,12 @@ export declare class ServiceClient {
    * `timeout` (ms) covers the whole call, the start included; `signal` gives it up with an AbortError.
    */
   request<R = any>(service: string, method: string, data?: unknown, options?: { timeout?: number; signal?: AbortSignal }): Promise<R>;
+  /**
+   * The items `method` streams in the service's app, as LoadBalancedClient.stream() reads them (starting
+   * the service on first use, within `timeout`). Counted in metrics() as one call once it ended, its
+   * latency the time to its first item; a reader leaving is no error. Throws TypeError for an unknown service.
+   */
+  stream<T = any>(service: string, method: string, data?: unknown, options?: StreamOptions): Stream<T>;
   metrics(): Record<string, ServiceMetrics>;
   /** One service's metrics; every service's when omitted. */
   getMetrics(service: string): ServiceMetrics;

@@ -15,7 +15,7 @@
  * (balanced_registrations.js).
  */
 
-const { EventEmitter } = require('node:events');
+const { BalancedStreaming } = require('./balanced_streams');
 const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
 const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
 const { parseOptions, refuseQueuePath } = require('./options');
@@ -45,7 +45,7 @@ const BALANCER_DEFAULTS = Object.freeze({
  * when a subscription over nodes of one cluster moved to another node
  * (docs/cluster.md §6), 'error' (err, only when listened to) for registrations a server refused.
  */
-class LoadBalancedClient extends EventEmitter {
+class LoadBalancedClient extends BalancedStreaming {
   /**
    * @param {string} appId the application namespace.
    * @param {Array<string|[string, number]|{host?: string, port: number, weight?: number}>} servers

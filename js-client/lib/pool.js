@@ -27,7 +27,8 @@
  *
  * The pool makes calls itself too (pool_calls.js): sendRequest/request/
  * publish/notify on a shared member, as lease() shares it, and subscribe/
- * serve on one member, replayed on its replacement (pool_registrations.js).
+ * serve on one member, replayed on its replacement (pool_registrations.js);
+ * stream() reads a stream on a shared member (pooled_streams.js).
  *
  * Who gets which member, and when a connection is opened or closed, is
  * decided by planPool() (pool_plan.js, as httpcore's pool does) and applied
@@ -39,7 +40,7 @@ const { parseOptions, refuseQueuePath } = require('./options');
 const { toNumber } = require('./legacy_options');
 const { checkTimeout } = require('./call_options');
 const { NotConnectedError } = require('./errors');
-const { PoolCalls } = require('./pool_calls');
+const { PoolStreaming } = require('./pooled_streams');
 const { pickIdle } = require('./pool_plan');
 const { sumMetrics } = require('./pool_metrics');
 const { clearLongTimeout } = require('./long_timer');
@@ -97,7 +98,7 @@ function checkWait(timeout) {
  * 'connection_lost' ({client, error}) when a member's connection dropped,
  * 'error' (err, only when listened to) when a background replacement fails.
  */
-class ConnectionPool extends PoolCalls {
+class ConnectionPool extends PoolStreaming {
   /**
    * @param {string} appId the application of every member.
    * @param {object} [options] `minConnections` (1), `maxConnections` (10),

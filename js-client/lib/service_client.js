@@ -9,6 +9,7 @@
  */
 
 const { LoadBalancedClient } = require('./load_balanced_client');
+const { ServiceStreaming } = require('./balanced_streams');
 const { LatencyWindow } = require('./latency');
 const { AbortError, ErrorCode, NotConnectedError } = require('./errors');
 const { checkTimeout } = require('./call_options');
@@ -165,9 +166,10 @@ class Service {
    * Counts one finished call.
    * @param {number} started when it started (monotonic ms).
    * @param {Error|null} error its failure, if any.
+   * @param {number|null} [answered] when a stream's first item came.
    */
-  record(started, error) {
-    const t = now();
+  record(started, error, answered = null) {
+    const t = answered ?? now(); // a stream's latency ends at its first item
     this.requests++;
     if (error !== null) {
       this.errors++;
@@ -198,7 +200,7 @@ class Service {
  * Services are given to the constructor or added (and changed) later with
  * configureService(); each starts with start() or on its first request.
  */
-class ServiceClient {
+class ServiceClient extends ServiceStreaming {
   /**
    * @param {Record<string, {host?: string, port?: number, servers?: Array<unknown>, appId?: string, strategy?: string, minConnections?: number, maxConnections?: number, timeout?: number, healthCheckInterval?: number, reconnectDelay?: number}>} [services]
    *   name -> description (see configureService()); none is fine.
@@ -207,6 +209,7 @@ class ServiceClient {
    * @throws {TypeError|RangeError} a bad description.
    */
   constructor(services = {}, { appId = 'gateway', ...shared } = {}) {
+    super();
     if (services === null || typeof services !== 'object' || Array.isArray(services)) {
       throw new TypeError('services must map names to descriptions');
     }

@@ -285,6 +285,35 @@ async function streamingPeer(t, { features = ['cancel', 'streams'], onRequest, h
 }
 
 /**
+ * A streaming peer whose stream requests (those with a `window`) are
+ * answered as `script(request, out)` decides, `out` being `{item(payload),
+ * end(), fail(code)}`; other requests are answered with their payload.
+ * `peer.streams` lists the stream requests it received, `peer.outs` their `out`.
+ * @param {import('node:test').TestContext} t
+ * @param {(request: object, out: {item: Function, end: Function, fail: Function}) => void} script
+ * @returns {Promise<Peer>}
+ */
+async function producerPeer(t, script) {
+  const peer = await streamingPeer(t, {
+    onRequest: (msg, conn, reply) => {
+      if (msg.window === undefined || msg.window === null) return reply(msg.payload);
+      const frame = (type, payload) => conn.send(buildMessage(type, msg.app_id, msg.channel_id, payload, { reply_to: msg.message_id }));
+      const out = {
+        item: (payload) => frame('stream_item', payload),
+        end: () => frame('stream_end', null),
+        fail: (code) => reply(null, { error: { code, message: `${code} (from the test's peer)` } })
+      };
+      peer.streams.push(msg);
+      peer.outs.push(out);
+      script(msg, out);
+    }
+  });
+  peer.streams = [];
+  peer.outs = [];
+  return peer;
+}
+
+/**
  * A client connected to `peer`, disconnected after the test.
  * @param {import('node:test').TestContext} t
  * @param {Peer} peer
@@ -298,4 +327,4 @@ async function connectedClient(t, peer, options = {}) {
   return client;
 }
 
-module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, peerAndClient, streamingPeer, connectedClient, nextReceived, until, captureWarnings, settle, freePort };
+module.exports = { ROOT, loadVectors, loadErrorCodes, waitFor, Peer, peerAndClient, streamingPeer, producerPeer, connectedClient, nextReceived, until, captureWarnings, settle, freePort };

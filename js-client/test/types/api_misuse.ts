@@ -87,6 +87,10 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   new IPCClient('app', { circuitBreaker: { failureThreshold: '5' } });
   // @ts-expect-error a service call's options are {timeout}
   await gateway.request('users', 'users.get', null, 500);
+  // @ts-expect-error a pooled stream's timeout is in its options (a number there is not an options object: TypeError)
+  pool.stream('ticks', null, 1000);
+  // @ts-expect-error a service stream names its service first, then the channel
+  gateway.stream('ticks');
 
   // -- what comes back --
   // @ts-expect-error protocol is null until connected

@@ -540,6 +540,8 @@ export async function pool(): Promise<void> {
   exact<{ delivered: number | null }>()(await p.publish('news', 1, { ack: true, timeout: 100 }));
   exact<undefined>()(await p.publish('news', 1));
   exact<void>()(await p.notify('audit', 1, { timeout: 100 }));
+  const pooled: Stream<number> = p.stream<number>('ticks', { symbol: 'ACME' }, { timeout: 1000, idleTimeout: 500, window: 8, signal: new AbortController().signal });
+  for await (const tick of pooled) exact<number>()(tick);
   exact<boolean>()(await p.subscribe<string>('news.>', (msg) => msg.payload.toUpperCase(), { timeout: 100 }));
   await p.unsubscribe('news.>');
   exact<boolean>()(await p.serve('sum', (msg, ctx) => (ctx.signal.aborted ? 0 : 1), { timeout: 100, schema: { request: { type: 'array' } } }));
@@ -597,6 +599,8 @@ export async function loadBalanced(): Promise<void> {
   exact<{ delivered: number | null }>()(await lb.publish('news', 1, { ack: true, timeout: 100 }));
   exact<undefined>()(await lb.publish('news', 1));
   exact<void>()(await lb.notify('audit', 1, { headers: { a: 'b' }, timeout: 100 }));
+  for await (const tick of lb.stream<number>('ticks', null, { timeout: 1000, headers: { a: 'b' } })) exact<number>()(tick);
+  exact<IteratorResult<string, undefined>>()(await lb.stream<string>('ticks').return());
   await lb.subscribe<string>('news.>', (msg) => msg.payload.toUpperCase(), { timeout: 100 });
   await lb.unsubscribe('news.>');
   await lb.serve('sum', (msg) => (msg.payload as number[]).reduce((a, b) => a + b, 0), { timeout: 100, schema: { request: { type: 'array' } } });
@@ -642,6 +646,7 @@ export async function services(): Promise<void> {
   const user: { name: string } = await gateway.request<{ name: string }>('users', 'users.get', { id: 1 }, { timeout: 500 });
   await gateway.request('users', 'users.get', { id: 1 }, { timeout: 500, signal: new AbortController().signal });
   await gateway.request('billing', 'invoices.list');
+  for await (const line of gateway.stream<string>('billing', 'invoices.export', { month: 5 }, { timeout: 60_000, window: 16 })) exact<string>()(line);
   const all: Record<string, ServiceMetrics> = gateway.metrics();
   const one: ServiceMetrics = gateway.getMetrics('users');
   const every: Record<string, ServiceMetrics> = gateway.getMetrics();
