@@ -11,7 +11,8 @@
  *
  * Load is generated here rather than command by command, so that thousands
  * of calls can run while Python kills servers; every call is checked to
- * settle exactly once and never after its deadline.
+ * settle exactly once and never after its deadline. Streams (stream())
+ * are read in the background and reported as events (readStream).
  */
 
 const { ConnectionPool, LoadBalancedClient } = require('../../js-client');
@@ -100,6 +101,35 @@ class Tally {
 }
 
 let load = null;
+const pausedStreams = new Map(); // tag -> resume
+
+/**
+ * Reads a stream through the pool or the balancer, reporting as events:
+ * `streamPaused {tag, items}` after `pauseAfter` items (it then waits for
+ * resumeStream), `streamDone {tag, items, error}` at its end; `breakAfter`
+ * items leave the loop (break).
+ * @param {object} cmd
+ */
+async function readStream(cmd) {
+  const options = {};
+  if (cmd.timeoutMs !== undefined) options.timeout = cmd.timeoutMs;
+  if (cmd.window !== undefined) options.window = cmd.window;
+  const items = [];
+  try {
+    for await (const item of target.stream(cmd.channel, cmd.payload ?? null, options)) {
+      items.push(item);
+      if (items.length === cmd.breakAfter) break;
+      if (items.length === cmd.pauseAfter) {
+        const resumed = new Promise((resolve) => pausedStreams.set(cmd.tag, resolve));
+        out({ event: 'streamPaused', tag: cmd.tag, items: [...items] });
+        await resumed;
+      }
+    }
+    out({ event: 'streamDone', tag: cmd.tag, items, error: null });
+  } catch (err) {
+    out({ event: 'streamDone', tag: cmd.tag, items, error: describe(err) });
+  }
+}
 
 const ops = {
   start: () => target.start().then(() => null),
@@ -146,6 +176,16 @@ const ops = {
     target
       .subscribe(cmd.channel, (msg) => out({ event: 'message', channel: msg.channel_id, payload: msg.payload }))
       .then((applied) => applied ?? null),
+  // stream(), read in the background: events streamPaused and streamDone (readStream).
+  startStream: (cmd) => {
+    readStream(cmd);
+    return null;
+  },
+  resumeStream: (cmd) => {
+    pausedStreams.get(cmd.tag)();
+    pausedStreams.delete(cmd.tag);
+    return null;
+  },
   close: () => target.close().then(() => null)
 };
 
