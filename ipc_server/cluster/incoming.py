@@ -13,6 +13,17 @@ the requests it still holds for it (``C._n.<node>``): the requester's node
 takes a request whose node stops naming it as lost (``outgoing.py``).
 A stream request's items go back on the same reply subject through
 :meth:`RemoteRequester.send_item` (``stream_relay.py``).
+
+The other way, a stream held for a consumer's node that has gone silent
+(not heard on ``C._hb`` for three heartbeat intervals, ``members.py``) is
+dropped as for a consumer gone, its producer stopped: nobody would read
+its items. A requester node is an incarnation (the token
+of its reply subject), so one restarted under its name does not keep its
+predecessor's requests alive. While this node is cut off from NATS, and
+for three intervals after, it knows nothing of the others and drops
+nothing for that (a stream its consumer's node no longer waits for is
+cancelled by that node when this one names it again, ``outgoing.py``);
+nor after its own loop stalled, which is not the others' silence.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from ipc_protocol.messages import error_response
 from ..frame_limit import PREFIX_BYTES
 from ..stats import ServerStats
 from .link import Link, Msg
+from .members import SILENT_INTERVALS, Members, is_heard
 from .subjects import Subjects
 
 __all__ = ["Incoming", "RemoteRequester"]
@@ -135,6 +147,7 @@ class Incoming:
         *,
         route: Callable[[RemoteRequester, Message, bytes], None],
         withdraw: Callable[[RemoteRequester, str], None],
+        members: Members,
         heartbeat_s: float,
     ) -> None:
         self._link = link
@@ -142,18 +155,21 @@ class Incoming:
         self.stats = stats
         self._route = route
         self._withdraw = withdraw
+        self._members = members
         self._heartbeat_s = heartbeat_s
+        self._silence_s = heartbeat_s * SILENT_INTERVALS
         self._held: dict[str, dict[str, RemoteRequester]] = {}  # requester node -> token -> stand-in
         self.relay: Any = None  # stream_relay.StreamRelay, set by the node: a stream's items and credit
-        self._notes: asyncio.Task[None] | None = None
+        self._ticks: asyncio.Task[None] | None = None
         self.served = 0
+        self.streams_dropped = 0  # held for a consumer's node that went silent
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._notes = loop.create_task(self._send_notes())
+        self._ticks = loop.create_task(self._tick())
 
     def close(self) -> None:
-        if self._notes is not None:
-            self._notes.cancel()
+        if self._ticks is not None:
+            self._ticks.cancel()
 
     def __len__(self) -> int:
         return sum(len(held) for held in self._held.values())
@@ -211,25 +227,42 @@ class Incoming:
         """The stand-in of request ``token`` of node ``node``, while it runs here."""
         return self._held.get(node, {}).get(token)
 
-    def streams(self) -> list[RemoteRequester]:
-        """The stand-ins of the streams (§15) held here now."""
-        return [r for held in self._held.values() for r in held.values() if r.request.window is not None]
-
     def drop(self, requester: RemoteRequester, reason: str) -> None:
         """Give ``requester``'s request up without an answer: stop whoever runs it."""
         requester.answered = True
         self._release(requester)
         self._withdraw(requester, reason)
 
-    async def _send_notes(self) -> None:
-        """Every heartbeat interval: each requester node is told what is held for it."""
+    async def _tick(self) -> None:
+        """Every heartbeat interval: the streams held for a silent node are
+        dropped, and each requester node is told what is held for it."""
         me = self._subjects.node
+        loop = asyncio.get_running_loop()
+        expected = loop.time() + self._heartbeat_s
         while True:
             await asyncio.sleep(self._heartbeat_s)
+            now = loop.time()
+            if now - expected <= self._heartbeat_s:  # else this node's own loop stalled: not the others' silence
+                self._drop_silent()
+            expected = now + self._heartbeat_s
             for node, held in list(self._held.items()):
                 if held:
                     note = json.dumps({"node": me, "held": list(held)}).encode()
                     self._link.publish(self._subjects.notes_of(node), note)
+
+    def _drop_silent(self) -> None:
+        """Drop the streams held for a consumer's node that went silent (module docstring)."""
+        if not self._held or not self._members.knows():
+            return  # cut off, or back too lately to have heard every node
+        live = self._members.live()
+        limit = monotonic() - self._silence_s
+        for node, held in list(self._held.items()):
+            if is_heard(node, live):
+                continue
+            for requester in [r for r in held.values() if r.read_at < limit and r.request.window is not None]:
+                log.info("cluster: the node of %r's consumer went silent; its stream is dropped", requester.request.channel_id)
+                self.streams_dropped += 1
+                self.drop(requester, ErrorCode.CONNECTION_LOST)
 
     @staticmethod
     def _now() -> float:

@@ -2,22 +2,55 @@
 publishes a heartbeat on ``C._hb`` each ``cluster_heartbeat_s``; a node
 heard within three intervals is alive. A node that closes says so, and is
 forgotten at once. The list bounds how long a cluster-wide query waits
-(``discovery.py``): for an answer from every live node, no longer."""
+(``discovery.py``): for an answer from every live node, no longer.
+
+A member is a node's incarnation, not its name: the token that names the
+node in its subjects (``Subjects.node``: the name escaped, ``~`` and a
+random part of its process), sent as ``id`` in its heartbeat beside its
+``node`` name. A node restarted under the same name (what ``--workers``
+does with a worker that died) is a new member, and the old one goes
+silent; two nodes given one name by mistake (twins) are two members. A
+heartbeat without ``id`` (a node from before it was sent) stands for any
+incarnation of its name (``member_of``), as heartbeats did then. Users
+see names: ``labels``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from collections import Counter
+from collections.abc import Container
 
 from .link import Link, Msg
-from .subjects import Subjects
+from .subjects import Subjects, escape_token
 
-__all__ = ["Members"]
+__all__ = ["Members", "is_heard", "labels", "member_of"]
 
 log = logging.getLogger("ipc_server.cluster")
 
 SILENT_INTERVALS = 3
+
+
+def member_of(name: str) -> str:
+    """The member a heartbeat (or answer) without ``id`` stands for: any
+    incarnation of ``name`` (its token with an empty random part)."""
+    return escape_token(name) + "~"
+
+
+def is_heard(node: str, live: Container[str]) -> bool:
+    """Whether the node of a subject (``node``: an incarnation's token) is
+    among the ``live`` members, as itself or through its name's old-style
+    heartbeat."""
+    return node in live or node.rpartition("~")[0] + "~" in live
+
+
+def labels(names: dict[str, str]) -> dict[str, str]:
+    """What users see of each member (``names``: member -> its name): its
+    name, or where several members have one (twins) the name, ``~`` and
+    the member's random part."""
+    count = Counter(names.values())
+    return {m: name if count[name] == 1 or m.endswith("~") else f"{name}~{m.rpartition('~')[2]}" for m, name in names.items()}
 
 
 class Members:
@@ -25,8 +58,11 @@ class Members:
         self._link = link
         self._subjects = subjects
         self.name = name
+        self.node_id = subjects.node  # this node's incarnation: its member in the others' tables
         self._heartbeat_s = heartbeat_s
-        self._seen: dict[str, float] = {}  # node name -> loop time it was last heard
+        self._silence_s = heartbeat_s * SILENT_INTERVALS
+        self._seen: dict[str, tuple[str, float]] = {}  # member -> its name, the loop time it was last heard
+        self._up_at: float | None = None  # when the link last came up: the members are known three intervals later
         self._task: asyncio.Task[None] | None = None
         self._twin = False  # another node has this one's name (logged once)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -36,7 +72,9 @@ class Members:
         self._task = loop.create_task(self._beat())
 
     def beat(self, leaving: bool = False) -> None:
-        note = {"node": self.name, "leaving": True} if leaving else {"node": self.name}
+        note: dict[str, object] = {"node": self.name, "id": self.node_id}
+        if leaving:
+            note["leaving"] = True
         self._link.publish(self._subjects.heartbeat, json.dumps(note).encode())
 
     async def _beat(self) -> None:
@@ -47,33 +85,50 @@ class Members:
     async def on_heartbeat(self, nmsg: Msg) -> None:
         try:
             note = json.loads(nmsg.data)
-            name = note["node"]
-        except (ValueError, KeyError, TypeError):
+            name, member, leaving = note["node"], note.get("id"), note.get("leaving")
+        except (ValueError, KeyError, TypeError, AttributeError):
             return
-        if name == self.name:  # no_echo: not this node's own; another one took its name
-            if not self._twin:
-                self._twin = True
-                log.error("cluster: another node is named %r: give each node its own node_name", name)
+        if not isinstance(name, str) or not isinstance(member, (str, type(None))):
             return
-        if note.get("leaving"):
-            if self._seen.pop(name, None) is not None:
-                log.info("cluster: node %s left", name)
+        member = member or member_of(name)  # a node from before heartbeats named the incarnation
+        if member == self.node_id:  # never: no_echo
             return
-        if name not in self._seen:
-            log.info("cluster: node %s joined", name)
+        if name == self.name and not self._twin:
+            self._twin = True
+            log.error("cluster: another node is named %r: give each node its own node_name", name)
+        if leaving:
+            if self._seen.pop(member, None) is not None:
+                log.info("cluster: node %s left (%s)", name, member)
+            return
+        if member not in self._seen:
+            log.info("cluster: node %s joined (%s)", name, member)
             self.beat()  # the newcomer learns of this node at once
-        self._seen[name] = self.loop.time()
+        self._seen[member] = (name, self.loop.time())
+
+    def live(self) -> dict[str, str]:
+        """The other members heard from lately, and their names."""
+        limit = self.loop.time() - self._silence_s
+        for member in [m for m, (_, at) in self._seen.items() if at < limit]:
+            name, _ = self._seen.pop(member)
+            log.info("cluster: node %s went silent (%s)", name, member)
+        return {member: name for member, (name, _) in self._seen.items()}
 
     def alive(self) -> list[str]:
-        """The other nodes heard from lately, by name."""
-        limit = self.loop.time() - self._heartbeat_s * SILENT_INTERVALS
-        for name in [n for n, at in self._seen.items() if at < limit]:
-            del self._seen[name]
-            log.info("cluster: node %s went silent", name)
-        return sorted(self._seen)
+        """The other nodes heard from lately, as users see them (``labels``)."""
+        shown = labels({self.node_id: self.name, **self.live()})
+        return sorted(label for member, label in shown.items() if member != self.node_id)
+
+    def knows(self) -> bool:
+        """Whether every live member has been heard: NATS up for three intervals at least."""
+        return self._link.up and self._up_at is not None and self.loop.time() - self._up_at >= self._silence_s
+
+    def link_up(self) -> None:
+        self._up_at = self.loop.time()
+        self.beat()
 
     def link_down(self) -> None:
         self._seen.clear()  # nothing is known of the others until NATS is back
+        self._up_at = None
 
     def close(self) -> None:
         if self._task is not None:

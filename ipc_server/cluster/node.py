@@ -100,12 +100,12 @@ class Cluster:
         beat = config.cluster_heartbeat_s
         self.outgoing = Outgoing(link, subjects, stats, heartbeat_s=beat, default_timeout_s=config.default_request_timeout_s, grace_s=config.no_responders_grace_s, shutdown=shutdown)
         self.outgoing.local = self._taker
-        self.incoming = Incoming(link, subjects, stats, route=self._route, withdraw=self._withdraw, heartbeat_s=beat)
-        self.interest = Interest(link, subjects, self._on_publish, self.incoming.on_request)
         self.members = Members(link, subjects, self.name, beat)
+        self.incoming = Incoming(link, subjects, stats, route=self._route, withdraw=self._withdraw, members=self.members, heartbeat_s=beat)
+        self.interest = Interest(link, subjects, self._on_publish, self.incoming.on_request)
         streams = forwarding.streams  # the server's (§15): a remote consumer's credit goes to it
         assert streams is not None
-        self.relay = StreamRelay(link, subjects, stats, outgoing=self.outgoing, incoming=self.incoming, streams=streams, members=self.members, heartbeat_s=beat)
+        self.relay = StreamRelay(link, subjects, stats, outgoing=self.outgoing, incoming=self.incoming, streams=streams)
         self.discovery = Discovery(link, subjects, self.members, local=self._local, state=self.state)
         self.publishes_out = 0
         self.publishes_in = 0
@@ -124,7 +124,6 @@ class Cluster:
         self.outgoing.start(loop)
         self.incoming.start(loop)
         self.members.start(loop)
-        self.relay.start(loop)
         self.link.start()
         try:
             await asyncio.wait_for(self.link.ever_up.wait(), START_WAIT_S)
@@ -152,8 +151,7 @@ class Cluster:
 
     def _link_up(self) -> None:
         self.interest.link_up()
-        self.relay.link_up()
-        self.members.beat()
+        self.members.link_up()
 
     def _link_down(self) -> None:
         self.members.link_down()
@@ -173,7 +171,6 @@ class Cluster:
         self.members.close()
         self.outgoing.close()
         self.incoming.close()
-        self.relay.close()
         self.discovery.close()
         await self.link.close()
 
@@ -335,6 +332,7 @@ class Cluster:
         """The node's cluster figures (``stats``' ``cluster``)."""
         return {
             "node": self.name,
+            "node_id": f"{self.name}~{self.members.node_id.rpartition('~')[2]}",  # its incarnation (members.py)
             "state": "up" if self.link.up else "degraded",
             "reason": self.link.reason or None,
             "nats": self.link.url or None,

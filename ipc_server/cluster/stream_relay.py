@@ -27,18 +27,14 @@ before the first item named the subject, is sent with that item).
 Cancels cross as for any request (``C._c``); the producer's loss comes
 back as its node's ``responder_lost``, and its node's death as the silence
 of ``outgoing.py``. The other way, a producing node drops a stream whose
-consumer's node has gone silent (left the cluster's heartbeats) for three
-heartbeat intervals: nobody would read its items. (While this node is
-cut off from NATS, and for three intervals after, it knows nothing of the
-others and drops nothing: a stream its consumer's node no longer waits for
-is cancelled by that node when this one names it again, ``outgoing.py``.)
+consumer's node (that incarnation of it) has gone silent, left the
+cluster's heartbeats, for three heartbeat intervals: nobody would read its
+items (``incoming.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import ErrorCode, Message, MessageType, decode_relayed, encode_message
@@ -48,8 +44,7 @@ from ipc_protocol.streams import Credit, credit
 from ..stats import ServerStats
 from .incoming import Incoming, RemoteRequester
 from .link import Link, Msg
-from .members import SILENT_INTERVALS, Members
-from .subjects import Subjects, unescape_token
+from .subjects import Subjects
 
 if TYPE_CHECKING:
     from ..connection import ServerConnection
@@ -84,8 +79,6 @@ class StreamRelay:
         outgoing: Outgoing,
         incoming: Incoming,
         streams: Streams,
-        members: Members,
-        heartbeat_s: float,
     ) -> None:
         self._link = link
         self._subjects = subjects
@@ -93,27 +86,11 @@ class StreamRelay:
         self._outgoing = outgoing
         self._incoming = incoming
         self._streams = streams
-        self._members = members
-        self._heartbeat_s = heartbeat_s
-        self._silence_s = heartbeat_s * SILENT_INTERVALS
         self._open: dict[tuple[Any, str], _Pending] = {}  # (consumer, its request id) -> the request waiting
-        self._sweeper: asyncio.Task[None] | None = None
-        self._up_at = 0.0  # when the link last came up: the other nodes' heartbeats are known from then
         outgoing.relay = incoming.relay = self
         # what the node reports (cluster stats)
         self.items_in = 0
         self.items_out = 0
-        self.dropped = 0  # streams produced here whose consumer's node went silent
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._sweeper = loop.create_task(self._sweep())
-
-    def link_up(self) -> None:
-        self._up_at = asyncio.get_running_loop().time()
-
-    def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
 
     def __len__(self) -> int:
         return len(self._open)
@@ -202,21 +179,6 @@ class StreamRelay:
         if msg.message_type is MessageType.CREDIT and msg.window is not None and msg.reply_to == requester.request.message_id:
             self._streams.frame(requester, msg, nmsg.data)  # type: ignore[arg-type]  # as a local consumer's
 
-    async def _sweep(self) -> None:
-        """Drop the streams produced here for a node that went silent."""
-        while True:
-            await asyncio.sleep(self._heartbeat_s)
-            held = self._incoming.streams()
-            if not held or not self._link.up or asyncio.get_running_loop().time() - self._up_at < self._silence_s:
-                continue  # cut off, or back too lately to have heard every node: nothing is known of the others
-            alive = set(self._members.alive())
-            limit = monotonic() - self._silence_s
-            for requester in held:
-                if requester.read_at < limit and unescape_token(requester.node.rpartition("~")[0]) not in alive:
-                    log.info("cluster: the node of %r's consumer went silent; its stream is dropped", requester.request.channel_id)
-                    self.dropped += 1
-                    self._incoming.drop(requester, ErrorCode.CONNECTION_LOST)
-
     def figures(self) -> dict[str, int]:
         """For ``stats``' ``cluster``."""
-        return {"streams_waiting": len(self._open), "stream_items_in": self.items_in, "stream_items_out": self.items_out, "streams_dropped": self.dropped}
+        return {"streams_waiting": len(self._open), "stream_items_in": self.items_in, "stream_items_out": self.items_out, "streams_dropped": self._incoming.streams_dropped}
