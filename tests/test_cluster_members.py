@@ -65,7 +65,34 @@ async def test_a_consumers_node_restarted_under_its_name_stops_the_producer(
         await stream.aclose()
 
 
-async def test_twins_are_both_listed_and_one_dying_stops_the_stream_it_consumed(
+async def test_twins_both_answer_services_channels_and_stats(nodes: Nodes, node_process: Processes, nats: NatsServer, clients: Clients) -> None:  # noqa: F811
+    twin = await node_process(nats.url, "--node-name", "dup")
+    other, x = await nodes("dup"), await nodes("x")
+    await until(lambda: len(x.cluster.members.alive()) == 2, "x hears both twins")
+    on_twin, on_other, on_x = await clients(twin.port), await clients(other.port), await clients(x.port)
+    twin_id = (await on_twin.system("stats"))["cluster"]["node_id"]
+    other_id = other.cluster.state()["node_id"]
+    assert twin_id != other_id and twin_id.startswith("dup~") and other_id.startswith("dup~")
+    await on_twin.serve("svc.twin", lambda msg: 1)
+    await on_twin.subscribe("news", lambda msg: None)
+    await on_other.serve("svc.other", lambda msg: 2)
+    await on_other.serve("svc.both", lambda msg: 2)
+    await on_twin.serve("svc.both", lambda msg: 1)
+    await on_x.subscribe("news", lambda msg: None)
+
+    for asking in (on_x, on_other):  # a third node, and a twin itself
+        services = await asking.system("services")
+        assert services["services"] == {"svc.twin": 1, "svc.other": 1, "svc.both": 2} and services["missing"] == []
+        assert services["nodes"] == {"x": {}, twin_id: {"svc.twin": 1, "svc.both": 1}, other_id: {"svc.other": 1, "svc.both": 1}}
+        channels = await asking.system("channels")
+        assert channels["channels"] == {"news": 2} and set(channels["nodes"]) == {"x", twin_id, other_id}
+        stats = await asking.system("stats")
+        assert set(stats["cluster"]["nodes"]) == {"x", twin_id, other_id} and stats["cluster"]["missing"] == []
+    assert (await on_x.system("stats"))["cluster"]["alive"] == sorted([twin_id, other_id])
+    assert (await on_other.system("stats"))["cluster"]["alive"] == sorted([twin_id, "x"])
+
+
+async def test_one_twin_dying_stops_the_stream_it_consumed(
     nats: NatsServer, nodes: Nodes, node_process: Processes, clients: Clients  # noqa: F811
 ) -> None:
     twin = await node_process(nats.url, "--node-name", "dup")
@@ -89,10 +116,16 @@ async def test_twins_are_both_listed_and_one_dying_stops_the_stream_it_consumed(
 
 @contextlib.asynccontextmanager
 async def old_style_node(nats: NatsServer, name: str) -> AsyncIterator[Any]:
-    """A raw NATS connection beating as a node from before heartbeats carried ``id``."""
+    """A raw NATS connection beating and answering ``services`` as a node
+    from before heartbeats and answers carried ``id``."""
     import nats as nats_py
 
     nc = await nats_py.connect(nats.url)
+
+    async def answer(msg: Any) -> None:
+        await nc.publish(msg.reply, json.dumps({"node": name, "result": {"services": {"legacy.svc": 1}}}).encode())
+
+    await nc.subscribe("ipcb._sys", cb=answer)
 
     async def beat() -> None:
         while True:
@@ -114,3 +147,12 @@ async def test_a_heartbeat_without_id_still_counts_for_any_incarnation_of_its_na
         live = a.cluster.members.live()
         assert list(live.values()) == ["old"]
         assert is_heard("old~0123abcd", live) and not is_heard("older~0123abcd", live)
+
+
+async def test_an_answer_without_id_still_counts_for_its_name(nats: NatsServer, nodes: Nodes, clients: Clients) -> None:  # noqa: F811
+    a = await nodes("a")
+    client = await clients(a.port)
+    async with old_style_node(nats, "old"):
+        await until(lambda: a.cluster.members.alive() == ["old"], "a hears the old-style node")
+        services = await client.system("services")
+    assert services == {"services": {"legacy.svc": 1}, "nodes": {"a": {}, "old": {"legacy.svc": 1}}, "missing": []}

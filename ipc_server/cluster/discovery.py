@@ -3,10 +3,13 @@
 and in total.
 
 The node asked queries the others on ``C._sys`` (every node subscribes;
-no queue group) and waits for an answer from each live node
+no queue group) and waits for an answer from each live member
 (``members.py``), at most ``GATHER_WAIT_S``; a node that does not answer
 in time is left out and named in ``missing``. While NATS is unreachable it
-answers at once with its own figures and ``degraded``.
+answers at once with its own figures and ``degraded``. Answers are told
+apart by member (an answer's ``id``; one without, from a node of before,
+stands for its name as its heartbeat does), so twins both count; users
+see the members' labels (their names, or for twins name and random part).
 
 Answers (protocol.md §8 shapes, with the cluster's added):
 - ``services`` / ``channels``: the totals over every node where they were
@@ -30,7 +33,7 @@ from ipc_protocol.messages import response_to
 
 from ..connection import ServerConnection
 from .link import Link, Msg
-from .members import Members
+from .members import Members, labels, member_of
 from .subjects import Subjects
 
 __all__ = ["Discovery", "GATHER_WAIT_S", "ACTIONS"]
@@ -42,10 +45,11 @@ ACTIONS = frozenset({"services", "channels", "stats"})
 
 
 class _Gather:
-    __slots__ = ("answers", "expected", "done")
+    __slots__ = ("answers", "names", "expected", "done")
 
     def __init__(self, expected: set[str]) -> None:
-        self.answers: dict[str, Any] = {}
+        self.answers: dict[str, Any] = {}  # member -> its answer
+        self.names: dict[str, str] = {}  # member -> its name
         self.expected = expected
         self.done = asyncio.Event()
 
@@ -86,7 +90,7 @@ class Discovery:
             return
         if action not in ACTIONS or not nmsg.reply:
             return
-        answer = {"node": self._members.name, "result": self._local(action, app_id)}
+        answer = {"node": self._members.name, "id": self._members.node_id, "result": self._local(action, app_id)}
         self._link.publish(nmsg.reply, json.dumps(answer, default=str).encode())
 
     async def on_answer(self, nmsg: Msg) -> None:
@@ -95,9 +99,14 @@ class Discovery:
             return
         try:
             answer = json.loads(nmsg.data)
-            gather.answers[answer["node"]] = answer["result"]
-        except (ValueError, KeyError, TypeError):
+            name, member, result = answer["node"], answer.get("id"), answer["result"]
+        except (ValueError, KeyError, TypeError, AttributeError):
             return
+        if not isinstance(name, str) or not isinstance(member, (str, type(None))):
+            return
+        member = member or member_of(name)  # a node from before answers named the incarnation
+        gather.answers[member] = result
+        gather.names[member] = name
         if gather.expected <= gather.answers.keys():
             gather.done.set()
 
@@ -110,12 +119,14 @@ class Discovery:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, conn: ServerConnection, msg: Message, action: str, own: Any) -> None:
-        others: dict[str, Any] = {}
-        expected = set(self._members.alive()) if self._link.up else set()
-        if expected:
-            others = await self._gather(action, conn.app_id, expected)
-        nodes = {self._members.name: own, **others}
-        missing = sorted(expected - others.keys())
+        members = self._members
+        live = members.live() if self._link.up else {}
+        gather = _Gather(set(live))
+        if live:
+            await self._gather(action, conn.app_id, gather)
+        shown = labels({**live, **gather.names, members.node_id: members.name})
+        nodes = {shown[members.node_id]: own, **{shown[m]: answer for m, answer in gather.answers.items()}}
+        missing = sorted(shown[m] for m in gather.expected - gather.answers.keys())
         if action == "stats":
             result = dict(own)
             result["cluster"] = {**self._state(), "nodes": nodes, "total": _sum_counters(nodes.values()), "missing": missing}
@@ -129,17 +140,17 @@ class Discovery:
         if conn.is_open:
             conn.send(response_to(msg, result))
 
-    async def _gather(self, action: str, app_id: str, expected: set[str]) -> dict[str, Any]:
+    async def _gather(self, action: str, app_id: str, gather: _Gather) -> None:
+        """The other members' answers, into ``gather``."""
         token = str(next(self._tokens))
-        gather = self._gathers[token] = _Gather(expected)
+        self._gathers[token] = gather
         try:
             query = json.dumps({"action": action, "app": app_id}).encode()
             if self._link.publish(self._subjects.system, query, f"{self._subjects.gathers}.{token}"):
                 try:
                     await asyncio.wait_for(gather.done.wait(), GATHER_WAIT_S)
                 except (asyncio.TimeoutError, TimeoutError):
-                    log.info("cluster: %s: no answer from %s", action, ", ".join(sorted(expected - gather.answers.keys())))
-            return gather.answers
+                    log.info("cluster: %s: no answer from %s", action, ", ".join(sorted(gather.expected - gather.answers.keys())))
         finally:
             del self._gathers[token]
 

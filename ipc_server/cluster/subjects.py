@@ -22,8 +22,10 @@ Layout, under the cluster's name ``C`` (``ipcb`` by default)::
     C._k.<node>.<requester node>.<token>
                              a consumer's credit for a stream that node produces
 
-where ``<node>`` is the node's name escaped, ``~`` and a random part: two
-nodes given one name by mistake still get their own answers.
+where ``<node>`` is the node's name escaped, ``~`` and a random part: the
+node's incarnation (``members.py``), so two nodes given one name by mistake
+still get their own answers, and a node restarted under its name is not
+taken for its predecessor.
     C._sys                   the cluster-wide system queries (stats, ...)
     C._hb                    every node's heartbeat
     C._c                     a requester node giving up a request (cancel)
