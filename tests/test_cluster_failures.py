@@ -1,8 +1,10 @@
 """A cluster's failures with real processes (docs/cluster.md §5): nats-server
 stopped and started again (nodes serve local traffic, report degraded,
-rejoin with their interest), and a node SIGKILLed under load (its requests
+rejoin with their interest), a node SIGKILLed under load (its requests
 in flight settle ``responder_lost`` long before their own deadline; the
-load-balanced clients go on through the other nodes)."""
+load-balanced clients go on through the other nodes), and a requester's
+node SIGKILLed (the handler running its request on another node is
+stopped, long before the request's own deadline)."""
 
 from __future__ import annotations
 
@@ -142,3 +144,32 @@ async def test_a_node_killed_mid_load_settles_its_requests_and_clients_go_on(
     finally:
         await responder.close()
         await mover.close()
+
+
+async def test_a_requesters_node_killed_stops_the_handler_running_its_request_on_another_node(
+    nats: NatsServer,  # noqa: F811
+    nodes: Callable[..., Awaitable[IPCServer]],
+    node_process: Callable[..., Awaitable[NodeProcess]],  # noqa: F811
+    clients: Callable[..., Awaitable[IPCClient]],
+) -> None:
+    a = await node_process(nats.url, "--node-name", "a")
+    b = await nodes("b")
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    @b.handler("long")
+    async def long(msg: Any) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+
+    await b.cluster.confirmed()
+    requester = await clients(a.port, reconnect=False)
+    call = asyncio.ensure_future(requester.request("long", None, timeout=60))
+    await asyncio.wait_for(started.wait(), WAIT_S)
+    await a.kill()  # nobody will read its answer, nor cancel it: b notices a's silence
+    await asyncio.wait_for(stopped.wait(), WAIT_S)  # three heartbeats, not the request's own 60 s
+    await until(lambda: not b.cluster.incoming, "the request is gone on b")
+    assert b.cluster.state()["requests_dropped"] == 1
+    await asyncio.gather(call, return_exceptions=True)

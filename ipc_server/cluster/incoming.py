@@ -14,10 +14,10 @@ takes a request whose node stops naming it as lost (``outgoing.py``).
 A stream request's items go back on the same reply subject through
 :meth:`RemoteRequester.send_item` (``stream_relay.py``).
 
-The other way, a stream held for a consumer's node that has gone silent
-(not heard on ``C._hb`` for three heartbeat intervals, ``members.py``) is
-dropped as for a consumer gone, its producer stopped: nobody would read
-its items. A requester node is an incarnation (the token
+The other way, what is held for a requester node that has gone silent
+(not heard on ``C._hb`` for three heartbeat intervals, ``members.py``),
+a request or a stream, is dropped as for a requester gone, whoever runs it
+stopped: nobody would read its answer or items. A requester node is an incarnation (the token
 of its reply subject), so one restarted under its name does not keep its
 predecessor's requests alive. While this node is cut off from NATS, and
 for three intervals after, it knows nothing of the others and drops
@@ -162,7 +162,8 @@ class Incoming:
         self.relay: Any = None  # stream_relay.StreamRelay, set by the node: a stream's items and credit
         self._ticks: asyncio.Task[None] | None = None
         self.served = 0
-        self.streams_dropped = 0  # held for a consumer's node that went silent
+        self.streams_dropped = 0  # held for a requester node that went silent
+        self.requests_dropped = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._ticks = loop.create_task(self._tick())
@@ -234,7 +235,7 @@ class Incoming:
         self._withdraw(requester, reason)
 
     async def _tick(self) -> None:
-        """Every heartbeat interval: the streams held for a silent node are
+        """Every heartbeat interval: what is held for a silent node is
         dropped, and each requester node is told what is held for it."""
         me = self._subjects.node
         loop = asyncio.get_running_loop()
@@ -251,7 +252,7 @@ class Incoming:
                     self._link.publish(self._subjects.notes_of(node), note)
 
     def _drop_silent(self) -> None:
-        """Drop the streams held for a consumer's node that went silent (module docstring)."""
+        """Drop what is held for a requester node that went silent (module docstring)."""
         if not self._held or not self._members.knows():
             return  # cut off, or back too lately to have heard every node
         live = self._members.live()
@@ -259,9 +260,13 @@ class Incoming:
         for node, held in list(self._held.items()):
             if is_heard(node, live):
                 continue
-            for requester in [r for r in held.values() if r.read_at < limit and r.request.window is not None]:
-                log.info("cluster: the node of %r's consumer went silent; its stream is dropped", requester.request.channel_id)
-                self.streams_dropped += 1
+            for requester in [r for r in held.values() if r.read_at < limit]:
+                stream = requester.request.window is not None
+                log.info("cluster: the node of a requester of %r went silent; its %s is dropped", requester.request.channel_id, "stream" if stream else "request")
+                if stream:
+                    self.streams_dropped += 1
+                else:
+                    self.requests_dropped += 1
                 self.drop(requester, ErrorCode.CONNECTION_LOST)
 
     @staticmethod

@@ -346,6 +346,7 @@ class Cluster:
             "requests_retried": self.outgoing.retried,  # found no node within the grace (§13.2), sent again
             "requests_served": self.incoming.served,
             "requests_held": len(self.incoming),
+            "requests_dropped": self.incoming.requests_dropped,  # held for a requester node that went silent
             "publishes_out": self.publishes_out,
             "publishes_in": self.publishes_in,
             "publishes_not_sent": self.publishes_not_sent,
