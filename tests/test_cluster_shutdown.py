@@ -1,11 +1,14 @@
 """A node's graceful shutdown (docs/protocol.md §13) in a cluster: its grace
 waits for the requests it sent to other nodes, and no longer than until
-they are answered (as it does for the requests it serves itself)."""
+they are answered (as it does for the requests it serves itself); the
+node serving one does not take the node's goodbye for its death
+(docs/cluster.md §3 Cancels, §5)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from time import monotonic
 from typing import Any
 
 import pytest
@@ -48,3 +51,31 @@ async def test_close_returns_once_the_request_sent_to_another_node_is_answered(
     assert closing.done(), "close() still waits though nothing is in flight"  # woken by the answer, not the grace's end
     closing.result()
     assert a.cluster.held == 0
+
+
+async def test_a_request_of_a_node_in_its_grace_is_not_dropped_where_it_runs(
+    nats: NatsServer, nodes: Callable[..., Awaitable[IPCServer]], clients: Callable[..., Awaitable[IPCClient]]  # noqa: F811
+) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    release = asyncio.Event()
+
+    @b.handler("slow")
+    async def slow(msg: Any) -> Any:
+        await release.wait()
+        return msg.payload
+
+    await b.cluster.confirmed()
+    await until(lambda: b.cluster.members.alive() == ["a"], "b hears a")
+    requester = await clients(a.port, reconnect=False)
+    pending = asyncio.ensure_future(requester.request("slow", "answer", timeout=GRACE_S))
+    held = await until(lambda: next(iter(b.cluster.incoming._held.get(a.cluster.subjects.node, {}).values()), None), "the request held on b")
+    await until(lambda: monotonic() - held.read_at > 3 * a.config.cluster_heartbeat_s, "the request older than a heartbeat's silence")
+
+    closing = asyncio.ensure_future(a.close(grace_s=GRACE_S))
+    await until(lambda: "a" not in b.cluster.members.alive(), "b heard a's goodbye")
+    b.cluster.incoming._drop_silent()  # b's sweep, right after the goodbye: a is leaving, not gone
+    assert b.cluster.incoming and b.cluster.state()["requests_dropped"] == 0
+    release.set()
+    assert await asyncio.wait_for(pending, WAIT_S) == "answer"
+    await asyncio.wait_for(closing, WAIT_S)
+    await until(lambda: not b.cluster.members.heard(), "a gone from b's members once silent")

@@ -19,7 +19,8 @@ The other way, what is held for a requester node that has gone silent
 a request or a stream, is dropped as for a requester gone, whoever runs it
 stopped: nobody would read its answer or items. A requester node is an incarnation (the token
 of its reply subject), so one restarted under its name does not keep its
-predecessor's requests alive. While this node is cut off from NATS, and
+predecessor's requests alive, and one shutting down is heard (through
+its grace, ``members.py``) until it is gone. While this node is cut off from NATS, and
 for three intervals after, it knows nothing of the others and drops
 nothing for that (a stream its consumer's node no longer waits for is
 cancelled by that node when this one names it again, ``outgoing.py``);
@@ -255,10 +256,10 @@ class Incoming:
         """Drop what is held for a requester node that went silent (module docstring)."""
         if not self._held or not self._members.knows():
             return  # cut off, or back too lately to have heard every node
-        live = self._members.live()
+        heard = self._members.heard()  # a node in its grace period still waits for their answers
         limit = monotonic() - self._silence_s
         for node, held in list(self._held.items()):
-            if is_heard(node, live):
+            if is_heard(node, heard):
                 continue
             for requester in [r for r in held.values() if r.read_at < limit]:
                 stream = requester.request.window is not None

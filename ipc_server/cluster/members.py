@@ -12,7 +12,13 @@ does with a worker that died) is a new member, and the old one goes
 silent; two nodes given one name by mistake (twins) are two members. A
 heartbeat without ``id`` (a node from before it was sent) stands for any
 incarnation of its name (``member_of``), as heartbeats did then. Users
-see names: ``labels``."""
+see names: ``labels``.
+
+A node shutting down says so (``leaving``) in every heartbeat of its
+grace period: the others stop counting on it (``live``: cluster-wide
+queries no longer wait for it) but still hear it (``heard``), so what they
+hold for it, whose answers it still waits for, runs on until it is gone
+and silent."""
 
 from __future__ import annotations
 
@@ -62,6 +68,8 @@ class Members:
         self._heartbeat_s = heartbeat_s
         self._silence_s = heartbeat_s * SILENT_INTERVALS
         self._seen: dict[str, tuple[str, float]] = {}  # member -> its name, the loop time it was last heard
+        self._leaving: set[str] = set()  # members of _seen shutting down
+        self._left = False  # this node is shutting down
         self._up_at: float | None = None  # when the link last came up: the members are known three intervals later
         self._task: asyncio.Task[None] | None = None
         self._twin = False  # another node has this one's name (logged once)
@@ -71,11 +79,16 @@ class Members:
         self.loop = loop
         self._task = loop.create_task(self._beat())
 
-    def beat(self, leaving: bool = False) -> None:
+    def beat(self) -> None:
         note: dict[str, object] = {"node": self.name, "id": self.node_id}
-        if leaving:
+        if self._left:
             note["leaving"] = True
         self._link.publish(self._subjects.heartbeat, json.dumps(note).encode())
+
+    def leave(self) -> None:
+        """This node shuts down: every heartbeat from now on says so."""
+        self._left = True
+        self.beat()
 
     async def _beat(self) -> None:
         while True:
@@ -97,21 +110,30 @@ class Members:
             self._twin = True
             log.error("cluster: another node is named %r: give each node its own node_name", name)
         if leaving:
-            if self._seen.pop(member, None) is not None:
-                log.info("cluster: node %s left (%s)", name, member)
-            return
-        if member not in self._seen:
+            if member not in self._leaving:
+                self._leaving.add(member)
+                log.info("cluster: node %s is leaving (%s)", name, member)
+        elif member not in self._seen or member in self._leaving:
+            self._leaving.discard(member)  # back (a node from before that beats again after its goodbye)
             log.info("cluster: node %s joined (%s)", name, member)
             self.beat()  # the newcomer learns of this node at once
         self._seen[member] = (name, self.loop.time())
 
-    def live(self) -> dict[str, str]:
-        """The other members heard from lately, and their names."""
+    def heard(self) -> dict[str, str]:
+        """The other members heard from lately, leaving or not, and their names."""
         limit = self.loop.time() - self._silence_s
         for member in [m for m, (_, at) in self._seen.items() if at < limit]:
             name, _ = self._seen.pop(member)
-            log.info("cluster: node %s went silent (%s)", name, member)
+            if member in self._leaving:
+                self._leaving.discard(member)
+                log.info("cluster: node %s left (%s)", name, member)
+            else:
+                log.info("cluster: node %s went silent (%s)", name, member)
         return {member: name for member, (name, _) in self._seen.items()}
+
+    def live(self) -> dict[str, str]:
+        """The other members heard from lately and staying, and their names."""
+        return {member: name for member, name in self.heard().items() if member not in self._leaving}
 
     def alive(self) -> list[str]:
         """The other nodes heard from lately, as users see them (``labels``)."""
@@ -128,6 +150,7 @@ class Members:
 
     def link_down(self) -> None:
         self._seen.clear()  # nothing is known of the others until NATS is back
+        self._leaving.clear()
         self._up_at = None
 
     def close(self) -> None:

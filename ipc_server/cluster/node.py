@@ -160,7 +160,7 @@ class Cluster:
     async def leave(self) -> None:
         """Shutting down: take no more requests from other nodes, say goodbye."""
         self.interest.drop(REQ)
-        self.members.beat(leaving=True)
+        self.members.leave()
         await self.link.flush()
 
     async def close(self) -> None:
