@@ -16,15 +16,16 @@ A stream request's items go back on the same reply subject through
 
 The other way, what is held for a requester node that has gone silent
 (not heard on ``C._hb`` for three heartbeat intervals, ``members.py``),
-a request or a stream, is dropped as for a requester gone, whoever runs it
-stopped: nobody would read its answer or items. A requester node is an incarnation (the token
-of its reply subject), so one restarted under its name does not keep its
-predecessor's requests alive, and one shutting down is heard (through
-its grace, ``members.py``) until it is gone. While this node is cut off from NATS, and
-for three intervals after, it knows nothing of the others and drops
-nothing for that (a stream its consumer's node no longer waits for is
-cancelled by that node when this one names it again, ``outgoing.py``);
-nor after its own loop stalled, which is not the others' silence.
+a request or a stream, is dropped as for a requester gone, whoever runs
+it stopped: nobody would read its answer or items. A requester node is
+an incarnation (the token of its reply subject), so one restarted under
+its name does not keep its predecessor's requests alive, and one shutting
+down is heard (through its grace, ``members.py``) until it is gone. While
+this node is cut off from NATS, and for three intervals after, it knows
+nothing of the others and drops nothing for that (a stream its consumer's
+node no longer waits for is cancelled by that node when this one names it
+again, ``outgoing.py``); nor after its own loop stalled, which is not the
+others' silence.
 """
 
 from __future__ import annotations
