@@ -1,6 +1,6 @@
 """The cluster's link to NATS secured (docs/cluster.md §6, `cluster_tls_*`,
 `cluster_creds` and credentials in the URL): a real nats-server that
-requires TLS, mutual TLS, a user and password, or a user's JWT signed by
+requires TLS, offers it, does not do it (a link asking for TLS refuses it), mutual TLS, a user and password, or a user's JWT signed by
 its account (operator mode), with tests/test_tls.py's throwaway
 certificates and NKeys and JWTs made here.
 Nodes with the right settings carry requests across; a node without them
@@ -9,11 +9,13 @@ at once, and its ``stats`` naming the reason NATS gave."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import os
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,9 @@ import pytest
 from ipc_client import IPCClient
 from ipc_protocol import NoResponders
 from ipc_server import IPCServer
+from ipc_server.cluster.tls_required import TLSRequired, require_tls
 
-from .nats_support import WAIT_S, NatsServer, nats_server_binary, until
+from .nats_support import WAIT_S, NatsServer, free_port, nats_server_binary, until
 from .test_tls import PKI, pki  # noqa: F401  (pki is a fixture)
 
 
@@ -75,6 +78,51 @@ async def test_a_link_over_tls(secured: Any, pki: PKI) -> None:
     await across(tls_url, cluster_tls_ca=pki.ca)
     await across(nats.url, cluster_tls_ca=pki.ca)  # a nats:// URL with a CA given speaks TLS too
     await cut_off(tls_url, "CERTIFICATE_VERIFY_FAILED")  # the system's CAs do not know this one
+
+
+def _tls_versions(monitor: int) -> list[Any]:
+    """The TLS version of each client connection nats-server's monitoring port lists."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/connz", timeout=WAIT_S) as answer:
+        return [c.get("tls_version") for c in json.loads(answer.read())["connections"]]
+
+
+async def test_a_tls_link_never_runs_in_plaintext(secured: Any, pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
+    """nats-py does TLS only when the server asks: the link refuses a server
+    that does not do it rather than go on in plaintext (tls_required.py)."""
+    monitor = free_port()
+    nats = await secured(f"http: 127.0.0.1:{monitor}\n")
+    tls_url = f"tls://127.0.0.1:{nats.port}"
+    await cut_off(tls_url, "does not do TLS", cluster_tls_ca=pki.ca)
+    await cut_off(tls_url, "does not do TLS")  # tls:// alone
+    await cut_off(nats.url, "does not do TLS", cluster_tls_ca=pki.ca)  # a TLS setting alone
+    assert any(r.levelname == "ERROR" and "not connecting in plaintext" in r.getMessage() for r in caplog.records)
+    assert await asyncio.to_thread(_tls_versions, monitor) == []  # no plaintext client left on it
+
+
+async def test_a_tls_link_upgrades_where_tls_is_optional(secured: Any, pki: PKI) -> None:
+    """nats-server's ``allow_non_tls`` offers TLS (``tls_available``) without requiring it."""
+    monitor = free_port()
+    tls = f'tls {{\n  cert_file: "{pki.server[0]}"\n  key_file: "{pki.server[1]}"\n}}\n'
+    nats = await secured(f"http: 127.0.0.1:{monitor}\nallow_non_tls: true\n{tls}")
+    url = f"tls://127.0.0.1:{nats.port}"
+    async with IPCServer("127.0.0.1", 0, cluster=(url,), node_name="a", cluster_tls_ca=pki.ca, shutdown_grace_s=0.5) as node:
+        await until(lambda: node.cluster.link.up, "the node joined")
+        versions = await asyncio.to_thread(_tls_versions, monitor)
+        assert len(versions) == 1 and str(versions[0]).startswith("1.")
+
+
+async def test_a_tls_link_refuses_a_plaintext_server_on_reconnect(secured: Any, pki: PKI, tmp_path: Path) -> None:
+    nats = await secured(f'tls {{\n  cert_file: "{pki.server[0]}"\n  key_file: "{pki.server[1]}"\n}}\n')
+    url = f"tls://127.0.0.1:{nats.port}"
+    async with IPCServer("127.0.0.1", 0, cluster=(url,), node_name="a", cluster_tls_ca=pki.ca, shutdown_grace_s=0.5) as node:
+        await until(lambda: node.cluster.link.up, "the node joined")
+        await nats.stop()
+        plain = tmp_path / "plain.conf"
+        plain.write_text("")
+        nats.config = str(plain)
+        await nats.start()  # the same port, in plaintext
+        await until(lambda: "does not do TLS" in node.cluster.link.reason, "the link refusing the plaintext server")
+        assert not node.cluster.link.up
 
 
 async def test_a_link_over_mutual_tls(secured: Any, pki: PKI) -> None:
@@ -139,3 +187,9 @@ async def test_a_link_with_a_credentials_file(secured: Any, tmp_path: Path) -> N
     await across(nats.url, cluster_creds=str(node))
     await cut_off(nats.url, "Authorization Violation", cluster_creds=str(stranger))
     await cut_off(nats.url, "Authorization Violation")  # no credentials at all
+
+
+def test_a_nats_py_that_cannot_be_checked_is_not_trusted() -> None:
+    """Without the method require_tls wraps, the link does not connect (tls_required.py)."""
+    with pytest.raises(TLSRequired, match="cannot be checked"):
+        require_tls(object())

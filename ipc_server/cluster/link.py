@@ -43,6 +43,7 @@ from nats.errors import Error as NatsError
 
 from .delivery import Msg, Resume, deliver_at_once, read_below_mmap
 from .pub_buffer import append_pub, can_append
+from .tls_required import require_tls
 
 __all__ = ["Link", "LinkSettings", "Msg", "Subscription"]
 
@@ -143,9 +144,10 @@ class Link:
         }
         if s.creds is not None:
             options["user_credentials"] = s.creds
-        if s.tls is not None:
-            options["tls"] = s.tls
         try:
+            if s.tls is not None:
+                options["tls"] = s.tls
+                require_tls(nc)  # TLS or no link, also on reconnects (tls_required.py)
             await nc.connect(**options)
             await self._prepare()
             await nc.flush(timeout=FLUSH_TIMEOUT_S)
