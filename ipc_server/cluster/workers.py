@@ -15,7 +15,9 @@ listens on port P+I-1 instead (list them all to the load-balanced client);
 on macOS the option exists but the last socket bound gets every connection.
 
 The supervisor forwards SIGINT (stop now) and SIGTERM (the lame duck of
-protocol.md §13) to every worker, waits for them, then stops nats-server;
+protocol.md §13) to every worker, waits for them, then stops nats-server,
+handling both from its start (``_Stop``: one during the workers' start
+starts no more, and reaches a worker still starting once it listens);
 SIGHUP (reload the users file and the TLS files, docs/security.md §3.4
 and §2.4) goes to every worker, and the supervisor runs on.
 A worker that dies otherwise is logged and started again (backoff up to
@@ -117,10 +119,42 @@ def supervise(config: ServerConfig, argv: list[str]) -> int:
         return 1
 
 
+class _Stop:
+    """SIGINT/SIGTERM, handled from the supervisor's start (before any
+    worker starts, before the ready line): each goes to every worker
+    listening; one still starting gets it once it listens (it has no
+    handler before: the signal would end it), and no more are started."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self.sig: int | None = None
+        self.event = asyncio.Event()
+        self.watch: asyncio.Task[None] | None = None  # nats-server's, stopped only after the workers
+
+    def __call__(self, sig: int) -> None:
+        log.info("stopping %d workers (%s)", sum(w.proc is not None for w in self.workers), signal.Signals(sig).name)
+        self.sig = sig
+        self.event.set()
+        if self.watch is not None:
+            self.watch.cancel()
+        for w in self.workers:
+            if w.ready:
+                w.signal(sig)
+
+    def started(self, worker: Worker) -> None:
+        """``worker`` listens now: it gets the signal that came while it started."""
+        if self.sig is not None:
+            worker.signal(self.sig)
+
+
 async def _supervise(config: ServerConfig, argv: list[str]) -> int:
     count = config.workers
     workers: list[Worker] = []
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload, workers)  # never the default: the end of the supervisor
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, _reload, workers)  # never the default: the end of the supervisor
+    stop = _Stop(workers)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
     reuse = hasattr(socket, "SO_REUSEPORT")
     reserved, port = _reserve(config.host, config.port, reuse)
     nats: NatsChild | None = None
@@ -141,8 +175,13 @@ async def _supervise(config: ServerConfig, argv: list[str]) -> int:
         if metrics:  # one each: the port given, then the ones after it; or any free port each (0)
             extra += ["--metrics-port", str(config.metrics_port + i - 1 if config.metrics_port else 0)]
         workers.append(Worker(i, [*argv, *extra], metrics))
+    addresses: list[str] = []
     try:
-        addresses = [await w.start() for w in workers]
+        for w in workers:
+            if stop.sig is not None:  # stopped while starting: no more
+                break
+            addresses.append(await w.start())
+            stop.started(w)
     except RuntimeError:
         for w in workers:
             w.signal(signal.SIGKILL)
@@ -152,6 +191,8 @@ async def _supervise(config: ServerConfig, argv: list[str]) -> int:
     finally:
         if reserved is not None:
             reserved.close()
+    if stop.sig is not None:
+        return await _run([w for w in workers if w.proc is not None], nats, stop)
     print(f"{_LISTENING}{addresses[0]}", flush=True)
     for w, address in zip(workers, addresses):
         assert w.proc is not None
@@ -159,7 +200,7 @@ async def _supervise(config: ServerConfig, argv: list[str]) -> int:
     for w in workers:  # after the lines above, which scripts read as they are
         if w.metrics_url is not None:
             print(f"ipc_server worker {w.index} metrics on {w.metrics_url}", flush=True)
-    return await _run(workers, nats)
+    return await _run(workers, nats, stop)
 
 
 def _reload(workers: list[Worker]) -> None:
@@ -171,29 +212,18 @@ def _reload(workers: list[Worker]) -> None:
         w.signal(signal.SIGHUP)
 
 
-async def _run(workers: list[Worker], nats: NatsChild | None) -> int:
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    watch = loop.create_task(nats.watch()) if nats is not None else None
-
-    def stop(sig: int) -> None:
-        log.info("stopping %d workers (%s)", len(workers), signal.Signals(sig).name)
-        stopping.set()
-        if watch is not None:  # nats-server stays up until the workers are gone, then stops
-            watch.cancel()
-        for w in workers:
-            w.signal(sig)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop, sig)
-    await asyncio.gather(*(_keep(w, stopping) for w in workers))
+async def _run(workers: list[Worker], nats: NatsChild | None, stop: _Stop) -> int:
+    if nats is not None and stop.sig is None:
+        stop.watch = asyncio.get_running_loop().create_task(nats.watch())
+    await asyncio.gather(*(_keep(w, stop) for w in workers))
     if nats is not None:
         await nats.stop()
     return 0
 
 
-async def _keep(worker: Worker, stopping: asyncio.Event) -> None:
+async def _keep(worker: Worker, stop: _Stop) -> None:
     """Wait for the worker; start it again if it died without being told to stop."""
+    stopping = stop.event
     while True:
         assert worker.proc is not None
         if stopping.is_set():
@@ -218,6 +248,7 @@ async def _keep(worker: Worker, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
                 address = await worker.start()
+                stop.started(worker)
                 log.warning("worker %d started again (pid %d) on %s", worker.index, worker.proc.pid, address)
                 if worker.metrics_url is not None:  # a new one with --metrics-port 0
                     log.warning("worker %d metrics on %s", worker.index, worker.metrics_url)
