@@ -43,7 +43,7 @@ from .connection import ClientConnection
 from .metrics import ClientMetrics
 from .outbox import Outbox
 from .producers import Producers
-from .reconnect import Reconnector, connect_failure
+from .reconnect import Reconnector, connect_failure, why
 from .state import ConnectionState, StateMachine
 from .streams import Streams
 from .subscriptions import Subscriptions
@@ -140,7 +140,7 @@ class Lifecycle:
                 return await self._reconnector.keep_connecting(generation, failure)
             if current:
                 sm.set(ConnectionState.DISCONNECTED)
-                self._outbox.give_up(NotConnected(f"cannot connect to {self.options.peer}: {exc}"))
+                self._outbox.give_up(NotConnected(f"cannot connect to {self.options.peer}: {why(exc)}"))
             if failure is exc:
                 raise
             raise failure from exc
@@ -250,6 +250,8 @@ class Lifecycle:
             if not tls:
                 raise
             raise handshake_failure(exc, opts.peer) from exc
+        except TimeoutError as exc:  # asyncio.timeout's own has no text
+            raise TimeoutError(f"timed out after {opts.connect_timeout:g} s ({'TCP connect and TLS handshake' if tls else 'TCP connect'})") from exc
         if generation != self._generation:
             conn.abort()
             raise NotConnected("disconnect() was called while connecting")

@@ -19,11 +19,16 @@ from .backoff import Backoff
 from .state import ConnectionState, StateMachine
 from .tls import refused
 
-__all__ = ["Reconnector", "connect_failure"]
+__all__ = ["Reconnector", "connect_failure", "why"]
 
 log = logging.getLogger("ipc_client")
 
 _RECONNECTING = ConnectionState.RECONNECTING
+
+
+def why(exc: BaseException) -> str:
+    """``exc``'s text, or its type's name where it has none (a bare ``TimeoutError()``)."""
+    return str(exc) or type(exc).__name__
 
 
 def connect_failure(exc: BaseException, peer: str) -> BaseException:
@@ -32,7 +37,7 @@ def connect_failure(exc: BaseException, peer: str) -> BaseException:
     if isinstance(exc, IPCError) and not isinstance(exc, (ConnectionLost, RequestTimeout)):
         return exc
     if isinstance(exc, (OSError, IPCError, asyncio.TimeoutError)):
-        return NotConnected(f"cannot connect to {peer}: {exc}")
+        return NotConnected(f"cannot connect to {peer}: {why(exc)}")
     return exc
 
 
@@ -113,7 +118,7 @@ class Reconnector:
                 if isinstance(exc, Unauthorized) or refused(exc):  # retrying cannot fix credentials
                     log.error("reconnect refused: %s", exc)
                     self.last_failure = exc
-                    gave_up = NotConnected(f"gave up reconnecting: {exc}")
+                    gave_up = NotConnected(f"gave up reconnecting: {why(exc)}")
                     gave_up.__cause__ = exc
                     self._stop(gave_up, attempt)
                     return

@@ -12,6 +12,7 @@ import pytest
 
 from ipc_client import ConnectionState, IPCClient
 from ipc_client.listeners import Listeners
+from ipc_client.reconnect import connect_failure
 from ipc_protocol import NotConnected, Unauthorized
 from ipc_server import IPCServer
 
@@ -45,6 +46,32 @@ async def test_a_silent_server_fails_connect_with_not_connected() -> None:
         assert err.value.__cause__ is not None and client.state is ConnectionState.DISCONNECTED
     finally:
         silent.close()
+
+
+async def test_a_tcp_connect_that_times_out_says_so() -> None:
+    """A listener whose backlog is full drops the SYN: the TCP connect
+    itself outlasts connect_timeout, whose error names it (not an empty reason)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fill = [socket.socket() for _ in range(3)]
+    try:
+        for sock in fill:
+            sock.setblocking(False)
+            try:
+                sock.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+        client = IPCClient("app", "127.0.0.1", port, connect_timeout=0.3)
+        with pytest.raises(NotConnected) as err:
+            await client.connect()
+        assert str(err.value) == f"cannot connect to 127.0.0.1:{port}: timed out after 0.3 s (TCP connect)"
+        assert isinstance(err.value.__cause__, TimeoutError)
+        assert str(connect_failure(TimeoutError(), "h:1")) == "cannot connect to h:1: TimeoutError"  # any error without a text
+    finally:
+        for sock in (*fill, listener):
+            sock.close()
 
 
 async def test_wait_on_first_connect_connects_once_a_server_starts() -> None:
