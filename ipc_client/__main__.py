@@ -3,7 +3,9 @@ handlers registered on a client (``serve``/``@client.handler``), a server
 (``@server.handler``) or a ``{channel: handler}`` dict, written without a
 live server (docs/typed-contracts.md). The output is the ``describe``
 answer (docs/protocol.md §8) with the app added, the input of
-``ipc-bridge-types --from`` (js-client/bin/ipc-bridge-types.js).
+``ipc-bridge-types --from`` (js-client/bin/ipc-bridge-types.js). Exit
+status: 0 written, 1 the output could not be written, 2 bad arguments or a
+target that cannot be loaded.
 """
 
 from __future__ import annotations
@@ -92,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:  # a missing directory, no permission, a directory given
+            print(f"python -m ipc_client schemas: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(text)
     return 0

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from ipc_protocol import BadRequest, ErrorCode, HandlerError, Message, MessageType, error_from_wire
 from ipc_protocol.contracts import bind, contract_of, declared, handler_digest, handler_schema
 from ipc_protocol.replies import handler_reply
+from ipc_client.__main__ import main as schemas_main
 
 from .conftest import ROOT
 
@@ -270,3 +271,13 @@ def test_the_schemas_command_writes_a_clients_contract_without_a_server(tmp_path
     assert doc["channels"]["shop.raw"] == {"request": {}, "response": {}}
     bad = subprocess.run([sys.executable, "-m", "ipc_client", "schemas", "nothing_here"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "MODULE:OBJECT" in bad.stderr
+
+
+def test_the_schemas_command_says_when_it_cannot_write_its_output(tmp_path, capsys) -> None:
+    module = tmp_path / "schemas_out_handlers.py"
+    module.write_text("handlers = {'a.b': lambda msg: msg.payload}\n")
+    for out in (tmp_path / "missing" / "x.json", tmp_path):  # no such directory; a directory
+        assert schemas_main(["schemas", f"{module}:handlers", "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"python -m ipc_client schemas: cannot write {out}: ") and "Traceback" not in err, err
+    assert schemas_main(["schemas", f"{module}:handlers", "--out", str(tmp_path / "x.json")]) == 0
