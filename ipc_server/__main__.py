@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", choices=LOOPS, help="event loop: asyncio or uvloop (pip install 'ipc-bridge[uvloop]')")
     p.add_argument("--cluster", type=_urls, help="NATS URLs (nats://HOST:PORT, comma-separated) this node joins the cluster through (docs/cluster.md; pip install 'ipc-bridge[cluster]')")
     p.add_argument("--cluster-name", help="the cluster's subject namespace on NATS: nodes with the same name form one cluster")
-    p.add_argument("--node-name", help="this node's name in the cluster (default: host and process id)")
+    p.add_argument("--node-name", help="this node's name in the cluster (default: HOST-PID-XXXX: host name, process id, 4 random hex digits)")
     p.add_argument("--cluster-heartbeat", type=float, dest="cluster_heartbeat_s", help="seconds between a node's heartbeats; a node silent for three is gone")
     p.add_argument("--cluster-creds", help="NATS credentials file (JWT and NKey seed) for the cluster link")
     p.add_argument("--cluster-tls-ca", help="PEM CA bundle that verifies the NATS servers (tls:// URLs)")
