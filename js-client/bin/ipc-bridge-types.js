@@ -9,7 +9,9 @@
  *     npx ipc-bridge-types --from schema.json --out shop-api.d.ts
  *
  * Live, it connects as the app and asks the server's `describe` action
- * (docs/protocol.md §8); with `--from`, it reads a file holding that answer
+ * (docs/protocol.md §8), as a user (`--user`) over TLS (`--tls*`) where the
+ * server asks for them, with the flags of `python -m ipc_server stats`;
+ * with `--from`, it reads a file holding that answer
  * (`python -m ipc_client schemas MODULE:OBJECT` writes one without a
  * server). The conversion is lib/typegen.js; this file is the I/O. No
  * dependencies. Exit status: 0 written, 1 failed, 2 bad arguments.
@@ -21,22 +23,36 @@ const { parseArgs } = require('node:util');
 const { IPCClient } = require('../lib/client');
 const { generateTypes } = require('../lib/typegen');
 
-const USAGE = `usage: ipc-bridge-types (--app APP [--host HOST] [--port PORT] [--token TOKEN] | --from FILE) [--out FILE] [--name NAME]
+const USAGE = `usage: ipc-bridge-types (--app APP [--host HOST] [--port PORT] [--user USER] [--token TOKEN | --token-file FILE] [--tls ...] | --from FILE) [--out FILE] [--name NAME]
 
-  --app      the app whose channels to describe (live); with --from, overrides the file's app
-  --host     the server (default 127.0.0.1)
-  --port     its port (default 8888)
-  --token    the server's token, if it requires one (default: $IPC_TOKEN)
-  --timeout  milliseconds for connecting and the answer (default 10000)
-  --from     a JSON file with the describe answer, e.g. from: python -m ipc_client schemas MODULE:OBJECT
-  --out      the .d.ts file to write (default: standard output)
-  --name     the interface's name (default: the app in PascalCase plus Api, e.g. ShopApi)`;
+  --app         the app whose channels to describe (live); with --from, overrides the file's app
+  --host        the server (default 127.0.0.1)
+  --port        its port (default 8888)
+  --user        the user to connect as (servers with a users file)
+  --token       the token (the shared one, or the user's), if the server requires one (default: $IPC_TOKEN)
+  --token-file  a file holding the token instead (kept off the command line)
+  --tls         TLS, verified against Node's CAs
+  --tls-ca      PEM CA bundle that signed the server's certificate (turns TLS on)
+  --tls-cert    PEM client certificate (mutual TLS; turns TLS on)
+  --tls-key     PEM key of --tls-cert (default: in the --tls-cert file)
+  --tls-server-hostname  the name the server's certificate must carry, if not --host
+  --timeout     milliseconds for connecting and the answer (default 10000)
+  --from        a JSON file with the describe answer, e.g. from: python -m ipc_client schemas MODULE:OBJECT
+  --out         the .d.ts file to write (default: standard output)
+  --name        the interface's name (default: the app in PascalCase plus Api, e.g. ShopApi)`;
 
 const OPTIONS = {
   app: { type: 'string' },
   host: { type: 'string', default: '127.0.0.1' },
   port: { type: 'string', default: '8888' },
+  user: { type: 'string' },
   token: { type: 'string' },
+  'token-file': { type: 'string' },
+  tls: { type: 'boolean' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-server-hostname': { type: 'string' },
   timeout: { type: 'string', default: '10000' },
   from: { type: 'string' },
   out: { type: 'string' },
@@ -58,9 +74,8 @@ async function load(args) {
   const timeout = Number(args.timeout);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port must be a port number, got ${args.port}`);
   if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of ms, got ${args.timeout}`);
-  const token = args.token ?? process.env.IPC_TOKEN;
   const client = new IPCClient(args.app, {
-    host: args.host, port, reconnect: false, connectTimeout: timeout, requestTimeout: timeout, ...(token ? { token } : {})
+    host: args.host, port, reconnect: false, connectTimeout: timeout, requestTimeout: timeout, ...credentials(args)
   });
   client.on('error', () => {}); // the failure is the rejection below
   try {
@@ -69,6 +84,37 @@ async function load(args) {
   } finally {
     await client.disconnect();
   }
+}
+
+/**
+ * The client's `user`, `token` and `tls` options from the flags, as
+ * `python -m ipc_server stats` takes them (ipc_server/cli_view.py).
+ * @param {object} args parsed arguments.
+ * @returns {{user?: string, token?: string, tls?: object}}
+ */
+function credentials(args) {
+  const options = {};
+  if (args.user !== undefined) options.user = args.user;
+  if (args.token !== undefined && args['token-file'] !== undefined) throw new UsageError('give --token or --token-file, not both');
+  let token = args.token ?? process.env.IPC_TOKEN;
+  if (args['token-file'] !== undefined) {
+    token = fs.readFileSync(args['token-file'], 'utf8').replace(/[\r\n]+$/, '');
+    if (!token) throw new UsageError(`--token-file ${args['token-file']} is empty`);
+  }
+  if (token) options.token = token;
+  const tlsFlags = ['tls-ca', 'tls-cert', 'tls-key', 'tls-server-hostname'].filter((flag) => args[flag] !== undefined);
+  if (args['tls-key'] !== undefined && args['tls-cert'] === undefined) throw new UsageError('--tls-key needs --tls-cert (the certificate it belongs to)');
+  if (args.tls || tlsFlags.length > 0) {
+    const tls = {};
+    if (args['tls-ca'] !== undefined) tls.ca = fs.readFileSync(args['tls-ca']);
+    if (args['tls-cert'] !== undefined) {
+      tls.cert = fs.readFileSync(args['tls-cert']);
+      tls.key = args['tls-key'] !== undefined ? fs.readFileSync(args['tls-key']) : tls.cert; // one file may hold both
+    }
+    if (args['tls-server-hostname'] !== undefined) tls.servername = args['tls-server-hostname'];
+    options.tls = tls;
+  }
+  return options;
 }
 
 class UsageError extends Error {}
