@@ -1,6 +1,7 @@
 """What the packages ship: one version across Python and npm, the licence
-in the wheel's metadata and in the npm tarball, and the console script's
-name (the legacy package owns ``ipc-server``)."""
+in the wheel's metadata and in the npm tarball, the console script's name
+(the legacy package owns ``ipc-server``), and an sdist that is the source
+tree (MANIFEST.in): its tests collect, its README's links resolve."""
 
 from __future__ import annotations
 
@@ -82,3 +83,57 @@ def test_the_npm_tarball_carries_the_licence_and_the_manifest_points_home(node: 
     assert manifest["license"] == "MIT"
     assert manifest["repository"]["directory"] == "js-client"
     assert manifest["bugs"]["url"] and manifest["homepage"]
+
+
+def _build_sdist(out: Path) -> Path:
+    """``ROOT``'s sdist, built as a build frontend would: the build backend
+    ``pyproject.toml`` names, installed apart (pip), run in ``ROOT``."""
+    import shutil
+    import sys
+    import tomllib
+
+    system = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]
+    backend = out / "backend"
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(backend), *system["requires"]]
+    proc = subprocess.run(install, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    egg_info = ROOT / "ipc_bridge.egg-info"
+    made_egg_info = not egg_info.exists()
+    script = f"import {system['build-backend']} as b, sys; print(b.build_sdist(sys.argv[1]))"
+    env = dict(os.environ, PYTHONPATH=str(backend))
+    try:
+        proc = subprocess.run([sys.executable, "-c", script, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        if made_egg_info:  # the backend's scratch, left in the tree
+            shutil.rmtree(egg_info, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out / proc.stdout.split()[-1]
+
+
+def test_the_sdist_is_the_source_tree_and_its_tests_collect(tmp_path: Path) -> None:
+    import re
+    import sys
+    import tarfile
+
+    sdist = _build_sdist(tmp_path)
+    top = f"ipc_bridge-{metadata.version(DISTRIBUTION)}"
+    with tarfile.open(sdist) as tar:
+        names = {name.removeprefix(f"{top}/") for name in tar.getnames()}
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    tree = tmp_path / "unpacked" / top
+
+    # every test module and helper, the spec and vectors they read, the Node client, the docs
+    for folder, pattern in [("tests", "*.py"), ("interop-tests", "*.py"), ("interop-tests/spec", "*.json"), ("docs", "*.md"), ("js-client/lib", "*.js")]:
+        on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).glob(pattern)}
+        assert on_disk and on_disk <= names, sorted(on_disk - names)
+    assert {"tests/__init__.py", "tests/conftest.py", "CHANGELOG.md", "bench/_common.py", "js-client/package.json"} <= names
+    assert not [n for n in names if "node_modules" in n or "__pycache__" in n or n.endswith(".pyc")]
+    readme = (tree / "README.md").read_text(encoding="utf-8")
+    links = {link for link in re.findall(r"\]\(([^)#:]+)[)#]", readme)}
+    assert links and all((tree / link).exists() for link in links), sorted(link for link in links if not (tree / link).exists())
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the unpacked tree's packages, not this one's
+    collect = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests", "interop-tests"]
+    proc = subprocess.run(collect, cwd=tree, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and " error" not in proc.stdout.splitlines()[-1], proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert re.search(r"^\d{3,} tests collected", proc.stdout.splitlines()[-1]), proc.stdout[-500:]

@@ -1,6 +1,6 @@
 """The one version of the three Python packages: the installed
 distribution's (``pyproject.toml``), which the npm package's must equal
-(tests/test_packaging.py)."""
+(interop-tests/test_packaging.py)."""
 
 from __future__ import annotations
 
