@@ -16,6 +16,8 @@
  * but `binary` (pydantic's bytes, a raw attachment) to `Buffer`.
  * Anything it cannot express is `unknown`: the types never promise more
  * than the schema does. Patterns (`orders.*`) become template-literal keys.
+ * A model never takes the name of a global the declarations use (`Buffer`):
+ * it is renamed as two models of one name are.
  */
 
 const { isPattern, patternMatches } = require('./channels');
@@ -24,6 +26,8 @@ const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 const RESERVED = new Set(('break case catch class const continue debugger default delete do else enum export extends false finally for ' +
   'function if import in instanceof new null return super switch this throw true try typeof var void while with ' +
   'any boolean never number object string symbol unknown undefined bigint').split(' '));
+// The globals the declarations use: a model of one of these names is renamed (`Buffer2`), never shadows it.
+const GLOBALS = ['Buffer'];
 
 /**
  * The declarations for a describe answer.
@@ -39,7 +43,8 @@ function generateTypes(doc, { name, app, source } = {}) {
   app = app ?? doc.app ?? null;
   const apiName = name ?? apiNameOf(app);
   if (!IDENTIFIER.test(apiName) || RESERVED.has(apiName)) throw new TypeError(`--name ${JSON.stringify(apiName)} is not a TypeScript identifier`);
-  const gen = new Generator([apiName]);
+  if (GLOBALS.includes(apiName)) throw new TypeError(`--name ${JSON.stringify(apiName)} would hide the global ${apiName} the declarations use`);
+  const gen = new Generator([apiName, ...GLOBALS]);
   const members = [];
   const channels = Object.keys(doc.channels).sort();
   const exact = channels.filter((c) => !isPattern(c));

@@ -100,6 +100,28 @@ test('typegen - one name per distinct model, recursive models, patterns as templ
   assert.match(text, /^\/\*\* The channels of app "x"/m);
 });
 
+test('typegen - a model never takes the name of a global the declarations use', () => {
+  const text = body(generateTypes({
+    channels: {
+      upload: {
+        request: {
+          $defs: { Buffer: { title: 'Buffer', type: 'object', properties: { size: { type: 'integer' } }, required: ['size'] } },
+          title: 'Upload',
+          type: 'object',
+          properties: { data: { type: 'string', format: 'binary' }, meta: { $ref: '#/$defs/Buffer' } },
+          required: ['data', 'meta']
+        },
+        response: { type: 'string', format: 'binary' }
+      }
+    }
+  }, { name: 'Api' }));
+  assert.match(text, /export interface Upload \{\n {2}\/\*\* format: binary \*\/\n {2}data: Buffer;\n {2}meta: Buffer2;\n\}/);
+  assert.match(text, /export interface Buffer2 \{\n {2}size: number;\n\}/);
+  assert.match(text, /upload: \{ request: Upload; response: Buffer \};/);
+  assert.doesNotMatch(text, /interface Buffer \{/);
+  assert.throws(() => generateTypes({ channels: {} }, { name: 'Buffer' }), /would hide the global Buffer/);
+});
+
 test('typegen - the command reads a file and writes the declarations', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-types-'));
   const from = path.join(dir, 'schema.json');
