@@ -47,12 +47,13 @@ def typescript(node: str) -> Path:
 
 
 def compile_ts(
-    node: str, tsc: Path, workdir: Path, source: Path, paths: dict[str, Path] | None = None, *, lib_check: bool = False
+    node: str, tsc: Path, workdir: Path, source: Path, paths: dict[str, Path] | None = None, *, lib_check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """``tsc --strict --noEmit`` of ``source`` (a .js file is checked as with
     ``// @ts-check``); ``paths`` maps module names to declaration files.
-    ``lib_check``: check the declaration files themselves too (several
-    seconds more, for @types/node). The tsconfig is written in ``workdir``."""
+    ``lib_check`` (the default): check the declaration files themselves too,
+    as an application without ``skipLibCheck`` does (a few seconds more, for
+    @types/node); off, tsc skips them. The tsconfig is written in ``workdir``."""
     options = {
         "skipLibCheck": not lib_check,
         "strict": True, "noEmit": True, "allowJs": True, "checkJs": True, "target": "es2022", "module": "commonjs",
