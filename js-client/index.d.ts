@@ -642,11 +642,46 @@ export interface ServeOptions {
 export interface ChannelContract {
   request: unknown;
   response: unknown;
+  /**
+   * The channel or pattern that serves this entry: ipc-bridge-types tags the
+   * entries of a pattern's template with it (docs/typed-contracts.md §5).
+   */
+  channel?: string;
 }
 /** A contract: channel name -> {request, response}, as `ipc-bridge-types` writes it. */
 export type ContractMap<Api> = { [C in keyof Api]: ChannelContract };
 /** The channel names of a contract. */
 export type ContractChannel<Api> = Extract<keyof Api, string>;
+
+/** A channel's tokens: `a.b.c` -> `['a', 'b', 'c']`. */
+type ChannelTokens<S extends string, Acc extends string[] = []> = S extends `${infer H}.${infer T}` ? ChannelTokens<T, [...Acc, H]> : [...Acc, S];
+/** Whether a pattern's tokens match a channel's, as the server routes (docs/protocol.md §4). */
+type TokensMatch<P extends string[], C extends string[]> = P extends ['>']
+  ? C extends [] ? false : true
+  : P extends [infer PH extends string, ...infer PT extends string[]]
+    ? C extends [infer CH extends string, ...infer CT extends string[]]
+      ? PH extends '*' ? TokensMatch<PT, CT> : [PH] extends [CH] ? TokensMatch<PT, CT> : false
+      : false
+    : C extends [] ? true : false;
+/** The entries of a union whose `channel` tag matches C (an untagged entry is kept). */
+type MatchingEntries<E, C extends string> = E extends { channel: infer S extends string }
+  ? TokensMatch<ChannelTokens<S>, ChannelTokens<C>> extends true ? E : never
+  : E;
+
+/**
+ * What channel C of a contract carries and answers: its own entry, or, for a
+ * name only patterns cover, the entries of the patterns that match it by
+ * the wire's rules (several when several do: the server takes the first
+ * registered). A pattern itself (serving `orders.*`) gets its own entry.
+ * `never` when nothing in the contract serves C.
+ */
+export type ContractEntry<Api, C extends keyof Api & string> = C extends unknown
+  ? string extends C
+    ? Api[C]
+    : [Extract<Api[C], { channel: C }>] extends [never]
+      ? MatchingEntries<Api[C], C>
+      : Extract<Api[C], { channel: C }>
+  : never;
 
 /**
  * The client returned by `client.typed<Api>()`: the same client, whose
@@ -658,24 +693,24 @@ export type ContractChannel<Api> = Extract<keyof Api, string>;
 export interface TypedClient<Api extends ContractMap<Api>> extends Omit<IPCClient, 'request' | 'sendRequest' | 'serve' | 'stream'> {
   request<C extends ContractChannel<Api>>(
     channelId: C,
-    payload: Api[C]['request'],
+    payload: ContractEntry<Api, C>['request'],
     timeout?: number | CallOptions,
     options?: CallOptions
-  ): Promise<Api[C]['response']>;
+  ): Promise<ContractEntry<Api, C>['response']>;
   sendRequest<C extends ContractChannel<Api>>(
     channelId: C,
-    payload: Api[C]['request'],
+    payload: ContractEntry<Api, C>['request'],
     timeout?: number | CallOptions,
     options?: CallOptions
-  ): Promise<Message<Api[C]['response']>>;
+  ): Promise<Message<ContractEntry<Api, C>['response']>>;
   serve<C extends ContractChannel<Api>>(
     channelId: C,
-    handler: (message: Message<Api[C]['request']>) => Api[C]['response'] | Promise<Api[C]['response']>,
+    handler: (message: Message<ContractEntry<Api, C>['request']>) => ContractEntry<Api, C>['response'] | Promise<ContractEntry<Api, C>['response']>,
     options?: ServeOptions
   ): Promise<void>;
   stream<T = unknown, C extends ContractChannel<Api> = ContractChannel<Api>>(
     channelId: C,
-    payload: Api[C]['request'],
+    payload: ContractEntry<Api, C>['request'],
     options?: StreamOptions
   ): Stream<T>;
 }

@@ -12,6 +12,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { generateTypes, apiNameOf } = require('../lib/typegen');
+const { templateParts, templateText, templateMatches, overlap } = require('../lib/typegen_channels');
 const { main } = require('../bin/ipc-bridge-types');
 
 const body = (text) => text.split('\n').filter((l) => !l.startsWith('//')).join('\n').trim();
@@ -93,11 +94,67 @@ test('typegen - one name per distinct model, recursive models, patterns as templ
   assert.match(text, /export interface Item \{\n {2}a: string;\n\}/);
   assert.match(text, /export interface Item2 \{\n {2}b: number;\n\}/);
   assert.match(text, /export interface Node \{\n {2}next\?: Node \| null;\n\}/);
-  assert.match(text, /"a\.one": \{ request: Item; response: Item \};/);
-  assert.match(text, /"a\.two": \{ request: Item2; response: Node \};/);
-  assert.match(text, /\[channel: `jobs\.\$\{string\}`\]: \{ request: string; response: null \};/);
-  assert.match(text, /\/\/ a\.>: left out/);
+  // a.> covers a.one and a.two: they are tagged, and in its template's union.
+  assert.match(text, /"a\.one": \{ request: Item; response: Item; channel: "a\.one" \};/);
+  assert.match(text, /"a\.two": \{ request: Item2; response: Node; channel: "a\.two" \};/);
+  assert.match(text, /\[channel: `a\.\$\{string\}`\]:\n {4}\| \{ request: unknown; response: unknown; channel: "a\.>" \}\n {4}\| \{ request: Item; response: Item; channel: "a\.one" \}\n/);
+  assert.match(text, /\[channel: `jobs\.\$\{string\}`\]: \{ request: string; response: null; channel: "jobs\.\*" \};/);
   assert.match(text, /^\/\*\* The channels of app "x"/m);
+});
+
+test('typegen - patterns: one signature per template, holding every entry that may apply under it', () => {
+  const int = { type: 'integer' };
+  const text = body(generateTypes({
+    channels: {
+      'orders.*': { request: int, response: int },
+      'orders.>': { request: int, response: { type: 'string' } },
+      'orders.eu.north': { request: { type: 'string' }, response: { type: 'boolean' } },
+      '*.eu': { request: { type: 'null' }, response: { type: 'null' } },
+      'jobs.*': { request: int, response: int },
+      news: { request: int, response: int }
+    }
+  }, { name: 'Api' }));
+  // orders.* and orders.> share a template: one signature, not two (TS2374). The
+  // exact orders.eu.north is under it (TS2411 unless in its union), and *.eu's
+  // template overlaps it (orders.eu): TypeScript types such a name by the
+  // intersection of both signatures, so each holds the other's entries. Each
+  // entry is tagged with what serves it; news, under no template, is not.
+  assert.equal(text, `/** The channels: what each request carries and what its answer is. */
+export interface Api {
+  [channel: \`\${string}.eu\`]:
+    | { request: null; response: null; channel: "*.eu" }
+    | { request: number; response: number; channel: "jobs.*" }
+    | { request: number; response: number; channel: "orders.*" }
+    | { request: number; response: string; channel: "orders.>" };
+  [channel: \`jobs.\${string}\`]:
+    | { request: null; response: null; channel: "*.eu" }
+    | { request: number; response: number; channel: "jobs.*" };
+  news: { request: number; response: number };
+  [channel: \`orders.\${string}\`]:
+    | { request: null; response: null; channel: "*.eu" }
+    | { request: number; response: number; channel: "orders.*" }
+    | { request: number; response: string; channel: "orders.>" }
+    | { request: string; response: boolean; channel: "orders.eu.north" };
+  "orders.eu.north": { request: string; response: boolean; channel: "orders.eu.north" };
+}`);
+});
+
+test('typegen - template matching and overlap are TypeScript\'s, where ${string} takes dots and nothing too', () => {
+  const t = (pattern) => templateParts(pattern);
+  assert.deepEqual(t('a.*.b'), ['a.', '.b']);
+  assert.deepEqual(t('orders.>'), ['orders.', '']);
+  assert.deepEqual(t('*'), ['', '']);
+  assert.equal(templateText(t('a.*.b')), 'a.${string}.b');
+  assert.equal(templateText(t('a`b.${x}.*')), 'a\\`b.\\${x}.${string}');
+  assert.ok(templateMatches(t('orders.*'), 'orders.eu.north')); // not a wire match, a template one
+  assert.ok(templateMatches(t('orders.*'), 'orders.'));
+  assert.ok(templateMatches(t('a.*.b.*.c'), 'a.x.b.y.b.z.c'));
+  assert.ok(!templateMatches(t('a.*.a'), 'a.a'));
+  assert.ok(!templateMatches(t('a.*.b.*.c'), 'a.x.c.b'));
+  assert.ok(overlap(t('orders.*'), t('*.eu')));
+  assert.ok(overlap(t('*'), t('a.*.b')));
+  assert.ok(!overlap(t('orders.*'), t('jobs.*')));
+  assert.ok(!overlap(t('*.eu'), t('*.us')));
 });
 
 test('typegen - a model never takes the name of a global the declarations use', () => {
