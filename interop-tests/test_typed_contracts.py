@@ -198,6 +198,9 @@ async def test_a_python_caller_gets_what_a_node_responder_sends_checked_as_sent(
     assert await caller.request("node.date", None) == {"valid_until": "1970-01-01T00:00:00.000Z"}
     assert await caller.request("node.void", None) is None
     assert await caller.request("node.bytes", {"data": b"\x89\x00"}) == {"data": b"\x89\x00\xff"}
+    with pytest.raises(BadRequest) as not_bytes:
+        await caller.request("node.bytes", {"data": "iQA="})  # a str is not bytes, base64 or not
+    assert not_bytes.value.errors == [{"loc": ["data"], "msg": "Input should be a valid bytes", "type": "bytes_type"}]
 
 
 async def test_the_node_clients_connection_id_is_the_one_the_server_gave(server, node) -> None:

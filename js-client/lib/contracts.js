@@ -40,6 +40,7 @@ const FORMATS = {
 };
 const TYPE_ERRORS = {
   string: ['string_type', 'Input should be a valid string'],
+  bytes: ['bytes_type', 'Input should be a valid bytes'], // type 'string', format 'binary'
   integer: ['int_type', 'Input should be a valid integer'],
   number: ['float_type', 'Input should be a valid number'],
   boolean: ['bool_type', 'Input should be a valid boolean'],
@@ -253,7 +254,8 @@ function checkUnion(branches, value, loc, root, errors) {
 function checkType(type, value, loc, errors, format) {
   const types = Array.isArray(type) ? type : [type];
   if (types.some((t) => isType(t, value, format))) return true;
-  const [code, msg] = types.length === 1 && TYPE_ERRORS[types[0]] ? TYPE_ERRORS[types[0]] : ['type_error', `Input should be ${orList(types)}`];
+  const single = types.length === 1 && (types[0] === 'string' && format === 'binary' ? 'bytes' : types[0]);
+  const [code, msg] = (single && TYPE_ERRORS[single]) || ['type_error', `Input should be ${orList(types.map((t) => typeName(t, format)))}`];
   errors.push({ loc, msg, type: code });
   return false;
 }
@@ -262,7 +264,7 @@ function checkType(type, value, loc, errors, format) {
 function isType(type, value, format) {
   if (isBinary(value)) return type === 'string' && format === 'binary'; // pydantic's bytes
   switch (type) {
-    case 'string': return typeof value === 'string';
+    case 'string': return typeof value === 'string' && format !== 'binary'; // bytes are never a string (§16)
     case 'integer': return Number.isInteger(value);
     case 'number': return typeof value === 'number' && Number.isFinite(value);
     case 'boolean': return typeof value === 'boolean';
@@ -369,8 +371,13 @@ function name(schema, root) {
   if (schema === true) return 'anything';
   if (typeof schema.$ref === 'string') return schema.$ref.split('/').pop();
   if (schema.const !== undefined) return show(schema.const);
-  if (schema.type !== undefined) return [].concat(schema.type).join(' or ');
+  if (schema.type !== undefined) return [].concat(schema.type).map((t) => typeName(t, schema.format)).join(' or ');
   return 'the declared schema';
+}
+
+/** A type's name in a message: pydantic's bytes are `bytes`, not a string. @private */
+function typeName(type, format) {
+  return type === 'string' && format === 'binary' ? 'bytes' : type;
 }
 
 /** @private */

@@ -155,6 +155,22 @@ test('contracts - bytes pass a binary string schema (what pydantic publishes for
   assert.equal(validate({ type: 'object' }, png)[0].type, 'dict_type');
 });
 
+test('contracts - a binary string schema refuses what is not bytes, a string included, with pydantic\'s bytes_type', () => {
+  const bytes = { type: 'string', format: 'binary' };
+  const notBytes = [{ loc: ['data'], msg: 'Input should be a valid bytes', type: 'bytes_type' }];
+  for (const value of ['AAE=', '', 5, null, [1], { $hex: '00' }]) {
+    assert.deepEqual(validate({ type: 'object', properties: { data: bytes } }, { data: value }), notBytes, JSON.stringify(value));
+  }
+  for (const value of [Buffer.from('hi'), new ArrayBuffer(1), new Uint16Array(1), new DataView(new ArrayBuffer(2))]) {
+    assert.deepEqual(validate(bytes, value), []);
+  }
+  assert.deepEqual(validate({ anyOf: [bytes, { type: 'null' }] }, 'AAE='), [{ loc: [], msg: 'Input should be bytes or null', type: 'union_type' }]);
+  assert.deepEqual(validate({ type: ['string', 'null'], format: 'binary' }, 'AAE='), [{ loc: [], msg: 'Input should be bytes or null', type: 'type_error' }]);
+  assert.deepEqual(validate({ type: ['string', 'null'], format: 'binary' }, null), []);
+  const served = bindContract((msg) => msg.payload.length, checkSchemaOption({ request: bytes }));
+  assert.throws(() => served({ channel_id: 'x', payload: 'AAE=' }), (err) => err instanceof BadRequestError && err.errors[0].type === 'bytes_type');
+});
+
 test('contracts - the wrapped handler gets the ctx serve() passes; a generator it returns is not checked as an answer', async () => {
   const schema = checkSchemaOption({ request: { type: 'object' }, response: { type: 'integer' } });
   const ctx = { signal: new AbortController().signal };
