@@ -21,11 +21,13 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from conftest import HERE, NODE_DIR, ROOT, WAIT_S, _subprocess_env, run_node
 from example_process import ExampleProcess
@@ -201,6 +203,49 @@ async def test_a_python_caller_gets_what_a_node_responder_sends_checked_as_sent(
     with pytest.raises(BadRequest) as not_bytes:
         await caller.request("node.bytes", {"data": "iQA="})  # a str is not bytes, base64 or not
     assert not_bytes.value.errors == [{"loc": ["data"], "msg": "Input should be a valid bytes", "type": "bytes_type"}]
+    assert not_bytes.value.message == "invalid request for 'node.bytes': data: Input should be a valid bytes"
+
+
+class Currency(str, Enum):
+    EUR = "EUR"
+    USD = "USD"
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1)
+    qty: int = Field(gt=0)
+
+
+class Order(BaseModel):
+    """typed_peer.js's ORDER as a model."""
+
+    items: list[Item]
+    currency: Currency = Currency.EUR
+    placed_at: datetime
+    note: str | None = None
+
+
+async def test_a_python_and_a_node_responder_word_a_bad_request_alike(server, node, processes, py_client) -> None:
+    await processes([node, str(NODE_DIR / "typed_peer.js"), "serve", str(server.port), "shop"], r'\{"event":"ready"\}')
+    twin = await py_client(server.port, "twin")
+
+    async def total(order: Order) -> int:
+        return sum(item.qty for item in order.items)
+
+    await twin.serve("node.total", total)
+    bad = {"items": [{"sku": "A-1", "qty": 0, "colour": "red"}], "currency": "GBP", "placed_at": "2026-12-05T10:00:00Z"}
+    answers = []
+    for app in ("shop", "twin"):  # the Node responder's, then the Python one's
+        caller = await py_client(server.port, app)
+        with pytest.raises(BadRequest) as err:
+            await caller.request("node.total", bad)
+        answers.append((err.value.message, err.value.errors))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == (
+        "invalid request for 'node.total': items.0.qty: Input should be greater than 0; "
+        "items.0.colour: Extra inputs are not permitted; currency: Input should be 'EUR' or 'USD'"
+    )
 
 
 async def test_the_node_clients_connection_id_is_the_one_the_server_gave(server, node) -> None:

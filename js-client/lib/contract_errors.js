@@ -13,6 +13,32 @@ function show(value) {
   return typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
 }
 
+// What Python's str.isprintable() refuses (repr escapes): other and separator characters but the space.
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
+const ESCAPES = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/**
+ * A string as Python's repr() writes it, so that a message naming a channel
+ * reads the same from both languages: single quotes unless it holds one
+ * and no double quote, unprintable characters escaped (`\x1f`, `\u2028`).
+ * @param {string} text
+ * @returns {string}
+ */
+function pyRepr(text) {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  let out = '';
+  for (const ch of text) {
+    const code = ch.codePointAt(0);
+    if (ESCAPES[ch] !== undefined) out += ESCAPES[ch];
+    else if (ch === quote) out += `\\${ch}`;
+    else if (ch === ' ' || !UNPRINTABLE.test(ch)) out += ch;
+    else if (code < 0x100) out += `\\x${code.toString(16).padStart(2, '0')}`;
+    else if (code < 0x10000) out += `\\u${code.toString(16).padStart(4, '0')}`;
+    else out += `\\U${code.toString(16).padStart(8, '0')}`;
+  }
+  return quote + out + quote;
+}
+
 /** `a, b or c`. */
 function orList(items) {
   return items.length <= 1 ? String(items[0]) : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`;
@@ -29,4 +55,4 @@ function summary(errors) {
   return parts.join('; ') + (more > 0 ? ` (and ${more} more)` : '');
 }
 
-module.exports = { show, orList, summary };
+module.exports = { show, orList, summary, pyRepr };

@@ -29,7 +29,7 @@ const { isThenable } = require('./listeners');
 const { MAX_JSON_DEPTH } = require('./json_profile');
 const { isBinary } = require('./protocol/payload_paths');
 const { isStreamResult } = require('./producers');
-const { show, orList, summary } = require('./contract_errors');
+const { show, orList, summary, pyRepr } = require('./contract_errors');
 
 const SIDES = ['request', 'response'];
 const FORMATS = {
@@ -178,7 +178,7 @@ function bindContract(handler, schema) {
   return function typedHandler(msg, ctx) {
     if (request !== null) {
       const errors = validate(request, msg.payload);
-      if (errors.length > 0) throw new BadRequestError(`invalid request for ${JSON.stringify(msg.channel_id)}: ${summary(errors)}`, { details: { errors } });
+      if (errors.length > 0) throw new BadRequestError(`invalid request for ${pyRepr(String(msg.channel_id))}: ${summary(errors)}`, { details: { errors } });
     }
     const result = handler(msg, ctx);
     if (response === null) return result;

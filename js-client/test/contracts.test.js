@@ -11,6 +11,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { checkSchemaOption, bindContract, validate, wireForm } = require('../lib/contracts');
 const { BadRequestError, HandlerError, errorToWire } = require('../lib/errors');
+const { pyRepr } = require('../lib/contract_errors');
 
 // What pydantic writes for a model with a nested model, an enum, an optional
 // field, a list, a datetime and a union (interop-tests/typed_service.py).
@@ -169,6 +170,22 @@ test('contracts - a binary string schema refuses what is not bytes, a string inc
   assert.deepEqual(validate({ type: ['string', 'null'], format: 'binary' }, null), []);
   const served = bindContract((msg) => msg.payload.length, checkSchemaOption({ request: bytes }));
   assert.throws(() => served({ channel_id: 'x', payload: 'AAE=' }), (err) => err instanceof BadRequestError && err.errors[0].type === 'bytes_type');
+});
+
+test('contracts - a bad_request names the channel as Python\'s repr() does, as a Python responder\'s does', () => {
+  const typed = bindContract(() => 1, checkSchemaOption({ request: { type: 'integer' } }));
+  const message = (channel) => {
+    try {
+      typed({ channel_id: channel, payload: 'x' });
+    } catch (err) {
+      return err.message;
+    }
+    return null;
+  };
+  assert.equal(message('n.typed'), "invalid request for 'n.typed': payload: Input should be a valid integer");
+  assert.equal(message("it's"), 'invalid request for "it\'s": payload: Input should be a valid integer');
+  assert.equal(pyRepr('both\'"'), "'both\\'\"'");
+  assert.equal(pyRepr('a\\b\t\x1f\u0085\u2028\u00a0 é😀\u{E0001}'), "'a\\\\b\\t\\x1f\\x85\\u2028\\xa0 é😀\\U000e0001'");
 });
 
 test('contracts - the wrapped handler gets the ctx serve() passes; a generator it returns is not checked as an answer', async () => {
