@@ -17,6 +17,7 @@ from .pool import ConnectionPool
 from .queue_store import QueueFileInUse
 from .service_client import ServiceClient
 from .state import ConnectionState
+from .streams import Stream
 from .sync import SyncIPCClient
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "LoadBalancedClient",
     "ServiceClient",
     "SyncIPCClient",
+    "Stream",
     "ConnectionState",
     "Backoff",
     "CircuitBreakerOptions",

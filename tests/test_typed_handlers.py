@@ -7,13 +7,14 @@ announcements of a change (§7.5)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-from ipc_client import IPCClient
+from ipc_client import IPCClient, Stream
 from ipc_protocol import BadRequest, HandlerError, Message
 from ipc_protocol.contracts import schema_digest
 
@@ -159,3 +160,25 @@ async def test_a_reconnected_responder_declares_its_schema_again(make_client) ->
     await worker.connect()  # the restore registers it again, schema included
     assert (await caller.system("describe"))["channels"]["math.double"]["request"]["title"] == "Ask"
     assert await caller.request("math.double", GOOD) == ANSWER
+
+
+async def test_a_typed_handler_returning_a_clients_stream_relays_it(make_client) -> None:
+    # docs/typed-contracts.md §1: a handler annotated to return a client's
+    # `Stream` (exported by ipc_client) is a producer, checked on its request alone.
+    source, relay, caller = await make_client(), await make_client(), await make_client()
+
+    async def count(msg: Message) -> AsyncIterator[int]:
+        for i in range(msg.payload):
+            yield i
+
+    def relayed(ask: Ask) -> Stream:
+        return relay.stream("nums.count", ask.n, timeout=WAIT_S)
+
+    await source.serve("nums.count", count)
+    await relay.serve("nums.relay", relayed)
+    async with caller.stream("nums.relay", {"n": 3, "at": "2026-12-05T10:00:00Z"}, timeout=WAIT_S) as items:
+        assert [item async for item in items] == [0, 1, 2]
+    with pytest.raises(BadRequest) as err:
+        async with caller.stream("nums.relay", {"n": "many"}, timeout=WAIT_S) as items:
+            [item async for item in items]
+    assert {tuple(e["loc"]) for e in err.value.errors} == {("n",), ("at",)}
