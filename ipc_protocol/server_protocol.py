@@ -130,6 +130,9 @@ class ServerProtocol(Protocol):
             return self._violated(ErrorCode.BAD_MESSAGE, "the first frame must be a connect request on 'system'", msg.message_id, msg)
         protocol = payload.get("protocol")
         legacy = protocol is None
+        # The peer's version is known from here: every answer, a refusal
+        # included, goes in its form (§10: version 1 has no ``error`` field).
+        self.legacy = legacy
         if not msg.app_id or (not legacy and (not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 2)):
             text = "invalid connect: app_id must be set and protocol an integer >= 2"
             return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)

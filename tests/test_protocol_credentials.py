@@ -77,3 +77,27 @@ def test_a_frame_sent_while_the_connect_is_pending_is_a_violation() -> None:
     [body] = proto.receive_data(encode_frame(encode_message(early)))
     event = proto.receive_frame(body)
     assert isinstance(event, ProtocolViolation) and event.code == "bad_message"
+
+
+@pytest.mark.parametrize("ending", ["token", "timeout", "early frame"])
+def test_every_answer_to_a_version_1_connect_is_a_version_1_frame(ending: str) -> None:
+    """Once the connect shows version 1 (no ``protocol``), a refusal has the
+    seven version-1 fields, the error in the payload (§10): 1.1.x drops a
+    frame with any other field, and would never learn why it was refused."""
+    proto = ServerProtocol(token="s3cret" if ending == "token" else None)
+    event = connect(proto, {"connection_id": "legacy"})
+    if ending == "timeout":  # the server's handshake deadline, while it decides
+        proto.fail("timeout", "no valid connect in time")
+    elif ending == "early frame":
+        early = Message.build(MessageType.PUBLISH, "shop", "news", 1)
+        [body] = proto.receive_data(encode_frame(encode_message(early, legacy=True)))
+        proto.receive_frame(body)
+    assert proto.state is ProtocolState.ERROR
+    [answer] = sent(proto)
+    assert set(answer) == {"message_id", "app_id", "channel_id", "message_type", "payload", "timestamp", "reply_to"}
+    assert answer["message_type"] == "response" and answer["channel_id"] == "system"
+    assert set(answer["payload"]) == {"error"} and set(answer["payload"]["error"]) == {"code", "message"}
+    expected = {"token": "unauthorized", "timeout": "timeout", "early frame": "bad_message"}[ending]
+    assert answer["payload"]["error"]["code"] == expected, answer
+    if ending == "token":
+        assert isinstance(event, ProtocolViolation) and answer["reply_to"] == event.message.message_id
