@@ -98,6 +98,9 @@ async def test_node_client_gets_legacy_error_answers_as_errors_and_checks_health
     )
     app.create_channel("gone").set_handler(LegacyType.REQUEST, lambda msg: reply(msg, {"error": {"code": "no_responders", "message": "nobody"}}))
     app.create_channel("echo").set_handler(LegacyType.REQUEST, lambda msg: reply(msg, {"echo": msg.payload.get("value"), "error": None}))
+    not_objects = {"text": "User not found", "null": None, "false": False, "list": ["a"]}
+    for channel, value in not_objects.items():
+        app.create_channel(channel).set_handler(LegacyType.REQUEST, lambda msg, value=value: reply(msg, {"error": value}))
     agent = await node_agent(legacy_server.port, app_id="legacy")
     cid = (await agent.call("info"))["connectionId"]
 
@@ -108,6 +111,10 @@ async def test_node_client_gets_legacy_error_answers_as_errors_and_checks_health
     # A payload with other keys besides "error" is an ordinary result.
     res = await agent.call("request", channel="echo", payload={"connection_id": cid, "value": 7})
     assert res["payload"] == {"echo": 7, "error": None}
+    # So is {"error": <not an object>}: only an error object is an error answer (docs/legacy.md), as in Python.
+    for channel, value in not_objects.items():
+        res = await agent.call("request", channel=channel, payload={"connection_id": cid})
+        assert res["payload"] == {"error": value}, channel
 
     # A 1.1.x server never answers pings: health comes from the connection state.
     health = await agent.call("health")

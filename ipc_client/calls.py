@@ -225,8 +225,8 @@ class Calls:
             self._metrics.delivered()
         if reply.error is not None:
             raise error_from_wire(reply.error.model_dump())
-        if self.legacy and isinstance(reply.payload, dict) and set(reply.payload) == {"error"}:
-            raise error_from_wire(reply.payload["error"])
+        if self.legacy and isinstance(reply.payload, dict) and set(reply.payload) == {"error"} and isinstance(reply.payload["error"], dict):
+            raise error_from_wire(reply.payload["error"])  # §10: an error object as the whole payload; else data, as Node
         return reply
 
     def settle(self, msg: Message) -> bool:

@@ -11,12 +11,14 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from ipc_framework import FrameworkServer
 from ipc_framework.core import Message as LegacyMessage
 from ipc_framework.core import MessageType as LegacyType
 
 from ipc_client import IPCClient
-from ipc_protocol import Message, MessageType
+from ipc_protocol import HandlerError, Message, MessageType, RemoteError
 
 from .legacy_support import (  # noqa: F401 - clients and legacy_server are fixtures
     APP, LEGACY_KEYS, WAIT_S, Clients, Inbox, blocking, clients, is_ping, legacy_server, read_frame,
@@ -222,3 +224,38 @@ async def test_v2_client_sends_only_the_seven_legacy_fields(clients: Clients) ->
         await clients.close()
         await peer.close()
 
+
+
+async def test_v2_client_raises_only_an_error_object_as_the_whole_payload(legacy_server: FrameworkServer, clients: Clients) -> None:
+    """docs/legacy.md: a 1.1.x handler's reply ``{"error": {...}}`` (an
+    object) raises the matching exception; ``{"error": <anything else>}``
+    or ``error`` beside other keys is the handler's data, as in Node."""
+    replies: dict[str, Any] = {
+        "obj": {"error": {"code": "handler_error", "message": "bad value", "remote_type": "ValueError"}},
+        "custom": {"error": {"code": "not_found", "message": "no such user"}},
+        "text": {"error": "User not found"},
+        "null": {"error": None},
+        "false": {"error": False},
+        "list": {"error": ["a"]},
+        "plus": {"error": {"code": "x", "message": "y"}, "result": 5},
+    }
+    app = legacy_server.get_application(APP)
+    for channel, payload in replies.items():
+        def answer(msg: LegacyMessage, payload: Any = payload) -> None:
+            conn = legacy_server.connection_manager.get_connection(msg.payload["connection_id"])
+            legacy_server.send_to_connection(conn, msg.create_response(payload))
+
+        app.create_channel(channel).set_handler(LegacyType.REQUEST, answer)
+    client = await clients.v2(legacy_server.port)
+    ask = {"connection_id": client.connection_id}
+
+    with pytest.raises(HandlerError) as handler_error:
+        await client.send_request("obj", ask, timeout=WAIT_S)
+    assert (str(handler_error.value.remote_type), handler_error.value.code) == ("ValueError", "handler_error")
+    with pytest.raises(RemoteError) as custom:
+        await client.send_request("custom", ask, timeout=WAIT_S)
+    assert custom.value.code == "not_found" and "no such user" in str(custom.value)
+    for channel in ("text", "null", "false", "list", "plus"):
+        response = await client.send_request(channel, ask, timeout=WAIT_S)
+        assert response.payload == replies[channel], channel
+    assert client.connected
