@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 
 ipc_framework = pytest.importorskip("ipc_framework")
 from ipc_framework import FrameworkClient, FrameworkServer  # noqa: E402
+from ipc_framework.core import Message as LegacyMessage  # noqa: E402
 from ipc_framework.core import MessageType as LegacyType  # noqa: E402
 
 from conftest import WAIT_S  # noqa: E402
@@ -120,3 +122,28 @@ async def test_node_client_gets_legacy_error_answers_as_errors_and_checks_health
     health = await agent.call("health")
     assert (health["healthy"], health["latencyMs"], health["state"]) == (True, None, "connected")
     assert not any(isinstance(f["payload"], dict) and f["payload"].get("action") == "ping" for f in sent_frames)
+
+
+async def test_node_client_gets_a_legacy_server_s_notification_broadcasts(legacy_server, node_agent):
+    # The 1.1.x server broadcasts as its examples/basic_server.py does: a NOTIFICATION through _handle_publish.
+    agent = await node_agent(legacy_server.port, app_id="legacy")
+    await agent.call("subscribe", channel="alerts")
+    cid = (await agent.call("info"))["connectionId"]
+    channel = legacy_server.get_application("legacy").get_channel("alerts")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while cid not in channel.get_subscribers():  # no ack from 1.1.x: wait until it holds the subscription
+        assert loop.time() < deadline, "the subscription never reached the 1.1.2 server"
+        await asyncio.sleep(0.01)
+
+    def broadcast(mtype, payload):
+        msg = LegacyMessage(message_id="", app_id="legacy", channel_id="alerts", message_type=mtype, payload=payload, timestamp=time.time())
+        legacy_server._handle_publish(msg, channel)
+
+    await asyncio.to_thread(broadcast, LegacyType.NOTIFICATION, {"type": "high_cpu_alert", "value": 95})
+    await asyncio.to_thread(broadcast, LegacyType.PUBLISH, {"type": "as_publish"})
+    first = await agent.wait_event("message")
+    second = await agent.wait_event("message")
+    assert [first["payload"], second["payload"]] == [{"type": "high_cpu_alert", "value": 95}, {"type": "as_publish"}]
+    assert not [e for e in agent.events if e["event"] == "error"]
+

@@ -297,6 +297,8 @@ class Lifecycle:
         elif mtype is _PUBLISH:
             if msg.channel_id != SYSTEM_CHANNEL or not self._lame_duck(msg):
                 self._subs.deliver(msg)
+        elif mtype is _NOTIFICATION and conn.legacy:
+            self._subs.deliver(msg)  # a 1.1.x server's broadcast, to the subscribers (legacy_server.py)
         elif mtype is _REQUEST or mtype is _NOTIFICATION:
             # A system request reaches us only because we serve 'system' (§8):
             # the protocol answered the pings itself.

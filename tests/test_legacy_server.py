@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -259,3 +260,29 @@ async def test_v2_client_raises_only_an_error_object_as_the_whole_payload(legacy
         response = await client.send_request(channel, ask, timeout=WAIT_S)
         assert response.payload == replies[channel], channel
     assert client.connected
+
+
+def broadcast(srv: FrameworkServer, channel: str, mtype: LegacyType, payload: Any) -> None:
+    """A 1.1.x server's own broadcast, as ipc_framework/examples/basic_server.py sends chat, status and alerts."""
+    msg = LegacyMessage(message_id="", app_id=APP, channel_id=channel, message_type=mtype, payload=payload, timestamp=time.time())
+    srv._handle_publish(msg, srv.get_application(APP).get_channel(channel))
+
+
+async def test_v2_client_gets_a_legacy_server_s_notification_broadcasts(legacy_server: FrameworkServer, clients: Clients) -> None:
+    """docs/legacy.md: on a version-1 connection a notification is a
+    broadcast to the channel's subscribers, as the 1.1.x client treats it."""
+    client = await clients.v2(legacy_server.port)
+    errors: list[BaseException] = []
+    client.on("error", errors.append)
+    received: asyncio.Queue[Message] = asyncio.Queue()
+    await asyncio.wait_for(client.subscribe("alerts", received.put_nowait), WAIT_S)
+    await barrier(client)
+
+    await blocking(broadcast, legacy_server, "alerts", LegacyType.NOTIFICATION, {"type": "high_cpu_alert", "value": 95})
+    await blocking(broadcast, legacy_server, "alerts", LegacyType.PUBLISH, {"type": "as_publish"})
+    first = await asyncio.wait_for(received.get(), WAIT_S)
+    assert (first.message_type, first.channel_id, first.payload) == (MessageType.NOTIFICATION, "alerts", {"type": "high_cpu_alert", "value": 95})
+    second = await asyncio.wait_for(received.get(), WAIT_S)
+    assert (second.message_type, second.payload) == (MessageType.PUBLISH, {"type": "as_publish"})
+    assert errors == [] and client.connected
+

@@ -22,6 +22,7 @@ const { reply, replyError } = require('./replies');
 const { isStreamResult } = require('./producers');
 const { isThenable } = require('./listeners');
 const { runInTrace } = require('./tracing');
+const { isBroadcast } = require('./legacy_server');
 
 /** Consumed held entries are dropped in bulk once there are this many. */
 const HELD_COMPACT_AT = 1024;
@@ -90,7 +91,7 @@ class Admission {
     const { host, exposeStacks } = this;
     const producers = host._producers;
     // A served request's handler(msg, ctx): ctx.signal aborts when the requester gives up (§15.4).
-    const ctx = msg.message_type === 'publish' ? undefined : producers.serving(msg);
+    const ctx = isBroadcast(from, msg) ? undefined : producers.serving(msg);
     let result;
     try {
       // its own calls continue the message's trace (docs/tracing.md)
@@ -135,7 +136,7 @@ class Admission {
    * @private
    */
   _dispatch(conn, msg) {
-    if (msg.message_type === 'publish') this.host._subs.onPublish(conn, msg);
+    if (isBroadcast(conn, msg)) this.host._subs.onPublish(conn, msg); // a 1.1.x server's notifications too (lib/legacy_server.js)
     else this.host._subs.onServed(conn, msg, msg.message_type === 'request');
   }
 
