@@ -147,3 +147,20 @@ async def test_node_client_gets_a_legacy_server_s_notification_broadcasts(legacy
     assert [first["payload"], second["payload"]] == [{"type": "high_cpu_alert", "value": 95}, {"type": "as_publish"}]
     assert not [e for e in agent.events if e["event"] == "error"]
 
+
+async def test_node_client_refuses_what_a_legacy_server_lacks(sent_frames, legacy_server, node_agent):
+    agent = await node_agent(legacy_server.port, app_id="legacy")
+    err = await agent.call_error("serve", channel="svc", kind="echo")
+    assert (err["code"], err["name"]) == ("bad_message", "MessageError") and "version-2 server" in err["message"]
+    for pattern in ("w.*", "w.>"):
+        err = await agent.call_error("subscribe", channel=pattern)
+        assert (err["code"], err["name"]) == ("bad_message", "MessageError") and "wildcard" in err["message"]
+    info = await agent.call("info")
+    assert (info["responders"], info["subscriptions"]) == ([], [])
+    await agent.call("subscribe", channel="news")  # an exact name works
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while not any(f["message_type"] == "subscribe" for f in sent_frames):
+        assert loop.time() < deadline, "the subscribe never reached the 1.1.2 server"
+        await asyncio.sleep(0.01)
+    assert [f["channel_id"] for f in sent_frames if f["message_type"] == "subscribe"] == ["news"]

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import AlreadyServing, ErrorCode, Message, MessageType, RemoteError, is_servable, pattern_matches, validate_pattern
+from ipc_protocol import AlreadyServing, ErrorCode, IPCError, Message, MessageType, RemoteError, is_servable, pattern_matches, validate_pattern
 from ipc_protocol.contracts import bind, declared
 
 from .admission import Admission, Slot
@@ -20,6 +20,7 @@ from .answering import Answering
 from .at_once import is_async_function, never_waits, result_of
 from .calls import Calls
 from .connection import ClientConnection
+from .legacy_server import unavailable
 from .producers import Producers
 from .registration import Registration
 from .tracing import call_in_trace, serving
@@ -103,6 +104,9 @@ class Subscriptions(Answering):
             if self._waiting():
                 # The restore in progress picks it up; return once it is registered.
                 await self._until_connected(asyncio.get_running_loop().time() + self.request_timeout)
+                conn = self._connected()
+                if conn is not None and conn.legacy and (refusal := unavailable(channel, serve=False)) is not None:
+                    raise refusal  # the restore refused it too, on 'error' (legacy_server.py)
                 return
             conn = self._connected()
             # Every call waits for its own ack (as the Node client): one made while
@@ -149,6 +153,8 @@ class Subscriptions(Answering):
         self, conn: ClientConnection, channel: str, *, serve: bool, subscribe: bool = True, deadline: float | None = None
     ) -> None:
         """Tell the server, and wait for its ack (a 1.1.x server sends none)."""
+        if conn.legacy and subscribe and (refusal := unavailable(channel, serve=serve)) is not None:
+            raise refusal  # what a 1.1.x server lacks (legacy_server.py)
         payload: dict[str, Any] = {"serve": True} if serve else {}
         if conn.legacy:
             payload["connection_id"] = conn.connection_id  # a 1.1.x server reads it here (§10)
@@ -169,11 +175,13 @@ class Subscriptions(Answering):
             raise ValueError(f"channel {channel!r} is reserved for the server")
         if channel in self.services:
             raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
+        conn = self._connected()
+        if conn is not None and conn.legacy and (refusal := unavailable(channel, serve=True)) is not None:
+            raise refusal  # a 1.1.x server routes requests only to its own handlers (legacy_server.py)
         self.services[channel] = bound = bind(fn)  # annotated: validated (docs/typed-contracts.md)
         if never_waits(bound):
             self._never_waits.add(bound)
         registration = self._acks[channel] = Registration(channel)
-        conn = self._connected()
         if conn is not None:
             self._spawn(self._register(conn, channel, registration))
         return registration
@@ -225,6 +233,10 @@ class Subscriptions(Answering):
         while True:
             todo = [(False, p) for p in self.handlers if (False, p) not in held] + [(True, c) for c in self.services if (True, c) not in held]
             stale = [(serve, name) for serve, name in held if name not in (self.services if serve else self.handlers)]
+            for serve, name in list(todo) if conn.legacy else ():  # what a 1.1.x server lacks is never sent (legacy_server.py)
+                if (refusal := unavailable(name, serve=serve)) is not None:
+                    todo.remove((serve, name))
+                    self._refused(serve, name, refusal)
             if not todo and not stale:
                 return
             sends = [self._restore_one(conn, serve, name, deadline) for serve, name in todo]
@@ -246,8 +258,8 @@ class Subscriptions(Answering):
         if registration is not None:
             registration._settle(None)
 
-    def _refused(self, serve: bool, name: str, error: RemoteError) -> None:
-        log.error("the server refused to restore %s %r: %s", "responder" if serve else "subscription", name, error)
+    def _refused(self, serve: bool, name: str, error: IPCError) -> None:
+        log.error("could not restore %s %r: %s", "responder" if serve else "subscription", name, error)
         if serve:
             self._drop_service(name)
             registration = self._acks.pop(name, None)

@@ -19,7 +19,7 @@ from ipc_framework.core import Message as LegacyMessage
 from ipc_framework.core import MessageType as LegacyType
 
 from ipc_client import IPCClient
-from ipc_protocol import HandlerError, Message, MessageType, RemoteError
+from ipc_protocol import HandlerError, Message, MessageError, MessageType, RemoteError
 
 from .legacy_support import (  # noqa: F401 - clients and legacy_server are fixtures
     APP, LEGACY_KEYS, WAIT_S, Clients, Inbox, blocking, clients, is_ping, legacy_server, read_frame,
@@ -194,15 +194,16 @@ async def test_v2_client_sends_only_the_seven_legacy_fields(clients: Clients) ->
         response = await client.send_request("x", {"value": 1}, headers={"trace-id": "t-2"}, timeout=WAIT_S)
         assert response.payload == {"echo": {"value": 1}}
         await client.notify("x", {"value": 2}, headers={"trace-id": "t-3"})
-        await asyncio.wait_for(client.serve("svc", svc), WAIT_S)
+        with pytest.raises(MessageError):  # refused here, nothing sent (docs/legacy.md)
+            client.serve("svc", svc)
         await client.unsubscribe("news")
         assert await client.health_check() is True
         response = await client.send_request("x", {"value": "last"}, timeout=WAIT_S)
         assert response.payload == {"echo": {"value": "last"}}
 
-        frames = await peer.wait_for_frames(8)
+        frames = await peer.wait_for_frames(7)
         assert peer.parse_errors == []
-        assert len(frames) == 8, frames
+        assert len(frames) == 7, frames
         for obj in frames:
             assert set(obj) == LEGACY_KEYS, obj
         assert [(f["message_type"], f["channel_id"]) for f in frames] == [
@@ -211,7 +212,6 @@ async def test_v2_client_sends_only_the_seven_legacy_fields(clients: Clients) ->
             ("publish", "news"),
             ("request", "x"),
             ("notification", "x"),
-            ("subscribe", "svc"),
             ("unsubscribe", "news"),
             ("request", "x"),
         ]
@@ -286,3 +286,68 @@ async def test_v2_client_gets_a_legacy_server_s_notification_broadcasts(legacy_s
     assert (second.message_type, second.payload) == (MessageType.PUBLISH, {"type": "as_publish"})
     assert errors == [] and client.connected
 
+
+def server_frames(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every frame the 1.1.2 server receives from now on, parsed."""
+    frames: list[dict[str, Any]] = []
+    original = FrameworkServer._receive_message
+
+    def spy(self: FrameworkServer, sock: Any) -> Any:
+        data = original(self, sock)
+        if data:
+            frames.append(json.loads(data))
+        return data
+
+    monkeypatch.setattr(FrameworkServer, "_receive_message", spy)
+    return frames
+
+
+async def test_v2_client_refuses_what_a_legacy_server_lacks(legacy_server: FrameworkServer, clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/legacy.md: responders and wildcard subscriptions stay unavailable
+    with a 1.1.x server; asking for them raises MessageError, sends nothing."""
+    frames = server_frames(monkeypatch)
+    client = await clients.v2(legacy_server.port)
+    with pytest.raises(MessageError, match="needs a version-2 server") as refused:
+        client.serve("svc", lambda msg: 1)
+    assert refused.value.code == "bad_message"
+    for pattern in ("w.*", "w.>"):
+        with pytest.raises(MessageError, match="wildcard subscriptions need a version-2 server"):
+            await client.subscribe(pattern, lambda msg: None)
+    info = client.get_connection_info()
+    assert (info["services"], info["subscriptions"]) == ([], [])
+    await barrier(client)
+    assert [f["message_type"] for f in frames if f["message_type"] in ("subscribe", "unsubscribe")] == []
+    assert client.connected
+
+
+async def test_registrations_made_before_connecting_are_refused_on_error(legacy_server: FrameworkServer, clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made before the client knew its server, a responder or a wildcard
+    subscription is refused when the restore finds a 1.1.x server: an
+    ``error`` event names each (as for any refused replay), the responder's
+    Registration raises, a subscribe() waiting for the connection raises,
+    and the rest is restored."""
+    frames = server_frames(monkeypatch)
+    client = IPCClient(APP, "127.0.0.1", legacy_server.port, reconnect=False, connect_timeout=WAIT_S, request_timeout=WAIT_S)
+    clients.v2_clients.append(client)
+    errors: list[BaseException] = []
+    client.on("error", errors.append)
+    received: asyncio.Queue[Message] = asyncio.Queue()
+    await client.subscribe("news", received.put_nowait)
+    await client.subscribe("w.*", lambda msg: None)
+    registration = client.serve("svc", lambda msg: 1)
+    connecting = asyncio.ensure_future(client.connect())
+    await asyncio.sleep(0)  # connect() has begun: a subscribe now waits for it
+    with pytest.raises(MessageError, match="wildcard"):
+        await asyncio.wait_for(client.subscribe("v.>", lambda msg: None), WAIT_S)
+    assert await asyncio.wait_for(connecting, WAIT_S) is True
+
+    with pytest.raises(MessageError, match="needs a version-2 server"):
+        await asyncio.wait_for(registration, WAIT_S)
+    assert all(isinstance(e, MessageError) for e in errors), errors
+    assert sorted(str(e).split("(", 1)[1].split(")", 1)[0] for e in errors) == ["'svc'", "'v.>'", "'w.*'"]
+    info = client.get_connection_info()
+    assert (info["services"], info["subscriptions"]) == ([], ["news"])
+    await barrier(client)
+    assert [(f["message_type"], f["channel_id"]) for f in frames if f["message_type"] == "subscribe"] == [("subscribe", "news")]
+    await client.publish("news", {"n": 1})
+    assert (await asyncio.wait_for(received.get(), WAIT_S)).payload == {"n": 1}

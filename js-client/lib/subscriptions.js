@@ -20,6 +20,7 @@ const { State } = require('./state');
 const { reply } = require('./replies');
 const { checkTimeout } = require('./call_options');
 const { checkSchemaOption, bindContract } = require('./contracts');
+const { unavailable, isUnavailable } = require('./legacy_server');
 const { AlreadyServingError, ConnectionLostError, ErrorCode, ForbiddenError, RemoteError } = require('./errors');
 
 /**
@@ -214,7 +215,9 @@ class Subscriptions {
       try {
         await this.host._reconnector.ready(deadline, waiter.controller.signal);
       } catch (err) {
-        if (waiter.controller.signal.aborted) return false;
+        const { aborted, reason } = waiter.controller.signal;
+        if (aborted && isUnavailable(reason)) throw reason; // restore() found a 1.1.x server (lib/legacy_server.js)
+        if (aborted) return false;
         throw err;
       } finally {
         this._waiting.delete(waiter);
@@ -225,10 +228,11 @@ class Subscriptions {
 
   /**
    * Ends the waits of the registrations no longer in the tables.
+   * @param {Error} [reason] what they throw: an unavailable() refusal; else they end quietly.
    * @private
    */
-  _withdrawWaiting() {
-    for (const waiter of this._waiting) if (!waiter.wanted()) waiter.controller.abort();
+  _withdrawWaiting(reason) {
+    for (const waiter of this._waiting) if (!waiter.wanted()) waiter.controller.abort(reason);
   }
 
   /**
@@ -247,13 +251,14 @@ class Subscriptions {
     for (let i = 0; i < results.length; i++) {
       const { status, reason } = results[i];
       if (status === 'fulfilled') continue;
-      if (!(reason instanceof RemoteError)) {
+      if (!(reason instanceof RemoteError) && !isUnavailable(reason)) {
         conn.destroy(reason);
         throw reason;
       }
       const [pattern, serve] = work[i];
       if (serve) this._forgetResponder(pattern);
       else this.subscriptions.delete(pattern);
+      if (isUnavailable(reason)) this._withdrawWaiting(reason); // a serve()/subscribe() waiting for this connection throws it too
       this.host._emitError(reason);
     }
   }
@@ -372,6 +377,8 @@ class Subscriptions {
     const calls = this.host._calls;
     if (calls.conn === null) throw new ConnectionLostError('the connection is closed');
     const legacy = calls.conn.legacy;
+    const refused = legacy && type === 'subscribe' ? unavailable(pattern, serve) : null;
+    if (refused !== null) throw refused; // what a 1.1.x server lacks, never sent (lib/legacy_server.js)
     const payload = serve ? { serve: true } : legacy ? { connection_id: this.host._connectionId } : null;
     const schema = serve && type === 'subscribe' && !legacy ? this.schemas.get(pattern) : undefined;
     if (schema !== undefined) payload.schema = schema; // the declared contract (§7.1)
