@@ -4,12 +4,13 @@
 // lib/legacy_server.js), on real sockets against a scripted peer
 // (test/helpers.js): its notifications are broadcasts to the subscribers,
 // what it lacks (responders, wildcard subscriptions) is refused with
-// MessageError and never sent. The same against the real 1.1.2 package:
+// MessageError and never sent, and only an error object as the whole
+// payload is an error answer. The same against the real 1.1.2 package:
 // interop-tests/test_js_legacy.py.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { IPCClient, ErrorCode, MessageError } = require('..');
+const { IPCClient, ErrorCode, MessageError, HandlerError } = require('..');
 const { buildMessage } = require('../lib/envelope');
 const { Peer, peerAndClient: setup, waitFor, until } = require('./helpers');
 
@@ -146,4 +147,14 @@ test('version 1: a reconnection that finds a 1.1.x server reports each registrat
   await barrier(peer, client);
   assert.deepEqual(peer.received.slice(before).filter(SUBSCRIBES).map((m) => m.channel_id), ['news']);
   assert.equal(client.state, 'connected');
+});
+
+test('version 1: only an error object as the whole payload is an error answer (docs/legacy.md)', async (t) => {
+  const answers = { obj: { error: { code: 'handler_error', message: 'boom' } }, text: { error: 'User not found' }, null: { error: null }, false: { error: false }, list: { error: ['a'] } };
+  const { client } = await setup(t, { legacy: true, onRequest: (msg, conn, reply) => reply(answers[msg.channel_id]) });
+  await client.connect();
+  await assert.rejects(client.sendRequest('obj', null), HandlerError);
+  for (const channel of ['text', 'null', 'false', 'list']) {
+    assert.deepEqual((await client.sendRequest(channel, null)).payload, answers[channel], channel);
+  }
 });
