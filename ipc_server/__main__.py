@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-name", help="the cluster's subject namespace on NATS: nodes with the same name form one cluster")
     p.add_argument("--node-name", help="this node's name in the cluster (default: HOST-PID-XXXX: host name, process id, 4 random hex digits)")
     p.add_argument("--cluster-heartbeat", type=float, dest="cluster_heartbeat_s", help="seconds between a node's heartbeats; a node silent for three is gone")
+    p.add_argument("--cluster-max-pending", type=int, dest="cluster_max_pending_bytes", help="bytes held for NATS that it has not taken before a client's publish (dropped) or a new request (no_responders) is refused; answers and the node's own messages get up to twice that")
     p.add_argument("--cluster-creds", help="NATS credentials file (JWT and NKey seed) for the cluster link")
     p.add_argument("--cluster-tls-ca", help="PEM CA bundle that verifies the NATS servers (tls:// URLs)")
     p.add_argument("--cluster-tls-cert", help="PEM client certificate for the NATS link")

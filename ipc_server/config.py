@@ -66,6 +66,9 @@ DEFAULT_MAX_HELD_REQUESTS_PER_CONNECTION = 4096
 DEFAULT_IDEMPOTENCY_WINDOW_S = 300.0
 DEFAULT_IDEMPOTENCY_MAX_KEYS = 100_000
 DEFAULT_IDEMPOTENCY_MAX_BYTES = 64 * 1024 * 1024
+# Cluster mode: bytes a node holds for NATS before it refuses new traffic
+# (twice that for answers and its own messages); NATS's Go client's reconnect buffer.
+DEFAULT_CLUSTER_MAX_PENDING_BYTES = 8 * 1024 * 1024
 # The longest heartbeat interval: 2^53-1 ms, advertised exactly (§1.1).
 _MAX_HEARTBEAT_INTERVAL_S = (2**53 - 1) / 1000
 # Event loops ``python -m ipc_server`` can run on; "uvloop" needs the optional
@@ -132,11 +135,13 @@ class ServerConfig:
     # Cluster mode (docs/cluster.md): the NATS servers the node joins through
     # (empty: a standalone server), the cluster's subject namespace, this
     # node's name (default: host and process id), the heartbeat interval
-    # (a node silent for three is gone), and the NATS link's credentials and TLS.
+    # (a node silent for three is gone), the bytes held for NATS before
+    # traffic is refused, and the NATS link's credentials and TLS.
     cluster: tuple[str, ...] = ()
     cluster_name: str = "ipcb"
     node_name: str | None = None
     cluster_heartbeat_s: float = 0.5
+    cluster_max_pending_bytes: int = DEFAULT_CLUSTER_MAX_PENDING_BYTES
     cluster_creds: str | None = None
     cluster_tls_ca: str | None = None
     cluster_tls_cert: str | None = None
@@ -226,6 +231,8 @@ def _check_cluster(config: ServerConfig) -> None:
         raise ValueError("node_name must not be empty")
     if not config.cluster_heartbeat_s >= MIN_HEARTBEAT_INTERVAL_S:  # a shorter one is a busy loop of NATS publishes
         raise ValueError(f"cluster_heartbeat_s must be at least {MIN_HEARTBEAT_INTERVAL_S:g} s, got {config.cluster_heartbeat_s:g}")
+    if config.cluster_max_pending_bytes <= 0:
+        raise ValueError(f"cluster_max_pending_bytes must be positive, got {config.cluster_max_pending_bytes}")
     if (config.cluster_tls_cert is None) != (config.cluster_tls_key is None):
         raise ValueError("cluster_tls_cert and cluster_tls_key go together")
     if config.workers < 1:

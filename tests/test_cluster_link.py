@@ -73,15 +73,17 @@ def test_the_cluster_settings_from_toml_environment_and_their_checks(tmp_path: A
     from ipc_server.config import load_config
 
     toml = tmp_path / "server.toml"
-    toml.write_text('cluster = ["nats://a:4222", "tls://b:4443"]\ncluster_name = "prod"\nworkers = 2\n', encoding="utf-8")
+    toml.write_text('cluster = ["nats://a:4222", "tls://b:4443"]\ncluster_name = "prod"\nworkers = 2\ncluster_max_pending_bytes = 1048576\n', encoding="utf-8")
     config = load_config(path=toml, env={})
     assert config.cluster == ("nats://a:4222", "tls://b:4443") and config.cluster_name == "prod" and config.workers == 2
+    assert config.cluster_max_pending_bytes == 2**20 and load_config(env={}).cluster_max_pending_bytes == 8 * 2**20
     assert load_config(env={"IPC_SERVER_CLUSTER": "nats://a:1, nats://b:2"}).cluster == ("nats://a:1", "nats://b:2")
     for env, fragment in (
         ({"IPC_SERVER_CLUSTER": "http://a:1"}, "nats:// or tls://"),
         ({"IPC_SERVER_CLUSTER_NAME": "a.b"}, "cluster_name"),
         ({"IPC_SERVER_CLUSTER_HEARTBEAT_S": "0"}, "cluster_heartbeat_s"),
         ({"IPC_SERVER_WORKERS": "0"}, "workers"),
+        ({"IPC_SERVER_CLUSTER_MAX_PENDING_BYTES": "0"}, "cluster_max_pending_bytes"),
     ):
         with pytest.raises(ValueError, match=fragment):
             load_config(env=env)

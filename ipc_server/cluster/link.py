@@ -26,6 +26,15 @@ Publishing is synchronous for the server's dispatch: nats-py's buffer
 takes the message at once (``Link.publish``). While NATS is unreachable
 nothing is kept (``publish`` returns False): what crosses nodes is live
 traffic, not a backlog replayed later.
+
+What the node holds for NATS and NATS has not taken yet (nats-py's pending
+buffer, the socket's transport buffer, the link's own queue: ``held``) is
+bounded (docs/cluster.md §5, §6): new traffic (a client's publish, a new
+request) is refused once it reaches ``max_pending`` bytes; what follows up
+on accepted work (answers, stream frames, credits, cancels, the node's
+heartbeats and notes) once it reaches twice that. A refused message is
+not sent (``publish`` returns False, counted in ``refused``), nothing
+waits.
 """
 
 from __future__ import annotations
@@ -35,14 +44,16 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
+from ..config import DEFAULT_CLUSTER_MAX_PENDING_BYTES
 from .delivery import Msg, Resume, deliver_at_once, read_below_mmap
-from .pub_buffer import append_pub, can_append
+from .pub_buffer import NO_WIRE, PUB_OVERHEAD, append_pub, can_append, wire_of
 from .tls_required import require_tls
 
 __all__ = ["Link", "LinkSettings", "Msg", "Subscription"]
@@ -60,16 +71,16 @@ PING_INTERVAL_S = 5
 FLUSH_TIMEOUT_S = 5
 
 
+@dataclass(slots=True)
 class LinkSettings:
-    """What the link needs of the server's settings."""
+    """What the link needs of the server's settings: also the bound on
+    what it holds for NATS (module docstring)."""
 
-    __slots__ = ("servers", "name", "creds", "tls")
-
-    def __init__(self, servers: list[str], name: str, creds: str | None = None, tls: ssl.SSLContext | None = None) -> None:
-        self.servers = servers
-        self.name = name
-        self.creds = creds
-        self.tls = tls
+    servers: list[str]
+    name: str
+    creds: str | None = None
+    tls: ssl.SSLContext | None = None
+    max_pending: int = DEFAULT_CLUSTER_MAX_PENDING_BYTES
 
 
 class Link:
@@ -106,8 +117,17 @@ class Link:
         self.published = 0
         self.at_once = False  # messages reach their callbacks as nats-py reads them (delivery.py)
         self.appends = False  # publishes go straight into nats-py's buffer (pub_buffer.py)
-        self.dropped = 0  # not sent: NATS unreachable, or refused (too large)
+        self.dropped = 0  # not sent: NATS unreachable, refused (too large), or past the bound
+        self.refused = 0  # not sent: the link held its bound (module docstring)
+        # New traffic may add ``_room`` bytes more before the link looks at
+        # what it holds again (``_full``): ``max_pending`` less what it held
+        # then and what it took since, never more than it may. Other traffic
+        # may go ``max_pending`` further (``_floor``).
+        self._room = 0
+        self._floor = -settings.max_pending
         self._out: deque[tuple[str, bytes, str]] = deque()  # behind a publish that had to wait
+        self._out_bytes = 0
+        self._wire: Any = NO_WIRE  # the connection's transport (pub_buffer.wire_of)
         self._waiting: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
@@ -165,6 +185,8 @@ class Link:
     def _went_up(self) -> None:
         self.appends = can_append(self.nc)
         read_below_mmap(self.nc)
+        self._wire = wire_of(self.nc)
+        self._room = self._settings.max_pending - self.held
         self.up = True
         self.reason = ""
         self._up_since = self._loop.time()
@@ -189,8 +211,26 @@ class Link:
         self.disconnects += 1
         self.reason = "lost the connection to NATS; reconnecting"
         log.warning("cluster: %s", self.reason)
-        self._out.clear()
+        self._clear_out()
         self._on_down()
+
+    def _clear_out(self) -> None:
+        self._out.clear()
+        self._out_bytes = 0
+
+    # -- the bound (module docstring) --------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Bytes held for NATS that its socket has not taken yet."""
+        return self.nc._pending_data_size + self._wire.get_write_buffer_size() + self._out_bytes  # type: ignore[no-any-return]
+
+    def _full(self, new: bool) -> bool:
+        """``_room`` ran out: is the link, looking at what it holds now, at the bound of this kind of traffic?"""
+        floor = 0 if new else self._floor
+        if self._room <= floor:
+            self._room = self._settings.max_pending - self.held
+        return self._room <= floor
 
     async def _reconnected(self) -> None:
         self._last_error = ""
@@ -217,7 +257,7 @@ class Link:
         if stuck is not None:
             stuck.cancel()
             await asyncio.wait([stuck])
-        self._out.clear()
+        self._clear_out()
         await asyncio.sleep(wait)
         self.nc = NATS()
         self._last_error = ""
@@ -229,9 +269,15 @@ class Link:
 
     # -- traffic --------------------------------------------------------------------
 
-    def publish(self, subject: str, payload: bytes, reply: str = "") -> bool:
-        """Hand a message to nats-py now; False when NATS is unreachable or
-        the message is over its ``max_payload`` (nothing sent).
+    def too_large(self, size: int) -> bool:
+        """A message of ``size`` bytes is refused for its size (NATS is reachable)."""
+        return self.up and size > self.nc.max_payload
+
+    def publish(self, subject: str, payload: bytes, reply: str = "", new: bool = False) -> bool:
+        """Hand a message to nats-py now; False when NATS is unreachable,
+        the message is over its ``max_payload``, or the link holds its bound
+        (``new``: a client's publish or a new request, refused at the lower
+        one; module docstring): nothing sent.
 
         nats-py's ``publish`` is a coroutine that, but for a full buffer,
         finishes without waiting (it appends to its buffer and wakes its
@@ -241,12 +287,23 @@ class Link:
         if not self.up or len(payload) > self.nc.max_payload:
             self.dropped += 1
             return False
+        if self._room <= 0 and self._full(new):
+            self.dropped += 1
+            self.refused += 1
+            return False
         if self._waiting is not None:  # behind one that had to wait
             self._out.append((subject, payload, reply))
+            size = len(subject) + len(payload) + len(reply) + PUB_OVERHEAD
+            self._out_bytes += size
+            self._room -= size
             return True
-        if self.appends and append_pub(self.nc, self._loop, subject, payload, reply):
-            self.published += 1
-            return True
+        if self.appends:
+            size = append_pub(self.nc, self._loop, subject, payload, reply)
+            if size:
+                self.published += 1
+                self._room -= size
+                return True
+        self._room -= len(subject) + len(payload) + len(reply) + PUB_OVERHEAD
         coro = self.nc.publish(subject, payload, reply=reply)
         try:
             step = coro.send(None)
@@ -267,12 +324,13 @@ class Link:
             self.published += 1
             while self._out:
                 subject, payload, reply = self._out.popleft()
+                self._out_bytes -= len(subject) + len(payload) + len(reply) + PUB_OVERHEAD
                 await self.nc.publish(subject, payload, reply=reply)
                 self.published += 1
         except NatsError as exc:
             log.info("cluster: a publish to NATS failed: %s", exc)
             self.dropped += 1 + len(self._out)
-            self._out.clear()
+            self._clear_out()
         finally:
             self._waiting = None
 
@@ -314,4 +372,4 @@ class Link:
             log.exception("cluster: closing the NATS connection failed")
 
     def __repr__(self) -> str:
-        return f"<Link {'up ' + self.url if self.up else 'down: ' + self.reason} published={self.published} dropped={self.dropped}>"
+        return f"<Link {'up ' + self.url if self.up else 'down: ' + self.reason} published={self.published} dropped={self.dropped} refused={self.refused}>"

@@ -95,9 +95,9 @@ class Cluster:
         self._forwarding = forwarding
         self._pubsub = pubsub
         self.subjects = subjects = Subjects(config.cluster_name, self.name)
-        settings = LinkSettings(list(config.cluster), f"ipc-bridge {self.name}", config.cluster_creds, _tls(config))
-        self.link = link = Link(settings, on_down=self._link_down, on_up=self._link_up, prepare=self._prepare)
         beat = config.cluster_heartbeat_s
+        settings = LinkSettings(list(config.cluster), f"ipc-bridge {self.name}", config.cluster_creds, _tls(config), max_pending=config.cluster_max_pending_bytes)
+        self.link = link = Link(settings, on_down=self._link_down, on_up=self._link_up, prepare=self._prepare)
         self.outgoing = Outgoing(link, subjects, stats, heartbeat_s=beat, default_timeout_s=config.default_request_timeout_s, grace_s=config.no_responders_grace_s, shutdown=shutdown)
         self.outgoing.local = self._taker
         self.members = Members(link, subjects, self.name, beat)
@@ -220,7 +220,7 @@ class Cluster:
             self.publishes_not_sent += 1
             return
         payload = encode_message(msg) if body is None else body.body() if isinstance(body, BinaryFrame) else bytes(body)  # §16: joined
-        if self.link.publish(subject, payload):
+        if self.link.publish(subject, payload, new=True):
             self.publishes_out += 1
         else:
             self.publishes_not_sent += 1
@@ -338,6 +338,8 @@ class Cluster:
             "nats": self.link.url or None,
             "alive": self.members.alive() if self.link.up else [],
             "link_disconnects": self.link.disconnects,
+            "link_pending_bytes": self.link.held,  # held for NATS, not taken yet (link.py)
+            "link_refused": self.link.refused,
             "nats_subscriptions": self.interest.patterns(),
             "patterns_kept_local": self.interest.kept_local,  # subject too long to cross nodes (interest.py)
             "requests_sent": self.outgoing.sent,

@@ -144,12 +144,16 @@ class Outgoing:
         """Send ``msg`` (no local taker) to the cluster; answer it exactly once."""
         subject = self._subjects.request(conn.app_id, msg.channel_id)
         if msg.message_type is MessageType.NOTIFICATION:  # one way: nobody to tell if no node serves it
-            self._link.publish(subject, bytes(body))
+            self._link.publish(subject, bytes(body), new=True)
             return
         token = str(next(self._tokens))
-        if not self._link.publish(subject, bytes(body), f"{self._subjects.replies}.{token}"):
-            text = f"the request ({len(body)} bytes) is larger than NATS accepts ({self._link.max_payload} bytes)"
-            self._refuse(conn, msg, ErrorCode.TOO_LARGE, text)
+        if not self._link.publish(subject, bytes(body), f"{self._subjects.replies}.{token}", new=True):
+            if self._link.too_large(len(body)):
+                text = f"the request ({len(body)} bytes) is larger than NATS accepts ({self._link.max_payload} bytes)"
+                self._refuse(conn, msg, ErrorCode.TOO_LARGE, text)
+            else:  # never sent: the link holds its bound (link.py)
+                text = f"no handler or responder for {msg.channel_id!r} on this node, and its link to NATS is backed up ({self._link.held} bytes not taken yet)"
+                self._refuse(conn, msg, ErrorCode.NO_RESPONDERS, text)
             return
         self.sent += 1
         now = self.loop.time()
