@@ -204,7 +204,7 @@ class Incoming:
         self._release(requester)
         if not requester.reply:
             return True
-        if not self._link.publish(requester.reply, body) and self._link.up:  # over NATS's max_payload
+        if not self._link.publish(requester.reply, body) and self._link.too_large(len(body)):  # else lost: the requester's node hears it no more (§5)
             text = f"the answer ({len(body)} bytes) is larger than NATS accepts ({self._link.max_payload} bytes)"
             self.stats.count_error(ErrorCode.TOO_LARGE)
             self._link.publish(requester.reply, encode_message(error_response(requester.request, ErrorCode.TOO_LARGE, text)))

@@ -158,10 +158,10 @@ class StreamRelay:
         if self._link.publish(requester.reply, body, f"{self._subjects.credits}.{requester.node}.{requester.token}"):
             self.items_out += 1
             return
-        if self._link.up:  # over NATS's max_payload: the stream fails, as one too large for its consumer
+        if self._link.too_large(len(body)):  # the stream fails, as one too large for its consumer
             code, text = ErrorCode.TOO_LARGE, f"an item ({len(body)} bytes) is larger than NATS accepts ({self._link.max_payload} bytes)"
             requester.refuse(requester.request, code, text)
-        else:  # no item can reach the consumer any more (its node answers it responder_lost)
+        else:  # NATS away, or the link at its bound: its consumer's node answers it responder_lost
             code = ErrorCode.CONNECTION_LOST
         self._incoming.drop(requester, code)
 
