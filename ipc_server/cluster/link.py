@@ -34,7 +34,10 @@ request) is refused once it reaches ``max_pending`` bytes; what follows up
 on accepted work (answers, stream frames, credits, cancels, the node's
 heartbeats and notes) once it reaches twice that. A refused message is
 not sent (``publish`` returns False, counted in ``refused``), nothing
-waits.
+waits. A link whose held bytes NATS takes none of for a few heartbeat
+intervals (a stopped nats-server, a silent partition: link_watch.py) is
+stalled: the link goes down as for a lost connection, drops what it held
+and aborts the connection, and nats-py reconnects.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ from nats.errors import Error as NatsError
 
 from ..config import DEFAULT_CLUSTER_MAX_PENDING_BYTES
 from .delivery import Msg, Resume, deliver_at_once, read_below_mmap
-from .pub_buffer import NO_WIRE, PUB_OVERHEAD, append_pub, can_append, wire_of
+from .link_watch import WriteWatch
+from .pub_buffer import NO_WIRE, PUB_OVERHEAD, append_pub, can_append, drop_pending, wire_of
 from .tls_required import require_tls
 
 __all__ = ["Link", "LinkSettings", "Msg", "Subscription"]
@@ -73,13 +77,14 @@ FLUSH_TIMEOUT_S = 5
 
 @dataclass(slots=True)
 class LinkSettings:
-    """What the link needs of the server's settings: also the bound on
-    what it holds for NATS (module docstring)."""
+    """What the link needs of the server's settings: also how often it
+    checks that NATS takes what it holds, and the bound on that (module docstring)."""
 
     servers: list[str]
     name: str
     creds: str | None = None
     tls: ssl.SSLContext | None = None
+    heartbeat_s: float = 0.5
     max_pending: int = DEFAULT_CLUSTER_MAX_PENDING_BYTES
 
 
@@ -119,6 +124,7 @@ class Link:
         self.appends = False  # publishes go straight into nats-py's buffer (pub_buffer.py)
         self.dropped = 0  # not sent: NATS unreachable, refused (too large), or past the bound
         self.refused = 0  # not sent: the link held its bound (module docstring)
+        self.stalls = 0  # connections given up because NATS took nothing of what the link held
         # New traffic may add ``_room`` bytes more before the link looks at
         # what it holds again (``_full``): ``max_pending`` less what it held
         # then and what it took since, never more than it may. Other traffic
@@ -128,6 +134,9 @@ class Link:
         self._out: deque[tuple[str, bytes, str]] = deque()  # behind a publish that had to wait
         self._out_bytes = 0
         self._wire: Any = NO_WIRE  # the connection's transport (pub_buffer.wire_of)
+        self._watch = WriteWatch(self, settings.heartbeat_s)
+        self._watching: asyncio.Task[None] | None = None
+        self._stalled = False  # down because stalled: the reason stays until the link is up again
         self._waiting: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
@@ -142,6 +151,7 @@ class Link:
         """Start connecting; nats-py keeps trying until it gets through."""
         self._loop = asyncio.get_running_loop()
         self._connecting = self._loop.create_task(self._connect())
+        self._watching = self._loop.create_task(self._watch.run())
 
     async def _connect(self) -> None:
         nc = self.nc
@@ -187,6 +197,8 @@ class Link:
         read_below_mmap(self.nc)
         self._wire = wire_of(self.nc)
         self._room = self._settings.max_pending - self.held
+        self._watch.reset()
+        self._stalled = False
         self.up = True
         self.reason = ""
         self._up_since = self._loop.time()
@@ -201,15 +213,18 @@ class Link:
         if text != self._last_error:  # nats-py repeats the same error on every attempt
             self._last_error = text
             log.warning("cluster: NATS: %s", text)
-        if not self.up:
+        if not self.up and not self._stalled:
             self.reason = f"NATS unreachable ({text})"
 
     async def _disconnected(self) -> None:
+        self._down("lost the connection to NATS; reconnecting")
+
+    def _down(self, reason: str) -> None:
         if not self.up:
             return
         self.up = False
         self.disconnects += 1
-        self.reason = "lost the connection to NATS; reconnecting"
+        self.reason = reason
         log.warning("cluster: %s", self.reason)
         self._clear_out()
         self._on_down()
@@ -218,7 +233,7 @@ class Link:
         self._out.clear()
         self._out_bytes = 0
 
-    # -- the bound (module docstring) --------------------------------------------
+    # -- the bound and stalls (module docstring) --------------------------------------------
 
     @property
     def held(self) -> int:
@@ -231,6 +246,15 @@ class Link:
         if self._room <= floor:
             self._room = self._settings.max_pending - self.held
         return self._room <= floor
+
+    def stall(self, held: int, seconds: float) -> None:
+        """NATS took none of what the link held for ``seconds`` (link_watch.py): down, drop it, reconnect."""
+        self.stalls += 1
+        self._down(f"NATS took none of the {held} bytes waiting for it in {seconds:g} s (stalled); reconnecting")
+        self._stalled = True
+        if self.appends:  # not sent later either: what crosses nodes is live traffic
+            drop_pending(self.nc)
+        self._wire.abort()  # its buffer goes with it; nats-py sees the connection lost and reconnects
 
     async def _reconnected(self) -> None:
         self._last_error = ""
@@ -359,8 +383,9 @@ class Link:
     async def close(self) -> None:
         self._closed = True
         self.up = False
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
+        for task in (self._connecting, self._watching):
+            if task is not None and not task.done():
+                task.cancel()
         try:
             if self.nc.is_connected:
                 await asyncio.wait_for(self.nc.drain(), FLUSH_TIMEOUT_S)

@@ -96,7 +96,7 @@ class Cluster:
         self._pubsub = pubsub
         self.subjects = subjects = Subjects(config.cluster_name, self.name)
         beat = config.cluster_heartbeat_s
-        settings = LinkSettings(list(config.cluster), f"ipc-bridge {self.name}", config.cluster_creds, _tls(config), max_pending=config.cluster_max_pending_bytes)
+        settings = LinkSettings(list(config.cluster), f"ipc-bridge {self.name}", config.cluster_creds, _tls(config), heartbeat_s=beat, max_pending=config.cluster_max_pending_bytes)
         self.link = link = Link(settings, on_down=self._link_down, on_up=self._link_up, prepare=self._prepare)
         self.outgoing = Outgoing(link, subjects, stats, heartbeat_s=beat, default_timeout_s=config.default_request_timeout_s, grace_s=config.no_responders_grace_s, shutdown=shutdown)
         self.outgoing.local = self._taker
@@ -340,6 +340,7 @@ class Cluster:
             "link_disconnects": self.link.disconnects,
             "link_pending_bytes": self.link.held,  # held for NATS, not taken yet (link.py)
             "link_refused": self.link.refused,
+            "link_stalls": self.link.stalls,
             "nats_subscriptions": self.interest.patterns(),
             "patterns_kept_local": self.interest.kept_local,  # subject too long to cross nodes (interest.py)
             "requests_sent": self.outgoing.sent,

@@ -12,7 +12,7 @@ they are.
 
 The link also bounds what it holds for NATS (link.py): nats-py's pending
 buffer, and the write buffer of its connection's transport
-(:func:`wire_of`).
+(:func:`wire_of`), which a stalled link drops (:func:`drop_pending`).
 
 This reaches into nats-py's client (``_status``, ``_pending``,
 ``_pending_data_size``, ``_flush_queue``, ``_flusher_task``,
@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["PUB_OVERHEAD", "append_pub", "can_append", "wire_of"]
+__all__ = ["PUB_OVERHEAD", "append_pub", "can_append", "drop_pending", "wire_of"]
 
 _CRLF = b"\r\n"
 # ``PUB``, spaces, the size's digits (up to NATS's 64 MiB) and two CRLFs: at most this beyond subject, reply and payload.
@@ -82,15 +82,24 @@ class _NoWire:
     def get_write_buffer_size() -> int:
         return 0
 
+    @staticmethod
+    def abort() -> None:
+        pass
+
 
 NO_WIRE: Any = _NoWire
 
 
 def wire_of(nc: Any) -> Any:
     """``nc``'s asyncio transport (plain or TLS, asyncio's or uvloop's): what
-    it holds is the link's to count."""
+    it holds is the link's to count, and aborting it drops that at once."""
     transport = getattr(getattr(getattr(nc, "_transport", None), "_io_writer", None), "transport", None)
-    if callable(getattr(transport, "get_write_buffer_size", None)):
+    if callable(getattr(transport, "get_write_buffer_size", None)) and callable(getattr(transport, "abort", None)):
         return transport
     return NO_WIRE
 
+
+def drop_pending(nc: Any) -> None:
+    """Forget what ``nc`` (of the kind :func:`can_append` accepts) has not written yet."""
+    del nc._pending[:]
+    nc._pending_data_size = 0
