@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .link import Link
 
-__all__ = ["STALL_INTERVALS", "WriteWatch"]
+__all__ = ["MIN_LOOK_S", "STALL_INTERVALS", "WriteWatch"]
 
 STALL_INTERVALS = 3
+# The watch looks at most this often: with the shortest heartbeats, a busy
+# loop's pause of a few tens of ms would otherwise pass for a stall.
+MIN_LOOK_S = 0.2
 
 
 class WriteWatch:
@@ -31,7 +34,7 @@ class WriteWatch:
 
     def __init__(self, link: Link, interval_s: float) -> None:
         self._link = link
-        self.interval_s = interval_s
+        self.interval_s = max(interval_s, MIN_LOOK_S)
         self._stuck = 0  # looks in a row that found bytes held and none taken since the last
         self._taken = 0  # at the last look: bytes nats-py took less those still held
 
