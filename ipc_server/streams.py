@@ -10,11 +10,9 @@ once, through ``Forwarding``: by the producer's end or error, the
 consumer's cancel (:meth:`Forwarding.withdraw`), the deadline, the idle
 timeout, or either connection's loss.
 
-In-process handlers that are generators (``async def`` ones on the loop,
-plain ones one ``next()`` at a time in the worker threads) are run by
-:meth:`Streams.produce` inside their handler call (``handlers``), so the
-call's deadline, cancellation and shutdown apply as to any handler; they
-pull an item only while credit remains.
+In-process handlers that are generators are run by the
+:class:`~ipc_server.stream_producers.LocalProducers` this class is made
+of (``stream_producers``).
 
 Cancel frames from requesters stop whoever runs the request: an
 in-process call is cancelled (``HandlerCalls.cancel``), a forwarded one
@@ -25,67 +23,35 @@ feature (:meth:`Streams.cancel_responder`).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import types
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_message
 from ipc_protocol.envelope import encode_message_parts
 from ipc_protocol.framing import encode_frame, frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
-from ipc_protocol.streams import CANCEL, STREAMS, Credit, cancel, cancel_reason, stream_end, stream_item
+from ipc_protocol.streams import CANCEL, STREAMS, cancel, cancel_reason
 
 from .connection import ServerConnection
 from .stats import ServerStats
+from .stream_producers import STREAM_RESULTS, LocalProducers, send_item
+from .stream_state import StreamState
 
 if TYPE_CHECKING:
     from .forwarding import Forwarded, Forwarding
     from .grace import Grace
-    from .handlers import HandlerCall, HandlerCalls
+    from .handlers import HandlerCalls
 
 __all__ = ["Streams", "StreamState", "STREAM_RESULTS"]
 
 log = logging.getLogger("ipc_server")
 
-# What a handler returns when it streams (§15.6).
-STREAM_RESULTS = frozenset({types.AsyncGeneratorType, types.GeneratorType})
-_END = object()  # next()'s default: the sync generator is exhausted
-
 _Key = tuple[ServerConnection, str]
 
 
-class StreamState:
-    """One open stream: its credit and its idle clock (§15.3, §15.5).
-    ``key`` is the forwarding table's for a relayed stream; ``call`` the
-    handler call of an in-process one."""
-
-    __slots__ = ("credit", "idle_s", "last", "key", "call", "waiter")
-
-    def __init__(self, window: int, idle_s: float | None, now: float) -> None:
-        self.credit = Credit(window)
-        self.idle_s = idle_s
-        self.last = now  # the latest item, or grant after a stall
-        self.key: _Key | None = None
-        self.call: HandlerCall | None = None
-        self.waiter: asyncio.Future[None] | None = None  # an in-process producer waiting for credit
-
-    def granted(self, n: int, now: float) -> bool:
-        """Add ``n`` credits; False past the maximum. A grant to a stalled
-        producer restarts its idle clock (it was the consumer's turn)."""
-        if self.credit.available == 0:
-            self.last = now
-        if not self.credit.grant(n):
-            return False
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        return True
-
-
-class Streams:
+class Streams(LocalProducers):
     """The server's side of §15: relaying, in-process producers, cancels.
 
     Wired by the server: it sets ``forwarding.streams`` and ``calls.streams``
@@ -141,7 +107,7 @@ class Streams:
         if not requester.fits(frame):
             self.fail(key, fwd, ErrorCode.TOO_LARGE, f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts")  # type: ignore[arg-type]
             return
-        _send_item(requester, frame)
+        send_item(requester, frame)
         self._stats.stream_items += 1
         state.last = self._now()
 
@@ -233,75 +199,6 @@ class Streams:
             except IPCError:  # pragma: no cover - a cancel always encodes
                 log.exception("cannot send a cancel")
 
-    # -- in-process producers (§15.6) ----------------------------------------------------
-
-    async def produce(self, call: HandlerCall, gen: Any) -> None:
-        """Run a generator a handler returned, answering ``call``'s stream.
-        Runs in the call's task: its deadline and cancellation apply."""
-        msg = call.request
-        is_async = gen.__class__ is types.AsyncGeneratorType
-        if msg.window is None or msg.message_type is not MessageType.REQUEST:
-            await _close(gen, is_async, None)
-            text = f"the handler of {msg.channel_id!r} streams its answer: call stream()"
-            call.answer(error_response(msg, ErrorCode.BAD_REQUEST, text))
-            return
-        loop = self._calls.loop
-        conn = call.conn
-        state = StreamState(msg.window, self._idle_of(msg), loop.time())
-        state.call = call
-        key = (conn, msg.message_id)
-        self._local[key] = state
-        self._watch(state)
-        self._stats.streams_opened += 1
-        self._stats.streams += 1
-        running: concurrent.futures.Future[Any] | None = None  # a sync generator's next() in a thread
-        try:
-            while True:
-                while state.credit.available == 0:
-                    state.waiter = loop.create_future()
-                    await state.waiter
-                if is_async:
-                    try:
-                        item = await gen.__anext__()
-                    except StopAsyncIteration:
-                        break
-                else:
-                    assert self._calls.executor is not None
-                    running = self._calls.executor.submit(next, gen, _END)
-                    item = await asyncio.wrap_future(running, loop=loop)
-                    running = None
-                    if item is _END:
-                        break
-                try:
-                    frame = frame_parts(encode_message_parts(stream_item(msg, item)))
-                except IPCError as exc:  # an item that cannot be sent: the handler's failure
-                    raise ValueError(f"an item of the stream cannot be sent: {exc}") from None
-                if not conn.fits(frame):  # the server's refusal, as when relaying (§15.3 item 5), not the handler's failure
-                    self._stats.count_error(ErrorCode.TOO_LARGE)
-                    call.answer(error_response(msg, ErrorCode.TOO_LARGE, f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts"))
-                    return
-                state.credit.take()
-                _send_item(conn, frame)
-                self._stats.stream_items += 1
-                state.last = loop.time()
-            call.answer(stream_end(msg))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure ends the stream with an error (§15.3)
-            self._calls.fail(call, exc)
-        finally:
-            del self._local[key]
-            self._idle.discard(state)
-            self._stats.streams -= 1
-            await _close(gen, is_async, running)
-
-    def _expire_local(self, state: StreamState, code: ErrorCode, text: str) -> None:
-        call = state.call
-        assert call is not None
-        self._stats.count_error(code)
-        call.answer(error_response(call.request, code, text))
-        self._calls.stop(call)
-
     # -- idle timeouts (§15.5) -------------------------------------------------------------
 
     def _idle_of(self, msg: Message) -> float | None:
@@ -335,35 +232,3 @@ class Streams:
 
     def _call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         return self._forwarding.loop.call_at(when, callback)
-
-
-def _send_item(conn: Any, frame: Any) -> None:
-    """An item to its consumer. A consumer on another node is the cluster's
-    stand-in (``cluster.incoming.RemoteRequester``): it sends items apart
-    from the request's one answer (docs/cluster.md §3, Streams)."""
-    if conn.__class__ is not ServerConnection and (send_item := getattr(conn, "send_item", None)) is not None:
-        send_item(frame)
-    else:
-        conn.send_frame(frame)
-
-
-async def _close(gen: Any, is_async: bool, running: concurrent.futures.Future[Any] | None) -> None:
-    """Close a producer's generator (its ``finally`` runs); a sync one still
-    inside ``next()`` in its thread is closed by that thread once it returns
-    (a thread cannot be interrupted, and a running generator not closed)."""
-    try:
-        if is_async:
-            await gen.aclose()
-        elif running is not None and not running.done():
-            running.add_done_callback(lambda _: _close_sync(gen))
-        else:
-            gen.close()
-    except Exception:  # noqa: BLE001 - a generator failing to close is its own business
-        log.exception("closing a stream's generator failed")
-
-
-def _close_sync(gen: Any) -> None:
-    try:
-        gen.close()
-    except Exception:  # noqa: BLE001
-        log.exception("closing a stream's generator failed")

@@ -1,0 +1,153 @@
+"""In-process handlers that stream (docs/protocol.md §15.6): the server's
+own producers, a mixin of :class:`~ipc_server.streams.Streams`.
+
+:meth:`LocalProducers.produce` runs the generator a handler returned
+inside the handler call (``handlers``), so the call's deadline,
+cancellation and shutdown apply as to any handler; ``async def`` ones on
+the loop, plain ones one ``next()`` at a time in the worker threads. Each
+pulls an item only while credit remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import types
+from typing import TYPE_CHECKING, Any
+
+from ipc_protocol import ErrorCode, IPCError, Message, MessageType
+from ipc_protocol.envelope import encode_message_parts
+from ipc_protocol.framing import frame_parts
+from ipc_protocol.messages import error_response
+from ipc_protocol.streams import stream_end, stream_item
+
+from .connection import ServerConnection
+from .stream_state import StreamState
+
+if TYPE_CHECKING:
+    from ipc_protocol.deadlines import Deadlines
+
+    from .handlers import HandlerCall, HandlerCalls
+    from .stats import ServerStats
+
+__all__ = ["LocalProducers", "STREAM_RESULTS", "send_item"]
+
+log = logging.getLogger("ipc_server")
+
+# What a handler returns when it streams (§15.6).
+STREAM_RESULTS = frozenset({types.AsyncGeneratorType, types.GeneratorType})
+_END = object()  # next()'s default: the sync generator is exhausted
+
+
+class LocalProducers:
+    """In-process streams, by (consumer, its request id) in ``_local``."""
+
+    if TYPE_CHECKING:  # what Streams holds
+        _stats: ServerStats
+        _calls: HandlerCalls
+        _local: dict[tuple[ServerConnection, str], StreamState]
+        _idle: Deadlines[StreamState]
+
+        def _idle_of(self, msg: Message) -> float | None: ...
+        def _watch(self, state: StreamState) -> None: ...
+
+    async def produce(self, call: HandlerCall, gen: Any) -> None:
+        """Run a generator a handler returned, answering ``call``'s stream.
+        Runs in the call's task: its deadline and cancellation apply."""
+        msg = call.request
+        is_async = gen.__class__ is types.AsyncGeneratorType
+        if msg.window is None or msg.message_type is not MessageType.REQUEST:
+            await _close(gen, is_async, None)
+            text = f"the handler of {msg.channel_id!r} streams its answer: call stream()"
+            call.answer(error_response(msg, ErrorCode.BAD_REQUEST, text))
+            return
+        loop = self._calls.loop
+        conn = call.conn
+        state = StreamState(msg.window, self._idle_of(msg), loop.time())
+        state.call = call
+        key = (conn, msg.message_id)
+        self._local[key] = state
+        self._watch(state)
+        self._stats.streams_opened += 1
+        self._stats.streams += 1
+        running: concurrent.futures.Future[Any] | None = None  # a sync generator's next() in a thread
+        try:
+            while True:
+                while state.credit.available == 0:
+                    state.waiter = loop.create_future()
+                    await state.waiter
+                if is_async:
+                    try:
+                        item = await gen.__anext__()
+                    except StopAsyncIteration:
+                        break
+                else:
+                    assert self._calls.executor is not None
+                    running = self._calls.executor.submit(next, gen, _END)
+                    item = await asyncio.wrap_future(running, loop=loop)
+                    running = None
+                    if item is _END:
+                        break
+                try:
+                    frame = frame_parts(encode_message_parts(stream_item(msg, item)))
+                except IPCError as exc:  # an item that cannot be sent: the handler's failure
+                    raise ValueError(f"an item of the stream cannot be sent: {exc}") from None
+                if not conn.fits(frame):  # the server's refusal, as when relaying (§15.3 item 5), not the handler's failure
+                    self._stats.count_error(ErrorCode.TOO_LARGE)
+                    call.answer(error_response(msg, ErrorCode.TOO_LARGE, f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts"))
+                    return
+                state.credit.take()
+                send_item(conn, frame)
+                self._stats.stream_items += 1
+                state.last = loop.time()
+            call.answer(stream_end(msg))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure ends the stream with an error (§15.3)
+            self._calls.fail(call, exc)
+        finally:
+            del self._local[key]
+            self._idle.discard(state)
+            self._stats.streams -= 1
+            await _close(gen, is_async, running)
+
+    def _expire_local(self, state: StreamState, code: ErrorCode, text: str) -> None:
+        """End an in-process stream with an error of the server's; stop its handler."""
+        call = state.call
+        assert call is not None
+        self._stats.count_error(code)
+        call.answer(error_response(call.request, code, text))
+        self._calls.stop(call)
+
+
+async def _close(gen: Any, is_async: bool, running: concurrent.futures.Future[Any] | None) -> None:
+    """Close a producer's generator (its ``finally`` runs); a sync one still
+    inside ``next()`` in its thread is closed by that thread once it returns
+    (a thread cannot be interrupted, and a running generator not closed)."""
+    try:
+        if is_async:
+            await gen.aclose()
+        elif running is not None and not running.done():
+            running.add_done_callback(lambda _: _close_sync(gen))
+        else:
+            gen.close()
+    except Exception:  # noqa: BLE001 - a generator failing to close is its own business
+        log.exception("closing a stream's generator failed")
+
+
+def _close_sync(gen: Any) -> None:
+    try:
+        gen.close()
+    except Exception:  # noqa: BLE001
+        log.exception("closing a stream's generator failed")
+
+
+def send_item(conn: Any, frame: Any) -> None:
+    """An item to its consumer. A consumer on another node is the cluster's
+    stand-in (``cluster.incoming.RemoteRequester``): it sends items apart
+    from the request's one answer (docs/cluster.md §3, Streams)."""
+    if conn.__class__ is not ServerConnection and (send := getattr(conn, "send_item", None)) is not None:
+        send(frame)
+    else:
+        conn.send_frame(frame)
