@@ -33,6 +33,8 @@ __all__ = [
     "FLOW_TYPES",
     "MAX_WINDOW",
     "DEFAULT_WINDOW",
+    "SLICE_ITEMS",
+    "SLICE_S",
     "Credit",
     "Window",
     "negotiate",
@@ -51,6 +53,11 @@ STREAMS = "streams"
 FEATURES: tuple[str, ...] = (CANCEL, STREAMS, BINARY, LAME_DUCK)
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 64  # items a consumer grants when it opens a stream
+# A producer lets its loop run other work after this many items sent in a
+# row, or after this long, even when its generator never waits: however
+# large the window, a stream never holds up the loop it runs on (§15.6).
+SLICE_ITEMS = 256
+SLICE_S = 0.005
 
 _STREAM_TYPES = frozenset({MessageType.STREAM_ITEM, MessageType.STREAM_END, MessageType.CREDIT})
 # The message types of §15.2: a protocol checks them (flow_problem) before anyone routes them.

@@ -110,8 +110,30 @@ class FlowControl:
         self._backlog.paused = True
 
     def resume_writing(self) -> None:
-        if self._backlog is not None and self.transport is not None and self._backlog.resume(self.transport):
+        backlog = self._backlog
+        if backlog is not None and self.transport is not None and backlog.resume(self.transport):
             self._backlog = None  # type: ignore[misc]  # ServerConnection's slot, as above
+            backlog.gone()
+
+    @property
+    def backed_up(self) -> bool:
+        """Frames wait for the transport to drain: what adds to them adds to the backlog."""
+        return self._backlog is not None
+
+    def drained(self) -> asyncio.Future[None]:
+        """Done once the backlog has drained, or been dropped by a cut
+        (at once when there is none): an in-process stream's producer
+        waits on it rather than grow the backlog (stream_producers, §12.2)."""
+        backlog = self._backlog
+        loop = self._loop
+        assert loop is not None
+        if backlog is None:
+            done: asyncio.Future[None] = loop.create_future()
+            done.set_result(None)
+            return done
+        if backlog.drained is None:
+            backlog.drained = loop.create_future()
+        return backlog.drained  # type: ignore[no-any-return]
 
     def _check_backlog(self, backlog: Backlog) -> None:
         """Once per loop iteration while backed up: cut a peer past a limit.
@@ -121,6 +143,7 @@ class FlowControl:
         if limit is None:
             return
         self._backlog = None  # type: ignore[misc]  # ServerConnection's slot, as above
+        backlog.gone()
         if self.transport is not None:  # a large frame that has begun ends before the error frame
             for view in backlog.begun_rest():
                 self.transport.write(view)
@@ -128,3 +151,4 @@ class FlowControl:
         self._stats.slow_consumer(self.app_id, self.connection_id, limit, buffered)
         log.warning("slow consumer %s (%s): %d bytes outbound, over the %s limit", self.connection_id, self.peer, buffered, limit)
         self.fail(ErrorCode.SLOW_CONSUMER, f"{buffered} bytes waiting to be read, over the server's {limit} limit: reading too slowly")
+

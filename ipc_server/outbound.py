@@ -26,6 +26,7 @@ Sans-I/O apart from ``Backlog.resume`` (``WriteQueue``'s), which writes to the t
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from ipc_protocol.write_queue import WINDOW_BYTES, FrameWindows, WriteQueue
 
@@ -47,13 +48,24 @@ _LOW_WATER_BYTES = 256 * 1024
 class Backlog(WriteQueue):
     """A connection's frames waiting for its transport to drain, in order
     (``WriteQueue``), and ``over_soft_since``: when the held bytes last
-    went over the soft limit and stayed there (None: they are under it)."""
+    went over the soft limit and stayed there (None: they are under it).
+    ``drained``: what an in-process stream's producer waits on while the
+    connection is backed up (a future of the connection's loop, done when
+    the backlog goes: drained, or dropped by a cut), so that it never adds
+    to a backlog (docs/protocol.md §12.2)."""
 
-    __slots__ = ("over_soft_since",)
+    __slots__ = ("over_soft_since", "drained")
 
     def __init__(self) -> None:
         super().__init__()
         self.over_soft_since: float | None = None
+        self.drained: Any = None
+
+    def gone(self) -> None:
+        """The connection no longer holds this backlog: its waiter goes on."""
+        waiter, self.drained = self.drained, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class OutboundLimits:

@@ -5,7 +5,16 @@ own producers, a mixin of :class:`~ipc_server.streams.Streams`.
 inside the handler call (``handlers``), so the call's deadline,
 cancellation and shutdown apply as to any handler; ``async def`` ones on
 the loop, plain ones one ``next()`` at a time in the worker threads. Each
-pulls an item only while credit remains.
+pulls an item only while credit remains, and:
+
+- while its consumer's connection is backed up (§12.2: the transport holds
+  its high-water mark and frames wait in a backlog) it waits for the
+  backlog to drain, so a large window never grows what the server holds
+  for a consumer that reads slowly; that is the consumer's turn, as when
+  it holds back credit, so the idle clock stops meanwhile (§15.5);
+- it lets the loop run other work after ``SLICE_ITEMS`` items in a row or
+  ``SLICE_S`` seconds, so a generator that never waits does not hold up the
+  other connections (nor the flush of its own items).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from ipc_protocol import ErrorCode, IPCError, Message, MessageType
 from ipc_protocol.envelope import encode_message_parts
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.messages import error_response
-from ipc_protocol.streams import stream_end, stream_item
+from ipc_protocol.streams import SLICE_ITEMS, SLICE_S, stream_end, stream_item
 
 from .connection import ServerConnection
 from .stream_state import StreamState
@@ -72,11 +81,15 @@ class LocalProducers:
         self._stats.streams_opened += 1
         self._stats.streams += 1
         running: concurrent.futures.Future[Any] | None = None  # a sync generator's next() in a thread
+        backlog = conn.__class__ is ServerConnection  # a consumer on another node is the cluster's (streams._send_item)
+        run, slice_ends = 0, loop.time() + SLICE_S  # items sent since the loop last ran other work
         try:
             while True:
-                while state.credit.available == 0:
-                    state.waiter = loop.create_future()
-                    await state.waiter
+                if state.credit.available == 0:
+                    while state.credit.available == 0:
+                        state.waiter = loop.create_future()
+                        await state.waiter
+                    run, slice_ends = 0, loop.time() + SLICE_S
                 if is_async:
                     try:
                         item = await gen.__anext__()
@@ -100,7 +113,18 @@ class LocalProducers:
                 state.credit.take()
                 send_item(conn, frame)
                 self._stats.stream_items += 1
-                state.last = loop.time()
+                state.last = now = loop.time()
+                run += 1
+                # Never add to a backlog, never hold the loop for long, whatever the window (§12.2).
+                if backlog and conn._backlog is not None:  # conn.backed_up, without a property call per item
+                    await _drained(conn, state, loop)
+                elif run < SLICE_ITEMS and now < slice_ends:
+                    continue
+                else:
+                    await asyncio.sleep(0)
+                if not conn.is_open:  # closed meanwhile (a slow consumer cut): nobody reads an answer
+                    return
+                run, slice_ends = 0, loop.time() + SLICE_S
             call.answer(stream_end(msg))
         except asyncio.CancelledError:
             raise
@@ -119,6 +143,19 @@ class LocalProducers:
         self._stats.count_error(code)
         call.answer(error_response(call.request, code, text))
         self._calls.stop(call)
+
+
+async def _drained(conn: ServerConnection, state: StreamState, loop: asyncio.AbstractEventLoop) -> None:
+    """Wait while ``conn`` is backed up: the consumer's turn, as when it
+    holds back credit, so the idle clock stops (§15.5) and starts again after."""
+    state.paused = True
+    try:
+        while conn.backed_up and conn.is_open:
+            await conn.drained()
+    finally:
+        state.paused = False
+    state.last = loop.time()
+
 
 
 async def _close(gen: Any, is_async: bool, running: concurrent.futures.Future[Any] | None) -> None:

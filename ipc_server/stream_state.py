@@ -23,7 +23,7 @@ class StreamState:
     ``key`` is the forwarding table's for a relayed stream; ``call`` the
     handler call of an in-process one."""
 
-    __slots__ = ("credit", "idle_s", "last", "key", "call", "waiter")
+    __slots__ = ("credit", "idle_s", "last", "key", "call", "waiter", "paused")
 
     def __init__(self, window: int, idle_s: float | None, now: float) -> None:
         self.credit = Credit(window)
@@ -32,6 +32,7 @@ class StreamState:
         self.key: tuple[ServerConnection, str] | None = None
         self.call: HandlerCall | None = None
         self.waiter: asyncio.Future[None] | None = None  # an in-process producer waiting for credit
+        self.paused = False  # an in-process producer waiting for its consumer's connection to drain
 
     def granted(self, n: int, now: float) -> bool:
         """Add ``n`` credits; False past the maximum. A grant to a stalled

@@ -212,7 +212,7 @@ class Streams(LocalProducers):
         now = self._now()
         idle = state.idle_s
         assert idle is not None
-        if state.credit.available == 0:  # the consumer's turn: the clock stops
+        if state.credit.available == 0 or state.paused:  # the consumer's turn: the clock stops
             self._idle.add(state, now + idle)
             return
         if now - state.last < idle:
