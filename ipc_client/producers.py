@@ -12,6 +12,10 @@ loop; a plain generator, one ``next()`` at a time in a worker thread) streams
 its items: one is pulled only while credit remains (the request's
 ``window`` plus every ``credit`` since), so the generator never runs ahead
 of its consumer; the end is ``stream_end``, a failure an error response.
+The producer waits while the connection's transport is over its high-water
+mark, and lets the loop run other work after ``SLICE_ITEMS`` items in a
+row or ``SLICE_S`` seconds, so a generator that never waits does not hold
+up the client's other work (its pings, credits, cancels, other handlers).
 A cancel, the connection's loss or ``disconnect()`` cancels the task
 (once: whichever comes first; the handler's cleanup then runs to its end)
 and closes the generator (``aclose()`` / ``close()``).
@@ -33,7 +37,7 @@ from typing import Any
 from ipc_protocol import ErrorCode, IPCError, Message, MessageType
 from ipc_protocol.messages import error_response
 from ipc_protocol.replies import handler_reply
-from ipc_protocol.streams import STREAMS, Credit, cancel_reason, stream_end, stream_item
+from ipc_protocol.streams import SLICE_ITEMS, SLICE_S, STREAMS, Credit, cancel_reason, stream_end, stream_item
 
 from .admission import Slot
 from .connection import ClientConnection
@@ -134,11 +138,14 @@ class Producers:
         loop = asyncio.get_running_loop()
         producing = self._producing[msg.message_id] = _Producing(conn, msg.window, asyncio.current_task())
         pull = None if is_async else _SyncPull(gen)
+        run, slice_ends = 0, loop.time() + SLICE_S  # items sent since the loop last ran other work
         try:
             while True:
-                while producing.credit.available == 0:
-                    producing.waiter = loop.create_future()
-                    await producing.waiter
+                if producing.credit.available == 0:
+                    while producing.credit.available == 0:
+                        producing.waiter = loop.create_future()
+                        await producing.waiter
+                    run, slice_ends = 0, loop.time() + SLICE_S
                 if is_async:
                     try:
                         item = await gen.__anext__()
@@ -156,8 +163,14 @@ class Producers:
                     return
                 producing.credit.take()
                 conn.write(frame)
+                run += 1
                 if conn.writing_paused:
                     await conn.drain()
+                elif run < SLICE_ITEMS and loop.time() < slice_ends:
+                    continue
+                else:
+                    await asyncio.sleep(0)  # a generator that never waits holds up nothing (§15.6)
+                run, slice_ends = 0, loop.time() + SLICE_S
             if conn.is_open:
                 conn.send(stream_end(msg))
         except asyncio.CancelledError:

@@ -1,8 +1,9 @@
-"""In-process producers that never wait, with a window as large as the
-protocol allows (docs/protocol.md §15.6, §12.2), over real loopback TCP:
-the server's loop still runs other work every ``SLICE_ITEMS`` items, and a
+"""Producers that never wait, with a window as large as the protocol allows
+(docs/protocol.md §15.6, §12.2), over real loopback TCP: the loop they run
+on still runs other work every ``SLICE_ITEMS`` items, and an in-process
 producer whose consumer does not read waits for its connection to drain
-instead of growing the server's backlog."""
+instead of growing the server's backlog (the Node responder's twin:
+interop-tests/test_js_stream_pacing.py)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,17 @@ async def test_an_in_process_generator_that_never_waits_lets_the_loop_run(server
         items = await asyncio.wait_for(collect(consumer.stream("burst", window=MAX_WINDOW)), WAIT_S)
     assert items == list(range(n))
     assert longest_run(seen) <= SLICE_ITEMS  # without: all n in one turn, every other connection waiting
+
+
+async def test_a_python_responder_that_never_waits_lets_its_loop_run(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    n = 20 * SLICE_ITEMS
+    seen: list[int] = []
+    consumer, producer = await make_client(), await make_client()
+    with loop_turns() as turns:
+        await producer.serve("burst", never_waiting(n, seen, turns))
+        items = await asyncio.wait_for(collect(consumer.stream("burst", window=MAX_WINDOW)), WAIT_S)
+    assert items == list(range(n))
+    assert longest_run(seen) <= SLICE_ITEMS  # without: until the socket's buffers are full
 
 
 async def test_an_in_process_producer_waits_for_a_consumer_that_does_not_read(server: IPCServer, make_client: Callable[..., Any], raw: Callable[[], Any]) -> None:

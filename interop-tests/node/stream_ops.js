@@ -12,7 +12,9 @@
  *                (event streamPaused) until resumeStream / breakStream {tag}; event streamDone
  *   startAbortable {tag, channel, payload, timeoutMs, kind: 'request'|'publish'|'stream'}; abort {tag}
  *                -> event abortDone {tag, error, abortedAt}
- *   serveStream  {channel, kind: 'count'|'endless'|'failAfter'|'stall', size, schema}: an async function*;
+ *   serveStream  {channel, kind: 'count'|'endless'|'failAfter'|'stall'|'burst', size, schema}: an async function*
+ *                ('burst': yields `payload` items without ever awaiting, then reports event producerRuns
+ *                {maxRun}: the most items it yielded between two turns of the event loop);
  *                kind 'syncCount'|'syncEndless'|'syncFailAfter': the same as a function*;
  *                kind 'asyncCount': an async handler resolving to an async generator;
  *                `schema`: served typed (its request checked, its items not)
@@ -91,6 +93,30 @@ function streamOps(client, out, describe) {
           yield 'first';
           await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
           report('producerAborted', { reason: describe(ctx.signal.reason), at: wallMs() });
+        };
+      case 'burst':
+        return async function* (msg) {
+          let turns = 0;
+          let ticking = true;
+          const tick = () => {
+            turns++;
+            if (ticking) setImmediate(tick);
+          };
+          setImmediate(tick);
+          let last = -1;
+          let run = 0;
+          let maxRun = 0;
+          try {
+            for (let i = 0; i < msg.payload; i++) {
+              run = turns === last ? run + 1 : 1;
+              last = turns;
+              maxRun = Math.max(maxRun, run);
+              yield i;
+            }
+          } finally {
+            ticking = false;
+            report('producerRuns', { maxRun, turns });
+          }
         };
       case 'syncCount':
         return function* (msg) {

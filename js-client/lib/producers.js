@@ -28,6 +28,12 @@
  * `detached`) and return() is called once that next() settles, so stream
  * handlers that await should honour `ctx.signal` to stop early.
  *
+ * The producer waits while the socket is over its high water mark, and
+ * gives the event loop a turn (setImmediate) after SLICE_ITEMS items in a
+ * row or SLICE_MS ms: an iterator that never awaits anything but its
+ * consumer otherwise runs on promise jobs alone, and the loop's timers,
+ * reads (pings, credits, cancels) and other handlers would wait for it.
+ *
  * Host interface (the IPCClient that owns it): `appId`, `options`
  * (`exposeStacks`), `_emitError()`.
  */
@@ -36,7 +42,7 @@ const { debuglog, types } = require('node:util');
 const { ErrorCode, IpcError, ConnectionLostError, RequestTimeoutError, AbortError } = require('./errors');
 const { reply, replyError } = require('./replies');
 const { thrownMessage } = require('./thrown');
-const { Credit, STREAMS, streamItem, streamEnd, cancelReason } = require('./protocol/streams');
+const { Credit, STREAMS, SLICE_ITEMS, SLICE_MS, streamItem, streamEnd, cancelReason } = require('./protocol/streams');
 
 const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
 /** What a producer's wait for its iterator's next() gets when the stream stops first. */
@@ -202,10 +208,16 @@ class Producers {
       }
       const producing = { credit: new Credit(msg.window), wake: null, interrupt: null };
       this._producing.set(id, producing);
+      let run = 0; // items sent since the loop last had a turn
+      let sliceEnds = performance.now() + SLICE_MS;
       for (;;) {
-        while (producing.credit.available === 0 && !ctx.cancelled && !conn.closed) {
-          await new Promise((resolve) => (producing.wake = resolve));
-          producing.wake = null;
+        if (producing.credit.available === 0) {
+          while (producing.credit.available === 0 && !ctx.cancelled && !conn.closed) {
+            await new Promise((resolve) => (producing.wake = resolve));
+            producing.wake = null;
+          }
+          run = 0; // a grant is read in a turn of the loop
+          sliceEnds = performance.now() + SLICE_MS;
         }
         if (ctx.cancelled || conn.closed) return;
         let pending;
@@ -241,7 +253,13 @@ class Producers {
           throw new Error(`an item of the stream cannot be sent: ${thrownMessage(err)}`, { cause: err });
         }
         producing.credit.take();
-        if (!sent) await conn.drained();
+        if (!sent) await conn.drained(); // may settle in the same turn (a write the OS took at once)
+        if (++run >= SLICE_ITEMS || performance.now() >= sliceEnds) {
+          await new Promise((resolve) => setImmediate(resolve));
+          if (ctx.cancelled || conn.closed) return;
+          run = 0;
+          sliceEnds = performance.now() + SLICE_MS;
+        }
       }
       if (this.answers(msg, ctx) && !conn.closed) conn.send(streamEnd(appId, msg));
     } catch (err) {

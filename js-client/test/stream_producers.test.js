@@ -138,3 +138,35 @@ test('stream producers - a typed handler gets its ctx, and a typed producer is c
   send(peer, bad);
   assert.equal((await nextReceived(peer, (m) => m.reply_to === bad.message_id)).error.code, 'bad_request');
 });
+
+test('stream producers - a generator that never awaits gives the event loop a turn every SLICE_ITEMS items', async (t) => {
+  const { SLICE_ITEMS, MAX_WINDOW } = require('../lib/protocol/streams');
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer);
+  let turns = 0;
+  let ticking = true;
+  const tick = () => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  t.after(() => (ticking = false));
+  const seen = [];
+  const n = 8 * SLICE_ITEMS;
+  await client.serve('burst', async function* () {
+    for (let i = 0; i < n; i++) {
+      seen.push(turns);
+      yield i;
+    }
+  });
+  const request = buildMessage('request', 'app', 'burst', null, { window: MAX_WINDOW });
+  send(peer, request);
+  await nextReceived(peer, (m) => m.reply_to === request.message_id && m.message_type === 'stream_end');
+  let longest = 0;
+  for (let i = 0, run = 0; i < seen.length; i++) {
+    run = i > 0 && seen[i] === seen[i - 1] ? run + 1 : 1;
+    longest = Math.max(longest, run);
+  }
+  assert.equal(seen.length, n);
+  assert.ok(longest <= SLICE_ITEMS, `${longest} items in one turn of the loop`);
+});

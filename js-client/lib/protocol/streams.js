@@ -26,6 +26,13 @@ const FEATURES = Object.freeze([CANCEL, STREAMS, BINARY, LAME_DUCK]);
 const MAX_WINDOW = 2 ** 31 - 1;
 /** Items a consumer grants when it opens a stream. */
 const DEFAULT_WINDOW = 64;
+/**
+ * A producer lets its loop run other work (a macrotask turn) after this many
+ * items sent in a row, or after this long, even when its iterator never
+ * waits: however large the window, a stream never holds up the loop it runs on (§15.6).
+ */
+const SLICE_ITEMS = 256;
+const SLICE_MS = 5;
 
 const STREAM_TYPES = new Set(['stream_item', 'stream_end', 'credit']);
 /** The message types of §15.2: a protocol checks them (flowProblem) before anyone routes them. */
@@ -180,6 +187,8 @@ module.exports = {
   FLOW_TYPES,
   MAX_WINDOW,
   DEFAULT_WINDOW,
+  SLICE_ITEMS,
+  SLICE_MS,
   Credit,
   Window,
   negotiate,
