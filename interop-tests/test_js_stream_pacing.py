@@ -1,11 +1,19 @@
-"""The Node client's side of a stream's pacing, through the real server
-(docs/protocol.md §15.6): a Node responder whose generator never waits
-still gives its event loop a turn every ``SLICE_ITEMS`` items. (The
-server's and the Python responder's twins: tests/test_streams_pacing.py.)"""
+"""The Node client's side of a stream's pacing and deadline, through the
+real server (docs/protocol.md §15.5, §15.6, §12): a Node responder whose
+generator never waits still gives its event loop a turn every
+``SLICE_ITEMS`` items; a Node stream held for a place under
+``max_inflight_per_connection`` ends at its deadline. (The server's and
+the Python client's twins: tests/test_streams_pacing.py,
+tests/test_limits_inflight.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+from ipc_protocol import Message
 from ipc_protocol.streams import MAX_WINDOW, SLICE_ITEMS
+
+from conftest import WAIT_S
 
 
 async def test_a_node_responder_that_never_waits_gives_its_loop_a_turn(server, node_agent, py_client):
@@ -17,3 +25,32 @@ async def test_a_node_responder_that_never_waits_gives_its_loop_a_turn(server, n
     assert got == list(range(n))
     runs = await agent.wait_event("producerRuns")
     assert runs["maxRun"] <= SLICE_ITEMS  # without: promise jobs alone, until a write waits for the OS
+
+
+async def test_a_node_stream_held_for_a_place_ends_at_its_deadline(start_server, node_agent, py_client):
+    server = await start_server("--max-inflight", "2")
+    producer = await py_client(server.port)
+    ran = []
+
+    async def endless(msg: Message) -> AsyncIterator[int]:
+        while True:
+            yield 0
+
+    async def count(msg: Message) -> AsyncIterator[int]:
+        ran.append(msg.payload)
+        yield 0
+
+    await producer.serve("endless", endless)
+    await producer.serve("count", count)
+    agent = await node_agent(server.port)
+    for tag in ("a", "b"):  # the limit: both open, waiting for credit
+        await agent.call("startStream", tag=tag, channel="endless", window=2, pauseAfter=1)
+        await agent.wait_event("streamPaused")
+    got = await agent.call("stream", channel="count", payload=1, timeoutMs=300, timeout=WAIT_S)
+    assert got["error"] is not None and got["error"]["code"] == "timeout", got
+    assert "while it waited for a place" in got["error"]["message"]
+    assert 300 <= got["elapsedMs"] < WAIT_S * 1000
+    for tag in ("a", "b"):
+        await agent.call("breakStream", tag=tag)
+    await agent.wait_events("streamDone", 2)
+    assert ran == []  # it never ran

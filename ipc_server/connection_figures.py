@@ -97,6 +97,6 @@ class ConnectionFigures:
             "subscriptions": len(self.subscriptions),
             "registrations": len(self.responder_for),
             "outbound_bytes": self.outbound_bytes,
-            "held_frames": len(self.inflight.held),
+            "held_frames": self.inflight.held_count,
             "reading_paused": self.inflight.reading_paused,
         }

@@ -25,6 +25,7 @@ from .time_left import time_left_ms, with_time_left
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
     from ipc_protocol.server_protocol import ServerProtocol
 
@@ -84,6 +85,20 @@ class FlowControl:
         if self.inflight.released() and not self._ended:
             self.resume_reading()
 
+    def held_expired(self, entry: Held) -> None:
+        """A held request's deadline passed while it waited (inflight.py):
+        answered ``timeout`` now, taken out, never run (§12)."""
+        if self._ended:
+            return
+        msg = decode_message(entry.body)  # it was read and checked once already
+        self.refuse(msg, ErrorCode.TIMEOUT, _waited(entry.timeout_ms))
+
+    def loop_time(self) -> float:
+        return self._loop.time()  # type: ignore[union-attr]
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self._loop.call_at(when, callback)  # type: ignore[union-attr]
+
     def _aged(self, entry: Held) -> Any:
         """A held request goes with the time it waited taken off its
         ``timeout_ms`` (time_left.py); one whose deadline passed is
@@ -96,7 +111,7 @@ class FlowControl:
             return entry.body
         msg = decode_message(entry.body)  # it was read and checked once already
         if left <= 0:
-            self.refuse(msg, ErrorCode.TIMEOUT, f"its {timeout_ms:g} ms passed while it waited for a place (max_inflight_per_connection, docs/protocol.md §12)")
+            self.refuse(msg, ErrorCode.TIMEOUT, _waited(timeout_ms))
             return None
         return with_time_left(msg, entry.body, left)[1]
 
@@ -152,3 +167,6 @@ class FlowControl:
         log.warning("slow consumer %s (%s): %d bytes outbound, over the %s limit", self.connection_id, self.peer, buffered, limit)
         self.fail(ErrorCode.SLOW_CONSUMER, f"{buffered} bytes waiting to be read, over the server's {limit} limit: reading too slowly")
 
+
+def _waited(timeout_ms: float | None) -> str:
+    return f"its {timeout_ms:g} ms passed while it waited for a place (max_inflight_per_connection, docs/protocol.md §12)"

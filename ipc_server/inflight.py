@@ -12,13 +12,20 @@ wedges itself. Only when what waits passes ``max_frame_size`` bytes (what
 a connection can make the server hold anyway) does the server stop reading
 the socket, and the rest waits in it (TCP backpressure). Held frames go on as
 places free up, one at a time, so the limit holds exactly.
+
+A held request (or stream request) with ``timeout_ms`` is answered
+``timeout`` at its deadline, counted from its arrival, while it still waits,
+and taken out: the connection's held requests share one timer
+(``ipc_protocol.deadlines``), made the first time one with a deadline waits.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.envelope import CANCEL, CREDIT, NOTIFICATION, REQUEST, RESPONSE, STREAM_END, STREAM_ITEM, Message
 
 __all__ = ["InflightLimit", "Held", "Reader"]
@@ -29,23 +36,35 @@ _DEFAULT_HELD_BYTES = 16 * 1024 * 1024  # when max_frame_size is off
 _HELD_OVERHEAD = 128  # a held frame's bytes object and entry, counted with its body
 
 
-class Held(NamedTuple):
-    """A frame that waits for a place."""
+class Held:
+    """A frame that waits for a place. ``gone``: its deadline passed, or a
+    cancel named it: it never runs (an entry is its own key: hashed by identity)."""
 
-    request_id: str | None
-    body: Any
-    since: float  # the loop's clock when it was held
-    timeout_ms: float | None
+    __slots__ = ("request_id", "body", "since", "timeout_ms", "gone")
+
+    def __init__(self, request_id: str | None, body: Any, since: float, timeout_ms: float | None) -> None:
+        self.request_id = request_id
+        self.body = body
+        self.since = since  # the loop's clock when it was held
+        self.timeout_ms = timeout_ms
+        self.gone = False
 
 
 class Reader(Protocol):
-    """The connection: its socket's reading, and the release of held frames."""
+    """The connection: its socket's reading, the release of held frames,
+    the answer of one whose deadline passed, and its loop's clock and timers."""
 
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
 
     def release_held(self) -> None: ...
+
+    def held_expired(self, entry: Held) -> None: ...
+
+    def loop_time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Any: ...
 
 
 class InflightLimit:
@@ -58,7 +77,10 @@ class InflightLimit:
         max_held_bytes: held frames past this stop the socket's reading.
     """
 
-    __slots__ = ("count", "holding", "held", "held_bytes", "reading_paused", "_held_ids", "_limit", "_max_held_bytes", "_reader", "_releasing")
+    __slots__ = (
+        "count", "holding", "held", "held_bytes", "reading_paused", "_held_ids", "_limit", "_max_held_bytes", "_reader", "_releasing",
+        "_gone", "_deadlines",
+    )  # fmt: skip
 
     def __init__(self, limit: int | None, reader: Reader, max_held_bytes: int | None = None) -> None:
         self.count = 0
@@ -74,6 +96,13 @@ class InflightLimit:
         self._max_held_bytes = max_held_bytes or _DEFAULT_HELD_BYTES
         self._reader = reader
         self._releasing = False
+        self._gone = 0  # entries of ``held`` that are gone, dropped in bulk (_gone_now)
+        self._deadlines: Deadlines[Held] | None = None  # made for the first held request with a deadline
+
+    @property
+    def held_count(self) -> int:
+        """The frames that wait."""
+        return len(self.held) - self._gone
 
     @property
     def full(self) -> bool:
@@ -100,14 +129,21 @@ class InflightLimit:
         if mtype is CANCEL:
             self._drop(msg.reply_to)
             return False
-        return bool(self.held) and mtype not in _ANSWERS
+        return len(self.held) > self._gone and mtype not in _ANSWERS
 
     def hold(self, msg: Message, body: Any, now: float) -> None:
         request_id = msg.message_id if msg.message_type is REQUEST else None
-        self.held.append(Held(request_id, body, now, msg.timeout_ms if request_id is not None else None))
+        entry = Held(request_id, body, now, msg.timeout_ms if request_id is not None else None)
+        self.held.append(entry)
         self.held_bytes += len(body) + _HELD_OVERHEAD
         if request_id is not None:
             self._held_ids.add(request_id)
+            if entry.timeout_ms is not None:  # answered at its deadline if it still waits then (§12)
+                deadlines = self._deadlines
+                if deadlines is None:
+                    reader = self._reader
+                    deadlines = self._deadlines = Deadlines(self._expired, clock=reader.loop_time, call_at=reader.call_at, resolution=ASYNCIO_RESOLUTION_S)
+                deadlines.add(entry, now + entry.timeout_ms / 1000.0)
         if not self.reading_paused and self.held_bytes > self._max_held_bytes:
             self.reading_paused = True
             self._reader.pause_reading()
@@ -115,11 +151,16 @@ class InflightLimit:
     def take_held(self) -> list[Held]:
         """The held frames, to dispatch again now that a place is free; any
         that cannot go yet come back through :meth:`hold`, in order."""
-        held = list(self.held)
+        held = [entry for entry in self.held if not entry.gone] if self._gone else list(self.held)
         self.held.clear()
+        self._gone = 0
         self._held_ids.clear()
         self.held_bytes = 0
         self.holding = self.full
+        deadlines = self._deadlines
+        if deadlines is not None and len(deadlines):  # held again, they are watched again from then
+            for entry in held:
+                deadlines.discard(entry)
         return held
 
     def released(self) -> bool:
@@ -134,13 +175,38 @@ class InflightLimit:
         """A held request a cancel names never runs (§15.4 item 2)."""
         if request_id is None or request_id not in self._held_ids:
             return
-        for i, entry in enumerate(self.held):
-            if entry.request_id == request_id:
-                del self.held[i]
-                self.held_bytes -= len(entry.body) + _HELD_OVERHEAD
-                self._held_ids.discard(request_id)
+        for entry in self.held:
+            if entry.request_id == request_id and not entry.gone:
+                self._gone_now(entry)
                 return
 
+    def _expired(self, entry: Held) -> None:
+        """A held request's deadline passed while it waited: answered
+        ``timeout`` (by the connection), it never runs."""
+        if entry.gone:
+            return
+        self._gone_now(entry)
+        self._reader.held_expired(entry)
+        if self.reading_paused and self.held_bytes <= self._max_held_bytes // 2:
+            self.reading_paused = False
+            self._reader.resume_reading()
+
+    def _gone_now(self, entry: Held) -> None:
+        entry.gone = True
+        self._gone += 1
+        self.held_bytes -= len(entry.body) + _HELD_OVERHEAD
+        self._held_ids.discard(entry.request_id)
+        if self._deadlines is not None:
+            self._deadlines.discard(entry)
+        if self._gone * 2 >= len(self.held):  # dropped once they are half of what is held: O(1) each, amortized
+            self.held = deque(e for e in self.held if not e.gone)
+            self._gone = 0
+
+    def closed(self) -> None:
+        """The connection is gone: nothing it held is answered, its timer goes."""
+        if self._deadlines is not None:
+            self._deadlines.clear()
+
     def __repr__(self) -> str:
-        held = f" holding {len(self.held)}" if self.holding else ""
+        held = f" holding {self.held_count}" if self.holding else ""
         return f"<InflightLimit {self.count}/{self._limit}{held}{' reading paused' if self.reading_paused else ''}>"

@@ -278,6 +278,7 @@ class IPCServer:
             self._auth.connect(conn, request)  # accepted through admission once the credentials check out
 
     def connection_closed(self, conn: ServerConnection) -> None:
+        conn.inflight.closed()  # what it held is answered to nobody
         if self._auth is not None:
             self._auth.closed(conn)
         if not self._admission.remove(conn, self._unserved):

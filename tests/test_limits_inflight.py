@@ -135,3 +135,70 @@ async def test_a_held_request_goes_with_what_is_left_of_its_deadline() -> None:
             assert [p for p, _ in seen] == ["first", "kept"]  # "doomed" never ran
             assert seen[1][1] < WAIT_S * 1000 - 150  # "kept" waited at least doomed's 200 ms, taken off
             assert server.stats.errors.get("timeout", 0) >= 1
+
+
+async def test_a_held_stream_is_answered_timeout_at_its_deadline_while_it_still_waits() -> None:
+    """A stream's ``timeout_ms`` is its whole deadline, counted from its
+    arrival (§15.5): held for a place, it is answered ``timeout`` then, and
+    taken out, rather than when a place frees (never, here)."""
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=2) as server:
+        ran = []
+
+        @server.handler("endless")
+        async def endless(msg: Message) -> AsyncIterator[int]:
+            while True:
+                yield 0
+
+        @server.handler("count")
+        async def count(msg: Message) -> AsyncIterator[int]:
+            ran.append(msg.payload)
+            yield 0
+
+        async with IPCClient("app", "127.0.0.1", server.port) as client:
+            open_streams = [client.stream("endless", window=2) for _ in range(2)]  # the limit, waiting for credit
+            for s in open_streams:
+                await s.__anext__()  # type: ignore[attr-defined]
+            conn = next(iter(server.connections))
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(RequestTimeout, match="while it waited for a place"):
+                async with asyncio.timeout(WAIT_S):
+                    async for _ in client.stream("count", 1, timeout=0.3):
+                        pass
+            assert asyncio.get_running_loop().time() - started >= 0.3
+            assert conn.inflight.held_count == 0 and not conn.inflight.held
+            for s in open_streams:
+                await s.aclose()  # type: ignore[attr-defined]
+            await until(lambda: conn.inflight.count == 0, "every place back")
+            assert ran == []  # it never ran
+
+
+async def test_a_held_request_is_answered_timeout_at_its_deadline_while_it_still_waits() -> None:
+    from .conftest import RawPeer, frame
+
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=1) as server:
+        release, ran = asyncio.Event(), []
+
+        @server.handler("slow")
+        async def slow(msg: Message) -> Any:
+            ran.append(msg.payload)
+            await release.wait()
+            return msg.payload
+
+        peer = await RawPeer.open(server.port)
+        try:
+            await peer.handshake()
+            peer.send(frame("request", "slow", "first", message_id="r1", timeout_ms=WAIT_S * 1000))
+            await until(lambda: ran == ["first"], "the first running")
+            peer.send(frame("request", "slow", "held", message_id="r2", timeout_ms=200))  # waits for r1's place
+            peer.send(frame("publish", "news", 1, message_id="p1"))  # behind it, in order
+            answer = await peer.recv_until(lambda m: m.reply_to == "r2", timeout=3.0)
+            assert answer.error is not None and answer.error.code == "timeout"
+            assert "200 ms passed while it waited for a place" in answer.error.message
+            conn = next(iter(server.connections))
+            assert conn.inflight.held_count == 1 and conn.inflight.holding  # the publish still waits its turn
+            release.set()
+            assert (await peer.recv_until(lambda m: m.reply_to == "r1")).payload == "first"
+            await until(lambda: conn.inflight.count == 0 and not conn.inflight.holding, "every place back")
+            assert ran == ["first"]  # the held one never ran
+        finally:
+            await peer.close()
