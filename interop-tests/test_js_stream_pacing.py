@@ -1,10 +1,11 @@
-"""The Node client's side of a stream's pacing and deadline, through the
-real server (docs/protocol.md §15.5, §15.6, §12): a Node responder whose
-generator never waits still gives its event loop a turn every
-``SLICE_ITEMS`` items; a Node stream held for a place under
+"""The Node client's side of a stream's pacing, credit and deadline,
+through the real server (docs/protocol.md §15.3, §15.5, §15.6, §12): a
+Node responder whose generator never waits still gives its event loop a
+turn every ``SLICE_ITEMS`` items; a credit sent right behind the request
+counts at a Node responder; a Node stream held for a place under
 ``max_inflight_per_connection`` ends at its deadline. (The server's and
 the Python client's twins: tests/test_streams_pacing.py,
-tests/test_limits_inflight.py.)"""
+tests/test_streams_credit.py, tests/test_limits_inflight.py.)"""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from ipc_protocol import Message
 from ipc_protocol.streams import MAX_WINDOW, SLICE_ITEMS
 
 from conftest import WAIT_S
+from tests.conftest import RawPeer, frame
+from tests.test_streams_credit import open_with_credit, read_stream
 
 
 async def test_a_node_responder_that_never_waits_gives_its_loop_a_turn(server, node_agent, py_client):
@@ -25,6 +28,21 @@ async def test_a_node_responder_that_never_waits_gives_its_loop_a_turn(server, n
     assert got == list(range(n))
     runs = await agent.wait_event("producerRuns")
     assert runs["maxRun"] <= SLICE_ITEMS  # without: promise jobs alone, until a write waits for the OS
+
+
+async def test_a_credit_right_behind_the_request_counts_at_a_node_responder(server, node_agent):
+    agent = await node_agent(server.port)
+    # an async handler resolving to a generator: it streams a turn later, after the credit was read
+    await agent.call("serveStream", channel="node.later", kind="asyncCount")
+    peer = await RawPeer.open(server.port)
+    try:
+        peer.send(frame("request", "system", {"action": "connect", "connection_id": "raw", "protocol": 2, "features": ["cancel", "streams"]}, message_id="hello"))
+        assert (await peer.recv()).payload["features"] == ["cancel", "streams"]
+        peer.send_raw(open_with_credit("node.later", 4, window=1, grant=5))
+        items, end = await read_stream(peer, "s1")  # without it: one item, then an idle timeout the server counts
+        assert (items, end.message_type.value, end.error) == ([0, 1, 2, 3], "stream_end", None)
+    finally:
+        await peer.close()
 
 
 async def test_a_node_stream_held_for_a_place_ends_at_its_deadline(start_server, node_agent, py_client):

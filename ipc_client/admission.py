@@ -43,6 +43,8 @@ class Admission:
         # number is what max_concurrent limits.
         self.tasks: set[asyncio.Task[Any]] = set()
         self.held: collections.deque[tuple[ClientConnection | None, HandlerWork, tuple[Any, ...], float | None]] = collections.deque()
+        # Told of a served request's work dropped unrun, with its arguments (answering).
+        self.dropped: Callable[[tuple[Any, ...]], None] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -86,6 +88,8 @@ class Admission:
         while self.held and len(self.tasks) < self.max_concurrent:
             conn, work, args, expires = self.held.popleft()
             if conn is not None and (conn is not current or (expires is not None and expires <= now)):
+                if self.dropped is not None:
+                    self.dropped(args)
                 continue
             self.run(work, args)
 

@@ -48,6 +48,8 @@ class Answering:
             if msg.message_type is _REQUEST:
                 conn.send(error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
             return
+        if msg.window is not None:  # a stream: a credit right behind the request counts (producers)
+            self.producers.expect(conn, msg)
         admission = self._admission
         if len(admission.tasks) < admission.max_concurrent and not admission.held:
             if fn in self._never_waits and admission.at_once.possible():  # Python 3.11 (ipc_client.at_once)
@@ -105,8 +107,15 @@ class Answering:
         if result.__class__ in STREAM_RESULTS:
             self._admission.run(self._stream, (conn, msg, result, scope))
             return
+        if msg.window is not None:
+            self.producers.forget(msg)
         scope.end(failure)
         self._reply(conn, msg, result, failure)
+
+    def dropped_unrun(self, args: tuple[Any, ...]) -> None:
+        """A served request held for a handler slot was dropped unrun
+        (``Admission``: its deadline passed, its connection went)."""
+        self.producers.forget(args[1])  # (conn, msg, fn): _answer's
 
     async def _stream(self, slot: Slot, conn: ClientConnection, msg: Message, gen: Any, scope: Any) -> None:
         """Stream what a handler run at once returned (§15.6), in a task a cancel can find."""

@@ -12,7 +12,10 @@ loop; a plain generator, one ``next()`` at a time in a worker thread) streams
 its items: one is pulled only while credit remains (the request's
 ``window`` plus every ``credit`` since), so the generator never runs ahead
 of its consumer; the end is ``stream_end``, a failure an error response.
-The producer waits while the connection's transport is over its high-water
+A stream request's credit is counted from its arrival (:meth:`Producers.expect`),
+before its handler runs (or while it waits for a handler slot), so a
+``credit`` the server relays right behind the request is never lost. The
+producer waits while the connection's transport is over its high-water
 mark, and lets the loop run other work after ``SLICE_ITEMS`` items in a
 row or ``SLICE_S`` seconds, so a generator that never waits does not hold
 up the client's other work (its pings, credits, cancels, other handlers).
@@ -20,9 +23,10 @@ A cancel, the connection's loss or ``disconnect()`` cancels the task
 (once: whichever comes first; the handler's cleanup then runs to its end)
 and closes the generator (``aclose()`` / ``close()``).
 
-Host interface: :meth:`started` / :meth:`finished` around each served
-request (``subscriptions``), :meth:`on_frame` for ``credit`` and ``cancel``
-(``lifecycle``), :meth:`connection_lost`.
+Host interface: :meth:`expect` when a served request arrives,
+:meth:`started` / :meth:`finished` around its handler (``answering``),
+:meth:`forget` for one dropped unrun, :meth:`on_frame` for ``credit`` and
+``cancel`` (``lifecycle``), :meth:`connection_lost`.
 """
 
 from __future__ import annotations
@@ -93,6 +97,21 @@ class Producers:
         mid = msg.message_id
         if self.running.pop(mid, None) is not None and self.cancelled:
             self.cancelled.discard(mid)
+        if msg.window is not None:
+            self.forget(msg)
+
+    def expect(self, conn: ClientConnection, msg: Message) -> None:
+        """A served request arrived: if it opens a stream, its credit counts
+        from now on, whatever its handler returns and however long it waits
+        for a handler slot (§15.3)."""
+        if msg.window is not None and msg.message_type is MessageType.REQUEST and STREAMS in conn.proto.features:
+            self._producing[msg.message_id] = _Producing(conn, msg.window, None)
+
+    def forget(self, msg: Message) -> None:
+        """``msg``'s handler ended, or it was dropped unrun: its stream's books go."""
+        producing = self._producing.get(msg.message_id)
+        if producing is not None and producing.task is None:  # one that streamed removed itself (produce)
+            del self._producing[msg.message_id]
 
     def given_up(self, msg: Message) -> bool:
         """Whether a cancel named ``msg`` (its answer is then dropped and counted)."""
@@ -117,8 +136,10 @@ class Producers:
     def connection_lost(self) -> None:
         """Nobody will grant credit again: stop every stream (plain handlers
         finish, their answers unsent as before)."""
-        for producing in list(self._producing.values()):
-            if producing.task is not None and not producing.task.cancelling():  # once: its cleanup runs to its end
+        for mid, producing in list(self._producing.items()):
+            if producing.task is None:  # not streaming yet: its handler finishes, unanswered
+                del self._producing[mid]
+            elif not producing.task.cancelling():  # once: its cleanup runs to its end
                 producing.task.cancel("the connection was lost")
         self.cancelled.clear()
 
@@ -136,7 +157,10 @@ class Producers:
                 conn.send(error_response(msg, ErrorCode.BAD_REQUEST, text))
             return
         loop = asyncio.get_running_loop()
-        producing = self._producing[msg.message_id] = _Producing(conn, msg.window, asyncio.current_task())
+        producing = self._producing.get(msg.message_id)
+        if producing is None or producing.conn is not conn:  # not expected: counted from now
+            producing = self._producing[msg.message_id] = _Producing(conn, msg.window, None)
+        producing.task = asyncio.current_task()
         pull = None if is_async else _SyncPull(gen)
         run, slice_ends = 0, loop.time() + SLICE_S  # items sent since the loop last ran other work
         try:
@@ -180,7 +204,8 @@ class Producers:
                 body, _ = handler_reply(msg, None, exc, legacy=False, include_stack=self.expose_stacks)
                 conn.write(conn.frame_body(body))
         finally:
-            del self._producing[msg.message_id]
+            if self._producing.get(msg.message_id) is producing:
+                del self._producing[msg.message_id]
             await _close(gen, is_async, pull)
 
 

@@ -70,6 +70,7 @@ class Subscriptions(Answering):
     ) -> None:
         self._calls = calls
         self._admission = admission
+        admission.dropped = self.dropped_unrun  # a stream's books go with it (answering)
         self._connected = connected
         self._waiting = waiting
         self._until_connected = until_connected

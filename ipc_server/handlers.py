@@ -117,6 +117,8 @@ class HandlerCalls:
         else:
             conn.inflight.started()
             call = self._tracked(conn, msg)
+            if msg.window is not None and msg.message_type is _REQUEST and self.streams is not None:
+                self.streams.expect(call)  # a credit sent right behind the request counts (stream_producers)
             self._watch_deadline(call)
             # Bookkeeping first: the call starts at once and may finish (and be
             # answered) before start_eagerly returns; only one that waits gets a task.
@@ -187,7 +189,8 @@ class HandlerCalls:
             else:
                 if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
                     call = self._tracked(conn, msg)  # counted in flight already: its _finished closes the books
-                    call.started = True
+                    if msg.window is not None and msg.message_type is _REQUEST:
+                        self.streams.expect(call)
                     self._watch_deadline(call)
                     call.task = start_eagerly(self.loop, self._stream(call, result))
                     streaming = True
@@ -200,6 +203,7 @@ class HandlerCalls:
                     self._shutdown.check_drained()
 
     async def _stream(self, call: HandlerCall, gen: Any) -> None:
+        call.started = True  # stopped before this (a cancel right behind it), stop() closes the books
         try:
             await self.streams.produce(call, gen)  # type: ignore[union-attr]  # set whenever a stream is started
         finally:
@@ -313,6 +317,8 @@ class HandlerCalls:
         call.finished = True
         self.calls.discard(call)
         self._deadlines.discard(call)
+        if call.request.window is not None and self.streams is not None:
+            self.streams.forget(call)
         call.conn.handler_calls.discard(call)
         call.conn.inflight.finished()
         if self._shutdown.draining:

@@ -1,7 +1,11 @@
 """In-process handlers that stream (docs/protocol.md §15.6): the server's
 own producers, a mixin of :class:`~ipc_server.streams.Streams`.
 
-:meth:`LocalProducers.produce` runs the generator a handler returned
+A stream request that goes to an in-process handler is known from the
+moment it is routed (:meth:`LocalProducers.expect`), before its handler
+has returned the generator, so a ``credit`` sent right behind the request
+counts, and one past 2^31-1 fails the stream ``bad_message``, as for a
+relayed stream. :meth:`LocalProducers.produce` then runs the generator
 inside the handler call (``handlers``), so the call's deadline,
 cancellation and shutdown apply as to any handler; ``async def`` ones on
 the loop, plain ones one ``next()`` at a time in the worker threads. Each
@@ -60,6 +64,22 @@ class LocalProducers:
 
         def _idle_of(self, msg: Message) -> float | None: ...
         def _watch(self, state: StreamState) -> None: ...
+        def _now(self) -> float: ...
+
+    def expect(self, call: HandlerCall) -> None:
+        """A stream request is routed to an in-process handler (``handlers``):
+        its credit is counted from now on, whatever the handler returns."""
+        msg = call.request
+        state = StreamState(msg.window, self._idle_of(msg), self._now())  # type: ignore[arg-type]
+        state.call = call
+        self._local[(call.conn, msg.message_id)] = state
+
+    def forget(self, call: HandlerCall) -> None:
+        """``call`` has ended: its stream's books, if it still has them, go."""
+        key = (call.conn, call.request.message_id)
+        state = self._local.get(key)
+        if state is not None and state.call is call:
+            del self._local[key]
 
     async def produce(self, call: HandlerCall, gen: Any) -> None:
         """Run a generator a handler returned, answering ``call``'s stream.
@@ -73,10 +93,12 @@ class LocalProducers:
             return
         loop = self._calls.loop
         conn = call.conn
-        state = StreamState(msg.window, self._idle_of(msg), loop.time())
-        state.call = call
         key = (conn, msg.message_id)
-        self._local[key] = state
+        state = self._local.get(key)
+        if state is None or state.call is not call:  # not expected (a caller of produce() of its own)
+            self.expect(call)
+            state = self._local[key]
+        state.last = loop.time()  # its idle clock starts with the stream
         self._watch(state)
         self._stats.streams_opened += 1
         self._stats.streams += 1
@@ -131,7 +153,7 @@ class LocalProducers:
         except Exception as exc:  # noqa: BLE001 - every failure ends the stream with an error (§15.3)
             self._calls.fail(call, exc)
         finally:
-            del self._local[key]
+            self.forget(call)
             self._idle.discard(state)
             self._stats.streams -= 1
             await _close(gen, is_async, running)

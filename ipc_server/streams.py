@@ -12,7 +12,8 @@ timeout, or either connection's loss.
 
 In-process handlers that are generators are run by the
 :class:`~ipc_server.stream_producers.LocalProducers` this class is made
-of (``stream_producers``).
+of (``stream_producers``): their stream is known from the moment the
+request is routed, so a credit sent right behind it counts.
 
 Cancel frames from requesters stop whoever runs the request: an
 in-process call is cancelled (``HandlerCalls.cancel``), a forwarded one
@@ -136,7 +137,7 @@ class Streams(LocalProducers):
                     body = encode_message(msg.model_copy(update={"reply_to": key[1], "app_id": responder.app_id}))
                 responder.send_frame(encode_frame(body))
             return
-        state = self._local.get((conn, rid))
+        state = self._local.get((conn, rid))  # known from its routing on (stream_producers.expect)
         if state is not None and not state.granted(grant, self._now()):
             self._expire_local(state, ErrorCode.BAD_MESSAGE, "credit granted past 2^31-1 items")
         # Else the stream has ended: a grant crossing its end is nothing.

@@ -168,7 +168,10 @@ class Admission {
   _drainHeld(conn) {
     while (this.heldCount > 0 && this.running < this.limit && this.host._conn === conn) {
       const held = this._takeHeld();
-      if (held.conn !== conn || held.expires <= now()) continue; // never answered on another connection
+      if (held.conn !== conn || held.expires <= now()) {
+        if (held.msg.window !== undefined) this.host._producers.forget(held.msg); // dropped unrun: its stream's books go
+        continue; // never answered on another connection
+      }
       this._dispatch(conn, held.msg);
     }
   }

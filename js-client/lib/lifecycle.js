@@ -257,8 +257,12 @@ class Lifecycle {
         }
         return;
       case 'request':
-        if (msg.channel_id === SYSTEM_CHANNEL) host._subs.onSystemRequest(conn, msg);
-        else host._admission.admit(conn, msg);
+        if (msg.channel_id === SYSTEM_CHANNEL) {
+          host._subs.onSystemRequest(conn, msg);
+          return;
+        }
+        if (msg.window !== undefined) host._producers.expect(conn, msg); // a credit right behind it counts (§15.3)
+        host._admission.admit(conn, msg);
         return;
       case 'publish':
         if (msg.channel_id === SYSTEM_CHANNEL && this._lameDuck(msg)) return; // §13.1

@@ -28,11 +28,14 @@
  * `detached`) and return() is called once that next() settles, so stream
  * handlers that await should honour `ctx.signal` to stop early.
  *
- * The producer waits while the socket is over its high water mark, and
- * gives the event loop a turn (setImmediate) after SLICE_ITEMS items in a
- * row or SLICE_MS ms: an iterator that never awaits anything but its
- * consumer otherwise runs on promise jobs alone, and the loop's timers,
- * reads (pings, credits, cancels) and other handlers would wait for it.
+ * A stream request's credit is counted from its arrival (expect()), before
+ * its handler runs or while it waits for a handler slot, so a `credit` the
+ * server relays right behind the request is never lost. The producer waits
+ * while the socket is over its high water mark, and gives the event loop a
+ * turn (setImmediate) after SLICE_ITEMS items in a row or SLICE_MS ms: an
+ * iterator that never awaits anything but its consumer otherwise runs on
+ * promise jobs alone, and the loop's timers, reads (pings, credits,
+ * cancels) and other handlers would wait for it.
  *
  * Host interface (the IPCClient that owns it): `appId`, `options`
  * (`exposeStacks`), `_emitError()`.
@@ -109,7 +112,7 @@ class Producers {
     this.lateAnswers = 0;
     /** Streams stopped while their iterator was busy in next(): slot freed, return() deferred. */
     this.detached = 0;
-    /** @type {Map<string, {credit: Credit, wake: Function|null, interrupt: Function|null}>} */
+    /** @type {Map<string, {conn: Connection, credit: Credit, wake: Function|null, interrupt: Function|null, started: boolean}>} */
     this._producing = new Map();
   }
 
@@ -133,9 +136,33 @@ class Producers {
    */
   answers(msg, ctx) {
     if (this.running.get(msg.message_id) === ctx) this.running.delete(msg.message_id);
+    if (msg.window !== undefined) this.forget(msg);
     if (!ctx.cancelled) return true;
     this.lateAnswers++;
     return false;
+  }
+
+  /**
+   * A served request arrived: if it opens a stream, its credit counts from
+   * now on, whatever its handler returns and however long it waits for a
+   * handler slot (§15.3).
+   * @param {Connection} conn
+   * @param {object} msg
+   */
+  expect(conn, msg) {
+    if (msg.window !== undefined && msg.message_type === 'request' && conn.features.has(STREAMS)) {
+      this._producing.set(msg.message_id, { conn, credit: new Credit(msg.window), wake: null, interrupt: null, started: false });
+    }
+  }
+
+  /**
+   * A served request's handler answered without streaming, or it was
+   * dropped unrun: its stream's books go (one that streamed removes its own).
+   * @param {object} msg
+   */
+  forget(msg) {
+    const producing = this._producing.get(msg.message_id);
+    if (producing !== undefined && !producing.started) this._producing.delete(msg.message_id);
   }
 
   /**
@@ -161,6 +188,7 @@ class Producers {
    * signal aborts and every stream stops.
    */
   connectionLost() {
+    for (const [id, producing] of this._producing) if (!producing.started) this._producing.delete(id);
     const running = [...this.running];
     this.running.clear();
     for (const [id, ctx] of running) this._stop(id, ctx, new ConnectionLostError('the connection to the server was lost'));
@@ -198,6 +226,7 @@ class Producers {
     let iterator = null;
     let ended = false; // the iterator finished (done, or threw): nothing to close
     let busy = null; // its next(), still pending when the stream stopped
+    let producing; // its credit, known since expect()
     try {
       iterator = isAsyncIterable(iterable) ? iterable[Symbol.asyncIterator]() : pulled(iterable);
       if (msg.window === undefined || msg.message_type !== 'request' || !conn.features.has(STREAMS)) {
@@ -206,8 +235,12 @@ class Producers {
         }
         return;
       }
-      const producing = { credit: new Credit(msg.window), wake: null, interrupt: null };
-      this._producing.set(id, producing);
+      producing = this._producing.get(id);
+      if (producing === undefined || producing.conn !== conn) {
+        producing = { conn, credit: new Credit(msg.window), wake: null, interrupt: null, started: false }; // not expected: counted from now
+        this._producing.set(id, producing);
+      }
+      producing.started = true;
       let run = 0; // items sent since the loop last had a turn
       let sliceEnds = performance.now() + SLICE_MS;
       for (;;) {
@@ -265,7 +298,7 @@ class Producers {
     } catch (err) {
       if (!conn.closed && this.answers(msg, ctx)) replyError(conn, appId, msg, err, exposeStacks);
     } finally {
-      this._producing.delete(id);
+      if (producing !== undefined && this._producing.get(id) === producing) this._producing.delete(id);
       if (this.running.get(id) === ctx) this.running.delete(id);
       if (busy !== null) {
         this.detached++;

@@ -324,6 +324,7 @@ class Subscriptions {
   onServed(conn, msg, answer) {
     const handler = this._findResponder(msg.channel_id);
     if (handler === undefined) {
+      if (msg.window !== undefined) this.host._producers.forget(msg);
       if (answer) reply(conn, this.host.appId, msg, null, { code: ErrorCode.NO_RESPONDERS, message: `no responder for ${msg.channel_id}` });
       return;
     }

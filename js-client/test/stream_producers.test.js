@@ -139,6 +139,39 @@ test('stream producers - a typed handler gets its ctx, and a typed producer is c
   assert.equal((await nextReceived(peer, (m) => m.reply_to === bad.message_id)).error.code, 'bad_request');
 });
 
+test('stream producers - a credit right behind the request counts, while its handler resolves or waits for a slot', async (t) => {
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer, { maxConcurrentHandlers: 1 });
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  await client.serve('busy', async () => {
+    await gate;
+    return 'done';
+  });
+  await client.serve('later', async (msg) => {
+    await new Promise((resolve) => setImmediate(resolve));
+    return (async function* () {
+      for (let i = 0; i < msg.payload; i++) yield i;
+    })();
+  });
+  const socket = [...peer.sockets][0];
+  for (const held of [false, true]) {
+    if (held) send(peer, buildMessage('request', 'app', 'busy', null, { timeout_ms: 5000 })); // the one slot taken: the stream request waits for it
+    const request = buildMessage('request', 'app', 'later', 4, { window: 1 });
+    const credit = buildMessage('credit', 'app', 'later', null, { reply_to: request.message_id, window: 5 });
+    socket.write(Buffer.concat([encodeFrame(encodeMessage(request)), encodeFrame(encodeMessage(credit))])); // one write
+    if (held) {
+      await until(() => client._admission.heldCount === 1, 5000, 'the stream request held');
+      release();
+    }
+    const end = await nextReceived(peer, (m) => m.reply_to === request.message_id && m.message_type !== 'stream_item');
+    assert.equal(end.message_type, 'stream_end', JSON.stringify(end.error));
+    const items = peer.received.filter((m) => m.reply_to === request.message_id && m.message_type === 'stream_item');
+    assert.deepEqual(items.map((m) => m.payload), [0, 1, 2, 3]);
+  }
+  await until(() => client._producers._producing.size === 0, 5000, 'the books closed');
+});
+
 test('stream producers - a generator that never awaits gives the event loop a turn every SLICE_ITEMS items', async (t) => {
   const { SLICE_ITEMS, MAX_WINDOW } = require('../lib/protocol/streams');
   const peer = await streamingPeer(t);

@@ -1,0 +1,118 @@
+"""Credit over real loopback TCP, from raw frames (docs/protocol.md §15.3):
+a grant sent right behind its stream request, in the same write, counts
+wherever the stream runs (an in-process handler, a Python responder; a Node
+responder: interop-tests/test_js_stream_pacing.py), and one past 2^31-1
+fails the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ipc_protocol import Message, encode_frame
+from ipc_protocol.streams import MAX_WINDOW
+from ipc_server import IPCServer
+
+from .conftest import RawPeer, frame
+from .test_streams import until
+
+FEATURES = {"action": "connect", "connection_id": "raw", "protocol": 2, "features": ["cancel", "streams"]}
+
+
+def frames(*objs: dict[str, Any]) -> bytes:
+    """Several frames in one write."""
+    return b"".join(encode_frame(json.dumps(obj).encode()) for obj in objs)
+
+
+async def streaming_peer(raw: Callable[[], Any]) -> RawPeer:
+    peer: RawPeer = await raw()
+    peer.send(frame("request", "system", FEATURES, message_id="hello"))
+    assert (await peer.recv()).payload["features"] == ["cancel", "streams"]
+    return peer
+
+
+async def read_stream(peer: RawPeer, request_id: str, timeout: float = 3.0) -> tuple[list[Any], Message]:
+    """The items of a stream, then what ended it."""
+    items = []
+    while True:
+        msg = await peer.recv_until(lambda m: m.reply_to == request_id, timeout=timeout)
+        if msg.message_type.value != "stream_item":
+            return items, msg
+        items.append(msg.payload)
+
+
+def open_with_credit(channel: str, payload: Any, window: int, grant: int, request_id: str = "s1") -> bytes:
+    return frames(
+        frame("request", channel, payload, message_id=request_id, window=window, idle_timeout_ms=1000),
+        frame("credit", channel, None, message_id=f"{request_id}.c", reply_to=request_id, window=grant),
+    )
+
+
+def counting(pulled: list[int]) -> Callable[[Message], AsyncIterator[int]]:
+    async def count(msg: Message) -> AsyncIterator[int]:
+        for i in range(msg.payload):
+            pulled.append(i)
+            yield i
+
+    return count
+
+
+def counting_sync(msg: Message) -> Iterator[int]:
+    yield from range(msg.payload)
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_credit_right_behind_the_request_counts_in_process(server: IPCServer, raw: Callable[[], Any], kind: str) -> None:
+    server.add_handler("count", counting([]) if kind == "async" else counting_sync)
+    peer = await streaming_peer(raw)
+    peer.send_raw(open_with_credit("count", 4, window=1, grant=5))
+    items, end = await read_stream(peer, "s1")  # without the grant: one item, then a stall
+    assert (items, end.message_type.value, end.error) == ([0, 1, 2, 3], "stream_end", None)
+    await until(lambda: server.stats.streams == 0 and not server._streams._local)
+
+
+async def test_a_credit_right_behind_the_request_counts_at_a_python_responder(server: IPCServer, make_client: Callable[..., Any], raw: Callable[[], Any]) -> None:
+    producer = await make_client()
+    await producer.serve("count", counting([]))
+    peer = await streaming_peer(raw)
+    peer.send_raw(open_with_credit("count", 4, window=1, grant=5))
+    items, end = await read_stream(peer, "s1")  # without it, the producer waits while the server counts 5: an idle timeout
+    assert (items, end.message_type.value, end.error) == ([0, 1, 2, 3], "stream_end", None)
+    await until(lambda: not producer._subs.producers._producing)
+
+
+async def test_a_python_responder_counts_credit_while_the_request_waits_for_a_handler_slot(server: IPCServer, make_client: Callable[..., Any], raw: Callable[[], Any]) -> None:
+    producer = await make_client(max_concurrent_handlers=1)
+    release = asyncio.Event()
+
+    async def busy(msg: Message) -> str:
+        await release.wait()
+        return "done"
+
+    await producer.serve("busy", busy)
+    await producer.serve("count", counting([]))
+    peer = await streaming_peer(raw)
+    peer.send(frame("request", "busy", None, message_id="b1", timeout_ms=5000))
+    await until(lambda: producer._subs.producers.running)
+    peer.send_raw(open_with_credit("count", 4, window=1, grant=5))  # held: the one slot is busy
+    await until(lambda: producer._admission.held)
+    release.set()
+    items, end = await read_stream(peer, "s1")
+    assert (items, end.message_type.value) == ([0, 1, 2, 3], "stream_end")
+
+
+async def test_a_grant_past_the_maximum_right_behind_the_request_fails_the_stream(server: IPCServer, raw: Callable[[], Any]) -> None:
+    pulled: list[int] = []
+    server.add_handler("count", counting(pulled))
+    peer = await streaming_peer(raw)
+    peer.send_raw(open_with_credit("count", 10, window=2, grant=MAX_WINDOW - 1))
+    items, end = await read_stream(peer, "s1")
+    assert end.error is not None and (end.error.code, end.error.message) == ("bad_message", "credit granted past 2^31-1 items")
+    assert len(items) <= 2 and len(pulled) <= 2
+    peer.send(frame("request", "system", {"action": "ping"}, message_id="p1"))
+    assert (await peer.recv_until(lambda m: m.reply_to == "p1")).payload == {"status": "pong"}  # the connection stays open
+    await until(lambda: server.stats.streams == 0 and not server._streams._local and not server._calls.calls)
