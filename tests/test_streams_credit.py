@@ -1,8 +1,8 @@
 """Credit over real loopback TCP, from raw frames (docs/protocol.md §15.3):
 a grant sent right behind its stream request, in the same write, counts
 wherever the stream runs (an in-process handler, a Python responder; a Node
-responder: interop-tests/test_js_stream_pacing.py), and one past 2^31-1
-fails the stream."""
+responder: interop-tests/test_js_stream_pacing.py), one past 2^31-1
+fails the stream, and which invalid credits close the connection (§6.4)."""
 
 from __future__ import annotations
 
@@ -116,3 +116,42 @@ async def test_a_grant_past_the_maximum_right_behind_the_request_fails_the_strea
     peer.send(frame("request", "system", {"action": "ping"}, message_id="p1"))
     assert (await peer.recv_until(lambda m: m.reply_to == "p1")).payload == {"status": "pong"}  # the connection stays open
     await until(lambda: server.stats.streams == 0 and not server._streams._local and not server._calls.calls)
+
+
+# -- invalid credit (§6.4) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("window", [0, -1, 1.5, "5", True, 2**31], ids=["zero", "negative", "fraction", "string", "bool", "too-large"])
+async def test_a_credit_whose_window_breaks_the_envelope_closes_the_connection(server: IPCServer, raw: Callable[[], Any], window: Any) -> None:
+    """Like any envelope that breaks §2's table: ``bad_message``, then the close."""
+    closed = asyncio.Event()
+
+    @server.handler("endless")
+    async def endless(msg: Message) -> AsyncIterator[int]:
+        try:
+            while True:
+                yield 0
+        finally:
+            closed.set()
+
+    peer = await streaming_peer(raw)
+    peer.send(frame("request", "endless", None, message_id="s1", window=2))
+    for _ in range(2):  # the stream runs, and waits for credit
+        assert (await peer.recv()).message_type.value == "stream_item"
+    peer.send(frame("credit", "endless", None, message_id="c1", reply_to="s1", window=window))
+    got = await peer.closed()
+    assert [(m.reply_to, m.error.code if m.error else None) for m in got] == [("c1", "bad_message")]
+    await asyncio.wait_for(closed.wait(), 3.0)  # the connection's streams end with it
+
+
+async def test_a_credit_without_window_is_refused_and_the_connection_stays_open(server: IPCServer, raw: Callable[[], Any]) -> None:
+    """A well-formed envelope that breaks a rule of §15.2: refused, nothing closes."""
+    server.add_handler("count", counting([]))
+    peer = await streaming_peer(raw)
+    peer.send(frame("request", "count", 4, message_id="s1", window=2))
+    peer.send(frame("credit", "count", None, message_id="c1", reply_to="s1"))
+    refusal = await peer.recv_until(lambda m: m.reply_to == "c1")
+    assert refusal.error is not None and refusal.error.code == "bad_message"
+    peer.send(frame("credit", "count", None, message_id="c2", reply_to="s1", window=3))  # the end takes a pull too
+    items, end = await read_stream(peer, "s1")
+    assert (items, end.message_type.value) == ([0, 1, 2, 3], "stream_end")
