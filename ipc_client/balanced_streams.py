@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, IPCError, NotConnected, RequestTimeout
+from ipc_protocol import ErrorCode, IPCError, RequestTimeout
 
 from .balancer import FAILOVER_CODES, SERVER_DOWN_CODES
 from .pooled_streams import Options
@@ -70,16 +70,7 @@ class BalancedStreaming:
         last: IPCError | None = None
         while True:
             left = deadline - loop.time()
-            if left <= 0:
-                if last is not None and last.code == ErrorCode.TIMEOUT:
-                    raise last
-                raise RequestTimeout(f"no server started the stream on {channel!r} within {total:g} s")
-            server = self._balancer.pick(exclude=tried)
-            if server is None:
-                if last is not None and last.code not in SERVER_DOWN_CODES:
-                    raise last  # no_responders or circuit_open everywhere: say so
-                raise NotConnected("no healthy server" + (f" (last error: {last})" if last else ""))
-            tried.add(server)
+            server = self._balancer.next_server(tried, last, left, f"started the stream on {channel!r}", total)
             pool = self._pools[server]
             started = loop.time()
             answered: float | None = None  # when the first item came

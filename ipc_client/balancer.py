@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ipc_protocol import ErrorCode
+from ipc_protocol import ErrorCode, IPCError, NotConnected, RequestTimeout
 
 __all__ = [
     "FAILOVER_CODES",
@@ -225,6 +225,23 @@ class Balancer:
         skip = set(exclude)
         staying = self.strategy.choose(self.servers, lambda s: s.healthy and not s.leaving and s not in skip)
         return staying if staying is not None else self.strategy.choose(self.servers, lambda s: s.healthy and s not in skip)
+
+    def next_server(self, tried: set[Server], last: IPCError | None, left: float, what: str, total: float) -> Server:
+        """The next server a call fails over to, added to ``tried``. Raises
+        when there is none: ``RequestTimeout`` once ``left`` is spent (the
+        last server's own timeout, if that is how it failed), the last error
+        when it is one no other server can fix, else ``NotConnected``."""
+        if left <= 0:
+            if last is not None and last.code == ErrorCode.TIMEOUT:
+                raise last
+            raise RequestTimeout(f"no server {what} within {total:g} s")
+        server = self.pick(exclude=tried)
+        if server is None:
+            if last is not None and last.code not in SERVER_DOWN_CODES:
+                raise last  # no_responders or circuit_open everywhere: say so
+            raise NotConnected("no healthy server" + (f" (last error: {last})" if last else ""))
+        tried.add(server)
+        return server
 
     def __repr__(self) -> str:
         healthy = sum(s.healthy for s in self.servers)

@@ -21,7 +21,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from ipc_protocol import AlreadyServing, ErrorCode, IPCError, Message, NotConnected, RequestTimeout, validate_pattern
+from ipc_protocol import AlreadyServing, ErrorCode, IPCError, Message, NotConnected, validate_pattern
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .listeners import Listeners
@@ -204,16 +204,7 @@ class LoadBalancedClient(BalancedStreaming):
         last: IPCError | None = None
         while True:
             left = deadline - loop.time()
-            if left <= 0:
-                if last is not None and last.code == ErrorCode.TIMEOUT:
-                    raise last
-                raise RequestTimeout(f"no server answered within {total:g} s")
-            server = self._balancer.pick(exclude=tried)
-            if server is None:
-                if last is not None and last.code not in SERVER_DOWN_CODES:
-                    raise last  # no_responders or circuit_open everywhere: say so
-                raise NotConnected("no healthy server" + (f" (last error: {last})" if last else ""))
-            tried.add(server)
+            server = self._balancer.next_server(tried, last, left, "answered", total)
             pool = self._pools[server]
             started = loop.time()
             server.started()
