@@ -48,6 +48,8 @@ def send_deadline(now: float, value: object, default: float, kind: str, channel:
     """The loop time by which a message must be sent (``now`` plus the
     checked timeout). A timeout of zero or less has passed already, so the
     message is not sent: ``RequestTimeout``, as for a request."""
+    if value is None:  # most calls: the client's default, checked when it was made
+        return now + default
     seconds = check_timeout(value, default)
     if seconds <= 0:
         raise RequestTimeout(f"{kind} on {channel!r} timed out before it was sent (timeout {seconds:g} s)")
