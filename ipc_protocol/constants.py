@@ -12,6 +12,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_FRAME_LIMIT",
     "DEFAULT_MAX_FRAME_SIZE",
+    "HANDSHAKE_MAX_FRAME_SIZE",
     "DEFAULT_HEARTBEAT_INTERVAL_S",
     "MIN_HEARTBEAT_INTERVAL_S",
     "DEFAULT_REQUEST_TIMEOUT_S",
@@ -35,6 +36,11 @@ MAX_FRAME_LIMIT = 2**32 - 1  # what a uint32 length prefix can express
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
+# The largest frame a server reads before it has accepted a connect
+# (docs/protocol.md §1 item 1, §3 item 11): a connect is well under 4 KiB
+# with ids of a few hundred characters, so a long token still fits.
+# A socket that has proved nothing cannot make the server hold 16 MiB.
+HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
 DEFAULT_HEARTBEAT_INTERVAL_S = 15.0
 # The shortest heartbeat interval either side accepts (docs/protocol.md §9):
 # below 10 ms a ping is due before a round trip on most networks ends, and

@@ -20,7 +20,7 @@ from typing import Any
 
 from .codes import ErrorCode
 from .events import ProtocolViolation
-from .constants import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION, SYSTEM_CHANNEL
+from .constants import DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE, PROTOCOL_VERSION, SYSTEM_CHANNEL
 from .envelope import Message, MessageType, decode_message, encode_response
 from .exceptions import ProtocolError
 from .framing import ASSEMBLE_FROM_BYTES, NEVER_ASSEMBLE, encode_frame
@@ -83,9 +83,11 @@ class ServerProtocol(Protocol):
         server_name: advertised in the reply.
         cluster: the cluster's name when the server is a cluster node, named
             in the reply of a connect that asked for the feature ``cluster``.
+        handshake_max_frame_size: the largest frame read until the connect
+            is accepted (§3 item 11); ``max_frame_size`` from then on.
     """
 
-    __slots__ = ("connection_id", "client", "_token", "_heartbeat_interval_s", "_server_name", "_connect", "_cluster")
+    __slots__ = ("connection_id", "client", "_token", "_heartbeat_interval_s", "_server_name", "_connect", "_cluster", "_open_limit")
 
     # Every message after the handshake must be in the handshake's app (§3).
     _one_app = True
@@ -99,8 +101,14 @@ class ServerProtocol(Protocol):
         heartbeat_interval_s: float | None = None,
         server_name: str = "",
         cluster: str | None = None,
+        handshake_max_frame_size: int = HANDSHAKE_MAX_FRAME_SIZE,
     ) -> None:
         super().__init__(max_frame_size=max_frame_size)
+        # Until the connect is accepted a frame is held to the small limit,
+        # checked on its length prefix (§3 item 11): a socket that has proved
+        # nothing (no token checked yet) holds at most that much.
+        self._open_limit = self._decoder.max_frame_size
+        self._decoder.max_frame_size = min(self._open_limit, handshake_max_frame_size)
         # Until the connect is accepted, a large frame is read into the
         # shared buffer as its bytes come: a length prefix alone reserves
         # nothing (docs/security.md, "Hostile connections").
@@ -185,6 +193,7 @@ class ServerProtocol(Protocol):
             raise ProtocolStateError(f"accept without a pending connect (state {self.state.value})")
         self._move(OPEN)
         self._decoder.assemble_from = ASSEMBLE_FROM_BYTES
+        self._decoder.max_frame_size = self._open_limit  # advertised below
         self._connect = None
         # Interned: the connections of an app, and of a client library, share one copy of each name.
         self.app_id = intern(request.app_id)

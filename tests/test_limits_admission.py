@@ -6,11 +6,13 @@ why (``too_many_connections``) in the Python client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from ipc_client import IPCClient
 from ipc_protocol import NotConnected, TooManyConnections
+from ipc_protocol.constants import HANDSHAKE_MAX_FRAME_SIZE
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S, RawPeer, frame
@@ -181,3 +183,39 @@ async def test_the_refusal_arrives_however_the_race_goes(rounds: int) -> None:
                     await c.connect()
                 await c.disconnect()
 
+
+
+async def test_sockets_before_their_handshake_hold_at_most_the_handshake_limit() -> None:
+    """Issue: 128 sockets that each sent 15 MiB of a 16 MiB "connect" made
+    the server hold ~2 GB. Before its connect is accepted a socket's frame
+    is at most 64 KiB (docs/protocol.md §3 item 11), checked on the prefix:
+    a larger one is ``too_large`` and closed, and what the pending sockets
+    hold, frame bytes in their decoders, stays under that limit each."""
+    async with IPCServer("127.0.0.1", 0, token=TOKEN) as server:
+        announce = (16 * 1024 * 1024 - 8).to_bytes(4, "big") + b"{"
+        floods = await _open_silent(server.port, 8)
+        for peer in floods:
+            peer.send_raw(announce)
+        blasts = await _open_silent(server.port, 8)  # a megabyte behind it: the server reads none of it
+        for peer in blasts:
+            peer.send_raw(announce + b" " * (1024 * 1024))
+        nearly = await _open_silent(server.port, 4)  # 60 KiB of a 64 KiB frame: allowed, held
+        for peer in nearly:
+            peer.send_raw(HANDSHAKE_MAX_FRAME_SIZE.to_bytes(4, "big") + b"{" + b" " * (60 * 1024))
+        for peer in floods:
+            got = await peer.closed()
+            assert [m.error.code for m in got if m.error is not None] == ["too_large"]
+        for peer in blasts:
+            with contextlib.suppress(ConnectionError):  # closed with its bytes unread: maybe a reset
+                await peer.closed()
+        connections = server._admission.connections
+        await _wait_until(lambda: len(connections) == 4 and sum(c.protocol._decoder.buffered for c in connections) >= 4 * 60 * 1024)
+        assert all(c.protocol._decoder.buffered <= HANDSHAKE_MAX_FRAME_SIZE + 4 for c in connections)
+        client = IPCClient("app", "127.0.0.1", server.port, token=TOKEN, reconnect=False, connect_timeout=WAIT_S)
+        try:
+            await client.connect()
+            assert await client.health_check() is True
+        finally:
+            await client.disconnect()
+        for peer in (*floods, *blasts, *nearly):
+            await peer.close()

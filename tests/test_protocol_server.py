@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, encode_frame, encode_message
+from ipc_protocol.constants import HANDSHAKE_MAX_FRAME_SIZE
 from ipc_protocol.framing import ASSEMBLE_FROM_BYTES
 from ipc_protocol.messages import connect_request
 from ipc_protocol.protocol import MessageRefused, PingReceived, ProtocolState, ProtocolViolation
@@ -96,16 +97,70 @@ def test_a_length_prefix_reserves_nothing_before_the_handshake() -> None:
     what a prefix announces; once open, a large frame gets its own buffer
     (read in place), which grows with what comes."""
     shared = memoryview(bytearray(4096))
-    announce = (16 * 1024 * 1024).to_bytes(4, "big") + b'{"x'
+    announce = (HANDSHAKE_MAX_FRAME_SIZE).to_bytes(4, "big") + b'{"x'
     waiting = ServerProtocol()
     assert waiting.receive_data(announce) == []
     assert waiting.read_buffer(shared) is shared and waiting._decoder.buffered == 7
     opened = ServerProtocol()
     _connect(opened, {"action": "connect", "protocol": 2})
     opened.accept("conn-1")
-    assert opened.receive_data(announce) == []
+    assert opened.receive_data((16 * 1024 * 1024).to_bytes(4, "big") + b'{"x') == []
     view = opened.read_buffer(shared)
     assert view is not shared and len(view) == ASSEMBLE_FROM_BYTES - 3
+
+
+@pytest.mark.parametrize("chunk", [None, 1], ids=["whole", "byte-by-byte"])
+@pytest.mark.parametrize("token", [None, "s3cret"])
+def test_a_frame_over_the_handshake_limit_is_refused_on_its_prefix(chunk: int | None, token: str | None) -> None:
+    """§3 item 11: before the connect is accepted a frame may be at most
+    64 KiB; a larger one is ``too_large`` from its 4 prefix bytes, nothing
+    of its body held, and the connection fails."""
+    proto = ServerProtocol(token=token)
+    data = (HANDSHAKE_MAX_FRAME_SIZE + 1).to_bytes(4, "big") + b'{"action":"connect"'
+    pieces = [data] if chunk is None else [data[i : i + 1] for i in range(len(data))]
+    for piece in pieces:
+        assert proto.receive_data(piece) == []
+        if proto.state is ProtocolState.ERROR:
+            break
+    assert proto.state is ProtocolState.ERROR and proto.violation is not None and proto.violation.code == "too_large"
+    assert proto._decoder.buffered <= 4
+    (err,) = [decode_message(b) for b in bodies(proto)]
+    assert err.error is not None and err.error.code == "too_large" and err.reply_to is None
+    assert str(HANDSHAKE_MAX_FRAME_SIZE) in err.error.message
+
+
+def test_a_connect_at_the_handshake_limit_opens_and_the_full_limit_applies_after() -> None:
+    """The largest legitimate connect (a long token, the longest ids) fits
+    with room to spare; the reply advertises the server's own limit, which
+    holds from then on."""
+    long_ids = "i" * 256
+    hello = connect_request(long_ids, long_ids, client=long_ids, token="t" * 8192, user=long_ids)
+    assert len(encode_message(hello)) < HANDSHAKE_MAX_FRAME_SIZE // 4
+    proto = ServerProtocol()
+    padded = encode_message(hello)[:-1] + b" " * (HANDSHAKE_MAX_FRAME_SIZE - len(encode_message(hello))) + b"}"
+    assert len(padded) == HANDSHAKE_MAX_FRAME_SIZE
+    (body,) = proto.receive_data(encode_frame(padded))
+    assert isinstance(proto.receive_frame(body), ConnectRequested)
+    proto.accept("c1")
+    (reply,) = [decode_message(b) for b in bodies(proto)]
+    assert reply.payload["max_frame_size"] == 16 * 1024 * 1024 == proto.max_frame_size
+    big = encode_message(Message.build(MessageType.PUBLISH, long_ids, "news", "x" * (1024 * 1024)))
+    assert proto.receive_data(encode_frame(big)) == [big]
+
+
+def test_a_frame_after_a_pending_connect_is_held_to_the_handshake_limit() -> None:
+    """While the server checks a user's token (off the loop), the socket has
+    still proved nothing: a large frame behind the connect is refused on its prefix."""
+    proto = ServerProtocol()
+    _connect(proto, {"action": "connect", "protocol": 2, "user": "u", "token": "t"})
+    assert proto.receive_data((16 * 1024 * 1024).to_bytes(4, "big") + b"{") == []
+    assert proto.violation is not None and proto.violation.code == "too_large"
+
+
+def test_the_handshake_limit_is_never_above_the_servers_own() -> None:
+    proto = ServerProtocol(max_frame_size=1024)
+    assert proto.receive_data((1025).to_bytes(4, "big")) == []
+    assert proto.violation is not None and proto.violation.code == "too_large"
 
 
 def test_open_connections_share_their_app_s_and_client_s_names_and_the_empty_feature_set() -> None:
