@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ipc_protocol.constants import MAX_FRAME_LIMIT, MIN_HEARTBEAT_INTERVAL_S
+from ipc_protocol.constants import MAX_CONNECT_ID_LENGTH, MAX_FRAME_LIMIT, MIN_HEARTBEAT_INTERVAL_S
 
 from .backoff import Backoff
 from .option_checks import check_bool, check_count, check_port, check_seconds
@@ -38,6 +38,8 @@ class ConnectOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.app_id, str) or not self.app_id:
             raise ValueError("app_id must be a non-empty string")
+        if len(self.app_id) > MAX_CONNECT_ID_LENGTH:  # what the server refuses in a connect (docs/protocol.md §3 item 12)
+            raise ValueError(f"app_id must be at most {MAX_CONNECT_ID_LENGTH} characters, got {len(self.app_id)}")
         # The rules of Node's options (js-client/lib/options.js), Python's
         # split: a wrong type is a TypeError, a value out of range a ValueError.
         if not isinstance(self.host, str):
@@ -65,6 +67,8 @@ class ConnectOptions:
             raise ValueError(f"max_frame_size must be an integer 1..{MAX_FRAME_LIMIT} or None, got {limit!r}")
         if self.user is not None and (not isinstance(self.user, str) or not self.user):
             raise ValueError("user must be a non-empty string or None")
+        if self.user is not None and len(self.user) > MAX_CONNECT_ID_LENGTH:
+            raise ValueError(f"user must be at most {MAX_CONNECT_ID_LENGTH} characters, got {len(self.user)}")
 
     @property
     def peer(self) -> str:

@@ -13,6 +13,7 @@ __all__ = [
     "MAX_FRAME_LIMIT",
     "DEFAULT_MAX_FRAME_SIZE",
     "HANDSHAKE_MAX_FRAME_SIZE",
+    "MAX_CONNECT_ID_LENGTH",
     "DEFAULT_HEARTBEAT_INTERVAL_S",
     "MIN_HEARTBEAT_INTERVAL_S",
     "DEFAULT_REQUEST_TIMEOUT_S",
@@ -38,9 +39,13 @@ DEFAULT_PORT = 8888
 DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 # The largest frame a server reads before it has accepted a connect
 # (docs/protocol.md §1 item 1, §3 item 11): a connect is well under 4 KiB
-# with ids of a few hundred characters, so a long token still fits.
+# (ids of at most MAX_CONNECT_ID_LENGTH characters), so a long token still fits.
 # A socket that has proved nothing cannot make the server hold 16 MiB.
 HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
+# The longest app_id, connection_id, client and user a connect may name, in
+# characters (code points; docs/protocol.md §3 item 12): the server keeps
+# them for the connection's life, in its stats and metrics.
+MAX_CONNECT_ID_LENGTH = 256
 DEFAULT_HEARTBEAT_INTERVAL_S = 15.0
 # The shortest heartbeat interval either side accepts (docs/protocol.md §9):
 # below 10 ms a ping is due before a round trip on most networks ends, and

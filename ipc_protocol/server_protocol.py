@@ -20,7 +20,7 @@ from typing import Any
 
 from .codes import ErrorCode
 from .events import ProtocolViolation
-from .constants import DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE, PROTOCOL_VERSION, SYSTEM_CHANNEL
+from .constants import DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE, MAX_CONNECT_ID_LENGTH, PROTOCOL_VERSION, SYSTEM_CHANNEL
 from .envelope import Message, MessageType, decode_message, encode_response
 from .exceptions import ProtocolError
 from .framing import ASSEMBLE_FROM_BYTES, NEVER_ASSEMBLE, encode_frame
@@ -156,11 +156,16 @@ class ServerProtocol(Protocol):
             features = None if legacy else offered_features(payload)  # §15.1
         except ValueError as exc:
             return self._violated(ErrorCode.BAD_MESSAGE, str(exc), msg.message_id, msg)
+        wanted = payload.get("connection_id")
+        client = payload.get("client")
+        # §3 item 12: what the server keeps of a connection (its stats, metrics) has a bounded size.
+        for name, value in (("app_id", msg.app_id), ("connection_id", wanted), ("client", client), ("user", user)):
+            if isinstance(value, str) and len(value) > MAX_CONNECT_ID_LENGTH:
+                text = f"invalid connect: {name} must be at most {MAX_CONNECT_ID_LENGTH} characters, got {len(value)}"
+                return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)
         if self._token is not None:
             if offered is None or not hmac.compare_digest(offered.encode(), self._token.encode()):
                 return self._violated(ErrorCode.UNAUTHORIZED, "invalid or missing token", msg.message_id, msg)
-        wanted = payload.get("connection_id")
-        client = payload.get("client")
         self._connect = ConnectRequested(
             msg,
             msg.app_id,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, encode_frame, encode_message
-from ipc_protocol.constants import HANDSHAKE_MAX_FRAME_SIZE
+from ipc_protocol.constants import HANDSHAKE_MAX_FRAME_SIZE, MAX_CONNECT_ID_LENGTH
 from ipc_protocol.framing import ASSEMBLE_FROM_BYTES
 from ipc_protocol.messages import connect_request
 from ipc_protocol.protocol import MessageRefused, PingReceived, ProtocolState, ProtocolViolation
@@ -133,7 +133,7 @@ def test_a_connect_at_the_handshake_limit_opens_and_the_full_limit_applies_after
     """The largest legitimate connect (a long token, the longest ids) fits
     with room to spare; the reply advertises the server's own limit, which
     holds from then on."""
-    long_ids = "i" * 256
+    long_ids = "i" * MAX_CONNECT_ID_LENGTH
     hello = connect_request(long_ids, long_ids, client=long_ids, token="t" * 8192, user=long_ids)
     assert len(encode_message(hello)) < HANDSHAKE_MAX_FRAME_SIZE // 4
     proto = ServerProtocol()

@@ -24,7 +24,7 @@
  */
 
 const { randomBytes } = require('node:crypto');
-const { parseOptions } = require('./options');
+const { parseOptions, checkIdLength } = require('./options');
 const { now } = require('./connection');
 const { State, transition } = require('./state');
 const { Breakers } = require('./circuit_breaker');
@@ -70,6 +70,7 @@ class IPCClient extends ClientIntrospection {
   constructor(appId, options) {
     super();
     if (typeof appId !== 'string' || appId.length === 0) throw new TypeError('appId must be a non-empty string');
+    checkIdLength('appId', appId); // what the server refuses in a connect (docs/protocol.md §3 item 12)
     this.appId = appId;
     this.options = parseOptions(options);
     this._state = State.DISCONNECTED;

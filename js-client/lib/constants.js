@@ -17,6 +17,8 @@ const SYSTEM_CHANNEL = 'system';
 const SERVICES_CHANNEL = '$sys.services';
 const RESERVED_PREFIXES = Object.freeze(['system', '$sys']);
 const MAX_CHANNEL_LENGTH = 512;
+/** The longest appId, connectionId and user a connect may name, in code points (docs/protocol.md §3 item 12). */
+const MAX_CONNECT_ID_LENGTH = 256;
 
 const HEADER_SIZE_BYTES = 4;
 const MAX_FRAME_LIMIT_BYTES = 2 ** 32 - 1; // what a uint32 length prefix can express
@@ -127,6 +129,7 @@ module.exports = {
   SERVICES_CHANNEL,
   RESERVED_PREFIXES,
   MAX_CHANNEL_LENGTH,
+  MAX_CONNECT_ID_LENGTH,
   HEADER_SIZE_BYTES,
   MAX_FRAME_LIMIT_BYTES,
   DEFAULT_MAX_FRAME_SIZE_BYTES,

@@ -5,7 +5,7 @@
  * the client can trust every value it reads.
  */
 
-const { DEFAULTS, MAX_FRAME_LIMIT_BYTES, MIN_HEARTBEAT_INTERVAL_MS } = require('./constants');
+const { DEFAULTS, MAX_CONNECT_ID_LENGTH, MAX_FRAME_LIMIT_BYTES, MIN_HEARTBEAT_INTERVAL_MS } = require('./constants');
 const { pickKnownOptions, toNumber } = require('./legacy_options');
 const { Overflow } = require('./offline_queue');
 const { parseBreakerOptions } = require('./circuit_breaker');
@@ -24,6 +24,18 @@ const ON_DISCONNECT = Object.freeze(['queue', 'fail']);
  */
 function typeError(name, expected, value) {
   throw new TypeError(`option ${name} must be ${expected}, got ${shownValue(value)}`); // NaN as NaN, not JSON's null
+}
+
+/**
+ * Refuses an id the server would refuse in the connect (docs/protocol.md
+ * §3 item 12): more than MAX_CONNECT_ID_LENGTH code points, as Python counts.
+ * @param {string} name
+ * @param {string} value a string
+ */
+function checkIdLength(name, value) {
+  if (value.length <= MAX_CONNECT_ID_LENGTH) return; // UTF-16 units: never fewer than code points
+  const points = [...value].length;
+  if (points > MAX_CONNECT_ID_LENGTH) throw new RangeError(`${name} must be at most ${MAX_CONNECT_ID_LENGTH} characters, got ${points}`);
 }
 
 /** The option names IPCClient takes. */
@@ -106,10 +118,12 @@ function parseOptions(options = {}) {
   }
   if (o.token !== null && typeof o.token !== 'string') typeError('token', 'a string or null', o.token);
   if (o.user !== null && (typeof o.user !== 'string' || o.user.length === 0)) typeError('user', 'a non-empty string or null', o.user);
+  if (o.user !== null) checkIdLength('option user', o.user);
   o.tls = parseTlsOption(o.tls);
   if (o.connectionId !== null && (typeof o.connectionId !== 'string' || o.connectionId.length === 0)) {
     typeError('connectionId', 'a non-empty string or null', o.connectionId);
   }
+  if (o.connectionId !== null) checkIdLength('option connectionId', o.connectionId);
   checkNumber(o, 'maxConcurrentHandlers', { min: 1, integer: true, infinite: true });
   if (typeof o.exposeStacks !== 'boolean') typeError('exposeStacks', 'a boolean', o.exposeStacks);
   checkNumber(o, 'cacheMaxEntries', { integer: true });
@@ -139,4 +153,4 @@ function refuseQueuePath(owner, options) {
   }
 }
 
-module.exports = { parseOptions, refuseQueuePath, ON_DISCONNECT, KNOWN_OPTIONS };
+module.exports = { parseOptions, refuseQueuePath, checkIdLength, ON_DISCONNECT, KNOWN_OPTIONS };
