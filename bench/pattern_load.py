@@ -227,7 +227,7 @@ def _start_server(tree: Path, flags: list[str]) -> tuple[subprocess.Popen[str], 
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, "-m", "ipc_server"]
     helptext = subprocess.run([*cmd, "--help"], cwd=tree, env=env, capture_output=True, text=True, timeout=60).stdout
-    for flag in ("--max-subscriptions-per-connection", "--max-subscriptions"):
+    for flag in ("--max-subscriptions-per-connection", "--max-subscriptions", "--max-pattern-tokens-per-connection"):
         if flag in helptext and flag not in flags:  # lift the limits a checkout has
             flags = [*flags, flag, "none"]
     proc = subprocess.Popen(

@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-subscriptions", type=_limit, help="subscriptions on the whole server")
     p.add_argument("--max-registrations-per-connection", type=_limit, help="channels or patterns one connection may serve")
     p.add_argument("--max-registrations", type=_limit, help="serve registrations on the whole server")
+    p.add_argument("--max-pattern-tokens-per-connection", type=_limit, help="tokens of the wildcard patterns one connection may subscribe to and serve, in all")
     p.add_argument("--default-request-timeout", type=_seconds_or_off, dest="default_request_timeout_s", help="seconds the server holds a request that carries no deadline; 'off' holds it until answered")
     p.add_argument("--max-held-requests", type=_limit, dest="max_held_requests_per_connection", help="forwarded requests one responder may hold unanswered")
     p.add_argument("--idempotency-window", type=float, dest="idempotency_window_s", help="seconds the answer of a request with an idempotency key is kept for its retries; 0 keeps none (a retry still joins a running one)")

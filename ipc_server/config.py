@@ -58,6 +58,11 @@ DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION = 100_000
 DEFAULT_MAX_SUBSCRIPTIONS = 4_000_000
 DEFAULT_MAX_REGISTRATIONS_PER_CONNECTION = 10_000
 DEFAULT_MAX_REGISTRATIONS = 1_000_000
+# The tokens of one connection's wildcard patterns (subscriptions and
+# registrations together): the pattern index costs up to ~300 bytes a
+# token, so this keeps one connection's share near 64 MiB, the outbound
+# limit's size (docs/protocol.md §12). Exact channels are not counted.
+DEFAULT_MAX_PATTERN_TOKENS_PER_CONNECTION = 2**18
 # A request that carries no deadline (version 1 clients) is held this long.
 DEFAULT_SERVER_REQUEST_TIMEOUT_S = 60.0
 DEFAULT_MAX_HELD_REQUESTS_PER_CONNECTION = 4096
@@ -80,7 +85,7 @@ LOOPS = ("asyncio", "uvloop")
 _LIMITS = (
     "max_connections", "max_outbound_buffer_bytes", "outbound_soft_limit_bytes", "max_inflight_per_connection",
     "max_pending_handshakes", "max_subscriptions_per_connection", "max_subscriptions",
-    "max_registrations_per_connection", "max_registrations", "max_held_requests_per_connection",
+    "max_registrations_per_connection", "max_registrations", "max_pattern_tokens_per_connection", "max_held_requests_per_connection",
     "idempotency_max_keys", "idempotency_max_bytes",
 )  # fmt: skip
 
@@ -105,6 +110,7 @@ class ServerConfig:
     max_subscriptions: int | None = DEFAULT_MAX_SUBSCRIPTIONS
     max_registrations_per_connection: int | None = DEFAULT_MAX_REGISTRATIONS_PER_CONNECTION
     max_registrations: int | None = DEFAULT_MAX_REGISTRATIONS
+    max_pattern_tokens_per_connection: int | None = DEFAULT_MAX_PATTERN_TOKENS_PER_CONNECTION
     default_request_timeout_s: float | None = DEFAULT_SERVER_REQUEST_TIMEOUT_S
     max_held_requests_per_connection: int | None = DEFAULT_MAX_HELD_REQUESTS_PER_CONNECTION
     idempotency_window_s: float = DEFAULT_IDEMPOTENCY_WINDOW_S

@@ -12,6 +12,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ipc_protocol import SERVICES_CHANNEL, ErrorCode, Message, MessageType, is_servable, validate_pattern
+from ipc_protocol.channels import is_pattern
 from ipc_protocol.attachments import Frame
 from ipc_protocol.envelope import PUBLISH as _PUBLISH, encode_message_parts
 from ipc_protocol.framing import frame_parts
@@ -28,17 +29,49 @@ from .stats import ServerStats
 __all__ = ["PubSub"]
 
 
+class _Patterns(set):  # type: ignore[type-arg]
+    """A connection's subscriptions or registrations, and the tokens of the
+    wildcard patterns among them: what they cost in the pattern index, held
+    to ``max_pattern_tokens_per_connection`` (§12)."""
+
+    __slots__ = ("tokens",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = 0
+
+
+def _tokens(pattern: str) -> int:
+    """What ``pattern`` costs in the index: its tokens if it is a pattern
+    (a trie node each), nothing if it is a channel (a dict entry)."""
+    return pattern.count(".") + 1 if is_pattern(pattern) else 0
+
+
+def _held_tokens(conn: ServerConnection) -> int:
+    return sum(held.tokens for held in (conn.subscriptions, conn.responder_for) if type(held) is _Patterns)
+
+
 def _with(patterns: AbstractSet[str], pattern: str) -> set[str]:
     """``patterns`` with ``pattern`` added. A connection holds a shared empty
     frozenset until its first registration, then a set of its own."""
-    own = patterns if isinstance(patterns, set) else set(patterns)
-    own.add(pattern)
+    own = patterns if type(patterns) is _Patterns else _Patterns()
+    if own is not patterns:
+        for other in patterns:
+            _add(own, other)
+    _add(own, pattern)
     return own
 
 
+def _add(own: _Patterns, pattern: str) -> None:
+    if pattern not in own:
+        own.add(pattern)
+        own.tokens += _tokens(pattern)
+
+
 def _discard(patterns: AbstractSet[str], pattern: str) -> None:
-    if isinstance(patterns, set):
-        patterns.discard(pattern)
+    if type(patterns) is _Patterns and pattern in patterns:
+        patterns.remove(pattern)
+        patterns.tokens -= _tokens(pattern)
 
 
 def _over(held: int, limit: int | None, total: int, total_limit: int | None, what: str) -> str | None:
@@ -47,6 +80,17 @@ def _over(held: int, limit: int | None, total: int, total_limit: int | None, wha
         return f"this connection holds its maximum of {limit} {what}"
     if total_limit is not None and total >= total_limit:
         return f"the server holds its maximum of {total_limit} {what}"
+    return None
+
+
+def _over_tokens(conn: ServerConnection, pattern: str, limit: int | None) -> str | None:
+    """Why ``pattern`` would take the connection's patterns past their
+    tokens' budget (§12), or None."""
+    if limit is None:
+        return None
+    tokens = _tokens(pattern)
+    if tokens and _held_tokens(conn) + tokens > limit:
+        return f"this connection's patterns hold {_held_tokens(conn)} of its maximum of {limit} tokens, and this one has {tokens}"
     return None
 
 
@@ -62,6 +106,7 @@ class PubSub:
         config = config or ServerConfig()
         self._max_subs = (config.max_subscriptions_per_connection, config.max_subscriptions)
         self._max_regs = (config.max_registrations_per_connection, config.max_registrations)
+        self._max_tokens = config.max_pattern_tokens_per_connection
         self.schemas = Schemas()  # what responders declared (docs/typed-contracts.md)
         self.cluster: Any = None  # cluster.node.Cluster when this server is a node (docs/cluster.md)
 
@@ -87,7 +132,7 @@ class PubSub:
                     conn.refuse(msg, ErrorCode.BAD_MESSAGE, str(exc))
                     return
                 held = conn.responder_for
-                problem = None if channel in held else _over(len(held), self._max_regs[0], self._stats.registrations, self._max_regs[1], "responder registrations")
+                problem = None if channel in held else _over(len(held), self._max_regs[0], self._stats.registrations, self._max_regs[1], "responder registrations") or _over_tokens(conn, channel, self._max_tokens)
                 if problem is not None:
                     conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, problem)
                     return
@@ -111,7 +156,7 @@ class PubSub:
                 status = "unserved"
         elif subscribe:
             held = conn.subscriptions
-            problem = None if channel in held else _over(len(held), self._max_subs[0], self._stats.subscriptions, self._max_subs[1], "subscriptions")
+            problem = None if channel in held else _over(len(held), self._max_subs[0], self._stats.subscriptions, self._max_subs[1], "subscriptions") or _over_tokens(conn, channel, self._max_tokens)
             if problem is not None:
                 conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, problem)
                 return
