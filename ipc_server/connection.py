@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
-from time import monotonic
 from typing import Any, cast
 
 from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType
@@ -30,6 +31,7 @@ from .frame_limit import PREFIX_BYTES, replacement, send_limit
 from .inflight import InflightLimit
 from .flow_control import FlowControl
 from .outbound import Backlog, OutboundLimits
+from .reading import NOTHING, Reading
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 
@@ -46,18 +48,18 @@ log = logging.getLogger("ipc_server.connection")
 ConnState = ProtocolState  # the connection's state is its protocol's (the name the server's tests know)
 _OPEN = ProtocolState.OPEN
 _HANDSHAKE = ProtocolState.HANDSHAKE
-_NONE: frozenset[str] = frozenset()  # no registrations yet (see ServerConnection)
+_NONE = NOTHING  # no registrations yet (see ServerConnection)
 _NO_KEYS: Any = _NONE  # typed as the set the first add replaces it with
 
 
-class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.BufferedProtocol):
+class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
     __slots__ = (  # a server holds thousands of these, mostly idle
         "owner", "protocol", "transport", "peer", "app_id", "connection_id", "legacy", "client_name", "opened",
         "connected_at", "inflight", "serving", "awaiting", "handler_calls", "subscriptions", "responder_for", "_stats",
         "_reads", "_loop", "_flush_handle", "_write_after", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_limits",
-        "_backlog", "_send_limit",
+        "_backlog", "_send_limit", "_unread", "_next_turn",
     )  # fmt: skip
 
     def __init__(self, owner: ConnectionOwner) -> None:
@@ -101,6 +103,8 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
         self._limits = OutboundLimits.of(config)  # slow consumers (§12): one object per server's settings
         self._backlog: Backlog | None = None  # frames waiting for the transport to drain
         self._send_limit = config.max_frame_size + PREFIX_BYTES  # a frame's length past which it is not sent
+        self._unread: deque[Iterator[bytes]] | None = None  # frames read that wait for a turn (reading.py)
+        self._next_turn: asyncio.Handle | None = None
         self._init_figures(owner.stats)  # what it did, for the operator (connection_figures)
 
     # -- asyncio.Protocol ------------------------------------------------
@@ -125,62 +129,6 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(self._reads.lent[:nbytes])
-
-    def data_received(self, data: bytes | memoryview) -> None:
-        if self._ended:
-            return
-        stats = self._stats
-        stats.bytes_in += len(data)
-        self.bytes_in += len(data)
-        self.read_at = monotonic()
-        protocol = self.protocol
-        frames = protocol.receive_data(data, self._loop.time())  # type: ignore[union-attr]
-        if frames:
-            self.frames_in += len(frames)
-            self._dispatch(frames)
-        elif protocol.violation is not None:
-            self._violated(protocol.violation)
-
-    def _dispatch(self, frames: list[bytes]) -> None:
-        """Each frame through the protocol, then to the server, in order."""
-        receive_frame = self.protocol.receive_frame
-        dispatch = self.owner.dispatch
-        self.protocol.defer_payloads = self.handler_calls is _NO_KEYS or not self.owner.handlers  # until it calls one (relayed.py)
-        message_class = Message
-        received = self.traffic.received  # the app's counters (stats.AppTraffic)
-        inflight = self.inflight
-        reads = self._reads
-        # A read of one frame: what it sends has nothing to wait for (send_frame).
-        reads.lone, reads.batch = len(frames) == 1, len(frames) > 1
-        try:
-            for body in frames:
-                if self._ended:  # failed or closed while dispatching: read no more
-                    return
-                item = receive_frame(body)
-                if item.__class__ is message_class:
-                    if inflight.holding and inflight.waits(item):  # at the in-flight limit (inflight.py)
-                        inflight.hold(item, body, self._loop.time())  # type: ignore[union-attr]
-                        continue
-                    received[item.message_type] += 1
-                    if item.attachments is not None:  # a binary frame (§16)
-                        self._stats.binary_frames += 1
-                    try:
-                        dispatch(self, item, body)
-                    except Exception:  # a bug or an unencodable relay: never crash the loop
-                        log.exception("dispatching %s %s from %s failed", item.message_type.value, item.message_id, self.connection_id)
-                        self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=item.message_id)
-                        return
-                else:
-                    self._event(item)
-                    received = self.traffic.received  # an accepted connect changes the app
-        finally:
-            reads.lone = reads.batch = False
-        if self._answers_expected:
-            self._answers_expected = False
-            # The handler tasks this read started run first in the next loop iteration;
-            # a flush queued behind them sends what they answered in that same one.
-            if self._flush_handle is None and self.is_open:
-                self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
     def _event(self, event: Any) -> None:
         """What the protocol reports besides ordinary messages (rare)."""
@@ -220,6 +168,7 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended = True
+        self._drop_unread()
         self.protocol.connection_lost()
         for timer in (self._handshake_timer, self._abort_timer, self._flush_handle):
             if timer is not None:
@@ -380,7 +329,8 @@ class ServerConnection(FlowControl, ConnectionFigures, BinaryFrames, asyncio.Buf
 
     def tick(self, now: float) -> None:
         """The server's periodic sweep: ping a silent peer, drop a dead one."""
-        action = self.protocol.tick(now, reading=not self.inflight.reading_paused)
+        # Not reading its socket (too much waits: §12, or its frames wait for a turn: reading.py), its silence is ours.
+        action = self.protocol.tick(now, reading=not self.inflight.reading_paused and self._unread is None)
         if action is HeartbeatAction.PING:
             self.traffic.sent[MessageType.REQUEST] += 1
             self._queued(self.protocol.frames_queued)

@@ -53,6 +53,7 @@ class FlowControl:
         _limits: OutboundLimits
         _backlog: Backlog | None
         _ended: bool
+        _unread: Any
 
         def _dispatch(self, frames: list[bytes]) -> None: ...
         def refuse(self, msg: Message, code: ErrorCode, text: str) -> None: ...
@@ -69,7 +70,8 @@ class FlowControl:
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and self.protocol.state is ProtocolState.OPEN:
+        """The socket is read again, unless frames already read wait for a turn (reading.py)."""
+        if self.transport is not None and self.protocol.state is ProtocolState.OPEN and self._unread is None:
             self.transport.resume_reading()
 
     def release_held(self) -> None:
