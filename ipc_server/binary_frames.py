@@ -68,6 +68,7 @@ class BinaryFrames:
         def _write_pending(self) -> None: ...
         def _flush(self) -> None: ...
         def resume_writing(self) -> None: ...
+        def _past_hard(self, backlog: Backlog, size: int) -> bool: ...
 
     def fits(self, frame: Frame) -> bool:
         """Whether the peer accepts ``frame`` (its limit, §3; ``frame_limit``),
@@ -112,6 +113,8 @@ class BinaryFrames:
             self.resume_writing()
         else:
             backlog.hold(FrameWindows(binary.parts))
+            if self._past_hard(backlog, 0):
+                return False
         if self._flush_handle is None:  # once this iteration ends: the backlog's check
             self._flush_handle = self._loop.call_soon(self._flush)  # type: ignore[misc,union-attr]
         return True

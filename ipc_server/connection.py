@@ -210,6 +210,8 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         if len(frame) > self._send_limit:
             return self._too_large(frame)
         queued = self.protocol.send_frame(frame)
+        if self._backlog is not None and self._past_hard(self._backlog, len(frame)):
+            return False  # cut: a slow consumer (§12.2)
         if queued and queued < self._write_after and self._flush_handle is not None and not self._ended and (not at_once or self._reads.batch):
             return True  # it joins the iteration's batch, as _queued would have it: a call less per target of a fan-out or answer of a read
         return self._queued(queued, at_once)
@@ -261,6 +263,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
             self.transport.write(data)
         else:
             self._backlog.hold(data)
+            self._backlog.unsent = 0
 
     # -- lifecycle -------------------------------------------------------
 

@@ -57,6 +57,7 @@ class FlowControl:
 
         def _dispatch(self, frames: list[bytes]) -> None: ...
         def refuse(self, msg: Message, code: ErrorCode, text: str) -> None: ...
+        def _write_pending(self) -> None: ...
         def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None) -> None: ...
 
     # -- reading: the in-flight limit ------------------------------------------
@@ -151,6 +152,18 @@ class FlowControl:
         if backlog.drained is None:
             backlog.drained = loop.create_future()
         return backlog.drained  # type: ignore[no-any-return]
+
+    def _past_hard(self, backlog: Backlog, size: int) -> bool:
+        """A frame of ``size`` bytes was queued while backed up: past the hard
+        limit the peer is cut now, within a frame of it, not once the loop
+        iteration ends (§12.2: "at once"). True: cut."""
+        backlog.unsent += size
+        hard = self._limits.hard
+        if hard is None or backlog.nbytes + backlog.unsent + (self.transport.get_write_buffer_size() if self.transport is not None else 0) <= hard:
+            return False
+        self._write_pending()
+        self._check_backlog(backlog)
+        return self._backlog is None
 
     def _check_backlog(self, backlog: Backlog) -> None:
         """Once per loop iteration while backed up: cut a peer past a limit.

@@ -19,7 +19,9 @@ Two limits, the shape of Redis's ``client-output-buffer-limit``:
   that a subscriber catches up with is never cut for it.
 
 Checked once per loop iteration of a connection that writes while backed
-up; a connection that is not backed up pays nothing but one attribute test.
+up, and the hard limit on every frame queued for it then (a running count
+of their bytes), so the cut comes within a frame of it; a connection that
+is not backed up pays nothing but one attribute test.
 Sans-I/O apart from ``Backlog.resume`` (``WriteQueue``'s), which writes to the transport it is given.
 """
 
@@ -54,12 +56,13 @@ class Backlog(WriteQueue):
     the backlog goes: drained, or dropped by a cut), so that it never adds
     to a backlog (docs/protocol.md §12.2)."""
 
-    __slots__ = ("over_soft_since", "drained")
+    __slots__ = ("over_soft_since", "drained", "unsent")
 
     def __init__(self) -> None:
         super().__init__()
         self.over_soft_since: float | None = None
         self.drained: Any = None
+        self.unsent = 0  # bytes of frames queued for it since its last write (the hard limit's running count)
 
     def gone(self) -> None:
         """The connection no longer holds this backlog: its waiter goes on."""

@@ -5,7 +5,9 @@ between. Over real loopback TCP, with raw peers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from ipc_protocol import MessageType, encode_frame
 from ipc_server import IPCServer, reading
 
-from .conftest import RawPeer, frame
+from .conftest import WAIT_S, RawPeer, frame
 from .test_streams import until
 
 
@@ -54,3 +56,38 @@ async def test_another_connection_is_answered_while_a_large_read_waits_for_its_t
             await hog.close()
             await other.close()
 
+
+
+async def test_the_hard_outbound_limit_cuts_within_a_frame_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/protocol.md §12.2: past ``max_outbound_buffer_bytes`` the
+    connection is cut at once, not once the loop turn that queued the
+    frames ends (a long one here: 200 answers of ~40 KB from one read)."""
+    monkeypatch.setattr(reading, "TURN_BUDGET_S", 60.0)
+    hard = 1024 * 1024
+    async with IPCServer("127.0.0.1", 0, max_outbound_buffer_bytes=hard, outbound_soft_limit_bytes=None) as server:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # what the server holds is what it sent
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        hog = RawPeer(*await asyncio.open_connection(sock=sock))
+        try:
+            await hog.handshake("hog")
+            hog.send_raw(b"".join(_frame("subscribe", f"pattern.{i:05d}.*", f"s{i}") for i in range(2000)))
+            for _ in range(2000):
+                await hog.recv()
+            conn = _conn(server, "hog")
+            async with asyncio.timeout(WAIT_S):  # backed up: the kernel's buffers are full, under the limit
+                while not conn.backed_up:
+                    hog.send_raw(_frame("request", "system", f"b{conn.frames_in}", {"action": "channels"}))
+                    await asyncio.sleep(0.01)
+            assert server.stats.slow_consumers == 0
+            hog.send_raw(b"".join(_frame("request", "system", f"c{i}", {"action": "channels"}) for i in range(200)))
+            await until(lambda: server.stats.slow_consumers == 1, "the cut")
+            [cut] = server.stats.snapshot()["slow_consumers_cut"]
+            assert cut["limit"] == "hard" and hard < cut["buffered_bytes"] <= hard + 64 * 1024
+        finally:
+            await hog.close()
+
+
+def _frame(mtype: str, channel: str, message_id: str, payload: Any = None) -> bytes:
+    return encode_frame(json.dumps(frame(mtype, channel, payload, app_id="hog", message_id=message_id)).encode())
