@@ -330,8 +330,13 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
 
     # -- heartbeat (§9) ----------------------------------------------------
 
-    def tick(self, now: float) -> None:
-        """The server's periodic sweep: ping a silent peer, drop a dead one."""
+    def tick(self, now: float, late: bool = False) -> None:
+        """The server's periodic sweep: ping a silent peer, drop a dead one,
+        but only once a ping sent in its silence went unanswered (§9); ``late``:
+        the loop stalled before this sweep (heartbeat_sweep)."""
+        hb = self.protocol.heartbeat
+        if hb is not None and now - hb.last_received >= hb.timeout_s and (late or hb.last_ping_sent is None or hb.last_ping_sent < hb.last_received):
+            hb.last_received = now - hb.interval_s  # the silence it could have answered: pinged now
         # Not reading its socket (too much waits: §12, or its frames wait for a turn: reading.py), its silence is ours.
         action = self.protocol.tick(now, reading=not self.inflight.reading_paused and self._unread is None)
         if action is HeartbeatAction.PING:

@@ -5,6 +5,12 @@ holds thousands of mostly idle connections, and one pass over them every
 quarter of a second (or a quarter of the heartbeat interval, if shorter,
 but never less than a quarter of the shortest interval allowed) costs far
 less than thousands of timer handles.
+
+A peer is closed for silence only after a ping the server sent in that
+silence went unanswered for the rest of the timeout (docs/protocol.md §9):
+a sweep that comes more than a period late (the loop stalled: nothing was
+read or sent meanwhile) counts no silence beyond one interval, so every
+silent peer is pinged then and has the usual time to answer.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ _MIN_SWEEP_INTERVAL_S = MIN_HEARTBEAT_INTERVAL_S / 4  # an embedder's tiny inter
 
 
 class _Ticking(Protocol):
-    def tick(self, now: float) -> object: ...
+    def tick(self, now: float, late: bool = False) -> object: ...
 
 
 def sweep_period(interval_s: float | None) -> float:
@@ -37,10 +43,12 @@ async def sweep_heartbeats(loop: asyncio.AbstractEventLoop, connections: Callabl
     """Tick every connection ``connections()`` gives, forever (cancel to stop)."""
     period = sweep_period(interval_s)
     while True:
+        due = loop.time() + period
         await asyncio.sleep(period)
         try:
             now = loop.time()
+            late = now - due > period  # the loop stalled: what it did not read meanwhile is not the peers' silence
             for conn in list(connections()):
-                conn.tick(now)
+                conn.tick(now, late)
         except Exception:  # pragma: no cover - the sweep must never die
             log.exception("sweep failed")

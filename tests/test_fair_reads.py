@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -91,3 +92,32 @@ async def test_the_hard_outbound_limit_cuts_within_a_frame_of_it(monkeypatch: py
 
 def _frame(mtype: str, channel: str, message_id: str, payload: Any = None) -> bytes:
     return encode_frame(json.dumps(frame(mtype, channel, payload, app_id="hog", message_id=message_id)).encode())
+
+
+async def test_a_loop_stall_does_not_close_a_peer_that_answers_pings() -> None:
+    """§9: a peer is closed for silence only once a ping sent in it went
+    unanswered; after the server's own loop stalled (here for 5 heartbeat
+    timeouts), each silent peer is pinged first."""
+    async with IPCServer("127.0.0.1", 0, heartbeat_interval_s=0.1) as server:
+        peer = await RawPeer.open(server.port)
+        try:
+            await peer.handshake("idle")
+            conn = _conn(server, "idle")
+            pings = 0
+
+            async def answer(pings_wanted: int) -> None:
+                nonlocal pings
+                while pings < pings_wanted:
+                    msg = await peer.recv()  # EOFError if the server closed it
+                    if msg.message_type is MessageType.REQUEST:
+                        pings += 1
+                        peer.send(frame("response", "system", {"status": "pong"}, app_id="idle", message_id=f"r{pings}", reply_to=msg.message_id))
+
+            await answer(2)
+            read = conn.frames_in
+            await until(lambda: conn.frames_in > read, "the pong read")
+            time.sleep(1.0)  # the server's loop (this test's) stalls: nothing is read or sent meanwhile
+            await answer(pings + 3)  # pinged after the stall, and again: it was kept
+            assert conn.close_reason is None
+        finally:
+            await peer.close()
