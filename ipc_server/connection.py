@@ -334,6 +334,8 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         """The server's periodic sweep: ping a silent peer, drop a dead one,
         but only once a ping sent in its silence went unanswered (§9); ``late``:
         the loop stalled before this sweep (heartbeat_sweep)."""
+        if self._backlog is not None and not self._ended:  # the soft limit's time runs without writes too (§12.2)
+            self._check_backlog(self._backlog)
         hb = self.protocol.heartbeat
         if hb is not None and now - hb.last_received >= hb.timeout_s and (late or hb.last_ping_sent is None or hb.last_ping_sent < hb.last_received):
             hb.last_received = now - hb.interval_s  # the silence it could have answered: pinged now

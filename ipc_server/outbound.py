@@ -20,8 +20,10 @@ Two limits, the shape of Redis's ``client-output-buffer-limit``:
 
 Checked once per loop iteration of a connection that writes while backed
 up, and the hard limit on every frame queued for it then (a running count
-of their bytes), so the cut comes within a frame of it; a connection that
-is not backed up pays nothing but one attribute test.
+of their bytes), so the cut comes within a frame of it, and by the
+server's heartbeat sweep, so the soft limit's time runs out also for a
+connection that nothing more is written to; a connection that is not
+backed up pays nothing but one attribute test.
 Sans-I/O apart from ``Backlog.resume`` (``WriteQueue``'s), which writes to the transport it is given.
 """
 

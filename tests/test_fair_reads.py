@@ -121,3 +121,24 @@ async def test_a_loop_stall_does_not_close_a_peer_that_answers_pings() -> None:
             assert conn.close_reason is None
         finally:
             await peer.close()
+
+
+async def test_the_soft_limit_cuts_a_connection_nothing_more_is_written_to() -> None:
+    """§12.2: over ``outbound_soft_limit_bytes`` for ``outbound_soft_limit_s``
+    the connection is cut, also when the burst that put it there was the last
+    thing written to it (the server's sweep checks it)."""
+    from .test_limits_outbound import _Subscriber
+
+    async with IPCServer("127.0.0.1", 0, max_outbound_buffer_bytes=None, outbound_soft_limit_bytes=256 * 1024, outbound_soft_limit_s=0.2) as server:
+        sub = await _Subscriber.open(server.port, "burst")
+        try:
+            pub = await RawPeer.open(server.port)
+            await pub.handshake()
+            blob = "x" * 10_000
+            pub.send_raw(b"".join(encode_frame(json.dumps(frame("publish", "burst", {"i": i, "blob": blob}, message_id=f"q{i}")).encode()) for i in range(1500)))
+            await until(lambda: server.stats.slow_consumers == 1, "the soft cut")
+            [cut] = server.stats.snapshot()["slow_consumers_cut"]
+            assert cut["limit"] == "soft"
+            await pub.close()
+        finally:
+            await sub.peer.close()
