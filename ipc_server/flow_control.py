@@ -141,7 +141,9 @@ class FlowControl:
     def drained(self) -> asyncio.Future[None]:
         """Done once the backlog has drained, or been dropped by a cut
         (at once when there is none): an in-process stream's producer
-        waits on it rather than grow the backlog (stream_producers, §12.2)."""
+        waits on it rather than grow the backlog (stream_producers, §12.2).
+        One future for every producer on the connection, so each awaits it
+        shielded; a connection that closes stops its producers instead."""
         backlog = self._backlog
         loop = self._loop
         assert loop is not None

@@ -206,6 +206,9 @@ class HandlerCalls:
         call.started = True  # stopped before this (a cancel right behind it), stop() closes the books
         try:
             await self.streams.produce(call, gen)  # type: ignore[union-attr]  # set whenever a stream is started
+        except asyncio.CancelledError:
+            self._cancelled(call)  # as _call: answered, unless what cancelled it answered already
+            raise
         finally:
             self._finished(call)
 

@@ -53,10 +53,11 @@ class Backlog(WriteQueue):
     """A connection's frames waiting for its transport to drain, in order
     (``WriteQueue``), and ``over_soft_since``: when the held bytes last
     went over the soft limit and stayed there (None: they are under it).
-    ``drained``: what an in-process stream's producer waits on while the
-    connection is backed up (a future of the connection's loop, done when
-    the backlog goes: drained, or dropped by a cut), so that it never adds
-    to a backlog (docs/protocol.md §12.2)."""
+    ``drained``: what the connection's in-process stream producers wait on
+    while it is backed up (one future of the connection's loop for all of
+    them, each waiting shielded; done when the backlog goes: drained, or
+    dropped by a cut), so that they never add to a backlog
+    (docs/protocol.md §12.2)."""
 
     __slots__ = ("over_soft_since", "drained", "unsent")
 

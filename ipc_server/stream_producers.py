@@ -173,7 +173,9 @@ async def _drained(conn: ServerConnection, state: StreamState, loop: asyncio.Abs
     state.paused = True
     try:
         while conn.backed_up and conn.is_open:
-            await conn.drained()
+            # Shared by every producer on the connection: shielded, so that one
+            # cancelled (its consumer's cancel, its deadline) never cancels it for the rest.
+            await asyncio.shield(conn.drained())
     finally:
         state.paused = False
     state.last = loop.time()

@@ -126,3 +126,38 @@ async def test_an_in_process_producer_waits_for_a_consumer_that_does_not_read(se
                 break
             got += 1
     assert (got, msg.message_type.value, pulled) == (n, "stream_end", n)
+
+
+async def test_a_stream_cancelled_while_its_consumer_is_backed_up_leaves_the_others_running(server: IPCServer, raw: Callable[[], Any]) -> None:
+    """Producers waiting on one backed-up connection share what they wait
+    for: cancelling one stream (a cancel frame, a deadline) must not end the
+    others without an answer."""
+    closed: list[str] = []
+    n = 5000
+
+    @server.handler("big")
+    async def big(msg: Message) -> AsyncIterator[str]:
+        try:
+            for _ in range(n):
+                yield "x" * 1024
+        finally:
+            closed.append(msg.message_id)
+
+    peer = await raw()
+    peer.send(frame("request", "system", {"action": "connect", "connection_id": "c", "protocol": 2, "features": ["cancel", "streams"]}, message_id="hello"))
+    await peer.recv()
+    for stream_id in ("s1", "s2"):
+        peer.send(frame("request", "big", None, message_id=stream_id, window=MAX_WINDOW))  # then reads nothing
+    conn = next(c for c in server.connections if c.connection_id == "c")
+    await until(lambda: conn._backlog is not None and conn._backlog.drained is not None)  # both wait for it to drain
+    peer.send(frame("cancel", "big", None, message_id="c1", reply_to="s1"))
+    await until(lambda: closed == ["s1"])
+    items, ends = {"s1": 0, "s2": 0}, {}
+    async with asyncio.timeout(WAIT_S):  # now it reads
+        while "s2" not in ends:
+            msg = await peer.recv()
+            if msg.message_type.value == "stream_item":
+                items[msg.reply_to] += 1
+            elif msg.reply_to in items:
+                ends[msg.reply_to] = msg.message_type.value
+    assert (items["s2"], ends["s2"]) == (n, "stream_end") and closed == ["s1", "s2"]
