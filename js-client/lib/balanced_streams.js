@@ -10,9 +10,9 @@
 const { EventEmitter } = require('node:events');
 const { HeldStream, LEFT, leftBy } = require('./pooled_streams');
 const { checkStream } = require('./streams');
-const { FAILOVER_CODES, SERVER_DOWN_CODES } = require('./failover');
+const { FAILOVER_CODES, SERVER_DOWN_CODES, nextServer } = require('./failover');
 const { bounded } = require('./cancellation');
-const { ErrorCode, NotConnectedError, RequestTimeoutError } = require('./errors');
+const { ErrorCode, NotConnectedError } = require('./errors');
 
 const now = () => performance.now();
 
@@ -35,16 +35,7 @@ async function routeStream(lb, held, channelId, payload, options) {
   for (;;) {
     if (held._finished) throw LEFT; // the reader left (while a service started): no attempt
     const left = deadline - now();
-    if (left <= 0) {
-      if (lastError !== null && lastError.code === ErrorCode.TIMEOUT) throw lastError;
-      throw new RequestTimeoutError(`no server started the stream on ${JSON.stringify(channelId)} within ${Math.round(budget)} ms`);
-    }
-    const server = lb._balancer.pick(tried);
-    if (server === null) {
-      if (lastError !== null && !SERVER_DOWN_CODES.has(lastError.code)) throw lastError; // no_responders or circuit_open everywhere
-      throw new NotConnectedError('no healthy server', lastError ? { cause: lastError } : undefined);
-    }
-    tried.add(server);
+    const server = nextServer(lb._balancer, tried, lastError, left, `started the stream on ${JSON.stringify(channelId)}`, budget);
     const pool = lb._pools.get(server);
     const started = now();
     server.begin();

@@ -44,6 +44,34 @@ function checkDuration(name, value) {
 }
 
 /**
+ * The next server a call fails over to, added to `tried` (Python's
+ * `Balancer.next_server`). Throws when there is none: a `RequestTimeoutError`
+ * once `left` is spent (the last server's own timeout, if that is how it
+ * failed), the last error when no other server can fix it, else
+ * `NotConnectedError`.
+ * @param {Balancer} balancer
+ * @param {Set<ServerState>} tried
+ * @param {Error|null} lastError
+ * @param {number} left milliseconds.
+ * @param {string} what for the timeout's message: "no server <what> within ...".
+ * @param {number} total the call's whole budget, milliseconds.
+ * @returns {ServerState}
+ */
+function nextServer(balancer, tried, lastError, left, what, total) {
+  if (left <= 0) {
+    if (lastError !== null && lastError.code === ErrorCode.TIMEOUT) throw lastError;
+    throw new RequestTimeoutError(`no server ${what} within ${Math.round(total)} ms`);
+  }
+  const server = balancer.pick(tried);
+  if (server === null) {
+    if (lastError !== null && !SERVER_DOWN_CODES.has(lastError.code)) throw lastError; // no_responders or circuit_open everywhere
+    throw new NotConnectedError('no healthy server', lastError ? { cause: lastError } : undefined);
+  }
+  tried.add(server);
+  return server;
+}
+
+/**
  * Runs `call` on a leased client of one healthy server after another
  * until it succeeds, fails with an error that is not worth another
  * server, or the deadline passes. Each server is tried at most once.
@@ -66,17 +94,7 @@ async function routeCall(balancer, pools, markDown, timeout, call) {
   let lastError = null;
   for (;;) {
     const left = deadline - now();
-    if (left <= 0) {
-      throw lastError !== null && lastError.code === ErrorCode.TIMEOUT
-        ? lastError
-        : new RequestTimeoutError(`no server answered within ${Math.round(timeout)} ms`);
-    }
-    const server = balancer.pick(tried);
-    if (server === null) {
-      if (lastError !== null && !SERVER_DOWN_CODES.has(lastError.code)) throw lastError;
-      throw new NotConnectedError('no healthy server', lastError ? { cause: lastError } : undefined);
-    }
-    tried.add(server);
+    const server = nextServer(balancer, tried, lastError, left, 'answered', timeout);
     const pool = pools.get(server);
     const started = now();
     let leased = false;
@@ -105,4 +123,4 @@ async function routeCall(balancer, pools, markDown, timeout, call) {
   }
 }
 
-module.exports = { FAILOVER_CODES, SERVER_DOWN_CODES, checkDuration, routeCall };
+module.exports = { FAILOVER_CODES, SERVER_DOWN_CODES, checkDuration, nextServer, routeCall };
