@@ -367,12 +367,14 @@ class Protocol:
         """Heartbeat on the pump's clock: ``PING`` when a ping was queued,
         ``DEAD`` when the peer has been silent past the timeout (the pump
         closes). ``reading=False``: the pump stopped reading (§12), so the
-        peer's silence is ours and does not count."""
+        peer's silence is ours and does not count; it is still pinged each
+        interval, as a silent one is: a peer that went with bytes unsent
+        answers a write with a reset (the pump's ``peer_gone``)."""
         hb = self.heartbeat
         if hb is None or self.state is not OPEN:
             return HeartbeatAction.NONE
         if not reading:
-            hb.received(now)
+            hb.received(now - hb.interval_s)  # silent for an interval: pinged if not since, never dead
         action = hb.poll(now)
         if action is HeartbeatAction.PING:
             self.send_ping(now)

@@ -31,6 +31,7 @@ from .frame_limit import PREFIX_BYTES, replacement, send_limit
 from .inflight import InflightLimit
 from .flow_control import FlowControl
 from .outbound import Backlog, OutboundLimits
+from .peer_gone import peer_gone
 from .reading import NOTHING, Reading
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
@@ -339,8 +340,16 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         hb = self.protocol.heartbeat
         if hb is not None and now - hb.last_received >= hb.timeout_s and (late or hb.last_ping_sent is None or hb.last_ping_sent < hb.last_received):
             hb.last_received = now - hb.interval_s  # the silence it could have answered: pinged now
-        # Not reading its socket (too much waits: §12, or its frames wait for a turn: reading.py), its silence is ours.
-        action = self.protocol.tick(now, reading=not self.inflight.reading_paused and self._unread is None)
+        # Not reading its socket (too much waits: §12, or its frames wait for a turn: reading.py), its silence is ours,
+        # and the loop does not see its peer go: asked here, once a sweep (peer_gone).
+        reading = not self.inflight.reading_paused and self._unread is None
+        if not reading and not self._ended:
+            gone = peer_gone(self.transport)
+            if gone is not None:
+                self._closed_because(gone)  # then lost as any: its requests dropped, its responders sent cancel
+                self.abort()
+                return
+        action = self.protocol.tick(now, reading=reading)
         if action is HeartbeatAction.PING:
             self.traffic.sent[MessageType.REQUEST] += 1
             self._queued(self.protocol.frames_queued)

@@ -278,10 +278,13 @@ def test_any_byte_proves_the_peer_alive() -> None:
         assert p.tick(t + 9.9) is HeartbeatAction.NONE
 
 
-def test_a_peer_we_do_not_read_is_not_silent() -> None:
+def test_a_peer_we_do_not_read_is_not_silent_but_still_pinged() -> None:
     p = opened(heartbeat_interval_s=10, now=0.0)
-    assert p.tick(25.0, reading=False) is HeartbeatAction.NONE
-    assert p.tick(30.0) is HeartbeatAction.NONE
+    assert p.tick(25.0, reading=False) is HeartbeatAction.PING  # a write draws a reset from a peer that went
+    assert p.tick(30.0, reading=False) is HeartbeatAction.NONE  # once an interval
+    assert p.tick(35.0, reading=False) is HeartbeatAction.PING
+    assert p.tick(60.0, reading=False) is HeartbeatAction.PING  # never dead
+    assert p.tick(65.0) is HeartbeatAction.NONE
 
 
 def test_a_pong_nobody_asked_for_is_an_ordinary_message() -> None:
