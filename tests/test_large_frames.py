@@ -19,6 +19,7 @@ import pytest
 from ipc_client import IPCClient
 from ipc_protocol import FrameDecoder, MessageType, decode_message
 from ipc_protocol.framing import ASSEMBLE_FROM_BYTES
+from ipc_protocol.constants import HANDSHAKE_MAX_FRAME_SIZE
 from ipc_protocol.frame_buffers import KEPT_FROM_BYTES, FrameBuffers
 from ipc_server import IPCServer
 from ipc_server.outbound import WINDOW_BYTES, Backlog, FrameWindows
@@ -203,16 +204,17 @@ def _held(conn: Any, shared: memoryview) -> int:
 
 
 async def test_a_length_prefix_makes_the_server_hold_what_was_sent_not_what_it_announced() -> None:
-    """Before its handshake a socket's frame is held as its bytes arrive;
-    once open, a large frame is read in place into a buffer that grows with
-    what arrives (at most twice that), and comes out whole."""
+    """Before its handshake a socket's frame (at most
+    ``HANDSHAKE_MAX_FRAME_SIZE``) is held as its bytes arrive; once open, a
+    large frame is read in place into a buffer that grows with what arrives
+    (at most twice that), and comes out whole."""
     async with IPCServer("127.0.0.1", 0) as server, IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S) as sub:
         got: asyncio.Queue[Any] = asyncio.Queue()
         await sub.subscribe("big", lambda msg: got.put_nowait(msg.payload))
         peers = [await RawPeer.open(server.port) for _ in range(3)]
         before = sum(conn.bytes_in for conn in server.connections)
         for peer in peers:
-            peer.send_raw((16 * MiB).to_bytes(4, "big") + b'{"x')
+            peer.send_raw(HANDSHAKE_MAX_FRAME_SIZE.to_bytes(4, "big") + b'{"x')
         async with asyncio.timeout(WAIT_S):
             while sum(conn.bytes_in for conn in server.connections) < before + 3 * 7:
                 await asyncio.sleep(0.01)
