@@ -21,6 +21,7 @@ from ipc_protocol.version import __version__
 from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
 from .cli_view import VIEWS
 from .cluster import require_nats
+from .cluster.link_files import check_link_files
 from .http_endpoint import EndpointBindError
 from .logs import LOG_FORMATS, configure_logging
 from .process import serve_until_signalled
@@ -198,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         config: ServerConfig = load_config(path=path, overrides=overrides, warn=lambda text: print(f"ipc_server: warning: {text}", file=sys.stderr))
         server_context(config)  # a TLS file missing, not PEM or not matching fails here (docs/security.md §2)
         check_auth_files(config)  # a users file or token file that cannot be used fails here (docs/security.md §3)
+        check_link_files(config)  # and the NATS link's credentials and TLS files (docs/cluster.md §6)
     except (ValueError, OSError) as exc:
         print(f"ipc_server: invalid configuration: {exc}", file=sys.stderr)
         return 2

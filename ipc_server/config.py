@@ -10,7 +10,6 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ from ipc_protocol.constants import (
 )
 
 from .logs import LOG_FORMATS
+from .setting_files import read_utf8
 
 __all__ = ["ServerConfig", "load_config", "env_name", "SETTINGS", "ENV_PREFIX", "LOOPS", "SERVER_NAME"]
 
@@ -176,6 +176,9 @@ class ServerConfig:
                 raise ValueError(f"{name} must not be negative")
         if self.default_request_timeout_s is not None and self.default_request_timeout_s <= 0:
             raise ValueError("default_request_timeout_s must be positive or None")
+        for name in _PATHS:  # an unset variable in a compose file, say: no file at all
+            if getattr(self, name) is not None and not getattr(self, name).strip():
+                raise ValueError(f"{name} is empty: give a file's path, or leave the setting unset")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         if self.tls_ca is not None and self.tls_cert is None:
@@ -248,6 +251,8 @@ def _check_cluster(config: ServerConfig) -> None:
 _FIELDS = {f.name: f for f in fields(ServerConfig)}
 # The settings in seconds (every float one), checked finite.
 _SECONDS = tuple(name for name, f in _FIELDS.items() if str(f.type).startswith("float"))
+# The settings that name a file.
+_PATHS = ("token_file", "users_file", "tls_cert", "tls_key", "tls_ca", "cluster_creds", "cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key")
 # Every setting's name (a field of ServerConfig, a TOML key, IPC_SERVER_<NAME>).
 SETTINGS = frozenset(_FIELDS)
 _TRUE = ("true", "yes", "on", "1")
@@ -310,7 +315,7 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
 
 def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_utf8("config file (--config, IPC_SERVER_CONFIG)", path)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
     try:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from .config import ServerConfig
+from .setting_files import no_password, readable
 
 __all__ = ["server_context", "handshake_timeout", "TLSPort", "connection_factory", "TLSAccept", "peer_certificate", "peer_subject"]
 
@@ -30,18 +30,6 @@ log = logging.getLogger("ipc_server.tls")
 # asyncio's own default, for a server whose handshake timeout is off: a TLS
 # handshake is never left without a deadline.
 _FALLBACK_TLS_HANDSHAKE_TIMEOUT_S = 60.0
-
-
-def _readable(setting: str, path: str) -> None:
-    if not os.path.isfile(path):
-        raise ValueError(f"{setting}: no such file {path!r}")
-    if not os.access(path, os.R_OK):
-        raise ValueError(f"{setting}: cannot read {path!r}")
-
-
-def _no_password() -> str:
-    # Without a callback OpenSSL would prompt on the terminal and wait there.
-    raise ValueError("the key is encrypted with a passphrase, which the server cannot ask for")
 
 
 def server_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -55,12 +43,12 @@ def server_context(config: ServerConfig) -> ssl.SSLContext | None:
     if config.tls_cert is None or config.tls_key is None:
         return None
     cert, key, ca = config.tls_cert, config.tls_key, config.tls_ca
-    _readable("tls_cert", cert)
-    _readable("tls_key", key)
+    readable("tls_cert", cert)
+    readable("tls_key", key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(cert, key, password=_no_password)
+        context.load_cert_chain(cert, key, password=no_password)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise ValueError(f"tls_key {key!r} does not match the certificate in tls_cert {cert!r}") from exc
@@ -68,7 +56,7 @@ def server_context(config: ServerConfig) -> ssl.SSLContext | None:
     except ValueError as exc:
         raise ValueError(f"tls_key {key!r}: {exc}") from exc
     if ca is not None:
-        _readable("tls_ca", ca)
+        readable("tls_ca", ca)
         try:
             context.load_verify_locations(cafile=ca)
         except ssl.SSLError as exc:

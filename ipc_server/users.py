@@ -36,12 +36,12 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ipc_protocol.channels import validate_pattern
 
 from .permissions import OPERATIONS, Permissions, Rule
+from .setting_files import read_utf8
 
 __all__ = [
     "ANONYMOUS",
@@ -188,7 +188,7 @@ def verify_token(token: str, stored: str) -> bool:
 
 def read_token_file(path: str) -> str:
     """The shared secret of ``--token-file``: the file's text, trailing newline stripped."""
-    text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    text = read_utf8("token_file", path).rstrip("\r\n")
     if not text:
         raise ValueError(f"token_file {path!r} is empty")
     return text
@@ -318,9 +318,11 @@ def load_users(path: str) -> Users:
     """Read and validate the users file; raises :class:`UsersError` (a
     ``ValueError``) naming the file, the user and the key, or ``OSError``."""
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(read_utf8("users_file", path))
     except tomllib.TOMLDecodeError as exc:
         raise UsersError(f"{path}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # not UTF-8
+        raise UsersError(str(exc)) from None
     try:
         return parse_users(data, path)
     except UsersError as exc:

@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import socket
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from .discovery import Discovery
 from .incoming import Incoming, RemoteRequester
 from .interest import PUB, REQ, Interest
 from .link import Link, LinkSettings, Msg
+from .link_files import check_link_files
 from .members import Members
 from .outgoing import Outgoing
 from .stream_relay import StreamRelay
@@ -56,15 +56,6 @@ START_WAIT_S = 2.0
 def default_node_name() -> str:
     """Host, process and a random part: two servers of one process differ too."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-def _tls(config: ServerConfig) -> ssl.SSLContext | None:
-    if config.cluster_tls_ca is None and config.cluster_tls_cert is None and not any(u.startswith("tls://") for u in config.cluster):
-        return None
-    ctx = ssl.create_default_context(cafile=config.cluster_tls_ca)
-    if config.cluster_tls_cert is not None:
-        ctx.load_cert_chain(config.cluster_tls_cert, config.cluster_tls_key)
-    return ctx
 
 
 def _load(conn: Any) -> int:
@@ -96,7 +87,7 @@ class Cluster:
         self._pubsub = pubsub
         self.subjects = subjects = Subjects(config.cluster_name, self.name)
         beat = config.cluster_heartbeat_s
-        settings = LinkSettings(list(config.cluster), f"ipc-bridge {self.name}", config.cluster_creds, _tls(config), heartbeat_s=beat, max_pending=config.cluster_max_pending_bytes)
+        settings = LinkSettings(list(config.cluster), f"ipc-bridge {self.name}", config.cluster_creds, check_link_files(config), heartbeat_s=beat, max_pending=config.cluster_max_pending_bytes)
         self.link = link = Link(settings, on_down=self._link_down, on_up=self._link_up, prepare=self._prepare)
         self.outgoing = Outgoing(link, subjects, stats, heartbeat_s=beat, default_timeout_s=config.default_request_timeout_s, grace_s=config.no_responders_grace_s, shutdown=shutdown)
         self.outgoing.local = self._taker

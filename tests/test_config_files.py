@@ -1,0 +1,124 @@
+"""The files settings name are checked when the server is configured, each
+error naming the setting and the path (README "The server", docs/security.md
+§2, docs/cluster.md §6): the NATS link's credentials and TLS files as the
+server's own TLS files, a file that is not UTF-8, an empty path, a
+directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc_server import IPCServer, __main__
+from ipc_server.__main__ import main
+from ipc_server.cluster import workers
+from ipc_server.config import load_config
+from ipc_server.users import UsersError, load_users
+
+from .test_tls import PKI, pki  # noqa: F401  (pki is a fixture)
+
+NATS = "nats://127.0.0.1:4"  # never reached: every case stops before the link is made
+CREDS = "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\nSUAB\n------END USER NKEY SEED------\n"
+
+
+@pytest.fixture(autouse=True)
+def never_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configuration ``main()`` accepts fails the test at once instead of serving until a signal."""
+
+    def started(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the configuration was accepted: the server would have started")
+
+    monkeypatch.setattr(__main__, "configure_logging", lambda *args: None)
+    monkeypatch.setattr(__main__, "serve_until_signalled", started)
+    monkeypatch.setattr(workers, "supervise", started)
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """``python -m ipc_server ARGV``'s error: exit 2, before anything listens."""
+    assert main(["--port", "0", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert "listening" not in out
+    assert err.startswith("ipc_server: invalid configuration: ") and err.endswith("\n"), err
+    return err[len("ipc_server: invalid configuration: ") : -1]
+
+
+# -- the NATS link's files ------------------------------------------------------------
+
+
+def test_a_missing_or_unusable_cluster_tls_file_is_named_at_configuration(capsys: pytest.CaptureFixture[str], pki: PKI, tmp_path: Path) -> None:
+    """It was ``cannot listen on 127.0.0.1:0: [Errno 2] No such file or directory``, exit 1."""
+    missing, junk = str(tmp_path / "missing.pem"), tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    assert refused(capsys, "--cluster", NATS, "--cluster-tls-ca", missing) == f"cluster_tls_ca: no such file {missing!r}"
+    assert refused(capsys, "--cluster", NATS, "--cluster-tls-ca", str(tmp_path)) == f"cluster_tls_ca {str(tmp_path)!r} is a directory, not a file"
+    assert refused(capsys, "--cluster", NATS, "--cluster-tls-ca", str(junk)).startswith(f"cluster_tls_ca {str(junk)!r} must hold PEM CA certificates")
+    cert, key = pki.server
+    assert refused(capsys, "--cluster", NATS, "--cluster-tls-cert", missing, "--cluster-tls-key", key) == f"cluster_tls_cert: no such file {missing!r}"
+    assert refused(capsys, "--cluster", NATS, "--cluster-tls-cert", cert, "--cluster-tls-key", missing) == f"cluster_tls_key: no such file {missing!r}"
+    mismatch = refused(capsys, "--cluster", NATS, "--cluster-tls-cert", cert, "--cluster-tls-key", pki.client[1])
+    assert mismatch == f"cluster_tls_key {pki.client[1]!r} does not match the certificate in cluster_tls_cert {cert!r}"
+    wrong = refused(capsys, "--cluster", NATS, "--cluster-tls-cert", str(junk), "--cluster-tls-key", key)
+    assert wrong.startswith(f"cluster_tls_cert {str(junk)!r} and cluster_tls_key {key!r} must be a PEM certificate chain")
+
+
+def test_a_missing_or_foreign_credentials_file_is_named_at_configuration(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """It started, and failed only if NATS asked for credentials."""
+    missing, junk = str(tmp_path / "node.creds"), tmp_path / "junk.creds"
+    junk.write_text("user: node\n")
+    assert refused(capsys, "--cluster", NATS, "--cluster-creds", missing) == f"cluster_creds: no such file {missing!r}"
+    assert refused(capsys, "--cluster", NATS, "--cluster-creds", str(junk)).startswith(f"cluster_creds {str(junk)!r} is not a NATS credentials file")
+
+
+def test_an_embedded_node_refuses_the_same_files(pki: PKI, tmp_path: Path) -> None:
+    pytest.importorskip("nats")
+    missing = str(tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="cluster_tls_ca: no such file"):
+        IPCServer("127.0.0.1", 0, cluster=(NATS,), cluster_tls_ca=missing)
+    with pytest.raises(ValueError, match="cluster_creds: no such file"):
+        IPCServer("127.0.0.1", 0, cluster=(NATS,), cluster_creds=missing)
+    creds = tmp_path / "node.creds"
+    creds.write_text(CREDS)
+    IPCServer("127.0.0.1", 0, cluster=(NATS,), cluster_creds=str(creds), cluster_tls_ca=pki.ca)  # made, never started
+
+
+# -- text files: UTF-8, empty paths, directories ---------------------------------------
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_setting(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """It was ``'utf-8' codec can't decode byte 0xff in position 0``, naming no file."""
+    users, config, token = tmp_path / "users.toml", tmp_path / "server.toml", tmp_path / "token"
+    users.write_text('[users.anonymous]\napps = ["*"]\n', encoding="utf-16")
+    config.write_text("port = 0\n", encoding="utf-16")
+    token.write_bytes(b"caf\xe9\n")  # Latin-1
+    utf16 = "must be UTF-8 text: this one is UTF-16 (it starts with a UTF-16 byte order mark)"
+    assert refused(capsys, "--users", str(users)) == f"users_file {str(users)!r} {utf16}"
+    assert refused(capsys, "--config", str(config)) == f"config file (--config, IPC_SERVER_CONFIG) {str(config)!r} {utf16}"
+    assert refused(capsys, "--token-file", str(token)) == f"token_file {str(token)!r} must be UTF-8 text: byte 0xe9 at offset 3 is not UTF-8"
+
+
+async def test_a_users_file_reloaded_as_utf16_keeps_the_old_users(tmp_path: Path) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text('[users.anonymous]\napps = ["*"]\n')
+    async with IPCServer("127.0.0.1", 0, users_file=str(users), shutdown_grace_s=0.2) as server:
+        users.write_text('[users.anonymous]\napps = ["shop"]\n', encoding="utf-16")
+        with pytest.raises(UsersError, match=f"users_file {str(users)!r} must be UTF-8 text: this one is UTF-16"):
+            server.reload_users()
+    with pytest.raises(UsersError, match="must be UTF-8 text"):
+        load_users(str(users))
+
+
+@pytest.mark.parametrize("name", ["users_file", "token_file", "tls_cert", "tls_ca", "cluster_creds"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_path_says_it_is_empty(name: str, value: str) -> None:
+    """``IPC_SERVER_USERS_FILE=`` was read as the current directory: ``cannot read it: Is a directory``."""
+    with pytest.raises(ValueError) as info:
+        load_config(env={f"IPC_SERVER_{name.upper()}": value})
+    assert str(info.value) == f"IPC_SERVER_{name.upper()}: {name} is empty: give a file's path, or leave the setting unset"
+
+
+def test_a_directory_given_as_a_tls_file_says_it_is_a_directory(capsys: pytest.CaptureFixture[str], pki: PKI, tmp_path: Path) -> None:
+    cert, key = pki.server
+    assert refused(capsys, "--tls-cert", cert, "--tls-key", key, "--tls-ca", str(tmp_path)) == f"tls_ca {str(tmp_path)!r} is a directory, not a file"
+    assert refused(capsys, "--tls-cert", str(tmp_path), "--tls-key", key) == f"tls_cert {str(tmp_path)!r} is a directory, not a file"
