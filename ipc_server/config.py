@@ -197,6 +197,9 @@ class ServerConfig:
             raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port must be 0-65535 or none, got {self.metrics_port}")
+        if self.metrics_port and self.metrics_port + self.workers - 1 > 65535:  # worker I's endpoint is on metrics_port + I - 1
+            raise ValueError(f"metrics_port {self.metrics_port} with workers {self.workers}: worker {self.workers}'s endpoint would be on "
+                             f"{self.metrics_port + self.workers - 1} (worker I's is on metrics_port + I - 1): give at most {65536 - self.workers}, or 0")  # fmt: skip
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.loop not in LOOPS:
@@ -242,6 +245,9 @@ def _check_cluster(config: ServerConfig) -> None:
         raise ValueError(f"cluster_heartbeat_s must be at least {MIN_HEARTBEAT_INTERVAL_S:g} s, got {config.cluster_heartbeat_s:g}")
     if config.cluster_max_pending_bytes <= 0:
         raise ValueError(f"cluster_max_pending_bytes must be positive, got {config.cluster_max_pending_bytes}")
+    for name in ("cluster_creds", "cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key"):
+        if getattr(config, name) is not None and not config.cluster:  # --workers' own nats-server asks for neither
+            raise ValueError(f"{name} is for the NATS link of cluster, which is not set: set cluster (NATS URLs), or drop {name}")
     if (config.cluster_tls_cert is None) != (config.cluster_tls_key is None):
         raise ValueError("cluster_tls_cert and cluster_tls_key go together")
     if config.workers < 1:

@@ -9,10 +9,16 @@ use it too.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import ssl
+from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["readable", "read_utf8", "no_password"]
+__all__ = ["readable", "read_utf8", "no_password", "not_after", "warn_if_expired"]
+
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
 def readable(setting: str, path: str) -> None:
@@ -44,3 +50,59 @@ def read_utf8(setting: str, path: str | os.PathLike[str]) -> str:
         else:
             why = f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8"
         raise ValueError(f"{setting} {os.fspath(path)!r} must be UTF-8 text: {why}") from None
+
+
+# -- certificates' expiry ------------------------------------------------------------------
+
+
+def _element(der: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start of the content, end) of the DER element at ``at``."""
+    tag, size = der[at], der[at + 1]
+    at += 2
+    if size & 0x80:
+        count = size & 0x7F
+        size = int.from_bytes(der[at : at + count], "big")
+        at += count
+    if at + size > len(der):
+        raise ValueError("truncated")
+    return tag, at, at + size
+
+
+def _time(tag: int, text: str) -> datetime:
+    if tag == 0x17:  # UTCTime, YYMMDDHHMMSSZ: 50-99 are the 1900s (RFC 5280 §4.1.2.5.1)
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def not_after(path: str) -> datetime | None:
+    """When the first certificate of a PEM file expires (its ``notAfter``),
+    or None when the file holds no certificate this can read (the TLS
+    checks say what is wrong with it)."""
+    try:
+        match = _PEM_CERTIFICATE.search(Path(path).read_text(encoding="ascii", errors="replace"))
+        if match is None:
+            return None
+        der = ssl.PEM_cert_to_DER_cert(match.group(0))
+        _, at, _ = _element(der, 0)  # Certificate
+        _, at, _ = _element(der, at)  # TBSCertificate: [0] version, serial, signature, issuer, validity (RFC 5280 §4.1)
+        if der[at] == 0xA0:
+            at = _element(der, at)[2]
+        for _ in range(3):
+            at = _element(der, at)[2]
+        _, at, _ = _element(der, at)  # Validity: notBefore, notAfter
+        at = _element(der, at)[2]
+        tag, start, end = _element(der, at)
+        return _time(tag, der[start:end].decode("ascii"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def warn_if_expired(setting: str, path: str, log: logging.Logger) -> None:
+    """A WARNING naming the certificate when it has expired: the server
+    serves it all the same (a renewed one comes with SIGHUP), but every
+    client that checks it refuses the handshake."""
+    expiry = not_after(path)
+    if expiry is not None and expiry <= datetime.now(timezone.utc):
+        log.warning("%s %r: the certificate expired on %s: clients will refuse it (certificate_expired) until it is renewed",
+                    setting, path, expiry.strftime("%Y-%m-%d %H:%M:%S UTC"))  # fmt: skip

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from .config import ServerConfig
-from .setting_files import no_password, readable
+from .setting_files import no_password, readable, warn_if_expired
 
 __all__ = ["server_context", "handshake_timeout", "TLSPort", "connection_factory", "TLSAccept", "peer_certificate", "peer_subject"]
 
@@ -129,12 +129,16 @@ class TLSPort:
     def of(cls, config: ServerConfig) -> TLSPort | None:
         """The port's TLS, or None when ``tls_cert`` is not set."""
         context = server_context(config)
-        return None if context is None else cls(config, context)
+        if context is None:
+            return None
+        warn_if_expired("tls_cert", str(config.tls_cert), log)
+        return cls(config, context)
 
     def reload(self) -> None:
         """Raises ``ValueError`` as :func:`server_context` does: the old context then stays."""
         context = server_context(self._config)
         assert context is not None  # tls_cert and tls_key are settings, which a reload does not change
+        warn_if_expired("tls_cert", str(self._config.tls_cert), log)
         self.context = context
 
 

@@ -2,10 +2,13 @@
 error naming the setting and the path (README "The server", docs/security.md
 §2, docs/cluster.md §6): the NATS link's credentials and TLS files as the
 server's own TLS files, a file that is not UTF-8, an empty path, a
-directory."""
+directory; settings that cannot all hold (the link's files without a
+cluster, a metrics port that leaves a worker none); and an expired server
+certificate, served, but named in a WARNING at start and on reload."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,8 @@ import pytest
 from ipc_server import IPCServer, __main__
 from ipc_server.__main__ import main
 from ipc_server.cluster import workers
-from ipc_server.config import load_config
+from ipc_server.config import ServerConfig, load_config
+from ipc_server.setting_files import not_after
 from ipc_server.users import UsersError, load_users
 
 from .test_tls import PKI, pki  # noqa: F401  (pki is a fixture)
@@ -83,6 +87,15 @@ def test_an_embedded_node_refuses_the_same_files(pki: PKI, tmp_path: Path) -> No
     IPCServer("127.0.0.1", 0, cluster=(NATS,), cluster_creds=str(creds), cluster_tls_ca=pki.ca)  # made, never started
 
 
+@pytest.mark.parametrize("name", ["cluster_creds", "cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key"])
+def test_the_link_settings_without_a_cluster_are_refused(capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """They were silently ignored; ``--workers`` without ``--cluster`` starts a nats-server that asks for none of them."""
+    flag = "--" + name.replace("_", "-")
+    assert refused(capsys, flag, "/some/file") == f"command line: {name} is for the NATS link of cluster, which is not set: set cluster (NATS URLs), or drop {name}"
+    with pytest.raises(ValueError, match=f"IPC_SERVER_{name.upper()}: {name} is for the NATS link"):
+        load_config(env={f"IPC_SERVER_{name.upper()}": "/some/file"})
+
+
 # -- text files: UTF-8, empty paths, directories ---------------------------------------
 
 
@@ -122,3 +135,44 @@ def test_a_directory_given_as_a_tls_file_says_it_is_a_directory(capsys: pytest.C
     cert, key = pki.server
     assert refused(capsys, "--tls-cert", cert, "--tls-key", key, "--tls-ca", str(tmp_path)) == f"tls_ca {str(tmp_path)!r} is a directory, not a file"
     assert refused(capsys, "--tls-cert", str(tmp_path), "--tls-key", key) == f"tls_cert {str(tmp_path)!r} is a directory, not a file"
+
+
+# -- the workers' metrics ports --------------------------------------------------------
+
+
+def test_the_metrics_port_must_leave_one_for_every_worker(capsys: pytest.CaptureFixture[str]) -> None:
+    """Worker I's endpoint is on metrics_port + I - 1: 65535 with two workers
+    started NATS and worker 1, then exited 1 saying ``got 65536``."""
+    expected = "command line: metrics_port 65535 with workers 2: worker 2's endpoint would be on 65536 (worker I's is on metrics_port + I - 1): give at most 65534, or 0"
+    assert refused(capsys, "--metrics-port", "65535", "--workers", "2") == expected
+    with pytest.raises(ValueError, match="metrics_port 65530 with workers 8: worker 8's endpoint would be on 65537"):
+        ServerConfig(metrics_port=65530, workers=8)
+    assert ServerConfig(metrics_port=65534, workers=2).metrics_port == 65534
+    assert ServerConfig(metrics_port=0, workers=64).metrics_port == 0  # any free port each
+    assert ServerConfig(metrics_port=65535).workers == 1
+
+
+# -- an expired server certificate -----------------------------------------------------
+
+
+def test_a_certificates_expiry_is_read_from_its_pem(pki: PKI, tmp_path: Path) -> None:
+    expired = not_after(pki.expired_server[0])
+    assert expired is not None and (expired.year, expired.month, expired.day) == (2020, 1, 2)
+    valid = not_after(pki.server[0])
+    assert valid is not None and valid.year > 2020
+    assert not_after(pki.server[1]) is None  # a key: no certificate
+    assert not_after(str(tmp_path / "missing.pem")) is None
+
+
+async def test_an_expired_server_certificate_is_named_at_start_and_on_reload(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
+    cert, key = pki.expired_server
+    caplog.set_level(logging.WARNING, "ipc_server.tls")
+    async with IPCServer("127.0.0.1", 0, tls_cert=cert, tls_key=key, shutdown_grace_s=0.2) as server:
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warned == [f"tls_cert {cert!r}: the certificate expired on 2020-01-02 00:00:00 UTC: clients will refuse it (certificate_expired) until it is renewed"]
+        server.reload_tls()
+        assert len([r for r in caplog.records if "the certificate expired" in r.getMessage()]) == 2
+    caplog.clear()
+    async with IPCServer("127.0.0.1", 0, tls_cert=pki.server[0], tls_key=pki.server[1], shutdown_grace_s=0.2) as server:
+        server.reload_tls()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
