@@ -43,8 +43,9 @@ def _limit(value: str) -> int | None:
 
 
 def _seconds_or_off(value: str) -> float | None:
-    """Seconds, or ``none``/``off`` (and 0) for none."""
-    if value.strip().lower() in ("none", "off", "0"):
+    """Seconds, or ``none``/``off`` for none (0 is off too: ServerConfig
+    reads it so from every source)."""
+    if value.strip().lower() in ("none", "off"):
         return None
     try:
         return float(value)
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.add_argument("--max-frame-size", type=int, help="largest frame body in bytes")
     p.add_argument("--max-connections", type=_limit, help="connections accepted at once; 'none' for no limit")
-    p.add_argument("--handshake-timeout", type=float, dest="handshake_timeout_s", help="seconds to wait for the connect frame")
+    p.add_argument("--handshake-timeout", type=float, dest="handshake_timeout_s", help="seconds to wait for the connect frame; more than 0")
     p.add_argument(
         "--heartbeat-interval",
         type=_seconds_or_off,
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-registrations-per-connection", type=_limit, help="channels or patterns one connection may serve")
     p.add_argument("--max-registrations", type=_limit, help="serve registrations on the whole server")
     p.add_argument("--max-pattern-tokens-per-connection", type=_limit, help="tokens of the wildcard patterns one connection may subscribe to and serve, in all")
-    p.add_argument("--default-request-timeout", type=_seconds_or_off, dest="default_request_timeout_s", help="seconds the server holds a request that carries no deadline; 'off' holds it until answered")
+    p.add_argument("--default-request-timeout", type=_seconds_or_off, dest="default_request_timeout_s", help="seconds the server holds a request that carries no deadline; 'off' or 0 holds it until answered")
     p.add_argument("--max-held-requests", type=_limit, dest="max_held_requests_per_connection", help="forwarded requests one responder may hold unanswered")
     p.add_argument("--idempotency-window", type=float, dest="idempotency_window_s", help="seconds the answer of a request with an idempotency key is kept for its retries; 0 keeps none (a retry still joins a running one)")
     p.add_argument("--idempotency-max-keys", type=_limit, help="answers of idempotency keys kept at most; the oldest go first")
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="shared secret clients must present in the handshake (visible in ps: prefer --token-file)")
     p.add_argument("--token-file", help="file whose content (trailing newline stripped) is the shared secret")
     p.add_argument("--users", dest="users_file", help="TOML file of users, their credentials and permissions (docs/security.md)")
-    p.add_argument("--auth-timeout", type=float, dest="auth_timeout_s", help="seconds a socket gets to present its credentials when auth is on")
+    p.add_argument("--auth-timeout", type=float, dest="auth_timeout_s", help="seconds a socket gets to present its credentials when auth is on; more than 0")
     p.add_argument("--tls-cert", help="PEM certificate chain: the port speaks TLS only")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--tls-ca", help="PEM CA bundle: client certificates are required and verified (mutual TLS)")

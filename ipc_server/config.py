@@ -170,12 +170,16 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None")
-        for name in ("handshake_timeout_s", "shutdown_grace_s", "auth_timeout_s", "outbound_soft_limit_s", "idempotency_window_s",
-                     "no_responders_grace_s", "lame_duck_duration_s"):
+        for name in ("shutdown_grace_s", "outbound_soft_limit_s", "idempotency_window_s", "no_responders_grace_s", "lame_duck_duration_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        if self.default_request_timeout_s is not None and self.default_request_timeout_s <= 0:
-            raise ValueError("default_request_timeout_s must be positive or None")
+        for name in ("handshake_timeout_s", "auth_timeout_s"):  # a socket is never held without a deadline (docs/security.md §4)
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 s: a socket that never completes its handshake would be held forever")
+        if self.default_request_timeout_s is not None and self.default_request_timeout_s < 0:
+            raise ValueError("default_request_timeout_s must not be negative (0, or None, holds a request until it is answered)")
+        if self.default_request_timeout_s == 0:  # 0 means off, from every source: the flag's "0" and "0.0", a variable, TOML, code
+            object.__setattr__(self, "default_request_timeout_s", None)
         for name in _PATHS:  # an unset variable in a compose file, say: no file at all
             if getattr(self, name) is not None and not getattr(self, name).strip():
                 raise ValueError(f"{name} is empty: give a file's path, or leave the setting unset")

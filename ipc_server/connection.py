@@ -120,10 +120,9 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         self.connected_at = loop.time()
         if not self.owner.admit(self):
             return
-        config = self.owner.config  # with credentials required, they have a deadline of their own (§12)
+        config = self.owner.config  # with credentials required, they have a deadline of their own (§12); never none
         timeout = config.auth_timeout_s if config.auth_enabled else config.handshake_timeout_s
-        if timeout:
-            self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
+        self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
 
     def get_buffer(self, sizehint: int) -> memoryview:  # data_received copies what it keeps before the next read
         return self._reads.lend(self.protocol)  # a large frame: read in place

@@ -27,10 +27,6 @@ __all__ = ["server_context", "handshake_timeout", "TLSPort", "connection_factory
 
 log = logging.getLogger("ipc_server.tls")
 
-# asyncio's own default, for a server whose handshake timeout is off: a TLS
-# handshake is never left without a deadline.
-_FALLBACK_TLS_HANDSHAKE_TIMEOUT_S = 60.0
-
 
 def server_context(config: ServerConfig) -> ssl.SSLContext | None:
     """The context of a TLS port, or None when ``tls_cert`` is not set.
@@ -100,10 +96,9 @@ def _refused_certificate(exc: ssl.SSLError) -> bool:
 
 def handshake_timeout(config: ServerConfig) -> float:
     """The TLS handshake's deadline: the one a client has to present its
-    credentials (``auth_timeout_s`` when auth is on, else
-    ``handshake_timeout_s``), or asyncio's 60 s when that is off."""
-    timeout = config.auth_timeout_s if config.auth_enabled else config.handshake_timeout_s
-    return timeout if timeout > 0 else _FALLBACK_TLS_HANDSHAKE_TIMEOUT_S
+    credentials: ``auth_timeout_s`` when auth is on, else
+    ``handshake_timeout_s`` (both positive: never without a deadline)."""
+    return config.auth_timeout_s if config.auth_enabled else config.handshake_timeout_s
 
 
 class PendingHandshakes(Protocol):

@@ -205,7 +205,9 @@ def test_the_tls_handshake_deadline_is_the_auth_or_handshake_timeout(pki: PKI) -
     cert, key = pki.server
     assert handshake_timeout(ServerConfig(tls_cert=cert, tls_key=key, handshake_timeout_s=7)) == 7
     assert handshake_timeout(ServerConfig(tls_cert=cert, tls_key=key, token="t", auth_timeout_s=2)) == 2
-    assert handshake_timeout(ServerConfig(tls_cert=cert, tls_key=key, handshake_timeout_s=0)) == 60  # never unbounded
+    for name in ("handshake_timeout_s", "auth_timeout_s"):  # never unbounded: 0 is refused (tests/test_config_timeouts.py)
+        with pytest.raises(ValueError, match=f"{name} must be more than 0"):
+            ServerConfig(tls_cert=cert, tls_key=key, **{name: 0})
 
 
 def test_client_tls_options_are_checked_at_construction(pki: PKI, tmp_path: Path) -> None:
