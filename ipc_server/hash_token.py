@@ -16,7 +16,10 @@ import secrets
 import sys
 from typing import TextIO
 
-from .users import DEFAULT_SCRYPT_LOG_N, hash_token
+from .users import DEFAULT_SCRYPT_LOG_N, DEFAULT_SCRYPT_R, hash_token, max_log_n
+
+# The costs the server accepts in a stored hash of hash-token's r = 8: 2^18 is 256 MiB per check.
+_MAX_COST = max_log_n(DEFAULT_SCRYPT_R)
 
 __all__ = ["main"]
 
@@ -28,9 +31,21 @@ def _parser() -> argparse.ArgumentParser:
         "The token is read from stdin (or prompted for), never from the command line.",
     )
     p.add_argument("--generate", action="store_true", help="make a random token; print it on stderr and its hash on stdout")
-    p.add_argument("--cost", type=int, default=DEFAULT_SCRYPT_LOG_N, metavar="LOG_N",
-                   help=f"scrypt cost, log2 of N (default {DEFAULT_SCRYPT_LOG_N}: about 16 MiB and 50-100 ms per check)")  # fmt: skip
+    p.add_argument("--cost", type=_cost, default=DEFAULT_SCRYPT_LOG_N, metavar="LOG_N",
+                   help=f"scrypt cost, log2 of N, 1-{_MAX_COST} (default {DEFAULT_SCRYPT_LOG_N}: about 16 MiB and 50-100 ms per check; "
+                        f"each step doubles both; {_MAX_COST}: 256 MiB, the most the server accepts)")  # fmt: skip
     return p
+
+
+def _cost(text: str) -> int:
+    """A cost the server will accept in a stored hash (users.check_scrypt_parameters)."""
+    try:
+        cost = int(text)
+    except ValueError:
+        cost = 0
+    if not 1 <= cost <= _MAX_COST:
+        raise argparse.ArgumentTypeError(f"expected log2 of scrypt's N, 1-{_MAX_COST} (the server refuses a hash that needs more than 256 MiB), got {text!r}")
+    return cost
 
 
 def _read(stdin: TextIO) -> str:

@@ -51,6 +51,8 @@ __all__ = [
     "load_users",
     "parse_users",
     "hash_token",
+    "check_scrypt_parameters",
+    "max_log_n",
     "verify_token",
     "parse_subject",
     "subject_of_cert",
@@ -155,6 +157,7 @@ def hash_token(token: str, *, log_n: int = DEFAULT_SCRYPT_LOG_N, r: int = DEFAUL
     """A salted scrypt hash of ``token`` in the PHC string format."""
     if not token:
         raise ValueError("the token is empty")
+    check_scrypt_parameters(log_n, r, p)
     salt = os.urandom(_SALT_BYTES)
     digest = _scrypt(token, salt, log_n, r, p, _HASH_BYTES)
     return f"$scrypt$ln={log_n},r={r},p={p}${_b64(salt)}${_b64(digest)}"
@@ -171,13 +174,28 @@ def _parse_hash(text: str) -> tuple[int, int, int, bytes, bytes]:
         raise ValueError("not a '$scrypt$ln=N,r=R,p=P$salt$hash' string (make one with: python -m ipc_server hash-token)")
     log_n, r, p = int(m.group(1)), int(m.group(2)), int(m.group(3))
     salt, digest = _unb64(m.group(4)), _unb64(m.group(5))
-    if not 1 <= log_n <= _MAX_LOG_N or not 1 <= r <= 64 or not 1 <= p <= 16:
-        raise ValueError(f"scrypt parameters out of range (ln 1-{_MAX_LOG_N}, r 1-64, p 1-16)")
-    if 128 * r * 2**log_n > _MAX_MEMORY_BYTES:
-        raise ValueError(f"scrypt parameters need more than {_MAX_MEMORY_BYTES // 2**20} MiB")
+    check_scrypt_parameters(log_n, r, p)
     if len(salt) < 8 or len(digest) < 16:
         raise ValueError("salt or hash too short")
     return log_n, r, p, salt, digest
+
+
+def max_log_n(r: int = DEFAULT_SCRYPT_R) -> int:
+    """The largest cost (log2 of N) a stored hash with block size ``r`` may
+    ask for: 18 with hash-token's r = 8 (2^18 × 128 × 8 bytes = 256 MiB)."""
+    log_n = _MAX_LOG_N
+    while log_n > 1 and 128 * r * 2**log_n > _MAX_MEMORY_BYTES:
+        log_n -= 1
+    return log_n
+
+
+def check_scrypt_parameters(log_n: int, r: int = DEFAULT_SCRYPT_R, p: int = DEFAULT_SCRYPT_P) -> None:
+    """Raise ``ValueError`` unless a stored hash may ask for these: what
+    the server refuses, ``hash_token`` never makes."""
+    if not 1 <= log_n <= _MAX_LOG_N or not 1 <= r <= 64 or not 1 <= p <= 16:
+        raise ValueError(f"scrypt parameters out of range (ln 1-{_MAX_LOG_N}, r 1-64, p 1-16)")
+    if 128 * r * 2**log_n > _MAX_MEMORY_BYTES:
+        raise ValueError(f"scrypt parameters need more than {_MAX_MEMORY_BYTES // 2**20} MiB (with r={r}, ln at most {max_log_n(r)})")
 
 
 def verify_token(token: str, stored: str) -> bool:

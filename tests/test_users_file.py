@@ -17,8 +17,10 @@ from ipc_server.permissions import Rule
 from ipc_server.users import (
     ANONYMOUS,
     UsersError,
+    check_scrypt_parameters,
     hash_token,
     load_users,
+    max_log_n,
     parse_subject,
     parse_users,
     read_token_file,
@@ -120,6 +122,19 @@ def test_a_token_is_stored_salted_and_checked_in_constant_time() -> None:
         hash_token("")
 
 
+def test_the_costs_a_stored_hash_may_ask_for() -> None:
+    """256 MiB at most: with hash-token's r = 8 that is ln 18, not the 20 the range alone allows."""
+    assert (max_log_n(), max_log_n(1), max_log_n(64)) == (18, 20, 15)
+    check_scrypt_parameters(18)
+    assert len(parse_users({"users": {"bob": {"token_hash": HASH.replace("ln=4,", "ln=18,"), "apps": ["a"]}}})) == 1
+    with pytest.raises(ValueError, match=r"scrypt parameters need more than 256 MiB \(with r=8, ln at most 18\)"):
+        check_scrypt_parameters(19)
+    with pytest.raises(ValueError, match="need more than 256 MiB"):
+        hash_token("s3cret", log_n=19)  # never made: the server would refuse it
+    with pytest.raises(ValueError, match="out of range"):
+        hash_token("s3cret", log_n=0)
+
+
 def test_certificate_subjects() -> None:
     assert parse_subject("CN=alice,O=shop") == parse_subject(" o = shop , commonName=alice ")
     peercert = {"subject": ((("organizationName", "shop"),), (("commonName", "alice"),))}
@@ -154,6 +169,16 @@ def test_hash_token_generate() -> None:
     out, err = io.StringIO(), io.StringIO()
     assert hash_token_main(["--generate", "--cost", "4"], stdout=out, stderr=err) == 0
     assert verify_token(err.getvalue().strip(), out.getvalue().strip())
+
+
+@pytest.mark.parametrize("cost", ["19", "0", "-1", "16384", "99999999999", "x"])
+def test_hash_token_refuses_a_cost_the_server_would_refuse(cost: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """19 printed a hash the server refused, -1 and 16384 ended in a traceback, 99999999999 ran forever (2**N)."""
+    with pytest.raises(SystemExit) as info:
+        hash_token_main(["--cost", cost], stdin=io.StringIO("s3cret\n"), stdout=io.StringIO(), stderr=io.StringIO())
+    assert info.value.code == 2
+    expected = f"argument --cost: expected log2 of scrypt's N, 1-18 (the server refuses a hash that needs more than 256 MiB), got {cost!r}"
+    assert expected in capsys.readouterr().err
 
 
 def _python_m(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
