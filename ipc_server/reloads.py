@@ -20,14 +20,15 @@ __all__ = ["reload_users", "reload_tls", "reload_on_sighup"]
 log = logging.getLogger("ipc_server")
 
 
-def reload_users(users_file: str | None, auth: Auth | None, withdraw: Callable[..., Any]) -> dict[str, int]:
+def reload_users(users_file: str | None, auth: Auth | None, withdraw: Callable[..., Any], *, mutual_tls: bool = True) -> dict[str, int]:
     """Read the users file again and apply it to the open connections
     (``Auth.replace``); returns ``{"disconnected": n, "withdrawn": n}``.
-    Raises ``ValueError`` or ``OSError`` (a bad file: the old users stay),
-    ``RuntimeError`` without a users file."""
+    Raises ``ValueError`` or ``OSError`` (a bad file, or a ``cert_subject``
+    user without ``mutual_tls``: the old users stay), ``RuntimeError``
+    without a users file."""
     if auth is None or users_file is None:
         raise RuntimeError("this server has no users file (--users)")
-    users = load_users(users_file)
+    users = load_users(users_file, mutual_tls=mutual_tls)
     counts = auth.replace(users, withdraw)
     log.info("users reloaded from %s: %d users, %d connections disconnected, %d registrations withdrawn",
              users_file, len(users), counts["disconnected"], counts["withdrawn"])  # fmt: skip

@@ -107,7 +107,7 @@ class IPCServer:
         # With a users file: who each connection is and what it may do.
         self._auth: Auth | None = None
         if config.users_file is not None:
-            self._auth = Auth(load_users(config.users_file), self.stats, self._admission.connect_requested)
+            self._auth = Auth(load_users(config.users_file, mutual_tls=config.tls_ca is not None), self.stats, self._admission.connect_requested)
         self._idempotency = Idempotency(self.config, self.stats, self._auth)  # requests with a key run once (§6.6)
         # GET /metrics and /healthz with metrics_port (docs/operations.md).
         self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing or self._shutdown.leaving)  # 503 from the lame duck on
@@ -253,7 +253,7 @@ class IPCServer:
 
     def reload_users(self) -> dict[str, int]:
         """What SIGHUP does: ``reloads.reload_users`` (docs/security.md §3.4)."""
-        return reload_users(self.config.users_file, self._auth, self._pubsub.withdraw)
+        return reload_users(self.config.users_file, self._auth, self._pubsub.withdraw, mutual_tls=self.config.tls_ca is not None)
 
     def reload_tls(self) -> None:
         """What SIGHUP does too: ``reloads.reload_tls`` (docs/security.md §2.4)."""

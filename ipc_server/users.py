@@ -34,7 +34,7 @@ import hmac
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -332,9 +332,11 @@ def parse_users(data: Mapping[str, Any], path: str = "") -> Users:
     return Users(by_name, by_subject, path)
 
 
-def load_users(path: str) -> Users:
+def load_users(path: str, *, mutual_tls: bool = True) -> Users:
     """Read and validate the users file; raises :class:`UsersError` (a
-    ``ValueError``) naming the file, the user and the key, or ``OSError``."""
+    ``ValueError``) naming the file, the user and the key, or ``OSError``.
+    Without ``mutual_tls`` (a server without ``tls_ca``) a ``cert_subject``
+    user is an error: no connection could ever present its certificate."""
     try:
         data = tomllib.loads(read_utf8("users_file", path))
     except tomllib.TOMLDecodeError as exc:
@@ -342,16 +344,24 @@ def load_users(path: str) -> Users:
     except ValueError as exc:  # not UTF-8
         raise UsersError(str(exc)) from None
     try:
-        return parse_users(data, path)
+        users = parse_users(data, path)
     except UsersError as exc:
         raise UsersError(f"{path}: {exc}") from None
+    if not mutual_tls and users.by_subject:
+        name = next(iter(users.by_subject.values())).name
+        raise UsersError(f"{path}: user {name!r}: cert_subject needs mutual TLS (tls_ca), which this server does not have: this user could never connect")
+    return users
 
 
 def check_auth_files(config: Any) -> None:
     """Read the ``users_file`` and ``token_file`` of a ServerConfig once, so
     ``python -m ipc_server`` refuses to start on a bad one (exit 2), with
     the setting named: the OS's error names only the path."""
-    for name, read in (("users_file", load_users), ("token_file", read_token_file)):
+    readers: tuple[tuple[str, Callable[[str], object]], ...] = (
+        ("users_file", lambda path: load_users(path, mutual_tls=config.tls_ca is not None)),
+        ("token_file", read_token_file),
+    )
+    for name, read in readers:
         path = getattr(config, name)
         if path is None:
             continue

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ipc_server import IPCServer
+from ipc_server import __main__ as server_main_module
+from ipc_server.__main__ import main as server_main
 from ipc_server.hash_token import main as hash_token_main
 from ipc_server.permissions import Rule
 from ipc_server.users import (
@@ -133,6 +136,38 @@ def test_the_costs_a_stored_hash_may_ask_for() -> None:
         hash_token("s3cret", log_n=19)  # never made: the server would refuse it
     with pytest.raises(ValueError, match="out of range"):
         hash_token("s3cret", log_n=0)
+
+
+CERT_USER = '[users.dash]\ncert_subject = "CN=dash,O=shop"\napps = ["*"]\n'
+
+
+def test_a_certificate_user_without_mutual_tls_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """It loaded, and the server started with a user that could never connect (as ``apps = []``, refused)."""
+    monkeypatch.setattr(server_main_module, "configure_logging", lambda *args: None)
+    monkeypatch.setattr(server_main_module, "serve_until_signalled", lambda *args, **kwargs: pytest.fail("the server would have started"))
+    path = tmp_path / "users.toml"
+    path.write_text(f'[users.bob]\ntoken_hash = "{HASH}"\napps = ["a"]\n' + CERT_USER)
+    reason = f"{path}: user 'dash': cert_subject needs mutual TLS (tls_ca), which this server does not have: this user could never connect"
+    assert load_users(str(path)).get("dash") is not None  # the default: the caller has mutual TLS
+    with pytest.raises(UsersError) as info:
+        load_users(str(path), mutual_tls=False)
+    assert str(info.value) == reason
+    assert server_main(["--port", "0", "--users", str(path)]) == 2
+    assert capsys.readouterr().err == f"ipc_server: invalid configuration: {reason}\n"
+    with pytest.raises(UsersError, match="user 'dash': cert_subject needs mutual TLS"):
+        IPCServer("127.0.0.1", 0, users_file=str(path))
+
+
+async def test_a_reload_that_adds_a_certificate_user_without_mutual_tls_keeps_the_old_users(tmp_path: Path) -> None:
+    path = tmp_path / "users.toml"
+    bob = f'[users.bob]\ntoken_hash = "{HASH}"\napps = ["a"]\n'
+    path.write_text(bob)
+    async with IPCServer("127.0.0.1", 0, users_file=str(path), shutdown_grace_s=0.2) as server:
+        path.write_text(bob + CERT_USER)
+        with pytest.raises(UsersError, match="user 'dash': cert_subject needs mutual TLS"):
+            server.reload_users()
+        path.write_text(bob.replace('["a"]', '["a", "b"]'))
+        assert server.reload_users() == {"disconnected": 0, "withdrawn": 0}
 
 
 def test_certificate_subjects() -> None:
