@@ -7,9 +7,10 @@ has one runtime dependency (pydantic) and this needs a few dozen lines.
 What a scraper never sends is answered, never waited on: the request head
 is bounded (``MAX_REQUEST_BYTES``: 431 past it), must arrive within
 ``READ_TIMEOUT_S`` (408), must be a well-formed HTTP/1.0 or 1.1 request
-line and headers, with no control character in a field value or the
-target (400), for a known path (404; an absolute ``http://`` target is
-routed by its path) with GET or HEAD (405). At
+line and headers (lines ending in CRLF or a bare LF, RFC 9112 §2.2),
+with no control character in a field value or the target (400), for a
+known path (404; an absolute ``http://`` target is routed by its path)
+with GET or HEAD (405). At
 most ``MAX_CLIENTS`` sockets are held at once: a newcomer past that evicts
 the socket that has waited longest without completing its request head
 (answered 503), as the IPC port evicts its oldest pending handshake, so
@@ -56,8 +57,10 @@ class _Refused(Exception):
 
 def parse_request(head: bytes) -> tuple[str, str]:
     """(method, path) of a request head (through its blank line), or raise
-    ``_Refused`` with the status that answers it."""
-    lines = head[:-4].split(b"\r\n")
+    ``_Refused`` with the status that answers it. Its lines end in CRLF or,
+    as RFC 9112 §2.2 lets a recipient accept, a bare LF; a CR anywhere
+    else is a control character (400)."""
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")[:-2]] or [b""]
     match = _REQUEST_LINE.fullmatch(lines[0])
     if match is None:
         raise _Refused(400, "malformed request line")
@@ -74,6 +77,20 @@ def parse_request(head: bytes) -> tuple[str, str]:
     if not target.startswith(b"/"):
         raise _Refused(400, "the target must be a path or an http:// URL")
     return method.decode(), target.split(b"?", 1)[0].decode("latin-1")
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """The request head through its empty line, its lines ending in CRLF
+    or LF. ``LimitOverrunError`` past ``MAX_REQUEST_BYTES``,
+    ``IncompleteReadError`` when the peer stops sending first."""
+    head = b""
+    while True:
+        line = await reader.readuntil(b"\n")  # the stream's limit bounds one line
+        head += line
+        if len(head) > MAX_REQUEST_BYTES:
+            raise asyncio.LimitOverrunError("the request head is too long", len(head))
+        if line in (b"\r\n", b"\n"):
+            return head
 
 
 def _response(status: int, content_type: str, body: bytes, *, head_only: bool = False, allow: bool = False) -> bytes:
@@ -174,7 +191,7 @@ class HttpEndpoint:
 
     async def _answer(self, reader: asyncio.StreamReader) -> bytes:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+            head = await asyncio.wait_for(_read_head(reader), READ_TIMEOUT_S)
             method, path = parse_request(head)
         except (asyncio.TimeoutError, TimeoutError):
             return _response(408, "text/plain", b"no complete request head in time\n")

@@ -198,3 +198,27 @@ async def test_an_absolute_form_target_is_routed_by_its_path(server: IPCServer, 
 async def test_a_control_character_in_a_field_value_or_the_target_is_400(server: IPCServer, raw: bytes, status: int) -> None:
     """RFC 9110 §5.5: a field value is visible characters, spaces and tabs (NUL was accepted)."""
     assert (await http(endpoint_of(server).port, raw)).status == status  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /healthz HTTP/1.1\nHost: x\n\n", 200),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\n\r\n", 200),  # mixed
+        (b"GET /healthz HTTP/1.0\n\n", 200),
+        (b"HEAD /metrics HTTP/1.1\nHost: x\n\n", 200),
+        (b"GET /healthz HTTP/1.1\nX: a\rb\n\n", 400),  # a CR inside a line is still a control character
+        (b"GET /nope HTTP/1.1\n\n", 404),
+        (b"\nGET /healthz HTTP/1.1\n\n", 400),  # an empty head, as with CRLF
+    ],
+)
+async def test_request_lines_ending_in_a_bare_lf_are_read(server: IPCServer, raw: bytes, status: int) -> None:
+    """RFC 9112 §2.2: a recipient may take a bare LF as a line's end; the
+    endpoint did not see the head end and answered 408 after 5 s."""
+    reply = await http(endpoint_of(server).port, raw, timeout=WAIT_S)  # type: ignore[arg-type]
+    assert reply.status == status, reply.text
+
+
+async def test_a_head_over_the_limit_in_short_lines_is_431(server: IPCServer) -> None:
+    raw = b"GET /healthz HTTP/1.1\r\n" + b"X: aaaaaaaa\r\n" * 1000 + b"\r\n"
+    assert (await http(endpoint_of(server).port, raw)).status == 431  # type: ignore[arg-type]
