@@ -31,7 +31,7 @@ from ipc_protocol.server_protocol import ConnectRequested
 
 from .config import ServerConfig
 from .connection import ServerConnection
-from .logs import log_opened
+from .logs import log_opened, peer_text
 from .router import ResponderTable
 from .shutdown import Shutdown
 from .stats import ServerStats
@@ -104,7 +104,7 @@ class Admission:
         if self._max_pending is not None and len(pending) >= self._max_pending:
             oldest, _ = pending.popitem(last=False)
             self._stats.handshakes_evicted += 1
-            log.info("evicting %s: %d sockets are in their handshake", oldest.peer, len(pending) + 1)
+            log.info("evicting %s: %d sockets are in their handshake", peer_text(oldest.peer), len(pending) + 1)
             oldest.fail(ErrorCode.TOO_MANY_CONNECTIONS, f"evicted: {self._max_pending} newer sockets are waiting to complete their handshake")
 
     # -- sockets in their TLS handshake (ipc_server.tls.TLSAccept) ----------
@@ -128,7 +128,7 @@ class Admission:
 
     def _refuse(self, conn: ServerConnection, code: ErrorCode, text: str) -> None:
         """The refusal says why (§12): an error frame, then the close."""
-        log.warning("refusing connection from %s: %s", conn.peer, text)
+        log.warning("refusing connection from %s: %s", peer_text(conn.peer), text)
         conn.fail(code, text)
 
     def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
@@ -141,7 +141,7 @@ class Admission:
             return
         if self._full():  # answered in the client's version (§10)
             text = f"the server holds its maximum of {self._max_connections} connections"
-            log.warning("refusing connection from %s: %s", conn.peer, text)
+            log.warning("refusing connection from %s: %s", peer_text(conn.peer), text)
             conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, text)
             return
         base = request.connection_id or "conn"
@@ -152,7 +152,9 @@ class Admission:
         self._open += 1
         self._by_id[connection_id] = conn
         self.apps.setdefault(request.app_id, App()).connections += 1
-        log_opened(conn, request.user)  # INFO, with its app, peer and id (docs/operations.md §4)
+        if conn.user is None:  # a users file's user is the one auth found (a certificate's, anonymous)
+            conn.user = request.user
+        log_opened(conn, conn.user)  # INFO, with its app, peer and id (docs/operations.md §4)
 
     def remove(self, conn: ServerConnection, unserved: Callable[[ServerConnection, str], None]) -> bool:
         """Forget a closed connection and its registrations; ``unserved`` is

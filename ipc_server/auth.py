@@ -25,6 +25,7 @@ from ipc_protocol.protocol import ProtocolState
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .connection import ServerConnection
+from .logs import peer_text
 from .permissions import Grant, withdrawn
 from .stats import ServerStats
 from .users import User, Users, hash_token, subject_of_cert
@@ -95,7 +96,7 @@ class Auth:
             try:
                 future = self.verifier.start(key, token or "", stored or "")
             except VerifierBusy as exc:
-                log.warning("refusing %s: %s", conn.peer, exc)
+                log.warning("refusing %s: %s", peer_text(conn.peer), exc)
                 conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, "the server is busy checking credentials: try again")
                 return
             self._waiting[conn] = key
@@ -146,6 +147,7 @@ class Auth:
         if not grant.may_connect_as(request.app_id):
             self._refuse(conn, f"user {user.name!r} may not connect as app {request.app_id!r}", user.name)
             return
+        conn.user = user.name  # its opening and closing are logged with it (docs/operations.md §4)
         self._accept(conn, request)
         if conn.opened:
             self.grants[conn] = grant
@@ -154,7 +156,7 @@ class Auth:
     def _refuse(self, conn: ServerConnection, text: str, name: str | None) -> None:
         if conn.state is not _HANDSHAKE:
             return
-        log.info("refusing %s (user %s): %s", conn.peer, name or "-", text)
+        log.info("refusing %s (user %s): %s", peer_text(conn.peer), name or "-", text)
         conn.refuse_connect(ErrorCode.UNAUTHORIZED, text)
 
     def closed(self, conn: ServerConnection) -> None:

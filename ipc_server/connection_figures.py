@@ -27,7 +27,7 @@ __all__ = ["ConnectionFigures"]
 
 
 class ConnectionFigures:
-    __slots__ = ("traffic", "frames_in", "frames_out", "bytes_in", "bytes_out", "read_at", "close_reason")
+    __slots__ = ("traffic", "frames_in", "frames_out", "bytes_in", "bytes_out", "read_at", "close_reason", "user")
 
     if TYPE_CHECKING:
         transport: asyncio.Transport | None
@@ -56,6 +56,8 @@ class ConnectionFigures:
         # (request durations, ipc_server.request_metrics).
         self.read_at = 0.0
         self.close_reason: str | None = None
+        # The user it connected as (a users file's, or the name a token's connect gave), for its log lines.
+        self.user: str | None = None
 
     def _closed_because(self, reason: str) -> None:
         """The first reason given for the close is the one logged."""

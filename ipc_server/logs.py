@@ -82,7 +82,7 @@ def log_closed(conn: Any, reason: str, *, quiet: bool = False) -> None:
     """A connection (or a socket that never completed its handshake) closed.
     ``quiet``: a socket that said nothing and went (a port probe): DEBUG."""
     peer = peer_text(conn.peer)
-    extra = {"app": conn.app_id or None, "peer": peer, "connection_id": conn.connection_id or None, "reason": reason}
+    extra = {"app": conn.app_id or None, "peer": peer, "connection_id": conn.connection_id or None, "reason": reason, "user": getattr(conn, "user", None)}
     if conn.opened:
         log.info("connection %s closed: app %s, peer %s: %s", conn.connection_id, conn.app_id, peer, reason, extra=extra)
     else:

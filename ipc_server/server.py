@@ -36,6 +36,7 @@ from .grace import Grace
 from .handlers import HandlerCalls
 from .heartbeat_sweep import sweep_heartbeats
 from .lame_duck import lame_duck
+from .logs import peer_text
 from .idempotency import Idempotency
 from .pubsub import PubSub
 from .reloads import reload_tls, reload_users
@@ -292,7 +293,7 @@ class IPCServer:
         if self._shutdown.draining:
             self._shutdown.check_drained()
         self._shutdown.connection_gone(len(self._admission.connections))
-        log.debug("connection %s closed", conn.connection_id or conn.peer)
+        log.debug("connection %s closed", conn.connection_id or peer_text(conn.peer))
 
     def _held(self) -> dict[str, int]:
         return {"forwarded": len(self._forwarding), "handler": len(self._calls)}

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from .config import ServerConfig
+from .logs import peer_text
 from .setting_files import no_password, readable, warn_if_expired
 
 __all__ = ["server_context", "handshake_timeout", "TLSPort", "connection_factory", "TLSAccept", "peer_certificate", "peer_subject"]
@@ -173,7 +174,7 @@ class TLSAccept(asyncio.Protocol):
 
     def fail(self, code: str, message: str) -> None:
         """Evicted at the pending cap: no frame can be sent before TLS is up."""
-        log.info("closing %s in its TLS handshake: %s: %s", _address(self.peer), code, message)
+        log.info("closing %s in its TLS handshake: %s: %s", peer_text(self.peer), code, message)
         if self._task is not None:
             self._task.cancel()
         if self._transport is not None:
@@ -203,12 +204,12 @@ class TLSAccept(asyncio.Protocol):
             tls = await loop.start_tls(transport, early, self._context, server_side=True, ssl_handshake_timeout=self._timeout)
         except (OSError, EOFError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
             self._pending.release(self, failed=True)
-            log.info("TLS handshake with %s failed: %s", _address(self.peer), describe(exc))
+            log.info("TLS handshake with %s failed: %s", peer_text(self.peer), describe(exc))
             transport.abort()
             return
         except Exception:  # a bug: never a task whose exception nobody retrieves
             self._pending.release(self, failed=True)
-            log.exception("TLS handshake with %s failed", _address(self.peer))
+            log.exception("TLS handshake with %s failed", peer_text(self.peer))
             transport.abort()
             return
         self._pending.release(self)
@@ -265,12 +266,6 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionResetError) and not str(exc):
         return "the client closed the connection (it may have refused this server's certificate, or been refused its own)"
     return str(exc) or type(exc).__name__
-
-
-def _address(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)
 
 
 # -- the peer's certificate, for credentials (docs/security.md §3) ----------------

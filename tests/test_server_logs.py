@@ -10,9 +10,16 @@ import logging
 import signal
 import sys
 
+import asyncio
+from pathlib import Path
+
+import pytest
+
 from ipc_client import IPCClient
-from ipc_protocol import encode_frame
+from ipc_protocol import Unauthorized, encode_frame
+from ipc_server import IPCServer
 from ipc_server.logs import JsonFormatter, configure_logging, peer_text
+from ipc_server.users import hash_token
 
 from .conftest import RawPeer
 
@@ -93,3 +100,29 @@ def test_peer_text() -> None:
     assert peer_text(("127.0.0.1", 5)) == "127.0.0.1:5"
     assert peer_text(("::1", 5, 0, 0)) == "[::1]:5"
     assert peer_text(None) == "-"
+
+
+async def test_a_users_connection_is_logged_with_its_user_opening_and_closing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The "closed" line lacked the ``user`` its "opened" line had; a user
+    found by auth (anonymous here, a certificate's) is named on both; a
+    refused peer is ``host:port``, as on every other line (it was a tuple)."""
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.bob]\ntoken_hash = "{hash_token("s3cret", log_n=4)}"\napps = ["shop"]\n[users.anonymous]\napps = ["public"]\n')
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0, users_file=str(users), shutdown_grace_s=0.2) as server:
+        async with IPCClient("shop", "127.0.0.1", server.port, user="bob", token="s3cret", reconnect=False):
+            pass
+        async with IPCClient("public", "127.0.0.1", server.port, reconnect=False):
+            pass
+        with pytest.raises(Unauthorized):
+            await IPCClient("shop", "127.0.0.1", server.port, user="bob", token="wrong", reconnect=False).connect()
+        async with asyncio.timeout(5):
+            while len([r for r in caplog.records if " closed: " in r.getMessage()]) < 2:
+                await asyncio.sleep(0.01)
+    lines = {(r.__dict__.get("app"), r.getMessage().split(":")[0].rsplit(" ", 1)[-1]): r for r in caplog.records if r.name == "ipc_server.connection"}
+    for app, user in (("shop", "bob"), ("public", "anonymous")):
+        for event in ("opened", "closed"):
+            assert lines[(app, event)].__dict__["user"] == user, (app, event)
+            assert json.loads(JsonFormatter().format(lines[(app, event)]))["user"] == user
+    refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refusing ")]
+    assert refusals and all(m.startswith("refusing 127.0.0.1:") and "(user bob): invalid user or token" in m for m in refusals), refusals
