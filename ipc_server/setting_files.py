@@ -16,7 +16,7 @@ import ssl
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["readable", "read_utf8", "no_password", "not_after", "warn_if_expired"]
+__all__ = ["readable", "read_utf8", "no_password", "load_chain", "not_after", "warn_if_expired"]
 
 _PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -35,6 +35,22 @@ def no_password() -> str:
     """``load_cert_chain``'s password callback: without one OpenSSL would
     prompt on the terminal for an encrypted key's passphrase, and wait."""
     raise ValueError("the key is encrypted with a passphrase, which the server cannot ask for")
+
+
+def load_chain(context: ssl.SSLContext, cert_setting: str, cert: str, key_setting: str, key: str) -> None:
+    """``context.load_cert_chain(cert, key)``, its failures a ``ValueError``
+    naming both settings (a key that does not match, a file that is not
+    PEM, an encrypted key: never a passphrase prompt)."""
+    readable(cert_setting, cert)
+    readable(key_setting, key)
+    try:
+        context.load_cert_chain(cert, key, password=no_password)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ValueError(f"{key_setting} {key!r} does not match the certificate in {cert_setting} {cert!r}") from exc
+        raise ValueError(f"{cert_setting} {cert!r} and {key_setting} {key!r} must be a PEM certificate chain and its PEM private key: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{key_setting} {key!r}: {exc}") from exc
 
 
 def read_utf8(setting: str, path: str | os.PathLike[str]) -> str:

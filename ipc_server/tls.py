@@ -22,7 +22,7 @@ from typing import Any, Protocol, cast
 
 from .config import ServerConfig
 from .logs import peer_text
-from .setting_files import no_password, readable, warn_if_expired
+from .setting_files import load_chain, readable, warn_if_expired
 
 __all__ = ["server_context", "handshake_timeout", "TLSPort", "connection_factory", "TLSAccept", "peer_certificate", "peer_subject"]
 
@@ -40,18 +40,9 @@ def server_context(config: ServerConfig) -> ssl.SSLContext | None:
     if config.tls_cert is None or config.tls_key is None:
         return None
     cert, key, ca = config.tls_cert, config.tls_key, config.tls_ca
-    readable("tls_cert", cert)
-    readable("tls_key", key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key, password=no_password)
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            raise ValueError(f"tls_key {key!r} does not match the certificate in tls_cert {cert!r}") from exc
-        raise ValueError(f"tls_cert {cert!r} and tls_key {key!r} must be a PEM certificate chain and its PEM private key: {exc}") from exc
-    except ValueError as exc:
-        raise ValueError(f"tls_key {key!r}: {exc}") from exc
+    load_chain(context, "tls_cert", cert, "tls_key", key)
     if ca is not None:
         readable("tls_ca", ca)
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from ..setting_files import no_password, read_utf8, readable
+from ..setting_files import load_chain, read_utf8, readable
 
 if TYPE_CHECKING:
     from ..config import ServerConfig
@@ -40,16 +40,7 @@ def link_context(config: ServerConfig) -> ssl.SSLContext | None:
     except ssl.SSLError as exc:
         raise ValueError(f"cluster_tls_ca {ca!r} must hold PEM CA certificates: {exc}") from None
     if cert is not None and key is not None:
-        readable("cluster_tls_cert", cert)
-        readable("cluster_tls_key", key)
-        try:
-            context.load_cert_chain(cert, key, password=no_password)
-        except ssl.SSLError as exc:
-            if exc.reason == "KEY_VALUES_MISMATCH":
-                raise ValueError(f"cluster_tls_key {key!r} does not match the certificate in cluster_tls_cert {cert!r}") from None
-            raise ValueError(f"cluster_tls_cert {cert!r} and cluster_tls_key {key!r} must be a PEM certificate chain and its PEM private key: {exc}") from None
-        except ValueError as exc:
-            raise ValueError(f"cluster_tls_key {key!r}: {exc}") from None
+        load_chain(context, "cluster_tls_cert", cert, "cluster_tls_key", key)
     return context
 
 
