@@ -30,7 +30,7 @@ from .eager import start_eagerly
 from .router import Handler
 from .shutdown import Shutdown
 from .stats import ServerStats
-from .streams import STREAM_RESULTS
+from .stream_producers import STREAM_RESULTS
 
 if TYPE_CHECKING:
     from .streams import Streams

@@ -37,7 +37,7 @@ from ipc_protocol.streams import CANCEL, STREAMS, cancel, cancel_reason
 
 from .connection import ServerConnection
 from .stats import ServerStats
-from .stream_producers import STREAM_RESULTS, LocalProducers, send_item
+from .stream_producers import LocalProducers, send_item
 from .stream_state import StreamState
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .grace import Grace
     from .handlers import HandlerCalls
 
-__all__ = ["Streams", "StreamState", "STREAM_RESULTS"]
+__all__ = ["Streams"]
 
 log = logging.getLogger("ipc_server")
 
