@@ -13,9 +13,8 @@ import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, IPCError, RequestTimeout
+from ipc_protocol import IPCError
 
-from .balancer import FAILOVER_CODES, SERVER_DOWN_CODES
 from .pooled_streams import Options
 from .streams import DEFAULT_WINDOW, Stream, check_stream
 
@@ -39,6 +38,7 @@ class BalancedStreaming:
         _closed: bool
 
         def _check_started(self) -> None: ...
+        def _fail_over(self, server: Server, exc: IPCError, connected: bool) -> None: ...
 
     def stream(
         self,
@@ -91,13 +91,7 @@ class BalancedStreaming:
             except IPCError as exc:
                 if answered is not None or self._closed:
                     raise  # an item was delivered (or the client closed): the reader's, never another server's
-                if member is None:  # no connection to it in time (or none at all): the next server may do better
-                    if exc.code == ErrorCode.NOT_CONNECTED:
-                        self._health.mark_down(server, exc)
-                elif exc.code not in FAILOVER_CODES:
-                    raise
-                elif exc.code in SERVER_DOWN_CODES:
-                    self._health.mark_down(server, exc)
+                self._fail_over(server, exc, member is not None)
                 last = exc
             except (GeneratorExit, asyncio.CancelledError):
                 failed = False  # the reader left: not the server's failure
@@ -143,15 +137,7 @@ class ServiceStreaming:
         started = time.monotonic()
         answered: float | None = None
         try:
-            if not svc.ready:  # its start counts against the stream's deadline
-                total = svc.client.request_timeout if timeout is None else timeout
-                try:
-                    async with asyncio.timeout(total):
-                        await svc.start()  # shielded: others still share it
-                except TimeoutError:
-                    raise RequestTimeout(f"service {name!r} did not start within {total:g} s") from None
-                if timeout is not None:
-                    timeout = max(total - (time.monotonic() - started), 0.001)
+            timeout = await svc.ready_within(timeout)  # None stays None: the stream has no deadline
             async with svc.client.stream(method, data, timeout=timeout, **options) as items:
                 async for item in items.generator:
                     if answered is None:

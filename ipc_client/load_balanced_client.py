@@ -218,16 +218,24 @@ class LoadBalancedClient(BalancedStreaming):
                 self._health.mark_up(server)  # it answered: in rotation, if a concurrent failure took it out
                 return result
             except IPCError as exc:
-                if not leased:  # no connection to it in time (or none at all): the next server may do better
-                    if exc.code == ErrorCode.NOT_CONNECTED:
-                        self._health.mark_down(server, exc)
-                elif exc.code not in FAILOVER_CODES:
-                    raise
-                elif exc.code in SERVER_DOWN_CODES:
-                    self._health.mark_down(server, exc)
+                self._fail_over(server, exc, leased)
                 last = exc
             finally:
                 server.finished(loop.time() - started, failed=failed)
+
+    def _fail_over(self, server: Server, exc: IPCError, connected: bool) -> None:
+        """``exc`` ended an attempt on ``server``: take the server out of the
+        rotation when it says the server is gone, and raise it when no other
+        server can do better. Without a connection to it in time (or at all),
+        the next server may always do better."""
+        if not connected:
+            if exc.code == ErrorCode.NOT_CONNECTED:
+                self._health.mark_down(server, exc)
+            return
+        if exc.code not in FAILOVER_CODES:
+            raise exc
+        if exc.code in SERVER_DOWN_CODES:
+            self._health.mark_down(server, exc)
 
     async def send_request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Message:
         """Send a request to one healthy server, failing over as §8 says.

@@ -87,6 +87,21 @@ class _Service:
             self._starting.add_done_callback(_retrieve)
         await asyncio.shield(self._starting)
 
+    async def ready_within(self, timeout: float | None) -> float | None:
+        """Started, its start counted against a call's ``timeout`` (None:
+        the client's ``request_timeout`` bounds the start); what is left of
+        ``timeout``, None when it was None."""
+        if self.ready:
+            return timeout
+        began = time.monotonic()
+        total = self.client.request_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(total):
+                await self.start()  # shielded: others still share it
+        except TimeoutError:
+            raise RequestTimeout(f"service {self.name!r} did not start within {total:g} s") from None
+        return None if timeout is None else max(total - (time.monotonic() - began), 0.001)
+
     @property
     def started(self) -> bool:
         return self._starting is not None
@@ -208,14 +223,7 @@ class ServiceClient(ServiceStreaming):
         timeout = check_timeout(timeout)
         started = time.monotonic()
         try:
-            if not svc.ready:  # its start counts against the call's deadline
-                total = svc.client.request_timeout if timeout is None else timeout
-                try:
-                    async with asyncio.timeout(total):
-                        await svc.start()  # shielded: others still share it
-                except TimeoutError:
-                    raise RequestTimeout(f"service {service!r} did not start within {total:g} s") from None
-                timeout = max(total - (time.monotonic() - started), 0.001)
+            timeout = await svc.ready_within(svc.client.request_timeout if timeout is None else timeout)
             reply = await svc.client.send_request(method, data, timeout=timeout)
         except Exception as exc:  # a cancelled call is not the service's failure
             svc.record(started, exc)

@@ -10,9 +10,9 @@
 const { EventEmitter } = require('node:events');
 const { HeldStream, LEFT, leftBy } = require('./pooled_streams');
 const { checkStream } = require('./streams');
-const { FAILOVER_CODES, SERVER_DOWN_CODES, nextServer } = require('./failover');
+const { failOver, nextServer } = require('./failover');
 const { bounded } = require('./cancellation');
-const { ErrorCode, NotConnectedError } = require('./errors');
+const { NotConnectedError } = require('./errors');
 
 const now = () => performance.now();
 
@@ -53,13 +53,7 @@ async function routeStream(lb, held, channelId, payload, options) {
       if (leftBy(err) || held._finished) throw err;
       held._settleAttempt(err);
       if (lb._closed) throw err; // as the calls in flight: connection_lost, never another server
-      if (!leased) {
-        if (err.code === ErrorCode.NOT_CONNECTED) lb._health.markDown(server, err);
-        lastError = err; // no connection to it in time: the next server may do better
-        continue;
-      }
-      if (!FAILOVER_CODES.has(err && err.code)) throw err;
-      if (SERVER_DOWN_CODES.has(err.code)) lb._health.markDown(server, err);
+      failOver(server, err, leased, (s, e) => lb._health.markDown(s, e));
       lastError = err;
     }
   }

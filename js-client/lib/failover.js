@@ -72,6 +72,25 @@ function nextServer(balancer, tried, lastError, left, what, total) {
 }
 
 /**
+ * `err` ended an attempt on `server`: takes the server out of the rotation
+ * when the error says it is gone, and throws it when no other server can
+ * do better (Python's `LoadBalancedClient._fail_over`). Without a
+ * connection to it in time (or at all), the next server may always do better.
+ * @param {ServerState} server
+ * @param {Error} err
+ * @param {boolean} connected whether the attempt had a connection to it.
+ * @param {(server: ServerState, err: Error) => void} markDown
+ */
+function failOver(server, err, connected, markDown) {
+  if (!connected) {
+    if (err.code === ErrorCode.NOT_CONNECTED) markDown(server, err);
+    return;
+  }
+  if (!FAILOVER_CODES.has(err && err.code)) throw err;
+  if (SERVER_DOWN_CODES.has(err.code)) markDown(server, err);
+}
+
+/**
  * Runs `call` on a leased client of one healthy server after another
  * until it succeeds, fails with an error that is not worth another
  * server, or the deadline passes. Each server is tried at most once.
@@ -111,16 +130,10 @@ async function routeCall(balancer, pools, markDown, timeout, call) {
       return result;
     } catch (err) {
       server.end(false, now() - started);
-      if (!leased) {
-        if (err.code === ErrorCode.NOT_CONNECTED) markDown(server, err);
-        lastError = err; // no connection to it in time: the next server may do better
-        continue;
-      }
-      if (!FAILOVER_CODES.has(err && err.code)) throw err;
-      if (SERVER_DOWN_CODES.has(err.code)) markDown(server, err);
+      failOver(server, err, leased, markDown);
       lastError = err;
     }
   }
 }
 
-module.exports = { FAILOVER_CODES, SERVER_DOWN_CODES, checkDuration, nextServer, routeCall };
+module.exports = { FAILOVER_CODES, SERVER_DOWN_CODES, checkDuration, failOver, nextServer, routeCall };
