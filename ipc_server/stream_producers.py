@@ -15,7 +15,9 @@ pulls an item only while credit remains, and:
   its high-water mark and frames wait in a backlog) it waits for the
   backlog to drain, so a large window never grows what the server holds
   for a consumer that reads slowly; that is the consumer's turn, as when
-  it holds back credit, so the idle clock stops meanwhile (§15.5);
+  it holds back credit, so the idle clock stops meanwhile (§15.5). For a
+  consumer on another node, it waits while the cluster link is backed up
+  (``cluster.stream_relay``), never running into the link's bound;
 - it lets the loop run other work after ``SLICE_ITEMS`` items in a row or
   ``SLICE_S`` seconds, so a generator that never waits does not hold up the
   other connections (nor the flush of its own items).
@@ -103,7 +105,8 @@ class LocalProducers:
         self._stats.streams_opened += 1
         self._stats.streams += 1
         running: concurrent.futures.Future[Any] | None = None  # a sync generator's next() in a thread
-        backlog = conn.__class__ is ServerConnection  # a consumer on another node is the cluster's (streams._send_item)
+        local = conn.__class__ is ServerConnection
+        remote = not local and hasattr(conn, "drained")  # a consumer on another node: the cluster's stand-in (send_item)
         run, slice_ends = 0, loop.time() + SLICE_S  # items sent since the loop last ran other work
         try:
             while True:
@@ -138,7 +141,7 @@ class LocalProducers:
                 state.last = now = loop.time()
                 run += 1
                 # Never add to a backlog, never hold the loop for long, whatever the window (§12.2).
-                if backlog and conn._backlog is not None:  # conn.backed_up, without a property call per item
+                if local and conn._backlog is not None or remote and conn.backed_up:  # local: backed_up without a property call per item
                     await _drained(conn, state, loop)
                 elif run < SLICE_ITEMS and now < slice_ends:
                     continue

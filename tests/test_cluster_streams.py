@@ -120,6 +120,27 @@ async def test_an_in_process_generator_on_another_node_streams_with_its_end_and_
     await until(lambda: b.stats.streams == 0 and not a.cluster.relay, "the streams are gone")
 
 
+async def test_an_in_process_generator_with_a_large_window_waits_for_the_link_instead_of_running_into_its_bound(nodes: Nodes, clients: Clients) -> None:
+    a = await nodes("a")
+    b = await nodes("b", cluster_max_pending_bytes=1 << 20)
+    item = "x" * 16_000
+    count = 3000  # 48 MB through a link bound to 1 MiB (2 MiB for stream items)
+
+    @b.handler("flood")
+    async def flood(msg: Message) -> AsyncIterator[str]:  # never waits: as fast as the node can send
+        for _ in range(count):
+            yield item
+
+    await b.cluster.confirmed()
+    consumer = await clients(a.port)
+    got = 0
+    async for value in consumer.stream("flood", window=2**31 - 1, timeout=WAIT_S * 3):
+        assert value == item
+        got += 1
+    assert got == count
+    assert b.cluster.link.refused == 0  # nothing ran into the bound
+
+
 async def test_binary_items_cross_nodes(nodes: Nodes, clients: Clients) -> None:
     a, b = await two_nodes(nodes)
     consumer, producer = await clients(a.port), await clients(b.port)

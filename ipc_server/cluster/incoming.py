@@ -34,7 +34,7 @@ import asyncio
 import json
 import logging
 from time import monotonic
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ipc_protocol import ErrorCode, Message, MessageType, decode_relayed, encode_message
@@ -116,6 +116,14 @@ class RemoteRequester:
     def send_item(self, frame: Frame) -> None:
         """One item of the stream it requested (``streams.py``), not its answer."""
         self._incoming.relay.item(self, frame_body(frame))
+
+    @property
+    def backed_up(self) -> bool:
+        """Items for it wait in the link (``StreamRelay.backed_up``)."""
+        return not self.answered and self._incoming.relay.backed_up
+
+    def drained(self) -> Awaitable[None]:
+        return self._incoming.relay.room()  # type: ignore[no-any-return]
 
     def refuse(self, msg: Message, code: ErrorCode, text: str) -> None:
         self._incoming.stats.count_error(code)

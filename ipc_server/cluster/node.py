@@ -96,7 +96,7 @@ class Cluster:
         self.interest = Interest(link, subjects, self._on_publish, self.incoming.on_request)
         streams = forwarding.streams  # the server's (§15): a remote consumer's credit goes to it
         assert streams is not None
-        self.relay = StreamRelay(link, subjects, stats, outgoing=self.outgoing, incoming=self.incoming, streams=streams)
+        self.relay = StreamRelay(link, subjects, stats, outgoing=self.outgoing, incoming=self.incoming, streams=streams, max_pending=config.cluster_max_pending_bytes)
         self.discovery = Discovery(link, subjects, self.members, local=self._local, state=self.state)
         self.publishes_out = 0
         self.publishes_in = 0

@@ -34,6 +34,7 @@ items (``incoming.py``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["StreamRelay"]
 
 log = logging.getLogger("ipc_server.cluster")
+
+# nats-py tells nobody when its socket takes bytes: a producer waiting for
+# the link's room (StreamRelay.room) looks again this often.
+ROOM_LOOK_S = 0.002
 
 
 class _Consumed:
@@ -79,8 +84,11 @@ class StreamRelay:
         outgoing: Outgoing,
         incoming: Incoming,
         streams: Streams,
+        max_pending: int,
     ) -> None:
         self._link = link
+        self._backed_up_at = max_pending // 2  # what the link holds (Link.held) when producers here wait
+        self._room_at = max_pending // 4  # and when they go on
         self._subjects = subjects
         self._stats = stats
         self._outgoing = outgoing
@@ -178,6 +186,22 @@ class StreamRelay:
             return
         if msg.message_type is MessageType.CREDIT and msg.window is not None and msg.reply_to == requester.request.message_id:
             self._streams.frame(requester, msg, nmsg.data)  # type: ignore[arg-type]  # as a local consumer's
+
+    @property
+    def backed_up(self) -> bool:
+        """The link holds half its bound: this node's in-process producers
+        for consumers elsewhere wait (``stream_producers``), as for a local
+        consumer's backed-up connection, rather than run into the bound,
+        which would drop their streams."""
+        link = self._link
+        return link.up and link.held >= self._backed_up_at
+
+    async def room(self) -> None:
+        """Until the link holds a quarter of its bound, or is down (the next
+        item then fails the stream, as any item NATS cannot take)."""
+        link = self._link
+        while link.up and link.held > self._room_at:
+            await asyncio.sleep(ROOM_LOOK_S)
 
     def figures(self) -> dict[str, int]:
         """For ``stats``' ``cluster``."""
