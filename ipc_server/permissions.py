@@ -138,14 +138,17 @@ def covered(pattern: str, allows: Iterable[str]) -> bool:
 
 def _regex(patterns: Sequence[str]) -> re.Pattern[str] | None:
     """One regular expression matching what any of ``patterns`` matches
-    (tokens are non-empty: ``*`` is one run of non-dots, ``>`` the rest)."""
+    (tokens are non-empty: ``*`` is one run of non-dots, ``>`` the rest).
+
+    DOTALL: a token may hold a newline (protocol.md §4.1), and without it
+    ``>`` would not match one, so ``deny = ["a.>"]`` would let ``a.x\ny`` by."""
     if not patterns:
         return None
     parts = []
     for pattern in patterns:
         tokens = ["[^.]+" if t == "*" else ".+" if t == ">" else re.escape(t) for t in pattern.split(".")]
         parts.append(r"\.".join(tokens))
-    return re.compile("|".join(f"(?:{p})" for p in parts))
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.DOTALL)
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,27 @@ async def test_deny_beats_allow(auth_server: Any, connect: Any) -> None:
         await alice.subscribe("orders.secret", lambda m: None)
 
 
+async def test_a_newline_inside_a_token_neither_escapes_a_deny_nor_falls_outside_an_allow(auth_server: Any, connect: Any) -> None:
+    # protocol.md §4.1 lets a token hold a newline; ``>`` must match it as any
+    # other character, in a deny (the publish got through) as in an allow
+    # (the request was refused).
+    users = USERS.replace('deny = ["orders.secret"] }\nsubscribe', 'deny = ["orders.internal.>"] }\nsubscribe')
+    assert users != USERS
+    server = await auth_server(users)
+    alice = await connect(server, user="alice", token="alice-token")
+    bob = await connect(server, user="bob", token="bob-token")
+    got: asyncio.Queue[Message] = asyncio.Queue()
+    await bob.subscribe("orders.internal.>", got.put_nowait)
+    with pytest.raises(Forbidden, match="may not publish on 'orders.internal.x\\\\ny'"):
+        await alice.publish("orders.internal.x\ny", 1, ack=True)
+    assert await alice.publish("orders.public.x\ny", 2, ack=True) == 0
+    await bob.serve("orders.>", lambda m: m.channel_id)
+    assert await alice.request("orders.a\nb") == "orders.a\nb"
+    with pytest.raises(Forbidden):
+        await alice.request("admin.a\nb")
+    assert got.empty()
+
+
 async def test_a_pattern_subscription_is_allowed_only_when_every_channel_it_matches_is(auth_server: Any, connect: Any) -> None:
     server = await auth_server()
     alice = await connect(server, user="alice", token="alice-token")

@@ -84,6 +84,45 @@ def test_a_channel_is_allowed_by_an_allow_and_no_deny(tokens: list[str], allow: 
     assert rule.allows_pattern(channel) == expected
 
 
+# Tokens may hold control characters inside (protocol.md §4.1: only their
+# ends are checked): a newline most of all, which a regex ``.`` skips.
+CONTROL = ("x\ny", "\x00", "p\rq", "u\u2028v", "t\tt", "e\x85f", "\x1b[0m", "n\n\nm")
+control_token = st.sampled_from(ALPHABET + CONTROL + ("*",))
+
+
+@st.composite
+def control_patterns(draw: st.DrawFn) -> str:
+    tokens = draw(st.lists(control_token, min_size=1, max_size=3))
+    if draw(st.booleans()):
+        tokens.append(">")
+    return ".".join(tokens)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(ALPHABET + CONTROL + (FRESH,)), min_size=1, max_size=5),
+    st.lists(control_patterns(), max_size=4),
+    st.lists(control_patterns(), max_size=3),
+)
+def test_control_characters_inside_a_token_are_matched_like_any_other(tokens: list[str], allow: list[str], deny: list[str]) -> None:
+    channel = ".".join(tokens)
+    rule = Rule(tuple(allow), tuple(deny))
+    expected = any(pattern_matches(a, channel) for a in allow) and not any(pattern_matches(d, channel) for d in deny)
+    assert rule.allows(channel) == expected
+    assert rule.allows_pattern(channel) == expected
+
+
+@pytest.mark.parametrize("inner", ["\n", "\r", "\r\n", "\x00", "\x0b", "\u2028", "\x85"])
+def test_a_deny_ending_in_the_rest_wildcard_covers_a_token_with_a_control_character(inner: str) -> None:
+    publish = Rule(allow=("events.*.*",), deny=("events.internal.>",))
+    assert not publish.allows(f"events.internal.x{inner}y")
+    assert publish.allows(f"events.public.x{inner}y")
+    request = Rule(allow=(">",), deny=("admin.>",))
+    assert request.allows(f"orders.a{inner}b")
+    assert not request.allows(f"admin.a{inner}b")
+    assert not request.allows(f"admin.ok.a{inner}b")
+
+
 def test_the_union_of_allows_can_cover_what_no_single_allow_does() -> None:
     assert covered("orders.>", ["orders.*", "orders.*.>"])
     assert not covered("orders.>", ["orders.*"])
