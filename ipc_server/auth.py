@@ -24,11 +24,12 @@ from ipc_protocol.messages import error_response
 from ipc_protocol.protocol import ProtocolState
 from ipc_protocol.server_protocol import ConnectRequested
 
+from .cert_subjects import subject_of_cert
 from .connection import ServerConnection
 from .logs import peer_text
 from .permissions import Grant, withdrawn
 from .stats import ServerStats
-from .users import User, Users, hash_token, subject_of_cert
+from .users import User, Users, hash_token
 from .verifier import Verifier, VerifierBusy
 
 __all__ = ["Auth"]

@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from .cert_subjects import render_subject
 from .config import ServerConfig
 from .logs import peer_text
 from .setting_files import load_chain, readable, warn_if_expired
@@ -261,19 +262,6 @@ def describe(exc: BaseException) -> str:
 
 # -- the peer's certificate, for credentials (docs/security.md §3) ----------------
 
-# RFC 4514's short names; any other attribute keeps Python's long name.
-_SHORT_NAMES = {
-    "commonName": "CN",
-    "localityName": "L",
-    "stateOrProvinceName": "ST",
-    "organizationName": "O",
-    "organizationalUnitName": "OU",
-    "countryName": "C",
-    "streetAddress": "STREET",
-    "domainComponent": "DC",
-    "userId": "UID",
-}
-
 
 def peer_certificate(transport: asyncio.BaseTransport | None) -> dict[str, Any] | None:
     """The client's verified certificate as ``ssl.SSLSocket.getpeercert()``
@@ -289,22 +277,9 @@ def peer_certificate(transport: asyncio.BaseTransport | None) -> dict[str, Any] 
 def peer_subject(transport: asyncio.BaseTransport | None) -> str | None:
     """The subject of the client's verified certificate as an RFC 4514
     string, most specific first (``CN=alice,OU=payments,O=Example``), or None
-    without one. ``openssl x509 -noout -subject -nameopt RFC2253`` prints
-    the same string for the certificate file."""
+    without one: the string ``openssl x509 -noout -subject -nameopt RFC2253``
+    prints for the certificate file, which a ``cert_subject`` may hold."""
     cert = peer_certificate(transport)
     if cert is None:
         return None
-    rdns = []
-    for rdn in reversed(cert.get("subject", ())):
-        rdns.append("+".join(f"{_SHORT_NAMES.get(name, name)}={_escape(value)}" for name, value in rdn))
-    return ",".join(rdns) or None
-
-
-def _escape(value: str) -> str:
-    """RFC 4514 §2.4: escape what would end or confuse an attribute value."""
-    out = "".join("\\" + ch if ch in ',+"\\<>;' else ch for ch in value)
-    if out.startswith((" ", "#")):
-        out = "\\" + out
-    if out.endswith(" ") and not out.endswith("\\ "):
-        out = out[:-1] + "\\ "
-    return out
+    return render_subject(cert.get("subject", ()))

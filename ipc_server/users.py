@@ -40,6 +40,7 @@ from typing import Any
 
 from ipc_protocol.channels import validate_pattern
 
+from .cert_subjects import parse_subject, render_subject, subject_of_cert
 from .permissions import OPERATIONS, Permissions, Rule
 from .setting_files import read_utf8
 
@@ -77,23 +78,6 @@ _USER_KEYS = ("token_hash", "cert_subject", "apps", "monitor", *OPERATIONS)
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 _PHC = re.compile(r"^\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$")
 
-# Certificate subject attributes by their short names (RFC 4514) and the
-# names ssl.getpeercert() uses.
-_ATTRIBUTES = {
-    "CN": "commonName",
-    "O": "organizationName",
-    "OU": "organizationalUnitName",
-    "C": "countryName",
-    "ST": "stateOrProvinceName",
-    "L": "localityName",
-    "STREET": "streetAddress",
-    "DC": "domainComponent",
-    "UID": "userId",
-    "SERIALNUMBER": "serialNumber",
-    "EMAILADDRESS": "emailAddress",
-}
-_LONG_NAMES = {v.lower(): v for v in _ATTRIBUTES.values()}
-
 
 class UsersError(ValueError):
     """The users file is invalid: the message names the user and the key."""
@@ -115,7 +99,8 @@ class User:
         if self.token_hash is not None:
             return self.token_hash
         if self.cert_subject is not None:
-            return ",".join(f"{k}={v}" for k, v in sorted(self.cert_subject))
+            # Escaped: a value holding "," must not read as two attributes.
+            return render_subject(((pair,) for pair in sorted(self.cert_subject))) or ""
         return ""
 
     def __repr__(self) -> str:
@@ -210,30 +195,6 @@ def read_token_file(path: str) -> str:
     if not text:
         raise ValueError(f"token_file {path!r} is empty")
     return text
-
-
-# -- certificate subjects ------------------------------------------------------
-
-
-def parse_subject(text: str) -> frozenset[tuple[str, str]]:
-    """``"CN=alice,O=shop"`` as a set of (attribute, value); ``\\,`` escapes a comma."""
-    parts = [p.replace("\\,", ",").strip() for p in re.split(r"(?<!\\),", text)]
-    out: set[tuple[str, str]] = set()
-    for part in parts:
-        key, sep, value = part.partition("=")
-        name = _ATTRIBUTES.get(key.strip().upper()) or _LONG_NAMES.get(key.strip().lower())
-        if not sep or not value.strip() or name is None:
-            raise ValueError(f"{part!r} is not ATTRIBUTE=value (attributes: {', '.join(_ATTRIBUTES)})")
-        out.add((name, value.strip()))
-    return frozenset(out)
-
-
-def subject_of_cert(peercert: Mapping[str, Any] | None) -> frozenset[tuple[str, str]] | None:
-    """The subject of a verified peer certificate (``ssl.getpeercert()``), or None."""
-    if not peercert:
-        return None
-    rdns = peercert.get("subject") or ()
-    return frozenset((str(k), str(v)) for rdn in rdns for k, v in rdn)
 
 
 # -- the file -----------------------------------------------------------------

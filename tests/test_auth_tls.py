@@ -7,6 +7,9 @@ Python client (the Node client's test is in interop-tests/test_js_users.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import trustme
 from ipc_client import IPCClient
 from ipc_protocol import Forbidden, Unauthorized
 from ipc_server import IPCServer
+from ipc_server.tls import peer_subject
 
 WAIT_S = 5.0
 
@@ -97,3 +101,59 @@ async def test_a_certificate_is_not_another_users_credential(setup: Any) -> None
         await connect("bob", user="alice")
     with pytest.raises(Unauthorized, match="user 'alice' needs its client certificate"):
         await connect("mallory", user="alice")
+
+
+# Organization names and how `openssl x509 -noout -subject -nameopt RFC2253`
+# prints them (checked against the command below when it is installed).
+SPECIAL_VALUES = [
+    ("R+D", "R\\+D"),
+    ('Acme "Q"', 'Acme \\"Q\\"'),
+    ("a;b", "a\\;b"),
+    ("<x>", "\\<x\\>"),
+    ("back\\slash", "back\\\\slash"),
+    ("a,b", "a\\,b"),
+    ("k=v", "k=v"),
+    ("#hash", "\\#hash"),
+    (" lead", "\\ lead"),
+    ("trail ", "trail\\ "),
+    ("école", "\\C3\\A9cole"),
+    ("naïve ☃", "na\\C3\\AFve \\E2\\98\\83"),
+    ("tab\tx", "tab\\09x"),
+    ("R\\+D", "R\\\\\\+D"),
+]
+
+
+async def test_a_cert_subject_copied_from_openssl_matches_whatever_its_values_hold(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    server_pem = tmp_path / "server.pem"
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    users, certs = [], []
+    for i, (value, escaped) in enumerate(SPECIAL_VALUES):
+        pem = tmp_path / f"u{i}.pem"
+        ca.issue_cert(f"u{i}@example.org", common_name=f"u{i}", organization_name=value, organization_unit_name="dev").private_key_and_cert_chain_pem.write_to_path(str(pem))
+        subject = f"CN=u{i},OU=dev,O={escaped}"
+        if shutil.which("openssl"):
+            printed = subprocess.run(["openssl", "x509", "-in", str(pem), "-noout", "-subject", "-nameopt", "RFC2253"], capture_output=True, text=True, timeout=WAIT_S)
+            assert printed.stdout.removesuffix("\n") == f"subject={subject}"
+        users.append(f"[users.u{i}]\ncert_subject = {json.dumps(subject)}\napps = [\"shop\"]\n")
+        certs.append((pem, subject))
+    # Literally R\+D: openssl prints it R\\\+D; it must not pass for the R+D user (u0).
+    impostor = tmp_path / "impostor.pem"
+    ca.issue_cert("x@example.org", common_name="u0", organization_name="R\\+D", organization_unit_name="dev").private_key_and_cert_chain_pem.write_to_path(str(impostor))
+    path = tmp_path / "users.toml"
+    path.write_text("\n".join(users[:-1]))  # the last (R\+D literally) has no user: the impostor's subject is nobody's
+    async with IPCServer("127.0.0.1", 0, users_file=str(path), tls_cert=str(server_pem), tls_key=str(server_pem), tls_ca=str(ca_path)) as server:
+
+        def client(pem: Path, **kwargs: Any) -> IPCClient:
+            return IPCClient("shop", "localhost", server.port, tls_ca=str(ca_path), tls_cert=str(pem), reconnect=False, connect_timeout=WAIT_S, **kwargs)
+
+        for i, (pem, subject) in enumerate(certs[:-1]):
+            async with client(pem) as c:  # no user named: the certificate says who
+                with pytest.raises(Forbidden, match=f"user 'u{i}' may not publish"):
+                    await c.publish("x", 1, ack=True)
+                assert subject in {peer_subject(conn.transport) for conn in server.connections}  # rendered as openssl does
+        for name in (None, "u0"):
+            with pytest.raises(Unauthorized, match="credentials required" if name is None else "needs its client certificate"):
+                await asyncio.wait_for(client(impostor, user=name).connect(), WAIT_S)
