@@ -357,6 +357,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         thread, ``async`` ones on the loop; raising answers ``handler_error``. The
         registration survives reconnections. Returns a :class:`Registration`;
         awaiting it (optional) waits until the server has registered it.
+        A reserved channel other than ``system`` raises ``Forbidden`` at once.
         """
         self._drain.check()
         return self._subs.serve(channel, fn)

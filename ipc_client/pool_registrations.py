@@ -20,6 +20,7 @@ from typing import Any
 from ipc_protocol import AlreadyServing, IPCError, NotConnected, RemoteError, RequestTimeout, validate_pattern
 
 from .client import Handler, IPCClient
+from .subscriptions import check_servable
 
 __all__ = ["PoolRegistrations"]
 
@@ -173,7 +174,7 @@ class PoolRegistrations:
         )
 
     async def serve(self, channel: str, fn: Handler) -> bool:
-        validate_pattern(channel)
+        check_servable(channel)  # before it is kept for a registrar to come
         if channel in self.services:
             raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
         self.services[channel] = fn

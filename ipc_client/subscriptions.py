@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import AlreadyServing, ErrorCode, IPCError, Message, MessageType, RemoteError, is_servable, pattern_matches, validate_pattern
+from ipc_protocol import AlreadyServing, ErrorCode, Forbidden, IPCError, Message, MessageType, RemoteError, is_servable, pattern_matches, validate_pattern
 from ipc_protocol.contracts import bind, declared
 
 from .admission import Admission, Slot
@@ -25,13 +25,22 @@ from .producers import Producers
 from .registration import Registration
 from .tracing import call_in_trace, serving
 
-__all__ = ["Subscriptions", "Handler", "Withdrawal", "withdrawal"]
+__all__ = ["Subscriptions", "Handler", "Withdrawal", "withdrawal", "check_servable"]
 
 log = logging.getLogger("ipc_client")
 
 Handler = Callable[[Message], Any]
 Withdrawal = Callable[[bool, str, BaseException], None]  # (serve, channel, the server's error)
 _SUB_CACHE_LIMIT = 4096
+
+
+def check_servable(channel: str) -> None:
+    """A channel or pattern a client may serve, checked before anything is
+    sent: ``Forbidden`` for a reserved one (protocol.md §4.4), as the server
+    would answer and as publish() and notify() refuse theirs."""
+    validate_pattern(channel)
+    if not is_servable(channel):
+        raise Forbidden(f"channel {channel!r} is reserved for the server")
 
 
 def withdrawal(error: BaseException) -> tuple[bool, str] | None:
@@ -171,9 +180,7 @@ class Subscriptions(Answering):
     # -- responders ----------------------------------------------------------------
 
     def serve(self, channel: str, fn: Handler) -> Registration:
-        validate_pattern(channel)
-        if not is_servable(channel):
-            raise ValueError(f"channel {channel!r} is reserved for the server")
+        check_servable(channel)
         if channel in self.services:
             raise AlreadyServing(f"already serving {channel!r}; unserve() it first")
         conn = self._connected()

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from ipc_client import AlreadyServing, ErrorCode, Forbidden, IPCClient, NoResponders
+from ipc_client import AlreadyServing, ConnectionPool, ErrorCode, Forbidden, IPCClient, NoResponders
 from ipc_protocol import SERVER_SYSTEM_ACTIONS, is_servable
 
 from .conftest import WAIT_S, frame
@@ -99,11 +99,22 @@ async def test_one_way_system_notifications_reach_the_responder(make_client) -> 
 
 async def test_other_reserved_channels_still_cannot_be_served(server, make_client, raw) -> None:
     client = await make_client()
+    offline = IPCClient("app", "127.0.0.1", server.port)  # never connected: refused all the same
+    pool = ConnectionPool("app", "127.0.0.1", server.port)
     for channel in ("system.x", "$sys.services", "system.>"):
-        with pytest.raises(ValueError, match="reserved"):
-            client.serve(channel, lambda msg: None)
+        # Forbidden, the server's answer (protocol.md §4.4), as publish() and
+        # notify() raise it and Node's serve() rejects: never a ValueError.
+        for c in (client, offline):
+            with pytest.raises(Forbidden, match="reserved") as info:
+                c.serve(channel, lambda msg: None)
+            assert info.value.code == ErrorCode.FORBIDDEN
+            assert channel not in c.get_connection_info()["services"]
+        with pytest.raises(Forbidden, match="reserved"):
+            await pool.serve(channel, lambda msg: None)  # before any member is opened
         with pytest.raises(ValueError, match="reserved"):
             server.add_handler(channel, lambda msg: None)
+    assert pool.stats()["total_created"] == 0  # the pool opened no member to be told so
+    await pool.close()
     peer = await raw()
     await peer.handshake()
     peer.send(frame("subscribe", "system.x", {"serve": True}, message_id="s1"))
