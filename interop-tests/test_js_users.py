@@ -190,3 +190,18 @@ async def test_node_client_identified_by_its_certificate(node_agent: Any, tmp_pa
         assert error["code"] == "forbidden" and error["message"] == "user 'alice' may not publish on 'orders.new'"
         error = await agents["mallory"].call_error("connect")
         assert error["code"] == "unauthorized" and "credentials required" in error["message"]
+
+
+async def test_node_reports_the_servers_auth_timeout_not_its_own(start_server: Any, node_agent: Any, tmp_path: Path) -> None:
+    """The connect came in time, its token's hash (cost 16) was still being
+    checked at the auth timeout (0.05 s): the server's answer says so, and
+    Node passes it on (it said "no handshake ... within 5000 ms" after
+    some 100 ms), as the Python client does (tests/test_limits_admission.py)."""
+    path = tmp_path / "users.toml"
+    path.write_text(f'[users.slow]\ntoken_hash = "{hash_token("slow-token", log_n=16)}"\napps = ["shop"]\n')
+    server = await start_server("--users", str(path), "--auth-timeout", "0.05")
+    agent = await node_agent(server.port, app_id="shop", connect=False, user="slow", token="slow-token", reconnect=False, connectTimeout=5000)
+    error = await agent.call_error("connect")
+    text = "the credential check did not finish within the auth timeout (0.05 s)"
+    assert error["code"] == "not_connected" and error["cause"] == "timeout", error
+    assert error["message"] == f"cannot connect to 127.0.0.1:{server.port}: the server refused the connect (timeout): {text}"

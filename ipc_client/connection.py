@@ -31,6 +31,7 @@ from ipc_protocol import (
     HeartbeatAction,
     IPCError,
     Message,
+    NotConnected,
     RequestTimeout,
     error_from_wire,
 )
@@ -271,10 +272,13 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.proto.connect()
         self._write_queued()
         try:
-            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it may swallow a cancel that comes with the reply
+            async with asyncio.timeout(timeout) as scope:  # not wait_for: on 3.11 it may swallow a cancel that comes with the reply
                 return await asyncio.shield(self._handshake)
-        except (asyncio.TimeoutError, TimeoutError):
-            raise RequestTimeout(f"no handshake reply from {peer}") from None
+        except TimeoutError as exc:
+            if scope.expired():
+                raise RequestTimeout(f"no handshake reply from {peer}") from None
+            # The server's answer, code timeout (its auth timeout passed first): its words, not ours.
+            raise NotConnected(f"cannot connect to {peer}: the server refused the connect ({getattr(exc, 'code', 'timeout')}): {exc}") from exc
 
     def start_heartbeat(self, on_dead: Callable[[Heartbeat], None]) -> None:
         """Once connected, keep the protocol's heartbeat (§9), if one is due:

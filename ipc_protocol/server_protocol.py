@@ -178,6 +178,12 @@ class ServerProtocol(Protocol):
         )
         return self._connect
 
+    @property
+    def connect_pending(self) -> bool:
+        """A valid connect came and awaits :meth:`accept` or
+        :meth:`refuse_connect` (its credentials are being checked)."""
+        return self._connect is not None and self.state is HANDSHAKE
+
     def refuse_connect(self, code: ErrorCode | str, text: str) -> ProtocolViolation:
         """Refuse the pending connect (§3: ``unauthorized``): queue the error
         answer, in the client's version (§10: in the payload for version 1),

@@ -323,10 +323,18 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
             self.transport.abort()
 
     def _handshake_expired(self) -> None:
-        """No valid connect in time (§3, §12): ``timeout``, then the close."""
+        """No valid connect in time (§3, §12): ``timeout``, then the close.
+        A connect whose token is still being checked is answered as such,
+        in reply to it, so its client can tell the server's deadline from its own."""
         self._handshake_timer = None
-        if self.protocol.state is _HANDSHAKE:
-            self.fail(ErrorCode.TIMEOUT, "no valid connect within the handshake timeout")
+        if self.protocol.state is not _HANDSHAKE:
+            return
+        config = self.owner.config
+        which, limit = ("auth", config.auth_timeout_s) if config.auth_enabled else ("handshake", config.handshake_timeout_s)
+        if self.protocol.connect_pending:
+            self.refuse_connect(ErrorCode.TIMEOUT, f"the credential check did not finish within the {which} timeout ({limit:g} s)")
+        else:
+            self.fail(ErrorCode.TIMEOUT, f"no valid connect within the {which} timeout ({limit:g} s)")
 
     # -- heartbeat (§9) ----------------------------------------------------
 

@@ -754,6 +754,8 @@ export declare class IPCClient extends EventEmitter {
   /**
    * Rejects NotConnectedError when the server cannot be reached or never
    * answers the handshake within connectTimeout (`.cause` says which), or
+   * answers it `timeout` (its auth timeout passed while the token was being
+   * checked: the server's text in the message, its answer as `.cause`), or
    * UnauthorizedError. A throwing listener does not reject it; an aborted
    * `signal` rejects it with AbortError and stops the attempt.
    */

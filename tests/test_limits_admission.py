@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import pytest
 
 from ipc_client import IPCClient
-from ipc_protocol import NotConnected, TooManyConnections
+from ipc_protocol import NotConnected, RequestTimeout, TooManyConnections
 from ipc_protocol.constants import HANDSHAKE_MAX_FRAME_SIZE
 from ipc_server import IPCServer
+from ipc_server.users import hash_token
 
 from .conftest import WAIT_S, RawPeer, frame
 
@@ -96,7 +98,7 @@ async def test_auth_timeout_replaces_the_handshake_timeout_when_credentials_are_
         peer = await RawPeer.open(server.port)
         started = asyncio.get_running_loop().time()
         got = await peer.closed()
-        assert [m.error.code for m in got] == ["timeout"]
+        assert [(m.error.code, m.error.message) for m in got] == [("timeout", "no valid connect within the auth timeout (0.2 s)")]
         assert asyncio.get_running_loop().time() - started < 5
         assert server.stats.errors["timeout"] == 1
         await peer.close()
@@ -107,8 +109,29 @@ async def test_without_auth_the_handshake_timeout_applies() -> None:
         peer = await RawPeer.open(server.port)
         with pytest.raises(TimeoutError):
             await peer.recv(timeout=0.15)  # the auth timeout is not the one in force
-        assert [m.error.code for m in await peer.closed()] == ["timeout"]
+        assert [(m.error.code, m.error.message) for m in await peer.closed()] == [("timeout", "no valid connect within the handshake timeout (0.3 s)")]
         await peer.close()
+
+
+async def test_a_connect_whose_token_is_still_checked_at_the_auth_timeout_is_told_so(tmp_path: Path) -> None:
+    """The connect came in time; its token's hash (cost 16: some 200 ms) did
+    not finish within the auth timeout (0.05 s). The answer says that, in
+    reply to the connect, and the clients pass the server's words on: they
+    said "no valid connect" (server), "no handshake reply" (Python) and "no
+    handshake ... within 5000 ms" after some 100 ms (Node)."""
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.slow]\ntoken_hash = "{hash_token("slow-token", log_n=16)}"\napps = ["app"]\n')
+    text = "the credential check did not finish within the auth timeout (0.05 s)"
+    async with IPCServer("127.0.0.1", 0, users_file=str(users), auth_timeout_s=0.05) as server:
+        peer = await RawPeer.open(server.port)
+        peer.send(frame("request", "system", {"action": "connect", "protocol": 2, "user": "slow", "token": "slow-token"}, app_id="app", message_id="hello"))
+        assert [(m.reply_to, m.error.code, m.error.message) for m in await peer.closed()] == [("hello", "timeout", text)]
+        await peer.close()
+        client = IPCClient("app", "127.0.0.1", server.port, user="slow", token="slow-token", reconnect=False, connect_timeout=WAIT_S)
+        with pytest.raises(NotConnected) as info:
+            await client.connect()
+        assert str(info.value) == f"cannot connect to 127.0.0.1:{server.port}: the server refused the connect (timeout): {text}"
+        assert isinstance(info.value.__cause__, RequestTimeout) and str(info.value.__cause__) == text
 
 
 async def test_max_connections_refusal_is_a_typed_error_frame() -> None:

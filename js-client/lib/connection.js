@@ -74,6 +74,7 @@ class Connection {
     this._corkedFrames = 0; // written this tick since the last writev: corked while > 0
     this._corkCap = Infinity; // frames per writev this tick: set by a read of several frames
     this._error = null;
+    this.refusal = null; // the server's answer refusing the connect, as the handshake rejects with it
     this._handshake = null;
     this._drainWaiters = [];
     this._heartbeatTimer = null;
@@ -270,7 +271,7 @@ class Connection {
       this.legacy = event.legacy;
       if (this._proto.startHeartbeat(now())) this._scheduleHeartbeat();
       this._handshake.resolve(event.info);
-    } else if (event instanceof HandshakeRefused) this.destroy(event.error);
+    } else if (event instanceof HandshakeRefused) this.destroy((this.refusal = event.error));
     else if (event instanceof ProtocolViolation) this.destroy(event.error);
   }
 

@@ -119,7 +119,9 @@ class Lifecycle {
    * connection stays up and the queue is sent. No handshake within
    * `connectTimeout` is a NotConnectedError whose `.cause` is the timeout:
    * the server was not reached, as far as the caller is concerned, exactly
-   * as when the TCP connect fails.
+   * as when the TCP connect fails. The server's own `timeout` refusal of the
+   * connect (its auth timeout) is a NotConnectedError with the server's text,
+   * the refusal its `.cause`.
    * @param {number} generation the host's `_generation` when the attempt started.
    * @returns {Promise<void>}
    */
@@ -156,7 +158,12 @@ class Lifecycle {
       info = await conn.open(options.connectTimeout);
     } catch (err) {
       if (!(err instanceof RequestTimeoutError)) throw err;
-      throw new NotConnectedError(`no handshake with ${options.host}:${options.port} within ${options.connectTimeout} ms`, { cause: err });
+      const peer = `${options.host}:${options.port}`;
+      if (err === conn.refusal) {
+        // The server's answer, code timeout (its auth timeout passed first): its words, not ours.
+        throw new NotConnectedError(`cannot connect to ${peer}: the server refused the connect (${err.code}): ${err.message}`, { cause: err });
+      }
+      throw new NotConnectedError(`no handshake with ${peer} within ${options.connectTimeout} ms`, { cause: err });
     } finally {
       if (host._opening === conn) host._opening = null;
     }
