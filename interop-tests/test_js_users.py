@@ -59,6 +59,8 @@ async def test_node_handshake_refusals(start_server: Any, node_agent: Any, users
     for app_id, options, text in [
         ("shop", {"user": "alice", "token": "wrong"}, "invalid user or token"),
         ("shop", {"user": "mallory", "token": "alice-token"}, "invalid user or token"),
+        ("shop", {"user": "alice"}, "invalid user or token"),  # a known name without its token: as an unknown one
+        ("shop", {"user": "mallory"}, "invalid user or token"),
         ("billing", {"user": "alice", "token": "alice-token"}, "user 'alice' may not connect as app 'billing'"),
         ("shop", {}, "credentials required"),
     ]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,10 +25,11 @@ from ipc_protocol.server_protocol import ConnectRequested
 
 from .cert_subjects import subject_of_cert
 from .connection import ServerConnection
+from .decoy import decoy_hash
 from .logs import peer_text
 from .permissions import Grant, withdrawn
 from .stats import ServerStats
-from .users import User, Users, hash_token
+from .users import User, Users
 from .verifier import Verifier, VerifierBusy
 
 __all__ = ["Auth"]
@@ -73,9 +73,9 @@ class Auth:
         self._accept = accept
         self.verifier = verifier or Verifier()
         self._waiting: dict[ServerConnection, bytes] = {}  # connections whose token is being checked
-        # An unknown user's token is hashed against this, so that a wrong
-        # name costs what a wrong token costs (no user enumeration by time).
-        self._decoy = hash_token(os.urandom(16).hex())
+        # The token of a user without a hash to match is hashed against this, with the
+        # file's scrypt parameters: a wrong name costs what a wrong token costs (decoy.py).
+        self.decoy = decoy_hash(users)
 
     # -- the handshake (§3) ---------------------------------------------------------
 
@@ -85,11 +85,11 @@ class Auth:
         peercert = conn.transport.get_extra_info("peercert") if conn.transport is not None else None
         name, user, refusal = self._identify(request, peercert)
         if refusal is not None:
-            self._refuse(conn, refusal, name)
+            self._refuse(conn, *refusal, name)
             return
         token = request.token
         if user is None or (user.token_hash is not None and token is not None):
-            stored = user.token_hash if user is not None else self._decoy
+            stored = user.token_hash if user is not None else self.decoy
             key = self.verifier.key(name or "", stored or "", token or "")
             if user is not None and self.verifier.cached(key):
                 self._admit(conn, request, user)
@@ -105,9 +105,12 @@ class Auth:
             return
         self._admit(conn, request, user)
 
-    def _identify(self, request: ConnectRequested, peercert: Any) -> tuple[str | None, User | None, str | None]:
+    def _identify(self, request: ConnectRequested, peercert: Any) -> tuple[str | None, User | None, tuple[str, str] | None]:
         """(the user's name, the user unless a token must be checked first
-        (None for an unknown name: the decoy is checked), a refusal or None)."""
+        (None: the token is checked against the decoy), a refusal (the text,
+        why for the log) or None). A named user whose credential is missing
+        or wrong gets the text an unknown one gets, after the same work:
+        nothing at once without a token, one scrypt with one."""
         users = self.users
         name = request.user
         subject = subject_of_cert(peercert)
@@ -115,19 +118,19 @@ class Auth:
             user = users.by_subject.get(subject) if subject else None
             if user is None:
                 if request.token is not None:
-                    return None, None, "a token needs its user name ('user' in the connect) on this server"
+                    return None, None, ("a token needs its user name ('user' in the connect) on this server", "")
                 user = users.anonymous
                 if user is None:
                     legacy = " (a version-1 client cannot present any)" if request.legacy else ""
-                    return None, None, f"credentials required{legacy}"
+                    return None, None, (f"credentials required{legacy}", "")
             return user.name, user, None
         user = users.get(name)
+        if user is not None and user.cert_subject is not None and user.cert_subject != subject:
+            user = None  # not its certificate: as if unknown
         if user is None:
-            return name, None, None if request.token is not None else _BAD_CREDENTIALS
+            return name, None, None if request.token is not None else (_BAD_CREDENTIALS, _why(users.get(name), None))
         if user.token_hash is not None and request.token is None:
-            return name, None, f"user {name!r} needs a token"
-        if user.cert_subject is not None and user.cert_subject != subject:
-            return name, None, f"user {name!r} needs its client certificate (mutual TLS)"
+            return name, None, (_BAD_CREDENTIALS, "no token")
         return name, user, None
 
     def _verified(self, conn: ServerConnection, request: ConnectRequested, name: str, stored: str, future: asyncio.Future[bool]) -> None:
@@ -136,8 +139,8 @@ class Auth:
         user = self.users.get(name)
         ok = not future.cancelled() and future.exception() is None and future.result()
         if not ok or user is None or user.token_hash != stored:
-            # Wrong token, unknown user, or the user changed while it was checked.
-            self._refuse(conn, _BAD_CREDENTIALS, name)
+            # Wrong token, unknown user, a certificate user without its certificate, or the user changed while it was checked.
+            self._refuse(conn, _BAD_CREDENTIALS, _why(user, stored), name)
             return
         self._admit(conn, request, user)
 
@@ -146,7 +149,7 @@ class Auth:
             return  # closed, or failed by the auth timeout, while it was checked
         grant = _grant(user)
         if not grant.may_connect_as(request.app_id):
-            self._refuse(conn, f"user {user.name!r} may not connect as app {request.app_id!r}", user.name)
+            self._refuse(conn, f"user {user.name!r} may not connect as app {request.app_id!r}", "", user.name)
             return
         conn.user = user.name  # its opening and closing are logged with it (docs/operations.md §4)
         self._accept(conn, request)
@@ -154,10 +157,11 @@ class Auth:
             self.grants[conn] = grant
             log.debug("connection %s is user %s", conn.connection_id, user.name)
 
-    def _refuse(self, conn: ServerConnection, text: str, name: str | None) -> None:
+    def _refuse(self, conn: ServerConnection, text: str, why: str, name: str | None) -> None:
+        """Answer ``text``; the log says ``why`` too (the operator's, never the client's)."""
         if conn.state is not _HANDSHAKE:
             return
-        log.info("refusing %s (user %s): %s", peer_text(conn.peer), name or "-", text)
+        log.info("refusing %s (user %s): %s%s", peer_text(conn.peer), name or "-", text, f" ({why})" if why else "")
         conn.refuse_connect(ErrorCode.UNAUTHORIZED, text)
 
     def closed(self, conn: ServerConnection) -> None:
@@ -232,6 +236,7 @@ class Auth:
         allow are withdrawn (``withdraw(conn, pattern, serve)``) and the
         client told ``forbidden``. Returns counts for the log."""
         self.users = users
+        self.decoy = decoy_hash(users)  # the new file's parameters
         self.verifier.forget()
         counts = {"disconnected": 0, "withdrawn": 0}
         for conn, grant in list(self.grants.items()):
@@ -273,6 +278,17 @@ class Auth:
 
     def close(self) -> None:
         self.verifier.close()
+
+
+def _why(user: User | None, stored: str | None) -> str:
+    """What was wrong with a refused credential, for the log."""
+    if user is None:
+        return "no such user"
+    if user.token_hash is None:
+        return "not its client certificate"
+    if stored is None:
+        return "no token"
+    return "wrong token" if user.token_hash == stored else "the user changed while its token was checked"
 
 
 def app_figures(app_id: str, app: Any) -> dict[str, Any]:

@@ -48,7 +48,8 @@ class _Job:
 
 
 class Verifier:
-    """Checks tokens against stored scrypt hashes, bounded and cached."""
+    """Checks tokens against stored scrypt hashes, bounded and cached.
+    ``check`` is what runs in a worker (``verify_token``, its errors a failure)."""
 
     def __init__(
         self,
@@ -58,12 +59,14 @@ class Verifier:
         cache_size: int = DEFAULT_CACHE_SIZE,
         max_queued: int = DEFAULT_MAX_QUEUED,
         clock: Callable[[], float] = time.monotonic,
+        check: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._workers = workers or default_workers()
         self._ttl_s = ttl_s
         self._cache_size = cache_size
         self._max_queued = max_queued
         self._clock = clock
+        self._check = check or _check
         self._key = os.urandom(32)
         self._cache: dict[bytes, float] = {}  # key -> expiry on the clock
         self._jobs: dict[bytes, _Job] = {}
@@ -96,7 +99,7 @@ class Verifier:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="ipc-auth")
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, _check, token, stored)
+            future = loop.run_in_executor(self._executor, self._check, token, stored)
             job = self._jobs[key] = _Job(future)
             future.add_done_callback(lambda f: self._finished(key, f))
         job.waiters += 1

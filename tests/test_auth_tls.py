@@ -97,10 +97,25 @@ async def test_a_certificate_is_not_another_users_credential(setup: Any) -> None
     server, _, connect = setup
     with pytest.raises(Unauthorized, match="credentials required"):
         await connect("mallory")  # a valid certificate, but no user has its subject
-    with pytest.raises(Unauthorized, match="user 'alice' needs its client certificate"):
-        await connect("bob", user="alice")
-    with pytest.raises(Unauthorized, match="user 'alice' needs its client certificate"):
-        await connect("mallory", user="alice")
+    for cert in ("bob", "mallory"):
+        with pytest.raises(Unauthorized, match=r"^\[unauthorized\] invalid user or token$"):
+            await connect(cert, user="alice")
+
+
+@pytest.mark.parametrize("token", [None, "guess"], ids=["no token", "a token"])
+async def test_a_certificate_user_without_its_certificate_is_refused_as_an_unknown_user(setup: Any, token: str | None) -> None:
+    """The name of a certificate user does not show (docs/security.md §3.2):
+    without its certificate it is refused as a name nobody has, after the
+    same work (with a token, one check against the decoy each)."""
+    server, _, connect = setup
+    verifier = server._auth.verifier
+    answers = []
+    for user in ("alice", "nobody"):
+        failed = verifier.failed
+        with pytest.raises(Unauthorized) as info:
+            await connect("bob", user=user, token=token)
+        answers.append((info.value.code, str(info.value), verifier.failed - failed))
+    assert answers[0] == answers[1] == ("unauthorized", "[unauthorized] invalid user or token", 0 if token is None else 1)
 
 
 # Organization names and how `openssl x509 -noout -subject -nameopt RFC2253`
@@ -155,5 +170,5 @@ async def test_a_cert_subject_copied_from_openssl_matches_whatever_its_values_ho
                     await c.publish("x", 1, ack=True)
                 assert subject in {peer_subject(conn.transport) for conn in server.connections}  # rendered as openssl does
         for name in (None, "u0"):
-            with pytest.raises(Unauthorized, match="credentials required" if name is None else "needs its client certificate"):
+            with pytest.raises(Unauthorized, match="credentials required" if name is None else "invalid user or token"):
                 await asyncio.wait_for(client(impostor, user=name).connect(), WAIT_S)
