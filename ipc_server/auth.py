@@ -30,7 +30,7 @@ from .logs import peer_text
 from .permissions import Grant, withdrawn
 from .stats import ServerStats
 from .users import User, Users
-from .verifier import Verifier, VerifierBusy
+from .verifier import Verifier, VerifierBusy, address_of
 
 __all__ = ["Auth"]
 
@@ -95,10 +95,10 @@ class Auth:
                 self._admit(conn, request, user)
                 return
             try:
-                future = self.verifier.start(key, token or "", stored or "")
+                future = self.verifier.start(key, token or "", stored or "", peer=address_of(conn.peer), within_s=_time_left(conn))
             except VerifierBusy as exc:
                 log.warning("refusing %s: %s", peer_text(conn.peer), exc)
-                conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, "the server is busy checking credentials: try again")
+                conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, f"the server is busy checking credentials ({exc}): try again")
                 return
             self._waiting[conn] = key
             future.add_done_callback(lambda f: self._verified(conn, request, name or "", stored or "", f))
@@ -136,8 +136,10 @@ class Auth:
     def _verified(self, conn: ServerConnection, request: ConnectRequested, name: str, stored: str, future: asyncio.Future[bool]) -> None:
         if self._waiting.pop(conn, None) is None:
             return  # the connection closed meanwhile
+        if future.cancelled():
+            return  # dropped past its deadline: the connection's auth timeout answers it
         user = self.users.get(name)
-        ok = not future.cancelled() and future.exception() is None and future.result()
+        ok = future.exception() is None and future.result()
         if not ok or user is None or user.token_hash != stored:
             # Wrong token, unknown user, a certificate user without its certificate, or the user changed while it was checked.
             self._refuse(conn, _BAD_CREDENTIALS, _why(user, stored), name)
@@ -289,6 +291,11 @@ def _why(user: User | None, stored: str | None) -> str:
     if stored is None:
         return "no token"
     return "wrong token" if user.token_hash == stored else "the user changed while its token was checked"
+
+
+def _time_left(conn: ServerConnection) -> float:
+    """Until the connection's auth timeout: a check not started by then is dropped."""
+    return conn.connected_at + conn.owner.config.auth_timeout_s - asyncio.get_running_loop().time()
 
 
 def app_figures(app_id: str, app: Any) -> dict[str, Any]:

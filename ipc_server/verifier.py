@@ -1,33 +1,54 @@
-"""Token verification off the event loop (docs/security.md §3).
+"""Token verification off the event loop (docs/security.md §1, §3.2).
 
 scrypt is slow on purpose (tens of milliseconds of one core), so it never
 runs on the loop: a small thread pool runs it (hashlib releases the GIL),
-at most ``workers`` at once, with at most ``max_queued`` verifications
-waiting. Two connects presenting the same user and token share one
-verification, and a success is remembered for ``ttl_s`` so that a
-reconnect storm costs one scrypt per user, not one per connection. The
-remembered key is an HMAC of the user, the stored hash and the token
-under a key made at start-up: the token itself is never kept, and a
-changed hash (a reload) never matches an old entry.
+at most ``workers`` at once. Two connects presenting the same user and
+token share one verification, and a success is remembered for ``ttl_s``
+so that a reconnect storm costs one scrypt per user, not one per
+connection. The remembered key is an HMAC of the user, the stored hash and
+the token under a key made at start-up: the token itself is never kept,
+and a changed hash (a reload) never matches an old entry.
+
+Checks wait here, not in the pool's own FIFO, because a FIFO lets one
+peer's flood of wrong tokens (each costs a full scrypt, an unknown user's
+too: no enumeration) delay everyone else's past the auth timeout. So:
+
+- each peer address has its own queue, and the workers take the next
+  check from the addresses in turn (round robin): a check waits for at
+  most one check of each other address per check of its own ahead of it;
+- an address holds at most ``max_queued_per_peer`` checks (waiting or
+  running); past that its connect is refused at once (:class:`VerifierBusy`),
+  and at most ``max_queued`` checks are held in all;
+- a check nobody waits for any more (its sockets closed, or failed by
+  the auth timeout) leaves its queue at once, and one whose deadline has
+  passed is dropped when its turn comes: no scrypt is spent on an answer
+  nobody can read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
+import ipaddress
 import os
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 from .users import verify_token
 
-__all__ = ["Verifier", "VerifierBusy"]
+__all__ = ["Verifier", "VerifierBusy", "address_of"]
 
 DEFAULT_TTL_S = 60.0
 DEFAULT_CACHE_SIZE = 4096
 DEFAULT_MAX_QUEUED = 256
+# One address's checks: 16 at the default cost (50-100 ms each) is about what
+# one worker runs within the 2 s auth timeout.
+DEFAULT_MAX_QUEUED_PER_PEER = 16
 
 
 def default_workers() -> int:
@@ -35,21 +56,40 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
+def address_of(peername: Any) -> str:
+    """What a peer's checks are queued under: its IP address; an IPv6
+    one's /64, which one host usually holds whole (as ``::ffff:``-mapped
+    IPv4, the IPv4 address)."""
+    host = peername[0] if isinstance(peername, tuple) and peername else peername
+    try:
+        ip = ipaddress.ip_address(str(host).partition("%")[0])
+    except ValueError:
+        return str(host or "")
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class VerifierBusy(Exception):
     """Too many verifications are waiting already: try again later."""
 
 
 class _Job:
-    __slots__ = ("future", "waiters")
+    __slots__ = ("key", "token", "stored", "peer", "future", "waiters", "deadline", "running")
 
-    def __init__(self, future: asyncio.Future[bool]) -> None:
-        self.future = future
+    def __init__(self, key: bytes, token: str, stored: str, peer: str, future: asyncio.Future[bool]) -> None:
+        self.key, self.token, self.stored, self.peer, self.future = key, token, stored, peer, future
         self.waiters = 0
+        self.deadline = float("inf")  # on the verifier's clock: the latest of its waiters'
+        self.running = False
 
 
 class Verifier:
-    """Checks tokens against stored scrypt hashes, bounded and cached.
-    ``check`` is what runs in a worker (``verify_token``, its errors a failure)."""
+    """Checks tokens against stored scrypt hashes: bounded, fair between
+    peer addresses, shared and cached. ``check`` is what runs in a worker
+    (``verify_token``, its errors a failure)."""
 
     def __init__(
         self,
@@ -58,6 +98,7 @@ class Verifier:
         ttl_s: float = DEFAULT_TTL_S,
         cache_size: int = DEFAULT_CACHE_SIZE,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        max_queued_per_peer: int = DEFAULT_MAX_QUEUED_PER_PEER,
         clock: Callable[[], float] = time.monotonic,
         check: Callable[[str, str], bool] | None = None,
     ) -> None:
@@ -65,14 +106,19 @@ class Verifier:
         self._ttl_s = ttl_s
         self._cache_size = cache_size
         self._max_queued = max_queued
+        self._max_per_peer = max_queued_per_peer
         self._clock = clock
         self._check = check or _check
         self._key = os.urandom(32)
         self._cache: dict[bytes, float] = {}  # key -> expiry on the clock
-        self._jobs: dict[bytes, _Job] = {}
+        self._jobs: dict[bytes, _Job] = {}  # waiting or running
+        self._queues: dict[str, deque[_Job]] = {}  # peer -> its waiting checks; dict order = the order of turns
+        self._held: dict[str, int] = {}  # peer -> its checks waiting or running
+        self._running = 0
         self._executor: ThreadPoolExecutor | None = None
         self.verified = 0  # scrypt runs that succeeded / failed, for tests and logs
         self.failed = 0
+        self.dropped = 0  # checks dropped before they ran: nobody waited, or too late
 
     def key(self, user: str, stored: str, token: str) -> bytes:
         data = b"\0".join(s.encode("utf-8", "surrogatepass") for s in (user, stored, token))
@@ -88,47 +134,108 @@ class Verifier:
             return False
         return True
 
-    def start(self, key: bytes, token: str, stored: str) -> asyncio.Future[bool]:
+    def held(self, peer: str) -> int:
+        """The checks of ``peer`` waiting or running."""
+        return self._held.get(peer, 0)
+
+    def start(self, key: bytes, token: str, stored: str, *, peer: str = "", within_s: float | None = None) -> asyncio.Future[bool]:
         """The verification of ``token`` against ``stored``, shared by every
-        caller with the same ``key``; call :meth:`release` when no longer
-        interested. Raises :class:`VerifierBusy` when too many wait."""
+        caller with the same ``key``, queued under ``peer`` (an address) and
+        of no use after ``within_s``; call :meth:`release` when no longer
+        interested. Raises :class:`VerifierBusy` when too many wait, in all
+        or from ``peer``. The future is cancelled if the check is dropped."""
         job = self._jobs.get(key)
         if job is None:
             if len(self._jobs) >= self._max_queued:
                 raise VerifierBusy(f"{len(self._jobs)} credential checks already waiting")
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="ipc-auth")
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, self._check, token, stored)
-            job = self._jobs[key] = _Job(future)
-            future.add_done_callback(lambda f: self._finished(key, f))
+            held = self._held.get(peer, 0)
+            if held >= self._max_per_peer:
+                raise VerifierBusy(f"{held} credential checks from {peer or 'this address'} already waiting, the most one address may have")
+            job = self._jobs[key] = _Job(key, token, stored, peer, asyncio.get_running_loop().create_future())
+            self._held[peer] = held + 1
+            self._queues.setdefault(peer, deque()).append(job)
         job.waiters += 1
+        deadline = float("inf") if within_s is None else self._clock() + within_s
+        job.deadline = deadline if job.waiters == 1 else max(job.deadline, deadline)
+        self._pump()
         return job.future
 
     def release(self, key: bytes) -> None:
         """One caller lost interest (its connection closed): a verification
-        nobody waits for any more is dropped if it has not started."""
+        nobody waits for any more leaves its queue if it has not started."""
         job = self._jobs.get(key)
         if job is None:
             return
         job.waiters -= 1
-        if job.waiters <= 0 and job.future.cancel():
-            self._jobs.pop(key, None)
+        if job.waiters <= 0 and not job.running:
+            queue = self._queues.get(job.peer)
+            if queue is not None and job in queue:
+                queue.remove(job)
+                if not queue:
+                    del self._queues[job.peer]
+            self._drop(job)
 
-    def _finished(self, key: bytes, future: asyncio.Future[bool]) -> None:
-        self._jobs.pop(key, None)
-        if future.cancelled():
-            return
-        if future.exception() is None and future.result():
+    def _drop(self, job: _Job) -> None:
+        self._gone(job)
+        self.dropped += 1
+        job.future.cancel()
+
+    def _gone(self, job: _Job) -> None:
+        self._jobs.pop(job.key, None)
+        left = self._held.get(job.peer, 0) - 1
+        if left > 0:
+            self._held[job.peer] = left
+        else:
+            self._held.pop(job.peer, None)
+
+    def _next(self) -> _Job | None:
+        """The next check to run: the head of the first address's queue,
+        that address going to the back of the turns; past deadlines dropped."""
+        while self._queues:
+            peer = next(iter(self._queues))
+            queue = self._queues.pop(peer)
+            job = queue.popleft()
+            if queue:
+                self._queues[peer] = queue
+            if job.deadline <= self._clock():
+                self._drop(job)
+                continue
+            return job
+        return None
+
+    def _pump(self) -> None:
+        while self._running < self._workers:
+            job = self._next()
+            if job is None:
+                return
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="ipc-auth")
+            job.running = True
+            self._running += 1
+            ran = asyncio.get_running_loop().run_in_executor(self._executor, self._check, job.token, job.stored)
+            ran.add_done_callback(functools.partial(self._finished, job))
+
+    def _finished(self, job: _Job, ran: asyncio.Future[bool]) -> None:
+        self._running -= 1
+        self._gone(job)
+        ok = not ran.cancelled() and ran.exception() is None and ran.result()
+        if ok:
             self.verified += 1
             if len(self._cache) >= self._cache_size:
                 now = self._clock()
                 self._cache = {k: e for k, e in self._cache.items() if e > now}
                 if len(self._cache) >= self._cache_size:
                     self._cache.clear()
-            self._cache[key] = self._clock() + self._ttl_s
-        else:
+            self._cache[job.key] = self._clock() + self._ttl_s
+        elif not ran.cancelled():
             self.failed += 1
+        if not job.future.done():
+            if ran.cancelled():
+                job.future.cancel()
+            else:
+                job.future.set_result(bool(ok))
+        if self._executor is not None:
+            self._pump()
 
     def forget(self) -> None:
         """Drop every remembered success (a reload)."""
@@ -138,12 +245,14 @@ class Verifier:
         for job in self._jobs.values():
             job.future.cancel()
         self._jobs.clear()
+        self._queues.clear()
+        self._held.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
     def __repr__(self) -> str:
-        return f"<Verifier workers={self._workers} waiting={len(self._jobs)} cached={len(self._cache)}>"
+        return f"<Verifier workers={self._workers} running={self._running} waiting={len(self._jobs) - self._running} addresses={len(self._queues)} cached={len(self._cache)}>"
 
 
 def _check(token: str, stored: str) -> bool:
