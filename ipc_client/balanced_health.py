@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import IPCError, NotConnected, RequestTimeout
+from ipc_protocol import ErrorCode, NotConnected
 
 from .balancer import Server
 from .client import IPCClient
@@ -98,22 +98,20 @@ class ServerHealth:
         await asyncio.gather(*(self._check(s) for s in self._pools))
 
     async def _check(self, server: Server) -> None:
+        """Ping ``server`` with its pool's :meth:`~ConnectionPool.health_check`,
+        as Node's checks use ``pool.healthCheck()``: a failed check takes it
+        out with the same reason in both clients, ``NotConnected("health
+        check failed: <code>")``."""
         pool = self._pools[server]
         timeout = self.timeout
-        error: BaseException | None = None
         try:
-            async with asyncio.timeout(timeout):
-                async with pool.lease(timeout) as client:
-                    report = await client.health(timeout)
-            if not report.get("healthy"):
-                error = NotConnected(f"health check failed: {report.get('error') or report.get('state')}")
+            async with asyncio.timeout(timeout):  # a bound of its own too: the check never outlasts it
+                report = await pool.health_check(timeout)
         except TimeoutError:
-            error = RequestTimeout(f"no health check answer within {timeout:g} s")
-        except (IPCError, OSError) as exc:
-            error = exc
+            report = {"healthy": False, "error": ErrorCode.TIMEOUT.value}
         if self._closed():
             return
-        if error is None:
+        if report["healthy"]:
             self.mark_up(server)
         else:
-            self.mark_down(server, error)
+            self.mark_down(server, NotConnected(f"health check failed: {report.get('error') or 'unhealthy'}"))

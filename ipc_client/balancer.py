@@ -239,7 +239,7 @@ class Balancer:
         if server is None:
             if last is not None and last.code not in SERVER_DOWN_CODES:
                 raise last  # no_responders or circuit_open everywhere: say so
-            raise NotConnected("no healthy server" + (f" (last error: {last})" if last else ""))
+            raise NotConnected("no healthy server" + (f" (last error: {last})" if last else "")) from last
         tried.add(server)
         return server
 

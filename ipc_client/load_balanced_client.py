@@ -154,7 +154,8 @@ class LoadBalancedClient(BalancedStreaming):
         if self.health_check_interval is not None:
             self._health.start(self.health_check_interval)
         if not any(s.healthy for s in self.servers):
-            raise NotConnected(f"no server could be reached: {next(e for e in errors if e is not None)}")
+            first = next(e for e in errors if e is not None)
+            raise NotConnected(f"no server could be reached: {first}") from first  # the cause, as in Node
 
     async def close(self) -> None:
         """Stop the health checks and close every pool; later calls raise NotConnected."""

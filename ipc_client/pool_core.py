@@ -260,8 +260,12 @@ class PoolCore:
             self._spawn(client.disconnect())
             if self._closed and isinstance(exc, Exception):  # close() stopped it: not the server's failure
                 error: BaseException = NotConnected("the pool is closed")
+            elif isinstance(exc, Exception) and not isinstance(exc, (NotConnected, Unauthorized)):
+                # Any failed open is NotConnected, its cause kept (a server at max_connections, a bad
+                # handshake), as in Node (docs/resilience.md §7); Unauthorized alone is raised as it is.
+                error = NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}")
             else:
-                error = NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}") if isinstance(exc, OSError) else exc
+                error = exc
             self._settle(failure=error if isinstance(error, IPCError) else None)
             if error is exc:
                 raise

@@ -207,9 +207,9 @@ class ServiceClient(ServiceStreaming):
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, IPCError):
                 raise r
-        down = [n for n, r in zip(names, results) if isinstance(r, BaseException)]
-        if down:
-            raise NotConnected(f"unreachable: {', '.join(down)}")
+        failed = [(n, r) for n, r in zip(names, results) if isinstance(r, BaseException)]
+        if failed:
+            raise NotConnected(f"unreachable: {', '.join(n for n, _ in failed)}") from failed[0][1]  # the cause, as in Node
 
     async def request(self, service: str, method: str, data: Any = None, *, timeout: float | None = None) -> Any:
         """Call ``method`` (a channel in the service's app) and return the payload.

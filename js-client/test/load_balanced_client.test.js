@@ -201,6 +201,9 @@ test('balanced - health checks take a silent server out and put it back', async 
   a.silent = true;
   const [down] = await waitFor(lb, 'server_down', 3000);
   assert.equal(down.port, a.port);
+  // The reason, as the Python client gives it (tests/test_pool_open_failures.py).
+  assert.equal(down.error.code, 'not_connected');
+  assert.equal(down.error.message, 'health check failed: timeout');
   assert.deepEqual(await sequential(lb, 6), { b: 6 });
   a.silent = false;
   const [up] = await waitFor(lb, 'server_up', 3000);

@@ -1,0 +1,98 @@
+"""An open the server refuses, through a pool, a load-balanced client and a
+service client (docs/resilience.md §7, §8, §9): a failed open is
+``NotConnected`` whatever the reason, the reason kept as its ``__cause__``,
+as the Node client has it (``.cause``); here a server at its
+``max_connections``, whose refusal is ``too_many_connections``. And the
+reason a load-balanced client's failed health check gives ``server_down``,
+the same in both clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient, ServiceClient
+from ipc_protocol import NotConnected, TooManyConnections
+from ipc_server import IPCServer
+
+from .conftest import WAIT_S
+from .faultproxy import FaultProxy
+
+
+@pytest.fixture
+async def full_server() -> AsyncIterator[IPCServer]:
+    """A server whose only place is taken."""
+    async with IPCServer("127.0.0.1", 0, max_connections=1) as server:
+        holder = IPCClient("app", "127.0.0.1", server.port, reconnect=False)
+        await holder.connect()
+        try:
+            yield server
+        finally:
+            await holder.disconnect()
+
+
+def refused(error: BaseException) -> bool:
+    """``NotConnected`` caused by the server's ``too_many_connections``."""
+    return isinstance(error, NotConnected) and isinstance(error.__cause__, TooManyConnections)
+
+
+async def test_a_pool_reports_a_full_server_as_not_connected(full_server) -> None:
+    pool = ConnectionPool("app", "127.0.0.1", full_server.port, min_connections=0)
+    await pool.start()
+    try:
+        for call in (pool.acquire, lambda: pool.request("echo")):
+            with pytest.raises(NotConnected) as err:
+                await call()
+            assert refused(err.value), repr(err.value.__cause__)
+        assert await pool.health_check() == {"healthy": False, "latency_ms": None, "error": "not_connected"}
+    finally:
+        await pool.close()
+    pool = ConnectionPool("app", "127.0.0.1", full_server.port, min_connections=1)
+    try:
+        with pytest.raises(NotConnected) as err:
+            await pool.start()
+        assert refused(err.value)
+    finally:
+        await pool.close()
+
+
+async def test_balanced_and_service_clients_carry_the_cause(full_server) -> None:
+    address = f"127.0.0.1:{full_server.port}"
+    lb = LoadBalancedClient("app", [address])
+    downs: list[Any] = []
+    lb.on("server_down", lambda snapshot, error: downs.append(error))
+    try:
+        with pytest.raises(NotConnected) as err:
+            await lb.start()
+        assert refused(err.value.__cause__)  # the pool's NotConnected, as Node's start() rejects
+        assert len(downs) == 1 and refused(downs[0])  # server_down says why, as in Node
+    finally:
+        await lb.close()
+    services = ServiceClient({"s": {"servers": [address]}}, app_id="gateway")
+    try:
+        with pytest.raises(NotConnected) as err:
+            await asyncio.wait_for(services.start(), WAIT_S)
+        assert isinstance(err.value.__cause__, NotConnected) and refused(err.value.__cause__.__cause__)
+    finally:
+        await services.shutdown()
+
+
+async def test_a_failed_health_check_takes_the_server_out_as_node_says_it() -> None:
+    """Node's reason (``NotConnectedError('health check failed: timeout')``),
+    not the ping's own ``RequestTimeout``."""
+    async with IPCServer("127.0.0.1", 0) as server, FaultProxy("127.0.0.1", server.port) as proxy:
+        lb = LoadBalancedClient("app", [f"127.0.0.1:{proxy.port}"], health_check_interval=None, health_check_timeout=0.2)
+        downs: list[Any] = []
+        lb.on("server_down", lambda snapshot, error: downs.append(error))
+        try:
+            await lb.start()
+            proxy.blackhole()
+            await asyncio.wait_for(lb.check_health(), WAIT_S)
+            assert len(downs) == 1 and isinstance(downs[0], NotConnected), repr(downs)
+            assert str(downs[0]) == "health check failed: timeout"
+        finally:
+            proxy.blackhole(False)
+            await lb.close()
