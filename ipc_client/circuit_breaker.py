@@ -4,8 +4,14 @@ CLOSED -> OPEN after ``failure_threshold`` consecutive failures; OPEN fails
 fast with :class:`CircuitOpen` for ``reset_timeout``; then HALF_OPEN lets up
 to ``half_open_max_calls`` trial calls through; ``success_threshold``
 consecutive successes close it, one failure opens it again
-(docs/resilience.md §6). Pure: the clock is injected, so it is tested
-without sleeping. :class:`Breakers` holds a client's breakers, one per
+(docs/resilience.md §6). OPEN turns HALF_OPEN when a call is admitted past
+``reset_timeout`` (that call is the first trial), never when it is read:
+a snapshot changes nothing. ``consecutive_failures`` and
+``consecutive_successes`` are the current run of counted outcomes: a
+success adds one to the second and zeroes the first, a failure the
+reverse, and transitions leave them alone (as the Node breaker,
+interop-tests/spec/circuit_breaker.json). Pure: the clock is injected, so
+it is tested without sleeping. :class:`Breakers` holds a client's breakers, one per
 channel or one for all, and runs a call through its breaker.
 """
 
@@ -154,14 +160,15 @@ class CircuitBreaker:
             self._trials = max(0, self._trials - 1)
 
     def _transition(self, new: CircuitState) -> None:
+        """Leaves the counters as they are: each is the run of outcomes that
+        ended with the last counted one, whatever the state (the spec,
+        interop-tests/spec/circuit_breaker.json)."""
         old, self.state = self.state, new
         self._generation += 1
         self._trials = 0
-        self.consecutive_successes = 0
         if new is CircuitState.OPEN:
             self.opened_at = self._clock()
         elif new is CircuitState.CLOSED:
-            self.consecutive_failures = 0
             self.opened_at = None
         if self._on_change is not None:
             self._on_change(self, old)

@@ -232,8 +232,11 @@ export interface CircuitBreakerOptions {
 export interface CircuitSnapshot {
   /** The channel it guards, or '*' for a client-wide breaker (scope 'client'). */
   key: string;
+  /** Moves only on calls: 'open' past resetTimeout until the next call is admitted (it becomes 'half_open' then). */
   state: CircuitStateValue;
+  /** Counted failures since the last counted success, in any state (no transition resets it). */
   consecutiveFailures: number;
+  /** Counted successes since the last counted failure, in any state (no transition resets it). */
   consecutiveSuccesses: number;
   failures: number;
   successes: number;

@@ -7,7 +7,13 @@
  *
  * Pure state on an injected clock: the client asks `acquire()` before a
  * call and reports the outcome with `release()`. No timers: OPEN turns into
- * HALF_OPEN when someone asks after `resetTimeout`, which is when it matters.
+ * HALF_OPEN when a call is admitted after `resetTimeout` (it is the first
+ * trial), which is when it matters; reading the state or a snapshot changes
+ * nothing and fires nothing. `consecutiveFailures` and
+ * `consecutiveSuccesses` are the current run of counted outcomes: a success
+ * adds one to the second and zeroes the first, a failure the reverse, and
+ * transitions leave them alone (as the Python breaker,
+ * interop-tests/spec/circuit_breaker.json).
  */
 
 const { performance } = require('node:perf_hooks');
@@ -115,24 +121,25 @@ class CircuitBreaker {
   }
 
   /**
-   * The current state; OPEN becomes HALF_OPEN once `resetTimeout` has passed.
+   * The current state: OPEN past `resetTimeout` stays OPEN until the next
+   * call is admitted (acquire()); a read never moves it.
    * @returns {string}
    */
   get state() {
-    if (this._state === CircuitState.OPEN && this._now() - this.openedAt >= this.options.resetTimeout) {
-      this._trials = 0;
-      this.consecutiveSuccesses = 0;
-      this._move(CircuitState.HALF_OPEN);
-    }
     return this._state;
   }
 
   /**
-   * Asks to make a call.
+   * Asks to make a call; past `resetTimeout`, OPEN becomes HALF_OPEN and
+   * this call is its first trial.
    * @returns {Permit|null} null: rejected (see retryAfter()).
    */
   acquire() {
-    const state = this.state;
+    if (this._state === CircuitState.OPEN && this._now() - this.openedAt >= this.options.resetTimeout) {
+      this._trials = 0;
+      this._move(CircuitState.HALF_OPEN);
+    }
+    const state = this._state;
     if (state === CircuitState.CLOSED) return { trial: false, epoch: this._epoch };
     if (state === CircuitState.HALF_OPEN && this._trials < this.options.halfOpenMaxCalls) {
       this._trials++;
@@ -147,8 +154,7 @@ class CircuitBreaker {
    * @returns {number}
    */
   retryAfter() {
-    const state = this.state;
-    if (state === CircuitState.OPEN) return Math.max(0, this.openedAt + this.options.resetTimeout - this._now());
+    if (this._state === CircuitState.OPEN) return Math.max(0, this.openedAt + this.options.resetTimeout - this._now());
     return 0;
   }
 
@@ -159,7 +165,8 @@ class CircuitBreaker {
    * service) are successes: the service answered. A result that arrives
    * after the breaker changed state (a call let through while CLOSED that
    * ends once OPEN, a trial of an earlier HALF_OPEN) is counted in the
-   * totals but neither moves the breaker nor frees a trial slot.
+   * totals but neither moves the breaker, nor its consecutive counts, nor
+   * frees a trial slot.
    * @param {Permit} permit what acquire() returned.
    * @param {unknown} [error] the call's error; null or undefined for success.
    */
@@ -167,22 +174,18 @@ class CircuitBreaker {
     const failed = error !== null && error !== undefined && this._isFailure(error);
     if (failed) this.failures++;
     else this.successes++;
-    const state = this.state;
-    if (permit.epoch !== this._epoch) return; // started under another state: it says nothing about this one
+    // Started under another state: it says nothing about this one. With the same epoch
+    // the state is the one it was admitted in (CLOSED, or HALF_OPEN for a trial).
+    if (permit.epoch !== this._epoch) return;
     if (permit.trial) this._trials = Math.max(0, this._trials - 1);
-    if (state === CircuitState.CLOSED && !permit.trial) {
-      if (!failed) {
-        this.consecutiveFailures = 0;
-        return;
-      }
+    if (failed) {
       this.consecutiveSuccesses = 0;
-      if (++this.consecutiveFailures >= this.options.failureThreshold) this._open();
-    } else if (state === CircuitState.HALF_OPEN && permit.trial) {
-      if (failed) {
-        this.consecutiveFailures++;
-        this._open();
-      } else if (++this.consecutiveSuccesses >= this.options.successThreshold) {
-        this.consecutiveFailures = 0;
+      this.consecutiveFailures++;
+      if (this._state === CircuitState.HALF_OPEN || this.consecutiveFailures >= this.options.failureThreshold) this._open();
+    } else {
+      this.consecutiveFailures = 0;
+      this.consecutiveSuccesses++;
+      if (this._state === CircuitState.HALF_OPEN && this.consecutiveSuccesses >= this.options.successThreshold) {
         this._move(CircuitState.CLOSED);
       }
     }
@@ -194,7 +197,7 @@ class CircuitBreaker {
    * @param {Permit} permit what acquire() returned.
    */
   cancel(permit) {
-    if (permit.trial && permit.epoch === this._epoch && this.state === CircuitState.HALF_OPEN) {
+    if (permit.trial && permit.epoch === this._epoch && this._state === CircuitState.HALF_OPEN) {
       this._trials = Math.max(0, this._trials - 1);
     }
   }
@@ -204,7 +207,7 @@ class CircuitBreaker {
    * @returns {{key: string, state: string, consecutiveFailures: number, consecutiveSuccesses: number, failures: number, successes: number, rejected: number, openedAt: number|null}}
    */
   snapshot() {
-    return this._snapshot(this.state);
+    return this._snapshot(this._state);
   }
 
   /**
@@ -228,7 +231,6 @@ class CircuitBreaker {
   /** @private */
   _open() {
     this.openedAt = this._now();
-    this.consecutiveSuccesses = 0;
     this._trials = 0;
     this._move(CircuitState.OPEN);
   }

@@ -59,9 +59,11 @@ test('breaker - OPEN rejects with retryAfter until resetTimeout, then HALF_OPEN 
   assert.equal(breaker.retryAfter(), 60);
   assert.equal(breaker.snapshot().rejected, 1);
   clock.t += 60;
-  assert.equal(breaker.state, CircuitState.HALF_OPEN);
+  assert.equal(breaker.state, CircuitState.OPEN); // until a call is admitted: a read moves nothing
   assert.equal(breaker.retryAfter(), 0);
+  assert.deepEqual(changes.map(([s]) => s), ['open']);
   const a = breaker.acquire();
+  assert.equal(breaker.state, CircuitState.HALF_OPEN);
   const b = breaker.acquire();
   assert.deepEqual([a.trial, b.trial], [true, true]);
   assert.equal(a.epoch, b.epoch);
@@ -130,7 +132,9 @@ test('breaker - custom isFailure, resetTimeout 0, and option validation', () => 
   assert.equal(breaker.state, CircuitState.CLOSED);
   call(breaker, { code: 'handler_error' });
   assert.deepEqual(changes.map(([s, snap]) => [s, snap]), [['open', 'open']]);
-  assert.equal(breaker.state, CircuitState.HALF_OPEN); // resetTimeout 0: trials at once
+  assert.equal(breaker.state, CircuitState.OPEN); // until the next call...
+  assert.equal(breaker.acquire().trial, true); // ...which resetTimeout 0 lets through at once, as a trial
+  assert.equal(breaker.state, CircuitState.HALF_OPEN);
   assert.deepEqual(parseBreakerOptions(true).failureThreshold, 5);
   assert.equal(parseBreakerOptions({}).resetTimeout, 30000);
   for (const bad of [{ failureThreshold: 0 }, { resetTimeout: -1 }, { scope: 'app' }, { fallback: 1 }, { extra: 1 }, 'yes']) {
