@@ -25,11 +25,15 @@ class LatencyWindow:
         if size < 1:
             raise ValueError("size must be >= 1")
         self.size = size
-        # (time the call ended, latency), both seconds on the caller's clock.
+        # (time the call started, latency), both seconds on the caller's clock.
         self._samples: deque[tuple[float, float]] = deque(maxlen=size)
 
-    def add(self, latency_s: float, ended_at: float = 0.0) -> None:
-        self._samples.append((ended_at, max(latency_s, 0.0)))
+    def add(self, latency_s: float, started_at: float = 0.0) -> None:
+        """One call: its latency and when it started (as Node's
+        ``record(latencyMs, startedAt)``). The start is given, not derived
+        from the end: a stream's latency is its time to the first item, so
+        its end less its latency is not when it started."""
+        self._samples.append((started_at, max(latency_s, 0.0)))
 
     def __len__(self) -> int:
         return len(self._samples)
@@ -51,12 +55,11 @@ class LatencyWindow:
         return ordered[rank - 1] * 1000
 
     def rate(self, now: float) -> float:
-        """Calls per second over the span the window covers, from the start
-        of its oldest call to ``now``; 0.0 with no samples."""
+        """Calls per second over the span the window covers, from the
+        earliest start of its calls to ``now``; 0.0 with no samples."""
         if not self._samples:
             return 0.0
-        ended, latency = self._samples[0]
-        span = now - (ended - latency)
+        span = now - min(started for started, _ in self._samples)
         return len(self._samples) / span if span > 0 else 0.0
 
     def snapshot(self) -> dict[str, float | None]:

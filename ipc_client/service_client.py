@@ -120,7 +120,7 @@ class _Service:
             self.errors += 1
             if isinstance(error, IPCError) and error.code == ErrorCode.TIMEOUT:
                 self.timeouts += 1
-        self.window.add((ended if answered is None else answered) - started, ended)
+        self.window.add((ended if answered is None else answered) - started, started)
 
     def metrics(self) -> dict[str, Any]:
         return {

@@ -1182,7 +1182,7 @@ export interface ServiceMetrics {
   /** Every failed call, timeouts included. */
   errors: number;
   timeouts: number;
-  /** Over the last 1,024 calls. */
+  /** The last 1,024 calls over the time from the earliest start among them to now (a stream from its start). */
   requestsPerS: number;
   latencyMs: { avg: number | null; p50: number | null; p99: number | null };
 }

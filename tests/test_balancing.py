@@ -191,10 +191,18 @@ def test_latency_window_keeps_the_last_1024() -> None:
 def test_latency_window_rate_over_the_span_it_covers() -> None:
     w = LatencyWindow(size=4)
     for i in range(10):
-        w.add(0.5, ended_at=10.0 + i)  # one call a second, each 0.5 s long
+        w.add(0.5, started_at=9.5 + i)  # one call a second, each 0.5 s long
     # The last 4 calls started at 15.5 .. 18.5; at t=19.5 the window spans 4 s.
     assert w.rate(19.5) == pytest.approx(1.0)
     assert w.rate(23.5) == pytest.approx(0.5)  # the rate falls when calls stop
     assert w.rate(15.5) == 0.0  # a span that is not positive
+    # A stream: its latency is the time to its first item, far shorter than
+    # it lasted; the span runs from its start, whatever its latency.
+    s = LatencyWindow()
+    s.add(0.005, started_at=100.0)  # a 1 s stream, its first item after 5 ms
+    assert s.rate(101.0) == pytest.approx(1.0)
+    # The earliest start counts, not the first call to end.
+    s.add(0.001, started_at=99.0)
+    assert s.rate(101.0) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         LatencyWindow(0)

@@ -7,6 +7,7 @@ the time to its first item)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -65,6 +66,23 @@ async def test_a_stream_starts_its_service_fails_over_and_counts_as_one_call(gat
     assert 50 <= m["latency_ms"]["p50"] <= whole_ms - 90  # to its first item, not to its end (5 x 20 ms later)
     a, b = gateway.client("feed").server_stats()
     assert (a["errors"], b["requests"], b["errors"]) == (1, 1, 0)  # a had nobody: failed over before the first item
+
+
+async def test_a_stream_counts_in_the_rate_from_its_start(gateway) -> None:
+    """``requests_per_s`` spans from the stream's start (as Node's), not from
+    its end less its time to the first item: one stream of 10 items, 50 ms
+    to the first then 20 ms apart, is about 5 calls a second, not 20."""
+    await gateway.start()
+    began = time.monotonic()
+    first_at = None
+    async for _ in gateway.stream("feed", "ticks", {"n": 10}, timeout=WAIT_S):
+        first_at = first_at or time.monotonic()
+    ended = time.monotonic()
+    rate = gateway.get_metrics("feed")["requests_per_s"]
+    after = time.monotonic()
+    assert first_at is not None
+    # It started between began and first_at, and was read between ended and after.
+    assert 1 / (after - began) - 0.001 <= rate <= 1 / (ended - first_at) + 0.001
 
 
 async def test_errors_and_timeouts_are_counted_once_the_stream_ended(gateway) -> None:
