@@ -356,7 +356,9 @@ class ConnectionPool(PoolStreaming, PoolCore):
 
     def metrics(self) -> dict[str, Any]:
         """The members' ``metrics()`` summed (counters of destroyed members
-        included), rates and means recomputed from the sums."""
+        included), rates and means recomputed from the sums; every key of a
+        client's, with ``active_connections``, ``queued``, ``queued_bytes``
+        and ``cache_size`` at 0 when no member is live."""
         snaps = [m.client.metrics() for m in self._members if callable(getattr(m.client, "metrics", None))]
         return sum_metrics(snaps, self._retired, sum(1 for m in self._members if m.client.connected))
 

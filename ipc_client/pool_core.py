@@ -20,7 +20,7 @@ from ipc_protocol import IPCError, NotConnected, RequestTimeout, Unauthorized
 from .listeners import Listeners
 from .backoff import Backoff
 from .client import IPCClient
-from .pool_metrics import fold_retired
+from .pool_metrics import fold_retired, zero_counters
 from .pool_plan import OPEN_FAILED, PoolSettings, plan_pool
 from .pool_registrations import PoolRegistrations
 from .timeouts import check_timeout
@@ -82,8 +82,9 @@ class PoolCore:
         client_options: dict[str, Any],
     ) -> None:
         # A client made and dropped: the members' options are checked now, not
-        # when start() opens the first one (as Node's pool checks them).
-        IPCClient(app_id, host, port, reconnect=False, **client_options)
+        # when start() opens the first one (as Node's pool checks them), and its
+        # metrics() name every key the pool's metrics() reports.
+        probe = IPCClient(app_id, host, port, reconnect=False, **client_options)
         self.app_id = app_id
         self.host = host
         self.port = port
@@ -100,7 +101,7 @@ class PoolCore:
         self._closed = False
         self._total_created = 0
         self._total_destroyed = 0
-        self._retired: collections.Counter[str] = collections.Counter()
+        self._retired = zero_counters(probe.metrics())  # every key reported from the start
         self._listeners = Listeners("pool", _EVENTS, self._spawn)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None

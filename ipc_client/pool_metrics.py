@@ -2,7 +2,11 @@
 
 Counters of destroyed members are kept, so a pool's totals do not drop when
 a connection is replaced; rates and means are recomputed from the sums, since
-adding up rates means nothing.
+adding up rates means nothing. Every key of a member's ``metrics()`` is
+there whether or not a member is live (before ``start()``, while the server
+is down, after ``close()``): the counters at what they reached, the present
+ones (``active_connections``, ``queued``, ``queued_bytes``, ``cache_size``)
+at 0, as Node's ``pool_metrics.js``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import collections
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["fold_retired", "sum_metrics"]
+__all__ = ["fold_retired", "sum_metrics", "zero_counters"]
 
 # Metrics that describe the present, not a history: never carried over from
 # destroyed members.
@@ -26,6 +30,16 @@ _AVERAGES = {
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def zero_counters(snapshot: Mapping[str, Any]) -> collections.Counter[str]:
+    """Every counter of a member's ``metrics()`` at 0, to start the retired
+    sum with: a pool that never had a member still reports every key."""
+    counters: collections.Counter[str] = collections.Counter()
+    for key, value in snapshot.items():
+        if _is_number(value) and key not in _LIVE_METRICS and not key.endswith("_rate") and key not in _AVERAGES:
+            counters[key] = 0
+    return counters
 
 
 def fold_retired(retired: collections.Counter[str], final: Mapping[str, Any]) -> None:
@@ -45,6 +59,8 @@ def sum_metrics(snaps: Iterable[Mapping[str, Any]], retired: Mapping[str, int | 
             if _is_number(value) and not key.endswith("_rate") and not key.startswith("average_"):
                 totals[key] += value
     out: dict[str, Any] = dict(totals)
+    for key in _LIVE_METRICS:  # the present of no member: 0, never a missing key (as in Node)
+        out.setdefault(key, 0)
     out["active_connections"] = active
     attempts, successes = totals["connection_attempts"], totals["connection_successes"]
     out["connection_success_rate"] = successes / attempts if attempts else 1.0

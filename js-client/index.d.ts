@@ -1000,8 +1000,8 @@ export declare class ConnectionPool extends EventEmitter {
   clearCache(): void;
   close(): Promise<void>;
   stats(): PoolStats;
-  /** The members' KPIs summed, or null when the clients have none. */
-  getMetrics(): Record<string, number> | null;
+  /** The members' KPIs summed: every key of a client's getMetrics(), also with no member live (the current ones, activeConnections, queued, queuedBytes, cacheSize, at 0 then). */
+  getMetrics(): Record<string, number>;
 
   on<E extends keyof ConnectionPoolEvents>(event: E, listener: (...args: ConnectionPoolEvents[E]) => void): this;
   once<E extends keyof ConnectionPoolEvents>(event: E, listener: (...args: ConnectionPoolEvents[E]) => void): this;
@@ -1144,7 +1144,8 @@ export declare class LoadBalancedClient extends EventEmitter {
   checkHealth(): Promise<ServerStats[]>;
   serverStats(): ServerStats[];
   poolStats(): Record<string, PoolStats>;
-  getMetrics(): Record<string, number> | null;
+  /** Every server's pool's KPIs summed, every key always (as ConnectionPool.getMetrics()). */
+  getMetrics(): Record<string, number>;
   /** Forgets every cached answer (`cacheTtl`) of every server's pooled connections. */
   clearCache(): void;
   close(): Promise<void>;

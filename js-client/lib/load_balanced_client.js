@@ -299,12 +299,12 @@ class LoadBalancedClient extends BalancedStreaming {
   }
 
   /**
-   * The KPIs of every pool summed (§2), or null when the clients have none.
-   * @returns {object|null}
+   * The KPIs of every pool summed (§2): every key, as each pool reports
+   * them whether or not a member is live.
+   * @returns {object}
    */
   getMetrics() {
-    const parts = [...this._pools.values()].map((p) => p.getMetrics()).filter((m) => m !== null);
-    return parts.length === 0 ? null : sumMetrics(parts);
+    return sumMetrics([...this._pools.values()].map((p) => p.getMetrics()));
   }
 
   /**

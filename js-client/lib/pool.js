@@ -337,16 +337,18 @@ class ConnectionPool extends PoolStreaming {
   /**
    * The KPIs of the members summed (§2): counters of destroyed members
    * included, current values (`activeConnections`, `queued`...) of live
-   * ones only; rates and averages recomputed from the sums.
-   * @returns {object|null} null when the clients have no getMetrics().
+   * ones only; rates and averages recomputed from the sums. Every key of a
+   * member's getMetrics() is there, with no member live too (before
+   * start(), the server down, after close()): the current ones at 0.
+   * @returns {object}
    */
   getMetrics() {
-    const live = [];
+    const parts = [this._blankMetrics];
+    if (this._retired !== null) parts.push(this._retired);
     for (const { client } of this._members) {
-      if (typeof client.getMetrics === 'function') live.push(client.getMetrics());
+      if (typeof client.getMetrics === 'function') parts.push(client.getMetrics());
     }
-    if (this._retired !== null) live.unshift(this._retired);
-    return live.length === 0 ? null : sumMetrics(live);
+    return sumMetrics(parts);
   }
 }
 

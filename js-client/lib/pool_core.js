@@ -18,7 +18,7 @@ const { IPCClient } = require('./client');
 const { backoffDelay } = require('./backoff');
 const { NotConnectedError, RequestTimeoutError, UnauthorizedError } = require('./errors');
 const { planPool, DEAD, OPEN_FAILED } = require('./pool_plan');
-const { foldRetired } = require('./pool_metrics');
+const { foldRetired, zeroMetrics } = require('./pool_metrics');
 const { PoolRegistrations } = require('./pool_registrations');
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 
@@ -90,6 +90,8 @@ class PoolCore extends EventEmitter {
     this._refillAttempt = 0;
     this._refused = false; // the last open was refused unauthorized: no refill until one succeeds
     this._retired = null; // final metrics of destroyed members, folded into one
+    // Every key of a member's KPIs at 0 (a client made and dropped names them): the pool reports them all, always.
+    this._blankMetrics = zeroMetrics(new IPCClient(appId, clientOptions).getMetrics());
     this.totalCreated = 0;
     this.totalDestroyed = 0;
     this._registrations = new PoolRegistrations({

@@ -4,7 +4,9 @@
  * A pool's KPIs: its members' getMetrics() summed (docs/resilience.md §2).
  * Counters of destroyed members are kept, so a pool's totals do not drop
  * when a connection is replaced; rates and averages are recomputed from the
- * sums, since adding up rates means nothing. Mirrors ipc_client/pool_metrics.py.
+ * sums, since adding up rates means nothing. Every key is there whether or
+ * not a member is live, the current ones (CURRENT_METRICS) at 0 then.
+ * Mirrors ipc_client/pool_metrics.py.
  */
 
 /** Metrics that are current values, not counters: a destroyed member's no longer count. */
@@ -48,6 +50,20 @@ function sumMetrics(parts) {
 }
 
 /**
+ * Every key of a member's getMetrics() at 0: the first part of a pool's sum,
+ * so that it reports every key whether or not a member is live (before
+ * start(), while its server is down, after close()), the current ones at 0,
+ * as the Python pool does.
+ * @param {object} snapshot a client's getMetrics().
+ * @returns {object}
+ */
+function zeroMetrics(snapshot) {
+  const out = {};
+  for (const [key, value] of Object.entries(snapshot)) if (typeof value === 'number') out[key] = 0;
+  return out;
+}
+
+/**
  * Folds a destroyed member's last KPIs into the retired sum: one object,
  * however many members died.
  * @param {object|null} retired the sum so far, null for none.
@@ -60,4 +76,4 @@ function foldRetired(retired, final) {
   return sumMetrics(retired === null ? [counters] : [retired, counters]);
 }
 
-module.exports = { sumMetrics, foldRetired };
+module.exports = { sumMetrics, foldRetired, zeroMetrics };

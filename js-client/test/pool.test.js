@@ -8,6 +8,7 @@ const assert = require('node:assert/strict');
 const { ConnectionPool, sumMetrics } = require('../lib/pool');
 const { DEFAULTS } = require('../lib/constants');
 const { ErrorCode } = require('../lib/errors');
+const { IPCClient } = require('../lib/client');
 const { Peer, waitFor, freePort } = require('./helpers');
 
 /** Fast backoff, whichever name the client options give it. */
@@ -244,13 +245,25 @@ test('pool - healthCheck() pings on a busy member too, and reports a dead server
   pool.release(held);
 });
 
-test('pool - getMetrics() is null without member KPIs; sums recompute rates and averages', async (t) => {
-  const { pool } = await setup(t);
+test('pool - getMetrics() has every key with no member live; sums recompute rates and averages', async (t) => {
+  const { pool, peer } = await setup(t, { minConnections: 1, initialDelay: 5000, maxDelay: 5000 });
+  const keys = Object.keys(new IPCClient('app', { host: '127.0.0.1', port: 1 }).getMetrics()).sort();
+  const current = ['activeConnections', 'queued', 'queuedBytes', 'cacheSize'];
+  const check = (m, active, where) => {
+    assert.deepEqual(Object.keys(m).sort(), keys, where); // the Python pool's keys too (tests/test_pool_metrics.py)
+    assert.deepEqual(current.map((k) => m[k]), [active, 0, 0, 0], where);
+  };
+  check(pool.getMetrics(), 0, 'before start()');
   await pool.start();
-  const member = await pool.acquire();
-  if (typeof member.getMetrics !== 'function') assert.equal(pool.getMetrics(), null);
-  else assert.equal(pool.getMetrics().activeConnections, 1);
-  pool.release(member);
+  assert.equal(await pool.request('echo', 1), 1);
+  check(pool.getMetrics(), 1, 'a member live');
+  await peer.close(); // the server goes: its member is lost, and no other opens
+  await until(pool, ['destroyed'], () => pool.stats().total === 0);
+  check(pool.getMetrics(), 0, 'the server down');
+  assert.equal(pool.getMetrics().messagesDelivered, 1); // the counters stay
+  await pool.close();
+  check(pool.getMetrics(), 0, 'after close()');
+  assert.equal(pool.getMetrics().messagesDelivered, 1);
   const sum = sumMetrics([
     { connectionAttempts: 2, connectionSuccesses: 1, connectionSuccessRate: 0.5, messagesDelivered: 3, messagesFailed: 1, messageDeliveryRate: 0.75, reconnections: 1, averageReconnectionTimeMs: 100, activeConnections: 1, averageConnectionDurationMs: 10 },
     { connectionAttempts: 2, connectionSuccesses: 2, connectionSuccessRate: 1, messagesDelivered: 4, messagesFailed: 0, messageDeliveryRate: 1, reconnections: 3, averageReconnectionTimeMs: 300, activeConnections: 1, averageConnectionDurationMs: 40 }

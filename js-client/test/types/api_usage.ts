@@ -549,14 +549,14 @@ export async function pool(): Promise<void> {
   exact<void>()(p.clearCache());
   const stats: PoolStats = p.stats();
   const s: number[] = [stats.total, stats.available, stats.inUse, stats.pending, stats.totalCreated, stats.totalDestroyed];
-  const metrics: Record<string, number> | null = p.getMetrics();
+  exact<Record<string, number>>()(p.getMetrics()); // every key, never null (docs/resilience.md §2)
   p.on('created', ({ client }) => client.appId)
     .on('destroyed', ({ client, reason }) => `${client.appId} ${reason?.message}`)
     .on('connection_lost', ({ client, error }) => `${client.state} ${error?.message}`)
     .on('error', (error) => error.message);
   const first: ConnectionPoolEvents['created'] = [{ client }];
   await p.close();
-  void [fields, health, reply, s, metrics, first];
+  void [fields, health, reply, s, first];
 }
 
 // -- LoadBalancedClient ---------------------------------------------------------------------
@@ -613,7 +613,7 @@ export async function loadBalanced(): Promise<void> {
     void parts;
   }
   const pools: Record<string, PoolStats> = lb.poolStats();
-  const metrics: Record<string, number> | null = lb.getMetrics();
+  exact<Record<string, number>>()(lb.getMetrics());
   lb.on('server_down', ({ host, port, error }) => `${host}:${port} ${error?.message}`)
     .on('server_up', ({ host, port }) => `${host}:${port}`)
     .on('server_leaving', ({ host, port, deadlineMs }) => `${host}:${port} ${deadlineMs.toFixed()}`)
@@ -621,7 +621,7 @@ export async function loadBalanced(): Promise<void> {
     .on('error', (error) => error.message);
   const down: LoadBalancedClientEvents['server_down'] = [{ host: 'h', port: 1, error: null }];
   await lb.close();
-  void [fields, reply, checked, pools, metrics, down];
+  void [fields, reply, checked, pools, down];
 }
 
 // -- ServiceClient --------------------------------------------------------------------------
