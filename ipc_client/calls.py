@@ -24,6 +24,7 @@ from typing import Any
 
 from ipc_protocol import (
     ConnectionLost,
+    ErrorCode,
     IPCError,
     Message,
     MessageType,
@@ -211,7 +212,15 @@ class Calls:
 
     async def await_reply(self, fut: asyncio.Future[Message], track: bool, message_id: str | None = None) -> Message:
         """The answer ``fut`` settles with, or the error it carries raised.
-        A caller cancelled meanwhile gives the call up (:meth:`_given_up`)."""
+        A caller cancelled meanwhile gives the call up (:meth:`_given_up`).
+
+        Counted delivered when the other side answered it (a result, or an
+        error answer such as ``handler_error``), failed when it ended here
+        (its deadline, the connection) or in a ``timeout`` answer: the
+        server times a request out at the deadline the client's timer has
+        too (docs/protocol.md §6.5), and which of the two ends the call is a
+        race (a loop that wakes late reads the server's answer before it
+        runs its due timer), so both count the same, as in Node."""
         try:
             reply = await fut
         except IPCError:
@@ -221,12 +230,18 @@ class Calls:
         except asyncio.CancelledError:
             self._given_up(fut, message_id)
             raise
-        if track:
-            self._metrics.delivered()
+        error: IPCError | None = None
         if reply.error is not None:
-            raise error_from_wire(reply.error.model_dump())
-        if self.legacy and isinstance(reply.payload, dict) and set(reply.payload) == {"error"} and isinstance(reply.payload["error"], dict):
-            raise error_from_wire(reply.payload["error"])  # §10: an error object as the whole payload; else data, as Node
+            error = error_from_wire(reply.error.model_dump())
+        elif self.legacy and isinstance(reply.payload, dict) and set(reply.payload) == {"error"} and isinstance(reply.payload["error"], dict):
+            error = error_from_wire(reply.payload["error"])  # §10: an error object as the whole payload; else data, as Node
+        if track:
+            if error is not None and error.code == ErrorCode.TIMEOUT:
+                self._metrics.failed()
+            else:
+                self._metrics.delivered()
+        if error is not None:
+            raise error
         return reply
 
     def settle(self, msg: Message) -> bool:

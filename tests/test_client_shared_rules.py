@@ -2,7 +2,8 @@
 decisions): ``timeout_ms`` is the remaining time rounded up, at least 1 ms;
 the frame limit before the handshake, and for good with a version-1 server,
 is ``max_frame_size`` or the protocol's 16 MiB default; one connection
-attempt is ``_establish``."""
+attempt is ``_establish``; a ``timeout`` counts as failed in the metrics,
+whether the local timer or the server's answer ended the call."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ipc_client.calls import Calls, budget_ms
 from ipc_client.connection import ClientConnection
 from ipc_client.lifecycle import Lifecycle
 from ipc_client.metrics import ClientMetrics
-from ipc_protocol import FrameDecoder, Message, MessageType, encode_frame
+from ipc_protocol import FrameDecoder, HandlerError, Message, MessageType, encode_frame
 from ipc_protocol.client_protocol import ClientProtocol
 from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
 
@@ -26,10 +27,14 @@ from .conftest import WAIT_S
 from .recording_transport import RecordingTransport
 
 
+# Channels the stub answers with an error at once: channel -> code.
+ANSWERED_ERRORS = {"expire": "timeout", "boom": "handler_error"}
+
+
 class StubServer:
     """A server speaking frames by hand: it answers the connect (version 2,
-    or version 1 without ``protocol``), records every frame and answers
-    requests on ``echo``."""
+    or version 1 without ``protocol``), records every frame, answers
+    requests on ``echo`` and with an error on ``ANSWERED_ERRORS``."""
 
     def __init__(self, *, legacy: bool = False, advertise: int | None = None) -> None:
         self.legacy = legacy
@@ -71,6 +76,10 @@ class StubServer:
                     self.send(writer, self._reply(msg, payload, reply_to=not self.legacy))
                 elif msg["channel_id"] == "echo" and msg["message_type"] == "request":
                     self.send(writer, self._reply(msg, msg["payload"]))
+                elif msg["channel_id"] in ANSWERED_ERRORS and msg["message_type"] == "request":
+                    reply = self._reply(msg, None)
+                    reply["error"] = {"code": ANSWERED_ERRORS[msg["channel_id"]], "message": "answered by the stub"}
+                    self.send(writer, reply)
 
     @staticmethod
     def _reply(msg: dict[str, Any], payload: Any, *, reply_to: bool = True) -> dict[str, Any]:
@@ -112,6 +121,26 @@ async def test_timeout_ms_on_the_wire_rounds_up_on_the_hot_path(stub: StubServer
             stub.arrived.clear()
             await stub.arrived.wait()
     assert stub.requests("silent")[0]["timeout_ms"] == 1
+
+
+# -- the metrics: a timeout counts as failed, whoever ended the call ----------------
+
+
+async def test_a_timeout_answer_counts_as_failed_like_a_local_timeout(stub: StubServer) -> None:
+    """The server answers ``timeout`` at the deadline the client's timer has
+    too (docs/protocol.md §6.5): whichever ends the call first, it is failed,
+    never delivered; other error answers are the service's answer,
+    delivered (as js-client/test/client_edges.test.js)."""
+    async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False) as client:
+        for i in range(3):  # the server's timeout, long before the local one
+            with pytest.raises(RequestTimeout):
+                await client.request("expire", i, timeout=WAIT_S)
+        with pytest.raises(HandlerError):
+            await client.request("boom", None, timeout=WAIT_S)
+        with pytest.raises(RequestTimeout):  # the local one: the stub never answers
+            await client.request("silent", None, timeout=0.05)
+        m = client.metrics()
+    assert (m["messages_sent"], m["messages_delivered"], m["messages_failed"]) == (5, 1, 4)
 
 
 class FrozenClock:

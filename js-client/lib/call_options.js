@@ -40,15 +40,19 @@ function callOptions(options, defaultTimeout, defaultPolicy) {
 }
 
 /**
- * Whether an error is a local failure (the metrics' `messagesFailed`)
- * rather than an answer from the other side.
+ * Whether a failed call counts in the metrics' `messagesFailed` rather than
+ * `messagesDelivered` (an answer from the other side, such as
+ * `handler_error`): a local failure, or a `timeout` whether the local
+ * timer or the server's own answer ended it. The server times a request
+ * out at the deadline this client's timer has too (docs/protocol.md §6.5),
+ * so which of the two comes first is a race; both count the same, as in
+ * Python.
  * @param {unknown} err
  * @returns {boolean}
  */
-function isLocalFailure(err) {
-  if (err instanceof RemoteError) return false;
-  if (err instanceof RequestTimeoutError) return !err.remote;
-  return true;
+function countsAsFailed(err) {
+  if (err instanceof RequestTimeoutError) return true; // `.remote` or not
+  return !(err instanceof RemoteError);
 }
 
 /**
@@ -62,4 +66,4 @@ function isLocalRefusal(err) {
   return err instanceof ProtocolError || err instanceof TypeError || err instanceof RangeError || err instanceof AbortError; // nor a caller giving up
 }
 
-module.exports = { checkTimeout, callOptions, isLocalFailure, isLocalRefusal };
+module.exports = { checkTimeout, callOptions, countsAsFailed, isLocalRefusal };

@@ -17,7 +17,7 @@ const { buildMessage } = require('./envelope');
 const { SYSTEM_CHANNEL } = require('./constants');
 const { validateChannel, isReserved } = require('./channels');
 const { now } = require('./connection');
-const { callOptions, checkTimeout, isLocalFailure, isLocalRefusal } = require('./call_options');
+const { callOptions, checkTimeout, countsAsFailed, isLocalRefusal } = require('./call_options');
 const { State } = require('./state');
 const { traceOutgoing, endSpan } = require('./tracing');
 const { keyedHeaders, resendOnLoss } = require('./idempotency');
@@ -350,12 +350,13 @@ class Calls {
 
 
   /**
-   * Counts a failed call in the metrics unless the other side answered it.
+   * Counts a failed call in the metrics: failed, or delivered when the
+   * other side answered it (countsAsFailed(): a `timeout` answer is failed).
    * @param {unknown} err
    * @private
    */
   _countFailure(err) {
-    if (isLocalFailure(err)) this.host._metrics.failed();
+    if (countsAsFailed(err)) this.host._metrics.failed();
     else this.host._metrics.delivered();
   }
 

@@ -392,3 +392,20 @@ test('client - a publish with ack to a version-1 server is counted as sent and d
   assert.equal(m.messagesDelivered, 1);
   assert.equal(m.messagesFailed, 0);
 });
+
+test('client - a timeout answer counts as failed, like a local timeout; other error answers as delivered', async (t) => {
+  // The server answers `timeout` at the deadline this client's timer has too (docs/protocol.md §6.5):
+  // here it answers first, long before the local timer, as it does when the client's loop wakes late.
+  const onRequest = (msg, conn, reply) =>
+    msg.channel_id === 'expire'
+      ? reply(null, { error: { code: 'timeout', message: 'no answer from the responder within 5000 ms' } })
+      : reply(null, { error: { code: 'handler_error', message: 'boom' } });
+  const { client } = await setup(t, { onRequest });
+  await client.connect();
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(client.sendRequest('expire', i, 5000), (err) => err.code === ErrorCode.TIMEOUT && err.remote === true);
+  }
+  await assert.rejects(client.sendRequest('boom', 0, 5000), { code: ErrorCode.HANDLER_ERROR });
+  const m = client.getMetrics();
+  assert.deepEqual([m.messagesSent, m.messagesDelivered, m.messagesFailed], [4, 1, 3]); // as tests/test_client_shared_rules.py
+});
