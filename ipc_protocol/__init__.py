@@ -10,6 +10,7 @@ from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
 from .framing import FrameDecoder, encode_frame
 from .heartbeat import Heartbeat, HeartbeatAction
+from .printable import printable
 
 from .version import __version__
 
@@ -41,6 +42,7 @@ __all__ = [
     "is_reserved",
     "is_servable",
     "pattern_matches",
+    "printable",
     "__version__",
     *_exceptions_all,
 ]

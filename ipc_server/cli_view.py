@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ipc_protocol.constants import DEFAULT_HOST, DEFAULT_PORT
+from ipc_protocol.printable import printable
 
 __all__ = ["main", "VIEWS", "render", "table"]
 
@@ -129,8 +130,7 @@ def _text(value: Any) -> str:
     """A cell's text, characters that are not printable escaped as ``repr``
     does: clients choose app ids and channel names, and a newline would
     forge a row, an escape sequence reach the operator's terminal."""
-    text = "-" if value is None else str(value)
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "-" if value is None else printable(value)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
-from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType
+from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType, printable
 from ipc_protocol.protocol import MessageRefused, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
@@ -163,7 +163,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
             if self._stats.timing is not None and msg.message_type is MessageType.REQUEST:  # docs/operations.md
                 self._stats.timing.answered(self.app_id, msg.channel_id, refusal.code, self.read_at)
         else:  # no answer: logged and dropped
-            log.info("notification %s on %r from %s dropped: %s: %s", msg.message_id, msg.channel_id, self.connection_id, refusal.code, refusal.text)
+            log.info("notification %s on %r from %s dropped: %s: %s", printable(msg.message_id), msg.channel_id, printable(self.connection_id), refusal.code, printable(refusal.text))
         self._queued(self.protocol.frames_queued)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ipc_client.at_once import AtOnce, HandlerCancelled, result_of
-from ipc_protocol import ErrorCode, ErrorInfo, Message
+from ipc_protocol import ErrorCode, ErrorInfo, Message, printable
 from ipc_protocol.attachments import with_bytes
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
@@ -67,7 +67,7 @@ class HandlerCall:
             if conn.owner.stats.timing is not None:  # metrics on (request_metrics)
                 conn.owner.stats.timing.answered(conn.app_id, self.request.channel_id, reply.error.code if reply.error else "ok", self.received)
         elif reply.error is not None:
-            log.warning("notification handler for %r failed: %s", self.request.channel_id, reply.error.message)
+            log.warning("notification handler for %r failed: %s", self.request.channel_id, printable(reply.error.message))
         self.answered = True
 
 
@@ -238,7 +238,7 @@ class HandlerCalls:
         notification's failure logged (§6.3)."""
         if request.message_type is not _REQUEST:
             if failure is not None:
-                log.warning("notification handler for %r failed: %s", request.channel_id, self._failure(request, failure).error.message)  # type: ignore[union-attr]
+                log.warning("notification handler for %r failed: %s", request.channel_id, printable(self._failure(request, failure).error.message))  # type: ignore[union-attr]
             return
         if not conn.is_open:  # nobody will read it
             self._late(request, failure)
@@ -277,7 +277,7 @@ class HandlerCalls:
     def _count_failure(self, msg: Message, error: ErrorInfo) -> None:
         self._stats.count_error(error.code)
         if error.code == ErrorCode.HANDLER_ERROR:
-            log.info("handler for %r raised %s: %s", msg.channel_id, error.remote_type, error.message)
+            log.info("handler for %r raised %s: %s", msg.channel_id, printable(error.remote_type), printable(error.message))
 
     def _expired(self, call: HandlerCall) -> None:
         """The request's deadline passed (§6.5): answer ``timeout`` now, cancel

@@ -4,6 +4,11 @@ reason it closed as structured fields (``extra=``), and the two formats
 ``--log-format`` chooses: ``text`` (one readable line) and ``json`` (one
 object per line, for a log shipper: ``ts``, ``level``, ``logger``, ``msg``,
 then the fields that apply).
+
+Peers choose app ids, connection ids, channels and error texts: in a
+message they are ``printable()`` (a newline would forge a second line, an
+escape sequence reach the terminal), raw in the fields of ``extra=``,
+which the JSON format encodes.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "configure_logging", "log_opened", "log_closed", "peer_text", "LOG_FORMATS", "FIELDS"]
+from ipc_protocol.printable import printable
+
+__all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_opened", "log_closed", "peer_text", "LOG_FORMATS", "FIELDS"]
 
 LOG_FORMATS = ("text", "json")
 # The structured fields a record may carry, in the order a JSON line shows them.
@@ -56,12 +63,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One event, one line: the message's characters that are not printable
+    are escaped here too, for the log calls (the application's, a
+    library's) that did not; a traceback or stack follows on lines indented
+    by two spaces, so a line that starts in column 0 always starts an event."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        lines = [self.formatMessage(record)]
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for block in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
+            lines.extend("  " + printable(line) for line in (block or "").splitlines())
+        return "\n".join(lines)
+
+
 def configure_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> logging.Handler:
     """The root logger's one handler, in ``log_format``; returns it."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -75,7 +102,7 @@ def log_opened(conn: Any, user: str | None = None) -> None:
     peer = peer_text(conn.peer)
     protocol = 1 if conn.legacy else 2
     extra = {"app": conn.app_id, "peer": peer, "connection_id": conn.connection_id, "protocol": protocol, "client": conn.client_name or None, "user": user}
-    log.info("connection %s opened: app %s, peer %s, protocol %d", conn.connection_id, conn.app_id, peer, protocol, extra=extra)
+    log.info("connection %s opened: app %s, peer %s, protocol %d", printable(conn.connection_id), printable(conn.app_id), peer, protocol, extra=extra)
 
 
 def log_closed(conn: Any, reason: str, *, quiet: bool = False) -> None:
@@ -84,6 +111,6 @@ def log_closed(conn: Any, reason: str, *, quiet: bool = False) -> None:
     peer = peer_text(conn.peer)
     extra = {"app": conn.app_id or None, "peer": peer, "connection_id": conn.connection_id or None, "reason": reason, "user": getattr(conn, "user", None)}
     if conn.opened:
-        log.info("connection %s closed: app %s, peer %s: %s", conn.connection_id, conn.app_id, peer, reason, extra=extra)
+        log.info("connection %s closed: app %s, peer %s: %s", printable(conn.connection_id), printable(conn.app_id), peer, printable(reason), extra=extra)
     else:
-        log.log(logging.DEBUG if quiet else logging.INFO, "socket from %s closed before its handshake completed: %s", peer, reason, extra=extra)
+        log.log(logging.DEBUG if quiet else logging.INFO, "socket from %s closed before its handshake completed: %s", peer, printable(reason), extra=extra)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import signal
 import sys
 
@@ -16,12 +17,18 @@ from pathlib import Path
 import pytest
 
 from ipc_client import IPCClient
-from ipc_protocol import Unauthorized, encode_frame
+from ipc_protocol import Unauthorized, encode_frame, printable
 from ipc_server import IPCServer
-from ipc_server.logs import JsonFormatter, configure_logging, peer_text
+from ipc_server.logs import JsonFormatter, TextFormatter, configure_logging, peer_text
 from ipc_server.users import hash_token
 
-from .conftest import RawPeer
+from .conftest import ROOT, WAIT_S, RawPeer, frame
+
+# What a peer that wants forged log lines and a cleared screen sends as its app id and connection id.
+FORGED_APP = "shop\n2026-12-07 12:00:00,000 INFO ipc_server.connection: connection admin opened: app admin, peer 10.0.0.1:1, protocol 2"
+FORGED_ID = "x\x1b[2J"
+# The start of every event of the text format: a line that does not start so continues the one before.
+EVENT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
 
 async def _stopped_log(srv) -> list[str]:  # type: ignore[no-untyped-def]
@@ -126,3 +133,96 @@ async def test_a_users_connection_is_logged_with_its_user_opening_and_closing(tm
             assert json.loads(JsonFormatter().format(lines[(app, event)]))["user"] == user
     refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refusing ")]
     assert refusals and all(m.startswith("refusing 127.0.0.1:") and "(user bob): invalid user or token" in m for m in refusals), refusals
+
+
+def test_printable_vectors_shared_with_the_node_client() -> None:
+    vectors = json.loads((ROOT / "interop-tests" / "spec" / "printable.json").read_text())["vectors"]
+    for vector in vectors:
+        assert printable(vector["value"]) == vector["expected"], vector
+    assert printable(None) == "None" and printable(ValueError("a\nb")) == "a\\nb"
+
+
+async def _forger(port: int) -> None:
+    """A raw client whose app id carries a forged log line and whose
+    connection id clears the screen; it connects, then goes."""
+    peer = await RawPeer.open(port)
+    peer.send(frame("request", "system", {"action": "connect", "connection_id": FORGED_ID, "protocol": 2}, app_id=FORGED_APP, message_id="hello"))
+    reply = await peer.recv()
+    assert reply.payload["connection_id"] == FORGED_ID, reply  # admitted as it asked
+    await peer.close()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_a_peers_ids_cannot_forge_a_log_line_or_reach_the_terminal(spawn, log_format: str) -> None:
+    """Its app id and connection id went into the text lines raw: two
+    forged INFO lines and a clear-screen escape on stderr. Escaped in the
+    messages now (one event, one line); raw in the JSON fields."""
+    srv = await spawn("-m", "ipc_server", "--port", "0", "--log-format", log_format, "--shutdown-grace", "0.5")
+    await _forger(srv.port)
+    async with asyncio.timeout(WAIT_S):  # the server logs the close after the peer has gone: ask it when that was
+        async with IPCClient("probe", "127.0.0.1", srv.port) as client:
+            while (await client.system("stats"))["connections"] > 1:
+                await asyncio.sleep(0.01)
+    lines = await _stopped_log(srv)
+    assert not any("\x1b" in line for line in lines), lines
+    if log_format == "json":  # one object per line, as before: the fields raw, the message as the text line's
+        ours = [r for r in map(json.loads, lines) if r.get("connection_id") == FORGED_ID]
+        assert [r["msg"].split(":")[0].rsplit(" ", 1)[-1] for r in ours] == ["opened", "closed"], lines
+        assert all(r["app"] == FORGED_APP and f"connection {printable(FORGED_ID)} " in r["msg"] and f"app {printable(FORGED_APP)}, " in r["msg"] for r in ours)
+        return
+    assert all(EVENT.match(line) for line in lines), lines
+    assert not any("admin" in line.replace(printable(FORGED_APP), "") for line in lines), lines
+    ours = [line for line in lines if f"connection {printable(FORGED_ID)} " in line]
+    assert len(ours) == 2 and all(f"app {printable(FORGED_APP)}, peer 127.0.0.1:" in line for line in ours), lines
+
+
+def test_the_text_format_writes_one_line_per_event_whoever_logs() -> None:
+    """A log call that did not escape a peer's text (an application's, a
+    library's) gets one line too; a traceback follows indented, its
+    exception's text included, so only an event's first line starts in
+    column 0."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    log = logging.getLogger("test.text")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        log.warning("channel %s refused", "a\n2026-12-07 12:00:00,000 INFO forged\x1b[2J")
+        try:
+            raise ValueError("bad\n2026-12-07 12:00:00,000 INFO forged too")
+        except ValueError:
+            log.exception("handler failed")
+        log.info("after", stack_info=True)
+    finally:
+        log.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    events = [line for line in lines if not line.startswith("  ")]
+    assert len(events) == 3 and all(EVENT.match(line) for line in events), lines
+    assert events[0].endswith("WARNING test.text: channel a\\n2026-12-07 12:00:00,000 INFO forged\\x1b[2J refused")
+    assert lines[2] == "  Traceback (most recent call last):" and lines[lines.index("  ValueError: bad") + 1] == "  2026-12-07 12:00:00,000 INFO forged too"
+    assert lines[-1].startswith("    ") and "\x1b" not in stream.getvalue()
+
+
+async def test_an_embedded_servers_and_the_clients_messages_escape_a_peers_text(caplog: pytest.LogCaptureFixture) -> None:
+    """Embedded, the application's formatter writes the lines: the
+    messages themselves are escaped (the server's, the client's debug lines
+    of what it receives); the records' fields keep the raw values."""
+    caplog.set_level(logging.DEBUG, "ipc_server")
+    caplog.set_level(logging.DEBUG, "ipc_client.tracing")
+    channel = "feed.a\n2026-12-07 12:00:00,000 INFO forged\x1b[2J"
+    async with IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2) as server:
+        await _forger(server.port)
+        async with IPCClient("shop", "127.0.0.1", server.port, reconnect=False) as sub, IPCClient("shop", "127.0.0.1", server.port, reconnect=False) as pub:
+            got: asyncio.Queue[str] = asyncio.Queue()
+            await sub.subscribe("feed.>", lambda msg: got.put_nowait(msg.channel_id))
+            await pub.publish(channel, 1)
+            assert await asyncio.wait_for(got.get(), WAIT_S) == channel
+        async with asyncio.timeout(WAIT_S):
+            while not any(r.__dict__.get("connection_id") == FORGED_ID and " closed: " in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.01)
+    assert all(r.getMessage().isprintable() for r in caplog.records), [r.getMessage() for r in caplog.records if not r.getMessage().isprintable()]
+    ours = [r for r in caplog.records if r.__dict__.get("connection_id") == FORGED_ID]
+    assert len(ours) == 2 and all(r.__dict__["app"] == FORGED_APP and printable(FORGED_APP) in r.getMessage() for r in ours)
+    assert any(r.getMessage().startswith(f"deliver {printable(channel)} trace=") for r in caplog.records if r.name == "ipc_client.tracing")

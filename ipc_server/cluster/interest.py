@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 
 from nats.errors import Error as NatsError
 
+from ipc_protocol.printable import printable
+
 from ..sublist import Sublist
 from .link import Link, Msg, Subscription
 from .subjects import MAX_SUBJECT_LENGTH, Subjects
@@ -210,7 +212,7 @@ class Interest:
                         if not len(index):
                             del self._index[app_id]
         except Exception as exc:  # noqa: BLE001 - a closed connection: nats-py resubscribes what it holds, link_up what it does not
-            log.warning("cluster: cannot %s %s on NATS: %s", "subscribe to" if wanted else "unsubscribe from", pattern, exc)
+            log.warning("cluster: cannot %s %s on NATS: %s", "subscribe to" if wanted else "unsubscribe from", printable(pattern), exc)
 
     def first_copy(self, app_id: str, channel: str, sid: int) -> bool:
         """Whether this copy of a publish is the one to deliver (module docstring)."""

@@ -28,6 +28,8 @@ import logging
 from collections import Counter
 from collections.abc import Container
 
+from ipc_protocol.printable import printable
+
 from .link import Link, Msg
 from .subjects import Subjects, escape_token
 
@@ -112,10 +114,10 @@ class Members:
         if leaving:
             if member not in self._leaving:
                 self._leaving.add(member)
-                log.info("cluster: node %s is leaving (%s)", name, member)
+                log.info("cluster: node %s is leaving (%s)", printable(name), printable(member))
         elif member not in self._seen or member in self._leaving:
             self._leaving.discard(member)  # back (a node from before that beats again after its goodbye)
-            log.info("cluster: node %s joined (%s)", name, member)
+            log.info("cluster: node %s joined (%s)", printable(name), printable(member))
             self.beat()  # the newcomer learns of this node at once
         self._seen[member] = (name, self.loop.time())
 
@@ -126,9 +128,9 @@ class Members:
             name, _ = self._seen.pop(member)
             if member in self._leaving:
                 self._leaving.discard(member)
-                log.info("cluster: node %s left (%s)", name, member)
+                log.info("cluster: node %s left (%s)", printable(name), printable(member))
             else:
-                log.info("cluster: node %s went silent (%s)", name, member)
+                log.info("cluster: node %s went silent (%s)", printable(name), printable(member))
         return {member: name for member, (name, _) in self._seen.items()}
 
     def live(self) -> dict[str, str]:
