@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import ErrorCode, NotConnected
+from ipc_protocol import ErrorCode, NotConnected, printable
 
 from .balancer import Server
 from .client import IPCClient
@@ -50,7 +50,7 @@ class ServerHealth:
         if not server.healthy or self._closed():
             return
         server.healthy = False
-        log.warning("%s out of rotation: %s", server.address, error)
+        log.warning("%s out of rotation: %s", server.address, printable(error))
         self._emit("server_down", server.snapshot(), error)
 
     def mark_up(self, server: Server) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipc_protocol import IPCError, Message, NotConnected, RemoteError
+from ipc_protocol import IPCError, Message, NotConnected, RemoteError, printable
 from ipc_protocol.cluster_info import cluster_of
 
 from .balancer import Server
@@ -169,7 +169,7 @@ class BalancedSubscriptions:
             active, failures = tally(results)
             if active:
                 for exc in failures:
-                    log.warning("subscription refused by one server: %s", exc)
+                    log.warning("subscription refused by one server: %s", printable(exc))
                 self._subs.append(sub)
                 return active
             await asyncio.gather(*(self._pools[s].unsubscribe(channel, sub.deliver) for s in sub.on), return_exceptions=True)
@@ -202,7 +202,7 @@ class BalancedSubscriptions:
         try:
             await self._pools[server].unsubscribe(sub.channel, sub.deliver)
         except (IPCError, OSError) as exc:  # its connection went meanwhile: nothing is left there
-            log.debug("unsubscribe from %s: %s", server.address, exc)
+            log.debug("unsubscribe from %s: %s", server.address, printable(exc))
 
     async def _place(self, sub: _Subscription, nodes: list[Server], held: list[Server] | None = None) -> bool:
         """Make ``sub`` active on the first usable node of a cluster that does
@@ -233,7 +233,7 @@ class BalancedSubscriptions:
                     try:
                         await self._settle(sub)
                     except (IPCError, OSError) as exc:
-                        log.warning("subscription %r not moved: %s", sub.channel, exc)
+                        log.warning("subscription %r not moved: %s", sub.channel, printable(exc))
                         self._again = True  # a later change tries again
 
     async def _settle(self, sub: _Subscription) -> None:

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from ipc_protocol import printable
+
 __all__ = ["Listeners"]
 
 log = logging.getLogger("ipc_client")
@@ -40,7 +42,7 @@ class Listeners:
     def emit(self, event: str, *args: Any) -> None:
         callbacks = self._callbacks[event]
         if not callbacks and event == "error":
-            log.warning("%s error with no error listener: %s", self._owner, args[0] if args else None)
+            log.warning("%s error with no error listener: %s", self._owner, printable(args[0] if args else None))
             return
         for cb in list(callbacks):
             try:

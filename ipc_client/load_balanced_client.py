@@ -21,7 +21,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from ipc_protocol import AlreadyServing, ErrorCode, IPCError, Message, NotConnected, validate_pattern
+from ipc_protocol import AlreadyServing, ErrorCode, IPCError, Message, NotConnected, validate_pattern, printable
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 
 from .listeners import Listeners
@@ -277,7 +277,7 @@ class LoadBalancedClient(BalancedStreaming):
         active, failures = tally(results)
         if active:
             for exc in failures:
-                log.warning("registration refused by one server: %s", exc)
+                log.warning("registration refused by one server: %s", printable(exc))
             return active
         await asyncio.gather(*(undo(p) for p in self._pools.values()), return_exceptions=True)
         raise refusal(failures, "no server could be reached to register on")

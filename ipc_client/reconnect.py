@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ipc_protocol import ConnectionLost, IPCError, NotConnected, RequestTimeout, Unauthorized
+from ipc_protocol import ConnectionLost, IPCError, NotConnected, RequestTimeout, Unauthorized, printable
 
 from .backoff import Backoff
 from .state import ConnectionState, StateMachine
@@ -116,13 +116,13 @@ class Reconnector:
                 await self._establish(generation)
             except (OSError, IPCError, asyncio.TimeoutError) as exc:
                 if isinstance(exc, Unauthorized) or refused(exc):  # retrying cannot fix credentials
-                    log.error("reconnect refused: %s", exc)
+                    log.error("reconnect refused: %s", printable(exc))
                     self.last_failure = exc
                     gave_up = NotConnected(f"gave up reconnecting: {why(exc)}")
                     gave_up.__cause__ = exc
                     self._stop(gave_up, attempt)
                     return
-                log.debug("reconnect attempt %d failed: %s", attempt, exc)
+                log.debug("reconnect attempt %d failed: %s", attempt, printable(exc))
                 self.last_failure = exc
                 continue
             if sm.state is not _RECONNECTING:  # pragma: no cover

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import AlreadyServing, ErrorCode, Forbidden, IPCError, Message, MessageType, RemoteError, is_servable, pattern_matches, validate_pattern
+from ipc_protocol import AlreadyServing, ErrorCode, Forbidden, IPCError, Message, MessageType, RemoteError, is_servable, pattern_matches, printable, validate_pattern
 from ipc_protocol.contracts import bind, declared
 
 from .admission import Admission, Slot
@@ -267,7 +267,7 @@ class Subscriptions(Answering):
             registration._settle(None)
 
     def _refused(self, serve: bool, name: str, error: IPCError) -> None:
-        log.error("could not restore %s %r: %s", "responder" if serve else "subscription", name, error)
+        log.error("could not restore %s %r: %s", "responder" if serve else "subscription", name, printable(error))
         if serve:
             self._drop_service(name)
             registration = self._acks.pop(name, None)
@@ -292,7 +292,7 @@ class Subscriptions(Answering):
         elif serve:
             self._drop_service(channel)
             self._acks.pop(channel, None)
-        log.warning("the server withdrew %s %r: %s", "serve" if serve else "subscribe", channel, error)
+        log.warning("the server withdrew %s %r: %s", "serve" if serve else "subscribe", channel, printable(error))
         for watcher in list(self.watchers):
             try:
                 watcher(serve, channel, error)

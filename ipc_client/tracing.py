@@ -30,7 +30,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from ipc_protocol import Message
+from ipc_protocol import Message, printable
 from ipc_protocol.headers import check_headers
 
 from . import otel
@@ -221,7 +221,7 @@ def outgoing(operation: str, channel: str, headers: dict[str, str] | None, clien
             trace_id, span_id, flags, state = otel.ids_of(span)
             if log.isEnabledFor(logging.DEBUG):
                 parent_id = otel.ids_of(app_span)[1] if app_span is not None else ctx.span_id if ctx is not None else None
-                log.debug("%s %s trace=%s span=%s parent=%s", operation, channel, trace_id, span_id, parent_id)
+                log.debug("%s %s trace=%s span=%s parent=%s", operation, printable(channel), trace_id, span_id, parent_id)
             return _with(headers, f"00-{trace_id}-{span_id}-{flags}", state), span
     if app_span is not None:
         trace_id, parent_id, flags, state = otel.ids_of(app_span)
@@ -234,7 +234,7 @@ def outgoing(operation: str, channel: str, headers: dict[str, str] | None, clien
         traceparent, parent_id, state = new_traceparent(), None, None
         trace_id = span_id = ""  # read from it only to log
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("%s %s trace=%s span=%s parent=%s", operation, channel, trace_id or traceparent[3:35], span_id or traceparent[36:52], parent_id)
+        log.debug("%s %s trace=%s span=%s parent=%s", operation, printable(channel), trace_id or traceparent[3:35], span_id or traceparent[36:52], parent_id)
     return ({TRACEPARENT: traceparent} if headers is None and state is None else _with(headers, traceparent, state)), None
 
 
@@ -356,7 +356,7 @@ def serving(msg: Message, operation: str = "serve", *, span: bool = True) -> _Sc
     ctx, scope = _enter(msg, operation, span)
     _current.set(ctx)
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("%s %s trace=%s span=%s parent=%s", operation, msg.channel_id, ctx.trace_id, ctx.span_id, ctx.parent_id)
+        log.debug("%s %s trace=%s span=%s parent=%s", operation, printable(msg.channel_id), ctx.trace_id, ctx.span_id, ctx.parent_id)
     return scope
 
 
@@ -366,7 +366,7 @@ def call_in_trace(handler: Callable[[Message], Any], msg: Message, operation: st
     ctx, scope = _enter(msg, operation)
     token = _current.set(ctx)
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("%s %s trace=%s span=%s parent=%s", operation, msg.channel_id, ctx.trace_id, ctx.span_id, ctx.parent_id)
+        log.debug("%s %s trace=%s span=%s parent=%s", operation, printable(msg.channel_id), ctx.trace_id, ctx.span_id, ctx.parent_id)
     try:
         result = handler(msg)
     except BaseException as exc:

@@ -23,6 +23,7 @@ const crypto = require('node:crypto');
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { debuglog } = require('node:util');
 const otel = require('./otel');
+const { printable } = require('./printable');
 
 const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
 const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
@@ -196,7 +197,7 @@ function traceOutgoing(msg, operation, client) {
     else [traceId, parentId, flags, state] = [newTraceId(), null, '01', null];
   }
   stamp(msg, `00-${traceId}-${spanId}-${flags}`, state);
-  if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, msg.channel_id, traceId, spanId, parentId);
+  if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, printable(msg.channel_id), traceId, spanId, parentId);
   return span;
 }
 
@@ -270,7 +271,7 @@ function runInTrace(handler, msg) {
     ctx = servedContext(parent, headers); // parsed once, above
   }
   trace.context = ctx;
-  if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, msg.channel_id, ctx.traceId, ctx.spanId, ctx.parentId);
+  if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, printable(msg.channel_id), ctx.traceId, ctx.spanId, ctx.parentId);
   if (span === null) return storage.run(trace, handler, msg);
   let result;
   try {

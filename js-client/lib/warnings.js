@@ -13,6 +13,7 @@
  */
 
 const { describeThrown, safeGet, safeString } = require('./thrown');
+const { printable } = require('./printable');
 
 const WARNING_TYPE = 'IpcBridgeWarning';
 
@@ -27,13 +28,15 @@ const WarningCode = Object.freeze({
 const warnedOnce = new Set();
 
 /**
- * Emits one process warning.
+ * Emits one process warning: one line, its characters that are not
+ * printable escaped (lib/printable.js), since a peer's error text may be in
+ * it; the error itself, raw, is its `.cause`.
  * @param {string} message
  * @param {string} code one of WarningCode.
  * @param {unknown} [cause] attached as the warning's `.cause`.
  */
 function warn(message, code, cause) {
-  const warning = new Error(message, cause === undefined ? undefined : { cause });
+  const warning = new Error(printable(message), cause === undefined ? undefined : { cause });
   warning.name = WARNING_TYPE;
   warning.code = code;
   process.emitWarning(warning);
