@@ -296,8 +296,8 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a list of strings or a comma-separated string, got {raw!r}")
         return tuple(i.strip() for i in items if i.strip())
     if annotation.startswith("bool"):
-        if isinstance(text, bool):
-            return text
+        if isinstance(text, bool) or (type(text) is int and text in (0, 1)):  # TOML's integers 1 and 0 too, as "1" and "0"
+            return bool(text)
         if isinstance(text, str) and text.lower() in _TRUE + _FALSE:
             return text.lower() in _TRUE
         raise ValueError(f"{where}: expected true or false (or yes/no, on/off, 1/0), got {raw!r}")

@@ -45,6 +45,25 @@ def test_other_boolean_words_are_refused(word: str) -> None:
         load_config(env={"IPC_SERVER_EXPOSE_STACKS": word})
 
 
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False), ("true", True), ('"1"', True), ('"off"', False)])
+def test_a_toml_boolean_may_be_the_integer_1_or_0(tmp_path: Path, value: str, expected: bool) -> None:
+    """``expose_stacks = 1`` stopped the server (exit 2, "expected true or
+    false (or yes/no, on/off, 1/0), got 1"): TOML's 1 is an integer, not
+    the string "1" a variable carries."""
+    path = tmp_path / "server.toml"
+    path.write_text(f"expose_stacks = {value}\nreuse_port = {value}\n")
+    config = load_config(path=path, env={})
+    assert config.expose_stacks is expected and config.reuse_port is expected
+
+
+@pytest.mark.parametrize("value", ["2", "-1", "1.0", "0.0", "[1]"])
+def test_a_toml_boolean_refuses_other_numbers(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text(f"expose_stacks = {value}\n")
+    with pytest.raises(ValueError, match=r"server\.toml: expose_stacks: expected true or false \(or yes/no, on/off, 1/0\), got "):
+        load_config(path=path, env={})
+
+
 def test_an_unknown_variable_is_a_warning_not_an_exit() -> None:
     warnings: list[str] = []
     config = load_config(env={"IPC_SERVER_PROT": "1", "IPC_SERVER_PORT": "9001"}, warn=warnings.append)
