@@ -22,9 +22,10 @@ from typing import Any, TextIO
 from ipc_protocol.constants import DEFAULT_HOST, DEFAULT_PORT
 from ipc_protocol.printable import printable
 
+from .program import VIEWS
+
 __all__ = ["main", "VIEWS", "render", "table"]
 
-VIEWS = ("stats", "connections", "channels", "services")
 DEFAULT_APP = "app"
 DEFAULT_TIMEOUT_S = 5.0
 

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from .early_signals import EarlySignals
 from .reloads import reload_on_sighup
 
 __all__ = ["serve_until_signalled"]
@@ -36,8 +37,12 @@ class _Server(Protocol):
     def reload_tls(self) -> None: ...
 
 
-async def serve_until_signalled(make_server: Callable[[], _Server], *, ready: Callable[[Any], None] | None = None) -> None:
-    """Start the server ``make_server()`` builds and run it until SIGINT/SIGTERM."""
+async def serve_until_signalled(
+    make_server: Callable[[], _Server], *, ready: Callable[[Any], None] | None = None, early: EarlySignals | None = None
+) -> None:
+    """Start the server ``make_server()`` builds and run it until SIGINT/SIGTERM.
+    ``early``: a SIGINT or SIGTERM caught while the server started is acted
+    on once the loop's handlers are in place, as if it came then."""
     server = make_server()
     await server.start()
     loop = asyncio.get_running_loop()
@@ -48,12 +53,15 @@ async def serve_until_signalled(make_server: Callable[[], _Server], *, ready: Ca
         stopping.add(task)
         task.add_done_callback(stopping.discard)
 
-    for sig, leave in ((signal.SIGTERM, server.lame_duck), (signal.SIGINT, server.close)):
+    leaves = {signal.SIGTERM: server.lame_duck, signal.SIGINT: server.close}
+    for sig, leave in leaves.items():
         try:
             loop.add_signal_handler(sig, stop, leave)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
     reload_on_sighup(loop, server)
+    if early is not None and early.stop in leaves:  # came while it started: the loop's handlers have it from here on
+        stop(leaves[signal.Signals(early.stop)])
     if ready is not None:
         ready(server)
     await server.serve_forever()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ipc_server.__main__ import build_parser, main
+from ipc_server.command import build_parser, main
 from ipc_server.config import ServerConfig, env_name, load_config
 
 ROOT = Path(__file__).resolve().parent.parent

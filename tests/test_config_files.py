@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ipc_server import IPCServer, __main__
-from ipc_server.__main__ import main
+from ipc_server import IPCServer, command
+from ipc_server.command import main
 from ipc_server.cluster import workers
 from ipc_server.config import ServerConfig, load_config
 from ipc_server.setting_files import not_after
@@ -34,8 +34,8 @@ def never_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     def started(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the configuration was accepted: the server would have started")
 
-    monkeypatch.setattr(__main__, "configure_logging", lambda *args: None)
-    monkeypatch.setattr(__main__, "serve_until_signalled", started)
+    monkeypatch.setattr(command, "configure_logging", lambda *args: None)
+    monkeypatch.setattr(command, "serve_until_signalled", started)
     monkeypatch.setattr(workers, "supervise", started)
 
 

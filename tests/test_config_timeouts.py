@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ipc_server.__main__ import build_parser
+from ipc_server.command import build_parser
 from ipc_server.config import ServerConfig, load_config
 
 

@@ -228,7 +228,7 @@ def test_the_mark_and_the_notice_are_those_of_the_shared_spec() -> None:
 
 
 def test_the_settings_come_from_toml_the_environment_and_flags(tmp_path) -> None:
-    from ipc_server.__main__ import build_parser
+    from ipc_server.command import build_parser
     from ipc_server.config import load_config
 
     path = tmp_path / "server.toml"

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ipc_client import IPCClient
-from ipc_server.__main__ import build_parser, loop_factory
+from ipc_server.command import build_parser, loop_factory
 from ipc_server.config import ServerConfig, load_config
 
 from .conftest import ROOT

@@ -213,7 +213,7 @@ async def test_without_metrics_port_nothing_listens_and_requests_are_not_timed()
 
 
 def test_the_settings_come_from_env_toml_and_flags_like_the_others(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from ipc_server.__main__ import build_parser
+    from ipc_server.command import build_parser
     from ipc_server.config import load_config
 
     assert load_config(env={}).metrics_port is None and load_config(env={}).metrics_host == "127.0.0.1"

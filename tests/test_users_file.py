@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ipc_server import IPCServer
-from ipc_server import __main__ as server_main_module
-from ipc_server.__main__ import main as server_main
+from ipc_server import command as server_main_module
+from ipc_server.command import main as server_main
 from ipc_server.hash_token import main as hash_token_main
 from ipc_server.permissions import Rule
 from ipc_server.users import (

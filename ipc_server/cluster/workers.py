@@ -16,8 +16,10 @@ on macOS the option exists but the last socket bound gets every connection.
 
 The supervisor forwards SIGINT (stop now) and SIGTERM (the lame duck of
 protocol.md §13) to every worker, waits for them, then stops nats-server,
-handling both from its start (``_Stop``: one during the workers' start
-starts no more, and reaches a worker still starting once it listens);
+handling both from its start (the command's first line catches them,
+``early_signals``: one before this runs starts nothing; ``_Stop``: one
+during the workers' start starts no more, and reaches a worker still
+starting once it listens);
 SIGHUP (reload the users file and the TLS files, docs/security.md §3.4
 and §2.4) goes to every worker, and the supervisor runs on.
 A worker that dies otherwise is logged and started again (backoff up to
@@ -36,6 +38,7 @@ import socket
 import sys
 
 from ..config import ServerConfig
+from ..early_signals import EarlySignals
 from .nats_child import NatsChild, die_with_parent, nats_server_binary
 
 __all__ = ["supervise"]
@@ -110,10 +113,12 @@ def _reserve(host: str, port: int, reuse: bool) -> tuple[socket.socket | None, i
     return sock, int(sock.getsockname()[1])
 
 
-def supervise(config: ServerConfig, argv: list[str]) -> int:
-    """Run ``config.workers`` workers until SIGINT/SIGTERM; the exit code."""
+def supervise(config: ServerConfig, argv: list[str], *, early: EarlySignals | None = None) -> int:
+    """Run ``config.workers`` workers until SIGINT/SIGTERM; the exit code.
+    ``early``: the signals caught since the process started, a SIGINT or
+    SIGTERM among them acted on as it starts."""
     try:
-        return asyncio.run(_supervise(config, argv))
+        return asyncio.run(_supervise(config, argv, early))
     except RuntimeError as exc:
         print(f"ipc_server: {exc}", file=sys.stderr)
         return 1
@@ -147,7 +152,7 @@ class _Stop:
             worker.signal(self.sig)
 
 
-async def _supervise(config: ServerConfig, argv: list[str]) -> int:
+async def _supervise(config: ServerConfig, argv: list[str], early: EarlySignals | None) -> int:
     count = config.workers
     workers: list[Worker] = []
     loop = asyncio.get_running_loop()
@@ -155,6 +160,9 @@ async def _supervise(config: ServerConfig, argv: list[str]) -> int:
     stop = _Stop(workers)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig)
+    if early is not None and early.stop is not None:  # caught before the handlers above: nothing started yet
+        stop(early.stop)
+        return 0
     reuse = hasattr(socket, "SO_REUSEPORT")
     reserved, port = _reserve(config.host, config.port, reuse)
     nats: NatsChild | None = None

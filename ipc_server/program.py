@@ -1,0 +1,24 @@
+"""What the command is, known before anything heavy is imported: the name
+it was started as, for its usage lines, and its subcommands.
+Standard library only: ``__main__`` reads it before catching the signals
+that the imports of the server would otherwise leave to their defaults."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["DEFAULT_PROG", "VIEWS", "program_name"]
+
+# ``python -m ipc_server``; the installed script is ``ipc-bridge-server``.
+DEFAULT_PROG = "python -m ipc_server"
+# The views of a running server (cli_view, docs/operations.md §3).
+VIEWS = ("stats", "connections", "channels", "services")
+
+
+def program_name(argv0: str | None = None) -> str:
+    """The command as it was started (``sys.argv[0]`` unless given): an
+    installed script by its file name (``ipc-bridge-server``), else
+    ``python -m ipc_server``."""
+    name = os.path.basename(sys.argv[0] if argv0 is None and sys.argv else argv0 or "")
+    return name if name and name not in ("__main__.py", "-c", "-m") else DEFAULT_PROG
