@@ -27,11 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["hash-token"]:  # docs/security.md §3: Ctrl-C at its prompt stops it, as it should
         from .hash_token import main as hash_token_main
 
-        return hash_token_main(argv[1:])
+        return hash_token_main(argv[1:], prog=prog)
     if argv[:1] and argv[0] in VIEWS:  # stats, connections, channels, services: docs/operations.md §3
         from .cli_view import main as view_main
 
-        return view_main(argv)
+        return view_main(argv, prog=prog)
     early = EarlySignals().install()
     try:
         from .command import main as serve

