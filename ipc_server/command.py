@@ -27,7 +27,7 @@ from .early_signals import EarlySignals
 from .http_endpoint import EndpointBindError
 from .logs import LOG_FORMATS, configure_logging
 from .process import serve_until_signalled
-from .program import DEFAULT_PROG, message_name
+from .program import DEFAULT_PROG, SUBCOMMANDS, message_name
 from .server import IPCServer
 from .users import check_auth_files
 from .tls import server_context
@@ -102,15 +102,24 @@ def _document_settings(parser: argparse.ArgumentParser) -> None:
             action.metavar = "SECONDS"
 
 
+def _commands_text() -> str:
+    """The subcommands, one a line, as git and nats list theirs."""
+    width = max(map(len, SUBCOMMANDS))
+    return "\n".join(f"  {name.ljust(width)}  {line}" for name, line in SUBCOMMANDS.items())
+
+
 def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
-    """The server's flags. ``prog``: the command as it was started
-    (``program.program_name``)."""
+    """The server's flags; ``--help`` names the subcommands too. ``prog``:
+    the command as it was started (``program.program_name``)."""
     # SUPPRESS: only flags actually given appear, so "none"/"off" (None) can override.
     p = argparse.ArgumentParser(
         prog=prog,
+        usage=f"%(prog)s [options]\n       %(prog)s {{{','.join(SUBCOMMANDS)}}} [options]",
         description="IPC bridge server (Python <-> Node)",
         argument_default=argparse.SUPPRESS,
-        epilog="Settings come from, lowest to highest: the defaults, the TOML file, IPC_SERVER_<NAME> variables, these flags.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands (each has its own --help):\n{_commands_text()}\n\n"
+        "Settings come from, lowest to highest: the defaults, the TOML file,\nIPC_SERVER_<NAME> variables, these flags.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--config", metavar="FILE", help="TOML file with settings (top level or a [server] table; env IPC_SERVER_CONFIG)")

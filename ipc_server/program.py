@@ -8,12 +8,20 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["DEFAULT_PROG", "VIEWS", "program_name", "message_name"]
+__all__ = ["DEFAULT_PROG", "SUBCOMMANDS", "VIEWS", "program_name", "message_name"]
 
 # ``python -m ipc_server``; the installed script is ``ipc-bridge-server``.
 DEFAULT_PROG = "python -m ipc_server"
 # The views of a running server (cli_view, docs/operations.md §3).
 VIEWS = ("stats", "connections", "channels", "services")
+# Every subcommand, with the line ``--help`` shows for it.
+SUBCOMMANDS = {
+    "stats": "a running server's counters (docs/operations.md §3)",
+    "connections": "a running server's connections, one row each",
+    "channels": "the subscriptions of an app (--app) on a running server",
+    "services": "the responders of an app (--app) on a running server",
+    "hash-token": "the token_hash of a users file entry (docs/security.md §3)",
+}
 
 
 def program_name(argv0: str | None = None) -> str:

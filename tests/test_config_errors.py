@@ -12,6 +12,7 @@ import pytest
 
 from ipc_server.command import build_parser, main
 from ipc_server.config import ServerConfig, env_name, load_config
+from ipc_server.program import SUBCOMMANDS, VIEWS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,6 +123,19 @@ def test_help_names_the_program_it_was_run_as() -> None:
     if script.exists():
         out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
         assert out.stdout.startswith("usage: ipc-bridge-server ")
+
+
+def test_help_lists_the_subcommands_and_each_runs() -> None:
+    """``--help`` listed the server's flags only: stats, connections,
+    channels, services and hash-token were nowhere."""
+    out = subprocess.run([sys.executable, "-m", "ipc_server", "--help"], capture_output=True, text=True, timeout=30, cwd=ROOT).stdout
+    usage, rest = out.split("\n\n", 1)
+    assert usage == "usage: python -m ipc_server [options]\n       python -m ipc_server {stats,connections,channels,services,hash-token} [options]"
+    listed = rest.split("\ncommands (each has its own --help):\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in listed] == list(SUBCOMMANDS) == [*VIEWS, "hash-token"]  # what __main__ dispatches
+    for name in SUBCOMMANDS:
+        done = subprocess.run([sys.executable, "-m", "ipc_server", name, "--help"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert done.returncode == 0 and done.stdout.startswith(f"usage: python -m ipc_server {name} "), done
 
 
 def test_the_script_names_itself_as_started_in_errors_and_usage_and_so_do_its_subcommands(tmp_path: Path) -> None:
