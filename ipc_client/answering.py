@@ -19,6 +19,7 @@ from ipc_protocol.replies import handler_reply
 from .admission import Admission, Slot
 from .at_once import HandlerCancelled, is_async_function, result_of
 from .connection import ClientConnection
+from .keyed_runs import KeyedRun, KeyedRuns, is_keyed
 from .producers import STREAM_RESULTS, Producers
 from .tracing import serving
 
@@ -35,6 +36,7 @@ class Answering:
     if TYPE_CHECKING:  # what Subscriptions holds
         services: dict[str, Handler]
         producers: Producers
+        keyed: KeyedRuns
         expose_stacks: bool
         _admission: Admission
         _never_waits: set[Handler]
@@ -52,7 +54,7 @@ class Answering:
             self.producers.expect(conn, msg)
         admission = self._admission
         if len(admission.tasks) < admission.max_concurrent and not admission.held:
-            if fn in self._never_waits and admission.at_once.possible():  # Python 3.11 (ipc_client.at_once)
+            if fn in self._never_waits and admission.at_once.possible() and not is_keyed(msg):  # Python 3.11 (ipc_client.at_once)
                 admission.at_once.run(self._answer_at_once, conn, msg, fn)
             else:
                 admission.run(self._answer, (conn, msg, fn))  # admit()'s fast path, inline: every served request takes it
@@ -61,7 +63,14 @@ class Answering:
         admission.admit(conn, self._answer, (conn, msg, fn), expires)
 
     async def _answer(self, slot: Slot, conn: ClientConnection, msg: Message, fn: Handler) -> None:
-        """Run a served request's handler and write its answer (or its failure)."""
+        """Run a served request's handler and write its answer (or its failure);
+        a keyed request's through its run (keyed_runs), which it may join instead."""
+        run: KeyedRun | None = None
+        if msg.headers is not None and is_keyed(msg):
+            run = self.keyed.start(conn, msg)
+            if run is None:  # answered by its key's run, or its kept answer
+                self._admission.finished(slot)
+                return
         scope = serving(msg)  # its own calls continue the request's trace (docs/tracing.md)
         failure: Exception | None
         self.producers.started(msg, slot)  # a cancel finds its task (§15.4)
@@ -75,19 +84,26 @@ class Answering:
                         result = await result
             except asyncio.CancelledError:
                 scope.end(Cancelled("cancelled by its requester"))  # the span ends too (docs/tracing.md)
+                if run is not None:
+                    self.keyed.abandon(run)
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
                 result, failure = None, exc
             else:
                 failure = None
             if result.__class__ in STREAM_RESULTS:  # a generator streams its answer (§15.6)
+                if run is not None:  # not a stream request: answered bad_request, nothing to share
+                    self.keyed.abandon(run)
                 try:
                     await self.producers.produce(conn, msg, result)
                 finally:
                     scope.end(failure)
                 return
             scope.end(failure)
-            self._reply(conn, msg, result, failure)
+            if run is None:
+                self._reply(conn, msg, result, failure)
+            else:
+                self.keyed.finish(run, result, failure)
         finally:
             self.producers.finished(msg)
             self._admission.finished(slot)
@@ -127,12 +143,12 @@ class Answering:
             self.producers.finished(msg)
             self._admission.finished(slot)
 
-    def _reply(self, conn: ClientConnection, msg: Message, result: Any, failure: Exception | None) -> None:
-        """Write a served request's answer, unless nobody will read it."""
+    def _reply(self, conn: ClientConnection, msg: Message, result: Any, failure: Exception | None) -> bool:
+        """Write a served request's answer, unless nobody will read it; whether it was written."""
         if msg.message_type is not _REQUEST or conn is not self._admission.current() or not conn.is_open:
-            return
+            return False
         if self.producers.given_up(msg):  # a cancel named it (§15.4)
-            return
+            return False
         # An unsendable result is answered with its encoding error's own text, as it always was here.
         body, _ = handler_reply(msg, result, failure, legacy=conn.legacy, include_stack=self.expose_stacks, unsendable_prefix="")
         try:
@@ -141,3 +157,4 @@ class Answering:
             body, _ = handler_reply(msg, None, exc, legacy=conn.legacy, include_stack=self.expose_stacks)
             frame = conn.frame_body(body)
         conn.write(frame)
+        return True

@@ -135,7 +135,9 @@ class Producers:
 
     def connection_lost(self) -> None:
         """Nobody will grant credit again: stop every stream (plain handlers
-        finish, their answers unsent as before)."""
+        finish, their answers unsent as before, and no cancel of a later
+        connection reaches them: a keyed run goes on for its resend, keyed_runs)."""
+        self.running.clear()
         for mid, producing in list(self._producing.items()):
             if producing.task is None:  # not streaming yet: its handler finishes, unanswered
                 del self._producing[mid]

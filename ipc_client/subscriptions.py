@@ -20,6 +20,7 @@ from .answering import Answering
 from .at_once import is_async_function, never_waits, result_of
 from .calls import Calls
 from .connection import ClientConnection
+from .keyed_runs import KeyedRuns
 from .legacy_server import unavailable
 from .producers import Producers
 from .registration import Registration
@@ -87,6 +88,7 @@ class Subscriptions(Answering):
         self._spawn = spawn
         self.request_timeout = request_timeout
         self.expose_stacks = expose_stacks
+        self.keyed = KeyedRuns(self._reply, expose_stacks)  # a resent keyed request runs once (answering)
         self.handlers: dict[str, list[Handler]] = {}
         # channel -> its handlers, each with whether it is async and whether it
         # never waits (ipc_client.at_once): decided once per channel, not on

@@ -385,7 +385,9 @@ export interface CallOptions {
    * sendRequest/request only: the server runs the request once per key (a
    * retry joins the run or gets its stored answer), and a connection lost
    * before the answer resends it instead of rejecting connection_lost
-   * (docs/protocol.md §6.6). A non-empty string of at most 256 characters.
+   * (docs/protocol.md §6.6). The server's window is its process's memory:
+   * after a restart a client responder joins or answers the resend
+   * instead (docs/resilience.md §3). A non-empty string of at most 256 characters.
    */
   idempotencyKey?: string;
   /**
@@ -433,7 +435,12 @@ export interface Stream<T = any> extends AsyncIterableIterator<T> {
 
 /** What a served request's handler gets beside the message: `handler(msg, ctx)`. */
 export interface ServeContext {
-  /** Aborted when the requester gives up; its `reason` an IpcError (code 'cancelled', 'timeout' or 'connection_lost'). */
+  /**
+   * Aborted when the requester gives up; its `reason` an IpcError (code
+   * 'cancelled', 'timeout' or 'connection_lost'). A request with an
+   * idempotency key is not aborted by the loss of its connection: its run
+   * goes on, and a resend of the key joins it (docs/resilience.md §3).
+   */
   readonly signal: AbortSignal;
   /** Whether the requester gave up. */
   readonly cancelled: boolean;

@@ -56,6 +56,24 @@ function callOptions(cmd) {
   return options;
 }
 
+/** @type {Map<string, {promise: Promise<void>, open: () => void}>} the gates of 'gated' responders, by channel */
+const gates = new Map();
+
+/**
+ * The gate of a channel's 'gated' responder, made on first use.
+ * @param {string} channel
+ * @returns {{promise: Promise<void>, open: () => void}}
+ */
+function gate(channel) {
+  let g = gates.get(channel);
+  if (g === undefined) {
+    let open;
+    g = { promise: new Promise((resolve) => (open = resolve)), open: () => open() };
+    gates.set(channel, g);
+  }
+  return g;
+}
+
 /**
  * A responder handler described by data.
  * @param {{kind: string, channel: string, message?: string, errorType?: string, delayMs?: number, target?: string, timeoutMs?: number}} cmd
@@ -103,6 +121,14 @@ function responder(cmd) {
         const context = { ...currentTraceContext() };
         const next = cmd.target ? await client.request(cmd.target, msg.payload, cmd.timeoutMs) : null;
         return { by: 'node', headers: msg.headers ?? null, context, next };
+      };
+    case 'gated':
+      // Answers once the test opens its gate (op openGate): a run held for as long as a test needs.
+      return async (msg) => {
+        report(msg);
+        await gate(cmd.channel).promise;
+        out({ event: 'ended', channel: cmd.channel, payload: msg.payload });
+        return msg.payload;
       };
     case 'hang':
       return (msg) => {
@@ -192,6 +218,15 @@ const ops = {
   unsubscribe: (cmd) => client.unsubscribe(cmd.channel).then(() => null),
   serve: (cmd) => client.serve(cmd.channel, responder(cmd)).then(() => null),
   unserve: (cmd) => client.unserve(cmd.channel).then(() => null),
+  openGate: (cmd) => {
+    gate(cmd.channel).open();
+    return null;
+  },
+  // The responder's keyed runs (js-client/lib/keyed_runs.js): a resend joined or answered from a kept answer.
+  keyedRuns: () => {
+    const runs = client._keyedRuns;
+    return { running: runs.running, kept: runs.kept, joined: runs.joined, replayed: runs.replayed };
+  },
   // serve()/subscribe() without waiting (while reconnecting, say); the outcome is a registrationDone event.
   startServe: (cmd) => registrationDone(cmd, client.serve(cmd.channel, responder(cmd))),
   startSubscribe: (cmd) => registrationDone(cmd, client.subscribe(cmd.channel, (msg) => out({ event: 'message', sub: cmd.channel, channel: msg.channel_id, payload: msg.payload }))),

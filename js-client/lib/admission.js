@@ -18,7 +18,9 @@
  */
 
 const { now } = require('./connection');
-const { reply, replyError } = require('./replies');
+const { reply } = require('./replies');
+const { errorToWire } = require('./errors');
+const { isKeyed } = require('./keyed_runs');
 const { isStreamResult } = require('./producers');
 const { isThenable } = require('./listeners');
 const { runInTrace } = require('./tracing');
@@ -90,24 +92,41 @@ class Admission {
     const conn = answer ? from : null;
     const { host, exposeStacks } = this;
     const producers = host._producers;
+    let run = null; // a keyed request's run (lib/keyed_runs.js)
+    if (conn !== null && isKeyed(msg)) {
+      run = host._keyedRuns.start(conn, msg);
+      if (run === null) return; // answered by its key's run, or its kept answer
+    }
     // A served request's handler(msg, ctx): ctx.signal aborts when the requester gives up (§15.4).
-    const ctx = isBroadcast(from, msg) ? undefined : producers.serving(msg);
+    const ctx = isBroadcast(from, msg) ? undefined : producers.serving(msg, run !== null);
+    const respond = (payload, error) => {
+      if (!producers.answers(msg, ctx)) {
+        if (run !== null) host._keyedRuns.abandon(run); // a cancel came first: no answer
+      } else if (run === null) {
+        reply(conn, host.appId, msg, payload, error, exposeStacks);
+      } else {
+        host._keyedRuns.finish(run, payload, error);
+      }
+    };
+    const stream = (value, tracked) => {
+      if (run !== null) host._keyedRuns.abandon(run); // not a stream request: answered bad_request, nothing to share
+      producers.produce(conn, msg, value, ctx, () => this._untrack(tracked));
+    };
     let result;
     try {
       // its own calls continue the message's trace (docs/tracing.md)
       result = ctx === undefined ? runInTrace(handler, msg) : runInTrace((m) => handler(m, ctx), msg);
     } catch (err) {
-      if (conn !== null) producers.answers(msg, ctx) && replyError(conn, host.appId, msg, err, exposeStacks);
+      if (conn !== null) respond(null, errorToWire(err, { exposeStacks }));
       else host._emitError(err);
       return;
     }
     if (conn !== null && isStreamResult(result)) {
-      const tracked = this._track(from); // a stream holds its handler slot until it ends (§15.6)
-      producers.produce(conn, msg, result, ctx, () => this._untrack(tracked));
+      stream(result, this._track(from)); // a stream holds its handler slot until it ends (§15.6)
       return;
     }
     if (!isThenable(result)) {
-      if (conn !== null && producers.answers(msg, ctx)) reply(conn, host.appId, msg, result, undefined, exposeStacks);
+      if (conn !== null) respond(result);
       return;
     }
     const tracked = this._track(from);
@@ -115,15 +134,15 @@ class Admission {
       (value) => {
         if (conn !== null && isStreamResult(value)) {
           // an async handler that resolves to a generator streams it, as Python's does (§15.6); the slot is held till it ends
-          producers.produce(conn, msg, value, ctx, () => this._untrack(tracked));
+          stream(value, tracked);
           return;
         }
         this._untrack(tracked);
-        if (conn !== null && producers.answers(msg, ctx)) reply(conn, host.appId, msg, value, undefined, exposeStacks);
+        if (conn !== null) respond(value);
       },
       (err) => {
         this._untrack(tracked);
-        if (conn !== null) producers.answers(msg, ctx) && replyError(conn, host.appId, msg, err, exposeStacks);
+        if (conn !== null) respond(null, errorToWire(err, { exposeStacks }));
         else host._emitError(err);
       }
     );

@@ -39,6 +39,7 @@ const { Reconnector } = require('./reconnect');
 const { Introspection, ClientIntrospection } = require('./introspection');
 const { Streams } = require('./streams');
 const { Producers } = require('./producers');
+const { KeyedRuns } = require('./keyed_runs');
 const { abortableConnect } = require('./cancellation');
 const { SharedCalls } = require('./coalescing');
 const { Drain } = require('./drain');
@@ -95,6 +96,7 @@ class IPCClient extends ClientIntrospection {
     this._lifecycle = new Lifecycle(this);
     this._streams = new Streams(this); // streams and cancellation (docs/protocol.md §15)
     this._producers = new Producers(this);
+    this._keyedRuns = new KeyedRuns(this); // a resent keyed request runs once (docs/resilience.md §3)
     this._drain = new Drain(this); // drain(): docs/resilience.md §12
     if (this._outbox.store !== null) this._outbox.load();
   }

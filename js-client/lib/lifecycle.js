@@ -216,7 +216,7 @@ class Lifecycle {
     const reason = new ConnectionLostError(`the connection was lost${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
     const retry = host.options.reconnect && !(err instanceof UnauthorizedError);
     host._metrics.closed(retry && host._state !== State.CONNECTING);
-    this.detach(reason);
+    this.detach(reason, false);
     if (host._state !== State.CONNECTED) return; // failed during restore: establish() rejects
     const next = retry ? State.RECONNECTING : State.DISCONNECTED;
     host._setState(next);
@@ -232,15 +232,16 @@ class Lifecycle {
    * Forgets the current connection: drops held inbound work and rejects
    * every pending call with `reason`.
    * @param {Error} reason
+   * @param {boolean} [disconnecting] false for a loss: keyed runs go on (lib/keyed_runs.js).
    */
-  detach(reason) {
+  detach(reason, disconnecting = true) {
     const host = this.host;
     if (host._conn !== null) host._lastReceived = host._conn.lastReceived;
     host._conn = null;
     host._admission.reset();
     host._calls.failAll(reason);
     host._streams.failAll(reason);
-    host._producers.connectionLost();
+    host._producers.connectionLost(disconnecting);
   }
 
   /**

@@ -58,6 +58,7 @@ class ServeContext {
   constructor() {
     this._controller = null;
     this._reason = null;
+    this.keyed = false; // a keyed request's run (Producers.serving)
   }
 
   /** @returns {AbortSignal} aborted when the requester gives up (§15.4). */
@@ -119,10 +120,13 @@ class Producers {
   /**
    * A served request's handler starts: its context, found by a cancel.
    * @param {object} msg
+   * @param {boolean} [keyed] a keyed request's run: the loss of its
+   *   connection does not abort it, a resend joins it (lib/keyed_runs.js).
    * @returns {ServeContext}
    */
-  serving(msg) {
+  serving(msg, keyed = false) {
     const ctx = new ServeContext();
+    ctx.keyed = keyed;
     if (msg.message_type === 'request') this.running.set(msg.message_id, ctx);
     return ctx;
   }
@@ -185,13 +189,18 @@ class Producers {
 
   /**
    * Nobody will grant credit again, nor read an answer: every handler's
-   * signal aborts and every stream stops.
+   * signal aborts and every stream stops; a keyed run's only on
+   * disconnect(), as it goes on for its resend after a loss (lib/keyed_runs.js).
+   * No cancel of a later connection reaches any of them.
+   * @param {boolean} [disconnecting] disconnect() ends the connection.
    */
-  connectionLost() {
+  connectionLost(disconnecting = true) {
     for (const [id, producing] of this._producing) if (!producing.started) this._producing.delete(id);
     const running = [...this.running];
     this.running.clear();
-    for (const [id, ctx] of running) this._stop(id, ctx, new ConnectionLostError('the connection to the server was lost'));
+    for (const [id, ctx] of running) {
+      if (disconnecting || !ctx.keyed) this._stop(id, ctx, new ConnectionLostError('the connection to the server was lost'));
+    }
   }
 
   /**
