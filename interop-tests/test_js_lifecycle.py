@@ -78,3 +78,38 @@ async def test_health_check_is_false_while_the_server_is_frozen(start_server, no
     finally:
         srv.signal(signal.SIGCONT)
     assert await agent.call("healthCheck") is True
+
+
+def order(agent, *names: str) -> list[str]:
+    """The agent's events among ``names``, in the order it emitted them."""
+    return [e["event"] for e in agent.events if e["event"] in names]
+
+
+async def test_giving_up_reconnecting_is_reported_on_error_caused_by_the_last_attempt(start_server, node_agent):
+    # The Python client's: tests/test_lifecycle_errors.py.
+    srv = await start_server()
+    agent = await node_agent(srv.port, maxRetries=3, **FAST)
+    await srv.kill()
+    await agent.wait_event("disconnected")
+    await agent.call("startRequest", channel="jobs.run", payload=1, timeoutMs=int(WAIT_S * 1000), tag="queued")
+    assert (await agent.wait_event("reconnect_failed"))["detail"] == 3
+    error = (await agent.wait_event("error"))["error"]
+    assert (error["code"], error["name"], error["message"]) == ("connection_lost", "ConnectionLostError", "gave up reconnecting after 3 attempts")
+    assert error["cause"] == "not_connected"  # the last attempt's, as connect() rejects with it
+    await agent.wait_event("close")
+    assert order(agent, "reconnect_failed", "error", "close") == ["reconnect_failed", "error", "close"]
+    done = (await agent.wait_event("requestDone"))["error"]
+    assert (done["code"], done["message"], done["cause"]) == ("not_connected", "gave up reconnecting", "connection_lost")
+
+
+async def test_a_heartbeat_timeout_is_reported_on_error(start_server, node_agent):
+    srv = await start_server()
+    agent = await node_agent(srv.port, heartbeatInterval=200, heartbeatTimeout=500, connectTimeout=500, **FAST)
+    srv.signal(signal.SIGSTOP)  # the TCP connection stays open: a half-dead peer
+    try:
+        error = (await agent.wait_event("error"))["error"]
+    finally:
+        srv.signal(signal.SIGCONT)
+    assert order(agent, "heartbeat_timeout", "disconnected", "error")[:3] == ["heartbeat_timeout", "disconnected", "error"]
+    assert (error["code"], error["name"]) == ("timeout", "RequestTimeoutError")
+    assert error["message"].startswith("heartbeat timeout: nothing received for ") and error["message"].endswith(" ms")

@@ -301,8 +301,10 @@ class ClientConnection(asyncio.BufferedProtocol):
             if action is HeartbeatAction.PING:
                 self._write_queued()
             elif action is HeartbeatAction.DEAD:
+                silent = loop.time() - hb.last_received
                 on_dead(hb)
-                self.error = ConnectionLost(f"heartbeat timeout: nothing received for {hb.timeout_s:g} s")
+                # A timeout, as Node's: the client reports it on "error" too (lifecycle).
+                self.error = RequestTimeout(f"heartbeat timeout: nothing received for {round(silent, 3):g} s")
                 self._heartbeat_task = None
                 self.abort()
                 return

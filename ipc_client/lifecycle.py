@@ -333,12 +333,16 @@ class Lifecycle:
             if self.options.reconnect:
                 sm.set(_RECONNECTING)
                 self._emit("disconnected", reason)
+                if isinstance(exc, IPCError):  # a heartbeat timeout or a protocol error: no caller waits for it
+                    self._emit("error", exc)
                 if sm.state is _RECONNECTING:
                     self._reconnector.start(self._generation)
             else:
                 sm.set(ConnectionState.DISCONNECTED)
                 self._outbox.give_up(NotConnected("the connection was lost and reconnect is off"))
                 self._emit("disconnected", reason)
+                if isinstance(exc, IPCError):
+                    self._emit("error", exc)
 
     def _drop(self, conn: ClientConnection | None, reason: IPCError) -> None:
         """Fail everything waiting on ``conn`` at once (never at its timeout)."""

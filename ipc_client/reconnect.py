@@ -102,9 +102,10 @@ class Reconnector:
         sm = self._sm
         attempt = 0
         started = asyncio.get_running_loop().time()
+        last = self.last_failure if first_connect else None  # of this loop's attempts
         while sm.state is _RECONNECTING:
             if self.max_retries is not None and attempt >= self.max_retries:
-                self._stop(NotConnected(f"gave up reconnecting after {attempt} attempts"), attempt)
+                self._stop(attempt, last, first_connect)
                 return
             delay = self.backoff.delay(attempt)
             attempt += 1
@@ -115,15 +116,12 @@ class Reconnector:
             try:
                 await self._establish(generation)
             except (OSError, IPCError, asyncio.TimeoutError) as exc:
+                self.last_failure = last = exc
                 if isinstance(exc, Unauthorized) or refused(exc):  # retrying cannot fix credentials
                     log.error("reconnect refused: %s", printable(exc))
-                    self.last_failure = exc
-                    gave_up = NotConnected(f"gave up reconnecting: {why(exc)}")
-                    gave_up.__cause__ = exc
-                    self._stop(gave_up, attempt)
+                    self._stop(attempt, exc, first_connect)
                     return
                 log.debug("reconnect attempt %d failed: %s", attempt, printable(exc))
-                self.last_failure = exc
                 continue
             if sm.state is not _RECONNECTING:  # pragma: no cover
                 return
@@ -131,7 +129,20 @@ class Reconnector:
             self._on_success(first_connect, attempt, asyncio.get_running_loop().time() - started)
             return
 
-    def _stop(self, error: IPCError, attempts: int) -> None:
+    def _stop(self, attempts: int, cause: BaseException | None, first_connect: bool) -> None:
+        """Give up, as Node's client does: queued calls fail ``NotConnected``
+        whose ``__cause__`` is the ``ConnectionLost`` reported on ``error``
+        (unless a waiting connect() raises instead), itself caused by the
+        last attempt's failure, as connect() would raise it."""
+        lost = ConnectionLost(f"gave up reconnecting after {attempts} attempts")
+        if cause is not None:
+            lost.__cause__ = failure = connect_failure(cause, self._peer)  # an unreachable server: NotConnected
+            if failure is not cause:
+                failure.__cause__ = cause
+        gone = NotConnected("gave up reconnecting")
+        gone.__cause__ = lost
         self._sm.set(ConnectionState.DISCONNECTED)
-        self._give_up(error)
+        self._give_up(gone)
         self._emit("reconnect_failed", attempts)
+        if not first_connect:
+            self._emit("error", lost)
