@@ -95,7 +95,8 @@ def encode_body(wire: dict[str, Any]) -> bytes | BinaryFrame:
     if payload.__class__ in LEAVES or not holds_binary(payload):
         return dumps(wire)
     stripped, paths, buffers = strip(payload)
-    if not paths:  # pragma: no cover - holds_binary and strip see the same values
+    if not paths:  # an iterator holding none: its items, now a list (it is used up)
+        wire["payload"] = stripped
         return dumps(wire)
     if wire["message_type"] not in BINARY_TYPES:
         raise MessageError(f"a {wire['message_type']} cannot carry binary data (§16.2)")

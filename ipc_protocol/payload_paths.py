@@ -9,6 +9,9 @@ binary frame itself is ``attachments``; the Node mirror of both is
 from __future__ import annotations
 
 import binascii
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import fields, is_dataclass
 from typing import Any, Union
 
 from ._json import MAX_DEPTH
@@ -53,26 +56,39 @@ class AttachmentError(MessageError):
 
 
 def holds_binary(value: Any, depth: int = 1) -> bool:
-    """Whether ``value`` holds a binary value anywhere (§16.3). Every payload
-    sent passes here; a plain loop over each container's values, scalars
-    skipped on their class, was the cheapest of the ways tried
-    (docs/performance.md, "Binary payloads"); ``type()`` is read faster
-    than ``__class__`` on 3.11 (a proxy still passes the isinstance checks)."""
+    """Whether ``value`` holds a binary value anywhere (§16.3), or may: then
+    :func:`strip` walks it. Every payload sent passes here; a plain loop over
+    each container's items, scalars skipped on their class, was the
+    cheapest of the ways tried (docs/performance.md, "Binary payloads");
+    ``type()`` is read faster than ``__class__`` on 3.11 (a proxy still
+    passes the isinstance checks). A binary dict key answers True too, for
+    :func:`strip` to refuse it where it is: JSON's keys are strings, and
+    the encoder would write its bytes as one."""
     cls = type(value)
     if cls is dict:
-        values: Any = value.values()
-    elif cls is list or cls is tuple:
-        values = value
+        if depth > MAX_DEPTH:  # too deep for any peer: the JSON encoder refuses it
+            return False
+        for key, item in value.items():
+            if key.__class__ is not str and isinstance(key, _BUFFERS):  # (``type()`` is dearer here)
+                return True
+            cls = type(item)
+            if cls in LEAVES:
+                continue
+            if cls in _BUFFER_CLASSES or holds_binary(item, depth + 1):
+                return True
+        return False
+    if cls is list or cls is tuple:
+        values: Any = value
     elif cls in LEAVES:
         return False
     elif cls in _BUFFER_CLASSES or isinstance(value, _BUFFERS):
         return True
     elif isinstance(value, dict):
-        values = value.values()
+        return holds_binary(dict(value), depth)
     elif isinstance(value, (list, tuple)):
         values = value
     else:
-        return False
+        return _other_holds_binary(value, depth)
     if depth > MAX_DEPTH:  # too deep for any peer: the JSON encoder refuses it
         return False
     for item in values:
@@ -84,14 +100,42 @@ def holds_binary(value: Any, depth: int = 1) -> bool:
     return False
 
 
+def _other_holds_binary(value: Any, depth: int) -> bool:
+    """:func:`holds_binary` for a value the JSON encoder writes as a list or
+    an object of its own accord (a set, a deque, a dataclass, an iterator),
+    whose bytes it would write as a string: an iterator may hold some (it
+    cannot be looked into without being used up: :func:`strip` makes it a
+    list); anything else holds none."""
+    if isinstance(value, Iterator):
+        return True
+    expanded = _expanded(value)
+    return expanded is not None and holds_binary(expanded, depth)
+
+
+def _expanded(value: Any) -> list[Any] | dict[str, Any] | None:
+    """``value`` as the list or dict the JSON encoder (pydantic-core) writes
+    it as, when it is a set, a frozenset, a deque, an iterator or a
+    dataclass instance; None for anything else."""
+    if isinstance(value, (set, frozenset, deque, Iterator)):
+        return list(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    return None
+
+
 def strip(payload: Any) -> tuple[Any, list[Path], list[Buffer]]:
     """Take the binary values out of ``payload`` (§16.3), in JSON's order:
     the payload with a null where each was (the containers on the way
     copied, the caller's untouched; tuples become lists), their paths, and
     their bytes. Without any, the payload itself comes back (nothing copied).
+    A set, a frozenset, a deque, an iterator or a dataclass instance that
+    holds one becomes the list or dict the JSON encoder would have written
+    (an iterator always does: it is used up), so its bytes go as
+    attachments too rather than as the encoder's UTF-8 string.
 
     Raises:
-        MessageError: a binary value under a dict key that is not a string.
+        MessageError: a binary value under a dict key that is not a string,
+            or a binary dict key.
     """
     cls = payload.__class__
     if cls in LEAVES:
@@ -112,6 +156,8 @@ def _strip(value: Any, path: list[Any], paths: list[Path], buffers: list[Buffer]
     if cls is dict or (cls is not list and isinstance(value, dict)):
         out: Any = None
         for key, item in value.items():
+            if key.__class__ is not str and isinstance(key, _BUFFERS):
+                raise MessageError(f"binary data cannot be a dict key ({key!r} at {path!r}): JSON's keys are strings (§16.3)")
             if item.__class__ in LEAVES:
                 continue
             path.append(key)
@@ -137,7 +183,13 @@ def _strip(value: Any, path: list[Any], paths: list[Path], buffers: list[Buffer]
                     copy = list(value)
                 copy[i] = new
         return value if copy is None else copy
-    return value
+    expanded = _expanded(value)
+    if expanded is None:
+        return value
+    new = _strip(expanded, path, paths, buffers, depth)
+    # An iterator is used up: its list goes on. Anything else holding no
+    # binary value is left for the encoder, which writes it as it did.
+    return new if new is not expanded or isinstance(value, Iterator) else value
 
 
 def _frozen(value: Buffer) -> Buffer:
@@ -246,7 +298,7 @@ def _put(node: Any, path: Path, i: int, value: Any) -> Any:
 def tagged_payload(payload: Any) -> Any:
     """``payload`` with each binary value as ``{"$base64": "..."}`` (§16.5)."""
     stripped, paths, buffers = strip(payload)
-    return put(stripped, paths, [{BASE64_TAG: base64_text(b)} for b in buffers]) if paths else payload
+    return put(stripped, paths, [{BASE64_TAG: base64_text(b)} for b in buffers]) if paths else stripped
 
 
 def with_bytes(payload: Any, paths: list[Path]) -> Any:
