@@ -299,6 +299,27 @@ def test_a_server_that_sends_binary_it_did_not_grant_breaks_the_protocol() -> No
     assert isinstance(event, ProtocolViolation) and event.code == ErrorCode.BAD_MESSAGE
 
 
+@pytest.mark.parametrize(
+    ("mtype", "payload", "paths", "attachments"),
+    [
+        ("publish", {"a": 1}, [["a"]], [b"x"]),  # the path leads to no null
+        ("publish", {"a": None}, [["a"], ["a"]], [b"x", b"y"]),  # the same path twice
+        ("publish", {"a": None}, [], [b"x"]),  # fewer paths than attachments
+        ("subscribe", {"a": None}, [["a"]], [b"x"]),  # a type that carries none
+        ("publish", {"a": None}, [["a"]], None),  # attachments in a JSON frame
+    ],
+)
+def test_a_server_whose_attachments_do_not_fit_breaks_the_protocol(mtype: str, payload: Any, paths: Any, attachments: list[bytes] | None) -> None:
+    """Granted, but the paths do not fit the payload (or the frame cannot
+    carry any): a violation, as the Node client takes it (§16.1, §16.2)."""
+    envelope = {**ENVELOPE, "message_type": mtype, "payload": payload, "attachments": paths}
+    body = json.dumps(envelope).encode() if attachments is None else _binary(envelope, attachments, n=None, lengths=None, j_delta=0, tail=b"")
+    proto = client(["binary"])
+    event = receive(proto, encode_frame(body))
+    assert isinstance(event, ProtocolViolation) and event.code == ErrorCode.BAD_MESSAGE
+    assert proto.state is ProtocolState.ERROR
+
+
 # -- fuzz: a typed error, never a crash -------------------------------------------------------
 
 ENVELOPE = {"message_id": "f", "app_id": "app", "channel_id": "c", "message_type": "request"}

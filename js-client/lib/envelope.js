@@ -16,6 +16,7 @@ const { randomBytes } = require('node:crypto');
 const { MESSAGE_TYPES, V1_FIELDS } = require('./constants');
 const { MessageError } = require('./errors');
 const { isObject, parseBody, stringifyString, stringifyValue } = require('./json_profile');
+const { AttachmentError } = require('./protocol/payload_paths');
 
 const MESSAGE_TYPE_SET = new Set(MESSAGE_TYPES);
 const ERROR_FIELDS = ['code', 'message', 'details', 'remote_type', 'remote_stack'];
@@ -257,7 +258,7 @@ function validateEnvelope(obj) {
   }
   if (obj.window != null) msg.window = checkWindow(obj.window);
   if (obj.idle_timeout_ms != null) msg.idle_timeout_ms = checkPositive(obj.idle_timeout_ms, 'idle_timeout_ms');
-  if (obj.attachments != null) throw new MessageError('invalid envelope: attachments: only a binary frame carries them (§16.2)');
+  if (obj.attachments != null) throw new AttachmentError('invalid envelope: attachments: only a binary frame carries them (§16.2)');
   return msg;
 }
 

@@ -228,7 +228,7 @@ test('binary - the paths must match the payload: bad_message (§16.2 items 4-5)'
   assert.deepEqual(twoKeys.payload, { 0: x, a: [Buffer.from('y'), 1] });
 });
 
-test('binary - the client protocol: Buffers once granted, a skipped frame when not, and a bad layout is fatal', () => {
+test('binary - the client protocol: Buffers once granted; a frame not granted, a bad path and a bad layout are fatal', () => {
   const reply = (features, id) =>
     encodeFrame(
       encodeMessage(buildMessage('response', 'app', 'system', { status: 'connected', connection_id: 'c', protocol: 2, max_frame_size: LIMIT, features }, { reply_to: id }))
@@ -252,20 +252,37 @@ test('binary - the client protocol: Buffers once granted, a skipped frame when n
   // What the client sends is a binary frame too.
   granted.send(message({ a: Buffer.from('z') }));
   assert.equal(bytesOf(granted.dataToSend()[0])[4], 0);
-  // Not granted: the server's mistake on one frame, reported and skipped.
+  // Not granted: the server broke the protocol (§16.1 item 2), as Python's client takes it.
   const plain = open(['cancel', 'streams']);
-  const [body] = plain.receiveData(frame, 0);
-  const event = plain.receiveFrame(body);
-  assert.ok(event instanceof InvalidMessage && event.error.code === 'bad_message');
-  assert.equal(plain.state, 'open');
   plain.send(message({ a: Buffer.from('z') }));
   assert.deepEqual(decodeMessage(bytesOf(plain.dataToSend()[0]).subarray(4)).payload, { a: { $base64: 'eg==' } });
-  // A bad path: skipped; a bad layout: the stream cannot be trusted (§1.4).
-  const badPath = rawBody(env({ a: 1 }, [['a']], 'publish'), [Buffer.from('x')]);
-  const event2 = granted.receiveFrame(granted.receiveData(encodeFrame(badPath), 0)[0]);
-  assert.ok(event2 instanceof InvalidMessage && event2.error.code === 'bad_message');
+  const [body] = plain.receiveData(frame, 0);
+  const event = plain.receiveFrame(body);
+  assert.ok(event instanceof ProtocolViolation && event.code === 'bad_message', String(event));
+  assert.match(event.text, /binary frames were not negotiated/);
+  assert.ok(event.error instanceof MessageError && event.error.name === 'MessageError');
+  assert.equal(plain.state, 'error');
+  // Granted, attachments that do not fit the envelope: a violation too; a bad layout: the stream cannot be trusted (§1.4).
+  const misfits = [
+    rawBody(env({ a: 1 }, [['a']], 'publish'), [Buffer.from('x')]), // the path leads to no null
+    rawBody(env({ a: null }, [['a'], ['a']], 'publish'), [Buffer.from('x'), Buffer.from('y')]), // the same path twice
+    rawBody(env({ a: null }, [], 'publish'), [Buffer.from('x')]), // fewer paths than attachments
+    rawBody(env({ a: null }, [['a']], 'subscribe'), [Buffer.from('x')]), // a type that carries none
+    encodeMessage(message({ a: null }, 'publish')).toString().replace(/}$/, ',"attachments":[["a"]]}') // in a JSON frame
+  ];
+  for (const misfit of misfits) {
+    const proto = open(['cancel', 'streams', 'binary']);
+    const item = proto.receiveFrame(proto.receiveData(encodeFrame(Buffer.from(misfit)), 0)[0]);
+    assert.ok(item instanceof ProtocolViolation && item.code === 'bad_message', String(misfit));
+    assert.equal(proto.state, 'error');
+  }
   const badLayout = rawBody(env({ a: null }, [['a']], 'publish'), [Buffer.from('x')], { lengths: [9] });
   const event3 = granted.receiveFrame(granted.receiveData(encodeFrame(badLayout), 0)[0]);
   assert.ok(event3 instanceof ProtocolViolation && event3.code === 'bad_frame');
   assert.equal(granted.state, 'error');
+  // A bad envelope in a binary frame is still only skipped, as in a JSON frame.
+  const skipped = open(['cancel', 'streams', 'binary']);
+  const badEnvelope = rawBody({ ...env({ a: null }, [['a']], 'publish'), message_type: 'nonsense' }, [Buffer.from('x')]);
+  assert.ok(skipped.receiveFrame(skipped.receiveData(encodeFrame(badEnvelope), 0)[0]) instanceof InvalidMessage);
+  assert.equal(skipped.state, 'open');
 });

@@ -12,8 +12,9 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { IPCClient, LoadBalancedClient, ServiceClient, ErrorCode } = require('..');
-const { buildMessage } = require('../lib/envelope');
+const { IPCClient, LoadBalancedClient, ServiceClient, ErrorCode, ConnectionLostError, MessageError } = require('..');
+const { buildMessage, encodeMessage } = require('../lib/envelope');
+const { encodeFrame } = require('../lib/framing');
 const { encodeOutgoing } = require('../lib/protocol/attachments');
 const { FaultProxy } = require('./fault_proxy');
 const { Peer, nextReceived, until, waitFor } = require('./helpers');
@@ -196,4 +197,42 @@ test('binary client - the offline queue holds bytes, and its file keeps them acr
   await last;
   const kept = peer.received.filter((m) => m.channel_id === 'kept').map((m) => m.payload);
   assert.deepEqual(kept, [{ blob: Buffer.from('on disk'), list: [Buffer.from([7])] }, Buffer.alloc(0)]);
+});
+
+/** A binary frame's body as a server may misbehave with it: `payload`, its `paths`, one attachment. */
+function binaryAnswer(request, payload, paths) {
+  const envelope = { ...buildMessage('response', request.app_id, request.channel_id, payload, { reply_to: request.message_id }), attachments: paths };
+  const json = Buffer.from(JSON.stringify(envelope));
+  const head = Buffer.alloc(13);
+  head.writeUInt32BE(json.length, 1);
+  head.writeUInt32BE(1, 5);
+  head.writeUInt32BE(3, 9);
+  return encodeFrame(Buffer.concat([head, json, Buffer.from('xyz')]));
+}
+
+test('binary client - a binary frame the server did not grant, or whose paths do not fit, ends the connection at once, as in Python', async (t) => {
+  const cases = [
+    ['not granted', ['cancel', 'streams'], (req) => binaryAnswer(req, { a: null }, [['a']]), /binary frames were not negotiated/],
+    ['a path to no null', ALL, (req) => binaryAnswer(req, { a: 1 }, [['a']]), /does not lead to a null/],
+    ['attachments in a JSON frame', ALL, (req) => encodeFrame(Buffer.from(encodeMessage(buildMessage('response', req.app_id, 'x', { a: null }, { reply_to: req.message_id })).toString().replace(/}$/, ',"attachments":[["a"]]}'))), /only a binary frame/]
+  ];
+  for (const [name, features, answer, text] of cases) {
+    const peer = await binaryPeer(t, { features, onRequest: (msg, conn) => msg.channel_id === 'x' && conn.socket.write(answer(msg)) });
+    let connections = 0;
+    peer.events.on('connection', () => connections++);
+    const client = new IPCClient('app', { host: '127.0.0.1', port: peer.port, requestTimeout: 30_000, initialDelay: 10, maxDelay: 50 });
+    t.after(() => client.disconnect());
+    const errors = [];
+    client.on('error', (err) => errors.push(err));
+    await client.connect();
+    const reconnected = waitFor(client, 'connected', 5000);
+    const started = Date.now();
+    // Before: the frame was reported and dropped, the call rejected only at its deadline (30 s here).
+    await assert.rejects(client.request('x', { q: 1 }), (err) => err instanceof ConnectionLostError && text.test(err.message), name);
+    assert.ok(Date.now() - started < 15_000, name);
+    assert.ok(errors.some((err) => err instanceof MessageError && err.code === 'bad_message' && text.test(err.message)), name);
+    await reconnected; // the client reconnects, as after any violation
+    assert.equal(connections, 2, name);
+    await client.disconnect();
+  }
 });

@@ -27,7 +27,7 @@ const { encodeFrame } = require('../framing');
 const { parseBody, stringifyValue } = require('../json_profile');
 const { FrameError, FrameTooLargeError, MessageError } = require('../errors');
 const { BINARY } = require('./streams'); // the feature's name in the handshake (§16.1)
-const { BASE64_TAG, isBinary, bytesDigest, extractAttachments, tagBase64, placesOf } = require('./payload_paths');
+const { AttachmentError, BASE64_TAG, isBinary, bytesDigest, extractAttachments, tagBase64, placesOf } = require('./payload_paths');
 
 /** The marker byte a binary frame's body starts with (a JSON body never does). */
 const BINARY_MARKER = 0x00;
@@ -119,8 +119,9 @@ function envelopeJson(message, paths) {
  * @param {boolean} [granted] whether the connection was granted `binary` (§16.1 item 2).
  * @returns {object} the message.
  * @throws {FrameError} bad_frame: the layout does not add up (fatal, §1.4), or the JSON is not.
- * @throws {MessageError} bad_message: a bad envelope or a bad path, or (a good frame) not granted:
- *   the stream stays in sync.
+ * @throws {MessageError} bad_message: a bad envelope: the stream stays in sync.
+ * @throws {AttachmentError} bad_message: attachments that do not fit the envelope, or (a good
+ *   frame) not granted: the stream stays in sync, but a client's server broke the protocol.
  */
 function decodeBinaryFrame(body, granted = true) {
   const { jsonStart, jsonEnd, lengths } = readLayout(body);
@@ -128,12 +129,12 @@ function decodeBinaryFrame(body, granted = true) {
   const paths = obj.attachments;
   delete obj.attachments;
   const msg = validateEnvelope(obj);
-  if (!BINARY_TYPES.has(msg.message_type)) throw new MessageError(`a ${msg.message_type} frame cannot carry attachments`);
+  if (!BINARY_TYPES.has(msg.message_type)) throw new AttachmentError(`a ${msg.message_type} frame cannot carry attachments`);
   if (!Array.isArray(paths) || paths.length !== lengths.length) {
-    throw new MessageError(`invalid envelope: attachments: must be a list of ${lengths.length} paths`);
+    throw new AttachmentError(`invalid envelope: attachments: must be a list of ${lengths.length} paths`);
   }
   const places = placesOf(msg.payload, paths);
-  if (!granted) throw new MessageError('binary frames were not negotiated in the handshake (features)'); // checked last, as in Python
+  if (!granted) throw new AttachmentError('binary frames were not negotiated in the handshake (features)'); // checked last, as in Python
   let at = jsonEnd;
   for (let i = 0; i < lengths.length; i++) {
     const buf = body.subarray(at, at + lengths[i]);
@@ -251,6 +252,7 @@ function frameBytes(frame) {
 }
 
 module.exports = {
+  AttachmentError,
   BINARY,
   BINARY_MARKER,
   BINARY_TYPES,

@@ -19,6 +19,8 @@
  * differs is what each client did before this module: a frame other than
  * the connect's reply before it is a violation here (Python hands it to
  * its pump), and a bad envelope is InvalidMessage (Python: a violation).
+ * A binary frame the server did not grant, or whose attachments do not fit
+ * its envelope (AttachmentError), is a violation in both (§16.1 item 2).
  *
  * A client reports what the server got wrong and closes; it never answers
  * with an error frame (`sendsErrorFrames` is false): the server is not
@@ -34,6 +36,7 @@ const { FramingFailure } = require('../framing');
 const { FrameError, FrameTooLargeError, MessageError, errorFromWire } = require('../errors');
 const { Protocol, Event, ProtocolState } = require('./protocol');
 const { negotiate } = require('./streams');
+const { AttachmentError } = require('./payload_paths');
 const { CLUSTER, clusterOf } = require('./cluster_info');
 
 /** The heartbeat interval when the server does not advertise one (§9.3), ms. */
@@ -262,6 +265,9 @@ class ClientProtocol extends Protocol {
   /**
    * Bad JSON desynchronises nothing we could trust: a violation (§1.4). A
    * bad envelope is the server's mistake on one message: reported, skipped.
+   * Binary frames the server did not grant, or attachments that do not fit,
+   * break the protocol (§16.1 item 2): a violation, as in Python; waiting
+   * for the answer such a frame stood for would only end at its deadline.
    * @param {Buffer} frame
    * @param {Error} err
    * @returns {Event}
@@ -269,7 +275,7 @@ class ClientProtocol extends Protocol {
    */
   _invalidFrame(frame, err) {
     if (frame instanceof FramingFailure) return this._violatedBy(frame.error, null);
-    if (err instanceof FrameError) return this._violatedBy(err, null);
+    if (err instanceof FrameError || err instanceof AttachmentError) return this._violatedBy(err, null);
     return new InvalidMessage(err);
   }
 

@@ -18,6 +18,21 @@ const BASE64_TAG = '$base64'; // the key of the object that replaces an attachme
 const hasOwn = Object.prototype.hasOwnProperty;
 
 /**
+ * A binary frame whose envelope is valid but whose attachments do not fit
+ * it (§16.2 items 4-5), or that was not granted (§16.1 item 2):
+ * `bad_message`. A client takes it as the server breaking the protocol
+ * (a violation: the connection closes and reconnects), where an invalid
+ * envelope is only skipped. The Node twin of Python's AttachmentError;
+ * it reports itself as the MessageError it is.
+ */
+class AttachmentError extends MessageError {
+  constructor(message) {
+    super(message);
+    this.name = 'MessageError';
+  }
+}
+
+/**
  * Whether `value` travels as an attachment: an ArrayBuffer, or any view of
  * one (a Buffer, any typed array, a DataView: `ArrayBuffer.isView`). A view
  * is its own window of bytes, as `Buffer.from(v.buffer, v.byteOffset,
@@ -177,7 +192,7 @@ function tagBase64(found) {
  * @param {unknown} payload
  * @param {unknown[]} paths
  * @returns {Array<{parent: object, key: string|number}|null>}
- * @throws {MessageError}
+ * @throws {AttachmentError}
  * @private
  */
 function placesOf(payload, paths) {
@@ -186,19 +201,19 @@ function placesOf(payload, paths) {
   for (let i = 0; i < paths.length; i++) {
     const path = paths[i];
     if (!Array.isArray(path) || !path.every((k) => typeof k === 'string' || (Number.isInteger(k) && k >= 0))) {
-      throw new MessageError(`invalid envelope: attachments[${i}]: a path is a list of keys and indexes`);
+      throw new AttachmentError(`invalid envelope: attachments[${i}]: a path is a list of keys and indexes`);
     }
     const id = JSON.stringify(path);
-    if (seen.has(id)) throw new MessageError(`invalid envelope: attachments[${i}]: the path ${id} comes twice`);
+    if (seen.has(id)) throw new AttachmentError(`invalid envelope: attachments[${i}]: the path ${id} comes twice`);
     seen.add(id);
     if (path.length === 0) {
-      if (payload !== null) throw new MessageError(`invalid envelope: attachments[${i}]: the path [] does not lead to a null`);
+      if (payload !== null) throw new AttachmentError(`invalid envelope: attachments[${i}]: the path [] does not lead to a null`);
       places[i] = null;
       continue;
     }
     const place = resolve(payload, path);
     if (place === null || place.parent[place.key] !== null) {
-      throw new MessageError(`invalid envelope: attachments[${i}]: the path ${id} does not lead to a null in payload`);
+      throw new AttachmentError(`invalid envelope: attachments[${i}]: the path ${id} does not lead to a null in payload`);
     }
     places[i] = place;
   }
@@ -225,4 +240,4 @@ function resolve(root, path) {
   return null;
 }
 
-module.exports = { BASE64_TAG, isBinary, asBuffer, bytesDigest, extractAttachments, tagBase64, placesOf, resolve };
+module.exports = { AttachmentError, BASE64_TAG, isBinary, asBuffer, bytesDigest, extractAttachments, tagBase64, placesOf, resolve };
