@@ -160,17 +160,18 @@ export type MessageType = 'request' | 'response' | 'notification' | 'publish' | 
 
 /**
  * Bytes a payload may hold anywhere (the payload itself, object values,
- * array items, nested): each goes out as a raw binary attachment, not as
- * JSON, and arrives as a Buffer (docs/protocol.md §16). A view (a Buffer,
- * any typed array, a DataView) sends the bytes of its own window, as
+ * array items, nested, a sync iterator's items, what a `toJSON()` returns):
+ * each goes out as a raw binary attachment, not as JSON, and arrives as a
+ * Buffer (docs/protocol.md §16). A view (a Buffer, any typed array, a
+ * DataView) sends the bytes of its own window, as
  * `Buffer.from(v.buffer, v.byteOffset, v.byteLength)` takes them, never
  * the whole ArrayBuffer under it. Sent without a copy: do not change a
  * large one until the call has settled.
  */
-export type BinaryLike = Buffer | ArrayBufferView | ArrayBuffer;
+export type BinaryLike = Buffer | ArrayBufferView | ArrayBuffer | SharedArrayBuffer;
 
 /** A payload type as it arrives: every BinaryLike in it is a Buffer. */
-export type Received<T> = T extends ArrayBufferView | ArrayBuffer
+export type Received<T> = T extends ArrayBufferView | ArrayBuffer | SharedArrayBuffer
   ? Buffer
   : T extends ReadonlyArray<infer U>
     ? Received<U>[]

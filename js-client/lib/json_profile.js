@@ -320,4 +320,4 @@ function peekMessageId(body) {
   return typeof id === 'string' ? id : null;
 }
 
-module.exports = { MAX_JSON_DEPTH, isObject, parseBody, stringifyString, stringifyValue, peekMessageId };
+module.exports = { MAX_JSON_DEPTH, isObject, isBareIterator, parseBody, stringifyString, stringifyValue, peekMessageId };

@@ -13,9 +13,10 @@
  * itself), where the JSON holds a null: paths are out of band, so no user
  * data can pass for a placeholder (§16.2 item 3).
  *
- * Sending, an ArrayBuffer or any view of one (a Buffer, any typed array, a
- * DataView: the view's own bytes) anywhere in a payload goes out as an
- * attachment, written as a view of the caller's memory, not a copy
+ * Sending, an ArrayBuffer, a SharedArrayBuffer or any view of one (a
+ * Buffer, any typed array, a DataView: the view's own bytes) anywhere in a
+ * payload (in a sync iterator's items, in what a toJSON() returns) goes
+ * out as an attachment, written as a view of the caller's memory, not a copy
  * (§16.3); received, each is a Buffer, a view of the frame it came in.
  * To a peer that did not grant `binary` the bytes go as the tagged base64 of
  * §16.5, the form the server gives such peers.
@@ -58,6 +59,7 @@ const COPY_BELOW_BYTES = 64 * 1024;
 function encodeOutgoing(message, proto) {
   const found = extractAttachments(message.payload);
   if (found === null) return encodeFrame(encodeMessage(message, { legacy: proto.legacy }), proto.sendLimit);
+  if (found.buffers.length === 0) return encodeFrame(encodeMessage({ ...message, payload: found.payload }, { legacy: proto.legacy }), proto.sendLimit);
   if (!BINARY_TYPES.has(message.message_type)) throw new MessageError(`a ${message.message_type} cannot carry binary data (§16.2)`);
   if (proto.legacy || !proto.features.has(BINARY)) {
     const tagged = { ...message, payload: tagBase64(found) };
@@ -199,6 +201,7 @@ function writeFrame(socket, frame, onWritten) {
 function messageBytes(message) {
   const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
   if (found === null) return encodeMessage(message).length; // as the offline queue always counted a JSON frame
+  if (found.buffers.length === 0) return encodeMessage({ ...message, payload: found.payload }).length;
   const json = envelopeJson({ ...message, payload: found.payload }, found.paths);
   let n = FIXED_HEADER_BYTES + 4 * found.buffers.length + Buffer.byteLength(json, 'utf8');
   for (const buf of found.buffers) n += buf.length;
@@ -214,6 +217,7 @@ function messageBytes(message) {
 function storable(message) {
   const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
   if (found === null) return message;
+  if (found.buffers.length === 0) return { ...message, payload: found.payload };
   return { ...message, payload: found.payload, attachments: found.paths, attachments_base64: found.buffers.map((b) => b.toString('base64')) };
 }
 

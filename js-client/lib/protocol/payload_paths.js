@@ -2,15 +2,23 @@
 
 /**
  * The walk over a payload for binary attachments (docs/protocol.md §16.3):
- * finding Buffers, typed arrays, DataViews and ArrayBuffers, taking them out (a null and
- * a path where each was), checking received paths and putting the bytes back,
- * and the tagged base64 form of §16.5. The Node twin of
- * ipc_protocol/payload_paths.py; the binary frame itself is attachments.js.
+ * finding Buffers, typed arrays, DataViews, ArrayBuffers and
+ * SharedArrayBuffers, taking them out (a null and a path where each was),
+ * checking received paths and putting the bytes back, and the tagged base64
+ * form of §16.5. The Node twin of ipc_protocol/payload_paths.py; the binary
+ * frame itself is attachments.js.
+ *
+ * The walk sees what JSON.stringify will write: a sync iterator (a
+ * generator, `array.values()`) as the array of its items, an object with
+ * a `toJSON()` as what that returns; binary values there are attachments
+ * too, never a Buffer's `{"type":"Buffer","data":[...]}` or a typed
+ * array's object of numbers.
  */
 
 const { createHash } = require('node:crypto');
-const { MAX_JSON_DEPTH, isObject } = require('../json_profile');
+const { MAX_JSON_DEPTH, isObject, isBareIterator } = require('../json_profile');
 const { MessageError } = require('../errors');
+const { thrownMessage } = require('../thrown');
 
 /** The tag of an attachment sent as base64 to a peer without `binary` (§16.5). */
 const BASE64_TAG = '$base64'; // the key of the object that replaces an attachment
@@ -33,7 +41,8 @@ class AttachmentError extends MessageError {
 }
 
 /**
- * Whether `value` travels as an attachment: an ArrayBuffer, or any view of
+ * Whether `value` travels as an attachment: an ArrayBuffer or a
+ * SharedArrayBuffer (JSON would write either as `{}`), or any view of
  * one (a Buffer, any typed array, a DataView: `ArrayBuffer.isView`). A view
  * is its own window of bytes, as `Buffer.from(v.buffer, v.byteOffset,
  * v.byteLength)` takes it (a multi-byte array's elements in the platform's
@@ -42,7 +51,7 @@ class AttachmentError extends MessageError {
  * @returns {boolean}
  */
 function isBinary(value) {
-  return ArrayBuffer.isView(value) || value instanceof ArrayBuffer;
+  return ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof SharedArrayBuffer;
 }
 
 /**
@@ -52,7 +61,7 @@ function isBinary(value) {
  */
 function asBuffer(value) {
   if (Buffer.isBuffer(value)) return value;
-  if (value instanceof ArrayBuffer) return Buffer.from(value);
+  if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return Buffer.from(value);
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
@@ -70,7 +79,8 @@ function bytesDigest(value) {
 /**
  * What a payload's walk found: the payload with a null where each binary
  * value was (copies of the containers on the way, the caller's untouched),
- * the paths and the bytes.
+ * the paths and the bytes. No bytes and a payload of its own: an iterator
+ * (used up by the walk) held none, and its items are in `payload`.
  * @typedef {object} Extracted
  * @property {unknown} payload
  * @property {Array<Array<string|number>>} paths
@@ -84,39 +94,52 @@ function bytesDigest(value) {
  * @throws {MessageError} nested deeper than the JSON profile allows, or a cycle.
  */
 function extractAttachments(payload) {
-  if (typeof payload !== 'object' || payload === null || !holdsBinary(payload, [])) return null;
+  if (typeof payload !== 'object' || payload === null || !holdsBinary(payload, [], '')) return null;
   const found = { payload: null, paths: [], buffers: [] };
-  found.payload = walk(payload, [], found, new Set(), 2);
-  return found.buffers.length === 0 ? null : found;
+  found.payload = walk(payload, [], found, new Set(), 2, '');
+  return found.buffers.length === 0 && found.payload === payload ? null : found;
 }
 
 /**
- * Whether `value` holds a binary value anywhere: the check every payload
- * goes through, so it allocates nothing for a scalar and one list for the
- * rest. A container that is its own ancestor (a cycle) answers false at
- * once: the JSON encoder then refuses it, as it always did.
+ * Whether `value` holds a binary value anywhere, or may: then the walk
+ * looks. The check every payload goes through, so it allocates nothing for
+ * a scalar and one list for the rest. A container that is its own ancestor
+ * (a cycle) answers false at once: the JSON encoder then refuses it, as it
+ * always did. A sync iterator cannot be looked into without being used up:
+ * true, and the walk makes it an array. A `toJSON()` (but a Date's, which
+ * gives a string) is asked what it gives, with the key JSON.stringify
+ * would pass it.
  * @param {object} value not null.
  * @param {object[]} ancestors the containers above `value`.
+ * @param {string|number|null} key `value`'s key or index ('' for the payload);
+ *   null: `value` is what a toJSON() returned, whose own toJSON JSON does not call.
  * @returns {boolean}
  * @private
  */
-function holdsBinary(value, ancestors) {
+function holdsBinary(value, ancestors, key) {
   if (isBinary(value)) return true;
-  if (typeof value.toJSON === 'function' || ancestors.length >= MAX_JSON_DEPTH || ancestors.includes(value)) return false;
+  if (ancestors.length >= MAX_JSON_DEPTH || ancestors.includes(value)) return false;
+  if (typeof value.toJSON === 'function' && key !== null) {
+    if (value instanceof Date) return false;
+    const json = askToJSON(value, key);
+    return typeof json === 'object' && json !== null && holdsBinary(json, ancestors, null);
+  }
   ancestors.push(value);
   let found = false;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const item = value[i];
-      if (typeof item === 'object' && item !== null && holdsBinary(item, ancestors)) {
+      if (typeof item === 'object' && item !== null && holdsBinary(item, ancestors, i)) {
         found = true;
         break;
       }
     }
+  } else if (typeof value.next === 'function' && isBareIterator(value)) {
+    found = typeof value[Symbol.iterator] === 'function'; // an async one is JSON's to refuse
   } else {
-    for (const key in value) {
-      const item = value[key];
-      if (typeof item === 'object' && item !== null && hasOwn.call(value, key) && holdsBinary(item, ancestors)) {
+    for (const k in value) {
+      const item = value[k];
+      if (typeof item === 'object' && item !== null && hasOwn.call(value, k) && holdsBinary(item, ancestors, k)) {
         found = true;
         break;
       }
@@ -127,42 +150,67 @@ function holdsBinary(value, ancestors) {
 }
 
 /**
+ * What `value.toJSON(key)` returns, as JSON.stringify asks it (an index as a string).
+ * @param {{toJSON: Function}} value
+ * @param {string|number} key
+ * @returns {unknown}
+ * @throws {MessageError} it threw (as stringifyValue reports it).
+ * @private
+ */
+function askToJSON(value, key) {
+  try {
+    return value.toJSON(String(key));
+  } catch (err) {
+    throw new MessageError(`payload is not JSON serialisable: ${thrownMessage(err)}`, { cause: err });
+  }
+}
+
+/**
  * One value of the walk; returns it, or its copy holding placeholders.
  * @param {unknown} value
  * @param {Array<string|number>} stack the path down to `value`.
  * @param {Extracted} found
  * @param {Set<object>} ancestors the containers above `value` (a cycle would never end).
  * @param {number} depth `value`'s level, the frame's object being 1 (§1.1).
+ * @param {string|number|null} key `value`'s key or index, for a `toJSON()` (null: as holdsBinary()).
  * @returns {unknown}
  * @private
  */
-function walk(value, stack, found, ancestors, depth) {
+function walk(value, stack, found, ancestors, depth, key) {
   if (typeof value !== 'object' || value === null) return value;
   if (isBinary(value)) {
     found.paths.push(stack.slice());
     found.buffers.push(asBuffer(value));
     return null;
   }
-  if (typeof value.toJSON === 'function') return value; // a Date and the like: JSON's own
   if (depth >= MAX_JSON_DEPTH || ancestors.has(value)) {
     throw new MessageError(ancestors.has(value) ? 'payload is not JSON serialisable: it holds a cycle' : `payload is nested deeper than ${MAX_JSON_DEPTH} levels: no peer decodes it`);
+  }
+  if (typeof value.toJSON === 'function' && key !== null) {
+    if (value instanceof Date) return value; // JSON's own: a string
+    const json = askToJSON(value, key);
+    const out = walk(json, stack, found, ancestors, depth, null);
+    return out === json ? value : out; // nothing binary in it: JSON.stringify asks it again
   }
   ancestors.add(value);
   let copy = null;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       stack.push(i);
-      const item = walk(value[i], stack, found, ancestors, depth + 1);
+      const item = walk(value[i], stack, found, ancestors, depth + 1, i);
       stack.pop();
       if (item !== value[i]) (copy ??= value.slice())[i] = item;
     }
+  } else if (typeof value.next === 'function' && isBareIterator(value) && typeof value[Symbol.iterator] === 'function') {
+    copy = [...value]; // as JSON writes it; used up, so the array goes on whatever it holds
+    copy = walk(copy, stack, found, ancestors, depth, key);
   } else {
-    for (const key in value) {
-      if (!hasOwn.call(value, key)) continue;
-      stack.push(key);
-      const item = walk(value[key], stack, found, ancestors, depth + 1);
+    for (const k in value) {
+      if (!hasOwn.call(value, k)) continue;
+      stack.push(k);
+      const item = walk(value[k], stack, found, ancestors, depth + 1, k);
       stack.pop();
-      if (item !== value[key]) (copy ??= { ...value })[key] = item;
+      if (item !== value[k]) (copy ??= { ...value })[k] = item;
     }
   }
   ancestors.delete(value);
