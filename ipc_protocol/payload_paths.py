@@ -87,6 +87,8 @@ def holds_binary(value: Any, depth: int = 1) -> bool:
         return holds_binary(dict(value), depth)
     elif isinstance(value, (list, tuple)):
         values = value
+    elif _KINDS.get(cls) == _OPAQUE:  # a datetime, a UUID, an Enum...: a dict lookup
+        return False
     else:
         return _other_holds_binary(value, depth)
     if depth > MAX_DEPTH:  # too deep for any peer: the JSON encoder refuses it
@@ -101,26 +103,44 @@ def holds_binary(value: Any, depth: int = 1) -> bool:
 
 
 def _other_holds_binary(value: Any, depth: int) -> bool:
-    """:func:`holds_binary` for a value the JSON encoder writes as a list or
-    an object of its own accord (a set, a deque, a dataclass, an iterator),
-    whose bytes it would write as a string: an iterator may hold some (it
-    cannot be looked into without being used up: :func:`strip` makes it a
-    list); anything else holds none."""
-    if isinstance(value, Iterator):
+    """:func:`holds_binary` for a value of any other class: one the JSON
+    encoder writes as a list or an object of its own accord (a set, a
+    deque, a dataclass, an iterator), whose bytes it would write as a
+    string, is looked into; an iterator may hold some (it cannot be looked
+    into without being used up: :func:`strip` makes it a list)."""
+    kind = _kind(type(value))
+    if kind == _ITERATOR:
         return True
-    expanded = _expanded(value)
-    return expanded is not None and holds_binary(expanded, depth)
+    return kind != _OPAQUE and holds_binary(_expanded(value, kind), depth)
 
 
-def _expanded(value: Any) -> list[Any] | dict[str, Any] | None:
-    """``value`` as the list or dict the JSON encoder (pydantic-core) writes
-    it as, when it is a set, a frozenset, a deque, an iterator or a
-    dataclass instance; None for anything else."""
-    if isinstance(value, (set, frozenset, deque, Iterator)):
-        return list(value)
-    if is_dataclass(value) and not isinstance(value, type):
+_OPAQUE, _ITEMS, _ITERATOR, _FIELDS = 0, 1, 2, 3  # how the encoder writes a class's instances
+_KINDS: dict[type, int] = {}  # per class: a datetime or an Enum costs a dict lookup, not ABC checks (µs)
+_MAX_KINDS = 4096  # classes made on the fly must not grow it without bound
+
+
+def _kind(cls: type) -> int:
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if issubclass(cls, (set, frozenset, deque)):
+            kind = _ITEMS
+        elif issubclass(cls, Iterator):
+            kind = _ITERATOR
+        elif is_dataclass(cls):
+            kind = _FIELDS
+        else:
+            kind = _OPAQUE
+        if len(_KINDS) >= _MAX_KINDS:
+            _KINDS.clear()
+        _KINDS[cls] = kind
+    return kind
+
+
+def _expanded(value: Any, kind: int) -> list[Any] | dict[str, Any]:
+    """``value`` as the list or dict the JSON encoder (pydantic-core) writes it as."""
+    if kind == _FIELDS:
         return {f.name: getattr(value, f.name) for f in fields(value)}
-    return None
+    return list(value)
 
 
 def strip(payload: Any) -> tuple[Any, list[Path], list[Buffer]]:
@@ -183,13 +203,14 @@ def _strip(value: Any, path: list[Any], paths: list[Path], buffers: list[Buffer]
                     copy = list(value)
                 copy[i] = new
         return value if copy is None else copy
-    expanded = _expanded(value)
-    if expanded is None:
+    kind = _kind(cls)
+    if kind == _OPAQUE:
         return value
+    expanded = _expanded(value, kind)
     new = _strip(expanded, path, paths, buffers, depth)
     # An iterator is used up: its list goes on. Anything else holding no
     # binary value is left for the encoder, which writes it as it did.
-    return new if new is not expanded or isinstance(value, Iterator) else value
+    return new if new is not expanded or kind == _ITERATOR else value
 
 
 def _frozen(value: Buffer) -> Buffer:
