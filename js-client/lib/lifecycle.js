@@ -99,7 +99,6 @@ class Lifecycle {
     if (host._opening !== null) host._opening.destroy(new NotConnectedError('the client disconnected'));
     host._reconnector.wake();
     this._abandon(new NotConnectedError('the client disconnected'));
-    if (wasConnected) host._emitSafely('disconnected', null);
     const closing = (conn ? conn.close() : Promise.resolve()).then(() => {
       host._closing = null;
       host._outbox.release(); // the file is another client's to take until connect()
@@ -107,6 +106,7 @@ class Lifecycle {
       host._emitSafely('close');
     });
     host._closing = closing;
+    if (wasConnected) host._emitSafely('disconnected', null); // once _closing is set: a listener's connect()/disconnect() waits for it
     return closing;
   }
 
