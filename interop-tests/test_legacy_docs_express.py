@@ -11,8 +11,11 @@ wait is bounded; every process started here is killed on teardown.
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import signal
 
+from conftest import WAIT_S
 from http_support import http_json
 from legacy_docs_support import USERS, free_port, user_service
 from legacy_docs_support import event_streams, express, run_block, service  # noqa: F401 (fixtures)
@@ -129,3 +132,52 @@ async def test_express_advanced_integration(express, start_server, service, run_
     block.signal(signal.SIGINT)
     assert await block.wait_exit() == 0, block.describe()
     assert block.out[-1] == "Shutting down...", block.describe()
+
+
+def _get_status(port: int, path: str) -> int | None:
+    """A GET's status; None when the server closed the connection unanswered."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (http.client.RemoteDisconnected, ConnectionResetError):
+        return None
+    finally:
+        conn.close()
+
+
+BAD_CHANNELS = ["/events/a..b", "/events/ord*", "/events/%20x", "/events/x.", "/events/" + "a" * 600]
+
+
+async def test_express_advanced_survives_an_invalid_channel_name(express, start_server, service, run_block, event_streams):
+    """Document lines 611-625: GET /events/:channel calls
+    req.ipc.subscribe(channel, handler) without await, so an invalid name
+    (an empty token, a wildcard inside a token, surrounding spaces, over 512
+    characters) used to be an unhandled rejection that ended the process
+    (exit 1). subscribe() now throws such argument errors at the call:
+    Express catches the throw. The block has written its 200 header
+    already, so Express can only close that request's connection; the
+    service keeps answering, and its client still subscribes."""
+    server = await start_server()
+    svc = await service(server, "express-service", {"user_service": user_service()})
+    port = free_port()
+    block = await run_block("express-advanced.js", server=server, PORT=str(port), IPC_HOST="127.0.0.1", IPC_PORT=str(server.port))
+    await block.wait_line(rf"IPC Express Service running on port {port}$")
+    for path in BAD_CHANNELS:
+        assert await asyncio.to_thread(_get_status, port, path) is None, path
+        status, body = await http_json(port, "GET", "/status")
+        assert status == 200 and body["status"] == "ok" and body["ipc"]["connected"] is True, (path, body, block.describe())
+    assert block.proc is not None and block.proc.returncode is None, block.describe()
+    await block.wait_line(r"^MessageError: pattern\b.*(has an empty token|wildcards must be whole tokens|is longer than 512)", "err", count=len(BAD_CHANNELS))  # Express logs each
+    # The proxy route awaits its call: the same name is its 500, as before.
+    status, body = await http_json(port, "GET", "/api/a..b/x")
+    assert status == 500 and body["success"] is False and "a..b" in body["error"], body
+
+    stream = await event_streams(port, "/events/orders")  # the shared client still subscribes
+    await svc.wait_subscribed("orders")
+    await svc.client.publish("orders", {"id": 9})
+    assert await stream.next() == {"id": 9}
+    block.signal(signal.SIGINT)
+    assert await block.wait_exit() == 0, block.describe()

@@ -137,6 +137,12 @@ class Subscriptions(Answering):
             raise
 
     async def unsubscribe(self, channel: str, handler: Handler | None) -> None:
+        # Wrong types raise, as Node's unsubscribe() throws them; a name nothing is
+        # subscribed under, an invalid one included, is a no-op in both (cleanup code).
+        if not isinstance(channel, str):
+            raise TypeError(f"channel must be a string, not {type(channel).__name__}")
+        if handler is not None and not callable(handler):
+            raise TypeError("handler must be callable")
         handlers = self.handlers.get(channel)
         if handlers is None:
             return

@@ -796,8 +796,23 @@ export declare class IPCClient extends EventEmitter {
    */
   system<R = any>(action: string, options?: { timeout?: number }): Promise<R>;
 
+  /**
+   * Resolves on the server's ack. Argument errors throw at the call,
+   * synchronously, so a route that calls it without `await` (the 1.1.x
+   * documentation's Express blocks) sees a throw, not an unhandled
+   * rejection: MessageError (bad_message) for an invalid or over-long
+   * pattern, TypeError for a handler that is not a function or a bad
+   * timeout. What depends on the connection rejects (not_connected while
+   * draining or after disconnect(), timeout, forbidden from the server,
+   * bad_message for a wildcard on a 1.1.x server).
+   */
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
-  /** A subscribe() of it still waiting for the connection resolves at once, unsent. */
+  /**
+   * A subscribe() of it still waiting for the connection resolves at once,
+   * unsent. A channel nothing is subscribed under (an invalid name
+   * included) resolves; a channel that is not a string or a handler that is
+   * not a function throws TypeError at the call.
+   */
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
 
   /**
@@ -841,7 +856,15 @@ export declare class IPCClient extends EventEmitter {
    */
   typed<Api extends ContractMap<Api>>(): TypedClient<Api>;
 
-  /** Rejects with ForbiddenError on a reserved channel (`system...`, `$sys...`) without sending. */
+  /**
+   * Argument errors throw at the call, synchronously, and nothing is sent:
+   * MessageError (bad_message) for an invalid or over-long channel or a
+   * payload that cannot be encoded (NaN, Infinity, BigInt, a Map or Set, a
+   * cycle, a lone surrogate), ForbiddenError for a reserved channel
+   * (`system...`, `$sys...`), TypeError for a bad option. What depends on
+   * the connection rejects: not_connected, queue_full, too_large (over the
+   * server's frame limit), timeout, connection_lost.
+   */
   publish(
     channelId: string,
     data: unknown,
@@ -858,6 +881,7 @@ export declare class IPCClient extends EventEmitter {
     options?: CallOptions & { ack?: boolean }
   ): Promise<{ delivered: number | null } | undefined>;
 
+  /** Throws and rejects as publish() does; `system` itself may be notified. */
   notify(channelId: string, data: unknown, options?: CallOptions): Promise<void>;
 
   /** Whether a ping round trip succeeds within the timeout; never rejects. */

@@ -232,3 +232,37 @@ async def test_a_timeout_already_passed_is_not_sent_by_any_call(server, make_cli
     await client.publish("topic", "after", timeout=WAIT_S)  # in order after anything sent before it
     await client.request("svc", "after", timeout=WAIT_S)
     assert await asyncio.wait_for(got.get(), WAIT_S) == "after" and ran == ["after"]
+
+
+async def test_argument_errors_node_throws_at_the_call_raise_on_await_with_the_same_errors(server, make_client) -> None:
+    """Node's subscribe()/publish()/notify()/unsubscribe() throw argument
+    errors synchronously (js-client test/argument_errors.test.js); these
+    methods are coroutines, so they raise when awaited (an un-awaited one
+    never runs). An invalid name is a plain ``ValueError`` here, where Node
+    throws ``MessageError`` (bad_message) (docs/legacy.md). Nothing is sent
+    and the client stays up."""
+    client = await make_client()
+    handler: Any = lambda m: None  # noqa: E731
+    for pattern in ("a..b", "ord*", " x", "x.", "a" * 600):
+        with pytest.raises(ValueError):
+            await client.subscribe(pattern, handler)
+    for channel in ("a..b", "orders.*", " x", "x.", "a" * 600):
+        with pytest.raises(ValueError):
+            await client.publish(channel, 1)
+        with pytest.raises(ValueError):
+            await client.notify(channel, 1)
+    for payload in (math.nan, {"v": math.inf}, "a\ud800b"):
+        with pytest.raises(MessageError):
+            await client.publish("feed", payload)
+    with pytest.raises(Forbidden):
+        await client.publish("system.x", 1)
+    with pytest.raises(TypeError):
+        await client.subscribe("feed", "not callable")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^channel must be a string"):
+        await client.unsubscribe(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^handler must be callable"):
+        await client.unsubscribe("feed", "not callable")  # type: ignore[arg-type]
+    for name in ("a..b", "ord*", "never.subscribed"):
+        await client.unsubscribe(name)  # nothing is held under it: a no-op, as in Node
+    assert client.get_connection_info()["subscriptions"] == []
+    assert await client.health_check() is True

@@ -14,8 +14,7 @@
 
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { buildMessage } = require('./envelope');
-const { SYSTEM_CHANNEL } = require('./constants');
-const { validateChannel, isReserved } = require('./channels');
+const { validateChannel } = require('./channels');
 const { now } = require('./connection');
 const { callOptions, checkTimeout, countsAsFailed, isLocalRefusal } = require('./call_options');
 const { State } = require('./state');
@@ -24,7 +23,6 @@ const { keyedHeaders, resendOnLoss } = require('./idempotency');
 const { checkSignal, abortError, abortable } = require('./cancellation');
 const {
   ConnectionLostError,
-  ForbiddenError,
   NotConnectedError,
   RequestTimeoutError,
   errorFromWire
@@ -102,65 +100,11 @@ class Calls {
     }
     endSpan(span, failure);
     if (failure !== null) {
-      this._countFailure(failure);
+      this.countFailure(failure);
       throw failure;
     }
     this.host._metrics.delivered();
     return reply;
-  }
-  /**
-   * IPCClient.publish(): with `ack`, a call answered by the server's count.
-   * @returns {Promise<object|undefined>}
-   */
-  async publish(channelId, data, options) {
-    validateChannel(channelId);
-    this.host._drain.check();
-    if (isReserved(channelId)) throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
-    const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
-    const ack = !!(options && options.ack);
-    const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
-    if (signal !== undefined && signal.aborted) throw abortError(signal);
-    const deadline = now() + call.timeout;
-    const msg = buildMessage('publish', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
-    if (ack) msg.ack = true;
-    let span = traceOutgoing(msg, 'publish', this.host);
-    try {
-      if (!ack) return await abortable(this.host, msg, signal, Promise.resolve(this.submit(msg, deadline, call, false)));
-      const reply = await abortable(this.host, msg, signal, this.submit(msg, deadline, call, true));
-      this.host._metrics.delivered();
-      const delivered = reply.payload && typeof reply.payload.delivered === 'number' ? reply.payload.delivered : null;
-      return { delivered };
-    } catch (err) {
-      span = endSpan(span, err);
-      this._countFailure(err);
-      throw err;
-    } finally {
-      endSpan(span);
-    }
-  }
-  /**
-   * IPCClient.notify(): a one-way request, routed like a request, never answered.
-   * @returns {Promise<object|undefined>}
-   */
-  async notify(channelId, data, options) {
-    validateChannel(channelId);
-    this.host._drain.check();
-    if (channelId !== SYSTEM_CHANNEL && isReserved(channelId)) {
-      throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`); // the server would drop it, answering nothing (§6.1)
-    }
-    const call = callOptions(options ?? {}, this.host.options.requestTimeout, this.host.options.onDisconnect);
-    const deadline = now() + call.timeout;
-    const msg = buildMessage('notification', this.host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
-    let span = traceOutgoing(msg, 'notify', this.host);
-    try {
-      await this.submit(msg, deadline, call, false);
-    } catch (err) {
-      span = endSpan(span, err);
-      this._countFailure(err);
-      throw err;
-    } finally {
-      endSpan(span);
-    }
   }
   /**
    * The choke point of every request and one-way message (docs/resilience.md §4).
@@ -173,14 +117,15 @@ class Calls {
    * @param {number} deadline monotonic ms.
    * @param {{priority: number, onDisconnect: string}} call
    * @param {boolean} expectReply a request, or a publish with ack.
+   * @param {(err: Error) => void} [onUnsent] told why a call sent now (expectReply) failed unwritten.
    * @returns {Promise<object>|Promise<void>|undefined} the reply (expectReply), else when written/queued.
    */
-  submit(msg, deadline, call, expectReply) {
+  submit(msg, deadline, call, expectReply, onUnsent) {
     const host = this.host;
     const state = host._state;
     const outbox = host._outbox;
     if (state === State.CONNECTED && outbox.idle) {
-      return expectReply ? this.request(msg, deadline) : this.sendOneWay(msg, deadline);
+      return expectReply ? this.request(msg, deadline, onUnsent) : this.sendOneWay(msg, deadline);
     }
     if (state === State.DISCONNECTED || state === State.DISCONNECTING) {
       throw new NotConnectedError(state === State.DISCONNECTING ? 'the client is disconnecting' : 'the client is not connected');
@@ -197,7 +142,7 @@ class Calls {
    * Sends a call that expects an answer on the current connection.
    * @param {object} msg
    * @param {number} deadline
-   * @param {() => void} [onUnsent] called when it fails without being written.
+   * @param {(err: Error) => void} [onUnsent] called when it fails without being written.
    * @returns {Promise<object>} the reply message.
    */
   request(msg, deadline, onUnsent) {
@@ -207,7 +152,7 @@ class Calls {
         this.send(msg);
         this.host._metrics.sent(); // delivered is counted once, by publish(), when this resolves
       } catch (err) {
-        if (onUnsent !== undefined) onUnsent();
+        if (onUnsent !== undefined) onUnsent(err);
         return Promise.reject(err);
       }
       return Promise.resolve({ payload: null });
@@ -222,15 +167,16 @@ class Calls {
    * @param {object} msg
    * @param {number} deadline monotonic ms.
    * @param {boolean} [counted] an application call (counted in `messagesSent`).
-   * @param {() => void} [onUnsent] called when it fails without being written.
+   * @param {(err: Error) => void} [onUnsent] called when it fails without being written.
    * @returns {Promise<object>} the response message.
    */
   call(msg, deadline, counted = false, onUnsent) {
     return new Promise((resolve, reject) => {
       const remaining = deadline - now();
       if (remaining <= 0) {
-        if (onUnsent !== undefined) onUnsent();
-        reject(new RequestTimeoutError('the deadline passed before the call was sent'));
+        const err = new RequestTimeoutError('the deadline passed before the call was sent');
+        if (onUnsent !== undefined) onUnsent(err);
+        reject(err);
         return;
       }
       // Infinity: no deadline here, and none sent (the server's default applies, §6.5)
@@ -252,7 +198,7 @@ class Calls {
       } catch (err) {
         this.pending.delete(id);
         clearLongTimeout(timer);
-        if (onUnsent !== undefined) onUnsent();
+        if (onUnsent !== undefined) onUnsent(err);
         reject(err);
       }
     });
@@ -353,9 +299,8 @@ class Calls {
    * Counts a failed call in the metrics: failed, or delivered when the
    * other side answered it (countsAsFailed(): a `timeout` answer is failed).
    * @param {unknown} err
-   * @private
    */
-  _countFailure(err) {
+  countFailure(err) {
     if (countsAsFailed(err)) this.host._metrics.failed();
     else this.host._metrics.delivered();
   }

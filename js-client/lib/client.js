@@ -7,6 +7,7 @@
  * this client only through the members its module's doc lists:
  *
  *     calls.js          request lifecycle: the one send path, pending table, deadlines
+ *     publishing.js     publish() and notify(); argument errors thrown, the rest rejected
  *     outbox.js         the offline queue, its expiry, file and replay
  *     admission.js      inbound handlers, at most `maxConcurrentHandlers` async ones at a time
  *     subscriptions.js  subscriptions and responders, restored on every connection
@@ -31,6 +32,7 @@ const { Breakers } = require('./circuit_breaker');
 const { Metrics } = require('./metrics');
 const { reportError, emitEach } = require('./listeners');
 const { Calls } = require('./calls');
+const publishing = require('./publishing');
 const { Outbox } = require('./outbox');
 const { Admission } = require('./admission');
 const { Subscriptions } = require('./subscriptions');
@@ -204,12 +206,15 @@ class IPCClient extends ClientIntrospection {
   /**
    * Subscribes `handler` to a channel or pattern (`*`, `>`, §4.2). Resolves
    * on the server's ack; a rejected call leaves no subscription behind. The
-   * subscription is kept across reconnections.
+   * subscription is kept across reconnections. Argument errors throw at
+   * the call, synchronously; what depends on the connection rejects
+   * (lib/publishing.js, docs/legacy.md).
    * @param {string} channelId a channel or pattern.
    * @param {(msg: object) => unknown} handler called with each publish message.
    * @param {{timeout?: number}} [options]
-   * @returns {Promise<void>}
-   * @throws {IpcError} bad_message for an invalid pattern, or the call's failure.
+   * @returns {Promise<void>} rejects with the call's failure (not_connected, timeout, forbidden...).
+   * @throws {MessageError} (synchronously) bad_message: an invalid or over-long pattern.
+   * @throws {TypeError} (synchronously) a handler that is not a function, a bad timeout.
    */
   subscribe(channelId, handler, options) {
     return this._subs.subscribe(channelId, handler, options);
@@ -217,10 +222,12 @@ class IPCClient extends ClientIntrospection {
 
   /**
    * Removes one handler, or all of the channel's handlers; the server is
-   * told once no handler is left.
+   * told once no handler is left. A channel nothing is subscribed under
+   * (an invalid name included) resolves at once.
    * @param {string} channelId the channel or pattern given to subscribe().
    * @param {Function} [handler] only this handler.
    * @returns {Promise<void>}
+   * @throws {TypeError} (synchronously) a channel that is not a string, a handler that is not a function.
    */
   unsubscribe(channelId, handler) {
     return this._subs.unsubscribe(channelId, handler);
@@ -276,23 +283,28 @@ class IPCClient extends ClientIntrospection {
    * @param {string} channelId a concrete channel.
    * @param {unknown} data the payload.
    * @param {{ack?: boolean, headers?: Record<string, string>, timeout?: number, priority?: number, onDisconnect?: 'queue'|'fail'}} [options]
-   * @returns {Promise<{delivered: number|null}|undefined>}
-   * @throws {ForbiddenError} a reserved channel (`system...`, `$sys...`, §4.4), refused before sending.
+   * @returns {Promise<{delivered: number|null}|undefined>} rejects with what
+   *   depends on the connection: not_connected, queue_full, too_large, timeout...
+   * @throws {MessageError} (synchronously) bad_message: an invalid or over-long
+   *   channel, or a payload that cannot be encoded (NaN, a Map, a cycle...).
+   * @throws {ForbiddenError} (synchronously) a reserved channel (`system...`, `$sys...`, §4.4).
+   * @throws {TypeError} (synchronously) a bad option.
    */
   publish(channelId, data, options = {}) {
-    return this._calls.publish(channelId, data, options);
+    return publishing.publish(this._calls, channelId, data, options);
   }
 
   /**
    * Sends a one-way request: routed like a request, never answered (§6.1).
-   * Resolves like publish() without ack.
+   * Resolves like publish() without ack; throws and rejects as publish()
+   * does (`system` may be notified).
    * @param {string} channelId a concrete channel.
    * @param {unknown} data the payload.
    * @param {{headers?: Record<string, string>, timeout?: number, priority?: number, onDisconnect?: 'queue'|'fail'}} [options]
    * @returns {Promise<void>}
    */
   notify(channelId, data, options = {}) {
-    return this._calls.notify(channelId, data, options);
+    return publishing.notify(this._calls, channelId, data, options);
   }
 
   /** Calls `cb(info)` on every (re)connection; returns a function that removes it. */

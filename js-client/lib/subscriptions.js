@@ -8,8 +8,8 @@
  *
  * Host interface (the IPCClient that owns it): `appId`, `options`,
  * `_state`, `_conn`, `_connectionId`, `_calls` (`conn`, `call()`,
- * `sendAndDrain()`), `_admission` (`admit()`, `invoke()`),
- * `_reconnector` (`ready()`), `_emitSafely()`, `_emitError()`.
+ * `sendAndDrain()`), `_admission` (`admit()`, `invoke()`), `_drain`
+ * (`check()`), `_reconnector` (`ready()`), `_emitSafely()`, `_emitError()`.
  */
 
 const { SYSTEM_CHANNEL } = require('./constants');
@@ -62,17 +62,20 @@ class Subscriptions {
    * IPCClient.subscribe(): the handler is added before the frame is sent,
    * so a publish right after the ack finds it; a refusal removes it again.
    * One unsubscribed while it waits for a connection resolves at once and
-   * is never sent.
-   * @param {string} channelId
-   * @param {Function} handler
+   * is never sent. Argument errors throw, the rest rejects (lib/publishing.js).
    * @param {{timeout?: number}} [options]
    * @returns {Promise<void>}
+   * @throws {MessageError|TypeError} an invalid pattern, handler or timeout.
    */
-  async subscribe(channelId, handler, { timeout = this.host.options.requestTimeout } = {}) {
-    this.host._drain.check(); // none while draining (docs/resilience.md §12)
+  subscribe(channelId, handler, { timeout = this.host.options.requestTimeout } = {}) {
     validatePattern(channelId);
     if (typeof handler !== 'function') throw new TypeError('handler must be a function');
-    const deadline = now() + checkTimeout(timeout);
+    return this._subscribe(channelId, handler, now() + checkTimeout(timeout));
+  }
+
+  /** subscribe() once its arguments are checked. @private */
+  async _subscribe(channelId, handler, deadline) {
+    this.host._drain.check(); // none while draining (docs/resilience.md §12)
     let handlers = this.subscriptions.get(channelId);
     if (handlers === undefined) this.subscriptions.set(channelId, (handlers = new Set()));
     const known = handlers.has(handler);
@@ -91,11 +94,19 @@ class Subscriptions {
 
   /**
    * IPCClient.unsubscribe(): the server is told once no handler is left.
-   * @param {string} channelId
-   * @param {Function} [handler]
+   * A name nothing is subscribed under, an invalid one included, resolves
+   * (as in Python): it runs in cleanup code ('close' listeners), where a
+   * throw is uncaught. Wrong argument types throw (TypeError).
    * @returns {Promise<void>}
    */
-  async unsubscribe(channelId, handler) {
+  unsubscribe(channelId, handler) {
+    if (typeof channelId !== 'string') throw new TypeError('channel must be a string');
+    if (handler !== undefined && typeof handler !== 'function') throw new TypeError('handler must be a function');
+    return this._unsubscribe(channelId, handler);
+  }
+
+  /** unsubscribe() once its arguments are checked. @private */
+  async _unsubscribe(channelId, handler) {
     const handlers = this.subscriptions.get(channelId);
     if (handlers === undefined) return;
     if (handler !== undefined) {
@@ -159,11 +170,7 @@ class Subscriptions {
     this._register('unsubscribe', channelId, serve, now() + this.host.options.requestTimeout).catch(() => {});
   }
 
-  /**
-   * Drops a responder and the schemas it declared.
-   * @param {string} channelId
-   * @private
-   */
+  /** Drops a responder and the schemas it declared. @private */
   _forgetResponder(channelId) {
     this.responders.delete(channelId);
     this.schemas.delete(channelId);

@@ -1,0 +1,160 @@
+'use strict';
+
+/**
+ * publish() and notify() (docs/protocol.md §5, §6.1), and the split every
+ * call the seed's code leaves un-awaited makes (docs/legacy.md): what the
+ * arguments alone make impossible throws at the call, synchronously (as
+ * nats.js does for a bad subject); what depends on the connection rejects
+ * the returned promise.
+ *
+ * Why: code that calls publish() or subscribe() without `await` (the
+ * Express routes of the 1.1.x documentation) turns a rejection into an
+ * unhandled rejection, which ends the process on Node >= 15; a throw is
+ * caught by the caller's `try`, or by Express, which answers 500. So an
+ * invalid, over-long or reserved channel, a bad option and a payload that
+ * cannot be encoded (bad_message) throw; not connected, draining, a full
+ * offline queue, a frame over the server's limit and the server's
+ * answer reject.
+ */
+
+const { buildMessage } = require('./envelope');
+const { SYSTEM_CHANNEL } = require('./constants');
+const { validateChannel, isReserved } = require('./channels');
+const { now } = require('./connection');
+const { callOptions } = require('./call_options');
+const { traceOutgoing, endSpan } = require('./tracing');
+const { checkSignal, abortError, abortable } = require('./cancellation');
+const { messageBytes } = require('./protocol/attachments');
+const { ForbiddenError, MessageError } = require('./errors');
+
+/**
+ * IPCClient.publish(): with `ack`, a call answered by the server's count.
+ * @param {import('./calls').Calls} calls
+ * @returns {Promise<{delivered: number|null}|undefined>}
+ * @throws {MessageError|ForbiddenError|TypeError} an argument error (see the module's doc).
+ */
+function publish(calls, channelId, data, options) {
+  const host = calls.host;
+  validateChannel(channelId);
+  if (isReserved(channelId)) throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
+  const call = callOptions(options ?? {}, host.options.requestTimeout, host.options.onDisconnect);
+  const ack = !!(options && options.ack);
+  const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
+  const refused = refusedByState(host);
+  if (refused !== null) return refused;
+  if (signal !== undefined && signal.aborted) return Promise.reject(abortError(signal));
+  const msg = buildMessage('publish', host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
+  if (ack) msg.ack = true;
+  const span = traceOutgoing(msg, 'publish', host);
+  const sent = start(calls, msg, now() + call.timeout, call, ack, span);
+  return ack ? acknowledged(calls, msg, signal, sent, span) : written(calls, abortable(host, msg, signal, Promise.resolve(sent)), span);
+}
+
+/**
+ * IPCClient.notify(): a one-way request, routed like a request, never answered.
+ * @param {import('./calls').Calls} calls
+ * @returns {Promise<void>}
+ * @throws {MessageError|ForbiddenError|TypeError} an argument error (see the module's doc).
+ */
+function notify(calls, channelId, data, options) {
+  const host = calls.host;
+  validateChannel(channelId);
+  if (channelId !== SYSTEM_CHANNEL && isReserved(channelId)) {
+    throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`); // the server would drop it, answering nothing (§6.1)
+  }
+  const call = callOptions(options ?? {}, host.options.requestTimeout, host.options.onDisconnect);
+  const refused = refusedByState(host);
+  if (refused !== null) return refused;
+  const msg = buildMessage('notification', host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
+  const span = traceOutgoing(msg, 'notify', host);
+  return written(calls, start(calls, msg, now() + call.timeout, call, false, span), span);
+}
+
+/**
+ * The client's refusal of any new call while it drains (docs/resilience.md
+ * §12), as a rejected promise: it depends on the client's state.
+ * @returns {Promise<never>|null}
+ * @private
+ */
+function refusedByState(host) {
+  try {
+    host._drain.check();
+    return null;
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/**
+ * Calls.submit(), throwing a payload that cannot be encoded whatever the
+ * connection's state: the encoder's MessageError when the call was sent or
+ * queued, else (refused before encoding: not connected...) the same check
+ * the offline queue makes. Any other failure is the promise's.
+ * @returns {Promise<object>|Promise<void>|undefined}
+ * @throws {MessageError}
+ * @private
+ */
+function start(calls, msg, deadline, call, expectReply, span) {
+  let unsent = null;
+  let sent;
+  try {
+    sent = calls.submit(msg, deadline, call, expectReply, expectReply ? (err) => (unsent = err) : undefined);
+  } catch (err) {
+    unsent = err;
+    sent = Promise.reject(err);
+  }
+  if (unsent === null) return sent;
+  const unencodable = unencodableBy(msg, unsent);
+  if (unencodable === null) return sent;
+  sent.catch(() => {}); // it is thrown instead
+  endSpan(span, unencodable);
+  calls.countFailure(unencodable);
+  throw unencodable;
+}
+
+/**
+ * The MessageError that makes `msg` impossible to encode, or null.
+ * @param {object} msg
+ * @param {unknown} err why its submission failed.
+ * @returns {MessageError|null}
+ * @private
+ */
+function unencodableBy(msg, err) {
+  if (err instanceof MessageError) return err;
+  try {
+    messageBytes(msg);
+    return null;
+  } catch (checked) {
+    return checked instanceof MessageError ? checked : null;
+  }
+}
+
+/**
+ * Waits for a publish's ack and reads the server's count.
+ * @returns {Promise<{delivered: number|null}>}
+ * @private
+ */
+async function acknowledged(calls, msg, signal, sent, span) {
+  const reply = await written(calls, abortable(calls.host, msg, signal, sent), span);
+  calls.host._metrics.delivered();
+  return { delivered: reply.payload && typeof reply.payload.delivered === 'number' ? reply.payload.delivered : null };
+}
+
+/**
+ * Waits for a call's outcome, ending its span and counting a failure.
+ * @returns {Promise<unknown>}
+ * @private
+ */
+async function written(calls, pending, span) {
+  try {
+    return await pending;
+  } catch (err) {
+    span = endSpan(span, err);
+    calls.countFailure(err);
+    throw err;
+  } finally {
+    endSpan(span);
+  }
+}
+
+module.exports = { publish, notify };
