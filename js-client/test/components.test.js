@@ -105,6 +105,20 @@ test('backoff - jitter spreads around the base and never passes the cap', () => 
   assert.equal(backoffDelay(9, { ...p, random: () => 0.999 }), 1000);
 });
 
+test('backoff - the 1.1.x document\'s reconnectAttempts 5, reconnectDelay 2000: 30 to 75 s of waits in all, the first 1 to 3 s (docs/legacy.md)', () => {
+  const o = parseOptions({ reconnectAttempts: 5, reconnectDelay: 2000 });
+  const waits = (random, options = o) =>
+    Array.from({ length: options.maxRetries }, (_, n) => backoffDelay(n, { initial: options.initialDelay, max: options.maxDelay, multiplier: options.multiplier, jitter: options.jitter, random }));
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+  assert.deepEqual(waits(() => 0.5), [2000, 4000, 8000, 16000, 30000]); // nominally 60 s
+  assert.deepEqual(waits(() => 0), [1000, 2000, 4000, 8000, 15000]);
+  assert.equal(sum(waits(() => 0)), 30000);
+  const most = waits(() => 0.999999);
+  assert.ok(most[0] < 3000 && sum(most) < 75000, String(most));
+  const fixed = parseOptions({ reconnectAttempts: 5, reconnectDelay: 2000, multiplier: 1, jitter: 0 });
+  assert.deepEqual(waits(Math.random, fixed), [2000, 2000, 2000, 2000, 2000]); // 1.1.x's fixed pause
+});
+
 test('backoff - the unified defaults: 500 ms, x2 per attempt, capped at 30 s, jitter 0.5', () => {
   const o = parseOptions();
   assert.deepEqual(
