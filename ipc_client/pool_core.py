@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from ipc_protocol import IPCError, NotConnected, RequestTimeout, Unauthorized
+from ipc_protocol import IPCError, NotConnected, RequestTimeout, Unauthorized, printable
 
 from .listeners import Listeners
 from .backoff import Backoff
@@ -286,7 +286,7 @@ class PoolCore:
         try:
             member = await self._create(counted=True)
         except (IPCError, OSError) as exc:
-            log.debug("opening a member for %s:%s failed: %s", self.host, self.port, exc)
+            log.debug("opening a member for %s:%s failed: %s", self.host, self.port, printable(exc))
             return  # the plan failed the waiter it was for
         self._make_available(member)
 
@@ -353,11 +353,11 @@ class PoolCore:
                 # As a client stops reconnecting (docs/security.md §3.2): retrying cannot fix
                 # credentials. A later call still opens a member (failing Unauthorized fast);
                 # once one opens, or a member is lost, the refill starts again.
-                log.warning("refilling the pool for %s:%s stopped: %s", self.host, self.port, exc)
+                log.warning("refilling the pool for %s:%s stopped: %s", self.host, self.port, printable(exc))
                 self._refill_stopped = True
                 return
             except (IPCError, OSError) as exc:
-                log.debug("refilling the pool for %s:%s failed: %s", self.host, self.port, exc)
+                log.debug("refilling the pool for %s:%s failed: %s", self.host, self.port, printable(exc))
                 await asyncio.sleep(backoff.delay(attempt))
                 attempt += 1
 

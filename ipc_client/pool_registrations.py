@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ipc_protocol import AlreadyServing, IPCError, NotConnected, RemoteError, RequestTimeout, validate_pattern
+from ipc_protocol import AlreadyServing, IPCError, NotConnected, RemoteError, RequestTimeout, printable, validate_pattern
 
 from .client import Handler, IPCClient
 from .subscriptions import check_servable
@@ -149,7 +149,7 @@ class PoolRegistrations:
         else:
             self._drop_subscription(channel, fn)
         self._refused[(serve, channel, id(fn))] = (fn, error)
-        log.error("the server on %s refused the pool's %s %r: dropped: %s", self._where, "responder" if serve else "subscription", channel, error)
+        log.error("the server on %s refused the pool's %s %r: dropped: %s", self._where, "responder" if serve else "subscription", channel, printable(error))
 
     def _refusal(self, serve: bool, channel: str, fn: Handler) -> RemoteError | None:
         """The refusal of this registration by the last replay, for its caller."""
@@ -218,7 +218,7 @@ class PoolRegistrations:
             self._defer()
             return False
         except NotConnected as exc:
-            log.debug("registration on %s deferred: %s", self._where, exc)
+            log.debug("registration on %s deferred: %s", self._where, printable(exc))
             self._defer()
             return False
         except IPCError as exc:
