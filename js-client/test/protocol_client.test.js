@@ -270,3 +270,16 @@ for (const v of bad) {
     }
   });
 }
+
+test('client protocol - a frame of §15 the server did not grant is a violation, as in Python (§15.1 item 4)', () => {
+  const proto = new ClientProtocol({ appId: 'app', connectionId: 'c', features: ['cancel', 'streams'] });
+  const id = proto.connect();
+  proto.dataToSend();
+  const connected = { status: 'connected', protocol: 2, max_frame_size: 1 << 24, features: ['cancel'] }; // no streams
+  feed(proto, encodeFrame(encodeMessage(buildMessage('response', 'app', 'system', connected, { reply_to: id }))));
+  assert.equal(proto.state, ProtocolState.OPEN);
+  const [event] = feed(proto, encodeFrame(encodeMessage(buildMessage('stream_item', 'app', 'ticks', 1, { reply_to: 'req-1' }))));
+  assert.ok(event instanceof ProtocolViolation);
+  assert.equal(event.code, 'bad_message');
+  assert.equal(proto.live, false);
+});

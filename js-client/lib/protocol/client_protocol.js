@@ -280,15 +280,16 @@ class ClientProtocol extends Protocol {
   }
 
   /**
-   * A frame of §15 the server did not grant: the server's mistake on one
-   * message, reported and skipped as a bad envelope is.
+   * A server that sends a frame of §15 it did not grant broke the protocol
+   * (§15.1 item 4): a violation, as for a binary frame not granted (§16.1)
+   * and as the Python client takes it.
    * @param {object} msg
    * @param {string} text
    * @returns {Event}
    * @protected
    */
   _flowRefused(msg, text) {
-    return new InvalidMessage(new MessageError(text));
+    return this._violated('bad_message', text, msg.message_id ?? null, msg, null);
   }
 
   /**
