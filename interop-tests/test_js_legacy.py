@@ -129,10 +129,10 @@ async def test_node_client_gets_a_legacy_server_s_notification_broadcasts(legacy
     agent = await node_agent(legacy_server.port, app_id="legacy")
     await agent.call("subscribe", channel="alerts")
     cid = (await agent.call("info"))["connectionId"]
-    channel = legacy_server.get_application("legacy").get_channel("alerts")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT_S
-    while cid not in channel.get_subscribers():  # no ack from 1.1.x: wait until it holds the subscription
+    # No ack from 1.1.x: wait until it holds the subscription (its channel is made by the subscribe, in its own thread).
+    while (channel := legacy_server.get_application("legacy").get_channel("alerts")) is None or cid not in channel.get_subscribers():
         assert loop.time() < deadline, "the subscription never reached the 1.1.2 server"
         await asyncio.sleep(0.01)
 
