@@ -319,3 +319,13 @@ def test_a_refusal_answers_anything_but_a_notification(mtype: MessageType) -> No
     else:
         (err,) = replies
         assert err.reply_to == "m1" and err.error is not None and err.error.code == "forbidden"
+
+
+@pytest.mark.parametrize("now", [5.1, 77.77, 123.456, 1000.3])
+def test_a_peer_we_do_not_read_is_pinged_whatever_the_clocks_reading(now: float) -> None:
+    # now - (now - 0.1) is 0.0999...9 for some readings: a silence of exactly
+    # one interval, measured so, never reached it and no ping ever went.
+    p = opened(heartbeat_interval_s=0.1, now=now - 0.05)
+    assert p.tick(now, reading=False) is HeartbeatAction.PING
+    assert p.tick(now + 0.05, reading=False) is HeartbeatAction.NONE
+    assert p.tick(now + 0.125, reading=False) is HeartbeatAction.PING  # and again an interval on (a sweep later)
