@@ -37,9 +37,11 @@ async def _ghost(how: str) -> None:
     to it draws the reset) or ``reset`` (an RST at once)."""
     async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=2, max_frame_size=64 * 1024, heartbeat_interval_s=0.1) as server:
         never = asyncio.Event()
+        started: list[str] = []
         cancelled: list[str] = []
 
         async def stuck(msg: Message) -> Any:
+            started.append(msg.payload[:1])
             try:
                 await never.wait()
             except asyncio.CancelledError:
@@ -57,6 +59,7 @@ async def _ghost(how: str) -> None:
             sink = next(c for c in server.connections if c is not ghost)
             await until(lambda: ghost.reading_paused and ghost.inflight.count == 2, "the requester's reading paused")
             assert len(sink.serving) == 2 and peer.writer.transport.get_write_buffer_size() > 0  # bytes it could not send
+            await until(lambda: len(started) == 2, "both handlers running")  # a cancel before a handler starts leaves nothing to cancel
             if how == "reset":
                 peer.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             peer.writer.transport.abort()
