@@ -165,9 +165,17 @@ class Calls:
         return self.await_reply(fut, track, message_id)
 
     async def _drained_reply(self, conn: ClientConnection, message_id: str, channel: str, fut: asyncio.Future[Message], deadline: float, track: bool) -> Message:
-        """A full socket buffer drained first (never past the deadline), then the answer."""
+        """A full socket buffer drained first (never past the deadline), then
+        the answer. The request is written (buffered) already: a caller
+        cancelled meanwhile gives it up as one cancelled while waiting for
+        its answer, its ``cancel`` queued behind it on the same transport,
+        and counts in neither KPI (docs/resilience.md §2)."""
         try:
             await self._drain(conn, f"request on {channel!r}", deadline)
+        except asyncio.CancelledError:
+            self._given_up(fut, message_id)
+            fut.cancel()
+            raise
         except BaseException:
             self._forget(message_id, fut)
             if track:

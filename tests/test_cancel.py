@@ -253,3 +253,34 @@ async def test_a_cancelled_python_responder_finishes_its_cleanup_when_it_disconn
     await asyncio.wait_for(holds.cleaning.wait(), WAIT_S)
     await responder.disconnect()  # its teardown cancels what still runs: not this one again
     await holds.cleaned()
+
+
+async def test_a_call_cancelled_while_its_frame_waits_in_a_full_socket_buffer_sends_its_cancel(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    """The request is written but not yet taken by the socket (writing
+    paused): cancelling it then must still cancel the responder's handler,
+    and count the call in neither KPI (docs/resilience.md §2)."""
+    caller, responder = await make_client(), await make_client()
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow(msg: Message) -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    await responder.serve("slow", slow)
+    before = caller.metrics()
+    task = asyncio.ensure_future(caller.send_request("slow", {"pad": "x" * 8_000_000}, timeout=WAIT_S))
+    await asyncio.sleep(0)  # one step: the frame is in the transport's buffer, over its high-water mark
+    assert caller._link.conn.writing_paused and not task.done()
+    await cancel_and_wait(task)
+    assert len(caller._calls) == 0
+    await asyncio.wait_for(started.wait(), WAIT_S)  # the frame still went out
+    await asyncio.wait_for(cancelled.wait(), WAIT_S)  # and its cancel right behind it
+    await until(lambda: server.stats.cancels == 1)
+    after = caller.metrics()
+    assert after["messages_failed"] == before["messages_failed"]
+    assert after["messages_delivered"] == before["messages_delivered"]
