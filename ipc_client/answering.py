@@ -17,7 +17,7 @@ from ipc_protocol.messages import error_response
 from ipc_protocol.replies import handler_reply
 
 from .admission import Admission, Slot
-from .at_once import HandlerCancelled, is_async_function, result_of
+from .at_once import HandlerCancelled, answered_as, is_async_function, propagates, result_of
 from .connection import ClientConnection
 from .keyed_runs import KeyedRun, KeyedRuns, is_keyed
 from .producers import STREAM_RESULTS, Producers
@@ -72,7 +72,7 @@ class Answering:
                 self._admission.finished(slot)
                 return
         scope = serving(msg)  # its own calls continue the request's trace (docs/tracing.md)
-        failure: Exception | None
+        failure: BaseException | None
         self.producers.started(msg, slot)  # a cancel finds its task (§15.4)
         try:
             try:
@@ -82,13 +82,15 @@ class Answering:
                     result = await asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, fn, msg)
                     if inspect.isawaitable(result):
                         result = await result
-            except asyncio.CancelledError:
-                scope.end(Cancelled("cancelled by its requester"))  # the span ends too (docs/tracing.md)
-                if run is not None:
-                    self.keyed.abandon(run)
-                raise
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
                 result, failure = None, exc
+            except BaseException as exc:
+                result, failure = None, answered_as(exc, msg.channel_id)
+                if failure is None:  # the task was cancelled (a cancel, the connection's loss), or the program ends
+                    scope.end(Cancelled("cancelled by its requester") if isinstance(exc, asyncio.CancelledError) else exc)  # docs/tracing.md
+                    if run is not None:
+                        self.keyed.abandon(run)
+                    raise
             else:
                 failure = None
             if result.__class__ in STREAM_RESULTS:  # a generator streams its answer (§15.6)
@@ -113,12 +115,16 @@ class Answering:
         nothing can cancel it, and it has finished when this returns; only a
         stream it returns gets a task."""
         scope = serving(msg)
-        failure: Exception | None = None
+        failure: BaseException | None = None
         try:
             result = result_of(fn(msg))
         except asyncio.CancelledError:  # raised by the handler itself: nothing of ours cancels it
             result, failure = None, HandlerCancelled(msg.channel_id)
         except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
+            result, failure = None, exc
+        except BaseException as exc:  # GeneratorExit, a library's own: answered too
+            if propagates(exc):
+                raise
             result, failure = None, exc
         if result.__class__ in STREAM_RESULTS:
             self._admission.run(self._stream, (conn, msg, result, scope))
@@ -143,7 +149,7 @@ class Answering:
             self.producers.finished(msg)
             self._admission.finished(slot)
 
-    def _reply(self, conn: ClientConnection, msg: Message, result: Any, failure: Exception | None) -> bool:
+    def _reply(self, conn: ClientConnection, msg: Message, result: Any, failure: BaseException | None) -> bool:
         """Write a served request's answer, unless nobody will read it; whether it was written."""
         if msg.message_type is not _REQUEST or conn is not self._admission.current() or not conn.is_open:
             return False

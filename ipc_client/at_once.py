@@ -22,6 +22,7 @@ import contextvars
 import dis
 import inspect
 import sys
+import threading
 import types
 from asyncio import tasks
 from collections.abc import Callable, Coroutine
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol.contracts import AWAITS_ONLY_ATTR
 
-__all__ = ["AtOnce", "HandlerCancelled", "is_async_function", "never_waits", "result_of"]
+__all__ = ["AtOnce", "HandlerCancelled", "answered_as", "is_async_function", "never_waits", "propagates", "result_of"]
 
 _EAGER = sys.version_info >= (3, 12)
 # On 3.11 (where AtOnce runs) asyncio.current_task() is a Python function
@@ -54,6 +55,34 @@ class HandlerCancelled(Exception):
 
     def __init__(self, channel: str) -> None:
         super().__init__(f"the handler of {channel!r} was cancelled")
+
+
+def propagates(exc: BaseException) -> bool:
+    """Whether a handler's ``exc`` that is no ``Exception`` must stop the
+    loop rather than be answered ``handler_error``: ``KeyboardInterrupt``
+    and ``SystemExit`` on a loop in the main thread, where ``asyncio.run()``
+    expects them to end the program. On a loop in another thread
+    (``SyncIPCClient``'s own) they cannot end the program, only kill a loop
+    nobody watches, leaving every call on it hanging: they are answered as
+    any failure there, as ``GeneratorExit`` or a library's own
+    ``BaseException`` are everywhere. ``CancelledError`` is decided by
+    whoever cancelled (``HandlerCancelled``)."""
+    return isinstance(exc, (KeyboardInterrupt, SystemExit)) and threading.current_thread() is threading.main_thread()
+
+
+def answered_as(exc: BaseException, channel: str) -> BaseException | None:
+    """The failure a handler's ``exc`` that is no ``Exception`` is answered
+    with, in the handler's task; None when it must propagate: a
+    ``CancelledError`` of the task's own cancellation (a cancel, the
+    connection's loss, ``disconnect()``: the request is settled already),
+    or what ends the program (:func:`propagates`). A ``CancelledError`` the
+    handler raised itself (it awaited a task someone else cancelled) is
+    :class:`HandlerCancelled`, as in the server: every request ends in one
+    answer (docs/protocol.md §6.3)."""
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        return None if task is None or task.cancelling() else HandlerCancelled(channel)
+    return None if propagates(exc) else exc
 
 
 def is_async_function(fn: Callable[..., Any]) -> bool:

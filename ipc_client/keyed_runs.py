@@ -44,7 +44,7 @@ KEPT_MAX_ANSWERS = 1000
 KEPT_MAX_BYTES = 8 * 1024 * 1024
 
 # Writes one requester's answer; True when it went on the wire (answering._reply).
-Reply = Callable[[ClientConnection, Message, Any, "Exception | None"], bool]
+Reply = Callable[[ClientConnection, Message, Any, "BaseException | None"], bool]
 _Scope = tuple[str, str]  # (the requester's app, the key)
 
 
@@ -68,7 +68,7 @@ class KeyedRun:
 class _Kept:
     __slots__ = ("digest", "result", "failure", "size", "expires")
 
-    def __init__(self, digest: bytes, result: Any, failure: Exception | None, size: int, expires: float) -> None:
+    def __init__(self, digest: bytes, result: Any, failure: BaseException | None, size: int, expires: float) -> None:
         self.digest, self.result, self.failure, self.size, self.expires = digest, result, failure, size, expires
 
 
@@ -120,7 +120,7 @@ class KeyedRuns:
         run = self._runs[scope] = KeyedRun(scope, digest, conn, msg)
         return run
 
-    def finish(self, run: KeyedRun, result: Any, failure: Exception | None) -> None:
+    def finish(self, run: KeyedRun, result: Any, failure: BaseException | None) -> None:
         """The handler answered: every requester of the run still connected
         gets the answer; kept when none could be sent."""
         self._end(run)
@@ -141,7 +141,7 @@ class KeyedRuns:
         if run.scope is not None and self._runs.get(run.scope) is run:
             del self._runs[run.scope]
 
-    def _keep(self, run: KeyedRun, result: Any, failure: Exception | None) -> None:
+    def _keep(self, run: KeyedRun, result: Any, failure: BaseException | None) -> None:
         assert run.scope is not None
         body, _ = handler_reply(run.requesters[0][1], result, failure, legacy=False, include_stack=self._include_stack)
         size = len(body)

@@ -44,6 +44,7 @@ from ipc_protocol.replies import handler_reply
 from ipc_protocol.streams import SLICE_ITEMS, SLICE_S, STREAMS, Credit, cancel_reason, stream_end, stream_item
 
 from .admission import Slot
+from .at_once import answered_as
 from .connection import ClientConnection
 from .streams import Stream
 
@@ -199,11 +200,12 @@ class Producers:
                 run, slice_ends = 0, loop.time() + SLICE_S
             if conn.is_open:
                 conn.send(stream_end(msg))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure ends the stream with an error (§15.3)
+        except BaseException as exc:  # noqa: BLE001 - every failure ends the stream with an error (§15.3)
+            failure = exc if isinstance(exc, Exception) else answered_as(exc, msg.channel_id)
+            if failure is None:  # its task was cancelled, or the program ends
+                raise
             if conn.is_open and not self.given_up(msg):
-                body, _ = handler_reply(msg, None, exc, legacy=False, include_stack=self.expose_stacks)
+                body, _ = handler_reply(msg, None, failure, legacy=False, include_stack=self.expose_stacks)
                 conn.write(conn.frame_body(body))
         finally:
             if self._producing.get(msg.message_id) is producing:

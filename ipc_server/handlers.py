@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ipc_client.at_once import AtOnce, HandlerCancelled, result_of
+from ipc_client.at_once import AtOnce, HandlerCancelled, propagates, result_of
 from ipc_protocol import ErrorCode, ErrorInfo, Message, printable
 from ipc_protocol.attachments import with_bytes
 from ipc_protocol.framing import frame_parts
@@ -159,6 +159,10 @@ class HandlerCalls:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
                 self._failed(call, exc)
+            except BaseException as exc:  # GeneratorExit, a library's own: answered too
+                if propagates(exc):
+                    raise
+                self._failed(call, exc)
             else:
                 if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
                     await self.streams.produce(call, result)
@@ -186,6 +190,10 @@ class HandlerCalls:
                 self._answer(conn, msg, conn.read_at, None, HandlerCancelled(msg.channel_id))
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
                 self._answer(conn, msg, conn.read_at, None, exc)
+            except BaseException as exc:  # GeneratorExit, a library's own: answered too
+                if propagates(exc):
+                    raise
+                self._answer(conn, msg, conn.read_at, None, exc)
             else:
                 if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
                     call = self._tracked(conn, msg)  # counted in flight already: its _finished closes the books
@@ -212,7 +220,7 @@ class HandlerCalls:
         finally:
             self._finished(call)
 
-    def _failed(self, call: HandlerCall, exc: Exception) -> None:
+    def _failed(self, call: HandlerCall, exc: BaseException) -> None:
         if call.request.message_type is _REQUEST:
             self._reply(call, None, exc)
         else:
@@ -225,7 +233,7 @@ class HandlerCalls:
         if not call.answered:
             self._failed(call, HandlerCancelled(call.request.channel_id))
 
-    def _reply(self, call: HandlerCall, result: Any, failure: Exception | None) -> None:
+    def _reply(self, call: HandlerCall, result: Any, failure: BaseException | None) -> None:
         """Answer a request with its handler's outcome, once."""
         if call.answered:  # the deadline or a cancel came first
             self._late(call.request, failure)

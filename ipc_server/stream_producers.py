@@ -31,6 +31,7 @@ import logging
 import types
 from typing import TYPE_CHECKING, Any
 
+from ipc_client.at_once import propagates
 from ipc_protocol import ErrorCode, IPCError, Message, MessageType
 from ipc_protocol.envelope import encode_message_parts
 from ipc_protocol.framing import frame_parts
@@ -152,8 +153,12 @@ class LocalProducers:
                 run, slice_ends = 0, loop.time() + SLICE_S
             call.answer(stream_end(msg))
         except asyncio.CancelledError:
-            raise
+            raise  # its task's _cancelled answers it, unless what cancelled it did
         except Exception as exc:  # noqa: BLE001 - every failure ends the stream with an error (§15.3)
+            self._calls.fail(call, exc)
+        except BaseException as exc:  # GeneratorExit, a library's own: answered too
+            if propagates(exc):
+                raise
             self._calls.fail(call, exc)
         finally:
             self.forget(call)
