@@ -4,6 +4,9 @@ order, and a held request whose deadline passes is dropped unrun.
 
 The socket is never paused for them: responses to this client's own requests
 must keep flowing, or a handler that makes a request could wait on itself.
+For the same reason plain (sync) served handlers and stream generators run
+in the client's own threads (``handler_threads``), as many as the handlers
+admitted, never in the loop's small default executor.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from .at_once import AtOnce
 from .connection import ClientConnection
+from .handler_threads import HandlerThreads
 
 __all__ = ["Admission", "HandlerWork", "Slot"]
 
@@ -34,8 +38,10 @@ class Admission:
     ``loop`` is set by ``connect()``; ``at_once`` with it, for handlers that
     never wait and need no task on 3.11 (``at_once``)."""
 
-    def __init__(self, max_concurrent: int, current: Callable[[], ClientConnection | None]) -> None:
+    def __init__(self, max_concurrent: int, current: Callable[[], ClientConnection | None], name: str = "ipc-client") -> None:
         self.max_concurrent = max_concurrent
+        # What plain handlers run in: a thread for each handler admitted.
+        self.threads = HandlerThreads(f"{name}-handler", max_concurrent)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.at_once: AtOnce = None  # type: ignore[assignment]  # with the loop
         self.current = current
@@ -96,7 +102,9 @@ class Admission:
     def clear(self) -> set[asyncio.Task[Any]]:
         """Drop the held work and let go of the running tasks, returned for
         the caller to cancel: they will not be counted again (a task cancelled
-        before its first step never runs its ``finally``)."""
+        before its first step never runs its ``finally``). The handler
+        threads end, each once its handler returns (``disconnect()``)."""
         self.held.clear()
+        self.threads.stop()
         tasks, self.tasks = self.tasks, set()
         return tasks

@@ -79,7 +79,7 @@ class Answering:
                 if is_async_function(fn):
                     result = await fn(msg)
                 else:
-                    result = await asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, fn, msg)
+                    result = await self._in_thread(msg, fn)
                     if inspect.isawaitable(result):
                         result = await result
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
@@ -109,6 +109,11 @@ class Answering:
         finally:
             self.producers.finished(msg)
             self._admission.finished(slot)
+
+    async def _in_thread(self, msg: Message, fn: Handler) -> Any:
+        """A plain handler's result, run in one of the client's handler
+        threads (``handler_threads``)."""
+        return await asyncio.wrap_future(self._admission.threads.submit(contextvars.copy_context().run, fn, msg))
 
     def _answer_at_once(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
         """``_answer`` for a handler that never waits, run by ``AtOnce``:
@@ -164,3 +169,4 @@ class Answering:
             frame = conn.frame_body(body)
         conn.write(frame)
         return True
+

@@ -152,7 +152,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._metrics = ClientMetrics()
         self._calls = Calls(app_id, self._metrics)
         self._shared = SharedCalls(self._metrics, cache_max_entries, request_timeout, lambda: self._breakers)
-        self._admission = Admission(max_concurrent_handlers, lambda: self._link.conn)
+        self._admission = Admission(max_concurrent_handlers, lambda: self._link.conn, f"ipc-client-{app_id}")
         self._subs = Subscriptions(
             self._calls, self._admission, connected=self._connected_conn, waiting=lambda: self._sm.waiting,
             until_connected=self._sm.until_connected, emit=self._emit, spawn=self._spawn,
@@ -169,7 +169,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         )  # fmt: skip
         # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
         self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
-        self._subs.producers = self._link.producers = Producers(expose_stacks)
+        self._subs.producers = self._link.producers = Producers(expose_stacks, self._admission.threads)
         self._drain = Drain(self._link, self._subs, self._calls, self._outbox, self._admission, self._streams)  # drain(): docs/resilience.md §12
         breaker_options = CircuitBreakerOptions() if circuit_breaker is True else circuit_breaker or None
         self._breakers = Breakers(breaker_options, self._emit) if breaker_options is not None else None

@@ -8,7 +8,8 @@ anyway is not sent (the server no longer waits for it) and is counted in
 ``late_answers``.
 
 A handler that returns a generator (``async def`` with ``yield``, run on the
-loop; a plain generator, one ``next()`` at a time in a worker thread) streams
+loop; a plain generator, one ``next()`` at a time in one of the client's
+handler threads, ``handler_threads``) streams
 its items: one is pulled only while credit remains (the request's
 ``window`` plus every ``credit`` since), so the generator never runs ahead
 of its consumer; the end is ``stream_end``, a failure an error response.
@@ -46,6 +47,7 @@ from ipc_protocol.streams import SLICE_ITEMS, SLICE_S, STREAMS, Credit, cancel_r
 from .admission import Slot
 from .at_once import answered_as
 from .connection import ClientConnection
+from .handler_threads import HandlerThreads
 from .streams import Stream
 
 __all__ = ["Producers", "STREAM_RESULTS"]
@@ -79,8 +81,9 @@ class _Producing:
 class Producers:
     """Served requests by id, and the streams among them."""
 
-    def __init__(self, expose_stacks: bool) -> None:
+    def __init__(self, expose_stacks: bool, threads: HandlerThreads) -> None:
         self.expose_stacks = expose_stacks
+        self.threads = threads  # where plain handlers and generators run (Admission's)
         self.running: dict[str, Slot] = {}  # request id -> its handler task's slot
         self.cancelled: set[str] = set()  # ids a cancel named while their handler ran
         self.late_answers = 0  # answers not sent: the requester had given up
@@ -179,7 +182,7 @@ class Producers:
                     except StopAsyncIteration:
                         break
                 else:
-                    item = await loop.run_in_executor(None, contextvars.copy_context().run, pull.next)  # type: ignore[union-attr]
+                    item = await asyncio.wrap_future(self.threads.submit(contextvars.copy_context().run, pull.next), loop=loop)  # type: ignore[union-attr]
                     if item is _END:
                         break
                 try:
