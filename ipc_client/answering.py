@@ -7,7 +7,9 @@ writing the one answer (docs/protocol.md §6.3, §15.6).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -112,8 +114,16 @@ class Answering:
 
     async def _in_thread(self, msg: Message, fn: Handler) -> Any:
         """A plain handler's result, run in one of the client's handler
-        threads (``handler_threads``)."""
-        return await asyncio.wrap_future(self._admission.threads.submit(contextvars.copy_context().run, fn, msg))
+        threads (``handler_threads``). A cancel cannot stop the thread: an
+        answer it gives anyway after its requester's cancel is dropped, and
+        counted in ``late_answers`` once it comes (README, "Cancelling a call")."""
+        running = self._admission.threads.submit(contextvars.copy_context().run, fn, msg)
+        try:
+            return await asyncio.wrap_future(running)
+        except asyncio.CancelledError:
+            if msg.message_id in self.producers.cancelled:  # the requester's cancel (not a lost connection)
+                running.add_done_callback(functools.partial(_count_late, asyncio.get_running_loop(), self.producers))
+            raise
 
     def _answer_at_once(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
         """``_answer`` for a handler that never waits, run by ``AtOnce``:
@@ -170,3 +180,14 @@ class Answering:
         conn.write(frame)
         return True
 
+
+def _count_late(loop: asyncio.AbstractEventLoop, producers: Producers, running: concurrent.futures.Future[Any]) -> None:
+    """A cancelled request's handler thread ended (in that thread): an
+    answer or a failure it gave is one more late answer, counted on the
+    loop. One that never started (cancelled while waiting for a thread) gave none."""
+    if running.cancelled():
+        return
+    try:
+        loop.call_soon_threadsafe(producers.count_late)
+    except RuntimeError:  # the loop is closed: nobody reads the count any more
+        pass

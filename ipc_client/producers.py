@@ -124,6 +124,11 @@ class Producers:
             return True
         return False
 
+    def count_late(self) -> None:
+        """One more answer dropped because a cancel named its request (a
+        plain handler's, once its thread ended: ``answering``)."""
+        self.late_answers += 1
+
     def on_frame(self, conn: ClientConnection, msg: Message) -> None:
         """A ``credit`` or ``cancel`` from the server for a request we serve."""
         rid: str = msg.reply_to  # type: ignore[assignment]  # the protocol checked it is set

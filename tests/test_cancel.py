@@ -284,3 +284,29 @@ async def test_a_call_cancelled_while_its_frame_waits_in_a_full_socket_buffer_se
     after = caller.metrics()
     assert after["messages_failed"] == before["messages_failed"]
     assert after["messages_delivered"] == before["messages_delivered"]
+
+
+async def test_a_python_responders_sync_handler_answering_after_a_cancel_counts_a_late_answer(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    """Its thread cannot be stopped: the answer it gives anyway is dropped,
+    and counted in the responder's late_answers once the thread ends."""
+    import threading
+
+    caller, responder = await make_client(), await make_client()
+    started, release, finished = asyncio.Event(), threading.Event(), threading.Event()
+    loop = asyncio.get_running_loop()
+
+    def blocking(msg: Message) -> str:
+        loop.call_soon_threadsafe(started.set)
+        release.wait(WAIT_S)
+        finished.set()
+        return "late"
+
+    await responder.serve("blocking", blocking)
+    task = await started_request(caller, "blocking", started)
+    await cancel_and_wait(task)
+    await until(lambda: server.stats.cancels == 1)
+    await until(lambda: len(responder._admission.tasks) == 0)  # its task ended on the cancel; its thread runs on
+    assert responder.metrics()["late_answers"] == 0
+    release.set()
+    await until(lambda: responder.metrics()["late_answers"] == 1)
+    assert finished.is_set() and server.stats.late_answers == 0  # never sent
