@@ -1,5 +1,7 @@
 """The one thread :class:`~ipc_client.sync.SyncIPCClient` runs its plain
-handlers and event callbacks in, in arrival order.
+handlers and event callbacks in, in arrival order, and the guard each runs
+in (:func:`guarded`): whatever one raises is logged and reported, and the
+thread goes on.
 
 A daemon thread, unlike a ``ThreadPoolExecutor``'s (which the interpreter
 joins at exit): a handler still blocked when the program ends (waiting for
@@ -9,14 +11,22 @@ client's own loop thread does not.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import logging
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-__all__ = ["HandlerThread"]
+__all__ = ["HandlerThread", "Report", "guarded"]
+
+log = logging.getLogger("ipc_client.sync")
 
 _STOP = object()
+T = TypeVar("T")
 
 
 class HandlerThread:
@@ -53,4 +63,45 @@ class HandlerThread:
         calls = self._calls
         while (call := calls.get()) is not _STOP:
             fn, args = call
-            fn(*args)
+            try:
+                fn(*args)
+            except BaseException:  # noqa: BLE001 - the one thread must go on for every later call
+                log.exception("a call in %s failed", self._name)
+            del call, fn, args
+
+
+async def _awaited(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+Report = Callable[[BaseException], None]
+
+
+def guarded(loop: asyncio.AbstractEventLoop, report: Report | None, fn: Callable[..., Any], *args: Any) -> None:
+    """``fn(*args)`` in the worker thread, whatever it raises: the one
+    thread must go on for every later message and event. A failure is
+    logged and, through ``report``, emitted as ``error`` on the loop, as
+    ``IPCClient`` reports its handlers'. ``BaseException`` too: in this
+    thread ``SystemExit`` or ``KeyboardInterrupt`` could not end the
+    program anyway (a thread's ``sys.exit()`` ends only the thread), and
+    ``GeneratorExit`` or a library's own must not end the worker."""
+    try:
+        result = fn(*args)
+        if result is not None and inspect.isawaitable(result):  # a plain function that returned a coroutine
+            asyncio.run_coroutine_threadsafe(_awaited(result), loop).add_done_callback(functools.partial(_log_failure, loop, report, fn))
+    except BaseException as exc:  # noqa: BLE001 - see above
+        _failed(loop, report, fn, exc)
+
+
+def _log_failure(loop: asyncio.AbstractEventLoop, report: Report | None, fn: Callable[..., Any], fut: concurrent.futures.Future[Any]) -> None:
+    if not fut.cancelled() and (exc := fut.exception()) is not None:
+        _failed(loop, report, fn, exc)
+
+
+def _failed(loop: asyncio.AbstractEventLoop, report: Report | None, fn: Callable[..., Any], exc: BaseException) -> None:
+    log.error("handler %r failed", fn, exc_info=exc)
+    if report is not None:
+        try:
+            loop.call_soon_threadsafe(report, exc)
+        except RuntimeError:  # the loop is closed: nobody listens any more
+            pass

@@ -4,7 +4,8 @@ For scripts and threaded programs without an event loop: the client runs
 on a loop in a daemon background thread and each method blocks until its
 coroutine ends there. Subscription handlers and event callbacks run in one
 worker thread, in arrival order, so they may call the blocking methods
-themselves without stalling the loop; ``async`` ones run on the client's
+themselves without stalling the loop; whatever one raises is logged and
+emitted as ``error``, and the thread goes on (``handler_thread``); ``async`` ones run on the client's
 loop, as :class:`IPCClient` runs them. A client dropped without
 :meth:`~SyncIPCClient.close` closes itself when collected: nothing the loop
 holds refers back to it.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import inspect
 import logging
 import threading
 import weakref
@@ -26,7 +26,7 @@ from ipc_protocol import Message, NotConnected, RequestTimeout
 
 from .blocking_iterators import BlockingIterator
 from .client import IPCClient
-from .handler_thread import HandlerThread
+from .handler_thread import HandlerThread, Report, guarded
 from .state import ConnectionState
 from .at_once import is_async_function
 
@@ -38,10 +38,6 @@ T = TypeVar("T")
 SyncHandler = Callable[[Message], Any]
 
 _STOP_TIMEOUT_S = 5.0
-
-
-async def _awaited(aw: Awaitable[T]) -> T:
-    return await aw
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -82,20 +78,6 @@ def _abandoned(loop: asyncio.AbstractEventLoop, client: IPCClient, workers: Hand
         loop.call_soon_threadsafe(lambda: loop.create_task(_shutdown_and_stop(client)))
     except RuntimeError:  # the loop is closed already
         pass
-
-
-def _guarded(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        result = fn(*args)
-        if result is not None and inspect.isawaitable(result):  # a plain function that returned a coroutine
-            asyncio.run_coroutine_threadsafe(_awaited(result), loop).add_done_callback(functools.partial(_log_failure, fn))
-    except Exception:
-        log.exception("handler %r failed", fn)
-
-
-def _log_failure(fn: Callable[..., Any], fut: concurrent.futures.Future[Any]) -> None:
-    if not fut.cancelled() and (exc := fut.exception()) is not None:
-        log.error("handler %r failed", fn, exc_info=exc)
 
 
 class SyncIPCClient:
@@ -182,17 +164,20 @@ class SyncIPCClient:
 
         return self._run(read)
 
-    def _in_worker(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _in_worker(self, fn: Callable[..., Any], *, reported: bool = True) -> Callable[..., Any]:
         """``fn`` as the client calls it: a plain function in the worker
         thread; an ``async`` one as is, so it runs on the client's loop as
-        :class:`IPCClient` runs it (as :meth:`serve` does). The loop keeps
-        it: it must not refer to self, or a dropped client is never collected."""
+        :class:`IPCClient` runs it (as :meth:`serve` does). A failure is
+        emitted as ``error`` when ``reported`` (not an ``error`` callback's:
+        it would report itself). The loop keeps it: it must not refer to
+        self, or a dropped client is never collected."""
         if is_async_function(fn):
             return fn
         workers, loop = self._workers, self._loop
+        report: Report | None = functools.partial(self._client._emit, "error") if reported else None
 
         def submit(*args: Any) -> None:
-            workers.submit(_guarded, loop, fn, *args)
+            workers.submit(guarded, loop, report, fn, *args)
 
         return submit
 
@@ -271,7 +256,7 @@ class SyncIPCClient:
     def on(self, event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
         """Register ``callback`` for a client event; it runs in the worker
         thread (an ``async`` one on the client's loop)."""
-        self._read(lambda: self._client.on(event, self._in_worker(callback)))
+        self._read(lambda: self._client.on(event, self._in_worker(callback, reported=event != "error")))
         return callback
 
     # -- calls --------------------------------------------------------------------

@@ -230,3 +230,54 @@ def test_a_client_dropped_unclosed_stops_its_thread_and_closes_its_connection(ts
         time.sleep(0.02)
     gc.collect()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []  # "Task was destroyed but it is pending!"
+
+
+class LibraryAbort(BaseException):
+    """A library's own BaseException, as some raise to unwind."""
+
+
+@pytest.mark.parametrize("raised", [SystemExit(1), KeyboardInterrupt(), GeneratorExit(), LibraryAbort(), ValueError("bad")], ids=type)
+def test_whatever_a_handler_raises_the_worker_thread_goes_on_and_reports_it(
+    tserver: ThreadedServer, sync_client: SyncIPCClient, caplog: pytest.LogCaptureFixture, raised: BaseException
+) -> None:
+    """The one worker thread runs every later message and event callback:
+    a handler's failure, BaseException or not, is logged and emitted as
+    ``error`` (docs/resilience.md §10), and ends nothing."""
+    later: queue.Queue[object] = queue.Queue()
+    errors: queue.Queue[BaseException] = queue.Queue()
+
+    def handler(msg: Message) -> None:
+        if msg.payload == 0:
+            raise raised
+        later.put(msg.payload)
+
+    def broken_listener(exc: BaseException) -> None:
+        raise LibraryAbort("an error callback failing is logged, not emitted again")
+
+    sync_client.on("error", broken_listener)
+    sync_client.on("error", errors.put)
+    sync_client.subscribe("ev", handler)
+    with SyncIPCClient("app", "127.0.0.1", tserver.port) as publisher:
+        for i in range(3):
+            assert publisher.publish("ev", i, ack=True) == 1
+    assert [later.get(timeout=WAIT_S), later.get(timeout=WAIT_S)] == [1, 2]
+    assert errors.get(timeout=WAIT_S) is raised
+    assert sync_client._workers._thread is not None and sync_client._workers._thread.is_alive()
+    failed = [r for r in caplog.records if r.name == "ipc_client.sync" and "failed" in r.getMessage()]
+    assert len(failed) == 2  # the handler's, the broken listener's
+    with pytest.raises(queue.Empty):
+        errors.get_nowait()  # the listener's failure was not emitted again
+
+
+def test_the_handler_thread_outlives_a_call_that_escapes_its_guard(caplog: pytest.LogCaptureFixture) -> None:
+    from ipc_client.handler_thread import HandlerThread
+
+    def leave() -> None:
+        raise SystemExit(1)
+
+    worker, ran = HandlerThread("test-handlers"), threading.Event()
+    worker.submit(leave)
+    worker.submit(ran.set)
+    assert ran.wait(WAIT_S)
+    worker.shutdown()
+    assert any("failed" in r.getMessage() for r in caplog.records)
