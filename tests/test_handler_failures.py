@@ -166,7 +166,7 @@ async def test_an_in_process_handler_raising_a_base_exception_is_answered(
     no_unretrieved(caplog)
 
 
-def test_system_exit_in_a_handler_on_the_main_threads_loop_ends_asyncio_run(tserver: ThreadedServer) -> None:  # noqa: F811
+def test_system_exit_in_a_handler_on_the_main_threads_loop_ends_asyncio_run(tserver: ThreadedServer) -> None:
     """As asyncio expects: the program ends with the handler's SystemExit."""
     script = textwrap.dedent(
         f"""
@@ -192,7 +192,7 @@ def test_system_exit_in_a_handler_on_the_main_threads_loop_ends_asyncio_run(tser
     assert "not reached" not in done.stdout
 
 
-def test_system_exit_in_a_sync_clients_handler_is_answered_and_the_client_lives_on(tserver: ThreadedServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_system_exit_in_a_sync_clients_handler_is_answered_and_the_client_lives_on(tserver: ThreadedServer, caplog: pytest.LogCaptureFixture) -> None:
     """SyncIPCClient's loop runs in its own thread: SystemExit there could
     not end the program, only kill that loop and hang every call on it."""
     caplog.set_level(logging.INFO)

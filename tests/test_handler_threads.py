@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ipc_client import IPCClient, SyncIPCClient
+from ipc_client import SyncIPCClient
 from ipc_client.handler_threads import HandlerThreads
 from ipc_protocol import Message
 from ipc_server import IPCServer
@@ -121,7 +121,7 @@ async def test_threads_are_bounded_by_max_concurrent_handlers_and_end_with_disco
     assert await caller.request("twice", 21, timeout=WAIT_S) == 42
 
 
-def test_sync_handlers_calling_their_own_client_never_starve(tserver: ThreadedServer) -> None:  # noqa: F811
+def test_sync_handlers_calling_their_own_client_never_starve(tserver: ThreadedServer) -> None:
     """docs/resilience.md §10: a SyncIPCClient handler may call the blocking
     methods, for a channel the same client serves too, however many at once."""
     with SyncIPCClient("app", "127.0.0.1", tserver.port) as svc, SyncIPCClient("app", "127.0.0.1", tserver.port) as caller:
@@ -132,7 +132,7 @@ def test_sync_handlers_calling_their_own_client_never_starve(tserver: ThreadedSe
         assert answers == [2 * i + 1 for i in range(BEYOND_DEFAULT)]
 
 
-def test_a_handler_blocked_for_ever_holds_neither_disconnect_nor_the_programs_exit(tserver: ThreadedServer) -> None:  # noqa: F811
+def test_a_handler_blocked_for_ever_holds_neither_disconnect_nor_the_programs_exit(tserver: ThreadedServer) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, threading
