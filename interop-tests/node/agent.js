@@ -199,6 +199,18 @@ const ops = {
     for (let i = 0; i < cmd.count; i++) await client.publish(cmd.channel, { i });
     return cmd.count;
   },
+  // Awaited publishes (notifies: `notify`) of {i, body: `size` chars}, each with `timeoutMs`, until `rejections`
+  // reject (a server that stopped reading): which resolved, which rejected and why, and the socket's buffer.
+  fill: async (cmd) => {
+    const ok = [];
+    const failed = [];
+    const body = 'x'.repeat(cmd.size);
+    for (let i = 0; i < cmd.max && failed.length < cmd.rejections; i++) {
+      const call = cmd.notify ? client.notify(cmd.channel, { i, body }, { timeout: cmd.timeoutMs }) : client.publish(cmd.channel, { i, body }, { timeout: cmd.timeoutMs });
+      await call.then(() => ok.push(i), (err) => failed.push({ i, error: describe(err) }));
+    }
+    return { ok, failed, buffered: client._conn._socket.writableLength };
+  },
   notify: (cmd) => client.notify(cmd.channel, payloadOf(cmd), { timeout: cmd.timeoutMs, ...callOptions(cmd) }).then(() => null),
   metrics: () => client.getMetrics(),
   connectionHealth: () => client.getConnectionHealth(),

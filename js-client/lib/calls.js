@@ -21,6 +21,7 @@ const { State } = require('./state');
 const { traceOutgoing, endSpan } = require('./tracing');
 const { keyedHeaders, resendOnLoss } = require('./idempotency');
 const { checkSignal, abortError, abortable } = require('./cancellation');
+const { WriteLine, notSent } = require('./write_line');
 const {
   ConnectionLostError,
   NotConnectedError,
@@ -60,6 +61,8 @@ class Calls {
     this.pending = new Map();
     /** Ids of calls that expired locally, oldest first (bounded). */
     this.settled = new Set();
+    /** @type {WriteLine|null} the calls waiting for the connection's full send buffer. */
+    this.line = null;
   }
 
   /**
@@ -109,7 +112,8 @@ class Calls {
   /**
    * The choke point of every request and one-way message (docs/resilience.md §4).
    *
-   * Connected with nothing queued: sent now. Connecting or reconnecting
+   * Connected with nothing queued: sent now, or, when the socket's buffer
+   * is full, once its turn comes (lib/write_line.js). Connecting or reconnecting
    * (or connected while the queue is replayed, to keep order): queued,
    * unless the call's policy is 'fail' or queueing is off. Disconnected:
    * not_connected, since nothing would ever send it.
@@ -147,15 +151,15 @@ class Calls {
    */
   request(msg, deadline, onUnsent) {
     if (msg.message_type === 'publish' && this.conn !== null && this.conn.legacy) {
-      // a version-1 server has no publish acks (§10)
+      // a version-1 server has no publish acks (§10): written is all there is
+      let sent;
       try {
-        this.send(msg);
-        this.host._metrics.sent(); // delivered is counted once, by publish(), when this resolves
+        sent = this.inTurn(msg, deadline, () => this.host._metrics.sent()); // delivered is counted once, by publish()
       } catch (err) {
         if (onUnsent !== undefined) onUnsent(err);
         return Promise.reject(err);
       }
-      return Promise.resolve({ payload: null });
+      return sent === undefined ? Promise.resolve({ payload: null }) : sent.then(() => ({ payload: null }));
     }
     return this.call(msg, deadline, true, onUnsent);
   }
@@ -163,7 +167,9 @@ class Calls {
   /**
    * Sends a message that expects a response and resolves with it. Rejects
    * with the remote error, a local timeout, or connection_lost. A request
-   * carries what is left of its deadline as `timeout_ms` (§6.5).
+   * carries what is left of its deadline as `timeout_ms` (§6.5), counted
+   * when it is written: one that waits for a full send buffer (WriteLine)
+   * and reaches its deadline there rejects `timeout` unsent.
    * @param {object} msg
    * @param {number} deadline monotonic ms.
    * @param {boolean} [counted] an application call (counted in `messagesSent`).
@@ -181,50 +187,70 @@ class Calls {
       }
       // Infinity: no deadline here, and none sent (the server's default applies, §6.5)
       const timed = Number.isFinite(remaining);
-      if (msg.message_type === 'request' && timed) msg.timeout_ms = Math.ceil(remaining);
+      const budget = msg.message_type === 'request' && timed;
+      if (budget) msg.timeout_ms = Math.ceil(remaining);
       const id = msg.message_id;
-      const timer = timed
-        ? setLongTimeout(() => {
-            if (this.pending.delete(id)) {
-              this.rememberSettled(id); // its answer may still come: drop it then
-              reject(new RequestTimeoutError(`no answer on ${msg.channel_id} within ${Math.round(remaining)} ms`));
-            }
-          }, remaining) // past setTimeout's 2^31-1 ms too (30 days...)
-        : null;
-      this.pending.set(id, { resolve, reject, timer });
-      try {
-        this.send(msg);
-        if (counted) this.host._metrics.sent();
-      } catch (err) {
+      const conn = this.conn;
+      const line = conn === null ? null : this.lineOf(conn);
+      const entry = { resolve, reject, timer: null };
+      const unsent = (err) => {
+        if (this.pending.get(id) !== entry) return;
         this.pending.delete(id);
-        clearLongTimeout(timer);
+        clearLongTimeout(entry.timer);
         if (onUnsent !== undefined) onUnsent(err);
         reject(err);
+      };
+      if (timed) {
+        entry.timer = setLongTimeout(() => {
+          if (line !== null && line.leave(id) !== undefined) return unsent(notSent(msg, remaining));
+          if (this.pending.delete(id)) {
+            this.rememberSettled(id); // its answer may still come: drop it then
+            reject(new RequestTimeoutError(`no answer on ${msg.channel_id} within ${Math.round(remaining)} ms`));
+          }
+        }, remaining); // past setTimeout's 2^31-1 ms too (30 days...)
+      }
+      this.pending.set(id, entry);
+      try {
+        if (line === null || !line.blocked) {
+          this.send(msg);
+          if (counted) this.host._metrics.sent();
+          return;
+        }
+        conn.encode(msg); // what cannot be sent is refused now, not at its turn
+        line.wait(id, {
+          write: () => {
+            const left = deadline - now();
+            if (left <= 0) throw notSent(msg, remaining); // its timer is due: never late
+            if (budget) msg.timeout_ms = Math.ceil(left); // what is left now (§6.5)
+            conn.write(conn.encode(msg));
+            if (counted) this.host._metrics.sent();
+          },
+          fail: unsent
+        });
+      } catch (err) {
+        unsent(err);
       }
     });
   }
 
   /**
-   * Sends a one-way message now; resolves once the socket took it. A full
-   * socket buffer is waited for, but never past the call's deadline.
+   * Sends a one-way message: resolves once written (counted sent and
+   * delivered then), at once when the socket has room. See inTurn().
    * @param {object} msg
    * @param {number} deadline monotonic ms.
-   * @returns {Promise<void>|undefined}
+   * @returns {Promise<void>|undefined} undefined: written now.
    */
   sendOneWay(msg, deadline) {
-    const conn = this.conn;
     const metrics = this.host._metrics;
-    const flushed = this.send(msg);
-    metrics.sent();
-    if (flushed) {
+    return this.inTurn(msg, deadline, () => {
+      metrics.sent();
       metrics.delivered();
-      return undefined;
-    }
-    return this.drained(conn, msg, deadline).then(() => metrics.delivered());
+    });
   }
 
   /**
-   * Writes a one-way message and counts it as sent and delivered.
+   * Writes a one-way message and counts it as sent and delivered (the
+   * offline queue's replay, which waits for its turn itself).
    * @param {object} msg
    * @param {(err?: Error|null) => void} [onWritten] see Connection.write().
    * @returns {boolean} false when the socket buffer is full.
@@ -237,30 +263,47 @@ class Calls {
   }
 
   /**
-   * Writes a message and, when the socket buffer is full, waits for it to
-   * drain, up to `deadline`.
+   * A message nobody answers (a version-1 subscribe, §10): see inTurn().
    * @param {object} msg
    * @param {number} deadline monotonic ms.
    * @returns {Promise<void>|undefined}
    */
-  sendAndDrain(msg, deadline) {
-    const conn = this.conn;
-    if (!this.send(msg)) return this.drained(conn, msg, deadline);
-    return undefined;
+  sendInTurn(msg, deadline) {
+    return this.inTurn(msg, deadline, () => {});
   }
 
   /**
-   * Waits for a full socket buffer to drain, up to the call's deadline.
-   * @param {Connection} conn
+   * Writes `msg` now, or, when the socket's buffer is full or calls wait
+   * ahead of it, once its turn comes in the connection's WriteLine; never
+   * after its deadline. Written is final: the promise then resolves. Unsent
+   * at its deadline, it rejects `timeout`; aborted (cancellation.js
+   * withdraw()), with the AbortError; the connection lost, connection_lost.
    * @param {object} msg
    * @param {number} deadline monotonic ms.
-   * @returns {Promise<void>}
-   * @throws {RequestTimeoutError} (the promise) still full at the deadline.
+   * @param {() => void} written called once its bytes are handed to the socket.
+   * @returns {Promise<void>|undefined} undefined: written now.
+   * @throws {MessageError|FrameTooLargeError|ConnectionLostError} at once, nothing sent.
    */
-  async drained(conn, msg, deadline) {
-    if (!(await conn.drained(deadline - now()))) {
-      throw new RequestTimeoutError(`${msg.message_type} on ${msg.channel_id}: the connection did not take it before the deadline`);
+  inTurn(msg, deadline, written) {
+    const conn = this.conn;
+    if (conn === null) throw new ConnectionLostError('the connection is closed');
+    const line = this.lineOf(conn);
+    if (!line.blocked) {
+      this.send(msg);
+      written();
+      return undefined;
     }
+    return line.writeLater(msg, deadline, written);
+  }
+
+  /**
+   * The line of writes waiting on `conn` (made on its first use).
+   * @param {import('./connection').Connection} conn
+   * @returns {WriteLine}
+   */
+  lineOf(conn) {
+    if (this.line === null || this.line.conn !== conn) this.line = new WriteLine(conn);
+    return this.line;
   }
 
   /**
@@ -323,6 +366,12 @@ class Calls {
    */
   failAll(reason) {
     this.conn = null;
+    const line = this.line;
+    this.line = null;
+    if (line !== null) {
+      // never written: they say so (they cannot have run)
+      line.failAll(new ConnectionLostError(`${reason.message}; the call was not sent (it waited for the full send buffer)`, { cause: reason.cause }));
+    }
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {

@@ -5,13 +5,15 @@
  * sendRequest, request, publish, connect (and stream, lib/streams.js). An
  * aborted signal rejects the call with an AbortError (`code` 'cancelled',
  * `name` 'AbortError', `cause` the signal's reason) at once, whatever the
- * call was doing; a call still in the offline queue leaves it, a call
- * waiting for its answer is forgotten (a late answer is dropped), and a
- * request sends `cancel` so that whoever runs it stops. Python has no such
+ * call was doing; a call still in the offline queue, or waiting for a full
+ * send buffer, leaves it unsent; a call waiting for its answer is forgotten
+ * (a late answer is dropped), and a request sends `cancel` so that whoever
+ * runs it stops. A one-way message written already has resolved: a later
+ * abort changes nothing. Python has no such
  * module: asyncio's own cancellation reaches ipc_client/calls.py.
  *
  * Host interface (the IPCClient): `appId`, `_calls` (`pending`, `conn`,
- * `rememberSettled()`), `_outbox` (`queue`), `disconnect()`.
+ * `line`, `rememberSettled()`), `_outbox` (`queue`), `disconnect()`.
  */
 
 const { AbortError, RequestTimeoutError } = require('./errors');
@@ -78,9 +80,10 @@ function abortable(host, msg, signal, promise) {
 }
 
 /**
- * Withdraws a call its caller gave up: out of the offline queue, or out of
- * the pending table with its answer dropped when it comes; a request sends
- * `cancel` (§15.4). Rejects the inner call with `err` so its own path
+ * Withdraws a call its caller gave up: out of the line of writes waiting
+ * for a full send buffer (lib/write_line.js) or the offline queue, unsent;
+ * or out of the pending table with its answer dropped when it comes, a
+ * request sending `cancel` (§15.4). Rejects the inner call with `err` so its own path
  * (metrics, circuit breaker) ends as for any failure.
  * @param {object} host
  * @param {object} msg
@@ -89,6 +92,11 @@ function abortable(host, msg, signal, promise) {
 function withdraw(host, msg, err) {
   const id = msg.message_id;
   const calls = host._calls;
+  const unwritten = calls.line === null ? undefined : calls.line.leave(id);
+  if (unwritten !== undefined) {
+    unwritten.fail(err); // it waited for a full send buffer: never written, no cancel to send
+    return;
+  }
   const pending = calls.pending.get(id);
   if (pending !== undefined) {
     calls.pending.delete(id);

@@ -178,12 +178,19 @@ class Connection {
     return this.write(this._proto.encode(msg), onWritten);
   }
 
-  /**
-   * Whether a write would reach the socket now.
-   * @returns {boolean}
-   */
+  /** The frame send() writes for `msg` (a call that waits for its turn is refused now). @throws {MessageError|FrameTooLargeError} */
+  encode(msg) {
+    return this._proto.encode(msg);
+  }
+
+  /** @returns {boolean} whether a write would reach the socket now. */
   get writable() {
     return !this.closed && this._socket !== null && !this._socket.destroyed;
+  }
+
+  /** @returns {boolean} whether the socket's buffer is over its high-water mark, until 'drain'. */
+  get needsDrain() {
+    return this._socket !== null && this._socket.writableNeedDrain;
   }
 
   /**
@@ -363,12 +370,7 @@ function socketOnData(chunk) {
   this[kConnection]._onData(chunk);
 }
 
-/**
- * Keeps the first error as the close reason; 'close' follows.
- * @this {net.Socket}
- * @param {Error} err
- * @private
- */
+/** Keeps the first error as the close reason; 'close' follows. @this {net.Socket} @param {Error} err @private */
 function socketOnError(err) {
   const conn = this[kConnection];
   if (conn._error === null) conn._error = err;

@@ -14,12 +14,13 @@
  *    subscription removed.
  * 3. What is in flight ends: this client's calls (and the queue, replayed
  *    once connected: the offline queue is flushed, not dropped), the served
- *    requests and handlers running or held, the streams it consumes.
+ *    requests and handlers running or held, the streams it consumes, the
+ *    calls waiting to be written behind a full send buffer.
  * 4. `disconnect()`; what did not end by the deadline ends as there: calls
  *    connection_lost, queued calls not_connected.
  *
  * The Python client's `ipc_client/drain.py` is the same. Host interface
- * (the IPCClient that owns it): `_calls` (`pending`), `_outbox` (`queue`,
+ * (the IPCClient that owns it): `_calls` (`pending`, `line`), `_outbox` (`queue`,
  * `replaying`, `keyed`), `_admission` (`running`, `heldCount`), `_streams` (`size`),
  * `_subs` (`responders`, `subscriptions`, `unserve()`, `unsubscribe()`),
  * `disconnect()`.
@@ -125,7 +126,7 @@ class Drain {
    */
   _busy() {
     const { _calls: calls, _outbox: outbox, _admission: admission, _streams: streams } = this.host;
-    return calls.pending.size > 0 || outbox.queue.size > 0 || outbox.replaying !== null || outbox.keyed > 0 || admission.running > 0 || admission.heldCount > 0 || streams.size > 0;
+    return calls.pending.size > 0 || (calls.line !== null && calls.line.waiting.size > 0) || outbox.queue.size > 0 || outbox.replaying !== null || outbox.keyed > 0 || admission.running > 0 || admission.heldCount > 0 || streams.size > 0;
   }
 
   /**

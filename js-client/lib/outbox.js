@@ -9,7 +9,7 @@
  * first, before any newer call.
  *
  * Host interface (the IPCClient that owns it): `options`, `_state`,
- * `_conn`, `_sendLimit`, `_calls` (`request()`, `writeOneWay()`),
+ * `_conn`, `_sendLimit`, `_calls` (`request()`, `writeOneWay()`, `lineOf()`),
  * `_metrics`, `_emitSafely()`, `_emitError()`.
  */
 
@@ -266,6 +266,11 @@ class Outbox {
     this.replaying = conn;
     try {
       while (host._conn === conn && host._state === State.CONNECTED && conn.writable) {
+        const line = calls.lineOf(conn);
+        if (line.blocked) {
+          await line.turn(); // the socket's buffer is full: each entry is written in its turn, never into it
+          continue;
+        }
         this._expire();
         const entry = queue.shift();
         if (entry === undefined) break;
@@ -273,12 +278,11 @@ class Outbox {
           calls.request(markReplay(entry.msg), entry.deadline, () => queue.dropped++).then(entry.resolve, entry.reject); // marked: §13.2
           continue;
         }
-        let flushed;
         // a persisted message leaves the file only once the socket has taken its bytes; if
         // the connection fails first, it stays on disk for the next load (at least once)
         const onWritten = entry.persisted ? (err) => err || this._forget(entry.id) : undefined;
         try {
-          flushed = calls.writeOneWay(markReplay(entry.msg), onWritten);
+          calls.writeOneWay(markReplay(entry.msg), onWritten);
         } catch (err) {
           if (err instanceof ConnectionLostError) {
             queue.unshift(entry);
@@ -289,7 +293,6 @@ class Outbox {
           host._emitError(err);
           continue;
         }
-        if (!flushed) await conn.drained();
       }
     } finally {
       if (this.replaying === conn) this.replaying = null;

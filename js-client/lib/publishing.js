@@ -47,7 +47,9 @@ function publish(calls, channelId, data, options) {
   if (ack) msg.ack = true;
   const span = traceOutgoing(msg, 'publish', host);
   const sent = start(calls, msg, now() + call.timeout, call, ack, span);
-  return ack ? acknowledged(calls, msg, signal, sent, span) : written(calls, abortable(host, msg, signal, Promise.resolve(sent)), span);
+  if (ack) return acknowledged(calls, msg, signal, sent, span);
+  // written now (undefined): final, an abort after the call changes nothing; else it may still leave unsent
+  return written(calls, sent === undefined ? Promise.resolve() : abortable(host, msg, signal, sent), span);
 }
 
 /**

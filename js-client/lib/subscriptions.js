@@ -8,7 +8,7 @@
  *
  * Host interface (the IPCClient that owns it): `appId`, `options`,
  * `_state`, `_conn`, `_connectionId`, `_calls` (`conn`, `call()`,
- * `sendAndDrain()`), `_admission` (`admit()`, `invoke()`), `_drain`
+ * `sendInTurn()`), `_admission` (`admit()`, `invoke()`), `_drain`
  * (`check()`), `_reconnector` (`ready()`), `_emitSafely()`, `_emitError()`.
  */
 
@@ -391,7 +391,7 @@ class Subscriptions {
     const schema = serve && type === 'subscribe' && !legacy ? this.schemas.get(pattern) : undefined;
     if (schema !== undefined) payload.schema = schema; // the declared contract (§7.1)
     const msg = buildMessage(type, this.host.appId, pattern, payload);
-    if (legacy) await calls.sendAndDrain(msg, deadline);
+    if (legacy) await calls.sendInTurn(msg, deadline);
     else await calls.call(msg, deadline);
   }
 }
