@@ -94,7 +94,14 @@ class Calls:
         message_id, body = encode_request_parts(
             self.app_id, channel, payload, timeout_ms=None if legacy else budget_ms(timeout), headers=headers, legacy=legacy
         )
-        return await self._exchange(conn, message_id, channel, conn.frame_body(body), deadline, timeout, True, True)
+        frame = conn.frame_body(body)
+        if conn.line.blocked:  # a full send buffer: its turn first, then what is left of its budget (§6.5)
+            await self._turn(conn, deadline, f"request on {channel!r}", True)
+            if not legacy:
+                left = deadline - self.loop.time()  # type: ignore[union-attr]
+                message_id, body = encode_request_parts(self.app_id, channel, payload, timeout_ms=budget_ms(left), headers=headers, legacy=legacy)
+                frame = conn.frame_body(body)
+        return await self._exchange(conn, message_id, channel, frame, deadline, timeout, True, True)
 
     async def call(self, conn: ClientConnection, msg: Message, deadline: float, *, user: bool = False) -> Message:
         """Write a request-like message and wait for the response answering it.
@@ -103,7 +110,10 @@ class Calls:
         (not a ping, an ack or a system question)."""
         try:
             frame, remaining = self._prepare(conn, msg, deadline, user)
-        except RequestTimeout:
+            if conn.line.blocked:  # a full send buffer: its turn first, then what is left of its budget (§6.5)
+                await conn.line.turn(deadline, f"{msg.message_type.value} on {msg.channel_id!r}")
+                frame, remaining = self._prepare(conn, msg, deadline, user)
+        except (RequestTimeout, ConnectionLost):
             if user:
                 self._metrics.failed()
             raise
@@ -124,16 +134,34 @@ class Calls:
         return self.one_way(conn, body, "publish", channel, deadline)
 
     async def one_way(self, conn: ClientConnection, body: bytes | BinaryFrame, kind: str, channel: str, deadline: float) -> None:
-        """Write an encoded message nobody answers; a fast publisher waits for a slow socket."""
-        try:
-            conn.send_body(body)
-        except ConnectionLost:
+        """Write an encoded message nobody answers, counted delivered once
+        written. A fast publisher waits for a slow socket BEFORE it writes
+        (``conn.line``): one that times out or is cancelled there was never
+        sent, and what is called after it is written after it."""
+        if not conn.is_open:
             self._metrics.failed()
-            raise
+            raise ConnectionLost("the connection is closed")
+        frame = conn.frame_body(body)
+        if conn.line.blocked:
+            await self._turn(conn, deadline, f"{kind} on {channel!r}", True)
+            if not conn.is_open:  # its turn came with the connection's loss
+                self._metrics.failed()
+                raise ConnectionLost("the connection is closed")
+        conn.write(frame)
         self._metrics.sent()
         self._metrics.delivered()
-        if conn.writing_paused:
-            await self._drain(conn, f"{kind} on {channel!r}", deadline)
+
+    async def _turn(self, conn: ClientConnection, deadline: float, what: str, user: bool) -> None:
+        """Wait for the turn to write on a connection whose send buffer is
+        full (:class:`~ipc_client.write_line.WriteLine`); a user's call that
+        times out or loses its connection there counts as failed (unsent), a
+        cancelled one in neither."""
+        try:
+            await conn.line.turn(deadline, what)
+        except (RequestTimeout, ConnectionLost):
+            if user:
+                self._metrics.failed()
+            raise
 
     def _prepare(self, conn: ClientConnection, msg: Message, deadline: float, user: bool) -> tuple[Frame, float]:
         """The frame of ``msg`` as sent now, and the time left; a user's

@@ -43,6 +43,7 @@ from ipc_protocol.protocol import HANDSHAKE, Event, PongReceived, ProtocolViolat
 from ipc_protocol.write_queue import FrameWindows, WriteQueue
 
 from .reads import frame_buffers, read_buffer
+from .write_line import WriteLine
 
 __all__ = ["ClientConnection"]
 
@@ -101,6 +102,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._lent = read_buffer()  # what the read in progress lands in (get_buffer)
         self._queue: WriteQueue | None = None  # a large frame going out, and the frames behind it
+        self.line = WriteLine(self._loop, lambda: self._drain is not None or self._queue is not None)  # calls waiting for room
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -181,7 +183,7 @@ class ClientConnection(asyncio.BufferedProtocol):
             if self.is_open:
                 self.write(frame)
 
-    # -- write backpressure: callers await drain() while the buffer is full --
+    # -- write backpressure: calls wait in `line` before writing, producers in drain() --
 
     def pause_writing(self) -> None:
         if self._drain is None:
@@ -194,6 +196,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._resume_queue()  # may pause again: writers woken wait on the new drain
         if drain is not None and not drain.done():
             drain.set_result(None)
+        self.line.resumed()
 
     @property
     def writing_paused(self) -> bool:
@@ -220,6 +223,8 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._batch.clear()
         self._batch_bytes = 0
         self._queue = None
+        err = self.error or exc
+        self.line.lost(f"the connection was lost{f': {err}' if err else ''}")  # before resume_writing() gives a turn
         self.resume_writing()  # release writers; their next write sees the closed connection
         if self.error is None:
             self.error = exc

@@ -11,7 +11,8 @@ nats.py's ``drain()``. In order:
    subscription removed.
 3. What is in flight ends: this client's calls (and the queue, replayed
    once connected: the offline queue is flushed, not dropped), the served
-   requests and handlers running or held, the streams it consumes.
+   requests and handlers running or held, the streams it consumes, the
+   calls waiting to be written behind a full send buffer.
 4. ``disconnect()``; what did not end by the deadline ends as there:
    calls ``connection_lost``, queued calls ``not_connected``, handlers cancelled.
 
@@ -99,7 +100,8 @@ class Drain:
         end (``outbox.keyed``): between a loss and its resend it is in
         neither the pending table nor the queue, yet it will be settled."""
         admission, outbox = self._admission, self._outbox
-        return bool(len(self._calls) or outbox.queue or outbox.replaying or outbox.keyed or admission.tasks or admission.held or len(self._streams))
+        conn = self._link.conn
+        return bool(len(self._calls) or (conn is not None and len(conn.line)) or outbox.queue or outbox.replaying or outbox.keyed or admission.tasks or admission.held or len(self._streams))
 
     async def _settle(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
         """Wait until nothing is in flight (True) or the deadline (False)."""

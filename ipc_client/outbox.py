@@ -149,13 +149,19 @@ class Outbox:
         self.replaying = True
         try:
             while self._connected() is conn and conn.is_open:
+                if conn.line.blocked:  # a full send buffer: each entry is written in its turn, never into it
+                    try:
+                        await conn.line.turn(None, "the offline queue's replay")
+                    except ConnectionLost:
+                        break
+                    if self._connected() is not conn or not conn.is_open:
+                        break
                 for expired in self.queue.expire(loop.time()):
                     self._drop(expired, None, "expired")
                 entry = self.queue.pop()
                 if entry is None:
                     break
                 self._send(conn, entry)
-                await conn.drain()
         finally:
             self.replaying = False
             self._arm_timer()

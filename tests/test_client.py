@@ -306,8 +306,8 @@ async def test_publish_waits_for_a_socket_that_cannot_drain() -> None:
     await asyncio.sleep(0.1)
     assert sent == before and not task.done()  # blocked, not buffering on
     assert conn.transport.get_write_buffer_size() < 2 * 1024 * 1024
-    # A request meets the same full socket: it waits for it to drain, never past its deadline, and is forgotten.
-    with pytest.raises(RequestTimeout, match="did not take it before the deadline"):
+    # A request meets the same full socket: it waits for its turn, never past its deadline, and is never sent.
+    with pytest.raises(RequestTimeout, match="was not sent: the connection's send buffer stayed full"):
         await c.request("y", timeout=0.3)
     assert len(c._calls) == 0
     task.cancel()
