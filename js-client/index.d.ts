@@ -380,7 +380,7 @@ export interface CallOptions {
   priority?: number;
   /** While not connected: wait in the offline queue, or fail with not_connected. Default: the client's onDisconnect. */
   onDisconnect?: 'queue' | 'fail';
-  /** Deadline in ms from the call, queue time included. Default: requestTimeout. */
+  /** Deadline in ms from the call, time in the offline queue or waiting for a full send buffer included. Default: requestTimeout. */
   timeout?: number;
   /**
    * sendRequest/request only: the server runs the request once per key (a
@@ -404,8 +404,10 @@ export interface CallOptions {
   cacheTtl?: number;
   /**
    * sendRequest, request, publish: give up when it aborts. The call rejects
-   * with an AbortError (code 'cancelled'), leaves the offline queue or stops
-   * waiting, and a request sends `cancel` to whoever runs it (docs/protocol.md §15.4).
+   * with an AbortError (code 'cancelled'), leaves the offline queue or the
+   * line for a full send buffer unsent, or stops waiting for its answer,
+   * and a request sends `cancel` to whoever runs it (docs/protocol.md §15.4).
+   * A publish without ack resolves once written: an abort after that changes nothing.
    */
   signal?: AbortSignal;
 }
@@ -863,7 +865,10 @@ export declare class IPCClient extends EventEmitter {
    * cycle, a lone surrogate), ForbiddenError for a reserved channel
    * (`system...`, `$sys...`), TypeError for a bad option. What depends on
    * the connection rejects: not_connected, queue_full, too_large (over the
-   * server's frame limit), timeout, connection_lost.
+   * server's frame limit), timeout, connection_lost. Without ack it
+   * resolves once written; when the socket's send buffer is full it waits
+   * for room before it is written, and rejects timeout (or AbortError,
+   * connection_lost) unsent (docs/resilience.md §4, "A full send buffer").
    */
   publish(
     channelId: string,
