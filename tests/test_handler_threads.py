@@ -97,6 +97,7 @@ async def test_a_plain_request_is_answered_while_plain_generators_block_in_next(
 
 
 async def test_threads_are_bounded_by_max_concurrent_handlers_and_end_with_disconnect(server: IPCServer, make_client: Callable[..., Any]) -> None:
+    before = set(threading.enumerate())  # other tests' clients may still have handler threads of the same name
     caller, responder = await make_client(), await make_client(max_concurrent_handlers=2)
     release, running = threading.Event(), Count()
 
@@ -112,7 +113,7 @@ async def test_threads_are_bounded_by_max_concurrent_handlers_and_end_with_disco
     release.set()
     assert await asyncio.gather(*calls) == [0, 1, 2, 3]
     assert len(responder._admission.threads) == 2  # reused, not one per call
-    threads = [t for t in threading.enumerate() if t.name.startswith("ipc-client-app-handler")]
+    threads = [t for t in threading.enumerate() if t.name.startswith("ipc-client-app-handler") and t not in before]
     assert threads and all(t.daemon for t in threads)
     await responder.disconnect()
     await until(lambda: not any(t.is_alive() for t in threads))  # idle ones end at once
