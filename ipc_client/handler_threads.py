@@ -1,5 +1,7 @@
 """The threads a client runs its plain served handlers and its plain
-stream generators' ``next()`` in (README, docs/resilience.md §10).
+stream generators' ``next()`` in (README, docs/resilience.md §10), and
+the server its plain in-process ones (``ipc_server.handlers``, unbounded
+by admission there: ``HANDLER_THREADS``).
 
 Not the loop's default executor: it has ``min(32, cpus + 4)`` threads (6
 on two cores), shared with whatever else the program runs there, so 8

@@ -2,8 +2,8 @@
 the handler, its deadline or shutdown, whichever comes first
 (docs/protocol.md §6.2, §6.3, §6.5).
 
-``async def`` handlers run on the loop; plain functions in a worker thread,
-so a slow one never blocks other clients. A handler's result or exception
+``async def`` handlers run on the loop; plain functions in a thread of the
+server's own (``HANDLER_THREADS``), so a slow one never blocks other clients. A handler's result or exception
 becomes the reply through ``ipc_protocol.replies``, as a client responder's
 does.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ipc_client.at_once import AtOnce, HandlerCancelled, propagates, result_of
+from ipc_client.handler_threads import HandlerThreads
 from ipc_protocol import ErrorCode, ErrorInfo, Message, printable
 from ipc_protocol.attachments import with_bytes
 from ipc_protocol.framing import frame_parts
@@ -35,9 +35,17 @@ from .stream_producers import STREAM_RESULTS
 if TYPE_CHECKING:
     from .streams import Streams
 
-__all__ = ["HandlerCall", "HandlerCalls"]
+__all__ = ["HANDLER_THREADS", "HandlerCall", "HandlerCalls"]
 
 log = logging.getLogger("ipc_server")
+
+# Plain handlers and plain generators' ``next()`` running at once, each in
+# a thread of its own (README, docs/protocol.md §6.2). The loop's default
+# executor had min(32, cpus + 4): 6 on two cores, so 12 handlers blocking
+# 1 s took 2 s, and handlers waiting on other in-process calls starved.
+# As the client's ``max_concurrent_handlers`` default and one connection's
+# ``max_inflight_per_connection``: threads are made as needed, end idle.
+HANDLER_THREADS = 1024
 
 class HandlerCall:
     """One request being answered by an in-process handler."""
@@ -74,7 +82,8 @@ class HandlerCall:
 class HandlerCalls:
     """The handler calls in progress, their deadlines, their cancellation.
 
-    ``loop`` and ``executor`` are the server's, set when it starts.
+    ``loop`` is the server's, set when it starts; ``threads`` run the
+    plain handlers and generators (stopped by :meth:`shut_down`).
     """
 
     def __init__(self, stats: ServerStats, shutdown: Shutdown, *, include_stack: bool, default_timeout_s: float | None = None) -> None:
@@ -86,7 +95,7 @@ class HandlerCalls:
         self.calls: set[HandlerCall] = set()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._at_once: AtOnce = None  # type: ignore[assignment]  # with the loop
-        self.executor: ThreadPoolExecutor | None = None
+        self.threads = HandlerThreads("ipc-handler", HANDLER_THREADS)
         self.streams: Streams | None = None  # set by the server (streams.Streams, §15)
         self._threads: set[HandlerCall] = set()  # calls whose sync handler runs in a worker thread
         # One loop timer for every handler deadline (§6.5).
@@ -151,7 +160,7 @@ class HandlerCalls:
                 else:
                     self._threads.add(call)  # a cancel cannot stop it: its result is dropped and counted (§15.4)
                     try:
-                        result = await self.loop.run_in_executor(self.executor, handler.fn, msg)
+                        result = await asyncio.wrap_future(self.threads.submit(handler.fn, msg), loop=self.loop)
                     finally:
                         self._threads.discard(call)
             except asyncio.CancelledError:

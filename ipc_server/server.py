@@ -17,7 +17,6 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, Message, is_servable, validate_pattern, printable
@@ -115,7 +114,6 @@ class IPCServer:
         self._listener: asyncio.base_events.Server | None = None
         self._tls: TLSPort | None = None  # from start(), when tls_cert is set
         self._sweeper: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port: int = self.config.port
         self.host: str = self.config.host
@@ -164,7 +162,6 @@ class IPCServer:
         if self._listener is not None:
             return
         self.loop = asyncio.get_running_loop()
-        self._executor = self._calls.executor = ThreadPoolExecutor(thread_name_prefix="ipc-handler")
         self._tls = TLSPort.of(self.config)
         self._listener = await self.loop.create_server(
             connection_factory(self.config, lambda: ServerConnection(self), self._admission, self._tls),
@@ -219,8 +216,7 @@ class IPCServer:
             await asyncio.wait([self._sweeper])  # ended when close() returns (wait: its CancelledError stays in it)
         await shutdown.close_connections(self.loop, self._admission.connections)
         await self._listener.wait_closed()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._calls.threads.stop()  # never waits for a handler still running (docs/protocol.md §13)
         if self._auth is not None:
             self._auth.close()
         if self.metrics is not None:  # /healthz said 503 until now

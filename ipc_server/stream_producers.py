@@ -122,8 +122,7 @@ class LocalProducers:
                     except StopAsyncIteration:
                         break
                 else:
-                    assert self._calls.executor is not None
-                    running = self._calls.executor.submit(next, gen, _END)
+                    running = self._calls.threads.submit(next, gen, _END)
                     item = await asyncio.wrap_future(running, loop=loop)
                     running = None
                     if item is _END:
