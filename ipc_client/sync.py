@@ -37,14 +37,19 @@ log = logging.getLogger("ipc_client.sync")
 T = TypeVar("T")
 SyncHandler = Callable[[Message], Any]
 
-_STOP_TIMEOUT_S = 5.0
+_STOP_TIMEOUT_S = 5.0  # close() waits this long for the disconnect, then for the thread
 
 
-def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+def _run_loop(loop: asyncio.AbstractEventLoop, ended: concurrent.futures.Future[None]) -> None:
     """The loop thread: closed once stopped, also when no close() joins it
-    (a dropped client's, or one that outlived close()'s timeout)."""
-    loop.run_forever()
-    loop.close()
+    (a dropped client's, or one that outlived close()'s timeout). ``ended``:
+    the thread is gone, however (``SystemExit`` out of ``run_forever()``, a
+    stray ``loop.stop()``); close() waits for nothing on the loop then."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+        ended.set_result(None)
 
 
 async def _shutdown(client: IPCClient) -> None:
@@ -89,7 +94,8 @@ class SyncIPCClient:
 
     def __init__(self, app_id: str, host: str = "localhost", port: int = 8888, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=_run_loop, args=(self._loop,), name=f"ipc-client-{app_id}", daemon=True)
+        self._ended: concurrent.futures.Future[None] = concurrent.futures.Future()  # the loop thread is gone
+        self._thread = threading.Thread(target=_run_loop, args=(self._loop, self._ended), name=f"ipc-client-{app_id}", daemon=True)
         self._thread.start()
         self._workers = HandlerThread(f"ipc-client-handlers-{app_id}")
         self._wrappers: dict[tuple[str, int], list[Callable[[Message], Any]]] = {}
@@ -217,9 +223,10 @@ class SyncIPCClient:
             # From here no call is submitted; the shutdown below is the last.
             self._closed = True
             self._finalizer.detach()
-            shutdown = asyncio.run_coroutine_threadsafe(_shutdown(self._client), self._loop)
+            shutdown = self._start_shutdown()
         try:
-            shutdown.result()
+            if shutdown is not None:
+                self._await_shutdown(shutdown)
         finally:
             self._stop_loop()
             self._workers.shutdown()
@@ -232,8 +239,31 @@ class SyncIPCClient:
                     except concurrent.futures.InvalidStateError:
                         pass  # it finished meanwhile (the loop outlived the stop timeout)
 
+    def _start_shutdown(self) -> concurrent.futures.Future[None] | None:
+        """The disconnect on the loop; None if its thread is gone (nothing there runs)."""
+        if self._ended.done():
+            return None
+        coro = _shutdown(self._client)
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError:  # closed just now
+            coro.close()
+            return None
+
+    def _await_shutdown(self, shutdown: concurrent.futures.Future[None]) -> None:
+        """Wait for the disconnect, raising what it raised, until the loop
+        thread ends or a blocked loop has had ``_STOP_TIMEOUT_S``."""
+        concurrent.futures.wait([shutdown, self._ended], _STOP_TIMEOUT_S, concurrent.futures.FIRST_COMPLETED)
+        if shutdown.done():
+            shutdown.result()
+        elif not self._ended.done():
+            log.warning("SyncIPCClient.close(): the client's loop did not shut down within %.0f s (blocked?); leaving it", _STOP_TIMEOUT_S)
+
     def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        try:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        except RuntimeError:  # the thread closed it on its way out
+            return
         if threading.current_thread() is not self._thread:
             self._thread.join(_STOP_TIMEOUT_S)
         if not self._thread.is_alive():
