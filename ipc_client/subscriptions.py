@@ -17,7 +17,7 @@ from ipc_protocol.contracts import bind, declared
 
 from .admission import Admission, Slot
 from .answering import Answering
-from .at_once import is_async_function, never_waits, result_of
+from .at_once import is_async_function, never_waits, propagates, result_of
 from .calls import Calls
 from .connection import ClientConnection
 from .keyed_runs import KeyedRuns
@@ -333,7 +333,9 @@ class Subscriptions(Answering):
                 # `is not None` first: most handlers return None, and isawaitable is not free.
                 if result is not None and inspect.isawaitable(result):
                     admission.admit(None, self._guard, (msg, None, result))
-            except Exception as exc:
+            except BaseException as exc:  # GeneratorExit, a library's own: out of data_received, the connection's end
+                if propagates(exc):  # KeyboardInterrupt, SystemExit on the main thread's loop
+                    raise
                 log.exception("subscription handler for %r failed", msg.channel_id)
                 self._emit("error", exc)
 
@@ -345,7 +347,9 @@ class Subscriptions(Answering):
             result_of(handler(msg))
         except asyncio.CancelledError:  # raised by the handler itself: its task would end cancelled, silently
             pass
-        except Exception as exc:
+        except BaseException as exc:  # GeneratorExit, a library's own: reported too (at_once.propagates)
+            if propagates(exc):
+                raise
             scope.end(exc)
             log.exception("subscription handler for %r failed", msg.channel_id)
             emit("error", exc)
@@ -358,7 +362,11 @@ class Subscriptions(Answering):
         scope = serving(msg, "deliver", span=handler is not None)  # docs/tracing.md
         try:
             await (handler(msg) if handler is not None else awaitable)  # type: ignore[misc]
-        except Exception as exc:
+        except asyncio.CancelledError:  # a cancel (disconnect) or the handler's own: ends the task silently
+            raise
+        except BaseException as exc:  # GeneratorExit, a library's own: reported, not the task's unretrieved end
+            if propagates(exc):
+                raise
             scope.end(exc)
             log.exception("subscription handler for %r failed", msg.channel_id)
             self._emit("error", exc)
