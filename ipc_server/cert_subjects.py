@@ -6,9 +6,15 @@ One module does all three so that they agree on every special character:
 the string ``openssl x509 -noout -subject -nameopt RFC2253`` prints for a
 certificate parses to exactly the attributes ``ssl.getpeercert()`` reports
 for it, and so does :func:`render_subject`'s. A subject is compared as the
-set of its (attribute, value) pairs, the attribute by the name
-``getpeercert()`` uses (``commonName``), so the order of the attributes,
-and whether two share an RDN (``+``), does not matter.
+sequence of its RDNs, in order and with repeats, each RDN the set of its
+(attribute, value) pairs (the attribute by the name ``getpeercert()`` uses,
+``commonName``): the order of DC and OU values is part of the name
+(``DC=example,DC=com`` is not ``DC=com,DC=example``), only the members of
+one multi-valued RDN (``+``) are unordered. A string may be written in
+either direction (openssl's RFC 2253 line, most specific first, or the
+X.500 order some tools print), so a :data:`Subject` is the lesser of the
+sequence and its reverse: equal subjects are the same or reversed
+sequences, and nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["parse_subject", "subject_of_cert", "render_subject", "ATTRIBUTE_NAMES"]
+__all__ = ["Subject", "parse_subject", "subject_of_cert", "render_subject", "ATTRIBUTE_NAMES"]
+
+# RDNs, each a sorted tuple of (attribute, value): see _canonical.
+Subject = tuple[tuple[tuple[str, str], ...], ...]
 
 # Short names (RFC 4514 §3 and the usual ones) to getpeercert()'s names, case
 # insensitive; any other name OpenSSL knows (``GN``, ``title``...) is looked
@@ -126,15 +135,25 @@ def _value(text: str, i: int, where: str) -> tuple[str, int]:
     return value, i
 
 
-def parse_subject(text: str) -> frozenset[tuple[str, str]]:
-    """An RFC 4514 string (``"CN=alice,O=R\\+D"``) as a set of (attribute, value).
+def _canonical(rdns: Iterable[Iterable[tuple[str, str]]]) -> Subject:
+    """RDNs in their order, repeats kept, the members of each sorted (a
+    multi-valued RDN is a set); then the lesser of that and its reverse, so
+    that a string in either direction is the same subject and a reordered
+    or repeated RDN is another one."""
+    forward = tuple(tuple(sorted(rdn)) for rdn in rdns)
+    return min(forward, forward[::-1])
 
-    Attributes are separated by ``,`` (or ``+`` within one RDN), in any
-    order; unescaped spaces around names and values are ignored. Raises
-    ``ValueError`` saying what is wrong."""
+
+def parse_subject(text: str) -> Subject:
+    """An RFC 4514 string (``"CN=alice,O=R\\+D"``) as a :data:`Subject`.
+
+    RDNs are separated by ``,``, the attributes of one RDN by ``+`` (in any
+    order); the RDNs count in order, in either direction. Unescaped spaces
+    around names and values are ignored. Raises ``ValueError`` saying what
+    is wrong."""
     if text.lower().startswith("subject="):
         raise ValueError("drop the 'subject=' that openssl prints before the subject")
-    out: set[tuple[str, str]] = set()
+    rdns: list[list[tuple[str, str]]] = [[]]
     i, n = 0, len(text)
     while True:
         eq = text.find("=", i)
@@ -145,18 +164,20 @@ def parse_subject(text: str) -> frozenset[tuple[str, str]]:
         value, i = _value(text, eq + 1, f"the value of {key}")
         if not value:
             raise ValueError(f"{key}= has no value")
-        out.add((name, value))
+        rdns[-1].append((name, value))
         if i >= n:
-            return frozenset(out)
-        i += 1  # past "," or "+": both add one more attribute to the set
+            return _canonical(rdns)
+        if text[i] == ",":
+            rdns.append([])  # "," starts the next RDN; "+" adds to this one
+        i += 1
 
 
-def subject_of_cert(peercert: Mapping[str, Any] | None) -> frozenset[tuple[str, str]] | None:
+def subject_of_cert(peercert: Mapping[str, Any] | None) -> Subject | None:
     """The subject of a verified peer certificate (``ssl.getpeercert()``), or None."""
     if not peercert:
         return None
     rdns = peercert.get("subject") or ()
-    return frozenset((str(k), str(v)) for rdn in rdns for k, v in rdn)
+    return _canonical(((str(k), str(v)) for k, v in rdn) for rdn in rdns)
 
 
 def _short_name(name: str) -> str:

@@ -40,7 +40,7 @@ from typing import Any
 
 from ipc_protocol.channels import validate_pattern
 
-from .cert_subjects import parse_subject, render_subject, subject_of_cert
+from .cert_subjects import Subject, parse_subject, render_subject, subject_of_cert
 from .permissions import OPERATIONS, Permissions, Rule
 from .setting_files import read_utf8
 
@@ -90,7 +90,7 @@ class User:
 
     name: str
     token_hash: str | None
-    cert_subject: frozenset[tuple[str, str]] | None
+    cert_subject: Subject | None
     apps: frozenset[str]
     permissions: Permissions
 
@@ -99,8 +99,9 @@ class User:
         if self.token_hash is not None:
             return self.token_hash
         if self.cert_subject is not None:
-            # Escaped: a value holding "," must not read as two attributes.
-            return render_subject(((pair,) for pair in sorted(self.cert_subject))) or ""
+            # Escaped, RDNs in order: a value holding "," must not read as
+            # two attributes, and a reordered subject is another credential.
+            return render_subject(self.cert_subject) or ""
         return ""
 
     def __repr__(self) -> str:
@@ -113,7 +114,7 @@ class Users:
     """Every user, by name and by certificate subject."""
 
     by_name: Mapping[str, User]
-    by_subject: Mapping[frozenset[tuple[str, str]], User]
+    by_subject: Mapping[Subject, User]
     path: str = ""
 
     @property
@@ -279,7 +280,7 @@ def parse_users(data: Mapping[str, Any], path: str = "") -> Users:
     if not isinstance(table, dict):
         raise UsersError("users must be a table of [users.NAME] tables")
     by_name: dict[str, User] = {}
-    by_subject: dict[frozenset[tuple[str, str]], User] = {}
+    by_subject: dict[Subject, User] = {}
     for name, entry in table.items():
         user = _user(name, entry)
         if user.cert_subject is not None:

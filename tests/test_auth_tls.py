@@ -7,6 +7,7 @@ Python client (the Node client's test is in interop-tests/test_js_users.py)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import shutil
 import subprocess
@@ -26,12 +27,12 @@ WAIT_S = 5.0
 
 USERS = """
 [users.alice]
-cert_subject = "CN=alice, O=shop, OU=dev"
+cert_subject = "CN=alice, OU=dev, O=shop"   # as openssl -nameopt RFC2253 prints it
 apps = ["shop"]
 subscribe = ["orders.>"]
 
 [users.bob]
-cert_subject = "CN=bob,O=shop,OU=dev"
+cert_subject = "O = shop, OU = dev, CN = bob"   # the exact reverse (openssl's default line)
 apps = ["shop"]
 publish = ["orders.>"]
 """
@@ -172,3 +173,59 @@ async def test_a_cert_subject_copied_from_openssl_matches_whatever_its_values_ho
         for name in (None, "u0"):
             with pytest.raises(Unauthorized, match="credentials required" if name is None else "invalid user or token"):
                 await asyncio.wait_for(client(impostor, user=name).connect(), WAIT_S)
+
+
+async def test_a_certificate_with_its_dc_values_reordered_is_not_the_user(tmp_path: Path) -> None:
+    """A CA that signs for several teams: example.com's svc and a certificate
+    for com.example's svc (the same attributes, DC values reordered) are two
+    subjects, so the second never passes for the first; and a reload that
+    reorders the user's cert_subject disconnects its connection."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+    from cryptography.x509.oid import NameOID
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes()).subject
+
+    def issue(name: str, *dcs: str) -> str:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([*(x509.NameAttribute(NameOID.DOMAIN_COMPONENT, dc) for dc in dcs), x509.NameAttribute(NameOID.COMMON_NAME, "svc")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca._private_key, hashes.SHA256())
+        )  # fmt: skip
+        path = tmp_path / f"{name}.pem"
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()) + cert.public_bytes(Encoding.PEM))
+        return str(path)
+
+    example, swapped = issue("example", "com", "example"), issue("swapped", "example", "com")  # X.500 order: DC=com first is example.com
+    if shutil.which("openssl"):
+        printed = subprocess.run(["openssl", "x509", "-in", example, "-noout", "-subject", "-nameopt", "RFC2253"], capture_output=True, text=True, timeout=WAIT_S)
+        assert printed.stdout == "subject=CN=svc,DC=example,DC=com\n"
+    users = tmp_path / "users.toml"
+    users.write_text('[users.svc]\ncert_subject = "CN=svc,DC=example,DC=com"\napps = ["shop"]\npublish = [">"]\n')
+    server_pem, ca_pem = str(tmp_path / "server.pem"), str(tmp_path / "ca.pem")
+    async with IPCServer("127.0.0.1", 0, users_file=str(users), tls_cert=server_pem, tls_key=server_pem, tls_ca=ca_pem, shutdown_grace_s=0.5) as server:
+
+        def client(pem: str, **kwargs: Any) -> IPCClient:
+            return IPCClient("shop", "localhost", server.port, tls_ca=ca_pem, tls_cert=pem, reconnect=False, connect_timeout=WAIT_S, **kwargs)
+
+        for name in (None, "svc"):
+            with pytest.raises(Unauthorized, match="credentials required" if name is None else "invalid user or token"):
+                await asyncio.wait_for(client(swapped, user=name).connect(), WAIT_S)
+        async with client(example) as svc:
+            assert await svc.publish("x", 1, ack=True) == 0
+            gone = asyncio.Event()
+            svc.on("disconnected", lambda *_: gone.set())
+            users.write_text('[users.svc]\ncert_subject = "CN=svc,DC=com,DC=example"\napps = ["shop"]\npublish = [">"]\n')
+            assert server.reload_users()["disconnected"] == 1  # another subject: the credential changed
+            await asyncio.wait_for(gone.wait(), WAIT_S)
+        async with client(swapped) as now_svc:  # the certificate the file now names
+            assert await now_svc.publish("x", 1, ack=True) == 0

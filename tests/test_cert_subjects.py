@@ -50,18 +50,50 @@ def peercert(*rdns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     ],
 )
 def test_rfc4514_escapes_are_read(text: str, value: str) -> None:
-    assert parse_subject(text) == {("organizationName", value)}
+    assert parse_subject(text) == ((("organizationName", value),),)
 
 
-def test_attributes_by_any_name_order_and_rdn() -> None:
-    expected = {("commonName", "a"), ("userId", "u+1"), ("organizationName", "o")}
-    assert parse_subject("O=o,UID=u\\+1+CN=a") == expected  # openssl's line for a multi-valued RDN
-    assert parse_subject("cn=a, uid = u\\+1, organizationName=o") == expected
-    assert parse_subject("2.5.4.3=a,0.9.2342.19200300.100.1.1=u\\+1,O=o") == expected
+def test_attributes_by_any_name_and_the_members_of_one_rdn_in_any_order() -> None:
+    openssl = parse_subject("O=o,UID=u\\+1+CN=a")  # openssl's line for a multi-valued RDN
+    assert parse_subject("O=o,CN=a+UID=u\\+1") == openssl
+    assert parse_subject("organizationName = o, uid = u\\+1 + cn=a") == openssl
+    assert parse_subject("2.5.4.10=o,2.5.4.3=a+0.9.2342.19200300.100.1.1=u\\+1") == openssl
+    assert openssl == subject_of_cert(peercert((("commonName", "a"), ("userId", "u+1")), (("organizationName", "o"),)))
     # Names OpenSSL knows, as openssl prints them; an OID it does not, dotted.
-    assert parse_subject("GN=G,SN=S,street=st,title=T,jurisdictionC=US,1.2.3.4=#0C0177") == {
-        ("givenName", "G"), ("surname", "S"), ("streetAddress", "st"), ("title", "T"), ("jurisdictionCountryName", "US"), ("1.2.3.4", "w"),
-    }  # fmt: skip
+    assert parse_subject("GN=G,SN=S,street=st,title=T,jurisdictionC=US,1.2.3.4=#0C0177") == subject_of_cert(peercert(
+        (("1.2.3.4", "w"),), (("jurisdictionCountryName", "US"),), (("title", "T"),), (("streetAddress", "st"),), (("surname", "S"),), (("givenName", "G"),),
+    ))  # fmt: skip
+
+
+def test_the_rdns_count_in_openssls_order_or_its_exact_reverse() -> None:
+    # openssl -nameopt RFC2253 prints the most specific RDN first; the X.500
+    # order (openssl's default "DC = com, DC = example, CN = svc", or the old
+    # "/DC=com/DC=example/CN=svc" converted) is the exact reverse.
+    cert = subject_of_cert(peercert((("domainComponent", "com"),), (("domainComponent", "example"),), (("commonName", "svc"),)))
+    assert parse_subject("CN=svc,DC=example,DC=com") == cert
+    assert parse_subject("DC = com, DC = example, CN = svc") == cert
+    assert parse_subject("CN=svc,DC=com,DC=example") != cert  # com.example: another domain
+
+
+@pytest.mark.parametrize(
+    "mine, other",
+    [
+        ("CN=svc,DC=example,DC=com", "CN=svc,DC=com,DC=example"),  # example.com, com.example
+        ("CN=x,OU=admins,OU=eng", "CN=x,OU=eng,OU=admins"),  # admins in eng, eng in admins
+        ("CN=x,OU=a,OU=a", "CN=x,OU=a"),  # a repeat counts
+        ("CN=x,OU=a,O=o", "OU=a,CN=x,O=o"),  # neither the order nor its reverse
+        ("CN=a+UID=u,O=o", "CN=a,UID=u,O=o"),  # one RDN is not two
+    ],
+)
+def test_a_reordered_or_repeated_rdn_is_another_subject(mine: str, other: str) -> None:
+    """With a CA that signs for several teams, a certificate with its DC or
+    OU values reordered must not pass for another team's user."""
+    assert parse_subject(mine) != parse_subject(other)
+    long = {"CN": "commonName", "OU": "organizationalUnitName", "O": "organizationName", "DC": "domainComponent", "UID": "userId"}
+    rdns = (tuple((long[k], v) for k, v in (a.split("=") for a in rdn.split("+"))) for rdn in reversed(other.split(",")))
+    certificate = subject_of_cert(peercert(*rdns))  # what getpeercert() reports for the other certificate
+    assert certificate == parse_subject(other)
+    assert parse_subject(mine) != certificate
 
 
 @pytest.mark.parametrize(
@@ -114,3 +146,6 @@ def test_rendering_and_parsing_agree_on_every_character(rdns: tuple[tuple[tuple[
     text = render_subject(rdns)
     assert text is not None
     assert parse_subject(text) == subject_of_cert(peercert(*rdns))
+    reverse = ",".join(reversed(text.split(","))) if "\\," not in text else None
+    if reverse is not None:  # the same RDNs written the other way round
+        assert parse_subject(reverse) == subject_of_cert(peercert(*rdns))

@@ -63,7 +63,7 @@ request = {{ allow = ["news.get"] }}
     assert alice.permissions.serve == Rule() and not alice.permissions.monitor
     dash = users.get("dash")
     assert dash is not None and dash.permissions.monitor
-    assert dash.cert_subject == {("commonName", "dash"), ("organizationName", "shop, inc")}
+    assert dash.cert_subject == parse_subject("O=shop\\, inc,CN=dash")  # the exact reverse is the same subject
     assert users.by_subject[dash.cert_subject] is dash
     assert users.anonymous is users.get(ANONYMOUS) and users.anonymous.credential == ""
     assert "s3cret" not in repr(alice) and HASH not in repr(alice)
@@ -176,6 +176,23 @@ def test_certificate_subjects() -> None:
     assert subject_of_cert(peercert) == parse_subject("CN=alice,O=shop")
     assert subject_of_cert(peercert) != parse_subject("CN=alice")  # the whole subject, not a part
     assert subject_of_cert({}) is None and subject_of_cert(None) is None
+
+
+def test_a_reordered_subject_is_another_user_and_another_credential() -> None:
+    """DC and OU values in another order name another entity (example.com is
+    not com.example): two users, two credentials, so a reload that reorders
+    a user's cert_subject disconnects it; the exact reverse is the same."""
+    users = parse_users({"users": {
+        "ex": {"cert_subject": "CN=svc,DC=example,DC=com", "apps": ["a"]},
+        "com": {"cert_subject": "CN=svc,DC=com,DC=example", "apps": ["a"]},
+    }})  # fmt: skip
+    ex, com = users.get("ex"), users.get("com")
+    assert ex is not None and com is not None and ex.credential != com.credential
+    assert users.by_subject[parse_subject("DC=com,DC=example,CN=svc")] is ex
+    reversed_file = parse_users({"users": {"ex": {"cert_subject": "DC=com, DC=example, CN=svc", "apps": ["a"]}}})
+    assert reversed_file.by_name["ex"].credential == ex.credential
+    with pytest.raises(UsersError, match="user 'b': cert_subject is also user 'a'"):
+        parse_users({"users": {"a": {"cert_subject": "CN=x,OU=a,OU=b", "apps": ["a"]}, "b": {"cert_subject": "OU=b,OU=a,CN=x", "apps": ["a"]}}})
 
 
 def test_token_file(tmp_path: Path) -> None:
