@@ -83,11 +83,15 @@ class ServerProtocol(Protocol):
         server_name: advertised in the reply.
         cluster: the cluster's name when the server is a cluster node, named
             in the reply of a connect that asked for the feature ``cluster``.
+        users: the server has a users file, so its idempotency keys are
+            scoped per user (§6.6 item 1); said in a version-2 reply
+            (``"users": true``) so a responder does not join one user's keyed
+            request to another's run (§6.6 item 10). Absent otherwise.
         handshake_max_frame_size: the largest frame read until the connect
             is accepted (§3 item 11); ``max_frame_size`` from then on.
     """
 
-    __slots__ = ("connection_id", "client", "_token", "_heartbeat_interval_s", "_server_name", "_connect", "_cluster", "_open_limit")
+    __slots__ = ("connection_id", "client", "_token", "_heartbeat_interval_s", "_server_name", "_connect", "_cluster", "_users", "_open_limit")
 
     # Every message after the handshake must be in the handshake's app (§3).
     _one_app = True
@@ -101,6 +105,7 @@ class ServerProtocol(Protocol):
         heartbeat_interval_s: float | None = None,
         server_name: str = "",
         cluster: str | None = None,
+        users: bool = False,
         handshake_max_frame_size: int = HANDSHAKE_MAX_FRAME_SIZE,
     ) -> None:
         super().__init__(max_frame_size=max_frame_size)
@@ -120,6 +125,7 @@ class ServerProtocol(Protocol):
         self._server_name = server_name
         self._connect: ConnectRequested | None = None  # awaiting the server's accept
         self._cluster = cluster
+        self._users = users
 
     def _receive_before_open(self, frame: bytes) -> Message | Event:
         try:
@@ -220,6 +226,8 @@ class ServerProtocol(Protocol):
                 heartbeat_interval_ms=max(1, round(interval * 1000)) if interval else 0,  # never 0 (off) for an interval that is on
                 max_frame_size=self.max_frame_size,
             )
+            if self._users:  # §3 item 2: keys are per user (§6.6 items 1, 10); absent without a users file
+                reply["users"] = True
             if request.features is not None:  # only when asked: the reply is otherwise §3's, byte for byte
                 granted = negotiate(request.features, server_features(self._cluster))
                 reply["features"] = granted

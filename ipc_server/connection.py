@@ -71,6 +71,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
             token=config.token,
             heartbeat_interval_s=config.heartbeat_interval_s,
             server_name=SERVER_NAME, cluster=config.cluster_name if config.cluster else None,  # docs/protocol.md §3 item 10
+            users=config.users_file is not None,  # §3 item 2: idempotency keys are per user (§6.6 items 1, 10)
         )
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None

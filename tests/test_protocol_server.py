@@ -31,11 +31,12 @@ def normalise(body: str) -> str:
     return body
 
 
-def server_for(token: str | None) -> ServerProtocol:
+def server_for(token: str | None, users: bool = False) -> ServerProtocol:
     s = SPEC["server"]
     return ServerProtocol(
         max_frame_size=s["max_frame_size"],
         token=token,
+        users=users,
         heartbeat_interval_s=s["heartbeat_interval_ms"] / 1000,
         server_name=s["server_name"],
     )
@@ -48,7 +49,7 @@ def bodies(proto: ServerProtocol) -> list[bytes]:
 @pytest.mark.parametrize("vector", SPEC["vectors"], ids=[v["name"] for v in SPEC["vectors"]])
 @pytest.mark.parametrize("chunk", [None, 1], ids=["whole", "byte-by-byte"])
 def test_handshake_vectors(vector: dict[str, Any], chunk: int | None) -> None:
-    proto = server_for(vector["token"])
+    proto = server_for(vector["token"], vector.get("users", False))
     for step in vector["steps"]:
         data = encode_frame(step["client_sends"].encode())
         pieces = [data] if chunk is None else [data[i : i + 1] for i in range(len(data))]
