@@ -66,9 +66,10 @@ class Answering:
 
     async def _answer(self, slot: Slot, conn: ClientConnection, msg: Message, fn: Handler) -> None:
         """Run a served request's handler and write its answer (or its failure);
-        a keyed request's through its run (keyed_runs), which it may join instead."""
+        a keyed request's through its run (keyed_runs), which it may join instead;
+        not when the server scopes keys per user, which the key does not tell."""
         run: KeyedRun | None = None
-        if msg.headers is not None and is_keyed(msg):
+        if msg.headers is not None and is_keyed(msg) and not conn.proto.keys_per_user:
             run = self.keyed.start(conn, msg)
             if run is None:  # answered by its key's run, or its kept answer
                 self._admission.finished(slot)

@@ -16,9 +16,12 @@ the resend from what it already has:
   ``KEPT_MAX_BYTES`` bytes in all (the oldest dropped first; a larger one is
   not kept), and a resend within that time is answered with it.
 
-A key is the requester's app and the header (a responder does not know the
-requester's user), and a resend must be the same request: the same channel
-and payload (the server's digest). Another request under a running or kept
+A key is the requester's app and the header, and a resend must be the same
+request: the same channel and payload (the server's digest). A responder
+does not know the requester's user: when the server has a users file (its
+connect reply says ``"users": true``), two users' keys are apart there and
+alike here, so the answering side does not use these runs at all and a
+keyed request runs as a plain one (docs/protocol.md §6.6 item 10). Another request under a running or kept
 key runs as usual. A run stopped before its answer (a ``cancel``,
 ``disconnect()``) keeps nothing, and its joiners are answered
 ``responder_lost``. Node's mirror is ``js-client/lib/keyed_runs.js``.

@@ -110,7 +110,7 @@ class ClientProtocol(Protocol):
     """
 
     __slots__ = (
-        "connection_id", "client", "server_info", "_token", "_user", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s", "_offered",
+        "connection_id", "client", "server_info", "keys_per_user", "_token", "_user", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s", "_offered",
     )  # fmt: skip
 
     def __init__(
@@ -132,6 +132,9 @@ class ClientProtocol(Protocol):
         self.connection_id = connection_id
         self.client = client
         self.server_info: dict[str, Any] = {}
+        # Once open: the server scopes idempotency keys per user (a users file,
+        # §3 item 2), so a responder cannot tell whose keyed request it serves.
+        self.keys_per_user = False
         self._token = token
         self._user = user
         self._limit = max_frame_size  # ours as given: None leaves a version-2 server's limit as is
@@ -179,6 +182,7 @@ class ClientProtocol(Protocol):
         self.legacy = "protocol" not in payload
         self.screened = not self.legacy  # what a version-2 server sends holds no number that overflows a double (§1.1)
         self.server_info = dict(payload)
+        self.keys_per_user = payload.get("users") is True and not self.legacy  # §6.6 item 10
         self.connection_id = str(payload.get("connection_id") or self.connection_id)
         advertised = payload.get("max_frame_size")
         if not self.legacy and isinstance(advertised, int) and not isinstance(advertised, bool) and advertised > 0:

@@ -595,6 +595,11 @@ export interface HandshakeInfo {
   legacy: boolean;
   /** The cluster the server is a node of (docs/protocol.md §3 item 10); null: a standalone server. */
   cluster: string | null;
+  /**
+   * The server has a users file, so its idempotency keys are per user (docs/protocol.md §3 item 2):
+   * a responder then runs keyed requests as plain ones, not joining or replaying them (§6.6 item 10).
+   */
+  keysPerUser: boolean;
 }
 
 export interface ConnectionInfo {

@@ -101,6 +101,26 @@ def test_the_server_may_give_another_connection_id() -> None:
     assert event.connection_id == proto.connection_id == "worker-1-7"
 
 
+def test_a_server_with_a_users_file_says_its_keys_are_per_user() -> None:
+    """§3 item 2: ``"users": true``, recorded so a responder does not join
+    or replay one user's keyed request for another (§6.6 item 10)."""
+    users = vector("version 2 on a server with a users file (docs/protocol.md §3 item 2, §3.1): the reply says \"users\": true, idempotency keys are per user (§6.6 items 1, 10)")
+    proto = client(user="alice", token="alice-token")
+    proto.connect()
+    assert normalise(sent_body(proto)) == normalise(users["steps"][0]["client_sends"])
+    (event,) = feed(proto, users["steps"][0]["server_replies"][0].replace('"*"', '"r1"'))
+    assert isinstance(event, Connected) and proto.keys_per_user is True
+    plain = client()
+    plain.connect()
+    (event,) = feed(plain, V2_ACCEPTED.replace('"*"', '"r1"'))
+    assert isinstance(event, Connected) and plain.keys_per_user is False
+
+
+def sent_body(proto: ClientProtocol) -> str:
+    (body,) = [b for f in proto.data_to_send() for b in FrameDecoder(None).feed(f)]
+    return body.decode()
+
+
 def test_a_reply_without_protocol_is_a_version_1_server_and_then_only_version_1_fields_go_out() -> None:
     proto = client()
     proto.connect()

@@ -122,14 +122,18 @@ function responder(cmd) {
         const next = cmd.target ? await client.request(cmd.target, msg.payload, cmd.timeoutMs) : null;
         return { by: 'node', headers: msg.headers ?? null, context, next };
       };
-    case 'gated':
+    case 'gated': {
       // Answers once the test opens its gate (op openGate): a run held for as long as a test needs.
+      // `numbered`: answers {run, payload}, the run's number (1, 2, ...), to tell runs apart.
+      let runs = 0;
       return async (msg) => {
+        const run = ++runs;
         report(msg);
         await gate(cmd.channel).promise;
         out({ event: 'ended', channel: cmd.channel, payload: msg.payload });
-        return msg.payload;
+        return cmd.numbered ? { run, payload: msg.payload } : msg.payload;
       };
+    }
     case 'hang':
       return (msg) => {
         report(msg);

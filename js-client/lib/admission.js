@@ -92,8 +92,8 @@ class Admission {
     const conn = answer ? from : null;
     const { host, exposeStacks } = this;
     const producers = host._producers;
-    let run = null; // a keyed request's run (lib/keyed_runs.js)
-    if (conn !== null && isKeyed(msg)) {
+    let run = null; // a keyed request's run (lib/keyed_runs.js); none when the server scopes keys per user (§6.6 item 10)
+    if (conn !== null && isKeyed(msg) && conn.info?.keysPerUser !== true) {
       run = host._keyedRuns.start(conn, msg);
       if (run === null) return; // answered by its key's run, or its kept answer
     }

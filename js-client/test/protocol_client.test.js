@@ -56,6 +56,7 @@ function clientFor(connect) {
     appId: sent.app_id,
     connectionId: sent.payload.connection_id ?? 'x',
     token: sent.payload.token ?? null,
+    user: sent.payload.user ?? null,
     features: sent.payload.features ?? null // §15.1: asked for only by the vectors that do
   });
   const id = proto.connect();
@@ -97,6 +98,7 @@ for (const v of ours) {
       assert.deepEqual([event.info.protocol, event.info.legacy, event.info.server], [2, false, SPEC.server.server_name]);
       assert.equal(event.heartbeatIntervalMs, SPEC.server.heartbeat_interval_ms);
       assert.equal(event.connectionId, v.accept_as);
+      assert.equal(event.info.keysPerUser, v.users === true); // §3 item 2: the server's keys are per user
       assert.equal(proto.heartbeat, null); // until the pump starts it on its clock
       assert.equal(proto.startHeartbeat(5), true);
       assert.deepEqual([proto.heartbeat.intervalMs, proto.heartbeat.lastReceived], [SPEC.server.heartbeat_interval_ms, 5]);

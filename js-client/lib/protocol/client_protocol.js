@@ -50,6 +50,8 @@ const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
  * @property {number|null} heartbeatIntervalMs the server's advertised interval; 0 = heartbeats off, null = not advertised.
  * @property {number|null} maxFrameSize the limit in force both ways.
  * @property {boolean} legacy true for a version-1 server.
+ * @property {boolean} keysPerUser the server scopes idempotency keys per user
+ *   (a users file, §3 item 2): a responder cannot tell whose keyed request it serves (§6.6 item 10).
  */
 
 /**
@@ -256,7 +258,8 @@ class ClientProtocol extends Protocol {
       heartbeatIntervalMs: interval,
       maxFrameSize: limit,
       legacy,
-      cluster: this.features.has(CLUSTER) ? clusterOf(p) : null // §3 item 10
+      cluster: this.features.has(CLUSTER) ? clusterOf(p) : null, // §3 item 10
+      keysPerUser: !legacy && p.users === true // §3 item 2, §6.6 item 10
     });
     this._move(ProtocolState.OPEN);
     return this.info;
