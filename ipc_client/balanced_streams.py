@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import IPCError
+from ipc_protocol.payload_paths import read_once
 
 from .pooled_streams import Options
 from .streams import DEFAULT_WINDOW, Stream, check_stream
@@ -59,7 +60,7 @@ class BalancedStreaming:
         first item; as ``IPCClient.stream()`` after it."""
         check_stream(channel, headers, timeout, idle_timeout, window)
         options: Options = {"idle_timeout": idle_timeout, "window": window, "headers": headers}
-        return Stream(self._routed(channel, payload, timeout, options))
+        return Stream(self._routed(channel, read_once(payload), timeout, options))  # an iterator, read once: a failover sends it again
 
     async def _routed(self, channel: str, payload: Any, timeout: float | None, options: Options) -> AsyncGenerator[Any, None]:
         self._check_started()

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol import SYSTEM_CHANNEL, Forbidden, Message, MessageType, is_reserved, validate_channel
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
+from ipc_protocol.payload_paths import read_once
 
 from .listeners import Listeners
 from .admission import Admission
@@ -259,6 +260,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             CircuitOpen: the circuit breaker is open (and no fallback is set).
         """
         timeout = check_timeout(timeout, self.request_timeout)
+        payload = read_once(payload)  # an iterator, read once: a key, a size, a resend or a wait read it again (§16.3)
         if coalesce or cache_ttl is not None:  # docs/resilience.md §11: the call itself made by SharedCalls, or not at all
             send = functools.partial(self.send_request, channel, payload, timeout=timeout, headers=headers, priority=priority, on_disconnect=on_disconnect, idempotency_key=idempotency_key)
             return await self._shared.request(send, channel, payload, coalesce=coalesce, cache_ttl=cache_ttl, timeout=timeout)
@@ -299,6 +301,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         if channel != SYSTEM_CHANNEL and is_reserved(channel):  # the server would drop it, answering nothing (§6.1)
             raise Forbidden(f"channel {channel!r} is reserved for the server")
         deadline = send_deadline(asyncio.get_running_loop().time(), timeout, self.request_timeout, "notify", channel)
+        data = read_once(data)  # as send_request's
         msg = Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers)
         await self._outbox.submit(msg, deadline, reply=False, priority=priority, on_disconnect=on_disconnect)
 
@@ -317,6 +320,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         if is_reserved(channel):
             raise Forbidden(f"channel {channel!r} is reserved for the server")
         deadline = send_deadline(asyncio.get_running_loop().time(), timeout, self.request_timeout, "publish", channel)
+        data = read_once(data)  # as send_request's
         want_ack = ack and not self.legacy
         if not want_ack and (conn := self._outbox.sendable()) is not None:  # the hot path: no Message built (Calls.publish)
             await self._calls.publish(conn, channel, data, headers, deadline)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol import AlreadyServing, ErrorCode, IPCError, Message, NotConnected, validate_pattern, printable
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
+from ipc_protocol.payload_paths import read_once
 
 from .listeners import Listeners
 from .balanced_health import ServerHealth
@@ -254,6 +255,7 @@ class LoadBalancedClient(BalancedStreaming):
             NoResponders, CircuitOpen: every healthy server said so.
             RemoteError and the rest: as the server answered; not retried.
         """
+        payload = read_once(payload)  # an iterator, read once: each failover sends it again (§16.3)
         return await self._route(timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs))
 
     async def request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Any:
@@ -262,10 +264,12 @@ class LoadBalancedClient(BalancedStreaming):
 
     async def publish(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> int | None:
         """Publish on one server (its subscribers receive it), with the same failover."""
+        data = read_once(data)
         return await self._route(timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
 
     async def notify(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> None:
         """A one-way request to one server, with the same failover."""
+        data = read_once(data)
         await self._route(timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
 
     # -- registrations: responders on every server, subscriptions in balanced_subscriptions ---

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol import IPCError, Message, NotConnected, RequestTimeout
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
+from ipc_protocol.payload_paths import read_once
 
 from .client import Handler, IPCClient
 from .coalescing import request_key
@@ -324,6 +325,7 @@ class ConnectionPool(PoolStreaming, PoolCore):
         """:meth:`IPCClient.send_request` on a member shared with other calls
         (:meth:`lease`); ``timeout`` covers the wait for it. With
         ``coalesce=True`` it joins an identical call in flight on any member."""
+        payload = read_once(payload)  # an iterator, read once: the key and the member's call both read it (§16.3)
         join = request_key(channel, payload) if kwargs.get("coalesce") else None
         return await self._on_member(channel, timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs), join)
 

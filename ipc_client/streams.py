@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import ConnectionLost, IPCError, Message, MessageType, error_from_wire, validate_channel
 from ipc_protocol.headers import check_headers
+from ipc_protocol.payload_paths import read_once
 from ipc_protocol.streams import CANCEL, DEFAULT_WINDOW, STREAMS, Window, cancel, credit
 
 from .calls import Calls, budget_ms
@@ -262,7 +263,7 @@ class Streaming:
         """
         check_stream(channel, headers, timeout, idle_timeout, window)
         self._drain.check()  # none while draining (docs/resilience.md §12)
-        return Stream(self._streams.consume(channel, payload, timeout=timeout, idle_timeout=idle_timeout, window=Window(window), headers=headers))
+        return Stream(self._streams.consume(channel, read_once(payload), timeout=timeout, idle_timeout=idle_timeout, window=Window(window), headers=headers))
 
 
 def check_stream(channel: str, headers: dict[str, str] | None, timeout: float | None, idle_timeout: float | None, window: int) -> None:

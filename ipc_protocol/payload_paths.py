@@ -24,6 +24,7 @@ __all__ = [
     "Path",
     "LEAVES",
     "holds_binary",
+    "read_once",
     "strip",
     "place",
     "steps_of",
@@ -134,6 +135,22 @@ def _kind(cls: type) -> int:
             _KINDS.clear()
         _KINDS[cls] = kind
     return kind
+
+
+def read_once(payload: Any) -> Any:
+    """An iterator payload (a generator) as the list of its items, anything
+    else as it is: called once where a send API takes a payload, before any
+    key, size, encoding or retry reads it, since each of those would use up
+    an iterator and send what is left ([]) (docs/protocol.md §16.3). Only
+    the payload itself: one nested in a container is read by the encoder.
+    A JSON scalar, a dict or a list costs one set lookup."""
+    cls = type(payload)
+    if cls is dict or cls in _NOT_ITERATORS:
+        return payload
+    return list(payload) if _kind(cls) == _ITERATOR else payload
+
+
+_NOT_ITERATORS = LEAVES | {list, tuple} | _BUFFER_CLASSES
 
 
 def _expanded(value: Any, kind: int) -> list[Any] | dict[str, Any]:
