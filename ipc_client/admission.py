@@ -99,6 +99,16 @@ class Admission:
                 continue
             self.run(work, args)
 
+    def drop_held(self, message_id: str) -> None:
+        """A cancel named a served request still held for a slot: it never
+        runs (its work's arguments are ``(conn, msg, ...)``: answering's)."""
+        for i, (conn, _work, args, _expires) in enumerate(self.held):
+            if conn is not None and args[1].message_id == message_id:
+                del self.held[i]
+                if self.dropped is not None:
+                    self.dropped(args)
+                return
+
     def clear(self) -> set[asyncio.Task[Any]]:
         """Drop the held work and let go of the running tasks, returned for
         the caller to cancel: they will not be counted again (a task cancelled

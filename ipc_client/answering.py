@@ -82,7 +82,7 @@ class Answering:
                 if is_async_function(fn):
                     result = await fn(msg)
                 else:
-                    result = await self._in_thread(msg, fn)
+                    result = await self._in_thread(slot, msg, fn)
                     if inspect.isawaitable(result):
                         result = await result
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
@@ -113,17 +113,24 @@ class Answering:
             self.producers.finished(msg)
             self._admission.finished(slot)
 
-    async def _in_thread(self, msg: Message, fn: Handler) -> Any:
+    async def _in_thread(self, slot: Slot, msg: Message, fn: Handler) -> Any:
         """A plain handler's result, run in one of the client's handler
         threads (``handler_threads``). A cancel cannot stop the thread: an
         answer it gives anyway after its requester's cancel is dropped, and
-        counted in ``late_answers`` once it comes (README, "Cancelling a call")."""
+        counted in ``late_answers`` once it comes (README, "Cancelling a call").
+        Its slot stays taken until the thread ends: the bound counts the
+        threads running, and a request admitted meanwhile waits, held in
+        admission, rather than for a thread (docs/resilience.md §10)."""
         running = self._admission.threads.submit(contextvars.copy_context().run, fn, msg)
         try:
             return await asyncio.wrap_future(running)
         except asyncio.CancelledError:
+            loop = asyncio.get_running_loop()
+            if not running.done():  # the thread runs on: it frees the slot, not the task's finally
+                running.add_done_callback(functools.partial(_free_slot, loop, self._admission, slot.copy()))
+                slot.clear()
             if msg.message_id in self.producers.cancelled:  # the requester's cancel (not a lost connection)
-                running.add_done_callback(functools.partial(_count_late, asyncio.get_running_loop(), self.producers))
+                running.add_done_callback(functools.partial(_count_late, loop, self.producers))
             raise
 
     def _answer_at_once(self, conn: ClientConnection, msg: Message, fn: Handler) -> None:
@@ -180,6 +187,16 @@ class Answering:
             frame = conn.frame_body(body)
         conn.write(frame)
         return True
+
+
+def _free_slot(loop: asyncio.AbstractEventLoop, admission: Admission, slot: Slot, running: concurrent.futures.Future[Any]) -> None:
+    """A cancelled handler's thread ended (in that thread): its slot is
+    freed on the loop, and held work may start. After a disconnect the slot
+    no longer counts (``Admission.clear``), so this frees nothing twice."""
+    try:
+        loop.call_soon_threadsafe(admission.finished, slot)
+    except RuntimeError:  # the loop is closed: nothing is admitted any more
+        pass
 
 
 def _count_late(loop: asyncio.AbstractEventLoop, producers: Producers, running: concurrent.futures.Future[Any]) -> None:

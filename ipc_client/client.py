@@ -171,6 +171,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
         self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
         self._subs.producers = self._link.producers = Producers(expose_stacks, self._admission.threads)
+        self._subs.producers.unheld = self._admission.drop_held  # a cancel of a held request: it never runs
         self._drain = Drain(self._link, self._subs, self._calls, self._outbox, self._admission, self._streams)  # drain(): docs/resilience.md §12
         breaker_options = CircuitBreakerOptions() if circuit_breaker is True else circuit_breaker or None
         self._breakers = Breakers(breaker_options, self._emit) if breaker_options is not None else None

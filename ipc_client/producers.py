@@ -37,6 +37,7 @@ import contextvars
 import logging
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 from ipc_protocol import ErrorCode, IPCError, Message, MessageType
@@ -87,6 +88,7 @@ class Producers:
         self.running: dict[str, Slot] = {}  # request id -> its handler task's slot
         self.cancelled: set[str] = set()  # ids a cancel named while their handler ran
         self.late_answers = 0  # answers not sent: the requester had given up
+        self.unheld: Callable[[str], None] | None = None  # drops a held request a cancel names (admission)
         self._producing: dict[str, _Producing] = {}
 
     def __len__(self) -> int:
@@ -138,6 +140,10 @@ class Producers:
                 producing.grant(msg.window)  # type: ignore[arg-type]
             return
         slot = self.running.get(rid)
+        if slot is None:  # not started: one held for a slot is dropped (Admission.drop_held)
+            if self.unheld is not None:
+                self.unheld(rid)
+            return
         if slot and not slot[0].cancelling():  # running: stop it (a cancel of what has ended is nothing, §15.4)
             self.cancelled.add(rid)
             slot[0].cancel(f"the requester gave up ({cancel_reason(msg)})")

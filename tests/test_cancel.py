@@ -305,8 +305,11 @@ async def test_a_python_responders_sync_handler_answering_after_a_cancel_counts_
     task = await started_request(caller, "blocking", started)
     await cancel_and_wait(task)
     await until(lambda: server.stats.cancels == 1)
-    await until(lambda: len(responder._admission.tasks) == 0)  # its task ended on the cancel; its thread runs on
+    tasks = responder._admission.tasks
+    await until(lambda: all(t.done() for t in tasks))  # its task ended on the cancel; its thread runs on
+    assert len(tasks) == 1  # and keeps its slot until it ends (docs/resilience.md §10)
     assert responder.metrics()["late_answers"] == 0
     release.set()
     await until(lambda: responder.metrics()["late_answers"] == 1)
+    await until(lambda: len(responder._admission.tasks) == 0)
     assert finished.is_set() and server.stats.late_answers == 0  # never sent
