@@ -8,6 +8,7 @@
  */
 
 const { EventEmitter } = require('node:events');
+const { readOnce } = require('./json_profile');
 const { HeldStream, LEFT, leftBy } = require('./pooled_streams');
 const { checkStream } = require('./streams');
 const { failOver, nextServer } = require('./failover');
@@ -78,7 +79,8 @@ class BalancedStreaming extends EventEmitter {
    */
   stream(channelId, payload = null, options = {}) {
     const checked = checkStream(channelId, options);
-    return new HeldStream(channelId, (held) => routeStream(this, held, channelId, payload, checked), checked.signal);
+    const once = readOnce(payload); // an iterator, read once: a failover sends it again (§16.3)
+    return new HeldStream(channelId, (held) => routeStream(this, held, channelId, once, checked), checked.signal);
   }
 }
 

@@ -26,6 +26,7 @@
 
 const { randomBytes } = require('node:crypto');
 const { parseOptions, checkIdLength } = require('./options');
+const { readOnce } = require('./json_profile');
 const { now } = require('./connection');
 const { State, transition } = require('./state');
 const { Breakers } = require('./circuit_breaker');
@@ -190,6 +191,7 @@ class IPCClient extends ClientIntrospection {
    *   circuit_open (with `.retryAfter` ms), bad_message...
    */
   sendRequest(channelId, payload = null, timeout, options = {}) {
+    payload = readOnce(payload); // an iterator, read once: a key, a size, a resend or a wait read it again (§16.3)
     if (SharedCalls.wanted(timeout, options)) return this._shared.sendRequest(channelId, payload, timeout, options);
     return this._calls.sendRequest(channelId, payload, timeout, options);
   }
@@ -291,7 +293,7 @@ class IPCClient extends ClientIntrospection {
    * @throws {TypeError} (synchronously) a bad option.
    */
   publish(channelId, data, options = {}) {
-    return publishing.publish(this._calls, channelId, data, options);
+    return publishing.publish(this._calls, channelId, readOnce(data), options);
   }
 
   /**
@@ -304,7 +306,7 @@ class IPCClient extends ClientIntrospection {
    * @returns {Promise<void>}
    */
   notify(channelId, data, options = {}) {
-    return publishing.notify(this._calls, channelId, data, options);
+    return publishing.notify(this._calls, channelId, readOnce(data), options);
   }
 
   /** Calls `cb(info)` on every (re)connection; returns a function that removes it. */

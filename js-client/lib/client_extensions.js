@@ -10,6 +10,7 @@
 
 const { EventEmitter } = require('node:events');
 const { SubscriptionIterator } = require('./iterators');
+const { readOnce } = require('./json_profile');
 const { RequestIterator } = require('./served_requests');
 
 /**
@@ -65,7 +66,7 @@ class ClientExtensions extends EventEmitter {
    * @returns {import('./streams').Stream}
    */
   stream(channelId, payload, options) {
-    return this._streams.stream(channelId, payload, options);
+    return this._streams.stream(channelId, readOnce(payload), options); // an iterator, read once (§16.3)
   }
 
   /** Forgets every cached answer (`cacheTtl`). */

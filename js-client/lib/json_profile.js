@@ -69,6 +69,22 @@ function isBareIterator(value) {
 }
 
 /**
+ * An iterator payload (a generator) as the array of its items, anything
+ * else as it is: called once where a send API takes a payload, before any
+ * key, size, encoding or resend reads it, since each would use it up and
+ * send what is left (`[]`, docs/protocol.md §16.3). A plain object costs
+ * one property read.
+ * @param {unknown} payload
+ * @returns {unknown}
+ */
+function readOnce(payload) {
+  return typeof payload === 'object' && payload !== null && typeof payload.next === 'function' &&
+    typeof payload[Symbol.iterator] === 'function' && isBareIterator(payload)
+    ? [...payload]
+    : payload;
+}
+
+/**
  * JSON.stringify replacer that refuses what JSON cannot carry (§1.1), and
  * what it would write as `{}`, losing its data (LOSSY, async iterators);
  * a sync iterator is written as the array of its items.
@@ -320,4 +336,4 @@ function peekMessageId(body) {
   return typeof id === 'string' ? id : null;
 }
 
-module.exports = { MAX_JSON_DEPTH, isObject, isBareIterator, parseBody, stringifyString, stringifyValue, peekMessageId };
+module.exports = { MAX_JSON_DEPTH, isObject, isBareIterator, readOnce, parseBody, stringifyString, stringifyValue, peekMessageId };

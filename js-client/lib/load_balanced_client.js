@@ -19,6 +19,7 @@ const { BalancedStreaming } = require('./balanced_streams');
 const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
 const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
 const { parseOptions, refuseQueuePath } = require('./options');
+const { readOnce } = require('./json_profile');
 const { AlreadyServingError, NotConnectedError } = require('./errors');
 const { FAILOVER_CODES, checkDuration, routeCall } = require('./failover');
 const { BalancedRegistrations } = require('./balanced_registrations');
@@ -174,6 +175,7 @@ class LoadBalancedClient extends BalancedStreaming {
       options = timeout;
       timeout = options.timeout ?? this._requestTimeout;
     }
+    payload = readOnce(payload); // an iterator, read once: each failover sends it again (§16.3)
     return this._route(timeout, (client, left) => client.sendRequest(channelId, payload, left, options));
   }
 
@@ -196,7 +198,8 @@ class LoadBalancedClient extends BalancedStreaming {
    */
   publish(channelId, data, options = {}) {
     const { timeout = this._requestTimeout, ...rest } = options;
-    return this._route(timeout, (client, left) => client.publish(channelId, data, { ...rest, timeout: left }));
+    const once = readOnce(data);
+    return this._route(timeout, (client, left) => client.publish(channelId, once, { ...rest, timeout: left }));
   }
 
   /**
@@ -208,7 +211,8 @@ class LoadBalancedClient extends BalancedStreaming {
    */
   notify(channelId, data, options = {}) {
     const { timeout = this._requestTimeout, ...rest } = options;
-    return this._route(timeout, (client, left) => client.notify(channelId, data, { ...rest, timeout: left }));
+    const once = readOnce(data);
+    return this._route(timeout, (client, left) => client.notify(channelId, once, { ...rest, timeout: left }));
   }
 
   /**

@@ -11,6 +11,7 @@
 
 const { checkTimeout } = require('./call_options');
 const { requestKey } = require('./coalescing');
+const { readOnce } = require('./json_profile');
 const { NotConnectedError, RequestTimeoutError } = require('./errors');
 const { PoolCore } = require('./pool_core');
 const { pickShared } = require('./pool_plan');
@@ -41,6 +42,7 @@ class PoolCalls extends PoolCore {
       timeout = options.timeout;
     }
     options = options ?? {};
+    payload = readOnce(payload); // an iterator, read once: the key and the member's call both read it (§16.3)
     const join = options.coalesce === true ? requestKey(channelId, payload) : null;
     return this._onMember(channelId, timeout, (client, left) => client.sendRequest(channelId, payload, left, options), join);
   }
