@@ -18,6 +18,7 @@ from ipc_protocol.envelope import encode_request
 from ipc_protocol.messages import connect_request
 from ipc_server import IPCServer
 from ipc_server.connection import _FLUSH_EVERY_FRAMES, ServerConnection
+from ipc_server import reading
 from ipc_server.inflight import InflightLimit
 
 from .recording_transport import RecordingTransport
@@ -44,6 +45,14 @@ class Peer:
 
 def _requests(channel: str, n: int) -> bytes:
     return b"".join(encode_frame(encode_request("app", channel, i, timeout_ms=5000)[1]) for i in range(n))
+
+
+@pytest.fixture(autouse=True)
+def whole_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read's frames go on in one turn, however slow the machine: the
+    writes these tests count are those of one turn (a turn's budget is
+    time: reading.py, tests/test_fair_reads.py)."""
+    monkeypatch.setattr(reading, "TURN_BUDGET_S", 60.0)
 
 
 @pytest.fixture
