@@ -20,6 +20,7 @@ const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
 const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
 const { parseOptions, refuseQueuePath } = require('./options');
 const { readOnce } = require('./json_profile');
+const { checkChannelOf, checkSubscription } = require('./publishing');
 const { AlreadyServingError, NotConnectedError } = require('./errors');
 const { FAILOVER_CODES, checkDuration, routeCall } = require('./failover');
 const { BalancedRegistrations } = require('./balanced_registrations');
@@ -197,6 +198,7 @@ class LoadBalancedClient extends BalancedStreaming {
    * @returns {Promise<{delivered: number|null}|undefined>}
    */
   publish(channelId, data, options = {}) {
+    checkChannelOf('publish', channelId); // argument errors throw at the call, as IPCClient's (lib/publishing.js)
     const { timeout = this._requestTimeout, ...rest } = options;
     const once = readOnce(data);
     return this._route(timeout, (client, left) => client.publish(channelId, once, { ...rest, timeout: left }));
@@ -210,6 +212,7 @@ class LoadBalancedClient extends BalancedStreaming {
    * @returns {Promise<void>}
    */
   notify(channelId, data, options = {}) {
+    checkChannelOf('notify', channelId);
     const { timeout = this._requestTimeout, ...rest } = options;
     const once = readOnce(data);
     return this._route(timeout, (client, left) => client.notify(channelId, once, { ...rest, timeout: left }));
@@ -227,6 +230,7 @@ class LoadBalancedClient extends BalancedStreaming {
    * @throws {IpcError} no server took it (then nothing is kept).
    */
   subscribe(channelId, handler, { timeout = this._requestTimeout } = {}) {
+    checkSubscription(channelId, handler); // argument errors throw at the call, as IPCClient's
     return this._register('subscribe', channelId, handler, timeout);
   }
 
@@ -241,9 +245,7 @@ class LoadBalancedClient extends BalancedStreaming {
    * @throws {AlreadyServingError} the channel is already served by this client.
    */
   serve(channelId, handler, { timeout = this._requestTimeout, schema } = {}) {
-    if (this._registrations.isServed(channelId)) {
-      return Promise.reject(new AlreadyServingError(channelId));
-    }
+    if (this._registrations.isServed(channelId)) return Promise.reject(new AlreadyServingError(channelId));
     try {
       checkSchemaOption(schema);
     } catch (err) {

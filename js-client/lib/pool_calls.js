@@ -12,6 +12,7 @@
 const { checkTimeout } = require('./call_options');
 const { requestKey } = require('./coalescing');
 const { readOnce } = require('./json_profile');
+const { checkChannelOf, checkSubscription } = require('./publishing');
 const { NotConnectedError, RequestTimeoutError } = require('./errors');
 const { PoolCore } = require('./pool_core');
 const { pickShared } = require('./pool_plan');
@@ -63,6 +64,7 @@ class PoolCalls extends PoolCore {
    * @returns {Promise<{delivered: number|null}|undefined>}
    */
   publish(channelId, data, options = {}) {
+    checkChannelOf('publish', channelId); // argument errors throw at the call, as IPCClient's (lib/publishing.js)
     const { timeout, ...rest } = options ?? {};
     return this._onMember(channelId, timeout, (client, left) => client.publish(channelId, data, { ...rest, timeout: left }));
   }
@@ -75,6 +77,7 @@ class PoolCalls extends PoolCore {
    * @returns {Promise<void>}
    */
   notify(channelId, data, options = {}) {
+    checkChannelOf('notify', channelId);
     const { timeout, ...rest } = options ?? {};
     return this._onMember(channelId, timeout, (client, left) => client.notify(channelId, data, { ...rest, timeout: left }));
   }
@@ -89,9 +92,11 @@ class PoolCalls extends PoolCore {
    *   could be reached (kept, and applied once one connects).
    * @throws {RequestTimeoutError} the registrar did not ack in time (nothing is kept).
    */
-  async subscribe(channelId, handler, { timeout } = {}) {
-    if (this._closed) throw new NotConnectedError('the pool is closed');
-    return this._registrations.subscribe(channelId, handler, checkTimeout(timeout ?? this._requestTimeout));
+  subscribe(channelId, handler, { timeout } = {}) {
+    checkSubscription(channelId, handler); // argument errors throw at the call, as IPCClient's
+    const ms = checkTimeout(timeout ?? this._requestTimeout);
+    if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
+    return this._registrations.subscribe(channelId, handler, ms);
   }
 
   /**

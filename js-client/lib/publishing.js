@@ -19,7 +19,7 @@
 
 const { buildMessage } = require('./envelope');
 const { SYSTEM_CHANNEL } = require('./constants');
-const { validateChannel, isReserved } = require('./channels');
+const { validateChannel, validatePattern, isReserved } = require('./channels');
 const { now } = require('./connection');
 const { callOptions } = require('./call_options');
 const { traceOutgoing, endSpan } = require('./tracing');
@@ -35,8 +35,7 @@ const { ForbiddenError, MessageError } = require('./errors');
  */
 function publish(calls, channelId, data, options) {
   const host = calls.host;
-  validateChannel(channelId);
-  if (isReserved(channelId)) throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`);
+  checkChannelOf('publish', channelId);
   const call = callOptions(options ?? {}, host.options.requestTimeout, host.options.onDisconnect);
   const ack = !!(options && options.ack);
   const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
@@ -60,16 +59,40 @@ function publish(calls, channelId, data, options) {
  */
 function notify(calls, channelId, data, options) {
   const host = calls.host;
-  validateChannel(channelId);
-  if (channelId !== SYSTEM_CHANNEL && isReserved(channelId)) {
-    throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`); // the server would drop it, answering nothing (§6.1)
-  }
+  checkChannelOf('notify', channelId);
   const call = callOptions(options ?? {}, host.options.requestTimeout, host.options.onDisconnect);
   const refused = refusedByState(host);
   if (refused !== null) return refused;
   const msg = buildMessage('notification', host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
   const span = traceOutgoing(msg, 'notify', host);
   return written(calls, start(calls, msg, now() + call.timeout, call, false, span), span);
+}
+
+/**
+ * What publish() and notify() refuse from the channel alone, at the call:
+ * an invalid or over-long one (MessageError), a reserved one (ForbiddenError;
+ * notify() may go to `system` itself, whose actions the server routes, §6.1).
+ * The pool and the load-balanced client check it too, before they pick a member.
+ * @param {'publish'|'notify'} kind
+ * @param {string} channelId
+ * @throws {MessageError|ForbiddenError|TypeError}
+ */
+function checkChannelOf(kind, channelId) {
+  validateChannel(channelId);
+  if (isReserved(channelId) && (kind === 'publish' || channelId !== SYSTEM_CHANNEL)) {
+    throw new ForbiddenError(`channel ${JSON.stringify(channelId)} is reserved for the server`); // notify: the server would drop it, answering nothing (§6.1)
+  }
+}
+
+/**
+ * What subscribe() refuses from its arguments alone, at the call: an invalid
+ * pattern (MessageError), a handler that is not a function (TypeError).
+ * @param {string} channelId
+ * @param {unknown} handler
+ */
+function checkSubscription(channelId, handler) {
+  validatePattern(channelId);
+  if (typeof handler !== 'function') throw new TypeError('handler must be a function');
 }
 
 /**
@@ -159,4 +182,4 @@ async function written(calls, pending, span) {
   }
 }
 
-module.exports = { publish, notify };
+module.exports = { publish, notify, checkChannelOf, checkSubscription };

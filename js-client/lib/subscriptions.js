@@ -15,6 +15,7 @@
 const { SYSTEM_CHANNEL } = require('./constants');
 const { buildMessage } = require('./envelope');
 const { validatePattern, isPattern, isReserved, patternMatches } = require('./channels');
+const { checkSubscription } = require('./publishing');
 const { now } = require('./connection');
 const { State } = require('./state');
 const { reply } = require('./replies');
@@ -68,8 +69,7 @@ class Subscriptions {
    * @throws {MessageError|TypeError} an invalid pattern, handler or timeout.
    */
   subscribe(channelId, handler, { timeout = this.host.options.requestTimeout } = {}) {
-    validatePattern(channelId);
-    if (typeof handler !== 'function') throw new TypeError('handler must be a function');
+    checkSubscription(channelId, handler);
     return this._subscribe(channelId, handler, now() + checkTimeout(timeout));
   }
 
