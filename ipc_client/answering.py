@@ -69,7 +69,7 @@ class Answering:
         a keyed request's through its run (keyed_runs), which it may join instead;
         not when the server scopes keys per user, which the key does not tell."""
         run: KeyedRun | None = None
-        if msg.headers is not None and is_keyed(msg) and not conn.proto.keys_per_user:
+        if is_keyed(msg) and not conn.proto.keys_per_user:
             run = self.keyed.start(conn, msg)
             if run is None:  # answered by its key's run, or its kept answer
                 self._admission.finished(slot)

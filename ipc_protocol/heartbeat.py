@@ -11,6 +11,9 @@ from enum import Enum
 
 __all__ = ["HeartbeatAction", "Heartbeat"]
 
+# More than a clock reading's rounding (a float's spacing near 10^9 s is ~10^-7 s).
+_ROUNDING_S = 1e-6
+
 
 class HeartbeatAction(Enum):
     NONE = "none"
@@ -42,6 +45,13 @@ class Heartbeat:
     def received(self, now: float) -> None:
         """Any frame from the peer proves it is alive."""
         self.last_received = now
+
+    def silent_an_interval(self, now: float) -> None:
+        """Count the peer silent for an interval as of ``now``: ``poll`` pings
+        it (if not pinged since), never declares it dead. An interval and a
+        microsecond: ``now - (now - interval)`` rounds below the interval for
+        some clock readings, and then no ping would go."""
+        self.last_received = now - self.interval_s - _ROUNDING_S
 
     def pong_received(self, now: float) -> None:
         self.last_received = now

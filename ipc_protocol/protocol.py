@@ -74,9 +74,6 @@ __all__ = [
     "peek_message_id",
 ]
 
-# More than a clock reading's rounding (a float's spacing near 10^9 s is ~10^-7 s).
-_ROUNDING_S = 1e-6
-
 
 class ProtocolState(Enum):
     """The state of one protocol connection (the same strings in every language)."""
@@ -377,10 +374,7 @@ class Protocol:
         if hb is None or self.state is not OPEN:
             return HeartbeatAction.NONE
         if not reading:
-            # Silent for an interval and a microsecond: pinged if not since, never
-            # dead. Not exactly an interval: ``now - (now - interval)`` rounds below
-            # the interval for some clock readings, and then no ping ever went.
-            hb.received(now - hb.interval_s - _ROUNDING_S)
+            hb.silent_an_interval(now)  # pinged if not since, never dead
         action = hb.poll(now)
         if action is HeartbeatAction.PING:
             self.send_ping(now)
