@@ -129,7 +129,7 @@ class Admission:
     def _refuse(self, conn: ServerConnection, code: ErrorCode, text: str) -> None:
         """The refusal says why (§12): an error frame, then the close."""
         log.warning("refusing connection from %s: %s", peer_text(conn.peer), text)
-        conn.fail(code, text)
+        conn.fail(code, text, linger=True)  # its connect is on the way: no reset may drop the refusal
 
     def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
         """The handshake's decision (§3): the id the client proposed, made

@@ -290,19 +290,25 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         answer, then close (docs/security.md §3)."""
         self._violated(self.protocol.refuse_connect(code, text))
 
-    def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None) -> None:
-        """Send an error frame where possible, then close (§1.4, §6.4)."""
+    def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None, linger: bool = False) -> None:
+        """Send an error frame where possible, then close (§1.4, §6.4); ``linger``: see close()."""
         violation = self.protocol.fail(code, message, reply_to)
         if violation is not None:
-            self._violated(violation)
+            self._violated(violation, linger)
 
-    def _violated(self, violation: ProtocolViolation) -> None:
+    def _violated(self, violation: ProtocolViolation, linger: bool = False) -> None:
         self._stats.count_error(violation.code)
         self._closed_because(f"{violation.code}: {violation.text}")  # logged once closed (logs.log_closed)
-        self.close()
+        self.close(linger=linger)
 
-    def close(self, reason: str = "closed by the server") -> None:
-        """Flush what is queued, then close; abort if the peer does not read it."""
+    def close(self, reason: str = "closed by the server", *, linger: bool = False) -> None:
+        """Flush what is queued, then close; abort if the peer does not read it.
+
+        ``linger``: a peer still sending (refused at accept, its connect on the
+        way) would be answered a reset by a closed socket, and a reset makes
+        its kernel drop what it has not read yet, the refusal included. So
+        only the writing side is shut; what comes is read and dropped until
+        the peer closes, or the abort."""
         if self._ended:
             return
         self._closed_because(reason)
@@ -313,7 +319,10 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
             self._flush_handle = None
         self._write_pending()
         if self.transport is not None:
-            self.transport.close()
+            if linger and self.transport.can_write_eof():
+                self.transport.write_eof()  # the peer's EOF then closes it (eof_received)
+            else:
+                self.transport.close()
             self._abort_timer = self._loop.call_later(_ABORT_AFTER_CLOSE_S, self.transport.abort)  # type: ignore[union-attr]
 
     def abort(self) -> None:
