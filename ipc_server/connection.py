@@ -20,7 +20,8 @@ from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
 from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType, printable
-from ipc_protocol.protocol import MessageRefused, ProtocolState, ProtocolViolation
+from ipc_protocol.constants import SYSTEM_CHANNEL
+from ipc_protocol.protocol import MessageRefused, PingReceived, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
 from .binary_frames import BinaryFrames, Frame, encode_message_parts, frame_parts
@@ -136,7 +137,6 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         message = getattr(event, "message", None)
         if message is not None:
             self.traffic.received[message.message_type] += 1
-        before = self.protocol.frames_queued
         if isinstance(event, ConnectRequested):
             self._send_limit = send_limit(event.message.payload, self.owner.config.max_frame_size) + PREFIX_BYTES
             self.owner.connect_requested(self, event)
@@ -146,11 +146,10 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         elif isinstance(event, MessageRefused):
             self._refused(event)
             return
-        # A ping was answered, a pong noted, a reply queued: send it as any frame.
-        queued = self.protocol.frames_queued
-        if queued > before and not isinstance(event, ConnectRequested):
-            self.traffic.sent[MessageType.RESPONSE] += queued - before
-        self._queued(queued)
+        # A pong noted, or a ping answered: the core queued its pong as it read the frame.
+        if isinstance(event, PingReceived) and event.message.message_type is MessageType.REQUEST:
+            self.traffic.sent[MessageType.RESPONSE] += 1
+        self._queued(self.protocol.frames_queued)
 
     def refuse(self, msg: Message, code: ErrorCode, text: str) -> None:
         """Answer ``msg`` with an error response; the connection stays open."""
@@ -161,7 +160,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         msg = refusal.message
         if msg.message_type is not MessageType.NOTIFICATION:
             self.traffic.sent[MessageType.RESPONSE] += 1
-            if self._stats.timing is not None and msg.message_type is MessageType.REQUEST:  # docs/operations.md
+            if self._stats.timing is not None and msg.message_type is MessageType.REQUEST and msg.channel_id != SYSTEM_CHANNEL:  # docs/operations.md: the server's own actions are not timed
                 self._stats.timing.answered(self.app_id, msg.channel_id, refusal.code, self.read_at)
         else:  # no answer: logged and dropped
             log.info("notification %s on %r from %s dropped: %s: %s", printable(msg.message_id), msg.channel_id, printable(self.connection_id), refusal.code, printable(refusal.text))

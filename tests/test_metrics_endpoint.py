@@ -21,7 +21,7 @@ from ipc_protocol import ErrorCode, HandlerError, IPCError, NoResponders, Remote
 from ipc_server import IPCServer, http_endpoint, metrics
 from ipc_server.http_endpoint import MAX_REQUEST_BYTES
 
-from .conftest import WAIT_S, RawPeer
+from .conftest import WAIT_S, RawPeer, frame
 from .http_probe import get, http
 from .prometheus_text import parse
 
@@ -284,6 +284,26 @@ async def test_error_codes_a_responder_invents_share_the_other_series(endpoint: 
     samples = (await scrape(endpoint.metrics.port))["ipc_errors_total"].samples  # type: ignore[union-attr]
     codes = {dict(labels)["code"]: n for (_, labels), n in samples.items()}
     assert codes == {"other": 40, "timeout": 1} and set(codes) - {"other"} <= {str(c) for c in ErrorCode}
+
+
+async def test_pongs_count_as_out_responses_and_the_servers_own_actions_are_never_timed(endpoint: IPCServer) -> None:
+    """A pong answers a ping like any response (``ipc_messages_total``
+    out); a refused server action, like an answered one, is no request of
+    ``ipc_requests_total`` (docs/operations.md §1)."""
+    peer = await RawPeer.open(endpoint.port)
+    try:
+        await peer.handshake("shop")
+        asks = [{"action": "ping"}] * 5 + [{"action": "connections", "offset": -1}, {"action": "connections", "limit": "x"}, {"action": "connect"}]
+        for i, ask in enumerate(asks):
+            peer.send(frame("request", "system", ask, app_id="shop", message_id=f"q{i}"))
+            answer = await peer.recv_until(lambda m, i=i: m.reply_to == f"q{i}")  # type: ignore[misc]
+            assert (answer.error is None) == (ask["action"] == "ping"), answer
+        m = await scrape(endpoint.metrics.port)  # type: ignore[union-attr]
+    finally:
+        await peer.close()
+    assert m["ipc_messages_total"].value(direction="out", type="response", app="shop") == 1 + 5 + 3  # the connect's reply, the pongs, the refusals
+    assert "ipc_requests_total" not in m or not m["ipc_requests_total"].samples  # type: ignore[union-attr]
+    assert "ipc_request_duration_seconds" not in m or not m["ipc_request_duration_seconds"].samples  # type: ignore[union-attr]
 
 
 def _no_ipv6_loopback() -> bool:
