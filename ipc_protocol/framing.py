@@ -146,6 +146,14 @@ class FrameDecoder:
         """Bytes received but not yet returned as a frame."""
         return len(self._buf) - self._pos + (HEADER_SIZE if self._need else 0) + self._filled
 
+    def release(self) -> None:
+        """The stream is gone: drop what was buffered, a frame half read
+        included (up to twice what arrived), at once rather than whenever
+        the decoder itself is freed."""
+        self._buf = bytearray()
+        self._pos = self._need = self._filled = 0
+        self._frame = None
+
     def read_buffer(self, default: memoryview) -> memoryview:
         """Where the next read should land: the rest of a large frame's own
         buffer while one is assembled (the bytes are then read in place, not

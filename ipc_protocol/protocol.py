@@ -360,6 +360,7 @@ class Protocol:
         if self.state is not ERROR and self.state is not CLOSED:
             self._move(CLOSED)
         self._out = []
+        self._decoder.release()
 
     # -- heartbeat (§9) ---------------------------------------------------------
 

@@ -203,9 +203,14 @@ class InflightLimit:
             self._gone = 0
 
     def closed(self) -> None:
-        """The connection is gone: nothing it held is answered, its timer goes."""
+        """The connection is gone: nothing it held is answered, its timer
+        goes, and its held frames are freed now (up to ``max_frame_size``
+        bytes of them)."""
         if self._deadlines is not None:
             self._deadlines.clear()
+        self.held = deque()
+        self.held_bytes = self._gone = 0
+        self._held_ids = set()
 
     def __repr__(self) -> str:
         held = f" holding {self.held_count}" if self.holding else ""

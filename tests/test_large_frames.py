@@ -243,6 +243,37 @@ async def test_a_length_prefix_makes_the_server_hold_what_was_sent_not_what_it_a
             await peer.close()
 
 
+async def test_a_connection_gone_frees_its_half_read_frame_and_held_requests_at_once() -> None:
+    """What a closed connection was reading, and the requests it had
+    waiting for a place, are freed when it closes, not whenever the
+    garbage collector frees the connection (docs/security.md §4)."""
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=1) as server, IPCClient("app", "127.0.0.1", server.port) as worker:
+        started = asyncio.Event()
+
+        async def never(msg: Any) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        await worker.serve("slow", never)
+        peer = await RawPeer.open(server.port)
+        connected = (await peer.handshake()).payload
+        conn = next(c for c in server.connections if c.connection_id == connected["connection_id"])
+        for i in range(2):  # the second waits for the first's place
+            peer.send(frame("request", "slow", "x" * 1000, message_id=f"q{i}", timeout_ms=60_000))
+        await asyncio.wait_for(started.wait(), WAIT_S)
+        peer.send_raw((16 * MiB).to_bytes(4, "big") + b"z" * (2 * MiB))
+        shared = memoryview(bytearray(16))
+        async with asyncio.timeout(WAIT_S):
+            while conn.protocol._decoder.buffered < 2 * MiB or not conn.inflight.held:
+                await asyncio.sleep(0.01)
+        await peer.close()
+        async with asyncio.timeout(WAIT_S):
+            while conn in server.connections:
+                await asyncio.sleep(0.01)
+        assert conn.protocol._decoder.buffered == 0 and conn.protocol.read_buffer(shared) is shared
+        assert not conn.inflight.held and conn.inflight.held_bytes == 0
+
+
 def large_client(server: IPCServer) -> IPCClient:
     """A client of ``server`` that sends and takes frames of up to 64 MiB."""
     return IPCClient("app", "127.0.0.1", server.port, request_timeout=WAIT_S, max_frame_size=64 * MiB)
