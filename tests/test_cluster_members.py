@@ -5,7 +5,8 @@ name (what ``--workers`` does with a worker that died) no longer keeps its
 predecessor's stream running on the producing node; two nodes given one
 name by mistake (twins) are both listed, and one's death stops the stream
 it consumed; a heartbeat without ``id`` (a node from before it was sent)
-still counts."""
+still counts; ``stats`` names a member that goes silent while it is asked
+one way in ``alive`` and ``missing``."""
 
 from __future__ import annotations
 
@@ -156,3 +157,47 @@ async def test_an_answer_without_id_still_counts_for_its_name(nats: NatsServer, 
         await until(lambda: a.cluster.members.alive() == ["old"], "a hears the old-style node")
         services = await client.system("services")
     assert services == {"services": {"legacy.svc": 1}, "nodes": {"a": {}, "old": {"legacy.svc": 1}}, "missing": []}
+
+
+@contextlib.asynccontextmanager
+async def raw_member(nats: NatsServer, name: str, member: str, *, answers: bool) -> AsyncIterator[asyncio.Task[None]]:
+    """A raw NATS connection beating as member ``member`` of name ``name``
+    (every 50 ms), answering cluster-wide queries or not; yields the beating
+    task, which the test may cancel to make it go silent."""
+    import nats as nats_py
+
+    nc = await nats_py.connect(nats.url)
+    if answers:
+
+        async def answer(msg: Any) -> None:
+            await nc.publish(msg.reply, json.dumps({"node": name, "id": member, "result": {"requests": 0}}).encode())
+
+        await nc.subscribe("ipcb._sys", cb=answer)
+
+    async def beat() -> None:
+        while True:
+            await nc.publish("ipcb._hb", json.dumps({"node": name, "id": member}).encode())
+            await asyncio.sleep(0.05)
+
+    task = asyncio.ensure_future(beat())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await nc.close()
+
+
+async def test_stats_names_a_member_gone_silent_during_its_wait_alike_in_alive_and_missing(nats: NatsServer, nodes: Nodes, clients: Clients) -> None:  # noqa: F811
+    """``alive`` is the members asked, labelled as in ``nodes`` and ``missing``:
+    one that falls silent while the query waits for it (a node killed and
+    started again under its name) is not dropped from ``alive`` alone, nor
+    its twin renamed there (docs/cluster.md §1, §4)."""
+    a = await nodes("a", cluster_heartbeat_s=0.2)  # silent after 0.6 s, within the 1 s a query waits
+    client = await clients(a.port)
+    async with raw_member(nats, "b", "b~11111111", answers=True), raw_member(nats, "b", "b~22222222", answers=False) as dead:
+        await until(lambda: a.cluster.members.alive() == ["b~11111111", "b~22222222"], "a hears both incarnations of b")
+        dead.cancel()  # heard a moment ago: live when asked, silent long before the wait ends
+        stats = (await client.system("stats"))["cluster"]
+        assert a.cluster.members.alive() == ["b"]  # dropped meanwhile
+    assert stats["missing"] == ["b~22222222"] and set(stats["nodes"]) == {"a", "b~11111111"}
+    assert stats["alive"] == ["b~11111111", "b~22222222"]

@@ -15,8 +15,10 @@ Answers (protocol.md §8 shapes, with the cluster's added):
 - ``services`` / ``channels``: the totals over every node where they were
   (a channel's counts summed), and ``nodes``: each node's own;
 - ``stats``: this node's counters as on one node, and ``cluster``: the
-  node's name, its link state, the live nodes, each node's counters
-  (``nodes``) and their sums (``total``).
+  node's name, its link state, the live nodes (``alive``: those asked,
+  so a node that went silent during the wait is both there and in
+  ``missing``, under one label), each node's counters (``nodes``) and
+  their sums (``total``).
 """
 
 from __future__ import annotations
@@ -129,7 +131,10 @@ class Discovery:
         missing = sorted(shown[m] for m in gather.expected - gather.answers.keys())
         if action == "stats":
             result = dict(own)
-            result["cluster"] = {**self._state(), "nodes": nodes, "total": _sum_counters(nodes.values()), "missing": missing}
+            # The members asked, named as in nodes and missing: the list read
+            # again after the wait may have dropped one, or named a twin otherwise.
+            alive = sorted(shown[m] for m in live)
+            result["cluster"] = {**self._state(), "alive": alive, "nodes": nodes, "total": _sum_counters(nodes.values()), "missing": missing}
         else:
             key = action  # "services" or "channels"
             totals: dict[str, int] = {}
