@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import Message, MessageType, ResponderLost
-from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, request_digest
+from ipc_protocol import Message, ResponderLost
+from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, is_keyed, request_digest
 from ipc_protocol.replies import handler_reply
 
 from .connection import ClientConnection
@@ -49,12 +49,6 @@ KEPT_MAX_BYTES = 8 * 1024 * 1024
 # Writes one requester's answer; True when it went on the wire (answering._reply).
 Reply = Callable[[ClientConnection, Message, Any, "BaseException | None"], bool]
 _Scope = tuple[str, str]  # (the requester's app, the key)
-
-
-def is_keyed(msg: Message) -> bool:
-    """Whether ``msg`` is a request (not a stream) with an idempotency key."""
-    headers = msg.headers
-    return headers is not None and IDEMPOTENCY_HEADER in headers and msg.message_type is MessageType.REQUEST and msg.window is None
 
 
 class KeyedRun:

@@ -13,15 +13,23 @@ import hashlib
 import json
 from typing import Any
 
+from .envelope import Message, MessageType
 from .headers import check_headers
 
-__all__ = ["IDEMPOTENCY_HEADER", "MAX_IDEMPOTENCY_KEY_LENGTH", "check_key", "key_problem", "keyed_headers", "request_digest"]
+__all__ = ["IDEMPOTENCY_HEADER", "MAX_IDEMPOTENCY_KEY_LENGTH", "check_key", "is_keyed", "key_problem", "keyed_headers", "request_digest"]
 
 # A header rather than an envelope field: headers already travel to
 # responders unchanged (§2), a version-1 peer never sees them (§10), and the
 # envelope stays as it is. The name is HTTP's (draft-ietf-httpapi-idempotency-key-header).
 IDEMPOTENCY_HEADER = "idempotency-key"
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
+
+
+def is_keyed(msg: Message) -> bool:
+    """Whether ``msg`` is a request (not a stream) with an idempotency key:
+    what the server keeps a window for and the responders a record of (§6.6)."""
+    headers = msg.headers
+    return headers is not None and IDEMPOTENCY_HEADER in headers and msg.message_type is MessageType.REQUEST and msg.window is None
 
 
 def key_problem(key: object) -> str | None:
