@@ -26,6 +26,14 @@ nothing of the others and drops nothing for that (a stream its consumer's
 node no longer waits for is cancelled by that node when this one names it
 again, ``outgoing.py``); nor after its own loop stalled, which is not the
 others' silence.
+
+A request with an idempotency key is dropped the same ways (a cancel, its
+node gone silent) but not stopped: its run belongs to the key, not to
+whoever asked (docs/protocol.md §6.6 items 2, 7), as on one server when its
+requester disconnects. The handler or responder runs on to its answer or
+its own deadline, and the answer goes nowhere; a retry of the key that
+reaches the responder meanwhile joins its run (item 10) rather than
+finding it stopped by a cancel that was meant for the first try only.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from typing import Any
 
 from ipc_protocol import ErrorCode, Message, MessageType, decode_relayed, encode_message
 from ipc_protocol.attachments import Frame
+from ipc_protocol.idempotency import is_keyed
 from ipc_protocol.messages import error_response
 
 from ..frame_limit import PREFIX_BYTES
@@ -239,10 +248,12 @@ class Incoming:
         return self._held.get(node, {}).get(token)
 
     def drop(self, requester: RemoteRequester, reason: str) -> None:
-        """Give ``requester``'s request up without an answer: stop whoever runs it."""
+        """Give ``requester``'s request up without an answer: stop whoever
+        runs it, but for a keyed one (module docstring)."""
         requester.answered = True
         self._release(requester)
-        self._withdraw(requester, reason)
+        if not is_keyed(requester.request):
+            self._withdraw(requester, reason)
 
     async def _tick(self) -> None:
         """Every heartbeat interval: what is held for a silent node is
