@@ -11,7 +11,9 @@ that carries no deadline (version-1 clients) gets the server's
 ``default_request_timeout_s``, and a responder holds at most
 ``max_held_requests_per_connection`` unanswered requests. Requests go to
 the least busy responder of a channel (§6.1), so one at the cap means every
-responder of it is: the request is answered ``limit_exceeded``.
+responder of it is: the request is answered ``limit_exceeded``. A node of
+a cluster first hands it on to another node (``hand_on``,
+docs/cluster.md §3), which may have room.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ class Forwarding:
         self.table: dict[_Key, Forwarded] = {}
         self._retired: OrderedDict[_Key, None] = OrderedDict()
         self.streams: Streams | None = None  # set by the server (streams.Streams, §15)
+        # A cluster's: sends a request that every responder here is too full
+        # for to another node; False when it cannot (refused here).
+        self.hand_on: Callable[[ServerConnection, Message, bytes], bool] | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the server's, once started
         # One loop timer for every forwarded request's deadline (§6.5).
         self._deadlines: Deadlines[_Key] = Deadlines(
@@ -101,7 +106,8 @@ class Forwarding:
         """
         is_request = msg.message_type is _REQUEST
         if is_request and self._max_held is not None and len(responder.serving) >= self._max_held:
-            conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, f"every responder of {msg.channel_id!r} holds its maximum of {self._max_held} unanswered requests")
+            if self.hand_on is None or not self.hand_on(conn, msg, body):
+                conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, f"every responder of {msg.channel_id!r} holds its maximum of {self._max_held} unanswered requests")
             return
         sid = msg.message_id
         key = (responder, sid)

@@ -3,8 +3,9 @@ the facade the server's hooks call, wiring the link, the interest, the
 requests both ways, the members and the cluster-wide ``system`` answers.
 
 The server calls it only where a standalone server would have stopped: a
-request nobody on this node takes (``request``), a publish once fanned out
-here (``published``), a registration made or dropped (``add``/``remove``),
+request nobody on this node takes (``request``) or every responder here is
+too full for (``_hand_on``, through ``Forwarding.hand_on``), a publish once
+fanned out here (``published``), a registration made or dropped (``add``/``remove``),
 a connection gone, a cancel or credit for a request it does not hold. Nothing on
 the path of a request answered on this node changes.
 """
@@ -34,7 +35,7 @@ from .link_files import check_link_files
 from .members import Members
 from .outgoing import Outgoing
 from .stream_relay import StreamRelay
-from .subjects import MAX_SUBJECT_LENGTH, Subjects
+from .subjects import HANDED, MAX_SUBJECT_LENGTH, Subjects
 
 if TYPE_CHECKING:
     from ..admission import App
@@ -98,6 +99,7 @@ class Cluster:
         assert streams is not None
         self.relay = StreamRelay(link, subjects, stats, outgoing=self.outgoing, incoming=self.incoming, streams=streams, max_pending=config.cluster_max_pending_bytes)
         self.discovery = Discovery(link, subjects, self.members, local=self._local, state=self.state)
+        forwarding.hand_on = self._hand_on
         self.publishes_out = 0
         self.publishes_in = 0
         self.publishes_not_sent = 0
@@ -296,11 +298,22 @@ class Cluster:
             return None, None
         return None, app.responders.pick_exact(channel, _load) if channel == SYSTEM_CHANNEL else app.responders.pick(channel, _load)
 
+    def _hand_on(self, conn: ServerConnection, msg: Message, body: bytes) -> bool:
+        """Every responder of ``msg``'s channel here holds its maximum
+        (protocol.md §12): to another node, which may have room, once
+        (``outgoing.py``); False: refused here, ``limit_exceeded``."""
+        if isinstance(conn, RemoteRequester) and conn.token.startswith(HANDED):
+            return False  # another node handed it on to this one already
+        if not self.link.up or len(self.subjects.request(conn.app_id, msg.channel_id)) > MAX_SUBJECT_LENGTH:
+            return False
+        return self.outgoing.hand_on(conn, msg, body)
+
     def _withdraw(self, requester: RemoteRequester, reason: str) -> None:
         for key in list(requester.awaiting):
             self._forwarding.withdraw(key, reason)
         for call in list(requester.handler_calls):
             self._calls.cancel(call)
+        self.outgoing.connection_closed(requester, reason)  # type: ignore[arg-type]  # handed on to another node: stopped there
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -338,6 +351,7 @@ class Cluster:
             "requests_waiting": len(self.outgoing),
             "requests_lost": self.outgoing.lost,
             "requests_retried": self.outgoing.retried,  # found no node within the grace (§13.2), sent again
+            "requests_handed_on": self.outgoing.handed,  # every responder here full: sent to another node (outgoing.py)
             "requests_served": self.incoming.served,
             "requests_held": len(self.incoming),
             "requests_dropped": self.incoming.requests_dropped,  # held for a requester node that went silent

@@ -23,6 +23,14 @@ Every request ends in exactly one answer to its requester:
 - ``responder_lost`` at once when this node loses NATS itself: no answer
   can reach it any more.
 
+A request that met every responder of its channel on this node at its
+maximum (``max_held_requests_per_connection``, protocol.md §12) is handed
+on (``hand_on``): sent to NATS like the others, from a local requester or
+from another node's, under a token marked ``HANDED`` so that the node
+that takes it hands it on no further. ``no_echo`` keeps NATS from giving
+it back to this node; its 503 then says that no other node serves the
+channel, and the answer is ``limit_exceeded``, as on one server.
+
 A requester that leaves or cancels (§15.4) has its requests forgotten and a
 cancel sent on ``C._c`` to whichever node holds them.
 
@@ -51,7 +59,7 @@ from ..connection import ServerConnection
 from ..shutdown import Shutdown
 from ..stats import ServerStats
 from .link import Link, Msg
-from .subjects import Subjects
+from .subjects import HANDED, Subjects
 
 if TYPE_CHECKING:
     from .stream_relay import StreamRelay
@@ -125,6 +133,7 @@ class Outgoing:
         self.lost = 0
         self.no_responders = 0
         self.retried = 0
+        self.handed = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -155,9 +164,24 @@ class Outgoing:
                 text = f"no handler or responder for {msg.channel_id!r} on this node, and its link to NATS is backed up ({self._link.held} bytes not taken yet)"
                 self._refuse(conn, msg, ErrorCode.NO_RESPONDERS, text)
             return
+        self._wait(conn, msg, token, body)
+
+    def hand_on(self, conn: ServerConnection, msg: Message, body: bytes) -> bool:
+        """Send a request or stream that every responder of its channel here
+        is too full for to another node (module docstring); False when it
+        was not sent (the caller refuses it ``limit_exceeded``)."""
+        token = f"{HANDED}{next(self._tokens)}"
+        if not self._link.publish(self._subjects.request(conn.app_id, msg.channel_id), bytes(body), f"{self._subjects.replies}.{token}", new=True):
+            return False
+        self.handed += 1
+        self._wait(conn, msg, token, body)
+        return True
+
+    def _wait(self, conn: ServerConnection, msg: Message, token: str, body: bytes) -> None:
+        """Wait for the answer of ``msg``, sent under ``token``."""
         self.sent += 1
         now = self.loop.time()
-        self.table[token] = _Pending(conn, msg, token, now, body)
+        self.table[token] = pending = _Pending(conn, msg, token, now, body)
         self._by_conn.setdefault(conn, set()).add(token)
         conn.inflight.started()
         # A stream without timeout_ms has no whole-stream deadline (§15.5): its producer's node keeps its idle timeout.
@@ -165,7 +189,7 @@ class Outgoing:
         if timeout_s is not None:
             self._deadlines.add(token, now + timeout_s)
         if msg.window is not None:
-            self.relay.opened(self.table[token])
+            self.relay.opened(pending)
 
     def _refuse(self, conn: ServerConnection, msg: Message, code: ErrorCode, text: str) -> None:
         conn.refuse(msg, code, text)
@@ -184,6 +208,10 @@ class Outgoing:
             return
         headers = nmsg.headers
         if headers and headers.get("Status") == _NO_RESPONDERS_STATUS:
+            if token[0] == HANDED:  # no node but this one serves it, and here it met every responder full
+                text = f"every responder of {pending.request.channel_id!r} holds its maximum of unanswered requests, on every node that serves it"
+                self.fail(pending, ErrorCode.LIMIT_EXCEEDED, text)
+                return
             if self._retry(pending):
                 return
             self.no_responders += 1
@@ -325,8 +353,10 @@ class Outgoing:
 
     # -- the requester leaving or giving up ---------------------------------------------
 
-    def connection_closed(self, conn: ServerConnection) -> None:
-        """The requester is gone: forget its requests, tell their nodes to stop."""
+    def connection_closed(self, conn: ServerConnection, reason: str = ErrorCode.CONNECTION_LOST) -> None:
+        """The requester is gone (or, for another node's request this node
+        handed on, gave it up for ``reason``): forget its requests, tell
+        their nodes to stop."""
         tokens = self._by_conn.pop(conn, None)
         if not tokens:
             return
@@ -336,7 +366,10 @@ class Outgoing:
                 self._deadlines.discard(token)
                 if pending.stream is not None:
                     self.relay.closed(pending)
-                self.cancel_remote(token, ErrorCode.CONNECTION_LOST)
+                self.cancel_remote(token, reason)
+        shutdown = self._shutdown
+        if shutdown is not None and shutdown.draining:  # another node's request handed on, given up (node.py)
+            shutdown.check_drained()
 
     def cancel(self, conn: ServerConnection, request_id: str, reason: str) -> bool:
         """The requester cancelled a request (§15.4): no answer; True if it was ours."""

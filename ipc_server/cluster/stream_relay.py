@@ -24,6 +24,10 @@ sent a cancel. Credits the consumer grants go on to the producer's node,
 which hands them to ``Streams`` as a local consumer's (an early grant,
 before the first item named the subject, is sent with that item).
 
+A stream a node hands on (every responder of it there full, ``outgoing.py``)
+has both sides on that node: its items go on to the consumer's node as
+they come, and the credits from there on to the producer's node.
+
 Cancels cross as for any request (``C._c``); the producer's loss comes
 back as its node's ``responder_lost``, and its node's death as the silence
 of ``outgoing.py``. The other way, a producing node drops a stream whose
@@ -132,7 +136,10 @@ class StreamRelay:
         if not conn.fits(frame):
             self._fail(pending, ErrorCode.TOO_LARGE, f"an item ({len(frame) - 4} bytes) is larger than the consumer accepts")
             return
-        conn.send_frame(frame)
+        if isinstance(conn, RemoteRequester):  # handed on here by another node (outgoing.py): on to its consumer there
+            conn.send_item(frame)
+        else:
+            conn.send_frame(frame)
         self.items_in += 1
 
     def credit(self, conn: ServerConnection, msg: Message) -> bool:
@@ -185,7 +192,8 @@ class StreamRelay:
             log.warning("cluster: undecodable credit on %s dropped", nmsg.subject)
             return
         if msg.message_type is MessageType.CREDIT and msg.window is not None and msg.reply_to == requester.request.message_id:
-            self._streams.frame(requester, msg, nmsg.data)  # type: ignore[arg-type]  # as a local consumer's
+            if not self.credit(requester, msg):  # type: ignore[arg-type]  # else a stream this node handed on: on to its producer's node
+                self._streams.frame(requester, msg, nmsg.data)  # type: ignore[arg-type]  # as a local consumer's
 
     @property
     def backed_up(self) -> bool:

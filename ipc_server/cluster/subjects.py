@@ -16,7 +16,8 @@ Layout, under the cluster's name ``C`` (``ipcb`` by default)::
     C.s.<app>, C.s.*         requests on ``system`` the server does not answer
                              itself (one node of the queue group; a pattern's
                              C.r.<app>.> never matches them: protocol.md §8)
-    C._r.<node>.<token>      answers to the requests a node sent
+    C._r.<node>.<token>      answers to the requests a node sent (a token
+                             starting with HANDED: a request handed on)
     C._n.<node>              what other nodes hold for that node's requests
     C._g.<node>.<token>      answers to a node's cluster-wide system query
     C._k.<node>.<requester node>.<token>
@@ -39,6 +40,7 @@ from functools import lru_cache
 
 __all__ = [
     "DEFAULT_CLUSTER_NAME",
+    "HANDED",
     "MAX_SUBJECT_LENGTH",
     "Subjects",
     "escape_token",
@@ -50,6 +52,12 @@ DEFAULT_CLUSTER_NAME = "ipcb"
 # nats-server's max_control_line is 4096 bytes for the whole "PUB subject
 # reply size" line: a subject longer than this is not sent (docs/cluster.md §6).
 MAX_SUBJECT_LENGTH = 3800
+
+# The first character of a reply token (``C._r.<node>.<token>``) for a
+# request a node hands on because every responder of it there holds its
+# maximum (docs/cluster.md §3): the node that takes it hands it on no
+# further. The tokens of other requests are digits.
+HANDED = "h"
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_$:@+=~!")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
