@@ -2,7 +2,8 @@
 caller's AbortSignal cancels a Python responder's task and a Python
 in-process handler; a Python caller's task.cancel() aborts a Node handler's
 ctx.signal; the server's deadline does the same; a handler that ignores the
-cancel has its late answer dropped and counted."""
+cancel has its late answer dropped and counted; a request or stream
+cancelled while it waits for a Node responder's handler slot never runs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from ipc_protocol import Message, RequestTimeout
 
 from conftest import WAIT_S
+from node_agent import NodeAgent
 
 
 async def test_a_node_abort_cancels_the_python_responders_task(server, node_agent, py_client):
@@ -123,3 +125,87 @@ async def test_a_node_abort_of_a_stream_closes_the_python_generator(server, node
     done = await agent.wait_event("abortDone")
     assert (done["error"]["code"], done["error"]["name"]) == ("cancelled", "AbortError")
     await asyncio.wait_for(closed.wait(), WAIT_S)
+
+
+async def _one_slot_taken(server, node_agent, py_client):  # type: ignore[no-untyped-def]
+    """A Node responder with one handler slot, taken by a gated request, and its caller."""
+    agent = await node_agent(server.port, maxConcurrentHandlers=1)
+    await agent.call("serve", channel="node.busy", kind="gated")
+    await agent.call("serve", channel="node.work", kind="echo")
+    await agent.call("serveStream", channel="node.gen", kind="endless")
+    caller = await py_client(server.port)
+    busy = asyncio.ensure_future(caller.request("node.busy", "busy", timeout=WAIT_S * 2))
+    await agent.wait_event("served", lambda e: e["channel"] == "node.busy")
+    return agent, caller, busy
+
+
+async def _held(agent: NodeAgent) -> int:
+    """The responder's held requests, once it has read what the server sent it
+    before: its ping's answer comes behind any cancel on its connection."""
+    await agent.call("system", action="ping")
+    return int((await agent.call("info"))["heldMessages"])
+
+
+async def _held_becomes(agent: NodeAgent, n: int) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while await _held(agent) != n:
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("ended_by", ["cancel", "idle timeout"])
+async def test_a_stream_ended_while_it_waits_for_a_node_handler_slot_never_runs(server, node_agent, py_client, ended_by):
+    agent, caller, busy = await _one_slot_taken(server, node_agent, py_client)
+
+    async def consume() -> None:
+        async with caller.stream("node.gen", window=4, idle_timeout=0.3 if ended_by == "idle timeout" else None) as s:
+            async for _ in s:
+                pass
+
+    consuming = asyncio.ensure_future(consume())
+    await _held_becomes(agent, 1)
+    if ended_by == "cancel":
+        consuming.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consuming
+    else:  # the server's idle timeout answers timeout and cancels the producer (§15.5)
+        with pytest.raises(RequestTimeout):
+            await asyncio.wait_for(consuming, WAIT_S)
+    await _held_becomes(agent, 0)  # dropped at the cancel: a stream has no deadline to expire by
+    await agent.call("openGate", channel="node.busy")
+    assert await asyncio.wait_for(busy, WAIT_S) == "busy"
+    assert await caller.request("node.work", "after", timeout=WAIT_S) == "after"  # the slot is free, not held by the stream
+    info = await agent.call("info")
+    assert (info["runningHandlers"], info["heldMessages"]) == (0, 0)
+    assert agent.count("producerPulled") == 0  # its generator never started
+
+
+@pytest.mark.parametrize(
+    ("keyed", "ended_by", "runs"),
+    [(False, "cancel", False), (True, "deadline", False), (True, "cancel", True)],
+    ids=["plain cancelled", "keyed past its deadline", "keyed cancelled by its requester"],
+)
+async def test_a_request_the_server_cancels_while_it_waits_for_a_node_handler_slot_never_runs(server, node_agent, py_client, keyed, ended_by, runs):
+    """As in Python (Admission.drop_held): the server's cancel drops the held
+    request. It sends none for a keyed request its requester cancels: the key's
+    run goes on for a retry (docs/protocol.md §6.6 item 7), so that one runs."""
+    agent, caller, busy = await _one_slot_taken(server, node_agent, py_client)
+    options = {"idempotency_key": f"held-{ended_by}"} if keyed else {}
+    call = asyncio.ensure_future(caller.request("node.work", "held", timeout=0.3 if ended_by == "deadline" else WAIT_S, **options))
+    await _held_becomes(agent, 1)
+    if ended_by == "cancel":
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert (await caller.system("stats"))["cancels"] == 1  # the server has taken the cancel
+    else:
+        with pytest.raises(RequestTimeout):
+            await asyncio.wait_for(call, WAIT_S)
+    if runs:
+        assert await _held(agent) == 1
+    else:
+        await _held_becomes(agent, 0)  # at the cancel, not once the slot frees
+    await agent.call("openGate", channel="node.busy")
+    assert await asyncio.wait_for(busy, WAIT_S) == "busy"
+    assert await caller.request("node.work", "after", timeout=WAIT_S) == "after"
+    served = [e["request"] for e in agent.events if e["event"] == "served" and e["channel"] == "node.work"]
+    assert len(served) == (2 if runs else 1)  # "after", behind the held one when it ran

@@ -10,11 +10,15 @@
  * flowing, or a handler that awaits a request of its own could wait on
  * itself, and the server would take the unanswered pings for a dead
  * client. A held request whose deadline (its `timeout_ms`, counted from
- * receipt) passes is dropped unrun: the server has answered it already.
- * Held work is dropped with its connection (reset()).
+ * receipt) passes, or that a `cancel` names (dropHeld()), is dropped unrun:
+ * the server has answered it already, or no longer waits for it (a stream
+ * request has no deadline by default: run later, it would wait for credit
+ * that never comes and hold its slot for good). Held work is dropped with
+ * its connection (reset()).
  *
  * Host interface (the IPCClient that owns it): `appId`, `options`, `_conn`,
- * `_subs` (`onPublish()`, `onServed()`), `_emitError()`.
+ * `_subs` (`onPublish()`, `onServed()`), `_producers` (`serving()`,
+ * `forget()`...), `_emitError()`.
  */
 
 const { now } = require('./connection');
@@ -77,6 +81,32 @@ class Admission {
     }
     const timed = msg.message_type === 'request' && typeof msg.timeout_ms === 'number' && msg.timeout_ms > 0;
     this._held.push({ conn, msg, expires: timed ? now() + msg.timeout_ms : Infinity });
+  }
+
+  /**
+   * A `cancel` named a request not running: if it is held for a slot, it
+   * never runs (the mirror of Python's Admission.drop_held). A keyed one
+   * too: the server passes no requester's cancel of a keyed request on, and
+   * sends its own only once it has ended the key's run (docs/protocol.md
+   * §6.6 items 3 and 7).
+   * @param {Connection} conn the connection the cancel came on.
+   * @param {string} id the request's id (the cancel's `reply_to`).
+   * @returns {boolean} whether a held request was dropped.
+   */
+  dropHeld(conn, id) {
+    const held = this._held;
+    for (let i = this._heldHead; i < held.length; i++) {
+      const { conn: from, msg } = held[i];
+      if (from !== conn || msg.message_id !== id || msg.message_type !== 'request') continue;
+      held.splice(i, 1); // rare (a cancel of a request not running): the queue's O(1) take is not worth a tombstone
+      if (this._heldHead === held.length) {
+        this._held = [];
+        this._heldHead = 0;
+      }
+      if (msg.window !== undefined) this.host._producers.forget(msg); // dropped unrun: its stream's books go
+      return true;
+    }
+    return false;
   }
 
   /**

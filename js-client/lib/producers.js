@@ -37,8 +37,11 @@
  * promise jobs alone, and the loop's timers, reads (pings, credits,
  * cancels) and other handlers would wait for it.
  *
+ * A cancel of a request still held for a handler slot drops it there
+ * (Admission.dropHeld()): it never runs.
+ *
  * Host interface (the IPCClient that owns it): `appId`, `options`
- * (`exposeStacks`), `_emitError()`.
+ * (`exposeStacks`), `_admission` (`dropHeld()`), `_emitError()`.
  */
 
 const { debuglog, types } = require('node:util');
@@ -182,7 +185,10 @@ class Producers {
       return;
     }
     const ctx = this.running.get(id);
-    if (ctx === undefined) return; // no longer running: nothing to stop (§15.4)
+    if (ctx === undefined) {
+      this.host._admission.dropHeld(conn, id); // held for a handler slot: it never runs; else it has ended: nothing to stop (§15.4)
+      return;
+    }
     this.running.delete(id);
     this._stop(id, ctx, reasonError(cancelReason(msg)));
   }

@@ -203,3 +203,40 @@ test('stream producers - a generator that never awaits gives the event loop a tu
   assert.equal(seen.length, n);
   assert.ok(longest <= SLICE_ITEMS, `${longest} items in one turn of the loop`);
 });
+
+test('stream producers - a cancel of a request held for a handler slot drops it: it never runs, nor holds the slot', async (t) => {
+  const peer = await streamingPeer(t);
+  const client = await connected(t, peer, { maxConcurrentHandlers: 1 });
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  const ran = [];
+  await client.serve('busy', async () => {
+    await gate;
+    return 'done';
+  });
+  await client.serve('gen', async function* (msg) {
+    ran.push(msg.payload);
+    for (;;) yield 1; // run, it would take the slot and wait for credit that never comes
+  });
+  await client.serve('work', async (msg) => {
+    ran.push(msg.payload);
+    return msg.payload;
+  });
+  const busy = buildMessage('request', 'app', 'busy', null, { timeout_ms: 5000 });
+  send(peer, busy);
+  const stream = buildMessage('request', 'app', 'gen', 'stream', { window: 4 }); // no timeout_ms: no deadline to expire by
+  const plain = buildMessage('request', 'app', 'work', 'plain', { timeout_ms: 5000 });
+  const kept = buildMessage('request', 'app', 'work', 'kept', { timeout_ms: 5000 });
+  for (const msg of [stream, plain, kept]) send(peer, msg);
+  await until(() => client._admission.heldCount === 3, 5000, 'three requests held');
+  for (const id of [stream.message_id, plain.message_id, 'not-a-request-of-ours']) {
+    send(peer, buildMessage('cancel', 'app', 'x', { reason: 'cancelled' }, { reply_to: id }));
+  }
+  await until(() => client._admission.heldCount === 1, 5000, 'the cancelled ones dropped');
+  assert.equal(client._producers._producing.has(stream.message_id), false); // its credit books gone with it
+  release();
+  assert.equal((await nextReceived(peer, (m) => m.reply_to === kept.message_id)).payload, 'kept');
+  assert.deepEqual(ran, ['kept']);
+  assert.equal(client._admission.running, 0);
+  assert.equal(peer.received.filter((m) => m.reply_to === stream.message_id || m.reply_to === plain.message_id).length, 0);
+});
