@@ -305,8 +305,9 @@ export interface IPCClientSettings {
   /**
    * Async handlers running at once; further inbound requests and publishes
    * wait in arrival order. The socket keeps being read (responses and pings
-   * never wait), and a waiting request whose deadline passes is dropped
-   * unrun. Default 1024. Python: max_concurrent_handlers.
+   * never wait), and a waiting request whose deadline passes, or that the
+   * server cancels (docs/protocol.md §15.4), is dropped unrun. Default 1024.
+   * Python: max_concurrent_handlers.
    */
   maxConcurrentHandlers?: number;
   /**

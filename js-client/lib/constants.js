@@ -106,7 +106,7 @@ const DEFAULTS = Object.freeze({
    * Async handlers (responders, subscriptions) running at once; further
    * inbound requests and publishes wait in arrival order. The socket keeps
    * being read (responses and pings never wait), and a waiting request
-   * whose deadline passes is dropped unrun.
+   * whose deadline passes, or that the server cancels, is dropped unrun.
    */
   maxConcurrentHandlers: 1024,
   /** Send stack traces of responder errors in error.remote_stack (§6.3). */
