@@ -946,7 +946,9 @@ export interface PoolStats {
 
 export interface ConnectionPoolEvents {
   created: [event: { client: IPCClient }];
+  /** A member closed: idle, dead (`reason` its loss; once nobody holds it), or at close(). */
   destroyed: [event: { client: IPCClient; reason: Error | null }];
+  /** A member's connection dropped; a held one stays its holder's until released. */
   connection_lost: [event: { client: IPCClient; error: Error | null }];
   error: [error: Error];
 }
@@ -975,7 +977,11 @@ export declare class ConnectionPool extends EventEmitter {
    * `options.timeout` is not a number (NaN included). So do execute() and lease().
    */
   acquire(options?: { timeout?: number | NumericString }): Promise<IPCClient>;
-  /** False when the client was not lent out by this pool. */
+  /**
+   * False when the client was not lent out by this pool. One whose connection
+   * dropped while held (still in inUse and toward maxConnections until now)
+   * is destroyed here and replaced up to minConnections.
+   */
   release(client: IPCClient): boolean;
   execute<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | NumericString }): Promise<T>;
   /**

@@ -22,7 +22,8 @@
  * once.
  *
  * Members never reconnect by themselves (`reconnect: false`): a member whose
- * connection drops is destroyed and, while the pool is below
+ * connection drops is destroyed once nobody holds it (at once, or at
+ * release() or its last lease call's end) and, while the pool is below
  * `minConnections`, replaced in the background with backoff.
  *
  * The pool makes calls itself too (pool_calls.js): sendRequest/request/
@@ -192,7 +193,8 @@ class ConnectionPool extends PoolStreaming {
 
   /**
    * Gives back a client from acquire(). A client that is no longer
-   * connected is destroyed (and replaced up to `minConnections`). A client
+   * connected is destroyed (and replaced up to `minConnections`): until
+   * then it counts in `inUse` and toward `maxConnections`. A client
    * this pool does not lend out (already released, destroyed, foreign) is
    * ignored.
    * @param {IPCClient} client

@@ -42,10 +42,12 @@ class Member {
     this.shared = 0; // lease() calls in flight
     this.idleSince = now;
     this.idleTimer = null;
+    this.dead = false; // its connection dropped: never handed out again
+    this.lostError = null; // why, for its 'destroyed' event
   }
 
   get usable() {
-    return this.client.connected;
+    return !this.dead && this.client.connected;
   }
 }
 
@@ -184,7 +186,8 @@ class PoolCore extends EventEmitter {
       keep: this._registrations.registrar // never closed for idleness
     });
     for (const [member, reason] of plan.close) {
-      this._destroy(member, new NotConnectedError(reason === DEAD ? 'connection found closed' : 'idle timeout'));
+      const why = reason === DEAD ? (member.lostError ?? new NotConnectedError('connection found closed')) : new NotConnectedError('idle timeout');
+      this._destroy(member, why);
     }
     if (plan.fail.length > 0 || plan.assign.length > 0) {
       const done = new Set();
@@ -310,8 +313,11 @@ class PoolCore extends EventEmitter {
   }
 
   /**
-   * A member's connection dropped: destroy it (even while in use: its calls
-   * fail connection_lost) and let the plan replace it.
+   * A member's connection dropped: it is dead (its calls fail
+   * connection_lost) and the plan closes and replaces it once nobody holds
+   * it: now, or at release() or the end of its last lease call. Until then
+   * it stays its holder's, in inUse and toward maxConnections, as in
+   * ipc_client/pool_core.py: the same options give the same outcome.
    * @param {Member} member
    * @param {Error|null} error
    * @private
@@ -319,9 +325,10 @@ class PoolCore extends EventEmitter {
   _onLost(member, error) {
     this._registrations.forget(member);
     if (!this._members.has(member)) return; // destroyed by the pool itself, or still opening
+    member.dead = true;
+    member.lostError = error;
     this.emit('connection_lost', { client: member.client, error });
-    this._destroy(member, error);
-    this._settle();
+    this._settle(); // closes it now if nobody holds it
     if (this._registrations.missing) this._refill(); // a new registrar at once, then with backoff
   }
 

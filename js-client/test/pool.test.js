@@ -158,19 +158,67 @@ test('pool - close() fails waiting acquires with not_connected, and every later 
   assert.deepEqual(pool.stats(), { total: 0, available: 0, inUse: 0, pending: 0, totalCreated: 1, totalDestroyed: 1 });
 });
 
-test('pool - members whose connection drops are destroyed and replaced up to minConnections', async (t) => {
-  const { pool, peer } = await setup(t, { minConnections: 2, maxConnections: 4 });
+test('pool - members whose connection drops are destroyed once nobody holds them, and replaced up to minConnections', async (t) => {
+  // The same scenario and counts as tests/test_pool.py::test_dead_members_are_destroyed_and_replaced.
+  const { pool, peer } = await setup(t, { minConnections: 2, maxConnections: 3 });
   await pool.start();
   const lost = [];
   pool.on('connection_lost', (e) => lost.push(e));
   const held = await pool.acquire();
   peer.drop();
-  await until(pool, ['created', 'destroyed'], () => pool.stats().totalCreated === 4 && pool.stats().total === 2);
-  assert.equal(lost.length, 2);
+  // The idle one is destroyed and replaced; the held one stays its holder's until released.
+  await until(pool, ['created', 'destroyed', 'connection_lost'], () => lost.length === 2 && pool.stats().totalCreated === 3);
   assert.ok(lost.every((e) => e.client.connected === false));
-  assert.equal(pool.stats().totalDestroyed, 2);
-  assert.equal(pool.release(held), false); // already destroyed
+  assert.deepEqual(pool.stats(), { total: 2, available: 1, inUse: 1, pending: 0, totalCreated: 3, totalDestroyed: 1 });
+  const destroyed = waitFor(pool, 'destroyed', 3000);
+  assert.equal(pool.release(held), true); // dead on release: destroyed and replaced
+  assert.equal((await destroyed)[0].client, held);
+  await until(pool, ['created'], () => pool.stats().available === 2);
+  assert.deepEqual(pool.stats(), { total: 2, available: 2, inUse: 0, pending: 0, totalCreated: 4, totalDestroyed: 2 });
   assert.equal(await pool.execute(async (c) => (await c.sendRequest('echo', 'back')).payload), 'back');
+});
+
+test('pool - a held member that dies keeps its place until released: a full pool times out, as the Python pool', async (t) => {
+  const { pool, peer } = await setup(t, { minConnections: 1, maxConnections: 1, acquireTimeout: 200 });
+  await pool.start();
+  const held = await pool.acquire();
+  const lost = waitFor(pool, 'connection_lost', 3000);
+  peer.drop();
+  await lost;
+  assert.equal(held.connected, false);
+  const full = { total: 1, available: 0, inUse: 1, pending: 0, totalCreated: 1, totalDestroyed: 0 };
+  assert.deepEqual(pool.stats(), full); // not destroyed under its holder, nor replaced beside it
+  await assert.rejects(pool.acquire(), { code: ErrorCode.TIMEOUT });
+  assert.deepEqual(pool.stats(), full);
+  const next = pool.acquire({ timeout: 3000 });
+  assert.equal(pool.release(held), true); // closed now, and its replacement goes to the waiter
+  const fresh = await next;
+  assert.ok(fresh !== held && fresh.connected);
+  assert.deepEqual(pool.stats(), { total: 1, available: 0, inUse: 1, pending: 0, totalCreated: 2, totalDestroyed: 1 });
+  pool.release(fresh);
+});
+
+test('pool - a shared member that dies is closed when its last lease call ends', async (t) => {
+  const { pool, peer } = await setup(t, { minConnections: 1, maxConnections: 1 });
+  await pool.start();
+  let end;
+  const gate = new Promise((resolve) => (end = resolve));
+  let leased = null;
+  const call = pool.lease(async (c) => {
+    leased = c;
+    await gate;
+    return c.connected;
+  });
+  const lost = waitFor(pool, 'connection_lost', 3000);
+  peer.drop();
+  await lost;
+  assert.deepEqual([pool.stats().inUse, pool.stats().totalDestroyed], [1, 0]);
+  const destroyed = waitFor(pool, 'destroyed', 3000);
+  end();
+  assert.equal(await call, false);
+  assert.equal((await destroyed)[0].client, leased);
+  await until(pool, ['created'], () => pool.stats().available === 1);
+  assert.deepEqual([pool.stats().totalCreated, pool.stats().totalDestroyed], [2, 1]);
 });
 
 test('pool - replacement retries with backoff while the server is down', async (t) => {
