@@ -173,8 +173,10 @@ async def test_dead_members_are_destroyed_and_replaced(server, make_pool) -> Non
         pool.on("member_lost", lambda client, error: lost.append(error))
         held = await pool.acquire()
         proxy.cut()
-        await until(lambda: len(lost) == 2)
+        # The idle one is destroyed and replaced; the held one stays its holder's until released.
+        await until(lambda: len(lost) == 2 and pool.stats()["total_created"] == 3)
         assert not held.connected
+        assert pool.stats() == {"total": 2, "available": 1, "in_use": 1, "pending": 0, "total_created": 3, "total_destroyed": 1}
         pool.release(held)  # dead on release: destroyed
         await until(lambda: pool.stats()["available"] == 2 and pool.stats()["total"] == 2)
         s = pool.stats()
@@ -182,6 +184,51 @@ async def test_dead_members_are_destroyed_and_replaced(server, make_pool) -> Non
         c = await pool.acquire()
         assert c.connected and c is not held
         pool.release(c)
+    finally:
+        await proxy.close()
+
+
+async def test_a_held_member_that_dies_keeps_its_place_until_released(server, make_pool) -> None:
+    # The same scenario and outcome as js-client/test/pool.test.js: a full pool times out.
+    proxy = await FaultProxy("127.0.0.1", server.port).start()
+    try:
+        pool = await make_pool(proxy.port, min_connections=1, max_connections=1, acquire_timeout=0.2)
+        lost = asyncio.Event()
+        pool.on("member_lost", lambda client, error: lost.set())
+        held = await pool.acquire()
+        proxy.cut()
+        await asyncio.wait_for(lost.wait(), WAIT_S)
+        assert not held.connected
+        full = {"total": 1, "available": 0, "in_use": 1, "pending": 0, "total_created": 1, "total_destroyed": 0}
+        assert pool.stats() == full  # not destroyed under its holder, nor replaced beside it
+        with pytest.raises(RequestTimeout):
+            await pool.acquire()
+        assert pool.stats() == full
+        nxt = asyncio.ensure_future(pool.acquire(WAIT_S))
+        await until(lambda: pool.stats()["pending"] == 1)
+        pool.release(held)  # closed now, and its replacement goes to the waiter
+        fresh = await asyncio.wait_for(nxt, WAIT_S)
+        assert fresh is not held and fresh.connected
+        assert pool.stats() == {"total": 1, "available": 0, "in_use": 1, "pending": 0, "total_created": 2, "total_destroyed": 1}
+        pool.release(fresh)
+    finally:
+        await proxy.close()
+
+
+async def test_a_shared_member_that_dies_is_closed_when_its_last_lease_ends(server, make_pool) -> None:
+    proxy = await FaultProxy("127.0.0.1", server.port).start()
+    try:
+        pool = await make_pool(proxy.port, min_connections=1, max_connections=1)
+        lost = asyncio.Event()
+        pool.on("member_lost", lambda client, error: lost.set())
+        async with pool.lease() as leased:
+            proxy.cut()
+            await asyncio.wait_for(lost.wait(), WAIT_S)
+            assert (pool.stats()["in_use"], pool.stats()["total_destroyed"]) == (1, 0)
+        assert pool.stats()["total_destroyed"] == 1
+        await until(lambda: pool.stats()["available"] == 1)
+        assert pool.stats()["total_created"] == 2
+        assert not leased.connected
     finally:
         await proxy.close()
 
