@@ -133,6 +133,26 @@ async def test_persisted_one_way_messages_survive_a_client_restart(tmp_path: Pat
     third = await via_proxy(queue_path=path)  # sent means gone from the file
     assert third.queue_stats()["size"] == 0
 
+async def test_connect_after_disconnect_reloads_persisted_messages_without_counting_them_dropped(
+    tmp_path: Path, server, proxy, make_client, via_proxy
+) -> None:
+    # The same scenario and counts as js-client/test/resilience_queue.test.js.
+    listener = await make_client()
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    await listener.subscribe("kept", lambda m: got.put_nowait(m.payload))
+    client = await via_proxy(queue_path=str(tmp_path / "outbox.db"))
+    await outage(proxy, client)
+    for n in range(3):
+        await client.publish("kept", n, timeout=60)
+    await client.disconnect()
+    assert client.queue_stats()["dropped"] == 0
+    proxy.refuse(False)
+    await client.connect()  # takes the file back: what it holds is loaded again, then sent
+    assert [await asyncio.wait_for(got.get(), WAIT_S) for _ in range(3)] == [0, 1, 2]
+    stats = client.queue_stats()
+    assert (stats["size"], stats["dropped"], client.metrics()["queue_dropped"]) == (0, 0, 0)
+
+
 async def test_calls_queued_while_connecting_go_out_and_later_calls_follow_them(server, proxy, via_proxy) -> None:
     server.add_handler("echo", lambda m: m.payload if isinstance(m.payload, int) else len(m.payload))
     client = await via_proxy(connect=False)

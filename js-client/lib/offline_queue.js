@@ -125,18 +125,20 @@ class OfflineQueue {
   }
 
   /**
-   * Removes the entries `pred` selects; they count as dropped.
+   * Removes the entries `pred` selects; they count as dropped unless
+   * `dropped` is false (taken out to be put back, not lost).
    * @param {(entry: QueueEntry) => boolean} [pred] all entries when omitted.
+   * @param {boolean} [dropped]
    * @returns {QueueEntry[]} the removed entries, in queue order.
    */
-  removeWhere(pred = () => true) {
+  removeWhere(pred = () => true, dropped = true) {
     const out = [];
     for (const entry of this.entries()) {
       if (!pred(entry)) continue;
       this._take(entry);
       out.push(entry);
     }
-    this.dropped += out.length;
+    if (dropped) this.dropped += out.length;
     return out;
   }
 

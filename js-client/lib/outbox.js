@@ -128,7 +128,7 @@ class Outbox {
    */
   reclaim() {
     if (this.store === null || this.store.locked) return;
-    this.queue.removeWhere((e) => e.persisted);
+    this.queue.removeWhere((e) => e.persisted, false); // loaded again from the file just below: not dropped
     this.load();
   }
 

@@ -119,5 +119,7 @@ test('offline queue - remove(), removeWhere() and stats()', () => {
   assert.equal(q.remove('nope'), undefined);
   assert.deepEqual(q.removeWhere((e) => e.priority === 0).map((e) => e.id), ['b']);
   assert.deepEqual(q.stats(), { size: 1, bytes: 7, maxSize: 5, maxBytes: 1000, dropped: 1, byPriority: { 2: 1 } });
+  assert.deepEqual(q.removeWhere(() => true, false).map((e) => e.id), ['a']); // taken out to be put back: not dropped
+  assert.deepEqual(q.stats(), { size: 0, bytes: 0, maxSize: 5, maxBytes: 1000, dropped: 1, byPriority: {} });
   assert.throws(() => new OfflineQueue({ overflow: 'drop_newest' }), TypeError);
 });

@@ -153,7 +153,7 @@ async function offlineWithQueueFile(t) {
   const { peer, proxy, client } = await setup(t, {}, { queuePath });
   await client.connect();
   await goOffline(client, proxy);
-  return { queuePath, peer, client };
+  return { queuePath, peer, proxy, client };
 }
 
 test('resilience - persisted one-way messages survive into a second client on the same queuePath', async (t) => {
@@ -186,6 +186,20 @@ test('resilience - persisted one-way messages survive into a second client on th
   const third = new IPCClient('app', { queuePath });
   assert.equal(third.queueStats().size, 0);
   await third.disconnect();
+});
+
+test('resilience - connect() after disconnect() reloads the persisted messages without counting them as dropped', async (t) => {
+  const { peer, proxy, client } = await offlineWithQueueFile(t);
+  for (let i = 0; i < 3; i++) await client.publish('kept', i, { timeout: 10_000 });
+  await client.disconnect();
+  assert.deepEqual([client.queueStats().size, client.queueStats().dropped], [3, 0]);
+  proxy.refuse(false);
+  const from = peer.received.length;
+  const last = nextReceived(peer, (m) => m.channel_id === 'kept' && m.payload === 2);
+  await client.connect(); // takes the file back: what it holds is loaded again, then sent
+  await last;
+  assert.deepEqual(appMessages(peer, from), [0, 1, 2].map((i) => ['publish', 'kept', i]));
+  assert.deepEqual([client.queueStats().size, client.queueStats().dropped, client.getMetrics().queueDropped], [0, 0, 0]);
 });
 
 test('resilience - persisted messages that do not fit a smaller queue are reported to listeners added after the constructor', async (t) => {
