@@ -313,8 +313,9 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         """Publish ``data`` on ``channel``.
 
         With ``ack=True``, wait for the server and return how many connections
-        the message was delivered to; otherwise return None once it is written
-        or accepted into the offline queue.
+        the message was delivered to (None from a version-1 server, which has
+        no acks); otherwise return None once it is written or accepted into
+        the offline queue.
         """
         validate_channel(channel)
         self._drain.check()
@@ -330,7 +331,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         reply = await self._outbox.submit(msg, deadline, reply=want_ack, priority=priority, on_disconnect=on_disconnect)
         if reply is None:
             return None
-        return int(reply.payload.get("delivered", 0)) if isinstance(reply.payload, dict) else 0
+        delivered = reply.payload.get("delivered", 0) if isinstance(reply.payload, dict) else 0
+        return None if delivered is None else int(delivered)  # None: replayed to a version-1 server, which counts nothing (outbox.py)
 
     def circuit_breaker(self, channel: str) -> CircuitBreaker:
         """The breaker guarding ``channel`` (created on first use)."""

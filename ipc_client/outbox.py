@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import ConnectionLost, FrameTooLarge, IPCError, Message, NotConnected, QueueFull, RequestTimeout, decode_message, encode_message
+from ipc_protocol import ConnectionLost, FrameTooLarge, IPCError, Message, MessageType, NotConnected, QueueFull, RequestTimeout, decode_message, encode_message
 from ipc_protocol.restarts import mark_replay
 
 from .calls import Calls
@@ -184,6 +184,9 @@ class Outbox:
             return
         if entry.waiter.done():
             return
+        if conn.legacy and msg.message_type is MessageType.PUBLISH:  # queued with ack: a version-1 server has none (§10)
+            self._written_unacked(conn, entry, msg)
+            return
         try:
             self._calls.start(conn, msg, entry.deadline, entry.waiter)
         except IPCError as exc:  # left the queue unsent (e.g. too large for the new server): counted as dropped
@@ -191,6 +194,23 @@ class Outbox:
             entry.waiter.set_exception(exc)
             return
         self._metrics.sent()
+
+    def _written_unacked(self, conn: ClientConnection, entry: QueuedCall, msg: Message) -> None:
+        """An acked publish replayed to a version-1 server: written is all
+        there is, so its caller gets "delivered to an unknown number" (None),
+        as one made while connected to that server does."""
+        assert entry.waiter is not None
+        try:
+            conn.send(msg)
+        except ConnectionLost:
+            self.queue.push(entry)  # back in line for the next connection
+            return
+        except IPCError as exc:  # left the queue unsent: counted as dropped
+            self.queue.dropped += 1
+            entry.waiter.set_exception(exc)
+            return
+        self._metrics.sent()
+        entry.waiter.set_result(Message.build(MessageType.RESPONSE, msg.app_id, msg.channel_id, {"delivered": None}, reply_to=msg.message_id))
 
     def _arm_timer(self) -> None:
         """One timer, at the earliest deadline in the queue."""

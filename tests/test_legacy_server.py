@@ -22,7 +22,7 @@ from ipc_client import IPCClient
 from ipc_protocol import HandlerError, Message, MessageError, MessageType, RemoteError
 
 from .legacy_support import (  # noqa: F401 - clients and legacy_server are fixtures
-    APP, LEGACY_KEYS, WAIT_S, Clients, Inbox, blocking, clients, is_ping, legacy_server, read_frame,
+    APP, LEGACY_KEYS, WAIT_S, Clients, Inbox, blocking, clients, free_port, is_ping, legacy_server, read_frame,
 )
 
 
@@ -177,6 +177,30 @@ class LegacyStylePeer:
             pass
         finally:
             writer.close()
+
+
+async def test_an_acked_publish_queued_before_a_legacy_server_answers_returns_none() -> None:
+    """An acked publish made before the client knew its server, replayed to
+    a 1.1.2 one, ends as one made while connected to it: written, None
+    (docs/legacy.md), not a timeout waiting for an ack 1.1.2 never sends."""
+    port = free_port()
+    client = IPCClient(APP, "127.0.0.1", port, wait_on_first_connect=True, initial_delay=0.05, max_delay=0.1, request_timeout=WAIT_S)
+    connecting = asyncio.ensure_future(client.connect())
+    published = asyncio.ensure_future(client.publish("news", {"n": 1}, ack=True, timeout=WAIT_S))
+    async with asyncio.timeout(WAIT_S):
+        while client.queue_stats()["size"] < 1:
+            await asyncio.sleep(0.01)
+    srv = FrameworkServer(host="127.0.0.1", port=port)
+    await blocking(srv.start)
+    srv.create_application(APP)
+    try:
+        await asyncio.wait_for(connecting, WAIT_S)
+        assert client.legacy is True
+        assert await asyncio.wait_for(published, WAIT_S) is None
+        assert client.queue_stats()["size"] == 0
+    finally:
+        await asyncio.wait_for(client.disconnect(), WAIT_S)
+        await blocking(srv.stop)
 
 
 async def test_v2_client_sends_only_the_seven_legacy_fields(clients: Clients) -> None:
