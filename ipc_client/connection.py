@@ -33,7 +33,6 @@ from ipc_protocol import (
     Message,
     NotConnected,
     RequestTimeout,
-    error_from_wire,
 )
 from ipc_protocol.attachments import BINARY, BinaryFrame, Frame
 from ipc_protocol.envelope import encode_message_parts
@@ -173,8 +172,10 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     def _violated(self, violation: ProtocolViolation) -> None:
         """The server broke the protocol: nothing after this can be trusted.
-        The protocol's error frame is not sent (the client never sent one)."""
-        self.error = error_from_wire({"code": str(violation.code), "message": violation.text})
+        The protocol's error frame is not sent (the client never sends one).
+        The error is this side's own (``FrameError``...), as the server sent
+        none: a TLS alert must stay a ``FrameError`` for tls.py to name TLS."""
+        self.error = violation.error
         self.abort()
 
     def _write_queued(self) -> None:

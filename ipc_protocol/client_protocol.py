@@ -161,7 +161,7 @@ class ClientProtocol(Protocol):
         limit before it, and the split must not change the outcome (§1)."""
         if len(frame) > self.max_frame_size and self.state is OPEN:
             error = FrameTooLarge(len(frame), self.max_frame_size)
-            return self._violated(error.code, str(error), None, None)
+            return self._violated(error.code, str(error), None, None, error=error)
         return super().receive_frame(frame)
 
     def _receive_before_open(self, frame: bytes) -> Message | Event:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .codes import ErrorCode
 from .envelope import Message
+from .exceptions import FrameError, MessageError, ProtocolError
 
 __all__ = ["Event", "PingReceived", "PongReceived", "MessageRefused", "ProtocolViolation"]
 
@@ -55,11 +56,15 @@ class MessageRefused(Event):
 class ProtocolViolation(Event):
     """The peer broke the protocol: the error frame is queued and the state
     is ``error``; the pump writes what is queued and closes (§6.4).
-    ``message``: the offending message when the frame was a valid envelope."""
+    ``message``: the offending message when the frame was a valid envelope.
+    ``error``: the typed error for the pump to report, the one raised when
+    there was one (a client reports its own ``FrameError``, not a remote
+    error: the peer sent no error frame)."""
 
-    __slots__ = ("code", "text", "message")
+    __slots__ = ("code", "text", "message", "error")
 
-    def __init__(self, code: ErrorCode | str, text: str, message: Message | None = None) -> None:
+    def __init__(self, code: ErrorCode | str, text: str, message: Message | None = None, error: ProtocolError | None = None) -> None:
         self.code = code
         self.text = text
         self.message = message
+        self.error = error if error is not None else FrameError(text) if code == ErrorCode.BAD_FRAME else MessageError(text, code=code)

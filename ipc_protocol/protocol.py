@@ -194,7 +194,7 @@ class Protocol:
             return self._decoder.feed(data)
         except ProtocolError as exc:
             # A TLS peer could not read an error frame: none is sent (§1.3).
-            self._violated(exc.code, str(exc), None, None, frame=not self._decoder.tls)
+            self._violated(exc.code, str(exc), None, None, frame=not self._decoder.tls, error=exc)
             return []
 
     def read_buffer(self, default: memoryview) -> memoryview:
@@ -211,7 +211,7 @@ class Protocol:
     def _undecodable(self, frame: bytes, exc: ProtocolError) -> ProtocolViolation:
         """A frame that does not decode, or the bad prefix a FramingFailure stands for."""
         error = frame.error if isinstance(frame, FramingFailure) else exc
-        return self._violated(error.code, str(error), peek_message_id(frame), None)
+        return self._violated(error.code, str(error), peek_message_id(frame), None, error=error)
 
     def receive_frame(self, frame: bytes) -> Message | Event:
         """Decode one frame and apply the protocol's rules to it.
@@ -341,12 +341,12 @@ class Protocol:
         no longer sends (returns None)."""
         return self._violated(code, text, reply_to, None) if self._live else None
 
-    def _violated(self, code: ErrorCode | str, text: str, reply_to: str | None, msg: Message | None, *, frame: bool = True) -> ProtocolViolation:
+    def _violated(self, code: ErrorCode | str, text: str, reply_to: str | None, msg: Message | None, *, frame: bool = True, error: ProtocolError | None = None) -> ProtocolViolation:
         if frame:
-            error = ErrorInfo.model_construct(code=str(code), message=text, details=None, remote_type=None, remote_stack=None)
-            self.send(Message.build(MessageType.RESPONSE, self.app_id, SYSTEM_CHANNEL, None, reply_to=reply_to, error=error))
+            info = ErrorInfo.model_construct(code=str(code), message=text, details=None, remote_type=None, remote_stack=None)
+            self.send(Message.build(MessageType.RESPONSE, self.app_id, SYSTEM_CHANNEL, None, reply_to=reply_to, error=info))
         self._move(ERROR)
-        self.violation = ProtocolViolation(code, text, msg)
+        self.violation = ProtocolViolation(code, text, msg, error)
         return self.violation
 
     def close(self) -> None:

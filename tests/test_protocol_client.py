@@ -15,7 +15,7 @@ import pytest
 from ipc_protocol import FrameDecoder, Message, MessageType, encode_frame
 from ipc_protocol.client_protocol import ClientProtocol, Connected, HandshakeRefused
 from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
-from ipc_protocol.exceptions import NotConnected, RemoteError, Unauthorized
+from ipc_protocol.exceptions import FrameError, FrameTooLarge, MessageError, NotConnected, RemoteError, Unauthorized
 from ipc_protocol.heartbeat import HeartbeatAction
 from ipc_protocol.protocol import PingReceived, PongReceived, ProtocolState, ProtocolViolation
 
@@ -257,6 +257,21 @@ def test_a_bad_envelope_from_the_server_is_a_violation() -> None:
     proto = open_v2()
     (event,) = feed(proto, b"[1, 2]")
     assert isinstance(event, ProtocolViolation) and proto.state is ProtocolState.ERROR
+
+
+def test_a_violation_carries_this_side_s_typed_error_not_a_remote_one() -> None:
+    # The server sent no error frame: the client reports what it found (Node's violation.error alike).
+    cases = [(b"[1, 2]", FrameError, "bad_frame"), (b'{"message_id": "m"}', MessageError, "bad_message")]
+    for body, cls, code in cases:
+        proto = open_v2()
+        (event,) = feed(proto, body)
+        assert isinstance(event, ProtocolViolation) and type(event.error) is cls and event.error.code == code
+        assert proto.data_to_send() != []  # an error frame was queued, and the typed error kept beside it
+    proto = client(max_frame_size=1024)
+    proto.connect()
+    assert proto.receive_data((1025).to_bytes(4, "big")) == []
+    assert proto.violation is not None and type(proto.violation.error) is FrameTooLarge
+    assert proto.violation.error.size == 1025 and proto.violation.error.limit == 1024
 
 
 def _overflowing(reply_to: str) -> str:

@@ -28,7 +28,7 @@ import trustme
 
 from ipc_client import IPCClient
 from ipc_client.tls import client_tls, refused
-from ipc_protocol import ConnectionLost, FrameTooLarge, NotConnected, encode_frame
+from ipc_protocol import ConnectionLost, FrameError, FrameTooLarge, NotConnected, encode_frame
 from ipc_protocol.client_protocol import ClientProtocol
 from ipc_protocol.framing import FrameDecoder, tls_record
 from ipc_protocol.protocol import ProtocolState
@@ -166,6 +166,7 @@ def test_a_tls_alert_answering_a_plaintext_client_names_tls() -> None:
     assert proto.state is ProtocolState.ERROR
     assert proto.violation is not None and proto.violation.code == "bad_frame"
     assert "a TLS alert on a plaintext port" in proto.violation.text
+    assert isinstance(proto.violation.error, FrameError)  # this side's own error: the peer sent no error frame
 
 
 def test_only_the_first_bytes_of_a_stream_are_read_as_tls() -> None:
@@ -333,6 +334,37 @@ def test_a_tls_client_on_a_plaintext_port_fails_fast_and_the_server_logs_it(pki:
             async with IPCClient("app", "127.0.0.1", server.port, reconnect=False) as plain:
                 assert await plain.system("ping") is not None
         assert any("a TLS handshake on a plaintext port" in r.getMessage() for r in caplog.records)
+
+    run(main())
+
+
+@pytest.mark.parametrize("waiting", [False, True], ids=["once", "wait_on_first_connect"])
+def test_a_tls_alert_answering_a_plaintext_client_is_final_and_names_tls(run: Callable[..., Any], waiting: bool) -> None:
+    """Another TLS server answers the connect with a fatal alert (security.md
+    §2.2): FrameError as the cause, and one attempt even when waiting."""
+
+    async def main() -> None:
+        attempts = 0
+
+        async def answer_in_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal attempts
+            attempts += 1
+            await asyncio.wait_for(reader.read(1), FAST_S)  # the connect's first bytes
+            writer.write(TLS_ALERT)
+            await writer.drain()
+            writer.close()
+
+        alerting = await asyncio.start_server(answer_in_tls, "127.0.0.1", 0)
+        port = alerting.sockets[0].getsockname()[1]
+        options: dict[str, Any] = {"wait_on_first_connect": True, "max_retries": 5, "initial_delay": 0.01, "max_delay": 0.02} if waiting else {"reconnect": False}
+        try:
+            error = await expect_refusal(lambda: IPCClient("app", "127.0.0.1", port, **options))
+        finally:
+            alerting.close()
+            await alerting.wait_closed()
+        assert str(error).startswith(f"127.0.0.1:{port} answered in TLS and this client has TLS off (set tls): a TLS alert")
+        assert isinstance(error.__cause__, FrameError) and error.__cause__.code == "bad_frame"
+        assert refused(error) and attempts == 1
 
     run(main())
 
