@@ -117,7 +117,9 @@ class Admission:
         self._stats.handshakes_pending = len(self._pending)
 
     def release(self, sock: PendingSocket, *, failed: bool = False) -> None:
-        """Its TLS handshake ended (the connection it becomes is admitted anew)."""
+        """Its TLS handshake ended (the connection it becomes is admitted anew),
+        or a socket in our handshake is being closed: its place is free at
+        once, not when its socket is gone (``failed``: a TLS failure, counted)."""
         self._pending.pop(sock, None)
         self._stats.handshakes_pending = len(self._pending)
         if failed:

@@ -64,7 +64,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         "_backlog", "_send_limit", "_unread", "_next_turn",
     )  # fmt: skip
 
-    def __init__(self, owner: ConnectionOwner) -> None:
+    def __init__(self, owner: ConnectionOwner, accepted_at: float | None = None) -> None:
         self.owner = owner
         config = owner.config
         self.protocol = ServerProtocol(
@@ -82,7 +82,9 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         self.legacy = False
         self.client_name = ""
         self.opened = False  # the handshake completed (routing state exists)
-        self.connected_at = 0.0
+        # The TCP accept, on the loop's clock: given when TLS came first (tls.py), whose time
+        # counts against the handshake's deadline; else taken at connection_made (-1 until then).
+        self.connected_at = -1.0 if accepted_at is None else accepted_at
         # Requests this connection sent that are being answered (§12).
         self.inflight = InflightLimit(config.max_inflight_per_connection, self, config.max_frame_size)
         # Forwarded requests this connection answers / waits on (§7.3), keys of
@@ -119,12 +121,14 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         configure_transport(transport)
         transport.set_write_buffer_limits(high=self._limits.high_water, low=self._limits.low_water)  # then our Backlog
         loop = self._loop = asyncio.get_running_loop()
-        self.connected_at = loop.time()
+        if self.connected_at < 0:
+            self.connected_at = loop.time()
         if not self.owner.admit(self):
             return
         config = self.owner.config  # with credentials required, they have a deadline of their own (§12); never none
         timeout = config.auth_timeout_s if config.auth_enabled else config.handshake_timeout_s
-        self._handshake_timer = loop.call_later(timeout, self._handshake_expired)
+        # One deadline from the TCP accept, a TLS handshake's time included (§12.1).
+        self._handshake_timer = loop.call_at(self.connected_at + timeout, self._handshake_expired)
 
     def get_buffer(self, sizehint: int) -> memoryview:  # data_received copies what it keeps before the next read
         return self._reads.lend(self.protocol)  # a large frame: read in place
@@ -312,6 +316,8 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
             return
         self._closed_because(reason)
         self._ended = True
+        if not self.opened:  # its pending place is free now, not when the lingering socket goes (§12.1)
+            self.owner.handshake_ended(self)
         self.protocol.close()
         if self._flush_handle is not None:
             self._flush_handle.cancel()

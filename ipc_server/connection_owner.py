@@ -69,6 +69,10 @@ class ConnectionOwner(Protocol):
     # A socket was accepted: keep it (True) or refuse it (the owner aborts it).
     def admit(self, conn: ServerConnection) -> bool: ...
 
+    # A socket still in its handshake is being closed (timed out, refused, broke the
+    # protocol): it no longer counts as pending, though its socket may linger (close()).
+    def handshake_ended(self, conn: ServerConnection) -> None: ...
+
     # A valid connect: decide, then ``conn.accept(connection_id)``.
     def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None: ...
 

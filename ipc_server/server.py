@@ -164,7 +164,7 @@ class IPCServer:
         self.loop = asyncio.get_running_loop()
         self._tls = TLSPort.of(self.config)
         self._listener = await self.loop.create_server(
-            connection_factory(self.config, lambda: ServerConnection(self), self._admission, self._tls),
+            connection_factory(self.config, lambda accepted_at: ServerConnection(self, accepted_at), self._admission, self._tls),
             self.config.host,
             self.config.port,
             reuse_address=True,
@@ -267,6 +267,9 @@ class IPCServer:
 
     def admit(self, conn: ServerConnection) -> bool:
         return self._admission.admit(conn)
+
+    def handshake_ended(self, conn: ServerConnection) -> None:
+        self._admission.release(conn)
 
     def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
         if self._auth is None:

@@ -131,14 +131,16 @@ class TLSPort:
 
 
 def connection_factory(
-    config: ServerConfig, make: Callable[[], asyncio.BaseProtocol], pending: PendingHandshakes, tls: TLSPort | None
+    config: ServerConfig, make: Callable[[float | None], asyncio.BaseProtocol], pending: PendingHandshakes, tls: TLSPort | None
 ) -> Callable[[], asyncio.BaseProtocol]:
-    """The protocol factory for ``create_server``: ``make`` itself on a
+    """The protocol factory for ``create_server``: ``make(None)`` on a
     plaintext port; on a TLS port, a :class:`TLSAccept` per socket, with
-    the port's context of the moment, that hands the socket to ``make()``
-    once its handshake is done."""
+    the port's context of the moment, that hands the socket to
+    ``make(accepted_at)`` once its handshake is done: the connection's
+    handshake deadline counts from the TCP accept (one deadline in all,
+    docs/protocol.md §12.1), not from the end of TLS."""
     if tls is None:
-        return make
+        return lambda: make(None)
     timeout = handshake_timeout(config)
     return lambda: TLSAccept(tls.context, timeout, make, pending)
 
@@ -146,13 +148,14 @@ def connection_factory(
 class TLSAccept(asyncio.Protocol):
     """An accepted socket until its TLS handshake is done (or failed)."""
 
-    def __init__(self, context: ssl.SSLContext, timeout: float, make: Callable[[], asyncio.BaseProtocol], pending: PendingHandshakes) -> None:
+    def __init__(self, context: ssl.SSLContext, timeout: float, make: Callable[[float | None], asyncio.BaseProtocol], pending: PendingHandshakes) -> None:
         self._context = context
         self._timeout = timeout
         self._make = make
         self._pending = pending
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
+        self._accepted_at = 0.0  # the loop's clock at the TCP accept: where the deadline starts
         self.peer: Any = None
         self._hello: list[bytes] = []  # read before start_tls took the socket over
 
@@ -162,7 +165,9 @@ class TLSAccept(asyncio.Protocol):
         self.peer = transport.get_extra_info("peername")
         transport.pause_reading()  # start_tls reads the ClientHello, not us (asyncio; uvloop starts reading after this)
         self._pending.hold(self)
-        self._task = asyncio.get_running_loop().create_task(self._handshake())
+        loop = asyncio.get_running_loop()
+        self._accepted_at = loop.time()
+        self._task = loop.create_task(self._handshake())
 
     def fail(self, code: str, message: str) -> None:
         """Evicted at the pending cap: no frame can be sent before TLS is up."""
@@ -193,7 +198,8 @@ class TLSAccept(asyncio.Protocol):
             # Runs just before the TLS protocol's connection_made, which start_tls schedules.
             loop.call_soon(self._replay_hello, transport)
         try:
-            tls = await loop.start_tls(transport, early, self._context, server_side=True, ssl_handshake_timeout=self._timeout)
+            left = max(self._accepted_at + self._timeout - loop.time(), 0.001)  # the task starts a turn after the accept
+            tls = await loop.start_tls(transport, early, self._context, server_side=True, ssl_handshake_timeout=left)
         except (OSError, EOFError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
             self._pending.release(self, failed=True)
             log.info("TLS handshake with %s failed: %s", peer_text(self.peer), describe(exc))
@@ -205,7 +211,7 @@ class TLSAccept(asyncio.Protocol):
             transport.abort()
             return
         self._pending.release(self)
-        early.hand_over(self._make(), tls)  # type: ignore[arg-type]  # typeshed: Transport | None; it returns one or raises
+        early.hand_over(self._make(self._accepted_at), tls)  # type: ignore[arg-type]  # typeshed: Transport | None; it returns one or raises
 
     def _replay_hello(self, transport: asyncio.BaseTransport) -> None:
         """Give the TLS protocol the bytes read before it was in place."""
