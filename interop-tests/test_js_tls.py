@@ -200,3 +200,12 @@ async def test_the_pool_and_the_load_balanced_client_pass_tls_through(start_serv
     balanced = await pool_agent("balanced", servers=[f"127.0.0.1:{one.port}", f"127.0.0.1:{two.port}"], **options)
     await balanced.call("start")
     all_ok(await balanced.call("burst", channel="py.client.echo", count=60, timeoutMs=5000), 60)
+
+
+async def test_the_load_balanced_client_s_start_names_tls_with_the_tls_error_as_its_cause(start_server, pool_agent, pki):  # noqa: F811
+    # security.md §2.2 through start() (resilience.md §8), as the Python client: the first server's words, the TLS error as cause.
+    srv = await start_server(*server_args(pki, cert=pki.foreign_server))
+    balanced = await pool_agent("balanced", servers=[f"127.0.0.1:{srv.port}"], tls=tls(pki))
+    error = await balanced.call_error("start")
+    assert error["message"].startswith(f"no server could be reached: TLS handshake with 127.0.0.1:{srv.port} failed: the server's certificate was refused"), error
+    assert error["cause"] == "UNABLE_TO_VERIFY_LEAF_SIGNATURE", error

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from ipc_protocol import ErrorCode, NotConnected, printable
+from ipc_protocol import ErrorCode, IPCError, NotConnected, printable
 
 from .balancer import Server
 from .client import IPCClient
 from .pool import ConnectionPool
 
-__all__ = ["ServerHealth"]
+__all__ = ["ServerHealth", "unreachable"]
 
 log = logging.getLogger("ipc_client.balancer")
 
@@ -44,6 +44,21 @@ class ServerHealth:
         self._emit = emit
         self._closed = closed
         self._task: asyncio.Task[None] | None = None
+
+    async def open_all(self) -> list[BaseException | None]:
+        """Open every server's pool (``start()``): one that fails leaves the
+        rotation with its error. Each server's error, in the servers' order
+        (None: opened)."""
+
+        async def open_one(server: Server) -> BaseException | None:
+            try:
+                await self._pools[server].start()
+            except (IPCError, OSError) as exc:
+                self.mark_down(server, exc)
+                return exc
+            return None
+
+        return list(await asyncio.gather(*(open_one(s) for s in self._pools)))
 
     def mark_down(self, server: Server, error: BaseException | None) -> None:
         server.leaving = False  # gone now, not leaving
@@ -115,3 +130,20 @@ class ServerHealth:
             self.mark_up(server)
         else:
             self.mark_down(server, NotConnected(f"health check failed: {report.get('error') or 'unhealthy'}"))
+
+
+def unreachable(errors: Iterable[BaseException | None]) -> NotConnected:
+    """``start()``'s error when no server could be reached (docs/resilience.md
+    §8): the first server's error in its words, and as ``__cause__`` what
+    lies under its ``NotConnected`` wrappers (the ``ssl.SSLError``, the
+    ``ConnectionRefusedError``, an ``Unauthorized``), the cause ``connect()``
+    gives, as the Node client does."""
+    first = next((error for error in errors if error is not None), None)
+    if first is None:  # each opened, then dropped
+        return NotConnected("no server could be reached")
+    cause = first
+    while isinstance(cause, NotConnected) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    error = NotConnected(f"no server could be reached: {first}")
+    error.__cause__ = cause
+    return error

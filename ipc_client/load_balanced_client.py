@@ -26,7 +26,7 @@ from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 from ipc_protocol.payload_paths import read_once
 
 from .listeners import Listeners
-from .balanced_health import ServerHealth
+from .balanced_health import ServerHealth, unreachable
 from .balanced_subscriptions import BalancedSubscriptions, refusal, tally
 from .balancer import FAILOVER_CODES, SERVER_DOWN_CODES, Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
@@ -133,30 +133,21 @@ class LoadBalancedClient(BalancedStreaming):
 
         Servers that cannot be reached start out of rotation and the health
         checks bring them in. Raises NotConnected if none could be reached
-        (the checks keep running until :meth:`close`), or if :meth:`close`
-        was called meanwhile.
+        (the checks keep running until :meth:`close`): the first server's
+        error in its message, its cause as ``connect()`` gives it
+        (balanced_health.unreachable); or if :meth:`close` was called meanwhile.
         """
         self._check_open()
         if self._started:
             return
         self._started = True
-
-        async def open_one(server: Server) -> BaseException | None:
-            try:
-                await self._pools[server].start()
-            except (IPCError, OSError) as exc:
-                self._health.mark_down(server, exc)
-                return exc
-            return None
-
-        errors = await asyncio.gather(*(open_one(s) for s in self.servers))
+        errors = await self._health.open_all()
         if self._closed:  # as every call after close() (the Node client's too)
             raise NotConnected("the client was closed during start()")
         if self.health_check_interval is not None:
             self._health.start(self.health_check_interval)
         if not any(s.healthy for s in self.servers):
-            first = next(e for e in errors if e is not None)
-            raise NotConnected(f"no server could be reached: {first}") from first  # the cause, as in Node
+            raise unreachable(errors)
 
     async def close(self) -> None:
         """Stop the health checks and close every pool; later calls raise NotConnected."""

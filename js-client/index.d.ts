@@ -1145,7 +1145,12 @@ export declare class LoadBalancedClient extends EventEmitter {
   /** Ms, as given or defaulted. */
   readonly healthCheckInterval: number;
   readonly healthCheckTimeout: number;
-  /** Rejects not_connected when no server is reachable (and keeps checking until close()). */
+  /**
+   * Rejects not_connected when no server is reachable (and keeps checking
+   * until close()): `no server could be reached: ` and the first server's
+   * error, its `cause` what lies under that error's NotConnectedErrors (the
+   * TLS error, ECONNREFUSED, an UnauthorizedError), as connect() gives it.
+   */
   start(): Promise<void>;
   /**
    * Fails over to the next healthy server within the deadline. The third

@@ -295,6 +295,15 @@ async def test_health_checks_take_a_dead_server_out_and_put_it_back_with_its_reg
     assert got.empty()
 
 
+async def test_start_with_no_server_names_the_first_server_s_failure_and_its_cause(make_lb) -> None:
+    # resilience.md §8: connect()'s words and its cause, not the pool's NotConnected as the cause.
+    first, second = free_port(), free_port()  # nobody listens on either
+    with pytest.raises(NotConnected) as info:
+        await make_lb([("127.0.0.1", first), ("127.0.0.1", second)])
+    assert str(info.value).startswith(f"no server could be reached: cannot connect to 127.0.0.1:{first}: ")
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+
+
 async def test_registration_with_every_server_down_is_refused(make_lb, servers) -> None:
     lb = await make_lb([addr(servers[0])])
     await servers[0].close()

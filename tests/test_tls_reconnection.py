@@ -6,6 +6,7 @@ is refused (the rest of TLS: tests/test_tls.py)."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient
 from ipc_protocol import NotConnected
+from ipc_server import IPCServer
 from ipc_server.tls import peer_subject
 
 from .test_tls import FAST_S, PKI, pki, run, tls_server  # noqa: F401 - pki and run are fixtures
@@ -84,5 +86,25 @@ def test_the_pool_and_the_load_balanced_client_pass_tls_through(pki: PKI, run: C
             with pytest.raises(NotConnected, match="TLS"):
                 async with ConnectionPool("app", "127.0.0.1", server.port, tls_ca=pki.ca, acquire_timeout=FAST_S) as pool:
                     await pool.request("echo", 1)
+
+    run(main())
+
+
+def test_the_load_balanced_client_s_start_names_tls_with_the_tls_error_as_its_cause(pki: PKI, run: Callable[..., Any]) -> None:
+    """security.md §2.2 through start() (resilience.md §8): the first
+    server's words, and the TLS error itself as the cause, not a wrapper."""
+
+    async def main() -> None:
+        async with tls_server(pki, cert=pki.foreign_server) as foreign, IPCServer("127.0.0.1", 0) as plaintext:
+            servers = [("127.0.0.1", foreign.port), ("127.0.0.1", plaintext.port)]
+            balanced = LoadBalancedClient("app", servers, health_check_interval=None, tls_ca=pki.ca, reconnect=False)
+            try:
+                with pytest.raises(NotConnected) as info:
+                    await asyncio.wait_for(balanced.start(), FAST_S)
+            finally:
+                await balanced.close()
+            error = info.value
+            assert str(error).startswith(f"no server could be reached: TLS handshake with 127.0.0.1:{foreign.port} failed: the server's certificate was refused")
+            assert isinstance(error.__cause__, ssl.SSLCertVerificationError)
 
     run(main())

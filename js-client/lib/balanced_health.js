@@ -39,6 +39,26 @@ class ServerHealth {
   }
 
   /**
+   * Opens every server's pool (start()): one that opens is in the
+   * rotation, one that fails leaves it with its error.
+   * @returns {Promise<Array<Error|null>>} each server's error in the servers' order (null: opened).
+   */
+  openAll() {
+    return Promise.all(
+      this._servers.map(async (server) => {
+        try {
+          await this._pools.get(server).start();
+          this.markUp(server);
+          return null;
+        } catch (err) {
+          this.markDown(server, err);
+          return err;
+        }
+      })
+    );
+  }
+
+  /**
    * Takes a server out of the rotation.
    * @param {ServerState} server
    * @param {Error|null} error
@@ -127,4 +147,20 @@ class ServerHealth {
   }
 }
 
-module.exports = { ServerHealth };
+/**
+ * start()'s error when no server could be reached (docs/resilience.md §8):
+ * the first server's error in its words, and as `.cause` what lies under
+ * its not_connected wrappers (the TLS error, ECONNREFUSED, an
+ * UnauthorizedError), the cause connect() gives, as the Python client does.
+ * @param {Array<Error|null>} errors openAll()'s.
+ * @returns {NotConnectedError}
+ */
+function unreachable(errors) {
+  const first = errors.find((err) => err != null);
+  if (first === undefined) return new NotConnectedError('no server could be reached'); // each opened, then dropped
+  let cause = first;
+  while (cause instanceof NotConnectedError && cause.cause != null) cause = cause.cause;
+  return new NotConnectedError(`no server could be reached: ${first.message}`, { cause });
+}
+
+module.exports = { ServerHealth, unreachable };

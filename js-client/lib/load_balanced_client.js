@@ -25,7 +25,7 @@ const { AlreadyServingError, NotConnectedError } = require('./errors');
 const { FAILOVER_CODES, checkDuration, routeCall } = require('./failover');
 const { BalancedRegistrations } = require('./balanced_registrations');
 const { checkSchemaOption } = require('./contracts');
-const { ServerHealth } = require('./balanced_health');
+const { ServerHealth, unreachable } = require('./balanced_health');
 
 /** Balancer defaults (§8); milliseconds. */
 const BALANCER_DEFAULTS = Object.freeze({
@@ -132,29 +132,18 @@ class LoadBalancedClient extends BalancedStreaming {
    * cannot be reached start out of rotation; health checks bring them in.
    * @returns {Promise<void>}
    * @throws {NotConnectedError} no server could be reached (the client
-   *   keeps checking until close()), or close() was called meanwhile.
+   *   keeps checking until close()): the first server's error in its
+   *   message, its cause as connect() gives it (balanced_health.js); or
+   *   close() was called meanwhile.
    */
   async start() {
     if (this._closed) throw new NotConnectedError('the client is closed');
     if (this._started) return;
     this._started = true;
-    const errors = [];
-    await Promise.all(
-      this._servers.map(async (server) => {
-        try {
-          await this._pools.get(server).start();
-          this._health.markUp(server);
-        } catch (err) {
-          errors.push(err);
-          this._health.markDown(server, err);
-        }
-      })
-    );
+    const errors = await this._health.openAll();
     if (this._closed) throw new NotConnectedError('the client was closed during start()'); // as every call after close()
     this._health.schedule();
-    if (!this._servers.some((s) => s.healthy)) {
-      throw new NotConnectedError('no server could be reached', { cause: errors[0] });
-    }
+    if (!this._servers.some((s) => s.healthy)) throw unreachable(errors);
   }
 
   /**

@@ -93,7 +93,8 @@ class Reconnector {
     if (host._generation !== generation) throw new NotConnectedError('the client disconnected while waiting for the first connection', { cause });
     if (final(cause)) throw cause; // as when the first attempt is refused
     const { host: address, port, maxRetries } = host.options;
-    throw new NotConnectedError(`could not connect to ${address}:${port}: gave up after ${maxRetries + 1} attempts`, { cause });
+    // The last attempt's words too (a TLS failure names TLS), as the Python client says them.
+    throw new NotConnectedError(`could not connect to ${address}:${port}: gave up after ${maxRetries + 1} attempts: ${cause.message}`, { cause });
   }
 
   /** disconnect(): ends the backoff sleep at once. */

@@ -6,12 +6,13 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const net = require('node:net');
 const { LoadBalancedClient } = require('../lib/load_balanced_client');
 const { DEFAULTS } = require('../lib/constants');
-const { ErrorCode } = require('../lib/errors');
+const { ErrorCode, FrameError } = require('../lib/errors');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
-const { Peer, waitFor, until, settle } = require('./helpers');
+const { Peer, waitFor, until, settle, freePort } = require('./helpers');
 
 /** Fast backoff, whichever name the client options give it. */
 const FAST = 'initialDelay' in DEFAULTS ? { initialDelay: 20, maxDelay: 50 } : { reconnectDelay: 20, reconnectDelayMax: 50 };
@@ -265,6 +266,26 @@ test('balanced - start() with no reachable server rejects not_connected; a parti
   const none = new LoadBalancedClient('app', [`127.0.0.1:${port}`]);
   t.after(() => none.close());
   await assert.rejects(none.start(), { code: ErrorCode.NOT_CONNECTED });
+});
+
+test('balanced - start() with no server names the first server\'s failure, its cause as connect() gives it', async (t) => {
+  // docs/resilience.md §8, security.md §2.2: a TLS server answering in TLS, then nobody listening.
+  const alerting = net.createServer((socket) => socket.once('data', () => socket.end(Buffer.from('15030300020246', 'hex'))));
+  await new Promise((resolve) => alerting.listen(0, '127.0.0.1', resolve));
+  t.after(() => alerting.close());
+  const tlsPort = alerting.address().port;
+  const closedPort = await freePort();
+  const lb = new LoadBalancedClient('app', [`127.0.0.1:${tlsPort}`, `127.0.0.1:${closedPort}`], { healthCheckInterval: 60_000, reconnect: false });
+  t.after(() => lb.close());
+  await assert.rejects(lb.start(), (err) => {
+    assert.equal(err.code, ErrorCode.NOT_CONNECTED);
+    assert.ok(err.message.startsWith(`no server could be reached: 127.0.0.1:${tlsPort} answered in TLS and this client has TLS off (set tls): `), err.message);
+    assert.ok(err.cause instanceof FrameError, String(err.cause)); // not the NotConnectedError wrapping it
+    return true;
+  });
+  const refused = new LoadBalancedClient('app', [`127.0.0.1:${closedPort}`], { healthCheckInterval: 60_000, reconnect: false });
+  t.after(() => refused.close());
+  await assert.rejects(refused.start(), (err) => err.message.startsWith(`no server could be reached: could not connect to 127.0.0.1:${closedPort}`) && err.cause.code === 'ECONNREFUSED');
 });
 
 test('balanced - publish goes to one server; subscribe and serve apply on every server', async (t) => {
