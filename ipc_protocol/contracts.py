@@ -33,11 +33,12 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import to_json
 
+from .contract_dump import BytesKeepingDump
 from .envelope import Message
 from .exceptions import BadRequest, HandlerError
-from .payload_paths import LEAVES, holds_binary
+from .payload_paths import holds_binary
 
 __all__ = [
     "ANY_SCHEMA",
@@ -101,9 +102,11 @@ class Contract:
         # datetime, UUID, Enum or tuple arriving as JSON would never pass, so
         # such a request goes through pydantic's JSON mode (about 0.5 µs more).
         self._strict = self._request is not None and _core_has(self._request.core_schema, _is_strict)
-        # A result that may hold bytes is dumped in Python mode, its bytes kept
-        # for the binary frame (§16) and the rest made JSON values.
-        self._keeps_bytes = self._response is not None and _core_has(self._response.core_schema, _may_be_bytes)
+        # A result that may hold bytes keeps them for the binary frame (§16),
+        # the rest in JSON mode as usual (contract_dump.py).
+        self._keeps_bytes: BytesKeepingDump | None = None
+        if self._response is not None and _core_has(self._response.core_schema, _may_be_bytes):
+            self._keeps_bytes = BytesKeepingDump(self._response)
 
     def parse(self, msg: Message) -> Any:
         """The request's payload as the handler's type; :class:`BadRequest` if it is not one.
@@ -130,8 +133,8 @@ class Contract:
             return result
         try:
             value = adapter.validate_python(result, by_alias=True, by_name=True)
-            if self._keeps_bytes:
-                return _jsonable(adapter.dump_python(value, by_alias=True))
+            if self._keeps_bytes is not None:
+                return self._keeps_bytes(value)
             return adapter.dump_python(value, mode="json", by_alias=True)
         except ValidationError as exc:
             errors = field_errors(exc)
@@ -314,19 +317,6 @@ def _is_strict(node: dict[str, Any]) -> bool:
 
 def _may_be_bytes(node: dict[str, Any]) -> bool:
     return node.get("type") in ("bytes", "any")
-
-
-def _jsonable(value: Any) -> Any:
-    """A Python-mode dump as JSON values, bytes kept (what mode="json" would
-    do to the rest: datetimes to ISO strings, enums to values, tuples to lists)."""
-    cls = type(value)
-    if cls in LEAVES or isinstance(value, (bytes, bytearray, memoryview)):
-        return value
-    if isinstance(value, dict):
-        return {k if type(k) is str else to_jsonable_python(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    return to_jsonable_python(value)
 
 
 def _summary(errors: list[dict[str, Any]]) -> str:

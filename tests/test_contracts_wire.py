@@ -6,16 +6,16 @@ with a Python caller; the Node caller is interop-tests/test_typed_contracts.py."
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer, model_serializer
 
 from ipc_protocol import BadRequest, HandlerError, Message, MessageType
-from ipc_protocol.contracts import contract_of
+from ipc_protocol.contracts import Contract, contract_of
 
 
 def request(payload: Any, channel: str = "x.y") -> Message:
@@ -63,6 +63,44 @@ class Broken(BaseModel):
     @field_serializer("data")
     def fail(self, value: bytes) -> str:
         raise RuntimeError("no")
+
+
+class Receipt(BaseModel):
+    """JSON mode's own: a ser_json_* setting and a serializer for JSON alone."""
+
+    model_config = ConfigDict(ser_json_timedelta="float")
+    took: timedelta
+    cents: int
+
+    @field_serializer("cents", when_used="json")
+    def _euros(self, cents: int) -> str:
+        return f"{cents / 100:.2f}"
+
+
+class ReceiptWithMeta(Receipt):
+    meta: dict[str, Any] = {}
+
+
+class ReceiptWithScan(Receipt):
+    scan: bytes = b""
+    pages: list[Image] = []
+
+
+class Hex(BaseModel):
+    data: bytes
+
+    @field_serializer("data", when_used="json")
+    def _hex(self, data: bytes) -> str:
+        return data.hex()
+
+
+class Wrapped(BaseModel):
+    data: bytes
+    took: timedelta
+
+    @model_serializer(mode="wrap")
+    def _with_kind(self, handler: Any) -> dict[str, Any]:
+        return {**handler(self), "kind": "scan"}
 
 
 STRICT = {"when": "2026-12-05T10:00:00Z", "uid": "123e4567-e89b-12d3-a456-426614174000", "colour": "red", "pair": [1, 2], "n": 5}
@@ -162,6 +200,58 @@ def test_bytes_in_an_answer_stay_bytes_and_the_rest_becomes_json_values() -> Non
     assert contract_of(loose).dump(loose("c")) == {"raw": PNG, "at": "2026-01-01T00:00:00", "tags": ["a", "b"]}  # type: ignore[union-attr]
 
 
+def test_an_answer_is_in_json_mode_whether_or_not_it_may_hold_bytes() -> None:
+    """ser_json_* and JSON-only serializers apply beside bytes too: the answer is what the published schema says."""
+    receipt = {"took": timedelta(seconds=1.5), "cents": 1999}
+    expected = {"took": 1.5, "cents": "19.99"}
+
+    def dumped(model: type[BaseModel], **extra: Any) -> Any:
+        contract = Contract(None, model)
+        schema = contract.schema["response"]["properties"]
+        assert (schema["took"]["type"], schema["cents"]["type"]) == ("number", "string")
+        return contract.dump(model(**receipt, **extra))
+
+    assert dumped(Receipt) == expected
+    assert dumped(ReceiptWithMeta) == {**expected, "meta": {}}
+    meta = {"raw": PNG, "text": b"ok", "view": memoryview(b"\x00\xff"), "in": [b"\xff", (1, b"a")], "at": timedelta(seconds=2)}
+    assert dumped(ReceiptWithMeta, meta=meta) == {
+        **expected, "meta": {**meta, "in": [b"\xff", [1, b"a"]], "at": 2.0},  # the model's setting, under Any too
+    }  # fmt: skip
+    page = image("p")
+    scanned = dumped(ReceiptWithScan, scan=PNG, pages=[page])
+    assert scanned == {**expected, "scan": PNG, "pages": [{"name": "p", "data": PNG, "taken": "2026-12-05T10:00:00Z", "colour": "red"}]}
+    assert dumped(ReceiptWithScan, scan=b"text") == {**expected, "scan": b"text", "pages": []}  # UTF-8 bytes stay bytes too
+
+
+def test_a_json_mode_serializer_of_bytes_is_applied_and_bytes_under_a_custom_one_kept() -> None:
+    def hexed(data: bytes) -> Hex:
+        return Hex(data=data)
+
+    def wrapped(data: bytes) -> Wrapped:
+        return Wrapped(data=data, took=timedelta(seconds=3))
+
+    assert contract_of(hexed).dump(hexed(b"\x89\x00")) == {"data": "8900"}  # type: ignore[union-attr]
+    assert contract_of(hexed).dump(hexed(b"ok")) == {"data": "6f6b"}  # type: ignore[union-attr]
+    for data in (PNG, b"ok"):
+        assert contract_of(wrapped).dump(wrapped(data)) == {"data": data, "took": "PT3S", "kind": "scan"}  # type: ignore[union-attr]
+
+    class Base64(BaseModel):
+        model_config = ConfigDict(ser_json_bytes="base64")
+        data: bytes
+
+    for data in (PNG, b"ok"):  # bytes stay bytes, whatever JSON mode would write them as
+        assert Contract(None, Base64).dump(Base64(data=data)) == {"data": data}
+
+    def by_id(n: int) -> dict[int, bytes]:
+        return {1: PNG, 2: b"ok"}
+
+    def tags(n: int) -> set[bytes]:
+        return {PNG}
+
+    assert contract_of(by_id).dump(by_id(1)) == {"1": PNG, "2": b"ok"}  # type: ignore[union-attr]
+    assert contract_of(tags).dump(tags(1)) == [PNG]  # type: ignore[union-attr]
+
+
 def test_a_result_that_cannot_be_serialised_is_a_handler_error() -> None:
     def broken(name: str) -> Broken:
         return Broken(data=b"x")
@@ -187,3 +277,9 @@ async def test_a_python_caller_gets_aliases_bytes_and_strict_validation(server, 
     answer = await caller.request("t.image", "a")
     assert answer == {"name": "a", "data": PNG, "taken": "2026-12-05T10:00:00Z", "colour": "red"}
     assert TypeAdapter(Image).validate_python(answer).data == PNG
+
+    def receipt(name: str) -> ReceiptWithScan:
+        return ReceiptWithScan(took=timedelta(seconds=1.5), cents=1999, scan=PNG)
+
+    server.add_handler("t.receipt", receipt)
+    assert await caller.request("t.receipt", "a") == {"took": 1.5, "cents": "19.99", "scan": PNG, "pages": []}
