@@ -7,8 +7,9 @@ with a Python caller; the Node caller is interop-tests/test_typed_contracts.py."
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import pytest
@@ -178,6 +179,39 @@ def test_a_strict_model_with_bytes_validates_a_binary_payload() -> None:
     assert contract.parse(request({"name": "a", "data": PNG})).data == PNG
     with pytest.raises(BadRequest):
         contract.parse(request({"name": 5, "data": PNG}))
+
+
+class StrictScan(BaseModel):
+    """A strict model with bytes beside types JSON carries as strings or lists."""
+
+    model_config = ConfigDict(strict=True)
+    data: bytes
+    tags: set[int] = set()
+    price: Decimal = Decimal(0)
+    by_id: dict[int, str] = {}
+
+
+class StrictScanLaxFields(StrictScan):
+    tags: set[int] = Field(default=set(), strict=False)
+    price: Decimal = Field(default=Decimal(0), strict=False)
+    by_id: dict[Annotated[int, Field(strict=False)], str] = {}  # a dict's keys: strict=False on the field relaxes the dict alone
+
+
+def test_a_strict_model_with_bytes_takes_only_what_json_carries_as_itself_beside_them() -> None:
+    """docs/typed-contracts.md §1: a payload holding bytes is validated in Python mode."""
+    fields = {"tags": [1, 2], "price": "1.5", "by_id": {"1": "a"}}
+
+    def errors(model: type[BaseModel], payload: dict[str, Any]) -> dict[tuple[Any, ...], str]:
+        try:
+            Contract(model, None).parse(request(payload))
+        except BadRequest as err:
+            return {tuple(e["loc"]): e["type"] for e in err.errors}
+        return {}
+
+    assert errors(StrictScan, {"data": "text", **fields}) == {}  # no bytes: JSON mode
+    assert errors(StrictScan, {"data": PNG, **fields}) == {("tags",): "set_type", ("price",): "is_instance_of", ("by_id", "1", "[key]"): "int_type"}
+    assert errors(StrictScanLaxFields, {"data": PNG, **fields}) == {}
+    assert errors(StrictScanLaxFields, {"data": "text", **fields}) == {}
 
 
 # -- bytes in an answer ------------------------------------------------------------------
