@@ -30,6 +30,7 @@ const { MAX_JSON_DEPTH } = require('./json_profile');
 const { isBinary } = require('./protocol/payload_paths');
 const { isStreamResult } = require('./producers');
 const { show, orList, summary, pyRepr } = require('./contract_errors');
+const { compilePattern } = require('./contract_patterns');
 
 const SIDES = ['request', 'response'];
 const FORMATS = {
@@ -50,7 +51,7 @@ const TYPE_ERRORS = {
 };
 // Keys whose values are data, not schemas: a `pattern` under them is no regex.
 const DATA_KEYS = new Set(['const', 'enum', 'default', 'examples']);
-// Each schema node's compiled `pattern` (null: it compiles in no mode), compiled once.
+// Each schema node's compiled `pattern` (null: not checked), compiled once.
 const PATTERNS = new WeakMap();
 
 /**
@@ -80,12 +81,12 @@ function checkSchemaOption(schema) {
 
 /**
  * Compiles every `pattern` of a schema once, at serve() time.
- * @throws {TypeError} a pattern no RegExp accepts, named.
+ * @throws {TypeError} a pattern that is a regular expression in no dialect, named.
  * @private
  */
 function compilePatterns(node, where, depth = 0) {
   if (node === null || typeof node !== 'object' || depth > MAX_JSON_DEPTH) return;
-  if (typeof node.pattern === 'string' && patternOf(node) === null) {
+  if (typeof node.pattern === 'string' && patternOf(node) === undefined) {
     throw new TypeError(`${where} has a pattern that is not a valid regular expression: ${JSON.stringify(node.pattern)}`);
   }
   for (const [key, child] of Object.entries(node)) {
@@ -94,27 +95,14 @@ function compilePatterns(node, where, depth = 0) {
 }
 
 /**
- * A schema node's pattern as a RegExp: with the `u` flag, as JSON Schema
- * reads it, else without, since Python's patterns (pydantic's) may escape
- * what `u` refuses (`\-`, `\_`, `[\w-.]`); null when neither compiles.
+ * A schema node's pattern, compiled once (lib/contract_patterns.js).
+ * @param {{pattern: string}} schema
+ * @returns {RegExp|null|undefined} null: not checked; undefined: not a regular expression.
  * @private
  */
 function patternOf(schema) {
-  let re = PATTERNS.get(schema);
-  if (re === undefined) {
-    re = regExp(schema.pattern, 'u') ?? regExp(schema.pattern, '');
-    PATTERNS.set(schema, re);
-  }
-  return re;
-}
-
-/** @private */
-function regExp(source, flags) {
-  try {
-    return new RegExp(source, flags);
-  } catch {
-    return null;
-  }
+  if (!PATTERNS.has(schema)) PATTERNS.set(schema, compilePattern(schema.pattern));
+  return PATTERNS.get(schema);
 }
 
 /**
@@ -285,7 +273,7 @@ function checkString(schema, value, loc, errors) {
     errors.push({ loc, msg: `String should have at most ${schema.maxLength} character${schema.maxLength === 1 ? '' : 's'}`, type: 'string_too_long' });
   }
   const pattern = typeof schema.pattern === 'string' ? patternOf(schema) : null;
-  if (pattern !== null && !pattern.test(value)) {
+  if (pattern && !pattern.test(value)) {
     errors.push({ loc, msg: `String should match pattern '${schema.pattern}'`, type: 'string_pattern_mismatch' });
   }
   const format = FORMATS[schema.format];

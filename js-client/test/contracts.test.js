@@ -122,7 +122,7 @@ test('contracts - a result that breaks the response schema is the handler failin
 // -- patterns, results as sent, bytes ---------------------------------------------------
 
 test("contracts - a pattern Python accepts but the u flag refuses still checks, compiled at serve time", () => {
-  for (const [pattern, good, bad] of [['^[A-Z]+\\-\\d+$', 'AB-12', 'ab-12'], ['^[a-z\\_]+$', 'a_b', 'a-b'], ['^[\\w-.]+$', 'a-b.c', 'a b'], ['^\\p{Lu}$', 'É', 'é']]) {
+  for (const [pattern, good, bad] of [['^[A-Z]+\\-\\d+$', 'AB-12', 'ab-12'], ['^[a-z\\_]+$', 'a_b', 'a-b'], ['^\\#[\\w.-]+$', '#a-b.c', '#a b'], ['^\\p{Lu}$', 'É', 'é']]) {
     const typed = bindContract((msg) => msg.payload.code, checkSchemaOption({ request: { type: 'object', properties: { code: { type: 'string', pattern } } } }));
     assert.equal(typed({ channel_id: 'x', payload: { code: good } }), good, pattern);
     assert.throws(() => typed({ channel_id: 'x', payload: { code: bad } }), (err) => err instanceof BadRequestError && err.errors[0].type === 'string_pattern_mismatch', pattern);
