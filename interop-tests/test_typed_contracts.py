@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -246,6 +246,58 @@ async def test_a_python_and_a_node_responder_word_a_bad_request_alike(server, no
         "invalid request for 'node.total': items.0.qty: Input should be greater than 0; "
         "items.0.colour: Extra inputs are not permitted; currency: Input should be 'EUR' or 'USD'"
     )
+
+
+class Colour(str, Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Kinds(BaseModel):
+    """One field of each kind whose refusal pydantic words its own way, and patterns in Rust's syntax."""
+
+    model_config = ConfigDict(extra="forbid")
+    lit: Literal["a", "b"] = "a"
+    colour: Colour = Colour.RED
+    item: Item | None = None
+    items: list[Item] = Field(default_factory=list, max_length=2)
+    table: dict[str, int] = {}
+    pair: tuple[int, str] = (1, "a")
+    tags: set[int] = Field(default_factory=set, min_length=0)
+    n: int = 0
+    code: str = Field(default="AB1", pattern=r"\A[A-Z]{2}\d+\z")
+    name: str = Field(default="x", pattern=r"^\w+$")
+    digits: str = Field(default="1", pattern=r"^\d+$")
+
+
+KIND_PAYLOADS = [
+    {"lit": "c"}, {"colour": "green"}, {"item": 5}, {"items": [5]}, [1, 2], {"items": [{"sku": "A", "qty": 1}] * 3},
+    {"table": [1]}, {"pair": [1, "a", 3]}, {"pair": "x"}, {"pair": [None]}, {"tags": "x"}, {"n": 1.5},
+    {"code": "AB12"}, {"code": "AAB12z"}, {"code": "AB12\n"}, {"name": "José"}, {"name": "a b"}, {"digits": "١٢٣"},
+    {"items": [{"sku": "", "qty": 0}], "zz": 1},
+]  # fmt: skip
+
+
+async def test_a_node_responder_declaring_a_python_twins_schema_answers_each_payload_as_the_twin(server, node, processes, py_client) -> None:
+    twin = await py_client(server.port, "twin")
+
+    async def kinds(request: Kinds) -> bool:
+        return True
+
+    await twin.serve("t.kinds", kinds)
+    schema = (await twin.system("describe"))["channels"]["t.kinds"]["request"]
+    await processes([node, str(NODE_DIR / "typed_peer.js"), "serve", str(server.port), "shop", json.dumps({"t.kinds": schema})], r'\{"event":"ready"\}')
+    by_node, by_python = await py_client(server.port, "shop"), await py_client(server.port, "twin")
+
+    async def answer(caller: Any, payload: Any) -> Any:
+        try:
+            return await caller.request("t.kinds", payload)
+        except BadRequest as err:
+            return err.message, err.errors
+
+    for payload in KIND_PAYLOADS:
+        assert await answer(by_node, payload) == await answer(by_python, payload), payload
+    assert await answer(by_node, {"code": "AB12", "name": "José", "digits": "١٢٣", "pair": [2, "b"]}) is True
 
 
 async def test_the_node_clients_connection_id_is_the_one_the_server_gave(server, node) -> None:

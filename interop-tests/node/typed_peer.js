@@ -9,6 +9,8 @@
  *       breaks its response schema), `node.code` (a Python-style pattern),
  *       `node.date` (a Date answer), `node.void` (no answer) and `node.bytes`
  *       (a Buffer answer); prints {"event":"ready"} once served.
+ *   node typed_peer.js serve PORT APP SCHEMAS   the same, and each channel of
+ *       SCHEMAS ({channel: request schema}, a Python twin's) answering true.
  *   node typed_peer.js serve-balanced PORT APP   the same through a
  *       LoadBalancedClient (one server).
  *   node typed_peer.js call PORT APP CALLS   runs each of CALLS (a JSON list
@@ -28,8 +30,10 @@ const client =
     : new IPCClient(app, { host: '127.0.0.1', port: Number(port), reconnect: false });
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 
+// As pydantic writes them: a model and an Enum are titled definitions (their words: model_type, enum).
 const ITEM = {
   type: 'object',
+  title: 'Item',
   properties: { sku: { type: 'string', minLength: 1 }, qty: { type: 'integer', exclusiveMinimum: 0 } },
   required: ['sku', 'qty'],
   additionalProperties: false
@@ -39,12 +43,12 @@ const ORDER = {
   title: 'Order',
   properties: {
     items: { type: 'array', items: { $ref: '#/$defs/Item' } },
-    currency: { enum: ['EUR', 'USD'] },
+    currency: { $ref: '#/$defs/Currency' },
     placed_at: { type: 'string', format: 'date-time' },
     note: { anyOf: [{ type: 'string' }, { type: 'null' }] }
   },
   required: ['items', 'placed_at'],
-  $defs: { Item: ITEM }
+  $defs: { Item: ITEM, Currency: { enum: ['EUR', 'USD'], title: 'Currency', type: 'string' } }
 };
 
 async function serve() {
@@ -60,6 +64,9 @@ async function serve() {
   await client.serve('node.void', () => {}, { schema: { response: { type: 'null' } } });
   const bytes = { type: 'object', properties: { data: { type: 'string', format: 'binary' } }, required: ['data'] };
   await client.serve('node.bytes', (msg) => ({ data: Buffer.concat([msg.payload.data, Buffer.from([0xff])]) }), { schema: { request: bytes, response: bytes } });
+  for (const [channel, request] of Object.entries(calls ? JSON.parse(calls) : {})) {
+    await client.serve(channel, () => true, { schema: { request } });
+  }
   out({ event: 'ready' });
 }
 

@@ -2,11 +2,92 @@
 
 /**
  * How a contract's check words what it refused (lib/contracts.js): pydantic's
- * texts, so that a caller reads the same `bad_request` from a Node responder
- * as from a Python one (docs/typed-contracts.md).
+ * texts (those of its Python mode, which a lax model's check uses), so
+ * that a caller reads the same `bad_request` from a Node responder as from
+ * a Python one (docs/typed-contracts.md §2).
  */
 
 const MAX_LISTED_ERRORS = 5;
+const TYPE_ERRORS = {
+  string: ['string_type', 'Input should be a valid string'],
+  bytes: ['bytes_type', 'Input should be a valid bytes'], // type 'string', format 'binary'
+  integer: ['int_type', 'Input should be a valid integer'],
+  number: ['float_type', 'Input should be a valid number'],
+  boolean: ['bool_type', 'Input should be a valid boolean'],
+  null: ['none_required', 'Input should be null'],
+  array: ['list_type', 'Input should be a valid list'],
+  object: ['dict_type', 'Input should be a valid dictionary']
+};
+
+/**
+ * pydantic's error for a value of none of a schema node's `types`, worded
+ * by what the node stands for in pydantic: a model (an object with a
+ * `title` and `properties`), a tuple (`prefixItems`), a set
+ * (`uniqueItems`), bytes (format `binary`), an int given a fraction.
+ * @param {object} schema
+ * @param {string[]} types
+ * @param {unknown} value
+ * @returns {{msg: string, type: string}}
+ */
+function typeError(schema, types, value) {
+  const [type] = types;
+  let found;
+  if (types.length !== 1) found = ['type_error', `Input should be ${orList(types.map((t) => typeName(t, schema.format)))}`];
+  else if (type === 'object' && typeof schema.title === 'string' && isObject(schema.properties)) {
+    found = ['model_type', `Input should be a valid dictionary or instance of ${schema.title}`];
+  } else if (type === 'array' && Array.isArray(schema.prefixItems)) found = ['tuple_type', 'Input should be a valid tuple'];
+  else if (type === 'array' && schema.uniqueItems === true) found = ['set_type', 'Input should be a valid set'];
+  else if (type === 'integer' && typeof value === 'number' && Number.isFinite(value)) {
+    found = ['int_from_float', 'Input should be a valid integer, got a number with a fractional part'];
+  } else found = TYPE_ERRORS[typeName(type, schema.format)] ?? ['type_error', `Input should be ${type}`];
+  return { msg: found[1], type: found[0] };
+}
+
+/** A type's name in a message: pydantic's bytes are `bytes`, not a string. */
+function typeName(type, format) {
+  return type === 'string' && format === 'binary' ? 'bytes' : type;
+}
+
+/**
+ * What pydantic calls an array schema node: `Tuple` (`prefixItems`), `Set` (`uniqueItems`), or `List`.
+ * @param {object} schema
+ * @returns {'Tuple'|'Set'|'List'}
+ */
+function arrayKind(schema) {
+  return Array.isArray(schema.prefixItems) ? 'Tuple' : schema.uniqueItems === true ? 'Set' : 'List';
+}
+
+/**
+ * pydantic's `too_long` / `too_short` for a list, tuple or set.
+ * @param {'Tuple'|'Set'|'List'} kind
+ * @param {number} bound the schema's maxItems or minItems.
+ * @param {number|string} count how many there are (a set too long: 'more').
+ * @param {boolean} tooLong
+ * @returns {{msg: string, type: string}}
+ */
+function lengthError(kind, bound, count, tooLong) {
+  const items = `${bound} item${bound === 1 ? '' : 's'}`;
+  return tooLong
+    ? { msg: `${kind} should have at most ${items} after validation, not ${count}`, type: 'too_long' }
+    : { msg: `${kind} should have at least ${items} after validation, not ${count}`, type: 'too_short' };
+}
+
+/**
+ * pydantic's error for a value outside an `enum`: `enum` for an Enum class
+ * (a named definition: a `$defs` entry or the root, with a `title`), else
+ * `literal_error`, a `Literal`'s.
+ * @param {unknown[]} choices
+ * @param {boolean} named
+ * @returns {{msg: string, type: string}}
+ */
+function choiceError(choices, named) {
+  return { msg: `Input should be ${orList(choices.map(show))}`, type: named ? 'enum' : 'literal_error' };
+}
+
+/** @private */
+function isObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
 
 /** A value as pydantic's messages quote it. */
 function show(value) {
@@ -55,4 +136,4 @@ function summary(errors) {
   return parts.join('; ') + (more > 0 ? ` (and ${more} more)` : '');
 }
 
-module.exports = { show, orList, summary, pyRepr };
+module.exports = { show, orList, summary, pyRepr, typeError, typeName, arrayKind, lengthError, choiceError };

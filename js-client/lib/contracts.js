@@ -29,7 +29,7 @@ const { isThenable } = require('./listeners');
 const { MAX_JSON_DEPTH } = require('./json_profile');
 const { isBinary } = require('./protocol/payload_paths');
 const { isStreamResult } = require('./producers');
-const { show, orList, summary, pyRepr } = require('./contract_errors');
+const { show, orList, summary, pyRepr, typeError, typeName, arrayKind, lengthError, choiceError } = require('./contract_errors');
 const { compilePattern } = require('./contract_patterns');
 
 const SIDES = ['request', 'response'];
@@ -38,16 +38,6 @@ const FORMATS = {
   date: /^\d{4}-\d\d-\d\d$/,
   time: /^\d\d:\d\d(:\d\d(\.\d+)?)?([Zz]|[+-]\d\d:?\d\d)?$/,
   uuid: /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/
-};
-const TYPE_ERRORS = {
-  string: ['string_type', 'Input should be a valid string'],
-  bytes: ['bytes_type', 'Input should be a valid bytes'], // type 'string', format 'binary'
-  integer: ['int_type', 'Input should be a valid integer'],
-  number: ['float_type', 'Input should be a valid number'],
-  boolean: ['bool_type', 'Input should be a valid boolean'],
-  null: ['none_required', 'Input should be null'],
-  array: ['list_type', 'Input should be a valid list'],
-  object: ['dict_type', 'Input should be a valid object']
 };
 // Keys whose values are data, not schemas: a `pattern` under them is no regex.
 const DATA_KEYS = new Set(['const', 'enum', 'default', 'examples']);
@@ -182,7 +172,7 @@ function bindContract(handler, schema) {
  */
 function validate(schema, value) {
   const errors = [];
-  check(schema, value, [], schema, errors);
+  check(schema, value, [], schema, errors, true);
   return errors;
 }
 
@@ -193,23 +183,25 @@ function acceptsAll(schema) {
 
 /**
  * Checks `value` at `loc` against `schema`, pushing what is wrong.
+ * `named`: the node is a definition (`$ref` leads to it) or the root, as
+ * pydantic writes a model or an Enum class.
  * @private
  */
-function check(schema, value, loc, root, errors) {
+function check(schema, value, loc, root, errors, named = false) {
   if (schema === true || schema === undefined) return;
   if (schema === false) {
     errors.push({ loc, msg: 'No value is allowed here', type: 'never' });
     return;
   }
   if (typeof schema.$ref === 'string') {
-    check(resolve(schema.$ref, root), value, loc, root, errors);
+    check(resolve(schema.$ref, root), value, loc, root, errors, true);
   }
   if (Array.isArray(schema.allOf)) for (const part of schema.allOf) check(part, value, loc, root, errors);
   const branches = schema.anyOf || schema.oneOf;
   if (Array.isArray(branches)) checkUnion(branches, value, loc, root, errors);
-  if (schema.type !== undefined && !checkType(schema.type, value, loc, errors, schema.format)) return;
-  if (schema.enum !== undefined && !schema.enum.some((v) => same(v, value))) {
-    errors.push({ loc, msg: `Input should be ${orList(schema.enum.map(show))}`, type: 'enum' });
+  if (schema.type !== undefined && !checkType(schema, value, loc, errors)) return;
+  if (Array.isArray(schema.enum) && !schema.enum.some((v) => same(v, value))) {
+    errors.push({ loc, ...choiceError(schema.enum, named && typeof schema.title === 'string') });
     return;
   }
   if (schema.const !== undefined && !same(schema.const, value)) {
@@ -225,6 +217,11 @@ function check(schema, value, loc, root, errors) {
 
 /** @private */
 function checkUnion(branches, value, loc, root, errors) {
+  const other = branches.length === 2 && value !== null ? branches.findIndex((b) => !isNullSchema(b)) : -1;
+  if (other >= 0 && isNullSchema(branches[1 - other])) {
+    check(branches[other], value, loc, root, errors); // `X | None`: to pydantic X, nullable, not a union
+    return;
+  }
   let best = null;
   for (const branch of branches) {
     const found = [];
@@ -239,13 +236,16 @@ function checkUnion(branches, value, loc, root, errors) {
 }
 
 /** @private */
-function checkType(type, value, loc, errors, format) {
-  const types = Array.isArray(type) ? type : [type];
-  if (types.some((t) => isType(t, value, format))) return true;
-  const single = types.length === 1 && (types[0] === 'string' && format === 'binary' ? 'bytes' : types[0]);
-  const [code, msg] = (single && TYPE_ERRORS[single]) || ['type_error', `Input should be ${orList(types.map((t) => typeName(t, format)))}`];
-  errors.push({ loc, msg, type: code });
+function checkType(schema, value, loc, errors) {
+  const types = Array.isArray(schema.type) ? schema.type : [schema.type];
+  if (types.some((t) => isType(t, value, schema.format))) return true;
+  errors.push({ loc, ...typeError(schema, types, value) });
   return false;
+}
+
+/** @private */
+function isNullSchema(schema) {
+  return schema !== null && typeof schema === 'object' && schema.type === 'null' && Object.keys(schema).length === 1;
 }
 
 /** @private */
@@ -310,19 +310,30 @@ function checkNumber(schema, value, loc, errors) {
   }
 }
 
-/** @private */
+/**
+ * A list, tuple or set (arrayKind) as pydantic checks it: too long, that
+ * alone; else its items; then, if they passed, too short (a set counted
+ * without its repeats), or a tuple's missing places.
+ * @private
+ */
 function checkArray(schema, value, loc, root, errors) {
-  if (schema.minItems !== undefined && value.length < schema.minItems) {
-    errors.push({ loc, msg: `List should have at least ${schema.minItems} item${schema.minItems === 1 ? '' : 's'}`, type: 'too_short' });
-  }
-  if (schema.maxItems !== undefined && value.length > schema.maxItems) {
-    errors.push({ loc, msg: `List should have at most ${schema.maxItems} item${schema.maxItems === 1 ? '' : 's'}`, type: 'too_long' });
+  const kind = arrayKind(schema);
+  const count = kind === 'Set' ? new Set(value.map((item) => JSON.stringify(item))).size : value.length;
+  if (typeof schema.maxItems === 'number' && count > schema.maxItems) {
+    errors.push({ loc, ...lengthError(kind, schema.maxItems, kind === 'Set' ? 'more' : count, true) });
+    return;
   }
   const prefix = Array.isArray(schema.prefixItems) ? schema.prefixItems : [];
+  const before = errors.length;
   value.forEach((item, i) => {
     const itemSchema = i < prefix.length ? prefix[i] : schema.items;
     if (itemSchema !== undefined) check(itemSchema, item, [...loc, i], root, errors);
   });
+  if (typeof schema.minItems !== 'number' || count >= schema.minItems) return;
+  for (let i = value.length; kind === 'Tuple' && i < Math.min(schema.minItems, prefix.length); i++) {
+    errors.push({ loc: [...loc, i], msg: 'Field required', type: 'missing' });
+  }
+  if (errors.length === before) errors.push({ loc, ...lengthError(kind, schema.minItems, count, false) });
 }
 
 /** @private */
@@ -361,11 +372,6 @@ function name(schema, root) {
   if (schema.const !== undefined) return show(schema.const);
   if (schema.type !== undefined) return [].concat(schema.type).map((t) => typeName(t, schema.format)).join(' or ');
   return 'the declared schema';
-}
-
-/** A type's name in a message: pydantic's bytes are `bytes`, not a string. @private */
-function typeName(type, format) {
-  return type === 'string' && format === 'binary' ? 'bytes' : type;
 }
 
 /** @private */
