@@ -97,8 +97,10 @@ function patternOf(schema) {
 
 /**
  * A result as the peer will decode it: JSON.stringify's view (toJSON
- * applied, undefined properties dropped, undefined in a list and at the
- * top null) with binary values kept, since they travel as bytes (§16).
+ * applied, undefined properties dropped, undefined or a hole in a list and
+ * undefined at the top null) with binary values kept, since they travel as
+ * bytes (§16). NaN and ±Infinity stay: the bridge's JSON refuses them
+ * (§1.1), so a schema refuses them too, `null` allowed or not.
  * The value itself when nothing changes.
  * @param {unknown} value
  * @returns {unknown}
@@ -110,10 +112,12 @@ function wireForm(value, depth = 1) {
   if (value instanceof Number || value instanceof String || value instanceof Boolean) return value.valueOf();
   if (Array.isArray(value)) {
     let copy = null;
-    value.forEach((item, i) => {
+    for (let i = 0; i < value.length; i++) {
+      // By index: a hole ([1, , 3], new Array(2)) is sent as null, as undefined is.
+      const item = value[i];
       const form = wireForm(item, depth + 1);
       if (form !== item) (copy ??= value.slice())[i] = form;
-    });
+    }
     return copy ?? value;
   }
   let copy = null;
@@ -312,8 +316,8 @@ function checkNumber(schema, value, loc, errors) {
 
 /**
  * A list, tuple or set (arrayKind) as pydantic checks it: too long, that
- * alone; else its items; then, if they passed, too short (a set counted
- * without its repeats), or a tuple's missing places.
+ * alone; else its items, by index (a hole is one); then, if they passed,
+ * too short (a set counted without its repeats), or a tuple's missing places.
  * @private
  */
 function checkArray(schema, value, loc, root, errors) {
@@ -325,10 +329,10 @@ function checkArray(schema, value, loc, root, errors) {
   }
   const prefix = Array.isArray(schema.prefixItems) ? schema.prefixItems : [];
   const before = errors.length;
-  value.forEach((item, i) => {
+  for (let i = 0; i < value.length; i++) {
     const itemSchema = i < prefix.length ? prefix[i] : schema.items;
-    if (itemSchema !== undefined) check(itemSchema, item, [...loc, i], root, errors);
-  });
+    if (itemSchema !== undefined) check(itemSchema, value[i], [...loc, i], root, errors);
+  }
   if (typeof schema.minItems !== 'number' || count >= schema.minItems) return;
   for (let i = value.length; kind === 'Tuple' && i < Math.min(schema.minItems, prefix.length); i++) {
     errors.push({ loc: [...loc, i], msg: 'Field required', type: 'missing' });

@@ -203,6 +203,26 @@ test('contracts - a result is checked as it is sent: Dates as strings, undefined
   assert.throws(() => bindContract(() => ({ valid_until: 'soon' }), checkSchemaOption({ response: quote }))({ payload: null }), HandlerError);
 });
 
+test('contracts - a result is checked by index: a hole in a list is sent as null, and checked so', () => {
+  assert.deepEqual(wireForm([1, , 3]), [1, null, 3]);
+  assert.deepEqual(wireForm(new Array(2)), [null, null]);
+  const ints = checkSchemaOption({ response: { type: 'array', items: { type: 'integer' } } });
+  const refusal = (result) => {
+    try {
+      bindContract(() => result, ints)({ payload: null });
+    } catch (err) {
+      return err instanceof HandlerError && err.remoteType === 'ValidationError' ? err.details.errors.map((e) => e.loc) : err;
+    }
+    return null;
+  };
+  assert.deepEqual(refusal([1, , 3]), [[1]]);
+  assert.deepEqual(refusal(new Array(2)), [[0], [1]]);
+  assert.equal(refusal([1, 2, 3]), null);
+  // NaN and Infinity are no JSON: refused (the encoder would refuse them), null allowed or not.
+  assert.deepEqual(validate({ type: ['number', 'null'] }, wireForm(Infinity)), [{ loc: [], msg: 'Input should be number or null', type: 'type_error' }]);
+  assert.deepEqual(validate({ type: 'array', items: { type: 'integer' } }, [1, , 3]), [{ loc: [1], msg: 'Input should be a valid integer', type: 'int_type' }]);
+});
+
 test('contracts - bytes pass a binary string schema (what pydantic publishes for bytes), both ways', () => {
   const image = { type: 'object', properties: { data: { type: 'string', format: 'binary', minLength: 2 } }, required: ['data'] };
   const png = Buffer.from([0x89, 0x50, 0xff, 0x00]);
