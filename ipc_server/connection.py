@@ -20,7 +20,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
 from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType, printable
-from ipc_protocol.constants import SYSTEM_CHANNEL
+from ipc_protocol.constants import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL
 from ipc_protocol.protocol import MessageRefused, PingReceived, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
@@ -164,7 +164,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         msg = refusal.message
         if msg.message_type is not MessageType.NOTIFICATION:
             self.traffic.sent[MessageType.RESPONSE] += 1
-            if self._stats.timing is not None and msg.message_type is MessageType.REQUEST and msg.channel_id != SYSTEM_CHANNEL:  # docs/operations.md: the server's own actions are not timed
+            if self._stats.timing is not None and msg.message_type is MessageType.REQUEST and not _servers_own(msg):  # docs/operations.md
                 self._stats.timing.answered(self.app_id, msg.channel_id, refusal.code, self.read_at)
         else:  # no answer: logged and dropped
             log.info("notification %s on %r from %s dropped: %s: %s", printable(msg.message_id), msg.channel_id, printable(self.connection_id), refusal.code, printable(refusal.text))
@@ -389,3 +389,10 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
     def __repr__(self) -> str:
         v, state = "1" if self.legacy else "2", self.protocol.state.value
         return f"<ServerConnection {self.connection_id or '-'} app={self.app_id!r} state={state} v{v} inflight={self.inflight.count} serving={len(self.serving)}>"
+
+
+def _servers_own(msg: Message) -> bool:
+    """One of the server's own ``system`` actions, which the request metrics
+    leave out, answered or refused; a custom action is served like any request."""
+    payload = msg.payload
+    return msg.channel_id == SYSTEM_CHANNEL and isinstance(payload, dict) and payload.get("action") in SERVER_SYSTEM_ACTIONS

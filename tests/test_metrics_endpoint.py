@@ -289,11 +289,13 @@ async def test_error_codes_a_responder_invents_share_the_other_series(endpoint: 
 async def test_pongs_count_as_out_responses_and_the_servers_own_actions_are_never_timed(endpoint: IPCServer) -> None:
     """A pong answers a ping like any response (``ipc_messages_total``
     out); a refused server action, like an answered one, is no request of
-    ``ipc_requests_total`` (docs/operations.md §1)."""
+    ``ipc_requests_total``, while a custom ``system`` action refused is
+    (docs/operations.md §1)."""
     peer = await RawPeer.open(endpoint.port)
     try:
         await peer.handshake("shop")
         asks = [{"action": "ping"}] * 5 + [{"action": "connections", "offset": -1}, {"action": "connections", "limit": "x"}, {"action": "connect"}]
+        asks.append({"action": "reindex"})  # a custom action, which nobody serves here: a request like any other
         for i, ask in enumerate(asks):
             peer.send(frame("request", "system", ask, app_id="shop", message_id=f"q{i}"))
             answer = await peer.recv_until(lambda m, i=i: m.reply_to == f"q{i}")  # type: ignore[misc]
@@ -301,9 +303,9 @@ async def test_pongs_count_as_out_responses_and_the_servers_own_actions_are_neve
         m = await scrape(endpoint.metrics.port)  # type: ignore[union-attr]
     finally:
         await peer.close()
-    assert m["ipc_messages_total"].value(direction="out", type="response", app="shop") == 1 + 5 + 3  # the connect's reply, the pongs, the refusals
-    assert "ipc_requests_total" not in m or not m["ipc_requests_total"].samples  # type: ignore[union-attr]
-    assert "ipc_request_duration_seconds" not in m or not m["ipc_request_duration_seconds"].samples  # type: ignore[union-attr]
+    assert m["ipc_messages_total"].value(direction="out", type="response", app="shop") == 1 + 5 + 3 + 1  # the connect's reply, the pongs, the refusals
+    assert {dict(labels)["outcome"]: n for (_, labels), n in m["ipc_requests_total"].samples.items()} == {"no_responders": 1}  # type: ignore[union-attr]
+    assert m["ipc_request_duration_seconds"].value("_count", app="shop", channel="system") == 1  # the custom action alone
 
 
 def _no_ipv6_loopback() -> bool:
