@@ -40,11 +40,21 @@ export declare class FrameError extends ProtocolError {
   constructor(message: string, options?: { cause?: unknown });
   readonly code: 'bad_frame';
 }
+/**
+ * A frame over the size limit, refused here (before sending, or on a
+ * received frame's length prefix): `size` and `limit` are set. A server's
+ * `too_large` answer (docs/protocol.md §12.3) is a RemoteError that is
+ * `instanceof FrameTooLargeError` too, as Python's `TooLarge` is a
+ * `FrameTooLarge`: it has neither (its message gives them, in the server's
+ * words); `instanceof RemoteError` tells the two apart.
+ */
 export declare class FrameTooLargeError extends ProtocolError {
   constructor(size: number, limit: number);
   readonly code: 'too_large';
-  readonly size: number;
-  readonly limit: number;
+  /** The frame's body length in bytes; absent on a server's `too_large` answer. */
+  readonly size?: number;
+  /** The limit in force in bytes; absent on a server's `too_large` answer. */
+  readonly limit?: number;
 }
 export declare class MessageError extends ProtocolError {
   constructor(message: string, options?: { cause?: unknown });

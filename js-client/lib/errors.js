@@ -100,7 +100,7 @@ class FrameError extends ProtocolError {
  * A frame's length is over the limit; raised on the prefix, before buffering.
  * A server's `too_large` answer (docs/protocol.md §12.3: over the limit its
  * receiver declared), a RemoteError, is an instance too, as Python's
- * `TooLarge` is a `FrameTooLarge`: one check covers both (it has no `.size`).
+ * `TooLarge` is a `FrameTooLarge`: one check covers both (it has no `.size` or `.limit`).
  */
 class FrameTooLargeError extends ProtocolError {
   /**

@@ -76,6 +76,7 @@ test('errors - a too_large answer is a FrameTooLargeError too, as in Python (§1
   assert.ok(err instanceof errors.FrameTooLargeError && err instanceof RemoteError);
   assert.equal(err.code, 'too_large');
   assert.equal(err.message, 'the answer (4000 bytes) is larger than the requester accepts (2048 bytes)');
+  assert.deepEqual([err.size, err.limit], [undefined, undefined]); // index.d.ts: both optional (its text gives them)
   assert.ok(new errors.FrameTooLargeError(10, 5) instanceof errors.FrameTooLargeError);
   assert.ok(!(errorFromWire({ code: 'limit_exceeded' }) instanceof errors.FrameTooLargeError));
   assert.ok(!(new errors.MessageError('m') instanceof errors.FrameTooLargeError));

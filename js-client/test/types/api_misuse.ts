@@ -130,6 +130,11 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
     // @ts-expect-error a NotConnectedError's code is 'not_connected'
     if (err.code === 'timeout') return;
   }
+  const tooLarge: unknown = await client.request('reports.big').catch((e: unknown) => e);
+  if (tooLarge instanceof FrameTooLargeError) {
+    // @ts-expect-error a server's too_large answer (a RemoteError) has no size or limit: NaN
+    const over: number = tooLarge.size - tooLarge.limit;
+  }
 
   // -- binary payloads: what arrives is a Buffer --
   type Upload = { data: Uint8Array; parts: ArrayBuffer[] };

@@ -435,7 +435,11 @@ export async function errors(client: IPCClient): Promise<string> {
     }
     if (err instanceof RequestTimeoutError) return `${exact<'timeout'>()(err.code)} remote=${exact<boolean>()(err.remote)}`;
     if (err instanceof CircuitOpenError) return `${exact<'circuit_open'>()(err.code)} ${exact<number>()(err.retryAfter)}`;
-    if (err instanceof FrameTooLargeError) return `${exact<'too_large'>()(err.code)} ${err.size} > ${err.limit}`;
+    if (err instanceof FrameTooLargeError) {
+      // refused here: size and limit; a server's answer (a RemoteError) has neither
+      const sizes: [number | undefined, number | undefined] = [err.size, err.limit];
+      return err.size !== undefined && err.limit !== undefined ? `over by ${err.size - err.limit}` : `${exact<'too_large'>()(err.code)} ${sizes.join()}`;
+    }
     if (err instanceof AlreadyServingError) return `${exact<'already_serving'>()(err.code)} ${exact<string>()(err.channel)}`;
     if (err instanceof NotConnectedError) return `${exact<'not_connected'>()(err.code)} ${String(err.cause)}`;
     if (err instanceof ConnectionLostError) return exact<'connection_lost'>()(err.code);
