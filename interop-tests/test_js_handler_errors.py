@@ -2,10 +2,12 @@
 the real server (docs/protocol.md §6.3): whatever a Node handler throws
 (``node/handler_errors_agent.js``, a client with no ``error`` listener),
 the caller gets ``handler_error`` and the Node process keeps running; what
-nobody listens for is a process warning, never a crash. An error that
-cannot be sent as it is (a lone surrogate, details JSON cannot carry, a
-message over the frame limit) is answered made sendable, with the texts
-the Python side writes, never left unanswered."""
+nobody listens for is a process warning, never a crash, and what an
+``error`` listener gets is always an Error (a thrown string arrives as a
+HandlerError). An error that cannot be sent as it is (a lone surrogate,
+details JSON cannot carry, a message over the frame limit) is answered
+made sendable, with the texts the Python side writes, never left
+unanswered."""
 
 from __future__ import annotations
 
@@ -63,6 +65,32 @@ async def test_a_thrown_value_with_no_string_form_is_handler_error_and_node_keep
     assert "[object Object]" in warning["message"]
     assert await caller.request("odd.echo", "still here", timeout=WAIT_S) == "still here"
     assert agent.count("crash") == 0 and agent.proc.returncode is None
+
+
+async def test_an_error_event_always_carries_an_error_a_thrown_value_that_is_not_one_as_a_handler_error(server, odd_agent, py_client):
+    """A subscription handler that throws a string, or rejects with
+    undefined, is reported on ``error`` as a HandlerError (handler_error,
+    the value's text as message, its typeof as remoteType, the value itself
+    as cause), as a Python requester gets a served handler's string throw:
+    so an ``error`` listener can always read ``.code`` and ``.message``."""
+    agent = await odd_agent(server.port)
+    await agent.call("listenErrors")
+    await agent.call("subscribeOdd", channel="odd.text", throws="text")
+    await agent.call("subscribeOdd", channel="odd.nothing", throws="nothing", **{"async": True})
+    await agent.call("serveOdd", channel="odd.throwText", kind="throwText")
+    caller = await py_client(server.port)
+    fields = ("isError", "name", "code", "message", "remoteType", "causeType", "cause")
+    assert await caller.publish("odd.text", 1, ack=True) == 1
+    got = await agent.wait_event("error")
+    assert tuple(got[k] for k in fields) == (True, "HandlerError", "handler_error", "a string, not an Error", "string", "string", "a string, not an Error")
+    assert await caller.publish("odd.nothing", 1, ack=True) == 1
+    got = await agent.wait_event("error")
+    assert tuple(got[k] for k in fields) == (True, "HandlerError", "handler_error", "undefined", "undefined", "undefined", None)
+    # the same string thrown by a served handler, as the requester gets it
+    with pytest.raises(HandlerError) as info:
+        await caller.request("odd.throwText", None, timeout=WAIT_S)
+    assert (info.value.code, info.value.message, info.value.remote_type) == ("handler_error", "a string, not an Error", "string")
+    assert agent.count("warning") == 0 and agent.count("crash") == 0
 
 
 async def test_an_error_that_cannot_be_sent_as_it_is_is_answered_made_sendable_as_python_makes_it(server, odd_agent, py_client):

@@ -102,6 +102,8 @@ export interface RemoteErrorInfo {
   remoteType?: string | null;
   remoteStack?: string | null;
   details?: unknown;
+  /** Becomes the error's own `cause` when given (undefined included). */
+  cause?: unknown;
 }
 
 /** An error response from the server or a responder (docs/protocol.md §6). */
@@ -156,6 +158,19 @@ export declare class BadRequestError extends RemoteError {
 export declare class IdempotencyConflictError extends RemoteError {
   constructor(message?: string, info?: RemoteErrorInfo);
 }
+
+/**
+ * What an event passes as its error ('error', 'disconnected', a pool's
+ * 'connection_lost', a load-balanced client's 'server_down'...): an
+ * IpcError (match on `.code`), or an Error as it was thrown or raised (a
+ * handler's or listener's own Error, a socket's, with Node's `code` such as
+ * `ECONNRESET`; the offline queue's `EQUEUELOCKED`...). Never anything but
+ * an Error: a handler or listener that throws something else (`throw
+ * 'text'`, a rejection with undefined) is reported as a HandlerError (code
+ * `handler_error`, the value's text as message, its `typeof` as
+ * remoteType, the value as `cause`).
+ */
+export type ReportedError = IpcError | (Error & { code?: unknown });
 
 /** The `error` object of an error response (docs/protocol.md §2). */
 export interface WireError {
@@ -748,7 +763,7 @@ export interface IPCClientEvents {
   connecting: [];
   connected: [info: HandshakeInfo];
   reconnected: [event: { attempts: number; elapsed: number }];
-  disconnected: [error: Error | null];
+  disconnected: [error: ReportedError | null];
   reconnecting: [event: { attempt: number; delay: number }];
   reconnect_failed: [attempts: number];
   heartbeat: [event: { latency: number }];
@@ -761,7 +776,8 @@ export interface IPCClientEvents {
   lame_duck: [event: { deadlineMs: number }];
   message: [message: Message];
   ping: [event: { messageId: string }];
-  error: [error: Error];
+  /** Errors that belong to no call; always an Error (ReportedError). */
+  error: [error: ReportedError];
   close: [];
 }
 
@@ -916,8 +932,8 @@ export declare class IPCClient extends EventEmitter {
   circuitBreakers(): Record<string, CircuitSnapshot>;
 
   onConnected(cb: (info: HandshakeInfo) => void): () => void;
-  onDisconnected(cb: (error: Error | null) => void): () => void;
-  onError(cb: (error: Error) => void): () => void;
+  onDisconnected(cb: (error: ReportedError | null) => void): () => void;
+  onError(cb: (error: ReportedError) => void): () => void;
 
   on<E extends keyof IPCClientEvents>(event: E, listener: (...args: IPCClientEvents[E]) => void): this;
   once<E extends keyof IPCClientEvents>(event: E, listener: (...args: IPCClientEvents[E]) => void): this;
@@ -957,10 +973,10 @@ export interface PoolStats {
 export interface ConnectionPoolEvents {
   created: [event: { client: IPCClient }];
   /** A member closed: idle, dead (`reason` its loss; once nobody holds it), or at close(). */
-  destroyed: [event: { client: IPCClient; reason: Error | null }];
+  destroyed: [event: { client: IPCClient; reason: ReportedError | null }];
   /** A member's connection dropped; a held one stays its holder's until released. */
-  connection_lost: [event: { client: IPCClient; error: Error | null }];
-  error: [error: Error];
+  connection_lost: [event: { client: IPCClient; error: ReportedError | null }];
+  error: [error: ReportedError];
 }
 
 /**
@@ -1127,13 +1143,13 @@ export interface ServerStats {
 }
 
 export interface LoadBalancedClientEvents {
-  server_down: [event: { host: string; port: number; error: Error | null }];
+  server_down: [event: { host: string; port: number; error: ReportedError | null }];
   server_up: [event: { host: string; port: number }];
   /** The server said it is leaving (lame duck, docs/protocol.md §13.1): new calls go to the others. */
   server_leaving: [event: { host: string; port: number; deadlineMs: number }];
   /** Over nodes of one cluster a subscription lives on one node; it moved to another (docs/cluster.md §6). */
   subscription_moved: [event: { channel: string; from: { host: string; port: number }; to: { host: string; port: number } }];
-  error: [error: Error];
+  error: [error: ReportedError];
 }
 
 /**

@@ -5,13 +5,16 @@
  * lines (command_loop.js): handlers that throw what JavaScript lets them
  * throw, or return what JSON cannot carry. argv[2] is {port, appId, options}.
  *
- * The client has no 'error' listener on purpose: what nobody listens for
- * must become a process warning, reported here as {event: 'warning', code,
- * message}, never a crash (an uncaught exception or an unhandled rejection
- * is reported as {event: 'crash'} before the process dies).
+ * The client has no 'error' listener until `listenErrors`: what nobody
+ * listens for must become a process warning, reported here as {event:
+ * 'warning', code, message}, never a crash (an uncaught exception or an
+ * unhandled rejection is reported as {event: 'crash'} before the process
+ * dies).
  *
  *   serveOdd      {channel, kind}: a responder of one of the KINDS below
- *   subscribeOdd  {channel}: a subscription handler that throws Object.create(null)
+ *   subscribeOdd  {channel, throws?, async?}: a subscription handler that throws
+ *                 (or, async, rejects with) one of THROWN below, Object.create(null) by default
+ *   listenErrors  {}: an 'error' listener, reporting each as {event: 'error', ...} (reported())
  */
 
 const { IPCClient, ForbiddenError } = require('../../js-client');
@@ -28,8 +31,38 @@ for (const event of ['uncaughtException', 'unhandledRejection']) {
 }
 process.on('warning', (warning) => out({ event: 'warning', code: warning.code ?? null, message: warning.message }));
 
+/** What a subscribeOdd handler throws, by `throws`. */
+const THROWN = {
+  nullProto: () => Object.create(null),
+  text: () => 'a string, not an Error',
+  nothing: () => undefined
+};
+
+/**
+ * What an 'error' listener got, as JSON: whether it is an Error, its name,
+ * code, message and remoteType, and its cause (`causeType` null: none).
+ * @param {unknown} err
+ * @returns {object}
+ */
+function reported(err) {
+  const isError = err instanceof Error;
+  const hasCause = isError && Object.hasOwn(err, 'cause');
+  return {
+    isError,
+    name: isError ? err.name : null,
+    code: isError ? (err.code ?? null) : null,
+    message: isError ? err.message : String(err),
+    remoteType: isError ? (err.remoteType ?? null) : null,
+    causeType: hasCause ? typeof err.cause : null,
+    cause: hasCause && typeof err.cause === 'string' ? err.cause : null
+  };
+}
+
 /** Handlers by kind. */
 const KINDS = {
+  throwText: () => {
+    throw 'a string, not an Error';
+  },
   throwNullProto: () => {
     throw Object.create(null);
   },
@@ -80,12 +113,22 @@ const ops = {
     if (handler === undefined) throw new TypeError(`unknown kind ${cmd.kind}`);
     return client.serve(cmd.channel, handler).then(() => null);
   },
-  subscribeOdd: (cmd) =>
-    client
-      .subscribe(cmd.channel, () => {
-        throw Object.create(null);
-      })
-      .then(() => null),
+  subscribeOdd: (cmd) => {
+    const make = THROWN[cmd.throws ?? 'nullProto'];
+    if (make === undefined) throw new TypeError(`unknown throws ${cmd.throws}`);
+    const handler = cmd.async
+      ? async () => {
+          throw make();
+        }
+      : () => {
+          throw make();
+        };
+    return client.subscribe(cmd.channel, handler).then(() => null);
+  },
+  listenErrors: () => {
+    client.on('error', (err) => out({ event: 'error', ...reported(err) }));
+    return null;
+  },
   serveEcho: (cmd) => client.serve(cmd.channel, (msg) => msg.payload).then(() => null)
 };
 

@@ -222,10 +222,12 @@ class RemoteError extends IpcError {
   /**
    * @param {string} code the wire error code.
    * @param {string} [message] the remote message.
-   * @param {{remoteType?: string|null, remoteStack?: string|null, details?: unknown}} [info]
+   * @param {{remoteType?: string|null, remoteStack?: string|null, details?: unknown, cause?: unknown}} [info]
+   *   `cause`, when given (undefined included), becomes the Error's own `cause`.
    */
-  constructor(code, message, { remoteType = null, remoteStack = null, details = null } = {}) {
-    super(code, message);
+  constructor(code, message, info = {}) {
+    const { remoteType = null, remoteStack = null, details = null } = info;
+    super(code, message, info !== null && typeof info === 'object' && 'cause' in info ? { cause: info.cause } : undefined);
     /** The exception type on the remote side (`ValueError`, `TypeError`...). */
     this.remoteType = remoteType;
     /** The remote stack trace, when the remote side shares it. */

@@ -4,9 +4,13 @@
  * Calling the application's event listeners without letting them break the
  * client (docs/resilience.md §2): a listener that throws, or an async one
  * that rejects, is reported on 'error' (or, with no 'error' listener, as a
- * process warning, lib/warnings.js) and the client carries on.
+ * process warning, lib/warnings.js) and the client carries on. What is
+ * reported is always an Error (reportable()).
  */
 
+const { types } = require('node:util');
+const { HandlerError } = require('./errors');
+const { describeThrown, safeInstanceOf } = require('./thrown');
 const { warnUnhandled } = require('./warnings');
 
 /**
@@ -19,23 +23,40 @@ function isThenable(value) {
 }
 
 /**
+ * What 'error' carries for a value a handler or listener threw: an Error as
+ * it is; anything else (`throw 'text'`, a rejection with undefined) as a
+ * HandlerError (code handler_error), as a requester gets it from a served
+ * handler (docs/protocol.md §6.3): the value's text as message, its
+ * `typeof` as remoteType, the value itself as `cause`. So an 'error'
+ * listener can always read `.code` and `.message`.
+ * @param {unknown} value
+ * @returns {Error}
+ */
+function reportable(value) {
+  if (safeInstanceOf(value, Error) || types.isNativeError(value)) return value; // another realm's Error too
+  const { name, message } = describeThrown(value);
+  return new HandlerError(message, { remoteType: name, cause: value });
+}
+
+/**
  * Reports an error no caller waits for: on 'error' when someone listens,
  * else as one process warning, so it is neither dropped nor a crash (an
  * 'error' event nobody listens for throws). Never throws: an 'error'
  * listener that throws becomes a warning too.
  * @param {import('node:events').EventEmitter} emitter
- * @param {unknown} err
+ * @param {unknown} thrown what failed: reported as reportable() makes it.
  * @param {string} [context] what happened, for the warning's message.
  */
-function reportError(emitter, err, context) {
+function reportError(emitter, thrown, context) {
+  const err = reportable(thrown);
   if (emitter.listenerCount('error') === 0) {
     warnUnhandled(err, context);
     return;
   }
   try {
     emitter.emit('error', err);
-  } catch (thrown) {
-    warnUnhandled(thrown, "an 'error' listener threw");
+  } catch (listenerErr) {
+    warnUnhandled(listenerErr, "an 'error' listener threw");
   }
 }
 
@@ -62,4 +83,4 @@ function emitEach(emitter, event, args) {
   }
 }
 
-module.exports = { isThenable, reportError, emitEach };
+module.exports = { isThenable, reportable, reportError, emitEach };

@@ -3,10 +3,12 @@
 // Listener errors and errors nobody listens for: a throwing listener never
 // breaks the client, rejects connect() or leaves an unhandled rejection;
 // with no 'error' listener, every reported error is one process warning.
+// What is reported is always an Error: a thrown value that is not one
+// arrives as a HandlerError whose `cause` it is.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { ErrorCode } = require('..');
+const { ErrorCode, HandlerError, IpcError } = require('..');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
 const { peerAndClient, waitFor, until, captureWarnings, settle } = require('./helpers');
@@ -166,4 +168,59 @@ test('listeners - with an error listener, nothing is warned', async (t) => {
   await until(() => errors.length === 2, 2000, 'two errors');
   await settle();
   assert.deepEqual(unhandled(warnings), []);
+});
+
+test('listeners - a thrown value that is not an Error reaches "error" as a HandlerError (its cause), an Error as it was thrown', async (t) => {
+  const rejections = watchRejections(t);
+  const { peer, client } = await setup(t);
+  const errors = [];
+  client.on('error', (err) => errors.push(err));
+  await client.connect();
+  const bug = new TypeError('handler bug');
+  await client.subscribe('text', () => {
+    throw 'a string, not an Error';
+  });
+  await client.subscribe('nothing', async () => {
+    throw undefined;
+  });
+  await client.subscribe('typed', () => {
+    throw bug;
+  });
+  for (const channel of ['text', 'nothing', 'typed']) {
+    [...peer.sockets][0].write(encodeFrame(encodeMessage(buildMessage('publish', 'app', channel, 1))));
+  }
+  await until(() => errors.length === 3, 2000, 'the handlers\' errors');
+  client.on('heartbeat', () => {
+    throw 42;
+  });
+  assert.equal(await client.healthCheck(), true); // its pong emits 'heartbeat'
+  await until(() => errors.length === 4, 2000, 'the listener\'s error');
+  assert.ok(errors.includes(bug), 'an Error is reported as it was thrown');
+  const wrapped = (value) => errors.find((e) => e instanceof HandlerError && Object.hasOwn(e, 'cause') && Object.is(e.cause, value));
+  for (const [value, message, type] of [
+    ['a string, not an Error', 'a string, not an Error', 'string'],
+    [undefined, 'undefined', 'undefined'],
+    [42, '42', 'number']
+  ]) {
+    const err = wrapped(value);
+    assert.ok(err instanceof IpcError, `${type}: ${errors}`);
+    assert.deepEqual([err.name, err.code, err.message, err.remoteType], ['HandlerError', ErrorCode.HANDLER_ERROR, message, type]);
+  }
+  await settle();
+  assert.deepEqual(rejections, []);
+});
+
+test('listeners - with no error listener, a thrown value that is not an Error is warned as a HandlerError, the value its cause', async (t) => {
+  const warnings = captureWarnings(t);
+  const { peer, client } = await setup(t);
+  await client.connect();
+  await client.subscribe('feed', () => {
+    throw 'a string, not an Error';
+  });
+  [...peer.sockets][0].write(encodeFrame(encodeMessage(buildMessage('publish', 'app', 'feed', 1))));
+  await until(() => unhandled(warnings).length === 1, 2000, 'the warning');
+  const [warning] = unhandled(warnings);
+  assert.ok(warning.cause instanceof HandlerError);
+  assert.equal(warning.cause.cause, 'a string, not an Error');
+  assert.match(warning.message, /HandlerError \(handler_error\): a string, not an Error \(no 'error' listener/);
 });

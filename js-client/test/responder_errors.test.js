@@ -4,11 +4,11 @@
 // §6.3), against a scripted peer: a value with no string form
 // (`Object.create(null)`, a getter that throws) is handler_error, in a plain
 // handler, an async one and a stream's generator, and a subscription
-// handler's is one warning, never a crash of the process; an error that
-// cannot be sent as it is (a lone surrogate, details JSON cannot carry, over
-// the frame limit) is sent made sendable, as the Python side sends it
-// (tests/test_errors_unsendable.py). Across languages:
-// interop-tests/test_js_handler_errors.py.
+// handler's is one warning (a HandlerError, the value its cause), never a
+// crash of the process; an error that cannot be sent as it is (a lone
+// surrogate, details JSON cannot carry, over the frame limit) is sent made
+// sendable, as the Python side sends it (tests/test_errors_unsendable.py).
+// Across languages: interop-tests/test_js_handler_errors.py.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -105,8 +105,9 @@ test('responder errors - a subscription handler throwing a value with no string 
   send(peer, buildMessage('publish', 'app', 'feed2', 2));
   const ours = () => warnings.filter((w) => w.code === 'IPC_UNHANDLED_ERROR');
   await until(() => ours().length === 2, 5000, 'two warnings');
-  const byCause = new Map(ours().map((w) => [w.cause === thrown ? 'null' : 'getter', w.message]));
-  assert.match(byCause.get('null'), /\[object Object\] \(no 'error' listener/);
+  // a value that is not an Error is warned as the HandlerError 'error' would get, the value its cause
+  const byCause = new Map(ours().map((w) => [w.cause.cause === thrown ? 'null' : 'getter', w.message]));
+  assert.match(byCause.get('null'), /HandlerError \(handler_error\): \[object Object\] \(no 'error' listener/);
   assert.match(byCause.get('getter'), /Error: <unprintable Error object>/);
   assert.equal((await ask(peer, 'alive')).payload, 'alive');
   assert.deepEqual(crashes, []);

@@ -87,6 +87,7 @@ import type {
   QueueOverflowValue,
   QueueStats,
   RemoteErrorInfo,
+  ReportedError,
   RequestIterator,
   ServeContext,
   ServeHandler,
@@ -387,7 +388,7 @@ export function events(client: IPCClient): void {
       void parts;
     })
     .on('reconnected', ({ attempts, elapsed }) => attempts + elapsed)
-    .on('disconnected', (error) => error?.message)
+    .on('disconnected', (error) => `${error?.code} ${error?.message}`) // a socket's ECONNRESET, an IpcError's code
     .on('reconnecting', ({ attempt, delay }) => attempt * delay)
     .on('reconnect_failed', (attempts) => attempts.toFixed())
     .on('heartbeat', ({ latency }) => latency.toFixed(1))
@@ -402,7 +403,7 @@ export function events(client: IPCClient): void {
     .on('lame_duck', ({ deadlineMs }) => deadlineMs.toFixed())
     .on('message', (msg) => msg.payload)
     .on('ping', ({ messageId }) => messageId.length)
-    .on('error', (error) => error.message)
+    .on('error', (error) => `${error.code} ${error.message}`) // always an Error (a thrown string as a HandlerError)
     .on('close', () => undefined);
   client.once('connected', (info) => info.connectionId);
   const listener = (error: Error | null): void => void error;
@@ -411,7 +412,7 @@ export function events(client: IPCClient): void {
   const removers: Array<() => void> = [
     client.onConnected((info) => void info.maxFrameSize),
     client.onDisconnected((error) => void error),
-    client.onError((error) => void error.stack)
+    client.onError((error) => void [error.stack, error.code])
   ];
   removers.forEach((remove) => remove());
   const names: Array<keyof IPCClientEvents> = ['connecting', 'close'];
@@ -451,6 +452,12 @@ export async function errors(client: IPCClient): Promise<string> {
     if (err instanceof IpcError) return `${err.name} ${err.code} ${err.message} ${err.stack}`;
   }
   const info: RemoteErrorInfo = { remoteType: 'ValueError', remoteStack: null, details: { field: 'x' } };
+  const reported: ReportedError[] = [
+    new NotConnectedError(),
+    Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+    new HandlerError('a string, not an Error', { remoteType: 'string', cause: 'a string, not an Error' })
+  ];
+  void reported.map((e) => (e instanceof IpcError ? e.code.toUpperCase() : `${e.code ?? e.name}: ${e.message}`));
   const made: IpcError[] = [
     new IpcError(ErrorCode.BAD_MESSAGE, 'bad', { cause: new Error('inner') }),
     new IpcError('custom_code'),
@@ -556,8 +563,8 @@ export async function pool(): Promise<void> {
   exact<Record<string, number>>()(p.getMetrics()); // every key, never null (docs/resilience.md §2)
   p.on('created', ({ client }) => client.appId)
     .on('destroyed', ({ client, reason }) => `${client.appId} ${reason?.message}`)
-    .on('connection_lost', ({ client, error }) => `${client.state} ${error?.message}`)
-    .on('error', (error) => error.message);
+    .on('connection_lost', ({ client, error }) => `${client.state} ${error?.code} ${error?.message}`)
+    .on('error', (error) => `${error.code} ${error.message}`);
   const first: ConnectionPoolEvents['created'] = [{ client }];
   await p.close();
   void [fields, health, reply, s, first];
@@ -618,11 +625,11 @@ export async function loadBalanced(): Promise<void> {
   }
   const pools: Record<string, PoolStats> = lb.poolStats();
   exact<Record<string, number>>()(lb.getMetrics());
-  lb.on('server_down', ({ host, port, error }) => `${host}:${port} ${error?.message}`)
+  lb.on('server_down', ({ host, port, error }) => `${host}:${port} ${error?.code} ${error?.message}`)
     .on('server_up', ({ host, port }) => `${host}:${port}`)
     .on('server_leaving', ({ host, port, deadlineMs }) => `${host}:${port} ${deadlineMs.toFixed()}`)
     .on('subscription_moved', ({ channel, from, to }) => `${channel} ${from.host}:${from.port} -> ${to.host}:${to.port}`)
-    .on('error', (error) => error.message);
+    .on('error', (error) => `${error.code} ${error.message}`);
   const down: LoadBalancedClientEvents['server_down'] = [{ host: 'h', port: 1, error: null }];
   await lb.close();
   void [fields, reply, checked, pools, down];
