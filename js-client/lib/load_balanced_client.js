@@ -26,6 +26,7 @@ const { FAILOVER_CODES, checkDuration, routeCall } = require('./failover');
 const { BalancedRegistrations } = require('./balanced_registrations');
 const { checkSchemaOption } = require('./contracts');
 const { ServerHealth, unreachable } = require('./balanced_health');
+const { reportable } = require('./listeners');
 
 /** Balancer defaults (§8); milliseconds. */
 const BALANCER_DEFAULTS = Object.freeze({
@@ -356,13 +357,13 @@ class LoadBalancedClient extends BalancedStreaming {
   }
 
   /**
-   * Reports an error no caller waits for on 'error'; never throws.
+   * Reports an error no caller waits for on 'error', as an Error (lib/listeners.js reportable()); never throws.
    * @param {unknown} err
    * @private
    */
   _report(err) {
     try {
-      if (this.listenerCount('error') > 0) this.emit('error', err);
+      if (this.listenerCount('error') > 0) this.emit('error', reportable(err));
     } catch {
       // an 'error' listener threw: nothing is left to tell
     }

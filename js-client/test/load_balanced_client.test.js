@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const net = require('node:net');
 const { LoadBalancedClient } = require('../lib/load_balanced_client');
 const { DEFAULTS } = require('../lib/constants');
-const { ErrorCode, FrameError } = require('../lib/errors');
+const { ErrorCode, FrameError, HandlerError } = require('../lib/errors');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
 const { Peer, waitFor, until, settle, freePort } = require('./helpers');
@@ -428,4 +428,18 @@ test('balanced - a throwing server_down listener in a health check goes to "erro
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(unhandled, []);
   assert.equal(lb.serverStats().find((s) => s.port === a.port).healthy, false);
+});
+
+test('balanced - a server_down listener throwing a value that is not an Error: "error" gets a HandlerError, the value its cause', async (t) => {
+  const a = await namedPeer(t, 'a');
+  const b = await namedPeer(t, 'b');
+  const lb = await balanced(t, [a, b], { healthCheckInterval: 30, healthCheckTimeout: 200 });
+  lb.on('server_down', () => {
+    throw 'listener bug';
+  });
+  const failed = waitFor(lb, 'error', 3000);
+  await a.close();
+  const [err] = await failed;
+  assert.ok(err instanceof HandlerError, String(err));
+  assert.deepEqual([err.code, err.message, err.remoteType, err.cause], [ErrorCode.HANDLER_ERROR, 'listener bug', 'string', 'listener bug']);
 });
