@@ -14,12 +14,14 @@ the whole public API, as an application compiles it:
   namespace and dynamic imports); the node10 program checks index.d.ts
   itself too, and (commonjs_default.ts) that a default import without
   esModuleInterop, which would be undefined at run time, is refused;
+  env_options.ts passes ``process.env``'s values as numeric options under
+  ``exactOptionalPropertyTypes``;
 - at run time, index.js and index.mjs export the same names, the ones
   index.d.ts declares and api_usage.ts imports.
 
 TypeScript is the test folder's dev dependency (js-client/test/types/
 package.json), installed once per session with ``npm ci``
-(typescript_support.py); without npm the tsc tests are skipped. The three
+(typescript_support.py); without npm the tsc tests are skipped. The
 compilations run at once.
 """
 
@@ -43,7 +45,7 @@ COMPILER = {
     "types": ["node"], "typeRoots": [str(TYPES / "node_modules" / "@types")],
 }  # fmt: skip
 # resolution -> (its compilerOptions, the files it compiles: name in the workspace <- source)
-PROGRAMS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+PROGRAMS: dict[str, tuple[dict[str, str | bool], dict[str, str]]] = {
     mode: (
         {"module": mode, "moduleResolution": mode},
         {
@@ -63,6 +65,9 @@ PROGRAMS["node10"] = (
         "declarations.ts": "../../index.d.ts",
     },
 )
+# process.env's values as numeric options, under exactOptionalPropertyTypes (only the
+# properties typed `| undefined` take undefined there).
+PROGRAMS["exact"] = ({"module": "nodenext", "moduleResolution": "nodenext", "exactOptionalPropertyTypes": True}, {"env_options.ts": "env_options.ts"})
 
 
 def _workspace(root: Path) -> Path:

@@ -357,7 +357,12 @@ export interface IPCClientSettings {
   waitOnFirstConnect?: boolean;
 }
 
-/** A number's decimal text (`"8888"`, as read from the environment), which the numeric options take too. */
+/**
+ * A number's decimal text (`"8888"`): what a string given for a numeric
+ * option must hold. The options are typed `string`, as `process.env` gives
+ * them; any other text (`"eighty"`, `""`) throws TypeError naming the
+ * option when the client is made.
+ */
 export type NumericString = `${number}`;
 
 /** The numeric settings, which the constructors also take as numeric strings (lib/options.js converts them). */
@@ -379,22 +384,28 @@ export type NumericSetting =
   | 'highWaterMark'
   | 'cacheMaxEntries';
 
-/** The numeric settings as options: a number or its numeric string. */
-export type NumericSettingOptions = { [K in NumericSetting]?: IPCClientSettings[K] | NumericString };
+/**
+ * The numeric settings as options: a number, or its decimal text as the
+ * environment gives it (`port: process.env.IPC_PORT`: `"8888"`, `" 8888 "`;
+ * undefined is the default). Text that is not a number (NumericString)
+ * throws TypeError naming the option when the client is made.
+ */
+export type NumericSettingOptions = { [K in NumericSetting]?: IPCClientSettings[K] | string | undefined };
 
 /**
  * Client options: the settings, the legacy names of
  * `@ifesol/ipc-framework-nodejs`, and any other key, which is ignored with
  * one process warning (IpcBridgeWarning, code IPC_UNKNOWN_OPTION) per name.
- * Numbers may be given as numeric strings (`port: "8888"`).
+ * Numbers may be given as numeric strings (`port: "8888"`, `port:
+ * process.env.IPC_PORT`); an undefined value is the default.
  */
 export interface IPCClientOptions extends Omit<IPCClientSettings, NumericSetting>, NumericSettingOptions {
   /** @deprecated Legacy name of `connectTimeout` (ms); `connectTimeout` wins when both are given. */
-  connectionTimeout?: number | string;
+  connectionTimeout?: number | string | undefined;
   /** @deprecated Legacy name of `maxRetries`; `maxRetries` wins when both are given. */
-  reconnectAttempts?: number | string;
+  reconnectAttempts?: number | string | undefined;
   /** @deprecated Legacy name of `initialDelay` (ms); `initialDelay` wins when both are given. */
-  reconnectDelay?: number | string;
+  reconnectDelay?: number | string | undefined;
   /** Unknown keys are accepted and ignored, with one process warning per name. */
   [extra: string]: unknown;
 }
@@ -944,15 +955,15 @@ export declare class IPCClient extends EventEmitter {
 /** The ConnectionPool's own settings (docs/resilience.md §7); numbers may be numeric strings. */
 export interface ConnectionPoolSettings {
   /** Connections opened by start() and kept open. Default 1. */
-  minConnections?: number | NumericString;
+  minConnections?: number | string | undefined;
   /** Most connections at once. Default 10. */
-  maxConnections?: number | NumericString;
+  maxConnections?: number | string | undefined;
   /** Longest wait of acquire() for a connection, ms. Default 5000. */
-  acquireTimeout?: number | NumericString;
+  acquireTimeout?: number | string | undefined;
   /** Idle connections above minConnections close after this long, ms. Default 30000. */
-  idleTimeout?: number | NumericString;
+  idleTimeout?: number | string | undefined;
   /** Calls in flight on every member before lease() opens another (below maxConnections). Default 1. */
-  leaseThreshold?: number | NumericString;
+  leaseThreshold?: number | string | undefined;
 }
 
 /** Options of ConnectionPool; other keys go to each member's IPCClient. */
@@ -1002,20 +1013,20 @@ export declare class ConnectionPool extends EventEmitter {
    * member), `not_connected` when closed or a connection cannot be opened, TypeError when
    * `options.timeout` is not a number (NaN included). So do execute() and lease().
    */
-  acquire(options?: { timeout?: number | NumericString }): Promise<IPCClient>;
+  acquire(options?: { timeout?: number | string | undefined }): Promise<IPCClient>;
   /**
    * False when the client was not lent out by this pool. One whose connection
    * dropped while held (still in inUse and toward maxConnections until now)
    * is destroyed here and replaced up to minConnections.
    */
   release(client: IPCClient): boolean;
-  execute<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | NumericString }): Promise<T>;
+  execute<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | string | undefined }): Promise<T>;
   /**
    * Runs `fn` on a member shared with other lease() calls (the one with the
    * fewest in flight, never one held by acquire()); waits only while no
    * member is usable. Rejects as acquire() does.
    */
-  lease<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | NumericString }): Promise<T>;
+  lease<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | string | undefined }): Promise<T>;
   /** Pings on a connected member, busy or not, else a new one; never rejects (a bad timeout is reported as the error). */
   healthCheck(options?: { timeout?: number }): Promise<{ healthy: boolean; latencyMs: number | null; error?: string }>;
   /**
@@ -1107,20 +1118,20 @@ export interface LoadBalancedClientOptions
   /** Default 'round_robin'. */
   strategy?: StrategyValue;
   /** Ping every server this often, ms. Default 5000. */
-  healthCheckInterval?: number | NumericString;
+  healthCheckInterval?: number | string | undefined;
   /** A ping slower than this fails the check, ms. Default 2000. */
-  healthCheckTimeout?: number | NumericString;
+  healthCheckTimeout?: number | string | undefined;
   /** Connections per server: defaults 1 and 1. */
-  minConnections?: number | NumericString;
-  maxConnections?: number | NumericString;
+  minConnections?: number | string | undefined;
+  maxConnections?: number | string | undefined;
   /** A [0, 1) source for the 'random' strategy. Default Math.random. */
   random?: () => number;
   /** @deprecated Legacy name of `connectTimeout` (ms). */
-  connectionTimeout?: number | string;
+  connectionTimeout?: number | string | undefined;
   /** @deprecated Legacy name of `maxRetries`. */
-  reconnectAttempts?: number | string;
+  reconnectAttempts?: number | string | undefined;
   /** @deprecated Legacy name of `initialDelay` (ms). */
-  reconnectDelay?: number | string;
+  reconnectDelay?: number | string | undefined;
   /** Unknown keys are accepted and ignored, with one process warning per name. */
   [extra: string]: unknown;
 }
@@ -1239,21 +1250,21 @@ export declare class LoadBalancedClient extends EventEmitter {
 export interface ServiceSpec {
   /** With `port`: the one server. Default 'localhost'. */
   host?: string;
-  port?: number | string;
+  port?: number | string | undefined;
   servers?: ServerSpec[];
   /** Default: the service name. */
   appId?: string;
   strategy?: StrategyValue;
   /** Per server. Default 1. */
-  minConnections?: number | NumericString;
+  minConnections?: number | string | undefined;
   /** Per server. Default 10 (at least minConnections). */
-  maxConnections?: number | NumericString;
+  maxConnections?: number | string | undefined;
   /** Default deadline of its calls, ms. Default 5000. */
-  timeout?: number | NumericString;
+  timeout?: number | string | undefined;
   /** Ms. Default 30000. */
-  healthCheckInterval?: number | NumericString;
+  healthCheckInterval?: number | string | undefined;
   /** First backoff delay of its clients, ms. Default 1000. */
-  reconnectDelay?: number | NumericString;
+  reconnectDelay?: number | string | undefined;
   /** Unknown keys are ignored, with one process warning per name. */
   [extra: string]: unknown;
 }

@@ -39,10 +39,10 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   new IPCClient('app', { tls: { rejectUnauthorized: 'no' } });
   // @ts-expect-error a token is a string
   new IPCClient('app', { token: 1234 });
-  // @ts-expect-error maxRetries is a number (Infinity for ever)
-  new IPCClient('app', { maxRetries: 'many' });
-  // @ts-expect-error heartbeatInterval is ms or null
-  new IPCClient('app', { heartbeatInterval: 'often' });
+  // @ts-expect-error maxRetries is a number (Infinity for ever) or its text, not a boolean
+  new IPCClient('app', { maxRetries: true });
+  // @ts-expect-error heartbeatInterval is ms (or its text) or null (the server's), not false
+  new IPCClient('app', { heartbeatInterval: false });
   // @ts-expect-error a pool's members cannot share one persisted outbox
   new ConnectionPool('app', { queuePath: '/var/lib/app/outbox.jsonl' });
   // @ts-expect-error host and port come from the servers list
@@ -81,8 +81,8 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   await pool.acquire(1000);
   // @ts-expect-error a load-balanced call has no retries option: it fails over by itself
   await lb.sendRequest('orders.get', null, { timeout: 100, retries: 3 });
-  // @ts-expect-error a numeric string must be a number's text (TypeError)
-  new IPCClient('app', { port: 'eighty' });
+  // @ts-expect-error a numeric option takes a number or text (process.env's), not a boolean
+  new IPCClient('app', { connectTimeout: false });
   // @ts-expect-error circuit breaker settings are numbers (not converted)
   new IPCClient('app', { circuitBreaker: { failureThreshold: '5' } });
   // @ts-expect-error a service call's options are {timeout}

@@ -213,7 +213,16 @@ export function everyOption(): IPCClient[] {
     maxFrameSize: '1048576', maxConcurrentHandlers: '64', highWaterMark: '64', cacheMaxEntries: '1000'
   }; // prettier-ignore
   const resolved: number = new IPCClient('billing', fromEnv).options.port; // read back as numbers
-  void resolved;
+  // process.env's values as they are (string | undefined: undefined is the default), as the README writes
+  // them; text that is not a number ('eighty', '') compiles and throws TypeError when the client is made.
+  const env: Record<string, string | undefined> = process.env;
+  const fromProcessEnv = [
+    new IPCClient('billing', { port: env.IPC_PORT, connectTimeout: env.TIMEOUT, heartbeatInterval: env.HEARTBEAT_MS, reconnectDelay: env.DELAY }),
+    new ConnectionPool('billing', { port: env.IPC_PORT, minConnections: env.POOL_MIN, acquireTimeout: env.ACQUIRE_MS }),
+    new LoadBalancedClient('billing', ['a:1'], { healthCheckInterval: env.CHECK_MS, maxConnections: env.POOL_MAX, requestTimeout: env.TIMEOUT }),
+    new ServiceClient({ users: { port: env.USERS_PORT, timeout: env.USERS_TIMEOUT, minConnections: env.POOL_MIN } })
+  ];
+  void [resolved, fromProcessEnv];
   const numeric: NumericString = '8888';
   const names: NumericSetting[] = ['port', 'requestTimeout'];
   const partial: NumericSettingOptions = { port: numeric, heartbeatInterval: null };
