@@ -1174,6 +1174,15 @@ export interface LoadBalancedClientEvents {
  */
 export type BalancedCallOptions = Pick<CallOptions, 'headers' | 'idempotencyKey' | 'timeout' | 'signal' | 'coalesce' | 'cacheTtl' | 'priority'>;
 
+/**
+ * Per-call options of LoadBalancedClient.publish (CallOptions, as the
+ * server's client takes them): `timeout` is the whole call's, every server
+ * tried included; a `signal` that aborts gives the publish up (an
+ * AbortError; no other server is tried); `priority` and `onDisconnect` go
+ * to the connection it is sent on. notify() takes the same but `signal`.
+ */
+export type BalancedPublishOptions = Pick<CallOptions, 'headers' | 'timeout' | 'signal' | 'priority' | 'onDisconnect'>;
+
 /** One app over several servers: failover within the call's deadline, health checks. */
 export declare class LoadBalancedClient extends EventEmitter {
   constructor(appId: string, servers: ServerSpec[], options?: LoadBalancedClientOptions);
@@ -1201,22 +1210,24 @@ export declare class LoadBalancedClient extends EventEmitter {
   ): Promise<Message<R>>;
   /** sendRequest() resolving the response's payload only. */
   request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | BalancedCallOptions, options?: BalancedCallOptions): Promise<R>;
+  /** IPCClient.publish() on one server, with the failover of sendRequest(). */
   publish(
     channelId: string,
     data: unknown,
-    options: { ack: true; headers?: Record<string, string>; timeout?: number }
+    options: BalancedPublishOptions & { ack: true }
   ): Promise<{ delivered: number | null }>;
   publish(
     channelId: string,
     data: unknown,
-    options?: { ack?: false; headers?: Record<string, string>; timeout?: number }
+    options?: BalancedPublishOptions & { ack?: false }
   ): Promise<undefined>;
   publish(
     channelId: string,
     data: unknown,
-    options?: { ack?: boolean; headers?: Record<string, string>; timeout?: number }
+    options?: BalancedPublishOptions & { ack?: boolean }
   ): Promise<{ delivered: number | null } | undefined>;
-  notify(channelId: string, data: unknown, options?: { headers?: Record<string, string>; timeout?: number }): Promise<void>;
+  /** IPCClient.notify() on one server, with the failover of sendRequest(). */
+  notify(channelId: string, data: unknown, options?: Omit<BalancedPublishOptions, 'signal'>): Promise<void>;
   /**
    * IPCClient.stream() on one healthy server, picked as for a request. Until
    * the first item, the errors a request fails over on try the next healthy

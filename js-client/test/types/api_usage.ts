@@ -55,6 +55,7 @@ import type {
   Received,
   CallOptions,
   BalancedCallOptions,
+  BalancedPublishOptions,
   NumericSetting,
   NumericSettingOptions,
   NumericString,
@@ -619,6 +620,11 @@ export async function loadBalanced(): Promise<void> {
   exact<{ delivered: number | null }>()(await lb.publish('news', 1, { ack: true, timeout: 100 }));
   exact<undefined>()(await lb.publish('news', 1));
   exact<void>()(await lb.notify('audit', 1, { headers: { a: 'b' }, timeout: 100 }));
+  // signal, priority and onDisconnect go to the server's client, as on IPCClient
+  exact<{ delivered: number | null }>()(await lb.publish('news', 1, { ack: true, signal: stop.signal, priority: 1, onDisconnect: 'fail' }));
+  const publishOptions: BalancedPublishOptions = { timeout: 100, signal: stop.signal, headers: { a: 'b' } };
+  exact<undefined>()(await lb.publish('news', 1, publishOptions));
+  exact<void>()(await lb.notify('audit', 1, { priority: 5, onDisconnect: 'queue' }));
   for await (const tick of lb.stream<number>('ticks', null, { timeout: 1000, headers: { a: 'b' } })) exact<number>()(tick);
   exact<IteratorResult<string, undefined>>()(await lb.stream<string>('ticks').return());
   await lb.subscribe<string>('news.>', (msg) => msg.payload.toUpperCase(), { timeout: 100 });
