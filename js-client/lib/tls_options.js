@@ -90,7 +90,8 @@ function connectOptions(options, host, port) {
  * Opens a connection's socket: TLS when the `tls` option is set, else
  * plain TCP. Every address of a name is tried in turn: 'localhost' may
  * resolve to ::1 first while the server listens on 127.0.0.1 (Node 20 does
- * this by default; Node 18 needs it asked for).
+ * this by default; Node 18 needs it asked for, and knows the option from
+ * 18.13, the `engines` floor).
  * @param {Readonly<object>|null} options the parsed `tls` option.
  * @param {string} host
  * @param {number} port
