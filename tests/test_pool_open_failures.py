@@ -67,7 +67,8 @@ async def test_balanced_and_service_clients_carry_the_cause(full_server) -> None
     try:
         with pytest.raises(NotConnected) as err:
             await lb.start()
-        assert refused(err.value.__cause__)  # the pool's NotConnected, as Node's start() rejects
+        assert isinstance(err.value.__cause__, TooManyConnections)  # what is under the pool's NotConnected, as in Node (docs/resilience.md §8)
+        assert "too_many_connections" in str(err.value)  # the first server's failure, named
         assert len(downs) == 1 and refused(downs[0])  # server_down says why, as in Node
     finally:
         await lb.close()
@@ -75,7 +76,7 @@ async def test_balanced_and_service_clients_carry_the_cause(full_server) -> None
     try:
         with pytest.raises(NotConnected) as err:
             await asyncio.wait_for(services.start(), WAIT_S)
-        assert isinstance(err.value.__cause__, NotConnected) and refused(err.value.__cause__.__cause__)
+        assert isinstance(err.value.__cause__, NotConnected) and isinstance(err.value.__cause__.__cause__, TooManyConnections)  # its balancer's start()
     finally:
         await services.shutdown()
 
