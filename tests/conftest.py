@@ -108,6 +108,13 @@ class RawPeer:
             pass
 
 
+async def until(pred: Callable[[], bool], timeout: float = WAIT_S) -> None:
+    """Wait for ``pred`` to hold, looking every 5 ms; TimeoutError past ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not pred():
+            await asyncio.sleep(0.005)
+
+
 def counting_until_closed(closed: asyncio.Event) -> Callable[[Message], AsyncIterator[int]]:
     """A stream handler that yields 0, 1, 2, ... as long as it is read and
     sets ``closed`` once its generator is closed (a cancel, its consumer gone)."""

@@ -21,7 +21,7 @@ from ipc_server import IPCServer
 from ipc_server.users import hash_token, verify_token
 from ipc_server.verifier import Verifier, address_of
 
-from .conftest import RawPeer, frame
+from .conftest import RawPeer, frame, until
 
 WAIT_S = 5.0
 USERS = f'[users.alice]\ntoken_hash = "{hash_token("alice-token", log_n=4)}"\napps = ["shop"]\n'
@@ -86,12 +86,6 @@ async def setup(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     for server, gate in started:
         gate.release(100)
         await server.close()
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 async def test_addresses_take_turns_and_one_past_its_bound_is_refused_at_once(setup: Any) -> None:

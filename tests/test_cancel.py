@@ -15,13 +15,7 @@ from ipc_client import IPCClient
 from ipc_protocol import Message, RequestTimeout
 from ipc_server import IPCServer
 
-from .conftest import WAIT_S, frame
-
-
-async def until(pred: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.005)
+from .conftest import WAIT_S, frame, until
 
 
 async def started_request(client: IPCClient, channel: str, started: asyncio.Event, **kwargs: Any) -> asyncio.Task[Any]:

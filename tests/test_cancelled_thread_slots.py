@@ -11,15 +11,7 @@ from typing import Any
 
 from ipc_protocol import RequestTimeout
 
-from .conftest import WAIT_S
-
-
-async def _until(pred: Any, timeout: float = WAIT_S) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.01)
+from .conftest import WAIT_S, until
 
 
 async def _two_cancelled_slow(make_client) -> tuple[Any, Any, threading.Event, list[str]]:
@@ -47,7 +39,7 @@ async def _two_cancelled_slow(make_client) -> tuple[Any, Any, threading.Event, l
         call.cancel()  # the requester gives up: a cancel reaches the responder
         await asyncio.gather(call, return_exceptions=True)
     adm = resp._admission
-    await _until(lambda: len(adm.tasks) == 2 and all(t.done() for t in adm.tasks))  # both handler tasks cancelled
+    await until(lambda: len(adm.tasks) == 2 and all(t.done() for t in adm.tasks))  # both handler tasks cancelled
     return resp, req, release, ran
 
 
@@ -56,12 +48,12 @@ async def test_a_cancelled_plain_handler_holds_its_slot_until_its_thread_ends(ma
     adm = resp._admission
     try:
         answer = asyncio.ensure_future(req.request("fast", None, timeout=WAIT_S * 2))
-        await _until(lambda: len(adm.held) == 1)  # waiting, visibly: not admitted to wait for a thread
+        await until(lambda: len(adm.held) == 1)  # waiting, visibly: not admitted to wait for a thread
         assert len(adm.tasks) == 2 and len(adm.threads) == 2 and not ran
     finally:
         release.set()
     assert await asyncio.wait_for(answer, WAIT_S) == "fast"
-    await _until(lambda: not adm.tasks)
+    await until(lambda: not adm.tasks)
     assert len(adm.threads) <= 2
 
 
@@ -70,13 +62,13 @@ async def test_a_held_request_cancelled_never_runs(make_client) -> None:
     adm = resp._admission
     try:
         call = asyncio.ensure_future(req.request("fast", None, timeout=WAIT_S * 2))
-        await _until(lambda: len(adm.held) == 1)
+        await until(lambda: len(adm.held) == 1)
         call.cancel()
         await asyncio.gather(call, return_exceptions=True)
-        await _until(lambda: not adm.held)  # dropped at the cancel, not at its deadline
+        await until(lambda: not adm.held)  # dropped at the cancel, not at its deadline
     finally:
         release.set()
-    await _until(lambda: not adm.tasks)
+    await until(lambda: not adm.tasks)
     assert await req.request("fast", None, timeout=WAIT_S) == "fast"
     assert len(ran) == 1  # the later one only
 
@@ -88,6 +80,6 @@ async def test_a_timed_out_request_to_a_busy_responder_is_refused_in_time(make_c
             await req.request("fast", None, timeout=0.3)
         except RequestTimeout:
             pass
-        await _until(lambda: not resp._admission.held)
+        await until(lambda: not resp._admission.held)
     finally:
         release.set()

@@ -24,7 +24,7 @@ from ipc_client.handler_threads import HandlerThreads
 from ipc_protocol import Message
 from ipc_server import IPCServer
 
-from .conftest import ROOT, WAIT_S
+from .conftest import ROOT, WAIT_S, until
 from .sync_support import ThreadedServer, tserver  # noqa: F401 - fixtures
 
 # More than the loop's default executor has threads (min(32, cpus + 4)).
@@ -49,12 +49,6 @@ def settle(pred: Callable[[], bool]) -> None:
     while not pred():
         assert time.monotonic() < deadline
         time.sleep(0.005)
-
-
-async def until(pred: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.005)
 
 
 async def test_plain_handlers_blocking_at_once_each_get_a_thread(server: IPCServer, make_client: Callable[..., Any]) -> None:

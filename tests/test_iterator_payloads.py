@@ -14,15 +14,7 @@ from ipc_protocol import RequestTimeout
 from ipc_protocol.payload_paths import read_once
 from ipc_server import IPCServer
 
-from .conftest import WAIT_S
-
-
-async def _until(pred: Any, timeout: float = WAIT_S) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.01)
+from .conftest import WAIT_S, until
 
 
 async def _echo(msg: Any) -> Any:
@@ -69,10 +61,10 @@ async def test_offline_queue_replays_the_items() -> None:
     req = IPCClient("app", "127.0.0.1", port, request_timeout=WAIT_S, initial_delay=0.02, max_delay=0.05)
     await asyncio.wait_for(req.connect(), WAIT_S)
     await first.close()
-    await _until(lambda: not req.connected)
+    await until(lambda: not req.connected)
     answer = asyncio.ensure_future(req.request("echo", iter([1, 2, 3])))
     published = asyncio.ensure_future(req.publish("pub", (x for x in [4, 5, 6])))
-    await _until(lambda: len(req._outbox.queue) == 2)
+    await until(lambda: len(req._outbox.queue) == 2)
     second = IPCServer("127.0.0.1", port, shutdown_grace_s=0.1, no_responders_grace_s=WAIT_S)
     await second.start()
     resp = IPCClient("app", "127.0.0.1", port, reconnect=False)
@@ -115,7 +107,7 @@ async def test_request_waiting_for_the_full_send_buffer_sends_the_items(spawn) -
             try:
                 await _fill(req)
                 answer = asyncio.ensure_future(req.request("echo", iter([1, 2, 3]), timeout=20, **kw))
-                await _until(lambda: len(conn.line) > 0)
+                await until(lambda: len(conn.line) > 0)
             finally:
                 srv.signal(signal.SIGCONT)
             assert await asyncio.wait_for(answer, 20) == [1, 2, 3], kw

@@ -17,17 +17,11 @@ from ipc_client import SyncIPCClient
 from ipc_protocol import Message
 from ipc_server import IPCServer
 
-from .conftest import WAIT_S
+from .conftest import WAIT_S, until
 from .sync_support import ThreadedServer, tserver  # noqa: F401 - fixtures
 
 # Twice what a default-sized executor has threads (min(32, cpus + 4)).
 BEYOND_DEFAULT = 2 * min(32, (os.cpu_count() or 1) + 4)
-
-
-async def until(pred: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.005)
 
 
 async def test_plain_handlers_blocking_at_once_each_get_a_thread(server: IPCServer, make_client: Callable[..., Any]) -> None:
