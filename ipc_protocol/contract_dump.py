@@ -10,6 +10,12 @@ that fails on bytes that are not UTF-8, again with those left out by
 ``exclude``), and the bytes of the Python dump are put back where the JSON
 dump wrote them as text (in the ``ser_json_bytes`` of the type's models)
 or left them out: the rest of the answer is pydantic's JSON mode, exactly.
+
+Save for NaN and infinity: JSON mode writes them as ``null`` where it
+infers a value's type (an ``Any`` field, a ``dict`` value) and keeps them
+where a ``float`` is declared. The bridge's JSON refuses them (§1.1), so
+:func:`finite_serializer` keeps them everywhere, for the encoder to refuse:
+a result is never changed silently.
 """
 
 from __future__ import annotations
@@ -19,11 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter
-from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
+from pydantic_core import CoreConfig, PydanticSerializationError, SchemaSerializer, to_json, to_jsonable_python
 
 from .payload_paths import LEAVES, holds_binary
 
-__all__ = ["BytesKeepingDump"]
+__all__ = ["BytesKeepingDump", "finite_serializer"]
 
 _BUFFERS = (bytes, bytearray, memoryview)
 _LEFT_OUT = object()  # where the JSON dump has nothing: left out by ``exclude``
@@ -35,16 +41,49 @@ _AS_TEXT: dict[str, Callable[[bytes], str]] = {
 }
 
 
+def finite_serializer(adapter: TypeAdapter[Any], type_: Any) -> SchemaSerializer:
+    """``adapter``'s serializer, NaN and infinity kept as floats where its type
+    is inferred (``ser_json_inf_nan="constants"``), for the encoder to refuse
+    them as it does a ``float`` field's: pydantic's default writes them as
+    ``null``. A config that sets ``ser_json_inf_nan`` itself is left as it is."""
+    schema = _constants(adapter.core_schema)
+    # The serializer's own config, which an inferred value goes by: a model's
+    # (or a dataclass's) is its schema's, any other type's the default.
+    outer = schema
+    if schema.get("type") == "definitions":  # a recursive model: its schema is among the definitions
+        outer = schema["schema"]
+        ref = outer.get("schema_ref") if outer.get("type") == "definition-ref" else None
+        outer = next((d for d in schema["definitions"] if ref is not None and d.get("ref") == ref), outer)
+    own = isinstance(type_, type) and "__pydantic_serializer__" in vars(type_)
+    config = outer.get("config") if own and isinstance(outer.get("config"), dict) else None
+    return SchemaSerializer(schema, config or CoreConfig(ser_json_inf_nan="constants"))
+
+
+def _constants(node: Any) -> Any:
+    """A copy of a core schema whose configs say ``ser_json_inf_nan="constants"``
+    unless they say otherwise (the node itself where none changes)."""
+    if isinstance(node, list):
+        items = [_constants(item) for item in node]
+        return node if all(a is b for a, b in zip(items, node)) else items
+    if not isinstance(node, dict):
+        return node
+    copy = {key: _constants(value) if key != "config" else value for key, value in node.items()}
+    config = node.get("config")
+    if isinstance(config, dict) and "ser_json_inf_nan" not in config:
+        copy["config"] = {**config, "ser_json_inf_nan": "constants"}
+    return node if all(copy[key] is node[key] for key in node) else copy
+
+
 class BytesKeepingDump:
     """Dumps a value of ``adapter``'s type in JSON mode by alias, its bytes kept as bytes."""
 
     __slots__ = ("_dump", "_as_text", "_custom")
 
-    def __init__(self, adapter: TypeAdapter[Any]) -> None:
+    def __init__(self, adapter: TypeAdapter[Any], serializer: SchemaSerializer) -> None:
         # Called as ``adapter.dump_python`` calls it, without that wrapper's
         # cost (about 0.3 µs a call): a result without bytes costs what it
         # did when it was dumped in Python mode alone.
-        self._dump = adapter.serializer.to_python
+        self._dump = serializer.to_python
         modes = {"utf8"} | {mode for mode in _bytes_modes(adapter.core_schema) if mode in _AS_TEXT}
         self._as_text = tuple(_AS_TEXT[mode] for mode in sorted(modes))
         # A serializer of its own may write bytes that are not UTF-8 (as hex, say): JSON mode is tried first.

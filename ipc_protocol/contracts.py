@@ -35,7 +35,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import to_json
 
-from .contract_dump import BytesKeepingDump
+from .contract_dump import BytesKeepingDump, finite_serializer
 from .envelope import Message
 from .exceptions import BadRequest, HandlerError
 from .payload_paths import holds_binary
@@ -85,7 +85,7 @@ class Contract:
     the keyword that receives the message beside a typed payload.
     """
 
-    __slots__ = ("request", "response", "message_param", "schema", "digest", "_request", "_response", "_strict", "_keeps_bytes")
+    __slots__ = ("request", "response", "message_param", "schema", "digest", "_request", "_response", "_strict", "_keeps_bytes", "_serializer")
 
     def __init__(self, request: Any, response: Any, message_param: str | None = None) -> None:
         self.request = request
@@ -105,8 +105,11 @@ class Contract:
         # A result that may hold bytes keeps them for the binary frame (§16),
         # the rest in JSON mode as usual (contract_dump.py).
         self._keeps_bytes: BytesKeepingDump | None = None
-        if self._response is not None and _core_has(self._response.core_schema, _may_be_bytes):
-            self._keeps_bytes = BytesKeepingDump(self._response)
+        self._serializer = None
+        if self._response is not None:
+            self._serializer = serializer = finite_serializer(self._response, response)  # NaN refused (contract_dump.py)
+            if _core_has(self._response.core_schema, _may_be_bytes):
+                self._keeps_bytes = BytesKeepingDump(self._response, serializer)
 
     def parse(self, msg: Message) -> Any:
         """The request's payload as the handler's type; :class:`BadRequest` if it is not one.
@@ -135,7 +138,7 @@ class Contract:
             value = adapter.validate_python(result, by_alias=True, by_name=True)
             if self._keeps_bytes is not None:
                 return self._keeps_bytes(value)
-            return adapter.dump_python(value, mode="json", by_alias=True)
+            return self._serializer.to_python(value, mode="json", by_alias=True)  # type: ignore[union-attr]
         except ValidationError as exc:
             errors = field_errors(exc)
             raise HandlerError(

@@ -317,3 +317,23 @@ async def test_a_python_caller_gets_aliases_bytes_and_strict_validation(server, 
 
     server.add_handler("t.receipt", receipt)
     assert await caller.request("t.receipt", "a") == {"took": 1.5, "cents": "19.99", "scan": PNG, "pages": []}
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(ser_json_timedelta="float")
+    value: Any
+    kids: list[Node] = []
+
+
+class Nulled(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="null")  # said so: kept
+    value: Any
+
+
+def test_nan_and_infinity_stay_floats_for_the_encoder_to_refuse_where_json_mode_infers_the_type() -> None:
+    """pydantic writes them as null under Any by default: the value would change silently."""
+    tree = Contract(None, Node).dump(Node(value=timedelta(seconds=2), kids=[Node(value=float("inf"))]))
+    assert tree == {"value": 2.0, "kids": [{"value": float("inf"), "kids": []}]}  # the model's settings still apply
+    nan = Contract(None, dict[str, Any]).dump({"x": [float("nan")], "raw": b"\xff"})["x"][0]
+    assert nan != nan
+    assert Contract(None, Nulled).dump(Nulled(value=float("nan"))) == {"value": None}

@@ -182,3 +182,28 @@ async def test_a_typed_handler_returning_a_clients_stream_relays_it(make_client)
         async with caller.stream("nums.relay", {"n": "many"}, timeout=WAIT_S) as items:
             [item async for item in items]
     assert {tuple(e["loc"]) for e in err.value.errors} == {("n",), ("at",)}
+
+
+class Reading(BaseModel):
+    value: Any  # pydantic's JSON mode infers its type, and writes NaN as null
+    raw: bytes = b""
+
+
+async def test_a_typed_result_holding_nan_or_infinity_is_refused_not_sent_as_null(server, make_client) -> None:
+    # docs/typed-contracts.md §1: NaN and infinity are no JSON (protocol.md §1.1);
+    # where pydantic infers a type it wrote them as null, a silent change of value.
+    def reading(ask: Ask) -> Reading:
+        return Reading(value=float("nan") if ask.n else float("inf"), raw=b"\xff" if ask.n > 1 else b"")
+
+    def table(ask: Ask) -> dict[str, Any]:
+        return {"x": [float("-inf")]}
+
+    worker, caller = await make_client(), await make_client()
+    await worker.serve("sensor.read", reading)
+    await worker.serve("sensor.table", table)
+    server.add_handler("sensor.local", reading)
+    for channel, n in [("sensor.read", 0), ("sensor.read", 1), ("sensor.read", 2), ("sensor.table", 1), ("sensor.local", 1)]:
+        with pytest.raises(HandlerError) as failed:
+            await caller.request(channel, {"n": n, "at": GOOD["at"]}, timeout=WAIT_S)
+        assert (failed.value.code, failed.value.remote_type) == ("handler_error", "MessageError"), channel
+        assert "NaN and Infinity are not valid JSON" in str(failed.value)
