@@ -440,11 +440,12 @@ export interface CallOptions {
    */
   cacheTtl?: number;
   /**
-   * sendRequest, request, publish: give up when it aborts. The call rejects
+   * sendRequest, request, publish, notify: give up when it aborts. The call rejects
    * with an AbortError (code 'cancelled'), leaves the offline queue or the
    * line for a full send buffer unsent, or stops waiting for its answer,
    * and a request sends `cancel` to whoever runs it (docs/protocol.md §15.4).
-   * A publish without ack resolves once written: an abort after that changes nothing.
+   * A publish without ack or a notify resolves once written (or queued):
+   * an abort after that changes nothing.
    */
   signal?: AbortSignal;
 }
@@ -1179,7 +1180,7 @@ export type BalancedCallOptions = Pick<CallOptions, 'headers' | 'idempotencyKey'
  * server's client takes them): `timeout` is the whole call's, every server
  * tried included; a `signal` that aborts gives the publish up (an
  * AbortError; no other server is tried); `priority` and `onDisconnect` go
- * to the connection it is sent on. notify() takes the same but `signal`.
+ * to the connection it is sent on. notify() takes the same.
  */
 export type BalancedPublishOptions = Pick<CallOptions, 'headers' | 'timeout' | 'signal' | 'priority' | 'onDisconnect'>;
 
@@ -1227,7 +1228,7 @@ export declare class LoadBalancedClient extends EventEmitter {
     options?: BalancedPublishOptions & { ack?: boolean }
   ): Promise<{ delivered: number | null } | undefined>;
   /** IPCClient.notify() on one server, with the failover of sendRequest(). */
-  notify(channelId: string, data: unknown, options?: Omit<BalancedPublishOptions, 'signal'>): Promise<void>;
+  notify(channelId: string, data: unknown, options?: BalancedPublishOptions): Promise<void>;
   /**
    * IPCClient.stream() on one healthy server, picked as for a request. Until
    * the first item, the errors a request fails over on try the next healthy

@@ -53,6 +53,8 @@ function publish(calls, channelId, data, options) {
 
 /**
  * IPCClient.notify(): a one-way request, routed like a request, never answered.
+ * Its `signal` as a publish without ack's: aborted before it is written,
+ * it leaves unsent (AbortError); once written, nothing can be undone.
  * @param {import('./calls').Calls} calls
  * @returns {Promise<void>}
  * @throws {MessageError|ForbiddenError|TypeError} an argument error (see the module's doc).
@@ -61,11 +63,14 @@ function notify(calls, channelId, data, options) {
   const host = calls.host;
   checkChannelOf('notify', channelId);
   const call = callOptions(options ?? {}, host.options.requestTimeout, host.options.onDisconnect);
+  const signal = checkSignal(options && options.signal);
   const refused = refusedByState(host);
   if (refused !== null) return refused;
+  if (signal !== undefined && signal.aborted) return Promise.reject(abortError(signal));
   const msg = buildMessage('notification', host.appId, channelId, data, call.headers ? { headers: call.headers } : undefined);
   const span = traceOutgoing(msg, 'notify', host);
-  return written(calls, start(calls, msg, now() + call.timeout, call, false, span), span);
+  const sent = start(calls, msg, now() + call.timeout, call, false, span);
+  return written(calls, sent === undefined ? Promise.resolve() : abortable(host, msg, signal, sent), span);
 }
 
 /**

@@ -81,6 +81,19 @@ test('cancel - a call waiting in the offline queue leaves it when aborted', asyn
   assert.equal(client.queueStats().size, 0);
 });
 
+test('cancel - notify() takes a signal as publish() does: aborted before the call, nothing is sent', async (t) => {
+  const peer = await streamingPeer(t, { onRequest: () => {} });
+  const client = await connectedClient(t, peer);
+  await assert.rejects(client.notify('jobs.run', 1, { signal: AbortSignal.abort() }), { name: 'AbortError', code: 'cancelled' });
+  const live = new AbortController();
+  const written = client.notify('jobs.run', 2, { signal: live.signal });
+  live.abort(); // written at the call: final, it resolves
+  await written;
+  await nextReceived(peer, (m) => m.message_type === 'notification' && m.payload === 2);
+  assert.deepEqual(peer.received.filter((m) => m.message_type === 'notification').map((m) => m.payload), [2]);
+  assert.throws(() => client.notify('jobs.run', 3, { signal: {} }), TypeError); // an argument error: thrown at the call
+});
+
 test('cancel - connect() given up while connecting stops the attempt', async (t) => {
   const port = await freePort();
   const net = require('node:net');

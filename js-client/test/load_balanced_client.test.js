@@ -443,3 +443,14 @@ test('balanced - a server_down listener throwing a value that is not an Error: "
   assert.ok(err instanceof HandlerError, String(err));
   assert.deepEqual([err.code, err.message, err.remoteType, err.cause], [ErrorCode.HANDLER_ERROR, 'listener bug', 'string', 'listener bug']);
 });
+
+test('balanced - notify() takes a signal as publish() does: aborted, it is given up and no server gets it', async (t) => {
+  const a = await namedPeer(t, 'a');
+  const b = await namedPeer(t, 'b');
+  const lb = await balanced(t, [a, b]);
+  await assert.rejects(lb.notify('jobs.run', 1, { signal: AbortSignal.abort() }), { name: 'AbortError', code: ErrorCode.CANCELLED });
+  await assert.rejects(lb.publish('jobs.run', 1, { signal: AbortSignal.abort() }), { name: 'AbortError', code: ErrorCode.CANCELLED });
+  await lb.notify('jobs.run', 2, { signal: new AbortController().signal });
+  await until(() => [...a.received, ...b.received].some((m) => m.message_type === 'notification'));
+  assert.deepEqual([...a.received, ...b.received].filter((m) => m.channel_id === 'jobs.run').map((m) => m.payload), [2]);
+});

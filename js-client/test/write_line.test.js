@@ -71,7 +71,7 @@ test('write line - a publish or notify that rejects timeout on a full buffer was
   assert.deepEqual(got.map((msg) => msg.payload.i), ok, 'exactly the resolved ones, in order');
 });
 
-test('write line - a publish aborted while it waits is never written; one written at once stays written', async (t) => {
+test('write line - a publish or notify aborted while it waits is never written; one written at once stays written', async (t) => {
   const { peer, client } = await peerAndClient(t);
   await client.connect();
   const written = new AbortController();
@@ -82,9 +82,11 @@ test('write line - a publish aborted while it waits is never written; one writte
   const { ok } = await fill(client, 1);
   const ac = new AbortController();
   const waiting = client.publish('bp', { i: 2000, body: BODY }, { signal: ac.signal, timeout: 10_000 });
-  const behind = client.publish('bp', { i: 2001 }, { timeout: 10_000 }); // waits behind it
+  const notified = client.notify('bp', { i: 2002 }, { signal: ac.signal, timeout: 10_000 });
+  const behind = client.publish('bp', { i: 2001 }, { timeout: 10_000 }); // waits behind them
   ac.abort();
   await assert.rejects(waiting, { name: 'AbortError', code: ErrorCode.CANCELLED });
+  await assert.rejects(notified, { name: 'AbortError', code: ErrorCode.CANCELLED });
   const got = await resumeAndSettle(peer, socket, client);
   await behind;
   assert.deepEqual(got.map((msg) => msg.payload.i), [-1, ...ok, 2001]);

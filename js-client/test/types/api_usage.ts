@@ -625,6 +625,7 @@ export async function loadBalanced(): Promise<void> {
   const publishOptions: BalancedPublishOptions = { timeout: 100, signal: stop.signal, headers: { a: 'b' } };
   exact<undefined>()(await lb.publish('news', 1, publishOptions));
   exact<void>()(await lb.notify('audit', 1, { priority: 5, onDisconnect: 'queue' }));
+  exact<void>()(await lb.notify('audit', 1, { signal: stop.signal }));
   for await (const tick of lb.stream<number>('ticks', null, { timeout: 1000, headers: { a: 'b' } })) exact<number>()(tick);
   exact<IteratorResult<string, undefined>>()(await lb.stream<string>('ticks').return());
   await lb.subscribe<string>('news.>', (msg) => msg.payload.toUpperCase(), { timeout: 100 });
