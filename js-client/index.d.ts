@@ -410,15 +410,19 @@ export interface IPCClientOptions extends Omit<IPCClientSettings, NumericSetting
   [extra: string]: unknown;
 }
 
-/** Per-call options of sendRequest, publish and notify (docs/resilience.md §4). */
+/**
+ * Per-call options of sendRequest, publish and notify (docs/resilience.md §4).
+ * Numbers may be given as their decimal text, as the client's own options
+ * (NumericSettingOptions); other text throws a TypeError naming the option.
+ */
 export interface CallOptions {
   headers?: Record<string, string>;
   /** Higher leaves the offline queue first. Default 0. */
-  priority?: number;
+  priority?: number | string;
   /** While not connected: wait in the offline queue, or fail with not_connected. Default: the client's onDisconnect. */
   onDisconnect?: 'queue' | 'fail';
   /** Deadline in ms from the call, time in the offline queue or waiting for a full send buffer included. Default: requestTimeout. */
-  timeout?: number;
+  timeout?: number | string;
   /**
    * sendRequest/request only: the server runs the request once per key (a
    * retry joins the run or gets its stored answer), and a connection lost
@@ -438,7 +442,7 @@ export interface CallOptions {
    * sendRequest/request only: reuse a successful answer to the same channel
    * and canonical payload for this many ms (docs/resilience.md §11).
    */
-  cacheTtl?: number;
+  cacheTtl?: number | string;
   /**
    * sendRequest, request, publish, notify: give up when it aborts. The call rejects
    * with an AbortError (code 'cancelled'), leaves the offline queue or the
@@ -450,14 +454,14 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-/** Options of client.stream() (docs/protocol.md §15). */
+/** Options of client.stream() (docs/protocol.md §15); numbers as in CallOptions, their text too. */
 export interface StreamOptions {
   /** The whole stream's deadline in ms; null (the default): none. */
-  timeout?: number | null;
+  timeout?: number | string | null;
   /** The longest wait between items while the producer may send, ms. Default: requestTimeout. */
-  idleTimeout?: number;
+  idleTimeout?: number | string;
   /** Items in flight or buffered at most (the credit granted). Default 64. */
-  window?: number;
+  window?: number | string;
   /** Gives the stream up when it aborts (also while it waits for a connection): the loop throws an AbortError, the producer is cancelled. */
   signal?: AbortSignal;
   headers?: Record<string, string>;
@@ -750,13 +754,13 @@ export interface TypedClient<Api extends ContractMap<Api>> extends Omit<IPCClien
   request<C extends ContractChannel<Api>>(
     channelId: C,
     payload: ContractEntry<Api, C>['request'],
-    timeout?: number | CallOptions,
+    timeout?: number | string | CallOptions,
     options?: CallOptions
   ): Promise<ContractEntry<Api, C>['response']>;
   sendRequest<C extends ContractChannel<Api>>(
     channelId: C,
     payload: ContractEntry<Api, C>['request'],
-    timeout?: number | CallOptions,
+    timeout?: number | string | CallOptions,
     options?: CallOptions
   ): Promise<Message<ContractEntry<Api, C>['response']>>;
   serve<C extends ContractChannel<Api>>(
@@ -825,22 +829,22 @@ export declare class IPCClient extends EventEmitter {
    * queue and served requests get `timeout` ms (default 30000). True when
    * all of it ended in time.
    */
-  drain(options?: { timeout?: number }): Promise<boolean>;
+  drain(options?: { timeout?: number | string }): Promise<boolean>;
 
   sendRequest<R = any, P = unknown>(
     channelId: string,
     payload?: P,
-    timeout?: number | CallOptions,
+    timeout?: number | string | CallOptions,
     options?: CallOptions
   ): Promise<Message<R>>;
   /** sendRequest() resolving the response's payload only. */
-  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | CallOptions, options?: CallOptions): Promise<R>;
+  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | string | CallOptions, options?: CallOptions): Promise<R>;
   /**
    * Asks the `system` channel: the server answers 'ping', 'stats',
    * 'channels', 'services'; any other action goes to whoever serves
    * `system` in the app. Resolves the answer's payload.
    */
-  system<R = any>(action: string, options?: { timeout?: number }): Promise<R>;
+  system<R = any>(action: string, options?: { timeout?: number | string }): Promise<R>;
 
   /**
    * Resolves on the server's ack. Argument errors throw at the call,
@@ -852,7 +856,7 @@ export declare class IPCClient extends EventEmitter {
    * draining or after disconnect(), timeout, forbidden from the server,
    * bad_message for a wildcard on a 1.1.x server).
    */
-  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number | string }): Promise<void>;
   /**
    * A subscribe() of it still waiting for the connection resolves at once,
    * unsent. A channel nothing is subscribed under (an invalid name
@@ -934,9 +938,9 @@ export declare class IPCClient extends EventEmitter {
   notify(channelId: string, data: unknown, options?: CallOptions): Promise<void>;
 
   /** Whether a ping round trip succeeds within the timeout; never rejects. */
-  healthCheck(options?: { timeout?: number }): Promise<boolean>;
+  healthCheck(options?: { timeout?: number | string }): Promise<boolean>;
   /** The ping round trip, described; never rejects. */
-  health(options?: { timeout?: number }): Promise<HealthCheckResult>;
+  health(options?: { timeout?: number | string }): Promise<HealthCheckResult>;
   getConnectionInfo(): ConnectionInfo;
   getConnectionHealth(): ConnectionHealth;
   getMetrics(): ClientMetrics;
@@ -1029,7 +1033,7 @@ export declare class ConnectionPool extends EventEmitter {
    */
   lease<T>(fn: (client: IPCClient) => Promise<T> | T, options?: { timeout?: number | string | undefined }): Promise<T>;
   /** Pings on a connected member, busy or not, else a new one; never rejects (a bad timeout is reported as the error). */
-  healthCheck(options?: { timeout?: number }): Promise<{ healthy: boolean; latencyMs: number | null; error?: string }>;
+  healthCheck(options?: { timeout?: number | string }): Promise<{ healthy: boolean; latencyMs: number | null; error?: string }>;
   /**
    * IPCClient.sendRequest() on a member shared with other calls, as lease()
    * shares it (the one with the fewest in flight; with `coalesce: true`, the
@@ -1040,11 +1044,11 @@ export declare class ConnectionPool extends EventEmitter {
   sendRequest<R = any, P = unknown>(
     channelId: string,
     payload?: P,
-    timeout?: number | CallOptions,
+    timeout?: number | string | CallOptions,
     options?: CallOptions
   ): Promise<Message<R>>;
   /** sendRequest() resolving the response's payload only. */
-  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | CallOptions, options?: CallOptions): Promise<R>;
+  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | string | CallOptions, options?: CallOptions): Promise<R>;
   /** IPCClient.publish() on a shared member; `timeout` covers the wait for it. */
   publish(
     channelId: string,
@@ -1078,7 +1082,7 @@ export declare class ConnectionPool extends EventEmitter {
    * reached (kept, and applied once one connects); rejects `timeout` when
    * the registrar did not ack in time (nothing is kept).
    */
-  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<boolean>;
+  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number | string }): Promise<boolean>;
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
   /** Answers requests from the registrar; as subscribe(). Rejects AlreadyServingError if the pool already serves `channelId`. */
   serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<boolean>;
@@ -1206,11 +1210,11 @@ export declare class LoadBalancedClient extends EventEmitter {
   sendRequest<R = any, P = unknown>(
     channelId: string,
     payload?: P,
-    timeout?: number | BalancedCallOptions,
+    timeout?: number | string | BalancedCallOptions,
     options?: BalancedCallOptions
   ): Promise<Message<R>>;
   /** sendRequest() resolving the response's payload only. */
-  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | BalancedCallOptions, options?: BalancedCallOptions): Promise<R>;
+  request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | string | BalancedCallOptions, options?: BalancedCallOptions): Promise<R>;
   /** IPCClient.publish() on one server, with the failover of sendRequest(). */
   publish(
     channelId: string,
@@ -1238,7 +1242,7 @@ export declare class LoadBalancedClient extends EventEmitter {
    */
   stream<T = any, P = unknown>(channelId: string, payload?: P, options?: StreamOptions): Stream<T>;
   /** On every server; resolves once one acked, the others get it when they come back. */
-  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number }): Promise<void>;
+  subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number | string }): Promise<void>;
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
   serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: ServeOptions): Promise<void>;
   /** On every server; a serve() of it still connecting resolves and registers nothing (so does subscribe() for unsubscribe()). */
@@ -1305,7 +1309,7 @@ export declare class ServiceClient {
    * Sends a request on channel `method` in the service's app (starting the service on first use); resolves the payload.
    * `timeout` (ms) covers the whole call, the start included; `signal` gives it up with an AbortError.
    */
-  request<R = any>(service: string, method: string, data?: unknown, options?: { timeout?: number; signal?: AbortSignal }): Promise<R>;
+  request<R = any>(service: string, method: string, data?: unknown, options?: { timeout?: number | string; signal?: AbortSignal }): Promise<R>;
   /**
    * The items `method` streams in the service's app, as LoadBalancedClient.stream() reads them (starting
    * the service on first use, within `timeout`). Counted in metrics() as one call once it ended, its

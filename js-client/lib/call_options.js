@@ -11,14 +11,17 @@ const { toNumber } = require('./legacy_options');
 const { AbortError, ProtocolError, RemoteError, RequestTimeoutError } = require('./errors');
 
 /**
- * Checks a per-call timeout argument (a numeric string is read as its number).
+ * Checks a per-call timeout argument. A numeric string is read as its
+ * number, as the client's own options are (lib/options.js): other text is
+ * a TypeError naming the option.
  * @param {unknown} timeout milliseconds.
+ * @param {string} [name] the option's name, for the error.
  * @returns {number}
  */
-function checkTimeout(timeout) {
+function checkTimeout(timeout, name = 'timeout') {
   timeout = toNumber(timeout);
   if (typeof timeout !== 'number' || !(timeout > 0)) {
-    throw new TypeError(`timeout must be a positive number of milliseconds, got ${String(timeout)}`);
+    throw new TypeError(`${name} must be a positive number of milliseconds, got ${String(timeout)}`);
   }
   return timeout;
 }
@@ -33,7 +36,8 @@ function checkTimeout(timeout) {
  */
 function callOptions(options, defaultTimeout, defaultPolicy) {
   if (options === null || typeof options !== 'object') throw new TypeError('call options must be an object');
-  const { headers, priority = 0, onDisconnect = defaultPolicy, timeout = defaultTimeout, idempotencyKey } = options;
+  const { headers, onDisconnect = defaultPolicy, timeout = defaultTimeout, idempotencyKey } = options;
+  const priority = toNumber(options.priority ?? 0); // numeric text too, as timeout
   if (!Number.isSafeInteger(priority)) throw new TypeError(`priority must be an integer, got ${String(priority)}`);
   if (!ON_DISCONNECT.includes(onDisconnect)) throw new TypeError(`onDisconnect must be 'queue' or 'fail', got ${String(onDisconnect)}`);
   return { headers, priority, onDisconnect, timeout: checkTimeout(timeout), idempotencyKey };

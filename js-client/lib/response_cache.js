@@ -13,6 +13,7 @@
  */
 
 const { now: monotonic } = require('./connection');
+const { toNumber } = require('./legacy_options');
 
 /**
  * Checks a per-call `cacheTtl`: a positive, finite number of milliseconds.
@@ -20,6 +21,7 @@ const { now: monotonic } = require('./connection');
  * @returns {number}
  */
 function checkCacheTtl(ttl) {
+  ttl = toNumber(ttl); // numeric text too, as timeout
   if (typeof ttl !== 'number' || !(ttl > 0) || !Number.isFinite(ttl)) {
     throw new TypeError(`cacheTtl must be a positive number of milliseconds, got ${String(ttl)}`);
   }

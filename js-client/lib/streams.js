@@ -37,6 +37,7 @@ const { validateChannel } = require('./channels');
 const { now } = require('./connection');
 const { State } = require('./state');
 const { checkTimeout } = require('./call_options');
+const { toNumber } = require('./legacy_options');
 const { ConnectionLostError, errorFromWire } = require('./errors');
 const { CANCEL, STREAMS, DEFAULT_WINDOW, Window, credit, cancel } = require('./protocol/streams');
 const { checkSignal, abortError } = require('./cancellation');
@@ -51,7 +52,7 @@ const noop = () => {};
  * @returns {number}
  */
 function checkStreamTimeout(value, name) {
-  const ms = checkTimeout(value);
+  const ms = checkTimeout(value, name);
   if (!Number.isFinite(ms)) throw new RangeError(`${name} must be a finite number of milliseconds, got ${ms}`);
   return ms;
 }
@@ -67,7 +68,9 @@ function checkStreamTimeout(value, name) {
 function checkStream(channelId, options = {}) {
   validateChannel(channelId);
   if (options === null || typeof options !== 'object') throw new TypeError('stream options must be an object');
-  const { timeout = null, idleTimeout, window = DEFAULT_WINDOW, signal, headers } = options;
+  const { timeout = null, idleTimeout, signal, headers } = options;
+  const window = toNumber(options.window ?? DEFAULT_WINDOW); // numeric text too, as timeout
+  if (typeof window !== 'number') throw new TypeError(`window must be an integer from 1 to 2147483647, got ${String(window)}`);
   new Window(window); // throws for a bad size
   return {
     timeout: timeout === null ? null : checkStreamTimeout(timeout, 'timeout'),

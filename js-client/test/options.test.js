@@ -109,6 +109,23 @@ test('options - a per-call timeout may be a numeric string too', async (t) => {
   const sent = await client.request('x', null, '10000');
   assert.ok(sent > 9000 && sent <= 10000, String(sent));
   await assert.rejects(client.sendRequest('x', null, 'ten seconds'), TypeError);
+  // every per-call number, as the client's own options: numeric text is its number
+  assert.ok((await client.request('x', null, { timeout: ' 5000 ', priority: '2', cacheTtl: '60000' })) <= 5000);
+  assert.ok((await client.request('x', null, { timeout: ' 5000 ', priority: '2', cacheTtl: '60000' })) <= 5000);
+  assert.equal(peer.received.filter((m) => m.channel_id === 'x').length, 2); // the second from the cache
+  await client.publish('x', null, { priority: '-1', timeout: '1000' });
+  const { checkStream } = require('../lib/streams');
+  assert.deepEqual(checkStream('x', { window: '4', idleTimeout: '1000', timeout: '2000' }), { timeout: 2000, idleTimeout: 1000, window: 4, signal: undefined, headers: undefined });
+  // other text throws a TypeError naming the option
+  for (const [name, call] of [
+    ['timeout', () => client.notify('x', null, { timeout: 'soon' })],
+    ['priority', () => client.publish('x', null, { priority: 'high' })],
+    ['cacheTtl', () => client.request('x', null, { cacheTtl: 'a while' })],
+    ['idleTimeout', () => client.stream('x', null, { idleTimeout: 'a while' })],
+    ['window', () => client.stream('x', null, { window: 'wide' })]
+  ]) {
+    await assert.rejects(async () => call(), (err) => err instanceof TypeError && err.message.startsWith(`${name} must be`), name);
+  }
 });
 
 test('options - pickKnownOptions keeps known keys, renames aliases, skips undefined', () => {

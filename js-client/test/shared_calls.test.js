@@ -180,7 +180,7 @@ test('cache - with coalescing, bounded by cacheMaxEntries; a bad cacheTtl is ref
   assert.equal((await client.request('svc', 'x', { cacheTtl: 60000 })).n, 1);
   await client.request('svc', 'y', { cacheTtl: 60000 }); // evicts x: one entry at most
   assert.equal((await client.request('svc', 'x', { cacheTtl: 60000 })).n, 3);
-  for (const bad of [0, -1, NaN, Infinity, '5']) {
+  for (const bad of [0, -1, NaN, Infinity, 'five', '-5']) {
     await assert.rejects(client.request('svc', 1, { cacheTtl: bad }), TypeError);
   }
   await assert.rejects(client.request('svc', 1, { coalesce: 'yes' }), TypeError);

@@ -27,8 +27,8 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   new IPCClient('app', { queueOverflow: 'drop_newest' });
   // @ts-expect-error onDisconnect is 'queue' or 'fail'
   new IPCClient('app', { onDisconnect: 'retry' });
-  // @ts-expect-error drain's timeout is a number of milliseconds (TypeError)
-  await client.drain({ timeout: '5s' });
+  // @ts-expect-error drain's timeout is milliseconds, a number or its text (a boolean: TypeError)
+  await client.drain({ timeout: true });
   // @ts-expect-error a misspelt circuitBreaker option is refused
   new IPCClient('app', { circuitBreaker: { failureTreshold: 3 } });
   // @ts-expect-error a breaker's scope is 'channel' or 'client'
@@ -59,8 +59,8 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   // -- calls --
   // @ts-expect-error a channel is a string
   await client.sendRequest(123);
-  // @ts-expect-error priority is an integer
-  await client.request('orders.get', null, { priority: 'high' });
+  // @ts-expect-error priority is an integer, or its text (a boolean: TypeError)
+  await client.request('orders.get', null, { priority: true });
   // @ts-expect-error an idempotency key is a string
   await client.request('orders.pay', null, { idempotencyKey: 42 });
   // @ts-expect-error a misspelt call option (an object literal's unknown key)

@@ -626,6 +626,9 @@ export async function loadBalanced(): Promise<void> {
   exact<undefined>()(await lb.publish('news', 1, publishOptions));
   exact<void>()(await lb.notify('audit', 1, { priority: 5, onDisconnect: 'queue' }));
   exact<void>()(await lb.notify('audit', 1, { signal: stop.signal }));
+  // per-call numbers as the client's own: their text too (process.env's)
+  exact<void>()(await lb.notify('audit', 1, { timeout: process.env.IPC_TIMEOUT, priority: '1' }));
+  exact<number>()(await lb.request<number>('sum', [1, 2], { timeout: '1000', cacheTtl: '500' }));
   for await (const tick of lb.stream<number>('ticks', null, { timeout: 1000, headers: { a: 'b' } })) exact<number>()(tick);
   exact<IteratorResult<string, undefined>>()(await lb.stream<string>('ticks').return());
   await lb.subscribe<string>('news.>', (msg) => msg.payload.toUpperCase(), { timeout: 100 });
