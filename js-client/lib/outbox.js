@@ -289,8 +289,7 @@ class Outbox {
             break;
           }
           queue.dropped++; // e.g. larger than the new server accepts
-          this._drop(entry, 'refused', err);
-          host._emitError(err);
+          this._drop(entry, 'refused', err); // its caller or queue_dropped is told: not 'error' too (as Python)
           continue;
         }
       }
