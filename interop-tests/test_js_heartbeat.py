@@ -69,3 +69,14 @@ async def test_python_server_pings_keep_an_idle_node_client_connected(start_serv
     await agent.wait_events("ping", 3)
     assert agent.count("disconnected") == 0
     assert (await agent.call("health"))["healthy"] is True
+
+
+async def test_a_node_timeout_under_the_server_s_interval_pings_and_stays_connected(start_server, node_agent):
+    # Before, heartbeatTimeout 500 with the server's 2 s never pinged and dropped the healthy connection at 2 s.
+    srv = await start_server("--heartbeat-interval", "2")
+    agent = await node_agent(srv.port, heartbeatTimeout=500)
+    info = await agent.call("info")
+    assert (info["heartbeatIntervalMs"], info["heartbeatTimeoutMs"]) == (250, 500)
+    await agent.wait_events("heartbeat", 3, timeout=WAIT_S)  # three answered pings, under a third of the server's interval
+    assert agent.count("heartbeat_timeout") == 0 and agent.count("disconnected") == 0
+    assert (await agent.call("health"))["healthy"] is True

@@ -71,6 +71,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         heartbeat_interval: seconds of silence before the client pings;
             ``None`` uses the server's advertised interval.
         heartbeat_timeout: seconds of silence that make the connection dead; default 2 x interval.
+            Set alone and not over the server's interval, pings go at half of it.
         reconnect: reconnect automatically after the connection drops.
         wait_on_first_connect: a failed first :meth:`connect` retries with the reconnect
             policy (emitting ``reconnecting``) until it succeeds; off by default.

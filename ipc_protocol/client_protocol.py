@@ -214,8 +214,9 @@ class ClientProtocol(Protocol):
 
     def start_heartbeat(self, now: float) -> bool:
         """Keep a heartbeat from ``now`` on the pump's clock, if one is due:
-        our interval, else the server's advertised one; never with a
-        version-1 server. Returns whether one is kept (then call :meth:`tick`)."""
+        our interval, else the server's advertised one (half our timeout if
+        that is not over it: Heartbeat); never with a version-1 server.
+        Returns whether one is kept (then call :meth:`tick`)."""
         interval = self._heartbeat_s
         if self.state is not OPEN or interval is None:
             return False

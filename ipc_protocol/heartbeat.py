@@ -27,6 +27,9 @@ class Heartbeat:
     Args:
         interval_s: ping after this long without receiving anything.
         timeout_s: the peer is dead after this long without receiving anything.
+            One not over the interval (a client's own timeout under the
+            interval its server advertises) pings at half the timeout
+            instead, so a ping always goes before the peer is declared dead.
         now: the current time, the start of the silence.
     """
 
@@ -35,7 +38,7 @@ class Heartbeat:
     def __init__(self, interval_s: float, timeout_s: float, now: float) -> None:
         if interval_s <= 0 or timeout_s <= 0:
             raise ValueError("heartbeat interval and timeout must be positive")
-        self.interval_s = interval_s
+        self.interval_s = interval_s if timeout_s > interval_s else timeout_s / 2
         self.timeout_s = timeout_s
         self.last_received = now
         self.last_ping_sent: float | None = None
@@ -73,8 +76,9 @@ class Heartbeat:
         return HeartbeatAction.NONE
 
     def next_check(self, now: float) -> float:
-        """Seconds until ``poll`` may return something new."""
+        """Seconds until ``poll`` may return something new: the earlier of
+        the next ping and the death."""
         due = self.last_received + self.interval_s
         if self.last_ping_sent is not None and self.last_ping_sent >= self.last_received:
-            due = min(self.last_ping_sent + self.interval_s, self.last_received + self.timeout_s)
-        return max(0.0, due - now)
+            due = self.last_ping_sent + self.interval_s
+        return max(0.0, min(due, self.last_received + self.timeout_s) - now)

@@ -293,7 +293,7 @@ export interface IPCClientSettings {
   jitter?: number;
   /** Ping after this much silence, ms, at least 10; null = the server's advertised interval (0 there = no pings). Default null. */
   heartbeatInterval?: number | null;
-  /** Declare the connection dead after this much silence, ms, at least 10; null = 2 x interval. Default null. */
+  /** Declare the connection dead after this much silence, ms, at least 10; null = 2 x interval. Set without heartbeatInterval and not over the server's interval, pings go at half the timeout. Default null. */
   heartbeatTimeout?: number | null;
   /** Default deadline of a call, queue time included. Default 30000. */
   requestTimeout?: number;
@@ -499,6 +499,7 @@ export interface ConnectionHealth {
   /** Epoch ms of the last frame received, or null. */
   lastReceived: number | null;
   latencyMs: number | null;
+  /** The interval in force: the option's, else the server's, or half the timeout when the timeout is not over that. */
   heartbeatIntervalMs: number | null;
   heartbeatTimeoutMs: number | null;
 }

@@ -17,12 +17,15 @@ const HeartbeatAction = Object.freeze({ NONE: 'none', PING: 'ping', DEAD: 'dead'
 class Heartbeat {
   /**
    * @param {number} intervalMs ping after this much silence.
-   * @param {number} timeoutMs the peer is dead after this much silence.
+   * @param {number} timeoutMs the peer is dead after this much silence. One
+   *   not over the interval (a client's own timeout under the interval its
+   *   server advertises) pings at half the timeout instead, so a ping always
+   *   goes before the peer is declared dead.
    * @param {number} now the current time (ms); the start of the silence.
    */
   constructor(intervalMs, timeoutMs, now) {
     if (!(intervalMs > 0) || !(timeoutMs > 0)) throw new RangeError('heartbeat interval and timeout must be positive');
-    this.intervalMs = intervalMs;
+    this.intervalMs = timeoutMs > intervalMs ? intervalMs : timeoutMs / 2;
     this.timeoutMs = timeoutMs;
     this.lastReceived = now;
     this.lastPingSent = null;
@@ -71,16 +74,15 @@ class Heartbeat {
   }
 
   /**
-   * Milliseconds until `poll` may answer something new.
+   * Milliseconds until `poll` may answer something new: the earlier of the
+   * next ping and the death.
    * @param {number} now
    * @returns {number}
    */
   nextCheck(now) {
     let due = this.lastReceived + this.intervalMs;
-    if (this.lastPingSent !== null && this.lastPingSent >= this.lastReceived) {
-      due = Math.min(this.lastPingSent + this.intervalMs, this.lastReceived + this.timeoutMs);
-    }
-    return Math.max(0, due - now);
+    if (this.lastPingSent !== null && this.lastPingSent >= this.lastReceived) due = this.lastPingSent + this.intervalMs;
+    return Math.max(0, Math.min(due, this.lastReceived + this.timeoutMs) - now);
   }
 }
 

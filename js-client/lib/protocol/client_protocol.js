@@ -201,9 +201,10 @@ class ClientProtocol extends Protocol {
 
   /**
    * Keeps a heartbeat from `now` on the pump's clock, if one is due (§9.2):
-   * the server's advertised interval unless the options set one. A
-   * version-1 server is never pinged (§10), nor a server advertising 0
-   * (heartbeats off) unless `heartbeatInterval` is set.
+   * the server's advertised interval unless the options set one (half
+   * `heartbeatTimeout` if that is not over it: Heartbeat). A version-1
+   * server is never pinged (§10), nor a server advertising 0 (heartbeats
+   * off) unless `heartbeatInterval` is set.
    * @param {number} now
    * @returns {boolean} whether one is kept (then call tick()).
    */
