@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["HeartbeatAction", "Heartbeat"]
+from .constants import MIN_HEARTBEAT_INTERVAL_S
+
+__all__ = ["HeartbeatAction", "Heartbeat", "check_period"]
 
 # More than a clock reading's rounding (a float's spacing near 10^9 s is ~10^-7 s).
 _ROUNDING_S = 1e-6
+_CHECK_PERIOD_S = 0.25
+
+
+def check_period(interval_s: float) -> float:
+    """The server sweep's period for ``interval_s``, and how late a check may
+    wake before its loop counts as stalled (§9.2, §9.3): a quarter of the
+    interval, at most 0.25 s, never under a quarter of the shortest interval."""
+    return max(MIN_HEARTBEAT_INTERVAL_S / 4, min(_CHECK_PERIOD_S, interval_s / 4))
 
 
 class HeartbeatAction(Enum):
@@ -33,7 +43,7 @@ class Heartbeat:
         now: the current time, the start of the silence.
     """
 
-    __slots__ = ("interval_s", "timeout_s", "last_received", "last_ping_sent", "_ping_sent_at", "latency_s")
+    __slots__ = ("interval_s", "timeout_s", "last_received", "last_ping_sent", "_ping_sent_at", "latency_s", "_check_due", "_stall_excused")
 
     def __init__(self, interval_s: float, timeout_s: float, now: float) -> None:
         if interval_s <= 0 or timeout_s <= 0:
@@ -44,10 +54,13 @@ class Heartbeat:
         self.last_ping_sent: float | None = None
         self._ping_sent_at: float | None = None
         self.latency_s: float | None = None
+        self._check_due: float | None = None  # when next_check asked to be woken
+        self._stall_excused = False  # this silence already had a stall excused
 
     def received(self, now: float) -> None:
         """Any frame from the peer proves it is alive."""
         self.last_received = now
+        self._stall_excused = False
 
     def silent_an_interval(self, now: float) -> None:
         """Count the peer silent for an interval as of ``now``: ``poll`` pings
@@ -57,12 +70,13 @@ class Heartbeat:
         self.last_received = now - self.interval_s - _ROUNDING_S
 
     def pong_received(self, now: float) -> None:
-        self.last_received = now
+        self.received(now)
         if self._ping_sent_at is not None:
             self.latency_s = now - self._ping_sent_at
             self._ping_sent_at = None
 
     def poll(self, now: float) -> HeartbeatAction:
+        self._excuse_a_stall(now)
         silent = now - self.last_received
         if silent >= self.timeout_s:
             return HeartbeatAction.DEAD
@@ -77,8 +91,23 @@ class Heartbeat:
 
     def next_check(self, now: float) -> float:
         """Seconds until ``poll`` may return something new: the earlier of
-        the next ping and the death."""
+        the next ping and the death. ``poll`` then knows how late it woke."""
         due = self.last_received + self.interval_s
         if self.last_ping_sent is not None and self.last_ping_sent >= self.last_received:
             due = self.last_ping_sent + self.interval_s
-        return max(0.0, min(due, self.last_received + self.timeout_s) - now)
+        delay = max(0.0, min(due, self.last_received + self.timeout_s) - now)
+        self._check_due = now + delay
+        return delay
+
+    def _excuse_a_stall(self, now: float) -> None:
+        """A check more than a period late means our own loop stalled: what
+        it did not read meanwhile is not the peer's silence (§9.2). Count
+        the silence as one interval, so the peer is pinged now and has the
+        rest of the timeout to answer; once a silence, so a loop that is
+        always late still declares a dead peer dead."""
+        due, self._check_due = self._check_due, None
+        if due is None or self._stall_excused or now - due <= check_period(self.interval_s):
+            return
+        if now - self.last_received >= self.interval_s:
+            self._stall_excused = True
+            self.last_received = max(self.last_received, now - self.interval_s - _ROUNDING_S)

@@ -20,14 +20,13 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from ipc_protocol.constants import MIN_HEARTBEAT_INTERVAL_S
+from ipc_protocol.heartbeat import check_period
 
 __all__ = ["sweep_heartbeats", "sweep_period"]
 
 log = logging.getLogger("ipc_server")
 
 _SWEEP_INTERVAL_S = 0.25
-_MIN_SWEEP_INTERVAL_S = MIN_HEARTBEAT_INTERVAL_S / 4  # an embedder's tiny interval never makes it a busy loop
 
 
 class _Ticking(Protocol):
@@ -36,7 +35,8 @@ class _Ticking(Protocol):
 
 def sweep_period(interval_s: float | None) -> float:
     """Seconds between two sweeps for the heartbeat interval ``interval_s``."""
-    return max(_MIN_SWEEP_INTERVAL_S, min(_SWEEP_INTERVAL_S, interval_s / 4)) if interval_s else _SWEEP_INTERVAL_S
+    # The clients' stall bound too (ipc_protocol.heartbeat); its floor: an embedder's tiny interval is never a busy loop.
+    return check_period(interval_s) if interval_s else _SWEEP_INTERVAL_S
 
 
 async def sweep_heartbeats(loop: asyncio.AbstractEventLoop, connections: Callable[[], Iterable[_Ticking]], interval_s: float | None) -> None:

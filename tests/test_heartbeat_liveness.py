@@ -1,7 +1,8 @@
 """The clients' heartbeat keeps its promise (docs/protocol.md §9.2,
 docs/resilience.md §5): a peer is declared dead after ``heartbeat_timeout``
 of silence, and only once a ping went first. A timeout under the interval
-in force pings at half the timeout."""
+in force pings at half the timeout; a check that wakes more than a period
+late (our own loop stalled) pings before it blames the peer."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import pytest
 
 from ipc_client import IPCClient
 from ipc_protocol import Heartbeat, HeartbeatAction
+from ipc_protocol.heartbeat import check_period
 from ipc_server import IPCServer
+from ipc_server.heartbeat_sweep import sweep_period
 
 from .conftest import WAIT_S
 from .test_protocol_client import open_v2
 
-PING, DEAD = HeartbeatAction.PING, HeartbeatAction.DEAD
+PING, DEAD, NONE = HeartbeatAction.PING, HeartbeatAction.DEAD, HeartbeatAction.NONE
 
 
 # -- a timeout not over the interval ------------------------------------------------
@@ -91,3 +94,75 @@ async def test_a_timeout_under_the_server_s_interval_pings_and_stays_connected()
             assert client.get_connection_health()["healthy"] is True
         finally:
             await client.disconnect()
+
+
+# -- a check that wakes late: our loop stalled -------------------------------------
+
+
+def asleep_until_the_death(hb: Heartbeat) -> float:
+    """Ping at 1.0 and arm the check for the death at 2.0 (interval 1, timeout 2)."""
+    assert hb.next_check(0.0) == pytest.approx(1.0)
+    assert hb.poll(1.0) is PING
+    assert hb.next_check(1.0) == pytest.approx(1.0)
+    return 2.0
+
+
+def test_a_check_that_wakes_late_pings_first_and_gives_an_interval_to_answer() -> None:
+    hb = Heartbeat(1.0, 2.0, now=0.0)
+    asleep_until_the_death(hb)
+    assert hb.poll(5.0) is PING  # the loop was blocked 3 s: not the peer's silence (it was DEAD)
+    assert hb.next_check(5.0) == pytest.approx(1.0, abs=1e-5)  # the interval (and the microsecond of silent_an_interval)
+    hb.pong_received(5.01)
+    assert hb.poll(6.0) is NONE
+
+
+def test_a_peer_silent_after_the_stall_is_dead_an_interval_later() -> None:
+    hb = Heartbeat(1.0, 2.0, now=0.0)
+    asleep_until_the_death(hb)
+    assert hb.poll(5.0) is PING
+    hb.next_check(5.0)
+    assert hb.poll(6.0) is DEAD
+
+
+def test_a_stall_is_excused_once_a_silence() -> None:
+    """A loop late at every check still declares a dead peer dead."""
+    hb = Heartbeat(1.0, 2.0, now=0.0)
+    asleep_until_the_death(hb)
+    assert hb.poll(5.0) is PING
+    hb.next_check(5.0)  # due at 6.0
+    assert hb.poll(9.0) is DEAD  # late again, in the same silence
+    hb = Heartbeat(1.0, 2.0, now=0.0)
+    asleep_until_the_death(hb)
+    assert hb.poll(5.0) is PING
+    hb.received(5.5)  # a frame: a new silence
+    hb.next_check(5.5)
+    assert hb.poll(6.5) is PING
+    hb.next_check(6.5)  # due at 7.5
+    assert hb.poll(12.0) is PING  # a new stall, excused
+
+
+def test_a_check_late_by_a_period_or_less_is_no_stall() -> None:
+    hb = Heartbeat(1.0, 2.0, now=0.0)
+    due = asleep_until_the_death(hb)
+    assert hb.poll(due + check_period(1.0)) is DEAD
+
+
+def test_a_poll_without_next_check_is_never_excused() -> None:
+    """The server's sweep polls without next_check; its own late flag (heartbeat_sweep) excuses its stalls."""
+    hb = Heartbeat(1.0, 2.0, now=0.0)
+    assert hb.poll(1.0) is PING
+    assert hb.poll(5.0) is DEAD
+
+
+def test_a_late_check_with_a_recent_frame_excuses_nothing() -> None:
+    hb = Heartbeat(1.0, 2.0, now=0.0)
+    asleep_until_the_death(hb)
+    hb.received(4.99)  # read as the loop came back
+    assert hb.poll(5.0) is NONE
+    assert hb.last_received == 4.99
+
+
+def test_the_stall_bound_is_the_server_sweep_s_period() -> None:
+    for interval in (0.01, 0.4, 1.0, 15.0):
+        assert check_period(interval) == sweep_period(interval)
+    assert (check_period(0.4), check_period(15.0)) == (0.1, 0.25)

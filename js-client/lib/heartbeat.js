@@ -8,6 +8,23 @@
  * and no I/O, so it is tested with a fake clock.
  */
 
+const { MIN_HEARTBEAT_INTERVAL_MS } = require('./constants');
+
+const CHECK_PERIOD_MS = 250;
+// More than a clock reading's rounding (as the Python core's, in ms).
+const ROUNDING_MS = 1e-3;
+
+/**
+ * How late a check may wake before its loop counts as stalled (§9.2), the
+ * period of the server's sweep (§9.3): a quarter of the interval, at most
+ * 250 ms, never under a quarter of the shortest interval.
+ * @param {number} intervalMs
+ * @returns {number}
+ */
+function checkPeriod(intervalMs) {
+  return Math.max(MIN_HEARTBEAT_INTERVAL_MS / 4, Math.min(CHECK_PERIOD_MS, intervalMs / 4));
+}
+
 /** What the owner of a connection should do now. */
 const HeartbeatAction = Object.freeze({ NONE: 'none', PING: 'ping', DEAD: 'dead' });
 
@@ -32,6 +49,8 @@ class Heartbeat {
     /** The round trip of the last answered heartbeat ping, ms; null before one. */
     this.latencyMs = null;
     this._pingSentAt = null; // the first ping still unanswered
+    this._checkDue = null; // when nextCheck() asked to be woken
+    this._stallExcused = false; // this silence already had a stall excused
   }
 
   /**
@@ -40,6 +59,7 @@ class Heartbeat {
    */
   received(now) {
     this.lastReceived = now;
+    this._stallExcused = false;
   }
 
   /**
@@ -47,7 +67,7 @@ class Heartbeat {
    * @param {number} now
    */
   pongReceived(now) {
-    this.lastReceived = now;
+    this.received(now);
     if (this._pingSentAt !== null) {
       this.latencyMs = now - this._pingSentAt;
       this._pingSentAt = null;
@@ -60,6 +80,7 @@ class Heartbeat {
    * @returns {'none'|'ping'|'dead'}
    */
   poll(now) {
+    this._excuseAStall(now);
     const silent = now - this.lastReceived;
     if (silent >= this.timeoutMs) return HeartbeatAction.DEAD;
     if (
@@ -75,15 +96,36 @@ class Heartbeat {
 
   /**
    * Milliseconds until `poll` may answer something new: the earlier of the
-   * next ping and the death.
+   * next ping and the death. `poll` then knows how late it woke.
    * @param {number} now
    * @returns {number}
    */
   nextCheck(now) {
     let due = this.lastReceived + this.intervalMs;
     if (this.lastPingSent !== null && this.lastPingSent >= this.lastReceived) due = this.lastPingSent + this.intervalMs;
-    return Math.max(0, Math.min(due, this.lastReceived + this.timeoutMs) - now);
+    const delay = Math.max(0, Math.min(due, this.lastReceived + this.timeoutMs) - now);
+    this._checkDue = now + delay;
+    return delay;
+  }
+
+  /**
+   * A check more than a period late means our own loop stalled: what it did
+   * not read meanwhile is not the peer's silence (§9.2). Counts the silence
+   * as one interval, so the peer is pinged now and has the rest of the
+   * timeout to answer; once a silence, so a loop that is always late still
+   * declares a dead peer dead.
+   * @param {number} now
+   * @private
+   */
+  _excuseAStall(now) {
+    const due = this._checkDue;
+    this._checkDue = null;
+    if (due === null || this._stallExcused || now - due <= checkPeriod(this.intervalMs)) return;
+    if (now - this.lastReceived >= this.intervalMs) {
+      this._stallExcused = true;
+      this.lastReceived = Math.max(this.lastReceived, now - this.intervalMs - ROUNDING_MS);
+    }
   }
 }
 
-module.exports = { Heartbeat, HeartbeatAction };
+module.exports = { Heartbeat, HeartbeatAction, checkPeriod };
