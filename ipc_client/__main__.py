@@ -5,7 +5,7 @@ live server (docs/typed-contracts.md). The output is the ``describe``
 answer (docs/protocol.md §8) with the app added, the input of
 ``ipc-bridge-types --from`` (js-client/bin/ipc-bridge-types.js). Exit
 status: 0 written, 1 the output could not be written, 2 bad arguments or a
-target that cannot be loaded.
+target that cannot be loaded (whatever its import raised, said in one line).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ipc_protocol.contracts import bind, describe_handlers
+from ipc_protocol.printable import printable
 
 __all__ = ["main", "schemas_of"]
 
@@ -50,11 +51,18 @@ def _server_handlers(registry: Any, app_id: str | None) -> Iterator[tuple[str, C
             yield channel, handler.fn
 
 
-def _load(target: str) -> Any:
-    """``package.module:attr.attr``, or ``path/to/file.py:attr``."""
+def _split(target: str) -> tuple[str, str]:
+    """``MODULE:OBJECT`` as its two parts; a ValueError when it is not one."""
     module_name, sep, attrs = target.partition(":")
     if not sep or not module_name or not attrs:
         raise ValueError(f"expected MODULE:OBJECT, got {target!r}")
+    return module_name, attrs
+
+
+def _load(target: str) -> Any:
+    """``package.module:attr.attr``, or ``path/to/file.py:attr``. Importing
+    runs the module's code, so this raises whatever that code raises."""
+    module_name, attrs = _split(target)
     if module_name.endswith(".py") or "/" in module_name:
         path = Path(module_name).resolve()
         spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -88,12 +96,21 @@ def main(argv: list[str] | None = None) -> int:
     schemas.add_argument("--out", "-o", help="write to this file (default: standard output)")
     args = parser.parse_args(argv)
     try:
-        document = schemas_of(_load(args.target), args.app)
-    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        _split(args.target)
+        if args.app == "":
+            raise ValueError("--app must be a non-empty app id")
+        if args.out == "":
+            raise ValueError("--out must be a file name (leave it out for standard output)")
+    except ValueError as exc:
         print(f"python -m ipc_client schemas: {exc}", file=sys.stderr)
         return 2
+    try:
+        document = schemas_of(_load(args.target), args.app)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the target's code ran: a missing file, a SyntaxError, anything it raises or exits with
+        print(f"python -m ipc_client schemas: cannot load {args.target}: {_one_line(exc)}", file=sys.stderr)
+        return 2
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    if args.out:
+    if args.out is not None:
         try:
             Path(args.out).write_text(text, encoding="utf-8")
         except OSError as exc:  # a missing directory, no permission, a directory given
@@ -102,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's type and text on one line (a newline escaped): what the
+    operator needs, without the traceback through this command."""
+    if isinstance(exc, SystemExit):
+        return f"it exits at import (SystemExit: {exc.code!r})"
+    return f"{type(exc).__name__}: {printable(exc)}" if str(exc) else type(exc).__name__
 
 
 if __name__ == "__main__":

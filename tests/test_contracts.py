@@ -281,3 +281,33 @@ def test_the_schemas_command_says_when_it_cannot_write_its_output(tmp_path, caps
         err = capsys.readouterr().err
         assert err.startswith(f"python -m ipc_client schemas: cannot write {out}: ") and "Traceback" not in err, err
     assert schemas_main(["schemas", f"{module}:handlers", "--out", str(tmp_path / "x.json")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        (None, "FileNotFoundError: [Errno 2] No such file or directory"),  # no such file
+        ("def f(:\n", "SyntaxError: "),
+        ("raise RuntimeError('boom at import')\n", "RuntimeError: boom at import"),
+        ("raise ValueError('line one\\nline two')\n", "ValueError: line one\\nline two"),  # its newline escaped
+        ("import sys\nsys.exit(3)\n", "it exits at import (SystemExit: 3)"),
+    ],
+)
+def test_a_target_that_cannot_be_loaded_is_an_exit_2_in_one_line(tmp_path, capsys, source: str | None, said: str) -> None:
+    """Whatever the target's import raises (docs/typed-contracts.md §5), not a traceback and exit 1."""
+    module = tmp_path / f"schemas_target_{abs(hash(source))}.py"
+    if source is not None:
+        module.write_text(source)
+    assert schemas_main(["schemas", f"{module}:handlers"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"python -m ipc_client schemas: cannot load {module}:handlers: ") and said in captured.err, captured.err
+
+
+@pytest.mark.parametrize(("args", "said"), [(["--app", ""], "--app must be a non-empty app id"), (["--out", ""], "--out must be a file name")])
+def test_an_empty_app_or_out_is_an_exit_2(tmp_path, capsys, args: list[str], said: str) -> None:
+    module = tmp_path / "schemas_empty_flags.py"
+    module.write_text("handlers = {'a.b': lambda msg: msg.payload}\n")
+    assert schemas_main(["schemas", f"{module}:handlers", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and said in captured.err
