@@ -15,14 +15,18 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ipc_protocol.constants import DEFAULT_HOST, DEFAULT_PORT
+from ipc_protocol.constants import DEFAULT_HOST, DEFAULT_PORT, MAX_CONNECT_ID_LENGTH
 from ipc_protocol.printable import printable
 
 from .program import DEFAULT_PROG, VIEWS, message_name
+
+if TYPE_CHECKING:
+    from ipc_client import IPCClient
 
 __all__ = ["main", "VIEWS", "render", "table"]
 
@@ -35,16 +39,16 @@ def _parser(view: str, prog: str) -> argparse.ArgumentParser:
         prog=f"{prog} {view}",
         description=f"Print the {view} of a running server (docs/operations.md).",
     )
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"the server's host (default {DEFAULT_HOST})")
+    p.add_argument("--host", type=_host, default=DEFAULT_HOST, help=f"the server's host (default {DEFAULT_HOST})")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"the server's port (default {DEFAULT_PORT})")
-    p.add_argument("--app", default=DEFAULT_APP, help=f"the app to connect as; channels and services are its own (default {DEFAULT_APP})")
-    p.add_argument("--user", help="the user to connect as (servers with a users file)")
+    p.add_argument("--app", type=_connect_id, default=DEFAULT_APP, help=f"the app to connect as; channels and services are its own (default {DEFAULT_APP})")
+    p.add_argument("--user", type=_connect_id, help="the user to connect as (servers with a users file)")
     p.add_argument("--token-file", help="file holding the token (the shared one, or the user's); never on the command line")
     p.add_argument("--tls", action="store_true", help="TLS, verified against the system's CAs")
     p.add_argument("--tls-ca", help="PEM CA bundle that signed the server's certificate (turns TLS on)")
     p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
     p.add_argument("--tls-key", help="PEM key of --tls-cert")
-    p.add_argument("--tls-server-hostname", help="the name the server's certificate must carry, if not --host")
+    p.add_argument("--tls-server-hostname", type=_host, help="the name the server's certificate must carry, if not --host")
     p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, help=f"seconds for connecting and for the answer (default {DEFAULT_TIMEOUT_S:g})")
     if view == "connections":
         p.add_argument("--limit", type=_count, help="rows at most (the server's default: 1024)")
@@ -75,6 +79,57 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _host(text: str) -> str:
+    """A host name or address: an empty one is a usage error, not the
+    client's refusal blamed on the server."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a host name or address, got ''")
+    return text
+
+
+def _connect_id(text: str) -> str:
+    """An app id or user name: what the server accepts in a connect
+    (docs/protocol.md §3), non-empty and at most 256 characters."""
+    if not 1 <= len(text) <= MAX_CONNECT_ID_LENGTH:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_CONNECT_ID_LENGTH} characters, got {len(text)}")
+    return text
+
+
+def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> IPCClient:
+    """The client of the flags, made before anything connects: a file a
+    flag names that cannot be used is a usage error naming the flag (exit
+    2), as the server's own start refuses it (docs/operations.md §3)."""
+    from ipc_client import IPCClient
+    from ipc_server.users import read_token_file
+
+    if args.tls_key is not None and args.tls_cert is None:
+        parser.error("argument --tls-key: needs --tls-cert (the certificate it belongs to)")
+    files = {"--token-file": args.token_file, "--tls-ca": args.tls_ca, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
+    token = None
+    for flag, path in files.items():
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            parser.error(f"argument {flag}: {'not a file' if os.path.exists(path) else 'no such file'}: {path!r}")
+        try:
+            if flag == "--token-file":
+                token = read_token_file(path)
+            else:
+                open(path, "rb").close()  # readable; its PEM is the client's to check
+        except OSError as exc:
+            parser.error(f"argument {flag}: cannot read {path!r}: {exc.strerror or exc}")
+        except ValueError as exc:  # a token file empty or not UTF-8
+            parser.error(f"argument {flag}: {exc}")
+    try:
+        return IPCClient(
+            args.app, args.host, args.port, reconnect=False, connect_timeout=args.timeout, request_timeout=args.timeout,
+            user=args.user, token=token, tls=True if args.tls else None, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+            tls_key=args.tls_key, tls_server_hostname=args.tls_server_hostname,
+        )  # fmt: skip
+    except (TypeError, ValueError) as exc:  # what the flags' checks leave: a TLS file that is not PEM (named by the client)
+        parser.error(printable(exc))
+
+
 def _count(text: str) -> int:
     """A number of rows, 0 or more (what the ``connections`` action accepts)."""
     try:
@@ -86,16 +141,7 @@ def _count(text: str) -> int:
     return count
 
 
-async def _ask(args: argparse.Namespace, view: str) -> Any:
-    from ipc_client import IPCClient
-    from ipc_server.users import read_token_file
-
-    token = read_token_file(args.token_file) if args.token_file else None
-    client = IPCClient(
-        args.app, args.host, args.port, reconnect=False, connect_timeout=args.timeout, request_timeout=args.timeout,
-        user=args.user, token=token, tls=True if args.tls else None, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-        tls_key=args.tls_key, tls_server_hostname=args.tls_server_hostname,
-    )  # fmt: skip
+async def _ask(client: IPCClient, args: argparse.Namespace, view: str) -> Any:
     await client.connect()
     try:
         if view == "connections" and getattr(args, "limit", None) is not None:
@@ -112,10 +158,12 @@ def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | Non
 
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     view = argv[0]
-    args = _parser(view, prog).parse_args(list(argv[1:]))
+    parser = _parser(view, prog)
+    args = parser.parse_args(list(argv[1:]))
+    client = _client(args, parser)
     name = f"{message_name(prog)} {view}"
     try:
-        answer = asyncio.run(_ask(args, view))
+        answer = asyncio.run(_ask(client, args, view))
     except IPCError as exc:  # its text is the server's
         print(f"{name}: {exc.code}: {printable(exc)}", file=stderr)
         return 1

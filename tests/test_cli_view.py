@@ -184,3 +184,28 @@ async def test_a_bad_timeout_or_limit_is_a_usage_error(flag: str, value: str) ->
     with a reason that blames the server."""
     code, out, err = await view("connections", "--port", "1", flag, value)
     assert code == 2 and out == "" and f"argument {flag}: expected" in err and repr(value) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--host", ""], "argument --host: expected a host name or address, got ''"),
+        (["--app", ""], "argument --app: expected 1 to 256 characters, got 0"),
+        (["--app", "a" * 257], "argument --app: expected 1 to 256 characters, got 257"),
+        (["--user", ""], "argument --user: expected 1 to 256 characters, got 0"),
+        (["--tls-server-hostname", ""], "argument --tls-server-hostname: expected a host name or address"),
+        (["--token-file", "{dir}/missing.token"], "argument --token-file: no such file: "),
+        (["--token-file", "{dir}"], "argument --token-file: not a file: "),
+        (["--token-file", "{dir}/empty.token"], "argument --token-file: token_file "),
+        (["--tls-ca", "{dir}/missing.pem"], "argument --tls-ca: no such file: "),
+        (["--tls-cert", "{dir}/missing.pem"], "argument --tls-cert: no such file: "),
+        (["--tls-key", "{dir}/empty.token"], "argument --tls-key: needs --tls-cert"),
+        (["--tls-ca", "{dir}/empty.token"], "tls_ca "),  # not PEM: the client's check, still before connecting
+    ],
+)
+async def test_a_bad_name_or_file_is_a_usage_error_naming_the_flag(tmp_path: Path, args: list[str], said: str) -> None:
+    """Exit 2 before anything connects (port 1 would be an exit 1), as for
+    a bad port or timeout (docs/operations.md §3)."""
+    (tmp_path / "empty.token").write_text("")
+    code, out, err = await view("stats", "--port", "1", *(arg.format(dir=tmp_path) for arg in args))
+    assert code == 2 and out == "" and said in err and "Traceback" not in err, err
