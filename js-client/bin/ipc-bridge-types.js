@@ -14,13 +14,19 @@
  * with `--from`, it reads a file holding that answer
  * (`python -m ipc_client schemas MODULE:OBJECT` writes one without a
  * server). The conversion is lib/typegen.js; this file is the I/O. No
- * dependencies. Exit status: 0 written, 1 failed, 2 bad arguments.
+ * dependencies. Exit status: 0 written, 1 failed (the server, or writing
+ * --out), 2 bad arguments: a value out of range or a file a flag names
+ * that cannot be used, named by its flag as `python -m ipc_server stats`
+ * and `python -m ipc_client schemas` name theirs.
  */
 
 const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const { X509Certificate } = require('node:crypto');
+const { createSecureContext } = require('node:tls');
 const { IPCClient } = require('../lib/client');
+const { MAX_CONNECT_ID_LENGTH } = require('../lib/constants');
 const { generateTypes } = require('../lib/typegen');
 
 const USAGE = `usage: ipc-bridge-types (--app APP [--host HOST] [--port PORT] [--user USER] [--token TOKEN | --token-file FILE] [--tls ...] | --from FILE) [--out FILE] [--name NAME]
@@ -66,23 +72,83 @@ const OPTIONS = {
  * @returns {Promise<{doc: object, source: string}>}
  */
 async function load(args) {
-  if (args.from !== undefined) {
-    const doc = JSON.parse(fs.readFileSync(args.from, 'utf8'));
-    return { doc, source: path.basename(args.from) };
-  }
-  const port = Number(args.port);
-  const timeout = Number(args.timeout);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port must be a port number, got ${args.port}`);
-  if (!(timeout > 0)) throw new UsageError(`--timeout must be a positive number of ms, got ${args.timeout}`);
-  const client = new IPCClient(args.app, {
-    host: args.host, port, reconnect: false, connectTimeout: timeout, requestTimeout: timeout, ...credentials(args)
-  });
+  if (args.from !== undefined) return { doc: args.doc, source: path.basename(args.from) };
+  const client = new IPCClient(args.app, args.client);
   client.on('error', () => {}); // the failure is the rejection below
   try {
     await client.connect();
-    return { doc: await client.system('describe'), source: `${args.host}:${port}` };
+    return { doc: await client.system('describe'), source: `${args.host}:${args.client.port}` };
   } finally {
     await client.disconnect();
+  }
+}
+
+/**
+ * The describe answer in --from's file: one that cannot be read, is not
+ * JSON or not an answer is a bad argument, as a target
+ * `python -m ipc_client schemas` cannot load is.
+ * @param {string} file the path.
+ * @returns {object}
+ */
+function readFrom(file) {
+  let doc;
+  try {
+    doc = JSON.parse(readFlagFile('--from', file).toString('utf8'));
+  } catch (err) {
+    throw err instanceof UsageError ? err : new UsageError(`--from ${file}: not JSON: ${err.message}`);
+  }
+  if (doc === null || typeof doc !== 'object' || doc.channels === null || typeof doc.channels !== 'object') {
+    throw new UsageError(`--from ${file}: not a describe answer ({"app": ..., "channels": {...}})`);
+  }
+  return doc;
+}
+
+/**
+ * Every flag checked before anything connects, each error naming its flag
+ * (exit 2), as `python -m ipc_server stats` checks the same flags; live,
+ * the client's options are set on `args.client`.
+ * @param {object} args parsed arguments.
+ */
+function checkArgs(args) {
+  if (args.out === '') throw new UsageError('--out must be a file name (leave it out for standard output)');
+  if (args.app !== undefined) connectId('--app', args.app);
+  if (args.from !== undefined) return;
+  if (!/^[0-9]+$/.test(args.port) || Number(args.port) < 1 || Number(args.port) > 65535) {
+    throw new UsageError(`--port must be a port number 1-65535, got ${JSON.stringify(args.port)}`);
+  }
+  // A decimal number, as Python's float() reads --timeout: not Infinity, 1e400, 0x10 or ''.
+  const timeout = /^[+]?([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?$/i.test(args.timeout) ? Number(args.timeout) : NaN;
+  if (!(Number.isFinite(timeout) && timeout > 0)) {
+    throw new UsageError(`--timeout must be a positive, finite number of ms, got ${JSON.stringify(args.timeout)}`);
+  }
+  if (args.host === '') throw new UsageError('--host must be a host name or address, got ""');
+  if (args['tls-server-hostname'] === '') throw new UsageError('--tls-server-hostname must be a host name, got ""');
+  if (args.user !== undefined) connectId('--user', args.user);
+  args.client = { host: args.host, port: Number(args.port), reconnect: false, connectTimeout: timeout, requestTimeout: timeout, ...credentials(args) };
+}
+
+/**
+ * An app id or user: what the server accepts in a connect (docs/protocol.md §3).
+ * @param {string} flag the flag, for the message.
+ * @param {string} value its value.
+ */
+function connectId(flag, value) {
+  const length = [...value].length; // code points, as the server counts
+  if (length < 1 || length > MAX_CONNECT_ID_LENGTH) throw new UsageError(`${flag} must be 1 to ${MAX_CONNECT_ID_LENGTH} characters, got ${length}`);
+}
+
+/**
+ * A file a flag names, read; missing, not a file or unreadable is a bad argument.
+ * @param {string} flag the flag, for the message.
+ * @param {string} file the path.
+ * @returns {Buffer}
+ */
+function readFlagFile(flag, file) {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'not a file' : `cannot read it: ${err.message}`;
+    throw new UsageError(`${flag} ${file}: ${why}`);
   }
 }
 
@@ -98,7 +164,7 @@ function credentials(args) {
   if (args.token !== undefined && args['token-file'] !== undefined) throw new UsageError('give --token or --token-file, not both');
   let token = args.token ?? process.env.IPC_TOKEN;
   if (args['token-file'] !== undefined) {
-    token = fs.readFileSync(args['token-file'], 'utf8').replace(/[\r\n]+$/, '');
+    token = readFlagFile('--token-file', args['token-file']).toString('utf8').replace(/[\r\n]+$/, '');
     if (!token) throw new UsageError(`--token-file ${args['token-file']} is empty`);
   }
   if (token) options.token = token;
@@ -106,15 +172,32 @@ function credentials(args) {
   if (args['tls-key'] !== undefined && args['tls-cert'] === undefined) throw new UsageError('--tls-key needs --tls-cert (the certificate it belongs to)');
   if (args.tls || tlsFlags.length > 0) {
     const tls = {};
-    if (args['tls-ca'] !== undefined) tls.ca = fs.readFileSync(args['tls-ca']);
+    if (args['tls-ca'] !== undefined) tls.ca = readFlagFile('--tls-ca', args['tls-ca']);
     if (args['tls-cert'] !== undefined) {
-      tls.cert = fs.readFileSync(args['tls-cert']);
-      tls.key = args['tls-key'] !== undefined ? fs.readFileSync(args['tls-key']) : tls.cert; // one file may hold both
+      tls.cert = readFlagFile('--tls-cert', args['tls-cert']);
+      tls.key = args['tls-key'] !== undefined ? readFlagFile('--tls-key', args['tls-key']) : tls.cert; // one file may hold both
     }
     if (args['tls-server-hostname'] !== undefined) tls.servername = args['tls-server-hostname'];
+    // PEM that does not parse is refused here, as Python's client refuses it when made
+    // (createSecureContext lets a CA file without a certificate pass).
+    if (tls.ca !== undefined) pemCheck('--tls-ca', 'PEM CA certificates', () => new X509Certificate(tls.ca));
+    if (tls.cert !== undefined) pemCheck(args['tls-key'] !== undefined ? '--tls-cert, --tls-key' : '--tls-cert', 'a PEM certificate and its matching key', () => createSecureContext({ cert: tls.cert, key: tls.key }));
     options.tls = tls;
   }
   return options;
+}
+
+/**
+ * @param {string} flags the flags, for the message.
+ * @param {string} what what they must hold, for the message.
+ * @param {() => unknown} parse throws when the PEM does not parse.
+ */
+function pemCheck(flags, what, parse) {
+  try {
+    parse();
+  } catch (err) {
+    throw new UsageError(`${flags} must hold ${what}: ${err.message}`);
+  }
 }
 
 class UsageError extends Error {}
@@ -133,6 +216,8 @@ async function main(argv) {
       return 0;
     }
     if (args.from === undefined && args.app === undefined) throw new UsageError('give --app (asks the server) or --from FILE');
+    checkArgs(args);
+    if (args.from !== undefined) args.doc = readFrom(args.from);
   } catch (err) {
     process.stderr.write(`ipc-bridge-types: ${err.message}\n${USAGE}\n`);
     return 2;

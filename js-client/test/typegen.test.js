@@ -190,7 +190,7 @@ test('typegen - the command reads a file and writes the declarations', async () 
     assert.equal(await main(['--from', from, '--out', out]), 0);
     assert.equal(await main(['--port', '1']), 2); // neither --app nor --from
     assert.equal(await main(['--bogus']), 2);
-    assert.equal(await main(['--from', path.join(dir, 'missing.json')]), 1);
+    assert.equal(await main(['--from', path.join(dir, 'missing.json')]), 2); // as schemas' target it cannot load
   } finally {
     process.stderr.write = stderr;
   }
@@ -216,9 +216,60 @@ test('typegen - the command connects as --user with the token of --token-file', 
     assert.equal(connect.payload.token, 'alice-token');
     assert.equal(await main(['--app', 'shop', '--tls-key', tokenFile]), 2); // a key without its certificate
     assert.equal(await main(['--app', 'shop', '--token', 't', '--token-file', tokenFile]), 2);
-    assert.equal(await main(['--app', 'shop', '--tls-ca', path.join(dir, 'missing.pem')]), 1);
+    assert.equal(await main(['--app', 'shop', '--tls-ca', path.join(dir, 'missing.pem')]), 2);
   } finally {
     process.stderr.write = stderr;
     await peer.close();
+  }
+});
+
+test('typegen - every bad argument is an exit 2 naming its flag, before anything connects', async () => {
+  // Port 1 refuses: an exit 1 would mean the value got as far as connecting.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-types-'));
+  const file = (name, text) => {
+    fs.writeFileSync(path.join(dir, name), text);
+    return path.join(dir, name);
+  };
+  const empty = file('empty.token', '');
+  const junk = file('junk.pem', 'junk');
+  const cases = [
+    [['--timeout', 'Infinity'], /^ipc-bridge-types: --timeout must be a positive, finite number of ms, got "Infinity"/],
+    [['--timeout', '1e400'], /--timeout must be a positive, finite number of ms, got "1e400"/],
+    [['--timeout', '0x10'], /--timeout must be/],
+    [['--timeout=-1'], /--timeout must be/],
+    [['--timeout', ''], /--timeout must be/],
+    [['--port', '1e3'], /--port must be a port number 1-65535, got "1e3"/],
+    [['--port', '70000'], /--port must be a port number 1-65535/],
+    [['--app', ''], /--app must be 1 to 256 characters, got 0/],
+    [['--app', 'a'.repeat(257)], /--app must be 1 to 256 characters, got 257/],
+    [['--host', ''], /--host must be a host name or address/],
+    [['--user', ''], /--user must be 1 to 256 characters, got 0/],
+    [['--tls-server-hostname', ''], /--tls-server-hostname must be a host name/],
+    [['--token-file', path.join(dir, 'missing.token')], /--token-file \S+missing\.token: no such file/],
+    [['--token-file', dir], /--token-file \S+: not a file/],
+    [['--token-file', empty], /--token-file \S+ is empty/],
+    [['--tls-ca', path.join(dir, 'missing.pem')], /--tls-ca \S+: no such file/],
+    [['--tls-ca', junk], /--tls-ca must hold PEM CA certificates/],
+    [['--tls-cert', junk], /--tls-cert must hold a PEM certificate and its matching key/],
+    [['--out', ''], /--out must be a file name/],
+    [['--from', junk], /--from \S+junk\.pem: not JSON/],
+    [['--from', file('nochannels.json', '{"app": "x"}')], /--from \S+: not a describe answer/],
+    [['--from', path.join(dir, 'missing.json')], /--from \S+: no such file/]
+  ];
+  const stderr = process.stderr.write;
+  let said = '';
+  process.stderr.write = (text) => {
+    said += text;
+    return true;
+  };
+  try {
+    for (const [args, message] of cases) {
+      said = '';
+      const status = await main(['--app', 'shop', '--port', '1', '--timeout', '5000', ...args]);
+      assert.equal(status, 2, `${args.join(' ')}: ${said}`);
+      assert.match(said, message, args.join(' '));
+    }
+  } finally {
+    process.stderr.write = stderr;
   }
 });
