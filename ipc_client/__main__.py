@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ipc_protocol.constants import MAX_CONNECT_ID_LENGTH
 from ipc_protocol.contracts import bind, describe_handlers
 from ipc_protocol.printable import printable
 
@@ -97,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _split(args.target)
-        if args.app == "":
-            raise ValueError("--app must be a non-empty app id")
+        if args.app is not None and not 1 <= len(args.app) <= MAX_CONNECT_ID_LENGTH:  # what a connect carries, as ipc-bridge-types checks it
+            raise ValueError(f"--app must be 1 to {MAX_CONNECT_ID_LENGTH} characters, got {len(args.app)}")
         if args.out == "":
             raise ValueError("--out must be a file name (leave it out for standard output)")
     except ValueError as exc:

@@ -16,6 +16,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -56,12 +57,14 @@ def _parser(view: str, prog: str) -> argparse.ArgumentParser:
     return p
 
 
+# A decimal number as ipc-bridge-types reads --timeout (not int()'s and
+# float()'s " 5", "1_000" or non-ASCII digits), so both take the same values.
+_DECIMAL = re.compile(r"\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def _port(text: str) -> int:
     """A TCP port: out of range is a usage error, not the socket's OverflowError."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
+    port = int(text) if re.fullmatch("[0-9]+", text) else -1
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
     return port
@@ -70,10 +73,7 @@ def _port(text: str) -> int:
 def _seconds(text: str) -> float:
     """A positive, finite number of seconds: 0, a negative, ``inf`` or
     ``nan`` is a usage error, not a connect that fails for no reason."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
+    seconds = float(text) if _DECIMAL.fullmatch(text) else math.nan
     if not (math.isfinite(seconds) and seconds > 0):
         raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text!r}")
     return seconds

@@ -172,13 +172,16 @@ async def test_client_chosen_names_reach_the_terminal_escaped(spawn) -> None:
             await c.disconnect()
 
 
-@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http", "8_888", "+8888", " 8888"])  # decimal digits only, as ipc-bridge-types
 async def test_a_port_out_of_range_is_a_usage_error(port: str) -> None:
     code, out, err = await view("stats", "--port", port)
     assert code == 2 and out == "" and "argument --port: expected a port number 1-65535" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--timeout", "0"), ("--timeout", "-1"), ("--timeout", "inf"), ("--timeout", "nan"), ("--timeout", "soon"), ("--limit", "-1"), ("--limit", "1.5")])
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--timeout", "0"), ("--timeout", "-1"), ("--timeout", "inf"), ("--timeout", "nan"), ("--timeout", "soon"), ("--timeout", "1_000"), ("--timeout", " 5"), ("--limit", "-1"), ("--limit", "1.5")],
+)
 async def test_a_bad_timeout_or_limit_is_a_usage_error(flag: str, value: str) -> None:
     """Refused before anything connects (docs/operations.md §3), not an exit 1
     with a reason that blames the server."""

@@ -304,7 +304,11 @@ def test_a_target_that_cannot_be_loaded_is_an_exit_2_in_one_line(tmp_path, capsy
     assert captured.err.startswith(f"python -m ipc_client schemas: cannot load {module}:handlers: ") and said in captured.err, captured.err
 
 
-@pytest.mark.parametrize(("args", "said"), [(["--app", ""], "--app must be a non-empty app id"), (["--out", ""], "--out must be a file name")])
+@pytest.mark.parametrize(("args", "said"), [
+        (["--app", ""], "--app must be 1 to 256 characters, got 0"),
+        (["--app", "a" * 257], "--app must be 1 to 256 characters, got 257"),
+        (["--out", ""], "--out must be a file name"),
+    ],)
 def test_an_empty_app_or_out_is_an_exit_2(tmp_path, capsys, args: list[str], said: str) -> None:
     module = tmp_path / "schemas_empty_flags.py"
     module.write_text("handlers = {'a.b': lambda msg: msg.payload}\n")
