@@ -26,10 +26,10 @@ from .cluster.link_files import check_link_files
 from .early_signals import EarlySignals
 from .http_endpoint import EndpointBindError
 from .logs import LOG_FORMATS, configure_logging
-from .process import serve_until_signalled
+from .process import StartRefused, serve_until_signalled
 from .program import DEFAULT_PROG, SUBCOMMANDS, message_name
 from .server import IPCServer
-from .users import check_auth_files
+from .users import read_auth_files
 from .tls import server_context
 
 __all__ = ["main", "build_parser", "loop_factory"]
@@ -204,7 +204,7 @@ def main(argv: list[str], *, prog: str = DEFAULT_PROG, early: EarlySignals | Non
     try:
         config: ServerConfig = load_config(path=path, overrides=overrides, warn=lambda text: print(f"{name}: warning: {text}", file=sys.stderr))
         server_context(config)  # a TLS file missing, not PEM or not matching fails here (docs/security.md §2)
-        check_auth_files(config)  # a users file or token file that cannot be used fails here (docs/security.md §3)
+        config, users = read_auth_files(config)  # a users or token file that cannot be used fails here, each read once (docs/security.md §3)
         check_link_files(config)  # and the NATS link's credentials and TLS files (docs/cluster.md §6)
     except (ValueError, OSError) as exc:
         print(f"{name}: invalid configuration: {exc}", file=sys.stderr)
@@ -233,7 +233,10 @@ def main(argv: list[str], *, prog: str = DEFAULT_PROG, early: EarlySignals | Non
 
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(serve_until_signalled(lambda: IPCServer(config=config), ready=ready, early=early))
+            runner.run(serve_until_signalled(lambda: IPCServer(config=config, users=users), ready=ready, early=early))
+    except StartRefused as exc:  # a setting only the server could check
+        print(f"{name}: invalid configuration: {exc}", file=sys.stderr)
+        return 2
     except EndpointBindError as exc:  # the metrics port's, not the main one's
         print(f"{name}: cannot listen on the {exc.strerror}", file=sys.stderr)
         return 1

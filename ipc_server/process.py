@@ -18,7 +18,13 @@ from typing import Any, Protocol
 from .early_signals import EarlySignals
 from .reloads import reload_on_sighup
 
-__all__ = ["serve_until_signalled"]
+__all__ = ["serve_until_signalled", "StartRefused"]
+
+
+class StartRefused(Exception):
+    """A ``ValueError`` raised while the server was built or started: a
+    setting it cannot use, which ``python -m ipc_server`` reports in one
+    line with exit code 2, as its own checks' (never a traceback)."""
 
 
 class _Server(Protocol):
@@ -43,8 +49,11 @@ async def serve_until_signalled(
     """Start the server ``make_server()`` builds and run it until SIGINT/SIGTERM.
     ``early``: a SIGINT or SIGTERM caught while the server started is acted
     on once the loop's handlers are in place, as if it came then."""
-    server = make_server()
-    await server.start()
+    try:
+        server = make_server()
+        await server.start()
+    except ValueError as exc:
+        raise StartRefused(str(exc)) from exc
     loop = asyncio.get_running_loop()
     stopping: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
 

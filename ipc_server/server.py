@@ -46,7 +46,7 @@ from .metrics import Metrics
 from .stats import ServerStats
 from .system_actions import answer_own_action
 from .tls import TLSPort, connection_factory
-from .users import load_users, read_token_file
+from .users import Users, read_auth_files
 
 __all__ = ["IPCServer"]
 
@@ -77,17 +77,18 @@ class IPCServer:
         host: interface to listen on.
         port: TCP port; 0 picks a free one (read it back from ``server.port``).
         config: a full :class:`ServerConfig`; keyword ``overrides`` replace its fields.
+        users: the ``users_file``'s users, already read (``python -m ipc_server``
+            reads each file once: a pipe is empty the second time).
     """
 
-    def __init__(self, host: str | None = None, port: int | None = None, *, config: ServerConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, host: str | None = None, port: int | None = None, *, config: ServerConfig | None = None, users: Users | None = None, **overrides: Any) -> None:
         config = config or load_config(env={})
         if host is not None:
             overrides["host"] = host
         if port is not None:
             overrides["port"] = port
         config = config.replace(**overrides) if overrides else config
-        if config.token_file is not None:  # read once: the secret never shows in ps (docs/security.md §3)
-            config = config.replace(token=read_token_file(config.token_file), token_file=None)
+        config, users = read_auth_files(config, users)  # the secret never shows in ps (docs/security.md §3)
         self.config = config
         self.stats = ServerStats()
         self.handlers = HandlerRegistry()
@@ -106,8 +107,8 @@ class IPCServer:
         self._cluster = join(config, self.stats, self.handlers, self._admission.apps, self._calls, self._forwarding, self._pubsub, self._shutdown)
         # With a users file: who each connection is and what it may do.
         self._auth: Auth | None = None
-        if config.users_file is not None:
-            self._auth = Auth(load_users(config.users_file, mutual_tls=config.tls_ca is not None), self.stats, self._admission.connect_requested)
+        if users is not None:
+            self._auth = Auth(users, self.stats, self._admission.connect_requested)
         self._idempotency = Idempotency(self.config, self.stats, self._auth)  # requests with a key run once (§6.6)
         # GET /metrics and /healthz with metrics_port (docs/operations.md).
         self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing or self._shutdown.leaving)  # 503 from the lame duck on

@@ -36,13 +36,16 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ipc_protocol.channels import validate_pattern
 
 from .cert_subjects import Subject, parse_subject, render_subject, subject_of_cert
 from .permissions import OPERATIONS, Permissions, Rule
 from .setting_files import read_utf8
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
 
 __all__ = [
     "ANONYMOUS",
@@ -58,8 +61,10 @@ __all__ = [
     "parse_subject",
     "subject_of_cert",
     "read_token_file",
-    "check_auth_files",
+    "read_auth_files",
 ]
+
+_T = TypeVar("_T")
 
 ANONYMOUS = "anonymous"  # the user of clients that present no credential
 
@@ -315,19 +320,23 @@ def load_users(path: str, *, mutual_tls: bool = True) -> Users:
     return users
 
 
-def check_auth_files(config: Any) -> None:
-    """Read the ``users_file`` and ``token_file`` of a ServerConfig once, so
-    ``python -m ipc_server`` refuses to start on a bad one (exit 2), with
-    the setting named: the OS's error names only the path."""
-    readers: tuple[tuple[str, Callable[[str], object]], ...] = (
-        ("users_file", lambda path: load_users(path, mutual_tls=config.tls_ca is not None)),
-        ("token_file", read_token_file),
-    )
-    for name, read in readers:
-        path = getattr(config, name)
-        if path is None:
-            continue
-        try:
-            read(path)
-        except OSError as exc:
-            raise ValueError(f"{name} {path!r}: cannot read it: {exc.strerror or exc}") from None
+def read_auth_files(config: ServerConfig, users: Users | None = None) -> tuple[ServerConfig, Users | None]:
+    """Read the ``token_file`` and ``users_file`` of a ServerConfig, each
+    once: the config comes back with the secret in ``token`` (it never shows
+    in ps), with the users (``users``: already read, so not read again).
+    ``python -m ipc_server`` reads them in its checks and hands them on to
+    the server: a pipe (``--token-file <(...)``, ``/dev/stdin``) is empty
+    the second time. Errors are ``ValueError`` naming the setting (the OS's
+    names only the path); ``users_file`` stays, for SIGHUP to read again."""
+    if config.token_file is not None:
+        config = config.replace(token=_read("token_file", config.token_file, read_token_file), token_file=None)
+    if users is None and config.users_file is not None:
+        users = _read("users_file", config.users_file, lambda path: load_users(path, mutual_tls=config.tls_ca is not None))
+    return config, users
+
+
+def _read(setting: str, path: str, read: Callable[[str], _T]) -> _T:
+    try:
+        return read(path)
+    except OSError as exc:
+        raise ValueError(f"{setting} {path!r}: cannot read it: {exc.strerror or exc}") from None
