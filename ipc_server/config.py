@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, fields
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,7 +24,7 @@ from ipc_protocol.constants import (
 )
 
 from .logs import LOG_FORMATS
-from .setting_files import read_utf8
+from .config_file import config_path, read_settings
 
 __all__ = ["ServerConfig", "load_config", "env_name", "SETTINGS", "ENV_PREFIX", "LOOPS", "SERVER_NAME"]
 
@@ -323,31 +322,6 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
     return raw
 
 
-def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    try:
-        text = read_utf8("config file (--config, IPC_SERVER_CONFIG)", path)
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:  # its text gives the line and column
-        raise ValueError(f"{path}: invalid TOML: {exc}") from None
-    if "server" not in data:
-        return data
-    table = data.pop("server")
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: [server] must be a table")
-    for key, raw in data.items():  # one place or the other: a key beside [server] would be read by nobody
-        if key.replace("-", "_") in _FIELDS and not isinstance(raw, dict):
-            raise ValueError(f"{path}: {key!r} is at top level next to a [server] table: move it under [server]")
-        raise ValueError(f"{path}: unknown {_what(key, raw)}")
-    return table
-
-
-def _what(key: str, raw: Any) -> str:
-    return f"table [{key}]" if isinstance(raw, dict) else f"setting {key!r}"
-
-
 def load_config(
     *,
     path: str | os.PathLike[str] | None = None,
@@ -358,7 +332,8 @@ def load_config(
     """Merge defaults < TOML file < environment < ``overrides`` (CLI flags).
 
     The TOML file holds the settings at top level or in a ``[server]`` table;
-    ``IPC_SERVER_CONFIG`` names a file when ``path`` is not given. Errors name
+    ``IPC_SERVER_CONFIG`` names a file when ``path`` is not given; an empty
+    path from either is refused. Errors name
     the setting and where its value came from. An unknown key in the file is
     an error; an unknown ``IPC_SERVER_*`` variable only a warning, passed to
     ``warn`` (default: logged), since a stray variable in a shared
@@ -368,12 +343,9 @@ def load_config(
     warn = warn or log.warning
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
-    path = path or env.get(ENV_PREFIX + "CONFIG")
-    if path:
-        for key, raw in _read_toml(path).items():
-            name = key.replace("-", "_")
-            if name not in _FIELDS:
-                raise ValueError(f"{path}: unknown {_what(key, raw)}")
+    path = config_path(path, env)  # an empty one is refused
+    if path is not None:
+        for name, (key, raw) in read_settings(path, _FIELDS).items():
             origin[name] = f"{path}: {key}"
             values[name] = _coerce(name, raw, origin[name])
     for var, raw in env.items():

@@ -131,6 +131,18 @@ def test_an_empty_path_says_it_is_empty(name: str, value: str) -> None:
     assert str(info.value) == f"IPC_SERVER_{name.upper()}: {name} is empty: give a file's path, or leave the setting unset"
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_configuration_file_path_is_refused_naming_its_source(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """``IPC_SERVER_CONFIG=`` (an unset ``${CONFIG}`` in a compose file) and ``--config ""`` started a server on the defaults."""
+    with pytest.raises(ValueError) as info:
+        load_config(env={"IPC_SERVER_CONFIG": value})
+    assert str(info.value) == "IPC_SERVER_CONFIG: the configuration file's path is empty: give a TOML file's path, or leave IPC_SERVER_CONFIG unset"
+    monkeypatch.setenv("IPC_SERVER_CONFIG", value)
+    assert refused(capsys).startswith("IPC_SERVER_CONFIG: the configuration file's path is empty")
+    monkeypatch.setenv("IPC_SERVER_CONFIG", "/nowhere/settings.toml")  # the flag's empty path is refused, not replaced by the variable's
+    assert refused(capsys, "--config", value) == "--config: the configuration file's path is empty: give a TOML file's path, or leave --config unset"
+
+
 def test_a_directory_given_as_a_tls_file_says_it_is_a_directory(capsys: pytest.CaptureFixture[str], pki: PKI, tmp_path: Path) -> None:
     cert, key = pki.server
     assert refused(capsys, "--tls-cert", cert, "--tls-key", key, "--tls-ca", str(tmp_path)) == f"tls_ca {str(tmp_path)!r} is a directory, not a file"
