@@ -35,12 +35,14 @@ def config_path(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> 
 def read_settings(path: str | os.PathLike[str], known: Collection[str]) -> dict[str, tuple[str, Any]]:
     """The file's settings: ``{name: (key as written, value)}``, a key
     written with dashes (``max-frame-size``) under its name's underscores.
-    Unknown keys are errors."""
+    Unknown keys and one setting given under both spellings are errors."""
     settings: dict[str, tuple[str, Any]] = {}
     for key, raw in _table(path, known).items():
         name = key.replace("-", "_")
         if name not in known:
             raise ValueError(f"{path}: unknown {_what(key, raw)}")
+        if name in settings:  # TOML itself refuses only the same key twice
+            raise ValueError(f"{path}: {settings[name][0]!r} and {key!r} are one setting, {name}: give it once")
         settings[name] = (key, raw)
     return settings
 

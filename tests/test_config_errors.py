@@ -93,6 +93,20 @@ def test_toml_errors_name_the_file_and_the_line_or_key(tmp_path: Path) -> None:
         load_config(path=tmp_path / "missing.toml", env={})
 
 
+@pytest.mark.parametrize("table", ["", "[server]\n"])
+def test_a_key_given_under_both_spellings_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, table: str) -> None:
+    """``max-frame-size`` and ``max_frame_size`` in one file: the last one won, silently."""
+    path = tmp_path / "twice.toml"
+    path.write_text(f"{table}max-frame-size = 1024\nmax_frame_size = 2048\n")
+    with pytest.raises(ValueError) as info:
+        load_config(path=path, env={})
+    assert str(info.value) == f"{path}: 'max-frame-size' and 'max_frame_size' are one setting, max_frame_size: give it once"
+    assert main(["--config", str(path)]) == 2
+    assert capsys.readouterr().err == f"ipc_server: invalid configuration: {info.value}\n"
+    path.write_text(f"{table}max-frame-size = 1024\n")  # one spelling, either one, is a setting as before
+    assert load_config(path=path, env={}).max_frame_size == 1024
+
+
 def test_the_cli_exits_2_with_the_message(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IPC_SERVER_PORT", "x")
     assert main([]) == 2
