@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -116,6 +117,21 @@ def test_the_cli_exits_2_with_the_message(capsys: pytest.CaptureFixture[str], mo
         main(["--max-connections", "x"])
     assert info.value.code == 2
     assert "argument --max-connections: expected an integer or 'none', got 'x'" in capsys.readouterr().err
+
+
+def _table_names(text: str, start: str, end: str) -> set[str]:
+    """The `names` in the first column of the markdown table between ``start`` and ``end``."""
+    rows = text[text.index(start) : text.index(end)].splitlines()
+    return {name for row in rows if row.startswith("| `") for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+
+
+def test_the_settings_tables_of_the_docs_name_real_settings() -> None:
+    """protocol.md §12 named ``heartbeat_interval`` and ``shutdown_grace``: no such TOML key or variable."""
+    settings = {f.name for f in fields(ServerConfig)}
+    readme = _table_names((ROOT / "README.md").read_text(), "| setting (TOML / env suffix)", "A running server's figures as tables")
+    assert readme == settings
+    limits = _table_names((ROOT / "docs" / "protocol.md").read_text(), "## 12. Limits", "### 12.1")
+    assert limits - settings == set()
 
 
 def test_help_lists_every_setting_with_its_variable_and_real_default() -> None:
