@@ -23,7 +23,7 @@ starting once it listens);
 SIGHUP (reload the users file and the TLS files, docs/security.md §3.4
 and §2.4) goes to every worker, and the supervisor runs on.
 A worker that dies otherwise is logged and started again (backoff up to
-5 s when it keeps dying). Workers run in their own process group, so a
+5 s when it keeps dying; back to 0.25 s once one stayed up 10 s). Workers run in their own process group, so a
 terminal's Ctrl-C reaches the supervisor only, and get SIGTERM if the
 supervisor itself dies (Linux).
 """
@@ -36,13 +36,14 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterable
 
 from ..config import ServerConfig
 from ..early_signals import EarlySignals
 from .nats_child import NatsChild, die_with_parent, nats_server_binary
 
-__all__ = ["supervise"]
+__all__ = ["supervise", "restart_delay", "quick_deaths"]
 
 log = logging.getLogger("ipc_server.workers")
 
@@ -50,6 +51,24 @@ READY_WAIT_S = 30.0
 STOP_WAIT_S = 60.0
 _LISTENING = "ipc_server listening on "
 _METRICS = "ipc_server metrics on "  # a worker's second line, with metrics on
+# A dead worker is started again after 0.25 s, twice that each time it dies
+# again soon, at most 5 s; one that stayed up STABLE_S was not "dying".
+RESTART_DELAY_S = 0.25
+MAX_RESTART_DELAY_S = 5.0
+STABLE_S = 10.0
+
+
+def quick_deaths(before: int, up_s: float) -> int:
+    """A worker's deaths in a row, each within ``STABLE_S`` of its start,
+    counting the one after ``up_s`` up: ``before`` (the count until then)
+    plus one, or 1 again when it stayed up long enough to count as well."""
+    return 1 if up_s >= STABLE_S else before + 1
+
+
+def restart_delay(deaths: int) -> float:
+    """Seconds before a worker that died ``deaths`` times in a row
+    (``quick_deaths``) is started again: 0.25, 0.5, 1, 2, 4, then 5."""
+    return min(RESTART_DELAY_S * 2.0 ** min(max(deaths, 1) - 1, 5), MAX_RESTART_DELAY_S)
 
 
 class Worker:
@@ -62,13 +81,13 @@ class Worker:
         self.metrics = metrics  # it prints its metrics endpoint's URL after its address
         self.metrics_url: str | None = None
         self.proc: asyncio.subprocess.Process | None = None
-        self.starts = 0
+        self.deaths = 0  # in a row, each soon after its start (quick_deaths)
+        self.started_at = 0.0  # time.monotonic() when it last listened
         self.ready = False  # listening, its signal handlers in place
         self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
         """Start it; return the address it listens on."""
-        self.starts += 1
         self.ready = False
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ipc_server", *self.argv,
@@ -83,6 +102,7 @@ class Worker:
             raise RuntimeError(f"worker {self.index} did not start (exit code {self.proc.returncode})")
         self.metrics_url = url[len(_METRICS) :] if self.metrics else None
         self.ready = True
+        self.started_at = time.monotonic()
         self._drain = asyncio.ensure_future(self._read_rest())
         return line[len(_LISTENING) :]
 
@@ -272,7 +292,8 @@ async def _keep(worker: Worker, stop: _Stop) -> None:
         if stopping.is_set():
             return
         log.warning("worker %d (pid %d) exited with code %s; starting it again", worker.index, worker.proc.pid, code)
-        await asyncio.sleep(min(0.25 * 2 ** min(worker.starts - 1, 5), 5.0))
+        worker.deaths = quick_deaths(worker.deaths, time.monotonic() - worker.started_at)
+        await asyncio.sleep(restart_delay(worker.deaths))
         while not stopping.is_set():
             try:
                 address = await worker.start()
