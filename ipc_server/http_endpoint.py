@@ -26,6 +26,8 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 
+from .listener import listen
+
 __all__ = ["HttpEndpoint", "EndpointBindError", "MAX_REQUEST_BYTES", "READ_TIMEOUT_S", "MAX_CLIENTS"]
 
 MAX_REQUEST_BYTES = 8192
@@ -131,7 +133,8 @@ class HttpEndpoint:
 
     async def start(self, host: str, port: int) -> None:
         try:
-            self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_BYTES, reuse_address=True)
+            loop = asyncio.get_running_loop()  # asyncio.start_server's protocol, on listen()'s sockets: one port for every address of host
+            self._server = await listen(loop, lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=MAX_REQUEST_BYTES, loop=loop), self._serve, loop=loop), host, port, reuse_port=False)
         except OSError as exc:
             raise EndpointBindError(exc.errno, f"metrics endpoint {host}:{port}: {exc.strerror or exc}") from None
         self.host, self.port = self._server.sockets[0].getsockname()[:2]

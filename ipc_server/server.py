@@ -35,6 +35,7 @@ from .grace import Grace
 from .handlers import HandlerCalls
 from .heartbeat_sweep import sweep_heartbeats
 from .lame_duck import lame_duck
+from .listener import listen
 from .logs import peer_text
 from .idempotency import Idempotency
 from .pubsub import PubSub
@@ -75,7 +76,7 @@ class IPCServer:
 
     Args:
         host: interface to listen on.
-        port: TCP port; 0 picks a free one (read it back from ``server.port``).
+        port: TCP port; 0 picks a free one, the same on every address of ``host`` (read it back from ``server.port``).
         config: a full :class:`ServerConfig`; keyword ``overrides`` replace its fields.
         users: the ``users_file``'s users, already read (``python -m ipc_server``
             reads each file once: a pipe is empty the second time).
@@ -164,14 +165,9 @@ class IPCServer:
             return
         self.loop = asyncio.get_running_loop()
         self._tls = TLSPort.of(self.config)
-        self._listener = await self.loop.create_server(
-            connection_factory(self.config, lambda accepted_at: ServerConnection(self, accepted_at), self._admission, self._tls),
-            self.config.host,
-            self.config.port,
-            reuse_address=True,
-            reuse_port=self.config.reuse_port or None,  # --workers: several servers on one port (docs/cluster.md §7)
-            backlog=1024,
-        )
+        factory = connection_factory(self.config, lambda accepted_at: ServerConnection(self, accepted_at), self._admission, self._tls)
+        # Port 0: one free port for every address of the host; reuse_port: --workers' servers share one (docs/cluster.md §7).
+        self._listener = await listen(self.loop, factory, self.config.host, self.config.port, reuse_port=self.config.reuse_port)
         sockname = self._listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         self._sweeper = self.loop.create_task(sweep_heartbeats(self.loop, lambda: self._admission.connections, self.config.heartbeat_interval_s))  # §9
