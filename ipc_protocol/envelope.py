@@ -16,12 +16,13 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 
 from ._json import loads, parse, plain
 from .attachments import BINARY_TYPES, AttachmentError, BinaryFrame, encode_body, joined, place, split
 from .deferred_payload import DeferredPayload, settling_hash
 from .exceptions import FrameError, MessageError
+from .wire_numbers import NonNegative, Positive, Window
 
 __all__ = [
     "MessageType",
@@ -43,11 +44,6 @@ _setattr = object.__setattr__
 
 StrictStr = Annotated[str, Strict()]
 StrictBool = Annotated[bool, Strict()]
-# Strict: a number, never a numeric string or a boolean (§2).
-NonNegative = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
-# A stream's credit (§15.2): whole items, at most what a 31-bit window holds (HTTP/2's).
-Window = Annotated[int, Strict(), Field(ge=1, le=2**31 - 1)]
-Positive = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 
 _ID_PREFIX = os.urandom(6).hex()
 _id_counter = itertools.count(1)

@@ -16,6 +16,7 @@ from ipc_protocol import FrameDecoder, Message, MessageType, decode_message, dec
 from ipc_protocol._json import _maybe_huge, loads
 from ipc_protocol.envelope import _validated
 from ipc_protocol.exceptions import FrameError, MessageError, ProtocolError
+from ipc_protocol.relayed import decode_envelope
 
 from .vectors import BAD, OK
 
@@ -229,11 +230,33 @@ EDGE_BODIES = [
     "",
     "null", "true", "1", "-1.5", '"s"', "[]", "[{}]", "{}",
 ]
+_W = '{"message_id":"x","app_id":"a","channel_id":"c","message_type":"credit","reply_to":"s"'
+EDGE_BODIES += [_W + f',"window":{w}}}' for w in ["2.0", "1e1", "1.5", "true", '"2"', "2147483647.0", "2147483648.0", "-0.0", "0.0", "null"]]
 
 
 @pytest.mark.parametrize("body", [bytes.fromhex(v["hex"])[4:] for v in OK + BAD] + [b.encode() for b in EDGE_BODIES])
 def test_decode_gives_the_reference_verdict(body: bytes) -> None:
     _assert_same_verdict(body)
+
+
+@pytest.mark.parametrize(("written", "window"), [("2", 2), ("2.0", 2), ("1e1", 10), ("64.0", 64), ("2147483647.0", 2**31 - 1)])
+def test_a_window_written_as_an_integral_float_is_its_integer_on_every_path(written: str, window: int) -> None:
+    """JSON.parse cannot tell 2.0 from 2, so the Node decoder takes either
+    (docs/protocol.md §1.2): every Python path does the same, the one-pass
+    ones a server relays through included, and the window stays an int."""
+    body = (_W + f',"window":{written}}}').encode()
+    for decode in (decode_message, decode_relayed, decode_envelope, _two_step):
+        msg = decode(body)
+        assert (msg.window, type(msg.window)) == (window, int), decode
+    assert f'"window":{window}}}'.encode() in encode_message(decode_message(body))  # re-encoded as the integer
+
+
+@pytest.mark.parametrize("written", ["1.5", "true", '"2"', "0", "0.0", "-0.0", "2147483648", "2147483648.0", "[2]"])
+def test_a_window_that_is_no_whole_number_from_1_to_2_31_minus_1_is_refused_in_the_node_decoder_s_words(written: str) -> None:
+    body = (_W + f',"window":{written}}}').encode()
+    for decode in (decode_message, decode_relayed, decode_envelope, _two_step):
+        with pytest.raises(MessageError, match=r"^invalid envelope: window: must be an integer from 1 to 2147483647$"):
+            decode(body)
 
 
 @pytest.mark.parametrize("body", [b"null", b"true", b"1", b"-1.5", b'"{}"', b"[]", b"[{}]", b" [1] "])
@@ -253,7 +276,7 @@ _json_any = st.recursive(
     max_leaves=8,
 )
 _FIELDS = ["message_id", "app_id", "channel_id", "message_type", "payload", "timestamp", "reply_to",
-           "headers", "error", "timeout_ms", "ack", "code", "message", "extra"]
+           "headers", "error", "timeout_ms", "ack", "window", "code", "message", "extra"]
 _field_value = (
     _json_any
     | st.sampled_from(["request", "response", "publish", "PUBLISH", "", "x"])

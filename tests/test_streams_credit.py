@@ -45,7 +45,7 @@ async def read_stream(peer: RawPeer, request_id: str, timeout: float = 3.0) -> t
         items.append(msg.payload)
 
 
-def open_with_credit(channel: str, payload: Any, window: int, grant: int, request_id: str = "s1") -> bytes:
+def open_with_credit(channel: str, payload: Any, window: float, grant: float, request_id: str = "s1") -> bytes:
     return frames(
         frame("request", channel, payload, message_id=request_id, window=window, idle_timeout_ms=1000),
         frame("credit", channel, None, message_id=f"{request_id}.c", reply_to=request_id, window=grant),
@@ -116,6 +116,29 @@ async def test_a_grant_past_the_maximum_right_behind_the_request_fails_the_strea
     peer.send(frame("request", "system", {"action": "ping"}, message_id="p1"))
     assert (await peer.recv_until(lambda m: m.reply_to == "p1")).payload == {"status": "pong"}  # the connection stays open
     await until(lambda: server.stats.streams == 0 and not server._streams._local and not server._calls.calls)
+
+
+# -- a window written as an integral float (§1.2) ------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["in-process", "python-responder"])
+async def test_a_window_written_as_an_integral_float_counts_as_its_integer(
+    server: IPCServer, make_client: Callable[..., Any], raw: Callable[[], Any], where: str
+) -> None:
+    """JSON.parse cannot tell 5.0 from 5, so a Node peer takes either: the
+    server, and a Python responder behind it, take 1.0 and 5.0 as 1 and 5
+    rather than closing the connection ``bad_message``."""
+    if where == "in-process":
+        server.add_handler("count", counting([]))
+    else:
+        producer = await make_client()
+        await producer.serve("count", counting([]))
+    peer = await streaming_peer(raw)
+    peer.send_raw(open_with_credit("count", 4, window=1.0, grant=5.0))
+    items, end = await read_stream(peer, "s1")  # without the grant: one item, then a stall
+    assert (items, end.message_type.value, end.error) == ([0, 1, 2, 3], "stream_end", None)
+    peer.send(frame("request", "system", {"action": "ping"}, message_id="p1"))
+    assert (await peer.recv_until(lambda m: m.reply_to == "p1")).payload == {"status": "pong"}  # the connection stays open
 
 
 # -- invalid credit (§6.4) ----------------------------------------------------------------------

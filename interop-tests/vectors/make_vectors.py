@@ -192,9 +192,25 @@ ok(
         timestamp=1700000000.5, reply_to="s1"),
     canonical=True,
 )
+# JSON.parse cannot tell 2.0 from 2: an integral number is its integer (§1.2).
+ok(
+    "credit whose window is written 2.0 grants 2",
+    '{"message_id":"c2","app_id":"shop","channel_id":"ticks","message_type":"credit","payload":null,'
+    '"timestamp":1700000000.5,"reply_to":"s1","window":2.0}',
+    msg(message_id="c2", app_id="shop", channel_id="ticks", message_type="credit", timestamp=1700000000.5, reply_to="s1", window=2),
+)
+ok(
+    "stream request whose window is written 1e1 opens with 10",
+    '{"message_id":"s2","app_id":"shop","channel_id":"ticks","message_type":"request","payload":null,'
+    '"timestamp":1700000000.5,"reply_to":null,"window":1e1}',
+    msg(message_id="s2", app_id="shop", channel_id="ticks", message_type="request", timestamp=1700000000.5, window=10),
+)
 bad("window 0", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"credit","reply_to":"s","window":0}'), "bad_message")
 bad("window over 2^31-1", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"credit","reply_to":"s","window":2147483648}'), "bad_message")
 bad("window not an integer", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","window":1.5}'), "bad_message")
+bad("credit window 1.5", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"credit","reply_to":"s","window":1.5}'), "bad_message")
+bad("window a boolean", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"credit","reply_to":"s","window":true}'), "bad_message")
+bad("window 2147483648.0", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"credit","reply_to":"s","window":2147483648.0}'), "bad_message")
 bad("window a string", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","window":"8"}'), "bad_message")
 bad("idle_timeout_ms zero", frame(b'{"message_id":"x","app_id":"a","channel_id":"c","message_type":"request","window":8,"idle_timeout_ms":0}'), "bad_message")
 
