@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from ipc_protocol import SYSTEM_CHANNEL, Forbidden, Message, MessageType, is_reserved, validate_channel
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 from ipc_protocol.payload_paths import read_once
+from ipc_protocol.wire_numbers import wire_number
 
 from .listeners import Listeners
 from .admission import Admission
@@ -315,8 +316,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
 
         With ``ack=True``, wait for the server and return how many connections
         the message was delivered to (None from a version-1 server, which has
-        no acks); otherwise return None once it is written or accepted into
-        the offline queue.
+        no acks, or for an ack without a number); otherwise return None once
+        it is written or accepted into the offline queue.
         """
         validate_channel(channel)
         self._drain.check()
@@ -332,8 +333,9 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         reply = await self._outbox.submit(msg, deadline, reply=want_ack, priority=priority, on_disconnect=on_disconnect)
         if reply is None:
             return None
-        delivered = reply.payload.get("delivered", 0) if isinstance(reply.payload, dict) else 0
-        return None if delivered is None else int(delivered)  # None: replayed to a version-1 server, which counts nothing (outbox.py)
+        # None: replayed to a version-1 server, which counts nothing (outbox.py), or no number (true is none, as in Node).
+        delivered = wire_number(reply.payload.get("delivered")) if isinstance(reply.payload, dict) else None
+        return None if delivered is None else int(delivered)
 
     def circuit_breaker(self, channel: str) -> CircuitBreaker:
         """The breaker guarding ``channel`` (created on first use)."""

@@ -53,6 +53,7 @@ from .heartbeat import Heartbeat
 from .messages import connect_request
 from .protocol import ERROR, HANDSHAKE, OPEN, Event, Protocol, ProtocolStateError
 from .streams import negotiate
+from .wire_numbers import whole_number, wire_number
 
 __all__ = ["ClientProtocol", "Connected", "HandshakeRefused"]
 
@@ -184,12 +185,13 @@ class ClientProtocol(Protocol):
         self.server_info = dict(payload)
         self.keys_per_user = payload.get("users") is True and not self.legacy  # §6.6 item 10
         self.connection_id = str(payload.get("connection_id") or self.connection_id)
-        advertised = payload.get("max_frame_size")
-        if not self.legacy and isinstance(advertised, int) and not isinstance(advertised, bool) and advertised > 0:
+        # Numbers as the Node client reads them: 1000.0 is 1000, true is no number (wire_numbers).
+        advertised = whole_number(payload.get("max_frame_size"))
+        if not self.legacy and advertised is not None and advertised > 0:
             # Send and accept no more than both sides allow (§1.1).
             self.max_frame_size = advertised if self._limit is None else min(advertised, self._limit)
-        interval_ms = payload.get("heartbeat_interval_ms")
-        advertised_s = interval_ms / 1000.0 if isinstance(interval_ms, (int, float)) and interval_ms > 0 else None
+        interval_ms = wire_number(payload.get("heartbeat_interval_ms"))
+        advertised_s = interval_ms / 1000.0 if interval_ms is not None and interval_ms > 0 else None
         if not self.legacy:  # a version-1 server never answers pings (§10)
             self._heartbeat_s = self._hb_interval_s if self._hb_interval_s is not None else advertised_s
         granted = payload.get("features")

@@ -33,12 +33,17 @@ ANSWERED_ERRORS = {"expire": "timeout", "boom": "handler_error"}
 
 class StubServer:
     """A server speaking frames by hand: it answers the connect (version 2,
-    or version 1 without ``protocol``), records every frame, answers
-    requests on ``echo`` and with an error on ``ANSWERED_ERRORS``."""
+    or version 1 without ``protocol``; ``connected``: more fields for its
+    reply), records every frame, answers requests on ``echo``, with an
+    error on ``ANSWERED_ERRORS``, and a publish's ack with ``acked``."""
 
-    def __init__(self, *, legacy: bool = False, advertise: int | None = None) -> None:
+    def __init__(
+        self, *, legacy: bool = False, advertise: float | None = None, connected: dict[str, Any] | None = None, acked: Any = None
+    ) -> None:
         self.legacy = legacy
         self.advertise = advertise
+        self.connected = connected or {}
+        self.acked = acked
         self.frames: list[dict[str, Any]] = []
         self.arrived = asyncio.Event()
         self.writers: list[asyncio.StreamWriter] = []
@@ -73,7 +78,10 @@ class StubServer:
                         payload.update(protocol=2, heartbeat_interval_ms=0)
                         if self.advertise is not None:
                             payload["max_frame_size"] = self.advertise
+                        payload.update(self.connected)
                     self.send(writer, self._reply(msg, payload, reply_to=not self.legacy))
+                elif msg["message_type"] == "publish" and msg.get("ack"):
+                    self.send(writer, self._reply(msg, self.acked))
                 elif msg["channel_id"] == "echo" and msg["message_type"] == "request":
                     self.send(writer, self._reply(msg, msg["payload"]))
                 elif msg["channel_id"] in ANSWERED_ERRORS and msg["message_type"] == "request":
@@ -228,12 +236,49 @@ async def test_a_frame_over_the_default_limit_before_the_handshake_ends_the_atte
         server.close()
 
 
-async def test_a_version_2_server_s_advertised_limit_lowers_the_default() -> None:
-    stub = await StubServer(advertise=4096).start()
+@pytest.mark.parametrize("advertise", [4096, 4096.0])
+async def test_a_version_2_server_s_advertised_limit_lowers_the_default(advertise: float) -> None:
+    """4096.0 too: JSON.parse cannot tell it from 4096, and the Node client applies either."""
+    stub = await StubServer(advertise=advertise).start()
     try:
         async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False) as client:
             with pytest.raises(FrameTooLarge):
                 await client.publish("big", "x" * 8192)
+    finally:
+        await stub.stop()
+
+
+# -- numbers in the server's replies, read as the Node client reads them ------------------
+
+
+async def test_an_advertised_heartbeat_of_true_is_no_heartbeat() -> None:
+    """Python's ``True`` is an int: it made a 1 ms heartbeat, a ping every
+    millisecond and the connection declared dead after 2 ms without a frame.
+    The Node client ignores a non-number there, and so does this one now."""
+    stub = await StubServer(connected={"heartbeat_interval_ms": True}).start()
+    try:
+        async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False) as client:
+            assert client.get_connection_health()["heartbeat_interval_ms"] is None
+            assert await client.request("echo", 1, timeout=WAIT_S) == 1
+            assert client.connected
+        assert [f for f in stub.requests("system") if f["payload"].get("action") == "ping"] == []
+    finally:
+        await stub.stop()
+
+
+@pytest.mark.parametrize(
+    ("acked", "delivered"),
+    [({"status": "published", "delivered": 2}, 2), ({"status": "published", "delivered": 2.0}, 2),
+     ({"status": "published", "delivered": True}, None), ({"status": "published", "delivered": "3"}, None),
+     ({"status": "published"}, None)],
+    ids=["2", "2.0", "true", "string", "missing"],
+)  # fmt: skip
+async def test_a_publish_ack_s_delivered_is_a_number_or_none(acked: dict[str, Any], delivered: int | None) -> None:
+    """As the Node client's ``{delivered}``: a number, else null; ``true`` is not 1."""
+    stub = await StubServer(acked=acked).start()
+    try:
+        async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False) as client:
+            assert await client.publish("news", {"n": 1}, ack=True, timeout=WAIT_S) == delivered
     finally:
         await stub.stop()
 

@@ -199,6 +199,26 @@ def test_a_version_2_reply_negotiates_the_smaller_limit(ours: int | None, advert
     assert event.max_frame_size == proto.max_frame_size == limit
 
 
+@pytest.mark.parametrize("written", ["4096", "4096.0", "4.096e3"])
+def test_an_advertised_limit_written_as_an_integral_float_is_applied(written: str) -> None:
+    """JSON.parse cannot tell 4096.0 from 4096, so the Node client applies
+    either (Number.isInteger): so does this one, instead of ignoring it."""
+    proto = client()
+    proto.connect()
+    body = reply({"status": "connected", "connection_id": "c", "protocol": 2, "max_frame_size": "@"}).replace('"@"', written)
+    (event,) = feed(proto, body)
+    assert event.max_frame_size == proto.max_frame_size == 4096 and type(proto.max_frame_size) is int
+
+
+@pytest.mark.parametrize("written", ["4096.5", "true", '"4096"', "0", "-4096.0"])
+def test_an_advertised_limit_that_is_no_positive_integer_is_ignored(written: str) -> None:
+    proto = client()
+    proto.connect()
+    body = reply({"status": "connected", "connection_id": "c", "protocol": 2, "max_frame_size": "@"}).replace('"@"', written)
+    (event,) = feed(proto, body)
+    assert event.max_frame_size == proto.max_frame_size == DEFAULT_MAX_FRAME_SIZE
+
+
 def test_a_version_1_server_keeps_our_limit_for_good() -> None:
     proto = client()
     proto.connect()
@@ -228,6 +248,20 @@ def test_our_heartbeat_pings_on_silence_and_the_pong_reports_the_latency() -> No
     assert isinstance(event, PongReceived) and event.latency_s == pytest.approx(0.25)
     assert proto.tick(130.0) is HeartbeatAction.NONE  # the pong proved the server alive at 115.25
     assert proto.tick(145.3) is HeartbeatAction.DEAD  # twice the interval of silence
+
+
+@pytest.mark.parametrize(("written", "interval_s"), [("15000", 15.0), ("15000.0", 15.0), ("1.5e4", 15.0), ("true", None), ("false", None), ('"15000"', None), ("0", None)])
+def test_the_advertised_heartbeat_is_a_number_as_javascript_reads_it(written: str, interval_s: float | None) -> None:
+    """``true`` is no number to the Node client, which ignores it; Python's
+    bool is an int, which made it a 1 ms heartbeat, the connection declared
+    dead after 2 ms of silence."""
+    proto = client()
+    proto.connect()
+    body = reply({"status": "connected", "connection_id": "c", "protocol": 2, "heartbeat_interval_ms": "@"}).replace('"@"', written)
+    (event,) = feed(proto, body)
+    assert event.heartbeat_interval_s == interval_s
+    assert proto.start_heartbeat(0.0) is (interval_s is not None)
+    assert proto.heartbeat is None if interval_s is None else proto.heartbeat.interval_s == interval_s
 
 
 def test_our_heartbeat_interval_and_timeout_win_over_the_server_s() -> None:
