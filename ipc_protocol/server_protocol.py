@@ -27,6 +27,7 @@ from .framing import ASSEMBLE_FROM_BYTES, NEVER_ASSEMBLE, encode_frame
 from .heartbeat import Heartbeat
 from .streams import negotiate, offered_features
 from .cluster_info import CLUSTER, server_features
+from .wire_numbers import whole_number
 from .protocol import (
     HANDSHAKE,
     OPEN,
@@ -147,11 +148,13 @@ class ServerProtocol(Protocol):
         # The peer's version is known from here: every answer, a refusal
         # included, goes in its form (§10: version 1 has no ``error`` field).
         self.legacy = legacy
-        if not msg.app_id or (not legacy and (not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 2)):
+        # Integers as a JavaScript peer reads them (wire_numbers): 2.0 is 2, true is none.
+        version = whole_number(protocol)
+        if not msg.app_id or (not legacy and (version is None or version < 2)):
             text = "invalid connect: app_id must be set and protocol an integer >= 2"
             return self._violated(ErrorCode.BAD_MESSAGE, text, msg.message_id, msg)
         limit = payload.get("max_frame_size")  # the client's own receive limit (§3, §12)
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
+        if limit is not None and ((declared := whole_number(limit)) is None or declared <= 0):
             return self._violated(ErrorCode.BAD_MESSAGE, "invalid connect: max_frame_size must be a positive integer", msg.message_id, msg)
         offered, user = payload.get("token"), payload.get("user")
         if user is not None and (not isinstance(user, str) or not user):

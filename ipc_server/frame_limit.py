@@ -23,6 +23,7 @@ from typing import Any
 from ipc_protocol import ErrorCode, Message, MessageType, ProtocolError, decode_message
 from ipc_protocol.attachments import AttachmentError, Frame, as_binary
 from ipc_protocol.envelope import ErrorInfo
+from ipc_protocol.wire_numbers import whole_number
 
 __all__ = ["send_limit", "PREFIX_BYTES", "replacement"]
 
@@ -33,8 +34,8 @@ def send_limit(connect_payload: Any, server_limit: int) -> int:
     """The largest frame body to send a connection: the ``max_frame_size``
     its connect declared (the protocol core checked it is a positive
     integer), if smaller than the server's own limit."""
-    declared = connect_payload.get("max_frame_size") if isinstance(connect_payload, dict) else None
-    if isinstance(declared, int) and not isinstance(declared, bool) and 0 < declared < server_limit:
+    declared = whole_number(connect_payload.get("max_frame_size")) if isinstance(connect_payload, dict) else None
+    if declared is not None and 0 < declared < server_limit:  # 4096.0 is 4096, as the core took it
         return declared
     return server_limit
 

@@ -52,6 +52,20 @@ async def test_an_invalid_declared_limit_is_a_bad_connect(raw, bad) -> None:
     assert [(m.error.code, m.reply_to) for m in got] == [("bad_message", "hello")]
 
 
+@pytest.mark.parametrize("declared", [LIMIT, float(LIMIT)], ids=["int", "integral-float"])
+async def test_a_declared_limit_written_as_an_integral_float_is_held_to(raw, make_client, declared) -> None:
+    """2048.0 is 2048 (docs/protocol.md §1.2: JSON.parse cannot tell them
+    apart): the connect opens, and an answer over it becomes ``too_large``."""
+    responder = await make_client()
+    await responder.serve("big", lambda m: "y" * 4000)
+    peer = await raw()
+    peer.send(frame("request", "system", {"action": "connect", "protocol": 2.0, "max_frame_size": declared}, message_id="hello"))
+    assert (await peer.recv_until(lambda m: m.reply_to == "hello")).payload["status"] == "connected"
+    peer.send(frame("request", "big", None, message_id="q1", timeout_ms=WAIT_S * 1000))
+    answer = await peer.recv_until(lambda m: m.reply_to == "q1")
+    assert answer.error is not None and answer.error.code == "too_large"
+
+
 async def test_publications_over_a_subscribers_limit_are_skipped_and_counted(server, make_client) -> None:
     small = await make_client(max_frame_size=LIMIT)
     big = await make_client()

@@ -178,7 +178,20 @@ def test_open_connections_share_their_app_s_and_client_s_names_and_the_empty_fea
     assert first.features is second.features and first.features == frozenset()
 
 
-@pytest.mark.parametrize("protocol", [True, 1.5, "2", [2], 0, -2])
+@pytest.mark.parametrize(("protocol", "limit"), [(2.0, 4096.0), (3, 4.096e3)])
+def test_integral_floats_in_the_connect_count_as_their_integers(protocol: float, limit: float) -> None:
+    """A JavaScript peer cannot tell 2.0 from 2 (docs/protocol.md §1.2)."""
+    event = _connect(ServerProtocol(), {"action": "connect", "protocol": protocol, "max_frame_size": limit})
+    assert isinstance(event, ConnectRequested) and not event.legacy
+
+
+@pytest.mark.parametrize("limit", [True, 4096.5, "4096", 0.0])
+def test_a_declared_limit_that_is_no_positive_integer_is_refused(limit: Any) -> None:
+    event = _connect(ServerProtocol(), {"action": "connect", "protocol": 2, "max_frame_size": limit})
+    assert isinstance(event, ProtocolViolation) and event.code == "bad_message"
+
+
+@pytest.mark.parametrize("protocol", [True, 1.5, "2", [2], 0, -2, 1.0])
 def test_a_protocol_that_is_not_an_integer_of_2_or_more_is_refused(protocol: Any) -> None:
     event = _connect(ServerProtocol(), {"action": "connect", "protocol": protocol})
     assert isinstance(event, ProtocolViolation) and event.code == "bad_message"
