@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     CONNECTION_LOST = "connection_lost"
     CIRCUIT_OPEN = "circuit_open"
     QUEUE_FULL = "queue_full"
+    QUEUE_FILE = "queue_file"
     ALREADY_SERVING = "already_serving"
     CANCELLED = "cancelled"
 
@@ -46,6 +47,7 @@ CLIENT_CODES = frozenset(
         ErrorCode.CONNECTION_LOST,
         ErrorCode.CIRCUIT_OPEN,
         ErrorCode.QUEUE_FULL,
+        ErrorCode.QUEUE_FILE,
         ErrorCode.ALREADY_SERVING,
         ErrorCode.CANCELLED,
     }

@@ -13,6 +13,7 @@ match on the class or on ``.code``, never on the message text::
     ├── RequestTimeout            timeout: no response before the deadline (also TimeoutError)
     ├── CircuitOpen               circuit_open: the breaker fails fast
     ├── QueueFull                 queue_full: the offline queue is at its limit
+    ├── QueueFileError            queue_file: the offline queue's file cannot be opened or written (.path)
     ├── AlreadyServing            already_serving: serve() of a channel already served (also ValueError)
     ├── Cancelled                 cancelled: the caller gave up (Node's AbortError; Python raises asyncio.CancelledError)
     └── RemoteError               an ``error`` response from the server or a responder
@@ -53,6 +54,7 @@ __all__ = [
     "RequestTimeout",
     "CircuitOpen",
     "QueueFull",
+    "QueueFileError",
     "AlreadyServing",
     "Cancelled",
     "RemoteError",
@@ -153,6 +155,18 @@ class QueueFull(IPCError):
     """The offline queue is full."""
 
     code = ErrorCode.QUEUE_FULL
+
+
+class QueueFileError(IPCError):
+    """The offline queue's file (``queue_path``) cannot be opened, read or
+    written, or is not a queue file. ``path`` names it; ``__cause__`` is the
+    OS or SQLite error, so the cause is kept without matching on its text."""
+
+    code = ErrorCode.QUEUE_FILE
+
+    def __init__(self, message: str = "", *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class AlreadyServing(IPCError, builtins.ValueError):

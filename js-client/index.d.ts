@@ -24,6 +24,7 @@ export declare const ErrorCode: Readonly<{
   CONNECTION_LOST: 'connection_lost';
   CIRCUIT_OPEN: 'circuit_open';
   QUEUE_FULL: 'queue_full';
+  QUEUE_FILE: 'queue_file';
   ALREADY_SERVING: 'already_serving';
   CANCELLED: 'cancelled';
 }>;
@@ -83,6 +84,19 @@ export declare class CircuitOpenError extends IpcError {
 export declare class QueueFullError extends IpcError {
   constructor(message?: string);
   readonly code: 'queue_full';
+}
+/**
+ * The offline queue's file (`queuePath`) cannot be opened, read or written,
+ * or is not a queue file (docs/resilience.md §4): thrown by the constructor
+ * and connect() when the file cannot be opened, and by a one-way call that
+ * could not be written to it (the message is not queued); a later failure to
+ * delete a sent message from it is reported once on 'error'.
+ */
+export declare class QueueFileError extends IpcError {
+  constructor(message: string, info: { path: string; cause?: unknown });
+  readonly code: 'queue_file';
+  /** The queue file's absolute path. */
+  readonly path: string;
 }
 /** serve() of a channel (or pattern) this client already serves; unserve() it first. */
 export declare class AlreadyServingError extends IpcError {
@@ -303,7 +317,12 @@ export interface IPCClientSettings {
   queueMaxBytes?: number;
   /** What a full queue does. Default 'reject'. */
   queueOverflow?: QueueOverflowValue;
-  /** Append-only file persisting queued one-way messages. Default null. */
+  /**
+   * Append-only file persisting queued one-way messages (a missing directory
+   * is created). One that cannot be opened, or is not a queue file, makes the
+   * constructor throw QueueFileError; a message that cannot be written to it
+   * fails its call with QueueFileError. Default null.
+   */
   queuePath?: string | null;
   /** Default per-call policy while not connected. Default 'queue'. */
   onDisconnect?: 'queue' | 'fail';

@@ -41,6 +41,7 @@ module.exports = {
   RequestTimeoutError: errors.RequestTimeoutError,
   CircuitOpenError: errors.CircuitOpenError,
   QueueFullError: errors.QueueFullError,
+  QueueFileError: errors.QueueFileError,
   AlreadyServingError: errors.AlreadyServingError,
   AbortError: errors.AbortError,
   RemoteError: errors.RemoteError,

@@ -25,6 +25,7 @@ export const {
   RequestTimeoutError,
   CircuitOpenError,
   QueueFullError,
+  QueueFileError,
   AlreadyServingError,
   AbortError,
   RemoteError,

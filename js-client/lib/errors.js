@@ -17,6 +17,7 @@
  *     ├── RequestTimeoutError     timeout: no answer before the deadline (local or remote)
  *     ├── CircuitOpenError        circuit_open: the breaker fails fast (.retryAfter ms)
  *     ├── QueueFullError          queue_full: the offline queue refused or evicted the call
+ *     ├── QueueFileError          queue_file: the offline queue's file cannot be opened or written (.path)
  *     ├── AlreadyServingError     already_serving: serve() of a channel this client already serves
  *     ├── AbortError              cancelled: the caller's AbortSignal aborted (`name` 'AbortError', as fetch's)
  *     └── RemoteError             an error response (.remoteType, .remoteStack, .details)
@@ -62,6 +63,7 @@ const ErrorCode = Object.freeze({
   CONNECTION_LOST: 'connection_lost',
   CIRCUIT_OPEN: 'circuit_open',
   QUEUE_FULL: 'queue_full',
+  QUEUE_FILE: 'queue_file',
   ALREADY_SERVING: 'already_serving',
   CANCELLED: 'cancelled'
 });
@@ -189,6 +191,21 @@ class QueueFullError extends IpcError {
   }
 }
 
+/**
+ * The offline queue's file (`queuePath`, `.path`) cannot be opened, read or written,
+ * or is not a queue file (docs/resilience.md §4); `.cause` is the file system's error.
+ */
+class QueueFileError extends IpcError {
+  /**
+   * @param {string} message what failed, naming the option and the path.
+   * @param {{path: string, cause?: unknown}} info
+   */
+  constructor(message, { path, cause }) {
+    super(ErrorCode.QUEUE_FILE, message, cause === undefined ? undefined : { cause });
+    this.path = path; // absolute
+  }
+}
+
 /** serve() of a channel (or pattern) this client already serves; unserve() it first. */
 class AlreadyServingError extends IpcError {
   /**
@@ -245,7 +262,7 @@ class RemoteError extends IpcError {
  * @private
  */
 function remoteClass(name, code) {
-  const cls = {
+  return {
     [name]: class extends RemoteError {
       /**
        * @param {string} [message]
@@ -256,7 +273,6 @@ function remoteClass(name, code) {
       }
     }
   }[name];
-  return cls;
 }
 
 const NoRespondersError = remoteClass('NoRespondersError', ErrorCode.NO_RESPONDERS);
@@ -292,19 +308,10 @@ class BadRequestError extends RemoteError {
   }
 }
 
-const REMOTE_CLASSES = new Map([
-  [ErrorCode.NO_RESPONDERS, NoRespondersError],
-  [ErrorCode.RESPONDER_LOST, ResponderLostError],
-  [ErrorCode.HANDLER_ERROR, HandlerError],
-  [ErrorCode.UNAUTHORIZED, UnauthorizedError],
-  [ErrorCode.FORBIDDEN, ForbiddenError],
-  [ErrorCode.SLOW_CONSUMER, SlowConsumerError],
-  [ErrorCode.SHUTTING_DOWN, ShuttingDownError],
-  [ErrorCode.TOO_MANY_CONNECTIONS, TooManyConnectionsError],
-  [ErrorCode.LIMIT_EXCEEDED, LimitExceededError],
-  [ErrorCode.BAD_REQUEST, BadRequestError],
-  [ErrorCode.IDEMPOTENCY_CONFLICT, IdempotencyConflictError]
-]);
+const REMOTE_CLASSES = new Map(
+  [NoRespondersError, ResponderLostError, HandlerError, UnauthorizedError, ForbiddenError, SlowConsumerError, ShuttingDownError,
+    TooManyConnectionsError, LimitExceededError, BadRequestError, IdempotencyConflictError].map((Cls) => [new Cls().code, Cls])
+);
 
 /**
  * Turns an envelope's `error` object into the matching error instance.
@@ -373,6 +380,7 @@ module.exports = {
   RequestTimeoutError,
   CircuitOpenError,
   QueueFullError,
+  QueueFileError,
   AlreadyServingError,
   AbortError,
   RemoteError,

@@ -24,6 +24,7 @@ test('errors - every class carries its code and name', () => {
     [new errors.RequestTimeoutError(), 'timeout'],
     [new errors.CircuitOpenError(), 'circuit_open'],
     [new errors.QueueFullError(), 'queue_full'],
+    [new errors.QueueFileError('x', { path: '/q' }), 'queue_file'],
     [new errors.AlreadyServingError('svc'), 'already_serving'],
     [new errors.AbortError(), 'cancelled'],
     [new errors.NoRespondersError(), 'no_responders'],

@@ -28,6 +28,7 @@ import {
   RequestTimeoutError,
   CircuitOpenError,
   QueueFullError,
+  QueueFileError,
   AlreadyServingError,
   AbortError,
   RemoteError,
@@ -456,6 +457,7 @@ export async function errors(client: IPCClient): Promise<string> {
     if (err instanceof ConnectionLostError) return exact<'connection_lost'>()(err.code);
     if (err instanceof AbortError) return `${exact<'cancelled'>()(err.code)} ${exact<'AbortError'>()(err.name)} ${String(err.cause)}`;
     if (err instanceof QueueFullError) return exact<'queue_full'>()(err.code);
+    if (err instanceof QueueFileError) return `${exact<'queue_file'>()(err.code)} ${exact<string>()(err.path)} ${String(err.cause)}`;
     if (err instanceof FrameError) return exact<'bad_frame'>()(err.code);
     if (err instanceof MessageError) return exact<'bad_message'>()(err.code);
     if (err instanceof ProtocolError) return err.code;
@@ -481,6 +483,7 @@ export async function errors(client: IPCClient): Promise<string> {
     new RequestTimeoutError('slow', { remote: true }),
     new CircuitOpenError('open', { retryAfter: 1000 }),
     new QueueFullError('full'),
+    new QueueFileError('queuePath "/q": cannot write', { path: '/q', cause: new Error('ENOSPC') }),
     new AlreadyServingError('orders.get'),
     new AbortError('stopped', { cause: 'the user left' }),
     new AbortError(),
