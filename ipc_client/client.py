@@ -82,7 +82,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         queue_max_size, queue_max_bytes: offline queue bounds (messages, bytes);
             ``queue_max_size=0`` disables queueing.
         queue_overflow: ``"reject"``, ``"drop_oldest"`` or ``"drop_lowest_priority"``.
-        queue_path: an SQLite file where queued one-way messages persist.
+        queue_path: an SQLite file where queued one-way messages persist;
+            ``QueueFileError`` when it cannot be opened or written.
         on_disconnect: per-call default while not connected: ``"queue"`` or ``"fail"``.
         circuit_breaker: a :class:`CircuitBreakerOptions`, or True for the defaults.
         tls, tls_ca, tls_cert, tls_key, tls_server_hostname: TLS (:func:`ipc_client.tls.client_tls`).

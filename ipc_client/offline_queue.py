@@ -107,6 +107,14 @@ class OfflineQueue:
         self._by_age[entry.seq] = entry
         return evicted
 
+    def retract(self, entry: QueuedCall, evicted: list[QueuedCall]) -> None:
+        """Undo a ``push`` its caller could not complete (the queue file
+        refused the message): ``entry`` leaves, the entries it evicted return."""
+        if entry.queued:
+            self._remove(entry)
+        self._restore(evicted)
+        self.dropped -= len(evicted)
+
     def pop(self) -> QueuedCall | None:
         """The next entry to send: highest priority, then oldest."""
         heap = self._by_priority

@@ -2,7 +2,10 @@
 offline queue (``offline_queue.py``), expire at their deadline, and are
 replayed once connected, highest priority first, before any newer call
 (docs/resilience.md §4). One-way messages may persist in SQLite
-(``queue_store.py``) to survive a restart.
+(``queue_store.py``) to survive a restart. A write the file refuses fails
+the call that needed it (the message is not queued: the caller was told
+it would be on disk); a delete that fails later is reported once on
+'error' until a write works again, and retried by the store.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import ConnectionLost, FrameTooLarge, IPCError, Message, MessageType, NotConnected, QueueFull, RequestTimeout, decode_message, encode_message
+from ipc_protocol import ConnectionLost, FrameTooLarge, IPCError, Message, MessageType, NotConnected, QueueFileError, QueueFull, RequestTimeout, decode_message, encode_message
 from ipc_protocol.restarts import mark_replay
 
 from .calls import Calls
@@ -69,6 +72,7 @@ class Outbox:
         self._spawn = spawn
         self._timer: asyncio.TimerHandle | None = None
         self._store: QueueStore | None = None  # open from connect() until the queue is given up
+        self._store_failing = False  # a failed delete was reported; reset by the next write that works
         self._replay_task: asyncio.Task[None] | None = None
 
     def sendable(self) -> ClientConnection | None:
@@ -118,7 +122,13 @@ class Outbox:
             self._metrics.failed()
             raise
         if waiter is None and self._store is not None:
-            entry.store_id = self._store.add(priority, time.time() + (deadline - loop.time()), body)
+            try:
+                entry.store_id = self._store.add(priority, time.time() + (deadline - loop.time()), body)
+            except QueueFileError:  # not on disk, so not accepted: the queue is as it was
+                self.queue.retract(entry, evicted)
+                self._metrics.failed()
+                raise
+            self._store_failing = False
         for victim in evicted:
             self._drop(victim, QueueFull("evicted from the full offline queue"), "evicted")
         self._arm_timer()
@@ -179,8 +189,7 @@ class Outbox:
                 return
             self._metrics.sent()
             self._metrics.delivered()
-            if entry.store_id is not None and self._store is not None:
-                self._store.remove(entry.store_id)
+            self._forget(entry.store_id)
             return
         if entry.waiter.done():
             return
@@ -241,12 +250,26 @@ class Outbox:
                 entry.waiter.set_exception(error)
             return
         self._metrics.failed()
-        if entry.store_id is not None and self._store is not None:
-            self._store.remove(entry.store_id)
+        self._forget(entry.store_id)
         self._emit(
             "queue_dropped",
             {"reason": reason, "channel": msg.channel_id, "message_type": msg.message_type.value, "priority": entry.priority},
         )
+
+    def _forget(self, store_id: int | None) -> None:
+        """Delete a message that left the queue from the file. A failure is
+        reported on 'error' once until a write works again; the store retries
+        the delete then (until it does, a later start would send it again)."""
+        if store_id is None or self._store is None:
+            return
+        try:
+            self._store.remove(store_id)
+        except QueueFileError as exc:
+            if not self._store_failing:
+                self._store_failing = True
+                self._emit("error", exc)
+            return
+        self._store_failing = False
 
     def give_up(self, error: IPCError) -> None:
         """Nothing will send the queue: fail its requests; persisted messages stay on disk."""
@@ -263,16 +286,21 @@ class Outbox:
         """Put the messages a previous run left on disk back in the queue (once)."""
         if self.path is None or self._store is not None:
             return
-        self._store = QueueStore(self.path)
+        store = QueueStore(self.path)  # QueueFileError, QueueFileInUse: connect() fails with it
+        try:
+            stored, expired = store.load()
+        except BaseException:
+            store.close()
+            raise
+        self._store, self._store_failing = store, False
         loop = asyncio.get_running_loop()
-        stored, expired = self._store.load()
         self.queue.dropped += expired
         self._metrics.failed(expired)
         for row in stored:
             try:
                 msg = decode_message(row.body)
             except IPCError as exc:  # unreadable: lost, but counted and reported
-                self._store.remove(row.id)
+                self._forget(row.id)
                 self.queue.dropped += 1
                 self._metrics.failed()
                 self._emit("error", exc)

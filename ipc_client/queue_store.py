@@ -12,6 +12,12 @@ A file has one owner at a time: two clients sending the same rows would
 deliver each message twice. The store holds an exclusive lock on
 ``<path>.lock`` (``flock``, released by the kernel if the process dies) and
 refuses to open a file another client holds.
+
+Every failure of the file is a ``QueueFileError`` naming the path, never a
+raw ``OSError`` or ``sqlite3.Error``: opening (a directory that cannot be
+made, a file that is not a queue file: it is left untouched), reading and
+writing. A row whose delete failed is deleted by the next write that works,
+so a message sent meanwhile is not sent again by a later start.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ipc_protocol import QueueFileError
 
 try:
     import fcntl
@@ -32,6 +40,7 @@ __all__ = ["QueueStore", "StoredMessage", "QueueFileInUse"]
 
 class QueueFileInUse(RuntimeError):
     """Another client (in this process or another) owns the queue file."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queued (
@@ -53,41 +62,107 @@ class StoredMessage:
 
 class QueueStore:
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()
+        self._unremoved: set[int] = set()  # rows sent or dropped whose delete failed
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error("cannot create its directory", exc) from exc
         self._lock_fd = self._lock(self.path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            self._unlock()
+            raise self._error("cannot open", exc) from exc
+        try:
+            self._check()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error("cannot open", exc) from exc
+            raise
 
     def add(self, priority: int, expires_at: float, body: bytes) -> int:
-        cur = self._db.execute("INSERT INTO queued (priority, expires_at, body) VALUES (?, ?, ?)", (priority, expires_at, body))
+        """Store one message; QueueFileError if it could not be written."""
+        try:
+            cur = self._db.execute("INSERT INTO queued (priority, expires_at, body) VALUES (?, ?, ?)", (priority, expires_at, body))
+        except sqlite3.Error as exc:
+            raise self._error("cannot write", exc) from exc
+        if self._unremoved:
+            try:
+                self._delete()
+            except sqlite3.Error:
+                pass  # already reported; kept for the next write
         return int(cur.lastrowid or 0)
 
     def remove(self, message_id: int) -> None:
-        self._db.execute("DELETE FROM queued WHERE id = ?", (message_id,))
+        """Delete a sent or dropped message; on failure it is kept in
+        ``_unremoved`` for the next write, and QueueFileError is raised."""
+        self._unremoved.add(message_id)
+        try:
+            self._delete()
+        except sqlite3.Error as exc:
+            raise self._error("cannot write", exc) from exc
 
     def load(self, now: float | None = None) -> tuple[list[StoredMessage], int]:
         """Unexpired messages, oldest first, and how many expired ones were deleted."""
         now = time.time() if now is None else now
-        expired = self._db.execute("DELETE FROM queued WHERE expires_at <= ?", (now,)).rowcount
-        rows = self._db.execute("SELECT id, priority, expires_at, body FROM queued ORDER BY id").fetchall()
+        try:
+            expired = self._db.execute("DELETE FROM queued WHERE expires_at <= ?", (now,)).rowcount
+            rows = self._db.execute("SELECT id, priority, expires_at, body FROM queued ORDER BY id").fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from exc
         return [StoredMessage(int(i), int(p), float(e), bytes(b)) for i, p, e, b in rows], max(expired, 0)
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM queued").fetchone()[0])
 
     def close(self) -> None:
+        if self._unremoved:
+            try:
+                self._delete()  # a last try; what stays is sent again by the next start (at least once)
+            except sqlite3.Error:
+                pass
         self._db.close()
+        self._unlock()
+
+    def _delete(self) -> None:
+        ids = sorted(self._unremoved)
+        self._db.executemany("DELETE FROM queued WHERE id = ?", [(i,) for i in ids])
+        self._unremoved.difference_update(ids)
+
+    def _check(self) -> None:
+        """Refuse, without writing to it, a file that is not a queue file: not
+        SQLite, or a database of something else (its tables are not ours)."""
+        try:
+            tables = {str(r[0]) for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            columns = {str(r[1]) for r in self._db.execute("PRAGMA table_info(queued)")}
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                raise self._error("is not a queue file", exc) from exc
+            raise  # busy, I/O...: "cannot open"
+        if tables and ("queued" not in tables or not {"id", "priority", "expires_at", "body"} <= columns):
+            raise self._error(f"is not a queue file: an SQLite database with other tables ({', '.join(sorted(tables))})", None)
+
+    def _error(self, what: str, cause: BaseException | None) -> QueueFileError:
+        text = f"queue_path {str(self.path)!r} {what}" if what.startswith("is ") else f"queue_path {str(self.path)!r}: {what}"
+        return QueueFileError(text if cause is None else f"{text}: {cause}", path=str(self.path))
+
+    def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
 
-    @staticmethod
-    def _lock(path: Path) -> int | None:
+    def _lock(self, path: Path) -> int | None:
         if fcntl is None:  # pragma: no cover
             return None
-        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._error(f"cannot create its lock file {path}.lock", exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
