@@ -79,6 +79,18 @@ class OfflineQueue {
   }
 
   /**
+   * Undoes a push() its caller could not complete (the queue file refused
+   * the message): `entry` leaves, the entries it evicted come back.
+   * @param {QueueEntry} entry
+   * @param {QueueEntry[]} evicted what that push() returned.
+   */
+  retract(entry, evicted) {
+    this._take(entry);
+    for (const e of evicted) this._insert(e, true);
+    this.dropped -= evicted.length;
+  }
+
+  /**
    * Puts an entry taken by shift() back at the head of its priority (a
    * write that could not happen after all).
    * @param {QueueEntry} entry

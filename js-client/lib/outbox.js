@@ -6,7 +6,10 @@
  * until its own deadline (one timer for the whole queue); one-way messages
  * are also written to the queue file (lib/queue_store.js) when `queuePath`
  * is set. On a restored connection the queue is replayed, highest priority
- * first, before any newer call.
+ * first, before any newer call. A write the file refuses fails the call
+ * that needed it (the message is not queued: it was to be on disk); a
+ * remove that fails later is reported once on 'error' until a write works
+ * again, and written by the store with the next one.
  *
  * Host interface (the IPCClient that owns it): `options`, `_state`,
  * `_conn`, `_sendLimit`, `_calls` (`request()`, `writeOneWay()`, `lineOf()`),
@@ -58,6 +61,8 @@ class Outbox {
     this.resendCause = null;
     this._timer = null;
     this._timerAt = Infinity;
+    /** A failed remove was reported on 'error'; the next write that works resets it. */
+    this._storeFailing = false;
   }
 
   /**
@@ -78,6 +83,7 @@ class Outbox {
    * @param {boolean} expectReply
    * @returns {Promise<object>|undefined} the reply, for a request.
    * @throws {QueueFullError} the queue refused it.
+   * @throws {QueueFileError} the queue file could not take it: not queued, nothing evicted.
    * @throws {MessageError|FrameTooLargeError} it could never be sent.
    */
   enqueue(msg, deadline, priority, expectReply) {
@@ -87,7 +93,6 @@ class Outbox {
     /** @type {QueuedCall} */
     const entry = { id: msg.message_id, priority, bytes: HEADER_SIZE_BYTES + size, deadline, msg, expectReply, persisted: false, resolve: null, reject: null, cause: this.resendCause };
     const { accepted, evicted } = this.queue.push(entry);
-    for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue to make room'));
     if (!accepted) {
       const stats = this.queue.stats();
       throw new QueueFullError(`the offline queue is full (${stats.size} calls, ${stats.bytes} bytes)`);
@@ -96,13 +101,14 @@ class Outbox {
       try {
         const left = deadline - now();
         this.store.add({ id: entry.id, priority, expiresAt: Number.isFinite(left) ? Date.now() + left : Number.MAX_SAFE_INTEGER, message: storable(msg) }); // Buffers as base64 in the file (§16)
-        entry.persisted = true;
       } catch (err) {
-        this.queue.remove(entry.id);
-        this.queue.dropped++; // it left the queue unsent; the caller gets the error
+        this.queue.retract(entry, evicted); // not on disk, so not accepted: the queue is as it was
         throw err;
       }
+      entry.persisted = true;
+      this._storeFailing = false;
     }
+    for (const victim of evicted) this._drop(victim, 'evicted', new QueueFullError('evicted from the offline queue to make room'));
     this._arm(deadline);
     if (!expectReply) return undefined;
     return new Promise((resolve, reject) => {
@@ -202,7 +208,7 @@ class Outbox {
       entry.reject(error);
       return;
     }
-    if (entry.persisted) this.store.remove(entry.id);
+    if (entry.persisted) this._forget(entry.id);
     this.host._metrics.failed();
     const event = { reason, channel: entry.msg.channel_id, messageType: entry.msg.message_type, priority: entry.priority };
     if (defer) process.nextTick(() => this.host._emitSafely('queue_dropped', event));
@@ -300,8 +306,9 @@ class Outbox {
   }
 
   /**
-   * Removes a sent message from the queue file; a failure goes to 'error'
-   * (the message then stays on disk and is sent again by the next load).
+   * Removes a message that left the queue from the queue file. A failure
+   * goes to 'error' once until a write works again; the store writes the
+   * remove with that write (until then, a later load would send it again).
    * @param {string} id
    * @private
    */
@@ -309,8 +316,11 @@ class Outbox {
     try {
       this.store.remove(id);
     } catch (err) {
-      this.host._emitError(err);
+      if (!this._storeFailing) this.host._emitError(err);
+      this._storeFailing = true;
+      return;
     }
+    this._storeFailing = false;
   }
 }
 

@@ -15,14 +15,19 @@
  *
  * Synchronous file calls on purpose: a one-way call completes only once its
  * message is on disk, and they are made only while the client is offline.
+ *
+ * Every failure of the file is a QueueFileError naming the path (its cause
+ * the fs error): a directory that cannot be made, a file that is not a
+ * queue file (refused, left untouched), a read, a write (an append cut short
+ * is cut off again, so the file stays readable). A remove record that could
+ * not be written goes out with the next write that works, so a message sent
+ * meanwhile is not sent again by a later load.
  */
 
 const fs = require('node:fs');
 const path = require('node:path');
-
-const HEADER_BYTES = 4;
-/** A record longer than this is corruption, not data (the frame limit is 4 GiB, a queue record far less). */
-const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+const { QueueFileError } = require('./errors');
+const { HEADER_BYTES, MAX_RECORD_BYTES, encodeRecord, parseRecord, isQueueData, resync } = require('./queue_records');
 
 /**
  * @typedef {object} StoredMessage
@@ -31,20 +36,6 @@ const MAX_RECORD_BYTES = 256 * 1024 * 1024;
  * @property {number} expiresAt wall-clock expiry, epoch ms.
  * @property {object} message the envelope to send.
  */
-
-/**
- * Encodes one record.
- * @param {object} record
- * @returns {Buffer}
- * @private
- */
-function encodeRecord(record) {
-  const body = Buffer.from(JSON.stringify(record), 'utf8');
-  const out = Buffer.allocUnsafe(HEADER_BYTES + body.length);
-  out.writeUInt32BE(body.length, 0);
-  body.copy(out, HEADER_BYTES);
-  return out;
-}
 
 /**
  * Whether a process is alive (EPERM: it is, under another user).
@@ -59,42 +50,6 @@ function isAlive(pid) {
   } catch (err) {
     return err.code !== 'ESRCH';
   }
-}
-
-/**
- * Parses one record body: an add or a remove, else null.
- * @param {Buffer} data
- * @param {number} start
- * @param {number} end
- * @returns {object|null}
- * @private
- */
-function parseRecord(data, start, end) {
-  let record;
-  try {
-    record = JSON.parse(data.toString('utf8', start, end));
-  } catch {
-    return null;
-  }
-  if (record === null || typeof record !== 'object' || typeof record.id !== 'string') return null;
-  return record.op === 'add' || record.op === 'remove' ? record : null;
-}
-
-/**
- * The offset of the next readable record at or after `from`, or -1.
- * @param {Buffer} data
- * @param {number} from
- * @returns {number}
- * @private
- */
-function resync(data, from) {
-  for (let at = from; at + HEADER_BYTES <= data.length; at++) {
-    const length = data.readUInt32BE(at);
-    const end = at + HEADER_BYTES + length;
-    if (length === 0 || length > MAX_RECORD_BYTES || end > data.length) continue;
-    if (parseRecord(data, at + HEADER_BYTES, end) !== null) return at;
-  }
-  return -1;
 }
 
 /**
@@ -118,15 +73,34 @@ class QueueStore {
     this.corrupt = 0;
     this.lockFile = `${this.file}.lock`;
     this._locked = false;
+    this._size = 0; // bytes in the file as this store wrote it: an append cut short is cut back to it
+    this._unremoved = new Set(); // ids whose remove record could not be written yet
+  }
+
+  /**
+   * A QueueFileError naming the option and the file.
+   * @param {string} what
+   * @param {unknown} [cause]
+   * @returns {QueueFileError}
+   * @private
+   */
+  _error(what, cause) {
+    const text = `queuePath ${JSON.stringify(this.file)}${what.startsWith('is ') ? ' ' : ': '}${what}`;
+    return new QueueFileError(cause === undefined ? text : `${text}: ${cause && cause.message}`, { path: this.file, cause });
   }
 
   /**
    * Takes the file's lock; a no-op when this store holds it.
    * @throws {Error} another live process (or store) holds it; `code` 'EQUEUELOCKED'.
+   * @throws {QueueFileError} the directory or the lock file cannot be made.
    */
   lock() {
     if (this._locked) return;
-    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    try {
+      fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    } catch (err) {
+      throw this._error('cannot create its directory', err);
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const fd = fs.openSync(this.lockFile, 'wx');
@@ -138,14 +112,14 @@ class QueueStore {
         this._locked = true;
         return;
       } catch (err) {
-        if (err.code !== 'EEXIST') throw err;
+        if (err.code !== 'EEXIST') throw this._error(`cannot create its lock file ${this.lockFile}`, err);
       }
       let text;
       try {
         text = fs.readFileSync(this.lockFile, 'utf8').trim();
       } catch (err) {
         if (err.code === 'ENOENT') continue; // released meanwhile
-        throw err;
+        throw this._error(`cannot read its lock file ${this.lockFile}`, err);
       }
       const pid = /^\d+$/.test(text) ? Number(text) : NaN;
       if (!(pid > 0) || isAlive(pid)) {
@@ -158,7 +132,7 @@ class QueueStore {
       try {
         fs.unlinkSync(this.lockFile); // its owner died: take it over
       } catch (err) {
-        if (err.code !== 'ENOENT') throw err;
+        if (err.code !== 'ENOENT') throw this._error(`cannot take over its lock file ${this.lockFile}`, err);
       }
     }
     const err = new Error(`could not take the lock ${this.lockFile} of queue file ${this.file}`);
@@ -202,18 +176,36 @@ class QueueStore {
    * make up more than half of it. A torn last record is cut off; an
    * unreadable stretch in the middle is skipped up to the next readable
    * record and counted in `corrupt`.
+   * On any failure the lock is given back.
    * @returns {StoredMessage[]}
    * @throws {Error} the file is locked by another owner (see lock()).
+   * @throws {QueueFileError} it cannot be read or rewritten, or is not a queue file.
    */
   load() {
     this.lock();
+    try {
+      return this._load();
+    } catch (err) {
+      this.close();
+      throw err instanceof QueueFileError ? err : this._error('cannot read', err);
+    }
+  }
+
+  /**
+   * load() once the lock is held.
+   * @returns {StoredMessage[]}
+   * @private
+   */
+  _load() {
     let data;
     try {
       data = fs.readFileSync(this.file);
     } catch (err) {
-      if (err.code !== 'ENOENT') throw err;
+      if (err.code !== 'ENOENT') throw this._error('cannot read', err);
       data = Buffer.alloc(0);
     }
+    if (!isQueueData(data)) throw this._error(`is not a queue file (${data.length} bytes that are no queue records; left as they are)`);
+    this._unremoved.clear();
     const adds = new Map();
     let offset = 0;
     let records = 0;
@@ -255,6 +247,7 @@ class QueueStore {
       out.push({ id, priority: record.priority, expiresAt: record.expires_at, message: record.message });
     }
     this._records = records;
+    this._size = data.length;
     if (offset < data.length || corrupt > 0 || this.expired > 0 || this._dead() > this._live.size) this.compact();
     return out;
   }
@@ -262,6 +255,7 @@ class QueueStore {
   /**
    * Appends a message; on return it is on disk (in the OS's hands).
    * @param {StoredMessage} entry
+   * @throws {QueueFileError} it could not be written (nothing of it stays in the file).
    */
   add({ id, priority, expiresAt, message }) {
     const bytes = encodeRecord({ op: 'add', id, priority, expires_at: expiresAt, message });
@@ -274,28 +268,39 @@ class QueueStore {
    * are ignored, and so is every id once close() gave the file away (the
    * message stays for the next owner: at least once).
    * @param {string} id
+   * @throws {QueueFileError} the record could not be written: it goes out with the next write that works.
    */
   remove(id) {
     if (!this._locked) return;
     if (!this._live.delete(id)) return;
-    this._append(encodeRecord({ op: 'remove', id }));
+    this._unremoved.add(id);
+    this._append(Buffer.alloc(0));
     if (this._dead() > this._live.size) this.compact();
   }
 
   /**
    * Rewrites the file with the live records only.
+   * @throws {QueueFileError} the file stays as it was.
    */
   compact() {
     const tmp = `${this.file}.tmp`;
-    const fd = fs.openSync(tmp, 'w');
+    const data = Buffer.concat([...this._live.values()]);
     try {
-      fs.writeSync(fd, Buffer.concat([...this._live.values()]));
-      fs.fsyncSync(fd); // on disk before the rename makes it the file
-    } finally {
-      fs.closeSync(fd);
+      const fd = fs.openSync(tmp, 'w');
+      try {
+        fs.writeSync(fd, data);
+        fs.fsyncSync(fd); // on disk before the rename makes it the file
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, this.file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true, recursive: false, maxRetries: 0 });
+      throw this._error('cannot write', err);
     }
-    fs.renameSync(tmp, this.file);
     this._records = this._live.size;
+    this._size = data.length;
+    this._unremoved.clear(); // their adds are gone with the rest
   }
 
   /**
@@ -308,12 +313,26 @@ class QueueStore {
   }
 
   /**
+   * Appends `bytes` (one record, or none) after the remove records still owed.
    * @param {Buffer} bytes
    * @private
    */
   _append(bytes) {
-    fs.appendFileSync(this.file, bytes);
-    this._records++;
+    const owed = [...this._unremoved].map((id) => encodeRecord({ op: 'remove', id }));
+    const all = owed.length === 0 ? bytes : Buffer.concat([...owed, bytes]);
+    try {
+      fs.appendFileSync(this.file, all);
+    } catch (err) {
+      try {
+        fs.truncateSync(this.file, this._size); // a write cut short (a full disk): its start would read as corruption
+      } catch {
+        // not the file any more (a directory in its place...): nothing of ours to cut
+      }
+      throw this._error('cannot write', err);
+    }
+    this._size += all.length;
+    this._records += owed.length + (bytes.length > 0 ? 1 : 0);
+    this._unremoved.clear();
   }
 }
 
