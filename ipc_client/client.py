@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from ipc_protocol import SYSTEM_CHANNEL, Forbidden, Message, MessageType, is_reserved, validate_channel
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
 from ipc_protocol.payload_paths import read_once
-from ipc_protocol.wire_numbers import wire_number
+from ipc_protocol.wire_numbers import delivered_count
 
 from .listeners import Listeners
 from .admission import Admission
@@ -332,11 +332,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             return None
         msg = Message.build(MessageType.PUBLISH, self.app_id, channel, data, headers=headers, ack=True if want_ack else None)
         reply = await self._outbox.submit(msg, deadline, reply=want_ack, priority=priority, on_disconnect=on_disconnect)
-        if reply is None:
-            return None
-        # None: replayed to a version-1 server, which counts nothing (outbox.py), or no number (true is none, as in Node).
-        delivered = wire_number(reply.payload.get("delivered")) if isinstance(reply.payload, dict) else None
-        return None if delivered is None else int(delivered)
+        # None: replayed to a version-1 server, which counts nothing (outbox.py), or no number in the ack.
+        return None if reply is None else delivered_count(reply.payload)
 
     def circuit_breaker(self, channel: str) -> CircuitBreaker:
         """The breaker guarding ``channel`` (created on first use)."""

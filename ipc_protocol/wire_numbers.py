@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, GetPydanticSchema, Strict
 from pydantic_core import core_schema
 
-__all__ = ["NonNegative", "Positive", "Window", "MAX_WINDOW", "whole_number", "wire_number"]
+__all__ = ["NonNegative", "Positive", "Window", "MAX_WINDOW", "whole_number", "wire_number", "delivered_count"]
 
 MAX_WINDOW = 2**31 - 1  # a stream's credit (§15.2): what a 31-bit window holds (HTTP/2's)
 
@@ -56,3 +56,10 @@ def wire_number(value: Any) -> int | float | None:
     if cls is int or (cls is float and value - value == 0):  # finite: inf - inf and nan are nan
         return value  # type: ignore[no-any-return]
     return None
+
+
+def delivered_count(payload: Any) -> int | None:
+    """How many connections a publish ack says it reached (§5.3); None where
+    it holds no number, as the Node client resolves ``{delivered: null}``."""
+    delivered = wire_number(payload.get("delivered")) if isinstance(payload, dict) else None
+    return None if delivered is None else int(delivered)
