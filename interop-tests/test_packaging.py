@@ -42,11 +42,24 @@ def test_the_cli_prints_the_version() -> None:
     assert out.stdout.split() == ["python", "-m", "ipc_server", metadata.version(DISTRIBUTION)]
 
 
-def test_the_wheel_carries_the_licence_as_an_spdx_expression(tmp_path: Path) -> None:
+_WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "ipc_protocol", "ipc_server", "ipc_client")
+
+
+def test_the_wheel_carries_the_licence_as_an_spdx_expression_and_the_tree_s_modules(tmp_path: Path) -> None:
+    import shutil
     import sys
     import zipfile
 
-    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--quiet", "--wheel-dir", str(tmp_path)]
+    # Built from a copy: pip builds in the tree it is given, and setuptools's
+    # build/ keeps every module it ever built there, renamed or not (README).
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in _WHEEL_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    build = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--quiet", "--wheel-dir", str(tmp_path)]
     proc = subprocess.run(build, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("ipc_bridge-*.whl")
@@ -57,6 +70,8 @@ def test_the_wheel_carries_the_licence_as_an_spdx_expression(tmp_path: Path) -> 
         assert zf.read(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
         assert {n.split("/")[0] for n in zf.namelist()} == {"ipc_protocol", "ipc_server", "ipc_client", info}
         assert "ipc_server/cluster/node.py" in zf.namelist()  # cluster mode's subpackage (docs/cluster.md)
+        modules = {p.relative_to(ROOT).as_posix() for name in _WHEEL_SOURCES[3:] for p in (ROOT / name).rglob("*.py")}
+        assert {n for n in zf.namelist() if n.endswith(".py")} == modules
 
 
 def test_the_console_script_does_not_collide_with_the_legacy_package() -> None:
