@@ -21,7 +21,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["HandlerThread", "Report", "guarded"]
+from .at_once import is_async_function
+
+__all__ = ["HandlerThread", "Report", "guarded", "in_worker"]
 
 log = logging.getLogger("ipc_client.sync")
 
@@ -105,3 +107,19 @@ def _failed(loop: asyncio.AbstractEventLoop, report: Report | None, fn: Callable
             loop.call_soon_threadsafe(report, exc)
         except RuntimeError:  # the loop is closed: nobody listens any more
             pass
+
+
+def in_worker(fn: Callable[..., Any], workers: HandlerThread, loop: asyncio.AbstractEventLoop, report: Report | None) -> Callable[..., Any]:
+    """``fn`` as the client calls it: a plain function in the worker
+    thread; an ``async`` one as is, so it runs on the client's loop as
+    :class:`IPCClient` runs it. A failure is emitted as ``error`` through
+    ``report`` (None for an ``error`` callback: it would report itself).
+    The client's loop keeps it: it must not refer to the SyncIPCClient, or
+    a dropped one is never collected."""
+    if is_async_function(fn):
+        return fn
+
+    def submit(*args: Any) -> None:
+        workers.submit(guarded, loop, report, fn, *args)
+
+    return submit

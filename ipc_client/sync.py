@@ -8,7 +8,7 @@ themselves without stalling the loop; whatever one raises is logged and
 emitted as ``error``, and the thread goes on (``handler_thread``); ``async`` ones run on the client's
 loop, as :class:`IPCClient` runs them. A client dropped without
 :meth:`~SyncIPCClient.close` closes itself when collected: nothing the loop
-holds refers back to it.
+holds refers back to it. The loop thread's life is in ``sync_loop``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from ipc_protocol import Message, NotConnected, RequestTimeout
 
 from .blocking_iterators import BlockingIterator
 from .client import IPCClient
-from .handler_thread import HandlerThread, Report, guarded
+from .handler_thread import HandlerThread, Report, in_worker
 from .state import ConnectionState
-from .at_once import is_async_function
+from .sync_loop import abandoned, check_blocking, run_loop, shutdown_client
 
 __all__ = ["SyncIPCClient"]
 
@@ -38,51 +38,6 @@ T = TypeVar("T")
 SyncHandler = Callable[[Message], Any]
 
 _STOP_TIMEOUT_S = 5.0  # close() waits this long for the disconnect, then for the thread
-
-
-def _run_loop(loop: asyncio.AbstractEventLoop, ended: concurrent.futures.Future[None]) -> None:
-    """The loop thread: closed once stopped, also when no close() joins it
-    (a dropped client's, or one that outlived close()'s timeout). ``ended``:
-    the thread is gone, however (``SystemExit`` out of ``run_forever()``, a
-    stray ``loop.stop()``); close() waits for nothing on the loop then."""
-    try:
-        loop.run_forever()
-    finally:
-        loop.close()
-        ended.set_result(None)
-
-
-async def _shutdown(client: IPCClient) -> None:
-    """Disconnect, then end every other task on the loop."""
-    await client.disconnect()
-    current = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not current]
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _shutdown_and_stop(client: IPCClient) -> None:
-    try:
-        # In this task, not wait_for's own: _shutdown cancels every task but
-        # the one it runs in, and the loop stops when this one ends.
-        async with asyncio.timeout(_STOP_TIMEOUT_S):
-            await _shutdown(client)
-    except Exception:  # noqa: BLE001 - nobody waits for it: stop anyway
-        log.debug("closing a dropped client failed", exc_info=True)
-    finally:
-        asyncio.get_running_loop().stop()
-
-
-def _abandoned(loop: asyncio.AbstractEventLoop, client: IPCClient, workers: HandlerThread) -> None:
-    """A client dropped unclosed: stop its loop and connection. The garbage
-    collector may call this on any thread, the loop's too, so it never waits."""
-    log.debug("a SyncIPCClient was dropped without close(): closing it")
-    workers.shutdown()
-    try:
-        loop.call_soon_threadsafe(lambda: loop.create_task(_shutdown_and_stop(client)))
-    except RuntimeError:  # the loop is closed already
-        pass
 
 
 class SyncIPCClient:
@@ -95,7 +50,7 @@ class SyncIPCClient:
     def __init__(self, app_id: str, host: str = "localhost", port: int = 8888, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
         self._ended: concurrent.futures.Future[None] = concurrent.futures.Future()  # the loop thread is gone
-        self._thread = threading.Thread(target=_run_loop, args=(self._loop, self._ended), name=f"ipc-client-{app_id}", daemon=True)
+        self._thread = threading.Thread(target=run_loop, args=(self._loop, self._ended), name=f"ipc-client-{app_id}", daemon=True)
         self._thread.start()
         self._workers = HandlerThread(f"ipc-client-handlers-{app_id}")
         self._wrappers: dict[tuple[str, int], list[Callable[[Message], Any]]] = {}
@@ -115,19 +70,12 @@ class SyncIPCClient:
             self._stop_loop()
             raise
         # Holds no reference to self; nor may anything on the loop (see _in_worker).
-        self._finalizer = weakref.finalize(self, _abandoned, self._loop, self._client, self._workers)
+        self._finalizer = weakref.finalize(self, abandoned, self._loop, self._client, self._workers, _STOP_TIMEOUT_S)
         self._finalizer.atexit = False  # at exit the daemon thread just ends, as before
 
     # -- plumbing -------------------------------------------------------------
 
-    @staticmethod
-    def _check_blocking() -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError("SyncIPCClient blocks; inside a running event loop use IPCClient (or call it via asyncio.to_thread)")
+    _check_blocking = staticmethod(check_blocking)
 
     def _submit(self, make: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
         """Start ``make()`` on the loop unless the client is closed (checked
@@ -171,21 +119,10 @@ class SyncIPCClient:
         return self._run(read)
 
     def _in_worker(self, fn: Callable[..., Any], *, reported: bool = True) -> Callable[..., Any]:
-        """``fn`` as the client calls it: a plain function in the worker
-        thread; an ``async`` one as is, so it runs on the client's loop as
-        :class:`IPCClient` runs it (as :meth:`serve` does). A failure is
-        emitted as ``error`` when ``reported`` (not an ``error`` callback's:
-        it would report itself). The loop keeps it: it must not refer to
-        self, or a dropped client is never collected."""
-        if is_async_function(fn):
-            return fn
-        workers, loop = self._workers, self._loop
+        """``fn`` as the client calls it (handler_thread.in_worker); a failure is
+        emitted as ``error`` when ``reported`` (not an ``error`` callback's)."""
         report: Report | None = functools.partial(self._client._emit, "error") if reported else None
-
-        def submit(*args: Any) -> None:
-            workers.submit(guarded, loop, report, fn, *args)
-
-        return submit
+        return in_worker(fn, self._workers, self._loop, report)
 
     # -- connection -------------------------------------------------------------
 
@@ -243,7 +180,7 @@ class SyncIPCClient:
         """The disconnect on the loop; None if its thread is gone (nothing there runs)."""
         if self._ended.done():
             return None
-        coro = _shutdown(self._client)
+        coro = shutdown_client(self._client)
         try:
             return asyncio.run_coroutine_threadsafe(coro, self._loop)
         except RuntimeError:  # closed just now

@@ -54,7 +54,7 @@ def test_close_returns_at_once_when_the_loop_thread_is_gone(tserver: ThreadedSer
         c.request("echo", 1)
 
 
-@pytest.mark.filterwarnings("ignore:coroutine '_shutdown' was never awaited")  # the loop stops before it runs
+@pytest.mark.filterwarnings("ignore:coroutine 'shutdown_client' was never awaited")  # the loop stops before it runs
 def test_close_gives_up_on_a_blocked_loop_with_a_warning(
     tserver: ThreadedServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture  # noqa: F811
 ) -> None:
