@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from .at_once import is_async_function
 
-__all__ = ["HandlerThread", "Report", "guarded", "in_worker"]
+__all__ = ["HandlerThread", "InWorker", "Report", "guarded", "in_worker"]
 
 log = logging.getLogger("ipc_client.sync")
 
@@ -111,15 +111,41 @@ def _failed(loop: asyncio.AbstractEventLoop, report: Report | None, fn: Callable
 
 def in_worker(fn: Callable[..., Any], workers: HandlerThread, loop: asyncio.AbstractEventLoop, report: Report | None) -> Callable[..., Any]:
     """``fn`` as the client calls it: a plain function in the worker
-    thread; an ``async`` one as is, so it runs on the client's loop as
-    :class:`IPCClient` runs it. A failure is emitted as ``error`` through
-    ``report`` (None for an ``error`` callback: it would report itself).
-    The client's loop keeps it: it must not refer to the SyncIPCClient, or
-    a dropped one is never collected."""
+    thread (:class:`InWorker`); an ``async`` one as is, so it runs on the
+    client's loop as :class:`IPCClient` runs it. A failure is emitted as
+    ``error`` through ``report`` (None for an ``error`` callback: it would
+    report itself)."""
     if is_async_function(fn):
         return fn
+    return InWorker(fn, workers, loop, report)
 
-    def submit(*args: Any) -> None:
-        workers.submit(guarded, loop, report, fn, *args)
 
-    return submit
+class InWorker:
+    """A plain callback as the client holds it: called on the loop, it
+    queues ``fn`` for the worker thread. Equal to any other wrapper of an
+    equal ``fn``, and hashed as ``fn``: each subscribe() makes a new one,
+    yet the client must see one handler, held once however often it is
+    subscribed, called once per message whatever patterns match, removed
+    by one unsubscribe(), as :class:`IPCClient` treats ``fn`` itself. The
+    client's loop keeps it: it must not refer to the SyncIPCClient, or a
+    dropped one is never collected."""
+
+    __slots__ = ("fn", "_workers", "_loop", "_report")
+
+    def __init__(self, fn: Callable[..., Any], workers: HandlerThread, loop: asyncio.AbstractEventLoop, report: Report | None) -> None:
+        self.fn, self._workers, self._loop, self._report = fn, workers, loop, report
+
+    def __call__(self, *args: Any) -> None:
+        self._workers.submit(guarded, self._loop, self._report, self.fn, *args)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InWorker) and bool(other.fn == self.fn)
+
+    def __hash__(self) -> int:
+        try:
+            return hash(self.fn)
+        except TypeError:  # a callable object with __eq__ and no __hash__ (a dataclass): equal to itself only
+            return id(self.fn)
+
+    def __repr__(self) -> str:
+        return f"<in the worker thread: {self.fn!r}>"

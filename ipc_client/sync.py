@@ -53,7 +53,6 @@ class SyncIPCClient:
         self._thread = threading.Thread(target=run_loop, args=(self._loop, self._ended), name=f"ipc-client-{app_id}", daemon=True)
         self._thread.start()
         self._workers = HandlerThread(f"ipc-client-handlers-{app_id}")
-        self._wrappers: dict[tuple[str, int], list[Callable[[Message], Any]]] = {}
         # ``_closed`` and ``_pending`` change together under ``_lock``: a call
         # is either refused or submitted before close() stops the loop, and
         # close() fails whatever the stopped loop never finished.
@@ -243,26 +242,17 @@ class SyncIPCClient:
     def subscribe(self, channel: str, handler: SyncHandler) -> None:
         """Call ``handler(message)`` in the worker thread for every matching
         publish; an ``async`` handler runs on the client's loop instead, as
-        with :class:`IPCClient` (a coroutine nobody awaited would never run)."""
+        with :class:`IPCClient` (a coroutine nobody awaited would never run).
+        As there, a handler is held once per pattern and called once per
+        message: its wrappers compare as the handler does (``InWorker``)."""
         if not callable(handler):
             raise TypeError("handler must be callable")
         wrapper = self._in_worker(handler)
         self._run(lambda: self._client.subscribe(channel, wrapper))
-        self._wrappers.setdefault((channel, id(handler)), []).append(wrapper)
 
     def unsubscribe(self, channel: str, handler: SyncHandler | None = None) -> None:
-        if handler is None:
-            for key in [k for k in self._wrappers if k[0] == channel]:
-                del self._wrappers[key]
-            self._run(lambda: self._client.unsubscribe(channel))
-            return
-        wrappers = self._wrappers.get((channel, id(handler)))
-        if not wrappers:
-            return
-        wrapper = wrappers.pop()
-        if not wrappers:
-            del self._wrappers[(channel, id(handler))]
-        self._run(lambda: self._client.unsubscribe(channel, wrapper))
+        held = self._in_worker(handler) if handler is not None and callable(handler) else handler  # equal to the one subscribed
+        self._run(lambda: self._client.unsubscribe(channel, held))
 
     def serve(self, channel: str, fn: SyncHandler) -> None:
         """Answer requests on ``channel`` with ``fn(message)`` (run in a worker thread).

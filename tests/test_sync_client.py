@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ipc_client import ConnectionState, SyncIPCClient
+from ipc_client import ConnectionState, IPCClient, SyncIPCClient
 from ipc_protocol import ConnectionLost, Message, NoResponders, NotConnected, RequestTimeout
 
 from .sync_support import WAIT_S, ThreadedServer, sync_client, tserver  # noqa: F401 - fixtures
@@ -65,6 +65,87 @@ def test_subscribe_handlers_run_in_a_worker_thread_and_may_block(tserver: Thread
     assert all(name.startswith("ipc-client-handlers") for _, name in results)
     sync_client.unsubscribe("news.*", on_news)
     assert sync_client.publish("news.x", 1, ack=True) == 0
+
+
+class Owner:
+    """Its bound methods are new objects at each access, equal to one another."""
+
+    def __init__(self) -> None:
+        self.got: list[object] = []
+
+    def on_msg(self, msg: Message) -> None:
+        self.got.append(msg.payload)
+
+
+def test_a_handler_is_held_once_and_called_once_per_message(tserver: ThreadedServer, sync_client: SyncIPCClient) -> None:
+    """As IPCClient (README, subscribe): each subscribe() used to wrap the
+    handler anew, so one subscribed twice, or to two matching patterns,
+    ran twice per message, and one unsubscribe() left it subscribed."""
+    got: list[tuple[str, object]] = []
+    done: queue.Queue[object] = queue.Queue()
+    owner = Owner()
+
+    def twice(msg: Message) -> None:
+        got.append(("twice", msg.payload))
+
+    def overlapping(msg: Message) -> None:
+        got.append(("overlapping", msg.payload))
+
+    sync_client.subscribe("a.b", twice)
+    sync_client.subscribe("a.b", twice)
+    sync_client.subscribe("a.*", overlapping)
+    sync_client.subscribe("a.b", overlapping)
+    sync_client.subscribe("a.b", owner.on_msg)
+    sync_client.subscribe("a.b", owner.on_msg)
+    sync_client.subscribe("done", lambda msg: done.put(msg.payload))  # the worker thread is FIFO: it runs after the others
+
+    def publish(n: int) -> None:
+        with SyncIPCClient("app", "127.0.0.1", tserver.port) as other:
+            assert other.publish("a.b", n, ack=True) == 1
+            assert other.publish("done", n, ack=True) == 1
+        assert done.get(timeout=WAIT_S) == n
+
+    publish(1)
+    assert sorted(got, key=str) == [("overlapping", 1), ("twice", 1)]
+    assert owner.got == [1]
+
+    # One unsubscribe removes a handler subscribed twice; one pattern of two leaves it on the other.
+    sync_client.unsubscribe("a.b", twice)
+    sync_client.unsubscribe("a.b", overlapping)
+    sync_client.unsubscribe("a.b", owner.on_msg)
+    got.clear()
+    publish(2)
+    assert got == [("overlapping", 2)]
+    assert owner.got == [1]
+
+
+def test_on_keeps_each_registration_as_ipcclient_does(tserver: ThreadedServer) -> None:
+    """``on()`` is not ``subscribe()``: IPCClient calls a callback as often as it was registered."""
+    calls: queue.Queue[str] = queue.Queue()
+
+    def connected(info: object) -> None:
+        calls.put(threading.current_thread().name)
+
+    c = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    c.on("connected", connected)
+    c.on("connected", connected)
+    with c:
+        assert [calls.get(timeout=WAIT_S), calls.get(timeout=WAIT_S)] == [c._workers._name] * 2
+
+    async def on_ipcclient() -> int:
+        count = 0
+
+        def counted(info: object) -> None:
+            nonlocal count
+            count += 1
+
+        client = IPCClient("app", "127.0.0.1", tserver.port)
+        client.on("connected", counted)
+        client.on("connected", counted)
+        async with client:
+            return count
+
+    assert asyncio.run(on_ipcclient()) == 2
 
 
 def test_serve_answers_with_a_sync_function(tserver: ThreadedServer, sync_client: SyncIPCClient) -> None:
