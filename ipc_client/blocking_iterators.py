@@ -2,9 +2,10 @@
 what :class:`~ipc_client.sync.SyncIPCClient`'s ``stream()`` and
 ``subscription()`` return (docs/resilience.md §10).
 
-A plain ``for`` has no hook on ``break`` either, so leaving one early
-closes the iterator only once it is collected; ``with`` or :meth:`close`
-is the sure way. :meth:`close` may come from any thread, also while
+``next()`` blocks, so it refuses a running event loop as the client's
+methods do (``RuntimeError``). A plain ``for`` has no hook on ``break``
+either, so leaving one early closes the iterator only once it is
+collected; ``with`` or :meth:`close` is the sure way. :meth:`close` may come from any thread, also while
 another one waits in ``next()``: that one gets ``StopIteration``.
 """
 
@@ -39,6 +40,8 @@ class AsyncSource(Protocol[T_co]):
 
 class Runner(Protocol):
     """The blocking facade's way onto its loop (``SyncIPCClient``)."""
+
+    def _check_blocking(self) -> None: ...
 
     def _submit(self, make: Callable[[], Awaitable[Any]]) -> concurrent.futures.Future[Any]: ...
 
@@ -125,6 +128,9 @@ class BlockingIterator(Iterator[T]):
         return self
 
     def __next__(self) -> T:
+        # As every blocking call: on a running loop it would stall that loop,
+        # and on the client's own (an async handler) wait for itself for ever.
+        self._runner._check_blocking()
         with self._next_lock:
             if self._done:
                 raise StopIteration

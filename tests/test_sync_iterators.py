@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import queue
 import subprocess
 import sys
 import threading
@@ -139,6 +140,48 @@ def test_a_subscription_left_by_close_from_another_thread(sync_client: SyncIPCCl
     reader.join(WAIT_S)
     assert outcome == ["ended"]
     sub.close()  # idempotent
+
+
+def test_next_refuses_a_running_event_loop_as_every_blocking_call(tserver: ThreadedServer, sync_client: SyncIPCClient) -> None:
+    """next() used to skip the check the client's methods make: inside
+    asyncio.run() it blocked the caller's loop until an item came."""
+    serving(tserver, "ticks", Producer())
+    stream = sync_client.stream("ticks", window=4)
+    sub = sync_client.subscription("feed")
+    sub.__enter__()
+
+    async def inside() -> Any:
+        for it in (stream, sub):
+            with pytest.raises(RuntimeError, match="running event loop"):
+                next(it)
+        return await asyncio.to_thread(next, stream)  # the way from async code
+
+    assert asyncio.run(inside()) == {"n": 0}  # a refused next() took nothing
+    stream.close()
+    sub.close()
+
+
+def test_next_in_an_async_handler_raises_instead_of_deadlocking_the_client(tserver: ThreadedServer, sync_client: SyncIPCClient) -> None:
+    """An async handler runs on the client's own loop: a next() there used
+    to wait for that loop for ever, and every call of the client with it."""
+    sub = sync_client.subscription("feed")
+    sub.__enter__()
+    outcome: queue.Queue[object] = queue.Queue()
+
+    async def handler(msg: Message) -> None:
+        try:
+            outcome.put(next(sub))
+        except RuntimeError as exc:
+            outcome.put(exc)
+
+    sync_client.subscribe("go", handler)
+    with SyncIPCClient("app", "127.0.0.1", tserver.port) as publisher:
+        assert publisher.publish("go", 1, ack=True) == 1
+        assert isinstance(outcome.get(timeout=WAIT_S), RuntimeError)
+        assert publisher.publish("feed", "item", ack=True) == 1
+    assert next(sub).payload == "item"  # from a thread, as ever
+    assert sync_client.request("echo", 1, timeout=WAIT_S) == 1
+    sub.close()
 
 
 def test_closing_the_client_ends_its_iterators(tserver: ThreadedServer) -> None:
