@@ -370,15 +370,6 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._drain.check()
         return self._subs.serve(channel, fn)
 
-    def handler(self, channel: str) -> Callable[[F], F]:
-        """Decorator form of :meth:`serve`."""
-
-        def register(fn: F) -> F:
-            self.serve(channel, fn)
-            return fn
-
-        return register
-
     async def unserve(self, channel: str) -> None:
         """Stop answering requests on ``channel``.
 

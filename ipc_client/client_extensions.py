@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from .coalescing import SharedCalls
     from .lifecycle import Lifecycle
     from .metrics import ClientMetrics
+    from .registration import Registration
     from .state import StateMachine
-    from .subscriptions import Subscriptions, Withdrawal
+    from .subscriptions import Handler, Subscriptions, Withdrawal
 
 __all__ = ["ClientExtensions"]
 
@@ -28,11 +29,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class ClientExtensions:
     """Iterators, cache control (README "Iterating over messages and
-    requests", docs/resilience.md §11) and the ``on_*`` shorthands of ``on()``."""
+    requests", docs/resilience.md §11), the ``on_*`` shorthands of ``on()``
+    and ``@handler``, the decorator form of ``serve()``."""
 
     if TYPE_CHECKING:  # what IPCClient provides
 
         def on(self, event: str, callback: F) -> F: ...
+
+        def serve(self, channel: str, fn: Handler) -> Registration: ...
 
         _shared: SharedCalls
         _metrics: ClientMetrics
@@ -69,6 +73,15 @@ class ClientExtensions:
         one still waiting or unanswered when the loop ends, ``responder_lost``.
         """
         return RequestIterator(self._iterator_host(), channel, max_buffered, overflow)
+
+    def handler(self, channel: str) -> Callable[[F], F]:
+        """Decorator form of :meth:`serve`."""
+
+        def register(fn: F) -> F:
+            self.serve(channel, fn)
+            return fn
+
+        return register
 
     def on_connected(self, callback: F) -> F:
         return self.on("connected", callback)
