@@ -80,6 +80,18 @@ class Calls:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def own_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, refused unless the client connected on it: its
+        connection, futures and timers belong to that loop, and a call from
+        another one would touch them from the wrong thread (or a closed
+        loop). One ``get_running_loop()``, which the calls that use the
+        loop's clock would make anyway."""
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop and self.loop is not None:
+            there = "that loop is closed: connect a new client here" if self.loop.is_closed() else "await it there (asyncio.run_coroutine_threadsafe from another thread)"
+            raise RuntimeError(f"this IPCClient belongs to the event loop it connected on; {there}, or use SyncIPCClient from threads")
+        return loop
+
     # -- starting a call ------------------------------------------------------
 
     async def request(self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, timeout: float) -> Message:

@@ -62,7 +62,8 @@ _CONNECTED = ConnectionState.CONNECTED
 
 
 class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
-    """Client for the bridge's server.
+    """Client for the bridge's server, bound to the event loop it connected
+    on: a call awaited on another raises RuntimeError (threads: SyncIPCClient).
 
     Args:
         app_id: the application namespace; fixed for the connection.
@@ -222,12 +223,15 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         complete the handshake (with ``wait_on_first_connect``: once the
         retries are spent or :meth:`disconnect` is called), Unauthorized
         when it refuses the token."""
-        if self._sm.state is ConnectionState.DISCONNECTED:
+        if self._sm.state is ConnectionState.DISCONNECTED:  # (re)binds it to this loop
             self._calls.loop = self._admission.loop = asyncio.get_running_loop()
+        else:
+            self._calls.own_loop()
         return await self._link.connect()
 
     async def disconnect(self) -> None:
         """Close the connection and stop reconnecting; pending calls fail with ConnectionLost."""
+        self._calls.own_loop()
         await self._link.disconnect()
 
     async def __aenter__(self) -> IPCClient:
@@ -263,6 +267,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             QueueFull: the offline queue refused or evicted it.
             CircuitOpen: the circuit breaker is open (and no fallback is set).
         """
+        loop = self._calls.own_loop()
         timeout = check_timeout(timeout, self.request_timeout)
         payload = read_once(payload)  # an iterator, read once: a key, a size, a resend or a wait read it again (§16.3)
         if coalesce or cache_ttl is not None:  # docs/resilience.md §11: the call itself made by SharedCalls, or not at all
@@ -276,7 +281,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         # The hot path: connected, nothing queued ahead, no breaker (outbox.sendable(), inline).
         elif conn is not None and self._sm.state is _CONNECTED and self._breakers is None and not outbox.queue and not outbox.replaying:
             return await self._calls.request(conn, channel, payload, headers, timeout)
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = loop.time() + timeout
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
         submit: Callable[[], Awaitable[Message | None]] = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)  # noqa: E731
         if idempotency_key is not None:
@@ -304,7 +309,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._drain.check()
         if channel != SYSTEM_CHANNEL and is_reserved(channel):  # the server would drop it, answering nothing (§6.1)
             raise Forbidden(f"channel {channel!r} is reserved for the server")
-        deadline = send_deadline(asyncio.get_running_loop().time(), timeout, self.request_timeout, "notify", channel)
+        deadline = send_deadline(self._calls.own_loop().time(), timeout, self.request_timeout, "notify", channel)
         data = read_once(data)  # as send_request's
         msg = Message.build(MessageType.NOTIFICATION, self.app_id, channel, data, headers=headers)
         await self._outbox.submit(msg, deadline, reply=False, priority=priority, on_disconnect=on_disconnect)
@@ -324,7 +329,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._drain.check()
         if is_reserved(channel):
             raise Forbidden(f"channel {channel!r} is reserved for the server")
-        deadline = send_deadline(asyncio.get_running_loop().time(), timeout, self.request_timeout, "publish", channel)
+        deadline = send_deadline(self._calls.own_loop().time(), timeout, self.request_timeout, "publish", channel)
         data = read_once(data)  # as send_request's
         want_ack = ack and not self.legacy
         if not want_ack and (conn := self._outbox.sendable()) is not None:  # the hot path: no Message built (Calls.publish)
@@ -350,11 +355,13 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         short; ``async`` handlers run as tasks. Subscriptions survive
         reconnections. Returns once the server acknowledged.
         """
+        self._calls.own_loop()
         self._drain.check()
         await self._subs.subscribe(channel, handler)
 
     async def unsubscribe(self, channel: str, handler: Handler | None = None) -> None:
         """Remove ``handler`` (or every handler) for ``channel``."""
+        self._calls.own_loop()
         await self._subs.unsubscribe(channel, handler)
 
     def serve(self, channel: str, fn: Handler) -> Registration:
@@ -377,6 +384,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         requests it forwarded before that arrive first on this connection,
         and they run here rather than failing with ``no_responders`` while
         another responder could have taken them."""
+        self._calls.own_loop()
         await self._subs.unserve(channel)
 
     def __repr__(self) -> str:

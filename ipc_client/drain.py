@@ -58,12 +58,12 @@ class Drain:
             raise NotConnected("the client is draining (drain()): it starts no new calls")
 
     async def run(self, timeout: float) -> bool:
+        loop = self._calls.own_loop()
         timeout = check_timeout(timeout, DEFAULT_DRAIN_TIMEOUT_S)
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         if self._done is not None:  # a drain is under way: the same outcome
             return await asyncio.shield(self._done)
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         self._done = loop.create_future()
         self.active = True

@@ -111,6 +111,7 @@ class ClientIntrospection:
         ``error`` ``{code, message}`` when the ping failed. A failed ping
         never raises; a ``timeout`` that is not a finite number of seconds
         does, as for every call (docs/resilience.md §4)."""
+        self._calls.own_loop()
         seconds = check_timeout(timeout, 5.0)
         return await ping_health(self._connected_conn(), self._calls, self._sm.state, self._link.legacy, seconds)
 
@@ -118,7 +119,7 @@ class ClientIntrospection:
         """Ask the ``system`` channel: the server's own actions (``stats``,
         ``channels``, ``services``, ``ping``), or any other action of whoever
         serves ``system`` in this app (docs/protocol.md §8)."""
-        deadline = asyncio.get_running_loop().time() + check_timeout(timeout, self.request_timeout)
+        deadline = self._calls.own_loop().time() + check_timeout(timeout, self.request_timeout)
         conn = await self._link.ready(deadline)
         msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {"action": action})
         return (await self._calls.call(conn, msg, deadline)).payload

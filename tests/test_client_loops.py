@@ -1,0 +1,122 @@
+"""An IPCClient belongs to the event loop it connected on: every public
+coroutine called from another loop raises RuntimeError before it touches
+the connection (README, "The Python client API"). publish() from a second
+loop used to write on the first loop's transport from the wrong thread."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from ipc_client import IPCClient
+from ipc_protocol import Message
+
+from .sync_support import WAIT_S, ThreadedServer, tserver  # noqa: F401 - fixtures
+
+T = TypeVar("T")
+OTHER_LOOP = "belongs to the event loop it connected on"
+
+
+class LoopThread:
+    """An event loop running in a thread of its own: loop A."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        async def call() -> T:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(WAIT_S)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT_S)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop_a() -> Iterator[LoopThread]:
+    a = LoopThread()
+    yield a
+    a.stop()
+
+
+def test_every_coroutine_refuses_a_loop_other_than_the_one_it_connected_on(tserver: ThreadedServer, loop_a: LoopThread) -> None:
+    client = IPCClient("app", "127.0.0.1", tserver.port)
+    listener = IPCClient("app", "127.0.0.1", tserver.port)
+    heard: queue.Queue[object] = queue.Queue()
+    loop_a.run(client.connect)
+    loop_a.run(listener.connect)
+    loop_a.run(lambda: listener.subscribe("x.*", lambda msg: heard.put(msg.payload)))
+    loop_a.run(lambda: client.serve("served", lambda msg: None))  # a Registration: awaited until the server holds it
+
+    async def on_loop_b() -> list[str]:
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
+            "connect": client.connect,
+            "disconnect": client.disconnect,
+            "send_request": lambda: client.send_request("echo", 1),
+            "request": lambda: client.request("echo", 1),
+            "request with options": lambda: client.request("echo", 1, timeout=1),
+            "publish": lambda: client.publish("x.b", "from loop B"),
+            "publish with ack": lambda: client.publish("x.b", "from loop B", ack=True),
+            "notify": lambda: client.notify("echo", 1),
+            "subscribe": lambda: client.subscribe("y", print),
+            "unsubscribe": lambda: client.unsubscribe("y"),
+            "unserve": lambda: client.unserve("served"),
+            "health": client.health,
+            "health_check": client.health_check,
+            "system": lambda: client.system("ping"),
+            "drain": lambda: client.drain(1),
+        }
+        refused = []
+        for name, call in calls.items():
+            with pytest.raises(RuntimeError, match=OTHER_LOOP):
+                await asyncio.wait_for(call(), WAIT_S)
+            refused.append(name)
+        return refused
+
+    assert len(asyncio.run(on_loop_b())) == 15
+    # Nothing of it reached the connection, which goes on on loop A.
+    assert loop_a.run(lambda: client.publish("x.a", "from loop A", ack=True)) == 1
+    assert heard.get(timeout=WAIT_S) == "from loop A"
+    assert heard.empty()
+    assert loop_a.run(lambda: client.request("echo", 2)) == 2
+    assert client.connected
+    loop_a.run(client.disconnect)
+    loop_a.run(listener.disconnect)
+
+
+def test_a_client_whose_loop_is_closed_says_so() -> None:
+    srv = ThreadedServer()
+    srv.server.add_handler("echo", lambda msg: msg.payload)
+    try:
+        client = IPCClient("app", "127.0.0.1", srv.port)
+        asyncio.run(client.connect())  # its loop closed with the connection still open
+
+        async def later() -> None:
+            await client.request("echo", 1)
+
+        with pytest.raises(RuntimeError, match=f"{OTHER_LOOP}; that loop is closed"):
+            asyncio.run(asyncio.wait_for(later(), WAIT_S))
+    finally:
+        srv.stop()
+
+
+def test_connect_binds_a_disconnected_client_to_the_running_loop(tserver: ThreadedServer) -> None:
+    client = IPCClient("app", "127.0.0.1", tserver.port)
+
+    async def session(n: int) -> Any:
+        async with client:
+            reply: Message = await client.send_request("echo", n)
+            return reply.payload
+
+    assert asyncio.run(session(1)) == 1
+    assert asyncio.run(session(2)) == 2  # a new loop: connect() binds the client to it
