@@ -37,6 +37,9 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(WAIT_S)
 
     def stop(self) -> None:
+        # Its executor's threads (the connect's name lookup) joined, as
+        # asyncio.run does: a later test counts the threads left.
+        asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result(WAIT_S)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(WAIT_S)
         self.loop.close()
