@@ -16,7 +16,7 @@
  * interop-tests/spec/circuit_breaker.json).
  */
 
-const { performance } = require('node:perf_hooks');
+const { monotonicNow, epochMs } = require('./clock');
 const { buildMessage } = require('./envelope');
 const { CircuitOpenError, ErrorCode } = require('./errors');
 
@@ -99,14 +99,16 @@ function parseBreakerOptions(options) {
 class CircuitBreaker {
   /**
    * @param {object} [options] CircuitBreakerOptions (validated by parseBreakerOptions()).
-   * @param {{now?: () => number, onChange?: (state: string, snapshot: object) => void, key?: string}} [hooks]
-   *   `now` in ms (any origin; `openedAt` is reported on it); `onChange` is told every transition;
+   * @param {{now?: () => number, wall?: () => number, onChange?: (state: string, snapshot: object) => void, key?: string}} [hooks]
+   *   `now` the monotonic clock in ms (any origin) the breaker runs on; `wall` the epoch-ms clock
+   *   `openedAt` is reported on, read at each snapshot; `onChange` is told every transition;
    *   `key` names the breaker in snapshots (the channel, or '*' for a client-wide breaker).
    */
-  constructor(options = BREAKER_DEFAULTS, { now = Date.now, onChange = () => {}, key = '*' } = {}) {
+  constructor(options = BREAKER_DEFAULTS, { now = monotonicNow, wall = Date.now, onChange = () => {}, key = '*' } = {}) {
     this.key = key;
     this.options = options === BREAKER_DEFAULTS ? options : parseBreakerOptions(options);
     this._now = now;
+    this._wall = wall;
     this._onChange = onChange;
     this._isFailure = this.options.isFailure ?? isServiceFailure;
     this._state = CircuitState.CLOSED;
@@ -115,7 +117,7 @@ class CircuitBreaker {
     this.failures = 0;
     this.successes = 0;
     this.rejected = 0;
-    this.openedAt = null;
+    this._openedAt = null; // on `now`: snapshots convert it to epoch ms
     this._trials = 0; // trial calls in flight
     this._epoch = 0; // bumped by every transition: permits given before one are stale
   }
@@ -135,7 +137,7 @@ class CircuitBreaker {
    * @returns {Permit|null} null: rejected (see retryAfter()).
    */
   acquire() {
-    if (this._state === CircuitState.OPEN && this._now() - this.openedAt >= this.options.resetTimeout) {
+    if (this._state === CircuitState.OPEN && this._now() - this._openedAt >= this.options.resetTimeout) {
       this._trials = 0;
       this._move(CircuitState.HALF_OPEN);
     }
@@ -154,7 +156,7 @@ class CircuitBreaker {
    * @returns {number}
    */
   retryAfter() {
-    if (this._state === CircuitState.OPEN) return Math.max(0, this.openedAt + this.options.resetTimeout - this._now());
+    if (this._state === CircuitState.OPEN) return Math.max(0, this._openedAt + this.options.resetTimeout - this._now());
     return 0;
   }
 
@@ -224,13 +226,14 @@ class CircuitBreaker {
       failures: this.failures,
       successes: this.successes,
       rejected: this.rejected,
-      openedAt: this.openedAt
+      // when it opened, on the wall clock of this read: a wall-clock step since does not shift it
+      openedAt: this._openedAt === null ? null : epochMs(this._openedAt, this._now(), this._wall())
     };
   }
 
   /** @private */
   _open() {
-    this.openedAt = this._now();
+    this._openedAt = this._now();
     this._trials = 0;
     this._move(CircuitState.OPEN);
   }
@@ -248,15 +251,6 @@ class CircuitBreaker {
 
 /** Breaker key when `circuitBreaker.scope` is 'client'. */
 const CLIENT_SCOPE_KEY = '*';
-
-/**
- * Epoch milliseconds that never jump back: wall-clock origin, monotonic progress.
- * @returns {number}
- * @private
- */
-function epochNow() {
-  return performance.timeOrigin + performance.now();
-}
 
 /**
  * Whether a fallback's result already is a message (returned as it is).
@@ -303,7 +297,7 @@ class Breakers {
     const key = options.scope === 'client' ? CLIENT_SCOPE_KEY : channelId;
     let breaker = this._breakers.get(key);
     if (breaker === undefined) {
-      breaker = new CircuitBreaker(options, { now: epochNow, key, onChange: this._onChange });
+      breaker = new CircuitBreaker(options, { key, onChange: this._onChange });
       this._breakers.set(key, breaker);
     }
     return breaker;

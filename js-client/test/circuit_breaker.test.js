@@ -13,6 +13,7 @@ function make(options = {}) {
   const changes = [];
   const breaker = new CircuitBreaker(parseBreakerOptions({ failureThreshold: 3, resetTimeout: 100, successThreshold: 2, ...options }), {
     now: () => clock.t,
+    wall: () => clock.t,
     onChange: (state, snapshot) => changes.push([state, snapshot.state])
   });
   return { breaker, clock, changes };
@@ -169,7 +170,7 @@ test('breaker - a trial permit of an earlier HALF_OPEN is stale: it frees no slo
 
 test('breaker - cancel() gives a trial slot back without counting; snapshots carry the key', () => {
   const clock = { t: 0 };
-  const breaker = new CircuitBreaker(parseBreakerOptions({ failureThreshold: 1, resetTimeout: 10, successThreshold: 1 }), { now: () => clock.t, key: 'svc' });
+  const breaker = new CircuitBreaker(parseBreakerOptions({ failureThreshold: 1, resetTimeout: 10, successThreshold: 1 }), { now: () => clock.t, wall: () => clock.t, key: 'svc' });
   assert.equal(breaker.snapshot().key, 'svc');
   assert.equal(new CircuitBreaker().snapshot().key, '*');
   call(breaker, failure);
@@ -183,4 +184,19 @@ test('breaker - cancel() gives a trial slot back without counting; snapshots car
   assert.equal(after.successes, before.successes);
   assert.equal(after.failures, before.failures);
   assert.ok(breaker.acquire() !== null);
+});
+
+test('breaker - openedAt is read on the wall clock of the snapshot: a wall-clock step moves neither it nor retryAfter', () => {
+  const clock = { t: 1000 }; // monotonic
+  const wall = { t: 1_700_000_000_000 };
+  const breaker = new CircuitBreaker(parseBreakerOptions({ failureThreshold: 1, resetTimeout: 100 }), { now: () => clock.t, wall: () => wall.t });
+  call(breaker, failure);
+  clock.t += 30;
+  wall.t += 30;
+  assert.equal(breaker.snapshot().openedAt, 1_700_000_000_000);
+  for (const step of [3_600_000, -7_200_000]) {
+    wall.t += step; // the wall clock steps; the monotonic one does not
+    assert.equal(breaker.snapshot().openedAt, wall.t - 30);
+    assert.equal(breaker.retryAfter(), 70);
+  }
 });
