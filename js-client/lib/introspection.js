@@ -15,10 +15,10 @@
  * `waiters`), `_emitSafely()`.
  */
 
-const { performance } = require('node:perf_hooks');
 const { SYSTEM_CHANNEL } = require('./constants');
 const { buildMessage } = require('./envelope');
 const { now } = require('./connection');
+const { epochMs } = require('./clock');
 const { State } = require('./state');
 const { ErrorCode } = require('./errors');
 const { checkTimeout } = require('./call_options');
@@ -34,7 +34,7 @@ class Introspection {
   constructor(host) {
     this.host = host;
     this.latencyMs = null;
-    this.lastHeartbeat = null; // epoch ms of the last pong
+    this.lastPong = null; // monotonic ms of the last pong: snapshot() converts it to epoch ms
   }
 
   /**
@@ -43,7 +43,7 @@ class Introspection {
    */
   pong(latencyMs) {
     this.latencyMs = latencyMs;
-    this.lastHeartbeat = Date.now();
+    this.lastPong = now();
     this.host._emitSafely('heartbeat', { latency: latencyMs });
   }
 
@@ -70,7 +70,9 @@ class Introspection {
   }
 
   /**
-   * IPCClient.getConnectionHealth(): without a round trip; times are epoch ms.
+   * IPCClient.getConnectionHealth(): without a round trip; times are epoch
+   * ms, converted from their monotonic stamps now (lib/clock.js), so a
+   * wall-clock step since does not shift them.
    * @returns {object}
    */
   snapshot() {
@@ -78,12 +80,14 @@ class Introspection {
     const conn = host._conn;
     const hb = conn !== null ? conn.heartbeat : null;
     const received = conn !== null ? conn.lastReceived : host._lastReceived;
-    const healthy = host._state === State.CONNECTED && conn !== null && (hb === null || now() - conn.lastReceived <= hb.intervalMs);
+    const t = now();
+    const wall = Date.now();
+    const healthy = host._state === State.CONNECTED && conn !== null && (hb === null || t - conn.lastReceived <= hb.intervalMs);
     return {
       healthy,
       state: host._state,
-      lastHeartbeat: this.lastHeartbeat,
-      lastReceived: received === null ? null : performance.timeOrigin + received,
+      lastHeartbeat: this.lastPong === null ? null : epochMs(this.lastPong, t, wall),
+      lastReceived: received === null ? null : epochMs(received, t, wall),
       latencyMs: this.latencyMs,
       heartbeatIntervalMs: hb ? hb.intervalMs : null,
       heartbeatTimeoutMs: hb ? hb.timeoutMs : null
