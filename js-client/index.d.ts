@@ -281,7 +281,7 @@ export interface CircuitSnapshot {
   failures: number;
   successes: number;
   rejected: number;
-  /** Epoch ms when it last opened, or null. */
+  /** Epoch ms when it last opened, or null: the wall clock of this snapshot less the time since, so a wall-clock step does not shift it. */
   openedAt: number | null;
 }
 
@@ -513,9 +513,9 @@ export interface ServeContext {
 export interface ConnectionHealth {
   healthy: boolean;
   state: StateValue;
-  /** Epoch ms of the last pong, or null. */
+  /** Epoch ms of the last pong, or null: the wall clock of this call less the time since, so a wall-clock step does not shift it. */
   lastHeartbeat: number | null;
-  /** Epoch ms of the last frame received, or null. */
+  /** Epoch ms of the last frame received, or null (same clock as lastHeartbeat). */
   lastReceived: number | null;
   latencyMs: number | null;
   /** The interval in force: the option's, else the server's, or half the timeout when the timeout is not over that. */
