@@ -95,10 +95,13 @@ class Server:
 
 
 def parse_server(spec: ServerSpec) -> Server:
-    """``(host, port)``, ``"host:port"`` or ``{host, port, weight}`` -> Server."""
+    """``(host, port)``, ``"host:port"`` (``"[::1]:port"`` for an IPv6
+    address, as in a URL) or ``{host, port, weight}`` -> Server."""
     weight: Any = 1
     if isinstance(spec, str):
         host, sep, port_text = spec.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
         if not sep or not host:
             raise ValueError(f"server {spec!r} is not 'host:port'")
         try:

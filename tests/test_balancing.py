@@ -30,6 +30,7 @@ def picks(b: Balancer, n: int, **kw) -> list[int]:
         (["h", 1], ("h", 1, 1)),
         ("example.org:9000", ("example.org", 9000, 1)),
         ("::1:9000", ("::1", 9000, 1)),
+        ("[::1]:9000", ("::1", 9000, 1)),  # as in a URL, and as the Node client reads it
         ({"host": "h", "port": 2, "weight": 3}, ("h", 2, 3)),
         ({"host": "h", "port": 2, "weight": 0.5}, ("h", 2, 0.5)),
     ],
@@ -41,7 +42,7 @@ def test_parse_server_accepts_the_three_forms(spec, expected) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["nohost", ":80", "h:port", "h:0", "h:70000", ("h",), ("h", "80"), ("", 80), {"host": "h"},
+    ["nohost", ":80", "[]:80", "h:port", "h:0", "h:70000", ("h",), ("h", "80"), ("", 80), {"host": "h"},
      {"host": "h", "port": 1, "weight": 0}, {"host": "h", "port": 1, "weight": True}, 42, None],
 )
 def test_parse_server_refuses_what_it_cannot_read(spec) -> None:
