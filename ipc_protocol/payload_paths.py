@@ -25,6 +25,7 @@ __all__ = [
     "LEAVES",
     "holds_binary",
     "read_once",
+    "frozen",
     "strip",
     "place",
     "steps_of",
@@ -151,6 +152,21 @@ def read_once(payload: Any) -> Any:
 
 
 _NOT_ITERATORS = LEAVES | {list, tuple} | _BUFFER_CLASSES
+
+
+def frozen(payload: Any) -> Any:
+    """``payload`` as the encoder would send it now, for a call sent later
+    (the offline queue's replay, a keyed request's resend): each
+    ``bytearray`` or writable ``memoryview`` as its ``bytes`` (the copy the
+    encoder takes), a nested iterator as its list, the containers on the
+    way copied and the caller's untouched; the payload itself when it
+    holds neither. The caller may then reuse its buffer at once, as when a
+    call is sent straight away (docs/protocol.md §16.3); the encoder finds
+    ``bytes`` and copies nothing again."""
+    if payload.__class__ in LEAVES or not holds_binary(payload):
+        return payload
+    stripped, paths, buffers = strip(payload)
+    return put(stripped, paths, buffers) if paths else stripped
 
 
 def _expanded(value: Any, kind: int) -> list[Any] | dict[str, Any]:
