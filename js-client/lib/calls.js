@@ -14,6 +14,7 @@
 
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { buildMessage } = require('./envelope');
+const { COPY_BELOW_BYTES, ownBytes } = require('./protocol/attachments');
 const { validateChannel } = require('./channels');
 const { now } = require('./connection');
 const { callOptions, checkTimeout, countsAsFailed, isLocalRefusal } = require('./call_options');
@@ -81,8 +82,9 @@ class Calls {
     const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
     if (signal !== undefined && signal.aborted) throw abortError(signal);
     const deadline = now() + call.timeout;
-    if (call.idempotencyKey !== undefined) call.headers = keyedHeaders(call.headers, call.idempotencyKey); // run once per key (§6.6)
-    const msg = buildMessage('request', this.host.appId, channelId, payload, call.headers ? { headers: call.headers } : undefined);
+    const keyed = call.idempotencyKey !== undefined; // run once per key (§6.6), each resend with the bytes a frame took at the call
+    if (keyed) call.headers = keyedHeaders(call.headers, call.idempotencyKey);
+    const msg = buildMessage('request', this.host.appId, channelId, keyed ? ownBytes(payload, COPY_BELOW_BYTES) : payload, call.headers ? { headers: call.headers } : undefined);
     const breaker = this.host._breakers.for(channelId);
     const permit = breaker === null ? null : breaker.acquire();
     if (breaker !== null && permit === null) return this.host._breakers.refuse(breaker, msg, payload, this.host._metrics);

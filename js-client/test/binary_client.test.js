@@ -236,3 +236,71 @@ test('binary client - a binary frame the server did not grant, or whose paths do
     await client.disconnect();
   }
 });
+
+// -- queued and resent calls: the bytes of the call, not of the caller's buffer at the replay (§16.3) --
+
+/** A client through a proxy to `peer` that connected once and is now reconnecting: its calls queue. */
+async function offlineClient(t, peer) {
+  const proxy = await new FaultProxy('127.0.0.1', peer.port).start();
+  t.after(() => proxy.close());
+  const client = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, connectTimeout: 500, initialDelay: 10, maxDelay: 50, requestTimeout: 10_000 });
+  t.after(() => client.disconnect());
+  await client.connect();
+  proxy.refuse(true);
+  const reconnecting = waitFor(client, 'reconnecting', 2000);
+  proxy.cut();
+  await reconnecting;
+  return { proxy, client };
+}
+
+test('binary client - queued and resent calls: a one-way call settled in the queue sends its bytes as they were, small or large', async (t) => {
+  const peer = await binaryPeer(t);
+  const { proxy, client } = await offlineClient(t, peer);
+  const small = Buffer.from('AAAA');
+  const typed = new Uint8Array([1, 2, 3]);
+  const large = Buffer.alloc(100 * 1024, 0x41); // past the 64 KiB a frame copies
+  await client.notify('sink', { small, typed, nested: [small.subarray(1, 3)], items: [1, 2].values() });
+  await client.publish('sink', { large });
+  assert.equal(client.queueStats().size, 2);
+  small.fill(0x5a); // both calls have settled: the caller reuses its buffers
+  typed.fill(9);
+  large.fill(0x5a);
+  const published = nextReceived(peer, (m) => m.channel_id === 'sink' && m.message_type === 'publish');
+  proxy.refuse(false);
+  await published;
+  const got = peer.received.filter((m) => m.channel_id === 'sink').map((m) => m.payload);
+  // Before: the replay wrote the buffers as they were then ('ZZZZ', [9, 9, 9], 100 KiB
+  // of 'Z') and items [] (measuring the call when it was queued used the iterator up).
+  assert.deepEqual(got, [{ small: Buffer.from('AAAA'), typed: Buffer.from([1, 2, 3]), nested: [Buffer.from('AA')], items: [1, 2] }, { large: Buffer.alloc(100 * 1024, 0x41) }]);
+});
+
+test('binary client - queued and resent calls: a small queued request sends the bytes of the call, as a frame sent at once', async (t) => {
+  const peer = await binaryPeer(t);
+  const { proxy, client } = await offlineClient(t, peer);
+  const small = Buffer.from('AAAA');
+  const answer = client.request('echo', { small });
+  await until(() => client.queueStats().size === 1, 2000, 'the request queued');
+  small.fill(0x5a);
+  proxy.refuse(false);
+  assert.deepEqual(await answer, { got: { small: Buffer.from('AAAA') } });
+});
+
+test('binary client - queued and resent calls: a keyed request resent after a loss sends the bytes of the call', async (t) => {
+  let attempts = 0;
+  const peer = await binaryPeer(t, { onRequest: (msg, conn, reply) => msg.channel_id === 'jobs' && ++attempts === 2 && reply({ got: msg.payload }) }); // the first is lost
+  const proxy = await new FaultProxy('127.0.0.1', peer.port).start();
+  t.after(() => proxy.close());
+  const client = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, initialDelay: 10, maxDelay: 50, requestTimeout: 10_000 });
+  t.after(() => client.disconnect());
+  await client.connect();
+  const small = Buffer.from('AAAA');
+  const first = nextReceived(peer, (m) => m.channel_id === 'jobs');
+  const answer = client.request('jobs', { small, items: [1, 2].values() }, { idempotencyKey: 'job-1' });
+  await first;
+  small.fill(0x5a); // written in a frame of its own: the caller may reuse it
+  const resent = nextReceived(peer, (m) => m.channel_id === 'jobs');
+  proxy.cut();
+  // Before: the resend carried 'ZZZZ' (a server refuses the key for another payload) and items [].
+  assert.deepEqual((await resent).payload, { small: Buffer.from('AAAA'), items: [1, 2] });
+  assert.deepEqual(await answer, { got: { small: Buffer.from('AAAA'), items: [1, 2] } });
+});

@@ -28,7 +28,7 @@ const { encodeFrame } = require('../framing');
 const { parseBody, stringifyValue } = require('../json_profile');
 const { FrameError, FrameTooLargeError, MessageError } = require('../errors');
 const { BINARY } = require('./streams'); // the feature's name in the handshake (§16.1)
-const { AttachmentError, BASE64_TAG, isBinary, bytesDigest, extractAttachments, tagBase64, placesOf } = require('./payload_paths');
+const { AttachmentError, BASE64_TAG, isBinary, bytesDigest, extractAttachments, tagBase64, placesOf, resolve } = require('./payload_paths');
 
 /** The marker byte a binary frame's body starts with (a JSON body never does). */
 const BINARY_MARKER = 0x00;
@@ -209,6 +209,33 @@ function messageBytes(message) {
 }
 
 /**
+ * `payload` for a call written later than it is made (the offline queue's
+ * replay, a keyed request's resend): its attachments copied when they total
+ * fewer than `below` bytes, else the caller's (as Buffers of the same
+ * memory), and a nested iterator as the array of its items; the containers
+ * on the way are copies, the caller's untouched. What a frame sent at once
+ * would take: its caller may change its Buffers once the call has settled
+ * (a one-way call settles when queued: it copies them all), a small one's
+ * at once (docs/protocol.md §16.3).
+ * @param {unknown} payload
+ * @param {number} [below] copy only attachments totalling fewer bytes.
+ * @returns {unknown} `payload` itself when it holds no binary value.
+ */
+function ownBytes(payload, below = Infinity) {
+  const found = extractAttachments(payload);
+  if (found === null) return payload;
+  let total = 0;
+  for (const buf of found.buffers) total += buf.length;
+  let out = found.payload;
+  found.paths.forEach((path, i) => {
+    const buf = total < below ? Buffer.from(found.buffers[i]) : found.buffers[i]; // Buffer.from(buffer) copies
+    if (path.length === 0) out = buf;
+    else resolve(out, path).parent[path[path.length - 1]] = buf; // the walk's copies
+  });
+  return out;
+}
+
+/**
  * `message` as JSON can hold it in the offline queue's file: each
  * attachment as base64 in `attachments_base64`, its path in `attachments`.
  * @param {object} message
@@ -271,6 +298,8 @@ module.exports = {
   writeFrame,
   frameBytes,
   messageBytes,
+  ownBytes,
+  COPY_BELOW_BYTES,
   storable,
   revive
 };
