@@ -48,7 +48,12 @@ async def offline() -> AsyncIterator[tuple[IPCServer, FaultProxy, IPCClient]]:
 
 def _sink(server: IPCServer) -> list[Any]:
     got: list[Any] = []
-    server.add_handler("sink", lambda msg: got.append(msg.payload) or "ok")
+
+    def sink(msg: Any) -> str:
+        got.append(msg.payload)
+        return "ok"
+
+    server.add_handler("sink", sink)
     return got
 
 
@@ -142,7 +147,7 @@ def test_a_message_in_the_queue_holds_its_own_bytes() -> None:
 
     buf = bytearray(b"ab")
     view = memoryview(b"ro")
-    payload = {"a": buf, "l": [1, memoryview(buf)], "r": view, "t": (buf,)}
+    payload: dict[str, Any] = {"a": buf, "l": [1, memoryview(buf)], "r": view, "t": (buf,)}
     out = frozen(payload)
     buf[:] = b"xy"
     assert out == {"a": b"ab", "l": [1, b"ab"], "r": view, "t": [b"ab"]}
