@@ -41,13 +41,14 @@ class Answering:
         keyed: KeyedRuns
         expose_stacks: bool
         _admission: Admission
-        _never_waits: set[Handler]
+        _never_waits: set[str]
 
     def serve_request(self, conn: ClientConnection, msg: Message) -> None:
         """Run the responder of a request (or notification) in a handler task."""
-        fn = self.services.get(msg.channel_id)
+        name = msg.channel_id  # what serves it: names its handler's kind, unhashed (_never_waits)
+        fn = self.services.get(name)
         if fn is None:
-            fn = next((f for p, f in self.services.items() if pattern_matches(p, msg.channel_id)), None)
+            name, fn = next(((p, f) for p, f in self.services.items() if pattern_matches(p, msg.channel_id)), ("", None))
         if fn is None:
             if msg.message_type is _REQUEST:
                 conn.send(error_response(msg, ErrorCode.NO_RESPONDERS, f"this client does not serve {msg.channel_id!r}"))
@@ -56,7 +57,7 @@ class Answering:
             self.producers.expect(conn, msg)
         admission = self._admission
         if len(admission.tasks) < admission.max_concurrent and not admission.held:
-            if fn in self._never_waits and admission.at_once.possible() and not is_keyed(msg):  # Python 3.11 (ipc_client.at_once)
+            if name in self._never_waits and admission.at_once.possible() and not is_keyed(msg):  # Python 3.11 (ipc_client.at_once)
                 admission.at_once.run(self._answer_at_once, conn, msg, fn)
             else:
                 admission.run(self._answer, (conn, msg, fn))  # admit()'s fast path, inline: every served request takes it

@@ -12,14 +12,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import AlreadyServing, ErrorCode, Forbidden, IPCError, Message, MessageType, RemoteError, is_servable, pattern_matches, printable, validate_pattern
+from ipc_protocol import AlreadyServing, ConnectionLost, ErrorCode, Forbidden, IPCError, Message, MessageType, RemoteError, is_servable, pattern_matches, printable, validate_pattern
 from ipc_protocol.contracts import bind, declared
 
 from .admission import Admission, Slot
 from .answering import Answering
-from .at_once import is_async_function, never_waits, propagates, result_of
+from .at_once import answered_as, is_async_function, never_waits, propagates, result_of
 from .calls import Calls
 from .connection import ClientConnection
+from .handler_sets import each_once, same
 from .keyed_runs import KeyedRuns
 from .legacy_server import unavailable
 from .producers import Producers
@@ -90,12 +91,11 @@ class Subscriptions(Answering):
         self.expose_stacks = expose_stacks
         self.keyed = KeyedRuns(self._reply, expose_stacks)  # a resent keyed request runs once (answering)
         self.handlers: dict[str, list[Handler]] = {}
-        # channel -> its handlers, each with whether it is async and whether it
-        # never waits (ipc_client.at_once): decided once per channel, not on
-        # every delivered message.
+        # channel -> its handlers, each with whether it is async and never waits
+        # (ipc_client.at_once): decided once per channel, not per message.
         self._cache: dict[str, list[tuple[Handler, bool, bool]]] = {}
         self.services: dict[str, Handler] = {}
-        self._never_waits: set[Handler] = set()  # services run at once on 3.11 (ipc_client.at_once)
+        self._never_waits: set[str] = set()  # names whose handler runs at once on 3.11 (at_once); names: a handler may be unhashable
         self._acks: dict[str, Registration] = {}
         # Told when the server withdraws a registration (the iterators, a pool's registrations).
         self.watchers: set[Withdrawal] = set()
@@ -153,7 +153,10 @@ class Subscriptions(Answering):
             del self.handlers[channel]
             conn = self._connected()
             if conn is not None:
-                await self._interest(conn, channel, serve=False, subscribe=False)
+                try:
+                    await self._interest(conn, channel, serve=False, subscribe=False)
+                except ConnectionLost:  # the server dropped it with the connection, and it is not restored: gone either way
+                    pass
 
     def _withdraw(self, channel: str) -> None:
         """Withdraw a subscribe that failed after its frame went out, unless the
@@ -196,16 +199,15 @@ class Subscriptions(Answering):
             raise refusal  # a 1.1.x server routes requests only to its own handlers (legacy_server.py)
         self.services[channel] = bound = bind(fn)  # annotated: validated (docs/typed-contracts.md)
         if never_waits(bound):
-            self._never_waits.add(bound)
+            self._never_waits.add(channel)
         registration = self._acks[channel] = Registration(channel)
         if conn is not None:
             self._spawn(self._register(conn, channel, registration))
         return registration
 
     def _drop_service(self, channel: str) -> None:
-        fn = self.services.pop(channel, None)
-        if fn not in self.services.values():  # one function may serve several channels
-            self._never_waits.discard(fn)
+        self.services.pop(channel, None)
+        self._never_waits.discard(channel)
 
     async def _register(self, conn: ClientConnection, channel: str, registration: Registration) -> None:
         if self._acks.get(channel) is not registration:  # unserve() came before this task's first step: send nothing
@@ -232,6 +234,8 @@ class Subscriptions(Answering):
             conn = self._connected()
             if conn is not None:
                 await self._interest(conn, channel, serve=True, subscribe=False)
+        except ConnectionLost:  # the server dropped it with the connection, and it is not restored: gone either way
+            pass
         finally:
             if self.services.get(channel) is fn:
                 self._drop_service(channel)
@@ -314,30 +318,53 @@ class Subscriptions(Answering):
         admitted tasks (on 3.11 one that never waits at once: ipc_client.at_once)."""
         handlers = self._cache.get(msg.channel_id)
         if handlers is None:
-            # Each handler once, even when several of its patterns match.
-            matching = (h for p, hs in self.handlers.items() if pattern_matches(p, msg.channel_id) for h in hs)
-            handlers = [(h, is_async_function(h), never_waits(h)) for h in dict.fromkeys(matching)]
-            if len(self._cache) >= _SUB_CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[msg.channel_id] = handlers
+            handlers = self._matching(msg.channel_id)
         admission = self._admission
         for handler, is_async, at_once in handlers:
             try:
                 if is_async:
-                    if at_once and len(admission.tasks) < admission.max_concurrent and not admission.held and admission.at_once.possible():
+                    if len(admission.tasks) >= admission.max_concurrent or admission.held:
+                        admission.held.append((None, self._held, (msg, handler, None), None))  # admit()'s slow path, inline
+                    elif at_once and admission.at_once.possible():
                         admission.at_once.run(self._deliver_at_once, msg, handler, self._emit)  # Python 3.11
                     else:
-                        admission.admit(None, self._guard, (msg, handler, None))
+                        admission.run(self._guard, (msg, handler, None))
                     continue
                 result = call_in_trace(handler, msg)  # in the publish's trace (docs/tracing.md)
                 # `is not None` first: most handlers return None, and isawaitable is not free.
-                if result is not None and inspect.isawaitable(result):
-                    admission.admit(None, self._guard, (msg, None, result))
+                if result is not None and inspect.isawaitable(result):  # an object with an async __call__, a partial
+                    if len(admission.tasks) >= admission.max_concurrent or admission.held:
+                        admission.held.append((None, self._held, (msg, handler, result), None))
+                    else:
+                        admission.run(self._guard, (msg, None, result))
             except BaseException as exc:  # GeneratorExit, a library's own: out of data_received, the connection's end
                 if propagates(exc):  # KeyboardInterrupt, SystemExit on the main thread's loop
                     raise
                 log.exception("subscription handler for %r failed", msg.channel_id)
                 self._emit("error", exc)
+
+    def _matching(self, channel: str) -> list[tuple[Handler, bool, bool]]:
+        """``channel``'s handlers, each once however many of its patterns match,
+        with whether it is async and never waits; cached till subscriptions change."""
+        handlers = self._cache.get(channel)
+        if handlers is None:
+            matching = [hs for p, hs in self.handlers.items() if pattern_matches(p, channel)]
+            handlers = [(h, is_async_function(h), never_waits(h)) for h in each_once(matching)]
+            if len(self._cache) >= _SUB_CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[channel] = handlers
+        return handlers
+
+    async def _held(self, slot: Slot, msg: Message, handler: Handler, awaitable: Awaitable[Any] | None) -> None:
+        """``_guard`` for a handler (or a plain one's awaitable) that waited for a
+        slot: run only if still subscribed to a pattern matching the channel, so none
+        starts after ``unsubscribe()`` returned or the server withdrew it (as in Node)."""
+        if not any(same(h, handler) for h, _, _ in self._matching(msg.channel_id)):
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # its body never runs, and no "never awaited" warning
+            self._admission.finished(slot)
+            return
+        await self._guard(slot, msg, None if awaitable is not None else handler, awaitable)
 
     def _deliver_at_once(self, msg: Message, handler: Handler, emit: Callable[..., None]) -> None:
         """``_guard`` for an async handler that never waits, run by ``AtOnce``:
@@ -345,11 +372,11 @@ class Subscriptions(Answering):
         scope = serving(msg, "deliver")
         try:
             result_of(handler(msg))
-        except asyncio.CancelledError:  # raised by the handler itself: its task would end cancelled, silently
-            pass
         except BaseException as exc:  # GeneratorExit, a library's own: reported too (at_once.propagates)
             if propagates(exc):
                 raise
+            # A CancelledError too: nothing of ours cancels a call that never
+            # waits, so it is the handler's own (as answering.py answers it).
             scope.end(exc)
             log.exception("subscription handler for %r failed", msg.channel_id)
             emit("error", exc)
@@ -362,10 +389,8 @@ class Subscriptions(Answering):
         scope = serving(msg, "deliver", span=handler is not None)  # docs/tracing.md
         try:
             await (handler(msg) if handler is not None else awaitable)  # type: ignore[misc]
-        except asyncio.CancelledError:  # a cancel (disconnect) or the handler's own: ends the task silently
-            raise
         except BaseException as exc:  # GeneratorExit, a library's own: reported, not the task's unretrieved end
-            if propagates(exc):
+            if answered_as(exc, msg.channel_id) is None:  # a cancel of the task (disconnect()) ends it; the handler's own CancelledError is reported
                 raise
             scope.end(exc)
             log.exception("subscription handler for %r failed", msg.channel_id)

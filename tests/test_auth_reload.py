@@ -141,3 +141,35 @@ async def test_a_bad_file_keeps_the_old_users(setup: Any) -> None:
     assert a.connected and a.get_connection_info()["subscriptions"] == ["orders.new"]
     await a.subscribe("orders.*", lambda m: None)  # the old rights still hold
     await connect("bob")  # and the old users
+
+
+async def test_no_held_call_of_a_withdrawn_subscription_starts(setup: Any) -> None:
+    """Publishes held for a handler slot when the server withdraws the
+    subscription are not handled: the handler's call would start after
+    the client had dropped it (all 5 ran)."""
+    server, connect, rewrite = setup()
+    a, b = await connect("alice", max_concurrent_handlers=1), await connect("bob")
+    errors = Errors(a)
+    calls: list[Any] = []
+    release = asyncio.Event()
+
+    async def busy(msg: Message) -> None:
+        calls.append(msg.payload)
+        await release.wait()
+
+    await a.subscribe("orders.*.eu", busy)
+    for i in range(5):
+        await b.publish("orders.x.eu", i, ack=True)
+    await a.system("ping")  # all read: one runs, four are held
+    rewrite(alice(subscribe='["orders.new"]') + BOB_ALL)
+    assert isinstance(await errors.next(), Forbidden)
+    release.set()
+    done = asyncio.Event()
+
+    async def marker(msg: Message) -> None:  # held behind the four: runs once they are dealt with
+        done.set()
+
+    await a.subscribe("orders.new", marker)
+    await b.publish("orders.new", None, ack=True)
+    await asyncio.wait_for(done.wait(), WAIT_S)
+    assert calls == [0]

@@ -269,10 +269,10 @@ async def test_a_served_handler_run_at_once_answers_keeps_its_context_and_can_st
     await asyncio.wait_for(closed.wait(), WAIT_S)  # the cancel reached the producer's task
     await responder.serve("count.too", count)  # one function on two channels
     await responder.unserve("count")
-    assert (count in responder._subs._never_waits) == (sys.version_info < (3, 12))
+    assert ("count.too" in responder._subs._never_waits) == (sys.version_info < (3, 12))
     assert await requester.request("count.too", 20) == {"before": 0, "task": True, "payload": 20}
     await responder.unserve("count.too")
-    assert count not in responder._subs._never_waits
+    assert "count.too" not in responder._subs._never_waits
 
 
 async def test_a_served_handler_that_raises_cancelled_error_is_answered_as_failed(make_client: Callable[..., Any]) -> None:
@@ -332,7 +332,7 @@ async def test_an_async_subscription_handler_run_at_once_that_fails_is_emitted_a
         if msg.payload == "bad":
             raise ValueError("not this one")
         if msg.payload == "cancel":
-            raise asyncio.CancelledError  # its own: a task would end cancelled, silently
+            raise asyncio.CancelledError  # its own: reported as any failure (README, subscribe)
         got.append(msg.payload)
         if msg.payload == "last":
             last.set()
@@ -342,4 +342,4 @@ async def test_an_async_subscription_handler_run_at_once_that_fails_is_emitted_a
         await publisher.publish("picky", payload)
     await asyncio.wait_for(last.wait(), WAIT_S)
     assert got == ["ok", "last"]
-    assert [str(e) for e in errors] == ["not this one"]
+    assert [type(e) for e in errors] == [ValueError, asyncio.CancelledError]
