@@ -13,8 +13,10 @@
  * receipt) passes, or that a `cancel` names (dropHeld()), is dropped unrun:
  * the server has answered it already, or no longer waits for it (a stream
  * request has no deadline by default: run later, it would wait for credit
- * that never comes and hold its slot for good). Held work is dropped with
- * its connection (reset()).
+ * that never comes and hold its slot for good). Held requests and
+ * notifications are dropped with their connection; held publishes are not
+ * (restart()): delivered already, they are handled, matched to handlers at
+ * dispatch, as the Python client keeps them. disconnect() drops all (reset()).
  *
  * Host interface (the IPCClient that owns it): `appId`, `options`, `_conn`,
  * `_subs` (`onPublish()`, `onServed()`), `_producers` (`serving()`,
@@ -44,10 +46,11 @@ class Admission {
     this.host = host;
     this.limit = host.options.maxConcurrentHandlers;
     this.exposeStacks = host.options.exposeStacks;
-    /** Async handlers in flight on the current connection. */
+    /** Async handlers in flight, counted since the connection last started or ended. */
     this.running = 0;
     this._held = []; // {conn, msg, expires} waiting for a handler slot, from _heldHead on
     this._heldHead = 0;
+    this._epoch = {}; // what a handler's end is counted against: a new one at every restart
   }
 
   /**
@@ -59,14 +62,34 @@ class Admission {
   }
 
   /**
-   * A connection starts or ends: the count restarts at 0 and held work is
-   * dropped (requests the server answers responder_lost; publishes are
-   * at most once, §5.3).
+   * disconnect(): the count restarts at 0 and all held work is dropped.
    */
   reset() {
     this.running = 0;
     this._held = [];
     this._heldHead = 0;
+    this._epoch = {};
+  }
+
+  /**
+   * A connection starts or ends: the count restarts at 0 (handlers still
+   * running no longer count), held requests and notifications are dropped
+   * (the server answers its requests responder_lost), held publishes stay
+   * for resume(): the server delivered them, so they are handled, in order.
+   */
+  restart() {
+    const kept = [];
+    for (let i = this._heldHead; i < this._held.length; i++) {
+      const held = this._held[i];
+      if (isBroadcast(held.conn, held.msg)) kept.push(held);
+    }
+    this.reset();
+    this._held = kept;
+  }
+
+  /** Dispatches held work while there is room (after restart(), once the client's state is settled). */
+  resume() {
+    this._drainHeld();
   }
 
   /**
@@ -152,14 +175,14 @@ class Admission {
       return;
     }
     if (conn !== null && isStreamResult(result)) {
-      stream(result, this._track(from)); // a stream holds its handler slot until it ends (§15.6)
+      stream(result, this._track()); // a stream holds its handler slot until it ends (§15.6)
       return;
     }
     if (!isThenable(result)) {
       if (conn !== null) respond(result);
       return;
     }
-    const tracked = this._track(from);
+    const tracked = this._track();
     Promise.resolve(result).then(
       (value) => {
         if (conn !== null && isStreamResult(value)) {
@@ -210,13 +233,19 @@ class Admission {
 
   /**
    * Dispatches held-back messages while there is room, skipping requests
-   * whose deadline passed while they waited.
-   * @param {Connection} conn
+   * whose deadline passed while they waited; a publish is dispatched
+   * whatever connection it came on (restart()).
    * @private
    */
-  _drainHeld(conn) {
-    while (this.heldCount > 0 && this.running < this.limit && this.host._conn === conn) {
+  _drainHeld() {
+    const epoch = this._epoch;
+    while (this.heldCount > 0 && this.running < this.limit && this._epoch === epoch) {
       const held = this._takeHeld();
+      const conn = this.host._conn;
+      if (isBroadcast(held.conn, held.msg)) {
+        this._dispatch(held.conn, held.msg);
+        continue;
+      }
       if (held.conn !== conn || held.expires <= now()) {
         if (held.msg.window !== undefined) this.host._producers.forget(held.msg); // dropped unrun: its stream's books go
         continue; // never answered on another connection
@@ -226,27 +255,26 @@ class Admission {
   }
 
   /**
-   * One more async handler running, counted against the connection its
-   * message came on (only ever the current one: see Lifecycle.onMessage()).
-   * @param {Connection} conn
-   * @returns {Connection} the connection it counts against.
+   * One more async handler running, counted until the count restarts
+   * (a connection starts or ends: restart()).
+   * @returns {object} what its end is counted against.
    * @private
    */
-  _track(conn) {
-    if (conn === this.host._conn) this.running++;
-    return conn;
+  _track() {
+    this.running++;
+    return this._epoch;
   }
 
   /**
-   * One async handler done: lets held-back messages in. Handlers of an
-   * earlier connection no longer count (the count restarts at 0).
-   * @param {Connection|null} conn what _track() returned.
+   * One async handler done: lets held-back messages in. Handlers started
+   * before the count restarted no longer count.
+   * @param {object} epoch what _track() returned.
    * @private
    */
-  _untrack(conn) {
-    if (conn !== this.host._conn || conn === null) return;
+  _untrack(epoch) {
+    if (epoch !== this._epoch) return;
     this.running--;
-    this._drainHeld(conn);
+    this._drainHeld();
   }
 }
 

@@ -177,7 +177,7 @@ class Lifecycle {
     host._sendLimit = conn.sendLimit;
     host._conn = conn;
     host._calls.conn = conn;
-    host._admission.reset(); // inbound flow control starts afresh on every connection
+    host._admission.restart(); // inbound flow control starts afresh on every connection; held publishes stay
     await host._subs.restore(conn);
     if (generation !== host._generation) {
       conn.destroy(); // disconnect() already let go of it
@@ -195,6 +195,7 @@ class Lifecycle {
     reconnector.resolveWaiters();
     if (reconnected) host._emitSafely('reconnected', { attempts, elapsed: host._metrics.reconnected() });
     if (host._conn === conn && host._state === State.CONNECTED) host._emitSafely('connected', info);
+    if (host._conn === conn && host._state === State.CONNECTED) host._admission.resume(); // publishes held since a loss
     if (outbox.replaying === conn) outbox.replaying = null;
     if (host._conn === conn && host._state === State.CONNECTED) outbox.startReplay(conn);
   }
@@ -217,20 +218,25 @@ class Lifecycle {
     const retry = host.options.reconnect && !(err instanceof UnauthorizedError);
     host._metrics.closed(retry && host._state !== State.CONNECTING);
     this.detach(reason, false);
-    if (host._state !== State.CONNECTED) return; // failed during restore: establish() rejects
+    if (host._state !== State.CONNECTED) {
+      host._admission.resume(); // held publishes are handled meanwhile
+      return; // failed during restore: establish() rejects
+    }
     const next = retry ? State.RECONNECTING : State.DISCONNECTED;
     host._setState(next);
     if (!retry) this._abandon(new NotConnectedError('the connection was lost and reconnection is off', { cause: err ?? undefined }));
     host._emitSafely('disconnected', err ?? reason); // never null: a server that just closed is connection_lost
     if (err instanceof IpcError) host._emitError(err); // a protocol error or a heartbeat timeout
     if (host._state !== next) return; // a listener called disconnect() or connect()
+    host._admission.resume(); // held publishes were delivered: handled now, whatever the connection
+    if (host._state !== next) return;
     if (retry) host._reconnector.start();
     else host._emitSafely('close');
   }
 
   /**
-   * Forgets the current connection: drops held inbound work and rejects
-   * every pending call with `reason`.
+   * Forgets the current connection: drops held inbound work (publishes only
+   * when disconnecting: Admission.restart()) and rejects every pending call with `reason`.
    * @param {Error} reason
    * @param {boolean} [disconnecting] false for a loss: keyed runs go on (lib/keyed_runs.js).
    */
@@ -238,7 +244,8 @@ class Lifecycle {
     const host = this.host;
     if (host._conn !== null) host._lastReceived = host._conn.lastReceived;
     host._conn = null;
-    host._admission.reset();
+    if (disconnecting) host._admission.reset();
+    else host._admission.restart();
     host._calls.failAll(reason);
     host._streams.failAll(reason);
     host._producers.connectionLost(disconnecting);

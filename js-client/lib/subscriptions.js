@@ -24,9 +24,10 @@ const { checkSchemaOption, bindContract } = require('./contracts');
 const { unavailable, isUnavailable } = require('./legacy_server');
 const { AlreadyServingError, ConnectionLostError, ErrorCode, ForbiddenError, RemoteError } = require('./errors');
 
-/**
- * What this client listens to and serves, kept across reconnections.
- */
+/** An unsubscribe/unserve whose connection is lost before the ack resolves: the server dropped it with the connection, and it is not restored. */
+const goneAnyway = (err) => { if (!(err instanceof ConnectionLostError)) throw err; };
+
+/** What this client listens to and serves, kept across reconnections. */
 class Subscriptions {
   /**
    * @param {object} host the IPCClient (see the module's doc).
@@ -115,7 +116,7 @@ class Subscriptions {
     }
     this.subscriptions.delete(channelId);
     this._withdrawWaiting();
-    if (this._mayHold()) await this._register('unsubscribe', channelId, false, now() + this.host.options.requestTimeout);
+    if (this._mayHold()) await this._register('unsubscribe', channelId, false, now() + this.host.options.requestTimeout).catch(goneAnyway);
   }
 
   /**
@@ -189,7 +190,7 @@ class Subscriptions {
     this._unserving.add(channelId);
     this._withdrawWaiting(); // a serve() still waiting for the connection ends now, unsent
     try {
-      if (this._mayHold()) await this._register('unsubscribe', channelId, true, now() + this.host.options.requestTimeout);
+      if (this._mayHold()) await this._register('unsubscribe', channelId, true, now() + this.host.options.requestTimeout).catch(goneAnyway);
     } finally {
       this._unserving.delete(channelId);
       if (this.responders.get(channelId) === handler) this._forgetResponder(channelId);
