@@ -880,10 +880,13 @@ export declare class IPCClient extends EventEmitter {
    */
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number | string }): Promise<void>;
   /**
-   * A subscribe() of it still waiting for the connection resolves at once,
-   * unsent. A channel nothing is subscribed under (an invalid name
-   * included) resolves; a channel that is not a string or a handler that is
-   * not a function throws TypeError at the call.
+   * No call of a removed handler starts once it resolves (a publish held
+   * for a handler slot is matched at dispatch). A connection lost before
+   * the server's ack resolves it: the subscription went with the connection
+   * and is not restored. A subscribe() of it still waiting for the
+   * connection resolves at once, unsent. A channel nothing is subscribed
+   * under (an invalid name included) resolves; a channel that is not a
+   * string or a handler that is not a function throws TypeError at the call.
    */
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
 
