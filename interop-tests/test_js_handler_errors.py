@@ -135,3 +135,35 @@ async def test_a_map_or_a_set_result_is_handler_error_not_an_empty_object(server
             await caller.request(f"odd.{kind}", None, timeout=WAIT_S)
         assert info.value.remote_type == "MessageError"
         assert info.value.message.startswith(f"a {name} is not JSON: it would arrive as {{}}"), info.value.message
+
+
+async def test_a_node_handler_throwing_a_local_client_error_answers_handler_error_as_a_python_one(server, odd_agent, py_client):
+    """A Node handler whose downstream call failed throws the client's own
+    local errors (NotConnectedError, RequestTimeoutError...): client-only
+    codes never go on the wire (docs/protocol.md §6.3, spec/error_codes.json),
+    so the requester gets ``handler_error`` with the class name, as from a
+    Python handler raising NotConnected, not a ``timeout`` of its own that its
+    circuit breaker would count. A RemoteError thrown on purpose keeps its code."""
+    from ipc_client.circuit_breaker import CircuitBreakerOptions
+
+    agent = await odd_agent(server.port)
+    thrown = {
+        "throwNotConnected": ("NotConnectedError", "downstream not connected"),
+        "rejectRequestTimeout": ("RequestTimeoutError", "downstream timed out"),
+        "throwCircuitOpen": ("CircuitOpenError", "downstream circuit open"),
+        "throwMessageError": ("MessageError", "downstream bad value"),
+    }
+    for kind in (*thrown, "throwForbidden"):
+        await agent.call("serveOdd", channel=f"odd.{kind}", kind=kind)
+    caller = await py_client(server.port, circuit_breaker=CircuitBreakerOptions(failure_threshold=1))
+    for kind, (remote_type, message) in thrown.items():
+        with pytest.raises(HandlerError) as info:
+            await caller.request(f"odd.{kind}", None, timeout=WAIT_S)
+        got = info.value
+        assert (got.code, got.remote_type, got.message) == ("handler_error", remote_type, message), kind
+        # the handler's failure, not the service being unavailable: the caller's breaker stays closed
+        assert caller.circuit_breaker(f"odd.{kind}").state == "closed", kind
+    with pytest.raises(Forbidden) as forbidden:
+        await caller.request("odd.throwForbidden", None, timeout=WAIT_S)
+    assert (forbidden.value.code, forbidden.value.remote_type) == ("forbidden", "ForbiddenError")
+    assert agent.count("crash") == 0

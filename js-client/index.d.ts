@@ -617,7 +617,7 @@ export interface ServedRequest<P = any, R = unknown> {
    * answered responder_lost); throws when already answered.
    */
   respond(result?: R): boolean;
-  /** Answers with an error: an IpcError keeps its code, anything else is handler_error. */
+  /** Answers with an error: a RemoteError keeps its code, anything else (a NotConnectedError too) is handler_error. */
   fail(error: unknown): boolean;
 }
 

@@ -17,7 +17,14 @@
  *   listenErrors  {}: an 'error' listener, reporting each as {event: 'error', ...} (reported())
  */
 
-const { IPCClient, ForbiddenError } = require('../../js-client');
+const {
+  IPCClient,
+  ForbiddenError,
+  NotConnectedError,
+  RequestTimeoutError,
+  CircuitOpenError,
+  MessageError
+} = require('../../js-client');
 const { out, runCommands } = require('./command_loop');
 
 const config = JSON.parse(process.argv[2] || '{}');
@@ -100,6 +107,22 @@ const KINDS = {
   streamLoneSurrogate: function* () {
     yield 1;
     throw new Error('bad \udc00');
+  },
+  // this client's local errors, as a handler whose downstream call failed throws them: handler_error (§6.3)
+  throwNotConnected: () => {
+    throw new NotConnectedError('downstream not connected');
+  },
+  rejectRequestTimeout: async () => {
+    throw new RequestTimeoutError('downstream timed out');
+  },
+  throwCircuitOpen: () => {
+    throw new CircuitOpenError('downstream circuit open');
+  },
+  throwMessageError: () => {
+    throw new MessageError('downstream bad value');
+  },
+  throwForbidden: () => {
+    throw new ForbiddenError('not you');
   },
   // results JSON would write as {}, their data lost: handler_error, as Python refuses a set
   mapResult: () => new Map([['a', 1]]),

@@ -340,10 +340,10 @@ function errorFromWire(error) {
 /**
  * Describes an error thrown by a responder handler for the wire (§6.3).
  *
- * A bridge error thrown on purpose keeps its code (a handler may throw a
- * ForbiddenError); anything else is `handler_error` with the error's name as
- * `remote_type`, so Python sees e.g. `TypeError`. Never throws, whatever was
- * thrown (lib/thrown.js): a value with no string form reads as its tag
+ * A RemoteError thrown on purpose keeps its code (a ForbiddenError); anything
+ * else, this client's local errors too (a downstream NotConnectedError), is
+ * `handler_error` with the error's name as `remote_type`, as in Python. Never
+ * throws (lib/thrown.js): a value with no string form reads as its tag
  * (`[object Object]`). Whether the result can be encoded is the sender's
  * business (lib/replies.js).
  *
@@ -354,9 +354,9 @@ function errorFromWire(error) {
 function errorToWire(err, { exposeStacks = false } = {}) {
   const { isError, name, message } = describeThrown(err);
   const out = { code: ErrorCode.HANDLER_ERROR, message };
-  const code = safeInstanceOf(err, IpcError) ? safeGet(err, 'code') : undefined;
-  if (typeof code === 'string' && code !== '') out.code = code;
   const remote = safeInstanceOf(err, RemoteError);
+  const code = remote ? safeGet(err, 'code') : undefined;
+  if (typeof code === 'string' && code !== '') out.code = code;
   const details = remote ? safeGet(err, 'details') : undefined;
   if (details != null) out.details = details;
   const remoteType = (remote && safeGet(err, 'remoteType')) || name;

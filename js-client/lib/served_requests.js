@@ -15,7 +15,7 @@
 
 const { now } = require('./connection');
 const { BufferedIterator } = require('./iterators');
-const { HandlerError, LimitExceededError, RequestTimeoutError, ResponderLostError } = require('./errors');
+const { ErrorCode, HandlerError, LimitExceededError, RemoteError, ResponderLostError } = require('./errors');
 
 /**
  * One request the loop of `client.requests()` received; answer it once,
@@ -81,7 +81,7 @@ class ServedRequest {
   }
 
   /**
-   * Answers with an error: an IpcError keeps its code, any other error (or
+   * Answers with an error: a RemoteError keeps its code, any other error (or
    * a message) is handler_error, as a handler's.
    * @param {unknown} err
    * @returns {boolean} as respond().
@@ -163,7 +163,8 @@ class RequestIterator extends BufferedIterator {
       return false;
     }
     if (req._expires <= now()) {
-      req._settle(new RequestTimeoutError('the requester stopped waiting before the loop took it')); // the server drops it as late
+      // the server drops it as late; a RemoteError, so it goes as `timeout` (a local RequestTimeoutError would be handler_error)
+      req._settle(new RemoteError(ErrorCode.TIMEOUT, 'the requester stopped waiting before the loop took it', { remoteType: 'RequestTimeoutError' }));
       return false;
     }
     this._outstanding.add(req);

@@ -92,6 +92,21 @@ test('errors - errorToWire describes thrown errors for Python (§6.3)', () => {
   assert.ok(errorToWire(new Error('x'), { exposeStacks: true }).remote_stack.includes('Error: x'));
 });
 
+test('errors - errorToWire: a local client error thrown by a handler is handler_error, only a RemoteError keeps its code (§6.3)', () => {
+  // client-only codes (not_connected, circuit_open...) never go on the wire; a local timeout or bad value is the handler's failure
+  const local = [
+    new errors.NotConnectedError('down'), new errors.RequestTimeoutError('slow'), new errors.CircuitOpenError('open'),
+    new errors.MessageError('bad'), new errors.ConnectionLostError('lost'), new errors.QueueFullError('full'),
+    new errors.FrameTooLargeError(10, 5), new errors.AbortError('gone')
+  ];
+  for (const err of local) {
+    assert.deepEqual(errorToWire(err), { code: 'handler_error', message: err.message, remote_type: err.name }, err.name);
+  }
+  // a remote answer a handler passes on keeps its code and remote type, as Python's RemoteError does
+  const passedOn = errorFromWire({ code: 'no_responders', message: 'none', remote_type: 'NoResponders' });
+  assert.deepEqual(errorToWire(passedOn), { code: 'no_responders', message: 'none', remote_type: 'NoResponders' });
+});
+
 test('errors - errorToWire never throws, whatever was thrown: a value with no string form, getters that throw, a Proxy', () => {
   const unreadable = new Error('x');
   Object.defineProperty(unreadable, 'message', {

@@ -15,7 +15,7 @@ const assert = require('node:assert/strict');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
 const { sendableError } = require('../lib/replies');
-const { ForbiddenError, IpcError } = require('..');
+const { ForbiddenError, RemoteError } = require('..');
 const { streamingPeer, connectedClient, nextReceived, until, captureWarnings } = require('./helpers');
 
 const connected = (t, peer, options = {}) => connectedClient(t, peer, { reconnect: false, ...options });
@@ -136,7 +136,7 @@ test('responder errors - an error that cannot be sent as it is is still answered
       throw new RangeError('x'.repeat(5000));
     },
     surrogateCode: () => {
-      throw new IpcError('my\ud800code', 'odd code');
+      throw new RemoteError('my\ud800code', 'odd code');
     }
   };
   for (const [channel, handler] of Object.entries(handlers)) await client.serve(channel, handler);
@@ -148,7 +148,7 @@ test('responder errors - an error that cannot be sent as it is is still answered
   // a lone surrogate escaped as text, as Python's backslashreplace writes it; the code and type kept
   assert.deepEqual(await error('surrogate'), { code: 'handler_error', message: 'bad \\ud800 text', remote_type: 'Error' });
   assert.deepEqual(await error('surrogateAsync'), { code: 'handler_error', message: 'bad \\udc00 text \u{1F600}', remote_type: 'TypeError' });
-  assert.deepEqual(await error('surrogateCode'), { code: 'my\\ud800code', message: 'odd code', remote_type: 'IpcError' });
+  assert.deepEqual(await error('surrogateCode'), { code: 'my\\ud800code', message: 'odd code', remote_type: 'RemoteError' });
   assert.deepEqual(await error('bigintDetails'), {
     code: 'forbidden',
     message: 'm (its details were not sent: error.details is not JSON serialisable: Do not know how to serialize a BigInt)',
