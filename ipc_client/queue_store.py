@@ -9,9 +9,9 @@ Writes are synchronous and small (WAL, ``synchronous=NORMAL``); they happen
 only while the client is offline, never on the connected hot path.
 
 A file has one owner at a time: two clients sending the same rows would
-deliver each message twice. The store holds an exclusive lock on
-``<path>.lock`` (``flock``, released by the kernel if the process dies) and
-refuses to open a file another client holds.
+deliver each message twice. The store holds ``<path>.lock`` (``flock`` and
+its pid in it, the scheme the Node client shares: ``queue_lock.py``) and
+refuses, with ``QueueFileInUse``, a file another client, Python or Node, holds.
 
 Every failure of the file is a ``QueueFileError`` naming the path, never a
 raw ``OSError`` or ``sqlite3.Error``: opening (a directory that cannot be
@@ -30,16 +30,9 @@ from pathlib import Path
 
 from ipc_protocol import QueueFileError
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no ownership check
-    fcntl = None  # type: ignore[assignment]
+from .queue_lock import QueueFileInUse, lock_queue_file, unlock_queue_file
 
 __all__ = ["QueueStore", "StoredMessage", "QueueFileInUse"]
-
-
-class QueueFileInUse(RuntimeError):
-    """Another client (in this process or another) owns the queue file."""
 
 
 _SCHEMA = """
@@ -68,7 +61,7 @@ class QueueStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._error("cannot create its directory", exc) from exc
-        self._lock_fd = self._lock(self.path)
+        self._lock_fd = lock_queue_file(str(self.path), f"queue_path {str(self.path)!r}")
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -153,19 +146,5 @@ class QueueStore:
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the lock
+            unlock_queue_file(str(self.path), self._lock_fd)
             self._lock_fd = None
-
-    def _lock(self, path: Path) -> int | None:
-        if fcntl is None:  # pragma: no cover
-            return None
-        try:
-            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise self._error(f"cannot create its lock file {path}.lock", exc) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise QueueFileInUse(f"the queue file {path} is in use by another client") from None
-        return fd

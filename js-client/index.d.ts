@@ -98,6 +98,17 @@ export declare class QueueFileError extends IpcError {
   /** The queue file's absolute path. */
   readonly path: string;
 }
+/**
+ * Another client, Python or Node, in this process or another, owns the queue
+ * file (its `${queuePath}.lock` names a live process): thrown by the
+ * constructor and connect(). A QueueFileError (code `queue_file`), as
+ * Python's QueueFileInUse; `reason` is 'EQUEUELOCKED', its `code` before it
+ * was one (docs/resilience.md §4).
+ */
+export declare class QueueFileInUseError extends QueueFileError {
+  constructor(message: string, info: { path: string });
+  readonly reason: 'EQUEUELOCKED';
+}
 /** serve() of a channel (or pattern) this client already serves; unserve() it first. */
 export declare class AlreadyServingError extends IpcError {
   constructor(channel: string);
@@ -178,7 +189,7 @@ export declare class IdempotencyConflictError extends RemoteError {
  * 'connection_lost', a load-balanced client's 'server_down'...): an
  * IpcError (match on `.code`), or an Error as it was thrown or raised (a
  * handler's or listener's own Error, a socket's, with Node's `code` such as
- * `ECONNRESET`; the offline queue's `EQUEUELOCKED`...). Never anything but
+ * `ECONNRESET`). Never anything but
  * an Error: a handler or listener that throws something else (`throw
  * 'text'`, a rejection with undefined) is reported as a HandlerError (code
  * `handler_error`, the value's text as message, its `typeof` as

@@ -17,6 +17,7 @@ const { ServiceClient } = require('./lib/service_client');
 const { Strategy } = require('./lib/balancer');
 const { CircuitState } = require('./lib/circuit_breaker');
 const { Overflow: QueueOverflow } = require('./lib/offline_queue');
+const { QueueFileInUseError } = require('./lib/queue_lock');
 
 module.exports = {
   IPCClient,
@@ -42,6 +43,7 @@ module.exports = {
   CircuitOpenError: errors.CircuitOpenError,
   QueueFullError: errors.QueueFullError,
   QueueFileError: errors.QueueFileError,
+  QueueFileInUseError,
   AlreadyServingError: errors.AlreadyServingError,
   AbortError: errors.AbortError,
   RemoteError: errors.RemoteError,

@@ -26,6 +26,7 @@ export const {
   CircuitOpenError,
   QueueFullError,
   QueueFileError,
+  QueueFileInUseError,
   AlreadyServingError,
   AbortError,
   RemoteError,

@@ -27,6 +27,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { QueueFileError } = require('./errors');
+const { lockQueueFile, unlockQueueFile } = require('./queue_lock');
 const { HEADER_BYTES, MAX_RECORD_BYTES, encodeRecord, parseRecord, isQueueData, resync } = require('./queue_records');
 
 /**
@@ -38,24 +39,10 @@ const { HEADER_BYTES, MAX_RECORD_BYTES, encodeRecord, parseRecord, isQueueData, 
  */
 
 /**
- * Whether a process is alive (EPERM: it is, under another user).
- * @param {number} pid
- * @returns {boolean}
- * @private
- */
-function isAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return err.code !== 'ESRCH';
-  }
-}
-
-/**
  * An append-only file of queued messages, owned by one store at a time:
- * load() takes `${file}.lock` (holding the owner's pid), close() gives it
- * back. A lock left by a dead process is taken over.
+ * load() takes `${file}.lock` (holding the owner's pid, as a Python client's
+ * does: lib/queue_lock.js), close() gives it back. A lock that names no live
+ * process is taken over.
  */
 class QueueStore {
   /**
@@ -91,7 +78,7 @@ class QueueStore {
 
   /**
    * Takes the file's lock; a no-op when this store holds it.
-   * @throws {Error} another live process (or store) holds it; `code` 'EQUEUELOCKED'.
+   * @throws {QueueFileInUseError} another live process (or store), Python or Node, holds it.
    * @throws {QueueFileError} the directory or the lock file cannot be made.
    */
   lock() {
@@ -101,43 +88,8 @@ class QueueStore {
     } catch (err) {
       throw this._error('cannot create its directory', err);
     }
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const fd = fs.openSync(this.lockFile, 'wx');
-        try {
-          fs.writeSync(fd, String(process.pid));
-        } finally {
-          fs.closeSync(fd);
-        }
-        this._locked = true;
-        return;
-      } catch (err) {
-        if (err.code !== 'EEXIST') throw this._error(`cannot create its lock file ${this.lockFile}`, err);
-      }
-      let text;
-      try {
-        text = fs.readFileSync(this.lockFile, 'utf8').trim();
-      } catch (err) {
-        if (err.code === 'ENOENT') continue; // released meanwhile
-        throw this._error(`cannot read its lock file ${this.lockFile}`, err);
-      }
-      const pid = /^\d+$/.test(text) ? Number(text) : NaN;
-      if (!(pid > 0) || isAlive(pid)) {
-        const err = new Error(
-          `queue file ${this.file} is in use by ${pid > 0 ? `process ${pid}` : 'another process'} (lock file ${this.lockFile}): a persisted queue belongs to one client`
-        );
-        err.code = 'EQUEUELOCKED';
-        throw err;
-      }
-      try {
-        fs.unlinkSync(this.lockFile); // its owner died: take it over
-      } catch (err) {
-        if (err.code !== 'ENOENT') throw this._error(`cannot take over its lock file ${this.lockFile}`, err);
-      }
-    }
-    const err = new Error(`could not take the lock ${this.lockFile} of queue file ${this.file}`);
-    err.code = 'EQUEUELOCKED';
-    throw err;
+    lockQueueFile(this.file, this.lockFile, (what, cause) => this._error(what, cause));
+    this._locked = true;
   }
 
   /**
@@ -146,11 +98,7 @@ class QueueStore {
   close() {
     if (!this._locked) return;
     this._locked = false;
-    try {
-      fs.unlinkSync(this.lockFile);
-    } catch (err) {
-      if (err.code !== 'ENOENT') throw err;
-    }
+    unlockQueueFile(this.lockFile);
   }
 
   /**
@@ -178,7 +126,7 @@ class QueueStore {
    * record and counted in `corrupt`.
    * On any failure the lock is given back.
    * @returns {StoredMessage[]}
-   * @throws {Error} the file is locked by another owner (see lock()).
+   * @throws {QueueFileInUseError} the file is locked by another owner (see lock()).
    * @throws {QueueFileError} it cannot be read or rewritten, or is not a queue file.
    */
   load() {

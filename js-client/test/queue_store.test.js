@@ -8,6 +8,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { QueueStore, encodeRecord } = require('../lib/queue_store');
+const { QueueFileError, QueueFileInUseError } = require('..');
 
 /** A fresh file path in a temporary directory removed after the test. */
 function tempFile(t) {
@@ -89,7 +90,7 @@ test('queue store - one owner per file: a second store fails naming the file; cl
   assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid));
   a.add(stored('a1'));
   const b = new QueueStore(file, { now: () => 0 });
-  assert.throws(() => b.load(), (err) => err.code === 'EQUEUELOCKED' && err.message.includes(file) && err.message.includes(String(process.pid)));
+  assert.throws(() => b.load(), (err) => err instanceof QueueFileInUseError && err.code === 'queue_file' && err.reason === 'EQUEUELOCKED' && err.message.includes(file) && err.message.includes(String(process.pid)));
   a.close();
   assert.equal(fs.existsSync(`${file}.lock`), false);
   assert.deepEqual(b.load().map((m) => m.id), ['a1']);
@@ -102,6 +103,32 @@ test('queue store - one owner per file: a second store fails naming the file; cl
   assert.deepEqual(c.load().map((m) => m.id), ['a1']);
   assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid));
   c.close();
+});
+
+test('queue store - a lock file that names no live process is free: empty (as a Python client of 2.0 left it) or not a pid', (t) => {
+  const file = tempFile(t);
+  fs.mkdirSync(path.dirname(file));
+  for (const left of ['', '\n', 'not a pid', '0']) {
+    fs.writeFileSync(`${file}.lock`, left);
+    const store = new QueueStore(file, { now: () => 0 });
+    assert.deepEqual(store.load(), [], JSON.stringify(left));
+    assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid));
+    store.close();
+    assert.equal(fs.existsSync(`${file}.lock`), false);
+  }
+  // one that names a live process (a Python client's pid) is held: a QueueFileError, its reason EQUEUELOCKED
+  fs.writeFileSync(`${file}.lock`, String(process.ppid));
+  const err = (() => {
+    try {
+      new QueueStore(file, { now: () => 0 }).load();
+    } catch (e) {
+      return e;
+    }
+  })();
+  assert.ok(err instanceof QueueFileInUseError && err instanceof QueueFileError, err);
+  assert.deepEqual([err.name, err.code, err.reason, err.path], ['QueueFileInUseError', 'queue_file', 'EQUEUELOCKED', file]);
+  assert.match(err.message, new RegExp(`in use by process ${process.ppid} `));
+  assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.ppid)); // left to its owner
 });
 
 test('queue store - expired messages are written off at load: each is counted once across restarts', (t) => {

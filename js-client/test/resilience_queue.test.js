@@ -12,7 +12,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
-const { IPCClient, ErrorCode, QueueFullError } = require('..');
+const { IPCClient, ErrorCode, QueueFullError, QueueFileInUseError } = require('..');
 const { Peer, waitFor, nextReceived } = require('./helpers');
 const { FAST, proxiedClient: setup, goOffline, record, appMessages } = require('./proxied');
 const { buildMessage } = require('../lib/envelope');
@@ -282,7 +282,7 @@ test('resilience - a queue file has one owner: a second client fails clearly; di
   const queuePath = path.join(dir, 'outbox.bin');
   const { peer, proxy, client } = await setup(t, {}, { queuePath });
   await client.connect();
-  assert.throws(() => new IPCClient('app', { port: peer.port, queuePath }), (err) => err.code === 'EQUEUELOCKED' && err.message.includes(queuePath));
+  assert.throws(() => new IPCClient('app', { port: peer.port, queuePath }), (err) => err instanceof QueueFileInUseError && err.reason === 'EQUEUELOCKED' && err.message.includes(queuePath));
   await goOffline(client, proxy);
   await client.notify('jobs', 1, { timeout: 10_000 });
   await client.disconnect();
@@ -290,7 +290,7 @@ test('resilience - a queue file has one owner: a second client fails clearly; di
   t.after(() => second.disconnect());
   assert.equal(second.queueStats().size, 1);
   proxy.refuse(false);
-  await assert.rejects(client.connect(), (err) => err.code === 'EQUEUELOCKED' && err.message.includes(queuePath));
+  await assert.rejects(client.connect(), (err) => err instanceof QueueFileInUseError && err.reason === 'EQUEUELOCKED' && err.message.includes(queuePath));
   const from = peer.received.length;
   const sent = nextReceived(peer, (m) => m.channel_id === 'jobs');
   await second.connect();

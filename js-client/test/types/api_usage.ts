@@ -29,6 +29,7 @@ import {
   CircuitOpenError,
   QueueFullError,
   QueueFileError,
+  QueueFileInUseError,
   AlreadyServingError,
   AbortError,
   RemoteError,
@@ -457,6 +458,7 @@ export async function errors(client: IPCClient): Promise<string> {
     if (err instanceof ConnectionLostError) return exact<'connection_lost'>()(err.code);
     if (err instanceof AbortError) return `${exact<'cancelled'>()(err.code)} ${exact<'AbortError'>()(err.name)} ${String(err.cause)}`;
     if (err instanceof QueueFullError) return exact<'queue_full'>()(err.code);
+    if (err instanceof QueueFileInUseError) return `${exact<'queue_file'>()(err.code)} ${exact<'EQUEUELOCKED'>()(err.reason)} ${exact<string>()(err.path)}`;
     if (err instanceof QueueFileError) return `${exact<'queue_file'>()(err.code)} ${exact<string>()(err.path)} ${String(err.cause)}`;
     if (err instanceof FrameError) return exact<'bad_frame'>()(err.code);
     if (err instanceof MessageError) return exact<'bad_message'>()(err.code);
@@ -484,6 +486,7 @@ export async function errors(client: IPCClient): Promise<string> {
     new CircuitOpenError('open', { retryAfter: 1000 }),
     new QueueFullError('full'),
     new QueueFileError('queuePath "/q": cannot write', { path: '/q', cause: new Error('ENOSPC') }),
+    new QueueFileInUseError('queuePath "/q" is in use by process 7', { path: '/q' }),
     new AlreadyServingError('orders.get'),
     new AbortError('stopped', { cause: 'the user left' }),
     new AbortError(),
