@@ -97,3 +97,13 @@ def test_the_client_emits_every_spec_event_somewhere() -> None:
     assert 'self._emit(f"circuit_{breaker.state.value}"' in (package / "circuit_breaker.py").read_text()
     emitted |= {f"circuit_{state.value}" for state in CircuitState}
     assert emitted == {event["name"] for event in _load("events.json")["events"]}
+
+
+def test_queue_dropped_reasons_are_the_spec_s() -> None:
+    """Read from the outbox: every reason it drops a queued message for, and
+    only those, is listed (docs/resilience.md §2; js-client/test/spec.test.js)."""
+    source = (Path(__file__).resolve().parent.parent / "ipc_client" / "outbox.py").read_text()
+    used = set(re.findall(r'self\._drop\([^\n]*,\s*"([a-z_]+)"\)', source))
+    (event,) = [e for e in _load("events.json")["events"] if e["name"] == "queue_dropped"]
+    assert used == set(event["reasons"])
+    assert all(reason in event["when"] for reason in event["reasons"])

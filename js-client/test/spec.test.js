@@ -82,3 +82,11 @@ test('spec - the client emits exactly the spec events (names read from its modul
   const spec = load('events.json');
   assert.deepEqual([...emitted].sort(), [...spec.events.map((e) => e.name), ...spec.node_only].sort());
 });
+
+test('spec - queue_dropped: the reasons the outbox drops a queued message for are the spec\'s (read from lib/outbox.js)', () => {
+  const source = fs.readFileSync(path.resolve(__dirname, '..', 'lib', 'outbox.js'), 'utf8');
+  const used = new Set([...source.matchAll(/this\._drop\(\w+, '([a-z_]+)'/g)].map((m) => m[1]));
+  const event = load('events.json').events.find((e) => e.name === 'queue_dropped');
+  assert.deepEqual([...used].sort(), [...event.reasons].sort());
+  for (const reason of event.reasons) assert.ok(event.when.includes(reason), reason);
+});
