@@ -70,7 +70,7 @@ async def test_node_serving_a_channel_twice_is_refused_and_keeps_the_first_handl
     agent = await node_agent(server.port)
     await agent.call("serve", channel="dup.add", kind="add")
     err = await agent.call_error("serve", channel="dup.add", kind="echo")
-    assert "already served" in err["message"]
+    assert "already serving 'dup.add'; unserve() it first" in err["message"]  # worded as Python words it
     py = await py_client(server.port)
     assert (await py.send_request("dup.add", {"a": 1, "b": 2}, timeout=WAIT_S)).payload == 3
     await agent.call("unserve", channel="dup.add")

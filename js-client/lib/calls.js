@@ -134,7 +134,7 @@ class Calls {
       return expectReply ? this.request(msg, deadline, onUnsent) : this.sendOneWay(msg, deadline);
     }
     if (state === State.DISCONNECTED || state === State.DISCONNECTING) {
-      throw new NotConnectedError(state === State.DISCONNECTING ? 'the client is disconnecting' : 'the client is not connected');
+      throw new NotConnectedError(`not connected (${state})`);
     }
     if (state !== State.CONNECTED && (call.onDisconnect === 'fail' || host.options.queueMaxSize === 0)) {
       throw new NotConnectedError(`the client is ${state}`);
@@ -207,7 +207,7 @@ class Calls {
           if (line !== null && line.leave(id) !== undefined) return unsent(notSent(msg, remaining));
           if (this.pending.delete(id)) {
             this.rememberSettled(id); // its answer may still come: drop it then
-            reject(new RequestTimeoutError(`no answer on ${msg.channel_id} within ${Math.round(remaining)} ms`));
+            reject(new RequestTimeoutError(`no response on '${msg.channel_id}' within ${Math.round(remaining)} ms`));
           }
         }, remaining); // past setTimeout's 2^31-1 ms too (30 days...)
       }

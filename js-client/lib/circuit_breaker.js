@@ -315,7 +315,7 @@ class Breakers {
   async refuse(breaker, msg, payload, metrics) {
     const channelId = msg.channel_id;
     const retryAfter = breaker.retryAfter();
-    const err = new CircuitOpenError(`the circuit for ${JSON.stringify(channelId)} is open; retry in ${Math.ceil(retryAfter)} ms`, { retryAfter });
+    const err = new CircuitOpenError(`circuit '${breaker.key}' is open; retry in ${Math.ceil(retryAfter)} ms`, { retryAfter });
     const { fallback } = this.options;
     if (fallback === null) {
       metrics.failed();

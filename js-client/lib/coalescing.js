@@ -191,7 +191,7 @@ function wait(shared, ms, signal, channelId) {
     if (Number.isFinite(ms)) {
       timer = setLongTimeout(() => {
         done();
-        reject(new RequestTimeoutError(`no answer on ${channelId} within ${Math.round(ms)} ms (a coalesced call)`));
+        reject(new RequestTimeoutError(`no response on '${channelId}' within ${Math.round(ms)} ms (a coalesced call)`));
       }, ms);
     }
     shared.then(

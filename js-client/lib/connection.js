@@ -352,7 +352,7 @@ class Connection {
         handshakeFailure(err, { host, port, tls: this.options.tls != null, ...this._stage }) ??
         (err instanceof IpcError
           ? err
-          : new NotConnectedError(`could not connect to ${host}:${port}${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined }));
+          : new NotConnectedError(`cannot connect to ${host}:${port}${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined }));
       this._handshake.reject(reason);
       return;
     }

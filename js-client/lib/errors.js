@@ -212,7 +212,7 @@ class AlreadyServingError extends IpcError {
    * @param {string} channel the channel or pattern.
    */
   constructor(channel) {
-    super(ErrorCode.ALREADY_SERVING, `channel ${JSON.stringify(channel)} is already served; call unserve() first`);
+    super(ErrorCode.ALREADY_SERVING, `already serving '${channel}'; unserve() it first`);
     /** The channel or pattern already served. */
     this.channel = channel;
   }

@@ -214,7 +214,7 @@ class Lifecycle {
   onClosed(conn, err) {
     const host = this.host;
     if (conn !== host._conn) return; // an old connection, or disconnect() already cleaned up
-    const reason = new ConnectionLostError(`the connection was lost${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
+    const reason = new ConnectionLostError(`connection to ${host.options.host}:${host.options.port} lost${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
     const retry = host.options.reconnect && !(err instanceof UnauthorizedError);
     host._metrics.closed(retry && host._state !== State.CONNECTING);
     this.detach(reason, false);

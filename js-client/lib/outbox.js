@@ -98,7 +98,7 @@ class Outbox {
     const { accepted, evicted } = this.queue.push(entry);
     if (!accepted) {
       const stats = this.queue.stats();
-      throw new QueueFullError(`the offline queue is full (${stats.size} calls, ${stats.bytes} bytes)`);
+      throw new QueueFullError(`the offline queue is full (${stats.size} messages, ${stats.bytes} bytes)`);
     }
     if (!expectReply && this.store !== null) {
       try {

@@ -274,7 +274,7 @@ class PoolCore extends EventEmitter {
       const error =
         err instanceof NotConnectedError
           ? err
-          : new NotConnectedError(`could not connect to ${this.host}:${this.port}`, { cause: err });
+          : new NotConnectedError(`cannot connect to ${this.host}:${this.port}${err instanceof Error ? `: ${err.message}` : ''}`, { cause: err });
       // Refused the user's token (removed, say): no refill retries it, as an IPCClient does not reconnect then.
       if (err instanceof UnauthorizedError) this._refused = true;
       if (!this._closed) {

@@ -94,7 +94,7 @@ class Reconnector {
     if (final(cause)) throw cause; // as when the first attempt is refused
     const { host: address, port, maxRetries } = host.options;
     // The last attempt's words too (a TLS failure names TLS), as the Python client says them.
-    throw new NotConnectedError(`could not connect to ${address}:${port}: gave up after ${maxRetries + 1} attempts: ${cause.message}`, { cause });
+    throw new NotConnectedError(`cannot connect to ${address}:${port}: gave up after ${maxRetries + 1} attempts: ${cause.message}`, { cause });
   }
 
   /** disconnect(): ends the backoff sleep at once. */
@@ -114,7 +114,7 @@ class Reconnector {
     const state = this.host._state;
     if (state === State.CONNECTED) return undefined;
     if (state !== State.CONNECTING && state !== State.RECONNECTING) {
-      return Promise.reject(new NotConnectedError('the client is not connected'));
+      return Promise.reject(new NotConnectedError(`not connected (${state})`));
     }
     if (this.waiters.size >= MAX_WAITING_REGISTRATIONS) {
       return Promise.reject(new QueueFullError(`${this.waiters.size} registrations are already waiting for a connection`));

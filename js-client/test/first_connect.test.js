@@ -125,7 +125,7 @@ test('first connect - waitOnFirstConnect: maxRetries spent -> NotConnectedError,
   await assert.rejects(connecting, (err) => {
     assert.ok(err instanceof NotConnectedError && err.cause.code === ErrorCode.NOT_CONNECTED && err.cause.cause.code === 'ECONNREFUSED');
     // The last attempt's words too, as in Python (a TLS failure then names TLS: security.md §2.2).
-    assert.equal(err.message, `could not connect to 127.0.0.1:${port}: gave up after 3 attempts: ${err.cause.message}`);
+    assert.equal(err.message, `cannot connect to 127.0.0.1:${port}: gave up after 3 attempts: ${err.cause.message}`);
     return true;
   });
   await assert.rejects(queued, { code: ErrorCode.NOT_CONNECTED });
