@@ -34,6 +34,7 @@ from ipc_protocol import (
 from ipc_protocol.attachments import BinaryFrame, Frame
 from ipc_protocol.envelope import encode_message_parts, encode_publish_parts, encode_request_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
+from ipc_protocol.payload_paths import snapshot
 from ipc_protocol.streams import CANCEL, cancel
 
 from .connection import ClientConnection
@@ -108,6 +109,8 @@ class Calls:
         )
         frame = conn.frame_body(body)
         if conn.line.blocked:  # a full send buffer: its turn first, then what is left of its budget (§6.5)
+            if not legacy:  # encoded again then, from the payload as it is now (§16.3)
+                payload = snapshot(payload)
             await self._turn(conn, deadline, f"request on {channel!r}", True)
             if not legacy:
                 left = deadline - self.loop.time()  # type: ignore[union-attr]
@@ -123,6 +126,7 @@ class Calls:
         try:
             frame, remaining = self._prepare(conn, msg, deadline, user)
             if conn.line.blocked:  # a full send buffer: its turn first, then what is left of its budget (§6.5)
+                msg = msg.model_copy(update={"payload": snapshot(msg.payload)})  # encoded again then, as it is now (§16.3)
                 await conn.line.turn(deadline, f"{msg.message_type.value} on {msg.channel_id!r}")
                 frame, remaining = self._prepare(conn, msg, deadline, user)
         except (RequestTimeout, ConnectionLost):

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol import SYSTEM_CHANNEL, Forbidden, Message, MessageType, is_reserved, validate_channel
 from ipc_protocol.constants import DEFAULT_REQUEST_TIMEOUT_S
-from ipc_protocol.payload_paths import frozen, read_once
+from ipc_protocol.payload_paths import read_once, snapshot
 from ipc_protocol.wire_numbers import delivered_count
 
 from .listeners import Listeners
@@ -276,8 +276,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         validate_channel(channel)
         self._drain.check()
         conn, outbox = self._link.conn, self._outbox
-        if idempotency_key is not None:  # every attempt sends the bytes of the call, whatever the caller does to its bytearray
-            headers, payload = keyed_headers(headers, idempotency_key), frozen(payload)
+        if idempotency_key is not None:  # every attempt sends the payload of the call, whatever the caller changes (§16.3)
+            headers, payload = keyed_headers(headers, idempotency_key), snapshot(payload)
         # The hot path: connected, nothing queued ahead, no breaker (outbox.sendable(), inline).
         elif conn is not None and self._sm.state is _CONNECTED and self._breakers is None and not outbox.queue and not outbox.replaying:
             return await self._calls.request(conn, channel, payload, headers, timeout)

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ipc_protocol import ConnectionLost, FrameTooLarge, IPCError, Message, MessageType, NotConnected, QueueFileError, QueueFull, RequestTimeout, decode_message, encode_message
-from ipc_protocol.payload_paths import frozen
 from ipc_protocol.restarts import mark_replay
 
 from .calls import Calls
@@ -112,10 +111,11 @@ class Outbox:
         if deadline <= loop.time():
             self._metrics.failed()
             raise RequestTimeout(f"call on {msg.channel_id!r} timed out before it could be queued")
-        payload = frozen(msg.payload)  # its bytes as they are now: the caller may reuse a bytearray at once (§16.3)
-        if payload is not msg.payload:
-            msg = msg.model_copy(update={"payload": payload})
-        body = encode_message(msg, legacy=legacy)  # what is measured, stored and replayed is this one message
+        body = encode_message(msg, legacy=legacy)  # what is measured and stored
+        # Replayed as it is now: the payload read back from that body (the
+        # encoder's view, binary values as bytes), not the caller's dict, list
+        # or bytearray, which it may change once the call returns (§16.3).
+        msg = msg.model_copy(update={"payload": decode_message(body).payload})
         if max_send is not None and len(body) > max_send:
             raise FrameTooLarge(len(body), max_send)
         waiter: asyncio.Future[Message] | None = loop.create_future() if reply else None

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
 from typing import Any, Union
 
-from ._json import MAX_DEPTH
+from ._json import MAX_DEPTH, dumps, parse
 from .exceptions import MessageError
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
     "LEAVES",
     "holds_binary",
     "read_once",
-    "frozen",
+    "snapshot",
     "strip",
     "place",
     "steps_of",
@@ -154,19 +154,34 @@ def read_once(payload: Any) -> Any:
 _NOT_ITERATORS = LEAVES | {list, tuple} | _BUFFER_CLASSES
 
 
-def frozen(payload: Any) -> Any:
-    """``payload`` as the encoder would send it now, for a call sent later
-    (the offline queue's replay, a keyed request's resend): each
-    ``bytearray`` or writable ``memoryview`` as its ``bytes`` (the copy the
-    encoder takes), a nested iterator as its list, the containers on the
-    way copied and the caller's untouched; the payload itself when it
-    holds neither. The caller may then reuse its buffer at once, as when a
-    call is sent straight away (docs/protocol.md §16.3); the encoder finds
-    ``bytes`` and copies nothing again."""
-    if payload.__class__ in LEAVES or not holds_binary(payload):
+def snapshot(payload: Any) -> Any:
+    """``payload`` as the encoder writes it now, for a call sent later than
+    it is made (the offline queue's replay, a keyed request's resend, a
+    turn in a full send buffer's line): its JSON values parsed back from
+    the encoder's own text, so a dict or list the caller changes afterwards
+    is not what is sent (docs/protocol.md §16.3), and each binary value as
+    the encoder takes it (a ``bytearray`` or writable ``memoryview`` as its
+    ``bytes``). The caller's payload is untouched; a JSON scalar comes back
+    as it is. Never on the hot path of a call written at once: it costs an
+    encoding and a parse (docs/performance.md).
+
+    Raises:
+        MessageError: what the encoder would refuse (at the call, then).
+    """
+    if payload.__class__ in LEAVES:
         return payload
+    if not holds_binary(payload):  # the common case: one walk, cheaper than strip()'s
+        return parse(dumps(payload))  # dumps refuses what loads would
     stripped, paths, buffers = strip(payload)
-    return put(stripped, paths, buffers) if paths else stripped
+    value = parse(dumps(stripped))
+    for path, buf in zip(paths, buffers):
+        if not path:
+            return buf
+        node = value
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = buf
+    return value
 
 
 def _expanded(value: Any, kind: int) -> list[Any] | dict[str, Any]:

@@ -139,20 +139,3 @@ async def test_a_queued_notify_sends_the_items_of_a_nested_iterator(offline: Any
     await until(lambda: bool(got))
     assert got == [{"items": [1, 2, 3]}]
 
-
-def test_a_message_in_the_queue_holds_its_own_bytes() -> None:
-    """What the outbox keeps: the payload with each mutable buffer copied,
-    the caller's containers untouched, a payload without any as it is."""
-    from ipc_protocol.payload_paths import frozen
-
-    buf = bytearray(b"ab")
-    view = memoryview(b"ro")
-    payload: dict[str, Any] = {"a": buf, "l": [1, memoryview(buf)], "r": view, "t": (buf,)}
-    out = frozen(payload)
-    buf[:] = b"xy"
-    assert out == {"a": b"ab", "l": [1, b"ab"], "r": view, "t": [b"ab"]}
-    assert out["r"] is view  # read-only: sent as it is, uncopied
-    assert payload["a"] is buf and payload["l"][1].obj is buf  # the caller's payload is not changed
-    plain = {"x": [1, "s"]}
-    assert frozen(plain) is plain
-    assert frozen(bytearray(b"z")) == b"z" and type(frozen(bytearray(b"z"))) is bytes
