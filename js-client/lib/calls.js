@@ -14,7 +14,7 @@
 
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { buildMessage } = require('./envelope');
-const { COPY_BELOW_BYTES, ownBytes } = require('./protocol/attachments');
+const { COPY_BELOW_BYTES, snapshot } = require('./protocol/attachments');
 const { validateChannel } = require('./channels');
 const { now } = require('./connection');
 const { callOptions, checkTimeout, countsAsFailed, isLocalRefusal } = require('./call_options');
@@ -82,9 +82,9 @@ class Calls {
     const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
     if (signal !== undefined && signal.aborted) throw abortError(signal);
     const deadline = now() + call.timeout;
-    const keyed = call.idempotencyKey !== undefined; // run once per key (§6.6), each resend with the bytes a frame took at the call
+    const keyed = call.idempotencyKey !== undefined; // run once per key (§6.6), each resend with the payload of the call (§16.3)
     if (keyed) call.headers = keyedHeaders(call.headers, call.idempotencyKey);
-    const msg = buildMessage('request', this.host.appId, channelId, keyed ? ownBytes(payload, COPY_BELOW_BYTES) : payload, call.headers ? { headers: call.headers } : undefined);
+    const msg = buildMessage('request', this.host.appId, channelId, keyed ? snapshot(payload, COPY_BELOW_BYTES) : payload, call.headers ? { headers: call.headers } : undefined);
     const breaker = this.host._breakers.for(channelId);
     const permit = breaker === null ? null : breaker.acquire();
     if (breaker !== null && permit === null) return this.host._breakers.refuse(breaker, msg, payload, this.host._metrics);
@@ -219,12 +219,13 @@ class Calls {
           return;
         }
         conn.encode(msg); // what cannot be sent is refused now, not at its turn
+        const later = { ...msg, payload: snapshot(msg.payload, COPY_BELOW_BYTES) }; // encoded again then: as it is now (§16.3)
         line.wait(id, {
           write: () => {
             const left = deadline - now();
             if (left <= 0) throw notSent(msg, remaining); // its timer is due: never late
-            if (budget) msg.timeout_ms = Math.ceil(left); // what is left now (§6.5)
-            conn.write(conn.encode(msg));
+            if (budget) later.timeout_ms = Math.ceil(left); // what is left now (§6.5)
+            conn.write(conn.encode(later));
             if (counted) this.host._metrics.sent();
           },
           fail: unsent

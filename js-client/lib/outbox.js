@@ -18,7 +18,7 @@
 
 const { HEADER_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES } = require('./constants');
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
-const { COPY_BELOW_BYTES, messageBytes, ownBytes, storable, revive } = require('./protocol/attachments');
+const { COPY_BELOW_BYTES, heldMessage, messageBytes, storable, revive } = require('./protocol/attachments');
 const { now } = require('./connection');
 const { State } = require('./state');
 const { OfflineQueue } = require('./offline_queue');
@@ -87,10 +87,12 @@ class Outbox {
    * @throws {MessageError|FrameTooLargeError} it could never be sent.
    */
   enqueue(msg, deadline, priority, expectReply) {
-    // Its bytes as they are now: a one-way call settles here, a request's small frame would be a copy (§16.3).
-    const payload = ownBytes(msg.payload, expectReply ? COPY_BELOW_BYTES : Infinity);
-    if (payload !== msg.payload) msg = { ...msg, payload };
-    const size = messageBytes(msg); // fails now, not later, on what cannot be sent (attachments counted, §16)
+    // Replayed as it is now (§16.3): its values parsed back from the JSON measured here, its
+    // Buffers copied (a one-way call settles here, a request's small frame would be a copy).
+    // Fails now, not later, on what cannot be sent (attachments counted, §16).
+    const held = heldMessage(msg, expectReply ? COPY_BELOW_BYTES : Infinity);
+    msg = held.message;
+    const size = held.bytes;
     const limit = this.host._sendLimit ?? this.host.options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
     if (size > limit) throw new FrameTooLargeError(size, limit);
     /** @type {QueuedCall} */

@@ -199,40 +199,79 @@ function writeFrame(socket, frame, onWritten) {
  * @throws {MessageError} it cannot be sent.
  */
 function messageBytes(message) {
-  const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
-  if (found === null) return encodeMessage(message).length; // as the offline queue always counted a JSON frame
-  if (found.buffers.length === 0) return encodeMessage({ ...message, payload: found.payload }).length;
-  const json = envelopeJson({ ...message, payload: found.payload }, found.paths);
-  let n = FIXED_HEADER_BYTES + 4 * found.buffers.length + Buffer.byteLength(json, 'utf8');
-  for (const buf of found.buffers) n += buf.length;
-  return n;
+  return measured(message).bytes;
 }
 
 /**
- * `payload` for a call written later than it is made (the offline queue's
- * replay, a keyed request's resend): its attachments copied when they total
- * fewer than `below` bytes, else the caller's (as Buffers of the same
- * memory), and a nested iterator as the array of its items; the containers
- * on the way are copies, the caller's untouched. What a frame sent at once
- * would take: its caller may change its Buffers once the call has settled
- * (a one-way call settles when queued: it copies them all), a small one's
- * at once (docs/protocol.md §16.3).
+ * The JSON text messageBytes() measures, the walk that found the
+ * attachments (null: none), and the size.
+ * @param {object} message
+ * @returns {{json: string, found: import('./payload_paths').Extracted|null, bytes: number}}
+ * @private
+ */
+function measured(message) {
+  const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
+  if (found === null || found.buffers.length === 0) {
+    const json = encodeMessage(found === null ? message : { ...message, payload: found.payload });
+    return { json, found, bytes: json.length }; // as the offline queue always counted a JSON frame
+  }
+  const json = envelopeJson({ ...message, payload: found.payload }, found.paths);
+  let bytes = FIXED_HEADER_BYTES + 4 * found.buffers.length + Buffer.byteLength(json, 'utf8');
+  for (const buf of found.buffers) bytes += buf.length;
+  return { json, found, bytes };
+}
+
+/**
+ * `payload` as the encoder writes it now, for a call written later than it
+ * is made (a keyed request's resend, a turn in a full send buffer's line;
+ * the offline queue takes heldMessage()): its JSON values parsed back from
+ * JSON.stringify's text, so an object or array the caller changes afterwards
+ * is not what is sent (docs/protocol.md §16.3), a nested iterator as the
+ * array of its items, a toJSON() as what it gave; each attachment a Buffer,
+ * copied when they total fewer than `below` bytes (as a frame sent at once
+ * copies them), else of the caller's memory. The caller's payload is
+ * untouched; a scalar comes back as it is. Never on the hot path of a call
+ * written at once: it costs a stringify and a parse (docs/performance.md).
  * @param {unknown} payload
  * @param {number} [below] copy only attachments totalling fewer bytes.
- * @returns {unknown} `payload` itself when it holds no binary value.
+ * @returns {unknown}
+ * @throws {MessageError} what the encoder would refuse (at the call, then).
  */
-function ownBytes(payload, below = Infinity) {
+function snapshot(payload, below = Infinity) {
+  if (typeof payload !== 'object' || payload === null) return payload;
   const found = extractAttachments(payload);
-  if (found === null) return payload;
+  const value = JSON.parse(stringifyValue(found === null ? payload : found.payload, 'payload'));
+  return found === null ? value : withBuffers(value, found, below);
+}
+
+/**
+ * `message` as the offline queue holds it (snapshot()'s payload, parsed
+ * from the text messageBytes() measures: one stringify for both) and that size.
+ * @param {object} message
+ * @param {number} [below] see snapshot().
+ * @returns {{message: object, bytes: number}}
+ * @throws {MessageError} it cannot be sent.
+ */
+function heldMessage(message, below = Infinity) {
+  const { json, found, bytes } = measured(message);
+  const payload = JSON.parse(json).payload;
+  return { message: { ...message, payload: found === null ? payload : withBuffers(payload, found, below) }, bytes };
+}
+
+/**
+ * Puts a walk's attachments into `value` (a parsed copy holding a null at
+ * each path), copied when they total fewer than `below` bytes.
+ * @private
+ */
+function withBuffers(value, found, below) {
   let total = 0;
   for (const buf of found.buffers) total += buf.length;
-  let out = found.payload;
   found.paths.forEach((path, i) => {
     const buf = total < below ? Buffer.from(found.buffers[i]) : found.buffers[i]; // Buffer.from(buffer) copies
-    if (path.length === 0) out = buf;
-    else resolve(out, path).parent[path[path.length - 1]] = buf; // the walk's copies
+    if (path.length === 0) value = buf;
+    else resolve(value, path).parent[path[path.length - 1]] = buf;
   });
-  return out;
+  return value;
 }
 
 /**
@@ -298,7 +337,8 @@ module.exports = {
   writeFrame,
   frameBytes,
   messageBytes,
-  ownBytes,
+  snapshot,
+  heldMessage,
   COPY_BELOW_BYTES,
   storable,
   revive
