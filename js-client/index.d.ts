@@ -216,9 +216,11 @@ export type MessageType = 'request' | 'response' | 'notification' | 'publish' | 
  * DataView) sends the bytes of its own window, as
  * `Buffer.from(v.buffer, v.byteOffset, v.byteLength)` takes them, never
  * the whole ArrayBuffer under it. Sent without a copy: do not change a
- * large one until the call has settled. A call held in the offline queue
- * copies its bytes when it is queued (a one-way call settles then), and a
- * keyed request those under 64 KiB at the call, for its resends.
+ * large one until the call has settled. A call held in the offline queue,
+ * a keyed request and a request waiting for a full send buffer snapshot
+ * the payload at the call (its JSON values parsed back, its bytes copied:
+ * all of a one-way call's, which settles once queued, a request's under
+ * 64 KiB), and send it as it was then.
  */
 export type BinaryLike = Buffer | ArrayBufferView | ArrayBuffer | SharedArrayBuffer;
 
