@@ -104,6 +104,19 @@ test('resilience - onDisconnect "fail" and queueMaxSize 0 fail at once with not_
   await assert.rejects(queued, { code: ErrorCode.NOT_CONNECTED });
 });
 
+test('resilience - the queue counts a call in UTF-8 bytes, as it is sent: one over the frame limit in bytes is refused at the call', async (t) => {
+  const { proxy, client } = await setup(t, { maxFrameSize: 1024 });
+  await client.connect();
+  await goOffline(client, proxy);
+  // 400 characters: under the limit in characters, 1,200 bytes in UTF-8
+  await assert.rejects(client.notify('jobs', '\u20ac'.repeat(400)), { code: ErrorCode.TOO_LARGE });
+  assert.equal(client.queueStats().size, 0);
+  await client.notify('jobs', 'e'.repeat(100));
+  const ascii = client.queueStats().bytes;
+  await client.notify('jobs', '\u20ac'.repeat(100));
+  assert.equal(client.queueStats().bytes - ascii, ascii + 200); // the same frame, with 2 more bytes per character
+});
+
 test('resilience - overflow "reject": the new call fails with queue_full', async (t) => {
   const { proxy, client } = await setup(t, {}, { queueMaxSize: 2 });
   await client.connect();

@@ -213,7 +213,7 @@ function measured(message) {
   const found = BINARY_TYPES.has(message.message_type) ? extractAttachments(message.payload) : null;
   if (found === null || found.buffers.length === 0) {
     const json = encodeMessage(found === null ? message : { ...message, payload: found.payload });
-    return { json, found, bytes: json.length }; // as the offline queue always counted a JSON frame
+    return { json, found, bytes: Buffer.byteLength(json, 'utf8') }; // the frame's bytes, as sent (and as Python counts them)
   }
   const json = envelopeJson({ ...message, payload: found.payload }, found.paths);
   let bytes = FIXED_HEADER_BYTES + 4 * found.buffers.length + Buffer.byteLength(json, 'utf8');
