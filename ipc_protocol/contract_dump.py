@@ -15,7 +15,9 @@ Save for NaN and infinity: JSON mode writes them as ``null`` where it
 infers a value's type (an ``Any`` field, a ``dict`` value) and keeps them
 where a ``float`` is declared. The bridge's JSON refuses them (§1.1), so
 :func:`finite_serializer` keeps them everywhere, for the encoder to refuse:
-a result is never changed silently.
+a result is never changed silently. A model met where the type is inferred
+is written by its own serializer, out of that rewrite's reach: where its
+NaN became ``null``, :func:`~.contract_finite.finite_back` puts it back.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic_core import CoreConfig, PydanticSerializationError, SchemaSerializer, to_json, to_jsonable_python
 
+from .contract_finite import finite_back, has_inferred, holds_non_finite
 from .payload_paths import LEAVES, holds_binary
 
 __all__ = ["BytesKeepingDump", "finite_serializer"]
@@ -77,7 +80,7 @@ def _constants(node: Any) -> Any:
 class BytesKeepingDump:
     """Dumps a value of ``adapter``'s type in JSON mode by alias, its bytes kept as bytes."""
 
-    __slots__ = ("_dump", "_as_text", "_custom")
+    __slots__ = ("_dump", "_as_text", "_custom", "_inferred")
 
     def __init__(self, adapter: TypeAdapter[Any], serializer: SchemaSerializer) -> None:
         # Called as ``adapter.dump_python`` calls it, without that wrapper's
@@ -88,10 +91,21 @@ class BytesKeepingDump:
         self._as_text = tuple(_AS_TEXT[mode] for mode in sorted(modes))
         # A serializer of its own may write bytes that are not UTF-8 (as hex, say): JSON mode is tried first.
         self._custom = _has_serializer(adapter.core_schema)
+        self._inferred = has_inferred(adapter.core_schema)  # where a model is written by its own serializer
 
     def __call__(self, value: Any) -> Any:
+        python = self._dump(value, by_alias=True)
+        out = self._json(value, python)
+        # An inferred model's NaN, written as null by its own serializer
+        # (which finite_serializer's configs never reach): put back for the
+        # encoder to refuse (contract_finite.py).
+        if not self._inferred or not holds_non_finite(python):
+            return out
+        return finite_back(value, python, out)
+
+    def _json(self, value: Any, python: Any) -> Any:
+        """The JSON-mode dump of ``value`` (whose Python-mode dump is ``python``), its bytes kept."""
         dump = self._dump
-        python = dump(value, by_alias=True)
         if not holds_binary(python):
             return dump(value, mode="json", by_alias=True)
         if self._custom or not _holds_unwritable(python):

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from ipc_client import IPCClient, Stream
 from ipc_protocol import BadRequest, HandlerError, Message
@@ -207,3 +207,40 @@ async def test_a_typed_result_holding_nan_or_infinity_is_refused_not_sent_as_nul
             await caller.request(channel, {"n": n, "at": GOOD["at"]}, timeout=WAIT_S)
         assert (failed.value.code, failed.value.remote_type) == ("handler_error", "MessageError"), channel
         assert "NaN and Infinity are not valid JSON" in str(failed.value)
+
+
+class Table(BaseModel):
+    rows: dict[str, Any]
+
+
+class OwnNull(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="null")  # its own choice: kept
+    value: Any
+
+
+async def test_nan_in_a_model_where_the_type_is_inferred_is_refused_too(server, make_client) -> None:
+    # docs/typed-contracts.md §1: a model under Any is written by its own
+    # serializer, which the response type's settings never reached: its NaN
+    # went out as null ({"r": {"value": null}}).
+    def in_dict(ask: Ask) -> dict[str, Any]:
+        return {"r": Reading(value=float("nan"))}
+
+    def in_list(ask: Ask) -> list[Any]:
+        return [Reading(value=float("inf"))]
+
+    def in_field(ask: Ask) -> Table:
+        return Table(rows={"r": {"deep": [Reading(value=float("-inf"))]}})
+
+    def own_null(ask: Ask) -> dict[str, Any]:
+        return {"r": OwnNull(value=float("nan"))}
+
+    worker, caller = await make_client(), await make_client()
+    for channel, handler in [("nan.dict", in_dict), ("nan.list", in_list), ("nan.field", in_field), ("nan.own", own_null)]:
+        await worker.serve(channel, handler)
+    server.add_handler("nan.local", in_dict)
+    for channel in ("nan.dict", "nan.list", "nan.field", "nan.local"):
+        with pytest.raises(HandlerError) as failed:
+            await caller.request(channel, {"n": 1, "at": GOOD["at"]}, timeout=WAIT_S)
+        assert (failed.value.code, failed.value.remote_type) == ("handler_error", "MessageError"), channel
+        assert "NaN and Infinity are not valid JSON" in str(failed.value)
+    assert await caller.request("nan.own", {"n": 1, "at": GOOD["at"]}, timeout=WAIT_S) == {"r": {"value": None}}
