@@ -93,6 +93,16 @@ class Calls:
             raise RuntimeError(f"this IPCClient belongs to the event loop it connected on; {there}, or use SyncIPCClient from threads")
         return loop
 
+    def own_running_loop(self) -> None:
+        """:meth:`own_loop` for a call that is not a coroutine (``serve()``):
+        none running is fine (it may be made before the loop starts), another
+        client's loop is refused: its task would run there."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.own_loop()
+
     # -- starting a call ------------------------------------------------------
 
     async def request(self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, timeout: float) -> Message:

@@ -374,6 +374,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         awaiting it (optional) waits until the server has registered it.
         A reserved channel other than ``system`` raises ``Forbidden`` at once.
         """
+        self._calls.own_running_loop()
         self._drain.check()
         return self._subs.serve(channel, fn)
 

@@ -137,8 +137,10 @@ class Streams:
     async def consume(
         self, channel: str, payload: Any, *, timeout: float | None, idle_timeout: float | None, window: Window, headers: dict[str, str] | None
     ) -> AsyncGenerator[Any, None]:
-        """The items of one stream (``IPCClient.stream``, which checked the arguments)."""
-        loop = asyncio.get_running_loop()
+        """The items of one stream (``IPCClient.stream``, which checked the arguments).
+        Refused on a loop other than the client's, at the first step: the stream
+        would read and write the connection from that loop's thread."""
+        loop = self._calls.own_loop()
         started = loop.time()
         conn = await self._ready(started + (self.request_timeout if timeout is None else timeout))
         idle = self.request_timeout if idle_timeout is None else idle_timeout

@@ -200,7 +200,7 @@ class Subscriptions(Answering):
         self.services[channel] = bound = bind(fn)  # annotated: validated (docs/typed-contracts.md)
         if never_waits(bound):
             self._never_waits.add(channel)
-        registration = self._acks[channel] = Registration(channel)
+        registration = self._acks[channel] = Registration(channel, self._calls.own_loop)
         if conn is not None:
             self._spawn(self._register(conn, channel, registration))
         return registration

@@ -97,6 +97,62 @@ def test_every_coroutine_refuses_a_loop_other_than_the_one_it_connected_on(tserv
     loop_a.run(listener.disconnect)
 
 
+def test_streams_serve_and_iterators_refuse_another_loop_too(tserver: ThreadedServer, loop_a: LoopThread) -> None:
+    # stream() from loop B used to read and write loop A's connection from
+    # thread B; serve() spawned its registration on loop B ("got Future
+    # attached to a different loop", emitted on 'error').
+    client = IPCClient("app", "127.0.0.1", tserver.port)
+    producer = IPCClient("app", "127.0.0.1", tserver.port)
+    errors: queue.Queue[BaseException] = queue.Queue()
+    client.on("error", errors.put)
+
+    async def ticks(msg: Message) -> Any:
+        for i in range(3):
+            yield i
+
+    loop_a.run(client.connect)
+    loop_a.run(producer.connect)
+    loop_a.run(lambda: producer.serve("ticks", ticks))
+    registration = loop_a.run(lambda: asyncio.sleep(0, client.serve("served", lambda msg: None)))
+
+    async def on_loop_b() -> list[str]:
+        async def read_stream() -> list[Any]:
+            async with client.stream("ticks", timeout=WAIT_S) as items:
+                return [item async for item in items]
+
+        async def serve() -> None:
+            await client.serve("served.b", lambda msg: None)
+
+        async def first(iterator: Any) -> Any:
+            return await iterator.__anext__()
+
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
+            "stream": read_stream,
+            "serve": serve,
+            "await serve()'s registration": registration.wait,
+            "subscription": lambda: first(client.subscription("y")),
+            "requests": lambda: first(client.requests("z")),
+        }
+        refused = []
+        for name, call in calls.items():
+            with pytest.raises(RuntimeError, match=OTHER_LOOP):
+                await asyncio.wait_for(call(), WAIT_S)
+            refused.append(name)
+        return refused
+
+    assert len(asyncio.run(on_loop_b())) == 5
+    assert errors.empty()
+    assert "served.b" not in client._subs.services
+
+    async def read_on_a() -> list[Any]:
+        async with client.stream("ticks", timeout=WAIT_S) as items:
+            return [item async for item in items]
+
+    assert loop_a.run(read_on_a) == [0, 1, 2]
+    loop_a.run(client.disconnect)
+    loop_a.run(producer.disconnect)
+
+
 def test_a_client_whose_loop_is_closed_says_so() -> None:
     srv = ThreadedServer()
     srv.server.add_handler("echo", lambda msg: msg.payload)
