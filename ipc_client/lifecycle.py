@@ -277,8 +277,9 @@ class Lifecycle:
             raise
 
     def _on_heartbeat_dead(self, hb: Heartbeat) -> None:
-        log.warning("no frame from %s for %.1f s: connection declared dead", self.options.peer, hb.timeout_s)
-        self._emit("heartbeat_timeout", {"silent": asyncio.get_running_loop().time() - hb.last_received})
+        silent = asyncio.get_running_loop().time() - hb.last_received  # the real silence, a stall excused or not
+        log.warning("no frame from %s for %.1f s: connection declared dead", self.options.peer, silent)
+        self._emit("heartbeat_timeout", {"silent": silent})
 
     def _on_pong(self, conn: ClientConnection, latency_s: float | None) -> None:
         self.last_pong = asyncio.get_running_loop().time()

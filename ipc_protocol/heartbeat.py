@@ -43,14 +43,18 @@ class Heartbeat:
         now: the current time, the start of the silence.
     """
 
-    __slots__ = ("interval_s", "timeout_s", "last_received", "last_ping_sent", "_ping_sent_at", "latency_s", "_check_due", "_stall_excused")
+    __slots__ = ("interval_s", "timeout_s", "last_received", "silent_since", "last_ping_sent", "_ping_sent_at", "latency_s", "_check_due", "_stall_excused")
 
     def __init__(self, interval_s: float, timeout_s: float, now: float) -> None:
         if interval_s <= 0 or timeout_s <= 0:
             raise ValueError("heartbeat interval and timeout must be positive")
         self.interval_s = interval_s if timeout_s > interval_s else timeout_s / 2
         self.timeout_s = timeout_s
-        self.last_received = now
+        self.last_received = now  # the last frame, as it was: what health and errors report
+        # Where the silence counted against the peer starts: ``last_received``,
+        # unless part of it was excused (a stall of ours, a pause in reading).
+        # ``poll`` and ``next_check`` go by it alone.
+        self.silent_since = now
         self.last_ping_sent: float | None = None
         self._ping_sent_at: float | None = None
         self.latency_s: float | None = None
@@ -59,15 +63,16 @@ class Heartbeat:
 
     def received(self, now: float) -> None:
         """Any frame from the peer proves it is alive."""
-        self.last_received = now
+        self.last_received = self.silent_since = now
         self._stall_excused = False
 
     def silent_an_interval(self, now: float) -> None:
         """Count the peer silent for an interval as of ``now``: ``poll`` pings
         it (if not pinged since), never declares it dead. An interval and a
         microsecond: ``now - (now - interval)`` rounds below the interval for
-        some clock readings, and then no ping would go."""
-        self.last_received = now - self.interval_s - _ROUNDING_S
+        some clock readings, and then no ping would go. ``last_received`` is
+        left as it was: the peer did not speak."""
+        self.silent_since = now - self.interval_s - _ROUNDING_S
 
     def pong_received(self, now: float) -> None:
         self.received(now)
@@ -77,11 +82,11 @@ class Heartbeat:
 
     def poll(self, now: float) -> HeartbeatAction:
         self._excuse_a_stall(now)
-        silent = now - self.last_received
+        silent = now - self.silent_since
         if silent >= self.timeout_s:
             return HeartbeatAction.DEAD
         if silent >= self.interval_s and (
-            self.last_ping_sent is None or self.last_ping_sent < self.last_received or now - self.last_ping_sent >= self.interval_s
+            self.last_ping_sent is None or self.last_ping_sent < self.silent_since or now - self.last_ping_sent >= self.interval_s
         ):
             self.last_ping_sent = now
             if self._ping_sent_at is None:
@@ -92,10 +97,10 @@ class Heartbeat:
     def next_check(self, now: float) -> float:
         """Seconds until ``poll`` may return something new: the earlier of
         the next ping and the death. ``poll`` then knows how late it woke."""
-        due = self.last_received + self.interval_s
-        if self.last_ping_sent is not None and self.last_ping_sent >= self.last_received:
+        due = self.silent_since + self.interval_s
+        if self.last_ping_sent is not None and self.last_ping_sent >= self.silent_since:
             due = self.last_ping_sent + self.interval_s
-        delay = max(0.0, min(due, self.last_received + self.timeout_s) - now)
+        delay = max(0.0, min(due, self.silent_since + self.timeout_s) - now)
         self._check_due = now + delay
         return delay
 
@@ -104,10 +109,11 @@ class Heartbeat:
         it did not read meanwhile is not the peer's silence (§9.2). Count
         the silence as one interval, so the peer is pinged now and has the
         rest of the timeout to answer; once a silence, so a loop that is
-        always late still declares a dead peer dead."""
+        always late still declares a dead peer dead. Counted in
+        ``silent_since``: ``last_received`` stays the real last frame."""
         due, self._check_due = self._check_due, None
         if due is None or self._stall_excused or now - due <= check_period(self.interval_s):
             return
-        if now - self.last_received >= self.interval_s:
+        if now - self.silent_since >= self.interval_s:
             self._stall_excused = True
-            self.last_received = max(self.last_received, now - self.interval_s - _ROUNDING_S)
+            self.silent_since = max(self.silent_since, now - self.interval_s - _ROUNDING_S)

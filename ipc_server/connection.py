@@ -360,7 +360,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         if self._backlog is not None and not self._ended:  # the soft limit's time runs without writes too (§12.2)
             self._check_backlog(self._backlog)
         hb = self.protocol.heartbeat
-        if hb is not None and now - hb.last_received >= hb.timeout_s and (late or hb.last_ping_sent is None or hb.last_ping_sent < hb.last_received):
+        if hb is not None and now - hb.silent_since >= hb.timeout_s and (late or hb.last_ping_sent is None or hb.last_ping_sent < hb.silent_since):
             hb.silent_an_interval(now)  # the silence it could have answered: pinged now
         # Not reading its socket (too much waits: §12, or its frames wait for a turn: reading.py), its silence is ours,
         # and the loop does not see its peer go: asked here, once a sweep (peer_gone).

@@ -124,6 +124,24 @@ def test_a_peer_silent_after_the_stall_is_dead_an_interval_later() -> None:
     assert hb.poll(6.0) is DEAD
 
 
+def test_an_excused_stall_leaves_the_last_frame_as_it_was() -> None:
+    """Health, the heartbeat_timeout event and the error read last_received
+    as the last frame: after an excuse they reported a silence of 1 s where
+    the peer had been silent 5 s (and 2 s at the death, for 6 s)."""
+    hb = Heartbeat(1.0, 2.0, now=0.0)
+    asleep_until_the_death(hb)
+    assert hb.poll(5.0) is PING  # excused: counted from 4.0
+    assert hb.last_received == 0.0
+    assert hb.silent_since == pytest.approx(4.0, abs=1e-5)
+    hb.next_check(5.0)
+    assert hb.poll(6.0) is DEAD
+    assert 6.0 - hb.last_received == 6.0  # the silence reported: the real one
+    hb.received(6.5)
+    assert hb.last_received == hb.silent_since == 6.5
+    hb.silent_an_interval(7.0)  # not reading: pinged, never dead; the peer said nothing
+    assert (hb.last_received, hb.poll(7.0)) == (6.5, PING)
+
+
 def test_a_stall_is_excused_once_a_silence() -> None:
     """A loop late at every check still declares a dead peer dead."""
     hb = Heartbeat(1.0, 2.0, now=0.0)

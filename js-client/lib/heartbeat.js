@@ -44,7 +44,14 @@ class Heartbeat {
     if (!(intervalMs > 0) || !(timeoutMs > 0)) throw new RangeError('heartbeat interval and timeout must be positive');
     this.intervalMs = timeoutMs > intervalMs ? intervalMs : timeoutMs / 2;
     this.timeoutMs = timeoutMs;
+    /** The last frame, as it was: what errors report. */
     this.lastReceived = now;
+    /**
+     * Where the silence counted against the peer starts: `lastReceived`,
+     * unless part of it was excused (a stall of ours). `poll` and `nextCheck`
+     * go by it alone.
+     */
+    this.silentSince = now;
     this.lastPingSent = null;
     /** The round trip of the last answered heartbeat ping, ms; null before one. */
     this.latencyMs = null;
@@ -59,6 +66,7 @@ class Heartbeat {
    */
   received(now) {
     this.lastReceived = now;
+    this.silentSince = now;
     this._stallExcused = false;
   }
 
@@ -81,11 +89,11 @@ class Heartbeat {
    */
   poll(now) {
     this._excuseAStall(now);
-    const silent = now - this.lastReceived;
+    const silent = now - this.silentSince;
     if (silent >= this.timeoutMs) return HeartbeatAction.DEAD;
     if (
       silent >= this.intervalMs &&
-      (this.lastPingSent === null || this.lastPingSent < this.lastReceived || now - this.lastPingSent >= this.intervalMs)
+      (this.lastPingSent === null || this.lastPingSent < this.silentSince || now - this.lastPingSent >= this.intervalMs)
     ) {
       this.lastPingSent = now;
       if (this._pingSentAt === null) this._pingSentAt = now;
@@ -101,9 +109,9 @@ class Heartbeat {
    * @returns {number}
    */
   nextCheck(now) {
-    let due = this.lastReceived + this.intervalMs;
-    if (this.lastPingSent !== null && this.lastPingSent >= this.lastReceived) due = this.lastPingSent + this.intervalMs;
-    const delay = Math.max(0, Math.min(due, this.lastReceived + this.timeoutMs) - now);
+    let due = this.silentSince + this.intervalMs;
+    if (this.lastPingSent !== null && this.lastPingSent >= this.silentSince) due = this.lastPingSent + this.intervalMs;
+    const delay = Math.max(0, Math.min(due, this.silentSince + this.timeoutMs) - now);
     this._checkDue = now + delay;
     return delay;
   }
@@ -113,7 +121,8 @@ class Heartbeat {
    * not read meanwhile is not the peer's silence (§9.2). Counts the silence
    * as one interval, so the peer is pinged now and has the rest of the
    * timeout to answer; once a silence, so a loop that is always late still
-   * declares a dead peer dead.
+   * declares a dead peer dead. Counted in `silentSince`: `lastReceived`
+   * stays the real last frame.
    * @param {number} now
    * @private
    */
@@ -121,9 +130,9 @@ class Heartbeat {
     const due = this._checkDue;
     this._checkDue = null;
     if (due === null || this._stallExcused || now - due <= checkPeriod(this.intervalMs)) return;
-    if (now - this.lastReceived >= this.intervalMs) {
+    if (now - this.silentSince >= this.intervalMs) {
       this._stallExcused = true;
-      this.lastReceived = Math.max(this.lastReceived, now - this.intervalMs - ROUNDING_MS);
+      this.silentSince = Math.max(this.silentSince, now - this.intervalMs - ROUNDING_MS);
     }
   }
 }

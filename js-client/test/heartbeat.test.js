@@ -88,6 +88,21 @@ test('heartbeat - a peer silent after the stall is dead an interval later', () =
   assert.equal(hb.poll(6000), DEAD);
 });
 
+test('heartbeat - an excused stall leaves the last frame as it was (the error reports the real silence)', () => {
+  // The "nothing received for" error reads lastReceived: after an excuse it
+  // said 2000 ms where the peer had been silent 6000 ms.
+  const hb = new Heartbeat(1000, 2000, 0);
+  asleepUntilTheDeath(hb);
+  assert.equal(hb.poll(5000), PING); // excused: counted from 4000
+  assert.equal(hb.lastReceived, 0);
+  near(hb.silentSince, 4000);
+  hb.nextCheck(5000);
+  assert.equal(hb.poll(6000), DEAD);
+  assert.equal(6000 - hb.lastReceived, 6000);
+  hb.received(6500);
+  assert.deepEqual([hb.lastReceived, hb.silentSince], [6500, 6500]);
+});
+
 test('heartbeat - a stall is excused once a silence: a loop late at every check still declares a dead peer dead', () => {
   let hb = new Heartbeat(1000, 2000, 0);
   asleepUntilTheDeath(hb);
