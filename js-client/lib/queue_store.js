@@ -93,10 +93,28 @@ class QueueStore {
   }
 
   /**
-   * Gives the lock back (the file stays for the next owner).
+   * Gives the lock back (the file stays for the next owner), after a last
+   * try at the remove records still owed, as Python's close() makes one at
+   * its deletes: what stays owed is sent again by the next start (at least once).
+   * @throws {Error} the lock file, still naming this process, could not be removed.
    */
   close() {
     if (!this._locked) return;
+    if (this._unremoved.size > 0) {
+      try {
+        this._append(Buffer.alloc(0));
+      } catch {
+        // reported when the remove failed; the next owner sends those messages again
+      }
+    }
+    this._release();
+  }
+
+  /**
+   * Gives the lock back, writing nothing.
+   * @private
+   */
+  _release() {
     this._locked = false;
     unlockQueueFile(this.lockFile);
   }
@@ -134,8 +152,13 @@ class QueueStore {
     try {
       return this._load();
     } catch (err) {
-      this.close();
-      throw err instanceof QueueFileError ? err : this._error('cannot read', err);
+      const failure = err instanceof QueueFileError ? err : this._error('cannot read', err);
+      try {
+        this._release();
+      } catch {
+        // a lock file that cannot be removed: why the load failed is the error to report
+      }
+      throw failure;
     }
   }
 

@@ -173,3 +173,50 @@ test('queue store - an unreadable stretch in the middle is skipped and counted; 
   assert.equal(d.corrupt, 0); // compacted: reported once
   d.close();
 });
+
+test('queue store - close() makes a last try at the remove records it owes, as Python\'s close() does', (t) => {
+  // They used to be dropped: the messages sent meanwhile went out again at the next start.
+  const file = tempFile(t);
+  const clock = () => 1000;
+  const a = new QueueStore(file, { now: clock });
+  a.load();
+  for (const id of ['m1', 'm2', 'm3']) a.add(stored(id));
+  fs.renameSync(file, `${file}.saved`);
+  fs.mkdirSync(file); // every write fails: the remove record is owed
+  assert.throws(() => a.remove('m1'), QueueFileError);
+  fs.rmdirSync(file);
+  fs.renameSync(`${file}.saved`, file);
+  a.close();
+  assert.equal(a.locked, false);
+  const b = new QueueStore(file, { now: clock });
+  assert.deepEqual(b.load(), [stored('m2'), stored('m3')]);
+  // A last try that fails too leaves the file for the next owner and still gives the lock back.
+  b.remove('m2');
+  fs.renameSync(file, `${file}.saved`);
+  fs.mkdirSync(file);
+  assert.throws(() => b.remove('m3'), QueueFileError);
+  b.close();
+  assert.equal(fs.existsSync(`${file}.lock`), false);
+  fs.rmdirSync(file);
+  fs.renameSync(`${file}.saved`, file);
+  assert.deepEqual(new QueueStore(file, { now: clock }).load(), [stored('m3')]); // sent again: at least once
+});
+
+test('queue store - a lock file that cannot be removed does not hide why load() failed', (t) => {
+  // A failure to remove it (not ENOENT) was thrown as a plain Error in place of the QueueFileError.
+  const file = tempFile(t);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, 'not a queue\n'.repeat(20));
+  const lockFile = `${file}.lock`;
+  const unlink = fs.unlinkSync;
+  t.mock.method(fs, 'unlinkSync', (p) => {
+    if (p === lockFile) throw Object.assign(new Error(`EBUSY: resource busy or locked, unlink '${p}'`), { code: 'EBUSY' });
+    return unlink(p);
+  });
+  const store = new QueueStore(file);
+  assert.throws(
+    () => store.load(),
+    (err) => err instanceof QueueFileError && err.path === file && err.message.includes('is not a queue file')
+  );
+  assert.equal(store.locked, false);
+});
