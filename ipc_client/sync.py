@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol import Message, NotConnected, RequestTimeout
 
-from .blocking_iterators import BlockingIterator
+from .blocking_iterators import BlockingIterator, settle_all
 from .client import IPCClient
 from .handler_thread import HandlerThread, Report, in_worker
 from .state import ConnectionState
@@ -38,6 +38,7 @@ T = TypeVar("T")
 SyncHandler = Callable[[Message], Any]
 
 _STOP_TIMEOUT_S = 5.0  # close() waits this long for the disconnect, then for the thread
+_SETTLE_TIMEOUT_S = 2.0  # of that, at most this long for its iterators to take over what they held
 
 
 class SyncIPCClient:
@@ -59,6 +60,8 @@ class SyncIPCClient:
         self._lock = threading.Lock()
         self._pending: set[concurrent.futures.Future[Any]] = set()
         self._closed = False
+        self._shut_down = threading.Event()  # close() has finished (its iterators read what it left them)
+        self._iterators: weakref.WeakSet[BlockingIterator[Any]] = weakref.WeakSet()
 
         async def make() -> IPCClient:  # on the loop's thread: a queue file opened there stays there
             return IPCClient(app_id, host, port, **options)
@@ -149,6 +152,8 @@ class SyncIPCClient:
 
         Calls that other threads are blocked in end too: with the
         connection's error if it closes under them, else with NotConnected.
+        Its iterators end as :class:`IPCClient`'s do on ``disconnect()``:
+        after the items they held (taken over before the loop stops).
         """
         if self._closed:
             return
@@ -159,7 +164,7 @@ class SyncIPCClient:
             # From here no call is submitted; the shutdown below is the last.
             self._closed = True
             self._finalizer.detach()
-            shutdown = self._start_shutdown()
+            shutdown = self._start_shutdown([it for it in self._iterators if not it._done])
         try:
             if shutdown is not None:
                 self._await_shutdown(shutdown)
@@ -174,12 +179,14 @@ class SyncIPCClient:
                         fut.set_exception(NotConnected("the client was closed before the call ran"))
                     except concurrent.futures.InvalidStateError:
                         pass  # it finished meanwhile (the loop outlived the stop timeout)
+            self._shut_down.set()
 
-    def _start_shutdown(self) -> concurrent.futures.Future[None] | None:
-        """The disconnect on the loop; None if its thread is gone (nothing there runs)."""
+    def _start_shutdown(self, iterators: list[BlockingIterator[Any]]) -> concurrent.futures.Future[None] | None:
+        """The disconnect on the loop, then the open ``iterators`` take over
+        what they held; None if its thread is gone (nothing there runs)."""
         if self._ended.done():
             return None
-        coro = shutdown_client(self._client)
+        coro = shutdown_client(self._client, functools.partial(settle_all, iterators, _SETTLE_TIMEOUT_S))
         try:
             return asyncio.run_coroutine_threadsafe(coro, self._loop)
         except RuntimeError:  # closed just now
@@ -284,14 +291,20 @@ class SyncIPCClient:
 
         Leaving the ``with`` or ``close()`` cancels the stream at once; a
         ``for`` left early, once the iterator is collected."""
-        return BlockingIterator(self, self._loop, self._read(lambda: self._client.stream(channel, payload, **kwargs)))
+        return self._iterator(BlockingIterator(self, self._loop, self._read(lambda: self._client.stream(channel, payload, **kwargs))))
 
     def subscription(self, channel: str, **kwargs: Any) -> BlockingIterator[Message]:
         """The publishes matching ``channel`` as a blocking iterator, as
         :meth:`IPCClient.subscription` (same options); ``with`` returns once
         the server acknowledged it, leaving it unsubscribes."""
         source = self._read(lambda: self._client.subscription(channel, **kwargs))
-        return BlockingIterator(self, self._loop, source, source.start, ends_with_client=True)
+        return self._iterator(BlockingIterator(self, self._loop, source, source.start, ends_with_client=True))
+
+    def _iterator(self, it: BlockingIterator[T]) -> BlockingIterator[T]:
+        """Known to close(), which hands it what it held (weakly: a dropped one closes itself)."""
+        with self._lock:
+            self._iterators.add(it)
+        return it
 
     def system(self, action: str, timeout: float | None = None) -> Any:
         return self._run(lambda: self._client.system(action, timeout))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Awaitable, Callable
 
 from .client import IPCClient
 from .handler_thread import HandlerThread
@@ -40,9 +41,13 @@ def run_loop(loop: asyncio.AbstractEventLoop, ended: concurrent.futures.Future[N
         ended.set_result(None)
 
 
-async def shutdown_client(client: IPCClient) -> None:
-    """Disconnect, then end every other task on the loop."""
+async def shutdown_client(client: IPCClient, settle: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Disconnect, then end every other task on the loop; ``settle`` runs in
+    between, while what the disconnect ended can still finish (close() has
+    its iterators take over what they held)."""
     await client.disconnect()
+    if settle is not None:
+        await settle()
     current = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not current]
     for t in tasks:

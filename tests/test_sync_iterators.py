@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ipc_client import SyncIPCClient
-from ipc_protocol import HandlerError, Message, NotConnected, RequestTimeout
+from ipc_protocol import ConnectionLost, HandlerError, Message, NotConnected, RequestTimeout
 
 from .conftest import ROOT
 from .sync_support import WAIT_S, ThreadedServer, sync_client, tserver  # noqa: F401 - fixtures
@@ -192,9 +192,81 @@ def test_closing_the_client_ends_its_iterators(tserver: ThreadedServer) -> None:
     assert next(stream) == {"n": 0}
     client.close()
     assert producer.closed.wait(WAIT_S)
+    rest: list[Any] = []
+    with pytest.raises(ConnectionLost):  # as IPCClient's stream ends on disconnect(): the items that came, then the end
+        rest.extend(stream)
+    assert rest == [{"n": n} for n in range(1, len(rest) + 1)]
     stream.close()  # nothing left to close: no error
     with pytest.raises(NotConnected):
         client.subscription("x")
+
+
+def until(condition: Any, what: str) -> None:
+    """Until ``condition()`` holds, checked every 10 ms for at most WAIT_S."""
+    pause = threading.Event()
+    for _ in range(int(WAIT_S / 0.01)):
+        if condition():
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+def test_closing_the_client_leaves_a_streams_items_readable(tserver: ThreadedServer) -> None:
+    serving(tserver, "twenty", Producer(items=20))
+    client = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    client.connect()
+    stream = client.stream("twenty")
+    unread = client.stream("twenty")
+    assert next(stream) == {"n": 0}
+    open_streams = client.client._streams._open
+    until(lambda: any(s.end is not None and len(s.items) == 19 for s in list(open_streams.values())), "all 20 items and the end arrived")
+    client.close()
+    assert list(stream) == [{"n": n} for n in range(1, 20)]  # then StopIteration, as IPCClient's after disconnect()
+    with pytest.raises(NotConnected):  # never started: nothing came for it
+        next(unread)
+
+
+def test_closing_the_client_leaves_a_subscriptions_buffered_messages_readable(tserver: ThreadedServer) -> None:
+    client = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    client.connect()
+    sub = client.subscription("t.*")
+    sub.__enter__()
+    with SyncIPCClient("app", "127.0.0.1", tserver.port) as publisher:
+        for n in range(10):
+            publisher.publish("t.x", n, ack=True)
+    until(lambda: sub.source.buffered == 10, "10 messages buffered")  # type: ignore[attr-defined]
+    client.close()
+    assert [msg.payload for msg in sub] == list(range(10))  # then the loop ends, as IPCClient's after disconnect()
+    assert next(sub, "ended") == "ended"
+
+
+def test_closing_the_client_gives_a_blocked_next_the_streams_end(tserver: ThreadedServer) -> None:
+    started = threading.Event()
+
+    async def silent(msg: Message) -> AsyncIterator[Any]:
+        started.set()
+        await asyncio.Event().wait()
+        yield None  # never reached
+
+    tserver.server.add_handler("silent", silent)
+    client = SyncIPCClient("app", "127.0.0.1", tserver.port)
+    client.connect()
+    stream = client.stream("silent", idle_timeout=30)
+    outcome: list[Any] = []
+
+    def read() -> None:
+        try:
+            outcome.append(next(stream))
+        except BaseException as exc:  # noqa: BLE001 - what the reader saw is the point
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(WAIT_S)
+    until_waiting(client)
+    client.close()
+    reader.join(WAIT_S)
+    assert len(outcome) == 1 and isinstance(outcome[0], ConnectionLost), outcome  # the connection's end, as documented
 
 
 def test_system_and_drain_block(tserver: ThreadedServer) -> None:
