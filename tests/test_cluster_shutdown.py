@@ -7,6 +7,7 @@ node serving one does not take the node's goodbye for its death
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
@@ -79,3 +80,18 @@ async def test_a_request_of_a_node_in_its_grace_is_not_dropped_where_it_runs(
     assert await asyncio.wait_for(pending, WAIT_S) == "answer"
     await asyncio.wait_for(closing, WAIT_S)
     await until(lambda: not b.cluster.members.heard(), "a gone from b's members once silent")
+
+
+async def test_a_clustered_close_leaves_its_subscriptions_to_nats_without_warnings(
+    nats: NatsServer, nodes: Callable[..., Awaitable[IPCServer]], clients: Callable[..., Awaitable[IPCClient]], caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    a = await nodes("a")
+    client = await clients(a.port, reconnect=False)
+    for n in range(3):
+        await client.subscribe(f"t{n}.*", lambda msg: None)  # acked once NATS confirmed it
+    await client.serve("svc", lambda msg: 1)
+    assert a.cluster.interest.patterns() == {"publish": 3, "request": 1}
+    caplog.set_level(logging.WARNING, logger="ipc_server")
+    await asyncio.wait_for(a.close(), WAIT_S)  # closes the link, then the connections holding those patterns
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert a.cluster.interest._worker is None  # nothing left reconciling on a closed link

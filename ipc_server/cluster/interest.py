@@ -66,6 +66,7 @@ class Interest:
         self._waiting: list[Callable[[], None]] = []  # acks waiting for the next confirmation
         self._worker: asyncio.Task[None] | None = None
         self._client: object = link.nc  # the nats-py client ``_subs`` live on
+        self._closed = False  # the link is closing on purpose: nothing more goes to NATS
         self.kept_local = 0  # patterns never subscribed on NATS: their subject is too long (stats)
 
     def __len__(self) -> int:
@@ -122,7 +123,21 @@ class Interest:
             )
         self.kept_local += 1
 
+    async def close(self) -> None:
+        """The node is closing its link: NATS drops every subscription with
+        it, so changes from now on (the connections closed after it) only
+        update the counts, never try NATS (a closed client: one warning per
+        pattern). A change being applied finishes first, not cancelled: a
+        cancelled flush leaves its PING's PONG to the next one (nats-py)."""
+        self._closed = True
+        self._dirty.clear()
+        worker = self._worker
+        if worker is not None:
+            await asyncio.wait([worker])
+
     def _changed(self, key: _Key) -> None:
+        if self._closed:
+            return
         self._dirty[key] = None
         if self._worker is None and self._link.ever_up.is_set():
             self._worker = asyncio.get_running_loop().create_task(self._apply())
@@ -132,6 +147,8 @@ class Interest:
         nats-py itself resubscribes what it had after a reconnect). A link
         that started over on a new client (link.py) has none of the old
         one's subscriptions: every pattern is subscribed again."""
+        if self._closed:
+            return
         if self._link.nc is not self._client:
             self._client = self._link.nc
             self._subs.clear()
@@ -167,7 +184,7 @@ class Interest:
 
     async def _apply(self) -> None:
         try:
-            while self._dirty or self._waiting:
+            while (self._dirty or self._waiting) and not self._closed:
                 waiting, self._waiting = self._waiting, []
                 while self._dirty:
                     key = next(iter(self._dirty))

@@ -165,6 +165,7 @@ class Cluster:
         self.outgoing.close()
         self.incoming.close()
         self.discovery.close()
+        await self.interest.close()  # the link takes the subscriptions with it: none is undone one by one
         await self.link.close()
 
     @property
