@@ -20,7 +20,7 @@ from typing import Any
 from ipc_protocol import AlreadyServing, IPCError, NotConnected, RemoteError, RequestTimeout, printable, validate_pattern
 
 from .client import Handler, IPCClient
-from .subscriptions import check_servable
+from .registration import check_servable
 
 __all__ = ["PoolRegistrations"]
 

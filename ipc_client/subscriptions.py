@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import AlreadyServing, ConnectionLost, ErrorCode, Forbidden, IPCError, Message, MessageType, RemoteError, is_servable, pattern_matches, printable, validate_pattern
+from ipc_protocol import AlreadyServing, ConnectionLost, IPCError, Message, MessageType, RemoteError, pattern_matches, printable, validate_pattern
 from ipc_protocol.contracts import bind, declared
 
 from .admission import Admission, Slot
@@ -24,7 +24,7 @@ from .handler_sets import each_once, same
 from .keyed_runs import KeyedRuns
 from .legacy_server import unavailable
 from .producers import Producers
-from .registration import Registration
+from .registration import Registration, check_servable, withdrawal
 from .tracing import call_in_trace, serving
 
 __all__ = ["Subscriptions", "Handler", "Withdrawal", "withdrawal", "check_servable"]
@@ -34,27 +34,6 @@ log = logging.getLogger("ipc_client")
 Handler = Callable[[Message], Any]
 Withdrawal = Callable[[bool, str, BaseException], None]  # (serve, channel, the server's error)
 _SUB_CACHE_LIMIT = 4096
-
-
-def check_servable(channel: str) -> None:
-    """A channel or pattern a client may serve, checked before anything is
-    sent: ``Forbidden`` for a reserved one (protocol.md §4.4), as the server
-    would answer and as publish() and notify() refuse theirs."""
-    validate_pattern(channel)
-    if not is_servable(channel):
-        raise Forbidden(f"channel {channel!r} is reserved for the server")
-
-
-def withdrawal(error: BaseException) -> tuple[bool, str] | None:
-    """(serve, channel) of the registration an error frame withdraws
-    (docs/protocol.md §3: ``forbidden`` with ``details.revoked``), else None."""
-    details = getattr(error, "details", None)
-    if getattr(error, "code", None) != ErrorCode.FORBIDDEN or not isinstance(details, dict) or details.get("revoked") is not True:
-        return None
-    operation, channel = details.get("operation"), details.get("channel")
-    if operation not in ("subscribe", "serve") or not isinstance(channel, str):
-        return None
-    return operation == "serve", channel
 
 
 class Subscriptions(Answering):
