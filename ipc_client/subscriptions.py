@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import AlreadyServing, ConnectionLost, IPCError, Message, MessageType, RemoteError, pattern_matches, printable, validate_pattern
+from ipc_protocol import AlreadyServing, ConnectionLost, IPCError, Message, MessageType, NotConnected, RemoteError, pattern_matches, printable, validate_pattern
 from ipc_protocol.contracts import bind, declared
 
 from .admission import Admission, Slot
@@ -200,7 +200,8 @@ class Subscriptions(Answering):
                 del self._acks[channel]
                 self._drop_service(channel)
             registration._settle(exc)
-            self._emit("error", exc)
+            if not isinstance(exc, (ConnectionLost, NotConnected)):  # the connection's end is no error of the serve (as subscribe(), and Node)
+                self._emit("error", exc)
         else:
             registration._settle(None)
 

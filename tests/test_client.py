@@ -4,6 +4,7 @@ heartbeats, reconnection with restored subscriptions and responders."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 import pytest
@@ -337,3 +338,26 @@ async def test_a_call_given_up_after_its_deadline_settled_it_leaves_nothing_unre
         assert logged == []
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_a_serve_cut_by_disconnect_is_no_error_event(server, caplog: pytest.LogCaptureFixture) -> None:
+    """As subscribe() and publish(ack=True), and Node's serve(): the
+    Registration carries the connection's end; nothing is emitted (with no
+    listener, nothing logged)."""
+    c = IPCClient("app", "127.0.0.1", server.port)
+    await c.connect()
+    errors: list[BaseException] = []
+    c.on("error", errors.append)
+    registration = c.serve("late.svc", lambda m: 1)  # its ack not awaited
+    await c.disconnect()
+    with pytest.raises((ConnectionLost, NotConnected)):
+        await asyncio.wait_for(registration.wait(), WAIT_S)
+    assert errors == []
+
+    quiet = IPCClient("app", "127.0.0.1", server.port)  # no error listener: a warning each, before
+    await quiet.connect()
+    registration = quiet.serve("late.svc", lambda m: 1)
+    await quiet.disconnect()
+    with pytest.raises((ConnectionLost, NotConnected)):
+        await asyncio.wait_for(registration.wait(), WAIT_S)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
