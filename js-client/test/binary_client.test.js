@@ -17,6 +17,7 @@ const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
 const { encodeOutgoing } = require('../lib/protocol/attachments');
 const { FaultProxy } = require('./fault_proxy');
+const { offlineClient } = require('./proxied');
 const { Peer, nextReceived, until, waitFor } = require('./helpers');
 
 const ALL = ['cancel', 'streams', 'binary'];
@@ -238,20 +239,6 @@ test('binary client - a binary frame the server did not grant, or whose paths do
 });
 
 // -- queued and resent calls: the bytes of the call, not of the caller's buffer at the replay (§16.3) --
-
-/** A client through a proxy to `peer` that connected once and is now reconnecting: its calls queue. */
-async function offlineClient(t, peer) {
-  const proxy = await new FaultProxy('127.0.0.1', peer.port).start();
-  t.after(() => proxy.close());
-  const client = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, connectTimeout: 500, initialDelay: 10, maxDelay: 50, requestTimeout: 10_000 });
-  t.after(() => client.disconnect());
-  await client.connect();
-  proxy.refuse(true);
-  const reconnecting = waitFor(client, 'reconnecting', 2000);
-  proxy.cut();
-  await reconnecting;
-  return { proxy, client };
-}
 
 test('binary client - queued and resent calls: a one-way call settled in the queue sends its bytes as they were, small or large', async (t) => {
   const peer = await binaryPeer(t);

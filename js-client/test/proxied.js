@@ -43,6 +43,23 @@ async function goOffline(client, proxy) {
   await reconnecting;
 }
 
+/**
+ * A client through a proxy to `peer` (already listening) that connected
+ * once and is now reconnecting, new connections refused: its calls queue.
+ * @param {import('node:test').TestContext} t
+ * @param {{port: number}} peer
+ * @param {object} [clientOptions]
+ */
+async function offlineClient(t, peer, clientOptions = {}) {
+  const proxy = await new FaultProxy('127.0.0.1', peer.port).start();
+  t.after(() => proxy.close());
+  const client = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, connectTimeout: 500, initialDelay: 10, maxDelay: 50, requestTimeout: 10_000, ...clientOptions });
+  t.after(() => client.disconnect());
+  await client.connect();
+  await goOffline(client, proxy);
+  return { proxy, client };
+}
+
 /** Collects the events a client emits, by name. */
 function record(client, names) {
   const log = [];
@@ -58,4 +75,4 @@ function appMessages(peer, from = 0) {
     .map((m) => [m.message_type, m.channel_id, m.payload]);
 }
 
-module.exports = { FAST, proxiedClient, goOffline, record, appMessages };
+module.exports = { FAST, proxiedClient, goOffline, offlineClient, record, appMessages };

@@ -11,7 +11,8 @@ const assert = require('node:assert/strict');
 const { IPCClient } = require('..');
 const { snapshot } = require('../lib/protocol/attachments');
 const { FaultProxy } = require('./fault_proxy');
-const { Peer, nextReceived, peerAndClient, until, waitFor } = require('./helpers');
+const { offlineClient } = require('./proxied');
+const { Peer, nextReceived, peerAndClient, until } = require('./helpers');
 
 const BODY = 'x'.repeat(256 * 1024);
 
@@ -21,20 +22,6 @@ async function echoPeer(t, onRequest = (msg, conn, reply) => reply({ got: msg.pa
   await peer.listen();
   t.after(() => peer.close());
   return peer;
-}
-
-/** A client through a proxy to `peer` that connected once and is now reconnecting: its calls queue. */
-async function offlineClient(t, peer) {
-  const proxy = await new FaultProxy('127.0.0.1', peer.port).start();
-  t.after(() => proxy.close());
-  const client = new IPCClient('app', { host: '127.0.0.1', port: proxy.port, connectTimeout: 500, initialDelay: 10, maxDelay: 50, requestTimeout: 10_000 });
-  t.after(() => client.disconnect());
-  await client.connect();
-  proxy.refuse(true);
-  const reconnecting = waitFor(client, 'reconnecting', 2000);
-  proxy.cut();
-  await reconnecting;
-  return { proxy, client };
 }
 
 test('queued values - a queued notify and publish send their values as they were when they settled', async (t) => {
