@@ -87,6 +87,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.max_send: int = proto.max_frame_size
         self.transport: asyncio.Transport | None = None
         self.heartbeat: Heartbeat | None = None
+        self.last_received: float | None = None  # loop time of the last bytes read, for get_connection_health()
         self.closed = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
         self._loop = asyncio.get_running_loop()
@@ -128,7 +129,8 @@ class ClientConnection(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         proto = self.proto
-        frames = proto.receive_data(data, None if proto.heartbeat is None else self._loop.time())
+        self.last_received = now = self._loop.time()
+        frames = proto.receive_data(data, None if proto.heartbeat is None else now)
         if not frames:
             if proto.violation is not None:
                 self._violated(proto.violation)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import PROTOCOL_VERSION, SYSTEM_CHANNEL, Heartbeat, IPCError, Message, MessageType
@@ -29,10 +30,13 @@ if TYPE_CHECKING:
 __all__ = ["ping_health", "connection_health", "ClientIntrospection"]
 
 
-async def ping_health(conn: ClientConnection | None, calls: Calls, state: ConnectionState, legacy: bool, timeout: float) -> dict[str, Any]:
+async def ping_health(
+    conn: ClientConnection | None, calls: Calls, state: ConnectionState, legacy: bool, timeout: float, on_pong: Callable[[float], None]
+) -> dict[str, Any]:
     """``{healthy, state, latency_ms, protocol}`` from a ping round trip over
     ``conn`` (None: not connected), with ``error`` when it failed; never raises.
-    ``legacy``: the latest server spoke version 1."""
+    ``legacy``: the latest server spoke version 1. ``on_pong(latency_s)``
+    hears the answer: it is the last pong get_connection_health() reports."""
     info: dict[str, Any] = {"healthy": False, "state": state.value, "latency_ms": None, "protocol": 1 if legacy else PROTOCOL_VERSION}
     if conn is None:
         return info
@@ -46,39 +50,46 @@ async def ping_health(conn: ClientConnection | None, calls: Calls, state: Connec
     except IPCError as exc:
         info["error"] = {"code": str(exc.code), "message": str(exc)}
         return info
-    info["latency_ms"] = round((loop.time() - started) * 1000, 3)
+    latency_s = loop.time() - started
+    info["latency_ms"] = round(latency_s * 1000, 3)
     info["healthy"] = isinstance(reply.payload, dict) and reply.payload.get("status") == "pong"
+    if info["healthy"]:
+        on_pong(latency_s)
     return info
 
 
-def connection_health(
-    conn: ClientConnection | None, state: ConnectionState, loop: asyncio.AbstractEventLoop | None, last_pong: float | None
-) -> dict[str, Any]:
-    """Liveness as the heartbeat sees it, without a round trip; safe from any thread."""
+def connection_health(conn: ClientConnection | None, state: ConnectionState, loop: asyncio.AbstractEventLoop | None, link: Lifecycle) -> dict[str, Any]:
+    """Liveness as the heartbeat sees it, without a round trip; safe from any
+    thread. The last pong, its latency and the last frame read outlive their
+    connection (``link`` keeps them), as in Node: reconnecting, they say
+    when the server was last heard."""
     hb: Heartbeat | None = conn.heartbeat if conn is not None else None
     connected = state is ConnectionState.CONNECTED and conn is not None and conn.is_open
+    received = conn.last_received if conn is not None and conn.last_received is not None else link.last_received
+    last_pong, latency_s = link.last_pong, link.latency_s
     health: dict[str, Any] = {
-        "healthy": connected,
+        "healthy": connected and hb is None,
         "state": state.value,
         "last_heartbeat": None,
         "last_received": None,
-        "latency_ms": None,
+        "latency_ms": None if latency_s is None else round(latency_s * 1000, 3),
         "heartbeat_interval_ms": None,
         "heartbeat_timeout_ms": None,
     }
-    if hb is None or loop is None:
+    if loop is None:
         return health
-    now = loop.time()  # the heartbeat's clock
+    now = loop.time()  # the clock of the heartbeat and of the reads
     wall = time.time()
-    silent = now - hb.last_received
     health.update(
-        healthy=connected and silent <= hb.interval_s,
-        last_received=wall - silent,
+        last_received=None if received is None else wall - (now - received),
         last_heartbeat=None if last_pong is None else wall - (now - last_pong),
-        latency_ms=None if hb.latency_s is None else round(hb.latency_s * 1000, 3),
-        heartbeat_interval_ms=round(hb.interval_s * 1000, 3),
-        heartbeat_timeout_ms=round(hb.timeout_s * 1000, 3),
     )
+    if hb is not None:
+        health.update(
+            healthy=connected and now - hb.last_received <= hb.interval_s,
+            heartbeat_interval_ms=round(hb.interval_s * 1000, 3),
+            heartbeat_timeout_ms=round(hb.timeout_s * 1000, 3),
+        )
     return health
 
 
@@ -113,7 +124,7 @@ class ClientIntrospection:
         does, as for every call (docs/resilience.md §4)."""
         self._calls.own_loop()
         seconds = check_timeout(timeout, 5.0)
-        return await ping_health(self._connected_conn(), self._calls, self._sm.state, self._link.legacy, seconds)
+        return await ping_health(self._connected_conn(), self._calls, self._sm.state, self._link.legacy, seconds, self._link.pong)
 
     async def system(self, action: str, timeout: float | None = None) -> Any:
         """Ask the ``system`` channel: the server's own actions (``stats``,
@@ -142,7 +153,7 @@ class ClientIntrospection:
 
     def get_connection_health(self) -> dict[str, Any]:
         """Liveness as the heartbeat sees it (docs/resilience.md §5), without a round trip."""
-        return connection_health(self._link.conn, self._sm.state, self._calls.loop, self._link.last_pong)
+        return connection_health(self._link.conn, self._sm.state, self._calls.loop, self._link)
 
     def get_connection_info(self) -> dict[str, Any]:
         """Who and where this client is, and what it holds."""

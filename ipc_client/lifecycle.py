@@ -104,7 +104,12 @@ class Lifecycle:
         # protocol's default (§1.1); a version-2 server's advertised limit may lower it.
         self.max_send = DEFAULT_MAX_FRAME_SIZE if options.max_frame_size is None else options.max_frame_size
         self.reconnects = 0
-        self.last_pong: float | None = None  # loop time
+        # What get_connection_health() reports, kept across connections as
+        # Node keeps them: the last pong (a heartbeat's or a health() ping's,
+        # loop time) and its round trip, and the last read of a closed connection.
+        self.last_pong: float | None = None
+        self.latency_s: float | None = None
+        self.last_received: float | None = None
         self._generation = 0  # bumped by connect() and disconnect(): stale attempts know
         self._reconnector = Reconnector(
             options.backoff, options.max_retries, state=state, establish=self._establish, on_success=self._connected,
@@ -196,8 +201,7 @@ class Lifecycle:
 
     def info(self) -> dict[str, Any]:
         """The payload of the ``connected`` event and of ``get_connection_info()``."""
-        opts, conn = self.options, self.conn
-        hb = conn.heartbeat if conn is not None else None
+        opts = self.options
         return {
             "app_id": opts.app_id,
             "connection_id": self.connection_id,
@@ -211,7 +215,7 @@ class Lifecycle:
             "services": list(self._subs.services),
             "pending_requests": len(self._calls),
             "reconnects": self.reconnects,
-            "heartbeat_latency_ms": None if hb is None or hb.latency_s is None else round(hb.latency_s * 1000, 3),
+            "heartbeat_latency_ms": None if self.latency_s is None else round(self.latency_s * 1000, 3),
         }
 
     async def ready(self, deadline: float | None) -> ClientConnection:
@@ -282,7 +286,13 @@ class Lifecycle:
         self._emit("heartbeat_timeout", {"silent": silent})
 
     def _on_pong(self, conn: ClientConnection, latency_s: float | None) -> None:
+        if conn is self.conn:
+            self.pong(latency_s)
+
+    def pong(self, latency_s: float | None) -> None:
+        """A pong arrived: the heartbeat's, or a health() ping's answer (as Node's)."""
         self.last_pong = asyncio.get_running_loop().time()
+        self.latency_s = latency_s
         self._emit("heartbeat", {"latency": latency_s})
 
     # -- what arrives -----------------------------------------------------------
@@ -349,6 +359,8 @@ class Lifecycle:
         """Fail everything waiting on ``conn`` at once (never at its timeout)."""
         if conn is not None:
             conn.stop_heartbeat()
+            if conn.last_received is not None:  # an attempt that read nothing keeps the last connection's
+                self.last_received = conn.last_received
             if self.conn is conn:
                 self.conn = None
         self._calls.fail_all(reason)

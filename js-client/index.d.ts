@@ -528,10 +528,11 @@ export interface ServeContext {
 export interface ConnectionHealth {
   healthy: boolean;
   state: StateValue;
-  /** Epoch ms of the last pong, or null: the wall clock of this call less the time since, so a wall-clock step does not shift it. */
+  /** Epoch ms of the last pong (a heartbeat ping's or health()'s), or null: the wall clock of this call less the time since, so a wall-clock step does not shift it. Kept while reconnecting. */
   lastHeartbeat: number | null;
-  /** Epoch ms of the last frame received, or null (same clock as lastHeartbeat). */
+  /** Epoch ms of the last frame received, on this connection or an earlier one, or null (same clock as lastHeartbeat). */
   lastReceived: number | null;
+  /** Round trip of the last ping (the heartbeat's or health()'s), or null. Kept while reconnecting. */
   latencyMs: number | null;
   /** The interval in force: the option's, else the server's, or half the timeout when the timeout is not over that. */
   heartbeatIntervalMs: number | null;

@@ -142,6 +142,34 @@ async def test_kpis_after_an_outage(server, proxy, via_proxy) -> None:
     assert m["active_connections"] == 1 and m["average_connection_duration_ms"] > 0
     assert m["queued"] == 0
 
+async def test_a_health_ping_is_the_last_pong_and_connection_health_outlives_the_connection(proxy, via_proxy) -> None:
+    """As in Node (docs/resilience.md §5): health()'s answer is a pong (the
+    'heartbeat' event, last_heartbeat, latency_ms), and what the client
+    heard is still reported while it reconnects and once it is back.
+    Before, Python reported no event and nulls throughout."""
+    client = await via_proxy(heartbeat_interval=30.0)  # no heartbeat ping within the test: the pong is health()'s
+    beats = state_event(client, "heartbeat")
+    h = await client.health()
+    assert h["healthy"]
+    assert beats.get_nowait()["latency"] * 1000 == pytest.approx(h["latency_ms"], abs=0.001)  # emitted before health() returned
+    heard = client.get_connection_health()
+    assert heard["latency_ms"] == h["latency_ms"] and heard["last_heartbeat"] is not None and heard["last_received"] is not None
+    assert client.get_connection_info()["heartbeat_latency_ms"] == h["latency_ms"]
+    await outage(proxy, client)
+    away = client.get_connection_health()
+    assert away["state"] == "reconnecting" and not away["healthy"]
+    assert away["latency_ms"] == h["latency_ms"]
+    assert away["last_heartbeat"] == pytest.approx(heard["last_heartbeat"], abs=0.005)
+    assert away["last_received"] == pytest.approx(heard["last_received"], abs=1.0)  # the last read of the lost connection
+    assert away["heartbeat_interval_ms"] is None  # the settings are the connection's
+    reconnected = state_event(client, "reconnected")
+    proxy.refuse(False)
+    await asyncio.wait_for(reconnected.get(), WAIT_S)
+    back = client.get_connection_health()
+    assert back["healthy"] and back["latency_ms"] == h["latency_ms"]
+    assert back["last_heartbeat"] == pytest.approx(heard["last_heartbeat"], abs=0.005)
+    assert back["last_received"] >= away["last_received"]
+
 async def test_served_requests_beyond_the_concurrency_bound_wait_their_turn(server, make_client) -> None:
     worker = await make_client(max_concurrent_handlers=2)
     running = 0
