@@ -92,7 +92,10 @@ class CircuitBreakerOptions:
 
 
 class CircuitBreaker:
-    """One breaker. ``on_change(breaker, old_state)`` is told of every transition."""
+    """One breaker. ``on_change(breaker, old_state)`` is told of every
+    transition. ``clock`` is the monotonic clock it runs on, ``wall`` the
+    wall clock ``opened_at`` is reported on (read at each snapshot), as
+    Node's ``now`` and ``wall``."""
 
     def __init__(
         self,
@@ -100,11 +103,13 @@ class CircuitBreaker:
         options: CircuitBreakerOptions | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         on_change: Callable[[CircuitBreaker, CircuitState], None] | None = None,
     ) -> None:
         self.name = name
         self.options = options or CircuitBreakerOptions()
         self._clock = clock
+        self._wall = wall
         self._on_change = on_change
         self.state = CircuitState.CLOSED
         self.consecutive_failures = 0
@@ -112,7 +117,7 @@ class CircuitBreaker:
         self.failures = 0
         self.successes = 0
         self.rejected = 0
-        self.opened_at: float | None = None  # clock time
+        self.opened_at: float | None = None  # clock time it last opened; kept through half-open, None once closed
         self._trials = 0
         self._generation = 0  # results of calls started before a transition are not trials
 
@@ -182,8 +187,8 @@ class CircuitBreaker:
             "failures": self.failures,
             "successes": self.successes,
             "rejected": self.rejected,
-            # wall-clock time, for dashboards
-            "opened_at": None if self.opened_at is None else time.time() - (self._clock() - self.opened_at),
+            # wall-clock time, for dashboards: a wall-clock step since does not shift it
+            "opened_at": None if self.opened_at is None else self._wall() - (self._clock() - self.opened_at),
         }
 
 

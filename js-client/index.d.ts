@@ -296,7 +296,7 @@ export interface CircuitSnapshot {
   failures: number;
   successes: number;
   rejected: number;
-  /** Epoch ms when it last opened, or null: the wall clock of this snapshot less the time since, so a wall-clock step does not shift it. */
+  /** Epoch ms when it last opened (kept through half_open), null while closed: the wall clock of this snapshot less the time since, so a wall-clock step does not shift it. */
   openedAt: number | null;
 }
 

@@ -47,6 +47,7 @@ def run(scenario: dict[str, Any]) -> None:
             half_open_max_calls=options["half_open_max_calls"],
         ),
         clock=clock,
+        wall=lambda: clock.ms - 1000,  # the spec's wall clock: 0 ms when the scenario begins
         on_change=lambda b, old: events.append(f"circuit_{b.state.value}"),
     )
     calls: dict[str, int] = {}

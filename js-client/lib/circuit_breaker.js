@@ -188,6 +188,7 @@ class CircuitBreaker {
       this.consecutiveFailures = 0;
       this.consecutiveSuccesses++;
       if (this._state === CircuitState.HALF_OPEN && this.consecutiveSuccesses >= this.options.successThreshold) {
+        this._openedAt = null; // closed: no longer open since any time (as in Python)
         this._move(CircuitState.CLOSED);
       }
     }
@@ -226,7 +227,8 @@ class CircuitBreaker {
       failures: this.failures,
       successes: this.successes,
       rejected: this.rejected,
-      // when it opened, on the wall clock of this read: a wall-clock step since does not shift it
+      // when it last opened (kept through half-open, null once closed), on the
+      // wall clock of this read: a wall-clock step since does not shift it
       openedAt: this._openedAt === null ? null : epochMs(this._openedAt, this._now(), this._wall())
     };
   }

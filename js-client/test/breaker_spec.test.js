@@ -32,7 +32,7 @@ function run(scenario) {
       successThreshold: options.success_threshold,
       halfOpenMaxCalls: options.half_open_max_calls
     }),
-    { now: () => clock.t, onChange: (state) => events.push(`circuit_${state}`) }
+    { now: () => clock.t, wall: () => clock.t - 1000, onChange: (state) => events.push(`circuit_${state}`) }
   );
   const calls = new Map();
   const start = (name, expect) => {
