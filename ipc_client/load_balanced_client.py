@@ -31,6 +31,7 @@ from .balanced_subscriptions import BalancedSubscriptions, refusal, tally
 from .balancer import FAILOVER_CODES, SERVER_DOWN_CODES, Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
+from .pool_metrics import mean_ms
 from .balanced_streams import BalancedStreaming
 from .timeouts import check_timeout
 
@@ -351,7 +352,7 @@ class LoadBalancedClient(BalancedStreaming):
         out["message_delivery_rate"] = delivered / (delivered + failed) if delivered + failed else 1.0
         for avg_key, count_key in (("average_reconnection_time_ms", "reconnections"), ("average_connection_duration_ms", "connection_successes")):
             count = sum(p.get(count_key, 0) for p in parts)
-            out[avg_key] = sum(p.get(avg_key, 0) * p.get(count_key, 0) for p in parts) / count if count else 0.0
+            out[avg_key] = mean_ms(sum(p.get(avg_key, 0) * p.get(count_key, 0) for p in parts), count)
         return out
 
     @property
