@@ -544,12 +544,14 @@ export interface ClientMetrics {
   connectionSuccesses: number;
   connectionSuccessRate: number;
   reconnections: number;
+  /** Mean time from losing a connection to having it back, ms to 3 decimals; 0 before any reconnection. */
   averageReconnectionTimeMs: number;
   messagesSent: number;
   messagesDelivered: number;
   messagesFailed: number;
   messageDeliveryRate: number;
   activeConnections: number;
+  /** Mean lifetime of connections, the current one included (a pool's: every member's, closed ones too), ms to 3 decimals. */
   averageConnectionDurationMs: number;
   /** Calls with `cacheTtl` answered from / not found in the response cache. */
   cacheHits: number;

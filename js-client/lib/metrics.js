@@ -7,6 +7,25 @@
  */
 
 /**
+ * Milliseconds as both clients report a mean: 3 decimals (whole
+ * microseconds), rounded from the number's exact value as Python's round() is.
+ * @param {number} ms
+ * @returns {number}
+ */
+function roundMs(ms) {
+  return Number(ms.toFixed(3));
+}
+
+/**
+ * @param {number} total
+ * @param {number} count
+ * @returns {number} the mean, rounded as roundMs(); 0 over nothing.
+ */
+function meanMs(total, count) {
+  return count > 0 ? roundMs(total / count) : 0;
+}
+
+/**
  * Counters since the client was created.
  */
 class Metrics {
@@ -103,13 +122,13 @@ class Metrics {
       connectionSuccesses: this.connectionSuccesses,
       connectionSuccessRate: this.connectionAttempts === 0 ? 1 : this.connectionSuccesses / this.connectionAttempts,
       reconnections: this.reconnections,
-      averageReconnectionTimeMs: this.reconnections === 0 ? 0 : this._reconnectTotalMs / this.reconnections,
+      averageReconnectionTimeMs: meanMs(this._reconnectTotalMs, this.reconnections),
       messagesSent: this.messagesSent,
       messagesDelivered: this.messagesDelivered,
       messagesFailed: this.messagesFailed,
       messageDeliveryRate: ended === 0 ? 1 : this.messagesDelivered / ended,
       activeConnections: live === null ? 0 : 1,
-      averageConnectionDurationMs: count === 0 ? 0 : (this._closedDurationMs + (live ?? 0)) / count,
+      averageConnectionDurationMs: meanMs(this._closedDurationMs + (live ?? 0), count),
       cacheHits: this.cacheHits,
       cacheMisses: this.cacheMisses,
       cacheSize: this.cacheSize,
@@ -122,4 +141,4 @@ class Metrics {
   }
 }
 
-module.exports = { Metrics };
+module.exports = { Metrics, meanMs, roundMs };

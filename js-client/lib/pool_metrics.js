@@ -4,13 +4,20 @@
  * A pool's KPIs: its members' getMetrics() summed (docs/resilience.md §2).
  * Counters of destroyed members are kept, so a pool's totals do not drop
  * when a connection is replaced; rates and averages are recomputed from the
- * sums, since adding up rates means nothing. Every key is there whether or
+ * sums, since adding up rates means nothing. A mean is weighted by the count
+ * it is a mean over, a destroyed member's too (its part kept in the retired
+ * sum), and rounded to 3 decimals as a client's is. Every key is there whether or
  * not a member is live, the current ones (CURRENT_METRICS) at 0 then.
  * Mirrors ipc_client/pool_metrics.py.
  */
 
+const { roundMs } = require('./metrics');
+
 /** Metrics that are current values, not counters: a destroyed member's no longer count. */
 const CURRENT_METRICS = new Set(['activeConnections', 'queued', 'queuedBytes', 'cacheSize']);
+
+/** The averages sumMetrics() weighs, each by the count it is a mean over. */
+const AVERAGES = ['averageReconnectionTimeMs', 'averageConnectionDurationMs'];
 
 /**
  * Sums the KPIs of several clients (§2), recomputing rates and averages
@@ -19,6 +26,19 @@ const CURRENT_METRICS = new Set(['activeConnections', 'queued', 'queuedBytes', '
  * @returns {object}
  */
 function sumMetrics(parts) {
+  const out = combine(parts);
+  for (const key of AVERAGES) if (key in out) out[key] = roundMs(out[key]);
+  return out;
+}
+
+/**
+ * sumMetrics() with its averages unrounded: the retired sum keeps them so,
+ * so rounding happens once, when a pool reports (as in Python).
+ * @param {object[]} parts
+ * @returns {object}
+ * @private
+ */
+function combine(parts) {
   const out = {};
   for (const part of parts) {
     for (const [key, value] of Object.entries(part)) {
@@ -73,7 +93,7 @@ function zeroMetrics(snapshot) {
 function foldRetired(retired, final) {
   const counters = { ...final };
   for (const key of CURRENT_METRICS) delete counters[key];
-  return sumMetrics(retired === null ? [counters] : [retired, counters]);
+  return combine(retired === null ? [counters] : [retired, counters]);
 }
 
 module.exports = { sumMetrics, foldRetired, zeroMetrics };

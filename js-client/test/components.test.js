@@ -215,6 +215,22 @@ test('metrics - rates start at 1, averages at 0', () => {
   assert.equal(s.activeConnections, 0);
 });
 
+test('metrics - averages are in ms to 3 decimals, as in Python', () => {
+  const clock = { t: 0 };
+  const m = new Metrics({ now: () => clock.t });
+  m.attempt();
+  m.opened();
+  clock.t = 100 / 3;
+  m.closed(true);
+  clock.t = 100 / 3 + 2 / 3;
+  m.attempt();
+  m.opened();
+  m.reconnected(); // after 0.666... ms
+  const s = m.snapshot();
+  assert.equal(s.averageReconnectionTimeMs, 0.667);
+  assert.equal(s.averageConnectionDurationMs, 16.667); // (33.333... + 0) / 2
+});
+
 test('metrics - connections, reconnections and deliveries on a fake clock', () => {
   const clock = { t: 0 };
   const m = new Metrics({ now: () => clock.t });

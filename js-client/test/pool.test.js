@@ -324,6 +324,17 @@ test('pool - getMetrics() has every key with no member live; sums recompute rate
   assert.equal(sum.averageConnectionDurationMs, 30);
 });
 
+test('pool - a closed member\'s mean is weighed in, and means are in ms to 3 decimals as in Python', () => {
+  const { foldRetired } = require('../lib/pool_metrics');
+  let retired = foldRetired(null, { connectionSuccesses: 1, averageConnectionDurationMs: 10, activeConnections: 1 });
+  retired = foldRetired(retired, { connectionSuccesses: 2, averageConnectionDurationMs: 0.5, activeConnections: 1 });
+  // (10 + 2 x 0.5) / 3 = 3.666...: rounded once, when the pool reports (tests/test_pool_metrics.py)
+  assert.equal(sumMetrics([retired]).averageConnectionDurationMs, 3.667);
+  assert.equal(sumMetrics([retired]).activeConnections, undefined);
+  const live = { connectionSuccesses: 1, averageConnectionDurationMs: 1, activeConnections: 1 };
+  assert.equal(sumMetrics([retired, live]).averageConnectionDurationMs, 3); // (11 + 1) / 4
+});
+
 /**
  * A peer that holds every request until `release()` answers them all, and a
  * pool on it. `held` fills as requests arrive.
