@@ -350,7 +350,9 @@ class Calls:
         self._deadlines.clear()
         for fut, _channel, _timeout, _conn in pending:
             if not fut.done():
-                fut.set_exception(ConnectionLost(str(reason)))
+                lost = ConnectionLost(str(reason))
+                lost.__cause__ = reason.__cause__  # why it was lost, when known (a revoked credential)
+                fut.set_exception(lost)
                 fut.exception()  # mark retrieved: a caller may have gone already
 
     def _expire(self, message_id: str) -> None:

@@ -274,10 +274,12 @@ class Lifecycle:
             if generation != self._generation:
                 raise NotConnected("disconnect() was called while connecting")
             self._metrics.opened(time.monotonic())
-        except BaseException:
+        except BaseException as exc:
             conn.abort()  # the attempt closes its own socket
             if self.conn is conn:
                 self._drop(conn, ConnectionLost("the client disconnected"))
+            if isinstance(conn.error, Unauthorized) and isinstance(exc, IPCError) and exc is not conn.error:
+                raise conn.error from exc  # revoked while restoring: final, as a refused connect is
             raise
 
     def _on_heartbeat_dead(self, hb: Heartbeat) -> None:
@@ -303,6 +305,9 @@ class Lifecycle:
             if not self._calls.settle(msg) and not self.streams.settle(msg) and msg.error is not None and not self._calls.expired(msg.reply_to):
                 # An error that answers nothing we wait for (§6.4); it may withdraw a registration (§3).
                 error = error_from_wire(msg.error.model_dump())
+                if msg.reply_to is None and isinstance(error, Unauthorized):
+                    self._revoked(conn, error)
+                    return
                 self._subs.withdrawn(error)
                 self._emit("error", error)
         elif mtype is _PUBLISH:
@@ -318,6 +323,15 @@ class Lifecycle:
             self.streams.on_frame(msg)  # §15.3
         elif mtype is _CREDIT or mtype is _CANCEL:
             self.producers.on_frame(conn, msg)  # §15.3, §15.4
+
+    def _revoked(self, conn: ClientConnection, error: Unauthorized) -> None:
+        """A reload revoked the connection's credentials (docs/security.md
+        §3.4): the error is the connection's end, reported with its loss
+        (``_on_lost``), which retrying cannot fix; the server closes it, and
+        so does this side, at once."""
+        if conn.error is None:
+            conn.error = error
+        conn.abort()
 
     def _lame_duck(self, msg: Message) -> bool:
         """The server is leaving (docs/protocol.md §13.1): say so; the
@@ -336,12 +350,16 @@ class Lifecycle:
         if conn is not self.conn:
             return
         reason = ConnectionLost(f"connection to {self.options.peer} lost" + (f": {exc}" if exc else ""))
+        revoked = isinstance(exc, Unauthorized)  # the credentials were revoked: no reconnection can fix them
+        if revoked:
+            reason.__cause__ = exc
+        retry = self.options.reconnect and not revoked
         self._drop(conn, reason)
-        self._metrics.closed(time.monotonic(), will_reconnect=self.options.reconnect)
+        self._metrics.closed(time.monotonic(), will_reconnect=retry)
         sm = self._sm
         if sm.state is _CONNECTED:
             # The state changes first, so "disconnected" listeners see the truth.
-            if self.options.reconnect:
+            if retry:
                 sm.set(_RECONNECTING)
                 self._emit("disconnected", reason)
                 if isinstance(exc, IPCError):  # a heartbeat timeout or a protocol error: no caller waits for it
@@ -350,8 +368,13 @@ class Lifecycle:
                     self._reconnector.start(self._generation)
             else:
                 sm.set(ConnectionState.DISCONNECTED)
-                self._outbox.give_up(NotConnected("the connection was lost and reconnect is off"))
-                self._emit("disconnected", reason)
+                if isinstance(exc, Unauthorized):
+                    gone = NotConnected(f"the server closed the connection unauthorized: {exc.message}")
+                    gone.__cause__ = exc
+                else:
+                    gone = NotConnected("the connection was lost and reconnect is off")
+                self._outbox.give_up(gone)
+                self._emit("disconnected", exc if revoked else reason)
                 if isinstance(exc, IPCError):
                     self._emit("error", exc)
 

@@ -302,6 +302,8 @@ class PoolCore:
         if member.closing:
             return
         member.dead = True
+        if isinstance(reason, Unauthorized):  # revoked by a reload: as a refused open, no refill retries it
+            self._refill_stopped = True
         self._registrations.forget(member)
         self._listeners.emit("member_lost", member.client, reason)
         if member in self._members:
@@ -327,8 +329,9 @@ class PoolCore:
                 fold_retired(self._retired, metrics())
 
     def _schedule_refill(self) -> None:
-        """Bring the pool back to ``min_connections`` (and a registrar) in the background."""
-        if self._closed or (self._refill_task is not None and not self._refill_task.done()):
+        """Bring the pool back to ``min_connections`` (and a registrar) in the
+        background; not once its credentials were refused (until an open succeeds)."""
+        if self._closed or self._refill_stopped or (self._refill_task is not None and not self._refill_task.done()):
             return
         if self._size() >= self.min_connections and not self._registrations.missing:
             return
@@ -352,7 +355,7 @@ class PoolCore:
             except Unauthorized as exc:
                 # As a client stops reconnecting (docs/security.md §3.2): retrying cannot fix
                 # credentials. A later call still opens a member (failing Unauthorized fast);
-                # once one opens, or a member is lost, the refill starts again.
+                # once one opens, the refill starts again.
                 log.warning("refilling the pool for %s:%s stopped: %s", self.host, self.port, printable(exc))
                 self._refill_stopped = True
                 return

@@ -1,0 +1,104 @@
+"""A connection a users-file reload cuts ``unauthorized`` (the user removed,
+its token changed; docs/security.md §3.4) is not opened again: the client
+does not reconnect, a pool does not refill, a load-balanced client does not
+reopen the server's member. Each would cost the server a refused connect
+and a scrypt check; the server's ``unauthorized`` count shows how many.
+The Node client's side is interop-tests/test_js_users_revoked.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient
+from ipc_client.state import ConnectionState
+from ipc_protocol import ConnectionLost, NotConnected, Unauthorized
+from ipc_server import IPCServer
+
+from .test_auth_reload import BOB_ALL, WAIT_S, setup  # noqa: F401 - setup is the fixture
+
+FAST = {"user": "alice", "token": "alice-token", "request_timeout": WAIT_S, "initial_delay": 0.01, "max_delay": 0.02}
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def refused(server: IPCServer) -> int:
+    """The ``unauthorized`` errors the server sent: the cuts, then one per refused connect."""
+    return int(server.stats.snapshot()["errors"].get("unauthorized", 0))
+
+
+async def test_a_client_cut_unauthorized_does_not_reconnect(setup: Any) -> None:
+    server, connect, rewrite = setup()
+    bob = await connect("bob")
+    hold = asyncio.Event()
+
+    async def slow(msg: Any) -> None:
+        await hold.wait()
+
+    await bob.serve("svc.slow", slow)
+    alice = IPCClient("shop", "127.0.0.1", server.port, reconnect=True, max_retries=3, **FAST)
+    events: list[tuple[str, Any]] = []
+    for name in ("disconnected", "error", "reconnecting", "reconnect_failed"):
+        alice.on(name, lambda arg=None, name=name: events.append((name, arg)))
+    await alice.connect()
+    try:
+        in_flight = asyncio.ensure_future(alice.request("svc.slow", 1))
+        await until(lambda: alice.get_connection_info()["pending_requests"] == 1)
+        assert rewrite(BOB_ALL)["disconnected"] == 1  # alice removed
+        # Before: reconnecting 1, a refused connect, reconnect_failed, error connection_lost.
+        await until(lambda: alice.state is ConnectionState.DISCONNECTED)
+        assert [name for name, _ in events] == ["disconnected", "error"]
+        cut = events[0][1]
+        assert isinstance(cut, Unauthorized) and "user 'alice' was removed" in str(cut)
+        assert events[1][1] is cut
+        with pytest.raises(ConnectionLost) as lost:
+            await asyncio.wait_for(in_flight, WAIT_S)
+        assert lost.value.__cause__ is cut
+        with pytest.raises(NotConnected):
+            await alice.request("svc.slow", 2)
+        assert refused(server) == 1  # the cut alone: no connect was refused
+    finally:
+        hold.set()
+        await alice.disconnect()
+
+
+async def test_a_pool_cut_unauthorized_opens_nothing(setup: Any) -> None:
+    server, connect, rewrite = setup()
+    pool = ConnectionPool("shop", "127.0.0.1", server.port, min_connections=2, max_connections=3, **FAST)
+    lost: list[BaseException | None] = []
+    pool.on("member_lost", lambda _client, reason: lost.append(reason))
+    try:
+        await pool.start()
+        await pool.subscribe("orders.new", lambda m: None)  # a registrar to bring back, too
+        assert rewrite(BOB_ALL)["disconnected"] == 2
+        await until(lambda: len(lost) == 2 and pool.stats()["total"] == 0)
+        await until(lambda: pool._refill_task is None or pool._refill_task.done())
+        assert all(isinstance(reason, Unauthorized) for reason in lost)
+        assert refused(server) == 2  # before: 3, the refill's open refused
+    finally:
+        await pool.close()
+
+
+async def test_a_load_balanced_client_cut_unauthorized_reopens_nothing(setup: Any) -> None:
+    server, connect, rewrite = setup()
+    lb = LoadBalancedClient("shop", [("127.0.0.1", server.port)], health_check_interval=60, **FAST)
+    down: list[BaseException | None] = []
+    lb.on("server_down", lambda _snapshot, error: down.append(error))
+    try:
+        await lb.start()
+        await lb.serve("inventory.*", lambda m: 7)
+        assert rewrite(BOB_ALL)["disconnected"] == 1
+        pool = next(iter(lb.pools().values()))
+        await until(lambda: len(down) == 1 and pool.stats()["total"] == 0)
+        await until(lambda: pool._refill_task is None or pool._refill_task.done())
+        assert isinstance(down[0], Unauthorized)
+        assert refused(server) == 1  # before: 2, the pool reopened its registrar
+    finally:
+        await lb.close()
