@@ -135,6 +135,8 @@ const ops = {
   start: () => target.start().then(() => null),
   stats: () => (config.kind === 'balanced' ? target.poolStats() : target.stats()),
   serverStats: () => target.serverStats(),
+  // Opens under way (a refill's included), over every server's pool for the balancer.
+  opening: () => (config.kind === 'balanced' ? [...target._pools.values()] : [target]).reduce((sum, pool) => sum + pool._opening, 0),
   // `count` calls at once, all awaited.
   burst: async (cmd) => {
     const tally = new Tally();

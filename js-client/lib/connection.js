@@ -73,7 +73,7 @@ class Connection {
     this._socket = null;
     this._corkedFrames = 0; // written this tick since the last writev: corked while > 0
     this._corkCap = Infinity; // frames per writev this tick: set by a read of several frames
-    this._error = null;
+    this.error = null; // what ended (or is ending) it, when not a plain close: the first socket error, a violation, a revoked credential
     this.refusal = null; // the server's answer refusing the connect, as the handshake rejects with it
     this._handshake = null;
     this._drainWaiters = [];
@@ -238,7 +238,7 @@ class Connection {
    * @param {Error} [err]
    */
   destroy(err) {
-    if (err && this._error === null) this._error = err;
+    if (err && this.error === null) this.error = err;
     if (this._socket) this._socket.destroy();
   }
 
@@ -345,7 +345,7 @@ class Connection {
     this._stopHeartbeat();
     this._proto.connectionLost();
     for (const resolve of this._drainWaiters.splice(0)) resolve();
-    const err = this._error;
+    const err = this.error;
     if (this._handshake !== null) {
       const { host, port } = this.options;
       const reason =
@@ -373,7 +373,7 @@ function socketOnData(chunk) {
 /** Keeps the first error as the close reason; 'close' follows. @this {net.Socket} @param {Error} err @private */
 function socketOnError(err) {
   const conn = this[kConnection];
-  if (conn._error === null) conn._error = err;
+  if (conn.error === null) conn.error = err;
   this.destroy(); // a TLS alert leaves the socket open until the peer closes it
 }
 

@@ -28,6 +28,17 @@ const { ASKED_FEATURES } = require('./protocol/cluster_info');
 const { lameDuckDeadlineMs } = require('./protocol/restarts');
 
 /**
+ * The Unauthorized a reload revoked the connection with (it ended it), or
+ * null: an attempt it ends fails with it, final as a refused connect is.
+ * @param {Connection} conn
+ * @returns {Error|null}
+ * @private
+ */
+function revokedBy(conn) {
+  return conn.error instanceof UnauthorizedError ? conn.error : null;
+}
+
+/**
  * Opens, restores, loses and closes the client's connections.
  */
 class Lifecycle {
@@ -178,12 +189,18 @@ class Lifecycle {
     host._conn = conn;
     host._calls.conn = conn;
     host._admission.restart(); // inbound flow control starts afresh on every connection; held publishes stay
-    await host._subs.restore(conn);
+    try {
+      await host._subs.restore(conn);
+    } catch (err) {
+      throw revokedBy(conn) ?? err;
+    }
     if (generation !== host._generation) {
       conn.destroy(); // disconnect() already let go of it
       throw new NotConnectedError('the client disconnected');
     }
-    if (host._conn !== conn) throw new NotConnectedError('the connection was lost while restoring subscriptions'); // never CONNECTED on a dead socket
+    if (host._conn !== conn) {
+      throw revokedBy(conn) ?? new NotConnectedError('the connection was lost while restoring subscriptions'); // never CONNECTED on a dead socket
+    }
     const reconnector = host._reconnector;
     // a first connection reached through waitOnFirstConnect is no reconnection
     const reconnected = host._state === State.RECONNECTING && !reconnector.firstWait;
@@ -224,7 +241,10 @@ class Lifecycle {
     }
     const next = retry ? State.RECONNECTING : State.DISCONNECTED;
     host._setState(next);
-    if (!retry) this._abandon(new NotConnectedError('the connection was lost and reconnection is off', { cause: err ?? undefined }));
+    if (!retry) {
+      const text = err instanceof UnauthorizedError ? `the server closed the connection unauthorized: ${err.message}` : 'the connection was lost and reconnection is off';
+      this._abandon(new NotConnectedError(text, { cause: err ?? undefined }));
+    }
     host._emitSafely('disconnected', err ?? reason); // never null: a server that just closed is connection_lost
     if (err instanceof IpcError) host._emitError(err); // a protocol error or a heartbeat timeout
     if (host._state !== next) return; // a listener called disconnect() or connect()
@@ -266,6 +286,12 @@ class Lifecycle {
       case 'response':
         if (!host._calls.settle(conn, msg) && !host._streams.settle(msg) && msg.error) {
           const err = errorFromWire(msg.error);
+          // A reload revoked the connection's credentials (docs/security.md §3.4): its end,
+          // reported with its close (onClosed), which retrying cannot fix; this side closes it at once.
+          if (!msg.reply_to && err instanceof UnauthorizedError) {
+            conn.destroy(err);
+            return;
+          }
           err.replyTo = msg.reply_to;
           host._subs.withdrawn(err); // a registration the server withdrew (§3)
           host._emitError(err);

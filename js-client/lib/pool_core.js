@@ -327,6 +327,7 @@ class PoolCore extends EventEmitter {
     if (!this._members.has(member)) return; // destroyed by the pool itself, or still opening
     member.dead = true;
     member.lostError = error;
+    if (error instanceof UnauthorizedError) this._refused = true; // revoked by a reload: as a refused open, no refill retries it
     this.emit('connection_lost', { client: member.client, error });
     this._settle(); // closes it now if nobody holds it
     if (this._registrations.missing) this._refill(); // a new registrar at once, then with backoff
