@@ -11,7 +11,6 @@ own socket and touches nothing of the client's.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import ssl
 import time
@@ -36,6 +35,7 @@ from ipc_protocol.restarts import lame_duck_deadline_ms
 from ipc_protocol.cluster_info import ASKED_FEATURES
 from ipc_protocol.envelope import RESPONSE as _RESPONSE, PUBLISH as _PUBLISH, REQUEST as _REQUEST, NOTIFICATION as _NOTIFICATION, STREAM_ITEM as _STREAM_ITEM, STREAM_END as _STREAM_END, CREDIT as _CREDIT, CANCEL as _CANCEL
 
+from .address_race import address_race
 from .admission import Admission
 from .calls import Calls
 from .connect_options import ConnectOptions
@@ -54,11 +54,6 @@ __all__ = ["Lifecycle", "ConnectOptions", "CLIENT_NAME"]
 log = logging.getLogger("ipc_client")
 
 CLIENT_NAME = f"ipc-bridge-python/{_version}"
-# A host name's addresses are raced (RFC 8305): the next one is tried when one
-# has not connected within this, as Node's autoSelectFamily does, so an
-# address that never answers (a node whose host is gone, docs/cluster.md §5)
-# does not hold every attempt until connect_timeout.
-ADDRESS_ATTEMPT_DELAY_S = 0.25
 _CLOSE_WAIT_S = 2.0  # disconnect()'s wait for the server to see the close, then the socket is aborted
 _CONNECTED = ConnectionState.CONNECTED
 _RECONNECTING = ConnectionState.RECONNECTING
@@ -244,7 +239,7 @@ class Lifecycle:
         )  # fmt: skip
         # Over TLS every attempt, a reconnection's too, makes a full TLS handshake.
         tls: dict[str, Any] = {} if opts.tls is None else {"ssl": opts.tls.context, "server_hostname": opts.tls.server_hostname, "ssl_handshake_timeout": opts.connect_timeout}
-        race: dict[str, Any] = {"happy_eyeballs_delay": ADDRESS_ATTEMPT_DELAY_S} if _races(loop, opts.host) else {}
+        race = address_race(loop, opts.host)
         try:
             async with asyncio.timeout(opts.connect_timeout):  # not wait_for: on 3.11 it may swallow a cancel that comes with the socket
                 _, conn = await loop.create_connection(
@@ -390,15 +385,3 @@ class Lifecycle:
         self.streams.fail_all(reason)
         self.producers.connection_lost()
 
-
-def _races(loop: asyncio.AbstractEventLoop, host: str) -> bool:
-    """Whether to race ``host``'s addresses: an address alone has nothing to
-    race, and uvloop's create_connection has no ``happy_eyeballs_delay`` (it
-    tries them one after another)."""
-    if not isinstance(loop, asyncio.BaseEventLoop):
-        return False
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return True
-    return False
