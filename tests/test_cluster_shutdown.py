@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 
 from ipc_client import IPCClient
 from ipc_server import IPCServer
+from ipc_server.cluster.link import FLUSH_TIMEOUT_S
 
 from .nats_support import NatsServer, clients, nats, nodes, until  # noqa: F401 - fixtures
 
@@ -95,3 +98,31 @@ async def test_a_clustered_close_leaves_its_subscriptions_to_nats_without_warnin
     await asyncio.wait_for(a.close(), WAIT_S)  # closes the link, then the connections holding those patterns
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert a.cluster.interest._worker is None  # nothing left reconciling on a closed link
+
+
+async def test_a_close_answers_every_confirmed_caller_while_nats_is_slow(
+    nats: NatsServer, nodes: Callable[..., Awaitable[IPCServer]]  # noqa: F811
+) -> None:
+    """A handler added, then the node closing while NATS has not confirmed
+    it yet: ``confirmed()`` returns, whether called before or during the close."""
+    a = await nodes("a")
+    interest = a.cluster.interest
+    assert nats.proc is not None
+    os.kill(nats.proc.pid, signal.SIGSTOP)  # NATS slow: the change's flush waits for its PONG
+    try:
+        a.add_handler("late.*", lambda msg: 1)  # a change: the worker takes the waiting acks, then NATS's round trip
+        await until(lambda: interest._worker is not None and not interest._dirty, "the change under way")
+        before = asyncio.ensure_future(a.cluster.confirmed())  # after the worker took its acks: left for the next round
+        closing = asyncio.ensure_future(interest.close())  # Cluster.close(): lets the change under way finish
+        await until(lambda: interest._closed, "the close begun")
+        during = asyncio.ensure_future(a.cluster.confirmed())  # nothing more is confirmed: returns at once
+        await asyncio.wait({during}, timeout=FLUSH_TIMEOUT_S / 2)  # within the flush's own bound: not waiting it out
+        assert during.done(), "confirmed() called during the close waits for NATS"
+        assert not closing.done() and not before.done()
+    finally:
+        os.kill(nats.proc.pid, signal.SIGCONT)
+    await asyncio.wait({closing}, timeout=WAIT_S)
+    assert closing.done(), "Interest.close() still waits for the change under way"
+    await asyncio.wait({before}, timeout=WAIT_S)
+    assert before.done(), "confirmed() called before the close never returned"
+    assert interest._worker is None and interest._waiting == []

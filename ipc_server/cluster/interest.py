@@ -128,12 +128,19 @@ class Interest:
         it, so changes from now on (the connections closed after it) only
         update the counts, never try NATS (a closed client: one warning per
         pattern). A change being applied finishes first, not cancelled: a
-        cancelled flush leaves its PING's PONG to the next one (nats-py)."""
+        cancelled flush leaves its PING's PONG to the next one (nats-py).
+        The worker stops there, so the callbacks it had not taken up yet
+        (acks, ``confirmed()`` callers) are called here: none waits forever."""
         self._closed = True
         self._dirty.clear()
         worker = self._worker
-        if worker is not None:
-            await asyncio.wait([worker])
+        try:
+            if worker is not None:
+                await asyncio.wait([worker])
+        finally:
+            waiting, self._waiting = self._waiting, []
+            for callback in waiting:
+                callback()
 
     def _changed(self, key: _Key) -> None:
         if self._closed:
@@ -161,9 +168,10 @@ class Interest:
     def after_confirmed(self, callback: Callable[[], None]) -> bool:
         """Run ``callback`` once NATS has confirmed every change made so far;
         False (and nothing kept) when there is nothing to wait for: nothing
-        changed, or NATS is unreachable (the interest goes to NATS when it
-        is back; docs/cluster.md §5)."""
-        if not self._dirty and self._worker is None:
+        changed, NATS is unreachable (the interest goes to NATS when it is
+        back; docs/cluster.md §5), or the link is closing (nothing more is
+        confirmed; :meth:`close`)."""
+        if self._closed or (not self._dirty and self._worker is None):
             return False
         if not self._link.up:
             return False
@@ -172,7 +180,8 @@ class Interest:
 
     async def confirmed(self) -> None:
         """Wait until NATS has confirmed every change made so far (at once
-        when nothing is pending or NATS is unreachable)."""
+        when nothing is pending, NATS is unreachable or the link is closing;
+        when it closes meanwhile, once the change under way is applied)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def confirmed() -> None:

@@ -128,7 +128,8 @@ class Cluster:
     async def confirmed(self) -> None:
         """Wait until NATS has every registration made so far: a handler
         added while the server runs (``add_handler``) is reachable from the
-        other nodes once this returns (docs/cluster.md §4)."""
+        other nodes once this returns (docs/cluster.md §4). A node closing
+        meanwhile answers it too, unconfirmed: its link goes, and the handler with it."""
         await self.interest.confirmed()
 
     async def _prepare(self) -> None:
