@@ -22,7 +22,7 @@ from .admission import Admission, Slot
 from .at_once import HandlerCancelled, answered_as, is_async_function, propagates, result_of
 from .connection import ClientConnection
 from .keyed_runs import KeyedRun, KeyedRuns, is_keyed
-from .producers import STREAM_RESULTS, Producers
+from .producers import Producers, streams_answer
 from .tracing import serving
 
 if TYPE_CHECKING:
@@ -86,10 +86,11 @@ class Answering:
                     result = await self._in_thread(slot, msg, fn)
                     if inspect.isawaitable(result):
                         result = await result
+                streams = streams_answer(result)
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
-                result, failure = None, exc
+                result, failure, streams = None, exc, False
             except BaseException as exc:
-                result, failure = None, answered_as(exc, msg.channel_id)
+                result, failure, streams = None, answered_as(exc, msg.channel_id), False
                 if failure is None:  # the task was cancelled (a cancel, the connection's loss), or the program ends
                     scope.end(Cancelled("cancelled by its requester") if isinstance(exc, asyncio.CancelledError) else exc)  # docs/tracing.md
                     if run is not None:
@@ -97,7 +98,7 @@ class Answering:
                     raise
             else:
                 failure = None
-            if result.__class__ in STREAM_RESULTS:  # a generator streams its answer (§15.6)
+            if streams:  # a generator streams its answer (§15.6)
                 if run is not None:  # not a stream request: answered bad_request, nothing to share
                     self.keyed.abandon(run)
                 try:
@@ -142,15 +143,16 @@ class Answering:
         failure: BaseException | None = None
         try:
             result = result_of(fn(msg))
+            streams = streams_answer(result)
         except asyncio.CancelledError:  # raised by the handler itself: nothing of ours cancels it
-            result, failure = None, HandlerCancelled(msg.channel_id)
+            result, failure, streams = None, HandlerCancelled(msg.channel_id), False
         except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
-            result, failure = None, exc
+            result, failure, streams = None, exc, False
         except BaseException as exc:  # GeneratorExit, a library's own: answered too
             if propagates(exc):
                 raise
-            result, failure = None, exc
-        if result.__class__ in STREAM_RESULTS:
+            result, failure, streams = None, exc, False
+        if streams:
             self._admission.run(self._stream, (conn, msg, result, scope))
             return
         if msg.window is not None:

@@ -51,12 +51,19 @@ from .connection import ClientConnection
 from .handler_threads import HandlerThreads
 from .streams import Stream
 
-__all__ = ["Producers", "STREAM_RESULTS"]
+__all__ = ["Producers", "STREAM_RESULTS", "streams_answer"]
 
 log = logging.getLogger("ipc_client")
 
 # What a handler returns when it streams (§15.6); a client's Stream relays another stream.
 STREAM_RESULTS = frozenset({types.AsyncGeneratorType, types.GeneratorType, Stream})
+
+
+def streams_answer(result: Any) -> bool:
+    """Whether a handler's result streams its answer (§15.6). Reading it can
+    raise (a proxy's ``__class__``, an unbound ``LocalProxy``'s): called
+    where the handler's own failures are caught, so that is answered as one."""
+    return result.__class__ in STREAM_RESULTS
 _END = object()  # next()'s default: the sync generator is exhausted
 
 

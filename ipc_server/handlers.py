@@ -163,6 +163,7 @@ class HandlerCalls:
                         result = await asyncio.wrap_future(self.threads.submit(handler.fn, msg), loop=self.loop)
                     finally:
                         self._threads.discard(call)
+                streams = self._streams(result)
             except asyncio.CancelledError:
                 self._cancelled(call)
                 raise
@@ -173,7 +174,7 @@ class HandlerCalls:
                     raise
                 self._failed(call, exc)
             else:
-                if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
+                if streams and self.streams is not None:  # a generator streams (§15.6)
                     await self.streams.produce(call, result)
                 elif msg.message_type is _REQUEST:
                     self._reply(call, result, None)
@@ -195,6 +196,7 @@ class HandlerCalls:
         try:
             try:
                 result = result_of(fn(msg))
+                streams = self._streams(result)
             except asyncio.CancelledError:
                 self._answer(conn, msg, conn.read_at, None, HandlerCancelled(msg.channel_id))
             except Exception as exc:  # noqa: BLE001 - every failure is answered (§6.3)
@@ -204,7 +206,7 @@ class HandlerCalls:
                     raise
                 self._answer(conn, msg, conn.read_at, None, exc)
             else:
-                if result.__class__ in STREAM_RESULTS and self.streams is not None:  # a generator streams (§15.6)
+                if streams and self.streams is not None:  # a generator streams (§15.6)
                     call = self._tracked(conn, msg)  # counted in flight already: its _finished closes the books
                     if msg.window is not None and msg.message_type is _REQUEST:
                         self.streams.expect(call)
@@ -218,6 +220,13 @@ class HandlerCalls:
                 inflight.finished()
                 if self._shutdown.draining:
                     self._shutdown.check_drained()
+
+    @staticmethod
+    def _streams(result: Any) -> bool:
+        """Whether a handler's result is a generator (§15.6). Reading it can
+        raise (a proxy's ``__class__``): called where the handler's own
+        failures are caught, so that is answered as one."""
+        return result.__class__ in STREAM_RESULTS
 
     async def _stream(self, call: HandlerCall, gen: Any) -> None:
         call.started = True  # stopped before this (a cancel right behind it), stop() closes the books

@@ -166,6 +166,45 @@ async def test_an_in_process_handler_raising_a_base_exception_is_answered(
     no_unretrieved(caplog)
 
 
+class Unreadable:
+    """A result that raises when its class is read, as a proxy with nothing
+    behind it does (werkzeug's ``LocalProxy`` outside its context)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # type: ignore[override]
+        raise RuntimeError("nothing behind the proxy")
+
+
+async def awaits_then_returns_unreadable(msg: Message) -> Any:  # not annotated Unreadable: a typed contract would check it
+    await asyncio.sleep(0)
+    return Unreadable()
+
+
+async def returns_unreadable_at_once(msg: Message) -> Any:  # not annotated Unreadable: a typed contract would check it
+    return Unreadable()
+
+
+def returns_unreadable(msg: Message) -> Any:  # not annotated Unreadable: a typed contract would check it
+    return Unreadable()
+
+
+async def test_a_result_that_raises_when_read_is_answered_as_the_handlers_failure(
+    server: IPCServer, make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caller, responder = await make_client(), await make_client()
+    handlers = {"async": awaits_then_returns_unreadable, "now": returns_unreadable_at_once, "sync": returns_unreadable}
+    for name, fn in handlers.items():
+        await responder.serve(f"client.{name}", fn)
+        server.add_handler(f"server.{name}", fn)
+    for name in handlers:
+        for side in ("client", "server"):
+            error = await answer_of(caller, f"{side}.{name}")
+            assert error.remote_type == "RuntimeError" and "nothing behind the proxy" in str(error), f"{side}.{name}"
+    assert await responder.health_check(WAIT_S)
+    assert len(server._calls) == 0
+    no_unretrieved(caplog)
+
+
 def test_system_exit_in_a_handler_on_the_main_threads_loop_ends_asyncio_run(tserver: ThreadedServer) -> None:
     """As asyncio expects: the program ends with the handler's SystemExit."""
     script = textwrap.dedent(

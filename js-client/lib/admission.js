@@ -28,7 +28,7 @@ const { reply } = require('./replies');
 const { errorToWire } = require('./errors');
 const { isKeyed } = require('./keyed_runs');
 const { isStreamResult } = require('./producers');
-const { isThenable } = require('./listeners');
+const { promiseOf } = require('./listeners');
 const { runInTrace } = require('./tracing');
 const { isBroadcast } = require('./legacy_server');
 
@@ -165,27 +165,43 @@ class Admission {
       if (run !== null) host._keyedRuns.abandon(run); // not a stream request: answered bad_request, nothing to share
       producers.produce(conn, msg, value, ctx, () => this._untrack(tracked));
     };
+    const failed = (err) => {
+      if (conn !== null) respond(null, errorToWire(err, { exposeStacks }));
+      else host._emitError(err);
+    };
     let result;
+    let streams;
+    let pending = null;
     try {
       // its own calls continue the message's trace (docs/tracing.md)
       result = ctx === undefined ? runInTrace(handler, msg) : runInTrace((m) => handler(m, ctx), msg);
+      // reading the result can throw (a revoked Proxy, a throwing `then` getter): the handler's throw too
+      streams = conn !== null && isStreamResult(result);
+      if (!streams) pending = promiseOf(result);
     } catch (err) {
-      if (conn !== null) respond(null, errorToWire(err, { exposeStacks }));
-      else host._emitError(err);
+      failed(err);
       return;
     }
-    if (conn !== null && isStreamResult(result)) {
+    if (streams) {
       stream(result, this._track()); // a stream holds its handler slot until it ends (§15.6)
       return;
     }
-    if (!isThenable(result)) {
+    if (pending === null) {
       if (conn !== null) respond(result);
       return;
     }
     const tracked = this._track();
-    Promise.resolve(result).then(
+    pending.then(
       (value) => {
-        if (conn !== null && isStreamResult(value)) {
+        let streamsValue;
+        try {
+          streamsValue = conn !== null && isStreamResult(value);
+        } catch (err) {
+          this._untrack(tracked);
+          failed(err);
+          return;
+        }
+        if (streamsValue) {
           // an async handler that resolves to a generator streams it, as Python's does (§15.6); the slot is held till it ends
           stream(value, tracked);
           return;
@@ -195,8 +211,7 @@ class Admission {
       },
       (err) => {
         this._untrack(tracked);
-        if (conn !== null) respond(null, errorToWire(err, { exposeStacks }));
-        else host._emitError(err);
+        failed(err);
       }
     );
   }

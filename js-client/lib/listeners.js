@@ -23,6 +23,18 @@ function isThenable(value) {
 }
 
 /**
+ * The promise a handler's or listener's result stands for, or null when it
+ * is not a promise-like. Reading the result can throw (a revoked Proxy, a
+ * `then` getter that throws): that throws here, for the caller to treat as
+ * a throw of the handler's own, never as its answer nor a crash.
+ * @param {unknown} value
+ * @returns {Promise<unknown>|null}
+ */
+function promiseOf(value) {
+  return isThenable(value) ? Promise.resolve(value) : null;
+}
+
+/**
  * What 'error' carries for a value a handler or listener threw: an Error as
  * it is; anything else (`throw 'text'`, a rejection with undefined) as a
  * HandlerError (code handler_error), as a requester gets it from a served
@@ -72,15 +84,15 @@ function reportError(emitter, thrown, context) {
 function emitEach(emitter, event, args) {
   const context = `a '${event}' listener threw`;
   for (const listener of emitter.rawListeners(event)) {
-    let result;
+    let pending;
     try {
-      result = listener.apply(emitter, args); // a once() wrapper removes itself, as in emit()
+      pending = promiseOf(listener.apply(emitter, args)); // a once() wrapper removes itself, as in emit()
     } catch (err) {
       reportError(emitter, err, context);
       continue;
     }
-    if (isThenable(result)) Promise.resolve(result).catch((err) => reportError(emitter, err, context));
+    if (pending !== null) pending.catch((err) => reportError(emitter, err, context));
   }
 }
 
-module.exports = { isThenable, reportable, reportError, emitEach };
+module.exports = { isThenable, promiseOf, reportable, reportError, emitEach };

@@ -24,6 +24,7 @@ const { AsyncLocalStorage } = require('node:async_hooks');
 const { debuglog } = require('node:util');
 const otel = require('./otel');
 const { printable } = require('./printable');
+const { promiseOf } = require('./listeners');
 
 const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
 const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
@@ -274,17 +275,19 @@ function runInTrace(handler, msg) {
   if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, printable(msg.channel_id), ctx.traceId, ctx.spanId, ctx.parentId);
   if (span === null) return storage.run(trace, handler, msg);
   let result;
+  let pending;
   try {
     result = otel.withSpan(span, (arg) => storage.run(trace, handler, arg), msg);
+    pending = promiseOf(result); // a result that throws when read (a revoked Proxy) fails the handler, and its span
   } catch (err) {
     otel.end(span, err);
     throw err;
   }
-  if (result === null || typeof result !== 'object' || typeof result.then !== 'function') {
+  if (pending === null) {
     otel.end(span);
     return result;
   }
-  return Promise.resolve(result).then(
+  return pending.then(
     (value) => {
       otel.end(span);
       return value;
