@@ -21,35 +21,8 @@ const { planPool, DEAD, OPEN_FAILED } = require('./pool_plan');
 const { foldRetired, zeroMetrics } = require('./pool_metrics');
 const { PoolRegistrations } = require('./pool_registrations');
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
-
-/**
- * The error of a 'disconnected' event: the event passes the error (§2), or
- * an object holding it.
- * @param {unknown} arg
- * @returns {Error|null}
- * @private
- */
-function lostError(arg) {
-  if (arg instanceof Error) return arg;
-  return arg !== null && typeof arg === 'object' && arg.error instanceof Error ? arg.error : null;
-}
-
-/** One pooled client and its use, as planPool() reads it. */
-class Member {
-  constructor(client, now) {
-    this.client = client;
-    this.leased = false; // held by acquire()
-    this.shared = 0; // lease() calls in flight
-    this.idleSince = now;
-    this.idleTimer = null;
-    this.dead = false; // its connection dropped: never handed out again
-    this.lostError = null; // why, for its 'destroyed' event
-  }
-
-  get usable() {
-    return !this.dead && this.client.connected;
-  }
-}
+const { emitEach, reportError } = require('./listeners');
+const { Member, lostError } = require('./pool_member');
 
 /**
  * Members, waiters and the plan applied to them.
@@ -100,10 +73,31 @@ class PoolCore extends EventEmitter {
       members: () => this._members,
       openMember: () => this._openRegistrar(),
       defer: () => this._scheduleRefill(),
-      report: (err) => {
-        if (this.listenerCount('error') > 0) this.emit('error', err);
-      }
+      report: (err) => this._reportError(err)
     });
+  }
+
+  /**
+   * Emits a pool event from the pool's own paths (an idle timer, an open,
+   * close()): each listener runs on its own, and one that throws (or an
+   * async one that rejects) is reported on 'error', or as a process warning
+   * with no 'error' listener (lib/listeners.js), instead of breaking them.
+   * @param {string} event
+   * @param {object} arg
+   * @private
+   */
+  _emitSafely(event, arg) {
+    if (this.listenerCount(event) > 0) emitEach(this, event, [arg]);
+  }
+
+  /**
+   * Emits 'error' for a failure nobody waits for, only when listened to;
+   * an 'error' listener that throws becomes a process warning. Never throws.
+   * @param {Error} err
+   * @private
+   */
+  _reportError(err) {
+    if (this.listenerCount('error') > 0) reportError(this, err);
   }
 
   /**
@@ -209,7 +203,7 @@ class PoolCore extends EventEmitter {
       this._waiters = this._waiters.filter((w) => !done.has(w));
     }
     for (let i = 0; i < plan.open; i++) this._spawnOpen().catch(() => {}); // the failure went to a waiter or to 'error'
-    if (plan.unclaimed > 0 && this.listenerCount('error') > 0) this.emit('error', failure);
+    if (plan.unclaimed > 0) this._reportError(failure);
     if (plan.refill > 0) this._refill();
   }
 
@@ -295,7 +289,7 @@ class PoolCore extends EventEmitter {
     this.totalCreated++;
     this._refillAttempt = 0;
     this._refused = false;
-    this.emit('created', { client });
+    this._emitSafely('created', { client });
     this._free(member);
     return member;
   }
@@ -328,7 +322,7 @@ class PoolCore extends EventEmitter {
     member.dead = true;
     member.lostError = error;
     if (error instanceof UnauthorizedError) this._refused = true; // revoked by a reload: as a refused open, no refill retries it
-    this.emit('connection_lost', { client: member.client, error });
+    this._emitSafely('connection_lost', { client: member.client, error });
     this._settle(); // closes it now if nobody holds it
     if (this._registrations.missing) this._refill(); // a new registrar at once, then with backoff
   }
@@ -347,8 +341,9 @@ class PoolCore extends EventEmitter {
     member.idleTimer = null;
     this.totalDestroyed++;
     if (typeof member.client.getMetrics === 'function') this._retired = foldRetired(this._retired, member.client.getMetrics());
-    this.emit('destroyed', { client: member.client, reason });
-    return member.client.disconnect().catch(() => {});
+    const closing = member.client.disconnect().catch(() => {}); // closed whatever its listeners do
+    this._emitSafely('destroyed', { client: member.client, reason });
+    return closing;
   }
 
   /**
