@@ -923,6 +923,8 @@ export declare class IPCClient extends EventEmitter {
    * (const item of client.stream('ticks', payload, { timeout, idleTimeout, window, signal }))`.
    * Throws, after the items that came first, RequestTimeoutError, the
    * producer's error, ResponderLostError, ConnectionLostError or AbortError.
+   * The call itself throws only for bad arguments: closed or draining, the
+   * first next() rejects NotConnectedError.
    */
   stream<T = any, P = unknown>(channelId: string, payload?: P, options?: StreamOptions): Stream<T>;
 

@@ -50,11 +50,21 @@ class Drain {
   }
 
   /**
+   * Whether a call made now is made by a handler of this client (those go
+   * through while draining): read where a call is made that starts later.
+   * @returns {boolean}
+   */
+  fromHandler() {
+    return currentTraceContext() !== null;
+  }
+
+  /**
    * Refuses a new call while draining, unless a handler of this client makes it.
+   * @param {boolean} [fromHandler] fromHandler() where the call was made, when it starts later.
    * @throws {NotConnectedError}
    */
-  check() {
-    if (this.active && currentTraceContext() === null) {
+  check(fromHandler = this.fromHandler()) {
+    if (this.active && !fromHandler) {
       throw new NotConnectedError('the client is draining (drain()): it starts no new calls');
     }
   }

@@ -188,7 +188,9 @@ class Stream {
    */
   async _start() {
     const { host } = this._streams;
-    const { timeout, idleTimeout, window, signal, headers } = this._options;
+    const { timeout, idleTimeout, window, signal, headers, fromHandler } = this._options;
+    // none while draining (docs/resilience.md §12): refused here, not at stream(), as in every other closed state
+    host._drain.check(fromHandler || host._drain.fromHandler());
     if (signal !== undefined) {
       if (signal.aborted) throw abortError(signal);
       this._onAbort = () => this._giveUp(abortError(signal));
@@ -308,7 +310,9 @@ class Streams {
   }
 
   /**
-   * IPCClient.stream(): checks the options now; the request goes out on the first next().
+   * IPCClient.stream(): checks the options now; the request goes out on the
+   * first next(), which rejects when the client cannot make it (draining,
+   * closed): stream() itself throws only for bad arguments.
    * @param {string} channelId
    * @param {unknown} [payload]
    * @param {{timeout?: number|null, idleTimeout?: number, window?: number, signal?: AbortSignal, headers?: Record<string, string>}} [options]
@@ -316,10 +320,10 @@ class Streams {
    */
   stream(channelId, payload = null, options = {}) {
     const checked = checkStream(channelId, options);
-    this.host._drain.check(); // none while draining (docs/resilience.md §12)
     const { timeout, window, signal, headers } = checked;
     const idleTimeout = checked.idleTimeout ?? checkStreamTimeout(this.host.options.requestTimeout, 'idleTimeout');
-    return new Stream(this, channelId, payload, { timeout, idleTimeout, window: new Window(window), signal, headers });
+    const fromHandler = this.host._drain.fromHandler(); // a handler's stream goes through a drain, however it is read
+    return new Stream(this, channelId, payload, { timeout, idleTimeout, window: new Window(window), signal, headers, fromHandler });
   }
 
   /**

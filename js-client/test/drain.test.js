@@ -33,7 +33,10 @@ test('drain - new calls reject with not_connected while the one in flight finish
   for (const refused of [client.request('x'), client.notify('x'), client.publish('x', 1), client.subscribe('x', () => {}), client.serve('y', () => 1)]) {
     await assert.rejects(refused, (err) => err.code === ErrorCode.NOT_CONNECTED && /draining/.test(err.message));
   }
-  assert.throws(() => client.stream('x'), (err) => err.code === ErrorCode.NOT_CONNECTED);
+  // stream() and the iterators return, as in every other closed state: their first next() rejects
+  for (const iterable of [client.stream('x'), client.subscription('x'), client.requests('y')]) {
+    await assert.rejects(iterable[Symbol.asyncIterator]().next(), (err) => err.code === ErrorCode.NOT_CONNECTED && /draining/.test(err.message));
+  }
   held[0].reply('finished');
   assert.equal(await pending, 'finished');
   assert.equal(await draining, true);
@@ -64,6 +67,37 @@ test('drain - the registrations are withdrawn and a served request still running
   await unsubscribed;
   release();
   assert.equal((await served).payload, 'done');
+  assert.equal(await draining, true);
+});
+
+test('drain - a stream made while draining never throws at the call; one a handler makes goes through', async (t) => {
+  const { peer, client, held } = await setup(t);
+  let release;
+  let started;
+  const released = new Promise((resolve) => (release = resolve));
+  const running = new Promise((resolve) => (started = resolve));
+  await client.serve('relay', async () => {
+    started();
+    await released;
+    const items = [];
+    for await (const item of client.stream('up', 1, { timeout: 5000 })) items.push(item); // a handler's call: not refused
+    return items;
+  });
+  const served = nextReceived(peer, (m) => m.message_type === 'response' && m.reply_to === 'fwd-2');
+  [...peer.sockets][0].write(encodeFrame(encodeMessage(buildMessage('request', 'app', 'relay', 1, { message_id: 'fwd-2', timeout_ms: 5000 }))));
+  await running;
+  const draining = client.drain({ timeout: 5000 });
+  const refused = await new Promise((resolve) => {
+    setImmediate(() => {
+      // as a timer or event callback would start it, outside any try: no exception escapes
+      client.stream('x')[Symbol.asyncIterator]().next().then(() => resolve(null), resolve);
+    });
+  });
+  assert.equal(refused.code, ErrorCode.NOT_CONNECTED);
+  release();
+  await until(() => held.some((h) => h.msg.channel_id === 'up'), 2000, "the handler's stream request");
+  held.find((h) => h.msg.channel_id === 'up').reply('u');
+  assert.deepEqual((await served).payload, ['u']);
   assert.equal(await draining, true);
 });
 
