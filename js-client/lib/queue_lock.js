@@ -5,17 +5,30 @@
  * (ipc_client/queue_lock.py), so neither opens a file the other holds: two
  * owners would send every message twice (docs/resilience.md §4).
  *
- * `${queuePath}.lock` holds its owner's pid: it is held while that process
- * is alive; a lock file with no pid (empty, as an older Python client left
- * it) or a dead one is free and taken over. A new lock file is made with
- * the pid already in it (a temporary file linked into place), so a reader
- * never sees one half-made; the owner removes it when it gives it back.
- * Python also holds `flock` on it, which Node cannot take: Node relies on
- * the pid, which Python writes too.
+ * `${queuePath}.lock` names its owner: `PID` (Node) or `py:PID` (Python,
+ * which also holds `flock` on it; Node cannot, and reads `py:PID` as a pid).
+ * It is held while that process is alive; a lock file with no pid (empty, as
+ * a 2.0.0 Python client left it) or a dead one is free. A lock naming this
+ * process is held only if this process took it (`held`): a restarted
+ * container's pid 1 finds its own pid in the lock its crashed run left.
+ * A new lock file is made with the pid already in it (a temporary file
+ * linked into place); the owner removes it when it gives it back.
+ *
+ * A stale lock is never removed blindly: the check and the replacement run
+ * under `${lock}.takeover` (made exclusively, naming its holder's pid, so
+ * one left by a process that died is broken), and the taker re-reads the
+ * lock under it and gives up if the file or its content changed since it
+ * judged it stale. Python takes over under the same file.
  */
 
 const fs = require('node:fs');
 const { QueueFileError } = require('./errors');
+
+/** Lock files this process (this module instance) holds. */
+const held = new Set();
+/** How long a live takeover may hold the mutex before a taker gives up, ms: it is held for microseconds. */
+const MUTEX_WAIT_MS = 2000;
+const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Another client, Python or Node, in this process or another, owns the
@@ -49,15 +62,15 @@ function isAlive(pid) {
 }
 
 /**
- * Makes the lock file with this process's pid in it, in one step.
- * @param {string} lockFile
+ * Makes `file` with this process's pid in it, in one step.
+ * @param {string} file
  * @returns {boolean} false: there is one already.
  */
-function create(lockFile) {
-  const tmp = `${lockFile}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`;
+function create(file) {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`;
   fs.writeFileSync(tmp, String(process.pid), { flag: 'wx' });
   try {
-    fs.linkSync(tmp, lockFile);
+    fs.linkSync(tmp, file);
     return true;
   } catch (err) {
     if (err.code === 'EEXIST') return false;
@@ -66,7 +79,7 @@ function create(lockFile) {
     fs.rmSync(tmp, { force: true });
   }
   try {
-    fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' }); // no hard links here: create, then write
+    fs.writeFileSync(file, String(process.pid), { flag: 'wx' }); // no hard links here: create, then write
     return true;
   } catch (err) {
     if (err.code === 'EEXIST') return false;
@@ -75,19 +88,131 @@ function create(lockFile) {
 }
 
 /**
- * The pid a lock file names: null when it names none, undefined when it is gone.
- * @param {string} lockFile
- * @returns {number|null|undefined}
+ * What a lock file says, read through one descriptor: its inode and text;
+ * undefined when it is gone.
+ * @param {string} file
+ * @returns {{ino: number, dev: number, text: string}|undefined}
  */
-function holder(lockFile) {
-  let text;
+function read(file) {
+  let fd;
   try {
-    text = fs.readFileSync(lockFile, 'utf8').trim();
+    fd = fs.openSync(file, 'r');
   } catch (err) {
     if (err.code === 'ENOENT') return undefined;
     throw err;
   }
-  return /^\d+$/.test(text) && Number(text) > 0 ? Number(text) : null;
+  try {
+    const { ino, dev } = fs.fstatSync(fd);
+    return { ino, dev, text: fs.readFileSync(fd, 'utf8').trim() };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The pid a lock file's text names (`PID` or Python's `py:PID`), null when none.
+ * @param {string} text
+ * @returns {number|null}
+ */
+function pidOf(text) {
+  const m = /^(?:py:)?(\d+)$/.exec(text);
+  return m && Number(m[1]) > 0 ? Number(m[1]) : null;
+}
+
+/**
+ * The live process holding a lock file that names `pid`, or null: a lock
+ * naming this process is held only if this process took it.
+ * @param {string} lockFile
+ * @param {number|null} pid
+ * @returns {number|null}
+ */
+function liveHolder(lockFile, pid) {
+  if (pid === null) return null;
+  if (pid === process.pid) return held.has(lockFile) ? pid : null;
+  return isAlive(pid) ? pid : null;
+}
+
+/**
+ * Takes `${lockFile}.takeover`, breaking one whose holder died.
+ * @param {string} mutex
+ * @returns {boolean} false: a live taker kept it past MUTEX_WAIT_MS.
+ */
+function takeMutex(mutex) {
+  const deadline = Date.now() + MUTEX_WAIT_MS;
+  while (!create(mutex)) {
+    const seen = read(mutex);
+    if (seen !== undefined && liveHolder(mutex, pidOf(seen.text)) === null) {
+      breakMutex(mutex, seen);
+      continue;
+    }
+    if (Date.now() > deadline) return false;
+    Atomics.wait(pause, 0, 0, 1);
+  }
+  return true;
+}
+
+/**
+ * Removes a mutex left by a dead process: moved aside first, so that one
+ * made meanwhile by a live taker is put back rather than deleted.
+ * @param {string} mutex
+ * @param {{ino: number, dev: number}} seen
+ */
+function breakMutex(mutex, seen) {
+  const aside = `${mutex}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.stale`;
+  try {
+    fs.renameSync(mutex, aside);
+  } catch (err) {
+    if (err.code === 'ENOENT') return;
+    throw err;
+  }
+  const moved = fs.statSync(aside);
+  if (moved.ino !== seen.ino || moved.dev !== seen.dev) {
+    try {
+      fs.linkSync(aside, mutex);
+    } catch {
+      // another taker made one meanwhile: it holds the mutex
+    }
+  }
+  fs.rmSync(aside, { force: true });
+}
+
+/**
+ * Gives the mutex back if it is still ours.
+ * @param {string} mutex
+ */
+function dropMutex(mutex) {
+  try {
+    if (pidOf(read(mutex)?.text ?? '') === process.pid) fs.unlinkSync(mutex);
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err;
+  }
+}
+
+/**
+ * Replaces a stale lock file with ours, under the mutex, if it is still the
+ * one judged stale (same inode, same text: a Python client takes over in place).
+ * @param {string} lockFile
+ * @param {{ino: number, dev: number, text: string}} seen
+ * @returns {boolean|null} true: ours; false: it changed, look again; null: the mutex stayed taken.
+ */
+function takeOver(lockFile, seen) {
+  const mutex = `${lockFile}.takeover`;
+  if (!takeMutex(mutex)) return null;
+  try {
+    const now = read(lockFile);
+    if (now === undefined || now.ino !== seen.ino || now.dev !== seen.dev || now.text !== seen.text) return false;
+    const tmp = `${lockFile}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`;
+    fs.writeFileSync(tmp, String(process.pid), { flag: 'wx' });
+    try {
+      fs.renameSync(tmp, lockFile); // atomic: the path never goes missing, so no one creates one meanwhile
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+    return true;
+  } finally {
+    dropMutex(mutex);
+  }
 }
 
 /**
@@ -100,19 +225,29 @@ function holder(lockFile) {
  */
 function lockQueueFile(file, lockFile, fail) {
   for (let attempt = 0; attempt < 5; attempt++) {
-    let pid;
+    let seen;
     try {
-      if (create(lockFile)) return;
-      pid = holder(lockFile);
+      if (create(lockFile)) {
+        held.add(lockFile);
+        return;
+      }
+      seen = read(lockFile);
     } catch (err) {
       throw fail(`cannot create its lock file ${lockFile}`, err);
     }
-    if (pid === undefined) continue; // given back meanwhile
-    if (pid !== null && isAlive(pid)) throw inUse(file, lockFile, pid);
+    if (seen === undefined) continue; // given back meanwhile
+    const pid = liveHolder(lockFile, pidOf(seen.text));
+    if (pid !== null) throw inUse(file, lockFile, pid);
+    let took;
     try {
-      fs.unlinkSync(lockFile); // no live owner (empty, or its process died): take it over
+      took = takeOver(lockFile, seen); // no live owner (empty, or its process died)
     } catch (err) {
-      if (err.code !== 'ENOENT') throw fail(`cannot take over its lock file ${lockFile}`, err);
+      throw fail(`cannot take over its lock file ${lockFile}`, err);
+    }
+    if (took === null) break;
+    if (took) {
+      held.add(lockFile);
+      return;
     }
   }
   throw inUse(file, lockFile, null);
@@ -123,8 +258,9 @@ function lockQueueFile(file, lockFile, fail) {
  * @param {string} lockFile
  */
 function unlockQueueFile(lockFile) {
+  if (!held.delete(lockFile)) return;
   try {
-    if (holder(lockFile) === process.pid) fs.unlinkSync(lockFile);
+    if (pidOf(read(lockFile)?.text ?? '') === process.pid) fs.unlinkSync(lockFile);
   } catch (err) {
     if (err.code !== 'ENOENT') throw err;
   }

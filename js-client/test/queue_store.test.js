@@ -131,6 +131,31 @@ test('queue store - a lock file that names no live process is free: empty (as a 
   assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.ppid)); // left to its owner
 });
 
+test('queue store - a lock naming this process is free unless this process took it; Python\'s py:PID is read as a pid', (t) => {
+  // A container's pid 1, killed and restarted as pid 1, found its own pid in the lock its crashed run left and was refused for good.
+  const file = tempFile(t);
+  fs.mkdirSync(path.dirname(file));
+  fs.writeFileSync(`${file}.lock`, String(process.pid));
+  const a = new QueueStore(file, { now: () => 0 });
+  assert.deepEqual(a.load(), []);
+  // taken by this process: a second store in it is refused
+  assert.throws(() => new QueueStore(file, { now: () => 0 }).load(), (err) => err instanceof QueueFileInUseError && err.message.includes(`process ${process.pid} `));
+  a.close();
+  assert.equal(fs.existsSync(`${file}.lock`), false);
+  // a Python client's lock names its pid as py:PID: held while that process lives, free once it is dead
+  fs.writeFileSync(`${file}.lock`, `py:${process.ppid}`);
+  assert.throws(() => new QueueStore(file, { now: () => 0 }).load(), (err) => err instanceof QueueFileInUseError && err.message.includes(`process ${process.ppid} `));
+  const child = require('node:child_process').spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  const deadPid = Number(child.stdout.toString());
+  fs.writeFileSync(`${file}.lock`, `py:${deadPid}`);
+  fs.writeFileSync(`${file}.lock.takeover`, String(deadPid)); // and a taker that died holding the takeover mutex
+  const b = new QueueStore(file, { now: () => 0 });
+  assert.deepEqual(b.load(), []);
+  assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid));
+  b.close();
+  assert.deepEqual(fs.readdirSync(path.dirname(file)), []); // lock, mutex and temporary files all gone
+});
+
 test('queue store - expired messages are written off at load: each is counted once across restarts', (t) => {
   const file = tempFile(t);
   const a = new QueueStore(file, { now: () => 0 });
