@@ -91,7 +91,7 @@ async def test_python_refuses_a_file_a_live_node_client_holds_and_takes_it_once_
         await holder.release()
         # given back: Python takes the lock (Node wrote no records yet: the file is empty or absent, a queue file to SQLite)
         await asyncio.wait_for(caller.connect(), WAIT_S)
-        assert Path(f"{queue_path}.lock").read_text() == str(os.getpid())
+        assert Path(f"{queue_path}.lock").read_text() == f"py:{os.getpid()}"  # Node reads it as our pid
     finally:
         await holder.kill()
 

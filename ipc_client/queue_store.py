@@ -10,7 +10,7 @@ only while the client is offline, never on the connected hot path.
 
 A file has one owner at a time: two clients sending the same rows would
 deliver each message twice. The store holds ``<path>.lock`` (``flock`` and
-its pid in it, the scheme the Node client shares: ``queue_lock.py``) and
+``py:PID`` in it, the scheme the Node client shares: ``queue_lock.py``) and
 refuses, with ``QueueFileInUse``, a file another client, Python or Node, holds.
 
 Every failure of the file is a ``QueueFileError`` naming the path, never a

@@ -1,9 +1,11 @@
 """The queue file's single-owner lock, shared with the Node client
 (ipc_client/queue_lock.py, js-client/lib/queue_lock.js; docs/resilience.md
-§4): ``<queue_path>.lock`` names its owner's pid while it is held and is
-removed when given back; one that names no live process is free; one that
-names a live process other than this one (a Node client holds no flock) is
-refused with QueueFileInUse, a QueueFileError."""
+§4): ``<queue_path>.lock`` names its owner while it is held (``py:PID``
+from Python, ``PID`` from Node) and is removed when given back; one that
+names no live process is free, and so is one naming this process or a
+``py:`` pid once we hold its flock; one that names another live process (a
+Node client holds no flock) is refused with QueueFileInUse, a
+QueueFileError."""
 
 from __future__ import annotations
 
@@ -22,21 +24,28 @@ from ipc_protocol import ErrorCode, QueueFileError
 def test_the_lock_file_names_its_owner_while_held_and_is_removed_when_given_back(tmp_path: Path) -> None:
     path = tmp_path / "queue.db"
     store = QueueStore(path)
-    assert Path(f"{path}.lock").read_text() == str(os.getpid())  # what a Node client reads
+    assert Path(f"{path}.lock").read_text() == f"py:{os.getpid()}"  # what a Node client reads as our pid
     store.close()
     assert not Path(f"{path}.lock").exists()  # this process lives on: nothing may name it as the holder
 
 
-@pytest.mark.parametrize("left", ["", "\n", "not a pid", "0", "dead"])
+@pytest.mark.parametrize("left", ["", "\n", "not a pid", "0", "dead", "py:dead", "own"])
 def test_a_lock_file_that_names_no_live_process_is_free(tmp_path: Path, left: str) -> None:
-    """Empty (as a 2.0 Python client left it), not a pid, or a dead process's (a crashed Node client's)."""
+    """Empty (as a 2.0 Python client left it), not a pid, a dead process's
+    (a crashed Node or Python client's), or this process's: a lock this
+    process held would hold the flock we were just given."""
     path = tmp_path / "queue.db"
     if left == "dead":
         child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, timeout=30, check=True)
         left = child.stdout.strip()
+    if left == "py:dead":
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, timeout=30, check=True)
+        left = f"py:{child.stdout.strip()}"
+    if left == "own":
+        left = str(os.getpid())
     Path(f"{path}.lock").write_text(left)
     store = QueueStore(path)
-    assert Path(f"{path}.lock").read_text() == str(os.getpid())
+    assert Path(f"{path}.lock").read_text() == f"py:{os.getpid()}"
     store.close()
 
 
@@ -63,3 +72,44 @@ def test_a_second_store_in_this_process_is_refused_by_flock(tmp_path: Path) -> N
     assert info.value.code == ErrorCode.QUEUE_FILE
     first.close()
     QueueStore(path).close()
+
+
+def test_a_python_lock_whose_pid_is_reused_is_free(tmp_path: Path) -> None:
+    """A Python client killed while it held the file leaves ``py:PID``; once
+    that pid names another live process (pid reuse, here our parent), the
+    next Python client, given the flock, still takes the file: no live
+    Python client holds it. It was refused as in use by that process."""
+    path = tmp_path / "queue.db"
+    script = "import sys\nfrom ipc_client.queue_store import QueueStore\nQueueStore(sys.argv[1]); print('HELD', flush=True); sys.stdin.read()\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"HELD\n"
+        with pytest.raises(QueueFileInUse):
+            QueueStore(path)  # its flock, while it lives
+        assert Path(f"{path}.lock").read_text() == f"py:{child.pid}"
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    Path(f"{path}.lock").write_text(f"py:{os.getppid()}")  # the dead client's pid, now a live process's
+    store = QueueStore(path)
+    assert Path(f"{path}.lock").read_text() == f"py:{os.getpid()}"
+    store.close()
+
+
+def test_a_takeover_mutex_left_by_a_dead_taker_is_broken_and_a_live_ones_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``<lock>.takeover`` (shared with Node) guards replacing a stale lock;
+    one naming a dead process is removed, one naming a live process is
+    waited for (``MUTEX_WAIT_S``), then the file is reported in use."""
+    path = tmp_path / "queue.db"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    Path(f"{path}.lock").write_text(dead)
+    Path(f"{path}.lock.takeover").write_text(dead)
+    QueueStore(path).close()
+    assert os.listdir(tmp_path) == ["queue.db"]  # lock, mutex and temporary files gone
+    Path(f"{path}.lock").write_text(dead)
+    Path(f"{path}.lock.takeover").write_text(str(os.getppid()))  # a live taker, that never lets go
+    monkeypatch.setattr("ipc_client.queue_takeover.MUTEX_WAIT_S", 0.05)
+    with pytest.raises(QueueFileInUse, match="in use by another client"):
+        QueueStore(path)
+    assert Path(f"{path}.lock").read_text() == dead and Path(f"{path}.lock.takeover").read_text() == str(os.getppid())

@@ -1,0 +1,119 @@
+"""The takeover mutex of a queue file's lock, shared with the Node client
+(js-client/lib/queue_lock.js, ``takeMutex``).
+
+A stale lock (its owner dead) is replaced only under ``<lock>.takeover``,
+made exclusively with the taker's pid in it and removed after: without it,
+two clients that both saw the lock stale each replaced it, the second
+deleting the first one's fresh lock, and both owned the queue file. The
+mutex is held for microseconds; one naming a dead process (or this one:
+takers in this process take turns) was left by a taker that died, and is
+broken: moved aside first, so a fresh one made meanwhile is put back
+rather than deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+__all__ = ["pid_alive", "takeover_mutex"]
+
+# How long a live taker may hold the mutex before we give up, s: it is held for microseconds.
+MUTEX_WAIT_S = 2.0
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process is alive (EPERM: it is, under another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # pragma: no cover - a pid the OS refuses to check
+        return False
+    return True
+
+
+def _create(path: str) -> bool:
+    """Make ``path`` with our pid in it, in one step; False if it exists."""
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(str(os.getpid()))
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system: create it, then write
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    finally:
+        os.unlink(tmp)
+
+
+def _read(path: str) -> tuple[int, int, str] | None:
+    """(dev, inode, text) of a file, read through one descriptor; None if gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino, os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+
+
+def _dead(text: str) -> bool:
+    """Whether a mutex's holder is gone: no pid, a dead one, or ours (see the module)."""
+    pid = text[3:] if text.startswith("py:") else text
+    return not pid.isdigit() or int(pid) in (0, os.getpid()) or not pid_alive(int(pid))
+
+
+def _break(path: str, seen: tuple[int, int, str]) -> None:
+    aside = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.stale"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    st = os.stat(aside)
+    if (st.st_dev, st.st_ino) != seen[:2]:
+        with contextlib.suppress(OSError):
+            os.link(aside, path)  # a live taker's: put back (unless another was made meanwhile)
+    os.unlink(aside)
+
+
+def _drop(path: str) -> None:
+    seen = _read(path)
+    if seen is not None and seen[2] == str(os.getpid()):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def takeover_mutex(lock: str) -> Iterator[bool]:
+    """Hold ``<lock>.takeover`` for the block; yields False when a live
+    taker kept it past MUTEX_WAIT_S (the block must then do nothing)."""
+    path = f"{lock}.takeover"
+    deadline = time.monotonic() + MUTEX_WAIT_S
+    while not _create(path):
+        seen = _read(path)
+        if seen is not None and _dead(seen[2]):
+            _break(path, seen)
+        elif time.monotonic() > deadline:
+            yield False
+            return
+        elif seen is not None:
+            time.sleep(0.001)  # a live taker: done within microseconds
+    try:
+        yield True
+    finally:
+        _drop(path)
