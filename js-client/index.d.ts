@@ -100,7 +100,8 @@ export declare class QueueFileError extends IpcError {
 }
 /**
  * Another client, Python or Node, in this process or another, owns the queue
- * file (its `${queuePath}.lock` names a live process): thrown by the
+ * file (its `${queuePath}.lock` names a live process, `PID` or Python's
+ * `py:PID`, other than this one, or this one holding it): thrown by the
  * constructor and connect(). A QueueFileError (code `queue_file`), as
  * Python's QueueFileInUse; `reason` is 'EQUEUELOCKED', its `code` before it
  * was one (docs/resilience.md §4).
