@@ -15,6 +15,7 @@ from ipc_protocol.payload_paths import read_once
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S, until
+from .faultproxy import FaultProxy
 
 
 async def _echo(msg: Any) -> Any:
@@ -55,24 +56,30 @@ async def test_pool_coalesced_request_sends_the_items(server: IPCServer, make_cl
 
 
 async def test_offline_queue_replays_the_items() -> None:
+    # The requester reaches the servers through a proxy that refuses it
+    # until the responder has subscribed on the second server: a publish
+    # replayed before any subscription reaches no one (at most once, §5).
     first = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.1)
     await first.start()
-    port = first.port
-    req = IPCClient("app", "127.0.0.1", port, request_timeout=WAIT_S, initial_delay=0.02, max_delay=0.05)
+    proxy = await FaultProxy("127.0.0.1", first.port).start()
+    req = IPCClient("app", "127.0.0.1", proxy.port, request_timeout=WAIT_S, initial_delay=0.02, max_delay=0.05)
     await asyncio.wait_for(req.connect(), WAIT_S)
+    proxy.refuse(True)
     await first.close()
     await until(lambda: not req.connected)
     answer = asyncio.ensure_future(req.request("echo", iter([1, 2, 3])))
     published = asyncio.ensure_future(req.publish("pub", (x for x in [4, 5, 6])))
     await until(lambda: len(req._outbox.queue) == 2)
-    second = IPCServer("127.0.0.1", port, shutdown_grace_s=0.1, no_responders_grace_s=WAIT_S)
+    second = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.1, no_responders_grace_s=WAIT_S)
     await second.start()
-    resp = IPCClient("app", "127.0.0.1", port, reconnect=False)
+    proxy.retarget("127.0.0.1", second.port)
+    resp = IPCClient("app", "127.0.0.1", second.port, reconnect=False)
     got: asyncio.Queue[Any] = asyncio.Queue()
     try:
         await asyncio.wait_for(resp.connect(), WAIT_S)
         await resp.serve("echo", _echo)
         await resp.subscribe("pub", lambda m: got.put_nowait(m.payload))
+        proxy.refuse(False)
         assert await asyncio.wait_for(answer, WAIT_S) == [1, 2, 3]
         await asyncio.wait_for(published, WAIT_S)
         assert await asyncio.wait_for(got.get(), WAIT_S) == [4, 5, 6]
@@ -80,6 +87,7 @@ async def test_offline_queue_replays_the_items() -> None:
         for c in (resp, req):
             await asyncio.wait_for(c.disconnect(), WAIT_S)
         await second.close()
+        await proxy.close()
 
 
 async def _fill(req: IPCClient) -> None:
