@@ -183,7 +183,7 @@ def _same_file(fd: int, lock: str) -> bool:
 
 
 def _in_use(path: str, what: str, lock: str, pid: int | None) -> QueueFileInUse:
-    holder = f"process {pid}" if pid is not None else "another client"
+    holder = f"process {pid}" if pid is not None else f"another client (taking it over: {lock}.takeover)"
     return QueueFileInUse(
         f"{what} is in use by {holder} (lock file {lock}): a persisted queue belongs to one client", path=path
     )

@@ -22,6 +22,8 @@ __all__ = ["pid_alive", "takeover_mutex"]
 
 # How long a live taker may hold the mutex before we give up, s: it is held for microseconds.
 MUTEX_WAIT_S = 2.0
+# A mutex older than this was left by a taker that died, whatever process its pid now names (reused).
+MUTEX_STALE_S = 10.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -59,26 +61,30 @@ def _create(path: str) -> bool:
         os.unlink(tmp)
 
 
-def _read(path: str) -> tuple[int, int, str] | None:
-    """(dev, inode, text) of a file, read through one descriptor; None if gone."""
+def _read(path: str) -> tuple[int, int, str, float] | None:
+    """(dev, inode, text, mtime) of a file, read through one descriptor; None if gone."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
         st = os.fstat(fd)
-        return st.st_dev, st.st_ino, os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return st.st_dev, st.st_ino, os.pread(fd, 32, 0).decode("ascii", "replace").strip(), st.st_mtime
     finally:
         os.close(fd)
 
 
-def _dead(text: str) -> bool:
-    """Whether a mutex's holder is gone: no pid, a dead one, or ours (see the module)."""
+def _dead(seen: tuple[int, int, str, float]) -> bool:
+    """Whether a mutex's holder is gone: no pid, a dead one, ours (see the
+    module), or a mutex older than any live takeover (its pid reused)."""
+    text = seen[2]
     pid = text[3:] if text.startswith("py:") else text
-    return not pid.isdigit() or int(pid) in (0, os.getpid()) or not pid_alive(int(pid))
+    if not pid.isdigit() or int(pid) in (0, os.getpid()) or not pid_alive(int(pid)):
+        return True
+    return seen[3] < time.time() - MUTEX_STALE_S
 
 
-def _break(path: str, seen: tuple[int, int, str]) -> None:
+def _break(path: str, seen: tuple[int, int, str, float]) -> None:
     aside = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.stale"
     try:
         os.rename(path, aside)
@@ -106,7 +112,7 @@ def takeover_mutex(lock: str) -> Iterator[bool]:
     deadline = time.monotonic() + MUTEX_WAIT_S
     while not _create(path):
         seen = _read(path)
-        if seen is not None and _dead(seen[2]):
+        if seen is not None and _dead(seen):
             _break(path, seen)
         elif time.monotonic() > deadline:
             yield False

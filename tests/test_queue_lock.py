@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,11 @@ def test_a_takeover_mutex_left_by_a_dead_taker_is_broken_and_a_live_ones_waited_
     Path(f"{path}.lock").write_text(dead)
     Path(f"{path}.lock.takeover").write_text(str(os.getppid()))  # a live taker, that never lets go
     monkeypatch.setattr("ipc_client.queue_takeover.MUTEX_WAIT_S", 0.05)
-    with pytest.raises(QueueFileInUse, match="in use by another client"):
+    with pytest.raises(QueueFileInUse, match=r"in use by another client \(taking it over: .*\.lock\.takeover\)"):
         QueueStore(path)
     assert Path(f"{path}.lock").read_text() == dead and Path(f"{path}.lock.takeover").read_text() == str(os.getppid())
+    # A mutex older than any live takeover was left by a taker that died, its pid since reused: broken.
+    old = time.time() - 60
+    os.utime(f"{path}.lock.takeover", (old, old))
+    QueueStore(path).close()
+    assert os.listdir(tmp_path) == ["queue.db"]

@@ -28,6 +28,8 @@ const { QueueFileError } = require('./errors');
 const held = new Set();
 /** How long a live takeover may hold the mutex before a taker gives up, ms: it is held for microseconds. */
 const MUTEX_WAIT_MS = 2000;
+/** A mutex older than this was left by a taker that died, whatever process its pid now names (reused). */
+const MUTEX_STALE_MS = 10_000;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
@@ -128,8 +130,40 @@ function pidOf(text) {
  */
 function liveHolder(lockFile, pid) {
   if (pid === null) return null;
-  if (pid === process.pid) return held.has(lockFile) ? pid : null;
+  if (pid === process.pid) return held.has(lockFile) || writtenSinceStart(lockFile) ? pid : null;
   return isAlive(pid) ? pid : null;
+}
+
+/**
+ * Whether `file` was written since this process started. A lock naming this
+ * process that this module did not take was then taken by another instance
+ * of it in this process (a worker thread, a second copy of the package),
+ * which holds it; one older than the process is a crashed run's.
+ * @param {string} file
+ * @returns {boolean}
+ */
+function writtenSinceStart(file) {
+  try {
+    return fs.statSync(file).mtimeMs >= Date.now() - process.uptime() * 1000;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether a takeover mutex was left by a taker that died: its pid names no
+ * live process, or it is older than any live takeover (its pid reused).
+ * @param {string} mutex
+ * @param {string} text
+ * @returns {boolean}
+ */
+function abandoned(mutex, text) {
+  if (liveHolder(mutex, pidOf(text)) === null) return true;
+  try {
+    return fs.statSync(mutex).mtimeMs < Date.now() - MUTEX_STALE_MS;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -141,7 +175,7 @@ function takeMutex(mutex) {
   const deadline = Date.now() + MUTEX_WAIT_MS;
   while (!create(mutex)) {
     const seen = read(mutex);
-    if (seen !== undefined && liveHolder(mutex, pidOf(seen.text)) === null) {
+    if (seen !== undefined && abandoned(mutex, seen.text)) {
       breakMutex(mutex, seen);
       continue;
     }
@@ -273,7 +307,7 @@ function unlockQueueFile(lockFile) {
  * @returns {QueueFileInUseError}
  */
 function inUse(file, lockFile, pid) {
-  const by = pid !== null ? `process ${pid}` : 'another client';
+  const by = pid !== null ? `process ${pid}` : `another client (taking it over: ${lockFile}.takeover)`;
   return new QueueFileInUseError(
     `queuePath ${JSON.stringify(file)} is in use by ${by} (lock file ${lockFile}): a persisted queue belongs to one client`,
     { path: file }

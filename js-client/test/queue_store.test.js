@@ -136,6 +136,8 @@ test('queue store - a lock naming this process is free unless this process took 
   const file = tempFile(t);
   fs.mkdirSync(path.dirname(file));
   fs.writeFileSync(`${file}.lock`, String(process.pid));
+  const crashed = new Date(Date.now() - process.uptime() * 1000 - 60_000); // written before this process started
+  fs.utimesSync(`${file}.lock`, crashed, crashed);
   const a = new QueueStore(file, { now: () => 0 });
   assert.deepEqual(a.load(), []);
   // taken by this process: a second store in it is refused
@@ -154,6 +156,39 @@ test('queue store - a lock naming this process is free unless this process took 
   assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid));
   b.close();
   assert.deepEqual(fs.readdirSync(path.dirname(file)), []); // lock, mutex and temporary files all gone
+});
+
+test('queue store - a lock another instance of the module in this process took is held: a worker thread, a second copy of the package', (t) => {
+  const file = tempFile(t);
+  fs.mkdirSync(path.dirname(file));
+  const a = new QueueStore(file, { now: () => 0 });
+  assert.deepEqual(a.load(), []);
+  t.after(() => a.close());
+  // A second copy of the lock module: its own set of held locks, empty (as a worker thread's is).
+  const lockModule = require.resolve('../lib/queue_lock');
+  const own = require.cache[lockModule];
+  delete require.cache[lockModule];
+  const copy = require('../lib/queue_lock');
+  require.cache[lockModule] = own;
+  assert.notEqual(copy.lockQueueFile, require('../lib/queue_lock').lockQueueFile);
+  const fail = (what, err) => new QueueFileError(what, { path: file, cause: err });
+  assert.throws(() => copy.lockQueueFile(file, `${file}.lock`, fail), (err) => err.reason === 'EQUEUELOCKED' && err.message.includes(`process ${process.pid} `));
+  assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid)); // still a's
+});
+
+test('queue store - a takeover mutex older than any live takeover is broken whatever its pid names (reused)', (t) => {
+  const file = tempFile(t);
+  fs.mkdirSync(path.dirname(file));
+  const child = require('node:child_process').spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  fs.writeFileSync(`${file}.lock`, child.stdout.toString()); // a dead owner: stale
+  fs.writeFileSync(`${file}.lock.takeover`, String(process.ppid)); // a live process, but a mutex a minute old
+  const old = new Date(Date.now() - 60_000);
+  fs.utimesSync(`${file}.lock.takeover`, old, old);
+  const store = new QueueStore(file, { now: () => 0 });
+  assert.deepEqual(store.load(), []);
+  assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.pid));
+  store.close();
+  assert.deepEqual(fs.readdirSync(path.dirname(file)), []);
 });
 
 test('queue store - expired messages are written off at load: each is counted once across restarts', (t) => {
