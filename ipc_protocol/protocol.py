@@ -335,15 +335,15 @@ class Protocol:
 
     # -- ending ---------------------------------------------------------------
 
-    def fail(self, code: ErrorCode | str, text: str, reply_to: str | None = None) -> ProtocolViolation | None:
+    def fail(self, code: ErrorCode | str, text: str, reply_to: str | None = None, details: Any = None) -> ProtocolViolation | None:
         """Queue the typed error frame (§6.4) and move to ``error``; the pump
         writes what is queued, then closes. Does nothing once the connection
         no longer sends (returns None)."""
-        return self._violated(code, text, reply_to, None) if self._live else None
+        return self._violated(code, text, reply_to, None, details=details) if self._live else None
 
-    def _violated(self, code: ErrorCode | str, text: str, reply_to: str | None, msg: Message | None, *, frame: bool = True, error: ProtocolError | None = None) -> ProtocolViolation:
+    def _violated(self, code: ErrorCode | str, text: str, reply_to: str | None, msg: Message | None, *, frame: bool = True, error: ProtocolError | None = None, details: Any = None) -> ProtocolViolation:
         if frame:
-            info = ErrorInfo.model_construct(code=str(code), message=text, details=None, remote_type=None, remote_stack=None)
+            info = ErrorInfo.model_construct(code=str(code), message=text, details=details, remote_type=None, remote_stack=None)
             self.send(Message.build(MessageType.RESPONSE, self.app_id, SYSTEM_CHANNEL, None, reply_to=reply_to, error=info))
         self._move(ERROR)
         self.violation = ProtocolViolation(code, text, msg, error)

@@ -243,18 +243,19 @@ class Auth:
         counts = {"disconnected": 0, "withdrawn": 0}
         for conn, grant in list(self.grants.items()):
             user = users.get(grant.user)
-            reason = None
+            reason = why = None  # why: the error's details.reason, for the client (docs/protocol.md §3)
             if user is None:
-                reason = f"user {grant.user!r} was removed"
+                reason, why = f"user {grant.user!r} was removed", "removed"
             elif user.credential != grant.credential:
-                reason = f"the credential of user {grant.user!r} changed"
+                # A rotated token or the same one hashed again (new salt or cost): only the next handshake tells.
+                reason, why = f"the credential of user {grant.user!r} changed", "credential"
             elif not ("*" in user.apps or conn.app_id in user.apps):
-                reason = f"user {grant.user!r} may no longer connect as app {conn.app_id!r}"
+                reason, why = f"user {grant.user!r} may no longer connect as app {conn.app_id!r}", "app"
             if reason is not None or user is None:
                 del self.grants[conn]
                 counts["disconnected"] += 1
                 log.info("disconnecting %s: %s", printable(conn.connection_id), printable(reason))
-                conn.fail(ErrorCode.UNAUTHORIZED, reason or "")
+                conn.fail(ErrorCode.UNAUTHORIZED, reason or "", details={"reason": why, "user": grant.user})
                 continue
             new = self.grants[conn] = _grant(user)
             subscriptions, served = withdrawn(new, sorted(conn.subscriptions), sorted(conn.responder_for))

@@ -293,9 +293,9 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         answer, then close (docs/security.md §3)."""
         self._violated(self.protocol.refuse_connect(code, text))
 
-    def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None, linger: bool = False) -> None:
+    def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None, linger: bool = False, details: Any = None) -> None:
         """Send an error frame where possible, then close (§1.4, §6.4); ``linger``: see close()."""
-        violation = self.protocol.fail(code, message, reply_to)
+        violation = self.protocol.fail(code, message, reply_to, details)
         if violation is not None:
             self._violated(violation, linger)
 

@@ -109,6 +109,7 @@ async def test_a_removed_user_or_a_changed_token_is_disconnected_unauthorized(se
     await asyncio.wait_for(a_gone.wait(), WAIT_S)
     error = await a_errors.next()
     assert isinstance(error, Unauthorized) and "credential of user 'alice' changed" in str(error)
+    assert error.details == {"reason": "credential", "user": "alice"}
     with pytest.raises(Unauthorized):
         await connect("alice")  # the old token no longer works
     # Bob's rights did not change: still connected, still working.
@@ -129,7 +130,8 @@ async def test_a_user_that_may_no_longer_use_the_app_is_disconnected(setup: Any)
     errors = Errors(a)
     rewrite(alice(apps='["billing"]') + BOB_ALL)
     await asyncio.wait_for(gone.wait(), WAIT_S)
-    assert "may no longer connect as app 'shop'" in str(await errors.next())
+    error = await errors.next()
+    assert "may no longer connect as app 'shop'" in str(error) and error.details == {"reason": "app", "user": "alice"}
 
 
 async def test_a_bad_file_keeps_the_old_users(setup: Any) -> None:
