@@ -3,7 +3,9 @@ removed; docs/security.md §3.4) is not opened again: the IPCClient does not
 reconnect, a ConnectionPool does not refill, a LoadBalancedClient does not
 reopen the server's member. The real ``python -m ipc_server --users``; its
 figures say no connection was opened after the cut, and its
-``unauthorized`` count that none was refused (each refusal a scrypt check). The Python client's side
+``unauthorized`` count that none was refused (each refusal a scrypt check).
+A cut for a changed credential (the same token hashed again) gets one
+ordinary reconnect, and a pool refills. The Python client's side
 is tests/test_auth_revoked.py."""
 
 from __future__ import annotations
@@ -62,6 +64,16 @@ async def remove_alice(server: Any, users_path: Path, bob: Any) -> tuple[int, in
     users_path.write_text(BOB)
     server.signal(signal.SIGHUP)
     return open_before - 1, total_before  # all but bob's
+
+
+async def rehash_alice(server: Any, users_path: Path, bob: Any) -> tuple[int, int]:
+    """Alice's unchanged token hashed again (a higher scrypt cost): her
+    connections are cut ``credential``; returns (how many, connections accepted before)."""
+    open_before, total_before, _ = await figures(bob)
+    old = users_path.read_text()
+    users_path.write_text(old.replace(old.split('token_hash = "')[1].split('"')[0], hash_token("alice-token", log_n=5), 1))
+    server.signal(signal.SIGHUP)
+    return open_before - 1, total_before
 
 
 async def opened_nothing(bob: Any, cuts: int, total_before: int) -> None:
@@ -136,3 +148,40 @@ async def _settled(agent: Any) -> bool:
     stats = await agent.call("stats")
     total = stats["total"] if "total" in stats else sum(s["total"] for s in stats.values())
     return bool(total == 0 and await agent.call("opening") == 0)
+
+
+async def test_node_client_cut_for_a_rehashed_token_reconnects(start_server: Any, node_agent: Any, py_client: Any, users_path: Path) -> None:
+    server = await start_server("--users", str(users_path))
+    bob = await monitor(py_client, server.port)
+    alice = await node_agent(server.port, app_id="shop", reconnect=True, maxRetries=3, **ALICE_OPTIONS)
+    await alice.call("subscribe", channel="orders.new")
+    cuts, total_before = await rehash_alice(server, users_path, bob)
+    assert cuts == 1
+    # Before: disconnected, error, close: never reconnected.
+    await alice.wait_event("reconnected")
+    seen = [e["event"] for e in alice.events if e["event"] in ("disconnected", "error", "reconnecting", "reconnected", "reconnect_failed", "close")]
+    assert seen == ["disconnected", "error", "reconnecting", "reconnected"]
+    cut = (await alice.wait_event("disconnected"))["detail"]["error"]
+    assert cut["code"] == "unauthorized" and cut["details"] == {"reason": "credential", "user": "alice"}
+    _, total, unauthorized = await figures(bob)
+    assert (total - total_before, unauthorized) == (1, cuts)  # one reconnect, accepted
+
+
+async def test_node_pool_refills_after_a_rehashed_token(start_server: Any, pool_agent: Any, py_client: Any, users_path: Path) -> None:  # noqa: F811
+    server = await start_server("--users", str(users_path))
+    bob = await monitor(py_client, server.port)
+    pool = await pool_agent("pool", port=server.port, minConnections=2, maxConnections=3, **ALICE_OPTIONS)
+    await pool.call("start")
+    await pool.call("subscribe", channel="orders.new")
+    cuts, total_before = await rehash_alice(server, users_path, bob)
+    assert cuts == 2
+    lost = await pool.wait_events("connection_lost", 2)
+    assert [e["error"]["details"]["reason"] for e in lost] == ["credential", "credential"]
+    await until(lambda: _refilled(pool))  # before: nothing reopened, the pool stayed empty
+    _, total, unauthorized = await figures(bob)
+    assert total - total_before >= 2 and unauthorized == cuts  # reopened, none refused
+
+
+async def _refilled(agent: Any) -> bool:
+    stats = await agent.call("stats")
+    return bool(stats["total"] >= 2 and await agent.call("opening") == 0)

@@ -30,6 +30,7 @@ from ipc_protocol import (
 )
 from ipc_protocol import __version__ as _version
 from ipc_protocol.client_protocol import ClientProtocol
+from ipc_protocol.exceptions import revoked_for_good
 from ipc_protocol.constants import DEFAULT_MAX_FRAME_SIZE
 from ipc_protocol.restarts import lame_duck_deadline_ms
 from ipc_protocol.cluster_info import ASKED_FEATURES
@@ -274,7 +275,7 @@ class Lifecycle:
             if self.conn is conn:
                 self._drop(conn, ConnectionLost("the client disconnected"))
             if isinstance(conn.error, Unauthorized) and isinstance(exc, IPCError) and exc is not conn.error:
-                raise conn.error from exc  # revoked while restoring: final, as a refused connect is
+                raise conn.error from exc  # revoked while restoring: as a refused connect is (revoked_for_good)
             raise
 
     def _on_heartbeat_dead(self, hb: Heartbeat) -> None:
@@ -322,8 +323,8 @@ class Lifecycle:
     def _revoked(self, conn: ClientConnection, error: Unauthorized) -> None:
         """A reload revoked the connection's credentials (docs/security.md
         §3.4): the error is the connection's end, reported with its loss
-        (``_on_lost``), which retrying cannot fix; the server closes it, and
-        so does this side, at once."""
+        (``_on_lost``): final, but for a changed credential (one reconnect);
+        the server closes it, and so does this side, at once."""
         if conn.error is None:
             conn.error = error
         conn.abort()
@@ -345,8 +346,8 @@ class Lifecycle:
         if conn is not self.conn:
             return
         reason = ConnectionLost(f"connection to {self.options.peer} lost" + (f": {exc}" if exc else ""))
-        revoked = isinstance(exc, Unauthorized)  # the credentials were revoked: no reconnection can fix them
-        if revoked:
+        revoked = revoked_for_good(exc)  # no reconnection can fix them; a changed credential gets one try
+        if isinstance(exc, Unauthorized):
             reason.__cause__ = exc
         retry = self.options.reconnect and not revoked
         self._drop(conn, reason)

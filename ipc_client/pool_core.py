@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from ipc_protocol import IPCError, NotConnected, RequestTimeout, Unauthorized, printable
+from ipc_protocol.exceptions import revoked_for_good
 
 from .listeners import Listeners
 from .backoff import Backoff
@@ -302,7 +303,7 @@ class PoolCore:
         if member.closing:
             return
         member.dead = True
-        if isinstance(reason, Unauthorized):  # revoked by a reload: as a refused open, no refill retries it
+        if revoked_for_good(reason):  # revoked by a reload: as a refused open, no refill retries it (a changed credential: once)
             self._refill_stopped = True
         self._registrations.forget(member)
         self._listeners.emit("member_lost", member.client, reason)

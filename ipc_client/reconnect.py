@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ipc_protocol import ConnectionLost, IPCError, NotConnected, RequestTimeout, Unauthorized, printable
+from ipc_protocol.exceptions import revoked_for_good
 
 from .backoff import Backoff
 from .state import ConnectionState, StateMachine
@@ -117,7 +118,7 @@ class Reconnector:
                 await self._establish(generation)
             except (OSError, IPCError, asyncio.TimeoutError) as exc:
                 self.last_failure = last = exc
-                if isinstance(exc, Unauthorized) or refused(exc):  # retrying cannot fix credentials
+                if revoked_for_good(exc) or refused(exc):  # retrying cannot fix credentials
                     log.error("reconnect refused: %s", printable(exc))
                     self._stop(attempt, exc, first_connect)
                     return

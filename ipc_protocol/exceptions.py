@@ -239,6 +239,17 @@ class Unauthorized(RemoteError):
     code = ErrorCode.UNAUTHORIZED
 
 
+def revoked_for_good(exc: object) -> bool:
+    """An ``unauthorized`` no reconnection can fix: a refused handshake, or a
+    users reload that removed the user or its app. Not a reload cut whose
+    ``details.reason`` is ``credential``: the token may only have been hashed
+    again, and the next handshake tells (docs/security.md §3.4)."""
+    if not isinstance(exc, Unauthorized):
+        return False
+    details = exc.details
+    return not (isinstance(details, dict) and details.get("reason") == "credential")
+
+
 class Forbidden(RemoteError):
     """The connection may not do this (reserved channel, another app_id)."""
 

@@ -818,7 +818,7 @@ export interface IPCClientEvents {
   connecting: [];
   connected: [info: HandshakeInfo];
   reconnected: [event: { attempts: number; elapsed: number }];
-  /** null after disconnect(); an UnauthorizedError when a users-file reload cut the connection (no reconnection follows). */
+  /** null after disconnect(); an UnauthorizedError when a users-file reload cut the connection (no reconnection follows, but for details.reason 'credential': one ordinary reconnect). */
   disconnected: [error: ReportedError | null];
   reconnecting: [event: { attempt: number; delay: number }];
   reconnect_failed: [attempts: number];

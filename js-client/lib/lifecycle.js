@@ -26,6 +26,7 @@ const { ConnectionLostError, IpcError, NotConnectedError, RequestTimeoutError, U
 const tlsOptions = require('./tls_options');
 const { ASKED_FEATURES } = require('./protocol/cluster_info');
 const { lameDuckDeadlineMs } = require('./protocol/restarts');
+const { revokedForGood } = require('./reconnect');
 
 /**
  * The Unauthorized a reload revoked the connection with (it ended it), or
@@ -232,7 +233,7 @@ class Lifecycle {
     const host = this.host;
     if (conn !== host._conn) return; // an old connection, or disconnect() already cleaned up
     const reason = new ConnectionLostError(`connection to ${host.options.host}:${host.options.port} lost${err ? `: ${err.message}` : ''}`, { cause: err ?? undefined });
-    const retry = host.options.reconnect && !(err instanceof UnauthorizedError);
+    const retry = host.options.reconnect && !revokedForGood(err); // a changed credential gets one reconnect
     host._metrics.closed(retry && host._state !== State.CONNECTING);
     this.detach(reason, false);
     if (host._state !== State.CONNECTED) {
@@ -287,7 +288,7 @@ class Lifecycle {
         if (!host._calls.settle(conn, msg) && !host._streams.settle(msg) && msg.error) {
           const err = errorFromWire(msg.error);
           // A reload revoked the connection's credentials (docs/security.md §3.4): its end,
-          // reported with its close (onClosed), which retrying cannot fix; this side closes it at once.
+          // reported with its close (onClosed): final but for a changed credential (one reconnect); this side closes it at once.
           if (!msg.reply_to && err instanceof UnauthorizedError) {
             conn.destroy(err);
             return;

@@ -17,6 +17,7 @@ const { EventEmitter } = require('node:events');
 const { IPCClient } = require('./client');
 const { backoffDelay } = require('./backoff');
 const { NotConnectedError, RequestTimeoutError, UnauthorizedError } = require('./errors');
+const { revokedForGood } = require('./reconnect');
 const { planPool, DEAD, OPEN_FAILED } = require('./pool_plan');
 const { foldRetired, zeroMetrics } = require('./pool_metrics');
 const { PoolRegistrations } = require('./pool_registrations');
@@ -321,7 +322,7 @@ class PoolCore extends EventEmitter {
     if (!this._members.has(member)) return; // destroyed by the pool itself, or still opening
     member.dead = true;
     member.lostError = error;
-    if (error instanceof UnauthorizedError) this._refused = true; // revoked by a reload: as a refused open, no refill retries it
+    if (revokedForGood(error)) this._refused = true; // revoked by a reload: as a refused open, no refill retries it (a changed credential: once)
     this._emitSafely('connection_lost', { client: member.client, error });
     this._settle(); // closes it now if nobody holds it
     if (this._registrations.missing) this._refill(); // a new registrar at once, then with backoff

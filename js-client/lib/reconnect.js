@@ -23,8 +23,18 @@ const { ConnectionLostError, NotConnectedError, QueueFullError, RequestTimeoutEr
 const tlsOptions = require('./tls_options');
 const { abortError } = require('./cancellation');
 
+/**
+ * An `unauthorized` no reconnection can fix: a refused handshake, or a users
+ * reload that removed the user or its app. Not a reload cut whose
+ * `details.reason` is `credential`: the token may only have been hashed
+ * again, and the next handshake tells (docs/security.md §3.4).
+ * @param {unknown} err
+ * @returns {boolean}
+ */
+const revokedForGood = (err) => err instanceof UnauthorizedError && !(err.details && err.details.reason === 'credential');
+
 /** A refusal retrying cannot fix: a token, or a certificate (lib/tls_options.js). */
-const final = (err) => err instanceof UnauthorizedError || tlsOptions.refused(err);
+const final = (err) => revokedForGood(err) || tlsOptions.refused(err);
 
 /** subscribe()/serve() calls that may wait for a (re)connection at once. */
 const MAX_WAITING_REGISTRATIONS = 1024;
@@ -243,4 +253,4 @@ class Reconnector {
   }
 }
 
-module.exports = { Reconnector };
+module.exports = { Reconnector, revokedForGood };
