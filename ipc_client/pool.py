@@ -361,7 +361,8 @@ class ConnectionPool(PoolStreaming, PoolCore):
         included), rates and means recomputed from the sums; every key of a
         client's, with ``active_connections``, ``queued``, ``queued_bytes``
         and ``cache_size`` at 0 when no member is live."""
-        snaps = [m.client.metrics() for m in self._members if callable(getattr(m.client, "metrics", None))]
+        members = [*self._members, *self._retiring]  # a member being retired counts until folded into _retired
+        snaps = [m.client.metrics() for m in members if callable(getattr(m.client, "metrics", None))]
         return sum_metrics(snaps, self._retired, sum(1 for m in self._members if m.client.connected))
 
     def __repr__(self) -> str:

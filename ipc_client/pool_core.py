@@ -103,6 +103,7 @@ class PoolCore:
         self._total_created = 0
         self._total_destroyed = 0
         self._retired = zero_counters(probe.metrics())  # every key reported from the start
+        self._retiring: set[Member] = set()  # destroyed, disconnecting: still counted by metrics() until folded
         self._listeners = Listeners("pool", _EVENTS, self._spawn)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
@@ -318,6 +319,7 @@ class PoolCore:
         member.closing = True
         self._total_destroyed += 1
         self._registrations.forget(member)
+        self._retiring.add(member)
         self._spawn(self._retire(member))
 
     async def _retire(self, member: Member) -> None:
@@ -328,6 +330,7 @@ class PoolCore:
             metrics = getattr(member.client, "metrics", None)
             if callable(metrics):
                 fold_retired(self._retired, metrics())
+            self._retiring.discard(member)  # in the same step as the fold: counted once, never dropped
 
     def _schedule_refill(self) -> None:
         """Bring the pool back to ``min_connections`` (and a registrar) in the

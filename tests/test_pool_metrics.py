@@ -6,6 +6,7 @@ as in Node (js-client/test/pool.test.js)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -93,3 +94,27 @@ def expected_mean(clients: list[IPCClient]) -> float:
     snaps = [c.metrics() for c in clients]
     count = sum(s["connection_successes"] for s in snaps)
     return sum(s["average_connection_duration_ms"] * s["connection_successes"] for s in snaps) / count
+
+
+async def test_the_totals_never_dip_while_a_member_is_retired(server) -> None:
+    """An idle member reaped: its counters stay in metrics() while it
+    disconnects, until folded into the retired sum (before: messages_sent
+    10 -> 5 -> 10 while its disconnect() ran)."""
+    server.add_handler("echo", lambda msg: msg.payload)
+    pool = ConnectionPool("app", "127.0.0.1", server.port, min_connections=1, max_connections=2, idle_timeout=0.05)
+    try:
+        await pool.start()
+        async with pool.connection() as a, pool.connection() as b:
+            assert a is not b
+            for i in range(5):
+                assert (await a.request("echo", i), await b.request("echo", i)) == (i, i)
+        sent = pool.metrics()["messages_sent"]
+        assert sent >= 10 and pool.stats()["total"] == 2
+        seen: list[int] = []
+        async with asyncio.timeout(5):
+            while not (pool.stats()["total"] == 1 and pool.stats()["total_destroyed"] == 1 and not pool._tasks):
+                seen.append(pool.metrics()["messages_sent"])
+                await asyncio.sleep(0)  # every step of the reap, its disconnect included
+        assert seen and min(seen) == sent and pool.metrics()["messages_sent"] == sent
+    finally:
+        await pool.close()
