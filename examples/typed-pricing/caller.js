@@ -6,10 +6,11 @@
  * of shop-api.d.ts come from the service's pydantic models, written by
  *
  *     .venv/bin/python -m ipc_client schemas examples/typed-pricing/service.py:client --out shop.schema.json
- *     npx ipc-bridge-types --from shop.schema.json --out examples/typed-pricing/shop-api.d.ts
+ *     node js-client/bin/ipc-bridge-types.js --from shop.schema.json --out examples/typed-pricing/shop-api.d.ts
  *
- * (or straight from the running server: `npx ipc-bridge-types --app shop
- * --out ...`). `// @ts-check` makes the compiler (an editor, or
+ * from the repository's root (or straight from the running server:
+ * `node js-client/bin/ipc-bridge-types.js --app shop --out ...`; in a
+ * project with the package installed, `npx ipc-bridge-types`). `// @ts-check` makes the compiler (an editor, or
  * `tsc --checkJs --strict`) hold this file to them: a misspelt channel, a
  * missing field or a currency that is not 'EUR' or 'USD' does not compile.
  * The last request goes through the untyped client on purpose, to show
