@@ -51,7 +51,7 @@ def server_context(config: ServerConfig) -> ssl.SSLContext | None:
         except ssl.SSLError as exc:
             raise ValueError(f"tls_ca {ca!r} must hold PEM CA certificates: {exc}") from exc
         context.verify_mode = ssl.CERT_REQUIRED
-        context.sslobject_class = _AlertFirst
+    context.sslobject_class = _AlertFirst
     return context
 
 
@@ -59,9 +59,12 @@ class _AlertFirst(ssl.SSLObject):
     """Tells a refused client why before the handshake fails.
 
     asyncio and uvloop abort the socket the moment ``do_handshake`` raises,
-    so the alert OpenSSL wrote for a refused client certificate (unknown CA,
-    expired, none: TLS 1.3's ``certificate_required``) would never be sent,
-    and the client would see only a closed connection. Here the failure
+    so the alert OpenSSL wrote for a refused client (a certificate of an
+    unknown CA, expired, none: TLS 1.3's ``certificate_required``; TLS 1.1
+    at most: ``protocol_version``; no shared cipher: ``handshake_failure``)
+    would never be sent, and the client would see only a closed connection,
+    which it retries. A peer that does not speak TLS at all (plaintext, an
+    HTTP request) is closed at once: it could not read an alert. Here the failure
     waits one turn: the handshake asks for more data, which sends what is
     written (the alert), and the next call raises it. The client closes on
     the alert, or its next bytes bring that call; the handshake deadline
@@ -75,16 +78,20 @@ class _AlertFirst(ssl.SSLObject):
         try:
             super().do_handshake()
         except ssl.SSLError as exc:
-            if not _refused_certificate(exc):
+            if isinstance(exc, _NOT_REFUSALS) or exc.reason in _NOT_TLS:
                 raise
             # The peer is not known here; the line that names it follows.
-            log.info("refusing a client certificate: %s", exc)
+            log.info("refusing a TLS client: %s", exc)
             self._failure = exc
             raise ssl.SSLWantReadError("the alert goes out first") from None
 
 
-def _refused_certificate(exc: ssl.SSLError) -> bool:
-    return isinstance(exc, ssl.SSLCertVerificationError) or exc.reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "NO_CERTIFICATE_RETURNED")
+# OpenSSL's reasons for bytes that are no TLS record at all: a plaintext
+# client (a bridge frame's length prefix), an HTTP request, SSH...: OpenSSL
+# writes no alert for them, so they are closed at once.
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
+# A handshake going on (want read/write), or the peer gone: nothing to tell it.
+_NOT_REFUSALS = (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
 
 def handshake_timeout(config: ServerConfig) -> float:
