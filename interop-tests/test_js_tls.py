@@ -160,6 +160,19 @@ async def test_refused_certificates_surface_as_tls_not_connected(start_server, n
     assert agent.count("reconnecting") == 0
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_a_tls_1_1_client_is_refused_with_an_alert_and_not_retried(start_server, node_agent, pki, loop):
+    """The server sends its protocol_version alert before closing (security.md
+    §2): the client names it and waitOnFirstConnect stops at the first attempt."""
+    srv = await start_server(*server_args(pki), "--loop", loop)
+    options = tls(pki, minVersion="TLSv1", maxVersion="TLSv1.1", ciphers="DEFAULT:@SECLEVEL=0")
+    agent = await node_agent(srv.port, connect=False, tls=options, waitOnFirstConnect=True, maxRetries=5, **FAST)
+    error = await refused_connect(agent)
+    assert error["cause"] == "ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION", error
+    assert "does it speak TLS" not in error["message"], error
+    assert agent.count("reconnecting") == 0
+
+
 async def test_a_plaintext_client_on_a_tls_port_fails_fast(start_server, node_agent, pki):
     srv = await start_server(*server_args(pki))
     agent = await node_agent(srv.port, connect=False, reconnect=False)
