@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+from threading import get_ident
 from collections.abc import Awaitable
 from typing import Any
 
@@ -63,6 +64,7 @@ class Calls:
     def __init__(self, app_id: str, metrics: ClientMetrics) -> None:
         self.app_id = app_id
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: int | None = None  # the thread connect() ran in
         self.legacy = False
         self._metrics = metrics
         # Request id -> (future, channel, timeout in s, the connection of a
@@ -81,12 +83,23 @@ class Calls:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def bind(self) -> asyncio.AbstractEventLoop:
+        """Binds the client to the running loop (``connect()`` of a
+        disconnected client), and to the thread it runs in."""
+        self.loop = loop = asyncio.get_running_loop()
+        self.thread = get_ident()
+        return loop
+
     def own_loop(self) -> asyncio.AbstractEventLoop:
         """The running loop, refused unless the client connected on it: its
         connection, futures and timers belong to that loop, and a call from
         another one would touch them from the wrong thread (or a closed
-        loop). One ``get_running_loop()``, which the calls that use the
-        loop's clock would make anyway."""
+        loop). A thread runs one loop at a time, so the client's loop
+        running in the thread it connected from is the running loop:
+        ``get_running_loop()`` (a system call on 3.11) only otherwise."""
+        own = self.loop
+        if own is not None and own.is_running() and get_ident() == self.thread:
+            return own
         loop = asyncio.get_running_loop()
         if loop is not self.loop and self.loop is not None:
             there = "that loop is closed: connect a new client here" if self.loop.is_closed() else "await it there (asyncio.run_coroutine_threadsafe from another thread)"

@@ -224,7 +224,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         retries are spent or :meth:`disconnect` is called), Unauthorized
         when it refuses the token."""
         if self._sm.state is ConnectionState.DISCONNECTED:  # (re)binds it to this loop
-            self._calls.loop = self._admission.loop = asyncio.get_running_loop()
+            self._admission.loop = self._calls.bind()
         else:
             self._calls.own_loop()
         return await self._link.connect()
