@@ -22,7 +22,6 @@ so a message sent meanwhile is not sent again by a later start.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
