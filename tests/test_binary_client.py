@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import socket
+import types
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +23,7 @@ from ipc_framework.core import MessageType as LegacyType
 
 from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient, ServiceClient, SyncIPCClient
 from ipc_client.coalescing import request_key
-from ipc_protocol import FrameTooLarge, Message
+from ipc_protocol import FrameTooLarge, Message, envelope
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
@@ -102,9 +103,11 @@ async def test_stream_items_carry_bytes_both_ways(clients: Any) -> None:
     assert b"".join(item["chunk"] for item in items) == data and all(type(i["chunk"]) is bytes for i in items)
 
 
-async def test_a_frame_at_the_limit_goes_and_one_byte_over_is_refused_before_sending(clients: Any) -> None:
-    """The timestamp's length varies by a few bytes between calls: the frame
-    is sent a few bytes under the limit at most, or refused at least one over it."""
+async def test_a_frame_at_the_limit_goes_and_one_byte_over_is_refused_before_sending(clients: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few bytes under the limit goes, a few over is refused. The
+    envelope's timestamp is fixed here: its text is 10 to 18 characters
+    long from one call to the next, more than the margins."""
+    monkeypatch.setattr(envelope, "time", types.SimpleNamespace(time=lambda: 1796665914.125))
     requester, responder = await clients(), await clients()
     await responder.serve("size", lambda msg: len(msg.payload["d"]))
     probe = requester._link.conn.frame_body
