@@ -9,7 +9,7 @@ resent calls" tests in js-client/test/binary_client.test.js."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,48 +19,16 @@ from ipc_server import IPCServer
 
 from .conftest import WAIT_S
 from .faultproxy import FaultProxy
+from .queued_support import offline, sink_on  # noqa: F401  (the fixture)
 from .test_idempotency import Gated, counts, until
 
 KINDS: dict[str, Callable[[bytearray], Any]] = {"bytearray": lambda buf: buf, "memoryview": memoryview}
 
 
-@pytest.fixture
-async def offline() -> AsyncIterator[tuple[IPCServer, FaultProxy, IPCClient]]:
-    """A server, a proxy to it, and a client through the proxy that has
-    connected once and is now reconnecting (the proxy refuses): its calls queue."""
-    server = IPCServer("127.0.0.1", 0, shutdown_grace_s=0.2, no_responders_grace_s=0)
-    await server.start()
-    proxy = await FaultProxy("127.0.0.1", server.port).start()
-    client = IPCClient("app", "127.0.0.1", proxy.port, request_timeout=WAIT_S, initial_delay=0.01, max_delay=0.05)
-    try:
-        await asyncio.wait_for(client.connect(), WAIT_S)
-        lost = asyncio.Event()
-        client.on("disconnected", lambda *_: lost.set())
-        proxy.refuse(True)
-        proxy.cut()
-        await asyncio.wait_for(lost.wait(), WAIT_S)
-        yield server, proxy, client
-    finally:
-        await client.disconnect()
-        await proxy.close()
-        await server.close()
-
-
-def _sink(server: IPCServer) -> list[Any]:
-    got: list[Any] = []
-
-    def sink(msg: Any) -> str:
-        got.append(msg.payload)
-        return "ok"
-
-    server.add_handler("sink", sink)
-    return got
-
-
 @pytest.mark.parametrize("kind", list(KINDS))
 async def test_a_queued_notify_sends_the_bytes_it_was_given(offline: Any, kind: str) -> None:
     server, proxy, client = offline
-    got = _sink(server)
+    got = sink_on(server)
     buf = bytearray(b"AAAA")
     await client.notify("sink", {"b": KINDS[kind](buf), "n": [KINDS[kind](buf)]}, timeout=WAIT_S)
     assert client.queue_stats()["size"] == 1
@@ -133,7 +101,7 @@ async def test_a_keyed_request_resent_after_a_loss_sends_the_bytes_of_the_call()
 async def test_a_queued_notify_sends_the_items_of_a_nested_iterator(offline: Any) -> None:
     # Measuring the queued call encoded it, which used the iterator up.
     server, proxy, client = offline
-    got = _sink(server)
+    got = sink_on(server)
     await client.notify("sink", {"items": (i for i in (1, 2, 3))}, timeout=WAIT_S)
     proxy.refuse(False)
     await until(lambda: bool(got))

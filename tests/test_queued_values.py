@@ -18,13 +18,13 @@ from ipc_server import IPCServer
 from .conftest import WAIT_S
 from .faultproxy import FaultProxy
 from .test_idempotency import Gated, counts, until
-from .test_queued_bytes import _sink, offline  # noqa: F401  (the fixture)
+from .queued_support import offline, sink_on  # noqa: F401  (the fixture)
 from .test_write_line import BODY, fill
 
 
 async def test_a_queued_notify_sends_its_values_as_they_were(offline: Any) -> None:  # noqa: F811
     server, proxy, client = offline
-    got = _sink(server)
+    got = sink_on(server)
     payload: dict[str, Any] = {"n": {"a": 1}, "l": [1, 2]}
     await client.notify("sink", payload, timeout=WAIT_S)
     payload["n"]["a"] = 2  # the call has returned: the caller changes its containers
