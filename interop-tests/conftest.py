@@ -130,7 +130,7 @@ class ServerProcess:
             await self.kill()
             raise RuntimeError(f"unexpected first line {line!r}: {self.stderr()}")
         host, _, port = line[len(prefix) :].rpartition(":")
-        self.host, self.port = host, int(port)
+        self.host, self.port = host.strip("[]"), int(port)  # [v6]:port
         self._drain = asyncio.ensure_future(self._drain_stdout())
         return self
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ipc_protocol import Message
 from ipc_server import IPCServer
+from ipc_server.logs import peer_text
 
 
 def register(server: IPCServer) -> None:
@@ -101,7 +102,7 @@ async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.close()))
-        print(f"ipc_server listening on {server.host}:{server.port}", flush=True)
+        print(f"ipc_server listening on {peer_text((server.host, server.port))}", flush=True)
         await server.serve_forever()
 
 

@@ -25,7 +25,7 @@ from .cluster import require_nats
 from .cluster.link_files import check_link_files
 from .early_signals import EarlySignals
 from .http_endpoint import EndpointBindError
-from .logs import LOG_FORMATS, configure_logging
+from .logs import LOG_FORMATS, configure_logging, peer_text
 from .process import StartRefused, serve_until_signalled
 from .program import DEFAULT_PROG, SUBCOMMANDS, message_name
 from .server import IPCServer
@@ -226,7 +226,7 @@ def main(argv: list[str], *, prog: str = DEFAULT_PROG, early: EarlySignals | Non
         return supervise(config, argv, name=name, early=early)
 
     def ready(server: Any) -> None:
-        print(f"ipc_server listening on {server.host}:{server.port}", flush=True)
+        print(f"ipc_server listening on {peer_text((server.host, server.port))}", flush=True)  # [v6]:port, as the logs
         if server.metrics is not None:  # the second line, with --metrics-port: a URL, so an IPv6 host in brackets
             host = str(server.metrics.endpoint.host)
             print(f"ipc_server metrics on http://{f'[{host}]' if ':' in host else host}:{server.metrics.port}/metrics", flush=True)

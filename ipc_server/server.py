@@ -174,7 +174,7 @@ class IPCServer:
         if self._cluster is not None:  # joins through NATS, or serves degraded until it can (docs/cluster.md §5)
             await self._cluster.start(self.metrics)
         self._grace.started()  # requests for channels nobody serves yet wait a little (§13.2)
-        log.info("listening on %s:%d", self.host, self.port)
+        log.info("listening on %s", peer_text((self.host, self.port)))
         if self.metrics is not None:
             try:
                 await self.metrics.start(self.loop)  # an OSError here: the caller's to report, as the listener's

@@ -157,6 +157,7 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
+        self.first_line = ""
 
     async def start(self) -> ServerProcess:
         self.proc = subprocess.Popen(
@@ -171,7 +172,8 @@ class ServerProcess:
         if "listening on" not in line:
             err = self.proc.stderr.read() if self.proc.poll() is not None else ""  # type: ignore[union-attr]
             raise RuntimeError(f"server did not start: {line!r} {err}")
-        self.port = int(line.strip().rsplit(":", 1)[1])
+        self.first_line = line.strip()
+        self.port = int(self.first_line.rsplit(":", 1)[1])
         return self
 
     def signal(self, sig: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient
+from ipc_client.balancer import parse_server
 from ipc_server import IPCServer, listener
 
 from .conftest import WAIT_S
@@ -92,3 +93,12 @@ async def test_the_metrics_port_0_is_one_port_for_every_address_too() -> None:
             assert (await asyncio.wait_for(reader.readline(), WAIT_S)).startswith(b"HTTP/1.1 200")
             writer.close()
             await writer.wait_closed()
+
+
+async def test_the_first_line_brackets_an_ipv6_host(spawn: Any) -> None:
+    """``[::1]:PORT``, as the logs, the metrics line and ``connections`` write it, and as clients parse it."""
+    server = await spawn("-m", "ipc_server", "--host", "::1", "--port", "0")
+    assert server.first_line == f"ipc_server listening on [::1]:{server.port}"
+    address = parse_server(server.first_line.rpartition(" ")[2])
+    async with IPCClient("listener", address.host, address.port, reconnect=False) as client:
+        assert await asyncio.wait_for(client.request("system", {"action": "ping"}), WAIT_S) == {"status": "pong"}
