@@ -16,6 +16,7 @@
  * `line`, `rememberSettled()`), `_outbox` (`queue`), `disconnect()`.
  */
 
+const { whenAborted } = require('./abort_listeners');
 const { AbortError, RequestTimeoutError } = require('./errors');
 const { describeThrown } = require('./thrown');
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
@@ -60,19 +61,18 @@ function abortError(signal) {
 function abortable(host, msg, signal, promise) {
   if (signal === undefined) return promise;
   return new Promise((resolve, reject) => {
-    const onAbort = () => {
+    const stopListening = whenAborted(signal, () => {
       const err = abortError(signal);
       withdraw(host, msg, err);
       reject(err);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
+    });
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
+        stopListening();
         resolve(value);
       },
       (err) => {
-        signal.removeEventListener('abort', onAbort);
+        stopListening();
         reject(err);
       }
     );
@@ -131,21 +131,20 @@ function abortableConnect(host, options, connect) {
   if (signal.aborted) return Promise.reject(abortError(signal));
   return new Promise((resolve, reject) => {
     let settled = false;
-    const onAbort = () => {
+    const stopListening = whenAborted(signal, () => {
       if (settled) return;
       settled = true;
       reject(abortError(signal));
       host.disconnect().catch(() => {});
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
+    });
     connect().then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
+        stopListening();
         if (!settled) resolve(value);
         settled = true;
       },
       (err) => {
-        signal.removeEventListener('abort', onAbort);
+        stopListening();
         if (!settled) reject(err);
         settled = true;
       }
@@ -166,15 +165,14 @@ function abortableConnect(host, options, connect) {
  */
 function bounded(promise, deadline, signal, what) {
   return new Promise((resolve, reject) => {
-    const onAbort = () => finish(reject, abortError(signal));
     const left = deadline - performance.now();
     const timer = Number.isFinite(left) ? setLongTimeout(() => finish(reject, new RequestTimeoutError(what)), Math.max(0, left)) : null;
+    const stopListening = signal === undefined ? null : whenAborted(signal, () => finish(reject, abortError(signal)));
     function finish(settle, value) {
       clearLongTimeout(timer);
-      if (signal !== undefined) signal.removeEventListener('abort', onAbort);
+      if (stopListening !== null) stopListening();
       settle(value);
     }
-    if (signal !== undefined) signal.addEventListener('abort', onAbort, { once: true });
     promise.then(
       (value) => finish(resolve, value),
       (err) => finish(reject, err)

@@ -18,6 +18,7 @@
  */
 
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
+const { whenAborted } = require('./abort_listeners');
 const { CircuitState } = require('./circuit_breaker');
 const { checkTimeout } = require('./call_options');
 const { ResponseCache, checkCacheTtl } = require('./response_cache');
@@ -176,17 +177,18 @@ class SharedCalls {
 function wait(shared, ms, signal, channelId) {
   return new Promise((resolve, reject) => {
     let timer = null;
+    let stopListening = null;
     const onAbort = () => {
       done();
       reject(new AbortError('the call was aborted', { cause: signal.reason }));
     };
     const done = () => {
       clearLongTimeout(timer);
-      if (signal != null) signal.removeEventListener('abort', onAbort);
+      if (stopListening !== null) stopListening();
     };
     if (signal != null) {
       if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
+      stopListening = whenAborted(signal, onAbort);
     }
     if (Number.isFinite(ms)) {
       timer = setLongTimeout(() => {

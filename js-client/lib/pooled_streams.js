@@ -44,6 +44,7 @@
 const { checkStream } = require('./streams');
 const { PoolCalls } = require('./pool_calls');
 const { abortError } = require('./cancellation');
+const { whenAborted } = require('./abort_listeners');
 const { AbortError, RequestTimeoutError } = require('./errors');
 
 const DONE = Object.freeze({ value: undefined, done: true });
@@ -77,7 +78,7 @@ class HeldStream {
     this.channelId = channelId;
     this._open = open;
     this._signal = signal;
-    this._onAbort = null;
+    this._stopAbortListening = null;
     this._inner = null; // the member's stream
     this._lease = null; // {pool, member}: the member held now
     this._attemptEnd = null; // (error) => void: the balancer's count of this attempt
@@ -123,8 +124,7 @@ class HeldStream {
         this._opened = true;
         const signal = this._signal;
         if (signal !== undefined) {
-          this._onAbort = () => this._aborted();
-          signal.addEventListener('abort', this._onAbort, { once: true });
+          this._stopAbortListening = whenAborted(signal, () => this._aborted());
         }
         result = await this._open(this);
       }
@@ -173,16 +173,16 @@ class HeldStream {
     if (signal !== undefined && signal.aborted) return Promise.reject(abortError(signal));
     return new Promise((resolve, reject) => {
       let waiting = true;
-      const onAbort = () => stop(abortError(signal));
+      let stopListening = null;
       const stop = (err) => {
         if (!waiting) return;
         waiting = false;
         this._stopWaiting = null;
-        if (signal !== undefined) signal.removeEventListener('abort', onAbort);
+        if (stopListening !== null) stopListening();
         if (err !== null) reject(err);
       };
       this._stopWaiting = stop;
-      if (signal !== undefined) signal.addEventListener('abort', onAbort, { once: true });
+      if (signal !== undefined) stopListening = whenAborted(signal, () => stop(abortError(signal)));
       pool._share(timeout).then(
         (member) => {
           if (!waiting) return pool._unshare(member);
@@ -230,8 +230,8 @@ class HeldStream {
     if (this._ended) return;
     this._ended = true;
     this._finished = true;
-    if (this._onAbort !== null) this._signal.removeEventListener('abort', this._onAbort);
-    this._onAbort = null;
+    if (this._stopAbortListening !== null) this._stopAbortListening();
+    this._stopAbortListening = null;
     this._settleAttempt(error);
     const onEnd = this.onEnd;
     this.onEnd = null;

@@ -22,6 +22,7 @@ const { State } = require('./state');
 const { ConnectionLostError, NotConnectedError, QueueFullError, RequestTimeoutError, UnauthorizedError } = require('./errors');
 const tlsOptions = require('./tls_options');
 const { abortError } = require('./cancellation');
+const { whenAborted } = require('./abort_listeners');
 
 /**
  * An `unauthorized` no reconnection can fix: a refused handshake, or a users
@@ -152,9 +153,10 @@ class Reconnector {
           waiter.reject(new RequestTimeoutError('timed out waiting for the connection'));
         }, Math.max(0, deadline - now()));
       }
+      let stopListening = null;
       const done = () => {
         clearLongTimeout(waiter.timer);
-        if (signal !== undefined) signal.removeEventListener('abort', onAbort);
+        if (stopListening !== null) stopListening();
       };
       waiter.resolve = () => {
         done();
@@ -164,7 +166,7 @@ class Reconnector {
         done();
         reject(err);
       };
-      if (signal !== undefined) signal.addEventListener('abort', onAbort, { once: true });
+      if (signal !== undefined) stopListening = whenAborted(signal, onAbort);
       this.waiters.add(waiter);
     });
   }

@@ -41,6 +41,7 @@ const { toNumber } = require('./legacy_options');
 const { ConnectionLostError, errorFromWire } = require('./errors');
 const { CANCEL, STREAMS, DEFAULT_WINDOW, Window, credit, cancel } = require('./protocol/streams');
 const { checkSignal, abortError } = require('./cancellation');
+const { whenAborted } = require('./abort_listeners');
 
 const DONE = Object.freeze({ value: undefined, done: true });
 const noop = () => {};
@@ -106,7 +107,7 @@ class Stream {
     this._conn = null;
     this._id = null;
     this._finished = false; // the loop saw the end, or gave up
-    this._onAbort = null;
+    this._stopAbortListening = null;
   }
 
   [Symbol.asyncIterator]() {
@@ -193,8 +194,7 @@ class Stream {
     host._drain.check(fromHandler || host._drain.fromHandler());
     if (signal !== undefined) {
       if (signal.aborted) throw abortError(signal);
-      this._onAbort = () => this._giveUp(abortError(signal));
-      signal.addEventListener('abort', this._onAbort, { once: true });
+      this._stopAbortListening = whenAborted(signal, () => this._giveUp(abortError(signal)));
     }
     const started = now();
     // the signal also ends the wait for a connection: AbortError at once, not a timeout later
@@ -290,9 +290,8 @@ class Stream {
   /** @private */
   _detach() {
     if (this._id !== null) this._streams.open.delete(this._id);
-    const { signal } = this._options;
-    if (this._onAbort !== null && signal !== undefined) signal.removeEventListener('abort', this._onAbort);
-    this._onAbort = null;
+    if (this._stopAbortListening !== null) this._stopAbortListening();
+    this._stopAbortListening = null;
   }
 }
 
