@@ -112,6 +112,31 @@ async def test_node_client_cut_unauthorized_does_not_reconnect(start_server: Any
         hold.set()
 
 
+async def test_node_keyed_request_cut_unauthorized_fails_with_the_cut_as_its_cause(start_server: Any, node_agent: Any, py_client: Any, users_path: Path) -> None:
+    """A keyed request outlives a loss to be sent again; once the cut is final
+    it fails ``not_connected`` as a queued call does, caused by the
+    ``UnauthorizedError`` (before: "not connected (disconnected)", no cause),
+    as Python's (tests/test_auth_revoked.py)."""
+    server = await start_server("--users", str(users_path))
+    bob = await monitor(py_client, server.port)
+    hold = asyncio.Event()
+
+    async def slow(msg: Any) -> None:
+        await hold.wait()
+
+    await bob.serve("svc.slow", slow)
+    alice = await node_agent(server.port, app_id="shop", reconnect=True, maxRetries=3, **ALICE_OPTIONS)
+    try:
+        await alice.call("startRequest", channel="svc.slow", payload=1, timeoutMs=10_000, idempotencyKey="order-1", tag="keyed")
+        await until(lambda: _pending(alice))
+        await remove_alice(server, users_path, bob)
+        done = await alice.wait_event("requestDone")
+        assert done["error"]["code"] == "not_connected" and done["error"]["cause"] == "unauthorized", done
+        assert done["error"]["message"] == "the server closed the connection unauthorized: user 'alice' was removed"
+    finally:
+        hold.set()
+
+
 async def _pending(alice: Any) -> bool:
     return bool((await alice.call("info"))["pendingRequests"] == 1)
 

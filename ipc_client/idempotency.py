@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ipc_protocol import ConnectionLost, RequestTimeout
+from ipc_protocol import ConnectionLost, NotConnected, RequestTimeout, Unauthorized
 from ipc_protocol.idempotency import IDEMPOTENCY_HEADER, check_key, keyed_headers
 
 from .connection import ClientConnection
@@ -80,6 +80,8 @@ async def _resend(
             outbox.resend_cause = last  # attempt() starts with the outbox's submit, which takes it
         try:
             return await attempt()
+        except NotConnected as gone:
+            raise _gone_after(gone, last)  # noqa: B904 - its cause is set there
         except ConnectionLost as loss:
             last = loss
             if policy == "fail":
@@ -97,3 +99,18 @@ async def _resend(
                     raise RequestTimeout("the deadline passed while the connection was lost") from loss
             if metrics is not None:
                 metrics.failed(-1)
+
+
+def _gone_after(gone: NotConnected, loss: ConnectionLost | None) -> NotConnected:
+    """A resend that finds the client disconnected for good fails as a queued
+    call does then: a users-file reload's cut (docs/security.md §3.4) says so,
+    with the ``Unauthorized`` as its cause; another loss is the cause as it is."""
+    if loss is None or gone.__cause__ is not None:
+        return gone
+    cut = loss.__cause__
+    if isinstance(cut, Unauthorized):
+        failure = NotConnected(f"the server closed the connection unauthorized: {cut.message}")
+        failure.__cause__ = cut
+        return failure
+    gone.__cause__ = loss
+    return gone

@@ -74,6 +74,35 @@ async def test_a_client_cut_unauthorized_does_not_reconnect(setup: Any) -> None:
         await alice.disconnect()
 
 
+async def test_a_keyed_request_cut_unauthorized_fails_with_the_cut_as_its_cause(setup: Any) -> None:
+    """A keyed request outlives a loss to be sent again; once the cut is
+    final it fails ``not_connected`` as a queued call does, with the
+    ``Unauthorized`` as its cause (before: "not connected (disconnected)", no cause)."""
+    server, connect, rewrite = setup()
+    bob = await connect("bob")
+    hold = asyncio.Event()
+
+    async def slow(msg: Any) -> None:
+        await hold.wait()
+
+    await bob.serve("svc.slow", slow)
+    alice = IPCClient("shop", "127.0.0.1", server.port, reconnect=True, max_retries=3, **FAST)
+    cuts: list[Any] = []
+    alice.on("disconnected", cuts.append)
+    await alice.connect()
+    try:
+        keyed = asyncio.ensure_future(alice.request("svc.slow", 1, idempotency_key="order-1"))
+        await until(lambda: alice.get_connection_info()["pending_requests"] == 1)
+        assert rewrite(BOB_ALL)["disconnected"] == 1  # alice removed
+        with pytest.raises(NotConnected) as gone:
+            await asyncio.wait_for(keyed, WAIT_S)
+        assert isinstance(gone.value.__cause__, Unauthorized) and gone.value.__cause__ is cuts[0]
+        assert str(gone.value) == "the server closed the connection unauthorized: user 'alice' was removed"
+    finally:
+        hold.set()
+        await alice.disconnect()
+
+
 async def test_a_pool_cut_unauthorized_opens_nothing(setup: Any) -> None:
     server, connect, rewrite = setup()
     pool = ConnectionPool("shop", "127.0.0.1", server.port, min_connections=2, max_connections=3, **FAST)

@@ -16,7 +16,7 @@
  * holds what both agree on.
  */
 
-const { ConnectionLostError, RequestTimeoutError } = require('./errors');
+const { ConnectionLostError, NotConnectedError, RequestTimeoutError, UnauthorizedError } = require('./errors');
 const { State } = require('./state');
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 
@@ -103,6 +103,7 @@ async function resend(host, attempt, deadline, policy) {
       }
       return await pending;
     } catch (err) {
+      if (err instanceof NotConnectedError) throw goneAfter(err, last);
       if (!(err instanceof ConnectionLostError) || policy === 'fail') throw err;
       last = err;
       // A keyed request outlives losses until its deadline; past it, the deadline is what ended it.
@@ -133,6 +134,23 @@ function lossNoticed(host, deadline, err) {
     }, Math.max(0, deadline - performance.now()));
     host.once('disconnected', done);
   });
+}
+
+/**
+ * A resend that finds the client disconnected for good fails as a queued
+ * call does then: a users-file reload's cut (docs/security.md §3.4) says so,
+ * with the UnauthorizedError as its cause; another loss is the cause as it is.
+ * @param {NotConnectedError} gone
+ * @param {Error|null} loss the loss the call outlived.
+ * @returns {NotConnectedError}
+ */
+function goneAfter(gone, loss) {
+  if (loss === null || gone.cause !== undefined) return gone;
+  if (loss.cause instanceof UnauthorizedError) {
+    return new NotConnectedError(`the server closed the connection unauthorized: ${loss.cause.message}`, { cause: loss.cause });
+  }
+  gone.cause = loss;
+  return gone;
 }
 
 /**
