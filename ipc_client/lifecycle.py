@@ -357,7 +357,8 @@ class Lifecycle:
             # The state changes first, so "disconnected" listeners see the truth.
             if retry:
                 sm.set(_RECONNECTING)
-                self._emit("disconnected", reason)
+                # A reload's cut for a changed credential (one reconnect) is reported as itself, as Node's.
+                self._emit("disconnected", exc if isinstance(exc, Unauthorized) else reason)
                 if isinstance(exc, IPCError):  # a heartbeat timeout or a protocol error: no caller waits for it
                     self._emit("error", exc)
                 if sm.state is _RECONNECTING:

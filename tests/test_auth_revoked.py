@@ -157,6 +157,7 @@ async def test_a_rehashed_token_keeps_the_client_after_one_reconnect(setup: Any)
         assert [name for name, _ in events] == ["disconnected", "error", "reconnecting", "reconnected"]
         cut = events[1][1]
         assert isinstance(cut, Unauthorized) and cut.details == {"reason": "credential", "user": "alice"}
+        assert events[0][1] is cut  # before: a ConnectionLost caused by it; Node's listener gets the UnauthorizedError too
         bob = await connect("bob")
         await bob.publish("orders.new", 1)
         assert (await asyncio.wait_for(got.get(), WAIT_S)).payload == 1
