@@ -46,7 +46,7 @@ from __future__ import annotations
 from typing import Any
 
 from .codes import ErrorCode
-from .constants import DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION
+from .constants import DEFAULT_HEARTBEAT_INTERVAL_S, DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION
 from .envelope import Message, MessageType, decode_message
 from .exceptions import FrameTooLarge, IPCError, NotConnected, ProtocolError, error_from_wire
 from .heartbeat import Heartbeat
@@ -193,7 +193,9 @@ class ClientProtocol(Protocol):
         interval_ms = wire_number(payload.get("heartbeat_interval_ms"))
         advertised_s = interval_ms / 1000.0 if interval_ms is not None and interval_ms > 0 else None
         if not self.legacy:  # a version-1 server never answers pings (§10)
-            self._heartbeat_s = self._hb_interval_s if self._hb_interval_s is not None else advertised_s
+            # Only an advertised 0 turns it off; none (or no number, or a negative one) is the default 15 s (§9 item 6), as in Node.
+            server_s = DEFAULT_HEARTBEAT_INTERVAL_S if interval_ms is None or interval_ms < 0 else advertised_s
+            self._heartbeat_s = self._hb_interval_s if self._hb_interval_s is not None else server_s
         granted = payload.get("features")
         if self._offered is not None and not self.legacy and isinstance(granted, list):
             # What both sides speak; a server older than §15 says nothing: none.

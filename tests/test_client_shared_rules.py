@@ -251,14 +251,15 @@ async def test_a_version_2_server_s_advertised_limit_lowers_the_default(advertis
 # -- numbers in the server's replies, read as the Node client reads them ------------------
 
 
-async def test_an_advertised_heartbeat_of_true_is_no_heartbeat() -> None:
+async def test_an_advertised_heartbeat_of_true_is_no_1_ms_heartbeat() -> None:
     """Python's ``True`` is an int: it made a 1 ms heartbeat, a ping every
     millisecond and the connection declared dead after 2 ms without a frame.
-    The Node client ignores a non-number there, and so does this one now."""
+    The Node client ignores a non-number there, as a missing one (the
+    default 15 s), and so does this one now."""
     stub = await StubServer(connected={"heartbeat_interval_ms": True}).start()
     try:
         async with IPCClient("app", "127.0.0.1", stub.port, reconnect=False) as client:
-            assert client.get_connection_health()["heartbeat_interval_ms"] is None
+            assert client.get_connection_health()["heartbeat_interval_ms"] == 15000
             assert await client.request("echo", 1, timeout=WAIT_S) == 1
             assert client.connected
         assert [f for f in stub.requests("system") if f["payload"].get("action") == "ping"] == []

@@ -250,18 +250,34 @@ def test_our_heartbeat_pings_on_silence_and_the_pong_reports_the_latency() -> No
     assert proto.tick(145.3) is HeartbeatAction.DEAD  # twice the interval of silence
 
 
-@pytest.mark.parametrize(("written", "interval_s"), [("15000", 15.0), ("15000.0", 15.0), ("1.5e4", 15.0), ("true", None), ("false", None), ('"15000"', None), ("0", None)])
-def test_the_advertised_heartbeat_is_a_number_as_javascript_reads_it(written: str, interval_s: float | None) -> None:
+@pytest.mark.parametrize(
+    ("written", "interval_s", "kept_s"),
+    [("15000", 15.0, 15.0), ("15000.0", 15.0, 15.0), ("1.5e4", 15.0, 15.0), ("2000", 2.0, 2.0), ("true", None, 15.0), ("false", None, 15.0),
+     ('"2000"', None, 15.0), ("-5", None, 15.0), ("0", None, None)],
+)  # fmt: skip
+def test_the_advertised_heartbeat_is_a_number_as_javascript_reads_it(written: str, interval_s: float | None, kept_s: float | None) -> None:
     """``true`` is no number to the Node client, which ignores it; Python's
     bool is an int, which made it a 1 ms heartbeat, the connection declared
-    dead after 2 ms of silence."""
+    dead after 2 ms of silence. Ignored, as a missing one, it is the default
+    15 s (docs/protocol.md §9 item 6); only 0 turns the heartbeat off."""
     proto = client()
     proto.connect()
     body = reply({"status": "connected", "connection_id": "c", "protocol": 2, "heartbeat_interval_ms": "@"}).replace('"@"', written)
     (event,) = feed(proto, body)
     assert event.heartbeat_interval_s == interval_s
-    assert proto.start_heartbeat(0.0) is (interval_s is not None)
-    assert proto.heartbeat is None if interval_s is None else proto.heartbeat.interval_s == interval_s
+    assert proto.start_heartbeat(0.0) is (kept_s is not None)
+    assert proto.heartbeat is None if kept_s is None else proto.heartbeat.interval_s == kept_s
+
+
+def test_a_version_2_reply_without_a_heartbeat_interval_keeps_the_default_15_s() -> None:
+    """Before: no heartbeat at all (a half-open connection never noticed),
+    where the Node client kept 15 s."""
+    proto = client()
+    proto.connect()
+    (event,) = feed(proto, reply({"status": "connected", "connection_id": "c", "protocol": 2}))
+    assert event.heartbeat_interval_s is None
+    assert proto.start_heartbeat(0.0)
+    assert proto.heartbeat is not None and (proto.heartbeat.interval_s, proto.heartbeat.timeout_s) == (15.0, 30.0)
 
 
 def test_our_heartbeat_interval_and_timeout_win_over_the_server_s() -> None:
