@@ -62,6 +62,7 @@ class ServeContext {
     this._controller = null;
     this._reason = null;
     this.keyed = false; // a keyed request's run (Producers.serving)
+    this.skipped = false; // _skip(): no answer, none counted
   }
 
   /** @returns {AbortSignal} aborted when the requester gives up (§15.4). */
@@ -76,6 +77,18 @@ class ServeContext {
   /** @returns {boolean} whether the requester gave up. */
   get cancelled() {
     return this._reason !== null;
+  }
+
+  /**
+   * Ended unanswered on this side (a served-requests loop found its deadline
+   * passed: the server answered it `timeout`): aborted, and its answer is
+   * dropped without being counted late.
+   * @param {Error} reason
+   * @private
+   */
+  _skip(reason) {
+    this.skipped = true;
+    this._abort(reason);
   }
 
   /**
@@ -145,6 +158,7 @@ class Producers {
     if (this.running.get(msg.message_id) === ctx) this.running.delete(msg.message_id);
     if (msg.window !== undefined) this.forget(msg);
     if (!ctx.cancelled) return true;
+    if (ctx.skipped) return false;
     this.lateAnswers++;
     return false;
   }

@@ -9,13 +9,13 @@
  * `responder_lost` for one still buffered or unanswered when the loop ends.
  * One whose requester stopped waiting (its deadline passed, or the
  * connection it came on is gone, it cancelled: the server has answered it)
- * is skipped, as handler admission skips held requests; `req.signal` aborts
+ * is skipped unanswered, as handler admission skips held requests; `req.signal` aborts
  * when the requester gives up on a request the loop holds (§15.4).
  */
 
 const { now } = require('./connection');
 const { BufferedIterator } = require('./iterators');
-const { ErrorCode, HandlerError, LimitExceededError, RemoteError, ResponderLostError } = require('./errors');
+const { HandlerError, LimitExceededError, RequestTimeoutError, ResponderLostError } = require('./errors');
 
 /**
  * One request the loop of `client.requests()` received; answer it once,
@@ -26,15 +26,16 @@ class ServedRequest {
    * @param {RequestIterator} owner
    * @param {object} message the request.
    * @param {object|null} conn the connection it came on.
-   * @param {AbortSignal|null} signal aborts when the requester gives up (the handler's `ctx.signal`, §15.4).
+   * @param {object|null} ctx the handler's context: its `signal` aborts when the requester gives up (§15.4).
    * @param {(value: unknown) => void} resolve answers it (the admission writes the response).
    * @param {(err: unknown) => void} reject
    */
-  constructor(owner, message, conn, signal, resolve, reject) {
+  constructor(owner, message, conn, ctx, resolve, reject) {
     this.message = message;
     this._owner = owner;
     this._conn = conn;
-    this._signal = signal;
+    this._ctx = ctx;
+    this._signal = ctx === null ? null : ctx.signal;
     const timed = typeof message.timeout_ms === 'number' && message.timeout_ms > 0;
     this._expires = timed ? now() + message.timeout_ms : Infinity;
     this._resolve = resolve;
@@ -127,7 +128,7 @@ class RequestIterator extends BufferedIterator {
     this._outstanding = new Set();
     /** The responder: the request waits in a promise until the loop answers it. */
     this._handler = (msg, ctx) =>
-      new Promise((resolve, reject) => this._push(new ServedRequest(this, msg, this._client._conn, ctx?.signal ?? null, resolve, reject)));
+      new Promise((resolve, reject) => this._push(new ServedRequest(this, msg, this._client._conn, ctx ?? null, resolve, reject)));
   }
 
   /** @private */
@@ -163,8 +164,10 @@ class RequestIterator extends BufferedIterator {
       return false;
     }
     if (req._expires <= now()) {
-      // the server drops it as late; a RemoteError, so it goes as `timeout` (a local RequestTimeoutError would be handler_error)
-      req._settle(new RemoteError(ErrorCode.TIMEOUT, 'the requester stopped waiting before the loop took it', { remoteType: 'RequestTimeoutError' }));
+      // The server answered it `timeout` at its deadline and drops a late answer (§6.2): none is written, as Python's.
+      const late = new RequestTimeoutError('the requester stopped waiting before the loop took it');
+      if (req._ctx !== null) req._ctx._skip(late);
+      req._settle(late);
       return false;
     }
     this._outstanding.add(req);
