@@ -698,6 +698,7 @@ export interface ConnectionInfo {
   reconnectAttempt: number;
   pendingRequests: number;
   queuedCalls: number;
+  /** Async handlers running (maxConcurrentHandlers); one still running after a lost connection still counts, until disconnect(). */
   runningHandlers: number;
   /** Inbound requests/publishes waiting for a handler slot (maxConcurrentHandlers). */
   heldMessages: number;
@@ -899,7 +900,8 @@ export declare class IPCClient extends EventEmitter {
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number | string }): Promise<void>;
   /**
    * No call of a removed handler starts once it resolves (a publish held
-   * for a handler slot is matched at dispatch). A connection lost before
+   * for a handler slot runs the handlers it matched on arrival that are
+   * still subscribed at dispatch). A connection lost before
    * the server's ack resolves it: the subscription went with the connection
    * and is not restored. A subscribe() of it still waiting for the
    * connection resolves at once, unsent. A channel nothing is subscribed

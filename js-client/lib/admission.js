@@ -15,8 +15,13 @@
  * request has no deadline by default: run later, it would wait for credit
  * that never comes and hold its slot for good). Held requests and
  * notifications are dropped with their connection; held publishes are not
- * (restart()): delivered already, they are handled, matched to handlers at
- * dispatch, as the Python client keeps them. disconnect() drops all (reset()).
+ * (restart()): delivered already, they are handled, as the Python client
+ * keeps them. A held publish runs the handlers it matched on arrival that
+ * are still subscribed at dispatch (a handler subscribed meanwhile does not
+ * get it), as Python's; one dispatched at once is matched then, so the
+ * common path costs nothing more. A handler still running after a lost
+ * connection still counts towards the limit (as in Python): only
+ * disconnect() restarts the count and drops all held work (reset()).
  *
  * Host interface (the IPCClient that owns it): `appId`, `options`, `_conn`,
  * `_subs` (`onPublish()`, `onServed()`), `_producers` (`serving()`,
@@ -31,6 +36,7 @@ const { isStreamResult } = require('./producers');
 const { promiseOf } = require('./listeners');
 const { runInTrace } = require('./tracing');
 const { isBroadcast } = require('./legacy_server');
+const { patternMatches } = require('./channels');
 
 /** Consumed held entries are dropped in bulk once there are this many. */
 const HELD_COMPACT_AT = 1024;
@@ -46,11 +52,11 @@ class Admission {
     this.host = host;
     this.limit = host.options.maxConcurrentHandlers;
     this.exposeStacks = host.options.exposeStacks;
-    /** Async handlers in flight, counted since the connection last started or ended. */
+    /** Async handlers in flight, counted since the last disconnect(). */
     this.running = 0;
-    this._held = []; // {conn, msg, expires} waiting for a handler slot, from _heldHead on
+    this._held = []; // {conn, msg, expires, handlers} waiting for a handler slot, from _heldHead on
     this._heldHead = 0;
-    this._epoch = {}; // what a handler's end is counted against: a new one at every restart
+    this._epoch = {}; // what a handler's end is counted against: a new one at every reset
   }
 
   /**
@@ -72,10 +78,10 @@ class Admission {
   }
 
   /**
-   * A connection starts or ends: the count restarts at 0 (handlers still
-   * running no longer count), held requests and notifications are dropped
-   * (the server answers its requests responder_lost), held publishes stay
-   * for resume(): the server delivered them, so they are handled, in order.
+   * A connection ends: held requests and notifications are dropped (the
+   * server answers its requests responder_lost), held publishes stay for
+   * resume(): the server delivered them, so they are handled, in order.
+   * Handlers still running go on counting: they still run.
    */
   restart() {
     const kept = [];
@@ -83,8 +89,8 @@ class Admission {
       const held = this._held[i];
       if (isBroadcast(held.conn, held.msg)) kept.push(held);
     }
-    this.reset();
     this._held = kept;
+    this._heldHead = 0;
   }
 
   /** Dispatches held work while there is room (after restart(), once the client's state is settled). */
@@ -103,7 +109,8 @@ class Admission {
       return;
     }
     const timed = msg.message_type === 'request' && typeof msg.timeout_ms === 'number' && msg.timeout_ms > 0;
-    this._held.push({ conn, msg, expires: timed ? now() + msg.timeout_ms : Infinity });
+    const handlers = isBroadcast(conn, msg) ? matched(this.host._subs.subscriptions, msg.channel_id) : null; // matched on arrival
+    this._held.push({ conn, msg, expires: timed ? now() + msg.timeout_ms : Infinity, handlers });
   }
 
   /**
@@ -257,8 +264,8 @@ class Admission {
     while (this.heldCount > 0 && this.running < this.limit && this._epoch === epoch) {
       const held = this._takeHeld();
       const conn = this.host._conn;
-      if (isBroadcast(held.conn, held.msg)) {
-        this._dispatch(held.conn, held.msg);
+      if (held.handlers !== null) {
+        this._deliverHeld(held);
         continue;
       }
       if (held.conn !== conn || held.expires <= now()) {
@@ -270,8 +277,23 @@ class Admission {
   }
 
   /**
+   * A held publish: the handlers it matched on arrival that are still
+   * subscribed under a pattern matching its channel (none starts after
+   * unsubscribe() resolved or the server withdrew it, none subscribed since).
+   * @param {{conn: Connection, msg: object, handlers: Function[]}} held
+   * @private
+   */
+  _deliverHeld({ conn, msg, handlers }) {
+    const subscriptions = this.host._subs.subscriptions;
+    for (const handler of handlers) {
+      if (subscribed(subscriptions, handler, msg.channel_id)) this.invoke(handler, msg, conn, false);
+    }
+    this.host._emitSafely('message', msg);
+  }
+
+  /**
    * One more async handler running, counted until the count restarts
-   * (a connection starts or ends: restart()).
+   * (disconnect(): reset()).
    * @returns {object} what its end is counted against.
    * @private
    */
@@ -291,6 +313,35 @@ class Admission {
     this.running--;
     this._drainHeld();
   }
+}
+
+/**
+ * The handlers subscribed under a pattern matching `channel`, each once, in subscription order.
+ * @param {Map<string, Set<Function>>} subscriptions
+ * @param {string} channel
+ * @returns {Function[]}
+ */
+function matched(subscriptions, channel) {
+  const handlers = [];
+  for (const [pattern, set] of subscriptions) {
+    if (!patternMatches(pattern, channel)) continue;
+    for (const handler of set) if (!handlers.includes(handler)) handlers.push(handler);
+  }
+  return handlers;
+}
+
+/**
+ * Whether `handler` is still subscribed under a pattern matching `channel`.
+ * @param {Map<string, Set<Function>>} subscriptions
+ * @param {Function} handler
+ * @param {string} channel
+ * @returns {boolean}
+ */
+function subscribed(subscriptions, handler, channel) {
+  for (const [pattern, set] of subscriptions) {
+    if (set.has(handler) && patternMatches(pattern, channel)) return true;
+  }
+  return false;
 }
 
 module.exports = { Admission };

@@ -3,7 +3,8 @@
 /**
  * Publishes held for a handler slot (maxConcurrentHandlers full) outlive a
  * lost connection, as in the Python client: the server delivered them, so
- * they are handled (matched to handlers at dispatch); disconnect() drops
+ * they are handled (by the handlers they matched on arrival still
+ * subscribed at dispatch); disconnect() drops
  * them. An unsubscribe()/unserve() whose ack the lost connection took
  * resolves: the server dropped the registration with it. The Python mirror
  * is tests/test_subscription_held.py.
@@ -78,6 +79,42 @@ test('held publishes - no held call starts after unsubscribe() resolves', async 
   b.release();
   await until(() => client.getConnectionInfo().heldMessages === 0 && client.getConnectionInfo().runningHandlers === 0, 2000, 'the held publishes dealt with');
   assert.deepEqual(b.calls, [0]);
+});
+
+test('held publishes - a handler subscribed after they arrived is not given them, as in Python', async (t) => {
+  const { peer, client } = await setup(t, {}, { maxConcurrentHandlers: 1 });
+  await client.connect();
+  const b = busy();
+  await client.subscribe('held.x', b.handler);
+  publish(peer, 'held.x', [0, 1, 2]);
+  await until(() => client.getConnectionInfo().heldMessages === 2, 2000, 'two held publishes');
+  const late = [];
+  await client.subscribe('held.*', (msg) => late.push(msg.payload));
+  b.release();
+  await until(() => client.getConnectionInfo().heldMessages === 0 && b.calls.length === 3, 2000, 'the held publishes handled');
+  assert.deepEqual(b.calls, [0, 1, 2]);
+  assert.deepEqual(late, []); // before: [1, 2], matched at dispatch
+  publish(peer, 'held.x', [3]);
+  await until(() => late.length === 1, 2000, 'a publish after the subscription');
+  assert.deepEqual(late, [3]);
+});
+
+test('running handlers - one still running after a lost connection still counts, as in Python', async (t) => {
+  const { peer, client } = await setup(t, {}, { maxConcurrentHandlers: 1 });
+  await client.connect();
+  const b = busy();
+  await client.subscribe('held.x', b.handler);
+  publish(peer, 'held.x', [0]);
+  await until(() => b.calls.length === 1, 2000, 'the handler running');
+  const back = waitFor(client, 'reconnected');
+  peer.drop();
+  await back;
+  assert.equal(client.getConnectionInfo().runningHandlers, 1); // before: 0, the count restarted
+  publish(peer, 'held.x', [1]);
+  await until(() => client.getConnectionInfo().heldMessages === 1, 2000, 'the new publish held for the slot');
+  assert.deepEqual(b.calls, [0]); // before: [0, 1], two handlers at once under maxConcurrentHandlers 1
+  b.release();
+  await until(() => b.calls.length === 2 && client.getConnectionInfo().runningHandlers === 0, 2000, 'the held publish handled');
 });
 
 test('unsubscribe()/unserve() resolve when the connection is lost before their ack: not restored either', async (t) => {
