@@ -269,6 +269,8 @@ class Lifecycle:
             await self._subs.restore(conn, deadline)
             if generation != self._generation:
                 raise NotConnected("disconnect() was called while connecting")
+            if self.conn is not conn or not conn.is_open:  # lost while its last answers were read: _on_lost saw no connection to reconnect
+                raise ConnectionLost(f"connection to {opts.peer} lost while connecting" + (f": {conn.error}" if conn.error else ""))
             self._metrics.opened(time.monotonic())
         except BaseException as exc:
             conn.abort()  # the attempt closes its own socket

@@ -3,8 +3,9 @@ server on 127.0.0.1 and breaks the path on command.
 
 Faults: cut every connection, black-hole (stop forwarding without closing,
 as a dead host or a pulled cable looks to TCP), added latency, closing a
-connection in the middle of a frame, refusing new connections (server down),
-and pointing new connections at another upstream.
+connection in the middle of a frame, closing the next connection right
+after the server's Nth answer on it, refusing new connections (server
+down), and pointing new connections at another upstream.
 
 Usage::
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 __all__ = ["FaultProxy"]
@@ -35,6 +37,8 @@ class _Link:
         self.client_w = client_w
         self.upstream_w: asyncio.StreamWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.close_after_answers, proxy._close_after_answers = proxy._close_after_answers, 0
+        self._from_server = b""
 
     async def run(self, host: str, port: int) -> None:
         try:
@@ -60,6 +64,11 @@ class _Link:
                 await proxy._flowing.wait()  # a black hole holds the bytes forever
                 if proxy.latency_s > 0:
                     await asyncio.sleep(proxy.latency_s)
+                if not upstream and self.close_after_answers:
+                    if self._last_answer(data, writer):
+                        return
+                    await writer.drain()
+                    continue
                 if not upstream and proxy._cut_mid_frame:
                     proxy._cut_mid_frame = False
                     writer.write(data[: max(1, len(data) // 2)] if len(data) > 1 else data)
@@ -70,6 +79,22 @@ class _Link:
                 await writer.drain()
         except (ConnectionError, OSError):
             return
+
+    def _last_answer(self, data: bytes, writer: asyncio.StreamWriter) -> bool:
+        """Forwards whole frames; after the awaited answer, closes (the frame and the FIN in one step)."""
+        self._from_server += data
+        while len(self._from_server) >= 4:
+            end = 4 + int.from_bytes(self._from_server[:4], "big")
+            if len(self._from_server) < end:
+                return False
+            frame, self._from_server = self._from_server[:end], self._from_server[end:]
+            writer.write(frame)
+            if frame[4:5] == b"{" and json.loads(frame[4:]).get("message_type") == "response":
+                self.close_after_answers -= 1
+                if self.close_after_answers == 0:
+                    writer.close()
+                    return True
+        return False
 
     def abort(self) -> None:
         for task in self.tasks:
@@ -91,6 +116,7 @@ class FaultProxy:
         self.mid_frame_cuts = 0
         self._refusing = False
         self._cut_mid_frame = False
+        self._close_after_answers = 0
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._links: set[_Link] = set()
@@ -144,6 +170,11 @@ class FaultProxy:
     def close_mid_frame(self) -> None:
         """Forward only the first half of the next server-to-client chunk, then close."""
         self._cut_mid_frame = True
+
+    def close_after_answers(self, count: int) -> None:
+        """The next connection closes right after the server's ``count``-th
+        response on it (1: the handshake's reply), sent in the same step."""
+        self._close_after_answers = count
 
     def refuse(self, on: bool = True) -> None:
         """Close new connections as soon as they are accepted (the server looks down)."""
