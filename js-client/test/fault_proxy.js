@@ -5,7 +5,8 @@
  * cut every connection, black-hole traffic (stop reading and forwarding
  * without closing, as a half-open connection or a frozen server does: the
  * bytes pile up in the socket buffers until they are full), add
- * latency, close in the middle of a frame, refuse new connections.
+ * latency, close in the middle of a frame, close the next connection right
+ * after the server's Nth answer on it, refuse new connections.
  * The same operations as the Python tests' `tests/faultproxy.py`.
  */
 
@@ -24,6 +25,9 @@ class Link {
   constructor(proxy, client) {
     this.proxy = proxy;
     this.client = client;
+    this.closeAfterAnswers = proxy._closeAfterAnswers;
+    proxy._closeAfterAnswers = 0;
+    this.fromServer = Buffer.alloc(0);
     this.upstream = net.connect({ host: proxy.upstreamHost, port: proxy.upstreamPort });
     this.upstream.setNoDelay(true);
     client.setNoDelay(true);
@@ -62,6 +66,10 @@ class Link {
       from.unshift(chunk); // held, not lost: it goes on when the black hole ends
       return;
     }
+    if (fromServer && this.closeAfterAnswers > 0) {
+      this._lastAnswer(chunk, to);
+      return;
+    }
     if (fromServer && proxy._cutNextFrame) {
       proxy._cutNextFrame = false;
       to.write(chunk.subarray(0, Math.max(1, chunk.length >> 1)), () => this.destroy());
@@ -69,6 +77,27 @@ class Link {
     }
     if (proxy.latencyMs > 0) setTimeout(() => !to.destroyed && to.write(chunk), proxy.latencyMs);
     else to.write(chunk);
+  }
+
+  /**
+   * Forwards whole frames; after the awaited answer, closes (the frame and the FIN in one step).
+   * @param {Buffer} chunk
+   * @param {net.Socket} to
+   * @private
+   */
+  _lastAnswer(chunk, to) {
+    this.fromServer = Buffer.concat([this.fromServer, chunk]);
+    while (this.fromServer.length >= 4) {
+      const end = 4 + this.fromServer.readUInt32BE(0);
+      if (this.fromServer.length < end) return;
+      const frame = this.fromServer.subarray(0, end);
+      this.fromServer = this.fromServer.subarray(end);
+      to.write(frame);
+      if (frame[4] === 0x7b && JSON.parse(frame.subarray(4).toString()).message_type === 'response' && --this.closeAfterAnswers === 0) {
+        to.end(() => this.destroy());
+        return;
+      }
+    }
   }
 
   /** Closes both sides. */
@@ -96,6 +125,7 @@ class FaultProxy {
     this.accepted = 0;
     this.links = new Set();
     this._cutNextFrame = false;
+    this._closeAfterAnswers = 0;
     this.server = net.createServer((socket) => this._accept(socket));
     this.port = 0;
   }
@@ -156,6 +186,15 @@ class FaultProxy {
   /** The next server-to-client chunk is cut in half and the connection closed. */
   closeMidFrame() {
     this._cutNextFrame = true;
+  }
+
+  /**
+   * The next connection closes right after the server's `count`-th response
+   * on it (1: the handshake's reply), sent in the same step.
+   * @param {number} count
+   */
+  closeAfterAnswers(count) {
+    this._closeAfterAnswers = count;
   }
 
   /**

@@ -383,3 +383,18 @@ test('resilience - a throwing connected listener neither rejects connect() nor s
   assert.equal((await later).payload, 3);
   assert.ok(errors.some(([, err]) => /a broken listener/.test(err.message)));
 });
+
+for (const [answers, what] of [[1, 'the handshake reply'], [2, "the restored subscription's ack"]]) {
+  test(`resilience - a connection lost with ${what} fails the attempt; the next one restores the subscription`, async (t) => {
+    const { proxy, peer, client } = await setup(t);
+    await client.connect();
+    await client.subscribe('after.loss', () => {});
+    proxy.closeAfterAnswers(answers);
+    proxy.cut();
+    // the first connection, the one lost with its answer, the one that holds
+    await until(() => proxy.accepted === 3 && client.state === 'connected' && proxy.connections === 1, 3000, 'a connection that holds');
+    const resubscribed = nextReceived(peer, (m) => m.message_type === 'subscribe' && m.channel_id === 'after.loss');
+    proxy.cut(); // the restored connection is real: losing it starts another reconnection that subscribes again
+    await resubscribed;
+  });
+}
