@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -68,22 +69,53 @@ class _AlertFirst(ssl.SSLObject):
     waits one turn: the handshake asks for more data, which sends what is
     written (the alert), and the next call raises it. The client closes on
     the alert, or its next bytes bring that call; the handshake deadline
-    bounds the rest."""
+    bounds the rest.
+
+    The refusal goes to the socket's :class:`TLSAccept` (its owner), which
+    logs it with the peer and knows the close that follows is its outcome,
+    not a client's own choice: the loop reports that close as a bare reset."""
 
     _failure: ssl.SSLError | None = None
+    _owner: TLSAccept | None = None
+    _claimed = False
 
     def do_handshake(self) -> None:
         if self._failure is not None:
             raise self._failure
+        if not self._claimed:
+            self._claimed = True
+            self._owner = _starting.take()
         try:
             super().do_handshake()
         except ssl.SSLError as exc:
             if isinstance(exc, _NOT_REFUSALS) or exc.reason in _NOT_TLS:
                 raise
-            # The peer is not known here; the line that names it follows.
-            log.info("refusing a TLS client: %s", exc)
+            if self._owner is not None:
+                self._owner.refused(exc)
+            else:  # not started by a TLSAccept: the peer is not known here
+                log.info("refusing a TLS client: %s", exc)
             self._failure = exc
             raise ssl.SSLWantReadError("the alert goes out first") from None
+        self._owner = None  # done: the connection does not keep its accept alive
+
+
+class _Starting(threading.local):
+    """The :class:`TLSAccept` whose TLS protocol is about to make its first
+    handshake step, for its ``_AlertFirst`` to claim (an SSL object has no
+    way back to its socket; uvloop's TLS protocol is not reachable from
+    Python). ``start_tls`` schedules that step as its first callback
+    (``connection_made``, on asyncio and uvloop alike); the accept schedules
+    the one that sets this just before it, and callbacks run in order, so
+    no other socket's step comes between. Per thread: one loop's callbacks."""
+
+    owner: TLSAccept | None = None
+
+    def take(self) -> TLSAccept | None:
+        owner, self.owner = self.owner, None
+        return owner
+
+
+_starting = _Starting()
 
 
 # OpenSSL's reasons for bytes that are no TLS record at all: a plaintext
@@ -165,6 +197,7 @@ class TLSAccept(asyncio.Protocol):
         self._accepted_at = 0.0  # the loop's clock at the TCP accept: where the deadline starts
         self.peer: Any = None
         self._hello: list[bytes] = []  # read before start_tls took the socket over
+        self._refusal: ssl.SSLError | None = None  # the TLS layer refused the client (logged then)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream protocol is given a Transport (typeshed: BaseTransport)
@@ -196,32 +229,50 @@ class TLSAccept(asyncio.Protocol):
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    def refused(self, exc: ssl.SSLError) -> None:
+        """The TLS layer refused the client (its alert goes out next): said
+        once, with the peer; the failure that follows is this one."""
+        self._refusal = exc
+        log.info("TLS handshake with %s refused: %s", peer_text(self.peer), exc)
+
     async def _handshake(self) -> None:
         transport = self._transport
         assert transport is not None
         early = _EarlyReads()
         loop = asyncio.get_running_loop()
-        if self._hello:
-            # Runs just before the TLS protocol's connection_made, which start_tls schedules.
-            loop.call_soon(self._replay_hello, transport)
+        # Runs just before the TLS protocol's connection_made, which start_tls schedules.
+        loop.call_soon(self._before_tls, transport)
         try:
             left = max(self._accepted_at + self._timeout - loop.time(), 0.001)  # the task starts a turn after the accept
             tls = await loop.start_tls(transport, early, self._context, server_side=True, ssl_handshake_timeout=left)
         except (OSError, EOFError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
-            self._pending.release(self, failed=True)
-            log.info("TLS handshake with %s failed: %s", peer_text(self.peer), describe(exc))
-            transport.abort()
+            self._failed(transport, exc)
             return
         except Exception:  # a bug: never a task whose exception nobody retrieves
             self._pending.release(self, failed=True)
             log.exception("TLS handshake with %s failed", peer_text(self.peer))
             transport.abort()
             return
+        finally:
+            if _starting.owner is self:  # its TLS protocol never made a step
+                _starting.owner = None
         self._pending.release(self)
         early.hand_over(self._make(self._accepted_at), tls)  # type: ignore[arg-type]  # typeshed: Transport | None; it returns one or raises
 
-    def _replay_hello(self, transport: asyncio.BaseTransport) -> None:
-        """Give the TLS protocol the bytes read before it was in place."""
+    def _failed(self, transport: asyncio.Transport, exc: BaseException) -> None:
+        self._pending.release(self, failed=True)
+        # After a refusal the client closes on the alert (a bare reset here),
+        # sends more (the refusal again) or waits out the deadline: all said.
+        if self._refusal is None:
+            log.info("TLS handshake with %s failed: %s", peer_text(self.peer), describe(exc))
+        transport.abort()
+
+    def _before_tls(self, transport: asyncio.BaseTransport) -> None:
+        """Claim the first handshake step, and give the TLS protocol the
+        bytes read before it was in place (uvloop)."""
+        _starting.owner = self
+        if not self._hello:
+            return
         protocol = cast(asyncio.BufferedProtocol, transport.get_protocol())
         for chunk in self._hello:
             while chunk:
@@ -269,7 +320,7 @@ class _EarlyReads(asyncio.Protocol):
 def describe(exc: BaseException) -> str:
     """A handshake failure as a log line can say it (a reset has no text)."""
     if isinstance(exc, ConnectionResetError) and not str(exc):
-        return "the client closed the connection (it may have refused this server's certificate, or been refused its own)"
+        return "the client closed the connection (it may have refused this server's certificate)"
     return str(exc) or type(exc).__name__
 
 

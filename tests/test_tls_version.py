@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import warnings
 from collections.abc import Callable
@@ -99,5 +100,84 @@ def test_a_plaintext_client_on_a_tls_port_is_still_closed_at_once(pki: PKI, run:
                 writer.close()
             with pytest.raises(NotConnected):
                 await asyncio.wait_for(IPCClient("app", "127.0.0.1", server.port, reconnect=False).connect(), FAST_S)
+
+    run(main())
+
+
+def no_shared_cipher_context(pki: PKI) -> ssl.SSLContext:
+    """A TLS 1.2 client offering anonymous suites only: the server, which has a certificate, has none of them."""
+    context = ssl.create_default_context(cafile=pki.ca)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("aNULL:@SECLEVEL=0")
+    return context
+
+
+def no_certificate_context(pki: PKI, version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A client that presents no certificate, to a server under mutual TLS."""
+    context = ssl.create_default_context(cafile=pki.ca)
+    context.maximum_version = version
+    return context
+
+
+async def refused_from(port: int, context: ssl.SSLContext) -> int:
+    """Runs one refused handshake (over TLS 1.3 the refusal comes on the
+    first read) and returns the client's port, for the server's log line."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=FAST_S)
+    sock.setblocking(False)
+    local = int(sock.getsockname()[1])
+    with pytest.raises(ssl.SSLError):
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(sock=sock, ssl=context, server_hostname="localhost"), FAST_S)
+        try:
+            await asyncio.wait_for(reader.read(), FAST_S)
+        finally:
+            writer.close()
+    sock.close()
+    return local
+
+
+REFUSALS = {
+    "tls_1_1": (False, old_tls_context, "UNSUPPORTED_PROTOCOL"),
+    "no_shared_cipher": (False, no_shared_cipher_context, "NO_SHARED_CIPHER"),
+    "no_client_certificate_tls_1_2": (True, lambda pki: no_certificate_context(pki, ssl.TLSVersion.TLSv1_2), "PEER_DID_NOT_RETURN_A_CERTIFICATE"),
+    "no_client_certificate_tls_1_3": (True, lambda pki: no_certificate_context(pki, ssl.TLSVersion.TLSv1_3), "PEER_DID_NOT_RETURN_A_CERTIFICATE"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSALS))
+def test_a_refused_client_is_logged_once_with_its_peer_and_the_reason(pki: PKI, run: Callable[..., Any], caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    """The refusal's line names the peer and OpenSSL's reason, and no second
+    line guesses at why the client then closed: the server knows it refused."""
+    mutual, make, reason = REFUSALS[kind]
+
+    async def main() -> None:
+        caplog.set_level(logging.INFO, logger="ipc_server.tls")
+        async with tls_server(pki, mutual=mutual) as server:
+            local = await refused_from(server.port, make(pki))
+            # The handshake's end is counted in the callback that would log the second line.
+            await until(lambda: server.stats.snapshot()["tls_handshakes_failed"] == 1)
+        lines = [r.getMessage() for r in caplog.records if r.name == "ipc_server.tls"]
+        assert lines == [line for line in lines if f"127.0.0.1:{local}" in line], lines
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"TLS handshake with 127.0.0.1:{local} refused: [SSL: {reason}]"), lines
+
+    run(main())
+
+
+def test_refusals_at_once_are_each_logged_with_their_own_peer(pki: PKI, run: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """Handshakes in flight together: each refusal is told to the socket it belongs to."""
+
+    async def main() -> None:
+        caplog.set_level(logging.INFO, logger="ipc_server.tls")
+        kinds = ["tls_1_1", "no_shared_cipher", "no_client_certificate_tls_1_2", "no_client_certificate_tls_1_3"] * 3
+        async with tls_server(pki, mutual=True) as server:
+            good = asyncio.gather(*(still_serving(server, tls_ca=pki.ca, tls_cert=pki.client[0], tls_key=pki.client[1]) for _ in range(3)))
+            locals_ = await asyncio.gather(*(refused_from(server.port, REFUSALS[kind][1](pki)) for kind in kinds))
+            await good
+            await until(lambda: server.stats.snapshot()["tls_handshakes_failed"] == len(kinds))
+        lines = [r.getMessage() for r in caplog.records if r.name == "ipc_server.tls"]
+        assert len(lines) == len(kinds), lines
+        for kind, local in zip(kinds, locals_):
+            mine = [line for line in lines if f"127.0.0.1:{local} " in line]
+            assert len(mine) == 1 and f"refused: [SSL: {REFUSALS[kind][2]}]" in mine[0], (kind, local, lines)
 
     run(main())
