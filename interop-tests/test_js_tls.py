@@ -23,6 +23,7 @@ import sys
 
 sys.path.insert(0, str(ROOT))
 from tests.test_tls import PKI  # noqa: E402  (the same throwaway CAs as the Python suite)
+from tests.test_tls_version import CLIENT_WORDS  # noqa: E402  (the Python client's words, which Node's mirror)
 
 FAST_MS = 3000  # "within a few seconds"
 FAST = {"initialDelay": 50, "maxDelay": 200, "jitter": 0}
@@ -171,6 +172,31 @@ async def test_a_tls_1_1_client_is_refused_with_an_alert_and_not_retried(start_s
     assert error["cause"] == "ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION", error
     assert "does it speak TLS" not in error["message"], error
     assert agent.count("reconnecting") == 0
+
+
+NODE_CASES = {
+    # case: (mutual, the Node client's tls options beyond the CA, its .cause)
+    "tls_1_1": (False, {"minVersion": "TLSv1", "maxVersion": "TLSv1.1", "ciphers": "DEFAULT:@SECLEVEL=0"}, "ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION"),
+    "no_shared_cipher": (False, {"maxVersion": "TLSv1.2", "ciphers": "aNULL:@SECLEVEL=0"}, "ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE"),
+    "no_client_certificate_tls_1_2": (True, {"maxVersion": "TLSv1.2"}, "ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE"),
+    "no_client_certificate_tls_1_3": (True, {}, "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED"),
+    "foreign_client_certificate": (True, {"client": "foreign"}, "ERR_SSL_TLSV1_ALERT_UNKNOWN_CA"),
+}
+
+
+@pytest.mark.parametrize("case", list(NODE_CASES))
+async def test_the_server_s_alert_is_named_for_its_cause_in_the_python_client_s_words(start_server, node_agent, pki, case):
+    """Real handshakes against the real server: the same words as the Python
+    client's (tests/test_tls_version.py), tls.cert for tls_cert."""
+    mutual, extra, cause = NODE_CASES[case]
+    srv = await start_server(*server_args(pki, mutual=mutual))
+    client = pki.foreign_client if extra.pop("client", None) == "foreign" else None
+    agent = await node_agent(srv.port, connect=False, tls=tls(pki, client=client, **extra), reconnect=False)
+    error = await refused_connect(agent)
+    assert error["cause"] == cause, error
+    words = CLIENT_WORDS[case][2].replace("tls_cert and tls_key", "tls.cert and tls.key")
+    _, _, said = error["message"].partition(f"127.0.0.1:{srv.port} ")
+    assert said.split(": ", 1)[1].startswith(words), error
 
 
 async def test_a_plaintext_client_on_a_tls_port_fails_fast(start_server, node_agent, pki):

@@ -92,15 +92,34 @@ def _no_password() -> str:
 # -- failures -------------------------------------------------------------------
 
 
+# The server's alerts in words, the same as Node's (lib/tls_options.js) but
+# for the options' names: each names the cause its alert stands for.
+# handshake_failure is OpenSSL's catch-all: over TLS 1.2 it is also what a
+# server requiring a client certificate sends when none came.
+_ALERTS = {
+    "handshake_failure": "the server refused the handshake (handshake_failure): no cipher suite or protocol setting in common with this client, or, over TLS 1.2, no client certificate where the server requires one (mutual TLS: set tls_cert and tls_key)",
+    "protocol_version": "the server refused this client's TLS version (protocol_version): the versions the two allow do not overlap, and the server needs TLS 1.2 or later",
+    "certificate_required": "the server requires a client certificate and this client presented none (certificate_required; mutual TLS: set tls_cert and tls_key)",
+}
+# Alerts about the certificate this client presented.
+_CERTIFICATE_ALERTS = frozenset({"bad_certificate", "unknown_ca", "certificate_expired", "certificate_revoked", "certificate_unknown", "unsupported_certificate"})
+
+
+def _alert_words(alert: str) -> str:
+    if alert in _ALERTS:
+        return _ALERTS[alert]
+    if alert in _CERTIFICATE_ALERTS:
+        return f"the server refused this client's certificate ({alert}): mutual TLS needs one that a CA the server trusts signed, not expired (tls_cert and tls_key)"
+    return f"the server refused the connection ({alert})"
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"the server's certificate was refused: {exc.verify_message or exc}"
     if isinstance(exc, ssl.SSLError) and not isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):
-        reason = exc.reason or ""
-        if "CERTIFICATE_REQUIRED" in reason or "HANDSHAKE_FAILURE" in reason:
-            return f"the server refused the connection, which it may do without a client certificate (mutual TLS: set tls_cert and tls_key): {exc}"
-        if "ALERT" in reason:
-            return f"the server refused the connection: {exc}"
+        _, received, alert = (exc.reason or "").partition("ALERT_")  # TLSV1_ALERT_PROTOCOL_VERSION: the server's alert
+        if received:
+            return f"{_alert_words(alert.lower())}: {exc}"
         return str(exc)
     if isinstance(exc, (ConnectionResetError, ssl.SSLEOFError, EOFError, ConnectionLost)):
         return "the server closed the connection during the TLS handshake: does it speak TLS on this port?"

@@ -181,3 +181,42 @@ def test_refusals_at_once_are_each_logged_with_their_own_peer(pki: PKI, run: Cal
             assert len(mine) == 1 and f"refused: [SSL: {REFUSALS[kind][2]}]" in mine[0], (kind, local, lines)
 
     run(main())
+
+
+def with_certificate(pki: PKI, pair: tuple[str, str]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki.ca)
+    context.load_cert_chain(*pair)
+    return context
+
+
+HANDSHAKE_FAILURE = "the server refused the handshake (handshake_failure): no cipher suite or protocol setting in common with this client, or, over TLS 1.2, no client certificate where the server requires one (mutual TLS: set tls_cert and tls_key): "
+CLIENT_WORDS = {
+    # case: (mutual, the client's context, the words its not_connected starts with after "TLS ... H:P ...: ")
+    "tls_1_1": (False, old_tls_context, "the server refused this client's TLS version (protocol_version): the versions the two allow do not overlap, and the server needs TLS 1.2 or later: "),
+    "no_shared_cipher": (False, no_shared_cipher_context, HANDSHAKE_FAILURE),
+    "no_client_certificate_tls_1_2": (True, lambda pki: no_certificate_context(pki, ssl.TLSVersion.TLSv1_2), HANDSHAKE_FAILURE),
+    "no_client_certificate_tls_1_3": (
+        True,
+        lambda pki: no_certificate_context(pki, ssl.TLSVersion.TLSv1_3),
+        "the server requires a client certificate and this client presented none (certificate_required; mutual TLS: set tls_cert and tls_key): ",
+    ),
+    "foreign_client_certificate": (True, lambda pki: with_certificate(pki, pki.foreign_client), "the server refused this client's certificate (unknown_ca): mutual TLS needs one that a CA the server trusts signed, not expired (tls_cert and tls_key): "),
+    "expired_client_certificate": (True, lambda pki: with_certificate(pki, pki.expired_client), "the server refused this client's certificate (certificate_expired): "),
+}
+
+
+@pytest.mark.parametrize("case", list(CLIENT_WORDS))
+def test_the_client_names_the_cause_the_server_s_alert_stands_for(pki: PKI, run: Callable[..., Any], case: str) -> None:
+    """protocol_version is the TLS versions, handshake_failure the cipher or
+    protocol settings (or, over TLS 1.2, a missing client certificate), the
+    certificate alerts the client's certificate: never one for another."""
+    mutual, make, words = CLIENT_WORDS[case]
+
+    async def main() -> None:
+        async with tls_server(pki, mutual=mutual) as server:
+            error = await expect_refusal(lambda: IPCClient("app", "127.0.0.1", server.port, tls=make(pki), reconnect=False))
+            assert refused(error)
+            _, _, said = str(error).partition(f"127.0.0.1:{server.port} ")
+            assert said.split(": ", 1)[1].startswith(words), str(error)
+
+    run(main())

@@ -107,6 +107,34 @@ function openSocket(options, host, port, onread) {
 }
 
 /**
+ * The server's alerts in words, the same as Python's (ipc_client/tls.py) but
+ * for the options' names: each names the cause its alert stands for.
+ * handshake_failure is OpenSSL's catch-all: over TLS 1.2 it is also what a
+ * server requiring a client certificate sends when none came.
+ */
+const ALERTS = new Map([
+  ['handshake_failure', 'the server refused the handshake (handshake_failure): no cipher suite or protocol setting in common with this client, or, over TLS 1.2, no client certificate where the server requires one (mutual TLS: set tls.cert and tls.key)'],
+  ['protocol_version', "the server refused this client's TLS version (protocol_version): the versions the two allow do not overlap, and the server needs TLS 1.2 or later"],
+  ['certificate_required', 'the server requires a client certificate and this client presented none (certificate_required; mutual TLS: set tls.cert and tls.key)']
+]); // prettier-ignore
+
+/** Alerts about the certificate this client presented. */
+const CERTIFICATE_ALERTS = new Set(['bad_certificate', 'unknown_ca', 'certificate_expired', 'certificate_revoked', 'certificate_unknown', 'unsupported_certificate']);
+
+/**
+ * @param {string} alert the alert's name, `protocol_version`.
+ * @returns {string}
+ * @private
+ */
+function alertWords(alert) {
+  if (ALERTS.has(alert)) return ALERTS.get(alert);
+  if (CERTIFICATE_ALERTS.has(alert)) {
+    return `the server refused this client's certificate (${alert}): mutual TLS needs one that a CA the server trusts signed, not expired (tls.cert and tls.key)`;
+  }
+  return `the server refused the connection (${alert})`;
+}
+
+/**
  * Why a TLS error happened, in words.
  * @param {Error} err
  * @returns {string}
@@ -115,10 +143,8 @@ function openSocket(options, host, port, onread) {
 function reason(err) {
   const code = err.code || '';
   if (CERTIFICATE_CODES.has(code)) return `the server's certificate was refused: ${err.message}`;
-  if (code.includes('CERTIFICATE_REQUIRED') || code.includes('HANDSHAKE_FAILURE')) {
-    return `the server refused the connection, which it may do without a client certificate (mutual TLS: set tls.cert and tls.key): ${err.message}`;
-  }
-  if (code.includes('ALERT')) return `the server refused the connection: ${err.message}`;
+  const at = code.indexOf('ALERT_'); // ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION: the server's alert
+  if (code.startsWith('ERR_SSL_') && at >= 0) return `${alertWords(code.slice(at + 'ALERT_'.length).toLowerCase())}: ${err.message}`;
   if (code.startsWith('ERR_SSL_')) return err.message;
   return 'the server closed the connection during the TLS handshake: does it speak TLS on this port?';
 }

@@ -97,3 +97,26 @@ test('failures - what connect() rejects with names TLS and keeps the cause; refu
   assert.equal(refused(err), false);
   assert.equal(handshakeFailure(null, { ...where, tls: false, connected: false }), null);
 });
+
+test("failures - each alert of the server is named for its own cause, in the Python client's words", () => {
+  const where = { host: 'h', port: 1, tls: true, connected: true, secured: false };
+  const said = (code) => handshakeFailure(Object.assign(new Error('alert'), { code }), where).message.replace(/^TLS handshake with h:1 failed: /, '');
+  const handshake = 'the server refused the handshake (handshake_failure): no cipher suite or protocol setting in common with this client, or, over TLS 1.2, no client certificate where the server requires one (mutual TLS: set tls.cert and tls.key): alert';
+  assert.equal(said('ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE'), handshake);
+  assert.equal(
+    said('ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION'),
+    "the server refused this client's TLS version (protocol_version): the versions the two allow do not overlap, and the server needs TLS 1.2 or later: alert"
+  );
+  assert.equal(
+    said('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED'),
+    'the server requires a client certificate and this client presented none (certificate_required; mutual TLS: set tls.cert and tls.key): alert'
+  );
+  for (const alert of ['bad_certificate', 'unknown_ca', 'certificate_expired']) {
+    const code = `ERR_SSL_${alert === 'unknown_ca' ? 'TLSV1' : 'SSLV3'}_ALERT_${alert.toUpperCase()}`;
+    assert.equal(said(code), `the server refused this client's certificate (${alert}): mutual TLS needs one that a CA the server trusts signed, not expired (tls.cert and tls.key): alert`);
+  }
+  assert.equal(said('ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR'), 'the server refused the connection (internal_error): alert');
+  for (const code of ['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA']) {
+    assert.equal(refused(handshakeFailure(Object.assign(new Error('alert'), { code }), where)), true);
+  }
+});
