@@ -39,6 +39,7 @@ from ipc_protocol.payload_paths import snapshot
 from ipc_protocol.streams import CANCEL, cancel
 
 from .connection import ClientConnection
+from .idempotency import keys_kept, not_resent
 from .metrics import ClientMetrics
 
 __all__ = ["Calls", "budget_ms"]
@@ -361,10 +362,12 @@ class Calls:
         pending = list(self._pending.values())
         self._pending.clear()
         self._deadlines.clear()
-        for fut, _channel, _timeout, _conn in pending:
+        for fut, _channel, _timeout, conn in pending:
             if not fut.done():
                 lost = ConnectionLost(str(reason))
                 lost.__cause__ = reason.__cause__  # why it was lost, when known (a revoked credential)
+                if conn is not None and not keys_kept(conn):  # a request it ran may have run: a key is no reason to resend (§6.6 item 8)
+                    not_resent(lost)
                 fut.set_exception(lost)
                 fut.exception()  # mark retrieved: a caller may have gone already
 

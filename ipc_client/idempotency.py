@@ -7,12 +7,20 @@ with ``ConnectionLost`` but sent again once the client is connected again
 server answers the resend from the run the first attempt started, or from
 its stored answer. Without a key nothing here runs.
 
+Only a server that negotiates (its connect reply carries ``features``,
+docs/protocol.md §15.1 item 3) keeps keys: a 2.0.0 server ignores them and
+would run the resend again. A keyed request sent on a connection to such a
+server, or that would be resent on one, fails with its ``ConnectionLost``
+as every call in flight does at a loss (:func:`not_resent`), as 2.0.0
+clients did.
+
 Node's mirror is ``js-client/lib/idempotency.js``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -26,9 +34,24 @@ from .state import ConnectionState, StateMachine
 if TYPE_CHECKING:
     from .outbox import Outbox
 
-__all__ = ["IDEMPOTENCY_HEADER", "check_key", "keyed_headers", "resend_on_loss"]
+__all__ = ["IDEMPOTENCY_HEADER", "check_key", "keyed_headers", "keys_kept", "not_resent", "resend_on_loss"]
 
 T = TypeVar("T")
+
+_NOT_RESENT: weakref.WeakSet[BaseException] = weakref.WeakSet()
+
+
+def keys_kept(conn: ClientConnection) -> bool:
+    """Whether ``conn``'s server keeps idempotency keys: it negotiates (a
+    2.0.0 server's connect reply has no ``features``, §15.1 item 3)."""
+    return conn.proto.negotiates
+
+
+def not_resent(loss: ConnectionLost) -> ConnectionLost:
+    """Mark ``loss`` as one a keyed request must end with, not be resent
+    after: the server it ran on, or would run again on, ignores keys."""
+    _NOT_RESENT.add(loss)
+    return loss
 
 
 async def resend_on_loss(
@@ -84,7 +107,7 @@ async def _resend(
             raise _gone_after(gone, last)  # noqa: B904 - its cause is set there
         except ConnectionLost as loss:
             last = loss
-            if policy == "fail":
+            if policy == "fail" or loss in _NOT_RESENT:  # asked to, or a resend could run it twice
                 raise
             if loop.time() >= deadline:  # it outlives losses until its deadline, which is what ended it
                 raise RequestTimeout("the deadline passed while the connection was lost") from loss

@@ -19,6 +19,7 @@ from ipc_protocol import ConnectionLost, FrameTooLarge, IPCError, Message, Messa
 from ipc_protocol.restarts import mark_replay
 
 from .calls import Calls
+from .idempotency import keys_kept, not_resent
 from .connection import ClientConnection
 from .metrics import ClientMetrics
 from .offline_queue import OfflineQueue, QueuedCall
@@ -87,6 +88,9 @@ class Outbox:
         cause, self.resend_cause = self.resend_cause, None  # set for this call alone (a keyed resend's)
         conn = self.sendable()
         if conn is not None:
+            if cause is not None and not keys_kept(conn):
+                self._metrics.failed()
+                raise keys_ignored(cause)
             if reply:
                 return await self._calls.call(conn, msg, deadline, user=True)
             await self._calls.send_one_way(conn, msg, deadline)
@@ -196,6 +200,9 @@ class Outbox:
             self._forget(entry.store_id)
             return
         if entry.waiter.done():
+            return
+        if entry.cause is not None and not keys_kept(conn):  # a keyed resend: this server would run it again
+            self._drop(entry, keys_ignored(entry.cause), "refused")
             return
         if conn.legacy and msg.message_type is MessageType.PUBLISH:  # queued with ack: a version-1 server has none (§10)
             self._written_unacked(conn, entry, msg)
@@ -319,3 +326,12 @@ class Outbox:
             for victim in evicted:
                 self._drop(victim, QueueFull("evicted from the full offline queue"), "evicted")
         self._arm_timer()
+
+
+def keys_ignored(cause: BaseException) -> ConnectionLost:
+    """What a keyed resend fails with when the connection it would go out on
+    is to a server that ignores keys (2.0.0): the loss it outlived, as every
+    call in flight then failed (docs/protocol.md §6.6 item 8)."""
+    lost = ConnectionLost(f"{cause}; the keyed request was not sent again: the server ignores idempotency keys (no features in its connect reply)")
+    lost.__cause__ = cause.__cause__
+    return not_resent(lost)

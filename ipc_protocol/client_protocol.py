@@ -7,10 +7,17 @@ proposes, and the user and token, if any). The first response that comes back is
 server's answer, whatever its ``reply_to``: a 1.1.x server answers without
 one (§10). A reply without ``protocol`` is a version-1 server: from then on
 every frame is sent with the seven version-1 fields only, and no ping is
-sent (it would go unanswered). The frame limit is ours (``max_frame_size``,
-else the protocol's 16 MiB default) before the reply and with a version-1
-server, the smaller of ours and the server's advertised one after a
-version-2 reply (§1.1). A refusal (``unauthorized``, ``bad_message``...)
+sent (it would go unanswered). A reply to a connect that asked for
+``features`` either carries a ``features`` list (the server
+``negotiates``: today's) or none at all (a 2.0.0 server, which predates
+§15.1 and also ignores our ``max_frame_size``, idempotency keys and the
+§1.1 overflow screen). The frame limit is ours (``max_frame_size``, else
+the protocol's 16 MiB default) with a version-1 server, and what we send
+before the reply; until the reply we accept the larger of ours and 16 MiB.
+After a version-2 reply we send no more than the smaller of ours and the
+server's advertised one, and accept as much too from a server that
+negotiates, but up to its advertised limit (at most the larger of ours and
+16 MiB) from one that does not (it never heard of ours, §12.3). A refusal (``unauthorized``, ``bad_message``...)
 comes back as :class:`HandshakeRefused` with the typed exception.
 
 Once open, the base rules apply: server pings are answered here, pongs to
@@ -27,8 +34,8 @@ The API, in the order a pump uses it (the Node client's
     write(proto.data_to_send())
     for frame in proto.receive_data(data, now):
         item = proto.receive_frame(frame)
-        # Connected: open; legacy, server_info, connection_id,
-        #   max_frame_size (negotiated), heartbeat_interval_s (advertised)
+        # Connected: open; legacy, negotiates, server_info, connection_id,
+        #   max_frame_size (what we send), heartbeat_interval_s (advertised)
         # HandshakeRefused: error (the typed exception); state ``error``
         # PingReceived (already answered), PongReceived (latency_s)
         # ProtocolViolation: the server broke the protocol; state ``error``
@@ -63,13 +70,23 @@ class Connected(Event):
 
     ``server_info``: the reply's payload; ``legacy``: a version-1 server;
     ``connection_id``: the one the server gave; ``max_frame_size``: the
-    limit both sides now apply; ``heartbeat_interval_s``: the server's
-    advertised interval (None: none or off)."""
+    largest frame we now send (the protocol's ``max_frame_size`` is the
+    largest we accept); ``heartbeat_interval_s``: the server's advertised
+    interval (None: none or off); ``negotiates``: the reply carried
+    ``features``, so the server knows §15.1 and what came with it (§12.3,
+    §6.6, §1.1); False is a 2.0.0 (or version-1) server."""
 
-    __slots__ = ("message", "server_info", "legacy", "connection_id", "max_frame_size", "heartbeat_interval_s")
+    __slots__ = ("message", "server_info", "legacy", "connection_id", "max_frame_size", "heartbeat_interval_s", "negotiates")
 
     def __init__(
-        self, message: Message, server_info: dict[str, Any], legacy: bool, connection_id: str, max_frame_size: int, heartbeat_interval_s: float | None
+        self,
+        message: Message,
+        server_info: dict[str, Any],
+        legacy: bool,
+        connection_id: str,
+        max_frame_size: int,
+        heartbeat_interval_s: float | None,
+        negotiates: bool = False,
     ) -> None:
         self.message = message
         self.server_info = server_info
@@ -77,6 +94,7 @@ class Connected(Event):
         self.connection_id = connection_id
         self.max_frame_size = max_frame_size
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.negotiates = negotiates
 
 
 class HandshakeRefused(Event):
@@ -111,7 +129,7 @@ class ClientProtocol(Protocol):
     """
 
     __slots__ = (
-        "connection_id", "client", "server_info", "keys_per_user", "_token", "_user", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s", "_offered",
+        "connection_id", "client", "server_info", "keys_per_user", "negotiates", "send_limit", "_token", "_user", "_limit", "_hb_interval_s", "_hb_timeout_s", "_heartbeat_s", "_offered",
     )  # fmt: skip
 
     def __init__(
@@ -128,7 +146,10 @@ class ClientProtocol(Protocol):
         features: tuple[str, ...] | None = None,
     ) -> None:
         limit = DEFAULT_MAX_FRAME_SIZE if max_frame_size is None else max_frame_size
-        super().__init__(max_frame_size=limit)
+        # Until the reply says whether the server read ours, accept what a server at its
+        # default may send: the reply then lowers it, or raises it no further (§12.3), so
+        # what came in one read with the reply meets the limit it would meet read later.
+        super().__init__(max_frame_size=max(limit, DEFAULT_MAX_FRAME_SIZE))
         self.app_id = app_id
         self.connection_id = connection_id
         self.client = client
@@ -136,6 +157,9 @@ class ClientProtocol(Protocol):
         # Once open: the server scopes idempotency keys per user (a users file,
         # §3 item 2), so a responder cannot tell whose keyed request it serves.
         self.keys_per_user = False
+        # Once open: the reply carried ``features``; a 2.0.0 server's has none (§15.1 item 3).
+        self.negotiates = False
+        self.send_limit = limit  # the largest frame we send; max_frame_size is the largest we accept
         self._token = token
         self._user = user
         self._limit = max_frame_size  # ours as given: None leaves a version-2 server's limit as is
@@ -181,15 +205,23 @@ class ClientProtocol(Protocol):
             return self._refused(msg, NotConnected(f"unexpected handshake reply: {payload!r}"))
         self._move(OPEN)
         self.legacy = "protocol" not in payload
-        self.screened = not self.legacy  # what a version-2 server sends holds no number that overflows a double (§1.1)
+        # Today's server answers a connect that asked with a features list (maybe
+        # empty); a 2.0.0 server's reply has none: it knows nothing of §15.1.
+        self.negotiates = not self.legacy and isinstance(payload.get("features"), list)
+        # What a server that negotiates sends holds no number that overflows a
+        # double; a 2.0.0 server relays a 309-digit integer as it came (§1.1).
+        self.screened = self.negotiates
+        self.max_frame_size = self.send_limit  # ours, unless a version-2 reply changes it below
         self.server_info = dict(payload)
         self.keys_per_user = payload.get("users") is True and not self.legacy  # §6.6 item 10
         self.connection_id = str(payload.get("connection_id") or self.connection_id)
         # Numbers as the Node client reads them: 1000.0 is 1000, true is no number (wire_numbers).
         advertised = whole_number(payload.get("max_frame_size"))
         if not self.legacy and advertised is not None and advertised > 0:
-            # Send and accept no more than both sides allow (§1.1).
-            self.max_frame_size = advertised if self._limit is None else min(advertised, self._limit)
+            # Send no more than both sides allow (§1.1); accept as much from a server
+            # that honours ours, up to its own limit from one that never read it (§12.3).
+            self.send_limit = advertised if self._limit is None else min(advertised, self._limit)
+            self.max_frame_size = self.send_limit if self.negotiates else min(advertised, max(self.send_limit, DEFAULT_MAX_FRAME_SIZE))
         interval_ms = wire_number(payload.get("heartbeat_interval_ms"))
         advertised_s = interval_ms / 1000.0 if interval_ms is not None and interval_ms > 0 else None
         if not self.legacy:  # a version-1 server never answers pings (§10)
@@ -200,7 +232,7 @@ class ClientProtocol(Protocol):
         if self._offered is not None and not self.legacy and isinstance(granted, list):
             # What both sides speak; a server older than §15 says nothing: none.
             self.features = frozenset(negotiate((f for f in granted if isinstance(f, str)), self._offered))
-        return Connected(msg, self.server_info, self.legacy, self.connection_id, self.max_frame_size, advertised_s)
+        return Connected(msg, self.server_info, self.legacy, self.connection_id, self.send_limit, advertised_s, self.negotiates)
 
     def _flow_refused(self, msg: Message, text: str) -> Event:
         """A server that sends a frame of §15 it did not grant broke the

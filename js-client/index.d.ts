@@ -344,7 +344,11 @@ export interface IPCClientSettings {
   onDisconnect?: 'queue' | 'fail';
   /** Circuit breaker on sendRequest: options, true for the defaults, or null (off). Default null. */
   circuitBreaker?: CircuitBreakerOptions | boolean | null;
-  /** Local frame size cap; null = the server's advertised max_frame_size. Default null. */
+  /**
+   * Local frame size cap, declared in the connect (docs/protocol.md §12.3); null = the server's
+   * advertised max_frame_size. A 2.0.0 server (no `features` in its reply) ignores it: the cap then
+   * bounds only what this client sends, and it accepts up to the server's advertised limit. Default null.
+   */
   maxFrameSize?: number | null;
   /** Shared secret for servers that require one; with `user`, that user's token. Default null. */
   token?: string | null;
@@ -671,9 +675,15 @@ export interface HandshakeInfo {
   server: string | null;
   /** The server's advertised interval; 0 = heartbeats off; null = not advertised. */
   heartbeatIntervalMs: number | null;
+  /** The largest frame this client sends (the smaller of its maxFrameSize and the server's). */
   maxFrameSize: number;
   /** True for a version-1 (ipc-framework 1.1.x) server. */
   legacy: boolean;
+  /**
+   * The reply carried `features` (docs/protocol.md §15.1 item 3); false: a 2.0.0 (or version-1)
+   * server, which ignores a declared maxFrameSize and idempotency keys, and does not screen numbers.
+   */
+  negotiates: boolean;
   /** The cluster the server is a node of (docs/protocol.md §3 item 10); null: a standalone server. */
   cluster: string | null;
   /**

@@ -181,7 +181,7 @@ def test_what_is_not_a_response_before_the_reply_is_the_pump_s() -> None:
 # -- the frame limit --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("ours", "limit"), [(None, DEFAULT_MAX_FRAME_SIZE), (1024, 1024)])
+@pytest.mark.parametrize(("ours", "limit"), [(None, DEFAULT_MAX_FRAME_SIZE), (1024, DEFAULT_MAX_FRAME_SIZE), (2 * DEFAULT_MAX_FRAME_SIZE, 2 * DEFAULT_MAX_FRAME_SIZE)])
 def test_before_the_reply_the_limit_is_ours_or_the_default(ours: int | None, limit: int) -> None:
     proto = client(max_frame_size=ours)
     proto.connect()
@@ -193,10 +193,11 @@ def test_before_the_reply_the_limit_is_ours_or_the_default(ours: int | None, lim
 
 @pytest.mark.parametrize(("ours", "advertised", "limit"), [(None, 4096, 4096), (1024, 4096, 1024), (8192, 4096, 4096)])
 def test_a_version_2_reply_negotiates_the_smaller_limit(ours: int | None, advertised: int, limit: int) -> None:
-    proto = client(max_frame_size=ours)
+    """A server that negotiates (features in its reply) honours ours (§12.3): the smaller limit, both ways."""
+    proto = client(max_frame_size=ours, features=())
     proto.connect()
-    (event,) = feed(proto, reply({"status": "connected", "connection_id": "c", "protocol": 2, "max_frame_size": advertised}))
-    assert event.max_frame_size == proto.max_frame_size == limit
+    (event,) = feed(proto, reply({"status": "connected", "connection_id": "c", "protocol": 2, "max_frame_size": advertised, "features": []}))
+    assert event.max_frame_size == proto.max_frame_size == proto.send_limit == limit and event.negotiates
 
 
 @pytest.mark.parametrize("written", ["4096", "4096.0", "4.096e3"])
@@ -317,11 +318,11 @@ def test_a_violation_carries_this_side_s_typed_error_not_a_remote_one() -> None:
         (event,) = feed(proto, body)
         assert isinstance(event, ProtocolViolation) and type(event.error) is cls and event.error.code == code
         assert proto.data_to_send() != []  # an error frame was queued, and the typed error kept beside it
-    proto = client(max_frame_size=1024)
+    proto = client(max_frame_size=1024)  # before the reply: the larger of ours and the default (§12.3)
     proto.connect()
-    assert proto.receive_data((1025).to_bytes(4, "big")) == []
+    assert proto.receive_data((DEFAULT_MAX_FRAME_SIZE + 1).to_bytes(4, "big")) == []
     assert proto.violation is not None and type(proto.violation.error) is FrameTooLarge
-    assert proto.violation.error.size == 1025 and proto.violation.error.limit == 1024
+    assert proto.violation.error.size == DEFAULT_MAX_FRAME_SIZE + 1 and proto.violation.error.limit == DEFAULT_MAX_FRAME_SIZE
 
 
 def _overflowing(reply_to: str) -> str:
@@ -330,7 +331,13 @@ def _overflowing(reply_to: str) -> str:
 
 def test_a_version_2_server_s_frames_are_not_screened_again_for_numbers_that_overflow() -> None:
     # It refused them on the way in and never encodes one (§1.1): decoded as a cluster node's relays are.
-    proto = open_v2()
+    # Only a server that negotiates (features in its reply): a 2.0.0 server's are screened (test_version_skew.py).
+    proto = client(features=())
+    proto.connect()
+    accepted = json.loads(V2_ACCEPTED.replace('"*"', '"r1"'))
+    accepted["payload"]["features"] = []
+    feed(proto, json.dumps(accepted))
+    assert proto.negotiates
     (item,) = feed(proto, _overflowing("req-1"))
     assert isinstance(item, Message) and item.payload == {"big": float("inf")}
     (event,) = feed(proto, reply({"n": "N"}, reply_to="req-2").replace('"N"', "NaN"))

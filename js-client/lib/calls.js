@@ -20,7 +20,7 @@ const { now } = require('./connection');
 const { callOptions, checkTimeout, countsAsFailed, isLocalRefusal } = require('./call_options');
 const { State } = require('./state');
 const { traceOutgoing, endSpan } = require('./tracing');
-const { keyedHeaders, resendOnLoss } = require('./idempotency');
+const { keyedHeaders, resendOnLoss, keysKept, keysIgnored, notResent } = require('./idempotency');
 const { checkSignal, abortError, abortable } = require('./cancellation');
 const { WriteLine, notSent } = require('./write_line');
 const {
@@ -131,6 +131,7 @@ class Calls {
     const state = host._state;
     const outbox = host._outbox;
     if (state === State.CONNECTED && outbox.idle) {
+      if (outbox.resendCause !== null && !keysKept(this.conn)) throw keysIgnored(outbox.resendCause); // a keyed resend
       return expectReply ? this.request(msg, deadline, onUnsent) : this.sendOneWay(msg, deadline);
     }
     if (state === State.DISCONNECTED || state === State.DISCONNECTING) {
@@ -368,6 +369,8 @@ class Calls {
    * @param {Error} reason
    */
   failAll(reason) {
+    // A keyed request it ran may have run behind a server that ignores keys: not resent (§6.6 item 8).
+    if (this.conn !== null && !keysKept(this.conn)) notResent(reason);
     this.conn = null;
     const line = this.line;
     this.line = null;

@@ -11,7 +11,12 @@
  * connected again (it waits in the offline queue meanwhile), within its
  * own deadline: the server answers the resend from the run the first
  * attempt started, or from its stored answer. Without a key nothing here
- * runs. The Python mirror is `ipc_client/idempotency.py` (and
+ * runs. Only a server that negotiates (its connect reply carries
+ * `features`, docs/protocol.md §15.1 item 3) keeps keys: a 2.0.0 server
+ * ignores them and would run the resend again. A keyed request sent on a
+ * connection to such a server, or that would be resent on one, rejects
+ * with its connection_lost as every call in flight does at a loss
+ * (notResent()), as 2.0.0 clients did. The Python mirror is `ipc_client/idempotency.py` (and
  * `ipc_protocol/idempotency.py`); `interop-tests/spec/idempotency.json`
  * holds what both agree on.
  */
@@ -23,6 +28,41 @@ const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 /** A header rather than an envelope field: headers reach responders unchanged and never a version-1 peer. */
 const IDEMPOTENCY_HEADER = 'idempotency-key';
 const MAX_IDEMPOTENCY_KEY_LENGTH = 256;
+/** Losses a keyed request ends with rather than being resent after (notResent()). */
+const NOT_RESENT = new WeakSet();
+
+/**
+ * Whether `conn`'s server keeps idempotency keys: it negotiates (a 2.0.0
+ * server's connect reply has no `features`, §15.1 item 3).
+ * @param {{info: {negotiates: boolean}|null}|null} conn
+ * @returns {boolean}
+ */
+function keysKept(conn) {
+  return conn !== null && conn.info !== null && conn.info.negotiates === true;
+}
+
+/**
+ * Marks `loss` as one a keyed request ends with, not one it is resent
+ * after: the server it ran on, or would run again on, ignores keys.
+ * @param {Error} loss a ConnectionLostError.
+ * @returns {Error} `loss`.
+ */
+function notResent(loss) {
+  NOT_RESENT.add(loss);
+  return loss;
+}
+
+/**
+ * What a keyed resend rejects with when the connection it would go out on
+ * is to a server that ignores keys (2.0.0): the loss it outlived, as every
+ * call in flight then failed (docs/protocol.md §6.6 item 8).
+ * @param {Error} cause the loss.
+ * @returns {ConnectionLostError}
+ */
+function keysIgnored(cause) {
+  const text = `${cause.message}; the keyed request was not sent again: the server ignores idempotency keys (no features in its connect reply)`;
+  return notResent(new ConnectionLostError(text, { cause: cause.cause }));
+}
 
 /**
  * Why `key` cannot be an idempotency key, or null when it can.
@@ -104,7 +144,7 @@ async function resend(host, attempt, deadline, policy) {
       return await pending;
     } catch (err) {
       if (err instanceof NotConnectedError) throw goneAfter(err, last);
-      if (!(err instanceof ConnectionLostError) || policy === 'fail') throw err;
+      if (!(err instanceof ConnectionLostError) || policy === 'fail' || NOT_RESENT.has(err)) throw err; // NOT_RESENT: it could run twice
       last = err;
       // A keyed request outlives losses until its deadline; past it, the deadline is what ended it.
       if (performance.now() >= deadline) throw timedOut(err);
@@ -164,4 +204,4 @@ function timedOut(loss) {
   return err;
 }
 
-module.exports = { IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, keyProblem, keyedHeaders, resendOnLoss };
+module.exports = { IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH, keyProblem, keyedHeaders, resendOnLoss, keysKept, notResent, keysIgnored };

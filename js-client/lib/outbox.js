@@ -25,6 +25,7 @@ const { OfflineQueue } = require('./offline_queue');
 const { QueueStore } = require('./queue_store');
 const { ConnectionLostError, FrameTooLargeError, QueueFullError, RequestTimeoutError } = require('./errors');
 const { markReplay } = require('./protocol/restarts');
+const { keysKept, keysIgnored } = require('./idempotency');
 
 /**
  * A call waiting in the offline queue.
@@ -285,6 +286,11 @@ class Outbox {
         this._expire();
         const entry = queue.shift();
         if (entry === undefined) break;
+        if (entry.expectReply && entry.cause && !keysKept(conn)) {
+          queue.dropped++; // a keyed resend this server would run again: not sent
+          this._drop(entry, 'refused', keysIgnored(entry.cause));
+          continue;
+        }
         if (entry.expectReply) {
           calls.request(markReplay(entry.msg), entry.deadline, () => queue.dropped++).then(entry.resolve, entry.reject); // marked: §13.2
           continue;

@@ -73,10 +73,13 @@ class Peer {
    *   `legacy` behaves like a version-1 (1.1.x) server: a connect reply
    *   without `protocol`, no subscribe acks, pings never answered (§10).
    *   `onConnect(msg, conn)` returning true means it answered the connect itself.
+   *   `negotiates` false answers like a 2.0.0 server: no `features` in the reply
+   *   (today's server always answers a connect that asks with a list; this one grants none).
    */
-  constructor({ heartbeatIntervalMs = 15000, maxFrameSize = 16 * 1024 * 1024, onRequest, refuse, legacy = false, onConnect } = {}) {
+  constructor({ heartbeatIntervalMs = 15000, maxFrameSize = 16 * 1024 * 1024, onRequest, refuse, legacy = false, onConnect, negotiates = true } = {}) {
     this.refuse = refuse ?? (() => false);
     this.legacy = legacy;
+    this.negotiates = negotiates;
     this.onConnect = onConnect ?? null;
     this.heartbeatIntervalMs = heartbeatIntervalMs;
     this.maxFrameSize = maxFrameSize;
@@ -144,7 +147,8 @@ class Peer {
         protocol: 2,
         server: 'test-peer/0',
         heartbeat_interval_ms: this.heartbeatIntervalMs,
-        max_frame_size: this.maxFrameSize
+        max_frame_size: this.maxFrameSize,
+        ...(this.negotiates && Array.isArray(msg.payload.features) ? { features: [] } : {})
       });
     } else if (msg.message_type === 'request' && msg.channel_id === 'system' && action === 'ping') {
       if (!this.legacy) reply({ status: 'pong' });

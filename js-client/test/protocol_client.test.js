@@ -129,13 +129,19 @@ test('client protocol - a version-1 reply (no protocol field, reply_to null) ope
 });
 
 test('client protocol - the frame limit: the smaller of ours and the server\'s, else ours, else the default', () => {
-  const open = (local, advertised) => {
-    const proto = new ClientProtocol({ appId: 'a', connectionId: 'c', maxFrameSize: local });
+  // A server that negotiates (features in its reply) honours ours both ways (§12.3).
+  const open = (local, advertised, negotiates = true) => {
+    const proto = new ClientProtocol({ appId: 'a', connectionId: 'c', maxFrameSize: local, features: [] });
     const id = proto.connect();
-    const payload = { status: 'connected', protocol: 2, ...(advertised ? { max_frame_size: advertised } : {}) };
+    const payload = { status: 'connected', protocol: 2, ...(advertised ? { max_frame_size: advertised } : {}), ...(negotiates ? { features: [] } : {}) };
     feed(proto, encodeFrame(encodeMessage(buildMessage('response', 'a', 'system', payload, { reply_to: id }))));
+    assert.equal(proto.negotiates, negotiates);
     return [proto.maxFrameSize, proto.sendLimit];
   };
+  // A 2.0.0 server (no features) never read ours: we accept up to its own limit, and send no more than ours.
+  assert.deepEqual(open(500, 1000, false), [1000, 500]);
+  assert.deepEqual(open(5000, 1000, false), [1000, 1000]);
+  assert.deepEqual(open(500, null, false), [500, 500]);
   assert.deepEqual(open(null, 1000), [1000, 1000]);
   assert.deepEqual(open(500, 1000), [500, 500]);
   assert.deepEqual(open(5000, 1000), [1000, 1000]);

@@ -48,8 +48,11 @@ const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
  * @property {number} protocol 2, or 1 for a legacy server (§10).
  * @property {string|null} server the server's name/version.
  * @property {number|null} heartbeatIntervalMs the server's advertised interval; 0 = heartbeats off, null = not advertised.
- * @property {number|null} maxFrameSize the limit in force both ways.
+ * @property {number|null} maxFrameSize the largest frame this side sends (`sendLimit`); what it
+ *   accepts is the protocol's `maxFrameSize`: the same, or a 2.0.0 server's own advertised limit.
  * @property {boolean} legacy true for a version-1 server.
+ * @property {boolean} negotiates the reply carried `features` (§15.1): the server knows §15.1 and
+ *   what came with it (§12.3, §6.6, §1.1); false is a 2.0.0 (or version-1) server.
  * @property {boolean} keysPerUser the server scopes idempotency keys per user
  *   (a users file, §3 item 2): a responder cannot tell whose keyed request it serves (§6.6 item 10).
  */
@@ -68,6 +71,7 @@ class Connected extends Event {
     this.message = message;
     this.serverInfo = message.payload;
     this.legacy = info.legacy;
+    this.negotiates = info.negotiates;
     this.connectionId = info.connectionId;
     this.maxFrameSize = info.maxFrameSize;
     this.heartbeatIntervalMs = info.heartbeatIntervalMs;
@@ -120,7 +124,11 @@ class ClientProtocol extends Protocol {
   constructor({ appId, connectionId, token = null, user = null, maxFrameSize = null, heartbeatInterval = null, heartbeatTimeout = null, features = null }) {
     // §1: before the handshake, and for good against a version-1 server,
     // the local limit if set, else the default.
-    super({ maxFrameSize: maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES });
+    // Until the reply says whether the server read ours, accept what a server at its
+    // default may send: the reply then lowers it, or raises it no further (§12.3), so
+    // what came in one read with the reply meets the limit it would meet read later.
+    super({ maxFrameSize: Math.max(maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES, DEFAULT_MAX_FRAME_SIZE_BYTES) });
+    this.sendLimit = maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
     this.appId = appId;
     this.connectionId = connectionId;
     this.token = token;
@@ -133,6 +141,8 @@ class ClientProtocol extends Protocol {
     this.info = null;
     this._connectId = null;
     this._offered = features;
+    /** Once open: the reply carried `features`; a 2.0.0 server's has none (§15.1 item 3). */
+    this.negotiates = false;
   }
 
   /**
@@ -237,17 +247,26 @@ class ClientProtocol extends Protocol {
    */
   _accept(p) {
     const legacy = p.protocol === undefined;
+    // Today's server answers a connect that asked with a features list (maybe
+    // empty); a 2.0.0 server's reply has none: it knows nothing of §15.1.
+    const negotiates = !legacy && Array.isArray(p.features);
     const advertised = Number.isInteger(p.max_frame_size) && p.max_frame_size > 0 ? p.max_frame_size : null;
     const local = this.localMaxFrameSize;
     const limit = advertised === null ? local ?? DEFAULT_MAX_FRAME_SIZE_BYTES : Math.min(local ?? Infinity, advertised);
+    // Send no more than both sides allow; accept as much from a server that honours
+    // ours, up to its own limit from one that never read it (§12.3).
+    const accepted = negotiates || advertised === null ? limit : Math.min(advertised, Math.max(local ?? 0, DEFAULT_MAX_FRAME_SIZE_BYTES));
     const interval =
       typeof p.heartbeat_interval_ms === 'number' && Number.isFinite(p.heartbeat_interval_ms) && p.heartbeat_interval_ms >= 0
         ? p.heartbeat_interval_ms
         : null;
     this.legacy = legacy;
-    this.screened = !legacy; // no number that overflows a double in what it sends (§1.1)
+    this.negotiates = negotiates;
+    // No number that overflows a double in what a server that negotiates sends;
+    // a 2.0.0 server relays a 309-digit integer as it came (§1.1).
+    this.screened = negotiates;
     this.sendLimit = limit;
-    this.maxFrameSize = limit;
+    this.maxFrameSize = accepted;
     if (this._offered !== null && !legacy && Array.isArray(p.features)) {
       // What both sides speak; a server older than §15 says nothing: none.
       this.features = new Set(negotiate(p.features.filter((f) => typeof f === 'string'), this._offered));
@@ -259,6 +278,7 @@ class ClientProtocol extends Protocol {
       heartbeatIntervalMs: interval,
       maxFrameSize: limit,
       legacy,
+      negotiates,
       cluster: this.features.has(CLUSTER) ? clusterOf(p) : null, // §3 item 10
       keysPerUser: !legacy && p.users === true // §3 item 2, §6.6 item 10
     });
