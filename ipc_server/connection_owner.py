@@ -14,6 +14,7 @@ from ipc_protocol.frame_buffers import FrameBuffers
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
 from .config import ServerConfig
+from . import reading
 from .stats import ServerStats
 
 if TYPE_CHECKING:
@@ -35,9 +36,13 @@ class SharedReads:
     sends waits for the end of the loop iteration, where the answers of
     its other frames join it. ``lent``: what the read in progress lands
     in, ``buffer`` or the rest of a large frame's own buffer (read in place).
-    ``frame_buffers``: large frames' buffers, kept for the next ones."""
+    ``frame_buffers``: large frames' buffers, kept for the next ones.
+    ``waiting``: connections whose frames wait for a turn (reading.py);
+    ``turn_s``: the share of the budget each one's frames get in a turn,
+    one budget split between them, so a request of another connection
+    waits about one budget behind N busy ones, not N."""
 
-    __slots__ = ("buffer", "lone", "batch", "lent", "frame_buffers")
+    __slots__ = ("buffer", "lone", "batch", "lent", "frame_buffers", "waiting", "turn_s")
 
     def __init__(self, size: int = _READ_BUFFER_SIZE) -> None:
         self.buffer = memoryview(bytearray(size))
@@ -45,6 +50,14 @@ class SharedReads:
         self.batch = False
         self.lent = self.buffer
         self.frame_buffers = FrameBuffers()
+        self.waiting = 0
+        self.turn_s = reading.TURN_BUDGET_S
+
+    def waits(self, more: int) -> None:
+        """A connection starts (1) or stops (-1) waiting for a turn: the budget is shared anew."""
+        self.waiting += more
+        budget = reading.TURN_BUDGET_S
+        self.turn_s = max(budget / max(self.waiting, 1), min(reading.MIN_TURN_S, budget))
 
     def lend(self, protocol: ServerProtocol) -> memoryview:
         """Where ``protocol``'s next read lands, noted as the read in progress.

@@ -12,6 +12,14 @@ the peer), and it goes on in a later turn (``call_soon``), after the other
 connections' reads of the turn between. A frame is never split: one that
 alone costs more than the budget is the turn's last.
 
+The budget is one for every connection whose frames wait for a turn,
+shared between them (``SharedReads.turn_s``: 5 ms over the number waiting,
+at least ``MIN_TURN_S``): 20 connections each with a full write of frames
+held a request of another for 20 turns of 5 ms, at each hop; with the
+budget shared, a round of turns takes about 5 ms however many there are
+(until ``MIN_TURN_S`` each, at 20 connections waiting). One connection
+waiting alone has the whole budget, as before.
+
 The budget's clock is read after the 1st, 2nd, 4th, 8th, 16th and 32nd
 frames of a turn, then after every 32nd: a costly frame ends its turn at
 once, and a read of cheap frames pays an integer comparison per frame (a
@@ -41,13 +49,14 @@ if TYPE_CHECKING:
     from .inflight import InflightLimit
     from .stats import AppTraffic, ServerStats
 
-__all__ = ["Reading", "TURN_BUDGET_S", "NOTHING"]
+__all__ = ["Reading", "TURN_BUDGET_S", "MIN_TURN_S", "NOTHING"]
 
 log = logging.getLogger("ipc_server.connection")
 
 # How long one connection's frames may hold the loop in one turn (in-process
 # streams take turns of at most 5 ms too, stream_producers).
 TURN_BUDGET_S = 0.005
+MIN_TURN_S = 0.00025  # a turn's least share of it: a turn costs ~10 µs of the loop's own
 _CHECK_EVERY = 32  # frames between two readings of the clock, after the first 32
 
 NOTHING: Any = frozenset()  # a connection's registrations and handler calls until its first (connection.py)
@@ -151,7 +160,7 @@ class Reading:
                 n += 1
                 if n == check:  # the budget (module docstring)
                     check = n + n if n < _CHECK_EVERY else n + _CHECK_EVERY
-                    if monotonic() - started >= TURN_BUDGET_S and length_hint(frames) and not self._ended:
+                    if monotonic() - started >= reads.turn_s and length_hint(frames) and not self._ended:
                         self._wait_for_a_turn(frames)
                         break
         finally:
@@ -168,6 +177,7 @@ class Reading:
         the socket is not read until every frame read has gone."""
         if self._unread is None:
             self._unread = deque()  # type: ignore[misc]  # ServerConnection's slot: mypy checks a mixin's assignments against its empty __slots__
+            self._reads.waits(1)
         self._unread.appendleft(frames)
         if self._next_turn is None:
             self._next_turn = self._loop.call_soon(self._take_a_turn)  # type: ignore[misc, union-attr]
@@ -181,7 +191,9 @@ class Reading:
             self._run(unread.popleft(), False, started)
             if self._next_turn is not None:  # the budget is spent again
                 return
-        self._unread = None  # type: ignore[misc]
+        if self._unread is not None:  # not dropped meanwhile (_drop_unread)
+            self._unread = None  # type: ignore[misc]
+            self._reads.waits(-1)
         if not self._ended and not self.inflight.reading_paused:
             self.resume_reading()
 
@@ -190,4 +202,6 @@ class Reading:
         if self._next_turn is not None:
             self._next_turn.cancel()
             self._next_turn = None  # type: ignore[misc]
-        self._unread = None  # type: ignore[misc]
+        if self._unread is not None:
+            self._unread = None  # type: ignore[misc]
+            self._reads.waits(-1)

@@ -142,3 +142,51 @@ async def test_the_soft_limit_cuts_a_connection_nothing_more_is_written_to() -> 
             await pub.close()
         finally:
             await sub.peer.close()
+
+
+class _TickClock:
+    """``reading``'s clock, 1 ms further at every reading: a frame's cost is
+    the number of clock readings, the same on any machine."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+@pytest.mark.parametrize("hogs", [4, 12])
+async def test_connections_waiting_for_turns_share_one_budget(monkeypatch: pytest.MonkeyPatch, hogs: int) -> None:
+    """N connections with frames waiting get 5 ms between them, not 5 ms
+    each: another's request waits about one budget, not N (reading.py)."""
+    monkeypatch.setattr(reading, "monotonic", _TickClock())
+    async with IPCServer("127.0.0.1", 0) as server:
+        peers = [await RawPeer.open(server.port) for _ in range(hogs + 1)]
+        try:
+            for i, peer in enumerate(peers):
+                await peer.handshake(f"app{i}")
+            other, hogging = peers[0], peers[1:]
+            conns = [_conn(server, f"app{i}") for i in range(1, hogs + 1)]
+            for i, hog in enumerate(hogging, 1):
+                hog.send_raw(_pings(f"app{i}", 3000))
+            await until(lambda: server.reads.waiting == hogs, "every hog waiting for its turns")
+            assert server.reads.turn_s == pytest.approx(reading.TURN_BUDGET_S / hogs)
+            before = sum(c.traffic.received[MessageType.REQUEST] for c in conns)
+            other.send(frame("request", "system", {"action": "ping"}, app_id="app0", message_id="mine"))
+            assert (await other.recv_until(lambda m: m.reply_to == "mine")).payload == {"status": "pong"}
+            meanwhile = sum(c.traffic.received[MessageType.REQUEST] for c in conns) - before
+            # A turn of the full 5 ms is 16 frames on this clock; with the budget shared
+            # a turn is 1-2 frames, so a round of the hogs' turns is ~hogs frames, not 16 x hogs.
+            assert meanwhile < 8 * hogs, meanwhile
+            for hog in hogging:  # every frame went on, in order (the server's pings aside: this clock makes them look silent)
+                answers: list[str | None] = []
+                while len(answers) < 3000:
+                    if (msg := await hog.recv()).message_type is MessageType.RESPONSE:
+                        answers.append(msg.reply_to)
+                assert answers == [f"p{j}" for j in range(3000)]
+            await until(lambda: server.reads.waiting == 0, "no connection waiting")
+            assert server.reads.turn_s == reading.TURN_BUDGET_S
+        finally:
+            for peer in peers:
+                await peer.close()
