@@ -163,17 +163,35 @@ async function resend(host, attempt, deadline, policy) {
  */
 function lossNoticed(host, deadline, err) {
   return new Promise((resolve, reject) => {
-    const done = () => {
+    const timer = setLongTimeout(() => reject(timedOut(err)), Math.max(0, deadline - performance.now()));
+    nextDisconnect(host).then(() => {
       clearLongTimeout(timer);
-      host.off('disconnected', done);
       resolve();
-    };
-    const timer = setLongTimeout(() => {
-      host.off('disconnected', done);
-      reject(timedOut(err));
-    }, Math.max(0, deadline - performance.now()));
-    host.once('disconnected', done);
+    });
   });
+}
+
+/** @type {WeakMap<object, Promise<void>>} */
+const disconnects = new WeakMap();
+
+/**
+ * The client's next 'disconnected', one listener however many keyed calls
+ * wait for it (eleven made Node warn of a leak).
+ * @param {object} host
+ * @returns {Promise<void>}
+ */
+function nextDisconnect(host) {
+  let next = disconnects.get(host);
+  if (next === undefined) {
+    next = new Promise((resolve) =>
+      host.once('disconnected', () => {
+        disconnects.delete(host);
+        resolve();
+      })
+    );
+    disconnects.set(host, next);
+  }
+  return next;
 }
 
 /**

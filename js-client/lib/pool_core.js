@@ -255,7 +255,13 @@ class PoolCore extends EventEmitter {
     this._openingClients.add(client);
     try {
       await client.connect();
-      client.on('disconnected', (arg) => this._onLost(member, lostError(arg)));
+      let lostWith;
+      client.on('disconnected', (arg) => {
+        lostWith = arg;
+        this._onLost(member, lostError(arg));
+      });
+      // What ended its connection is on 'connection_lost'; anything else (a handler's throw) is the pool's 'error'.
+      client.on('error', (err) => err !== lostWith && reportError(this, err));
       client._subs.onWithdrawn((withdrawal) => this._registrations.withdrawn(member, withdrawal));
       if (this._registrations.any) {
         await this._registrations.adopt(member); // before anyone gets it (docs/resilience.md §7)

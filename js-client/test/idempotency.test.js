@@ -124,6 +124,25 @@ test('idempotency - a loss noticed past the deadline ends the keyed request with
   assert.equal(host._outbox.keyed, 0);
 });
 
+test('idempotency - twenty keyed calls waiting for a loss to be noticed share one disconnected listener', async () => {
+  let attempts = 0;
+  const host = new EventEmitter();
+  host._state = 'connected'; // on paper: the socket is already gone
+  host._outbox = { keyed: 0 };
+  const attempt = async () => {
+    attempts++;
+    if (host._state === 'connected') throw new ConnectionLostError('the connection was lost');
+    return 'answered';
+  };
+  const calls = Array.from({ length: 20 }, () => resendOnLoss(host, attempt, performance.now() + 5000, 'wait'));
+  await until(() => attempts === 20);
+  assert.equal(host.listenerCount('disconnected'), 1); // eleven made Node warn of a leak
+  host._state = 'reconnecting';
+  host.emit('disconnected', new ConnectionLostError('noticed'));
+  assert.deepEqual(await Promise.all(calls), Array(20).fill('answered'));
+  assert.equal(host.listenerCount('disconnected'), 0);
+});
+
 test('idempotency - a keyed resend that expires in the offline queue rejects with timeout, the loss as its cause', async (t) => {
   const held = [];
   const { proxy, client } = await proxiedClient(t, { onRequest: (msg, conn, reply) => held.push(reply) });

@@ -10,6 +10,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { ConnectionPool } = require('..');
+const { buildMessage } = require('../lib/envelope');
 const { Peer, until, captureWarnings, settle } = require('./helpers');
 
 /** A peer answering requests with their payload, and a pool on it closed after the test. */
@@ -97,4 +98,35 @@ test('pool listeners - with no "error" listener, each throw is one process warni
     ours.map((w) => w.cause.message),
     ['created listener threw', 'error listener threw']
   );
+});
+
+test('pool listeners - a member lost to a heartbeat timeout is reported once, on "connection_lost": no process warning', async (t) => {
+  const warnings = captureWarnings(t);
+  const { peer, pool } = await setup(t, { minConnections: 1, maxConnections: 1, heartbeatInterval: 50, heartbeatTimeout: 150 });
+  const errors = [];
+  const lost = [];
+  pool.on('error', (err) => errors.push(err));
+  pool.on('connection_lost', ({ error }) => lost.push(error));
+  await pool.start();
+  peer.silent = true; // a hung server: no pong
+  await until(() => lost.length === 1, 3000, 'the loss');
+  assert.equal(lost[0].code, 'timeout');
+  await settle();
+  assert.deepEqual(errors, []);
+  assert.deepEqual(warnings.map((w) => w.message), []);
+});
+
+test('pool listeners - a throwing handler of a pooled subscription goes to the pool\'s "error"', async (t) => {
+  const { peer, pool } = await setup(t, { minConnections: 1, maxConnections: 1 });
+  const conns = [];
+  peer.events.on('connection', (conn) => conns.push(conn));
+  const errors = [];
+  pool.on('error', (err) => errors.push(err));
+  await pool.start();
+  await pool.subscribe('news', () => {
+    throw new Error('the handler failed');
+  });
+  conns[0].send(buildMessage('publish', 'app', 'news', { n: 1 }));
+  await until(() => errors.length === 1, 3000, 'the report');
+  assert.equal(errors[0].message, 'the handler failed');
 });
