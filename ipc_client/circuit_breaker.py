@@ -21,7 +21,7 @@ import inspect
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -31,7 +31,7 @@ from ipc_protocol.messages import response_to
 
 log = logging.getLogger("ipc_client")
 
-__all__ = ["Breakers", "CircuitBreaker", "CircuitBreakerOptions", "CircuitState", "FAILURE_CODES", "is_failure"]
+__all__ = ["Breakers", "CircuitBreaker", "CircuitBreakerOptions", "CircuitState", "FAILURE_CODES", "breaker_options", "is_failure"]
 
 # Errors that say the service is unavailable; the others say the call was wrong.
 FAILURE_CODES = frozenset(
@@ -190,6 +190,25 @@ class CircuitBreaker:
             # wall-clock time, for dashboards: a wall-clock step since does not shift it
             "opened_at": None if self.opened_at is None else self._wall() - (self._clock() - self.opened_at),
         }
+
+
+def breaker_options(value: object) -> CircuitBreakerOptions | None:
+    """A client's ``circuit_breaker`` option, checked when the client is made
+    (as Node's ``circuitBreaker``): ``None``/``False`` off, ``True`` the
+    defaults, a :class:`CircuitBreakerOptions`, or a mapping of its fields
+    (Node's plain object); anything else is a ``TypeError`` naming it."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return CircuitBreakerOptions()
+    if isinstance(value, CircuitBreakerOptions):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return CircuitBreakerOptions(**value)
+        except TypeError as exc:  # an unknown field
+            raise TypeError(f"circuit_breaker: {exc}") from None
+    raise TypeError(f"circuit_breaker must be None, a bool, CircuitBreakerOptions or a mapping of its fields, got {type(value).__name__} {value!r:.40}")
 
 
 class Breakers:

@@ -16,7 +16,7 @@ import asyncio
 import functools
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from ipc_protocol import SYSTEM_CHANNEL, Forbidden, Message, MessageType, is_reserved, validate_channel
@@ -28,7 +28,7 @@ from .listeners import Listeners
 from .admission import Admission
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
 from .calls import Calls
-from .circuit_breaker import Breakers, CircuitBreaker, CircuitBreakerOptions
+from .circuit_breaker import Breakers, CircuitBreaker, CircuitBreakerOptions, breaker_options
 from .client_extensions import ClientExtensions
 from .coalescing import DEFAULT_CACHE_MAX_ENTRIES, SharedCalls
 from .drain import Drain, Draining
@@ -86,7 +86,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         queue_path: an SQLite file where queued one-way messages persist;
             ``QueueFileError`` when it cannot be opened or written.
         on_disconnect: per-call default while not connected: ``"queue"`` or ``"fail"``.
-        circuit_breaker: a :class:`CircuitBreakerOptions`, or True for the defaults.
+        circuit_breaker: a :class:`CircuitBreakerOptions` (or a mapping of its fields), or True for the defaults.
         tls, tls_ca, tls_cert, tls_key, tls_server_hostname: TLS (:func:`ipc_client.tls.client_tls`).
         token: shared secret for servers that require one; with ``user``,
             that user's token (docs/security.md §3).
@@ -122,7 +122,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         queue_overflow: OverflowPolicy | str = OverflowPolicy.REJECT,
         queue_path: str | None = None,
         on_disconnect: str = "queue",
-        circuit_breaker: CircuitBreakerOptions | bool | None = None,
+        circuit_breaker: CircuitBreakerOptions | Mapping[str, Any] | bool | None = None,
         tls: bool | ssl.SSLContext | None = None, tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None, tls_server_hostname: str | None = None,
         token: str | None = None,
         user: str | None = None,
@@ -141,6 +141,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             tls=client_tls(tls, ca=tls_ca, cert=tls_cert, key=tls_key, server_hostname=tls_server_hostname),
         )  # fmt: skip
         check_client_options(request_timeout, max_concurrent_handlers, expose_stacks)  # as Node's (option_checks.py)
+        breakers = breaker_options(circuit_breaker)  # a TypeError here, as Node's, not an AttributeError at each call
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}")
         self.app_id, self.host, self.port = app_id, host, port
@@ -177,8 +178,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._subs.producers = self._link.producers = Producers(expose_stacks, self._admission.threads)
         self._subs.producers.unheld = self._admission.drop_held  # a cancel of a held request: it never runs
         self._drain = Drain(self._link, self._subs, self._calls, self._outbox, self._admission, self._streams)  # drain(): docs/resilience.md §12
-        breaker_options = CircuitBreakerOptions() if circuit_breaker is True else circuit_breaker or None
-        self._breakers = Breakers(breaker_options, self._emit) if breaker_options is not None else None
+        self._breakers = Breakers(breakers, self._emit) if breakers is not None else None
         for event, cb in (("connected", on_connected), ("disconnected", on_disconnected), ("error", on_error)):
             if cb is not None:
                 self.on(event, cb)

@@ -50,6 +50,11 @@ REFUSED: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"reconnect": "yes"}, TypeError, r"^reconnect must be True or False, got str 'yes'$"),
     ({"wait_on_first_connect": 1}, TypeError, r"^wait_on_first_connect must be True or False, got int 1$"),
     ({"expose_stacks": "no"}, TypeError, r"^expose_stacks must be True or False, got str 'no'$"),
+    # Taken as they came, they failed every call with AttributeError ('int' object has no attribute 'scope').
+    ({"circuit_breaker": 5}, TypeError, r"^circuit_breaker must be None, a bool, CircuitBreakerOptions or a mapping of its fields, got int 5$"),
+    ({"circuit_breaker": "yes"}, TypeError, r"^circuit_breaker must be .*, got str 'yes'$"),
+    ({"circuit_breaker": {"threshold": 2}}, TypeError, r"^circuit_breaker: .*'threshold'"),
+    ({"circuit_breaker": {"failure_threshold": 0}}, ValueError, r"failure_threshold, success_threshold and half_open_max_calls must be >= 1"),
 ]
 
 
@@ -74,6 +79,8 @@ ACCEPTED: list[dict[str, Any]] = [
     {"port": "8888"},  # from the environment, say: asyncio takes it, Node converts it
     {"token": ""},
     {"request_timeout": 1e-3, "connect_timeout": 1e-3},
+    {"circuit_breaker": {"failure_threshold": 2, "scope": "client"}},  # Node's plain object
+    {"circuit_breaker": False},
 ]
 
 
@@ -96,3 +103,10 @@ def test_pools_and_load_balancers_refuse_them_for_their_members() -> None:
         LoadBalancedClient("app", [("127.0.0.1", 1)], request_timeout=math.inf)
     with pytest.raises(TypeError, match="^token must be a string or None, got int 5"):
         ConnectionPool("app", "127.0.0.1", 1, token=5)
+    with pytest.raises(TypeError, match="^circuit_breaker must be"):
+        ConnectionPool("app", "127.0.0.1", 1, circuit_breaker=5)
+
+
+def test_a_mapping_of_breaker_fields_is_a_breaker() -> None:
+    client = IPCClient("app", circuit_breaker={"failure_threshold": 2, "scope": "client"})
+    assert client._breakers is not None and client._breakers.options.failure_threshold == 2 and client._breakers.options.scope == "client"
