@@ -15,6 +15,7 @@ that the pump stays readable; it uses the connection's own fields.
 from __future__ import annotations
 
 import logging
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from ipc_protocol import ErrorCode, Message, decode_message, printable
@@ -22,6 +23,7 @@ from ipc_protocol.protocol import ProtocolState
 
 from .logs import peer_text
 from .outbound import Backlog
+from .reading import TURN_BUDGET_S
 from .time_left import time_left_ms, with_time_left
 
 if TYPE_CHECKING:
@@ -82,11 +84,25 @@ class FlowControl:
         self._loop.call_soon(self._release_held)  # type: ignore[union-attr]
 
     def _release_held(self) -> None:
-        held = self.inflight.take_held()
-        if held and not self._ended:
-            bodies = [body for body in map(self._aged, held) if body is not None]
-            self._dispatch(bodies)  # decoded again; what cannot go yet is held again, in order
-        if self.inflight.released() and not self._ended:
+        """The held frames that can go now go, in order, one at a time: each
+        request or notification while a place is free, and what takes no
+        place up to the next one that cannot go. The rest stay held,
+        untouched (their deadlines too): a release costs what it lets go.
+        Past a turn's budget the rest go on in a later loop iteration."""
+        inflight = self.inflight
+        started = monotonic()
+        while not self._ended:
+            entry = inflight.take_next()
+            if entry is None:
+                break
+            body = self._aged(entry)
+            if body is not None:
+                self._dispatch([body])  # decoded again, alone: it goes now, ahead of frames still unread
+            inflight.went()
+            if monotonic() - started >= TURN_BUDGET_S and inflight.held_count and not inflight.full:
+                self._loop.call_soon(self._release_held)  # type: ignore[union-attr]  # still releasing: no other call is queued
+                return
+        if inflight.released() and not self._ended:
             self.resume_reading()
 
     def held_expired(self, entry: Held) -> None:

@@ -40,14 +40,15 @@ class Held:
     """A frame that waits for a place. ``gone``: its deadline passed, or a
     cancel named it: it never runs (an entry is its own key: hashed by identity)."""
 
-    __slots__ = ("request_id", "body", "since", "timeout_ms", "gone")
+    __slots__ = ("request_id", "body", "since", "timeout_ms", "gone", "place")
 
-    def __init__(self, request_id: str | None, body: Any, since: float, timeout_ms: float | None) -> None:
+    def __init__(self, request_id: str | None, body: Any, since: float, timeout_ms: float | None, place: bool = True) -> None:
         self.request_id = request_id
         self.body = body
         self.since = since  # the loop's clock when it was held
         self.timeout_ms = timeout_ms
         self.gone = False
+        self.place = place  # a request or notification: it goes only while a place is free
 
 
 class Reader(Protocol):
@@ -133,7 +134,7 @@ class InflightLimit:
 
     def hold(self, msg: Message, body: Any, now: float) -> None:
         request_id = msg.message_id if msg.message_type is REQUEST else None
-        entry = Held(request_id, body, now, msg.timeout_ms if request_id is not None else None)
+        entry = Held(request_id, body, now, msg.timeout_ms if request_id is not None else None, msg.message_type in _TAKES_A_PLACE)
         self.held.append(entry)
         self.held_bytes += len(body) + _HELD_OVERHEAD
         if request_id is not None:
@@ -148,20 +149,34 @@ class InflightLimit:
             self.reading_paused = True
             self._reader.pause_reading()
 
-    def take_held(self) -> list[Held]:
-        """The held frames, to dispatch again now that a place is free; any
-        that cannot go yet come back through :meth:`hold`, in order."""
-        held = [entry for entry in self.held if not entry.gone] if self._gone else list(self.held)
-        self.held.clear()
-        self._gone = 0
-        self._held_ids.clear()
-        self.held_bytes = 0
-        self.holding = self.full
-        deadlines = self._deadlines
-        if deadlines is not None and len(deadlines):  # held again, they are watched again from then
-            for entry in held:
-                deadlines.discard(entry)
-        return held
+    def take_next(self) -> Held | None:
+        """The first held frame, taken out if it can go now: one that takes
+        no place, or one that takes a place while one is free. Only it: the
+        frames behind it stay held as they are, deadlines and all, so a
+        release costs the frames that go, not every frame that waits.
+
+        ``holding`` is off until :meth:`went`, so the frame is dispatched
+        rather than held again behind the others."""
+        held = self.held
+        while held and held[0].gone:  # taken out already (a cancel, a deadline): dropped here
+            held.popleft()
+            self._gone -= 1
+        if not held or (held[0].place and self.full):
+            self.went()
+            return None
+        entry = held.popleft()
+        self.held_bytes -= len(entry.body) + _HELD_OVERHEAD
+        if entry.request_id is not None:
+            self._held_ids.discard(entry.request_id)
+            if entry.timeout_ms is not None and self._deadlines is not None:
+                self._deadlines.discard(entry)
+        self.holding = False
+        return entry
+
+    def went(self) -> None:
+        """The frame :meth:`take_next` gave was dispatched: new work waits
+        again while the limit is reached or frames still wait."""
+        self.holding = self.full or len(self.held) > self._gone
 
     def released(self) -> bool:
         """After a release: whether the socket may be read again."""

@@ -202,3 +202,61 @@ async def test_a_held_request_is_answered_timeout_at_its_deadline_while_it_still
             assert ran == ["first"]  # the held one never ran
         finally:
             await peer.close()
+
+
+async def test_a_release_lets_go_only_what_a_free_place_allows_and_leaves_the_rest_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 200 requests held, a place that frees lets one request go, and
+    the publish behind it, not the 199 others: they stay held, untouched
+    (neither taken, aged nor decoded again), with their deadlines."""
+    from ipc_server.flow_control import FlowControl
+
+    from .conftest import RawPeer, frame
+
+    aged: list[object] = []
+    real_aged = FlowControl._aged
+
+    def spy(self: FlowControl, entry: Any) -> Any:
+        aged.append(entry)
+        return real_aged(self, entry)
+
+    monkeypatch.setattr(FlowControl, "_aged", spy)
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=1) as server:
+        gates = [asyncio.Event() for _ in range(201)]
+        ran: list[int] = []
+
+        @server.handler("slow")
+        async def slow(msg: Message) -> Any:
+            ran.append(msg.payload)
+            await gates[msg.payload].wait()
+            return msg.payload
+
+        peer = await RawPeer.open(server.port)
+        async with IPCClient("app", "127.0.0.1", server.port) as listener:
+            news: list[Any] = []
+            await listener.subscribe("news", lambda msg: news.append(msg.payload))
+            try:
+                await peer.handshake()
+                peer.send(frame("request", "slow", 0, message_id="r0", timeout_ms=60_000))
+                await until(lambda: ran == [0], "the first running")
+                conn = next(c for c in server.connections if c.connection_id == "raw")
+                peer.send(frame("request", "slow", 1, message_id="r1", timeout_ms=60_000))
+                peer.send(frame("publish", "news", "after r1", message_id="p1"))
+                for i in range(2, 201):
+                    peer.send(frame("request", "slow", i, message_id=f"r{i}", timeout_ms=60_000))
+                await until(lambda: conn.inflight.held_count == 201, "every one held")
+                for k in range(10):
+                    gates[k].set()  # a place frees: only request k + 1 goes (and the publish behind r1)
+                    await until(lambda: len(ran) == k + 2, "the next one running")
+                    assert (await peer.recv_until(lambda m: m.reply_to == f"r{k}")).payload == k
+                    assert conn.inflight.held_count == 199 - k and conn.inflight.count == 1
+                await until(lambda: news == ["after r1"], "the publish behind r1")
+                assert ran == list(range(11))  # in order
+                assert len(aged) == 11  # the 10 requests and the publish that went, once each
+                assert len(conn.inflight._deadlines) == 190  # the rest still watched
+                for gate in gates:
+                    gate.set()
+                last = await peer.recv_until(lambda m: m.reply_to == "r200")
+                assert last.payload == 200 and ran == list(range(201))
+                await until(lambda: conn.inflight.count == 0 and not conn.inflight.holding and not conn.inflight.held, "every place back")
+            finally:
+                await peer.close()

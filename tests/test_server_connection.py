@@ -235,9 +235,19 @@ def test_past_the_inflight_limit_new_work_is_held_and_answers_are_not() -> None:
     limit.hold(msg(MessageType.REQUEST, "q3"), b"q3" * 400, 0.0)  # past 1,000 bytes held: the socket waits
     assert calls == ["pause"] and limit.reading_paused
     limit.finished()
+    assert calls == ["pause", "release"]
+    first = limit.take_next()  # one place free: q2 goes alone, q3 stays held as it was
+    assert first is not None and first.body == b"q2" * 100 and not limit.holding  # dispatched, not held again
+    limit.started()
+    limit.went()
+    assert limit.take_next() is None and limit.holding and limit.held_count == 1  # q3 waits for the next place
+    limit.finished()
     limit.finished()  # one release scheduled, not two
     assert calls == ["pause", "release"]
-    assert [entry.body for entry in limit.take_held()] == [b"q2" * 100, b"q3" * 400] and not limit.holding
+    second = limit.take_next()
+    assert second is not None and second.body == b"q3" * 400
+    limit.went()
+    assert not limit.holding and limit.held_count == 0
     assert limit.released() and not limit.reading_paused
     unlimited = InflightLimit(None, Reader())
     for _ in range(10_000):
