@@ -126,13 +126,17 @@ class ClientIntrospection:
         seconds = check_timeout(timeout, 5.0)
         return await ping_health(self._connected_conn(), self._calls, self._sm.state, self._link.legacy, seconds, self._link.pong)
 
-    async def system(self, action: str, timeout: float | None = None) -> Any:
+    async def system(self, action: str, timeout: float | None = None, *, params: dict[str, Any] | None = None) -> Any:
         """Ask the ``system`` channel: the server's own actions (``stats``,
         ``channels``, ``services``, ``ping``), or any other action of whoever
-        serves ``system`` in this app (docs/protocol.md §8)."""
+        serves ``system`` in this app (docs/protocol.md §8). ``params``: more
+        fields of the payload, such as a page's ``offset`` and ``limit``
+        (``channels``, ``connections``)."""
+        if params is not None and not isinstance(params, dict):
+            raise TypeError(f"params must be a dict, got {type(params).__name__}")
         deadline = self._calls.own_loop().time() + check_timeout(timeout, self.request_timeout)
         conn = await self._link.ready(deadline)
-        msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {"action": action})
+        msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {**(params or {}), "action": action})
         return (await self._calls.call(conn, msg, deadline)).payload
 
     def metrics(self) -> dict[str, Any]:

@@ -306,8 +306,8 @@ class SyncIPCClient:
             self._iterators.add(it)
         return it
 
-    def system(self, action: str, timeout: float | None = None) -> Any:
-        return self._run(lambda: self._client.system(action, timeout))
+    def system(self, action: str, timeout: float | None = None, *, params: dict[str, Any] | None = None) -> Any:
+        return self._run(lambda: self._client.system(action, timeout, params=params))
 
     def drain(self, timeout: float | None = None) -> bool:
         """Finish what is in flight, then disconnect (docs/resilience.md §12)."""

@@ -893,9 +893,11 @@ export declare class IPCClient extends EventEmitter {
   /**
    * Asks the `system` channel: the server answers 'ping', 'stats',
    * 'channels', 'services'; any other action goes to whoever serves
-   * `system` in the app. Resolves the answer's payload.
+   * `system` in the app. Resolves the answer's payload. `params`: more
+   * fields of the payload, such as a page's `offset` and `limit`
+   * ('channels', 'connections').
    */
-  system<R = any>(action: string, options?: { timeout?: number | string }): Promise<R>;
+  system<R = any>(action: string, options?: { timeout?: number | string; params?: Record<string, unknown> }): Promise<R>;
 
   /**
    * Resolves on the server's ack. Argument errors throw at the call,

@@ -137,12 +137,17 @@ class ClientIntrospection extends ClientExtensions {
    * `channels` and `services` itself; any other action goes to whoever
    * serves `system` in this app (`no_responders` when nobody does).
    * @param {string} action e.g. 'stats', or an application action such as 'get_time'.
-   * @param {{timeout?: number}} [options] milliseconds, default `requestTimeout`.
+   * @param {{timeout?: number, params?: object}} [options] `timeout`: milliseconds, default
+   *   `requestTimeout`; `params`: more fields of the payload, such as a page's `offset` and
+   *   `limit` (`channels`, `connections`).
    * @returns {Promise<unknown>} the answer's payload.
    */
-  async system(action, { timeout } = {}) {
+  async system(action, { timeout, params } = {}) {
     if (typeof action !== 'string' || action.length === 0) throw new TypeError('action must be a non-empty string');
-    return (await this.sendRequest(SYSTEM_CHANNEL, { action }, timeout)).payload;
+    if (params !== undefined && params !== null && (typeof params !== 'object' || Array.isArray(params))) {
+      throw new TypeError(`params must be an object, got ${Array.isArray(params) ? 'an array' : typeof params}`);
+    }
+    return (await this.sendRequest(SYSTEM_CHANNEL, { ...(params || {}), action }, timeout)).payload;
   }
 
   /**

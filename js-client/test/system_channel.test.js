@@ -109,6 +109,16 @@ test('system - sendRequest("system", {action}) goes out; system(action) and requ
   assert.deepEqual(await client.request('echo', 3, 1000, { headers: { h: 'v' } }), { echo: 3 });
 });
 
+test('system - params go in the payload beside the action (a page of channels or connections), as in Python', async (t) => {
+  const { peer, client } = await setup(t, (msg, reply) => reply({ channels: {}, total: 0, offset: msg.payload.offset, limit: msg.payload.limit }));
+  const page = await client.system('channels', { params: { offset: 2048, limit: 10, action: 'not this' } });
+  assert.deepEqual(page, { channels: {}, total: 0, offset: 2048, limit: 10 });
+  const sent = peer.received.find((m) => m.message_type === 'request' && m.channel_id === 'system' && m.payload.action === 'channels');
+  assert.deepEqual(sent.payload, { offset: 2048, limit: 10, action: 'channels' });
+  await assert.rejects(client.system('channels', { params: [1] }), { name: 'TypeError', message: 'params must be an object, got an array' });
+  await assert.rejects(client.system('channels', { params: 'offset=1' }), TypeError);
+});
+
 test('notify() on a reserved channel is refused at the call (the server would drop it unanswered), as publish()', async (t) => {
   const { peer, client } = await setup(t);
   const mark = peer.received.length;
