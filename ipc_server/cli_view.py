@@ -226,7 +226,10 @@ def render(view: str, answer: Any) -> str:
     key, column = ("channels", "SUBSCRIBERS") if view == "channels" else ("services", "RESPONDERS")
     entries = sorted(answer.get(key, {}).items())
     rows = [(name, n if view == "channels" or n else "in-process") for name, n in entries]
-    return table(("CHANNEL", column), rows) if rows else f"(no {key})"
+    out = table(("CHANNEL", column), rows) if rows else f"(no {key})"
+    if "total" in answer:  # a page of a larger table (docs/protocol.md §8)
+        out += f"\n\n{len(rows)} of {answer['total']} {key}"
+    return out
 
 
 def _stats(stats: dict[str, Any]) -> str:

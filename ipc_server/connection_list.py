@@ -22,18 +22,19 @@ from .connection import ServerConnection
 if TYPE_CHECKING:
     from .auth import Auth
 
-__all__ = ["answer_connections", "DEFAULT_LIMIT"]
+__all__ = ["answer_connections", "page_bounds", "DEFAULT_LIMIT"]
 
 # Rows in one answer unless the request asks for another ``limit`` (NATS's default too).
 DEFAULT_LIMIT = 1024
 
 
-def _bounds(payload: Any) -> tuple[int, int] | str:
-    """(offset, limit) of the request, or what is wrong with them."""
+def page_bounds(payload: Any, action: str) -> tuple[int, int] | str:
+    """(offset, limit) of a paged action's request (``connections``,
+    ``channels``), or what is wrong with them."""
     offset, limit = payload.get("offset", 0), payload.get("limit", DEFAULT_LIMIT)
     for name, value in (("offset", offset), ("limit", limit)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return f"connections: {name} must be a non-negative integer, got {value!r}"
+            return f"{action}: {name} must be a non-negative integer, got {value!r}"
     return offset, limit
 
 
@@ -49,7 +50,7 @@ def answer_connections(conn: ServerConnection, msg: Message, connections: Collec
         return
     if msg.message_type is not MessageType.REQUEST:
         return
-    bounds = _bounds(msg.payload)
+    bounds = page_bounds(msg.payload, "connections")
     if isinstance(bounds, str):
         conn.refuse(msg, ErrorCode.BAD_MESSAGE, bounds)
         return

@@ -9,18 +9,19 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from ipc_protocol import Message, MessageType
+from ipc_protocol import ErrorCode, Message, MessageType
 from ipc_protocol.messages import response_to
 
 from .admission import App
 from .auth import Auth, app_figures
 from .connection import ServerConnection
-from .connection_list import answer_connections
+from .connection_list import answer_connections, page_bounds
 from .router import HandlerRegistry
 from .schemas import Schemas
 from .stats import ServerStats
+from .topics import SubscriptionTable
 
-__all__ = ["answer_own_action"]
+__all__ = ["answer_own_action", "channels_page"]
 
 
 def answer_own_action(
@@ -43,8 +44,13 @@ def answer_own_action(
     if action == "stats":
         # With users, server-wide figures need the monitor permission (§8).
         result: Any = stats.snapshot() if auth is None or auth.monitor(conn) else app_figures(conn.app_id, app)
-    elif action == "channels":
-        result = {"channels": app.subscriptions.counts()}
+    elif action == "channels":  # a page of the table: one answer never costs the whole of a large one
+        bounds = page_bounds(msg.payload, "channels")
+        if isinstance(bounds, str):
+            if msg.message_type is MessageType.REQUEST:
+                conn.refuse(msg, ErrorCode.BAD_MESSAGE, bounds)
+            return
+        result = channels_page(app.subscriptions, msg.payload, *bounds)
     elif action == "services":
         # Responder counts, with 0 marking an in-process handler, which
         # takes precedence in routing (§6.1) and so wins here too.
@@ -65,3 +71,15 @@ def answer_own_action(
         return
     if msg.message_type is MessageType.REQUEST:
         conn.send(response_to(msg, result))
+
+
+def channels_page(table: SubscriptionTable[Any] | None, payload: Any, offset: int, limit: int) -> dict[str, Any]:
+    """``channels``' answer: ``{"channels": {...}}`` as it always was for a
+    table that fits a page unasked; with ``total``, ``offset`` and ``limit``
+    when the request names a page or the table does not fit in one."""
+    page = table.page(offset, limit) if table is not None else {}
+    total = len(table) if table is not None else 0
+    result: dict[str, Any] = {"channels": page}
+    if "offset" in payload or "limit" in payload or len(page) < total:
+        result.update(total=total, offset=offset, limit=limit)
+    return result

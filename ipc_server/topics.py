@@ -9,7 +9,8 @@ once, however many of its patterns match) is cached until the table changes
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable
+from collections.abc import Collection, Hashable, Iterator
+from itertools import chain, islice
 from typing import Generic, TypeVar, Union
 
 from ipc_protocol.channels import is_pattern
@@ -39,11 +40,15 @@ def _has(members: object, subscriber: object) -> bool:
 
 
 class SubscriptionTable(Generic[T]):
-    __slots__ = ("_exact", "_patterns", "_cache")
+    __slots__ = ("_exact", "_patterns", "_pattern_members", "_cache")
 
     def __init__(self) -> None:
         self._exact: dict[str, _Members[T]] = {}
         self._patterns: Sublist[_Members[T]] = Sublist()
+        # The index's patterns as they came, with the same members: the index
+        # matches, this lists (``counts``, ``page``) without walking the index,
+        # which builds a name per node and holds a level's every child at once.
+        self._pattern_members: dict[str, _Members[T]] = {}
         self._cache: dict[str, tuple[T, ...]] = {}
 
     def add(self, pattern: str, subscriber: T) -> bool:
@@ -51,13 +56,16 @@ class SubscriptionTable(Generic[T]):
         if is_pattern(pattern):
             # one walk of the index for a new pattern, the usual case
             members = self._patterns.insert(pattern, subscriber, replace=False)
-            if members is not None:
+            if members is None:
+                self._pattern_members[pattern] = subscriber
+            else:
                 if _has(members, subscriber):
                     return False
                 if type(members) is _Many:
                     members.add(subscriber)
                 else:
-                    self._patterns.insert(pattern, _Many((members, subscriber)))
+                    self._pattern_members[pattern] = many = _Many((members, subscriber))
+                    self._patterns.insert(pattern, many)
         else:
             members = self._exact.get(pattern)
             if members is None:
@@ -82,6 +90,9 @@ class SubscriptionTable(Generic[T]):
                 members.discard(subscriber)
                 if not members:
                     self._patterns.remove(pattern)
+                    del self._pattern_members[pattern]
+            else:  # its only subscriber: the index forgot it
+                del self._pattern_members[pattern]
         else:
             members = self._exact.get(pattern)
             if members is None or not _has(members, subscriber):
@@ -108,6 +119,11 @@ class SubscriptionTable(Generic[T]):
             if not is_pattern(pattern):
                 self.remove(pattern, subscriber)
         self._patterns.sweep(lambda members: _without(members, subscriber))
+        listed = self._pattern_members
+        for pattern in patterns:  # what the sweep forgot (the same members: emptied, or the subscriber alone)
+            members = listed.get(pattern)
+            if members is not None and (not members if type(members) is _Many else members == subscriber):
+                del listed[pattern]
         self._cache.clear()
 
     def match(self, channel: str) -> tuple[T, ...]:
@@ -141,8 +157,21 @@ class SubscriptionTable(Generic[T]):
     def counts(self) -> dict[str, int]:
         """Subscriber count per channel or pattern."""
         out = {k: _count(v) for k, v in self._exact.items()}
-        out.update((k, _count(v)) for k, v in self._patterns.items())
+        out.update((k, _count(v)) for k, v in self._pattern_members.items())
         return out
+
+    def page(self, offset: int, limit: int) -> dict[str, int]:
+        """At most ``limit`` entries of :meth:`counts`, from ``offset``, in
+        its order (exact channels, then patterns, each as they came): a page
+        costs its own entries and a skip of ``offset`` at C speed, not the
+        table. The order holds while the table does not change."""
+        exact, patterns = self._exact, self._pattern_members
+        entries: Iterator[tuple[str, object]]
+        if offset < len(exact):
+            entries = chain(islice(exact.items(), offset, None), patterns.items())
+        else:
+            entries = islice(patterns.items(), offset - len(exact), None)
+        return {k: _count(v) for k, v in islice(entries, limit)}
 
     def __len__(self) -> int:
         return len(self._exact) + len(self._patterns)

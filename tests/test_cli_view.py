@@ -212,3 +212,10 @@ async def test_a_bad_name_or_file_is_a_usage_error_naming_the_flag(tmp_path: Pat
     (tmp_path / "empty.token").write_text("")
     code, out, err = await view("stats", "--port", "1", *(arg.format(dir=tmp_path) for arg in args))
     assert code == 2 and out == "" and said in err and "Traceback" not in err, err
+
+
+def test_a_page_of_a_larger_channels_table_says_how_much_it_shows() -> None:
+    from ipc_server.cli_view import render
+
+    assert render("channels", {"channels": {"a": 1}}).splitlines()[-1] != "1 of 3 channels"
+    assert render("channels", {"channels": {"a": 1}, "total": 3, "offset": 0, "limit": 1}).splitlines()[-1] == "1 of 3 channels"

@@ -300,7 +300,12 @@ async def test_services_announcements_and_discovery_cover_the_cluster(cluster: C
     assert services["services"] == {"svc.one": 1, "calc.*": 0}
     assert services["nodes"]["a"] == {} and services["nodes"]["b"] == {"svc.one": 1, "calc.*": 0}
     channels = await watcher.system("channels")
-    assert channels["channels"] == {"$sys.services": 1, "topic.x": 1}
+    assert channels["channels"] == {"$sys.services": 1, "topic.x": 1} and "total" not in channels  # fits a page: as before
+    await responder.subscribe("topic.y", lambda msg: None)
+    first = await watcher.system("channels", params={"limit": 1})  # each node's page: its table's first entry
+    assert first["nodes"] == {"a": {"$sys.services": 1}, "b": {"topic.x": 1}} and (first["total"], first["offset"], first["limit"]) == (2, 0, 1)
+    second = await watcher.system("channels", params={"offset": 1, "limit": 1})
+    assert second["channels"] == {"topic.y": 1} and second["total"] == 2
     stats = await watcher.system("stats")
     assert stats["cluster"]["node"] == "a" and stats["cluster"]["state"] == "up"
     assert set(stats["cluster"]["nodes"]) == {"a", "b"} and stats["cluster"]["missing"] == []

@@ -13,7 +13,9 @@ see the members' labels (their names, or for twins name and random part).
 
 Answers (protocol.md §8 shapes, with the cluster's added):
 - ``services`` / ``channels``: the totals over every node where they were
-  (a channel's counts summed), and ``nodes``: each node's own;
+  (a channel's counts summed), and ``nodes``: each node's own; a page of
+  ``channels`` (``offset``, ``limit``) is that page of each node's table,
+  its ``total`` the largest node's;
 - ``stats``: this node's counters as on one node, and ``cluster``: the
   node's name, its link state, the live nodes (``alive``: those asked,
   so a node that went silent during the wait is both there and in
@@ -61,7 +63,7 @@ class Discovery:
 
     Args:
         local: this node's own answer to an action for an app (the payload
-            of protocol.md §8).
+            of protocol.md §8), given the query (a page's bounds).
         state: this node's cluster state (link, counters) for ``stats``.
     """
 
@@ -71,7 +73,7 @@ class Discovery:
         subjects: Subjects,
         members: Members,
         *,
-        local: Callable[[str, str], Any],
+        local: Callable[[str, str, dict[str, Any]], Any],
         state: Callable[[], dict[str, Any]],
     ) -> None:
         self._link = link
@@ -90,9 +92,9 @@ class Discovery:
             action, app_id = query["action"], query["app"]
         except (ValueError, KeyError, TypeError):
             return
-        if action not in ACTIONS or not nmsg.reply:
+        if action not in ACTIONS or not nmsg.reply or not isinstance(query, dict):
             return
-        answer = {"node": self._members.name, "id": self._members.node_id, "result": self._local(action, app_id)}
+        answer = {"node": self._members.name, "id": self._members.node_id, "result": self._local(action, app_id, query)}
         self._link.publish(nmsg.reply, json.dumps(answer, default=str).encode())
 
     async def on_answer(self, nmsg: Msg) -> None:
@@ -125,7 +127,9 @@ class Discovery:
         live = members.live() if self._link.up else {}
         gather = _Gather(set(live))
         if live:
-            await self._gather(action, conn.app_id, gather)
+            payload = msg.payload if isinstance(msg.payload, dict) else {}
+            bounds = {k: payload[k] for k in ("offset", "limit") if k in payload and action == "channels"}
+            await self._gather(action, conn.app_id, gather, bounds)
         shown = labels({**live, **gather.names, members.node_id: members.name})
         nodes = {shown[members.node_id]: own, **{shown[m]: answer for m, answer in gather.answers.items()}}
         missing = sorted(shown[m] for m in gather.expected - gather.answers.keys())
@@ -142,15 +146,18 @@ class Discovery:
                 for name, count in figures.get(key, {}).items():
                     totals[name] = totals.get(name, 0) + count
             result = {key: totals, "nodes": {n: f.get(key, {}) for n, f in nodes.items()}, "missing": missing}
+            paged = [f for f in nodes.values() if "total" in f]
+            if paged:  # each node's page: the pages go on up to the largest node's table
+                result.update(total=max(f["total"] for f in paged), offset=paged[0]["offset"], limit=paged[0]["limit"])
         if conn.is_open:
             conn.send(response_to(msg, result))
 
-    async def _gather(self, action: str, app_id: str, gather: _Gather) -> None:
-        """The other members' answers, into ``gather``."""
+    async def _gather(self, action: str, app_id: str, gather: _Gather, bounds: dict[str, Any]) -> None:
+        """The other members' answers, into ``gather``; ``bounds``: a page's."""
         token = str(next(self._tokens))
         self._gathers[token] = gather
         try:
-            query = json.dumps({"action": action, "app": app_id}).encode()
+            query = json.dumps({"action": action, "app": app_id, **bounds}).encode()
             if self._link.publish(self._subjects.system, query, f"{self._subjects.gathers}.{token}"):
                 try:
                     await asyncio.wait_for(gather.done.wait(), GATHER_WAIT_S)

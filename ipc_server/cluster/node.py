@@ -26,7 +26,9 @@ from ipc_protocol.streams import cancel_reason
 
 from ..config import ServerConfig
 from ..connection import ServerConnection
+from ..connection_list import DEFAULT_LIMIT, page_bounds
 from ..stats import ServerStats
+from ..system_actions import channels_page
 from .discovery import Discovery
 from .incoming import Incoming, RemoteRequester
 from .interest import PUB, REQ, Interest
@@ -323,13 +325,16 @@ class Cluster:
         """``services``, ``channels`` or ``stats`` for the whole cluster."""
         self.discovery.answer(conn, msg, action, own)
 
-    def _local(self, action: str, app_id: str) -> Any:
-        """This node's own answer to ``action`` for ``app_id`` (protocol.md §8)."""
+    def _local(self, action: str, app_id: str, query: dict[str, Any]) -> Any:
+        """This node's own answer to ``action`` for ``app_id`` (protocol.md §8);
+        ``channels``: the page the query names (checked by the node asked)."""
         app = self._apps.get(app_id)
         if action == "stats":
             return self._stats.snapshot()
         if action == "channels":
-            return {"channels": app.subscriptions.counts() if app is not None else {}}
+            bounds = page_bounds(query, "channels")
+            offset, limit = bounds if not isinstance(bounds, str) else (0, DEFAULT_LIMIT)
+            return channels_page(app.subscriptions if app is not None else None, query, offset, limit)
         services = app.responders.counts() if app is not None else {}
         services.update({ch: 0 for ch in self._handlers.channels(app_id)})
         return {"services": services}
