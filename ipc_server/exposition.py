@@ -5,18 +5,47 @@ Each family is written whole, ``# HELP`` and ``# TYPE`` first, its samples
 after; label values and help text are escaped as the format says
 (backslash, double quote, newline); a histogram's buckets are cumulative,
 end with ``le="+Inf"`` and are followed by ``_sum`` and ``_count``.
+
+Clients choose the names that become label values (an app id of up to 256
+characters, a channel of up to 512, each up to 3 bytes in UTF-8), so a
+value is capped at ``MAX_LABEL_BYTES`` (:func:`label_value`) and the
+samples that then share their labels are summed: every family here counts
+something additive (connections, messages, requests), so the sum is the
+series of the shared name, and the page never repeats a series.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["Exposition", "CONTENT_TYPE"]
+__all__ = ["Exposition", "CONTENT_TYPE", "MAX_LABEL_BYTES", "label_value"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The longest label value written, in bytes of UTF-8; a longer one keeps
+# its first bytes and ends in "~" and 8 hex digits of its hash.
+MAX_LABEL_BYTES = 128
+_DIGEST_BYTES = 4
+_KEPT_BYTES = MAX_LABEL_BYTES - 1 - 2 * _DIGEST_BYTES
 
 Labels = Mapping[str, str]
+
+
+def label_value(value: str) -> str:
+    """``value`` if it is at most ``MAX_LABEL_BYTES`` in UTF-8; else its
+    first bytes, cut on a character boundary, ``~`` and 8 hex digits of a
+    BLAKE2b of the whole value: 128 bytes at most, and two long names that
+    share their first 119 bytes are still two series. The hash is the
+    same in every process and release, so a series keeps its name across
+    restarts."""
+    if len(value) <= MAX_LABEL_BYTES // 4:  # no character is over 4 bytes
+        return value
+    raw = value.encode()
+    if len(raw) <= MAX_LABEL_BYTES:
+        return value
+    digest = hashlib.blake2b(raw, digest_size=_DIGEST_BYTES).hexdigest()
+    return f"{raw[:_KEPT_BYTES].decode(errors='ignore')}~{digest}"
 
 
 def _escape_label(value: str) -> str:
@@ -40,7 +69,11 @@ def _number(value: float) -> str:
 def _labels(labels: Labels) -> str:
     if not labels:
         return ""
-    return "{" + ",".join(f'{name}="{_escape_label(str(value))}"' for name, value in labels.items()) + "}"
+    return "{" + _label_pairs(labels) + "}"
+
+
+def _label_pairs(labels: Labels) -> str:
+    return ",".join(f'{name}="{_escape_label(label_value(str(value)))}"' for name, value in labels.items())
 
 
 class Exposition:
@@ -62,9 +95,11 @@ class Exposition:
 
     def _family(self, name: str, kind: str, help_text: str, samples: Iterable[tuple[Labels, float]]) -> None:
         self._head(name, kind, help_text)
-        lines = self._lines
+        merged: dict[str, float] = {}  # capped labels -> summed value (module docstring)
         for labels, value in samples:
-            lines.append(f"{name}{_labels(labels)} {_number(value)}")
+            key = _labels(labels)
+            merged[key] = merged[key] + value if key in merged else value
+        self._lines.extend(f"{name}{key} {_number(value)}" for key, value in merged.items())
 
     def histogram(
         self, name: str, help_text: str, bounds: Sequence[float], series: Iterable[tuple[Labels, Sequence[int], float, int]]
@@ -72,17 +107,25 @@ class Exposition:
         """``series``: (labels, counts per bucket, not cumulative, the last
         past every bound; sum; count)."""
         self._head(name, "histogram", help_text)
+        merged: dict[str, tuple[list[int], float, int]] = {}  # capped labels -> summed buckets, sum, count
+        for labels, counts, total, count in series:
+            base = _label_pairs(labels)
+            if base in merged:
+                had, had_total, had_count = merged[base]
+                merged[base] = [a + b for a, b in zip(had, counts)], had_total + total, had_count + count
+            else:
+                merged[base] = list(counts), total, count
         lines = self._lines
         les = [_number(bound) for bound in bounds] + ["+Inf"]
-        for labels, counts, total, count in series:
-            base = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels.items())
+        for base, (counts, total, count) in merged.items():
             sep = "," if base else ""
+            braced = "{" + base + "}" if base else ""
             cumulative = 0
             for le, n in zip(les, counts):
                 cumulative += n
                 lines.append(f'{name}_bucket{{{base}{sep}le="{le}"}} {cumulative}')
-            lines.append(f"{name}_sum{_labels(labels)} {_number(total)}")
-            lines.append(f"{name}_count{_labels(labels)} {count}")
+            lines.append(f"{name}_sum{braced} {_number(total)}")
+            lines.append(f"{name}_count{braced} {count}")
 
     def text(self) -> bytes:
         return ("\n".join(self._lines) + "\n").encode()
