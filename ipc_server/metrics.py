@@ -7,12 +7,19 @@ requests by outcome and their durations), read when scraped; gauges are
 counted at scrape time from the live connections. Besides, a task samples
 the event loop's lag: how late a timer fires, which is how long the loop
 was busy with other work.
+
+A page is rendered at most once per ``RENDER_INTERVAL_S``: the scrapes in
+that interval, concurrent or not, are answered the same bytes object, so
+N scrapers cost one render and hold one page (``http_endpoint`` writes it
+to each socket in chunks, without copying it whole). Prometheus scrapes
+every 15 s or more; a page a second old is as fresh as any it reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator
@@ -28,7 +35,7 @@ from .outbound import HARD, SOFT
 from .request_metrics import BUCKETS_S, RequestMetrics
 from .stats import ServerStats
 
-__all__ = ["Metrics", "LAG_INTERVAL_S", "DEGRADED_LAG_S"]
+__all__ = ["Metrics", "LAG_INTERVAL_S", "DEGRADED_LAG_S", "RENDER_INTERVAL_S"]
 
 # How often the loop's lag is sampled; the lag past which /healthz says
 # degraded, and for how many samples after (so a stall is seen by a probe
@@ -36,6 +43,8 @@ __all__ = ["Metrics", "LAG_INTERVAL_S", "DEGRADED_LAG_S"]
 LAG_INTERVAL_S = 0.5
 DEGRADED_LAG_S = 1.0
 LAG_SAMPLES_KEPT = 10
+# How long a rendered /metrics page answers the scrapes that follow it.
+RENDER_INTERVAL_S = 1.0
 
 _Samples = Iterator[tuple[dict[str, str], float]]
 
@@ -70,6 +79,9 @@ class Metrics:
         self._lag_task: asyncio.Task[None] | None = None
         self.endpoint: HttpEndpoint | None = None
         self.started_at = time.time()
+        self.renders = 0  # pages rendered (scrapes within RENDER_INTERVAL_S share one)
+        self._page = b""
+        self._rendered_at = -math.inf
 
     @property
     def port(self) -> int | None:
@@ -127,7 +139,12 @@ class Metrics:
     # -- /metrics ----------------------------------------------------------------
 
     def scrape(self) -> tuple[int, str, bytes]:
-        return 200, CONTENT_TYPE, self.render()
+        """The page rendered within the last ``RENDER_INTERVAL_S``, else a new one."""
+        if time.monotonic() - self._rendered_at >= RENDER_INTERVAL_S:
+            self._page = self.render()
+            self._rendered_at = time.monotonic()  # from its end: a slow render still leaves the loop the interval
+            self.renders += 1
+        return 200, CONTENT_TYPE, self._page
 
     def render(self) -> bytes:
         stats = self.stats

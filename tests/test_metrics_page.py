@@ -1,5 +1,6 @@
-"""What a /metrics page costs the server whatever clients name things
-(docs/operations.md §1): label values are capped."""
+"""What a /metrics page costs the server whatever clients name things and
+however many scrape it (docs/operations.md §1): label values are capped,
+and scrapes share one rendered page."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from ipc_client import IPCClient
 from ipc_protocol import NoResponders
-from ipc_server import IPCServer
+from ipc_server import IPCServer, metrics
 
 from .conftest import WAIT_S
 from .http_probe import get
@@ -46,3 +47,30 @@ async def test_long_app_and_channel_names_keep_every_line_short_and_their_series
     for labels, _ in requests:
         assert len(labels["app"].encode()) <= MAX_LABEL_BYTES and len(labels["channel"].encode()) <= MAX_LABEL_BYTES
         assert labels["app"].startswith("€" * 39) and "\ufffd" not in labels["app"] + labels["channel"]
+
+
+async def test_concurrent_scrapes_share_one_render(server: IPCServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, each of N scrapes rendered the page anew, back to back on the loop."""
+    assert server.metrics is not None
+    monkeypatch.setattr(metrics, "RENDER_INTERVAL_S", 3600.0)  # every scrape below is within it, however slow the machine
+    renders = []
+    render = server.metrics.render
+
+    def counted() -> bytes:
+        renders.append(1)
+        return render()
+
+    monkeypatch.setattr(server.metrics, "render", counted)
+    replies = await asyncio.gather(*(get(server.metrics.port, "/metrics") for _ in range(16)))  # type: ignore[arg-type]
+    assert len(renders) == 1
+    assert {reply.body for reply in replies} == {replies[0].body} and replies[0].status == 200
+    assert server.metrics.scrape()[2] is server.metrics.scrape()[2]  # one bytes object, not copies
+
+
+async def test_a_page_older_than_the_interval_is_rendered_again(server: IPCServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "RENDER_INTERVAL_S", 0.0)
+    port = server.metrics.port  # type: ignore[union-attr]
+    before = parse((await get(port, "/metrics")).text)["ipc_connections_accepted_total"].value()  # type: ignore[arg-type]
+    async with IPCClient("late", "127.0.0.1", server.port):
+        after = parse((await get(port, "/metrics")).text)["ipc_connections_accepted_total"].value()  # type: ignore[arg-type]
+    assert after == before + 1
