@@ -1,17 +1,20 @@
 """What a /metrics page costs the server whatever clients name things and
 however many scrape it (docs/operations.md §1): label values are capped,
-and scrapes share one rendered page."""
+scrapes share one rendered page, and an answer is written in chunks as the
+socket drains."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from ipc_client import IPCClient
 from ipc_protocol import NoResponders
 from ipc_server import IPCServer, metrics
+from ipc_server.http_endpoint import CHUNK_BYTES, SEND_BUFFER_BYTES, HttpEndpoint
 
 from .conftest import WAIT_S
 from .http_probe import get
@@ -74,3 +77,37 @@ async def test_a_page_older_than_the_interval_is_rendered_again(server: IPCServe
     async with IPCClient("late", "127.0.0.1", server.port):
         after = parse((await get(port, "/metrics")).text)["ipc_connections_accepted_total"].value()  # type: ignore[arg-type]
     assert after == before + 1
+
+
+BIG = bytes(range(256)) * (128 << 10)  # 32 MB, more than a loopback socket's buffers take
+
+
+async def _until(pred: Callable[[], bool]) -> None:
+    async def wait() -> None:
+        while not pred():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(wait(), WAIT_S)
+
+
+async def test_a_peer_that_does_not_read_holds_about_two_chunks_not_the_page() -> None:
+    """Before, the transport copied all the kernel did not take into the
+    socket's own buffer: a 23 MB page to 128 such peers took 2.8 GB."""
+    endpoint = HttpEndpoint({"/big": lambda: (200, "application/octet-stream", BIG)})
+    await endpoint.start("127.0.0.1", 0)
+    try:
+        silent = socket.create_connection(("127.0.0.1", endpoint.port))  # type: ignore[arg-type]
+        silent.sendall(b"GET /big HTTP/1.1\r\n\r\n")
+        await _until(lambda: len(endpoint._answering) == 1)
+        writer = next(iter(endpoint._answering.values()))
+        await _until(lambda: writer.transport.get_write_buffer_size() > 0)  # the kernel's buffers are full
+        assert writer.transport.get_write_buffer_size() <= 2 * CHUNK_BYTES
+        assert writer.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * SEND_BUFFER_BYTES
+        reader, other = await asyncio.open_connection("127.0.0.1", endpoint.port)  # a peer that reads gets it all
+        other.write(b"GET /big HTTP/1.1\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), WAIT_S * 4)
+        other.close()
+        assert data.endswith(b"\r\n\r\n" + BIG) and f"Content-Length: {len(BIG)}\r\n".encode() in data
+        silent.close()
+    finally:
+        await endpoint.close()
