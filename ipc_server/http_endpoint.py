@@ -27,7 +27,9 @@ about two chunks; the page itself, one object, is shared by every socket
 answered it (``Metrics.scrape`` renders it at most once a second). The
 kernel's send buffer of each socket is set to ``SEND_BUFFER_BYTES``: left
 to grow, loopback sockets took 2.8 MB each of a page their peer never
-read (360 MB for 128), and copying it there held the loop 0.3-0.6 s.
+read (360 MB for 128), and copying it there held the loop 0.3-0.6 s. A HEAD
+request is answered the headers alone, errors included, once its request
+line is read (RFC 9110 §9.3.2).
 """
 
 from __future__ import annotations
@@ -97,18 +99,28 @@ def parse_request(head: bytes) -> tuple[str, str]:
     return method.decode(), target.split(b"?", 1)[0].decode("latin-1")
 
 
-async def _read_head(reader: asyncio.StreamReader) -> bytes:
+async def _read_head(reader: asyncio.StreamReader, lines: list[bytes]) -> bytes:
     """The request head through its empty line, its lines ending in CRLF
-    or LF. ``LimitOverrunError`` past ``MAX_REQUEST_BYTES``,
+    or LF; each line is appended to ``lines`` as it comes (what a refusal
+    reads the method from). ``LimitOverrunError`` past ``MAX_REQUEST_BYTES``,
     ``IncompleteReadError`` when the peer stops sending first."""
-    head = b""
+    size = 0
     while True:
         line = await reader.readuntil(b"\n")  # the stream's limit bounds one line
-        head += line
-        if len(head) > MAX_REQUEST_BYTES:
-            raise asyncio.LimitOverrunError("the request head is too long", len(head))
+        lines.append(line)
+        size += len(line)
+        if size > MAX_REQUEST_BYTES:
+            raise asyncio.LimitOverrunError("the request head is too long", size)
         if line in (b"\r\n", b"\n"):
-            return head
+            return b"".join(lines)
+
+
+def _is_head(lines: list[bytes]) -> bool:
+    """Whether the request line read, if any, is a well-formed HEAD's."""
+    if not lines:
+        return False
+    match = _REQUEST_LINE.fullmatch(lines[0].rstrip(b"\r\n"))
+    return match is not None and match.group(1) == b"HEAD"
 
 
 def _response(status: int, content_type: str, body: bytes, *, head_only: bool = False, allow: bool = False) -> Answer:
@@ -225,28 +237,30 @@ class HttpEndpoint:
             self._on_evicted()
 
     async def _answer(self, reader: asyncio.StreamReader) -> Answer:
+        lines: list[bytes] = []
         try:
-            head = await asyncio.wait_for(_read_head(reader), READ_TIMEOUT_S)
+            head = await asyncio.wait_for(_read_head(reader, lines), READ_TIMEOUT_S)
             method, path = parse_request(head)
         except (asyncio.TimeoutError, TimeoutError):
-            return _response(408, "text/plain", b"no complete request head in time\n")
+            return _response(408, "text/plain", b"no complete request head in time\n", head_only=_is_head(lines))
         except asyncio.LimitOverrunError:
-            return _response(431, "text/plain", f"the request head is over {MAX_REQUEST_BYTES} bytes\n".encode())
+            return _response(431, "text/plain", f"the request head is over {MAX_REQUEST_BYTES} bytes\n".encode(), head_only=_is_head(lines))
         except asyncio.IncompleteReadError:
-            return _response(400, "text/plain", b"incomplete request\n")
+            return _response(400, "text/plain", b"incomplete request\n", head_only=_is_head(lines))
         except _Refused as refused:
-            return _response(refused.status, "text/plain", f"{refused}\n".encode())
+            return _response(refused.status, "text/plain", f"{refused}\n".encode(), head_only=_is_head(lines))
+        head_only = method == "HEAD"
         page = self.pages.get(path)
         if page is None:
-            return _response(404, "text/plain", f"no {path}; try {', '.join(self.pages)}\n".encode())
+            return _response(404, "text/plain", f"no {path}; try {', '.join(self.pages)}\n".encode(), head_only=head_only)
         if method not in ("GET", "HEAD"):
             return _response(405, "text/plain", b"GET or HEAD only\n", allow=True)
         try:
             status, content_type, body = page()
         except Exception:  # pragma: no cover - a bug in a page must not kill the endpoint
             log.exception("rendering %s failed", path)
-            return _response(500, "text/plain", b"internal error\n")
-        return _response(status, content_type, body, head_only=method == "HEAD")
+            return _response(500, "text/plain", b"internal error\n", head_only=head_only)
+        return _response(status, content_type, body, head_only=head_only)
 
     def __repr__(self) -> str:
         return f"<HttpEndpoint {self.host}:{self.port} clients={self.clients} evicted={self.evicted}>"

@@ -1,7 +1,7 @@
 """What a /metrics page costs the server whatever clients name things and
 however many scrape it (docs/operations.md §1): label values are capped,
-scrapes share one rendered page, and an answer is written in chunks as the
-socket drains."""
+scrapes share one rendered page, an answer is written in chunks as the
+socket drains, and a HEAD error is headers only (RFC 9110 §9.3.2)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 from ipc_client import IPCClient
 from ipc_protocol import NoResponders
-from ipc_server import IPCServer, metrics
-from ipc_server.http_endpoint import CHUNK_BYTES, SEND_BUFFER_BYTES, HttpEndpoint
+from ipc_server import IPCServer, http_endpoint, metrics
+from ipc_server.http_endpoint import CHUNK_BYTES, MAX_REQUEST_BYTES, SEND_BUFFER_BYTES, HttpEndpoint
 
 from .conftest import WAIT_S
 from .http_probe import get
@@ -111,3 +111,44 @@ async def test_a_peer_that_does_not_read_holds_about_two_chunks_not_the_page() -
         silent.close()
     finally:
         await endpoint.close()
+
+
+async def _exchange(port: int, raw: bytes, *, half_close: bool = False) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        if half_close:
+            writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), WAIT_S)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return int(lines[0].split(" ", 2)[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"HEAD /nothing HTTP/1.1\r\n\r\n", 404),
+        (b"HEAD /metrics HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400),
+        (b"HEAD /metrics HTTP/1.1\r\nno colon\r\n\r\n", 400),
+        (b"HEAD /metrics HTTP/2.0\r\n\r\n", 505),
+        (b"HEAD /metrics HTTP/1.1\r\nX: " + b"a" * MAX_REQUEST_BYTES + b"\r\n\r\n", 431),
+        (b"HEAD /metrics HTTP/1.1\r\n", 400),  # half-closed before the blank line
+        (b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n", 408),  # and nothing more
+    ],
+)
+async def test_a_head_answered_an_error_gets_its_headers_only(
+    server: IPCServer, monkeypatch: pytest.MonkeyPatch, raw: bytes, status: int
+) -> None:
+    """Before, HEAD /nothing was answered the 404's 33-byte text, which a
+    client reads as the start of the next answer (RFC 9110 §9.3.2)."""
+    monkeypatch.setattr(http_endpoint, "READ_TIMEOUT_S", 0.2 if status == 408 else WAIT_S)
+    port = server.metrics.port  # type: ignore[union-attr]
+    got, headers, body = await _exchange(port, raw, half_close=status == 400 and raw.endswith(b"1.1\r\n"))  # type: ignore[arg-type]
+    assert (got, body) == (status, b"")
+    assert int(headers["content-length"]) > 0  # the length a GET's body would have
+    got, headers, body = await _exchange(port, b"GET" + raw[4:], half_close=status == 400 and raw.endswith(b"1.1\r\n"))  # type: ignore[arg-type]
+    assert got == status and len(body) == int(headers["content-length"]) > 0
