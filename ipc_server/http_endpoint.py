@@ -18,17 +18,14 @@ sockets held open keep a readiness probe out only if more than
 ``MAX_CLIENTS`` newer ones arrive before its request is read; when every
 one has sent its request, the oldest still being answered goes.
 
-An answer's body is written in ``CHUNK_BYTES`` slices of one shared bytes
-object, the next once the socket has drained: asyncio's transport copies
-what the kernel does not take at once into the socket's own buffer, so a
-whole page written at once would be copied per socket (a 23 MB page to
-128 sockets that never read took 2.8 GB). A socket being answered holds
-about two chunks; the page itself, one object, is shared by every socket
-answered it (``Metrics.scrape`` renders it at most once a second). The
-kernel's send buffer of each socket is set to ``SEND_BUFFER_BYTES``: left
-to grow, loopback sockets took 2.8 MB each of a page their peer never
-read (360 MB for 128), and copying it there held the loop 0.3-0.6 s. A HEAD
-request is answered the headers alone, errors included, once its request
+A body is written in ``CHUNK_BYTES`` slices, the next once the socket has
+drained: asyncio's transport copies what the kernel does not take at once
+into its own buffer, so a page written whole was copied per socket (2.8
+GB for a 23 MB page and 128 peers that never read). The page itself is
+one object shared by the sockets (``Metrics.scrape``). Each socket's
+kernel send buffer is ``SEND_BUFFER_BYTES``: autotuned, a loopback socket
+took 2.8 MB of an unread page, and filling 128 held the loop 0.3-0.6 s.
+A HEAD is answered the headers alone, errors included once its request
 line is read (RFC 9110 §9.3.2).
 """
 
