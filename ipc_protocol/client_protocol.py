@@ -16,8 +16,9 @@ the protocol's 16 MiB default) with a version-1 server, and what we send
 before the reply; until the reply we accept the larger of ours and 16 MiB.
 After a version-2 reply we send no more than the smaller of ours and the
 server's advertised one, and accept as much too from a server that
-negotiates, but up to its advertised limit (at most the larger of ours and
-16 MiB) from one that does not (it never heard of ours, §12.3). A refusal (``unauthorized``, ``bad_message``...)
+negotiates, but up to its advertised limit (at most the larger of what we
+send and 16 MiB: with no limit of ours, the advertised one) from one that
+does not (it never heard of ours, §12.3). A refusal (``unauthorized``, ``bad_message``...)
 comes back as :class:`HandshakeRefused` with the typed exception.
 
 Once open, the base rules apply: server pings are answered here, pongs to

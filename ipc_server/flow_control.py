@@ -99,7 +99,7 @@ class FlowControl:
             if body is not None:
                 self._dispatch([body])  # decoded again, alone: it goes now, ahead of frames still unread
             inflight.went()
-            if monotonic() - started >= TURN_BUDGET_S and inflight.held_count and not inflight.full:
+            if monotonic() - started >= TURN_BUDGET_S and inflight.held_count:  # full too: what takes no place still goes
                 self._loop.call_soon(self._release_held)  # type: ignore[union-attr]  # still releasing: no other call is queued
                 return
         if inflight.released() and not self._ended:

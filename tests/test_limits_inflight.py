@@ -260,3 +260,51 @@ async def test_a_release_lets_go_only_what_a_free_place_allows_and_leaves_the_re
                 await until(lambda: conn.inflight.count == 0 and not conn.inflight.holding and not conn.inflight.held, "every place back")
             finally:
                 await peer.close()
+
+
+async def test_a_release_that_spends_its_budget_goes_on_in_a_later_turn_even_at_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that takes the last place, then 200 publishes held behind
+    it (they take none): they go, in order, in several turns of the loop,
+    not all in one callback whatever their number."""
+    from ipc_server import flow_control
+    from ipc_server.flow_control import FlowControl
+
+    from .conftest import RawPeer, frame
+
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(flow_control, "monotonic", lambda: next(ticks) * 0.001)  # 1 ms a reading: 5 frames a turn
+    turns: list[int] = []
+    real_release = FlowControl._release_held
+
+    def spy(self: FlowControl) -> None:
+        turns.append(self.inflight.held_count)
+        real_release(self)
+
+    monkeypatch.setattr(FlowControl, "_release_held", spy)
+    async with IPCServer("127.0.0.1", 0, max_inflight_per_connection=1) as server:
+        gate = asyncio.Event()
+
+        @server.handler("slow")
+        async def slow(msg: Message) -> Any:
+            if msg.payload == 0:
+                await gate.wait()
+            return msg.payload
+
+        peer = await RawPeer.open(server.port)
+        async with IPCClient("app", "127.0.0.1", server.port) as listener:
+            news: list[Any] = []
+            await listener.subscribe("news", lambda msg: news.append(msg.payload))
+            try:
+                await peer.handshake()
+                peer.send(frame("request", "slow", 0, message_id="r0", timeout_ms=60_000))
+                peer.send(frame("request", "slow", 1, message_id="r1", timeout_ms=60_000))
+                for i in range(200):
+                    peer.send(frame("publish", "news", i, message_id=f"p{i}"))
+                conn = next(c for c in server.connections if c.connection_id == "raw")
+                await until(lambda: conn.inflight.held_count == 201, "r1 and the publishes held")
+                gate.set()
+                await until(lambda: len(news) == 200, "every publish delivered")
+                assert news == list(range(200))
+                assert len(turns) > 10, turns  # 201 frames at 5 a turn: one callback took them all before
+            finally:
+                await peer.close()

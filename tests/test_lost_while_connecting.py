@@ -3,7 +3,9 @@ handshake's reply or a restored subscription's ack arriving with the
 server's close: the attempt fails and the client tries again, and never
 reports ``connected`` with no connection (docs/resilience.md §3). The
 close comes from a proxy in front of the real server, in the same step as
-the answer."""
+the answer. The handshake's case is held by the handshake's own checks
+(a connection closed while it is read fails it); the restored ack's was
+the one that left the client connected with no connection."""
 
 from __future__ import annotations
 

@@ -84,6 +84,12 @@ def test_a_declared_limit_bounds_only_what_is_sent_to_a_server_that_does_not_neg
     assert new.violation is not None and isinstance(new.violation.error, FrameTooLarge)
 
 
+def test_with_no_declared_limit_a_server_that_does_not_negotiate_is_taken_at_its_own() -> None:
+    """A 2.0.0 server started with a limit over 16 MiB sends up to it: accepted, as Node's."""
+    old, event = opened(OLD_REPLY.replace('"max_frame_size":16777216', '"max_frame_size":67108864'))
+    assert (event.max_frame_size, old.send_limit, old.max_frame_size) == (67_108_864, 67_108_864, 67_108_864)
+
+
 def test_a_server_that_does_not_negotiate_is_screened_for_numbers_that_overflow() -> None:
     """§1.1: a 2.0.0 server relays a 309-digit integer as it came; only today's refuses it on the way in."""
     request = {"message_id": "r1", "app_id": "app", "channel_id": "n.x"}

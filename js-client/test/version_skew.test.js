@@ -67,6 +67,11 @@ test('version skew - a declared limit bounds only what is sent to a server that 
   assert.equal(now.violation.error.code, 'too_large');
 });
 
+test('version skew - with no declared limit, a server that does not negotiate is taken at its own (as Python)', () => {
+  const [old, oldEvent] = opened(OLD_REPLY.replace('"max_frame_size":16777216', '"max_frame_size":67108864'));
+  assert.deepEqual([oldEvent.maxFrameSize, old.sendLimit, old.maxFrameSize], [67108864, 67108864, 67108864]);
+});
+
 test('version skew - a server that does not negotiate is screened for numbers that overflow (§1.1)', () => {
   // A short frame: the depth walk that also finds them runs on long frames only.
   const request = { message_id: 'r', app_id: 'a', channel_id: 'n' };

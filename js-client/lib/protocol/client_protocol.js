@@ -255,7 +255,7 @@ class ClientProtocol extends Protocol {
     const limit = advertised === null ? local ?? DEFAULT_MAX_FRAME_SIZE_BYTES : Math.min(local ?? Infinity, advertised);
     // Send no more than both sides allow; accept as much from a server that honours
     // ours, up to its own limit from one that never read it (§12.3).
-    const accepted = negotiates || advertised === null ? limit : Math.min(advertised, Math.max(local ?? 0, DEFAULT_MAX_FRAME_SIZE_BYTES));
+    const accepted = negotiates || advertised === null ? limit : Math.min(advertised, Math.max(limit, DEFAULT_MAX_FRAME_SIZE_BYTES));
     const interval =
       typeof p.heartbeat_interval_ms === 'number' && Number.isFinite(p.heartbeat_interval_ms) && p.heartbeat_interval_ms >= 0
         ? p.heartbeat_interval_ms
