@@ -10,7 +10,7 @@ from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
 from .framing import FrameDecoder, encode_frame
 from .heartbeat import Heartbeat, HeartbeatAction
-from .printable import printable
+from .printable import LOG_TEXT_LIMIT, LOG_VALUE_LIMIT, clipped, printable
 
 from .version import __version__
 
@@ -43,6 +43,9 @@ __all__ = [
     "is_servable",
     "pattern_matches",
     "printable",
+    "clipped",
+    "LOG_VALUE_LIMIT",
+    "LOG_TEXT_LIMIT",
     "__version__",
     *_exceptions_all,
 ]

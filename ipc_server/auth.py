@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, ErrorInfo, Message, MessageType, printable, validate_pattern
+from ipc_protocol import LOG_TEXT_LIMIT, SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, ErrorInfo, Message, MessageType, clipped, validate_pattern
 from ipc_protocol.messages import error_response
 from ipc_protocol.protocol import ProtocolState
 from ipc_protocol.server_protocol import ConnectRequested
@@ -26,6 +26,7 @@ from ipc_protocol.server_protocol import ConnectRequested
 from .cert_subjects import subject_of_cert
 from .connection import ServerConnection
 from .decoy import decoy_hash
+from .log_limits import allow_line
 from .logs import peer_text
 from .permissions import Grant, withdrawn
 from .stats import ServerStats
@@ -97,7 +98,7 @@ class Auth:
             try:
                 future = self.verifier.start(key, token or "", stored or "", peer=address_of(conn.peer), within_s=_time_left(conn))
             except VerifierBusy as exc:
-                log.warning("refusing %s: %s", peer_text(conn.peer), printable(exc))
+                log.warning("refusing %s: %s", peer_text(conn.peer), clipped(exc, LOG_TEXT_LIMIT))
                 conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, f"the server is busy checking credentials ({exc}): try again")
                 return
             self._waiting[conn] = key
@@ -157,13 +158,13 @@ class Auth:
         self._accept(conn, request)
         if conn.opened:
             self.grants[conn] = grant
-            log.debug("connection %s is user %s", printable(conn.connection_id), printable(user.name))
+            log.debug("connection %s is user %s", clipped(conn.connection_id), clipped(user.name))
 
     def _refuse(self, conn: ServerConnection, text: str, why: str, name: str | None) -> None:
         """Answer ``text``; the log says ``why`` too (the operator's, never the client's)."""
         if conn.state is not _HANDSHAKE:
             return
-        log.info("refusing %s (user %s): %s%s", peer_text(conn.peer), printable(name or "-"), printable(text), f" ({why})" if why else "")
+        log.info("refusing %s (user %s): %s%s", peer_text(conn.peer), clipped(name or "-"), clipped(text, LOG_TEXT_LIMIT), f" ({why})" if why else "")
         conn.refuse_connect(ErrorCode.UNAUTHORIZED, text)
 
     def closed(self, conn: ServerConnection) -> None:
@@ -212,7 +213,8 @@ class Auth:
         text = f"user {user!r} may not {_what(operation, msg.channel_id)}"
         details = {"operation": operation, "channel": msg.channel_id, "user": user}
         self._stats.count_error(ErrorCode.FORBIDDEN)
-        log.info("%s (%s): %s", printable(conn.connection_id), printable(msg.message_id), printable(text))
+        if allow_line(conn, f"forbidden {operation}", log):  # at most a few lines a connection (log_limits)
+            log.info("%s (%s): %s", clipped(conn.connection_id), clipped(msg.message_id), clipped(text, LOG_TEXT_LIMIT))
         conn.send(error_response(msg, ErrorCode.FORBIDDEN, text, details=details))
 
     def visible(self, conn: ServerConnection, channels: dict[str, Any]) -> dict[str, Any]:
@@ -254,7 +256,7 @@ class Auth:
             if reason is not None or user is None:
                 del self.grants[conn]
                 counts["disconnected"] += 1
-                log.info("disconnecting %s: %s", printable(conn.connection_id), printable(reason))
+                log.info("disconnecting %s: %s", clipped(conn.connection_id), clipped(reason, LOG_TEXT_LIMIT))
                 conn.fail(ErrorCode.UNAUTHORIZED, reason or "", details={"reason": why, "user": grant.user})
                 continue
             new = self.grants[conn] = _grant(user)
@@ -272,7 +274,7 @@ class Auth:
         version-1 client would route such a frame to its handlers: it is
         only logged."""
         text = f"user {user!r} may no longer {_what(operation, pattern)}"
-        log.info("%s: %s", printable(conn.connection_id), printable(text))
+        log.info("%s: %s", clipped(conn.connection_id), clipped(text, LOG_TEXT_LIMIT))
         if conn.legacy:
             return
         details = {"operation": operation, "channel": pattern, "user": user, "revoked": True}

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
-from ipc_protocol import ErrorCode, HeartbeatAction, Message, MessageType, printable
+from ipc_protocol import LOG_TEXT_LIMIT, ErrorCode, HeartbeatAction, Message, MessageType, clipped
 from ipc_protocol.constants import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL
 from ipc_protocol.protocol import MessageRefused, PingReceived, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
@@ -30,6 +30,7 @@ from .connection_figures import ConnectionFigures
 from .connection_owner import ConnectionOwner, SharedReads, configure_transport
 from .frame_limit import PREFIX_BYTES, replacement, send_limit
 from .inflight import InflightLimit
+from .log_limits import allow_line
 from .flow_control import FlowControl
 from .outbound import Backlog, OutboundLimits
 from .peer_gone import peer_gone
@@ -167,7 +168,8 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
             if self._stats.timing is not None and msg.message_type is MessageType.REQUEST and not _servers_own(msg):  # docs/operations.md
                 self._stats.timing.answered(self.app_id, msg.channel_id, refusal.code, self.read_at)
         else:  # no answer: logged and dropped
-            log.info("notification %s on %r from %s dropped: %s: %s", printable(msg.message_id), msg.channel_id, printable(self.connection_id), refusal.code, printable(refusal.text))
+            if allow_line(self, f"notification dropped: {refusal.code}", log):  # at most a few lines a connection (log_limits)
+                log.info("notification %s on '%s' from %s dropped: %s: %s", clipped(msg.message_id), clipped(msg.channel_id), clipped(self.connection_id), refusal.code, clipped(refusal.text, LOG_TEXT_LIMIT))
         self._queued(self.protocol.frames_queued)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .log_limits import LogLimits, flush_lines
 from .logs import log_closed, peer_text
 from .stats import HANDSHAKE_APP, AppTraffic, ServerStats
 
@@ -27,7 +28,7 @@ __all__ = ["ConnectionFigures"]
 
 
 class ConnectionFigures:
-    __slots__ = ("traffic", "frames_in", "frames_out", "bytes_in", "bytes_out", "read_at", "close_reason", "user")
+    __slots__ = ("traffic", "frames_in", "frames_out", "bytes_in", "bytes_out", "read_at", "close_reason", "user", "log_limits")
 
     if TYPE_CHECKING:
         transport: asyncio.Transport | None
@@ -58,6 +59,7 @@ class ConnectionFigures:
         self.close_reason: str | None = None
         # The user it connected as (a users file's, or the name a token's connect gave), for its log lines.
         self.user: str | None = None
+        self.log_limits: LogLimits | None = None  # its first refusal makes them (log_limits)
 
     def _closed_because(self, reason: str) -> None:
         """The first reason given for the close is the one logged."""
@@ -67,6 +69,7 @@ class ConnectionFigures:
     def _log_closed(self, exc: Exception | None) -> None:
         if self.close_reason is None:
             self.close_reason = "closed by the peer" if exc is None else f"connection lost: {exc}"
+        flush_lines(self)  # what its refusals' lines left unsaid, before the close line
         log_closed(self, self.close_reason, quiet=not self.opened and exc is None and self.close_reason == "closed by the peer")
 
     @property

@@ -18,7 +18,7 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, Message, decode_message, printable
+from ipc_protocol import ErrorCode, Message, clipped, decode_message
 from ipc_protocol.protocol import ProtocolState
 
 from .logs import peer_text
@@ -198,7 +198,7 @@ class FlowControl:
                 self.transport.write(view)
             backlog.unwindow(self.transport)
         self._stats.slow_consumer(self.app_id, self.connection_id, limit, buffered)
-        log.warning("slow consumer %s (%s): %d bytes outbound, over the %s limit", printable(self.connection_id), peer_text(self.peer), buffered, limit)
+        log.warning("slow consumer %s (%s): %d bytes outbound, over the %s limit", clipped(self.connection_id), peer_text(self.peer), buffered, limit)
         self.fail(ErrorCode.SLOW_CONSUMER, f"{buffered} bytes waiting to be read, over the server's {limit} limit: reading too slowly")
 
 

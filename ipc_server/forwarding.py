@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ipc_protocol import ErrorCode, IPCError, Message, printable
+from ipc_protocol import ErrorCode, IPCError, Message, clipped
 from ipc_protocol.envelope import REQUEST as _REQUEST, RESPONSE as _RESPONSE, encode_message_parts
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
@@ -157,7 +157,7 @@ class Forwarding:
             self._stats.late_answers += 1
             return
         if fwd.responder is not conn:  # pragma: no cover - the key names the responder
-            log.warning("connection %s answered a request forwarded to %s; ignored", printable(conn.connection_id), printable(fwd.responder.connection_id))
+            log.warning("connection %s answered a request forwarded to %s; ignored", clipped(conn.connection_id), clipped(fwd.responder.connection_id))
             return
         if msg.error is not None:
             self._stats.count_error(msg.error.code)

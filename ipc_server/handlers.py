@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ipc_client.at_once import AtOnce, HandlerCancelled, propagates, result_of
 from ipc_client.handler_threads import HandlerThreads
-from ipc_protocol import ErrorCode, ErrorInfo, Message, printable
+from ipc_protocol import LOG_TEXT_LIMIT, ErrorCode, ErrorInfo, Message, clipped
 from ipc_protocol.attachments import with_bytes
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
@@ -75,7 +75,7 @@ class HandlerCall:
             if conn.owner.stats.timing is not None:  # metrics on (request_metrics)
                 conn.owner.stats.timing.answered(conn.app_id, self.request.channel_id, reply.error.code if reply.error else "ok", self.received)
         elif reply.error is not None:
-            log.warning("notification handler for %r failed: %s", self.request.channel_id, printable(reply.error.message))
+            log.warning("notification handler for '%s' failed: %s", clipped(self.request.channel_id), clipped(reply.error.message, LOG_TEXT_LIMIT))
         self.answered = True
 
 
@@ -264,7 +264,7 @@ class HandlerCalls:
         notification's failure logged (§6.3)."""
         if request.message_type is not _REQUEST:
             if failure is not None:
-                log.warning("notification handler for %r failed: %s", request.channel_id, printable(self._failure(request, failure).error.message))  # type: ignore[union-attr]
+                log.warning("notification handler for '%s' failed: %s", clipped(request.channel_id), clipped(self._failure(request, failure).error.message, LOG_TEXT_LIMIT))  # type: ignore[union-attr]
             return
         if not conn.is_open:  # nobody will read it
             self._late(request, failure)
@@ -303,7 +303,7 @@ class HandlerCalls:
     def _count_failure(self, msg: Message, error: ErrorInfo) -> None:
         self._stats.count_error(error.code)
         if error.code == ErrorCode.HANDLER_ERROR:
-            log.info("handler for %r raised %s: %s", msg.channel_id, printable(error.remote_type), printable(error.message))
+            log.info("handler for '%s' raised %s: %s", clipped(msg.channel_id), clipped(error.remote_type), clipped(error.message, LOG_TEXT_LIMIT))
 
     def _expired(self, call: HandlerCall) -> None:
         """The request's deadline passed (§6.5): answer ``timeout`` now, cancel

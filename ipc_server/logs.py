@@ -6,9 +6,10 @@ object per line, for a log shipper: ``ts``, ``level``, ``logger``, ``msg``,
 then the fields that apply).
 
 Peers choose app ids, connection ids, channels and error texts: in a
-message they are ``printable()`` (a newline would forge a second line, an
-escape sequence reach the terminal), raw in the fields of ``extra=``,
-which the JSON format encodes.
+message they are ``clipped()`` (printable: a newline would forge a second
+line, an escape sequence reach the terminal; and cut at 128 characters, 512
+for a text, so a long one cannot make a megabyte line), raw but cut as
+well in the fields of ``extra=``, which the JSON format encodes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from ipc_protocol.printable import printable
+from ipc_protocol.printable import LOG_TEXT_LIMIT, LOG_VALUE_LIMIT, clipped, printable
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_opened", "log_closed", "peer_text", "LOG_FORMATS", "FIELDS"]
 
@@ -39,6 +40,14 @@ def peer_text(peer: Any) -> str:
     return "-" if peer is None or peer == "" else str(peer)
 
 
+def _capped(value: Any, limit: int) -> Any:
+    """A peer's string cut to ``limit`` characters and marked with its own
+    length, as the message's values are (``clipped``); JSON escapes it."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}\u2026({len(value)} chars)"
+    return value
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line. ``ts`` is UTC, ISO 8601 with
     milliseconds; a record's exception goes in ``exc``."""
@@ -53,7 +62,7 @@ class JsonFormatter(logging.Formatter):
         for name in FIELDS:
             value = record.__dict__.get(name)
             if value is not None:
-                out[name] = value
+                out[name] = _capped(value, LOG_TEXT_LIMIT if name == "reason" else LOG_VALUE_LIMIT)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -102,7 +111,7 @@ def log_opened(conn: Any, user: str | None = None) -> None:
     peer = peer_text(conn.peer)
     protocol = 1 if conn.legacy else 2
     extra = {"app": conn.app_id, "peer": peer, "connection_id": conn.connection_id, "protocol": protocol, "client": conn.client_name or None, "user": user}
-    log.info("connection %s opened: app %s, peer %s, protocol %d", printable(conn.connection_id), printable(conn.app_id), peer, protocol, extra=extra)
+    log.info("connection %s opened: app %s, peer %s, protocol %d", clipped(conn.connection_id), clipped(conn.app_id), peer, protocol, extra=extra)
 
 
 def log_closed(conn: Any, reason: str, *, quiet: bool = False) -> None:
@@ -111,6 +120,6 @@ def log_closed(conn: Any, reason: str, *, quiet: bool = False) -> None:
     peer = peer_text(conn.peer)
     extra = {"app": conn.app_id or None, "peer": peer, "connection_id": conn.connection_id or None, "reason": reason, "user": getattr(conn, "user", None)}
     if conn.opened:
-        log.info("connection %s closed: app %s, peer %s: %s", printable(conn.connection_id), printable(conn.app_id), peer, printable(reason), extra=extra)
+        log.info("connection %s closed: app %s, peer %s: %s", clipped(conn.connection_id), clipped(conn.app_id), peer, clipped(reason, LOG_TEXT_LIMIT), extra=extra)
     else:
-        log.log(logging.DEBUG if quiet else logging.INFO, "socket from %s closed before its handshake completed: %s", peer, printable(reason), extra=extra)
+        log.log(logging.DEBUG if quiet else logging.INFO, "socket from %s closed before its handshake completed: %s", peer, clipped(reason, LOG_TEXT_LIMIT), extra=extra)

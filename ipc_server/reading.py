@@ -38,7 +38,7 @@ from operator import length_hint
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, Message, printable
+from ipc_protocol import ErrorCode, Message, clipped
 
 if TYPE_CHECKING:
     import asyncio
@@ -151,7 +151,7 @@ class Reading:
                         try:
                             dispatch(self, item, body)  # type: ignore[arg-type]  # a ServerConnection
                         except Exception:  # a bug or an unencodable relay: never crash the loop
-                            log.exception("dispatching %s %s from %s failed", item.message_type.value, printable(item.message_id), printable(self.connection_id))
+                            log.exception("dispatching %s %s from %s failed", item.message_type.value, clipped(item.message_id), clipped(self.connection_id))
                             self.fail(ErrorCode.BAD_MESSAGE, "the server could not process this message", reply_to=item.message_id)
                             return
                 else:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, Message, is_servable, validate_pattern, printable
+from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, Message, clipped, is_servable, validate_pattern
 from ipc_protocol.contracts import bind
 from ipc_protocol.idempotency import IDEMPOTENCY_HEADER
 from ipc_protocol.server_protocol import ConnectRequested
@@ -289,7 +289,7 @@ class IPCServer:
         if self._shutdown.draining:
             self._shutdown.check_drained()
         self._shutdown.connection_gone(len(self._admission.connections))
-        log.debug("connection %s closed", printable(conn.connection_id) or peer_text(conn.peer))
+        log.debug("connection %s closed", clipped(conn.connection_id) or peer_text(conn.peer))
 
     def _held(self) -> dict[str, int]:
         return {"forwarded": len(self._forwarding), "handler": len(self._calls)}

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ipc_protocol import ErrorCode, IPCError, Message, MessageType, encode_message, printable
+from ipc_protocol import LOG_TEXT_LIMIT, ErrorCode, IPCError, Message, MessageType, clipped, encode_message
 from ipc_protocol.envelope import encode_message_parts
 from ipc_protocol.framing import encode_frame, frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
@@ -185,7 +185,7 @@ class Streams(LocalProducers):
     def fail(self, key: _Key, fwd: Forwarded, code: ErrorCode, text: str) -> None:
         """End a relayed request with an error of the server's; cancel its producer."""
         self._stats.count_error(code)
-        log.info("stream %s on %r failed: %s: %s", printable(fwd.request.message_id), fwd.request.channel_id, code, printable(text))
+        log.info("stream %s on '%s' failed: %s: %s", clipped(fwd.request.message_id), clipped(fwd.request.channel_id), code, clipped(text, LOG_TEXT_LIMIT))
         self._forwarding.finish(key, error_response(fwd.request, code, text))
         self._forwarding.retire(key)
         self.cancel_responder(fwd.responder, key[1], fwd.request, code)

@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import Message, MessageType, printable
+from ipc_protocol import Message, MessageType, clipped
 from ipc_protocol.messages import response_to
 
 from ..connection import ServerConnection
@@ -162,7 +162,7 @@ class Discovery:
                 try:
                     await asyncio.wait_for(gather.done.wait(), GATHER_WAIT_S)
                 except (asyncio.TimeoutError, TimeoutError):
-                    log.info("cluster: %s: no answer from %s", action, ", ".join(printable(n) for n in sorted(gather.expected - gather.answers.keys())))
+                    log.info("cluster: %s: no answer from %s", action, ", ".join(clipped(n) for n in sorted(gather.expected - gather.answers.keys())))
         finally:
             del self._gathers[token]
 

@@ -45,7 +45,7 @@ from time import monotonic
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import ErrorCode, Message, MessageType, decode_relayed, encode_message
+from ipc_protocol import ErrorCode, Message, MessageType, clipped, decode_relayed, encode_message
 from ipc_protocol.attachments import Frame
 from ipc_protocol.idempotency import is_keyed
 from ipc_protocol.messages import error_response
@@ -283,7 +283,7 @@ class Incoming:
                 continue
             for requester in [r for r in held.values() if r.read_at < limit]:
                 stream = requester.request.window is not None
-                log.info("cluster: the node of a requester of %r went silent; its %s is dropped", requester.request.channel_id, "stream" if stream else "request")
+                log.info("cluster: the node of a requester of '%s' went silent; its %s is dropped", clipped(requester.request.channel_id), "stream" if stream else "request")
                 if stream:
                     self.streams_dropped += 1
                 else:

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 from nats.errors import Error as NatsError
 
-from ipc_protocol.printable import printable
+from ipc_protocol.printable import clipped
 
 from ..sublist import Sublist
 from .link import Link, Msg, Subscription
@@ -238,7 +238,7 @@ class Interest:
                         if not len(index):
                             del self._index[app_id]
         except Exception as exc:  # noqa: BLE001 - a closed connection: nats-py resubscribes what it holds, link_up what it does not
-            log.warning("cluster: cannot %s %s on NATS: %s", "subscribe to" if wanted else "unsubscribe from", printable(pattern), exc)
+            log.warning("cluster: cannot %s %s on NATS: %s", "subscribe to" if wanted else "unsubscribe from", clipped(pattern), exc)
 
     def first_copy(self, app_id: str, channel: str, sid: int) -> bool:
         """Whether this copy of a publish is the one to deliver (module docstring)."""

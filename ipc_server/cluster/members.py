@@ -28,7 +28,7 @@ import logging
 from collections import Counter
 from collections.abc import Container
 
-from ipc_protocol.printable import printable
+from ipc_protocol.printable import clipped
 
 from .link import Link, Msg
 from .subjects import Subjects, escape_token
@@ -110,14 +110,14 @@ class Members:
             return
         if name == self.name and not self._twin:
             self._twin = True
-            log.error("cluster: another node is named %r: give each node its own node_name", name)
+            log.error("cluster: another node is named '%s': give each node its own node_name", clipped(name))
         if leaving:
             if member not in self._leaving:
                 self._leaving.add(member)
-                log.info("cluster: node %s is leaving (%s)", printable(name), printable(member))
+                log.info("cluster: node %s is leaving (%s)", clipped(name), clipped(member))
         elif member not in self._seen or member in self._leaving:
             self._leaving.discard(member)  # back (a node from before that beats again after its goodbye)
-            log.info("cluster: node %s joined (%s)", printable(name), printable(member))
+            log.info("cluster: node %s joined (%s)", clipped(name), clipped(member))
             self.beat()  # the newcomer learns of this node at once
         self._seen[member] = (name, self.loop.time())
 
@@ -128,9 +128,9 @@ class Members:
             name, _ = self._seen.pop(member)
             if member in self._leaving:
                 self._leaving.discard(member)
-                log.info("cluster: node %s left (%s)", printable(name), printable(member))
+                log.info("cluster: node %s left (%s)", clipped(name), clipped(member))
             else:
-                log.info("cluster: node %s went silent (%s)", printable(name), printable(member))
+                log.info("cluster: node %s went silent (%s)", clipped(name), clipped(member))
         return {member: name for member, (name, _) in self._seen.items()}
 
     def live(self) -> dict[str, str]:

@@ -49,7 +49,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, Message, MessageType, decode_message, encode_message, printable
+from ipc_protocol import ErrorCode, Message, MessageType, clipped, decode_message, encode_message
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.messages import error_response
@@ -227,7 +227,7 @@ class Outgoing:
             elif conn.send_frame(frame_parts(data)):  # a binary answer: as is, or tagged for a peer without binary (§16.5)
                 conn.traffic.sent[MessageType.RESPONSE] += 1
         except Exception:  # noqa: BLE001 - an answer that cannot be relayed is the serving node's fault
-            log.exception("cluster: cannot relay an answer to %s", printable(getattr(conn, "connection_id", conn)))
+            log.exception("cluster: cannot relay an answer to %s", clipped(getattr(conn, "connection_id", conn)))
             conn.send(error_response(pending.request, ErrorCode.HANDLER_ERROR, "the answer from another node cannot be relayed"))
         timing = self._stats.timing
         if timing is not None:

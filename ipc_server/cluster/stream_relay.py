@@ -42,7 +42,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, Message, MessageType, decode_relayed, encode_message, printable
+from ipc_protocol import LOG_TEXT_LIMIT, ErrorCode, Message, MessageType, clipped, decode_relayed, encode_message
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.streams import Credit, credit
 
@@ -159,7 +159,7 @@ class StreamRelay:
 
     def _fail(self, pending: _Pending, code: ErrorCode, text: str) -> None:
         """End a stream with an error of this node's; its producer is cancelled."""
-        log.info("stream %s on %r failed: %s: %s", printable(pending.request.message_id), pending.request.channel_id, code, printable(text))
+        log.info("stream %s on '%s' failed: %s: %s", clipped(pending.request.message_id), clipped(pending.request.channel_id), code, clipped(text, LOG_TEXT_LIMIT))
         self._outgoing.fail(pending, code, text)
         self._outgoing.cancel_remote(pending.token, code)
 

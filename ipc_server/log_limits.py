@@ -1,0 +1,109 @@
+"""A cap on the log lines one connection can make the server write
+(docs/operations.md §4): the refusals a peer causes frame by frame (a
+notification nobody serves, a forbidden publish) were each one line, so one
+connection wrote 30,000 lines (7 MB) a second.
+
+Per connection and reason, the first ``BURST`` lines are written as they
+were; the ones after are counted, and every ``WINDOW_S`` seconds one line
+says how many were suppressed. A window without any brings the burst back;
+the connection's close writes what is left. Accepted frames never get here;
+a refused one costs a dict lookup. The ``stats`` error counters are counted
+by the callers, each refusal, whatever is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from ipc_protocol import clipped
+
+__all__ = ["BURST", "WINDOW_S", "LogLimits", "allow_line", "flush_lines"]
+
+BURST = 5
+WINDOW_S = 10.0
+
+
+class _Key:
+    """One (connection, reason): lines written, lines suppressed since ``since``."""
+
+    __slots__ = ("logger", "written", "suppressed", "since", "timer")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.written = 1
+        self.suppressed = 0
+        self.since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class LogLimits:
+    """The limits of one connection's lines, created at its first refusal."""
+
+    __slots__ = ("conn", "keys", "burst", "window_s")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.keys: dict[str, _Key] = {}
+        self.burst = BURST  # read here, so a test can shorten them
+        self.window_s = WINDOW_S
+
+    def allow(self, reason: str, logger: logging.Logger) -> bool:
+        """Whether to write this ``reason``'s line now; if not, it is counted."""
+        key = self.keys.get(reason)
+        if key is None:
+            self.keys[reason] = _Key(logger)
+            return True
+        if key.written < self.burst:
+            key.written += 1
+            return True
+        if key.suppressed == 0 and key.timer is None:
+            key.since = time.monotonic()
+            key.timer = asyncio.get_running_loop().call_later(self.window_s, self._window_ended, reason)
+        key.suppressed += 1
+        return False
+
+    def _window_ended(self, reason: str) -> None:
+        key = self.keys[reason]
+        if key.suppressed == 0:  # a quiet window: the next line is written again
+            del self.keys[reason]
+            return
+        self._summary(reason, key)
+        key.since = time.monotonic()
+        key.timer = asyncio.get_running_loop().call_later(self.window_s, self._window_ended, reason)
+
+    def _summary(self, reason: str, key: _Key) -> None:
+        conn = self.conn
+        elapsed = time.monotonic() - key.since
+        seconds = f"{elapsed:.0f}" if elapsed >= 1 else f"{elapsed:.1f}"
+        extra = {"app": conn.app_id or None, "connection_id": conn.connection_id or None}
+        key.logger.info("%d more '%s' lines from %s suppressed in the last %s s", key.suppressed, reason, clipped(conn.connection_id or "-"), seconds, extra=extra)
+        key.suppressed = 0
+
+    def flush(self) -> None:
+        """The connection closed: say what was suppressed, stop the timers."""
+        for reason, key in self.keys.items():
+            if key.timer is not None:
+                key.timer.cancel()
+                key.timer = None
+            if key.suppressed:
+                self._summary(reason, key)
+        self.keys.clear()
+
+
+def allow_line(conn: Any, reason: str, logger: logging.Logger) -> bool:
+    """Whether ``conn``'s line for ``reason`` is written now (module doc)."""
+    limits: LogLimits | None = conn.log_limits
+    if limits is None:
+        limits = conn.log_limits = LogLimits(conn)
+    return limits.allow(reason, logger)
+
+
+def flush_lines(conn: Any) -> None:
+    """At ``conn``'s close, before its close line."""
+    limits: LogLimits | None = conn.log_limits
+    if limits is not None:
+        conn.log_limits = None
+        limits.flush()

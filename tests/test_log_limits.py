@@ -1,0 +1,112 @@
+"""The lines a peer's refused frames make are limited per connection and
+reason, and a peer's values in a line are cut (docs/operations.md §4): one
+connection wrote a line per refused frame, 30,000 a second, and a
+1,000,000-character message id made a 6 MB line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from ipc_protocol import clipped
+from ipc_server import IPCServer, log_limits
+from ipc_server.logs import JsonFormatter
+from ipc_server.users import hash_token
+
+from .conftest import RawPeer, frame, until
+
+N = 200
+
+
+def _lines(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def _errors(server: IPCServer) -> int:
+    return sum(server.stats.snapshot()["errors"].values())
+
+
+async def _refused_notifications(server: IPCServer, peer: RawPeer, n: int, message_id: str = "n") -> None:
+    """``n`` notifications of an unknown system action: refused, unanswered; counted once read."""
+    before = _errors(server)
+    for i in range(n):
+        peer.send(frame("notification", "system", {"action": "nope"}, app_id="shop", message_id=f"{message_id}{i}"))
+    await until(lambda: _errors(server) - before == n)  # the counters stay exact
+
+
+async def test_refused_notifications_log_a_few_lines_then_a_count_at_the_close(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as server:
+        peer = await RawPeer.open(server.port)
+        await peer.handshake("shop")
+        await _refused_notifications(server, peer, N)
+        dropped = _lines(caplog, " from raw dropped: ")
+        assert len(dropped) == log_limits.BURST, len(dropped)
+        await peer.close()
+        await until(lambda: bool(_lines(caplog, "suppressed")))
+    summary = _lines(caplog, "suppressed")
+    assert len(summary) == 1 and summary[0].startswith(f"{N - log_limits.BURST} more 'notification dropped: no_responders' lines from raw suppressed in the last "), summary
+
+
+async def test_a_count_every_window_while_the_flood_goes_on(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log_limits, "WINDOW_S", 0.2)
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as server:
+        peer = await RawPeer.open(server.port)
+        await peer.handshake("shop")
+        await _refused_notifications(server, peer, 50)
+        await until(lambda: bool(_lines(caplog, "suppressed")))  # the connection is still open
+        assert _lines(caplog, "suppressed")[0].startswith("45 more 'notification dropped: no_responders' lines from raw suppressed")
+        await until(lambda: not server.connections or all(c.log_limits is None or not c.log_limits.keys for c in server.connections))
+        await _refused_notifications(server, peer, 2)  # after a quiet window: written again
+        assert len(_lines(caplog, " from raw dropped: ")) == log_limits.BURST + 2
+        await peer.close()
+    assert len(_lines(caplog, "suppressed")) == 1
+
+
+async def test_forbidden_operations_are_limited_too(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.bob]\ntoken_hash = "{hash_token("s3cret", log_n=4)}"\napps = ["shop"]\npublish = ["shop.*"]\n')
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0, users_file=str(users)) as server:
+        peer = await RawPeer.open(server.port)
+        peer.send(frame("request", "system", {"action": "connect", "connection_id": "raw", "protocol": 2, "user": "bob", "token": "s3cret"}, app_id="shop", message_id="hello"))
+        assert (await peer.recv()).payload["status"] == "connected"
+        for i in range(N):
+            peer.send(frame("publish", "admin.x", {"i": i}, app_id="shop", message_id=f"p{i}"))
+        await until(lambda: server.stats.snapshot()["errors"].get("forbidden", 0) == N)
+        assert len(_lines(caplog, "may not publish")) == log_limits.BURST
+        await peer.close()
+        await until(lambda: bool(_lines(caplog, "suppressed")))
+    assert _lines(caplog, "suppressed")[0].startswith(f"{N - log_limits.BURST} more 'forbidden publish' lines from raw suppressed")
+
+
+async def test_a_long_message_id_is_cut_in_its_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as server:
+        peer = await RawPeer.open(server.port)
+        await peer.handshake("shop")
+        await _refused_notifications(server, peer, 1, message_id="\u202e" * 100_000)
+        await peer.close()
+    (line,) = _lines(caplog, " from raw dropped: ")
+    assert len(line) < 1000 and "\\u202e" * 20 in line and line.count("\\u202e") == 21 and "\\u202e\u2026(100001 chars) on 'system'" in line, line[:300]
+
+
+def test_clipped_cuts_after_escaping_and_says_how_long_it_was() -> None:
+    assert clipped("shop") == "shop"
+    assert clipped("a\nb") == "a\\nb"
+    assert clipped("x" * 128) == "x" * 128
+    assert clipped("x" * 129) == "x" * 128 + "\u2026(129 chars)"
+    assert clipped("\x01" * 40) == ("\\x01" * 32) + "\u2026(40 chars)"  # 160 characters once escaped
+    assert clipped("ab" + "\u202e" * 40) == "ab" + "\\u202e" * 21 + "\u2026(42 chars)"  # never half an escape
+
+
+def test_json_fields_of_a_peer_are_cut_too() -> None:
+    record = logging.LogRecord("ipc_server.connection", logging.INFO, __file__, 1, "opened", None, None)
+    record.__dict__.update(app="a" * 1000, connection_id="c", reason="r" * 5000)
+    out = json.loads(JsonFormatter().format(record))
+    assert out["app"] == "a" * 128 + "\u2026(1000 chars)" and out["connection_id"] == "c"
+    assert out["reason"] == "r" * 512 + "\u2026(5000 chars)"
