@@ -22,6 +22,8 @@ from typing import Any, TextIO
 
 from ipc_protocol.printable import LOG_TEXT_LIMIT, LOG_VALUE_LIMIT, clipped, printable
 
+from .log_sink import QueuedSink
+
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "log_opened", "log_closed", "peer_text", "LOG_FORMATS", "FIELDS"]
 
 LOG_FORMATS = ("text", "json")
@@ -92,15 +94,19 @@ class TextFormatter(logging.Formatter):
         return "\n".join(lines)
 
 
-def configure_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> logging.Handler:
-    """The root logger's one handler, in ``log_format``; returns it."""
+def configure_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> QueuedSink:
+    """The root logger's one handler, in ``log_format``, writing to
+    ``stream`` from its own thread; returns it."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    target = logging.StreamHandler(stream or sys.stderr)
+    target.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler = QueuedSink(target)  # the loop never waits for the sink (log_sink)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        if isinstance(old, QueuedSink):
+            old.stop()
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler

@@ -97,7 +97,8 @@ def test_configure_logging_replaces_the_root_handler() -> None:
     saved = root.handlers[:], root.level
     try:
         handler = configure_logging("warning", "json", stream=sys.stderr)
-        assert root.handlers == [handler] and root.level == logging.WARNING and isinstance(handler.formatter, JsonFormatter)
+        assert root.handlers == [handler] and root.level == logging.WARNING and isinstance(handler.target.formatter, JsonFormatter)
+        handler.stop()
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
