@@ -42,6 +42,13 @@ def peer_text(peer: Any) -> str:
     return "-" if peer is None or peer == "" else str(peer)
 
 
+# What json.dumps(ensure_ascii=False) writes raw and a reader may take for a
+# line break or a terminal control: C1 controls (U+0085 NEL, U+009B CSI),
+# U+2028/U+2029, the bidi controls. Escaped, the line stays valid JSON and
+# each value decodes unchanged.
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in [*range(0x80, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F), 0x2028, 0x2029, *range(0x2066, 0x206A)]}
+
+
 def _capped(value: Any, limit: int) -> Any:
     """A peer's string cut to ``limit`` characters and marked with its own
     length, as the message's values are (``clipped``); JSON escapes it."""
@@ -71,7 +78,7 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = record.exc_text
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return json.dumps(out, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
 
 
 class TextFormatter(logging.Formatter):

@@ -227,3 +227,15 @@ async def test_an_embedded_servers_and_the_clients_messages_escape_a_peers_text(
     ours = [r for r in caplog.records if r.__dict__.get("connection_id") == FORGED_ID]
     assert len(ours) == 2 and all(r.__dict__["app"] == FORGED_APP and printable(FORGED_APP) in r.getMessage() for r in ours)
     assert any(r.getMessage().startswith(f"deliver {printable(channel)} trace=") for r in caplog.records if r.name == "ipc_client.tracing")
+
+
+def test_json_lines_escape_c1_line_separators_and_bidi_controls() -> None:
+    """ensure_ascii=False wrote them raw in a peer's fields: a splitter on
+    Unicode line boundaries cut a line in three, a terminal took U+009B as
+    CSI. Escaped now, and decoded unchanged."""
+    evil = "shop\u009b2J\u0085\u2028\u2029\u202e\u200f\u2066x"
+    record = logging.LogRecord("ipc_server.connection", logging.INFO, __file__, 1, "opened", None, None)
+    record.__dict__.update(app=evil)
+    line = JsonFormatter().format(record)
+    assert line.isascii() and len(line.splitlines()) == 1
+    assert json.loads(line)["app"] == evil
