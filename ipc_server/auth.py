@@ -161,10 +161,12 @@ class Auth:
             log.debug("connection %s is user %s", clipped(conn.connection_id), clipped(user.name))
 
     def _refuse(self, conn: ServerConnection, text: str, why: str, name: str | None) -> None:
-        """Answer ``text``; the log says ``why`` too (the operator's, never the client's)."""
+        """Answer ``text``; the close line says the user and ``why`` too (the
+        operator's, never the client's): one event, one line."""
         if conn.state is not _HANDSHAKE:
             return
-        log.info("refusing %s (user %s): %s%s", peer_text(conn.peer), clipped(name or "-"), clipped(text, LOG_TEXT_LIMIT), f" ({why})" if why else "")
+        conn.user = name
+        conn._closed_because(f"{ErrorCode.UNAUTHORIZED}: {text} (user {name or '-'}{f': {why}' if why else ''})")
         conn.refuse_connect(ErrorCode.UNAUTHORIZED, text)
 
     def closed(self, conn: ServerConnection) -> None:

@@ -14,14 +14,12 @@ that the pump stays readable; it uses the connection's own fields.
 
 from __future__ import annotations
 
-import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import ErrorCode, Message, clipped, decode_message
+from ipc_protocol import ErrorCode, Message, decode_message
 from ipc_protocol.protocol import ProtocolState
 
-from .logs import peer_text
 from .outbound import Backlog
 from .reading import TURN_BUDGET_S
 from .time_left import time_left_ms, with_time_left
@@ -37,8 +35,6 @@ if TYPE_CHECKING:
     from .stats import ServerStats
 
 __all__ = ["FlowControl"]
-
-log = logging.getLogger("ipc_server.connection")
 
 
 class FlowControl:
@@ -198,7 +194,7 @@ class FlowControl:
                 self.transport.write(view)
             backlog.unwindow(self.transport)
         self._stats.slow_consumer(self.app_id, self.connection_id, limit, buffered)
-        log.warning("slow consumer %s (%s): %d bytes outbound, over the %s limit", clipped(self.connection_id), peer_text(self.peer), buffered, limit)
+        # Its close line says it, at WARNING (logs.log_closed): one event, one line.
         self.fail(ErrorCode.SLOW_CONSUMER, f"{buffered} bytes waiting to be read, over the server's {limit} limit: reading too slowly")
 
 

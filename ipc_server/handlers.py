@@ -75,8 +75,14 @@ class HandlerCall:
             if conn.owner.stats.timing is not None:  # metrics on (request_metrics)
                 conn.owner.stats.timing.answered(conn.app_id, self.request.channel_id, reply.error.code if reply.error else "ok", self.received)
         elif reply.error is not None:
-            log.warning("notification handler for '%s' failed: %s", clipped(self.request.channel_id), clipped(reply.error.message, LOG_TEXT_LIMIT))
+            log.warning("notification handler for '%s' failed: %s", clipped(self.request.channel_id), failure_text(reply.error))
         self.answered = True
+
+
+def failure_text(error: ErrorInfo) -> str:
+    """``Type: message`` of a handler's failure, for its one log line."""
+    text = clipped(error.message, LOG_TEXT_LIMIT)
+    return f"{clipped(error.remote_type)}: {text}" if error.remote_type else text
 
 
 class HandlerCalls:
@@ -264,7 +270,7 @@ class HandlerCalls:
         notification's failure logged (§6.3)."""
         if request.message_type is not _REQUEST:
             if failure is not None:
-                log.warning("notification handler for '%s' failed: %s", clipped(request.channel_id), clipped(self._failure(request, failure).error.message, LOG_TEXT_LIMIT))  # type: ignore[union-attr]
+                log.warning("notification handler for '%s' failed: %s", clipped(request.channel_id), failure_text(self._failure(request, failure).error))  # type: ignore[arg-type]
             return
         if not conn.is_open:  # nobody will read it
             self._late(request, failure)
@@ -297,12 +303,13 @@ class HandlerCalls:
 
     def _failure(self, msg: Message, exc: BaseException) -> Message:
         reply = failure_reply(msg, exc, include_stack=self._include_stack)
-        self._count_failure(msg, reply.error)  # type: ignore[arg-type]
+        # A notification's failure is logged once, by its WARNING line (one event, one line).
+        self._count_failure(msg, reply.error, say=msg.message_type is _REQUEST)  # type: ignore[arg-type]
         return reply
 
-    def _count_failure(self, msg: Message, error: ErrorInfo) -> None:
+    def _count_failure(self, msg: Message, error: ErrorInfo, say: bool = True) -> None:
         self._stats.count_error(error.code)
-        if error.code == ErrorCode.HANDLER_ERROR:
+        if say and error.code == ErrorCode.HANDLER_ERROR:
             log.info("handler for '%s' raised %s: %s", clipped(msg.channel_id), clipped(error.remote_type), clipped(error.message, LOG_TEXT_LIMIT))
 
     def _expired(self, call: HandlerCall) -> None:

@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ipc_protocol.codes import ErrorCode
 from ipc_protocol.printable import LOG_TEXT_LIMIT, LOG_VALUE_LIMIT, clipped, printable
 
 from .log_sink import QueuedSink
@@ -32,6 +33,7 @@ FIELDS = ("app", "peer", "connection_id", "reason", "protocol", "client", "user"
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger("ipc_server.connection")
+_CUT = f"{ErrorCode.SLOW_CONSUMER}: "
 
 
 def peer_text(peer: Any) -> str:
@@ -133,6 +135,7 @@ def log_closed(conn: Any, reason: str, *, quiet: bool = False) -> None:
     peer = peer_text(conn.peer)
     extra = {"app": conn.app_id or None, "peer": peer, "connection_id": conn.connection_id or None, "reason": reason, "user": getattr(conn, "user", None)}
     if conn.opened:
-        log.info("connection %s closed: app %s, peer %s: %s", clipped(conn.connection_id), clipped(conn.app_id), peer, clipped(reason, LOG_TEXT_LIMIT), extra=extra)
+        level = logging.WARNING if reason.startswith(_CUT) else logging.INFO  # cut as a slow consumer: the operator's concern
+        log.log(level, "connection %s closed: app %s, peer %s: %s", clipped(conn.connection_id), clipped(conn.app_id), peer, clipped(reason, LOG_TEXT_LIMIT), extra=extra)
     else:
         log.log(logging.DEBUG if quiet else logging.INFO, "socket from %s closed before its handshake completed: %s", peer, clipped(reason, LOG_TEXT_LIMIT), extra=extra)

@@ -186,7 +186,7 @@ async def test_a_notification_handler_run_at_once_that_fails_is_counted_and_logg
         assert await client.request("system", {"action": "ping"}) == {"status": "pong"}  # read after the three
     assert seen == ["ok", "bad", "ok"]
     assert server.stats.errors["handler_error"] == 1
-    assert [r.getMessage() for r in caplog.records if "notification handler" in r.getMessage()] == ["notification handler for 'note' failed: no good"]
+    assert [r.getMessage() for r in caplog.records if "notification handler" in r.getMessage()] == ["notification handler for 'note' failed: ValueError: no good"]  # its one line names the type too
     (conn,) = server._admission.connections
     assert conn.inflight.count == 0 and len(server._calls) == 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 
 import pytest
@@ -16,7 +17,7 @@ from ipc_protocol import FrameDecoder, decode_message
 from ipc_server import IPCServer
 from ipc_server.outbound import HARD, SOFT, Backlog, OutboundLimits
 
-from .conftest import WAIT_S, RawPeer, frame
+from .conftest import WAIT_S, RawPeer, frame, until
 
 MiB = 1024 * 1024
 
@@ -156,7 +157,8 @@ async def _publish_until_cut(server: IPCServer, pub: IPCClient, channel: str, si
     return i
 
 
-async def test_past_the_hard_limit_the_subscriber_is_told_slow_consumer_before_the_close() -> None:
+async def test_past_the_hard_limit_the_subscriber_is_told_slow_consumer_before_the_close(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "ipc_server")
     async with IPCServer("127.0.0.1", 0, max_outbound_buffer_bytes=2 * MiB, outbound_soft_limit_bytes=None) as server:
         sub = await _Subscriber.open(server.port, "firehose")
         async with IPCClient("app", "127.0.0.1", server.port) as pub, IPCClient("app", "127.0.0.1", server.port) as fast:
@@ -179,6 +181,11 @@ async def test_past_the_hard_limit_the_subscriber_is_told_slow_consumer_before_t
                     await asyncio.sleep(0.01)
             assert fast_got == list(range(sent + 1))
         await sub.peer.close()
+        # One event, one line: its close line says why, at WARNING (there was a WARNING, then the close line).
+        await until(lambda: any(" closed: app app" in r.getMessage() and "connection raw" in r.getMessage() for r in caplog.records))
+    about = [r for r in caplog.records if "connection raw" in r.getMessage() or "slow consumer" in r.getMessage()]
+    assert [r.levelno for r in about] == [logging.INFO, logging.WARNING], [r.getMessage() for r in about]
+    assert "opened" in about[0].getMessage() and "slow_consumer: " in about[1].getMessage() and "over the server's hard limit" in about[1].getMessage()
 
 
 async def test_held_over_the_soft_limit_too_long_the_subscriber_is_cut() -> None:

@@ -132,8 +132,11 @@ async def test_a_users_connection_is_logged_with_its_user_opening_and_closing(tm
         for event in ("opened", "closed"):
             assert lines[(app, event)].__dict__["user"] == user, (app, event)
             assert json.loads(JsonFormatter().format(lines[(app, event)]))["user"] == user
-    refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refusing ")]
-    assert refusals and all(m.startswith("refusing 127.0.0.1:") and "(user bob): invalid user or token" in m for m in refusals), refusals
+    # One event, one line: the refusal is the socket's close line, with the user and what was wrong (it was a "refusing" line too).
+    assert not [r for r in caplog.records if r.getMessage().startswith("refusing ")]
+    (refused,) = [r for r in caplog.records if "unauthorized" in r.getMessage()]
+    assert refused.getMessage().startswith("socket from 127.0.0.1:") and refused.getMessage().endswith("closed before its handshake completed: unauthorized: invalid user or token (user bob: wrong token)")
+    assert refused.__dict__["user"] == "bob" and refused.__dict__["reason"] == "unauthorized: invalid user or token (user bob: wrong token)"
 
 
 def test_printable_vectors_shared_with_the_node_client() -> None:
@@ -239,3 +242,21 @@ def test_json_lines_escape_c1_line_separators_and_bidi_controls() -> None:
     line = JsonFormatter().format(record)
     assert line.isascii() and len(line.splitlines()) == 1
     assert json.loads(line)["app"] == evil
+
+
+async def test_a_failing_notification_handler_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """It was two: the handler's INFO "raised" line, then the WARNING."""
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0) as server:
+
+        @server.handler("boom")
+        async def boom(msg):  # type: ignore[no-untyped-def]
+            raise ValueError("no")
+
+        async with IPCClient("shop", "127.0.0.1", server.port, reconnect=False) as client:
+            await client.notify("boom", 1)
+            async with asyncio.timeout(WAIT_S):
+                while not server.stats.snapshot()["errors"].get("handler_error"):
+                    await asyncio.sleep(0.01)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "'boom'" in r.getMessage()]
+    assert lines == [("WARNING", "notification handler for 'boom' failed: ValueError: no")], lines
