@@ -27,6 +27,7 @@ from ipc_protocol.envelope import REQUEST as _REQUEST, RESPONSE as _RESPONSE
 
 from .connection import ServerConnection
 from .eager import start_eagerly
+from .log_limits import allow_line
 from .router import Handler
 from .shutdown import Shutdown
 from .stats import ServerStats
@@ -75,7 +76,8 @@ class HandlerCall:
             if conn.owner.stats.timing is not None:  # metrics on (request_metrics)
                 conn.owner.stats.timing.answered(conn.app_id, self.request.channel_id, reply.error.code if reply.error else "ok", self.received)
         elif reply.error is not None:
-            log.warning("notification handler for '%s' failed: %s", clipped(self.request.channel_id), failure_text(reply.error))
+            if allow_line(self.conn, "notification handler failed", log):  # at most a few lines a connection (log_limits)
+                log.warning("notification handler for '%s' failed: %s", clipped(self.request.channel_id), failure_text(reply.error))
         self.answered = True
 
 
@@ -248,7 +250,7 @@ class HandlerCalls:
         if call.request.message_type is _REQUEST:
             self._reply(call, None, exc)
         else:
-            call.answer(self._failure(call.request, exc))
+            call.answer(self._failure(call.conn, call.request, exc))
 
     def _cancelled(self, call: HandlerCall) -> None:
         """The handler was cancelled, or raised ``CancelledError`` itself:
@@ -260,7 +262,7 @@ class HandlerCalls:
     def _reply(self, call: HandlerCall, result: Any, failure: BaseException | None) -> None:
         """Answer a request with its handler's outcome, once."""
         if call.answered:  # the deadline or a cancel came first
-            self._late(call.request, failure)
+            self._late(call.conn, call.request, failure)
             return
         call.answered = True
         self._answer(call.conn, call.request, call.received, result, failure)
@@ -270,29 +272,31 @@ class HandlerCalls:
         notification's failure logged (§6.3)."""
         if request.message_type is not _REQUEST:
             if failure is not None:
-                log.warning("notification handler for '%s' failed: %s", clipped(request.channel_id), failure_text(self._failure(request, failure).error))  # type: ignore[arg-type]
+                error = self._failure(conn, request, failure).error
+                if allow_line(conn, "notification handler failed", log):  # at most a few lines a connection (log_limits)
+                    log.warning("notification handler for '%s' failed: %s", clipped(request.channel_id), failure_text(error))  # type: ignore[arg-type]
             return
         if not conn.is_open:  # nobody will read it
-            self._late(request, failure)
+            self._late(conn, request, failure)
             return
         body, error = handler_reply(request, result, failure, legacy=conn.legacy, include_stack=self._include_stack)
         if error is not None:
-            self._count_failure(request, error)
+            self._count_failure(conn, request, error)
         if conn.send_frame(frame_parts(body), at_once=conn.inflight.count == 1):
             conn.traffic.sent[_RESPONSE] += 1
         if self._stats.timing is not None:  # metrics on (request_metrics)
             self._stats.timing.answered(conn.app_id, request.channel_id, error.code if error is not None else "ok", received)
 
-    def _late(self, request: Message, failure: BaseException | None) -> None:
+    def _late(self, conn: ServerConnection, request: Message, failure: BaseException | None) -> None:
         """An answer nobody will read: dropped and counted (§15.4)."""
         self._stats.late_answers += 1
         if failure is not None:
-            self._count_failure(request, error_info_from_exception(failure, include_stack=False))
+            self._count_failure(conn, request, error_info_from_exception(failure, include_stack=False))
 
     def fail(self, call: HandlerCall, exc: BaseException) -> None:
         """Answer ``call`` with its handler's failure (a stream's, mid-stream), once."""
         if not call.answered:
-            call.answer(self._failure(call.request, exc))
+            call.answer(self._failure(call.conn, call.request, exc))
 
     def cancel(self, call: HandlerCall) -> None:
         """The requester gave up (a cancel, §15.4): no answer; an async
@@ -301,15 +305,15 @@ class HandlerCalls:
         if call not in self._threads:  # a sync handler finishes in its thread; _reply drops its result
             self.stop(call)
 
-    def _failure(self, msg: Message, exc: BaseException) -> Message:
+    def _failure(self, conn: ServerConnection, msg: Message, exc: BaseException) -> Message:
         reply = failure_reply(msg, exc, include_stack=self._include_stack)
         # A notification's failure is logged once, by its WARNING line (one event, one line).
-        self._count_failure(msg, reply.error, say=msg.message_type is _REQUEST)  # type: ignore[arg-type]
+        self._count_failure(conn, msg, reply.error, say=msg.message_type is _REQUEST)  # type: ignore[arg-type]
         return reply
 
-    def _count_failure(self, msg: Message, error: ErrorInfo, say: bool = True) -> None:
+    def _count_failure(self, conn: ServerConnection, msg: Message, error: ErrorInfo, say: bool = True) -> None:
         self._stats.count_error(error.code)
-        if say and error.code == ErrorCode.HANDLER_ERROR:
+        if say and error.code == ErrorCode.HANDLER_ERROR and allow_line(conn, "handler raised", log):  # a few lines a connection (log_limits)
             log.info("handler for '%s' raised %s: %s", clipped(msg.channel_id), clipped(error.remote_type), clipped(error.message, LOG_TEXT_LIMIT))
 
     def _expired(self, call: HandlerCall) -> None:

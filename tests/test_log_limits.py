@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from ipc_protocol import clipped
+from ipc_client import IPCClient
+from ipc_protocol import IPCError, clipped
 from ipc_server import IPCServer, log_limits
 from ipc_server.logs import JsonFormatter
 from ipc_server.users import hash_token
 
-from .conftest import RawPeer, frame, until
+from .conftest import WAIT_S, RawPeer, frame, until
 
 N = 200
 
@@ -110,3 +111,22 @@ def test_json_fields_of_a_peer_are_cut_too() -> None:
     out = json.loads(JsonFormatter().format(record))
     assert out["app"] == "a" * 128 + "\u2026(1000 chars)" and out["connection_id"] == "c"
     assert out["reason"] == "r" * 512 + "\u2026(5000 chars)"
+
+
+async def test_a_handler_that_raises_on_every_request_is_limited_too(caplog: pytest.LogCaptureFixture) -> None:
+    """An in-process handler a client can make raise: one line a request before."""
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0) as server:
+
+        @server.handler("boom")
+        async def boom(msg):  # type: ignore[no-untyped-def]
+            raise ValueError("no")
+
+        async with IPCClient("shop", "127.0.0.1", server.port, reconnect=False) as client:
+            for i in range(20):
+                with pytest.raises(IPCError):
+                    await client.request("boom", i, timeout=WAIT_S)
+            assert server.stats.snapshot()["errors"]["handler_error"] == 20
+            assert len(_lines(caplog, "handler for 'boom' raised")) == log_limits.BURST
+        await until(lambda: bool(_lines(caplog, "suppressed")))
+    assert _lines(caplog, "suppressed")[0].startswith("15 more 'handler raised' lines from ")
