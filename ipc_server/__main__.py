@@ -10,9 +10,11 @@ before (the package's ``__init__`` imports its names on first use).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .early_signals import EarlySignals
+from .log_sink import finish_logging
 from .program import DEFAULT_PROG, VIEWS, program_name
 
 __all__ = ["main"]
@@ -36,9 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .command import main as serve
 
-        return serve(argv, prog=prog, early=early)
+        code = serve(argv, prog=prog, early=early)
     finally:
         early.restore()
+    if not finish_logging():  # stderr a pipe nobody reads: end anyway (docs/operations.md §4)
+        sys.stdout.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 reads) blocked the loop in its write, and after about 100 lines the server
 answered nobody. A thread writes the queued lines; when the queue is full a
 line is dropped and counted, and once the queue drains one line says how
-many were. The process's exit writes what is queued (``stop``).
+many were. The process's exit writes what is queued (``stop``), waiting
+2 s at most for a sink that does not read (``finish_logging``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging.handlers
 import queue
 import threading
 
-__all__ = ["QUEUE_LINES", "QueuedSink"]
+__all__ = ["QUEUE_LINES", "QueuedSink", "finish_logging"]
 
 QUEUE_LINES = 10_000
 _STOP_WAIT_S = 2.0  # at exit, for a sink that does not read: the process still ends
@@ -74,20 +75,34 @@ class QueuedSink(logging.handlers.QueueHandler):
             record = logging.LogRecord("ipc_server", logging.WARNING, __file__, 0, "%d log lines dropped: the log output did not keep up", (n,), None)
             self.target.handle(record)
 
-    def stop(self) -> None:
-        """Write what is queued, within a bound, then stop the thread."""
+    def stop(self) -> bool:
+        """Write what is queued, within a bound, then stop the thread;
+        False if the sink still does not read (its writer is stuck)."""
         atexit.unregister(self.stop)
         writer = self._writer
         if writer._thread is None:
-            return
+            return True
         try:
             self.queue.put(writer._sentinel, timeout=_STOP_WAIT_S)  # type: ignore[attr-defined]
         except queue.Full:
-            return
+            return False
         writer._thread.join(_STOP_WAIT_S)
-        if not writer._thread.is_alive():
-            writer._thread = None
-            self.report_dropped()
+        if writer._thread.is_alive():
+            return False
+        writer._thread = None
+        self.report_dropped()
+        return True
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         self.target.setFormatter(fmt)
+
+
+def finish_logging() -> bool:
+    """At the command's end: write the root logger's queued lines; False
+    if its sink does not read, when only ``os._exit`` ends the process (a
+    normal exit would flush stderr, and wait for the sink, forever)."""
+    done = True
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, QueuedSink):
+            done = handler.stop() and done
+    return done
