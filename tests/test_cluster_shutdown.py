@@ -126,3 +126,30 @@ async def test_a_close_answers_every_confirmed_caller_while_nats_is_slow(
     await asyncio.wait({before}, timeout=WAIT_S)
     assert before.done(), "confirmed() called before the close never returned"
     assert interest._worker is None and interest._waiting == []
+
+
+async def test_a_close_while_nats_does_not_answer_drains_nothing_and_logs_no_error(
+    nats: NatsServer, nodes: Callable[..., Awaitable[IPCServer]], caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    """NATS stopped: the shutdown's flush has no answer, so the link is
+    closed without nats-py's drain, which waited out 5 s more and then its
+    own 10 s flush, and left a gather whose exception asyncio logged."""
+    a = await nodes("a")
+    link = a.cluster.link
+    drains: list[int] = []
+    real_drain = link.nc.drain
+
+    async def drain() -> None:
+        drains.append(1)
+        await real_drain()
+
+    link.nc.drain = drain
+    caplog.set_level(logging.INFO)
+    assert nats.proc is not None
+    os.kill(nats.proc.pid, signal.SIGSTOP)
+    try:
+        await asyncio.wait_for(a.close(), WAIT_S * 3)  # a hang guard: the flush's 5 s and the close
+    finally:
+        os.kill(nats.proc.pid, signal.SIGCONT)
+    assert drains == [] and link.answering is False
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -56,6 +56,7 @@ from nats.errors import Error as NatsError
 
 from ..config import DEFAULT_CLUSTER_MAX_PENDING_BYTES
 from .delivery import Msg, Resume, deliver_at_once, read_below_mmap
+from .link_close import close_nats
 from .link_watch import WriteWatch
 from .pub_buffer import NO_WIRE, PUB_OVERHEAD, append_pub, can_append, drop_pending, wire_of
 from .tls_required import require_tls
@@ -137,6 +138,7 @@ class Link:
         self._watch = WriteWatch(self, settings.heartbeat_s)
         self._watching: asyncio.Task[None] | None = None
         self._stalled = False  # down because stalled: the reason stays until the link is up again
+        self.answering = True  # False: the last flush had no answer (close() drains nothing then)
         self._waiting: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
@@ -377,7 +379,9 @@ class Link:
             await self.nc.flush(timeout=FLUSH_TIMEOUT_S)
             await self.nc.flush(timeout=FLUSH_TIMEOUT_S)
         except (NatsError, asyncio.TimeoutError):
+            self.answering = False
             return False
+        self.answering = True
         return True
 
     async def close(self) -> None:
@@ -386,15 +390,7 @@ class Link:
         for task in (self._connecting, self._watching):
             if task is not None and not task.done():
                 task.cancel()
-        try:
-            if self.nc.is_connected:
-                await asyncio.wait_for(self.nc.drain(), FLUSH_TIMEOUT_S)
-            elif not self.nc.is_closed:
-                await self.nc.close()
-        except (NatsError, asyncio.TimeoutError, AttributeError, AssertionError):
-            pass
-        except Exception:  # pragma: no cover - closing must never fail the server's close
-            log.exception("cluster: closing the NATS connection failed")
+        await close_nats(self.nc, self._wire, self.answering)
 
     def __repr__(self) -> str:
         return f"<Link {'up ' + self.url if self.up else 'down: ' + self.reason} published={self.published} dropped={self.dropped} refused={self.refused}>"
