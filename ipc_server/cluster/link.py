@@ -370,6 +370,7 @@ class Link:
         """Wait until NATS has processed what was sent (a PING's PONG); False
         when it could not (NATS unreachable, or no answer in time)."""
         if not self.up:
+            self.answering = False
             return False
         try:
             # nats-py writes a PING straight to the socket, ahead of commands
