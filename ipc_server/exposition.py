@@ -8,10 +8,10 @@ end with ``le="+Inf"`` and are followed by ``_sum`` and ``_count``.
 
 Clients choose the names that become label values (an app id of up to 256
 characters, a channel of up to 512, each up to 3 bytes in UTF-8), so a
-value is capped at ``MAX_LABEL_BYTES`` (:func:`label_value`) and the
-samples that then share their labels are summed: every family here counts
-something additive (connections, messages, requests), so the sum is the
-series of the shared name, and the page never repeats a series.
+value is capped at ``MAX_LABEL_BYTES`` (:func:`label_value`). Samples that
+still share their labels (two long names with the same first bytes whose
+hashes collide) are summed: every family here counts something additive
+(connections, messages, requests), so the page never repeats a series.
 """
 
 from __future__ import annotations
@@ -20,32 +20,35 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["Exposition", "CONTENT_TYPE", "MAX_LABEL_BYTES", "label_value"]
+__all__ = ["Exposition", "CONTENT_TYPE", "MAX_LABEL_BYTES", "MAX_WHOLE_LABEL_BYTES", "label_value"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# The longest label value written, in bytes of UTF-8; a longer one keeps
-# its first bytes and ends in "~" and 8 hex digits of its hash.
+# The longest label value written, in bytes of UTF-8. A value of up to
+# MAX_WHOLE_LABEL_BYTES is written whole; a longer one keeps its first
+# bytes (up to as many) and ends in "~" and 8 hex digits of its hash, so a
+# cut value is 125-128 bytes and no value written whole can spell one.
 MAX_LABEL_BYTES = 128
 _DIGEST_BYTES = 4
-_KEPT_BYTES = MAX_LABEL_BYTES - 1 - 2 * _DIGEST_BYTES
+MAX_WHOLE_LABEL_BYTES = MAX_LABEL_BYTES - 1 - 2 * _DIGEST_BYTES  # 119
 
 Labels = Mapping[str, str]
 
 
 def label_value(value: str) -> str:
-    """``value`` if it is at most ``MAX_LABEL_BYTES`` in UTF-8; else its
-    first bytes, cut on a character boundary, ``~`` and 8 hex digits of a
-    BLAKE2b of the whole value: 128 bytes at most, and two long names that
-    share their first 119 bytes are still two series. The hash is the
-    same in every process and release, so a series keeps its name across
-    restarts."""
-    if len(value) <= MAX_LABEL_BYTES // 4:  # no character is over 4 bytes
+    """``value`` if it is at most ``MAX_WHOLE_LABEL_BYTES`` (119) in UTF-8;
+    else its first bytes, up to 119 cut on a character boundary, ``~`` and
+    8 hex digits of a BLAKE2b of the whole value: 125-128 bytes. The two
+    ranges do not meet, so no client can name itself what another's long
+    name is cut to; two long names share a label only if they share their
+    first 119 bytes and their hashes collide. The hash is the same in
+    every process and release, so a series keeps its name across restarts."""
+    if len(value) <= MAX_WHOLE_LABEL_BYTES // 4:  # no character is over 4 bytes
         return value
     raw = value.encode()
-    if len(raw) <= MAX_LABEL_BYTES:
+    if len(raw) <= MAX_WHOLE_LABEL_BYTES:
         return value
     digest = hashlib.blake2b(raw, digest_size=_DIGEST_BYTES).hexdigest()
-    return f"{raw[:_KEPT_BYTES].decode(errors='ignore')}~{digest}"
+    return f"{raw[:MAX_WHOLE_LABEL_BYTES].decode(errors='ignore')}~{digest}"
 
 
 def _escape_label(value: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ipc_protocol import MessageType
-from ipc_server.exposition import MAX_LABEL_BYTES, Exposition, label_value
+from ipc_server.exposition import MAX_LABEL_BYTES, MAX_WHOLE_LABEL_BYTES, Exposition, label_value
 from ipc_server.request_metrics import BUCKETS_S, MAX_SERIES, RequestMetrics
 from ipc_server.stats import MAX_APPS, OTHER, ServerStats
 
@@ -84,22 +84,39 @@ def test_app_counters_stay_bounded() -> None:
 
 
 def test_a_long_label_value_is_cut_on_a_character_boundary_with_a_stable_hash() -> None:
-    assert label_value("a" * MAX_LABEL_BYTES) == "a" * MAX_LABEL_BYTES  # 128 bytes: whole
+    assert label_value("a" * MAX_WHOLE_LABEL_BYTES) == "a" * MAX_WHOLE_LABEL_BYTES  # 119 bytes: whole
     assert label_value("a" * 129) == "a" * 119 + "~55ada03e"  # the same in every process and release
     for char in ("a", "é", "€", "\U0001d11e"):  # 1 to 4 bytes in UTF-8
         cut = label_value(char * 300)
-        assert len(cut.encode()) <= MAX_LABEL_BYTES and cut.rstrip("0123456789abcdef").endswith(char + "~")
+        assert 125 <= len(cut.encode()) <= MAX_LABEL_BYTES and cut.rstrip("0123456789abcdef").endswith(char + "~")
     assert len({label_value("€" * 250 + f"{i:06d}") for i in range(100)}) == 100  # the same first 119 bytes, 100 series
 
 
-def test_samples_whose_capped_labels_meet_are_summed_never_repeated() -> None:
-    """A name of exactly a cut name's 128 bytes shares its series (as an app named ``other`` does)."""
+def test_a_value_written_whole_never_spells_a_cut_one() -> None:
+    """Before, values of up to 128 bytes were written whole and a cut one
+    was at most 128: an app named ``label_value(long)`` shared the long
+    name's series. Now whole is at most 119 bytes, cut is 125-128."""
+    for long in ("victim-" + "a" * 200, "a" * 120, "a" * 128, "€" * 41, "\U0001d11e" * 30):
+        cut = label_value(long)
+        assert len(cut.encode()) >= 125 and label_value(cut) != cut
+    for length in range(1, 300):
+        value = "a" * length
+        assert (label_value(value) == value) == (length <= MAX_WHOLE_LABEL_BYTES)
+
+
+def test_samples_whose_labels_meet_are_summed_never_repeated() -> None:
+    """Two names share a label only when both are long, share their first
+    119 bytes and their hashes collide (1 in 2**32); the page then sums
+    them. Here the second sample's labels are the cut label itself, as a
+    collision would give."""
     long = "x" * 200
     out = Exposition()
-    out.counter("r_total", "requests", [({"channel": long}, 2), ({"channel": label_value(long)}, 3), ({"channel": "a"}, 1)])
-    out.histogram("d_seconds", "durations", (1.0,), [({"channel": long}, [1, 0], 0.5, 1), ({"channel": label_value(long)}, [0, 2], 4.0, 2)])
+    label = label_value(long)
+    out.counter("r_total", "requests", [({"channel": long}, 2), ({"channel": long}, 3), ({"channel": label}, 7), ({"channel": "a"}, 1)])
+    out.histogram("d_seconds", "durations", (1.0,), [({"channel": long}, [1, 0], 0.5, 1), ({"channel": long}, [0, 2], 4.0, 2)])
     families = parse(out.text().decode())
-    assert families["r_total"].value(channel=label_value(long)) == 5 and families["r_total"].value(channel="a") == 1
-    assert families["d_seconds"].value("_count", channel=label_value(long)) == 3
-    assert families["d_seconds"].value("_bucket", channel=label_value(long), le="1.0") == 1
-    assert families["d_seconds"].value("_sum", channel=label_value(long)) == 4.5
+    assert families["r_total"].value(channel=label) == 5 and families["r_total"].value(channel="a") == 1
+    assert families["r_total"].value(channel=label_value(label)) == 7  # a name spelled as the cut label is its own series
+    assert families["d_seconds"].value("_count", channel=label) == 3
+    assert families["d_seconds"].value("_bucket", channel=label, le="1.0") == 1
+    assert families["d_seconds"].value("_sum", channel=label) == 4.5

@@ -14,6 +14,7 @@ import pytest
 from ipc_client import IPCClient
 from ipc_protocol import NoResponders
 from ipc_server import IPCServer, http_endpoint, metrics
+from ipc_server.exposition import label_value
 from ipc_server.http_endpoint import CHUNK_BYTES, MAX_REQUEST_BYTES, SEND_BUFFER_BYTES, HttpEndpoint
 
 from .conftest import WAIT_S
@@ -50,6 +51,21 @@ async def test_long_app_and_channel_names_keep_every_line_short_and_their_series
     for labels, _ in requests:
         assert len(labels["app"].encode()) <= MAX_LABEL_BYTES and len(labels["channel"].encode()) <= MAX_LABEL_BYTES
         assert labels["app"].startswith("€" * 39) and "\ufffd" not in labels["app"] + labels["channel"]
+
+
+async def test_an_app_named_as_a_long_apps_cut_label_keeps_its_own_series(server: IPCServer) -> None:
+    """Before, a value of up to 128 bytes was written whole and a cut one
+    was 128 bytes: an app named what another's long id is cut to had its
+    connections and requests summed into the other's series."""
+    long_app = "victim-" + "a" * 200
+    mimic = label_value(long_app)
+    async with IPCClient(long_app, "127.0.0.1", server.port) as victim, IPCClient(mimic, "127.0.0.1", server.port):
+        for _ in range(3):
+            await victim.request("system", {"action": "ping"}, timeout=WAIT_S)
+        reply = await get(server.metrics.port, "/metrics")  # type: ignore[union-attr, arg-type]
+    connections = parse(reply.text)["ipc_connections"].matching()
+    by_app = {labels["app"]: value for labels, value in connections if "victim" in labels["app"]}
+    assert len(by_app) == 2 and all(value == 1 for value in by_app.values())
 
 
 async def test_concurrent_scrapes_share_one_render(server: IPCServer, monkeypatch: pytest.MonkeyPatch) -> None:
