@@ -180,8 +180,8 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
             if timer is not None:
                 timer.cancel()
         self._flush_handle = None
+        self.owner.connection_closed(self)  # first: its cleanup's lines come before the close line
         self._log_closed(exc)
-        self.owner.connection_closed(self)
 
     # -- writing -----------------------------------------------------------
 

@@ -69,7 +69,7 @@ class ConnectionFigures:
     def _log_closed(self, exc: Exception | None) -> None:
         if self.close_reason is None:
             self.close_reason = "closed by the peer" if exc is None else f"connection lost: {exc}"
-        flush_lines(self)  # what its refusals' lines left unsaid, before the close line
+        flush_lines(self)  # what its refusals' lines left unsaid, before the close line; none after it
         log_closed(self, self.close_reason, quiet=not self.opened and exc is None and self.close_reason == "closed by the peer")
 
     @property

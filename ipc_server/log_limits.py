@@ -6,7 +6,9 @@ connection wrote 30,000 lines (7 MB) a second.
 Per connection and reason, the first ``BURST`` lines are written as they
 were; the ones after are counted, and every ``WINDOW_S`` seconds one line
 says how many were suppressed. A window without any brings the burst back;
-the connection's close writes what is left. Accepted frames never get here;
+the connection's close writes what is left, and its close line is its last:
+a line asked for later (a handler that ends after its requester left) is
+not written. Accepted frames never get here;
 a refused one costs a dict lookup. The ``stats`` error counters are counted
 by the callers, each refusal, whatever is logged.
 """
@@ -42,16 +44,19 @@ class _Key:
 class LogLimits:
     """The limits of one connection's lines, created at its first refusal."""
 
-    __slots__ = ("conn", "keys", "burst", "window_s")
+    __slots__ = ("conn", "keys", "burst", "window_s", "closed")
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, *, closed: bool = False) -> None:
         self.conn = conn
         self.keys: dict[str, _Key] = {}
         self.burst = BURST  # read here, so a test can shorten them
         self.window_s = WINDOW_S
+        self.closed = closed
 
     def allow(self, reason: str, logger: logging.Logger) -> bool:
         """Whether to write this ``reason``'s line now; if not, it is counted."""
+        if self.closed:  # after the close line: nothing more (module doc)
+            return False
         key = self.keys.get(reason)
         if key is None:
             self.keys[reason] = _Key(logger)
@@ -104,9 +109,14 @@ def allow_line(conn: Any, reason: str, logger: logging.Logger) -> bool:
     return limits.allow(reason, logger)
 
 
+# A closed connection's limits: they write nothing and hold no connection.
+_CLOSED = LogLimits(None, closed=True)
+
+
 def flush_lines(conn: Any) -> None:
-    """At ``conn``'s close, before its close line."""
+    """At ``conn``'s close, before its close line: later lines are not
+    written, and no new limits (a timer holding ``conn``) are made."""
     limits: LogLimits | None = conn.log_limits
-    if limits is not None:
-        conn.log_limits = None
+    conn.log_limits = _CLOSED
+    if limits is not None and limits is not _CLOSED:
         limits.flush()

@@ -5,8 +5,10 @@ connection wrote a line per refused frame, 30,000 a second, and a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,69 @@ async def test_a_handler_that_raises_on_every_request_is_limited_too(caplog: pyt
             assert len(_lines(caplog, "handler for 'boom' raised")) == log_limits.BURST
         await until(lambda: bool(_lines(caplog, "suppressed")))
     assert _lines(caplog, "suppressed")[0].startswith("15 more 'handler raised' lines from ")
+
+
+def _after_close(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The lines written after the (one) connection close line."""
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("ipc_server")]
+    closes = [i for i, m in enumerate(messages) if " closed: app shop" in m]
+    assert len(closes) == 1, messages
+    return messages[closes[0] + 1 :]
+
+
+async def test_handlers_cancelled_by_their_requesters_close_log_nothing_after_the_close_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Before, each notification handler the close cancelled logged WARNING
+    "notification handler for 'wait' failed: HandlerCancelled" (and a
+    request's INFO "handler ... raised") after the close line: the
+    requester leaving is no failure."""
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0) as server:
+        started = 0
+        all_started = asyncio.Event()
+
+        @server.handler("wait")
+        async def wait(msg):  # type: ignore[no-untyped-def]
+            nonlocal started
+            started += 1
+            if started == 4:
+                all_started.set()
+            await asyncio.Event().wait()
+
+        async with IPCClient("shop", "127.0.0.1", server.port, reconnect=False) as client:
+            for i in range(3):
+                await client.notify("wait", i)
+            pending = asyncio.ensure_future(client.request("wait", 3, timeout=WAIT_S))
+            await asyncio.wait_for(all_started.wait(), WAIT_S)
+        await asyncio.gather(pending, return_exceptions=True)
+        await until(lambda: server.stats.snapshot()["errors"].get("handler_error", 0) == 4)  # every cancellation has run, counted
+        assert _after_close(caplog) == [], _after_close(caplog)
+    assert not _lines(caplog, "failed") and not _lines(caplog, "raised")
+
+
+async def test_a_handler_failing_after_the_close_makes_no_line_and_no_new_limits(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, sync handlers that raised after their connection closed wrote
+    5 lines after its close line and made it new limits, whose timer wrote
+    a summary a window later and held the closed connection."""
+    monkeypatch.setattr(log_limits, "WINDOW_S", 0.05)
+    caplog.set_level(logging.INFO, "ipc_server")
+    gate = threading.Event()
+    async with IPCServer("127.0.0.1", 0) as server:
+        started = 0
+
+        @server.handler("slow")
+        def slow(msg):  # type: ignore[no-untyped-def]  # in a thread: the close cannot stop it
+            nonlocal started
+            started += 1
+            gate.wait(WAIT_S)
+            raise ValueError("late")
+
+        async with IPCClient("shop", "127.0.0.1", server.port, reconnect=False) as client:
+            (conn,) = server.connections
+            for i in range(12):
+                await client.notify("slow", i)
+            await until(lambda: started == 12)
+        await until(lambda: bool(_lines(caplog, " closed: app shop")))
+        gate.set()
+        await until(lambda: server.stats.snapshot()["errors"].get("handler_error", 0) == 12)  # counted, each
+        assert conn.log_limits is not None and conn.log_limits.closed and not conn.log_limits.keys
+        assert _after_close(caplog) == [], _after_close(caplog)
