@@ -4,7 +4,13 @@ reads) blocked the loop in its write, and after about 100 lines the server
 answered nobody. A thread writes the queued lines; when the queue is full a
 line is dropped and counted, and once the queue drains one line says how
 many were. The process's exit writes what is queued (``stop``), waiting
-2 s at most for a sink that does not read (``finish_logging``).
+2 s at most in all for a sink that does not read (``finish_logging``).
+
+Once stopped, the sink hands each record to its target at once: nothing
+reads the queue any more (lines logged at the interpreter's shutdown). A
+child made by ``os.fork`` has no writer thread (threads do not survive a
+fork) and often ends in ``os._exit`` (multiprocessing), which writes no
+queue: its sinks write directly too.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ import atexit
 import copy
 import logging
 import logging.handlers
+import os
 import queue
 import threading
+import time
+import weakref
 
 __all__ = ["QUEUE_LINES", "QueuedSink", "finish_logging"]
 
@@ -44,10 +53,12 @@ class QueuedSink(logging.handlers.QueueHandler):
         super().__init__(self.lines)
         self.target = target
         self.dropped = 0
-        self._count = threading.Lock()
+        self.stopped = False  # then records go to ``target`` at once
+        self._lock = threading.Lock()  # ``dropped``; ``stopped`` against a record being queued
         self._writer = _Writer(self)
         self._writer.start()
         atexit.register(self.stop)
+        _sinks.add(self)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """The message and traceback as text now (its arguments may change),
@@ -62,39 +73,68 @@ class QueuedSink(logging.handlers.QueueHandler):
         return record
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            with self._count:
-                self.dropped += 1
+        with self._lock:
+            if not self.stopped:
+                try:
+                    self.queue.put_nowait(record)
+                except queue.Full:
+                    self.dropped += 1
+                return
+        self.target.handle(record)
 
     def report_dropped(self) -> None:
-        with self._count:
+        with self._lock:
             n, self.dropped = self.dropped, 0
         if n:
             record = logging.LogRecord("ipc_server", logging.WARNING, __file__, 0, "%d log lines dropped: the log output did not keep up", (n,), None)
             self.target.handle(record)
 
     def stop(self) -> bool:
-        """Write what is queued, within a bound, then stop the thread;
-        False if the sink still does not read (its writer is stuck)."""
+        """Write what is queued within ``_STOP_WAIT_S`` in all, stop the
+        thread, then write later records directly; False if the sink still
+        does not read (its writer is stuck: records keep being queued)."""
         atexit.unregister(self.stop)
         writer = self._writer
-        if writer._thread is None:
+        if self.stopped or writer._thread is None:
             return True
+        deadline = time.monotonic() + _STOP_WAIT_S
         try:
             self.queue.put(writer._sentinel, timeout=_STOP_WAIT_S)  # type: ignore[attr-defined]
         except queue.Full:
             return False
-        writer._thread.join(_STOP_WAIT_S)
+        writer._thread.join(max(0.0, deadline - time.monotonic()))
         if writer._thread.is_alive():
             return False
         writer._thread = None
+        with self._lock:  # records queued behind the sentinel, in order, before any direct one
+            self.stopped = True
+            while not self.queue.empty():
+                self.target.handle(self.queue.get_nowait())
         self.report_dropped()
         return True
 
+    def _forked(self) -> None:
+        """In a child of ``os.fork``: no writer thread; the parent writes
+        what was queued, the child writes its own records directly."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self.queue = self.lines = queue.Queue(1)
+        self.dropped = 0
+        self.stopped = True
+
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         self.target.setFormatter(fmt)
+
+
+_sinks: weakref.WeakSet[QueuedSink] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sink in list(_sinks):
+        sink._forked()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def finish_logging() -> bool:

@@ -10,8 +10,12 @@ import logging
 import subprocess
 import sys
 import threading
+import types
+
+import pytest
 
 from ipc_client import IPCClient
+from ipc_server import log_sink
 from ipc_server.log_sink import QueuedSink
 from ipc_server.logs import TextFormatter
 
@@ -77,3 +81,84 @@ async def test_a_stderr_nobody_reads_does_not_stop_the_server() -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=WAIT_S)
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.lines.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_records_after_stop_are_written_directly() -> None:
+    """Before, a record logged after ``stop()`` (``finish_logging()`` at the
+    command's exit, then the interpreter's shutdown) was queued for a
+    thread that had ended, and never written."""
+    stream = _Lines()
+    target = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    target.setFormatter(TextFormatter())
+    sink = QueuedSink(target)
+    log = logging.getLogger("test.sink.after")
+    log.addHandler(sink)
+    log.propagate = False
+    try:
+        log.warning("before")
+        assert sink.stop()
+        log.warning("after")
+    finally:
+        log.removeHandler(sink)
+    assert [line.split(": ", 1)[1] for line in "".join(stream.lines).splitlines()] == ["before", "after"]
+    assert sink.queue.empty()
+
+
+def test_stop_waits_its_bound_in_all_not_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, ``stop()`` could wait 2 s to queue its sentinel, then 2 s
+    more for the thread: 4 s where the docs say 2. Here the put "takes"
+    1.9 s of an injected clock: the join gets what is left of the 2."""
+    clock = iter([100.0, 101.9])
+    monkeypatch.setattr(log_sink, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    monkeypatch.setattr(log_sink, "_STOP_WAIT_S", 2.0)
+    stream = _Stalled()
+    target = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    sink = QueuedSink(target)
+    log = logging.getLogger("test.sink.bound")
+    log.addHandler(sink)
+    log.propagate = False
+    waits: list[float | None] = []
+    try:
+        log.warning("stuck")
+        assert stream.entered.wait(WAIT_S)  # the writer is stuck in it
+        thread = sink._writer._thread
+        assert thread is not None
+        join = thread.join
+        thread.join = lambda timeout=None: (waits.append(timeout), join(timeout))[1]  # type: ignore[method-assign]
+        assert not sink.stop()  # the sink still does not read
+    finally:
+        log.removeHandler(sink)
+        stream.release.set()
+    assert len(waits) == 1 and waits[0] is not None and waits[0] == pytest.approx(0.1)
+
+
+def test_a_forked_child_writes_its_lines() -> None:
+    """Before, a child made by ``os.fork`` (multiprocessing's default on
+    Linux) after ``configure_logging()`` queued its lines for a writer
+    thread that did not survive the fork: they were never written."""
+    script = (
+        "import logging, multiprocessing\n"
+        "from ipc_server.logs import configure_logging\n"
+        "def child():\n"
+        "    logging.getLogger('app.child').warning('line from the forked child')\n"
+        "if __name__ == '__main__':\n"
+        "    configure_logging('info')\n"
+        "    logging.getLogger('app').warning('line from the parent')\n"
+        "    p = multiprocessing.get_context('fork').Process(target=child)\n"
+        "    p.start(); p.join(30)\n"
+        "    print('exit', p.exitcode)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=WAIT_S * 6)
+    assert done.stdout.strip() == "exit 0", done
+    assert "line from the parent" in done.stderr and "line from the forked child" in done.stderr, done.stderr
