@@ -5,7 +5,8 @@ connection wrote 30,000 lines (7 MB) a second.
 
 Per connection and reason, the first ``BURST`` lines are written as they
 were; the ones after are counted, and every ``WINDOW_S`` seconds one line
-says how many were suppressed. A window without any brings the burst back;
+says how many were suppressed. A window without any (since the latest line
+written, or the latest count) brings the burst back;
 the connection's close writes what is left, and its close line is its last:
 a line asked for later (a handler that ends after its requester left) is
 not written. Accepted frames never get here;
@@ -29,13 +30,15 @@ WINDOW_S = 10.0
 
 
 class _Key:
-    """One (connection, reason): lines written, lines suppressed since ``since``."""
+    """One (connection, reason): lines written, the latest at ``last``;
+    lines suppressed since ``since``."""
 
-    __slots__ = ("logger", "written", "suppressed", "since", "timer")
+    __slots__ = ("logger", "written", "last", "suppressed", "since", "timer")
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, now: float) -> None:
         self.logger = logger
         self.written = 1
+        self.last = now
         self.suppressed = 0
         self.since = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -58,14 +61,20 @@ class LogLimits:
         if self.closed:  # after the close line: nothing more (module doc)
             return False
         key = self.keys.get(reason)
+        now = time.monotonic()
         if key is None:
-            self.keys[reason] = _Key(logger)
+            self.keys[reason] = _Key(logger, now)
             return True
         if key.written < self.burst:
             key.written += 1
+            key.last = now
+            return True
+        if key.suppressed == 0 and key.timer is None and now - key.last >= self.window_s:
+            key.written = 1  # a quiet window since its last line: the burst is back
+            key.last = now
             return True
         if key.suppressed == 0 and key.timer is None:
-            key.since = time.monotonic()
+            key.since = now
             key.timer = asyncio.get_running_loop().call_later(self.window_s, self._window_ended, reason)
         key.suppressed += 1
         return False

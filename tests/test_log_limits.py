@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,24 @@ async def test_a_handler_failing_after_the_close_makes_no_line_and_no_new_limits
         await until(lambda: server.stats.snapshot()["errors"].get("handler_error", 0) == 12)  # counted, each
         assert conn.log_limits is not None and conn.log_limits.closed and not conn.log_limits.keys
         assert _after_close(caplog) == [], _after_close(caplog)
+
+
+async def test_a_quiet_window_after_the_burst_brings_it_back(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the burst came back only after a suppressed line had started
+    a window: 5 refusals, any time of quiet, and the 6th was suppressed.
+    The limiter's clock is injected: 11 s pass between the 5th and 6th."""
+    now = [1000.0]
+    monkeypatch.setattr(log_limits, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as server:
+        peer = await RawPeer.open(server.port)
+        await peer.handshake("shop")
+        await _refused_notifications(server, peer, log_limits.BURST)
+        now[0] += log_limits.WINDOW_S + 1  # then quiet for longer than a window
+        await _refused_notifications(server, peer, log_limits.BURST, message_id="late")
+        assert len(_lines(caplog, " from raw dropped: ")) == 2 * log_limits.BURST
+        await _refused_notifications(server, peer, 1, message_id="spent")  # within the window again
+        assert len(_lines(caplog, " from raw dropped: ")) == 2 * log_limits.BURST
+        await peer.close()
+        await until(lambda: bool(_lines(caplog, "suppressed")))
+    assert _lines(caplog, "suppressed")[0].startswith("1 more 'notification dropped: no_responders' lines from raw")
