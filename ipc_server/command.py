@@ -25,6 +25,7 @@ from .cluster import require_nats
 from .cluster.link_files import check_link_files
 from .early_signals import EarlySignals
 from .http_endpoint import EndpointBindError
+from .log_sink import drain_logging
 from .logs import LOG_FORMATS, configure_logging, peer_text
 from .process import StartRefused, serve_until_signalled
 from .program import DEFAULT_PROG, SUBCOMMANDS, message_name
@@ -226,6 +227,7 @@ def main(argv: list[str], *, prog: str = DEFAULT_PROG, early: EarlySignals | Non
         return supervise(config, argv, name=name, early=early)
 
     def ready(server: Any) -> None:
+        drain_logging()  # the lines logged so far come first on a shared terminal (bounded)
         print(f"ipc_server listening on {peer_text((server.host, server.port))}", flush=True)  # [v6]:port, as the logs
         if server.metrics is not None:  # the second line, with --metrics-port: a URL, so an IPv6 host in brackets
             host = str(server.metrics.endpoint.host)
@@ -235,12 +237,15 @@ def main(argv: list[str], *, prog: str = DEFAULT_PROG, early: EarlySignals | Non
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve_until_signalled(lambda: IPCServer(config=config, users=users), ready=ready, early=early))
     except StartRefused as exc:  # a setting only the server could check
+        drain_logging()  # the lines logged before it first, on the same stderr
         print(f"{name}: invalid configuration: {exc}", file=sys.stderr)
         return 2
     except EndpointBindError as exc:  # the metrics port's, not the main one's
+        drain_logging()
         print(f"{name}: cannot listen on the {exc.strerror}", file=sys.stderr)
         return 1
     except OSError as exc:
+        drain_logging()
         print(f"{name}: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
     return 0

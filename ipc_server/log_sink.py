@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 
-__all__ = ["QUEUE_LINES", "QueuedSink", "finish_logging"]
+__all__ = ["QUEUE_LINES", "QueuedSink", "drain_logging", "finish_logging"]
 
 QUEUE_LINES = 10_000
 _STOP_WAIT_S = 2.0  # at exit, for a sink that does not read: the process still ends
@@ -113,6 +113,23 @@ class QueuedSink(logging.handlers.QueueHandler):
         self.report_dropped()
         return True
 
+    def drain(self, timeout: float = _STOP_WAIT_S) -> bool:
+        """Wait, ``timeout`` at most, until every line queued so far is
+        written: before a message printed on the same stream (the
+        command's "listening on", "cannot listen"), so it comes after
+        them. False if the sink did not keep up in time."""
+        if self.stopped:
+            return True
+        deadline = time.monotonic() + timeout
+        lines = self.lines
+        with lines.all_tasks_done:  # the writer marks each record done once written
+            while lines.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                lines.all_tasks_done.wait(left)
+        return True
+
     def _forked(self) -> None:
         """In a child of ``os.fork``: no writer thread; the parent writes
         what was queued, the child writes its own records directly."""
@@ -135,6 +152,16 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def drain_logging(timeout: float = _STOP_WAIT_S) -> bool:
+    """:meth:`QueuedSink.drain` for the root logger's sinks, ``timeout`` in all."""
+    deadline = time.monotonic() + timeout
+    done = True
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, QueuedSink):
+            done = handler.drain(max(0.0, deadline - time.monotonic())) and done
+    return done
 
 
 def finish_logging() -> bool:

@@ -162,3 +162,43 @@ def test_a_forked_child_writes_its_lines() -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=WAIT_S * 6)
     assert done.stdout.strip() == "exit 0", done
     assert "line from the parent" in done.stderr and "line from the forked child" in done.stderr, done.stderr
+
+
+def test_drain_waits_for_the_queued_lines_within_its_bound() -> None:
+    stream = _Stalled()
+    target = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    target.setFormatter(TextFormatter())
+    sink = QueuedSink(target)
+    log = logging.getLogger("test.sink.drain")
+    log.addHandler(sink)
+    log.propagate = False
+    try:
+        log.warning("queued")
+        assert stream.entered.wait(WAIT_S)  # the writer is stuck in it
+        assert not sink.drain(0.05)  # a sink that does not read: it gives up
+        stream.release.set()
+        assert sink.drain(WAIT_S) and stream.lines and "queued" in stream.lines[-1]
+        assert sink.stop()
+    finally:
+        log.removeHandler(sink)
+
+
+def test_the_commands_error_line_comes_after_the_lines_logged_before_it() -> None:
+    """Before, "cannot listen on ..." was printed at once while log lines
+    logged before it still waited in the queue: on one stderr it came
+    before them (1-3 runs of 10; every run with a sink this slow)."""
+    script = (
+        "import logging, socket, sys, threading\n"
+        "held = socket.socket(); held.bind(('127.0.0.1', 0)); held.listen()\n"
+        "emit = logging.StreamHandler.emit\n"
+        "def slow(self, record):  # a sink slower than the command\n"
+        "    threading.Event().wait(0.3)\n"
+        "    emit(self, record)\n"
+        "logging.StreamHandler.emit = slow\n"
+        "from ipc_server.command import main\n"
+        "sys.exit(main(['--port', str(held.getsockname()[1]), '--log-level', 'debug']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=WAIT_S * 6)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) >= 2, done
+    assert "cannot listen on 127.0.0.1:" in lines[-1], lines
