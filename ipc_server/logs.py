@@ -46,9 +46,9 @@ def peer_text(peer: Any) -> str:
 
 # What json.dumps(ensure_ascii=False) writes raw and a reader may take for a
 # line break or a terminal control: C1 controls (U+0085 NEL, U+009B CSI),
-# U+2028/U+2029, the bidi controls. Escaped, the line stays valid JSON and
-# each value decodes unchanged.
-_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in [*range(0x80, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F), 0x2028, 0x2029, *range(0x2066, 0x206A)]}
+# U+2028/U+2029, the bidi controls (U+061C ARABIC LETTER MARK among them).
+# Escaped, the line stays valid JSON and each value decodes unchanged.
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in [*range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), 0x2028, 0x2029, *range(0x2066, 0x206A)]}
 
 
 def _capped(value: Any, limit: int) -> Any:

@@ -236,7 +236,7 @@ def test_json_lines_escape_c1_line_separators_and_bidi_controls() -> None:
     """ensure_ascii=False wrote them raw in a peer's fields: a splitter on
     Unicode line boundaries cut a line in three, a terminal took U+009B as
     CSI. Escaped now, and decoded unchanged."""
-    evil = "shop\u009b2J\u0085\u2028\u2029\u202e\u200f\u2066x"
+    evil = "shop\u009b2J\u0085\u2028\u2029\u202e\u200f\u2066\u061cx"
     record = logging.LogRecord("ipc_server.connection", logging.INFO, __file__, 1, "opened", None, None)
     record.__dict__.update(app=evil)
     line = JsonFormatter().format(record)
