@@ -108,8 +108,8 @@ class QueuedSink(logging.handlers.QueueHandler):
         writer._thread = None
         with self._lock:  # records queued behind the sentinel, in order, before any direct one
             self.stopped = True
-            while not self.queue.empty():
-                self.target.handle(self.queue.get_nowait())
+            while not self.lines.empty():
+                self.target.handle(self.lines.get_nowait())
         self.report_dropped()
         return True
 
