@@ -5,8 +5,9 @@ connection wrote 30,000 lines (7 MB) a second.
 
 Per connection and reason, the first ``BURST`` lines are written as they
 were; the ones after are counted, and every ``WINDOW_S`` seconds one line
-says how many were suppressed. A window without any (since the latest line
-written, or the latest count) brings the burst back;
+says how many were suppressed. A window without any such refusal (since
+the latest one, written or counted) brings the burst back, after a count
+line too;
 the connection's close writes what is left, and its close line is its last:
 a line asked for later (a handler that ends after its requester left) is
 not written. Accepted frames never get here;
@@ -30,8 +31,8 @@ WINDOW_S = 10.0
 
 
 class _Key:
-    """One (connection, reason): lines written, the latest at ``last``;
-    lines suppressed since ``since``."""
+    """One (connection, reason): lines written, the latest refusal at
+    ``last`` (written or not); lines suppressed since ``since``."""
 
     __slots__ = ("logger", "written", "last", "suppressed", "since", "timer")
 
@@ -65,13 +66,18 @@ class LogLimits:
         if key is None:
             self.keys[reason] = _Key(logger, now)
             return True
+        quiet = now - key.last >= self.window_s
+        key.last = now
         if key.written < self.burst:
             key.written += 1
-            key.last = now
             return True
-        if key.suppressed == 0 and key.timer is None and now - key.last >= self.window_s:
-            key.written = 1  # a quiet window since its last line: the burst is back
-            key.last = now
+        if quiet:  # a window without any such refusal: the burst is back
+            if key.timer is not None:
+                key.timer.cancel()
+                key.timer = None
+            if key.suppressed:
+                self._summary(reason, key)
+            key.written = 1
             return True
         if key.suppressed == 0 and key.timer is None:
             key.since = now

@@ -220,3 +220,26 @@ async def test_a_quiet_window_after_the_burst_brings_it_back(caplog: pytest.LogC
         await peer.close()
         await until(lambda: bool(_lines(caplog, "suppressed")))
     assert _lines(caplog, "suppressed")[0].startswith("1 more 'notification dropped: no_responders' lines from raw")
+
+
+async def test_a_quiet_window_after_a_count_brings_the_burst_back_too(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quiet is counted from the latest refusal, not from the latest count
+    line: 6 refusals (5 lines, 1 counted), then a window of quiet, and the
+    7th is written, the count of the one before it first. Before, the count
+    line's window held it back too (up to 20 s after the refusal before)."""
+    now = [1000.0]
+    monkeypatch.setattr(log_limits, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    caplog.set_level(logging.INFO, "ipc_server")
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as server:
+        peer = await RawPeer.open(server.port)
+        await peer.handshake("shop")
+        await _refused_notifications(server, peer, log_limits.BURST + 1)
+        conn = next(c for c in server.connections if c.app_id == "shop")
+        key = conn.log_limits.keys["notification dropped: no_responders"]
+        assert key.suppressed == 1 and key.timer is not None  # its count is due in a window
+        now[0] += log_limits.WINDOW_S + 1
+        await _refused_notifications(server, peer, 1, message_id="late")
+        assert len(_lines(caplog, " from raw dropped: ")) == log_limits.BURST + 1
+        assert _lines(caplog, "suppressed") == [_lines(caplog, "suppressed")[0]] and _lines(caplog, "suppressed")[0].startswith("1 more ")
+        assert key.suppressed == 0 and key.timer is None
+        await peer.close()
