@@ -80,7 +80,34 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = record.exc_text
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
+        line = json.dumps(out, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
+        if len(line) > _ATOMIC_LINE_BYTES // 4 and len(line.encode()) > _ATOMIC_LINE_BYTES:
+            line = _within_one_write(out, record)
+        return line
+
+
+# A line up to PIPE_BUF (4096 bytes, its newline included) is written to a
+# pipe in one piece: the workers of --workers share one stderr, and a
+# longer line was cut by another worker's (a peer's fields escaped to 6
+# bytes a character made a "closed" line of 4,118 bytes).
+_ATOMIC_LINE_BYTES = 4000
+
+
+def _within_one_write(out: dict[str, Any], record: logging.LogRecord) -> str:
+    """``out`` with its peer-given fields (``record``'s, as given) and
+    message cut, shorter each round, until its line fits
+    ``_ATOMIC_LINE_BYTES`` (a traceback is kept whole: the server's own,
+    worth a line that may be cut)."""
+    line = ""
+    for limit in (64, 32, 16):
+        short = {k: (_capped(v if k == "msg" else record.__dict__[k], limit if k != "msg" else limit * 8) if k in _PEER_GIVEN else v) for k, v in out.items()}
+        line = json.dumps(short, ensure_ascii=False, default=str).translate(_JSON_ESCAPES)
+        if len(line.encode()) <= _ATOMIC_LINE_BYTES:
+            break
+    return line
+
+
+_PEER_GIVEN = frozenset(("msg", *FIELDS))
 
 
 class TextFormatter(logging.Formatter):

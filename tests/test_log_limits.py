@@ -243,3 +243,20 @@ async def test_a_quiet_window_after_a_count_brings_the_burst_back_too(caplog: py
         assert _lines(caplog, "suppressed") == [_lines(caplog, "suppressed")[0]] and _lines(caplog, "suppressed")[0].startswith("1 more ")
         assert key.suppressed == 0 and key.timer is None
         await peer.close()
+
+
+def test_a_json_line_fits_one_atomic_pipe_write() -> None:
+    """The workers of --workers share one stderr: a line over PIPE_BUF
+    (4096 bytes) could be cut by another worker's. Fields of 250 bidi
+    controls, each escaped to 6 bytes, made a close line of 4,118 bytes."""
+    hostile = "\u202e" * 250
+    record = logging.LogRecord("ipc_server.connection", logging.INFO, __file__, 0, "connection %s closed: app %s: %s", (hostile, hostile, hostile), None)
+    for name in ("app", "connection_id", "client", "user", "peer"):
+        setattr(record, name, hostile)
+    record.reason = hostile * 3
+    line = JsonFormatter().format(record)
+    assert len(line.encode()) + 1 <= 4096, len(line.encode())
+    decoded = json.loads(line)
+    assert decoded["app"].startswith("\u202e") and decoded["app"].endswith("(250 chars)")
+    ordinary = logging.LogRecord("ipc_server", logging.INFO, __file__, 0, "short %s", ("x",), None)
+    assert json.loads(JsonFormatter().format(ordinary))["msg"] == "short x"  # a short line as it was
