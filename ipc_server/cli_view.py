@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "VIEWS", "render", "table"]
 
 DEFAULT_APP = "app"
+PAGED = ("channels", "connections")  # the views of a paged action (docs/protocol.md §8)
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -51,7 +52,8 @@ def _parser(view: str, prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="PEM key of --tls-cert")
     p.add_argument("--tls-server-hostname", type=_host, help="the name the server's certificate must carry, if not --host")
     p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, help=f"seconds for connecting and for the answer (default {DEFAULT_TIMEOUT_S:g})")
-    if view == "connections":
+    if view in PAGED:
+        p.add_argument("--offset", type=_count, help="rows to skip: the next page starts where the last one ended (default 0)")
         p.add_argument("--limit", type=_count, help="rows at most (the server's default: 1024)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON instead of tables")
     return p
@@ -144,9 +146,8 @@ def _count(text: str) -> int:
 async def _ask(client: IPCClient, args: argparse.Namespace, view: str) -> Any:
     await client.connect()
     try:
-        if view == "connections" and getattr(args, "limit", None) is not None:
-            return await client.request("system", {"action": "connections", "limit": args.limit}, timeout=args.timeout)
-        return await client.system(view, timeout=args.timeout)
+        page = {name: value for name in ("offset", "limit") if (value := getattr(args, name, None)) is not None}
+        return await client.system(view, timeout=args.timeout, params=page or None)
     finally:
         await client.disconnect()
 
@@ -224,12 +225,24 @@ def render(view: str, answer: Any) -> str:
     if view == "connections":
         return _connections(answer)
     key, column = ("channels", "SUBSCRIBERS") if view == "channels" else ("services", "RESPONDERS")
-    entries = sorted(answer.get(key, {}).items())
+    # A page keeps the server's order (exact channels, then patterns, as they came), so pages follow on.
+    entries = list(answer[key].items()) if "total" in answer else sorted(answer.get(key, {}).items())
     rows = [(name, n if view == "channels" or n else "in-process") for name, n in entries]
     out = table(("CHANNEL", column), rows) if rows else f"(no {key})"
     if "total" in answer:  # a page of a larger table (docs/protocol.md §8)
-        out += f"\n\n{len(rows)} of {answer['total']} {key}"
+        out += "\n\n" + _page_footer(answer, len(rows), key)
     return out
+
+
+def _page_footer(answer: dict[str, Any], shown: int, key: str) -> str:
+    """``N of TOTAL`` and, when rows follow, how to see them."""
+    offset = answer.get("offset", 0) if isinstance(answer.get("offset"), int) else 0
+    total = answer.get("total", shown)
+    first = f"{offset + 1}-{offset + shown}" if offset else str(shown)
+    text = f"{first} of {total} {key}"
+    if isinstance(total, int) and offset + shown < total:
+        text += f" (the next: --offset {offset + shown})"
+    return text
 
 
 def _stats(stats: dict[str, Any]) -> str:
@@ -260,7 +273,7 @@ def _connections(answer: dict[str, Any]) -> str:
         out.append([r["connection_id"], r["app_id"], *([r.get("user")] if with_user else []), r["peer"], f"v{r['protocol']}{'+tls' if r.get('tls') else ''}",
                     _duration(r["uptime_s"]), r["messages_in"], r["messages_out"], r["pending_requests"], r["serving"], r["subscriptions"],
                     _bytes(r["outbound_bytes"])])  # fmt: skip
-    shown = f"{len(rows)} of {answer.get('total', len(rows))} connections"
+    shown = _page_footer(answer, len(rows), "connections")
     pending = answer.get("handshakes_pending", 0)
     footer = shown + (f", {pending} sockets in their handshake" if pending else "")
     return (table(headers, out) + "\n\n" if out else "") + footer

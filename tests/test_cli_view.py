@@ -5,7 +5,9 @@ action, and its refusal to a user without ``monitor`` (docs/operations.md §3)."
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+from typing import Any
 import sys
 from pathlib import Path
 
@@ -218,4 +220,33 @@ def test_a_page_of_a_larger_channels_table_says_how_much_it_shows() -> None:
     from ipc_server.cli_view import render
 
     assert render("channels", {"channels": {"a": 1}}).splitlines()[-1] != "1 of 3 channels"
-    assert render("channels", {"channels": {"a": 1}, "total": 3, "offset": 0, "limit": 1}).splitlines()[-1] == "1 of 3 channels"
+    assert render("channels", {"channels": {"a": 1}, "total": 3, "offset": 0, "limit": 1}).splitlines()[-1] == "1 of 3 channels (the next: --offset 1)"
+    page = render("channels", {"channels": {"z.last": 1, "a.first": 2}, "total": 3, "offset": 1, "limit": 2}).splitlines()
+    assert page[-1] == "2-3 of 3 channels" and [line.split()[0] for line in page[1:3]] == ["z.last", "a.first"]  # the server's order: pages follow on
+
+
+def test_every_page_of_channels_is_reachable() -> None:
+    """More than a page (1,024) of channels: --offset and --limit reach the rest, in the table's order."""
+    import asyncio as aio
+
+    from ipc_client import IPCClient
+    from ipc_server import IPCServer
+    from ipc_server.cli_view import main as view
+
+    async def scenario() -> list[str]:
+        async with IPCServer("127.0.0.1", 0) as server:
+            async with IPCClient("shop", "127.0.0.1", server.port) as client:
+                for i in range(1030):
+                    await client.subscribe(f"ch.{i:04d}", lambda msg: None)
+                outs = []
+                for flags in ([], ["--offset", "1024"], ["--offset", "1029", "--limit", "1"]):
+                    out = io.StringIO()
+                    code = await aio.to_thread(view, ["channels", "--port", str(server.port), "--app", "shop", *flags], out, io.StringIO())
+                    assert code == 0
+                    outs.append(out.getvalue())
+                return outs
+
+    first, rest, last = aio.run(scenario())
+    assert first.splitlines()[-1] == "1024 of 1030 channels (the next: --offset 1024)"
+    assert rest.splitlines()[-1] == "1025-1030 of 1030 channels" and "ch.1029" in rest and "ch.1023" not in rest
+    assert last.splitlines()[-1] == "1030-1030 of 1030 channels" and "ch.1029" in last
