@@ -148,6 +148,15 @@ class Run:
             raise AttributeError(name)
         return getattr(self._first, name)
 
+    @property
+    def log_limits(self) -> Any:
+        """The first requester's: its keyed runs' lines are limited as its own (log_limits)."""
+        return self._first.log_limits
+
+    @log_limits.setter
+    def log_limits(self, limits: Any) -> None:
+        self._first.log_limits = limits
+
     def expect_answers(self) -> None:
         pass
 

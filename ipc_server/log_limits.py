@@ -116,11 +116,13 @@ class LogLimits:
 def allow_line(conn: Any, reason: str, logger: logging.Logger) -> bool:
     """Whether ``conn``'s line for ``reason`` is written now (module doc)."""
     limits: LogLimits | None | bool = getattr(conn, "log_limits", False)
-    if limits is False:  # a requester on another node (cluster): its own node limits its lines
-        return True
     if limits is None:
-        limits = conn.log_limits = LogLimits(conn)
-    assert isinstance(limits, LogLimits)
+        try:
+            limits = conn.log_limits = LogLimits(conn)
+        except AttributeError:  # a requester that keeps none
+            return True
+    if not isinstance(limits, LogLimits):  # a requester on another node (cluster): its own node limits its lines
+        return True
     return limits.allow(reason, logger)
 
 
