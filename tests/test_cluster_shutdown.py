@@ -128,6 +128,12 @@ async def test_a_close_answers_every_confirmed_caller_while_nats_is_slow(
     assert interest._worker is None and interest._waiting == []
 
 
+def _state(pid: int) -> str:
+    """A process's state letter (``T``: stopped), from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0]
+
+
 async def test_a_close_while_nats_does_not_answer_drains_nothing_and_logs_no_error(
     nats: NatsServer, nodes: Callable[..., Awaitable[IPCServer]], caplog: pytest.LogCaptureFixture  # noqa: F811
 ) -> None:
@@ -148,6 +154,7 @@ async def test_a_close_while_nats_does_not_answer_drains_nothing_and_logs_no_err
     assert nats.proc is not None
     os.kill(nats.proc.pid, signal.SIGSTOP)
     try:
+        await until(lambda: _state(nats.proc.pid) == "T", "NATS stopped")  # kill() returns before the stop takes hold
         await asyncio.wait_for(a.close(), WAIT_S * 3)  # a hang guard: the flush's 5 s and the close
     finally:
         os.kill(nats.proc.pid, signal.SIGCONT)
