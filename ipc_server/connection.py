@@ -364,9 +364,9 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         hb = self.protocol.heartbeat
         if hb is not None and now - hb.silent_since >= hb.timeout_s and (late or hb.last_ping_sent is None or hb.last_ping_sent < hb.silent_since):
             hb.silent_an_interval(now)  # the silence it could have answered: pinged now
-        # Not reading its socket (too much waits: §12, or its frames wait for a turn: reading.py), its silence is ours,
-        # and the loop does not see its peer go: asked here, once a sweep (peer_gone).
-        reading = not self.inflight.reading_paused and self._unread is None
+        # Not reading its socket (too much waits: §12, or its frames wait for a turn: reading.py), or its peer still
+        # reading what waits for it (backed up, ping behind it), its silence is ours: peer_gone asked once a sweep.
+        reading = not self.inflight.reading_paused and self._unread is None and not (hb is not None and self.reads_its_backlog(now, hb.timeout_s))
         if not reading and not self._ended:
             gone = peer_gone(self.transport)
             if gone is not None:

@@ -9,6 +9,8 @@ import asyncio
 import json
 import logging
 import socket
+import time
+from typing import Any
 
 import pytest
 
@@ -214,3 +216,44 @@ async def test_no_limits_means_no_cut(limit) -> None:
             assert len(got) == 3000 and server.stats.slow_consumers == 0
         await sub.peer.close()
         assert json.dumps(server.stats.snapshot())  # the stats stay JSON
+
+
+
+async def test_a_subscriber_reading_a_bursts_backlog_is_not_cut_as_silent() -> None:
+    """A subscriber that reads a burst slowly, answering the server's ping
+    when it reaches it and sending nothing else, was cut "silent for 2.0 s
+    (heartbeat)" and lost what waited, long before the slow-consumer limits
+    (§12.2: one that catches up within the soft time loses nothing). A
+    backed-up peer that still takes bytes is alive."""
+    n = 6000
+    async with IPCServer("127.0.0.1", 0, heartbeat_interval_s=1.0) as server:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # what waits is the server's
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        peer = RawPeer(*await asyncio.open_connection(sock=sock))
+        got: list[int] = []
+
+        async def read_slowly() -> None:  # a handler's pace: 50 messages, then 20 ms of work
+            while len(got) < n:
+                msg = await peer.recv()
+                if msg.channel_id == "system" and isinstance(msg.payload, dict) and msg.payload.get("action") == "ping":
+                    peer.send(frame("response", "system", {"status": "pong"}, reply_to=msg.message_id))
+                elif msg.channel_id == "burst":
+                    got.append(msg.payload["i"])
+                    if len(got) % 50 == 0:
+                        await asyncio.sleep(0.02)
+
+        try:
+            await peer.handshake("app")
+            peer.send(frame("subscribe", "burst", None, message_id="s1"))
+            await peer.recv_until(lambda m: m.reply_to == "s1")
+            conn = next(c for c in server.connections if c.app_id == "app")
+            reading = asyncio.ensure_future(read_slowly())
+            async with IPCClient("app", "127.0.0.1", server.port) as pub:
+                await asyncio.gather(*(pub.publish("burst", {"i": i, "pad": "x" * 1000}) for i in range(n)))  # one burst: 6 MB
+            await asyncio.wait_for(reading, WAIT_S * 3)
+            assert got == list(range(n)) and conn.is_open
+            assert server.stats.snapshot()["slow_consumers"] == 0
+        finally:
+            await peer.close()
