@@ -145,8 +145,8 @@ class Calls:
     async def call(self, conn: ClientConnection, msg: Message, deadline: float, *, user: bool = False) -> Message:
         """Write a request-like message and wait for the response answering it.
 
-        ``user``: a user's call, counted in the KPIs and sent with its budget
-        (not a ping, an ack or a system question)."""
+        ``user``: a user's call (``system()`` among them), counted in the
+        KPIs and sent with its budget (not a ping or an ack)."""
         try:
             frame, remaining = self._prepare(conn, msg, deadline, user)
             if conn.line.blocked:  # a full send buffer: its turn first, then what is left of its budget (§6.5)

@@ -137,7 +137,7 @@ class ClientIntrospection:
         deadline = self._calls.own_loop().time() + check_timeout(timeout, self.request_timeout)
         conn = await self._link.ready(deadline)
         msg = Message.build(MessageType.REQUEST, self.app_id, SYSTEM_CHANNEL, {**(params or {}), "action": action})
-        return (await self._calls.call(conn, msg, deadline)).payload
+        return (await self._calls.call(conn, msg, deadline, user=True)).payload  # counted in the KPIs, as Node's (docs/resilience.md §2)
 
     def metrics(self) -> dict[str, Any]:
         """The KPIs of docs/resilience.md §2, with the offline queue's state."""

@@ -142,6 +142,18 @@ async def test_kpis_after_an_outage(server, proxy, via_proxy) -> None:
     assert m["active_connections"] == 1 and m["average_connection_duration_ms"] > 0
     assert m["queued"] == 0
 
+async def test_system_calls_count_in_the_kpis_as_nodes_do(via_proxy) -> None:
+    """``system()`` is a request the application makes: counted sent and
+    delivered (or failed), as Node's ``system()`` is (docs/resilience.md §2)."""
+    client = await via_proxy()
+    for _ in range(3):
+        assert await client.system("ping") == {"status": "pong"}
+    with pytest.raises(NoResponders):
+        await client.system("nobody.serves.this")  # an error answer from the other side: delivered, as for any request
+    m = client.metrics()
+    assert (m["messages_sent"], m["messages_delivered"], m["messages_failed"]) == (4, 4, 0)
+
+
 async def test_a_health_ping_is_the_last_pong_and_connection_health_outlives_the_connection(proxy, via_proxy) -> None:
     """As in Node (docs/resilience.md §5): health()'s answer is a pong (the
     'heartbeat' event, last_heartbeat, latency_ms), and what the client
