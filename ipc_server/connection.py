@@ -362,11 +362,11 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         if self._backlog is not None and not self._ended:  # the soft limit's time runs without writes too (§12.2)
             self._check_backlog(self._backlog)
         hb = self.protocol.heartbeat
+        if hb is not None:  # a peer reading what waits for it, its answer behind that, is not silent (peer_took)
+            hb.silent_since = max(hb.silent_since, self.peer_took(now))
         if hb is not None and now - hb.silent_since >= hb.timeout_s and (late or hb.last_ping_sent is None or hb.last_ping_sent < hb.silent_since):
             hb.silent_an_interval(now)  # the silence it could have answered: pinged now
-        # Not reading its socket (too much waits: §12, or its frames wait for a turn: reading.py), or its peer still
-        # reading what waits for it (backed up, ping behind it), its silence is ours: peer_gone asked once a sweep.
-        reading = not self.inflight.reading_paused and self._unread is None and not (hb is not None and self.reads_its_backlog(now, hb.timeout_s))
+        reading = not self.inflight.reading_paused and self._unread is None  # if not (§12, reading.py): its silence is ours, peer_gone asked
         if not reading and not self._ended:
             gone = peer_gone(self.transport)
             if gone is not None:

@@ -53,7 +53,7 @@ class ConnectionFigures:
         self.frames_out = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self.taken = 0  # bytes_out the kernel has taken (reads_its_backlog)
+        self.taken = 0  # bytes_out the kernel has taken (peer_took)
         self.taken_at = 0.0  # when some left a queue of ours for the kernel: the peer read
         self.queued = False  # some waited in a queue of ours at the last look
         # time.monotonic() of the latest read: when a request in it was received
@@ -75,21 +75,21 @@ class ConnectionFigures:
         flush_lines(self)  # what its refusals' lines left unsaid, before the close line; none after it
         log_closed(self, self.close_reason, quiet=not self.opened and exc is None and self.close_reason == "closed by the peer")
 
-    def reads_its_backlog(self, now: float, within: float) -> bool:
-        """Whether bytes left a queue of ours (the transport's buffer, the
-        backlog) for the kernel in the last ``within`` seconds, which they
-        do only as the peer reads: a subscriber reading a burst answers the
-        server's ping only once it reaches it and sends nothing else, yet
-        is no silent peer (docs/protocol.md §9, §12.2). Bytes the kernel
-        takes with nothing queued (its buffer has room) say nothing: a
-        peer that went takes them too, until the buffer is full. Asked
-        once a sweep."""
+    def peer_took(self, now: float) -> float:
+        """When bytes last left a queue of ours (the transport's buffer, the
+        backlog) for the kernel, which they do only as the peer reads: a
+        subscriber reading a burst answers the server's ping only once it
+        reaches it and sends nothing else, yet is no silent peer
+        (docs/protocol.md §9, §12.2); its silence counts from then. Bytes
+        the kernel takes with nothing queued (its buffer has room) say
+        nothing: a peer that went takes them too, until the buffer is
+        full. Asked once a sweep."""
         queued = self.outbound_bytes
         taken = self.bytes_out - queued
         if self.queued and taken != self.taken:
             self.taken_at = now
         self.taken, self.queued = taken, queued > 0
-        return now - self.taken_at < within
+        return self.taken_at
 
     @property
     def outbound_bytes(self) -> int:
