@@ -56,7 +56,7 @@ from nats.errors import Error as NatsError
 
 from ..config import DEFAULT_CLUSTER_MAX_PENDING_BYTES
 from .delivery import Msg, Resume, deliver_at_once, read_below_mmap
-from .link_close import close_nats
+from .link_close import FLUSH_TIMEOUT_S, close_nats
 from .link_watch import WriteWatch
 from .pub_buffer import NO_WIRE, PUB_OVERHEAD, append_pub, can_append, drop_pending, wire_of
 from .tls_required import require_tls
@@ -71,9 +71,6 @@ RESTART_MAX_WAIT_S = 30.0
 RESTART_CALM_S = 60.0
 CONNECT_TIMEOUT_S = 2
 PING_INTERVAL_S = 5
-# A message's size past which NATS refuses it is the server's max_payload
-# (1 MiB by default); the link reports it (``max_payload``).
-FLUSH_TIMEOUT_S = 5
 
 
 @dataclass(slots=True)
@@ -291,6 +288,7 @@ class Link:
 
     @property
     def max_payload(self) -> int:
+        """The largest message NATS takes: its server's max_payload (1 MiB by default); 0 while down."""
         return self.nc.max_payload if self.up else 0
 
     # -- traffic --------------------------------------------------------------------

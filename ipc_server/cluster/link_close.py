@@ -19,24 +19,24 @@ from typing import Any
 
 from nats.errors import Error as NatsError
 
-__all__ = ["close_nats", "CLOSE_TIMEOUT_S"]
+__all__ = ["close_nats", "FLUSH_TIMEOUT_S"]
 
 log = logging.getLogger("ipc_server.cluster")
 
-CLOSE_TIMEOUT_S = 5.0  # a drain's bound, and a close's
+FLUSH_TIMEOUT_S = 5  # NATS's answer to a flush (link.py), and a drain's or a close's bound here
 
 
 async def close_nats(nc: Any, wire: Any, answering: bool) -> None:
     """Drain ``nc`` when NATS answers, else abort ``wire`` (its transport)
-    and close it: within about ``CLOSE_TIMEOUT_S`` either way, never raising."""
+    and close it: within about ``FLUSH_TIMEOUT_S`` either way, never raising."""
     try:
         if nc.is_connected and answering:
             drain = asyncio.ensure_future(nc.drain())
-            done, _ = await asyncio.wait({drain}, timeout=CLOSE_TIMEOUT_S)
+            done, _ = await asyncio.wait({drain}, timeout=FLUSH_TIMEOUT_S)
             if done:
                 drain.result()
                 return
-            log.info("cluster: NATS did not answer the drain within %g s: closing the connection", CLOSE_TIMEOUT_S)
+            log.info("cluster: NATS did not answer the drain within %g s: closing the connection", FLUSH_TIMEOUT_S)
             wire.abort()  # its flushes fail at once now
             for _ in range(2):  # the first cancel is swallowed, and the drain flushes: the second ends that
                 drain.cancel()
@@ -49,7 +49,7 @@ async def close_nats(nc: Any, wire: Any, answering: bool) -> None:
         if not nc.is_closed:
             wire.abort()  # what it still holds for NATS goes with it: nothing to wait for
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT_S)
+                await asyncio.wait_for(nc.close(), FLUSH_TIMEOUT_S)
     except (NatsError, asyncio.TimeoutError, AttributeError, AssertionError, ConnectionError):
         pass
     except Exception:  # pragma: no cover - closing must never fail the server's close
