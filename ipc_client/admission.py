@@ -4,6 +4,12 @@ order, and a held request whose deadline passes is dropped unrun.
 
 The socket is never paused for them: responses to this client's own requests
 must keep flowing, or a handler that makes a request could wait on itself.
+So what waits is bounded here instead (``max_held_messages``): past it a new
+arrival is not held. A request is answered ``limit_exceeded`` at once, so its
+requester gets an error, not a silent timeout; a publish is dropped, counted
+(``held_dropped``) and reported once per overflow episode as a
+``SlowConsumer`` on ``error``, the episode ending when the held count is back
+to half the bound (as the iterators report ``max_buffered`` overflows).
 For the same reason plain (sync) served handlers and stream generators run
 in the client's own threads (``handler_threads``), as many as the handlers
 admitted, never in the loop's small default executor.
@@ -13,14 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+from ipc_protocol import ErrorCode, Message, SlowConsumer
+from ipc_protocol.envelope import REQUEST as _REQUEST
+from ipc_protocol.messages import error_response
 
 from .at_once import AtOnce
 from .connection import ClientConnection
 from .handler_threads import HandlerThreads
+from .metrics import ClientMetrics
 
-__all__ = ["Admission", "HandlerWork", "Slot"]
+__all__ = ["Admission", "HandlerWork", "Slot", "DEFAULT_MAX_HELD_MESSAGES"]
+
+# The most inbound messages held for a handler slot (max_held_messages): NATS
+# clients bound a subscription's pending messages alike (nats.go 500k, nats-py 512k).
+DEFAULT_MAX_HELD_MESSAGES = 65536
 
 # A handler task's one-item list holding itself: the work frees its slot with
 # it, as asyncio.current_task() is a system call on 3.11.
@@ -38,8 +54,21 @@ class Admission:
     ``loop`` is set by ``connect()``; ``at_once`` with it, for handlers that
     never wait and need no task on 3.11 (``at_once``)."""
 
-    def __init__(self, max_concurrent: int, current: Callable[[], ClientConnection | None], name: str = "ipc-client") -> None:
+    def __init__(
+        self,
+        max_concurrent: int,
+        current: Callable[[], ClientConnection | None],
+        name: str = "ipc-client",
+        *,
+        max_held: float = DEFAULT_MAX_HELD_MESSAGES,
+        metrics: ClientMetrics | None = None,
+        emit: Callable[..., None] | None = None,
+    ) -> None:
         self.max_concurrent = max_concurrent
+        self.max_held = max_held  # an int, or math.inf
+        self.metrics = metrics if metrics is not None else ClientMetrics()
+        self.emit = emit
+        self._overflowing = False  # a dropped publish was reported: till held falls to half the bound
         # What plain handlers run in: a thread for each handler admitted.
         self.threads = HandlerThreads(f"{name}-handler", max_concurrent)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -70,7 +99,41 @@ class Admission:
         if len(self.tasks) < self.max_concurrent and not self.held:
             self.run(work, args)
             return
+        if len(self.held) >= self.max_held:
+            self.refuse(args)
+            return
         self.held.append((conn, work, args, expires))
+
+    def refuse(self, args: tuple[Any, ...]) -> None:
+        """A served request or notification over ``max_held``, not held nor
+        run: a request answered ``limit_exceeded`` (its arguments are
+        ``(conn, msg, ...)``: answering's), a notification dropped as a publish."""
+        conn: ClientConnection = args[0]
+        msg: Message = args[1]
+        if msg.message_type is not _REQUEST:
+            self.drop(msg)
+            return
+        self.metrics.held_dropped += 1
+        if self.dropped is not None:
+            self.dropped(args)  # a stream request's books go
+        if conn is self.current() and conn.is_open:
+            text = f"the responder already holds {self.max_held} messages waiting for a handler slot"
+            conn.send(error_response(msg, ErrorCode.LIMIT_EXCEEDED, text, details={"max_held_messages": self.max_held}))
+
+    def drop(self, msg: Message, awaitable: Any = None) -> None:
+        """A publish over ``max_held``: dropped, counted, and reported if it
+        starts an overflow episode. ``awaitable``: what a plain handler returned."""
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()  # never run: no "never awaited" warning
+        metrics = self.metrics
+        metrics.held_dropped += 1
+        if self._overflowing:
+            return
+        self._overflowing = True
+        if self.emit is not None:
+            details = {"channel": msg.channel_id, "max_held_messages": self.max_held, "dropped": metrics.held_dropped}
+            text = f"{self.max_held} inbound messages wait for a handler slot: dropping new ones, the first on {msg.channel_id!r}"
+            self.emit("error", SlowConsumer(text, details=details))
 
     def run(self, work: HandlerWork, args: tuple[Any, ...]) -> None:
         """Start ``work(slot, *args)`` as a task. The work calls
@@ -88,6 +151,7 @@ class Admission:
             return  # it never counted (eager start), or clear() already let it go
         self.tasks.discard(slot[0])
         if not self.held:
+            self._overflowing = False
             return
         now = self.loop.time()  # type: ignore[union-attr]
         current = self.current()
@@ -98,6 +162,8 @@ class Admission:
                     self.dropped(args)
                 continue
             self.run(work, args)
+        if self._overflowing and len(self.held) * 2 <= self.max_held:
+            self._overflowing = False  # back to half the bound: the next drop is a new episode
 
     def drop_held(self, message_id: str) -> None:
         """A cancel named a served request still held for a slot: it never
@@ -115,6 +181,7 @@ class Admission:
         before its first step never runs its ``finally``). The handler
         threads end, each once its handler returns (``disconnect()``)."""
         self.held.clear()
+        self._overflowing = False
         self.threads.stop()
         tasks, self.tasks = self.tasks, set()
         return tasks

@@ -25,7 +25,7 @@ from ipc_protocol.payload_paths import read_once, snapshot
 from ipc_protocol.wire_numbers import delivered_count
 
 from .listeners import Listeners
-from .admission import Admission
+from .admission import DEFAULT_MAX_HELD_MESSAGES, Admission
 from .backoff import DEFAULT_INITIAL_DELAY_S, DEFAULT_JITTER, DEFAULT_MAX_DELAY_S, DEFAULT_MULTIPLIER, Backoff
 from .calls import Calls
 from .circuit_breaker import Breakers, CircuitBreaker, CircuitBreakerOptions, breaker_options
@@ -94,8 +94,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         max_frame_size: largest frame body to send or accept, bytes; the
             server's advertised limit applies too (the smaller wins).
         expose_stacks: send handler stack traces to requesters.
-        max_concurrent_handlers: served requests and async subscription
-            handlers running at once; more wait in arrival order.
+        max_concurrent_handlers, max_held_messages: served requests and async subscription
+            handlers running at once; how many more may wait, in arrival order (README).
         cache_max_entries: answers the response cache holds (``cache_ttl``); 0 turns it off.
         on_connected, on_disconnected, on_error: callbacks (sync or async).
     """
@@ -128,6 +128,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         user: str | None = None,
         max_frame_size: int | None = None,
         max_concurrent_handlers: int = 1024,
+        max_held_messages: int = DEFAULT_MAX_HELD_MESSAGES,
         cache_max_entries: int = DEFAULT_CACHE_MAX_ENTRIES,
         expose_stacks: bool = False,
         on_connected: Callable[..., Any] | None = None,
@@ -140,7 +141,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             reconnect, wait_on_first_connect, self.backoff, max_retries, user,
             tls=client_tls(tls, ca=tls_ca, cert=tls_cert, key=tls_key, server_hostname=tls_server_hostname),
         )  # fmt: skip
-        check_client_options(request_timeout, max_concurrent_handlers, expose_stacks)  # as Node's (option_checks.py)
+        check_client_options(request_timeout, max_concurrent_handlers, expose_stacks, max_held_messages)  # as Node's (option_checks.py)
         breakers = breaker_options(circuit_breaker)  # a TypeError here, as Node's, not an AttributeError at each call
         if on_disconnect not in DISCONNECT_POLICIES:
             raise ValueError(f"on_disconnect must be one of {', '.join(DISCONNECT_POLICIES)}")
@@ -149,7 +150,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self.heartbeat_interval, self.heartbeat_timeout = heartbeat_interval, heartbeat_timeout
         self.reconnect, self.wait_on_first_connect, self.max_retries = reconnect, wait_on_first_connect, max_retries
         self.token, self.max_frame_size, self.expose_stacks = token, max_frame_size, expose_stacks
-        self.user = user
+        self.user, self.max_held_messages = user, max_held_messages
         self.on_disconnect, self.queue_path, self.max_concurrent_handlers = on_disconnect, queue_path, max_concurrent_handlers
 
         self._sm = StateMachine()
@@ -158,7 +159,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         self._metrics = ClientMetrics()
         self._calls = Calls(app_id, self._metrics)
         self._shared = SharedCalls(self._metrics, cache_max_entries, request_timeout, lambda: self._breakers)
-        self._admission = Admission(max_concurrent_handlers, lambda: self._link.conn, f"ipc-client-{app_id}")
+        self._admission = Admission(max_concurrent_handlers, lambda: self._link.conn, f"ipc-client-{app_id}", max_held=max_held_messages, metrics=self._metrics, emit=self._emit)
         self._subs = Subscriptions(
             self._calls, self._admission, connected=self._connected_conn, waiting=lambda: self._sm.waiting,
             until_connected=self._sm.until_connected, emit=self._emit, spawn=self._spawn,

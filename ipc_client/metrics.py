@@ -23,6 +23,8 @@ class ClientMetrics:
         self.cache_size = 0
         self.requests_coalesced = 0
         self.iterator_dropped = 0
+        # Inbound messages not held for a handler slot: max_held_messages reached (admission).
+        self.held_dropped = 0
         self._reconnect_time_total = 0.0
         self._closed_connections = 0
         self._closed_duration_total = 0.0
@@ -82,4 +84,5 @@ class ClientMetrics:
             "cache_size": self.cache_size,
             "requests_coalesced": self.requests_coalesced,
             "iterator_dropped": self.iterator_dropped,
+            "held_dropped": self.held_dropped,
         }

@@ -70,9 +70,10 @@ def check_bool(name: str, value: object) -> None:
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {_shown(value)}")
 
 
-def check_client_options(request_timeout: Any, max_concurrent_handlers: Any, expose_stacks: Any) -> None:
+def check_client_options(request_timeout: Any, max_concurrent_handlers: Any, expose_stacks: Any, max_held_messages: Any = math.inf) -> None:
     """The options of :class:`IPCClient` that its connections do not read
     (those are :class:`ConnectOptions`' and :class:`Backoff`'s)."""
     check_seconds("request_timeout", request_timeout, exclusive=True)
     check_count("max_concurrent_handlers", max_concurrent_handlers, minimum=1, infinite=True)
+    check_count("max_held_messages", max_held_messages, minimum=1, infinite=True)
     check_bool("expose_stacks", expose_stacks)

@@ -304,7 +304,10 @@ class Subscriptions(Answering):
             try:
                 if is_async:
                     if len(admission.tasks) >= admission.max_concurrent or admission.held:
-                        admission.held.append((None, self._held, (msg, handler, None), None))  # admit()'s slow path, inline
+                        if len(admission.held) < admission.max_held:  # admit()'s slow path, inline
+                            admission.held.append((None, self._held, (msg, handler, None), None))
+                        else:
+                            admission.drop(msg)
                     elif at_once and admission.at_once.possible():
                         admission.at_once.run(self._deliver_at_once, msg, handler, self._emit)  # Python 3.11
                     else:
@@ -314,7 +317,10 @@ class Subscriptions(Answering):
                 # `is not None` first: most handlers return None, and isawaitable is not free.
                 if result is not None and inspect.isawaitable(result):  # an object with an async __call__, a partial
                     if len(admission.tasks) >= admission.max_concurrent or admission.held:
-                        admission.held.append((None, self._held, (msg, handler, result), None))
+                        if len(admission.held) < admission.max_held:
+                            admission.held.append((None, self._held, (msg, handler, result), None))
+                        else:
+                            admission.drop(msg, result)
                     else:
                         admission.run(self._guard, (msg, None, result))
             except BaseException as exc:  # GeneratorExit, a library's own: out of data_received, the connection's end
