@@ -42,6 +42,9 @@ REFUSED: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"max_retries": -1}, {"maxRetries": -1}),
     ({"max_concurrent_handlers": 1.5}, {"maxConcurrentHandlers": 1.5}),
     ({"max_concurrent_handlers": 0}, {"maxConcurrentHandlers": 0}),
+    ({"max_held_messages": 1.5}, {"maxHeldMessages": 1.5}),
+    ({"max_held_messages": 0}, {"maxHeldMessages": 0}),
+    ({"max_held_messages": NAN}, {"maxHeldMessages": NAN}),
     ({"port": 0}, {"port": 0}),
     ({"port": 70000}, {"port": 70000}),
     ({"host": ""}, {"host": ""}),
@@ -60,6 +63,8 @@ ACCEPTED: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"max_retries": INF}, {"maxRetries": INF}),
     ({"max_retries": 0}, {"maxRetries": 0}),
     ({"max_concurrent_handlers": INF}, {"maxConcurrentHandlers": INF}),
+    ({"max_held_messages": INF}, {"maxHeldMessages": INF}),
+    ({"max_held_messages": 1}, {"maxHeldMessages": 1}),
     ({"port": 65535}, {"port": 65535}),
     ({"token": ""}, {"token": ""}),
 ]

@@ -375,6 +375,16 @@ export interface IPCClientSettings {
    */
   maxConcurrentHandlers?: number;
   /**
+   * Inbound messages (publishes, served requests) held waiting for a handler
+   * slot, at most: an integer >= 1, or Infinity for no bound. Past it a new
+   * request is answered `limit_exceeded` at once (details.max_held_messages)
+   * and a new publish is dropped, counted in `heldDropped` and reported once
+   * per overflow episode as a SlowConsumerError on 'error' (details:
+   * channel, max_held_messages, dropped). Default 65536.
+   * Python: max_held_messages.
+   */
+  maxHeldMessages?: number;
+  /**
    * @deprecated The old name of maxConcurrentHandlers: still honoured, with
    * one IPC_DEPRECATED_OPTION process warning. (lowWaterMark, which had no
    * effect, is gone: it is ignored like any unknown option, with a warning.)
@@ -420,6 +430,7 @@ export type NumericSetting =
   | 'queueMaxBytes'
   | 'maxFrameSize'
   | 'maxConcurrentHandlers'
+  | 'maxHeldMessages'
   | 'highWaterMark'
   | 'cacheMaxEntries';
 
@@ -567,6 +578,8 @@ export interface ClientMetrics {
   requestsCoalesced: number;
   /** Messages and requests dropped by iterators' 'drop_oldest'. */
   iteratorDropped: number;
+  /** Inbound publishes dropped and requests answered limit_exceeded: maxHeldMessages were held already. */
+  heldDropped: number;
   queued: number;
   queuedBytes: number;
   queueDropped: number;
@@ -710,7 +723,7 @@ export interface ConnectionInfo {
   queuedCalls: number;
   /** Async handlers running (maxConcurrentHandlers); one still running after a lost connection still counts, until disconnect(). */
   runningHandlers: number;
-  /** Inbound requests/publishes waiting for a handler slot (maxConcurrentHandlers). */
+  /** Inbound requests/publishes waiting for a handler slot (maxConcurrentHandlers), at most maxHeldMessages. */
   heldMessages: number;
   subscriptions: string[];
   responders: string[];

@@ -231,6 +231,14 @@ const ops = {
         ...(cmd.digest ? { sha256: digest(msg.payload), length: typeof msg.payload === 'string' ? msg.payload.length : null } : { payload: msg.payload })
       });
     }).then(() => null),
+  // An async subscription handler that reports each call, then holds its slot until the test opens the channel's gate.
+  subscribeGated: (cmd) =>
+    client
+      .subscribe(cmd.channel, async (msg) => {
+        out({ event: 'message', sub: cmd.channel, channel: msg.channel_id, payload: msg.payload });
+        await gate(cmd.channel).promise;
+      })
+      .then(() => null),
   unsubscribe: (cmd) => client.unsubscribe(cmd.channel).then(() => null),
   serve: (cmd) => client.serve(cmd.channel, responder(cmd)).then(() => null),
   unserve: (cmd) => client.unserve(cmd.channel).then(() => null),

@@ -23,6 +23,15 @@
  * connection still counts towards the limit (as in Python): only
  * disconnect() restarts the count and drops all held work (reset()).
  *
+ * Since the socket is not paused, what waits is bounded here instead
+ * (`maxHeldMessages`): past it a new arrival is not held. A request is
+ * answered `limit_exceeded` at once, so its requester gets an error, not a
+ * silent timeout; a publish (or notification) is dropped, counted
+ * (`heldDropped`) and reported once per overflow episode as a
+ * SlowConsumerError on 'error', the episode ending when the held count is
+ * back to half the bound (as the iterators report `maxBuffered` overflows).
+ * The mirror of Python's ipc_client/admission.py.
+ *
  * Host interface (the IPCClient that owns it): `appId`, `options`, `_conn`,
  * `_subs` (`onPublish()`, `onServed()`), `_producers` (`serving()`,
  * `forget()`...), `_emitError()`.
@@ -30,7 +39,7 @@
 
 const { now } = require('./connection');
 const { reply } = require('./replies');
-const { errorToWire } = require('./errors');
+const { ErrorCode, errorToWire, SlowConsumerError } = require('./errors');
 const { isKeyed } = require('./keyed_runs');
 const { isStreamResult } = require('./producers');
 const { promiseOf } = require('./listeners');
@@ -51,6 +60,8 @@ class Admission {
   constructor(host) {
     this.host = host;
     this.limit = host.options.maxConcurrentHandlers;
+    this.maxHeld = host.options.maxHeldMessages;
+    this._overflowing = false; // a dropped publish was reported: till held falls to half the bound
     this.exposeStacks = host.options.exposeStacks;
     /** Async handlers in flight, counted since the last disconnect(). */
     this.running = 0;
@@ -75,6 +86,7 @@ class Admission {
     this._held = [];
     this._heldHead = 0;
     this._epoch = {};
+    this._overflowing = false;
   }
 
   /**
@@ -91,6 +103,7 @@ class Admission {
     }
     this._held = kept;
     this._heldHead = 0;
+    if (kept.length * 2 <= this.maxHeld) this._overflowing = false;
   }
 
   /** Dispatches held work while there is room (after restart(), once the client's state is settled). */
@@ -108,9 +121,36 @@ class Admission {
       this._dispatch(conn, msg);
       return;
     }
+    if (this._held.length - this._heldHead >= this.maxHeld) {
+      this._refuse(conn, msg);
+      return;
+    }
     const timed = msg.message_type === 'request' && typeof msg.timeout_ms === 'number' && msg.timeout_ms > 0;
     const handlers = isBroadcast(conn, msg) ? matched(this.host._subs.subscriptions, msg.channel_id) : null; // matched on arrival
     this._held.push({ conn, msg, expires: timed ? now() + msg.timeout_ms : Infinity, handlers });
+  }
+
+  /**
+   * A message over `maxHeldMessages`, neither held nor run: a request is
+   * answered `limit_exceeded`; a publish or notification is dropped, and
+   * reported if it starts an overflow episode.
+   * @param {Connection} conn
+   * @param {object} msg
+   * @private
+   */
+  _refuse(conn, msg) {
+    const host = this.host;
+    host._metrics.heldDropped++;
+    if (msg.message_type === 'request') {
+      if (msg.window !== undefined) host._producers.forget(msg); // never run: its stream's books go
+      const message = `the responder already holds ${this.maxHeld} messages waiting for a handler slot`;
+      if (conn === host._conn) reply(conn, host.appId, msg, null, { code: ErrorCode.LIMIT_EXCEEDED, message, details: { max_held_messages: this.maxHeld } });
+      return;
+    }
+    if (this._overflowing) return;
+    this._overflowing = true;
+    const details = { channel: msg.channel_id, max_held_messages: this.maxHeld, dropped: host._metrics.heldDropped };
+    host._emitError(new SlowConsumerError(`${this.maxHeld} inbound messages wait for a handler slot: dropping new ones, the first on ${msg.channel_id}`, { details }));
   }
 
   /**
@@ -274,6 +314,7 @@ class Admission {
       }
       this._dispatch(conn, held.msg);
     }
+    if (this._overflowing && this.heldCount * 2 <= this.maxHeld) this._overflowing = false; // the next drop is a new episode
   }
 
   /**

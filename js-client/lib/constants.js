@@ -109,6 +109,12 @@ const DEFAULTS = Object.freeze({
    * whose deadline passes, or that the server cancels, is dropped unrun.
    */
   maxConcurrentHandlers: 1024,
+  /**
+   * Inbound messages held waiting for a handler slot, at most (Infinity: no
+   * bound). Past it a request is answered `limit_exceeded` and a publish is
+   * dropped (`heldDropped`, a SlowConsumerError on 'error' per episode).
+   */
+  maxHeldMessages: 65536,
   /** Send stack traces of responder errors in error.remote_stack (§6.3). */
   exposeStacks: false,
   /** Answers the response cache holds (per-call `cacheTtl`), least recently used out first; 0 turns it off. */

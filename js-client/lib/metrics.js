@@ -46,6 +46,8 @@ class Metrics {
     this.cacheSize = 0;
     this.requestsCoalesced = 0;
     this.iteratorDropped = 0;
+    // Inbound messages not held for a handler slot: maxHeldMessages reached (admission.js).
+    this.heldDropped = 0;
     this._reconnectTotalMs = 0;
     this._closedConnections = 0;
     this._closedDurationMs = 0;
@@ -134,6 +136,7 @@ class Metrics {
       cacheSize: this.cacheSize,
       requestsCoalesced: this.requestsCoalesced,
       iteratorDropped: this.iteratorDropped,
+      heldDropped: this.heldDropped,
       queued,
       queuedBytes,
       queueDropped

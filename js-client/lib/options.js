@@ -125,6 +125,7 @@ function parseOptions(options = {}) {
   }
   if (o.connectionId !== null) checkIdLength('option connectionId', o.connectionId);
   checkNumber(o, 'maxConcurrentHandlers', { min: 1, integer: true, infinite: true });
+  checkNumber(o, 'maxHeldMessages', { min: 1, integer: true, infinite: true });
   if (typeof o.exposeStacks !== 'boolean') typeError('exposeStacks', 'a boolean', o.exposeStacks);
   checkNumber(o, 'cacheMaxEntries', { integer: true });
   if (typeof o.waitOnFirstConnect !== 'boolean') typeError('waitOnFirstConnect', 'a boolean', o.waitOnFirstConnect);

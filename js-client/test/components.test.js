@@ -267,6 +267,7 @@ test('metrics - connections, reconnections and deliveries on a fake clock', () =
     cacheSize: 0,
     requestsCoalesced: 0,
     iteratorDropped: 0,
+    heldDropped: 0,
     queued: 2,
     queuedBytes: 40,
     queueDropped: 1

@@ -61,6 +61,18 @@ test('options - highWaterMark is the deprecated name of maxConcurrentHandlers: h
   assert.throws(() => parseOptions({ highWaterMark: 0 }), /maxConcurrentHandlers/); // checked like today's name
 });
 
+test('options - maxHeldMessages: an integer >= 1 or Infinity, default 65536, checked when the client is made', () => {
+  assert.equal(new IPCClient('app').options.maxHeldMessages, 65536);
+  assert.equal(new IPCClient('app', { maxHeldMessages: Infinity }).options.maxHeldMessages, Infinity);
+  assert.equal(new IPCClient('app', { maxHeldMessages: 1 }).options.maxHeldMessages, 1);
+  for (const value of [0, 1.5, NaN, -1, 'x', true, null]) {
+    assert.throws(() => new IPCClient('app', { maxHeldMessages: value }), {
+      name: 'TypeError',
+      message: /^option maxHeldMessages must be an integer >= 1 or Infinity, got /
+    });
+  }
+});
+
 test('options - lowWaterMark is gone: an unknown option, ignored with one warning', async (t) => {
   const warnings = captureWarnings(t);
   const o = parseOptions({ lowWaterMark: 1 });

@@ -237,6 +237,7 @@ test('resilience - metrics and health keys', async (t) => {
     'cacheSize',
     'requestsCoalesced',
     'iteratorDropped',
+    'heldDropped',
     'queued',
     'queuedBytes',
     'queueDropped',
