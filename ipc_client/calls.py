@@ -41,6 +41,7 @@ from ipc_protocol.streams import CANCEL, cancel
 from .connection import ClientConnection
 from .idempotency import keys_kept, not_resent
 from .metrics import ClientMetrics
+from .timeouts import seconds_text
 
 __all__ = ["Calls", "budget_ms"]
 
@@ -142,11 +143,12 @@ class Calls:
                 frame = conn.frame_body(body)
         return await self._exchange(conn, message_id, channel, frame, deadline, timeout, True, True)
 
-    async def call(self, conn: ClientConnection, msg: Message, deadline: float, *, user: bool = False) -> Message:
+    async def call(self, conn: ClientConnection, msg: Message, deadline: float, *, user: bool = False, timeout: float | None = None) -> Message:
         """Write a request-like message and wait for the response answering it.
 
         ``user``: a user's call (``system()`` among them), counted in the
-        KPIs and sent with its budget (not a ping or an ack)."""
+        KPIs and sent with its budget (not a ping or an ack). ``timeout``:
+        the call's own, named if it expires (None: what is left now)."""
         try:
             frame, remaining = self._prepare(conn, msg, deadline, user)
             if conn.line.blocked:  # a full send buffer: its turn first, then what is left of its budget (§6.5)
@@ -157,12 +159,13 @@ class Calls:
             if user:
                 self._metrics.failed()
             raise
-        return await self._exchange(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, user, msg.message_type is MessageType.REQUEST)
+        given = remaining if timeout is None else timeout
+        return await self._exchange(conn, msg.message_id, msg.channel_id, frame, deadline, given, user, msg.message_type is MessageType.REQUEST)
 
-    def start(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message]) -> None:
+    def start(self, conn: ClientConnection, msg: Message, deadline: float, fut: asyncio.Future[Message], timeout: float | None = None) -> None:
         """Register ``fut`` for the answer to a user's ``msg`` and write it; never waits (the queue's replay)."""
         frame, remaining = self._prepare(conn, msg, deadline, True)
-        self._send(conn, msg.message_id, msg.channel_id, frame, deadline, remaining, fut, msg.message_type is MessageType.REQUEST)
+        self._send(conn, msg.message_id, msg.channel_id, frame, deadline, remaining if timeout is None else timeout, fut, msg.message_type is MessageType.REQUEST)
 
     def send_one_way(self, conn: ClientConnection, msg: Message, deadline: float) -> Awaitable[None]:
         """Write a message nobody answers (:meth:`one_way`)."""
@@ -376,4 +379,4 @@ class Calls:
         self.forget(message_id)
         if entry is not None and not entry[0].done():
             fut, channel, timeout, _conn = entry
-            fut.set_exception(RequestTimeout(f"no response on {channel!r} within {timeout:.3g} s"))
+            fut.set_exception(RequestTimeout(f"no response on {channel!r} within {seconds_text(timeout)} s"))

@@ -284,7 +284,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             return await self._calls.request(conn, channel, payload, headers, timeout)
         deadline = loop.time() + timeout
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
-        submit: Callable[[], Awaitable[Message | None]] = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect)  # noqa: E731
+        submit: Callable[[], Awaitable[Message | None]] = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect, timeout=timeout)  # noqa: E731
         if idempotency_key is not None:
             submit = functools.partial(resend_on_loss, submit, self._sm, lambda: self._link.conn, deadline, on_disconnect or outbox.on_disconnect, self._metrics, outbox)
         if self._breakers is None:

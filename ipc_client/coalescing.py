@@ -26,6 +26,7 @@ from ipc_protocol.attachments import strip
 from .circuit_breaker import Breakers, CircuitState
 from .metrics import ClientMetrics
 from .response_cache import DEFAULT_CACHE_MAX_ENTRIES, ResponseCache, check_cache_ttl
+from .timeouts import seconds_text
 
 __all__ = ["SharedCalls", "request_key", "DEFAULT_CACHE_MAX_ENTRIES"]
 
@@ -105,7 +106,7 @@ class SharedCalls:
         except RequestTimeout:
             raise  # the shared call's own deadline
         except (asyncio.TimeoutError, TimeoutError):
-            raise RequestTimeout(f"no response on {channel!r} within {wait:.3g} s (a coalesced call)") from None
+            raise RequestTimeout(f"no response on {channel!r} within {seconds_text(wait)} s (a coalesced call)") from None
 
     async def _run(self, key: str, send: Callable[[], Awaitable[Message]]) -> Message:
         try:

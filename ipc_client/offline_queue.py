@@ -39,6 +39,7 @@ class QueuedCall:
     waiter: Any = None  # the caller's future, for requests; None for one-way messages
     store_id: int | None = None
     cause: BaseException | None = None  # a keyed request's resend: the connection loss it was queued again after
+    timeout: float | None = None  # a request's own, named if it expires once sent
     seq: int = 0
     queued: bool = field(default=False, repr=False)
 

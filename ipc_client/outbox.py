@@ -83,8 +83,11 @@ class Outbox:
             return conn
         return None
 
-    async def submit(self, msg: Message, deadline: float, *, reply: bool, priority: int, on_disconnect: str | None) -> Message | None:
-        """Send ``msg`` now, or queue it while the connection is being (re)made."""
+    async def submit(
+        self, msg: Message, deadline: float, *, reply: bool, priority: int, on_disconnect: str | None, timeout: float | None = None
+    ) -> Message | None:
+        """Send ``msg`` now, or queue it while the connection is being (re)made;
+        ``timeout``, the call's own, is what its timeout error names."""
         cause, self.resend_cause = self.resend_cause, None  # set for this call alone (a keyed resend's)
         conn = self.sendable()
         if conn is not None:
@@ -92,7 +95,7 @@ class Outbox:
                 self._metrics.failed()
                 raise keys_ignored(cause)
             if reply:
-                return await self._calls.call(conn, msg, deadline, user=True)
+                return await self._calls.call(conn, msg, deadline, user=True, timeout=timeout)
             await self._calls.send_one_way(conn, msg, deadline)
             return None
         policy = self.on_disconnect if on_disconnect is None else on_disconnect
@@ -106,9 +109,11 @@ class Outbox:
         if offline and (policy == "fail" or self.queue.max_size == 0):
             self._metrics.failed()
             raise NotConnected(f"not connected ({state.value}) and the call asked to fail fast")
-        return await self._enqueue(msg, deadline, reply=reply, priority=priority, cause=cause)
+        return await self._enqueue(msg, deadline, reply=reply, priority=priority, cause=cause, timeout=timeout)
 
-    async def _enqueue(self, msg: Message, deadline: float, *, reply: bool, priority: int, cause: BaseException | None) -> Message | None:
+    async def _enqueue(
+        self, msg: Message, deadline: float, *, reply: bool, priority: int, cause: BaseException | None, timeout: float | None = None
+    ) -> Message | None:
         """Queue ``msg``; with ``reply``, wait for its answer once replayed."""
         legacy, max_send = self._wire()
         loop = asyncio.get_running_loop()
@@ -123,7 +128,7 @@ class Outbox:
         if max_send is not None and len(body) > max_send:
             raise FrameTooLarge(len(body), max_send)
         waiter: asyncio.Future[Message] | None = loop.create_future() if reply else None
-        entry = QueuedCall(priority=priority, deadline=deadline, size=len(body) + 4, message=msg, waiter=waiter, cause=cause)
+        entry = QueuedCall(priority=priority, deadline=deadline, size=len(body) + 4, message=msg, waiter=waiter, cause=cause, timeout=timeout)
         try:
             evicted = self.queue.push(entry)
         except QueueFull:
@@ -208,7 +213,7 @@ class Outbox:
             self._written_unacked(conn, entry, msg)
             return
         try:
-            self._calls.start(conn, msg, entry.deadline, entry.waiter)
+            self._calls.start(conn, msg, entry.deadline, entry.waiter, entry.timeout)
         except IPCError as exc:  # left the queue unsent (e.g. too large for the new server): counted as dropped
             self.queue.dropped += 1
             entry.waiter.set_exception(exc)

@@ -15,7 +15,7 @@ from typing import overload
 
 from ipc_protocol import RequestTimeout
 
-__all__ = ["check_timeout", "send_deadline"]
+__all__ = ["check_timeout", "send_deadline", "seconds_text"]
 
 
 @overload
@@ -54,3 +54,11 @@ def send_deadline(now: float, value: object, default: float, kind: str, channel:
     if seconds <= 0:
         raise RequestTimeout(f"{kind} on {channel!r} timed out before it was sent (timeout {seconds:g} s)")
     return now + seconds
+
+
+def seconds_text(seconds: float) -> str:
+    """A timeout as its caller gave it, for an error message: to the
+    millisecond, no exponent and no trailing zeros (0.3, 1, 2.5, 3600),
+    as Node names its milliseconds; ``:g`` below a millisecond."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return f"{seconds:g}" if text in ("0", "-0") else text

@@ -151,6 +151,43 @@ async def test_a_timeout_answer_counts_as_failed_like_a_local_timeout(stub: Stub
     assert (m["messages_sent"], m["messages_delivered"], m["messages_failed"]) == (5, 1, 4)
 
 
+# -- a timeout's message names the call's own timeout ---------------------------
+
+
+def test_a_timeout_is_named_to_the_millisecond_without_an_exponent() -> None:
+    from ipc_client.timeouts import seconds_text
+
+    assert [seconds_text(s) for s in (0.3, 0.1 + 0.2, 1, 1.0, 2.5, 60, 3600, 86400.5, 0.0001)] == [
+        "0.3", "0.3", "1", "1", "2.5", "60", "3600", "86400.5", "0.0001"
+    ]  # fmt: skip
+
+
+async def test_a_timeout_names_the_calls_own_timeout_not_what_was_left(stub: StubServer) -> None:
+    """As Node's (js-client/test/wording.test.js): "within 0.3 s" for
+    timeout=0.3 on the hot path, for a call queued while reconnecting and
+    written 0.1 s later (what was left then: 0.2), and for a coalesced caller."""
+    async with IPCClient("app", "127.0.0.1", stub.port, initial_delay=0.1, max_delay=0.1, jitter=0) as client:
+        with pytest.raises(RequestTimeout, match=r"^no response on 'silent' within 0\.3 s$"):
+            await client.request("silent", None, timeout=0.3)
+        reconnecting = asyncio.Event()
+        client.on("reconnecting", lambda *_: reconnecting.set())
+        for writer in stub.writers:
+            writer.close()
+        async with asyncio.timeout(WAIT_S):
+            await reconnecting.wait()
+        with pytest.raises(RequestTimeout, match=r"^no response on 'silent' within 0\.3 s$"):
+            await client.request("silent", 1, timeout=0.3)
+        assert stub.requests("silent")[-1]["timeout_ms"] <= 250  # written once the reconnect delay had passed
+        first = asyncio.ensure_future(client.request("silent", 2, timeout=WAIT_S, coalesce=True))
+        async with asyncio.timeout(WAIT_S):
+            while not [r for r in stub.requests("silent") if r["payload"] == 2]:  # the shared call is in flight
+                stub.arrived.clear()
+                await stub.arrived.wait()
+        with pytest.raises(RequestTimeout, match=r"^no response on 'silent' within 0\.3 s \(a coalesced call\)$"):
+            await client.request("silent", 2, timeout=0.3, coalesce=True)
+        first.cancel()
+
+
 class FrozenClock:
     """The loop as Calls sees it, with its clock stopped: what is left of a
     deadline is then exact."""

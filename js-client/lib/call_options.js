@@ -27,6 +27,18 @@ function checkTimeout(timeout, name = 'timeout') {
 }
 
 /**
+ * A timeout as its caller gave it, for an error message: whole
+ * milliseconds as they are, a fraction to 3 places (0.1 + 0.2 says 0.3),
+ * never the budget left when the call was written (299 for 300).
+ * @param {number} ms
+ * @returns {string}
+ */
+function timeoutText(ms) {
+  const text = Number.isInteger(ms) ? String(ms) : String(Number(ms.toFixed(3)));
+  return text === '0' ? String(ms) : text;
+}
+
+/**
  * Reads the per-call options of sendRequest/publish/notify (docs/resilience.md §4).
  * @param {object} options
  * @param {number} defaultTimeout
@@ -70,4 +82,4 @@ function isLocalRefusal(err) {
   return err instanceof ProtocolError || err instanceof TypeError || err instanceof RangeError || err instanceof AbortError; // nor a caller giving up
 }
 
-module.exports = { checkTimeout, callOptions, countsAsFailed, isLocalRefusal };
+module.exports = { checkTimeout, timeoutText, callOptions, countsAsFailed, isLocalRefusal };

@@ -17,7 +17,7 @@ const { buildMessage } = require('./envelope');
 const { COPY_BELOW_BYTES, snapshot } = require('./protocol/attachments');
 const { validateChannel } = require('./channels');
 const { now } = require('./connection');
-const { callOptions, checkTimeout, countsAsFailed, isLocalRefusal } = require('./call_options');
+const { callOptions, checkTimeout, timeoutText, countsAsFailed, isLocalRefusal } = require('./call_options');
 const { State } = require('./state');
 const { traceOutgoing, endSpan } = require('./tracing');
 const { keyedHeaders, resendOnLoss, keysKept, keysIgnored, notResent } = require('./idempotency');
@@ -132,7 +132,7 @@ class Calls {
     const outbox = host._outbox;
     if (state === State.CONNECTED && outbox.idle) {
       if (outbox.resendCause !== null && !keysKept(this.conn)) throw keysIgnored(outbox.resendCause); // a keyed resend
-      return expectReply ? this.request(msg, deadline, onUnsent) : this.sendOneWay(msg, deadline);
+      return expectReply ? this.request(msg, deadline, onUnsent, call.timeout) : this.sendOneWay(msg, deadline);
     }
     if (state === State.DISCONNECTED || state === State.DISCONNECTING) {
       throw new NotConnectedError(`not connected (${state})`);
@@ -140,7 +140,7 @@ class Calls {
     if (state !== State.CONNECTED && (call.onDisconnect === 'fail' || host.options.queueMaxSize === 0)) {
       throw new NotConnectedError(`the client is ${state}`);
     }
-    const promise = outbox.enqueue(msg, deadline, call.priority, expectReply);
+    const promise = outbox.enqueue(msg, deadline, call.priority, expectReply, call.timeout);
     if (state === State.CONNECTED && outbox.replaying === null) outbox.startReplay(this.conn);
     return promise;
   }
@@ -150,9 +150,10 @@ class Calls {
    * @param {object} msg
    * @param {number} deadline
    * @param {(err: Error) => void} [onUnsent] called when it fails without being written.
+   * @param {number} [timeout] the call's own timeout (ms), named when it expires.
    * @returns {Promise<object>} the reply message.
    */
-  request(msg, deadline, onUnsent) {
+  request(msg, deadline, onUnsent, timeout) {
     if (msg.message_type === 'publish' && this.conn !== null && this.conn.legacy) {
       // a version-1 server has no publish acks (§10): written is all there is
       let sent;
@@ -164,7 +165,7 @@ class Calls {
       }
       return sent === undefined ? Promise.resolve({ payload: null }) : sent.then(() => ({ payload: null }));
     }
-    return this.call(msg, deadline, true, onUnsent);
+    return this.call(msg, deadline, true, onUnsent, timeout);
   }
 
   /**
@@ -177,9 +178,10 @@ class Calls {
    * @param {number} deadline monotonic ms.
    * @param {boolean} [counted] an application call (counted in `messagesSent`).
    * @param {(err: Error) => void} [onUnsent] called when it fails without being written.
+   * @param {number} [timeout] the call's own timeout (ms), named when it expires (default: what is left now).
    * @returns {Promise<object>} the response message.
    */
-  call(msg, deadline, counted = false, onUnsent) {
+  call(msg, deadline, counted = false, onUnsent, timeout) {
     return new Promise((resolve, reject) => {
       const remaining = deadline - now();
       if (remaining <= 0) {
@@ -208,7 +210,7 @@ class Calls {
           if (line !== null && line.leave(id) !== undefined) return unsent(notSent(msg, remaining));
           if (this.pending.delete(id)) {
             this.rememberSettled(id); // its answer may still come: drop it then
-            reject(new RequestTimeoutError(`no response on '${msg.channel_id}' within ${Math.round(remaining)} ms`));
+            reject(new RequestTimeoutError(`no response on '${msg.channel_id}' within ${timeoutText(timeout ?? remaining)} ms`));
           }
         }, remaining); // past setTimeout's 2^31-1 ms too (30 days...)
       }

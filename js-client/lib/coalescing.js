@@ -20,7 +20,7 @@
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { whenAborted } = require('./abort_listeners');
 const { CircuitState } = require('./circuit_breaker');
-const { checkTimeout } = require('./call_options');
+const { checkTimeout, timeoutText } = require('./call_options');
 const { ResponseCache, checkCacheTtl } = require('./response_cache');
 const { AbortError, RequestTimeoutError } = require('./errors');
 const { isBinary, bytesDigest } = require('./protocol/attachments');
@@ -193,7 +193,7 @@ function wait(shared, ms, signal, channelId) {
     if (Number.isFinite(ms)) {
       timer = setLongTimeout(() => {
         done();
-        reject(new RequestTimeoutError(`no response on '${channelId}' within ${Math.round(ms)} ms (a coalesced call)`));
+        reject(new RequestTimeoutError(`no response on '${channelId}' within ${timeoutText(ms)} ms (a coalesced call)`));
       }, ms);
     }
     shared.then(

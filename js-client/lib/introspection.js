@@ -60,7 +60,8 @@ class Introspection {
     if (conn !== null && conn.legacy) return { healthy: !conn.closed, latencyMs: null, ...base };
     const start = now();
     try {
-      await host._calls.call(buildMessage('request', host.appId, SYSTEM_CHANNEL, { action: 'ping' }), start + checkTimeout(timeout));
+      const ms = checkTimeout(timeout);
+      await host._calls.call(buildMessage('request', host.appId, SYSTEM_CHANNEL, { action: 'ping' }), start + ms, false, undefined, ms);
       const latencyMs = now() - start;
       this.pong(latencyMs);
       return { healthy: true, latencyMs, ...base };

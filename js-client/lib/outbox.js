@@ -34,6 +34,7 @@ const { keysKept, keysIgnored } = require('./idempotency');
  * @property {number} priority
  * @property {number} bytes encoded frame size.
  * @property {number} deadline monotonic ms.
+ * @property {number|undefined} timeout the call's own (ms), for its timeout's message.
  * @property {object} msg the envelope.
  * @property {boolean} expectReply a request (or publish with ack): a caller waits for it.
  * @property {boolean} persisted also in the queue file.
@@ -82,12 +83,13 @@ class Outbox {
    * @param {number} deadline
    * @param {number} priority
    * @param {boolean} expectReply
+   * @param {number} [timeout] the call's own (ms), named if it expires once sent.
    * @returns {Promise<object>|undefined} the reply, for a request.
    * @throws {QueueFullError} the queue refused it.
    * @throws {QueueFileError} the queue file could not take it: not queued, nothing evicted.
    * @throws {MessageError|FrameTooLargeError} it could never be sent.
    */
-  enqueue(msg, deadline, priority, expectReply) {
+  enqueue(msg, deadline, priority, expectReply, timeout) {
     // Replayed as it is now (§16.3): its values parsed back from the JSON measured here, its
     // Buffers copied (a one-way call settles here, a request's small frame would be a copy).
     // Fails now, not later, on what cannot be sent (attachments counted, §16).
@@ -97,7 +99,7 @@ class Outbox {
     const limit = this.host._sendLimit ?? this.host.options.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE_BYTES;
     if (size > limit) throw new FrameTooLargeError(size, limit);
     /** @type {QueuedCall} */
-    const entry = { id: msg.message_id, priority, bytes: HEADER_SIZE_BYTES + size, deadline, msg, expectReply, persisted: false, resolve: null, reject: null, cause: this.resendCause };
+    const entry = { id: msg.message_id, priority, bytes: HEADER_SIZE_BYTES + size, deadline, timeout, msg, expectReply, persisted: false, resolve: null, reject: null, cause: this.resendCause };
     const { accepted, evicted } = this.queue.push(entry);
     if (!accepted) {
       const stats = this.queue.stats();
@@ -292,7 +294,7 @@ class Outbox {
           continue;
         }
         if (entry.expectReply) {
-          calls.request(markReplay(entry.msg), entry.deadline, () => queue.dropped++).then(entry.resolve, entry.reject); // marked: §13.2
+          calls.request(markReplay(entry.msg), entry.deadline, () => queue.dropped++, entry.timeout).then(entry.resolve, entry.reject); // marked: §13.2
           continue;
         }
         // a persisted message leaves the file only once the socket has taken its bytes; if

@@ -207,7 +207,7 @@ class Stream {
       // An older server: one request, one item (§15.1 item 3).
       const msg = buildMessage('request', host.appId, this.channelId, this._payload, extra);
       this._id = msg.message_id;
-      const reply = await host._calls.call(msg, started + (timeout ?? idleTimeout), true);
+      const reply = await host._calls.call(msg, started + (timeout ?? idleTimeout), true, undefined, timeout ?? idleTimeout);
       if (this._end === null) this._end = reply;
       return;
     }

@@ -8,7 +8,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { IPCClient, AlreadyServingError } = require('..');
-const { Peer, connectedClient, nextReceived } = require('./helpers');
+const { Peer, connectedClient, nextReceived, waitFor } = require('./helpers');
 
 test('wording - timeout, circuit open, not connected, already serving, connection lost read as in Python', async (t) => {
   const peer = new Peer({ onRequest: () => {} }); // never answers
@@ -30,4 +30,27 @@ test('wording - timeout, circuit open, not connected, already serving, connectio
   await sent;
   peer.drop();
   await assert.rejects(pending, (err) => err.code === 'connection_lost' && err.message.startsWith(`connection to 127.0.0.1:${peer.port} lost`));
+});
+
+test("wording - a request's timeout names the call's own timeout, not what was left when it was written", async (t) => {
+  const peer = new Peer({ onRequest: () => {} }); // never answers
+  await peer.listen();
+  t.after(() => peer.close());
+  const client = await connectedClient(t, peer, { initialDelay: 100, maxDelay: 100, jitter: 0 });
+  await assert.rejects(client.request('svc.slow', {}, 300), { code: 'timeout', message: "no response on 'svc.slow' within 300 ms" });
+  // queued while reconnecting, written 100 ms later (the reconnect delay): still its 300 ms, never 200
+  const reconnecting = waitFor(client, 'reconnecting');
+  peer.drop();
+  await reconnecting;
+  const written = nextReceived(peer, (m) => m.channel_id === 'svc.slow');
+  const queued = client.request('svc.slow', {}, 300);
+  assert.ok((await written).timeout_ms <= 250, 'written once the reconnect delay had passed');
+  await assert.rejects(queued, { code: 'timeout', message: "no response on 'svc.slow' within 300 ms" });
+  // a coalesced caller's own wait names its timeout too
+  const first = client.request('svc.slow', { same: 1 }, { timeout: 5000, coalesce: true });
+  first.catch(() => {});
+  await assert.rejects(client.request('svc.slow', { same: 1 }, { timeout: 300, coalesce: true }), {
+    code: 'timeout',
+    message: "no response on 'svc.slow' within 300 ms (a coalesced call)"
+  });
 });
