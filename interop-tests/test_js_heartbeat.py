@@ -23,7 +23,7 @@ async def test_node_notices_a_peer_that_goes_silent_after_the_handshake(fake_ser
     assert ping.channel_id == "system"
     ev = await agent.wait_event("disconnected")
     elapsed = time.monotonic() - started
-    assert ev["detail"]["error"]["code"] == "timeout"
+    assert (ev["detail"]["error"]["code"], ev["detail"]["error"]["cause"]) == ("connection_lost", "timeout")  # the loss and why
     assert 0.35 < elapsed < 3.0, elapsed
     await agent.wait_event("reconnecting")
 
@@ -35,7 +35,7 @@ async def test_node_notices_a_stopped_server_and_recovers_when_it_continues(hand
     try:
         started = time.monotonic()
         ev = await agent.wait_event("disconnected")
-        assert ev["detail"]["error"]["code"] == "timeout"
+        assert (ev["detail"]["error"]["code"], ev["detail"]["error"]["cause"]) == ("connection_lost", "timeout")
         assert time.monotonic() - started < 3.0
         # The in-flight request failed at once with connection_lost, not at its 20 s timeout.
         done = await agent.wait_event("requestDone")

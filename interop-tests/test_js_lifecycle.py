@@ -112,4 +112,6 @@ async def test_a_heartbeat_timeout_is_reported_on_error(start_server, node_agent
         srv.signal(signal.SIGCONT)
     assert order(agent, "heartbeat_timeout", "disconnected", "error")[:3] == ["heartbeat_timeout", "disconnected", "error"]
     assert (error["code"], error["name"]) == ("timeout", "RequestTimeoutError")
+    lost = next(e for e in agent.events if e["event"] == "disconnected")["detail"]["error"]  # as Python's ConnectionLost and its __cause__
+    assert (lost["code"], lost["name"], lost["cause"]) == ("connection_lost", "ConnectionLostError", "timeout")
     assert error["message"].startswith("heartbeat timeout: nothing received for ") and error["message"].endswith(" ms")

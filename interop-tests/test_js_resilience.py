@@ -73,7 +73,7 @@ async def test_black_hole_is_detected_within_interval_plus_timeout(handler_serve
     assert silent["detail"]["silent"] >= 400
     assert detected <= 0.2 + 0.4 + SLACK_S, detected
     lost = await agent.wait_event("disconnected")
-    assert lost["detail"]["error"]["code"] == "timeout"
+    assert (lost["detail"]["error"]["code"], lost["detail"]["error"]["cause"]) == ("connection_lost", "timeout")
     done = {e["tag"]: e for e in await agent.wait_events("requestDone", 2)}
     assert done["inflight"]["error"]["code"] == "connection_lost"
     short = done["short"]

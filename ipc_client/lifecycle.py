@@ -349,8 +349,7 @@ class Lifecycle:
             return
         reason = ConnectionLost(f"connection to {self.options.peer} lost" + (f": {exc}" if exc else ""))
         revoked = revoked_for_good(exc)  # no reconnection can fix them; a changed credential gets one try
-        if isinstance(exc, Unauthorized):
-            reason.__cause__ = exc
+        reason.__cause__ = exc  # why (a heartbeat timeout, a socket error), as Node's .cause
         retry = self.options.reconnect and not revoked
         self._drop(conn, reason)
         self._metrics.closed(time.monotonic(), will_reconnect=retry)
@@ -373,7 +372,7 @@ class Lifecycle:
                 else:
                     gone = NotConnected("the connection was lost and reconnect is off")
                 self._outbox.give_up(gone)
-                self._emit("disconnected", exc if revoked else reason)
+                self._emit("disconnected", exc if isinstance(exc, Unauthorized) else reason)
                 if isinstance(exc, IPCError):
                     self._emit("error", exc)
 

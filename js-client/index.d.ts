@@ -842,8 +842,13 @@ export interface IPCClientEvents {
   connecting: [];
   connected: [info: HandshakeInfo];
   reconnected: [event: { attempts: number; elapsed: number }];
-  /** null after disconnect(); an UnauthorizedError when a users-file reload cut the connection (no reconnection follows, but for details.reason 'credential': one ordinary reconnect). */
-  disconnected: [error: ReportedError | null];
+  /**
+   * The loss: a ConnectionLostError (`connection to HOST:PORT lost: ...`), its `cause` the raw error
+   * when there was one (the heartbeat's RequestTimeoutError, a socket error), as Python's ConnectionLost
+   * and its __cause__; an UnauthorizedError as it is when a users-file reload cut the connection (no
+   * reconnection follows, but for details.reason 'credential': one ordinary reconnect); null after disconnect().
+   */
+  disconnected: [error: ConnectionLostError | UnauthorizedError | null];
   reconnecting: [event: { attempt: number; delay: number }];
   reconnect_failed: [attempts: number];
   heartbeat: [event: { latency: number }];
@@ -1062,7 +1067,7 @@ export interface ConnectionPoolEvents {
   created: [event: { client: IPCClient }];
   /** A member closed: idle, dead (`reason` its loss; once nobody holds it), or at close(). */
   destroyed: [event: { client: IPCClient; reason: ReportedError | null }];
-  /** A member's connection dropped; a held one stays its holder's until released. */
+  /** A member's connection dropped (`error`: its 'disconnected' argument); a held one stays its holder's until released. */
   connection_lost: [event: { client: IPCClient; error: ReportedError | null }];
   /** A background open nobody waited for failed, or a listener of these events threw (never a crash). */
   error: [error: ReportedError];

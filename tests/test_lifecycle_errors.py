@@ -65,4 +65,6 @@ async def test_a_heartbeat_timeout_is_reported_on_error(spawn, reconnect) -> Non
     error = events[2][1]
     assert isinstance(error, RequestTimeout)
     assert error.message.startswith("heartbeat timeout: nothing received for ") and error.message.endswith(" s")
-    assert "heartbeat timeout" in str(events[1][1])  # the loss says why too
+    lost = events[1][1]  # the loss, its cause the timeout itself (as Node's ConnectionLostError and its .cause)
+    assert isinstance(lost, ConnectionLost) and lost.__cause__ is error
+    assert "heartbeat timeout" in str(lost)  # the loss says why too

@@ -246,7 +246,9 @@ class Lifecycle {
       const text = err instanceof UnauthorizedError ? `the server closed the connection unauthorized: ${err.message}` : 'the connection was lost and reconnection is off';
       this._abandon(new NotConnectedError(text, { cause: err ?? undefined }));
     }
-    host._emitSafely('disconnected', err ?? reason); // never null: a server that just closed is connection_lost
+    // connection_lost, its cause the raw error (a heartbeat timeout, a socket error), as Python's;
+    // a reload's cut as itself. Never null: that is disconnect()'s.
+    host._emitSafely('disconnected', err instanceof UnauthorizedError ? err : reason);
     if (err instanceof IpcError) host._emitError(err); // a protocol error or a heartbeat timeout
     if (host._state !== next) return; // a listener called disconnect() or connect()
     host._admission.resume(); // held publishes were delivered: handled now, whatever the connection

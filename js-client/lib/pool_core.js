@@ -16,7 +16,7 @@
 const { EventEmitter } = require('node:events');
 const { IPCClient } = require('./client');
 const { backoffDelay } = require('./backoff');
-const { NotConnectedError, RequestTimeoutError, UnauthorizedError } = require('./errors');
+const { ConnectionLostError, NotConnectedError, RequestTimeoutError, UnauthorizedError } = require('./errors');
 const { revokedForGood } = require('./reconnect');
 const { planPool, DEAD, OPEN_FAILED } = require('./pool_plan');
 const { foldRetired, zeroMetrics } = require('./pool_metrics');
@@ -257,7 +257,7 @@ class PoolCore extends EventEmitter {
       await client.connect();
       let lostWith;
       client.on('disconnected', (arg) => {
-        lostWith = arg;
+        lostWith = arg instanceof ConnectionLostError && arg.cause instanceof Error ? arg.cause : arg; // what 'error' reports next
         this._onLost(member, lostError(arg));
       });
       // What ended its connection is on 'connection_lost'; anything else (a handler's throw) is the pool's 'error'.

@@ -6,7 +6,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { IPCClient, ErrorCode, UnauthorizedError, AlreadyServingError, IpcError } = require('..');
+const { IPCClient, ErrorCode, UnauthorizedError, AlreadyServingError, IpcError, ConnectionLostError, RequestTimeoutError } = require('..');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
 const { Peer, peerAndClient: setup, waitFor, nextReceived, until, freePort } = require('./helpers');
@@ -152,11 +152,18 @@ test('client - heartbeat: pings a silent server, then declares it dead and recon
   peer.silent = true;
   const started = Date.now();
   const ping = nextReceived(peer, (m) => m.payload && m.payload.action === 'ping', 2000);
+  const reported = waitFor(client, 'error', 2000);
   const [error] = await waitFor(client, 'disconnected', 2000);
   await ping;
   const elapsed = Date.now() - started;
   assert.ok(elapsed >= 150 && elapsed < 3000, `declared dead after ${elapsed} ms`);
-  assert.equal(error.code, ErrorCode.TIMEOUT);
+  // the loss, its cause the heartbeat's timeout (as Python's ConnectionLost and its __cause__)
+  assert.ok(error instanceof ConnectionLostError, String(error));
+  assert.equal(error.code, ErrorCode.CONNECTION_LOST);
+  assert.match(error.message, /^connection to 127\.0\.0\.1:\d+ lost: heartbeat timeout: nothing received for \d+ ms$/);
+  assert.ok(error.cause instanceof RequestTimeoutError && error.cause.code === ErrorCode.TIMEOUT, String(error.cause));
+  const [timeout] = await reported; // the timeout itself on 'error', as before
+  assert.equal(timeout, error.cause);
   peer.silent = false;
   await waitFor(client, 'reconnected', 3000);
   assert.equal(client.state, 'connected');

@@ -110,7 +110,8 @@ test('pool listeners - a member lost to a heartbeat timeout is reported once, on
   await pool.start();
   peer.silent = true; // a hung server: no pong
   await until(() => lost.length === 1, 3000, 'the loss');
-  assert.equal(lost[0].code, 'timeout');
+  assert.equal(lost[0].code, 'connection_lost'); // the member's 'disconnected': the loss, its cause the timeout
+  assert.equal(lost[0].cause.code, 'timeout');
   await settle();
   assert.deepEqual(errors, []);
   assert.deepEqual(warnings.map((w) => w.message), []);

@@ -33,7 +33,8 @@ test('resilience - a black hole is detected within interval + timeout, then the 
   const [silence] = await waitFor(client, 'heartbeat_timeout', 2000);
   const detectedAfter = Date.now() - lastFrame;
   const [error] = await disconnected;
-  assert.equal(error.code, ErrorCode.TIMEOUT);
+  assert.equal(error.code, ErrorCode.CONNECTION_LOST);
+  assert.equal(error.cause.code, ErrorCode.TIMEOUT); // the heartbeat's
   assert.ok(silence.silent >= 200, `silent ${silence.silent}`);
   assert.ok(detectedAfter <= 100 + 200 + 60, `detected ${detectedAfter} ms after the last frame`);
   assert.equal(client.state, 'reconnecting');
