@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from ipc_protocol import IPCError, NotConnected, RequestTimeout, Unauthorized, printable
+from ipc_protocol import ConnectionLost, IPCError, NotConnected, RequestTimeout, Unauthorized, printable
 from ipc_protocol.exceptions import revoked_for_good
 
 from .listeners import Listeners
@@ -30,14 +31,14 @@ __all__ = ["Member", "PoolCore", "Waiter"]
 
 log = logging.getLogger("ipc_client.pool")
 
-_EVENTS = ("member_created", "member_lost")
+_EVENTS = ("member_created", "member_lost", "error")
 _BACKOFF_OPTIONS = frozenset({"initial_delay", "max_delay", "multiplier", "jitter"})
 
 
 class Member:
     """One pooled client and its use, as :func:`plan_pool` reads it."""
 
-    __slots__ = ("client", "leased", "shared", "idle_since", "closing", "dead")
+    __slots__ = ("client", "leased", "shared", "idle_since", "closing", "dead", "lost_with")
 
     def __init__(self, client: IPCClient, now: float) -> None:
         self.client = client
@@ -46,6 +47,7 @@ class Member:
         self.idle_since = now
         self.closing = False  # the pool is closing it: its "disconnected" is expected
         self.dead = False  # its connection dropped ("disconnected" comes before the state changes)
+        self.lost_with: BaseException | None = None  # what ended its connection: member_lost's, not "error"'s
 
     @property
     def busy(self) -> bool:
@@ -253,6 +255,7 @@ class PoolCore:
             self._check_open()
             await client.connect()
             client.on("disconnected", lambda reason: self._on_lost(member, reason))
+            client.on("error", functools.partial(self._member_error, member))
             client._watch_withdrawals(lambda serve, channel, error: self._registrations.withdrawn(client, serve, channel, error))
             if self._registrations.any:
                 await self._registrations.adopt(member)
@@ -299,8 +302,16 @@ class PoolCore:
         self._make_available(member)
         return member
 
+    def _member_error(self, member: Member, exc: BaseException) -> None:
+        """A member's own error (a pooled subscription's handler that raised)
+        is the pool's ``error``, as in Node; the one that ended its
+        connection, reported right after ``disconnected``, is member_lost's."""
+        if exc is not member.lost_with:
+            self._listeners.emit("error", exc)
+
     def _on_lost(self, member: Member, reason: BaseException | None) -> None:
         """A member's ``disconnected`` event: the pool did not ask for it."""
+        member.lost_with = reason.__cause__ if isinstance(reason, ConnectionLost) and reason.__cause__ is not None else reason
         if member.closing:
             return
         member.dead = True
