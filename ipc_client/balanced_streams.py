@@ -48,7 +48,7 @@ class BalancedStreaming:
         *,
         timeout: float | None = None,
         idle_timeout: float | None = None,
-        window: int = DEFAULT_WINDOW,
+        window: int | float = DEFAULT_WINDOW,
         headers: dict[str, str] | None = None,
     ) -> Stream:
         """``IPCClient.stream()`` on one healthy server, picked as for a
@@ -119,7 +119,7 @@ class ServiceStreaming:
         *,
         timeout: float | None = None,
         idle_timeout: float | None = None,
-        window: int = DEFAULT_WINDOW,
+        window: int | float = DEFAULT_WINDOW,
         headers: dict[str, str] | None = None,
     ) -> Stream:
         """The items ``method`` (a channel in the service's app) streams, as

@@ -73,7 +73,7 @@ class PoolStreaming:
         *,
         timeout: float | None = None,
         idle_timeout: float | None = None,
-        window: int = DEFAULT_WINDOW,
+        window: int | float = DEFAULT_WINDOW,
         headers: dict[str, str] | None = None,
     ) -> Stream:
         """``IPCClient.stream()`` on a member shared as :meth:`lease` shares

@@ -240,7 +240,7 @@ class Streaming:
         *,
         timeout: float | None = None,
         idle_timeout: float | None = None,
-        window: int = DEFAULT_WINDOW,
+        window: int | float = DEFAULT_WINDOW,
         headers: dict[str, str] | None = None,
     ) -> Stream:
         """The items a streaming handler yields for this request, as they come
@@ -268,7 +268,7 @@ class Streaming:
         return Stream(self._streams.consume(channel, read_once(payload), timeout=timeout, idle_timeout=idle_timeout, window=Window(window), headers=headers))
 
 
-def check_stream(channel: str, headers: dict[str, str] | None, timeout: float | None, idle_timeout: float | None, window: int) -> None:
+def check_stream(channel: str, headers: dict[str, str] | None, timeout: float | None, idle_timeout: float | None, window: int | float) -> None:
     """A stream's arguments, checked where ``stream()`` is called (also by
     the pool's, the load-balanced client's and the service client's)."""
     validate_channel(channel)

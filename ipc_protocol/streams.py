@@ -187,10 +187,13 @@ class Window:
 
     __slots__ = ("size", "_taken", "_every")
 
-    def __init__(self, size: int = DEFAULT_WINDOW) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_WINDOW:
+    def __init__(self, size: int | float = DEFAULT_WINDOW) -> None:
+        # An integral float is its integer, as on the wire (docs/protocol.md §1.2) and in
+        # Node, whose numbers cannot tell 2.0 from 2; a fraction, NaN, infinity or a bool is not.
+        count = int(size) if size.__class__ is float and size.is_integer() else size
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_WINDOW:
             raise ValueError(f"window must be an integer from 1 to {MAX_WINDOW}, got {size!r}")
-        self.size = size
+        self.size = count
         self._taken = 0
         self._every = max(1, size // 2)
 

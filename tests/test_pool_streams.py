@@ -155,11 +155,13 @@ async def test_the_timeout_covers_the_wait_for_a_member(server: IPCServer, make_
     assert shares(pool) == [0]
 
 
-async def test_arguments_are_checked_at_the_call(make_pool) -> None:
+async def test_arguments_are_checked_at_the_call(server, make_pool) -> None:
+    server.add_handler("count", count)
     pool = await make_pool()
-    for kwargs in ({"timeout": 0}, {"timeout": float("nan")}, {"idle_timeout": -1}, {"window": 0}):
+    for kwargs in ({"timeout": 0}, {"timeout": float("nan")}, {"idle_timeout": -1}, {"window": 0}, {"window": 2.5}, {"window": True}):
         with pytest.raises(ValueError):
             pool.stream("count", **kwargs)
+    assert [i async for i in pool.stream("count", {"n": 3}, window=2.0, timeout=WAIT_S)] == [0, 1, 2]  # 2.0 is 2, as in Node
     with pytest.raises(ValueError):
         pool.stream("ticks.*")
     assert pool.stats()["in_use"] == 0

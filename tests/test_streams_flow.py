@@ -22,6 +22,25 @@ from .test_streams import collect, pair, until  # noqa: F401 - pair is a fixture
 # -- flow control ----------------------------------------------------------------------------
 
 
+async def test_a_window_given_as_an_integral_float_counts_as_its_integer(pair: tuple[IPCClient, IPCClient]) -> None:
+    """As on the wire (docs/protocol.md §1.2) and in Node, whose numbers
+    cannot tell 2.0 from 2; a fraction, NaN, infinity or a bool is refused
+    with the error an integer out of range gets."""
+    consumer, producer = pair
+    windows: list[Any] = []
+
+    def count(msg: Message) -> Any:
+        windows.append(msg.window)
+        return (i for i in range(5))
+
+    await producer.serve("count", count)
+    assert await collect(consumer.stream("count", window=2.0)) == [0, 1, 2, 3, 4]
+    assert windows == [2] and type(windows[0]) is int  # sent as 2
+    for bad in (2.5, float("nan"), float("inf"), True, 0.0, 2.0**31):
+        with pytest.raises(ValueError, match=r"^window must be an integer from 1 to 2147483647, got "):
+            consumer.stream("count", window=bad)
+
+
 async def test_a_stalled_stream_holds_up_nothing_else(server: IPCServer, pair: tuple[IPCClient, IPCClient]) -> None:
     consumer, producer = pair
     pulled = 0
