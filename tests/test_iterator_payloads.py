@@ -122,3 +122,25 @@ async def test_request_waiting_for_the_full_send_buffer_sends_the_items(spawn) -
     finally:
         for c in (resp, req):
             await asyncio.wait_for(c.disconnect(), 10)
+
+
+async def test_a_load_balanced_failover_sends_the_items_again() -> None:
+    """The load-balanced client reads it once, at its call: a call that
+    fails over from a server with no responder (``no_responders``,
+    docs/resilience.md §8) sends the next server the same items, not the
+    [] a second read of the generator would give (as Node's,
+    js-client/test/iterator_payloads.test.js)."""
+    from ipc_client import LoadBalancedClient
+
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as a, IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as b:
+        b.add_handler("items", _echo)  # a has no responder for it
+        lb = LoadBalancedClient("app", [("127.0.0.1", a.port), ("127.0.0.1", b.port)], health_check_interval=None, connect_timeout=2)
+        await lb.start()
+        try:
+            for _ in range(2):
+                assert await lb.request("items", (i for i in range(3)), timeout=WAIT_S) == [0, 1, 2]
+                assert await lb.request("items", iter([4, 5]), timeout=WAIT_S) == [4, 5]
+            stats = lb.server_stats()
+            assert stats[0]["errors"] >= 1 and stats[0]["requests"] >= 1  # a was tried first, at least once
+        finally:
+            await lb.close()

@@ -6,9 +6,9 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { IPCClient } = require('..');
+const { IPCClient, LoadBalancedClient } = require('..');
 const { readOnce } = require('../lib/json_profile');
-const { streamingPeer, until } = require('./helpers');
+const { Peer, streamingPeer, until } = require('./helpers');
 
 function* items(...xs) {
   yield* xs;
@@ -55,4 +55,25 @@ test('iterator payloads - a coalesced and a cached request send their items', as
   assert.deepEqual(await client.request('echo', items(1, 2), 5000, { coalesce: true }), [1, 2]);
   assert.deepEqual(await client.request('echo', items(3), 5000, { cacheTtl: 10_000 }), [3]);
   assert.deepEqual(await client.request('echo', [], 5000, { cacheTtl: 10_000 }), []);
+});
+
+test('iterator payloads - a load-balanced failover sends the next server the same items', async (t) => {
+  // a answers no_responders (a failover error, docs/resilience.md §8), b echoes: the retry on b
+  // must carry the items read at the call, not the [] a second read of the generator gives.
+  const a = new Peer({ onRequest: (msg, conn, reply) => reply(null, { error: { code: 'no_responders', message: `no handler or responder for '${msg.channel_id}'` } }) });
+  const b = new Peer({ onRequest: (msg, conn, reply) => reply(msg.payload) });
+  for (const peer of [a, b]) {
+    await peer.listen();
+    t.after(() => peer.close());
+  }
+  const lb = new LoadBalancedClient('app', [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`], { healthCheckInterval: 60_000 });
+  t.after(() => lb.close());
+  await lb.start();
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual(await lb.request('svc.items', items(0, 1, 2), 5000), [0, 1, 2]);
+    assert.deepEqual(await lb.request('svc.items', [4, 5].values(), 5000), [4, 5]);
+  }
+  const tried = a.received.filter((m) => m.channel_id === 'svc.items');
+  assert.ok(tried.length >= 1, 'a was tried first');
+  assert.deepEqual(tried[0].payload, [0, 1, 2]);
 });
