@@ -101,6 +101,16 @@ class HandlerRegistry:
                     break
         return best[1] if best is not None else None
 
+    def serving(self, app_id: str, channel: str) -> Handler | None:
+        """The handler ``find`` would run for ``channel`` of ``app_id``; for a
+        pattern, the one of its registrations ``find`` picks when this pattern
+        matches (the earliest open to the app), so ``describe`` publishes the
+        schema of the handler that answers."""
+        if not is_pattern(channel):
+            return self.find(app_id, channel)
+        entries = self._index.get(channel) or ()
+        return next((h for _, h in entries if h.app_id is None or h.app_id == app_id), None)
+
     def all(self) -> list[Handler]:
         """Every handler, exact ones first (a cluster node's interest, docs/cluster.md)."""
         return [*self._exact.values(), *self._patterns]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any
 
+from ipc_protocol.channels import is_pattern
 from ipc_protocol.contracts import ANY_SCHEMA, handler_schema, schema_digest
 
 from .router import HandlerRegistry
@@ -82,14 +83,19 @@ class Schemas:
 
     def describe(self, app_id: str, served: Iterable[str], handlers: HandlerRegistry) -> dict[str, Any]:
         """The ``describe`` answer (§8): every channel ``app_id`` can request,
-        responders' first, then in-process handlers' (they take precedence in
-        routing, §6.1); ``{}`` for a side nobody declared."""
+        each with the schemas of whoever answers it as routing chooses (§6.1):
+        an in-process handler (exact, or a pattern matching a responder's
+        exact channel) before any responder; ``{}`` for a side nobody declared."""
         channels: dict[str, Any] = {}
         for channel in served:
+            handler = None if is_pattern(channel) else handlers.find(app_id, channel)
+            if handler is not None:
+                channels[channel] = handler_schema(handler.fn)
+                continue
             published = self.published(app_id, channel)
             channels[channel] = published[0] if published else {"request": ANY_SCHEMA, "response": ANY_SCHEMA}
         for channel in handlers.channels(app_id):
-            handler = handlers.get(channel, app_id) or handlers.get(channel)
+            handler = handlers.serving(app_id, channel)
             if handler is not None:
                 channels[channel] = handler_schema(handler.fn)
         return {"channels": channels}

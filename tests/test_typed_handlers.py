@@ -104,6 +104,42 @@ async def test_describe_lists_the_apps_channels_handlers_first(server, make_clie
     assert other["shared.double"]["request"]["title"] == "Ask"  # the handler's, not the responder's {}
 
 
+async def test_describe_gives_a_responders_channel_the_in_process_pattern_handlers_schema(server, make_client) -> None:
+    def in_process(n: int) -> int:
+        return n
+
+    def responder(s: str) -> str:
+        return s.upper()
+
+    server.add_handler("c.*", in_process)  # routing sends c.x here before any responder (§6.1)
+    worker, caller = await make_client(), await make_client()
+    await worker.serve("c.x", responder)
+    described = (await caller.system("describe"))["channels"]
+    assert described["c.x"] == described["c.*"] == {"request": {"type": "integer"}, "response": {"type": "integer"}}
+    assert await caller.request("c.x", 5) == 5  # what describe says c.x takes is what it takes
+    with pytest.raises(BadRequest):
+        await caller.request("c.x", "hello")
+
+
+async def test_describe_publishes_the_pattern_handler_that_routing_picks(server, make_client) -> None:
+    def every_app(n: int) -> int:
+        return n
+
+    def this_app(s: str) -> str:
+        return s
+
+    server.add_handler("x.*", every_app)  # registered first: it answers x.y for every app
+    server.add_handler("x.*", this_app, app_id="app")
+    caller = await make_client("app")
+    assert (await caller.system("describe"))["channels"]["x.*"] == {"request": {"type": "integer"}, "response": {"type": "integer"}}
+    assert await caller.request("x.y", 5) == 5
+    with pytest.raises(BadRequest):
+        await caller.request("x.y", "hello")
+    server.remove_handler("x.*")  # the app's own is then the one that answers
+    assert (await caller.system("describe"))["channels"]["x.*"]["request"] == {"type": "string"}
+    assert await caller.request("x.y", "hello") == "hello"
+
+
 async def test_services_announcements_carry_the_published_schemas_digest(server, make_client, raw) -> None:
     watcher = await make_client()
     notes = await collect(watcher, "$sys.services")
