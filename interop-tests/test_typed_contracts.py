@@ -300,6 +300,41 @@ async def test_a_node_responder_declaring_a_python_twins_schema_answers_each_pay
     assert await answer(by_node, {"code": "AB12", "name": "José", "digits": "١٢٣", "pair": [2, "b"]}) is True
 
 
+class Literals(BaseModel):
+    """Choices and bounds pydantic words in Python's terms (repr, True/None, a float's digits)."""
+
+    flag: Literal[True] = True
+    none: Literal[None] = None
+    word: Literal["it's", "a\\b", "\n"] = "it's"
+    tiny: float = Field(default=1.0, gt=1e-7)
+    huge: float = Field(default=0.0, lt=1e21)
+
+
+LITERAL_PAYLOADS = [{"flag": False}, {"none": 1}, {"word": "x"}, {"tiny": 0}, {"huge": 1e22}, {"flag": "yes", "none": "x", "word": 5}]
+
+
+async def test_a_node_responder_words_choices_and_bounds_as_its_python_twin(server, node, processes, py_client) -> None:
+    twin = await py_client(server.port, "twin")
+
+    async def literals(request: Literals) -> bool:
+        return True
+
+    await twin.serve("t.literals", literals)
+    schema = (await twin.system("describe"))["channels"]["t.literals"]["request"]
+    await processes([node, str(NODE_DIR / "typed_peer.js"), "serve", str(server.port), "shop", json.dumps({"t.literals": schema})], r'\{"event":"ready"\}')
+    by_node, by_python = await py_client(server.port, "shop"), await py_client(server.port, "twin")
+
+    async def answer(caller: Any, payload: Any) -> Any:
+        with pytest.raises(BadRequest) as err:
+            await caller.request("t.literals", payload)
+        return err.value.message, err.value.errors
+
+    for payload in LITERAL_PAYLOADS:
+        assert await answer(by_node, payload) == await answer(by_python, payload), payload
+    message, _ = await answer(by_node, {"word": "x", "tiny": 0})
+    assert message == "invalid request for 't.literals': word: Input should be \"it's\", 'a\\\\b' or '\\n'; tiny: Input should be greater than 0.0000001"
+
+
 async def test_the_node_clients_connection_id_is_the_one_the_server_gave(server, node) -> None:
     connected, after = await run_node(node, "typed_peer.js", "whoami", str(server.port), "shop")
     assert connected["connectionId"] and connected["connectionId"] == connected["info"]

@@ -73,15 +73,18 @@ function lengthError(kind, bound, count, tooLong) {
 }
 
 /**
- * pydantic's error for a value outside an `enum`: `enum` for an Enum class
- * (a named definition: a `$defs` entry or the root, with a `title`), else
- * `literal_error`, a `Literal`'s.
+ * pydantic's error for a value outside an `enum` or other than a `const`:
+ * `enum` for an Enum class (a named definition: a `$defs` entry or the
+ * root, with a `title`), else `literal_error`, a `Literal`'s. pydantic
+ * checks the choice before the type, so a value of another type gets this
+ * error too (`Literal[None]` refuses 1 with `Input should be None`).
  * @param {unknown[]} choices
  * @param {boolean} named
+ * @param {unknown} [type] the node's `type`: `'number'` writes 1 as the float 1.0.
  * @returns {{msg: string, type: string}}
  */
-function choiceError(choices, named) {
-  return { msg: `Input should be ${orList(choices.map(show))}`, type: named ? 'enum' : 'literal_error' };
+function choiceError(choices, named, type) {
+  return { msg: `Input should be ${orList(choices.map((c) => show(c, type === 'number')))}`, type: named ? 'enum' : 'literal_error' };
 }
 
 /** @private */
@@ -89,9 +92,63 @@ function isObject(value) {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-/** A value as pydantic's messages quote it. */
-function show(value) {
-  return typeof value === 'string' ? `'${value}'` : JSON.stringify(value);
+/**
+ * A value as pydantic's messages quote it: Python's repr() of what the JSON
+ * stands for (`'a'`, `"it's"`, `True`, `None`, `1e-07`, `[1, 2]`).
+ * @param {unknown} value
+ * @param {boolean} [float] a whole number stands for a float (`1.0`), not an int.
+ * @returns {string}
+ */
+function show(value, float = false) {
+  if (typeof value === 'string') return pyRepr(value);
+  if (typeof value === 'number') return Number.isInteger(value) && !float ? pyNumber(value) : pyFloat(value);
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  if (value === null || value === undefined) return 'None';
+  if (Array.isArray(value)) return `[${value.map((v) => show(v)).join(', ')}]`;
+  if (typeof value === 'object') return `{${Object.entries(value).map(([k, v]) => `${pyRepr(k)}: ${show(v)}`).join(', ')}}`;
+  return String(value);
+}
+
+/** A finite number's sign, shortest round-trip digits and decimal exponent (JS and Python pick the same digits). */
+function decimal(n) {
+  const [mantissa, exp] = Math.abs(n).toExponential().split('e');
+  return { sign: n < 0 || Object.is(n, -0) ? '-' : '', mantissa, digits: mantissa.replace('.', ''), exp: Number(exp) };
+}
+
+/** `digits` × 10^(exp − len + 1) written without an exponent. */
+function positional({ digits, exp }) {
+  if (exp < 0) return `0.${'0'.repeat(-exp - 1)}${digits}`;
+  if (digits.length <= exp + 1) return digits + '0'.repeat(exp + 1 - digits.length);
+  return `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}`;
+}
+
+/**
+ * A number as pydantic-core writes a bound (`greater than 0.0000001`):
+ * Rust's f64 Display, the shortest digits that read back as the same
+ * float, never an exponent (1e21 is `1000000000000000000000`, -0.0 `-0`).
+ * An int bound beyond 2**53 is written as the float JSON parsing made of it.
+ * @param {number} n
+ * @returns {string}
+ */
+function pyNumber(n) {
+  const parts = decimal(n);
+  return parts.sign + positional(parts);
+}
+
+/**
+ * A float as Python's repr() writes it: the same digits, an exponent of
+ * two digits or more below 1e-4 and from 1e16 (`1e-07`, `1e+16`), `.0` on
+ * a whole number (`1.0`).
+ * @param {number} n
+ * @returns {string}
+ */
+function pyFloat(n) {
+  const parts = decimal(n);
+  if (parts.exp < -4 || parts.exp >= 16) {
+    return `${parts.sign}${parts.mantissa}e${parts.exp < 0 ? '-' : '+'}${String(Math.abs(parts.exp)).padStart(2, '0')}`;
+  }
+  const text = positional(parts);
+  return parts.sign + (text.includes('.') ? text : `${text}.0`);
 }
 
 // What Python's str.isprintable() refuses (repr escapes): other and separator characters but the space.
@@ -136,4 +193,4 @@ function summary(errors) {
   return parts.join('; ') + (more > 0 ? ` (and ${more} more)` : '');
 }
 
-module.exports = { show, orList, summary, pyRepr, typeError, typeName, arrayKind, lengthError, choiceError };
+module.exports = { show, pyNumber, pyFloat, orList, summary, pyRepr, typeError, typeName, arrayKind, lengthError, choiceError };

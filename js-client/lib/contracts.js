@@ -29,7 +29,7 @@ const { isThenable } = require('./listeners');
 const { MAX_JSON_DEPTH } = require('./json_profile');
 const { isBinary } = require('./protocol/payload_paths');
 const { isStreamResult } = require('./producers');
-const { show, orList, summary, pyRepr, typeError, typeName, arrayKind, lengthError, choiceError } = require('./contract_errors');
+const { show, pyNumber, orList, summary, pyRepr, typeError, typeName, arrayKind, lengthError, choiceError } = require('./contract_errors');
 const { compilePattern } = require('./contract_patterns');
 
 const SIDES = ['request', 'response'];
@@ -203,15 +203,16 @@ function check(schema, value, loc, root, errors, named = false) {
   if (Array.isArray(schema.allOf)) for (const part of schema.allOf) check(part, value, loc, root, errors);
   const branches = schema.anyOf || schema.oneOf;
   if (Array.isArray(branches)) checkUnion(branches, value, loc, root, errors);
-  if (schema.type !== undefined && !checkType(schema, value, loc, errors)) return;
+  // pydantic checks a Literal's or an Enum's choices before the type: a value of another type is refused as not one of them
   if (Array.isArray(schema.enum) && !schema.enum.some((v) => same(v, value))) {
-    errors.push({ loc, ...choiceError(schema.enum, named && typeof schema.title === 'string') });
+    errors.push({ loc, ...choiceError(schema.enum, named && typeof schema.title === 'string', schema.type) });
     return;
   }
   if (schema.const !== undefined && !same(schema.const, value)) {
-    errors.push({ loc, msg: `Input should be ${show(schema.const)}`, type: 'literal_error' });
+    errors.push({ loc, ...choiceError([schema.const], false, schema.type) });
     return;
   }
+  if (schema.type !== undefined && !checkType(schema, value, loc, errors)) return;
   if (typeof value === 'string') checkString(schema, value, loc, errors);
   else if (isBinary(value)) checkBytes(schema, value, loc, errors);
   else if (typeof value === 'number') checkNumber(schema, value, loc, errors);
@@ -307,10 +308,10 @@ function checkNumber(schema, value, loc, errors) {
     ['exclusiveMaximum', (v, b) => v < b, 'less_than', 'less than']
   ];
   for (const [key, ok, type, words] of bounds) {
-    if (typeof schema[key] === 'number' && !ok(value, schema[key])) errors.push({ loc, msg: `Input should be ${words} ${schema[key]}`, type });
+    if (typeof schema[key] === 'number' && !ok(value, schema[key])) errors.push({ loc, msg: `Input should be ${words} ${pyNumber(schema[key])}`, type });
   }
   if (typeof schema.multipleOf === 'number' && schema.multipleOf > 0 && Math.abs(value / schema.multipleOf - Math.round(value / schema.multipleOf)) > 1e-9) {
-    errors.push({ loc, msg: `Input should be a multiple of ${schema.multipleOf}`, type: 'multiple_of' });
+    errors.push({ loc, msg: `Input should be a multiple of ${pyNumber(schema.multipleOf)}`, type: 'multiple_of' });
   }
 }
 
@@ -373,7 +374,7 @@ function resolve(ref, root) {
 function name(schema, root) {
   if (schema === true) return 'anything';
   if (typeof schema.$ref === 'string') return schema.$ref.split('/').pop();
-  if (schema.const !== undefined) return show(schema.const);
+  if (schema.const !== undefined) return show(schema.const, schema.type === 'number');
   if (schema.type !== undefined) return [].concat(schema.type).map((t) => typeName(t, schema.format)).join(' or ');
   return 'the declared schema';
 }
