@@ -107,6 +107,16 @@ def test_an_unresolvable_payload_annotation_fails_at_registration() -> None:
         bind(handler)
 
 
+def test_an_unresolvable_return_annotation_only_warns_and_leaves_the_result_unchecked() -> None:
+    def handler(order: Order) -> NotDefinedAnywhere:  # type: ignore[name-defined]  # noqa: F821
+        return {"anything": "goes"}
+
+    with pytest.warns(UserWarning, match=r"^handler .*handler: return annotation 'NotDefinedAnywhere' cannot be resolved; results are not checked$"):
+        bound = bind(handler)
+    assert bound(request(GOOD)) == {"anything": "goes"}  # sent as returned
+    assert handler_schema(bound)["response"] == {} and handler_schema(bound)["request"]["title"] == "Order"
+
+
 def test_a_type_pydantic_cannot_validate_fails_at_registration() -> None:
     class Opaque:
         pass
