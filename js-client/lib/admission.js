@@ -150,7 +150,7 @@ class Admission {
     if (this._overflowing) return;
     this._overflowing = true;
     const details = { channel: msg.channel_id, max_held_messages: this.maxHeld, dropped: host._metrics.heldDropped };
-    host._emitError(new SlowConsumerError(`${this.maxHeld} inbound messages wait for a handler slot: dropping new ones, the first on ${msg.channel_id}`, { details }));
+    host._emitError(new SlowConsumerError(`${this.maxHeld} inbound messages wait for a handler slot: dropping new ones, the first on '${msg.channel_id}'`, { details }));
   }
 
   /**
