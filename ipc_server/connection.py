@@ -20,7 +20,6 @@ from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
 from ipc_protocol import LOG_TEXT_LIMIT, ErrorCode, HeartbeatAction, Message, MessageType, clipped
-from ipc_protocol.constants import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL
 from ipc_protocol.protocol import MessageRefused, PingReceived, ProtocolState, ProtocolViolation
 from ipc_protocol.server_protocol import ConnectRequested, ServerProtocol
 
@@ -29,12 +28,14 @@ from .config import SERVER_NAME
 from .connection_figures import ConnectionFigures
 from .connection_owner import ConnectionOwner, SharedReads, configure_transport
 from .frame_limit import PREFIX_BYTES, replacement, send_limit
+from .half_close import HalfClose
 from .inflight import InflightLimit
 from .log_limits import allow_line
 from .flow_control import FlowControl
 from .outbound import Backlog, OutboundLimits
 from .peer_gone import peer_gone
 from .reading import NOTHING, Reading
+from .request_metrics import servers_own
 
 __all__ = ["ServerConnection", "ConnectionOwner", "SharedReads", "ConnState"]
 
@@ -55,14 +56,14 @@ _NONE = NOTHING  # no registrations yet (see ServerConnection)
 _NO_KEYS: Any = _NONE  # typed as the set the first add replaces it with
 
 
-class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, asyncio.BufferedProtocol):
+class ServerConnection(Reading, FlowControl, HalfClose, ConnectionFigures, BinaryFrames, asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
     __slots__ = (  # a server holds thousands of these, mostly idle
         "owner", "protocol", "transport", "peer", "app_id", "connection_id", "legacy", "client_name", "opened",
         "connected_at", "inflight", "serving", "awaiting", "handler_calls", "subscriptions", "responder_for", "_stats",
         "_reads", "_loop", "_flush_handle", "_write_after", "_answers_expected", "_ended", "_handshake_timer", "_abort_timer", "_limits",
-        "_backlog", "_send_limit", "_unread", "_next_turn",
+        "_backlog", "_send_limit", "_unread", "_next_turn", "half_closed",
     )  # fmt: skip
 
     def __init__(self, owner: ConnectionOwner, accepted_at: float | None = None) -> None:
@@ -111,6 +112,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         self._send_limit = config.max_frame_size + PREFIX_BYTES  # a frame's length past which it is not sent
         self._unread: deque[Iterator[bytes]] | None = None  # frames read that wait for a turn (reading.py)
         self._next_turn: asyncio.Handle | None = None
+        self.half_closed: asyncio.TimerHandle | None = None  # its peer sent its EOF and reads what it asked: the wait's bound (half_close.py)
         self._init_figures(owner.stats)  # what it did, for the operator (connection_figures)
 
     # -- asyncio.Protocol ------------------------------------------------
@@ -165,7 +167,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         msg = refusal.message
         if msg.message_type is not MessageType.NOTIFICATION:
             self.traffic.sent[MessageType.RESPONSE] += 1
-            if self._stats.timing is not None and msg.message_type is MessageType.REQUEST and not _servers_own(msg):  # docs/operations.md
+            if self._stats.timing is not None and msg.message_type is MessageType.REQUEST and not servers_own(msg):  # docs/operations.md
                 self._stats.timing.answered(self.app_id, msg.channel_id, refusal.code, self.read_at)
         else:  # no answer: logged and dropped
             if allow_line(self, f"notification dropped: {refusal.code}", log):  # at most a few lines a connection (log_limits)
@@ -176,7 +178,7 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         self._ended = True
         self._drop_unread()
         self.protocol.connection_lost()
-        for timer in (self._handshake_timer, self._abort_timer, self._flush_handle):
+        for timer in (self._handshake_timer, self._abort_timer, self._flush_handle, self.half_closed):
             if timer is not None:
                 timer.cancel()
         self._flush_handle = None
@@ -361,6 +363,9 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         the loop stalled before this sweep (heartbeat_sweep)."""
         if self._backlog is not None and not self._ended:  # the soft limit's time runs without writes too (§12.2)
             self._check_backlog(self._backlog)
+        if self.half_closed is not None:  # it sends no more, pongs included (half_close.py)
+            self._half_closed_tick(now)
+            return
         hb = self.protocol.heartbeat
         if hb is not None:  # a peer reading what waits for it, its answer behind that, is not silent (peer_took)
             hb.silent_since = max(hb.silent_since, self.peer_took(now))
@@ -392,9 +397,3 @@ class ServerConnection(Reading, FlowControl, ConnectionFigures, BinaryFrames, as
         v, state = "1" if self.legacy else "2", self.protocol.state.value
         return f"<ServerConnection {self.connection_id or '-'} app={self.app_id!r} state={state} v{v} inflight={self.inflight.count} serving={len(self.serving)}>"
 
-
-def _servers_own(msg: Message) -> bool:
-    """One of the server's own ``system`` actions, which the request metrics
-    leave out, answered or refused; a custom action is served like any request."""
-    payload = msg.payload
-    return msg.channel_id == SYSTEM_CHANNEL and isinstance(payload, dict) and payload.get("action") in SERVER_SYSTEM_ACTIONS

@@ -92,6 +92,10 @@ class ConnectionOwner(Protocol):
     # One message of an open connection; ``body`` is its frame body.
     def dispatch(self, conn: ServerConnection, msg: Message, body: bytes) -> None: ...
 
+    # The peer sent its EOF and waits for its answers (half_close.py): it is no
+    # longer a subscriber or a responder; what it sent is still answered.
+    def half_closed(self, conn: ServerConnection) -> None: ...
+
     # The socket is gone: forget the connection.
     def connection_closed(self, conn: ServerConnection) -> None: ...
 

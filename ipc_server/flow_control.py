@@ -53,11 +53,13 @@ class FlowControl:
         _backlog: Backlog | None
         _ended: bool
         _unread: Any
+        half_closed: Any
 
         def _dispatch(self, frames: list[bytes]) -> None: ...
         def refuse(self, msg: Message, code: ErrorCode, text: str) -> None: ...
         def _write_pending(self) -> None: ...
         def fail(self, code: ErrorCode | str, message: str, *, reply_to: str | None = None) -> None: ...
+        def settled(self) -> None: ...
 
     # -- reading: the in-flight limit ------------------------------------------
 
@@ -70,8 +72,12 @@ class FlowControl:
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        """The socket is read again, unless frames already read wait for a turn (reading.py)."""
-        if self.transport is not None and self.protocol.state is ProtocolState.OPEN and self._unread is None:
+        """The socket is read again, unless frames already read wait for a turn
+        (reading.py); past its peer's EOF there is nothing left to read, but
+        what it sent may all have gone on now (half_close.py)."""
+        if self.half_closed is not None:
+            self.settled()
+        elif self.transport is not None and self.protocol.state is ProtocolState.OPEN and self._unread is None:
             self.transport.resume_reading()
 
     def release_held(self) -> None:

@@ -209,10 +209,7 @@ class Forwarding:
     def connection_closed(self, conn: ServerConnection) -> None:
         """The requests ``conn`` was answering are ``responder_lost`` at once
         (§6.2); those it was waiting on are dropped, their late answers discarded."""
-        for key in list(conn.serving):
-            fwd = self.table.get(key)
-            if fwd is not None:
-                self.finish(key, error_response(fwd.request, ErrorCode.RESPONDER_LOST, "the responder disconnected before answering"))
+        self.responder_gone(conn)
         for key in list(conn.awaiting):
             fwd = self.table.pop(key, None)
             if fwd is not None:
@@ -221,6 +218,14 @@ class Forwarding:
                 self._ended(key, fwd, ErrorCode.CONNECTION_LOST)
         if conn.awaiting:
             conn.awaiting.clear()
+
+    def responder_gone(self, conn: ServerConnection) -> None:
+        """``conn`` answers no more (closed, or half-closed: it sends nothing):
+        the requests forwarded to it are ``responder_lost`` at once (§6.2)."""
+        for key in list(conn.serving):
+            fwd = self.table.get(key)
+            if fwd is not None:
+                self.finish(key, error_response(fwd.request, ErrorCode.RESPONDER_LOST, "the responder disconnected before answering"))
 
     def withdraw(self, key: _Key, reason: str) -> None:
         """The requester gave up (a cancel, §15.4): forget the request

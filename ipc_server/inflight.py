@@ -17,6 +17,10 @@ A held request (or stream request) with ``timeout_ms`` is answered
 ``timeout`` at its deadline, counted from its arrival, while it still waits,
 and taken out: the connection's held requests share one timer
 (``ipc_protocol.deadlines``), made the first time one with a deadline waits.
+
+Once its peer half-closed (``watch``, half_close.py) the connection is told
+(``settled``) each time what it sent may all have ended: nothing in
+flight, a held request answered ``timeout``, a release done.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class Held:
 
 class Reader(Protocol):
     """The connection: its socket's reading, the release of held frames,
-    the answer of one whose deadline passed, and its loop's clock and timers."""
+    the answer of one whose deadline passed, its loop's clock and timers,
+    and, once half-closed, what may be its last request's end."""
 
     def pause_reading(self) -> None: ...
 
@@ -64,6 +69,8 @@ class Reader(Protocol):
     def held_expired(self, entry: Held) -> None: ...
 
     def loop_time(self) -> float: ...
+
+    def settled(self) -> None: ...
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Any: ...
 
@@ -80,7 +87,7 @@ class InflightLimit:
 
     __slots__ = (
         "count", "holding", "held", "held_bytes", "reading_paused", "_held_ids", "_limit", "_max_held_bytes", "_reader", "_releasing",
-        "_gone", "_deadlines",
+        "_gone", "_deadlines", "watch",
     )  # fmt: skip
 
     def __init__(self, limit: int | None, reader: Reader, max_held_bytes: int | None = None) -> None:
@@ -99,6 +106,7 @@ class InflightLimit:
         self._releasing = False
         self._gone = 0  # entries of ``held`` that are gone, dropped in bulk (_gone_now)
         self._deadlines: Deadlines[Held] | None = None  # made for the first held request with a deadline
+        self.watch = False  # its peer half-closed: settled() when what it sent may all have ended
 
     @property
     def held_count(self) -> int:
@@ -119,6 +127,8 @@ class InflightLimit:
         if self.holding and not self._releasing and self._limit is not None and self.count < self._limit:
             self._releasing = True
             self._reader.release_held()  # in a loop iteration of its own, not inside the answer's call
+        if self.watch and not self.count:
+            self._reader.settled()
 
     def waits(self, msg: Message) -> bool:
         """Whether ``msg`` waits (only asked while ``holding``): new work
@@ -181,6 +191,8 @@ class InflightLimit:
     def released(self) -> bool:
         """After a release: whether the socket may be read again."""
         self._releasing = False
+        if self.watch:
+            self._reader.settled()
         if self.reading_paused and self.held_bytes <= self._max_held_bytes // 2:
             self.reading_paused = False
             return True
@@ -202,6 +214,8 @@ class InflightLimit:
             return
         self._gone_now(entry)
         self._reader.held_expired(entry)
+        if self.watch:
+            self._reader.settled()
         if self.reading_paused and self.held_bytes <= self._max_held_bytes // 2:
             self.reading_paused = False
             self._reader.resume_reading()

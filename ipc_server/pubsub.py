@@ -237,6 +237,14 @@ class PubSub:
             if self.cluster is not None:
                 self.cluster.remove(conn, pattern, False)
 
+    def withdraw_all(self, conn: ServerConnection) -> None:
+        """Drop every subscription and registration of ``conn``, whose peer
+        sends no more (half-closed: half_close.py), as its close would."""
+        for pattern in list(conn.subscriptions):
+            self.withdraw(conn, pattern, False)
+        for pattern in list(conn.responder_for):
+            self.withdraw(conn, pattern, True)
+
     def announce_service(self, conn: ServerConnection, event: str, channel: str) -> None:
         """Tell ``$sys.services`` subscribers a responder registration came or went (§7.5);
         every removal passes here, so the schema the registration declared goes too."""

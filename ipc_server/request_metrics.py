@@ -18,11 +18,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from time import monotonic
 
-from ipc_protocol import ErrorCode
+from ipc_protocol import SERVER_SYSTEM_ACTIONS, SYSTEM_CHANNEL, ErrorCode, Message
 
 from .stats import MAX_APPS, OTHER
 
-__all__ = ["RequestMetrics", "Series", "BUCKETS_S", "MAX_SERIES", "OK"]
+__all__ = ["RequestMetrics", "Series", "BUCKETS_S", "MAX_SERIES", "OK", "servers_own"]
 
 # Upper bounds of the duration buckets (seconds): sub-millisecond answers
 # from a handler in the server up to the default deadline of 60 s.
@@ -83,3 +83,10 @@ class RequestMetrics:
         self._series += 1
         series = channels[channel] = Series()
         return series
+
+
+def servers_own(msg: Message) -> bool:
+    """One of the server's own ``system`` actions, which the request metrics
+    leave out, answered or refused; a custom action is served like any request."""
+    payload = msg.payload
+    return msg.channel_id == SYSTEM_CHANNEL and isinstance(payload, dict) and payload.get("action") in SERVER_SYSTEM_ACTIONS

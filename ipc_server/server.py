@@ -291,6 +291,10 @@ class IPCServer:
         self._shutdown.connection_gone(len(self._admission.connections))
         log.debug("connection %s closed", clipped(conn.connection_id) or peer_text(conn.peer))
 
+    def half_closed(self, conn: ServerConnection) -> None:  # half_close.py: gone as a subscriber and a responder
+        self._pubsub.withdraw_all(conn)
+        self._forwarding.responder_gone(conn)
+
     def _held(self) -> dict[str, int]:
         return {"forwarded": len(self._forwarding), "handler": len(self._calls)}
 
