@@ -218,8 +218,11 @@ class Connection {
   }
 
   /**
-   * Closes gracefully: reads no more, flushes what was written, then ends
-   * the socket; destroys it if the peer does not close within a second.
+   * Closes gracefully: reads no more, flushes what was written, then closes
+   * the socket (not only its writing side: `end()` alone is a half-close,
+   * and the server answers a half-closed peer's requests in flight before it
+   * closes, docs/protocol.md §6.2); destroys it if the flush does not finish
+   * within a second.
    * @returns {Promise<void>} resolves once the socket is closed.
    */
   close() {
@@ -228,7 +231,7 @@ class Connection {
     this._stopHeartbeat();
     return new Promise((resolve) => {
       this._socket.once('close', () => resolve());
-      this._socket.end();
+      this._socket.end(() => this._socket.destroy()); // once what was written has gone
       setTimeout(() => this._socket.destroy(), CLOSE_TIMEOUT_MS).unref();
     });
   }

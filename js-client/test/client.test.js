@@ -6,6 +6,8 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const net = require('node:net');
+const { once } = require('node:events');
 const { IPCClient, ErrorCode, UnauthorizedError, AlreadyServingError, IpcError, ConnectionLostError, RequestTimeoutError } = require('..');
 const { buildMessage, encodeMessage } = require('../lib/envelope');
 const { encodeFrame } = require('../lib/framing');
@@ -232,6 +234,32 @@ test('client - disconnect(): pending calls get connection_lost, later calls not_
   await assert.rejects(client.sendRequest('a', 1), { code: ErrorCode.NOT_CONNECTED });
   assert.equal(client.state, 'disconnected');
   assert.equal(await client.connect(), true); // a closed client may connect again
+});
+
+test('client - disconnect() closes the socket, not only its writing side: a server that answers a half-closed peer is not waited for', async (t) => {
+  // The server answers what a half-closed peer asked before it closes (docs/protocol.md §6.2):
+  // a client that only ended its socket waited for that, up to a second, its calls already failed.
+  const peer = new Peer({ onRequest: () => {} });
+  peer.server = net.createServer({ allowHalfOpen: true }, (socket) => peer._accept(socket)); // our FIN alone never closes it
+  const port = await peer.listen();
+  const client = new IPCClient('app', { host: '127.0.0.1', port });
+  t.after(async () => {
+    await client.disconnect();
+    await peer.close();
+  });
+  await client.connect();
+  const pending = assert.rejects(client.sendRequest('a', 1, 10000), { code: ErrorCode.CONNECTION_LOST });
+  await nextReceived(peer, (msg) => msg.channel_id === 'a');
+  client.publish('last', 'word').catch(() => {});
+  const [socket] = peer.sockets;
+  const ended = once(socket, 'end');
+  const started = Date.now();
+  await client.disconnect();
+  const took = Date.now() - started;
+  await pending;
+  assert.ok(took < 500, `disconnect() took ${took} ms`);
+  await ended; // what was written before it went out first: the publish, then the FIN
+  assert.ok(peer.received.some((msg) => msg.channel_id === 'last'));
 });
 
 test('client - publish handlers: each handler once per message, plus the message event', async (t) => {
