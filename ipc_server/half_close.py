@@ -31,9 +31,10 @@ A FIN does not tell a half-close from a close: a peer that closed its
 socket (our clients do, on ``disconnect()``) sends one too, and its
 requests must go, its responders be sent ``cancel`` (§6.2, §15.4). So a
 version-2 peer is sent one ping at its EOF: a closed socket answers it
-with a reset, which the next heartbeat sweep sees (at most 250 ms later,
-``peer_gone``); the connection is then lost as any. A version-1 peer is
-never pinged (§9): its reset comes with the first answer written to it.
+with a reset, within a round trip, looked for 5, 20 and 80 ms later, then
+at each heartbeat sweep (``peer_gone``); the connection is then lost as
+any. A version-1 peer is never pinged (§9): its reset comes with the first
+answer written to it.
 
 A mixin of :class:`~ipc_server.connection.ServerConnection`, as
 ``flow_control`` is; it uses the connection's own fields, and one slot of
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from .stats import AppTraffic
 
 __all__ = ["HalfClose"]
+
+_RESET_CHECKS_S = (0.005, 0.02, 0.08)  # after the EOF's ping; the sweep's look goes on after them
 
 
 class HalfClose:
@@ -105,6 +108,8 @@ class HalfClose:
             self.protocol.send_ping(loop.time())
             self.traffic.sent[MessageType.REQUEST] += 1
             self._queued(self.protocol.frames_queued, True)
+            for delay in _RESET_CHECKS_S:
+                loop.call_later(delay, self._reset_seen)
         self.owner.half_closed(self)  # type: ignore[arg-type]  # a ServerConnection
         self.settled()
         return True
@@ -135,16 +140,22 @@ class HalfClose:
         left = inflight.count + inflight.held_count
         self.close(f"half-closed by the peer: closed {bound:g} s after its EOF with {left} of its requests unanswered")
 
+    def _reset_seen(self) -> bool:
+        """Its reset shows it closed its socket, or went: lost as any (True)."""
+        if self._ended:
+            return True
+        if peer_gone(self.transport) is None:
+            return False
+        self._closed_because("connection lost: reset by the peer after its EOF (closed, not half-closed)")
+        self.abort()
+        return True
+
     def _half_closed_tick(self, now: float) -> None:
         """The heartbeat sweep (§9) of a half-closed connection: it cannot
         answer a ping, so it is not pinged again nor cut for silence; it is
         cut if it reads nothing of what waits for it for the heartbeat
         timeout, or once its reset shows it closed its socket."""
-        if self._ended:
-            return
-        if peer_gone(self.transport) is not None:  # its reset: it closed its socket, or went
-            self._closed_because("connection lost: reset by the peer after its EOF (closed, not half-closed)")
-            self.abort()
+        if self._reset_seen():
             return
         hb = self.protocol.heartbeat
         if hb is None:  # version 1, or heartbeats off: the bound and the slow-consumer limits only
