@@ -890,6 +890,12 @@ export declare class IPCClient extends EventEmitter {
    * `signal` rejects it with AbortError and stops the attempt.
    */
   connect(options?: { signal?: AbortSignal }): Promise<true>;
+  /**
+   * Closes and stops reconnecting: pending calls reject connection_lost,
+   * queued ones not_connected. The socket is closed once what was written
+   * has gone (not only ended: a half-close, which the server answers as a
+   * peer still reading, docs/protocol.md §6.2).
+   */
   disconnect(): Promise<void>;
   /**
    * Finishes what is in flight, then closes (docs/resilience.md §12): new
