@@ -92,7 +92,7 @@ class Answering:
             except BaseException as exc:
                 result, failure, streams = None, answered_as(exc, msg.channel_id), False
                 if failure is None:  # the task was cancelled (a cancel, the connection's loss), or the program ends
-                    scope.end(Cancelled("cancelled by its requester") if isinstance(exc, asyncio.CancelledError) else exc)  # docs/tracing.md
+                    scope.end(_ended_by(exc))  # docs/tracing.md
                     if run is not None:
                         self.keyed.abandon(run)
                     raise
@@ -102,9 +102,12 @@ class Answering:
                 if run is not None:  # not a stream request: answered bad_request, nothing to share
                     self.keyed.abandon(run)
                 try:
-                    await self.producers.produce(conn, msg, result)
+                    failure = await self.producers.produce(conn, msg, result)
+                except BaseException as exc:
+                    failure = _ended_by(exc)
+                    raise
                 finally:
-                    scope.end(failure)
+                    scope.end(failure)  # the stream's failure, or a cancel's (docs/tracing.md §4)
                 return
             scope.end(failure)
             if run is None:
@@ -168,10 +171,14 @@ class Answering:
     async def _stream(self, slot: Slot, conn: ClientConnection, msg: Message, gen: Any, scope: Any) -> None:
         """Stream what a handler run at once returned (§15.6), in a task a cancel can find."""
         self.producers.started(msg, slot)
+        failure: BaseException | None = None
         try:
-            await self.producers.produce(conn, msg, gen)
-            scope.end(None)
+            failure = await self.producers.produce(conn, msg, gen)
+        except BaseException as exc:
+            failure = _ended_by(exc)
+            raise
         finally:
+            scope.end(failure)  # also when a cancel stops it (docs/tracing.md §4)
             self.producers.finished(msg)
             self._admission.finished(slot)
 
@@ -212,3 +219,9 @@ def _count_late(loop: asyncio.AbstractEventLoop, producers: Producers, running: 
         loop.call_soon_threadsafe(producers.count_late)
     except RuntimeError:  # the loop is closed: nobody reads the count any more
         pass
+
+
+def _ended_by(exc: BaseException) -> BaseException:
+    """What a serve span ends with when ``exc`` stopped its handler: a
+    cancelled task (a cancel, the connection's loss) is ``cancelled``."""
+    return Cancelled("cancelled by its requester") if isinstance(exc, asyncio.CancelledError) else exc

@@ -175,7 +175,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             metrics=self._metrics, emit=self._emit, tasks=lambda: self._tasks, connection_id=uuid.uuid4().hex,
         )  # fmt: skip
         # Streams and cancellation (docs/protocol.md §15): what it consumes (stream()), what it serves.
-        self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout)
+        self._streams = self._link.streams = Streams(self._calls, self._link.ready, request_timeout, self)
         self._subs.producers = self._link.producers = Producers(expose_stacks, self._admission.threads)
         self._subs.producers.unheld = self._admission.drop_held  # a cancel of a held request: it never runs
         self._drain = Drain(self._link, self._subs, self._calls, self._outbox, self._admission, self._streams)  # drain(): docs/resilience.md §12

@@ -40,7 +40,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from ipc_protocol import ErrorCode, IPCError, Message, MessageType
+from ipc_protocol import Cancelled, ErrorCode, IPCError, Message, MessageType
 from ipc_protocol.messages import error_response
 from ipc_protocol.replies import handler_reply
 from ipc_protocol.streams import SLICE_ITEMS, SLICE_S, STREAMS, Credit, cancel_reason, stream_end, stream_item
@@ -169,8 +169,11 @@ class Producers:
 
     # -- streams (§15.6) ---------------------------------------------------------------
 
-    async def produce(self, conn: ClientConnection, msg: Message, gen: Any) -> None:
-        """Stream the items of ``gen``, answering ``msg``; runs in its handler's task."""
+    async def produce(self, conn: ClientConnection, msg: Message, gen: Any) -> BaseException | None:
+        """Stream the items of ``gen``, answering ``msg``; runs in its handler's task.
+        Returns how it ended, for the serve span (docs/tracing.md §4): None, the
+        handler's failure, or ``Cancelled`` when the connection's loss stopped it
+        (a cancel cancels the task: its ``CancelledError`` propagates)."""
         if gen.__class__ is Stream:
             gen = gen.generator
         is_async = gen.__class__ is types.AsyncGeneratorType
@@ -179,7 +182,7 @@ class Producers:
             if msg.message_type is MessageType.REQUEST and conn.is_open:
                 text = f"the handler of {msg.channel_id!r} streams its answer: call stream()"
                 conn.send(error_response(msg, ErrorCode.BAD_REQUEST, text))
-            return
+            return None
         loop = asyncio.get_running_loop()
         producing = self._producing.get(msg.message_id)
         if producing is None or producing.conn is not conn:  # not expected: counted from now
@@ -208,7 +211,7 @@ class Producers:
                 except IPCError as exc:  # an item that cannot be sent: the handler's failure
                     raise ValueError(f"an item of the stream cannot be sent: {exc}") from None
                 if not conn.is_open:
-                    return
+                    return Cancelled("the stream was stopped before its end: the connection was lost")
                 producing.credit.take()
                 conn.write(frame)
                 run += 1
@@ -221,6 +224,7 @@ class Producers:
                 run, slice_ends = 0, loop.time() + SLICE_S
             if conn.is_open:
                 conn.send(stream_end(msg))
+            return None
         except BaseException as exc:  # noqa: BLE001 - every failure ends the stream with an error (§15.3)
             failure = exc if isinstance(exc, Exception) else answered_as(exc, msg.channel_id)
             if failure is None:  # its task was cancelled, or the program ends
@@ -228,6 +232,7 @@ class Producers:
             if conn.is_open and not self.given_up(msg):
                 body, _ = handler_reply(msg, None, failure, legacy=False, include_stack=self.expose_stacks)
                 conn.write(conn.frame_body(body))
+            return failure
         finally:
             if self._producing.get(msg.message_id) is producing:
                 del self._producing[msg.message_id]

@@ -41,6 +41,7 @@ from ipc_protocol.headers import check_headers
 from ipc_protocol.payload_paths import read_once
 from ipc_protocol.streams import CANCEL, DEFAULT_WINDOW, STREAMS, Window, cancel, credit
 
+from . import otel, tracing
 from .calls import Calls, budget_ms
 from .connection import ClientConnection
 from .timeouts import check_timeout
@@ -123,10 +124,12 @@ class Streams:
         ready: the connection once connected (``Lifecycle.ready``).
         request_timeout: the default idle timeout, and the longest wait for
             a connection when the stream has no deadline.
+        client: the client (``host``, ``port``), for the streams' spans.
     """
 
-    def __init__(self, calls: Calls, ready: Callable[[float | None], Awaitable[ClientConnection]], request_timeout: float) -> None:
+    def __init__(self, calls: Calls, ready: Callable[[float | None], Awaitable[ClientConnection]], request_timeout: float, client: Any = None) -> None:
         self._calls = calls
+        self._client = client  # its host and port name the server in a stream's span
         self._ready = ready
         self.request_timeout = request_timeout
         self._open: dict[str, _Consuming] = {}
@@ -141,53 +144,71 @@ class Streams:
         Refused on a loop other than the client's, at the first step: the stream
         would read and write the connection from that loop's thread."""
         loop = self._calls.own_loop()
-        started = loop.time()
-        conn = await self._ready(started + (self.request_timeout if timeout is None else timeout))
-        idle = self.request_timeout if idle_timeout is None else idle_timeout
-        if STREAMS not in conn.proto.features:  # an older server: one request, one item (§15.1 item 3)
-            plain = Message.build(MessageType.REQUEST, self._calls.app_id, channel, payload, headers=headers)
-            deadline = started + (idle if timeout is None else timeout)
-            yield (await self._calls.call(conn, plain, deadline, user=True)).payload
-            return
-        remaining = None if timeout is None else timeout - (loop.time() - started)
-        msg = Message.build(
-            MessageType.REQUEST, self._calls.app_id, channel, payload, headers=headers, window=window.size,
-            timeout_ms=None if remaining is None else budget_ms(remaining), idle_timeout_ms=budget_ms(idle),
-        )  # fmt: skip
-        rid = msg.message_id
-        conn.send(msg)  # before it is registered: a request never sent is never cancelled
-        stream = self._open[rid] = _Consuming()
+        # A traceparent as any request's (docs/tracing.md), drawn at the first
+        # step; with OpenTelemetry, a CLIENT span that ends with the stream.
+        headers, span = tracing.outgoing("request", channel, headers, self._client)
+        ended = False  # its end was read: leaving after it is no cancel
+        failure: BaseException | None = None
         try:
-            while True:
-                if stream.items:
-                    item = stream.items.popleft()
-                    grant = window.taken()
-                    if grant and stream.end is None and conn.is_open:
-                        conn.send(credit(self._calls.app_id, channel, rid, grant))
-                    yield item
-                    continue
-                end = stream.end
-                if end is None:
-                    stream.waiter = loop.create_future()
-                    await stream.waiter
-                    continue
-                if isinstance(end, BaseException):
-                    raise end
-                if end.message_type is MessageType.RESPONSE:  # an error, or a producer that did not stream
-                    if end.error is not None:
-                        raise error_from_wire(end.error.model_dump())
-                    stream.end = _ENDED
-                    yield end.payload
+            started = loop.time()
+            conn = await self._ready(started + (self.request_timeout if timeout is None else timeout))
+            idle = self.request_timeout if idle_timeout is None else idle_timeout
+            if STREAMS not in conn.proto.features:  # an older server: one request, one item (§15.1 item 3)
+                plain = Message.build(MessageType.REQUEST, self._calls.app_id, channel, payload, headers=headers)
+                deadline = started + (idle if timeout is None else timeout)
+                answer = (await self._calls.call(conn, plain, deadline, user=True)).payload
+                ended = True
+                yield answer
                 return
+            remaining = None if timeout is None else timeout - (loop.time() - started)
+            msg = Message.build(
+                MessageType.REQUEST, self._calls.app_id, channel, payload, headers=headers, window=window.size,
+                timeout_ms=None if remaining is None else budget_ms(remaining), idle_timeout_ms=budget_ms(idle),
+            )  # fmt: skip
+            rid = msg.message_id
+            conn.send(msg)  # before it is registered: a request never sent is never cancelled
+            stream = self._open[rid] = _Consuming()
+            try:
+                while True:
+                    if stream.items:
+                        item = stream.items.popleft()
+                        grant = window.taken()
+                        if grant and stream.end is None and conn.is_open:
+                            conn.send(credit(self._calls.app_id, channel, rid, grant))
+                        yield item
+                        continue
+                    end = stream.end
+                    if end is None:
+                        stream.waiter = loop.create_future()
+                        await stream.waiter
+                        continue
+                    if isinstance(end, BaseException):
+                        raise end
+                    if end.message_type is MessageType.RESPONSE:  # an error, or a producer that did not stream
+                        if end.error is not None:
+                            raise error_from_wire(end.error.model_dump())
+                        stream.end = _ENDED
+                        ended = True
+                        yield end.payload
+                    return
+            finally:
+                del self._open[rid]
+                if stream.end is None:  # given up before its end: tell the producer (§15.4)
+                    self._calls.forget(rid)
+                    if conn.is_open and CANCEL in conn.proto.features:
+                        try:
+                            conn.send(cancel(self._calls.app_id, channel, rid))
+                        except IPCError:  # pragma: no cover - closed meanwhile
+                            pass
+        except GeneratorExit:  # left before its end (aclose, break): a cancel, as a request's caller giving up
+            failure = None if ended else asyncio.CancelledError()
+            raise
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
-            del self._open[rid]
-            if stream.end is None:  # given up before its end: tell the producer (§15.4)
-                self._calls.forget(rid)
-                if conn.is_open and CANCEL in conn.proto.features:
-                    try:
-                        conn.send(cancel(self._calls.app_id, channel, rid))
-                    except IPCError:  # pragma: no cover - closed meanwhile
-                        pass
+            if span is not None:
+                otel.end(span, failure)
 
     # -- what arrives ------------------------------------------------------------------
 

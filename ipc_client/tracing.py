@@ -19,12 +19,10 @@ With OpenTelemetry and a tracer provider, the spans are made by
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import contextvars
 import functools
 import logging
-import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -34,6 +32,7 @@ from ipc_protocol import Message, printable
 from ipc_protocol.headers import check_headers
 
 from . import otel
+from .trace_ids import new_span_id, new_trace_id, new_traceparent
 
 __all__ = [
     "TraceContext",
@@ -60,58 +59,6 @@ _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})") 
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 MAX_TRACESTATE = 512  # longer ones from a peer are not passed on to a handler's calls
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# -- ids: random bytes drawn in batches ---------------------------------------------
-
-_BATCH_BYTES = 4096  # per os.urandom call: 512 span ids, or 170 new traces' headers
-_ids: collections.deque[str] = collections.deque()  # span ids, 16 hex digits
-_traceparents: collections.deque[str] = collections.deque()  # a new trace's first header, whole
-
-
-def _fill_ids() -> None:  # all zeros is invalid (W3C trace context §3.2.2.3-4): never handed out
-    batch = os.urandom(_BATCH_BYTES).hex()
-    _ids.extend([i for i in (batch[at : at + 16] for at in range(0, len(batch), 16)) if i != _ZERO_SPAN])
-
-
-def _fill_traceparents() -> None:
-    batch = os.urandom(_BATCH_BYTES).hex()
-    pairs = ((batch[at : at + 32], batch[at + 32 : at + 48]) for at in range(0, len(batch) - 47, 48))
-    _traceparents.extend([f"00-{t}-{s}-01" for t, s in pairs if t != _ZERO_TRACE and s != _ZERO_SPAN])
-
-
-def new_span_id() -> str:
-    """A random 8-byte span id in hex; threads never share one (``popleft``
-    is atomic), nor does a forked child."""
-    while True:
-        try:
-            return _ids.popleft()
-        except IndexError:
-            _fill_ids()
-
-
-def new_traceparent() -> str:
-    """The ``traceparent`` of a message that starts a trace (new ids, sampled),
-    drawn whole: what most messages sent outside a handler need."""
-    while True:
-        try:
-            return _traceparents.popleft()
-        except IndexError:
-            _fill_traceparents()
-
-
-def new_trace_id() -> str:
-    """A random 16-byte trace id in hex, never all zeros."""
-    return new_traceparent()[3:35]
-
-
-def _forget_ids() -> None:  # a forked child draws ids of its own, never its parent's
-    _ids.clear()
-    _traceparents.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_ids)
 
 
 # -- the current trace context ------------------------------------------------------
@@ -251,20 +198,30 @@ async def spanned(call: Awaitable[Any], span: Any) -> Any:
 
 def traced(operation: str) -> Callable[[F], F]:
     """Decorates a client method that sends a message (``fn(self, channel,
-    ..., headers=...)``): its ``headers`` get the trace context. Without a
-    span the method's own coroutine is returned, with no frame added."""
+    ..., headers=...)``): its ``headers`` get the trace context. Without
+    OpenTelemetry spans the method's own coroutine is returned, with no frame
+    added; with them, the span starts at the call's first step, so a call
+    cancelled or closed before it (``create_task`` then ``cancel()``) starts none."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             channel = args[0] if args else kwargs.get("channel", "")
-            kwargs["headers"], span = outgoing(operation, channel, kwargs.get("headers"), self)
-            call = fn(self, *args, **kwargs)
-            return call if span is None else spanned(call, span)
+            if otel.api_loaded is not False and otel.available():
+                return _first_step_spanned(fn, operation, channel, self, args, kwargs)
+            kwargs["headers"], _ = outgoing(operation, channel, kwargs.get("headers"), self)  # no span without a provider
+            return fn(self, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+async def _first_step_spanned(fn: Callable[..., Awaitable[Any]], operation: str, channel: str, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``fn``'s call with its span started here, when the call first runs: ended whatever follows."""
+    kwargs["headers"], span = outgoing(operation, channel, kwargs.get("headers"), client)
+    call = fn(client, *args, **kwargs)
+    return await (call if span is None else spanned(call, span))
 
 
 # -- serving --------------------------------------------------------------------

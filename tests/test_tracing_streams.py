@@ -1,0 +1,76 @@
+"""Trace context of streams and of calls cancelled early (docs/tracing.md):
+a stream's request carries a traceparent as any request, its CLIENT span
+ends with the stream, a streaming handler's SERVER span ends with its
+failure or its requester's cancel, and no span is left open.
+
+The OpenTelemetry checks run tests/otel_spans.py in a process of its own
+(a tracer provider is set once a process).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc_client import tracing
+
+from .conftest import WAIT_S
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_a_stream_s_request_carries_a_traceparent_and_continues_a_handler_s_trace(make_client) -> None:
+    producer, caller, middle = await make_client(), await make_client(), await make_client()
+    seen: list[Any] = []
+
+    async def ticks(msg: Any) -> AsyncIterator[int]:
+        seen.append(msg.headers)
+        yield 1
+
+    async def relay(msg: Any) -> Any:  # a handler's stream continues the handler's trace
+        return [i async for i in middle.stream("ticks", timeout=WAIT_S)] + [tracing.current().span_id]  # type: ignore[union-attr]
+
+    await producer.serve("ticks", ticks)
+    await middle.serve("relay", relay)
+    assert [i async for i in caller.stream("ticks", timeout=WAIT_S)] == [1]
+    parsed = tracing.parse_traceparent(seen[0]["traceparent"])
+    assert parsed is not None and parsed[2] == "01"
+    *items, relay_span = await caller.request("relay", headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, timeout=WAIT_S)
+    assert items == [1]
+    trace_id, span_id, _ = tracing.parse_traceparent(seen[1]["traceparent"])  # type: ignore[misc]
+    assert trace_id == "4bf92f3577b34da6a3ce929d0e0e4736" and span_id not in (relay_span, "00f067aa0ba902b7")  # a span of its own
+
+
+def _spans(scenario: str) -> dict[str, Any]:
+    pytest.importorskip("opentelemetry.sdk.trace")
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("otel_spans.py")), scenario], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_stream_spans_end_with_the_stream_and_its_failure_or_cancel() -> None:
+    out = _spans("streams")
+    assert out["unended"] == [] and out["seen"]["items"] == [0, 1, 2] and out["seen"]["failed"] == "handler_error"
+    spans = {s["name"]: s for s in out["spans"]}
+    # The stream's request is a CLIENT span; the traceparent its producer got is that span's.
+    for channel in ("st.ok", "st.fail"):
+        request, serve = spans[f"request {channel}"], spans[f"serve {channel}"]
+        assert request["kind"] == "CLIENT" and serve["parent_id"] == request["span_id"] == out["seen"][channel]["traceparent"][36:52]
+    assert (spans["request st.ok"]["status"], spans["serve st.ok"]["status"]) == ("UNSET", "UNSET")
+    assert (spans["request st.fail"]["error_type"], spans["serve st.fail"]["error_type"]) == ("handler_error", "ValueError")
+    assert spans["serve st.fail"]["status"] == "ERROR"
+    # Left early: a cancel on both sides, also for a handler run at once (Python 3.11) that returned the generator.
+    for channel in ("st.endless", "st.atonce"):
+        assert (spans[f"request {channel}"]["error_type"], spans[f"serve {channel}"]["error_type"]) == ("cancelled", "cancelled"), channel
+
+
+def test_a_call_cancelled_or_closed_before_its_first_step_leaves_no_span_open() -> None:
+    out = _spans("cancelled_before_start")
+    assert out["seen"]["result"] == 1
+    assert out["unended"] == []
