@@ -43,7 +43,7 @@ const { ErrorCode, errorToWire, SlowConsumerError } = require('./errors');
 const { isKeyed } = require('./keyed_runs');
 const { isStreamResult } = require('./producers');
 const { promiseOf } = require('./listeners');
-const { runInTrace } = require('./tracing');
+const { ServedTrace } = require('./tracing');
 const { isBroadcast } = require('./legacy_server');
 const { patternMatches } = require('./channels');
 
@@ -208,11 +208,15 @@ class Admission {
         host._keyedRuns.finish(run, payload, error);
       }
     };
+    // its own calls, and the stream it returns, continue the message's trace; its span ends with them (docs/tracing.md)
+    const served = new ServedTrace(msg);
     const stream = (value, tracked) => {
       if (run !== null) host._keyedRuns.abandon(run); // not a stream request: answered bad_request, nothing to share
-      producers.produce(conn, msg, value, ctx, () => this._untrack(tracked));
+      const produced = served.run((it) => producers.produce(conn, msg, it, ctx, () => this._untrack(tracked)), value);
+      produced.then((failure) => served.end(failure), (err) => served.end(err));
     };
     const failed = (err) => {
+      served.end(err);
       if (conn !== null) respond(null, errorToWire(err, { exposeStacks }));
       else host._emitError(err);
     };
@@ -220,8 +224,7 @@ class Admission {
     let streams;
     let pending = null;
     try {
-      // its own calls continue the message's trace (docs/tracing.md)
-      result = ctx === undefined ? runInTrace(handler, msg) : runInTrace((m) => handler(m, ctx), msg);
+      result = served.run(ctx === undefined ? handler : (m) => handler(m, ctx), msg);
       // reading the result can throw (a revoked Proxy, a throwing `then` getter): the handler's throw too
       streams = conn !== null && isStreamResult(result);
       if (!streams) pending = promiseOf(result);
@@ -234,6 +237,7 @@ class Admission {
       return;
     }
     if (pending === null) {
+      served.end();
       if (conn !== null) respond(result);
       return;
     }
@@ -254,6 +258,7 @@ class Admission {
           return;
         }
         this._untrack(tracked);
+        served.end();
         if (conn !== null) respond(value);
       },
       (err) => {

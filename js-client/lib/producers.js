@@ -114,6 +114,9 @@ function reasonError(code) {
   return new IpcError(code, `the request was cancelled: ${code}`);
 }
 
+/** @returns {AbortError} a stream stopped before its end (a cancel, the connection's loss). */
+const stopped = () => new AbortError('the stream was stopped before its end');
+
 /**
  * Served requests by id, and the streams among them.
  */
@@ -246,7 +249,7 @@ class Producers {
    * @param {AsyncIterable<unknown>|Generator<unknown>} iterable
    * @param {ServeContext} ctx
    * @param {() => void} done
-   * @returns {Promise<void>}
+   * @returns {Promise<unknown>} null, its failure, or an AbortError when a cancel or the connection's loss stopped it.
    */
   async produce(conn, msg, iterable, ctx, done) {
     const { appId } = this.host;
@@ -262,7 +265,7 @@ class Producers {
         if (msg.message_type === 'request' && this.answers(msg, ctx)) {
           reply(conn, appId, msg, null, { code: ErrorCode.BAD_REQUEST, message: `the handler of ${msg.channel_id} streams its answer: call stream()` });
         }
-        return;
+        return null;
       }
       producing = this._producing.get(id);
       if (producing === undefined || producing.conn !== conn) {
@@ -281,7 +284,7 @@ class Producers {
           run = 0; // a grant is read in a turn of the loop
           sliceEnds = performance.now() + SLICE_MS;
         }
-        if (ctx.cancelled || conn.closed) return;
+        if (ctx.cancelled || conn.closed) return stopped();
         let pending;
         let step;
         try {
@@ -299,18 +302,18 @@ class Producers {
         }
         if (step === STOPPED) {
           busy = pending; // a cancel mid-next(): free the slot now, close the iterator later
-          return;
+          return stopped();
         }
         if (step.done) {
           ended = true;
           break;
         }
-        if (ctx.cancelled || conn.closed) return;
+        if (ctx.cancelled || conn.closed) return stopped();
         let sent;
         try {
           sent = conn.send(streamItem(appId, msg, step.value));
         } catch (err) {
-          if (err instanceof ConnectionLostError) return; // the loss stops the stream
+          if (err instanceof ConnectionLostError) return stopped(); // the loss stops the stream
           // the producer's own failure (not the consumer's limit): handler_error, as in Python
           throw new Error(`an item of the stream cannot be sent: ${thrownMessage(err)}`, { cause: err });
         }
@@ -318,14 +321,16 @@ class Producers {
         if (!sent) await conn.drained(); // may settle in the same turn (a write the OS took at once)
         if (++run >= SLICE_ITEMS || performance.now() >= sliceEnds) {
           await new Promise((resolve) => setImmediate(resolve));
-          if (ctx.cancelled || conn.closed) return;
+          if (ctx.cancelled || conn.closed) return stopped();
           run = 0;
           sliceEnds = performance.now() + SLICE_MS;
         }
       }
       if (this.answers(msg, ctx) && !conn.closed) conn.send(streamEnd(appId, msg));
+      return null;
     } catch (err) {
       if (!conn.closed && this.answers(msg, ctx)) replyError(conn, appId, msg, err, exposeStacks);
+      return err;
     } finally {
       if (producing !== undefined && this._producing.get(id) === producing) this._producing.delete(id);
       if (this.running.get(id) === ctx) this.running.delete(id);

@@ -42,6 +42,8 @@ const { ConnectionLostError, errorFromWire } = require('./errors');
 const { CANCEL, STREAMS, DEFAULT_WINDOW, Window, credit, cancel } = require('./protocol/streams');
 const { checkSignal, abortError } = require('./cancellation');
 const { whenAborted } = require('./abort_listeners');
+const { traceOutgoing, endSpan } = require('./tracing');
+const { AbortError } = require('./errors');
 
 const DONE = Object.freeze({ value: undefined, done: true });
 const noop = () => {};
@@ -83,6 +85,16 @@ function checkStream(channelId, options = {}) {
 }
 
 /**
+ * What a stream's end says went wrong, or null for an end that is no failure.
+ * @param {object|Error} end stream_end, the closing response, or the error that ended it.
+ * @returns {Error|null}
+ */
+function failureOf(end) {
+  if (end instanceof Error) return end;
+  return end.message_type === 'response' && end.error ? errorFromWire(end.error) : null;
+}
+
+/**
  * One stream, as an async iterator (its own [Symbol.asyncIterator]).
  */
 class Stream {
@@ -108,6 +120,7 @@ class Stream {
     this._id = null;
     this._finished = false; // the loop saw the end, or gave up
     this._stopAbortListening = null;
+    this._span = null; // its request's OpenTelemetry span: ends with the stream
   }
 
   [Symbol.asyncIterator]() {
@@ -134,7 +147,7 @@ class Stream {
     try {
       await this._started;
     } catch (err) {
-      this._finish();
+      this._finish(err);
       throw err;
     }
     for (;;) {
@@ -154,14 +167,11 @@ class Stream {
         await new Promise((resolve) => (this._wake = resolve));
         continue;
       }
-      this._finish();
-      if (end instanceof Error) throw end;
-      if (end.message_type === 'response') {
-        // An error, or a producer that did not stream: its payload is the one item (§15.3 item 4).
-        if (end.error) throw errorFromWire(end.error);
-        return { value: end.payload, done: false };
-      }
-      return DONE;
+      // An error response, or a producer that did not stream: its payload is the one item (§15.3 item 4).
+      const failure = failureOf(end);
+      this._finish(failure);
+      if (failure !== null) throw failure;
+      return end.message_type === 'response' ? { value: end.payload, done: false } : DONE;
     }
   }
 
@@ -207,6 +217,7 @@ class Stream {
       // An older server: one request, one item (§15.1 item 3).
       const msg = buildMessage('request', host.appId, this.channelId, this._payload, extra);
       this._id = msg.message_id;
+      this._span = traceOutgoing(msg, 'request', host); // a traceparent as any request's (docs/tracing.md)
       const reply = await host._calls.call(msg, started + (timeout ?? idleTimeout), true, undefined, timeout ?? idleTimeout);
       if (this._end === null) this._end = reply;
       return;
@@ -216,6 +227,7 @@ class Stream {
     if (timeout !== null) extra.timeout_ms = Math.max(1, Math.ceil(timeout - (now() - started)));
     const msg = buildMessage('request', host.appId, this.channelId, this._payload, extra);
     this._id = msg.message_id;
+    this._span = traceOutgoing(msg, 'request', host); // a traceparent as any request's (docs/tracing.md)
     this._conn = conn;
     this._streams.open.set(this._id, this);
     conn.send(msg);
@@ -269,6 +281,9 @@ class Stream {
       }
     }
     this._detach();
+    // left before its end: its span ends `cancelled`, as a request whose caller gave up
+    const failure = this._end === null ? error ?? new AbortError('the stream was left before its end') : failureOf(this._end);
+    if (this._span !== null) this._span = endSpan(this._span, failure);
     if (error === null) {
       this._finished = true;
     } else {
@@ -281,10 +296,15 @@ class Stream {
     if (wake !== null) wake();
   }
 
-  /** @private */
-  _finish() {
+  /**
+   * The loop saw the end: `failure`, or null for a stream that ended well.
+   * @param {unknown} [failure]
+   * @private
+   */
+  _finish(failure = null) {
     this._finished = true;
     this._detach();
+    if (this._span !== null) this._span = endSpan(this._span, failure);
   }
 
   /** @private */

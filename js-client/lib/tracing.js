@@ -247,53 +247,90 @@ function servedContext(parent, headers) {
 }
 
 /**
- * Runs a handler inside the trace of the message it handles: a new span
- * whose parent is the sender's, entered for everything the handler does,
- * awaits included (without OpenTelemetry or the debug log, worked out when
- * first asked: PendingTrace). With an OpenTelemetry span, it ends when the
- * handler's result settles.
+ * The trace a served message is handled in: a new span whose parent is the
+ * sender's, entered by run() for everything the code it runs does, awaits
+ * included (without OpenTelemetry or the debug log, worked out when first
+ * asked: PendingTrace), as often as needed: a handler, then the stream it
+ * returned (lib/admission.js). Its OpenTelemetry span, if any, is ended
+ * once, by end().
+ */
+class ServedTrace {
+  /** @param {object} msg a served request or notification, or a delivered publish. */
+  constructor(msg) {
+    const headers = msg.headers;
+    this.trace = new PendingTrace(headers);
+    /** @type {object|null} */
+    this.span = null;
+    if (!otel.loaded() && !debug.enabled) return;
+    const operation = msg.message_type === 'publish' ? 'deliver' : 'serve';
+    const parent = senderOf(headers);
+    const remote = parent !== null ? [parent.traceId, parent.parentId, parent.flags, passedState(headers)] : null;
+    const span = (this.span = otel.startServed(operation, msg.channel_id, remote, msg.message_id));
+    let ctx;
+    if (span !== null) {
+      const [traceId, spanId, flags, tracestate] = otel.idsOf(span);
+      ctx = new TraceContext(traceId, spanId, parent !== null ? parent.parentId : null, flags, tracestate);
+    } else {
+      ctx = servedContext(parent, headers); // parsed once, above
+    }
+    this.trace.context = ctx;
+    if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, printable(msg.channel_id), ctx.traceId, ctx.spanId, ctx.parentId);
+  }
+
+  /**
+   * `fn(arg)` inside this trace (and its span, the active one).
+   * @param {Function} fn
+   * @param {unknown} arg
+   * @returns {unknown} what `fn` returned.
+   */
+  run(fn, arg) {
+    const trace = this.trace;
+    if (this.span === null) return storage.run(trace, fn, arg);
+    return otel.withSpan(this.span, (a) => storage.run(trace, fn, a), arg);
+  }
+
+  /**
+   * Ends the span (once) with the failure, if any.
+   * @param {unknown} [err]
+   */
+  end(err) {
+    const span = this.span;
+    this.span = null;
+    if (span !== null) otel.end(span, err);
+  }
+}
+
+/**
+ * Runs a handler inside the trace of the message it handles (ServedTrace).
+ * With an OpenTelemetry span, it ends when the handler's result settles.
  * @param {Function} handler
  * @param {object} msg a served request or notification, or a delivered publish.
  * @returns {unknown} what the handler returned.
  */
 function runInTrace(handler, msg) {
   if (!otel.loaded() && !debug.enabled) return storage.run(new PendingTrace(msg.headers), handler, msg);
-  const operation = msg.message_type === 'publish' ? 'deliver' : 'serve';
-  const headers = msg.headers;
-  const parent = senderOf(headers);
-  const remote = parent !== null ? [parent.traceId, parent.parentId, parent.flags, passedState(headers)] : null;
-  const span = otel.startServed(operation, msg.channel_id, remote, msg.message_id);
-  const trace = new PendingTrace(headers);
-  let ctx;
-  if (span !== null) {
-    const [traceId, spanId, flags, tracestate] = otel.idsOf(span);
-    ctx = new TraceContext(traceId, spanId, parent !== null ? parent.parentId : null, flags, tracestate);
-  } else {
-    ctx = servedContext(parent, headers); // parsed once, above
-  }
-  trace.context = ctx;
-  if (debug.enabled) debug('%s %s trace=%s span=%s parent=%s', operation, printable(msg.channel_id), ctx.traceId, ctx.spanId, ctx.parentId);
-  if (span === null) return storage.run(trace, handler, msg);
+  const served = new ServedTrace(msg);
+  if (served.span === null) return served.run(handler, msg);
   let result;
   let pending;
   try {
-    result = otel.withSpan(span, (arg) => storage.run(trace, handler, arg), msg);
+    result = served.run(handler, msg);
     pending = promiseOf(result); // a result that throws when read (a revoked Proxy) fails the handler, and its span
   } catch (err) {
-    otel.end(span, err);
+    served.end(err);
     throw err;
   }
   if (pending === null) {
-    otel.end(span);
+    served.end();
     return result;
   }
   return pending.then(
     (value) => {
-      otel.end(span);
+      served.end();
       return value;
     },
     (err) => {
-      otel.end(span, err);
+      served.end(err);
       throw err;
     }
   );
@@ -321,5 +358,6 @@ module.exports = {
   traceOutgoing,
   endSpan,
   runInTrace,
+  ServedTrace,
   withinTrace
 };
