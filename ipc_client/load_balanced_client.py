@@ -34,6 +34,7 @@ from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionP
 from .pool_metrics import mean_ms
 from .balanced_streams import BalancedStreaming
 from .timeouts import check_timeout
+from .tracing import one_trace
 
 __all__ = ["LoadBalancedClient", "FAILOVER_CODES", "SERVER_DOWN_CODES"]
 
@@ -248,7 +249,8 @@ class LoadBalancedClient(BalancedStreaming):
             RemoteError and the rest: as the server answered; not retried.
         """
         payload = read_once(payload)  # an iterator, read once: each failover sends it again (§16.3)
-        return await self._route(timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs))
+        with one_trace("request", channel, kwargs.get("headers")):  # every attempt in the call's trace (docs/tracing.md)
+            return await self._route(timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs))
 
     async def request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Any:
         """Like :meth:`send_request` but returns the response payload only."""
@@ -257,12 +259,14 @@ class LoadBalancedClient(BalancedStreaming):
     async def publish(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> int | None:
         """Publish on one server (its subscribers receive it), with the same failover."""
         data = read_once(data)
-        return await self._route(timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
+        with one_trace("publish", channel, kwargs.get("headers")):
+            return await self._route(timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
 
     async def notify(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> None:
         """A one-way request to one server, with the same failover."""
         data = read_once(data)
-        await self._route(timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
+        with one_trace("notify", channel, kwargs.get("headers")):
+            await self._route(timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
 
     # -- registrations: responders on every server, subscriptions in balanced_subscriptions ---
 

@@ -26,7 +26,7 @@ from typing import Any
 from ipc_protocol.codes import ErrorCode
 from ipc_protocol.messages import exception_text
 
-__all__ = ["api_loaded", "load", "available", "start", "start_served", "current_span", "ids_of", "end", "attach", "detach"]
+__all__ = ["api_loaded", "load", "available", "start", "start_call", "start_served", "current_span", "ids_of", "end", "attach", "detach"]
 
 SYSTEM = "ipc-bridge"
 # operation -> (span kind, messaging.operation.type, the older messaging.operation)
@@ -152,6 +152,15 @@ def start(operation: str, channel: str, parent: tuple[str, str, str, str | None]
     if not span.is_recording():
         return None
     return span
+
+
+def start_call(operation: str, channel: str) -> Any:
+    """A recording INTERNAL span for a call that may take several attempts
+    (a load-balanced client's failover), a root: its attempts are its children.
+    None when it would not record."""
+    _, attributes = _attributes(operation, channel, None)
+    span = _get_tracer().start_span(f"{operation} {channel}", context=_context.Context(), kind=_trace.SpanKind.INTERNAL, attributes=attributes)
+    return span if span.is_recording() else None
 
 
 def start_served(operation: str, channel: str, parent: tuple[str, str, str, str | None] | None, message_id: str) -> Any:

@@ -120,6 +120,22 @@ async def cancelled_before_start(port: int, seen: dict[str, Any]) -> None:
         seen["result"] = await client.request("l.ok", timeout=WAIT_S)
 
 
+async def failover(port: int, seen: dict[str, Any]) -> None:
+    """A load-balanced request that fails over: the first server has no
+    responder (no_responders), the second answers."""
+    from ipc_client import IPCClient, LoadBalancedClient
+    from ipc_server import IPCServer
+
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as empty, IPCClient("app", "127.0.0.1", port) as responder:
+        await responder.serve("lb.x", lambda m: m.headers["traceparent"])
+        lb = LoadBalancedClient("app", [("127.0.0.1", empty.port), ("127.0.0.1", port)], strategy="round_robin", health_check_interval=None)
+        await lb.start()
+        try:
+            seen["served"] = await lb.request("lb.x", timeout=WAIT_S)
+        finally:
+            await lb.close()
+
+
 async def main() -> None:
     from ipc_server import IPCServer
 

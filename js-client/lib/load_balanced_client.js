@@ -27,6 +27,7 @@ const { BalancedRegistrations } = require('./balanced_registrations');
 const { checkSchemaOption } = require('./contracts');
 const { ServerHealth, unreachable } = require('./balanced_health');
 const { reportable } = require('./listeners');
+const { inOneTrace } = require('./tracing');
 
 /** Balancer defaults (§8); milliseconds. */
 const BALANCER_DEFAULTS = Object.freeze({
@@ -167,7 +168,8 @@ class LoadBalancedClient extends BalancedStreaming {
       timeout = options.timeout ?? this._requestTimeout;
     }
     payload = readOnce(payload); // an iterator, read once: each failover sends it again (§16.3)
-    return this._route(timeout, (client, left) => client.sendRequest(channelId, payload, left, options));
+    // every attempt in the call's trace (docs/tracing.md)
+    return inOneTrace('request', channelId, options?.headers, () => this._route(timeout, (client, left) => client.sendRequest(channelId, payload, left, options)));
   }
 
   /**
@@ -191,7 +193,7 @@ class LoadBalancedClient extends BalancedStreaming {
     checkChannelOf('publish', channelId); // argument errors throw at the call, as IPCClient's (lib/publishing.js)
     const { timeout = this._requestTimeout, ...rest } = options;
     const once = readOnce(data);
-    return this._route(timeout, (client, left) => client.publish(channelId, once, { ...rest, timeout: left }));
+    return inOneTrace('publish', channelId, rest.headers, () => this._route(timeout, (client, left) => client.publish(channelId, once, { ...rest, timeout: left })));
   }
 
   /**
@@ -205,7 +207,7 @@ class LoadBalancedClient extends BalancedStreaming {
     checkChannelOf('notify', channelId);
     const { timeout = this._requestTimeout, ...rest } = options;
     const once = readOnce(data);
-    return this._route(timeout, (client, left) => client.notify(channelId, once, { ...rest, timeout: left }));
+    return inOneTrace('notify', channelId, rest.headers, () => this._route(timeout, (client, left) => client.notify(channelId, once, { ...rest, timeout: left })));
   }
 
   /**

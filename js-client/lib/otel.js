@@ -92,8 +92,9 @@ function remoteParent([traceId, spanId, flags, tracestate]) {
  * @param {object} [extra] more attributes.
  * @returns {object|null}
  */
-function startIn(operation, channel, context, extra) {
-  const [kind, type, older] = KINDS[operation];
+function startIn(operation, channel, context, extra, internal = false) {
+  const [ownKind, type, older] = KINDS[operation];
+  const kind = internal ? 'INTERNAL' : ownKind;
   const attributes = {
     'messaging.system': SYSTEM,
     'messaging.destination.name': channel,
@@ -118,6 +119,18 @@ function startIn(operation, channel, context, extra) {
 function start(operation, channel, parent, extra) {
   if (!loaded()) return null;
   return startIn(operation, channel, parent !== null ? remoteParent(parent) : api.context.active(), extra);
+}
+
+/**
+ * An INTERNAL span for a call that may take several attempts (a
+ * load-balanced client's failover), a root: its attempts are its children.
+ * @param {string} operation
+ * @param {string} channel
+ * @returns {object|null}
+ */
+function startCall(operation, channel) {
+  if (!loaded()) return null;
+  return startIn(operation, channel, api.ROOT_CONTEXT, undefined, true);
 }
 
 /**
@@ -172,4 +185,4 @@ function withSpan(span, fn, arg) {
   return api.context.with(api.trace.setSpan(api.ROOT_CONTEXT, span), fn, undefined, arg);
 }
 
-module.exports = { loaded, currentSpan, start, startServed, idsOf, end, withSpan };
+module.exports = { loaded, currentSpan, start, startCall, startServed, idsOf, end, withSpan };

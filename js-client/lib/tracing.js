@@ -19,12 +19,12 @@
  * message sent and served (`NODE_DEBUG=ipc-bridge`).
  */
 
-const crypto = require('node:crypto');
 const { AsyncLocalStorage } = require('node:async_hooks');
 const { debuglog } = require('node:util');
 const otel = require('./otel');
 const { printable } = require('./printable');
 const { promiseOf } = require('./listeners');
+const { newSpanId, newTraceId } = require('./trace_ids');
 
 const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
 const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
@@ -32,36 +32,6 @@ const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
 /** The longest tracestate passed on from a message to its handler's calls. */
 const MAX_TRACESTATE = 512;
-/** Random bytes are drawn in batches: 512 span ids per crypto.randomBytes call. */
-const BATCH_BYTES = 4096;
-
-let pool = '';
-let poolAt = 0;
-
-/**
- * A random 8-byte span id in hex.
- * @returns {string}
- */
-function newSpanId() {
-  for (;;) {
-    if (poolAt >= pool.length) {
-      pool = crypto.randomBytes(BATCH_BYTES).toString('hex');
-      poolAt = 0;
-    }
-    const id = pool.slice(poolAt, poolAt + 16);
-    poolAt += 16;
-    if (id !== ZERO_SPAN) return id; // all zeros is invalid (W3C trace context §3.2.2.4)
-  }
-}
-
-/**
- * A random 16-byte trace id in hex.
- * @returns {string}
- */
-function newTraceId() {
-  return newSpanId() + newSpanId();
-}
-
 /**
  * Where the running code is in a trace: its `traceId`, its own `spanId`
  * and the `parentId` it continues (null for a root), with the trace's
@@ -337,6 +307,49 @@ function runInTrace(handler, msg) {
 }
 
 /**
+ * Runs `call()`, the attempts of one call (a load-balanced client's
+ * failover), in one trace, each attempt a span of its own: outside any
+ * trace, one is drawn for the whole call (with OpenTelemetry, an INTERNAL
+ * span `<operation> <channel>` whose children the attempts are, ended with
+ * the call); inside one, or with the caller's own `traceparent`, as it is.
+ * @param {'request'|'notify'|'publish'} operation
+ * @param {string} channelId
+ * @param {object|undefined} headers the caller's.
+ * @param {() => Promise<T>} call
+ * @returns {Promise<T>}
+ * @template T
+ */
+function inOneTrace(operation, channelId, headers, call) {
+  const own = headers != null && Object.prototype.hasOwnProperty.call(headers, 'traceparent');
+  if (own || storage.getStore() !== undefined || otel.currentSpan() !== null) return call();
+  const span = otel.startCall(operation, channelId);
+  const trace = new PendingTrace(null);
+  if (span === null) {
+    trace.context = new TraceContext(newTraceId(), newSpanId());
+    return storage.run(trace, call);
+  }
+  const [traceId, spanId, flags, tracestate] = otel.idsOf(span);
+  trace.context = new TraceContext(traceId, spanId, null, flags, tracestate);
+  let pending;
+  try {
+    pending = Promise.resolve(otel.withSpan(span, () => storage.run(trace, call)));
+  } catch (err) {
+    otel.end(span, err);
+    throw err;
+  }
+  return pending.then(
+    (value) => {
+      otel.end(span);
+      return value;
+    },
+    (err) => {
+      otel.end(span, err);
+      throw err;
+    }
+  );
+}
+
+/**
  * Runs `fn(msg)` in the trace of `msg`, for code that handles a message
  * outside the client's own handlers (the loop over an iterator of
  * requests or messages): its calls continue that trace.
@@ -359,5 +372,6 @@ module.exports = {
   endSpan,
   runInTrace,
   ServedTrace,
+  inOneTrace,
   withinTrace
 };

@@ -1,7 +1,8 @@
-"""Trace context of streams and of calls cancelled early (docs/tracing.md):
+"""Trace context on the paths beside a plain request (docs/tracing.md):
 a stream's request carries a traceparent as any request, its CLIENT span
 ends with the stream, a streaming handler's SERVER span ends with its
-failure or its requester's cancel, and no span is left open.
+failure or its requester's cancel, no span is left open by a call
+cancelled early, and a load-balanced call's attempts share one trace.
 
 The OpenTelemetry checks run tests/otel_spans.py in a process of its own
 (a tracer provider is set once a process).
@@ -18,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from ipc_client import tracing
+from ipc_client import IPCClient, LoadBalancedClient, tracing
+from ipc_server import IPCServer
 
 from .conftest import WAIT_S
 
@@ -74,3 +76,44 @@ def test_a_call_cancelled_or_closed_before_its_first_step_leaves_no_span_open() 
     out = _spans("cancelled_before_start")
     assert out["seen"]["result"] == 1
     assert out["unended"] == []
+
+
+async def test_a_load_balanced_call_s_attempts_share_one_trace(server, make_client) -> None:
+    """The first server has no responder (no_responders): the call fails
+    over to the second, in the same trace, each attempt a span of its own."""
+    responder = await make_client()
+    await responder.serve("lb.x", lambda m: m.headers["traceparent"])
+    sent: list[str] = []
+    real = tracing.outgoing
+
+    def spy(operation: str, channel: str, headers: Any, client: Any = None) -> Any:
+        out = real(operation, channel, headers, client)
+        sent.append(out[0]["traceparent"])
+        return out
+
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as empty:
+        lb = LoadBalancedClient("app", [("127.0.0.1", empty.port), ("127.0.0.1", server.port)], strategy="round_robin", health_check_interval=None)
+        await lb.start()
+        tracing.outgoing = spy  # type: ignore[assignment]
+        import ipc_client.client as client_module
+
+        client_module.outgoing = spy  # type: ignore[assignment]
+        try:
+            served = await lb.request("lb.x", timeout=WAIT_S)
+        finally:
+            tracing.outgoing = client_module.outgoing = real  # type: ignore[assignment]
+            await lb.close()
+    assert len(sent) == 2 and served == sent[1]
+    (first, first_span, _), (second, second_span, _) = (tracing.parse_traceparent(tp) for tp in sent)  # type: ignore[misc]
+    assert first == second and first_span != second_span
+
+
+def test_a_load_balanced_call_s_attempts_are_children_of_one_span() -> None:
+    out = _spans("failover")
+    assert out["unended"] == []
+    call = [s for s in out["spans"] if s["kind"] == "INTERNAL"]
+    attempts = [s for s in out["spans"] if s["kind"] == "CLIENT"]
+    assert len(call) == 1 and call[0]["name"] == "request lb.x" and call[0]["parent_id"] is None
+    assert [a["error_type"] for a in attempts] == ["no_responders", None]
+    assert {a["parent_id"] for a in attempts} == {call[0]["span_id"]} and {a["trace_id"] for a in attempts} == {call[0]["trace_id"]}
+    assert out["seen"]["served"][36:52] == attempts[1]["span_id"]
