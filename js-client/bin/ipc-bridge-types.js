@@ -9,8 +9,8 @@
  *     npx ipc-bridge-types --from schema.json --out shop-api.d.ts
  *
  * Live, it connects as the app and asks the server's `describe` action
- * (docs/protocol.md §8), as a user (`--user`) over TLS (`--tls*`) where the
- * server asks for them, with the flags of `python -m ipc_server stats`;
+ * (docs/protocol.md §8), every page of it, as a user (`--user`) over TLS
+ * (`--tls*`) where the server asks for them, with the flags of `python -m ipc_server stats`;
  * with `--from`, it reads a file holding that answer
  * (`python -m ipc_client schemas MODULE:OBJECT` writes one without a
  * server). The conversion is lib/typegen.js; this file is the I/O. No
@@ -77,10 +77,29 @@ async function load(args) {
   client.on('error', () => {}); // the failure is the rejection below
   try {
     await client.connect();
-    return { doc: await client.system('describe'), source: `${args.host}:${args.client.port}` };
+    return { doc: await describeAll(client), source: `${args.host}:${args.client.port}` };
   } finally {
     await client.disconnect();
   }
+}
+
+/**
+ * The whole describe answer, page after page: a server answers at most a
+ * page of channels (1024 unless asked) with `total`, `offset` and `limit`
+ * (docs/protocol.md §8); one of before answers them all at once.
+ * @param {IPCClient} client connected as the app.
+ * @returns {Promise<object>}
+ */
+async function describeAll(client) {
+  const first = await client.system('describe');
+  if (first === null || typeof first !== 'object' || !Number.isInteger(first.total)) return first;
+  const entries = Object.entries(first.channels); // fromEntries below: a channel named __proto__ stays a channel
+  const limit = Number.isInteger(first.limit) && first.limit > 0 ? first.limit : 1024;
+  for (let offset = (first.offset || 0) + limit; offset < first.total; offset += limit) {
+    const page = await client.system('describe', { params: { offset, limit } });
+    entries.push(...Object.entries(page.channels));
+  }
+  return { channels: Object.fromEntries(entries) };
 }
 
 /**
