@@ -131,7 +131,7 @@ class ClientIntrospection:
         ``channels``, ``services``, ``ping``), or any other action of whoever
         serves ``system`` in this app (docs/protocol.md §8). ``params``: more
         fields of the payload, such as a page's ``offset`` and ``limit``
-        (``channels``, ``connections``)."""
+        (``channels``, ``services``, ``describe``, ``connections``)."""
         if params is not None and not isinstance(params, dict):
             raise TypeError(f"params must be a dict, got {type(params).__name__}")
         deadline = self._calls.own_loop().time() + check_timeout(timeout, self.request_timeout)

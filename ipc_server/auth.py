@@ -305,5 +305,5 @@ def _time_left(conn: ServerConnection) -> float:
 
 def app_figures(app_id: str, app: Any) -> dict[str, Any]:
     """The ``stats`` answer of a user without ``monitor``: its own app's (§8)."""
-    return {"scope": "app", "app": app_id, "connections": app.connections, "subscriptions": len(app.subscriptions), "services": len(app.responders.counts())}
+    return {"scope": "app", "app": app_id, "connections": app.connections, "subscriptions": len(app.subscriptions), "services": len(app.responders)}
 

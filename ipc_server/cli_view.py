@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "VIEWS", "render", "table"]
 
 DEFAULT_APP = "app"
-PAGED = ("channels", "connections")  # the views of a paged action (docs/protocol.md §8)
+PAGED = ("channels", "services", "connections")  # the views of a paged action (docs/protocol.md §8)
 DEFAULT_TIMEOUT_S = 5.0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,6 +24,8 @@ from .sublist import Sublist
 __all__ = ["Handler", "HandlerRegistry", "ResponderTable", "target_problem"]
 
 T = TypeVar("T", bound=Hashable)
+
+_NONE: Mapping[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._exact: dict[tuple[str | None, str], Handler] = {}
         self._patterns: list[Handler] = []  # registration order
+        # app (None: every app) -> channel or pattern -> handler, in registration
+        # order: what ``services`` and ``describe`` list, a page at a time
+        self._by_app: dict[str | None, dict[str, Handler]] = {}
         self._index: Sublist[list[tuple[int, Handler]]] = Sublist()
         self._seq = itertools.count()
 
@@ -63,6 +68,7 @@ class HandlerRegistry:
             entries.append((next(self._seq), handler))
         else:
             self._exact[(app_id, channel)] = handler
+        self._by_app.setdefault(app_id, {})[channel] = handler
         return handler
 
     def get(self, channel: str, app_id: str | None = None) -> Handler | None:
@@ -83,6 +89,10 @@ class HandlerRegistry:
                 self._index.remove(channel)
         else:
             del self._exact[(app_id, channel)]
+        own = self._by_app[app_id]
+        del own[channel]
+        if not own:
+            del self._by_app[app_id]
         return True
 
     def find(self, app_id: str, channel: str) -> Handler | None:
@@ -115,6 +125,11 @@ class HandlerRegistry:
         """Every handler, exact ones first (a cluster node's interest, docs/cluster.md)."""
         return [*self._exact.values(), *self._patterns]
 
+    def of_app(self, app_id: str | None) -> Mapping[str, Handler]:
+        """The handlers registered for ``app_id`` alone (None: those for every
+        app), by channel or pattern in registration order; not to be changed."""
+        return self._by_app.get(app_id, _NONE)
+
     def channels(self, app_id: str) -> list[str]:
         out = [ch for (app, ch) in self._exact if app in (None, app_id)]
         out += [h.channel for h in self._patterns if h.app_id in (None, app_id)]
@@ -131,12 +146,15 @@ class ResponderTable(Generic[T]):
     number of their registration: the earliest registered of the matches
     serves (§7.2), found without a scan of every pattern."""
 
-    __slots__ = ("_exact", "_patterns", "_seq", "_next")
+    __slots__ = ("_exact", "_patterns", "_pattern_members", "_seq", "_next")
 
     def __init__(self) -> None:
         self._exact: dict[str, list[T]] = {}
         # pattern -> (its registration number, the pattern, its responders)
         self._patterns: Sublist[tuple[int, str, list[T]]] = Sublist()
+        # The index's patterns in registration order, with the same lists: the
+        # index matches, this lists (``counts``, a page) without walking it.
+        self._pattern_members: dict[str, list[T]] = {}
         self._seq = itertools.count()
         self._next: dict[str, int] = {}
 
@@ -148,8 +166,10 @@ class ResponderTable(Generic[T]):
 
     def add(self, pattern: str, responder: T) -> bool:
         if is_pattern(pattern):  # one walk of the index for a new pattern
-            entry = self._patterns.insert(pattern, (next(self._seq), pattern, [responder]), replace=False)
+            first = [responder]
+            entry = self._patterns.insert(pattern, (next(self._seq), pattern, first), replace=False)
             if entry is None:
+                self._pattern_members[pattern] = first
                 return True
             members = entry[2]
         else:
@@ -167,6 +187,7 @@ class ResponderTable(Generic[T]):
         if not members:
             if is_pattern(pattern):
                 self._patterns.remove(pattern)
+                del self._pattern_members[pattern]
             else:
                 del self._exact[pattern]
             self._next.pop(pattern, None)
@@ -220,10 +241,18 @@ class ResponderTable(Generic[T]):
         return members[best_i]
 
     def counts(self) -> dict[str, int]:
+        """Responders per channel, then per pattern, each in registration order."""
         out = {k: len(v) for k, v in self._exact.items()}
-        entries = sorted(entry for _, entry in self._patterns.items())  # registration order
-        out.update((pattern, len(members)) for _, pattern, members in entries)
+        out.update((pattern, len(members)) for pattern, members in self._pattern_members.items())
         return out
+
+    def listed(self) -> tuple[Mapping[str, list[T]], Mapping[str, list[T]]]:
+        """The registrations, exact channels and patterns, each by name in
+        registration order (pages of ``services``, ``describe``); not to be changed."""
+        return self._exact, self._pattern_members
+
+    def __len__(self) -> int:
+        return len(self._exact) + len(self._pattern_members)
 
 
 @functools.lru_cache(maxsize=4096)

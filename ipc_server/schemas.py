@@ -1,7 +1,7 @@
-"""The channels' published JSON Schemas (docs/typed-contracts.md): what
+"""The channels' published JSON Schemas (docs/typed-contracts.md) that
 responder clients declared in their serve registrations (docs/protocol.md
-§7.1), what in-process handlers' annotations say (``ipc_protocol.contracts``),
-and the ``describe`` answer built from both (§8).
+§7.1): the ``describe`` answer (§8, ``served_pages``) shows them beside
+what in-process handlers' annotations say (``ipc_protocol.contracts``).
 
 Pure bookkeeping, like ``router``: ``PubSub`` tells it of registrations as
 they come and go, the server asks it for ``describe``.
@@ -9,13 +9,10 @@ they come and go, the server asks it for ``describe``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any
 
-from ipc_protocol.channels import is_pattern
-from ipc_protocol.contracts import ANY_SCHEMA, handler_schema, schema_digest
-
-from .router import HandlerRegistry
+from ipc_protocol.contracts import ANY_SCHEMA, schema_digest
 
 __all__ = ["Schemas", "declared_schema"]
 
@@ -80,25 +77,6 @@ class Schemas:
         """The published schema's digest, for ``$sys.services`` (§7.5); None when none is declared."""
         published = self.published(app_id, channel)
         return None if published is None else published[1]
-
-    def describe(self, app_id: str, served: Iterable[str], handlers: HandlerRegistry) -> dict[str, Any]:
-        """The ``describe`` answer (§8): every channel ``app_id`` can request,
-        each with the schemas of whoever answers it as routing chooses (§6.1):
-        an in-process handler (exact, or a pattern matching a responder's
-        exact channel) before any responder; ``{}`` for a side nobody declared."""
-        channels: dict[str, Any] = {}
-        for channel in served:
-            handler = None if is_pattern(channel) else handlers.find(app_id, channel)
-            if handler is not None:
-                channels[channel] = handler_schema(handler.fn)
-                continue
-            published = self.published(app_id, channel)
-            channels[channel] = published[0] if published else {"request": ANY_SCHEMA, "response": ANY_SCHEMA}
-        for channel in handlers.channels(app_id):
-            handler = handlers.serving(app_id, channel)
-            if handler is not None:
-                channels[channel] = handler_schema(handler.fn)
-        return {"channels": channels}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._declared.values())

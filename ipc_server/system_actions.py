@@ -18,10 +18,14 @@ from .connection import ServerConnection
 from .connection_list import answer_connections, page_bounds
 from .router import HandlerRegistry
 from .schemas import Schemas
+from .served_pages import describe_page, paged, services_page
 from .stats import ServerStats
 from .topics import SubscriptionTable
 
-__all__ = ["answer_own_action", "channels_page"]
+__all__ = ["answer_own_action", "channels_page", "PAGED"]
+
+# The actions answered a page at a time, with the same bounds and shape (§8).
+PAGED = frozenset({"channels", "services", "describe"})
 
 
 def answer_own_action(
@@ -44,26 +48,23 @@ def answer_own_action(
     if action == "stats":
         # With users, server-wide figures need the monitor permission (§8).
         result: Any = stats.snapshot() if auth is None or auth.monitor(conn) else app_figures(conn.app_id, app)
-    elif action == "channels":  # a page of the table: one answer never costs the whole of a large one
-        bounds = page_bounds(msg.payload, "channels")
+    elif action == "connections":  # one row per connection, to a monitor (docs/operations.md §3)
+        answer_connections(conn, msg, connections, auth, now)
+        return
+    elif action in PAGED:  # a page of the table: one answer never costs the whole of a large one
+        bounds = page_bounds(msg.payload, action)
         if isinstance(bounds, str):
             if msg.message_type is MessageType.REQUEST:
                 conn.refuse(msg, ErrorCode.BAD_MESSAGE, bounds)
             return
-        result = channels_page(app.subscriptions, msg.payload, *bounds)
-    elif action == "services":
-        # Responder counts, with 0 marking an in-process handler, which
-        # takes precedence in routing (§6.1) and so wins here too.
-        services = app.responders.counts()
-        services.update({ch: 0 for ch in handlers.channels(conn.app_id)})
-        result = {"services": services}
-    elif action == "connections":  # one row per connection, to a monitor (docs/operations.md §3)
-        answer_connections(conn, msg, connections, auth, now)
-        return
-    elif action == "describe":  # the channels' JSON Schemas (docs/typed-contracts.md)
-        result = schemas.describe(conn.app_id, app.responders.counts(), handlers)
-        if auth is not None:  # with users: only what the caller may request
-            result["channels"] = auth.visible(conn, result["channels"])
+        if action == "channels":
+            result = channels_page(app.subscriptions, msg.payload, *bounds)
+        elif action == "services":  # responder counts, 0 marking an in-process handler
+            result = services_page(app.responders, handlers, conn.app_id, msg.payload, *bounds)
+        else:  # describe: the channels' JSON Schemas (docs/typed-contracts.md)
+            result = describe_page(app.responders, handlers, schemas, conn.app_id, msg.payload, *bounds)
+            if auth is not None:  # with users: those of the page the caller may request
+                result["channels"] = auth.visible(conn, result["channels"])
     else:  # ping and connect: answered by the connection's protocol
         return
     if cluster is not None and action in ("stats", "channels", "services") and (action != "stats" or auth is None or auth.monitor(conn)):
@@ -74,12 +75,7 @@ def answer_own_action(
 
 
 def channels_page(table: SubscriptionTable[Any] | None, payload: Any, offset: int, limit: int) -> dict[str, Any]:
-    """``channels``' answer: ``{"channels": {...}}`` as it always was for a
-    table that fits a page unasked; with ``total``, ``offset`` and ``limit``
-    when the request names a page or the table does not fit in one."""
+    """``channels``' answer: ``{"channels": {...}}``, a page of it as
+    ``served_pages.paged`` shapes every paged answer."""
     page = table.page(offset, limit) if table is not None else {}
-    total = len(table) if table is not None else 0
-    result: dict[str, Any] = {"channels": page}
-    if "offset" in payload or "limit" in payload or len(page) < total:
-        result.update(total=total, offset=offset, limit=limit)
-    return result
+    return paged("channels", page, payload, offset, limit, len(table) if table is not None else 0)

@@ -916,10 +916,10 @@ export declare class IPCClient extends EventEmitter {
   request<R = any, P = unknown>(channelId: string, payload?: P, timeout?: number | string | CallOptions, options?: CallOptions): Promise<R>;
   /**
    * Asks the `system` channel: the server answers 'ping', 'stats',
-   * 'channels', 'services'; any other action goes to whoever serves
-   * `system` in the app. Resolves the answer's payload. `params`: more
-   * fields of the payload, such as a page's `offset` and `limit`
-   * ('channels', 'connections').
+   * 'channels', 'services', 'describe'; any other action goes to whoever
+   * serves `system` in the app. Resolves the answer's payload. `params`:
+   * more fields of the payload, such as a page's `offset` and `limit`
+   * ('channels', 'services', 'describe', 'connections').
    */
   system<R = any>(action: string, options?: { timeout?: number | string; params?: Record<string, unknown> }): Promise<R>;
 

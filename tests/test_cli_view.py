@@ -250,3 +250,32 @@ def test_every_page_of_channels_is_reachable() -> None:
     assert first.splitlines()[-1] == "1024 of 1030 channels (the next: --offset 1024)"
     assert rest.splitlines()[-1] == "1025-1030 of 1030 channels" and "ch.1029" in rest and "ch.1023" not in rest
     assert last.splitlines()[-1] == "1030-1030 of 1030 channels" and "ch.1029" in last
+
+
+def test_every_page_of_services_is_reachable() -> None:
+    """More than a page of responders: the services view takes --offset and --limit as channels does."""
+    import asyncio as aio
+
+    from ipc_client import IPCClient
+    from ipc_server import IPCServer
+    from ipc_server.cli_view import main as view
+
+    async def scenario() -> list[str]:
+        async with IPCServer("127.0.0.1", 0) as server:
+            server.add_handler("calc.*", lambda msg: None)  # in-process: listed after the responders
+            async with IPCClient("shop", "127.0.0.1", server.port) as client:
+                for i in range(1029):
+                    client.serve(f"svc.{i:04d}", lambda msg: None)
+                await client.serve("svc.last", lambda msg: None)  # registered after the others: all acked
+                outs = []
+                for flags in ([], ["--offset", "1024"], ["--offset", "1030", "--limit", "1"]):
+                    out = io.StringIO()
+                    code = await aio.to_thread(view, ["services", "--port", str(server.port), "--app", "shop", *flags], out, io.StringIO())
+                    assert code == 0
+                    outs.append(out.getvalue())
+                return outs
+
+    first, rest, last = aio.run(scenario())
+    assert first.splitlines()[-1] == "1024 of 1031 services (the next: --offset 1024)"
+    assert rest.splitlines()[-1] == "1025-1031 of 1031 services" and "svc.last" in rest and "svc.1023" not in rest
+    assert last.splitlines()[-1] == "1031-1031 of 1031 services" and "calc.*" in last and "in-process" in last

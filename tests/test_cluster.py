@@ -298,7 +298,13 @@ async def test_services_announcements_and_discovery_cover_the_cluster(cluster: C
 
     services = await watcher.system("services")
     assert services["services"] == {"svc.one": 1, "calc.*": 0}
-    assert services["nodes"]["a"] == {} and services["nodes"]["b"] == {"svc.one": 1, "calc.*": 0}
+    assert services["nodes"]["a"] == {} and services["nodes"]["b"] == {"svc.one": 1, "calc.*": 0} and "total" not in services
+    own = await cluster.client(a)
+    await own.serve("svc.a", lambda msg: 2)
+    first = await watcher.system("services", params={"limit": 1})  # each node's page of its own table, as channels
+    assert first["nodes"] == {"a": {"svc.a": 1}, "b": {"svc.one": 1}} and (first["total"], first["offset"], first["limit"]) == (2, 0, 1)
+    second = await watcher.system("services", params={"offset": 1, "limit": 1})
+    assert second["services"] == {"calc.*": 0} and second["nodes"]["a"] == {} and second["total"] == 2
     channels = await watcher.system("channels")
     assert channels["channels"] == {"$sys.services": 1, "topic.x": 1} and "total" not in channels  # fits a page: as before
     await responder.subscribe("topic.y", lambda msg: None)

@@ -14,8 +14,8 @@ see the members' labels (their names, or for twins name and random part).
 Answers (protocol.md §8 shapes, with the cluster's added):
 - ``services`` / ``channels``: the totals over every node where they were
   (a channel's counts summed), and ``nodes``: each node's own; a page of
-  ``channels`` (``offset``, ``limit``) is that page of each node's table,
-  its ``total`` the largest node's;
+  either (``offset``, ``limit``) is that page of each node's table, its
+  ``total`` the largest node's;
 - ``stats``: this node's counters as on one node, and ``cluster``: the
   node's name, its link state, the live nodes (``alive``: those asked,
   so a node that went silent during the wait is both there and in
@@ -128,7 +128,7 @@ class Discovery:
         gather = _Gather(set(live))
         if live:
             payload = msg.payload if isinstance(msg.payload, dict) else {}
-            bounds = {k: payload[k] for k in ("offset", "limit") if k in payload and action == "channels"}
+            bounds = {k: payload[k] for k in ("offset", "limit") if k in payload and action != "stats"}
             await self._gather(action, conn.app_id, gather, bounds)
         shown = labels({**live, **gather.names, members.node_id: members.name})
         nodes = {shown[members.node_id]: own, **{shown[m]: answer for m, answer in gather.answers.items()}}

@@ -27,6 +27,7 @@ from ipc_protocol.streams import cancel_reason
 from ..config import ServerConfig
 from ..connection import ServerConnection
 from ..connection_list import DEFAULT_LIMIT, page_bounds
+from ..served_pages import services_page
 from ..stats import ServerStats
 from ..system_actions import channels_page
 from .discovery import Discovery
@@ -327,17 +328,15 @@ class Cluster:
 
     def _local(self, action: str, app_id: str, query: dict[str, Any]) -> Any:
         """This node's own answer to ``action`` for ``app_id`` (protocol.md §8);
-        ``channels``: the page the query names (checked by the node asked)."""
+        ``channels``, ``services``: the page the query names (checked by the node asked)."""
         app = self._apps.get(app_id)
         if action == "stats":
             return self._stats.snapshot()
+        bounds = page_bounds(query, action)
+        offset, limit = bounds if not isinstance(bounds, str) else (0, DEFAULT_LIMIT)
         if action == "channels":
-            bounds = page_bounds(query, "channels")
-            offset, limit = bounds if not isinstance(bounds, str) else (0, DEFAULT_LIMIT)
             return channels_page(app.subscriptions if app is not None else None, query, offset, limit)
-        services = app.responders.counts() if app is not None else {}
-        services.update({ch: 0 for ch in self._handlers.channels(app_id)})
-        return {"services": services}
+        return services_page(app.responders if app is not None else None, self._handlers, app_id, query, offset, limit)
 
     def state(self) -> dict[str, Any]:
         """The node's cluster figures (``stats``' ``cluster``)."""

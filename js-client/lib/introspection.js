@@ -135,12 +135,12 @@ class Introspection {
 class ClientIntrospection extends ClientExtensions {
   /**
    * Asks the `system` channel (§8): the server answers `ping`, `stats`,
-   * `channels` and `services` itself; any other action goes to whoever
-   * serves `system` in this app (`no_responders` when nobody does).
+   * `channels`, `services` and `describe` itself; any other action goes to
+   * whoever serves `system` in this app (`no_responders` when nobody does).
    * @param {string} action e.g. 'stats', or an application action such as 'get_time'.
    * @param {{timeout?: number, params?: object}} [options] `timeout`: milliseconds, default
    *   `requestTimeout`; `params`: more fields of the payload, such as a page's `offset` and
-   *   `limit` (`channels`, `connections`).
+   *   `limit` (`channels`, `services`, `describe`, `connections`).
    * @returns {Promise<unknown>} the answer's payload.
    */
   async system(action, { timeout, params } = {}) {
