@@ -31,6 +31,7 @@ from ipc_protocol.server_protocol import ConnectRequested
 
 from .config import ServerConfig
 from .connection import ServerConnection
+from .host_lines import HostLines
 from .logs import log_opened, peer_text
 from .router import ResponderTable
 from .shutdown import Shutdown
@@ -79,6 +80,8 @@ class Admission:
         # Sockets not past the handshake (ours or TLS's), oldest first (evicted in that order).
         self._pending: OrderedDict[PendingSocket, None] = OrderedDict()
         self._open = 0  # connections past the handshake: what max_connections counts
+        # Lines about sockets refused at or before their handshake, limited per peer host (host_lines).
+        self.lines = HostLines()
 
     def admit(self, conn: ServerConnection) -> bool:
         """Keep an accepted socket as a pending handshake, or refuse it with a
@@ -104,7 +107,8 @@ class Admission:
         if self._max_pending is not None and len(pending) >= self._max_pending:
             oldest, _ = pending.popitem(last=False)
             self._stats.handshakes_evicted += 1
-            log.info("evicting %s: %d sockets are in their handshake", peer_text(oldest.peer), len(pending) + 1)
+            if self.lines.allow(oldest.peer, "evicted in its handshake", log):
+                log.info("evicting %s: %d sockets are in their handshake", peer_text(oldest.peer), len(pending) + 1)
             oldest.fail(ErrorCode.TOO_MANY_CONNECTIONS, f"evicted: {self._max_pending} newer sockets are waiting to complete their handshake")
 
     # -- sockets in their TLS handshake (ipc_server.tls.TLSAccept) ----------
@@ -130,7 +134,8 @@ class Admission:
 
     def _refuse(self, conn: ServerConnection, code: ErrorCode, text: str) -> None:
         """The refusal says why (§12): an error frame, then the close."""
-        log.warning("refusing connection from %s: %s", peer_text(conn.peer), text)
+        if self.lines.allow(conn.peer, f"refused: {code}", log):
+            log.warning("refusing connection from %s: %s", peer_text(conn.peer), text)
         conn.fail(code, text, linger=True)  # its connect is on the way: no reset may drop the refusal
 
     def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
@@ -143,7 +148,8 @@ class Admission:
             return
         if self._full():  # answered in the client's version (§10)
             text = f"the server holds its maximum of {self._max_connections} connections"
-            log.warning("refusing connection from %s: %s", peer_text(conn.peer), text)
+            if self.lines.allow(conn.peer, f"refused: {ErrorCode.TOO_MANY_CONNECTIONS}", log):
+                log.warning("refusing connection from %s: %s", peer_text(conn.peer), text)
             conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, text)
             return
         base = request.connection_id or "conn"

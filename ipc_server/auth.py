@@ -98,7 +98,8 @@ class Auth:
             try:
                 future = self.verifier.start(key, token or "", stored or "", peer=address_of(conn.peer), within_s=_time_left(conn))
             except VerifierBusy as exc:
-                log.warning("refusing %s: %s", peer_text(conn.peer), clipped(exc, LOG_TEXT_LIMIT))
+                if conn.owner.refusal_lines.allow(conn.peer, "refused: busy checking credentials", log):
+                    log.warning("refusing %s: %s", peer_text(conn.peer), clipped(exc, LOG_TEXT_LIMIT))
                 conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, f"the server is busy checking credentials ({exc}): try again")
                 return
             self._waiting[conn] = key

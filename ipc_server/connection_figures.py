@@ -15,12 +15,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .log_limits import LogLimits, flush_lines
-from .logs import log_closed, peer_text
+from .logs import log, log_closed, peer_text
 from .stats import HANDSHAKE_APP, AppTraffic, ServerStats
 
 if TYPE_CHECKING:
     import asyncio
 
+    from .connection_owner import ConnectionOwner
     from .inflight import InflightLimit
     from .outbound import Backlog
 
@@ -44,6 +45,7 @@ class ConnectionFigures:
         serving: set[Any]
         subscriptions: Any
         responder_for: Any
+        owner: ConnectionOwner
         _backlog: Backlog | None
 
     def _init_figures(self, stats: ServerStats) -> None:
@@ -73,7 +75,10 @@ class ConnectionFigures:
         if self.close_reason is None:
             self.close_reason = "closed by the peer" if exc is None else f"connection lost: {exc}"
         flush_lines(self)  # what its refusals' lines left unsaid, before the close line; none after it
-        log_closed(self, self.close_reason, quiet=not self.opened and exc is None and self.close_reason == "closed by the peer")
+        quiet = not self.opened and exc is None and self.close_reason == "closed by the peer"
+        # Refused at or before its handshake: one line per connection, limited per peer host (host_lines).
+        if self.opened or quiet or self.owner.refusal_lines.allow(self.peer, self.close_reason.partition(":")[0], log):
+            log_closed(self, self.close_reason, quiet=quiet)
 
     def peer_took(self, now: float) -> float:
         """When bytes last left a queue of ours (the transport's buffer, the

@@ -19,6 +19,7 @@ from .stats import ServerStats
 
 if TYPE_CHECKING:
     from .connection import ServerConnection
+    from .host_lines import HostLines
 
 __all__ = ["SharedReads", "ConnectionOwner", "configure_transport"]
 
@@ -74,6 +75,7 @@ class ConnectionOwner(Protocol):
     config: ServerConfig
     stats: ServerStats
     reads: SharedReads
+    refusal_lines: HostLines  # lines of sockets refused at or before their handshake, per host
     # In-process handlers: while there are none, or a connection has called
     # none, its frames are decoded without their payload (ipc_protocol.relayed).
     @property

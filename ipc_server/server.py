@@ -97,6 +97,7 @@ class IPCServer:
         ids = itertools.count(1)  # one counter for every id the server makes up
         self._shutdown = Shutdown()
         self._admission = Admission(self.config, self.stats, ids, self._shutdown)
+        self.refusal_lines = self._admission.lines  # refused sockets' lines, limited per host (host_lines)
         self._calls = HandlerCalls(
             self.stats, self._shutdown, include_stack=self.config.expose_stacks, default_timeout_s=self.config.default_request_timeout_s
         )
@@ -216,6 +217,7 @@ class IPCServer:
         self._calls.threads.stop()  # never waits for a handler still running (docs/protocol.md §13)
         if self._auth is not None:
             self._auth.close()
+        self.refusal_lines.flush()  # what refused sockets' lines left unsaid
         if self.metrics is not None:  # /healthz said 503 until now
             await self.metrics.close()
         shutdown.closed.set()

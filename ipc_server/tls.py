@@ -19,12 +19,15 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .cert_subjects import render_subject
 from .config import ServerConfig
 from .logs import peer_text
 from .setting_files import load_chain, readable, warn_if_expired
+
+if TYPE_CHECKING:
+    from .host_lines import HostLines
 
 __all__ = ["server_context", "handshake_timeout", "TLSPort", "connection_factory", "TLSAccept", "peer_certificate", "peer_subject"]
 
@@ -138,6 +141,8 @@ class PendingHandshakes(Protocol):
     admission): against the pending-handshake cap, evictable like any socket
     in its handshake (docs/protocol.md §12.1)."""
 
+    lines: HostLines  # their refusals' lines, limited per peer host
+
     def hold(self, sock: TLSAccept) -> None: ...
 
     def release(self, sock: TLSAccept, *, failed: bool = False) -> None: ...
@@ -211,7 +216,8 @@ class TLSAccept(asyncio.Protocol):
 
     def fail(self, code: str, message: str) -> None:
         """Evicted at the pending cap: no frame can be sent before TLS is up."""
-        log.info("closing %s in its TLS handshake: %s: %s", peer_text(self.peer), code, message)
+        if self._pending.lines.allow(self.peer, f"evicted in its TLS handshake: {code}", log):
+            log.info("closing %s in its TLS handshake: %s: %s", peer_text(self.peer), code, message)
         if self._task is not None:
             self._task.cancel()
         if self._transport is not None:
@@ -233,7 +239,8 @@ class TLSAccept(asyncio.Protocol):
         """The TLS layer refused the client (its alert goes out next): said
         once, with the peer; the failure that follows is this one."""
         self._refusal = exc
-        log.info("TLS handshake with %s refused: %s", peer_text(self.peer), exc)
+        if self._pending.lines.allow(self.peer, "TLS handshake refused", log):
+            log.info("TLS handshake with %s refused: %s", peer_text(self.peer), exc)
 
     async def _handshake(self) -> None:
         transport = self._transport
@@ -263,7 +270,7 @@ class TLSAccept(asyncio.Protocol):
         self._pending.release(self, failed=True)
         # After a refusal the client closes on the alert (a bare reset here),
         # sends more (the refusal again) or waits out the deadline: all said.
-        if self._refusal is None:
+        if self._refusal is None and self._pending.lines.allow(self.peer, "TLS handshake failed", log):
             log.info("TLS handshake with %s failed: %s", peer_text(self.peer), describe(exc))
         transport.abort()
 
