@@ -747,6 +747,13 @@ export type MessageHandler<P = any> = (message: Message<P>) => unknown;
  * items (docs/protocol.md §15.6). An array is an answer, not a stream.
  */
 export type ServeHandler<P = any> = (message: Message<P>, ctx: ServeContext) => unknown;
+/**
+ * What a streaming responder returns, a typed one's too: an async iterable
+ * (an `async function*`), a generator object (a `function*`), or a promise
+ * of either (an `async` handler returning one). Its items are not in a
+ * contract, which describes one answer.
+ */
+export type ServeProducer = AsyncIterable<unknown> | Generator<unknown, unknown, unknown> | Promise<AsyncIterable<unknown> | Generator<unknown, unknown, unknown>>;
 
 /** JSON Schemas a responder declares for what it serves (docs/typed-contracts.md). */
 export interface ServeSchema {
@@ -811,7 +818,9 @@ export type ContractEntry<Api, C extends keyof Api & string> = C extends unknown
  * requests the compiler checks against the contract `Api` (a channel it
  * names, that channel's payload, the answer's type). A `stream()`'s channel
  * and payload are checked too; its items are `T` (a generator handler's
- * items are not in the contract, which describes one answer).
+ * items are not in the contract, which describes one answer). A `serve()`
+ * handler gets `(msg, ctx)` as an untyped one does; it answers the
+ * channel's response, or streams (ServeProducer: checked on its request alone).
  */
 export interface TypedClient<Api extends ContractMap<Api>> extends Omit<IPCClient, 'request' | 'sendRequest' | 'serve' | 'stream'> {
   request<C extends ContractChannel<Api>>(
@@ -828,7 +837,10 @@ export interface TypedClient<Api extends ContractMap<Api>> extends Omit<IPCClien
   ): Promise<Message<ContractEntry<Api, C>['response']>>;
   serve<C extends ContractChannel<Api>>(
     channelId: C,
-    handler: (message: Message<ContractEntry<Api, C>['request']>) => ContractEntry<Api, C>['response'] | Promise<ContractEntry<Api, C>['response']>,
+    handler: (
+      message: Message<ContractEntry<Api, C>['request']>,
+      ctx: ServeContext
+    ) => ContractEntry<Api, C>['response'] | Promise<ContractEntry<Api, C>['response']> | ServeProducer,
     options?: ServeOptions
   ): Promise<void>;
   stream<T = unknown, C extends ContractChannel<Api> = ContractChannel<Api>>(
@@ -1328,7 +1340,8 @@ export declare class LoadBalancedClient extends EventEmitter {
   /** On every server; resolves once one acked, the others get it when they come back. */
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number | string }): Promise<void>;
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
-  serve<P = any>(channelId: string, handler: MessageHandler<P>, options?: ServeOptions): Promise<void>;
+  /** On every server; the handler is called (msg, ctx) and may stream, as IPCClient.serve()'s. */
+  serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<void>;
   /** On every server; a serve() of it still connecting resolves and registers nothing (so does subscribe() for unsubscribe()). */
   unserve(channelId: string): Promise<void>;
   /** One round of health checks now. */

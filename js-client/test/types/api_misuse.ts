@@ -160,5 +160,11 @@ export async function mistakes(client: IPCClient, pool: ConnectionPool, lb: Load
   typedShop.stream('stock.watch', { sku: 1 });
   // @ts-expect-error a typed stream's channel is one the contract names
   typedShop.stream('stock.other', { sku: 'A-1' });
+  // @ts-expect-error an array is an answer, not a stream: stock.watch answers a number
+  await typedShop.serve('stock.watch', (msg) => [msg.payload.sku.length]);
+  // @ts-expect-error a typed responder's ctx is a ServeContext (no cancel() on it)
+  await typedShop.serve('stock.watch', (msg, ctx) => ctx.cancel());
+  // @ts-expect-error a load-balanced responder's ctx is a ServeContext too
+  await lb.serve('sum', (msg, ctx) => ctx.cancel());
   void [delivered, count];
 }

@@ -203,6 +203,7 @@ export function everyOption(): IPCClient[] {
     tls: { ca: '-----BEGIN CERTIFICATE-----', cert: 'pem', key: 'pem', servername: 'bridge.internal', rejectUnauthorized: true },
     connectionId: 'billing-1',
     maxConcurrentHandlers: 64,
+    maxHeldMessages: 65_536,
     highWaterMark: 64,
     exposeStacks: false,
     cacheMaxEntries: 1000,
@@ -522,6 +523,15 @@ export async function typedContracts(client: IPCClient): Promise<void> {
   const reply: Message<{ reserved: boolean; left: number | null }> = await inventory.sendRequest('inventory.reserve', { sku: 'A-1', qty: 2 }, { timeout: 500 });
   await inventory.serve('inventory.count', (msg) => msg.payload.sku.length);
   await inventory.serve('inventory.reserve', async (msg) => ({ reserved: msg.payload.qty > 0, left: null }), { schema: { request: true } });
+  // a typed responder gets its ctx as an untyped one does, and may stream (a generator's items are not in the contract)
+  await inventory.serve('inventory.count', (msg, ctx: ServeContext) => (ctx.cancelled || ctx.signal.aborted ? 0 : msg.payload.sku.length));
+  await inventory.serve('inventory.count', async function* (msg, ctx) {
+    for (let n = 0; n < 3 && !ctx.signal.aborted; n++) yield `${msg.payload.sku}:${n}`;
+  });
+  await inventory.serve('inventory.count', function* (msg) {
+    yield msg.payload.sku.length;
+  });
+  await inventory.serve('inventory.count', async (msg) => (async function* () { yield msg.payload.sku; })());
   const channel: ContractChannel<InventoryApi> = 'inventory.count';
   const contract: ChannelContract = { request: 1, response: 2 };
   const check: ContractMap<InventoryApi> = {
@@ -640,6 +650,10 @@ export async function loadBalanced(): Promise<void> {
   await lb.subscribe<string>('news.>', (msg) => msg.payload.toUpperCase(), { timeout: 100 });
   await lb.unsubscribe('news.>');
   await lb.serve('sum', (msg) => (msg.payload as number[]).reduce((a, b) => a + b, 0), { timeout: 100, schema: { request: { type: 'array' } } });
+  // a responder gets (msg, ctx) as on IPCClient and ConnectionPool, and may stream
+  await lb.serve<number[]>('sum', (msg, ctx: ServeContext) => (ctx.signal.aborted ? 0 : msg.payload.length), { timeout: 100 });
+  const ticking: ServeHandler<null> = async function* (msg, ctx) { if (!ctx.cancelled) yield msg.payload; };
+  await lb.serve('ticks', ticking);
   await lb.unserve('sum');
   const checked: ServerStats[] = await lb.checkHealth();
   for (const s of lb.serverStats()) {
