@@ -61,8 +61,8 @@ class ServeContext {
   constructor() {
     this._controller = null;
     this._reason = null;
-    this.keyed = false; // a keyed request's run (Producers.serving)
-    this.skipped = false; // _skip(): no answer, none counted
+    this._keyed = false; // a keyed request's run (Producers.serving)
+    this._skipped = false; // _skip(): no answer, none counted
   }
 
   /** @returns {AbortSignal} aborted when the requester gives up (§15.4). */
@@ -87,7 +87,7 @@ class ServeContext {
    * @private
    */
   _skip(reason) {
-    this.skipped = true;
+    this._skipped = true;
     this._abort(reason);
   }
 
@@ -145,7 +145,7 @@ class Producers {
    */
   serving(msg, keyed = false) {
     const ctx = new ServeContext();
-    ctx.keyed = keyed;
+    ctx._keyed = keyed;
     if (msg.message_type === 'request') this.running.set(msg.message_id, ctx);
     return ctx;
   }
@@ -161,7 +161,7 @@ class Producers {
     if (this.running.get(msg.message_id) === ctx) this.running.delete(msg.message_id);
     if (msg.window !== undefined) this.forget(msg);
     if (!ctx.cancelled) return true;
-    if (ctx.skipped) return false;
+    if (ctx._skipped) return false;
     this.lateAnswers++;
     return false;
   }
@@ -222,7 +222,7 @@ class Producers {
     const running = [...this.running];
     this.running.clear();
     for (const [id, ctx] of running) {
-      if (disconnecting || !ctx.keyed) this._stop(id, ctx, new ConnectionLostError('the connection to the server was lost'));
+      if (disconnecting || !ctx._keyed) this._stop(id, ctx, new ConnectionLostError('the connection to the server was lost'));
     }
   }
 

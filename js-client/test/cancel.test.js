@@ -156,6 +156,22 @@ test('cancel - a handler that never reads ctx.signal answers as before', async (
   assert.equal(client._producers.running.size, 0);
 });
 
+test('cancel - a handler\'s ctx shows only what ServeContext declares: signal and cancelled', async (t) => {
+  const peer = await streamingPeer(t);
+  const client = await connectedClient(t, peer);
+  let seen = null;
+  await client.serve('ctx', (msg, ctx) => {
+    seen = ctx;
+    return null;
+  });
+  const request = buildMessage('request', 'app', 'ctx', null, { timeout_ms: 5000 });
+  send(peer, request);
+  await nextReceived(peer, (m) => m.reply_to === request.message_id);
+  const own = Object.keys(seen).filter((k) => !k.startsWith('_'));
+  const inherited = Object.getOwnPropertyNames(Object.getPrototypeOf(seen)).filter((k) => k !== 'constructor' && !k.startsWith('_'));
+  assert.deepEqual([...own, ...inherited].sort(), ['cancelled', 'signal']);
+});
+
 test('cancel - the connection lost aborts every running handler with connection_lost', async (t) => {
   const peer = await streamingPeer(t);
   const client = await connectedClient(t, peer, { reconnect: false });
