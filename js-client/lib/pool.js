@@ -331,8 +331,8 @@ class ConnectionPool extends PoolStreaming {
       available,
       inUse: this._members.size - available,
       pending: this._waiters.length,
-      totalCreated: this.totalCreated,
-      totalDestroyed: this.totalDestroyed
+      totalCreated: this._totalCreated,
+      totalDestroyed: this._totalDestroyed
     };
   }
 

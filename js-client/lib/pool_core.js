@@ -68,8 +68,8 @@ class PoolCore extends EventEmitter {
     this._retired = null; // final metrics of destroyed members, folded into one
     // Every key of a member's KPIs at 0 (a client made and dropped names them): the pool reports them all, always.
     this._blankMetrics = zeroMetrics(new IPCClient(appId, clientOptions).getMetrics());
-    this.totalCreated = 0;
-    this.totalDestroyed = 0;
+    this._totalCreated = 0;
+    this._totalDestroyed = 0;
     this._registrations = new PoolRegistrations({
       members: () => this._members,
       openMember: () => this._openRegistrar(),
@@ -293,7 +293,7 @@ class PoolCore extends EventEmitter {
     }
     member.idleSince = performance.now();
     this._members.add(member);
-    this.totalCreated++;
+    this._totalCreated++;
     this._refillAttempt = 0;
     this._refused = false;
     this._emitSafely('created', { client });
@@ -346,7 +346,7 @@ class PoolCore extends EventEmitter {
     this._registrations.forget(member);
     clearLongTimeout(member.idleTimer);
     member.idleTimer = null;
-    this.totalDestroyed++;
+    this._totalDestroyed++;
     if (typeof member.client.getMetrics === 'function') this._retired = foldRetired(this._retired, member.client.getMetrics());
     const closing = member.client.disconnect().catch(() => {}); // closed whatever its listeners do
     this._emitSafely('destroyed', { client: member.client, reason });

@@ -65,6 +65,9 @@ test('pool - start() opens minConnections; acquire, release and execute', async 
   const { pool, peer } = await setup(t, { minConnections: 2, maxConnections: 3 });
   await pool.start();
   assert.deepEqual(pool.stats(), { total: 2, available: 2, inUse: 0, pending: 0, totalCreated: 2, totalDestroyed: 0 });
+  // the counters are read through stats(): the instance's public fields are the settings index.d.ts declares
+  const fields = ['acquireTimeout', 'appId', 'host', 'idleTimeout', 'leaseThreshold', 'maxConnections', 'minConnections', 'port'];
+  assert.deepEqual(Object.keys(pool).filter((k) => !k.startsWith('_')).sort(), fields);
   const a = await pool.acquire();
   assert.equal(a.connected, true);
   assert.equal(a.options.reconnect, false); // the pool replaces members itself
