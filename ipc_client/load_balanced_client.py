@@ -32,6 +32,7 @@ from .balancer import FAILOVER_CODES, SERVER_DOWN_CODES, Balancer, Server, Serve
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
 from .pool_metrics import mean_ms
+from .subscriptions import check_unsubscription
 from .balanced_streams import BalancedStreaming
 from .timeouts import check_timeout
 from .tracing import one_trace
@@ -316,6 +317,8 @@ class LoadBalancedClient(BalancedStreaming):
             raise
 
     async def unsubscribe(self, channel: str, handler: Handler | None = None) -> None:
+        """Remove ``handler`` (or every handler) on every server; wrong types raise TypeError, as IPCClient's."""
+        check_unsubscription(channel, handler)
         await self._subscriptions.unsubscribe(channel, handler)
 
     async def unserve(self, channel: str) -> None:

@@ -43,6 +43,7 @@ from .pool_core import Member, PoolCore
 from .pool_metrics import sum_metrics
 from .pool_plan import pick_shared
 from .pooled_streams import PoolStreaming
+from .subscriptions import check_unsubscription
 from .timeouts import check_timeout
 
 __all__ = ["ConnectionPool", "DEFAULT_ACQUIRE_TIMEOUT_S", "DEFAULT_IDLE_TIMEOUT_S"]
@@ -298,6 +299,8 @@ class ConnectionPool(PoolStreaming, PoolCore):
         return await self._registrations.serve(channel, fn)
 
     async def unsubscribe(self, channel: str, handler: Handler | None = None) -> None:
+        """Remove ``handler`` (or every handler); wrong types raise TypeError, as IPCClient's."""
+        check_unsubscription(channel, handler)
         await self._registrations.unsubscribe(channel, handler)
 
     async def unserve(self, channel: str) -> None:

@@ -36,6 +36,16 @@ Withdrawal = Callable[[bool, str, BaseException], None]  # (serve, channel, the 
 _SUB_CACHE_LIMIT = 4096
 
 
+def check_unsubscription(channel: object, handler: object) -> None:
+    """What every client's ``unsubscribe()`` refuses (IPCClient, pool,
+    load-balanced, as Node's do): wrong types raise TypeError; a name nothing
+    is subscribed under, an invalid one included, is a no-op (cleanup code)."""
+    if not isinstance(channel, str):
+        raise TypeError(f"channel must be a string, not {type(channel).__name__}")
+    if handler is not None and not callable(handler):
+        raise TypeError("handler must be callable")
+
+
 class Subscriptions(Answering):
     """Subscription handlers by pattern and responders by channel. The
     connection is reached through ``connected`` (it, when connected),
@@ -116,12 +126,7 @@ class Subscriptions(Answering):
             raise
 
     async def unsubscribe(self, channel: str, handler: Handler | None) -> None:
-        # Wrong types raise, as Node's unsubscribe() throws them; a name nothing is
-        # subscribed under, an invalid one included, is a no-op in both (cleanup code).
-        if not isinstance(channel, str):
-            raise TypeError(f"channel must be a string, not {type(channel).__name__}")
-        if handler is not None and not callable(handler):
-            raise TypeError("handler must be callable")
+        check_unsubscription(channel, handler)
         handlers = self.handlers.get(channel)
         if handlers is None:
             return

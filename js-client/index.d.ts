@@ -1179,6 +1179,7 @@ export declare class ConnectionPool extends EventEmitter {
    * the registrar did not ack in time (nothing is kept).
    */
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number | string }): Promise<boolean>;
+  /** As IPCClient.unsubscribe(): a channel that is not a string or a handler that is not a function throws TypeError at the call. */
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
   /** Answers requests from the registrar; as subscribe(). Rejects AlreadyServingError if the pool already serves `channelId`. */
   serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<boolean>;
@@ -1337,8 +1338,9 @@ export declare class LoadBalancedClient extends EventEmitter {
    * it with connection_lost. Bad arguments throw at the call.
    */
   stream<T = any, P = unknown>(channelId: string, payload?: P, options?: StreamOptions): Stream<T>;
-  /** On every server; resolves once one acked, the others get it when they come back. */
+  /** On every server; resolves once one acked, the others get it when they come back. Bad arguments (the timeout too) throw at the call. */
   subscribe<P = any>(channelId: string, handler: MessageHandler<P>, options?: { timeout?: number | string }): Promise<void>;
+  /** On every server; as IPCClient.unsubscribe(), a channel that is not a string or a handler that is not a function throws TypeError at the call. */
   unsubscribe(channelId: string, handler?: MessageHandler): Promise<void>;
   /** On every server; the handler is called (msg, ctx) and may stream, as IPCClient.serve()'s. */
   serve<P = any>(channelId: string, handler: ServeHandler<P>, options?: ServeOptions): Promise<void>;

@@ -266,3 +266,29 @@ async def test_argument_errors_node_throws_at_the_call_raise_on_await_with_the_s
         await client.unsubscribe(name)  # nothing is held under it: a no-op, as in Node
     assert client.get_connection_info()["subscriptions"] == []
     assert await client.health_check() is True
+
+
+async def test_the_pool_and_the_load_balancer_refuse_unsubscribe_arguments_as_the_client_does(server) -> None:
+    """Wrong types raise TypeError from every client's unsubscribe(), started
+    or not (the pool's and the load balancer's passed them over when nothing
+    was connected, and the load balancer's always did); a name nothing is
+    subscribed under is a no-op, as on IPCClient."""
+
+    async def refuses(owner: Any) -> None:
+        with pytest.raises(TypeError, match="^channel must be a string, not int$"):
+            await owner.unsubscribe(42)
+        with pytest.raises(TypeError, match="^handler must be callable$"):
+            await owner.unsubscribe("feed", "not callable")
+        for name in ("a..b", "never.subscribed"):
+            await owner.unsubscribe(name)
+        await owner.unsubscribe("feed", lambda m: None)
+
+    pool = ConnectionPool("app", "127.0.0.1", server.port, min_connections=1)
+    lb = LoadBalancedClient("app", [("127.0.0.1", server.port)], health_check_interval=None)
+    await refuses(pool)
+    await refuses(lb)
+    async with pool, lb:
+        await refuses(pool)
+        await refuses(lb)
+        assert await pool.subscribe("feed", lambda m: None) is True
+        await refuses(pool)

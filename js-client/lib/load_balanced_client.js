@@ -20,7 +20,7 @@ const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
 const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
 const { parseOptions, refuseQueuePath } = require('./options');
 const { readOnce } = require('./json_profile');
-const { checkChannelOf, checkSubscription } = require('./publishing');
+const { checkChannelOf, checkSubscription, checkUnsubscription } = require('./publishing');
 const { AlreadyServingError, NotConnectedError } = require('./errors');
 const { FAILOVER_CODES, checkDuration, routeCall } = require('./failover');
 const { BalancedRegistrations } = require('./balanced_registrations');
@@ -223,7 +223,7 @@ class LoadBalancedClient extends BalancedStreaming {
    */
   subscribe(channelId, handler, { timeout = this._requestTimeout } = {}) {
     checkSubscription(channelId, handler); // argument errors throw at the call, as IPCClient's
-    return this._register('subscribe', channelId, handler, timeout);
+    return this._register('subscribe', channelId, handler, checkDuration('timeout', timeout));
   }
 
   /**
@@ -253,6 +253,7 @@ class LoadBalancedClient extends BalancedStreaming {
    * @returns {Promise<void>}
    */
   unsubscribe(channelId, handler) {
+    checkUnsubscription(channelId, handler); // at the call, as IPCClient's
     return this._registrations.remove('subscribe', channelId, handler);
   }
 

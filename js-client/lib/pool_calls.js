@@ -12,7 +12,7 @@
 const { checkTimeout } = require('./call_options');
 const { requestKey } = require('./coalescing');
 const { readOnce } = require('./json_profile');
-const { checkChannelOf, checkSubscription } = require('./publishing');
+const { checkChannelOf, checkSubscription, checkUnsubscription } = require('./publishing');
 const { NotConnectedError, RequestTimeoutError } = require('./errors');
 const { PoolCore } = require('./pool_core');
 const { pickShared } = require('./pool_plan');
@@ -119,6 +119,7 @@ class PoolCalls extends PoolCore {
    * @returns {Promise<void>}
    */
   unsubscribe(channelId, handler) {
+    checkUnsubscription(channelId, handler); // at the call, as IPCClient's
     return this._registrations.unsubscribe(channelId, handler);
   }
 

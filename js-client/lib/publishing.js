@@ -101,6 +101,19 @@ function checkSubscription(channelId, handler) {
 }
 
 /**
+ * What unsubscribe() refuses, at the call, on every client (IPCClient, pool,
+ * load-balanced): a channel that is not a string, a handler given that is
+ * not a function (TypeError). A name nothing is subscribed under, an invalid
+ * one included, is not refused: cleanup code may call it freely.
+ * @param {unknown} channelId
+ * @param {unknown} handler
+ */
+function checkUnsubscription(channelId, handler) {
+  if (typeof channelId !== 'string') throw new TypeError('channel must be a string');
+  if (handler !== undefined && typeof handler !== 'function') throw new TypeError('handler must be a function');
+}
+
+/**
  * The client's refusal of any new call while it drains (docs/resilience.md
  * §12), as a rejected promise: it depends on the client's state.
  * @returns {Promise<never>|null}
@@ -187,4 +200,4 @@ async function written(calls, pending, span) {
   }
 }
 
-module.exports = { publish, notify, checkChannelOf, checkSubscription };
+module.exports = { publish, notify, checkChannelOf, checkSubscription, checkUnsubscription };

@@ -15,7 +15,7 @@
 const { SYSTEM_CHANNEL } = require('./constants');
 const { buildMessage } = require('./envelope');
 const { validatePattern, isPattern, isReserved, patternMatches } = require('./channels');
-const { checkSubscription } = require('./publishing');
+const { checkSubscription, checkUnsubscription } = require('./publishing');
 const { now } = require('./connection');
 const { State } = require('./state');
 const { reply } = require('./replies');
@@ -101,8 +101,7 @@ class Subscriptions {
    * @returns {Promise<void>}
    */
   unsubscribe(channelId, handler) {
-    if (typeof channelId !== 'string') throw new TypeError('channel must be a string');
-    if (handler !== undefined && typeof handler !== 'function') throw new TypeError('handler must be a function');
+    checkUnsubscription(channelId, handler);
     return this._unsubscribe(channelId, handler);
   }
 
