@@ -32,6 +32,7 @@
 
 const { validatePattern } = require('./channels');
 const { ConnectionLostError, NotConnectedError, SlowConsumerError } = require('./errors');
+const { shownValue } = require('./thrown'); // a string as a string: "5", not 5
 
 const OVERFLOW_POLICIES = Object.freeze(['drop_oldest', 'error']);
 const DEFAULT_MAX_BUFFERED = 1000;
@@ -54,10 +55,10 @@ class BufferedIterator {
   constructor(client, channelId, { maxBuffered = DEFAULT_MAX_BUFFERED, overflow = 'drop_oldest', timeout } = {}) {
     validatePattern(channelId);
     if (!Number.isSafeInteger(maxBuffered) || maxBuffered < 1) {
-      throw new TypeError(`maxBuffered must be an integer >= 1, got ${String(maxBuffered)}`);
+      throw new TypeError(`maxBuffered must be an integer >= 1, got ${shownValue(maxBuffered)}`);
     }
     if (!OVERFLOW_POLICIES.includes(overflow)) {
-      throw new TypeError(`overflow must be one of ${OVERFLOW_POLICIES.join(', ')}, got ${String(overflow)}`);
+      throw new TypeError(`overflow must be one of ${OVERFLOW_POLICIES.join(', ')}, got ${shownValue(overflow)}`);
     }
     this._client = client;
     this.channel = channelId;

@@ -139,6 +139,11 @@ test('subscription - bad arguments throw TypeError; a refused subscribe rejects 
   const { client } = await setup(t);
   assert.throws(() => client.subscription('a', { overflow: 'reject' }), TypeError);
   assert.throws(() => client.subscription('a', { maxBuffered: 0 }), TypeError);
+  // a numeric string is refused (unlike timeout's): shown as the string it is, not as the number it looks like
+  assert.throws(() => client.subscription('a', { maxBuffered: '5' }), { name: 'TypeError', message: 'maxBuffered must be an integer >= 1, got "5"' });
+  assert.throws(() => client.requests('a', { maxBuffered: 2.5 }), { name: 'TypeError', message: 'maxBuffered must be an integer >= 1, got 2.5' });
+  assert.throws(() => client.subscription('a', { overflow: 5 }), { message: 'overflow must be one of drop_oldest, error, got 5' });
+  assert.throws(() => client.subscription('a', { overflow: '5' }), { message: 'overflow must be one of drop_oldest, error, got "5"' });
   assert.throws(() => client.subscription('a..b'), { code: ErrorCode.BAD_MESSAGE });
   const offline = new IPCClient('app', { port: 1 });
   await assert.rejects(offline.subscription('a').next(), { code: ErrorCode.NOT_CONNECTED });
