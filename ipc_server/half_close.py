@@ -33,8 +33,10 @@ requests must go, its responders be sent ``cancel`` (§6.2, §15.4). So a
 version-2 peer is sent one ping at its EOF: a closed socket answers it
 with a reset, within a round trip, looked for 5, 20 and 80 ms later, then
 at each heartbeat sweep (``peer_gone``); the connection is then lost as
-any. A version-1 peer is never pinged (§9): its reset comes with the first
-answer written to it.
+any. A version-1 peer cannot be pinged (§9), so nothing would tell its
+close from a half-close until an answer drew its reset: its EOF still
+ends the connection at once, as the 1.1.x server did (no 1.1.x script can
+count on a half-close).
 
 A mixin of :class:`~ipc_server.connection.ServerConnection`, as
 ``flow_control`` is; it uses the connection's own fields, and one slot of
@@ -91,10 +93,10 @@ class HalfClose:
     def eof_received(self) -> bool | None:
         """The peer sends no more. True keeps the transport open for our
         writing while what it sent is answered; None closes it, as before:
-        nothing in flight, no handshake completed, or TLS."""
+        nothing in flight, no handshake completed, version 1, or TLS."""
         if self.half_closed is not None:
             return True  # read again after the EOF (asyncio calls this again): nothing new
-        if self._ended or not self.opened or self.transport is None or self.transport.get_extra_info("ssl_object") is not None:
+        if self._ended or not self.opened or self.legacy or self.transport is None or self.transport.get_extra_info("ssl_object") is not None:
             return None
         if not self._in_flight():
             return None  # closed at once: "closed by the peer"
@@ -104,12 +106,12 @@ class HalfClose:
         bound = config.default_request_timeout_s or config.shutdown_grace_s
         self.half_closed = loop.call_later(bound, self._waited_too_long, bound)  # type: ignore[misc]  # ServerConnection's slot
         self.inflight.watch = True  # it tells settled() when nothing is left in flight
-        if not self.legacy:  # closed, not half-closed: a reset answers it (module docstring)
-            self.protocol.send_ping(loop.time())
-            self.traffic.sent[MessageType.REQUEST] += 1
-            self._queued(self.protocol.frames_queued, True)
-            for delay in _RESET_CHECKS_S:
-                loop.call_later(delay, self._reset_seen)
+        # closed, not half-closed: a reset answers the ping (module docstring)
+        self.protocol.send_ping(loop.time())
+        self.traffic.sent[MessageType.REQUEST] += 1
+        self._queued(self.protocol.frames_queued, True)
+        for delay in _RESET_CHECKS_S:
+            loop.call_later(delay, self._reset_seen)
         self.owner.half_closed(self)  # type: ignore[arg-type]  # a ServerConnection
         self.settled()
         return True
