@@ -103,6 +103,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._lent = read_buffer()  # what the read in progress lands in (get_buffer)
         self._queue: WriteQueue | None = None  # a large frame going out, and the frames behind it
         self.line = WriteLine(self._loop, lambda: self._drain is not None or self._queue is not None)  # calls waiting for room
+        self.accepted = 0  # bytes of every frame given to write(), for taken()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -202,8 +203,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self.line.resumed()
 
     @property
-    def writing_paused(self) -> bool:
-        """The transport's buffer is over its high-water mark: writers should drain()."""
+    def writing_paused(self) -> bool:  # the transport is over its high-water mark: writers should drain()
         return self._drain is not None
 
     async def drain(self, timeout: float | None = None) -> bool:
@@ -324,9 +324,11 @@ class ClientConnection(asyncio.BufferedProtocol):
             if frame.nbytes < _JOIN_BELOW_BYTES:
                 frame = bytes(frame)
             else:  # its buffers, a window at a time, after what is batched (§16.4, write_queue)
+                self.accepted += frame.nbytes
                 self._flush()
                 self._hold(FrameWindows(frame.parts))
                 return
+        self.accepted += len(frame)
         if self._queue is not None:  # behind a large frame
             self._queue.hold(frame)
         elif self._iteration_ends:
@@ -340,6 +342,14 @@ class ClientConnection(asyncio.BufferedProtocol):
             self._iteration_ends = 1
             self._loop.call_soon(self._end_iteration)
             self.transport.write(frame)
+
+    def taken(self) -> int:
+        """How many ``accepted`` bytes the kernel took: not batched, queued or in
+        the transport's buffer (under TLS, the TCP one beneath too). Only while ``is_open``."""
+        t, q = self.transport, self._queue
+        inner = getattr(getattr(t, "_ssl_protocol", None), "_transport", None)
+        held = (0 if t is None else t.get_write_buffer_size()) + (0 if inner is None else inner.get_write_buffer_size())
+        return self.accepted - held - self._batch_bytes - (0 if q is None else q.nbytes)
 
     def _end_iteration(self) -> None:
         self._iteration_ends -= 1

@@ -181,6 +181,9 @@ class Lifecycle:
                 conn.abort()
                 self._disconnected(conn, was_connected)
                 raise
+            else:
+                if conn.error is None:  # closed cleanly: the transport wrote all it held first
+                    self._outbox.settle(conn, closed_cleanly=True)
         self._disconnected(conn, was_connected)
 
     def _disconnected(self, conn: ClientConnection | None, was_connected: bool) -> None:

@@ -24,6 +24,7 @@ from .connection import ClientConnection
 from .metrics import ClientMetrics
 from .offline_queue import OfflineQueue, QueuedCall
 from .queue_store import QueueStore
+from .replay_taken import SETTLE_BATCH, SETTLE_EVERY_S, Unwritten
 from .state import ConnectionState, StateMachine
 
 __all__ = ["Outbox", "DISCONNECT_POLICIES"]
@@ -75,6 +76,8 @@ class Outbox:
         self._store: QueueStore | None = None  # open from connect() until the queue is given up
         self._store_failing = False  # a failed delete was reported; reset by the next write that works
         self._replay_task: asyncio.Task[None] | None = None
+        self._unwritten = Unwritten()  # replayed rows deleted once the socket took them (replay_taken.py)
+        self._settler: asyncio.Task[None] | None = None
 
     def sendable(self) -> ClientConnection | None:
         """The connection a call may be written to now: connected, with nothing queued ahead of it."""
@@ -173,6 +176,7 @@ class Outbox:
         try:
             while self._connected() is conn and conn.is_open:
                 if conn.line.blocked:  # a full send buffer: each entry is written in its turn, never into it
+                    self.settle(conn)
                     try:
                         await conn.line.turn(None, "the offline queue's replay")
                     except ConnectionLost:
@@ -188,6 +192,23 @@ class Outbox:
         finally:
             self.replaying = False
             self._arm_timer()
+            self.settle(conn)
+            if self._unwritten.pending(conn) and (self._settler is None or self._settler.done()):
+                self._settler = self._spawn(self._settle_later(conn))
+
+    def settle(self, conn: ClientConnection, closed_cleanly: bool = False) -> None:
+        """Delete from the file the replayed rows whose bytes ``conn`` handed to the kernel."""
+        self._forget(*self._unwritten.taken(conn, closed_cleanly))
+
+    async def _settle_later(self, conn: ClientConnection) -> None:
+        """After a replay, the rows still batched or in the send buffer, as it
+        drains: first once the loop iteration's batch went out, then every
+        SETTLE_EVERY_S (asyncio tells nobody when its buffer empties)."""
+        while True:
+            self.settle(conn)
+            if not (self._unwritten.pending(conn) and conn.is_open):
+                return
+            await asyncio.wait((conn.closed,), timeout=SETTLE_EVERY_S)
 
     def _send(self, conn: ClientConnection, entry: QueuedCall) -> None:
         msg: Message = mark_replay(entry.message)  # the server may hold it for a responder (docs/protocol.md §13.2)
@@ -202,7 +223,10 @@ class Outbox:
                 return
             self._metrics.sent()
             self._metrics.delivered()
-            self._forget(entry.store_id)
+            if entry.store_id is not None:  # deleted once the socket took it (settle)
+                self._unwritten.add(conn, entry.store_id)
+                if self._unwritten.pending(conn) >= SETTLE_BATCH:
+                    self.settle(conn)
             return
         if entry.waiter.done():
             return
@@ -272,14 +296,15 @@ class Outbox:
             {"reason": reason, "channel": msg.channel_id, "message_type": msg.message_type.value, "priority": entry.priority},
         )
 
-    def _forget(self, store_id: int | None) -> None:
-        """Delete a message that left the queue from the file. A failure is
+    def _forget(self, *store_ids: int | None) -> None:
+        """Delete messages that left the queue from the file. A failure is
         reported on 'error' once until a write works again; the store retries
         the delete then (until it does, a later start would send it again)."""
-        if store_id is None or self._store is None:
+        ids = [i for i in store_ids if i is not None]
+        if not ids or self._store is None:
             return
         try:
-            self._store.remove(store_id)
+            self._store.remove(*ids)
         except QueueFileError as exc:
             if not self._store_failing:
                 self._store_failing = True
@@ -293,6 +318,7 @@ class Outbox:
             if entry.waiter is None and entry.store_id is not None:
                 continue  # durable: the next start sends it
             self._drop(entry, error, "gave_up")
+        self._unwritten.clear()  # rows not known to be taken stay on disk: the reload sends them
         if self._store is not None:  # a later connect() reopens it and reloads what stayed
             self._store.close()
             self._store = None

@@ -90,10 +90,10 @@ class QueueStore:
                 pass  # already reported; kept for the next write
         return int(cur.lastrowid or 0)
 
-    def remove(self, message_id: int) -> None:
-        """Delete a sent or dropped message; on failure it is kept in
+    def remove(self, *message_ids: int) -> None:
+        """Delete sent or dropped messages; on failure they are kept in
         ``_unremoved`` for the next write, and QueueFileError is raised."""
-        self._unremoved.add(message_id)
+        self._unremoved.update(message_ids)
         try:
             self._delete()
         except sqlite3.Error as exc:
@@ -123,8 +123,10 @@ class QueueStore:
 
     def _delete(self) -> None:
         ids = sorted(self._unremoved)
-        self._db.executemany("DELETE FROM queued WHERE id = ?", [(i,) for i in ids])
-        self._unremoved.difference_update(ids)
+        for at in range(0, len(ids), 500):  # one statement (one commit) per 500: SQLite's old limit is 999 variables
+            chunk = ids[at:at + 500]
+            self._db.execute(f"DELETE FROM queued WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            self._unremoved.difference_update(chunk)
 
     def _check(self) -> None:
         """Refuse, without writing to it, a file that is not a queue file: not
