@@ -11,6 +11,7 @@ js-client/test/queue_file_failures.test.js."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,31 @@ async def test_a_delete_the_file_refuses_is_reported_once_and_the_queue_goes_on(
     await outage(proxy, client)
     await client.publish("audit", "next", timeout=60)  # a write that works does the deletes owed
     assert len(_rows(path)) == 1
+
+
+@pytest.mark.parametrize("change", ["replaced by a directory", "replaced by a file", "removed", "read-only"])
+async def test_a_file_replaced_removed_or_made_read_only_under_the_client_fails_the_call(tmp_path: Path, proxy, via_proxy, change: str) -> None:
+    """SQLite writes through the descriptors it opened: the calls were
+    acknowledged while their rows went to a file no start would read (OK 3
+    of 3 in the probe; a fresh client loaded 0). The Node client opens the
+    path for each write: EISDIR or EACCES. (Removed, Node writes a new file.)"""
+    if change == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes a read-only file (as Node's open() does)")
+    path = tmp_path / "outbox.db"
+    client = await via_proxy(queue_path=str(path))
+    errors = state_event(client, "error")
+    await outage(proxy, client)
+    await client.publish("audit", "kept", timeout=60)
+    if change.startswith("replaced"):
+        path.rename(tmp_path / "moved.db")
+        path.mkdir() if change.endswith("directory") else path.write_bytes(b"")
+    elif change == "removed":
+        path.unlink()
+    else:
+        path.chmod(0o444)
+    with pytest.raises(QueueFileError) as info:
+        await client.publish("audit", "refused", timeout=60)
+    word = {"removed": "was removed", "read-only": "is read-only"}.get(change, "was replaced")
+    assert str(info.value) == f"queue_path {str(path)!r}: cannot write: the file {word}" and info.value.path == str(path)
+    stats = client.queue_stats()
+    assert (stats["size"], stats["dropped"], errors.qsize()) == (1, 0, 0)  # not queued; the caller has the error
