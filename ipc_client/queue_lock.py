@@ -121,8 +121,12 @@ def _lock(path: str, what: str, lock: str) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            try:
+                holder = _pid_in(_text(fd))  # a live Python client: its pid, named as Node names it
+            except OSError:
+                holder = None
             os.close(fd)
-            raise _in_use(path, what, lock, None) from None
+            raise _in_use(path, what, lock, holder, taking_over=False) from None
         try:
             if _same_file(fd, lock) and (_text(fd).encode() == _mine() if made else _take_over(fd, lock, path, what)):
                 return fd
@@ -182,8 +186,19 @@ def _same_file(fd: int, lock: str) -> bool:
     return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
 
-def _in_use(path: str, what: str, lock: str, pid: int | None) -> QueueFileInUse:
-    holder = f"process {pid}" if pid is not None else f"another client (taking it over: {lock}.takeover)"
+def _pid_in(text: str) -> int | None:
+    """The pid a lock's text names: ``py:PID`` or ``PID``; None if it names none."""
+    digits = text[3:] if text.startswith("py:") else text
+    return int(digits) if digits.isdigit() and int(digits) > 0 else None
+
+
+def _in_use(path: str, what: str, lock: str, pid: int | None, *, taking_over: bool = True) -> QueueFileInUse:
+    """Named by its pid when known; ``taking_over`` when the lock is refused
+    because another client holds its takeover mutex."""
+    if pid is not None:
+        holder = f"process {pid}"
+    else:
+        holder = f"another client (taking it over: {lock}.takeover)" if taking_over else "another client"
     return QueueFileInUse(
         f"{what} is in use by {holder} (lock file {lock}): a persisted queue belongs to one client", path=path
     )

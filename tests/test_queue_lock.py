@@ -79,15 +79,18 @@ def test_a_python_lock_whose_pid_is_reused_is_free(tmp_path: Path) -> None:
     """A Python client killed while it held the file leaves ``py:PID``; once
     that pid names another live process (pid reuse, here our parent), the
     next Python client, given the flock, still takes the file: no live
-    Python client holds it. It was refused as in use by that process."""
+    Python client holds it. It was refused as in use by that process.
+    While the child lives, the refusal names its pid, as Node's does (it
+    said "another client (taking it over: ...)", wrongly)."""
     path = tmp_path / "queue.db"
     script = "import sys\nfrom ipc_client.queue_store import QueueStore\nQueueStore(sys.argv[1]); print('HELD', flush=True); sys.stdin.read()\n"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen([sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
         assert child.stdout is not None and child.stdout.readline() == b"HELD\n"
-        with pytest.raises(QueueFileInUse):
+        with pytest.raises(QueueFileInUse) as info:
             QueueStore(path)  # its flock, while it lives
+        assert f"is in use by process {child.pid} (lock file {path}.lock)" in str(info.value) and "taking it over" not in str(info.value)
         assert Path(f"{path}.lock").read_text() == f"py:{child.pid}"
     finally:
         child.kill()
