@@ -113,9 +113,12 @@ class Lifecycle {
     this._abandon(new NotConnectedError('the client disconnected'));
     const closing = (conn ? conn.close() : Promise.resolve()).then(() => {
       host._closing = null;
-      host._outbox.release(); // the file is another client's to take until connect()
-      host._setState(State.DISCONNECTED);
-      host._emitSafely('close');
+      try {
+        host._outbox.release(); // the file is another client's to take until connect()
+      } finally {
+        host._setState(State.DISCONNECTED); // whatever the release met
+        host._emitSafely('close');
+      }
     });
     host._closing = closing;
     if (wasConnected) host._emitSafely('disconnected', null); // once _closing is set: a listener's connect()/disconnect() waits for it

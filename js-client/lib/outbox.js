@@ -146,9 +146,14 @@ class Outbox {
     this.load();
   }
 
-  /** Gives the queue file up: it is another client's to take until connect(). */
+  /**
+   * Gives the queue file up: it is another client's to take until connect().
+   * A lock it cannot give back goes to 'error' (QueueFileError): never thrown,
+   * so disconnect() always ends disconnected.
+   */
   release() {
-    if (this.store !== null) this.store.close();
+    const err = this.store === null ? null : this.store.close();
+    if (err !== null) this.host._emitError(err);
   }
 
   /**

@@ -288,15 +288,25 @@ function lockQueueFile(file, lockFile, fail) {
 }
 
 /**
- * Gives the lock back: removes the lock file if it still names this process.
+ * Gives the lock back: removes the lock file if it still names this process;
+ * one that cannot be removed (its directory gone read-only) is emptied, as
+ * queue_lock.py does: empty, it names no holder, so it is free. Never throws.
  * @param {string} lockFile
+ * @returns {Error|null} why the lock, still naming this process, could be neither removed nor emptied.
  */
 function unlockQueueFile(lockFile) {
-  if (!held.delete(lockFile)) return;
+  if (!held.delete(lockFile)) return null;
   try {
     if (pidOf(read(lockFile)?.text ?? '') === process.pid) fs.unlinkSync(lockFile);
+    return null;
   } catch (err) {
-    if (err.code !== 'ENOENT') throw err;
+    if (err.code === 'ENOENT') return null;
+    try {
+      fs.truncateSync(lockFile, 0);
+      return null;
+    } catch {
+      return err;
+    }
   }
 }
 

@@ -96,10 +96,10 @@ class QueueStore {
    * Gives the lock back (the file stays for the next owner), after a last
    * try at the remove records still owed, as Python's close() makes one at
    * its deletes: what stays owed is sent again by the next start (at least once).
-   * @throws {Error} the lock file, still naming this process, could not be removed.
+   * @returns {QueueFileError|null} the lock file, still naming this process, could be neither removed nor emptied.
    */
   close() {
-    if (!this._locked) return;
+    if (!this._locked) return null;
     if (this._unremoved.size > 0) {
       try {
         this._append(Buffer.alloc(0));
@@ -107,16 +107,18 @@ class QueueStore {
         // reported when the remove failed; the next owner sends those messages again
       }
     }
-    this._release();
+    return this._release();
   }
 
   /**
    * Gives the lock back, writing nothing.
+   * @returns {QueueFileError|null} see close().
    * @private
    */
   _release() {
     this._locked = false;
-    unlockQueueFile(this.lockFile);
+    const err = unlockQueueFile(this.lockFile);
+    return err === null ? null : this._error(`cannot give back its lock file ${this.lockFile} (it still names this process)`, err);
   }
 
   /**
@@ -153,11 +155,7 @@ class QueueStore {
       return this._load();
     } catch (err) {
       const failure = err instanceof QueueFileError ? err : this._error('cannot read', err);
-      try {
-        this._release();
-      } catch {
-        // a lock file that cannot be removed: why the load failed is the error to report
-      }
+      this._release(); // a lock file that cannot be removed: why the load failed is the error to report
       throw failure;
     }
   }

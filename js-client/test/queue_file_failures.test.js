@@ -127,3 +127,60 @@ test('queue file - a remove the file refuses is reported once, the replay and th
   await client.publish('audit', 'next', { timeout: 60_000 }); // a write that works carries the removes owed
   assert.deepEqual(livePayloads(queuePath), ['next']);
 });
+
+test('queue file - disconnect() ends disconnected when the lock cannot be removed: emptied, or reported on error', async (t) => {
+  // A lock that can be neither removed nor emptied (a directory in its place):
+  // disconnect() rejected with the raw EISDIR and the client stayed in
+  // 'disconnecting', a second disconnect() returning nothing.
+  const dir = tempDir(t);
+  const file = path.join(dir, 'outbox.bin');
+  const client = new IPCClient('app', { port: 1, waitOnFirstConnect: true, queuePath: file, initialDelay: 20, maxDelay: 50 });
+  const errors = [];
+  client.on('error', (err) => errors.push(err));
+  const connecting = client.connect().catch((err) => err);
+  await client.publish('audit', 1);
+  fs.renameSync(`${file}.lock`, `${file}.lock.saved`);
+  fs.mkdirSync(`${file}.lock`);
+  await client.disconnect();
+  assert.equal(client.getConnectionInfo().state, 'disconnected');
+  assert.equal((await connecting).code, ErrorCode.NOT_CONNECTED);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof QueueFileError, String(errors[0]));
+  assert.equal(errors[0].path, file);
+  assert.match(errors[0].message, /cannot give back its lock file .*outbox\.bin\.lock \(it still names this process\): EISDIR/);
+});
+
+test('queue file - a lock whose directory went read-only is emptied at disconnect(), as Python does', async (t) => {
+  // Run as an unprivileged user (root removes files from a read-only directory).
+  const asRoot = process.getuid && process.getuid() === 0;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-queue-ro-'));
+  t.after(() => {
+    fs.chmodSync(dir, 0o700);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  if (asRoot) fs.chownSync(dir, 65534, 65534);
+  const child = `
+    const fs = require('node:fs');
+    const { IPCClient } = require(${JSON.stringify(path.resolve(__dirname, '..'))});
+    const c = new IPCClient('app', { port: 1, waitOnFirstConnect: true, queuePath: process.argv[1] + '/q', initialDelay: 20, maxDelay: 50 });
+    const errors = [];
+    c.on('error', (e) => errors.push(e.message));
+    c.connect().catch(() => {});
+    c.publish('audit', 1).then(async () => {
+      fs.chmodSync(process.argv[1], 0o555);
+      let outcome = 'resolved';
+      await c.disconnect().catch((e) => { outcome = 'rejected ' + e.message; });
+      console.log(JSON.stringify({ outcome, state: c.getConnectionInfo().state, errors }));
+    });`;
+  const argv = [process.execPath, '-e', child, dir];
+  const { execFileSync } = require('node:child_process');
+  let out;
+  try {
+    out = execFileSync(asRoot ? 'setpriv' : argv[0], asRoot ? ['--reuid=65534', '--regid=65534', '--clear-groups', ...argv] : argv.slice(1), { timeout: 20000 });
+  } catch (err) {
+    if (asRoot && err.code === 'ENOENT') return t.skip('no setpriv to run as an unprivileged user');
+    throw err;
+  }
+  assert.deepEqual(JSON.parse(out.toString()), { outcome: 'resolved', state: 'disconnected', errors: [] });
+  assert.equal(fs.readFileSync(path.join(dir, 'q.lock'), 'utf8'), ''); // emptied: it names no holder, so it is free
+});
