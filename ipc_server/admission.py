@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ipc_protocol import ErrorCode
+from ipc_protocol import ErrorCode, Message, MessageType, clipped
 from ipc_protocol.server_protocol import ConnectRequested
 
 from .config import ServerConfig
@@ -152,6 +152,7 @@ class Admission:
                 log.warning("refusing connection from %s: %s", peer_text(conn.peer), text)
             conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, text)
             return
+        carried = self._reconnected(conn, request)
         base = request.connection_id or "conn"
         connection_id = base if base != "conn" else f"conn-{next(self._ids)}"
         while connection_id in self._by_id:
@@ -163,6 +164,33 @@ class Admission:
         if conn.user is None:  # a users file's user is the one auth found (a certificate's, anonymous)
             conn.user = request.user
         log_opened(conn, conn.user)  # INFO, with its app, peer and id (docs/operations.md §4)
+        for pattern in carried:  # as the 1.1.2 server kept them under the connection id
+            conn.owner.dispatch(conn, Message.build(MessageType.SUBSCRIBE, conn.app_id, pattern), b"")
+
+    def _reconnected(self, conn: ServerConnection, request: ConnectRequested) -> list[str]:
+        """A version-1 connect that reuses the id of an open version-1
+        connection of the same app and user is that client reconnecting
+        (docs/legacy.md): 1.1.x's ``disconnect()`` closes its socket while its
+        receive thread is blocked in ``recv()``, so no FIN is sent and the old
+        connection looks alive. The new one takes the id, as the 1.1.2 server
+        re-pointed it. The old one is sent nothing more: a frame would wake
+        that thread, which then reads the rest from the client's new socket;
+        an EOF or a reset would make it mark the shared client disconnected.
+        So it is not closed either: it goes when its peer closes it (or at
+        shutdown), counted in ``max_connections`` until then. Its subscriptions
+        are returned, to be the new one's (1.1.x keeps its handlers)."""
+        old = self._by_id.get(request.connection_id)
+        if old is None or not (request.legacy and old.legacy) or old.app_id != request.app_id or old.half_closed is not None:
+            return []
+        if old.user != (conn.user if conn.user is not None else request.user):
+            return []  # never one user's connection taken by another
+        del self._by_id[old.connection_id]
+        carried = sorted(old.subscriptions)
+        old.protocol.close()  # reads and writes stop: what it sends is dropped, nothing is written to it
+        old.protocol.data_to_send()  # what was queued for it is never written
+        old.owner.half_closed(old)  # no longer a subscriber or a responder (what was forwarded to it: responder_lost)
+        log.info("connection %s from %s replaced by a reconnect from %s: its socket is kept, unwritten, until its peer closes it", clipped(old.connection_id), peer_text(old.peer), peer_text(conn.peer))
+        return carried
 
     def remove(self, conn: ServerConnection, unserved: Callable[[ServerConnection, str], None]) -> bool:
         """Forget a closed connection and its registrations; ``unserved`` is
