@@ -6,18 +6,11 @@ connection replaces the old one, which is sent nothing more (a frame would
 wake that thread, which would read on from the new socket) and is not closed
 (its EOF would mark the client disconnected) until its peer closes it.
 
-The peers are raw sockets writing the frames 1.1.2 writes (the real package
-is not needed): the connect frame below was copied from a run of the real
-1.1.2 ``FrameworkClient.connect()`` against a listening socket, and its
-``subscribe()`` sends ``{"connection_id": ...}`` as the payload."""
+The peers are raw sockets writing the frames 1.1.2 writes (tests/v1_peer.py:
+the real package is not needed)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,58 +19,8 @@ from ipc_server import IPCServer
 from ipc_server.connection import ConnState
 from ipc_server.users import hash_token
 
-from .conftest import WAIT_S, until
-
-
-def v1_frame(app_id: str, channel: str, mtype: str, payload: Any) -> bytes:
-    """As 1.1.2 writes one: the seven fields, a uuid message id, a float timestamp."""
-    obj = {"message_id": str(uuid.uuid4()), "app_id": app_id, "channel_id": channel, "message_type": mtype, "payload": payload, "timestamp": time.time(), "reply_to": None}
-    body = json.dumps(obj).encode()
-    return len(body).to_bytes(4, "big") + body
-
-
-class V1Peer:
-    """A version-1 peer on a non-blocking socket (``waiting`` peeks at it)."""
-
-    def __init__(self, sock: socket.socket, app_id: str, connection_id: str) -> None:
-        self.sock, self.app_id, self.connection_id = sock, app_id, connection_id
-
-    @classmethod
-    async def connect(cls, port: int, connection_id: str, app_id: str = "app", **extra: Any) -> tuple[V1Peer, dict[str, Any]]:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port)), WAIT_S)
-        peer = cls(sock, app_id, connection_id)
-        await peer.send("system", "request", {"action": "connect", "connection_id": connection_id, **extra})
-        return peer, await peer.recv()
-
-    async def send(self, channel: str, mtype: str, payload: Any) -> None:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_sendall(self.sock, v1_frame(self.app_id, channel, mtype, payload)), WAIT_S)
-
-    async def subscribe(self, channel: str) -> None:
-        await self.send(channel, "subscribe", {"connection_id": self.connection_id})
-
-    async def _exactly(self, n: int) -> bytes:
-        loop, data = asyncio.get_running_loop(), b""
-        while len(data) < n:
-            chunk = await asyncio.wait_for(loop.sock_recv(self.sock, n - len(data)), WAIT_S)
-            assert chunk, "closed by the server"
-            data += chunk
-        return data
-
-    async def recv(self) -> dict[str, Any]:
-        size = int.from_bytes(await self._exactly(4), "big")
-        return json.loads(await self._exactly(size))
-
-    def waiting(self) -> bytes | None:
-        """What the server wrote that is unread (b"": its EOF), None for nothing."""
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return None
-
-    def close(self) -> None:
-        self.sock.close()
+from .conftest import until
+from .v1_peer import V1Peer
 
 
 async def published(server: IPCServer, publisher: IPCClient, payload: Any) -> None:
