@@ -337,10 +337,15 @@ _REMOTE_CLASSES: dict[str, type[RemoteError]] = {
 
 
 def error_from_wire(error: dict[str, Any] | Any) -> IPCError:
-    """Turn an envelope's ``error`` object into the matching exception."""
+    """Turn an envelope's ``error`` object into the matching exception.
+
+    A ``code`` that is not a non-empty string is ``handler_error`` and a
+    ``message`` that is not a string is empty, as in Node: a 1.1.x handler's
+    ``{"error": {"code": 5}}`` (docs/legacy.md) was ``RemoteError("5")`` here."""
     get = error.get if isinstance(error, dict) else lambda k, d=None: getattr(error, k, d)
-    code = str(get("code") or ErrorCode.HANDLER_ERROR)
-    message = str(get("message") or "")
+    code, message = get("code"), get("message")
+    code = str(code) if isinstance(code, str) and code else str(ErrorCode.HANDLER_ERROR)
+    message = message if isinstance(message, str) else ""
     if code == ErrorCode.TIMEOUT:
         return RequestTimeout(message or "the request timed out remotely")
     cls = _REMOTE_CLASSES.get(code, RemoteError)

@@ -72,6 +72,19 @@ test('errors - errorFromWire maps codes to classes with remote details', () => {
   assert.equal(other.code, 'bad_message');
 });
 
+test('errors - a code that is no string is handler_error, a message that is no string empty, as in Python', () => {
+  // A 1.1.x handler's error object (docs/legacy.md); Python's twin: tests/test_legacy_error_objects.py.
+  for (const code of [5, true, null, '', ['x'], { c: 1 }]) {
+    const err = errorFromWire({ code, message: 'm' });
+    assert.ok(err instanceof errors.HandlerError, JSON.stringify(code));
+    assert.equal(err.code, 'handler_error');
+    assert.equal(err.message, 'm');
+  }
+  for (const message of [7, true, ['m'], { m: 1 }]) {
+    assert.equal(errorFromWire({ code: 'not_found', message }).message, errorFromWire({ code: 'not_found', message: '' }).message);
+  }
+});
+
 test('errors - a too_large answer is a FrameTooLargeError too, as in Python (§12.3)', () => {
   const err = errorFromWire({ code: 'too_large', message: 'the answer (4000 bytes) is larger than the requester accepts (2048 bytes)' });
   assert.ok(err instanceof errors.FrameTooLargeError && err instanceof RemoteError);
