@@ -22,7 +22,7 @@ from ipc_protocol.contracts import handler_digest
 from .admission import App
 from .config import ServerConfig
 from .connection import ServerConnection
-from .router import target_problem
+from .router import HandlerRegistry, target_problem
 from .schemas import Schemas, declared_schema
 from .stats import ServerStats
 
@@ -100,8 +100,9 @@ class PubSub:
     the connection stays open. ``ServerStats.subscriptions`` and
     ``registrations`` are the totals held now."""
 
-    def __init__(self, apps: dict[str, App], stats: ServerStats, config: ServerConfig | None = None) -> None:
+    def __init__(self, apps: dict[str, App], stats: ServerStats, config: ServerConfig | None = None, handlers: HandlerRegistry | None = None) -> None:
         self._apps = apps  # Admission's: the apps of the open connections
+        self._handlers = handlers if handlers is not None else HandlerRegistry()  # the server's in-process handlers: they answer first (§6.1)
         self._stats = stats
         config = config or ServerConfig()
         self._max_subs = (config.max_subscriptions_per_connection, config.max_subscriptions)
@@ -258,7 +259,7 @@ class PubSub:
             conn.app_id,
             SERVICES_CHANNEL,
             {"event": event, "channel": channel, "connection_id": conn.connection_id, "responders": app.responders.count(channel),
-             "schema_digest": self.schemas.digest(conn.app_id, channel)},  # fmt: skip
+             "schema_digest": self.digest(conn.app_id, channel)},  # fmt: skip
         )
         self._stats.traffic(conn.app_id).sent[MessageType.PUBLISH] += self._fan_out(app, note, None)
         if self.cluster is not None:
@@ -268,10 +269,16 @@ class PubSub:
         """Tell ``$sys.services`` subscribers an in-process handler (``fn``, None
         once removed) came or went (§7.5): no connection, ``responders`` 0;
         every app's subscribers for ``app_id`` None."""
-        digest = None if fn is None else handler_digest(fn)
         if self.cluster is not None:  # reachable from the other nodes (docs/cluster.md §3)
             self.cluster.handler_changed(app_id, channel, fn is not None)
         apps = self._apps.items() if app_id is None else [(app_id, self._apps[app_id])] if app_id in self._apps else []
         for name, app in list(apps):
-            payload = {"event": event, "channel": channel, "connection_id": None, "responders": 0, "schema_digest": digest}
+            payload = {"event": event, "channel": channel, "connection_id": None, "responders": 0, "schema_digest": self.digest(name, channel)}
             self._stats.traffic(name).sent[MessageType.PUBLISH] += self._fan_out(app, Message.build(MessageType.PUBLISH, name, SERVICES_CHANNEL, payload), None)
+
+    def digest(self, app_id: str, channel: str) -> str | None:
+        """The digest of the schemas ``describe`` publishes for ``channel`` now
+        (§14.3): those of the in-process handler that answers it (its name or a
+        pattern), else the responders' latest declared; None: nothing declared."""
+        handler = self._handlers.serving(app_id, channel)
+        return handler_digest(handler.fn) if handler is not None else self.schemas.digest(app_id, channel)

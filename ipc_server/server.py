@@ -104,7 +104,7 @@ class IPCServer:
         self._forwarding = Forwarding(self.stats, self._shutdown, ids, self.config)
         self._grace = Grace(self.config, self.stats, handlers=self.handlers, apps=self._admission.apps, calls=self._calls, forwarding=self._forwarding)  # §13.2
         self._streams = Streams(self.stats, self._forwarding, self._calls, self._grace, default_idle_s=self.config.default_request_timeout_s)  # §15
-        self._pubsub = PubSub(self._admission.apps, self.stats, self.config)
+        self._pubsub = PubSub(self._admission.apps, self.stats, self.config, self.handlers)
         # A node of a cluster joined through NATS (docs/cluster.md), or None.
         self._cluster = join(config, self.stats, self.handlers, self._admission.apps, self._calls, self._forwarding, self._pubsub, self._shutdown)
         # With a users file: who each connection is and what it may do.

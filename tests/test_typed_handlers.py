@@ -177,6 +177,37 @@ async def test_services_announcements_carry_the_published_schemas_digest(server,
     assert (await next_item(notes))["event"] == "removed"
 
 
+async def test_services_announcements_name_what_describe_publishes_where_a_handler_answers(server, make_client, raw) -> None:
+    # protocol.md §14.3: the digest names C's published schemas; an in-process
+    # handler answering C (its name or a pattern) publishes its own, not the responder's.
+    def every(n: int) -> int:
+        return n
+
+    def named(s: str) -> str:
+        return s
+
+    server.add_handler("c.*", every)
+    server.add_handler("d.x", named)
+    watcher = await make_client()
+    notes = await collect(watcher, "$sys.services")
+    peer = await raw()
+    await peer.handshake()
+    declared = {"request": {"type": "boolean"}, "response": {"type": "boolean"}}
+    for i, channel in enumerate(["c.x", "d.x", "e.x"]):
+        peer.send(frame("subscribe", channel, {"serve": True, "schema": declared}, message_id=f"s{i}"))
+        await peer.recv_until(lambda m, i=i: m.reply_to == f"s{i}")
+    notes_by_channel = {note["channel"]: note for note in [await next_item(notes) for _ in range(3)]}
+    published = (await watcher.system("describe"))["channels"]
+    assert published["c.x"] == published["c.*"] and published["d.x"]["request"] == {"type": "string"}
+    for channel in ("c.x", "d.x", "e.x"):
+        assert notes_by_channel[channel]["schema_digest"] == schema_digest(published[channel]), channel
+    assert notes_by_channel["e.x"]["schema_digest"] == schema_digest(declared)  # no handler: the responder's, as before
+    assert server.remove_handler("d.x")  # the responder answers d.x again: its schemas are published
+    removed = await next_item(notes)
+    assert (removed["event"], removed["channel"], removed["schema_digest"]) == ("removed", "d.x", schema_digest(declared))
+    assert (await watcher.system("describe"))["channels"]["d.x"] == declared
+
+
 async def test_a_bad_schema_in_a_serve_registration_is_refused(server, raw, make_client) -> None:
     peer = await raw()
     await peer.handshake()
