@@ -7,6 +7,7 @@ connection's; any other action is routed like a request (server.py)."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import partial
 from typing import Any
 
 from ipc_protocol import ErrorCode, Message, MessageType
@@ -43,8 +44,8 @@ def answer_own_action(
     cluster: Any = None,
 ) -> None:
     """Answer ``action``, one of ``SERVER_SYSTEM_ACTIONS``, for ``conn``;
-    as a node of a ``cluster``, ``stats``, ``channels`` and ``services``
-    for the whole cluster (docs/cluster.md §4)."""
+    as a node of a ``cluster``, ``stats`` and the paged actions for the
+    whole cluster (docs/cluster.md §4)."""
     if action == "stats":
         # With users, server-wide figures need the monitor permission (§8).
         result: Any = stats.snapshot() if auth is None or auth.monitor(conn) else app_figures(conn.app_id, app)
@@ -67,8 +68,10 @@ def answer_own_action(
                 result["channels"] = auth.visible(conn, result["channels"])
     else:  # ping and connect: answered by the connection's protocol
         return
-    if cluster is not None and action in ("stats", "channels", "services") and (action != "stats" or auth is None or auth.monitor(conn)):
-        cluster.answer(conn, msg, action, result)
+    if cluster is not None and (action in PAGED or auth is None or auth.monitor(conn)):  # stats: cluster-wide for a monitor
+        # describe: the other nodes' channels too, narrowed here, where the caller's user is known
+        narrow = partial(auth.visible, conn) if action == "describe" and auth is not None else None
+        cluster.answer(conn, msg, action, result, narrow)
         return
     if msg.message_type is MessageType.REQUEST:
         conn.send(response_to(msg, result))

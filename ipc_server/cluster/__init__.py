@@ -4,7 +4,7 @@ One job per module: ``subjects`` (apps and channels as NATS subjects),
 ``link`` (the NATS connection and its degraded state), ``interest`` (the
 node's NATS subscriptions, reference-counted), ``outgoing`` and
 ``incoming`` (requests across nodes, both sides), ``members``
-(heartbeats), ``discovery`` (``services``/``channels``/``stats`` for the
+(heartbeats), ``discovery`` (``services``/``channels``/``describe``/``stats`` for the
 cluster), ``node`` (the facade the server's hooks call), and for
 ``--workers``: ``workers`` (the supervisor) and ``nats_child`` (a
 nats-server it starts).

@@ -1,6 +1,6 @@
 """The ``system`` actions across the cluster (docs/cluster.md §4):
-``services``, ``channels`` and ``stats`` answered for every node, per node
-and in total.
+``services``, ``channels``, ``describe`` and ``stats`` answered for every
+node, per node and in total.
 
 The node asked queries the others on ``C._sys`` (every node subscribes;
 no queue group) and waits for an answer from each live member
@@ -16,6 +16,11 @@ Answers (protocol.md §8 shapes, with the cluster's added):
   (a channel's counts summed), and ``nodes``: each node's own; a page of
   either (``offset``, ``limit``) is that page of each node's table, its
   ``total`` the largest node's;
+- ``describe``: every node's channels with the schemas that node publishes
+  for them, one entry per channel: this node's where it serves the channel
+  (a request made here runs here first), else that of the first node by
+  name; no ``nodes`` (the schemas would come twice), and ``missing``; paged
+  as ``services``, and with users narrowed to what the caller may request;
 - ``stats``: this node's counters as on one node, and ``cluster``: the
   node's name, its link state, the live nodes (``alive``: those asked,
   so a node that went silent during the wait is both there and in
@@ -45,7 +50,9 @@ __all__ = ["Discovery", "GATHER_WAIT_S", "ACTIONS"]
 log = logging.getLogger("ipc_server.cluster")
 
 GATHER_WAIT_S = 1.0
-ACTIONS = frozenset({"services", "channels", "stats"})
+
+Narrow = Callable[[dict[str, Any]], dict[str, Any]]
+ACTIONS = frozenset({"services", "channels", "describe", "stats"})
 
 
 class _Gather:
@@ -59,7 +66,7 @@ class _Gather:
 
 
 class Discovery:
-    """Cluster-wide answers to ``services``, ``channels`` and ``stats``.
+    """Cluster-wide answers to ``services``, ``channels``, ``describe`` and ``stats``.
 
     Args:
         local: this node's own answer to an action for an app (the payload
@@ -95,7 +102,11 @@ class Discovery:
         if action not in ACTIONS or not nmsg.reply or not isinstance(query, dict):
             return
         answer = {"node": self._members.name, "id": self._members.node_id, "result": self._local(action, app_id, query)}
-        self._link.publish(nmsg.reply, json.dumps(answer, default=str).encode())
+        body = json.dumps(answer, default=str).encode()
+        if self._link.too_large(len(body)):  # a describe page of large schemas: the asker names this node in missing
+            log.warning("cluster: %s: this node's answer (%d bytes) is over NATS's max_payload (%d): not sent; a smaller limit fits", action, len(body), self._link.max_payload)
+            return
+        self._link.publish(nmsg.reply, body)
 
     async def on_answer(self, nmsg: Msg) -> None:
         gather = self._gathers.get(nmsg.subject.rpartition(".")[2])
@@ -114,15 +125,16 @@ class Discovery:
         if gather.expected <= gather.answers.keys():
             gather.done.set()
 
-    def answer(self, conn: ServerConnection, msg: Message, action: str, own: Any) -> None:
-        """Answer ``action`` for ``conn``, ``own`` being this node's figures."""
+    def answer(self, conn: ServerConnection, msg: Message, action: str, own: Any, narrow: Narrow | None = None) -> None:
+        """Answer ``action`` for ``conn``, ``own`` being this node's figures;
+        ``narrow``: ``describe``'s channels to those the caller may see (users)."""
         if msg.message_type is not MessageType.REQUEST:
             return
-        task = asyncio.get_running_loop().create_task(self._answer(conn, msg, action, own))
+        task = asyncio.get_running_loop().create_task(self._answer(conn, msg, action, own, narrow))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, conn: ServerConnection, msg: Message, action: str, own: Any) -> None:
+    async def _answer(self, conn: ServerConnection, msg: Message, action: str, own: Any, narrow: Narrow | None) -> None:
         members = self._members
         live = members.live() if self._link.up else {}
         gather = _Gather(set(live))
@@ -139,6 +151,9 @@ class Discovery:
             # again after the wait may have dropped one, or named a twin otherwise.
             alive = sorted(shown[m] for m in live)
             result["cluster"] = {**self._state(), "alive": alive, "nodes": nodes, "total": _sum_counters(nodes.values()), "missing": missing}
+        elif action == "describe":
+            result = _described(own, [nodes[n] for n in sorted(nodes) if n != shown[members.node_id]], narrow)
+            result["missing"] = missing
         else:
             key = action  # "services" or "channels"
             totals: dict[str, int] = {}
@@ -146,7 +161,8 @@ class Discovery:
                 for name, count in figures.get(key, {}).items():
                     totals[name] = totals.get(name, 0) + count
             result = {key: totals, "nodes": {n: f.get(key, {}) for n, f in nodes.items()}, "missing": missing}
-            paged = [f for f in nodes.values() if "total" in f]
+        if action != "stats":
+            paged = [f for f in nodes.values() if isinstance(f, dict) and "total" in f]
             if paged:  # each node's page: the pages go on up to the largest node's table
                 result.update(total=max(f["total"] for f in paged), offset=paged[0]["offset"], limit=paged[0]["limit"])
         if conn.is_open:
@@ -169,6 +185,19 @@ class Discovery:
     def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+def _described(own: Any, others: list[Any], narrow: Narrow | None) -> dict[str, Any]:
+    """``describe``'s channels over the nodes: the first node listing a
+    channel gives its schemas (``own`` first, then ``others`` in order);
+    ``narrow``ed to those the caller may request."""
+    channels: dict[str, Any] = {}
+    for answer in (own, *others):
+        listed = answer.get("channels") if isinstance(answer, dict) else None
+        if isinstance(listed, dict):
+            for channel, schemas in listed.items():
+                channels.setdefault(channel, schemas)
+    return {"channels": narrow(channels) if narrow is not None else channels}
 
 
 def _sum_counters(snapshots: Any) -> dict[str, int]:

@@ -27,7 +27,7 @@ from ipc_protocol.streams import cancel_reason
 from ..config import ServerConfig
 from ..connection import ServerConnection
 from ..connection_list import DEFAULT_LIMIT, page_bounds
-from ..served_pages import services_page
+from ..served_pages import describe_page, services_page
 from ..stats import ServerStats
 from ..system_actions import channels_page
 from .discovery import Discovery
@@ -322,13 +322,15 @@ class Cluster:
 
     # -- introspection -------------------------------------------------------------------------
 
-    def answer(self, conn: ServerConnection, msg: Message, action: str, own: Any) -> None:
-        """``services``, ``channels`` or ``stats`` for the whole cluster."""
-        self.discovery.answer(conn, msg, action, own)
+    def answer(self, conn: ServerConnection, msg: Message, action: str, own: Any, narrow: Any = None) -> None:
+        """``services``, ``channels``, ``describe`` or ``stats`` for the whole cluster."""
+        self.discovery.answer(conn, msg, action, own, narrow)
 
     def _local(self, action: str, app_id: str, query: dict[str, Any]) -> Any:
         """This node's own answer to ``action`` for ``app_id`` (protocol.md §8);
-        ``channels``, ``services``: the page the query names (checked by the node asked)."""
+        ``channels``, ``services``, ``describe``: the page the query names
+        (checked by the node asked), ``describe`` unnarrowed: the node asked
+        knows the caller's user and narrows the whole answer."""
         app = self._apps.get(app_id)
         if action == "stats":
             return self._stats.snapshot()
@@ -336,7 +338,10 @@ class Cluster:
         offset, limit = bounds if not isinstance(bounds, str) else (0, DEFAULT_LIMIT)
         if action == "channels":
             return channels_page(app.subscriptions if app is not None else None, query, offset, limit)
-        return services_page(app.responders if app is not None else None, self._handlers, app_id, query, offset, limit)
+        responders = app.responders if app is not None else None
+        if action == "describe":
+            return describe_page(responders, self._handlers, self._pubsub.schemas, app_id, query, offset, limit)
+        return services_page(responders, self._handlers, app_id, query, offset, limit)
 
     def state(self) -> dict[str, Any]:
         """The node's cluster figures (``stats``' ``cluster``)."""
