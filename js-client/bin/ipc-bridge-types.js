@@ -14,8 +14,8 @@
  * with `--from`, it reads a file holding that answer
  * (`python -m ipc_client schemas MODULE:OBJECT` writes one without a
  * server). The conversion is lib/typegen.js; this file is the I/O. No
- * dependencies. Exit status: 0 written, 1 failed (the server, or writing
- * --out), 2 bad arguments: a value out of range or a file a flag names
+ * dependencies. Exit status: 0 written, 1 failed (the server, a cluster
+ * node that did not answer without --partial, or writing --out), 2 bad arguments: a value out of range or a file a flag names
  * that cannot be used, named by its flag as `python -m ipc_server stats`
  * and `python -m ipc_client schemas` name theirs.
  */
@@ -45,7 +45,8 @@ const USAGE = `usage: ipc-bridge-types (--app APP [--host HOST] [--port PORT] [-
   --timeout     milliseconds for connecting and the answer (default 10000)
   --from        a JSON file with the describe answer, e.g. from: python -m ipc_client schemas MODULE:OBJECT
   --out         the .d.ts file to write (default: standard output)
-  --name        the interface's name (default: the app in PascalCase plus Api, e.g. ShopApi)`;
+  --name        the interface's name (default: the app in PascalCase plus Api, e.g. ShopApi)
+  --partial     write the declarations even when cluster nodes did not answer (their channels left out; default: exit 1)`;
 
 const OPTIONS = {
   app: { type: 'string' },
@@ -63,6 +64,7 @@ const OPTIONS = {
   from: { type: 'string' },
   out: { type: 'string' },
   name: { type: 'string' },
+  partial: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 };
 
@@ -94,12 +96,24 @@ async function describeAll(client) {
   const first = await client.system('describe');
   if (first === null || typeof first !== 'object' || !Number.isInteger(first.total)) return first;
   const entries = Object.entries(first.channels); // fromEntries below: a channel named __proto__ stays a channel
+  const missing = new Set(Array.isArray(first.missing) ? first.missing : []);
   const limit = Number.isInteger(first.limit) && first.limit > 0 ? first.limit : 1024;
   for (let offset = (first.offset || 0) + limit; offset < first.total; offset += limit) {
     const page = await client.system('describe', { params: { offset, limit } });
     entries.push(...Object.entries(page.channels));
+    if (Array.isArray(page.missing)) for (const node of page.missing) missing.add(node);
   }
-  return { channels: Object.fromEntries(entries) };
+  return { channels: Object.fromEntries(entries), missing: [...missing] };
+}
+
+/**
+ * The cluster nodes a describe answer names as not answering in time
+ * (docs/cluster.md §4): their channels are not in it.
+ * @param {object} doc the describe answer.
+ * @returns {string[]}
+ */
+function missingNodes(doc) {
+  return Array.isArray(doc.missing) ? doc.missing.map(String) : [];
 }
 
 /**
@@ -243,6 +257,12 @@ async function main(argv) {
   }
   try {
     const { doc, source } = await load(args);
+    const missing = missingNodes(doc);
+    if (missing.length > 0) {
+      const what = `cluster node${missing.length === 1 ? '' : 's'} ${missing.join(', ')} did not answer describe in time: ${missing.length === 1 ? 'its' : 'their'} channels are not in the answer`;
+      if (!args.partial) throw new Error(`${what}; ask again, or give --partial to write the declarations without them`);
+      process.stderr.write(`ipc-bridge-types: warning: ${what} (--partial)\n`);
+    }
     const text = generateTypes(doc, { name: args.name, app: args.app, source });
     const count = Object.keys(doc.channels).length;
     if (args.out === undefined) process.stdout.write(text);

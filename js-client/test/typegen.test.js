@@ -223,6 +223,34 @@ test('typegen - the command connects as --user with the token of --token-file', 
   }
 });
 
+test('typegen - a cluster node missing from the describe answer fails the command unless --partial', async () => {
+  const { Peer } = require('./helpers');
+  // Two pages; the second names a node that did not answer in time (docs/cluster.md §4).
+  const pages = [
+    { channels: { 'a.x': { request: { type: 'integer' }, response: {} } }, total: 2, offset: 0, limit: 1, missing: [] },
+    { channels: { 'a.y': { request: { type: 'string' }, response: {} } }, total: 2, offset: 1, limit: 1, missing: ['node-b'] }
+  ];
+  const peer = new Peer({ onRequest: (msg, conn, reply) => reply(pages[msg.payload.offset || 0]) });
+  await peer.listen();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-types-'));
+  const out = path.join(dir, 'api.d.ts');
+  const lines = [];
+  const stderr = process.stderr.write;
+  process.stderr.write = (text) => lines.push(String(text)) > 0;
+  try {
+    assert.equal(await main(['--port', String(peer.port), '--app', 'shop', '--out', out]), 1);
+    assert.equal(fs.existsSync(out), false);
+    assert.match(lines.join(''), /cluster node node-b did not answer describe in time: its channels are not in the answer; ask again, or give --partial/);
+    lines.length = 0;
+    assert.equal(await main(['--port', String(peer.port), '--app', 'shop', '--out', out, '--partial']), 0);
+    assert.match(lines.join(''), /warning: cluster node node-b did not answer describe in time/);
+    assert.match(fs.readFileSync(out, 'utf8'), /"a\.x": \{ request: number;[^}]*\};\n {2}"a\.y": \{ request: string;/);
+  } finally {
+    process.stderr.write = stderr;
+    await peer.close();
+  }
+});
+
 test('typegen - every bad argument is an exit 2 naming its flag, before anything connects', async () => {
   // Port 1 refuses: an exit 1 would mean the value got as far as connecting.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-types-'));
