@@ -152,7 +152,7 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     p.add_argument("--idempotency-max-keys", type=_limit, help="answers of idempotency keys kept at most; the oldest go first")
     p.add_argument("--idempotency-max-bytes", type=_limit, help="bytes of answers of idempotency keys kept at most; the oldest go first")
     p.add_argument("--shutdown-grace", type=float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown")
-    p.add_argument("--no-responders-grace", type=float, dest="no_responders_grace_s", help="seconds a request for a channel nobody serves waits for a responder after the server starts, or when a client replays it; 0: no_responders at once")
+    p.add_argument("--no-responders-grace", type=float, dest="no_responders_grace_s", help="seconds a request for a channel nobody serves waits for a responder after the first client's connect, or when a client replays it; 0: no_responders at once")
     p.add_argument("--lame-duck-duration", type=float, dest="lame_duck_duration_s", help="seconds clients get to move to another server after SIGTERM before the server closes; 0: close at once")
     p.add_argument("--token", help="shared secret clients must present in the handshake (visible in ps: prefer --token-file)")
     p.add_argument("--token-file", help="file whose content (trailing newline stripped) is the shared secret")

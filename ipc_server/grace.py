@@ -1,12 +1,18 @@
 """The no-responders grace (docs/protocol.md §13.2): after a restart, clients
 replay their queued requests before the responders they target are back, and
 an immediate ``no_responders`` fails them for nothing. So, for
-``no_responders_grace_s`` after the server starts, and for any request a
+``no_responders_grace_s`` after the first client's connect reaches the
+server, and for any request a
 client marks as replayed (``ipc_protocol.restarts.REPLAY_HEADER``), a request
 for a channel nobody serves is held until a responder or an in-process
 handler registers for it, then routed to it; at the grace's end (or a little
 before the request's own deadline) it is answered ``no_responders``.
 Outside the window ``no_responders`` stays immediate.
+
+The window opens at the first connect, not at the listen: a server started
+in its predecessor's lame duck (docs/resilience.md §12 step 4) listens
+seconds before the clients come, and a window opened then was over before
+them (95-111 requests a restart failed ``no_responders`` with a 3 s lame duck).
 
 Held requests are bounded as the ones being answered are: each counts in its
 requester's in-flight limit (``max_inflight_per_connection``, §12), so a
@@ -72,7 +78,8 @@ class Grace:
     ) -> None:
         self.grace_s = config.no_responders_grace_s
         self._handlers, self._apps, self._calls, self._forwarding = handlers, apps, calls, forwarding
-        self._window_ends = -math.inf  # loop time until which every request may be held (started())
+        self._window_ends = -math.inf  # loop time until which every request may be held (client_came())
+        self._window_open = False  # the start's window opened: once a server's life
         self._held: dict[str, dict[int, _Held]] = {}
         self._ids = itertools.count()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the server's, once started
@@ -82,9 +89,11 @@ class Grace:
         # In ``stats``: held so far, holding now, routed once a responder came, answered no_responders.
         self.figures = stats.grace = {"held": 0, "holding": 0, "routed": 0, "expired": 0}
 
-    def started(self) -> None:
-        """The server listens: the start's window opens."""
-        self._window_ends = self.loop.time() + self.grace_s
+    def client_came(self) -> None:
+        """A connect arrived: the first opens the start's window (module docstring)."""
+        if not self._window_open:
+            self._window_open = True
+            self._window_ends = self.loop.time() + self.grace_s
 
     def no_responders(self, conn: Any, msg: Message, body: bytes, text: str) -> None:
         """Nobody serves ``msg``'s channel: hold it within the grace, else

@@ -174,7 +174,6 @@ class IPCServer:
         self._sweeper = self.loop.create_task(sweep_heartbeats(self.loop, lambda: self._admission.connections, self.config.heartbeat_interval_s))  # §9
         if self._cluster is not None:  # joins through NATS, or serves degraded until it can (docs/cluster.md §5)
             await self._cluster.start(self.metrics)
-        self._grace.started()  # requests for channels nobody serves yet wait a little (§13.2)
         log.info("listening on %s", peer_text((self.host, self.port)))
         if self.metrics is not None:
             try:
@@ -271,6 +270,7 @@ class IPCServer:
         self._admission.release(conn)
 
     def connect_requested(self, conn: ServerConnection, request: ConnectRequested) -> None:
+        self._grace.client_came()  # the first opens the start's window: not the listen, clients come later (§13.2)
         if self._auth is None:
             self._admission.connect_requested(conn, request)
         else:

@@ -60,6 +60,21 @@ async def test_after_a_start_a_request_waits_for_its_responder(clients) -> None:
         assert server.stats.grace == {"held": 1, "holding": 0, "routed": 1, "expired": 0}
 
 
+async def test_the_window_opens_at_the_first_connect_not_at_the_listen(clients) -> None:
+    """A server started in its predecessor's lame duck listens long before its
+    clients come (docs/resilience.md §12 step 4): their requests still wait."""
+    loop = asyncio.get_running_loop()
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0.5) as server:
+        await window_closed(server, loop.time())  # nobody came for longer than the grace
+        caller = await clients(server.port)
+        pending = asyncio.ensure_future(caller.request("late.svc", 2, timeout=WAIT_S))
+        await until(lambda: server.stats.grace["holding"] == 1 or pending.done(), "held")
+        worker = await clients(server.port)  # the responder reconnects shortly after
+        await worker.serve("late.svc", lambda m: m.payload * 2)
+        assert await asyncio.wait_for(pending, WAIT_S) == 4
+        assert server.stats.grace["routed"] == 1
+
+
 async def test_an_in_process_handler_added_later_takes_it_too(clients) -> None:
     async with IPCServer("127.0.0.1", 0, no_responders_grace_s=WAIT_S) as server:
         caller = await clients(server.port)
@@ -71,9 +86,9 @@ async def test_an_in_process_handler_added_later_takes_it_too(clients) -> None:
 
 async def test_outside_the_window_no_responders_is_immediate_unless_replayed(clients) -> None:
     loop = asyncio.get_running_loop()
-    started_at = loop.time()
     async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0.3) as server:
         caller = await clients(server.port)
+        started_at = loop.time()  # the window opened at its connect
         await window_closed(server, started_at)
         with pytest.raises(NoResponders):
             await caller.request("nobody", timeout=WAIT_S)
