@@ -15,12 +15,19 @@ oldest idle connections: a client that completes its handshake in one round
 trip is then only shut out by a flood that opens the whole cap's worth of
 sockets within that round trip, while refusing the newest would shut it out
 for as long as the flood merely keeps the cap full.
+
+Only a socket pending for ``EVICTABLE_AFTER_S`` may be evicted: a burst of
+honest clients over the cap (a restart's reconnections) has its connects on
+the way, and evicting the first of them for the last refused 172 of 300.
+While every pending socket is younger, the server accepts no more
+(``room``, ``accepting.Listener``): the rest wait in the kernel's backlog.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,9 +45,11 @@ from .shutdown import Shutdown
 from .stats import ServerStats
 from .topics import SubscriptionTable
 
-__all__ = ["App", "Admission"]
+__all__ = ["App", "Admission", "EVICTABLE_AFTER_S"]
 
 log = logging.getLogger("ipc_server")
+
+EVICTABLE_AFTER_S = 1.0  # a pending socket this old may be evicted: an honest client's connect comes within it
 
 
 class PendingSocket(Protocol):
@@ -77,8 +86,8 @@ class Admission:
         self.connections: set[ServerConnection] = set()  # every socket kept, pending or open
         self.apps: dict[str, App] = {}
         self._by_id: dict[str, ServerConnection] = {}
-        # Sockets not past the handshake (ours or TLS's), oldest first (evicted in that order).
-        self._pending: OrderedDict[PendingSocket, None] = OrderedDict()
+        # Sockets not past the handshake (ours or TLS's), oldest first (evicted in that order), with when they came.
+        self._pending: OrderedDict[PendingSocket, float] = OrderedDict()
         self._open = 0  # connections past the handshake: what max_connections counts
         # Lines about sockets refused at or before their handshake, limited per peer host (host_lines).
         self.lines = HostLines()
@@ -94,17 +103,38 @@ class Admission:
             self._refuse(conn, ErrorCode.TOO_MANY_CONNECTIONS, f"the server holds its maximum of {self._max_connections} connections")
             return False
         self._make_room()
-        self._pending[conn] = None
+        self._pending[conn] = time.monotonic()
         self.connections.add(conn)
         self._stats.connections = len(self.connections)
         self._stats.handshakes_pending = len(self._pending)
         self._stats.connections_total += 1
         return True
 
+    def room(self, starting: int) -> tuple[int, float]:
+        """How many sockets the listener may accept now, ``starting`` of
+        them accepted already but not yet here: a free place each, or an
+        evictable socket each; with none, the seconds until the oldest is."""
+        cap, pending = self._max_pending, self._pending
+        if cap is None or self._shutdown.closing:
+            return 1 << 30, 0.0
+        places = cap - len(pending) - starting
+        if places > 0:
+            return places, 0.0
+        old = time.monotonic() - EVICTABLE_AFTER_S
+        for since in pending.values():  # oldest first: count the evictable ones
+            if since > old:
+                return max(places, 0), since - old
+            places += 1
+            if places > 0:
+                return places, 0.0
+        return 0, 0.0  # all of them are being started: room once they are
+
     def _make_room(self) -> None:
-        """At the pending cap, evict the oldest socket in its handshake."""
+        """At the pending cap, evict the oldest socket in its handshake if
+        it has had its time (module docstring); else the new one is kept
+        over the cap, and ``room`` stops the listener until then."""
         pending = self._pending
-        if self._max_pending is not None and len(pending) >= self._max_pending:
+        if self._max_pending is not None and len(pending) >= self._max_pending and next(iter(pending.values())) <= time.monotonic() - EVICTABLE_AFTER_S:
             oldest, _ = pending.popitem(last=False)
             self._stats.handshakes_evicted += 1
             if self.lines.allow(oldest.peer, "evicted in its handshake", log):
@@ -117,7 +147,7 @@ class Admission:
         """A socket's TLS handshake began: it counts against the pending cap
         as a socket in our own handshake does, and may be evicted the same way."""
         self._make_room()
-        self._pending[sock] = None
+        self._pending[sock] = time.monotonic()
         self._stats.handshakes_pending = len(self._pending)
 
     def release(self, sock: PendingSocket, *, failed: bool = False) -> None:

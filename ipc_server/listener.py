@@ -7,6 +7,9 @@ client that reached the other address found nothing there. Here, with
 port 0 and several addresses, one free port is chosen on the first address
 and all are bound to it; if another address has that port taken, a fresh
 one is tried, a bounded number of times.
+
+The sockets are bound here and served by ``accepting.Listener``, which
+accepts only while admission has a place (docs/protocol.md §12.1).
 """
 
 from __future__ import annotations
@@ -17,16 +20,28 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["listen", "PORT_TRIES"]
+from .accepting import LISTEN_BACKLOG, Listener
+
+__all__ = ["listen", "listen_gated", "Listener", "PORT_TRIES"]
 
 PORT_TRIES = 20  # free ports tried before the bind error is the caller's
 
 
-async def listen(loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, *, reuse_port: bool) -> asyncio.Server:
+async def listen_gated(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, *, reuse_port: bool, room: Callable[[int], tuple[int, float]]
+) -> Listener:
+    """``listen``'s sockets, served by a :class:`Listener` that accepts
+    while ``room`` allows (the bridge's port, docs/protocol.md §12.1)."""
+    return Listener(loop, await listen(loop, factory, host, port, reuse_port=reuse_port, start_serving=False), factory, room)
+
+
+async def listen(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, *, reuse_port: bool, start_serving: bool = True
+) -> asyncio.Server:
     """``loop.create_server(factory, host, port)``, every socket on one
     port, which port 0 picks (``free_port`` on the first address);
     ``reuse_port``: bound with SO_REUSEPORT, so several servers share it."""
-    options: dict[str, Any] = {"reuse_address": True, "reuse_port": reuse_port or None, "backlog": 1024}
+    options: dict[str, Any] = {"reuse_address": True, "reuse_port": reuse_port or None, "backlog": LISTEN_BACKLOG, "start_serving": start_serving}
     addresses = await _addresses(loop, host) if port == 0 else []
     if len(addresses) < 2:
         return await loop.create_server(factory, host, port, **options)

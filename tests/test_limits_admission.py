@@ -79,7 +79,9 @@ async def test_a_flood_of_silent_sockets_keeps_the_cap_and_lets_token_holders_in
 
         task = asyncio.ensure_future(flooder())
         try:
-            await _wait_until(lambda: server.stats.handshakes_evicted > 8)
+            # Many times the cap's worth came (each socket lives shorter than
+            # EVICTABLE_AFTER_S here, so places free as the flood closes them).
+            await _wait_until(lambda: server.stats.connections_total > 64)
             for _ in range(4):
                 client = IPCClient("app", "127.0.0.1", server.port, token=TOKEN, reconnect=False)
                 await client.connect()
