@@ -45,7 +45,7 @@ from .shutdown import Shutdown
 from .stats import ServerStats
 from .topics import SubscriptionTable
 
-__all__ = ["App", "Admission", "EVICTABLE_AFTER_S"]
+__all__ = ["App", "Admission", "EVICTABLE_AFTER_S", "responder_load"]
 
 log = logging.getLogger("ipc_server")
 
@@ -67,6 +67,11 @@ class App:
     subscriptions: SubscriptionTable[ServerConnection] = field(default_factory=SubscriptionTable)
     responders: ResponderTable[ServerConnection] = field(default_factory=ResponderTable)
     connections: int = 0
+
+
+def responder_load(conn: ServerConnection) -> int:
+    """A responder's load, for choosing among an app's responders: what it is answering."""
+    return len(conn.serving)
 
 
 class Admission:

@@ -25,7 +25,7 @@ from ipc_protocol.idempotency import IDEMPOTENCY_HEADER
 from ipc_protocol.server_protocol import ConnectRequested
 from ipc_protocol.envelope import REQUEST as _REQUEST, NOTIFICATION as _NOTIFICATION, RESPONSE as _RESPONSE, PUBLISH as _PUBLISH, SUBSCRIBE as _SUBSCRIBE, UNSUBSCRIBE as _UNSUBSCRIBE
 
-from .admission import Admission
+from .admission import Admission, responder_load
 from .cluster import join
 from .auth import Auth
 from .config import ServerConfig, load_config
@@ -56,11 +56,6 @@ log = logging.getLogger("ipc_server")
 _SHUTTING_DOWN = "the server is shutting down"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _load(conn: ServerConnection) -> int:
-    """A responder's load, for choosing among responders: what it is answering."""
-    return len(conn.serving)
 
 
 class IPCServer:
@@ -349,7 +344,7 @@ class IPCServer:
         if handler is not None:
             self._calls.run(conn, msg, handler)
             return
-        responder = self._admission.apps[conn.app_id].responders.pick(channel, _load)
+        responder = self._admission.apps[conn.app_id].responders.pick(channel, responder_load)
         if responder is None and self._cluster is not None:  # another node's, through NATS (docs/cluster.md §3)
             self._cluster.request(conn, msg, body)
             return
@@ -390,7 +385,7 @@ class IPCServer:
         if handler is not None:
             self._calls.run(conn, msg, handler)
             return
-        responder = self._admission.apps[conn.app_id].responders.pick_exact(SYSTEM_CHANNEL, _load)
+        responder = self._admission.apps[conn.app_id].responders.pick_exact(SYSTEM_CHANNEL, responder_load)
         if responder is None and self._cluster is not None:  # another node's (docs/cluster.md §3)
             self._cluster.request(conn, msg, body)
             return
