@@ -1,7 +1,7 @@
 """Reconnect delays: ``min(initial * multiplier**n, max)`` with jitter.
 
 A pure function of the attempt number and a random source, so it is tested
-without sleeping.
+without sleeping. The pools' refills use it too (pool_core.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Backoff:
     multiplier: growth factor per attempt.
     jitter: fraction of the delay added or removed at random (0.5 = ±50 %),
         so clients that lost the same server do not return in lock step.
+        A delay never exceeds ``max_delay``: see :meth:`delay` for the rule.
     """
 
     initial_delay: float = DEFAULT_INITIAL_DELAY_S
@@ -50,9 +51,23 @@ class Backoff:
             raise ValueError(f"jitter must be a number between 0 and 1, got {self.jitter!r}")
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Delay before retry number ``attempt`` (0-based)."""
-        base = min(self.initial_delay * self.multiplier ** min(attempt, 64), self.max_delay)
-        if self.jitter:
-            r = (rng or random).uniform(-self.jitter, self.jitter)
-            base = base * (1 + r)
-        return min(max(base, 0.0), self.max_delay)
+        """Delay before retry number ``attempt`` (0-based).
+
+        Uniform in ``[c * (1 - jitter), min(c * (1 + jitter), max_delay)]``
+        with ``c = min(initial_delay * multiplier**attempt, max_delay)``: the
+        capped base is jittered, and where its upper spread passes the cap the
+        range ends at the cap. Clamping after the jitter instead makes half of
+        the delays at the cap exactly ``max_delay``, so a fleet dropped
+        together would retry together there.
+        At the cap, jitter 0.5 is AWS's "equal jitter" (``c/2 + U(0, c/2)``)
+        and jitter 1 its "full jitter" (``U(0, c)``), from "Exponential
+        Backoff And Jitter" (AWS Architecture Blog, 2015); nats.js instead
+        adds ``U(0, reconnectJitter)`` to a fixed wait. Same rule as
+        js-client/lib/backoff.js.
+        """
+        capped = min(self.initial_delay * self.multiplier ** min(attempt, 64), self.max_delay)
+        if not self.jitter:
+            return capped
+        low = capped * (1 - self.jitter)
+        high = min(capped * (1 + self.jitter), self.max_delay)
+        return min((rng or random).uniform(low, high), self.max_delay)

@@ -319,7 +319,7 @@ export interface IPCClientSettings {
   maxDelay?: number;
   /** Growth factor of the delay per attempt (>= 1): min(initialDelay * multiplier^n, maxDelay), n = 0 for the first retry. Default 2. */
   multiplier?: number;
-  /** Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]. Default 0.5. */
+  /** Spread of each delay: with c = min(initialDelay * multiplier^n, maxDelay), a delay is uniform in [c * (1 - jitter), min(c * (1 + jitter), maxDelay)). Default 0.5. */
   jitter?: number;
   /** Ping after this much silence, ms, at least 10; null = the server's advertised interval (0 there = no pings). Default null. */
   heartbeatInterval?: number | null;

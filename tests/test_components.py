@@ -98,6 +98,31 @@ def test_backoff_jitter_stays_in_bounds() -> None:
     assert len({b.delay(3, rng) for _ in range(20)}) > 1
 
 
+@pytest.mark.parametrize(("initial", "attempt"), [(1.0, 0), (0.5, 6), (0.5, 60)])
+def test_backoff_jitter_at_the_cap_has_no_pile_up_at_max_delay(initial: float, attempt: int) -> None:
+    # Clamping after the jitter made half of the delays at the cap exactly
+    # max_delay. Now a draw at the cap is uniform in [max * (1 - jitter), max]:
+    # continuous, so 0 of 10,000 equal max (the old rule: about 5,000).
+    b = Backoff(initial_delay=initial, max_delay=30.0 if initial < 1 else 1.0, jitter=0.5)
+    rng = random.Random(11)
+    ds = [b.delay(attempt, rng) for _ in range(10_000)]
+    assert sum(d == b.max_delay for d in ds) == 0
+    assert all(b.max_delay * 0.5 <= d <= b.max_delay for d in ds)
+    halves = sum(d < b.max_delay * 0.75 for d in ds)
+    assert 4_500 < halves < 5_500  # uniform over the range, not bunched at one end
+
+
+def test_backoff_jitter_near_the_cap_ends_its_range_at_max_delay() -> None:
+    # c = 25 s under a 30 s cap: uniform in [12.5, 30], not [12.5, 37.5]
+    # clamped (which put 2 draws in 5 at exactly 30 s).
+    b = Backoff(initial_delay=25.0, max_delay=30.0, jitter=0.5)
+    rng = random.Random(3)
+    ds = [b.delay(0, rng) for _ in range(10_000)]
+    assert sum(d == 30.0 for d in ds) == 0
+    assert all(12.5 <= d <= 30.0 for d in ds)
+    assert 4_500 < sum(d < 21.25 for d in ds) < 5_500
+
+
 @pytest.mark.parametrize("kwargs", [{"multiplier": 0.5}, {"jitter": 2}, {"initial_delay": -1}])
 def test_backoff_validates(kwargs: dict) -> None:
     with pytest.raises(ValueError):

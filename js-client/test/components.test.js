@@ -102,7 +102,28 @@ test('backoff - jitter spreads around the base and never passes the cap', () => 
   assert.equal(backoffDelay(0, { ...p, random: () => 0 }), 50);
   assert.equal(backoffDelay(0, { ...p, random: () => 0.5 }), 100);
   assert.equal(backoffDelay(0, { ...p, random: () => 0.999999 }) < 150, true);
-  assert.equal(backoffDelay(9, { ...p, random: () => 0.999 }), 1000);
+  assert.equal(backoffDelay(9, { ...p, random: () => 0 }), 500); // at the cap: [max * (1 - jitter), max)
+  assert.equal(backoffDelay(9, { ...p, random: () => 0.5 }), 750);
+  assert.ok(backoffDelay(9, { ...p, random: () => 0.999 }) < 1000);
+});
+
+test('backoff - at the cap no pile-up at maxDelay: 0 of 10,000 draws equal it (clamping after the jitter gave about 5,000)', () => {
+  for (const [initial, max, n] of [[1000, 1000, 0], [500, 30000, 6], [500, 30000, 60]]) {
+    const ds = Array.from({ length: 10000 }, () => backoffDelay(n, { initial, max, jitter: 0.5 }));
+    assert.equal(ds.filter((d) => d === max).length, 0, `initial ${initial} max ${max} n ${n}`);
+    assert.ok(ds.every((d) => d >= max * 0.5 && d <= max));
+    const low = ds.filter((d) => d < max * 0.75).length;
+    assert.ok(low > 4500 && low < 5500, String(low)); // uniform over the range
+  }
+});
+
+test('backoff - near the cap the range ends at maxDelay: 25 s under a 30 s cap draws from [12.5, 30) s', () => {
+  const p = { initial: 25000, max: 30000, jitter: 0.5 };
+  assert.equal(backoffDelay(0, { ...p, random: () => 0 }), 12500);
+  assert.equal(backoffDelay(0, { ...p, random: () => 0.5 }), 21250);
+  const ds = Array.from({ length: 10000 }, () => backoffDelay(0, p));
+  assert.equal(ds.filter((d) => d === 30000).length, 0); // 2 in 5 when clamped after the jitter
+  assert.ok(ds.every((d) => d >= 12500 && d <= 30000));
 });
 
 test('backoff - the 1.1.x document\'s reconnectAttempts 5, reconnectDelay 2000: 30 to 75 s of waits in all, the first 1 to 3 s (docs/legacy.md)', () => {
@@ -110,7 +131,7 @@ test('backoff - the 1.1.x document\'s reconnectAttempts 5, reconnectDelay 2000: 
   const waits = (random, options = o) =>
     Array.from({ length: options.maxRetries }, (_, n) => backoffDelay(n, { initial: options.initialDelay, max: options.maxDelay, multiplier: options.multiplier, jitter: options.jitter, random }));
   const sum = (xs) => xs.reduce((a, b) => a + b, 0);
-  assert.deepEqual(waits(() => 0.5), [2000, 4000, 8000, 16000, 30000]); // nominally 60 s
+  assert.deepEqual(waits(() => 0.5), [2000, 4000, 8000, 16000, 22500]); // the last from [15, 30) s
   assert.deepEqual(waits(() => 0), [1000, 2000, 4000, 8000, 15000]);
   assert.equal(sum(waits(() => 0)), 30000);
   const most = waits(() => 0.999999);
