@@ -36,6 +36,7 @@ from ipc_protocol.attachments import BinaryFrame, Frame
 from ipc_protocol.envelope import encode_message_parts, encode_publish_parts, encode_request_parts
 from ipc_protocol.deadlines import ASYNCIO_RESOLUTION_S, Deadlines
 from ipc_protocol.payload_paths import snapshot
+from ipc_protocol.protocol import CLOSING
 from ipc_protocol.streams import CANCEL, cancel
 
 from .connection import ClientConnection
@@ -182,8 +183,7 @@ class Calls:
         (``conn.line``): one that times out or is cancelled there was never
         sent, and what is called after it is written after it."""
         if not conn.is_open:
-            self._metrics.failed()
-            raise ConnectionLost("the connection is closed")
+            await self._unsent(conn, deadline, True)
         frame = conn.frame_body(body)
         if conn.line.blocked:
             await self._turn(conn, deadline, f"{kind} on {channel!r}", True)
@@ -226,14 +226,30 @@ class Calls:
         try:
             self._send(conn, message_id, channel, frame, deadline, remaining, fut, request)
         except ConnectionLost:
-            if track:
-                self._metrics.failed()
-            raise
+            return self._unsent(conn, deadline, track)
         if track:
             self._metrics.sent()
         if conn.writing_paused:
             return self._drained_reply(conn, message_id, channel, fut, deadline, track)
         return self.await_reply(fut, track, message_id)
+
+    async def _unsent(self, conn: ClientConnection, deadline: float, track: bool) -> Message:
+        """Fail a call its closing connection did not take, once the client
+        has handled the loss (``conn.closed``, never past the deadline): the
+        transport closes before asyncio calls ``connection_lost``, and a call
+        that raised without yielding let a retry loop spin for ever on a
+        client still ``connected`` (the loss handler never got to run). A
+        close of disconnect()'s own (``CLOSING``) is handled already."""
+        if track:
+            self._metrics.failed()
+        left = deadline - self.loop.time()  # type: ignore[union-attr]
+        if left > 0 and not conn.closed.done() and conn.proto.state is not CLOSING:
+            try:
+                async with asyncio.timeout(left):
+                    await asyncio.shield(conn.closed)
+            except TimeoutError:
+                pass
+        raise ConnectionLost("the connection is closed")
 
     async def _drained_reply(self, conn: ClientConnection, message_id: str, channel: str, fut: asyncio.Future[Message], deadline: float, track: bool) -> Message:
         """A full socket buffer drained first (never past the deadline), then

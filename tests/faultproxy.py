@@ -4,7 +4,8 @@ server on 127.0.0.1 and breaks the path on command.
 Faults: cut every connection, black-hole (stop forwarding without closing,
 as a dead host or a pulled cable looks to TCP), added latency, closing a
 connection in the middle of a frame, closing the next connection right
-after the server's Nth answer on it, refusing new connections (server
+after the server's Nth answer on it (or sending it a frame that is not
+JSON there, in the same write), refusing new connections (server
 down), and pointing new connections at another upstream.
 
 Usage::
@@ -38,6 +39,7 @@ class _Link:
         self.upstream_w: asyncio.StreamWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.close_after_answers, proxy._close_after_answers = proxy._close_after_answers, 0
+        self.garble, proxy._garble = proxy._garble, False
         self._from_server = b""
 
     async def run(self, host: str, port: int) -> None:
@@ -92,6 +94,9 @@ class _Link:
             if frame[4:5] == b"{" and json.loads(frame[4:]).get("message_type") == "response":
                 self.close_after_answers -= 1
                 if self.close_after_answers == 0:
+                    if self.garble:  # read with the answer: the client aborts after waking its caller
+                        writer.write(b"\x00\x00\x00\x01x")
+                        return False
                     writer.close()
                     return True
         return False
@@ -117,6 +122,7 @@ class FaultProxy:
         self._refusing = False
         self._cut_mid_frame = False
         self._close_after_answers = 0
+        self._garble = False
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._links: set[_Link] = set()
@@ -175,6 +181,12 @@ class FaultProxy:
         """The next connection closes right after the server's ``count``-th
         response on it (1: the handshake's reply), sent in the same step."""
         self._close_after_answers = count
+
+    def garble_after_answers(self, count: int) -> None:
+        """As :meth:`close_after_answers`, but a frame that is not JSON
+        follows that response in the same write instead of the FIN."""
+        self._close_after_answers = count
+        self._garble = True
 
     def refuse(self, on: bool = True) -> None:
         """Close new connections as soon as they are accepted (the server looks down)."""
