@@ -104,3 +104,20 @@ async def test_one_span_tree_across_node_and_python(server, node, otel_node):
         assert s["attributes"]["messaging.system"] == "ipc-bridge", s
         assert s["attributes"]["messaging.destination.name"] in ("py.hop", "node.leaf"), s
     print(f"\ntrace {chain[0]['trace_id']}\n{shown}")  # pytest -s shows it (docs/tracing.md has one)
+
+
+async def test_with_the_sdk_a_node_handler_passes_on_what_a_python_one_does(server, node, otel_node):
+    """The rule of tests/test_trace_state.py (and tests/otel_spans.py's
+    ``propagation`` for Python's SDK) holds in Node with its SDK: the
+    sampled flag only, the valid members of a tracestate, at most 32."""
+    script = await asyncio.create_subprocess_exec(
+        node, str(OTEL_NODE / "propagation.js"), str(server.port), cwd=OTEL_NODE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(script.communicate(), WAIT_S * 2)
+    assert script.returncode == 0, err.decode()[-3000:]
+    seen = json.loads(out.decode().splitlines()[-1])
+    passed, root = seen["passed"], seen["root"]
+    assert passed["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and passed["traceparent"].endswith("-01")
+    assert passed["tracestate"] == "ok=2," + ",".join(f"k{i}=v" for i in range(31))
+    assert root["traceparent"].endswith("-01") and "tracestate" not in root

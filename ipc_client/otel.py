@@ -177,10 +177,12 @@ def start_served(operation: str, channel: str, parent: tuple[str, str, str, str 
 
 
 def ids_of(span: Any) -> tuple[str, str, str, str | None]:
-    """A span's (trace id, span id, flags, tracestate) as they go in the headers."""
+    """A span's (trace id, span id, flags, tracestate) as they go in the
+    headers: of the flags, only ``sampled`` (the SDK sets the Level-2 random
+    bit too; docs/tracing.md §1)."""
     sc = span.get_span_context()
     state = sc.trace_state.to_header() if sc.trace_state else None
-    return f"{sc.trace_id:032x}", f"{sc.span_id:016x}", f"{int(sc.trace_flags):02x}", state or None
+    return f"{sc.trace_id:032x}", f"{sc.span_id:016x}", "01" if sc.trace_flags & 1 else "00", state or None
 
 
 def end(span: Any, failure: BaseException | None = None) -> None:

@@ -33,6 +33,7 @@ from ipc_protocol.headers import check_headers
 
 from . import otel
 from .trace_ids import new_span_id, new_trace_id, new_traceparent
+from .trace_state import passed_flags, passed_tracestate
 
 __all__ = [
     "TraceContext",
@@ -58,7 +59,6 @@ TRACESTATE = "tracestate"
 _TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # nearly every one: half the time of the general form
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
-MAX_TRACESTATE = 512  # longer ones from a peer are not passed on to a handler's calls
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -276,14 +276,16 @@ _NO_SCOPE = _Scope(None)
 
 
 def _sender_of(msg: Message) -> tuple[tuple[str, str, str] | None, str | None]:
-    """The sender's (trace id, span id, flags) from ``msg``'s ``traceparent``, and its ``tracestate``."""
+    """The sender's (trace id, span id, flags) from ``msg``'s ``traceparent``,
+    and its ``tracestate``, as they are passed on (ipc_client.trace_state: the
+    sampled flag only, the valid members of at most 512 characters)."""
     headers = msg.headers
     value = headers.get(TRACEPARENT) if headers is not None else None
     parent = parse_traceparent(value) if value is not None else None
-    state = headers.get(TRACESTATE) if parent is not None and headers is not None else None
-    if state is not None and len(state) > MAX_TRACESTATE:
-        state = None  # not carried on (W3C trace context §3.3.1.5: 512 characters are enough)
-    return parent, state
+    if parent is None or headers is None:
+        return None, None
+    state = headers.get(TRACESTATE)
+    return (parent[0], parent[1], passed_flags(parent[2])), (passed_tracestate(state) if state is not None else None)
 
 
 class _Arrived(TraceContext):

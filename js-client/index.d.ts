@@ -1446,7 +1446,9 @@ export declare class TraceContext {
   readonly spanId: string;
   /** The sender's span id; null for the root of a trace. */
   readonly parentId: string | null;
+  /** `01` (sampled) or `00`: the only flag passed on (docs/tracing.md §1). */
   readonly flags: string;
+  /** What the trace's calls send: a received one's valid members, at most 32 and 512 characters (docs/tracing.md §1). */
   readonly tracestate: string | null;
   readonly traceparent: string;
 }

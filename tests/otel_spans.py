@@ -136,6 +136,25 @@ async def failover(port: int, seen: dict[str, Any]) -> None:
             await lb.close()
 
 
+async def propagation(port: int, seen: dict[str, Any]) -> None:
+    """What a handler's call passes on with the SDK: from a sender with
+    flags ``ff`` and a tracestate with a bad member, a repeated key and 40
+    members; and what a root sends (the SDK sets the Level-2 random bit)."""
+    from ipc_client import IPCClient
+
+    async with IPCClient("app", "127.0.0.1", port) as caller, IPCClient("app", "127.0.0.1", port) as responder:
+        await caller.serve("p.obs", lambda m: m.headers)
+
+        async def hop(msg: Any) -> Any:
+            return await responder.request("p.obs", timeout=WAIT_S)
+
+        await responder.serve("p.hop", hop)
+        state = "Bad Key=1,ok=2,ok=3," + ",".join(f"k{i}=v" for i in range(40))
+        headers = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff", "tracestate": state}
+        seen["passed"] = await caller.request("p.hop", headers=headers, timeout=WAIT_S)
+        seen["root"] = await caller.request("p.obs", timeout=WAIT_S)
+
+
 async def main() -> None:
     from ipc_server import IPCServer
 

@@ -117,3 +117,14 @@ def test_a_load_balanced_call_s_attempts_are_children_of_one_span() -> None:
     assert [a["error_type"] for a in attempts] == ["no_responders", None]
     assert {a["parent_id"] for a in attempts} == {call[0]["span_id"]} and {a["trace_id"] for a in attempts} == {call[0]["trace_id"]}
     assert out["seen"]["served"][36:52] == attempts[1]["span_id"]
+
+
+def test_with_the_sdk_a_handler_passes_on_the_sampled_flag_and_the_valid_tracestate() -> None:
+    """The rule of tests/test_trace_state.py holds with OpenTelemetry too: the
+    SDK's parser (which drops a whole tracestate for one bad member) sees
+    only what passes it, and its Level-2 random bit is not sent."""
+    out = _spans("propagation")
+    passed, root = out["seen"]["passed"], out["seen"]["root"]
+    assert passed["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and passed["traceparent"].endswith("-01")
+    assert passed["tracestate"] == "ok=2," + ",".join(f"k{i}=v" for i in range(31))
+    assert root["traceparent"].endswith("-01") and "tracestate" not in root

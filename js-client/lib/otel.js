@@ -150,14 +150,15 @@ function startServed(operation, channel, parent, messageId) {
 }
 
 /**
- * A span's ids as they go in the headers.
+ * A span's ids as they go in the headers: of the flags, only `sampled`
+ * (docs/tracing.md §1; Python's SDK sets the Level-2 random bit too).
  * @param {object} span
  * @returns {[string, string, string, string|null]} trace id, span id, flags, tracestate.
  */
 function idsOf(span) {
   const sc = span.spanContext();
   const state = sc.traceState ? sc.traceState.serialize() : '';
-  return [sc.traceId, sc.spanId, (sc.traceFlags & 0xff).toString(16).padStart(2, '0'), state || null];
+  return [sc.traceId, sc.spanId, sc.traceFlags & 1 ? '01' : '00', state || null];
 }
 
 /**

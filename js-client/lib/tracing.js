@@ -25,13 +25,12 @@ const otel = require('./otel');
 const { printable } = require('./printable');
 const { promiseOf } = require('./listeners');
 const { newSpanId, newTraceId } = require('./trace_ids');
+const { passedFlags, passedTracestate } = require('./trace_state');
 
 const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
 const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
-/** The longest tracestate passed on from a message to its handler's calls. */
-const MAX_TRACESTATE = 512;
 /**
  * Where the running code is in a trace: its `traceId`, its own `spanId`
  * and the `parentId` it continues (null for a root), with the trace's
@@ -184,24 +183,26 @@ function endSpan(span, err) {
 }
 
 /**
- * The sender's `tracestate`, when its `traceparent` is valid and it is
- * short enough to pass on to a handler's calls (W3C trace context
- * §3.3.1.5: 512 characters are enough), else null.
+ * The sender's `tracestate` as a handler's calls pass it on (its valid
+ * members, at most 512 characters: lib/trace_state.js), read once the
+ * sender's `traceparent` is known valid.
  * @param {object} headers
  * @returns {string|null}
  */
 function passedState(headers) {
-  const given = headers.tracestate;
-  return typeof given === 'string' && given.length <= MAX_TRACESTATE ? given : null;
+  return passedTracestate(headers.tracestate);
 }
 
 /**
- * The sender's ids from a message's `traceparent`, if it has a valid one.
+ * The sender's ids from a message's `traceparent`, if it has a valid one,
+ * with the flags passed on (the sampled one only: lib/trace_state.js).
  * @param {object|null|undefined} headers the message's.
  * @returns {{traceId: string, parentId: string, flags: string}|null}
  */
 function senderOf(headers) {
-  return headers != null ? parseTraceparent(headers.traceparent) : null;
+  const parent = headers != null ? parseTraceparent(headers.traceparent) : null;
+  if (parent !== null) parent.flags = passedFlags(parent.flags);
+  return parent;
 }
 
 /**
