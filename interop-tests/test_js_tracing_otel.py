@@ -121,3 +121,22 @@ async def test_with_the_sdk_a_node_handler_passes_on_what_a_python_one_does(serv
     assert passed["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-") and passed["traceparent"].endswith("-01")
     assert passed["tracestate"] == "ok=2," + ",".join(f"k{i}=v" for i in range(31))
     assert root["traceparent"].endswith("-01") and "tracestate" not in root
+
+
+async def test_a_node_handler_its_requester_s_cancel_stopped_ends_its_span_cancelled(server, node, otel_node):
+    """As a Python handler's cancelled task does (tests/test_tracing.py,
+    ``serve hang``): whatever the handler does once its signal aborted
+    (rejects with the signal's reason, or returns), its serve span is ERROR
+    with error.type ``cancelled``, for an abort and a deadline alike."""
+    script = await asyncio.create_subprocess_exec(
+        node, str(OTEL_NODE / "cancel_spans.js"), str(server.port), cwd=OTEL_NODE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(script.communicate(), WAIT_S * 2)
+    assert script.returncode == 0, err.decode()[-3000:]
+    seen = json.loads(out.decode().splitlines()[-1])
+    assert seen["errors"] == {"c.reject": "cancelled", "c.return": "cancelled", "c.deadline": "timeout", "c.ok": None}
+    spans = {s["name"]: s for s in seen["spans"]}
+    for channel in ("c.reject", "c.return", "c.deadline"):
+        assert (spans[f"serve {channel}"]["status"], spans[f"serve {channel}"]["error_type"]) == ("ERROR", "cancelled"), channel
+    assert (spans["serve c.ok"]["status"], spans["serve c.ok"]["error_type"]) == ("UNSET", None)

@@ -216,7 +216,7 @@ class Admission {
       produced.then((failure) => served.end(failure), (err) => served.end(err));
     };
     const failed = (err) => {
-      served.end(err);
+      served.end(ctx?._stopped ?? err); // a handler its requester's cancel stopped: cancelled
       if (conn !== null) respond(null, errorToWire(err, { exposeStacks }));
       else host._emitError(err);
     };
@@ -258,7 +258,7 @@ class Admission {
           return;
         }
         this._untrack(tracked);
-        served.end();
+        served.end(ctx?._stopped);
         if (conn !== null) respond(value);
       },
       (err) => {

@@ -63,6 +63,7 @@ class ServeContext {
     this._reason = null;
     this._keyed = false; // a keyed request's run (Producers.serving)
     this._skipped = false; // _skip(): no answer, none counted
+    this._stopped = null; // the requester's cancel: how its serve span ends, whatever the handler then does (docs/tracing.md §4)
   }
 
   /** @returns {AbortSignal} aborted when the requester gives up (§15.4). */
@@ -207,7 +208,9 @@ class Producers {
       return;
     }
     this.running.delete(id);
-    this._stop(id, ctx, reasonError(cancelReason(msg)));
+    const code = cancelReason(msg);
+    ctx._stopped = new AbortError(`the requester gave up (${code})`); // error.type cancelled, as Python's cancelled task
+    this._stop(id, ctx, reasonError(code));
   }
 
   /**
