@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from typing import Any
 
 from conftest import WAIT_S
@@ -84,3 +85,36 @@ async def test_node_load_balanced_attempts_are_children_of_one_span(start_server
     assert [a["error_type"] for a in attempts] == ["no_responders", None]
     assert {a["parent_id"] for a in attempts} == {call[0]["span_id"]} and {a["trace_id"] for a in attempts} == {call[0]["trace_id"]}
     assert out["served"][36:52] == attempts[1]["span_id"]
+
+
+async def _stream_failover(start_server: Any, node: str, **env: str) -> tuple[dict[str, Any], str]:
+    empty, full = await start_server("--no-responders-grace", "0"), await start_server("--no-responders-grace", "0")
+    script = await asyncio.create_subprocess_exec(
+        node, str(OTEL_NODE / "stream_failover_spans.js"), str(empty.port), str(full.port), cwd=OTEL_NODE, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(script.communicate(), WAIT_S * 3)
+    assert script.returncode == 0, err.decode()[-3000:]
+    return json.loads(out.decode().splitlines()[-1]), err.decode()
+
+
+async def test_node_load_balanced_stream_attempts_share_one_trace_the_reader_never_sees(start_server, node, otel_node):  # noqa: F811
+    """Without a provider: the stream fails over to the second server in the
+    trace its first attempt started (NODE_DEBUG's lines of the two requests),
+    and no trace is current in the reader's loop, between items or after."""
+    out, log = await _stream_failover(start_server, node, NO_OTEL="1", NODE_DEBUG="ipc-bridge")
+    sent = re.findall(r"request lb\.s trace=([0-9a-f]{32}) span=([0-9a-f]{16})", log)
+    assert len(sent) == 2 and sent[0][0] == sent[1][0] and sent[0][1] != sent[1][1], log
+    assert [_trace_of({"traceparent": tp}) for tp in out["items"]] == [sent[0][0]] * 2
+    assert out["inReader"] == [False, False, False] and out["spans"] == []
+
+
+async def test_node_load_balanced_stream_attempts_are_children_of_one_span(start_server, node, otel_node):  # noqa: F811
+    out, _ = await _stream_failover(start_server, node)
+    assert out["unended"] == 0 and out["inReader"] == [False, False, False]
+    call = [s for s in out["spans"] if s["kind"] == "INTERNAL"]
+    attempts = [s for s in out["spans"] if s["kind"] == "CLIENT"]
+    assert len(call) == 1 and call[0]["name"] == "request lb.s" and call[0]["parent_id"] is None and call[0]["status"] == "UNSET"
+    assert [a["error_type"] for a in attempts] == ["no_responders", None]
+    assert {a["parent_id"] for a in attempts} == {call[0]["span_id"]} and {a["trace_id"] for a in attempts} == {call[0]["trace_id"]}
+    assert [tp[36:52] for tp in out["items"]] == [attempts[1]["span_id"]] * 2

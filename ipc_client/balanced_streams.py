@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ipc_protocol import IPCError
 from ipc_protocol.payload_paths import read_once
 
+from .call_trace import CallTrace
 from .pooled_streams import Options
 from .streams import DEFAULT_WINDOW, Stream, check_stream
 
@@ -64,43 +65,62 @@ class BalancedStreaming:
 
     async def _routed(self, channel: str, payload: Any, timeout: float | None, options: Options) -> AsyncGenerator[Any, None]:
         self._check_started()
-        loop = asyncio.get_running_loop()
-        total = self.request_timeout if timeout is None else timeout
-        deadline = loop.time() + total
-        tried: set[Server] = set()
-        last: IPCError | None = None
-        while True:
-            left = deadline - loop.time()
-            server = self._balancer.next_server(tried, last, left, f"started the stream on {channel!r}", total)
-            pool = self._pools[server]
-            started = loop.time()
-            answered: float | None = None  # when the first item came
-            failed, member = True, None
-            server.started()
-            try:
-                member = await pool._share(min(left, pool.acquire_timeout))
-                rest = None if timeout is None else max(deadline - loop.time(), 0.001)
-                async with member.client.stream(channel, payload, timeout=rest, **options) as items:
-                    async for item in items.generator:
-                        if answered is None:
-                            answered = loop.time()
-                            self._health.mark_up(server)  # it answered: in rotation
-                        yield item
-                failed = False
-                self._health.mark_up(server)
-                return
-            except IPCError as exc:
-                if answered is not None or self._closed:
-                    raise  # an item was delivered (or the client closed): the reader's, never another server's
-                self._fail_over(server, exc, member is not None)
-                last = exc
-            except (GeneratorExit, asyncio.CancelledError):
-                failed = False  # the reader left: not the server's failure
-                raise
-            finally:
-                if member is not None:
-                    pool._unshare(member)
-                server.finished((loop.time() if answered is None else answered) - started, failed=failed)
+        # Its attempts in one trace, as a request's (docs/tracing.md §1): current around each attempt's open only.
+        call = CallTrace.start("request", channel, options["headers"])
+        failure: BaseException | None = None
+        try:
+            loop = asyncio.get_running_loop()
+            total = self.request_timeout if timeout is None else timeout
+            deadline = loop.time() + total
+            tried: set[Server] = set()
+            last: IPCError | None = None
+            while True:
+                left = deadline - loop.time()
+                server = self._balancer.next_server(tried, last, left, f"started the stream on {channel!r}", total)
+                pool = self._pools[server]
+                started = loop.time()
+                answered: float | None = None  # when the first item came
+                failed, member = True, None
+                server.started()
+                try:
+                    member = await pool._share(min(left, pool.acquire_timeout))
+                    rest = None if timeout is None else max(deadline - loop.time(), 0.001)
+                    async with member.client.stream(channel, payload, timeout=rest, **options) as items:
+                        step = items.generator.__anext__
+                        while True:
+                            try:
+                                if answered is None and call is not None:
+                                    with call.entered():  # the open: its request sent, up to its first item; never the reader's code
+                                        item = await step()
+                                else:
+                                    item = await step()
+                            except StopAsyncIteration:
+                                break
+                            if answered is None:
+                                answered = loop.time()
+                                self._health.mark_up(server)  # it answered: in rotation
+                            yield item
+                    failed = False
+                    self._health.mark_up(server)
+                    return
+                except IPCError as exc:
+                    if answered is not None or self._closed:
+                        raise  # an item was delivered (or the client closed): the reader's, never another server's
+                    self._fail_over(server, exc, member is not None)
+                    last = exc
+                except (GeneratorExit, asyncio.CancelledError):
+                    failed = False  # the reader left: not the server's failure
+                    raise
+                finally:
+                    if member is not None:
+                        pool._unshare(member)
+                    server.finished((loop.time() if answered is None else answered) - started, failed=failed)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if call is not None:
+                call.end(failure)
 
 
 class ServiceStreaming:

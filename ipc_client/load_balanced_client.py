@@ -35,7 +35,7 @@ from .pool_metrics import mean_ms
 from .subscriptions import check_unsubscription
 from .balanced_streams import BalancedStreaming
 from .timeouts import check_timeout
-from .tracing import one_trace
+from .call_trace import one_trace
 
 __all__ = ["LoadBalancedClient", "FAILOVER_CODES", "SERVER_DOWN_CODES"]
 

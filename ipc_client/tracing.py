@@ -49,7 +49,6 @@ __all__ = [
     "call_in_trace",
     "within",
     "traced",
-    "one_trace",
 ]
 
 log = logging.getLogger("ipc_client.tracing")
@@ -223,36 +222,6 @@ async def _first_step_spanned(fn: Callable[..., Awaitable[Any]], operation: str,
     kwargs["headers"], span = outgoing(operation, channel, kwargs.get("headers"), client)
     call = fn(client, *args, **kwargs)
     return await (call if span is None else spanned(call, span))
-
-
-@contextlib.contextmanager
-def one_trace(operation: str, channel: str, headers: dict[str, str] | None) -> Iterator[None]:
-    """The attempts of one call (a load-balanced client's failover) in one
-    trace, each a span of its own: outside any trace, one is drawn for the
-    whole call (with OpenTelemetry, an INTERNAL span ``<operation>
-    <channel>`` whose children the attempts are, ended with the call);
-    inside one, or with the caller's own ``traceparent``, nothing to do."""
-    if (headers is not None and TRACEPARENT in headers) or _current.get() is not None or otel.current_span() is not None:
-        yield
-        return
-    span = otel.start_call(operation, channel) if otel.available() else None
-    if span is None:
-        ctx, detach = TraceContext(new_trace_id(), new_span_id()), None
-    else:
-        trace_id, span_id, flags, state = otel.ids_of(span)
-        ctx, detach = TraceContext(trace_id, span_id, None, flags, state), otel.attach(span)
-    token = _current.set(ctx)
-    failure: BaseException | None = None
-    try:
-        yield
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:
-        _current.reset(token)
-        if span is not None:
-            otel.detach(detach)
-            otel.end(span, failure)
 
 
 # -- serving --------------------------------------------------------------------

@@ -136,6 +136,33 @@ async def failover(port: int, seen: dict[str, Any]) -> None:
             await lb.close()
 
 
+async def stream_failover(port: int, seen: dict[str, Any]) -> None:
+    """A load-balanced stream that fails over before its first item (the
+    first server has no responder), read by a loop that checks no span of
+    the bridge is current between items."""
+    from ipc_client import IPCClient, LoadBalancedClient
+    from ipc_server import IPCServer
+
+    async def ticks(msg: Any) -> AsyncIterator[str]:
+        for _ in range(2):
+            yield msg.headers["traceparent"][36:52]
+
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as empty, IPCClient("app", "127.0.0.1", port) as responder:
+        await responder.serve("lb.s", ticks)
+        lb = LoadBalancedClient("app", [("127.0.0.1", empty.port), ("127.0.0.1", port)], strategy="round_robin", health_check_interval=None)
+        await lb.start()
+        seen["items"], seen["in_reader"] = [], []
+        try:
+            async with lb.stream("lb.s", timeout=WAIT_S) as stream:
+                async for item in stream:
+                    seen["items"].append(item)
+                    seen["in_reader"].append(trace.get_current_span().get_span_context().is_valid)
+            seen["in_reader"].append(trace.get_current_span().get_span_context().is_valid)
+        finally:
+            await lb.close()
+        await until(lambda: not open_spans)
+
+
 async def propagation(port: int, seen: dict[str, Any]) -> None:
     """What a handler's call passes on with the SDK: from a sender with
     flags ``ff`` and a tracestate with a bad member, a repeated key and 40

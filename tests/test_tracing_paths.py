@@ -108,6 +108,55 @@ async def test_a_load_balanced_call_s_attempts_share_one_trace(server, make_clie
     assert first == second and first_span != second_span
 
 
+async def test_a_load_balanced_stream_s_attempts_share_one_trace_the_reader_never_sees(server, make_client) -> None:
+    """As a load-balanced request's: the first server has no responder, the
+    stream fails over to the second in the same trace; the trace is current
+    only while an attempt opens, never in the reader's loop between items."""
+    responder = await make_client()
+
+    async def ticks(msg: Any) -> AsyncIterator[str]:
+        for _ in range(3):
+            yield msg.headers["traceparent"]
+
+    await responder.serve("lb.s", ticks)
+    sent: list[str] = []
+    real = tracing.outgoing
+
+    def spy(operation: str, channel: str, headers: Any, client: Any = None) -> Any:
+        out = real(operation, channel, headers, client)
+        sent.append(out[0]["traceparent"])
+        return out
+
+    items, in_reader = [], []
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as empty:
+        lb = LoadBalancedClient("app", [("127.0.0.1", empty.port), ("127.0.0.1", server.port)], strategy="round_robin", health_check_interval=None)
+        await lb.start()
+        tracing.outgoing = spy  # type: ignore[assignment]
+        try:
+            async with lb.stream("lb.s", timeout=WAIT_S) as stream:
+                async for item in stream:
+                    items.append(item)
+                    in_reader.append(tracing.current())
+        finally:
+            tracing.outgoing = real  # type: ignore[assignment]
+            await lb.close()
+    assert len(sent) == 2 and items == [sent[1]] * 3
+    (first, first_span, _), (second, second_span, _) = (tracing.parse_traceparent(tp) for tp in sent)  # type: ignore[misc]
+    assert first == second and first_span != second_span
+    assert in_reader == [None, None, None] and tracing.current() is None
+
+
+def test_a_load_balanced_stream_s_attempts_are_children_of_one_span() -> None:
+    out = _spans("stream_failover")
+    assert out["unended"] == [] and out["seen"]["in_reader"] == [False, False, False]
+    call = [s for s in out["spans"] if s["kind"] == "INTERNAL"]
+    attempts = [s for s in out["spans"] if s["kind"] == "CLIENT"]
+    assert len(call) == 1 and call[0]["name"] == "request lb.s" and call[0]["parent_id"] is None and call[0]["status"] == "UNSET"
+    assert [a["error_type"] for a in attempts] == ["no_responders", None]
+    assert {a["parent_id"] for a in attempts} == {call[0]["span_id"]} and {a["trace_id"] for a in attempts} == {call[0]["trace_id"]}
+    assert out["seen"]["items"] == [attempts[1]["span_id"]] * 2
+
+
 def test_a_load_balanced_call_s_attempts_are_children_of_one_span() -> None:
     out = _spans("failover")
     assert out["unended"] == []

@@ -13,7 +13,8 @@ const { HeldStream, LEFT, leftBy } = require('./pooled_streams');
 const { checkStream } = require('./streams');
 const { failOver, nextServer } = require('./failover');
 const { bounded } = require('./cancellation');
-const { NotConnectedError } = require('./errors');
+const { AbortError, NotConnectedError } = require('./errors');
+const { callTrace } = require('./call_trace');
 
 const now = () => performance.now();
 
@@ -29,6 +30,14 @@ const now = () => performance.now();
  */
 async function routeStream(lb, held, channelId, payload, options) {
   if (lb._closed || !lb._started) throw new NotConnectedError(lb._closed ? 'the client is closed' : 'start() was not called');
+  const call = callTrace('request', channelId, options.headers); // its attempts in one trace, as a request's (docs/tracing.md §1)
+  if (call !== null) {
+    const onEnd = held.onEnd;
+    held.onEnd = (error) => {
+      call.end(error === LEFT ? new AbortError('the reader left the stream') : error);
+      if (onEnd !== null) onEnd(error);
+    };
+  }
   const budget = options.timeout ?? lb._requestTimeout;
   const deadline = now() + budget;
   const tried = new Set();
@@ -47,7 +56,9 @@ async function routeStream(lb, held, channelId, payload, options) {
       const member = await held._member(pool, Math.min(left, pool.acquireTimeout));
       leased = true;
       const rest = options.timeout === null ? null : Math.max(1, deadline - now());
-      const first = await held._read(member.client.stream(channelId, payload, { ...options, timeout: rest }));
+      const inner = member.client.stream(channelId, payload, { ...options, timeout: rest });
+      // the call's trace current for the open only (its request, up to its first item), never the reader's code
+      const first = await (call === null ? held._read(inner) : call.run(() => held._read(inner)));
       lb._health.markUp(server); // it answered: in rotation
       return first;
     } catch (err) {

@@ -27,7 +27,7 @@ const { BalancedRegistrations } = require('./balanced_registrations');
 const { checkSchemaOption } = require('./contracts');
 const { ServerHealth, unreachable } = require('./balanced_health');
 const { reportable } = require('./listeners');
-const { inOneTrace } = require('./tracing');
+const { inOneTrace } = require('./call_trace');
 
 /** Balancer defaults (§8); milliseconds. */
 const BALANCER_DEFAULTS = Object.freeze({

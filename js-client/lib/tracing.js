@@ -308,49 +308,6 @@ function runInTrace(handler, msg) {
 }
 
 /**
- * Runs `call()`, the attempts of one call (a load-balanced client's
- * failover), in one trace, each attempt a span of its own: outside any
- * trace, one is drawn for the whole call (with OpenTelemetry, an INTERNAL
- * span `<operation> <channel>` whose children the attempts are, ended with
- * the call); inside one, or with the caller's own `traceparent`, as it is.
- * @param {'request'|'notify'|'publish'} operation
- * @param {string} channelId
- * @param {object|undefined} headers the caller's.
- * @param {() => Promise<T>} call
- * @returns {Promise<T>}
- * @template T
- */
-function inOneTrace(operation, channelId, headers, call) {
-  const own = headers != null && Object.prototype.hasOwnProperty.call(headers, 'traceparent');
-  if (own || storage.getStore() !== undefined || otel.currentSpan() !== null) return call();
-  const span = otel.startCall(operation, channelId);
-  const trace = new PendingTrace(null);
-  if (span === null) {
-    trace.context = new TraceContext(newTraceId(), newSpanId());
-    return storage.run(trace, call);
-  }
-  const [traceId, spanId, flags, tracestate] = otel.idsOf(span);
-  trace.context = new TraceContext(traceId, spanId, null, flags, tracestate);
-  let pending;
-  try {
-    pending = Promise.resolve(otel.withSpan(span, () => storage.run(trace, call)));
-  } catch (err) {
-    otel.end(span, err);
-    throw err;
-  }
-  return pending.then(
-    (value) => {
-      otel.end(span);
-      return value;
-    },
-    (err) => {
-      otel.end(span, err);
-      throw err;
-    }
-  );
-}
-
-/**
  * Runs `fn(msg)` in the trace of `msg`, for code that handles a message
  * outside the client's own handlers (the loop over an iterator of
  * requests or messages): its calls continue that trace.
@@ -373,6 +330,7 @@ module.exports = {
   endSpan,
   runInTrace,
   ServedTrace,
-  inOneTrace,
+  storage,
+  PendingTrace,
   withinTrace
 };
