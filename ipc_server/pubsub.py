@@ -18,6 +18,7 @@ from ipc_protocol.envelope import PUBLISH as _PUBLISH, encode_message_parts
 from ipc_protocol.framing import frame_parts
 from ipc_protocol.messages import response_to
 from ipc_protocol.contracts import handler_digest
+from ipc_protocol.protocol import ProtocolState
 
 from .admission import App
 from .config import ServerConfig
@@ -120,6 +121,11 @@ class PubSub:
             validate_pattern(channel)
         except ValueError as exc:
             conn.refuse(msg, ErrorCode.BAD_MESSAGE, str(exc))
+            return
+        if subscribe and (conn.half_closed is not None or conn.protocol.state is not ProtocolState.OPEN):
+            # withdrawn at its EOF (half_close.py) or replaced (a v1 reconnect): a frame
+            # held behind its requests (§12) must not make it a subscriber or responder again
+            conn.refuse(msg, ErrorCode.BAD_MESSAGE, "the connection is closing: it can no longer subscribe or serve")
             return
         app = self._apps[conn.app_id]
         if serve:

@@ -179,6 +179,40 @@ async def test_a_half_closed_peer_is_no_longer_a_subscriber_or_a_responder() -> 
             await peer.close()
 
 
+async def test_a_subscribe_held_behind_its_requests_does_not_make_it_a_responder_again() -> None:
+    """Frames held for a place (max_inflight_per_connection) go on after the
+    EOF: a ``serve`` among them is refused, not registered for a peer that
+    can never answer (other requesters would wait out their timeout)."""
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0, max_inflight_per_connection=1) as server:
+        first, second = asyncio.Event(), asyncio.Event()
+
+        async def slow(msg: Message) -> str:
+            await (first if msg.message_id == "q1" else second).wait()
+            return "done"
+
+        server.add_handler("slow", slow)
+        async with IPCClient("app", "127.0.0.1", server.port) as other:
+            peer = await RawPeer.open(server.port)
+            await peer.handshake()
+            peer.send(frame("request", "slow", None, message_id="q1", timeout_ms=30_000))
+            peer.send(frame("request", "slow", None, message_id="q2", timeout_ms=30_000))  # held
+            peer.send(frame("subscribe", "svc", {"serve": True}, message_id="serve"))  # held behind q2
+            conn = _raw(server)
+            await until(lambda: conn.inflight.held_count == 2)
+            await _half_close(peer)
+            await _eof_seen(server, conn)
+            first.set()  # q1 ends: q2 and the serve go on
+            await until(lambda: conn.inflight.held_count == 0)
+            assert not conn.responder_for
+            with pytest.raises(Exception) as unserved:
+                await other.request("svc", 1, timeout=WAIT_S)
+            assert getattr(unserved.value, "code", None) == "no_responders"
+            second.set()
+            got = await peer.closed()
+            assert _answers(got) == {"q1": "done", "serve": "bad_message", "q2": "done"}
+            await peer.close()
+
+
 async def test_a_half_closed_peer_is_not_cut_for_silence_while_it_waits() -> None:
     """It cannot answer a ping: a handler that takes many heartbeat
     timeouts still gets its answer to it, and it is pinged once, at its
