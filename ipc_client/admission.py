@@ -165,6 +165,23 @@ class Admission:
         if self._overflowing and len(self.held) * 2 <= self.max_held:
             self._overflowing = False  # back to half the bound: the next drop is a new episode
 
+    def lost(self, conn: ClientConnection) -> None:
+        """``conn`` is gone: what was held from it (served requests and
+        notifications) never runs, as the server already answered it, and
+        stops counting against ``max_held``; held publishes stay (they were
+        delivered: handled once a slot frees, whatever the connection)."""
+        if not any(entry[0] is conn for entry in self.held):
+            return
+        kept: collections.deque[tuple[ClientConnection | None, HandlerWork, tuple[Any, ...], float | None]] = collections.deque()
+        for entry in self.held:
+            if entry[0] is not conn:
+                kept.append(entry)
+            elif self.dropped is not None:
+                self.dropped(entry[2])
+        self.held = kept
+        if self._overflowing and len(kept) * 2 <= self.max_held:
+            self._overflowing = False
+
     def drop_held(self, message_id: str) -> None:
         """A cancel named a served request still held for a slot: it never
         runs (its work's arguments are ``(conn, msg, ...)``: answering's)."""

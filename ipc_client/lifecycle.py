@@ -387,6 +387,7 @@ class Lifecycle:
                 self.last_received = conn.last_received
             if self.conn is conn:
                 self.conn = None
+            self._admission.lost(conn)
         self._calls.fail_all(reason)
         self.streams.fail_all(reason)
         self.producers.connection_lost()

@@ -77,6 +77,35 @@ async def test_a_served_request_over_the_bound_is_answered_limit_exceeded_and_ne
     assert ran == [0, 1, 2] and errors == []  # the refused one never ran; the requester was told, not 'error'
 
 
+async def test_requests_held_from_a_lost_connection_stop_counting_against_the_bound(make_client: Callable[..., Any]) -> None:
+    """The server answered them at the loss (responder_lost): they never run,
+    and a request on the next connection is held, not refused (as Node's)."""
+    requester = await make_client()
+    responder = await make_client(max_concurrent_handlers=1, max_held_messages=3, initial_delay=0.05)
+    release = asyncio.Event()
+    ran: list[Any] = []
+
+    async def slow(msg: Message) -> Any:
+        ran.append(msg.payload)
+        await release.wait()
+        return msg.payload
+
+    await responder.serve("svc.slow", slow)
+    calls = [asyncio.ensure_future(requester.request("svc.slow", i, timeout=WAIT_S)) for i in range(4)]
+    await until(lambda: len(responder._admission.held) == 3)  # 1 running, 3 held: the bound
+    reconnected = asyncio.Event()
+    responder.on("reconnected", lambda *_: reconnected.set())
+    responder._link.conn.abort()  # the network drops it
+    await asyncio.wait_for(reconnected.wait(), WAIT_S)
+    assert len(responder._admission.held) == 0  # was 3: new requests refused limit_exceeded while the old handler ran
+    new = asyncio.ensure_future(requester.request("svc.slow", "new", timeout=WAIT_S))
+    await until(lambda: len(responder._admission.held) == 1)  # held for the slot, not refused
+    release.set()
+    assert await asyncio.wait_for(new, WAIT_S) == "new"
+    assert ran == [0, "new"] and responder.metrics()["held_dropped"] == 0
+    await asyncio.gather(*calls, return_exceptions=True)
+
+
 def test_max_held_messages_is_checked_when_the_client_is_made() -> None:
     assert IPCClient("app").max_held_messages == 65536
     assert IPCClient("app", max_held_messages=math.inf).max_held_messages == math.inf
