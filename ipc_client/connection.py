@@ -20,7 +20,6 @@ is written after the event that queued it.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import cast
 
@@ -42,6 +41,7 @@ from ipc_protocol.protocol import HANDSHAKE, Event, PongReceived, ProtocolViolat
 from ipc_protocol.write_queue import FrameWindows, WriteQueue
 
 from .reads import frame_buffers, read_buffer
+from .socket_options import tune
 from .write_line import WriteLine
 
 __all__ = ["ClientConnection"]
@@ -108,13 +108,7 @@ class ClientConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            except OSError:  # pragma: no cover
-                pass
+        tune(transport)
 
     # Reads land in the thread's read buffer, or a large frame's own (reads.py).
 
@@ -219,6 +213,12 @@ class ClientConnection(asyncio.BufferedProtocol):
         except (asyncio.TimeoutError, TimeoutError):
             return False
         return True
+
+    def eof_received(self) -> bool:
+        """The server's EOF: nothing more comes. Aborted: a close would wait to
+        flush what a peer that stopped reading never takes, the loss unseen."""
+        self.abort()
+        return True  # aborting already: no close() on top
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_heartbeat()
