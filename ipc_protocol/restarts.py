@@ -1,6 +1,7 @@
 """What the wire says about restarts (docs/protocol.md §13): the mark a
 client puts on a request it replays from its offline queue (§13.2), and the
-lame-duck notice a server sends before it closes (§13.1).
+lame-duck notice a server sends before it closes (§13.1), and the goaway
+notice it sends as it closes a connection (§13 item 3).
 
 Pure, shared by the server and the Python client; Node's copy is
 ``js-client/lib/protocol/restarts.js``, and ``interop-tests/spec/restarts.json``
@@ -15,7 +16,10 @@ from typing import Any
 from .constants import SYSTEM_CHANNEL
 from .envelope import Message, MessageType
 
-__all__ = ["REPLAY_HEADER", "REPLAY_VALUE", "LAME_DUCK", "LAME_DUCK_EVENT", "is_replay", "mark_replay", "lame_duck_notice", "lame_duck_deadline_ms"]
+__all__ = [
+    "REPLAY_HEADER", "REPLAY_VALUE", "LAME_DUCK", "LAME_DUCK_EVENT", "GOAWAY", "GOAWAY_EVENT",
+    "is_replay", "mark_replay", "lame_duck_notice", "lame_duck_deadline_ms", "goaway_notice", "is_goaway",
+]  # fmt: skip
 
 # A header, as the idempotency key (§6.6): a server that does not know it
 # ignores it, responders receive it unchanged, a version-1 peer never sees it.
@@ -25,6 +29,11 @@ REPLAY_VALUE = "1"
 # does not ask may route a publish on ``system`` to a ``>`` subscriber.
 LAME_DUCK = "lame_duck"
 LAME_DUCK_EVENT = "lame_duck"
+# The feature a connection asks for to be told, as the server closes it, to
+# send nothing more on it (HTTP/2's GOAWAY): the server then reads on until
+# the client closes, so no reset discards the answers the client has not read.
+GOAWAY = "goaway"
+GOAWAY_EVENT = "goaway"
 
 
 def is_replay(headers: Mapping[str, str] | None) -> bool:
@@ -57,3 +66,15 @@ def lame_duck_deadline_ms(msg: Message) -> int | None:
     if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline < 0:
         return 0  # a notice all the same: the server is leaving, how soon unsaid
     return int(deadline)
+
+
+def goaway_notice(app_id: str) -> Message:
+    """The server's last frame on a connection it closes (§13 item 3): send
+    nothing more here; the answers of what was sent follow it."""
+    return Message.build(MessageType.PUBLISH, app_id, SYSTEM_CHANNEL, {"event": GOAWAY_EVENT})
+
+
+def is_goaway(msg: Message) -> bool:
+    """Whether ``msg`` is the goaway notice."""
+    payload: Any = msg.payload
+    return msg.message_type is MessageType.PUBLISH and msg.channel_id == SYSTEM_CHANNEL and isinstance(payload, dict) and payload.get("event") == GOAWAY_EVENT

@@ -23,7 +23,7 @@ from typing import Any
 from .attachments import BINARY  # attachments (§16.1), independent of the other two
 from .codes import ErrorCode
 from .envelope import ErrorInfo, Message, MessageType
-from .restarts import LAME_DUCK  # the lame-duck notice (§13.1), independent too
+from .restarts import GOAWAY, LAME_DUCK  # the lame-duck and goaway notices (§13), independent too
 from .wire_numbers import MAX_WINDOW
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
 CANCEL = "cancel"
 STREAMS = "streams"
 # What this implementation speaks, in the order a server names them (§15.1, §16.1).
-FEATURES: tuple[str, ...] = (CANCEL, STREAMS, BINARY, LAME_DUCK)
+FEATURES: tuple[str, ...] = (CANCEL, STREAMS, BINARY, LAME_DUCK, GOAWAY)
 DEFAULT_WINDOW = 64  # items a consumer grants when it opens a stream
 # A producer lets its loop run other work after this many items sent in a
 # row, or after this long, even when its generator never waits: however

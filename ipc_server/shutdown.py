@@ -15,12 +15,13 @@ import logging
 from collections.abc import Callable, Collection
 
 from .connection import ServerConnection
+from .goaway import close_for_shutdown
 
 __all__ = ["Shutdown"]
 
 log = logging.getLogger("ipc_server")
 
-_CLOSE_WAIT_S = 2.0  # for the peers to close once told; then their sockets are aborted
+_CLOSE_WAIT_S = 2.0  # for the peers to close once told to go (goaway.py); then their sockets are aborted
 
 
 class Shutdown:
@@ -67,11 +68,11 @@ class Shutdown:
             pass
 
     async def close_connections(self, loop: asyncio.AbstractEventLoop, connections: set[ServerConnection]) -> None:
-        """Close them all; abort any still open after a short wait."""
+        """Tell them all to go (goaway.py); abort any still open after a short wait."""
         if self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)  # a lame duck's wait ends: they are being closed
         for conn in list(connections):
-            conn.close("the server is shutting down")
+            close_for_shutdown(conn)
         if not connections:
             return
         self._all_closed = loop.create_future()

@@ -66,7 +66,7 @@ def test_negotiate_keeps_the_servers_order_and_needs_cancel_for_streams() -> Non
     assert negotiate(["streams"]) == []
     assert negotiate(["cancel"]) == ["cancel"]
     assert negotiate([]) == []
-    assert FEATURES == ("cancel", "streams", "binary", "lame_duck")
+    assert FEATURES == ("cancel", "streams", "binary", "lame_duck", "goaway")
 
 
 def test_a_connect_without_features_gets_the_reply_of_section_3() -> None:
