@@ -41,6 +41,7 @@ from .admission import Admission
 from .calls import Calls
 from .connect_options import ConnectOptions
 from .connection import ClientConnection
+from .going_away import go_away
 from .metrics import ClientMetrics
 from .outbox import Outbox
 from .producers import Producers
@@ -312,7 +313,7 @@ class Lifecycle:
                 self._subs.withdrawn(error)
                 self._emit("error", error)
         elif mtype is _PUBLISH:
-            if msg.channel_id != SYSTEM_CHANNEL or not self._lame_duck(msg):
+            if msg.channel_id != SYSTEM_CHANNEL or not (self._lame_duck(msg) or go_away(self, conn, msg)):  # §13
                 self._subs.deliver(msg)
         elif mtype is _NOTIFICATION and conn.legacy:
             self._subs.deliver(msg)  # a 1.1.x server's broadcast, to the subscribers (legacy_server.py)

@@ -14,20 +14,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .restarts import GOAWAY
 from .streams import FEATURES
 
 __all__ = ["CLUSTER", "ASKED_FEATURES", "server_features", "cluster_of"]
 
 CLUSTER = "cluster"
 # What both clients ask for: every feature of §15.1, ``cluster`` last.
-ASKED_FEATURES: tuple[str, ...] = (*(f for f in FEATURES if f != GOAWAY), CLUSTER)
-_CLUSTER_FEATURES: tuple[str, ...] = (*FEATURES, CLUSTER)
+ASKED_FEATURES: tuple[str, ...] = (*FEATURES, CLUSTER)
 
 
 def server_features(cluster: str | None) -> tuple[str, ...]:
     """What a server grants from: ``cluster`` only when it is a cluster node."""
-    return _CLUSTER_FEATURES if cluster else FEATURES
+    return ASKED_FEATURES if cluster else FEATURES
 
 
 def cluster_of(reply: Mapping[str, Any]) -> str | None:

@@ -56,7 +56,7 @@ def test_the_connect_reply_names_the_cluster_only_on_a_node_and_only_when_asked(
     assert node[CLUSTER] == "east" and CLUSTER in node["features"]
     standalone = handshake(None, ASKED_FEATURES)
     assert CLUSTER not in standalone and CLUSTER not in standalone["features"]
-    assert standalone == {**standalone, "features": ["cancel", "streams", "binary", "lame_duck"]}
+    assert standalone == {**standalone, "features": ["cancel", "streams", "binary", "lame_duck", "goaway"]}
     assert CLUSTER not in handshake("east", None) and "features" not in handshake("east", None)  # §3 byte for byte
 
 

@@ -71,3 +71,17 @@ async def test_a_peer_without_goaway_still_reads_what_was_written_before_the_clo
         assert got[0].payload == "done"
         await peer.close()
         await asyncio.wait_for(closing, WAIT_S)
+
+
+def test_the_feature_and_the_notice_are_those_of_the_shared_spec() -> None:
+    import json
+    from pathlib import Path
+
+    from ipc_protocol.cluster_info import ASKED_FEATURES
+    from ipc_protocol.restarts import GOAWAY, goaway_notice, is_goaway
+
+    spec = json.loads((Path(__file__).resolve().parent.parent / "interop-tests" / "spec" / "restarts.json").read_text())["goaway"]
+    notice = goaway_notice("app")
+    assert GOAWAY == spec["feature"] and GOAWAY in ASKED_FEATURES
+    assert {"message_type": notice.message_type.value, "channel_id": notice.channel_id, "payload": notice.payload} == spec["notice"]
+    assert is_goaway(notice) and not is_goaway(notice.model_copy(update={"channel_id": "news"}))
