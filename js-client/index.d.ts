@@ -858,9 +858,11 @@ export interface IPCClientEvents {
    * The loss: a ConnectionLostError (`connection to HOST:PORT lost: ...`), its `cause` the raw error
    * when there was one (the heartbeat's RequestTimeoutError, a socket error), as Python's ConnectionLost
    * and its __cause__; an UnauthorizedError as it is when a users-file reload cut the connection (no
-   * reconnection follows, but for details.reason 'credential': one ordinary reconnect); null after disconnect().
+   * reconnection follows, but for details.reason 'credential': one ordinary reconnect); a ShuttingDownError at a
+   * shutting-down server's goaway notice (its calls in flight still end with their answers, docs/protocol.md §13);
+   * null after disconnect().
    */
-  disconnected: [error: ConnectionLostError | UnauthorizedError | null];
+  disconnected: [error: ConnectionLostError | ShuttingDownError | UnauthorizedError | null];
   reconnecting: [event: { attempt: number; delay: number }];
   reconnect_failed: [attempts: number];
   heartbeat: [event: { latency: number }];

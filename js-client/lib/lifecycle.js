@@ -27,6 +27,7 @@ const tlsOptions = require('./tls_options');
 const { ASKED_FEATURES } = require('./protocol/cluster_info');
 const { lameDuckDeadlineMs } = require('./protocol/restarts');
 const { revokedForGood } = require('./reconnect');
+const { goAway } = require('./going_away');
 
 /**
  * The Unauthorized a reload revoked the connection with (it ended it), or
@@ -312,7 +313,7 @@ class Lifecycle {
         host._admission.admit(conn, msg);
         return;
       case 'publish':
-        if (msg.channel_id === SYSTEM_CHANNEL && this._lameDuck(msg)) return; // §13.1
+        if (msg.channel_id === SYSTEM_CHANNEL && (this._lameDuck(msg) || goAway(this, conn, msg))) return; // §13.1, §13 item 3
         host._admission.admit(conn, msg);
         return;
       case 'notification':

@@ -27,7 +27,7 @@ function handshake(features, reply) {
 }
 
 test('balanced subscriptions - the handshake names the cluster only when the feature was granted', () => {
-  assert.deepEqual([...ASKED_FEATURES], ['cancel', 'streams', 'binary', 'lame_duck', 'cluster']);
+  assert.deepEqual([...ASKED_FEATURES], ['cancel', 'streams', 'binary', 'lame_duck', 'goaway', 'cluster']);
   assert.equal(handshake(ASKED_FEATURES, { features: ['cancel', 'cluster'], cluster: 'east' }).cluster, 'east');
   assert.equal(handshake(ASKED_FEATURES, { features: ['cancel'], cluster: 'east' }).cluster, null); // not granted
   assert.equal(handshake(null, { cluster: 'east' }).cluster, null); // not asked

@@ -26,6 +26,16 @@ test('restarts - the header, the feature and the notice are those of interop-tes
   assert.equal(restarts.lameDuckDeadlineMs(notice), SPEC.notice.payload.deadline_ms);
 });
 
+test('restarts - the goaway feature and notice are those of interop-tests/spec/restarts.json', () => {
+  const { ASKED_FEATURES } = require('../lib/protocol/cluster_info');
+  assert.equal(restarts.GOAWAY, SPEC.goaway.feature);
+  assert.ok(ASKED_FEATURES.includes(restarts.GOAWAY));
+  const notice = { message_id: 'n', app_id: 'app', timestamp: 0, reply_to: null, ...SPEC.goaway.notice };
+  assert.equal(restarts.isGoaway(notice), true);
+  assert.equal(restarts.isGoaway({ ...notice, channel_id: 'news' }), false);
+  assert.equal(restarts.isGoaway({ ...notice, payload: { event: 'lame_duck' } }), false);
+});
+
 test('restarts - markReplay marks requests and notifications only, keeping their headers', () => {
   const req = buildMessage('request', 'app', 'a', 1, { headers: { traceparent: 't' } });
   const marked = restarts.markReplay(req);

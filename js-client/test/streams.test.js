@@ -36,7 +36,7 @@ test('streams - the client asks for the features and the request carries its win
   const peer = await streamingPeer(t);
   const client = await connected(t, peer, { requestTimeout: 7000 });
   const connect = peer.received.find((m) => m.payload && m.payload.action === 'connect');
-  assert.deepEqual(connect.payload.features, ['cancel', 'streams', 'binary', 'lame_duck', 'cluster']);
+  assert.deepEqual(connect.payload.features, ['cancel', 'streams', 'binary', 'lame_duck', 'goaway', 'cluster']);
   const stream = client.stream('ticks', { n: 1 }, { timeout: 5000, window: 8 });
   const first = stream.next();
   const request = await nextReceived(peer, (m) => m.channel_id === 'ticks');

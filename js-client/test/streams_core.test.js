@@ -46,7 +46,7 @@ test('streams core - negotiate keeps the server order and needs cancel for strea
   assert.deepEqual(negotiate(['streams', 'cancel', 'compression']), ['cancel', 'streams']);
   assert.deepEqual(negotiate(['streams']), []);
   assert.deepEqual(negotiate(['cancel']), ['cancel']);
-  assert.deepEqual([...FEATURES], ['cancel', 'streams', 'binary', 'lame_duck']);
+  assert.deepEqual([...FEATURES], ['cancel', 'streams', 'binary', 'lame_duck', 'goaway']);
 });
 
 test('streams core - the client asks and keeps what was granted', () => {

@@ -2,8 +2,9 @@
 
 /**
  * What the wire says about restarts (docs/protocol.md §13): the mark a
- * client puts on a request it replays from its offline queue (§13.2), and
- * the lame-duck notice a server sends before it closes (§13.1).
+ * client puts on a request it replays from its offline queue (§13.2), the
+ * lame-duck notice a server sends before it closes (§13.1), and the goaway
+ * notice it sends as it closes a connection (§13 item 3).
  *
  * Pure; the Python mirror is `ipc_protocol/restarts.py`, and
  * `interop-tests/spec/restarts.json` holds what both must agree on.
@@ -17,6 +18,9 @@ const REPLAY_VALUE = '1';
 /** The feature (§15.1) a connection asks for to be sent the notice: a peer that does not ask might hand it to a `>` subscriber. */
 const LAME_DUCK = 'lame_duck';
 const LAME_DUCK_EVENT = 'lame_duck';
+/** The feature a connection asks for to be told, as the server closes it, to send nothing more on it (HTTP/2's GOAWAY): the server reads on until the client closes, so no reset discards the answers not read yet. */
+const GOAWAY = 'goaway';
+const GOAWAY_EVENT = 'goaway';
 
 /**
  * Whether a request's headers carry the replay mark (§13.2).
@@ -53,4 +57,14 @@ function lameDuckDeadlineMs(msg) {
   return Math.trunc(deadline);
 }
 
-module.exports = { REPLAY_HEADER, REPLAY_VALUE, LAME_DUCK, LAME_DUCK_EVENT, isReplay, markReplay, lameDuckDeadlineMs };
+/**
+ * Whether `msg` is the goaway notice (§13 item 3).
+ * @param {object} msg an envelope.
+ * @returns {boolean}
+ */
+function isGoaway(msg) {
+  const payload = msg.payload;
+  return msg.message_type === 'publish' && msg.channel_id === SYSTEM_CHANNEL && payload !== null && typeof payload === 'object' && payload.event === GOAWAY_EVENT;
+}
+
+module.exports = { REPLAY_HEADER, REPLAY_VALUE, LAME_DUCK, LAME_DUCK_EVENT, GOAWAY, GOAWAY_EVENT, isReplay, markReplay, lameDuckDeadlineMs, isGoaway };

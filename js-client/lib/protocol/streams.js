@@ -16,13 +16,13 @@
 
 const { buildMessage } = require('../envelope');
 const { ErrorCode } = require('../errors');
-const { LAME_DUCK } = require('./restarts'); // the lame-duck notice (§13.1), independent too
+const { LAME_DUCK, GOAWAY } = require('./restarts'); // the lame-duck and goaway notices (§13), independent too
 
 const CANCEL = 'cancel';
 const STREAMS = 'streams';
 const BINARY = 'binary'; // attachments (§16), independent of the other two
 /** What this implementation speaks, in the order a server names them (§15.1, §16.1). */
-const FEATURES = Object.freeze([CANCEL, STREAMS, BINARY, LAME_DUCK]);
+const FEATURES = Object.freeze([CANCEL, STREAMS, BINARY, LAME_DUCK, GOAWAY]);
 const MAX_WINDOW = 2 ** 31 - 1;
 /** Items a consumer grants when it opens a stream. */
 const DEFAULT_WINDOW = 64;

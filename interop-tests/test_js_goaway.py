@@ -1,0 +1,86 @@
+"""A graceful SIGTERM fails no call of a busy requester (docs/protocol.md §13
+item 3, docs/resilience.md §12): a Python and a Node requester each keep 40
+requests in flight in a loop against a real server process, which is sent
+SIGTERM; every call ends with its answer or ``shutting_down``. Before the
+goaway notice 16-40 (Python) and 40 (Node) of the 40 ended ``connection_lost``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections import Counter
+
+from conftest import WAIT_S
+from interop_settings import ROOT
+
+from ipc_client import IPCClient
+
+IN_FLIGHT = 40
+CALLS = 300  # per loop at most; a loop ends once its client leaves `connected`
+
+NODE = r"""
+const { IPCClient } = require(process.argv[1]);
+const [port, w, calls] = [Number(process.argv[2]), Number(process.argv[3]), Number(process.argv[4])];
+(async () => {
+  const c = new IPCClient('app', { host: '127.0.0.1', port, reconnect: false });
+  c.on('error', () => {});
+  const causes = [];
+  c.on('disconnected', (cause) => causes.push(cause && cause.name));
+  await c.connect();
+  const out = {};
+  let ok = 0;
+  await Promise.all(Array.from({ length: w }, async () => {
+    for (let i = 0; i < calls && c.state === 'connected'; i++) {
+      try { await c.request('work', {}, { timeout: 10000 }); out.ok = (out.ok || 0) + 1; if (++ok === w * 5) console.log('BUSY'); }
+      catch (e) { out[e.code] = (out[e.code] || 0) + 1; }
+    }
+  }));
+  console.log(JSON.stringify({ out, causes }));
+  process.exit(0);
+})();
+"""
+
+
+async def test_sigterm_ends_every_call_in_flight_with_its_answer_or_shutting_down(start_server, py_client) -> None:
+    srv = await start_server("--lame-duck-duration", "0.3")
+    responder = await py_client(srv.port, reconnect=False)
+
+    async def work(msg: object) -> str:
+        await asyncio.sleep(0)  # answered on a later turn, as a real handler is
+        return "ok"
+
+    await responder.serve("work", work)
+    node = await asyncio.create_subprocess_exec(
+        "node", "-e", NODE, str(ROOT / "js-client"), str(srv.port), str(IN_FLIGHT), str(CALLS), stdout=asyncio.subprocess.PIPE, cwd=ROOT
+    )
+    try:
+        assert node.stdout is not None
+        requester = IPCClient("app", "127.0.0.1", srv.port, reconnect=False)
+        await requester.connect()
+        out: Counter[str] = Counter()
+
+        async def loop() -> None:
+            for _ in range(CALLS):
+                if requester.state.value != "connected":
+                    return
+                try:
+                    await requester.request("work", {}, timeout=10)
+                    out["ok"] += 1
+                except Exception as exc:  # noqa: BLE001 - counted by type
+                    out[type(exc).__name__] += 1
+
+        loops = [asyncio.ensure_future(loop()) for _ in range(IN_FLIGHT)]
+        assert (await asyncio.wait_for(node.stdout.readline(), WAIT_S * 2)).strip() == b"BUSY"
+        srv.signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*loops), WAIT_S * 2)
+        node_out = json.loads(await asyncio.wait_for(node.stdout.readline(), WAIT_S * 2))
+        assert await asyncio.wait_for(srv.proc.wait(), WAIT_S) == 0
+        assert set(out) <= {"ok", "ShuttingDown"} and out["ok"] > 0, out
+        assert set(node_out["out"]) <= {"ok", "shutting_down"} and node_out["out"].get("ok", 0) > 0, node_out
+        assert node_out["causes"] == ["ShuttingDownError"], node_out
+        await requester.disconnect()
+    finally:
+        if node.returncode is None:
+            node.kill()
+            await node.wait()

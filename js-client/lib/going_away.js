@@ -1,0 +1,70 @@
+'use strict';
+
+/**
+ * The server's goaway notice (docs/protocol.md §13 item 3, docs/resilience.md
+ * §12): it is closing this connection and reads on until the client closes.
+ *
+ * Closing at once would reset what crosses the close, answers included; not
+ * closing would let new calls cross it. So, as an HTTP/2 client on GOAWAY:
+ * at the notice the client sends nothing new on the connection (its state
+ * leaves 'connected': new calls wait in the offline queue as while
+ * reconnecting, or fail NotConnectedError with reconnect off), emits
+ * 'disconnected' with a ShuttingDownError, and keeps reading: each call in
+ * flight ends with its answer (shutting_down for those the server did not
+ * run). Once none is left, or after the server's own wait (2 s, when it
+ * aborts), it closes the socket and reconnects with its usual backoff; a
+ * call still waiting then fails connection_lost, as it would. The Python
+ * mirror is ipc_client/going_away.py.
+ */
+
+const { State } = require('./state');
+const { NotConnectedError, ShuttingDownError } = require('./errors');
+const { isGoaway } = require('./protocol/restarts');
+
+const GOAWAY_WAIT_MS = 2000; // the server's wait for its clients to close (ipc_server/shutdown.py)
+const CHECK_MS = 10; // how often the wait looks at what is still in flight
+
+/**
+ * If `msg` is the notice: stop using `conn`, let what it carries end, then close it.
+ * @param {object} lifecycle the client's Lifecycle.
+ * @param {object} conn the connection it came on.
+ * @param {object} msg a publish on `system`.
+ * @returns {boolean} whether it was the notice.
+ */
+function goAway(lifecycle, conn, msg) {
+  if (!isGoaway(msg)) return false;
+  const host = lifecycle.host;
+  if (conn !== host._conn || host._state !== State.CONNECTED) return true;
+  const retry = host.options.reconnect;
+  const cause = new ShuttingDownError(`${host.options.host}:${host.options.port} is shutting down: the connection closes once its calls are answered`);
+  conn._stopHeartbeat(); // it sends nothing new, pings included; the wait is bounded
+  host._setState(retry ? State.RECONNECTING : State.DISCONNECTED); // new calls queue for the next connection
+  if (!retry) lifecycle._abandon(new NotConnectedError('the server is shutting down and reconnection is off', { cause }));
+  const generation = host._generation;
+  host._emitSafely('disconnected', cause);
+  closeWhenDone(host, conn, generation, retry);
+  return true;
+}
+
+/**
+ * Waits for the calls and streams in flight (bounded), then closes `conn`
+ * and starts the reconnection; the close's loss (Lifecycle.onClosed) fails
+ * what is still waiting.
+ * @private
+ */
+function closeWhenDone(host, conn, generation, retry) {
+  const deadline = Date.now() + GOAWAY_WAIT_MS;
+  const check = () => {
+    if (!conn.closed && host._calls.pending.size + host._streams.size > 0 && Date.now() < deadline) {
+      setTimeout(check, CHECK_MS);
+      return;
+    }
+    conn.close().then(() => {
+      if (retry && host._generation === generation && host._state === State.RECONNECTING) host._reconnector.start();
+      else if (!retry && host._generation === generation && host._state === State.DISCONNECTED) host._emitSafely('close');
+    });
+  };
+  check();
+}
+
+module.exports = { goAway, GOAWAY_WAIT_MS };
