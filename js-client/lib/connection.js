@@ -124,8 +124,8 @@ class Connection {
       const { socket, ready } = openSocket(this.options.tls ?? null, host, port, readsInto(this._proto, (chunk) => this._onData(chunk)));
       socket[kConnection] = this;
       this._socket = socket;
-      socket.setNoDelay(true); // §1.5: a frame never waits for Nagle
-      socket.setKeepAlive(true);
+      socket.setNoDelay(true).setKeepAlive(true); // §1.5: a frame never waits for Nagle
+      socket.once('end', () => socket.destroy()); // the server's EOF: an end() would wait to flush what a peer that stopped reading never takes
       if (this.options.tls) socket.on('data', socketOnData); // else read through onread
       socket.on('error', socketOnError);
       socket.on('close', socketOnClose);
