@@ -172,6 +172,7 @@ class FrameDecoder {
     for (;;) {
       if (this._need < 0) {
         if (this._bufferedBytes < HEADER_SIZE_BYTES) break;
+        if (this._takeWhole(frames)) continue;
         const n = this._readLength();
         if (n === 0) this._fail(new FrameError('zero-length frame'));
         if (n > this.maxFrameSize) this._fail(new FrameTooLargeError(n, this.maxFrameSize));
@@ -184,6 +185,33 @@ class FrameDecoder {
       frames.push(this._consume(this._need));
       this._need = -1;
     }
+  }
+
+  /**
+   * Takes the frames that lie whole in the first chunk, read by offset: one
+   * view per frame, the chunk sliced once after them (a read of a few hundred
+   * frames made three views a frame). A prefix it does not vouch for (zero,
+   * over the limit, a body not all here) is left to the general path, which
+   * fails or waits as it always did.
+   * @param {Buffer[]} frames where complete bodies go.
+   * @returns {boolean} whether it took any.
+   * @private
+   */
+  _takeWhole(frames) {
+    const buf = this._buffers[this._head];
+    const end = buf.length;
+    const max = this.maxFrameSize;
+    let pos = 0;
+    while (end - pos >= HEADER_SIZE_BYTES) {
+      const n = buf.readUInt32BE(pos);
+      const start = pos + HEADER_SIZE_BYTES;
+      if (n === 0 || n > max || end - start < n) break;
+      frames.push(buf.subarray(start, start + n));
+      pos = start + n;
+    }
+    if (pos === 0) return false;
+    this._advance(pos);
+    return true;
   }
 
   /**

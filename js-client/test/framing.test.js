@@ -117,3 +117,36 @@ test('framing - empty chunks are harmless', () => {
   assert.deepEqual(decoder.feed(Buffer.alloc(0)), []);
   assert.deepEqual(decoder.feed(encodeFrame('{}')), [Buffer.from('{}')]);
 });
+
+test('framing - any split of a stream of frames, then a bad prefix, gives the same frames and error', () => {
+  // Whole frames in a chunk are read by offset, the rest by the general path:
+  // every split must give the frames in order, then the sticky error.
+  let seed = 7;
+  const rand = (n) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (let round = 0; round < 200; round++) {
+    const bodies = [];
+    for (let i = 0, k = 1 + rand(40); i < k; i++) bodies.push(Buffer.from(`{"i":${i},"pad":"${'x'.repeat(rand(300))}"}`));
+    const bad = [prefix(0), prefix(5000)][rand(2)];
+    const stream = Buffer.concat([...bodies.map((b) => encodeFrame(b)), bad, Buffer.from('{}')]);
+    const decoder = new FrameDecoder({ maxFrameSize: 4096 });
+    const got = [];
+    let error = null;
+    for (let pos = 0; pos < stream.length && error === null;) {
+      const end = Math.min(stream.length, pos + 1 + rand(rand(2) ? 16 : 2000));
+      try {
+        for (const item of decoder.feed(stream.subarray(pos, end))) {
+          if (item instanceof Buffer) got.push(Buffer.from(item));
+          else error = item.error;
+        }
+      } catch (err) {
+        error = err;
+      }
+      pos = end;
+    }
+    assert.deepEqual(got, bodies);
+    assert.equal(error?.code, bad.readUInt32BE(0) === 0 ? ErrorCode.BAD_FRAME : ErrorCode.TOO_LARGE);
+  }
+});
