@@ -46,6 +46,7 @@ const { promiseOf } = require('./listeners');
 const { ServedTrace } = require('./tracing');
 const { isBroadcast } = require('./legacy_server');
 const { patternMatches } = require('./channels');
+const { deliver } = require('./deliveries');
 
 /** Consumed held entries are dropped in bulk once there are this many. */
 const HELD_COMPACT_AT = 1024;
@@ -189,6 +190,7 @@ class Admission {
    * @param {boolean} answer
    */
   invoke(handler, msg, from, answer) {
+    if (!answer && isBroadcast(from, msg)) return deliver(this, handler, msg); // nothing to answer: no closures (lib/deliveries.js)
     const conn = answer ? from : null;
     const { host, exposeStacks } = this;
     const producers = host._producers;

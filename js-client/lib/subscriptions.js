@@ -15,6 +15,7 @@
 const { SYSTEM_CHANNEL } = require('./constants');
 const { buildMessage } = require('./envelope');
 const { validatePattern, isPattern, isReserved, patternMatches } = require('./channels');
+const { deliverPublish } = require('./deliveries');
 const { checkSubscription, checkUnsubscription } = require('./publishing');
 const { now } = require('./connection');
 const { State } = require('./state');
@@ -308,16 +309,7 @@ class Subscriptions {
    * @param {object} msg
    */
   onPublish(conn, msg) {
-    const admission = this.host._admission;
-    let called = null;
-    for (const [pattern, handlers] of this.subscriptions) {
-      if (!patternMatches(pattern, msg.channel_id)) continue;
-      for (const handler of handlers) {
-        if (called !== null && called.has(handler)) continue;
-        (called ??= new Set()).add(handler);
-        admission.invoke(handler, msg, conn, false);
-      }
-    }
+    deliverPublish(this.subscriptions, this.host._admission, conn, msg);
     this.host._emitSafely('message', msg);
   }
 

@@ -279,6 +279,24 @@ test('client - publish handlers: each handler once per message, plus the message
   assert.deepEqual(client.getConnectionInfo().subscriptions, ['a.>']);
 });
 
+test('client - publish handlers: once each across patterns, in table order, whichever pattern a repeat is under', async (t) => {
+  const { peer, client } = await setup(t);
+  await client.connect();
+  const calls = [];
+  const h = (name) => (m) => calls.push(name);
+  const [h1, h2, h3] = [h('h1'), h('h2'), h('h3')];
+  await client.subscribe('a.*', h1);
+  await client.subscribe('a.>', h2);
+  await client.subscribe('a.>', h1);
+  await client.subscribe('a.b', h3);
+  await client.subscribe('a.b', h2);
+  await client.subscribe('a.b', h1);
+  const event = waitFor(client, 'message');
+  [...peer.sockets][0].write(encodeFrame(encodeMessage(buildMessage('publish', 'app', 'a.b', 1))));
+  await event;
+  assert.deepEqual(calls, ['h1', 'h2', 'h3']);
+});
+
 test('client - responders: sync, async, thrown errors and unencodable results (§6.3)', async (t) => {
   const { peer, client } = await setup(t);
   await client.connect();
