@@ -17,7 +17,7 @@ const { patternMatches } = require('./channels');
  * Calls every handler whose pattern matches a publish's channel, each once
  * even when several of its patterns match (§5.3), in the table's order.
  * The set of handlers called is made only once a second one is: most
- * publishes reach one handler, and a Set a delivery was ~10 % of it.
+ * publishes reach one handler.
  * @param {Map<string, Set<Function>>} subscriptions pattern -> handlers.
  * @param {import('./admission').Admission} admission
  * @param {Connection} conn the connection it came on.
