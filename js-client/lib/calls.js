@@ -23,6 +23,7 @@ const { traceOutgoing, endSpan } = require('./tracing');
 const { keyedHeaders, resendOnLoss, keysKept, keysIgnored, notResent } = require('./idempotency');
 const { checkSignal, abortError, abortable } = require('./cancellation');
 const { WriteLine, notSent } = require('./write_line');
+const { isClosing, failUnsent, lossHandled } = require('./closing');
 const {
   ConnectionLostError,
   NotConnectedError,
@@ -196,6 +197,8 @@ class Calls {
       if (budget) msg.timeout_ms = Math.ceil(remaining);
       const id = msg.message_id;
       const conn = this.conn;
+      // unsent: it fails once the client has handled the loss (lib/closing.js)
+      if (isClosing(conn)) return void failUnsent(this.host, conn, deadline).catch((err) => reject((onUnsent?.(err), err)));
       const line = conn === null ? null : this.lineOf(conn);
       const entry = { resolve, reject, timer: null };
       const unsent = (err) => {
@@ -293,6 +296,7 @@ class Calls {
   inTurn(msg, deadline, written) {
     const conn = this.conn;
     if (conn === null) throw new ConnectionLostError('the connection is closed');
+    if (isClosing(conn)) return failUnsent(this.host, conn, deadline); // once the loss is handled (lib/closing.js)
     const line = this.lineOf(conn);
     if (!line.blocked) {
       this.send(msg);
@@ -373,6 +377,7 @@ class Calls {
   failAll(reason) {
     // A keyed request it ran may have run behind a server that ignores keys: not resent (§6.6 item 8).
     if (this.conn !== null && !keysKept(this.conn)) notResent(reason);
+    lossHandled(this.conn); // the calls that found it closing fail now (lib/closing.js)
     this.conn = null;
     const line = this.line;
     this.line = null;

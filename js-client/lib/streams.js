@@ -44,6 +44,7 @@ const { checkSignal, abortError } = require('./cancellation');
 const { whenAborted } = require('./abort_listeners');
 const { traceOutgoing, endSpan } = require('./tracing');
 const { AbortError } = require('./errors');
+const { isClosing, failUnsent } = require('./closing');
 
 const DONE = Object.freeze({ value: undefined, done: true });
 const noop = () => {};
@@ -212,6 +213,7 @@ class Stream {
     if (this._end !== null || this._finished) return; // aborted or given up meanwhile: never sent
     const conn = host._calls.conn;
     if (conn === null) throw new ConnectionLostError('the connection is closed');
+    if (isClosing(conn)) await failUnsent(host, conn, started + (timeout ?? idleTimeout)); // once the loss is handled (lib/closing.js)
     const extra = headers === undefined ? {} : { headers };
     if (!conn.features.has(STREAMS)) {
       // An older server: one request, one item (§15.1 item 3).
