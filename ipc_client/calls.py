@@ -183,13 +183,12 @@ class Calls:
         (``conn.line``): one that times out or is cancelled there was never
         sent, and what is called after it is written after it."""
         if not conn.is_open:
-            await self._unsent(conn, deadline, True)
+            await self.unsent(conn, deadline, True)
         frame = conn.frame_body(body)
         if conn.line.blocked:
             await self._turn(conn, deadline, f"{kind} on {channel!r}", True)
             if not conn.is_open:  # its turn came with the connection's loss
-                self._metrics.failed()
-                raise ConnectionLost("the connection is closed")
+                await self.unsent(conn, deadline, True)
         conn.write(frame)
         self._metrics.sent()
         self._metrics.delivered()
@@ -226,20 +225,22 @@ class Calls:
         try:
             self._send(conn, message_id, channel, frame, deadline, remaining, fut, request)
         except ConnectionLost:
-            return self._unsent(conn, deadline, track)
+            return self.unsent(conn, deadline, track)
         if track:
             self._metrics.sent()
         if conn.writing_paused:
             return self._drained_reply(conn, message_id, channel, fut, deadline, track)
         return self.await_reply(fut, track, message_id)
 
-    async def _unsent(self, conn: ClientConnection, deadline: float, track: bool) -> Message:
+    async def unsent(self, conn: ClientConnection, deadline: float, track: bool) -> Message:
         """Fail a call its closing connection did not take, once the client
         has handled the loss (``conn.closed``, never past the deadline): the
         transport closes before asyncio calls ``connection_lost``, and a call
         that raised without yielding let a retry loop spin for ever on a
         client still ``connected`` (the loss handler never got to run). A
-        close of disconnect()'s own (``CLOSING``) is handled already."""
+        close of disconnect()'s own (``CLOSING``) is handled already. The one
+        way out of every send path that finds its connection closing (streams
+        and a 1.1.x server's subscribes too)."""
         if track:
             self._metrics.failed()
         left = deadline - self.loop.time()  # type: ignore[union-attr]

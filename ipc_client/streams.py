@@ -166,6 +166,8 @@ class Streams:
                 timeout_ms=None if remaining is None else budget_ms(remaining), idle_timeout_ms=budget_ms(idle),
             )  # fmt: skip
             rid = msg.message_id
+            if not conn.is_open:  # closing, its loss not handled yet: fail once it is (Calls.unsent)
+                await self._calls.unsent(conn, started + (self.request_timeout if timeout is None else timeout), False)
             conn.send(msg)  # before it is registered: a request never sent is never cancelled
             stream = self._open[rid] = _Consuming()
             try:

@@ -167,10 +167,13 @@ class Subscriptions(Answering):
             payload["schema"] = schema  # a typed handler's contract (§7.1, docs/typed-contracts.md)
         mtype = MessageType.SUBSCRIBE if subscribe else MessageType.UNSUBSCRIBE
         msg = Message.build(mtype, self._calls.app_id, channel, payload)
+        deadline = deadline or asyncio.get_running_loop().time() + self.request_timeout
         if conn.legacy:
+            if not conn.is_open:  # closing, its loss not handled yet: fail once it is (Calls.unsent)
+                await self._calls.unsent(conn, deadline, False)
             conn.send(msg)
             return
-        await self._calls.call(conn, msg, deadline or asyncio.get_running_loop().time() + self.request_timeout)
+        await self._calls.call(conn, msg, deadline)
 
     # -- responders ----------------------------------------------------------------
 
