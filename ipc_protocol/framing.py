@@ -146,6 +146,19 @@ class FrameDecoder:
         """Bytes received but not yet returned as a frame."""
         return len(self._buf) - self._pos + (HEADER_SIZE if self._need else 0) + self._filled
 
+    def completes(self, waiting: int, head: bytes) -> bool:
+        """Whether ``waiting`` more bytes, of which ``head`` are the first
+        (up to 4), would complete the frame being read (or the next one):
+        a server's test of a socket's unread bytes, peeked, not consumed."""
+        if self._frame is not None:
+            return waiting >= self._need - self._filled
+        held = len(self._buf) - self._pos
+        if self._need:
+            return waiting >= self._need - held
+        missing = HEADER_SIZE - held  # of the length prefix
+        prefix = bytes(self._buf[self._pos :]) + head[:missing]
+        return len(prefix) == HEADER_SIZE and 0 < int.from_bytes(prefix, "big") <= waiting - missing
+
     def release(self) -> None:
         """The stream is gone: drop what was buffered, a frame half read
         included (up to twice what arrived), at once rather than whenever

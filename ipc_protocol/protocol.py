@@ -208,6 +208,10 @@ class Protocol:
         there (the pump's, one per loop: ``frame_buffers``)."""
         self._decoder.buffers = buffers
 
+    def frame_complete(self, waiting: int, head: bytes) -> bool:
+        """:meth:`FrameDecoder.completes` for this stream (a server's pending cap)."""
+        return self._decoder.completes(waiting, head)
+
     def _undecodable(self, frame: bytes, exc: ProtocolError) -> ProtocolViolation:
         """A frame that does not decode, or the bad prefix a FramingFailure stands for."""
         error = frame.error if isinstance(frame, FramingFailure) else exc
