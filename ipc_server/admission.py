@@ -16,22 +16,18 @@ trip is then only shut out by a flood that opens the whole cap's worth of
 sockets within that round trip, while refusing the newest would shut it out
 for as long as the flood merely keeps the cap full.
 
-Only a socket pending for ``EVICTABLE_AFTER_S`` may be evicted: a burst of
-honest clients over the cap (a restart's reconnections) has its connects on
-the way, and evicting the first of them for the last refused 172 of 300.
-While every pending socket is younger, the server accepts no more
-(``room``, ``accepting.Listener``): the rest wait in the kernel's backlog.
+Only a *silent* socket is evicted while there is one: one whose connect is
+neither read nor complete among its unread bytes (``pending_cap``); a burst
+of honest clients over the cap has its connects in, and evicting the first
+of them for the last refused 172 of 300.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from ipc_protocol import ErrorCode, Message, MessageType, clipped
 from ipc_protocol.server_protocol import ConnectRequested
@@ -40,25 +36,15 @@ from .config import ServerConfig
 from .connection import ServerConnection
 from .host_lines import HostLines
 from .logs import log_opened, peer_text
+from .pending_cap import PendingCap, PendingSocket
 from .router import ResponderTable
 from .shutdown import Shutdown
 from .stats import ServerStats
 from .topics import SubscriptionTable
 
-__all__ = ["App", "Admission", "EVICTABLE_AFTER_S", "responder_load"]
+__all__ = ["App", "Admission", "responder_load"]
 
 log = logging.getLogger("ipc_server")
-
-EVICTABLE_AFTER_S = 1.0  # a pending socket this old may be evicted: an honest client's connect comes within it
-
-
-class PendingSocket(Protocol):
-    """A socket in its handshake, as the pending cap sees it."""
-
-    peer: Any
-
-    def fail(self, code: ErrorCode | str, message: str) -> None: ...
-
 
 @dataclass
 class App:
@@ -91,8 +77,8 @@ class Admission:
         self.connections: set[ServerConnection] = set()  # every socket kept, pending or open
         self.apps: dict[str, App] = {}
         self._by_id: dict[str, ServerConnection] = {}
-        # Sockets not past the handshake (ours or TLS's), oldest first (evicted in that order), with when they came.
-        self._pending: OrderedDict[PendingSocket, float] = OrderedDict()
+        # Sockets not past the handshake (ours or TLS's), oldest first, and which one makes room (§12.1).
+        self._pending = PendingCap(config.max_pending_handshakes)
         self._open = 0  # connections past the handshake: what max_connections counts
         # Lines about sockets refused at or before their handshake, limited per peer host (host_lines).
         self.lines = HostLines()
@@ -108,39 +94,19 @@ class Admission:
             self._refuse(conn, ErrorCode.TOO_MANY_CONNECTIONS, f"the server holds its maximum of {self._max_connections} connections")
             return False
         self._make_room()
-        self._pending[conn] = time.monotonic()
+        self._pending.add(conn)
         self.connections.add(conn)
         self._stats.connections = len(self.connections)
         self._stats.handshakes_pending = len(self._pending)
         self._stats.connections_total += 1
         return True
 
-    def room(self, starting: int) -> tuple[int, float]:
-        """How many sockets the listener may accept now, ``starting`` of
-        them accepted already but not yet here: a free place each, or an
-        evictable socket each; with none, the seconds until the oldest is."""
-        cap, pending = self._max_pending, self._pending
-        if cap is None or self._shutdown.closing:
-            return 1 << 30, 0.0
-        places = cap - len(pending) - starting
-        if places > 0:
-            return places, 0.0
-        old = time.monotonic() - EVICTABLE_AFTER_S
-        for since in pending.values():  # oldest first: count the evictable ones
-            if since > old:
-                return max(places, 0), since - old
-            places += 1
-            if places > 0:
-                return places, 0.0
-        return 0, 0.0  # all of them are being started: room once they are
-
     def _make_room(self) -> None:
-        """At the pending cap, evict the oldest socket in its handshake if
-        it has had its time (module docstring); else the new one is kept
-        over the cap, and ``room`` stops the listener until then."""
+        """At the pending cap, evict the oldest silent socket in its
+        handshake; with none, the oldest past twice the cap (``pending_cap``)."""
         pending = self._pending
-        if self._max_pending is not None and len(pending) >= self._max_pending and next(iter(pending.values())) <= time.monotonic() - EVICTABLE_AFTER_S:
-            oldest, _ = pending.popitem(last=False)
+        oldest = pending.evictee()
+        if oldest is not None:
             self._stats.handshakes_evicted += 1
             if self.lines.allow(oldest.peer, "evicted in its handshake", log):
                 log.info("evicting %s: %d sockets are in their handshake", peer_text(oldest.peer), len(pending) + 1)
@@ -152,14 +118,14 @@ class Admission:
         """A socket's TLS handshake began: it counts against the pending cap
         as a socket in our own handshake does, and may be evicted the same way."""
         self._make_room()
-        self._pending[sock] = time.monotonic()
+        self._pending.add(sock)
         self._stats.handshakes_pending = len(self._pending)
 
     def release(self, sock: PendingSocket, *, failed: bool = False) -> None:
         """Its TLS handshake ended (the connection it becomes is admitted anew),
         or a socket in our handshake is being closed: its place is free at
         once, not when its socket is gone (``failed``: a TLS failure, counted)."""
-        self._pending.pop(sock, None)
+        self._pending.discard(sock)
         self._stats.handshakes_pending = len(self._pending)
         if failed:
             self._stats.tls_handshakes_failed += 1
@@ -177,7 +143,7 @@ class Admission:
         """The handshake's decision (§3): the id the client proposed, made
         unique on this server, or a generated one; or ``too_many_connections``
         when the connections past the handshake are at their maximum."""
-        self._pending.pop(conn, None)
+        self._pending.discard(conn)
         self._stats.handshakes_pending = len(self._pending)
         if not conn.is_open:  # evicted or failed while its credentials were checked
             return
@@ -234,7 +200,7 @@ class Admission:
         if conn not in self.connections:
             return False
         self.connections.discard(conn)
-        self._pending.pop(conn, None)
+        self._pending.discard(conn)
         if conn.opened:
             self._open -= 1
         self._stats.connections = len(self.connections)

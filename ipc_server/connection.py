@@ -34,6 +34,7 @@ from .log_limits import allow_line
 from .flow_control import FlowControl
 from .outbound import Backlog, OutboundLimits
 from .peer_gone import peer_gone
+from .pending_cap import ConnectWaiting
 from .reading import NOTHING, Reading
 from .request_metrics import servers_own
 
@@ -56,7 +57,7 @@ _NONE = NOTHING  # no registrations yet (see ServerConnection)
 _NO_KEYS: Any = _NONE  # typed as the set the first add replaces it with
 
 
-class ServerConnection(Reading, FlowControl, HalfClose, ConnectionFigures, BinaryFrames, asyncio.BufferedProtocol):
+class ServerConnection(Reading, FlowControl, HalfClose, ConnectionFigures, BinaryFrames, ConnectWaiting, asyncio.BufferedProtocol):
     """asyncio protocol for one accepted socket."""
 
     __slots__ = (  # a server holds thousands of these, mostly idle

@@ -19,7 +19,6 @@ from collections.abc import Collection
 
 from ipc_protocol.restarts import LAME_DUCK, lame_duck_notice
 
-from .accepting import Listener
 from .connection import ServerConnection
 from .shutdown import Shutdown
 
@@ -29,7 +28,7 @@ log = logging.getLogger("ipc_server")
 
 
 async def lame_duck(
-    listener: Listener | None,
+    listener: asyncio.base_events.Server | None,
     connections: Collection[ServerConnection],
     shutdown: Shutdown,
     loop: asyncio.AbstractEventLoop,

@@ -35,7 +35,7 @@ from .grace import Grace
 from .handlers import HandlerCalls
 from .heartbeat_sweep import sweep_heartbeats
 from .lame_duck import lame_duck
-from .listener import Listener, listen_gated
+from .listener import listen
 from .logs import peer_text
 from .idempotency import Idempotency
 from .pubsub import PubSub
@@ -109,7 +109,7 @@ class IPCServer:
         self._idempotency = Idempotency(self.config, self.stats, self._auth)  # requests with a key run once (§6.6)
         # GET /metrics and /healthz with metrics_port (docs/operations.md).
         self.metrics = None if config.metrics_port is None else Metrics(config, self.stats, self._admission.connections, self._held, lambda: self._shutdown.closing or self._shutdown.leaving)  # 503 from the lame duck on
-        self._listener: Listener | None = None  # accepts while admission has a place (§12.1)
+        self._listener: asyncio.base_events.Server | None = None
         self._tls: TLSPort | None = None  # from start(), when tls_cert is set
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,7 +163,7 @@ class IPCServer:
         self._tls = TLSPort.of(self.config)
         factory = connection_factory(self.config, lambda accepted_at: ServerConnection(self, accepted_at), self._admission, self._tls)
         # Port 0: one free port for every address of the host; reuse_port: --workers' servers share one (docs/cluster.md §7).
-        self._listener = await listen_gated(self.loop, factory, self.config.host, self.config.port, reuse_port=self.config.reuse_port, room=self._admission.room)
+        self._listener = await listen(self.loop, factory, self.config.host, self.config.port, reuse_port=self.config.reuse_port)
         sockname = self._listener.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
         self._sweeper = self.loop.create_task(sweep_heartbeats(self.loop, lambda: self._admission.connections, self.config.heartbeat_interval_s))  # §9

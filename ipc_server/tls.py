@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from .cert_subjects import render_subject
 from .config import ServerConfig
 from .logs import peer_text
+from .pending_cap import BYTES, SILENT, peek
 from .setting_files import load_chain, readable, warn_if_expired
 
 if TYPE_CHECKING:
@@ -222,6 +223,11 @@ class TLSAccept(asyncio.Protocol):
             self._task.cancel()
         if self._transport is not None:
             self._transport.abort()
+
+    def waiting(self) -> int:
+        """At the pending cap (pending_cap): records waiting unread, its
+        ClientHello or what follows, are BYTES; none, SILENT (evictable)."""
+        return BYTES if peek(self._transport)[0] else SILENT
 
     def data_received(self, data: bytes) -> None:
         # uvloop: the ClientHello came before start_tls; it is handed on first.

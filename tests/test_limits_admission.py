@@ -14,7 +14,7 @@ import pytest
 from ipc_client import IPCClient
 from ipc_protocol import NotConnected, RequestTimeout, TooManyConnections
 from ipc_protocol.constants import HANDSHAKE_MAX_FRAME_SIZE
-from ipc_server import IPCServer
+from ipc_server import IPCServer, pending_cap
 from ipc_server.users import hash_token
 
 from .conftest import WAIT_S, RawPeer, frame
@@ -47,6 +47,14 @@ async def test_silent_sockets_do_not_lock_out_a_token_holder() -> None:
                 await peer.close()
 
 
+@pytest.fixture
+def silent_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket with nothing in is silent at once, not after SILENT_AFTER_S
+    (1 s): the eviction's order, without waiting for sockets to age."""
+    monkeypatch.setattr(pending_cap, "SILENT_AFTER_S", 0.0)
+
+
+@pytest.mark.usefixtures("silent_at_once")
 async def test_at_the_pending_cap_the_oldest_silent_socket_is_evicted() -> None:
     async with IPCServer("127.0.0.1", 0, max_pending_handshakes=4, token=TOKEN) as server:
         silent = await _open_silent(server.port, 10)
@@ -64,6 +72,7 @@ async def test_at_the_pending_cap_the_oldest_silent_socket_is_evicted() -> None:
             await peer.close()
 
 
+@pytest.mark.usefixtures("silent_at_once")
 async def test_a_flood_of_silent_sockets_keeps_the_cap_and_lets_token_holders_in() -> None:
     """Sockets opened as fast as they close (the renewable lockout): the
     token holders connect every time, and no more than the cap wait."""
@@ -79,9 +88,7 @@ async def test_a_flood_of_silent_sockets_keeps_the_cap_and_lets_token_holders_in
 
         task = asyncio.ensure_future(flooder())
         try:
-            # Many times the cap's worth came (each socket lives shorter than
-            # EVICTABLE_AFTER_S here, so places free as the flood closes them).
-            await _wait_until(lambda: server.stats.connections_total > 64)
+            await _wait_until(lambda: server.stats.handshakes_evicted > 8)
             for _ in range(4):
                 client = IPCClient("app", "127.0.0.1", server.port, token=TOKEN, reconnect=False)
                 await client.connect()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ipc_client import IPCClient
-from ipc_server import IPCServer
+from ipc_server import IPCServer, pending_cap
 from tests.test_tls import PKI, expect_refusal, pki, run, tls_server  # noqa: F401  (pki and run are fixtures)
 
 WAIT_S = 5.0
@@ -31,7 +31,9 @@ async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
         return await reader.read(1) == b""
 
 
-def test_silent_sockets_on_a_tls_port_count_against_the_pending_cap_and_the_oldest_goes(pki: PKI, run: Any) -> None:
+def test_silent_sockets_on_a_tls_port_count_against_the_pending_cap_and_the_oldest_goes(pki: PKI, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pending_cap, "SILENT_AFTER_S", 0.0)  # silent at once, not after 1 s: the order, without waiting
+
     async def main() -> None:
         cert, key = pki.server
         async with IPCServer("127.0.0.1", 0, tls_cert=cert, tls_key=key, max_pending_handshakes=3, shutdown_grace_s=0.2) as server:
