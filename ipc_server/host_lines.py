@@ -25,6 +25,7 @@ from typing import Any
 from ipc_protocol import clipped
 
 from . import log_limits
+from .log_limits import LineKey
 from .verifier import address_of
 
 __all__ = ["HostLines", "MAX_HOSTS"]
@@ -33,28 +34,13 @@ MAX_HOSTS = 4096
 _OTHERS = ""  # the key of the hosts past MAX_HOSTS (no host's address is empty)
 
 
-class _Key:
-    """One (host, reason): lines written, the latest refusal at ``last``;
-    lines suppressed since ``since``; the timer of its window."""
-
-    __slots__ = ("logger", "written", "last", "suppressed", "since", "timer")
-
-    def __init__(self, logger: logging.Logger, now: float) -> None:
-        self.logger = logger
-        self.written = 1
-        self.last = now
-        self.suppressed = 0
-        self.since = now
-        self.timer: asyncio.TimerHandle | None = None
-
-
 class HostLines:
     """The server's limits on refused sockets' lines, by peer host and reason."""
 
     __slots__ = ("hosts", "burst", "window_s", "max_hosts")
 
     def __init__(self) -> None:
-        self.hosts: dict[str, dict[str, _Key]] = {}
+        self.hosts: dict[str, dict[str, LineKey]] = {}
         self.burst = log_limits.BURST  # read here, so a test can shorten them
         self.window_s = log_limits.WINDOW_S
         self.max_hosts = MAX_HOSTS
@@ -72,7 +58,7 @@ class HostLines:
         key = reasons.get(reason)
         now = time.monotonic()
         if key is None:
-            key = reasons[reason] = _Key(logger, now)
+            key = reasons[reason] = LineKey(logger, now, since=now)
             key.timer = asyncio.get_running_loop().call_later(self.window_s, self._window_ended, host, reason)
             return True
         key.last = now
@@ -100,7 +86,7 @@ class HostLines:
             delay = key.last + self.window_s - now
         key.timer = asyncio.get_running_loop().call_later(delay, self._window_ended, host, reason)
 
-    def _summary(self, host: str, reason: str, key: _Key) -> None:
+    def _summary(self, host: str, reason: str, key: LineKey) -> None:
         elapsed = time.monotonic() - key.since
         seconds = f"{elapsed:.0f}" if elapsed >= 1 else f"{elapsed:.1f}"
         source = f"host {clipped(host)}" if host != _OTHERS else f"hosts past the {self.max_hosts} tracked"

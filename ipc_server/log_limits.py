@@ -24,24 +24,25 @@ from typing import Any
 
 from ipc_protocol import clipped
 
-__all__ = ["BURST", "WINDOW_S", "LogLimits", "allow_line", "flush_lines"]
+__all__ = ["BURST", "WINDOW_S", "LineKey", "LogLimits", "allow_line", "flush_lines"]
 
 BURST = 5
 WINDOW_S = 10.0
 
 
-class _Key:
-    """One (connection, reason): lines written, the latest refusal at
-    ``last`` (written or not); lines suppressed since ``since``."""
+class LineKey:
+    """One (connection or host, reason): lines written, the latest refusal
+    at ``last`` (written or not); lines suppressed since ``since``; the
+    timer of its window."""
 
     __slots__ = ("logger", "written", "last", "suppressed", "since", "timer")
 
-    def __init__(self, logger: logging.Logger, now: float) -> None:
+    def __init__(self, logger: logging.Logger, now: float, since: float = 0.0) -> None:
         self.logger = logger
         self.written = 1
         self.last = now
         self.suppressed = 0
-        self.since = 0.0
+        self.since = since
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -52,7 +53,7 @@ class LogLimits:
 
     def __init__(self, conn: Any, *, closed: bool = False) -> None:
         self.conn = conn
-        self.keys: dict[str, _Key] = {}
+        self.keys: dict[str, LineKey] = {}
         self.burst = BURST  # read here, so a test can shorten them
         self.window_s = WINDOW_S
         self.closed = closed
@@ -64,7 +65,7 @@ class LogLimits:
         key = self.keys.get(reason)
         now = time.monotonic()
         if key is None:
-            self.keys[reason] = _Key(logger, now)
+            self.keys[reason] = LineKey(logger, now)
             return True
         quiet = now - key.last >= self.window_s
         key.last = now
@@ -94,7 +95,7 @@ class LogLimits:
         key.since = time.monotonic()
         key.timer = asyncio.get_running_loop().call_later(self.window_s, self._window_ended, reason)
 
-    def _summary(self, reason: str, key: _Key) -> None:
+    def _summary(self, reason: str, key: LineKey) -> None:
         conn = self.conn
         elapsed = time.monotonic() - key.since
         seconds = f"{elapsed:.0f}" if elapsed >= 1 else f"{elapsed:.1f}"
