@@ -83,6 +83,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._on_lost = on_lost
         self._on_pong = on_pong
         self.legacy = False  # a version-1 server (§10)
+        self.going_away = False  # the server's goaway notice came on it (going_away.py)
         self.connection_id = proto.connection_id  # as the server named it in the handshake
         self.max_send: int = proto.max_frame_size
         self.transport: asyncio.Transport | None = None
@@ -93,8 +94,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._handshake: asyncio.Future[Connected] | None = None
         self._drain: asyncio.Future[None] | None = None
-        # Frames written after the first of this loop iteration, for its end.
-        self._batch: list[bytes] = []
+        self._batch: list[bytes] = []  # frames written after the first of this loop iteration, for its end
         self._batch_bytes = 0
         self._batch_cap = _BATCH_MAX_FRAMES  # frames per batch in this iteration
         # _end_iteration callbacks scheduled: while any is, writes are batched.

@@ -11,6 +11,13 @@ in flight ends with its answer (``shutting_down`` for those the server did
 not run). Once none is left, or after the server's own wait (2 s, when it
 aborts), the client closes the socket and reconnects with its usual
 backoff; a call still waiting then fails ``connection_lost``, as it would.
+
+A notice that comes while the client is still connecting (with the connect
+answer, or while the subscriptions are restored: a shutdown during a
+reconnection storm) marks the connection; the attempt then fails instead of
+going ``connected`` (``told_while_connecting``), closes the socket without a
+reset, and is retried as any failed attempt; calls made meanwhile wait in
+the offline queue.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ipc_protocol import Message, NotConnected, ShuttingDown
+from ipc_protocol import ConnectionLost, Message, NotConnected, ShuttingDown
 from ipc_protocol.restarts import is_goaway
 
 from .state import ConnectionState
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
     from .connection import ClientConnection
     from .lifecycle import Lifecycle
 
-__all__ = ["go_away", "GOAWAY_WAIT_S"]
+__all__ = ["go_away", "let_go", "told_while_connecting", "GOAWAY_WAIT_S"]
 
 log = logging.getLogger("ipc_client")
 
@@ -42,6 +49,7 @@ def go_away(link: Lifecycle, conn: ClientConnection, msg: Message) -> bool:
     carries end, then close it."""
     if not is_goaway(msg):
         return False
+    conn.going_away = True  # still connecting: the attempt fails once it would be connected
     sm = link._sm
     if conn is not link.conn or sm.state is not ConnectionState.CONNECTED:
         return True
@@ -64,6 +72,37 @@ def go_away(link: Lifecycle, conn: ClientConnection, msg: Message) -> bool:
     return True
 
 
+def told_while_connecting(peer: str) -> NotConnected:
+    """The failure of an attempt whose connection was told goaway before it
+    was connected: retried with backoff as any failed attempt; with reconnect
+    off, what connect() raises."""
+    failure = NotConnected(f"cannot connect to {peer}: it is shutting down")
+    failure.__cause__ = ShuttingDown(f"{peer} sent goaway while the connection was being opened")
+    return failure
+
+
+async def let_go(link: Lifecycle, conn: ClientConnection) -> None:
+    """disconnect() after a goaway with reconnect off: the state is already
+    ``disconnected`` but the connection is still held for its answers; it
+    ends now as a disconnect() ends one (calls ``connection_lost``, the
+    wait cancelled), not at the last answer or the 2 s bound."""
+    link._drop(conn, ConnectionLost("the client disconnected"))  # its loss is no longer reported
+    await _close(conn)
+    if link._sm.state is ConnectionState.DISCONNECTED:  # no connect() meanwhile
+        link._disconnected(None, False)  # the goaway's wait and the client's tasks end
+
+
+async def _close(conn: ClientConnection) -> None:
+    """Close without a reset; abort only if the server does not see it."""
+    conn.close()
+    try:
+        async with asyncio.timeout(_CLOSE_WAIT_S):
+            await asyncio.shield(conn.closed)
+    except TimeoutError:
+        conn.abort()
+        await asyncio.shield(conn.closed)
+
+
 def _in_flight(link: Lifecycle) -> int:
     return len(link._calls) + len(link.streams)
 
@@ -73,12 +112,6 @@ async def _close_when_done(link: Lifecycle, conn: ClientConnection, generation: 
     deadline = loop.time() + GOAWAY_WAIT_S
     while _in_flight(link) and not conn.closed.done() and loop.time() < deadline:
         await asyncio.wait((conn.closed,), timeout=min(_CHECK_S, deadline - loop.time()))
-    conn.close()  # the calls left (at the bound) fail connection_lost with the loss (Lifecycle._on_lost)
-    try:
-        async with asyncio.timeout(_CLOSE_WAIT_S):
-            await asyncio.shield(conn.closed)
-    except TimeoutError:
-        conn.abort()
-        await asyncio.shield(conn.closed)
+    await _close(conn)  # the calls left (at the bound) fail connection_lost with the loss (Lifecycle._on_lost)
     if retry and link._generation == generation and link._sm.state is ConnectionState.RECONNECTING:
         link._reconnector.start(generation)

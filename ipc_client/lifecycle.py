@@ -41,7 +41,7 @@ from .admission import Admission
 from .calls import Calls
 from .connect_options import ConnectOptions
 from .connection import ClientConnection
-from .going_away import go_away
+from .going_away import go_away, let_go, told_while_connecting
 from .metrics import ClientMetrics
 from .outbox import Outbox
 from .producers import Producers
@@ -165,6 +165,8 @@ class Lifecycle:
         while sm.state is ConnectionState.DISCONNECTING:
             await sm.changed()
         if sm.state is ConnectionState.DISCONNECTED:
+            if self.conn is not None:  # told goaway with reconnect off: what it carries ends now, not at its answers
+                await let_go(self, self.conn)
             return
         was_connected = sm.state is _CONNECTED
         self._generation += 1  # any attempt still opening is now stale
@@ -275,9 +277,11 @@ class Lifecycle:
                 raise NotConnected("disconnect() was called while connecting")
             if self.conn is not conn or not conn.is_open:  # lost while its last answers were read: _on_lost saw no connection to reconnect
                 raise ConnectionLost(f"connection to {opts.peer} lost while connecting" + (f": {conn.error}" if conn.error else ""))
+            if conn.going_away:  # the notice came while connecting: never connected on it (going_away.py)
+                raise told_while_connecting(opts.peer)
             self._metrics.opened(time.monotonic())
         except BaseException as exc:
-            conn.abort()  # the attempt closes its own socket
+            (conn.close if conn.going_away else conn.abort)()  # the attempt closes its own socket; told goaway, without a reset
             if self.conn is conn:
                 self._drop(conn, ConnectionLost("the client disconnected"))
             if isinstance(conn.error, Unauthorized) and isinstance(exc, IPCError) and exc is not conn.error:
