@@ -2,7 +2,13 @@
 item 3, docs/resilience.md §12): a Python and a Node requester each keep 40
 requests in flight in a loop against a real server process, which is sent
 SIGTERM; every call ends with its answer or ``shutting_down``. Before the
-goaway notice 16-40 (Python) and 40 (Node) of the 40 ended ``connection_lost``."""
+goaway notice 16-40 (Python) and 40 (Node) of the 40 ended ``connection_lost``.
+
+A notice the Node client reads while still connecting (restoring its
+subscriptions) fails that attempt: before, it went ``connected`` on the
+connection told to go away, sent its calls there (``shutting_down``) and
+never closed it: the server waited its 2 s. The mirror of
+tests/test_goaway_connecting.py."""
 
 from __future__ import annotations
 
@@ -10,11 +16,15 @@ import asyncio
 import json
 import signal
 from collections import Counter
+from typing import Any
 
-from conftest import WAIT_S
+import pytest
+from conftest import NODE_DIR, WAIT_S
 from interop_settings import ROOT
 
 from ipc_client import IPCClient
+from ipc_server import IPCServer
+from tests.goaway_hooks import CLOSE_WAIT_S, close_at_next_subscribe, cut_every_connection
 
 IN_FLIGHT = 40
 CALLS = 300  # per loop at most; a loop ends once its client leaves `connected`
@@ -84,3 +94,52 @@ async def test_sigterm_ends_every_call_in_flight_with_its_answer_or_shutting_dow
         if node.returncode is None:
             node.kill()
             await node.wait()
+
+
+async def node_script(node: str, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        node, str(NODE_DIR / "goaway_connecting.js"), *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+
+
+async def line_of(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert proc.stdout is not None
+    return json.loads(await asyncio.wait_for(proc.stdout.readline(), WAIT_S))  # type: ignore[no-any-return]
+
+
+async def test_a_notice_while_the_node_client_restores_fails_the_attempt_and_its_call_waits(node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = IPCServer("127.0.0.1", 0, no_responders_grace_s=0)
+    await old.start()
+    port = old.port
+    proc = await node_script(node, str(port), "reconnect")
+    try:
+        assert (await line_of(proc))["event"] == "ready"
+        took = close_at_next_subscribe(old, monkeypatch)
+        cut_every_connection(old)  # it reconnects; the server goes away as it restores 'news'
+        assert await asyncio.wait_for(took, WAIT_S) < CLOSE_WAIT_S / 2  # the client closed: was the full 2 s
+        assert proc.stdin is not None
+        proc.stdin.write(b"closed\n")  # 'mark': no 'connected' may come before it
+        async with IPCServer("127.0.0.1", port, no_responders_grace_s=0) as new:
+            new.add_handler("who", lambda m: "new")
+            answer = await line_of(proc)
+        assert answer == {"event": "answer", "value": "new", "events": ["mark", "reconnected", "connected"], "state": "connected"}, answer
+    finally:
+        await old.close()
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def test_with_reconnect_off_the_node_clients_connect_fails_not_connected_caused_by_shutting_down(node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with IPCServer("127.0.0.1", 0, no_responders_grace_s=0) as server:
+        took = close_at_next_subscribe(server, monkeypatch)
+        proc = await node_script(node, str(server.port), "off")
+        try:
+            outcome = await line_of(proc)
+            assert outcome["event"] == "connect" and outcome["connected"] == [] and outcome["state"] == "disconnected", outcome
+            assert outcome["error"] == {"name": "NotConnectedError", "code": "not_connected", "cause": "ShuttingDownError"}, outcome
+            assert await asyncio.wait_for(took, WAIT_S) < CLOSE_WAIT_S / 2
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()

@@ -64,9 +64,9 @@ class Connection {
   constructor(options, owner) {
     this.options = options;
     this.owner = owner;
-    /** @type {import('./protocol/client_protocol').HandshakeInfo|null} */
-    this.info = null;
+    this.info = /** @type {import('./protocol/client_protocol').HandshakeInfo|null} */ (null);
     this.legacy = false;
+    this.goingAway = false; // the server's goaway notice came on it (lib/going_away.js)
     this.lastReceived = now();
     this.closed = false;
     this._proto = new ClientProtocol(options);

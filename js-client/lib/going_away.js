@@ -13,10 +13,18 @@
  * flight ends with its answer (shutting_down for those the server did not
  * run). Once none is left, or after the server's own wait (2 s, when it
  * aborts), it closes the socket and reconnects with its usual backoff; a
- * call still waiting then fails connection_lost, as it would. The Python
- * mirror is ipc_client/going_away.py.
+ * call still waiting then fails connection_lost, as it would.
+ *
+ * A notice that comes while the client is still connecting (with the
+ * connect answer, or while the subscriptions are restored: a shutdown
+ * during a reconnection storm) marks the connection; the attempt then fails
+ * instead of going 'connected' (leaveToldWhileConnecting), closes the
+ * socket without a reset, and is retried as any failed attempt; calls made
+ * meanwhile wait in the offline queue. The Python mirror is
+ * ipc_client/going_away.py.
  */
 
+const { now } = require('./connection');
 const { State } = require('./state');
 const { NotConnectedError, ShuttingDownError } = require('./errors');
 const { isGoaway } = require('./protocol/restarts');
@@ -33,6 +41,7 @@ const CHECK_MS = 10; // how often the wait looks at what is still in flight
  */
 function goAway(lifecycle, conn, msg) {
   if (!isGoaway(msg)) return false;
+  conn.goingAway = true; // still connecting: the attempt fails once it would be connected
   const host = lifecycle.host;
   if (conn !== host._conn || host._state !== State.CONNECTED) return true;
   const retry = host.options.reconnect;
@@ -53,9 +62,9 @@ function goAway(lifecycle, conn, msg) {
  * @private
  */
 function closeWhenDone(host, conn, generation, retry) {
-  const deadline = Date.now() + GOAWAY_WAIT_MS;
+  const deadline = now() + GOAWAY_WAIT_MS; // monotonic: a wall clock step neither cuts nor stretches it
   const check = () => {
-    if (!conn.closed && host._calls.pending.size + host._streams.size > 0 && Date.now() < deadline) {
+    if (!conn.closed && host._calls.pending.size + host._streams.size > 0 && now() < deadline) {
       setTimeout(check, CHECK_MS);
       return;
     }
@@ -67,4 +76,21 @@ function closeWhenDone(host, conn, generation, retry) {
   check();
 }
 
-module.exports = { goAway, GOAWAY_WAIT_MS };
+/**
+ * Where an attempt would go 'connected' but its connection was told goaway
+ * meanwhile (`conn.goingAway`): closes it without a reset and fails the
+ * attempt, retried with backoff as any failed attempt; with reconnect off,
+ * what connect() rejects with.
+ * @param {object} host the IPCClient.
+ * @param {object} conn the connection being opened.
+ * @returns {Promise<never>}
+ */
+async function leaveToldWhileConnecting(host, conn) {
+  await conn.close(); // its close (Lifecycle.onClosed) lets go of it: never CONNECTED
+  const peer = `${host.options.host}:${host.options.port}`;
+  throw new NotConnectedError(`cannot connect to ${peer}: it is shutting down`, {
+    cause: new ShuttingDownError(`${peer} sent goaway while the connection was being opened`)
+  });
+}
+
+module.exports = { goAway, leaveToldWhileConnecting, GOAWAY_WAIT_MS };

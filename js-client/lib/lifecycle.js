@@ -27,7 +27,7 @@ const tlsOptions = require('./tls_options');
 const { ASKED_FEATURES } = require('./protocol/cluster_info');
 const { lameDuckDeadlineMs } = require('./protocol/restarts');
 const { revokedForGood } = require('./reconnect');
-const { goAway } = require('./going_away');
+const { goAway, leaveToldWhileConnecting } = require('./going_away');
 
 /**
  * The Unauthorized a reload revoked the connection with (it ended it), or
@@ -99,6 +99,7 @@ class Lifecycle {
   disconnect() {
     const host = this.host;
     if (host._state === State.DISCONNECTED) {
+      if (host._conn !== null) return this._letGo(host._conn); // told goaway with reconnect off: what it carries ends now
       host._outbox.release();
       return Promise.resolve();
     }
@@ -124,6 +125,27 @@ class Lifecycle {
     host._closing = closing;
     if (wasConnected) host._emitSafely('disconnected', null); // once _closing is set: a listener's connect()/disconnect() waits for it
     return closing;
+  }
+
+  /**
+   * disconnect() after a goaway with reconnect off: the state is already
+   * 'disconnected', but the connection was still held for its answers
+   * (lib/going_away.js). It ends now as a disconnect() ends one (calls
+   * connection_lost, then 'close'), not at the last answer or the 2 s bound.
+   * @param {Connection} conn
+   * @returns {Promise<void>}
+   * @private
+   */
+  _letGo(conn) {
+    const host = this.host;
+    host._generation++; // the goaway's wait lets go of it: the 'close' is emitted here
+    this.detach(new ConnectionLostError('the client disconnected'));
+    host._metrics.closed(false);
+    return conn.close().then(() => {
+      if (host._state !== State.DISCONNECTED) return; // a connect() meanwhile
+      host._outbox.release();
+      host._emitSafely('close');
+    });
   }
 
   /**
@@ -206,6 +228,7 @@ class Lifecycle {
     if (host._conn !== conn) {
       throw revokedBy(conn) ?? new NotConnectedError('the connection was lost while restoring subscriptions'); // never CONNECTED on a dead socket
     }
+    if (conn.goingAway) await leaveToldWhileConnecting(host, conn); // the notice came while connecting: never CONNECTED on it
     const reconnector = host._reconnector;
     // a first connection reached through waitOnFirstConnect is no reconnection
     const reconnected = host._state === State.RECONNECTING && !reconnector.firstWait;
@@ -288,7 +311,11 @@ class Lifecycle {
    */
   onMessage(conn, msg) {
     const host = this.host;
-    if (conn !== host._conn) return; // after disconnect() or from a replaced connection: nobody's
+    if (conn !== host._conn) {
+      // The notice in the same read as the connect answer: remembered (lib/going_away.js).
+      if (conn === host._opening && msg.message_type === 'publish' && msg.channel_id === SYSTEM_CHANNEL) goAway(this, conn, msg);
+      return; // after disconnect() or from a replaced connection: nobody's
+    }
     switch (msg.message_type) {
       case 'response':
         if (!host._calls.settle(conn, msg) && !host._streams.settle(msg) && msg.error) {
