@@ -24,7 +24,7 @@ from interop_settings import ROOT
 
 from ipc_client import IPCClient
 from ipc_server import IPCServer
-from tests.goaway_hooks import CLOSE_WAIT_S, close_at_next_subscribe, cut_every_connection
+from tests.goaway_hooks import CLOSE_WAIT_S, close_at_next_subscribe, cut_every_connection, never_answer
 
 IN_FLIGHT = 40
 CALLS = 300  # per loop at most; a loop ends once its client leaves `connected`
@@ -143,3 +143,25 @@ async def test_with_reconnect_off_the_node_clients_connect_fails_not_connected_c
             if proc.returncode is None:
                 proc.kill()
             await proc.wait()
+
+
+async def test_the_node_clients_disconnect_after_a_goaway_with_reconnect_off_closes_at_once(node: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = IPCServer("127.0.0.1", 0, no_responders_grace_s=0)
+    await server.start()
+    arrived = never_answer(server, monkeypatch, "slow")
+    proc = await node_script(node, str(server.port), "held")
+    try:
+        assert (await line_of(proc))["event"] == "ready"
+        await asyncio.wait_for(arrived.wait(), WAIT_S)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(server.close(grace_s=0), WAIT_S)
+        assert loop.time() - started < CLOSE_WAIT_S / 2  # was the full 2 s: disconnect() closed nothing
+        outcome = await line_of(proc)
+        assert outcome["cause"] == "ShuttingDownError" and outcome["closes"] == 1, outcome
+        assert outcome["call"] == {"name": "ConnectionLostError", "code": "connection_lost"}, outcome
+    finally:
+        await server.close()
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()

@@ -4,6 +4,8 @@
 // sends a call (it must wait in the queue), and reports its answer and the events seen,
 // with a 'mark' where the Python side says the old server has closed.
 // 'off': reconnect off, 'news' subscribed while connecting, so connect() restores it; reports how connect() ended.
+// 'held': reconnect off, a call 'slow' the server never answers; at the notice, disconnect(): reports
+// how the call ended, how long after disconnect() (ms), and the 'close' events.
 const readline = require('node:readline');
 const { IPCClient } = require('../../js-client');
 
@@ -46,7 +48,24 @@ async function off() {
   process.exit(0);
 }
 
-(mode === 'off' ? off() : reconnecting()).catch((err) => {
+async function held() {
+  const client = new IPCClient('app', { host: '127.0.0.1', port, reconnect: false, heartbeatInterval: null });
+  client.on('error', () => {});
+  let closes = 0;
+  client.on('close', () => closes++);
+  await client.connect();
+  const call = client.request('slow', null, { timeout: 20000 }).then(() => ({ ok: true }), failure);
+  client.once('disconnected', async (cause) => {
+    const started = performance.now();
+    await client.disconnect();
+    const ended = await Promise.race([call, new Promise((resolve) => setTimeout(resolve, 5000, 'still waiting'))]);
+    say({ event: 'disconnected', cause: cause && cause.name, call: ended, ms: Math.round(performance.now() - started), closes });
+    process.exit(0);
+  });
+  say({ event: 'ready' });
+}
+
+({ off, held }[mode] ?? reconnecting)().catch((err) => {
   say({ event: 'crashed', error: String(err && err.stack) });
   process.exit(1);
 });
