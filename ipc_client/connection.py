@@ -218,7 +218,7 @@ class ClientConnection(asyncio.BufferedProtocol):
         """The server's EOF: nothing more comes. Aborted: a close would wait to
         flush what a peer that stopped reading never takes, the loss unseen."""
         self.abort()
-        return True  # aborting already: no close() on top
+        return False  # the close asyncio adds does nothing now; True would warn over TLS
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_heartbeat()

@@ -246,6 +246,29 @@ def test_server_only_tls_round_trip_and_pub_sub(pki: PKI, run: Callable[..., Any
     run(main())
 
 
+def test_a_tls_connection_ends_without_an_asyncio_warning(pki: PKI, run: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """The client takes the server's EOF for the end (it aborts); over TLS a
+    protocol returning True from eof_received() made asyncio warn at every
+    close, the client's own and the server's."""
+
+    async def main() -> None:
+        async with tls_server(pki) as server:
+            async with IPCClient("app", "127.0.0.1", server.port, tls_ca=pki.ca) as client:
+                assert await client.request("echo", 1) == 1
+            kept = IPCClient("app", "127.0.0.1", server.port, tls_ca=pki.ca, reconnect=False)
+            await kept.connect()
+            lost = asyncio.Event()
+            kept.on("disconnected", lambda *_: lost.set())
+            for conn in server.connections:
+                conn.close("test")
+            await asyncio.wait_for(lost.wait(), FAST_S)
+            await kept.disconnect()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        run(main())
+    assert not [r for r in caplog.records if "eof_received" in r.getMessage()]
+
+
 def test_mutual_tls_exposes_the_client_certificate_subject(pki: PKI, run: Callable[..., Any]) -> None:
     async def main() -> None:
         async with tls_server(pki, mutual=True) as server:
