@@ -59,7 +59,9 @@ def peek(transport: Any) -> tuple[int, bytes]:
     """The bytes waiting unread in ``transport``'s socket, and the first 4
     of them (asyncio's TransportSocket and uvloop's PseudoSocket both give
     the descriptor; a throwaway socket object peeks on it, then lets go)."""
-    sock = None if transport is None else transport.get_extra_info("socket")
+    if transport is None or transport.is_closing():  # on uvloop its fd may be closed, its number reused
+        return 0, b""
+    sock = transport.get_extra_info("socket")
     if sock is None or sock.fileno() < 0:
         return 0, b""
     fd = sock.fileno()
