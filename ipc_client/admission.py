@@ -104,6 +104,15 @@ class Admission:
             return
         self.held.append((conn, work, args, expires))
 
+    def hold_publish(self, msg: Message, work: HandlerWork, args: tuple[Any, ...], awaitable: Any = None) -> None:
+        """A publish waiting for a slot: held, or dropped past ``max_held``
+        (``admit()``'s slow path for a publish, whose handlers are matched
+        inline: Subscriptions)."""
+        if len(self.held) < self.max_held:
+            self.held.append((None, work, args, None))
+        else:
+            self.drop(msg, awaitable)
+
     def refuse(self, args: tuple[Any, ...]) -> None:
         """A served request or notification over ``max_held``, not held nor
         run: a request answered ``limit_exceeded`` (its arguments are
@@ -151,7 +160,7 @@ class Admission:
             return  # it never counted (eager start), or clear() already let it go
         self.tasks.discard(slot[0])
         if not self.held:
-            self._overflowing = False
+            self._overflow_ends()
             return
         now = self.loop.time()  # type: ignore[union-attr]
         current = self.current()
@@ -162,8 +171,12 @@ class Admission:
                     self.dropped(args)
                 continue
             self.run(work, args)
+        self._overflow_ends()
+
+    def _overflow_ends(self) -> None:
+        """Back to half the bound: the next drop starts a new episode (reported)."""
         if self._overflowing and len(self.held) * 2 <= self.max_held:
-            self._overflowing = False  # back to half the bound: the next drop is a new episode
+            self._overflowing = False
 
     def lost(self, conn: ClientConnection) -> None:
         """``conn`` is gone: what was held from it (served requests and
@@ -179,8 +192,7 @@ class Admission:
             elif self.dropped is not None:
                 self.dropped(entry[2])
         self.held = kept
-        if self._overflowing and len(kept) * 2 <= self.max_held:
-            self._overflowing = False
+        self._overflow_ends()
 
     def drop_held(self, message_id: str) -> None:
         """A cancel named a served request still held for a slot: it never

@@ -151,7 +151,8 @@ class Streams:
         failure: BaseException | None = None
         try:
             started = loop.time()
-            conn = await self._ready(started + (self.request_timeout if timeout is None else timeout))
+            ready_by = started + (self.request_timeout if timeout is None else timeout)
+            conn = await self._ready(ready_by)
             idle = self.request_timeout if idle_timeout is None else idle_timeout
             if STREAMS not in conn.proto.features:  # an older server: one request, one item (§15.1 item 3)
                 plain = Message.build(MessageType.REQUEST, self._calls.app_id, channel, payload, headers=headers)
@@ -167,7 +168,7 @@ class Streams:
             )  # fmt: skip
             rid = msg.message_id
             if not conn.is_open:  # closing, its loss not handled yet: fail once it is (Calls.unsent)
-                await self._calls.unsent(conn, started + (self.request_timeout if timeout is None else timeout), False)
+                await self._calls.unsent(conn, ready_by, False)
             conn.send(msg)  # before it is registered: a request never sent is never cancelled
             stream = self._open[rid] = _Consuming()
             try:

@@ -312,10 +312,7 @@ class Subscriptions(Answering):
             try:
                 if is_async:
                     if len(admission.tasks) >= admission.max_concurrent or admission.held:
-                        if len(admission.held) < admission.max_held:  # admit()'s slow path, inline
-                            admission.held.append((None, self._held, (msg, handler, None), None))
-                        else:
-                            admission.drop(msg)
+                        admission.hold_publish(msg, self._held, (msg, handler, None))
                     elif at_once and admission.at_once.possible():
                         admission.at_once.run(self._deliver_at_once, msg, handler, self._emit)  # Python 3.11
                     else:
@@ -325,10 +322,7 @@ class Subscriptions(Answering):
                 # `is not None` first: most handlers return None, and isawaitable is not free.
                 if result is not None and inspect.isawaitable(result):  # an object with an async __call__, a partial
                     if len(admission.tasks) >= admission.max_concurrent or admission.held:
-                        if len(admission.held) < admission.max_held:
-                            admission.held.append((None, self._held, (msg, handler, result), None))
-                        else:
-                            admission.drop(msg, result)
+                        admission.hold_publish(msg, self._held, (msg, handler, result), result)
                     else:
                         admission.run(self._guard, (msg, None, result))
             except BaseException as exc:  # GeneratorExit, a library's own: out of data_received, the connection's end

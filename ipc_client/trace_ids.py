@@ -8,9 +8,9 @@ from __future__ import annotations
 import collections
 import os
 
-__all__ = ["new_span_id", "new_trace_id", "new_traceparent"]
+__all__ = ["ZERO_SPAN", "ZERO_TRACE", "new_span_id", "new_trace_id", "new_traceparent"]
 
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+ZERO_TRACE, ZERO_SPAN = "0" * 32, "0" * 16  # invalid ids (W3C trace context)
 
 _BATCH_BYTES = 4096  # per os.urandom call: 512 span ids, or 170 new traces' headers
 _ids: collections.deque[str] = collections.deque()  # span ids, 16 hex digits
@@ -19,13 +19,13 @@ _traceparents: collections.deque[str] = collections.deque()  # a new trace's fir
 
 def _fill_ids() -> None:  # all zeros is invalid (W3C trace context §3.2.2.3-4): never handed out
     batch = os.urandom(_BATCH_BYTES).hex()
-    _ids.extend([i for i in (batch[at : at + 16] for at in range(0, len(batch), 16)) if i != _ZERO_SPAN])
+    _ids.extend([i for i in (batch[at : at + 16] for at in range(0, len(batch), 16)) if i != ZERO_SPAN])
 
 
 def _fill_traceparents() -> None:
     batch = os.urandom(_BATCH_BYTES).hex()
     pairs = ((batch[at : at + 32], batch[at + 32 : at + 48]) for at in range(0, len(batch) - 47, 48))
-    _traceparents.extend([f"00-{t}-{s}-01" for t, s in pairs if t != _ZERO_TRACE and s != _ZERO_SPAN])
+    _traceparents.extend([f"00-{t}-{s}-01" for t, s in pairs if t != ZERO_TRACE and s != ZERO_SPAN])
 
 
 def new_span_id() -> str:

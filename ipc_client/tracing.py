@@ -32,7 +32,7 @@ from ipc_protocol import Message, printable
 from ipc_protocol.headers import check_headers
 
 from . import otel
-from .trace_ids import new_span_id, new_trace_id, new_traceparent
+from .trace_ids import ZERO_SPAN, ZERO_TRACE, new_span_id, new_trace_id, new_traceparent
 from .trace_state import passed_flags, passed_tracestate
 
 __all__ = [
@@ -57,7 +57,6 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 _TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")  # nearly every one: half the time of the general form
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -114,12 +113,12 @@ def parse_traceparent(value: str) -> tuple[str, str, str] | None:
     m = _TRACEPARENT_00.fullmatch(value)
     if m is not None:
         trace_id, parent_id, flags = m.groups()
-        return None if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN else (trace_id, parent_id, flags)
+        return None if trace_id == ZERO_TRACE or parent_id == ZERO_SPAN else (trace_id, parent_id, flags)
     m = _TRACEPARENT_RE.fullmatch(value)
     if m is None:
         return None
     version, trace_id, parent_id, flags, rest = m.groups()
-    if version == "ff" or (version == "00" and rest is not None) or trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+    if version == "ff" or (version == "00" and rest is not None) or trace_id == ZERO_TRACE or parent_id == ZERO_SPAN:
         return None
     return trace_id, parent_id, flags
 

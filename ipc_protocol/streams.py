@@ -195,7 +195,7 @@ class Window:
             raise ValueError(f"window must be an integer from 1 to {MAX_WINDOW}, got {size!r}")
         self.size = count
         self._taken = 0
-        self._every = max(1, size // 2)
+        self._every = max(1, count // 2)
 
     def taken(self) -> int:
         """The application took one item: the grant to send now (0: none yet)."""

@@ -21,15 +21,15 @@ from ipc_protocol.restarts import GOAWAY, goaway_notice
 
 from .connection import ServerConnection
 
-__all__ = ["close_for_shutdown"]
+__all__ = ["close_for_shutdown", "SHUTTING_DOWN"]
 
-_REASON = "the server is shutting down"
+SHUTTING_DOWN = "the server is shutting down"  # the close line, and what requests are answered (server.py)
 
 
 def close_for_shutdown(conn: ServerConnection) -> None:
     """Tell ``conn`` to go away, or shut its writing side; never a reset."""
     if conn.opened and conn.is_open and not conn.legacy and GOAWAY in conn.protocol.features:
-        conn._closed_because(_REASON)  # the line logged when the client closes
+        conn._closed_because(SHUTTING_DOWN)  # the line logged when the client closes
         if conn.send(goaway_notice(conn.app_id), at_once=True):
             return
-    conn.close(_REASON, linger=True)
+    conn.close(SHUTTING_DOWN, linger=True)

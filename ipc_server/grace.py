@@ -78,8 +78,8 @@ class Grace:
     ) -> None:
         self.grace_s = config.no_responders_grace_s
         self._handlers, self._apps, self._calls, self._forwarding = handlers, apps, calls, forwarding
-        self._window_ends = -math.inf  # loop time until which every request may be held (client_came())
-        self._window_open = False  # the start's window opened: once a server's life
+        # Loop time until which every request may be held: -inf until the first client opens it (client_came()), once a server's life.
+        self._window_ends = -math.inf
         self._held: dict[str, dict[int, _Held]] = {}
         self._ids = itertools.count()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # the server's, once started
@@ -91,8 +91,7 @@ class Grace:
 
     def client_came(self) -> None:
         """A connect arrived: the first opens the start's window (module docstring)."""
-        if not self._window_open:
-            self._window_open = True
+        if self._window_ends == -math.inf:
             self._window_ends = self.loop.time() + self.grace_s
 
     def no_responders(self, conn: Any, msg: Message, body: bytes, text: str) -> None:

@@ -138,15 +138,21 @@ class PendingCap:
             return None
         hard = len(self) >= HARD_BOUND_FACTOR * cap
         young = time.monotonic() - SILENT_AFTER_S
-        for sock, since in list(self._unknown.items()):  # oldest first; the ones with connects move on
+        silent, moved = None, []
+        for sock, since in self._unknown.items():  # oldest first, no copy: at the cap this runs per accept
             if since > young and not hard:
-                return None  # it and all after it may still send theirs
+                break  # it and all after it may still send theirs
             seen = sock.waiting()
             if seen == SILENT:
-                del self._unknown[sock]
-                return sock
+                silent = sock
+                break
             if seen == CONNECT:  # for good: it is read this turn, then past the handshake or checking
-                self._in[sock] = self._unknown.pop(sock)
+                moved.append(sock)
+        for sock in moved:  # moved once the walk is over
+            self._in[sock] = self._unknown.pop(sock)
+        if silent is not None:
+            del self._unknown[silent]
+            return silent
         if not hard:
             return None
         table = self._in if self._in and (not self._unknown or next(iter(self._in.values())) < next(iter(self._unknown.values()))) else self._unknown

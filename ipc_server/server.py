@@ -31,6 +31,7 @@ from .auth import Auth
 from .config import ServerConfig, load_config
 from .connection import ServerConnection, SharedReads
 from .forwarding import Forwarding
+from .goaway import SHUTTING_DOWN
 from .grace import Grace
 from .handlers import HandlerCalls
 from .heartbeat_sweep import sweep_heartbeats
@@ -52,8 +53,6 @@ from .users import Users, read_auth_files
 __all__ = ["IPCServer"]
 
 log = logging.getLogger("ipc_server")
-
-_SHUTTING_DOWN = "the server is shutting down"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -190,7 +189,7 @@ class IPCServer:
             await shutdown.closed.wait()
             return
         shutdown.closing = True
-        self._grace.shut_down(_SHUTTING_DOWN)
+        self._grace.shut_down(SHUTTING_DOWN)
         if self._listener is None:  # never started
             shutdown.closed.set()
             return
@@ -334,7 +333,7 @@ class IPCServer:
             conn.refuse(msg, *problem)
             return
         if self._shutdown.closing:
-            conn.refuse(msg, ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN)
+            conn.refuse(msg, ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN)
             return
         if (headers := msg.headers) is not None and IDEMPOTENCY_HEADER in headers and (keyed := self._idempotency.admit(conn, msg)) is not conn:
             if keyed is None:  # joined a run, answered from the window, or refused (§6.6)
@@ -375,7 +374,7 @@ class IPCServer:
         else:
             self.stats.notifications += 1
         if self._shutdown.closing:
-            conn.refuse(msg, ErrorCode.SHUTTING_DOWN, _SHUTTING_DOWN)
+            conn.refuse(msg, ErrorCode.SHUTTING_DOWN, SHUTTING_DOWN)
             return
         if (headers := msg.headers) is not None and IDEMPOTENCY_HEADER in headers and (keyed := self._idempotency.admit(conn, msg)) is not conn:
             if keyed is None:  # §6.6, as in _route

@@ -104,7 +104,7 @@ class Admission {
     }
     this._held = kept;
     this._heldHead = 0;
-    if (kept.length * 2 <= this.maxHeld) this._overflowing = false;
+    this._overflowEnds();
   }
 
   /** Dispatches held work while there is room (after restart(), once the client's state is settled). */
@@ -122,7 +122,7 @@ class Admission {
       this._dispatch(conn, msg);
       return;
     }
-    if (this._held.length - this._heldHead >= this.maxHeld) {
+    if (this.heldCount >= this.maxHeld) {
       this._refuse(conn, msg);
       return;
     }
@@ -321,7 +321,12 @@ class Admission {
       }
       this._dispatch(conn, held.msg);
     }
-    if (this._overflowing && this.heldCount * 2 <= this.maxHeld) this._overflowing = false; // the next drop is a new episode
+    this._overflowEnds();
+  }
+
+  /** Back to half the bound: the next drop starts a new episode (reported). @private */
+  _overflowEnds() {
+    if (this._overflowing && this.heldCount * 2 <= this.maxHeld) this._overflowing = false;
   }
 
   /**

@@ -38,12 +38,11 @@ const { now } = require('./connection');
 const { State } = require('./state');
 const { checkTimeout } = require('./call_options');
 const { toNumber } = require('./legacy_options');
-const { ConnectionLostError, errorFromWire } = require('./errors');
+const { AbortError, ConnectionLostError, errorFromWire } = require('./errors');
 const { CANCEL, STREAMS, DEFAULT_WINDOW, Window, credit, cancel } = require('./protocol/streams');
 const { checkSignal, abortError } = require('./cancellation');
 const { whenAborted } = require('./abort_listeners');
 const { traceOutgoing, endSpan } = require('./tracing');
-const { AbortError } = require('./errors');
 const { isClosing, failUnsent } = require('./closing');
 
 const DONE = Object.freeze({ value: undefined, done: true });

@@ -8,6 +8,7 @@
 
 const crypto = require('node:crypto');
 
+const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
 /** Random bytes are drawn in batches: 512 span ids per crypto.randomBytes call. */
 const BATCH_BYTES = 4096;
@@ -39,4 +40,4 @@ function newTraceId() {
   return newSpanId() + newSpanId();
 }
 
-module.exports = { newSpanId, newTraceId };
+module.exports = { newSpanId, newTraceId, ZERO_TRACE, ZERO_SPAN };

@@ -24,13 +24,11 @@ const { debuglog } = require('node:util');
 const otel = require('./otel');
 const { printable } = require('./printable');
 const { promiseOf } = require('./listeners');
-const { newSpanId, newTraceId } = require('./trace_ids');
+const { newSpanId, newTraceId, ZERO_TRACE, ZERO_SPAN } = require('./trace_ids');
 const { passedFlags, passedTracestate } = require('./trace_state');
 
 const debug = debuglog('ipc-bridge'); // NODE_DEBUG=ipc-bridge
 const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
-const ZERO_TRACE = '0'.repeat(32);
-const ZERO_SPAN = '0'.repeat(16);
 /**
  * Where the running code is in a trace: its `traceId`, its own `spanId`
  * and the `parentId` it continues (null for a root), with the trace's
