@@ -17,6 +17,16 @@ dataclass give way to :class:`Delivered`, four fields, handed straight to
 the callback. Anything else (a status with headers, a request's reply
 future, JetStream, ``PING``, a message not whole yet) takes nats-py's path.
 
+A subscription the node withdraws may still be sent messages: NATS sends
+until it has read the ``UNSUB``, and nats-py forgets the subscription at
+once, dropping what comes for it unseen. A request NATS gave this node
+alone would be lost, its requester answered ``responder_lost`` only when
+this node stopped naming it (1.5 s later). So such a subscription is
+retired (:func:`retire`): its messages still reach its callback (a
+request: the node's routing, which answers ``no_responders`` when nothing
+on the node takes it now) until NATS has confirmed the ``UNSUB``
+(:func:`release`).
+
 This reaches into nats-py's ``Subscription`` (its ``_pending_queue``, an
 ``asyncio.Queue``, and the byte count it keeps beside it), its client's
 ``_process_msg`` and its parser (``buf``, ``state``, ``parse``): where the
@@ -34,7 +44,7 @@ from typing import Any, Protocol
 
 from nats.protocol import parser as nats_parser
 
-__all__ = ["Delivered", "Msg", "Resume", "deliver_at_once", "read_below_mmap"]
+__all__ = ["Delivered", "Msg", "Resume", "deliver_at_once", "read_below_mmap", "release", "retire"]
 
 # asyncio reads a plain socket 256 KiB at a time into a new bytes object:
 # over glibc's mmap threshold (128 KiB), so every read of the link maps,
@@ -156,7 +166,8 @@ def deliver_at_once(sub: Any, cb: Callable[[Any], Awaitable[None]]) -> bool:
     sub._pending_queue = _AtOnce(sub, cb)
     client = sub._conn
     if "_process_msg" not in vars(client):
-        client._process_msg = _plain_first(client, client._process_msg)
+        client._retired_subs = {}
+        client._process_msg = _plain_first(client, client._process_msg, client._retired_subs)
         parser = client._ps
         if type(getattr(parser, "buf", None)) is bytearray and getattr(nats_parser, "AWAITING_CONTROL_LINE", None) == _AWAITING_CONTROL_LINE:
             parser.parse = _msg_lines_first(client, parser, parser.parse)
@@ -215,14 +226,33 @@ def _msg_lines_first(client: Any, parser: Any, parse: Callable[..., Awaitable[No
     return msg_lines_first
 
 
-def _plain_first(client: Any, process_msg: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+def retire(sub: Any) -> bool:
+    """Keep delivering ``sub``'s messages to its callback once it is
+    unsubscribed, until :func:`release` (module docstring); False where its
+    messages do not come through :func:`deliver_at_once`'s path (nothing kept)."""
+    retired = getattr(sub._conn, "_retired_subs", None)
+    if type(retired) is not dict or type(sub._pending_queue) is not _AtOnce:
+        return False
+    retired[sub._id] = sub
+    return True
+
+
+def release(sub: Any) -> None:
+    """NATS sends ``sub`` (retired: :func:`retire`) nothing more: forget it."""
+    getattr(sub._conn, "_retired_subs", {}).pop(sub._id, None)
+
+
+def _plain_first(client: Any, process_msg: Callable[..., Awaitable[None]], retired: dict[int, Any]) -> Callable[..., Awaitable[None]]:
     """``client._process_msg`` (what nats-py's parser calls per message),
-    taking a plain message for a subscription delivered at once itself."""
+    taking a plain message for a subscription delivered at once itself
+    (one unsubscribed but still retired too)."""
     subs = client._subs
     stats = client.stats
 
     async def process(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         sub = subs.get(sid)
+        if sub is None:
+            sub = retired.get(sid)
         queue = sub._pending_queue if sub is not None else None
         if headers is None and type(queue) is _AtOnce and not sub._max_msgs and sub._jsi is None:
             stats["in_msgs"] += 1

@@ -14,6 +14,16 @@ holding ``orders.*`` and ``orders.>`` would get a publish on
 ``orders.new`` twice. :meth:`Interest.first_copy` keeps one: the copy that
 came through the lowest subscription id among the node's matches.
 
+A request subscription withdrawn is retired (``delivery.retire``) until
+that flush confirms its ``UNSUB``: a request NATS gave this node before
+reading it still reaches the node's routing, which finds no responder and
+answers ``no_responders`` at once (docs/cluster.md §3), rather than being
+dropped unseen and taken for lost by its requester's node 1.5 s later. A
+publish subscription is not: a copy still coming through it is dropped,
+as nats-py drops it. The node's other matching subscriptions bring their
+own copy (a second one would be delivered twice), and its subscribers to
+the pattern withdrawn no longer want it.
+
 A pattern whose subject would pass nats-server's control line
 (``MAX_SUBJECT_LENGTH``: a long non-ASCII channel escapes to many times its
 length) is never subscribed on NATS: nats-server would close the node's
@@ -32,6 +42,7 @@ from nats.errors import Error as NatsError
 from ipc_protocol.printable import clipped
 
 from ..sublist import Sublist
+from .delivery import release, retire
 from .link import Link, Msg, Subscription
 from .subjects import MAX_SUBJECT_LENGTH, Subjects
 
@@ -61,6 +72,7 @@ class Interest:
         self._on_request = on_request
         self._refs: dict[_Key, int] = {}
         self._subs: dict[_Key, Subscription] = {}
+        self._retired: list[Subscription] = []  # request subscriptions withdrawn, until NATS confirms it (module docstring)
         self._dirty: dict[_Key, None] = {}  # keys whose subscription may need changing, in order
         self._index: dict[str, Sublist[int]] = {}  # app -> publish pattern -> subscription id
         self._waiting: list[Callable[[], None]] = []  # acks waiting for the next confirmation
@@ -138,6 +150,7 @@ class Interest:
             if worker is not None:
                 await asyncio.wait([worker])
         finally:
+            self._release()
             waiting, self._waiting = self._waiting, []
             for callback in waiting:
                 callback()
@@ -156,6 +169,7 @@ class Interest:
         one's subscriptions: every pattern is subscribed again."""
         if self._closed:
             return
+        self._release()  # a new connection: NATS sends nothing for a subscription nats-py did not make again
         if self._link.nc is not self._client:
             self._client = self._link.nc
             self._subs.clear()
@@ -199,7 +213,8 @@ class Interest:
                     key = next(iter(self._dirty))
                     del self._dirty[key]
                     await self._reconcile(key)
-                await self._link.flush()  # confirmed, or NATS went away: the acks go out either way
+                if await self._link.flush():  # confirmed, or NATS went away: the acks go out either way
+                    self._release()
                 for callback in waiting:
                     callback()
         finally:
@@ -230,6 +245,8 @@ class Interest:
                 self._subs[key] = sub
             elif not wanted and sub is not None:
                 del self._subs[key]
+                if kind == REQ and retire(sub):
+                    self._retired.append(sub)
                 await sub.unsubscribe()
                 if kind == PUB and app_id is not None and self._client is client:  # out of the index once NATS sends no more through it
                     index = self._index.get(app_id)
@@ -239,6 +256,12 @@ class Interest:
                             del self._index[app_id]
         except Exception as exc:  # noqa: BLE001 - a closed connection: nats-py resubscribes what it holds, link_up what it does not
             log.warning("cluster: cannot %s %s on NATS: %s", "subscribe to" if wanted else "unsubscribe from", clipped(pattern), exc)
+
+    def _release(self) -> None:
+        """NATS has confirmed every ``UNSUB`` sent (or the connection they were for is gone)."""
+        retired, self._retired = self._retired, []
+        for sub in retired:
+            release(sub)
 
     def first_copy(self, app_id: str, channel: str, sid: int) -> bool:
         """Whether this copy of a publish is the one to deliver (module docstring)."""
