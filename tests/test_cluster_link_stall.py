@@ -3,7 +3,8 @@ nats-server SIGSTOPped by the test: what a node holds for NATS stays
 within ``cluster_max_pending_bytes`` under a publishing flood, publishes
 past it are dropped and counted, new requests fail ``no_responders`` at
 once, the stall is noticed within a few heartbeat intervals (the node
-goes degraded, what it held is dropped), and everything comes back after
+goes degraded, what it held is dropped), also while the kernel's socket
+buffers still take what the node writes, and everything comes back after
 SIGCONT."""
 
 from __future__ import annotations
@@ -182,3 +183,39 @@ async def test_a_backed_up_link_refuses_new_requests_at_once_and_drains_when_nat
     await until(lambda: link.held == 0, "the link drains once NATS takes again")
     assert link.up and link.stalls == 0
     assert await on_a.request("echo", 3) == 3
+
+
+async def test_a_frozen_nats_is_noticed_within_a_few_intervals_while_the_kernel_still_takes_what_the_node_writes(
+    nats: NatsServer, nodes: Callable[..., Awaitable[IPCServer]], clients: Callable[..., Awaitable[IPCClient]]  # noqa: F811
+) -> None:
+    a = await nodes("a")  # the default heartbeat, 0.5 s: noticed within four intervals, 2 s
+    b = await nodes("b")
+    on_a, on_b = await clients(a.port), await clients(b.port)
+    got: list[Any] = []
+    await on_b.subscribe("trickle", lambda msg: got.append(msg.payload))
+    await on_a.publish("trickle", "before", ack=True)
+    await until(lambda: got == ["before"], "a publish crosses")
+    link = a.cluster.link  # type: ignore[union-attr]
+    loop = asyncio.get_running_loop()
+    payload = "t" * 2000
+    made = 0
+
+    async def writing() -> bool:
+        """One publish per poll (every 20 ms: 100 KB/s, which the socket's buffers take for minutes) until the stall is seen."""
+        nonlocal made
+        if not link.up:
+            return True
+        await asyncio.wait_for(on_a.publish("trickle", payload, ack=True), 2)
+        made += 1
+        return False
+
+    with paused(nats):
+        frozen_at = loop.time()
+        await until(writing, "the frozen NATS noticed", timeout=6.0)  # documented: 2 s; unnoticed for 10 s and more before
+        noticed = loop.time() - frozen_at
+        assert made > 10 and link.refused == 0, (made, link)  # never near its bound: the kernel took every byte, NATS read none
+        stats = (await on_a.system("stats"))["cluster"]
+        assert stats["state"] == "degraded" and "answered no PING" in stats["reason"] and stats["link_stalls"] == 1, (noticed, stats)
+    await until(lambda: link.up, "a rejoins after SIGCONT", timeout=15)
+    await on_a.publish("trickle", "after", ack=True)
+    await until(lambda: "after" in got, "a publish crosses again")

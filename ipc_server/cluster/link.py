@@ -34,10 +34,11 @@ request) is refused once it reaches ``max_pending`` bytes; what follows up
 on accepted work (answers, stream frames, credits, cancels, the node's
 heartbeats and notes) once it reaches twice that. A refused message is
 not sent (``publish`` returns False, counted in ``refused``), nothing
-waits. A link whose held bytes NATS takes none of for a few heartbeat
-intervals (a stopped nats-server, a silent partition: link_watch.py) is
-stalled: the link goes down as for a lost connection, drops what it held
-and aborts the connection, and nats-py reconnects.
+waits. A link that NATS answers no PING on, or takes none of the held
+bytes of, for a few heartbeat intervals (a stopped nats-server, a silent
+partition: link_watch.py) is stalled: the link goes down as for a lost
+connection, drops what it held and aborts the connection, and nats-py
+reconnects.
 """
 
 from __future__ import annotations
@@ -246,10 +247,10 @@ class Link:
             self._room = self._settings.max_pending - self.held
         return self._room <= floor
 
-    def stall(self, held: int, seconds: float) -> None:
-        """NATS took none of what the link held for ``seconds`` (link_watch.py): down, drop it, reconnect."""
+    def stall(self, what: str) -> None:
+        """NATS stopped reading (``what`` says how the watch saw it, link_watch.py): down, drop what is held, reconnect."""
         self.stalls += 1
-        self._down(f"NATS took none of the {held} bytes waiting for it in {seconds:g} s (stalled); reconnecting")
+        self._down(f"{what} (stalled); reconnecting")
         self._stalled = True
         if self.appends:  # not sent later either: what crosses nodes is live traffic
             drop_pending(self.nc)
