@@ -3,8 +3,8 @@
 the server enforces, on the names where JavaScript's string functions and
 Python's differ: whitespace at a token's edge (str.isspace(), which JS
 trim() does not match) and the 512-character limit counted in code points
-(an emoji is two UTF-16 units in JavaScript). A name Node now accepts the
-server accepts too."""
+(an emoji is two UTF-16 units in JavaScript); a lone surrogate, which
+neither accepts. A name Node now accepts the server accepts too."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ NAMES = [
     "orders.>",
     "a..b",
 ]
+# Neither a channel nor a pattern for anyone: a name that is not valid
+# Unicode, with a lone surrogate (§1.1).
+REFUSED = ["svc.a\ud800", "x.\udc00", "\udbff", "a.\ude00\ud83d", "a.\ud83d"]
+NAMES += REFUSED
 
 
 def python_accepts(check, name: str) -> bool:
@@ -55,6 +59,7 @@ async def test_node_accepts_the_channels_python_accepts(node):
         if node_verdicts[name] != (want := (python_accepts(validate_channel, name), python_accepts(validate_pattern, name)))
     }
     assert differ == {}
+    assert {name: node_verdicts[name] for name in REFUSED} == dict.fromkeys(REFUSED, (False, False))
 
 
 async def test_the_server_takes_what_node_accepts_and_refuses_what_it_refuses(server, node_agent):

@@ -7,6 +7,7 @@ remaining tokens, as in NATS subjects.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from .constants import RESERVED_PREFIXES, SYSTEM_CHANNEL
@@ -21,6 +22,9 @@ __all__ = [
 ]
 
 MAX_CHANNEL_LENGTH = 512
+# A surrogate code point: in a Python str always a lone one, which UTF-8
+# cannot encode, so no frame can carry the name (docs/protocol.md §1.1).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _tokens(name: str, what: str) -> list[str]:
@@ -28,6 +32,8 @@ def _tokens(name: str, what: str) -> list[str]:
         raise ValueError(f"{what} must be a non-empty string")
     if len(name) > MAX_CHANNEL_LENGTH:
         raise ValueError(f"{what} is longer than {MAX_CHANNEL_LENGTH} characters")
+    if not name.isascii() and _SURROGATE.search(name) is not None:
+        raise ValueError(f"{what} {name!r} holds a lone surrogate, which is not valid Unicode")
     tokens = name.split(".")
     if any(not t or t.strip() != t for t in tokens):
         raise ValueError(f"{what} {name!r} has an empty token or surrounding spaces")

@@ -1432,7 +1432,8 @@ export declare class ServiceClient {
 /**
  * Throws MessageError (bad_message) unless `name` is a concrete channel: the
  * rules of docs/protocol.md §4, Python's (at most 512 code points, no token
- * beginning or ending with what str.isspace() calls whitespace).
+ * beginning or ending with what str.isspace() calls whitespace, valid
+ * Unicode: no lone surrogate).
  */
 export declare function validateChannel(name: string): string;
 /** Throws MessageError (bad_message) unless `pattern` is a valid channel or pattern. */

@@ -243,14 +243,18 @@ async def test_argument_errors_node_throws_at_the_call_raise_on_await_with_the_s
     and the client stays up."""
     client = await make_client()
     handler: Any = lambda m: None  # noqa: E731
-    for pattern in ("a..b", "ord*", " x", "x.", "a" * 600):
+    for pattern in ("a..b", "ord*", " x", "x.", "a" * 600, "x.\udc00"):
         with pytest.raises(ValueError):
             await client.subscribe(pattern, handler)
-    for channel in ("a..b", "orders.*", " x", "x.", "a" * 600):
+        with pytest.raises(ValueError):
+            client.serve(pattern, handler)  # at the call, keeping nothing (AlreadyServing next time, before)
+    for channel in ("a..b", "orders.*", " x", "x.", "a" * 600, "x.\udc00"):
         with pytest.raises(ValueError):
             await client.publish(channel, 1)
         with pytest.raises(ValueError):
             await client.notify(channel, 1)
+        with pytest.raises(ValueError):
+            await client.request(channel, 1)
     for payload in (math.nan, {"v": math.inf}, "a\ud800b"):
         with pytest.raises(MessageError):
             await client.publish("feed", payload)
@@ -264,7 +268,7 @@ async def test_argument_errors_node_throws_at_the_call_raise_on_await_with_the_s
         await client.unsubscribe("feed", "not callable")  # type: ignore[arg-type]
     for name in ("a..b", "ord*", "never.subscribed"):
         await client.unsubscribe(name)  # nothing is held under it: a no-op, as in Node
-    assert client.get_connection_info()["subscriptions"] == []
+    assert client.get_connection_info()["subscriptions"] == [] and client.get_connection_info()["services"] == []
     assert await client.health_check() is True
 
 

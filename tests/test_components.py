@@ -12,6 +12,7 @@ from ipc_client.listeners import Listeners
 from ipc_client.backoff import Backoff
 from ipc_client.state import TRANSITIONS, ConnectionState
 from ipc_protocol import Heartbeat, HeartbeatAction, is_reserved, pattern_matches, validate_channel, validate_pattern
+from ipc_server import IPCServer
 from ipc_server.config import ServerConfig, load_config
 from ipc_server.router import HandlerRegistry, ResponderTable
 from ipc_server.topics import SubscriptionTable
@@ -48,6 +49,18 @@ def test_invalid_patterns(bad: str) -> None:
 def test_wildcards_and_long_names_are_not_channels(bad: str) -> None:
     with pytest.raises(ValueError):
         validate_channel(bad)
+
+
+@pytest.mark.parametrize("bad", ["svc.a\ud800", "x.\udc00", "\udbff", "a.\ud83d\ude00"])
+def test_a_name_that_is_not_valid_unicode_is_refused(bad: str) -> None:
+    """§1.1: no frame can carry a lone surrogate, so a registration under
+    one could never be sent, nor restored after a reconnection."""
+    for validate, what in ((validate_channel, "channel"), (validate_pattern, "pattern")):
+        with pytest.raises(ValueError) as raised:
+            validate(bad)
+        assert str(raised.value) == f"{what} {bad!r} holds a lone surrogate, which is not valid Unicode"
+    with pytest.raises(ValueError, match="lone surrogate"):
+        IPCServer("127.0.0.1", 0).add_handler(bad, lambda m: 1)
 
 
 def test_reserved_channels() -> None:

@@ -11,6 +11,7 @@
 
 const { MAX_CHANNEL_LENGTH, RESERVED_PREFIXES } = require('./constants');
 const { MessageError } = require('./errors');
+const { isWellFormed } = require('./json_profile');
 
 /**
  * What Python's str.strip() removes, str.isspace(): a token may neither
@@ -48,6 +49,10 @@ function tokens(name, what) {
   }
   if (tooLong(name)) {
     throw new MessageError(`${what} is longer than ${MAX_CHANNEL_LENGTH} characters`);
+  }
+  if (!isWellFormed(name)) {
+    // no frame can carry it (§1.1): refused here, before a registration is kept
+    throw new MessageError(`${what} ${JSON.stringify(name)} holds a lone surrogate, which is not valid Unicode`);
   }
   const parts = name.split('.');
   for (const t of parts) {

@@ -17,6 +17,15 @@ test('channels - invalid channels are bad_message', () => {
   }
 });
 
+test('channels - a name that is not valid Unicode (a lone surrogate) is bad_message (§1.1), with the Python wording', () => {
+  for (const name of ['svc.a\ud800', 'x.\udc00', '\udbff', 'a.\ude00\ud83d']) {
+    for (const [validate, what] of [[validateChannel, 'channel'], [validatePattern, 'pattern']]) {
+      assert.throws(() => validate(name), { code: ErrorCode.BAD_MESSAGE, message: `${what} ${JSON.stringify(name)} holds a lone surrogate, which is not valid Unicode` });
+    }
+  }
+  assert.equal(validateChannel('a.\ud83d\ude00'), 'a.\ud83d\ude00'); // a pair is one character (an emoji)
+});
+
 test('channels - valid and invalid patterns (§4.3)', () => {
   for (const p of ['orders.*', 'orders.>', '*', '>', '*.*.x', 'a.*.>']) assert.equal(validatePattern(p), p);
   for (const p of ['ord*', 'orders.>.x', 'a.b>', '>.a', '', 'a..*']) {
