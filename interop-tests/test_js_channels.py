@@ -3,8 +3,9 @@
 the server enforces, on the names where JavaScript's string functions and
 Python's differ: whitespace at a token's edge (str.isspace(), which JS
 trim() does not match) and the 512-character limit counted in code points
-(an emoji is two UTF-16 units in JavaScript); a lone surrogate, which
-neither accepts. A name Node now accepts the server accepts too."""
+(an emoji is two UTF-16 units in JavaScript); a wildcard inside a token
+and a lone surrogate, which neither accepts. A name Node now accepts the
+server accepts too."""
 
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ NAMES = [
     "orders.>",
     "a..b",
 ]
-# Neither a channel nor a pattern for anyone: a name that is not valid
-# Unicode, with a lone surrogate (§1.1).
-REFUSED = ["svc.a\ud800", "x.\udc00", "\udbff", "a.\ude00\ud83d", "a.\ud83d"]
+# Neither a channel nor a pattern for anyone: a wildcard inside a token
+# (§4.3), and a name that is not valid Unicode, with a lone surrogate (§1.1).
+REFUSED = ["ord*", "orders.ord*", "a.b>", "a.>b", "**", ">>", "*>", "a.*b.c", "svc.a\ud800", "x.\udc00", "\udbff", "a.\ude00\ud83d", "a.\ud83d"]
 NAMES += REFUSED
 
 

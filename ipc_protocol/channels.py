@@ -25,6 +25,7 @@ MAX_CHANNEL_LENGTH = 512
 # A surrogate code point: in a Python str always a lone one, which UTF-8
 # cannot encode, so no frame can carry the name (docs/protocol.md §1.1).
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_WILDCARDS = ("*", ">")
 
 
 def _tokens(name: str, what: str) -> list[str]:
@@ -52,8 +53,10 @@ def validate_channel(name: str) -> str:
     if type(name) is str and name in _VALID_CHANNELS:
         return name
     tokens = _tokens(name, "channel")
-    if any(t in ("*", ">") for t in tokens):
-        raise ValueError(f"channel {name!r} contains a wildcard; wildcards are for subscriptions")
+    if "*" in name or ">" in name:
+        if any(t in _WILDCARDS for t in tokens):
+            raise ValueError(f"channel {name!r} contains a wildcard; wildcards are for subscriptions")
+        raise ValueError(f"channel {name!r}: wildcards must be whole tokens")  # 'ord*' could never be subscribed to or served (§4.3)
     if len(_VALID_CHANNELS) >= _VALID_CHANNELS_MAX:
         _VALID_CHANNELS.clear()
     _VALID_CHANNELS.add(name)
@@ -66,12 +69,14 @@ def validate_pattern(pattern: str) -> str:
     for i, t in enumerate(tokens):
         if t == ">" and i != len(tokens) - 1:
             raise ValueError(f"pattern {pattern!r}: '>' may only be the last token")
-        if t not in ("*", ">") and ("*" in t or ">" in t):
+        if t not in _WILDCARDS and ("*" in t or ">" in t):
             raise ValueError(f"pattern {pattern!r}: wildcards must be whole tokens")
     return pattern
 
 
 def is_pattern(name: str) -> bool:
+    """Whether a valid name holds a wildcard token: ``*`` and ``>`` are
+    never part of a longer token in one, so looking for the characters is enough."""
     return "*" in name or ">" in name
 
 

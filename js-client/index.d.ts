@@ -1433,10 +1433,14 @@ export declare class ServiceClient {
  * Throws MessageError (bad_message) unless `name` is a concrete channel: the
  * rules of docs/protocol.md §4, Python's (at most 512 code points, no token
  * beginning or ending with what str.isspace() calls whitespace, valid
- * Unicode: no lone surrogate).
+ * Unicode: no lone surrogate), with no `*` or `>` anywhere (a whole-token
+ * wildcard is for subscriptions, and `ord*` is no name at all).
  */
 export declare function validateChannel(name: string): string;
-/** Throws MessageError (bad_message) unless `pattern` is a valid channel or pattern. */
+/**
+ * Throws MessageError (bad_message) unless `pattern` is a valid channel or
+ * pattern: wildcards are whole tokens (`ord*` is refused), `>` only the last.
+ */
 export declare function validatePattern(pattern: string): string;
 /** Whether `channel` matches `pattern` (`*` one token, `>` one or more trailing tokens). */
 export declare function patternMatches(pattern: string, channel: string): boolean;

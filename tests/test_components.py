@@ -11,7 +11,7 @@ import pytest
 from ipc_client.listeners import Listeners
 from ipc_client.backoff import Backoff
 from ipc_client.state import TRANSITIONS, ConnectionState
-from ipc_protocol import Heartbeat, HeartbeatAction, is_reserved, pattern_matches, validate_channel, validate_pattern
+from ipc_protocol import Heartbeat, HeartbeatAction, is_pattern, is_reserved, pattern_matches, validate_channel, validate_pattern
 from ipc_server import IPCServer
 from ipc_server.config import ServerConfig, load_config
 from ipc_server.router import HandlerRegistry, ResponderTable
@@ -49,6 +49,25 @@ def test_invalid_patterns(bad: str) -> None:
 def test_wildcards_and_long_names_are_not_channels(bad: str) -> None:
     with pytest.raises(ValueError):
         validate_channel(bad)
+
+
+@pytest.mark.parametrize("bad", ["ord*", "orders.ord*", "a.b>", "a.>b", "**", ">>", "*>", "a.*b.c"])
+def test_a_wildcard_inside_a_token_is_no_channel_and_no_pattern(bad: str) -> None:
+    """§4.3: such a channel could be published on, but never subscribed to
+    or served exactly, so only a '>' subscriber would ever have received it."""
+    with pytest.raises(ValueError, match="wildcards must be whole tokens$"):
+        validate_channel(bad)
+    with pytest.raises(ValueError, match="wildcards must be whole tokens$"):
+        validate_pattern(bad)
+
+
+@pytest.mark.parametrize("name", ["orders", "orders.created", "$sys.services", "a-b.c_d", "é.😀"])
+def test_a_name_holds_a_wildcard_character_only_as_a_wildcard_token(name: str) -> None:
+    """is_pattern() looks for the characters: true exactly for the valid
+    names with a wildcard token, so never for a channel publish accepts."""
+    assert validate_channel(name) == name and not is_pattern(name)
+    for pattern in (f"{name}.*", f"{name}.>", f"*.{name}"):
+        assert validate_pattern(pattern) == pattern and is_pattern(pattern)
 
 
 @pytest.mark.parametrize("bad", ["svc.a\ud800", "x.\udc00", "\udbff", "a.\ud83d\ude00"])

@@ -193,6 +193,11 @@ async def test_errors_reach_legacy_client_in_the_payload(server: IPCServer, clie
     legacy_error(response, "forbidden")
     await assert_legacy_alive(server, legacy)
 
+    # A wildcard inside a token is no channel for any client, a 1.1.x one included (§4.3).
+    response = await blocking(legacy.send_request, "ord*", {}, timeout=WAIT_S)
+    assert legacy_error(response, "bad_message")["message"] == "channel 'ord*': wildcards must be whole tokens"
+    await assert_legacy_alive(server, legacy)
+
     # The same errors reach a version-2 client in the ``error`` field instead.
     v2 = await clients.v2(server.port)
     with pytest.raises(NoResponders):

@@ -215,8 +215,12 @@ async def test_invalid_patterns_and_wildcard_publish(raw) -> None:
     peer.send(frame("subscribe", "a..b", None, message_id="s"))
     peer.send(frame("publish", "a.*", 1, message_id="p"))
     peer.send(frame("request", "a.>", 1, message_id="r"))
-    errs = {m.reply_to: m.error.code for m in [await peer.recv() for _ in range(3)]}
-    assert errs == {"s": "bad_message", "p": "bad_message", "r": "bad_message"}
+    # a wildcard inside a token (§4.3): no channel either, so never delivered to a '>' subscriber
+    peer.send(frame("publish", "ord*", 1, message_id="p2", ack=True))
+    peer.send(frame("request", "a.b>", 1, message_id="r2"))
+    errs = {m.reply_to: (m.error.code, m.error.message) for m in [await peer.recv() for _ in range(5)]}
+    assert {k: code for k, (code, _) in errs.items()} == dict.fromkeys(("s", "p", "r", "p2", "r2"), "bad_message")
+    assert errs["p2"][1] == "channel 'ord*': wildcards must be whole tokens"
     peer.send(frame("request", "system", {"action": "ping"}, message_id="still-open"))
     assert (await peer.recv()).reply_to == "still-open"
 

@@ -63,6 +63,9 @@ function tokens(name, what) {
   return parts;
 }
 
+/** Whether a token is a wildcard (`*` or `>`). @private */
+const isWildcard = (t) => t === '*' || t === '>';
+
 // The channels last found valid: a service sends on a few, again and again,
 // and splitting one into tokens on every call costs an array each time.
 const VALID_CHANNELS_KEPT = 1024;
@@ -76,10 +79,13 @@ const validChannels = new Set();
  */
 function validateChannel(name) {
   if (validChannels.has(name)) return name;
-  for (const t of tokens(name, 'channel')) {
-    if (t === '*' || t === '>') {
+  const parts = tokens(name, 'channel');
+  if (name.includes('*') || name.includes('>')) {
+    if (parts.some(isWildcard)) {
       throw new MessageError(`channel ${JSON.stringify(name)} contains a wildcard; wildcards are for subscriptions`);
     }
+    // 'ord*' could never be subscribed to or served (§4.3)
+    throw new MessageError(`channel ${JSON.stringify(name)}: wildcards must be whole tokens`);
   }
   if (validChannels.size >= VALID_CHANNELS_KEPT) validChannels.clear();
   validChannels.add(name);
@@ -99,7 +105,7 @@ function validatePattern(pattern) {
     if (t === '>' && i !== parts.length - 1) {
       throw new MessageError(`pattern ${JSON.stringify(pattern)}: '>' may only be the last token`);
     }
-    if (t !== '*' && t !== '>' && (t.includes('*') || t.includes('>'))) {
+    if (!isWildcard(t) && (t.includes('*') || t.includes('>'))) {
       throw new MessageError(`pattern ${JSON.stringify(pattern)}: wildcards must be whole tokens`);
     }
   }
@@ -107,7 +113,8 @@ function validatePattern(pattern) {
 }
 
 /**
- * Whether a (valid) name contains a wildcard.
+ * Whether a (valid) name contains a wildcard token: `*` and `>` are never
+ * part of a longer token in one, so looking for the characters is enough.
  * @param {string} name
  * @returns {boolean}
  */

@@ -14,7 +14,7 @@ const { ErrorCode, ForbiddenError, MessageError } = require('..');
 const { peerAndClient: setup, waitFor } = require('./helpers');
 
 const BAD_PATTERNS = ['a..b', 'ord*', ' x', 'x.', 'a'.repeat(600), 'x.\udc00', 42];
-const BAD_CHANNELS = ['a..b', 'orders.*', ' x', 'x.', 'a'.repeat(600), 'x.\udc00', 42]; // 'ord*' is a channel, no wildcard
+const BAD_CHANNELS = ['a..b', 'orders.*', 'ord*', 'a.b>', ' x', 'x.', 'a'.repeat(600), 'x.\udc00', 42];
 const cyclic = {};
 cyclic.self = cyclic;
 const UNENCODABLE = { NaN: NaN, Infinity: { v: Infinity }, map: { m: new Map([[1, 2]]) }, set: new Set([1]), loneSurrogate: 'a\ud800b', bigint: 10n, cycle: cyclic };

@@ -17,6 +17,24 @@ test('channels - invalid channels are bad_message', () => {
   }
 });
 
+test('channels - a wildcard inside a token is no channel and no pattern (§4.3), with the Python wording', () => {
+  for (const name of ['ord*', 'orders.ord*', 'a.b>', 'a.>b', '**', '>>', '*>', 'a.*b.c']) {
+    assert.throws(() => validateChannel(name), { code: ErrorCode.BAD_MESSAGE, message: `channel ${JSON.stringify(name)}: wildcards must be whole tokens` });
+    assert.throws(() => validatePattern(name), { code: ErrorCode.BAD_MESSAGE, message: `pattern ${JSON.stringify(name)}: wildcards must be whole tokens` });
+  }
+});
+
+test('channels - a wildcard character is only ever a wildcard token, so isPattern() is false for every channel', () => {
+  for (const name of ['orders', 'orders.created', '$sys.services', 'a-b.c_d', '\u00e9.\u{1F600}']) {
+    assert.equal(validateChannel(name), name);
+    assert.equal(isPattern(name), false, name);
+    for (const pattern of [`${name}.*`, `${name}.>`, `*.${name}`]) {
+      assert.equal(validatePattern(pattern), pattern);
+      assert.equal(isPattern(pattern), true, pattern);
+    }
+  }
+});
+
 test('channels - a name that is not valid Unicode (a lone surrogate) is bad_message (§1.1), with the Python wording', () => {
   for (const name of ['svc.a\ud800', 'x.\udc00', '\udbff', 'a.\ude00\ud83d']) {
     for (const [validate, what] of [[validateChannel, 'channel'], [validatePattern, 'pattern']]) {
