@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ipc_protocol import AlreadyServing, ConnectionLost, IPCError, Message, MessageType, NotConnected, RemoteError, pattern_matches, printable, validate_pattern
+from ipc_protocol import AlreadyServing, ConnectionLost, Message, MessageType, NotConnected, RemoteError, RequestTimeout, pattern_matches, printable, validate_pattern
 from ipc_protocol.contracts import bind, declared
 
 from .admission import Admission, Slot
@@ -34,6 +34,9 @@ log = logging.getLogger("ipc_client")
 Handler = Callable[[Message], Any]
 Withdrawal = Callable[[bool, str, BaseException], None]  # (serve, channel, the server's error)
 _SUB_CACHE_LIMIT = 4096
+# The connection's end or silence: the registration is not at fault, and the
+# next connection restores it. Any other failure is the registration's own.
+_CONNECTION_ERRORS = (ConnectionLost, NotConnected, RequestTimeout)
 
 
 def check_unsubscription(channel: object, handler: object) -> None:
@@ -203,8 +206,10 @@ class Subscriptions(Answering):
         try:
             await self._interest(conn, channel, serve=True)
         except Exception as exc:
-            if isinstance(exc, RemoteError) and self._acks.get(channel) is registration:
-                # Refused (limit_exceeded, forbidden): not served, so serve() may be tried again.
+            if not isinstance(exc, _CONNECTION_ERRORS) and self._acks.get(channel) is registration:
+                # Refused, by the server (limit_exceeded, forbidden) or here (too large for
+                # its frame limit): not served, so serve() may be tried again, and never
+                # restored, where it would fail every attempt (as Node keeps none).
                 del self._acks[channel]
                 self._drop_service(channel)
             registration._settle(exc)
@@ -236,7 +241,10 @@ class Subscriptions(Answering):
         """Resubscribe and re-register responders before anything else goes
         out, until the server holds exactly what this client holds: what is
         added meanwhile is sent too, what is dropped (unsubscribe/unserve tell
-        the server nothing before the client is connected) withdrawn."""
+        the server nothing before the client is connected) withdrawn. One
+        refused, by the server or here (too large for the new server's frame
+        limit), is dropped and reported, so it cannot fail every attempt; a
+        lost or silent connection fails the attempt."""
         held: set[tuple[bool, str]] = set()  # what the server holds for this connection
         while True:
             todo = [(False, p) for p in self.handlers if (False, p) not in held] + [(True, c) for c in self.services if (True, c) not in held]
@@ -251,14 +259,14 @@ class Subscriptions(Answering):
             sends += [self._interest(conn, name, serve=serve, subscribe=False, deadline=deadline) for serve, name in stale]
             results = await asyncio.gather(*sends, return_exceptions=True)
             for i, (key, result) in enumerate(zip(todo + stale, results)):
-                if isinstance(result, BaseException) and not isinstance(result, RemoteError):
-                    raise result
+                if isinstance(result, _CONNECTION_ERRORS) or (isinstance(result, BaseException) and not isinstance(result, Exception)):
+                    raise result  # the attempt fails (a cancel ends it); the next one restores
                 if i >= len(todo):
                     held.discard(key)  # withdrawn (a refusal too: nothing more to try)
                 elif result is None:
                     held.add(key)
                 else:
-                    self._refused(*key, result)  # reconnecting again would not change the answer
+                    self._refused(*key, result)  # reconnecting again would not change the answer, and the others go on
 
     async def _restore_one(self, conn: ClientConnection, serve: bool, name: str, deadline: float) -> None:
         await self._interest(conn, name, serve=serve, deadline=deadline)
@@ -266,7 +274,7 @@ class Subscriptions(Answering):
         if registration is not None:
             registration._settle(None)
 
-    def _refused(self, serve: bool, name: str, error: IPCError) -> None:
+    def _refused(self, serve: bool, name: str, error: Exception) -> None:
         log.error("could not restore %s %r: %s", "responder" if serve else "subscription", name, printable(error))
         if serve:
             self._drop_service(name)

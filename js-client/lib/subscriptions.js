@@ -23,10 +23,13 @@ const { reply } = require('./replies');
 const { checkTimeout } = require('./call_options');
 const { checkSchemaOption, bindContract } = require('./contracts');
 const { unavailable, isUnavailable } = require('./legacy_server');
-const { AlreadyServingError, ConnectionLostError, ErrorCode, ForbiddenError, RemoteError } = require('./errors');
+const { AlreadyServingError, ConnectionLostError, ErrorCode, ForbiddenError, NotConnectedError, RemoteError, RequestTimeoutError } = require('./errors');
 
 /** An unsubscribe/unserve whose connection is lost before the ack resolves: the server dropped it with the connection, and it is not restored. */
 const goneAnyway = (err) => { if (!(err instanceof ConnectionLostError)) throw err; };
+
+/** The connection's end or silence: the restore's attempt fails and the next one restores; any other error is the registration's own. */
+const endsTheAttempt = (err) => err instanceof ConnectionLostError || err instanceof NotConnectedError || err instanceof RequestTimeoutError;
 
 /** What this client listens to and serves, kept across reconnections. */
 class Subscriptions {
@@ -245,8 +248,9 @@ class Subscriptions {
 
   /**
    * Re-sends every subscription and responder registration and waits for
-   * the acks. A registration the server now refuses is reported and
-   * dropped; a lost connection fails the attempt.
+   * the acks. A registration refused, by the server or here (too large for
+   * the new server's frame limit), is reported and dropped, so it cannot
+   * fail every attempt; a lost or silent connection fails the attempt.
    * @param {Connection} conn
    * @returns {Promise<void>}
    */
@@ -259,7 +263,7 @@ class Subscriptions {
     for (let i = 0; i < results.length; i++) {
       const { status, reason } = results[i];
       if (status === 'fulfilled') continue;
-      if (!(reason instanceof RemoteError) && !isUnavailable(reason)) {
+      if (endsTheAttempt(reason)) {
         conn.destroy(reason);
         throw reason;
       }

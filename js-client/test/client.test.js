@@ -396,6 +396,28 @@ test('client - a refused subscribe or serve leaves no registration behind', asyn
   assert.notEqual(client._subs.responders.get('svc'), replacement);
 });
 
+test('client - a registration the new server cannot take is dropped on restore, reported, and the others restored', async (t) => {
+  // Refused here, not by the server (too large for its frame limit): it failed
+  // every attempt, and the client reconnected forever, restoring nothing.
+  const { peer, client } = await setup(t);
+  await client.connect();
+  const errors = [];
+  client.on('error', (err) => errors.push(err));
+  await client.subscribe('keep', () => {});
+  await client.serve('svc.small', () => 1);
+  const choices = Array.from({ length: 100 }, (_, i) => `${'v'.repeat(60)}${i}`); // a schema of some 6.7 kB
+  await client.serve('svc.big', () => 2, { schema: { request: { enum: choices } } });
+  peer.maxFrameSize = 2048; // the server found at the next connection takes 2 KiB frames at most
+  const firstConnection = peer.received.length;
+  peer.drop();
+  await waitFor(client, 'reconnected', 3000);
+  assert.deepEqual(errors.map((err) => err.code), [ErrorCode.TOO_LARGE]);
+  const info = client.getConnectionInfo();
+  assert.deepEqual([info.subscriptions, info.responders], [['keep'], ['svc.small']]);
+  const restored = peer.received.slice(firstConnection).filter((m) => m.message_type === 'subscribe');
+  assert.deepEqual(restored.map((m) => m.channel_id).sort(), ['keep', 'svc.small']);
+});
+
 test('client - a subscribe cut by a lost connection is not restored', async (t) => {
   const { peer, client } = await setup(t);
   await client.connect();
