@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dis
+import functools
 import inspect
 import sys
 import threading
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 from ipc_protocol.contracts import AWAITS_ONLY_ATTR
 
-__all__ = ["AtOnce", "HandlerCancelled", "answered_as", "is_async_function", "never_waits", "propagates", "result_of"]
+__all__ = ["AtOnce", "HandlerCancelled", "answered_as", "is_async_function", "makes_generator", "never_waits", "propagates", "result_of"]
 
 _EAGER = sys.version_info >= (3, 12)
 # On 3.11 (where AtOnce runs) asyncio.current_task() is a Python function
@@ -46,6 +47,7 @@ B = TypeVar("B")
 C = TypeVar("C")
 R = TypeVar("R")
 _YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+_GENERATOR = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
 
 class HandlerCancelled(Exception):
@@ -91,6 +93,19 @@ def is_async_function(fn: Callable[..., Any]) -> bool:
     if code is not None and code.co_flags & inspect.CO_COROUTINE:
         return True
     return inspect.iscoroutinefunction(fn)
+
+
+def makes_generator(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is a generator function, ``async`` or not (or an
+    object's ``__call__`` is one). Calling it runs none of its code, so a
+    handler that is one is called on the loop, not in a handler thread:
+    a cancel that comes while a thread made the generator would find a
+    call out of its reach (docs/protocol.md §15.4)."""
+    code = getattr(fn, "__code__", None)  # a function, a bound method: fast, for every served request
+    if code is None:
+        call = fn if isinstance(fn, functools.partial) else getattr(type(fn), "__call__", None)
+        return call is not None and (inspect.isasyncgenfunction(call) or inspect.isgeneratorfunction(call))
+    return bool(code.co_flags & _GENERATOR)
 
 
 def never_waits(fn: Callable[..., Any]) -> bool:

@@ -18,14 +18,14 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["start_eagerly"]
+__all__ = ["EAGER", "start_eagerly"]
 
-_EAGER = sys.version_info >= (3, 12)
+EAGER = sys.version_info >= (3, 12)  # a task's first step runs in start_eagerly
 
 
 def start_eagerly(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """A task running ``coro``, or None when it already finished (3.12+)."""
-    if _EAGER:
+    if EAGER:
         task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
         return None if task.done() else task
     return loop.create_task(coro)

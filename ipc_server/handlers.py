@@ -2,7 +2,8 @@
 the handler, its deadline or shutdown, whichever comes first
 (docs/protocol.md §6.2, §6.3, §6.5).
 
-``async def`` handlers run on the loop; plain functions in a thread of the
+``async def`` handlers run on the loop, as generator functions are called
+(that runs none of their code); plain functions in a thread of the
 server's own (``HANDLER_THREADS``), so a slow one never blocks other clients. A handler's result or exception
 becomes the reply through ``ipc_protocol.replies``, as a client responder's
 does.
@@ -26,7 +27,7 @@ from ipc_protocol.replies import failure_reply, handler_reply
 from ipc_protocol.envelope import REQUEST as _REQUEST, RESPONSE as _RESPONSE
 
 from .connection import ServerConnection
-from .eager import start_eagerly
+from .eager import EAGER, start_eagerly
 from .log_limits import allow_line
 from .router import Handler
 from .shutdown import Shutdown
@@ -165,6 +166,10 @@ class HandlerCalls:
             try:
                 if handler.is_async:
                     result = await handler.fn(msg)
+                elif handler.generates:  # making a generator runs none of its code: no thread (at_once.makes_generator)
+                    if EAGER:  # this step runs in the read of the request: a credit or cancel right behind it counts first
+                        await asyncio.sleep(0)
+                    result = handler.fn(msg)
                 else:
                     self._threads.add(call)  # a cancel cannot stop it: its result is dropped and counted (§15.4)
                     try:
@@ -300,7 +305,8 @@ class HandlerCalls:
 
     def cancel(self, call: HandlerCall) -> None:
         """The requester gave up (a cancel, §15.4): no answer; an async
-        handler is cancelled, a sync one's result will be dropped."""
+        handler is cancelled, a sync one's result will be dropped (a
+        generator it returns closed unstreamed: ``LocalProducers.produce``)."""
         call.answered = True
         if call not in self._threads:  # a sync handler finishes in its thread; _reply drops its result
             self.stop(call)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ipc_client.at_once import never_waits
+from ipc_client.at_once import makes_generator, never_waits
 from ipc_protocol.channels import is_pattern, is_reserved, validate_channel
 from ipc_protocol.codes import ErrorCode
 
@@ -37,6 +37,7 @@ class Handler:
     is_async: bool
     app_id: str | None = None  # None: answers every app
     never_waits: bool = False  # an async def that never awaits: run at once on 3.11 (ipc_client.at_once)
+    generates: bool = False  # a generator function: called on the loop, no thread (ipc_client.at_once.makes_generator)
 
 
 class HandlerRegistry:
@@ -58,7 +59,7 @@ class HandlerRegistry:
     def add(self, channel: str, fn: Callable[..., Any], app_id: str | None = None) -> Handler:
         if self.get(channel, app_id) is not None:
             raise ValueError(f"a handler is already registered for {channel!r}")
-        handler = Handler(channel, fn, inspect.iscoroutinefunction(fn) or _is_async_callable(fn), app_id, never_waits(fn))
+        handler = Handler(channel, fn, inspect.iscoroutinefunction(fn) or _is_async_callable(fn), app_id, never_waits(fn), makes_generator(fn))
         if is_pattern(channel):
             self._patterns.append(handler)
             entries = self._index.get(channel)

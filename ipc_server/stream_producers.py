@@ -86,9 +86,15 @@ class LocalProducers:
 
     async def produce(self, call: HandlerCall, gen: Any) -> None:
         """Run a generator a handler returned, answering ``call``'s stream.
-        Runs in the call's task: its deadline and cancellation apply."""
+        Runs in the call's task: its deadline and cancellation apply. A call
+        settled before (a plain handler's thread made the generator while a
+        cancel came: ``HandlerCalls.cancel`` leaves that task running) only
+        closes it."""
         msg = call.request
         is_async = gen.__class__ is types.AsyncGeneratorType
+        if call.answered or call.stopping:  # a cancel (deadline, shutdown) came while a thread made it: never streams
+            await _close(gen, is_async, None)
+            return
         if msg.window is None or msg.message_type is not MessageType.REQUEST:
             await _close(gen, is_async, None)
             text = f"the handler of {msg.channel_id!r} streams its answer: call stream()"
