@@ -80,6 +80,9 @@ class Admission:
         self.held: collections.deque[tuple[ClientConnection | None, HandlerWork, tuple[Any, ...], float | None]] = collections.deque()
         # Told of a served request's work dropped unrun, with its arguments (answering).
         self.dropped: Callable[[tuple[Any, ...]], None] | None = None
+        # Told of a served request's task as it is created, with its arguments
+        # and slot (answering): a cancel finds it from then on, not from its first step.
+        self.started: Callable[[tuple[Any, ...], Slot], None] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -97,7 +100,7 @@ class Admission:
         ``conn`` is set for served requests: one whose connection is gone, or
         whose deadline (``expires``, loop time) passed while held, is dropped."""
         if len(self.tasks) < self.max_concurrent and not self.held:
-            self.run(work, args)
+            self._start(conn, work, args)
             return
         if len(self.held) >= self.max_held:
             self.refuse(args)
@@ -144,15 +147,27 @@ class Admission:
             text = f"{self.max_held} inbound messages wait for a handler slot: dropping new ones, the first on {msg.channel_id!r}"
             self.emit("error", SlowConsumer(text, details=details))
 
-    def run(self, work: HandlerWork, args: tuple[Any, ...]) -> None:
-        """Start ``work(slot, *args)`` as a task. The work calls
+    def run(self, work: HandlerWork, args: tuple[Any, ...]) -> Slot:
+        """Start ``work(slot, *args)`` as a task; its slot, empty when an
+        eager task factory ran it to its end already. The work calls
         :meth:`finished` with ``slot`` in its ``finally`` (a done callback
-        would cost a loop callback more per request)."""
+        would cost a loop callback more per request), so a task cancelled
+        before its first step would keep its slot: only :meth:`clear` lets
+        such tasks go, and a served request's cancel leaves the task to see
+        it in its first step (producers)."""
         slot: Slot = []
         task = self.loop.create_task(work(slot, *args))  # type: ignore[union-attr]
-        if not task.done():  # an eager task factory may have run it to the end already
+        if not task.done():
             slot.append(task)
             self.tasks.add(task)
+        return slot
+
+    def _start(self, conn: ClientConnection | None, work: HandlerWork, args: tuple[Any, ...]) -> None:
+        """``run()`` a served request's (``conn`` set) or a publish's work,
+        telling ``started`` of the former."""
+        slot = self.run(work, args)
+        if conn is not None and slot and self.started is not None:
+            self.started(args, slot)
 
     def finished(self, slot: Slot) -> None:
         """A handler task ends: free its slot and start held work."""
@@ -170,7 +185,7 @@ class Admission:
                 if self.dropped is not None:
                     self.dropped(args)
                 continue
-            self.run(work, args)
+            self._start(conn, work, args)
         self._overflow_ends()
 
     def _overflow_ends(self) -> None:

@@ -19,7 +19,7 @@ from ipc_protocol.messages import error_response
 from ipc_protocol.replies import handler_reply
 
 from .admission import Admission, Slot
-from .at_once import HandlerCancelled, answered_as, is_async_function, propagates, result_of
+from .at_once import HandlerCancelled, answered_as, is_async_function, makes_generator, propagates, result_of
 from .connection import ClientConnection
 from .keyed_runs import KeyedRun, KeyedRuns, is_keyed
 from .producers import Producers, streams_answer
@@ -59,8 +59,10 @@ class Answering:
         if len(admission.tasks) < admission.max_concurrent and not admission.held:
             if name in self._never_waits and admission.at_once.possible() and not is_keyed(msg):  # Python 3.11 (ipc_client.at_once)
                 admission.at_once.run(self._answer_at_once, conn, msg, fn)
-            else:
-                admission.run(self._answer, (conn, msg, fn))  # admit()'s fast path, inline: every served request takes it
+            else:  # admit()'s fast path, inline: every served request takes it
+                slot = admission.run(self._answer, (conn, msg, fn))
+                if slot:  # a cancel in this same read finds it (§15.4)
+                    self.producers.started(msg, slot)
             return
         expires = None if msg.timeout_ms is None else admission.loop.time() + msg.timeout_ms / 1000  # type: ignore[union-attr]
         admission.admit(conn, self._answer, (conn, msg, fn), expires)
@@ -69,19 +71,23 @@ class Answering:
         """Run a served request's handler and write its answer (or its failure);
         a keyed request's through its run (keyed_runs), which it may join instead;
         not when the server scopes keys per user, which the key does not tell."""
+        if self.producers.cancelled and msg.message_id in self.producers.cancelled:  # before this first step (Producers.on_frame)
+            self._unrun(msg, slot)  # its handler never runs
+            return
         run: KeyedRun | None = None
         if is_keyed(msg) and not conn.proto.keys_per_user:
             run = self.keyed.start(conn, msg)
             if run is None:  # answered by its key's run, or its kept answer
-                self._admission.finished(slot)
+                self._unrun(msg, slot)
                 return
         scope = serving(msg)  # its own calls continue the request's trace (docs/tracing.md)
         failure: BaseException | None
-        self.producers.started(msg, slot)  # a cancel finds its task (§15.4)
         try:
             try:
                 if is_async_function(fn):
                     result = await fn(msg)
+                elif makes_generator(fn):  # making it runs none of its code: no thread (at_once)
+                    result = fn(msg)
                 else:
                     result = await self._in_thread(slot, msg, fn)
                     if inspect.isawaitable(result):
@@ -156,12 +162,24 @@ class Answering:
                 raise
             result, failure, streams = None, exc, False
         if streams:
-            self._admission.run(self._stream, (conn, msg, result, scope))
+            slot = self._admission.run(self._stream, (conn, msg, result, scope))
+            if slot:  # a cancel in this same read finds it (§15.4)
+                self.producers.started(msg, slot)
             return
         if msg.window is not None:
             self.producers.forget(msg)
         scope.end(failure)
         self._reply(conn, msg, result, failure)
+
+    def _unrun(self, msg: Message, slot: Slot) -> None:
+        """A served request's task ends in its first step, its handler unrun."""
+        self.producers.finished(msg)
+        self._admission.finished(slot)
+
+    def admitted(self, args: tuple[Any, ...], slot: Slot) -> None:
+        """A served request held for a slot got its task (``Admission.started``):
+        a cancel finds it from now on (§15.4)."""
+        self.producers.started(args[1], slot)  # (conn, msg, fn): _answer's
 
     def dropped_unrun(self, args: tuple[Any, ...]) -> None:
         """A served request held for a handler slot was dropped unrun
@@ -169,8 +187,8 @@ class Answering:
         self.producers.forget(args[1])  # (conn, msg, fn): _answer's
 
     async def _stream(self, slot: Slot, conn: ClientConnection, msg: Message, gen: Any, scope: Any) -> None:
-        """Stream what a handler run at once returned (§15.6), in a task a cancel can find."""
-        self.producers.started(msg, slot)
+        """Stream what a handler run at once returned (§15.6), in a task a
+        cancel can find: one before its first step closes ``gen`` unstreamed (produce)."""
         failure: BaseException | None = None
         try:
             failure = await self.producers.produce(conn, msg, gen)

@@ -1,11 +1,14 @@
 """The responder's side of streams and cancellation (docs/protocol.md §15):
 served requests that a ``cancel`` can stop, and handlers that stream.
 
-Every served request is registered while its handler runs (its task's
-admission slot, by the id it was sent under), so a ``cancel`` cancels that
-task: the handler sees ``asyncio.CancelledError``. An answer it produces
-anyway is not sent (the server no longer waits for it) and is counted in
-``late_answers``.
+Every served request is registered from its task's creation until its
+handler ends (its task's admission slot, by the id it was sent under), so a
+``cancel`` cancels that task: the handler sees ``asyncio.CancelledError``.
+An answer it produces anyway is not sent (the server no longer waits for
+it) and is counted in ``late_answers``. A task whose first step has not run
+yet (a ``cancel`` read with its request) is not cancelled, since then it would
+never run the ``finally`` that frees its slot: the cancel is noted, and its
+first step ends it with the handler unrun (a stream's generator closed).
 
 A handler that returns a generator (``async def`` with ``yield``, run on the
 loop; a plain generator, one ``next()`` at a time in one of the client's
@@ -25,7 +28,7 @@ A cancel, the connection's loss or ``disconnect()`` cancels the task
 and closes the generator (``aclose()`` / ``close()``).
 
 Host interface: :meth:`expect` when a served request arrives,
-:meth:`started` / :meth:`finished` around its handler (``answering``),
+:meth:`started` when its task is created, :meth:`finished` when it ends (``answering``),
 :meth:`forget` for one dropped unrun, :meth:`on_frame` for ``credit`` and
 ``cancel`` (``lifecycle``), :meth:`connection_lost`.
 """
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import threading
 import types
@@ -153,7 +157,9 @@ class Producers:
             return
         if slot and not slot[0].cancelling():  # running: stop it (a cancel of what has ended is nothing, §15.4)
             self.cancelled.add(rid)
-            slot[0].cancel(f"the requester gave up ({cancel_reason(msg)})")
+            task = slot[0]
+            if not _unstarted(task):  # else its first step sees the cancel (answering)
+                task.cancel(f"the requester gave up ({cancel_reason(msg)})")
 
     def connection_lost(self) -> None:
         """Nobody will grant credit again: stop every stream (plain handlers
@@ -177,6 +183,9 @@ class Producers:
         if gen.__class__ is Stream:
             gen = gen.generator
         is_async = gen.__class__ is types.AsyncGeneratorType
+        if self.cancelled and msg.message_id in self.cancelled:  # before its task's first step (on_frame): never streams
+            await _close(gen, is_async, None)
+            return Cancelled("cancelled by its requester")
         if msg.window is None or msg.message_type is not MessageType.REQUEST or STREAMS not in conn.proto.features:
             await _close(gen, is_async, None)
             if msg.message_type is MessageType.REQUEST and conn.is_open:
@@ -237,6 +246,13 @@ class Producers:
             if self._producing.get(msg.message_id) is producing:
                 del self._producing[msg.message_id]
             await _close(gen, is_async, pull)
+
+
+def _unstarted(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task``'s first step has yet to run: cancelled now, it would
+    never run its ``finally`` (answering's tasks run coroutines)."""
+    coro = task.get_coro()
+    return isinstance(coro, types.CoroutineType) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
 
 
 class _SyncPull:

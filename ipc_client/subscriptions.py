@@ -74,6 +74,7 @@ class Subscriptions(Answering):
         self._calls = calls
         self._admission = admission
         admission.dropped = self.dropped_unrun  # a stream's books go with it (answering)
+        admission.started = self.admitted  # a cancel finds a served request's task from its creation (answering)
         self._connected = connected
         self._waiting = waiting
         self._until_connected = until_connected

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -78,6 +79,66 @@ class Kinds:
         finally:
             self.live -= 1
 
+    async def returns_gen(self, msg: Message) -> AsyncIterator[int]:  # never waits: run at once on 3.11, then a stream task
+        made = self.agen(msg)
+        self.made.append(made)
+        return made
+
+
+KINDS = {"async": ("waits", None), "plain": ("blocks", None), "async generator": ("agen", 4), "generator": ("gen", 4), "returned generator": ("returns_gen", 4)}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_a_responders_request_cancelled_in_the_same_read_never_runs_and_frees_its_slot(
+    kind: str, server: IPCServer, make_client: Callable[..., Any], raw: Callable[[], Any]
+) -> None:
+    kinds = Kinds()
+    name, window = KINDS[kind]
+    responder = await make_client(reconnect=False, max_concurrent_handlers=1)
+    await responder.serve("work", getattr(kinds, name))
+    await responder.serve("echo", lambda msg: "echo")
+    peer = await requester(raw)
+    extra = {} if window is None else {"window": window}
+    try:
+        peer.send_raw(request("work", "w1", **extra) + cancel("work", "w1"))
+        peer.send_raw(request("echo", "e1"))  # one slot: it runs only once the cancelled request freed it
+        answer = await peer.recv()
+        assert (answer.reply_to, answer.payload) == ("e1", "echo")
+        producers, admission = responder._subs.producers, responder._admission
+        await until(lambda: not admission.tasks and not producers.running and not producers.cancelled and len(producers) == 0)
+        assert kinds.ran == [] and server.stats.cancels == 1
+        assert all(closed(g) for g in kinds.made)
+    finally:
+        kinds.release.set()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are Python 3.12+")
+async def test_a_cancel_in_the_same_read_stops_a_handler_started_eagerly(server: IPCServer, make_client: Callable[..., Any], raw: Callable[[], Any]) -> None:
+    """An eager task factory runs the first step at creation: the handler
+    has started and awaits when the cancel comes, which cancels it."""
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    try:
+        stopped = asyncio.Event()
+
+        async def waits(msg: Message) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                stopped.set()
+                raise
+
+        responder = await make_client(reconnect=False, max_concurrent_handlers=1)
+        await responder.serve("work", waits)
+        await responder.serve("echo", lambda msg: "echo")
+        peer = await requester(raw)
+        peer.send_raw(request("work", "w1") + cancel("work", "w1"))
+        await asyncio.wait_for(stopped.wait(), WAIT_S)
+        peer.send_raw(request("echo", "e1"))
+        assert (await peer.recv()).reply_to == "e1"
+        await until(lambda: not responder._admission.tasks and not responder._subs.producers.running)
+    finally:
+        loop.set_task_factory(None)
 
 
 @pytest.mark.parametrize("kind", ["async generator", "generator"])
@@ -128,7 +189,7 @@ async def test_a_cancel_while_a_plain_handlers_thread_makes_its_generator_closes
     assert len(kinds.made) == 1 and closed(kinds.made[0]) and kinds.ran == []
 
 
-@pytest.mark.parametrize("where", ["server"])
+@pytest.mark.parametrize("where", ["server", "responder"])
 async def test_an_async_generator_handler_needs_no_handler_thread(where: str, server: IPCServer, make_client: Callable[..., Any]) -> None:
     """Making its generator runs none of its code: it is called on the loop
     (a thread made it while a cancel could come and find no task to stop)."""
