@@ -22,12 +22,14 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
 from ipc_protocol import CircuitOpen, ErrorCode, IPCError, Message, ProtocolError, RemoteError
 from ipc_protocol.messages import response_to
+
+from .option_checks import check_count, check_seconds
 
 log = logging.getLogger("ipc_client")
 
@@ -83,12 +85,16 @@ class CircuitBreakerOptions:
     is_failure: Callable[[BaseException], bool] = is_failure
 
     def __post_init__(self) -> None:
-        if self.failure_threshold < 1 or self.success_threshold < 1 or self.half_open_max_calls < 1:
-            raise ValueError("failure_threshold, success_threshold and half_open_max_calls must be >= 1")
-        if self.reset_timeout < 0:
-            raise ValueError("reset_timeout must not be negative")
+        # Node's rules (parseBreakerOptions): a NaN reset_timeout kept an open
+        # breaker letting every call through, and 1.5 or True passed as counts.
+        for name in ("failure_threshold", "success_threshold", "half_open_max_calls"):
+            check_count(f"circuit_breaker.{name}", getattr(self, name), minimum=1)
+        check_seconds("circuit_breaker.reset_timeout", self.reset_timeout)
         if self.scope not in ("channel", "client"):
             raise ValueError("scope must be 'channel' or 'client'")
+
+
+_FIELDS = frozenset(field.name for field in fields(CircuitBreakerOptions))
 
 
 class CircuitBreaker:
@@ -204,10 +210,10 @@ def breaker_options(value: object) -> CircuitBreakerOptions | None:
     if isinstance(value, CircuitBreakerOptions):
         return value
     if isinstance(value, Mapping):
-        try:
-            return CircuitBreakerOptions(**value)
-        except TypeError as exc:  # an unknown field
-            raise TypeError(f"circuit_breaker: {exc}") from None
+        unknown = sorted(repr(key) for key in value if key not in _FIELDS)
+        if unknown:  # as Node's "unknown circuitBreaker option"; a bad value raises naming its field
+            raise TypeError(f"circuit_breaker: unknown field {', '.join(unknown)}")
+        return CircuitBreakerOptions(**value)
     raise TypeError(f"circuit_breaker must be None, a bool, CircuitBreakerOptions or a mapping of its fields, got {type(value).__name__} {value!r:.40}")
 
 

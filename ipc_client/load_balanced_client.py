@@ -31,6 +31,7 @@ from .balanced_subscriptions import BalancedSubscriptions, refusal, tally
 from .balancer import FAILOVER_CODES, SERVER_DOWN_CODES, Balancer, Server, ServerSpec, parse_server
 from .client import Handler, IPCClient
 from .pool import DEFAULT_ACQUIRE_TIMEOUT_S, DEFAULT_IDLE_TIMEOUT_S, ConnectionPool, _refuse_queue_path
+from .option_checks import check_seconds
 from .pool_metrics import mean_ms
 from .subscriptions import check_unsubscription
 from .balanced_streams import BalancedStreaming
@@ -87,10 +88,8 @@ class LoadBalancedClient(BalancedStreaming):
         rng: random.Random | None = None,
         **client_options: Any,
     ) -> None:
-        if health_check_interval is not None and health_check_interval <= 0:
-            raise ValueError("health_check_interval must be positive or None")
-        if health_check_timeout <= 0:
-            raise ValueError("health_check_timeout must be positive")
+        check_seconds("health_check_interval", health_check_interval, exclusive=True, none=True)  # None: no health checks
+        check_seconds("health_check_timeout", health_check_timeout, exclusive=True)
         _refuse_queue_path("LoadBalancedClient", client_options)
         self.app_id = app_id
         self.servers: list[Server] = [parse_server(s) for s in servers]

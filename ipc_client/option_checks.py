@@ -12,7 +12,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["as_number", "check_bool", "check_count", "check_seconds", "check_port", "check_client_options"]
+__all__ = ["as_number", "check_bool", "check_count", "check_seconds", "check_port", "check_client_options", "check_pool_options"]
 
 
 def _shown(value: object) -> str:
@@ -30,9 +30,12 @@ def as_number(name: str, value: object, expected: str) -> float:
         return math.inf
 
 
-def check_seconds(name: str, value: object, *, minimum: float = 0.0, exclusive: bool = False) -> float:
-    """A finite number of seconds, at least ``minimum`` (over it, when ``exclusive``)."""
-    expected = f"a finite number of seconds {'>' if exclusive else '>='} {minimum:g}"
+def check_seconds(name: str, value: object, *, minimum: float = 0.0, exclusive: bool = False, none: bool = False) -> float | None:
+    """A finite number of seconds, at least ``minimum`` (over it, when
+    ``exclusive``); ``None`` too when ``none`` (as Node's ``null``: off)."""
+    if none and value is None:
+        return None
+    expected = f"a finite number of seconds {'>' if exclusive else '>='} {minimum:g}{' or None' if none else ''}"
     seconds = as_number(name, value, expected)
     if not (math.isfinite(seconds) and (seconds > minimum if exclusive else seconds >= minimum)):
         raise ValueError(f"{name} must be {expected}, got {_shown(value)}")
@@ -77,3 +80,15 @@ def check_client_options(request_timeout: Any, max_concurrent_handlers: Any, exp
     check_count("max_concurrent_handlers", max_concurrent_handlers, minimum=1, infinite=True)
     check_count("max_held_messages", max_held_messages, minimum=1, infinite=True)
     check_bool("expose_stacks", expose_stacks)
+
+
+def check_pool_options(min_connections: Any, max_connections: Any, acquire_timeout: Any, idle_timeout: Any) -> None:
+    """A pool's own options (a load-balanced client's pools' too), by the
+    rules above, as Node's pool checks them: a NaN ``acquire_timeout`` made
+    a waiter wait for ever, a NaN ``idle_timeout`` closed no idle member."""
+    check_count("min_connections", min_connections)
+    check_count("max_connections", max_connections, minimum=1)
+    if min_connections > max_connections:
+        raise ValueError(f"min_connections must be <= max_connections, got {min_connections} > {max_connections}")
+    check_seconds("acquire_timeout", acquire_timeout, exclusive=True)
+    check_seconds("idle_timeout", idle_timeout, exclusive=True, none=True)

@@ -39,6 +39,7 @@ from ipc_protocol.payload_paths import read_once
 
 from .client import Handler, IPCClient
 from .coalescing import request_key
+from .option_checks import check_pool_options
 from .pool_core import Member, PoolCore
 from .pool_metrics import sum_metrics
 from .pool_plan import pick_shared
@@ -85,10 +86,7 @@ class ConnectionPool(PoolStreaming, PoolCore):
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
         **client_options: Any,
     ) -> None:
-        if max_connections < 1 or not 0 <= min_connections <= max_connections:
-            raise ValueError("need 0 <= min_connections <= max_connections and max_connections >= 1")
-        if acquire_timeout <= 0 or (idle_timeout is not None and idle_timeout <= 0):
-            raise ValueError("timeouts must be positive")
+        check_pool_options(min_connections, max_connections, acquire_timeout, idle_timeout)
         if client_options.pop("reconnect", False):
             raise ValueError("pool members do not reconnect: the pool replaces them")
         if client_options.pop("wait_on_first_connect", False):

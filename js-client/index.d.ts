@@ -1221,9 +1221,9 @@ export interface LoadBalancedClientOptions
   queuePath?: null;
   /** Default 'round_robin'. */
   strategy?: StrategyValue;
-  /** Ping every server this often, ms. Default 5000. */
-  healthCheckInterval?: number | string | undefined;
-  /** A ping slower than this fails the check, ms. Default 2000. */
+  /** Ping every server this often, ms (a finite number > 0); null: no health checks. Default 5000. */
+  healthCheckInterval?: number | string | null | undefined;
+  /** A ping slower than this fails the check, ms (a finite number > 0). Default 2000. */
   healthCheckTimeout?: number | string | undefined;
   /** Connections per server: defaults 1 and 1. */
   minConnections?: number | string | undefined;
@@ -1292,8 +1292,8 @@ export declare class LoadBalancedClient extends EventEmitter {
   constructor(appId: string, servers: ServerSpec[], options?: LoadBalancedClientOptions);
   readonly appId: string;
   readonly strategy: StrategyValue;
-  /** Ms, as given or defaulted. */
-  readonly healthCheckInterval: number;
+  /** Ms, as given or defaulted; null: no health checks. */
+  readonly healthCheckInterval: number | null;
   readonly healthCheckTimeout: number;
   /**
    * Rejects not_connected when no server is reachable (and keeps checking

@@ -54,7 +54,15 @@ REFUSED: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"circuit_breaker": 5}, TypeError, r"^circuit_breaker must be None, a bool, CircuitBreakerOptions or a mapping of its fields, got int 5$"),
     ({"circuit_breaker": "yes"}, TypeError, r"^circuit_breaker must be .*, got str 'yes'$"),
     ({"circuit_breaker": {"threshold": 2}}, TypeError, r"^circuit_breaker: .*'threshold'"),
-    ({"circuit_breaker": {"failure_threshold": 0}}, ValueError, r"failure_threshold, success_threshold and half_open_max_calls must be >= 1"),
+    ({"circuit_breaker": {"failure_threshold": 0}}, ValueError, r"^circuit_breaker\.failure_threshold must be an integer >= 1, got 0$"),
+    # Node's rules: a NaN reset_timeout kept an open breaker letting every call through; 1.5 and True were counts.
+    ({"circuit_breaker": {"reset_timeout": math.nan}}, ValueError, r"^circuit_breaker\.reset_timeout must be a finite number of seconds >= 0, got nan$"),
+    ({"circuit_breaker": {"reset_timeout": math.inf}}, ValueError, r"^circuit_breaker\.reset_timeout must be a finite number of seconds >= 0, got inf$"),
+    ({"circuit_breaker": {"reset_timeout": "5"}}, TypeError, r"^circuit_breaker\.reset_timeout must be .*, got str '5'$"),
+    ({"circuit_breaker": {"failure_threshold": 1.5}}, ValueError, r"^circuit_breaker\.failure_threshold must be an integer >= 1, got 1\.5$"),
+    ({"circuit_breaker": {"failure_threshold": True}}, TypeError, r"^circuit_breaker\.failure_threshold must be an integer >= 1, got bool True$"),
+    ({"circuit_breaker": {"success_threshold": "2"}}, TypeError, r"^circuit_breaker\.success_threshold must be an integer >= 1, got str '2'$"),
+    ({"circuit_breaker": {"half_open_max_calls": math.inf}}, ValueError, r"^circuit_breaker\.half_open_max_calls must be an integer >= 1, got inf$"),
 ]
 
 
@@ -105,6 +113,51 @@ def test_pools_and_load_balancers_refuse_them_for_their_members() -> None:
         ConnectionPool("app", "127.0.0.1", 1, token=5)
     with pytest.raises(TypeError, match="^circuit_breaker must be"):
         ConnectionPool("app", "127.0.0.1", 1, circuit_breaker=5)
+
+
+POOL_REFUSED: list[tuple[dict[str, Any], type[Exception], str]] = [
+    # A NaN acquire_timeout waited for ever; a NaN idle_timeout closed no idle member.
+    ({"acquire_timeout": math.nan}, ValueError, r"^acquire_timeout must be a finite number of seconds > 0, got nan$"),
+    ({"acquire_timeout": math.inf}, ValueError, r"^acquire_timeout must be a finite number of seconds > 0, got inf$"),
+    ({"acquire_timeout": 0}, ValueError, r"^acquire_timeout must be a finite number of seconds > 0, got 0$"),
+    ({"acquire_timeout": "5"}, TypeError, r"^acquire_timeout must be .*, got str '5'$"),
+    ({"idle_timeout": math.nan}, ValueError, r"^idle_timeout must be a finite number of seconds > 0 or None, got nan$"),
+    ({"min_connections": 1.5}, ValueError, r"^min_connections must be an integer >= 0, got 1\.5$"),
+    ({"min_connections": -1}, ValueError, r"^min_connections must be an integer >= 0, got -1$"),
+    ({"max_connections": 0}, ValueError, r"^max_connections must be an integer >= 1, got 0$"),
+    ({"max_connections": True}, TypeError, r"^max_connections must be an integer >= 1, got bool True$"),
+    ({"min_connections": 3, "max_connections": 2}, ValueError, r"^min_connections must be <= max_connections, got 3 > 2$"),
+]
+
+BALANCER_REFUSED: list[tuple[dict[str, Any], type[Exception], str]] = [
+    # A NaN health_check_interval stopped the health checks without a word.
+    ({"health_check_interval": math.nan}, ValueError, r"^health_check_interval must be a finite number of seconds > 0 or None, got nan$"),
+    ({"health_check_interval": math.inf}, ValueError, r"^health_check_interval must be .*, got inf$"),
+    ({"health_check_interval": 0}, ValueError, r"^health_check_interval must be .*, got 0$"),
+    ({"health_check_timeout": math.nan}, ValueError, r"^health_check_timeout must be a finite number of seconds > 0, got nan$"),
+    ({"health_check_timeout": math.inf}, ValueError, r"^health_check_timeout must be .*, got inf$"),
+    ({"health_check_timeout": None}, TypeError, r"^health_check_timeout must be .*, got NoneType None$"),
+    ({"acquire_timeout": math.nan}, ValueError, r"^acquire_timeout must be a finite number of seconds > 0, got nan$"),
+    ({"idle_timeout": math.nan}, ValueError, r"^idle_timeout must be .*, got nan$"),
+    ({"max_connections": 1.5}, ValueError, r"^max_connections must be an integer >= 1, got 1\.5$"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "message"), POOL_REFUSED, ids=[repr(o) for o, _, _ in POOL_REFUSED])
+def test_a_pool_refuses_what_node_refuses(options: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        ConnectionPool("app", "127.0.0.1", 1, **options)
+
+
+@pytest.mark.parametrize(("options", "error", "message"), BALANCER_REFUSED, ids=[repr(o) for o, _, _ in BALANCER_REFUSED])
+def test_a_load_balancer_refuses_what_node_refuses(options: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        LoadBalancedClient("app", [("127.0.0.1", 1)], **options)
+
+
+def test_pool_and_balancer_edges_are_taken() -> None:
+    ConnectionPool("app", "127.0.0.1", 1, min_connections=0, max_connections=1, idle_timeout=None, acquire_timeout=0.001)
+    assert LoadBalancedClient("app", [("127.0.0.1", 1)], health_check_interval=None).health_check_interval is None  # no health checks
 
 
 def test_a_mapping_of_breaker_fields_is_a_breaker() -> None:

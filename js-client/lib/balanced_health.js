@@ -20,7 +20,7 @@ class ServerHealth {
    * @param {object} owner
    * @param {ServerState[]} owner.servers
    * @param {Map<ServerState, ConnectionPool>} owner.pools
-   * @param {number} owner.intervalMs between two rounds (a round never overlaps the next).
+   * @param {number|null} owner.intervalMs between two rounds (a round never overlaps the next); null: none.
    * @param {number} owner.timeoutMs of each server's ping.
    * @param {(event: string, arg: object) => void} owner.emit emits 'server_down' / 'server_up'.
    * @param {(err: unknown) => void} owner.report an error no caller waits for.
@@ -126,9 +126,9 @@ class ServerHealth {
     );
   }
 
-  /** Runs a round every `intervalMs` from now on. */
+  /** Runs a round every `intervalMs` from now on (none when it is null). */
   schedule() {
-    if (this._stopped) return;
+    if (this._stopped || this._intervalMs === null) return;
     // healthCheckInterval past 2^31-1 ms waits in steps (a plain setTimeout would check every ms).
     this._timer = setLongTimeout(() => {
       this._timer = null;

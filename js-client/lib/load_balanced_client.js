@@ -18,7 +18,7 @@
 const { BalancedStreaming } = require('./balanced_streams');
 const { ConnectionPool, POOL_DEFAULTS, sumMetrics } = require('./pool');
 const { Balancer, ServerState, Strategy, parseServer } = require('./balancer');
-const { parseOptions, refuseQueuePath } = require('./options');
+const { checkNumber, parseOptions, refuseQueuePath } = require('./options');
 const { readOnce } = require('./json_profile');
 const { checkChannelOf, checkSubscription, checkUnsubscription } = require('./publishing');
 const { AlreadyServingError, NotConnectedError } = require('./errors');
@@ -55,7 +55,7 @@ class LoadBalancedClient extends BalancedStreaming {
    * @param {Array<string|[string, number]|{host?: string, port: number, weight?: number}>} servers
    *   `"host:port"`, `[host, port]` or `{host, port, weight}`.
    * @param {object} [options] `strategy` ('round_robin', 'least_connections',
-   *   'weighted', 'random'), `healthCheckInterval` (5000 ms),
+   *   'weighted', 'random'), `healthCheckInterval` (5000 ms; null: no checks),
    *   `healthCheckTimeout` (2000 ms), `minConnections` (1) and
    *   `maxConnections` (1) per server, `acquireTimeout`, `idleTimeout`,
    *   `leaseThreshold` (the pools'; calls share each server's connections),
@@ -77,8 +77,10 @@ class LoadBalancedClient extends BalancedStreaming {
       else if (key in POOL_DEFAULTS) poolOptions[key] = value;
       else clientOptions[key] = value;
     }
-    this.healthCheckInterval = checkDuration('healthCheckInterval', own.healthCheckInterval);
-    this.healthCheckTimeout = checkDuration('healthCheckTimeout', own.healthCheckTimeout);
+    checkNumber(own, 'healthCheckInterval', { exclusiveMin: true, nullable: true }); // null: no health checks
+    checkNumber(own, 'healthCheckTimeout', { exclusiveMin: true });
+    this.healthCheckInterval = own.healthCheckInterval;
+    this.healthCheckTimeout = own.healthCheckTimeout;
     if ('host' in clientOptions || 'port' in clientOptions) throw new TypeError('host and port come from the servers list');
     this.appId = appId;
     this._clientOptions = clientOptions;

@@ -47,7 +47,7 @@ const KNOWN_OPTIONS = new Set(Object.keys(DEFAULTS));
  * @param {object} o the merged options.
  * @param {string} name
  * @param {{min?: number, integer?: boolean, infinite?: boolean, nullable?: boolean, exclusiveMin?: boolean}} rule
- * @private
+ *   also the rule of the pool's and the load-balanced client's own options.
  */
 function checkNumber(o, name, { min = 0, integer = false, infinite = false, nullable = false, exclusiveMin = false }) {
   const v = (o[name] = toNumber(o[name]));
@@ -154,4 +154,4 @@ function refuseQueuePath(owner, options) {
   }
 }
 
-module.exports = { parseOptions, refuseQueuePath, checkIdLength, ON_DISCONNECT, KNOWN_OPTIONS };
+module.exports = { parseOptions, refuseQueuePath, checkIdLength, checkNumber, ON_DISCONNECT, KNOWN_OPTIONS };

@@ -37,7 +37,7 @@
  * API. Mirrors ipc_client/pool.py.
  */
 
-const { parseOptions, refuseQueuePath } = require('./options');
+const { checkNumber, parseOptions, refuseQueuePath } = require('./options');
 const { toNumber } = require('./legacy_options');
 const { checkTimeout } = require('./call_options');
 const { NotConnectedError } = require('./errors');
@@ -58,21 +58,6 @@ const POOL_DEFAULTS = Object.freeze({
 /** Backoff of background replacement when the client options give none. */
 const REFILL_DELAY_MS = 500;
 const REFILL_DELAY_MAX_MS = 30_000;
-
-/**
- * Checks a pool option.
- * @param {string} name
- * @param {unknown} value
- * @param {{min: number, integer?: boolean, infinite?: boolean}} rule
- * @private
- */
-function checkPoolOption(name, value, { min, integer = false, infinite = false }) {
-  const ok =
-    typeof value === 'number' &&
-    value >= min &&
-    (Number.isFinite(value) ? !integer || Number.isInteger(value) : infinite && value > 0);
-  if (!ok) throw new TypeError(`option ${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${String(value)}`);
-}
 
 /**
  * Checks the longest wait for a member of acquire(), lease() and execute()
@@ -121,11 +106,11 @@ class ConnectionPool extends PoolStreaming {
       if (key in POOL_DEFAULTS) merged[key] = toNumber(value);
       else clientOptions[key] = value;
     }
-    checkPoolOption('minConnections', merged.minConnections, { min: 0, integer: true });
-    checkPoolOption('maxConnections', merged.maxConnections, { min: 1, integer: true });
-    checkPoolOption('acquireTimeout', merged.acquireTimeout, { min: 1, infinite: true });
-    checkPoolOption('idleTimeout', merged.idleTimeout, { min: 1, infinite: true });
-    checkPoolOption('leaseThreshold', merged.leaseThreshold, { min: 1, integer: true, infinite: true });
+    checkNumber(merged, 'minConnections', { min: 0, integer: true }); // as IPCClient's own options
+    checkNumber(merged, 'maxConnections', { min: 1, integer: true });
+    checkNumber(merged, 'acquireTimeout', { min: 1, infinite: true });
+    checkNumber(merged, 'idleTimeout', { min: 1, infinite: true });
+    checkNumber(merged, 'leaseThreshold', { min: 1, integer: true, infinite: true });
     if (merged.minConnections > merged.maxConnections) throw new RangeError('option minConnections must be <= maxConnections');
     const clientOptionsFrozen = Object.freeze({ ...clientOptions, reconnect: false, waitOnFirstConnect: false });
     const parsed = parseOptions(clientOptionsFrozen); // a bad value fails here, not at the first connection

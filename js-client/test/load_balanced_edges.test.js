@@ -21,3 +21,17 @@ test('balanced - close() while start() opens the connections: start() rejects wi
   await assert.rejects(starting, { code: ErrorCode.NOT_CONNECTED, message: /closed during start/ }); // resolved before
   assert.equal(lb._health._timer, null); // no health checks after close()
 });
+
+test('balanced - healthCheckInterval null runs no health checks; NaN and Infinity are refused, as in Python', async (t) => {
+  const peer = new Peer();
+  await peer.listen();
+  t.after(() => peer.close());
+  const lb = new LoadBalancedClient('app', [`127.0.0.1:${peer.port}`], { healthCheckInterval: null });
+  t.after(() => lb.close());
+  assert.equal(lb.healthCheckInterval, null);
+  await lb.start();
+  assert.equal(lb._health._timer, null); // none scheduled (Python's None)
+  for (const [name, value] of [['healthCheckInterval', NaN], ['healthCheckInterval', Infinity], ['healthCheckTimeout', Infinity], ['healthCheckTimeout', null]]) {
+    assert.throws(() => new LoadBalancedClient('app', ['127.0.0.1:1'], { [name]: value }), { name: 'TypeError', message: new RegExp(`^option ${name} must be a number > 0`) });
+  }
+});
