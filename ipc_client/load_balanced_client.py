@@ -115,6 +115,7 @@ class LoadBalancedClient(BalancedStreaming):
             pool.on("member_created", lambda client, s=server: self._subscriptions.connected(s, client))  # its cluster, if any
         self._subscriptions = BalancedSubscriptions(self.servers, self._pools, emit=self._listeners.emit, closed=lambda: self._closed)
         self._serving: set[str] = set()
+        self._unsent = 0  # calls that failed before any server was tried (closed, none healthy)
         self._started = False
         self._closed = False
 
@@ -190,33 +191,42 @@ class LoadBalancedClient(BalancedStreaming):
     async def _route(self, timeout: float | None, call: Callable[[IPCClient, float], Awaitable[T]]) -> T:
         """Run ``call`` on one healthy server after another until it succeeds,
         fails with an error another server cannot fix, or the deadline passes.
-        Each server is tried at most once per call."""
-        self._check_started()
+        Each server is tried at most once per call. An attempt that got no
+        connection counts as failed in its server's pool, a call that
+        reached no server at all here (metrics(), as a lone client's)."""
         loop = asyncio.get_running_loop()
-        total = check_timeout(timeout, self.request_timeout)
-        deadline = loop.time() + total
         tried: set[Server] = set()
         last: IPCError | None = None
-        while True:
-            left = deadline - loop.time()
-            server = self._balancer.next_server(tried, last, left, "answered", total)
-            pool = self._pools[server]
-            started = loop.time()
-            server.started()
-            failed, leased = True, False
-            try:
-                # A connection within the pool's acquire timeout, or the next server (as Node).
-                async with pool.lease(min(left, pool.acquire_timeout)) as client:
-                    leased = True
-                    result = await call(client, max(deadline - loop.time(), 0.001))
-                failed = False
-                self._health.mark_up(server)  # it answered: in rotation, if a concurrent failure took it out
-                return result
-            except IPCError as exc:
-                self._fail_over(server, exc, leased)
-                last = exc
-            finally:
-                server.finished(loop.time() - started, failed=failed)
+        try:
+            self._check_started()
+            total = check_timeout(timeout, self.request_timeout)
+            deadline = loop.time() + total
+            while True:
+                left = deadline - loop.time()
+                server = self._balancer.next_server(tried, last, left, "answered", total)
+                pool = self._pools[server]
+                started = loop.time()
+                server.started()
+                failed, leased = True, False
+                try:
+                    # A connection within the pool's acquire timeout, or the next server (as Node).
+                    async with pool.lease(min(left, pool.acquire_timeout)) as client:
+                        leased = True
+                        result = await call(client, max(deadline - loop.time(), 0.001))
+                    failed = False
+                    self._health.mark_up(server)  # it answered: in rotation, if a concurrent failure took it out
+                    return result
+                except IPCError as exc:
+                    if not leased:
+                        pool._count_unsent()
+                    self._fail_over(server, exc, leased)
+                    last = exc
+                finally:
+                    server.finished(loop.time() - started, failed=failed)
+        except IPCError:
+            if not tried:
+                self._unsent += 1
+            raise
 
     def _fail_over(self, server: Server, exc: IPCError, connected: bool) -> None:
         """``exc`` ended an attempt on ``server``: take the server out of the
@@ -345,7 +355,7 @@ class LoadBalancedClient(BalancedStreaming):
         return {s.address: p for s, p in self._pools.items()}
 
     def metrics(self) -> dict[str, Any]:
-        """The pools' KPIs summed, as :meth:`ConnectionPool.metrics` sums members."""
+        """The pools' KPIs summed, as :meth:`ConnectionPool.metrics` sums members, and the calls that reached no server in ``messages_failed``."""
         parts = [p.metrics() for p in self._pools.values()]
         out: dict[str, Any] = {}
         for part in parts:
@@ -354,7 +364,8 @@ class LoadBalancedClient(BalancedStreaming):
                     out[key] = out.get(key, 0) + value
         attempts, successes = out.get("connection_attempts", 0), out.get("connection_successes", 0)
         out["connection_success_rate"] = successes / attempts if attempts else 1.0
-        delivered, failed = out.get("messages_delivered", 0), out.get("messages_failed", 0)
+        out["messages_failed"] = failed = out.get("messages_failed", 0) + self._unsent
+        delivered = out.get("messages_delivered", 0)
         out["message_delivery_rate"] = delivered / (delivered + failed) if delivered + failed else 1.0
         for avg_key, count_key in (("average_reconnection_time_ms", "reconnections"), ("average_connection_duration_ms", "connection_successes")):
             count = sum(p.get(count_key, 0) for p in parts)

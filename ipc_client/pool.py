@@ -311,16 +311,22 @@ class ConnectionPool(PoolStreaming, PoolCore):
         multiplexes) within the call's deadline, then call with what is left
         of it. A deadline that has passed (a timeout of zero or less, or one
         spent waiting for a member) fails the call before it is sent, as
-        the load balancer's calls fail."""
+        the load balancer's calls fail. Such a failure counts in the
+        pool's ``messages_failed``: no member saw the call."""
         loop = asyncio.get_running_loop()
         total = check_timeout(timeout, self.request_timeout)
-        if total <= 0:
-            raise RequestTimeout(f"call on {channel!r} timed out before it was sent (timeout {total:g} s)")
         deadline = loop.time() + total
-        member = await self._share(min(self.acquire_timeout, total), join)
+        try:
+            if total <= 0:
+                raise RequestTimeout(f"call on {channel!r} timed out before it was sent (timeout {total:g} s)")
+            member = await self._share(min(self.acquire_timeout, total), join)
+        except IPCError:
+            self._count_unsent()
+            raise
         try:
             left = deadline - loop.time()
             if left <= 0:
+                self._count_unsent()
                 raise RequestTimeout(f"call on {channel!r} timed out waiting for a connection, before it was sent")
             return await fn(member.client, left)
         finally:
@@ -366,8 +372,9 @@ class ConnectionPool(PoolStreaming, PoolCore):
         included), rates and means recomputed from the sums; every key of a
         client's, with ``active_connections``, ``queued``, ``queued_bytes``
         and ``cache_size`` at 0 when no member is live."""
-        members = [*self._members, *self._retiring]  # a member being retired counts until folded into _retired
-        snaps = [m.client.metrics() for m in members if callable(getattr(m.client, "metrics", None))]
+        # A member being retired counts until folded into _retired; an open under way, its attempt, as a lone client's.
+        clients = {m.client: None for m in (*self._members, *self._retiring)} | dict.fromkeys(self._opening_clients)
+        snaps = [c.metrics() for c in clients if callable(getattr(c, "metrics", None))]
         return sum_metrics(snaps, self._retired, sum(1 for m in self._members if m.client.connected))
 
     def __repr__(self) -> str:

@@ -104,7 +104,8 @@ class PoolCore:
         self._closed = False
         self._total_created = 0
         self._total_destroyed = 0
-        self._retired = zero_counters(probe.metrics())  # every key reported from the start
+        # Closed members' and failed opens' counters, and the pool's own failed calls; every key from the start.
+        self._retired = zero_counters(probe.metrics())
         self._retiring: set[Member] = set()  # destroyed, disconnecting: still counted by metrics() until folded
         self._listeners = Listeners("pool", _EVENTS, self._spawn)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -192,6 +193,11 @@ class PoolCore:
         if plan.close and plan.refill:  # replaced in the background; a failed open alone is not retried
             self._schedule_refill()
 
+    def _count_unsent(self) -> None:
+        """A call that failed before it reached a member (no connection, none
+        in time, the pool closed): failed in metrics(), as a lone client counts one it could not send."""
+        self._retired["messages_failed"] += 1
+
     def _timeout_error(self) -> RequestTimeout:
         """The pool as it is when a waiter gives up: its members in use, and opens under way."""
         held = f"{sum(1 for m in self._members if m.busy)} of {len(self._members)} in use" if self._members else "none open"
@@ -263,7 +269,8 @@ class PoolCore:
         except BaseException as exc:
             member.closing = True
             self._opening -= 1
-            self._spawn(client.disconnect())
+            self._retiring.add(member)  # its attempt counts in metrics(), as a lone client's failed connect() does
+            self._spawn(self._retire(member))
             if self._closed and isinstance(exc, Exception):  # close() stopped it: not the server's failure
                 error: BaseException = NotConnected("the pool is closed")
             elif isinstance(exc, Exception) and not isinstance(exc, (NotConnected, Unauthorized)):

@@ -97,42 +97,51 @@ function failOver(server, err, connected, markDown) {
  *
  * As in the Python client, a call counts on its server from before the
  * lease: one waiting for a first connection is in flight there for
- * least_connections, and one that gets no connection counts as an error.
+ * least_connections, and one that gets no connection counts as an error,
+ * and as failed in that server's pool's metrics; a call that reached no
+ * server at all (none healthy) is counted by `unsent`.
  * @template T
  * @param {Balancer} balancer picks the server.
  * @param {Map<ServerState, ConnectionPool>} pools each server's pool.
  * @param {(server: ServerState, err: Error) => void} markDown takes a server out of the rotation.
  * @param {number} timeout milliseconds.
  * @param {(client: IPCClient, left: number) => Promise<T>} call
+ * @param {() => void} unsent counts a call that failed before any server was tried.
  * @returns {Promise<T>}
  */
-async function routeCall(balancer, pools, markDown, timeout, call) {
+async function routeCall(balancer, pools, markDown, timeout, call, unsent) {
   timeout = checkDuration('timeout', timeout);
   const deadline = now() + timeout;
   const tried = new Set();
   let lastError = null;
-  for (;;) {
-    const left = deadline - now();
-    const server = nextServer(balancer, tried, lastError, left, 'answered', timeout);
-    const pool = pools.get(server);
-    const started = now();
-    let leased = false;
-    server.begin();
-    try {
-      const result = await pool.lease(
-        (client) => {
-          leased = true;
-          return call(client, Math.max(1, deadline - now()));
-        },
-        { timeout: Math.min(left, pool.acquireTimeout) }
-      );
-      server.end(true, now() - started);
-      return result;
-    } catch (err) {
-      server.end(false, now() - started);
-      failOver(server, err, leased, markDown);
-      lastError = err;
+  try {
+    for (;;) {
+      const left = deadline - now();
+      const server = nextServer(balancer, tried, lastError, left, 'answered', timeout);
+      const pool = pools.get(server);
+      const started = now();
+      let leased = false;
+      server.begin();
+      try {
+        const result = await pool.lease(
+          (client) => {
+            leased = true;
+            return call(client, Math.max(1, deadline - now()));
+          },
+          { timeout: Math.min(left, pool.acquireTimeout) }
+        );
+        server.end(true, now() - started);
+        return result;
+      } catch (err) {
+        server.end(false, now() - started);
+        if (!leased) pool._countUnsent();
+        failOver(server, err, leased, markDown);
+        lastError = err;
+      }
     }
+  } catch (err) {
+    if (tried.size === 0) unsent();
+    throw err;
   }
 }
 

@@ -124,6 +124,7 @@ class LoadBalancedClient extends BalancedStreaming {
     });
     this._started = false;
     this._closed = false;
+    this._unsent = 0;
   }
 
   /** @returns {string} the strategy in use. */
@@ -301,11 +302,11 @@ class LoadBalancedClient extends BalancedStreaming {
 
   /**
    * The KPIs of every pool summed (§2): every key, as each pool reports
-   * them whether or not a member is live.
+   * them whether or not a member is live; the calls no server saw in `messagesFailed`.
    * @returns {object}
    */
   getMetrics() {
-    return sumMetrics([...this._pools.values()].map((p) => p.getMetrics()));
+    return sumMetrics([...[...this._pools.values()].map((p) => p.getMetrics()), { messagesFailed: this._unsent }]);
   }
 
   /**
@@ -339,10 +340,12 @@ class LoadBalancedClient extends BalancedStreaming {
    * @private
    */
   _route(timeout, call) {
+    const unsent = () => this._unsent++; // a call no server saw: failed in getMetrics(), as a lone client's
     if (this._closed || !this._started) {
+      unsent();
       return Promise.reject(new NotConnectedError(this._closed ? 'the client is closed' : 'start() was not called'));
     }
-    return routeCall(this._balancer, this._pools, (server, err) => this._health.markDown(server, err), timeout, call);
+    return routeCall(this._balancer, this._pools, (server, err) => this._health.markDown(server, err), timeout, call, unsent);
   }
 
   /**

@@ -332,7 +332,8 @@ class ConnectionPool extends PoolStreaming {
   getMetrics() {
     const parts = [this._blankMetrics];
     if (this._retired !== null) parts.push(this._retired);
-    for (const { client } of this._members) {
+    // An open under way counts its attempt, as a lone client's connect() does.
+    for (const client of [...[...this._members].map((m) => m.client), ...this._openingClients]) {
       if (typeof client.getMetrics === 'function') parts.push(client.getMetrics());
     }
     return sumMetrics(parts);

@@ -16,6 +16,7 @@ const { checkChannelOf, checkSubscription, checkUnsubscription } = require('./pu
 const { NotConnectedError, RequestTimeoutError } = require('./errors');
 const { PoolCore } = require('./pool_core');
 const { pickShared } = require('./pool_plan');
+const { foldRetired } = require('./pool_metrics');
 
 /**
  * Shared use of members, and the calls made on them.
@@ -146,7 +147,9 @@ class PoolCalls extends PoolCore {
    * Runs `call` on a shared member within the call's deadline, with what
    * is left of it. Started at once when a member is free to share, so a
    * coalesced call is in flight on it before the next one looks. A deadline
-   * spent waiting for a member fails the call before it is sent.
+   * spent waiting for a member fails the call before it is sent. Such a
+   * failure (no member in time, none could be opened, the pool closed)
+   * counts in the pool's `messagesFailed`: no member saw the call.
    * @template T
    * @param {string} channelId
    * @param {unknown} timeout
@@ -162,13 +165,17 @@ class PoolCalls extends PoolCore {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed'));
+    const unsent = (err) => {
+      this._countUnsent();
+      throw err;
+    };
+    if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed')).catch(unsent);
     const deadline = performance.now() + total;
     const run = (member) => {
       let result;
       try {
         const left = deadline - performance.now();
-        if (left <= 0) throw new RequestTimeoutError(`call on ${JSON.stringify(channelId)} timed out waiting for a connection, before it was sent`);
+        if (left <= 0) unsent(new RequestTimeoutError(`call on ${JSON.stringify(channelId)} timed out waiting for a connection, before it was sent`));
         result = Promise.resolve(call(member.client, left));
       } catch (err) {
         result = Promise.reject(err);
@@ -177,7 +184,17 @@ class PoolCalls extends PoolCore {
     };
     const member = this._shareNow(join);
     if (member !== null) return run(member);
-    return this._wait(true, Math.min(this.acquireTimeout, total)).then(run);
+    return this._wait(true, Math.min(this.acquireTimeout, total)).then(run, unsent);
+  }
+
+  /**
+   * A call failed before it reached a member: failed in getMetrics(), as a
+   * lone client counts a call it could not send. The load-balanced client
+   * counts here an attempt that got no connection to this pool's server.
+   * @private
+   */
+  _countUnsent() {
+    this._retired = foldRetired(this._retired, { messagesFailed: 1 });
   }
 
   /**

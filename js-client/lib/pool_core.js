@@ -65,7 +65,7 @@ class PoolCore extends EventEmitter {
     this._refillTimer = null;
     this._refillAttempt = 0;
     this._refused = false; // the last open was refused unauthorized: no refill until one succeeds
-    this._retired = null; // final metrics of destroyed members, folded into one
+    this._retired = null; // final metrics of destroyed members and failed opens, and the pool's own failed calls
     // Every key of a member's KPIs at 0 (a client made and dropped names them): the pool reports them all, always.
     this._blankMetrics = zeroMetrics(new IPCClient(appId, clientOptions).getMetrics());
     this._totalCreated = 0;
@@ -270,6 +270,7 @@ class PoolCore extends EventEmitter {
     } catch (err) {
       this._opening--;
       this._openingClients.delete(client);
+      this._retired = foldRetired(this._retired, client.getMetrics()); // its attempt counts, as a lone client's failed connect()
       this._registrations.forget(member);
       if (client.connected) client.disconnect().catch(() => {}); // its replay failed
       const error =
@@ -289,6 +290,7 @@ class PoolCore extends EventEmitter {
     if (this._closed) {
       this._registrations.forget(member);
       await client.disconnect();
+      this._retired = foldRetired(this._retired, client.getMetrics());
       throw new NotConnectedError('the pool is closed');
     }
     member.idleSince = performance.now();

@@ -458,3 +458,20 @@ test('queuePath is refused by ConnectionPool, LoadBalancedClient and ServiceClie
   assert.equal(require('node:fs').existsSync(queuePath), false);
   new ConnectionPool('app', { port: 1, queuePath: null }); // explicitly off is fine
 });
+
+test('pool - failed opens are attempts and calls that reached no member are failed, as a lone client counts them', async () => {
+  const port = await freePort(); // nothing listens: every open is refused
+  const lone = new IPCClient('app', { host: '127.0.0.1', port, reconnect: false });
+  await assert.rejects(lone.connect(), { code: ErrorCode.NOT_CONNECTED });
+  assert.deepEqual([lone.getMetrics().connectionAttempts, lone.getMetrics().connectionSuccessRate], [1, 0]);
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port, initialDelay: 5000 }); // no background retry meanwhile
+  pool.on('error', () => {});
+  await assert.rejects(pool.start(), { code: ErrorCode.NOT_CONNECTED });
+  for (let i = 0; i < 3; i++) await assert.rejects(pool.request('x', 1, { timeout: 500 }), { code: ErrorCode.NOT_CONNECTED });
+  const m = pool.getMetrics();
+  // was 0 attempts, a success rate of 1, 0 failed
+  assert.deepEqual([m.connectionAttempts, m.connectionSuccesses, m.connectionSuccessRate, m.messagesFailed, m.messageDeliveryRate], [4, 0, 0, 3, 0]);
+  await pool.close();
+  await assert.rejects(pool.request('x', 1), { code: ErrorCode.NOT_CONNECTED });
+  assert.equal(pool.getMetrics().messagesFailed, 4);
+});

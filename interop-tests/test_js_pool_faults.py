@@ -1,0 +1,131 @@
+"""The Node pool and load-balanced client under faults, against the real
+Python server, a closed port and a listener that never answers
+(docs/resilience.md §2, §7, §8), each scenario run by the Python client
+too: both count and say the same.
+
+A failed open is a connection attempt, and a call that failed before it
+reached a connection is failed in ``metrics()``, as a lone client counts
+them; both clients left them out (a pool at a closed port: 0 attempts, a
+success rate of 1.0 and 0 failed calls after a failed start() and three
+failed requests).
+
+The Node side is ``node/pool_faults.js``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from conftest import run_node
+
+from ipc_client import ConnectionPool, LoadBalancedClient
+from ipc_protocol import IPCError
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def refused() -> Iterator[int]:
+    """A port bound and not listening: every connect to it is refused."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+async def silent() -> AsyncIterator[int]:
+    """A port that takes connections and never answers the handshake."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, HOST, 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+def counts(m: dict[str, Any]) -> list[Any]:
+    return [m["connection_attempts"], m["connection_successes"], m["connection_success_rate"], m["messages_failed"], m["message_delivery_rate"]]
+
+
+async def failure(aw: Any) -> str | None:
+    """The code of the error ``aw`` raised; None when it returned."""
+    try:
+        await aw
+    except IPCError as exc:
+        return str(exc.code)
+    return None
+
+
+async def py_closed(ports: dict[str, int]) -> dict[str, Any]:
+    pool = ConnectionPool("app", HOST, ports["refused"])
+    errors = [await failure(pool.start())]
+    errors += [await failure(pool.request("x", 1, timeout=0.5)) for _ in range(3)]
+    open_counts = counts(pool.metrics())
+    await pool.close()
+    errors.append(await failure(pool.request("x", 1, timeout=0.5)))
+    return {"errors": errors, "counts": open_counts, "closed": pool.metrics()["messages_failed"]}
+
+
+async def py_silent(ports: dict[str, int]) -> dict[str, Any]:
+    pool = ConnectionPool("app", HOST, ports["silent"], connect_timeout=0.2)
+    errors = [await failure(pool.start()), await failure(pool.request("x", 1, timeout=2))]
+    out = {"errors": errors, "counts": counts(pool.metrics())}
+    await pool.close()
+    return out
+
+
+async def py_waited(ports: dict[str, int]) -> dict[str, Any]:
+    pool = ConnectionPool("app", HOST, ports["real"], min_connections=1, max_connections=1)
+    await pool.start()
+    held = await pool.acquire()
+    timed_out = await failure(pool.request("py.echo", 1, timeout=0.1))
+    pool.release(held)
+    answer = await pool.request("py.echo", 2)
+    m = pool.metrics()
+    await pool.close()
+    return {"timedOut": timed_out, "answer": answer, "failedDelivered": [m["messages_failed"], m["messages_delivered"], m["message_delivery_rate"]]}
+
+
+async def py_balanced(ports: dict[str, int]) -> dict[str, Any]:
+    stalled = LoadBalancedClient("app", [(HOST, ports["silent"])], min_connections=0, health_check_interval=None, acquire_timeout=0.2, connect_timeout=5)
+    await stalled.start()
+    timed_out = await failure(stalled.request("x", 1, timeout=2))
+    stalled_counts = counts(stalled.metrics())
+    await stalled.close()
+    down = LoadBalancedClient("app", [(HOST, ports["refused"])], health_check_interval=None)
+    errors = [await failure(down.start()), await failure(down.request("x", 1, timeout=1))]
+    await down.close()
+    errors.append(await failure(down.request("x", 1, timeout=1)))
+    return {"timedOut": timed_out, "stalled": stalled_counts, "errors": errors, "down": counts(down.metrics())}
+
+
+EXPECTED: dict[str, dict[str, Any]] = {
+    # was: counts [0, 0, 1.0, 0, 1.0] in both clients (closed: 0 failed)
+    "closed": {"errors": ["not_connected"] * 5, "counts": [4, 0, 0.0, 3, 0.0], "closed": 4},
+    # was: [0, 0, 1.0, 0, 1.0]
+    "silent": {"errors": ["not_connected"] * 2, "counts": [2, 0, 0.0, 1, 0.0]},
+    # was: [0, 1, 1.0]
+    "waited": {"timedOut": "timeout", "answer": 2, "failedDelivered": [1, 1, 0.5]},
+    # was: stalled [0, 0, 1.0, 0, 1.0], down [1, 0, 0.0, 0, 1.0]
+    "balanced": {"timedOut": "timeout", "stalled": [1, 0, 0.0, 1, 0.0], "errors": ["not_connected"] * 3, "down": [1, 0, 0.0, 2, 0.0]},
+}
+PYTHON = {"closed": py_closed, "silent": py_silent, "waited": py_waited, "balanced": py_balanced}
+
+
+async def test_both_clients_count_failed_opens_and_calls_that_reached_no_connection(node: str, handler_server: Any, refused: int, silent: int) -> None:
+    ports = {"real": handler_server.port, "refused": refused, "silent": silent}
+    scenarios = list(EXPECTED)
+    lines = await run_node(node, "pool_faults.js", json.dumps({"scenarios": scenarios, **ports}))
+    node_results = {line.pop("scenario"): line for line in lines}
+    for name in scenarios:
+        assert node_results[name] == EXPECTED[name], ("node", name, node_results[name])
+        assert await PYTHON[name](ports) == EXPECTED[name], ("python", name)
