@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import run_node
+from test_js_pool import pool_agent  # noqa: F401 (a fixture)
 
 from ipc_client import ConnectionPool, LoadBalancedClient
 from ipc_protocol import IPCError
@@ -129,3 +130,48 @@ async def test_both_clients_count_failed_opens_and_calls_that_reached_no_connect
     for name in scenarios:
         assert node_results[name] == EXPECTED[name], ("node", name, node_results[name])
         assert await PYTHON[name](ports) == EXPECTED[name], ("python", name)
+
+
+async def test_a_timed_out_call_names_its_own_timeout_in_both_clients(node: str, handler_server: Any, pool_agent: Any) -> None:
+    """docs/resilience.md §4: the RequestTimeout of a pool's or a
+    load-balanced client's call names the call's own timeout as it was
+    given, however long it waited for a connection (was, 0.5 s waiting
+    0.2 s: Python "within 0.299 s", Node "within 298.707 ms"; and Node
+    "within 299.747 ms" for 300 ms with no wait at all). The proxy
+    black-holes the path once connected, so the answer is the client's own
+    timeout, never the server's (which races it)."""
+    from tests.faultproxy import FaultProxy
+
+    async with FaultProxy(HOST, handler_server.port) as proxy:
+        agents = [
+            await pool_agent("pool", port=proxy.port, minConnections=1, maxConnections=1),
+            await pool_agent("balanced", servers=[f"{HOST}:{proxy.port}"], healthCheckInterval=None),
+        ]
+        pool = ConnectionPool("app", HOST, proxy.port, min_connections=1, max_connections=1)
+        lb = LoadBalancedClient("app", [(HOST, proxy.port)], health_check_interval=None)
+        try:
+            for agent in agents:
+                await agent.call("start")
+            await pool.start()
+            await lb.start()
+            proxy.blackhole()
+            for agent in agents:
+                error = await agent.call_error("request", channel="py.echo", payload=1, timeoutMs=300)
+                assert (error["code"], error["message"]) == ("timeout", "no response on 'py.echo' within 300 ms")
+                await agent.call("holdFor", ms=200)
+                error = await agent.call_error("request", channel="py.echo", payload=2, timeoutMs=500)
+                assert (error["code"], error["message"]) == ("timeout", "no response on 'py.echo' within 500 ms")
+            loop = asyncio.get_running_loop()
+            for owner, target in ((pool, pool), (lb._pools[lb.servers[0]], lb)):
+                held = await owner.acquire()
+                loop.call_later(0.2, owner.release, held)
+                try:
+                    await target.request("py.echo", 2, timeout=0.5)
+                except IPCError as exc:
+                    assert (exc.code, str(exc)) == ("timeout", "no response on 'py.echo' within 0.5 s")
+                else:
+                    raise AssertionError("answered through a black hole")
+        finally:
+            proxy.blackhole(False)
+            await pool.close()
+            await lb.close()

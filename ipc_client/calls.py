@@ -121,10 +121,10 @@ class Calls:
 
     # -- starting a call ------------------------------------------------------
 
-    async def request(self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, timeout: float) -> Message:
+    async def request(self, conn: ClientConnection, channel: str, payload: Any, headers: dict[str, str] | None, timeout: float, named: float | None = None) -> Message:
         """A user's request on a ready connection: the hot path of every call.
-        Its budget is all of its timeout, and its frame is encoded straight
-        from the arguments."""
+        Its budget is all of its timeout (``named``, when given, is what its
+        timeout error names), and its frame is encoded straight from the arguments."""
         if timeout <= 0:
             self._metrics.failed()
             raise RequestTimeout(f"request on {channel!r} timed out before it was sent")
@@ -142,7 +142,7 @@ class Calls:
                 left = deadline - self.loop.time()  # type: ignore[union-attr]
                 message_id, body = encode_request_parts(self.app_id, channel, payload, timeout_ms=budget_ms(left), headers=headers, legacy=legacy)
                 frame = conn.frame_body(body)
-        return await self._exchange(conn, message_id, channel, frame, deadline, timeout, True, True)
+        return await self._exchange(conn, message_id, channel, frame, deadline, timeout if named is None else named, True, True)
 
     async def call(self, conn: ClientConnection, msg: Message, deadline: float, *, user: bool = False, timeout: float | None = None) -> Message:
         """Write a request-like message and wait for the response answering it.

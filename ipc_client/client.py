@@ -248,16 +248,15 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
     async def send_request(
         self, channel: str, payload: Any = None, *, timeout: float | None = None, headers: dict[str, str] | None = None, priority: int = 0, on_disconnect: str | None = None,
         idempotency_key: str | None = None, coalesce: bool = False, cache_ttl: float | None = None,
+        _named_timeout: float | None = None,  # a pool's call: its own timeout, named by its RequestTimeout (``timeout`` is what is left)
     ) -> Message:
         """Send a request and return the response message (its ``payload`` is the result).
 
-        While the client reconnects the request waits in the offline queue
-        (``priority``: higher first), unless ``on_disconnect="fail"``. With an
-        ``idempotency_key`` the server runs it once per key, and a connection
-        lost before the answer resends it instead of raising ConnectionLost
-        (docs/protocol.md §6.6). With ``coalesce=True`` identical calls in
-        flight (same channel and payload) share one round trip; with
-        ``cache_ttl`` (seconds) a successful answer is reused until it expires.
+        While the client reconnects the request waits in the offline queue (``priority``: higher
+        first), unless ``on_disconnect="fail"``. With an ``idempotency_key`` the server runs it once
+        per key, and a connection lost before the answer resends it instead of raising ConnectionLost
+        (docs/protocol.md §6.6). With ``coalesce=True`` identical calls in flight (same channel and
+        payload) share one round trip; with ``cache_ttl`` (seconds) an answer is reused until it expires.
 
         Raises:
             RequestTimeout: no answer within ``timeout`` seconds (default
@@ -272,8 +271,8 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
         timeout = check_timeout(timeout, self.request_timeout)
         payload = read_once(payload)  # an iterator, read once: a key, a size, a resend or a wait read it again (§16.3)
         if coalesce or cache_ttl is not None:  # docs/resilience.md §11: the call itself made by SharedCalls, or not at all
-            send = functools.partial(self.send_request, channel, payload, timeout=timeout, headers=headers, priority=priority, on_disconnect=on_disconnect, idempotency_key=idempotency_key)
-            return await self._shared.request(send, channel, payload, coalesce=coalesce, cache_ttl=cache_ttl, timeout=timeout)
+            send = functools.partial(self.send_request, channel, payload, timeout=timeout, headers=headers, priority=priority, on_disconnect=on_disconnect, idempotency_key=idempotency_key, _named_timeout=_named_timeout)
+            return await self._shared.request(send, channel, payload, coalesce=coalesce, cache_ttl=cache_ttl, timeout=timeout, named=_named_timeout)
         validate_channel(channel)
         self._drain.check()
         conn, outbox = self._link.conn, self._outbox
@@ -281,10 +280,11 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             headers, payload = keyed_headers(headers, idempotency_key), snapshot(payload)
         # The hot path: connected, nothing queued ahead, no breaker (outbox.sendable(), inline).
         elif conn is not None and self._sm.state is _CONNECTED and self._breakers is None and not outbox.queue and not outbox.replaying:
-            return await self._calls.request(conn, channel, payload, headers, timeout)
+            return await self._calls.request(conn, channel, payload, headers, timeout, _named_timeout)
         deadline = loop.time() + timeout
         msg = Message.build(MessageType.REQUEST, self.app_id, channel, payload, headers=headers)
-        submit: Callable[[], Awaitable[Message | None]] = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect, timeout=timeout)  # noqa: E731
+        named = timeout if _named_timeout is None else _named_timeout
+        submit: Callable[[], Awaitable[Message | None]] = lambda: self._outbox.submit(msg, deadline, reply=True, priority=priority, on_disconnect=on_disconnect, timeout=named)  # noqa: E731
         if idempotency_key is not None:
             submit = functools.partial(resend_on_loss, submit, self._sm, lambda: self._link.conn, deadline, on_disconnect or outbox.on_disconnect, self._metrics, outbox)
         if self._breakers is None:

@@ -68,16 +68,18 @@ class SharedCalls:
         return key in self._inflight
 
     async def request(
-        self, send: Callable[[], Awaitable[Message]], channel: str, payload: Any, *, coalesce: bool, cache_ttl: float | None, timeout: float | None
+        self, send: Callable[[], Awaitable[Message]], channel: str, payload: Any, *, coalesce: bool, cache_ttl: float | None, timeout: float | None,
+        named: float | None = None,
     ) -> Message:
-        """``send()`` once for everyone asking the same (``coalesce``), or not at all while a fresh answer is cached."""
+        """``send()`` once for everyone asking the same (``coalesce``), or not at all while a fresh answer is cached;
+        ``named``: the timeout a joiner's timeout error names (a pool's call: its own, ``timeout`` being what is left)."""
         ttl = None if cache_ttl is None else check_cache_ttl(cache_ttl)
         key = request_key(channel, payload)
         if key is None:
             return await send()
         if ttl is not None and (hit := self.cache.get(key)) is not None:
             return hit
-        reply = await (self._join(key, send, channel, timeout) if coalesce else send())
+        reply = await (self._join(key, send, channel, timeout, named) if coalesce else send())
         if ttl is not None and self._storable(channel, reply):
             self.cache.put(key, reply, ttl)  # only answers: an error was raised above
         return reply
@@ -90,7 +92,7 @@ class SharedCalls:
         breakers = self._breakers()
         return breakers is None or (not breakers.from_fallback(reply) and breakers.get(channel).state is CircuitState.CLOSED)
 
-    async def _join(self, key: str, send: Callable[[], Awaitable[Message]], channel: str, timeout: float | None) -> Message:
+    async def _join(self, key: str, send: Callable[[], Awaitable[Message]], channel: str, timeout: float | None, named: float | None = None) -> Message:
         shared = self._inflight.get(key)
         if shared is None:
             # The first caller's call, with its deadline, in a task of its own:
@@ -106,7 +108,7 @@ class SharedCalls:
         except RequestTimeout:
             raise  # the shared call's own deadline
         except (asyncio.TimeoutError, TimeoutError):
-            raise RequestTimeout(f"no response on {channel!r} within {seconds_text(wait)} s (a coalesced call)") from None
+            raise RequestTimeout(f"no response on {channel!r} within {seconds_text(wait if named is None else named)} s (a coalesced call)") from None
 
     async def _run(self, key: str, send: Callable[[], Awaitable[Message]]) -> Message:
         try:

@@ -188,7 +188,7 @@ class LoadBalancedClient(BalancedStreaming):
 
     # -- calls ------------------------------------------------------------------------
 
-    async def _route(self, timeout: float | None, call: Callable[[IPCClient, float], Awaitable[T]]) -> T:
+    async def _route(self, timeout: float | None, call: Callable[[IPCClient, float, float], Awaitable[T]]) -> T:
         """Run ``call`` on one healthy server after another until it succeeds,
         fails with an error another server cannot fix, or the deadline passes.
         Each server is tried at most once per call. An attempt that got no
@@ -212,7 +212,7 @@ class LoadBalancedClient(BalancedStreaming):
                     # A connection within the pool's acquire timeout, or the next server (as Node).
                     async with pool.lease(min(left, pool.acquire_timeout)) as client:
                         leased = True
-                        result = await call(client, max(deadline - loop.time(), 0.001))
+                        result = await call(client, max(deadline - loop.time(), 0.001), total)  # a timeout names the call's own
                     failed = False
                     self._health.mark_up(server)  # it answered: in rotation, if a concurrent failure took it out
                     return result
@@ -260,7 +260,7 @@ class LoadBalancedClient(BalancedStreaming):
         """
         payload = read_once(payload)  # an iterator, read once: each failover sends it again (§16.3)
         with one_trace("request", channel, kwargs.get("headers")):  # every attempt in the call's trace (docs/tracing.md)
-            return await self._route(timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs))
+            return await self._route(timeout, lambda c, left, total: c.send_request(channel, payload, timeout=left, _named_timeout=total, **kwargs))
 
     async def request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Any:
         """Like :meth:`send_request` but returns the response payload only."""
@@ -270,13 +270,13 @@ class LoadBalancedClient(BalancedStreaming):
         """Publish on one server (its subscribers receive it), with the same failover."""
         data = read_once(data)
         with one_trace("publish", channel, kwargs.get("headers")):
-            return await self._route(timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
+            return await self._route(timeout, lambda c, left, _total: c.publish(channel, data, timeout=left, **kwargs))
 
     async def notify(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> None:
         """A one-way request to one server, with the same failover."""
         data = read_once(data)
         with one_trace("notify", channel, kwargs.get("headers")):
-            await self._route(timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
+            await self._route(timeout, lambda c, left, _total: c.notify(channel, data, timeout=left, **kwargs))
 
     # -- registrations: responders on every server, subscriptions in balanced_subscriptions ---
 

@@ -306,7 +306,7 @@ class ConnectionPool(PoolStreaming, PoolCore):
 
     # -- convenience calls ------------------------------------------------------------
 
-    async def _on_member(self, channel: str, timeout: float | None, fn: Callable[[IPCClient, float], Awaitable[T]], join: str | None = None) -> T:
+    async def _on_member(self, channel: str, timeout: float | None, fn: Callable[[IPCClient, float, float], Awaitable[T]], join: str | None = None) -> T:
         """Lease a member (shared, as the load balancer's calls: a client
         multiplexes) within the call's deadline, then call with what is left
         of it. A deadline that has passed (a timeout of zero or less, or one
@@ -328,7 +328,7 @@ class ConnectionPool(PoolStreaming, PoolCore):
             if left <= 0:
                 self._count_unsent()
                 raise RequestTimeout(f"call on {channel!r} timed out waiting for a connection, before it was sent")
-            return await fn(member.client, left)
+            return await fn(member.client, left, total)  # the budget is what is left, the text names the call's own
         finally:
             self._unshare(member)
 
@@ -338,16 +338,16 @@ class ConnectionPool(PoolStreaming, PoolCore):
         ``coalesce=True`` it joins an identical call in flight on any member."""
         payload = read_once(payload)  # an iterator, read once: the key and the member's call both read it (§16.3)
         join = request_key(channel, payload) if kwargs.get("coalesce") else None
-        return await self._on_member(channel, timeout, lambda c, left: c.send_request(channel, payload, timeout=left, **kwargs), join)
+        return await self._on_member(channel, timeout, lambda c, left, total: c.send_request(channel, payload, timeout=left, _named_timeout=total, **kwargs), join)
 
     async def request(self, channel: str, payload: Any = None, *, timeout: float | None = None, **kwargs: Any) -> Any:
         return (await self.send_request(channel, payload, timeout=timeout, **kwargs)).payload
 
     async def publish(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> int | None:
-        return await self._on_member(channel, timeout, lambda c, left: c.publish(channel, data, timeout=left, **kwargs))
+        return await self._on_member(channel, timeout, lambda c, left, _total: c.publish(channel, data, timeout=left, **kwargs))
 
     async def notify(self, channel: str, data: Any = None, *, timeout: float | None = None, **kwargs: Any) -> None:
-        await self._on_member(channel, timeout, lambda c, left: c.notify(channel, data, timeout=left, **kwargs))
+        await self._on_member(channel, timeout, lambda c, left, _total: c.notify(channel, data, timeout=left, **kwargs))
 
     def clear_cache(self) -> None:
         """Forget every cached answer (``cache_ttl``) of every member: each

@@ -141,3 +141,41 @@ async def test_health_check_of_an_unreachable_server_says_not_connected() -> Non
         assert health == {"healthy": False, "latency_ms": None, "error": "not_connected"}
     finally:
         await pool.close()
+
+
+async def test_a_timed_out_call_names_its_own_timeout_not_what_was_left(server) -> None:
+    """docs/resilience.md §4: a pool's or a load-balanced client's call that
+    waited 0.2 s for a connection and then got no answer names its 0.5 s,
+    as a lone client's (was: "within 0.299 s", the time left when it was
+    sent). The proxy black-holes the path once connected: the answer is the
+    client's own timeout, never the server's (which races it)."""
+    from ipc_client import LoadBalancedClient
+
+    from .faultproxy import FaultProxy
+
+    loop = asyncio.get_running_loop()
+    async with FaultProxy("127.0.0.1", server.port) as proxy:
+        pool = ConnectionPool("app", "127.0.0.1", proxy.port, min_connections=1, max_connections=1)
+        lb = LoadBalancedClient("app", [("127.0.0.1", proxy.port)], health_check_interval=None)
+        try:
+            await pool.start()
+            await lb.start()
+            proxy.blackhole()
+            for owner, target in ((pool, pool), (lb._pools[lb.servers[0]], lb)):
+                held = await owner.acquire()
+                loop.call_later(0.2, owner.release, held)
+                started = loop.time()
+                with pytest.raises(RequestTimeout, match=r"^no response on 'silent' within 0\.5 s$"):
+                    await target.request("silent", 1, timeout=0.5)
+                assert 0.45 <= loop.time() - started < WAIT_S
+            first = asyncio.ensure_future(pool.request("silent", 2, timeout=WAIT_S, coalesce=True))
+            async with asyncio.timeout(WAIT_S):
+                while not len(pool._members[0].client._shared):  # in flight on the member, for the next identical call to join
+                    await asyncio.sleep(0)
+            with pytest.raises(RequestTimeout, match=r"^no response on 'silent' within 0\.3 s \(a coalesced call\)$"):
+                await pool.request("silent", 2, timeout=0.3, coalesce=True)
+            first.cancel()
+        finally:
+            proxy.blackhole(False)
+            await pool.close()
+            await lb.close()

@@ -170,6 +170,13 @@ const ops = {
     );
     return null;
   },
+  // A member held by acquire() (the balancer's: its first server's pool's), given back `ms` later.
+  holdFor: async (cmd) => {
+    const pool = config.kind === 'balanced' ? [...target._pools.values()][0] : target;
+    const client = await pool.acquire();
+    setTimeout(() => pool.release(client), cmd.ms);
+    return null;
+  },
   // The pool's own request (a shared member), awaited.
   request: (cmd) => target.request(cmd.channel, cmd.payload ?? null, cmd.timeoutMs, cmd.options ?? {}),
   // The pool resolves whether it applied them now; the balancer nothing.

@@ -39,6 +39,24 @@ function timeoutText(ms) {
 }
 
 /**
+ * The key of a sendRequest() option a pool or a load-balanced client sets
+ * (namingTimeout()): the call's own timeout, which its RequestTimeoutError
+ * names, while the `timeout` it passes is what is left of it after the
+ * wait for a connection (docs/resilience.md §4). Not for applications.
+ */
+const NAMED_TIMEOUT = Symbol('namedTimeout');
+
+/**
+ * `options` with the call's own timeout to name (NAMED_TIMEOUT).
+ * @param {object|undefined|null} options a sendRequest()'s.
+ * @param {number} ms the call's own timeout as it was given.
+ * @returns {object}
+ */
+function namingTimeout(options, ms) {
+  return { ...options, [NAMED_TIMEOUT]: ms };
+}
+
+/**
  * Reads the per-call options of sendRequest/publish/notify (docs/resilience.md §4).
  * @param {object} options
  * @param {number} defaultTimeout
@@ -82,4 +100,4 @@ function isLocalRefusal(err) {
   return err instanceof ProtocolError || err instanceof TypeError || err instanceof RangeError || err instanceof AbortError; // nor a caller giving up
 }
 
-module.exports = { checkTimeout, timeoutText, callOptions, countsAsFailed, isLocalRefusal };
+module.exports = { NAMED_TIMEOUT, checkTimeout, timeoutText, callOptions, countsAsFailed, isLocalRefusal, namingTimeout };

@@ -17,7 +17,7 @@ const { buildMessage } = require('./envelope');
 const { COPY_BELOW_BYTES, snapshot } = require('./protocol/attachments');
 const { validateChannel } = require('./channels');
 const { now } = require('./connection');
-const { callOptions, checkTimeout, timeoutText, countsAsFailed, isLocalRefusal } = require('./call_options');
+const { NAMED_TIMEOUT, callOptions, checkTimeout, timeoutText, countsAsFailed, isLocalRefusal } = require('./call_options');
 const { State } = require('./state');
 const { traceOutgoing, endSpan } = require('./tracing');
 const { keyedHeaders, resendOnLoss, keysKept, keysIgnored, notResent } = require('./idempotency');
@@ -83,6 +83,7 @@ class Calls {
     const signal = checkSignal(options && options.signal); // the caller may give up (§15.4)
     if (signal !== undefined && signal.aborted) throw abortError(signal);
     const deadline = now() + call.timeout;
+    if (options && options[NAMED_TIMEOUT] !== undefined) call.timeout = options[NAMED_TIMEOUT]; // a pool's call: named, its budget what is left
     const keyed = call.idempotencyKey !== undefined; // run once per key (§6.6), each resend with the payload of the call (§16.3)
     if (keyed) call.headers = keyedHeaders(call.headers, call.idempotencyKey);
     const msg = buildMessage('request', this.host.appId, channelId, keyed ? snapshot(payload, COPY_BELOW_BYTES) : payload, call.headers ? { headers: call.headers } : undefined);

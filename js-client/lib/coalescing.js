@@ -20,7 +20,7 @@
 const { setLongTimeout, clearLongTimeout } = require('./long_timer');
 const { whenAborted } = require('./abort_listeners');
 const { CircuitState } = require('./circuit_breaker');
-const { checkTimeout, timeoutText } = require('./call_options');
+const { NAMED_TIMEOUT, checkTimeout, timeoutText } = require('./call_options');
 const { ResponseCache, checkCacheTtl } = require('./response_cache');
 const { AbortError, RequestTimeoutError } = require('./errors');
 const { isBinary, bytesDigest } = require('./protocol/attachments');
@@ -161,7 +161,7 @@ class SharedCalls {
       return wait(shared, Infinity, signal, channelId);
     }
     this.host._metrics.requestsCoalesced++;
-    return wait(shared, checkTimeout(ms ?? this.host.options.requestTimeout), signal, channelId);
+    return wait(shared, checkTimeout(ms ?? this.host.options.requestTimeout), signal, channelId, rest[NAMED_TIMEOUT]);
   }
 }
 
@@ -172,9 +172,10 @@ class SharedCalls {
  * @param {number} ms
  * @param {AbortSignal|undefined} signal
  * @param {string} channelId
+ * @param {number} [named] the timeout its error names (a pool's call: its own, `ms` being what is left).
  * @returns {Promise<object>}
  */
-function wait(shared, ms, signal, channelId) {
+function wait(shared, ms, signal, channelId, named = ms) {
   return new Promise((resolve, reject) => {
     let timer = null;
     let stopListening = null;
@@ -193,7 +194,7 @@ function wait(shared, ms, signal, channelId) {
     if (Number.isFinite(ms)) {
       timer = setLongTimeout(() => {
         done();
-        reject(new RequestTimeoutError(`no response on '${channelId}' within ${timeoutText(ms)} ms (a coalesced call)`));
+        reject(new RequestTimeoutError(`no response on '${channelId}' within ${timeoutText(named)} ms (a coalesced call)`));
       }, ms);
     }
     shared.then(

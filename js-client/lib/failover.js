@@ -105,7 +105,7 @@ function failOver(server, err, connected, markDown) {
  * @param {Map<ServerState, ConnectionPool>} pools each server's pool.
  * @param {(server: ServerState, err: Error) => void} markDown takes a server out of the rotation.
  * @param {number} timeout milliseconds.
- * @param {(client: IPCClient, left: number) => Promise<T>} call
+ * @param {(client: IPCClient, left: number, total: number) => Promise<T>} call
  * @param {() => void} unsent counts a call that failed before any server was tried.
  * @returns {Promise<T>}
  */
@@ -126,7 +126,7 @@ async function routeCall(balancer, pools, markDown, timeout, call, unsent) {
         const result = await pool.lease(
           (client) => {
             leased = true;
-            return call(client, Math.max(1, deadline - now()));
+            return call(client, Math.max(1, deadline - now()), timeout); // a timeout names the call's own
           },
           { timeout: Math.min(left, pool.acquireTimeout) }
         );

@@ -28,6 +28,7 @@ const { checkSchemaOption } = require('./contracts');
 const { ServerHealth, unreachable } = require('./balanced_health');
 const { reportable } = require('./listeners');
 const { inOneTrace } = require('./call_trace');
+const { namingTimeout } = require('./call_options');
 
 /** Balancer defaults (§8); milliseconds. */
 const BALANCER_DEFAULTS = Object.freeze({
@@ -172,7 +173,7 @@ class LoadBalancedClient extends BalancedStreaming {
     }
     payload = readOnce(payload); // an iterator, read once: each failover sends it again (§16.3)
     // every attempt in the call's trace (docs/tracing.md)
-    return inOneTrace('request', channelId, options?.headers, () => this._route(timeout, (client, left) => client.sendRequest(channelId, payload, left, options)));
+    return inOneTrace('request', channelId, options?.headers, () => this._route(timeout, (client, left, total) => client.sendRequest(channelId, payload, left, namingTimeout(options, total))));
   }
 
   /**
@@ -335,7 +336,7 @@ class LoadBalancedClient extends BalancedStreaming {
    * Runs `call` with failover (lib/failover.js).
    * @template T
    * @param {number} timeout milliseconds.
-   * @param {(client: IPCClient, left: number) => Promise<T>} call
+   * @param {(client: IPCClient, left: number, total: number) => Promise<T>} call
    * @returns {Promise<T>}
    * @private
    */

@@ -9,7 +9,7 @@
  * (pool.js) extends it. Mirrors the calls of ipc_client/pool.py.
  */
 
-const { checkTimeout } = require('./call_options');
+const { checkTimeout, namingTimeout } = require('./call_options');
 const { requestKey } = require('./coalescing');
 const { readOnce } = require('./json_profile');
 const { checkChannelOf, checkSubscription, checkUnsubscription } = require('./publishing');
@@ -46,7 +46,7 @@ class PoolCalls extends PoolCore {
     options = options ?? {};
     payload = readOnce(payload); // an iterator, read once: the key and the member's call both read it (§16.3)
     const join = options.coalesce === true ? requestKey(channelId, payload) : null;
-    return this._onMember(channelId, timeout, (client, left) => client.sendRequest(channelId, payload, left, options), join);
+    return this._onMember(channelId, timeout, (client, left, total) => client.sendRequest(channelId, payload, left, namingTimeout(options, total)), join);
   }
 
   /**
@@ -153,7 +153,7 @@ class PoolCalls extends PoolCore {
    * @template T
    * @param {string} channelId
    * @param {unknown} timeout
-   * @param {(client: IPCClient, left: number) => Promise<T>} call
+   * @param {(client: IPCClient, left: number, total: number) => Promise<T>} call
    * @param {string|null} [join] the request key of a coalesced call.
    * @returns {Promise<T>}
    * @private
@@ -176,7 +176,7 @@ class PoolCalls extends PoolCore {
       try {
         const left = deadline - performance.now();
         if (left <= 0) unsent(new RequestTimeoutError(`call on ${JSON.stringify(channelId)} timed out waiting for a connection, before it was sent`));
-        result = Promise.resolve(call(member.client, left));
+        result = Promise.resolve(call(member.client, left, total)); // its budget what is left, its text the call's own timeout
       } catch (err) {
         result = Promise.reject(err);
       }
