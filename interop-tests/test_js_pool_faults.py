@@ -23,7 +23,7 @@ import pytest
 from conftest import run_node
 from test_js_pool import pool_agent  # noqa: F401 (a fixture)
 
-from ipc_client import ConnectionPool, LoadBalancedClient
+from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient
 from ipc_protocol import IPCError
 
 HOST = "127.0.0.1"
@@ -109,6 +109,31 @@ async def py_balanced(ports: dict[str, int]) -> dict[str, Any]:
     return {"timedOut": timed_out, "stalled": stalled_counts, "errors": errors, "down": counts(down.metrics())}
 
 
+async def py_queued(ports: dict[str, int]) -> dict[str, Any]:
+    texts = []
+    for options in ({}, {"queue_max_size": 0}):
+        client = IPCClient("app", HOST, ports["refused"], wait_on_first_connect=True, initial_delay=5, **options)
+        reconnecting = asyncio.Event()
+        client.on("reconnecting", lambda *_: reconnecting.set())
+        connecting = asyncio.ensure_future(client.connect())
+        await asyncio.wait_for(reconnecting.wait(), 5)
+        texts.append(await failure_text(client.request("r", 1, timeout=0.3)))
+        if not options:
+            texts.append(await failure_text(client.publish("q", 1, ack=True, timeout=0.3)))
+            texts.append(await failure_text(client.request("r", 1, timeout=0.3, on_disconnect="fail")))
+        await client.disconnect()
+        await asyncio.gather(connecting, return_exceptions=True)
+    return {"texts": texts}
+
+
+async def failure_text(aw: Any) -> str:
+    try:
+        await aw
+    except IPCError as exc:
+        return str(exc)
+    raise AssertionError("it did not fail")
+
+
 EXPECTED: dict[str, dict[str, Any]] = {
     # was: counts [0, 0, 1.0, 0, 1.0] in both clients (closed: 0 failed)
     "closed": {"errors": ["not_connected"] * 5, "counts": [4, 0, 0.0, 3, 0.0], "closed": 4},
@@ -121,6 +146,17 @@ EXPECTED: dict[str, dict[str, Any]] = {
 }
 PYTHON = {"closed": py_closed, "silent": py_silent, "waited": py_waited, "balanced": py_balanced}
 
+# docs/resilience.md §4, the same words in both clients, Python in seconds and Node in milliseconds
+# (was: Python "request on 'r' timed out in the offline queue", Node "no connection for r before its
+# deadline (it waited in the offline queue)"; Python "not connected (reconnecting) and the call asked
+# to fail fast" for both refusals, Node "the client is reconnecting").
+QUEUED = [
+    "no response on 'r' within {t} (it waited in the offline queue)",
+    "no response on 'q' within {t} (it waited in the offline queue)",
+    "the client is reconnecting and the call asked to fail fast ({fail})",
+    "the client is reconnecting and its offline queue holds nothing ({off})",
+]
+
 
 async def test_both_clients_count_failed_opens_and_calls_that_reached_no_connection(node: str, handler_server: Any, refused: int, silent: int) -> None:
     ports = {"real": handler_server.port, "refused": refused, "silent": silent}
@@ -130,6 +166,15 @@ async def test_both_clients_count_failed_opens_and_calls_that_reached_no_connect
     for name in scenarios:
         assert node_results[name] == EXPECTED[name], ("node", name, node_results[name])
         assert await PYTHON[name](ports) == EXPECTED[name], ("python", name)
+
+
+async def test_both_clients_say_the_same_of_a_call_the_offline_queue_did_not_send(node: str, refused: int) -> None:
+    """A request (or a publish with ack) that expired in the offline queue
+    names its own timeout, as any request's (§4); one refused while
+    reconnecting says why: the call's on_disconnect, or the queue being off."""
+    lines = await run_node(node, "pool_faults.js", json.dumps({"scenarios": ["queued"], "refused": refused}))
+    assert lines[0]["texts"] == [t.format(t="300 ms", fail="onDisconnect 'fail'", off="queueMaxSize 0") for t in QUEUED]
+    assert (await py_queued({"refused": refused}))["texts"] == [t.format(t="0.3 s", fail='on_disconnect "fail"', off="queue_max_size 0") for t in QUEUED]
 
 
 async def test_a_timed_out_call_names_its_own_timeout_in_both_clients(node: str, handler_server: Any, pool_agent: Any) -> None:

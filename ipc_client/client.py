@@ -337,7 +337,7 @@ class IPCClient(ClientExtensions, Streaming, ClientIntrospection, Draining):
             await self._calls.publish(conn, channel, data, headers, deadline)
             return None
         msg = Message.build(MessageType.PUBLISH, self.app_id, channel, data, headers=headers, ack=True if want_ack else None)
-        reply = await self._outbox.submit(msg, deadline, reply=want_ack, priority=priority, on_disconnect=on_disconnect)
+        reply = await self._outbox.submit(msg, deadline, reply=want_ack, priority=priority, on_disconnect=on_disconnect, timeout=self.request_timeout if timeout is None else timeout)
         # None: replayed to a version-1 server, which counts nothing (outbox.py), or no number in the ack.
         return None if reply is None else delivered_count(reply.payload)
 

@@ -26,6 +26,7 @@ from .offline_queue import OfflineQueue, QueuedCall
 from .queue_store import QueueStore
 from .replay_taken import SETTLE_BATCH, SETTLE_EVERY_S, Unwritten
 from .state import ConnectionState, StateMachine
+from .timeouts import seconds_text
 
 __all__ = ["Outbox", "DISCONNECT_POLICIES"]
 
@@ -110,8 +111,9 @@ class Outbox:
             self._metrics.failed()
             raise NotConnected(f"not connected ({state.value})")
         if offline and (policy == "fail" or self.queue.max_size == 0):
-            self._metrics.failed()
-            raise NotConnected(f"not connected ({state.value}) and the call asked to fail fast")
+            self._metrics.failed()  # the same words as Node's (calls.js submit)
+            why = 'the call asked to fail fast (on_disconnect "fail")' if policy == "fail" else "its offline queue holds nothing (queue_max_size 0)"
+            raise NotConnected(f"the client is {state.value} and {why}")
         return await self._enqueue(msg, deadline, reply=reply, priority=priority, cause=cause, timeout=timeout)
 
     async def _enqueue(
@@ -284,8 +286,9 @@ class Outbox:
             self.queue.dropped += 1
         if entry.waiter is not None:
             if not entry.waiter.done():
-                if error is None:
-                    error = RequestTimeout(f"request on {msg.channel_id!r} timed out in the offline queue")
+                if error is None:  # its own timeout named, however long it waited (docs/resilience.md §4), as in Node
+                    within = "" if entry.timeout is None else f" within {seconds_text(entry.timeout)} s"
+                    error = RequestTimeout(f"no response on {msg.channel_id!r}{within} (it waited in the offline queue)")
                     error.__cause__ = entry.cause  # a keyed resend: the loss that queued it again
                 entry.waiter.set_exception(error)
             return

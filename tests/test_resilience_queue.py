@@ -48,23 +48,31 @@ async def test_a_queued_request_fails_with_timeout_at_its_deadline(proxy, via_pr
     await outage(proxy, client)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(RequestTimeout):
+    # Its own timeout named, as any request's, and Node's (was: "request on 'anything' timed out in the offline queue").
+    with pytest.raises(RequestTimeout, match=r"^no response on 'anything' within 0\.2 s \(it waited in the offline queue\)$"):
         await client.request("anything", timeout=0.2)
     waited = loop.time() - started
     assert 0.2 <= waited < 0.2 + 1.0  # at its deadline: not before, not long after
     assert client.queue_stats()["size"] == 0
     assert client.queue_stats()["dropped"] == 1  # left the queue unsent
     assert client.metrics()["messages_failed"] == 1
+    with pytest.raises(RequestTimeout, match=r"^no response on 'news' within 0\.2 s \(it waited in the offline queue\)$"):
+        await client.publish("news", 1, ack=True, timeout=0.2)  # an ack it waits for: the same words (was: "request on 'news'")
 
 async def test_fail_fast_policy_and_disconnected_state(proxy, via_proxy) -> None:
     client = await via_proxy()
+    unqueued = await via_proxy(queue_max_size=0)
     await outage(proxy, client)
-    with pytest.raises(NotConnected):
+    await until(lambda: unqueued.state.value == "reconnecting")
+    # Node's words, what the call asked or the queue being off (was: "... and the call asked to fail fast" for both).
+    with pytest.raises(NotConnected, match=r'^the client is reconnecting and the call asked to fail fast \(on_disconnect "fail"\)$'):
         await client.request("x", on_disconnect="fail")
     with pytest.raises(NotConnected):
         await client.publish("x", 1, on_disconnect="fail")
+    with pytest.raises(NotConnected, match=r"^the client is reconnecting and its offline queue holds nothing \(queue_max_size 0\)$"):
+        await unqueued.request("x")
     await client.disconnect()
-    with pytest.raises(NotConnected):  # disconnected: nothing would ever send it
+    with pytest.raises(NotConnected, match=r"^not connected \(disconnected\)$"):  # disconnected: nothing would ever send it
         await client.request("x")
     failing = IPCClient("app", "127.0.0.1", proxy.port, on_disconnect="fail", **FAST)
     assert failing.on_disconnect == "fail"

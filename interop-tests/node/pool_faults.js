@@ -1,15 +1,15 @@
 'use strict';
 
 /**
- * Runs the pool and load-balancer scenarios of test_js_pool_faults.py with
- * the js-client and prints one JSON line per scenario: {"scenario": name,
+ * Runs the pool, load-balancer and offline-queue scenarios of
+ * test_js_pool_faults.py with the js-client and prints one JSON line per scenario: {"scenario": name,
  * ...what it saw}. argv[2] is {"scenarios": [...], "real": port of the
  * Python server with py.* handlers, "refused": a port that refuses every
  * connect, "silent": a port that takes connections and never answers}.
  * Every wait is bounded by the calls' own timeouts.
  */
 
-const { ConnectionPool, LoadBalancedClient } = require('../../js-client');
+const { ConnectionPool, IPCClient, LoadBalancedClient } = require('../../js-client');
 
 const config = JSON.parse(process.argv[2]);
 const HOST = '127.0.0.1';
@@ -75,6 +75,25 @@ const SCENARIOS = {
     await down.close();
     errors.push(await failure(down.request('x', 1, { timeout: 1000 })));
     return { timedOut: timedOut && timedOut.code, stalled: stalledCounts, errors: errors.map((e) => e && e.code), down: counts(down.getMetrics()) };
+  },
+
+  /** What a call is told while the client reconnects: expired in the offline queue, or not queued at all. */
+  async queued() {
+    const texts = [];
+    for (const options of [{}, { queueMaxSize: 0 }]) {
+      const client = new IPCClient('app', { host: HOST, port: config.refused, waitOnFirstConnect: true, initialDelay: 5000, ...options });
+      client.on('error', () => {});
+      const connecting = client.connect().catch(() => {});
+      while (client.state !== 'reconnecting') await new Promise((resolve) => client.once('reconnecting', resolve));
+      texts.push((await failure(client.request('r', 1, { timeout: 300 }))).message);
+      if (options.queueMaxSize === undefined) {
+        texts.push((await failure(client.publish('q', 1, { ack: true, timeout: 300 }))).message);
+        texts.push((await failure(client.request('r', 1, { timeout: 300, onDisconnect: 'fail' }))).message);
+      }
+      await client.disconnect();
+      await connecting;
+    }
+    return { texts };
   }
 };
 

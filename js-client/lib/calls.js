@@ -140,7 +140,8 @@ class Calls {
       throw new NotConnectedError(`not connected (${state})`);
     }
     if (state !== State.CONNECTED && (call.onDisconnect === 'fail' || host.options.queueMaxSize === 0)) {
-      throw new NotConnectedError(`the client is ${state}`);
+      const why = call.onDisconnect === 'fail' ? "the call asked to fail fast (onDisconnect 'fail')" : 'its offline queue holds nothing (queueMaxSize 0)';
+      throw new NotConnectedError(`the client is ${state} and ${why}`); // the same words as Python's (outbox.py submit)
     }
     const promise = outbox.enqueue(msg, deadline, call.priority, expectReply, call.timeout);
     if (state === State.CONNECTED && outbox.replaying === null) outbox.startReplay(this.conn);

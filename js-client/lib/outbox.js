@@ -26,6 +26,7 @@ const { QueueStore } = require('./queue_store');
 const { ConnectionLostError, FrameTooLargeError, QueueFullError, RequestTimeoutError } = require('./errors');
 const { markReplay } = require('./protocol/restarts');
 const { keysKept, keysIgnored } = require('./idempotency');
+const { timeoutText } = require('./call_options');
 
 /**
  * A call waiting in the offline queue.
@@ -263,8 +264,10 @@ class Outbox {
   /** @private */
   _expire() {
     for (const entry of this.queue.expire(now())) {
-      const err = new RequestTimeoutError(`no connection for ${entry.msg.channel_id} before its deadline (it waited in the offline queue)`);
-      if (entry.cause) err.cause = entry.cause; // a keyed resend: the loss that queued it again
+      // its own timeout named, however long it waited (docs/resilience.md §4), as in Python; a one-way message has no caller
+      const within = entry.timeout === undefined ? '' : ` within ${timeoutText(entry.timeout)} ms`;
+      const err = entry.expectReply ? new RequestTimeoutError(`no response on '${entry.msg.channel_id}'${within} (it waited in the offline queue)`) : null;
+      if (err !== null && entry.cause) err.cause = entry.cause; // a keyed resend: the loss that queued it again
       this._drop(entry, 'expired', err);
     }
   }

@@ -370,3 +370,24 @@ test('resilience - a persisted message leaves the queue file only once the socke
   assert.ok(onDisk() >= client.queueStats().size + inProcess, `${onDisk()} on disk, ${client.queueStats().size} queued, ${inProcess} in the socket buffer`);
   proxy.blackhole(false);
 });
+
+test('queue - a call the offline queue did not send says why, in the words of the Python client', async () => {
+  const { freePort } = require('./helpers');
+  const port = await freePort(); // nothing listens: the client keeps reconnecting
+  for (const [options, calls] of [
+    [{}, [
+      [(c) => c.request('r', 1, { timeout: 300 }), "no response on 'r' within 300 ms (it waited in the offline queue)"],
+      [(c) => c.publish('q', 1, { ack: true, timeout: 300 }), "no response on 'q' within 300 ms (it waited in the offline queue)"],
+      [(c) => c.request('r', 1, { timeout: 300, onDisconnect: 'fail' }), "the client is reconnecting and the call asked to fail fast (onDisconnect 'fail')"]
+    ]],
+    [{ queueMaxSize: 0 }, [[(c) => c.request('r', 1, { timeout: 300 }), 'the client is reconnecting and its offline queue holds nothing (queueMaxSize 0)']]]
+  ]) {
+    const client = new IPCClient('app', { host: '127.0.0.1', port, waitOnFirstConnect: true, initialDelay: 5000, ...options });
+    client.on('error', () => {});
+    const connecting = client.connect().catch(() => {});
+    await waitFor(client, 'reconnecting');
+    for (const [call, message] of calls) await assert.rejects(call(client), { message });
+    await client.disconnect();
+    await connecting;
+  }
+});
