@@ -618,7 +618,8 @@ export async function loadBalanced(): Promise<void> {
   };
   const lb = new LoadBalancedClient('billing', servers, options);
   new LoadBalancedClient('billing', ['localhost:8888']);
-  const fields: [string, StrategyValue, number, number] = [lb.appId, lb.strategy, lb.healthCheckInterval, lb.healthCheckTimeout];
+  new LoadBalancedClient('billing', ['localhost:8888'], { healthCheckInterval: null }); // no health checks
+  const fields: [string, StrategyValue, number | null, number] = [lb.appId, lb.strategy, lb.healthCheckInterval, lb.healthCheckTimeout];
   await lb.start();
   const reply: Message<number> = await lb.sendRequest<number>('sum', [1, 2], 1000, { headers: { a: 'b' }, idempotencyKey: 'sum-1' });
   exact<number>()(await lb.request<number>('sum', [1, 2]));
