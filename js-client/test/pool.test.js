@@ -459,13 +459,14 @@ test('queuePath is refused by ConnectionPool, LoadBalancedClient and ServiceClie
   new ConnectionPool('app', { port: 1, queuePath: null }); // explicitly off is fine
 });
 
-test('pool - failed opens are attempts and calls that reached no member are failed, as a lone client counts them', async () => {
+test('pool - failed opens are attempts and calls that reached no member are failed, as a lone client counts them', async (t) => {
   const port = await freePort(); // nothing listens: every open is refused
   const lone = new IPCClient('app', { host: '127.0.0.1', port, reconnect: false });
   await assert.rejects(lone.connect(), { code: ErrorCode.NOT_CONNECTED });
   assert.deepEqual([lone.getMetrics().connectionAttempts, lone.getMetrics().connectionSuccessRate], [1, 0]);
   const pool = new ConnectionPool('app', { host: '127.0.0.1', port, initialDelay: 5000 }); // no background retry meanwhile
   pool.on('error', () => {});
+  t.after(() => pool.close());
   await assert.rejects(pool.start(), { code: ErrorCode.NOT_CONNECTED });
   for (let i = 0; i < 3; i++) await assert.rejects(pool.request('x', 1, { timeout: 500 }), { code: ErrorCode.NOT_CONNECTED });
   const m = pool.getMetrics();

@@ -371,7 +371,7 @@ test('resilience - a persisted message leaves the queue file only once the socke
   proxy.blackhole(false);
 });
 
-test('queue - a call the offline queue did not send says why, in the words of the Python client', async () => {
+test('queue - a call the offline queue did not send says why, in the words of the Python client', async (t) => {
   const { freePort } = require('./helpers');
   const port = await freePort(); // nothing listens: the client keeps reconnecting
   for (const [options, calls] of [
@@ -385,6 +385,7 @@ test('queue - a call the offline queue did not send says why, in the words of th
     const client = new IPCClient('app', { host: '127.0.0.1', port, waitOnFirstConnect: true, initialDelay: 5000, ...options });
     client.on('error', () => {});
     const connecting = client.connect().catch(() => {});
+    t.after(() => client.disconnect()); // a failed assertion too: no client left reconnecting
     await waitFor(client, 'reconnecting');
     for (const [call, message] of calls) await assert.rejects(call(client), { message });
     await client.disconnect();
