@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .setting_files import read_utf8
+from .setting_files import parse_toml, read_utf8
 
 __all__ = ["config_path", "read_settings"]
 
@@ -54,9 +54,11 @@ def _table(path: str | os.PathLike[str], known: Collection[str]) -> dict[str, An
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
     try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
     except tomllib.TOMLDecodeError as exc:  # its text gives the line and column
         raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    except ValueError as exc:  # nested too deeply to be read
+        raise ValueError(f"{path}: cannot read the configuration file: {exc}") from None
     if "server" not in data:
         return data
     table = data.pop("server")

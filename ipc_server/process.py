@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .early_signals import EarlySignals
 from .reloads import reload_on_sighup
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
 
 __all__ = ["serve_until_signalled", "StartRefused"]
 
@@ -29,6 +32,9 @@ class StartRefused(Exception):
 
 class _Server(Protocol):
     """What this module uses of an ``IPCServer`` (the facade is server.py's alone)."""
+
+    @property
+    def config(self) -> ServerConfig: ...
 
     async def start(self) -> None: ...
 

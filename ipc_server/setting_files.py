@@ -13,10 +13,12 @@ import logging
 import os
 import re
 import ssl
+import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-__all__ = ["readable", "read_utf8", "no_password", "load_chain", "not_after", "warn_if_expired"]
+__all__ = ["readable", "read_utf8", "parse_toml", "no_password", "load_chain", "not_after", "warn_if_expired"]
 
 _PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -66,6 +68,19 @@ def read_utf8(setting: str, path: str | os.PathLike[str]) -> str:
         else:
             why = f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8"
         raise ValueError(f"{setting} {os.fspath(path)!r} must be UTF-8 text: {why}") from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads``, every failure a ``ValueError``: Python's TOML parser
+    recurses once per level of nesting, so a valid file nested a few
+    hundred arrays or inline tables deep (``x = [[[...]]]``) raised
+    ``RecursionError``, which no caller's ``except ValueError`` caught (a
+    traceback of 3,000 lines at start; a false "not configured" on SIGHUP).
+    A ``tomllib.TOMLDecodeError``'s text gives the line and column."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise ValueError("arrays or tables nested too deeply (Python's TOML parser reads a few hundred levels at most)") from None
 
 
 # -- certificates' expiry ------------------------------------------------------------------

@@ -42,7 +42,7 @@ from ipc_protocol.channels import validate_pattern
 
 from .cert_subjects import Subject, parse_subject, render_subject, subject_of_cert
 from .permissions import OPERATIONS, Permissions, Rule
-from .setting_files import read_utf8
+from .setting_files import parse_toml, read_utf8
 
 if TYPE_CHECKING:
     from .config import ServerConfig
@@ -305,11 +305,15 @@ def load_users(path: str, *, mutual_tls: bool = True) -> Users:
     Without ``mutual_tls`` (a server without ``tls_ca``) a ``cert_subject``
     user is an error: no connection could ever present its certificate."""
     try:
-        data = tomllib.loads(read_utf8("users_file", path))
-    except tomllib.TOMLDecodeError as exc:
-        raise UsersError(f"{path}: not valid TOML: {exc}") from None
+        text = read_utf8("users_file", path)
     except ValueError as exc:  # not UTF-8
         raise UsersError(str(exc)) from None
+    try:
+        data = parse_toml(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsersError(f"{path}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # nested too deeply to be read
+        raise UsersError(f"{path}: cannot be read: {exc}") from None
     try:
         users = parse_users(data, path)
     except UsersError as exc:
