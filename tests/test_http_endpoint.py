@@ -222,3 +222,53 @@ async def test_request_lines_ending_in_a_bare_lf_are_read(server: IPCServer, raw
 async def test_a_head_over_the_limit_in_short_lines_is_431(server: IPCServer) -> None:
     raw = b"GET /healthz HTTP/1.1\r\n" + b"X: aaaaaaaa\r\n" * 1000 + b"\r\n"
     assert (await http(endpoint_of(server).port, raw)).status == 431  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [256 << 10, 4 << 20])
+async def test_a_client_that_sends_a_huge_head_whole_then_reads_gets_its_431(server: IPCServer, size: int) -> None:
+    """As curl and urllib send: the whole head, then read. The endpoint
+    closed with the rest unread, the kernel sent a reset, and the client
+    never read its 431 (5 of 5 at 256 KiB, 1 MiB, 4 MiB)."""
+    raw = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * size + b"\r\n\r\n"
+    reply = await http(endpoint_of(server).port, raw)  # type: ignore[arg-type]
+    assert reply.status == 431 and "over 8192 bytes" in reply.text
+
+
+async def test_a_lingering_socket_counts_against_the_cap_and_is_evicted_first(server: IPCServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_endpoint, "LINGER_S", WAIT_S * 4)
+    endpoint = endpoint_of(server)
+    refused = await idle_sockets(endpoint, 1, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n")  # answered 431, then silent
+    await _until(lambda: len(endpoint._lingering) == 1)
+    assert endpoint.clients == 1
+    reading = await idle_sockets(endpoint, CAP - 1)  # every slot taken: the refused one among them
+    assert endpoint.clients == CAP and endpoint.evicted == 0
+    assert (await get(endpoint.port, "/healthz")).status == 200  # type: ignore[arg-type]
+    assert endpoint.evicted == 1 and not endpoint._lingering  # the answered one went, not a socket still to be answered
+    assert (await read_all(refused[0][0])).startswith(b"HTTP/1.1 431 ")
+    for reader, _ in reading:
+        assert not reader.at_eof()
+    for _, writer in refused + reading:
+        writer.close()
+
+
+@pytest.mark.parametrize("bound", ["LINGER_S", "LINGER_BYTES"])
+async def test_lingering_ends_at_its_time_or_size_bound(server: IPCServer, monkeypatch: pytest.MonkeyPatch, bound: str) -> None:
+    """A refused peer that stays silent is held LINGER_S at most; one that
+    goes on sending is read while the lingering sockets' budget lasts
+    (LINGER_BYTES a second between them all), then closed."""
+    monkeypatch.setattr(http_endpoint, "LINGER_S", 0.2 if bound == "LINGER_S" else WAIT_S * 4)
+    monkeypatch.setattr(http_endpoint, "LINGER_BYTES", 1 << 20)
+    endpoint = endpoint_of(server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n")
+    await _until(lambda: len(endpoint._lingering) == 1)
+    if bound == "LINGER_BYTES":
+        sent = 0
+        with pytest.raises(ConnectionError):  # the endpoint closes once it has read its bound
+            while sent < 64 << 20:
+                writer.write(b"a" * (64 << 10))
+                await asyncio.wait_for(writer.drain(), WAIT_S)
+                sent += 64 << 10
+        assert sent < 64 << 20
+    await held(endpoint, 0)
+    writer.close()
