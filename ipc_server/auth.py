@@ -28,7 +28,8 @@ from .connection import ServerConnection
 from .decoy import decoy_hash
 from .log_limits import allow_line
 from .logs import peer_text
-from .permissions import Grant, withdrawn
+from .permissions import Grant
+from .recheck import recheck
 from .stats import ServerStats
 from .users import User, Users
 from .verifier import Verifier, VerifierBusy, address_of
@@ -70,6 +71,11 @@ class Auth:
     ) -> None:
         self.users = users
         self.grants: dict[ServerConnection, Grant] = {}
+        # A reload's state (recheck.py): its number, the connections whose grant
+        # predates its users, what it disconnected and withdrew so far.
+        self.reloads = 0
+        self._stale: set[ServerConnection] = set()
+        self._counts = {"disconnected": 0, "withdrawn": 0}
         self._stats = stats
         self._accept = accept
         self.verifier = verifier or Verifier()
@@ -172,6 +178,7 @@ class Auth:
 
     def closed(self, conn: ServerConnection) -> None:
         self.grants.pop(conn, None)
+        self._stale.discard(conn)
         key = self._waiting.pop(conn, None)
         if key is not None:
             self.verifier.release(key)
@@ -181,6 +188,10 @@ class Auth:
     def permits(self, conn: ServerConnection, msg: Message) -> bool:
         """Whether ``msg`` is allowed; if not, it is answered ``forbidden``."""
         grant = self.grants.get(conn)
+        if self._stale and conn in self._stale:  # not re-checked yet since a reload: now
+            grant = self.current(conn)
+            if grant is None:
+                return False  # disconnected by the new users
         mtype = msg.message_type
         channel = msg.channel_id
         if mtype is MessageType.PUBLISH:
@@ -223,7 +234,7 @@ class Auth:
     def visible(self, conn: ServerConnection, channels: dict[str, Any]) -> dict[str, Any]:
         """``describe``'s channels (§8) the user may request at least one
         channel of: a schema shows what a channel is for."""
-        grant = self.grants.get(conn)
+        grant = self.current(conn)
         if grant is None:
             return {}
         rule = grant.permissions.request
@@ -231,51 +242,62 @@ class Auth:
 
     def monitor(self, conn: ServerConnection) -> bool:
         """Whether the connection's user may see server-wide figures (§8)."""
-        grant = self.grants.get(conn)
+        grant = self.current(conn)
         return grant is not None and grant.permissions.monitor
 
     # -- reload ----------------------------------------------------------------------
 
-    def replace(self, users: Users, withdraw: Callable[[ServerConnection, str, bool], None]) -> dict[str, int]:
-        """Apply a new users file to the open connections: a user removed,
-        whose credential changed or who may no longer use the app is
-        disconnected ``unauthorized``; registrations the new rights no longer
-        allow are withdrawn (``withdraw(conn, pattern, serve)``) and the
-        client told ``forbidden``. Returns counts for the log."""
+    async def replace(self, users: Users, withdraw: Callable[[ServerConnection, str, bool], None]) -> tuple[dict[str, int], int, bool]:
+        """Apply a new users file: new connects and operations are checked
+        against it at once; then every open connection is re-checked
+        (recheck.py): one whose user was removed, whose credential changed
+        or who may no longer use the app is disconnected ``unauthorized``;
+        subscriptions and registrations the new rights no longer allow are
+        withdrawn (``withdraw(conn, pattern, serve)``) and the client told
+        ``forbidden``. Returns the counts, the patterns checked, and
+        whether the re-check ran to its end (not taken over by a later reload)."""
         self.users = users
         self.decoy = decoy_hash(users)  # the new file's parameters
         self.verifier.forget()
-        counts = {"disconnected": 0, "withdrawn": 0}
-        for conn, grant in list(self.grants.items()):
-            user = users.get(grant.user)
-            reason = why = None  # why: the error's details.reason, for the client (docs/protocol.md §3)
-            if user is None:
-                reason, why = f"user {grant.user!r} was removed", "removed"
-            elif user.credential != grant.credential:
-                # A rotated token or the same one hashed again (new salt or cost): only the next handshake tells.
-                reason, why = f"the credential of user {grant.user!r} changed", "credential"
-            elif not ("*" in user.apps or conn.app_id in user.apps):
-                reason, why = f"user {grant.user!r} may no longer connect as app {conn.app_id!r}", "app"
-            if reason is not None or user is None:
-                del self.grants[conn]
-                counts["disconnected"] += 1
-                log.info("disconnecting %s: %s", clipped(conn.connection_id), clipped(reason, LOG_TEXT_LIMIT))
-                conn.fail(ErrorCode.UNAUTHORIZED, reason or "", details={"reason": why, "user": grant.user})
-                continue
-            new = self.grants[conn] = _grant(user)
-            subscriptions, served = withdrawn(new, sorted(conn.subscriptions), sorted(conn.responder_for))
-            for serve, patterns in ((False, subscriptions), (True, served)):
-                for pattern in patterns:
-                    withdraw(conn, pattern, serve)
-                    self._withdrawn(conn, new.user, "serve" if serve else "subscribe", pattern)
-                    counts["withdrawn"] += 1
-        return counts
+        self.reloads += 1
+        self._counts = counts = {"disconnected": 0, "withdrawn": 0}
+        connections = list(self.grants)
+        self._stale = set(connections)
+        checked, finished = await recheck(self, self.reloads, connections, withdraw)
+        return counts, checked, finished
 
-    def _withdrawn(self, conn: ServerConnection, user: str, operation: str, pattern: str) -> None:
-        """Tell the client a registration was withdrawn: an error frame
+    def current(self, conn: ServerConnection) -> Grant | None:
+        """The connection's grant under the users loaded now, made from them
+        if a reload came since it was made (which may disconnect it); None
+        for a connection without one (closed, or not past its handshake)."""
+        grant = self.grants.get(conn)
+        if grant is None or conn not in self._stale:
+            return grant
+        self._stale.discard(conn)
+        user = self.users.get(grant.user)
+        reason = why = None  # why: the error's details.reason, for the client (docs/protocol.md §3)
+        if user is None:
+            reason, why = f"user {grant.user!r} was removed", "removed"
+        elif user.credential != grant.credential:
+            # A rotated token or the same one hashed again (new salt or cost): only the next handshake tells.
+            reason, why = f"the credential of user {grant.user!r} changed", "credential"
+        elif not ("*" in user.apps or conn.app_id in user.apps):
+            reason, why = f"user {grant.user!r} may no longer connect as app {conn.app_id!r}", "app"
+        if reason is not None or user is None:
+            del self.grants[conn]
+            self._counts["disconnected"] += 1
+            log.info("disconnecting %s: %s", clipped(conn.connection_id), clipped(reason, LOG_TEXT_LIMIT))
+            conn.fail(ErrorCode.UNAUTHORIZED, reason or "", details={"reason": why, "user": grant.user})
+            return None
+        new = self.grants[conn] = _grant(user)
+        return new
+
+    def withdrawn(self, conn: ServerConnection, user: str, operation: str, pattern: str) -> None:
+        """Count a registration a reload withdrew, and tell the client: an error frame
         (§6.4) whose details say which, so the client drops it too. A
         version-1 client would route such a frame to its handlers: it is
         only logged."""
+        self._counts["withdrawn"] += 1
         text = f"user {user!r} may no longer {_what(operation, pattern)}"
         log.info("%s: %s", clipped(conn.connection_id), clipped(text, LOG_TEXT_LIMIT))
         if conn.legacy:

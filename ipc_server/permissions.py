@@ -257,8 +257,3 @@ class Grant:
 
     def may_connect_as(self, app_id: str) -> bool:
         return "*" in self.apps or app_id in self.apps
-
-
-def withdrawn(grant: Grant, subscriptions: Sequence[str], served: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The subscriptions and serve registrations ``grant`` no longer allows."""
-    return [p for p in subscriptions if not grant.may_subscribe(p)], [p for p in served if not grant.may_serve(p)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from .auth import Auth
@@ -20,18 +20,22 @@ __all__ = ["reload_users", "reload_tls", "reload_on_sighup"]
 log = logging.getLogger("ipc_server")
 
 
-def reload_users(users_file: str | None, auth: Auth | None, withdraw: Callable[..., Any], *, mutual_tls: bool = True) -> dict[str, int]:
-    """Read the users file again and apply it to the open connections
-    (``Auth.replace``); returns ``{"disconnected": n, "withdrawn": n}``.
-    Raises ``ValueError`` or ``OSError`` (a bad file, or a ``cert_subject``
-    user without ``mutual_tls``: the old users stay), ``RuntimeError``
-    without a users file."""
+async def reload_users(users_file: str | None, auth: Auth | None, withdraw: Callable[..., Any], *, mutual_tls: bool = True) -> dict[str, int]:
+    """Read the users file again and apply it (``Auth.replace``): at once to
+    what comes next, then to the open connections, re-checked in slices
+    (recheck.py); returns ``{"disconnected": n, "withdrawn": n}`` once
+    they are. Raises ``ValueError`` or ``OSError`` (a bad file, or a
+    ``cert_subject`` user without ``mutual_tls``: the old users stay),
+    ``RuntimeError`` without a users file."""
     if auth is None or users_file is None:
         raise RuntimeError("this server has no users file (--users)")
     users = load_users(users_file, mutual_tls=mutual_tls)
-    counts = auth.replace(users, withdraw)
-    log.info("users reloaded from %s: %d users, %d connections disconnected, %d registrations withdrawn",
-             users_file, len(users), counts["disconnected"], counts["withdrawn"])  # fmt: skip
+    started = asyncio.get_running_loop().time()
+    counts, checked, finished = await auth.replace(users, withdraw)
+    took = asyncio.get_running_loop().time() - started
+    log.info("users reloaded from %s: %d users, %d connections disconnected, %d registrations withdrawn (%d subscriptions and registrations re-checked in %.2f s%s)",
+             users_file, len(users), counts["disconnected"], counts["withdrawn"], checked, took,
+             "" if finished else "; then a later reload took over the re-check")  # fmt: skip
     return counts
 
 
@@ -58,7 +62,7 @@ class _Reloadable(Protocol):
     @property
     def config(self) -> _Configured: ...
 
-    def reload_users(self) -> object: ...
+    def reload_users(self) -> Coroutine[Any, Any, object]: ...
 
     def reload_tls(self) -> object: ...
 
@@ -68,26 +72,34 @@ def reload_on_sighup(loop: asyncio.AbstractEventLoop, server: _Reloadable) -> No
     installed with neither too, so a stray SIGHUP never ends the server.
     What is configured is read from the configuration, never guessed from
     an exception: any failure of a configured reload is its ERROR line."""
+    reloading: set[asyncio.Task[object]] = set()  # held until done: the loop keeps weak references
+
+    def failed(what: str, exc: BaseException) -> None:
+        if isinstance(exc, (ValueError, OSError)):  # the file's fault: what it says is enough
+            log.error("SIGHUP: %s: %s", what, exc)
+        else:  # the server's own fault: its traceback too, and the server goes on
+            log.error("SIGHUP: %s: %s", what, exc, exc_info=exc)
+
+    def users_done(task: asyncio.Task[object]) -> None:
+        reloading.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            failed("users file not reloaded, the previous users stay", exc)
 
     def on_sighup() -> None:
         config = server.config
-        reloads = [
-            (reload, failed)
-            for reload, failed, configured in (
-                (server.reload_users, "users file not reloaded, the previous users stay", config.users_file is not None),
-                (server.reload_tls, "TLS files not reloaded, the previous certificate stays", config.tls_cert is not None),
-            )
-            if configured
-        ]
-        if not reloads:
+        if config.users_file is None and config.tls_cert is None:
             log.warning("SIGHUP ignored: this server has neither a users file (--users) nor TLS (--tls-cert)")
-        for reload, failed in reloads:
+            return
+        if config.users_file is not None:  # its re-check runs in slices (recheck.py): a task
+            task = loop.create_task(server.reload_users())
+            reloading.add(task)
+            task.add_done_callback(users_done)
+        if config.tls_cert is not None:
             try:
-                reload()
-            except (ValueError, OSError) as exc:  # the file's fault: what it says is enough
-                log.error("SIGHUP: %s: %s", failed, exc)
-            except Exception as exc:  # noqa: BLE001 - the server's own fault: its traceback too, and the server goes on
-                log.error("SIGHUP: %s: %s", failed, exc, exc_info=True)
+                server.reload_tls()
+            except Exception as exc:  # noqa: BLE001 - logged; the old certificate stays
+                failed("TLS files not reloaded, the previous certificate stays", exc)
 
     try:
         loop.add_signal_handler(signal.SIGHUP, on_sighup)

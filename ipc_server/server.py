@@ -240,9 +240,10 @@ class IPCServer:
     def connections(self) -> frozenset[ServerConnection]:
         return frozenset(self._admission.connections)
 
-    def reload_users(self) -> dict[str, int]:
-        """What SIGHUP does: ``reloads.reload_users`` (docs/security.md §3.4)."""
-        return reload_users(self.config.users_file, self._auth, self._pubsub.withdraw, mutual_tls=self.config.tls_ca is not None)
+    async def reload_users(self) -> dict[str, int]:
+        """What SIGHUP does: ``reloads.reload_users`` (docs/security.md §3.4),
+        returning once the open connections are re-checked (in slices)."""
+        return await reload_users(self.config.users_file, self._auth, self._pubsub.withdraw, mutual_tls=self.config.tls_ca is not None)
 
     def reload_tls(self) -> None:
         """What SIGHUP does too: ``reloads.reload_tls`` (docs/security.md §2.4)."""

@@ -112,7 +112,7 @@ async def test_the_decoy_follows_the_users_file_across_a_reload(setup: Any) -> N
     assert parameters(server._auth.decoy) == "ln=5,r=8,p=1"
     await refusal(server, user="mallory", token="guess")
     path.write_text(token_user("alice", 6) + token_user("bob", 6))
-    server.reload_users()
+    await server.reload_users()
     assert parameters(server._auth.decoy) == "ln=6,r=8,p=1"
     await refusal(server, user="mallory", token="guess")
     await refusal(server, user="alice", token="guess")

@@ -62,9 +62,9 @@ async def setup(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         await asyncio.wait_for(client.connect(), WAIT_S)
         return client
 
-    def rewrite(text: str) -> dict[str, int]:
+    async def rewrite(text: str) -> dict[str, int]:
         path.write_text(text)
-        return server.reload_users()
+        return await server.reload_users()
 
     yield lambda: (server, connect, rewrite)
     for client in clients:
@@ -81,7 +81,7 @@ async def test_shrunk_rights_withdraw_registrations_and_tell_the_client(setup: A
     await a.subscribe("orders.*.eu", got.put_nowait)
     await a.serve("inventory.*", lambda m: 7)
     assert await b.request("inventory.count") == 7
-    assert rewrite(alice(subscribe='["orders.new"]', serve="[]") + BOB_ALL) == {"disconnected": 0, "withdrawn": 2}
+    assert await rewrite(alice(subscribe='["orders.new"]', serve="[]") + BOB_ALL) == {"disconnected": 0, "withdrawn": 2}
     told = [await errors.next(), await errors.next()]
     assert all(isinstance(e, Forbidden) and e.details["revoked"] is True for e in told)
     assert {(e.details["operation"], e.details["channel"]) for e in told} == {("subscribe", "orders.*.eu"), ("serve", "inventory.*")}
@@ -105,7 +105,7 @@ async def test_a_removed_user_or_a_changed_token_is_disconnected_unauthorized(se
     a, b = await connect("alice"), await connect("bob")
     a_errors, a_gone = Errors(a), asyncio.Event()
     a.on("disconnected", lambda *_: a_gone.set())
-    rewrite(alice(token_hash=hash_token("new-token", log_n=4)) + BOB_ALL)
+    await rewrite(alice(token_hash=hash_token("new-token", log_n=4)) + BOB_ALL)
     await asyncio.wait_for(a_gone.wait(), WAIT_S)
     error = await a_errors.next()
     assert isinstance(error, Unauthorized) and "credential of user 'alice' changed" in str(error)
@@ -117,7 +117,7 @@ async def test_a_removed_user_or_a_changed_token_is_disconnected_unauthorized(se
     b_gone = asyncio.Event()
     b.on("disconnected", lambda *_: b_gone.set())
     b_errors = Errors(b)
-    assert rewrite(alice())["disconnected"] == 1  # bob removed
+    assert (await rewrite(alice()))["disconnected"] == 1  # bob removed
     await asyncio.wait_for(b_gone.wait(), WAIT_S)
     assert "user 'bob' was removed" in str(await b_errors.next())
 
@@ -128,7 +128,7 @@ async def test_a_user_that_may_no_longer_use_the_app_is_disconnected(setup: Any)
     gone = asyncio.Event()
     a.on("disconnected", lambda *_: gone.set())
     errors = Errors(a)
-    rewrite(alice(apps='["billing"]') + BOB_ALL)
+    await rewrite(alice(apps='["billing"]') + BOB_ALL)
     await asyncio.wait_for(gone.wait(), WAIT_S)
     error = await errors.next()
     assert "may no longer connect as app 'shop'" in str(error) and error.details == {"reason": "app", "user": "alice"}
@@ -139,7 +139,7 @@ async def test_a_bad_file_keeps_the_old_users(setup: Any) -> None:
     a = await connect("alice")
     await a.subscribe("orders.new", lambda m: None)
     with pytest.raises(UsersError, match="user 'alice': unknown key 'subscrbe'"):
-        rewrite(alice().replace("subscribe", "subscrbe") + BOB_ALL)
+        await rewrite(alice().replace("subscribe", "subscrbe") + BOB_ALL)
     assert a.connected and a.get_connection_info()["subscriptions"] == ["orders.new"]
     await a.subscribe("orders.*", lambda m: None)  # the old rights still hold
     await connect("bob")  # and the old users
@@ -163,7 +163,7 @@ async def test_no_held_call_of_a_withdrawn_subscription_starts(setup: Any) -> No
     for i in range(5):
         await b.publish("orders.x.eu", i, ack=True)
     await a.system("ping")  # all read: one runs, four are held
-    rewrite(alice(subscribe='["orders.new"]') + BOB_ALL)
+    await rewrite(alice(subscribe='["orders.new"]') + BOB_ALL)
     assert isinstance(await errors.next(), Forbidden)
     release.set()
     done = asyncio.Event()

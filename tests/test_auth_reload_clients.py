@@ -54,7 +54,7 @@ async def test_a_pool_drops_a_withdrawn_registration_and_its_registrar_is_replac
         await pool.subscribe("orders.*.eu", lambda m: got.put_nowait(m.payload))
         await pool.serve("inventory.*", lambda m: 7)
         assert await bob.request("inventory.count") == 7
-        assert rewrite(alice(subscribe='["orders.new"]', serve="[]") + BOB_ALL)["withdrawn"] == 2
+        assert (await rewrite(alice(subscribe='["orders.new"]', serve="[]") + BOB_ALL))["withdrawn"] == 2
         await until(lambda: "inventory.*" not in pool._registrations.services)
         # Dropped from the pool's tables: serving it again is checked anew, not AlreadyServing.
         with pytest.raises(Forbidden):
@@ -83,7 +83,7 @@ async def test_a_registration_refused_on_replay_is_dropped_and_the_others_restor
         await pool.serve("inventory.*", lambda m: 7)
         created.clear()
         lose_registrar(pool)  # gone before the reload: nobody is told of the withdrawal
-        rewrite(alice(serve="[]") + BOB_ALL)
+        await rewrite(alice(serve="[]") + BOB_ALL)
         await asyncio.wait_for(created.wait(), WAIT_S)
         await until(lambda: pool._registrations.registrar is not None and pool._registrations.registrar.usable)
         assert pool._registrations.services == {}
@@ -105,7 +105,7 @@ async def test_a_load_balanced_client_drops_a_registration_every_server_withdrew
         await lb.serve("inventory.*", lambda m: 7)
         await lb.subscribe("orders.new", lambda m: None)
         assert await bob.request("inventory.count") == 7
-        rewrite(alice(serve="[]") + BOB_ALL)
+        await rewrite(alice(serve="[]") + BOB_ALL)
         pool = next(iter(lb._pools.values()))
         await until(lambda: "inventory.*" not in pool._registrations.services)
         with pytest.raises(Forbidden):  # checked anew, not AlreadyServing
@@ -122,7 +122,7 @@ async def test_iterators_on_a_withdrawn_registration_end_with_forbidden(setup: A
     a, bob = await connect("alice"), await connect("bob")
     async with a.subscription("orders.new") as messages, a.requests("inventory.*") as requests:
         assert await bob.publish("orders.new", 1, ack=True) == 1
-        rewrite(alice(subscribe="[]", serve="[]") + BOB_ALL)
+        await rewrite(alice(subscribe="[]", serve="[]") + BOB_ALL)
         first = await asyncio.wait_for(messages.__anext__(), WAIT_S)
         assert first.payload == 1  # what was buffered comes first
         with pytest.raises(Forbidden) as raised:
@@ -148,7 +148,7 @@ def test_a_blocking_subscription_on_a_withdrawn_registration_ends_with_forbidden
         with SyncIPCClient("shop", "127.0.0.1", server.port, user="alice", token="alice-token", request_timeout=WAIT_S) as client:
             with client.subscription("orders.new") as messages:
                 path.write_text(alice(subscribe="[]") + BOB_ALL)
-                asyncio.run_coroutine_threadsafe(asyncio.to_thread(server.reload_users), loop).result(WAIT_S)
+                asyncio.run_coroutine_threadsafe(server.reload_users(), loop).result(WAIT_S)
                 ended: list[BaseException] = []
                 reader = threading.Thread(target=lambda: _read_all(messages, ended), daemon=True)
                 reader.start()
@@ -180,7 +180,7 @@ async def test_a_pool_stops_refilling_when_its_user_is_removed(setup: Any) -> No
     try:
         await pool.start()
         await pool.subscribe("orders.new", lambda m: None)
-        rewrite(BOB_ALL)  # alice removed: her connections closed unauthorized
+        await rewrite(BOB_ALL)  # alice removed: her connections closed unauthorized
         await asyncio.wait_for(lost.wait(), WAIT_S)
         await until(lambda: pool.stats()["total"] == 0 and (pool._refill_task is None or pool._refill_task.done()))
         # Calls still try once each, and fail at once.
@@ -189,7 +189,7 @@ async def test_a_pool_stops_refilling_when_its_user_is_removed(setup: Any) -> No
             await pool.request("svc.echo", 1)
         assert time.monotonic() - started < WAIT_S / 2
         # Alice is back: the next call opens a member, and the refill brings the pool back.
-        rewrite(alice() + BOB_ALL)
+        await rewrite(alice() + BOB_ALL)
         assert await pool.request("svc.echo", 2) == 2
         await until(lambda: pool.stats()["total"] == 2)
     finally:

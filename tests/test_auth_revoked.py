@@ -55,7 +55,7 @@ async def test_a_client_cut_unauthorized_does_not_reconnect(setup: Any) -> None:
     try:
         in_flight = asyncio.ensure_future(alice.request("svc.slow", 1))
         await until(lambda: alice.get_connection_info()["pending_requests"] == 1)
-        assert rewrite(BOB_ALL)["disconnected"] == 1  # alice removed
+        assert (await rewrite(BOB_ALL))["disconnected"] == 1  # alice removed
         # Before: reconnecting 1, a refused connect, reconnect_failed, error connection_lost.
         await until(lambda: alice.state is ConnectionState.DISCONNECTED)
         assert [name for name, _ in events] == ["disconnected", "error"]
@@ -93,7 +93,7 @@ async def test_a_keyed_request_cut_unauthorized_fails_with_the_cut_as_its_cause(
     try:
         keyed = asyncio.ensure_future(alice.request("svc.slow", 1, idempotency_key="order-1"))
         await until(lambda: alice.get_connection_info()["pending_requests"] == 1)
-        assert rewrite(BOB_ALL)["disconnected"] == 1  # alice removed
+        assert (await rewrite(BOB_ALL))["disconnected"] == 1  # alice removed
         with pytest.raises(NotConnected) as gone:
             await asyncio.wait_for(keyed, WAIT_S)
         assert isinstance(gone.value.__cause__, Unauthorized) and gone.value.__cause__ is cuts[0]
@@ -111,7 +111,7 @@ async def test_a_pool_cut_unauthorized_opens_nothing(setup: Any) -> None:
     try:
         await pool.start()
         await pool.subscribe("orders.new", lambda m: None)  # a registrar to bring back, too
-        assert rewrite(BOB_ALL)["disconnected"] == 2
+        assert (await rewrite(BOB_ALL))["disconnected"] == 2
         await until(lambda: len(lost) == 2 and pool.stats()["total"] == 0)
         await until(lambda: pool._refill_task is None or pool._refill_task.done())
         assert all(isinstance(reason, Unauthorized) for reason in lost)
@@ -128,7 +128,7 @@ async def test_a_load_balanced_client_cut_unauthorized_reopens_nothing(setup: An
     try:
         await lb.start()
         await lb.serve("inventory.*", lambda m: 7)
-        assert rewrite(BOB_ALL)["disconnected"] == 1
+        assert (await rewrite(BOB_ALL))["disconnected"] == 1
         pool = next(iter(lb.pools().values()))
         await until(lambda: len(down) == 1 and pool.stats()["total"] == 0)
         await until(lambda: pool._refill_task is None or pool._refill_task.done())
@@ -151,7 +151,7 @@ async def test_a_rehashed_token_keeps_the_client_after_one_reconnect(setup: Any)
     await alice.connect()
     try:
         await alice.subscribe("orders.new", got.put_nowait)
-        assert rewrite(alice_entry(token_hash=hash_token("alice-token", log_n=5)) + BOB_ALL)["disconnected"] == 1
+        assert (await rewrite(alice_entry(token_hash=hash_token("alice-token", log_n=5)) + BOB_ALL))["disconnected"] == 1
         # Before: disconnected for good, no reconnecting.
         await until(lambda: any(name == "reconnected" for name, _ in events) and alice.state is ConnectionState.CONNECTED)
         assert [name for name, _ in events] == ["disconnected", "error", "reconnecting", "reconnected"]
@@ -174,7 +174,7 @@ async def test_a_rotated_token_stops_the_client_after_one_refused_reconnect(setu
         alice.on(name, lambda arg=None, name=name: events.append(name))
     await alice.connect()
     try:
-        rewrite(alice_entry(token_hash=hash_token("new-token", log_n=4)) + BOB_ALL)
+        await rewrite(alice_entry(token_hash=hash_token("new-token", log_n=4)) + BOB_ALL)
         await until(lambda: "reconnect_failed" in events)
         assert events == ["reconnecting", "reconnect_failed"]  # one attempt, refused: final
         assert alice.state is ConnectionState.DISCONNECTED
@@ -192,7 +192,7 @@ async def test_a_pool_refills_after_a_rehashed_token(setup: Any) -> None:
     try:
         await pool.start()
         await pool.subscribe("orders.new", got.put_nowait)  # a registrar to bring back, too
-        assert rewrite(alice_entry(token_hash=hash_token("alice-token", log_n=5)) + BOB_ALL)["disconnected"] == 2
+        assert (await rewrite(alice_entry(token_hash=hash_token("alice-token", log_n=5)) + BOB_ALL))["disconnected"] == 2
         # Before: no refill, the pool stayed empty.
         await until(lambda: len(lost) == 2 and pool.stats()["total"] >= 2)
         # The cut as itself, as a reconnecting client's "disconnected" and Node's pool's connection_lost give it.

@@ -225,7 +225,7 @@ async def test_a_certificate_with_its_dc_values_reordered_is_not_the_user(tmp_pa
             gone = asyncio.Event()
             svc.on("disconnected", lambda *_: gone.set())
             users.write_text('[users.svc]\ncert_subject = "CN=svc,DC=com,DC=example"\napps = ["shop"]\npublish = [">"]\n')
-            assert server.reload_users()["disconnected"] == 1  # another subject: the credential changed
+            assert (await server.reload_users())["disconnected"] == 1  # another subject: the credential changed
             await asyncio.wait_for(gone.wait(), WAIT_S)
         async with client(swapped) as now_svc:  # the certificate the file now names
             assert await now_svc.publish("x", 1, ack=True) == 0

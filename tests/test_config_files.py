@@ -117,7 +117,7 @@ async def test_a_users_file_reloaded_as_utf16_keeps_the_old_users(tmp_path: Path
     async with IPCServer("127.0.0.1", 0, users_file=str(users), shutdown_grace_s=0.2) as server:
         users.write_text('[users.anonymous]\napps = ["shop"]\n', encoding="utf-16")
         with pytest.raises(UsersError, match=f"users_file {str(users)!r} must be UTF-8 text: this one is UTF-16"):
-            server.reload_users()
+            await server.reload_users()
     with pytest.raises(UsersError, match="must be UTF-8 text"):
         load_users(str(users))
 

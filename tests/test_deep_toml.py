@@ -64,7 +64,7 @@ async def test_an_embedded_reload_raises_value_error_and_keeps_the_users(tmp_pat
     async with IPCServer("127.0.0.1", 0, users_file=str(path), shutdown_grace_s=0.2) as server:
         path.write_text(f"{ANYONE}x = {DEEP}\n")
         with pytest.raises(ValueError, match=TOO_DEEP):
-            server.reload_users()
+            await server.reload_users()
         async with IPCClient("shop", "127.0.0.1", server.port, reconnect=False, connect_timeout=WAIT_S) as client:
             assert await client.publish("x", 1, ack=True) == 0  # the old users still hold
 
@@ -122,7 +122,7 @@ def test_a_reload_that_fails_otherwise_logs_the_error_line_not_ignored(caplog: p
     class Server:
         config = Config()
 
-        def reload_users(self) -> None:
+        async def reload_users(self) -> None:
             raise RuntimeError("something of the server's own")
 
         def reload_tls(self) -> None:

@@ -165,9 +165,9 @@ async def test_a_reload_that_adds_a_certificate_user_without_mutual_tls_keeps_th
     async with IPCServer("127.0.0.1", 0, users_file=str(path), shutdown_grace_s=0.2) as server:
         path.write_text(bob + CERT_USER)
         with pytest.raises(UsersError, match="user 'dash': cert_subject needs mutual TLS"):
-            server.reload_users()
+            await server.reload_users()
         path.write_text(bob.replace('["a"]', '["a", "b"]'))
-        assert server.reload_users() == {"disconnected": 0, "withdrawn": 0}
+        assert await server.reload_users() == {"disconnected": 0, "withdrawn": 0}
 
 
 def test_certificate_subjects() -> None:
