@@ -104,10 +104,9 @@ def parse_server(spec: ServerSpec) -> Server:
             host = host[1:-1]
         if not sep or not host:
             raise ValueError(f"server {spec!r} is not 'host:port'")
-        try:
-            port: Any = int(port_text)
-        except ValueError:
-            raise ValueError(f"server {spec!r} has no numeric port") from None
+        if not (port_text.isascii() and port_text.isdigit()):  # int() takes '８８８８', '1_0' and ' 80'; Node's parseServer none of them
+            raise ValueError(f"server {spec!r} has no numeric port")
+        port: Any = int(port_text)
     elif isinstance(spec, Mapping):
         if "host" not in spec or "port" not in spec:
             raise ValueError(f"server {dict(spec)!r} needs 'host' and 'port'")

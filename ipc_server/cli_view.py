@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ipc_protocol.constants import DEFAULT_HOST, DEFAULT_PORT, MAX_CONNECT_ID_LENGTH
 from ipc_protocol.printable import printable
 
+from .decimals import parse_int
 from .program import DEFAULT_PROG, VIEWS, message_name
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> IPCCli
 def _count(text: str) -> int:
     """A number of rows, 0 or more (what the ``connections`` action accepts)."""
     try:
-        count = int(text)
+        count = parse_int(text)  # ASCII digits: int() takes '١' and '1_0'
     except ValueError:
         count = -1
     if count < 0:

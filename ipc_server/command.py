@@ -21,6 +21,7 @@ from typing import Any
 from ipc_protocol.version import __version__
 
 from .config import LOOPS, SETTINGS, ServerConfig, env_name, load_config
+from .decimals import parse_float, parse_int
 from .cluster import require_nats
 from .cluster.link_files import check_link_files
 from .early_signals import EarlySignals
@@ -38,12 +39,28 @@ __all__ = ["main", "build_parser", "loop_factory"]
 log = logging.getLogger("ipc_server")
 
 
+def _int(value: str) -> int:
+    """An integer in ASCII decimal digits (decimals.py), refused as argparse refuses one ``int`` cannot read."""
+    try:
+        return parse_int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+
+
+def _float(value: str) -> float:
+    """A decimal number in ASCII digits (decimals.py), refused as argparse refuses one ``float`` cannot read."""
+    try:
+        return parse_float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {value!r}") from None
+
+
 def _limit(value: str) -> int | None:
     """A positive number, or ``none``/``off`` for no limit."""
     if value.strip().lower() in ("none", "off"):
         return None
     try:
-        return int(value)
+        return parse_int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {value!r}") from None
 
@@ -54,7 +71,7 @@ def _seconds_or_off(value: str) -> float | None:
     if value.strip().lower() in ("none", "off"):
         return None
     try:
-        return float(value)
+        return parse_float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds or 'off', got {value!r}") from None
 
@@ -64,7 +81,7 @@ def _port_or_off(value: str) -> int | None:
     if value.strip().lower() in ("none", "off"):
         return None
     try:
-        return int(value)
+        return parse_int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a port number or 'off', got {value!r}") from None
 
@@ -97,9 +114,9 @@ def _document_settings(parser: argparse.ArgumentParser) -> None:
         secret = action.dest == "token"
         extra = f"env {env_name(action.dest)}" if secret else f"default {shown}; env {env_name(action.dest)}"
         action.help = f"{action.help} ({extra})"
-        if action.type in (int, _limit, _port_or_off):
+        if action.type in (_int, _limit, _port_or_off):
             action.metavar = "N"
-        elif action.type in (float, _seconds_or_off):
+        elif action.type in (_float, _seconds_or_off):
             action.metavar = "SECONDS"
 
 
@@ -125,11 +142,11 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--config", metavar="FILE", help="TOML file with settings (top level or a [server] table; env IPC_SERVER_CONFIG)")
     p.add_argument("--host", help="interface to bind")
-    p.add_argument("--port", type=int, help="TCP port, 0 for any free port")
+    p.add_argument("--port", type=_int, help="TCP port, 0 for any free port")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
-    p.add_argument("--max-frame-size", type=int, help="largest frame body in bytes")
+    p.add_argument("--max-frame-size", type=_int, help="largest frame body in bytes")
     p.add_argument("--max-connections", type=_limit, help="connections accepted at once; 'none' for no limit")
-    p.add_argument("--handshake-timeout", type=float, dest="handshake_timeout_s", help="seconds to wait for the connect frame; more than 0")
+    p.add_argument("--handshake-timeout", type=_float, dest="handshake_timeout_s", help="seconds to wait for the connect frame; more than 0")
     p.add_argument(
         "--heartbeat-interval",
         type=_seconds_or_off,
@@ -138,7 +155,7 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-outbound-buffer", type=_limit, dest="max_outbound_buffer_bytes", help="bytes queued for one client before it is cut as a slow consumer")
     p.add_argument("--outbound-soft-limit", type=_limit, dest="outbound_soft_limit_bytes", help="bytes queued for one client that, held for --outbound-soft-limit-time, make it a slow consumer")
-    p.add_argument("--outbound-soft-limit-time", type=float, dest="outbound_soft_limit_s", help="seconds a client may stay over the soft limit")
+    p.add_argument("--outbound-soft-limit-time", type=_float, dest="outbound_soft_limit_s", help="seconds a client may stay over the soft limit")
     p.add_argument("--max-inflight", type=_limit, dest="max_inflight_per_connection", help="requests in flight per connection before reading pauses")
     p.add_argument("--max-pending-handshakes", type=_limit, help="sockets accepted but not yet past the handshake")
     p.add_argument("--max-subscriptions-per-connection", type=_limit, help="subscriptions one connection may hold")
@@ -148,16 +165,16 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     p.add_argument("--max-pattern-tokens-per-connection", type=_limit, help="tokens of the wildcard patterns one connection may subscribe to and serve, in all")
     p.add_argument("--default-request-timeout", type=_seconds_or_off, dest="default_request_timeout_s", help="seconds the server holds a request that carries no deadline; 'off' or 0 holds it until answered")
     p.add_argument("--max-held-requests", type=_limit, dest="max_held_requests_per_connection", help="forwarded requests one responder may hold unanswered")
-    p.add_argument("--idempotency-window", type=float, dest="idempotency_window_s", help="seconds the answer of a request with an idempotency key is kept for its retries; 0 keeps none (a retry still joins a running one)")
+    p.add_argument("--idempotency-window", type=_float, dest="idempotency_window_s", help="seconds the answer of a request with an idempotency key is kept for its retries; 0 keeps none (a retry still joins a running one)")
     p.add_argument("--idempotency-max-keys", type=_limit, help="answers of idempotency keys kept at most; the oldest go first")
     p.add_argument("--idempotency-max-bytes", type=_limit, help="bytes of answers of idempotency keys kept at most; the oldest go first")
-    p.add_argument("--shutdown-grace", type=float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown")
-    p.add_argument("--no-responders-grace", type=float, dest="no_responders_grace_s", help="seconds a request for a channel nobody serves waits for a responder after the first client's connect, or when a client replays it; 0: no_responders at once")
-    p.add_argument("--lame-duck-duration", type=float, dest="lame_duck_duration_s", help="seconds clients get to move to another server after SIGTERM before the server closes; 0: close at once")
+    p.add_argument("--shutdown-grace", type=_float, dest="shutdown_grace_s", help="seconds in-flight requests get to finish on shutdown")
+    p.add_argument("--no-responders-grace", type=_float, dest="no_responders_grace_s", help="seconds a request for a channel nobody serves waits for a responder after the first client's connect, or when a client replays it; 0: no_responders at once")
+    p.add_argument("--lame-duck-duration", type=_float, dest="lame_duck_duration_s", help="seconds clients get to move to another server after SIGTERM before the server closes; 0: close at once")
     p.add_argument("--token", help="shared secret clients must present in the handshake (visible in ps: prefer --token-file)")
     p.add_argument("--token-file", help="file whose content (trailing newline stripped) is the shared secret")
     p.add_argument("--users", dest="users_file", help="TOML file of users, their credentials and permissions (docs/security.md)")
-    p.add_argument("--auth-timeout", type=float, dest="auth_timeout_s", help="seconds a socket gets to present its credentials when auth is on; more than 0")
+    p.add_argument("--auth-timeout", type=_float, dest="auth_timeout_s", help="seconds a socket gets to present its credentials when auth is on; more than 0")
     p.add_argument("--tls-cert", help="PEM certificate chain: the port speaks TLS only")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--tls-ca", help="PEM CA bundle: client certificates are required and verified (mutual TLS)")
@@ -169,14 +186,14 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     p.add_argument("--cluster", type=_urls, help="NATS URLs (nats://HOST:PORT, comma-separated) this node joins the cluster through (docs/cluster.md; pip install 'ipc-bridge[cluster]')")
     p.add_argument("--cluster-name", help="the cluster's subject namespace on NATS: nodes with the same name form one cluster")
     p.add_argument("--node-name", help="this node's name in the cluster (default: HOST-PID-XXXX: host name, process id, 4 random hex digits)")
-    p.add_argument("--cluster-heartbeat", type=float, dest="cluster_heartbeat_s", help="seconds between a node's heartbeats; a node silent for three is gone")
-    p.add_argument("--cluster-max-pending", type=int, dest="cluster_max_pending_bytes", help="bytes held for NATS that it has not taken before a client's publish (dropped) or a new request (no_responders) is refused; answers and the node's own messages get up to twice that")
+    p.add_argument("--cluster-heartbeat", type=_float, dest="cluster_heartbeat_s", help="seconds between a node's heartbeats; a node silent for three is gone")
+    p.add_argument("--cluster-max-pending", type=_int, dest="cluster_max_pending_bytes", help="bytes held for NATS that it has not taken before a client's publish (dropped) or a new request (no_responders) is refused; answers and the node's own messages get up to twice that")
     p.add_argument("--cluster-creds", help="NATS credentials file (JWT and NKey seed) for the cluster link")
     p.add_argument("--cluster-tls-ca", help="PEM CA bundle that verifies the NATS servers (tls:// URLs)")
     p.add_argument("--cluster-tls-cert", help="PEM client certificate for the NATS link")
     p.add_argument("--cluster-tls-key", help="PEM private key of --cluster-tls-cert")
     p.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT, so several servers listen on one port (what --workers does)")
-    p.add_argument("--workers", type=int, help="server processes on one port (SO_REUSEPORT), joined through --cluster or a nats-server started for them (docs/cluster.md §7)")
+    p.add_argument("--workers", type=_int, help="server processes on one port (SO_REUSEPORT), joined through --cluster or a nats-server started for them (docs/cluster.md §7)")
     _document_settings(p)
     return p
 

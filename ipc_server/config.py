@@ -25,6 +25,7 @@ from ipc_protocol.constants import (
 
 from .logs import LOG_FORMATS
 from .config_file import config_path, read_settings
+from .decimals import ASCII_SPACE, parse_float, parse_int
 
 __all__ = ["ServerConfig", "load_config", "env_name", "SETTINGS", "ENV_PREFIX", "LOOPS", "SERVER_NAME"]
 
@@ -281,7 +282,7 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
     optional = "None" in annotation
     if raw is None:
         return None
-    text = raw.strip() if isinstance(raw, str) else raw
+    text = raw.strip(ASCII_SPACE) if isinstance(raw, str) else raw
     if (
         isinstance(text, str)
         and text.lower() in _NONE_WORDS
@@ -304,14 +305,14 @@ def _coerce(name: str, raw: Any, where: str) -> Any:
         if isinstance(text, bool) or isinstance(text, float):
             raise ValueError(f"{where}: expected an integer{' or none' if optional else ''}, got {raw!r}")
         try:
-            return int(text)
+            return parse_int(text) if isinstance(text, str) else int(text)  # ASCII digits: int() takes '８８８８' and '1_0'
         except (TypeError, ValueError):
             raise ValueError(f"{where}: expected an integer{' or none' if optional else ''}, got {raw!r}") from None
     if annotation.startswith("float"):
         if isinstance(text, bool):
             raise ValueError(f"{where}: expected a number of seconds, got {raw!r}")
         try:
-            seconds = float(text)
+            seconds = parse_float(text) if isinstance(text, str) else float(text)
         except (TypeError, ValueError):
             seconds = math.nan
         if not math.isfinite(seconds):  # float() takes 'nan' and 'inf', TOML too

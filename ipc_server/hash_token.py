@@ -16,6 +16,7 @@ import secrets
 import sys
 from typing import TextIO
 
+from .decimals import parse_int
 from .program import DEFAULT_PROG, message_name
 from .users import DEFAULT_SCRYPT_LOG_N, DEFAULT_SCRYPT_R, hash_token, max_log_n
 
@@ -41,7 +42,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def _cost(text: str) -> int:
     """A cost the server will accept in a stored hash (users.check_scrypt_parameters)."""
     try:
-        cost = int(text)
+        cost = parse_int(text)  # ASCII digits: int() takes '１４'
     except ValueError:
         cost = 0
     if not 1 <= cost <= _MAX_COST:

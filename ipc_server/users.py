@@ -81,7 +81,7 @@ _MAX_MEMORY_BYTES = 256 * 1024 * 1024
 
 _USER_KEYS = ("token_hash", "cert_subject", "apps", "monitor", *OPERATIONS)
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
-_PHC = re.compile(r"^\$scrypt\$ln=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$")
+_PHC = re.compile(r"^\$scrypt\$ln=([0-9]+),r=([0-9]+),p=([0-9]+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$")  # ASCII: \d takes any digit
 
 
 class UsersError(ValueError):

@@ -35,7 +35,8 @@ function parseServer(spec) {
   if (typeof spec === 'string') {
     const colon = spec.lastIndexOf(':');
     host = colon > 0 ? spec.slice(0, colon).replace(/^\[(.*)\]$/, '$1') : '';
-    port = colon > 0 ? Number(spec.slice(colon + 1)) : NaN;
+    const digits = colon > 0 ? spec.slice(colon + 1) : '';
+    port = /^[0-9]+$/.test(digits) ? Number(digits) : NaN; // decimal digits only, as Python reads it: not '0x50', '1e2' or ' 80'
   } else if (Array.isArray(spec)) {
     [host, port] = spec;
   } else if (spec !== null && typeof spec === 'object') {
