@@ -4,7 +4,8 @@ one that works.
 pip installs whatever a requirement admits, and an environment that already
 holds an old release keeps it. ``pydantic>=2`` paired the bridge with
 pydantic 2.0-2.10, where every typed handler's answer failed (and from 2.0
-to 2.6 the import or every request did). Each floor in ``FLOORS`` is the
+to 2.6 the import or every request did), and ``nats-py>=2.6`` a cluster node
+with nats-py 2.6-2.15, which never joined. Each floor in ``FLOORS`` is the
 first release with every call the code makes, found by installing the
 releases around it and running the tests against each (CHANGELOG.md); the
 call named is the one the release before it lacks. The tests check that
@@ -41,6 +42,13 @@ FLOORS = {
         "ipc_protocol/contracts.py",
         "validate_python(result, by_alias=True, by_name=True)",
         "2.10.6 has no by_alias/by_name there: every answer of a handler with a return annotation is handler_error TypeError",
+    ),
+    # the cluster extra, the test extra (the cluster tests) and the bench extra (its cluster runs)
+    "nats-py": Floor(
+        "2.16",
+        "ipc_server/cluster/link.py",
+        '"skip_subject_validation": True',
+        "2.15.0's Client.connect() has no skip_subject_validation: the node logs an ERROR and never joins the cluster",
     ),
 }
 
