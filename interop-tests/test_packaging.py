@@ -1,4 +1,6 @@
-"""What the packages ship: one version across Python and npm, the licence
+"""What the packages ship: one version across Python and npm (each spelling
+it by its own rules: versions.py), past the last release while changes
+wait under [Unreleased], the licence
 in the wheel's metadata and in the npm tarball, the console script's name
 (the legacy package owns ``ipc-server``), and an sdist that is the source
 tree (MANIFEST.in): its tests collect, its README's links resolve."""
@@ -11,11 +13,16 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+from packaging.version import Version
+
 import ipc_client
 import ipc_protocol
 import ipc_server
 from ipc_protocol.version import DISTRIBUTION
+from ipc_server.config import SERVER_NAME
 from legacy_docs_support import _npm
+from versions import pep440_of_npm
 
 ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "js-client"
@@ -26,12 +33,64 @@ def _package_json() -> dict:
 
 
 def test_one_version_across_the_python_packages_and_npm(node: str) -> None:
+    """The same version, by PEP 440 in Python and by semver in npm (versions.py)."""
+    import tomllib
+
     installed = metadata.version(DISTRIBUTION)
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert installed == declared, f"the installed metadata says {installed}, pyproject.toml {declared}: install the checkout again (pip install -e)"
     assert ipc_protocol.__version__ == ipc_client.__version__ == ipc_server.__version__ == installed
-    assert _package_json()["version"] == installed
+    assert str(Version(installed)) == installed, f"{installed} is not in PEP 440's normal form"
+    npm_version = _package_json()["version"]
+    assert pep440_of_npm(npm_version) == installed, f"npm {npm_version} is not Python's {installed}"
     script = "const c = require('./index.js'); process.stdout.write(c.VERSION)"
     node_version = subprocess.run([node, "-e", script], cwd=JS, capture_output=True, text=True, timeout=30, check=True).stdout
-    assert node_version == installed
+    assert node_version == npm_version
+    assert SERVER_NAME == f"ipc-bridge/{installed}"  # the connect reply's `server` (docs/protocol.md §3)
+
+
+@pytest.mark.parametrize(
+    ("npm", "pep440"), [("2.1.0-dev.0", "2.1.0.dev0"), ("2.1.0-dev.12", "2.1.0.dev12"), ("2.1.0-rc.1", "2.1.0rc1"), ("2.1.0", "2.1.0"), ("10.0.3", "10.0.3")]
+)
+def test_an_npm_version_is_read_as_the_same_pep_440_version(npm: str, pep440: str) -> None:
+    assert pep440_of_npm(npm) == pep440 == str(Version(pep440))
+
+
+def test_versions_that_differ_stay_different() -> None:
+    assert pep440_of_npm("2.1.0-dev.1") != "2.1.0.dev0"
+    assert pep440_of_npm("2.1.0-rc.0") != "2.1.0.dev0"
+    assert pep440_of_npm("2.1.0") != "2.1.0.dev0"
+    assert pep440_of_npm("2.1.1-dev.0") != "2.1.0.dev0"
+
+
+@pytest.mark.parametrize("npm", ["2.1.0.dev0", "2.1.0-dev", "2.1.0-alpha.1", "2.1.0-beta.1", "2.1.0-dev.0+abc", "v2.1.0", "02.1.0", "2.1", "2.1.0-dev.01"])
+def test_an_npm_version_outside_the_scheme_is_refused(npm: str) -> None:
+    with pytest.raises(ValueError):
+        pep440_of_npm(npm)
+
+
+def test_the_mapped_labels_sort_alike_in_both_ecosystems() -> None:
+    """What makes the two spellings one version: dev < rc < release under
+    PEP 440, as under semver (which compares the labels as text)."""
+    npm = ["2.0.0", "2.1.0-dev.0", "2.1.0-dev.1", "2.1.0-dev.10", "2.1.0-rc.1", "2.1.0-rc.2", "2.1.0", "2.1.1-dev.0"]  # semver.org §11's order
+    assert sorted(npm, key=lambda v: Version(pep440_of_npm(v))) == npm
+
+
+def test_the_version_is_past_the_last_release_and_a_pre_release_while_changes_wait() -> None:
+    """While CHANGELOG.md has entries under [Unreleased], the packages must
+    not call themselves the last release: what a 2.0.0 server does is
+    documented (docs/protocol.md §15.1), and this one does more."""
+    import re
+
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    released = [Version(v) for v in re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", changelog, re.M)]
+    unreleased = re.search(r"^## \[Unreleased\]\n(.*?)(?=^## \[)", changelog, re.M | re.S)
+    assert released and unreleased, "CHANGELOG.md has no [Unreleased] section or no release"
+    version, last = Version(metadata.version(DISTRIBUTION)), max(released)
+    if re.search(r"^- ", unreleased[1], re.M):
+        assert version.is_prerelease and version > last, f"{version} with changes under [Unreleased]: a pre-release of the next version (after {last})"
+    else:
+        assert version == last or (version.is_prerelease and version > last), f"{version}: not {last}, the last release, nor a pre-release after it"
 
 
 def test_the_cli_prints_the_version() -> None:
@@ -84,8 +143,6 @@ def test_the_console_script_does_not_collide_with_the_legacy_package() -> None:
 def test_the_npm_tarball_carries_the_licence_and_the_manifest_points_home(node: str) -> None:
     npm = _npm(node)
     if npm is None:
-        import pytest
-
         pytest.skip("no npm found")
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(node).parent), os.environ.get("PATH", "")]))
     proc = subprocess.run([*npm, "pack", "--dry-run", "--json"], cwd=JS, env=env, capture_output=True, text=True, timeout=120)

@@ -61,15 +61,18 @@ from conftest import ROOT, WAIT_S
 from legacy_docs_support import _npm, free_port
 from readme_snippets import JS_CLIENT, PACKAGE, Snippet, all_snippets, link_package, start_snippet, stderr_lines
 
-VERSION = re.escape(metadata.version("ipc-bridge"))
+# The one version as each package spells it: PEP 440 and semver (versions.py).
+PY_VERSION = metadata.version("ipc-bridge")
+NPM_VERSION = json.loads((JS_CLIENT / "package.json").read_text(encoding="utf-8"))["version"]
+VERSION, JS_VERSION = re.escape(PY_VERSION), re.escape(NPM_VERSION)
 SNIPPETS, PROBLEMS = all_snippets()
 BY_NAME = {s.name: s for s in SNIPPETS if s.name}
 
 _TICK = r"tick ticks\.\d+ \{ n: \d+, time: [\d.]+ \}"
 EXPECT: dict[str, list[str]] = {
     "install-python": [VERSION],
-    "install-cjs": [VERSION],
-    "install-esm": [VERSION],
+    "install-cjs": [JS_VERSION],
+    "install-esm": [JS_VERSION],
     "quickstart-client": [r"\{ greeting: 'Hello, Ada!' \}", "3", _TICK, _TICK, _TICK],
     "migration": [],
     "service-and-caller": [
@@ -91,8 +94,8 @@ EXPECT: dict[str, list[str]] = {
         r" \{'host': '127\.0\.0\.1', 'port': 8889, 'weight': 3, 'healthy': False, .*\}\]",
         r"\{'requests': 1, 'errors': 0, 'timeouts': 0, 'requests_per_s': .*\}",
     ],
-    "js-install-cjs": [VERSION],
-    "js-install-esm": [VERSION],
+    "js-install-cjs": [JS_VERSION],
+    "js-install-esm": [JS_VERSION],
     "js-quick-start": [
         "3",
         r"\{ sku: 'A-1', stock: 7 \}",
@@ -227,6 +230,20 @@ async def test_snippet(snippet: Snippet, start_server, run_snippet, tmp_path: Pa
         assert service.proc.returncode is None, f"{partner.where} stopped while {snippet.name} ran:\n{service.describe()}"
 
 
+def test_the_install_sections_name_the_files_and_the_version_this_checkout_makes():
+    """The wheel and tarball names of the commands, and the versions the
+    install blocks say they print, are this checkout's: each package's own
+    spelling (``ipc_bridge-2.1.0.dev0-py3-none-any.whl``, ``2.1.0-dev.0``)."""
+    readme, js_readme = (ROOT / "README.md").read_text(encoding="utf-8"), (JS_CLIENT / "README.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"ipc_bridge-(\S+?)-py3-none-any\.whl", readme)) == {PY_VERSION}
+    for text in (readme, js_readme):
+        assert set(re.findall(rf"{PACKAGE}-(\S+?)\.tgz", text)) == {NPM_VERSION}
+    prints = {"install-python": PY_VERSION, **dict.fromkeys(("install-cjs", "install-esm", "js-install-cjs", "js-install-esm"), NPM_VERSION)}
+    line = r"^(?:print\(__version__\)|console\.log\(VERSION\);)\s+(?:#|//) (\S+)$"
+    said = {name: re.findall(line, BY_NAME[name].text, re.M) for name in prints}
+    assert said == {name: [version] for name, version in prints.items()}
+
+
 async def test_the_install_section_s_npm_commands(node: str, tmp_path: Path):
     """``npm pack`` the folder and ``npm install`` the tarball into a new
     project, as the Install sections say; the install blocks then run there
@@ -235,7 +252,6 @@ async def test_the_install_section_s_npm_commands(node: str, tmp_path: Path):
     if npm is None:
         pytest.skip("no npm found")
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(node).parent), os.environ.get("PATH", "")]))
-    version = json.loads((JS_CLIENT / "package.json").read_text(encoding="utf-8"))["version"]
     project = tmp_path / "project"
     project.mkdir()
 
@@ -244,7 +260,7 @@ async def test_the_install_section_s_npm_commands(node: str, tmp_path: Path):
         assert proc.returncode == 0, f"npm {' '.join(args)}: {proc.stderr[-2000:]}"
 
     npm_run("pack", str(JS_CLIENT), cwd=tmp_path)
-    tarball = tmp_path / f"{PACKAGE}-{version}.tgz"
+    tarball = tmp_path / f"{PACKAGE}-{NPM_VERSION}.tgz"
     assert tarball.exists(), sorted(p.name for p in tmp_path.iterdir())
     npm_run("install", "--no-audit", "--no-fund", str(tarball), cwd=project)
     installed = project / "node_modules" / PACKAGE

@@ -44,7 +44,7 @@ test('client - handshake sends protocol 2, the client name and the token (§3)',
   const hello = peer.received[0];
   assert.equal(hello.channel_id, 'system');
   const features = ['cancel', 'streams', 'binary', 'lame_duck', 'goaway', 'cluster']; // asked for by every connect (docs/protocol.md §13.1, §15.1, §16.1)
-  assert.deepEqual(hello.payload, { action: 'connect', connection_id: 'me', protocol: 2, client: 'ipc-bridge-node/2.0.0', token: 's3cret', features });
+  assert.deepEqual(hello.payload, { action: 'connect', connection_id: 'me', protocol: 2, client: `ipc-bridge-node/${require('../package.json').version}`, token: 's3cret', features });
   const info = client.getConnectionInfo();
   assert.equal(info.protocol, 2);
   assert.equal(info.server, 'test-peer/0');
