@@ -17,7 +17,9 @@ the whole public API, as an application compiles it:
   env_options.ts passes ``process.env``'s values as numeric options under
   ``exactOptionalPropertyTypes``;
 - at run time, index.js and index.mjs export the same names, the ones
-  index.d.ts declares and api_usage.ts imports.
+  index.d.ts declares and api_usage.ts imports;
+- docs/typed-contracts.md §6's block compiles under each setting the guide
+  says it does (ESM under nodenext, bundler resolution).
 
 TypeScript is the test folder's dev dependency (js-client/test/types/
 package.json), installed once per session with ``npm ci``
@@ -148,3 +150,36 @@ def test_both_entry_points_export_what_the_declarations_and_the_usage_file_name(
     assert usage is not None
     imported = {name.strip() for name in usage[1].split(",") if name.strip()}
     assert imported == cjs, f"api_usage.ts does not use {sorted(cjs - imported)}"
+
+
+GUIDE = ROOT / "docs" / "typed-contracts.md"
+# The settings §6 names for its block: the file's name, package.json's "type", the module options.
+GUIDE_SETTINGS: dict[str, tuple[str, str | None, dict[str, str]]] = {
+    "nodenext-mts": ("typed.mts", None, {"module": "nodenext", "moduleResolution": "nodenext"}),
+    "nodenext-type-module": ("typed.ts", "module", {"module": "nodenext", "moduleResolution": "nodenext"}),
+    "node16-mts": ("typed.mts", None, {"module": "node16", "moduleResolution": "node16"}),
+    "bundler": ("typed.ts", None, {"module": "esnext", "moduleResolution": "bundler"}),
+    "preserve-bundler": ("typed.ts", None, {"module": "preserve", "moduleResolution": "bundler"}),
+}
+
+
+def _guide_block() -> str:
+    section = GUIDE.read_text(encoding="utf-8").split("## 6. `client.typed<Api>()`", 1)[1]
+    block = re.search(r"^```ts\n(.*?)^```", section, re.M | re.S)
+    assert block is not None, "docs/typed-contracts.md §6 has no ts block"
+    return block[1]
+
+
+@pytest.mark.parametrize("setting", list(GUIDE_SETTINGS))
+def test_the_typed_client_guide_s_block_compiles_where_the_guide_says(node: str, typescript: Path, tmp_path: Path, setting: str) -> None:
+    """Against the typed-pricing example's generated declarations (its ShopApi is the guide's)."""
+    name, kind, options = GUIDE_SETTINGS[setting]
+    work = _workspace(tmp_path)
+    (work / name).write_text(_guide_block())
+    (work / "shop-api.d.ts").write_text((ROOT / "examples" / "typed-pricing" / "shop-api.d.ts").read_text())
+    if kind is not None:
+        (work / "package.json").write_text(json.dumps({"type": kind}))
+    (work / "tsconfig.json").write_text(json.dumps({"compilerOptions": {**COMPILER, **options}, "files": [name]}))
+    tsc = [node, str(typescript), "-p", "tsconfig.json", "--pretty", "false"]
+    proc = subprocess.run(tsc, cwd=work, capture_output=True, text=True, timeout=TSC_TIMEOUT_S, env=_subprocess_env())
+    assert proc.returncode == 0, f"docs/typed-contracts.md §6 as {name} under {options}:\n{proc.stdout}{proc.stderr}"
