@@ -10,9 +10,11 @@ first request from a connection) decode it then, from the same bytes.
 
 from __future__ import annotations
 
-from ._json import plain
+from pydantic_core import ValidationError
+
+from ._json import _I, _N, _maybe_huge, _names_non_finite
 from .deferred_payload import FRAME, envelope_validator
-from .envelope import Message, decode_message, in_one_pass
+from .envelope import Message, decode_message
 
 __all__ = ["decode_envelope"]
 
@@ -25,9 +27,22 @@ def decode_envelope(body: bytes) -> Message:
     """:func:`~ipc_protocol.decode_message` (attachments as views of
     ``body``) with the payload of a JSON frame left in ``body`` until read;
     every verdict, and every error's words, are decode_message's."""
-    if _validate is not None and body.__class__ is bytes and body[:1] != b"\x00" and plain(body):
-        msg = in_one_pass(body, _validate)
-        if msg is not None:
-            _setattr(msg, "__pydantic_private__", {FRAME: body})
-            return msg
+    # ``_json.plain`` and ``envelope.in_one_pass`` written out, and the first
+    # byte read as an int rather than sliced: this runs on every frame relayed.
+    if (
+        _validate is not None
+        and body.__class__ is bytes
+        and body
+        and body[0]  # not a binary frame (§16.2)
+        and not ((_N in body or _I in body) and _names_non_finite(body))
+        and not _maybe_huge(body)
+    ):
+        try:
+            msg: Message = _validate(body)
+        except ValidationError:
+            pass  # refused below, in the decoder's words
+        else:
+            if msg.attachments is None:  # else refused below: only a binary frame carries them
+                _setattr(msg, "__pydantic_private__", {FRAME: body})
+                return msg
     return decode_message(body, views=True)  # a refusal in its words, or the payload decoded too

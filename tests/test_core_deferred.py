@@ -54,7 +54,11 @@ def test_this_pydantic_core_builds_the_envelope_validator() -> None:
     assert _validate is not None
 
 
-@pytest.mark.parametrize("body", [bytes.fromhex(v["hex"])[4:] for v in OK + BAD] + [b.encode() for b in EDGE_BODIES])
+# An empty body, and binary ones (first byte 0, §16.2): decode_envelope tells them by their first byte.
+_FIRST_BYTES = [b"", b"\x00", b"\x00\x00\x00\x00\x02{}", b" " + _FRAME, b"\x01" + _FRAME]
+
+
+@pytest.mark.parametrize("body", [bytes.fromhex(v["hex"])[4:] for v in OK + BAD] + [b.encode() for b in EDGE_BODIES] + _FIRST_BYTES)
 def test_a_relayed_frame_decodes_as_decoded_whole(body: bytes) -> None:
     _assert_as_decoded_whole(body)
 
