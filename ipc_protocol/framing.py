@@ -64,12 +64,30 @@ def encode_frame(body: bytes) -> bytes:
     return n.to_bytes(HEADER_SIZE, "big") + bytes(body)
 
 
+# Length prefixes made once: a server relays frames of a few hundred lengths
+# over and over, and a dict lookup is a fifth of ``int.to_bytes``'s cost.
+_PREFIXES: dict[int, bytes] = {}
+_PREFIXES_KEPT = 4096
+
+
+def _prefix(n: int) -> bytes:
+    prefix = n.to_bytes(HEADER_SIZE, "big")
+    if len(_PREFIXES) < _PREFIXES_KEPT:
+        _PREFIXES[n] = prefix
+    return prefix
+
+
 def frame_parts(body: bytes | BinaryFrame) -> bytes | BinaryFrame:
     """:func:`encode_frame` for senders that write a binary frame's buffers
     as they are: a binary body, built or read from a peer, is never copied
     (§16.4)."""
-    if body.__class__ is bytes and 0 < len(body) <= MAX_FRAME_LIMIT and body[0]:  # JSON
-        return len(body).to_bytes(HEADER_SIZE, "big") + body
+    if body.__class__ is bytes and body and body[0]:  # JSON
+        prefix = _PREFIXES.get(len(body))
+        if prefix is not None:
+            return prefix + body
+        if len(body) <= MAX_FRAME_LIMIT:
+            return _prefix(len(body)) + body
+        return encode_frame(body)  # too large: refused in its words
     if isinstance(body, BinaryFrame):
         return body.with_prefix()
     if len(body) and body[0] == BINARY_MARKER:

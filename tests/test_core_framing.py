@@ -164,3 +164,24 @@ def test_fuzz_decodes_or_raises_a_documented_error(data: bytes) -> None:
             assert 0 < len(body) <= 64
     except ProtocolError as exc:
         assert exc.code in ("bad_frame", "too_large")
+
+
+def test_frame_parts_prefixes_as_encode_frame_from_a_bounded_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``frame_parts`` takes a JSON body's prefix from a cache of lengths
+    (a relay's hot path): the same bytes as ``encode_frame``, the cache
+    bounded, an empty or too large body refused in encode_frame's words."""
+    from ipc_protocol import framing
+
+    monkeypatch.setattr(framing, "_PREFIXES", {})
+    monkeypatch.setattr(framing, "_PREFIXES_KEPT", 8)
+    for n in [1, 2, 255, 256, 257, 65_535, 65_536, 70_000, 2, 256, 1, 3, 4, 5, 6, 7, 8, 9]:
+        body = b"{" + b" " * (n - 1)
+        assert framing.frame_parts(body) == encode_frame(body)
+        assert framing.frame_parts(body) == encode_frame(body)  # from the cache the second time
+    assert len(framing._PREFIXES) == 8
+    with pytest.raises(FrameError):
+        framing.frame_parts(b"")
+    monkeypatch.setattr(framing, "MAX_FRAME_LIMIT", 3)  # past the limit: refused, its length never cached
+    assert framing.frame_parts(b"{ }") == encode_frame(b"{ }")
+    with pytest.raises(FrameTooLarge):
+        framing.frame_parts(b"{  }")
