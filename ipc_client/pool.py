@@ -110,7 +110,8 @@ class ConnectionPool(PoolStreaming, PoolCore):
         """``member_created(client)``, ``member_lost(client, error)``: a
         member's connection dropped (not when the pool closed it), or
         ``error(exc)``: a member's error that belongs to no call (a pooled
-        subscription's handler that raised, as Node's pool reports it; not
+        subscription's handler that raised, as Node's pool reports it, a
+        registration its replay on a new member dropped; not
         the error that ended its connection, which ``member_lost`` has) or
         an event callback that raised. With no ``error`` callback it is logged."""
         return self._listeners.add(event, callback)

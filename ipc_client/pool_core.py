@@ -113,7 +113,7 @@ class PoolCore:
         self._refill_task: asyncio.Task[None] | None = None
         self._refill_stopped = False  # by an Unauthorized open, until a member opens again
         self._registrations = PoolRegistrations(
-            lambda: self._members, self._open_registrar, self._schedule_refill, f"{host}:{port}"
+            lambda: self._members, self._open_registrar, self._schedule_refill, f"{host}:{port}", functools.partial(self._listeners.emit, "error")
         )
 
     def _spawn(self, aw: Awaitable[Any]) -> asyncio.Future[Any]:

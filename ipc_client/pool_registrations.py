@@ -6,8 +6,11 @@ subscriber hears each message once, whatever happens to its connections.
 Node's pool keeps them the same way (js-client/lib/pool_registrations.js).
 
 One the server withdraws (the user's rights shrank: docs/security.md §3.4)
-or refuses while it is replayed is dropped from the tables, never restored:
-the replacement opens with the others.
+is dropped from the tables, never restored. One a replay cannot make,
+refused by the server or here (a typed responder's registration over the
+new server's frame limit), is dropped and reported, and the replacement
+opens with the others: only the connection's end or silence fails a
+replay, as a client's own restore (subscriptions.py).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ipc_protocol import AlreadyServing, IPCError, NotConnected, RemoteError, RequestTimeout, printable, validate_pattern
+from ipc_protocol import AlreadyServing, IPCError, NotConnected, RequestTimeout, printable, validate_pattern
 
 from .client import Handler, IPCClient
 from .registration import check_servable
+from .subscriptions import CONNECTION_ERRORS
 
 __all__ = ["PoolRegistrations"]
 
@@ -38,6 +42,9 @@ class PoolRegistrations:
         defer: called when a registration could not be applied now: the
             pool brings a registrar back in the background.
         where: "host:port", for log lines.
+        report: the pool's ``error`` event, for a subscription a replay
+            dropped that no caller waits for (a responder's failure is on
+            its member's own ``error``, which the pool reports already).
     """
 
     def __init__(
@@ -46,16 +53,19 @@ class PoolRegistrations:
         open_member: Callable[[], Awaitable[Any]],
         defer: Callable[[], None],
         where: str,
+        report: Callable[[BaseException], None] = lambda exc: None,
     ) -> None:
         self._members = members
         self._open_member = open_member
         self._defer = defer
         self._where = where
+        self._report = report
         self.subscriptions: dict[str, list[Handler]] = {}
         self.services: dict[str, Handler] = {}
         self.registrar: Any = None
         self._replaying: IPCClient | None = None  # the client _register_all is filling
-        self._refused: dict[tuple[bool, str, int], tuple[Handler, RemoteError]] = {}  # for the _apply waiting on it
+        self._refused: dict[tuple[bool, str, int], tuple[Handler, Exception]] = {}  # for the _apply waiting on it
+        self._waiting: list[tuple[bool, str, int]] = []  # the registrations an _apply replays, to be told of their refusal
         self._lock = asyncio.Lock()
 
     @property
@@ -110,15 +120,18 @@ class PoolRegistrations:
         """Replay every registration on ``client``, looping until it holds
         exactly the tables: one made while this runs is not lost to the
         race, and one dropped meanwhile (unsubscribe/unserve found no
-        registrar to tell) is withdrawn from it. One the server refuses
-        (forbidden, limit_exceeded) is dropped from the tables, as a
-        client's own restore drops it, and the others go on."""
+        registrar to tell) is withdrawn from it. One refused, by the server
+        (forbidden, limit_exceeded) or here (too_large), is dropped from the
+        tables, as a client's own restore drops it, and the others go on; a
+        lost or silent connection fails the replay."""
         done: dict[tuple[bool, str, int], Handler] = {}
 
         async def register(serve: bool, channel: str, fn: Handler) -> None:
             try:
                 await (client.serve(channel, fn) if serve else client.subscribe(channel, fn))
-            except RemoteError as exc:  # retrying on another member would not change the answer
+            except CONNECTION_ERRORS:
+                raise  # the connection's fault: the next member replays it
+            except Exception as exc:  # the registration's own: another member would not change the answer
                 self._refuse(serve, channel, fn, exc)
             else:
                 done[(serve, channel, id(fn))] = fn
@@ -142,16 +155,19 @@ class PoolRegistrations:
         finally:
             self._replaying = None
 
-    def _refuse(self, serve: bool, channel: str, fn: Handler, error: RemoteError) -> None:
+    def _refuse(self, serve: bool, channel: str, fn: Handler, error: Exception) -> None:
         if serve:
             if self.services.get(channel) is fn:
                 del self.services[channel]
         else:
             self._drop_subscription(channel, fn)
-        self._refused[(serve, channel, id(fn))] = (fn, error)
-        log.error("the server on %s refused the pool's %s %r: dropped: %s", self._where, "responder" if serve else "subscription", channel, printable(error))
+        key = (serve, channel, id(fn))
+        self._refused[key] = (fn, error)
+        log.error("the pool's %s %r could not be replayed on %s: dropped: %s", "responder" if serve else "subscription", channel, self._where, printable(error))
+        if key not in self._waiting and not serve:  # nobody raises it: the pool's 'error' (a serve()'s is there already)
+            self._report(error)
 
-    def _refusal(self, serve: bool, channel: str, fn: Handler) -> RemoteError | None:
+    def _refusal(self, serve: bool, channel: str, fn: Handler) -> Exception | None:
         """The refusal of this registration by the last replay, for its caller."""
         entry = self._refused.pop((serve, channel, id(fn)), None)
         return entry[1] if entry is not None and entry[0] is fn else None
@@ -199,11 +215,16 @@ class PoolRegistrations:
         the client, which completes it when the server answers."""
         registrar = self.registrar
         live = registrar is not None and registrar.usable
+        key = (which[0], which[1], id(which[2]))
         try:
             if live:
                 await action(registrar.client)
             else:
-                await self.ensure()  # replays everything, this one included
+                self._waiting.append(key)
+                try:
+                    await self.ensure()  # replays everything, this one included
+                finally:
+                    self._waiting.remove(key)
                 refusal = self._refusal(*which)
                 if refusal is not None:  # dropped from the tables already
                     raise refusal

@@ -27,7 +27,7 @@ from .producers import Producers
 from .registration import Registration, check_servable, withdrawal
 from .tracing import call_in_trace, serving
 
-__all__ = ["Subscriptions", "Handler", "Withdrawal", "withdrawal", "check_servable"]
+__all__ = ["Subscriptions", "Handler", "Withdrawal", "withdrawal", "check_servable", "CONNECTION_ERRORS"]
 
 log = logging.getLogger("ipc_client")
 
@@ -35,8 +35,9 @@ Handler = Callable[[Message], Any]
 Withdrawal = Callable[[bool, str, BaseException], None]  # (serve, channel, the server's error)
 _SUB_CACHE_LIMIT = 4096
 # The connection's end or silence: the registration is not at fault, and the
-# next connection restores it. Any other failure is the registration's own.
-_CONNECTION_ERRORS = (ConnectionLost, NotConnected, RequestTimeout)
+# next connection restores it (a pool: the next member, pool_registrations.py).
+# Any other failure is the registration's own.
+CONNECTION_ERRORS = (ConnectionLost, NotConnected, RequestTimeout)
 
 
 def check_unsubscription(channel: object, handler: object) -> None:
@@ -207,7 +208,7 @@ class Subscriptions(Answering):
         try:
             await self._interest(conn, channel, serve=True)
         except Exception as exc:
-            if not isinstance(exc, _CONNECTION_ERRORS) and self._acks.get(channel) is registration:
+            if not isinstance(exc, CONNECTION_ERRORS) and self._acks.get(channel) is registration:
                 # Refused, by the server (limit_exceeded, forbidden) or here (too large for
                 # its frame limit): not served, so serve() may be tried again, and never
                 # restored, where it would fail every attempt (as Node keeps none).
@@ -260,7 +261,7 @@ class Subscriptions(Answering):
             sends += [self._interest(conn, name, serve=serve, subscribe=False, deadline=deadline) for serve, name in stale]
             results = await asyncio.gather(*sends, return_exceptions=True)
             for i, (key, result) in enumerate(zip(todo + stale, results)):
-                if isinstance(result, _CONNECTION_ERRORS) or (isinstance(result, BaseException) and not isinstance(result, Exception)):
+                if isinstance(result, CONNECTION_ERRORS) or (isinstance(result, BaseException) and not isinstance(result, Exception)):
                     raise result  # the attempt fails (a cancel ends it); the next one restores
                 if i >= len(todo):
                     held.discard(key)  # withdrawn (a refusal too: nothing more to try)

@@ -1089,7 +1089,7 @@ export interface ConnectionPoolEvents {
   destroyed: [event: { client: IPCClient; reason: ReportedError | null }];
   /** A member's connection dropped (`error`: its 'disconnected' argument); a held one stays its holder's until released. */
   connection_lost: [event: { client: IPCClient; error: ReportedError | null }];
-  /** A background open nobody waited for failed, or a listener of these events threw (never a crash). */
+  /** A background open nobody waited for failed, a registration a replay could not make was dropped, or a listener of these events threw (never a crash). */
   error: [error: ReportedError];
 }
 

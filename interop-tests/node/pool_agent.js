@@ -179,8 +179,9 @@ const ops = {
   },
   // The pool's own request (a shared member), awaited.
   request: (cmd) => target.request(cmd.channel, cmd.payload ?? null, cmd.timeoutMs, cmd.options ?? {}),
-  // The pool resolves whether it applied them now; the balancer nothing.
-  serve: (cmd) => target.serve(cmd.channel, (msg) => ({ by: 'node', payload: msg.payload })).then((applied) => applied ?? null),
+  // The pool resolves whether it applied them now; the balancer nothing. `schema`: a typed responder's.
+  serve: (cmd) =>
+    target.serve(cmd.channel, (msg) => ({ by: 'node', payload: msg.payload }), cmd.schema ? { schema: cmd.schema } : {}).then((applied) => applied ?? null),
   subscribe: (cmd) =>
     target
       .subscribe(cmd.channel, (msg) => out({ event: 'message', channel: msg.channel_id, payload: msg.payload }))
@@ -203,5 +204,6 @@ for (const event of ['created', 'connection_lost', 'server_down', 'server_up', '
 }
 target.on('subscription_moved', ({ channel, from, to }) => out({ event: 'subscription_moved', channel, from: from.port, to: to.port }));
 target.on('destroyed', ({ reason }) => out({ event: 'destroyed', reason: reason ? describe(reason) : null }));
+target.on('error', (err) => out({ event: 'error', error: describe(err) })); // what no call waits for (a registration a replay dropped)
 
 runCommands(ops, () => target.close());

@@ -13,6 +13,7 @@ const { SYSTEM_CHANNEL } = require('./constants');
 const { validatePattern, isReserved } = require('./channels');
 const { checkSchemaOption } = require('./contracts');
 const { AlreadyServingError, ErrorCode, ForbiddenError } = require('./errors');
+const { endsTheAttempt } = require('./subscriptions');
 
 /**
  * The pool's registrations and the member carrying them.
@@ -26,8 +27,8 @@ class PoolRegistrations {
    *   not_connected when the pool is full or the server unreachable.
    * @param {() => void} pool.defer called when a registration could not be
    *   applied now: the pool brings a registrar back in the background.
-   * @param {(err: Error) => void} pool.report a registration the server
-   *   refused on a replay, dropped (nobody waits for it).
+   * @param {(err: Error) => void} pool.report a registration a replay
+   *   could not make, dropped (nobody waits for it).
    */
   constructor({ members, openMember, defer, report }) {
     this._members = members;
@@ -129,9 +130,10 @@ class PoolRegistrations {
    * Replays every registration on `client`, looping until it holds exactly
    * the tables: one made while this runs is not lost to the race, and one
    * dropped meanwhile (unsubscribe/unserve found no registrar to tell) is
-   * withdrawn from it. One the server refuses `forbidden` (the user may no
-   * longer) is dropped and the others go on: given to the _apply() that
-   * waits for it, else reported.
+   * withdrawn from it. One refused, by the server (`forbidden`,
+   * `limit_exceeded`) or here (`too_large`: over the new server's frame
+   * limit), is dropped and the others go on: given to the _apply() that
+   * waits for it, else reported. A lost or silent connection fails the replay.
    * @param {IPCClient} client
    * @returns {Promise<void>}
    * @private
@@ -165,8 +167,10 @@ class PoolRegistrations {
   }
 
   /**
-   * Replays one registration: false when the server refused it `forbidden`
-   * (dropped from the tables); any other failure fails the replay.
+   * Replays one registration: false when it was refused, by the server or
+   * here (dropped from the tables); the connection's end or silence
+   * (connection_lost, not_connected, timeout) fails the replay, as in a
+   * client's own restore (subscriptions.js).
    * @private
    */
   async _replayed(serve, channel, what, register) {
@@ -174,7 +178,7 @@ class PoolRegistrations {
       await register();
       return true;
     } catch (err) {
-      if (!(err instanceof ForbiddenError)) throw err;
+      if (endsTheAttempt(err)) throw err; // the connection's fault: the next member replays it
       if (serve) {
         if (this.services.get(channel) === what) this.services.delete(channel);
       } else {
@@ -246,8 +250,8 @@ class PoolRegistrations {
    * them all): true when done, false when kept for later. One that times
    * out on a live registrar is withdrawn by its client (Node's client
    * withdraws a subscribe and a serve alike), so it is undone here and
-   * thrown, as the client's own. One the replay finds refused (forbidden)
-   * is dropped and thrown too, whether a member was live or not.
+   * thrown, as the client's own. One the replay finds refused (by the
+   * server or here) is dropped and thrown too, whether a member was live or not.
    * @param {(client: IPCClient) => Promise<unknown>} action
    * @param {() => void} undo
    * @param {{serve: boolean, channel: string, what: unknown}} key the registration, as the tables hold it.

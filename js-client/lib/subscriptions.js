@@ -28,7 +28,7 @@ const { AlreadyServingError, ConnectionLostError, ErrorCode, ForbiddenError, Not
 /** An unsubscribe/unserve whose connection is lost before the ack resolves: the server dropped it with the connection, and it is not restored. */
 const goneAnyway = (err) => { if (!(err instanceof ConnectionLostError)) throw err; };
 
-/** The connection's end or silence: the restore's attempt fails and the next one restores; any other error is the registration's own. */
+/** The connection's end or silence: the restore's attempt fails and the next one restores (a pool's replay: the next member's, pool_registrations.js); any other error is the registration's own. */
 const endsTheAttempt = (err) => err instanceof ConnectionLostError || err instanceof NotConnectedError || err instanceof RequestTimeoutError;
 
 /** What this client listens to and serves, kept across reconnections. */
@@ -392,4 +392,4 @@ class Subscriptions {
   }
 }
 
-module.exports = { Subscriptions };
+module.exports = { Subscriptions, endsTheAttempt };

@@ -74,6 +74,29 @@ test('pool registrations - replayed on the replacement before a waiting call goe
   assert.deepEqual([after[1].payload.serve, after[1].payload.schema.request], [true, { type: 'integer' }]); // its schema too
 });
 
+test('pool registrations - one the replacement cannot make is dropped and reported, the others replayed', async (t) => {
+  // Refused here, not by the server (too large for the new server's frame limit):
+  // the replay threw it, so every replacement's open failed and nothing came back.
+  const { pool, peer } = await setup(t, { minConnections: 1, maxConnections: 1 });
+  const errors = [];
+  pool.on('error', (err) => errors.push(err));
+  await pool.start();
+  await pool.subscribe('keep', () => {});
+  await pool.serve('svc.small', () => 1);
+  const choices = Array.from({ length: 100 }, (_, i) => `${'v'.repeat(60)}${i}`); // a schema of some 6.7 kB
+  await pool.serve('svc.big', () => 2, { schema: { request: { enum: choices } } });
+  peer.maxFrameSize = 2048; // the server found by the replacement takes 2 KiB frames at most
+  const mark = peer.received.length;
+  const replaced = waitFor(pool, 'created', 3000);
+  peer.drop();
+  await replaced;
+  assert.deepEqual(errors.map((err) => err.code), [ErrorCode.TOO_LARGE]);
+  const replayed = peer.received.slice(mark).filter((m) => m.message_type === 'subscribe');
+  assert.deepEqual(replayed.map((m) => m.channel_id).sort(), ['keep', 'svc.small']);
+  assert.deepEqual([...pool._registrations.services.keys()], ['svc.small']);
+  assert.equal(await pool.serve('svc.big', () => 3), true); // dropped: no AlreadyServingError
+});
+
 test('pool registrations - one timing out on a live member rejects and is not kept', async (t) => {
   const { pool, peer } = await setup(t);
   await pool.start();
