@@ -107,6 +107,10 @@ BREAKER = [("circuit_breaker", "circuitBreaker", py, js) for py, js in (
     ({"success_threshold": "2"}, {"successThreshold": "2"}),
     ({"half_open_max_calls": INF}, {"halfOpenMaxCalls": INF}),
     ({"threshold": 2}, {"threshold": 2}),
+    # Python took them, and the first call they were meant to answer or judge raised "'str' object is not callable".
+    ({"fallback": "cached"}, {"fallback": "cached"}),
+    ({"is_failure": 5}, {"isFailure": 5}),
+    ({"is_failure": True}, {"isFailure": True}),
 )]
 OWN_REFUSED: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     "client": [({py_name: py}, {js_name: js}) for py_name, js_name, py, js in BREAKER],
@@ -134,6 +138,7 @@ OWN_ACCEPTED: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
     "client": [
         ({"circuit_breaker": {"reset_timeout": 0, "failure_threshold": 1, "half_open_max_calls": 3}}, {"circuitBreaker": {"resetTimeout": 0, "failureThreshold": 1, "halfOpenMaxCalls": 3}}),
         ({"circuit_breaker": {"reset_timeout": 2.5}}, {"circuitBreaker": {"resetTimeout": 2500}}),
+        ({"circuit_breaker": {"fallback": None, "is_failure": None}}, {"circuitBreaker": {"fallback": None, "isFailure": None}}),  # none: the defaults
     ],
     "pool": [
         ({"min_connections": 0, "max_connections": 1}, {"minConnections": 0, "maxConnections": 1}),

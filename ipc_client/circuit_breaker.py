@@ -29,7 +29,7 @@ from typing import Any
 from ipc_protocol import CircuitOpen, ErrorCode, IPCError, Message, ProtocolError, RemoteError
 from ipc_protocol.messages import response_to
 
-from .option_checks import check_count, check_seconds
+from .option_checks import check_callable, check_count, check_seconds
 
 log = logging.getLogger("ipc_client")
 
@@ -73,7 +73,8 @@ class CircuitBreakerOptions:
     scope: ``"channel"`` (one breaker per channel) or ``"client"`` (one for all).
     fallback: ``fallback(channel, payload, error)``, sync or async; its
         result is returned instead of raising CircuitOpen.
-    is_failure: which errors count as failures (default :func:`is_failure`).
+    is_failure: which errors count as failures (default :func:`is_failure`;
+        None is the default too, as Node's null).
     """
 
     failure_threshold: int = 5
@@ -82,7 +83,7 @@ class CircuitBreakerOptions:
     half_open_max_calls: int = 1
     scope: str = "channel"
     fallback: Callable[[str, Any, CircuitOpen], Any] | None = None
-    is_failure: Callable[[BaseException], bool] = is_failure
+    is_failure: Callable[[BaseException], bool] | None = is_failure
 
     def __post_init__(self) -> None:
         # Node's rules (parseBreakerOptions): a NaN reset_timeout kept an open
@@ -92,6 +93,9 @@ class CircuitBreakerOptions:
         check_seconds("circuit_breaker.reset_timeout", self.reset_timeout)
         if self.scope not in ("channel", "client"):
             raise ValueError("scope must be 'channel' or 'client'")
+        # Taken as they came, a string failed the first call it was meant to judge or answer.
+        check_callable("circuit_breaker.fallback", self.fallback)
+        check_callable("circuit_breaker.is_failure", self.is_failure)
 
 
 _FIELDS = frozenset(field.name for field in fields(CircuitBreakerOptions))
@@ -114,6 +118,7 @@ class CircuitBreaker:
     ) -> None:
         self.name = name
         self.options = options or CircuitBreakerOptions()
+        self._is_failure = self.options.is_failure or is_failure  # None: the default, as Node's null
         self._clock = clock
         self._wall = wall
         self._on_change = on_change
@@ -145,7 +150,7 @@ class CircuitBreaker:
 
     def record(self, token: int, error: BaseException | None) -> None:
         """Report how an admitted call ended (``error`` None for success)."""
-        failed = error is not None and self.options.is_failure(error)
+        failed = error is not None and self._is_failure(error)
         if failed:
             self.failures += 1
         else:

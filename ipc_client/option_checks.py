@@ -12,7 +12,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["as_number", "check_bool", "check_count", "check_seconds", "check_port", "check_client_options", "check_pool_options"]
+__all__ = ["as_number", "check_bool", "check_callable", "check_count", "check_seconds", "check_port", "check_client_options", "check_pool_options"]
 
 
 def _shown(value: object) -> str:
@@ -71,6 +71,12 @@ def check_port(value: object) -> None:
 def check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {_shown(value)}")
+
+
+def check_callable(name: str, value: object) -> None:
+    """A function (any callable) or None, as Node's function or null."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a callable or None, got {type(value).__name__} {_shown(value)}")
 
 
 def check_client_options(request_timeout: Any, max_concurrent_handlers: Any, expose_stacks: Any, max_held_messages: Any = math.inf) -> None:

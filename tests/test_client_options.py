@@ -63,6 +63,10 @@ REFUSED: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"circuit_breaker": {"failure_threshold": True}}, TypeError, r"^circuit_breaker\.failure_threshold must be an integer >= 1, got bool True$"),
     ({"circuit_breaker": {"success_threshold": "2"}}, TypeError, r"^circuit_breaker\.success_threshold must be an integer >= 1, got str '2'$"),
     ({"circuit_breaker": {"half_open_max_calls": math.inf}}, ValueError, r"^circuit_breaker\.half_open_max_calls must be an integer >= 1, got inf$"),
+    # Taken as they came, the first call through an open circuit (fallback) or the first failure (is_failure) raised "'str' object is not callable".
+    ({"circuit_breaker": {"fallback": "cached"}}, TypeError, r"^circuit_breaker\.fallback must be a callable or None, got str 'cached'$"),
+    ({"circuit_breaker": {"is_failure": True}}, TypeError, r"^circuit_breaker\.is_failure must be a callable or None, got bool True$"),
+    ({"circuit_breaker": {"is_failure": 5}}, TypeError, r"^circuit_breaker\.is_failure must be a callable or None, got int 5$"),
 ]
 
 
@@ -89,6 +93,8 @@ ACCEPTED: list[dict[str, Any]] = [
     {"request_timeout": 1e-3, "connect_timeout": 1e-3},
     {"circuit_breaker": {"failure_threshold": 2, "scope": "client"}},  # Node's plain object
     {"circuit_breaker": False},
+    {"circuit_breaker": {"fallback": None, "is_failure": None}},  # none, and the default predicate: Node's null
+    {"circuit_breaker": {"fallback": print, "is_failure": lambda exc: True}},
 ]
 
 
@@ -163,3 +169,17 @@ def test_pool_and_balancer_edges_are_taken() -> None:
 def test_a_mapping_of_breaker_fields_is_a_breaker() -> None:
     client = IPCClient("app", circuit_breaker={"failure_threshold": 2, "scope": "client"})
     assert client._breakers is not None and client._breakers.options.failure_threshold == 2 and client._breakers.options.scope == "client"
+
+
+def test_a_breaker_with_is_failure_none_counts_what_the_default_counts() -> None:
+    """None is no predicate of its own, as Node's null: the default one
+    (a lost connection is a failure, a handler's error is not)."""
+    from ipc_client import CircuitBreakerOptions
+    from ipc_client.circuit_breaker import CircuitBreaker
+    from ipc_protocol import ConnectionLost, HandlerError
+
+    breaker = CircuitBreaker("ch", CircuitBreakerOptions(failure_threshold=1, is_failure=None))
+    breaker.record(breaker.before_call(), HandlerError("the handler raised"))
+    assert breaker.state == "closed"
+    breaker.record(breaker.before_call(), ConnectionLost("gone"))
+    assert breaker.state == "open"
