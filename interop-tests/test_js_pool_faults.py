@@ -109,6 +109,21 @@ async def py_balanced(ports: dict[str, int]) -> dict[str, Any]:
     return {"timedOut": timed_out, "stalled": stalled_counts, "errors": errors, "down": counts(down.metrics())}
 
 
+async def py_streams(ports: dict[str, int]) -> dict[str, Any]:
+    pool = ConnectionPool("app", HOST, ports["refused"], min_connections=0)
+    errors = [await failure(pool.stream("x", timeout=0.5).__anext__())]
+    opened = pool.metrics()["messages_failed"]
+    await pool.close()
+    errors.append(await failure(pool.stream("x").__anext__()))
+    lb = LoadBalancedClient("app", [(HOST, ports["refused"])], health_check_interval=None, min_connections=0)
+    errors.append(await failure(lb.stream("x").__anext__()))
+    await lb.start()
+    errors += [await failure(lb.stream("x", timeout=1).__anext__()), await failure(lb.stream("x", timeout=1).__anext__())]
+    balanced = lb.metrics()["messages_failed"]
+    await lb.close()
+    return {"errors": errors, "failed": [opened, pool.metrics()["messages_failed"], balanced]}
+
+
 async def py_queued(ports: dict[str, int]) -> dict[str, Any]:
     texts = []
     for options in ({}, {"queue_max_size": 0}):
@@ -143,8 +158,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "waited": {"timedOut": "timeout", "answer": 2, "failedDelivered": [1, 1, 0.5]},
     # was: stalled [0, 0, 1.0, 0, 1.0], down [1, 0, 0.0, 0, 1.0]
     "balanced": {"timedOut": "timeout", "stalled": [1, 0, 0.0, 1, 0.0], "errors": ["not_connected"] * 3, "down": [1, 0, 0.0, 2, 0.0]},
+    # was: [0, 0, 0] (a stream that reached no member, the pool closed; not started, one open refused, no healthy server)
+    "streams": {"errors": ["not_connected"] * 5, "failed": [1, 2, 3]},
 }
-PYTHON = {"closed": py_closed, "silent": py_silent, "waited": py_waited, "balanced": py_balanced}
+PYTHON = {"closed": py_closed, "silent": py_silent, "waited": py_waited, "balanced": py_balanced, "streams": py_streams}
 
 # docs/resilience.md §4, the same words in both clients, Python in seconds and Node in milliseconds
 # (was: Python "request on 'r' timed out in the offline queue", Node "no connection for r before its

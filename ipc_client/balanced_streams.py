@@ -38,6 +38,7 @@ class BalancedStreaming:
         _pools: dict[Server, ConnectionPool]
         _health: ServerHealth
         _closed: bool
+        _unsent: int
 
         def _check_started(self) -> None: ...
         def _fail_over(self, server: Server, exc: IPCError, connected: bool) -> None: ...
@@ -64,15 +65,16 @@ class BalancedStreaming:
         return Stream(self._routed(channel, read_once(payload), timeout, options))  # an iterator, read once: a failover sends it again
 
     async def _routed(self, channel: str, payload: Any, timeout: float | None, options: Options) -> AsyncGenerator[Any, None]:
-        self._check_started()
-        # Its attempts in one trace, as a request's (docs/tracing.md §1): current around each attempt's open only.
-        call = CallTrace.start("request", channel, options["headers"])
+        tried: set[Server] = set()
+        call: CallTrace | None = None
         failure: BaseException | None = None
         try:
+            self._check_started()
+            # Its attempts in one trace, as a request's (docs/tracing.md §1): current around each attempt's open only.
+            call = CallTrace.start("request", channel, options["headers"])
             loop = asyncio.get_running_loop()
             total = self.request_timeout if timeout is None else timeout
             deadline = loop.time() + total
-            tried: set[Server] = set()
             last: IPCError | None = None
             while True:
                 left = deadline - loop.time()
@@ -104,6 +106,8 @@ class BalancedStreaming:
                     self._health.mark_up(server)
                     return
                 except IPCError as exc:
+                    if member is None:
+                        pool._count_unsent()  # an attempt that got no connection: failed there, as a request's
                     if answered is not None or self._closed:
                         raise  # an item was delivered (or the client closed): the reader's, never another server's
                     self._fail_over(server, exc, member is not None)
@@ -117,6 +121,8 @@ class BalancedStreaming:
                     server.finished((loop.time() if answered is None else answered) - started, failed=failed)
         except BaseException as exc:
             failure = exc
+            if isinstance(exc, IPCError) and not tried:
+                self._unsent += 1  # it reached no server (closed, not started, none healthy), as a request
             raise
         finally:
             if call is not None:

@@ -12,14 +12,18 @@ async iterator and an async context manager), read from a pooled member:
   within the stream's ``timeout`` (at most ``acquire_timeout``), held until
   the stream ends, fails or is left (``aclose()``, leaving its ``async
   with``, cancelling the task; a ``cancel`` goes to the producer at once),
-  and then given back, once.
+  and then given back, once. One that failed before it got a member (none
+  in time, none could be opened, the pool closed) counts in the pool's
+  ``messages_failed``, as its requests that reached no member.
 - Load-balanced client: a server picked as for a request; until the first
   item arrives, an error a request fails over on (``not_connected``,
   ``connection_lost``, ``shutting_down``, ``no_responders``,
   ``circuit_open``) tries the next healthy server, within the stream's
   ``timeout`` (None: the client's ``request_timeout`` bounds the failovers
   and the stream then has no deadline). Once an item was delivered, an
-  error goes to the reader: a stream never starts again elsewhere.
+  error goes to the reader: a stream never starts again elsewhere. An
+  attempt that got no connection counts as failed in its server's pool,
+  a stream that reached no server in the client's own count, as a request.
 - Service client: the service's balanced client, started first if need
   be (within the deadline), and counted in its metrics: one stream is one
   call, counted when it ends, an error if it ended with one (a
@@ -45,7 +49,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from ipc_protocol import RequestTimeout
+from ipc_protocol import IPCError, RequestTimeout
 
 from .streams import DEFAULT_WINDOW, Stream, check_stream
 
@@ -65,6 +69,7 @@ class PoolStreaming:
 
         async def _share(self, timeout: float | None, join: str | None = None) -> Member: ...
         def _unshare(self, member: Member) -> None: ...
+        def _count_unsent(self) -> None: ...
 
     def stream(
         self,
@@ -89,10 +94,15 @@ class PoolStreaming:
     async def _items(self, channel: str, payload: Any, timeout: float | None, options: Options) -> AsyncGenerator[Any, None]:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        member = await self._share(self.acquire_timeout if timeout is None else min(self.acquire_timeout, timeout))
+        try:
+            member = await self._share(self.acquire_timeout if timeout is None else min(self.acquire_timeout, timeout))
+        except IPCError:
+            self._count_unsent()  # no member saw it: failed, as a pool's request that got none
+            raise
         try:
             left = None if timeout is None else timeout - (loop.time() - started)
             if left is not None and left <= 0:
+                self._count_unsent()
                 raise RequestTimeout(f"stream on {channel!r} timed out waiting for a connection, before it was sent")
             async with member.client.stream(channel, payload, timeout=left, **options) as items:
                 async for item in items.generator:

@@ -114,3 +114,41 @@ async def test_a_load_balanced_call_counts_where_it_failed(silent: Silent, refus
     with pytest.raises(NotConnected, match="closed"):
         await down.request("x", timeout=1)
     assert counts(down.metrics()) == (1, 0, 0.0, 2, 0.0)
+
+
+async def test_a_stream_that_reached_no_connection_is_failed_as_a_request(server: IPCServer, refused_port: int, lbs: list[LoadBalancedClient]) -> None:
+    """stream() through a pool or a load-balanced client counts where a
+    request counts: one that got no member (none could be opened, none
+    free in time, the pool closed) is failed in the pool, one that reached
+    no server in the load-balanced client. All were left out (0 failed)."""
+    down = ConnectionPool("app", "127.0.0.1", refused_port, min_connections=0)
+    try:
+        with pytest.raises(NotConnected):
+            await down.stream("x", timeout=0.5).__anext__()  # its open refused
+        assert down.metrics()["messages_failed"] == 1  # was 0
+    finally:
+        await down.close()
+    with pytest.raises(NotConnected):
+        await down.stream("x").__anext__()  # closed
+    assert down.metrics()["messages_failed"] == 2  # was 0
+    pool = ConnectionPool("app", "127.0.0.1", server.port, min_connections=1, max_connections=1)
+    try:
+        await pool.start()
+        held = await pool.acquire()
+        with pytest.raises(RequestTimeout):
+            await pool.stream("x", timeout=0.1).__anext__()  # no member free within its timeout
+        pool.release(held)
+        assert pool.metrics()["messages_failed"] == 1  # was 0
+    finally:
+        await pool.close()
+    lb = LoadBalancedClient("app", [("127.0.0.1", refused_port)], health_check_interval=None, min_connections=0)
+    lbs.append(lb)
+    with pytest.raises(NotConnected, match="start"):
+        await lb.stream("x").__anext__()  # not started: no server tried
+    await lb.start()
+    with pytest.raises(NotConnected):
+        await lb.stream("x", timeout=1).__anext__()  # its one server's open refused: failed in that pool
+    with pytest.raises(NotConnected, match="no healthy server"):
+        await lb.stream("x", timeout=1).__anext__()  # out of rotation now: no server tried
+    assert lb.metrics()["messages_failed"] == 3  # was 0
+    assert lb.pools()[f"127.0.0.1:{refused_port}"].metrics()["messages_failed"] == 1

@@ -77,6 +77,24 @@ const SCENARIOS = {
     return { timedOut: timedOut && timedOut.code, stalled: stalledCounts, errors: errors.map((e) => e && e.code), down: counts(down.getMetrics()) };
   },
 
+  /** stream() that reached no connection, through a pool and a load-balanced client: failed, as a request. */
+  async streams() {
+    const first = (stream) => failure(stream.next());
+    const pool = new ConnectionPool('app', { host: HOST, port: config.refused, minConnections: 0, initialDelay: 5000 });
+    pool.on('error', () => {});
+    const errors = [await first(pool.stream('x', null, { timeout: 500 }))];
+    const open = pool.getMetrics().messagesFailed;
+    await pool.close();
+    errors.push(await first(pool.stream('x')));
+    const lb = new LoadBalancedClient('app', [`${HOST}:${config.refused}`], { healthCheckInterval: null, minConnections: 0, initialDelay: 5000 });
+    errors.push(await first(lb.stream('x')));
+    await lb.start();
+    errors.push(await first(lb.stream('x', null, { timeout: 1000 })), await first(lb.stream('x', null, { timeout: 1000 })));
+    const balanced = lb.getMetrics().messagesFailed;
+    await lb.close();
+    return { errors: errors.map((e) => e && e.code), failed: [open, pool.getMetrics().messagesFailed, balanced] };
+  },
+
   /** What a call is told while the client reconnects: expired in the offline queue, or not queued at all. */
   async queued() {
     const texts = [];

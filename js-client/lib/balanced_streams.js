@@ -29,7 +29,10 @@ const now = () => performance.now();
  * @returns {Promise<IteratorResult<unknown>>}
  */
 async function routeStream(lb, held, channelId, payload, options) {
-  if (lb._closed || !lb._started) throw new NotConnectedError(lb._closed ? 'the client is closed' : 'start() was not called');
+  if (lb._closed || !lb._started) {
+    lb._unsent++; // it reached no server: failed in the client's own count, as a request
+    throw new NotConnectedError(lb._closed ? 'the client is closed' : 'start() was not called');
+  }
   const call = callTrace('request', channelId, options.headers); // its attempts in one trace, as a request's (docs/tracing.md §1)
   if (call !== null) {
     const onEnd = held.onEnd;
@@ -45,7 +48,13 @@ async function routeStream(lb, held, channelId, payload, options) {
   for (;;) {
     if (held._finished) throw LEFT; // the reader left (while a service started): no attempt
     const left = deadline - now();
-    const server = nextServer(lb._balancer, tried, lastError, left, `started the stream on ${JSON.stringify(channelId)}`, budget);
+    let server;
+    try {
+      server = nextServer(lb._balancer, tried, lastError, left, `started the stream on ${JSON.stringify(channelId)}`, budget);
+    } catch (err) {
+      if (tried.size === 0) lb._unsent++; // none healthy: no server tried
+      throw err;
+    }
     const pool = lb._pools.get(server);
     const started = now();
     server.begin();
@@ -64,6 +73,7 @@ async function routeStream(lb, held, channelId, payload, options) {
     } catch (err) {
       if (leftBy(err) || held._finished) throw err;
       held._settleAttempt(err);
+      if (!leased) pool._countUnsent(); // an attempt that got no connection: failed in that pool, as a request's
       if (lb._closed) throw err; // as the calls in flight: connection_lost, never another server
       failOver(server, err, leased, (s, e) => lb._health.markDown(s, e));
       lastError = err;

@@ -14,14 +14,19 @@
  *   next() within the stream's `timeout` (at most `acquireTimeout`), held
  *   until the stream ends, fails or is left (`break`/return(), the
  *   `signal` aborting; a `cancel` goes to the producer at once), and then
- *   given back, once.
+ *   given back, once. One that failed before it got a member (none in
+ *   time, none could be opened, the pool closed) counts in the pool's
+ *   `messagesFailed`, as its requests that reached no member; one its
+ *   reader left meanwhile does not.
  * - Load-balanced client: a server picked as for a request; until the
  *   first item arrives, an error a request fails over on (not_connected,
  *   connection_lost, shutting_down, no_responders, circuit_open) tries the
  *   next healthy server, within the stream's `timeout` (null: the client's
  *   `requestTimeout` bounds the failovers and the stream then has no
  *   deadline). Once an item was delivered, an error goes to the reader: a
- *   stream never starts again elsewhere.
+ *   stream never starts again elsewhere. An attempt that got no connection
+ *   counts as failed in its server's pool, a stream that reached no server
+ *   in the client's own count, as a request.
  * - Service client: the service's balanced client, started first if need
  *   be (within the deadline), and counted in its metrics: one stream is one
  *   call, counted when it ends, an error if it ended with one (a `timeout`
@@ -287,9 +292,16 @@ class PoolStreaming extends PoolCalls {
   async _streamOn(held, channelId, payload, options) {
     const started = now();
     const { timeout } = options;
-    const member = await held._member(this, timeout === null ? this.acquireTimeout : Math.min(this.acquireTimeout, timeout));
+    let member;
+    try {
+      member = await held._member(this, timeout === null ? this.acquireTimeout : Math.min(this.acquireTimeout, timeout));
+    } catch (err) {
+      if (!leftBy(err)) this._countUnsent(); // no member saw it: failed, as a pool's request that got none
+      throw err;
+    }
     const left = timeout === null ? null : timeout - (now() - started);
     if (left !== null && left <= 0) {
+      this._countUnsent();
       throw new RequestTimeoutError(`stream on ${JSON.stringify(channelId)} timed out waiting for a connection, before it was sent`);
     }
     return held._read(member.client.stream(channelId, payload, { ...options, timeout: left }));

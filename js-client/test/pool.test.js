@@ -476,3 +476,37 @@ test('pool - failed opens are attempts and calls that reached no member are fail
   await assert.rejects(pool.request('x', 1), { code: ErrorCode.NOT_CONNECTED });
   assert.equal(pool.getMetrics().messagesFailed, 4);
 });
+
+test('pool - a stream that reached no connection is failed, as a request; one its reader left is not', async (t) => {
+  // The same counts as tests/test_pool_failed_counts.py::test_a_stream_that_reached_no_connection_is_failed_as_a_request (all were 0).
+  const { LoadBalancedClient } = require('../lib/load_balanced_client');
+  const port = await freePort(); // nothing listens: every open is refused
+  const down = new ConnectionPool('app', { host: '127.0.0.1', port, minConnections: 0, initialDelay: 5000 });
+  down.on('error', () => {});
+  await assert.rejects(down.stream('x', null, { timeout: 500 }).next(), { code: ErrorCode.NOT_CONNECTED }); // its open refused
+  assert.equal(down.getMetrics().messagesFailed, 1);
+  const aborted = new AbortController();
+  const left = down.stream('x', null, { signal: aborted.signal }).next();
+  aborted.abort();
+  await assert.rejects(left, { name: 'AbortError' });
+  assert.equal(down.getMetrics().messagesFailed, 1); // the reader's doing: not counted
+  await down.close();
+  await assert.rejects(down.stream('x').next(), { code: ErrorCode.NOT_CONNECTED }); // closed
+  assert.equal(down.getMetrics().messagesFailed, 2);
+
+  const { pool } = await setup(t, { minConnections: 1, maxConnections: 1 });
+  await pool.start();
+  const held = await pool.acquire();
+  await assert.rejects(pool.stream('x', null, { timeout: 100 }).next(), { code: ErrorCode.TIMEOUT }); // no member free within its timeout
+  pool.release(held);
+  assert.equal(pool.getMetrics().messagesFailed, 1);
+
+  const lb = new LoadBalancedClient('app', [`127.0.0.1:${port}`], { healthCheckInterval: null, minConnections: 0, initialDelay: 5000 });
+  t.after(() => lb.close());
+  await assert.rejects(lb.stream('x').next(), { code: ErrorCode.NOT_CONNECTED, message: /start/ }); // not started: no server tried
+  await lb.start();
+  await assert.rejects(lb.stream('x', null, { timeout: 1000 }).next(), { code: ErrorCode.NOT_CONNECTED }); // its one server's open refused
+  await assert.rejects(lb.stream('x', null, { timeout: 1000 }).next(), { code: ErrorCode.NOT_CONNECTED, message: /no healthy server/ }); // none tried
+  assert.equal(lb.getMetrics().messagesFailed, 3);
+  assert.equal([...lb._pools.values()][0].getMetrics().messagesFailed, 1);
+});
