@@ -67,7 +67,7 @@ async def failure(aw: Any) -> str | None:
 
 
 async def py_closed(ports: dict[str, int]) -> dict[str, Any]:
-    pool = ConnectionPool("app", HOST, ports["refused"])
+    pool = ConnectionPool("app", HOST, ports["refused"], initial_delay=5)  # no background retry meanwhile, as Node's
     errors = [await failure(pool.start())]
     errors += [await failure(pool.request("x", 1, timeout=0.5)) for _ in range(3)]
     open_counts = counts(pool.metrics())
@@ -77,7 +77,7 @@ async def py_closed(ports: dict[str, int]) -> dict[str, Any]:
 
 
 async def py_silent(ports: dict[str, int]) -> dict[str, Any]:
-    pool = ConnectionPool("app", HOST, ports["silent"], connect_timeout=0.2)
+    pool = ConnectionPool("app", HOST, ports["silent"], connect_timeout=0.2, initial_delay=5)
     errors = [await failure(pool.start()), await failure(pool.request("x", 1, timeout=2))]
     out = {"errors": errors, "counts": counts(pool.metrics())}
     await pool.close()
@@ -102,7 +102,7 @@ async def py_balanced(ports: dict[str, int]) -> dict[str, Any]:
     timed_out = await failure(stalled.request("x", 1, timeout=2))
     stalled_counts = counts(stalled.metrics())
     await stalled.close()
-    down = LoadBalancedClient("app", [(HOST, ports["refused"])], health_check_interval=None)
+    down = LoadBalancedClient("app", [(HOST, ports["refused"])], health_check_interval=None, initial_delay=5)
     errors = [await failure(down.start()), await failure(down.request("x", 1, timeout=1))]
     await down.close()
     errors.append(await failure(down.request("x", 1, timeout=1)))

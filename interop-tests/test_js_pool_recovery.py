@@ -1,6 +1,9 @@
 """A pool that recovers by itself, the Node one against the real Python
 server, each scenario run by the Python pool too (docs/resilience.md §7):
 
+- after a failed ``start()``, both keep opening members in the background
+  and are back with ``min_connections`` once a server listens, with no
+  call made (the Python pool stayed empty until a call opened a member);
 - a registration the member replacing the registrar cannot make (a typed
   responder too large for the new server's frame limit) is dropped,
   reported on the pool's ``error``, and the others are replayed (both
@@ -11,6 +14,7 @@ The Node side is ``node/pool_agent.js``."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any, Literal
 
 import pytest
@@ -18,7 +22,7 @@ from conftest import WAIT_S
 from test_js_pool import pool_agent  # noqa: F401 (a fixture)
 
 from ipc_client import ConnectionPool, IPCClient
-from ipc_protocol import NoResponders
+from ipc_protocol import NoResponders, NotConnected
 from ipc_server import IPCServer
 
 HOST = "127.0.0.1"
@@ -30,6 +34,33 @@ Choice = Literal[tuple(CHOICES)]  # type: ignore[valid-type]
 
 def py_big(choice: Choice) -> int:  # type: ignore[valid-type]
     return 1
+
+
+async def test_both_pools_open_their_members_once_a_server_listens_after_a_failed_start(pool_agent: Any) -> None:
+    """The server starts after start() failed; neither pool is called until
+    its member is there (Node's pool did this already; Python's never opened one)."""
+    with socket.socket() as reserved:  # bound, not listening: refused, and no other process takes the port meanwhile
+        reserved.bind((HOST, 0))
+        port = reserved.getsockname()[1]
+        agent = await pool_agent("pool", port=port, minConnections=1, maxConnections=2)
+        assert (await agent.call_error("start"))["code"] == "not_connected"
+        pool = ConnectionPool("app", HOST, port, min_connections=1, max_connections=2, initial_delay=0.02, max_delay=0.1)
+        created: asyncio.Queue[IPCClient] = asyncio.Queue()
+        pool.on("member_created", created.put_nowait)
+        with pytest.raises(NotConnected):
+            await pool.start()
+    try:
+        async with IPCServer(HOST, port) as server:
+            server.add_handler("echo", lambda msg: msg.payload)
+            await agent.wait_event("created")  # no call made: the pool's own retry
+            await asyncio.wait_for(created.get(), WAIT_S)  # was: never, the pool stayed empty
+            assert (await agent.call("stats"))["total"] == 1
+            assert pool.stats()["total"] == 1
+            assert await agent.call("request", channel="echo", payload=1, timeoutMs=2000) == 1
+            assert await pool.request("echo", 2, timeout=2) == 2
+            await agent.call("close")
+    finally:
+        await pool.close()
 
 
 async def test_both_pools_drop_a_registration_the_new_member_cannot_make_and_replay_the_others(pool_agent: Any) -> None:

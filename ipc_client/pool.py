@@ -125,7 +125,9 @@ class ConnectionPool(PoolStreaming, PoolCore):
 
     async def start(self) -> None:
         """Open ``min_connections`` members. Raises NotConnected if one cannot
-        be opened; the pool stays usable and later calls try again."""
+        be opened; the pool stays usable and keeps opening them in the
+        background, with the members' backoff, until :meth:`close` (as
+        Node's), unless the server refused the credentials (Unauthorized)."""
         self._check_open()
         if self._reaper is None and self.idle_timeout is not None:
             self._reaper = asyncio.ensure_future(self._reap())
@@ -138,6 +140,7 @@ class ConnectionPool(PoolStreaming, PoolCore):
         results = await asyncio.gather(*(open_one() for _ in range(missing)), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
+            self._schedule_refill(attempt=1)  # after a first delay: the server just refused
             raise errors[0]
 
     async def close(self) -> None:

@@ -279,6 +279,7 @@ class PoolCore:
                 error = NotConnected(f"cannot connect to {self.host}:{self.port}: {exc}")
             else:
                 error = exc
+            self._refill_stopped |= isinstance(exc, Unauthorized)  # no refill retries a refused credential (as Node)
             self._settle(failure=error if isinstance(error, IPCError) else None)
             if error is exc:
                 raise
@@ -350,23 +351,24 @@ class PoolCore:
                 fold_retired(self._retired, metrics())
             self._retiring.discard(member)  # in the same step as the fold: counted once, never dropped
 
-    def _schedule_refill(self) -> None:
-        """Bring the pool back to ``min_connections`` (and a registrar) in the
-        background; not once its credentials were refused (until an open succeeds)."""
+    def _schedule_refill(self, attempt: int = 0) -> None:
+        """Bring the pool back to ``min_connections`` (and a registrar) in the background, after a
+        delay from ``attempt`` 1; not once its credentials were refused (until an open succeeds)."""
         if self._closed or self._refill_stopped or (self._refill_task is not None and not self._refill_task.done()):
             return
         if self._size() >= self.min_connections and not self._registrations.missing:
             return
-        self._refill_task = asyncio.ensure_future(self._refill())
+        self._refill_task = asyncio.ensure_future(self._refill(attempt))
 
     async def _later_refill(self) -> None:
         await asyncio.sleep(0)  # once the caller listed the member it opened
         self._schedule_refill()
 
-    async def _refill(self) -> None:
+    async def _refill(self, attempt: int) -> None:
         """Retries with the members' backoff while the server is away."""
         backoff = Backoff(**{k: v for k, v in self.client_options.items() if k in _BACKOFF_OPTIONS})
-        attempt = 0
+        if attempt:  # after a failed start(): the server just refused, so wait first (as Node)
+            await asyncio.sleep(backoff.delay(attempt - 1))
         while not self._closed and (self._size() < self.min_connections or self._registrations.missing):
             try:
                 if self._size() >= self.min_connections or self._size() >= self.max_connections:

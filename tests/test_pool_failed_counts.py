@@ -43,7 +43,7 @@ async def test_failed_opens_and_calls_that_reached_no_member_are_counted(refused
     with pytest.raises(NotConnected):
         await lone.connect()
     assert counts(lone.metrics())[:3] == (1, 0, 0.0)
-    pool = ConnectionPool("app", "127.0.0.1", refused_port, min_connections=1)
+    pool = ConnectionPool("app", "127.0.0.1", refused_port, min_connections=1, initial_delay=5)  # no background retry meanwhile
     try:
         with pytest.raises(NotConnected):
             await pool.start()
@@ -61,7 +61,7 @@ async def test_failed_opens_and_calls_that_reached_no_member_are_counted(refused
 
 
 async def test_an_open_the_server_never_answers_is_an_attempt(silent: Silent) -> None:
-    pool = ConnectionPool("app", "127.0.0.1", silent.port, connect_timeout=0.2)
+    pool = ConnectionPool("app", "127.0.0.1", silent.port, connect_timeout=0.2, initial_delay=5)
     try:
         with pytest.raises(NotConnected):
             await pool.start()
@@ -104,7 +104,7 @@ async def test_a_load_balanced_call_counts_where_it_failed(silent: Silent, refus
     with pytest.raises(RequestTimeout, match="acquire timeout"):
         await stalled.request("x", timeout=2)
     assert counts(stalled.metrics()) == (1, 0, 0.0, 1, 0.0)  # the open goes on: an attempt (was: 0 attempts, 0 failed)
-    down = LoadBalancedClient("app", [("127.0.0.1", refused_port)], health_check_interval=None)
+    down = LoadBalancedClient("app", [("127.0.0.1", refused_port)], health_check_interval=None, initial_delay=5)
     lbs.append(down)
     with pytest.raises(NotConnected):
         await down.start()

@@ -4,18 +4,20 @@ service client (docs/resilience.md §7, §8, §9): a failed open is
 as the Node client has it (``.cause``); here a server at its
 ``max_connections``, whose refusal is ``too_many_connections``. And the
 reason a load-balanced client's failed health check gives ``server_down``,
-the same in both clients."""
+the same in both clients. And a pool whose ``start()`` failed keeps
+opening its members in the background, as Node's."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from ipc_client import ConnectionPool, IPCClient, LoadBalancedClient, ServiceClient
-from ipc_protocol import NotConnected, TooManyConnections
+from ipc_protocol import NotConnected, TooManyConnections, Unauthorized
 from ipc_server import IPCServer
 
 from .conftest import WAIT_S
@@ -97,3 +99,39 @@ async def test_a_failed_health_check_takes_the_server_out_as_node_says_it() -> N
         finally:
             proxy.blackhole(False)
             await lb.close()
+
+
+async def test_after_a_failed_start_the_pool_opens_its_members_once_the_server_listens() -> None:
+    """No call made: the pool's own retries, with the members' backoff
+    (Node's pool did; the Python one stayed empty until a call opened a
+    member). interop-tests/test_js_pool_recovery.py runs both clients."""
+    with socket.socket() as reserved:  # bound, not listening: refused, and the port stays ours
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        pool = ConnectionPool("app", "127.0.0.1", port, min_connections=2, max_connections=4, initial_delay=0.02, max_delay=0.1)
+        created: asyncio.Queue[IPCClient] = asyncio.Queue()
+        pool.on("member_created", created.put_nowait)
+        with pytest.raises(NotConnected):
+            await pool.start()
+    try:
+        async with IPCServer("127.0.0.1", port) as server:
+            server.add_handler("echo", lambda msg: msg.payload)
+            for _ in range(2):
+                await asyncio.wait_for(created.get(), WAIT_S)  # was: never
+            assert pool.stats()["total"] == 2  # min_connections, and no more
+            assert await pool.request("echo", 1, timeout=WAIT_S) == 1
+    finally:
+        await pool.close()
+
+
+async def test_after_a_start_refused_unauthorized_the_pool_does_not_retry() -> None:
+    """Retrying cannot fix credentials (docs/resilience.md §7), as Node's
+    pool stops: the server sees the one refused open."""
+    async with IPCServer("127.0.0.1", 0, token="right") as server:
+        pool = ConnectionPool("app", "127.0.0.1", server.port, token="wrong", initial_delay=0.01, max_delay=0.02)
+        try:
+            with pytest.raises(Unauthorized):
+                await pool.start()
+            assert pool._refill_task is None  # no retry scheduled
+        finally:
+            await pool.close()

@@ -70,7 +70,7 @@ const SCENARIOS = {
     const timedOut = await failure(stalled.request('x', 1, { timeout: 2000 }));
     const stalledCounts = counts(stalled.getMetrics());
     await stalled.close();
-    const down = new LoadBalancedClient('app', [`${HOST}:${config.refused}`], { healthCheckInterval: null });
+    const down = new LoadBalancedClient('app', [`${HOST}:${config.refused}`], { healthCheckInterval: null, initialDelay: 5000 });
     const errors = [await failure(down.start()), await failure(down.request('x', 1, { timeout: 1000 }))];
     await down.close();
     errors.push(await failure(down.request('x', 1, { timeout: 1000 })));

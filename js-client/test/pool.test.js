@@ -510,3 +510,17 @@ test('pool - a stream that reached no connection is failed, as a request; one it
   assert.equal(lb.getMetrics().messagesFailed, 3);
   assert.equal([...lb._pools.values()][0].getMetrics().messagesFailed, 1);
 });
+
+test('pool - after a failed start() it opens minConnections once the server listens, with no call made', async (t) => {
+  // As the Python pool now does (tests/test_pool_open_failures.py); interop-tests/test_js_pool_recovery.py runs both.
+  const port = await freePort();
+  const pool = new ConnectionPool('app', { host: '127.0.0.1', port, minConnections: 2, maxConnections: 4, ...FAST });
+  pool.on('error', () => {}); // the retries that fail before the server listens
+  t.after(() => pool.close());
+  await assert.rejects(pool.start(), { code: ErrorCode.NOT_CONNECTED });
+  const peer = new Peer();
+  t.after(() => peer.close());
+  await peer.listen(port);
+  await until(pool, ['created'], () => pool.stats().total === 2);
+  assert.equal(pool.stats().total, 2); // minConnections, and no more
+});
