@@ -105,7 +105,7 @@ async def test_a_close_answers_every_confirmed_caller_while_nats_is_slow(
 ) -> None:
     """A handler added, then the node closing while NATS has not confirmed
     it yet: ``confirmed()`` returns, whether called before or during the close."""
-    a = await nodes("a")
+    a = await nodes("a", cluster_heartbeat_s=5.0)  # NATS held slow, not declared stalled (four beats: docs/cluster.md §5)
     interest = a.cluster.interest
     assert nats.proc is not None
     os.kill(nats.proc.pid, signal.SIGSTOP)  # NATS slow: the change's flush waits for its PONG
