@@ -29,7 +29,7 @@ from .decoy import decoy_hash
 from .log_limits import allow_line
 from .logs import peer_text
 from .permissions import Grant
-from .recheck import recheck
+from .recheck import UsersReload, recheck
 from .stats import ServerStats
 from .users import User, Users
 from .verifier import Verifier, VerifierBusy, address_of
@@ -247,24 +247,24 @@ class Auth:
 
     # -- reload ----------------------------------------------------------------------
 
-    async def replace(self, users: Users, withdraw: Callable[[ServerConnection, str, bool], None]) -> tuple[dict[str, int], int, bool]:
+    def replace(self, users: Users, withdraw: Callable[[ServerConnection, str, bool], None], over: Callable[[UsersReload], None]) -> UsersReload:
         """Apply a new users file: new connects and operations are checked
         against it at once; then every open connection is re-checked
         (recheck.py): one whose user was removed, whose credential changed
         or who may no longer use the app is disconnected ``unauthorized``;
         subscriptions and registrations the new rights no longer allow are
         withdrawn (``withdraw(conn, pattern, serve)``) and the client told
-        ``forbidden``. Returns the counts, the patterns checked, and
-        whether the re-check ran to its end (not taken over by a later reload)."""
+        ``forbidden``. Returns the counts, final once the re-check is over
+        (``over(counts)`` is called then)."""
         self.users = users
         self.decoy = decoy_hash(users)  # the new file's parameters
         self.verifier.forget()
         self.reloads += 1
-        self._counts = counts = {"disconnected": 0, "withdrawn": 0}
+        self._counts = counts = UsersReload()
         connections = list(self.grants)
         self._stale = set(connections)
-        checked, finished = await recheck(self, self.reloads, connections, withdraw)
-        return counts, checked, finished
+        recheck(self, self.reloads, connections, withdraw, counts, over)
+        return counts
 
     def current(self, conn: ServerConnection) -> Grant | None:
         """The connection's grant under the users loaded now, made from them

@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from .auth import Auth
+from .recheck import UsersReload
 from .tls import TLSPort
 from .users import load_users
 
@@ -20,23 +23,40 @@ __all__ = ["reload_users", "reload_tls", "reload_on_sighup"]
 log = logging.getLogger("ipc_server")
 
 
-async def reload_users(users_file: str | None, auth: Auth | None, withdraw: Callable[..., Any], *, mutual_tls: bool = True) -> dict[str, int]:
+def reload_users(users_file: str | None, auth: Auth | None, withdraw: Callable[..., Any], *, mutual_tls: bool = True, loop: asyncio.AbstractEventLoop | None = None) -> UsersReload:
     """Read the users file again and apply it (``Auth.replace``): at once to
     what comes next, then to the open connections, re-checked in slices
-    (recheck.py); returns ``{"disconnected": n, "withdrawn": n}`` once
-    they are. Raises ``ValueError`` or ``OSError`` (a bad file, or a
-    ``cert_subject`` user without ``mutual_tls``: the old users stay),
-    ``RuntimeError`` without a users file."""
+    (recheck.py). Returns ``{"disconnected": n, "withdrawn": n}``, final
+    once awaited. Raises here ``ValueError`` or ``OSError`` (a bad file, or
+    a ``cert_subject`` user without ``mutual_tls``: the old users stay),
+    ``RuntimeError`` without a users file. Called from another thread than
+    the server's ``loop`` (``asyncio.to_thread``, which 2.0.0 allowed), it
+    is made in that loop, never beside it, and waited for."""
+    if loop is not None and loop.is_running() and _running_loop() is not loop:
+        again = partial(reload_users, users_file, auth, withdraw, mutual_tls=mutual_tls, loop=loop)
+        return asyncio.run_coroutine_threadsafe(_call(again), loop).result()
     if auth is None or users_file is None:
         raise RuntimeError("this server has no users file (--users)")
     users = load_users(users_file, mutual_tls=mutual_tls)
-    started = asyncio.get_running_loop().time()
-    counts, checked, finished = await auth.replace(users, withdraw)
-    took = asyncio.get_running_loop().time() - started
-    log.info("users reloaded from %s: %d users, %d connections disconnected, %d registrations withdrawn (%d subscriptions and registrations re-checked in %.2f s%s)",
-             users_file, len(users), counts["disconnected"], counts["withdrawn"], checked, took,
-             "" if finished else "; then a later reload took over the re-check")  # fmt: skip
-    return counts
+    started = time.monotonic()
+
+    def over(counts: UsersReload) -> None:
+        log.info("users reloaded from %s: %d users, %d connections disconnected, %d registrations withdrawn (%d subscriptions and registrations re-checked in %.2f s%s)",
+                 users_file, len(users), counts["disconnected"], counts["withdrawn"], counts.checked, time.monotonic() - started,
+                 "" if counts.finished else "; then a later reload took over the re-check")  # fmt: skip
+
+    return auth.replace(users, withdraw, over)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _call(function: Callable[[], UsersReload]) -> UsersReload:
+    return function()
 
 
 def reload_tls(tls_cert: str | None, tls: TLSPort | None) -> None:
@@ -62,7 +82,7 @@ class _Reloadable(Protocol):
     @property
     def config(self) -> _Configured: ...
 
-    def reload_users(self) -> Coroutine[Any, Any, object]: ...
+    def reload_users(self) -> object: ...
 
     def reload_tls(self) -> object: ...
 
@@ -72,7 +92,6 @@ def reload_on_sighup(loop: asyncio.AbstractEventLoop, server: _Reloadable) -> No
     installed with neither too, so a stray SIGHUP never ends the server.
     What is configured is read from the configuration, never guessed from
     an exception: any failure of a configured reload is its ERROR line."""
-    reloading: set[asyncio.Task[object]] = set()  # held until done: the loop keeps weak references
 
     def failed(what: str, exc: BaseException) -> None:
         if isinstance(exc, (ValueError, OSError)):  # the file's fault: what it says is enough
@@ -80,21 +99,16 @@ def reload_on_sighup(loop: asyncio.AbstractEventLoop, server: _Reloadable) -> No
         else:  # the server's own fault: its traceback too, and the server goes on
             log.error("SIGHUP: %s: %s", what, exc, exc_info=exc)
 
-    def users_done(task: asyncio.Task[object]) -> None:
-        reloading.discard(task)
-        exc = None if task.cancelled() else task.exception()
-        if exc is not None:
-            failed("users file not reloaded, the previous users stay", exc)
-
     def on_sighup() -> None:
         config = server.config
         if config.users_file is None and config.tls_cert is None:
             log.warning("SIGHUP ignored: this server has neither a users file (--users) nor TLS (--tls-cert)")
             return
-        if config.users_file is not None:  # its re-check runs in slices (recheck.py): a task
-            task = loop.create_task(server.reload_users())
-            reloading.add(task)
-            task.add_done_callback(users_done)
+        if config.users_file is not None:
+            try:
+                server.reload_users()  # applies them, or raises; the re-check goes on in slices (recheck.py)
+            except Exception as exc:  # noqa: BLE001 - logged; the old users stay
+                failed("users file not reloaded, the previous users stay", exc)
         if config.tls_cert is not None:
             try:
                 server.reload_tls()

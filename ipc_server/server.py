@@ -40,6 +40,7 @@ from .listener import listen
 from .logs import peer_text
 from .idempotency import Idempotency
 from .pubsub import PubSub
+from .recheck import UsersReload
 from .reloads import reload_tls, reload_users
 from .router import HandlerRegistry, target_problem
 from .shutdown import Shutdown
@@ -240,10 +241,11 @@ class IPCServer:
     def connections(self) -> frozenset[ServerConnection]:
         return frozenset(self._admission.connections)
 
-    async def reload_users(self) -> dict[str, int]:
-        """What SIGHUP does: ``reloads.reload_users`` (docs/security.md §3.4),
-        returning once the open connections are re-checked (in slices)."""
-        return await reload_users(self.config.users_file, self._auth, self._pubsub.withdraw, mutual_tls=self.config.tls_ca is not None)
+    def reload_users(self) -> UsersReload:
+        """What SIGHUP does: ``reloads.reload_users`` (docs/security.md §3.4).
+        Raises at the call for a bad file and applies the users at once, as in
+        2.0.0; the counts it returns are final once awaited (slices re-check)."""
+        return reload_users(self.config.users_file, self._auth, self._pubsub.withdraw, mutual_tls=self.config.tls_ca is not None, loop=self._loop)
 
     def reload_tls(self) -> None:
         """What SIGHUP does too: ``reloads.reload_tls`` (docs/security.md §2.4)."""

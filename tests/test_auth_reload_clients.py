@@ -148,7 +148,7 @@ def test_a_blocking_subscription_on_a_withdrawn_registration_ends_with_forbidden
         with SyncIPCClient("shop", "127.0.0.1", server.port, user="alice", token="alice-token", request_timeout=WAIT_S) as client:
             with client.subscription("orders.new") as messages:
                 path.write_text(alice(subscribe="[]") + BOB_ALL)
-                asyncio.run_coroutine_threadsafe(server.reload_users(), loop).result(WAIT_S)
+                asyncio.run_coroutine_threadsafe(asyncio.to_thread(server.reload_users), loop).result(WAIT_S)  # as in 2.0.0: made in the loop
                 ended: list[BaseException] = []
                 reader = threading.Thread(target=lambda: _read_all(messages, ended), daemon=True)
                 reader.start()

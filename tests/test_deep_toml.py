@@ -122,7 +122,7 @@ def test_a_reload_that_fails_otherwise_logs_the_error_line_not_ignored(caplog: p
     class Server:
         config = Config()
 
-        async def reload_users(self) -> None:
+        def reload_users(self) -> None:
             raise RuntimeError("something of the server's own")
 
         def reload_tls(self) -> None:
