@@ -15,8 +15,9 @@
  * (`python -m ipc_client schemas MODULE:OBJECT` writes one without a
  * server). The conversion is lib/typegen.js; this file is the I/O. No
  * dependencies. Exit status: 0 written, 1 failed (the server, a cluster
- * node that did not answer without --partial, or writing --out), 2 bad arguments: a value out of range or a file a flag names
- * that cannot be used, named by its flag as `python -m ipc_server stats`
+ * node that did not answer without --partial, writing --out, or a server's
+ * schema nesting types too deeply), 2 bad arguments: a value out of range or a file a flag names
+ * that cannot be used (a --from file nested too deeply too), named by its flag as `python -m ipc_server stats`
  * and `python -m ipc_client schemas` name theirs.
  */
 
@@ -27,7 +28,8 @@ const { X509Certificate } = require('node:crypto');
 const { createSecureContext } = require('node:tls');
 const { IPCClient } = require('../lib/client');
 const { MAX_CONNECT_ID_LENGTH } = require('../lib/constants');
-const { generateTypes } = require('../lib/typegen');
+const { MAX_JSON_DEPTH, deeperThan } = require('../lib/json_profile');
+const { generateTypes, SchemaTooDeep } = require('../lib/typegen');
 
 const USAGE = `usage: ipc-bridge-types (--app APP [--host HOST] [--port PORT] [--user USER] [--token TOKEN | --token-file FILE] [--tls ...] | --from FILE) [--out FILE] [--name NAME]
 
@@ -133,6 +135,10 @@ function readFrom(file) {
   if (doc === null || typeof doc !== 'object' || doc.channels === null || typeof doc.channels !== 'object') {
     throw new UsageError(`--from ${file}: not a describe answer ({"app": ..., "channels": {...}})`);
   }
+  // JSON.parse nests as deep as the text; the walks after it recurse (3,000 levels overflowed the stack).
+  if (deeperThan(doc, 1, MAX_JSON_DEPTH)) {
+    throw new UsageError(`--from ${file}: nested deeper than ${MAX_JSON_DEPTH} levels, which no server's describe answer is (docs/protocol.md §1.1)`);
+  }
   return doc;
 }
 
@@ -236,6 +242,21 @@ function pemCheck(flags, what, parse) {
 class UsageError extends Error {}
 
 /**
+ * `convert()`, whose `SchemaTooDeep` is a bad `--from` file (exit 2); in a
+ * server's answer it is a failure (exit 1), as the server's other faults.
+ * @param {object} args parsed arguments.
+ * @param {() => string} convert
+ * @returns {string}
+ */
+function fromFile(args, convert) {
+  try {
+    return convert();
+  } catch (err) {
+    throw err instanceof SchemaTooDeep && args.from !== undefined ? new UsageError(`--from ${args.from}: ${err.message}`) : err;
+  }
+}
+
+/**
  * Runs the command.
  * @param {string[]} argv the arguments after the program's name.
  * @returns {Promise<number>} the exit status.
@@ -263,7 +284,7 @@ async function main(argv) {
       if (!args.partial) throw new Error(`${what}; ask again, or give --partial to write the declarations without them`);
       process.stderr.write(`ipc-bridge-types: warning: ${what} (--partial)\n`);
     }
-    const text = generateTypes(doc, { name: args.name, app: args.app, source });
+    const text = fromFile(args, () => generateTypes(doc, { name: args.name, app: args.app, source }));
     const count = Object.keys(doc.channels).length;
     if (args.out === undefined) process.stdout.write(text);
     else {

@@ -336,4 +336,4 @@ function peekMessageId(body) {
   return typeof id === 'string' ? id : null;
 }
 
-module.exports = { MAX_JSON_DEPTH, isWellFormed, isObject, isBareIterator, readOnce, parseBody, stringifyString, stringifyValue, peekMessageId };
+module.exports = { MAX_JSON_DEPTH, deeperThan, isWellFormed, isObject, isBareIterator, readOnce, parseBody, stringifyString, stringifyValue, peekMessageId };

@@ -21,6 +21,7 @@
  */
 
 const { channelMembers } = require('./typegen_channels');
+const { MAX_JSON_DEPTH } = require('./json_profile');
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 const RESERVED = new Set(('break case catch class const continue debugger default delete do else enum export extends false finally for ' +
@@ -28,6 +29,15 @@ const RESERVED = new Set(('break case catch class const continue debugger defaul
   'any boolean never number object string symbol unknown undefined bigint').split(' '));
 // The globals the declarations use: a model of one of these names is renamed (`Buffer2`), never shadows it.
 const GLOBALS = ['Buffer'];
+// The most types one may nest in, inline or through `$ref`s: the conversion
+// recurses once a level, and a chain of 3,000 models overflowed the stack.
+// A frame nests 201 levels at most (docs/protocol.md §1.1), so an inline
+// schema a server can send never reaches it.
+const MAX_TYPE_DEPTH = MAX_JSON_DEPTH;
+
+/** A schema nested too deeply to convert (MAX_TYPE_DEPTH): the input's fault. */
+class SchemaTooDeep extends Error {}
+const TOO_DEEP = `nests types more than ${MAX_TYPE_DEPTH} deep (inline or through $ref)`;
 
 /**
  * The declarations for a describe answer.
@@ -49,9 +59,14 @@ function generateTypes(doc, { name, app, source } = {}) {
   const types = new Map();
   for (const channel of channels) {
     const entry = doc.channels[channel] || {};
-    const request = gen.root(entry.request === undefined ? {} : entry.request);
-    const response = gen.root(entry.response === undefined ? {} : entry.response);
-    types.set(channel, { request, response });
+    const side = (what) => {
+      try {
+        return gen.root(entry[what] === undefined ? {} : entry[what]);
+      } catch (err) {
+        throw err instanceof SchemaTooDeep ? new SchemaTooDeep(`channel ${JSON.stringify(channel)}: its ${what} schema ${err.message}`) : err;
+      }
+    };
+    types.set(channel, { request: side('request'), response: side('response') });
   }
   const members = channelMembers(channels, types, propertyKey);
   const header = [
@@ -80,7 +95,9 @@ class Generator {
   constructor(taken) {
     this.taken = new Set(taken);
     this.byKey = new Map(); // canonical text of a definition -> its name
+    this.ids = new Map(); // canonical text of a definition -> a number, which stands for it in another's (canonical)
     this.decls = []; // [name, text]
+    this.depth = 0; // types being converted, one in another
   }
 
   /**
@@ -90,7 +107,7 @@ class Generator {
    */
   root(schema) {
     const defs = (schema && typeof schema === 'object' && (schema.$defs || schema.definitions)) || {};
-    const scope = { defs, names: new Map(), root: schema };
+    const scope = { defs, names: new Map(), root: schema, ids: this.ids, known: new Map() };
     if (isNamedObject(schema)) return this.named(scope, schema.title, schema, '#');
     return this.type(schema, scope, '');
   }
@@ -134,6 +151,17 @@ class Generator {
    * @private
    */
   type(schema, scope, indent) {
+    if (this.depth >= MAX_TYPE_DEPTH) throw new SchemaTooDeep(TOO_DEEP);
+    this.depth++;
+    try {
+      return this.typeHere(schema, scope, indent);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  /** @private */
+  typeHere(schema, scope, indent) {
     if (schema === true || schema === undefined || schema === null) return 'unknown';
     if (schema === false) return 'never';
     if (typeof schema !== 'object') return 'unknown';
@@ -203,18 +231,35 @@ class Generator {
 
 /**
  * A definition's identity: its text with the definitions it refers to
- * written out (by name, when one refers back).
+ * written out (by name, when one refers back). A definition met again is
+ * its number, worked out once: written out each time, as text escaped into
+ * text, a chain of 25 models failed `Invalid string length` after 1 GB, and
+ * 18 models that each refer twice to the next after 19 s and 3.4 GB.
+ * @param {Set<string>} [cuts] filled with the refs met again in `seen`: what the text depends on.
  * @private
  */
-function canonical(schema, scope, seen = new Set()) {
+function canonical(schema, scope, seen = new Set(), cuts = new Set()) {
   return JSON.stringify(schema, function replacer(key, value) {
     if (key === '$defs' || key === 'definitions') return undefined;
     if (value && typeof value === 'object' && !Array.isArray(value)) {
       if (typeof value.$ref === 'string' && value !== schema) {
-        if (seen.has(value.$ref)) return { $ref: value.$ref };
+        if (seen.has(value.$ref)) {
+          cuts.add(value.$ref);
+          return { $ref: value.$ref };
+        }
+        if (scope.known.has(value.$ref)) return { $ref: scope.known.get(value.$ref) };
+        if (seen.size >= MAX_TYPE_DEPTH) throw new SchemaTooDeep(TOO_DEEP);
         const match = /^#\/(\$defs|definitions)\/(.+)$/.exec(value.$ref);
         const target = match ? scope.defs[decodeURIComponent(match[2])] : undefined;
-        return { $ref: target === undefined ? value.$ref : canonical(target, scope, new Set([...seen, value.$ref])) };
+        if (target === undefined) return { $ref: value.$ref };
+        const inner = new Set();
+        const text = canonical(target, scope, new Set([...seen, value.$ref]), inner);
+        if (!scope.ids.has(text)) scope.ids.set(text, scope.ids.size);
+        const id = scope.ids.get(text);
+        inner.delete(value.$ref); // referring to itself: cut wherever it is met
+        if (inner.size === 0) scope.known.set(value.$ref, id); // the same text wherever it is met
+        for (const ref of inner) cuts.add(ref);
+        return { $ref: id };
       }
       return Object.fromEntries(Object.keys(value).sort().map((k) => [k, value[k]]));
     }
@@ -283,4 +328,4 @@ function propertyKey(key) {
   return IDENTIFIER.test(key) ? key : JSON.stringify(key);
 }
 
-module.exports = { generateTypes, apiNameOf };
+module.exports = { generateTypes, apiNameOf, SchemaTooDeep, MAX_TYPE_DEPTH };

@@ -11,7 +11,8 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { generateTypes, apiNameOf } = require('../lib/typegen');
+const { spawnSync } = require('node:child_process');
+const { generateTypes, apiNameOf, SchemaTooDeep } = require('../lib/typegen');
 const { templateParts, templateText, templateMatches, overlap } = require('../lib/typegen_channels');
 const { main } = require('../bin/ipc-bridge-types');
 
@@ -300,4 +301,66 @@ test('typegen - every bad argument is an exit 2 naming its flag, before anything
   } finally {
     process.stderr.write = stderr;
   }
+});
+
+/** A chain of `n` models, each referring to the next `fanOut` times. */
+const chain = (n, fanOut = 1) => {
+  const defs = {};
+  for (let i = 0; i < n; i++) {
+    const properties = {};
+    for (let k = 0; k < fanOut; k++) properties[`f${k}`] = { $ref: `#/$defs/M${i + 1}` };
+    defs[`M${i}`] = { title: `M${i}`, type: 'object', properties };
+  }
+  defs[`M${n}`] = { title: 'End', type: 'object', properties: { x: { type: 'string' } } };
+  return { app: 'shop', channels: { 'a.deep': { request: { $ref: '#/$defs/M0', $defs: defs } } } };
+};
+
+test('typegen - a --from file nested too deeply is a bad file: exit 2, one line, no stack overflow', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-types-'));
+  const file = (name, text) => {
+    fs.writeFileSync(path.join(dir, name), text);
+    return path.join(dir, name);
+  };
+  const deep = (n) => '{"type": "object", "properties": {"a": '.repeat(n) + '{"type": "string"}' + '}}'.repeat(n);
+  const cases = [
+    // 3,000 objects deep: "Maximum call stack size exceeded", exit 1.
+    [file('deep.json', `{"app": "shop", "channels": {"a.b": {"request": ${deep(3000)}}}}`), /^ipc-bridge-types: --from \S+deep\.json: nested deeper than 201 levels, which no server's describe answer is/],
+    [file('junk.json', `{"app": "shop", "channels": {}, "x": ${'['.repeat(3000)}${']'.repeat(3000)}}`), /--from \S+junk\.json: nested deeper than 201 levels/],
+    // Shallow text, 3,000 models one in another through $ref: the same overflow.
+    [file('chain.json', JSON.stringify(chain(3000))), /^ipc-bridge-types: --from \S+chain\.json: channel "a\.deep": its request schema nests types more than 201 deep \(inline or through \$ref\)\n$/]
+  ];
+  const stderr = process.stderr.write;
+  let said = '';
+  process.stderr.write = (text) => {
+    said += text;
+    return true;
+  };
+  try {
+    for (const [from, message] of cases) {
+      said = '';
+      assert.equal(await main(['--from', from]), 2, said);
+      assert.match(said, message);
+      assert.doesNotMatch(said, /call stack|RangeError|\n\s+at /);
+    }
+    said = '';
+    assert.equal(await main(['--from', file('fine.json', `{"app": "shop", "channels": {"a.b": {"request": ${deep(90)}}}}`)]), 0, said); // 183 levels
+  } finally {
+    process.stderr.write = stderr;
+  }
+});
+
+test('typegen - models met again are worked out once: long chains and shared models stay fast', () => {
+  // A chain of 25 models failed "Invalid string length" after 1 GB; 18
+  // models each referring twice to the next after 19 s and 3.4 GB. In a
+  // child with a deadline: the old conversion would not return in time.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipc-types-'));
+  const bin = path.join(__dirname, '..', 'bin', 'ipc-bridge-types.js');
+  for (const [name, doc, interfaces] of [['chain.json', chain(150), 151], ['shared.json', chain(60, 3), 61]]) {
+    fs.writeFileSync(path.join(dir, name), JSON.stringify(doc));
+    const run = spawnSync(process.execPath, [bin, '--from', path.join(dir, name)], { encoding: 'utf8', timeout: 20000 });
+    assert.equal(run.status, 0, `${name}: ${run.signal || run.stderr}`);
+    assert.equal((run.stdout.match(/^export interface M\d+ /gm) || []).length + (run.stdout.match(/^export interface End /gm) || []).length, interfaces);
+    assert.match(run.stdout, /export interface M0 \{\n {2}f0\?: M1;/);
+  }
+  assert.throws(() => generateTypes(chain(300)), (err) => err instanceof SchemaTooDeep && /channel "a\.deep": its request schema nests types more than 201 deep/.test(err.message));
 });
