@@ -80,8 +80,9 @@ _MAX_LOG_N = 20
 _MAX_MEMORY_BYTES = 256 * 1024 * 1024
 
 _USER_KEYS = ("token_hash", "cert_subject", "apps", "monitor", *OPERATIONS)
-_NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
-_PHC = re.compile(r"^\$scrypt\$ln=([0-9]+),r=([0-9]+),p=([0-9]+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$")  # ASCII: \d takes any digit
+# Whole values, so fullmatch: a pattern's "$" also matches before a final newline ("alice\n").
+_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
+_PHC = re.compile(r"\$scrypt\$ln=([0-9]+),r=([0-9]+),p=([0-9]+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})")  # ASCII: \d takes any digit
 
 
 class UsersError(ValueError):
@@ -160,7 +161,7 @@ def _scrypt(token: str, salt: bytes, log_n: int, r: int, p: int, size: int) -> b
 
 
 def _parse_hash(text: str) -> tuple[int, int, int, bytes, bytes]:
-    m = _PHC.match(text)
+    m = _PHC.fullmatch(text)
     if m is None:
         raise ValueError("not a '$scrypt$ln=N,r=R,p=P$salt$hash' string (make one with: python -m ipc_server hash-token)")
     log_n, r, p = int(m.group(1)), int(m.group(2)), int(m.group(3))
@@ -236,7 +237,7 @@ def _rule(where: str, value: Any) -> Rule:
 
 def _user(name: str, entry: Any) -> User:
     where = f"user {name!r}"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise UsersError(f"{where}: a name is 1-128 letters, digits or _.@+-")
     if not isinstance(entry, dict):
         raise UsersError(f"{where}: must be a table")

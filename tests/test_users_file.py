@@ -84,6 +84,7 @@ request = {{ allow = ["news.get"] }}
         (f'token_hash = "{HASH}"\napps = ["a"]\nsubscribe = {{ allow = ["a"], except = ["b"] }}', "user 'bob': subscribe: unknown key 'except'"),
         (f'token_hash = "{HASH}"\napps = ["a"]\nmonitor = "yes"', "user 'bob': monitor must be true or false"),
         ('token_hash = "plain-text"\napps = ["a"]', "user 'bob': token_hash: not a '$scrypt$"),
+        (f'token_hash = "{HASH}\\n"\napps = ["a"]', "user 'bob': token_hash: not a '$scrypt$"),  # a regex's $ took the newline
         ('token_hash = "$scrypt$ln=30,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"\napps = ["a"]', "user 'bob': token_hash: scrypt parameters out of range"),
         ('cert_subject = "CN=bob,XX=1"\napps = ["a"]', "user 'bob': cert_subject: unknown attribute 'XX'"),
     ],
@@ -102,6 +103,7 @@ def test_file_level_errors(tmp_path: Path) -> None:
     for text, named in [
         ('[users.anonymous]\ntoken_hash = "x"\napps = ["a"]', "user 'anonymous': the anonymous user has no credential"),
         ('[users."bad name"]\napps = ["a"]', "user 'bad name': a name is"),
+        ('[users."alice\\n"]\ncert_subject = "CN=x"\napps = ["a"]', "user 'alice\\n': a name is"),  # a regex's $ took the newline
         ('[users.a]\ncert_subject = "CN=x"\napps = ["a"]\n[users.b]\ncert_subject = "cn=x"\napps = ["a"]', "user 'b': cert_subject is also user 'a'"),
         ("[user.a]\napps = []", "unknown top-level key 'user'"),
         ("", "no users"),
