@@ -29,7 +29,7 @@ import threading
 
 from ipc_protocol import QueueFileError
 
-from .queue_takeover import pid_alive, takeover_mutex
+from .queue_takeover import pid_alive, pid_named, takeover_mutex
 
 try:
     import fcntl
@@ -59,10 +59,8 @@ def _live_holder(text: str) -> int | None:
     """The live process a lock's text names, read while we hold its flock:
     ``py:PID`` never (a live Python owner would hold the flock), ``PID`` (a
     Node client's) if alive and not us; None when it names none."""
-    if text.startswith("py:") or not text.isdigit() or int(text) <= 0:
-        return None
-    pid = int(text)
-    return pid if pid != os.getpid() and pid_alive(pid) else None
+    pid = None if text.startswith("py:") else pid_named(text)
+    return pid if pid is not None and pid != os.getpid() and pid_alive(pid) else None
 
 
 def _mine() -> bytes:
@@ -122,7 +120,7 @@ def _lock(path: str, what: str, lock: str) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             try:
-                holder = _pid_in(_text(fd))  # a live Python client: its pid, named as Node names it
+                holder = pid_named(_text(fd))  # a live Python client: its pid, named as Node names it
             except OSError:
                 holder = None
             os.close(fd)
@@ -184,12 +182,6 @@ def _same_file(fd: int, lock: str) -> bool:
         return False
     own = os.fstat(fd)
     return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
-
-
-def _pid_in(text: str) -> int | None:
-    """The pid a lock's text names: ``py:PID`` or ``PID``; None if it names none."""
-    digits = text[3:] if text.startswith("py:") else text
-    return int(digits) if digits.isdigit() and int(digits) > 0 else None
 
 
 def _in_use(path: str, what: str, lock: str, pid: int | None, *, taking_over: bool = True) -> QueueFileInUse:

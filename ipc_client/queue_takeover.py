@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Iterator
 
-__all__ = ["pid_alive", "takeover_mutex"]
+__all__ = ["pid_alive", "pid_named", "takeover_mutex"]
 
 # How long a live taker may hold the mutex before we give up, s: it is held for microseconds.
 MUTEX_WAIT_S = 2.0
@@ -26,8 +26,27 @@ MUTEX_WAIT_S = 2.0
 MUTEX_STALE_S = 10.0
 
 
+# The largest pid (pid_t is a 32-bit int): a larger number names no process.
+MAX_PID = 2**31 - 1
+
+
+def pid_named(text: str) -> int | None:
+    """The pid a lock's or mutex's text names, ``PID`` or ``py:PID`` in ASCII
+    digits, 1 to MAX_PID; None if it names none. ``str.isdigit()`` takes
+    ``'²'`` (which ``int()`` refuses), and ``os.kill`` an int past pid_t
+    raised OverflowError out of the lock: 20 digits, and the file was
+    never opened again."""
+    digits = text[3:] if text.startswith("py:") else text
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    pid = int(digits)
+    return pid if 0 < pid <= MAX_PID else None
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process is alive (EPERM: it is, under another user)."""
+    if not 0 < pid <= MAX_PID:
+        return False  # os.kill would raise OverflowError; no process has it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -77,9 +96,8 @@ def _read(path: str) -> tuple[int, int, str, float] | None:
 def _dead(seen: tuple[int, int, str, float]) -> bool:
     """Whether a mutex's holder is gone: no pid, a dead one, ours (see the
     module), or a mutex older than any live takeover (its pid reused)."""
-    text = seen[2]
-    pid = text[3:] if text.startswith("py:") else text
-    if not pid.isdigit() or int(pid) in (0, os.getpid()) or not pid_alive(int(pid)):
+    pid = pid_named(seen[2])
+    if pid is None or pid == os.getpid() or not pid_alive(pid):
         return True
     return seen[3] < time.time() - MUTEX_STALE_S
 

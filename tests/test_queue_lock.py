@@ -19,6 +19,7 @@ import pytest
 
 from ipc_client import QueueFileInUse
 from ipc_client.queue_store import QueueStore
+from ipc_client.queue_takeover import pid_alive, pid_named
 from ipc_protocol import ErrorCode, QueueFileError
 
 
@@ -30,11 +31,16 @@ def test_the_lock_file_names_its_owner_while_held_and_is_removed_when_given_back
     assert not Path(f"{path}.lock").exists()  # this process lives on: nothing may name it as the holder
 
 
-@pytest.mark.parametrize("left", ["", "\n", "not a pid", "0", "dead", "py:dead", "own"])
+NO_PID = ["²", "py:²", "١٢", "99999999999999999999", "py:99999999999999999999", "2147483648"]
+
+
+@pytest.mark.parametrize("left", ["", "\n", "not a pid", "0", "dead", "py:dead", "own", *NO_PID])
 def test_a_lock_file_that_names_no_live_process_is_free(tmp_path: Path, left: str) -> None:
     """Empty (as a 2.0 Python client left it), not a pid, a dead process's
     (a crashed Node or Python client's), or this process's: a lock this
-    process held would hold the flock we were just given."""
+    process held would hold the flock we were just given. Not a pid either:
+    digits other than ASCII, and a number past pid_t (2**31 - 1), which
+    raised OverflowError out of os.kill and kept the queue file shut."""
     path = tmp_path / "queue.db"
     if left == "dead":
         child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, timeout=30, check=True)
@@ -122,3 +128,19 @@ def test_a_takeover_mutex_left_by_a_dead_taker_is_broken_and_a_live_ones_waited_
     os.utime(f"{path}.lock.takeover", (old, old))
     QueueStore(path).close()
     assert os.listdir(tmp_path) == ["queue.db"]
+
+
+@pytest.mark.parametrize("left", NO_PID)
+def test_a_takeover_mutex_naming_no_pid_is_broken(tmp_path: Path, left: str) -> None:
+    path = tmp_path / "queue.db"
+    Path(f"{path}.lock").write_text("99999999999999999999")
+    Path(f"{path}.lock.takeover").write_text(left)
+    QueueStore(path).close()
+    assert os.listdir(tmp_path) == ["queue.db"]  # lock, mutex and temporary files gone
+
+
+def test_a_pid_is_ascii_digits_within_pid_t() -> None:
+    assert [pid_named(t) for t in ("12", "py:12", "²", "py:²", "١٢", "+12", " 12", "1_2", "0", "2147483647", "2147483648")] == [
+        12, 12, None, None, None, None, None, None, None, 2**31 - 1, None
+    ]
+    assert not pid_alive(2**31) and not pid_alive(10**20)

@@ -30,6 +30,8 @@ const held = new Set();
 const MUTEX_WAIT_MS = 2000;
 /** A mutex older than this was left by a taker that died, whatever process its pid now names (reused). */
 const MUTEX_STALE_MS = 10_000;
+/** The largest pid (pid_t is a 32-bit int): a larger number names no process, as Python's MAX_PID. */
+const MAX_PID = 2 ** 31 - 1;
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
@@ -55,6 +57,7 @@ class QueueFileInUseError extends QueueFileError {
  * @returns {boolean}
  */
 function isAlive(pid) {
+  if (!(Number.isInteger(pid) && pid > 0 && pid <= MAX_PID)) return false; // process.kill throws ERR_INVALID_ARG_TYPE, which read as alive
   try {
     process.kill(pid, 0);
     return true;
@@ -112,13 +115,16 @@ function read(file) {
 }
 
 /**
- * The pid a lock file's text names (`PID` or Python's `py:PID`), null when none.
+ * The pid a lock file's text names (`PID` or Python's `py:PID`, 1 to
+ * MAX_PID), null when none: a lock naming 99999999999999999999 kept the
+ * queue file "in use by process 100000000000000000000" for good.
  * @param {string} text
  * @returns {number|null}
  */
 function pidOf(text) {
-  const m = /^(?:py:)?(\d+)$/.exec(text);
-  return m && Number(m[1]) > 0 ? Number(m[1]) : null;
+  const m = /^(?:py:)?([0-9]+)$/.exec(text);
+  const pid = m ? Number(m[1]) : 0;
+  return pid > 0 && pid <= MAX_PID ? pid : null;
 }
 
 /**

@@ -108,7 +108,8 @@ test('queue store - one owner per file: a second store fails naming the file; cl
 test('queue store - a lock file that names no live process is free: empty (as a Python client of 2.0 left it) or not a pid', (t) => {
   const file = tempFile(t);
   fs.mkdirSync(path.dirname(file));
-  for (const left of ['', '\n', 'not a pid', '0']) {
+  // Not a pid either: digits other than ASCII, or a number past pid_t (2 ** 31 - 1), which read as a live process for good.
+  for (const left of ['', '\n', 'not a pid', '0', '²', '١٢', '99999999999999999999', 'py:99999999999999999999', '2147483648']) {
     fs.writeFileSync(`${file}.lock`, left);
     const store = new QueueStore(file, { now: () => 0 });
     assert.deepEqual(store.load(), [], JSON.stringify(left));
@@ -129,6 +130,19 @@ test('queue store - a lock file that names no live process is free: empty (as a 
   assert.deepEqual([err.name, err.code, err.reason, err.path], ['QueueFileInUseError', 'queue_file', 'EQUEUELOCKED', file]);
   assert.match(err.message, new RegExp(`in use by process ${process.ppid} `));
   assert.equal(fs.readFileSync(`${file}.lock`, 'utf8'), String(process.ppid)); // left to its owner
+});
+
+test('queue store - a takeover mutex naming no pid a process can have is broken at once', (t) => {
+  const file = tempFile(t);
+  fs.mkdirSync(path.dirname(file));
+  for (const left of ['²', '99999999999999999999', 'py:99999999999999999999', '2147483648']) {
+    fs.writeFileSync(`${file}.lock`, '');
+    fs.writeFileSync(`${file}.lock.takeover`, left); // read as a live taker: 2 s, then "in use"
+    const store = new QueueStore(file, { now: () => 0 });
+    assert.deepEqual(store.load(), [], left);
+    store.close();
+    assert.deepEqual(fs.readdirSync(path.dirname(file)), [], left); // lock, mutex and temporary files all gone
+  }
 });
 
 test('queue store - a lock naming this process is free unless this process took it; Python\'s py:PID is read as a pid', (t) => {
