@@ -1206,7 +1206,7 @@ export declare const Strategy: Readonly<{
 }>;
 export type StrategyValue = (typeof Strategy)[keyof typeof Strategy];
 
-/** `"host:port"` (the port in decimal digits), `[host, port]` or `{host, port, weight}`. */
+/** `"host:port"` (the port in decimal digits), `[host, port]` or `{host, port, weight}`: in the array and the object, the port and weight are numbers (a numeric string is refused, as in Python). */
 export type ServerSpec = string | [string, number] | { host?: string; port: number; weight?: number };
 
 /** Options of LoadBalancedClient (docs/resilience.md §8); other keys go to each IPCClient. Numbers may be numeric strings. */

@@ -42,7 +42,9 @@ def test_parse_server_accepts_the_three_forms(spec, expected) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["nohost", ":80", "[]:80", "h:port", "h:0", "h:70000", "h:８８８８", "h:1_0", "h: 80", "h:+80", "h:0x50", ("h",), ("h", "80"), ("", 80), {"host": "h"},
+    ["nohost", ":80", "[]:80", "h:port", "h:0", "h:70000", "h:８８８８", "h:1_0", "h: 80", "h:+80", "h:0x50", ("h",), ("", 80), {"host": "h"},
+     # A tuple's or dict's port and weight are numbers, as in Node (which took ['h', '80']); text is "host:port"'s.
+     ("h", "80"), ["h", "80"], {"host": "h", "port": "80"}, {"host": "h", "port": 1, "weight": "2"},
      {"host": "h", "port": 1, "weight": 0}, {"host": "h", "port": 1, "weight": True}, 42, None],
 )
 def test_parse_server_refuses_what_it_cannot_read(spec) -> None:

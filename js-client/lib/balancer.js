@@ -7,7 +7,6 @@
  * every strategy is tested on its own; LoadBalancedClient does the I/O.
  */
 
-const { toNumber } = require('./legacy_options');
 const { shownValue } = require('./thrown');
 
 /** The selection strategies. */
@@ -22,8 +21,10 @@ const STRATEGIES = new Set(Object.values(Strategy));
 
 /**
  * Reads one server of the list: `"host:port"`, `[host, port]` or
- * `{host, port, weight}` (weight 1 by default); a port or weight may be a
- * numeric string.
+ * `{host, port, weight}` (weight 1 by default). In the array and the object
+ * the port and weight are numbers, as Python's parse_server takes them:
+ * text is the `"host:port"` form's, in decimal digits (`['h', '80']` passed
+ * here and was refused there, and `' 80'` or `'8e1'` read as 80).
  * @param {string|[string, number]|{host?: string, port: number, weight?: number}} spec
  * @returns {{host: string, port: number, weight: number}}
  * @throws {TypeError} a server that cannot be read.
@@ -42,8 +43,6 @@ function parseServer(spec) {
   } else if (spec !== null && typeof spec === 'object') {
     ({ host = 'localhost', port, weight = 1 } = spec);
   }
-  port = toNumber(port);
-  weight = toNumber(weight);
   if (typeof host !== 'string' || host.length === 0 || !Number.isInteger(port) || port < 1 || port > 65535) {
     throw new TypeError(`a server is "host:port", [host, port] or {host, port, weight}, got ${shownValue(spec)}`);
   }

@@ -118,7 +118,8 @@ class Service {
       throw new TypeError(`service ${JSON.stringify(name)} must be an object`);
     }
     const spec = pickKnownOptions(description, SERVICE_KEYS, { owner: `ServiceClient service ${JSON.stringify(name)}`, aliases: {} });
-    const servers = spec.servers ?? (spec.port !== undefined ? [{ host: spec.host ?? SERVICE_DEFAULTS.host, port: spec.port }] : null);
+    // The description's port is an option, a numeric string too; a server entry's is a number.
+    const servers = spec.servers ?? (spec.port !== undefined ? [{ host: spec.host ?? SERVICE_DEFAULTS.host, port: toNumber(spec.port) }] : null);
     if (servers === null) throw new TypeError(`service ${JSON.stringify(name)} needs {host, port} or {servers: [...]}`);
     this.name = name;
     this.client = new LoadBalancedClient(spec.appId ?? name, servers, serviceOptions(spec, shared));

@@ -29,7 +29,8 @@ test('balancer - parses "host:port", [host, port] and {host, port, weight}', () 
   assert.deepEqual(parseServer({ host: 'b', port: 2, weight: 3 }), { host: 'b', port: 2, weight: 3 });
   assert.deepEqual(parseServer({ port: 2 }), { host: 'localhost', port: 2, weight: 1 });
   // The port of "host:port" in decimal digits only, as Python reads it (Number() took '0x50', '1e2', ' 80').
-  for (const bad of ['nohost', ':1', 'a:0', 'a:x', 'a:0x50', 'a:1e2', 'a: 80', 'a:80.0', 'a:+80', 'a:８８８８', ['a'], { host: 'a', port: 1, weight: 0 }, null, 5]) {
+  // In an array or object the port and weight are numbers, as Python's parse_server takes them (['a', '80'] passed here only).
+  for (const bad of ['nohost', ':1', 'a:0', 'a:x', 'a:0x50', 'a:1e2', 'a: 80', 'a:80.0', 'a:+80', 'a:８８８８', ['a'], ['a', '80'], ['a', ' 80'], { host: 'a', port: '80' }, { host: 'a', port: 1, weight: '2' }, { host: 'a', port: 1, weight: 0 }, null, 5]) {
     assert.throws(() => parseServer(bad), TypeError, JSON.stringify(bad));
   }
   // What was given, NaN and BigInts included (JSON.stringify wrote null, or threw a TypeError of its own).

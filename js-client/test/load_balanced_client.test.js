@@ -66,7 +66,9 @@ test('balanced - options are checked', () => {
   assert.throws(() => new LoadBalancedClient('app', ['a:1'], { healthCheckInterval: 0 }), TypeError);
   assert.throws(() => new LoadBalancedClient('app', ['a:1'], { host: 'b' }), TypeError);
   assert.throws(() => new LoadBalancedClient('app', ['a:1'], { requestTimeout: 'soon' }), TypeError);
-  const lenient = new LoadBalancedClient('app', ['a:1', { host: 'b', port: '2' }], { healthCheckInterval: '100', lbBogusOption: 1 }); // an unknown key only warns
+  // A server entry's port is a number, as in Python; the options are lenient (numeric strings, unknown keys only warn).
+  assert.throws(() => new LoadBalancedClient('app', ['a:1', { host: 'b', port: '2' }]), TypeError);
+  const lenient = new LoadBalancedClient('app', ['a:1', { host: 'b', port: 2 }], { healthCheckInterval: '100', lbBogusOption: 1 });
   assert.equal(lenient.healthCheckInterval, 100);
   assert.deepEqual(lenient.serverStats().map((s) => s.port), [1, 2]);
   assert.equal(new LoadBalancedClient('app', ['a:1']).strategy, 'round_robin');

@@ -31,6 +31,7 @@ test('service - descriptions are checked; unknown keys warn once and are ignored
   assert.throws(() => new ServiceClient({ a: { host: 'x' } }), TypeError);
   assert.throws(() => new ServiceClient({ a: { port: 1, strategy: 'best' } }), TypeError);
   assert.throws(() => new ServiceClient({ a: { port: 'one' } }), TypeError);
+  assert.throws(() => new ServiceClient({ a: { servers: [['h', '2']] } }), TypeError); // a server entry's port is a number (the description's port an option)
   assert.throws(() => new ServiceClient({ a: { port: 1, timeout: 0 } }), TypeError);
   assert.throws(() => new ServiceClient([]), TypeError);
   const sc = new ServiceClient({ a: { port: '1', colour: 'red' }, b: { servers: ['h:2', 'h:3'], colour: 'blue' } });
