@@ -55,7 +55,7 @@ def _parser(view: str, prog: str) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, help=f"seconds for connecting and for the answer (default {DEFAULT_TIMEOUT_S:g})")
     if view in PAGED:
         p.add_argument("--offset", type=_count, help="rows to skip: the next page starts where the last one ended (default 0)")
-        p.add_argument("--limit", type=_count, help="rows at most (the server's default: 1024)")
+        p.add_argument("--limit", type=_count, help="rows at most (the server's default and most: 1024)")
     p.add_argument("--json", action="store_true", help="print the answer as JSON instead of tables")
     return p
 

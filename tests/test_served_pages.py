@@ -47,11 +47,12 @@ async def _every_page(client: IPCClient, action: str, key: str, limit: int) -> t
     offset, total = 0, None
     while total is None or offset < total:
         page = await client.system(action, params={"offset": offset, "limit": limit})
-        assert len(page[key]) <= limit and page["offset"] == offset and page["limit"] == limit
+        assert page["offset"] == offset and page["limit"] == min(limit, 1024)  # a page holds 1024 at most, whatever is asked
+        assert len(page[key]) <= page["limit"]
         assert not seen.keys() & page[key].keys()  # no entry twice
         seen.update(page[key])
         total = page["total"]
-        offset += limit
+        offset += page["limit"]  # on from where the server's page ended
     return seen, total
 
 
