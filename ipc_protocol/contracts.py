@@ -51,6 +51,8 @@ __all__ = [
     "handler_digest",
     "handler_schema",
     "schema_digest",
+    "schema_text",
+    "text_digest",
 ]
 
 CONTRACT_ATTR = "__ipc_contract__"
@@ -278,10 +280,18 @@ def describe_handlers(handlers: Iterable[tuple[str, Callable[..., Any]]]) -> dic
 
 def schema_digest(schema: dict[str, Any] | None) -> str | None:
     """A short stable name for a channel's schemas, for ``$sys.services`` (§7.5)."""
-    if schema is None:
-        return None
-    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return None if schema is None else text_digest(schema_text(schema))
+
+
+def schema_text(schema: dict[str, Any]) -> bytes:
+    """The schemas' canonical encoding: what their digest names, and what
+    a server counts against its schema budgets (docs/security.md §5)."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def text_digest(text: bytes) -> str:
+    """:func:`schema_digest` of schemas already encoded by :func:`schema_text`."""
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -63,6 +63,12 @@ DEFAULT_MAX_REGISTRATIONS = 1_000_000
 # token, so this keeps one connection's share near 64 MiB, the outbound
 # limit's size (docs/protocol.md §12). Exact channels are not counted.
 DEFAULT_MAX_PATTERN_TOKENS_PER_CONNECTION = 2**18
+# The JSON Schemas serve registrations declare, in encoded bytes: held parsed,
+# ~11 times that (150 schemas of 1.11 MiB took 1.8 GB), so one connection's
+# share stays near the outbound limit's size, the server's under ~1 GB. A
+# typed channel's schemas are a few hundred bytes to a few KB.
+DEFAULT_MAX_SCHEMA_BYTES_PER_CONNECTION = 4 * 1024 * 1024
+DEFAULT_MAX_SCHEMA_BYTES = 64 * 1024 * 1024
 # A request that carries no deadline (version 1 clients) is held this long.
 DEFAULT_SERVER_REQUEST_TIMEOUT_S = 60.0
 DEFAULT_MAX_HELD_REQUESTS_PER_CONNECTION = 4096
@@ -85,7 +91,8 @@ LOOPS = ("asyncio", "uvloop")
 _LIMITS = (
     "max_connections", "max_outbound_buffer_bytes", "outbound_soft_limit_bytes", "max_inflight_per_connection",
     "max_pending_handshakes", "max_subscriptions_per_connection", "max_subscriptions",
-    "max_registrations_per_connection", "max_registrations", "max_pattern_tokens_per_connection", "max_held_requests_per_connection",
+    "max_registrations_per_connection", "max_registrations", "max_pattern_tokens_per_connection",
+    "max_schema_bytes_per_connection", "max_schema_bytes", "max_held_requests_per_connection",
     "idempotency_max_keys", "idempotency_max_bytes",
 )  # fmt: skip
 
@@ -111,6 +118,8 @@ class ServerConfig:
     max_registrations_per_connection: int | None = DEFAULT_MAX_REGISTRATIONS_PER_CONNECTION
     max_registrations: int | None = DEFAULT_MAX_REGISTRATIONS
     max_pattern_tokens_per_connection: int | None = DEFAULT_MAX_PATTERN_TOKENS_PER_CONNECTION
+    max_schema_bytes_per_connection: int | None = DEFAULT_MAX_SCHEMA_BYTES_PER_CONNECTION
+    max_schema_bytes: int | None = DEFAULT_MAX_SCHEMA_BYTES
     default_request_timeout_s: float | None = DEFAULT_SERVER_REQUEST_TIMEOUT_S
     max_held_requests_per_connection: int | None = DEFAULT_MAX_HELD_REQUESTS_PER_CONNECTION
     idempotency_window_s: float = DEFAULT_IDEMPOTENCY_WINDOW_S

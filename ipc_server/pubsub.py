@@ -24,7 +24,7 @@ from .admission import App
 from .config import ServerConfig
 from .connection import ServerConnection
 from .router import HandlerRegistry, target_problem
-from .schemas import Schemas, declared_schema
+from .schemas import Schemas, declared_schema, measure
 from .stats import ServerStats
 
 __all__ = ["PubSub"]
@@ -109,6 +109,7 @@ class PubSub:
         self._max_subs = (config.max_subscriptions_per_connection, config.max_subscriptions)
         self._max_regs = (config.max_registrations_per_connection, config.max_registrations)
         self._max_tokens = config.max_pattern_tokens_per_connection
+        self._max_schema_bytes = (config.max_schema_bytes_per_connection, config.max_schema_bytes)
         self.schemas = Schemas()  # what responders declared (docs/typed-contracts.md)
         self.cluster: Any = None  # cluster.node.Cluster when this server is a node (docs/cluster.md)
 
@@ -139,7 +140,9 @@ class PubSub:
                     conn.refuse(msg, ErrorCode.BAD_MESSAGE, str(exc))
                     return
                 held = conn.responder_for
+                measured = measure(schema) if schema is not None else None
                 problem = None if channel in held else _over(len(held), self._max_regs[0], self._stats.registrations, self._max_regs[1], "responder registrations") or _over_tokens(conn, channel, self._max_tokens)
+                problem = problem or self._over_schema_bytes(conn, channel, measured)
                 if problem is not None:
                     conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, problem)
                     return
@@ -148,9 +151,9 @@ class PubSub:
                     self._stats.registrations += 1
                     if self.cluster is not None:
                         self.cluster.add(conn, channel, True)
-                    self.schemas.declare(conn.app_id, channel, conn, schema)
+                    self.schemas.declare(conn.app_id, channel, conn, schema, measured)
                     self.announce_service(conn, "added", channel)
-                elif self.schemas.declare(conn.app_id, channel, conn, schema):
+                elif self.schemas.declare(conn.app_id, channel, conn, schema, measured):
                     self.announce_service(conn, "changed", channel)  # registered again, declaring another schema
                 status = "serving"
             else:
@@ -184,6 +187,21 @@ class PubSub:
             ack = response_to(msg, {"status": status})
             if self.cluster is None or not self.cluster.acked(conn, ack):  # a node acks once NATS has the interest (docs/cluster.md §4)
                 conn.send(ack)
+
+    def _over_schema_bytes(self, conn: ServerConnection, channel: str, measured: tuple[str, int] | None) -> str | None:
+        """Why declaring schemas of ``measured`` bytes for ``channel`` (in place
+        of what ``conn`` declared for it) would pass a schema budget (§12), or None."""
+        if measured is None:
+            return None
+        size = measured[1]
+        replaced = self.schemas.held_for(conn.app_id, channel, conn)
+        limit, total_limit = self._max_schema_bytes
+        held = self.schemas.held(conn)
+        if limit is not None and held - replaced + size > limit:
+            return f"this connection's serve registrations declare {held} bytes of schemas of its maximum of {limit}, and this one has {size}"
+        if total_limit is not None and self.schemas.total_bytes - replaced + size > total_limit:
+            return f"the server holds {self.schemas.total_bytes} bytes of declared schemas of its maximum of {total_limit}, and this one has {size}"
+        return None
 
     def publish(self, conn: ServerConnection, msg: Message, body: bytes) -> None:
         problem = target_problem(msg.channel_id)
