@@ -139,6 +139,8 @@ class Auth:
             return name, None, None if request.token is not None else (_BAD_CREDENTIALS, _why(users.get(name), None))
         if user.token_hash is not None and request.token is None:
             return name, None, (_BAD_CREDENTIALS, "no token")
+        if user.token_hash is None and user.cert_subject is None and request.token is not None:
+            return name, None, None  # a token for `anonymous`, which has none: checked against the decoy, refused
         return name, user, None
 
     def _verified(self, conn: ServerConnection, request: ConnectRequested, name: str, stored: str, future: asyncio.Future[bool]) -> None:
@@ -315,7 +317,7 @@ def _why(user: User | None, stored: str | None) -> str:
     if user is None:
         return "no such user"
     if user.token_hash is None:
-        return "not its client certificate"
+        return "not its client certificate" if user.cert_subject is not None else "a token for a user that has none"
     if stored is None:
         return "no token"
     return "wrong token" if user.token_hash == stored else "the user changed while its token was checked"

@@ -147,6 +147,10 @@ async def test_new_clients_without_credentials_get_the_anonymous_user(auth_serve
     assert "may not connect as app 'shop'" in str(await refused(connect, server, "shop"))
     # A named user still needs its own credential.
     await refused(connect, server, "public", user="alice")
+    # A token for anonymous, which has none, is a wrong credential, not ignored.
+    error = await refused(connect, server, "public", user="anonymous", token="any-token")
+    assert str(error) == "[unauthorized] invalid user or token"
+    await connect(server, "public", user="anonymous")  # named, without a token: as presenting nothing
 
 
 # -- forbidden answers ------------------------------------------------------------
