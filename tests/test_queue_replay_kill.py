@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -55,6 +56,8 @@ class StallingProxy:
         return self
 
     async def _link(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        # A fixed receive buffer: autotuned, loopback's may grow to tens of MB and take every row.
+        cw.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sr, sw = await asyncio.open_connection("127.0.0.1", self.upstream)
 
         async def up() -> None:
