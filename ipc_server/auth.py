@@ -104,9 +104,7 @@ class Auth:
             try:
                 future = self.verifier.start(key, token or "", stored or "", peer=address_of(conn.peer), within_s=_time_left(conn))
             except VerifierBusy as exc:
-                if conn.owner.refusal_lines.allow(conn.peer, "refused: busy checking credentials", log):
-                    log.warning("refusing %s: %s", peer_text(conn.peer), clipped(exc, LOG_TEXT_LIMIT))
-                conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, f"the server is busy checking credentials ({exc}): try again")
+                self._busy(conn, exc)
                 return
             self._waiting[conn] = key
             future.add_done_callback(lambda f: self._verified(conn, request, name or "", stored or "", f))
@@ -147,7 +145,10 @@ class Auth:
         if self._waiting.pop(conn, None) is None:
             return  # the connection closed meanwhile
         if future.cancelled():
-            return  # dropped past its deadline: the connection's auth timeout answers it
+            return  # dropped: the verifier closed
+        if isinstance(future.exception(), VerifierBusy):
+            self._busy(conn, future.exception())  # its turn came too late to finish in time
+            return
         user = self.users.get(name)
         ok = future.exception() is None and future.result()
         if not ok or user is None or user.token_hash != stored:
@@ -155,6 +156,15 @@ class Auth:
             self._refuse(conn, _BAD_CREDENTIALS, _why(user, stored), name)
             return
         self._admit(conn, request, user)
+
+    def _busy(self, conn: ServerConnection, exc: BaseException | None) -> None:
+        """``too_many_connections``, at once: a check that cannot be queued,
+        or whose turn came with too little time left to finish."""
+        if conn.state is not _HANDSHAKE:
+            return
+        if conn.owner.refusal_lines.allow(conn.peer, "refused: busy checking credentials", log):
+            log.warning("refusing %s: %s", peer_text(conn.peer), clipped(exc, LOG_TEXT_LIMIT))
+        conn.refuse_connect(ErrorCode.TOO_MANY_CONNECTIONS, f"the server is busy checking credentials ({exc}): try again")
 
     def _admit(self, conn: ServerConnection, request: ConnectRequested, user: User) -> None:
         if conn.state is not _HANDSHAKE:

@@ -14,15 +14,19 @@ peer's flood of wrong tokens (each costs a full scrypt, an unknown user's
 too: no enumeration) delay everyone else's past the auth timeout. So:
 
 - each peer address has its own queue, and the workers take the next
-  check from the addresses in turn (round robin): a check waits for at
-  most one check of each other address per check of its own ahead of it;
+  check by network (an IPv4 /24, an IPv6 /48) in turn, and within a
+  network by address in turn (round robin at both levels): a flood from
+  many addresses of one network gets one network's turn, so a check waits
+  for at most one check of each other network per check of its own
+  network ahead of it;
 - an address holds at most ``max_queued_per_peer`` checks (waiting or
   running); past that its connect is refused at once (:class:`VerifierBusy`),
   and at most ``max_queued`` checks are held in all;
 - a check nobody waits for any more (its sockets closed, or failed by
-  the auth timeout) leaves its queue at once, and one whose deadline has
-  passed is dropped when its turn comes: no scrypt is spent on an answer
-  nobody can read.
+  the auth timeout) leaves its queue at once, and one whose turn comes
+  with less time left than a check takes (a moving estimate of the last
+  checks' durations) is refused busy then, never run: a check that cannot
+  finish before its deadline would only take the thread from one that can.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .users import verify_token
 
-__all__ = ["Verifier", "VerifierBusy", "address_of"]
+__all__ = ["Verifier", "VerifierBusy", "address_of", "network_of"]
 
 DEFAULT_TTL_S = 60.0
 DEFAULT_CACHE_SIZE = 4096
@@ -49,6 +53,10 @@ DEFAULT_MAX_QUEUED = 256
 # One address's checks: 16 at the default cost (50-100 ms each) is about what
 # one worker runs within the 2 s auth timeout.
 DEFAULT_MAX_QUEUED_PER_PEER = 16
+# The estimate of a check's duration: never below this (a clock's jitter, a
+# first check not measured yet), each new duration weighing this much.
+MIN_CHECK_S = 0.005
+CHECK_S_WEIGHT = 0.25
 
 
 def default_workers() -> int:
@@ -72,18 +80,32 @@ def address_of(peername: Any) -> str:
     return str(ip)
 
 
+def network_of(address: str) -> str:
+    """The network whose turn an address's checks share: an IPv4 /24, an
+    IPv6 /48 (what one site is usually given), or the address itself when
+    it is not one (a Unix socket's)."""
+    try:
+        net = ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        return address
+    prefix = 24 if net.version == 4 else 48
+    return str(net.supernet(new_prefix=prefix)) if net.prefixlen > prefix else str(net)
+
+
 class VerifierBusy(Exception):
     """Too many verifications are waiting already: try again later."""
 
 
 class _Job:
-    __slots__ = ("key", "token", "stored", "peer", "future", "waiters", "deadline", "running")
+    __slots__ = ("key", "token", "stored", "peer", "network", "future", "waiters", "deadline", "running", "started")
 
     def __init__(self, key: bytes, token: str, stored: str, peer: str, future: asyncio.Future[bool]) -> None:
         self.key, self.token, self.stored, self.peer, self.future = key, token, stored, peer, future
+        self.network = network_of(peer)
         self.waiters = 0
         self.deadline = float("inf")  # on the verifier's clock: the latest of its waiters'
         self.running = False
+        self.started = 0.0
 
 
 class Verifier:
@@ -112,13 +134,17 @@ class Verifier:
         self._key = os.urandom(32)
         self._cache: dict[bytes, float] = {}  # key -> expiry on the clock
         self._jobs: dict[bytes, _Job] = {}  # waiting or running
-        self._queues: dict[str, deque[_Job]] = {}  # peer -> its waiting checks; dict order = the order of turns
+        # network -> peer -> its waiting checks; dict order = the order of turns, at both levels
+        self._queues: dict[str, dict[str, deque[_Job]]] = {}
         self._held: dict[str, int] = {}  # peer -> its checks waiting or running
         self._running = 0
         self._executor: ThreadPoolExecutor | None = None
         self.verified = 0  # scrypt runs that succeeded / failed, for tests and logs
         self.failed = 0
         self.dropped = 0  # checks dropped before they ran: nobody waited, or too late
+        self.late = 0  # of those, refused busy: too little time left when their turn came
+        self.check_s = MIN_CHECK_S  # how long a check takes: a moving estimate
+        self._measured = False
 
     def key(self, user: str, stored: str, token: str) -> bytes:
         data = b"\0".join(s.encode("utf-8", "surrogatepass") for s in (user, stored, token))
@@ -143,7 +169,8 @@ class Verifier:
         caller with the same ``key``, queued under ``peer`` (an address) and
         of no use after ``within_s``; call :meth:`release` when no longer
         interested. Raises :class:`VerifierBusy` when too many wait, in all
-        or from ``peer``. The future is cancelled if the check is dropped."""
+        or from ``peer``. The future is cancelled if the check is dropped,
+        and fails with :class:`VerifierBusy` if its turn comes too late."""
         job = self._jobs.get(key)
         if job is None:
             if len(self._jobs) >= self._max_queued:
@@ -153,7 +180,7 @@ class Verifier:
                 raise VerifierBusy(f"{held} credential checks from {peer or 'this address'} already waiting, the most one address may have")
             job = self._jobs[key] = _Job(key, token, stored, peer, asyncio.get_running_loop().create_future())
             self._held[peer] = held + 1
-            self._queues.setdefault(peer, deque()).append(job)
+            self._queues.setdefault(job.network, {}).setdefault(peer, deque()).append(job)
         job.waiters += 1
         deadline = float("inf") if within_s is None else self._clock() + within_s
         job.deadline = deadline if job.waiters == 1 else max(job.deadline, deadline)
@@ -168,17 +195,24 @@ class Verifier:
             return
         job.waiters -= 1
         if job.waiters <= 0 and not job.running:
-            queue = self._queues.get(job.peer)
+            peers = self._queues.get(job.network, {})
+            queue = peers.get(job.peer)
             if queue is not None and job in queue:
                 queue.remove(job)
                 if not queue:
-                    del self._queues[job.peer]
+                    del peers[job.peer]
+                    if not peers:
+                        del self._queues[job.network]
             self._drop(job)
 
-    def _drop(self, job: _Job) -> None:
+    def _drop(self, job: _Job, late: str = "") -> None:
         self._gone(job)
         self.dropped += 1
-        job.future.cancel()
+        if late:
+            self.late += 1
+            job.future.set_exception(VerifierBusy(late))
+        else:
+            job.future.cancel()
 
     def _gone(self, job: _Job) -> None:
         self._jobs.pop(job.key, None)
@@ -189,16 +223,22 @@ class Verifier:
             self._held.pop(job.peer, None)
 
     def _next(self) -> _Job | None:
-        """The next check to run: the head of the first address's queue,
-        that address going to the back of the turns; past deadlines dropped."""
+        """The next check to run: the head of the first address's queue in
+        the first network's, both going to the back of their turns; one
+        with less time left than a check takes is refused, not run."""
         while self._queues:
-            peer = next(iter(self._queues))
-            queue = self._queues.pop(peer)
+            network = next(iter(self._queues))
+            peers = self._queues.pop(network)
+            peer = next(iter(peers))
+            queue = peers.pop(peer)
             job = queue.popleft()
             if queue:
-                self._queues[peer] = queue
-            if job.deadline <= self._clock():
-                self._drop(job)
+                peers[peer] = queue
+            if peers:
+                self._queues[network] = peers
+            left = job.deadline - self._clock()
+            if left < self.check_s:
+                self._drop(job, f"its turn came {max(left, 0.0):.3f} s before its deadline, a check takes about {self.check_s:.3f} s")
                 continue
             return job
         return None
@@ -211,6 +251,7 @@ class Verifier:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="ipc-auth")
             job.running = True
+            job.started = self._clock()
             self._running += 1
             ran = asyncio.get_running_loop().run_in_executor(self._executor, self._check, job.token, job.stored)
             ran.add_done_callback(functools.partial(self._finished, job))
@@ -218,6 +259,11 @@ class Verifier:
     def _finished(self, job: _Job, ran: asyncio.Future[bool]) -> None:
         self._running -= 1
         self._gone(job)
+        if not ran.cancelled():
+            took = self._clock() - job.started
+            weight = CHECK_S_WEIGHT if self._measured else 1.0  # the first measure replaces the guess
+            self._measured = True
+            self.check_s = max(MIN_CHECK_S, self.check_s + weight * (took - self.check_s))
         ok = not ran.cancelled() and ran.exception() is None and ran.result()
         if ok:
             self.verified += 1
@@ -252,7 +298,7 @@ class Verifier:
             self._executor = None
 
     def __repr__(self) -> str:
-        return f"<Verifier workers={self._workers} running={self._running} waiting={len(self._jobs) - self._running} addresses={len(self._queues)} cached={len(self._cache)}>"
+        return f"<Verifier workers={self._workers} running={self._running} waiting={len(self._jobs) - self._running} networks={len(self._queues)} check_s={self.check_s:.3f} cached={len(self._cache)}>"
 
 
 def _check(token: str, stored: str) -> bool:
