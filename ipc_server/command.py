@@ -163,6 +163,7 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     p.add_argument("--max-registrations-per-connection", type=_limit, help="channels or patterns one connection may serve")
     p.add_argument("--max-registrations", type=_limit, help="serve registrations on the whole server")
     p.add_argument("--max-pattern-tokens-per-connection", type=_limit, help="tokens of the wildcard patterns one connection may subscribe to and serve, in all")
+    p.add_argument("--max-pattern-tokens-per-app", type=_limit, help="tokens of the distinct wildcard patterns one app's connections may subscribe to and serve, in all")
     p.add_argument("--max-schema-bytes-per-connection", type=_limit, help="bytes of the JSON Schemas one connection's serve registrations may declare, in all (encoded)")
     p.add_argument("--max-schema-bytes", type=_limit, help="bytes of the JSON Schemas serve registrations declare on the whole server (encoded)")
     p.add_argument("--default-request-timeout", type=_seconds_or_off, dest="default_request_timeout_s", help="seconds the server holds a request that carries no deadline; 'off' or 0 holds it until answered")

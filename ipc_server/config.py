@@ -63,6 +63,10 @@ DEFAULT_MAX_REGISTRATIONS = 1_000_000
 # token, so this keeps one connection's share near 64 MiB, the outbound
 # limit's size (docs/protocol.md §12). Exact channels are not counted.
 DEFAULT_MAX_PATTERN_TOKENS_PER_CONNECTION = 2**18
+# The tokens of the distinct wildcard patterns in one app's index, its
+# connections' together: a publish or request walks at most that many nodes,
+# whatever the number of connections holding them (docs/security.md §5).
+DEFAULT_MAX_PATTERN_TOKENS_PER_APP = 2**19
 # The JSON Schemas serve registrations declare, in encoded bytes: held parsed,
 # ~11 times that (150 schemas of 1.11 MiB took 1.8 GB), so one connection's
 # share stays near the outbound limit's size, the server's under ~1 GB. A
@@ -92,7 +96,7 @@ _LIMITS = (
     "max_connections", "max_outbound_buffer_bytes", "outbound_soft_limit_bytes", "max_inflight_per_connection",
     "max_pending_handshakes", "max_subscriptions_per_connection", "max_subscriptions",
     "max_registrations_per_connection", "max_registrations", "max_pattern_tokens_per_connection",
-    "max_schema_bytes_per_connection", "max_schema_bytes", "max_held_requests_per_connection",
+    "max_pattern_tokens_per_app", "max_schema_bytes_per_connection", "max_schema_bytes", "max_held_requests_per_connection",
     "idempotency_max_keys", "idempotency_max_bytes",
 )  # fmt: skip
 
@@ -118,6 +122,7 @@ class ServerConfig:
     max_registrations_per_connection: int | None = DEFAULT_MAX_REGISTRATIONS_PER_CONNECTION
     max_registrations: int | None = DEFAULT_MAX_REGISTRATIONS
     max_pattern_tokens_per_connection: int | None = DEFAULT_MAX_PATTERN_TOKENS_PER_CONNECTION
+    max_pattern_tokens_per_app: int | None = DEFAULT_MAX_PATTERN_TOKENS_PER_APP
     max_schema_bytes_per_connection: int | None = DEFAULT_MAX_SCHEMA_BYTES_PER_CONNECTION
     max_schema_bytes: int | None = DEFAULT_MAX_SCHEMA_BYTES
     default_request_timeout_s: float | None = DEFAULT_SERVER_REQUEST_TIMEOUT_S

@@ -26,6 +26,7 @@ from .connection import ServerConnection
 from .router import HandlerRegistry, target_problem
 from .schemas import Schemas, declared_schema, measure
 from .stats import ServerStats
+from .sublist import pattern_tokens
 
 __all__ = ["PubSub"]
 
@@ -45,7 +46,7 @@ class _Patterns(set):  # type: ignore[type-arg]
 def _tokens(pattern: str) -> int:
     """What ``pattern`` costs in the index: its tokens if it is a pattern
     (a trie node each), nothing if it is a channel (a dict entry)."""
-    return pattern.count(".") + 1 if is_pattern(pattern) else 0
+    return pattern_tokens(pattern) if is_pattern(pattern) else 0
 
 
 def _held_tokens(conn: ServerConnection) -> int:
@@ -95,6 +96,20 @@ def _over_tokens(conn: ServerConnection, pattern: str, limit: int | None) -> str
     return None
 
 
+def _over_app_tokens(app: App, pattern: str, table: Any, limit: int | None) -> str | None:
+    """Why ``pattern`` would take the app's index past its tokens' budget, or
+    None: a publish or request walks up to that many nodes, however many
+    connections share the patterns (§12, docs/security.md §5). A pattern the
+    index holds already (``table``'s) costs nothing more."""
+    if limit is None or not is_pattern(pattern) or table.indexed(pattern):
+        return None
+    held = app.subscriptions.tokens + app.responders.tokens
+    tokens = pattern_tokens(pattern)
+    if held + tokens > limit:
+        return f"this app's patterns hold {held} of its maximum of {limit} tokens, and this one has {tokens}"
+    return None
+
+
 class PubSub:
     """Subscriptions and responder registrations have caps per connection and
     in total (§12): past one, the subscribe is answered ``limit_exceeded`` and
@@ -109,6 +124,7 @@ class PubSub:
         self._max_subs = (config.max_subscriptions_per_connection, config.max_subscriptions)
         self._max_regs = (config.max_registrations_per_connection, config.max_registrations)
         self._max_tokens = config.max_pattern_tokens_per_connection
+        self._max_app_tokens = config.max_pattern_tokens_per_app
         self._max_schema_bytes = (config.max_schema_bytes_per_connection, config.max_schema_bytes)
         self.schemas = Schemas()  # what responders declared (docs/typed-contracts.md)
         self.cluster: Any = None  # cluster.node.Cluster when this server is a node (docs/cluster.md)
@@ -142,6 +158,7 @@ class PubSub:
                 held = conn.responder_for
                 measured = measure(schema) if schema is not None else None
                 problem = None if channel in held else _over(len(held), self._max_regs[0], self._stats.registrations, self._max_regs[1], "responder registrations") or _over_tokens(conn, channel, self._max_tokens)
+                problem = problem or _over_app_tokens(app, channel, app.responders, self._max_app_tokens)
                 problem = problem or self._over_schema_bytes(conn, channel, measured)
                 if problem is not None:
                     conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, problem)
@@ -167,6 +184,7 @@ class PubSub:
         elif subscribe:
             held = conn.subscriptions
             problem = None if channel in held else _over(len(held), self._max_subs[0], self._stats.subscriptions, self._max_subs[1], "subscriptions") or _over_tokens(conn, channel, self._max_tokens)
+            problem = problem or _over_app_tokens(app, channel, app.subscriptions, self._max_app_tokens)
             if problem is not None:
                 conn.refuse(msg, ErrorCode.LIMIT_EXCEEDED, problem)
                 return

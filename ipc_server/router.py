@@ -19,7 +19,7 @@ from ipc_client.at_once import makes_generator, never_waits
 from ipc_protocol.channels import is_pattern, is_reserved, validate_channel
 from ipc_protocol.codes import ErrorCode
 
-from .sublist import Sublist
+from .sublist import Sublist, pattern_tokens
 
 __all__ = ["Handler", "HandlerRegistry", "ResponderTable", "target_problem"]
 
@@ -147,7 +147,7 @@ class ResponderTable(Generic[T]):
     number of their registration: the earliest registered of the matches
     serves (§7.2), found without a scan of every pattern."""
 
-    __slots__ = ("_exact", "_patterns", "_pattern_members", "_seq", "_next")
+    __slots__ = ("_exact", "_patterns", "_pattern_members", "_seq", "_next", "tokens")
 
     def __init__(self) -> None:
         self._exact: dict[str, list[T]] = {}
@@ -158,6 +158,7 @@ class ResponderTable(Generic[T]):
         self._pattern_members: dict[str, list[T]] = {}
         self._seq = itertools.count()
         self._next: dict[str, int] = {}
+        self.tokens = 0  # of the distinct patterns in the index, as SubscriptionTable's
 
     def _members(self, pattern: str) -> list[T] | None:
         if is_pattern(pattern):
@@ -171,6 +172,7 @@ class ResponderTable(Generic[T]):
             entry = self._patterns.insert(pattern, (next(self._seq), pattern, first), replace=False)
             if entry is None:
                 self._pattern_members[pattern] = first
+                self.tokens += pattern_tokens(pattern)
                 return True
             members = entry[2]
         else:
@@ -179,6 +181,10 @@ class ResponderTable(Generic[T]):
             return False
         members.append(responder)
         return True
+
+    def indexed(self, pattern: str) -> bool:
+        """Whether ``pattern`` is in the index already (one responder or more)."""
+        return pattern in self._pattern_members
 
     def remove(self, pattern: str, responder: T) -> bool:
         members = self._members(pattern)
@@ -189,6 +195,7 @@ class ResponderTable(Generic[T]):
             if is_pattern(pattern):
                 self._patterns.remove(pattern)
                 del self._pattern_members[pattern]
+                self.tokens -= pattern_tokens(pattern)
             else:
                 del self._exact[pattern]
             self._next.pop(pattern, None)

@@ -18,9 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, cast
 
-__all__ = ["Sublist"]
+__all__ = ["Sublist", "pattern_tokens"]
 
 V = TypeVar("V")
+
+
+def pattern_tokens(pattern: str) -> int:
+    """What a wildcard ``pattern`` adds to an index at most: a node a token.
+    A match visits only nodes, so an index's tokens bound its walk."""
+    return pattern.count(".") + 1
 
 
 class _Node:

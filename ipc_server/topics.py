@@ -15,7 +15,7 @@ from typing import Generic, TypeVar, Union
 
 from ipc_protocol.channels import is_pattern
 
-from .sublist import Sublist
+from .sublist import Sublist, pattern_tokens
 
 __all__ = ["SubscriptionTable"]
 
@@ -40,7 +40,7 @@ def _has(members: object, subscriber: object) -> bool:
 
 
 class SubscriptionTable(Generic[T]):
-    __slots__ = ("_exact", "_patterns", "_pattern_members", "_cache")
+    __slots__ = ("_exact", "_patterns", "_pattern_members", "_cache", "tokens")
 
     def __init__(self) -> None:
         self._exact: dict[str, _Members[T]] = {}
@@ -50,6 +50,9 @@ class SubscriptionTable(Generic[T]):
         # which builds a name per node and holds a level's every child at once.
         self._pattern_members: dict[str, _Members[T]] = {}
         self._cache: dict[str, tuple[T, ...]] = {}
+        # The tokens of the distinct patterns in the index: a match walks at
+        # most this many nodes, held to ``max_pattern_tokens_per_app`` (§12).
+        self.tokens = 0
 
     def add(self, pattern: str, subscriber: T) -> bool:
         """Subscribe; return False when it was already subscribed to ``pattern``."""
@@ -58,6 +61,7 @@ class SubscriptionTable(Generic[T]):
             members = self._patterns.insert(pattern, subscriber, replace=False)
             if members is None:
                 self._pattern_members[pattern] = subscriber
+                self.tokens += pattern_tokens(pattern)
             else:
                 if _has(members, subscriber):
                     return False
@@ -80,6 +84,10 @@ class SubscriptionTable(Generic[T]):
             self._cache.clear()
         return True
 
+    def indexed(self, pattern: str) -> bool:
+        """Whether ``pattern`` is in the index already (one subscriber or more)."""
+        return pattern in self._pattern_members
+
     def remove(self, pattern: str, subscriber: T) -> bool:
         if is_pattern(pattern):
             # one walk when ``subscriber`` was the pattern's only subscriber
@@ -91,8 +99,10 @@ class SubscriptionTable(Generic[T]):
                 if not members:
                     self._patterns.remove(pattern)
                     del self._pattern_members[pattern]
+                    self.tokens -= pattern_tokens(pattern)
             else:  # its only subscriber: the index forgot it
                 del self._pattern_members[pattern]
+                self.tokens -= pattern_tokens(pattern)
         else:
             members = self._exact.get(pattern)
             if members is None or not _has(members, subscriber):
@@ -124,6 +134,7 @@ class SubscriptionTable(Generic[T]):
             members = listed.get(pattern)
             if members is not None and (not members if type(members) is _Many else members == subscriber):
                 del listed[pattern]
+                self.tokens -= pattern_tokens(pattern)
         self._cache.clear()
 
     def match(self, channel: str) -> tuple[T, ...]:
