@@ -169,7 +169,10 @@ class PoolCalls extends PoolCore {
       this._countUnsent();
       throw err;
     };
-    if (this._closed) return Promise.reject(new NotConnectedError('the pool is closed')).catch(unsent);
+    if (this._closed) {
+      this._countUnsent();
+      return Promise.reject(new NotConnectedError('the pool is closed'));
+    }
     const deadline = performance.now() + total;
     const run = (member) => {
       let result;
